@@ -1,0 +1,493 @@
+/**
+ * The SwitchNorm layers: options, parameters, buffers, modes and the path from `forward()` to a
+ * backend. The math lives in the backends.
+ *
+ * @module
+ */
+import type {
+  Backend,
+  BackendName,
+  LayerParams,
+  NormProblem,
+  ResidentTensor,
+  RunningUpdate,
+} from "./backends/_backend.ts";
+import { BACKEND_REQUESTS, type BackendRequest, chooseBackend } from "./backends/select.ts";
+import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
+import {
+  checkBoolean,
+  checkFiniteIn,
+  checkFloat32,
+  checkInputShape,
+  checkKnownKeys,
+  checkPositiveInt,
+} from "./_validate.ts";
+
+/** Options shared by every SwitchNorm layer. */
+export interface SwitchNormOptions {
+  /** Added to the variance before the square root. Finite, >= 0. Default 1e-5. */
+  eps?: number;
+  /** Moving-average momentum in [0, 1]: `running = momentum*running + (1-momentum)*batch`. */
+  momentum?: number;
+  /**
+   * true (default): running buffers are a moving average. false: training-mode forwards add the
+   * batch statistics up, and {@linkcode SwitchNorm.finalizeBatchAverage} turns the sums into the
+   * inference statistics (the paper's batch average).
+   */
+  usingMovingAverage?: boolean;
+  /** Which backend runs the layer: "auto" (default), "wasm", "webgpu" or "reference". */
+  backend?: BackendRequest;
+}
+
+/** Options of SwitchNorm2d and SwitchNorm3d. */
+export interface SwitchNormNdOptions extends SwitchNormOptions {
+  /** Mix in batch statistics (default true). false: only IN and LN, no running buffers. */
+  usingBN?: boolean;
+  /** Initialise gamma to 0 instead of 1 (the last norm of a residual block). Default false. */
+  lastGamma?: boolean;
+}
+
+/** Per-call options of `forward`. */
+export interface ForwardOptions {
+  /** Where to write y (same kind and length as x); a new one is made otherwise. */
+  out?: Float32Array | ResidentTensor;
+}
+
+interface LayerKind {
+  readonly name: string;
+  readonly layout: "1d" | "nd";
+  readonly rank: number;
+  readonly rankName: string;
+  /** The reference's shape for weight/bias and for the running buffers. */
+  readonly paramShape: (c: number) => number[];
+  readonly bufferShape: (c: number) => number[];
+  readonly defaultMomentum: number;
+}
+
+function softmax(logits: Float32Array): Float64Array {
+  const max = Math.max(...logits);
+  const e = Float64Array.from(logits, (v) => Math.exp(v - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}
+
+/**
+ * What SwitchNorm1d/2d/3d have in common. Not constructed directly.
+ */
+export abstract class SwitchNorm {
+  /** Number of channels C. */
+  readonly numFeatures: number;
+  /** Added to the variance before the square root. */
+  readonly eps: number;
+  /** Momentum of the moving average of the running buffers. */
+  readonly momentum: number;
+  /** Whether the running buffers are a moving average (true) or batch-average sums (false). */
+  readonly usingMovingAverage: boolean;
+  /** Whether BN statistics take part (always true for SwitchNorm1d). */
+  readonly usingBN: boolean;
+  /** Whether gamma was initialised to 0. */
+  readonly lastGamma: boolean;
+  /** The backend that was asked for. */
+  readonly backendRequest: BackendRequest;
+  /** True in training mode (the default), false in evaluation mode. */
+  training = true;
+
+  #kind: LayerKind;
+  #params: {
+    weight: Float32Array;
+    bias: Float32Array;
+    meanLogits: Float32Array;
+    varLogits: Float32Array;
+    runningMean: Float32Array;
+    runningVar: Float32Array;
+    version: number;
+  };
+  #batchesAccumulated = 0;
+  #view?: LayerParams;
+  #choice?: Promise<{ backend: Backend; reason: string }>;
+  #ran?: { backend: BackendName; reason: string };
+
+  protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
+    checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`${kind.name}: options must be an object`);
+    }
+    const known = kind.layout === "1d"
+      ? ["eps", "momentum", "usingMovingAverage", "backend"]
+      : ["eps", "momentum", "usingMovingAverage", "usingBN", "lastGamma", "backend"];
+    checkKnownKeys(kind.name, options, known);
+    this.#kind = kind;
+    this.numFeatures = numFeatures;
+    this.eps = checkFiniteIn(`${kind.name}: eps`, options.eps ?? 1e-5, 0, Infinity);
+    this.momentum = checkFiniteIn(
+      `${kind.name}: momentum`,
+      options.momentum ?? kind.defaultMomentum,
+      0,
+      1,
+    );
+    this.usingMovingAverage = checkBoolean(
+      `${kind.name}: usingMovingAverage`,
+      options.usingMovingAverage,
+      true,
+    );
+    this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true);
+    this.lastGamma = checkBoolean(`${kind.name}: lastGamma`, options.lastGamma, false);
+    const backend = options.backend ?? "auto";
+    if (!BACKEND_REQUESTS.includes(backend)) {
+      throw new RangeError(
+        `${kind.name}: unknown backend "${String(backend)}" (expected ${
+          BACKEND_REQUESTS.join(", ")
+        })`,
+      );
+    }
+    this.backendRequest = backend;
+    const k = this.#logitCount();
+    const buffers = this.usingBN ? numFeatures : 0;
+    this.#params = {
+      weight: new Float32Array(numFeatures).fill(this.lastGamma ? 0 : 1),
+      bias: new Float32Array(numFeatures),
+      meanLogits: new Float32Array(k).fill(1),
+      varLogits: new Float32Array(k).fill(1),
+      runningMean: new Float32Array(buffers),
+      runningVar: new Float32Array(buffers),
+      version: 0,
+    };
+  }
+
+  #logitCount(): number {
+    return this.#kind.layout === "1d" ? 2 : this.usingBN ? 3 : 2;
+  }
+
+  /** Sets training mode (default) or evaluation mode; returns the layer, as PyTorch does. */
+  train(mode = true): this {
+    this.training = checkBoolean(`${this.#kind.name}.train: mode`, mode, true);
+    return this;
+  }
+
+  /** Sets evaluation mode: BN statistics come from the running buffers, which stay unchanged. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** gamma, length C (a copy; change it with loadStateDict). */
+  get weight(): Float32Array {
+    return this.#params.weight.slice();
+  }
+  /** beta, length C (a copy). */
+  get bias(): Float32Array {
+    return this.#params.bias.slice();
+  }
+  /** Importance logits of the means, order (in,) ln, bn (a copy). */
+  get mean_weight(): Float32Array {
+    return this.#params.meanLogits.slice();
+  }
+  /** Importance logits of the variances, order (in,) ln, bn (a copy). */
+  get var_weight(): Float32Array {
+    return this.#params.varLogits.slice();
+  }
+  /** Running means, length C, or length 0 without usingBN (a copy). */
+  get running_mean(): Float32Array {
+    return this.#params.runningMean.slice();
+  }
+  /** Running variances, length C, or length 0 without usingBN (a copy). */
+  get running_var(): Float32Array {
+    return this.#params.runningVar.slice();
+  }
+  /** softmax(mean_weight): the mixing weights of the means, order (in,) ln, bn. */
+  get meanImportance(): Float64Array {
+    return softmax(this.#params.meanLogits);
+  }
+  /** softmax(var_weight): the mixing weights of the variances, order (in,) ln, bn. */
+  get varImportance(): Float64Array {
+    return softmax(this.#params.varLogits);
+  }
+  /** Training batches added into the running buffers since the last reset (batch average). */
+  get batchesAccumulated(): number {
+    return this.#batchesAccumulated;
+  }
+
+  /**
+   * The backend that ran the last forward, and why it was chosen; undefined before the first.
+   */
+  get backendInfo(): { readonly backend: BackendName; readonly reason: string } | undefined {
+    return this.#ran;
+  }
+
+  #specs(): Record<string, KeySpec> {
+    const c = this.numFeatures, k = this.#logitCount();
+    const param = { length: c, shapes: [this.#kind.paramShape(c)] };
+    const specs: Record<string, KeySpec> = {
+      weight: param,
+      bias: param,
+      mean_weight: { length: k, shapes: [] },
+      var_weight: { length: k, shapes: [] },
+    };
+    if (this.usingBN) {
+      const buffer = { length: c, shapes: [this.#kind.bufferShape(c)] };
+      specs.running_mean = buffer;
+      specs.running_var = buffer;
+    }
+    return specs;
+  }
+
+  /**
+   * Loads parameters and buffers with PyTorch's key names. Each value may be flat (length C, or
+   * the number of logits), a nested array in the reference's shape ([1,C,1,1] for SwitchNorm2d
+   * weight/bias, [1,C,1] for its buffers; [1,C] for SwitchNorm1d; [1,C,1,1,1] for SwitchNorm3d),
+   * or `{ data, shape }`. A missing, extra, misshapen or non-finite entry throws an error naming
+   * the key, and nothing is changed.
+   */
+  loadStateDict(dict: Readonly<Record<string, unknown>>): void {
+    const read = readStateDict(this.#kind.name, dict, this.#specs());
+    const p = this.#params;
+    p.weight.set(read.weight);
+    p.bias.set(read.bias);
+    p.meanLogits.set(read.mean_weight);
+    p.varLogits.set(read.var_weight);
+    if (this.usingBN) {
+      p.runningMean.set(read.running_mean);
+      p.runningVar.set(read.running_var);
+    }
+    p.version++;
+  }
+
+  /** Copies of the parameters and buffers, flat, with PyTorch's key names. */
+  stateDict(): StateDict {
+    const p = this.#params;
+    const dict: StateDict = {
+      weight: p.weight.slice(),
+      bias: p.bias.slice(),
+      mean_weight: p.meanLogits.slice(),
+      var_weight: p.varLogits.slice(),
+    };
+    if (this.usingBN) {
+      dict.running_mean = p.runningMean.slice();
+      dict.running_var = p.runningVar.slice();
+    }
+    return dict;
+  }
+
+  /** Zeroes the running buffers and the batch-average count (the first step of a batch average). */
+  resetRunningStats(): void {
+    this.#params.runningMean.fill(0);
+    this.#params.runningVar.fill(0);
+    this.#batchesAccumulated = 0;
+    this.#params.version++;
+  }
+
+  /**
+   * Ends a batch average (usingMovingAverage false): after K training-mode forwards from
+   * {@linkcode resetRunningStats}, sets running_mean = sum_mean / K and
+   * running_var = sum_sq / K - running_mean^2, the inference statistics of SN_SPEC, and resets K.
+   */
+  finalizeBatchAverage(): void {
+    const name = this.#kind.name;
+    if (!this.usingBN) throw new Error(`${name}: no running buffers (usingBN is false)`);
+    if (this.usingMovingAverage) {
+      throw new Error(`${name}: finalizeBatchAverage needs usingMovingAverage: false`);
+    }
+    const k = this.#batchesAccumulated;
+    if (k === 0) {
+      throw new Error(`${name}: no training batches accumulated since resetRunningStats()`);
+    }
+    const { runningMean, runningVar } = this.#params;
+    for (let c = 0; c < runningMean.length; c++) {
+      const mean = runningMean[c] / k;
+      runningVar[c] = runningVar[c] / k - mean * mean;
+      runningMean[c] = mean;
+    }
+    this.#batchesAccumulated = 0;
+    this.#params.version++;
+  }
+
+  /** The parameters as backends see them, rebuilt only when the CPU copy changed. */
+  #paramsView(): LayerParams {
+    const p = this.#params;
+    if (this.#view?.version !== p.version) {
+      this.#view = {
+        weight: p.weight,
+        bias: p.bias,
+        meanMix: softmax(p.meanLogits),
+        varMix: softmax(p.varLogits),
+        runningMean: p.runningMean,
+        runningVar: p.runningVar,
+        version: p.version,
+      };
+    }
+    return this.#view;
+  }
+
+  #backend(): Promise<{ backend: Backend; reason: string }> {
+    if (!this.#choice) {
+      this.#choice = chooseBackend(this.backendRequest);
+      this.#choice.catch(() => this.#choice = undefined);
+    }
+    return this.#choice;
+  }
+
+  /**
+   * Normalizes `x`. With a Float32Array and its shape, resolves to a new Float32Array (or fills
+   * `options.out`). With a tensor resident in the layer's backend (see {@linkcode upload}),
+   * resolves to a resident tensor, so that layers chain without copies. In training mode with
+   * BN statistics, the running buffers are updated before the promise resolves.
+   */
+  forward(x: Float32Array, shape: readonly number[], options?: ForwardOptions): Promise<Float32Array>;
+  forward(x: ResidentTensor, options?: ForwardOptions): Promise<ResidentTensor>;
+  async forward(
+    x: Float32Array | ResidentTensor,
+    shapeOrOptions?: readonly number[] | ForwardOptions,
+    maybeOptions?: ForwardOptions,
+  ): Promise<Float32Array | ResidentTensor> {
+    const name = this.#kind.name;
+    const resident = isResident(x);
+    const shape = resident ? x.shape : shapeOrOptions;
+    const options = ((resident ? shapeOrOptions : maybeOptions) ?? {}) as ForwardOptions;
+    if (!resident) checkFloat32(`${name}.forward: x`, x);
+    if (resident && Array.isArray(shapeOrOptions)) {
+      throw new TypeError(`${name}.forward: a resident tensor carries its own shape`);
+    }
+    const { n, c, m } = checkInputShape(
+      `${name}.forward`,
+      shape,
+      this.#kind.rank,
+      this.#kind.rankName,
+      this.numFeatures,
+      x.length,
+    );
+    if (options.out !== undefined) {
+      if (isResident(options.out) !== resident || options.out.length !== x.length) {
+        throw new TypeError(
+          `${name}.forward: out must be the same kind as x with ${x.length} elements`,
+        );
+      }
+    }
+    const { backend, reason } = await this.#backend();
+    if (resident && x.backend !== backend.name) {
+      throw new TypeError(
+        `${name}.forward: x lives in ${x.backend} memory but this layer runs on ${backend.name}`,
+      );
+    }
+    const problem: NormProblem = {
+      layout: this.#kind.layout,
+      n,
+      c,
+      m,
+      training: this.training,
+      usingBN: this.usingBN,
+      eps: this.eps,
+    };
+    const params = this.#paramsView();
+    const update: RunningUpdate = this.usingMovingAverage
+      ? { kind: "movingAverage", momentum: this.momentum }
+      : { kind: "batchAverage" };
+    const y = await backend.forward(problem, x, params, update, options.out);
+    if (this.training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;
+    this.#ran = { backend: backend.name, reason };
+    return y;
+  }
+
+  /**
+   * Copies data into a tensor resident in this layer's backend, for chaining layers with
+   * {@linkcode forward} without copies in and out. Free it with `dispose()` (or `using`).
+   */
+  async upload(data: Float32Array, shape: readonly number[]): Promise<ResidentTensor> {
+    const name = this.#kind.name;
+    checkFloat32(`${name}.upload: data`, data);
+    checkInputShape(
+      `${name}.upload`,
+      shape,
+      this.#kind.rank,
+      this.#kind.rankName,
+      this.numFeatures,
+      data.length,
+    );
+    const { backend } = await this.#backend();
+    return backend.upload(data, shape);
+  }
+}
+
+function isResident(x: unknown): x is ResidentTensor {
+  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
+    "shape" in x;
+}
+
+/**
+ * Switchable Normalization over [N, C]: LN over the features of a sample and BN over the batch,
+ * mixed by learned importance weights (the authors' SwitchNorm1d).
+ *
+ * @example
+ * ```ts
+ * import { SwitchNorm1d } from "./mod.ts";
+ * const sn = new SwitchNorm1d(3, { backend: "reference" });
+ * const y = await sn.forward(new Float32Array([1, 2, 3, 4, 6, 8]), [2, 3]);
+ * console.log(y.length); // 6
+ * ```
+ */
+export class SwitchNorm1d extends SwitchNorm {
+  /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
+  constructor(numFeatures: number, options: SwitchNormOptions = {}) {
+    super({
+      name: "SwitchNorm1d",
+      layout: "1d",
+      rank: 2,
+      rankName: "[N, C]",
+      paramShape: (c) => [1, c],
+      bufferShape: (c) => [1, c],
+      defaultMomentum: 0.997,
+    }, numFeatures, options);
+  }
+}
+
+/**
+ * Switchable Normalization over [N, C, H, W]: IN, LN and BN statistics mixed by learned
+ * importance weights (the authors' SwitchNorm2d).
+ *
+ * @example
+ * ```ts
+ * import { SwitchNorm2d } from "./mod.ts";
+ * const sn = new SwitchNorm2d(2, { backend: "reference" });
+ * const x = Float32Array.from({ length: 2 * 2 * 3 * 3 }, (_, i) => Math.sin(i));
+ * const y = await sn.forward(x, [2, 2, 3, 3]);
+ * console.log(y.length, sn.stateDict().running_mean); // 36 Float32Array(2) [...]
+ * ```
+ */
+export class SwitchNorm2d extends SwitchNorm {
+  /** Makes a layer for `numFeatures` channels. Default momentum 0.9. */
+  constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
+    super({
+      name: "SwitchNorm2d",
+      layout: "nd",
+      rank: 4,
+      rankName: "[N, C, H, W]",
+      paramShape: (c) => [1, c, 1, 1],
+      bufferShape: (c) => [1, c, 1],
+      defaultMomentum: 0.9,
+    }, numFeatures, options);
+  }
+}
+
+/**
+ * Switchable Normalization over [N, C, D, H, W] (the authors' SwitchNorm3d).
+ *
+ * @example
+ * ```ts
+ * import { SwitchNorm3d } from "./mod.ts";
+ * const sn = new SwitchNorm3d(1, { backend: "reference" }).eval();
+ * const y = await sn.forward(new Float32Array(8).map((_, i) => i), [1, 1, 2, 2, 2]);
+ * console.log(y.length); // 8
+ * ```
+ */
+export class SwitchNorm3d extends SwitchNorm {
+  /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
+  constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
+    super({
+      name: "SwitchNorm3d",
+      layout: "nd",
+      rank: 5,
+      rankName: "[N, C, D, H, W]",
+      paramShape: (c) => [1, c, 1, 1, 1],
+      bufferShape: (c) => [1, c, 1],
+      defaultMomentum: 0.997,
+    }, numFeatures, options);
+  }
+}

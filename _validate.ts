@@ -1,0 +1,106 @@
+/**
+ * Checks of what callers pass in. Every check throws before any state changes, with a message that
+ * names the layer, the argument and what was wrong with it.
+ *
+ * @module
+ */
+
+/** Throws unless `value` is a positive safe integer. */
+export function checkPositiveInt(what: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(`${what} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Throws unless `value` is a finite number in [min, max]. */
+export function checkFiniteIn(what: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new RangeError(`${what} must be a finite number, got ${String(value)}`);
+  }
+  if (value < min || value > max) {
+    throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+/** Throws unless `value` is a boolean (or undefined, which gives `fallback`). */
+export function checkBoolean(what: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new TypeError(`${what} must be a boolean, got ${typeof value}`);
+  }
+  return value;
+}
+
+/** Throws if `options` has a key not in `known` (a typo would otherwise be ignored silently). */
+export function checkKnownKeys(what: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new TypeError(`${what}: unknown option "${key}" (known: ${known.join(", ")})`);
+    }
+  }
+}
+
+/**
+ * Checks an input tensor's shape against the layer and its data length, and returns the
+ * [N, C, M] view of it. `rankName` is e.g. "[N, C, H, W]".
+ */
+export function checkInputShape(
+  layer: string,
+  shape: unknown,
+  rank: number,
+  rankName: string,
+  numFeatures: number,
+  length: number,
+): { n: number; c: number; m: number } {
+  if (!Array.isArray(shape)) {
+    throw new TypeError(`${layer}: shape must be an array ${rankName}, got ${typeof shape}`);
+  }
+  if (shape.length !== rank) {
+    throw new RangeError(
+      `${layer}: expected a rank-${rank} input ${rankName}, got rank ${shape.length} [${
+        shape.join(", ")
+      }]`,
+    );
+  }
+  for (let i = 0; i < rank; i++) {
+    const d = shape[i];
+    if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) {
+      throw new RangeError(`${layer}: shape[${i}] must be a non-negative integer, got ${d}`);
+    }
+    if (d === 0) {
+      throw new RangeError(
+        `${layer}: zero-size dimension ${i} in shape [${shape.join(", ")}]; nothing to normalize`,
+      );
+    }
+  }
+  if (shape[1] !== numFeatures) {
+    throw new RangeError(
+      `${layer}: channel count mismatch: shape[1] is ${shape[1]} but the layer has ${numFeatures} features`,
+    );
+  }
+  const n = shape[0] as number;
+  let m = 1;
+  for (let i = 2; i < rank; i++) m *= shape[i] as number;
+  const expected = n * numFeatures * m;
+  if (!Number.isSafeInteger(expected) || expected !== length) {
+    throw new RangeError(
+      `${layer}: data length ${length} does not match shape [${
+        shape.join(", ")
+      }] (${expected} elements)`,
+    );
+  }
+  return { n, c: numFeatures, m };
+}
+
+/** Throws unless `x` is a Float32Array, naming the type that came instead. */
+export function checkFloat32(what: string, x: unknown): Float32Array {
+  if (x instanceof Float32Array) return x;
+  const got = x === null
+    ? "null"
+    : typeof x === "object"
+    ? (x as object).constructor?.name ?? "object"
+    : typeof x;
+  throw new TypeError(`${what} must be a Float32Array (dtype float32), got ${got}`);
+}

@@ -1,0 +1,116 @@
+/**
+ * The one interface every backend implements, and the small pieces of math that all of them
+ * share at O(C) cost (running-buffer updates). Private to the package.
+ *
+ * @module
+ */
+
+/** Names of the backends a layer can run on. */
+export type BackendName = "reference" | "wasm" | "webgpu";
+
+/**
+ * One forward call, as a backend sees it. The tensor is viewed as [N, C, M]:
+ * - layout "nd" (SwitchNorm2d/3d): M = H*W or D*H*W; statistics IN per (n, c), LN per n, BN per c,
+ *   mixed in the order in, ln, bn (bn absent without usingBN).
+ * - layout "1d" (SwitchNorm1d): M = 1; LN over c per n, BN over n per c, mixed in the order ln, bn.
+ */
+export interface NormProblem {
+  readonly layout: "1d" | "nd";
+  readonly n: number;
+  readonly c: number;
+  readonly m: number;
+  /** Training: BN statistics come from the batch. Evaluation: from the running buffers. */
+  readonly training: boolean;
+  readonly usingBN: boolean;
+  readonly eps: number;
+}
+
+/** How training mode folds the batch's BN statistics into the running buffers. */
+export type RunningUpdate =
+  | { readonly kind: "movingAverage"; readonly momentum: number }
+  | { readonly kind: "batchAverage" };
+
+/**
+ * The layer's parameters and buffers, owned by the layer and shared with its backend. Backends
+ * read the parameters and, in training mode with usingBN, update `runningMean`/`runningVar` in
+ * place. `version` goes up whenever the layer writes any of these arrays from the CPU, so that a
+ * backend keeping device copies knows when to upload them again.
+ */
+export interface LayerParams {
+  readonly weight: Float32Array;
+  readonly bias: Float32Array;
+  /** softmax(mean_weight), float64, order (in,) ln, bn. */
+  readonly meanMix: Float64Array;
+  /** softmax(var_weight), float64, order (in,) ln, bn. */
+  readonly varMix: Float64Array;
+  /** Length C with usingBN, else 0. */
+  readonly runningMean: Float32Array;
+  readonly runningVar: Float32Array;
+  readonly version: number;
+}
+
+/**
+ * A tensor that lives in a backend's memory (WASM linear memory, a GPUBuffer) so that layers can
+ * chain without copies. Made by that backend's `upload`/`alloc`; freed by `dispose()`.
+ */
+export interface ResidentTensor {
+  /** The backend whose memory holds the data. */
+  readonly backend: BackendName;
+  /** Row-major shape. */
+  readonly shape: readonly number[];
+  /** Number of float32 elements. */
+  readonly length: number;
+  /** Copies the data out into a new Float32Array. */
+  read(): Promise<Float32Array>;
+  /** Frees the memory; the tensor must not be used afterwards. Idempotent. */
+  dispose(): void;
+  /** Same as dispose(), for `using`. */
+  [Symbol.dispose](): void;
+}
+
+/** What a backend does. One instance per backend kind is shared by all layers using it. */
+export interface Backend {
+  readonly name: BackendName;
+  /**
+   * y = SN(x). `x` is a Float32Array of N*C*M elements, or a tensor resident in this backend; the
+   * result is of the same kind. Validation is done by the caller: sizes are consistent and
+   * non-zero, params have the right lengths. With `problem.training && problem.usingBN` the
+   * backend applies `update` to `params.runningMean`/`runningVar` before resolving.
+   */
+  forward(
+    problem: NormProblem,
+    x: Float32Array | ResidentTensor,
+    params: LayerParams,
+    update: RunningUpdate,
+    out?: Float32Array | ResidentTensor,
+  ): Promise<Float32Array | ResidentTensor>;
+  /** Copies a Float32Array into a tensor resident in this backend. */
+  upload(data: Float32Array, shape: readonly number[]): ResidentTensor;
+  /** Releases what the backend holds (memory, pipelines). */
+  dispose(): void;
+}
+
+/**
+ * Folds a batch's BN statistics into the running buffers, as the reference does:
+ * moving average `r = momentum*r + (1-momentum)*batch`; batch average `r_mean += mean`,
+ * `r_var += mean^2 + var` (finalized later by the layer).
+ */
+export function applyRunningUpdate(
+  runningMean: Float32Array,
+  runningVar: Float32Array,
+  batchMean: ArrayLike<number>,
+  batchVar: ArrayLike<number>,
+  update: RunningUpdate,
+): void {
+  for (let c = 0; c < runningMean.length; c++) {
+    const mean = batchMean[c], variance = batchVar[c];
+    if (update.kind === "movingAverage") {
+      const m = update.momentum;
+      runningMean[c] = m * runningMean[c] + (1 - m) * mean;
+      runningVar[c] = m * runningVar[c] + (1 - m) * variance;
+    } else {
+      runningMean[c] += mean;
+      runningVar[c] += mean * mean + variance;
+    }
+  }
+}
