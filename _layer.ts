@@ -64,6 +64,8 @@ interface LayerKind {
   readonly defaultMomentum: number;
 }
 
+let nextLayerId = 1;
+
 function softmax(logits: Float32Array): Float64Array {
   const max = Math.max(...logits);
   const e = Float64Array.from(logits, (v) => Math.exp(v - max));
@@ -104,6 +106,7 @@ export abstract class SwitchNorm {
   };
   #batchesAccumulated = 0;
   #view?: LayerParams;
+  readonly #layerId = nextLayerId++;
   #choice?: Promise<{ backend: Backend; reason: string }>;
   #ran?: { backend: BackendName; reason: string };
 
@@ -187,10 +190,12 @@ export abstract class SwitchNorm {
   }
   /** Running means, length C, or length 0 without usingBN (a copy). */
   get running_mean(): Float32Array {
+    this.#checkRunningFresh("running_mean");
     return this.#params.runningMean.slice();
   }
   /** Running variances, length C, or length 0 without usingBN (a copy). */
   get running_var(): Float32Array {
+    this.#checkRunningFresh("running_var");
     return this.#params.runningVar.slice();
   }
   /** softmax(mean_weight): the mixing weights of the means, order (in,) ln, bn. */
@@ -251,8 +256,13 @@ export abstract class SwitchNorm {
     p.version++;
   }
 
-  /** Copies of the parameters and buffers, flat, with PyTorch's key names. */
+  /**
+   * Copies of the parameters and buffers, flat, with PyTorch's key names. After training-mode
+   * forwards on GPU-resident tensors the running buffers live on the GPU: then this throws until
+   * `await layer.sync()` has copied them back.
+   */
   stateDict(): StateDict {
+    this.#checkRunningFresh("stateDict");
     const p = this.#params;
     const dict: StateDict = {
       weight: p.weight.slice(),
@@ -286,6 +296,7 @@ export abstract class SwitchNorm {
     if (this.usingMovingAverage) {
       throw new Error(`${name}: finalizeBatchAverage needs usingMovingAverage: false`);
     }
+    this.#checkRunningFresh("finalizeBatchAverage");
     const k = this.#batchesAccumulated;
     if (k === 0) {
       throw new Error(`${name}: no training batches accumulated since resetRunningStats()`);
@@ -305,6 +316,7 @@ export abstract class SwitchNorm {
     const p = this.#params;
     if (this.#view?.version !== p.version) {
       this.#view = {
+        layerId: this.#layerId,
         weight: p.weight,
         bias: p.bias,
         meanMix: softmax(p.meanLogits),
@@ -315,6 +327,37 @@ export abstract class SwitchNorm {
       };
     }
     return this.#view;
+  }
+
+  #settledBackend?: Backend;
+
+  #checkRunningFresh(what: string): void {
+    const b = this.#settledBackend;
+    if (b?.runningStale?.(this.#paramsView())) {
+      throw new Error(
+        `${this.#kind.name}.${what}: the running buffers were updated on the ${b.name} device; ` +
+          "await layer.sync() first",
+      );
+    }
+  }
+
+  /**
+   * Brings device-held running buffers back to the CPU (needed only after training-mode forwards
+   * on GPU-resident tensors; a no-op otherwise).
+   */
+  async sync(): Promise<void> {
+    const b = this.#settledBackend;
+    if (b?.syncRunning) await b.syncRunning(this.#paramsView());
+  }
+
+  /** Frees what the backend keeps for this layer (device copies). The layer stays usable. */
+  dispose(): void {
+    this.#settledBackend?.releaseLayer?.(this.#paramsView());
+  }
+
+  /** Same as {@linkcode dispose}, for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   #backend(): Promise<{ backend: Backend; reason: string }> {
@@ -362,6 +405,7 @@ export abstract class SwitchNorm {
       }
     }
     const { backend, reason } = await this.#backend();
+    this.#settledBackend = backend;
     if (resident && x.backend !== backend.name) {
       throw new TypeError(
         `${name}.forward: x lives in ${x.backend} memory but this layer runs on ${backend.name}`,

@@ -37,6 +37,8 @@ export type RunningUpdate =
  * backend keeping device copies knows when to upload them again.
  */
 export interface LayerParams {
+  /** Stable for the life of the layer: a key for per-layer device state. */
+  readonly layerId: number;
   readonly weight: Float32Array;
   readonly bias: Float32Array;
   /** softmax(mean_weight), float64, order (in,) ln, bn. */
@@ -86,6 +88,15 @@ export interface Backend {
   ): Promise<Float32Array | ResidentTensor>;
   /** Copies a Float32Array into a tensor resident in this backend. */
   upload(data: Float32Array, shape: readonly number[]): ResidentTensor;
+  /**
+   * For backends that update the running buffers on a device without reading them back (calls
+   * with resident tensors): true while the device holds newer values than `params`' arrays.
+   */
+  runningStale?(params: LayerParams): boolean;
+  /** Copies device-held running buffers back into `params.runningMean`/`runningVar`. */
+  syncRunning?(params: LayerParams): Promise<void>;
+  /** Frees what the backend keeps for one layer (device copies of its parameters). */
+  releaseLayer?(params: LayerParams): void;
   /** Releases what the backend holds (memory, pipelines). */
   dispose(): void;
 }
