@@ -374,7 +374,11 @@ export abstract class SwitchNorm {
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
    * BN statistics, the running buffers are updated before the promise resolves.
    */
-  forward(x: Float32Array, shape: readonly number[], options?: ForwardOptions): Promise<Float32Array>;
+  forward(
+    x: Float32Array,
+    shape: readonly number[],
+    options?: ForwardOptions,
+  ): Promise<Float32Array>;
   forward(x: ResidentTensor, options?: ForwardOptions): Promise<ResidentTensor>;
   async forward(
     x: Float32Array | ResidentTensor,
@@ -470,15 +474,19 @@ function isResident(x: unknown): x is ResidentTensor {
 export class SwitchNorm1d extends SwitchNorm {
   /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
   constructor(numFeatures: number, options: SwitchNormOptions = {}) {
-    super({
-      name: "SwitchNorm1d",
-      layout: "1d",
-      rank: 2,
-      rankName: "[N, C]",
-      paramShape: (c) => [1, c],
-      bufferShape: (c) => [1, c],
-      defaultMomentum: 0.997,
-    }, numFeatures, options);
+    super(
+      {
+        name: "SwitchNorm1d",
+        layout: "1d",
+        rank: 2,
+        rankName: "[N, C]",
+        paramShape: (c) => [1, c],
+        bufferShape: (c) => [1, c],
+        defaultMomentum: 0.997,
+      },
+      numFeatures,
+      options,
+    );
   }
 }
 
@@ -498,15 +506,19 @@ export class SwitchNorm1d extends SwitchNorm {
 export class SwitchNorm2d extends SwitchNorm {
   /** Makes a layer for `numFeatures` channels. Default momentum 0.9. */
   constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
-    super({
-      name: "SwitchNorm2d",
-      layout: "nd",
-      rank: 4,
-      rankName: "[N, C, H, W]",
-      paramShape: (c) => [1, c, 1, 1],
-      bufferShape: (c) => [1, c, 1],
-      defaultMomentum: 0.9,
-    }, numFeatures, options);
+    super(
+      {
+        name: "SwitchNorm2d",
+        layout: "nd",
+        rank: 4,
+        rankName: "[N, C, H, W]",
+        paramShape: (c) => [1, c, 1, 1],
+        bufferShape: (c) => [1, c, 1],
+        defaultMomentum: 0.9,
+      },
+      numFeatures,
+      options,
+    );
   }
 }
 
@@ -524,14 +536,18 @@ export class SwitchNorm2d extends SwitchNorm {
 export class SwitchNorm3d extends SwitchNorm {
   /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
   constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
-    super({
-      name: "SwitchNorm3d",
-      layout: "nd",
-      rank: 5,
-      rankName: "[N, C, D, H, W]",
-      paramShape: (c) => [1, c, 1, 1, 1],
-      bufferShape: (c) => [1, c, 1],
-      defaultMomentum: 0.997,
-    }, numFeatures, options);
+    super(
+      {
+        name: "SwitchNorm3d",
+        layout: "nd",
+        rank: 5,
+        rankName: "[N, C, D, H, W]",
+        paramShape: (c) => [1, c, 1, 1, 1],
+        bufferShape: (c) => [1, c, 1],
+        defaultMomentum: 0.997,
+      },
+      numFeatures,
+      options,
+    );
   }
 }

@@ -34,7 +34,11 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Flattens nested arrays, returning the data and the nested shape; throws on ragged input. */
-function flattenNested(where: string, key: string, value: readonly unknown[]): { data: number[]; shape: number[] } {
+function flattenNested(
+  where: string,
+  key: string,
+  value: readonly unknown[],
+): { data: number[]; shape: number[] } {
   const shape: number[] = [];
   for (let v: unknown = value; Array.isArray(v); v = v[0]) shape.push(v.length);
   const data: number[] = [];

@@ -77,7 +77,9 @@ export function checkInputShape(
   }
   if (shape[1] !== numFeatures) {
     throw new RangeError(
-      `${layer}: channel count mismatch: shape[1] is ${shape[1]} but the layer has ${numFeatures} features`,
+      `${layer}: channel count mismatch: shape[1] is ${
+        shape[1]
+      } but the layer has ${numFeatures} features`,
     );
   }
   const n = shape[0] as number;

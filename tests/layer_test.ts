@@ -1,0 +1,325 @@
+/**
+ * The layer API: options, state dicts, modes, the batch-average workflow, and bad input, which
+ * must throw an error naming the problem and leave the layer unchanged.
+ */
+import assert from "node:assert/strict";
+import { SwitchNorm, SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { chooseBackend, currentEnvironment } from "../backends/select.ts";
+import { testEachBackend } from "./_backends.ts";
+
+function randomState(c: number, k: number, seed = 1) {
+  let s = seed;
+  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
+  const arr = (n: number, f: () => number) => Float32Array.from({ length: n }, f);
+  return {
+    weight: arr(c, () => 1 + rand()),
+    bias: arr(c, rand),
+    mean_weight: arr(k, rand),
+    var_weight: arr(k, rand),
+    running_mean: arr(c, rand),
+    running_var: arr(c, () => 1 + rand()),
+  };
+}
+
+function snapshot(layer: SwitchNorm) {
+  return { state: layer.stateDict(), training: layer.training, k: layer.batchesAccumulated };
+}
+
+/** Asserts that `fn` throws/rejects with a message matching `pattern` and leaves `layer` as it was. */
+async function assertRejectsUnchanged(
+  layer: SwitchNorm,
+  fn: () => unknown,
+  pattern: RegExp,
+): Promise<void> {
+  const before = snapshot(layer);
+  await assert.rejects(async () => await fn(), pattern);
+  assert.deepEqual(snapshot(layer), before);
+}
+
+Deno.test("layers start in the reference's initial state", () => {
+  const sn = new SwitchNorm2d(3);
+  assert.deepEqual([...sn.weight], [1, 1, 1]);
+  assert.deepEqual([...sn.bias], [0, 0, 0]);
+  assert.deepEqual([...sn.mean_weight], [1, 1, 1]);
+  assert.deepEqual([...sn.running_var], [0, 0, 0]);
+  assert.equal(sn.momentum, 0.9);
+  assert.equal(sn.eps, 1e-5);
+  assert.equal(sn.training, true);
+  assert.deepEqual([...new SwitchNorm2d(2, { lastGamma: true }).weight], [0, 0]);
+  assert.deepEqual([...new SwitchNorm2d(2, { usingBN: false }).mean_weight], [1, 1]);
+  assert.equal(new SwitchNorm2d(2, { usingBN: false }).stateDict().running_mean, undefined);
+  assert.equal(new SwitchNorm1d(2).momentum, 0.997);
+  assert.equal(new SwitchNorm3d(2).momentum, 0.997);
+  assert.equal(new SwitchNorm1d(2).mean_weight.length, 2);
+});
+
+Deno.test("train() and eval() switch modes and return the layer", () => {
+  const sn = new SwitchNorm2d(1);
+  assert.equal(sn.eval(), sn);
+  assert.equal(sn.training, false);
+  assert.equal(sn.train(), sn);
+  assert.equal(sn.training, true);
+  sn.train(false);
+  assert.equal(sn.training, false);
+});
+
+Deno.test("constructor options that are out of range or unknown throw errors naming them", () => {
+  assert.throws(() => new SwitchNorm2d(0), /numFeatures must be a positive integer, got 0/);
+  assert.throws(() => new SwitchNorm2d(2.5), /numFeatures/);
+  assert.throws(() => new SwitchNorm2d(2, { eps: NaN }), /eps must be a finite number/);
+  assert.throws(() => new SwitchNorm2d(2, { eps: Infinity }), /eps must be a finite number/);
+  assert.throws(() => new SwitchNorm2d(2, { eps: -1e-5 }), /eps must be in \[0, Infinity\]/);
+  assert.throws(() => new SwitchNorm2d(2, { momentum: 1.5 }), /momentum must be in \[0, 1\]/);
+  assert.throws(() => new SwitchNorm1d(2, { momentum: -Infinity }), /momentum must be a finite/);
+  assert.throws(
+    // deno-lint-ignore no-explicit-any
+    () => new SwitchNorm2d(2, { usingBN: "yes" as any }),
+    /usingBN must be a boolean/,
+  );
+  // deno-lint-ignore no-explicit-any
+  assert.throws(() => new SwitchNorm2d(2, { epsilon: 1 } as any), /unknown option "epsilon"/);
+  // deno-lint-ignore no-explicit-any
+  assert.throws(() => new SwitchNorm1d(2, { usingBN: false } as any), /unknown option "usingBN"/);
+  // deno-lint-ignore no-explicit-any
+  assert.throws(() => new SwitchNorm2d(2, { backend: "cuda" as any }), /unknown backend "cuda"/);
+});
+
+Deno.test("loadStateDict accepts flat arrays, the reference's shapes and {data, shape}", () => {
+  const s = randomState(2, 3);
+  const nested = {
+    weight: [[[[s.weight[0]]], [[s.weight[1]]]]], // [1, 2, 1, 1]
+    bias: { data: s.bias, shape: [1, 2, 1, 1] },
+    mean_weight: Array.from(s.mean_weight),
+    var_weight: s.var_weight,
+    running_mean: [[[s.running_mean[0]], [s.running_mean[1]]]], // [1, 2, 1]
+    running_var: { data: Array.from(s.running_var), shape: [2] },
+  };
+  const sn = new SwitchNorm2d(2);
+  sn.loadStateDict(nested);
+  assert.deepEqual(sn.stateDict(), s);
+  const sn1 = new SwitchNorm1d(2);
+  sn1.loadStateDict({
+    weight: [Array.from(s.weight)], // [1, 2]
+    bias: s.bias,
+    mean_weight: s.mean_weight.subarray(0, 2),
+    var_weight: s.var_weight.subarray(0, 2),
+    running_mean: [Array.from(s.running_mean)],
+    running_var: s.running_var,
+  });
+  assert.deepEqual(sn1.weight, s.weight);
+  const sn3 = new SwitchNorm3d(2);
+  sn3.loadStateDict({ ...s, weight: { data: s.weight, shape: [1, 2, 1, 1, 1] } });
+  assert.deepEqual(sn3.weight, s.weight);
+});
+
+Deno.test("loadStateDict rejects missing, extra, misshapen and non-finite keys by name and changes nothing", async () => {
+  const sn = new SwitchNorm2d(2);
+  sn.loadStateDict(randomState(2, 3));
+  const good = randomState(2, 3, 7);
+  const { running_var: _, ...missing } = good;
+  await assertRejectsUnchanged(sn, () => sn.loadStateDict(missing), /missing key "running_var"/);
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, num_batches_tracked: [0] }),
+    /unexpected key "num_batches_tracked"/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, weight: new Float32Array(3) }),
+    /"weight" has shape \[3\], expected \[2\] or \[1, 2, 1, 1\]/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, mean_weight: [1, 1] }),
+    /"mean_weight" has shape \[2\], expected \[3\]/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, running_mean: [[1, 2]] }),
+    /"running_mean" has shape \[1, 2\]/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, bias: [0, NaN] }),
+    /"bias"\[1\] is NaN; values must be finite/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, weight: [[1], [2, 3]] }),
+    /"weight" is a ragged nested array/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, weight: "1,2" }),
+    /"weight" must be an array/,
+  );
+  const noBN = new SwitchNorm2d(2, { usingBN: false });
+  await assertRejectsUnchanged(
+    noBN,
+    () => noBN.loadStateDict(good),
+    /unexpected key "mean_weight"|unexpected key "running_mean"|"mean_weight" has shape \[3\]/,
+  );
+});
+
+await testEachBackend(
+  "bad forward input throws an error naming the problem and changes nothing",
+  async (backend) => {
+    const sn = new SwitchNorm2d(3, { backend });
+    sn.loadStateDict(randomState(3, 3));
+    const x = new Float32Array(2 * 3 * 4);
+    await assertRejectsUnchanged(
+      sn,
+      () => sn.forward(x, [2, 3, 4]),
+      /expected a rank-4 input \[N, C, H, W\], got rank 3/,
+    );
+    await assertRejectsUnchanged(
+      sn,
+      () => sn.forward(x, [2, 3, 2, 3]),
+      /data length 24 does not match shape \[2, 3, 2, 3\] \(36 elements\)/,
+    );
+    await assertRejectsUnchanged(
+      sn,
+      () => sn.forward(x, [2, 4, 1, 3]),
+      /channel count mismatch: shape\[1\] is 4 but the layer has 3 features/,
+    );
+    await assertRejectsUnchanged(
+      sn,
+      () => sn.forward(new Float32Array(0), [0, 3, 2, 2]),
+      /zero-size dimension 0/,
+    );
+    await assertRejectsUnchanged(
+      sn,
+      () => sn.forward(x, [2, 3, 2, -2]),
+      /shape\[3\] must be a non-negative integer, got -2/,
+    );
+    await assertRejectsUnchanged(
+      sn,
+      // deno-lint-ignore no-explicit-any
+      () => sn.forward(new Float64Array(24) as any, [2, 3, 2, 2]),
+      /x must be a Float32Array \(dtype float32\), got Float64Array/,
+    );
+    await assertRejectsUnchanged(
+      sn,
+      // deno-lint-ignore no-explicit-any
+      () => sn.forward(x, undefined as any),
+      /shape must be an array/,
+    );
+    await assertRejectsUnchanged(
+      sn,
+      () => sn.forward(x, [2, 3, 2, 2], { out: new Float32Array(5) }),
+      /out must be the same kind as x with 24 elements/,
+    );
+    const s1 = new SwitchNorm1d(3, { backend });
+    await assertRejectsUnchanged(
+      s1,
+      () => s1.forward(new Float32Array(6), [2, 3, 1]),
+      /rank-2 input \[N, C\]/,
+    );
+  },
+);
+
+await testEachBackend("NaN and Inf in the input propagate without throwing", async (backend) => {
+  const sn = new SwitchNorm2d(2, { backend }).eval();
+  sn.loadStateDict(randomState(2, 3));
+  const x = Float32Array.from({ length: 3 * 2 * 4 }, (_, i) => Math.cos(i));
+  x[1] = NaN; // sample 0, channel 0
+  x[2 * 4 * 2 - 1] = Infinity; // sample 1, channel 1
+  const y = await sn.forward(x, [3, 2, 2, 2]);
+  // In evaluation mode BN uses the buffers, so only samples 0 and 1 (via IN and LN) are spoiled.
+  assert.ok(y.subarray(0, 16).every(Number.isNaN));
+  assert.ok(y.subarray(16).every(Number.isFinite));
+});
+
+await testEachBackend(
+  "a single element per (n, c) gives NaN, as the reference's unbiased variance does",
+  async (backend) => {
+    const sn = new SwitchNorm2d(2, { backend });
+    const y = await sn.forward(new Float32Array([1, 2, 3, 4]), [2, 2, 1, 1]);
+    assert.ok(y.every(Number.isNaN));
+    assert.ok(sn.running_var.every(Number.isNaN));
+    assert.ok(sn.running_mean.every(Number.isFinite));
+    const s1 = new SwitchNorm1d(2, { backend });
+    const y1 = await s1.forward(new Float32Array([1, 2]), [1, 2]); // N = 1 in training
+    assert.ok(y1.every(Number.isNaN));
+  },
+);
+
+await testEachBackend("evaluation mode leaves the running buffers unchanged", async (backend) => {
+  const sn = new SwitchNorm2d(2, { backend }).eval();
+  const s = randomState(2, 3);
+  sn.loadStateDict(s);
+  await sn.forward(Float32Array.from({ length: 16 }, Math.sqrt), [2, 2, 2, 2]);
+  assert.deepEqual(sn.stateDict(), s);
+});
+
+await testEachBackend(
+  "the batch-average workflow gives the mean of the batch statistics",
+  async (backend) => {
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    sn.loadStateDict(randomState(2, 3));
+    sn.resetRunningStats();
+    assert.throws(() => sn.finalizeBatchAverage(), /no training batches accumulated/);
+    // Two batches whose channels are constant within a sample: the BN mean of a batch is the mean
+    // of its values per channel and, with var_in = 0, the BN variance is their spread.
+    const b1 = new Float32Array([1, 1, 10, 10, 3, 3, 30, 30]); // [2, 2, 1, 2]
+    const b2 = new Float32Array([5, 5, 20, 20, 5, 5, 40, 40]);
+    await sn.forward(b1, [2, 2, 1, 2]);
+    await sn.forward(b2, [2, 2, 1, 2]);
+    assert.equal(sn.batchesAccumulated, 2);
+    sn.finalizeBatchAverage();
+    assert.equal(sn.batchesAccumulated, 0);
+    // Channel 0: batch means 2 and 5, batch variances 1 and 0: mean 3.5, E[mu^2 + var] - 3.5^2.
+    const m0 = (2 + 5) / 2, v0 = (2 * 2 + 1 + 5 * 5 + 0) / 2 - m0 * m0;
+    const m1 = (20 + 30) / 2, v1 = (20 * 20 + 100 + 30 * 30 + 100) / 2 - m1 * m1;
+    assert.deepEqual([...sn.running_mean], [m0, m1]);
+    assert.deepEqual([...sn.running_var], [v0, v1]);
+  },
+);
+
+Deno.test("finalizeBatchAverage refuses layers that do not accumulate", () => {
+  assert.throws(
+    () => new SwitchNorm2d(2).finalizeBatchAverage(),
+    /needs usingMovingAverage: false/,
+  );
+  assert.throws(
+    () => new SwitchNorm2d(2, { usingBN: false, usingMovingAverage: false }).finalizeBatchAverage(),
+    /no running buffers/,
+  );
+});
+
+await testEachBackend("forward writes into out when given one", async (backend) => {
+  const sn = new SwitchNorm1d(3, { backend });
+  const x = new Float32Array([1, 2, 4, 8, 16, 32]);
+  const out = new Float32Array(6).fill(NaN);
+  const y = await sn.eval().forward(x, [2, 3], { out });
+  assert.equal(y, out);
+  assert.deepEqual(y, await sn.forward(x, [2, 3]));
+});
+
+await testEachBackend("layers record which backend ran them and why", async (backend) => {
+  const sn = new SwitchNorm1d(2, { backend });
+  const info = () => sn.backendInfo; // a call, so that TypeScript does not narrow it to undefined
+  assert.equal(info(), undefined);
+  await sn.forward(new Float32Array([1, 2, 3, 5]), [2, 2]);
+  assert.equal(info()?.backend, backend);
+  assert.match(info()!.reason, new RegExp(`requested: ${backend}`));
+});
+
+/** This process as it would be without WebAssembly SIMD. */
+const NO_SIMD = { ...(await currentEnvironment()), wasmSimd: false };
+
+Deno.test("auto falls back to the reference backend where WebAssembly SIMD is missing, and says why", async () => {
+  const warn = console.warn;
+  const said: string[] = [];
+  console.warn = (m: string) => said.push(m);
+  try {
+    const choice = await chooseBackend("auto", NO_SIMD);
+    assert.equal(choice.backend.name, "reference");
+    assert.match(choice.reason, /WebAssembly SIMD is not available/);
+  } finally {
+    console.warn = warn;
+  }
+  // The warning is said once per process, so an earlier test may have said it already.
+  assert.ok(said.every((m) => /fell back to reference/.test(m)));
+  await assert.rejects(() => chooseBackend("wasm", NO_SIMD), /needs WebAssembly SIMD/);
+});
