@@ -3,7 +3,7 @@
  * must throw an error naming the problem and leave the layer unchanged.
  */
 import assert from "node:assert/strict";
-import { SwitchNorm, SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { type SwitchNorm, SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import { chooseBackend, currentEnvironment } from "../backends/select.ts";
 import { testEachBackend } from "./_backends.ts";
 
