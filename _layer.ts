@@ -11,6 +11,7 @@ import type {
   NormProblem,
   ResidentTensor,
   RunningUpdate,
+  SavedForward,
 } from "./backends/_backend.ts";
 import { BACKEND_REQUESTS, type BackendRequest, chooseBackend } from "./backends/select.ts";
 import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
@@ -51,6 +52,19 @@ export interface SwitchNormNdOptions extends SwitchNormOptions {
 export interface ForwardOptions {
   /** Where to write y (same kind and length as x); a new one is made otherwise. */
   out?: Float32Array | ResidentTensor;
+  /**
+   * Keep what `backward` needs (x by reference, not a copy, and per-(n,c) statistics). Default:
+   * true in training mode, false in evaluation mode, so that inference keeps nothing.
+   */
+  keepForBackward?: boolean;
+}
+
+/** Accumulated gradients of the parameters, PyTorch's names (of the raw logits for the weights). */
+export interface Gradients {
+  readonly weight: Float32Array;
+  readonly bias: Float32Array;
+  readonly mean_weight: Float32Array;
+  readonly var_weight: Float32Array;
 }
 
 interface LayerKind {
@@ -105,6 +119,8 @@ export abstract class SwitchNorm {
     version: number;
   };
   #batchesAccumulated = 0;
+  #saved?: SavedForward;
+  #grads: Gradients;
   #view?: LayerParams;
   readonly #layerId = nextLayerId++;
   #choice?: Promise<{ backend: Backend; reason: string }>;
@@ -154,6 +170,12 @@ export abstract class SwitchNorm {
       runningMean: new Float32Array(buffers),
       runningVar: new Float32Array(buffers),
       version: 0,
+    };
+    this.#grads = {
+      weight: new Float32Array(numFeatures),
+      bias: new Float32Array(numFeatures),
+      mean_weight: new Float32Array(k),
+      var_weight: new Float32Array(k),
     };
   }
 
@@ -428,10 +450,68 @@ export abstract class SwitchNorm {
     const update: RunningUpdate = this.usingMovingAverage
       ? { kind: "movingAverage", momentum: this.momentum }
       : { kind: "batchAverage" };
-    const y = await backend.forward(problem, x, params, update, options.out);
+    const keep = options.keepForBackward ?? this.training;
+    const save: SavedForward | undefined = keep ? {} : undefined;
+    this.#saved = undefined; // a failed call leaves nothing stale behind
+    const y = await backend.forward(problem, x, params, update, options.out, save);
+    this.#saved = save;
     if (this.training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;
     this.#ran = { backend: backend.name, reason };
     return y;
+  }
+
+  /**
+   * Gradients accumulated by {@linkcode backward} since the last {@linkcode zeroGrad} (the live
+   * arrays: an optimiser may read them in place).
+   */
+  get grads(): Gradients {
+    return this.#grads;
+  }
+
+  /** Sets the accumulated gradients to zero. */
+  zeroGrad(): void {
+    for (const g of Object.values(this.#grads)) g.fill(0);
+  }
+
+  /**
+   * Back-propagates `dy` = dL/dy through the last forward (which must have kept what backward
+   * needs: training mode, or `keepForBackward: true`). Resolves to dx, of the same kind as that
+   * forward's x, and adds the parameter gradients into {@linkcode grads}. x must not have been
+   * changed since that forward.
+   */
+  backward(dy: Float32Array): Promise<Float32Array>;
+  backward(dy: ResidentTensor): Promise<ResidentTensor>;
+  async backward(dy: Float32Array | ResidentTensor): Promise<Float32Array | ResidentTensor> {
+    const name = this.#kind.name;
+    const saved = this.#saved;
+    if (!saved?.problem || !saved.x) {
+      throw new Error(
+        `${name}.backward: no forward to differentiate; run forward in training mode or with ` +
+          "{ keepForBackward: true } first",
+      );
+    }
+    if (isResident(dy) !== isResident(saved.x) || dy.length !== saved.x.length) {
+      throw new RangeError(
+        `${name}.backward: dy must be the same kind as the forward's x, with ${saved.x.length} elements, got ${dy.length}`,
+      );
+    }
+    if (!isResident(dy)) checkFloat32(`${name}.backward: dy`, dy);
+    const backend = this.#settledBackend!;
+    if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);
+    const r = await backend.backward(saved, dy, this.#paramsView());
+    const g = this.#grads, { meanMix, varMix } = this.#paramsView();
+    for (let c = 0; c < g.weight.length; c++) {
+      g.weight[c] += r.dWeight[c];
+      g.bias[c] += r.dBias[c];
+    }
+    // d softmax: dL/dlogit_k = w_k (a_k - sum_j w_j a_j).
+    const dotW = meanMix.reduce((acc, w, k) => acc + w * r.meanDots[k], 0);
+    const dotV = varMix.reduce((acc, v, k) => acc + v * r.varDots[k], 0);
+    for (let k = 0; k < meanMix.length; k++) {
+      g.mean_weight[k] += meanMix[k] * (r.meanDots[k] - dotW);
+      g.var_weight[k] += varMix[k] * (r.varDots[k] - dotV);
+    }
+    return r.dx;
   }
 
   /**

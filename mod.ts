@@ -16,6 +16,7 @@
  */
 export {
   type ForwardOptions,
+  type Gradients,
   SwitchNorm,
   SwitchNorm1d,
   SwitchNorm2d,

@@ -70,6 +70,31 @@ export interface ResidentTensor {
   [Symbol.dispose](): void;
 }
 
+/**
+ * What a training forward leaves for the backward pass. The layer owns one per layer and hands it
+ * to each forward that may be followed by a backward; the backend fills it (x is kept by
+ * reference, never copied: the caller must not change x before backward).
+ */
+export interface SavedForward {
+  problem?: NormProblem;
+  x?: Float32Array | ResidentTensor;
+  /** Whatever else the backend keeps (per-(n,c) statistics), opaque to the layer. */
+  state?: unknown;
+}
+
+/**
+ * The backward pass's results: dx, and the parameter gradients of this call (the layer
+ * accumulates them). The gradients of the importance logits are formed by the layer from the dot
+ * products a_k = sum Gm * mu_k and b_k = sum Gv * var_k (SN_SPEC), which the backend returns.
+ */
+export interface BackwardResult {
+  dx: Float32Array | ResidentTensor;
+  dWeight: Float64Array;
+  dBias: Float64Array;
+  meanDots: Float64Array;
+  varDots: Float64Array;
+}
+
 /** What a backend does. One instance per backend kind is shared by all layers using it. */
 export interface Backend {
   readonly name: BackendName;
@@ -85,7 +110,17 @@ export interface Backend {
     params: LayerParams,
     update: RunningUpdate,
     out?: Float32Array | ResidentTensor,
+    save?: SavedForward,
   ): Promise<Float32Array | ResidentTensor>;
+  /**
+   * dx and parameter gradients for `dy` = dL/dy of the forward recorded in `saved`. In training
+   * mode BN statistics depend on x; in evaluation mode they are constants (the running buffers).
+   */
+  backward?(
+    saved: SavedForward,
+    dy: Float32Array | ResidentTensor,
+    params: LayerParams,
+  ): Promise<BackwardResult>;
   /** Copies a Float32Array into a tensor resident in this backend. */
   upload(data: Float32Array, shape: readonly number[]): ResidentTensor;
   /**

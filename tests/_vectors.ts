@@ -14,10 +14,16 @@ export interface ForwardStep {
   readonly mode: "train" | "eval";
   readonly shape: number[];
   readonly x: Float32Array;
+  /** dL/dy for the backward check (loss = sum(y * dy)). */
+  readonly dy: Float32Array;
   readonly expect: {
     readonly y: Float64Array;
     readonly running_mean?: Float64Array;
     readonly running_var?: Float64Array;
+    /** dL/dx from PyTorch autograd. */
+    readonly dx: Float64Array;
+    /** dL/d(parameter) of this step alone, PyTorch's names. */
+    readonly grads: Record<"weight" | "bias" | "mean_weight" | "var_weight", Float64Array>;
   };
 }
 
@@ -64,15 +70,20 @@ function parseCase(raw: Record<string, unknown>): VectorCase {
   const state: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(raw.state as Raw)) state[k] = f32(v);
   const steps = (raw.steps as Record<string, unknown>[]).map((s) => {
-    const expect = s.expect as Raw;
-    const e: Record<string, Float64Array> = {};
-    for (const [k, v] of Object.entries(expect)) e[k] = f64(v);
+    const expect = s.expect as Record<string, Stored[] | Record<string, Stored[]>>;
+    const e: Record<string, Float64Array | Record<string, Float64Array>> = {};
+    for (const [k, v] of Object.entries(expect)) {
+      e[k] = Array.isArray(v)
+        ? f64(v)
+        : Object.fromEntries(Object.entries(v).map(([g, a]) => [g, f64(a)]));
+    }
     if (s.op === "forward") {
       return {
         op: "forward",
         mode: s.mode,
         shape: s.shape,
         x: f32(s.x as Stored[]),
+        dy: f32(s.dy as Stored[]),
         expect: e,
       } as ForwardStep;
     }

@@ -295,28 +295,39 @@ class Case:
         m = self.build_module()
         train_steps = 0
         out_steps = []
-        with torch.no_grad():
-            for st in self.steps:
-                if st[0] == "forward":
-                    _, mode, x = st
-                    m.train(mode == "train")
-                    if mode == "train":
-                        train_steps += 1
-                    y = m(torch.from_numpy(x.copy()).double())
-                    assert y.dtype == torch.float64 and tuple(y.shape) == x.shape
-                    expect = {"y": F64(y.numpy().ravel())}
-                    if self.has_buffers():
-                        expect["running_mean"] = F64(m.running_mean.numpy().ravel())
-                        expect["running_var"] = F64(m.running_var.numpy().ravel())
-                    out_steps.append({"op": "forward", "mode": mode, "shape": list(x.shape),
-                                      "x": F32(x.ravel()), "expect": expect})
-                else:
-                    assert self.has_buffers() and not self.using_moving_average and train_steps > 0
+        # dy for the backward check (loss = sum(y * dy)) comes from its own stream, so that adding
+        # it left every x and state of the forward vectors unchanged.
+        rng_dy = np.random.default_rng(zlib.crc32((self.name + "/dy").encode("utf-8")))
+        for st in self.steps:
+            if st[0] == "forward":
+                _, mode, x = st
+                m.train(mode == "train")
+                if mode == "train":
+                    train_steps += 1
+                for p in m.parameters():
+                    p.grad = None
+                xt = torch.from_numpy(x.copy()).double().requires_grad_(True)
+                y = m(xt)
+                assert y.dtype == torch.float64 and tuple(y.shape) == x.shape
+                dy = rng_dy.standard_normal(x.shape).astype(np.float32)
+                (y * torch.from_numpy(dy).double()).sum().backward()
+                expect = {"y": F64(y.detach().numpy().ravel())}
+                if self.has_buffers():
+                    expect["running_mean"] = F64(m.running_mean.numpy().ravel())
+                    expect["running_var"] = F64(m.running_var.numpy().ravel())
+                expect["dx"] = F64(xt.grad.numpy().ravel())
+                expect["grads"] = {k: F64(getattr(m, k).grad.numpy().ravel())
+                                   for k in ("weight", "bias", "mean_weight", "var_weight")}
+                out_steps.append({"op": "forward", "mode": mode, "shape": list(x.shape),
+                                  "x": F32(x.ravel()), "dy": F32(dy.ravel()), "expect": expect})
+            else:
+                assert self.has_buffers() and not self.using_moving_average and train_steps > 0
+                with torch.no_grad():
                     finalize_batch_average(m, train_steps)
-                    out_steps.append({"op": "finalizeBatchAverage", "batches": train_steps,
-                                      "expect": {
-                                          "running_mean": F64(m.running_mean.numpy().ravel()),
-                                          "running_var": F64(m.running_var.numpy().ravel())}})
+                out_steps.append({"op": "finalizeBatchAverage", "batches": train_steps,
+                                  "expect": {
+                                      "running_mean": F64(m.running_mean.numpy().ravel()),
+                                      "running_var": F64(m.running_var.numpy().ravel())}})
         options = {"eps": self.eps, "momentum": self.momentum,
                    "usingMovingAverage": self.using_moving_average}
         if self.layer != "SwitchNorm1d":
