@@ -24,10 +24,10 @@ console.log(JSON.stringify({ ran: sn.backendInfo.backend, y: Array.from(y) }));
 }
 
 /** Serves the repository read-only on 127.0.0.1, plus /__probe_<backend>.ts. */
-function serve() {
+function serve(): Deno.HttpServer<Deno.NetAddr> {
+  let origin = "";
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
-    const origin = `http://127.0.0.1:${server.addr.port}`;
     const probeMatch = path.match(/^\/__probe_(\w+)\.ts$/);
     if (probeMatch) {
       return new Response(probe(origin, probeMatch[1] as BackendName), {
@@ -42,6 +42,7 @@ function serve() {
       return new Response("not found", { status: 404 });
     }
   });
+  origin = `http://127.0.0.1:${server.addr.port}`;
   return server;
 }
 
