@@ -51,7 +51,7 @@ console.log(`backend: ${sn.backendInfo?.backend} (${sn.backendInfo?.reason})`);
 
 const x = syntheticBatch(99);
 const times: number[] = [];
-let y = new Float32Array(0);
+let y: Float32Array = new Float32Array(0);
 for (let i = 0; i < 20; i++) {
   const t0 = performance.now();
   y = await sn.forward(x, shape);
