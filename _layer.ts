@@ -11,10 +11,12 @@ import type {
   NormProblem,
   ResidentTensor,
   RunningUpdate,
+  BatchSync,
   SavedForward,
 } from "./backends/_backend.ts";
 import { BACKEND_REQUESTS, type BackendRequest, chooseBackend } from "./backends/select.ts";
 import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
+import { batchSync, type SyncGroup } from "./_sync.ts";
 import {
   checkBoolean,
   checkFiniteIn,
@@ -38,6 +40,13 @@ export interface SwitchNormOptions {
   usingMovingAverage?: boolean;
   /** Which backend runs the layer: "auto" (default), "wasm", "webgpu" or "reference". */
   backend?: BackendRequest;
+  /**
+   * SyncSN: the group of data-parallel replicas this layer is one of. In training mode the BN
+   * statistics, the running buffers and the gradients are then those of the global batch on
+   * every replica (IN and LN statistics stay local). Each replica must call forward and backward
+   * in the same order.
+   */
+  sync?: SyncGroup;
 }
 
 /** Options of SwitchNorm2d and SwitchNorm3d. */
@@ -105,6 +114,8 @@ export abstract class SwitchNorm {
   readonly lastGamma: boolean;
   /** The backend that was asked for. */
   readonly backendRequest: BackendRequest;
+  /** The SyncSN group, if any. */
+  readonly syncGroup?: SyncGroup;
   /** True in training mode (the default), false in evaluation mode. */
   training = true;
 
@@ -120,6 +131,7 @@ export abstract class SwitchNorm {
   };
   #batchesAccumulated = 0;
   #saved?: SavedForward;
+  #sync?: BatchSync;
   #grads: Gradients;
   #view?: LayerParams;
   readonly #layerId = nextLayerId++;
@@ -132,8 +144,8 @@ export abstract class SwitchNorm {
       throw new TypeError(`${kind.name}: options must be an object`);
     }
     const known = kind.layout === "1d"
-      ? ["eps", "momentum", "usingMovingAverage", "backend"]
-      : ["eps", "momentum", "usingMovingAverage", "usingBN", "lastGamma", "backend"];
+      ? ["eps", "momentum", "usingMovingAverage", "backend", "sync"]
+      : ["eps", "momentum", "usingMovingAverage", "usingBN", "lastGamma", "backend", "sync"];
     checkKnownKeys(kind.name, options, known);
     this.#kind = kind;
     this.numFeatures = numFeatures;
@@ -160,6 +172,15 @@ export abstract class SwitchNorm {
       );
     }
     this.backendRequest = backend;
+    if (options.sync !== undefined) {
+      const g = options.sync;
+      if (typeof g !== "object" || g === null || typeof g.allGather !== "function") {
+        throw new TypeError(`${kind.name}: sync must be a SyncGroup with an allGather function`);
+      }
+      checkPositiveInt(`${kind.name}: sync.size`, g.size);
+      this.syncGroup = g;
+      this.#sync = batchSync(g);
+    }
     const k = this.#logitCount();
     const buffers = this.usingBN ? numFeatures : 0;
     this.#params = {
@@ -431,6 +452,9 @@ export abstract class SwitchNorm {
       }
     }
     const { backend, reason } = await this.#backend();
+    if (this.#sync && !backend.supportsSync) {
+      throw new Error(`${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`);
+    }
     this.#settledBackend = backend;
     if (resident && x.backend !== backend.name) {
       throw new TypeError(
@@ -445,6 +469,7 @@ export abstract class SwitchNorm {
       training: this.training,
       usingBN: this.usingBN,
       eps: this.eps,
+      sync: this.#sync,
     };
     const params = this.#paramsView();
     const update: RunningUpdate = this.usingMovingAverage

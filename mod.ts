@@ -25,5 +25,6 @@ export {
   type SwitchNormOptions,
 } from "./_layer.ts";
 export type { StateDict, StateValue } from "./_state_dict.ts";
+export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";

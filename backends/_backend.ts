@@ -23,6 +23,28 @@ export interface NormProblem {
   readonly training: boolean;
   readonly usingBN: boolean;
   readonly eps: number;
+  /**
+   * SyncSN: in training mode the BN statistics (forward) and the BN gradient sums (backward) are
+   * those of the global batch across replicas. Absent: the local batch is the batch.
+   */
+  readonly sync?: BatchSync;
+}
+
+/**
+ * Cross-replica operations for SyncSN, each resolving identically on every replica.
+ * BN statistics travel per channel as (count, mean, M2): for layout "nd" over the per-(n,c) IN
+ * statistics, M2 = sum_n var_in + sum_n (mu_in - mean)^2, so var_bn = M2 / count; for "1d" over
+ * x[:, c], var_bn = M2 / (count - 1).
+ */
+export interface BatchSync {
+  readonly replicas: number;
+  mergeStats(
+    count: number,
+    mean: Float64Array,
+    m2: Float64Array,
+  ): Promise<{ count: number; mean: Float64Array; m2: Float64Array }>;
+  /** Elementwise sum over replicas. */
+  sum(local: Float64Array): Promise<Float64Array>;
 }
 
 /** How training mode folds the batch's BN statistics into the running buffers. */
@@ -98,6 +120,8 @@ export interface BackwardResult {
 /** What a backend does. One instance per backend kind is shared by all layers using it. */
 export interface Backend {
   readonly name: BackendName;
+  /** Whether forward/backward honour `problem.sync` (SyncSN). Layers refuse sync otherwise. */
+  readonly supportsSync?: boolean;
   /**
    * y = SN(x). `x` is a Float32Array of N*C*M elements, or a tensor resident in this backend; the
    * result is of the same kind. Validation is done by the caller: sizes are consistent and

@@ -51,9 +51,8 @@ interface Statistics {
   readonly vars: ((n: number, c: number) => number)[];
   readonly mu: Float64Array;
   readonly sigma2: Float64Array;
-  /** Training: the batch's BN statistics (length C). */
-  readonly batchMean?: Float64Array;
-  readonly batchVar?: Float64Array;
+  /** Training with BN: the batch's BN statistics (length C) and its size. */
+  readonly batch?: { mean: Float64Array; var: Float64Array; count: number };
   /** "nd": per-(n,c) IN statistics; "1d": per-n LN statistics. For the backward pass. */
   readonly inner: { mean: Float64Array; var: Float64Array };
 }
@@ -68,38 +67,84 @@ export interface Params64 {
   readonly runningVar: ArrayLike<number>;
 }
 
-function statistics(problem: NormProblem, x: ArrayLike<number>, params: Params64): Statistics {
+/** Per-channel BN statistics as a mergeable (count, mean, M2) triple (see BatchSync). */
+interface BNPartials {
+  count: number;
+  mean: Float64Array;
+  m2: Float64Array;
+}
+
+function innerStatistics(problem: NormProblem, x: ArrayLike<number>) {
   const { n, c, m } = problem;
-  const means: Statistics["means"] = [], vars: Statistics["vars"] = [];
-  let inner: Statistics["inner"];
   if (problem.layout === "1d") {
-    const lnMean = new Float64Array(n), lnVar = new Float64Array(n);
-    for (let i = 0; i < n; i++) [lnMean[i], lnVar[i]] = meanVar(c, (j) => x[i * c + j]);
-    means.push((i) => lnMean[i]);
-    vars.push((i) => lnVar[i]);
-    inner = { mean: lnMean, var: lnVar };
-  } else {
-    const inMean = new Float64Array(n * c), inVar = new Float64Array(n * c);
-    for (let r = 0; r < n * c; r++) [inMean[r], inVar[r]] = meanVar(m, (i) => x[r * m + i]);
-    const lnMean = new Float64Array(n), lnVar = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      [lnMean[i], lnVar[i]] = mergeGroup(c, (j) => inMean[i * c + j], (j) => inVar[i * c + j]);
-    }
-    means.push((i, j) => inMean[i * c + j], (i) => lnMean[i]);
-    vars.push((i, j) => inVar[i * c + j], (i) => lnVar[i]);
-    inner = { mean: inMean, var: inVar };
+    const mean = new Float64Array(n), variance = new Float64Array(n);
+    for (let i = 0; i < n; i++) [mean[i], variance[i]] = meanVar(c, (j) => x[i * c + j]);
+    return { mean, var: variance };
   }
-  let batchMean: Float64Array | undefined, batchVar: Float64Array | undefined;
-  if (problem.usingBN) {
-    if (problem.training) {
-      batchMean = new Float64Array(c), batchVar = new Float64Array(c);
-      for (let j = 0; j < c; j++) {
-        [batchMean[j], batchVar[j]] = problem.layout === "1d"
-          ? meanVar(n, (i) => x[i * c + j])
-          : mergeGroup(n, (i) => inner.mean[i * c + j], (i) => inner.var[i * c + j]);
+  const mean = new Float64Array(n * c), variance = new Float64Array(n * c);
+  for (let r = 0; r < n * c; r++) [mean[r], variance[r]] = meanVar(m, (i) => x[r * m + i]);
+  return { mean, var: variance };
+}
+
+/** This batch's BN statistics per channel, as a triple that merges across replicas. */
+function bnPartials(
+  problem: NormProblem,
+  x: ArrayLike<number>,
+  inner: Statistics["inner"],
+): BNPartials {
+  const { n, c } = problem;
+  const mean = new Float64Array(c), m2 = new Float64Array(c);
+  for (let j = 0; j < c; j++) {
+    if (problem.layout === "1d") {
+      for (let i = 0; i < n; i++) mean[j] += x[i * c + j] / n;
+      for (let i = 0; i < n; i++) m2[j] += (x[i * c + j] - mean[j]) ** 2;
+    } else {
+      for (let i = 0; i < n; i++) mean[j] += inner.mean[i * c + j] / n;
+      for (let i = 0; i < n; i++) {
+        m2[j] += inner.var[i * c + j] + (inner.mean[i * c + j] - mean[j]) ** 2;
       }
     }
-    const bnMean = batchMean ?? params.runningMean, bnVar = batchVar ?? params.runningVar;
+  }
+  return { count: n, mean, m2 };
+}
+
+/**
+ * All statistics of a forward on x. `batch` replaces this batch's BN partials by those of the
+ * global batch (SyncSN); without it the local batch is the batch.
+ */
+function statistics(
+  problem: NormProblem,
+  x: ArrayLike<number>,
+  params: Params64,
+  batch?: BNPartials,
+): Statistics {
+  const { n, c } = problem;
+  const inner = innerStatistics(problem, x);
+  const means: Statistics["means"] = [], vars: Statistics["vars"] = [];
+  if (problem.layout === "1d") {
+    means.push((i) => inner.mean[i]);
+    vars.push((i) => inner.var[i]);
+  } else {
+    const lnMean = new Float64Array(n), lnVar = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      [lnMean[i], lnVar[i]] = mergeGroup(
+        c,
+        (j) => inner.mean[i * c + j],
+        (j) => inner.var[i * c + j],
+      );
+    }
+    means.push((i, j) => inner.mean[i * c + j], (i) => lnMean[i]);
+    vars.push((i, j) => inner.var[i * c + j], (i) => lnVar[i]);
+  }
+  let bn: Statistics["batch"];
+  if (problem.usingBN) {
+    if (problem.training) {
+      const p = batch ?? bnPartials(problem, x, inner);
+      // nd: var_bn = mean_n var_in + mean_n (mu_in - mu_bn)^2; 1d: unbiased variance over n.
+      const denominator = problem.layout === "1d" ? p.count - 1 : p.count;
+      bn = { mean: p.mean, var: p.m2.map((v) => v / denominator), count: p.count };
+    }
+    const bnMean = bn?.mean ?? params.runningMean, bnVar = bn?.var ?? params.runningVar;
     means.push((_, j) => bnMean[j]);
     vars.push((_, j) => bnVar[j]);
   }
@@ -112,35 +157,72 @@ function statistics(problem: NormProblem, x: ArrayLike<number>, params: Params64
       }
     }
   }
-  return { means, vars, mu, sigma2, batchMean, batchVar, inner };
+  return { means, vars, mu, sigma2, batch: bn, inner };
+}
+
+/** The global batch's BN partials under SyncSN, or undefined where the local batch is the batch. */
+async function syncedBatch(
+  problem: NormProblem,
+  x: ArrayLike<number>,
+): Promise<BNPartials | undefined> {
+  if (!problem.sync || !problem.training || !problem.usingBN) return undefined;
+  const local = bnPartials(problem, x, innerStatistics(problem, x));
+  return await problem.sync.mergeStats(local.count, local.mean, local.m2);
 }
 
 /** y = SN(x) in float64, and the batch BN statistics (training). */
-export function forward64(problem: NormProblem, x: ArrayLike<number>, params: Params64) {
+export function forward64(
+  problem: NormProblem,
+  x: ArrayLike<number>,
+  params: Params64,
+  batch?: BNPartials,
+): { y: Float64Array; batch: Statistics["batch"] } {
   const { n, c, m } = problem;
-  const st = statistics(problem, x, params);
+  const st = statistics(problem, x, params, batch);
   const y = new Float64Array(x.length);
   for (let r = 0; r < n * c; r++) {
     const j = r % c;
     const scale = params.weight[j] / Math.sqrt(st.sigma2[r] + problem.eps);
     for (let i = r * m; i < (r + 1) * m; i++) y[i] = (x[i] - st.mu[r]) * scale + params.bias[j];
   }
-  return { y, batchMean: st.batchMean, batchVar: st.batchVar };
+  return { y, batch: st.batch };
+}
+
+/** Gradient sums of one backward that SyncSN adds up across replicas, packed in one vector. */
+function packSums(parts: Float64Array[]): Float64Array {
+  const out = new Float64Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.length;
+  return out;
 }
 
 /**
  * The chain rule of SN_SPEC in float64: dx, dgamma, dbeta, and a_k = dL/dmeanMix_k,
  * b_k = dL/dvarMix_k. In training mode the BN statistics are functions of x; in evaluation mode
- * they are constants (the running buffers).
+ * they are constants (the running buffers). `reduce` (SyncSN) turns this replica's sums over n
+ * into the global batch's before dx is formed, so that every replica gets the gradients of the
+ * whole batch; `batch` is the global batch's BN partials from the forward.
  */
 export function backward64(
   problem: NormProblem,
   x: ArrayLike<number>,
   dy: ArrayLike<number>,
   params: Params64,
+  batch?: BNPartials,
+): ReturnType<typeof finishBackward> {
+  const partial = startBackward(problem, x, dy, params, batch);
+  return finishBackward(partial, partial.sums);
+}
+
+function startBackward(
+  problem: NormProblem,
+  x: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  params: Params64,
+  batch?: BNPartials,
 ) {
   const { n, c, m, eps } = problem;
-  const st = statistics(problem, x, params);
+  const st = statistics(problem, x, params, batch);
   const dWeight = new Float64Array(c), dBias = new Float64Array(c);
   const gm = new Float64Array(n * c), gv = new Float64Array(n * c); // dL/dmu, dL/dvar per (n,c)
   for (let r = 0; r < n * c; r++) {
@@ -170,7 +252,20 @@ export function backward64(
       }
     }
   }
-  const bnLive = problem.usingBN && problem.training;
+  const sums = packSums([dWeight, dBias, meanDots, varDots, gmB, gvB]);
+  return { problem, x, dy, params, st, gm, gv, gmL, gvL, sums };
+}
+
+function finishBackward(p: ReturnType<typeof startBackward>, sums: Float64Array) {
+  const { problem, x, dy, params, st, gmL, gvL } = p;
+  const { n, c, m, eps } = problem;
+  const k = st.means.length;
+  let at = 0;
+  const take = (len: number) => sums.subarray(at, at += len);
+  const dWeight = take(c), dBias = take(c), meanDots = take(k), varDots = take(k);
+  const gmB = take(c), gvB = take(c);
+  const bn = problem.usingBN && problem.training ? st.batch! : undefined; // BN depends on x
+  const nBatch = bn?.count ?? n;
   const dx = new Float64Array(x.length);
   const dxhs = (e: number, r: number) =>
     dy[e] * params.weight[r % c] / Math.sqrt(st.sigma2[r] + eps);
@@ -181,8 +276,9 @@ export function backward64(
       for (let j = 0; j < c; j++) {
         const r = i * c + j;
         dx[r] = dxhs(r, r) + w0 * gmL[i] / c + v0 * gvL[i] * 2 * (x[r] - ln.mean[i]) / (c - 1);
-        if (bnLive) {
-          dx[r] += w1 * gmB[j] / n + v1 * gvB[j] * 2 * (x[r] - st.batchMean![j]) / (n - 1);
+        if (bn) {
+          dx[r] += w1 * gmB[j] / nBatch +
+            v1 * gvB[j] * 2 * (x[r] - bn.mean[j]) / (nBatch - 1);
         }
       }
     }
@@ -192,11 +288,12 @@ export function backward64(
       const lnMean = st.means[1](i, 0);
       for (let j = 0; j < c; j++) {
         const r = i * c + j;
-        let gVarIn = v0 * gv[r] + v1 * gvL[i] / c;
-        let gMuIn = w0 * gm[r] + w1 * gmL[i] / c + v1 * (2 / c) * (inMean[r] - lnMean) * gvL[i];
-        if (bnLive) {
-          gVarIn += v2 * gvB[j] / n;
-          gMuIn += w2 * gmB[j] / n + v2 * (2 / n) * (inMean[r] - st.batchMean![j]) * gvB[j];
+        let gVarIn = v0 * p.gv[r] + v1 * gvL[i] / c;
+        let gMuIn = w0 * p.gm[r] + w1 * gmL[i] / c +
+          v1 * (2 / c) * (inMean[r] - lnMean) * gvL[i];
+        if (bn) {
+          gVarIn += v2 * gvB[j] / nBatch;
+          gMuIn += w2 * gmB[j] / nBatch + v2 * (2 / nBatch) * (inMean[r] - bn.mean[j]) * gvB[j];
         }
         for (let e = r * m; e < (r + 1) * m; e++) {
           dx[e] = dxhs(e, r) + gMuIn / m + gVarIn * 2 * (x[e] - inMean[r]) / (m - 1);
@@ -217,8 +314,9 @@ function float32(what: string, v: Float32Array | ResidentTensor | undefined): Fl
 /** Computes SN on the CPU in float64. Stateless; one instance serves every layer. */
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
+  readonly supportsSync = true;
 
-  forward(
+  async forward(
     problem: NormProblem,
     xIn: Float32Array | ResidentTensor,
     params: LayerParams,
@@ -228,16 +326,18 @@ export class ReferenceBackend implements Backend {
   ): Promise<Float32Array> {
     const x = float32("x", xIn);
     const y = float32("out", out) ?? new Float32Array(x.length);
-    const r = forward64(problem, x, params);
+    const batch = await syncedBatch(problem, x);
+    const r = forward64(problem, x, params, batch);
     y.set(r.y);
     if (save) {
       save.problem = problem;
       save.x = x;
+      save.state = batch;
     }
-    if (r.batchMean && r.batchVar) {
-      applyRunningUpdate(params.runningMean, params.runningVar, r.batchMean, r.batchVar, update);
+    if (r.batch) {
+      applyRunningUpdate(params.runningMean, params.runningVar, r.batch.mean, r.batch.var, update);
     }
-    return Promise.resolve(y);
+    return y;
   }
 
   /**
@@ -245,13 +345,22 @@ export class ReferenceBackend implements Backend {
    * are now, which the layer keeps equal to the forward's (in training mode the BN statistics are
    * the batch's, so the running update in between does not matter).
    */
-  backward(
+  async backward(
     saved: SavedForward,
     dy: Float32Array | ResidentTensor,
     params: LayerParams,
   ): Promise<BackwardResult> {
-    const r = backward64(saved.problem!, float32("x", saved.x), float32("dy", dy), params);
-    return Promise.resolve({ ...r, dx: Float32Array.from(r.dx) });
+    const problem = saved.problem!, x = float32("x", saved.x);
+    const partial = startBackward(
+      problem,
+      x,
+      float32("dy", dy),
+      params,
+      saved.state as BNPartials | undefined,
+    );
+    const sums = problem.sync ? await problem.sync.sum(partial.sums) : partial.sums;
+    const r = finishBackward(partial, sums);
+    return { ...r, dx: Float32Array.from(r.dx) };
   }
 
   upload(): ResidentTensor {
