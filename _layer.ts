@@ -7,16 +7,17 @@
 import type {
   Backend,
   BackendName,
+  BatchSync,
   LayerParams,
   NormProblem,
   ResidentTensor,
   RunningUpdate,
-  BatchSync,
   SavedForward,
 } from "./backends/_backend.ts";
 import { BACKEND_REQUESTS, type BackendRequest, chooseBackend } from "./backends/select.ts";
 import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
 import { batchSync, type SyncGroup } from "./_sync.ts";
+import { type Importance, softmax, sparsestmax } from "./_importance.ts";
 import {
   checkBoolean,
   checkFiniteIn,
@@ -47,6 +48,12 @@ export interface SwitchNormOptions {
    * in the same order.
    */
   sync?: SyncGroup;
+  /**
+   * Sparse SN: map the importance logits to mixing weights with sparsestmax (radius
+   * {@linkcode SwitchNorm.radius}) instead of softmax, so that training drives each layer to a
+   * single normalizer. Default false.
+   */
+  sparse?: boolean;
 }
 
 /** Options of SwitchNorm2d and SwitchNorm3d. */
@@ -89,13 +96,6 @@ interface LayerKind {
 
 let nextLayerId = 1;
 
-function softmax(logits: Float32Array): Float64Array {
-  const max = Math.max(...logits);
-  const e = Float64Array.from(logits, (v) => Math.exp(v - max));
-  const sum = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / sum);
-}
-
 /**
  * What SwitchNorm1d/2d/3d have in common. Not constructed directly.
  */
@@ -116,6 +116,8 @@ export abstract class SwitchNorm {
   readonly backendRequest: BackendRequest;
   /** The SyncSN group, if any. */
   readonly syncGroup?: SyncGroup;
+  /** Whether the importance weights come from sparsestmax (Sparse SN) rather than softmax. */
+  readonly sparse: boolean;
   /** True in training mode (the default), false in evaluation mode. */
   training = true;
 
@@ -131,6 +133,10 @@ export abstract class SwitchNorm {
   };
   #batchesAccumulated = 0;
   #saved?: SavedForward;
+  #radius = 0;
+  /** Sparse SN: the normalizer index each mixing was frozen to once it became one-hot. */
+  #frozen: { mean?: number; var?: number } = {};
+  #importance?: { version: number; mean: Importance; var: Importance };
   #sync?: BatchSync;
   #grads: Gradients;
   #view?: LayerParams;
@@ -144,8 +150,17 @@ export abstract class SwitchNorm {
       throw new TypeError(`${kind.name}: options must be an object`);
     }
     const known = kind.layout === "1d"
-      ? ["eps", "momentum", "usingMovingAverage", "backend", "sync"]
-      : ["eps", "momentum", "usingMovingAverage", "usingBN", "lastGamma", "backend", "sync"];
+      ? ["eps", "momentum", "usingMovingAverage", "backend", "sync", "sparse"]
+      : [
+        "eps",
+        "momentum",
+        "usingMovingAverage",
+        "usingBN",
+        "lastGamma",
+        "backend",
+        "sync",
+        "sparse",
+      ];
     checkKnownKeys(kind.name, options, known);
     this.#kind = kind;
     this.numFeatures = numFeatures;
@@ -163,6 +178,7 @@ export abstract class SwitchNorm {
     );
     this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true);
     this.lastGamma = checkBoolean(`${kind.name}: lastGamma`, options.lastGamma, false);
+    this.sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
     const backend = options.backend ?? "auto";
     if (!BACKEND_REQUESTS.includes(backend)) {
       throw new RangeError(
@@ -241,13 +257,63 @@ export abstract class SwitchNorm {
     this.#checkRunningFresh("running_var");
     return this.#params.runningVar.slice();
   }
-  /** softmax(mean_weight): the mixing weights of the means, order (in,) ln, bn. */
+  /**
+   * The mixing weights of the means, order (in,) ln, bn: softmax(mean_weight), or with `sparse`
+   * sparsestmax(mean_weight, radius).
+   */
   get meanImportance(): Float64Array {
-    return softmax(this.#params.meanLogits);
+    return this.#mixing().mean.weights.slice();
   }
-  /** softmax(var_weight): the mixing weights of the variances, order (in,) ln, bn. */
+  /** The mixing weights of the variances, like {@linkcode meanImportance}. */
   get varImportance(): Float64Array {
-    return softmax(this.#params.varLogits);
+    return this.#mixing().var.weights.slice();
+  }
+
+  /**
+   * Sparse SN's radius r in [0, 1], to be ramped from 0 to 1 over training
+   * (`layer.radius = step / totalSteps`). r = 0 gives sparsemax; at r = 1 the weights are
+   * one-hot. Once a mixing is one-hot the layer stays frozen to that normalizer (see
+   * {@linkcode frozenTo}), whatever the logits do later.
+   */
+  get radius(): number {
+    return this.#radius;
+  }
+  set radius(r: number) {
+    if (!this.sparse) throw new Error(`${this.#kind.name}: radius needs the sparse option`);
+    this.#radius = checkFiniteIn(`${this.#kind.name}: radius`, r, 0, 1);
+    this.#params.version++;
+  }
+
+  /** Sparse SN: the normalizer index (order (in,) ln, bn) each mixing is frozen to, if any. */
+  get frozenTo(): { readonly mean?: number; readonly var?: number } {
+    this.#mixing();
+    return { ...this.#frozen };
+  }
+
+  /** The importance maps for the current logits and radius, cached per params version. */
+  #mixing(): { mean: Importance; var: Importance } {
+    const p = this.#params;
+    if (this.#importance?.version !== p.version) {
+      const map = (logits: Float32Array, which: "mean" | "var"): Importance => {
+        if (!this.sparse) return softmax(logits);
+        const frozen = this.#frozen[which];
+        const k = logits.length;
+        if (frozen !== undefined) {
+          const weights = Float64Array.from({ length: k }, (_, i) => +(i === frozen));
+          return { weights, vjp: () => new Float64Array(k) };
+        }
+        const m = sparsestmax(logits, this.#radius);
+        const hot = m.weights.indexOf(1);
+        if (hot >= 0) this.#frozen[which] = hot;
+        return m;
+      };
+      this.#importance = {
+        version: p.version,
+        mean: map(p.meanLogits, "mean"),
+        var: map(p.varLogits, "var"),
+      };
+    }
+    return this.#importance;
   }
   /** Training batches added into the running buffers since the last reset (batch average). */
   get batchesAccumulated(): number {
@@ -362,8 +428,8 @@ export abstract class SwitchNorm {
         layerId: this.#layerId,
         weight: p.weight,
         bias: p.bias,
-        meanMix: softmax(p.meanLogits),
-        varMix: softmax(p.varLogits),
+        meanMix: this.#mixing().mean.weights,
+        varMix: this.#mixing().var.weights,
         runningMean: p.runningMean,
         runningVar: p.runningVar,
         version: p.version,
@@ -453,7 +519,9 @@ export abstract class SwitchNorm {
     }
     const { backend, reason } = await this.#backend();
     if (this.#sync && !backend.supportsSync) {
-      throw new Error(`${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`);
+      throw new Error(
+        `${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`,
+      );
     }
     this.#settledBackend = backend;
     if (resident && x.backend !== backend.name) {
@@ -493,6 +561,29 @@ export abstract class SwitchNorm {
     return this.#grads;
   }
 
+  /**
+   * An optimiser step: calls `update` with each parameter (the live array, to change in place),
+   * its accumulated gradient and its name, then makes the new values take effect.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference" });
+   * await sn.forward(new Float32Array([1, 2, 4, 3]), [2, 2]);
+   * await sn.backward(new Float32Array([1, 0, 0, 1]));
+   * sn.step((param, grad) => param.forEach((_, i) => param[i] -= 0.1 * grad[i])); // plain SGD
+   * sn.zeroGrad();
+   * ```
+   */
+  step(update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void): void {
+    const p = this.#params, g = this.#grads;
+    update(p.weight, g.weight, "weight");
+    update(p.bias, g.bias, "bias");
+    update(p.meanLogits, g.mean_weight, "mean_weight");
+    update(p.varLogits, g.var_weight, "var_weight");
+    p.version++;
+  }
+
   /** Sets the accumulated gradients to zero. */
   zeroGrad(): void {
     for (const g of Object.values(this.#grads)) g.fill(0);
@@ -524,17 +615,16 @@ export abstract class SwitchNorm {
     const backend = this.#settledBackend!;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);
     const r = await backend.backward(saved, dy, this.#paramsView());
-    const g = this.#grads, { meanMix, varMix } = this.#paramsView();
+    const g = this.#grads, mixing = this.#mixing();
     for (let c = 0; c < g.weight.length; c++) {
       g.weight[c] += r.dWeight[c];
       g.bias[c] += r.dBias[c];
     }
-    // d softmax: dL/dlogit_k = w_k (a_k - sum_j w_j a_j).
-    const dotW = meanMix.reduce((acc, w, k) => acc + w * r.meanDots[k], 0);
-    const dotV = varMix.reduce((acc, v, k) => acc + v * r.varDots[k], 0);
-    for (let k = 0; k < meanMix.length; k++) {
-      g.mean_weight[k] += meanMix[k] * (r.meanDots[k] - dotW);
-      g.var_weight[k] += varMix[k] * (r.varDots[k] - dotV);
+    // a_k, b_k are dL/dweights; the importance map's Jacobian takes them to the logits.
+    const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);
+    for (let k = 0; k < dMean.length; k++) {
+      g.mean_weight[k] += dMean[k];
+      g.var_weight[k] += dVar[k];
     }
     return r.dx;
   }

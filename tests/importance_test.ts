@@ -1,0 +1,77 @@
+/**
+ * softmax, sparsemax and sparsestmax (Sparse SN), and their backward passes.
+ */
+import assert from "node:assert/strict";
+import { softmax, sparsemax, sparsestmax } from "../_importance.ts";
+import { assertClose } from "./_close.ts";
+
+const FD = { atol: 1e-7, rtol: 1e-6, why: "float64 central differences, h = 1e-6" };
+
+function random(seed: number) {
+  let s = seed;
+  return () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+}
+
+/** dL/dv by central differences for L = <g, f(v)>. */
+function numericVjp(f: (v: Float64Array) => Float64Array, v: Float64Array, g: Float64Array) {
+  return Float64Array.from(v, (_, i) => {
+    const at = (h: number) => {
+      const w = v.slice();
+      w[i] += h;
+      return f(w).reduce((a, x, q) => a + x * g[q], 0);
+    };
+    return (at(1e-6) - at(-1e-6)) / 2e-6;
+  });
+}
+
+Deno.test("sparsemax projects onto the simplex and zeroes what falls below the threshold", () => {
+  assert.deepEqual([...sparsemax([0, 0, 0])].map((x) => x.toFixed(6)), [
+    "0.333333",
+    "0.333333",
+    "0.333333",
+  ]);
+  assert.deepEqual([...sparsemax([2, 0, 0])], [1, 0, 0]);
+  assertClose(sparsemax([0.5, 0.3, -1]), [0.6, 0.4, 0], FD, "sparsemax");
+});
+
+Deno.test("the backward passes of softmax and sparsestmax equal finite differences", () => {
+  const r = random(3);
+  let checked = 0;
+  for (let trial = 0; trial < 200; trial++) {
+    const k = trial % 2 ? 3 : 2;
+    const v = Float64Array.from({ length: k }, () => 1.5 * r());
+    const g = Float64Array.from({ length: k }, r);
+    assertClose(softmax(v).vjp(g), numericVjp((x) => softmax(x).weights, v, g), FD, "softmax");
+    const radius = (trial % 10) / 10;
+    const f = (x: Float64Array) => sparsestmax(x, radius).weights;
+    // Skip points within h of a kink, where the function is not differentiable.
+    const numeric = numericVjp(f, v, g);
+    const near = numericVjp(f, v.map((x) => x + 1e-4), g);
+    if (numeric.some((x, i) => Math.abs(x - near[i]) > 1e-3)) continue;
+    assertClose(sparsestmax(v, radius).vjp(g), numeric, FD, `sparsestmax r=${radius} v=${v}`);
+    checked++;
+  }
+  assert.ok(checked > 150, `only ${checked} points checked`);
+});
+
+Deno.test("sparsestmax stays on the simplex and becomes one-hot as the radius reaches 1", () => {
+  const r = random(5);
+  for (let trial = 0; trial < 100; trial++) {
+    const v = Float64Array.from({ length: 3 }, r);
+    for (const radius of [0, 0.2, 0.5, 0.8, 1]) {
+      const w = sparsestmax(v, radius).weights;
+      assert.ok(w.every((x) => x >= 0 && x <= 1));
+      assert.ok(Math.abs(w.reduce((a, b) => a + b) - 1) < 1e-12);
+    }
+    const w = sparsestmax(v, 1).weights;
+    assert.deepEqual([...w].sort(), [0, 0, 1], `not one-hot at r = 1: ${w}`);
+    // It picks the largest logit.
+    assert.equal(w.indexOf(1), v.indexOf(Math.max(...v)));
+  }
+  // Equal logits give no direction to move in: the uniform weights stay (a guarded 0/0).
+  assert.deepEqual([...sparsestmax([1, 1, 1], 0.5).weights].map((x) => x.toFixed(6)), [
+    "0.333333",
+    "0.333333",
+    "0.333333",
+  ]);
+});
