@@ -45,13 +45,6 @@ export function sparsemax(v: ArrayLike<number>): Float64Array {
 
 type Matrix = Float64Array[]; // rows
 
-function identity(k: number): Matrix {
-  return Array.from(
-    { length: k },
-    (_, i) => Float64Array.from({ length: k }, (_, j) => +(i === j)),
-  );
-}
-
 function multiply(a: Matrix, b: Matrix): Matrix {
   return a.map((row) =>
     Float64Array.from(b[0], (_, j) => row.reduce((acc, aij, i) => acc + aij * b[i][j], 0))
@@ -127,7 +120,12 @@ export function sparsestmax(v: ArrayLike<number>, r: number): Importance {
       (_, i) => face[i].reduce((a, fij, j) => a + fij * p[j], 0) + u2[i],
     );
     e = q.map((x, i) => x - u2[i]);
-    if (norm(e) <= NO_DIRECTION) return result(u2, multiply(face, jacobian).map((row) => row.fill(0)));
+    if (norm(e) <= NO_DIRECTION) {
+      return result(
+        u2,
+        multiply(face, jacobian).map((row) => row.fill(0)),
+      );
+    }
     jacobian = multiply(sphereJacobian(e, radius), multiply(face, jacobian));
     p = e.map((x, i) => u2[i] + radius * x / norm(e));
     u = u2;
