@@ -149,18 +149,8 @@ export abstract class SwitchNorm {
     if (typeof options !== "object" || options === null) {
       throw new TypeError(`${kind.name}: options must be an object`);
     }
-    const known = kind.layout === "1d"
-      ? ["eps", "momentum", "usingMovingAverage", "backend", "sync", "sparse"]
-      : [
-        "eps",
-        "momentum",
-        "usingMovingAverage",
-        "usingBN",
-        "lastGamma",
-        "backend",
-        "sync",
-        "sparse",
-      ];
+    const known = ["eps", "momentum", "usingMovingAverage", "backend", "sync", "sparse"];
+    if (kind.layout === "nd") known.push("usingBN", "lastGamma");
     checkKnownKeys(kind.name, options, known);
     this.#kind = kind;
     this.numFeatures = numFeatures;
