@@ -1,0 +1,162 @@
+/**
+ * The WASM backend's memory manager: a first-fit allocator over the module's linear memory from
+ * `__heap_base` to its end, growing the memory only when no free block fits, and grow-only scratch
+ * regions reused across calls. The kernels themselves allocate nothing. Private to the package.
+ *
+ * @module
+ */
+
+const PAGE = 65536;
+/** Every block starts on 16 bytes: f64 arrays need 8, and v128 loads run best aligned. */
+const ALIGN = 16;
+
+interface Block {
+  start: number;
+  size: number;
+}
+
+function alignUp(v: number): number {
+  return Math.ceil(v / ALIGN) * ALIGN;
+}
+
+/**
+ * Blocks of linear memory handed out by byte offset. Free blocks are kept sorted by address and
+ * coalesced with their neighbours on free, so a mix of sizes does not fragment the heap without
+ * bound; the memory grows (never shrinks: WebAssembly cannot) only when no free block fits.
+ */
+export class Heap {
+  readonly #memory: WebAssembly.Memory;
+  readonly #free: Block[] = [];
+  readonly #used = new Map<number, number>();
+  #f32: Float32Array;
+  #f64: Float64Array;
+
+  /** Manages `memory` from `base` (the module's `__heap_base`) up. */
+  constructor(memory: WebAssembly.Memory, base: number) {
+    this.#memory = memory;
+    const start = alignUp(base), end = memory.buffer.byteLength;
+    if (end > start) this.#free.push({ start, size: end - start });
+    this.#f32 = new Float32Array(memory.buffer);
+    this.#f64 = new Float64Array(memory.buffer);
+  }
+
+  /** Size of the linear memory in bytes. */
+  get byteLength(): number {
+    return this.#memory.buffer.byteLength;
+  }
+
+  /** A float32 view of the whole memory; a new one only after the memory grew. */
+  get f32(): Float32Array {
+    if (this.#f32.buffer !== this.#memory.buffer) this.#refreshViews();
+    return this.#f32;
+  }
+
+  /** A float64 view of the whole memory; a new one only after the memory grew. */
+  get f64(): Float64Array {
+    if (this.#f64.buffer !== this.#memory.buffer) this.#refreshViews();
+    return this.#f64;
+  }
+
+  /** The memory's current buffer, which changes (and the old one detaches) when it grows. */
+  get buffer(): ArrayBuffer {
+    return this.#memory.buffer as ArrayBuffer;
+  }
+
+  #refreshViews(): void {
+    this.#f32 = new Float32Array(this.#memory.buffer);
+    this.#f64 = new Float64Array(this.#memory.buffer);
+  }
+
+  /** Bytes currently handed out (for tests). */
+  get usedBytes(): number {
+    let sum = 0;
+    for (const size of this.#used.values()) sum += size;
+    return sum;
+  }
+
+  /** A block of at least `bytes` bytes, 16-byte aligned; its byte offset. */
+  alloc(bytes: number): number {
+    const size = alignUp(Math.max(bytes, ALIGN));
+    let i = this.#free.findIndex((b) => b.size >= size);
+    if (i < 0) i = this.#grow(size);
+    const block = this.#free[i];
+    const start = block.start;
+    if (block.size === size) this.#free.splice(i, 1);
+    else {
+      block.start += size;
+      block.size -= size;
+    }
+    this.#used.set(start, size);
+    return start;
+  }
+
+  /** Returns a block from `alloc` to the free list. Freeing an unknown offset throws. */
+  free(ptr: number): void {
+    const size = this.#used.get(ptr);
+    if (size === undefined) throw new Error(`wasm heap: free of unknown block at ${ptr}`);
+    this.#used.delete(ptr);
+    // Insert in address order, then merge with the blocks that touch it.
+    let i = 0;
+    while (i < this.#free.length && this.#free[i].start < ptr) i++;
+    this.#free.splice(i, 0, { start: ptr, size });
+    const next = this.#free[i + 1];
+    if (next && ptr + size === next.start) {
+      this.#free[i].size += next.size;
+      this.#free.splice(i + 1, 1);
+    }
+    const prev = this.#free[i - 1];
+    if (prev && prev.start + prev.size === ptr) {
+      prev.size += this.#free[i].size;
+      this.#free.splice(i, 1);
+    }
+  }
+
+  /** Grows the memory so that a free block of `size` bytes exists at its end; its index. */
+  #grow(size: number): number {
+    const end = this.#memory.buffer.byteLength;
+    const last = this.#free.at(-1);
+    const tail = last && last.start + last.size === end ? last : undefined;
+    const pages = Math.ceil((size - (tail?.size ?? 0)) / PAGE);
+    try {
+      this.#memory.grow(pages);
+    } catch (e) {
+      throw new RangeError(
+        `wasm backend: out of memory: needs ${size} more bytes, the linear memory has ${end} ` +
+          `(the limit of 32-bit WebAssembly is 4 GiB)`,
+        { cause: e },
+      );
+    }
+    if (tail) tail.size += pages * PAGE;
+    else this.#free.push({ start: end, size: pages * PAGE });
+    return this.#free.length - 1;
+  }
+}
+
+/**
+ * A grow-only block for per-call data (the copy of a Float32Array input, statistics, parameters):
+ * reallocated only when a call needs more than any call before, so that repeated calls of any
+ * mix of shapes reach a fixed memory size.
+ */
+export class Scratch {
+  readonly #heap: Heap;
+  #ptr = 0;
+  #bytes = 0;
+
+  /** A region of `heap`, empty until first used. */
+  constructor(heap: Heap) {
+    this.#heap = heap;
+  }
+
+  /** The region's byte offset, after making it at least `bytes` long. */
+  ensure(bytes: number): number {
+    if (bytes > this.#bytes) {
+      // Free first, so that the old block can merge into the new one; if the allocation then
+      // fails the region is simply empty.
+      if (this.#bytes > 0) this.#heap.free(this.#ptr);
+      this.#ptr = this.#bytes = 0;
+      this.#ptr = this.#heap.alloc(bytes);
+      this.#bytes = bytes;
+    }
+    return this.#ptr;
+  }
+}

@@ -1,0 +1,118 @@
+//! Where a forward's inputs and outputs lie in linear memory, besides the tensors themselves.
+//!
+//! Layer block (`layer`, 16-byte aligned, `layer_bytes(C)` bytes), written by the caller:
+//! ```text
+//!   byte 0    f64 eps
+//!   byte 8    f64 mean_mix[3]   softmax(mean_weight): nd (in, ln, bn), 1d (ln, bn, unused)
+//!   byte 32   f64 var_mix[3]    softmax(var_weight), same order
+//!   byte 56   f64 reserved (0)
+//!   byte 64   f32 gamma[C], beta[C], running_mean[C], running_var[C]
+//! ```
+//! Statistics (`stats`, f64, `stats_len(layout, N, C)` values), written by the forward and left
+//! there for a backward pass (R = N*C rows for nd, R = 0 for 1d, whose mixed statistics are
+//! separable and recomputed from ln/bn):
+//! ```text
+//!   [0, R)           mu_in     per (n,c) mean            (nd only)
+//!   [R, 2R)          var_in    per (n,c) unbiased var    (nd only)
+//!   [2R, 3R)         mu        mixed mean per (n,c)      (nd only)
+//!   [3R, 4R)         var       mixed var per (n,c)       (nd only)
+//!   [4R, 4R+N)       mu_ln     [4R+N, 4R+2N)  var_ln
+//!   [4R+2N, 4R+2N+C) mu_bn     [4R+2N+C, 4R+2N+2C) var_bn
+//! ```
+//! `mu_bn`/`var_bn` hold the batch statistics in training mode (the caller folds them into the
+//! running buffers) and the running buffers that were used in evaluation mode; without usingBN
+//! they are left as they were.
+
+/// `layout` argument value of the nd kernels ([N, C, M]).
+pub const LAYOUT_ND: u32 = 0;
+/// `layout` argument value of the 1d kernels ([N, C]).
+pub const LAYOUT_1D: u32 = 1;
+
+/// `mode` bit: training (BN statistics from the batch) rather than evaluation.
+pub const MODE_TRAINING: u32 = 1;
+/// `mode` bit: BN statistics take part in the mix.
+pub const MODE_USING_BN: u32 = 2;
+
+/// Bytes of the layer block header before gamma.
+pub const LAYER_HEADER_BYTES: usize = 64;
+
+/// Size in bytes of the layer block for C channels.
+pub fn layer_bytes(c: usize) -> usize {
+    LAYER_HEADER_BYTES + 16 * c
+}
+
+/// Number of f64 values in the statistics area.
+pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
+    let rows = if layout == LAYOUT_ND { n * c } else { 0 };
+    4 * rows + 2 * n + 2 * c
+}
+
+/// Bytes of transient scratch a forward needs (1d: three f32 per-column block sums).
+pub fn scratch_bytes(layout: u32, c: usize) -> usize {
+    if layout == LAYOUT_ND {
+        0
+    } else {
+        (12 * c + 15) & !15
+    }
+}
+
+/// The layer block, read.
+pub struct Layer<'a> {
+    pub eps: f64,
+    pub mean_mix: [f64; 3],
+    pub var_mix: [f64; 3],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub running_mean: &'a [f32],
+    pub running_var: &'a [f32],
+}
+
+impl<'a> Layer<'a> {
+    /// # Safety
+    /// `p` must point to a 8-byte aligned layer block for `c` channels that nothing writes to
+    /// while the result lives.
+    pub unsafe fn read(p: *const u8, c: usize) -> Layer<'a> {
+        let h = p as *const f64;
+        let f = p.add(LAYER_HEADER_BYTES) as *const f32;
+        let part = |k: usize| core::slice::from_raw_parts(f.add(k * c), c);
+        Layer {
+            eps: *h,
+            mean_mix: [*h.add(1), *h.add(2), *h.add(3)],
+            var_mix: [*h.add(4), *h.add(5), *h.add(6)],
+            gamma: part(0),
+            beta: part(1),
+            running_mean: part(2),
+            running_var: part(3),
+        }
+    }
+}
+
+/// The statistics area, split into its arrays.
+pub struct Stats<'a> {
+    pub mu_in: &'a mut [f64],
+    pub var_in: &'a mut [f64],
+    pub mu: &'a mut [f64],
+    pub var: &'a mut [f64],
+    pub mu_ln: &'a mut [f64],
+    pub var_ln: &'a mut [f64],
+    pub mu_bn: &'a mut [f64],
+    pub var_bn: &'a mut [f64],
+}
+
+impl<'a> Stats<'a> {
+    /// # Safety
+    /// `p` must point to `stats_len(layout, n, c)` 8-byte aligned f64 values that nothing else
+    /// reads or writes while the result lives.
+    pub unsafe fn split(p: *mut f64, layout: u32, n: usize, c: usize) -> Stats<'a> {
+        let all = core::slice::from_raw_parts_mut(p, stats_len(layout, n, c));
+        let rows = if layout == LAYOUT_ND { n * c } else { 0 };
+        let (mu_in, rest) = all.split_at_mut(rows);
+        let (var_in, rest) = rest.split_at_mut(rows);
+        let (mu, rest) = rest.split_at_mut(rows);
+        let (var, rest) = rest.split_at_mut(rows);
+        let (mu_ln, rest) = rest.split_at_mut(n);
+        let (var_ln, rest) = rest.split_at_mut(n);
+        let (mu_bn, var_bn) = rest.split_at_mut(c);
+        Stats { mu_in, var_in, mu, var, mu_ln, var_ln, mu_bn, var_bn }
+    }
+}

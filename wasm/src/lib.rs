@@ -1,0 +1,146 @@
+//! Switchable Normalization kernels for wasm32 with 128-bit SIMD.
+//!
+//! The module exports plain C-ABI functions over pointers into its own linear memory; the
+//! TypeScript loader (backends/wasm.ts) owns that memory (everything from `__heap_base` up) and
+//! passes every buffer in. The kernels keep no state between calls and allocate nothing. Memory
+//! layouts of the layer block and the statistics area are in `layout`.
+//!
+//! A forward is two calls, `sn_stats_*` (the one statistics pass over x) then `sn_normalize_*`
+//! (the one normalize pass). The statistics area stays filled after the forward, which is what a
+//! backward kernel needs, and a caller may replace its BN part in between (SyncSN).
+//!
+//! Build: `deno task build:wasm` (wasm/build.sh).
+
+#![no_std]
+
+mod layout;
+mod moments;
+mod nd;
+mod oned;
+mod roofline;
+mod simd;
+
+use layout::{Layer, Stats, LAYOUT_1D, LAYOUT_ND};
+
+/// Changes whenever an export's signature or a memory layout changes; the loader checks it.
+const ABI_VERSION: u32 = 1;
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// The ABI version the loader must have been written for.
+#[no_mangle]
+pub extern "C" fn sn_abi_version() -> u32 {
+    ABI_VERSION
+}
+
+/// Bytes of the layer block for `c` channels (`layout`).
+#[no_mangle]
+pub extern "C" fn sn_layer_bytes(c: u32) -> u32 {
+    layout::layer_bytes(c as usize) as u32
+}
+
+/// Number of f64 values in the statistics area of a forward (`layout`: 0 nd, 1 1d).
+#[no_mangle]
+pub extern "C" fn sn_stats_len(layout: u32, n: u32, c: u32) -> u32 {
+    layout::stats_len(layout, n as usize, c as usize) as u32
+}
+
+/// Bytes of transient scratch a forward needs (0 for nd).
+#[no_mangle]
+pub extern "C" fn sn_scratch_bytes(layout: u32, c: u32) -> u32 {
+    layout::scratch_bytes(layout, c as usize) as u32
+}
+
+/// Statistics pass of SwitchNorm2d/3d on x viewed as [n, c, m] (`nd::statistics`): fills
+/// mu_in, var_in, mu_ln, var_ln and, with usingBN, mu_bn, var_bn (batch in training, running in
+/// evaluation). `mode`: bit 0 training, bit 1 usingBN.
+///
+/// # Safety
+/// Pointers as in `layout` and `nd::statistics`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_stats_nd(
+    x: *const f32,
+    n: u32,
+    c: u32,
+    m: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+) {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let layer = Layer::read(layer, c);
+    nd::statistics(x, n, c, m, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
+}
+
+/// Normalize pass of SwitchNorm2d/3d (`nd::normalize`): mixes the statistics area into mu, var
+/// per (n,c) and writes y. `y` may equal `x` (in place).
+///
+/// # Safety
+/// Pointers as in `layout` and `nd::normalize`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_normalize_nd(
+    x: *const f32,
+    y: *mut f32,
+    n: u32,
+    c: u32,
+    m: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+) {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let layer = Layer::read(layer, c);
+    nd::normalize(x, y, n, c, m, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
+}
+
+/// Statistics pass of SwitchNorm1d on x of [n, c] (`oned::statistics`): fills mu_ln, var_ln and,
+/// with usingBN, mu_bn, var_bn. `mode`: bit 0 training, bit 1 usingBN.
+///
+/// # Safety
+/// Pointers as in `layout` and `oned::statistics`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_stats_1d(
+    x: *const f32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    scratch: *mut u8,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    oned::statistics(x, n, c, mode, &layer, st, scratch as *mut f32);
+}
+
+/// Normalize pass of SwitchNorm1d (`oned::normalize`). `y` may equal `x` (in place).
+///
+/// # Safety
+/// Pointers as in `layout` and `oned::normalize`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_normalize_1d(
+    x: *const f32,
+    y: *mut f32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    oned::normalize(x, y, n, c, mode, &layer, Stats::split(stats, LAYOUT_1D, n, c));
+}
+
+/// Roofline: returns sum x[0..len) and copies x to y; no other math (see `roofline`).
+///
+/// # Safety
+/// `x` readable and `y` writable for `len` floats, not partially overlapping.
+#[no_mangle]
+pub unsafe extern "C" fn sn_roofline(x: *const f32, y: *mut f32, len: u32) -> f32 {
+    roofline::roofline(x, y, len as usize)
+}

@@ -1,0 +1,144 @@
+//! SwitchNorm1d forward on x of [N, C]: LN over the C features of each row, BN over the N rows
+//! of each column. Both come from one pass over memory: the rows are taken a block at a time, and
+//! while a block sits in cache its row statistics and its per-column statistics are measured,
+//! then the column statistics are merged across blocks in f64 (Chan). As for nd, `statistics`
+//! and `normalize` are separate calls.
+
+use crate::layout::{Layer, Stats, MODE_TRAINING, MODE_USING_BN};
+use crate::moments::{self, Moments};
+use crate::simd;
+
+/// A block holds about this many floats (64 KiB), so that its second sweep reads L2 at worst.
+const BLOCK_FLOATS: usize = 16384;
+/// At most this many rows per block: the per-column f32 block sums stay short enough that the
+/// block mean is a good shift (its error is a few ulps of |x|, far below typical spreads).
+const MAX_BLOCK_ROWS: usize = 256;
+
+/// Statistics pass of y = SN(x) for layout "1d", rows taken a block at a time:
+///   mu_ln[n] = mean_c x[n,c],  var_ln[n] = (1/(C-1)) sum_c (x[n,c] - mu_ln[n])^2
+///   mu_bn[c] = mean_n x[n,c],  var_bn[c] = (1/(N-1)) sum_n (x[n,c] - mu_bn[c])^2   (training;
+///   the running buffers in evaluation)
+///
+/// # Safety
+/// `x` must be valid for n*c floats; `layer`, `stats` and `scratch` (`layout::scratch_bytes`) as
+/// in `layout`, overlapping nothing else.
+pub unsafe fn statistics(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    scratch: *mut f32,
+) {
+    let training = mode & MODE_TRAINING != 0;
+    let using_bn = mode & MODE_USING_BN != 0;
+    let batch_bn = training && using_bn;
+
+    let block = (BLOCK_FLOATS / c).clamp(1, MAX_BLOCK_ROWS);
+    // Column statistics accumulate in place: mu_bn holds the running mean, var_bn the M2.
+    let mut seen = 0.0;
+    let mut i0 = 0;
+    while i0 < n {
+        let rows = if n - i0 < block { n - i0 } else { block };
+        for i in i0..i0 + rows {
+            let mo = moments::row(x.add(i * c), c);
+            st.mu_ln[i] = mo.mean;
+            st.var_ln[i] = mo.unbiased_var();
+        }
+        if batch_bn {
+            column_block(x.add(i0 * c), rows, c, scratch, st.mu_bn, st.var_bn, seen);
+            seen += rows as f64;
+        }
+        i0 += rows;
+    }
+    if batch_bn {
+        for j in 0..c {
+            let mo = Moments { count: n as f64, mean: st.mu_bn[j], m2: st.var_bn[j] };
+            st.var_bn[j] = mo.unbiased_var();
+        }
+    } else if using_bn {
+        for j in 0..c {
+            st.mu_bn[j] = layer.running_mean[j] as f64;
+            st.var_bn[j] = layer.running_var[j] as f64;
+        }
+    }
+}
+
+/// Normalize pass of y = SN(x) for layout "1d", from the statistics `statistics` left:
+///   mu = w0 mu_ln + w1 mu_bn,  var = v0 var_ln + v1 var_bn
+///   y = (x - mu) * gamma / sqrt(var + eps) + beta
+/// evaluated per element in f64: mu and var differ for every element, so there is no per-row
+/// constant to hoist into f32, and f64 gives the reference's numbers for free.
+///
+/// # Safety
+/// `x` and `y` must be valid for n*c floats and be the same pointer or not overlap; `layer` and
+/// `stats` as in `layout`, overlapping neither tensor.
+pub unsafe fn normalize(
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let [w0, w1, _] = layer.mean_mix;
+    let [v0, v1, _] = layer.var_mix;
+    for i in 0..n {
+        let (lm, lv) = (w0 * st.mu_ln[i], v0 * st.var_ln[i]);
+        for j in 0..c {
+            let (mu, var) =
+                if using_bn { (lm + w1 * st.mu_bn[j], lv + v1 * st.var_bn[j]) } else { (lm, lv) };
+            let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + layer.eps);
+            let e = i * c + j;
+            *y.add(e) = ((*x.add(e) as f64 - mu) * scale + layer.beta[j] as f64) as f32;
+        }
+    }
+}
+
+/// Per-column statistics of a cached block of `rows` rows, merged into the running column
+/// statistics (`mean[j]`, `m2[j]`, `seen` rows so far). For each column: shift = f32 block mean,
+/// then sum (x - shift) and sum (x - shift)^2 in f32 (`Moments::from_deviations`); Inf/NaN or
+/// overflow sends that column through the f64 slow path.
+unsafe fn column_block(
+    x: *const f32,
+    rows: usize,
+    c: usize,
+    scratch: *mut f32,
+    mean: &mut [f64],
+    m2: &mut [f64],
+    seen: f64,
+) {
+    let (shift, dsum, qsum) = (scratch, scratch.add(c), scratch.add(2 * c));
+    simd::copy(x, shift, c);
+    for r in 1..rows {
+        simd::add_into(shift, x.add(r * c), c);
+    }
+    let inv = 1.0 / rows as f32;
+    for j in 0..c {
+        *shift.add(j) *= inv;
+        *dsum.add(j) = 0.0;
+        *qsum.add(j) = 0.0;
+    }
+    for r in 0..rows {
+        simd::add_deviations_into(dsum, qsum, x.add(r * c), shift, c);
+    }
+    for j in 0..c {
+        let (s, d, q) = (*shift.add(j), *dsum.add(j), *qsum.add(j));
+        let blk = if s.is_finite() && q.is_finite() {
+            Moments::from_deviations(rows, s, d, q)
+        } else {
+            moments::strided_f64(x.add(j), rows, c)
+        };
+        let before = if seen == 0.0 {
+            Moments::EMPTY
+        } else {
+            Moments { count: seen, mean: mean[j], m2: m2[j] }
+        };
+        let after = before.merge(blk);
+        mean[j] = after.mean;
+        m2[j] = after.m2;
+    }
+}

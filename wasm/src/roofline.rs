@@ -1,0 +1,15 @@
+//! The memory floor of a forward: the same bytes moved, with no math. It reads the tensor once
+//! (as the statistics pass does) and then reads it again and writes the output (as the normalize
+//! pass does). Benchmarks divide the kernel's time by this one's.
+
+use crate::simd;
+
+/// Returns sum_i x[i] (so that the first read cannot be optimised away), then y[i] = x[i].
+///
+/// # Safety
+/// `x` must be valid for reading and `y` for writing `len` floats; no partial overlap.
+pub unsafe fn roofline(x: *const f32, y: *mut f32, len: usize) -> f32 {
+    let s = simd::sum(x, len);
+    simd::copy(x, y, len);
+    s
+}

@@ -1,0 +1,201 @@
+//! f32x4 loops over contiguous runs of floats: the only code that touches tensor data element by
+//! element. Every loop uses unaligned `v128` loads and stores (wasm allows them; rows start at
+//! `r * M` floats, which is not 16-byte aligned when M % 4 != 0) and finishes the tail (n % 4)
+//! with scalar code in the same order of operations.
+
+use core::arch::wasm32::*;
+
+/// IEEE square root of an f64 (one `f64.sqrt` after optimisation); core has no `f64::sqrt`.
+#[inline(always)]
+pub fn sqrt_f64(v: f64) -> f64 {
+    f64x2_extract_lane::<0>(f64x2_sqrt(f64x2_splat(v)))
+}
+
+/// Horizontal sum of the four lanes.
+#[inline(always)]
+fn hsum(v: v128) -> f32 {
+    (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+        + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+}
+
+#[inline(always)]
+unsafe fn load(p: *const f32) -> v128 {
+    v128_load(p as *const v128)
+}
+
+#[inline(always)]
+unsafe fn store(p: *mut f32, v: v128) {
+    v128_store(p as *mut v128, v)
+}
+
+/// `sum_i x[i]` for i < n, in f32 with four f32x4 accumulators (16 partial sums), so that the
+/// additions do not wait on each other and each partial sum stays short (n / 16 terms).
+///
+/// # Safety
+/// `x` must be valid for reading `n` floats.
+#[inline(always)]
+pub unsafe fn sum(x: *const f32, n: usize) -> f32 {
+    let (mut a0, mut a1, mut a2, mut a3) =
+        (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut i = 0;
+    while i + 16 <= n {
+        a0 = f32x4_add(a0, load(x.add(i)));
+        a1 = f32x4_add(a1, load(x.add(i + 4)));
+        a2 = f32x4_add(a2, load(x.add(i + 8)));
+        a3 = f32x4_add(a3, load(x.add(i + 12)));
+        i += 16;
+    }
+    while i + 4 <= n {
+        a0 = f32x4_add(a0, load(x.add(i)));
+        i += 4;
+    }
+    let mut s = hsum(f32x4_add(f32x4_add(a0, a1), f32x4_add(a2, a3)));
+    while i < n {
+        s += *x.add(i);
+        i += 1;
+    }
+    s
+}
+
+/// `(sum_i (x[i] - shift), sum_i (x[i] - shift)^2)` for i < n, in f32 with two accumulator pairs.
+/// With `shift` near the mean the deviations are small, so neither sum cancels.
+///
+/// # Safety
+/// `x` must be valid for reading `n` floats.
+#[inline(always)]
+pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) {
+    let s = f32x4_splat(shift);
+    let (mut d0, mut d1, mut q0, mut q1) =
+        (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut i = 0;
+    while i + 8 <= n {
+        let e0 = f32x4_sub(load(x.add(i)), s);
+        let e1 = f32x4_sub(load(x.add(i + 4)), s);
+        d0 = f32x4_add(d0, e0);
+        d1 = f32x4_add(d1, e1);
+        q0 = f32x4_add(q0, f32x4_mul(e0, e0));
+        q1 = f32x4_add(q1, f32x4_mul(e1, e1));
+        i += 8;
+    }
+    if i + 4 <= n {
+        let e0 = f32x4_sub(load(x.add(i)), s);
+        d0 = f32x4_add(d0, e0);
+        q0 = f32x4_add(q0, f32x4_mul(e0, e0));
+        i += 4;
+    }
+    let (mut d, mut q) = (hsum(f32x4_add(d0, d1)), hsum(f32x4_add(q0, q1)));
+    while i < n {
+        let e = *x.add(i) - shift;
+        d += e;
+        q += e * e;
+        i += 1;
+    }
+    (d, q)
+}
+
+/// `y[i] = ((x[i] - mu_hi) - mu_lo) * scale + beta` for i < n. `mu_hi + mu_lo` is the mean split
+/// into two floats: `x - mu_hi` is exact when x is near the mean, so an offset of 1e4 costs no
+/// accuracy. `x` and `y` may be the same pointer (in-place); they must not overlap otherwise.
+///
+/// # Safety
+/// `x` must be valid for reading and `y` for writing `n` floats.
+#[inline(always)]
+pub unsafe fn normalize(
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    mu_hi: f32,
+    mu_lo: f32,
+    scale: f32,
+    beta: f32,
+) {
+    let (h, l, s, b) =
+        (f32x4_splat(mu_hi), f32x4_splat(mu_lo), f32x4_splat(scale), f32x4_splat(beta));
+    let f = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(f32x4_sub(v, h), l), s), b);
+    let mut i = 0;
+    while i + 8 <= n {
+        let v0 = load(x.add(i));
+        let v1 = load(x.add(i + 4));
+        store(y.add(i), f(v0));
+        store(y.add(i + 4), f(v1));
+        i += 8;
+    }
+    if i + 4 <= n {
+        store(y.add(i), f(load(x.add(i))));
+        i += 4;
+    }
+    while i < n {
+        *y.add(i) = ((*x.add(i) - mu_hi) - mu_lo) * scale + beta;
+        i += 1;
+    }
+}
+
+/// `acc[j] += x[j]` for j < n (one row of a block added into per-column sums).
+///
+/// # Safety
+/// `x` must be valid for reading and `acc` for reading and writing `n` floats; no overlap.
+#[inline(always)]
+pub unsafe fn add_into(acc: *mut f32, x: *const f32, n: usize) {
+    let mut j = 0;
+    while j + 4 <= n {
+        store(acc.add(j), f32x4_add(load(acc.add(j)), load(x.add(j))));
+        j += 4;
+    }
+    while j < n {
+        *acc.add(j) += *x.add(j);
+        j += 1;
+    }
+}
+
+/// `e = x[j] - shift[j]; d[j] += e; q[j] += e * e` for j < n (one row of a block added into
+/// per-column deviation sums).
+///
+/// # Safety
+/// `x`, `shift` must be valid for reading and `d`, `q` for reading and writing `n` floats; no
+/// overlap between the written arrays and the others.
+#[inline(always)]
+pub unsafe fn add_deviations_into(
+    d: *mut f32,
+    q: *mut f32,
+    x: *const f32,
+    shift: *const f32,
+    n: usize,
+) {
+    let mut j = 0;
+    while j + 4 <= n {
+        let e = f32x4_sub(load(x.add(j)), load(shift.add(j)));
+        store(d.add(j), f32x4_add(load(d.add(j)), e));
+        store(q.add(j), f32x4_add(load(q.add(j)), f32x4_mul(e, e)));
+        j += 4;
+    }
+    while j < n {
+        let e = *x.add(j) - *shift.add(j);
+        *d.add(j) += e;
+        *q.add(j) += e * e;
+        j += 1;
+    }
+}
+
+/// `y[i] = x[i]` for i < n through v128 registers, the data movement of a kernel without its math.
+///
+/// # Safety
+/// `x` must be valid for reading and `y` for writing `n` floats; no partial overlap.
+#[inline(always)]
+pub unsafe fn copy(x: *const f32, y: *mut f32, n: usize) {
+    let mut i = 0;
+    while i + 8 <= n {
+        let v0 = load(x.add(i));
+        let v1 = load(x.add(i + 4));
+        store(y.add(i), v0);
+        store(y.add(i + 4), v1);
+        i += 8;
+    }
+    if i + 4 <= n {
+        store(y.add(i), load(x.add(i)));
+        i += 4;
+    }
+    while i < n {
+        *y.add(i) = *x.add(i);
+        i += 1;
+    }
+}
