@@ -14,7 +14,12 @@ import type {
   RunningUpdate,
   SavedForward,
 } from "./backends/_backend.ts";
-import { BACKEND_REQUESTS, type BackendRequest, chooseBackend } from "./backends/select.ts";
+import {
+  BACKEND_REQUESTS,
+  type BackendRequest,
+  type CallInfo,
+  chooseBackend,
+} from "./backends/select.ts";
 import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
 import { batchSync, type SyncGroup } from "./_sync.ts";
 import { type Importance, softmax, sparsestmax } from "./_importance.ts";
@@ -130,6 +135,8 @@ export abstract class SwitchNorm {
     runningMean: Float32Array;
     runningVar: Float32Array;
     version: number;
+    /** Bumped (with version) whenever the CPU writes the running buffers. */
+    runningVersion: number;
   };
   #batchesAccumulated = 0;
   #saved?: SavedForward;
@@ -141,7 +148,6 @@ export abstract class SwitchNorm {
   #grads: Gradients;
   #view?: LayerParams;
   readonly #layerId = nextLayerId++;
-  #choice?: Promise<{ backend: Backend; reason: string }>;
   #ran?: { backend: BackendName; reason: string };
 
   protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
@@ -197,6 +203,7 @@ export abstract class SwitchNorm {
       runningMean: new Float32Array(buffers),
       runningVar: new Float32Array(buffers),
       version: 0,
+      runningVersion: 0,
     };
     this.#grads = {
       weight: new Float32Array(numFeatures),
@@ -353,6 +360,7 @@ export abstract class SwitchNorm {
       p.runningVar.set(read.running_var);
     }
     p.version++;
+    p.runningVersion++;
   }
 
   /**
@@ -382,6 +390,7 @@ export abstract class SwitchNorm {
     this.#params.runningVar.fill(0);
     this.#batchesAccumulated = 0;
     this.#params.version++;
+    this.#params.runningVersion++;
   }
 
   /**
@@ -408,6 +417,7 @@ export abstract class SwitchNorm {
     }
     this.#batchesAccumulated = 0;
     this.#params.version++;
+    this.#params.runningVersion++;
   }
 
   /** The parameters as backends see them, rebuilt only when the CPU copy changed. */
@@ -423,20 +433,24 @@ export abstract class SwitchNorm {
         runningMean: p.runningMean,
         runningVar: p.runningVar,
         version: p.version,
+        runningVersion: p.runningVersion,
       };
     }
     return this.#view;
   }
 
   #settledBackend?: Backend;
+  /** Every backend this layer has run on (auto may switch per call): all hold layer state. */
+  #usedBackends = new Set<Backend>();
 
   #checkRunningFresh(what: string): void {
-    const b = this.#settledBackend;
-    if (b?.runningStale?.(this.#paramsView())) {
-      throw new Error(
-        `${this.#kind.name}.${what}: the running buffers were updated on the ${b.name} device; ` +
-          "await layer.sync() first",
-      );
+    for (const b of this.#usedBackends) {
+      if (b.runningStale?.(this.#paramsView())) {
+        throw new Error(
+          `${this.#kind.name}.${what}: the running buffers were updated on the ${b.name} device; ` +
+            "await layer.sync() first",
+        );
+      }
     }
   }
 
@@ -445,13 +459,15 @@ export abstract class SwitchNorm {
    * on GPU-resident tensors; a no-op otherwise).
    */
   async sync(): Promise<void> {
-    const b = this.#settledBackend;
-    if (b?.syncRunning) await b.syncRunning(this.#paramsView());
+    for (const b of this.#usedBackends) await b.syncRunning?.(this.#paramsView());
   }
 
-  /** Frees what the backend keeps for this layer (device copies). The layer stays usable. */
+  /**
+   * Frees what the backends keep for this layer (device copies). The layer stays usable.
+   * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
+   */
   dispose(): void {
-    this.#settledBackend?.releaseLayer?.(this.#paramsView());
+    for (const b of this.#usedBackends) b.releaseLayer?.(this.#paramsView());
   }
 
   /** Same as {@linkcode dispose}, for `using`. */
@@ -459,12 +475,12 @@ export abstract class SwitchNorm {
     this.dispose();
   }
 
-  #backend(): Promise<{ backend: Backend; reason: string }> {
-    if (!this.#choice) {
-      this.#choice = chooseBackend(this.backendRequest);
-      this.#choice.catch(() => this.#choice = undefined);
-    }
-    return this.#choice;
+  /**
+   * Asked per call: "auto" decides by the call's size and where x lives, and an explicit
+   * "webgpu" gets a fresh device after a loss. select.ts caches the backends, so this is cheap.
+   */
+  #backend(call: CallInfo): Promise<{ backend: Backend; reason: string }> {
+    return chooseBackend(this.backendRequest, undefined, call);
   }
 
   /**
@@ -507,13 +523,23 @@ export abstract class SwitchNorm {
         );
       }
     }
-    const { backend, reason } = await this.#backend();
+    const { backend, reason } = await this.#backend({
+      elements: x.length,
+      sync: this.#sync !== undefined,
+      resident: resident ? x.backend : undefined,
+    });
     if (this.#sync && !backend.supportsSync) {
       throw new Error(
         `${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`,
       );
     }
+    const previous = this.#settledBackend;
+    if (previous && previous !== backend && previous.runningStale?.(this.#paramsView())) {
+      // The other backend's device holds the newest running buffers: this call must start there.
+      await previous.syncRunning!(this.#paramsView());
+    }
     this.#settledBackend = backend;
+    this.#usedBackends.add(backend);
     if (resident && x.backend !== backend.name) {
       throw new TypeError(
         `${name}.forward: x lives in ${x.backend} memory but this layer runs on ${backend.name}`,
@@ -538,6 +564,11 @@ export abstract class SwitchNorm {
     this.#saved = undefined; // a failed call leaves nothing stale behind
     const y = await backend.forward(problem, x, params, update, options.out, save);
     this.#saved = save;
+    if (this.training && this.usingBN && !backend.runningStale && this.#usedBackends.size > 1) {
+      // A CPU backend updated the running buffers in place: a device copy is now behind.
+      this.#params.version++;
+      this.#params.runningVersion++;
+    }
     if (this.training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;
     this.#ran = { backend: backend.name, reason };
     return y;
@@ -634,7 +665,10 @@ export abstract class SwitchNorm {
       this.numFeatures,
       data.length,
     );
-    const { backend } = await this.#backend();
+    const { backend } = await this.#backend({
+      elements: data.length,
+      sync: this.#sync !== undefined,
+    });
     return backend.upload(data, shape);
   }
 }

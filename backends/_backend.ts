@@ -71,6 +71,12 @@ export interface LayerParams {
   readonly runningMean: Float32Array;
   readonly runningVar: Float32Array;
   readonly version: number;
+  /**
+   * Goes up (with `version`) whenever the CPU writes `runningMean`/`runningVar` (a load, a reset,
+   * a CPU backend's update), and only then, so that a backend holding newer running buffers on
+   * a device re-uploads them only when the CPU's copy replaced them, not after an optimiser step.
+   */
+  readonly runningVersion?: number;
 }
 
 /**

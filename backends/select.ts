@@ -8,6 +8,8 @@
 import type { Backend, BackendName } from "./_backend.ts";
 import { ReferenceBackend } from "./reference.ts";
 import { loadWasmBackend, wasmSimdSupported } from "./wasm.ts";
+import { loadWebGpuBackend, type WebGpuBackend } from "./webgpu.ts";
+import { type AdapterProbe, requestAdapter } from "./_webgpu_device.ts";
 
 /** What a layer asks for: a backend by name, or "auto" for the best one present. */
 export type BackendRequest = "auto" | BackendName;
@@ -33,26 +35,126 @@ function instance(name: BackendName, make: () => Promise<Backend>): Promise<Back
   return p;
 }
 
+/**
+ * When "auto" takes WebGPU. WebGPU wins end to end (upload, two passes, readback, against WASM
+ * on one CPU core) only above some tensor size, measured by bench/webgpu_bench.ts and recorded
+ * with the adapter it was measured on in bench/crossover.json (a test checks that these numbers
+ * match that file). A fallback adapter (lavapipe, software Vulkan on the CPU) never wins.
+ */
+export interface WebGpuAutoRule {
+  /** Smallest tensor, in elements, that auto runs on WebGPU. */
+  readonly minElements: number;
+  /** Take a fallback (software) adapter too. Only tests set this. */
+  readonly allowFallbackAdapter: boolean;
+}
+
+/**
+ * The rule in force. 4Mi elements (16 MiB): no real GPU has been measured yet (bench/crossover.json
+ * holds the lavapipe measurement, which never crosses over), so the threshold is set where the
+ * fixed ~0.1-0.5 ms of a submit and a mapAsync round trip is small beside WASM's time (~5 ms per
+ * 4Mi elements), rather than at a measured crossover.
+ */
+export const WEBGPU_AUTO: WebGpuAutoRule = {
+  minElements: 4 * 2 ** 20,
+  allowFallbackAdapter: false,
+};
+
 /** What the environment offers; a parameter so that tests can pose as another environment. */
 export interface Environment {
   readonly wasmSimd: boolean;
+  /** When auto takes WebGPU. */
+  readonly webgpuAuto: WebGpuAutoRule;
 }
 
-/** The real environment of this process. */
+let environmentOverride: Partial<Environment> | undefined;
+
+/**
+ * Makes {@linkcode currentEnvironment} report `env` over the real values (undefined: stop), so
+ * that tests can pose as another environment, e.g. one where auto takes lavapipe.
+ */
+export function setEnvironmentForTesting(env: Partial<Environment> | undefined): void {
+  environmentOverride = env;
+}
+
+/** The real environment of this process (or the test override). */
 export function currentEnvironment(): Environment {
-  return { wasmSimd: wasmSimdSupported() };
+  return { wasmSimd: wasmSimdSupported(), webgpuAuto: WEBGPU_AUTO, ...environmentOverride };
+}
+
+/** One forward call, as far as the auto rule cares. */
+export interface CallInfo {
+  /** N*C*M. */
+  readonly elements: number;
+  /** SyncSN layers need a backend that supports it (the CPU ones). */
+  readonly sync?: boolean;
+  /** x is resident in this backend's memory: the call must run there. */
+  readonly resident?: BackendName;
 }
 
 let warnedNoSimd = false;
+let adapterProbe: Promise<AdapterProbe> | undefined;
+/** Why WebGPU failed in this process, once it has: auto then stays off it. */
+let webgpuLost: string | undefined;
+
+/** The adapter as auto sees it; asked for once per process, and only when auto might use it. */
+export function probeAdapter(): Promise<AdapterProbe> {
+  return adapterProbe ??= requestAdapter();
+}
+
+async function webgpuInstance(): Promise<WebGpuBackend> {
+  const cached = instances.get("webgpu");
+  if (cached) {
+    const b = await cached.catch(() => undefined) as WebGpuBackend | undefined;
+    if (b && b.lost === undefined) return b;
+    // Lost or disposed: a later explicit request gets a fresh device.
+    if (instances.get("webgpu") === cached) instances.delete("webgpu");
+  }
+  return await instance("webgpu", async () => {
+    const b = await loadWebGpuBackend();
+    b.ctx.onLost = (why) => webgpuLost = why;
+    return b;
+  }) as WebGpuBackend;
+}
+
+/** The shared WebGPU backend of this process, started on first use. */
+export function webgpuBackend(): Promise<WebGpuBackend> {
+  return webgpuInstance();
+}
+
+/** Why auto does not take WebGPU for this call, or undefined when it does. */
+async function webgpuRefusal(env: Environment, call: CallInfo): Promise<string | undefined> {
+  if (call.sync) return "SyncSN runs on CPU backends";
+  if (webgpuLost !== undefined) return `the WebGPU device was lost earlier (${webgpuLost})`;
+  const min = env.webgpuAuto.minElements;
+  if (call.elements < min) {
+    return `${call.elements} elements is below the WebGPU crossover of ${min} (bench/crossover.json)`;
+  }
+  const probe = await probeAdapter();
+  if (!probe.adapter) return `no WebGPU adapter (${probe.missing})`;
+  if (probe.summary.isFallbackAdapter && !env.webgpuAuto.allowFallbackAdapter) {
+    return `the WebGPU adapter "${probe.summary.description}" is a fallback (software) adapter`;
+  }
+  return undefined;
+}
+
+/** Forgets WebGPU state (instance, adapter probe, an earlier device loss). For tests. */
+export function resetWebGpuForTesting(): void {
+  instances.delete("webgpu");
+  adapterProbe = undefined;
+  webgpuLost = undefined;
+}
 
 /**
- * Resolves a request to a backend. An explicit name gives that backend or a clear error; "auto"
- * takes WASM where WebAssembly SIMD is available and otherwise the reference backend, with a
- * one-time warning that says so.
+ * Resolves a request to a backend. An explicit name gives that backend or a clear error. "auto"
+ * takes WebGPU for calls at or above the crossover size on a real (non-fallback) adapter, unless
+ * the device was lost earlier; otherwise WASM where WebAssembly SIMD is available, and otherwise
+ * the reference backend, with a one-time warning that says so. A call on a resident tensor runs
+ * where the tensor lives. The reason says which rule decided.
  */
 export async function chooseBackend(
   request: BackendRequest,
   env: Environment = currentEnvironment(),
+  call?: CallInfo,
 ): Promise<BackendChoice> {
   switch (request) {
     case "reference":
@@ -68,13 +170,38 @@ export async function chooseBackend(
         );
       }
       return { backend: await instance("wasm", loadWasmBackend), reason: "requested: wasm" };
-    case "webgpu":
-      throw new Error('backend "webgpu" is not available in this version');
+    case "webgpu": {
+      const backend = await webgpuInstance();
+      const a = backend.ctx.adapter;
+      return {
+        backend,
+        reason: `requested: webgpu (adapter "${a.description}"${
+          a.isFallbackAdapter ? ", a fallback adapter" : ""
+        })`,
+      };
+    }
     case "auto": {
+      if (call?.resident) {
+        const { backend } = await chooseBackend(call.resident, env);
+        return { backend, reason: `auto: x is resident in ${call.resident} memory` };
+      }
+      let notGpu = "no call size given";
+      if (call) {
+        const refusal = await webgpuRefusal(env, call);
+        if (refusal === undefined) {
+          const backend = await webgpuInstance();
+          return {
+            backend,
+            reason: `auto: WebGPU, ${call.elements} elements >= the crossover of ` +
+              `${env.webgpuAuto.minElements} on adapter "${backend.ctx.adapter.description}"`,
+          };
+        }
+        notGpu = refusal;
+      }
       if (env.wasmSimd) {
         return {
           backend: await instance("wasm", loadWasmBackend),
-          reason: "auto: WebAssembly SIMD present",
+          reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}`,
         };
       }
       const reason = "auto: WebAssembly SIMD is not available here, fell back to reference";
@@ -84,7 +211,7 @@ export async function chooseBackend(
       }
       return {
         backend: await instance("reference", () => Promise.resolve(new ReferenceBackend())),
-        reason,
+        reason: `${reason}; not WebGPU: ${notGpu}`,
       };
     }
     default:

@@ -6,7 +6,7 @@
  * @module
  */
 import type { BackendName } from "../backends/_backend.ts";
-import { currentEnvironment } from "../backends/select.ts";
+import { currentEnvironment, probeAdapter } from "../backends/select.ts";
 
 /** A backend as the test suites see it. */
 export interface BackendUnderTest {
@@ -22,6 +22,14 @@ export const BACKENDS: readonly BackendUnderTest[] = [
     name: "wasm",
     available: () =>
       Promise.resolve(currentEnvironment().wasmSimd || "WebAssembly SIMD is not available"),
+  },
+  {
+    // Any adapter counts, lavapipe included: CI installs it so that the WGSL runs on every push.
+    name: "webgpu",
+    available: async () => {
+      const probe = await probeAdapter();
+      return probe.adapter ? true : `no WebGPU adapter: ${probe.missing}`;
+    },
   },
 ];
 

@@ -1,0 +1,274 @@
+/**
+ * How one SN forward is cut into WebGPU dispatches: segment sizes, binding windows, workgroup
+ * counts and the uniform slot of each dispatch. Pure arithmetic, no GPU objects, so that it can
+ * be tested anywhere and so that the backend's encoding code stays a plain loop over the plan.
+ *
+ * @module
+ */
+import type { NormProblem, RunningUpdate } from "./_backend.ts";
+
+/** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (144 bytes) padded to
+ * the 256-byte uniform offset alignment that WebGPU guarantees. */
+export const SLOT_BYTES = 256;
+/** Bytes of a Partial (shaders/common.wgsl). */
+export const PARTIAL_BYTES = 20;
+/** Bytes of a Group (shaders/common.wgsl). */
+export const GROUP_BYTES = 16;
+/** Threads of the sn_stats and sn_normalize workgroups. */
+const WG = 256;
+/** Side of the 1d stats tile (sn1d_stats.wgsl). */
+const TILE = 32;
+/** Largest segment of a row that one group of threads summarizes. */
+const MAX_SEG = 4096;
+/** Below this many segments in all, long rows are cut finer so that more workgroups run. */
+const MIN_SEGMENTS = 1024;
+
+/** The device limits a plan must respect. */
+export interface PlanLimits {
+  /** Largest storage binding in bytes; a multiple of 256. */
+  readonly maxBinding: number;
+  /** minStorageBufferOffsetAlignment in bytes. */
+  readonly offsetAlign: number;
+}
+
+/** A range of a buffer bound as one storage binding. */
+export interface Window {
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** One dispatch of the plan. */
+export interface PlannedDispatch {
+  readonly kind: "stats" | "rowMerge" | "stats1d" | "group" | "normalize";
+  /** Index of its uniform slot. */
+  readonly slot: number;
+  /** Workgroups in all (the backend lays them out on a 2D grid). */
+  readonly workgroups: number;
+  /** The window of x (and, for normalize, of y) it binds; absent when it does not read x. */
+  readonly window?: Window;
+}
+
+/** Everything the backend needs to encode one forward. */
+export interface Plan {
+  readonly dispatches: readonly PlannedDispatch[];
+  /** The uniform slots, SLOT_BYTES each, in slot order. */
+  readonly uniforms: ArrayBuffer;
+  /** Partial summaries written by the stats pass. */
+  readonly partials: number;
+  /** Merged row summaries (0 when each row is one segment and the partials are the rows). */
+  readonly mergedRows: number;
+  /** Group statistics: N for LN, then C for BN when usingBN. */
+  readonly groups: number;
+  /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
+  readonly tensorBytes: number;
+}
+
+/** The mixing weights and running update, as the plan needs them. */
+export interface PlanParams {
+  readonly meanMix: ArrayLike<number>;
+  readonly varMix: ArrayLike<number>;
+  readonly update: RunningUpdate;
+}
+
+const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
+
+/** Bytes of a buffer holding `elements` floats for vec4 access. */
+export function paddedBytes(elements: number): number {
+  return Math.ceil(elements / 4) * 16;
+}
+
+function nextPow2(v: number): number {
+  let p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+
+/** Largest s in [lo, hi] with ok(s), given ok(lo) and ok monotone (true then false). */
+function lastTrue(lo: number, hi: number, ok: (s: number) => boolean): number {
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (ok(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * Cuts `count` consecutive items, item i covering elements [start(i), end(i)) with both
+ * non-decreasing in i, into runs whose elements fit one binding window starting at an aligned
+ * offset. Returns [first, end, baseElement] per run.
+ */
+function windows(
+  count: number,
+  start: (i: number) => number,
+  end: (i: number) => number,
+  limits: PlanLimits,
+  what: string,
+): [number, number, number][] {
+  const alignElems = limits.offsetAlign / 4, maxElems = limits.maxBinding / 4;
+  const out: [number, number, number][] = [];
+  for (let first = 0; first < count;) {
+    const base = Math.floor(start(first) / alignElems) * alignElems;
+    if (end(first) - base > maxElems) {
+      throw new RangeError(
+        `webgpu backend: one ${what} (${end(first) - start(first)} floats) does not fit a ` +
+          `storage binding of ${limits.maxBinding} bytes`,
+      );
+    }
+    const last = lastTrue(first, count - 1, (i) => end(i) - base <= maxElems);
+    out.push([first, last + 1, base]);
+    first = last + 1;
+  }
+  return out;
+}
+
+function checkFits(bytes: number, what: string, limits: PlanLimits): void {
+  if (bytes > limits.maxBinding) {
+    throw new RangeError(
+      `webgpu backend: ${what} need ${bytes} bytes, more than one storage binding ` +
+        `(${limits.maxBinding} bytes) holds; the tensor has too many rows for this device`,
+    );
+  }
+}
+
+/** Makes the plan of one forward. Throws a RangeError when a per-row array exceeds a binding. */
+export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanLimits): Plan {
+  const { n, c, m, layout } = problem;
+  const total = n * c * m;
+  const usingBN = layout === "1d" || problem.usingBN;
+  const slots: ((v: DataView) => void)[] = [];
+  const dispatches: PlannedDispatch[] = [];
+  const common = (v: DataView) => {
+    v.setUint32(0, n, true);
+    v.setUint32(4, c, true);
+    v.setUint32(8, m, true);
+    v.setUint32(12, total, true);
+    let flags = 0;
+    if (layout === "nd") flags |= F_HAS_IN;
+    if (usingBN) flags |= F_USING_BN;
+    if (problem.training) flags |= F_TRAINING;
+    if (params.update.kind === "batchAverage") flags |= F_BATCH_AVERAGE;
+    if (layout === "1d") flags |= F_CHAN_GROUPS;
+    v.setUint32(44, flags, true);
+    v.setUint32(80, n, true);
+    v.setUint32(84, usingBN ? c : 0, true);
+    v.setFloat32(88, problem.eps, true);
+    const momentum = params.update.kind === "movingAverage" ? params.update.momentum : 0;
+    v.setFloat32(92, momentum, true);
+    v.setFloat32(96, 1 - momentum, true);
+    for (let k = 0; k < params.meanMix.length; k++) {
+      v.setFloat32(112 + 4 * k, params.meanMix[k], true);
+      v.setFloat32(128 + 4 * k, params.varMix[k], true);
+    }
+  };
+  const add = (
+    kind: PlannedDispatch["kind"],
+    workgroups: number,
+    fill: (v: DataView) => void,
+    window?: Window,
+  ) => {
+    dispatches.push({ kind, slot: slots.length, workgroups, window });
+    slots.push(fill);
+  };
+
+  let partials: number, mergedRows = 0;
+  const groupMembers: (v: DataView) => void = layout === "nd"
+    ? (v) => {
+      // Members are the IN rows: LN group n = rows n*C .. n*C+C-1, BN group c = rows c, C+c, ..
+      v.setUint32(48, 0, true), v.setUint32(52, c, true), v.setUint32(56, 1, true);
+      v.setUint32(60, c, true);
+      v.setUint32(64, 0, true), v.setUint32(68, 1, true), v.setUint32(72, c, true);
+      v.setUint32(76, n, true);
+    }
+    : (v) => {
+      // Members are tile summaries: LN group n = parts[ct*N + n], BN group c =
+      // parts[CT*N + rt*C + c].
+      const ct = Math.ceil(c / TILE), rt = Math.ceil(n / TILE);
+      v.setUint32(48, 0, true), v.setUint32(52, 1, true), v.setUint32(56, n, true);
+      v.setUint32(60, ct, true);
+      v.setUint32(64, ct * n, true), v.setUint32(68, 1, true), v.setUint32(72, c, true);
+      v.setUint32(76, rt, true);
+    };
+
+  if (layout === "nd") {
+    const rows = n * c;
+    let len = Math.min(m, MAX_SEG);
+    while (len > 1024 && rows * Math.ceil(m / len) < MIN_SEGMENTS) len = Math.ceil(len / 8) * 4;
+    const chunks = Math.ceil(m / len);
+    const threads = Math.min(WG, nextPow2(Math.ceil(len / 16)));
+    const segments = rows * chunks;
+    partials = segments;
+    checkFits(segments * PARTIAL_BYTES, "the per-segment statistics", limits);
+    const start = (s: number) => Math.floor(s / chunks) * m + (s % chunks) * len;
+    const end = (s: number) => Math.floor(s / chunks) * m + Math.min((s % chunks + 1) * len, m);
+    for (const [first, last, base] of windows(segments, start, end, limits, "row segment")) {
+      const size = paddedBytes(end(last - 1) - base);
+      add("stats", Math.ceil((last - first) / (WG / threads)), (v) => {
+        v.setUint32(16, threads, true);
+        v.setUint32(20, len, true);
+        v.setUint32(24, chunks, true);
+        v.setUint32(28, first, true);
+        v.setUint32(32, last, true);
+        v.setUint32(36, base, true);
+      }, { offset: base * 4, size });
+    }
+    if (chunks > 1) {
+      mergedRows = rows;
+      checkFits(rows * PARTIAL_BYTES, "the per-row statistics", limits);
+      add("rowMerge", Math.ceil(rows / 64), (v) => v.setUint32(24, chunks, true));
+    }
+  } else {
+    const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
+    partials = ct * n + rt * c;
+    checkFits(partials * PARTIAL_BYTES, "the per-tile statistics", limits);
+    const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
+    for (const [first, last, base] of windows(rt, start, end, limits, "tile of 32 rows")) {
+      const size = (end(last - 1) - base) * 4;
+      add("stats1d", (last - first) * ct, (v) => {
+        v.setUint32(24, ct, true);
+        v.setUint32(28, first, true);
+        v.setUint32(32, last, true);
+        v.setUint32(36, base, true);
+        v.setUint32(64, ct * n, true);
+      }, { offset: base * 4, size });
+    }
+  }
+
+  const groups = n + (usingBN ? c : 0);
+  checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
+  checkFits(2 * c * 4, "gamma and beta", limits);
+  add("group", groups, groupMembers);
+
+  const vecs = Math.ceil(total / 4);
+  const alignVecs = limits.offsetAlign / 16;
+  const perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
+  for (let first = 0; first < vecs; first += perWindow) {
+    const count = Math.min(perWindow, vecs - first);
+    add("normalize", Math.ceil(count / WG), (v) => {
+      v.setUint32(36, first * 4, true);
+      v.setUint32(40, count, true);
+    }, { offset: first * 16, size: count * 16 });
+  }
+
+  const uniforms = new ArrayBuffer(slots.length * SLOT_BYTES);
+  slots.forEach((fill, i) => {
+    const v = new DataView(uniforms, i * SLOT_BYTES, SLOT_BYTES);
+    common(v);
+    groupMembers(v);
+    fill(v);
+  });
+  return {
+    dispatches,
+    uniforms,
+    partials,
+    mergedRows,
+    groups,
+    tensorBytes: paddedBytes(total),
+  };
+}
+
+/** Lays `count` workgroups out on a grid of at most 65535 per dimension: [x, y]. */
+export function grid(count: number): [number, number] {
+  const x = Math.min(count, 65535);
+  return [x, Math.ceil(count / x)];
+}

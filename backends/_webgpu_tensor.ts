@@ -1,0 +1,129 @@
+/**
+ * GpuTensor: a float32 tensor held in a GPUBuffer, so that layers on the webgpu backend chain
+ * without reading data back.
+ *
+ * @module
+ */
+import type { ResidentTensor } from "./_backend.ts";
+import { type GpuContext, USAGE } from "./_webgpu_device.ts";
+import { paddedBytes } from "./_webgpu_plan.ts";
+
+/**
+ * A float32 tensor in a GPUBuffer on the webgpu backend's device, row-major with `shape`.
+ * Made by `layer.upload()` on a layer that runs on "webgpu", returned by `forward()` on such a
+ * tensor, or made from a buffer of your own with {@linkcode wrapGpuBuffer}. `buffer` and
+ * `device` are there for your own WebGPU work (bind it, copy from it); the buffer holds
+ * `length` floats from offset 0 and is at least `length * 4` bytes rounded up to 16.
+ *
+ * @example
+ * ```ts ignore
+ * import { SwitchNorm2d } from "./mod.ts";
+ * const a = new SwitchNorm2d(8, { backend: "webgpu" });
+ * const b = new SwitchNorm2d(8, { backend: "webgpu" });
+ * const shape = [2, 8, 16, 16];
+ * using x = await a.upload(new Float32Array(2 * 8 * 16 * 16).fill(1), shape);
+ * using h = await a.forward(x); // stays on the GPU
+ * using y = await b.forward(h);
+ * const values = await y.read(); // the one readback
+ * await a.sync(); // training updated a's running buffers on the GPU: bring them back
+ * console.log(values.length, a.stateDict().running_mean);
+ * ```
+ */
+export class GpuTensor implements ResidentTensor {
+  /** Always "webgpu". */
+  readonly backend = "webgpu" as const;
+  /** Row-major shape. */
+  readonly shape: readonly number[];
+  /** Number of float32 elements. */
+  readonly length: number;
+  #buffer?: GPUBuffer;
+  readonly #ctx: GpuContext;
+  readonly #owned: boolean;
+
+  /**
+   * @internal Use `layer.upload()`, `forward()` or {@linkcode wrapGpuBuffer}.
+   * @param ctx the device the buffer lives on
+   * @param buffer the data, from offset 0
+   * @param shape row-major shape
+   * @param owned whether dispose() gives the buffer back to the backend (else it is the caller's)
+   */
+  constructor(ctx: GpuContext, buffer: GPUBuffer, shape: readonly number[], owned: boolean) {
+    this.#ctx = ctx;
+    this.#buffer = buffer;
+    this.shape = Object.freeze([...shape]);
+    this.length = shape.reduce((a, b) => a * b, 1);
+    this.#owned = owned;
+  }
+
+  /** The GPUBuffer holding the data. Throws after dispose(). */
+  get buffer(): GPUBuffer {
+    if (!this.#buffer) throw new Error("GpuTensor: used after dispose()");
+    return this.#buffer;
+  }
+
+  /** The GPUDevice the buffer belongs to. */
+  get device(): GPUDevice {
+    return this.#ctx.device;
+  }
+
+  /** @internal Whether this tensor lives on `ctx`'s device. */
+  isOn(ctx: GpuContext): boolean {
+    return this.#ctx === ctx;
+  }
+
+  /** Copies the data out into a new Float32Array (one GPU round trip). */
+  async read(): Promise<Float32Array> {
+    const ctx = this.#ctx, src = this.buffer;
+    ctx.check();
+    const bytes = this.length * 4;
+    const staging = ctx.acquire("staging", bytes);
+    const enc = ctx.device.createCommandEncoder();
+    enc.copyBufferToBuffer(src, 0, staging, 0, Math.ceil(bytes / 4) * 4);
+    ctx.device.queue.submit([enc.finish()]);
+    await ctx.guard(staging.mapAsync(1, /* GPUMapMode.READ */ 0, bytes));
+    const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
+    staging.unmap();
+    ctx.release("staging", staging);
+    return out;
+  }
+
+  /**
+   * Frees the tensor: a buffer the backend made goes back to its pool (destroyed later, once
+   * the GPU is done with it); a wrapped buffer of yours is left alone. Idempotent.
+   */
+  dispose(): void {
+    const b = this.#buffer;
+    this.#buffer = undefined;
+    if (b && this.#owned) this.#ctx.release("storage", b);
+  }
+
+  /** Same as dispose(), for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Checks that a caller's buffer can back a tensor of `shape` on the backend. */
+export function checkWrappable(buffer: GPUBuffer, shape: readonly number[]): void {
+  if (typeof buffer !== "object" || buffer === null || typeof buffer.size !== "number") {
+    throw new TypeError("wrapGpuBuffer: buffer must be a GPUBuffer");
+  }
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new TypeError("wrapGpuBuffer: shape must be an array of positive integers");
+  }
+  const length = shape.reduce((a, b) => a * b, 1);
+  const need = paddedBytes(length);
+  if (buffer.size < need) {
+    throw new RangeError(
+      `wrapGpuBuffer: a [${shape.join(", ")}] tensor needs a buffer of at least ${need} bytes ` +
+        `(${length} floats rounded up to whole vec4s), got ${buffer.size}`,
+    );
+  }
+  const needUsage = USAGE.storage & ~0x08; // STORAGE | COPY_SRC; COPY_DST only to be written
+  if ((buffer.usage & needUsage) !== needUsage) {
+    throw new TypeError(
+      "wrapGpuBuffer: the buffer needs GPUBufferUsage.STORAGE and COPY_SRC (and COPY_DST to " +
+        "be used as `out`)",
+    );
+  }
+}

@@ -1,0 +1,477 @@
+/**
+ * The WebGPU backend: SN forward as WGSL compute shaders (shaders/*.wgsl), with the running
+ * buffers updated on the GPU.
+ *
+ * One forward is one command buffer and one submit: the statistics pass over x (sn_stats or
+ * sn1d_stats, one dispatch per binding window of x), the row merge when rows were cut into
+ * segments, the LN/BN pass (sn_group_stats, which also updates the running buffers), and the
+ * normalize pass (one dispatch per binding window of x and y). A Float32Array call then reads y
+ * and the new running buffers back with one mapAsync of one staging buffer; a call on a
+ * {@linkcode GpuTensor} reads nothing back and leaves the running buffers on the device until
+ * `syncRunning`.
+ *
+ * @module
+ */
+import type {
+  Backend,
+  BackwardResult,
+  LayerParams,
+  NormProblem,
+  ResidentTensor,
+  RunningUpdate,
+  SavedForward,
+} from "./_backend.ts";
+import { type DeviceOptions, type GpuContext, openDevice } from "./_webgpu_device.ts";
+import { grid, makePlan, PARTIAL_BYTES, type PlannedDispatch, SLOT_BYTES } from "./_webgpu_plan.ts";
+import { checkWrappable, GpuTensor } from "./_webgpu_tensor.ts";
+import { ReferenceBackend } from "./reference.ts";
+import * as WGSL from "../shaders/_wgsl.ts";
+
+/** Bytes of the Params struct inside each uniform slot. */
+const PARAMS_BYTES = 144;
+
+/** Options of a backend instance (tests and the bench make their own instances). */
+export type WebGpuBackendOptions = DeviceOptions;
+
+/** What the backend keeps on the device for one layer. */
+interface LayerState {
+  /** gamma (C) then beta (C). */
+  readonly affine: GPUBuffer;
+  /** running_mean (C) then running_var (C). */
+  readonly running: GPUBuffer;
+  /** params.version of the last upload. */
+  version: number;
+  /** params.runningVersion of the last running-buffer upload or readback. */
+  runningVersion?: number;
+  /** The device's running buffers are newer than the CPU's (resident training calls). */
+  stale: boolean;
+  /** A readback of the running buffers in flight. */
+  syncing?: Promise<void>;
+  /** The layer released this state while stale: free it once the sync is done. */
+  released?: boolean;
+}
+
+type PipelineKind = PlannedDispatch["kind"];
+
+/** Timestamp writes for the bench: the pass's begin and end go to these query indices. */
+export interface PassTimestamps {
+  readonly querySet: GPUQuerySet;
+  readonly beginningOfPassWriteIndex: number;
+  readonly endOfPassWriteIndex: number;
+}
+
+function f32(what: string, v: unknown): Float32Array {
+  if (!(v instanceof Float32Array)) {
+    throw new TypeError(`webgpu backend: ${what} must be a Float32Array`);
+  }
+  return v;
+}
+
+/** SN forward on a GPU through WebGPU. One instance owns one device. */
+export class WebGpuBackend implements Backend {
+  /** Always "webgpu". */
+  readonly name = "webgpu" as const;
+  /** The device, its pool and its loss. */
+  readonly ctx: GpuContext;
+  readonly #pipelines: Record<PipelineKind, GPUComputePipeline>;
+  readonly #layers = new Map<number, LayerState>();
+  #disposed = false;
+  #reference?: ReferenceBackend;
+
+  /** @internal Use {@linkcode loadWebGpuBackend}. */
+  constructor(ctx: GpuContext, pipelines: Record<PipelineKind, GPUComputePipeline>) {
+    this.ctx = ctx;
+    this.#pipelines = pipelines;
+  }
+
+  /** The device (for wrapping buffers of your own, see {@linkcode wrap}). */
+  get device(): GPUDevice {
+    return this.ctx.device;
+  }
+
+  /** Why the device is unusable, or undefined while it works. */
+  get lost(): string | undefined {
+    return this.ctx.lost;
+  }
+
+  /** Copies `data` into a new GpuTensor. */
+  upload(data: Float32Array, shape: readonly number[]): GpuTensor {
+    this.ctx.check();
+    const buffer = this.ctx.acquire("storage", data.length * 4);
+    write(this.ctx.device.queue, buffer, 0, data);
+    return new GpuTensor(this.ctx, buffer, shape, true);
+  }
+
+  /**
+   * A GpuTensor over a buffer of yours on this backend's device (STORAGE | COPY_SRC usage, at
+   * least `length * 4` bytes rounded up to 16). dispose() of the tensor leaves the buffer alone.
+   */
+  wrap(buffer: GPUBuffer, shape: readonly number[]): GpuTensor {
+    this.ctx.check();
+    checkWrappable(buffer, shape);
+    return new GpuTensor(this.ctx, buffer, shape, false);
+  }
+
+  #state(params: LayerParams, c: number): LayerState {
+    let s = this.#layers.get(params.layerId);
+    if (s?.released) s = undefined; // being freed after a final sync: start afresh
+    const queue = this.ctx.device.queue;
+    if (!s) {
+      s = {
+        affine: this.ctx.device.createBuffer({ size: Math.max(16, 8 * c), usage: 0x80 | 0x08 }),
+        running: this.ctx.device.createBuffer({
+          size: Math.max(16, 8 * c),
+          usage: 0x80 | 0x08 | 0x04,
+        }),
+        version: -1,
+        stale: false,
+      };
+      this.#layers.set(params.layerId, s);
+    }
+    if (s.version !== params.version) {
+      write(queue, s.affine, 0, params.weight);
+      write(queue, s.affine, 4 * c, params.bias);
+      s.version = params.version;
+    }
+    // The running buffers go up only when the CPU wrote them (load, reset, a CPU backend's
+    // update): a version bump from an optimiser step must not undo the device's newer values.
+    const rv = runningVersion(params);
+    if (
+      params.runningMean.length > 0 && (s.runningVersion === undefined || s.runningVersion !== rv)
+    ) {
+      write(queue, s.running, 0, params.runningMean);
+      write(queue, s.running, 4 * c, params.runningVar);
+      s.runningVersion = rv;
+      s.stale = false;
+    }
+    return s;
+  }
+
+  /**
+   * Records the passes of one forward into `pass`, x and y bound in windows. Returns the scratch
+   * buffers to give back after submit.
+   * @internal Also used by the bench, which brackets the pass with timestamps.
+   */
+  encodeForward(
+    pass: GPUComputePassEncoder,
+    problem: NormProblem,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    params: LayerParams,
+    update: RunningUpdate,
+  ): () => void {
+    const ctx = this.ctx, device = ctx.device;
+    const plan = makePlan(problem, { meanMix: params.meanMix, varMix: params.varMix, update }, {
+      maxBinding: ctx.maxBinding,
+      offsetAlign: device.limits.minStorageBufferOffsetAlignment,
+    });
+    const state = this.#state(params, problem.c);
+    const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);
+    device.queue.writeBuffer(uniforms, 0, plan.uniforms);
+    const parts = ctx.acquire("storage", plan.partials * PARTIAL_BYTES);
+    const rows = plan.mergedRows > 0
+      ? ctx.acquire("storage", plan.mergedRows * PARTIAL_BYTES)
+      : parts;
+    const groups = ctx.acquire("storage", plan.groups * 16);
+    for (const d of plan.dispatches) {
+      const slot = { buffer: uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
+      const xw = d.window && { buffer: x, offset: d.window.offset, size: d.window.size };
+      const entries: GPUBufferBinding[] = d.kind === "stats" || d.kind === "stats1d"
+        ? [slot, xw!, { buffer: parts }]
+        : d.kind === "rowMerge"
+        ? [slot, { buffer: parts }, { buffer: rows }]
+        : d.kind === "group"
+        ? [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }]
+        : [
+          slot,
+          xw!,
+          { buffer: y, offset: d.window!.offset, size: d.window!.size },
+          { buffer: rows },
+          { buffer: groups },
+          { buffer: state.affine },
+        ];
+      const pipeline = this.#pipelines[d.kind];
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(
+        0,
+        device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: entries.map((resource, binding) => ({ binding, resource })),
+        }),
+      );
+      const [gx, gy] = grid(d.workgroups);
+      pass.dispatchWorkgroups(gx, gy);
+    }
+    return () => {
+      ctx.release("uniform", uniforms);
+      ctx.release("storage", parts);
+      if (rows !== parts) ctx.release("storage", rows);
+      ctx.release("storage", groups);
+    };
+  }
+
+  /**
+   * SN forward. Float32Array x: uploads it, runs, and reads y and (in training with BN) the new
+   * running buffers back in one mapAsync, writing the buffers into `params`. GpuTensor x:
+   * returns a new GpuTensor (or fills `out`) and reads nothing back; the running buffers stay
+   * on the device ({@linkcode runningStale}) until {@linkcode syncRunning}.
+   */
+  async forward(
+    problem: NormProblem,
+    x: Float32Array | ResidentTensor,
+    params: LayerParams,
+    update: RunningUpdate,
+    out?: Float32Array | ResidentTensor,
+    save?: SavedForward,
+  ): Promise<Float32Array | ResidentTensor> {
+    const ctx = this.ctx, device = ctx.device;
+    ctx.check();
+    if (problem.sync) throw new Error("webgpu backend: SyncSN is not supported");
+    const total = problem.n * problem.c * problem.m;
+    const resident = x instanceof GpuTensor;
+    if (!resident) f32("x", x);
+    if (resident && !x.isOn(ctx)) {
+      throw new TypeError("webgpu backend: x is a GpuTensor of another device/backend instance");
+    }
+    if (out !== undefined && resident !== out instanceof GpuTensor) {
+      throw new TypeError("webgpu backend: out must be the same kind as x");
+    }
+    if (out instanceof GpuTensor && !out.isOn(ctx)) {
+      throw new TypeError("webgpu backend: out is a GpuTensor of another device/backend instance");
+    }
+    const updates = problem.training && (problem.layout === "1d" || problem.usingBN);
+    const c = problem.c;
+    const bytes = Math.ceil(total / 4) * 16;
+
+    device.pushErrorScope("out-of-memory");
+    device.pushErrorScope("validation");
+    const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
+    if (!resident) write(device.queue, xBuf, 0, x as Float32Array);
+    let yBuf: GPUBuffer, result: GpuTensor | undefined, copyTo: GPUBuffer | undefined;
+    if (!resident) yBuf = ctx.acquire("storage", bytes);
+    else if (out instanceof GpuTensor) {
+      // y may not be bound read-write beside x read-only in one dispatch: go through a temp.
+      if (out.buffer === xBuf) (yBuf = ctx.acquire("storage", bytes)), (copyTo = out.buffer);
+      else yBuf = out.buffer;
+      result = out;
+    } else {
+      yBuf = ctx.acquire("storage", bytes);
+      result = new GpuTensor(ctx, yBuf, (x as GpuTensor).shape, true);
+    }
+    const enc = device.createCommandEncoder({ label: "switchnorm forward" });
+    const pass = enc.beginComputePass();
+    let releaseScratch: () => void;
+    try {
+      releaseScratch = this.encodeForward(pass, problem, xBuf, yBuf, params, update);
+    } finally {
+      pass.end();
+    }
+    const state = this.#layers.get(params.layerId)!;
+    if (copyTo) enc.copyBufferToBuffer(yBuf, 0, copyTo, 0, bytes);
+    let staging: GPUBuffer | undefined, runAt = 0, stagingBytes = 0;
+    if (!resident) {
+      runAt = Math.ceil(total / 4) * 16;
+      stagingBytes = runAt + (updates ? 8 * c : 0);
+      staging = ctx.acquire("staging", stagingBytes);
+      enc.copyBufferToBuffer(yBuf, 0, staging, 0, total * 4);
+      if (updates) enc.copyBufferToBuffer(state.running, 0, staging, runAt, 8 * c);
+    }
+    device.queue.submit([enc.finish()]);
+    releaseScratch();
+    if (!resident) {
+      ctx.release("storage", xBuf);
+      ctx.release("storage", yBuf);
+    } else if (copyTo) ctx.release("storage", yBuf);
+    const validation = await ctx.guard(device.popErrorScope());
+    const oom = await ctx.guard(device.popErrorScope());
+    const err = validation ?? oom;
+    if (err) {
+      if (staging) ctx.release("staging", staging);
+      result?.dispose();
+      throw new Error(`webgpu backend: the forward was rejected by WebGPU: ${err.message}`);
+    }
+    if (save) {
+      save.problem = problem;
+      save.x = x;
+    }
+    if (resident) {
+      if (updates) state.stale = true;
+      return result!;
+    }
+    await ctx.guard(staging!.mapAsync(1, /* GPUMapMode.READ */ 0, stagingBytes));
+    const mapped = staging!.getMappedRange(0, stagingBytes);
+    const y = out !== undefined ? f32("out", out) : new Float32Array(total);
+    y.set(new Float32Array(mapped, 0, total));
+    if (updates) {
+      params.runningMean.set(new Float32Array(mapped, runAt, c));
+      params.runningVar.set(new Float32Array(mapped, runAt + 4 * c, c));
+      state.runningVersion = runningVersion(params);
+      state.stale = false;
+    }
+    staging!.unmap();
+    ctx.release("staging", staging!);
+    return y;
+  }
+
+  /**
+   * The chain rule for a forward on Float32Array data, computed by the float64 reference from
+   * the saved x (the GPU backward is not written yet). GpuTensor data is refused.
+   */
+  backward(
+    saved: SavedForward,
+    dy: Float32Array | ResidentTensor,
+    params: LayerParams,
+  ): Promise<BackwardResult> {
+    if (!(saved.x instanceof Float32Array) || !(dy instanceof Float32Array)) {
+      return Promise.reject(
+        new Error(
+          "webgpu backend: backward on GPU-resident tensors is not implemented; run the forward " +
+            "on Float32Array data, or on the wasm backend",
+        ),
+      );
+    }
+    this.#reference ??= new ReferenceBackend();
+    return this.#reference.backward(saved, dy, params);
+  }
+
+  /** True while the device holds running buffers newer than `params`' arrays. */
+  runningStale(params: LayerParams): boolean {
+    const s = this.#layers.get(params.layerId);
+    return s !== undefined && (s.stale || s.syncing !== undefined) &&
+      s.runningVersion === runningVersion(params);
+  }
+
+  /** Reads the device's running buffers into `params` (a no-op when they are not newer). */
+  async syncRunning(params: LayerParams): Promise<void> {
+    const s = this.#layers.get(params.layerId);
+    if (!s) return;
+    if (s.syncing) return await s.syncing;
+    if (!s.stale || s.runningVersion !== runningVersion(params)) return;
+    if (this.ctx.lost !== undefined) {
+      // Say once that the newest running buffers are gone; the CPU copy is what remains.
+      s.stale = false;
+      this.#layers.delete(params.layerId);
+      throw new Error(
+        `webgpu backend: the running buffers updated on the GPU since the last sync were lost ` +
+          `with the device (${this.ctx.lost}); the layer keeps its last synced values`,
+      );
+    }
+    const ctx = this.ctx, c = params.runningMean.length;
+    s.syncing = (async () => {
+      const staging = ctx.acquire("staging", 8 * c);
+      const enc = ctx.device.createCommandEncoder();
+      enc.copyBufferToBuffer(s.running, 0, staging, 0, 8 * c);
+      ctx.device.queue.submit([enc.finish()]);
+      await ctx.guard(staging.mapAsync(1, 0, 8 * c));
+      const mapped = staging.getMappedRange(0, 8 * c);
+      params.runningMean.set(new Float32Array(mapped, 0, c));
+      params.runningVar.set(new Float32Array(mapped, 4 * c, c));
+      staging.unmap();
+      ctx.release("staging", staging);
+      s.stale = false;
+    })();
+    try {
+      await s.syncing;
+    } finally {
+      s.syncing = undefined;
+      if (s.released) this.#free(params.layerId, s);
+    }
+  }
+
+  /**
+   * Frees the layer's device buffers. Running buffers newer on the device are first read back
+   * into the layer (asynchronously; `layer.sync()` awaits it), so dispose() loses nothing.
+   */
+  releaseLayer(params: LayerParams): void {
+    const s = this.#layers.get(params.layerId);
+    if (!s) return;
+    if ((s.stale || s.syncing) && this.ctx.lost === undefined && !this.#disposed) {
+      s.released = true;
+      this.syncRunning(params).catch(() => {});
+      return;
+    }
+    this.#free(params.layerId, s);
+  }
+
+  #free(layerId: number, s: LayerState): void {
+    if (this.#layers.get(layerId) === s) this.#layers.delete(layerId);
+    this.ctx.destroyLater([s.affine, s.running]);
+  }
+
+  /** Number of layers with device state (for tests of dispose). */
+  get layerCount(): number {
+    return this.#layers.size;
+  }
+
+  /**
+   * Frees every buffer and pipeline and then the device, once the GPU has finished. Later calls
+   * fail with a clear error.
+   */
+  dispose(): void {
+    void this.disposeAsync();
+  }
+
+  /** dispose(), resolving when the device has been destroyed. */
+  async disposeAsync(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const buffers = [...this.#layers.values()].flatMap((s) => [s.affine, s.running]);
+    this.#layers.clear();
+    this.ctx.destroyLater(buffers);
+    await this.ctx.destroy();
+  }
+
+  /** Same as dispose(), for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Same as disposeAsync(), for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.disposeAsync();
+  }
+}
+
+/** queue.writeBuffer of a Float32Array, whatever kind of ArrayBuffer is behind it. */
+function write(queue: GPUQueue, buffer: GPUBuffer, offset: number, data: Float32Array): void {
+  queue.writeBuffer(buffer, offset, data as Float32Array<ArrayBuffer>);
+}
+
+function runningVersion(params: LayerParams): number {
+  return params.runningVersion ?? params.version;
+}
+
+const SOURCES: Record<PipelineKind, string> = {
+  stats: WGSL.SN_STATS,
+  rowMerge: WGSL.SN_ROW_MERGE,
+  stats1d: WGSL.SN1D_STATS,
+  group: WGSL.SN_GROUP_STATS,
+  normalize: WGSL.SN_NORMALIZE,
+};
+
+/**
+ * Opens a device and compiles the pipelines (once per backend instance: shapes travel in
+ * uniforms). Rejects with a clear error when there is no adapter.
+ */
+export async function loadWebGpuBackend(
+  options: WebGpuBackendOptions = {},
+): Promise<WebGpuBackend> {
+  const ctx = await openDevice(options);
+  const device = ctx.device;
+  device.pushErrorScope("validation");
+  const pipelines = {} as Record<PipelineKind, GPUComputePipeline>;
+  for (const [kind, code] of Object.entries(SOURCES) as [PipelineKind, string][]) {
+    const module = device.createShaderModule({ code, label: `switchnorm ${kind}` });
+    pipelines[kind] = device.createComputePipeline({
+      label: `switchnorm ${kind}`,
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+    });
+  }
+  const err = await ctx.guard(device.popErrorScope());
+  if (err) {
+    await ctx.destroy();
+    throw new Error(`webgpu backend: the shaders did not compile on this device: ${err.message}`);
+  }
+  return new WebGpuBackend(ctx, pipelines);
+}

@@ -1,0 +1,167 @@
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line `//!include common.wgsl`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold `x * 0.0` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to `shift` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}

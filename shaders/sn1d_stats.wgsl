@@ -1,0 +1,82 @@
+// sn1d_stats.wgsl: step 1 of layout "1d" (SwitchNorm1d), the only pass besides normalize that
+// reads x. x is [N, C]; LN needs statistics along each row n, BN along each column c, and both
+// come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
+// workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
+//   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
+//     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags
+//   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
+// two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
+// Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
+// parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+
+const T: u32 = 32u;
+var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
+
+// Summary of `len` values of the tile starting at `start`, `step` apart.
+fn summarize(start: u32, step: u32, len: u32) -> Partial {
+  let first = tile[start];
+  let shift = select(0.0, first, class_bits(first) == 0u);
+  var flags = 0u;
+  var count = 0u;
+  var sum = 0.0;
+  for (var i = 0u; i < len; i++) {
+    let v = tile[start + i * step];
+    let cls = class_bits(v);
+    flags = flags | cls;
+    if (cls == 0u) {
+      sum += v - shift;
+      count += 1u;
+    }
+  }
+  let mean = select(0.0, sum / f32(count), count > 0u);
+  var m2 = 0.0;
+  for (var i = 0u; i < len; i++) {
+    let v = tile[start + i * step];
+    if (class_bits(v) == 0u) {
+      let d = v - shift - mean;
+      m2 += d * d;
+    }
+  }
+  return Partial(shift, mean, m2, count, flags);
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let wg = linear_group(wid, nwg);
+  let col_tiles = P.chunks;
+  let rt = P.seg_first + wg / col_tiles;
+  if (rt >= P.seg_end) {
+    return;
+  }
+  let ct = wg % col_tiles;
+  let n0 = rt * T;
+  let c0 = ct * T;
+  let rows = min(T, P.n - n0);
+  let cols = min(T, P.c - c0);
+  for (var i = lid; i < T * T; i += 64u) {
+    let r = i / T;
+    let cc = i % T;
+    if (r < rows && cc < cols) {
+      tile[r * 33u + cc] = x[(n0 + r) * P.c + c0 + cc - P.elem_base];
+    }
+  }
+  workgroupBarrier();
+  if (lid < T) {
+    if (lid < cols) {
+      parts[P.bn_base + rt * P.c + c0 + lid] = summarize(lid, 33u, rows);
+    }
+  } else if (lid - T < rows) {
+    let r = lid - T;
+    parts[ct * P.n + n0 + r] = summarize(r * 33u, 1u, cols);
+  }
+}

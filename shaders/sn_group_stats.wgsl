@@ -1,0 +1,144 @@
+// sn_group_stats.wgsl: the derived statistics, from summaries only (never another pass over x).
+// Workgroup g < N makes LN group n = g, the next C workgroups BN group c, each writing
+// groups[g] = (hi, lo, variance, flags) with mean = hi + lo, hi = the first member's shift.
+// Members are summaries P_k at ln_base + g*ln_step + k*ln_stride (k < ln_count), likewise bn_*.
+// Layout "nd" (members are the IN rows (mu_k = K_k + mean_k, v_k = M2_k / (count_k - 1))):
+//   mu   = (1/K) sum_k mu_k
+//   var  = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2
+//        ( = mean_k (v_k + mu_k^2) - mu^2 of the reference, without its cancellation)
+//   LN: k runs over c for one n;  BN: over n for one c.
+// Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
+//   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
+// Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
+// threads merge pairwise in workgroup memory.
+// Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
+// var = running_var[c]. Training mode: thread 0 of BN group c also updates the running buffers
+// (running = [mean(C), var(C)]) with the batch's mu, var:
+//   moving average:  r_mean = m * r_mean + (1 - m) * mu;  r_var = m * r_var + (1 - m) * var
+//   batch average:   r_mean = r_mean + mu;                r_var = r_var + (mu^2 + var)
+// with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> members: array<Partial>;
+@group(0) @binding(2) var<storage, read_write> groups: array<Group>;
+@group(0) @binding(3) var<storage, read_write> running: array<f32>;
+
+var<workgroup> w_n: array<f32, 64>;
+var<workgroup> w_mean: array<f32, 64>;
+var<workgroup> w_m2: array<f32, 64>;
+var<workgroup> w_sumv: array<f32, 64>;
+var<workgroup> w_flags: array<u32, 64>;
+var<workgroup> w_count: array<u32, 64>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = linear_group(wid, nwg);
+  if (g >= P.groups_ln + P.groups_bn) {
+    return;
+  }
+  let is_bn = g >= P.groups_ln;
+  let c = g - P.groups_ln; // the channel, for BN groups
+  let training = (P.flags & P_TRAINING) != 0u;
+  if (is_bn && !training) {
+    if (lid == 0u) {
+      let rm = running[c];
+      let rv = running[P.c + c];
+      // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
+      let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
+      groups[g] = Group(select(rm, 0.0, bad != 0u), 0.0, select(rv, 0.0, bad != 0u), bad);
+    }
+    return;
+  }
+  var base: u32;
+  var stride: u32;
+  var count: u32;
+  if (is_bn) {
+    base = P.bn_base + c * P.bn_step;
+    stride = P.bn_stride;
+    count = P.bn_count;
+  } else {
+    base = P.ln_base + g * P.ln_step;
+    stride = P.ln_stride;
+    count = P.ln_count;
+  }
+  let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  let hi = members[base].shift;
+  var acc = Acc(0.0, 0.0, 0.0);
+  var sumv = 0.0;
+  var flags = 0u;
+  var total = 0u;
+  for (var k = lid; k < count; k += 64u) {
+    let p = members[base + k * stride];
+    let mean = (p.shift - hi) + p.mean;
+    flags = flags | p.flags;
+    total += p.count;
+    if (chan) {
+      acc = merge(acc, Acc(f32(p.count), mean, p.m2));
+    } else {
+      acc = merge(acc, Acc(1.0, mean, 0.0));
+      if (p.count >= 2u) {
+        sumv += p.m2 / f32(p.count - 1u);
+      } else {
+        flags = flags | F_NO_VAR;
+      }
+    }
+  }
+  w_n[lid] = acc.n;
+  w_mean[lid] = acc.mean;
+  w_m2[lid] = acc.m2;
+  w_sumv[lid] = sumv;
+  w_flags[lid] = flags;
+  w_count[lid] = total;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      let o = lid + s;
+      let m = merge(Acc(w_n[lid], w_mean[lid], w_m2[lid]), Acc(w_n[o], w_mean[o], w_m2[o]));
+      w_n[lid] = m.n;
+      w_mean[lid] = m.mean;
+      w_m2[lid] = m.m2;
+      w_sumv[lid] += w_sumv[o];
+      w_flags[lid] = w_flags[lid] | w_flags[o];
+      w_count[lid] += w_count[o];
+    }
+    workgroupBarrier();
+  }
+  if (lid != 0u) {
+    return;
+  }
+  var gflags = w_flags[0];
+  var variance: f32;
+  if (chan) {
+    if (w_count[0] < 2u) {
+      gflags = gflags | F_NO_VAR;
+    }
+    variance = w_m2[0] / max(w_n[0] - 1.0, 1.0);
+  } else {
+    // Any member whose variance is NaN makes the mean of the variances NaN.
+    if (gflags != 0u) {
+      gflags = gflags | F_NO_VAR;
+    }
+    variance = (w_sumv[0] + w_m2[0]) / w_n[0];
+  }
+  let lo = w_mean[0];
+  groups[g] = Group(hi, lo, variance, gflags);
+  if (is_bn && training) {
+    let mu = mean_value(gflags, hi + lo);
+    let v = var_value(gflags, variance);
+    let rm = running[c];
+    let rv = running[P.c + c];
+    if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+      running[c] = ieee_add(rm, mu);
+      running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
+    } else {
+      running[c] = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
+      running[P.c + c] = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+    }
+  }
+}

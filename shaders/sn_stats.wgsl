@@ -1,0 +1,113 @@
+// sn_stats.wgsl: step 1 of layout "nd" (SwitchNorm2d/3d), the only pass besides normalize that
+// reads x. x is [N, C, M] row-major; row r = n*C + c holds M elements. Each row is cut into
+// segments of at most Params.seg_len elements; for segment s of row r it computes
+//   K      = x[first element of s]                          (0 if that is not finite)
+//   count  = number of finite x[i] in s
+//   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
+//   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
+//   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s
+// Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
+// (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
+// summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
+// |mean| >> std in float32. Rows need not be vec4-aligned (M % 4 != 0): the up to 3 elements
+// before the first and after the last whole vec4 of a segment are read one at a time.
+// Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
+// rows (M = 49) do not leave most of a workgroup idle.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+
+var<workgroup> w_n: array<f32, 256>;
+var<workgroup> w_mean: array<f32, 256>;
+var<workgroup> w_m2: array<f32, 256>;
+var<workgroup> w_flags: array<u32, 256>;
+
+fn load1(i: u32) -> f32 {
+  return x[i >> 2u][i & 3u];
+}
+
+fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: f32, shift: f32) {
+  let cls = class_bits(v);
+  if (cls != 0u) {
+    *flags = *flags | cls;
+    return;
+  }
+  let d = v - shift;
+  let n = (*acc).n + 1.0;
+  let delta = d - (*acc).mean;
+  let mean = (*acc).mean + delta / n;
+  *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
+}
+
+fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: vec4<f32>, shift: f32) {
+  let exp_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u);
+  if (any(exp_bits == vec4<u32>(0x7f800000u))) {
+    add1(acc, flags, v.x, shift);
+    add1(acc, flags, v.y, shift);
+    add1(acc, flags, v.z, shift);
+    add1(acc, flags, v.w, shift);
+    return;
+  }
+  let d = v - vec4<f32>(shift);
+  let m4 = (d.x + d.y + d.z + d.w) * 0.25;
+  let dev = d - vec4<f32>(m4);
+  *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
+}
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = P.seg_threads;
+  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
+  let t = lid % g;
+  var acc = Acc(0.0, 0.0, 0.0);
+  var flags = 0u;
+  var shift = 0.0;
+  let live = seg < P.seg_end;
+  if (live) {
+    let row = seg / P.chunks;
+    let k = seg % P.chunks;
+    let row_start = row * P.m;
+    // Element indices relative to this dispatch's binding window of x.
+    let s = row_start + k * P.seg_len - P.elem_base;
+    let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    let first = load1(s);
+    shift = select(0.0, first, class_bits(first) == 0u);
+    let body_s = min((s + 3u) & ~3u, e);
+    let body_e = max(body_s, e & ~3u);
+    for (var i = s + t; i < body_s; i += g) {
+      add1(&acc, &flags, load1(i), shift);
+    }
+    for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
+      add4(&acc, &flags, x[q], shift);
+    }
+    for (var i = body_e + t; i < e; i += g) {
+      add1(&acc, &flags, load1(i), shift);
+    }
+  }
+  w_n[lid] = acc.n;
+  w_mean[lid] = acc.mean;
+  w_m2[lid] = acc.m2;
+  w_flags[lid] = flags;
+  workgroupBarrier();
+  for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
+    if (t < stride) {
+      let o = lid + stride;
+      let merged = merge(Acc(w_n[lid], w_mean[lid], w_m2[lid]), Acc(w_n[o], w_mean[o], w_m2[o]));
+      w_n[lid] = merged.n;
+      w_mean[lid] = merged.mean;
+      w_m2[lid] = merged.m2;
+      w_flags[lid] = w_flags[lid] | w_flags[o];
+    }
+    workgroupBarrier();
+  }
+  if (live && t == 0u) {
+    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+  }
+}
