@@ -28,3 +28,5 @@ export type { StateDict, StateValue } from "./_state_dict.ts";
 export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";
+export { GpuTensor } from "./backends/_webgpu_tensor.ts";
+export { webgpuDevice, wrapGpuBuffer } from "./backends/_webgpu_public.ts";

@@ -1,0 +1,124 @@
+/**
+ * WebGPU against WASM (the float64 reference where WASM is missing) on random problems: shapes
+ * whose sizes are not multiples of the workgroup size or of 4, rows long enough to be cut into
+ * segments, offsets of 1e4, NaN/Inf inputs, M = 1 and N = 1, both running updates, and tensors
+ * above the storage-binding limit. Forwards of one test run concurrently, so lavapipe's ~11 ms
+ * per submit-and-wait is paid about once per test rather than once per case.
+ */
+import assert from "node:assert/strict";
+import type { NormProblem, RunningUpdate } from "../backends/_backend.ts";
+import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
+import { makePlan } from "../backends/_webgpu_plan.ts";
+import { assertClose } from "./_close.ts";
+import { RUNNING, Y } from "./_tolerances.ts";
+import {
+  type Case,
+  copyParams,
+  normal,
+  ORACLE,
+  oracleForward,
+  randomParams,
+  rng,
+  webgpuTest,
+} from "./_webgpu.ts";
+
+function randomCase(seed: number): Case {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+  const layout = pick(["1d", "nd", "nd", "nd"] as const);
+  const n = pick([1, 2, 3, 5, 8, 13]);
+  const c = pick([1, 3, 4, 7, 16, 33, 64]);
+  const m = layout === "1d" ? 1 : pick([1, 3, 7 * 7, 14 * 14, 31 * 17, 2 * 3 * 5, 1500, 5003]);
+  const usingBN = layout === "1d" || r() < 0.8;
+  const problem: NormProblem = {
+    layout,
+    n: layout === "1d" ? pick([1, 2, 7, 40, 97]) : n,
+    c: layout === "1d" ? pick([1, 3, 33, 70]) : c,
+    m,
+    training: r() < 0.7,
+    usingBN,
+    eps: pick([1e-5, 1e-3]),
+  };
+  const update: RunningUpdate = r() < 0.7
+    ? { kind: "movingAverage", momentum: pick([0.9, 0.997, 0.5]) }
+    : { kind: "batchAverage" };
+  const total = problem.n * problem.c * m;
+  const offset = pick([0, 0, 3, 1e4, -1e4]);
+  const x = new Float32Array(total);
+  for (let i = 0; i < total; i++) {
+    const ch = Math.floor(i / m) % problem.c;
+    x[i] = offset + 37 * ch * (offset === 0 ? 0 : 1) + (0.5 + ch % 3) * normal(r);
+  }
+  if (r() < 0.15) x[Math.floor(r() * total)] = pick([NaN, Infinity, -Infinity]);
+  const k = layout === "nd" && usingBN ? 3 : 2;
+  return {
+    label: `case ${seed}: ${layout} [${problem.n},${problem.c},${m}] ${
+      problem.training ? "train" : "eval"
+    } bn=${usingBN} ${update.kind} offset=${offset}`,
+    problem,
+    x,
+    params: randomParams(r, problem.c, k, usingBN),
+    update,
+  };
+}
+
+async function agree(backend: WebGpuBackend, cases: Case[]): Promise<void> {
+  const gpuParams = cases.map((c) => copyParams(c.params));
+  const ys = await Promise.all(
+    cases.map((c, i) => backend.forward(c.problem, c.x, gpuParams[i], c.update)),
+  );
+  for (const [i, c] of cases.entries()) {
+    const want = await oracleForward(c);
+    assertClose(ys[i] as Float32Array, want.y, Y, `${c.label}: y vs ${ORACLE}`);
+    assertClose(gpuParams[i].runningMean, want.params.runningMean, RUNNING, `${c.label}: mean`);
+    assertClose(gpuParams[i].runningVar, want.params.runningVar, RUNNING, `${c.label}: var`);
+  }
+}
+
+webgpuTest(`webgpu agrees with ${ORACLE} on 40 random problems`, async () => {
+  await using backend = await loadWebGpuBackend();
+  await agree(backend, Array.from({ length: 40 }, (_, i) => randomCase(i + 1)));
+});
+
+webgpuTest(
+  `webgpu agrees with ${ORACLE} on tensors above the storage-binding limit (lowered to 1 MiB)`,
+  async () => {
+    // A test-only instance binds at most 1 MiB at a time, so these 2.5-3.2 MB tensors take the
+    // windowed path that tensors above the real 128 MiB limit take, at a size lavapipe runs fast.
+    const maxBinding = 2 ** 20;
+    await using backend = await loadWebGpuBackend({ maxBindingBytes: maxBinding });
+    const r = rng(99);
+    const make = (problem: NormProblem, update: RunningUpdate, label: string): Case => {
+      const total = problem.n * problem.c * problem.m;
+      const x = Float32Array.from({ length: total }, (_, i) => 5 + (i % 7) * 0.1 + normal(r));
+      const k = problem.layout === "nd" ? 3 : 2;
+      return { label, problem, x, params: randomParams(r, problem.c, k, true), update };
+    };
+    const base = { training: true, usingBN: true, eps: 1e-5 } as const;
+    const cases = [
+      // M = 233*229 is odd: rows straddle windows and vec4s straddle rows.
+      make({ ...base, layout: "nd", n: 3, c: 5, m: 233 * 229 }, {
+        kind: "movingAverage",
+        momentum: 0.9,
+      }, "nd [3,5,233*229] train"),
+      make({ ...base, layout: "nd", n: 3, c: 5, m: 233 * 229, training: false }, {
+        kind: "batchAverage",
+      }, "nd [3,5,233*229] eval"),
+      // Short rows: many rows per window, and a window edge inside a row of 49.
+      make({ ...base, layout: "nd", n: 64, c: 211, m: 49 }, { kind: "batchAverage" }, "nd 7x7"),
+      make({ ...base, layout: "1d", n: 9001, c: 70, m: 1 }, {
+        kind: "movingAverage",
+        momentum: 0.997,
+      }, "1d [9001,70]"),
+    ];
+    for (const c of cases) {
+      const plan = makePlan(c.problem, { ...c.params, update: c.update }, {
+        maxBinding,
+        offsetAlign: backend.device.limits.minStorageBufferOffsetAlignment,
+      });
+      const windows = plan.dispatches.filter((d) => d.kind === "normalize").length;
+      assert.ok(windows > 1, `${c.label}: expected several binding windows, got ${windows}`);
+    }
+    await agree(backend, cases);
+  },
+);
