@@ -33,7 +33,7 @@ export interface WasmKernels {
   sn_abi_version(): number;
   sn_layer_bytes(c: number): number;
   sn_stats_len(layout: number, n: number, c: number): number;
-  sn_scratch_bytes(layout: number, c: number): number;
+  sn_scratch_bytes(layout: number, n: number, c: number): number;
   sn_stats_nd(
     x: number,
     n: number,
@@ -52,6 +52,7 @@ export interface WasmKernels {
     mode: number,
     layer: number,
     stats: number,
+    scratch: number,
   ): void;
   sn_stats_1d(
     x: number,
@@ -367,7 +368,7 @@ export class WasmBackend implements Backend {
     const k = this.#k, code = layout === "nd" ? LAYOUT_ND : LAYOUT_1D;
     const layer = this.#layerAt = this.#layer.ensure(k.sn_layer_bytes(c) >>> 0);
     this.#statsAt = this.#stats.ensure((k.sn_stats_len(code, n, c) >>> 0) * 8);
-    this.#scratchAt = this.#scratch.ensure(k.sn_scratch_bytes(code, c) >>> 0);
+    this.#scratchAt = this.#scratch.ensure(k.sn_scratch_bytes(code, n, c) >>> 0);
     const f64 = this.#heap.f64, f32 = this.#heap.f32, h = layer >> 3;
     f64[h] = problem.eps;
     for (let i = 0; i < 3; i++) {
@@ -391,7 +392,7 @@ export class WasmBackend implements Backend {
     const k = this.#k, layer = this.#layerAt, stats = this.#statsAt;
     if (problem.layout === "nd") {
       k.sn_stats_nd(x, n, c, m, mode, layer, stats);
-      k.sn_normalize_nd(x, y, n, c, m, mode, layer, stats);
+      k.sn_normalize_nd(x, y, n, c, m, mode, layer, stats, this.#scratchAt);
     } else {
       k.sn_stats_1d(x, n, c, mode, layer, stats, this.#scratchAt);
       k.sn_normalize_1d(x, y, n, c, mode, layer, stats);

@@ -47,10 +47,11 @@ pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
     4 * rows + 2 * n + 2 * c
 }
 
-/// Bytes of transient scratch a forward needs (1d: three f32 per-column block sums).
-pub fn scratch_bytes(layout: u32, c: usize) -> usize {
+/// Bytes of transient scratch a forward needs: nd, the per-row normalize constants
+/// (4 f32 per (n,c)); 1d, three f32 per-column block sums.
+pub fn scratch_bytes(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {
-        0
+        16 * n * c
     } else {
         (12 * c + 15) & !15
     }

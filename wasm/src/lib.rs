@@ -48,10 +48,10 @@ pub extern "C" fn sn_stats_len(layout: u32, n: u32, c: u32) -> u32 {
     layout::stats_len(layout, n as usize, c as usize) as u32
 }
 
-/// Bytes of transient scratch a forward needs (0 for nd).
+/// Bytes of transient scratch (16-byte aligned) a forward needs.
 #[no_mangle]
-pub extern "C" fn sn_scratch_bytes(layout: u32, c: u32) -> u32 {
-    layout::scratch_bytes(layout, c as usize) as u32
+pub extern "C" fn sn_scratch_bytes(layout: u32, n: u32, c: u32) -> u32 {
+    layout::scratch_bytes(layout, n as usize, c as usize) as u32
 }
 
 /// Statistics pass of SwitchNorm2d/3d on x viewed as [n, c, m] (`nd::statistics`): fills
@@ -76,7 +76,7 @@ pub unsafe extern "C" fn sn_stats_nd(
 }
 
 /// Normalize pass of SwitchNorm2d/3d (`nd::normalize`): mixes the statistics area into mu, var
-/// per (n,c) and writes y. `y` may equal `x` (in place).
+/// per (n,c) and writes y. `y` may equal `x` (in place). `scratch`: `sn_scratch_bytes` bytes.
 ///
 /// # Safety
 /// Pointers as in `layout` and `nd::normalize`; the caller owns and sizes every buffer.
@@ -90,10 +90,12 @@ pub unsafe extern "C" fn sn_normalize_nd(
     mode: u32,
     layer: *const u8,
     stats: *mut f64,
+    scratch: *mut u8,
 ) {
     let (n, c, m) = (n as usize, c as usize, m as usize);
     let layer = Layer::read(layer, c);
-    nd::normalize(x, y, n, c, m, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    nd::normalize(x, y, n, c, m, mode, &layer, st, scratch as *mut core::arch::wasm32::v128);
 }
 
 /// Statistics pass of SwitchNorm1d on x of [n, c] (`oned::statistics`): fills mu_ln, var_ln and,

@@ -1,10 +1,12 @@
 //! Mergeable statistics of a set of floats, (count, mean, M2) with M2 = sum (x - mean)^2, kept in
-//! f64. Chunks of a row are measured in f32 SIMD while they sit in L1 and merged here with Chan's
-//! formula, which never forms E[x^2] - E[x]^2 and so survives |mean| >> std.
+//! f64. A row is measured chunk by chunk in f32 SIMD as sums of deviations from a shift near the
+//! mean (never E[x^2] - E[x]^2, so |mean| >> std costs nothing), and the chunks are merged in f64
+//! with Chan's formula.
 
 use crate::simd;
 
-/// Floats per chunk: 4 KiB, so the second sweep over a chunk reads L1, not memory.
+/// Floats per chunk: 4 KiB. A chunk whose shift turns out poor is swept again, from L1; and the
+/// f32 partial sums of a chunk stay short (64 terms per lane), so their rounding stays small.
 pub const CHUNK: usize = 1024;
 
 /// (count, mean, M2) of a set of values.
@@ -42,15 +44,18 @@ impl Moments {
         }
     }
 
-    /// The corrected two-pass result from f32 sums around `shift`:
+    /// The corrected result from f32 sums around `shift` (`inv_n` = 1/n):
     /// d = sum (x - shift), q = sum (x - shift)^2, mean = shift + d / n, M2 = q - d^2 / n.
     /// Rounding can leave M2 a hair below 0 for constant data; it is clamped (NaN stays NaN).
     #[inline(always)]
-    pub fn from_deviations(count: usize, shift: f32, d: f32, q: f32) -> Moments {
-        let n = count as f64;
+    pub fn from_deviations(count: usize, inv_n: f64, shift: f32, d: f32, q: f32) -> Moments {
         let d = d as f64;
-        let m2 = q as f64 - d * d / n;
-        Moments { count: n, mean: shift as f64 + d / n, m2: if m2 < 0.0 { 0.0 } else { m2 } }
+        let m2 = q as f64 - d * d * inv_n;
+        Moments {
+            count: count as f64,
+            mean: shift as f64 + d * inv_n,
+            m2: if m2 < 0.0 { 0.0 } else { m2 },
+        }
     }
 
     /// Unbiased variance M2 / (count - 1); count = 1 gives 0/0 = NaN, as torch's `.var()`.
@@ -81,56 +86,94 @@ pub unsafe fn strided_f64(x: *const f32, n: usize, stride: usize) -> Moments {
     Moments { count: n as f64, mean, m2 }
 }
 
-/// Statistics of one chunk (n <= CHUNK floats, L1-resident after the first sweep):
-/// shift = f32(sum x / n), then one more sweep for sum (x - shift) and sum (x - shift)^2.
+/// A shift is good enough when the mean lies within sqrt(SHIFT_SLACK) standard deviations of it:
+/// then M2 = q - d^2/n cancels at most a factor 1 + SHIFT_SLACK of q's rounding error. Beyond,
+/// the chunk is measured again around its mean (an L1-resident sweep).
+const SHIFT_SLACK: f64 = 3.0;
+
+/// Statistics of one chunk (n <= CHUNK floats) in one sweep around `shift`:
+/// d = sum (x - shift), q = sum (x - shift)^2 in f32 SIMD (`Moments::from_deviations`). If the
+/// shift was far from the mean (d^2/n > SHIFT_SLACK M2, i.e. d^2 (1 + S) > S n q), a second sweep
+/// around the mean just found replaces it; if the f32 sums met Inf/NaN or overflowed, the f64
+/// slow path does.
 ///
 /// # Safety
-/// `x` must be valid for reading `n` floats, n > 0.
+/// `x` must be valid for reading `n` floats, n > 0; `inv_n` = 1/n.
 #[inline(always)]
-unsafe fn chunk(x: *const f32, n: usize) -> Moments {
-    let total = simd::sum(x, n);
-    let shift = total / n as f32;
+unsafe fn chunk(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
     let (d, q) = simd::deviation_sums(x, n, shift);
-    if total.is_finite() && q.is_finite() {
-        Moments::from_deviations(n, shift, d, q)
-    } else {
-        strided_f64(x, n, 1)
+    if !q.is_finite() {
+        return strided_f64(x, n, 1);
     }
+    let (df, qf) = (d as f64, q as f64);
+    if df * df * (1.0 + SHIFT_SLACK) > SHIFT_SLACK * n as f64 * qf {
+        let better = (shift as f64 + df * inv_n) as f32;
+        let (d, q) = simd::deviation_sums(x, n, better);
+        if !q.is_finite() {
+            return strided_f64(x, n, 1);
+        }
+        return Moments::from_deviations(n, inv_n, better, d, q);
+    }
+    Moments::from_deviations(n, inv_n, shift, d, q)
 }
 
-/// Statistics of a contiguous row of `m` floats, chunk by chunk, merged in f64. Each float is read
-/// from memory once; the second sweep of each chunk hits L1.
-///
-/// # Safety
-/// `x` must be valid for reading `m` floats, m > 0.
-#[inline(always)]
-pub unsafe fn row(x: *const f32, m: usize) -> Moments {
-    let mut acc = Moments::EMPTY;
-    let mut i = 0;
-    while i < m {
-        let n = if m - i < CHUNK { m - i } else { CHUNK };
-        acc = acc.merge(chunk(x.add(i), n));
-        i += n;
-    }
-    acc
+/// How rows of a fixed length m split into chunks, with the reciprocals every row needs, so
+/// that the per-row work has no division.
+pub struct RowPlan {
+    m: usize,
+    inv_chunk: f64,
+    inv_last: f64,
+    /// 1 / (m - 1): Inf for m = 1, so that M2 (0) times it is NaN, torch's 0/0.
+    pub inv_m1: f64,
 }
 
-/// Mean and variance of a group from its members' (mean, unbiased variance), as the reference
-/// derives LN and BN statistics from IN ones, in the same order of f64 operations:
-/// mean = (sum_k mu_k) / K, var = (sum_k (var_k + (mu_k - mean)^2)) / K.
-/// Member k is at `mu[k * stride]`, `var[k * stride]`.
-#[inline(always)]
-pub fn group(mu: &[f64], var: &[f64], start: usize, count: usize, stride: usize) -> (f64, f64) {
-    let mut mean = 0.0;
-    for k in 0..count {
-        mean += mu[start + k * stride];
+impl RowPlan {
+    pub fn new(m: usize) -> RowPlan {
+        let last = m - (m - 1) / CHUNK * CHUNK;
+        RowPlan {
+            m,
+            inv_chunk: 1.0 / CHUNK as f64,
+            inv_last: 1.0 / last as f64,
+            inv_m1: 1.0 / (m as f64 - 1.0),
+        }
     }
-    mean /= count as f64;
-    let mut v = 0.0;
-    for k in 0..count {
-        let i = start + k * stride;
-        let e = mu[i] - mean;
-        v += var[i] + e * e;
+
+    /// A shift for the first chunk of the row at `x`: the mean of four floats spread over it.
+    /// Callers take it one row ahead, so that its loads (the row's first touch of memory) do not
+    /// hold up the sweep that needs it.
+    ///
+    /// # Safety
+    /// `x` must be valid for reading m floats, m > 0.
+    #[inline(always)]
+    pub unsafe fn first_shift(&self, x: *const f32) -> f32 {
+        let first = if self.m < CHUNK { self.m } else { CHUNK };
+        if first >= 4 {
+            let k = first / 4;
+            ((*x + *x.add(k)) + (*x.add(2 * k) + *x.add(3 * k))) * 0.25
+        } else {
+            *x
+        }
     }
-    (mean, v / count as f64)
+
+    /// Statistics of a contiguous row of m floats, chunk by chunk, merged in f64 (Chan). Each
+    /// float is read from memory once. The first chunk is measured around `shift` (from
+    /// `first_shift`); each later chunk around the mean of the chunks before it.
+    ///
+    /// # Safety
+    /// `x` must be valid for reading m floats, m > 0.
+    #[inline(always)]
+    pub unsafe fn row(&self, x: *const f32, shift: f32) -> Moments {
+        let m = self.m;
+        let first = if m < CHUNK { m } else { CHUNK };
+        let inv = if first == m { self.inv_last } else { self.inv_chunk };
+        let mut acc = chunk(x, first, inv, shift);
+        let mut i = first;
+        while i < m {
+            let n = if m - i < CHUNK { m - i } else { CHUNK };
+            let inv = if n == CHUNK { self.inv_chunk } else { self.inv_last };
+            acc = acc.merge(chunk(x.add(i), n, inv, acc.mean as f32));
+            i += n;
+        }
+        acc
+    }
 }

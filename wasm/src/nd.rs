@@ -3,13 +3,14 @@
 //! statistics (SyncSN); everything besides the two passes is O(N*C) work on per-row statistics.
 
 use crate::layout::{Layer, Stats, MODE_TRAINING, MODE_USING_BN};
-use crate::moments;
+use crate::moments::RowPlan;
 use crate::simd;
+use core::arch::wasm32::*;
 
 /// Statistics pass of y = SN(x) for layout "nd", per row r = (n, c) of M floats:
 ///   mu_in[r] = (1/M) sum_i x[r,i],  var_in[r] = (1/(M-1)) sum_i (x[r,i] - mu_in[r])^2
-/// then, derived in f64 without cancellation (`moments::group`):
-///   mu_ln[n] = mean_c mu_in,  var_ln[n] = mean_c var_in + mean_c (mu_in - mu_ln)^2
+/// then, derived in f64 without cancellation:
+///   mu_ln[n] = mean_c mu_in,  var_ln[n] = mean_c (var_in + (mu_in - mu_ln)^2)
 ///   mu_bn[c], var_bn[c] likewise over n (training), or the running buffers (evaluation).
 ///
 /// # Safety
@@ -25,40 +26,118 @@ pub unsafe fn statistics(
 ) {
     let training = mode & MODE_TRAINING != 0;
     let using_bn = mode & MODE_USING_BN != 0;
-    for r in 0..n * c {
-        let mo = moments::row(x.add(r * m), m);
-        st.mu_in[r] = mo.mean;
-        st.var_in[r] = mo.unbiased_var();
+
+    let plan = RowPlan::new(m);
+    let rows = n * c;
+    let mut shift = plan.first_shift(x);
+    for (r, (mu, var)) in st.mu_in.iter_mut().zip(st.var_in.iter_mut()).enumerate() {
+        let next = if r + 1 < rows { plan.first_shift(x.add((r + 1) * m)) } else { 0.0 };
+        let mo = plan.row(x.add(r * m), shift);
+        shift = next;
+        *mu = mo.mean;
+        *var = mo.m2 * plan.inv_m1;
     }
 
     for i in 0..n {
-        let (mean, var) = moments::group(st.mu_in, st.var_in, i * c, c, 1);
+        let (mean, var) =
+            group_f64x2(&st.mu_in[i * c..(i + 1) * c], &st.var_in[i * c..(i + 1) * c]);
         st.mu_ln[i] = mean;
         st.var_ln[i] = var;
     }
-    if using_bn {
+
+    if !using_bn {
+        return;
+    }
+    if !training {
         for j in 0..c {
-            let (mean, var) = if training {
-                moments::group(st.mu_in, st.var_in, j, n, c)
-            } else {
-                (layer.running_mean[j] as f64, layer.running_var[j] as f64)
-            };
-            st.mu_bn[j] = mean;
-            st.var_bn[j] = var;
+            st.mu_bn[j] = layer.running_mean[j] as f64;
+            st.var_bn[j] = layer.running_var[j] as f64;
         }
+        return;
+    }
+    // Over n for every c at once, row by row, so memory is read in order; each channel still
+    // sums its members in the order n = 0, 1, ... as the reference does.
+    st.mu_bn.fill(0.0);
+    for mu in st.mu_in.chunks_exact(c) {
+        for (acc, &v) in st.mu_bn.iter_mut().zip(mu) {
+            *acc += v;
+        }
+    }
+    for acc in st.mu_bn.iter_mut() {
+        *acc /= n as f64;
+    }
+    st.var_bn.fill(0.0);
+    for (mu, var) in st.mu_in.chunks_exact(c).zip(st.var_in.chunks_exact(c)) {
+        for (((acc, &mean), &a), &v) in st.var_bn.iter_mut().zip(st.mu_bn.iter()).zip(mu).zip(var) {
+            let e = a - mean;
+            *acc += v + e * e;
+        }
+    }
+    for acc in st.var_bn.iter_mut() {
+        *acc /= n as f64;
     }
 }
 
+/// (mean_k mu_k, mean_k (var_k + (mu_k - mean)^2)) over a group of members in f64, with four
+/// partial sums per sum: the adds do not wait on each other, and the sums are, if anything, more
+/// accurate than one running sum.
+fn group_f64x2(mu: &[f64], var: &[f64]) -> (f64, f64) {
+    let k = mu.len();
+    let pairs = k / 4 * 4;
+    let hsum = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
+    let z = f64x2_splat(0.0);
+    let (mut a0, mut a1) = (z, z);
+    let mut i = 0;
+    // SAFETY: every load reads lanes [i, i + 4) with i + 4 <= pairs <= k.
+    unsafe {
+        while i < pairs {
+            a0 = f64x2_add(a0, v128_load(mu.as_ptr().add(i) as *const v128));
+            a1 = f64x2_add(a1, v128_load(mu.as_ptr().add(i + 2) as *const v128));
+            i += 4;
+        }
+    }
+    let mut sum = hsum(f64x2_add(a0, a1));
+    for &v in &mu[pairs..] {
+        sum += v;
+    }
+    let mean = sum / k as f64;
+    let m = f64x2_splat(mean);
+    let (mut b0, mut b1) = (z, z);
+    i = 0;
+    // SAFETY: as above, for mu and var (same length).
+    unsafe {
+        while i < pairs {
+            let e0 = f64x2_sub(v128_load(mu.as_ptr().add(i) as *const v128), m);
+            let e1 = f64x2_sub(v128_load(mu.as_ptr().add(i + 2) as *const v128), m);
+            let v0 = v128_load(var.as_ptr().add(i) as *const v128);
+            let v1 = v128_load(var.as_ptr().add(i + 2) as *const v128);
+            b0 = f64x2_add(b0, f64x2_add(v0, f64x2_mul(e0, e0)));
+            b1 = f64x2_add(b1, f64x2_add(v1, f64x2_mul(e1, e1)));
+            i += 4;
+        }
+    }
+    let mut spread = hsum(f64x2_add(b0, b1));
+    for (&a, &v) in mu[pairs..].iter().zip(&var[pairs..]) {
+        let e = a - mean;
+        spread += v + e * e;
+    }
+    (mean, spread / k as f64)
+}
+
 /// Normalize pass of y = SN(x) for layout "nd", from the statistics `statistics` left (whose BN
-/// part the caller may have replaced, e.g. by cross-replica statistics). Mix (w = mean_mix,
-/// v = var_mix), kept per row for a backward pass:
+/// part the caller may have replaced, e.g. by cross-replica statistics). First, per row, in f64
+/// (kept in the statistics area for a backward pass):
 ///   mu[r] = w0 mu_in + w1 mu_ln + w2 mu_bn,  var[r] = v0 var_in + v1 var_ln + v2 var_bn
-/// then y = (x - mu) * gamma / sqrt(var + eps) + beta, with mu split into f32 hi + lo and the
-/// scale rounded to f32 once per row.
+///   scale = gamma / sqrt(var + eps),  mu = hi + lo with hi = f32(mu),  bias = beta - lo * scale
+/// into `scratch` as f32 [hi, scale, bias, 0] per row (`row_constants`: two rows per f64x2, in
+/// a loop of its own so that the square roots and divisions of successive rows overlap); then
+/// one sweep per row
+///   y = (x - hi) * scale + bias  ==  (x - mu) * gamma / sqrt(var + eps) + beta.
 ///
 /// # Safety
-/// `x` and `y` must be valid for n*c*m floats and be the same pointer or not overlap; `layer` and
-/// `stats` as in `layout`, overlapping neither tensor.
+/// `x` and `y` must be valid for n*c*m floats and be the same pointer or not overlap; `layer`,
+/// `stats` and `scratch` (16 bytes per row, 16-byte aligned) as in `layout`, overlapping neither
+/// tensor.
 pub unsafe fn normalize(
     x: *const f32,
     y: *mut f32,
@@ -68,26 +147,120 @@ pub unsafe fn normalize(
     mode: u32,
     layer: &Layer,
     st: Stats,
+    scratch: *mut v128,
 ) {
     let using_bn = mode & MODE_USING_BN != 0;
-    let [w0, w1, w2] = layer.mean_mix;
-    let [v0, v1, v2] = layer.var_mix;
+    let rows = core::slice::from_raw_parts_mut(scratch, n * c);
+    let mix = Mix::new(layer, using_bn);
     for i in 0..n {
-        for j in 0..c {
-            let r = i * c + j;
-            // Same order of f64 operations as the reference: w0 a + w1 b (+ w2 c).
-            let mut mu = w0 * st.mu_in[r] + w1 * st.mu_ln[i];
-            let mut var = v0 * st.var_in[r] + v1 * st.var_ln[i];
-            if using_bn {
-                mu += w2 * st.mu_bn[j];
-                var += v2 * st.var_bn[j];
-            }
-            st.mu[r] = mu;
-            st.var[r] = var;
-            let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + layer.eps);
-            let hi = mu as f32;
-            let lo = (mu - hi as f64) as f32;
-            simd::normalize(x.add(r * m), y.add(r * m), m, hi, lo, scale as f32, layer.beta[j]);
+        let at = i * c..(i + 1) * c;
+        let (ln_mu, ln_var) = (st.mu_ln[i], st.var_ln[i]);
+        let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
+        row_constants(
+            &mix,
+            layer,
+            (&st.mu_in[at.clone()], &st.var_in[at.clone()]),
+            (ln_mu, ln_var),
+            bn,
+            (&mut st.mu[at.clone()], &mut st.var[at.clone()]),
+            &mut rows[at],
+        );
+    }
+    for (r, &k) in rows.iter().enumerate() {
+        let (hi, scale, bias) =
+            (f32x4_extract_lane::<0>(k), f32x4_extract_lane::<1>(k), f32x4_extract_lane::<2>(k));
+        simd::normalize(x.add(r * m), y.add(r * m), m, hi, scale, bias);
+    }
+}
+
+/// The mixing weights and eps, splatted once per call.
+struct Mix {
+    w: [f64; 3],
+    v: [f64; 3],
+    eps: f64,
+}
+
+impl Mix {
+    fn new(layer: &Layer, using_bn: bool) -> Mix {
+        let (mut w, mut v) = (layer.mean_mix, layer.var_mix);
+        if !using_bn {
+            w[2] = 0.0;
+            v[2] = 0.0;
         }
+        Mix { w, v, eps: layer.eps }
+    }
+}
+
+/// Per-row constants of one sample n (C rows), see `normalize`. The f64 arithmetic follows the
+/// reference's order: (w0 mu_in + w1 mu_ln) + w2 mu_bn. Rows go two at a time through f64x2.
+#[inline(always)]
+fn row_constants(
+    mix: &Mix,
+    layer: &Layer,
+    (mu_in, var_in): (&[f64], &[f64]),
+    (ln_mu, ln_var): (f64, f64),
+    bn: Option<(&[f64], &[f64])>,
+    (mu_out, var_out): (&mut [f64], &mut [f64]),
+    out: &mut [v128],
+) {
+    let c = mu_in.len();
+    let one = |j: usize| -> ([f64; 2], [f32; 3]) {
+        let mut mu = mix.w[0] * mu_in[j] + mix.w[1] * ln_mu;
+        let mut var = mix.v[0] * var_in[j] + mix.v[1] * ln_var;
+        if let Some((bm, bv)) = bn {
+            mu += mix.w[2] * bm[j];
+            var += mix.v[2] * bv[j];
+        }
+        let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + mix.eps);
+        let hi = mu as f32;
+        let lo = mu - hi as f64;
+        let beta = layer.beta[j] as f64;
+        // lo = 0 skips lo * scale, which is NaN when scale is Inf (eps = 0, var = 0).
+        let bias = if lo == 0.0 { beta } else { beta - lo * scale };
+        ([mu, var], [hi, scale as f32, bias as f32])
+    };
+    let pairs = c / 2 * 2;
+    let (w0, w1, w2) =
+        (f64x2_splat(mix.w[0]), f64x2_splat(mix.w[1] * ln_mu), f64x2_splat(mix.w[2]));
+    let (v0, v1, v2) =
+        (f64x2_splat(mix.v[0]), f64x2_splat(mix.v[1] * ln_var), f64x2_splat(mix.v[2]));
+    let eps = f64x2_splat(mix.eps);
+    let zero = f64x2_splat(0.0);
+    let mut j = 0;
+    // SAFETY: every access is at lanes [j, j + 2) with j + 2 <= pairs <= c, the length of every
+    // slice here (out too).
+    unsafe {
+        let ld = |s: &[f64], j: usize| v128_load(s.as_ptr().add(j) as *const v128);
+        let ld32 = |s: &[f32], j: usize| {
+            f64x2_promote_low_f32x4(v128_load64_zero(s.as_ptr().add(j) as *const u64))
+        };
+        while j < pairs {
+            let mut mu = f64x2_add(f64x2_mul(w0, ld(mu_in, j)), w1);
+            let mut var = f64x2_add(f64x2_mul(v0, ld(var_in, j)), v1);
+            if let Some((bm, bv)) = bn {
+                mu = f64x2_add(mu, f64x2_mul(w2, ld(bm, j)));
+                var = f64x2_add(var, f64x2_mul(v2, ld(bv, j)));
+            }
+            v128_store(mu_out.as_mut_ptr().add(j) as *mut v128, mu);
+            v128_store(var_out.as_mut_ptr().add(j) as *mut v128, var);
+            let scale = f64x2_div(ld32(layer.gamma, j), f64x2_sqrt(f64x2_add(var, eps)));
+            let hi = f32x4_demote_f64x2_zero(mu);
+            let lo = f64x2_sub(mu, f64x2_promote_low_f32x4(hi));
+            // lo = 0 keeps bias = beta exactly (lo * scale would be NaN for an Inf scale).
+            let lo_scale = v128_and(f64x2_mul(lo, scale), f64x2_ne(lo, zero));
+            let bias = f32x4_demote_f64x2_zero(f64x2_sub(ld32(layer.beta, j), lo_scale));
+            let scale = f32x4_demote_f64x2_zero(scale);
+            // [hi0, s0, hi1, s1], then [hi0, s0, b0, 0] and [hi1, s1, b1, 0] (bias lanes 2, 3 are 0).
+            let t = i32x4_shuffle::<0, 4, 1, 5>(hi, scale);
+            *out.get_unchecked_mut(j) = i32x4_shuffle::<0, 1, 4, 6>(t, bias);
+            *out.get_unchecked_mut(j + 1) = i32x4_shuffle::<2, 3, 5, 6>(t, bias);
+            j += 2;
+        }
+    }
+    if j < c {
+        let ([mu, var], [hi, scale, bias]) = one(j);
+        mu_out[j] = mu;
+        var_out[j] = var;
+        out[j] = f32x4(hi, scale, bias, 0.0);
     }
 }

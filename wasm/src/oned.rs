@@ -5,7 +5,7 @@
 //! and `normalize` are separate calls.
 
 use crate::layout::{Layer, Stats, MODE_TRAINING, MODE_USING_BN};
-use crate::moments::{self, Moments};
+use crate::moments::{self, Moments, RowPlan};
 use crate::simd;
 
 /// A block holds about this many floats (64 KiB), so that its second sweep reads L2 at worst.
@@ -35,6 +35,7 @@ pub unsafe fn statistics(
     let using_bn = mode & MODE_USING_BN != 0;
     let batch_bn = training && using_bn;
 
+    let plan = RowPlan::new(c);
     let block = (BLOCK_FLOATS / c).clamp(1, MAX_BLOCK_ROWS);
     // Column statistics accumulate in place: mu_bn holds the running mean, var_bn the M2.
     let mut seen = 0.0;
@@ -42,9 +43,9 @@ pub unsafe fn statistics(
     while i0 < n {
         let rows = if n - i0 < block { n - i0 } else { block };
         for i in i0..i0 + rows {
-            let mo = moments::row(x.add(i * c), c);
+            let mo = plan.row(x.add(i * c), plan.first_shift(x.add(i * c)));
             st.mu_ln[i] = mo.mean;
-            st.var_ln[i] = mo.unbiased_var();
+            st.var_ln[i] = mo.m2 * plan.inv_m1;
         }
         if batch_bn {
             column_block(x.add(i0 * c), rows, c, scratch, st.mu_bn, st.var_bn, seen);
@@ -117,6 +118,7 @@ unsafe fn column_block(
         simd::add_into(shift, x.add(r * c), c);
     }
     let inv = 1.0 / rows as f32;
+    let inv_rows = 1.0 / rows as f64;
     for j in 0..c {
         *shift.add(j) *= inv;
         *dsum.add(j) = 0.0;
@@ -128,7 +130,7 @@ unsafe fn column_block(
     for j in 0..c {
         let (s, d, q) = (*shift.add(j), *dsum.add(j), *qsum.add(j));
         let blk = if s.is_finite() && q.is_finite() {
-            Moments::from_deviations(rows, s, d, q)
+            Moments::from_deviations(rows, inv_rows, s, d, q)
         } else {
             moments::strided_f64(x.add(j), rows, c)
         };

@@ -57,61 +57,83 @@ pub unsafe fn sum(x: *const f32, n: usize) -> f32 {
     s
 }
 
-/// `(sum_i (x[i] - shift), sum_i (x[i] - shift)^2)` for i < n, in f32 with two accumulator pairs.
-/// With `shift` near the mean the deviations are small, so neither sum cancels.
+/// Lane masks that keep the last k lanes of a vector (k = 0..3), for tails of n % 4 floats.
+static TAIL_MASKS: [[u32; 4]; 4] = [[0, 0, 0, 0], [0, 0, 0, !0], [0, 0, !0, !0], [0, !0, !0, !0]];
+
+/// `(sum_i (x[i] - shift), sum_i (x[i] - shift)^2)` for i < n, in f32. With `shift` near the
+/// mean the deviations are small, so neither sum cancels. Four accumulator pairs (16 partial sums
+/// each) keep the adds independent; the n % 4 tail is the masked top of the vector ending at n.
 ///
 /// # Safety
 /// `x` must be valid for reading `n` floats.
 #[inline(always)]
 pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) {
+    if n < 4 {
+        let (mut d, mut q) = (0.0, 0.0);
+        for i in 0..n {
+            let e = *x.add(i) - shift;
+            d += e;
+            q += e * e;
+        }
+        return (d, q);
+    }
     let s = f32x4_splat(shift);
-    let (mut d0, mut d1, mut q0, mut q1) =
-        (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    let z = f32x4_splat(0.0);
+    let (mut d0, mut d1, mut d2, mut d3) = (z, z, z, z);
+    let (mut q0, mut q1, mut q2, mut q3) = (z, z, z, z);
     let mut i = 0;
-    while i + 8 <= n {
+    while i + 16 <= n {
         let e0 = f32x4_sub(load(x.add(i)), s);
         let e1 = f32x4_sub(load(x.add(i + 4)), s);
+        let e2 = f32x4_sub(load(x.add(i + 8)), s);
+        let e3 = f32x4_sub(load(x.add(i + 12)), s);
         d0 = f32x4_add(d0, e0);
         d1 = f32x4_add(d1, e1);
+        d2 = f32x4_add(d2, e2);
+        d3 = f32x4_add(d3, e3);
         q0 = f32x4_add(q0, f32x4_mul(e0, e0));
         q1 = f32x4_add(q1, f32x4_mul(e1, e1));
-        i += 8;
+        q2 = f32x4_add(q2, f32x4_mul(e2, e2));
+        q3 = f32x4_add(q3, f32x4_mul(e3, e3));
+        i += 16;
     }
-    if i + 4 <= n {
-        let e0 = f32x4_sub(load(x.add(i)), s);
-        d0 = f32x4_add(d0, e0);
-        q0 = f32x4_add(q0, f32x4_mul(e0, e0));
+    while i + 4 <= n {
+        let e = f32x4_sub(load(x.add(i)), s);
+        d0 = f32x4_add(d0, e);
+        q0 = f32x4_add(q0, f32x4_mul(e, e));
         i += 4;
     }
-    let (mut d, mut q) = (hsum(f32x4_add(d0, d1)), hsum(f32x4_add(q0, q1)));
-    while i < n {
-        let e = *x.add(i) - shift;
-        d += e;
-        q += e * e;
-        i += 1;
+    let r = n - i;
+    if r > 0 {
+        let mask = v128_load(TAIL_MASKS[r].as_ptr() as *const v128);
+        let e = v128_and(f32x4_sub(load(x.add(n - 4)), s), mask);
+        d1 = f32x4_add(d1, e);
+        q1 = f32x4_add(q1, f32x4_mul(e, e));
     }
+    let d = hsum(f32x4_add(f32x4_add(d0, d1), f32x4_add(d2, d3)));
+    let q = hsum(f32x4_add(f32x4_add(q0, q1), f32x4_add(q2, q3)));
     (d, q)
 }
 
-/// `y[i] = ((x[i] - mu_hi) - mu_lo) * scale + beta` for i < n. `mu_hi + mu_lo` is the mean split
-/// into two floats: `x - mu_hi` is exact when x is near the mean, so an offset of 1e4 costs no
-/// accuracy. `x` and `y` may be the same pointer (in-place); they must not overlap otherwise.
+/// `y[i] = (x[i] - mu_hi) * scale + bias` for i < n, where mu_hi is the f32 part of the mean and
+/// `bias = beta - (mu - mu_hi) * scale` carries the rest: `x - mu_hi` is exact when x is near the
+/// mean, so an offset of 1e4 costs no accuracy. `x` and `y` may be the same pointer (in place);
+/// they must not overlap otherwise. The n % 4 tail is the vector ending at n, loaded before any
+/// store and stored last, so in place it rewrites a few floats with the same values.
 ///
 /// # Safety
 /// `x` must be valid for reading and `y` for writing `n` floats.
 #[inline(always)]
-pub unsafe fn normalize(
-    x: *const f32,
-    y: *mut f32,
-    n: usize,
-    mu_hi: f32,
-    mu_lo: f32,
-    scale: f32,
-    beta: f32,
-) {
-    let (h, l, s, b) =
-        (f32x4_splat(mu_hi), f32x4_splat(mu_lo), f32x4_splat(scale), f32x4_splat(beta));
-    let f = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(f32x4_sub(v, h), l), s), b);
+pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, mu_hi: f32, scale: f32, bias: f32) {
+    if n < 4 {
+        for i in 0..n {
+            *y.add(i) = (*x.add(i) - mu_hi) * scale + bias;
+        }
+        return;
+    }
+    let (h, s, b) = (f32x4_splat(mu_hi), f32x4_splat(scale), f32x4_splat(bias));
+    let f = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, h), s), b);
+    let tail = load(x.add(n - 4));
     let mut i = 0;
     while i + 8 <= n {
         let v0 = load(x.add(i));
@@ -122,12 +144,8 @@ pub unsafe fn normalize(
     }
     if i + 4 <= n {
         store(y.add(i), f(load(x.add(i))));
-        i += 4;
     }
-    while i < n {
-        *y.add(i) = ((*x.add(i) - mu_hi) - mu_lo) * scale + beta;
-        i += 1;
-    }
+    store(y.add(n - 4), f(tail));
 }
 
 /// `acc[j] += x[j]` for j < n (one row of a block added into per-column sums).

@@ -1,0 +1,90 @@
+/**
+ * SwitchNorm2d training forward on the WASM backend, beside the roofline kernel of the same module
+ * (the same bytes moved with no math: read x, then read x again and write y) and the float64
+ * reference. One group per shape, the roofline as its baseline, so `deno bench` prints each
+ * path's time as a multiple of the memory floor:
+ *
+ *   deno task bench            (deno bench --allow-read bench/)
+ *
+ * - "wasm kernel, resident": `layer.forward(t, { out })` on tensors already in WASM memory, the
+ *   cost a chain of layers pays per layer (target <= 1.5x roofline).
+ * - "wasm Float32Array in/out": `layer.forward(x, shape)`, which also copies x in and y out
+ *   (target <= 2.5x roofline); "... into out" reuses the caller's output array.
+ * - "reference": plain TypeScript, float64; few iterations, it is slow.
+ *
+ * Everything is single-threaded.
+ */
+import { SwitchNorm2d } from "../mod.ts";
+import { chooseBackend } from "../backends/select.ts";
+import { WasmBackend, type WasmTensor } from "../backends/wasm.ts";
+
+const SHAPES = [
+  [8, 64, 56, 56],
+  [32, 256, 14, 14],
+  [2, 32, 128, 128],
+  [64, 512, 7, 7],
+] as const;
+
+/** Deterministic activations: unit-ish spread around a per-channel offset, as after a conv. */
+function activations(shape: readonly number[]): Float32Array {
+  const [, c, h, w] = shape, m = h * w;
+  let s = 12345;
+  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return ((Math.floor(i / m) % c) % 7) - 3 + s / 2147483648 - 0.5;
+  });
+}
+
+const { backend } = await chooseBackend("wasm");
+if (!(backend instanceof WasmBackend)) throw new Error("bench: expected the WASM backend");
+const wasm = backend;
+
+for (const shape of SHAPES) {
+  const group = `[${shape.join(",")}]`;
+  const x = activations(shape);
+  const y = new Float32Array(x.length);
+  const sn = new SwitchNorm2d(shape[1], { backend: "wasm" });
+  const ref = new SwitchNorm2d(shape[1], { backend: "reference" });
+  // Upload through the layer, so the tensors live in the backend instance the layer runs on.
+  const xt = await sn.upload(x, shape) as WasmTensor;
+  const yt = await sn.upload(y, shape) as WasmTensor;
+
+  Deno.bench({
+    name: "roofline (read x; read x, write y)",
+    group,
+    baseline: true,
+    fn() {
+      wasm.roofline(xt, yt);
+    },
+  });
+  Deno.bench({
+    name: "wasm kernel, resident",
+    group,
+    async fn() {
+      await sn.forward(xt, { out: yt });
+    },
+  });
+  Deno.bench({
+    name: "wasm Float32Array in/out",
+    group,
+    async fn() {
+      await sn.forward(x, shape);
+    },
+  });
+  Deno.bench({
+    name: "wasm Float32Array into out",
+    group,
+    async fn() {
+      await sn.forward(x, shape, { out: y });
+    },
+  });
+  Deno.bench({
+    name: "reference (float64 TypeScript)",
+    group,
+    n: 3,
+    warmup: 1,
+    async fn() {
+      await ref.forward(x, shape);
+    },
+  });
+}

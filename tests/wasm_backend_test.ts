@@ -1,0 +1,446 @@
+/**
+ * The WASM backend against the float64 reference backend (backends/reference.ts) on random
+ * problems, its NaN/Inf behaviour, resident tensors, `out`, and its memory management. These run
+ * the backend directly (one module instance per test that measures memory), so they need neither
+ * the layer nor the shared PyTorch vectors.
+ */
+import assert from "node:assert/strict";
+import type { LayerParams, NormProblem, RunningUpdate } from "../backends/_backend.ts";
+import { ReferenceBackend } from "../backends/reference.ts";
+import {
+  loadWasmBackend,
+  type WasmBackend,
+  wasmSimdSupported,
+  WasmTensor,
+} from "../backends/wasm.ts";
+import { SwitchNorm2d } from "../mod.ts";
+import { assertClose, type Tolerance } from "./_close.ts";
+import { STRICT } from "./_backends.ts";
+
+/**
+ * y of the WASM backend against the reference's float64 y (rounded once to float32). With the
+ * random parameters below |y| is at most ~10 and typically ~1. The WASM kernel keeps every
+ * statistic in f64 except the in-chunk sums, which are f32 sums of deviations from a shift within
+ * ~1.7 standard deviations of the mean (64 terms per lane): relative error ~1e-7 typical, ~1e-6
+ * at worst, reaching y as |xhat| times that. The normalize sweep rounds scale and bias to f32 and
+ * does three f32 operations: a few ulps of |xhat * gamma| + |beta|. The mean is a hi/lo float
+ * pair, so the 1e4 offsets cost nothing extra. Observed over ~400 random problems of every kind
+ * here: at most 7e-7 absolute, 0.2 of this tolerance; 2e-6 leaves room for other inputs without
+ * hiding a real error (a wrong formula, a dropped tail element or a lost offset digit is off by
+ * 1e-3 or more).
+ */
+const Y: Tolerance = {
+  atol: 2e-6,
+  rtol: 2e-6,
+  why: "f32 chunk sums around a near-mean shift and an f32 normalize sweep: a few ulps of |y|",
+};
+
+/**
+ * Running buffers after training forwards: float32 arrays updated by the same TypeScript
+ * (applyRunningUpdate) from batch statistics that differ from the reference's by ~1e-8 relative,
+ * so they agree to float32 rounding (observed worst: 0.05 of this bound); |running_mean| reaches
+ * 3e4 with the offsets, hence a relative bound with a small absolute floor.
+ */
+const RUNNING: Tolerance = {
+  atol: 1e-6,
+  rtol: 1e-6,
+  why: "float32 buffers fed by batch statistics accurate to ~1e-8 relative",
+};
+
+const ignore = !wasmSimdSupported();
+if (ignore && STRICT) {
+  throw new Error("WebAssembly SIMD is missing, and CI must run the WASM tests");
+}
+
+/** mulberry32: small, seedable, good enough for test data. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function softmax(logits: number[]): Float64Array {
+  const max = Math.max(...logits);
+  const e = logits.map((v) => Math.exp(v - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return Float64Array.from(e, (v) => v / sum);
+}
+
+interface Case {
+  problem: NormProblem;
+  x: Float32Array;
+  /** Fresh copies per call: backends update the running buffers in place. */
+  params(): LayerParams;
+}
+
+/** A random problem; `offset` adds a large mean (per channel, with sign) to x. */
+function randomCase(
+  seed: number,
+  layout: "1d" | "nd",
+  [n, c, m]: [number, number, number],
+  training: boolean,
+  usingBN: boolean,
+  offset = 0,
+): Case {
+  const r = rng(seed);
+  const k = layout === "nd" && usingBN ? 3 : 2;
+  const x = new Float32Array(n * c * m);
+  for (let i = 0; i < x.length; i++) {
+    const ch = Math.floor(i / m) % c;
+    const sign = ch % 2 ? -1 : 1;
+    x[i] = sign * offset * (1 + ch / 10) + (r() - 0.5) * 4 + (ch % 3);
+  }
+  const weight = Float32Array.from({ length: c }, () => 0.5 + r());
+  const bias = Float32Array.from({ length: c }, () => r() - 0.5);
+  const meanMix = softmax(Array.from({ length: k }, () => r() * 2 - 1));
+  const varMix = softmax(Array.from({ length: k }, () => r() * 2 - 1));
+  const bn = layout === "1d" || usingBN;
+  const runningMean = Float32Array.from({ length: bn ? c : 0 }, () => offset + r() - 0.5);
+  const runningVar = Float32Array.from({ length: bn ? c : 0 }, () => 0.5 + r() * 2);
+  return {
+    problem: { layout, n, c, m, training, usingBN: bn, eps: 1e-5 },
+    x,
+    params: () => ({
+      layerId: 1,
+      weight,
+      bias,
+      meanMix,
+      varMix,
+      runningMean: runningMean.slice(),
+      runningVar: runningVar.slice(),
+      version: 0,
+    }),
+  };
+}
+
+const MOVING: RunningUpdate = { kind: "movingAverage", momentum: 0.9 };
+const reference = new ReferenceBackend();
+
+/** Runs `c` on both backends and compares y and the running buffers. */
+async function agree(wasm: WasmBackend, c: Case, what: string, update = MOVING): Promise<void> {
+  const pw = c.params(), pr = c.params();
+  const yw = await wasm.forward(c.problem, c.x, pw, update) as Float32Array;
+  const yr = await reference.forward(c.problem, c.x, pr, update);
+  assertClose(yw, yr, Y, `${what}: y`);
+  assertClose(pw.runningMean, pr.runningMean, RUNNING, `${what}: running_mean`);
+  assertClose(pw.runningVar, pr.runningVar, RUNNING, `${what}: running_var`);
+}
+
+const wasm = ignore ? undefined! : await loadWasmBackend();
+
+Deno.test({
+  name: "WASM SIMD is detected here, and the backend loads from the embedded module",
+  ignore,
+  fn() {
+    assert.equal(wasmSimdSupported(), true);
+    assert.equal(wasm.name, "wasm");
+  },
+});
+
+Deno.test({
+  name: "WASM matches the reference on random nd problems, M = 1..40, train and eval, BN on/off",
+  ignore,
+  async fn() {
+    let seed = 1;
+    for (let m = 1; m <= 40; m++) {
+      for (const [n, c] of [[1, 3], [2, 1], [3, 5]] as const) {
+        for (const training of [true, false]) {
+          for (const usingBN of [true, false]) {
+            const what = `nd [${n},${c},${m}] training=${training} usingBN=${usingBN}`;
+            await agree(wasm, randomCase(seed++, "nd", [n, c, m], training, usingBN), what);
+          }
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "WASM matches the reference on long rows that span several chunks and odd tails",
+  ignore,
+  async fn() {
+    let seed = 100;
+    for (const m of [1023, 1024, 1025, 3136, 4099]) {
+      for (const training of [true, false]) {
+        const what = `nd [2,3,${m}] training=${training}`;
+        await agree(wasm, randomCase(seed++, "nd", [2, 3, m], training, true), what);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "WASM matches the reference on random 1d problems, including N = 1, C = 1 and long blocks",
+  ignore,
+  async fn() {
+    let seed = 200;
+    const shapes: [number, number][] = [
+      [1, 5],
+      [5, 1],
+      [2, 2],
+      [7, 3],
+      [16, 37],
+      [300, 5],
+      [33, 1000],
+      [3, 20000],
+    ];
+    for (const [n, c] of shapes) {
+      for (const training of [true, false]) {
+        const what = `1d [${n},${c}] training=${training}`;
+        await agree(wasm, randomCase(seed++, "1d", [n, c, 1], training, true), what);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "WASM keeps full accuracy with mean offsets of 1e4 and unit spread",
+  ignore,
+  async fn() {
+    let seed = 300;
+    for (const offset of [1e4, -3e4]) {
+      for (
+        const [layout, shape] of [["nd", [2, 4, 49]], ["nd", [3, 2, 1500]], ["1d", [
+          64,
+          6,
+          1,
+        ]]] as const
+      ) {
+        for (const training of [true, false]) {
+          const c = randomCase(seed++, layout, [...shape], training, true, offset);
+          await agree(wasm, c, `${layout} [${shape}] offset ${offset} training=${training}`);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "WASM folds batch statistics into the running buffers like the reference, both update kinds",
+  ignore,
+  async fn() {
+    for (const update of [MOVING, { kind: "batchAverage" } as const]) {
+      for (const layout of ["nd", "1d"] as const) {
+        const shape: [number, number, number] = layout === "nd" ? [4, 3, 10] : [9, 4, 1];
+        const c = randomCase(400, layout, shape, true, true, 5);
+        const pw = c.params(), pr = c.params();
+        for (let step = 0; step < 3; step++) {
+          await wasm.forward(c.problem, c.x, pw, update);
+          await reference.forward(c.problem, c.x, pr, update);
+        }
+        assertClose(pw.runningMean, pr.runningMean, RUNNING, `${layout} ${update.kind}: mean`);
+        assertClose(pw.runningVar, pr.runningVar, RUNNING, `${layout} ${update.kind}: var`);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "WASM leaves the running buffers alone in evaluation mode",
+  ignore,
+  async fn() {
+    const c = randomCase(500, "nd", [2, 3, 7], false, true);
+    const p = c.params();
+    const before = [p.runningMean.slice(), p.runningVar.slice()];
+    await wasm.forward(c.problem, c.x, p, MOVING);
+    assert.deepEqual([p.runningMean, p.runningVar], before);
+  },
+});
+
+Deno.test({
+  name: "WASM puts NaN and Inf exactly where the reference does",
+  ignore,
+  async fn() {
+    const specials = [NaN, Infinity, -Infinity, 3e38, -3e38];
+    let seed = 600;
+    for (
+      const [layout, shape] of [["nd", [2, 3, 9]], ["nd", [2, 2, 1100]], ["1d", [6, 5, 1]]] as const
+    ) {
+      for (const training of [true, false]) {
+        for (const special of specials) {
+          const c = randomCase(seed++, layout, [...shape], training, true);
+          // One special value in one row; a second in another row for the 1d/BN paths.
+          c.x[3] = special;
+          c.x[c.x.length - 2] = special;
+          const pw = c.params(), pr = c.params();
+          const yw = await wasm.forward(c.problem, c.x, pw, MOVING) as Float32Array;
+          const yr = await reference.forward(c.problem, c.x, pr, MOVING);
+          const what = `${layout} [${shape}] training=${training} with ${special}`;
+          for (let i = 0; i < yr.length; i++) {
+            assert.equal(Number.isNaN(yw[i]), Number.isNaN(yr[i]), `${what}: NaN at [${i}]`);
+            if (!Number.isFinite(yr[i])) assert.equal(yw[i], yr[i], `${what}: Inf at [${i}]`);
+          }
+          assertClose(yw, yr, Y, `${what}: y`);
+          assertClose(pw.runningMean, pr.runningMean, RUNNING, `${what}: running_mean`);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "WASM gives NaN for the single-element variance (M = 1, N = 1 in 1d BN, C = 1 in 1d LN)",
+  ignore,
+  async fn() {
+    for (
+      const [layout, shape] of [["nd", [2, 3, 1]], ["1d", [1, 4, 1]], ["1d", [4, 1, 1]]] as const
+    ) {
+      const c = randomCase(700, layout, [...shape], true, true);
+      const y = await wasm.forward(c.problem, c.x, c.params(), MOVING) as Float32Array;
+      assert.ok(y.every(Number.isNaN), `${layout} [${shape}]: expected all NaN, got ${y}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "resident tensors chain through two layers and give the Float32Array path's numbers",
+  ignore,
+  async fn() {
+    const shape = [3, 4, 5, 7];
+    const x = Float32Array.from({ length: 420 }, (_, i) => Math.sin(i * 0.37) * 3 + (i % 5));
+    const make = () => [
+      new SwitchNorm2d(4, { backend: "wasm" }),
+      new SwitchNorm2d(4, { backend: "wasm", usingBN: false }),
+    ];
+    const [a1, b1] = make(), [a2, b2] = make();
+    const viaArrays = await b1.forward(await a1.forward(x, shape), shape);
+
+    using t = await a2.upload(x, shape);
+    using u = await a2.forward(t);
+    using v = await b2.forward(u);
+    assert.ok(v instanceof WasmTensor && v !== u && u !== t);
+    assert.deepEqual(v.shape, shape);
+    assert.deepEqual(await v.read(), viaArrays);
+    assert.deepEqual(v.data, viaArrays);
+    assert.deepEqual(a2.running_mean, a1.running_mean);
+    assert.deepEqual(a2.running_var, a1.running_var);
+  },
+});
+
+Deno.test({
+  name: "out receives y on both paths, and a resident tensor can be normalized in place",
+  ignore,
+  async fn() {
+    const c = randomCase(800, "nd", [2, 3, 11], true, true);
+    const plain = await wasm.forward(c.problem, c.x, c.params(), MOVING) as Float32Array;
+
+    const out = new Float32Array(c.x.length).fill(7);
+    assert.equal(await wasm.forward(c.problem, c.x, c.params(), MOVING, out), out);
+    assert.deepEqual(out, plain);
+
+    using t = wasm.upload(c.x, [2, 3, 11]);
+    using o = wasm.upload(new Float32Array(c.x.length), [2, 3, 11]);
+    assert.equal(await wasm.forward(c.problem, t, c.params(), MOVING, o), o);
+    assert.deepEqual(o.data, plain);
+    assert.equal(await wasm.forward(c.problem, t, c.params(), MOVING, t), t);
+    assert.deepEqual(t.data, plain);
+
+    await assert.rejects(
+      () => wasm.forward(c.problem, c.x, c.params(), MOVING, o),
+      /out must be a Float32Array/,
+    );
+    await assert.rejects(
+      () => wasm.forward(c.problem, t, c.params(), MOVING, new Float32Array(66)),
+      /out must be a live tensor/,
+    );
+  },
+});
+
+Deno.test({
+  name: "disposing a WasmTensor frees its memory for the next tensor, and it cannot be used after",
+  ignore,
+  async fn() {
+    const b = await loadWasmBackend();
+    const used = b.usedBytes;
+    const t = b.upload(new Float32Array(1000).fill(1), [10, 100]);
+    const at = t.byteOffset;
+    assert.ok(b.usedBytes >= used + 4000);
+    t.dispose();
+    t.dispose(); // idempotent
+    assert.equal(b.usedBytes, used);
+    assert.throws(() => t.data, /disposed/);
+    const problem: NormProblem = {
+      layout: "nd",
+      n: 10,
+      c: 100,
+      m: 1,
+      training: false,
+      usingBN: false,
+      eps: 1e-5,
+    };
+    await assert.rejects(
+      () => b.forward(problem, t, randomCase(1, "nd", [10, 100, 1], false, false).params(), MOVING),
+      /live tensor/,
+    );
+    using u = b.upload(new Float32Array(1000), [10, 100]);
+    assert.equal(u.byteOffset, at);
+  },
+});
+
+Deno.test({
+  name: "a tensor's data view survives memory growth, and the old view is the one that detaches",
+  ignore,
+  async fn() {
+    const b = await loadWasmBackend();
+    using t = b.upload(Float32Array.from({ length: 64 }, (_, i) => i), [8, 8]);
+    const before = t.data;
+    const bytes = b.memoryBytes;
+    using big = b.upload(new Float32Array(bytes), [1, bytes]); // forces the memory to grow
+    assert.ok(b.memoryBytes > bytes && big.length === bytes);
+    assert.equal(before.length, 0, "the old view is detached by the growth");
+    assert.deepEqual(t.data, Float32Array.from({ length: 64 }, (_, i) => i));
+    assert.deepEqual(await t.read(), t.data);
+  },
+});
+
+Deno.test({
+  name: "10,000 forwards of varying small shapes keep the memory size at its first-pass size",
+  ignore,
+  async fn() {
+    const b = await loadWasmBackend();
+    const cases = [
+      randomCase(1, "nd", [2, 3, 17], true, true),
+      randomCase(2, "nd", [1, 8, 64], true, false),
+      randomCase(3, "nd", [5, 2, 300], false, true),
+      randomCase(4, "1d", [33, 12, 1], true, true),
+      randomCase(5, "nd", [4, 16, 49], true, true),
+      randomCase(6, "1d", [2, 500, 1], false, true),
+      randomCase(7, "nd", [3, 1, 1], true, true),
+    ];
+    const params = cases.map((c) => c.params());
+    const run = async (i: number) => {
+      const c = cases[i % cases.length], p = params[i % cases.length];
+      if (i % 3 === 0) {
+        // Resident: upload, forward into a new tensor, free both.
+        using t = b.upload(c.x, [c.x.length]);
+        using y = await b.forward(c.problem, t, p, MOVING) as WasmTensor;
+        assert.equal(y.length, c.x.length);
+      } else {
+        const y = await b.forward(c.problem, c.x, p, MOVING) as Float32Array;
+        assert.equal(y.length, c.x.length);
+      }
+    };
+    for (let i = 0; i < 3 * cases.length; i++) await run(i);
+    const size = b.memoryBytes, used = b.usedBytes;
+    for (let i = 0; i < 10_000; i++) await run(i);
+    assert.equal(b.memoryBytes, size);
+    assert.equal(b.usedBytes, used);
+  },
+});
+
+Deno.test({
+  name: "upload rejects a shape that does not match the data, and a used-up backend refuses work",
+  ignore,
+  async fn() {
+    const b = await loadWasmBackend();
+    assert.throws(() => b.upload(new Float32Array(6), [4, 2]), /does not describe 6 elements/);
+    b.dispose();
+    assert.throws(() => b.upload(new Float32Array(6), [2, 3]), /after dispose/);
+  },
+});
