@@ -82,12 +82,21 @@ export class GpuContext {
   #destroyed = false;
   /** Pooled bytes kept before the oldest free buffers are destroyed. */
   readonly poolCap: number;
+  /** Elements per thread of the statistics pass. */
+  readonly elementsPerThread: number;
   /** Called once when the device is lost (not when it is disposed). */
   onLost?: (reason: string) => void;
 
   /** @internal */
-  constructor(device: GPUDevice, adapter: AdapterSummary, maxBinding: number, poolCap: number) {
+  constructor(
+    device: GPUDevice,
+    adapter: AdapterSummary,
+    maxBinding: number,
+    poolCap: number,
+    elementsPerThread: number,
+  ) {
     this.device = device;
+    this.elementsPerThread = elementsPerThread;
     this.adapter = adapter;
     this.maxBinding = maxBinding;
     this.poolCap = poolCap;
@@ -111,9 +120,22 @@ export class GpuContext {
     if (this.#lost !== undefined) throw new DeviceLostError(this.#lost);
   }
 
-  /** Waits for `p` unless the device is lost first, in which case it rejects clearly. */
-  guard<T>(p: Promise<T>): Promise<T> {
-    return Promise.race([p, this.#lostPromise]);
+  /**
+   * Waits for `p` unless the device is lost first, in which case it rejects clearly. A
+   * rejection of `p` itself (mapAsync rejects with a bare "validation error" on a destroyed
+   * device) is reported as the loss when device.lost follows within a moment.
+   */
+  async guard<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await Promise.race([p, this.#lostPromise]);
+    } catch (e) {
+      if (e instanceof DeviceLostError) throw e;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, 100));
+      const lost = await Promise.race([this.#lostPromise.catch((l) => l as Error), grace]);
+      clearTimeout(timer);
+      throw lost ?? e;
+    }
   }
 
   /** A buffer of at least `size` bytes (exactly `size` rounded up to 16) of a pooled kind. */
@@ -206,6 +228,11 @@ export interface DeviceOptions {
   readonly timestamps?: boolean;
   /** Bytes of free pooled buffers kept for reuse. Default 256 MiB. */
   readonly poolBytes?: number;
+  /**
+   * Elements per thread of the statistics pass (see PlanLimits.elementsPerThread). Default: 256
+   * on a fallback (CPU) adapter, 16 on a GPU. Tests set it to run the GPU's choice on lavapipe.
+   */
+  readonly elementsPerThread?: number;
 }
 
 /** Opens a device on a fresh adapter with the adapter's highest buffer limits. */
@@ -234,5 +261,6 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuContex
     }
     maxBinding = Math.min(maxBinding, m);
   }
-  return new GpuContext(device, summary, maxBinding, options.poolBytes ?? 256 * 2 ** 20);
+  const perThread = options.elementsPerThread ?? (summary.isFallbackAdapter ? 256 : 16);
+  return new GpuContext(device, summary, maxBinding, options.poolBytes ?? 256 * 2 ** 20, perThread);
 }

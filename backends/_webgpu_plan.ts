@@ -29,6 +29,13 @@ export interface PlanLimits {
   readonly maxBinding: number;
   /** minStorageBufferOffsetAlignment in bytes. */
   readonly offsetAlign: number;
+  /**
+   * Elements of a row segment per stats thread (default 16). A GPU wants many threads in flight
+   * to hide memory latency (16 is the usual choice); a CPU implementation such as lavapipe runs
+   * a workgroup's invocations as loops and pays for every workgroup barrier, so fewer threads
+   * with more work each (256) run it about 4x faster there.
+   */
+  readonly elementsPerThread?: number;
 }
 
 /** A range of a buffer bound as one storage binding. */
@@ -39,7 +46,14 @@ export interface Window {
 
 /** One dispatch of the plan. */
 export interface PlannedDispatch {
-  readonly kind: "stats" | "rowMerge" | "stats1d" | "group" | "normalize";
+  readonly kind:
+    | "stats"
+    | "rowMerge"
+    | "stats1d"
+    | "group"
+    | "mix"
+    | "normalize"
+    | "normalize1d";
   /** Index of its uniform slot. */
   readonly slot: number;
   /** Workgroups in all (the backend lays them out on a 2D grid). */
@@ -59,6 +73,8 @@ export interface Plan {
   readonly mergedRows: number;
   /** Group statistics: N for LN, then C for BN when usingBN. */
   readonly groups: number;
+  /** Per-row affine maps of layout "nd" (N*C), 0 for "1d". */
+  readonly mixedRows: number;
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -195,7 +211,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     let len = Math.min(m, MAX_SEG);
     while (len > 1024 && rows * Math.ceil(m / len) < MIN_SEGMENTS) len = Math.ceil(len / 8) * 4;
     const chunks = Math.ceil(m / len);
-    const threads = Math.min(WG, nextPow2(Math.ceil(len / 16)));
+    const threads = Math.min(WG, nextPow2(Math.ceil(len / (limits.elementsPerThread ?? 16))));
     const segments = rows * chunks;
     partials = segments;
     checkFits(segments * PARTIAL_BYTES, "the per-segment statistics", limits);
@@ -238,13 +254,18 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
   checkFits(2 * c * 4, "gamma and beta", limits);
   add("group", groups, groupMembers);
+  const mixedRows = layout === "nd" ? n * c : 0;
+  if (mixedRows > 0) {
+    checkFits(mixedRows * 16, "the per-row affine maps", limits);
+    add("mix", Math.ceil(mixedRows / 64), () => {});
+  }
 
   const vecs = Math.ceil(total / 4);
   const alignVecs = limits.offsetAlign / 16;
   const perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
   for (let first = 0; first < vecs; first += perWindow) {
     const count = Math.min(perWindow, vecs - first);
-    add("normalize", Math.ceil(count / WG), (v) => {
+    add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {
       v.setUint32(36, first * 4, true);
       v.setUint32(40, count, true);
     }, { offset: first * 16, size: count * 16 });
@@ -263,6 +284,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     partials,
     mergedRows,
     groups,
+    mixedRows,
     tensorBytes: paddedBytes(total),
   };
 }

@@ -164,6 +164,7 @@ export class WebGpuBackend implements Backend {
     const plan = makePlan(problem, { meanMix: params.meanMix, varMix: params.varMix, update }, {
       maxBinding: ctx.maxBinding,
       offsetAlign: device.limits.minStorageBufferOffsetAlignment,
+      elementsPerThread: ctx.elementsPerThread,
     });
     const state = this.#state(params, problem.c);
     const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);
@@ -173,23 +174,22 @@ export class WebGpuBackend implements Backend {
       ? ctx.acquire("storage", plan.mergedRows * PARTIAL_BYTES)
       : parts;
     const groups = ctx.acquire("storage", plan.groups * 16);
+    const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
     for (const d of plan.dispatches) {
       const slot = { buffer: uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
       const xw = d.window && { buffer: x, offset: d.window.offset, size: d.window.size };
-      const entries: GPUBufferBinding[] = d.kind === "stats" || d.kind === "stats1d"
-        ? [slot, xw!, { buffer: parts }]
-        : d.kind === "rowMerge"
-        ? [slot, { buffer: parts }, { buffer: rows }]
-        : d.kind === "group"
-        ? [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }]
-        : [
-          slot,
-          xw!,
-          { buffer: y, offset: d.window!.offset, size: d.window!.size },
-          { buffer: rows },
-          { buffer: groups },
-          { buffer: state.affine },
-        ];
+      const yw = d.window && { buffer: y, offset: d.window.offset, size: d.window.size };
+      const entries: GPUBufferBinding[] = {
+        stats: () => [slot, xw!, { buffer: parts }],
+        stats1d: () => [slot, xw!, { buffer: parts }],
+        rowMerge: () => [slot, { buffer: parts }, { buffer: rows }],
+        group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }],
+        mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
+          buffer: mixed!,
+        }],
+        normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
+        normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
+      }[d.kind]();
       const pipeline = this.#pipelines[d.kind];
       pass.setPipeline(pipeline);
       pass.setBindGroup(
@@ -207,6 +207,7 @@ export class WebGpuBackend implements Backend {
       ctx.release("storage", parts);
       if (rows !== parts) ctx.release("storage", rows);
       ctx.release("storage", groups);
+      if (mixed) ctx.release("storage", mixed);
     };
   }
 
@@ -446,7 +447,9 @@ const SOURCES: Record<PipelineKind, string> = {
   rowMerge: WGSL.SN_ROW_MERGE,
   stats1d: WGSL.SN1D_STATS,
   group: WGSL.SN_GROUP_STATS,
+  mix: WGSL.SN_MIX,
   normalize: WGSL.SN_NORMALIZE,
+  normalize1d: WGSL.SN1D_NORMALIZE,
 };
 
 /**

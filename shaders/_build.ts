@@ -15,7 +15,9 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN_ROW_MERGE: "sn_row_merge.wgsl",
   SN1D_STATS: "sn1d_stats.wgsl",
   SN_GROUP_STATS: "sn_group_stats.wgsl",
+  SN_MIX: "sn_mix.wgsl",
   SN_NORMALIZE: "sn_normalize.wgsl",
+  SN1D_NORMALIZE: "sn1d_normalize.wgsl",
   BENCH_COPY: "bench_copy.wgsl",
 };
 

@@ -186,6 +186,42 @@ fn ieee_add(a: f32, b: f32) -> f32 {
   return select(b, a, ca != 0u);
 }
 
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
@@ -461,6 +497,42 @@ fn ieee_add(a: f32, b: f32) -> f32 {
   return select(b, a, ca != 0u);
 }
 
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
@@ -669,6 +741,42 @@ fn ieee_add(a: f32, b: f32) -> f32 {
     return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
   }
   return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
 }
 
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
@@ -932,6 +1040,42 @@ fn ieee_add(a: f32, b: f32) -> f32 {
   return select(b, a, ca != 0u);
 }
 
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
@@ -1061,20 +1205,17 @@ fn main(
 }
 `;
 
-/** sn_normalize.wgsl (with its includes). */
-export const SN_NORMALIZE =
-  `// sn_normalize.wgsl: the last step, the second and final pass over x. For element i of row
-// r = n*C + c (layout "1d": r = i, M = 1), with the terms in mixing order
-//   nd: in (rows[r]), ln (groups[n]), bn (groups[N + c], if usingBN)
-//   1d:               ln (groups[n]), bn (groups[N + c])
-//   hi  = the first term's shift (IN: the row's first element; 1d: the LN group's)
-//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)        (mu = hi + lo, a float32 hi/lo pair)
+/** sn_mix.wgsl (with its includes). */
+export const SN_MIX =
+  `// sn_mix.wgsl: step 3 of layout "nd", after sn_group_stats: one thread per row r = n*C + c
+// turns the statistics into the affine map that sn_normalize applies to the row:
+//   terms in mixing order: in (rows[r]: mu = K + mean, var = M2 / (count - 1)),
+//                          ln (groups[n]), bn (groups[N + c], if usingBN)
+//   hi  = K (the row's first element),  lo = sum_k wmean_k * ((hi_k - K) + lo_k)
 //   var = sum_k wvar_k * var_k
-//   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// so that |mu| ~ 1e4 with std ~ 1 loses nothing: x - hi is exact for x near hi. y is NaN
-// wherever a mixed statistic is NaN or infinite in the reference (any F_* flag), or var + eps
-// is not positive. One vec4 per thread; a vec4 that straddles two rows (M % 4 != 0, or 1d)
-// takes each lane's row in turn.
+//   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
+// with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
+// so that the normalize pass does one load per row and no arithmetic on statistics.
 
 // common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
 // shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
@@ -1239,6 +1380,286 @@ fn ieee_add(a: f32, b: f32) -> f32 {
   return select(b, a, ca != 0u);
 }
 
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> rows: array<Partial>;
+@group(0) @binding(2) var<storage, read> groups: array<Group>;
+@group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let r = linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.n * P.c) {
+    return;
+  }
+  let n = r / P.c;
+  let c = r - n * P.c;
+  let p = rows[r];
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  let ln = groups[n];
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    let bn = groups[P.n + c];
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
+}
+`;
+
+/** sn_normalize.wgsl (with its includes). */
+export const SN_NORMALIZE =
+  `// sn_normalize.wgsl: the last step of layout "nd", the second and final pass over x. For
+// element i of row r = i / M, with (hi, lo, scale, beta) = mixed[r] from sn_mix:
+//   y[i] = ((x[i] - hi) - lo) * scale + beta      (= (x - mu) / sqrt(var + eps) * gamma + beta)
+// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing to the subtraction;
+// y is NaN where sn_mix marked the row (beta's bits are NaN). One vec4 per thread; a vec4 that
+// straddles two rows (M % 4 != 0) takes each lane's row in turn.
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
@@ -1247,65 +1668,10 @@ fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> rows: array<Partial>;
-@group(0) @binding(4) var<storage, read> groups: array<Group>;
-@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
-struct RowAffine {
-  hi: f32,
-  lo: f32,
-  scale: f32,
-  beta: f32,
-  bad: bool,
-}
-
-fn add_term(
-  a: ptr<function, RowAffine>,
-  v: ptr<function, f32>,
-  k: u32,
-  hi: f32,
-  lo: f32,
-  variance: f32,
-) {
-  (*a).lo += P.wmean[k] * ((hi - (*a).hi) + lo);
-  *v += P.wvar[k] * variance;
-}
-
-fn row_affine(r: u32) -> RowAffine {
-  let n = r / P.c;
-  let c = r - n * P.c;
-  var a: RowAffine;
-  var v = 0.0;
-  var flags = 0u;
-  var k = 0u;
-  let ln = groups[n];
-  if ((P.flags & P_HAS_IN) != 0u) {
-    let p = rows[r];
-    a.hi = p.shift;
-    a.lo = 0.0;
-    flags = p.flags | select(F_NO_VAR, 0u, p.count >= 2u);
-    add_term(&a, &v, 0u, p.shift, p.mean, p.m2 / max(f32(p.count) - 1.0, 1.0));
-    k = 1u;
-  } else {
-    a.hi = ln.hi;
-    a.lo = 0.0;
-  }
-  add_term(&a, &v, k, ln.hi, ln.lo, ln.variance);
-  flags = flags | ln.flags;
-  if ((P.flags & P_USING_BN) != 0u) {
-    let bn = groups[P.n + c];
-    add_term(&a, &v, k + 1u, bn.hi, bn.lo, bn.variance);
-    flags = flags | bn.flags;
-  }
-  let denom = v + P.eps;
-  a.bad = flags != 0u || !(denom > 0.0);
-  a.scale = affine[c] / sqrt(max(denom, 1e-38));
-  a.beta = affine[P.c + c];
-  return a;
-}
-
-fn apply1(a: RowAffine, v: f32) -> f32 {
-  return select(((v - a.hi) - a.lo) * a.scale + a.beta, bitcast<f32>(QNAN_BITS), a.bad);
+fn apply1(a: vec4<f32>, v: f32) -> f32 {
+  return select(((v - a.x) - a.y) * a.z + a.w, bitcast<f32>(QNAN_BITS), is_nan_marker(a.w));
 }
 
 @compute @workgroup_size(256)
@@ -1323,16 +1689,265 @@ fn main(
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let a = row_affine(r0);
-    let out = ((v - vec4<f32>(a.hi)) - vec4<f32>(a.lo)) * a.scale + vec4<f32>(a.beta);
-    y[q] = select(out, vec4<f32>(bitcast<f32>(QNAN_BITS)), vec4<bool>(a.bad));
+    let a = mixed[r0];
+    let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
+    y[q] = select(out, vec4<f32>(bitcast<f32>(QNAN_BITS)), vec4<bool>(is_nan_marker(a.w)));
     return;
   }
   var out = vec4<f32>(0.0);
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(row_affine(e / P.m), v[j]);
+      out[j] = apply1(mixed[e / P.m], v[j]);
+    }
+  }
+  y[q] = out;
+}
+`;
+
+/** sn1d_normalize.wgsl (with its includes). */
+export const SN1D_NORMALIZE =
+  `// sn1d_normalize.wgsl: the last step of layout "1d", the second and final pass over x [N, C].
+// Every element has its own pair of statistics, so the mixing is done here, per element:
+//   terms in mixing order: ln (groups[n]), bn (groups[N + c])
+//   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
+//   var = wvar_0 * var_ln + wvar_1 * var_bn
+//   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let q = linear_group(wid, nwg) * 256u + lid;
+  if (q >= P.vec_count) {
+    return;
+  }
+  let e0 = P.elem_base + 4u * q;
+  let v = x[q];
+  var out = vec4<f32>(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let e = e0 + j;
+    if (e < P.total) {
+      let n = e / P.c;
+      let c = e - n * P.c;
+      let ln = groups[n];
+      let bn = groups[P.n + c];
+      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      let a = row_affine(m, affine[c], affine[P.c + c]);
+      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, bitcast<f32>(QNAN_BITS), is_nan_marker(a.w));
     }
   }
   y[q] = out;

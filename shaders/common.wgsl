@@ -161,6 +161,42 @@ fn ieee_add(a: f32, b: f32) -> f32 {
   return select(b, a, ca != 0u);
 }
 
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;

@@ -1,0 +1,43 @@
+// sn1d_normalize.wgsl: the last step of layout "1d", the second and final pass over x [N, C].
+// Every element has its own pair of statistics, so the mixing is done here, per element:
+//   terms in mixing order: ln (groups[n]), bn (groups[N + c])
+//   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
+//   var = wvar_0 * var_ln + wvar_1 * var_bn
+//   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let q = linear_group(wid, nwg) * 256u + lid;
+  if (q >= P.vec_count) {
+    return;
+  }
+  let e0 = P.elem_base + 4u * q;
+  let v = x[q];
+  var out = vec4<f32>(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let e = e0 + j;
+    if (e < P.total) {
+      let n = e / P.c;
+      let c = e - n * P.c;
+      let ln = groups[n];
+      let bn = groups[P.n + c];
+      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      let a = row_affine(m, affine[c], affine[P.c + c]);
+      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, bitcast<f32>(QNAN_BITS), is_nan_marker(a.w));
+    }
+  }
+  y[q] = out;
+}

@@ -1,0 +1,41 @@
+// sn_mix.wgsl: step 3 of layout "nd", after sn_group_stats: one thread per row r = n*C + c
+// turns the statistics into the affine map that sn_normalize applies to the row:
+//   terms in mixing order: in (rows[r]: mu = K + mean, var = M2 / (count - 1)),
+//                          ln (groups[n]), bn (groups[N + c], if usingBN)
+//   hi  = K (the row's first element),  lo = sum_k wmean_k * ((hi_k - K) + lo_k)
+//   var = sum_k wvar_k * var_k
+//   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
+// with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
+// so that the normalize pass does one load per row and no arithmetic on statistics.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> rows: array<Partial>;
+@group(0) @binding(2) var<storage, read> groups: array<Group>;
+@group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let r = linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.n * P.c) {
+    return;
+  }
+  let n = r / P.c;
+  let c = r - n * P.c;
+  let p = rows[r];
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  let ln = groups[n];
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    let bn = groups[P.n + c];
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
+}
