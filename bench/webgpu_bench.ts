@@ -1,0 +1,247 @@
+/**
+ * WebGPU benchmark: SN forward GPU time beside a WGSL kernel that moves the same bytes (read the
+ * tensor twice, write it once; shaders/bench_copy.wgsl), their ratio per shape, and the end-to-end
+ * crossover size against WASM (Float32Array in, Float32Array out, upload and readback included):
+ *
+ *   deno task bench:webgpu            print the figures
+ *   deno task bench:webgpu --write    also record the crossover in bench/crossover.json
+ *
+ * GPU times come from timestamp queries where the adapter offers timestamp-query (a pass's begin
+ * and end), else from wall time to onSubmittedWorkDone. The auto rule (backends/select.ts) reads
+ * its threshold from the recorded file's rule; on a fallback adapter auto never takes WebGPU,
+ * whatever the crossover. `deno bench` loads this file but runs nothing (import.meta.main).
+ */
+import type { LayerParams, NormProblem, RunningUpdate } from "../backends/_backend.ts";
+import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
+import { grid } from "../backends/_webgpu_plan.ts";
+import { WEBGPU_AUTO } from "../backends/select.ts";
+import { SwitchNorm2d } from "../mod.ts";
+import { BENCH_COPY } from "../shaders/_wgsl.ts";
+
+/** The shapes of the issue: [N, C, H, W]. */
+const SHAPES = [
+  [8, 64, 56, 56],
+  [32, 256, 14, 14],
+  [2, 32, 128, 128],
+  [64, 512, 7, 7],
+] as const;
+
+/** Spatial sides of [4, 16, s, s] for the end-to-end crossover sweep (4Ki .. 4Mi elements). */
+const SWEEP_SIDES = [16, 32, 64, 128, 256, 512];
+
+function activations(length: number, seed = 1): Float32Array<ArrayBuffer> {
+  let s = seed;
+  return Float32Array.from({ length }, (_, i) => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return (i % 7) - 3 + s / 2147483648 - 0.5;
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** GPU time in ms of each of `reps` passes recorded by `record`, one submit for all. */
+async function gpuTimes(
+  b: WebGpuBackend,
+  reps: number,
+  record: (pass: GPUComputePassEncoder) => () => void,
+): Promise<{ ms: number[]; clock: "timestamps" | "wall" }> {
+  const device = b.device;
+  if (device.features.has("timestamp-query")) {
+    const querySet = device.createQuerySet({ type: "timestamp", count: 2 * reps });
+    const resolve = device.createBuffer({
+      size: 16 * reps,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const read = device.createBuffer({
+      size: 16 * reps,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = device.createCommandEncoder();
+    const cleanups = [];
+    for (let i = 0; i < reps; i++) {
+      const pass = enc.beginComputePass({
+        timestampWrites: {
+          querySet,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
+      });
+      cleanups.push(record(pass));
+      pass.end();
+    }
+    enc.resolveQuerySet(querySet, 0, 2 * reps, resolve, 0);
+    enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * reps);
+    device.queue.submit([enc.finish()]);
+    cleanups.forEach((f) => f());
+    await b.ctx.guard(read.mapAsync(GPUMapMode.READ));
+    const t = new BigUint64Array(read.getMappedRange());
+    const ms = Array.from({ length: reps }, (_, i) => Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+    read.unmap();
+    for (const x of [read, resolve]) x.destroy();
+    querySet.destroy();
+    return { ms, clock: "timestamps" };
+  }
+  const ms = [];
+  for (let i = 0; i < reps; i++) {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    const cleanup = record(pass);
+    pass.end();
+    const t0 = performance.now();
+    device.queue.submit([enc.finish()]);
+    cleanup();
+    await b.ctx.guard(device.queue.onSubmittedWorkDone());
+    ms.push(performance.now() - t0);
+  }
+  return { ms, clock: "wall" };
+}
+
+function params(c: number): LayerParams {
+  return {
+    layerId: -1,
+    weight: new Float32Array(c).fill(1),
+    bias: new Float32Array(c),
+    meanMix: Float64Array.of(1 / 3, 1 / 3, 1 / 3),
+    varMix: Float64Array.of(1 / 3, 1 / 3, 1 / 3),
+    runningMean: new Float32Array(c),
+    runningVar: new Float32Array(c).fill(1),
+    version: 0,
+    runningVersion: 0,
+  };
+}
+
+/** SN (training, moving average) vs the copy kernel on one shape. */
+async function kernelRow(b: WebGpuBackend, shape: readonly number[], reps: number) {
+  const [n, c, h, w] = shape, total = n * c * h * w, device = b.device;
+  const problem: NormProblem = {
+    layout: "nd",
+    n,
+    c,
+    m: h * w,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  };
+  const update: RunningUpdate = { kind: "movingAverage", momentum: 0.9 };
+  const p = params(c);
+  using x = b.upload(activations(total), shape);
+  using y = b.upload(new Float32Array(total), shape);
+  using x2 = b.upload(activations(total, 2), shape);
+  const copy = device.createComputePipeline({
+    layout: "auto",
+    compute: { module: device.createShaderModule({ code: BENCH_COPY }), entryPoint: "main" },
+  });
+  const copyGroup = device.createBindGroup({
+    layout: copy.getBindGroupLayout(0),
+    entries: [x, x2, y].map((t, binding) => ({ binding, resource: { buffer: t.buffer } })),
+  });
+  const sn = (pass: GPUComputePassEncoder) =>
+    b.encodeForward(pass, problem, x.buffer, y.buffer, p, update);
+  const cp = (pass: GPUComputePassEncoder) => {
+    pass.setPipeline(copy);
+    pass.setBindGroup(0, copyGroup);
+    pass.dispatchWorkgroups(...grid(Math.ceil(total / 4 / 256)));
+    return () => {};
+  };
+  await gpuTimes(b, 1, sn); // warm-up: first-use costs out of the figures
+  await gpuTimes(b, 1, cp);
+  const s = await gpuTimes(b, reps, sn), k = await gpuTimes(b, reps, cp);
+  const snMs = median(s.ms), copyMs = median(k.ms);
+  return {
+    shape: `[${shape.join(",")}]`,
+    mb: (total * 4) / 2 ** 20,
+    snMs,
+    copyMs,
+    ratio: snMs / copyMs,
+    clock: s.clock,
+  };
+}
+
+/** Median wall time of Float32Array forwards on `backend`. */
+async function endToEnd(backend: "webgpu" | "wasm", side: number, reps: number): Promise<number> {
+  const shape = [4, 16, side, side];
+  const x = activations(shape.reduce((a, v) => a * v, 1));
+  const out = new Float32Array(x.length);
+  const layer = new SwitchNorm2d(16, { backend });
+  await layer.forward(x, shape, { out });
+  const ms = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await layer.forward(x, shape, { out });
+    ms.push(performance.now() - t0);
+  }
+  layer.dispose();
+  return median(ms);
+}
+
+if (import.meta.main) {
+  const write = Deno.args.includes("--write");
+  const backend = await loadWebGpuBackend({ timestamps: true });
+  const adapter = backend.ctx.adapter;
+  console.log(
+    `adapter: ${adapter.description}${adapter.isFallbackAdapter ? " (fallback adapter)" : ""}`,
+  );
+  const reps = adapter.isFallbackAdapter ? 5 : 30;
+  const rows = [];
+  for (const shape of SHAPES) rows.push(await kernelRow(backend, shape, reps));
+  console.log(
+    `\nSN forward (training) vs copy kernel, GPU time (${rows[0].clock}), median of ${reps}`,
+  );
+  console.log("shape              MiB    SN ms   copy ms   SN/copy");
+  for (const r of rows) {
+    console.log(
+      `${r.shape.padEnd(17)} ${r.mb.toFixed(1).padStart(5)} ${r.snMs.toFixed(3).padStart(8)} ` +
+        `${r.copyMs.toFixed(3).padStart(9)} ${r.ratio.toFixed(2).padStart(9)}`,
+    );
+  }
+  await backend.disposeAsync();
+
+  console.log("\nend to end, Float32Array in and out, [4,16,s,s], median wall ms");
+  console.log("elements     webgpu      wasm");
+  const sweep = [];
+  for (const side of SWEEP_SIDES) {
+    const elements = 4 * 16 * side * side;
+    const r = elements >= 2 ** 20 ? 3 : 7;
+    const gpu = await endToEnd("webgpu", side, r), wasm = await endToEnd("wasm", side, r);
+    sweep.push({ elements, webgpuMs: gpu, wasmMs: wasm });
+    console.log(
+      `${String(elements).padStart(8)} ${gpu.toFixed(2).padStart(10)} ${
+        wasm.toFixed(2).padStart(9)
+      }`,
+    );
+  }
+  // The crossover: the smallest size from which WebGPU is faster at every larger size measured.
+  let crossover: number | null = null;
+  for (let i = sweep.length - 1; i >= 0 && sweep[i].webgpuMs < sweep[i].wasmMs; i--) {
+    crossover = sweep[i].elements;
+  }
+  console.log(
+    `\ncrossover vs WASM: ${crossover === null ? "none (WebGPU never faster)" : crossover} ` +
+      `elements; auto rule in force: >= ${WEBGPU_AUTO.minElements} elements, never on a ` +
+      "fallback adapter",
+  );
+  if (write) {
+    const record = {
+      measuredWith: "deno task bench:webgpu --write",
+      date: new Date().toISOString().slice(0, 10),
+      adapter,
+      kernels: rows,
+      endToEnd: { shape: "[4,16,s,s]", sweep },
+      crossoverElements: crossover,
+      rule: {
+        minElements: WEBGPU_AUTO.minElements,
+        fallbackAdapter: "never",
+        why: adapter.isFallbackAdapter
+          ? "measured on a fallback adapter only: its crossover says nothing about a GPU, so " +
+            "the threshold is a conservative 4Mi elements until a real GPU is measured"
+          : "the measured crossover",
+      },
+    };
+    const target = new URL("./crossover.json", import.meta.url);
+    await Deno.writeTextFile(target, JSON.stringify(record, null, 2) + "\n");
+    console.log(`wrote ${target.pathname}`);
+  }
+}
