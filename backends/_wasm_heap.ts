@@ -160,3 +160,28 @@ export class Scratch {
     return this.#ptr;
   }
 }
+
+/**
+ * A typed-array view of `length` values at `byteOffset` of the memory, kept while the memory and
+ * the request stay the same, so that repeated calls of one shape make no new view.
+ */
+export class ViewSlot<T extends Float32Array | Float64Array> {
+  readonly #make: new (buffer: ArrayBuffer, byteOffset: number, length: number) => T;
+  #view?: T;
+  #at = -1;
+
+  /** A slot for views made by `make` (Float32Array or Float64Array). */
+  constructor(make: new (buffer: ArrayBuffer, byteOffset: number, length: number) => T) {
+    this.#make = make;
+  }
+
+  /** The view of `length` values at `byteOffset` of `buffer`. */
+  get(buffer: ArrayBuffer, byteOffset: number, length: number): T {
+    const v = this.#view;
+    if (!v || v.buffer !== buffer || this.#at !== byteOffset || v.length !== length) {
+      this.#view = new this.#make(buffer, byteOffset, length);
+      this.#at = byteOffset;
+    }
+    return this.#view!;
+  }
+}

@@ -16,96 +16,25 @@ import {
   type RunningUpdate,
   type SavedForward,
 } from "./_backend.ts";
-import { Heap, Scratch } from "./_wasm_heap.ts";
+import {
+  ABI_VERSION,
+  LAYER_HEADER_F64,
+  LAYOUT_1D,
+  LAYOUT_ND,
+  MODE_TRAINING,
+  MODE_USING_BN,
+  type WasmKernels,
+} from "./_wasm_abi.ts";
+import { Heap, Scratch, ViewSlot } from "./_wasm_heap.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
 
-/** The ABI of wasm/src/lib.rs this loader speaks (its `ABI_VERSION`). */
-const ABI_VERSION = 1;
-const LAYOUT_ND = 0, LAYOUT_1D = 1;
-const MODE_TRAINING = 1, MODE_USING_BN = 2;
-/** f64 slots before gamma in the layer block (wasm/src/layout.rs): eps, 3 + 3 mix weights, 0. */
-const LAYER_HEADER_F64 = 8;
-
-/** The module's exports (wasm/src/lib.rs). Pointers are byte offsets into `memory`. */
-export interface WasmKernels {
-  readonly memory: WebAssembly.Memory;
-  readonly __heap_base: WebAssembly.Global;
-  sn_abi_version(): number;
-  sn_layer_bytes(c: number): number;
-  sn_stats_len(layout: number, n: number, c: number): number;
-  sn_scratch_bytes(layout: number, n: number, c: number): number;
-  sn_stats_nd(
-    x: number,
-    n: number,
-    c: number,
-    m: number,
-    mode: number,
-    layer: number,
-    stats: number,
-  ): void;
-  sn_normalize_nd(
-    x: number,
-    y: number,
-    n: number,
-    c: number,
-    m: number,
-    mode: number,
-    layer: number,
-    stats: number,
-    scratch: number,
-  ): void;
-  sn_stats_1d(
-    x: number,
-    n: number,
-    c: number,
-    mode: number,
-    layer: number,
-    stats: number,
-    scratch: number,
-  ): void;
-  sn_normalize_1d(
-    x: number,
-    y: number,
-    n: number,
-    c: number,
-    mode: number,
-    layer: number,
-    stats: number,
-  ): void;
-  sn_roofline(x: number, y: number, len: number): number;
-}
-
 /** `(module (func i32.const 0 i8x16.splat drop))`: valid only where SIMD is. */
+// deno-fmt-ignore
 const SIMD_PROBE = new Uint8Array([
-  0x00,
-  0x61,
-  0x73,
-  0x6d,
-  0x01,
-  0x00,
-  0x00,
-  0x00, // magic, version 1
-  0x01,
-  0x04,
-  0x01,
-  0x60,
-  0x00,
-  0x00, // type section: () -> ()
-  0x03,
-  0x02,
-  0x01,
-  0x00, // function section: one function of type 0
-  0x0a,
-  0x09,
-  0x01,
-  0x07,
-  0x00,
-  0x41,
-  0x00,
-  0xfd,
-  0x0f,
-  0x1a,
-  0x0b, // code: i8x16.splat
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+  0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+  0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+  0x0a, 0x09, 0x01, 0x07, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x1a, 0x0b, // code: i8x16.splat
 ]);
 
 /** Whether this runtime runs WebAssembly with 128-bit SIMD, which the kernels need. */
@@ -138,29 +67,6 @@ export async function loadWasmBackend(): Promise<WasmBackend> {
   }
   return new WasmBackend(kernels);
 }
-
-/** A view of `length` values at `byteOffset`, kept while the memory and the request stay. */
-class ViewSlot<T extends Float32Array | Float64Array> {
-  #view?: T;
-  #at = -1;
-  readonly #make: (buffer: ArrayBuffer, byteOffset: number, length: number) => T;
-
-  constructor(make: (buffer: ArrayBuffer, byteOffset: number, length: number) => T) {
-    this.#make = make;
-  }
-
-  get(buffer: ArrayBuffer, byteOffset: number, length: number): T {
-    const v = this.#view;
-    if (!v || v.buffer !== buffer || this.#at !== byteOffset || v.length !== length) {
-      this.#view = this.#make(buffer, byteOffset, length);
-      this.#at = byteOffset;
-    }
-    return this.#view!;
-  }
-}
-
-const f32View = (b: ArrayBuffer, o: number, n: number) => new Float32Array(b, o, n);
-const f64View = (b: ArrayBuffer, o: number, n: number) => new Float64Array(b, o, n);
 
 /**
  * A tensor held in the WASM backend's linear memory, made by {@linkcode WasmBackend.upload} or
@@ -256,9 +162,9 @@ export class WasmBackend implements Backend {
   #layerAt = 0;
   #statsAt = 0;
   #scratchAt = 0;
-  readonly #outView = new ViewSlot(f32View);
-  readonly #bnMean = new ViewSlot(f64View);
-  readonly #bnVar = new ViewSlot(f64View);
+  readonly #outView = new ViewSlot(Float32Array);
+  readonly #bnMean = new ViewSlot(Float64Array);
+  readonly #bnVar = new ViewSlot(Float64Array);
   #disposed = false;
 
   /** Wraps an instance of the module; see {@linkcode loadWasmBackend}. */
@@ -323,8 +229,8 @@ export class WasmBackend implements Backend {
         if (out !== undefined && !(out instanceof Float32Array && out.length === length)) {
           throw new TypeError(`wasm backend: out must be a Float32Array of ${length} elements`);
         }
-        const io = this.#io.ensure(length * 4);
         this.#prepare(problem, params);
+        const io = this.#io.ensure(length * 4);
         this.#heap.f32.set(x, io >> 2);
         this.#run(problem, io, io);
         if (out) {
@@ -359,12 +265,21 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Sizes the scratch regions for `problem` (this may grow the memory, so it comes before any
-   * view is taken) and writes the layer block: eps, the mixing weights, gamma, beta, running
-   * buffers (wasm/src/layout.rs).
+   * Sizes the parameter, statistics and scratch regions for `problem` and writes the layer block:
+   * eps, the mixing weights, gamma, beta, running buffers (wasm/src/layout.rs). Sizing may grow
+   * the memory, so the views are taken after it (and again by whoever allocates later).
    */
   #prepare(problem: NormProblem, params: LayerParams): void {
-    const { n, c, layout } = problem;
+    const { n, c, m, layout } = problem;
+    // The module sizes its areas in u32: refuse what could not fit in 32-bit memory before
+    // those sizes could wrap.
+    const need = 4 * n * c * m + (layout === "nd" ? 48 * n * c : 16 * (n + c) + 12 * c);
+    if (need >= 2 ** 32) {
+      throw new RangeError(
+        `wasm backend: out of memory: this call needs ${need} bytes, more than the 4 GiB of ` +
+          "32-bit WebAssembly",
+      );
+    }
     const k = this.#k, code = layout === "nd" ? LAYOUT_ND : LAYOUT_1D;
     const layer = this.#layerAt = this.#layer.ensure(k.sn_layer_bytes(c) >>> 0);
     this.#statsAt = this.#stats.ensure((k.sn_stats_len(code, n, c) >>> 0) * 8);

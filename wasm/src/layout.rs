@@ -19,9 +19,14 @@
 //!   [4R, 4R+N)       mu_ln     [4R+N, 4R+2N)  var_ln
 //!   [4R+2N, 4R+2N+C) mu_bn     [4R+2N+C, 4R+2N+2C) var_bn
 //! ```
-//! `mu_bn`/`var_bn` hold the batch statistics in training mode (the caller folds them into the
-//! running buffers) and the running buffers that were used in evaluation mode; without usingBN
-//! they are left as they were.
+//! `sn_stats_*` writes mu_in, var_in, mu_ln, var_ln and mu_bn, var_bn; `sn_normalize_nd` writes
+//! mu, var. `mu_bn`/`var_bn` hold the batch statistics in training mode (the caller folds them
+//! into the running buffers) and the running buffers that were used in evaluation mode; without
+//! usingBN they are left as they were.
+//!
+//! Scratch (`scratch`, 16-byte aligned, `scratch_bytes(layout, N, C)` bytes), transient:
+//! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep; 1d, three f32 arrays of C
+//! (per-column block mean, sum of deviations, sum of squared deviations).
 
 /// `layout` argument value of the nd kernels ([N, C, M]).
 pub const LAYOUT_ND: u32 = 0;

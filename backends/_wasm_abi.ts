@@ -1,0 +1,91 @@
+/**
+ * The C ABI of the WASM module (wasm/src/lib.rs and wasm/src/layout.rs), mirrored for the
+ * TypeScript side: export signatures, flag values and the layer block's layout. Private to the
+ * package; change it together with `ABI_VERSION` in wasm/src/lib.rs.
+ *
+ * @module
+ */
+
+/** The ABI version this mirror describes; the loader refuses a module reporting another. */
+export const ABI_VERSION = 1;
+
+/** `layout` argument: [N, C, M] (SwitchNorm2d/3d). */
+export const LAYOUT_ND = 0;
+/** `layout` argument: [N, C] (SwitchNorm1d). */
+export const LAYOUT_1D = 1;
+
+/** `mode` bit: training (BN statistics from the batch) rather than evaluation. */
+export const MODE_TRAINING = 1;
+/** `mode` bit: BN statistics take part in the mix. */
+export const MODE_USING_BN = 2;
+
+/**
+ * f64 slots before gamma in the layer block: eps, mean_mix[3], var_mix[3], reserved. Then f32
+ * gamma[C], beta[C], running_mean[C], running_var[C].
+ */
+export const LAYER_HEADER_F64 = 8;
+
+/**
+ * The module's exports. Every pointer is a byte offset into `memory`; every buffer is owned and
+ * sized by the caller (the kernels allocate nothing and keep no state between calls). A forward
+ * is `sn_stats_*` then `sn_normalize_*` on the same statistics area, which afterwards still holds
+ * every statistic of that forward (layout in wasm/src/layout.rs).
+ */
+export interface WasmKernels {
+  /** The linear memory; the loader manages everything from `__heap_base` up. */
+  readonly memory: WebAssembly.Memory;
+  /** First byte after the module's stack and static data. */
+  readonly __heap_base: WebAssembly.Global;
+  /** The module's ABI version (compare with `ABI_VERSION`). */
+  sn_abi_version(): number;
+  /** Bytes of the layer block for C channels. */
+  sn_layer_bytes(c: number): number;
+  /** Number of f64 values in the statistics area (the BN mean and variance are the last 2C). */
+  sn_stats_len(layout: number, n: number, c: number): number;
+  /** Bytes of transient scratch (16-byte aligned) that a forward needs. */
+  sn_scratch_bytes(layout: number, n: number, c: number): number;
+  /** Statistics pass over x of [n, c, m]: IN, LN and BN statistics into `stats`. */
+  sn_stats_nd(
+    x: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    stats: number,
+  ): void;
+  /** Normalize pass over x of [n, c, m] into y (may equal x), from `stats`. */
+  sn_normalize_nd(
+    x: number,
+    y: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    scratch: number,
+  ): void;
+  /** Statistics pass over x of [n, c]: LN and BN statistics into `stats`. */
+  sn_stats_1d(
+    x: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    scratch: number,
+  ): void;
+  /** Normalize pass over x of [n, c] into y (may equal x), from `stats`. */
+  sn_normalize_1d(
+    x: number,
+    y: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+  ): void;
+  /** Roofline: sum of x (returned) and y = x over `len` floats; no other math. */
+  sn_roofline(x: number, y: number, len: number): number;
+}
