@@ -3,7 +3,11 @@
  * statistics pass and one normalize pass over the tensor. This file owns the module's linear
  * memory: layer parameters, statistics and Float32Array inputs go into grow-only scratch regions
  * reused by every call, and resident tensors ({@linkcode WasmTensor}) are blocks of a first-fit
- * heap, so that layers chain without copies and memory stays bounded.
+ * heap, so that layers chain without copies and memory stays bounded: it grows to what the
+ * largest call needed plus the live resident tensors, and never shrinks (WebAssembly cannot).
+ *
+ * The kernels' C ABI is mirrored in ./_wasm_abi.ts; the statistics of the last forward stay in
+ * the statistics region (wasm/src/layout.rs) until the next forward.
  *
  * @module
  */
@@ -346,7 +350,11 @@ export class WasmBackend implements Backend {
     return this.#k.sn_roofline(xt.byteOffset, yt.byteOffset, x.length);
   }
 
-  /** Drops the instance; tensors made by it must not be used afterwards. */
+  /**
+   * Makes the backend refuse further work; tensors made by it must not be used afterwards. The
+   * memory itself goes with the instance when it is garbage-collected (WebAssembly memory cannot
+   * be freed or shrunk explicitly).
+   */
   dispose(): void {
     this.#disposed = true;
   }
