@@ -87,6 +87,7 @@ export interface PlanParams {
 }
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
+const F_NO_RUNNING_UPDATE = 32;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -165,6 +166,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     if (problem.training) flags |= F_TRAINING;
     if (params.update.kind === "batchAverage") flags |= F_BATCH_AVERAGE;
     if (layout === "1d") flags |= F_CHAN_GROUPS;
+    // SyncSN: the running buffers follow the global batch, which only the CPU sees.
+    if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
     v.setUint32(44, flags, true);
     v.setUint32(80, n, true);
     v.setUint32(84, usingBN ? c : 0, true);

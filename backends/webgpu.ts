@@ -12,17 +12,26 @@
  *
  * @module
  */
-import type {
-  Backend,
-  BackwardResult,
-  LayerParams,
-  NormProblem,
-  ResidentTensor,
-  RunningUpdate,
-  SavedForward,
+import {
+  applyRunningUpdate,
+  type Backend,
+  type BackwardResult,
+  type LayerParams,
+  type NormProblem,
+  type ResidentTensor,
+  type RunningUpdate,
+  type SavedForward,
 } from "./_backend.ts";
 import { type DeviceOptions, type GpuContext, openDevice } from "./_webgpu_device.ts";
-import { grid, makePlan, PARTIAL_BYTES, type PlannedDispatch, SLOT_BYTES } from "./_webgpu_plan.ts";
+import {
+  grid,
+  GROUP_BYTES,
+  makePlan,
+  PARTIAL_BYTES,
+  type Plan,
+  type PlannedDispatch,
+  SLOT_BYTES,
+} from "./_webgpu_plan.ts";
 import { checkWrappable, GpuTensor } from "./_webgpu_tensor.ts";
 import { ReferenceBackend } from "./reference.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
@@ -53,6 +62,40 @@ interface LayerState {
 
 type PipelineKind = PlannedDispatch["kind"];
 
+/** The dispatches before the BN statistics are complete; the rest normalize. */
+const STATISTICS: ReadonlySet<PipelineKind> = new Set(["stats", "stats1d", "rowMerge", "group"]);
+
+/** Flag bits of a statistic (shaders/common.wgsl). */
+const F_NAN = 1, F_POS_INF = 2, F_NEG_INF = 4, F_NO_VAR = 8, F_MEAN_CLASS = 7;
+
+/** The float64 mean a statistic with these flags has in the reference. */
+function meanOf(flags: number, finite: number): number {
+  if ((flags & F_NAN) || (flags & F_MEAN_CLASS) === (F_POS_INF | F_NEG_INF)) return NaN;
+  if (flags & F_POS_INF) return Infinity;
+  if (flags & F_NEG_INF) return -Infinity;
+  return finite;
+}
+
+/** SyncSN's per-channel BN partials (count, mean, M2), as the reference backend keeps them. */
+interface BatchPartials {
+  count: number;
+  mean: Float64Array;
+  m2: Float64Array;
+}
+
+/** One forward's plan, layer state and scratch buffers. */
+interface Prepared {
+  readonly plan: Plan;
+  readonly state: LayerState;
+  readonly uniforms: GPUBuffer;
+  readonly parts: GPUBuffer;
+  readonly rows: GPUBuffer;
+  readonly groups: GPUBuffer;
+  readonly mixed?: GPUBuffer;
+  /** Gives the scratch buffers back to the pool (safe right after the last submit). */
+  readonly release: () => void;
+}
+
 /** Timestamp writes for the bench: the pass's begin and end go to these query indices. */
 export interface PassTimestamps {
   readonly querySet: GPUQuerySet;
@@ -71,6 +114,8 @@ function f32(what: string, v: unknown): Float32Array {
 export class WebGpuBackend implements Backend {
   /** Always "webgpu". */
   readonly name = "webgpu" as const;
+  /** SyncSN: BN statistics take a round trip through the CPU to be merged across replicas. */
+  readonly supportsSync = true;
   /** The device, its pool and its loss. */
   readonly ctx: GpuContext;
   readonly #pipelines: Record<PipelineKind, GPUComputePipeline>;
@@ -147,19 +192,12 @@ export class WebGpuBackend implements Backend {
     return s;
   }
 
-  /**
-   * Records the passes of one forward into `pass`, x and y bound in windows. Returns the scratch
-   * buffers to give back after submit.
-   * @internal Also used by the bench, which brackets the pass with timestamps.
-   */
-  encodeForward(
-    pass: GPUComputePassEncoder,
+  /** Plans one forward and takes its scratch buffers; the uniforms are written at once. */
+  #prepare(
     problem: NormProblem,
-    x: GPUBuffer,
-    y: GPUBuffer,
     params: LayerParams,
     update: RunningUpdate,
-  ): () => void {
+  ): Prepared {
     const ctx = this.ctx, device = ctx.device;
     const plan = makePlan(problem, { meanMix: params.meanMix, varMix: params.varMix, update }, {
       maxBinding: ctx.maxBinding,
@@ -173,9 +211,38 @@ export class WebGpuBackend implements Backend {
     const rows = plan.mergedRows > 0
       ? ctx.acquire("storage", plan.mergedRows * PARTIAL_BYTES)
       : parts;
-    const groups = ctx.acquire("storage", plan.groups * 16);
+    const groups = ctx.acquire("storage", plan.groups * GROUP_BYTES);
     const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
-    for (const d of plan.dispatches) {
+    return {
+      plan,
+      state,
+      uniforms,
+      parts,
+      rows,
+      groups,
+      mixed,
+      release: () => {
+        ctx.release("uniform", uniforms);
+        ctx.release("storage", parts);
+        if (rows !== parts) ctx.release("storage", rows);
+        ctx.release("storage", groups);
+        if (mixed) ctx.release("storage", mixed);
+      },
+    };
+  }
+
+  /** Records the dispatches of `prep` that `phase` selects into `pass`. */
+  #encode(
+    pass: GPUComputePassEncoder,
+    prep: Prepared,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    phase: "all" | "statistics" | "normalize",
+  ): void {
+    const device = this.ctx.device;
+    const { uniforms, parts, rows, groups, mixed, state } = prep;
+    for (const d of prep.plan.dispatches) {
+      if (phase !== "all" && STATISTICS.has(d.kind) !== (phase === "statistics")) continue;
       const slot = { buffer: uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
       const xw = d.window && { buffer: x, offset: d.window.offset, size: d.window.size };
       const yw = d.window && { buffer: y, offset: d.window.offset, size: d.window.size };
@@ -202,20 +269,129 @@ export class WebGpuBackend implements Backend {
       const [gx, gy] = grid(d.workgroups);
       pass.dispatchWorkgroups(gx, gy);
     }
-    return () => {
-      ctx.release("uniform", uniforms);
-      ctx.release("storage", parts);
-      if (rows !== parts) ctx.release("storage", rows);
-      ctx.release("storage", groups);
-      if (mixed) ctx.release("storage", mixed);
-    };
+  }
+
+  /**
+   * Records the passes of one forward into `pass`, x and y bound in windows. Returns the
+   * function that gives the scratch buffers back, to call after submit.
+   * @internal For the bench, which brackets the pass with timestamps.
+   */
+  encodeForward(
+    pass: GPUComputePassEncoder,
+    problem: NormProblem,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    params: LayerParams,
+    update: RunningUpdate,
+  ): () => void {
+    const prep = this.#prepare(problem, params, update);
+    this.#encode(pass, prep, x, y, "all");
+    return prep.release;
+  }
+
+  /** Submits the command buffer `record` fills, failing with WebGPU's error if it is invalid. */
+  async #submit(record: (enc: GPUCommandEncoder) => void): Promise<void> {
+    const ctx = this.ctx, device = ctx.device;
+    device.pushErrorScope("out-of-memory");
+    device.pushErrorScope("validation");
+    let thrown: unknown;
+    try {
+      const enc = device.createCommandEncoder({ label: "switchnorm forward" });
+      record(enc);
+      device.queue.submit([enc.finish()]);
+    } catch (e) {
+      thrown = e;
+    }
+    // The scopes are popped whatever happened, so that they never leak into later calls.
+    const validation = await ctx.guard(device.popErrorScope());
+    const oom = await ctx.guard(device.popErrorScope());
+    if (thrown !== undefined) throw thrown;
+    const err = validation ?? oom;
+    if (err) throw new Error(`webgpu backend: the forward was rejected by WebGPU: ${err.message}`);
+  }
+
+  /** Maps `staging` (`bytes` of it), hands the mapped range to `use`, unmaps and pools it. */
+  async #read<T>(staging: GPUBuffer, bytes: number, use: (data: ArrayBuffer) => T): Promise<T> {
+    try {
+      await this.ctx.guard(staging.mapAsync(1, /* GPUMapMode.READ */ 0, bytes));
+      const result = use(staging.getMappedRange(0, bytes));
+      staging.unmap();
+      this.ctx.release("staging", staging);
+      return result;
+    } catch (e) {
+      this.ctx.destroyLater([staging]);
+      throw e;
+    }
+  }
+
+  /**
+   * SyncSN between the two phases: reads this replica's BN statistics back, merges them across
+   * replicas in float64, updates the running buffers on the CPU (and their device copy), and
+   * writes the global statistics where the normalize phase reads them.
+   */
+  async #syncBatch(
+    problem: NormProblem,
+    prep: Prepared,
+    params: LayerParams,
+    update: RunningUpdate,
+    x: GPUBuffer,
+  ): Promise<BatchPartials> {
+    const { n, c } = problem, ctx = this.ctx, queue = ctx.device.queue;
+    const bytes = c * GROUP_BYTES;
+    const staging = ctx.acquire("staging", bytes);
+    await this.#submit((enc) => {
+      const pass = enc.beginComputePass();
+      this.#encode(pass, prep, x, x, "statistics");
+      pass.end();
+      enc.copyBufferToBuffer(prep.groups, n * GROUP_BYTES, staging, 0, bytes);
+    });
+    const mean = new Float64Array(c), m2 = new Float64Array(c);
+    await this.#read(staging, bytes, (data) => {
+      const v = new DataView(data);
+      for (let j = 0; j < c; j++) {
+        const hi = v.getFloat32(16 * j, true), lo = v.getFloat32(16 * j + 4, true);
+        const variance = v.getFloat32(16 * j + 8, true), flags = v.getUint32(16 * j + 12, true);
+        mean[j] = meanOf(flags, hi + lo);
+        // nd: var_bn = M2 / N; 1d: var_bn = M2 / (N - 1), where N = 1 leaves M2 = 0 (not NaN).
+        const undefinedVar = (flags & F_MEAN_CLASS) !== 0 ||
+          (problem.layout === "nd" && (flags & F_NO_VAR) !== 0);
+        m2[j] = undefinedVar ? NaN : variance * (problem.layout === "nd" ? n : Math.max(n - 1, 0));
+      }
+    });
+    const merged = await problem.sync!.mergeStats(n, mean, m2);
+    const denominator = problem.layout === "1d" ? merged.count - 1 : merged.count;
+    const variance = merged.m2.map((v) => v / denominator);
+    applyRunningUpdate(params.runningMean, params.runningVar, merged.mean, variance, update);
+    write(queue, prep.state.running, 0, params.runningMean);
+    write(queue, prep.state.running, 4 * c, params.runningVar);
+    const out = new DataView(new ArrayBuffer(bytes));
+    for (let j = 0; j < c; j++) {
+      const mu = merged.mean[j], hi = Math.fround(mu), v = variance[j];
+      let flags = Number.isNaN(mu)
+        ? F_NAN
+        : mu === Infinity
+        ? F_POS_INF
+        : mu === -Infinity
+        ? F_NEG_INF
+        : 0;
+      if (!Number.isFinite(v)) flags |= F_NO_VAR;
+      const finite = flags === 0;
+      out.setFloat32(16 * j, finite ? hi : 0, true);
+      out.setFloat32(16 * j + 4, finite ? Math.fround(mu - hi) : 0, true);
+      out.setFloat32(16 * j + 8, finite ? v : 0, true);
+      out.setUint32(16 * j + 12, flags, true);
+    }
+    queue.writeBuffer(prep.groups, n * GROUP_BYTES, out.buffer);
+    return merged;
   }
 
   /**
    * SN forward. Float32Array x: uploads it, runs, and reads y and (in training with BN) the new
    * running buffers back in one mapAsync, writing the buffers into `params`. GpuTensor x:
    * returns a new GpuTensor (or fills `out`) and reads nothing back; the running buffers stay
-   * on the device ({@linkcode runningStale}) until {@linkcode syncRunning}.
+   * on the device ({@linkcode runningStale}) until {@linkcode syncRunning}. With SyncSN in
+   * training the BN statistics make one extra round trip: read back, merged across replicas,
+   * written back, between the statistics and the normalize passes.
    */
   async forward(
     problem: NormProblem,
@@ -227,7 +403,6 @@ export class WebGpuBackend implements Backend {
   ): Promise<Float32Array | ResidentTensor> {
     const ctx = this.ctx, device = ctx.device;
     ctx.check();
-    if (problem.sync) throw new Error("webgpu backend: SyncSN is not supported");
     const total = problem.n * problem.c * problem.m;
     const resident = x instanceof GpuTensor;
     if (!resident) f32("x", x);
@@ -240,78 +415,75 @@ export class WebGpuBackend implements Backend {
     if (out instanceof GpuTensor && !out.isOn(ctx)) {
       throw new TypeError("webgpu backend: out is a GpuTensor of another device/backend instance");
     }
-    const updates = problem.training && (problem.layout === "1d" || problem.usingBN);
+    const usingBN = problem.layout === "1d" || problem.usingBN;
+    const synced = problem.training && usingBN && problem.sync !== undefined;
+    const updates = problem.training && usingBN && !synced;
     const c = problem.c;
     const bytes = Math.ceil(total / 4) * 16;
+    // SyncSN updates the running buffers on the CPU: it needs the device's newer ones first.
+    if (synced) await this.syncRunning(params);
 
-    device.pushErrorScope("out-of-memory");
-    device.pushErrorScope("validation");
     const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
-    if (!resident) write(device.queue, xBuf, 0, x as Float32Array);
     let yBuf: GPUBuffer, result: GpuTensor | undefined, copyTo: GPUBuffer | undefined;
     if (!resident) yBuf = ctx.acquire("storage", bytes);
     else if (out instanceof GpuTensor) {
       // y may not be bound read-write beside x read-only in one dispatch: go through a temp.
       if (out.buffer === xBuf) (yBuf = ctx.acquire("storage", bytes)), (copyTo = out.buffer);
       else yBuf = out.buffer;
-      result = out;
     } else {
       yBuf = ctx.acquire("storage", bytes);
       result = new GpuTensor(ctx, yBuf, (x as GpuTensor).shape, true);
     }
-    const enc = device.createCommandEncoder({ label: "switchnorm forward" });
-    const pass = enc.beginComputePass();
-    let releaseScratch: () => void;
+    let prep: Prepared | undefined, staging: GPUBuffer | undefined;
+    const runAt = Math.ceil(total / 4) * 16;
+    const stagingBytes = runAt + (updates ? 8 * c : 0);
+    let batch: BatchPartials | undefined;
     try {
-      releaseScratch = this.encodeForward(pass, problem, xBuf, yBuf, params, update);
-    } finally {
-      pass.end();
-    }
-    const state = this.#layers.get(params.layerId)!;
-    if (copyTo) enc.copyBufferToBuffer(yBuf, 0, copyTo, 0, bytes);
-    let staging: GPUBuffer | undefined, runAt = 0, stagingBytes = 0;
-    if (!resident) {
-      runAt = Math.ceil(total / 4) * 16;
-      stagingBytes = runAt + (updates ? 8 * c : 0);
-      staging = ctx.acquire("staging", stagingBytes);
-      enc.copyBufferToBuffer(yBuf, 0, staging, 0, total * 4);
-      if (updates) enc.copyBufferToBuffer(state.running, 0, staging, runAt, 8 * c);
-    }
-    device.queue.submit([enc.finish()]);
-    releaseScratch();
-    if (!resident) {
-      ctx.release("storage", xBuf);
-      ctx.release("storage", yBuf);
-    } else if (copyTo) ctx.release("storage", yBuf);
-    const validation = await ctx.guard(device.popErrorScope());
-    const oom = await ctx.guard(device.popErrorScope());
-    const err = validation ?? oom;
-    if (err) {
+      if (!resident) write(device.queue, xBuf, 0, x as Float32Array);
+      prep = this.#prepare(problem, params, update);
+      const state = prep.state;
+      if (synced) batch = await this.#syncBatch(problem, prep, params, update, xBuf);
+      if (!resident) staging = ctx.acquire("staging", stagingBytes);
+      await this.#submit((enc) => {
+        const pass = enc.beginComputePass();
+        this.#encode(pass, prep!, xBuf, yBuf, synced ? "normalize" : "all");
+        pass.end();
+        if (copyTo) enc.copyBufferToBuffer(yBuf, 0, copyTo, 0, bytes);
+        if (staging) {
+          enc.copyBufferToBuffer(yBuf, 0, staging, 0, total * 4);
+          if (updates) enc.copyBufferToBuffer(state.running, 0, staging, runAt, 8 * c);
+        }
+      });
+    } catch (e) {
       if (staging) ctx.release("staging", staging);
       result?.dispose();
-      throw new Error(`webgpu backend: the forward was rejected by WebGPU: ${err.message}`);
+      throw e;
+    } finally {
+      prep?.release();
+      if (!resident) ctx.release("storage", xBuf);
+      if (!resident || copyTo) ctx.release("storage", yBuf);
     }
     if (save) {
       save.problem = problem;
       save.x = x;
+      save.state = batch; // what the reference backward needs under SyncSN
     }
+    const state = prep.state;
     if (resident) {
       if (updates) state.stale = true;
-      return result!;
+      return result ?? (out as GpuTensor);
     }
-    await ctx.guard(staging!.mapAsync(1, /* GPUMapMode.READ */ 0, stagingBytes));
-    const mapped = staging!.getMappedRange(0, stagingBytes);
-    const y = out !== undefined ? f32("out", out) : new Float32Array(total);
-    y.set(new Float32Array(mapped, 0, total));
-    if (updates) {
-      params.runningMean.set(new Float32Array(mapped, runAt, c));
-      params.runningVar.set(new Float32Array(mapped, runAt + 4 * c, c));
-      state.runningVersion = runningVersion(params);
-      state.stale = false;
-    }
-    staging!.unmap();
-    ctx.release("staging", staging!);
-    return y;
+    return await this.#read(staging!, stagingBytes, (mapped) => {
+      const y = out !== undefined ? f32("out", out) : new Float32Array(total);
+      y.set(new Float32Array(mapped, 0, total));
+      if (updates) {
+        params.runningMean.set(new Float32Array(mapped, runAt, c));
+        params.runningVar.set(new Float32Array(mapped, runAt + 4 * c, c));
+        state.runningVersion = runningVersion(params);
+        state.stale = false;
+      }
+      return y;
+    });
   }
 
   /**

@@ -53,6 +53,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -364,6 +365,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -610,6 +612,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -876,6 +879,7 @@ export const SN_GROUP_STATS =
 //   moving average:  r_mean = m * r_mean + (1 - m) * mu;  r_var = m * r_var + (1 - m) * var
 //   batch average:   r_mean = r_mean + mu;                r_var = r_var + (mu^2 + var)
 // with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
+// Under SyncSN (P_NO_RUNNING_UPDATE) the CPU does the update, with the global batch's statistics.
 
 // common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
 // shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
@@ -907,6 +911,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -1189,7 +1194,7 @@ fn main(
   }
   let lo = w_mean[0];
   groups[g] = Group(hi, lo, variance, gflags);
-  if (is_bn && training) {
+  if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
     let v = var_value(gflags, variance);
     let rm = running[c];
@@ -1247,6 +1252,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -1491,6 +1497,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -1745,6 +1752,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.

@@ -28,6 +28,7 @@ const P_USING_BN: u32 = 2u;
 const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.

@@ -17,6 +17,7 @@
 //   moving average:  r_mean = m * r_mean + (1 - m) * mu;  r_var = m * r_var + (1 - m) * var
 //   batch average:   r_mean = r_mean + mu;                r_var = r_var + (mu^2 + var)
 // with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
+// Under SyncSN (P_NO_RUNNING_UPDATE) the CPU does the update, with the global batch's statistics.
 
 //!include common.wgsl
 
@@ -128,7 +129,7 @@ fn main(
   }
   let lo = w_mean[0];
   groups[g] = Group(hi, lo, variance, gflags);
-  if (is_bn && training) {
+  if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
     let v = var_value(gflags, variance);
     let rm = running[c];
