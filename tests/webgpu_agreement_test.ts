@@ -128,3 +128,39 @@ webgpuTest(
     await agree(backend, cases);
   },
 );
+
+const bigName =
+  `webgpu agrees with ${ORACLE} on a 168 MB tensor, above the device's real binding limit`;
+if (Deno.env.get("SWITCHNORM_LARGE_TESTS") === "1") {
+  webgpuTest(bigName, async () => {
+    await using backend = await loadWebGpuBackend();
+    const limit = backend.device.limits.maxStorageBufferBindingSize;
+    const problem: NormProblem = {
+      layout: "nd",
+      n: 2,
+      c: 10,
+      m: 2049 * 1023,
+      training: true,
+      usingBN: true,
+      eps: 1e-5,
+    };
+    const total = problem.n * problem.c * problem.m;
+    if (total * 4 <= limit) throw new Error(`the device binds ${limit} bytes: use a larger tensor`);
+    const r = rng(3);
+    const x = new Float32Array(total);
+    for (let i = 0; i < total; i++) x[i] = 100 + (i % 10) + r();
+    await agree(backend, [{
+      label: "[2,10,2049,1023]",
+      problem,
+      x,
+      params: randomParams(r, 10, 3, true),
+      update: { kind: "movingAverage", momentum: 0.9 },
+    }]);
+  });
+} else {
+  Deno.test({
+    name: `${bigName} (skipped: set SWITCHNORM_LARGE_TESTS=1; ~5 s and ~1 GB on lavapipe)`,
+    ignore: true,
+    fn() {},
+  });
+}

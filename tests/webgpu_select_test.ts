@@ -170,3 +170,46 @@ Deno.test("the plan binds every segment and element once, in aligned windows wit
     );
   }
 });
+
+webgpuTest(
+  "an auto layer moving between WASM and WebGPU by size carries its running buffers",
+  async () => {
+    // Pose as a machine where auto takes WebGPU from 1000 elements on.
+    setEnvironmentForTesting({ webgpuAuto: { minElements: 1000, allowFallbackAdapter: true } });
+    try {
+      const auto = new SwitchNorm2d(3, { momentum: 0.5 });
+      const ref = new SwitchNorm2d(3, { momentum: 0.5, backend: "reference" });
+      const r = rng(11);
+      const small = [2, 3, 4, 4], large = [4, 3, 10, 10];
+      const steps = [small, large, small, large, "resident", small, large] as const;
+      const ran = [];
+      for (const [i, step] of steps.entries()) {
+        const shape = step === "resident" ? large : step;
+        const x = Float32Array.from({ length: shape.reduce((a, b) => a * b) }, () => i + r());
+        if (step === "resident") {
+          using t = await auto.upload(x, shape);
+          (await auto.forward(t)).dispose(); // running buffers now newer on the GPU
+        } else {
+          await auto.forward(x, shape);
+        }
+        await ref.forward(x, shape);
+        ran.push(auto.backendInfo!.backend);
+      }
+      assert.deepEqual(ran, [
+        wasmOrReference,
+        "webgpu",
+        wasmOrReference,
+        "webgpu",
+        "webgpu",
+        wasmOrReference,
+        "webgpu",
+      ]);
+      for (let c = 0; c < 3; c++) {
+        assert.ok(Math.abs(auto.running_mean[c] - ref.running_mean[c]) < 1e-5, `mean ${c}`);
+        assert.ok(Math.abs(auto.running_var[c] - ref.running_var[c]) < 1e-5, `var ${c}`);
+      }
+    } finally {
+      setEnvironmentForTesting(undefined);
+    }
+  },
+);
