@@ -2,13 +2,20 @@
  * The WebGPU backend: SN forward as WGSL compute shaders (shaders/*.wgsl), with the running
  * buffers updated on the GPU.
  *
- * One forward is one command buffer and one submit: the statistics pass over x (sn_stats or
- * sn1d_stats, one dispatch per binding window of x), the row merge when rows were cut into
- * segments, the LN/BN pass (sn_group_stats, which also updates the running buffers), and the
- * normalize pass (one dispatch per binding window of x and y). A Float32Array call then reads y
- * and the new running buffers back with one mapAsync of one staging buffer; a call on a
- * {@linkcode GpuTensor} reads nothing back and leaves the running buffers on the device until
- * `syncRunning`.
+ * One forward is one command buffer, one compute pass and one submit. Layout "nd": sn_stats (the
+ * one statistics pass over x, one dispatch per binding window of x), sn_row_merge (only when
+ * rows were cut into segments), sn_group_stats (LN and BN statistics from the IN ones, and the
+ * running-buffer update), sn_mix (each row's affine map) and sn_normalize (the second pass over
+ * x, one dispatch per binding window of x and y). Layout "1d": sn1d_stats, sn_group_stats,
+ * sn1d_normalize. A Float32Array call then reads y and the new running buffers back with one
+ * mapAsync of one pooled staging buffer; a call on a {@linkcode GpuTensor} reads nothing back
+ * and leaves the running buffers on the device until `syncRunning`. SyncSN splits the submit in
+ * two around the cross-replica merge of the BN statistics.
+ *
+ * NaN and infinity never travel through float arithmetic in the shaders (WGSL lets a compiler
+ * assume finite floats): each statistic carries flag bits saying what the float64 reference
+ * would hold (NaN, +Inf, -Inf, or an undefined unbiased variance), and y is written as NaN
+ * wherever a statistic it mixes is flagged, which is where the reference's y is NaN.
  *
  * @module
  */
@@ -420,6 +427,12 @@ export class WebGpuBackend implements Backend {
     const updates = problem.training && usingBN && !synced;
     const c = problem.c;
     const bytes = Math.ceil(total / 4) * 16;
+    if (bytes + 8 * c > device.limits.maxBufferSize) {
+      throw new RangeError(
+        `webgpu backend: a tensor of ${total} floats needs buffers of ${bytes} bytes, more than ` +
+          `this device's maxBufferSize (${device.limits.maxBufferSize})`,
+      );
+    }
     // SyncSN updates the running buffers on the CPU: it needs the device's newer ones first.
     if (synced) await this.syncRunning(params);
 
