@@ -18,9 +18,6 @@ pub struct Moments {
 }
 
 impl Moments {
-    /// The statistics of no values.
-    pub const EMPTY: Moments = Moments { count: 0.0, mean: 0.0, m2: 0.0 };
-
     /// Chan et al.'s parallel merge: with d = mean_b - mean_a and n = n_a + n_b,
     /// mean = mean_a + d n_b / n and M2 = M2_a + M2_b + d^2 n_a n_b / n.
     ///
@@ -32,16 +29,21 @@ impl Moments {
         if self.count == 0.0 {
             return b;
         }
-        if !(self.mean.is_finite() && b.mean.is_finite()) {
-            return Moments { count: self.count + b.count, mean: self.mean + b.mean, m2: f64::NAN };
-        }
         let n = self.count + b.count;
-        let d = b.mean - self.mean;
-        Moments {
-            count: n,
-            mean: self.mean + d * (b.count / n),
-            m2: self.m2 + b.m2 + d * d * (self.count * (b.count / n)),
+        let fb = b.count / n;
+        self.merge_weighted(b, fb, self.count * fb)
+    }
+
+    /// `merge` with its count factors given, fb = n_b / n and fab = n_a n_b / n, for callers that
+    /// merge many pairs of the same counts (the columns of a block) without a division each.
+    #[inline(always)]
+    pub fn merge_weighted(self, b: Moments, fb: f64, fab: f64) -> Moments {
+        let count = self.count + b.count;
+        if !(self.mean.is_finite() && b.mean.is_finite()) {
+            return Moments { count, mean: self.mean + b.mean, m2: f64::NAN };
         }
+        let d = b.mean - self.mean;
+        Moments { count, mean: self.mean + d * fb, m2: self.m2 + b.m2 + d * d * fab }
     }
 
     /// The corrected result from f32 sums around `shift` (`inv_n` = 1/n):

@@ -7,9 +7,11 @@
 use crate::layout::{Layer, Stats, MODE_TRAINING, MODE_USING_BN};
 use crate::moments::{self, Moments, RowPlan};
 use crate::simd;
+use core::arch::wasm32::*;
 
-/// A block holds about this many floats (64 KiB), so that its second sweep reads L2 at worst.
-const BLOCK_FLOATS: usize = 16384;
+/// A block holds about this many floats (256 KiB): the column sweeps after the row sweep read it
+/// from L2, and the per-column merges (one per column per block) stay few.
+const BLOCK_FLOATS: usize = 65536;
 /// At most this many rows per block: the per-column f32 block sums stay short enough that the
 /// block mean is a good shift (its error is a few ulps of |x|, far below typical spreads).
 const MAX_BLOCK_ROWS: usize = 256;
@@ -87,14 +89,35 @@ pub unsafe fn normalize(
     let using_bn = mode & MODE_USING_BN != 0;
     let [w0, w1, _] = layer.mean_mix;
     let [v0, v1, _] = layer.var_mix;
+    // Without BN the BN terms are added as exact zeros (w1 = v1 = 0 on zero statistics), which
+    // leaves every sum unchanged.
+    let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
+    let zeros = [0.0f64; 2];
+    let bn = |s: &[f64], j: usize| if using_bn { s.as_ptr().add(j) } else { zeros.as_ptr() };
+    let (w1v, v1v, eps) = (f64x2_splat(w1), f64x2_splat(v1), f64x2_splat(layer.eps));
+    let load32 = |p: *const f32| f64x2_promote_low_f32x4(v128_load64_zero(p as *const u64));
+    let pairs = c / 2 * 2;
     for i in 0..n {
         let (lm, lv) = (w0 * st.mu_ln[i], v0 * st.var_ln[i]);
-        for j in 0..c {
+        let (lmv, lvv) = (f64x2_splat(lm), f64x2_splat(lv));
+        let (xr, yr) = (x.add(i * c), y.add(i * c));
+        let mut j = 0;
+        while j < pairs {
+            // Two columns at a time, the scalar tail's formula in f64x2.
+            let mu = f64x2_add(lmv, f64x2_mul(w1v, v128_load(bn(st.mu_bn, j) as *const v128)));
+            let var = f64x2_add(lvv, f64x2_mul(v1v, v128_load(bn(st.var_bn, j) as *const v128)));
+            let gamma = load32(layer.gamma.as_ptr().add(j));
+            let scale = f64x2_div(gamma, f64x2_sqrt(f64x2_add(var, eps)));
+            let beta = load32(layer.beta.as_ptr().add(j));
+            let v = f64x2_add(f64x2_mul(f64x2_sub(load32(xr.add(j)), mu), scale), beta);
+            v128_store64_lane::<0>(f32x4_demote_f64x2_zero(v), yr.add(j) as *mut u64);
+            j += 2;
+        }
+        if j < c {
             let (mu, var) =
                 if using_bn { (lm + w1 * st.mu_bn[j], lv + v1 * st.var_bn[j]) } else { (lm, lv) };
             let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + layer.eps);
-            let e = i * c + j;
-            *y.add(e) = ((*x.add(e) as f64 - mu) * scale + layer.beta[j] as f64) as f32;
+            *yr.add(j) = ((*xr.add(j) as f64 - mu) * scale + layer.beta[j] as f64) as f32;
         }
     }
 }
@@ -127,6 +150,9 @@ unsafe fn column_block(
     for r in 0..rows {
         simd::add_deviations_into(dsum, qsum, x.add(r * c), shift, c);
     }
+    // Every column merges counts (seen, rows): the Chan factors are the same for all of them.
+    let fb = rows as f64 / (seen + rows as f64);
+    let fab = seen * fb;
     for j in 0..c {
         let (s, d, q) = (*shift.add(j), *dsum.add(j), *qsum.add(j));
         let blk = if s.is_finite() && q.is_finite() {
@@ -134,12 +160,11 @@ unsafe fn column_block(
         } else {
             moments::strided_f64(x.add(j), rows, c)
         };
-        let before = if seen == 0.0 {
-            Moments::EMPTY
+        let after = if seen == 0.0 {
+            blk
         } else {
-            Moments { count: seen, mean: mean[j], m2: m2[j] }
+            Moments { count: seen, mean: mean[j], m2: m2[j] }.merge_weighted(blk, fb, fab)
         };
-        let after = before.merge(blk);
         mean[j] = after.mean;
         m2[j] = after.m2;
     }
