@@ -82,9 +82,13 @@ export interface ForwardOptions {
 
 /** Accumulated gradients of the parameters, PyTorch's names (of the raw logits for the weights). */
 export interface Gradients {
+  /** dL/dweight (gamma), length C. */
   readonly weight: Float32Array;
+  /** dL/dbias (beta), length C. */
   readonly bias: Float32Array;
+  /** dL/d of the mean importance logits (before softmax or sparsestmax), order (in,) ln, bn. */
   readonly mean_weight: Float32Array;
+  /** dL/d of the variance importance logits, order (in,) ln, bn. */
   readonly var_weight: Float32Array;
 }
 
@@ -150,6 +154,7 @@ export abstract class SwitchNorm {
   readonly #layerId = nextLayerId++;
   #ran?: { backend: BackendName; reason: string };
 
+  /** Validates the options and allocates parameters and buffers; see the subclasses. */
   protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
     checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
     if (typeof options !== "object" || options === null) {
@@ -494,6 +499,7 @@ export abstract class SwitchNorm {
     shape: readonly number[],
     options?: ForwardOptions,
   ): Promise<Float32Array>;
+  /** The same on a tensor resident in the layer's backend; resolves to a resident y. */
   forward(x: ResidentTensor, options?: ForwardOptions): Promise<ResidentTensor>;
   async forward(
     x: Float32Array | ResidentTensor,
@@ -617,6 +623,7 @@ export abstract class SwitchNorm {
    * changed since that forward.
    */
   backward(dy: Float32Array): Promise<Float32Array>;
+  /** The same for a resident dy (after a forward on a resident x); resolves to a resident dx. */
   backward(dy: ResidentTensor): Promise<ResidentTensor>;
   async backward(dy: Float32Array | ResidentTensor): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;

@@ -13,9 +13,13 @@ export type StateValue =
 
 /** The entries of a SwitchNorm state dict, with PyTorch's key names. */
 export interface StateDict {
+  /** The affine scale gamma, length C. */
   weight: Float32Array;
+  /** The affine shift beta, length C. */
   bias: Float32Array;
+  /** Mean importance logits, order (in,) ln, bn: 3 (2 without BN) for 2d/3d, 2 (1) for 1d. */
   mean_weight: Float32Array;
+  /** Variance importance logits, same order and length as mean_weight. */
   var_weight: Float32Array;
   /** Present when the layer uses BN statistics. */
   running_mean?: Float32Array;

@@ -25,6 +25,7 @@ import type { BatchSync } from "./backends/_backend.ts";
 export interface SyncGroup {
   /** Number of replicas. */
   readonly size: number;
+  /** Sends `local` to every replica; resolves to all replicas' vectors in rank order. */
   allGather(local: Float64Array): Promise<Float64Array[]>;
 }
 
