@@ -7,7 +7,7 @@
  */
 
 /** The ABI version this mirror describes; the loader refuses a module reporting another. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /** `layout` argument: [N, C, M] (SwitchNorm2d/3d). */
 export const LAYOUT_ND = 0;
@@ -18,6 +18,11 @@ export const LAYOUT_1D = 1;
 export const MODE_TRAINING = 1;
 /** `mode` bit: BN statistics take part in the mix. */
 export const MODE_USING_BN = 2;
+/**
+ * `mode` bit of the statistics pass (SyncSN): in training with usingBN, leave M2 (the sum of
+ * squared deviations behind the BN variance) in the BN variance slots, for a cross-replica merge.
+ */
+export const MODE_BN_PARTIALS = 4;
 
 /**
  * f64 slots before gamma in the layer block: eps, mean_mix[3], var_mix[3], reserved. Then f32
@@ -44,6 +49,15 @@ export interface WasmKernels {
   sn_stats_len(layout: number, n: number, c: number): number;
   /** Bytes of transient scratch (16-byte aligned) that a forward needs. */
   sn_scratch_bytes(layout: number, n: number, c: number): number;
+  /** Number of f64 values in the backward work area. */
+  sn_work_len(layout: number, n: number, c: number): number;
+  /** f64 index in the work area of the packed gradient sums. */
+  sn_sums_at(layout: number, n: number, c: number): number;
+  /**
+   * Number of packed gradient sums, 4C + 2K: dWeight[C], dBias[C], meanDots[K], varDots[K],
+   * gmB[C], gvB[C] (K normalizers mixed; the reference backend's packing).
+   */
+  sn_sums_len(layout: number, mode: number, c: number): number;
   /** Statistics pass over x of [n, c, m]: IN, LN and BN statistics into `stats`. */
   sn_stats_nd(
     x: number,
@@ -86,6 +100,64 @@ export interface WasmKernels {
     layer: number,
     stats: number,
   ): void;
+  /**
+   * Backward reduction over x, dy of [n, c, m] with the statistics of their forward: per-row
+   * gradients and the packed sums into `work`.
+   */
+  sn_backward_reduce_nd(
+    x: number,
+    dy: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
+  ): void;
+  /**
+   * Backward dx pass over [n, c, m] from `work` (sums possibly replaced by their cross-replica
+   * totals); `count` is the batch size behind the BN statistics. `dx` may equal `dy`.
+   */
+  sn_backward_dx_nd(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
+    count: number,
+  ): void;
+  /** Backward reduction over x, dy of [n, c]. */
+  sn_backward_reduce_1d(
+    x: number,
+    dy: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
+  ): void;
+  /** Backward dx pass over [n, c]; overwrites gmB, gvB of the sums. `dx` may equal `dy`. */
+  sn_backward_dx_1d(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
+    count: number,
+  ): void;
   /** Roofline: sum of x (returned) and y = x over `len` floats; no other math. */
   sn_roofline(x: number, y: number, len: number): number;
+  /** Backward roofline: sum of x + dy (returned) and dx = x + dy over `len` floats. */
+  sn_roofline_backward(x: number, dy: number, dx: number, len: number): number;
 }

@@ -6,14 +6,20 @@
  * heap, so that layers chain without copies and memory stays bounded: it grows to what the
  * largest call needed plus the live resident tensors, and never shrinks (WebAssembly cannot).
  *
- * The kernels' C ABI is mirrored in ./_wasm_abi.ts; the statistics of the last forward stay in
- * the statistics region (wasm/src/layout.rs) until the next forward.
+ * The kernels' C ABI is mirrored in ./_wasm_abi.ts. A forward that may be followed by a backward
+ * (training, or `keepForBackward`) runs in the layer's own regions (parameters, statistics, and
+ * the backward's work area), held from the layer's first such forward until its `dispose()`
+ * (releaseLayer): the statistics of several layers' forwards must survive until their backwards,
+ * and SyncSN awaits the other replicas in the middle of a call, where another layer's call may
+ * run. What the backward keeps of the forward is x by reference and those O(N*C) statistics.
  *
  * @module
  */
 import {
   applyRunningUpdate,
   type Backend,
+  type BackwardResult,
+  type BatchSync,
   type LayerParams,
   type NormProblem,
   type ResidentTensor,
@@ -25,6 +31,7 @@ import {
   LAYER_HEADER_F64,
   LAYOUT_1D,
   LAYOUT_ND,
+  MODE_BN_PARTIALS,
   MODE_TRAINING,
   MODE_USING_BN,
   type WasmKernels,
@@ -149,23 +156,80 @@ function checkShape(shape: readonly number[], length: number): void {
 }
 
 /**
+ * A layer's own regions of linear memory: its parameter block, the statistics of its last forward
+ * that kept them, and its backward work area. Grow-only, like the shared regions.
+ */
+class LayerSlot {
+  readonly layer: Scratch;
+  readonly stats: Scratch;
+  readonly work: Scratch;
+  /** Goes up with each forward that fills `stats`, so a backward can tell whose they are. */
+  epoch = 0;
+  released = false;
+
+  constructor(heap: Heap) {
+    this.layer = new Scratch(heap);
+    this.stats = new Scratch(heap);
+    this.work = new Scratch(heap);
+  }
+
+  release(): void {
+    this.released = true;
+    this.layer.release();
+    this.stats.release();
+    this.work.release();
+  }
+}
+
+/** What a forward leaves in `SavedForward.state` on this backend. */
+class WasmSaved {
+  constructor(
+    readonly slot: LayerSlot,
+    readonly epoch: number,
+    /** Batch size behind the BN statistics: the global batch's under SyncSN. */
+    readonly count: number,
+  ) {}
+}
+
+/** Byte offsets of the layer block, statistics area and scratch for one call. */
+interface Regions {
+  layer: number;
+  stats: number;
+  scratch: number;
+}
+
+function modeOf(problem: NormProblem): number {
+  return (problem.training ? MODE_TRAINING : 0) | (problem.usingBN ? MODE_USING_BN : 0);
+}
+
+function layoutOf(problem: NormProblem): number {
+  return problem.layout === "nd" ? LAYOUT_ND : LAYOUT_1D;
+}
+
+/**
  * SN on the Rust WASM-SIMD kernels. One instance (one module instance, one linear memory) serves
- * every layer; calls run one at a time, synchronously inside the returned promise's creation.
+ * every layer. A call runs synchronously inside the creation of its promise, except under SyncSN,
+ * where it awaits the other replicas between its two kernel calls; other calls may run in that
+ * gap, so such a call keeps its statistics in the layer's own regions and copies a Float32Array
+ * input in again if another call used the shared copy in between.
  */
 export class WasmBackend implements Backend {
   /** Always "wasm". */
   readonly name = "wasm" as const;
+  /** SyncSN: BN statistics and BN gradient sums are merged across replicas between passes. */
+  readonly supportsSync = true;
   readonly #k: WasmKernels;
   readonly #heap: Heap;
-  /** The Float32Array path's copy of x, normalized in place. */
+  /** The Float32Array path's copies: x (normalized in place), or x and dy (dx in place of dy). */
   readonly #io: Scratch;
+  /** Goes up whenever a call writes `#io`, so a call resuming after an await can tell. */
+  #ioEpoch = 0;
+  /** Shared parameter block and statistics of calls that keep nothing (evaluation). */
   readonly #layer: Scratch;
   readonly #stats: Scratch;
+  /** Transient per-call scratch of the kernels, used only within one synchronous stretch. */
   readonly #scratch: Scratch;
-  /** Byte offsets of the regions as sized for the current call (set by #prepare). */
-  #layerAt = 0;
-  #statsAt = 0;
-  #scratchAt = 0;
+  readonly #slots = new Map<number, LayerSlot>();
   readonly #outView = new ViewSlot(Float32Array);
   readonly #bnMean = new ViewSlot(Float64Array);
   readonly #bnVar = new ViewSlot(Float64Array);
@@ -208,13 +272,31 @@ export class WasmBackend implements Backend {
     return t;
   }
 
+  #slot(layerId: number): LayerSlot {
+    let s = this.#slots.get(layerId);
+    if (!s) this.#slots.set(layerId, s = new LayerSlot(this.#heap));
+    return s;
+  }
+
+  /** Copies `parts` (Float32Arrays) one after another into the shared io region; its offset. */
+  #stage(...parts: Float32Array[]): number {
+    const io = this.#io.ensure(parts.reduce((a, p) => a + p.length, 0) * 4);
+    this.#ioEpoch++;
+    let at = io >> 2;
+    for (const p of parts) this.#heap.f32.set(p, at), at += p.length;
+    return io;
+  }
+
   /**
    * y = SN(x). Float32Array x: copied into a scratch region, normalized there in place, copied
    * out to `out` or a new array. Resident x: the kernel reads it where it is and writes `out` (may
    * be x itself) or a new resident tensor. Training with usingBN folds the batch statistics into
-   * the running buffers on the CPU before resolving.
+   * the running buffers on the CPU before resolving. With `save`, the statistics stay in the
+   * layer's own region for {@linkcode backward}, and x is kept by reference. Under SyncSN
+   * (training with usingBN) the BN partials are merged across replicas between the statistics
+   * and the normalize pass, and the running buffers get the merged statistics.
    */
-  forward(
+  async forward(
     problem: NormProblem,
     x: Float32Array | ResidentTensor,
     params: LayerParams,
@@ -222,72 +304,234 @@ export class WasmBackend implements Backend {
     out?: Float32Array | ResidentTensor,
     save?: SavedForward,
   ): Promise<Float32Array | ResidentTensor> {
-    try {
-      this.#live();
-      const length = problem.n * problem.c * problem.m;
-      let result: Float32Array | WasmTensor;
-      if (x instanceof Float32Array) {
-        if (x.length !== length) {
-          throw new RangeError(`wasm backend: x has ${x.length} elements, expected ${length}`);
-        }
-        if (out !== undefined && !(out instanceof Float32Array && out.length === length)) {
-          throw new TypeError(`wasm backend: out must be a Float32Array of ${length} elements`);
-        }
-        this.#prepare(problem, params);
-        const io = this.#io.ensure(length * 4);
-        this.#heap.f32.set(x, io >> 2);
-        this.#run(problem, io, io);
-        if (out) {
-          out.set(this.#outView.get(this.#heap.buffer, io, length));
-          result = out;
-        } else {
-          result = this.#heap.f32.slice(io >> 2, (io >> 2) + length);
-        }
-      } else {
-        const xt = this.#own(x, "x", length);
-        const yt = out === undefined
-          ? new WasmTensor(this.#heap, this.#heap.alloc(length * 4), xt.shape)
-          : this.#own(out, "out", length);
-        try {
-          this.#prepare(problem, params);
-          this.#run(problem, xt.byteOffset, yt.byteOffset);
-        } catch (e) {
-          if (yt !== out) yt.dispose();
-          throw e;
-        }
-        result = yt;
+    this.#live();
+    const { n, c, m } = problem;
+    const length = n * c * m;
+    const sync = problem.sync && problem.training && problem.usingBN ? problem.sync : undefined;
+    const slot = save || sync ? this.#slot(params.layerId) : undefined;
+    let xAt: number, yAt: number, ioEpoch = 0;
+    /** The resident result: `out`, or a new tensor that an error must free. */
+    let yt: WasmTensor | undefined;
+    if (x instanceof Float32Array) {
+      if (x.length !== length) {
+        throw new RangeError(`wasm backend: x has ${x.length} elements, expected ${length}`);
       }
-      if (problem.training && problem.usingBN) this.#updateRunning(problem, params, update);
+      if (out !== undefined && !(out instanceof Float32Array && out.length === length)) {
+        throw new TypeError(`wasm backend: out must be a Float32Array of ${length} elements`);
+      }
+      this.#checkSize(problem);
+      xAt = yAt = this.#stage(x);
+      ioEpoch = this.#ioEpoch;
+    } else {
+      const xt = this.#own(x, "x", length);
+      yt = out === undefined
+        ? new WasmTensor(this.#heap, this.#heap.alloc(length * 4), xt.shape)
+        : this.#own(out, "out", length);
+      xAt = xt.byteOffset;
+      yAt = yt.byteOffset;
+    }
+    try {
+      const regions = this.#prepare(problem, params, slot);
+      const mode = modeOf(problem);
+      this.#statsPass(problem, xAt, mode | (sync ? MODE_BN_PARTIALS : 0), regions);
+      let count = n;
+      if (sync) {
+        count = await this.#mergeStats(problem, sync, slot!, regions.stats);
+        // Another call may have run in the gap: the shared regions may have moved or been
+        // rewritten, and x's copy with them.
+        this.#live();
+        regions.scratch = this.#scratchFor(problem);
+        if (x instanceof Float32Array) {
+          if (this.#ioEpoch !== ioEpoch) xAt = yAt = this.#stage(x);
+        } else {
+          xAt = this.#own(x, "x", length).byteOffset;
+          yAt = this.#own(yt!, "out", length).byteOffset;
+        }
+      }
+      this.#normalizePass(problem, xAt, yAt, mode, regions);
+      if (problem.training && problem.usingBN) {
+        this.#updateRunning(problem, params, update, regions.stats);
+      }
       if (save) {
         save.problem = problem;
         save.x = x;
+        save.state = new WasmSaved(slot!, ++slot!.epoch, count);
       }
-      return Promise.resolve(result);
     } catch (e) {
-      return Promise.reject(e);
+      if (yt !== undefined && yt !== out) yt.dispose();
+      throw e;
+    }
+    if (yt) return yt;
+    const y = this.#outView.get(this.#heap.buffer, yAt, length);
+    if (!out) return y.slice();
+    (out as Float32Array).set(y);
+    return out;
+  }
+
+  /**
+   * Merges this replica's BN partials (count, mean, M2, left by the statistics pass with
+   * MODE_BN_PARTIALS) with the other replicas' and writes the merged mean and variance into the
+   * statistics area at `stats` of `slot`; resolves to the global batch size.
+   */
+  async #mergeStats(
+    problem: NormProblem,
+    sync: BatchSync,
+    slot: LayerSlot,
+    stats: number,
+  ): Promise<number> {
+    const { n, c } = problem;
+    const at = this.#bnAt(problem, stats) >> 3;
+    const f64 = this.#heap.f64;
+    const merged = await sync.mergeStats(n, f64.slice(at, at + c), f64.slice(at + c, at + 2 * c));
+    if (slot.released) throw new Error("wasm backend: the layer was released during its forward");
+    // nd: var_bn = M2 / N over the IN statistics; 1d: the unbiased variance over n.
+    const denominator = problem.layout === "1d" ? merged.count - 1 : merged.count;
+    const out = this.#heap.f64;
+    out.set(merged.mean, at);
+    for (let j = 0; j < c; j++) out[at + c + j] = merged.m2[j] / denominator;
+    return merged.count;
+  }
+
+  /**
+   * dx and the parameter gradients of the forward recorded in `saved` (which must have run on
+   * this backend with `save`). dy is of the kind of that forward's x: a Float32Array gives a
+   * Float32Array dx; a resident dy gives a new resident dx, computed in place with no copies.
+   * Under SyncSN the packed gradient sums are added up across replicas between the reduction
+   * and the dx pass.
+   */
+  async backward(
+    saved: SavedForward,
+    dy: Float32Array | ResidentTensor,
+    params: LayerParams,
+  ): Promise<BackwardResult> {
+    this.#live();
+    const problem = saved.problem, state = saved.state, x = saved.x;
+    if (!problem || !(state instanceof WasmSaved) || x === undefined) {
+      throw new TypeError(
+        "wasm backend: backward needs a forward run on the wasm backend with save " +
+          "(training mode or keepForBackward)",
+      );
+    }
+    const slot = state.slot;
+    const fresh = () => {
+      if (slot.released || slot.epoch !== state.epoch) {
+        throw new Error(
+          "wasm backend: the statistics of this forward are gone (a later forward of the layer " +
+            "replaced them, or the layer was disposed)",
+        );
+      }
+    };
+    fresh();
+    const { n, c, m } = problem;
+    const length = n * c * m;
+    const k = this.#k, layout = layoutOf(problem), mode = modeOf(problem);
+    let dxTensor: WasmTensor | undefined;
+    let xAt: number, dyAt: number, dxAt: number, ioEpoch = 0;
+    if (x instanceof Float32Array) {
+      if (!(dy instanceof Float32Array) || dy.length !== length) {
+        throw new TypeError(
+          `wasm backend: dy must be a Float32Array of ${length} elements, like the forward's x`,
+        );
+      }
+      xAt = this.#stage(x, dy);
+      ioEpoch = this.#ioEpoch;
+      dyAt = dxAt = xAt + 4 * length;
+    } else {
+      const xt = this.#own(x, "the forward's x", length);
+      const dyt = this.#own(dy, "dy", length);
+      dxTensor = new WasmTensor(this.#heap, this.#heap.alloc(length * 4), xt.shape);
+      xAt = xt.byteOffset;
+      dyAt = dyt.byteOffset;
+      dxAt = dxTensor.byteOffset;
+    }
+    try {
+      const regions = this.#prepare(problem, params, slot);
+      const work = slot.work.ensure((k.sn_work_len(layout, n, c) >>> 0) * 8);
+      if (problem.layout === "nd") {
+        k.sn_backward_reduce_nd(xAt, dyAt, n, c, m, mode, regions.layer, regions.stats, work);
+      } else {
+        k.sn_backward_reduce_1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
+      }
+      const sumsAt = (work >> 3) + (k.sn_sums_at(layout, n, c) >>> 0);
+      const sumsLen = k.sn_sums_len(layout, mode, c) >>> 0;
+      if (problem.sync) {
+        const total = await problem.sync.sum(this.#heap.f64.slice(sumsAt, sumsAt + sumsLen));
+        this.#live();
+        fresh();
+        this.#heap.f64.set(total, sumsAt);
+        if (x instanceof Float32Array) {
+          if (this.#ioEpoch !== ioEpoch) xAt = this.#stage(x, dy as Float32Array);
+          dyAt = dxAt = xAt + 4 * length;
+        } else {
+          xAt = this.#own(x, "the forward's x", length).byteOffset;
+          dyAt = this.#own(dy, "dy", length).byteOffset;
+          dxAt = dxTensor!.byteOffset;
+        }
+      }
+      // dWeight, dBias, meanDots, varDots lead the sums; the dx pass does not change them.
+      const kMix = (sumsLen - 4 * c) / 2, f64 = this.#heap.f64;
+      let at = sumsAt;
+      const take = (len: number) => f64.slice(at, at += len);
+      const dWeight = take(c), dBias = take(c), meanDots = take(kMix), varDots = take(kMix);
+      const count = state.count;
+      if (problem.layout === "nd") {
+        k.sn_backward_dx_nd(
+          xAt,
+          dyAt,
+          dxAt,
+          n,
+          c,
+          m,
+          mode,
+          regions.layer,
+          regions.stats,
+          work,
+          count,
+        );
+      } else {
+        k.sn_backward_dx_1d(xAt, dyAt, dxAt, n, c, mode, regions.layer, regions.stats, work, count);
+      }
+      const dx = dxTensor ?? this.#heap.f32.slice(dxAt >> 2, (dxAt >> 2) + length);
+      return { dx, dWeight, dBias, meanDots, varDots };
+    } catch (e) {
+      dxTensor?.dispose();
+      throw e;
     }
   }
 
   /**
-   * Sizes the parameter, statistics and scratch regions for `problem` and writes the layer block:
-   * eps, the mixing weights, gamma, beta, running buffers (wasm/src/layout.rs). Sizing may grow
-   * the memory, so the views are taken after it (and again by whoever allocates later).
+   * The module sizes its areas in u32: refuse what could not fit in 32-bit memory before those
+   * sizes could wrap.
    */
-  #prepare(problem: NormProblem, params: LayerParams): void {
+  #checkSize(problem: NormProblem): void {
     const { n, c, m, layout } = problem;
-    // The module sizes its areas in u32: refuse what could not fit in 32-bit memory before
-    // those sizes could wrap.
-    const need = 4 * n * c * m + (layout === "nd" ? 48 * n * c : 16 * (n + c) + 12 * c);
+    const need = 4 * n * c * m + (layout === "nd" ? 72 * n * c : 32 * (n + c) + 28 * c + 64);
     if (need >= 2 ** 32) {
       throw new RangeError(
         `wasm backend: out of memory: this call needs ${need} bytes, more than the 4 GiB of ` +
           "32-bit WebAssembly",
       );
     }
-    const k = this.#k, code = layout === "nd" ? LAYOUT_ND : LAYOUT_1D;
-    const layer = this.#layerAt = this.#layer.ensure(k.sn_layer_bytes(c) >>> 0);
-    this.#statsAt = this.#stats.ensure((k.sn_stats_len(code, n, c) >>> 0) * 8);
-    this.#scratchAt = this.#scratch.ensure(k.sn_scratch_bytes(code, n, c) >>> 0);
+  }
+
+  #scratchFor(problem: NormProblem): number {
+    const { n, c } = problem;
+    return this.#scratch.ensure(this.#k.sn_scratch_bytes(layoutOf(problem), n, c) >>> 0);
+  }
+
+  /**
+   * Sizes the parameter, statistics and scratch regions for `problem` (the layer's own ones with
+   * `slot`, else the shared ones) and writes the layer block: eps, the mixing weights, gamma,
+   * beta, running buffers (wasm/src/layout.rs). Sizing may grow the memory, so the views are
+   * taken after it (and again by whoever allocates later).
+   */
+  #prepare(problem: NormProblem, params: LayerParams, slot?: LayerSlot): Regions {
+    this.#checkSize(problem);
+    const { n, c } = problem;
+    const k = this.#k, code = layoutOf(problem);
+    const layer = (slot?.layer ?? this.#layer).ensure(k.sn_layer_bytes(c) >>> 0);
+    const stats = (slot?.stats ?? this.#stats).ensure((k.sn_stats_len(code, n, c) >>> 0) * 8);
+    const scratch = this.#scratchFor(problem);
     const f64 = this.#heap.f64, f32 = this.#heap.f32, h = layer >> 3;
     f64[h] = problem.eps;
     for (let i = 0; i < 3; i++) {
@@ -302,30 +546,49 @@ export class WasmBackend implements Backend {
       f32.set(params.runningMean, g + 2 * c);
       f32.set(params.runningVar, g + 3 * c);
     }
+    return { layer, stats, scratch };
   }
 
-  /** Runs the kernel of `problem` from byte offset `x` to `y` (may be equal). */
-  #run(problem: NormProblem, x: number, y: number): void {
+  #statsPass(problem: NormProblem, x: number, mode: number, r: Regions): void {
     const { n, c, m } = problem;
-    const mode = (problem.training ? MODE_TRAINING : 0) | (problem.usingBN ? MODE_USING_BN : 0);
-    const k = this.#k, layer = this.#layerAt, stats = this.#statsAt;
+    if (problem.layout === "nd") this.#k.sn_stats_nd(x, n, c, m, mode, r.layer, r.stats);
+    else this.#k.sn_stats_1d(x, n, c, mode, r.layer, r.stats, r.scratch);
+  }
+
+  #normalizePass(problem: NormProblem, x: number, y: number, mode: number, r: Regions): void {
+    const { n, c, m } = problem;
     if (problem.layout === "nd") {
-      k.sn_stats_nd(x, n, c, m, mode, layer, stats);
-      k.sn_normalize_nd(x, y, n, c, m, mode, layer, stats, this.#scratchAt);
+      this.#k.sn_normalize_nd(x, y, n, c, m, mode, r.layer, r.stats, r.scratch);
     } else {
-      k.sn_stats_1d(x, n, c, mode, layer, stats, this.#scratchAt);
-      k.sn_normalize_1d(x, y, n, c, mode, layer, stats);
+      this.#k.sn_normalize_1d(x, y, n, c, mode, r.layer, r.stats);
     }
   }
 
-  /** Folds the batch BN statistics the kernel left in the statistics area into the buffers. */
-  #updateRunning(problem: NormProblem, params: LayerParams, update: RunningUpdate): void {
+  /** Byte offset of mu_bn, which with var_bn ends the statistics area at `stats`. */
+  #bnAt(problem: NormProblem, stats: number): number {
     const { n, c } = problem;
-    const len = this.#k.sn_stats_len(problem.layout === "nd" ? LAYOUT_ND : LAYOUT_1D, n, c) >>> 0;
-    // mu_bn and var_bn are the last 2C values of the statistics area.
-    const at = this.#statsAt + (len - 2 * c) * 8, buffer = this.#heap.buffer;
+    const len = this.#k.sn_stats_len(layoutOf(problem), n, c) >>> 0;
+    return stats + (len - 2 * c) * 8;
+  }
+
+  /** Folds the BN statistics left in the statistics area at `stats` into the buffers. */
+  #updateRunning(
+    problem: NormProblem,
+    params: LayerParams,
+    update: RunningUpdate,
+    stats: number,
+  ): void {
+    const c = problem.c, at = this.#bnAt(problem, stats), buffer = this.#heap.buffer;
     const mean = this.#bnMean.get(buffer, at, c), variance = this.#bnVar.get(buffer, at + c * 8, c);
     applyRunningUpdate(params.runningMean, params.runningVar, mean, variance, update);
+  }
+
+  /** Frees the layer's own regions (statistics kept for backward); the layer stays usable. */
+  releaseLayer(params: LayerParams): void {
+    const s = this.#slots.get(params.layerId);
+    if (!s) return;
+    s.release();
+    this.#slots.delete(params.layerId);
   }
 
   /** Copies `data` into a new tensor resident in this backend's memory. */
@@ -348,6 +611,19 @@ export class WasmBackend implements Backend {
     this.#live();
     const xt = this.#own(x, "x", x.length), yt = this.#own(y, "y", x.length);
     return this.#k.sn_roofline(xt.byteOffset, yt.byteOffset, x.length);
+  }
+
+  /**
+   * The backward roofline kernel for benchmarks: moves the bytes a backward moves with one add
+   * per element (reads x and dy, then reads them again and writes dx = x + dy). Returns the sum
+   * of x + dy so the first read is not dead.
+   */
+  rooflineBackward(x: WasmTensor, dy: WasmTensor, dx: WasmTensor): number {
+    this.#live();
+    const len = x.length;
+    const xt = this.#own(x, "x", len), dyt = this.#own(dy, "dy", len);
+    const dxt = this.#own(dx, "dx", len);
+    return this.#k.sn_roofline_backward(xt.byteOffset, dyt.byteOffset, dxt.byteOffset, len);
   }
 
   /**

@@ -22,7 +22,21 @@
 //! `sn_stats_*` writes mu_in, var_in, mu_ln, var_ln and mu_bn, var_bn; `sn_normalize_nd` writes
 //! mu, var. `mu_bn`/`var_bn` hold the batch statistics in training mode (the caller folds them
 //! into the running buffers) and the running buffers that were used in evaluation mode; without
-//! usingBN they are left as they were.
+//! usingBN they are left as they were. With `MODE_BN_PARTIALS` (SyncSN) the statistics pass
+//! leaves M2 = sum of squared deviations in `var_bn` instead of the variance (nd: over the
+//! per-(n,c) IN statistics, sum_n var_in + sum_n (mu_in - mu_bn)^2; 1d: over x[:, c]), so that the
+//! caller can merge (N, mu_bn, M2) across replicas exactly and write the merged variance back.
+//!
+//! Backward work area (`work`, f64, `work_len(layout, N, C)` values, 16-byte aligned), owned by
+//! the caller from the reduction call to the dx call (K = 3 for nd with usingBN, else 2):
+//! ```text
+//!   nd: [0, R) gm = dL/dmu   [R, 2R) gv = dL/dvar   [2R, 3R) s = 1/sqrt(var + eps)
+//!       [3R, 3R+N) gmL   [3R+N, 3R+2N) gvL   then the sums
+//!   1d: [0, N) gmL   [N, 2N) gvL   then the sums
+//!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
+//! ```
+//! The sums are those a SyncSN backward adds up across replicas between the two calls, packed as
+//! the reference backend packs them.
 //!
 //! Scratch (`scratch`, 16-byte aligned, `scratch_bytes(layout, N, C)` bytes), transient:
 //! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep; 1d, three f32 arrays of C
@@ -37,6 +51,10 @@ pub const LAYOUT_1D: u32 = 1;
 pub const MODE_TRAINING: u32 = 1;
 /// `mode` bit: BN statistics take part in the mix.
 pub const MODE_USING_BN: u32 = 2;
+
+/// `mode` bit: training with usingBN leaves the BN partials (M2 in `var_bn`) for a cross-replica
+/// merge by the caller instead of the variance.
+pub const MODE_BN_PARTIALS: u32 = 4;
 
 /// Bytes of the layer block header before gamma.
 pub const LAYER_HEADER_BYTES: usize = 64;
@@ -60,6 +78,31 @@ pub fn scratch_bytes(layout: u32, n: usize, c: usize) -> usize {
     } else {
         (12 * c + 15) & !15
     }
+}
+
+/// Number of normalizers mixed: nd (in, ln, bn) or (in, ln); 1d (ln, bn) or (ln).
+pub fn mix_len(layout: u32, using_bn: bool) -> usize {
+    (if layout == LAYOUT_ND { 2 } else { 1 }) + using_bn as usize
+}
+
+/// f64 index of the packed gradient sums in the backward work area.
+pub fn sums_at(layout: u32, n: usize, c: usize) -> usize {
+    if layout == LAYOUT_ND {
+        3 * n * c + 2 * n
+    } else {
+        2 * n
+    }
+}
+
+/// Number of f64 values of the packed gradient sums: dWeight, dBias, gmB, gvB (C each) and the
+/// K-long meanDots, varDots.
+pub fn sums_len(layout: u32, using_bn: bool, c: usize) -> usize {
+    4 * c + 2 * mix_len(layout, using_bn)
+}
+
+/// Number of f64 values of the backward work area (room for the sums of either mode).
+pub fn work_len(layout: u32, n: usize, c: usize) -> usize {
+    sums_at(layout, n, c) + sums_len(layout, true, c)
 }
 
 /// The layer block, read.
@@ -120,5 +163,31 @@ impl<'a> Stats<'a> {
         let (var_ln, rest) = rest.split_at_mut(n);
         let (mu_bn, var_bn) = rest.split_at_mut(c);
         Stats { mu_in, var_in, mu, var, mu_ln, var_ln, mu_bn, var_bn }
+    }
+}
+
+/// The packed gradient sums, split into their arrays (see the work area above).
+pub struct Sums<'a> {
+    pub d_weight: &'a mut [f64],
+    pub d_bias: &'a mut [f64],
+    pub mean_dots: &'a mut [f64],
+    pub var_dots: &'a mut [f64],
+    pub gm_bn: &'a mut [f64],
+    pub gv_bn: &'a mut [f64],
+}
+
+impl<'a> Sums<'a> {
+    /// # Safety
+    /// `p` must point to `sums_len(layout, using_bn, c)` 8-byte aligned f64 values that nothing
+    /// else reads or writes while the result lives.
+    pub unsafe fn split(p: *mut f64, layout: u32, using_bn: bool, c: usize) -> Sums<'a> {
+        let k = mix_len(layout, using_bn);
+        let all = core::slice::from_raw_parts_mut(p, sums_len(layout, using_bn, c));
+        let (d_weight, rest) = all.split_at_mut(c);
+        let (d_bias, rest) = rest.split_at_mut(c);
+        let (mean_dots, rest) = rest.split_at_mut(k);
+        let (var_dots, rest) = rest.split_at_mut(k);
+        let (gm_bn, gv_bn) = rest.split_at_mut(c);
+        Sums { d_weight, d_bias, mean_dots, var_dots, gm_bn, gv_bn }
     }
 }

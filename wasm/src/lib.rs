@@ -7,7 +7,10 @@
 //!
 //! A forward is two calls, `sn_stats_*` (the one statistics pass over x) then `sn_normalize_*`
 //! (the one normalize pass). The statistics area stays filled after the forward, which is what a
-//! backward kernel needs, and a caller may replace its BN part in between (SyncSN).
+//! backward kernel needs, and a caller may replace its BN part in between (SyncSN). A backward is
+//! two calls on that statistics area, `sn_backward_reduce_*` (one pass over x and dy, then every
+//! gradient sum) and `sn_backward_dx_*` (one pass writing dx); between them a caller may replace
+//! the packed sums by their totals over replicas (SyncSN).
 //!
 //! Build: `deno task build:wasm` (wasm/build.sh).
 
@@ -16,14 +19,16 @@
 mod layout;
 mod moments;
 mod nd;
+mod nd_grad;
 mod oned;
+mod oned_grad;
 mod roofline;
 mod simd;
 
-use layout::{Layer, Stats, LAYOUT_1D, LAYOUT_ND};
+use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 1;
+const ABI_VERSION: u32 = 2;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -52,6 +57,30 @@ pub extern "C" fn sn_stats_len(layout: u32, n: u32, c: u32) -> u32 {
 #[no_mangle]
 pub extern "C" fn sn_scratch_bytes(layout: u32, n: u32, c: u32) -> u32 {
     layout::scratch_bytes(layout, n as usize, c as usize) as u32
+}
+
+/// Number of f64 values of the backward work area (`layout`).
+#[no_mangle]
+pub extern "C" fn sn_work_len(layout: u32, n: u32, c: u32) -> u32 {
+    layout::work_len(layout, n as usize, c as usize) as u32
+}
+
+/// f64 index of the packed gradient sums in the backward work area (`layout`).
+#[no_mangle]
+pub extern "C" fn sn_sums_at(layout: u32, n: u32, c: u32) -> u32 {
+    layout::sums_at(layout, n as usize, c as usize) as u32
+}
+
+/// Number of packed gradient sums, 4C + 2K (`layout`; `mode` bit 1: usingBN).
+#[no_mangle]
+pub extern "C" fn sn_sums_len(layout: u32, mode: u32, c: u32) -> u32 {
+    layout::sums_len(layout, mode & MODE_USING_BN != 0, c as usize) as u32
+}
+
+/// The work area's sums, split.
+unsafe fn sums<'a>(work: *mut f64, layout: u32, mode: u32, n: usize, c: usize) -> Sums<'a> {
+    let at = layout::sums_at(layout, n, c);
+    Sums::split(work.add(at), layout, mode & MODE_USING_BN != 0, c)
 }
 
 /// Statistics pass of SwitchNorm2d/3d on x viewed as [n, c, m] (`nd::statistics`): fills
@@ -136,6 +165,119 @@ pub unsafe extern "C" fn sn_normalize_1d(
     let (n, c) = (n as usize, c as usize);
     let layer = Layer::read(layer, c);
     oned::normalize(x, y, n, c, mode, &layer, Stats::split(stats, LAYOUT_1D, n, c));
+}
+
+/// Backward reduction of SwitchNorm2d/3d (`nd_grad::reduce`): one pass over x and dy of
+/// [n, c, m] with the statistics area of this layer's forward; fills the work area (per-row
+/// gradients and the packed sums).
+///
+/// # Safety
+/// Pointers as in `layout` and `nd_grad::reduce`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_reduce_nd(
+    x: *const f32,
+    dy: *const f32,
+    n: u32,
+    c: u32,
+    m: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    nd_grad::reduce(x, dy, n, c, m, mode, &layer, st, work, sums);
+}
+
+/// Backward dx pass of SwitchNorm2d/3d (`nd_grad::dx`), after `sn_backward_reduce_nd` on the
+/// same work area; `count` is the batch size behind the BN statistics (the global one under
+/// SyncSN). `dx` may equal `dy` (in place).
+///
+/// # Safety
+/// Pointers as in `layout` and `nd_grad::dx`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_dx_nd(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    n: u32,
+    c: u32,
+    m: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+    count: f64,
+) {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    nd_grad::dx(x, dy, dx, n, c, m, mode, &layer, st, work, sums, count);
+}
+
+/// Backward reduction of SwitchNorm1d (`oned_grad::reduce`) on x and dy of [n, c].
+///
+/// # Safety
+/// Pointers as in `layout` and `oned_grad::reduce`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_reduce_1d(
+    x: *const f32,
+    dy: *const f32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    let sums = sums(work, LAYOUT_1D, mode, n, c);
+    oned_grad::reduce(x, dy, n, c, mode, &layer, st, work, sums);
+}
+
+/// Backward dx pass of SwitchNorm1d (`oned_grad::dx`), after `sn_backward_reduce_1d`. It turns
+/// the sums' gmB, gvB into per-column constants (they are not results). `dx` may equal `dy`.
+///
+/// # Safety
+/// Pointers as in `layout` and `oned_grad::dx`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_dx_1d(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+    count: f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    let sums = sums(work, LAYOUT_1D, mode, n, c);
+    oned_grad::dx(x, dy, dx, n, c, mode, &layer, st, work, sums, count);
+}
+
+/// Backward roofline: returns sum (x + dy) and writes dx = x + dy (see `roofline`).
+///
+/// # Safety
+/// `x`, `dy` readable and `dx` writable for `len` floats, `dx` not partially overlapping them.
+#[no_mangle]
+pub unsafe extern "C" fn sn_roofline_backward(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    len: u32,
+) -> f32 {
+    roofline::roofline_backward(x, dy, dx, len as usize)
 }
 
 /// Roofline: returns sum x[0..len) and copies x to y; no other math (see `roofline`).

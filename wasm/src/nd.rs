@@ -2,7 +2,7 @@
 //! once, `normalize` reads it again and writes y. Between them the caller may replace the BN
 //! statistics (SyncSN); everything besides the two passes is O(N*C) work on per-row statistics.
 
-use crate::layout::{Layer, Stats, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{Layer, Stats, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
 use crate::moments::RowPlan;
 use crate::simd;
 use core::arch::wasm32::*;
@@ -12,6 +12,7 @@ use core::arch::wasm32::*;
 /// then, derived in f64 without cancellation:
 ///   mu_ln[n] = mean_c mu_in,  var_ln[n] = mean_c (var_in + (mu_in - mu_ln)^2)
 ///   mu_bn[c], var_bn[c] likewise over n (training), or the running buffers (evaluation).
+/// With `MODE_BN_PARTIALS` var_bn is left as n times that, M2 (see `layout`).
 ///
 /// # Safety
 /// `x` must be valid for n*c*m floats; `layer` and `stats` as in `layout`, not overlapping x.
@@ -72,6 +73,9 @@ pub unsafe fn statistics(
             let e = a - mean;
             *acc += v + e * e;
         }
+    }
+    if mode & MODE_BN_PARTIALS != 0 {
+        return;
     }
     for acc in st.var_bn.iter_mut() {
         *acc /= n as f64;

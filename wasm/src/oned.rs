@@ -4,7 +4,7 @@
 //! then the column statistics are merged across blocks in f64 (Chan). As for nd, `statistics`
 //! and `normalize` are separate calls.
 
-use crate::layout::{Layer, Stats, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{Layer, Stats, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
 use crate::moments::{self, Moments, RowPlan};
 use crate::simd;
 use core::arch::wasm32::*;
@@ -19,7 +19,8 @@ const MAX_BLOCK_ROWS: usize = 256;
 /// Statistics pass of y = SN(x) for layout "1d", rows taken a block at a time:
 ///   mu_ln[n] = mean_c x[n,c],  var_ln[n] = (1/(C-1)) sum_c (x[n,c] - mu_ln[n])^2
 ///   mu_bn[c] = mean_n x[n,c],  var_bn[c] = (1/(N-1)) sum_n (x[n,c] - mu_bn[c])^2   (training;
-///   the running buffers in evaluation)
+///   the running buffers in evaluation). With `MODE_BN_PARTIALS` var_bn is left as M2 =
+///   sum_n (x[n,c] - mu_bn[c])^2 (see `layout`).
 ///
 /// # Safety
 /// `x` must be valid for n*c floats; `layer`, `stats` and `scratch` (`layout::scratch_bytes`) as
@@ -56,9 +57,12 @@ pub unsafe fn statistics(
         i0 += rows;
     }
     if batch_bn {
-        for j in 0..c {
-            let mo = Moments { count: n as f64, mean: st.mu_bn[j], m2: st.var_bn[j] };
-            st.var_bn[j] = mo.unbiased_var();
+        // With MODE_BN_PARTIALS var_bn keeps M2 for the caller's merge.
+        if mode & MODE_BN_PARTIALS == 0 {
+            for j in 0..c {
+                let mo = Moments { count: n as f64, mean: st.mu_bn[j], m2: st.var_bn[j] };
+                st.var_bn[j] = mo.unbiased_var();
+            }
         }
     } else if using_bn {
         for j in 0..c {

@@ -217,3 +217,153 @@ pub unsafe fn copy(x: *const f32, y: *mut f32, n: usize) {
         i += 1;
     }
 }
+
+/// `(sum_i dy[i], sum_i dy[i] * (x[i] - shift))` for i < n, in f32: the per-row sums of a backward
+/// pass. With `shift` the f32 part of the row's IN mean, `x - shift` is exact for x near the mean,
+/// so a large offset costs no accuracy; callers keep n <= `moments::CHUNK` and add the chunks in
+/// f64, so the f32 partial sums stay short. Four accumulator pairs keep the adds independent; the
+/// n % 4 tail is the masked top of the vectors ending at n.
+///
+/// # Safety
+/// `x` and `dy` must be valid for reading `n` floats.
+#[inline(always)]
+pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> (f32, f32) {
+    if n < 4 {
+        let (mut g, mut p) = (0.0, 0.0);
+        for i in 0..n {
+            let d = *dy.add(i);
+            g += d;
+            p += d * (*x.add(i) - shift);
+        }
+        return (g, p);
+    }
+    let s = f32x4_splat(shift);
+    let z = f32x4_splat(0.0);
+    let (mut g0, mut g1, mut g2, mut g3) = (z, z, z, z);
+    let (mut p0, mut p1, mut p2, mut p3) = (z, z, z, z);
+    let mut i = 0;
+    while i + 16 <= n {
+        let d0 = load(dy.add(i));
+        let d1 = load(dy.add(i + 4));
+        let d2 = load(dy.add(i + 8));
+        let d3 = load(dy.add(i + 12));
+        g0 = f32x4_add(g0, d0);
+        g1 = f32x4_add(g1, d1);
+        g2 = f32x4_add(g2, d2);
+        g3 = f32x4_add(g3, d3);
+        p0 = f32x4_add(p0, f32x4_mul(d0, f32x4_sub(load(x.add(i)), s)));
+        p1 = f32x4_add(p1, f32x4_mul(d1, f32x4_sub(load(x.add(i + 4)), s)));
+        p2 = f32x4_add(p2, f32x4_mul(d2, f32x4_sub(load(x.add(i + 8)), s)));
+        p3 = f32x4_add(p3, f32x4_mul(d3, f32x4_sub(load(x.add(i + 12)), s)));
+        i += 16;
+    }
+    while i + 4 <= n {
+        let d = load(dy.add(i));
+        g0 = f32x4_add(g0, d);
+        p0 = f32x4_add(p0, f32x4_mul(d, f32x4_sub(load(x.add(i)), s)));
+        i += 4;
+    }
+    let r = n - i;
+    if r > 0 {
+        // Masking dy masks the product too; x's lanes below the tail are then multiplied by 0,
+        // which is 0 unless they hold Inf or NaN, so those lanes are masked after the multiply.
+        let mask = v128_load(TAIL_MASKS[r].as_ptr() as *const v128);
+        let d = load(dy.add(n - 4));
+        let p = f32x4_mul(d, f32x4_sub(load(x.add(n - 4)), s));
+        g1 = f32x4_add(g1, v128_and(d, mask));
+        p1 = f32x4_add(p1, v128_and(p, mask));
+    }
+    let g = hsum(f32x4_add(f32x4_add(g0, g1), f32x4_add(g2, g3)));
+    let p = hsum(f32x4_add(f32x4_add(p0, p1), f32x4_add(p2, p3)));
+    (g, p)
+}
+
+/// `dx[i] = dy[i] * a + (x[i] - shift) * b + k` for i < n: the dx sweep of a backward pass over
+/// one row, with per-row constants (see `nd_grad::dx`). `dx` may be the same pointer as `dy` or
+/// `x` (in place); it must not overlap them otherwise. As in `normalize`, the n % 4 tail is the
+/// vector ending at n, loaded before any store and stored last.
+///
+/// # Safety
+/// `x` and `dy` must be valid for reading and `dx` for writing `n` floats.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn grad_dx(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    n: usize,
+    a: f32,
+    shift: f32,
+    b: f32,
+    k: f32,
+) {
+    if n < 4 {
+        for i in 0..n {
+            *dx.add(i) = *dy.add(i) * a + (*x.add(i) - shift) * b + k;
+        }
+        return;
+    }
+    let (av, sv, bv, kv) = (f32x4_splat(a), f32x4_splat(shift), f32x4_splat(b), f32x4_splat(k));
+    let f = |x: v128, d: v128| {
+        f32x4_add(f32x4_add(f32x4_mul(d, av), f32x4_mul(f32x4_sub(x, sv), bv)), kv)
+    };
+    let (tx, td) = (load(x.add(n - 4)), load(dy.add(n - 4)));
+    let mut i = 0;
+    while i + 8 <= n {
+        let (x0, d0) = (load(x.add(i)), load(dy.add(i)));
+        let (x1, d1) = (load(x.add(i + 4)), load(dy.add(i + 4)));
+        store(dx.add(i), f(x0, d0));
+        store(dx.add(i + 4), f(x1, d1));
+        i += 8;
+    }
+    if i + 4 <= n {
+        store(dx.add(i), f(load(x.add(i)), load(dy.add(i))));
+    }
+    store(dx.add(n - 4), f(tx, td));
+}
+
+/// `sum_i (x[i] + y[i])` for i < n, reading both arrays once in one loop (the roofline of the
+/// backward reduction).
+///
+/// # Safety
+/// `x` and `y` must be valid for reading `n` floats.
+#[inline(always)]
+pub unsafe fn sum_pair(x: *const f32, y: *const f32, n: usize) -> f32 {
+    let z = f32x4_splat(0.0);
+    let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+    let mut i = 0;
+    while i + 8 <= n {
+        a0 = f32x4_add(a0, load(x.add(i)));
+        a1 = f32x4_add(a1, load(x.add(i + 4)));
+        a2 = f32x4_add(a2, load(y.add(i)));
+        a3 = f32x4_add(a3, load(y.add(i + 4)));
+        i += 8;
+    }
+    let mut s = hsum(f32x4_add(f32x4_add(a0, a1), f32x4_add(a2, a3)));
+    while i < n {
+        s += *x.add(i) + *y.add(i);
+        i += 1;
+    }
+    s
+}
+
+/// `out[i] = x[i] + y[i]` for i < n: the data movement of the dx sweep with one add.
+///
+/// # Safety
+/// `x`, `y` must be valid for reading and `out` for writing `n` floats; `out` may equal either
+/// input but must not partially overlap them.
+#[inline(always)]
+pub unsafe fn add(x: *const f32, y: *const f32, out: *mut f32, n: usize) {
+    let mut i = 0;
+    while i + 8 <= n {
+        let v0 = f32x4_add(load(x.add(i)), load(y.add(i)));
+        let v1 = f32x4_add(load(x.add(i + 4)), load(y.add(i + 4)));
+        store(out.add(i), v0);
+        store(out.add(i + 4), v1);
+        i += 8;
+    }
+    while i < n {
+        *out.add(i) = *x.add(i) + *y.add(i);
+        i += 1;
+    }
+}

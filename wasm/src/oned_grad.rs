@@ -1,0 +1,222 @@
+//! SwitchNorm1d backward on x, dy of [N, C], in two calls around the cross-replica sum of SyncSN,
+//! as for nd (`nd_grad`). The mixed statistics differ for every element,
+//!   mu = w0 mu_ln[n] + w1 mu_bn[c],  var = v0 var_ln[n] + v1 var_bn[c],  s = 1/sqrt(var + eps),
+//! so both sweeps work per element in f64 (two columns per f64x2), like the 1d normalize pass:
+//!   gm = -s gamma dy,  gv = -0.5 s^2 gamma dy xhat   (dL/dmu, dL/dvar of that element)
+//!   dx = dy gamma s + w0 gmL / C + v0 gvL 2 (x - mu_ln) / (C - 1)
+//!        + w1 gmB / N + v1 gvB 2 (x - mu_bn) / (N - 1)   (BN terms in training only)
+
+use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
+use crate::simd;
+use core::arch::wasm32::*;
+
+#[inline(always)]
+unsafe fn ld(p: *const f64) -> v128 {
+    v128_load(p as *const v128)
+}
+
+#[inline(always)]
+unsafe fn st2(p: *mut f64, v: v128) {
+    v128_store(p as *mut v128, v)
+}
+
+#[inline(always)]
+unsafe fn ld32(p: *const f32) -> v128 {
+    f64x2_promote_low_f32x4(v128_load64_zero(p as *const u64))
+}
+
+#[inline(always)]
+fn hsum(v: v128) -> f64 {
+    f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v)
+}
+
+/// The BN statistics as the mix sees them: zeros without usingBN (w1 = v1 = 0 then, so the sums
+/// are unchanged), read through a pointer so that the f64x2 loop needs no branch.
+struct Bn {
+    mu: *const f64,
+    var: *const f64,
+    stride: usize,
+}
+
+impl Bn {
+    fn new(st: &Stats, using_bn: bool, zeros: &[f64; 2]) -> Bn {
+        if using_bn {
+            Bn { mu: st.mu_bn.as_ptr(), var: st.var_bn.as_ptr(), stride: 1 }
+        } else {
+            Bn { mu: zeros.as_ptr(), var: zeros.as_ptr(), stride: 0 }
+        }
+    }
+}
+
+/// Reduction call of the backward pass for layout "1d": one sweep over (x, dy), in f64,
+///   dWeight[c] += dy xhat, dBias[c] += dy, gmL[n] / gmB[c] += gm, gvL[n] / gvB[c] += gv
+/// then meanDots = (sum gmL mu_ln, sum gmB mu_bn), varDots likewise with the variances.
+///
+/// # Safety
+/// `x`, `dy` valid for n*c floats; `layer`, `stats` and `work` (`layout::work_len` f64) as in
+/// `layout`, overlapping nothing else.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn reduce(
+    x: *const f32,
+    dy: *const f32,
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let (gm_ln, gv_ln) = core::slice::from_raw_parts_mut(work, 2 * n).split_at_mut(n);
+    let [w0, w1, _] = layer.mean_mix;
+    let [v0, v1, _] = layer.var_mix;
+    let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
+    let zeros = [0.0f64; 2];
+    let bn = Bn::new(&st, using_bn, &zeros);
+    sums.d_weight.fill(0.0);
+    sums.d_bias.fill(0.0);
+    sums.gm_bn.fill(0.0);
+    sums.gv_bn.fill(0.0);
+    let (w1v, v1v, eps) = (f64x2_splat(w1), f64x2_splat(v1), f64x2_splat(layer.eps));
+    let (one, neg_half) = (f64x2_splat(1.0), f64x2_splat(-0.5));
+    let (dw, db) = (sums.d_weight.as_mut_ptr(), sums.d_bias.as_mut_ptr());
+    let (gmb, gvb) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
+    let pairs = c / 2 * 2;
+    for i in 0..n {
+        let (lm, lv) = (w0 * st.mu_ln[i], v0 * st.var_ln[i]);
+        let (lmv, lvv) = (f64x2_splat(lm), f64x2_splat(lv));
+        let (xr, dyr) = (x.add(i * c), dy.add(i * c));
+        let (mut gml, mut gvl) = (f64x2_splat(0.0), f64x2_splat(0.0));
+        let mut j = 0;
+        while j < pairs {
+            let mu = f64x2_add(lmv, f64x2_mul(w1v, ld(bn.mu.add(j * bn.stride))));
+            let var = f64x2_add(lvv, f64x2_mul(v1v, ld(bn.var.add(j * bn.stride))));
+            let s = f64x2_div(one, f64x2_sqrt(f64x2_add(var, eps)));
+            let xhat = f64x2_mul(f64x2_sub(ld32(xr.add(j)), mu), s);
+            let g = ld32(dyr.add(j));
+            let gdx = f64x2_mul(g, xhat);
+            st2(dw.add(j), f64x2_add(ld(dw.add(j)), gdx));
+            st2(db.add(j), f64x2_add(ld(db.add(j)), g));
+            // gm = -s gamma g, gv = -0.5 s^2 gamma g xhat = -0.5 s (s gamma g xhat).
+            let sg = f64x2_mul(s, ld32(layer.gamma.as_ptr().add(j)));
+            let gm = f64x2_neg(f64x2_mul(sg, g));
+            let gv = f64x2_mul(f64x2_mul(neg_half, s), f64x2_mul(sg, gdx));
+            st2(gmb.add(j), f64x2_add(ld(gmb.add(j)), gm));
+            st2(gvb.add(j), f64x2_add(ld(gvb.add(j)), gv));
+            gml = f64x2_add(gml, gm);
+            gvl = f64x2_add(gvl, gv);
+            j += 2;
+        }
+        let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
+        if j < c {
+            let (mu, var) =
+                if using_bn { (lm + w1 * st.mu_bn[j], lv + v1 * st.var_bn[j]) } else { (lm, lv) };
+            let s = 1.0 / simd::sqrt_f64(var + layer.eps);
+            let xhat = (*xr.add(j) as f64 - mu) * s;
+            let g = *dyr.add(j) as f64;
+            let sg = s * layer.gamma[j] as f64;
+            sums.d_weight[j] += g * xhat;
+            sums.d_bias[j] += g;
+            let (gm, gv) = (-(sg * g), -0.5 * s * (sg * g * xhat));
+            sums.gm_bn[j] += gm;
+            sums.gv_bn[j] += gv;
+            gml += gm;
+            gvl += gv;
+        }
+        gm_ln[i] = gml;
+        gv_ln[i] = gvl;
+    }
+    let (mut dm, mut dv) = (0.0, 0.0);
+    for i in 0..n {
+        dm += gm_ln[i] * st.mu_ln[i];
+        dv += gv_ln[i] * st.var_ln[i];
+    }
+    sums.mean_dots[0] = dm;
+    sums.var_dots[0] = dv;
+    if using_bn {
+        let (mut dm, mut dv) = (0.0, 0.0);
+        for j in 0..c {
+            dm += sums.gm_bn[j] * st.mu_bn[j];
+            dv += sums.gv_bn[j] * st.var_bn[j];
+        }
+        sums.mean_dots[1] = dm;
+        sums.var_dots[1] = dv;
+    }
+}
+
+/// dx call of the backward pass for layout "1d", after `reduce` (and the SyncSN sum; `count` is
+/// the global batch size N, the local n otherwise). The per-column BN constants w1 gmB / N and
+/// 2 v1 gvB / (N - 1) replace gmB, gvB in the sums (they are not read again); the per-row LN
+/// constants are formed per row.
+///
+/// # Safety
+/// `x`, `dy` valid for reading and `dx` for writing n*c floats (`dx` may equal `dy` or `x`, or
+/// overlap neither); `layer`, `stats`, `work` as for `reduce`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn dx(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+    count: f64,
+) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let bn_path = using_bn && mode & MODE_TRAINING != 0;
+    let (gm_ln, gv_ln) = core::slice::from_raw_parts(work, 2 * n).split_at(n);
+    let [w0, w1, _] = layer.mean_mix;
+    let [v0, v1, _] = layer.var_mix;
+    let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
+    let zeros = [0.0f64; 2];
+    let bn = Bn::new(&st, using_bn, &zeros);
+    // Per-column constants of the BN path, in place of gmB and gvB; zeros leave dx unchanged
+    // when BN statistics are constants (evaluation).
+    let (col_k, col_b) = (&mut *sums.gm_bn, &mut *sums.gv_bn);
+    let (kb, bb) = if bn_path { (w1 / count, 2.0 * v1 / (count - 1.0)) } else { (0.0, 0.0) };
+    for j in 0..c {
+        col_k[j] *= kb;
+        col_b[j] *= bb;
+    }
+    let bn_mu = if bn_path { bn.mu } else { zeros.as_ptr() };
+    let bn_mu_stride = if bn_path { 1 } else { 0 };
+    let (v1v, eps) = (f64x2_splat(v1), f64x2_splat(layer.eps));
+    let (inv_c, two_c1) = (1.0 / c as f64, 2.0 / (c as f64 - 1.0));
+    let pairs = c / 2 * 2;
+    for i in 0..n {
+        let lv = v0 * st.var_ln[i];
+        let lvv = f64x2_splat(lv);
+        let (row_k, row_b, ln_mu) = (w0 * gm_ln[i] * inv_c, v0 * gv_ln[i] * two_c1, st.mu_ln[i]);
+        let (rkv, rbv, lmu) = (f64x2_splat(row_k), f64x2_splat(row_b), f64x2_splat(ln_mu));
+        let (xr, dyr, dxr) = (x.add(i * c), dy.add(i * c), dx.add(i * c));
+        let mut j = 0;
+        while j < pairs {
+            let var = f64x2_add(lvv, f64x2_mul(v1v, ld(bn.var.add(j * bn.stride))));
+            let s = f64x2_sqrt(f64x2_add(var, eps));
+            let xv = ld32(xr.add(j));
+            let a = f64x2_div(ld32(layer.gamma.as_ptr().add(j)), s);
+            let mut v = f64x2_add(f64x2_mul(ld32(dyr.add(j)), a), rkv);
+            v = f64x2_add(v, f64x2_mul(f64x2_sub(xv, lmu), rbv));
+            let bm = ld(bn_mu.add(j * bn_mu_stride));
+            v = f64x2_add(v, ld(col_k.as_ptr().add(j)));
+            v = f64x2_add(v, f64x2_mul(f64x2_sub(xv, bm), ld(col_b.as_ptr().add(j))));
+            v128_store64_lane::<0>(f32x4_demote_f64x2_zero(v), dxr.add(j) as *mut u64);
+            j += 2;
+        }
+        if j < c {
+            let var = if using_bn { lv + v1 * st.var_bn[j] } else { lv };
+            let xv = *xr.add(j) as f64;
+            let a = layer.gamma[j] as f64 / simd::sqrt_f64(var + layer.eps);
+            let mut v = *dyr.add(j) as f64 * a + row_k + (xv - ln_mu) * row_b;
+            if bn_path {
+                v += col_k[j] + (xv - st.mu_bn[j]) * col_b[j];
+            }
+            *dxr.add(j) = v as f32;
+        }
+    }
+}
