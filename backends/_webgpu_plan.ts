@@ -53,7 +53,14 @@ export interface PlannedDispatch {
     | "group"
     | "mix"
     | "normalize"
-    | "normalize1d";
+    | "normalize1d"
+    | "bwdReduce"
+    | "bwdRows"
+    | "bwdReduce1d"
+    | "bwdGroups"
+    | "bwdCoef"
+    | "bwdDx"
+    | "bwdDx1d";
   /** Index of its uniform slot. */
   readonly slot: number;
   /** Workgroups in all (the backend lays them out on a 2D grid). */
@@ -148,101 +155,179 @@ function checkFits(bytes: number, what: string, limits: PlanLimits): void {
   }
 }
 
+/** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
+function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): void {
+  const { n, c, m, layout } = problem;
+  const usingBN = layout === "1d" || problem.usingBN;
+  v.setUint32(0, n, true);
+  v.setUint32(4, c, true);
+  v.setUint32(8, m, true);
+  v.setUint32(12, n * c * m, true);
+  let flags = 0;
+  if (layout === "nd") flags |= F_HAS_IN;
+  if (usingBN) flags |= F_USING_BN;
+  if (problem.training) flags |= F_TRAINING;
+  if (params.update.kind === "batchAverage") flags |= F_BATCH_AVERAGE;
+  if (layout === "1d") flags |= F_CHAN_GROUPS;
+  // SyncSN: the running buffers follow the global batch, which only the CPU sees.
+  if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
+  v.setUint32(44, flags, true);
+  v.setUint32(80, n, true);
+  v.setUint32(84, usingBN ? c : 0, true);
+  v.setFloat32(88, problem.eps, true);
+  const momentum = params.update.kind === "movingAverage" ? params.update.momentum : 0;
+  v.setFloat32(92, momentum, true);
+  v.setFloat32(96, 1 - momentum, true);
+  for (let k = 0; k < params.meanMix.length; k++) {
+    v.setFloat32(112 + 4 * k, params.meanMix[k], true);
+    v.setFloat32(128 + 4 * k, params.varMix[k], true);
+  }
+}
+
+/**
+ * Writes where the members of each LN group (per n) and BN group (per c) are, for the group
+ * passes of the forward (sn_group_stats) and the backward (sn_bwd_groups), whose member arrays
+ * share a layout: "nd" one record per row, "1d" one per tile line.
+ */
+function writeGroupMembers(v: DataView, problem: NormProblem): void {
+  const { n, c } = problem;
+  if (problem.layout === "nd") {
+    // Members are the rows: LN group n = rows n*C .. n*C+C-1, BN group c = rows c, C+c, ..
+    v.setUint32(48, 0, true), v.setUint32(52, c, true), v.setUint32(56, 1, true);
+    v.setUint32(60, c, true);
+    v.setUint32(64, 0, true), v.setUint32(68, 1, true), v.setUint32(72, c, true);
+    v.setUint32(76, n, true);
+  } else {
+    // Members are tile summaries: LN group n = parts[ct*N + n], BN group c =
+    // parts[CT*N + rt*C + c].
+    const ct = Math.ceil(c / TILE), rt = Math.ceil(n / TILE);
+    v.setUint32(48, 0, true), v.setUint32(52, 1, true), v.setUint32(56, n, true);
+    v.setUint32(60, ct, true);
+    v.setUint32(64, ct * n, true), v.setUint32(68, 1, true), v.setUint32(72, c, true);
+    v.setUint32(76, rt, true);
+  }
+}
+
+/** How the rows of layout "nd" are cut into segments for the passes that reduce over them. */
+interface Segments {
+  readonly len: number;
+  readonly chunks: number;
+  readonly threads: number;
+  readonly count: number;
+  /** [first, end, baseElement] per binding window of x. */
+  readonly windows: [number, number, number][];
+  readonly end: (s: number) => number;
+}
+
+function segments(problem: NormProblem, limits: PlanLimits): Segments {
+  const { n, c, m } = problem;
+  const rows = n * c;
+  let len = Math.min(m, MAX_SEG);
+  while (len > 1024 && rows * Math.ceil(m / len) < MIN_SEGMENTS) len = Math.ceil(len / 8) * 4;
+  const chunks = Math.ceil(m / len);
+  const threads = Math.min(WG, nextPow2(Math.ceil(len / (limits.elementsPerThread ?? 16))));
+  const count = rows * chunks;
+  const start = (s: number) => Math.floor(s / chunks) * m + (s % chunks) * len;
+  const end = (s: number) => Math.floor(s / chunks) * m + Math.min((s % chunks + 1) * len, m);
+  return {
+    len,
+    chunks,
+    threads,
+    count,
+    windows: windows(count, start, end, limits, "row segment"),
+    end,
+  };
+}
+
+/** Writes the slot fields of one segment dispatch (sn_stats, sn_bwd_reduce). */
+function writeSegments(v: DataView, seg: Segments, first: number, last: number, base: number) {
+  v.setUint32(16, seg.threads, true);
+  v.setUint32(20, seg.len, true);
+  v.setUint32(24, seg.chunks, true);
+  v.setUint32(28, first, true);
+  v.setUint32(32, last, true);
+  v.setUint32(36, base, true);
+}
+
+/** The row tiles of layout "1d" cut into binding windows of x: [first, end, baseElement]. */
+function tileWindows(problem: NormProblem, limits: PlanLimits): [number, number, number][] {
+  const { n, c } = problem;
+  const rt = Math.ceil(n / TILE);
+  const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
+  return windows(rt, start, end, limits, "tile of 32 rows");
+}
+
+/** The vec4 windows of the elementwise passes (normalize, dx): [firstVec, vecCount]. */
+function vecWindows(total: number, limits: PlanLimits): [number, number][] {
+  const vecs = Math.ceil(total / 4);
+  const alignVecs = limits.offsetAlign / 16;
+  const perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
+  const out: [number, number][] = [];
+  for (let first = 0; first < vecs; first += perWindow) {
+    out.push([first, Math.min(perWindow, vecs - first)]);
+  }
+  return out;
+}
+
+/** Collects dispatches and their uniform slots. */
+class Slots {
+  readonly dispatches: PlannedDispatch[] = [];
+  readonly #fills: ((v: DataView) => void)[] = [];
+  add(
+    kind: PlannedDispatch["kind"],
+    workgroups: number,
+    fill: (v: DataView) => void,
+    window?: Window,
+  ): void {
+    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window });
+    this.#fills.push(fill);
+  }
+  /** The uniform buffer: every slot starts from `base`, then its own fields. */
+  uniforms(base: (v: DataView) => void): ArrayBuffer {
+    const out = new ArrayBuffer(this.#fills.length * SLOT_BYTES);
+    this.#fills.forEach((fill, i) => {
+      const v = new DataView(out, i * SLOT_BYTES, SLOT_BYTES);
+      base(v);
+      fill(v);
+    });
+    return out;
+  }
+}
+
 /** Makes the plan of one forward. Throws a RangeError when a per-row array exceeds a binding. */
 export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanLimits): Plan {
   const { n, c, m, layout } = problem;
   const total = n * c * m;
   const usingBN = layout === "1d" || problem.usingBN;
-  const slots: ((v: DataView) => void)[] = [];
-  const dispatches: PlannedDispatch[] = [];
-  const common = (v: DataView) => {
-    v.setUint32(0, n, true);
-    v.setUint32(4, c, true);
-    v.setUint32(8, m, true);
-    v.setUint32(12, total, true);
-    let flags = 0;
-    if (layout === "nd") flags |= F_HAS_IN;
-    if (usingBN) flags |= F_USING_BN;
-    if (problem.training) flags |= F_TRAINING;
-    if (params.update.kind === "batchAverage") flags |= F_BATCH_AVERAGE;
-    if (layout === "1d") flags |= F_CHAN_GROUPS;
-    // SyncSN: the running buffers follow the global batch, which only the CPU sees.
-    if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
-    v.setUint32(44, flags, true);
-    v.setUint32(80, n, true);
-    v.setUint32(84, usingBN ? c : 0, true);
-    v.setFloat32(88, problem.eps, true);
-    const momentum = params.update.kind === "movingAverage" ? params.update.momentum : 0;
-    v.setFloat32(92, momentum, true);
-    v.setFloat32(96, 1 - momentum, true);
-    for (let k = 0; k < params.meanMix.length; k++) {
-      v.setFloat32(112 + 4 * k, params.meanMix[k], true);
-      v.setFloat32(128 + 4 * k, params.varMix[k], true);
-    }
-  };
-  const add = (
-    kind: PlannedDispatch["kind"],
-    workgroups: number,
-    fill: (v: DataView) => void,
-    window?: Window,
-  ) => {
-    dispatches.push({ kind, slot: slots.length, workgroups, window });
-    slots.push(fill);
-  };
+  const slots = new Slots();
+  const add = slots.add.bind(slots);
 
   let partials: number, mergedRows = 0;
-  const groupMembers: (v: DataView) => void = layout === "nd"
-    ? (v) => {
-      // Members are the IN rows: LN group n = rows n*C .. n*C+C-1, BN group c = rows c, C+c, ..
-      v.setUint32(48, 0, true), v.setUint32(52, c, true), v.setUint32(56, 1, true);
-      v.setUint32(60, c, true);
-      v.setUint32(64, 0, true), v.setUint32(68, 1, true), v.setUint32(72, c, true);
-      v.setUint32(76, n, true);
-    }
-    : (v) => {
-      // Members are tile summaries: LN group n = parts[ct*N + n], BN group c =
-      // parts[CT*N + rt*C + c].
-      const ct = Math.ceil(c / TILE), rt = Math.ceil(n / TILE);
-      v.setUint32(48, 0, true), v.setUint32(52, 1, true), v.setUint32(56, n, true);
-      v.setUint32(60, ct, true);
-      v.setUint32(64, ct * n, true), v.setUint32(68, 1, true), v.setUint32(72, c, true);
-      v.setUint32(76, rt, true);
-    };
-
   if (layout === "nd") {
     const rows = n * c;
-    let len = Math.min(m, MAX_SEG);
-    while (len > 1024 && rows * Math.ceil(m / len) < MIN_SEGMENTS) len = Math.ceil(len / 8) * 4;
-    const chunks = Math.ceil(m / len);
-    const threads = Math.min(WG, nextPow2(Math.ceil(len / (limits.elementsPerThread ?? 16))));
-    const segments = rows * chunks;
-    partials = segments;
-    checkFits(segments * PARTIAL_BYTES, "the per-segment statistics", limits);
-    const start = (s: number) => Math.floor(s / chunks) * m + (s % chunks) * len;
-    const end = (s: number) => Math.floor(s / chunks) * m + Math.min((s % chunks + 1) * len, m);
-    for (const [first, last, base] of windows(segments, start, end, limits, "row segment")) {
-      const size = paddedBytes(end(last - 1) - base);
-      add("stats", Math.ceil((last - first) / (WG / threads)), (v) => {
-        v.setUint32(16, threads, true);
-        v.setUint32(20, len, true);
-        v.setUint32(24, chunks, true);
-        v.setUint32(28, first, true);
-        v.setUint32(32, last, true);
-        v.setUint32(36, base, true);
-      }, { offset: base * 4, size });
+    const seg = segments(problem, limits);
+    partials = seg.count;
+    checkFits(seg.count * PARTIAL_BYTES, "the per-segment statistics", limits);
+    for (const [first, last, base] of seg.windows) {
+      const size = paddedBytes(seg.end(last - 1) - base);
+      add(
+        "stats",
+        Math.ceil((last - first) / (WG / seg.threads)),
+        (v) => writeSegments(v, seg, first, last, base),
+        { offset: base * 4, size },
+      );
     }
-    if (chunks > 1) {
+    if (seg.chunks > 1) {
       mergedRows = rows;
       checkFits(rows * PARTIAL_BYTES, "the per-row statistics", limits);
-      add("rowMerge", Math.ceil(rows / 64), (v) => v.setUint32(24, chunks, true));
+      add("rowMerge", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
     }
   } else {
     const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
     partials = ct * n + rt * c;
     checkFits(partials * PARTIAL_BYTES, "the per-tile statistics", limits);
-    const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
-    for (const [first, last, base] of windows(rt, start, end, limits, "tile of 32 rows")) {
-      const size = (end(last - 1) - base) * 4;
+    for (const [first, last, base] of tileWindows(problem, limits)) {
+      const size = (Math.min(last * TILE, n) * c - base) * 4;
       add("stats1d", (last - first) * ct, (v) => {
         v.setUint32(24, ct, true);
         v.setUint32(28, first, true);
@@ -256,38 +341,138 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const groups = n + (usingBN ? c : 0);
   checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
   checkFits(2 * c * 4, "gamma and beta", limits);
-  add("group", groups, groupMembers);
+  add("group", groups, (v) => writeGroupMembers(v, problem));
   const mixedRows = layout === "nd" ? n * c : 0;
   if (mixedRows > 0) {
     checkFits(mixedRows * 16, "the per-row affine maps", limits);
     add("mix", Math.ceil(mixedRows / 64), () => {});
   }
 
-  const vecs = Math.ceil(total / 4);
-  const alignVecs = limits.offsetAlign / 16;
-  const perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
-  for (let first = 0; first < vecs; first += perWindow) {
-    const count = Math.min(perWindow, vecs - first);
+  for (const [first, count] of vecWindows(total, limits)) {
     add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {
       v.setUint32(36, first * 4, true);
       v.setUint32(40, count, true);
     }, { offset: first * 16, size: count * 16 });
   }
 
-  const uniforms = new ArrayBuffer(slots.length * SLOT_BYTES);
-  slots.forEach((fill, i) => {
-    const v = new DataView(uniforms, i * SLOT_BYTES, SLOT_BYTES);
-    common(v);
-    groupMembers(v);
-    fill(v);
+  const uniforms = slots.uniforms((v) => {
+    writeCommon(v, problem, params);
+    writeGroupMembers(v, problem);
   });
   return {
-    dispatches,
+    dispatches: slots.dispatches,
     uniforms,
     partials,
     mergedRows,
     groups,
     mixedRows,
+    tensorBytes: paddedBytes(total),
+  };
+}
+
+/** Bytes of a Grad record (shaders/backward_common.wgsl). */
+export const GRAD_BYTES = 64;
+
+/** Everything the backend needs to encode one backward. */
+export interface BackwardPlan {
+  /** Dispatches in order; those of {@linkcode BACKWARD_REDUCTION} come first. */
+  readonly dispatches: readonly PlannedDispatch[];
+  /** The uniform slots, SLOT_BYTES each, in slot order. */
+  readonly uniforms: ArrayBuffer;
+  /** Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per line). */
+  readonly partBytes: number;
+  /** Grad records of the rows ("nd": N*C; "1d": 0, the tile lines are the members). */
+  readonly rows: number;
+  /** Grad records of the groups: N (LN, per n) then C (per channel). */
+  readonly groups: number;
+  /** Per-row dx maps ("nd": N*C vec4; "1d": 0). */
+  readonly coefRows: number;
+  /** Bytes a tensor buffer of this problem has. */
+  readonly tensorBytes: number;
+}
+
+/** The dispatches before the gradient sums are complete (SyncSN reads them back there). */
+export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set([
+  "bwdReduce",
+  "bwdRows",
+  "bwdReduce1d",
+  "bwdGroups",
+]);
+
+/**
+ * Makes the plan of one backward: (1) one pass over (x, dy) for per-row (or per-tile-line)
+ * sums, (2) the small combine over N*C (rows, then groups; the gradient sums are complete
+ * here), (3) per-row dx maps ("nd") and the pass writing dx. `batch` is the number of samples
+ * behind the BN statistics (the global batch under SyncSN).
+ */
+export function makeBackwardPlan(
+  problem: NormProblem,
+  params: Omit<PlanParams, "update">,
+  limits: PlanLimits,
+  batch: number,
+): BackwardPlan {
+  const { n, c, m, layout } = problem;
+  const total = n * c * m;
+  const slots = new Slots();
+  const add = slots.add.bind(slots);
+  let partBytes: number, rows = 0, coefRows = 0;
+  if (layout === "nd") {
+    const seg = segments(problem, limits);
+    partBytes = seg.count * 8;
+    checkFits(partBytes, "the per-segment gradient sums", limits);
+    for (const [first, last, base] of seg.windows) {
+      const size = paddedBytes(seg.end(last - 1) - base);
+      add(
+        "bwdReduce",
+        Math.ceil((last - first) / (WG / seg.threads)),
+        (v) => writeSegments(v, seg, first, last, base),
+        { offset: base * 4, size },
+      );
+    }
+    rows = coefRows = n * c;
+    checkFits(rows * GRAD_BYTES, "the per-row gradient sums", limits);
+    add("bwdRows", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
+  } else {
+    const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
+    partBytes = (ct * n + rt * c) * GRAD_BYTES;
+    checkFits(partBytes, "the per-tile gradient sums", limits);
+    for (const [first, last, base] of tileWindows(problem, limits)) {
+      const size = (Math.min(last * TILE, n) * c - base) * 4;
+      add("bwdReduce1d", (last - first) * ct, (v) => {
+        v.setUint32(24, ct, true);
+        v.setUint32(28, first, true);
+        v.setUint32(32, last, true);
+        v.setUint32(36, base, true);
+      }, { offset: base * 4, size });
+    }
+  }
+  const groups = n + c;
+  checkFits(groups * GRAD_BYTES, "the LN/channel gradient sums", limits);
+  add("bwdGroups", groups, () => {});
+  if (layout === "nd") {
+    checkFits(coefRows * 16, "the per-row dx maps", limits);
+    add("bwdCoef", Math.ceil(coefRows / 64), () => {});
+  }
+  for (const [first, count] of vecWindows(total, limits)) {
+    add(layout === "nd" ? "bwdDx" : "bwdDx1d", Math.ceil(count / WG), (v) => {
+      v.setUint32(36, first * 4, true);
+      v.setUint32(40, count, true);
+    }, { offset: first * 16, size: count * 16 });
+  }
+  const update: RunningUpdate = { kind: "batchAverage" }; // no running update in a backward
+  const uniforms = slots.uniforms((v) => {
+    writeCommon(v, problem, { ...params, update });
+    writeGroupMembers(v, problem);
+    v.setUint32(84, c, true); // every channel has gradient sums, with or without BN
+    v.setFloat32(100, batch, true);
+  });
+  return {
+    dispatches: slots.dispatches,
+    uniforms,
+    partBytes,
+    rows,
+    groups,
+    coefRows,
     tensorBytes: paddedBytes(total),
   };
 }

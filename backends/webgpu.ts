@@ -31,8 +31,12 @@ import {
 } from "./_backend.ts";
 import { type DeviceOptions, type GpuContext, openDevice } from "./_webgpu_device.ts";
 import {
+  BACKWARD_REDUCTION,
+  type BackwardPlan,
+  GRAD_BYTES,
   grid,
   GROUP_BYTES,
+  makeBackwardPlan,
   makePlan,
   PARTIAL_BYTES,
   type Plan,
@@ -40,7 +44,6 @@ import {
   SLOT_BYTES,
 } from "./_webgpu_plan.ts";
 import { checkWrappable, GpuTensor } from "./_webgpu_tensor.ts";
-import { ReferenceBackend } from "./reference.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 
 /** Bytes of the Params struct inside each uniform slot. */
@@ -65,9 +68,73 @@ interface LayerState {
   syncing?: Promise<void>;
   /** The layer released this state while stale: free it once the sync is done. */
   released?: boolean;
+  /** The statistics the layer's last forward kept for its backward (freed by the next one). */
+  saved?: SavedStats;
+}
+
+/**
+ * What a forward with `save` keeps on the device for the backward: its per-row IN summaries
+ * ("nd") and its LN/BN statistics, exactly as the normalize pass used them (under SyncSN the
+ * global batch's BN statistics). x is kept by reference in the SavedForward, never copied. One
+ * per layer: the layer's next forward frees it, as the layer drops its SavedForward then.
+ */
+class SavedStats {
+  /** Per-row IN summaries (Partial, N*C), layout "nd" only. */
+  rows?: GPUBuffer;
+  /** LN (N) then BN (C, with BN) statistics (Group). */
+  groups?: GPUBuffer;
+  /**
+   * @param ctx the device the buffers live on
+   * @param rows per-row IN summaries ("nd")
+   * @param groups LN/BN statistics
+   * @param batch samples behind the BN statistics (the global batch under SyncSN)
+   */
+  constructor(
+    readonly ctx: GpuContext,
+    rows: GPUBuffer | undefined,
+    groups: GPUBuffer,
+    readonly batch: number,
+  ) {
+    this.rows = rows;
+    this.groups = groups;
+  }
+
+  get released(): boolean {
+    return this.groups === undefined;
+  }
+
+  /** Gives the buffers back to the pool (`destroy`: destroy them once the queue is done). */
+  release(destroy = false): void {
+    const buffers = [this.rows, this.groups].filter((b) => b !== undefined);
+    this.rows = this.groups = undefined;
+    if (destroy) this.ctx.destroyLater(buffers);
+    else for (const b of buffers) this.ctx.release("storage", b);
+  }
 }
 
 type PipelineKind = PlannedDispatch["kind"];
+
+type BackwardKind = Extract<PipelineKind, `bwd${string}`>;
+
+/** The buffers one backward binds. @internal */
+export interface BackwardBuffers {
+  readonly uniforms: GPUBuffer;
+  /** The forward's statistics. */
+  readonly stats: SavedStats;
+  /** gamma (C), then beta (C). */
+  readonly affine: GPUBuffer;
+  readonly x: GPUBuffer;
+  readonly dy: GPUBuffer;
+  readonly dx: GPUBuffer;
+  /** Segment sums ("nd") or tile-line Grads ("1d"). */
+  readonly parts: GPUBuffer;
+  /** Per-row Grads ("nd"). */
+  readonly rows?: GPUBuffer;
+  /** Per-sample, then per-channel Grads. */
+  readonly groups: GPUBuffer;
+  /** Per-row dx maps ("nd"). */
+  readonly coef?: GPUBuffer;
+}
 
 /** The dispatches before the BN statistics are complete; the rest normalize. */
 const STATISTICS: ReadonlySet<PipelineKind> = new Set(["stats", "stats1d", "rowMerge", "group"]);
@@ -99,8 +166,11 @@ interface Prepared {
   readonly rows: GPUBuffer;
   readonly groups: GPUBuffer;
   readonly mixed?: GPUBuffer;
-  /** Gives the scratch buffers back to the pool (safe right after the last submit). */
-  readonly release: () => void;
+  /**
+   * Gives the scratch buffers back to the pool (safe right after the last submit); with `keep`,
+   * the per-row summaries and the group statistics stay out of it (a backward needs them).
+   */
+  readonly release: (keep?: boolean) => void;
 }
 
 /** Timestamp writes for the bench: the pass's begin and end go to these query indices. */
@@ -128,7 +198,6 @@ export class WebGpuBackend implements Backend {
   readonly #pipelines: Record<PipelineKind, GPUComputePipeline>;
   readonly #layers = new Map<number, LayerState>();
   #disposed = false;
-  #reference?: ReferenceBackend;
 
   /** @internal Use {@linkcode loadWebGpuBackend}. */
   constructor(ctx: GpuContext, pipelines: Record<PipelineKind, GPUComputePipeline>) {
@@ -228,11 +297,14 @@ export class WebGpuBackend implements Backend {
       rows,
       groups,
       mixed,
-      release: () => {
+      release: (keep = false) => {
+        // Layout "nd" keeps its per-row summaries (which are the partials when rows were not
+        // cut into segments); "1d" keeps only its group statistics.
+        const keepRows = keep && plan.mixedRows > 0;
         ctx.release("uniform", uniforms);
-        ctx.release("storage", parts);
-        if (rows !== parts) ctx.release("storage", rows);
-        ctx.release("storage", groups);
+        if (!(keepRows && rows === parts)) ctx.release("storage", parts);
+        if (rows !== parts && !keepRows) ctx.release("storage", rows);
+        if (!keep) ctx.release("storage", groups);
         if (mixed) ctx.release("storage", mixed);
       },
     };
@@ -263,7 +335,7 @@ export class WebGpuBackend implements Backend {
         }],
         normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
         normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
-      }[d.kind]();
+      }[d.kind as Exclude<PipelineKind, BackwardKind>]();
       const pipeline = this.#pipelines[d.kind];
       pass.setPipeline(pipeline);
       pass.setBindGroup(
@@ -297,13 +369,16 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Submits the command buffer `record` fills, failing with WebGPU's error if it is invalid. */
-  async #submit(record: (enc: GPUCommandEncoder) => void): Promise<void> {
+  async #submit(
+    what: "forward" | "backward",
+    record: (enc: GPUCommandEncoder) => void,
+  ): Promise<void> {
     const ctx = this.ctx, device = ctx.device;
     device.pushErrorScope("out-of-memory");
     device.pushErrorScope("validation");
     let thrown: unknown;
     try {
-      const enc = device.createCommandEncoder({ label: "switchnorm forward" });
+      const enc = device.createCommandEncoder({ label: `switchnorm ${what}` });
       record(enc);
       device.queue.submit([enc.finish()]);
     } catch (e) {
@@ -314,7 +389,7 @@ export class WebGpuBackend implements Backend {
     const oom = await ctx.guard(device.popErrorScope());
     if (thrown !== undefined) throw thrown;
     const err = validation ?? oom;
-    if (err) throw new Error(`webgpu backend: the forward was rejected by WebGPU: ${err.message}`);
+    if (err) throw new Error(`webgpu backend: the ${what} was rejected by WebGPU: ${err.message}`);
   }
 
   /** Maps `staging` (`bytes` of it), hands the mapped range to `use`, unmaps and pools it. */
@@ -346,7 +421,7 @@ export class WebGpuBackend implements Backend {
     const { n, c } = problem, ctx = this.ctx, queue = ctx.device.queue;
     const bytes = c * GROUP_BYTES;
     const staging = ctx.acquire("staging", bytes);
-    await this.#submit((enc) => {
+    await this.#submit("forward", (enc) => {
       const pass = enc.beginComputePass();
       this.#encode(pass, prep, x, x, "statistics");
       pass.end();
@@ -450,14 +525,17 @@ export class WebGpuBackend implements Backend {
     let prep: Prepared | undefined, staging: GPUBuffer | undefined;
     const runAt = Math.ceil(total / 4) * 16;
     const stagingBytes = runAt + (updates ? 8 * c : 0);
-    let batch: BatchPartials | undefined;
+    let batch: BatchPartials | undefined, kept: SavedStats | undefined;
     try {
       if (!resident) write(device.queue, xBuf, 0, x as Float32Array);
       prep = this.#prepare(problem, params, update);
       const state = prep.state;
+      // The layer drops its last SavedForward at every forward: so do its statistics here.
+      state.saved?.release();
+      state.saved = undefined;
       if (synced) batch = await this.#syncBatch(problem, prep, params, update, xBuf);
       if (!resident) staging = ctx.acquire("staging", stagingBytes);
-      await this.#submit((enc) => {
+      await this.#submit("forward", (enc) => {
         const pass = enc.beginComputePass();
         this.#encode(pass, prep!, xBuf, yBuf, synced ? "normalize" : "all");
         pass.end();
@@ -467,19 +545,24 @@ export class WebGpuBackend implements Backend {
           if (updates) enc.copyBufferToBuffer(state.running, 0, staging, runAt, 8 * c);
         }
       });
+      if (save) {
+        const rows = problem.layout === "nd" ? prep.rows : undefined;
+        kept = new SavedStats(ctx, rows, prep.groups, batch?.count ?? problem.n);
+        state.saved = kept;
+      }
     } catch (e) {
       if (staging) ctx.release("staging", staging);
       result?.dispose();
       throw e;
     } finally {
-      prep?.release();
+      prep?.release(kept !== undefined);
       if (!resident) ctx.release("storage", xBuf);
       if (!resident || copyTo) ctx.release("storage", yBuf);
     }
     if (save) {
       save.problem = problem;
       save.x = x;
-      save.state = batch; // what the reference backward needs under SyncSN
+      save.state = kept;
     }
     const state = prep.state;
     if (resident) {
@@ -499,25 +582,253 @@ export class WebGpuBackend implements Backend {
     });
   }
 
+  /** Records the dispatches of a backward plan that `phase` selects into `pass`. */
+  #encodeBackward(
+    pass: GPUComputePassEncoder,
+    plan: BackwardPlan,
+    b: BackwardBuffers,
+    phase: "all" | "reduction" | "dx",
+  ): void {
+    const device = this.ctx.device;
+    for (const d of plan.dispatches) {
+      if (phase !== "all" && BACKWARD_REDUCTION.has(d.kind) !== (phase === "reduction")) continue;
+      const slot = { buffer: b.uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
+      const w = (buffer: GPUBuffer) => ({ buffer, offset: d.window!.offset, size: d.window!.size });
+      const whole = (buffer: GPUBuffer) => ({ buffer });
+      const { stats, affine } = b;
+      const entries: GPUBufferBinding[] = {
+        bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
+          buffer: b.parts,
+        }],
+        bwdRows: () => [
+          slot,
+          whole(b.parts),
+          whole(stats.rows!),
+          whole(stats.groups!),
+          whole(affine),
+          whole(b.rows!),
+        ],
+        bwdReduce1d: () => [slot, w(b.x), w(b.dy), whole(stats.groups!), whole(affine), {
+          buffer: b.parts,
+        }],
+        bwdGroups: () => [slot, whole(b.rows ?? b.parts), whole(b.groups)],
+        bwdCoef: () => [
+          slot,
+          whole(b.rows!),
+          whole(b.groups),
+          whole(stats.rows!),
+          whole(stats.groups!),
+          whole(affine),
+          whole(b.coef!),
+        ],
+        bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
+        bwdDx1d: () => [
+          slot,
+          w(b.x),
+          w(b.dy),
+          w(b.dx),
+          whole(stats.groups!),
+          whole(affine),
+          whole(b.groups),
+        ],
+      }[d.kind as BackwardKind]();
+      const pipeline = this.#pipelines[d.kind];
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(
+        0,
+        device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: entries.map((resource, binding) => ({ binding, resource })),
+        }),
+      );
+      const [gx, gy] = grid(d.workgroups);
+      pass.dispatchWorkgroups(gx, gy);
+    }
+  }
+
   /**
-   * The chain rule for a forward on Float32Array data, computed by the float64 reference from
-   * the saved x (the GPU backward is not written yet). GpuTensor data is refused.
+   * Plans one backward and takes its scratch buffers (the uniforms are written at once).
+   * @internal The bench records it into a timed pass with {@linkcode encodeBackward}.
    */
-  backward(
+  prepareBackward(
+    saved: SavedForward,
+    params: LayerParams,
+    x: GPUBuffer,
+    dy: GPUBuffer,
+    dx: GPUBuffer,
+  ): { plan: BackwardPlan; buffers: BackwardBuffers; release: () => void } {
+    const ctx = this.ctx, problem = saved.problem!;
+    const stats = saved.state;
+    if (!(stats instanceof SavedStats) || stats.ctx !== ctx) {
+      throw new Error(
+        "webgpu backend: backward needs the statistics of a forward run on this backend with " +
+          "`save` (keepForBackward)",
+      );
+    }
+    if (stats.released) {
+      throw new Error(
+        "webgpu backend: the statistics this forward kept for backward were freed by a later " +
+          "forward of the same layer (or its release); run the forward again before backward",
+      );
+    }
+    const plan = makeBackwardPlan(problem, params, {
+      maxBinding: ctx.maxBinding,
+      offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,
+      elementsPerThread: ctx.elementsPerThread,
+    }, stats.batch);
+    const state = this.#state(params, problem.c);
+    const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);
+    ctx.device.queue.writeBuffer(uniforms, 0, plan.uniforms);
+    const buffers: BackwardBuffers = {
+      uniforms,
+      stats,
+      affine: state.affine,
+      x,
+      dy,
+      dx,
+      parts: ctx.acquire("storage", plan.partBytes),
+      rows: plan.rows > 0 ? ctx.acquire("storage", plan.rows * GRAD_BYTES) : undefined,
+      groups: ctx.acquire("storage", plan.groups * GRAD_BYTES),
+      coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
+    };
+    const release = () => {
+      ctx.release("uniform", uniforms);
+      for (const b of [buffers.parts, buffers.rows, buffers.groups, buffers.coef]) {
+        if (b) ctx.release("storage", b);
+      }
+    };
+    return { plan, buffers, release };
+  }
+
+  /**
+   * Records a backward prepared by {@linkcode prepareBackward} into `pass`.
+   * @internal For the bench.
+   */
+  encodeBackward(
+    pass: GPUComputePassEncoder,
+    plan: BackwardPlan,
+    buffers: BackwardBuffers,
+  ): void {
+    this.#encodeBackward(pass, plan, buffers, "all");
+  }
+
+  /**
+   * The chain rule of SN_SPEC on the GPU, from x (kept by reference by the forward) and the
+   * forward's saved statistics: one pass over (x, dy) for per-row sums (layout "1d": per tile
+   * line), the small combine over N*C (dL/dmu and dL/dvar per row, their sums per sample and
+   * per channel, dgamma, dbeta, the importance-logit dot products), per-row dx maps and one
+   * pass writing dx. Float32Array dy: uploads x and dy, one submit, and one mapAsync reads dx
+   * and the gradient sums back. GpuTensor dy: dx is a new GpuTensor and only the gradient sums
+   * (O(N + C) floats) are read back. SyncSN: the gradient sums are read back after the combine,
+   * summed across replicas by `problem.sync.sum`, written back, and dx follows in a second
+   * submit. Where the float64 reference has NaN (a non-finite x, M = 1, C = 1 in "1d", ...),
+   * so do these results.
+   */
+  async backward(
     saved: SavedForward,
     dy: Float32Array | ResidentTensor,
     params: LayerParams,
   ): Promise<BackwardResult> {
-    if (!(saved.x instanceof Float32Array) || !(dy instanceof Float32Array)) {
-      return Promise.reject(
-        new Error(
-          "webgpu backend: backward on GPU-resident tensors is not implemented; run the forward " +
-            "on Float32Array data, or on the wasm backend",
-        ),
-      );
+    const ctx = this.ctx, device = ctx.device;
+    ctx.check();
+    const problem = saved.problem, x = saved.x;
+    if (!problem || !x) throw new Error("webgpu backend: backward needs a saved forward");
+    const resident = x instanceof GpuTensor;
+    if (resident !== dy instanceof GpuTensor) {
+      throw new TypeError("webgpu backend: dy must be the same kind as the forward's x");
     }
-    this.#reference ??= new ReferenceBackend();
-    return this.#reference.backward(saved, dy, params);
+    if (resident) {
+      if (!x.isOn(ctx) || !(dy as GpuTensor).isOn(ctx)) {
+        throw new TypeError("webgpu backend: x and dy must be GpuTensors of this backend");
+      }
+    } else {
+      f32("x", x);
+      f32("dy", dy);
+    }
+    const total = problem.n * problem.c * problem.m;
+    if (dy.length !== total || x.length !== total) {
+      throw new RangeError(`webgpu backend: dy must have ${total} elements, got ${dy.length}`);
+    }
+    const bytes = Math.ceil(total / 4) * 16;
+    const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
+    const dyBuf = resident ? (dy as GpuTensor).buffer : ctx.acquire("storage", bytes);
+    const dxBuf = ctx.acquire("storage", bytes);
+    const result = resident ? new GpuTensor(ctx, dxBuf, x.shape, true) : undefined;
+    let prepared: ReturnType<WebGpuBackend["prepareBackward"]> | undefined;
+    let staging: GPUBuffer | undefined, stagingBytes = 0, sums: GradientSums;
+    try {
+      if (!resident) {
+        write(device.queue, xBuf, 0, x as Float32Array);
+        write(device.queue, dyBuf, 0, dy as Float32Array);
+      }
+      prepared = this.prepareBackward(saved, params, xBuf, dyBuf, dxBuf);
+      const { plan, buffers } = prepared;
+      const groupsBytes = plan.groups * GRAD_BYTES;
+      const k = problem.layout === "nd" && problem.usingBN ? 3 : 2;
+      if (problem.sync) {
+        // SyncSN: the sums over n must be the global batch's before dx can be formed.
+        const first = ctx.acquire("staging", groupsBytes);
+        await this.#submit("backward", (enc) => {
+          const pass = enc.beginComputePass();
+          this.#encodeBackward(pass, plan, buffers, "reduction");
+          pass.end();
+          enc.copyBufferToBuffer(buffers.groups, 0, first, 0, groupsBytes);
+        }).catch((e) => {
+          ctx.release("staging", first);
+          throw e;
+        });
+        const local = await this.#read(first, groupsBytes, (d) => gradientSums(d, problem, k));
+        sums = unpackSums(await problem.sync.sum(packSums(local)), problem.c, k);
+        device.queue.writeBuffer(
+          buffers.groups,
+          problem.n * GRAD_BYTES,
+          channelRecords(sums.gmB, sums.gvB),
+        );
+        if (!resident) staging = ctx.acquire("staging", stagingBytes = total * 4);
+        await this.#submit("backward", (enc) => {
+          const pass = enc.beginComputePass();
+          this.#encodeBackward(pass, plan, buffers, "dx");
+          pass.end();
+          if (staging) enc.copyBufferToBuffer(dxBuf, 0, staging, 0, total * 4);
+        });
+      } else {
+        stagingBytes = groupsBytes + (resident ? 0 : total * 4);
+        staging = ctx.acquire("staging", stagingBytes);
+        await this.#submit("backward", (enc) => {
+          const pass = enc.beginComputePass();
+          this.#encodeBackward(pass, plan, buffers, "all");
+          pass.end();
+          enc.copyBufferToBuffer(buffers.groups, 0, staging!, 0, groupsBytes);
+          if (!resident) enc.copyBufferToBuffer(dxBuf, 0, staging!, groupsBytes, total * 4);
+        });
+        sums = undefined as unknown as GradientSums; // read below, with dx
+      }
+    } catch (e) {
+      if (staging) ctx.release("staging", staging);
+      result?.dispose();
+      throw e;
+    } finally {
+      prepared?.release();
+      if (!resident) { for (const b of [xBuf, dyBuf, dxBuf]) ctx.release("storage", b); }
+    }
+    const k = problem.layout === "nd" && problem.usingBN ? 3 : 2;
+    let dx: Float32Array | GpuTensor = result!;
+    if (staging) {
+      const dxAt = problem.sync ? 0 : prepared.plan.groups * GRAD_BYTES;
+      const read = await this.#read(staging, stagingBytes, (data) => ({
+        sums: problem.sync ? undefined : gradientSums(data, problem, k),
+        dx: resident ? undefined : new Float32Array(data.slice(dxAt, dxAt + total * 4)),
+      }));
+      if (read.sums) sums = read.sums;
+      if (read.dx) dx = read.dx;
+    }
+    return {
+      dx,
+      dWeight: sums.dWeight,
+      dBias: sums.dBias,
+      meanDots: sums.meanDots,
+      varDots: sums.varDots,
+    };
   }
 
   /** True while the device holds running buffers newer than `params`' arrays. */
@@ -581,6 +892,7 @@ export class WebGpuBackend implements Backend {
 
   #free(layerId: number, s: LayerState): void {
     if (this.#layers.get(layerId) === s) this.#layers.delete(layerId);
+    s.saved?.release(true);
     this.ctx.destroyLater([s.affine, s.running]);
   }
 
@@ -602,6 +914,7 @@ export class WebGpuBackend implements Backend {
     if (this.#disposed) return;
     this.#disposed = true;
     const buffers = [...this.#layers.values()].flatMap((s) => [s.affine, s.running]);
+    for (const s of this.#layers.values()) s.saved?.release(true);
     this.#layers.clear();
     this.ctx.destroyLater(buffers);
     await this.ctx.destroy();
@@ -635,7 +948,96 @@ const SOURCES: Record<PipelineKind, string> = {
   mix: WGSL.SN_MIX,
   normalize: WGSL.SN_NORMALIZE,
   normalize1d: WGSL.SN1D_NORMALIZE,
+  bwdReduce: WGSL.SN_BWD_REDUCE,
+  bwdRows: WGSL.SN_BWD_ROWS,
+  bwdReduce1d: WGSL.SN1D_BWD_REDUCE,
+  bwdGroups: WGSL.SN_BWD_GROUPS,
+  bwdCoef: WGSL.SN_BWD_COEF,
+  bwdDx: WGSL.SN_BWD_DX,
+  bwdDx1d: WGSL.SN1D_BWD_DX,
 };
+
+/** The gradient sums of one backward, in float64 (BackwardResult's, plus GmB and GvB). */
+interface GradientSums {
+  dWeight: Float64Array;
+  dBias: Float64Array;
+  meanDots: Float64Array;
+  varDots: Float64Array;
+  gmB: Float64Array;
+  gvB: Float64Array;
+}
+
+/**
+ * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
+ * words: s = (gm, gv, dgamma, dbeta), a, b, flags). Flagged sums are NaN, as in the reference.
+ * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
+ * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
+ */
+function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number): GradientSums {
+  const { n, c } = problem;
+  const f = new Float32Array(data, 0, (n + c) * 16), u = new Uint32Array(data, 0, (n + c) * 16);
+  const meanDots = new Float64Array(k), varDots = new Float64Array(k);
+  let bad = false, sa = 0, sb = 0;
+  for (let i = 0; i < n; i++) {
+    const at = 16 * i;
+    if (u[at + 12] !== 0) bad = true;
+    for (let q = 0; q < k; q++) {
+      meanDots[q] += f[at + 4 + q];
+      varDots[q] += f[at + 8 + q];
+    }
+    sa += f[at + 7];
+    sb += f[at + 11];
+  }
+  for (let q = 0; q < k; q++) {
+    meanDots[q] = bad ? NaN : meanDots[q] + sa;
+    varDots[q] = bad ? NaN : varDots[q] + sb;
+  }
+  const dWeight = new Float64Array(c), dBias = new Float64Array(c);
+  const gmB = new Float64Array(c), gvB = new Float64Array(c);
+  for (let j = 0; j < c; j++) {
+    const at = 16 * (n + j), flagged = u[at + 12] !== 0;
+    gmB[j] = flagged ? NaN : f[at];
+    gvB[j] = flagged ? NaN : f[at + 1];
+    dWeight[j] = flagged ? NaN : f[at + 2];
+    dBias[j] = f[at + 3];
+  }
+  return { dWeight, dBias, meanDots, varDots, gmB, gvB };
+}
+
+/** The sums SyncSN adds across replicas, packed as the reference packs them. */
+function packSums(s: GradientSums): Float64Array {
+  const parts = [s.dWeight, s.dBias, s.meanDots, s.varDots, s.gmB, s.gvB];
+  const out = new Float64Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.length;
+  return out;
+}
+
+function unpackSums(packed: Float64Array, c: number, k: number): GradientSums {
+  let at = 0;
+  const take = (len: number) => packed.slice(at, at += len);
+  return {
+    dWeight: take(c),
+    dBias: take(c),
+    meanDots: take(k),
+    varDots: take(k),
+    gmB: take(c),
+    gvB: take(c),
+  };
+}
+
+/** Channel records (Grad) carrying the global GmB/GvB, flagged where they are not finite. */
+function channelRecords(gmB: Float64Array, gvB: Float64Array): ArrayBuffer {
+  const out = new ArrayBuffer(gmB.length * GRAD_BYTES);
+  const f = new Float32Array(out), u = new Uint32Array(out);
+  for (let j = 0; j < gmB.length; j++) {
+    const ok = Number.isFinite(gmB[j]) && Number.isFinite(gvB[j]);
+    f[16 * j] = ok ? gmB[j] : 0;
+    f[16 * j + 1] = ok ? gvB[j] : 0;
+    u[16 * j + 12] = ok ? 0 : 1;
+  }
+  return out;
+}
 
 /**
  * Opens a device and compiles the pipelines (once per backend instance: shapes travel in

@@ -18,7 +18,15 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN_MIX: "sn_mix.wgsl",
   SN_NORMALIZE: "sn_normalize.wgsl",
   SN1D_NORMALIZE: "sn1d_normalize.wgsl",
+  SN_BWD_REDUCE: "sn_bwd_reduce.wgsl",
+  SN_BWD_ROWS: "sn_bwd_rows.wgsl",
+  SN1D_BWD_REDUCE: "sn1d_bwd_reduce.wgsl",
+  SN_BWD_GROUPS: "sn_bwd_groups.wgsl",
+  SN_BWD_COEF: "sn_bwd_coef.wgsl",
+  SN_BWD_DX: "sn_bwd_dx.wgsl",
+  SN1D_BWD_DX: "sn1d_bwd_dx.wgsl",
   BENCH_COPY: "bench_copy.wgsl",
+  BENCH_COPY_BACKWARD: "bench_copy_backward.wgsl",
 };
 
 const dir = new URL("./", import.meta.url);

@@ -83,7 +83,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -395,7 +395,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -642,7 +642,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -941,7 +941,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -1282,7 +1282,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -1527,7 +1527,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -1782,7 +1782,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -1962,6 +1962,2314 @@ fn main(
 }
 `;
 
+/** sn_bwd_reduce.wgsl (with its includes). */
+export const SN_BWD_REDUCE =
+  `// sn_bwd_reduce.wgsl: backward step 1 of layout "nd", the one pass over (x, dy) that gathers
+// per-row sums. Rows are cut into the segments of the forward's sn_stats (the same plan
+// arithmetic); for segment s of row r = n*C + c, with (hi, lo) = mu[r] of the saved forward
+// statistics (the IN summary rows[r] mixed with groups[n] (LN) and groups[N + c] (BN)):
+//   S1[s] = sum_{i in s} dy[i]
+//   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
+// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
+// statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
+// results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
+// Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
+// then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
+// thread count, not with the segment length).
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
+// not a shader on its own). The backward is the chain rule of SN_SPEC, per (n, c) row:
+//   s = 1 / sqrt(var + eps),  xhat = (x - mu) * s,  dxh = dy * gamma
+//   gm = dL/dmu  = -s * sum_i dxh             gv = dL/dvar = -0.5 * s^2 * sum_i dxh * xhat
+//   dgamma += sum_i dy * xhat                  dbeta += sum_i dy
+// and the importance-logit dot products a_k = sum gm * mu_k, b_k = sum gv * var_k, which are
+// kept centred: a'_k = sum gm * (mu_k - mu) with mu_k - mu formed from hi/lo pairs, so that a
+// common offset of 1e4 in the means cancels exactly instead of in float32 sums, plus
+// sum gm * mu separately (the backend adds the two in float64; the softmax/sparsestmax
+// Jacobians ignore a shift common to every k, so the logit gradients keep the centred precision).
+
+// A set of gradient sums: a row's, a tile line's, or a group's (LN per n, channel per c).
+//   s = (gm, gv, dgamma, dbeta)
+//   a = (gm * (mu_0 - mu), gm * (mu_1 - mu), gm * (mu_2 - mu), gm * mu)
+//   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
+//   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
+//          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+struct Grad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+}
+
+const G_BAD: u32 = 1u;
+
+fn grad_add(p: Grad, q: Grad) -> Grad {
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+}
+
+fn grad_zero() -> Grad {
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+fn mixed_bad(m: Mixed) -> bool {
+  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+}
+
+fn inv_std(m: Mixed) -> f32 {
+  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+}
+
+// Whether the BN statistics are functions of x (training with BN): only then do the BN
+// gradient sums flow back into dx.
+fn bn_depends_on_x() -> bool {
+  return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
+}
+
+// mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
+fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
+  return ((hi - m.hi) + lo) - m.lo;
+}
+
+// The mixed statistics of one row of layout "nd" (as sn_mix forms them): IN from its summary
+// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift.
+fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  return m;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec2<f32>>;
+
+var<workgroup> w_s: array<vec2<f32>, 256>;
+
+fn load_x(i: u32) -> f32 {
+  return x[i >> 2u][i & 3u];
+}
+
+fn load_dy(i: u32) -> f32 {
+  return dy[i >> 2u][i & 3u];
+}
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = P.seg_threads;
+  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
+  let t = lid % g;
+  var acc = vec2<f32>(0.0);
+  let live = seg < P.seg_end;
+  if (live) {
+    let row = seg / P.chunks;
+    let k = seg % P.chunks;
+    let n = row / P.c;
+    let c = row - n * P.c;
+    var bn = Group(0.0, 0.0, 0.0, 0u);
+    if ((P.flags & P_USING_BN) != 0u) {
+      bn = groups[P.n + c];
+    }
+    let m = nd_mix(rows[row], groups[n], bn);
+    let keep = !mixed_bad(m);
+    let hi = m.hi;
+    let lo = m.lo;
+    let row_start = row * P.m;
+    let s = row_start + k * P.seg_len - P.elem_base;
+    let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    let body_s = min((s + 3u) & ~3u, e);
+    let body_e = max(body_s, e & ~3u);
+    for (var i = s + t; i < body_s; i += g) {
+      let d = load_dy(i);
+      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+    }
+    for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
+      let d = dy[q];
+      let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
+      acc += vec2<f32>(d.x + d.y + d.z + d.w, select(0.0, dot(d, xc), keep));
+    }
+    for (var i = body_e + t; i < e; i += g) {
+      let d = load_dy(i);
+      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+    }
+  }
+  w_s[lid] = acc;
+  workgroupBarrier();
+  for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
+    if (t < stride) {
+      w_s[lid] += w_s[lid + stride];
+    }
+    workgroupBarrier();
+  }
+  if (live && t == 0u) {
+    bparts[seg] = w_s[lid];
+  }
+}
+`;
+
+/** sn_bwd_rows.wgsl (with its includes). */
+export const SN_BWD_ROWS =
+  `// sn_bwd_rows.wgsl: backward step 2 of layout "nd", one thread per row r = n*C + c. It adds the
+// row's segment sums (S1, S2) from sn_bwd_reduce and forms the row's gradient sums (a Grad,
+// backward_common.wgsl), with s = 1 / sqrt(var + eps) of the row's mixed statistics:
+//   gm = -s * gamma[c] * S1              (dL/dmu:  -s * sum dxh)
+//   gv = -0.5 * gamma[c] * s^3 * S2      (dL/dvar: -0.5 s^2 sum dxh * xhat, xhat = (x - mu) s)
+//   dgamma = s * S2,  dbeta = S1
+//   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
+// A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
+// not a shader on its own). The backward is the chain rule of SN_SPEC, per (n, c) row:
+//   s = 1 / sqrt(var + eps),  xhat = (x - mu) * s,  dxh = dy * gamma
+//   gm = dL/dmu  = -s * sum_i dxh             gv = dL/dvar = -0.5 * s^2 * sum_i dxh * xhat
+//   dgamma += sum_i dy * xhat                  dbeta += sum_i dy
+// and the importance-logit dot products a_k = sum gm * mu_k, b_k = sum gv * var_k, which are
+// kept centred: a'_k = sum gm * (mu_k - mu) with mu_k - mu formed from hi/lo pairs, so that a
+// common offset of 1e4 in the means cancels exactly instead of in float32 sums, plus
+// sum gm * mu separately (the backend adds the two in float64; the softmax/sparsestmax
+// Jacobians ignore a shift common to every k, so the logit gradients keep the centred precision).
+
+// A set of gradient sums: a row's, a tile line's, or a group's (LN per n, channel per c).
+//   s = (gm, gv, dgamma, dbeta)
+//   a = (gm * (mu_0 - mu), gm * (mu_1 - mu), gm * (mu_2 - mu), gm * mu)
+//   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
+//   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
+//          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+struct Grad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+}
+
+const G_BAD: u32 = 1u;
+
+fn grad_add(p: Grad, q: Grad) -> Grad {
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+}
+
+fn grad_zero() -> Grad {
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+fn mixed_bad(m: Mixed) -> bool {
+  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+}
+
+fn inv_std(m: Mixed) -> f32 {
+  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+}
+
+// Whether the BN statistics are functions of x (training with BN): only then do the BN
+// gradient sums flow back into dx.
+fn bn_depends_on_x() -> bool {
+  return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
+}
+
+// mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
+fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
+  return ((hi - m.hi) + lo) - m.lo;
+}
+
+// The mixed statistics of one row of layout "nd" (as sn_mix forms them): IN from its summary
+// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift.
+fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  return m;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> bparts: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> rows: array<Partial>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read_write> grads: array<Grad>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let r = linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.n * P.c) {
+    return;
+  }
+  let n = r / P.c;
+  let c = r - n * P.c;
+  var sums = vec2<f32>(0.0);
+  for (var k = 0u; k < P.chunks; k++) {
+    sums += bparts[r * P.chunks + k];
+  }
+  let p = rows[r];
+  let ln = groups[n];
+  var bn = Group(0.0, 0.0, 0.0, 0u);
+  if ((P.flags & P_USING_BN) != 0u) {
+    bn = groups[P.n + c];
+  }
+  let m = nd_mix(p, ln, bn);
+  if (mixed_bad(m)) {
+    grads[r] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    return;
+  }
+  let s = inv_std(m);
+  let gamma = affine[c];
+  let gm = -s * gamma * sums.x;
+  let gv = -0.5 * gamma * (s * s) * (s * sums.y);
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
+  var b = vec4<f32>(gv * (var_in - m.variance), gv * (ln.variance - m.variance), 0.0, 0.0);
+  if ((P.flags & P_USING_BN) != 0u) {
+    a.z = gm * centred(m, bn.hi, bn.lo);
+    b.z = gv * (bn.variance - m.variance);
+  }
+  a.w = gm * (m.hi + m.lo);
+  b.w = gv * m.variance;
+  grads[r] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+}
+`;
+
+/** sn1d_bwd_reduce.wgsl (with its includes). */
+export const SN1D_BWD_REDUCE =
+  `// sn1d_bwd_reduce.wgsl: backward step 1 of layout "1d", the one pass over (x, dy) [N, C]. Every
+// element has its own mixed statistics (LN groups[n], BN groups[N + c]), so each element is its
+// own "row" of the chain rule, with s = 1 / sqrt(var + eps) and xhat = ((x - hi) - lo) * s:
+//   gm = -s * gamma[c] * dy,  gv = -0.5 * s^2 * gamma[c] * dy * xhat,
+//   dgamma = dy * xhat,  dbeta = dy,  a/b = the centred dot terms (backward_common.wgsl)
+// LN needs these summed along each row n, BN and the parameters along each column c, and both
+// come from this one read: like sn1d_stats, each workgroup copies a 32 x 32 tile of x and of dy
+// into workgroup memory, then 32 threads sum the tile's columns and 32 its rows:
+//   parts[ct * N + n]                  = sum over the tile's columns of row n   (ct: column tile)
+//   parts[Params.bn_base + rt * C + c] = sum over the tile's rows of column c   (rt: row tile)
+// sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
+// not a shader on its own). The backward is the chain rule of SN_SPEC, per (n, c) row:
+//   s = 1 / sqrt(var + eps),  xhat = (x - mu) * s,  dxh = dy * gamma
+//   gm = dL/dmu  = -s * sum_i dxh             gv = dL/dvar = -0.5 * s^2 * sum_i dxh * xhat
+//   dgamma += sum_i dy * xhat                  dbeta += sum_i dy
+// and the importance-logit dot products a_k = sum gm * mu_k, b_k = sum gv * var_k, which are
+// kept centred: a'_k = sum gm * (mu_k - mu) with mu_k - mu formed from hi/lo pairs, so that a
+// common offset of 1e4 in the means cancels exactly instead of in float32 sums, plus
+// sum gm * mu separately (the backend adds the two in float64; the softmax/sparsestmax
+// Jacobians ignore a shift common to every k, so the logit gradients keep the centred precision).
+
+// A set of gradient sums: a row's, a tile line's, or a group's (LN per n, channel per c).
+//   s = (gm, gv, dgamma, dbeta)
+//   a = (gm * (mu_0 - mu), gm * (mu_1 - mu), gm * (mu_2 - mu), gm * mu)
+//   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
+//   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
+//          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+struct Grad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+}
+
+const G_BAD: u32 = 1u;
+
+fn grad_add(p: Grad, q: Grad) -> Grad {
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+}
+
+fn grad_zero() -> Grad {
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+fn mixed_bad(m: Mixed) -> bool {
+  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+}
+
+fn inv_std(m: Mixed) -> f32 {
+  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+}
+
+// Whether the BN statistics are functions of x (training with BN): only then do the BN
+// gradient sums flow back into dx.
+fn bn_depends_on_x() -> bool {
+  return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
+}
+
+// mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
+fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
+  return ((hi - m.hi) + lo) - m.lo;
+}
+
+// The mixed statistics of one row of layout "nd" (as sn_mix forms them): IN from its summary
+// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift.
+fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  return m;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
+
+const T: u32 = 32u;
+var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
+var<workgroup> tdy: array<f32, 1056>;
+
+fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
+  let ln = groups[n];
+  let bn = groups[P.n + c];
+  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  if (mixed_bad(m)) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+  }
+  let s = inv_std(m);
+  let gamma = affine[c];
+  let xh = ((xv - m.hi) - m.lo) * s;
+  let gm = -s * gamma * d;
+  let gv = -0.5 * (s * s) * gamma * d * xh;
+  let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
+  let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let wg = linear_group(wid, nwg);
+  let col_tiles = P.chunks;
+  let rt = P.seg_first + wg / col_tiles;
+  if (rt >= P.seg_end) {
+    return;
+  }
+  let ct = wg % col_tiles;
+  let n0 = rt * T;
+  let c0 = ct * T;
+  let rows = min(T, P.n - n0);
+  let cols = min(T, P.c - c0);
+  for (var i = lid; i < T * T; i += 64u) {
+    let r = i / T;
+    let cc = i % T;
+    if (r < rows && cc < cols) {
+      let e = (n0 + r) * P.c + c0 + cc - P.elem_base;
+      tx[r * 33u + cc] = x[e];
+      tdy[r * 33u + cc] = dy[e];
+    }
+  }
+  workgroupBarrier();
+  var acc = grad_zero();
+  if (lid < T) {
+    if (lid < cols) {
+      for (var r = 0u; r < rows; r++) {
+        acc = grad_add(acc, element(n0 + r, c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
+      }
+      parts[P.bn_base + rt * P.c + c0 + lid] = acc;
+    }
+  } else if (lid - T < rows) {
+    let r = lid - T;
+    for (var cc = 0u; cc < cols; cc++) {
+      acc = grad_add(acc, element(n0 + r, c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
+    }
+    parts[ct * P.n + n0 + r] = acc;
+  }
+}
+`;
+
+/** sn_bwd_groups.wgsl (with its includes). */
+export const SN_BWD_GROUPS =
+  `// sn_bwd_groups.wgsl: the backward's combine step, both layouts. Workgroup g < N sums the Grad
+// records of LN group n = g, the next C workgroups those of channel c, exactly as
+// sn_group_stats walks its members (ln_base + g*ln_step + k*ln_stride, k < ln_count; bn_*):
+//   out[g] = sum_k member_k  (every field),  flags = OR_k flags_k
+// Layout "nd": members are the rows of sn_bwd_rows, so out[n] = (GmL[n], GvL[n], ...) and
+// out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
+// of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
+// Each of the 64 threads adds a strided share, then the threads add pairwise (a tree).
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
+// not a shader on its own). The backward is the chain rule of SN_SPEC, per (n, c) row:
+//   s = 1 / sqrt(var + eps),  xhat = (x - mu) * s,  dxh = dy * gamma
+//   gm = dL/dmu  = -s * sum_i dxh             gv = dL/dvar = -0.5 * s^2 * sum_i dxh * xhat
+//   dgamma += sum_i dy * xhat                  dbeta += sum_i dy
+// and the importance-logit dot products a_k = sum gm * mu_k, b_k = sum gv * var_k, which are
+// kept centred: a'_k = sum gm * (mu_k - mu) with mu_k - mu formed from hi/lo pairs, so that a
+// common offset of 1e4 in the means cancels exactly instead of in float32 sums, plus
+// sum gm * mu separately (the backend adds the two in float64; the softmax/sparsestmax
+// Jacobians ignore a shift common to every k, so the logit gradients keep the centred precision).
+
+// A set of gradient sums: a row's, a tile line's, or a group's (LN per n, channel per c).
+//   s = (gm, gv, dgamma, dbeta)
+//   a = (gm * (mu_0 - mu), gm * (mu_1 - mu), gm * (mu_2 - mu), gm * mu)
+//   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
+//   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
+//          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+struct Grad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+}
+
+const G_BAD: u32 = 1u;
+
+fn grad_add(p: Grad, q: Grad) -> Grad {
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+}
+
+fn grad_zero() -> Grad {
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+fn mixed_bad(m: Mixed) -> bool {
+  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+}
+
+fn inv_std(m: Mixed) -> f32 {
+  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+}
+
+// Whether the BN statistics are functions of x (training with BN): only then do the BN
+// gradient sums flow back into dx.
+fn bn_depends_on_x() -> bool {
+  return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
+}
+
+// mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
+fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
+  return ((hi - m.hi) + lo) - m.lo;
+}
+
+// The mixed statistics of one row of layout "nd" (as sn_mix forms them): IN from its summary
+// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift.
+fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  return m;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> members: array<Grad>;
+@group(0) @binding(2) var<storage, read_write> out: array<Grad>;
+
+var<workgroup> w_s: array<vec4<f32>, 64>;
+var<workgroup> w_a: array<vec4<f32>, 64>;
+var<workgroup> w_b: array<vec4<f32>, 64>;
+var<workgroup> w_flags: array<u32, 64>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = linear_group(wid, nwg);
+  if (g >= P.groups_ln + P.groups_bn) {
+    return;
+  }
+  var base: u32;
+  var stride: u32;
+  var count: u32;
+  if (g >= P.groups_ln) {
+    base = P.bn_base + (g - P.groups_ln) * P.bn_step;
+    stride = P.bn_stride;
+    count = P.bn_count;
+  } else {
+    base = P.ln_base + g * P.ln_step;
+    stride = P.ln_stride;
+    count = P.ln_count;
+  }
+  var acc = grad_zero();
+  for (var k = lid; k < count; k += 64u) {
+    acc = grad_add(acc, members[base + k * stride]);
+  }
+  w_s[lid] = acc.s;
+  w_a[lid] = acc.a;
+  w_b[lid] = acc.b;
+  w_flags[lid] = acc.flags;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      w_s[lid] += w_s[lid + s];
+      w_a[lid] += w_a[lid + s];
+      w_b[lid] += w_b[lid + s];
+      w_flags[lid] = w_flags[lid] | w_flags[lid + s];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    out[g] = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+  }
+}
+`;
+
+/** sn_bwd_coef.wgsl (with its includes). */
+export const SN_BWD_COEF =
+  `// sn_bwd_coef.wgsl: backward step 4 of layout "nd", one thread per row r = n*C + c: the affine
+// map of (dy, x) that sn_bwd_dx applies to the row. With gm, gv the row's sums (sn_bwd_rows),
+// (GmL, GvL) = groups[n] and (GmB, GvB) = groups[N + c] (sn_bwd_groups; under SyncSN the
+// global batch's, written back by the CPU), NB = Params.batch:
+//   Gvar_in = v0*gv + v1*GvL/C + v2*GvB/NB
+//   Gmu_in  = w0*gm + w1*GmL/C + w2*GmB/NB
+//             + v1*(2/C)*(mu_in - mu_ln)*GvL + v2*(2/NB)*(mu_in - mu_bn)*GvB
+//   (the BN terms only in training with BN; in evaluation BN statistics are constants)
+//   dx = dy * gamma*s + Gmu_in/M + Gvar_in * 2*(x - mu_in)/(M - 1)
+//      = dy * gs + (x - K) * B + A,  gs = gamma*s,  B = 2*Gvar_in/(M - 1),
+//        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
+//   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
+//   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
+// not a shader on its own). The backward is the chain rule of SN_SPEC, per (n, c) row:
+//   s = 1 / sqrt(var + eps),  xhat = (x - mu) * s,  dxh = dy * gamma
+//   gm = dL/dmu  = -s * sum_i dxh             gv = dL/dvar = -0.5 * s^2 * sum_i dxh * xhat
+//   dgamma += sum_i dy * xhat                  dbeta += sum_i dy
+// and the importance-logit dot products a_k = sum gm * mu_k, b_k = sum gv * var_k, which are
+// kept centred: a'_k = sum gm * (mu_k - mu) with mu_k - mu formed from hi/lo pairs, so that a
+// common offset of 1e4 in the means cancels exactly instead of in float32 sums, plus
+// sum gm * mu separately (the backend adds the two in float64; the softmax/sparsestmax
+// Jacobians ignore a shift common to every k, so the logit gradients keep the centred precision).
+
+// A set of gradient sums: a row's, a tile line's, or a group's (LN per n, channel per c).
+//   s = (gm, gv, dgamma, dbeta)
+//   a = (gm * (mu_0 - mu), gm * (mu_1 - mu), gm * (mu_2 - mu), gm * mu)
+//   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
+//   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
+//          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+struct Grad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+}
+
+const G_BAD: u32 = 1u;
+
+fn grad_add(p: Grad, q: Grad) -> Grad {
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+}
+
+fn grad_zero() -> Grad {
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+fn mixed_bad(m: Mixed) -> bool {
+  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+}
+
+fn inv_std(m: Mixed) -> f32 {
+  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+}
+
+// Whether the BN statistics are functions of x (training with BN): only then do the BN
+// gradient sums flow back into dx.
+fn bn_depends_on_x() -> bool {
+  return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
+}
+
+// mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
+fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
+  return ((hi - m.hi) + lo) - m.lo;
+}
+
+// The mixed statistics of one row of layout "nd" (as sn_mix forms them): IN from its summary
+// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift.
+fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  return m;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> grads: array<Grad>;
+@group(0) @binding(2) var<storage, read> bgroups: array<Grad>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let r = linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.n * P.c) {
+    return;
+  }
+  let n = r / P.c;
+  let c = r - n * P.c;
+  let p = rows[r];
+  let ln = groups[n];
+  var bn = Group(0.0, 0.0, 0.0, 0u);
+  if ((P.flags & P_USING_BN) != 0u) {
+    bn = groups[P.n + c];
+  }
+  let m = nd_mix(p, ln, bn);
+  let row = grads[r];
+  let lg = bgroups[n];
+  let cf = f32(P.c);
+  let s = inv_std(m);
+  var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
+  var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
+    P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
+  var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
+  if (bn_depends_on_x()) {
+    let bg = bgroups[P.n + c];
+    let nb = P.batch;
+    gvar += P.wvar[2] * bg.s.y / nb;
+    gmu += P.wmean[2] * bg.s.x / nb +
+      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y;
+    bad = bad || bg.flags != 0u;
+  }
+  let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
+  let a = gmu / f32(P.m) - b * p.mean;
+  coef[r] = vec4<f32>(affine[c] * s, b, select(a, bitcast<f32>(QNAN_BITS), bad), p.shift);
+}
+`;
+
+/** sn_bwd_dx.wgsl (with its includes). */
+export const SN_BWD_DX =
+  `// sn_bwd_dx.wgsl: the last backward step of layout "nd", the second and final pass over
+// (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
+//   dx[i] = dy[i] * gs + (x[i] - K) * B + A
+// and NaN where sn_bwd_coef marked the row (A's bits are NaN). x - K is exact for x near K (the
+// row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
+// straddles two rows (M % 4 != 0) takes each lane's row in turn.
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
+
+fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
+  return select(d * k.x + (xv - k.w) * k.y + k.z, bitcast<f32>(QNAN_BITS), is_nan_marker(k.z));
+}
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let q = linear_group(wid, nwg) * 256u + lid;
+  if (q >= P.vec_count) {
+    return;
+  }
+  let e0 = P.elem_base + 4u * q; // global index of lane 0
+  let last = min(e0 + 3u, P.total - 1u);
+  let xv = x[q];
+  let d = dy[q];
+  let r0 = e0 / P.m;
+  if (r0 == last / P.m) {
+    let k = coef[r0];
+    let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
+    dx[q] = select(out, vec4<f32>(bitcast<f32>(QNAN_BITS)), vec4<bool>(is_nan_marker(k.z)));
+    return;
+  }
+  var out = vec4<f32>(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let e = e0 + j;
+    if (e <= last) {
+      out[j] = apply1(coef[e / P.m], xv[j], d[j]);
+    }
+  }
+  dx[q] = out;
+}
+`;
+
+/** sn1d_bwd_dx.wgsl (with its includes). */
+export const SN1D_BWD_DX =
+  `// sn1d_bwd_dx.wgsl: the last backward step of layout "1d", the second and final pass over
+// (x, dy) [N, C]. Per element, with the LN statistics groups[n], the BN statistics
+// groups[N + c], the sums (GmL, GvL) = bgroups[n] and (GmB, GvB) = bgroups[N + c]
+// (sn_bwd_groups; under SyncSN the global batch's), s of the element's mixed statistics and
+// NB = Params.batch:
+//   dx = dy * gamma[c] * s + w0 * GmL/C + v0 * GvL * 2 * (x - mu_ln)/(C - 1)
+//        + w1 * GmB/NB + v1 * GvB * 2 * (x - mu_bn)/(NB - 1)     (BN terms: training only)
+// x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
+// statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
+// One vec4 per thread.
+
+// common.wgsl: declarations every SN shader shares. shaders/_build.ts pastes this file where a
+// shader has the line \`//!include common.wgsl\`; it is not a shader on its own.
+//
+// Formulas defined here:
+//   class_bits(v)      = which of NaN / +Inf / -Inf v is (0 for a finite v), from its bit pattern
+//   merge(a, b)        = Chan's merge of two (count, mean, M2) summaries:
+//                        n = na + nb, d = mean_b - mean_a,
+//                        mean = mean_a + d * nb / n,  M2 = M2_a + M2_b + d^2 * na * nb / n
+//   ieee_add/ieee_mul  = a + b and a * b with IEEE-754 results for infinite and NaN operands
+
+// Non-finite values are tracked as flag bits, never as float NaN/Inf: WGSL lets implementations
+// assume floats are finite (a driver may fold \`x * 0.0\` to 0 or drop NaN checks), so NaN and
+// infinity must not flow through float arithmetic. The bits say what the float64 reference would
+// have produced: any NaN, or +Inf together with -Inf, makes a mean NaN; +Inf alone makes it +Inf;
+// any non-finite input, or fewer than two values, makes an unbiased variance NaN.
+const F_NAN: u32 = 1u;
+const F_POS_INF: u32 = 2u;
+const F_NEG_INF: u32 = 4u;
+// The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
+const F_NO_VAR: u32 = 8u;
+const QNAN_BITS: u32 = 0x7fc00000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Bits of Params.flags.
+const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
+const P_USING_BN: u32 = 2u;
+const P_TRAINING: u32 = 4u;
+const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
+const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
+const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+
+// One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
+// window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
+struct Params {
+  n: u32,
+  c: u32,
+  m: u32,
+  total: u32, // N * C * M elements
+  seg_threads: u32, // stats: threads per segment (a power of two <= 256)
+  seg_len: u32, // stats: elements per segment (chunk of a row)
+  chunks: u32, // stats: segments per row; 1d stats: column tiles
+  seg_first: u32, // first segment (1d: row tile) of this dispatch
+  seg_end: u32, // one past the last segment (1d: row tile) of this dispatch
+  elem_base: u32, // element index where this dispatch's binding window of x / y starts
+  vec_count: u32, // normalize: vec4s in this window
+  flags: u32,
+  ln_base: u32, // group pass: members of LN group g are ln_base + g*ln_step + k*ln_stride
+  ln_step: u32,
+  ln_stride: u32,
+  ln_count: u32, // members per LN group
+  bn_base: u32,
+  bn_step: u32,
+  bn_stride: u32,
+  bn_count: u32,
+  groups_ln: u32, // number of LN groups (N)
+  groups_bn: u32, // number of BN groups (C, or 0 without usingBN)
+  eps: f32,
+  momentum: f32,
+  one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
+  _pad1: u32,
+  _pad2: u32,
+  wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
+  wvar: vec4<f32>, // mixing weights of the variances
+}
+
+// A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
+// same scope) so that a large common offset costs no precision: the true mean is
+// shift + mean, computed as a float32 hi/lo pair.
+struct Partial {
+  shift: f32,
+  mean: f32,
+  m2: f32,
+  count: u32, // finite values summarized
+  flags: u32, // F_* bits of every value of the scope, finite or not
+}
+
+// A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
+// variance as the scope requires, F_* flags.
+struct Group {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+struct Acc {
+  n: f32,
+  mean: f32,
+  m2: f32,
+}
+
+fn class_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7f800000u) != 0x7f800000u) {
+    return 0u;
+  }
+  if ((b & 0x007fffffu) != 0u) {
+    return F_NAN;
+  }
+  return select(F_POS_INF, F_NEG_INF, (b & 0x80000000u) != 0u);
+}
+
+fn merge(a: Acc, b: Acc) -> Acc {
+  if (b.n == 0.0) {
+    return a;
+  }
+  if (a.n == 0.0) {
+    return b;
+  }
+  let n = a.n + b.n;
+  let d = b.mean - a.mean;
+  let fb = b.n / n;
+  return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The float a statistic with these flags has in the float64 reference: its mean.
+fn mean_value(flags: u32, finite_mean: f32) -> f32 {
+  if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS);
+  }
+  if ((flags & F_POS_INF) != 0u) {
+    return bitcast<f32>(POS_INF_BITS);
+  }
+  if ((flags & F_NEG_INF) != 0u) {
+    return bitcast<f32>(NEG_INF_BITS);
+  }
+  return finite_mean;
+}
+
+// ... and its variance: NaN as soon as any flag is set.
+fn var_value(flags: u32, finite_var: f32) -> f32 {
+  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+}
+
+fn sign_bit(v: f32) -> u32 {
+  return bitcast<u32>(v) & 0x80000000u;
+}
+
+fn ieee_mul(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a * b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+  }
+  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+}
+
+fn ieee_add(a: f32, b: f32) -> f32 {
+  let ca = class_bits(a);
+  let cb = class_bits(b);
+  if ((ca | cb) == 0u) {
+    return a + b;
+  }
+  if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
+    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+  }
+  return select(b, a, ca != 0u);
+}
+
+// The mixed statistics of one (n, c), built term by term in mixing order (sn_mix, sn1d_normalize):
+//   lo  = sum_k wmean_k * ((hi_k - hi) + lo_k)   with hi the first term's hi
+//   var = sum_k wvar_k * var_k,   flags = OR_k flags_k
+struct Mixed {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(
+    m.hi,
+    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
+    m.variance + P.wvar[k] * variance,
+    m.flags | flags,
+  );
+}
+
+// y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
+// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
+  let denom = m.variance + P.eps;
+  let bad = m.flags != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(max(denom, 1e-38));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+}
+
+fn is_nan_marker(beta: f32) -> bool {
+  return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
+fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
+// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
+// not a shader on its own). The backward is the chain rule of SN_SPEC, per (n, c) row:
+//   s = 1 / sqrt(var + eps),  xhat = (x - mu) * s,  dxh = dy * gamma
+//   gm = dL/dmu  = -s * sum_i dxh             gv = dL/dvar = -0.5 * s^2 * sum_i dxh * xhat
+//   dgamma += sum_i dy * xhat                  dbeta += sum_i dy
+// and the importance-logit dot products a_k = sum gm * mu_k, b_k = sum gv * var_k, which are
+// kept centred: a'_k = sum gm * (mu_k - mu) with mu_k - mu formed from hi/lo pairs, so that a
+// common offset of 1e4 in the means cancels exactly instead of in float32 sums, plus
+// sum gm * mu separately (the backend adds the two in float64; the softmax/sparsestmax
+// Jacobians ignore a shift common to every k, so the logit gradients keep the centred precision).
+
+// A set of gradient sums: a row's, a tile line's, or a group's (LN per n, channel per c).
+//   s = (gm, gv, dgamma, dbeta)
+//   a = (gm * (mu_0 - mu), gm * (mu_1 - mu), gm * (mu_2 - mu), gm * mu)
+//   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
+//   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
+//          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+struct Grad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+}
+
+const G_BAD: u32 = 1u;
+
+fn grad_add(p: Grad, q: Grad) -> Grad {
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+}
+
+fn grad_zero() -> Grad {
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+fn mixed_bad(m: Mixed) -> bool {
+  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+}
+
+fn inv_std(m: Mixed) -> f32 {
+  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+}
+
+// Whether the BN statistics are functions of x (training with BN): only then do the BN
+// gradient sums flow back into dx.
+fn bn_depends_on_x() -> bool {
+  return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
+}
+
+// mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
+fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
+  return ((hi - m.hi) + lo) - m.lo;
+}
+
+// The mixed statistics of one row of layout "nd" (as sn_mix forms them): IN from its summary
+// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift.
+fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+  m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
+  if ((P.flags & P_USING_BN) != 0u) {
+    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  }
+  return m;
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let q = linear_group(wid, nwg) * 256u + lid;
+  if (q >= P.vec_count) {
+    return;
+  }
+  let e0 = P.elem_base + 4u * q;
+  let xv = x[q];
+  let d = dy[q];
+  let cf = f32(P.c);
+  let nb = P.batch;
+  let with_bn = bn_depends_on_x();
+  var out = vec4<f32>(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let e = e0 + j;
+    if (e < P.total) {
+      let n = e / P.c;
+      let c = e - n * P.c;
+      let ln = groups[n];
+      let bn = groups[P.n + c];
+      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      let lg = bgroups[n];
+      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
+        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
+      var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
+      if (with_bn) {
+        let bg = bgroups[P.n + c];
+        v += P.wmean[1] * bg.s.x / nb +
+          P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+        bad = bad || bg.flags != 0u || nb < 2.0;
+      }
+      out[j] = select(v, bitcast<f32>(QNAN_BITS), bad);
+    }
+  }
+  dx[q] = out;
+}
+`;
+
 /** bench_copy.wgsl (with its includes). */
 export const BENCH_COPY =
   `// bench_copy.wgsl: the bandwidth yardstick of bench/webgpu_bench.ts, not part of SN. It moves
@@ -1985,5 +4293,34 @@ fn main(
     return;
   }
   y[q] = a[q] + b[q];
+}
+`;
+
+/** bench_copy_backward.wgsl (with its includes). */
+export const BENCH_COPY_BACKWARD =
+  `// bench_copy_backward.wgsl: the bandwidth yardstick of the backward in bench/webgpu_bench.ts,
+// not part of SN. It moves the bytes an SN backward must move at least (x and dy read for the
+// sums, x and dy read again and dx written) with no arithmetic to speak of:
+//   y[i] = a[i] + b[i] + c[i] + d[i]     (a, b: x and dy; c, d: distinct copies of them, so
+//                                          that the second reads cannot come from cache)
+// One vec4 per thread, the same grid as sn_bwd_dx.wgsl.
+
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> c: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> d: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let q = (wid.x + wid.y * nwg.x) * 256u + lid;
+  if (q >= arrayLength(&y)) {
+    return;
+  }
+  y[q] = (a[q] + b[q]) + (c[q] + d[q]);
 }
 `;

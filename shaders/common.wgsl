@@ -58,7 +58,7 @@ struct Params {
   eps: f32,
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
-  _pad0: u32,
+  batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   _pad1: u32,
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn

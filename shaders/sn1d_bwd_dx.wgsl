@@ -1,0 +1,62 @@
+// sn1d_bwd_dx.wgsl: the last backward step of layout "1d", the second and final pass over
+// (x, dy) [N, C]. Per element, with the LN statistics groups[n], the BN statistics
+// groups[N + c], the sums (GmL, GvL) = bgroups[n] and (GmB, GvB) = bgroups[N + c]
+// (sn_bwd_groups; under SyncSN the global batch's), s of the element's mixed statistics and
+// NB = Params.batch:
+//   dx = dy * gamma[c] * s + w0 * GmL/C + v0 * GvL * 2 * (x - mu_ln)/(C - 1)
+//        + w1 * GmB/NB + v1 * GvB * 2 * (x - mu_bn)/(NB - 1)     (BN terms: training only)
+// x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
+// statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
+// One vec4 per thread.
+
+//!include common.wgsl
+//!include backward_common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let q = linear_group(wid, nwg) * 256u + lid;
+  if (q >= P.vec_count) {
+    return;
+  }
+  let e0 = P.elem_base + 4u * q;
+  let xv = x[q];
+  let d = dy[q];
+  let cf = f32(P.c);
+  let nb = P.batch;
+  let with_bn = bn_depends_on_x();
+  var out = vec4<f32>(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let e = e0 + j;
+    if (e < P.total) {
+      let n = e / P.c;
+      let c = e - n * P.c;
+      let ln = groups[n];
+      let bn = groups[P.n + c];
+      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      let lg = bgroups[n];
+      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
+        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
+      var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
+      if (with_bn) {
+        let bg = bgroups[P.n + c];
+        v += P.wmean[1] * bg.s.x / nb +
+          P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+        bad = bad || bg.flags != 0u || nb < 2.0;
+      }
+      out[j] = select(v, bitcast<f32>(QNAN_BITS), bad);
+    }
+  }
+  dx[q] = out;
+}

@@ -1,0 +1,86 @@
+// sn1d_bwd_reduce.wgsl: backward step 1 of layout "1d", the one pass over (x, dy) [N, C]. Every
+// element has its own mixed statistics (LN groups[n], BN groups[N + c]), so each element is its
+// own "row" of the chain rule, with s = 1 / sqrt(var + eps) and xhat = ((x - hi) - lo) * s:
+//   gm = -s * gamma[c] * dy,  gv = -0.5 * s^2 * gamma[c] * dy * xhat,
+//   dgamma = dy * xhat,  dbeta = dy,  a/b = the centred dot terms (backward_common.wgsl)
+// LN needs these summed along each row n, BN and the parameters along each column c, and both
+// come from this one read: like sn1d_stats, each workgroup copies a 32 x 32 tile of x and of dy
+// into workgroup memory, then 32 threads sum the tile's columns and 32 its rows:
+//   parts[ct * N + n]                  = sum over the tile's columns of row n   (ct: column tile)
+//   parts[Params.bn_base + rt * C + c] = sum over the tile's rows of column c   (rt: row tile)
+// sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
+
+//!include common.wgsl
+//!include backward_common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
+
+const T: u32 = 32u;
+var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
+var<workgroup> tdy: array<f32, 1056>;
+
+fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
+  let ln = groups[n];
+  let bn = groups[P.n + c];
+  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  if (mixed_bad(m)) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+  }
+  let s = inv_std(m);
+  let gamma = affine[c];
+  let xh = ((xv - m.hi) - m.lo) * s;
+  let gm = -s * gamma * d;
+  let gv = -0.5 * (s * s) * gamma * d * xh;
+  let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
+  let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let wg = linear_group(wid, nwg);
+  let col_tiles = P.chunks;
+  let rt = P.seg_first + wg / col_tiles;
+  if (rt >= P.seg_end) {
+    return;
+  }
+  let ct = wg % col_tiles;
+  let n0 = rt * T;
+  let c0 = ct * T;
+  let rows = min(T, P.n - n0);
+  let cols = min(T, P.c - c0);
+  for (var i = lid; i < T * T; i += 64u) {
+    let r = i / T;
+    let cc = i % T;
+    if (r < rows && cc < cols) {
+      let e = (n0 + r) * P.c + c0 + cc - P.elem_base;
+      tx[r * 33u + cc] = x[e];
+      tdy[r * 33u + cc] = dy[e];
+    }
+  }
+  workgroupBarrier();
+  var acc = grad_zero();
+  if (lid < T) {
+    if (lid < cols) {
+      for (var r = 0u; r < rows; r++) {
+        acc = grad_add(acc, element(n0 + r, c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
+      }
+      parts[P.bn_base + rt * P.c + c0 + lid] = acc;
+    }
+  } else if (lid - T < rows) {
+    let r = lid - T;
+    for (var cc = 0u; cc < cols; cc++) {
+      acc = grad_add(acc, element(n0 + r, c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
+    }
+    parts[ct * P.n + n0 + r] = acc;
+  }
+}

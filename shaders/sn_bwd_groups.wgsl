@@ -1,0 +1,65 @@
+// sn_bwd_groups.wgsl: the backward's combine step, both layouts. Workgroup g < N sums the Grad
+// records of LN group n = g, the next C workgroups those of channel c, exactly as
+// sn_group_stats walks its members (ln_base + g*ln_step + k*ln_stride, k < ln_count; bn_*):
+//   out[g] = sum_k member_k  (every field),  flags = OR_k flags_k
+// Layout "nd": members are the rows of sn_bwd_rows, so out[n] = (GmL[n], GvL[n], ...) and
+// out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
+// of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
+// Each of the 64 threads adds a strided share, then the threads add pairwise (a tree).
+
+//!include common.wgsl
+//!include backward_common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> members: array<Grad>;
+@group(0) @binding(2) var<storage, read_write> out: array<Grad>;
+
+var<workgroup> w_s: array<vec4<f32>, 64>;
+var<workgroup> w_a: array<vec4<f32>, 64>;
+var<workgroup> w_b: array<vec4<f32>, 64>;
+var<workgroup> w_flags: array<u32, 64>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = linear_group(wid, nwg);
+  if (g >= P.groups_ln + P.groups_bn) {
+    return;
+  }
+  var base: u32;
+  var stride: u32;
+  var count: u32;
+  if (g >= P.groups_ln) {
+    base = P.bn_base + (g - P.groups_ln) * P.bn_step;
+    stride = P.bn_stride;
+    count = P.bn_count;
+  } else {
+    base = P.ln_base + g * P.ln_step;
+    stride = P.ln_stride;
+    count = P.ln_count;
+  }
+  var acc = grad_zero();
+  for (var k = lid; k < count; k += 64u) {
+    acc = grad_add(acc, members[base + k * stride]);
+  }
+  w_s[lid] = acc.s;
+  w_a[lid] = acc.a;
+  w_b[lid] = acc.b;
+  w_flags[lid] = acc.flags;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      w_s[lid] += w_s[lid + s];
+      w_a[lid] += w_a[lid + s];
+      w_b[lid] += w_b[lid + s];
+      w_flags[lid] = w_flags[lid] | w_flags[lid + s];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    out[g] = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+  }
+}

@@ -1,0 +1,88 @@
+// sn_bwd_reduce.wgsl: backward step 1 of layout "nd", the one pass over (x, dy) that gathers
+// per-row sums. Rows are cut into the segments of the forward's sn_stats (the same plan
+// arithmetic); for segment s of row r = n*C + c, with (hi, lo) = mu[r] of the saved forward
+// statistics (the IN summary rows[r] mixed with groups[n] (LN) and groups[N + c] (BN)):
+//   S1[s] = sum_{i in s} dy[i]
+//   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
+// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
+// statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
+// results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
+// Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
+// then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
+// thread count, not with the segment length).
+
+//!include common.wgsl
+//!include backward_common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec2<f32>>;
+
+var<workgroup> w_s: array<vec2<f32>, 256>;
+
+fn load_x(i: u32) -> f32 {
+  return x[i >> 2u][i & 3u];
+}
+
+fn load_dy(i: u32) -> f32 {
+  return dy[i >> 2u][i & 3u];
+}
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = P.seg_threads;
+  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
+  let t = lid % g;
+  var acc = vec2<f32>(0.0);
+  let live = seg < P.seg_end;
+  if (live) {
+    let row = seg / P.chunks;
+    let k = seg % P.chunks;
+    let n = row / P.c;
+    let c = row - n * P.c;
+    var bn = Group(0.0, 0.0, 0.0, 0u);
+    if ((P.flags & P_USING_BN) != 0u) {
+      bn = groups[P.n + c];
+    }
+    let m = nd_mix(rows[row], groups[n], bn);
+    let keep = !mixed_bad(m);
+    let hi = m.hi;
+    let lo = m.lo;
+    let row_start = row * P.m;
+    let s = row_start + k * P.seg_len - P.elem_base;
+    let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    let body_s = min((s + 3u) & ~3u, e);
+    let body_e = max(body_s, e & ~3u);
+    for (var i = s + t; i < body_s; i += g) {
+      let d = load_dy(i);
+      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+    }
+    for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
+      let d = dy[q];
+      let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
+      acc += vec2<f32>(d.x + d.y + d.z + d.w, select(0.0, dot(d, xc), keep));
+    }
+    for (var i = body_e + t; i < e; i += g) {
+      let d = load_dy(i);
+      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+    }
+  }
+  w_s[lid] = acc;
+  workgroupBarrier();
+  for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
+    if (t < stride) {
+      w_s[lid] += w_s[lid + stride];
+    }
+    workgroupBarrier();
+  }
+  if (live && t == 0u) {
+    bparts[seg] = w_s[lid];
+  }
+}
