@@ -1,8 +1,9 @@
 /**
- * SwitchNorm2d training forward on the WASM backend, beside the roofline kernel of the same module
- * (the same bytes moved with no math: read x, then read x again and write y) and the float64
- * reference. One group per shape, the roofline as its baseline, so `deno bench` prints each
- * path's time as a multiple of the memory floor:
+ * SwitchNorm2d training forward and backward on the WASM backend, each beside its roofline kernel
+ * of the same module (the same bytes moved with no math: forward, read x, then read x again and
+ * write y; backward, read x and dy, then read both again and write dx) and the float64
+ * reference. One group per shape and direction, the roofline as its baseline, so `deno bench`
+ * prints each path's time as a multiple of the memory floor:
  *
  *   deno task bench            (deno bench --allow-read bench/)
  *
@@ -11,6 +12,9 @@
  * - "wasm Float32Array in/out": `layer.forward(x, shape)`, which also copies x in and y out
  *   (target <= 2.5x roofline); "... into out" reuses the caller's output array.
  * - "reference": plain TypeScript, float64; few iterations, it is slow.
+ * - backward groups ("... backward"): `layer.backward(dy)` after one training forward kept x and
+ *   the statistics; resident (dy a tensor, dx a new tensor freed each time; target <= 1.5x its
+ *   roofline) and Float32Array (copies x and dy in and dx out).
  *
  * Everything is single-threaded.
  */
@@ -26,9 +30,9 @@ const SHAPES = [
 ] as const;
 
 /** Deterministic activations: unit-ish spread around a per-channel offset, as after a conv. */
-function activations(shape: readonly number[]): Float32Array {
+function activations(shape: readonly number[], seed = 12345): Float32Array {
   const [, c, h, w] = shape, m = h * w;
-  let s = 12345;
+  let s = seed;
   return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => {
     s = (s * 1103515245 + 12345) % 2147483648;
     return ((Math.floor(i / m) % c) % 7) - 3 + s / 2147483648 - 0.5;
@@ -85,6 +89,53 @@ for (const shape of SHAPES) {
     warmup: 1,
     async fn() {
       await ref.forward(x, shape);
+    },
+  });
+}
+
+for (const shape of SHAPES) {
+  const group = `[${shape.join(",")}] backward`;
+  const x = activations(shape), dy = activations(shape, 777).map((v) => v * 0.1);
+  const sn = new SwitchNorm2d(shape[1], { backend: "wasm" });
+  const ref = new SwitchNorm2d(shape[1], { backend: "reference" });
+  const xt = await sn.upload(x, shape) as WasmTensor;
+  const dyt = await sn.upload(dy, shape) as WasmTensor;
+  const dxt = await sn.upload(new Float32Array(x.length), shape) as WasmTensor;
+  // One layer per path: backward differentiates that layer's last forward.
+  const plain = new SwitchNorm2d(shape[1], { backend: "wasm" });
+  await sn.forward(xt, { out: await sn.upload(new Float32Array(x.length), shape) });
+  await plain.forward(x, shape);
+  await ref.forward(x, shape);
+
+  Deno.bench({
+    name: "roofline (read x, dy; read x, dy, write dx)",
+    group,
+    baseline: true,
+    fn() {
+      wasm.rooflineBackward(xt, dyt, dxt);
+    },
+  });
+  Deno.bench({
+    name: "wasm backward, resident",
+    group,
+    async fn() {
+      (await sn.backward(dyt)).dispose();
+    },
+  });
+  Deno.bench({
+    name: "wasm backward, Float32Array in/out",
+    group,
+    async fn() {
+      await plain.backward(dy);
+    },
+  });
+  Deno.bench({
+    name: "reference backward (float64 TypeScript)",
+    group,
+    n: 3,
+    warmup: 1,
+    async fn() {
+      await ref.backward(dy);
     },
   });
 }

@@ -5,7 +5,14 @@
  * the layer nor the shared PyTorch vectors.
  */
 import assert from "node:assert/strict";
-import type { LayerParams, NormProblem, RunningUpdate } from "../backends/_backend.ts";
+import type {
+  BackwardResult,
+  BatchSync,
+  LayerParams,
+  NormProblem,
+  RunningUpdate,
+  SavedForward,
+} from "../backends/_backend.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import {
   loadWasmBackend,
@@ -13,7 +20,7 @@ import {
   wasmSimdSupported,
   WasmTensor,
 } from "../backends/wasm.ts";
-import { SwitchNorm2d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { assertClose, type Tolerance } from "./_close.ts";
 import { STRICT } from "./_backends.ts";
 
@@ -442,5 +449,311 @@ Deno.test({
     assert.throws(() => b.upload(new Float32Array(6), [4, 2]), /does not describe 6 elements/);
     b.dispose();
     assert.throws(() => b.upload(new Float32Array(6), [2, 3]), /after dispose/);
+  },
+});
+
+/**
+ * dx and the parameter gradients of the WASM backward against the reference's float64 ones. The
+ * reduction sums dy and dy (x - f32 mean) in f32 within chunks of 1024 floats (16 partial sums,
+ * so ~64 terms each) and adds the chunks in f64; everything O(N*C) is f64, and the dx sweep is
+ * three f32 multiply-adds from per-row constants rounded to f32. Relative error a few 1e-7 of the
+ * largest term; observed at most ~0.05 of this bound on the problems below. GRAD (1e-4, the
+ * shared table's) would also pass, but would hide an f32 accumulation over a whole row.
+ */
+const GRADS: Tolerance = {
+  atol: 1e-5,
+  rtol: 1e-5,
+  why: "f32 chunk sums of dy and dy (x - mean) added in f64, f32 dx sweep from f64 constants",
+};
+
+/** Training forward (with save) then backward on both backends; compares every result. */
+async function agreeBackward(wasm: WasmBackend, c: Case, dy: Float32Array, what: string) {
+  const pw = c.params(), pr = c.params();
+  const sw: SavedForward = {}, sr: SavedForward = {};
+  await wasm.forward(c.problem, c.x, pw, MOVING, undefined, sw);
+  await reference.forward(c.problem, c.x, pr, MOVING, undefined, sr);
+  const gw = await wasm.backward(sw, dy, pw), gr = await reference.backward(sr, dy, pr);
+  assertGradsClose(gw, gr, what);
+}
+
+function assertGradsClose(gw: BackwardResult, gr: BackwardResult, what: string): void {
+  assert.ok(gw.dx instanceof Float32Array, `${what}: dx is a Float32Array`);
+  assertClose(gw.dx, gr.dx as Float32Array, GRADS, `${what}: dx`);
+  assertClose(gw.dWeight, gr.dWeight, GRADS, `${what}: dWeight`);
+  assertClose(gw.dBias, gr.dBias, GRADS, `${what}: dBias`);
+  assertClose(gw.meanDots, gr.meanDots, GRADS, `${what}: meanDots`);
+  assertClose(gw.varDots, gr.varDots, GRADS, `${what}: varDots`);
+}
+
+function randomDy(seed: number, length: number): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length }, () => r() * 2 - 1);
+}
+
+Deno.test({
+  name: "WASM backward matches the reference on random nd problems, train and eval, BN on/off",
+  ignore,
+  async fn() {
+    let seed = 1000;
+    for (const m of [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 49, 1023, 1024, 1025, 3000]) {
+      for (const [n, c] of [[1, 3], [2, 1], [3, 5]] as const) {
+        for (const training of [true, false]) {
+          for (const usingBN of [true, false]) {
+            const what = `nd [${n},${c},${m}] training=${training} usingBN=${usingBN}`;
+            const k = randomCase(seed++, "nd", [n, c, m], training, usingBN);
+            await agreeBackward(wasm, k, randomDy(seed, k.x.length), what);
+          }
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "WASM backward matches the reference on random 1d problems, odd widths included",
+  ignore,
+  async fn() {
+    let seed = 1200;
+    for (const [n, c] of [[2, 2], [7, 3], [16, 37], [300, 5], [33, 1000], [3, 2001]]) {
+      for (const training of [true, false]) {
+        const what = `1d [${n},${c}] training=${training}`;
+        const k = randomCase(seed++, "1d", [n, c, 1], training, true);
+        await agreeBackward(wasm, k, randomDy(seed, k.x.length), what);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "WASM backward keeps full accuracy with mean offsets of 1e4 and unit spread",
+  ignore,
+  async fn() {
+    let seed = 1300;
+    for (const offset of [1e4, -3e4]) {
+      for (
+        const [layout, shape] of [
+          ["nd", [2, 4, 49]],
+          ["nd", [3, 2, 1500]],
+          ["1d", [64, 6, 1]],
+        ] as const
+      ) {
+        for (const training of [true, false]) {
+          const k = randomCase(seed++, layout, [...shape], training, true, offset);
+          const what = `${layout} [${shape}] offset ${offset} training=${training}`;
+          await agreeBackward(wasm, k, randomDy(seed, k.x.length), what);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "a backward on resident tensors gives the Float32Array path's numbers, in a new tensor",
+  ignore,
+  async fn() {
+    for (const [layout, shape] of [["nd", [3, 4, 37]], ["1d", [9, 7, 1]]] as const) {
+      const k = randomCase(1400, layout, [...shape], true, true);
+      const dy = randomDy(1401, k.x.length);
+      const plain: SavedForward = {}, resident: SavedForward = {};
+      const p1 = k.params(), p2 = { ...k.params(), layerId: 2 };
+      await wasm.forward(k.problem, k.x, p1, MOVING, undefined, plain);
+      const want = await wasm.backward(plain, dy, p1);
+
+      using xt = wasm.upload(k.x, [k.x.length]);
+      using dyt = wasm.upload(dy, [dy.length]);
+      using yt = await wasm.forward(k.problem, xt, p2, MOVING, undefined, resident) as WasmTensor;
+      const got = await wasm.backward(resident, dyt, p2);
+      using dx = got.dx as WasmTensor;
+      assert.ok(dx instanceof WasmTensor && dx !== dyt && dx !== xt && dx !== yt);
+      assert.deepEqual(dx.shape, xt.shape);
+      assert.deepEqual(dx.data, want.dx, `${layout}: dx`);
+      assert.deepEqual(dyt.data, dy, `${layout}: dy is left alone`);
+      assert.deepEqual([got.dWeight, got.dBias], [want.dWeight, want.dBias], `${layout}: grads`);
+      assert.deepEqual([got.meanDots, got.varDots], [want.meanDots, want.varDots], `${layout}`);
+      wasm.releaseLayer(p1);
+      wasm.releaseLayer(p2);
+    }
+  },
+});
+
+Deno.test({
+  name: "two layers' forwards, then their backwards in reverse order, give the reference's results",
+  ignore,
+  async fn() {
+    const shape = [4, 3, 5, 6], len = 360;
+    const r = rng(1500);
+    const x = Float32Array.from({ length: len }, () => r() * 4 - 1);
+    const dy = Float32Array.from({ length: len }, () => r() * 2 - 1);
+    const run = async (backend: "wasm" | "reference") => {
+      const a = new SwitchNorm2d(3, { backend });
+      const b = new SwitchNorm2d(3, { backend, usingBN: false });
+      const y = await a.forward(x, shape);
+      const z = await b.forward(y, shape);
+      const dz = await b.backward(dy.map((v, i) => v * (1 + z[i] * 0)));
+      const dx = await a.backward(dz);
+      const out = { dx, a: structuredClone(a.grads), b: structuredClone(b.grads) };
+      a.dispose();
+      b.dispose();
+      return out;
+    };
+    const got = await run("wasm"), want = await run("reference");
+    assertClose(got.dx, want.dx, GRADS, "dx");
+    for (const layer of ["a", "b"] as const) {
+      for (const [name, g] of Object.entries(want[layer])) {
+        assertClose(got[layer][name as "weight"], g, GRADS, `layer ${layer}: grad of ${name}`);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "a backward after an evaluation forward that kept nothing is refused",
+  ignore,
+  async fn() {
+    const sn = new SwitchNorm1d(3, { backend: "wasm" });
+    const x = Float32Array.from([1, 2, 4, 3, 0, 1]);
+    await sn.forward(x, [2, 3]);
+    await sn.backward(new Float32Array(6)); // training keeps what backward needs
+    sn.eval();
+    await sn.forward(x, [2, 3]);
+    await assert.rejects(() => sn.backward(new Float32Array(6)), /no forward to differentiate/);
+    await sn.forward(x, [2, 3], { keepForBackward: true });
+    const dx = await sn.backward(new Float32Array(6).fill(1));
+    assert.equal(dx.length, 6);
+    sn.dispose();
+  },
+});
+
+Deno.test({
+  name:
+    "the backend's backward refuses the wrong kind of dy and statistics a later forward replaced",
+  ignore,
+  async fn() {
+    const k = randomCase(1600, "nd", [2, 3, 5], true, true);
+    const p = { ...k.params(), layerId: 3 };
+    const saved: SavedForward = {};
+    await wasm.forward(k.problem, k.x, p, MOVING, undefined, saved);
+    using t = wasm.upload(new Float32Array(30), [30]);
+    await assert.rejects(() => wasm.backward(saved, t, p), /dy must be a Float32Array of 30/);
+    await assert.rejects(
+      () => wasm.backward(saved, new Float32Array(29), p),
+      /dy must be a Float32Array of 30/,
+    );
+    await assert.rejects(
+      () => wasm.backward({ problem: k.problem, x: k.x }, new Float32Array(30), p),
+      /needs a forward run on the wasm backend/,
+    );
+
+    using xt = wasm.upload(k.x, [2, 3, 5]);
+    const residentSaved: SavedForward = {};
+    using _y = await wasm.forward(k.problem, xt, p, MOVING, undefined, residentSaved) as WasmTensor;
+    await assert.rejects(() => wasm.backward(saved, new Float32Array(30), p), /statistics .* gone/);
+    await assert.rejects(
+      () => wasm.backward(residentSaved, new Float32Array(30), p),
+      /dy must be a live tensor/,
+    );
+    wasm.releaseLayer(p);
+    await assert.rejects(() => wasm.backward(residentSaved, t, p), /statistics .* gone/);
+  },
+});
+
+/** A group of one replica whose operations resolve only after `gap` ran (another layer's call). */
+function slowSolo(gap: () => Promise<void>): BatchSync {
+  return {
+    replicas: 1,
+    async mergeStats(count, mean, m2) {
+      await gap();
+      return { count, mean, m2 };
+    },
+    async sum(local) {
+      await gap();
+      return local;
+    },
+  };
+}
+
+Deno.test({
+  name: "SyncSN calls survive other layers' calls in their await, on Float32Arrays and tensors",
+  ignore,
+  async fn() {
+    const b = await loadWasmBackend();
+    for (const [layout, shape] of [["nd", [3, 4, 21]], ["1d", [8, 5, 1]]] as const) {
+      for (const resident of [false, true]) {
+        const k = randomCase(1700, layout, [...shape], true, true);
+        const other = randomCase(1701, layout, [shape[0] + 2, shape[1] + 1, shape[2]], true, true);
+        const po = { ...other.params(), layerId: 99 };
+        // The interloper uses every shared region (a Float32Array x, larger, so the regions grow
+        // and move) and this layer's neighbour's own regions.
+        const gap = async () => {
+          const s: SavedForward = {};
+          await b.forward(other.problem, other.x, po, MOVING, undefined, s);
+          await b.backward(s, randomDy(1, other.x.length), po);
+        };
+        const dy = randomDy(1702, k.x.length);
+        const want: SavedForward = {}, pw = k.params();
+        const yWant = await b.forward(k.problem, k.x, pw, MOVING, undefined, want) as Float32Array;
+        const gWant = await b.backward(want, dy, pw);
+
+        const problem = { ...k.problem, sync: slowSolo(gap) }, ps = { ...k.params(), layerId: 7 };
+        const saved: SavedForward = {};
+        const what = `${layout} resident=${resident}`;
+        if (resident) {
+          using xt = b.upload(k.x, [k.x.length]);
+          using dyt = b.upload(dy, [dy.length]);
+          using y = await b.forward(problem, xt, ps, MOVING, undefined, saved) as WasmTensor;
+          assert.deepEqual(y.data, yWant, `${what}: y`);
+          const g = await b.backward(saved, dyt, ps);
+          using dx = g.dx as WasmTensor;
+          assert.deepEqual(dx.data, gWant.dx, `${what}: dx`);
+          assert.deepEqual(g.dWeight, gWant.dWeight, `${what}: dWeight`);
+        } else {
+          const y = await b.forward(problem, k.x, ps, MOVING, undefined, saved);
+          assert.deepEqual(y, yWant, `${what}: y`);
+          const g = await b.backward(saved, dy, ps);
+          assert.deepEqual(g.dx, gWant.dx, `${what}: dx`);
+          assert.deepEqual(g.dWeight, gWant.dWeight, `${what}: dWeight`);
+        }
+        assert.deepEqual(ps.runningMean, pw.runningMean, `${what}: running_mean`);
+        b.releaseLayer(po);
+        b.releaseLayer(ps);
+        b.releaseLayer(pw);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "1,000 training steps (forward and backward) keep the memory size, and release frees it",
+  ignore,
+  async fn() {
+    const b = await loadWasmBackend();
+    const used = b.usedBytes;
+    const cases = [
+      randomCase(1, "nd", [2, 3, 17], true, true),
+      randomCase(2, "nd", [4, 8, 49], true, false),
+      randomCase(3, "1d", [33, 12, 1], true, true),
+    ];
+    const params = cases.map((c, i) => ({ ...c.params(), layerId: 10 + i }));
+    const step = async (i: number) => {
+      const c = cases[i % cases.length], p = params[i % cases.length], s: SavedForward = {};
+      const dy = new Float32Array(c.x.length).fill(0.5);
+      if (i % 2) {
+        using t = b.upload(c.x, [c.x.length]);
+        using dyt = b.upload(dy, [dy.length]);
+        using _y = await b.forward(c.problem, t, p, MOVING, undefined, s) as WasmTensor;
+        using _dx = (await b.backward(s, dyt, p)).dx as WasmTensor;
+      } else {
+        await b.forward(c.problem, c.x, p, MOVING, undefined, s);
+        await b.backward(s, dy, p);
+      }
+    };
+    for (let i = 0; i < 2 * cases.length; i++) await step(i);
+    const size = b.memoryBytes, held = b.usedBytes;
+    for (let i = 0; i < 1000; i++) await step(i);
+    assert.equal(b.memoryBytes, size);
+    assert.equal(b.usedBytes, held);
+    for (const p of params) b.releaseLayer(p);
+    assert.ok(b.usedBytes < held, "the layers' own regions are freed");
+    assert.ok(b.usedBytes >= used);
   },
 });

@@ -8,7 +8,6 @@
 //! and dx = dy gamma s + Gmu_in / M + Gvar_in * 2 (x - mu_in) / (M - 1).
 
 use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
-use crate::moments::CHUNK;
 use crate::simd;
 use core::arch::wasm32::*;
 
@@ -32,6 +31,10 @@ impl<'a> Work<'a> {
         Work { gm, gv, inv_std, gm_ln, gv_ln }
     }
 }
+
+/// Floats per chunk of the f32 gradient sums: 16 terms per partial sum, so that their rounding
+/// stays near that of the products themselves; the chunks are added in f64.
+const CHUNK: usize = 256;
 
 /// Per row, sum dy and sum dy (x - hi) with hi = f32(mu_in): f32 SIMD within chunks of
 /// `CHUNK` floats, chunks added in f64.
