@@ -901,6 +901,11 @@ export class WebGpuBackend implements Backend {
     return this.#layers.size;
   }
 
+  /** Number of layers holding statistics kept for a backward (for tests of what is kept). */
+  get savedCount(): number {
+    return [...this.#layers.values()].filter((s) => s.saved !== undefined).length;
+  }
+
   /**
    * Frees every buffer and pipeline and then the device, once the GPU has finished. Later calls
    * fail with a clear error.

@@ -1,16 +1,18 @@
 /**
- * WebGPU against WASM (the float64 reference where WASM is missing) on random problems: shapes
+ * WebGPU against WASM (the float64 reference where WASM is missing) on random problems, and its
+ * backward against the float64 reference: shapes
  * whose sizes are not multiples of the workgroup size or of 4, rows long enough to be cut into
  * segments, offsets of 1e4, NaN/Inf inputs, M = 1 and N = 1, both running updates, and tensors
  * above the storage-binding limit. Forwards of one test run concurrently, so lavapipe's ~11 ms
  * per submit-and-wait is paid about once per test rather than once per case.
  */
 import assert from "node:assert/strict";
-import type { NormProblem, RunningUpdate } from "../backends/_backend.ts";
+import type { NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
+import { ReferenceBackend } from "../backends/reference.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
 import { makePlan } from "../backends/_webgpu_plan.ts";
 import { assertClose } from "./_close.ts";
-import { RUNNING, Y } from "./_tolerances.ts";
+import { GRAD, RUNNING, Y } from "./_tolerances.ts";
 import {
   type Case,
   copyParams,
@@ -164,3 +166,110 @@ if (Deno.env.get("SWITCHNORM_LARGE_TESTS") === "1") {
     fn() {},
   });
 }
+
+/** The importance-logit gradients a softmax layer forms from the dot products (the layer's
+ * vjp): w_k (a_k - sum_j w_j a_j). Backends may return a_k shifted by a constant common to
+ * every k (the WebGPU one keeps them centred for precision), which this does not see. */
+function logitGrads(mix: Float64Array, dots: Float64Array): Float64Array {
+  const mean = mix.reduce((a, w, k) => a + w * dots[k], 0);
+  return mix.map((w, k) => w * (dots[k] - mean));
+}
+
+async function agreeBackward(backend: WebGpuBackend, cases: Case[]): Promise<void> {
+  const reference = new ReferenceBackend();
+  const dys = cases.map((c, i) => {
+    const r = rng(1000 + i);
+    return Float32Array.from(c.x, () => normal(r));
+  });
+  const gpu = await Promise.all(cases.map(async (c, i) => {
+    const params = copyParams(c.params), save: SavedForward = {};
+    await backend.forward(c.problem, c.x, params, c.update, undefined, save);
+    return await backend.backward(save, dys[i], params);
+  }));
+  for (const [i, c] of cases.entries()) {
+    const params = copyParams(c.params), save: SavedForward = {};
+    await reference.forward(c.problem, c.x, params, c.update, undefined, save);
+    const want = await reference.backward(save, dys[i], params);
+    const got = gpu[i];
+    assertClose(got.dx as Float32Array, want.dx as Float32Array, GRAD, `${c.label}: dx`);
+    assertClose(got.dWeight, want.dWeight, GRAD, `${c.label}: dWeight`);
+    assertClose(got.dBias, want.dBias, GRAD, `${c.label}: dBias`);
+    for (const [what, mix] of [["meanDots", c.params.meanMix], ["varDots", c.params.varMix]]) {
+      const key = what as "meanDots" | "varDots";
+      assertClose(
+        logitGrads(mix as Float64Array, got[key]),
+        logitGrads(mix as Float64Array, want[key]),
+        GRAD,
+        `${c.label}: logit gradients from ${what}`,
+      );
+    }
+  }
+}
+
+webgpuTest(
+  "webgpu backward agrees with the float64 reference on 40 random problems",
+  async () => {
+    // The shapes of the forward agreement test: odd M (not a multiple of 4), C = 1, N = 1,
+    // M = 1, offsets of 1e4, NaN/Inf inputs, rows cut into segments, train and eval, no BN.
+    await using backend = await loadWebGpuBackend();
+    await agreeBackward(backend, Array.from({ length: 40 }, (_, i) => randomCase(i + 1)));
+  },
+);
+
+webgpuTest(
+  "webgpu backward agrees with the float64 reference with 16 elements per thread",
+  async () => {
+    await using backend = await loadWebGpuBackend({ elementsPerThread: 16 });
+    await agreeBackward(backend, Array.from({ length: 20 }, (_, i) => randomCase(i + 101)));
+  },
+);
+
+webgpuTest(
+  "webgpu backward agrees with the float64 reference above the storage-binding limit",
+  async () => {
+    // Binding windows of 1 MiB: both passes over (x, dy) and the dx pass run windowed.
+    await using backend = await loadWebGpuBackend({ maxBindingBytes: 2 ** 20 });
+    const r = rng(7);
+    const make = (problem: NormProblem, label: string): Case => {
+      const total = problem.n * problem.c * problem.m;
+      const x = Float32Array.from({ length: total }, (_, i) => 50 + (i % 5) * 0.1 + normal(r));
+      const k = problem.layout === "nd" ? 3 : 2;
+      return {
+        label,
+        problem,
+        x,
+        params: randomParams(r, problem.c, k, true),
+        update: { kind: "movingAverage", momentum: 0.9 },
+      };
+    };
+    const base = { training: true, usingBN: true, eps: 1e-5 } as const;
+    await agreeBackward(backend, [
+      make({ ...base, layout: "nd", n: 3, c: 5, m: 233 * 229 }, "nd [3,5,233*229] train"),
+      make({ ...base, layout: "nd", n: 64, c: 211, m: 49, training: false }, "nd 7x7 eval"),
+    ]);
+    // Layout "1d" is absent on purpose: its per-tile gradient sums (64 bytes per 32-element
+    // tile line, both ways) are about as large as x, so a 1d tensor above the binding limit is
+    // refused with a RangeError before any window is needed.
+  },
+);
+
+webgpuTest(
+  "a forward keeps statistics for backward only when asked, and the next forward frees them",
+  async () => {
+    await using backend = await loadWebGpuBackend();
+    const c = randomCase(3);
+    const params = copyParams(c.params);
+    const dy = new Float32Array(c.x.length).fill(1);
+    await backend.forward(c.problem, c.x, params, c.update);
+    assert.equal(backend.savedCount, 0, "a forward with no save keeps nothing");
+    const first: SavedForward = {}, second: SavedForward = {};
+    await backend.forward(c.problem, c.x, params, c.update, undefined, first);
+    assert.equal(backend.savedCount, 1);
+    await backend.forward(c.problem, c.x, params, c.update, undefined, second);
+    assert.equal(backend.savedCount, 1, "one set of statistics per layer");
+    await assert.rejects(() => backend.backward(first, dy, params), /freed by a later forward/);
+    await backend.backward(second, dy, params);
+    await backend.forward(c.problem, c.x, params, c.update);
+    assert.equal(backend.savedCount, 0, "a forward without save frees the last one's");
+  },
+);

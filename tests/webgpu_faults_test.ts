@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { SwitchNorm2d } from "../mod.ts";
-import type { NormProblem } from "../backends/_backend.ts";
+import type { NormProblem, SavedForward } from "../backends/_backend.ts";
 import {
   chooseBackend,
   resetWebGpuForTesting,
@@ -53,6 +53,21 @@ webgpuTest(
       DeviceLostError,
     );
     assert.throws(() => backend.upload(x, [4, 8, 1000]), DeviceLostError);
+  },
+);
+
+webgpuTest(
+  "a device lost during a backward fails it and the next backward clearly, without hanging",
+  async () => {
+    await using backend = await loadWebGpuBackend();
+    const params = randomParams(r, 8, 3, true);
+    const save: SavedForward = {};
+    await backend.forward(problem, x, params, { kind: "batchAverage" }, undefined, save);
+    const dy = x.map((v) => 0.5 * v);
+    const inFlight = backend.backward(save, dy, params);
+    backend.device.destroy();
+    await assert.rejects(() => within(inFlight), DeviceLostError);
+    await assert.rejects(() => within(backend.backward(save, dy, params)), DeviceLostError);
   },
 );
 

@@ -1,6 +1,6 @@
 /**
  * GPU-resident tensors through the layer API: chains without readback, `out`, buffers of the
- * caller's own, and running buffers that live on the GPU until `sync()`.
+ * caller's own, running buffers that live on the GPU until `sync()`, and backward on them.
  */
 import assert from "node:assert/strict";
 import {
@@ -12,7 +12,7 @@ import {
   wrapGpuBuffer,
 } from "../mod.ts";
 import { assertClose } from "./_close.ts";
-import { RUNNING, Y } from "./_tolerances.ts";
+import { GRAD, RUNNING, Y } from "./_tolerances.ts";
 import { normal, ORACLE, rng, webgpuTest } from "./_webgpu.ts";
 
 function data(seed: number, length: number, offset = 0): Float32Array<ArrayBuffer> {
@@ -156,3 +156,84 @@ webgpuTest("a Float32Array forward reads back once, a resident forward not at al
     proto.mapAsync = original;
   }
 });
+
+webgpuTest(
+  "backward with a resident dy gives what a Float32Array dy gives, with one readback per call",
+  async () => {
+    const proto = GPUBuffer.prototype as { mapAsync: GPUBuffer["mapAsync"] };
+    const original = proto.mapAsync;
+    let maps = 0;
+    proto.mapAsync = function (this: GPUBuffer, ...args: Parameters<GPUBuffer["mapAsync"]>) {
+      maps++;
+      return original.apply(this, args);
+    };
+    try {
+      for (
+        const [Layer, shape] of [[SwitchNorm2d, [3, 4, 7, 5]], [SwitchNorm1d, [37, 4]]] as const
+      ) {
+        const length = shape.reduce((a: number, b: number) => a * b, 1);
+        const x = data(6, length, 3), dy = data(7, length);
+        const plain = new Layer(4, { backend: "webgpu" });
+        const resident = new Layer(4, { backend: "webgpu" });
+        await plain.forward(x, [...shape]);
+        maps = 0;
+        const want = await plain.backward(dy);
+        assert.equal(maps, 1, `${Layer.name}: dx and the gradient sums share one mapAsync`);
+        using xt = await resident.upload(x, [...shape]);
+        using yt = await resident.forward(xt);
+        using dyt = await resident.upload(dy, [...shape]);
+        maps = 0;
+        using dxt = await resident.backward(dyt);
+        assert.equal(maps, 1, `${Layer.name}: only the gradient sums are read back`);
+        assert.ok(dxt instanceof GpuTensor && yt instanceof GpuTensor);
+        assert.deepEqual(dxt.shape, [...shape]);
+        assert.deepEqual(await dxt.read(), want, `${Layer.name}: dx`);
+        for (const [name, g] of Object.entries(plain.grads)) {
+          assert.deepEqual(resident.grads[name as keyof typeof plain.grads], g, name);
+        }
+      }
+    } finally {
+      proto.mapAsync = original;
+    }
+  },
+);
+
+webgpuTest(
+  "two layers run forward and then backward in reverse order agree with the reference",
+  async () => {
+    const shape = [4, 6, 5, 3]; // M = 15: rows straddle vec4s
+    const x = data(8, 4 * 6 * 5 * 3, 10), dy = data(9, 4 * 6 * 5 * 3);
+    const make = (backend: "webgpu" | "reference") => {
+      const layers = [new SwitchNorm2d(6, { backend }), new SwitchNorm2d(6, { backend })];
+      layers[1].loadStateDict({ ...layers[1].stateDict(), mean_weight: [0.3, -1, 2] });
+      return layers;
+    };
+    const cpu = make("reference");
+    await cpu[1].forward(await cpu[0].forward(x, shape), shape);
+    const wantDx = await cpu[0].backward(await cpu[1].backward(dy));
+    for (const resident of [false, true]) {
+      const gpu = make("webgpu");
+      let dx: Float32Array;
+      if (resident) {
+        using xt = await gpu[0].upload(x, shape);
+        using h = await gpu[0].forward(xt);
+        using y = await gpu[1].forward(h);
+        using dyt = await gpu[1].upload(dy, shape);
+        using dh = await gpu[1].backward(dyt);
+        using dxt = await gpu[0].backward(dh);
+        assert.ok(y instanceof GpuTensor);
+        dx = await dxt.read();
+      } else {
+        await gpu[1].forward(await gpu[0].forward(x, shape), shape);
+        dx = await gpu[0].backward(await gpu[1].backward(dy));
+      }
+      const at = resident ? "resident" : "Float32Array";
+      assertClose(dx, wantDx, GRAD, `${at}: dx`);
+      for (const [i, layer] of gpu.entries()) {
+        for (const [name, g] of Object.entries(cpu[i].grads)) {
+          assertClose(layer.grads[name as keyof typeof layer.grads], g, GRAD, `${at}: ${name}`);
+        }
+      }
+    }
+  },
+);
