@@ -1,6 +1,7 @@
 /**
  * WebGPU benchmark: SN forward GPU time beside a WGSL kernel that moves the same bytes (read the
- * tensor twice, write it once; shaders/bench_copy.wgsl), their ratio per shape, and the end-to-end
+ * tensor twice, write it once; shaders/bench_copy.wgsl), their ratio per shape; the same for the
+ * backward (x and dy read twice, dx written once; shaders/bench_copy_backward.wgsl); and the end-to-end
  * crossover size against WASM (Float32Array in, Float32Array out, upload and readback included):
  *
  *   deno task bench:webgpu            print the figures
@@ -11,12 +12,18 @@
  * its threshold from the recorded file's rule; on a fallback adapter auto never takes WebGPU,
  * whatever the crossover. `deno bench` loads this file but runs nothing (import.meta.main).
  */
-import type { LayerParams, NormProblem, RunningUpdate } from "../backends/_backend.ts";
+import type {
+  LayerParams,
+  NormProblem,
+  ResidentTensor,
+  RunningUpdate,
+  SavedForward,
+} from "../backends/_backend.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
 import { grid } from "../backends/_webgpu_plan.ts";
 import { WEBGPU_AUTO } from "../backends/select.ts";
 import { SwitchNorm2d } from "../mod.ts";
-import { BENCH_COPY } from "../shaders/_wgsl.ts";
+import { BENCH_COPY, BENCH_COPY_BACKWARD } from "../shaders/_wgsl.ts";
 
 /** The shapes of the issue: [N, C, H, W]. */
 const SHAPES = [
@@ -160,6 +167,78 @@ async function kernelRow(b: WebGpuBackend, shape: readonly number[], reps: numbe
   };
 }
 
+/**
+ * SN backward (training: the BN sums flow back into dx) vs the backward's copy kernel on one
+ * shape: every backward dispatch (the pass over x and dy, the combine, the dx maps and the dx
+ * pass) in one timed compute pass, against one kernel that reads x, dy and copies of both and
+ * writes dx, the least traffic any backward has.
+ */
+async function backwardRow(b: WebGpuBackend, shape: readonly number[], reps: number) {
+  const [n, c, h, w] = shape, total = n * c * h * w, device = b.device;
+  const problem: NormProblem = {
+    layout: "nd",
+    n,
+    c,
+    m: h * w,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  };
+  const p = params(c);
+  using x = b.upload(activations(total), shape);
+  using dy = b.upload(activations(total, 3), shape);
+  using dx = b.upload(new Float32Array(total), shape);
+  using x2 = b.upload(activations(total, 2), shape);
+  using dy2 = b.upload(activations(total, 4), shape);
+  const save: SavedForward = {};
+  const y = await b.forward(
+    problem,
+    x,
+    p,
+    { kind: "movingAverage", momentum: 0.9 },
+    undefined,
+    save,
+  );
+  (y as ResidentTensor).dispose();
+  const copy = device.createComputePipeline({
+    layout: "auto",
+    compute: {
+      module: device.createShaderModule({ code: BENCH_COPY_BACKWARD }),
+      entryPoint: "main",
+    },
+  });
+  const copyGroup = device.createBindGroup({
+    layout: copy.getBindGroupLayout(0),
+    entries: [x, dy, x2, dy2, dx].map((t, binding) => ({
+      binding,
+      resource: { buffer: t.buffer },
+    })),
+  });
+  const sn = (pass: GPUComputePassEncoder) => {
+    const { plan, buffers, release } = b.prepareBackward(save, p, x.buffer, dy.buffer, dx.buffer);
+    b.encodeBackward(pass, plan, buffers);
+    return release;
+  };
+  const cp = (pass: GPUComputePassEncoder) => {
+    pass.setPipeline(copy);
+    pass.setBindGroup(0, copyGroup);
+    pass.dispatchWorkgroups(...grid(Math.ceil(total / 4 / 256)));
+    return () => {};
+  };
+  await gpuTimes(b, 1, sn);
+  await gpuTimes(b, 1, cp);
+  const s = await gpuTimes(b, reps, sn), k = await gpuTimes(b, reps, cp);
+  const snMs = median(s.ms), copyMs = median(k.ms);
+  return {
+    shape: `[${shape.join(",")}]`,
+    mb: (total * 4) / 2 ** 20,
+    snMs,
+    copyMs,
+    ratio: snMs / copyMs,
+    clock: s.clock,
+  };
+}
+
 /** Median wall time of Float32Array forwards on `backend`. */
 async function endToEnd(backend: "webgpu" | "wasm", side: number, reps: number): Promise<number> {
   const shape = [4, 16, side, side];
@@ -197,6 +276,19 @@ if (import.meta.main) {
         `${r.copyMs.toFixed(3).padStart(9)} ${r.ratio.toFixed(2).padStart(9)}`,
     );
   }
+  const backwardRows = [];
+  for (const shape of SHAPES) backwardRows.push(await backwardRow(backend, shape, reps));
+  console.log(
+    `\nSN backward (training) vs backward copy kernel (reads x, dy twice, writes dx), GPU time ` +
+      `(${backwardRows[0].clock}), median of ${reps}`,
+  );
+  console.log("shape              MiB    SN ms   copy ms   SN/copy");
+  for (const r of backwardRows) {
+    console.log(
+      `${r.shape.padEnd(17)} ${r.mb.toFixed(1).padStart(5)} ${r.snMs.toFixed(3).padStart(8)} ` +
+        `${r.copyMs.toFixed(3).padStart(9)} ${r.ratio.toFixed(2).padStart(9)}`,
+    );
+  }
   await backend.disposeAsync();
 
   console.log("\nend to end, Float32Array in and out, [4,16,s,s], median wall ms");
@@ -229,6 +321,7 @@ if (import.meta.main) {
       date: new Date().toISOString().slice(0, 10),
       adapter,
       kernels: rows,
+      backwardKernels: backwardRows,
       endToEnd: { shape: "[4,16,s,s]", sweep },
       crossoverElements: crossover,
       rule: {
