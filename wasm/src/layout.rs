@@ -30,7 +30,8 @@
 //! Backward work area (`work`, f64, `work_len(layout, N, C)` values, 16-byte aligned), owned by
 //! the caller from the reduction call to the dx call (K = 3 for nd with usingBN, else 2):
 //! ```text
-//!   nd: [0, R) gm = dL/dmu   [R, 2R) gv = dL/dvar   [2R, 3R) s = 1/sqrt(var + eps)
+//!   nd: [0, 2R) (gm, gv) per row = (dL/dmu, dL/dvar), pairs (the dx call overwrites each pair
+//!       with that row's f32 constants)   [2R, 3R) s = 1/sqrt(var + eps)
 //!       [3R, 3R+N) gmL   [3R+N, 3R+2N) gvL   then the sums
 //!   1d: [0, N) gmL   [N, 2N) gvL   then the sums
 //!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]

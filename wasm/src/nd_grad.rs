@@ -6,15 +6,23 @@
 //!   sum_i dy xhat = s * sum_i dy (x - mu),  Gm = -s gamma sum_i dy,
 //!   Gv = -0.5 s^3 gamma sum_i dy (x - mu)
 //! and dx = dy gamma s + Gmu_in / M + Gvar_in * 2 (x - mu_in) / (M - 1).
+//!
+//! Each call is a tight sweep over the rows that does only the per-row SIMD work, plus O(N*C)
+//! per-row arithmetic done two rows per f64x2 in a loop of its own: at M = 49 a row is 400 bytes,
+//! so scalar per-row code with its dependency chains would cost as much as moving the data.
 
 use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
 use crate::simd;
 use core::arch::wasm32::*;
 
+/// Floats per chunk of the f32 gradient sums: 16 terms per partial sum, so that their rounding
+/// stays near that of the products themselves; the chunks are added in f64.
+const CHUNK: usize = 256;
+
 /// The backward work area of layout "nd" split into its per-row and per-sample arrays.
 struct Work<'a> {
-    gm: &'a mut [f64],
-    gv: &'a mut [f64],
+    /// (gm, gv) per row; after the reduce sweep, (sum dy, sum dy (x - hi)) per row.
+    pairs: &'a mut [v128],
     inv_std: &'a mut [f64],
     gm_ln: &'a mut [f64],
     gv_ln: &'a mut [f64],
@@ -23,23 +31,48 @@ struct Work<'a> {
 impl<'a> Work<'a> {
     unsafe fn split(p: *mut f64, n: usize, c: usize) -> Work<'a> {
         let rows = n * c;
-        let all = core::slice::from_raw_parts_mut(p, 3 * rows + 2 * n);
-        let (gm, rest) = all.split_at_mut(rows);
-        let (gv, rest) = rest.split_at_mut(rows);
+        let pairs = core::slice::from_raw_parts_mut(p as *mut v128, rows);
+        let rest = core::slice::from_raw_parts_mut(p.add(2 * rows), rows + 2 * n);
         let (inv_std, rest) = rest.split_at_mut(rows);
         let (gm_ln, gv_ln) = rest.split_at_mut(n);
-        Work { gm, gv, inv_std, gm_ln, gv_ln }
+        Work { pairs, inv_std, gm_ln, gv_ln }
     }
 }
 
-/// Floats per chunk of the f32 gradient sums: 16 terms per partial sum, so that their rounding
-/// stays near that of the products themselves; the chunks are added in f64.
-const CHUNK: usize = 256;
+#[inline(always)]
+unsafe fn ld(p: *const f64) -> v128 {
+    v128_load(p as *const v128)
+}
+
+#[inline(always)]
+unsafe fn st2(p: *mut f64, v: v128) {
+    v128_store(p as *mut v128, v)
+}
+
+#[inline(always)]
+unsafe fn ld32(p: *const f32) -> v128 {
+    f64x2_promote_low_f32x4(v128_load64_zero(p as *const u64))
+}
+
+#[inline(always)]
+fn hsum(v: v128) -> f64 {
+    f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v)
+}
+
+/// hi = f32(mu) back in f64: the shift of the row sums and of the dx sweep.
+#[inline(always)]
+fn hi2(mu: v128) -> v128 {
+    f64x2_promote_low_f32x4(f32x4_demote_f64x2_zero(mu))
+}
 
 /// Per row, sum dy and sum dy (x - hi) with hi = f32(mu_in): f32 SIMD within chunks of
 /// `CHUNK` floats, chunks added in f64.
 #[inline(always)]
 unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> (f64, f64) {
+    if m <= CHUNK {
+        let (g, p) = simd::grad_sums(x, dy, m, hi);
+        return (g as f64, p as f64);
+    }
     let (mut g, mut p) = (0.0f64, 0.0f64);
     let mut i = 0;
     while i < m {
@@ -62,8 +95,8 @@ unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> (f64, f6
 /// into the work area. `stats` must hold this layer's forward (mu, var written by normalize).
 ///
 /// # Safety
-/// `x`, `dy` valid for n*c*m floats; `layer`, `stats` and `work` (`layout::work_len` f64) as in
-/// `layout`, overlapping nothing else.
+/// `x`, `dy` valid for n*c*m floats; `layer`, `stats` and `work` (`layout::work_len` f64,
+/// 16-byte aligned) as in `layout`, overlapping nothing else.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn reduce(
     x: *const f32,
@@ -80,58 +113,95 @@ pub unsafe fn reduce(
     let using_bn = mode & MODE_USING_BN != 0;
     let w = Work::split(work, n, c);
     let rows = n * c;
-    // 1/sqrt(var + eps) two rows at a time, so that successive square roots and divisions
-    // overlap; the sweep below is then free of them.
+    // 1/sqrt(var + eps), two rows at a time, so that successive square roots and divisions
+    // overlap.
     let (eps, one) = (f64x2_splat(layer.eps), f64x2_splat(1.0));
     let mut r = 0;
     while r + 2 <= rows {
-        let var = v128_load(st.var.as_ptr().add(r) as *const v128);
-        let s = f64x2_div(one, f64x2_sqrt(f64x2_add(var, eps)));
-        v128_store(w.inv_std.as_mut_ptr().add(r) as *mut v128, s);
+        let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(st.var.as_ptr().add(r)), eps)));
+        st2(w.inv_std.as_mut_ptr().add(r), s);
         r += 2;
     }
     if r < rows {
         w.inv_std[r] = 1.0 / simd::sqrt_f64(st.var[r] + layer.eps);
     }
 
-    sums.d_weight.fill(0.0);
-    sums.d_bias.fill(0.0);
-    for (r, (gm, gv)) in w.gm.iter_mut().zip(w.gv.iter_mut()).enumerate() {
-        let j = r % c;
-        let hi = st.mu_in[r] as f32;
-        let (g, p) = row_sums(x.add(r * m), dy.add(r * m), m, hi);
-        let p = p + (hi as f64 - st.mu[r]) * g;
-        let s = w.inv_std[r];
-        let gamma = layer.gamma[j] as f64;
-        sums.d_weight[j] += s * p;
-        sums.d_bias[j] += g;
-        *gm = -s * gamma * g;
-        *gv = -0.5 * s * s * s * gamma * p;
+    // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
+    let mu_in = st.mu_in.as_ptr();
+    let pairs = w.pairs.as_mut_ptr();
+    for r in 0..rows {
+        let (g, p) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+        *pairs.add(r) = f64x2(g, p);
     }
 
+    // The combine, per sample n over its C rows, two channels per f64x2.
+    sums.d_weight.fill(0.0);
+    sums.d_bias.fill(0.0);
     sums.gm_bn.fill(0.0);
     sums.gv_bn.fill(0.0);
-    let (mut dm_in, mut dv_in, mut dm_ln, mut dv_ln) = (0.0, 0.0, 0.0, 0.0);
+    let (var_in, mu, inv_std) = (st.var_in.as_ptr(), st.mu.as_ptr(), w.inv_std.as_ptr());
+    let gamma = layer.gamma.as_ptr();
+    let (dw, db) = (sums.d_weight.as_mut_ptr(), sums.d_bias.as_mut_ptr());
+    let (gmb, gvb) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
+    let z = f64x2_splat(0.0);
+    let neg_half = f64x2_splat(-0.5);
+    let (mut dm_in, mut dv_in) = (z, z);
+    let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
+    let even = c / 2 * 2;
     for i in 0..n {
-        let at = i * c;
-        let (mut gml, mut gvl) = (0.0, 0.0);
-        for j in 0..c {
-            let (gm, gv) = (w.gm[at + j], w.gv[at + j]);
+        let (mut gml, mut gvl) = (z, z);
+        let mut j = 0;
+        while j < even {
+            let r = i * c + j;
+            let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
+            let g = i64x2_shuffle::<0, 2>(a, b);
+            let p_raw = i64x2_shuffle::<1, 3>(a, b);
+            let mean = ld(mu_in.add(r));
+            let p = f64x2_add(p_raw, f64x2_mul(f64x2_sub(hi2(mean), ld(mu.add(r))), g));
+            let s = ld(inv_std.add(r));
+            let sg = f64x2_mul(s, ld32(gamma.add(j)));
+            st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
+            st2(db.add(j), f64x2_add(ld(db.add(j)), g));
+            let gm = f64x2_neg(f64x2_mul(sg, g));
+            let gv = f64x2_mul(f64x2_mul(neg_half, f64x2_mul(s, s)), f64x2_mul(sg, p));
+            *pairs.add(r) = i64x2_shuffle::<0, 2>(gm, gv);
+            *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(gm, gv);
+            st2(gmb.add(j), f64x2_add(ld(gmb.add(j)), gm));
+            st2(gvb.add(j), f64x2_add(ld(gvb.add(j)), gv));
+            gml = f64x2_add(gml, gm);
+            gvl = f64x2_add(gvl, gv);
+            dm_in = f64x2_add(dm_in, f64x2_mul(gm, mean));
+            dv_in = f64x2_add(dv_in, f64x2_mul(gv, ld(var_in.add(r))));
+            j += 2;
+        }
+        let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
+        if j < c {
+            let r = i * c + j;
+            let (g, p_raw) =
+                (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
+            let mean = *mu_in.add(r);
+            let p = p_raw + ((mean as f32) as f64 - *mu.add(r)) * g;
+            let s = *inv_std.add(r);
+            let sg = s * *gamma.add(j) as f64;
+            *dw.add(j) += s * p;
+            *db.add(j) += g;
+            let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
+            *pairs.add(r) = f64x2(gm, gv);
+            *gmb.add(j) += gm;
+            *gvb.add(j) += gv;
             gml += gm;
             gvl += gv;
-            sums.gm_bn[j] += gm;
-            sums.gv_bn[j] += gv;
-            dm_in += gm * st.mu_in[at + j];
-            dv_in += gv * st.var_in[at + j];
+            dm_in = f64x2_add(dm_in, f64x2(gm * mean, 0.0));
+            dv_in = f64x2_add(dv_in, f64x2(gv * *var_in.add(r), 0.0));
         }
         w.gm_ln[i] = gml;
         w.gv_ln[i] = gvl;
         dm_ln += gml * st.mu_ln[i];
         dv_ln += gvl * st.var_ln[i];
     }
-    sums.mean_dots[0] = dm_in;
+    sums.mean_dots[0] = hsum(dm_in);
     sums.mean_dots[1] = dm_ln;
-    sums.var_dots[0] = dv_in;
+    sums.var_dots[0] = hsum(dv_in);
     sums.var_dots[1] = dv_ln;
     if using_bn {
         let (mut dm, mut dv) = (0.0, 0.0);
@@ -146,13 +216,14 @@ pub unsafe fn reduce(
 
 /// dx call of the backward pass for layout "nd", after `reduce` (and, under SyncSN, after the
 /// caller replaced the sums by their totals over replicas; `count` is the global batch size N,
-/// the local n otherwise). Per row, in f64:
+/// the local n otherwise). Per row, in f64, two rows per f64x2:
 ///   Gvar_in = v0 gv + v1 gvL / C + v2 gvB / N
 ///   Gmu_in  = w0 gm + w1 gmL / C + v1 (2/C) (mu_in - mu_ln) gvL + w2 gmB / N
 ///             + v2 (2/N) (mu_in - mu_bn) gvB
-/// (the BN terms only in training with usingBN: otherwise the BN statistics are constants), then
-/// one sweep dx = dy a + (x - hi) b + k with a = gamma s, b = 2 Gvar_in / (M - 1) and
-/// k = Gmu_in / M - lo b (mu_in = hi + lo, hi = f32(mu_in)).
+/// (the BN terms only in training with usingBN: otherwise the BN statistics are constants), kept
+/// as f32 [hi, a, b, k] in place of (gm, gv) with a = gamma s, b = 2 Gvar_in / (M - 1),
+/// k = Gmu_in / M - lo b (mu_in = hi + lo, hi = f32(mu_in)); then one sweep per row
+/// dx = dy a + (x - hi) b + k.
 ///
 /// # Safety
 /// `x`, `dy` valid for reading and `dx` for writing n*c*m floats (`dx` may equal `dy` or `x`,
@@ -176,29 +247,83 @@ pub unsafe fn dx(
     let w = Work::split(work, n, c);
     let [w0, w1, w2] = layer.mean_mix;
     let [v0, v1, v2] = layer.var_mix;
-    let (inv_c, two_c) = (1.0 / c as f64, 2.0 / c as f64);
-    let (inv_nb, two_nb) = (1.0 / count, 2.0 / count);
-    let (inv_m, two_m1) = (1.0 / m as f64, 2.0 / (m as f64 - 1.0));
-    for i in 0..n {
+    let (w2, v2) = if bn { (w2, v2) } else { (0.0, 0.0) };
+    let inv_c = 1.0 / c as f64;
+    let (inv_m, two_m1) = (f64x2_splat(1.0 / m as f64), f64x2_splat(2.0 / (m as f64 - 1.0)));
+    let (w0v, v0v) = (f64x2_splat(w0), f64x2_splat(v0));
+    // Without the BN path its constants are 0 and read from a zero pair (no per-channel data).
+    let zeros = [0.0f64; 2];
+    let bn_at = |p: *const f64, j: usize| if bn { p.add(j) } else { zeros.as_ptr() };
+    let (kb_mu, kb_var, kb_spread) =
+        (f64x2_splat(w2 / count), f64x2_splat(v2 / count), f64x2_splat(v2 * 2.0 / count));
+    let (mu_in, inv_std, gamma) = (st.mu_in.as_ptr(), w.inv_std.as_ptr(), layer.gamma.as_ptr());
+    let (gmb, gvb, mu_bn) = (sums.gm_bn.as_ptr(), sums.gv_bn.as_ptr(), st.mu_bn.as_ptr());
+    let pairs = w.pairs.as_mut_ptr();
+    let zero = f64x2_splat(0.0);
+    // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
+    // duplicate of its channel and stores one row).
+    let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128) {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
-        for j in 0..c {
+        let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
+        let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
+        let ln_spread = f64x2_splat(v1 * 2.0 * inv_c * gvl);
+        let lnv = f64x2_splat(mu_ln);
+        let ld_or = |p: *const f64| if one { f64x2_splat(*p) } else { ld(p) };
+        let ld32_or = |p: *const f32| if one { f64x2_splat(*p as f64) } else { ld32(p) };
+        let (a0, a1) = (*pairs.add(r), if one { *pairs.add(r) } else { *pairs.add(r + 1) });
+        let gm = i64x2_shuffle::<0, 2>(a0, a1);
+        let gv = i64x2_shuffle::<1, 3>(a0, a1);
+        let mean = ld_or(mu_in.add(r));
+        let mut g_var = f64x2_add(f64x2_mul(v0v, gv), g_var_ln);
+        let mut g_mu = f64x2_add(
+            f64x2_add(f64x2_mul(w0v, gm), g_mu_ln),
+            f64x2_mul(ln_spread, f64x2_sub(mean, lnv)),
+        );
+        let (gmbv, gvbv) = (ld_or(bn_at(gmb, j)), ld_or(bn_at(gvb, j)));
+        let spread = f64x2_mul(f64x2_mul(kb_spread, f64x2_sub(mean, ld_or(bn_at(mu_bn, j)))), gvbv);
+        g_var = f64x2_add(g_var, f64x2_mul(kb_var, gvbv));
+        g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(kb_mu, gmbv), spread));
+        let a = f64x2_mul(ld32_or(gamma.add(j)), ld_or(inv_std.add(r)));
+        let b = f64x2_mul(g_var, two_m1);
+        let hi = f32x4_demote_f64x2_zero(mean);
+        let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
+        // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
+        let lo_b = v128_and(f64x2_mul(lo, b), f64x2_ne(lo, zero));
+        let k = f64x2_sub(f64x2_mul(g_mu, inv_m), lo_b);
+        let (a, b, k) =
+            (f32x4_demote_f64x2_zero(a), f32x4_demote_f64x2_zero(b), f32x4_demote_f64x2_zero(k));
+        // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
+        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, a);
+        let u = i32x4_shuffle::<0, 4, 1, 5>(b, k);
+        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
+    };
+    let even = c / 2 * 2;
+    for i in 0..n {
+        let mut j = 0;
+        while j < even {
             let r = i * c + j;
-            let mu_in = st.mu_in[r];
-            let mut g_var = v0 * w.gv[r] + v1 * gvl * inv_c;
-            let mut g_mu = w0 * w.gm[r] + w1 * gml * inv_c + v1 * two_c * (mu_in - mu_ln) * gvl;
-            if bn {
-                let (gmb, gvb) = (sums.gm_bn[j], sums.gv_bn[j]);
-                g_var += v2 * gvb * inv_nb;
-                g_mu += w2 * gmb * inv_nb + v2 * two_nb * (mu_in - st.mu_bn[j]) * gvb;
-            }
-            let a = layer.gamma[j] as f64 * w.inv_std[r];
-            let b = g_var * two_m1;
-            let hi = mu_in as f32;
-            let lo = mu_in - hi as f64;
-            // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
-            let k = if lo == 0.0 { g_mu * inv_m } else { g_mu * inv_m - lo * b };
-            let at = r * m;
-            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, a as f32, hi, b as f32, k as f32);
+            let (k0, k1) = constants(i, r, j, false);
+            *pairs.add(r) = k0;
+            *pairs.add(r + 1) = k1;
+            j += 2;
         }
+        if j < c {
+            let r = i * c + j;
+            *pairs.add(r) = constants(i, r, j, true).0;
+        }
+    }
+    for r in 0..n * c {
+        let k = *pairs.add(r);
+        let at = r * m;
+        simd::grad_dx(
+            x.add(at),
+            dy.add(at),
+            dx.add(at),
+            m,
+            f32x4_extract_lane::<1>(k),
+            f32x4_extract_lane::<0>(k),
+            f32x4_extract_lane::<2>(k),
+            f32x4_extract_lane::<3>(k),
+        );
     }
 }
