@@ -1,6 +1,6 @@
 /**
- * The WebGPU backend: SN forward as WGSL compute shaders (shaders/*.wgsl), with the running
- * buffers updated on the GPU.
+ * The WebGPU backend: SN forward and backward as WGSL compute shaders (shaders/*.wgsl), with the
+ * running buffers updated on the GPU.
  *
  * One forward is one command buffer, one compute pass and one submit. Layout "nd": sn_stats (the
  * one statistics pass over x, one dispatch per binding window of x), sn_row_merge (only when
@@ -11,6 +11,16 @@
  * mapAsync of one pooled staging buffer; a call on a {@linkcode GpuTensor} reads nothing back
  * and leaves the running buffers on the device until `syncRunning`. SyncSN splits the submit in
  * two around the cross-replica merge of the BN statistics.
+ *
+ * A forward given `save` keeps, per layer, its per-row IN summaries and LN/BN statistics on the
+ * device (x stays the caller's, by reference); the layer's next forward frees them. One backward
+ * is one submit too. Layout "nd": sn_bwd_reduce (the one pass over x and dy for per-row sums),
+ * sn_bwd_rows (dL/dmu, dL/dvar and the parameter terms per row), sn_bwd_groups (their sums per
+ * sample and per channel), sn_bwd_coef (each row's dx map) and sn_bwd_dx (the second pass over
+ * x and dy, writing dx). Layout "1d": sn1d_bwd_reduce, sn_bwd_groups, sn1d_bwd_dx. A
+ * Float32Array call reads dx and the O(N + C) gradient sums back with one mapAsync; a
+ * GpuTensor call returns dx as a GpuTensor and reads back only the sums. SyncSN reads the sums
+ * back after sn_bwd_groups, sums them across replicas and writes them back before the dx passes.
  *
  * NaN and infinity never travel through float arithmetic in the shaders (WGSL lets a compiler
  * assume finite floats): each statistic carries flag bits saying what the float64 reference
@@ -755,7 +765,7 @@ export class WebGpuBackend implements Backend {
     const dxBuf = ctx.acquire("storage", bytes);
     const result = resident ? new GpuTensor(ctx, dxBuf, x.shape, true) : undefined;
     let prepared: ReturnType<WebGpuBackend["prepareBackward"]> | undefined;
-    let staging: GPUBuffer | undefined, stagingBytes = 0, sums: GradientSums;
+    let staging: GPUBuffer | undefined, stagingBytes = 0, sums: GradientSums | undefined;
     try {
       if (!resident) {
         write(device.queue, xBuf, 0, x as Float32Array);
@@ -801,7 +811,6 @@ export class WebGpuBackend implements Backend {
           enc.copyBufferToBuffer(buffers.groups, 0, staging!, 0, groupsBytes);
           if (!resident) enc.copyBufferToBuffer(dxBuf, 0, staging!, groupsBytes, total * 4);
         });
-        sums = undefined as unknown as GradientSums; // read below, with dx
       }
     } catch (e) {
       if (staging) ctx.release("staging", staging);
@@ -814,14 +823,19 @@ export class WebGpuBackend implements Backend {
     const k = problem.layout === "nd" && problem.usingBN ? 3 : 2;
     let dx: Float32Array | GpuTensor = result!;
     if (staging) {
-      const dxAt = problem.sync ? 0 : prepared.plan.groups * GRAD_BYTES;
+      // Without SyncSN the sums lie first and dx after them; with it, staging holds dx alone.
+      const dxAt = sums ? 0 : prepared.plan.groups * GRAD_BYTES;
       const read = await this.#read(staging, stagingBytes, (data) => ({
-        sums: problem.sync ? undefined : gradientSums(data, problem, k),
+        sums: sums ?? gradientSums(data, problem, k),
         dx: resident ? undefined : new Float32Array(data.slice(dxAt, dxAt + total * 4)),
-      }));
-      if (read.sums) sums = read.sums;
+      })).catch((e) => {
+        result?.dispose(); // no half result: the caller gets the error alone
+        throw e;
+      });
+      sums = read.sums;
       if (read.dx) dx = read.dx;
     }
+    if (!sums) throw new Error("webgpu backend: internal error: no gradient sums were read");
     return {
       dx,
       dWeight: sums.dWeight,
