@@ -65,24 +65,21 @@ fn hi2(mu: v128) -> v128 {
     f64x2_promote_low_f32x4(f32x4_demote_f64x2_zero(mu))
 }
 
-/// Per row, sum dy and sum dy (x - hi) with hi = f32(mu_in): f32 SIMD within chunks of
+/// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = f32(mu_in): f32 SIMD within chunks of
 /// `CHUNK` floats, chunks added in f64.
 #[inline(always)]
-unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> (f64, f64) {
+unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
     if m <= CHUNK {
-        let (g, p) = simd::grad_sums(x, dy, m, hi);
-        return (g as f64, p as f64);
+        return simd::grad_sums(x, dy, m, hi);
     }
-    let (mut g, mut p) = (0.0f64, 0.0f64);
+    let mut acc = f64x2_splat(0.0);
     let mut i = 0;
     while i < m {
         let len = if m - i < CHUNK { m - i } else { CHUNK };
-        let (a, b) = simd::grad_sums(x.add(i), dy.add(i), len, hi);
-        g += a as f64;
-        p += b as f64;
+        acc = f64x2_add(acc, simd::grad_sums(x.add(i), dy.add(i), len, hi));
         i += len;
     }
-    (g, p)
+    acc
 }
 
 /// Reduction call of the backward pass for layout "nd": one sweep over (x, dy) per row, then the
@@ -113,25 +110,11 @@ pub unsafe fn reduce(
     let using_bn = mode & MODE_USING_BN != 0;
     let w = Work::split(work, n, c);
     let rows = n * c;
-    // 1/sqrt(var + eps), two rows at a time, so that successive square roots and divisions
-    // overlap.
-    let (eps, one) = (f64x2_splat(layer.eps), f64x2_splat(1.0));
-    let mut r = 0;
-    while r + 2 <= rows {
-        let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(st.var.as_ptr().add(r)), eps)));
-        st2(w.inv_std.as_mut_ptr().add(r), s);
-        r += 2;
-    }
-    if r < rows {
-        w.inv_std[r] = 1.0 / simd::sqrt_f64(st.var[r] + layer.eps);
-    }
-
     // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
     let mu_in = st.mu_in.as_ptr();
     let pairs = w.pairs.as_mut_ptr();
     for r in 0..rows {
-        let (g, p) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
-        *pairs.add(r) = f64x2(g, p);
+        *pairs.add(r) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
     }
 
     // The combine, per sample n over its C rows, two channels per f64x2.
@@ -139,7 +122,11 @@ pub unsafe fn reduce(
     sums.d_bias.fill(0.0);
     sums.gm_bn.fill(0.0);
     sums.gv_bn.fill(0.0);
-    let (var_in, mu, inv_std) = (st.var_in.as_ptr(), st.mu.as_ptr(), w.inv_std.as_ptr());
+    // s = 1/sqrt(var + eps) is formed here, two rows per f64x2 so that the square roots and
+    // divisions of successive rows overlap, and kept for the dx call.
+    let (var_in, mu, var) = (st.var_in.as_ptr(), st.mu.as_ptr(), st.var.as_ptr());
+    let inv_std = w.inv_std.as_mut_ptr();
+    let (eps, one) = (f64x2_splat(layer.eps), f64x2_splat(1.0));
     let gamma = layer.gamma.as_ptr();
     let (dw, db) = (sums.d_weight.as_mut_ptr(), sums.d_bias.as_mut_ptr());
     let (gmb, gvb) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
@@ -158,7 +145,8 @@ pub unsafe fn reduce(
             let p_raw = i64x2_shuffle::<1, 3>(a, b);
             let mean = ld(mu_in.add(r));
             let p = f64x2_add(p_raw, f64x2_mul(f64x2_sub(hi2(mean), ld(mu.add(r))), g));
-            let s = ld(inv_std.add(r));
+            let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
+            st2(inv_std.add(r), s);
             let sg = f64x2_mul(s, ld32(gamma.add(j)));
             st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
             st2(db.add(j), f64x2_add(ld(db.add(j)), g));
@@ -181,7 +169,8 @@ pub unsafe fn reduce(
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
             let p = p_raw + ((mean as f32) as f64 - *mu.add(r)) * g;
-            let s = *inv_std.add(r);
+            let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
+            *inv_std.add(r) = s;
             let sg = s * *gamma.add(j) as f64;
             *dw.add(j) += s * p;
             *db.add(j) += g;
@@ -313,17 +302,7 @@ pub unsafe fn dx(
         }
     }
     for r in 0..n * c {
-        let k = *pairs.add(r);
         let at = r * m;
-        simd::grad_dx(
-            x.add(at),
-            dy.add(at),
-            dx.add(at),
-            m,
-            f32x4_extract_lane::<1>(k),
-            f32x4_extract_lane::<0>(k),
-            f32x4_extract_lane::<2>(k),
-            f32x4_extract_lane::<3>(k),
-        );
+        simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *pairs.add(r));
     }
 }

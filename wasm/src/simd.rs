@@ -218,24 +218,26 @@ pub unsafe fn copy(x: *const f32, y: *mut f32, n: usize) {
     }
 }
 
-/// `(sum_i dy[i], sum_i dy[i] * (x[i] - shift))` for i < n, in f32: the per-row sums of a backward
-/// pass. With `shift` the f32 part of the row's IN mean, `x - shift` is exact for x near the mean,
-/// so a large offset costs no accuracy; callers keep n <= `moments::CHUNK` and add the chunks in
-/// f64, so the f32 partial sums stay short. Four accumulator pairs keep the adds independent; the
-/// n % 4 tail is the masked top of the vectors ending at n.
+/// `(sum_i dy[i], sum_i dy[i] * (x[i] - shift))` for i < n, summed in f32 and returned as an
+/// f64x2 (the per-row sums of a backward pass). With `shift` the f32 part of the row's IN mean,
+/// `x - shift` is exact for x near the mean, so a large offset costs no accuracy; callers keep
+/// n short and add longer rows chunk by chunk in f64, so the f32 partial sums stay short. Four
+/// accumulator pairs keep the adds independent; the n % 4 tail is the masked top of the vectors
+/// ending at n. Both horizontal sums share their shuffles: rows can be as short as 49 floats,
+/// where the per-row fixed cost matters.
 ///
 /// # Safety
 /// `x` and `dy` must be valid for reading `n` floats.
 #[inline(always)]
-pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> (f32, f32) {
+pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> v128 {
     if n < 4 {
-        let (mut g, mut p) = (0.0, 0.0);
+        let (mut g, mut p) = (0.0f32, 0.0f32);
         for i in 0..n {
             let d = *dy.add(i);
             g += d;
             p += d * (*x.add(i) - shift);
         }
-        return (g, p);
+        return f64x2(g as f64, p as f64);
     }
     let s = f32x4_splat(shift);
     let z = f32x4_splat(0.0);
@@ -273,40 +275,38 @@ pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> 
         g1 = f32x4_add(g1, v128_and(d, mask));
         p1 = f32x4_add(p1, v128_and(p, mask));
     }
-    let g = hsum(f32x4_add(f32x4_add(g0, g1), f32x4_add(g2, g3)));
-    let p = hsum(f32x4_add(f32x4_add(p0, p1), f32x4_add(p2, p3)));
-    (g, p)
+    let g = f32x4_add(f32x4_add(g0, g1), f32x4_add(g2, g3));
+    let p = f32x4_add(f32x4_add(p0, p1), f32x4_add(p2, p3));
+    // [g0 + g2, g1 + g3, p0 + p2, p1 + p3], then lanes 0 and 2 hold the sums, as `hsum` pairs.
+    let h = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(g, p), i32x4_shuffle::<2, 3, 6, 7>(g, p));
+    let h = f32x4_add(h, i32x4_shuffle::<1, 0, 3, 2>(h, h));
+    f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h))
 }
 
-/// `dx[i] = dy[i] * a + (x[i] - shift) * b + k` for i < n: the dx sweep of a backward pass over
-/// one row, with per-row constants (see `nd_grad::dx`). `dx` may be the same pointer as `dy` or
-/// `x` (in place); it must not overlap them otherwise. As in `normalize`, the n % 4 tail is the
-/// vector ending at n, loaded before any store and stored last.
+/// `dx[i] = dy[i] * a + (x[i] - shift) * b + k` for i < n with `abk` = f32 [shift, a, b, k]:
+/// the dx sweep of a backward pass over one row, with its per-row constants (see
+/// `nd_grad::dx`). `dx` may be the same pointer as `dy` or `x` (in place); it must not overlap
+/// them otherwise. As in `normalize`, the n % 4 tail is the vector ending at n, loaded before any
+/// store and stored last.
 ///
 /// # Safety
 /// `x` and `dy` must be valid for reading and `dx` for writing `n` floats.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn grad_dx(
-    x: *const f32,
-    dy: *const f32,
-    dx: *mut f32,
-    n: usize,
-    a: f32,
-    shift: f32,
-    b: f32,
-    k: f32,
-) {
-    if n < 4 {
-        for i in 0..n {
-            *dx.add(i) = *dy.add(i) * a + (*x.add(i) - shift) * b + k;
-        }
-        return;
-    }
-    let (av, sv, bv, kv) = (f32x4_splat(a), f32x4_splat(shift), f32x4_splat(b), f32x4_splat(k));
+pub unsafe fn grad_dx(x: *const f32, dy: *const f32, dx: *mut f32, n: usize, abk: v128) {
+    let sv = i32x4_shuffle::<0, 0, 0, 0>(abk, abk);
+    let av = i32x4_shuffle::<1, 1, 1, 1>(abk, abk);
+    let bv = i32x4_shuffle::<2, 2, 2, 2>(abk, abk);
+    let kv = i32x4_shuffle::<3, 3, 3, 3>(abk, abk);
     let f = |x: v128, d: v128| {
         f32x4_add(f32x4_add(f32x4_mul(d, av), f32x4_mul(f32x4_sub(x, sv), bv)), kv)
     };
+    if n < 4 {
+        for i in 0..n {
+            let v = f(f32x4_splat(*x.add(i)), f32x4_splat(*dy.add(i)));
+            *dx.add(i) = f32x4_extract_lane::<0>(v);
+        }
+        return;
+    }
     let (tx, td) = (load(x.add(n - 4)), load(dy.add(n - 4)));
     let mut i = 0;
     while i + 8 <= n {
