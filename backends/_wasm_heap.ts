@@ -147,11 +147,6 @@ export class Scratch {
     this.#heap = heap;
   }
 
-  /** Whether the region currently holds a block. */
-  get held(): boolean {
-    return this.#bytes > 0;
-  }
-
   /** Returns the block to the heap; the next `ensure` allocates again. Idempotent. */
   release(): void {
     if (this.#bytes > 0) this.#heap.free(this.#ptr);
