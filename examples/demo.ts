@@ -34,34 +34,6 @@ const MOMENTUM = 0.9;
 const SEED = 7;
 const OUT_DIR = "demo-out";
 
-// ---- which backend runs the SN layers --------------------------------------------------------
-/**
- * "auto" picks the best backend present. A probe layer, with the options the model's layers use,
- * runs one forward and backward there; if that backend cannot run backward yet ("not supported"),
- * layers of that kind run on the reference backend instead, and the demo says so. Any other
- * error is thrown, not hidden.
- */
-async function chooseRequest(
-  make: (backend: BackendRequest) => SwitchNorm,
-  shape: number[],
-): Promise<{ request: BackendRequest; note: string }> {
-  const probe = make("auto");
-  const x = Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(i));
-  await probe.forward(x, shape);
-  const info = probe.backendInfo!;
-  try {
-    await probe.backward(x);
-    return { request: "auto", note: `${info.backend} (${info.reason})` };
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    if (!/not supported/.test(message)) throw e;
-    return {
-      request: "reference",
-      note: `reference: auto chose ${info.backend}, which has no backward yet ("${message}")`,
-    };
-  }
-}
-
 // ---- the model --------------------------------------------------------------------------------
 /**
  * conv3x3(1->C1) -> SN2d -> ReLU -> avgpool2x2 -> conv3x3(C1->C2) -> SN2d -> ReLU -> global avg
@@ -77,16 +49,17 @@ class Model {
   readonly #pool = new AvgPool2x2();
   readonly #gap = new GlobalAvgPool();
 
-  constructor(seed: number, request2d: BackendRequest, request1d: BackendRequest) {
+  /** `backend`: "auto" (the best backend present) for the demo, "reference" for a bare model. */
+  constructor(seed: number, backend: BackendRequest) {
     const random = seededRandom(seed);
     this.conv1 = new Conv3x3(1, C1, random);
     this.conv2 = new Conv3x3(C1, C2, random);
     this.fc1 = new Linear(C2, F, random);
     this.fc2 = new Linear(F, CLASSES.length, random, 1);
     this.sn = [
-      new SwitchNorm2d(C1, { backend: request2d, usingMovingAverage: false }),
-      new SwitchNorm2d(C2, { backend: request2d, usingMovingAverage: false }),
-      new SwitchNorm1d(F, { backend: request1d, usingMovingAverage: false }),
+      new SwitchNorm2d(C1, { backend, usingMovingAverage: false }),
+      new SwitchNorm2d(C2, { backend, usingMovingAverage: false }),
+      new SwitchNorm1d(F, { backend, usingMovingAverage: false }),
     ];
   }
 
@@ -206,10 +179,9 @@ async function run(
   batch: number,
   train: Dataset,
   test: Dataset,
-  requests: [BackendRequest, BackendRequest],
 ): Promise<RunResult> {
   const t0 = performance.now();
-  const model = new Model(SEED, ...requests); // the same initial weights at every batch size
+  const model = new Model(SEED, "auto"); // the same initial weights at every batch size
   const lr = LR_AT_32 * batch / 32;
   const sgd = new Sgd(lr, lr * LOGIT_LR_MULT, MOMENTUM);
   const random = seededRandom(SEED + 1);
@@ -248,19 +220,9 @@ const row = (w: Float64Array) =>
     .map((v) => v.padStart(7)).join("");
 
 const t0 = performance.now();
-const c2 = await chooseRequest(
-  (backend) => new SwitchNorm2d(2, { backend, usingMovingAverage: false }),
-  [2, 2, 3, 3],
-);
-const c1 = await chooseRequest(
-  (backend) => new SwitchNorm1d(2, { backend, usingMovingAverage: false }),
-  [2, 2],
-);
 console.log(
   `Switchable Normalization demo: a small CNN learns which normalizer each SN layer uses.`,
 );
-console.log(`SN backend: SwitchNorm2d on ${c2.note}`);
-console.log(`            SwitchNorm1d on ${c1.note}`);
 const trainSet = makeDataset(TRAIN, SIZE, SEED * 1000 + 1, NOISE);
 const testSet = makeDataset(TEST, SIZE, SEED * 1000 + 2, NOISE);
 console.log(
@@ -281,8 +243,10 @@ console.log(
 
 const results: RunResult[] = [];
 for (const batch of BATCHES) {
-  results.push(await run(batch, trainSet, testSet, [c2.request, c1.request]));
+  results.push(await run(batch, trainSet, testSet));
 }
+const info = results[0].model.sn[0].backendInfo!;
+console.log(`\nSN layers ran on ${info.backend} (${info.reason})`);
 
 console.log("");
 for (const r of results) {
@@ -345,7 +309,7 @@ const bnWeights = (sn: SwitchNorm[]) =>
 const average = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 const small = results[0], large = results[results.length - 1];
 const bnSmall = bnWeights(small.model.sn), bnLarge = bnWeights(large.model.sn);
-const bnInit = bnWeights(new Model(SEED, "reference", "reference").sn);
+const bnInit = bnWeights(new Model(SEED, "reference").sn);
 const lower = bnSmall.filter((v, i) => v < bnLarge[i]).length;
 const [a, b] = [average(bnSmall), average(bnLarge)];
 console.log(
