@@ -4,7 +4,8 @@
  * The WGSL text travels inside a generated TypeScript module because that loads the same way
  * whether mod.ts is imported from a file path or from an http(s) URL (as JSR serves it), where
  * reading a sibling .wgsl file would need file or network permissions and a different code path.
- * A shader line `//!include common.wgsl` is replaced by that file's text.
+ * A shader line `//!include common.wgsl` is replaced by that file's text, which the module holds
+ * once.
  *
  * @module
  */
@@ -31,14 +32,28 @@ export const SHADERS: Readonly<Record<string, string>> = {
 
 const dir = new URL("./", import.meta.url);
 
-async function expand(file: string): Promise<string> {
-  const text = await Deno.readTextFile(new URL(file, dir));
+/** `common.wgsl` -> `_COMMON`: the private constant an included file becomes. */
+const includeName = (file: string) => "_" + file.replace(/\.wgsl$/, "").toUpperCase();
+
+const escape = (text: string) => text.replace(/[`\\]|\$\{/g, (s) => "\\" + s);
+
+/**
+ * A file's text as a template literal in which each `//!include f.wgsl` line is `${_F}`, and the
+ * files it includes (recursively), so that every include is written out once.
+ */
+async function literal(file: string, includes: Set<string>, trim = false): Promise<string> {
+  let text = await Deno.readTextFile(new URL(file, dir));
+  if (trim) text = text.trimEnd(); // an include stands in for one line, not a line and a blank
   const lines = [];
   for (const line of text.split("\n")) {
     const m = line.match(/^\/\/!include (\S+)$/);
-    lines.push(m ? (await expand(m[1])).trimEnd() : line);
+    if (m) {
+      await literal(m[1], includes, true); // checks that it exists; collects nested includes
+      includes.add(m[1]);
+      lines.push("${" + includeName(m[1]) + "}");
+    } else lines.push(escape(line));
   }
-  return lines.join("\n");
+  return "`" + lines.join("\n") + "`";
 }
 
 /** The text of shaders/_wgsl.ts as it should be now. */
@@ -47,11 +62,20 @@ export async function generate(): Promise<string> {
     "do not edit.\n" +
     "/**\n * WGSL source of every shader, inlined so that it loads from file paths and URLs " +
     "alike.\n *\n * @module\n */\n";
+  const includes = new Set<string>();
+  let shaders = "";
   for (const [name, file] of Object.entries(SHADERS)) {
-    const text = (await expand(file)).replace(/[`\\]|\$\{/g, (s) => "\\" + s);
-    out += `\n/** ${file} (with its includes). */\nexport const ${name} =\n  \`${text}\`;\n`;
+    const text = await literal(file, includes);
+    shaders +=
+      `\n/** ${file} (with its includes). */\nexport const ${name}: string =\n  ${text};\n`;
   }
-  return out;
+  // Included files come first, each once, in the order first met (an include's own includes
+  // were met before it).
+  for (const file of includes) {
+    out += `\n/** ${file}, pasted where a shader says \`//!include ${file}\`. */\n` +
+      `const ${includeName(file)}: string =\n  ${await literal(file, new Set(), true)};\n`;
+  }
+  return out + shaders;
 }
 
 if (import.meta.main) {
