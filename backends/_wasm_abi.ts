@@ -7,7 +7,7 @@
  */
 
 /** The ABI version this mirror describes; the loader refuses a module reporting another. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /** `layout` argument: [N, C, M] (SwitchNorm2d/3d). */
 export const LAYOUT_ND = 0;
@@ -80,6 +80,32 @@ export interface WasmKernels {
     stats: number,
     scratch: number,
   ): void;
+  /**
+   * `sn_stats_nd` in parts, for an input staged chunk by chunk: IN statistics of rows
+   * [row0, row0 + rows) of the tensor [n, c, m], whose data is at `x` (the chunk).
+   */
+  sn_stats_rows_nd(
+    x: number,
+    row0: number,
+    rows: number,
+    n: number,
+    c: number,
+    m: number,
+    stats: number,
+  ): void;
+  /** The rest of `sn_stats_nd` once `sn_stats_rows_nd` has covered every row. */
+  sn_stats_derive_nd(n: number, c: number, mode: number, layer: number, stats: number): void;
+  /** `sn_normalize_nd` in parts: the per-row constants (16 bytes per row) into `scratch`. */
+  sn_constants_nd(
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    scratch: number,
+  ): void;
+  /** The normalize sweep of `rows` rows of m floats, constants at `consts` (scratch + 16 row0). */
+  sn_normalize_rows_nd(x: number, y: number, rows: number, m: number, consts: number): void;
   /** Statistics pass over x of [n, c]: LN and BN statistics into `stats`. */
   sn_stats_1d(
     x: number,

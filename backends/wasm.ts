@@ -198,6 +198,19 @@ interface Regions {
   scratch: number;
 }
 
+/**
+ * Bytes of x per chunk of the chunked Float32Array forward (at least; chunks are whole rows):
+ * small enough to stay in cache between a chunk's copy and its pass. Not less: V8 (Deno 2.9)
+ * copies out of WebAssembly memory about ten times slower in pieces under 512 KiB.
+ */
+const CHUNK_BYTES = 512 * 1024;
+
+/** Whether `a` and `b` share memory without being the same range (in place is fine). */
+function overlapsShifted(a: Float32Array, b: Float32Array): boolean {
+  if (a.buffer !== b.buffer || a.byteOffset === b.byteOffset) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
 function modeOf(problem: NormProblem): number {
   return (problem.training ? MODE_TRAINING : 0) | (problem.usingBN ? MODE_USING_BN : 0);
 }
@@ -231,6 +244,9 @@ export class WasmBackend implements Backend {
   readonly #scratch: Scratch;
   readonly #slots = new Map<number, LayerSlot>();
   readonly #outView = new ViewSlot(Float32Array);
+  /** Views of the chunked forward's staging chunk: a full one and the last, shorter one. */
+  readonly #chunkView = new ViewSlot(Float32Array);
+  readonly #tailView = new ViewSlot(Float32Array);
   readonly #bnMean = new ViewSlot(Float64Array);
   readonly #bnVar = new ViewSlot(Float64Array);
   #disposed = false;
@@ -309,6 +325,13 @@ export class WasmBackend implements Backend {
     const length = n * c * m;
     const sync = problem.sync && problem.training && problem.usingBN ? problem.sync : undefined;
     const slot = save || sync ? this.#slot(params.layerId) : undefined;
+    if (
+      x instanceof Float32Array && problem.layout === "nd" && x.length === length &&
+      (out === undefined || (out instanceof Float32Array && out.length === length &&
+        !overlapsShifted(x, out)))
+    ) {
+      return this.#forwardChunked(problem, x, params, update, out, save, sync, slot);
+    }
     let xAt: number, yAt: number, ioEpoch = 0;
     /** The resident result: `out`, or a new tensor that an error must free. */
     let yt: WasmTensor | undefined;
@@ -366,6 +389,68 @@ export class WasmBackend implements Backend {
     if (!out) return y.slice();
     (out as Float32Array).set(y);
     return out;
+  }
+
+  /**
+   * The forward of a Float32Array x of layout "nd" (into `out` or a new array), with the copies
+   * fused into the two passes: x goes into linear memory one chunk of whole rows at a time
+   * (`CHUNK_BYTES`, so it stays in cache), and each chunk is measured right after its copy;
+   * after the per-row constants, each chunk is copied in again, normalized in place and copied
+   * out to y at once. Memory traffic is that of the resident kernel (x read twice, y written
+   * once) rather than two more full copies, and linear memory holds one chunk, not the tensor.
+   */
+  async #forwardChunked(
+    problem: NormProblem,
+    x: Float32Array,
+    params: LayerParams,
+    update: RunningUpdate,
+    out: Float32Array | undefined,
+    save: SavedForward | undefined,
+    sync: BatchSync | undefined,
+    slot: LayerSlot | undefined,
+  ): Promise<Float32Array> {
+    const { n, c, m } = problem;
+    const rows = n * c, k = this.#k;
+    const step = Math.min(rows, Math.ceil(CHUNK_BYTES / (4 * m)));
+    const regions = this.#prepare(problem, params, slot);
+    const mode = modeOf(problem);
+    let io = this.#io.ensure(step * m * 4);
+    this.#ioEpoch++;
+    let f32 = this.#heap.f32;
+    for (let r = 0; r < rows; r += step) {
+      const take = Math.min(step, rows - r);
+      f32.set(x.subarray(r * m, (r + take) * m), io >> 2);
+      k.sn_stats_rows_nd(io, r, take, n, c, m, regions.stats);
+    }
+    k.sn_stats_derive_nd(n, c, mode | (sync ? MODE_BN_PARTIALS : 0), regions.layer, regions.stats);
+    let count = n;
+    if (sync) {
+      count = await this.#mergeStats(problem, sync, slot!, regions.stats);
+      // Another call may have run in the gap and moved the shared regions.
+      this.#live();
+      regions.scratch = this.#scratchFor(problem);
+      io = this.#io.ensure(step * m * 4);
+      this.#ioEpoch++;
+    }
+    const y = out ?? new Float32Array(rows * m);
+    k.sn_constants_nd(n, c, mode, regions.layer, regions.stats, regions.scratch);
+    f32 = this.#heap.f32;
+    const buffer = this.#heap.buffer;
+    for (let r = 0; r < rows; r += step) {
+      const take = Math.min(step, rows - r), len = take * m;
+      f32.set(x.subarray(r * m, r * m + len), io >> 2);
+      k.sn_normalize_rows_nd(io, io, take, m, regions.scratch + 16 * r);
+      y.set((take === step ? this.#chunkView : this.#tailView).get(buffer, io, len), r * m);
+    }
+    if (problem.training && problem.usingBN) {
+      this.#updateRunning(problem, params, update, regions.stats);
+    }
+    if (save) {
+      save.problem = problem;
+      save.x = x;
+      save.state = new WasmSaved(slot!, ++slot!.epoch, count);
+    }
+    return y;
   }
 
   /**

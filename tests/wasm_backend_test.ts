@@ -183,6 +183,38 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "WASM Float32Array forward staged in several chunks equals the resident forward bit for bit",
+  ignore,
+  async fn() {
+    // Chunks are >= 512 KiB of whole rows: these span 2-3 chunks with a shorter last one, for
+    // short rows (the per-row fast path) and long ones, with and without large offsets.
+    const shapes: [number, number, number][] = [[40, 70, 49], [4, 9, 9000], [3, 7, 5003]];
+    let seed = 150;
+    for (const shape of shapes) {
+      for (const offset of [0, 1e4]) {
+        for (const training of [true, false]) {
+          const c = randomCase(seed++, "nd", shape, training, true, offset);
+          const what = `nd [${shape}] offset=${offset} training=${training}`;
+          const pf = c.params(), pt = c.params();
+          const out = new Float32Array(c.x.length);
+          const yf = await wasm.forward(c.problem, c.x, pf, MOVING, out);
+          assert.equal(yf, out, `${what}: returns out`);
+          const xt = wasm.upload(c.x, [c.x.length]);
+          const yt = await wasm.forward(c.problem, xt, pt, MOVING) as WasmTensor;
+          assert.deepEqual(out, await yt.read(), `${what}: y`);
+          assert.deepEqual(pf.runningMean, pt.runningMean, `${what}: running_mean`);
+          assert.deepEqual(pf.runningVar, pt.runningVar, `${what}: running_var`);
+          xt.dispose();
+          yt.dispose();
+          await agree(wasm, c, what);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
   name: "WASM matches the reference on random 1d problems, including N = 1, C = 1 and long blocks",
   ignore,
   async fn() {

@@ -28,7 +28,7 @@ mod simd;
 use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 2;
+const ABI_VERSION: u32 = 3;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -125,6 +125,82 @@ pub unsafe extern "C" fn sn_normalize_nd(
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
     nd::normalize(x, y, n, c, m, mode, &layer, st, scratch as *mut core::arch::wasm32::v128);
+}
+
+/// Part of `sn_stats_nd` for a Float32Array staged chunk by chunk: mu_in, var_in of the `rows`
+/// rows row0.. of the tensor [n, c, m], whose data is at `x` (the chunk, not the tensor). After
+/// every row has been measured, `sn_stats_derive_nd` finishes the statistics pass.
+///
+/// # Safety
+/// `x` valid for rows * m floats, row0 + rows <= n * c; `stats` as in `layout`.
+#[no_mangle]
+pub unsafe extern "C" fn sn_stats_rows_nd(
+    x: *const f32,
+    row0: u32,
+    rows: u32,
+    n: u32,
+    c: u32,
+    m: u32,
+    stats: *mut f64,
+) {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let at = row0 as usize..row0 as usize + rows as usize;
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    nd::row_moments(x, m, &mut st.mu_in[at.clone()], &mut st.var_in[at.clone()], &mut st.mu[at]);
+}
+
+/// The rest of `sn_stats_nd` after `sn_stats_rows_nd` covered every row (`nd::derive`).
+///
+/// # Safety
+/// Pointers as in `layout`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_stats_derive_nd(
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    nd::derive(n, c, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
+}
+
+/// Part of `sn_normalize_nd` for chunked staging: the per-row constants into `scratch`
+/// (`nd::constants`), then `sn_normalize_rows_nd` per chunk.
+///
+/// # Safety
+/// Pointers as in `layout`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_constants_nd(
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    scratch: *mut u8,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    nd::constants(n, c, mode, &layer, st, scratch as *mut core::arch::wasm32::v128);
+}
+
+/// The normalize sweep over `rows` rows of m floats at `x` into `y` (may equal x), with the
+/// constants at `consts` (scratch + 16 * row0 for rows row0..).
+///
+/// # Safety
+/// `x`, `y` valid for rows * m floats, the same or not overlapping; `consts` for 16 * rows bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sn_normalize_rows_nd(
+    x: *const f32,
+    y: *mut f32,
+    rows: u32,
+    m: u32,
+    consts: *const u8,
+) {
+    let consts = consts as *const core::arch::wasm32::v128;
+    nd::sweep(x, y, rows as usize, m as usize, consts);
 }
 
 /// Statistics pass of SwitchNorm1d on x of [n, c] (`oned::statistics`): fills mu_ln, var_ln and,

@@ -12,7 +12,8 @@ use core::arch::wasm32::*;
 /// then, derived in f64 without cancellation:
 ///   mu_ln[n] = mean_c mu_in,  var_ln[n] = mean_c (var_in + (mu_in - mu_ln)^2)
 ///   mu_bn[c], var_bn[c] likewise over n (training), or the running buffers (evaluation).
-/// With `MODE_BN_PARTIALS` var_bn is left as n times that, M2 (see `layout`).
+/// With `MODE_BN_PARTIALS` var_bn is left as n times that, M2 (see `layout`). This is
+/// `row_moments` over all rows, then `derive`.
 ///
 /// # Safety
 /// `x` must be valid for n*c*m floats; `layer` and `stats` as in `layout`, not overlapping x.
@@ -25,20 +26,114 @@ pub unsafe fn statistics(
     layer: &Layer,
     st: Stats,
 ) {
+    row_moments(x, m, st.mu_in, st.var_in, st.mu);
+    derive(n, c, mode, layer, st);
+}
+
+/// SHIFT_SLACK of `moments`: a shift is re-done when d^2 (1 + S) > S n q.
+const SLACK: f64 = 3.0;
+
+/// mu_in, var_in of the rows.len() consecutive rows of m floats at `x` (a row range of the
+/// tensor: rows are contiguous, so a caller may measure the tensor chunk by chunk). `tmp`
+/// (as long as `mu_in`) is overwritten: it holds each row's shift between the sweep and the
+/// per-row arithmetic.
+///
+/// Rows of at most one chunk (m <= `moments::CHUNK`, where the per-row fixed cost matters) go
+/// through a sweep that does only the SIMD sums (d, q) around a shift per row, then a loop of
+/// their own that forms mean and variance two rows per f64x2. A row whose sums met Inf/NaN or
+/// whose shift was poor is measured again by `RowPlan::row` (the general path, which handles
+/// both). Each row's result depends on that row alone, not on how rows are paired or chunked.
+///
+/// # Safety
+/// `x` must be valid for mu_in.len() * m floats; the three slices have the same length.
+pub unsafe fn row_moments(
+    x: *const f32,
+    m: usize,
+    mu_in: &mut [f64],
+    var_in: &mut [f64],
+    tmp: &mut [f64],
+) {
+    let plan = RowPlan::new(m);
+    let rows = mu_in.len();
+    if rows == 0 {
+        return;
+    }
+    if m > crate::moments::CHUNK {
+        let mut shift = plan.first_shift(x);
+        for (r, (mu, var)) in mu_in.iter_mut().zip(var_in.iter_mut()).enumerate() {
+            let next = if r + 1 < rows { plan.first_shift(x.add((r + 1) * m)) } else { 0.0 };
+            let mo = plan.row(x.add(r * m), shift);
+            shift = next;
+            *mu = mo.mean;
+            *var = mo.m2 * plan.inv_m1;
+        }
+        return;
+    }
+    // The sweep: (d, q) into (mu_in, var_in), the shift into tmp.
+    let (pd, pq, ps) = (mu_in.as_mut_ptr(), var_in.as_mut_ptr(), tmp.as_mut_ptr());
+    let mut shift = plan.first_shift(x);
+    for r in 0..rows {
+        let next = if r + 1 < rows { plan.first_shift(x.add((r + 1) * m)) } else { 0.0 };
+        let v = simd::deviation_sums_f64x2(x.add(r * m), m, shift);
+        *pd.add(r) = f64x2_extract_lane::<0>(v);
+        *pq.add(r) = f64x2_extract_lane::<1>(v);
+        *ps.add(r) = shift as f64;
+        shift = next;
+    }
+    // Mean and variance, two rows per f64x2 (`Moments::from_deviations`, `moments::chunk`).
+    let inv_n = 1.0 / m as f64;
+    let (vinv, vinv_m1) = (f64x2_splat(inv_n), f64x2_splat(plan.inv_m1));
+    let (slack1, slack_n) = (f64x2_splat(1.0 + SLACK), f64x2_splat(SLACK * m as f64));
+    let zero = f64x2_splat(0.0);
+    // One row by itself, with the same arithmetic as a lane below, so that a row's result does
+    // not depend on which row it is paired with (a caller's chunks may pair rows differently).
+    let one = |r: usize| {
+        let (d, q, s) = (*pd.add(r), *pq.add(r), *ps.add(r));
+        let dd = d * d;
+        if q - q != 0.0 || dd * (1.0 + SLACK) > SLACK * m as f64 * q {
+            let mo = plan.row(x.add(r * m), s as f32);
+            *pd.add(r) = mo.mean;
+            *pq.add(r) = mo.m2 * plan.inv_m1;
+        } else {
+            let m2 = q - dd * inv_n;
+            *pd.add(r) = s + d * inv_n;
+            *pq.add(r) = (if m2 < 0.0 { 0.0 } else { m2 }) * plan.inv_m1;
+        }
+    };
+    let even = rows / 2 * 2;
+    let mut j = 0;
+    while j < even {
+        let d = v128_load(pd.add(j) as *const v128);
+        let q = v128_load(pq.add(j) as *const v128);
+        let dd = f64x2_mul(d, d);
+        // Not finite (q - q is NaN for Inf, NaN), or the shift was poor.
+        let bad = v128_or(
+            f64x2_ne(f64x2_sub(q, q), zero),
+            f64x2_gt(f64x2_mul(dd, slack1), f64x2_mul(slack_n, q)),
+        );
+        if v128_any_true(bad) {
+            one(j);
+            one(j + 1);
+        } else {
+            let s = v128_load(ps.add(j) as *const v128);
+            let mean = f64x2_add(s, f64x2_mul(d, vinv));
+            let m2 = f64x2_sub(q, f64x2_mul(dd, vinv));
+            // Clamped at 0 (a hair below for constant data).
+            let m2 = v128_bitselect(zero, m2, f64x2_lt(m2, zero));
+            v128_store(pd.add(j) as *mut v128, mean);
+            v128_store(pq.add(j) as *mut v128, f64x2_mul(m2, vinv_m1));
+        }
+        j += 2;
+    }
+    if j < rows {
+        one(j);
+    }
+}
+
+/// The O(N*C) rest of the statistics pass (see `statistics`), from mu_in and var_in of every row.
+pub fn derive(n: usize, c: usize, mode: u32, layer: &Layer, st: Stats) {
     let training = mode & MODE_TRAINING != 0;
     let using_bn = mode & MODE_USING_BN != 0;
-
-    let plan = RowPlan::new(m);
-    let rows = n * c;
-    let mut shift = plan.first_shift(x);
-    for (r, (mu, var)) in st.mu_in.iter_mut().zip(st.var_in.iter_mut()).enumerate() {
-        let next = if r + 1 < rows { plan.first_shift(x.add((r + 1) * m)) } else { 0.0 };
-        let mo = plan.row(x.add(r * m), shift);
-        shift = next;
-        *mu = mo.mean;
-        *var = mo.m2 * plan.inv_m1;
-    }
-
     for i in 0..n {
         let (mean, var) =
             group_f64x2(&st.mu_in[i * c..(i + 1) * c], &st.var_in[i * c..(i + 1) * c]);
@@ -153,6 +248,23 @@ pub unsafe fn normalize(
     st: Stats,
     scratch: *mut v128,
 ) {
+    constants(n, c, mode, layer, st, scratch);
+    sweep(x, y, n * c, m, scratch);
+}
+
+/// The per-row constants of `normalize` (mu, var into the statistics area, [hi, scale, bias, 0]
+/// into `scratch`), before its sweep.
+///
+/// # Safety
+/// `scratch` valid for n*c v128, overlapping nothing else here.
+pub unsafe fn constants(
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    scratch: *mut v128,
+) {
     let using_bn = mode & MODE_USING_BN != 0;
     let rows = core::slice::from_raw_parts_mut(scratch, n * c);
     let mix = Mix::new(layer, using_bn);
@@ -170,10 +282,17 @@ pub unsafe fn normalize(
             &mut rows[at],
         );
     }
-    for (r, &k) in rows.iter().enumerate() {
-        let (hi, scale, bias) =
-            (f32x4_extract_lane::<0>(k), f32x4_extract_lane::<1>(k), f32x4_extract_lane::<2>(k));
-        simd::normalize(x.add(r * m), y.add(r * m), m, hi, scale, bias);
+}
+
+/// The normalize sweep over `rows` consecutive rows of m floats at `x` into `y`, with the
+/// per-row constants `constants` left at `consts` (those of the range's first row; a caller may
+/// normalize the tensor chunk by chunk). `x` and `y` may be the same pointer.
+///
+/// # Safety
+/// `x`, `y` valid for rows * m floats, the same or not overlapping; `consts` for `rows` v128.
+pub unsafe fn sweep(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
+    for r in 0..rows {
+        simd::normalize(x.add(r * m), y.add(r * m), m, *consts.add(r));
     }
 }
 

@@ -115,7 +115,60 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) 
     (d, q)
 }
 
-/// `y[i] = (x[i] - mu_hi) * scale + bias` for i < n, where mu_hi is the f32 part of the mean and
+/// `deviation_sums` with both sums returned as one f64x2 (d, q), their horizontal sums sharing
+/// shuffles: rows can be as short as 49 floats, where the per-row fixed cost matters.
+///
+/// # Safety
+/// `x` must be valid for reading `n` floats.
+#[inline(always)]
+pub unsafe fn deviation_sums_f64x2(x: *const f32, n: usize, shift: f32) -> v128 {
+    if n < 4 {
+        let (d, q) = deviation_sums(x, n, shift);
+        return f64x2(d as f64, q as f64);
+    }
+    let s = f32x4_splat(shift);
+    let z = f32x4_splat(0.0);
+    let (mut d0, mut d1, mut d2, mut d3) = (z, z, z, z);
+    let (mut q0, mut q1, mut q2, mut q3) = (z, z, z, z);
+    let mut i = 0;
+    while i + 16 <= n {
+        let e0 = f32x4_sub(load(x.add(i)), s);
+        let e1 = f32x4_sub(load(x.add(i + 4)), s);
+        let e2 = f32x4_sub(load(x.add(i + 8)), s);
+        let e3 = f32x4_sub(load(x.add(i + 12)), s);
+        d0 = f32x4_add(d0, e0);
+        d1 = f32x4_add(d1, e1);
+        d2 = f32x4_add(d2, e2);
+        d3 = f32x4_add(d3, e3);
+        q0 = f32x4_add(q0, f32x4_mul(e0, e0));
+        q1 = f32x4_add(q1, f32x4_mul(e1, e1));
+        q2 = f32x4_add(q2, f32x4_mul(e2, e2));
+        q3 = f32x4_add(q3, f32x4_mul(e3, e3));
+        i += 16;
+    }
+    while i + 4 <= n {
+        let e = f32x4_sub(load(x.add(i)), s);
+        d0 = f32x4_add(d0, e);
+        q0 = f32x4_add(q0, f32x4_mul(e, e));
+        i += 4;
+    }
+    let r = n - i;
+    if r > 0 {
+        let mask = v128_load(TAIL_MASKS[r].as_ptr() as *const v128);
+        let e = v128_and(f32x4_sub(load(x.add(n - 4)), s), mask);
+        d1 = f32x4_add(d1, e);
+        q1 = f32x4_add(q1, f32x4_mul(e, e));
+    }
+    let d = f32x4_add(f32x4_add(d0, d1), f32x4_add(d2, d3));
+    let q = f32x4_add(f32x4_add(q0, q1), f32x4_add(q2, q3));
+    // [d0 + d2, d1 + d3, q0 + q2, q1 + q3], then lanes 0 and 2 hold the sums.
+    let h = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(d, q), i32x4_shuffle::<2, 3, 6, 7>(d, q));
+    let h = f32x4_add(h, i32x4_shuffle::<1, 0, 3, 2>(h, h));
+    f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h))
+}
+
+/// `y[i] = (x[i] - mu_hi) * scale + bias` for i < n with `hsb` = f32 [mu_hi, scale, bias, _],
+/// where mu_hi is the f32 part of the mean and
 /// `bias = beta - (mu - mu_hi) * scale` carries the rest: `x - mu_hi` is exact when x is near the
 /// mean, so an offset of 1e4 costs no accuracy. `x` and `y` may be the same pointer (in place);
 /// they must not overlap otherwise. The n % 4 tail is the vector ending at n, loaded before any
@@ -124,15 +177,17 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) 
 /// # Safety
 /// `x` must be valid for reading and `y` for writing `n` floats.
 #[inline(always)]
-pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, mu_hi: f32, scale: f32, bias: f32) {
+pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, hsb: v128) {
+    let h = i32x4_shuffle::<0, 0, 0, 0>(hsb, hsb);
+    let s = i32x4_shuffle::<1, 1, 1, 1>(hsb, hsb);
+    let b = i32x4_shuffle::<2, 2, 2, 2>(hsb, hsb);
+    let f = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, h), s), b);
     if n < 4 {
         for i in 0..n {
-            *y.add(i) = (*x.add(i) - mu_hi) * scale + bias;
+            *y.add(i) = f32x4_extract_lane::<0>(f(f32x4_splat(*x.add(i))));
         }
         return;
     }
-    let (h, s, b) = (f32x4_splat(mu_hi), f32x4_splat(scale), f32x4_splat(bias));
-    let f = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, h), s), b);
     let tail = load(x.add(n - 4));
     let mut i = 0;
     while i + 8 <= n {
