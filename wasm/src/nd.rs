@@ -38,8 +38,8 @@ const SLACK: f64 = 3.0;
 /// (as long as `mu_in`) is overwritten: it holds each row's shift between the sweep and the
 /// per-row arithmetic.
 ///
-/// Rows of at most one chunk (m <= `moments::CHUNK`, where the per-row fixed cost matters) go
-/// through a sweep that does only the SIMD sums (d, q) around a shift per row, then a loop of
+/// Rows of 4..=`SHORT` floats go four at a time through `short_rows`. Other rows of at most one
+/// chunk (m <= `moments::CHUNK`, where the per-row fixed cost matters) go through a sweep that does only the SIMD sums (d, q) around a shift per row, then a loop of
 /// their own that forms mean and variance two rows per f64x2. A row whose sums met Inf/NaN or
 /// whose shift was poor is measured again by `RowPlan::row` (the general path, which handles
 /// both). Each row's result depends on that row alone, not on how rows are paired or chunked.
@@ -67,6 +67,10 @@ pub unsafe fn row_moments(
             *mu = mo.mean;
             *var = mo.m2 * plan.inv_m1;
         }
+        return;
+    }
+    if (4..=SHORT).contains(&m) {
+        short_rows(x, m, &plan, mu_in, var_in);
         return;
     }
     // The sweep: (d, q) into (mu_in, var_in), the shift into tmp.
@@ -127,6 +131,113 @@ pub unsafe fn row_moments(
     }
     if j < rows {
         one(j);
+    }
+}
+
+/// Rows up to this long go through `short_rows`.
+const SHORT: usize = 256;
+
+/// `row_moments` for rows of 4..=SHORT floats: four rows at a time through
+/// `simd::deviation_sums_x4` (one shift per row, from `first_shift`, taken a group ahead), then
+/// mean and variance of the four in two f64x2, stored as vectors. A row whose sums met Inf/NaN
+/// or whose shift was poor is measured again by `RowPlan::row`. Rows left over (rows % 4) go
+/// through the same arithmetic one at a time, so a row's result depends on that row alone.
+///
+/// # Safety
+/// As `row_moments`.
+unsafe fn short_rows(
+    x: *const f32,
+    m: usize,
+    plan: &RowPlan,
+    mu_in: &mut [f64],
+    var_in: &mut [f64],
+) {
+    let rows = mu_in.len();
+    let (pd, pq) = (mu_in.as_mut_ptr(), var_in.as_mut_ptr());
+    let inv_n = 1.0 / m as f64;
+    let (vinv, vinv_m1) = (f64x2_splat(inv_n), f64x2_splat(plan.inv_m1));
+    let (slack1, slack_n) = (f64x2_splat(1.0 + SLACK), f64x2_splat(SLACK * m as f64));
+    let zero = f64x2_splat(0.0);
+    // Mean and variance of two rows (lanes), and which of them must be measured again.
+    let finish = |d: v128, q: v128, s: v128| -> (v128, v128, v128) {
+        let dd = f64x2_mul(d, d);
+        // Not finite (q - q is NaN for Inf, NaN), or the shift was poor.
+        let bad = v128_or(
+            f64x2_ne(f64x2_sub(q, q), zero),
+            f64x2_gt(f64x2_mul(dd, slack1), f64x2_mul(slack_n, q)),
+        );
+        let mean = f64x2_add(s, f64x2_mul(d, vinv));
+        let m2 = f64x2_sub(q, f64x2_mul(dd, vinv));
+        // Clamped at 0 (a hair below for constant data).
+        let m2 = v128_bitselect(zero, m2, f64x2_lt(m2, zero));
+        (mean, f64x2_mul(m2, vinv_m1), bad)
+    };
+    let redo = |r: usize, shift: f32| {
+        let mo = plan.row(x.add(r * m), shift);
+        *pd.add(r) = mo.mean;
+        *pq.add(r) = mo.m2 * plan.inv_m1;
+    };
+    let shifts = |j: usize| {
+        f32x4(
+            plan.first_shift(x.add(j * m)),
+            plan.first_shift(x.add((j + 1) * m)),
+            plan.first_shift(x.add((j + 2) * m)),
+            plan.first_shift(x.add((j + 3) * m)),
+        )
+    };
+    let groups = rows / 4 * 4;
+    let mut j = 0;
+    let mut s = if groups > 0 { shifts(0) } else { f32x4_splat(0.0) };
+    while j < groups {
+        let next = if j + 4 < groups { shifts(j + 4) } else { s };
+        let p = [x.add(j * m), x.add((j + 1) * m), x.add((j + 2) * m), x.add((j + 3) * m)];
+        let (d, q) = simd::deviation_sums_x4(p, m, s);
+        let hi = |v: v128| f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v));
+        let (m01, v01, b01) = finish(
+            f64x2_promote_low_f32x4(d),
+            f64x2_promote_low_f32x4(q),
+            f64x2_promote_low_f32x4(s),
+        );
+        let (m23, v23, b23) = finish(hi(d), hi(q), hi(s));
+        v128_store(pd.add(j) as *mut v128, m01);
+        v128_store(pd.add(j + 2) as *mut v128, m23);
+        v128_store(pq.add(j) as *mut v128, v01);
+        v128_store(pq.add(j + 2) as *mut v128, v23);
+        if v128_any_true(v128_or(b01, b23)) {
+            let lanes = [
+                i64x2_extract_lane::<0>(b01),
+                i64x2_extract_lane::<1>(b01),
+                i64x2_extract_lane::<0>(b23),
+                i64x2_extract_lane::<1>(b23),
+            ];
+            let sh = [
+                f32x4_extract_lane::<0>(s),
+                f32x4_extract_lane::<1>(s),
+                f32x4_extract_lane::<2>(s),
+                f32x4_extract_lane::<3>(s),
+            ];
+            for k in 0..4 {
+                if lanes[k] != 0 {
+                    redo(j + k, sh[k]);
+                }
+            }
+        }
+        s = next;
+        j += 4;
+    }
+    while j < rows {
+        let p = x.add(j * m);
+        let sh = plan.first_shift(p);
+        let (d, q) = simd::deviation_sums_x4([p, p, p, p], m, f32x4_splat(sh));
+        let (mean, var, bad) =
+            finish(f64x2_promote_low_f32x4(d), f64x2_promote_low_f32x4(q), f64x2_splat(sh as f64));
+        if i64x2_extract_lane::<0>(bad) != 0 {
+            redo(j, sh);
+        } else {
+            *pd.add(j) = f64x2_extract_lane::<0>(mean);
+            *pq.add(j) = f64x2_extract_lane::<0>(var);
+        }
+        j += 1;
     }
 }
 

@@ -167,6 +167,66 @@ pub unsafe fn deviation_sums_f64x2(x: *const f32, n: usize, shift: f32) -> v128 
     f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h))
 }
 
+/// `deviation_sums` of four rows of n floats at once (4 <= n <= 256), row k at `p[k]` around
+/// lane k of `shift` (f32x4): one accumulator pair per row (so at most 64 terms per lane), the
+/// four rows' adds interleaved, and their horizontal sums done together by one transpose.
+/// Returns (d, q) as f32x4 with row k's sums in lane k; each row's sums depend on that row
+/// alone (a row by itself passes its pointer four times).
+///
+/// # Safety
+/// Each `p[k]` must be valid for reading `n` floats, 4 <= n.
+#[inline(always)]
+pub unsafe fn deviation_sums_x4(p: [*const f32; 4], n: usize, shift: v128) -> (v128, v128) {
+    let s0 = i32x4_shuffle::<0, 0, 0, 0>(shift, shift);
+    let s1 = i32x4_shuffle::<1, 1, 1, 1>(shift, shift);
+    let s2 = i32x4_shuffle::<2, 2, 2, 2>(shift, shift);
+    let s3 = i32x4_shuffle::<3, 3, 3, 3>(shift, shift);
+    let z = f32x4_splat(0.0);
+    let (mut d0, mut d1, mut d2, mut d3) = (z, z, z, z);
+    let (mut q0, mut q1, mut q2, mut q3) = (z, z, z, z);
+    let mut i = 0;
+    while i + 4 <= n {
+        let e0 = f32x4_sub(load(p[0].add(i)), s0);
+        let e1 = f32x4_sub(load(p[1].add(i)), s1);
+        let e2 = f32x4_sub(load(p[2].add(i)), s2);
+        let e3 = f32x4_sub(load(p[3].add(i)), s3);
+        d0 = f32x4_add(d0, e0);
+        d1 = f32x4_add(d1, e1);
+        d2 = f32x4_add(d2, e2);
+        d3 = f32x4_add(d3, e3);
+        q0 = f32x4_add(q0, f32x4_mul(e0, e0));
+        q1 = f32x4_add(q1, f32x4_mul(e1, e1));
+        q2 = f32x4_add(q2, f32x4_mul(e2, e2));
+        q3 = f32x4_add(q3, f32x4_mul(e3, e3));
+        i += 4;
+    }
+    let r = n - i;
+    if r > 0 {
+        let mask = v128_load(TAIL_MASKS[r & 3].as_ptr() as *const v128);
+        let e0 = v128_and(f32x4_sub(load(p[0].add(n - 4)), s0), mask);
+        let e1 = v128_and(f32x4_sub(load(p[1].add(n - 4)), s1), mask);
+        let e2 = v128_and(f32x4_sub(load(p[2].add(n - 4)), s2), mask);
+        let e3 = v128_and(f32x4_sub(load(p[3].add(n - 4)), s3), mask);
+        d0 = f32x4_add(d0, e0);
+        d1 = f32x4_add(d1, e1);
+        d2 = f32x4_add(d2, e2);
+        d3 = f32x4_add(d3, e3);
+        q0 = f32x4_add(q0, f32x4_mul(e0, e0));
+        q1 = f32x4_add(q1, f32x4_mul(e1, e1));
+        q2 = f32x4_add(q2, f32x4_mul(e2, e2));
+        q3 = f32x4_add(q3, f32x4_mul(e3, e3));
+    }
+    (transpose_sum(d0, d1, d2, d3), transpose_sum(q0, q1, q2, q3))
+}
+
+/// [hsum a, hsum b, hsum c, hsum d], each as (l0 + l2) + (l1 + l3).
+#[inline(always)]
+fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    let ab = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b));
+    let cd = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(c, d), i32x4_shuffle::<2, 3, 6, 7>(c, d));
+    f32x4_add(i32x4_shuffle::<0, 2, 4, 6>(ab, cd), i32x4_shuffle::<1, 3, 5, 7>(ab, cd))
+}
+
 /// `y[i] = (x[i] - mu_hi) * scale + bias` for i < n with `hsb` = f32 [mu_hi, scale, bias, _],
 /// where mu_hi is the f32 part of the mean and
 /// `bias = beta - (mu - mu_hi) * scale` carries the rest: `x - mu_hi` is exact when x is near the
