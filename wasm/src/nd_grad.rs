@@ -82,6 +82,49 @@ unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
     acc
 }
 
+/// Rows up to this long go through `short_row_sums` (one accumulator pair per row: at most 16
+/// terms per lane, as a chunk of `CHUNK` floats has with four).
+const SHORT: usize = 64;
+
+/// `row_sums` of `rows` rows of 4..=SHORT floats into `pairs`, four rows at a time through
+/// `simd::grad_sums_x4`; the rows % 4 left over go through the same arithmetic one at a time.
+///
+/// # Safety
+/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+unsafe fn short_row_sums(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    mu_in: *const f64,
+    pairs: *mut v128,
+    rows: usize,
+) {
+    let groups = rows / 4 * 4;
+    let mut r = 0;
+    while r < groups {
+        let shift = f32x4_demote_f64x2_zero(ld(mu_in.add(r)));
+        let shift = i64x2_shuffle::<0, 2>(shift, f32x4_demote_f64x2_zero(ld(mu_in.add(r + 2))));
+        let at = |k: usize| (r + k) * m;
+        let xs = [x.add(at(0)), x.add(at(1)), x.add(at(2)), x.add(at(3))];
+        let dys = [dy.add(at(0)), dy.add(at(1)), dy.add(at(2)), dy.add(at(3))];
+        let (g, p) = simd::grad_sums_x4(xs, dys, m, shift);
+        let lo = i32x4_shuffle::<0, 4, 1, 5>(g, p);
+        let hi = i32x4_shuffle::<2, 6, 3, 7>(g, p);
+        *pairs.add(r) = f64x2_promote_low_f32x4(lo);
+        *pairs.add(r + 1) = f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(lo, lo));
+        *pairs.add(r + 2) = f64x2_promote_low_f32x4(hi);
+        *pairs.add(r + 3) = f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(hi, hi));
+        r += 4;
+    }
+    while r < rows {
+        let (xr, dyr) = (x.add(r * m), dy.add(r * m));
+        let shift = f32x4_splat(*mu_in.add(r) as f32);
+        let (g, p) = simd::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
+        *pairs.add(r) = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 4, 1, 5>(g, p));
+        r += 1;
+    }
+}
+
 /// Reduction call of the backward pass for layout "nd": one sweep over (x, dy) per row, then the
 /// O(N*C) combine, in f64:
 ///   P[r] = sum_i dy (x - mu) = sum_i dy (x - hi) + (hi - mu) sum_i dy   (hi = f32(mu_in), so
@@ -113,8 +156,12 @@ pub unsafe fn reduce(
     // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
     let mu_in = st.mu_in.as_ptr();
     let pairs = w.pairs.as_mut_ptr();
-    for r in 0..rows {
-        *pairs.add(r) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+    if (4..=SHORT).contains(&m) {
+        short_row_sums(x, dy, m, mu_in, pairs, rows);
+    } else {
+        for r in 0..rows {
+            *pairs.add(r) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+        }
     }
 
     // The combine, per sample n over its C rows, two channels per f64x2.

@@ -398,6 +398,68 @@ pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> 
     f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h))
 }
 
+/// `grad_sums` of four rows of n floats at once (4 <= n), row k at `x[k]`, `dy[k]` around lane k
+/// of `shift` (f32x4): one accumulator pair per row (callers keep n <= 64, so at most 16 terms
+/// per lane, as `grad_sums` over a chunk), the four rows' adds interleaved and their horizontal
+/// sums done by one transpose. Returns (g, p) as f32x4 with row k's sums in lane k; each row's
+/// sums depend on that row alone.
+///
+/// # Safety
+/// Each `x[k]`, `dy[k]` must be valid for reading `n` floats, 4 <= n.
+#[inline(always)]
+pub unsafe fn grad_sums_x4(
+    x: [*const f32; 4],
+    dy: [*const f32; 4],
+    n: usize,
+    shift: v128,
+) -> (v128, v128) {
+    let s0 = i32x4_shuffle::<0, 0, 0, 0>(shift, shift);
+    let s1 = i32x4_shuffle::<1, 1, 1, 1>(shift, shift);
+    let s2 = i32x4_shuffle::<2, 2, 2, 2>(shift, shift);
+    let s3 = i32x4_shuffle::<3, 3, 3, 3>(shift, shift);
+    let z = f32x4_splat(0.0);
+    let (mut g0, mut g1, mut g2, mut g3) = (z, z, z, z);
+    let (mut p0, mut p1, mut p2, mut p3) = (z, z, z, z);
+    let mut i = 0;
+    while i + 4 <= n {
+        let d0 = load(dy[0].add(i));
+        let d1 = load(dy[1].add(i));
+        let d2 = load(dy[2].add(i));
+        let d3 = load(dy[3].add(i));
+        g0 = f32x4_add(g0, d0);
+        g1 = f32x4_add(g1, d1);
+        g2 = f32x4_add(g2, d2);
+        g3 = f32x4_add(g3, d3);
+        p0 = f32x4_add(p0, f32x4_mul(d0, f32x4_sub(load(x[0].add(i)), s0)));
+        p1 = f32x4_add(p1, f32x4_mul(d1, f32x4_sub(load(x[1].add(i)), s1)));
+        p2 = f32x4_add(p2, f32x4_mul(d2, f32x4_sub(load(x[2].add(i)), s2)));
+        p3 = f32x4_add(p3, f32x4_mul(d3, f32x4_sub(load(x[3].add(i)), s3)));
+        i += 4;
+    }
+    let r = n - i;
+    if r > 0 {
+        // As in `grad_sums`: the products are masked after the multiply, so that Inf or NaN in
+        // x's lanes below the tail does not leak in.
+        let mask = v128_load(TAIL_MASKS[r & 3].as_ptr() as *const v128);
+        let t = n - 4;
+        let (d0, d1) = (load(dy[0].add(t)), load(dy[1].add(t)));
+        let (d2, d3) = (load(dy[2].add(t)), load(dy[3].add(t)));
+        g0 = f32x4_add(g0, v128_and(d0, mask));
+        g1 = f32x4_add(g1, v128_and(d1, mask));
+        g2 = f32x4_add(g2, v128_and(d2, mask));
+        g3 = f32x4_add(g3, v128_and(d3, mask));
+        let e0 = f32x4_mul(d0, f32x4_sub(load(x[0].add(t)), s0));
+        let e1 = f32x4_mul(d1, f32x4_sub(load(x[1].add(t)), s1));
+        let e2 = f32x4_mul(d2, f32x4_sub(load(x[2].add(t)), s2));
+        let e3 = f32x4_mul(d3, f32x4_sub(load(x[3].add(t)), s3));
+        p0 = f32x4_add(p0, v128_and(e0, mask));
+        p1 = f32x4_add(p1, v128_and(e1, mask));
+        p2 = f32x4_add(p2, v128_and(e2, mask));
+        p3 = f32x4_add(p3, v128_and(e3, mask));
+    }
+    (transpose_sum(g0, g1, g2, g3), transpose_sum(p0, p1, p2, p3))
+}
+
 /// `dx[i] = dy[i] * a + (x[i] - shift) * b + k` for i < n with `abk` = f32 [shift, a, b, k]:
 /// the dx sweep of a backward pass over one row, with its per-row constants (see
 /// `nd_grad::dx`). `dx` may be the same pointer as `dy` or `x` (in place); it must not overlap
