@@ -210,6 +210,37 @@ fn is_nan_marker(beta: f32) -> bool {
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
+}
+
+// The tile of a layout "1d" pass (sn1d_stats, sn1d_bwd_reduce) that workgroup \`wg\` covers: row
+// tile rt (rows n0 .. n0 + rows - 1) and column tile ct (columns c0 .. c0 + cols - 1) of x [N, C],
+// TILE_1D x TILE_1D or less at the edges. Spare workgroups past the dispatch's last row tile get
+// valid = false. Params.chunks holds the number of column tiles.
+const TILE_1D: u32 = 32u;
+struct Tile1d {
+  valid: bool,
+  rt: u32,
+  ct: u32,
+  n0: u32,
+  c0: u32,
+  rows: u32,
+  cols: u32,
+}
+
+fn tile_1d(wg: u32) -> Tile1d {
+  let rt = P.seg_first + wg / P.chunks;
+  let ct = wg % P.chunks;
+  let n0 = rt * TILE_1D;
+  let c0 = ct * TILE_1D;
+  if (rt >= P.seg_end) {
+    return Tile1d(false, rt, ct, n0, c0, 0u, 0u);
+  }
+  return Tile1d(true, rt, ct, n0, c0, min(TILE_1D, P.n - n0), min(TILE_1D, P.c - c0));
+}
+
+// Index, within this dispatch's binding window, of the tile's element (r, cc).
+fn tile_1d_elem(t: Tile1d, r: u32, cc: u32) -> u32 {
+  return (t.n0 + r) * P.c + t.c0 + cc - P.elem_base;
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -457,7 +488,7 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 
-const T: u32 = 32u;
+const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
 // Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart.
@@ -494,32 +525,25 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let wg = linear_group(wid, nwg);
-  let col_tiles = P.chunks;
-  let rt = P.seg_first + wg / col_tiles;
-  if (rt >= P.seg_end) {
+  let t = tile_1d(linear_group(wid, nwg));
+  if (!t.valid) {
     return;
   }
-  let ct = wg % col_tiles;
-  let n0 = rt * T;
-  let c0 = ct * T;
-  let rows = min(T, P.n - n0);
-  let cols = min(T, P.c - c0);
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
     let cc = i % T;
-    if (r < rows && cc < cols) {
-      tile[r * 33u + cc] = x[(n0 + r) * P.c + c0 + cc - P.elem_base];
+    if (r < t.rows && cc < t.cols) {
+      tile[r * 33u + cc] = x[tile_1d_elem(t, r, cc)];
     }
   }
   workgroupBarrier();
   if (lid < T) {
-    if (lid < cols) {
-      parts[P.bn_base + rt * P.c + c0 + lid] = summarize(lid, 33u, rows);
+    if (lid < t.cols) {
+      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = summarize(lid, 33u, t.rows);
     }
-  } else if (lid - T < rows) {
+  } else if (lid - T < t.rows) {
     let r = lid - T;
-    parts[ct * P.n + n0 + r] = summarize(r * 33u, 1u, cols);
+    parts[t.ct * P.n + t.n0 + r] = summarize(r * 33u, 1u, t.cols);
   }
 }
 `;
@@ -997,7 +1021,7 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
 
-const T: u32 = 32u;
+const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 var<workgroup> tdy: array<f32, 1056>;
 
@@ -1024,22 +1048,15 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let wg = linear_group(wid, nwg);
-  let col_tiles = P.chunks;
-  let rt = P.seg_first + wg / col_tiles;
-  if (rt >= P.seg_end) {
+  let t = tile_1d(linear_group(wid, nwg));
+  if (!t.valid) {
     return;
   }
-  let ct = wg % col_tiles;
-  let n0 = rt * T;
-  let c0 = ct * T;
-  let rows = min(T, P.n - n0);
-  let cols = min(T, P.c - c0);
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
     let cc = i % T;
-    if (r < rows && cc < cols) {
-      let e = (n0 + r) * P.c + c0 + cc - P.elem_base;
+    if (r < t.rows && cc < t.cols) {
+      let e = tile_1d_elem(t, r, cc);
       tx[r * 33u + cc] = x[e];
       tdy[r * 33u + cc] = dy[e];
     }
@@ -1047,18 +1064,18 @@ fn main(
   workgroupBarrier();
   var acc = grad_zero();
   if (lid < T) {
-    if (lid < cols) {
-      for (var r = 0u; r < rows; r++) {
-        acc = grad_add(acc, element(n0 + r, c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
+    if (lid < t.cols) {
+      for (var r = 0u; r < t.rows; r++) {
+        acc = grad_add(acc, element(t.n0 + r, t.c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
       }
-      parts[P.bn_base + rt * P.c + c0 + lid] = acc;
+      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = acc;
     }
-  } else if (lid - T < rows) {
+  } else if (lid - T < t.rows) {
     let r = lid - T;
-    for (var cc = 0u; cc < cols; cc++) {
-      acc = grad_add(acc, element(n0 + r, c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
+    for (var cc = 0u; cc < t.cols; cc++) {
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
     }
-    parts[ct * P.n + n0 + r] = acc;
+    parts[t.ct * P.n + t.n0 + r] = acc;
   }
 }
 `;

@@ -202,3 +202,34 @@ fn is_nan_marker(beta: f32) -> bool {
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
 }
+
+// The tile of a layout "1d" pass (sn1d_stats, sn1d_bwd_reduce) that workgroup `wg` covers: row
+// tile rt (rows n0 .. n0 + rows - 1) and column tile ct (columns c0 .. c0 + cols - 1) of x [N, C],
+// TILE_1D x TILE_1D or less at the edges. Spare workgroups past the dispatch's last row tile get
+// valid = false. Params.chunks holds the number of column tiles.
+const TILE_1D: u32 = 32u;
+struct Tile1d {
+  valid: bool,
+  rt: u32,
+  ct: u32,
+  n0: u32,
+  c0: u32,
+  rows: u32,
+  cols: u32,
+}
+
+fn tile_1d(wg: u32) -> Tile1d {
+  let rt = P.seg_first + wg / P.chunks;
+  let ct = wg % P.chunks;
+  let n0 = rt * TILE_1D;
+  let c0 = ct * TILE_1D;
+  if (rt >= P.seg_end) {
+    return Tile1d(false, rt, ct, n0, c0, 0u, 0u);
+  }
+  return Tile1d(true, rt, ct, n0, c0, min(TILE_1D, P.n - n0), min(TILE_1D, P.c - c0));
+}
+
+// Index, within this dispatch's binding window, of the tile's element (r, cc).
+fn tile_1d_elem(t: Tile1d, r: u32, cc: u32) -> u32 {
+  return (t.n0 + r) * P.c + t.c0 + cc - P.elem_base;
+}

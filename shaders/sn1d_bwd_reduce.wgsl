@@ -20,7 +20,7 @@
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
 
-const T: u32 = 32u;
+const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 var<workgroup> tdy: array<f32, 1056>;
 
@@ -47,22 +47,15 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let wg = linear_group(wid, nwg);
-  let col_tiles = P.chunks;
-  let rt = P.seg_first + wg / col_tiles;
-  if (rt >= P.seg_end) {
+  let t = tile_1d(linear_group(wid, nwg));
+  if (!t.valid) {
     return;
   }
-  let ct = wg % col_tiles;
-  let n0 = rt * T;
-  let c0 = ct * T;
-  let rows = min(T, P.n - n0);
-  let cols = min(T, P.c - c0);
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
     let cc = i % T;
-    if (r < rows && cc < cols) {
-      let e = (n0 + r) * P.c + c0 + cc - P.elem_base;
+    if (r < t.rows && cc < t.cols) {
+      let e = tile_1d_elem(t, r, cc);
       tx[r * 33u + cc] = x[e];
       tdy[r * 33u + cc] = dy[e];
     }
@@ -70,17 +63,17 @@ fn main(
   workgroupBarrier();
   var acc = grad_zero();
   if (lid < T) {
-    if (lid < cols) {
-      for (var r = 0u; r < rows; r++) {
-        acc = grad_add(acc, element(n0 + r, c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
+    if (lid < t.cols) {
+      for (var r = 0u; r < t.rows; r++) {
+        acc = grad_add(acc, element(t.n0 + r, t.c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
       }
-      parts[P.bn_base + rt * P.c + c0 + lid] = acc;
+      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = acc;
     }
-  } else if (lid - T < rows) {
+  } else if (lid - T < t.rows) {
     let r = lid - T;
-    for (var cc = 0u; cc < cols; cc++) {
-      acc = grad_add(acc, element(n0 + r, c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
+    for (var cc = 0u; cc < t.cols; cc++) {
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
     }
-    parts[ct * P.n + n0 + r] = acc;
+    parts[t.ct * P.n + t.n0 + r] = acc;
   }
 }

@@ -15,7 +15,7 @@
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 
-const T: u32 = 32u;
+const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
 // Summary of `len` values of the tile starting at `start`, `step` apart.
@@ -52,31 +52,24 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let wg = linear_group(wid, nwg);
-  let col_tiles = P.chunks;
-  let rt = P.seg_first + wg / col_tiles;
-  if (rt >= P.seg_end) {
+  let t = tile_1d(linear_group(wid, nwg));
+  if (!t.valid) {
     return;
   }
-  let ct = wg % col_tiles;
-  let n0 = rt * T;
-  let c0 = ct * T;
-  let rows = min(T, P.n - n0);
-  let cols = min(T, P.c - c0);
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
     let cc = i % T;
-    if (r < rows && cc < cols) {
-      tile[r * 33u + cc] = x[(n0 + r) * P.c + c0 + cc - P.elem_base];
+    if (r < t.rows && cc < t.cols) {
+      tile[r * 33u + cc] = x[tile_1d_elem(t, r, cc)];
     }
   }
   workgroupBarrier();
   if (lid < T) {
-    if (lid < cols) {
-      parts[P.bn_base + rt * P.c + c0 + lid] = summarize(lid, 33u, rows);
+    if (lid < t.cols) {
+      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = summarize(lid, 33u, t.rows);
     }
-  } else if (lid - T < rows) {
+  } else if (lid - T < t.rows) {
     let r = lid - T;
-    parts[ct * P.n + n0 + r] = summarize(r * 33u, 1u, cols);
+    parts[t.ct * P.n + t.n0 + r] = summarize(r * 33u, 1u, t.cols);
   }
 }
