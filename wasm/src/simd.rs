@@ -263,6 +263,86 @@ pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, hsb: v128) {
     store(y.add(n - 4), f(tail));
 }
 
+/// Lane masks that keep the first k lanes of a vector (k = 0..3).
+static HEAD_MASKS: [[u32; 4]; 4] = [[0, 0, 0, 0], [!0, 0, 0, 0], [!0, !0, 0, 0], [!0, !0, !0, 0]];
+
+/// How four consecutive rows of m floats (m >= 4), one run of 4m floats, split into the run's m
+/// vectors: the vectors at floats [ends[k-1] rounded up to 4, ends[k]) lie in row k; where row k
+/// ends inside a vector (k < 3, (k + 1) m % 4 != 0), the vector at ends[k] holds row k in its
+/// first (k + 1) m % 4 lanes (`lo[k]`) and row k + 1 in the others. With m >= 4 no vector holds
+/// more than two rows. The same for every group of four rows, since m is fixed.
+pub struct Group4 {
+    ends: [usize; 4],
+    split: [bool; 3],
+    lo: [v128; 3],
+}
+
+impl Group4 {
+    pub fn new(m: usize) -> Group4 {
+        let at = |k: usize| (k + 1) * m;
+        let mask = |k: usize| {
+            // SAFETY: reads one 16-byte row of a static table.
+            unsafe { v128_load(HEAD_MASKS[at(k) & 3].as_ptr() as *const v128) }
+        };
+        Group4 {
+            ends: [at(0) & !3, at(1) & !3, at(2) & !3, at(3)],
+            split: [at(0) & 3 != 0, at(1) & 3 != 0, at(2) & 3 != 0],
+            lo: [mask(0), mask(1), mask(2)],
+        }
+    }
+}
+
+/// `normalize` of four consecutive rows of m floats at once (m >= 4), row k with the constants
+/// `hsb[k]`, walking their run of 4m floats one vector at a time: a vector inside row k uses row
+/// k's constants, a vector across rows k and k + 1 each row's constants in that row's lanes
+/// (`v128_bitselect`). Every float gets the same operations as in `normalize`, so the results
+/// are the same bit for bit; but no row needs an overlapping tail, and when the run starts
+/// 16-byte aligned every load and store is aligned. `x` and `y` may be the same pointer.
+///
+/// # Safety
+/// `x` must be valid for reading and `y` for writing 4m floats (`g` from `Group4::new(m)`),
+/// the same or not overlapping; `hsb` valid for four v128.
+#[inline(always)]
+pub unsafe fn normalize_x4(x: *const f32, y: *mut f32, g: &Group4, hsb: *const v128) {
+    let splat3 = |c: v128| {
+        (
+            i32x4_shuffle::<0, 0, 0, 0>(c, c),
+            i32x4_shuffle::<1, 1, 1, 1>(c, c),
+            i32x4_shuffle::<2, 2, 2, 2>(c, c),
+        )
+    };
+    let mut cur = splat3(*hsb);
+    let mut i = 0;
+    for k in 0..4 {
+        let (h, s, b) = cur;
+        let f = |v: v128| f32x4_add(f32x4_mul(f32x4_sub(v, h), s), b);
+        let end = g.ends[k];
+        while i + 8 <= end {
+            let v0 = load(x.add(i));
+            let v1 = load(x.add(i + 4));
+            store(y.add(i), f(v0));
+            store(y.add(i + 4), f(v1));
+            i += 8;
+        }
+        if i < end {
+            store(y.add(i), f(load(x.add(i))));
+            i += 4;
+        }
+        if k < 3 {
+            let next = splat3(*hsb.add(k + 1));
+            if g.split[k] {
+                let lo = g.lo[k];
+                let h = v128_bitselect(h, next.0, lo);
+                let s = v128_bitselect(s, next.1, lo);
+                let b = v128_bitselect(b, next.2, lo);
+                store(y.add(i), f32x4_add(f32x4_mul(f32x4_sub(load(x.add(i)), h), s), b));
+                i += 4;
+            }
+            cur = next;
+        }
+    }
+}
+
 /// `acc[j] += x[j]` for j < n (one row of a block added into per-column sums).
 ///
 /// # Safety
@@ -497,6 +577,69 @@ pub unsafe fn grad_dx(x: *const f32, dy: *const f32, dx: *mut f32, n: usize, abk
         store(dx.add(i), f(load(x.add(i)), load(dy.add(i))));
     }
     store(dx.add(n - 4), f(tx, td));
+}
+
+/// `grad_dx` of four consecutive rows of m floats at once (m >= 4), row k with the constants
+/// `abk[k]`, walking their run of 4m floats one vector at a time as `normalize_x4` does: a
+/// vector across rows k and k + 1 uses each row's constants in that row's lanes. Every float
+/// gets the same operations as in `grad_dx`, so the results are the same bit for bit. `dx` may
+/// be the same pointer as `dy` or `x`.
+///
+/// # Safety
+/// `x`, `dy` must be valid for reading and `dx` for writing 4m floats (`g` from
+/// `Group4::new(m)`), `dx` the same as an input or overlapping neither; `abk` valid for four
+/// v128.
+#[inline(always)]
+pub unsafe fn grad_dx_x4(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    g: &Group4,
+    abk: *const v128,
+) {
+    let splat4 = |c: v128| {
+        (
+            i32x4_shuffle::<0, 0, 0, 0>(c, c),
+            i32x4_shuffle::<1, 1, 1, 1>(c, c),
+            i32x4_shuffle::<2, 2, 2, 2>(c, c),
+            i32x4_shuffle::<3, 3, 3, 3>(c, c),
+        )
+    };
+    let f = |x: v128, d: v128, (sv, av, bv, kv): (v128, v128, v128, v128)| {
+        f32x4_add(f32x4_add(f32x4_mul(d, av), f32x4_mul(f32x4_sub(x, sv), bv)), kv)
+    };
+    let mut cur = splat4(*abk);
+    let mut i = 0;
+    for k in 0..4 {
+        let end = g.ends[k];
+        while i + 8 <= end {
+            let (x0, d0) = (load(x.add(i)), load(dy.add(i)));
+            let (x1, d1) = (load(x.add(i + 4)), load(dy.add(i + 4)));
+            store(dx.add(i), f(x0, d0, cur));
+            store(dx.add(i + 4), f(x1, d1, cur));
+            i += 8;
+        }
+        if i < end {
+            store(dx.add(i), f(load(x.add(i)), load(dy.add(i)), cur));
+            i += 4;
+        }
+        if k < 3 {
+            let next = splat4(*abk.add(k + 1));
+            if g.split[k] {
+                let lo = g.lo[k];
+                let sel = |a: v128, b: v128| v128_bitselect(a, b, lo);
+                let c = (
+                    sel(cur.0, next.0),
+                    sel(cur.1, next.1),
+                    sel(cur.2, next.2),
+                    sel(cur.3, next.3),
+                );
+                store(dx.add(i), f(load(x.add(i)), load(dy.add(i)), c));
+                i += 4;
+            }
+            cur = next;
+        }
+    }
 }
 
 /// `sum_i (x[i] + y[i])` for i < n, reading both arrays once in one loop (the roofline of the
