@@ -200,8 +200,8 @@ interface Regions {
 
 /**
  * Bytes of x per chunk of the chunked Float32Array forward (at least; chunks are whole rows):
- * small enough to stay in cache between a chunk's copy and its pass. Not less: V8 (Deno 2.9)
- * copies out of WebAssembly memory about ten times slower in pieces under 512 KiB.
+ * small enough that a chunk is still in cache when the statistics pass reads it right after its
+ * copy, and that the normalized chunk is when it is copied out.
  */
 const CHUNK_BYTES = 512 * 1024;
 
@@ -392,12 +392,12 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * The forward of a Float32Array x of layout "nd" (into `out` or a new array), with the copies
-   * fused into the two passes: x goes into linear memory one chunk of whole rows at a time
-   * (`CHUNK_BYTES`, so it stays in cache), and each chunk is measured right after its copy;
-   * after the per-row constants, each chunk is copied in again, normalized in place and copied
-   * out to y at once. Memory traffic is that of the resident kernel (x read twice, y written
-   * once) rather than two more full copies, and linear memory holds one chunk, not the tensor.
+   * The forward of a Float32Array x of layout "nd" (into `out` or a new array), with its two
+   * copies fused into the two passes. x goes into linear memory once, one chunk of whole rows at
+   * a time (`CHUNK_BYTES`), and each chunk is measured while it is still in cache; after the
+   * per-row constants, each chunk is normalized from that copy into a small staging block and
+   * copied out to y at once. Two copies (x in, y out) is the least a Float32Array path can do;
+   * copying x in a second time instead of keeping it costs a full extra copy.
    */
   async #forwardChunked(
     problem: NormProblem,
@@ -410,37 +410,43 @@ export class WasmBackend implements Backend {
     slot: LayerSlot | undefined,
   ): Promise<Float32Array> {
     const { n, c, m } = problem;
-    const rows = n * c, k = this.#k;
+    const rows = n * c, length = rows * m, k = this.#k;
+    this.#checkSize(problem);
     const step = Math.min(rows, Math.ceil(CHUNK_BYTES / (4 * m)));
     const regions = this.#prepare(problem, params, slot);
     const mode = modeOf(problem);
-    let io = this.#io.ensure(step * m * 4);
-    this.#ioEpoch++;
-    let f32 = this.#heap.f32;
-    for (let r = 0; r < rows; r += step) {
-      const take = Math.min(step, rows - r);
-      f32.set(x.subarray(r * m, (r + take) * m), io >> 2);
-      k.sn_stats_rows_nd(io, r, take, n, c, m, regions.stats);
-    }
+    /** Stages x (a chunk at a time, each measured while in cache if `measure`); x's offset. */
+    const stage = (measure: boolean) => {
+      // x, then the staging block (16-byte aligned: length * 4 is a multiple of 4 only).
+      const io = this.#io.ensure(((length * 4 + 15) & ~15) + step * m * 4);
+      this.#ioEpoch++;
+      const f32 = this.#heap.f32;
+      for (let r = 0; r < rows; r += step) {
+        const take = Math.min(step, rows - r), at = io + 4 * r * m;
+        f32.set(x.subarray(r * m, (r + take) * m), at >> 2);
+        if (measure) k.sn_stats_rows_nd(at, r, take, n, c, m, regions.stats);
+      }
+      return io;
+    };
+    let io = stage(true);
+    const ioEpoch = this.#ioEpoch;
     k.sn_stats_derive_nd(n, c, mode | (sync ? MODE_BN_PARTIALS : 0), regions.layer, regions.stats);
     let count = n;
     if (sync) {
       count = await this.#mergeStats(problem, sync, slot!, regions.stats);
-      // Another call may have run in the gap and moved the shared regions.
+      // Another call may have run in the gap, moved the shared regions and rewritten x's copy.
       this.#live();
       regions.scratch = this.#scratchFor(problem);
-      io = this.#io.ensure(step * m * 4);
-      this.#ioEpoch++;
+      if (this.#ioEpoch !== ioEpoch) io = stage(false);
     }
-    const y = out ?? new Float32Array(rows * m);
+    const y = out ?? new Float32Array(length);
     k.sn_constants_nd(n, c, mode, regions.layer, regions.stats, regions.scratch);
-    f32 = this.#heap.f32;
+    const staging = io + ((length * 4 + 15) & ~15);
     const buffer = this.#heap.buffer;
     for (let r = 0; r < rows; r += step) {
       const take = Math.min(step, rows - r), len = take * m;
-      f32.set(x.subarray(r * m, r * m + len), io >> 2);
-      k.sn_normalize_rows_nd(io, io, take, m, regions.scratch + 16 * r);
-      y.set((take === step ? this.#chunkView : this.#tailView).get(buffer, io, len), r * m);
+      k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r);
+      y.set((take === step ? this.#chunkView : this.#tailView).get(buffer, staging, len), r * m);
     }
     if (problem.training && problem.usingBN) {
       this.#updateRunning(problem, params, update, regions.stats);

@@ -11,6 +11,9 @@
  *   cost a chain of layers pays per layer (target <= 1.5x roofline).
  * - "wasm Float32Array in/out": `layer.forward(x, shape)`, which also copies x in and y out
  *   (target <= 2.5x roofline); "... into out" reuses the caller's output array.
+ * - "the two copies alone": `Float32Array.prototype.set` of x into linear memory and of y out of
+ *   it, the least any Float32Array path pays on top of the kernel (V8's copy of a tensor from
+ *   one ArrayBuffer to another moves bytes about as fast as the roofline kernel does).
  * - "reference": plain TypeScript, float64; few iterations, it is slow.
  * - backward groups ("... backward"): `layer.backward(dy)` after one training forward kept x and
  *   the statistics; resident (dy a tensor, dx a new tensor freed each time; target <= 1.5x its
@@ -80,6 +83,14 @@ for (const shape of SHAPES) {
     group,
     async fn() {
       await sn.forward(x, shape, { out: y });
+    },
+  });
+  Deno.bench({
+    name: "the two copies alone (x in, y out; no kernel)",
+    group,
+    fn() {
+      xt.data.set(x);
+      y.set(yt.data);
     },
   });
   Deno.bench({
