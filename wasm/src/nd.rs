@@ -404,23 +404,44 @@ pub unsafe fn constants(
 /// # Safety
 /// `x`, `y` valid for rows * m floats, the same or not overlapping; `consts` for `rows` v128.
 pub unsafe fn sweep(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
-    let one = |r: usize| simd::normalize(x.add(r * m), y.add(r * m), m, *consts.add(r));
+    for_rows(
+        x,
+        rows,
+        m,
+        |r| simd::normalize(x.add(r * m), y.add(r * m), m, *consts.add(r)),
+        |r, g| simd::normalize_x4(x.add(r * m), y.add(r * m), g, consts.add(r)),
+    );
+}
+
+/// Rows of at least this many floats (m % 4 != 0) are swept four at a time. Measured: up to
+/// ~10% faster for m = 99..3137 (misaligned rows cost that much), a few percent at m = 49, about
+/// even at 25; shorter rows are faster one at a time (the group's per-row loops cost more than
+/// they save). Rows of m % 4 == 0 floats are all aligned already.
+const GROUP_MIN: usize = 25;
+
+/// Drives a sweep over `rows` rows of m floats, the first at `x`: `one(r)` sweeps row r by itself,
+/// `four(r, g)` rows r..r + 4 as one run (`simd::Group4`). Rows of m % 4 != 0 floats
+/// (m >= `GROUP_MIN`) go four at a time from the first of the first four rows that starts
+/// 16-byte aligned, if any, so that every vector of the groups is aligned; the rows before and
+/// after go one at a time. A sweep's results must not depend on which of the two does a row.
+///
+/// # Safety
+/// `one` and `four` must be safe to call for the row indices given.
+pub unsafe fn for_rows(
+    x: *const f32,
+    rows: usize,
+    m: usize,
+    one: impl Fn(usize),
+    four: impl Fn(usize, &simd::Group4),
+) {
     if m < GROUP_MIN || m % 4 == 0 || rows < 4 {
         for r in 0..rows {
             one(r);
         }
         return;
     }
-    // Four rows at a time (`simd::normalize_x4`), from the first of the first four rows that
-    // starts 16-byte aligned, if any, so that every vector of the groups is aligned. The rows
-    // before and after go one at a time; the results are the same either way.
-    let mut r0 = 0;
-    while r0 < 3 && x.add(r0 * m) as usize % 16 != 0 {
-        r0 += 1;
-    }
-    if x.add(r0 * m) as usize % 16 != 0 {
-        r0 = 0;
-    }
+    let aligned = |r: usize| x.add(r * m) as usize % 16 == 0;
+    let r0 = (0..4).find(|&r| aligned(r)).unwrap_or(0);
     let g = simd::Group4::new(m);
     let end = r0 + (rows - r0) / 4 * 4;
     for r in 0..r0 {
@@ -428,19 +449,13 @@ pub unsafe fn sweep(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *
     }
     let mut r = r0;
     while r < end {
-        simd::normalize_x4(x.add(r * m), y.add(r * m), &g, consts.add(r));
+        four(r, &g);
         r += 4;
     }
     for r in end..rows {
         one(r);
     }
 }
-
-/// Rows of at least this many floats (m % 4 != 0) are normalized four at a time. Measured: up to
-/// ~10% faster for m = 99..3137 (misaligned rows cost that much), ~2% at m = 49, about even at 25;
-/// shorter rows are faster one at a time (the group's per-row loops cost more than they save).
-/// Rows of m % 4 == 0 floats are all aligned already.
-const GROUP_MIN: usize = 25;
 
 /// The mixing weights and eps, splatted once per call.
 struct Mix {

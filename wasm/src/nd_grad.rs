@@ -351,11 +351,8 @@ pub unsafe fn dx(
     sweep(x, dy, dx, n * c, m, pairs);
 }
 
-/// The dx sweep over `rows` rows of m floats with the constants `abk` per row. Rows of
-/// m % 4 != 0 floats (m >= `GROUP_MIN`) go four at a time (`simd::grad_dx_x4`), from the first
-/// of the first four rows that starts 16-byte aligned, if any, so that every vector of the
-/// groups is aligned; the rows before and after go one at a time. The results are the same
-/// either way.
+/// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
+/// at a time as `nd::for_rows` decides (the results are the same either way).
 ///
 /// # Safety
 /// As `dx`, with `abk` valid for `rows` v128.
@@ -367,39 +364,17 @@ unsafe fn sweep(
     m: usize,
     abk: *const v128,
 ) {
-    let one = |r: usize| {
-        let at = r * m;
-        simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *abk.add(r));
-    };
-    if m < GROUP_MIN || m % 4 == 0 || rows < 4 {
-        for r in 0..rows {
-            one(r);
-        }
-        return;
-    }
-    let mut r0 = 0;
-    while r0 < 3 && x.add(r0 * m) as usize % 16 != 0 {
-        r0 += 1;
-    }
-    if x.add(r0 * m) as usize % 16 != 0 {
-        r0 = 0;
-    }
-    let g = simd::Group4::new(m);
-    let end = r0 + (rows - r0) / 4 * 4;
-    for r in 0..r0 {
-        one(r);
-    }
-    let mut r = r0;
-    while r < end {
-        let at = r * m;
-        simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), &g, abk.add(r));
-        r += 4;
-    }
-    for r in end..rows {
-        one(r);
-    }
+    crate::nd::for_rows(
+        x,
+        rows,
+        m,
+        |r| {
+            let at = r * m;
+            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *abk.add(r));
+        },
+        |r, g| {
+            let at = r * m;
+            simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), g, abk.add(r));
+        },
+    );
 }
-
-/// Rows of at least this many floats (m % 4 != 0) go through the dx sweep four at a time (as
-/// `nd::sweep`; measured ~6-9% off a whole backward at m = 49, ~10% at m = 121..257).
-const GROUP_MIN: usize = 25;
