@@ -28,17 +28,8 @@ export function webgpuTest(name: string, fn: () => Promise<void>): void {
   }
 }
 
-/** A seeded generator of uniform [0, 1) numbers (mulberry32: nearby seeds give unrelated
- * sequences). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the seeded uniform generator the demo uses. */
+export { seededRandom as rng } from "../examples/_data.ts";
 
 /** A standard normal from `r`. */
 export function normal(r: () => number): number {

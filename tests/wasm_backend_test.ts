@@ -24,6 +24,7 @@ import {
 import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { assertClose, type Tolerance } from "./_close.ts";
 import { STRICT } from "./_backends.ts";
+import { seededRandom as rng } from "../examples/_data.ts";
 
 /**
  * y of the WASM backend against the reference's float64 y (rounded once to float32). With the
@@ -58,18 +59,6 @@ const RUNNING: Tolerance = {
 const ignore = !wasmSimdSupported();
 if (ignore && STRICT) {
   throw new Error("WebAssembly SIMD is missing, and CI must run the WASM tests");
-}
-
-/** mulberry32: small, seedable, good enough for test data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function softmax(logits: number[]): Float64Array {

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { wasmSimdSupported } from "../backends/wasm.ts";
 import { SwitchNorm2d } from "../mod.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
+import { seededRandom as rng } from "../examples/_data.ts";
 import { STRICT } from "./_backends.ts";
 import { assertClose } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
@@ -37,18 +38,6 @@ const SHAPES: readonly (readonly [number, number])[] = [
   [16, 16],
   [1, 257],
 ];
-
-/** mulberry32: small, seedable, good enough for test data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** x of [n, c, m]: channel means of +-1e4 (1 + c/10), spread ~1 (uniform, width 3.5). */
 function activations(seed: number, n: number, c: number, m: number, offset = 1e4): Float32Array {
