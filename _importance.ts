@@ -30,105 +30,105 @@ export function softmax(v: ArrayLike<number>): Importance {
 
 /**
  * sparsemax(v): the Euclidean projection of v onto the probability simplex,
- * w_i = max(v_i - tau, 0) with tau from the sorted values (Martins & Astudillo, 2016).
+ * w_i = max(v_i - tau, 0) with tau from the sorted values (Martins & Astudillo, 2016). Computed on
+ * v - max(v) (sparsemax is shift-invariant), so that huge logits do not absorb the "- 1" and a
+ * one-hot result is exactly one-hot.
  */
 export function sparsemax(v: ArrayLike<number>): Float64Array {
-  const z = Array.from(v).sort((a, b) => b - a);
+  let max = -Infinity;
+  for (let i = 0; i < v.length; i++) max = Math.max(max, v[i]);
+  const z = Array.from(v, (x) => x - max).sort((a, b) => b - a);
   let cumulative = 0, tau = 0;
   for (let k = 0; k < z.length; k++) {
     cumulative += z[k];
     const t = (cumulative - 1) / (k + 1);
     if (z[k] > t) tau = t;
   }
-  return Float64Array.from(v, (x) => Math.max(x - tau, 0));
+  return Float64Array.from(v, (x) => Math.max(x - max - tau, 0));
 }
 
-type Matrix = Float64Array[]; // rows
-
-function multiply(a: Matrix, b: Matrix): Matrix {
-  return a.map((row) =>
-    Float64Array.from(b[0], (_, j) => row.reduce((acc, aij, i) => acc + aij * b[i][j], 0))
-  );
+/** Indices of v from the largest value to the smallest; ties keep the lower index first. */
+function descendingOrder(v: ArrayLike<number>): number[] {
+  return Array.from(v, (_, i) => i).sort((a, b) => v[b] - v[a] || a - b);
 }
 
-/** Projection onto the hyperplane {sum_S p = const} restricted to S: I_S - 1_S 1_S^T / |S|. */
-function faceProjection(support: boolean[]): Matrix {
-  const size = support.filter(Boolean).length;
-  return support.map((si, i) =>
-    Float64Array.from(support, (sj, j) => (si && sj ? +(i === j) - 1 / size : 0))
-  );
-}
-
-function uniformOn(support: boolean[]): Float64Array {
-  const size = support.filter(Boolean).length;
-  return Float64Array.from(support, (s) => (s ? 1 / size : 0));
-}
-
-const norm = (a: ArrayLike<number>) => Math.hypot(...Array.from(a));
-
-/** |w - u| below this is rounding noise of equal logits, not a direction. */
-const NO_DIRECTION = 1e-12;
-
-/** d(u + r e/|e|)/de = (r/|e|)(I - e e^T/|e|^2): moving p along the sphere of radius r. */
-function sphereJacobian(e: Float64Array, r: number): Matrix {
-  const d = norm(e);
-  return Array.from(
-    e,
-    (ei, i) => Float64Array.from(e, (ej, j) => (r / d) * (+(i === j) - ei * ej / (d * d))),
-  );
-}
+/** Added to |w - u| before dividing by it, as the authors' code does. */
+const DISTANCE_GUARD = 1e-6;
 
 /**
- * sparsestmax(v, r) of SN_SPEC: sparsemax, then, unless the result is one-hot or already at least
- * r from the uniform distribution u over its support, p = u + r (w - u)/|w - u|, re-projected on
- * a smaller face with r' = sqrt(r^2 - |u' - u|^2) while p leaves the simplex. With equal logits
- * (|w - u| = 0) there is no direction to move in, and w is returned as it is. The Jacobian is
- * carried through each stage (sparsemax's, the sphere's, the faces'), constant supports assumed
- * (true except on a measure-zero set of logits).
+ * sparsestmax(v, r) of SN_SPEC, as the authors compute it (`regulated_sparsemax` in
+ * switchablenorms/Sparse_SwitchNorm, utils/ssn_utils.py), for K = 3 or K = 2 logits:
+ *
+ * - w = sparsemax(v); u = 1/K in every entry (the centre of the whole simplex); d = |w - u|.
+ * - d >= r: w.
+ * - else p = u + r (w - u) / (d + 1e-6) (the authors' guard; below d = 1e-6 their autograd treats
+ *   d as a constant, and so does this Jacobian).
+ * - K = 3, p negative at the smallest logit: the point of the edge of the two largest logits at
+ *   distance r from u, p_top = (1 + sqrt(2) r sin(acos(1 / (sqrt(6) r)))) / 2,
+ *   p_second = 1 - p_top, p_third = 0. It depends on r only, so its Jacobian is 0 (as autograd
+ *   finds in their code). Ties in v: the lower index counts as larger (torch.sort on CPU).
+ * - clamp to [0, 1] (the Jacobian's rows of clamped entries are 0). One-hot from r = sqrt(2/3)
+ *   ~ 0.8165 on.
+ *
+ * K = 2 goes beyond the authors' code (written for K = 3): the same steps with u = 1/2 and no
+ * edge step, so that the clamp takes p to the vertex of the larger logit from r ~ 1/sqrt(2) on.
+ *
+ * @throws {RangeError} for K other than 2 or 3.
  */
 export function sparsestmax(v: ArrayLike<number>, r: number): Importance {
   const k = v.length;
+  if (k !== 2 && k !== 3) {
+    throw new RangeError(`sparsestmax: expected 2 or 3 logits, got ${k}`);
+  }
   const w = sparsemax(v);
-  let support = Array.from(w, (x) => x > 0);
-  let jacobian = faceProjection(support); // sparsemax's Jacobian
-  const result = (weights: Float64Array, j: Matrix): Importance => ({
+  // sparsemax's Jacobian: I_S - 1_S 1_S^T / |S| on the support S, 0 elsewhere.
+  const support = Array.from(w, (x) => x > 0);
+  const size = support.filter(Boolean).length;
+  let jacobian: Float64Array[] = support.map((si, i) =>
+    Float64Array.from(support, (sj, j) => (si && sj ? +(i === j) - 1 / size : 0))
+  );
+  const result = (weights: Float64Array): Importance => ({
     weights,
     vjp: (g) =>
-      Float64Array.from({ length: k }, (_, i) => j.reduce((a, row, q) => a + row[i] * g[q], 0)),
+      Float64Array.from(
+        { length: k },
+        (_, i) => jacobian.reduce((a, row, q) => a + row[i] * g[q], 0),
+      ),
   });
-  const oneHot = () => {
-    const zero = Array.from({ length: k }, () => new Float64Array(k));
-    return result(Float64Array.from(support, (s) => +s), zero);
-  };
-  if (support.filter(Boolean).length === 1) return oneHot();
-  let u = uniformOn(support);
-  let e = w.map((x, i) => x - u[i]);
-  if (norm(e) >= r || norm(e) <= NO_DIRECTION) return result(w, jacobian);
-  let radius = r;
-  let p = e.map((x, i) => u[i] + radius * x / norm(e));
-  jacobian = multiply(sphereJacobian(e, radius), jacobian);
-  while (p.some((x) => x < 0)) {
-    const inner = Array.from(p, (x) => x > 0);
-    support = inner;
-    if (support.filter(Boolean).length === 1) return oneHot();
-    const u2 = uniformOn(support);
-    radius = Math.sqrt(Math.max(radius * radius - norm(u2.map((x, i) => x - u[i])) ** 2, 0));
-    // Drop the negative coordinates and move back into the face's hyperplane (sum 1).
-    const face = faceProjection(support);
-    const q = Float64Array.from(
+  const u = 1 / k;
+  const e = Float64Array.from(w, (x) => x - u);
+  const d = Math.hypot(...e);
+  if (d >= r) return result(w);
+  const denominator = d + DISTANCE_GUARD;
+  const p = e.map((x) => u + r * x / denominator);
+  // dp/de = r/D I - r e e^T / (D^2 d) (the second term only where d carries a gradient).
+  const sphere = Array.from(e, (ei, i) =>
+    Float64Array.from(e, (ej, j) => {
+      const along = d < DISTANCE_GUARD ? 0 : r * ei * ej / (denominator * denominator * d);
+      return (i === j ? r / denominator : 0) - along;
+    }));
+  jacobian = sphere.map((row) =>
+    Float64Array.from(
       { length: k },
-      (_, i) => face[i].reduce((a, fij, j) => a + fij * p[j], 0) + u2[i],
-    );
-    e = q.map((x, i) => x - u2[i]);
-    if (norm(e) <= NO_DIRECTION) {
-      return result(
-        u2,
-        multiply(face, jacobian).map((row) => row.fill(0)),
-      );
+      (_, j) => row.reduce((a, s, q) => a + s * jacobian[q][j], 0),
+    )
+  );
+  if (k === 3) {
+    const [top, second, third] = descendingOrder(v);
+    if (p[third] < 0) {
+      // acos needs 1/(sqrt(6) r) <= 1; p[third] < 0 implies r > 1/sqrt(6) but for rounding.
+      const half = Math.SQRT2 * r * Math.sin(Math.acos(Math.min(1 / (Math.sqrt(6) * r), 1)));
+      p[top] = (1 + half) / 2;
+      p[second] = (1 - half) / 2;
+      p[third] = 0;
+      jacobian = jacobian.map((row) => row.fill(0));
     }
-    jacobian = multiply(sphereJacobian(e, radius), multiply(face, jacobian));
-    p = e.map((x, i) => u2[i] + radius * x / norm(e));
-    u = u2;
   }
-  return result(p.map((x) => Math.min(Math.max(x, 0), 1)), jacobian);
+  for (let i = 0; i < k; i++) {
+    if (p[i] < 0 || p[i] > 1) {
+      p[i] = Math.min(Math.max(p[i], 0), 1);
+      jacobian[i].fill(0);
+    }
+  }
+  return result(p);
 }

@@ -22,7 +22,8 @@ import {
 } from "./backends/select.ts";
 import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
 import { batchSync, type SyncGroup } from "./_sync.ts";
-import { type Importance, softmax, sparsestmax } from "./_importance.ts";
+import { type Importance, softmax } from "./_importance.ts";
+import { type Mixing, SPARSE_DEFAULT_MOMENTUM, SPARSE_KEYS, SparseState } from "./_sparse.ts";
 import {
   checkBoolean,
   checkFiniteIn,
@@ -54,9 +55,10 @@ export interface SwitchNormOptions {
    */
   sync?: SyncGroup;
   /**
-   * Sparse SN: map the importance logits to mixing weights with sparsestmax (radius
-   * {@linkcode SwitchNorm.radius}) instead of softmax, so that training drives each layer to a
-   * single normalizer. Default false.
+   * Sparse SN (the authors' SSN2d): map the importance logits to mixing weights with sparsestmax
+   * (radius {@linkcode SwitchNorm.radius}) instead of softmax, so that training drives each layer
+   * to a single normalizer. The state dict gains SSN2d's `mean_fixed`, `var_fixed` and `radius`,
+   * and the default momentum becomes SSN2d's 0.997 (for SwitchNorm2d too). Default false.
    */
   sparse?: boolean;
 }
@@ -144,9 +146,8 @@ export abstract class SwitchNorm {
   };
   #batchesAccumulated = 0;
   #saved?: SavedForward;
-  #radius = 0;
-  /** Sparse SN: the normalizer index each mixing was frozen to once it became one-hot. */
-  #frozen: { mean?: number; var?: number } = {};
+  /** Sparse SN's radius and fixed flags; undefined without the sparse option. */
+  #sparse?: SparseState;
   #importance?: { version: number; mean: Importance; var: Importance };
   #sync?: BatchSync;
   #grads: Gradients;
@@ -166,9 +167,11 @@ export abstract class SwitchNorm {
     this.#kind = kind;
     this.numFeatures = numFeatures;
     this.eps = checkFiniteIn(`${kind.name}: eps`, options.eps ?? 1e-5, 0, Infinity);
+    this.sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
+    if (this.sparse) this.#sparse = new SparseState();
     this.momentum = checkFiniteIn(
       `${kind.name}: momentum`,
-      options.momentum ?? kind.defaultMomentum,
+      options.momentum ?? (this.sparse ? SPARSE_DEFAULT_MOMENTUM : kind.defaultMomentum),
       0,
       1,
     );
@@ -179,7 +182,6 @@ export abstract class SwitchNorm {
     );
     this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true);
     this.lastGamma = checkBoolean(`${kind.name}: lastGamma`, options.lastGamma, false);
-    this.sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
     const backend = options.backend ?? "auto";
     if (!BACKEND_REQUESTS.includes(backend)) {
       throw new RangeError(
@@ -261,7 +263,7 @@ export abstract class SwitchNorm {
   }
   /**
    * The mixing weights of the means, order (in,) ln, bn: softmax(mean_weight), or with `sparse`
-   * sparsestmax(mean_weight, radius).
+   * sparsestmax(mean_weight, radius), or mean_weight itself once that mixing is fixed.
    */
   get meanImportance(): Float64Array {
     return this.#mixing().mean.weights.slice();
@@ -272,43 +274,50 @@ export abstract class SwitchNorm {
   }
 
   /**
-   * Sparse SN's radius r in [0, 1], to be ramped from 0 to 1 over training
-   * (`layer.radius = step / totalSteps`). r = 0 gives sparsemax; at r = 1 the weights are
-   * one-hot. Once a mixing is one-hot the layer stays frozen to that normalizer (see
-   * {@linkcode frozenTo}), whatever the logits do later.
+   * Sparse SN's radius r in [0, 1] (SSN2d's `radius` buffer), to be ramped from 0 to 1 over
+   * training (`layer.radius = step / totalSteps`). r = 0 gives sparsemax; from r ~ 0.82 (3
+   * logits) or ~ 0.71 (2 logits) on the weights are one-hot. A forward whose weights are one-hot
+   * freezes that mixing (see {@linkcode frozenTo}).
+   *
+   * @throws {Error} without the sparse option; {@link RangeError} outside [0, 1].
    */
   get radius(): number {
-    return this.#radius;
+    return this.#sparse?.radius ?? 0;
   }
   set radius(r: number) {
-    if (!this.sparse) throw new Error(`${this.#kind.name}: radius needs the sparse option`);
-    this.#radius = checkFiniteIn(`${this.#kind.name}: radius`, r, 0, 1);
+    if (!this.#sparse) throw new Error(`${this.#kind.name}: radius needs the sparse option`);
+    this.#sparse.radius = checkFiniteIn(`${this.#kind.name}: radius`, r, 0, 1);
     this.#params.version++;
   }
 
-  /** Sparse SN: the normalizer index (order (in,) ln, bn) each mixing is frozen to, if any. */
+  /**
+   * Sparse SN: the normalizer index (order (in,) ln, bn) each fixed mixing uses (its largest
+   * logit). A mixing becomes fixed after a forward whose weights were one-hot: its logits become
+   * that one-hot vector, get no gradient (and {@linkcode step} no longer passes them to the
+   * optimiser), and are the weights from then on (SSN2d's `mean_fixed`/`var_fixed`).
+   */
   get frozenTo(): { readonly mean?: number; readonly var?: number } {
-    this.#mixing();
-    return { ...this.#frozen };
+    const s = this.#sparse, p = this.#params, out: { mean?: number; var?: number } = {};
+    const mean = s?.fixedTo("mean", p.meanLogits), variance = s?.fixedTo("var", p.varLogits);
+    if (mean !== undefined) out.mean = mean;
+    if (variance !== undefined) out.var = variance;
+    return out;
+  }
+
+  /** Sparse SN, after a forward: fixes each mixing whose weights were one-hot (SSN2d). */
+  #fixOneHotMixings(): void {
+    const s = this.#sparse!, p = this.#params, m = this.#mixing();
+    const fixedMean = s.fixIfOneHot("mean", m.mean.weights, p.meanLogits, this.#grads.mean_weight);
+    const fixedVar = s.fixIfOneHot("var", m.var.weights, p.varLogits, this.#grads.var_weight);
+    if (fixedMean || fixedVar) p.version++;
   }
 
   /** The importance maps for the current logits and radius, cached per params version. */
   #mixing(): { mean: Importance; var: Importance } {
     const p = this.#params;
     if (this.#importance?.version !== p.version) {
-      const map = (logits: Float32Array, which: "mean" | "var"): Importance => {
-        if (!this.sparse) return softmax(logits);
-        const frozen = this.#frozen[which];
-        const k = logits.length;
-        if (frozen !== undefined) {
-          const weights = Float64Array.from({ length: k }, (_, i) => +(i === frozen));
-          return { weights, vjp: () => new Float64Array(k) };
-        }
-        const m = sparsestmax(logits, this.#radius);
-        const hot = m.weights.indexOf(1);
-        if (hot >= 0) this.#frozen[which] = hot;
-        return m;
-      };
+      const map = (logits: Float32Array, which: Mixing): Importance =>
+        this.#sparse ? this.#sparse.importance(logits, which) : softmax(logits);
       this.#importance = {
         version: p.version,
         mean: map(p.meanLogits, "mean"),
@@ -343,7 +352,7 @@ export abstract class SwitchNorm {
       specs.running_mean = buffer;
       specs.running_var = buffer;
     }
-    return specs;
+    return this.sparse ? { ...specs, ...SPARSE_KEYS } : specs;
   }
 
   /**
@@ -351,10 +360,13 @@ export abstract class SwitchNorm {
    * the number of logits), a nested array in the reference's shape ([1,C,1,1] for SwitchNorm2d
    * weight/bias, [1,C,1] for its buffers; [1,C] for SwitchNorm1d; [1,C,1,1,1] for SwitchNorm3d),
    * or `{ data, shape }`. A missing, extra, misshapen or non-finite entry throws an error naming
-   * the key, and nothing is changed.
+   * the key, and nothing is changed. A sparse layer also reads SSN2d's `mean_fixed`, `var_fixed`
+   * (0 or 1) and `radius` ([0, 1]), each of length 1.
    */
   loadStateDict(dict: Readonly<Record<string, unknown>>): void {
     const read = readStateDict(this.#kind.name, dict, this.#specs());
+    const loadSparse = this.#sparse?.prepareLoad(`${this.#kind.name}.loadStateDict`, read);
+    loadSparse?.();
     const p = this.#params;
     p.weight.set(read.weight);
     p.bias.set(read.bias);
@@ -386,7 +398,7 @@ export abstract class SwitchNorm {
       dict.running_mean = p.runningMean.slice();
       dict.running_var = p.runningVar.slice();
     }
-    return dict;
+    return this.#sparse ? { ...dict, ...this.#sparse.entries() } : dict;
   }
 
   /** Zeroes the running buffers and the batch-average count (the first step of a batch average). */
@@ -570,6 +582,7 @@ export abstract class SwitchNorm {
     this.#saved = undefined; // a failed call leaves nothing stale behind
     const y = await backend.forward(problem, x, params, update, options.out, save);
     this.#saved = save;
+    if (this.#sparse) this.#fixOneHotMixings();
     if (this.training && this.usingBN && !backend.runningStale && this.#usedBackends.size > 1) {
       // A CPU backend updated the running buffers in place: a device copy is now behind.
       this.#params.version++;
@@ -590,7 +603,8 @@ export abstract class SwitchNorm {
 
   /**
    * An optimiser step: calls `update` with each parameter (the live array, to change in place),
-   * its accumulated gradient and its name, then makes the new values take effect.
+   * its accumulated gradient and its name, then makes the new values take effect. The logits of a
+   * fixed Sparse SN mixing are skipped, as PyTorch's optimisers skip a parameter without gradient.
    *
    * @example
    * ```ts
@@ -603,11 +617,12 @@ export abstract class SwitchNorm {
    * ```
    */
   step(update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void): void {
-    const p = this.#params, g = this.#grads;
+    const p = this.#params, g = this.#grads, fixed = this.#sparse?.fixed;
     update(p.weight, g.weight, "weight");
     update(p.bias, g.bias, "bias");
-    update(p.meanLogits, g.mean_weight, "mean_weight");
-    update(p.varLogits, g.var_weight, "var_weight");
+    // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
+    if (!fixed?.mean) update(p.meanLogits, g.mean_weight, "mean_weight");
+    if (!fixed?.var) update(p.varLogits, g.var_weight, "var_weight");
     p.version++;
   }
 

@@ -25,6 +25,12 @@ export interface StateDict {
   running_mean?: Float32Array;
   /** Present when the layer uses BN statistics. */
   running_var?: Float32Array;
+  /** Sparse SN only (SSN2d's buffer): 1 once the mean mixing is fixed to its logits, else 0. */
+  mean_fixed?: Float32Array;
+  /** Sparse SN only: the same flag for the variance mixing. */
+  var_fixed?: Float32Array;
+  /** Sparse SN only: the sparsestmax radius, length 1. */
+  radius?: Float32Array;
 }
 
 /** What one key must look like: its flat length and the shapes accepted besides [length]. */

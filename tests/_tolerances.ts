@@ -37,3 +37,11 @@ export const GRAD: Tolerance = {
     "sums over N*C. 1e-4 is ~10x that, far below the size of any real mistake (a dropped term " +
     "changes results at 1e-2 or more).",
 };
+
+/** Values that both sides hold exactly (flags, logits set to 0/1, float32 logits copied). */
+export const EXACT: Tolerance = {
+  atol: 0,
+  rtol: 0,
+  why: "Sparse SN's fixed flags and the logits a freeze sets are exactly 0 or 1, and logits " +
+    "that no freeze touched are the float32 values loaded: nothing is computed.",
+};

@@ -12,6 +12,8 @@ type Stored = number | "NaN" | "Infinity" | "-Infinity";
 export interface ForwardStep {
   readonly op: "forward";
   readonly mode: "train" | "eval";
+  /** Sparse SN: the radius to set before this forward (absent: keep the layer's). */
+  readonly radius?: number;
   readonly shape: number[];
   readonly x: Float32Array;
   /** dL/dy for the backward check (loss = sum(y * dy)). */
@@ -24,6 +26,11 @@ export interface ForwardStep {
     readonly dx: Float64Array;
     /** dL/d(parameter) of this step alone, PyTorch's names. */
     readonly grads: Record<"weight" | "bias" | "mean_weight" | "var_weight", Float64Array>;
+    /** Sparse SN: the logits and the fixed flags after the step (a freeze changes them). */
+    readonly mean_weight?: Float64Array;
+    readonly var_weight?: Float64Array;
+    readonly mean_fixed?: Float64Array;
+    readonly var_fixed?: Float64Array;
   };
 }
 
@@ -81,6 +88,7 @@ function parseCase(raw: Record<string, unknown>): VectorCase {
       return {
         op: "forward",
         mode: s.mode,
+        radius: s.radius,
         shape: s.shape,
         x: f32(s.x as Stored[]),
         dy: f32(s.dy as Stored[]),

@@ -22,6 +22,7 @@ async function runCase(v: VectorCase, backend: BackendName): Promise<void> {
     }
     const at = `${v.name} step ${i} (${step.mode})`;
     layer.train(step.mode === "train");
+    if (step.radius !== undefined) layer.radius = step.radius;
     await layer.forward(step.x, step.shape, { keepForBackward: true });
     layer.zeroGrad();
     const dx = await layer.backward(step.dy);

@@ -185,6 +185,258 @@ class SwitchNorm3d(_SwitchNormNd):
         super().__init__(num_features, eps, momentum, using_moving_average, using_bn, last_gamma)
 
 
+# ---------------------------------------------------------------------------------------------
+# Sparse SN: a port of the authors' SSN2d and regulated_sparsemax (switchablenorms/
+# Sparse_SwitchNorm, utils/sparse_switchable_norm.py and utils/ssn_utils.py), transcribed from
+# their code, not from the library's. Differences, each marked "(port)" where it is made:
+# - the input rank is a class constant, so that the same module serves 2d and 3d;
+# - K = 2 logits (usingBN false, and SwitchNorm1d) go beyond their code, which is written for 3:
+#   regulated_sparsemax_k2 is SN_SPEC's extension (u = 1/2, no edge step), not theirs;
+# - regulated_sparsemax does not shift the logits by their max as the library does; the vectors
+#   keep logits small, where the shift changes nothing beyond rounding.
+# ---------------------------------------------------------------------------------------------
+
+def regulated_sparsemax(v, rad=0, z=1):
+    v_sorted, ind_sorted = torch.sort(v, dim=0, descending=True)
+    cssv = torch.cumsum(v_sorted, dim=0) - z
+    ind = torch.arange(1, 1 + len(v)).float().to(v.device)
+    cond = v_sorted - cssv / ind > 0
+    rho = ind.masked_select(cond)[-1]
+    tau = cssv.masked_select(cond)[-1] / rho
+    w = torch.clamp(v - tau, min=0)
+
+    u = torch.tensor(1/3).to(v.device)
+    distance = torch.sum((w-u)**2)**(1/2)
+    if distance >= rad:
+        return w
+    if distance < 1e-6:
+        distance = distance.detach()
+    p = rad*(w-u)/(distance+1e-6)+u
+
+    if p[ind_sorted[2]] < 0:
+        p[ind_sorted[0]] = (1+math.sqrt(2)*rad*math.sin(math.acos(1/(math.sqrt(6)*rad))))/2
+        p[ind_sorted[1]] = (1-math.sqrt(2)*rad*math.sin(math.acos(1/(math.sqrt(6)*rad))))/2
+        p[ind_sorted[2]] = 0
+    p.clamp_(min=0, max=1)
+    return p
+
+
+def regulated_sparsemax_k2(v, rad=0, z=1):
+    """(port) SN_SPEC's K = 2 extension: regulated_sparsemax with u = 1/2 and no edge step (the
+    clamp takes p to the vertex of the larger logit)."""
+    assert len(v) == 2
+    v_sorted, _ = torch.sort(v, dim=0, descending=True)
+    cssv = torch.cumsum(v_sorted, dim=0) - z
+    ind = torch.arange(1, 1 + len(v)).to(v)
+    cond = v_sorted - cssv / ind > 0
+    rho = ind.masked_select(cond)[-1]
+    tau = cssv.masked_select(cond)[-1] / rho
+    w = torch.clamp(v - tau, min=0)
+    u = 1 / 2
+    distance = torch.sum((w - u) ** 2) ** (1 / 2)
+    if distance >= rad:
+        return w
+    if distance < 1e-6:
+        distance = distance.detach()
+    p = rad * (w - u) / (distance + 1e-6) + u
+    return p.clamp(min=0, max=1)
+
+
+def sparse_map(v, rad):
+    return regulated_sparsemax(v, rad) if len(v) == 3 else regulated_sparsemax_k2(v, rad)
+
+
+def fix_logits(param):
+    """SSN2d's freeze of one mixing: the largest logit becomes 1, the others 0 (for K = 3 this is
+    their three fill_ calls; (port) written as a loop so that K = 2 works too)."""
+    _, ind = torch.sort(param, dim=0, descending=True)
+    param[ind[0]].data.fill_(1)
+    for i in ind[1:]:
+        param[i].data.fill_(0)
+
+
+class _SSNNd(nn.Module):
+    """The authors' SSN2d; (port) DIM is the input rank (4: SSN2d, 5: the same layer in 3d)."""
+
+    DIM = None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.997, using_moving_average=True,
+                 using_bn=True, last_gamma=False):
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.using_moving_average = using_moving_average
+        self.using_bn = using_bn
+        self.last_gamma = last_gamma
+        pshape = (1, num_features) + (1,) * (self.DIM - 2)  # (port)
+        self.weight = nn.Parameter(torch.ones(*pshape))
+        self.bias = nn.Parameter(torch.zeros(*pshape))
+        if self.using_bn:
+            self.mean_weight = nn.Parameter(torch.ones(3))
+            self.var_weight = nn.Parameter(torch.ones(3))
+        else:
+            self.mean_weight = nn.Parameter(torch.ones(2))
+            self.var_weight = nn.Parameter(torch.ones(2))
+        if self.using_bn:
+            self.register_buffer("running_mean", torch.zeros(1, num_features, 1))
+            self.register_buffer("running_var", torch.zeros(1, num_features, 1))
+
+        self.rad = 0.
+        self.register_buffer("mean_fixed", torch.LongTensor([0]))
+        self.register_buffer("var_fixed", torch.LongTensor([0]))
+        self.register_buffer("radius", torch.zeros(1))
+
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.using_bn:
+            self.running_mean.zero_()
+            self.running_var.zero_()
+        if self.last_gamma:
+            self.weight.data.fill_(0)
+        else:
+            self.weight.data.fill_(1)
+        self.mean_fixed.data.fill_(0)
+        self.var_fixed.data.fill_(0)
+        self.bias.data.zero_()
+
+    def forward(self, x):
+        if x.dim() != self.DIM:
+            raise ValueError("expected {}D input (got {}D input)".format(self.DIM, x.dim()))
+        size = x.size()  # (port)
+        N, C = size[0], size[1]
+        x = x.view(N, C, -1)
+        mean_in = x.mean(-1, keepdim=True)
+        var_in = x.var(-1, keepdim=True)
+
+        mean_ln = mean_in.mean(1, keepdim=True)
+        temp = var_in + mean_in ** 2
+        var_ln = temp.mean(1, keepdim=True) - mean_ln ** 2
+
+        if self.using_bn:
+            if self.training:
+                mean_bn = mean_in.mean(0, keepdim=True)
+                var_bn = temp.mean(0, keepdim=True) - mean_bn ** 2
+                if self.using_moving_average:
+                    self.running_mean.mul_(self.momentum)
+                    self.running_mean.add_((1 - self.momentum) * mean_bn.data)
+                    self.running_var.mul_(self.momentum)
+                    self.running_var.add_((1 - self.momentum) * var_bn.data)
+                else:
+                    self.running_mean.add_(mean_bn.data)
+                    self.running_var.add_(mean_bn.data ** 2 + var_bn.data)
+            else:
+                mean_bn = torch.autograd.Variable(self.running_mean)
+                var_bn = torch.autograd.Variable(self.running_var)
+
+        if not self.mean_fixed:
+            self.mean_weight_ = sparse_map(self.mean_weight, self.rad)
+            if max(self.mean_weight_) - min(self.mean_weight_) >= 1:
+                self.mean_fixed.data.fill_(1)
+                fix_logits(self.mean_weight)
+                self.mean_weight.grad = None
+                self.mean_weight_ = self.mean_weight.detach()
+        else:
+            self.mean_weight_ = self.mean_weight.detach()
+
+        if not self.var_fixed:
+            self.var_weight_ = sparse_map(self.var_weight, self.rad)
+            if max(self.var_weight_) - min(self.var_weight_) >= 1:
+                self.var_fixed.data.fill_(1)
+                fix_logits(self.var_weight)
+                self.var_weight.grad = None
+                self.var_weight_ = self.var_weight.detach()
+        else:
+            self.var_weight_ = self.var_weight.detach()
+
+        if self.using_bn:
+            mean = (self.mean_weight_[0] * mean_in + self.mean_weight_[1] * mean_ln
+                    + self.mean_weight_[2] * mean_bn)
+            var = (self.var_weight_[0] * var_in + self.var_weight_[1] * var_ln
+                   + self.var_weight_[2] * var_bn)
+        else:
+            mean = self.mean_weight_[0] * mean_in + self.mean_weight_[1] * mean_ln
+            var = self.var_weight_[0] * var_in + self.var_weight_[1] * var_ln
+
+        x = (x - mean) / (var + self.eps).sqrt()
+        x = x.view(size)  # (port)
+        return x * self.weight + self.bias
+
+    def set_rad(self, rad):
+        self.radius[0].fill_(rad)
+        self.rad = torch.squeeze(self.radius)
+
+
+class SSN2d(_SSNNd):
+    DIM = 4
+
+
+class SSN3d(_SSNNd):
+    DIM = 5
+
+
+class SSN1d(nn.Module):
+    """(port) SwitchNorm1d with SSN2d's sparse mixing (K = 2, the extension): the reference
+    SwitchNorm1d's statistics, SSN2d's map, freeze and buffers."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.997, using_moving_average=True):
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.using_moving_average = using_moving_average
+        self.weight = nn.Parameter(torch.ones(1, num_features))
+        self.bias = nn.Parameter(torch.zeros(1, num_features))
+        self.mean_weight = nn.Parameter(torch.ones(2))
+        self.var_weight = nn.Parameter(torch.ones(2))
+        self.register_buffer("running_mean", torch.zeros(1, num_features))
+        self.register_buffer("running_var", torch.zeros(1, num_features))
+        self.rad = 0.
+        self.register_buffer("mean_fixed", torch.LongTensor([0]))
+        self.register_buffer("var_fixed", torch.LongTensor([0]))
+        self.register_buffer("radius", torch.zeros(1))
+
+    def forward(self, x):
+        mean_ln = x.mean(1, keepdim=True)
+        var_ln = x.var(1, keepdim=True)
+        if self.training:
+            mean_bn = x.mean(0, keepdim=True)
+            var_bn = x.var(0, keepdim=True)
+            if self.using_moving_average:
+                self.running_mean.mul_(self.momentum)
+                self.running_mean.add_((1 - self.momentum) * mean_bn.data)
+                self.running_var.mul_(self.momentum)
+                self.running_var.add_((1 - self.momentum) * var_bn.data)
+            else:
+                self.running_mean.add_(mean_bn.data)
+                self.running_var.add_(mean_bn.data ** 2 + var_bn.data)
+        else:
+            mean_bn = self.running_mean
+            var_bn = self.running_var
+        weights = []
+        for name in ("mean", "var"):
+            param, fixed = getattr(self, name + "_weight"), getattr(self, name + "_fixed")
+            if not fixed:
+                w = sparse_map(param, self.rad)
+                if max(w) - min(w) >= 1:
+                    fixed.data.fill_(1)
+                    fix_logits(param)
+                    param.grad = None
+                    w = param.detach()
+            else:
+                w = param.detach()
+            weights.append(w)
+        mean = weights[0][0] * mean_ln + weights[0][1] * mean_bn
+        var = weights[1][0] * var_ln + weights[1][1] * var_bn
+        x = (x - mean) / (var + self.eps).sqrt()
+        return x * self.weight + self.bias
+
+    set_rad = _SSNNd.set_rad
+
+
+SPARSE_LAYERS = {"SwitchNorm1d": SSN1d, "SwitchNorm2d": SSN2d, "SwitchNorm3d": SSN3d}
+SPARSE_STATE_KEYS = ("mean_fixed", "var_fixed", "radius")
+
+
 def finalize_batch_average(module, k):
     """Batch-average workflow (SN_SPEC): after k train forwards with using_moving_average=False
     from zeroed buffers, turn the accumulated sums into inference statistics."""
@@ -205,19 +457,22 @@ DEFAULT_MOMENTUM = {"SwitchNorm1d": 0.997, "SwitchNorm2d": 0.9, "SwitchNorm3d": 
 
 class Case:
     def __init__(self, name, description, layer, num_features, *, eps=1e-5, momentum=None,
-                 using_moving_average=True, using_bn=True, last_gamma=False):
+                 using_moving_average=True, using_bn=True, last_gamma=False, sparse=False):
         self.name = name
+        self.sparse = sparse  # Sparse SN: the port of SSN2d (SPARSE_LAYERS) instead of SN
         self.description = description
         self.layer = layer
         self.C = num_features
         self.eps = eps
-        self.momentum = DEFAULT_MOMENTUM[layer] if momentum is None else momentum
+        default_momentum = 0.997 if sparse else DEFAULT_MOMENTUM[layer]  # SSN2d's default
+        self.momentum = default_momentum if momentum is None else momentum
         self.using_moving_average = using_moving_average
         self.using_bn = using_bn if layer != "SwitchNorm1d" else True
         self.last_gamma = last_gamma if layer != "SwitchNorm1d" else False
         self.rng = np.random.default_rng(zlib.crc32(name.encode("utf-8")))
         self.state = None
-        self.steps = []  # ("forward", mode, x float32 array) | ("finalizeBatchAverage",)
+        # ("forward", mode, x float32 array, radius or None) | ("finalizeBatchAverage",)
+        self.steps = []
 
     # -- drawing helpers (all float32) --
     def normal(self, shape, scale=1.0, loc=0.0):
@@ -244,7 +499,15 @@ class Case:
         if self.has_buffers():
             st["running_mean"] = np.zeros(C, np.float32)
             st["running_var"] = np.zeros(C, np.float32)
-        self.state = st
+        self.state = self.with_sparse_buffers(st)
+        return st
+
+    def with_sparse_buffers(self, st, radius=0.0):
+        """SSN2d's extra buffers (not fixed, the given radius), for sparse cases."""
+        if self.sparse:
+            st["mean_fixed"] = np.zeros(1, np.float32)
+            st["var_fixed"] = np.zeros(1, np.float32)
+            st["radius"] = np.full(1, radius, np.float32)
         return st
 
     def random_state(self, buffers="random"):
@@ -263,21 +526,23 @@ class Case:
             else:
                 st["running_mean"] = self.normal(C, 0.5)
                 st["running_var"] = self.uniform(C, 0.5, 2.0)
-        self.state = st
+        self.state = self.with_sparse_buffers(st)
         return st
 
-    def forward(self, mode, x):
+    def forward(self, mode, x, radius=None):
+        """A forward step; radius (sparse cases): set the layer's radius before it."""
         assert mode in ("train", "eval")
         x = np.ascontiguousarray(x, dtype=np.float32)
         assert x.ndim == RANK[self.layer] and x.shape[1] == self.C, (self.name, x.shape)
-        self.steps.append(("forward", mode, x))
+        assert radius is None or self.sparse
+        self.steps.append(("forward", mode, x, radius))
 
     def finalize(self):
         self.steps.append(("finalizeBatchAverage",))
 
     # -- evaluation with the reference module --
     def build_module(self):
-        cls = LAYERS[self.layer]
+        cls = (SPARSE_LAYERS if self.sparse else LAYERS)[self.layer]
         if self.layer == "SwitchNorm1d":
             m = cls(self.C, eps=self.eps, momentum=self.momentum,
                     using_moving_average=self.using_moving_average)
@@ -289,7 +554,12 @@ class Case:
         assert set(sd.keys()) == set(self.state.keys()), (self.name, sd.keys(), self.state.keys())
         m.load_state_dict({k: torch.from_numpy(self.state[k].copy()).reshape(sd[k].shape)
                            for k in sd})
-        return m.double()
+        m = m.double()
+        if self.sparse:
+            # SSN2d reads its radius buffer only through set_rad (their training loop calls it
+            # every step); the library's radius is the buffer, so apply the loaded one.
+            m.set_rad(float(self.state["radius"][0]))
+        return m
 
     def run(self):
         m = self.build_module()
@@ -300,7 +570,9 @@ class Case:
         rng_dy = np.random.default_rng(zlib.crc32((self.name + "/dy").encode("utf-8")))
         for st in self.steps:
             if st[0] == "forward":
-                _, mode, x = st
+                _, mode, x, radius = st
+                if radius is not None:
+                    m.set_rad(radius)
                 m.train(mode == "train")
                 if mode == "train":
                     train_steps += 1
@@ -316,10 +588,20 @@ class Case:
                     expect["running_mean"] = F64(m.running_mean.numpy().ravel())
                     expect["running_var"] = F64(m.running_var.numpy().ravel())
                 expect["dx"] = F64(xt.grad.numpy().ravel())
-                expect["grads"] = {k: F64(getattr(m, k).grad.numpy().ravel())
+                # A fixed Sparse SN mixing's logits have no gradient (None): 0.
+                expect["grads"] = {k: F64(np.zeros(getattr(m, k).numel()) if getattr(m, k).grad
+                                          is None else getattr(m, k).grad.numpy().ravel())
                                    for k in ("weight", "bias", "mean_weight", "var_weight")}
-                out_steps.append({"op": "forward", "mode": mode, "shape": list(x.shape),
-                                  "x": F32(x.ravel()), "dy": F32(dy.ravel()), "expect": expect})
+                if self.sparse:
+                    # The logits and fixed flags after the step (a freeze changes them).
+                    for k in ("mean_weight", "var_weight", "mean_fixed", "var_fixed"):
+                        expect[k] = F64(getattr(m, k).detach().double().numpy().ravel())
+                step = {"op": "forward", "mode": mode}
+                if radius is not None:
+                    step["radius"] = radius
+                step.update({"shape": list(x.shape), "x": F32(x.ravel()), "dy": F32(dy.ravel()),
+                             "expect": expect})
+                out_steps.append(step)
             else:
                 assert self.has_buffers() and not self.using_moving_average and train_steps > 0
                 with torch.no_grad():
@@ -333,6 +615,8 @@ class Case:
         if self.layer != "SwitchNorm1d":
             options["usingBN"] = self.using_bn
             options["lastGamma"] = self.last_gamma
+        if self.sparse:
+            options["sparse"] = True
         doc = {
             "generatedBy": GENERATED_BY,
             "format": FORMAT,
@@ -703,8 +987,90 @@ def build_cases():
     return cases
 
 
+def build_sparse_cases():
+    """Sparse SN (option sparse): the port of the authors' SSN2d (SPARSE_LAYERS)."""
+    cases = []
+
+    def case(*a, **kw):
+        c = Case(*a, sparse=True, **kw)
+        cases.append(c)
+        return c
+
+    def logits(*v):
+        return np.array(v, np.float32)
+
+    c = case("ssn2d_train_radius_ramp",
+             "Sparse SN 2d: mean logits [1, 0.5, -1] (the issue's example: sparsemax [0.75, 0.25, "
+             "0] up to r = 0.54, then the edge of the two largest logits) and var logits [0.2, "
+             "0.9, 0.4] (full support), train at r = 0, 0.3, 0.5, 0.55 (mean on the edge, var on "
+             "the sphere), 0.7 (both on the edge), eval at r = 0.6, M=3x5", "SwitchNorm2d", 4)
+    c.random_state()
+    c.state["mean_weight"], c.state["var_weight"] = logits(1, 0.5, -1), logits(0.2, 0.9, 0.4)
+    for r in (0.0, 0.3, 0.5, 0.55, 0.7):
+        c.forward("train", c.normal((2, 4, 3, 5), 1.3, 0.2), radius=r)
+    c.forward("eval", c.normal((2, 4, 3, 5), 1.3, 0.2), radius=0.6)
+
+    c = case("ssn2d_train_freeze",
+             "Sparse SN 2d freezing: at r = 0.75 the mean weights (logits [3, 0.5, -1]) are "
+             "one-hot and the mean mixing is fixed (logits become [1, 0, 0], no gradient) while "
+             "the var weights are on an edge; r = 0.2: var on the sphere; eval at r = 0.9 fixes "
+             "var too (SSN2d freezes in eval); a last train step at r = 0.1 stays fixed, M=2x6",
+             "SwitchNorm2d", 3)
+    c.random_state(buffers="zero")
+    c.state["mean_weight"], c.state["var_weight"] = logits(3, 0.5, -1), logits(0.1, 0.3, 0.25)
+    for mode, r in (("train", 0.75), ("train", 0.2), ("eval", 0.9), ("train", 0.1)):
+        c.forward(mode, c.normal((3, 3, 2, 6), 0.9, -0.3), radius=r)
+
+    c = case("ssn2d_train_loaded_fixed",
+             "Sparse SN 2d from a checkpoint: mean_fixed = 1 with logits [0.25, 0.5, 0.25] (a "
+             "fixed mixing's weights ARE its logits), var not fixed, radius 0.45 from the state "
+             "dict (var weights on the sphere); train then eval, M=4x4", "SwitchNorm2d", 5)
+    c.random_state()
+    c.state["mean_weight"], c.state["var_weight"] = logits(0.25, 0.5, 0.25), logits(0.7, 0.1, 0.3)
+    c.state["mean_fixed"][0] = 1
+    c.state["radius"][0] = 0.45
+    c.forward("train", c.normal((2, 5, 4, 4), 1.1, 0.5))
+    c.forward("eval", c.normal((2, 5, 4, 4), 1.1, 0.5))
+
+    c = case("ssn2d_train_default_state",
+             "Sparse SN 2d, the initial state (logits all 1: uniform weights, sparsemax's "
+             "gradient) at r = 0, one train step, M=3x3", "SwitchNorm2d", 3)
+    c.default_state()
+    c.forward("train", c.normal((2, 3, 3, 3)))
+
+    c = case("ssn3d_train_sparse",
+             "Sparse SN 3d (SSN2d's map on [N, C, D, H, W]): mean logits [0.4, 0.1, 0.25] (full "
+             "support: the sphere at r = 0.35, the edge at 0.6), var logits [-0.2, 0.3, 0.6] "
+             "(sparsemax at 0.35, the edge at 0.6), train at r = 0.35 and 0.6, eval at r = 0.6, "
+             "M=2x2x4", "SwitchNorm3d", 3)
+    c.random_state()
+    c.state["mean_weight"], c.state["var_weight"] = logits(0.4, 0.1, 0.25), logits(-0.2, 0.3, 0.6)
+    for mode, r in (("train", 0.35), ("train", 0.6), ("eval", 0.6)):
+        c.forward(mode, c.normal((2, 3, 2, 2, 4), 1.2, 0.3), radius=r)
+
+    c = case("ssn2d_train_nobn_k2",
+             "Sparse SN 2d with usingBN=false: 2 logits, the library's extension of SSN2d (u = "
+             "1/2); r = 0.3 (sparsemax), 0.5 and 0.65 (the sphere), 0.75 (clamped to one-hot: "
+             "both mixings fixed), then r = 0.3 stays fixed, M=3x4", "SwitchNorm2d", 3,
+             using_bn=False)
+    c.random_state()
+    c.state["mean_weight"], c.state["var_weight"] = logits(0.3, -0.2), logits(0.1, 0.25)
+    for r in (0.3, 0.5, 0.65, 0.75, 0.3):
+        c.forward("train", c.normal((2, 3, 3, 4), 1.0, 0.1), radius=r)
+
+    c = case("ssn1d_train_sparse",
+             "Sparse SN 1d (LN and BN: 2 logits, the extension with u = 1/2): train at r = 0, 0.4, "
+             "then 0.8 (one-hot: fixed), eval at r = 0.2, [6,5]", "SwitchNorm1d", 5)
+    c.random_state(buffers="zero")
+    c.state["mean_weight"], c.state["var_weight"] = logits(-0.1, 0.15), logits(0.6, 0.2)
+    for mode, r in (("train", 0.0), ("train", 0.4), ("train", 0.8), ("eval", 0.2)):
+        c.forward(mode, c.normal((6, 5), 1.2, 0.4), radius=r)
+
+    return cases
+
+
 def main():
-    cases = build_cases()
+    cases = build_cases() + build_sparse_cases()
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "duplicate case names"
     written = set()
