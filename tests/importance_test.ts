@@ -75,3 +75,73 @@ Deno.test("sparsestmax stays on the simplex and becomes one-hot as the radius re
     "0.333333",
   ]);
 });
+
+/** The point (t, 1 - t, 0) of the edge of the two largest logits at distance r from (1/3,1/3,1/3). */
+const edgePoint = (r: number) => 0.5 + Math.sqrt((r * r - 1 / 6) / 2);
+
+Deno.test("sparsestmax measures from the centre of the whole simplex, as the authors' code", () => {
+  const v = [1, 0.5, -1];
+  const exact = { atol: 1e-12, rtol: 0, why: "float64, a few operations" };
+  // sparsemax(v) = [0.75, 0.25, 0] lies 0.54 from (1/3, 1/3, 1/3): kept up to r = 0.54.
+  for (const r of [0, 0.3, 0.5, 0.54]) {
+    assertClose(sparsestmax(v, r).weights, [0.75, 0.25, 0], exact, `r = ${r}`);
+  }
+  // Beyond, the sphere of radius r leaves the simplex: the edge point at distance r.
+  for (const r of [0.55, 0.6, 0.71, 0.75, 0.8, 0.81]) {
+    const t = edgePoint(r);
+    assertClose(sparsestmax(v, r).weights, [t, 1 - t, 0], exact, `r = ${r}`);
+    assert.ok(t < 1, `not yet one-hot at r = ${r}`);
+  }
+  // One-hot from r = sqrt(2/3) = 0.8165 on (the distance of a vertex from the centre).
+  assert.deepEqual([...sparsestmax(v, 0.8166).weights], [1, 0, 0]);
+  assert.deepEqual([...sparsestmax(v, 1).weights], [1, 0, 0]);
+  // Full support: p = u + r (w - u) / (|w - u| + 1e-6), inside the simplex.
+  const w = sparsemax([0.2, 0.9, 0.4]), d = Math.hypot(...w.map((x) => x - 1 / 3));
+  assertClose(
+    sparsestmax([0.2, 0.9, 0.4], 0.55).weights,
+    w.map((x) => 1 / 3 + 0.55 * (x - 1 / 3) / (d + 1e-6)),
+    exact,
+    "sphere",
+  );
+});
+
+Deno.test("sparsestmax of two logits measures from (1/2, 1/2) and is one-hot from r ~ 0.71", () => {
+  const w = sparsemax([0.3, -0.2]); // [0.75, 0.25], 0.354 from the centre
+  assertClose(w, [0.75, 0.25], FD, "sparsemax");
+  const exact = { atol: 1e-12, rtol: 0, why: "float64, a few operations" };
+  assertClose(sparsestmax([0.3, -0.2], 0.3).weights, [0.75, 0.25], exact, "r = 0.3");
+  const d = Math.SQRT1_2 / 2;
+  const p = 0.5 + 0.5 * 0.25 / (d + 1e-6);
+  assertClose(sparsestmax([0.3, -0.2], 0.5).weights, [p, 1 - p], exact, "r = 0.5");
+  assert.deepEqual([...sparsestmax([0.3, -0.2], 0.71).weights], [1, 0]);
+  assert.throws(() => sparsestmax([1, 2, 3, 4], 0.5), /expected 2 or 3 logits, got 4/);
+});
+
+Deno.test("sparsemax and sparsestmax are shift-invariant, for huge logits too", () => {
+  // Equal float32 logits of 1e15 once gave [0.375, 0.375, 0.375].
+  assert.deepEqual([...sparsemax([1e15, 1e15, 1e15])], [1 / 3, 1 / 3, 1 / 3]);
+  const big = Math.fround(1e15), gap = 2 ** 26; // float32 neighbours near 1e15 are 2^26 apart
+  assert.deepEqual([...sparsemax([big, big, big - gap])], [0.5, 0.5, 0]);
+  assert.deepEqual([...sparsemax([3e38, 3e38, -3e38])], [0.5, 0.5, 0]);
+  const r = random(9);
+  for (let trial = 0; trial < 50; trial++) {
+    const v = Float64Array.from({ length: 3 }, r);
+    const shift = 1e6 * r();
+    for (const radius of [0, 0.4, 0.6, 0.9]) {
+      assertClose(
+        sparsestmax(v.map((x) => x + shift), radius).weights,
+        sparsestmax(v, radius).weights,
+        { atol: 1e-9, rtol: 0, why: "a shift of 1e6 rounds the logits by ~1e-10" },
+        `v = ${v}, r = ${radius}`,
+      );
+    }
+  }
+});
+
+Deno.test("sparsestmax's gradient is zero on the edge and where it clamps, as autograd gives", () => {
+  const g = [0.3, -1, 2];
+  assert.deepEqual([...sparsestmax([1, 0.5, -1], 0.6).vjp(g)], [0, 0, 0]);
+  assert.deepEqual([...sparsestmax([0.3, -0.2], 0.75).vjp([1, -2])], [0, 0]);
+  // Kept sparsemax: its Jacobian (I - 11^T/|S| on the support).
+  assertClose(sparsestmax([1, 0.5, -1], 0.5).vjp(g), [0.65, -0.65, 0], FD, "sparsemax");
+});
