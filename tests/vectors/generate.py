@@ -1069,7 +1069,32 @@ def build_sparse_cases():
     return cases
 
 
+def sparsestmax_map_vectors():
+    """The map alone: the port's regulated_sparsemax (K = 3) and the K = 2 extension, weights and
+    dL/dlogits by autograd for L = <g, weights>, at random logits and radii (maps/sparsestmax.json)."""
+    rng = np.random.default_rng(zlib.crc32(b"maps/sparsestmax"))
+    points = []
+    for t in range(300):
+        k = 2 if t % 3 == 0 else 3
+        v = rng.standard_normal(k) * 1.2
+        r = float(rng.uniform(0, 1))
+        g = rng.standard_normal(k)
+        vt = torch.tensor(v, requires_grad=True)
+        w = sparse_map(vt, torch.tensor(r, dtype=torch.float64))
+        (w * torch.from_numpy(g)).sum().backward()
+        points.append({"v": F64(v), "r": r, "g": F64(g), "expect": {
+            "weights": F64(w.detach().numpy()), "dv": F64(vt.grad.numpy())}})
+    return {"generatedBy": GENERATED_BY, "format": FORMAT, "name": "sparsestmax",
+            "description": "regulated_sparsemax of the port (K = 3) and its K = 2 extension, "
+                           "float64, with autograd's dL/dv for L = <g, weights>",
+            "points": points}
+
+
 def main():
+    maps = os.path.join(OUT_DIR, "maps")
+    os.makedirs(maps, exist_ok=True)
+    with open(os.path.join(maps, "sparsestmax.json"), "wb") as f:
+        f.write(dumps(sparsestmax_map_vectors()).encode("utf-8"))
     cases = build_cases() + build_sparse_cases()
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "duplicate case names"
