@@ -365,8 +365,9 @@ export abstract class SwitchNorm {
    */
   loadStateDict(dict: Readonly<Record<string, unknown>>): void {
     const read = readStateDict(this.#kind.name, dict, this.#specs());
-    const loadSparse = this.#sparse?.prepareLoad(`${this.#kind.name}.loadStateDict`, read);
-    loadSparse?.();
+    // Everything is checked (readStateDict, then the sparse flags and radius) before any change.
+    const applySparse = this.#sparse?.prepareLoad(`${this.#kind.name}.loadStateDict`, read);
+    applySparse?.();
     const p = this.#params;
     p.weight.set(read.weight);
     p.bias.set(read.bias);

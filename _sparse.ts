@@ -42,7 +42,12 @@ export class SparseState {
    * fixes the mixing, sets `logits` to the one-hot vector and zeroes `grad` (SSN2d sets it to
    * None). Returns whether it did.
    */
-  fixIfOneHot(which: Mixing, weights: Float64Array, logits: Float32Array, grad: Float32Array) {
+  fixIfOneHot(
+    which: Mixing,
+    weights: Float64Array,
+    logits: Float32Array,
+    grad: Float32Array,
+  ): boolean {
     if (this.fixed[which]) return false;
     const max = Math.max(...weights), min = Math.min(...weights);
     if (!(max - min >= 1)) return false;
