@@ -1,0 +1,218 @@
+/**
+ * Runs the shared vector suite in a runtime other than Deno (headless Chromium, Node), as a user
+ * of the published package would load it: mod.ts bundled for the browser
+ * (`deno bundle --platform browser --format esm`), next to the suite (tests/_runtime_suite.ts,
+ * bundled the same way), served with the vectors on 127.0.0.1. The runtime posts its report back
+ * to the server. Nothing is written to disk: bundles go to stdout, and headless Chromium makes
+ * (and removes) its own temporary profile.
+ *
+ * @module
+ */
+import type { BackendName } from "../backends/_backend.ts";
+import { STRICT } from "./_backends.ts";
+import type { SuiteReport } from "./_runtime_suite.ts";
+
+/** A program another runtime is, found on PATH or not. */
+export interface Tool {
+  readonly command: string;
+  /** Its version line, or undefined when it is missing. */
+  readonly version?: string;
+  /** Why it cannot run, when it is missing. */
+  readonly missing?: string;
+}
+
+/** Asks `command --version`; a missing program comes back with the reason. */
+export async function findTool(command: string, hint: string): Promise<Tool> {
+  try {
+    const out = await new Deno.Command(command, {
+      args: ["--version"],
+      stdout: "piped",
+      stderr: "null",
+    })
+      .output();
+    if (out.success) return { command, version: new TextDecoder().decode(out.stdout).trim() };
+    return { command, missing: `"${command} --version" exited with code ${out.code}` };
+  } catch (e) {
+    return { command, missing: `"${command}" is not on PATH (${(e as Error).name}); ${hint}` };
+  }
+}
+
+/**
+ * Registers one test per backend for a runtime, following the backend registry's rule: ignored
+ * where the runtime is missing, a failure under CI=true.
+ */
+export function testInRuntime(
+  tool: Tool,
+  backends: readonly BackendName[],
+  name: (backend: BackendName) => string,
+  fn: (backend: BackendName) => Promise<void>,
+): void {
+  for (const backend of backends) {
+    if (tool.missing === undefined) {
+      Deno.test(name(backend), () => fn(backend));
+    } else if (STRICT) {
+      Deno.test(name(backend), () => {
+        throw new Error(`${tool.command} must run in CI but is missing: ${tool.missing}`);
+      });
+    } else {
+      Deno.test({ name: `${name(backend)} (skipped: ${tool.missing})`, ignore: true, fn() {} });
+    }
+  }
+}
+
+const bundles = new Map<string, Promise<string>>();
+
+/** `deno bundle --platform browser --format esm` of a file of this repository, to a string. */
+export function bundle(path: string): Promise<string> {
+  let p = bundles.get(path);
+  if (!p) {
+    p = (async () => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["bundle", "--quiet", "--platform", "browser", "--format", "esm", path],
+        cwd: new URL("../", import.meta.url),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!out.success) {
+        throw new Error(`deno bundle ${path} failed:\n${new TextDecoder().decode(out.stderr)}`);
+      }
+      return new TextDecoder().decode(out.stdout);
+    })();
+    bundles.set(path, p);
+  }
+  return p;
+}
+
+/** Every file of tests/vectors/ as one JSON array (the raw cases, parsed by the runtime). */
+function vectorsJson(): string {
+  const dir = new URL("./vectors/", import.meta.url);
+  const names = [...Deno.readDirSync(dir)]
+    .filter((e) => e.isFile && e.name.endsWith(".json"))
+    .map((e) => e.name)
+    .sort();
+  return `[${names.map((n) => Deno.readTextFileSync(new URL(n, dir))).join(",")}]`;
+}
+
+/** The page Chromium opens: loads both bundles, runs the suite, posts the report. */
+const PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>switchnorm vector suite</title>
+<script type="module">
+const backend = new URLSearchParams(location.search).get("backend");
+let report;
+try {
+  const lib = await import("/switchnorm.js");
+  const { runVectorSuite } = await import("/suite.js");
+  const vectors = await (await fetch("/vectors.json")).json();
+  report = await runVectorSuite(lib, vectors, backend, navigator.userAgent);
+} catch (e) {
+  report = { backend, ran: 0, failures: ["the page failed: " + (e && e.stack || e)], where: navigator.userAgent };
+}
+await fetch("/report", { method: "POST", body: JSON.stringify(report) });
+document.title = "done";
+</script>
+`;
+
+/**
+ * A program, given as Node's ESM text, that does what the page does: fetches both bundles and
+ * imports them (from data: URLs, the same module text Chromium gets), runs the suite, posts the
+ * report. Arguments: origin, backend.
+ */
+export const NODE_RUNNER = `
+const [origin, backend] = process.argv.slice(1);
+const load = async (path) => {
+  const text = await (await fetch(origin + path)).text();
+  return import("data:text/javascript;base64," + Buffer.from(text).toString("base64"));
+};
+let report;
+try {
+  const lib = await load("/switchnorm.js");
+  const { runVectorSuite } = await load("/suite.js");
+  const vectors = await (await fetch(origin + "/vectors.json")).json();
+  report = await runVectorSuite(lib, vectors, backend, "Node " + process.version);
+} catch (e) {
+  report = { backend, ran: 0, failures: ["node failed: " + (e && e.stack || e)], where: "Node" };
+}
+await fetch(origin + "/report", { method: "POST", body: JSON.stringify(report) });
+`;
+
+/** A served suite: its origin, and the first report posted to it. */
+export interface SuiteServer {
+  readonly origin: string;
+  readonly report: Promise<SuiteReport>;
+  close(): Promise<void>;
+}
+
+/** Serves the page, the two bundles and the vectors on 127.0.0.1, and waits for one report. */
+export async function serveSuite(): Promise<SuiteServer> {
+  const [library, suite] = await Promise.all([bundle("mod.ts"), bundle("tests/_runtime_suite.ts")]);
+  const files: Record<string, [string, string]> = {
+    "/": [PAGE, "text/html"],
+    "/switchnorm.js": [library, "text/javascript"],
+    "/suite.js": [suite, "text/javascript"],
+    "/vectors.json": [vectorsJson(), "application/json"],
+  };
+  const { promise: report, resolve } = Promise.withResolvers<SuiteReport>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const path = new URL(req.url).pathname;
+    if (req.method === "POST" && path === "/report") {
+      resolve(await req.json());
+      return new Response("ok");
+    }
+    const file = files[path];
+    if (!file) return new Response("not found", { status: 404 });
+    return new Response(file[0], { headers: { "content-type": file[1] } });
+  });
+  return {
+    origin: `http://127.0.0.1:${server.addr.port}`,
+    report,
+    close: () => server.shutdown(),
+  };
+}
+
+/**
+ * Starts `command args`, waits for the report it makes the served suite post (at most
+ * `timeoutMs`), stops the process and returns the report. A process that exits or times out
+ * first gives an Error with the end of its stderr.
+ */
+export async function runAndReport(
+  server: SuiteServer,
+  command: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<SuiteReport> {
+  const child = new Deno.Command(command, { args, stdout: "null", stderr: "piped" }).spawn();
+  let stderr = "";
+  const drained = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      stderr = (stderr + chunk).slice(-4000);
+    }
+  })();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const tail = () => `\n--- end of its stderr ---\n${stderr}`;
+  // The runtime posts before it exits (Node awaits the POST), so an exit first means no report.
+  const exited = child.status.then((s) =>
+    Promise.reject(new Error(`${command} exited (code ${s.code}) without a report${tail()}`))
+  );
+  exited.catch(() => {}); // settles after the report too, when the process is stopped below
+  try {
+    return await Promise.race([
+      server.report,
+      exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(new Error(`${command} gave no report within ${timeoutMs / 1000} s${tail()}`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    await child.status;
+    await drained;
+  }
+}
