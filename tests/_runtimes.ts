@@ -83,14 +83,18 @@ export function bundle(path: string): Promise<string> {
   return p;
 }
 
-/** Every file of tests/vectors/ as one JSON array (the raw cases, parsed by the runtime). */
-function vectorsJson(): string {
-  const dir = new URL("./vectors/", import.meta.url);
-  const names = [...Deno.readDirSync(dir)]
+const vectorDir = new URL("./vectors/", import.meta.url);
+
+function vectorNames(): string[] {
+  return [...Deno.readDirSync(vectorDir)]
     .filter((e) => e.isFile && e.name.endsWith(".json"))
     .map((e) => e.name)
     .sort();
-  return `[${names.map((n) => Deno.readTextFileSync(new URL(n, dir))).join(",")}]`;
+}
+
+/** Every file of tests/vectors/ as one JSON array (the raw cases, parsed by the runtime). */
+function vectorsJson(): string {
+  return `[${vectorNames().map((n) => Deno.readTextFileSync(new URL(n, vectorDir))).join(",")}]`;
 }
 
 /** The page Chromium opens: loads both bundles, runs the suite, posts the report. */
@@ -135,6 +139,27 @@ try {
 }
 await fetch(origin + "/report", { method: "POST", body: JSON.stringify(report) });
 `;
+
+/**
+ * Throws unless the report says that `backend` ran every case without a failure; the message
+ * counts the failures and quotes the first few.
+ */
+export function assertReportPassed(report: SuiteReport, backend: BackendName): void {
+  if (report.missing !== undefined) {
+    throw new Error(`${backend} is missing in ${report.where}: ${report.missing}`);
+  }
+  if (report.backend !== backend) throw new Error(`the report is for ${report.backend}`);
+  if (report.failures.length > 0) {
+    throw new Error(
+      `${report.failures.length} of ${report.ran} runs failed on ${backend} in ${report.where}:\n` +
+        report.failures.slice(0, 5).join("\n"),
+    );
+  }
+  // Every vector, forward and backward: a suite that ran nothing must not pass.
+  if (report.ran < 2 * vectorNames().length) {
+    throw new Error(`only ${report.ran} runs, expected ${2 * vectorNames().length}`);
+  }
+}
 
 /** A served suite: its origin, and the first report posted to it. */
 export interface SuiteServer {
