@@ -9,6 +9,7 @@
 import type { BackendName } from "../backends/_backend.ts";
 import { type LayerClasses, SUITE_PARTS } from "./_suite.ts";
 import { parseCase } from "./_vectors.ts";
+import * as WGSL from "../shaders/_wgsl.ts";
 
 /** What one run of the suite on one backend found. */
 export interface SuiteReport {
@@ -24,18 +25,40 @@ export interface SuiteReport {
 }
 
 /** The adapter this runtime offers, in words, or why there is none. */
-async function adapterInfo(): Promise<{ adapter?: string; missing?: string }> {
+async function adapterInfo(): Promise<{ adapter?: GPUAdapter; name?: string; missing?: string }> {
   const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
   if (!gpu) return { missing: "this runtime has no WebGPU (navigator.gpu is undefined)" };
   const adapter = await gpu.requestAdapter();
   if (!adapter) return { missing: "navigator.gpu.requestAdapter() found no adapter" };
   const i = adapter.info;
-  return { adapter: [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(" ") };
+  const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(" ");
+  return { adapter, name };
+}
+
+/**
+ * What this runtime's WGSL compiler says about each shader: errors, and warnings too, since a
+ * construct one compiler only warns about may be one another rejects.
+ */
+async function compilerMessages(adapter: GPUAdapter): Promise<string[]> {
+  const device = await adapter.requestDevice();
+  const out: string[] = [];
+  try {
+    for (const [name, code] of Object.entries(WGSL)) {
+      const info = await device.createShaderModule({ code, label: name }).getCompilationInfo();
+      for (const m of info.messages) {
+        out.push(`WGSL ${name}: ${m.type} at ${m.lineNum}:${m.linePos}: ${m.message}`);
+      }
+    }
+  } finally {
+    device.destroy();
+  }
+  return out;
 }
 
 /**
  * Runs every case of `raws` (parsed JSON of tests/vectors/*.json) forward and backward on
- * `backend`, with the library `lib` (the bundle of mod.ts).
+ * `backend`, with the library `lib` (the bundle of mod.ts). On WebGPU, every message of the WGSL
+ * compiler about the library's shaders is a failure as well.
  */
 export async function runVectorSuite(
   lib: LayerClasses,
@@ -44,12 +67,13 @@ export async function runVectorSuite(
   runtime: string,
 ): Promise<SuiteReport> {
   let where = runtime;
-  if (backend === "webgpu") {
-    const { adapter, missing } = await adapterInfo();
-    if (missing !== undefined) return { backend, missing, ran: 0, failures: [], where };
-    where += `, adapter "${adapter}"`;
-  }
   const failures: string[] = [];
+  if (backend === "webgpu") {
+    const { adapter, name, missing } = await adapterInfo();
+    if (!adapter) return { backend, missing, ran: 0, failures, where };
+    where += `, adapter "${name}"`;
+    failures.push(...await compilerMessages(adapter));
+  }
   let ran = 0;
   for (const raw of raws) {
     const v = parseCase(raw);

@@ -151,7 +151,8 @@ export function assertReportPassed(report: SuiteReport, backend: BackendName): v
   if (report.backend !== backend) throw new Error(`the report is for ${report.backend}`);
   if (report.failures.length > 0) {
     throw new Error(
-      `${report.failures.length} of ${report.ran} runs failed on ${backend} in ${report.where}:\n` +
+      `${report.failures.length} failures (${report.ran} vector runs) on ${backend} in ` +
+        `${report.where}:\n` +
         report.failures.slice(0, 5).join("\n"),
     );
   }
