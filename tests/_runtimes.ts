@@ -141,6 +141,26 @@ await fetch(origin + "/report", { method: "POST", body: JSON.stringify(report) }
 `;
 
 /**
+ * A Node program that loads the bundle as NODE_RUNNER does and prints, as JSON, what an explicit
+ * "webgpu" layer rejects with and which backend "auto" takes. Argument: origin.
+ */
+export const NODE_BACKEND_PROBE = `
+const origin = process.argv[1];
+const text = await (await fetch(origin + "/switchnorm.js")).text();
+const { SwitchNorm2d } = await import("data:text/javascript;base64," + Buffer.from(text).toString("base64"));
+const x = new Float32Array(2 * 3 * 4).map((_, i) => Math.sin(i));
+let webgpu = "resolved";
+try {
+  await new SwitchNorm2d(3, { backend: "webgpu" }).forward(x, [2, 3, 2, 2]);
+} catch (e) {
+  webgpu = e.message;
+}
+const auto = new SwitchNorm2d(3);
+await auto.forward(x, [2, 3, 2, 2]);
+console.log(JSON.stringify({ webgpu, auto: auto.backendInfo }));
+`;
+
+/**
  * Throws unless the report says that `backend` ran every case without a failure; the message
  * counts the failures and quotes the first few.
  */

@@ -4,9 +4,11 @@
  * bundle of mod.ts that the Chromium test loads (tests/_runtimes.ts). Node is the machine's `node`
  * (CI has it: Deno itself comes from npm there).
  */
+import assert from "node:assert/strict";
 import {
   assertReportPassed,
   findTool,
+  NODE_BACKEND_PROBE,
   NODE_RUNNER,
   runAndReport,
   serveSuite,
@@ -25,6 +27,32 @@ testInRuntime(
     try {
       const args = ["--input-type=module", "--eval", NODE_RUNNER, server.origin, backend];
       assertReportPassed(await runAndReport(server, node.command, args, 60_000), backend);
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+testInRuntime(
+  node,
+  ["webgpu"],
+  () =>
+    'Node: the browser bundle rejects "webgpu" naming the missing navigator.gpu, and auto uses wasm',
+  async () => {
+    const server = await serveSuite();
+    try {
+      const out = await new Deno.Command(node.command, {
+        args: ["--input-type=module", "--eval", NODE_BACKEND_PROBE, server.origin],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const got = JSON.parse(new TextDecoder().decode(out.stdout));
+      assert.equal(
+        got.webgpu,
+        'backend "webgpu" is not available: this runtime has no WebGPU (navigator.gpu is undefined)',
+      );
+      assert.equal(got.auto.backend, "wasm", got.auto.reason);
     } finally {
       await server.close();
     }
