@@ -21,20 +21,27 @@ export interface Tool {
   readonly missing?: string;
 }
 
-/** Asks `command --version`; a missing program comes back with the reason. */
-export async function findTool(command: string, hint: string): Promise<Tool> {
+/**
+ * Asks `command --version` and checks that the answer looks like `version` (Deno answers for a
+ * missing `node` itself, so a command that runs is not enough); a missing program comes back
+ * with the reason.
+ */
+export async function findTool(command: string, version: RegExp, hint: string): Promise<Tool> {
+  let line;
   try {
     const out = await new Deno.Command(command, {
       args: ["--version"],
       stdout: "piped",
       stderr: "null",
-    })
-      .output();
-    if (out.success) return { command, version: new TextDecoder().decode(out.stdout).trim() };
-    return { command, missing: `"${command} --version" exited with code ${out.code}` };
+    }).output();
+    line = new TextDecoder().decode(out.stdout).trim();
   } catch (e) {
     return { command, missing: `"${command}" is not on PATH (${(e as Error).name}); ${hint}` };
   }
+  if (!version.test(line)) {
+    return { command, missing: `"${command} --version" says "${line}", not ${version}; ${hint}` };
+  }
+  return { command, version: line };
 }
 
 /**

@@ -13,7 +13,7 @@ import {
   testInRuntime,
 } from "./_runtimes.ts";
 
-const chromium = await findTool("chromium", "install Debian's chromium package");
+const chromium = await findTool("chromium", /^Chromium \d+/, "install Debian's chromium package");
 
 /** Flags that run Chromium as CI can: no display, as root, with WebGPU. */
 const FLAGS = [

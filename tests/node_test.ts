@@ -15,7 +15,7 @@ import {
   testInRuntime,
 } from "./_runtimes.ts";
 
-const node = await findTool("node", "install Node.js 20 or later");
+const node = await findTool("node", /^v\d+\./, "install Node.js 20 or later");
 
 testInRuntime(
   node,
