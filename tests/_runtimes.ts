@@ -3,8 +3,8 @@
  * of the published package would load it: mod.ts bundled for the browser
  * (`deno bundle --platform browser --format esm`), next to the suite (tests/_runtime_suite.ts,
  * bundled the same way), served with the vectors on 127.0.0.1. The runtime posts its report back
- * to the server. Nothing is written to disk: bundles go to stdout, and headless Chromium makes
- * (and removes) its own temporary profile.
+ * to the server. The test writes no file: bundles go to stdout, and headless Chromium makes (and
+ * removes) its own temporary profile (it leaves empty crash-report folders in ~/.config).
  *
  * @module
  */
@@ -45,25 +45,52 @@ export async function findTool(command: string, version: RegExp, hint: string): 
 }
 
 /**
- * Registers one test per backend for a runtime, following the backend registry's rule: ignored
- * where the runtime is missing, a failure under CI=true.
+ * Registers a test that needs `tool`, following the backend registry's rule: ignored where the
+ * tool is missing, a failure under CI=true.
  */
-export function testInRuntime(
+export function testWithTool(tool: Tool, name: string, fn: () => Promise<void>): void {
+  if (tool.missing === undefined) {
+    Deno.test(name, fn);
+  } else if (STRICT) {
+    Deno.test(name, () => {
+      throw new Error(`${tool.command} must run in CI but is missing: ${tool.missing}`);
+    });
+  } else {
+    Deno.test({ name: `${name} (skipped: ${tool.missing})`, ignore: true, fn() {} });
+  }
+}
+
+/**
+ * The shared vector suite in the runtime `tool` runs, one test per backend: `args(origin,
+ * backend)` starts it on the served suite, whose report must show every vector passing.
+ */
+export function testSuiteInRuntime(
   tool: Tool,
+  runtime: string,
   backends: readonly BackendName[],
-  name: (backend: BackendName) => string,
-  fn: (backend: BackendName) => Promise<void>,
+  args: (origin: string, backend: BackendName) => string[],
+  timeoutMs: number,
 ): void {
   for (const backend of backends) {
-    if (tool.missing === undefined) {
-      Deno.test(name(backend), () => fn(backend));
-    } else if (STRICT) {
-      Deno.test(name(backend), () => {
-        throw new Error(`${tool.command} must run in CI but is missing: ${tool.missing}`);
-      });
-    } else {
-      Deno.test({ name: `${name(backend)} (skipped: ${tool.missing})`, ignore: true, fn() {} });
-    }
+    testWithTool(
+      tool,
+      `${runtime}: the browser bundle matches PyTorch on the shared vectors (forward, running ` +
+        `buffers, backward) on ${backend}`,
+      async () => {
+        const server = await serveSuite();
+        try {
+          const report = await runAndReport(
+            server,
+            tool.command,
+            args(server.origin, backend),
+            timeoutMs,
+          );
+          assertReportPassed(report, backend);
+        } finally {
+          await server.close();
+        }
+      },
+    );
   }
 }
 
@@ -120,7 +147,6 @@ try {
   report = { backend, ran: 0, failures: ["the page failed: " + (e && e.stack || e)], where: navigator.userAgent };
 }
 await fetch("/report", { method: "POST", body: JSON.stringify(report) });
-document.title = "done";
 </script>
 `;
 
@@ -171,7 +197,7 @@ console.log(JSON.stringify({ webgpu, auto: auto.backendInfo }));
  * Throws unless the report says that `backend` ran every case without a failure; the message
  * counts the failures and quotes the first few.
  */
-export function assertReportPassed(report: SuiteReport, backend: BackendName): void {
+function assertReportPassed(report: SuiteReport, backend: BackendName): void {
   if (report.missing !== undefined) {
     throw new Error(`${backend} is missing in ${report.where}: ${report.missing}`);
   }
@@ -228,7 +254,7 @@ export async function serveSuite(): Promise<SuiteServer> {
  * `timeoutMs`), stops the process and returns the report. A process that exits or times out
  * first gives an Error with the end of its stderr.
  */
-export async function runAndReport(
+async function runAndReport(
   server: SuiteServer,
   command: string,
   args: string[],

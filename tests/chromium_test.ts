@@ -5,13 +5,7 @@
  * SwiftShader, a second WebGPU implementation beside Deno's wgpu/Naga: WGSL that only Naga
  * accepts fails here. Chromium is Debian's `chromium` (.ci/run installs it).
  */
-import {
-  assertReportPassed,
-  findTool,
-  runAndReport,
-  serveSuite,
-  testInRuntime,
-} from "./_runtimes.ts";
+import { findTool, testSuiteInRuntime } from "./_runtimes.ts";
 
 const chromium = await findTool("chromium", /^Chromium \d+/, "install Debian's chromium package");
 
@@ -22,18 +16,10 @@ const FLAGS = [
   "--enable-unsafe-webgpu", // WebGPU on Linux (SwiftShader's Vulkan where there is no GPU)
 ];
 
-testInRuntime(
+testSuiteInRuntime(
   chromium,
+  "headless Chromium",
   ["reference", "wasm", "webgpu"],
-  (b) =>
-    `headless Chromium: the browser bundle matches PyTorch on the shared vectors (forward, running buffers, backward) on ${b}`,
-  async (backend) => {
-    const server = await serveSuite();
-    try {
-      const args = [...FLAGS, `${server.origin}/?backend=${backend}`];
-      assertReportPassed(await runAndReport(server, chromium.command, args, 120_000), backend);
-    } finally {
-      await server.close();
-    }
-  },
+  (origin, backend) => [...FLAGS, `${origin}/?backend=${backend}`],
+  120_000,
 );

@@ -6,38 +6,27 @@
  */
 import assert from "node:assert/strict";
 import {
-  assertReportPassed,
   findTool,
   NODE_BACKEND_PROBE,
   NODE_RUNNER,
-  runAndReport,
   serveSuite,
-  testInRuntime,
+  testSuiteInRuntime,
+  testWithTool,
 } from "./_runtimes.ts";
 
 const node = await findTool("node", /^v\d+\./, "install Node.js 20 or later");
 
-testInRuntime(
+testSuiteInRuntime(
   node,
+  "Node",
   ["reference", "wasm"],
-  (b) =>
-    `Node: the browser bundle matches PyTorch on the shared vectors (forward, running buffers, backward) on ${b}`,
-  async (backend) => {
-    const server = await serveSuite();
-    try {
-      const args = ["--input-type=module", "--eval", NODE_RUNNER, server.origin, backend];
-      assertReportPassed(await runAndReport(server, node.command, args, 60_000), backend);
-    } finally {
-      await server.close();
-    }
-  },
+  (origin, backend) => ["--input-type=module", "--eval", NODE_RUNNER, origin, backend],
+  60_000,
 );
 
-testInRuntime(
+testWithTool(
   node,
-  ["webgpu"],
-  () =>
-    'Node: the browser bundle rejects "webgpu" naming the missing navigator.gpu, and auto uses wasm',
+  'Node: the browser bundle rejects "webgpu" naming the missing navigator.gpu, and auto uses wasm',
   async () => {
     const server = await serveSuite();
     try {
