@@ -244,14 +244,23 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuContex
   if (options.timestamps && adapter.features.has("timestamp-query")) {
     features.push("timestamp-query");
   }
-  const device = await adapter.requestDevice({
-    requiredFeatures: features,
-    requiredLimits: {
-      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-      maxBufferSize: adapter.limits.maxBufferSize,
-      minStorageBufferOffsetAlignment: adapter.limits.minStorageBufferOffsetAlignment,
-    },
-  });
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({
+      requiredFeatures: features,
+      requiredLimits: {
+        maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+        maxBufferSize: adapter.limits.maxBufferSize,
+        minStorageBufferOffsetAlignment: adapter.limits.minStorageBufferOffsetAlignment,
+      },
+    });
+  } catch (e) {
+    throw new Error(
+      `webgpu backend: the adapter "${summary.description}" gave no device: ${
+        (e as Error).message
+      }`,
+    );
+  }
   let maxBinding = Math.floor(device.limits.maxStorageBufferBindingSize / 256) * 256;
   if (options.maxBindingBytes !== undefined) {
     const m = options.maxBindingBytes;

@@ -178,6 +178,9 @@ function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): voi
   const momentum = params.update.kind === "movingAverage" ? params.update.momentum : 0;
   v.setFloat32(92, momentum, true);
   v.setFloat32(96, 1 - momentum, true);
+  // +Inf's bits, from which the shaders make NaN and the infinities at run time (WGSL forbids
+  // them as constants; see qnan() in shaders/common.wgsl).
+  v.setUint32(104, 0x7f800000, true);
   for (let k = 0; k < params.meanMix.length; k++) {
     v.setFloat32(112 + 4 * k, params.meanMix[k], true);
     v.setFloat32(128 + 4 * k, params.varMix[k], true);

@@ -95,6 +95,8 @@ let warnedNoSimd = false;
 let adapterProbe: Promise<AdapterProbe> | undefined;
 /** Why WebGPU failed in this process, once it has: auto then stays off it. */
 let webgpuLost: string | undefined;
+/** Why the WebGPU backend could not start for auto (no device, shaders that did not compile). */
+let webgpuBroken: string | undefined;
 
 /** The adapter as auto sees it; asked for once per process, and only when auto might use it. */
 export function probeAdapter(): Promise<AdapterProbe> {
@@ -125,6 +127,7 @@ export function webgpuBackend(): Promise<WebGpuBackend> {
 async function webgpuRefusal(env: Environment, call: CallInfo): Promise<string | undefined> {
   if (call.sync) return "SyncSN runs on CPU backends";
   if (webgpuLost !== undefined) return `the WebGPU device was lost earlier (${webgpuLost})`;
+  if (webgpuBroken !== undefined) return `the WebGPU backend could not start (${webgpuBroken})`;
   const min = env.webgpuAuto.minElements;
   if (call.elements < min) {
     return `${call.elements} elements is below the WebGPU crossover of ${min} (bench/crossover.json)`;
@@ -142,12 +145,14 @@ export function resetWebGpuForTesting(): void {
   instances.delete("webgpu");
   adapterProbe = undefined;
   webgpuLost = undefined;
+  webgpuBroken = undefined;
 }
 
 /**
  * Resolves a request to a backend. An explicit name gives that backend or a clear error. "auto"
  * takes WebGPU for calls at or above the crossover size on a real (non-fallback) adapter, unless
- * the device was lost earlier; otherwise WASM where WebAssembly SIMD is available, and otherwise
+ * the device was lost earlier or the backend could not start there (no device, or shaders the
+ * adapter's compiler rejects: then with a one-time warning naming the reason); otherwise WASM where WebAssembly SIMD is available, and otherwise
  * the reference backend, with a one-time warning that says so. A call on a resident tensor runs
  * where the tensor lives. The reason says which rule decided.
  */
@@ -189,14 +194,28 @@ export async function chooseBackend(
       if (call) {
         const refusal = await webgpuRefusal(env, call);
         if (refusal === undefined) {
-          const backend = await webgpuInstance();
-          return {
-            backend,
-            reason: `auto: WebGPU, ${call.elements} elements >= the crossover of ` +
-              `${env.webgpuAuto.minElements} on adapter "${backend.ctx.adapter.description}"`,
-          };
-        }
-        notGpu = refusal;
+          try {
+            const backend = await webgpuInstance();
+            return {
+              backend,
+              reason: `auto: WebGPU, ${call.elements} elements >= the crossover of ` +
+                `${env.webgpuAuto.minElements} on adapter "${backend.ctx.adapter.description}"`,
+            };
+          } catch (e) {
+            // An adapter that cannot run the backend (its shader compiler rejects the WGSL, no
+            // device) must not break auto: it keeps to the CPU, says why once, and stays there.
+            const first = webgpuBroken === undefined; // calls racing here warn once
+            webgpuBroken ??= (e as Error).message;
+            notGpu = `the WebGPU backend could not start (${webgpuBroken})`;
+            if (first) {
+              console.warn(
+                `switchnorm: auto: WebGPU could not start, using ` +
+                  `${env.wasmSimd ? "WebAssembly" : "the reference backend"} instead: ` +
+                  webgpuBroken,
+              );
+            }
+          }
+        } else notGpu = refusal;
       }
       if (env.wasmSimd) {
         return {

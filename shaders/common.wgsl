@@ -18,9 +18,6 @@ const F_POS_INF: u32 = 2u;
 const F_NEG_INF: u32 = 4u;
 // The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
 const F_NO_VAR: u32 = 8u;
-const QNAN_BITS: u32 = 0x7fc00000u;
-const POS_INF_BITS: u32 = 0x7f800000u;
-const NEG_INF_BITS: u32 = 0xff800000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -59,7 +56,7 @@ struct Params {
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
-  _pad1: u32,
+  inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
   _pad2: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
@@ -91,6 +88,22 @@ struct Acc {
   m2: f32,
 }
 
+// NaN and the infinities are made at run time from P.inf_bits, which the CPU writes, never from
+// constants: WGSL rejects a const-expression whose value is NaN or infinite (Tint, Chromium's
+// compiler, refuses `bitcast<f32>(0x7fc00000u)`), and a value the compiler cannot see is one that
+// its finite-math assumptions cannot fold away.
+fn qnan() -> f32 {
+  return bitcast<f32>(P.inf_bits | 0x00400000u);
+}
+
+fn pos_inf() -> f32 {
+  return bitcast<f32>(P.inf_bits);
+}
+
+fn neg_inf() -> f32 {
+  return bitcast<f32>(P.inf_bits | 0x80000000u);
+}
+
 fn class_bits(v: f32) -> u32 {
   let b = bitcast<u32>(v);
   if ((b & 0x7f800000u) != 0x7f800000u) {
@@ -118,20 +131,20 @@ fn merge(a: Acc, b: Acc) -> Acc {
 // The float a statistic with these flags has in the float64 reference: its mean.
 fn mean_value(flags: u32, finite_mean: f32) -> f32 {
   if ((flags & F_NAN) != 0u || (flags & (F_POS_INF | F_NEG_INF)) == (F_POS_INF | F_NEG_INF)) {
-    return bitcast<f32>(QNAN_BITS);
+    return qnan();
   }
   if ((flags & F_POS_INF) != 0u) {
-    return bitcast<f32>(POS_INF_BITS);
+    return pos_inf();
   }
   if ((flags & F_NEG_INF) != 0u) {
-    return bitcast<f32>(NEG_INF_BITS);
+    return neg_inf();
   }
   return finite_mean;
 }
 
 // ... and its variance: NaN as soon as any flag is set.
 fn var_value(flags: u32, finite_var: f32) -> f32 {
-  return select(finite_var, bitcast<f32>(QNAN_BITS), flags != 0u);
+  return select(finite_var, qnan(), flags != 0u);
 }
 
 fn sign_bit(v: f32) -> u32 {
@@ -145,9 +158,9 @@ fn ieee_mul(a: f32, b: f32) -> f32 {
     return a * b;
   }
   if (((ca | cb) & F_NAN) != 0u || (ca == 0u && a == 0.0) || (cb == 0u && b == 0.0)) {
-    return bitcast<f32>(QNAN_BITS); // NaN operand, or 0 * Inf
+    return qnan(); // NaN operand, or 0 * Inf
   }
-  return bitcast<f32>(POS_INF_BITS | (sign_bit(a) ^ sign_bit(b)));
+  return bitcast<f32>(P.inf_bits | (sign_bit(a) ^ sign_bit(b)));
 }
 
 fn ieee_add(a: f32, b: f32) -> f32 {
@@ -157,7 +170,7 @@ fn ieee_add(a: f32, b: f32) -> f32 {
     return a + b;
   }
   if (((ca | cb) & F_NAN) != 0u || (ca | cb) == (F_POS_INF | F_NEG_INF)) {
-    return bitcast<f32>(QNAN_BITS); // NaN operand, or Inf - Inf
+    return qnan(); // NaN operand, or Inf - Inf
   }
   return select(b, a, ca != 0u);
 }
@@ -191,7 +204,7 @@ fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
   let bad = m.flags != 0u || !(denom > 0.0);
   let scale = gamma / sqrt(max(denom, 1e-38));
-  return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
+  return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
 fn is_nan_marker(beta: f32) -> bool {

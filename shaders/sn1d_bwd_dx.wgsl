@@ -55,7 +55,7 @@ fn main(
           P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
         bad = bad || bg.flags != 0u || nb < 2.0;
       }
-      out[j] = select(v, bitcast<f32>(QNAN_BITS), bad);
+      out[j] = select(v, qnan(), bad);
     }
   }
   dx[q] = out;

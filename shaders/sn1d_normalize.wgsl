@@ -36,7 +36,7 @@ fn main(
       let bn = groups[P.n + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let a = row_affine(m, affine[c], affine[P.c + c]);
-      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, bitcast<f32>(QNAN_BITS), is_nan_marker(a.w));
+      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
   }
   y[q] = out;

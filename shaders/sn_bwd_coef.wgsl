@@ -60,5 +60,5 @@ fn main(
   }
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = vec4<f32>(affine[c] * s, b, select(a, bitcast<f32>(QNAN_BITS), bad), p.shift);
+  coef[r] = vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift);
 }

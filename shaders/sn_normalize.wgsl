@@ -13,7 +13,7 @@
 @group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
 fn apply1(a: vec4<f32>, v: f32) -> f32 {
-  return select(((v - a.x) - a.y) * a.z + a.w, bitcast<f32>(QNAN_BITS), is_nan_marker(a.w));
+  return select(((v - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
 }
 
 @compute @workgroup_size(256)
@@ -33,7 +33,7 @@ fn main(
   if (r0 == last / P.m) {
     let a = mixed[r0];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
-    y[q] = select(out, vec4<f32>(bitcast<f32>(QNAN_BITS)), vec4<bool>(is_nan_marker(a.w)));
+    y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
     return;
   }
   var out = vec4<f32>(0.0);

@@ -72,7 +72,8 @@ function f32(values: Stored[]): Float32Array {
 
 type Raw = Record<string, unknown> & { [k: string]: Stored[] };
 
-function parseCase(raw: Record<string, unknown>): VectorCase {
+/** One case from its parsed JSON (a file of tests/vectors/), checked and decoded. */
+export function parseCase(raw: Record<string, unknown>): VectorCase {
   if (raw.format !== 1) throw new Error(`unknown vector format ${String(raw.format)}`);
   const state: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(raw.state as Raw)) state[k] = f32(v);

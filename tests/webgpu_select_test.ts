@@ -213,3 +213,68 @@ webgpuTest(
     }
   },
 );
+
+/**
+ * Poses as a WebGPU implementation that cannot run the backend, by `sabotage` of the real
+ * adapter, and checks that auto keeps to the CPU with one warning naming `reason`, and that an
+ * explicit webgpu layer rejects with it.
+ */
+function autoSurvives(what: string, sabotage: (adapter: GPUAdapter) => void, reason: RegExp) {
+  webgpuTest(
+    `${what}: auto keeps to the CPU with one warning naming the reason, explicit webgpu fails clearly`,
+    async () => {
+      const gpu = (navigator as { gpu: GPU }).gpu;
+      const original = gpu.requestAdapter;
+      gpu.requestAdapter = async (options) => {
+        const adapter = await original.call(gpu, options);
+        if (adapter) sabotage(adapter);
+        return adapter;
+      };
+      const warn = console.warn;
+      const warnings: string[] = [];
+      console.warn = (...args: unknown[]) => void warnings.push(args.join(" "));
+      resetWebGpuForTesting();
+      setEnvironmentForTesting({ webgpuAuto: { minElements: 0, allowFallbackAdapter: true } });
+      try {
+        const x = new Float32Array(2 * 2 * 3 * 3).map((_, i) => Math.sin(i));
+        const shape = [2, 2, 3, 3];
+        const want = await new SwitchNorm2d(2, { backend: wasmOrReference }).forward(x, shape);
+        await assert.rejects(
+          () => new SwitchNorm2d(2, { backend: "webgpu" }).forward(x, shape),
+          reason,
+        );
+        const sn = new SwitchNorm2d(2); // auto
+        for (let i = 0; i < 2; i++) {
+          const y = await sn.forward(x, shape);
+          assert.equal(sn.backendInfo?.backend, wasmOrReference);
+          assert.match(sn.backendInfo!.reason, reason);
+          assert.deepEqual(Array.from(y), Array.from(want));
+        }
+        assert.equal(warnings.length, 1, warnings.join("\n"));
+        assert.match(warnings[0], /^switchnorm: auto: WebGPU could not start, using .+ instead: /);
+        assert.match(warnings[0], reason);
+      } finally {
+        gpu.requestAdapter = original;
+        console.warn = warn;
+        setEnvironmentForTesting(undefined);
+        resetWebGpuForTesting();
+      }
+    },
+  );
+}
+
+// As Tint once rejected our WGSL: the real device, with every shader module given text no
+// compiler accepts.
+autoSurvives("shaders the device does not compile", (adapter) => {
+  const requestDevice = adapter.requestDevice.bind(adapter);
+  adapter.requestDevice = async (descriptor) => {
+    const device = await requestDevice(descriptor);
+    const compile = device.createShaderModule.bind(device);
+    device.createShaderModule = (d) => compile({ ...d, code: `not WGSL\n${d.code}` });
+    return device;
+  };
+}, /webgpu backend: the shaders did not compile on this device:[^]*not WGSL/);
+
+autoSurvives("an adapter that gives no device", (adapter) => {
+  adapter.requestDevice = () => Promise.reject(new Error("simulated: out of devices"));
+}, /webgpu backend: the adapter ".+" gave no device: simulated: out of devices/);
