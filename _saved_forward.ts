@@ -1,0 +1,121 @@
+/**
+ * What a layer keeps of a forward for its backward, beyond what the backend keeps: the parameter
+ * values that forward used (so that a backward differentiates the forward that ran, whatever
+ * step() or loadStateDict() did in between), whether a backward has used it, and a registry of
+ * the inputs every layer keeps, so that an `out` that would overwrite one is refused.
+ *
+ * @module
+ */
+import type { Backend, LayerParams, ResidentTensor, SavedForward } from "./backends/_backend.ts";
+import type { Importance } from "./_importance.ts";
+
+type Tensor = Float32Array | ResidentTensor;
+
+/** One forward kept for backward. */
+export class KeptForward {
+  /** The parameters the forward used: the layer's live view until {@linkcode detach} copies it. */
+  #params: LayerParams;
+  /** Set once a backward has used it (a second one is refused unless it retained the graph). */
+  used = false;
+
+  /**
+   * @param layerName the layer's class name, for messages
+   * @param save what the backend kept (problem, x, its statistics)
+   * @param backend the backend that ran the forward and must run its backward
+   * @param params the layer's parameter view the forward ran with
+   * @param mixing the importance maps the forward mixed with (their Jacobians give the logits'
+   *   gradients)
+   */
+  constructor(
+    readonly layerName: string,
+    readonly save: SavedForward,
+    readonly backend: Backend,
+    params: LayerParams,
+    readonly mixing: { readonly mean: Importance; readonly var: Importance },
+  ) {
+    this.#params = params;
+  }
+
+  /** The parameter values the forward ran with. */
+  get params(): LayerParams {
+    return this.#params;
+  }
+
+  /**
+   * Called before the layer writes its parameter or buffer arrays in place: if this forward still
+   * reads the live arrays, it gets copies of them (O(C), once per change, never per call). The
+   * mixing weights need no copy: they are new arrays at every change of the logits.
+   */
+  detach(live: LayerParams): void {
+    const p = this.#params;
+    if (p.weight !== live.weight && p.runningMean !== live.runningMean) return;
+    this.#params = {
+      ...p,
+      weight: p.weight.slice(),
+      bias: p.bias.slice(),
+      runningMean: p.runningMean.slice(),
+      runningVar: p.runningVar.slice(),
+    };
+  }
+}
+
+/** Where a tensor's memory is, for overlap tests: a key object and a byte range in it. */
+function storage(t: Tensor): { key: object; start: number; end: number } {
+  if (t instanceof Float32Array) {
+    return { key: t.buffer, start: t.byteOffset, end: t.byteOffset + t.byteLength };
+  }
+  // A GpuTensor's GPUBuffer (two tensors may wrap one); a WASM tensor owns its heap block.
+  let key: object = t;
+  try {
+    const buffer = (t as { buffer?: unknown }).buffer;
+    if (typeof buffer === "object" && buffer !== null) key = buffer;
+  } catch {
+    // disposed: it cannot alias anything live
+  }
+  return { key, start: 0, end: Infinity };
+}
+
+/** Inputs kept for backward by every layer, by the memory they live in (held weakly). */
+const keptInputs = new WeakMap<object, Set<KeptForward>>();
+
+/** Records that `kept`'s x must stay unchanged until its backward. */
+export function registerInput(kept: KeptForward): void {
+  const x = kept.save.x;
+  if (x === undefined) return;
+  const { key } = storage(x);
+  let set = keptInputs.get(key);
+  if (!set) keptInputs.set(key, set = new Set());
+  set.add(kept);
+}
+
+/** Forgets `kept`'s x (its backward ran, or the layer dropped it). */
+export function unregisterInput(kept: KeptForward | undefined): void {
+  const x = kept?.save.x;
+  if (x === undefined) return;
+  const set = keptInputs.get(storage(x).key);
+  set?.delete(kept!);
+}
+
+/** Whether two tensors share memory. */
+export function overlaps(a: Tensor, b: Tensor): boolean {
+  const sa = storage(a), sb = storage(b);
+  return sa.key === sb.key && sa.start < sb.end && sb.start < sa.end;
+}
+
+/**
+ * Throws if writing `out` would change an x that some layer's forward kept for its backward:
+ * that backward would then differentiate other data without any error.
+ */
+export function checkOutKeepsInputs(what: string, out: Tensor): void {
+  const set = keptInputs.get(storage(out).key);
+  if (!set) return;
+  for (const kept of set) {
+    if (!kept.used && overlaps(out, kept.save.x!)) {
+      throw new Error(
+        `${what}: out overlaps the x that a ${kept.layerName} forward kept for its backward; ` +
+          "writing it would change what that backward differentiates. Run that backward first, " +
+          "or write y elsewhere",
+      );
+    }
+  }
+}
