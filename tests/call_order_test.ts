@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import {
   type Gradients,
-  SwitchNorm,
+  type SwitchNorm,
   SwitchNorm1d,
   SwitchNorm2d,
   SwitchNorm3d,
