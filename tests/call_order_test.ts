@@ -474,7 +474,8 @@ await testEachBackend(
   async (backend) => {
     for (const kind of kindsOf(backend)) {
       const hooks: { onGather?: () => void } = {};
-      const layer = makeLayer(backend, true, delayedGroup(5, hooks));
+      // 50 ms: long enough for the webgpu backend to have destroyed the released buffers.
+      const layer = makeLayer(backend, true, delayedGroup(50, hooks));
       const [x] = await tensors(layer, kind, data(60));
       const before: Record<string, Float32Array> = { ...layer.stateDict() };
       hooks.onGather = () => layer.dispose();
