@@ -7,11 +7,10 @@
  * @module
  */
 
-const ignore = () => {};
-
 /** A per-layer FIFO of asynchronous calls. */
 export class CallQueue {
-  #tail: Promise<unknown> = Promise.resolve();
+  /** The last call queued (it may reject: the next one runs after it either way). */
+  #tail?: Promise<unknown>;
   #pending = 0;
 
   /** Whether a call is queued or running (not yet settled). */
@@ -24,17 +23,18 @@ export class CallQueue {
    * does. An idle queue starts it at once (synchronously), so a lone call waits for nothing.
    */
   run<T>(call: () => Promise<T>): Promise<T> {
-    let started: Promise<T>;
-    if (this.#pending++ > 0) started = this.#tail.then(call);
-    else {
-      try {
-        started = call();
-      } catch (e) {
-        started = Promise.reject(e);
-      }
+    const after = this.#pending++ === 0 ? undefined : this.#tail;
+    const run = () => this.#settle(call);
+    const p = after ? after.then(run, run) : run();
+    this.#tail = p;
+    return p;
+  }
+
+  async #settle<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } finally {
+      this.#pending--;
     }
-    const settled = started.finally(() => this.#pending--);
-    this.#tail = settled.then(ignore, ignore);
-    return settled;
   }
 }

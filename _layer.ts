@@ -33,13 +33,7 @@ import {
   describe,
 } from "./_validate.ts";
 import { CallQueue } from "./_call_queue.ts";
-import {
-  checkOutKeepsInputs,
-  KeptForward,
-  overlaps,
-  registerInput,
-  unregisterInput,
-} from "./_saved_forward.ts";
+import { checkOutKeepsInputs, KeptForward, KeptInput, overlaps } from "./_saved_forward.ts";
 
 /**
  * The most channels a layer may have. Parameters, buffers and gradients take 32 bytes per
@@ -186,6 +180,8 @@ export abstract class SwitchNorm {
   #batchesAccumulated = 0;
   /** The latest forward that kept what backward needs, with the parameter values it used. */
   #saved?: KeptForward;
+  /** Files #saved's x where `out` of any layer's forward is checked against it. */
+  readonly #keptInput = new KeptInput();
   /** Serialises forward, backward and sync: each takes effect in call order, as if awaited. */
   readonly #calls = new CallQueue();
   #radius = 0;
@@ -703,12 +699,12 @@ export abstract class SwitchNorm {
       : { kind: "batchAverage" };
     const save: SavedForward | undefined = keep ? {} : undefined;
     // The backend replaces the statistics a previous forward kept: that one is gone either way.
-    unregisterInput(this.#saved);
+    this.#keptInput.clear();
     this.#saved = undefined;
     const y = await backend.forward(problem, x, params, update, out, save);
     if (save) {
       this.#saved = new KeptForward(name, save, backend, params, mixing);
-      registerInput(this.#saved);
+      this.#keptInput.set(this.#saved);
     }
     if (training && this.usingBN && !backend.runningStale && this.#usedBackends.size > 1) {
       // A CPU backend updated the running buffers in place: a device copy is now behind.
@@ -843,7 +839,7 @@ export abstract class SwitchNorm {
     }
     if (!retain) {
       kept.used = true;
-      unregisterInput(kept);
+      this.#keptInput.clear();
     }
     return r.dx;
   }

@@ -75,26 +75,40 @@ function storage(t: Tensor): { key: object; start: number; end: number } {
   return { key, start: 0, end: Infinity };
 }
 
-/** Inputs kept for backward by every layer, by the memory they live in (held weakly). */
-const keptInputs = new WeakMap<object, Set<KeptForward>>();
+/**
+ * A layer's entry in the registry of kept inputs: made once per layer (not per call), held by the
+ * registry weakly, so that a dropped layer's entry goes with it.
+ */
+export class KeptInput {
+  /** The layer's forward whose x is kept, while its backward has not run. */
+  kept?: KeptForward;
+  /** The memory `kept`'s x lives in: the registry's key this entry is filed under. */
+  #key?: object;
+  readonly #ref = new WeakRef(this);
 
-/** Records that `kept`'s x must stay unchanged until its backward. */
-export function registerInput(kept: KeptForward): void {
-  const x = kept.save.x;
-  if (x === undefined) return;
-  const { key } = storage(x);
-  let set = keptInputs.get(key);
-  if (!set) keptInputs.set(key, set = new Set());
-  set.add(kept);
+  /** Files `kept`'s x as one that must stay unchanged until its backward. */
+  set(kept: KeptForward): void {
+    this.kept = kept;
+    const key = storage(kept.save.x!).key;
+    if (key === this.#key) return; // the usual case: the same memory as the last call
+    if (this.#key !== undefined) keptInputs.get(this.#key)?.delete(this.#ref);
+    let set = keptInputs.get(key);
+    if (!set) keptInputs.set(key, set = new Set());
+    set.add(this.#ref);
+    this.#key = key;
+  }
+
+  /** The x is free again (its backward ran, or the layer dropped that forward). */
+  clear(): void {
+    this.kept = undefined;
+  }
 }
 
-/** Forgets `kept`'s x (its backward ran, or the layer dropped it). */
-export function unregisterInput(kept: KeptForward | undefined): void {
-  const x = kept?.save.x;
-  if (x === undefined) return;
-  const set = keptInputs.get(storage(x).key);
-  set?.delete(kept!);
-}
+/**
+ * The layers' entries by the memory their kept x lives in. Both ends are weak: an entry goes with
+ * its memory or with its layer.
+ */
+const keptInputs = new WeakMap<object, Set<WeakRef<KeptInput>>>();
 
 /** Whether two tensors share memory. */
 export function overlaps(a: Tensor, b: Tensor): boolean {
@@ -109,8 +123,14 @@ export function overlaps(a: Tensor, b: Tensor): boolean {
 export function checkOutKeepsInputs(what: string, out: Tensor): void {
   const set = keptInputs.get(storage(out).key);
   if (!set) return;
-  for (const kept of set) {
-    if (!kept.used && overlaps(out, kept.save.x!)) {
+  for (const ref of set) {
+    const entry = ref.deref();
+    if (entry === undefined) {
+      set.delete(ref); // its layer was collected
+      continue;
+    }
+    const kept = entry.kept;
+    if (kept && !kept.used && overlaps(out, kept.save.x!)) {
       throw new Error(
         `${what}: out overlaps the x that a ${kept.layerName} forward kept for its backward; ` +
           "writing it would change what that backward differentiates. Run that backward first, " +

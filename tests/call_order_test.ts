@@ -315,6 +315,43 @@ await testEachBackend(
   },
 );
 
+await testEachBackend(
+  "Sparse SN: a backward is unaffected by a new radius and new logits set after its forward",
+  async (backend) => {
+    const x = data(90), dy = data(91);
+    const make = () => {
+      const layer = makeLayer(backend, false);
+      const sparse = new SwitchNorm2d(3, { backend, sparse: true });
+      sparse.loadStateDict(layer.stateDict() as unknown as Record<string, Float32Array>);
+      sparse.radius = 0.3;
+      return sparse;
+    };
+    const plain = make();
+    await plain.forward(x, SHAPE);
+    const want = await plain.backward(dy);
+
+    const changed = make();
+    await changed.forward(x, SHAPE);
+    changed.radius = 0.9;
+    changed.step((p, _, name) => {
+      if (name === "mean_weight" || name === "var_weight") p.reverse();
+    });
+    changed.zeroGrad();
+    assertClose(await changed.backward(dy), want, EXACT, "dx");
+    assertSameState(
+      changed,
+      (() => {
+        plain.radius = 0.9;
+        plain.step((p, _, name) => {
+          if (name === "mean_weight" || name === "var_weight") p.reverse();
+        });
+        return plain;
+      })(),
+      "gradients",
+    );
+  },
+);
+
 // ---- 3. out aliasing an x kept for backward ----
 
 await testEachBackend(
