@@ -431,6 +431,26 @@ await testEachBackend(
   },
 );
 
+await testEachBackend(
+  "a backward whose dy is the forward's own x gives the dx of a copy of it",
+  async (backend) => {
+    for (const kind of kindsOf(backend)) {
+      const x = data(35);
+      const copy = makeLayer(backend, false);
+      const [cx, cdy] = await tensors(copy, kind, x, x.slice());
+      await forwardOf(copy, cx);
+      const want = await read(await backwardOf(copy, cdy));
+      const same = makeLayer(backend, false);
+      const [sx] = await tensors(same, kind, x);
+      await forwardOf(same, sx);
+      assertClose(await read(await backwardOf(same, sx)), want, EXACT, `${kind}: dx`);
+      await same.sync();
+      await copy.sync();
+      assertSameState(same, copy, kind);
+    }
+  },
+);
+
 // ---- 4. Backward twice ----
 
 await testEachBackend(
