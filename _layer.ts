@@ -33,7 +33,8 @@ import {
   describe,
 } from "./_validate.ts";
 import { CallQueue } from "./_call_queue.ts";
-import { checkOutKeepsInputs, KeptForward, KeptInput, overlaps } from "./_saved_forward.ts";
+import { checkOutKeepsInputs, KeptForward, KeptInput } from "./_saved_forward.ts";
+import { type ForwardCall, isResident, readBackwardCall, readForwardCall } from "./_call_args.ts";
 
 /**
  * The most channels a layer may have. Parameters, buffers and gradients take 32 bytes per
@@ -127,18 +128,6 @@ interface LayerKind {
 }
 
 let nextLayerId = 1;
-
-/** A forward's arguments as checked when it was called, and the mode then in force. */
-interface ForwardCall {
-  readonly x: Float32Array | ResidentTensor;
-  readonly resident: boolean;
-  readonly n: number;
-  readonly c: number;
-  readonly m: number;
-  readonly out?: Float32Array | ResidentTensor;
-  readonly keep: boolean;
-  readonly training: boolean;
-}
 
 /**
  * What SwitchNorm1d/2d/3d have in common. Not constructed directly.
@@ -590,68 +579,15 @@ export abstract class SwitchNorm {
     let call: ForwardCall;
     try {
       // Read now: the arguments and mode as they are when the call is made.
-      call = this.#forwardCall(x, shapeOrOptions, maybeOptions);
+      call = readForwardCall(this.#kind, this.numFeatures, this.training, [
+        x,
+        shapeOrOptions,
+        maybeOptions,
+      ]);
     } catch (e) {
       return Promise.reject(e);
     }
     return this.#calls.run(() => this.#forward(call));
-  }
-
-  /** Checks a forward's arguments; what it will run with. */
-  #forwardCall(
-    x: Float32Array | ResidentTensor,
-    shapeOrOptions: readonly number[] | ForwardOptions | undefined,
-    maybeOptions: ForwardOptions | undefined,
-  ): ForwardCall {
-    const name = this.#kind.name;
-    const resident = isResident(x);
-    const shape = resident ? x.shape : shapeOrOptions;
-    const rawOptions: unknown = resident ? shapeOrOptions : maybeOptions;
-    if (!resident) checkFloat32(`${name}.forward: x`, x);
-    if (resident && Array.isArray(shapeOrOptions)) {
-      throw new TypeError(`${name}.forward: a resident tensor carries its own shape`);
-    }
-    if (resident && maybeOptions !== undefined) {
-      throw new TypeError(`${name}.forward: a resident x takes (x, options), got a third argument`);
-    }
-    const { n, c, m } = checkInputShape(
-      `${name}.forward`,
-      shape,
-      this.#kind.rank,
-      this.#kind.rankName,
-      this.numFeatures,
-      x.length,
-    );
-    const options = readOptions(`${name}.forward`, rawOptions, ["out", "keepForBackward"]) as {
-      out?: unknown;
-      keepForBackward?: unknown;
-    };
-    const training = this.training;
-    const keep = checkBoolean(
-      `${name}.forward: keepForBackward`,
-      options.keepForBackward,
-      training,
-    );
-    const out = options.out as Float32Array | ResidentTensor | undefined;
-    if (out !== undefined) {
-      const ok = resident ? isResident(out) : out instanceof Float32Array;
-      if (!ok || out.length !== x.length) {
-        throw new TypeError(
-          `${name}.forward: out must be the same kind as x with ${x.length} elements, got ${
-            describe(out)
-          }${ok ? ` of ${out.length} elements` : ""}`,
-        );
-      }
-      if (keep && overlaps(out, x)) {
-        throw new Error(
-          `${name}.forward: out overlaps x, which this forward keeps for backward (training ` +
-            "mode or keepForBackward): writing y there would change what backward " +
-            "differentiates. Pass { keepForBackward: false } for an in-place forward that " +
-            "backward will not follow, or write y elsewhere",
-        );
-      }
-    }
-    return { x, resident, n, c, m, out, keep, training };
   }
 
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
@@ -788,11 +724,7 @@ export abstract class SwitchNorm {
     const name = this.#kind.name;
     let retain: boolean;
     try {
-      if (!isResident(dy)) checkFloat32(`${name}.backward: dy`, dy);
-      const o = readOptions(`${name}.backward`, options, ["retainGraph"]) as {
-        retainGraph?: unknown;
-      };
-      retain = checkBoolean(`${name}.backward: retainGraph`, o.retainGraph, false);
+      retain = readBackwardCall(name, dy, options);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -865,23 +797,6 @@ export abstract class SwitchNorm {
     });
     return backend.upload(data, shape);
   }
-}
-
-/** Per-call options: undefined, or an object with only the `known` keys. */
-function readOptions(what: string, options: unknown, known: readonly string[]): object {
-  if (options === undefined) return {};
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(
-      `${what}: options must be an object { ${known.join(", ")} }, got ${describe(options)}`,
-    );
-  }
-  checkKnownKeys(what, options, known);
-  return options;
-}
-
-function isResident(x: unknown): x is ResidentTensor {
-  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
-    "shape" in x;
 }
 
 /**
