@@ -33,7 +33,7 @@ import {
   describe,
 } from "./_validate.ts";
 import { CallQueue } from "./_call_queue.ts";
-import { checkOutKeepsInputs, KeptForward, KeptInput } from "./_saved_forward.ts";
+import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
 import { type ForwardCall, isResident, readBackwardCall, readForwardCall } from "./_call_args.ts";
 
 /**
@@ -561,8 +561,8 @@ export abstract class SwitchNorm {
    * @throws {TypeError} x is not a Float32Array or a resident tensor of this backend, an option
    * is unknown or of the wrong type, or `out` is not like x.
    * @throws {RangeError} the shape does not match the layer or the data.
-   * @throws {Error} `out` overlaps an x kept for a backward (this call's own in training mode,
-   * or another forward's); SyncSN on a backend without it.
+   * @throws {Error} `out` overlaps x while this forward keeps x for backward (training mode or
+   * keepForBackward); SyncSN on a backend without it.
    */
   forward(
     x: Float32Array,
@@ -593,8 +593,6 @@ export abstract class SwitchNorm {
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
     const { x, resident, n, c, m, out, keep, training } = call;
-    // Another layer's forward may have kept `out` as its x since this call was made.
-    if (out !== undefined) checkOutKeepsInputs(`${name}.forward`, out);
     const { backend, reason } = await this.#backend({
       elements: x.length,
       sync: this.#sync !== undefined,
@@ -637,7 +635,14 @@ export abstract class SwitchNorm {
     // The backend replaces the statistics a previous forward kept: that one is gone either way.
     this.#keptInput.clear();
     this.#saved = undefined;
-    const y = await backend.forward(problem, x, params, update, out, save);
+    let y: Float32Array | ResidentTensor;
+    try {
+      y = await backend.forward(problem, x, params, update, out, save);
+    } finally {
+      // Another layer's forward may have kept `out` as its x: its backward must not differentiate
+      // what this call wrote there (even a failed call may have written some of it).
+      if (out !== undefined) markOverwritten(`a ${name} forward`, out);
+    }
     if (save) {
       this.#saved = new KeptForward(name, save, backend, params, mixing);
       this.#keptInput.set(this.#saved);
@@ -710,7 +715,8 @@ export abstract class SwitchNorm {
    * parameter gradients into {@linkcode grads}. x must not have been changed since that forward.
    * One backward per forward, unless `{ retainGraph: true }` keeps it for another.
    *
-   * @throws {Error} no forward kept for backward, or it was already differentiated.
+   * @throws {Error} no forward kept for backward, it was already differentiated, or its x was
+   * overwritten since as another forward's `out`.
    * @throws {RangeError} dy is not of the kind and length of that forward's x.
    * @throws {TypeError} an option is unknown or of the wrong type.
    */
@@ -748,6 +754,13 @@ export abstract class SwitchNorm {
         `${name}.backward: the latest forward was already differentiated; a second backward ` +
           "would add its gradients again. Run forward again, or pass { retainGraph: true } to " +
           "the backward that should leave it differentiable",
+      );
+    }
+    if (kept.overwrittenBy !== undefined) {
+      throw new Error(
+        `${name}.backward: the x this forward kept was overwritten since, as the out of ` +
+          `${kept.overwrittenBy}; backward would differentiate other data. Write that out ` +
+          "elsewhere, or run this backward first",
       );
     }
     if (isResident(dy) !== isResident(saved.x) || dy.length !== saved.x.length) {

@@ -2,7 +2,7 @@
  * What a layer keeps of a forward for its backward, beyond what the backend keeps: the parameter
  * values that forward used (so that a backward differentiates the forward that ran, whatever
  * step() or loadStateDict() did in between), whether a backward has used it, and a registry of
- * the inputs every layer keeps, so that an `out` that would overwrite one is refused.
+ * the inputs every layer keeps, so that a backward whose x an `out` overwrote is refused.
  *
  * @module
  */
@@ -17,6 +17,8 @@ export class KeptForward {
   #params: LayerParams;
   /** Set once a backward has used it (a second one is refused unless it retained the graph). */
   used = false;
+  /** Which call wrote its `out` over this forward's x (its backward is then refused). */
+  overwrittenBy?: string;
 
   /**
    * @param layerName the layer's class name, for messages
@@ -117,10 +119,12 @@ export function overlaps(a: Tensor, b: Tensor): boolean {
 }
 
 /**
- * Throws if writing `out` would change an x that some layer's forward kept for its backward:
- * that backward would then differentiate other data without any error.
+ * Records that a call wrote `out`: a forward whose kept x it overlaps can no longer be
+ * differentiated (PyTorch likewise refuses, at backward, a saved tensor changed in place), so its
+ * backward throws rather than differentiate other data. Nothing is refused before then: a forward
+ * that is never differentiated may have its x overwritten freely.
  */
-export function checkOutKeepsInputs(what: string, out: Tensor): void {
+export function markOverwritten(by: string, out: Tensor): void {
   const set = keptInputs.get(storage(out).key);
   if (!set) return;
   for (const ref of set) {
@@ -130,12 +134,6 @@ export function checkOutKeepsInputs(what: string, out: Tensor): void {
       continue;
     }
     const kept = entry.kept;
-    if (kept && !kept.used && overlaps(out, kept.save.x!)) {
-      throw new Error(
-        `${what}: out overlaps the x that a ${kept.layerName} forward kept for its backward; ` +
-          "writing it would change what that backward differentiates. Run that backward first, " +
-          "or write y elsewhere",
-      );
-    }
+    if (kept && !kept.used && overlaps(out, kept.save.x!)) kept.overwrittenBy ??= by;
   }
 }
