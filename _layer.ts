@@ -31,7 +31,20 @@ import {
   checkInputShape,
   checkKnownKeys,
   checkPositiveInt,
+  describe,
 } from "./_validate.ts";
+import { CallQueue } from "./_call_queue.ts";
+import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
+import { type ForwardCall, isResident, readBackwardCall, readForwardCall } from "./_call_args.ts";
+
+/**
+ * The most channels a layer may have. Parameters, buffers and gradients take 32 bytes per
+ * channel (8 GiB at this bound) before any input, WebGPU holds 8 bytes per channel of running
+ * buffers in one buffer (maxBufferSize is about 2^31 on common adapters) and WASM's 4 GiB memory
+ * holds its layer block and a sample's statistics: beyond it no backend could run the layer, and
+ * the arrays would exhaust memory rather than fail.
+ */
+const MAX_FEATURES = 2 ** 28;
 
 /** Options shared by every SwitchNorm layer. */
 export interface SwitchNormOptions {
@@ -77,9 +90,20 @@ export interface ForwardOptions {
   out?: Float32Array | ResidentTensor;
   /**
    * Keep what `backward` needs (x by reference, not a copy, and per-(n,c) statistics). Default:
-   * true in training mode, false in evaluation mode, so that inference keeps nothing.
+   * true in training mode, false in evaluation mode, so that inference keeps nothing. While a
+   * forward is kept, `out` may not overlap its x (in place needs `keepForBackward: false`).
    */
   keepForBackward?: boolean;
+}
+
+/** Per-call options of `backward`. */
+export interface BackwardOptions {
+  /**
+   * Keep the forward differentiable after this backward, so that another backward through it is
+   * allowed (PyTorch's `retain_graph`). Default false: a second backward through the same
+   * forward throws instead of adding its gradients again.
+   */
+  retainGraph?: boolean;
 }
 
 /** Accumulated gradients of the parameters, PyTorch's names (of the raw logits for the weights). */
@@ -145,7 +169,12 @@ export abstract class SwitchNorm {
     runningVersion: number;
   };
   #batchesAccumulated = 0;
-  #saved?: SavedForward;
+  /** The latest forward that kept what backward needs, with the parameter values it used. */
+  #saved?: KeptForward;
+  /** Files #saved's x where `out` of any layer's forward is checked against it. */
+  readonly #keptInput = new KeptInput();
+  /** Serialises forward, backward and sync: each takes effect in call order, as if awaited. */
+  readonly #calls = new CallQueue();
   /** Sparse SN's radius and fixed flags; undefined without the sparse option. */
   #sparse?: SparseState;
   #importance?: { version: number; mean: Importance; var: Importance };
@@ -158,23 +187,29 @@ export abstract class SwitchNorm {
   /** Validates the options and allocates parameters and buffers; see the subclasses. */
   protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
     checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
-    if (typeof options !== "object" || options === null) {
-      throw new TypeError(`${kind.name}: options must be an object`);
+    if (numFeatures > MAX_FEATURES) {
+      throw new RangeError(
+        `${kind.name}: numFeatures must be at most 2^28 (${MAX_FEATURES}), got ${numFeatures}: ` +
+          `its parameters, buffers and gradients alone would need ${32 * numFeatures} bytes`,
+      );
+    }
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
+      throw new TypeError(`${kind.name}: options must be an object, got ${describe(options)}`);
     }
     const known = ["eps", "momentum", "usingMovingAverage", "backend", "sync", "sparse"];
     if (kind.layout === "nd") known.push("usingBN", "lastGamma");
     checkKnownKeys(kind.name, options, known);
     this.#kind = kind;
     this.numFeatures = numFeatures;
-    this.eps = checkFiniteIn(`${kind.name}: eps`, options.eps ?? 1e-5, 0, Infinity);
+    // undefined means "the default"; null is a mistake, as for the boolean options.
+    this.eps = options.eps === undefined
+      ? 1e-5
+      : checkFiniteIn(`${kind.name}: eps`, options.eps, 0, Infinity);
     this.sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
     if (this.sparse) this.#sparse = new SparseState();
-    this.momentum = checkFiniteIn(
-      `${kind.name}: momentum`,
-      options.momentum ?? (this.sparse ? SPARSE_DEFAULT_MOMENTUM : kind.defaultMomentum),
-      0,
-      1,
-    );
+    this.momentum = options.momentum === undefined
+      ? (this.sparse ? SPARSE_DEFAULT_MOMENTUM : kind.defaultMomentum)
+      : checkFiniteIn(`${kind.name}: momentum`, options.momentum, 0, 1);
     this.usingMovingAverage = checkBoolean(
       `${kind.name}: usingMovingAverage`,
       options.usingMovingAverage,
@@ -182,10 +217,10 @@ export abstract class SwitchNorm {
     );
     this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true);
     this.lastGamma = checkBoolean(`${kind.name}: lastGamma`, options.lastGamma, false);
-    const backend = options.backend ?? "auto";
+    const backend = options.backend === undefined ? "auto" : options.backend;
     if (!BACKEND_REQUESTS.includes(backend)) {
       throw new RangeError(
-        `${kind.name}: unknown backend "${String(backend)}" (expected ${
+        `${kind.name}: unknown backend ${describe(backend)} (expected ${
           BACKEND_REQUESTS.join(", ")
         })`,
       );
@@ -253,11 +288,13 @@ export abstract class SwitchNorm {
   }
   /** Running means, length C, or length 0 without usingBN (a copy). */
   get running_mean(): Float32Array {
+    this.#checkIdle("running_mean");
     this.#checkRunningFresh("running_mean");
     return this.#params.runningMean.slice();
   }
   /** Running variances, length C, or length 0 without usingBN (a copy). */
   get running_var(): Float32Array {
+    this.#checkIdle("running_var");
     this.#checkRunningFresh("running_var");
     return this.#params.runningVar.slice();
   }
@@ -286,7 +323,9 @@ export abstract class SwitchNorm {
   }
   set radius(r: number) {
     if (!this.#sparse) throw new Error(`${this.#kind.name}: radius needs the sparse option`);
-    this.#sparse.radius = checkFiniteIn(`${this.#kind.name}: radius`, r, 0, 1);
+    const radius = checkFiniteIn(`${this.#kind.name}: radius`, r, 0, 1);
+    this.#checkIdle("radius");
+    this.#sparse.radius = radius;
     this.#params.version++;
   }
 
@@ -365,10 +404,12 @@ export abstract class SwitchNorm {
    */
   loadStateDict(dict: Readonly<Record<string, unknown>>): void {
     const read = readStateDict(this.#kind.name, dict, this.#specs());
+    this.#checkIdle("loadStateDict");
     // Everything is checked (readStateDict, then the sparse flags and radius) before any change.
     const applySparse = this.#sparse?.prepareLoad(`${this.#kind.name}.loadStateDict`, read);
-    applySparse?.();
     const p = this.#params;
+    this.#saved?.detach(this.#paramsView());
+    applySparse?.();
     p.weight.set(read.weight);
     p.bias.set(read.bias);
     p.meanLogits.set(read.mean_weight);
@@ -387,6 +428,7 @@ export abstract class SwitchNorm {
    * `await layer.sync()` has copied them back.
    */
   stateDict(): StateDict {
+    this.#checkIdle("stateDict");
     this.#checkRunningFresh("stateDict");
     const p = this.#params;
     const dict: StateDict = {
@@ -404,6 +446,8 @@ export abstract class SwitchNorm {
 
   /** Zeroes the running buffers and the batch-average count (the first step of a batch average). */
   resetRunningStats(): void {
+    this.#checkIdle("resetRunningStats");
+    this.#saved?.detach(this.#paramsView());
     this.#params.runningMean.fill(0);
     this.#params.runningVar.fill(0);
     this.#batchesAccumulated = 0;
@@ -422,11 +466,13 @@ export abstract class SwitchNorm {
     if (this.usingMovingAverage) {
       throw new Error(`${name}: finalizeBatchAverage needs usingMovingAverage: false`);
     }
+    this.#checkIdle("finalizeBatchAverage");
     this.#checkRunningFresh("finalizeBatchAverage");
     const k = this.#batchesAccumulated;
     if (k === 0) {
       throw new Error(`${name}: no training batches accumulated since resetRunningStats()`);
     }
+    this.#saved?.detach(this.#paramsView());
     const { runningMean, runningVar } = this.#params;
     for (let c = 0; c < runningMean.length; c++) {
       const mean = runningMean[c] / k;
@@ -461,6 +507,19 @@ export abstract class SwitchNorm {
   /** Every backend this layer has run on (auto may switch per call): all hold layer state. */
   #usedBackends = new Set<Backend>();
 
+  /**
+   * Synchronous methods that read or write what a pending forward or backward changes cannot
+   * wait for it: they refuse, rather than act before a call made earlier.
+   */
+  #checkIdle(what: string): void {
+    if (this.#calls.busy) {
+      throw new Error(
+        `${this.#kind.name}.${what}: a forward, backward or sync of this layer is still running; ` +
+          "await it first (calls take effect in the order they were made)",
+      );
+    }
+  }
+
   #checkRunningFresh(what: string): void {
     for (const b of this.#usedBackends) {
       if (b.runningStale?.(this.#paramsView())) {
@@ -476,13 +535,16 @@ export abstract class SwitchNorm {
    * Brings device-held running buffers back to the CPU (needed only after training-mode forwards
    * on GPU-resident tensors; a no-op otherwise).
    */
-  async sync(): Promise<void> {
-    for (const b of this.#usedBackends) await b.syncRunning?.(this.#paramsView());
+  sync(): Promise<void> {
+    return this.#calls.run(async () => {
+      for (const b of this.#usedBackends) await b.syncRunning?.(this.#paramsView());
+    });
   }
 
   /**
    * Frees what the backends keep for this layer (device copies). The layer stays usable.
    * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
+   * It acts at once: a forward or backward still running may then fail, changing nothing.
    */
   dispose(): void {
     for (const b of this.#usedBackends) b.releaseLayer?.(this.#paramsView());
@@ -505,7 +567,15 @@ export abstract class SwitchNorm {
    * Normalizes `x`. With a Float32Array and its shape, resolves to a new Float32Array (or fills
    * `options.out`). With a tensor resident in the layer's backend (see {@linkcode upload}),
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
-   * BN statistics, the running buffers are updated before the promise resolves.
+   * BN statistics, the running buffers are updated before the promise resolves (and only if it
+   * resolves). Calls on one layer take effect in the order they were made, as if each were
+   * awaited; the mode (training or evaluation) is the one in force when forward is called.
+   *
+   * @throws {TypeError} x is not a Float32Array or a resident tensor of this backend, an option
+   * is unknown or of the wrong type, or `out` is not like x.
+   * @throws {RangeError} the shape does not match the layer or the data.
+   * @throws {Error} `out` overlaps x while this forward keeps x for backward (training mode or
+   * keepForBackward); SyncSN on a backend without it.
    */
   forward(
     x: Float32Array,
@@ -514,42 +584,43 @@ export abstract class SwitchNorm {
   ): Promise<Float32Array>;
   /** The same on a tensor resident in the layer's backend; resolves to a resident y. */
   forward(x: ResidentTensor, options?: ForwardOptions): Promise<ResidentTensor>;
-  async forward(
+  forward(
     x: Float32Array | ResidentTensor,
     shapeOrOptions?: readonly number[] | ForwardOptions,
     maybeOptions?: ForwardOptions,
   ): Promise<Float32Array | ResidentTensor> {
+    let call: ForwardCall;
+    try {
+      // Read now: the arguments and mode as they are when the call is made.
+      call = readForwardCall(this.#kind, this.numFeatures, this.training, [
+        x,
+        shapeOrOptions,
+        maybeOptions,
+      ]);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#calls.run(() => this.#forward(call));
+  }
+
+  async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
-    const resident = isResident(x);
-    const shape = resident ? x.shape : shapeOrOptions;
-    const options = ((resident ? shapeOrOptions : maybeOptions) ?? {}) as ForwardOptions;
-    if (!resident) checkFloat32(`${name}.forward: x`, x);
-    if (resident && Array.isArray(shapeOrOptions)) {
-      throw new TypeError(`${name}.forward: a resident tensor carries its own shape`);
-    }
-    const { n, c, m } = checkInputShape(
-      `${name}.forward`,
-      shape,
-      this.#kind.rank,
-      this.#kind.rankName,
-      this.numFeatures,
-      x.length,
-    );
-    if (options.out !== undefined) {
-      if (isResident(options.out) !== resident || options.out.length !== x.length) {
-        throw new TypeError(
-          `${name}.forward: out must be the same kind as x with ${x.length} elements`,
-        );
-      }
-    }
+    const { x, resident, n, c, m, out, keep, training } = call;
     const { backend, reason } = await this.#backend({
       elements: x.length,
       sync: this.#sync !== undefined,
-      resident: resident ? x.backend : undefined,
+      resident: resident ? (x as ResidentTensor).backend : undefined,
     });
     if (this.#sync && !backend.supportsSync) {
       throw new Error(
         `${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`,
+      );
+    }
+    if (resident && (x as ResidentTensor).backend !== backend.name) {
+      throw new TypeError(
+        `${name}.forward: x lives in ${
+          (x as ResidentTensor).backend
+        } memory but this layer runs on ${backend.name}`,
       );
     }
     const previous = this.#settledBackend;
@@ -559,37 +630,51 @@ export abstract class SwitchNorm {
     }
     this.#settledBackend = backend;
     this.#usedBackends.add(backend);
-    if (resident && x.backend !== backend.name) {
-      throw new TypeError(
-        `${name}.forward: x lives in ${x.backend} memory but this layer runs on ${backend.name}`,
-      );
-    }
     const problem: NormProblem = {
       layout: this.#kind.layout,
       n,
       c,
       m,
-      training: this.training,
+      training,
       usingBN: this.usingBN,
       eps: this.eps,
       sync: this.#sync,
     };
-    const params = this.#paramsView();
+    const params = this.#paramsView(), mixing = this.#mixing();
     const update: RunningUpdate = this.usingMovingAverage
       ? { kind: "movingAverage", momentum: this.momentum }
       : { kind: "batchAverage" };
-    const keep = options.keepForBackward ?? this.training;
     const save: SavedForward | undefined = keep ? {} : undefined;
-    this.#saved = undefined; // a failed call leaves nothing stale behind
-    const y = await backend.forward(problem, x, params, update, options.out, save);
-    this.#saved = save;
+    // The backend replaces the statistics a previous forward kept: that one is gone either way.
+    this.#keptInput.clear();
+    this.#saved = undefined;
+    let y: Float32Array | ResidentTensor;
+    try {
+      y = await backend.forward(problem, x, params, update, out, save);
+    } finally {
+      // Another layer's forward may have kept `out` as its x: its backward must not differentiate
+      // what this call wrote there (even a failed call may have written some of it).
+      if (out !== undefined) markOverwritten(`a ${name} forward`, out);
+    }
+    // Sparse SN: a mixing whose weights were one-hot is fixed now (its weights, the same one-hot
+    // vector, become its logits, and it has no gradient): its backward uses the fixed map.
     if (this.#sparse) this.#fixOneHotMixings();
-    if (this.training && this.usingBN && !backend.runningStale && this.#usedBackends.size > 1) {
+    if (save) {
+      this.#saved = new KeptForward(
+        name,
+        save,
+        backend,
+        params,
+        this.#sparse ? this.#mixing() : mixing,
+      );
+      this.#keptInput.set(this.#saved);
+    }
+    if (training && this.usingBN && !backend.runningStale && this.#usedBackends.size > 1) {
       // A CPU backend updated the running buffers in place: a device copy is now behind.
       this.#params.version++;
       this.#params.runningVersion++;
     }
-    if (this.training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;
+    if (training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;
     this.#ran = { backend: backend.name, reason };
     return y;
   }
@@ -606,6 +691,9 @@ export abstract class SwitchNorm {
    * An optimiser step: calls `update` with each parameter (the live array, to change in place),
    * its accumulated gradient and its name, then makes the new values take effect. The logits of a
    * fixed Sparse SN mixing are skipped, as PyTorch's optimisers skip a parameter without gradient.
+   * A forward already run keeps the values it used, so its backward is unaffected.
+   *
+   * @throws {Error} a forward, backward or sync of this layer is still running.
    *
    * @example
    * ```ts
@@ -618,7 +706,14 @@ export abstract class SwitchNorm {
    * ```
    */
   step(update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void): void {
+    if (typeof update !== "function") {
+      throw new TypeError(
+        `${this.#kind.name}.step: update must be a function, got ${describe(update)}`,
+      );
+    }
+    this.#checkIdle("step");
     const p = this.#params, g = this.#grads, fixed = this.#sparse?.fixed;
+    this.#saved?.detach(this.#paramsView());
     update(p.weight, g.weight, "weight");
     update(p.bias, g.bias, "bias");
     // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
@@ -627,27 +722,69 @@ export abstract class SwitchNorm {
     p.version++;
   }
 
-  /** Sets the accumulated gradients to zero. */
+  /**
+   * Sets the accumulated gradients to zero.
+   *
+   * @throws {Error} a forward, backward or sync of this layer is still running.
+   */
   zeroGrad(): void {
+    this.#checkIdle("zeroGrad");
     for (const g of Object.values(this.#grads)) g.fill(0);
   }
 
   /**
-   * Back-propagates `dy` = dL/dy through the last forward (which must have kept what backward
-   * needs: training mode, or `keepForBackward: true`). Resolves to dx, of the same kind as that
-   * forward's x, and adds the parameter gradients into {@linkcode grads}. x must not have been
-   * changed since that forward.
+   * Back-propagates `dy` = dL/dy through the latest forward called before it (which must have
+   * kept what backward needs: training mode, or `keepForBackward: true`), with the parameter
+   * values that forward used. Resolves to dx, of the same kind as that forward's x, and adds the
+   * parameter gradients into {@linkcode grads}. x must not have been changed since that forward.
+   * One backward per forward, unless `{ retainGraph: true }` keeps it for another.
+   *
+   * @throws {Error} no forward kept for backward, it was already differentiated, or its x was
+   * overwritten since as another forward's `out`.
+   * @throws {RangeError} dy is not of the kind and length of that forward's x.
+   * @throws {TypeError} an option is unknown or of the wrong type.
    */
-  backward(dy: Float32Array): Promise<Float32Array>;
+  backward(dy: Float32Array, options?: BackwardOptions): Promise<Float32Array>;
   /** The same for a resident dy (after a forward on a resident x); resolves to a resident dx. */
-  backward(dy: ResidentTensor): Promise<ResidentTensor>;
-  async backward(dy: Float32Array | ResidentTensor): Promise<Float32Array | ResidentTensor> {
+  backward(dy: ResidentTensor, options?: BackwardOptions): Promise<ResidentTensor>;
+  backward(
+    dy: Float32Array | ResidentTensor,
+    options?: BackwardOptions,
+  ): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
-    const saved = this.#saved;
-    if (!saved?.problem || !saved.x) {
+    let retain: boolean;
+    try {
+      retain = readBackwardCall(name, dy, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#calls.run(() => this.#backward(dy, retain));
+  }
+
+  async #backward(
+    dy: Float32Array | ResidentTensor,
+    retain: boolean,
+  ): Promise<Float32Array | ResidentTensor> {
+    const name = this.#kind.name;
+    const kept = this.#saved, saved = kept?.save;
+    if (!kept || !saved?.problem || !saved.x) {
       throw new Error(
         `${name}.backward: no forward to differentiate; run forward in training mode or with ` +
           "{ keepForBackward: true } first",
+      );
+    }
+    if (kept.used) {
+      throw new Error(
+        `${name}.backward: the latest forward was already differentiated; a second backward ` +
+          "would add its gradients again. Run forward again, or pass { retainGraph: true } to " +
+          "the backward that should leave it differentiable",
+      );
+    }
+    if (kept.overwrittenBy !== undefined) {
+      throw new Error(
+        `${name}.backward: the x this forward kept was overwritten since, as the out of ` +
+          `${kept.overwrittenBy}; backward would differentiate other data. Write that out ` +
+          "elsewhere, or run this backward first",
       );
     }
     if (isResident(dy) !== isResident(saved.x) || dy.length !== saved.x.length) {
@@ -655,11 +792,10 @@ export abstract class SwitchNorm {
         `${name}.backward: dy must be the same kind as the forward's x, with ${saved.x.length} elements, got ${dy.length}`,
       );
     }
-    if (!isResident(dy)) checkFloat32(`${name}.backward: dy`, dy);
-    const backend = this.#settledBackend!;
+    const backend = kept.backend;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);
-    const r = await backend.backward(saved, dy, this.#paramsView());
-    const g = this.#grads, mixing = this.#mixing();
+    const r = await backend.backward(saved, dy, kept.params);
+    const g = this.#grads, mixing = kept.mixing;
     for (let c = 0; c < g.weight.length; c++) {
       g.weight[c] += r.dWeight[c];
       g.bias[c] += r.dBias[c];
@@ -669,6 +805,10 @@ export abstract class SwitchNorm {
     for (let k = 0; k < dMean.length; k++) {
       g.mean_weight[k] += dMean[k];
       g.var_weight[k] += dVar[k];
+    }
+    if (!retain) {
+      kept.used = true;
+      this.#keptInput.clear();
     }
     return r.dx;
   }
@@ -694,11 +834,6 @@ export abstract class SwitchNorm {
     });
     return backend.upload(data, shape);
   }
-}
-
-function isResident(x: unknown): x is ResidentTensor {
-  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
-    "shape" in x;
 }
 
 /**

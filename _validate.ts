@@ -5,10 +5,23 @@
  * @module
  */
 
+/**
+ * A value as an error message shows it: strings quoted with their type (`"no" (string)`), so that
+ * `"64"` and `64` read differently; objects by their constructor's name.
+ */
+export function describe(value: unknown): string {
+  if (typeof value === "string") return `${JSON.stringify(value)} (string)`;
+  if (typeof value === "function") return "a function";
+  if (typeof value === "object" && value !== null) {
+    return Array.isArray(value) ? "an array" : (value.constructor?.name ?? "an object");
+  }
+  return String(value);
+}
+
 /** Throws unless `value` is a positive safe integer. */
 export function checkPositiveInt(what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(`${what} must be a positive integer, got ${String(value)}`);
+    throw new RangeError(`${what} must be a positive integer, got ${describe(value)}`);
   }
   return value;
 }
@@ -16,7 +29,7 @@ export function checkPositiveInt(what: string, value: unknown): number {
 /** Throws unless `value` is a finite number in [min, max]. */
 export function checkFiniteIn(what: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new RangeError(`${what} must be a finite number, got ${String(value)}`);
+    throw new RangeError(`${what} must be a finite number, got ${describe(value)}`);
   }
   if (value < min || value > max) {
     throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
@@ -28,7 +41,7 @@ export function checkFiniteIn(what: string, value: unknown, min: number, max: nu
 export function checkBoolean(what: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== "boolean") {
-    throw new TypeError(`${what} must be a boolean, got ${typeof value}`);
+    throw new TypeError(`${what} must be a boolean, got ${describe(value)}`);
   }
   return value;
 }

@@ -15,6 +15,7 @@
  * @module
  */
 export {
+  type BackwardOptions,
   type ForwardOptions,
   type Gradients,
   SwitchNorm,

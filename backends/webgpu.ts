@@ -418,8 +418,9 @@ export class WebGpuBackend implements Backend {
 
   /**
    * SyncSN between the two phases: reads this replica's BN statistics back, merges them across
-   * replicas in float64, updates the running buffers on the CPU (and their device copy), and
-   * writes the global statistics where the normalize phase reads them.
+   * replicas in float64, writes the updated running buffers to the device copy, and writes the
+   * global statistics where the normalize phase reads them. Returns the new running buffers,
+   * which the caller puts into `params` only once the forward has succeeded.
    */
   async #syncBatch(
     problem: NormProblem,
@@ -427,7 +428,7 @@ export class WebGpuBackend implements Backend {
     params: LayerParams,
     update: RunningUpdate,
     x: GPUBuffer,
-  ): Promise<BatchPartials> {
+  ): Promise<{ merged: BatchPartials; running: [Float32Array, Float32Array] }> {
     const { n, c } = problem, ctx = this.ctx, queue = ctx.device.queue;
     const bytes = c * GROUP_BYTES;
     const staging = ctx.acquire("staging", bytes);
@@ -453,9 +454,15 @@ export class WebGpuBackend implements Backend {
     const merged = await problem.sync!.mergeStats(n, mean, m2);
     const denominator = problem.layout === "1d" ? merged.count - 1 : merged.count;
     const variance = merged.m2.map((v) => v / denominator);
-    applyRunningUpdate(params.runningMean, params.runningVar, merged.mean, variance, update);
-    write(queue, prep.state.running, 0, params.runningMean);
-    write(queue, prep.state.running, 4 * c, params.runningVar);
+    const running: [Float32Array, Float32Array] = [
+      params.runningMean.slice(),
+      params.runningVar.slice(),
+    ];
+    applyRunningUpdate(running[0], running[1], merged.mean, variance, update);
+    // The device copy moves now (the normalize phase follows in order on the queue); a failure
+    // after this point makes the forward invalidate it (see forward).
+    write(queue, prep.state.running, 0, running[0]);
+    write(queue, prep.state.running, 4 * c, running[1]);
     const out = new DataView(new ArrayBuffer(bytes));
     for (let j = 0; j < c; j++) {
       const mu = merged.mean[j], hi = Math.fround(mu), v = variance[j];
@@ -474,7 +481,7 @@ export class WebGpuBackend implements Backend {
       out.setUint32(16 * j + 12, flags, true);
     }
     queue.writeBuffer(prep.groups, n * GROUP_BYTES, out.buffer);
-    return merged;
+    return { merged, running };
   }
 
   /**
@@ -536,6 +543,8 @@ export class WebGpuBackend implements Backend {
     const runAt = Math.ceil(total / 4) * 16;
     const stagingBytes = runAt + (updates ? 8 * c : 0);
     let batch: BatchPartials | undefined, kept: SavedStats | undefined;
+    /** SyncSN: the new running buffers, for `params` once the forward has succeeded. */
+    let newRunning: [Float32Array, Float32Array] | undefined;
     try {
       if (!resident) write(device.queue, xBuf, 0, x as Float32Array);
       prep = this.#prepare(problem, params, update);
@@ -543,7 +552,15 @@ export class WebGpuBackend implements Backend {
       // The layer drops its last SavedForward at every forward: so do its statistics here.
       state.saved?.release();
       state.saved = undefined;
-      if (synced) batch = await this.#syncBatch(problem, prep, params, update, xBuf);
+      if (synced) {
+        ({ merged: batch, running: newRunning } = await this.#syncBatch(
+          problem,
+          prep,
+          params,
+          update,
+          xBuf,
+        ));
+      }
       if (!resident) staging = ctx.acquire("staging", stagingBytes);
       await this.#submit("forward", (enc) => {
         const pass = enc.beginComputePass();
@@ -563,6 +580,7 @@ export class WebGpuBackend implements Backend {
     } catch (e) {
       if (staging) ctx.release("staging", staging);
       result?.dispose();
+      if (newRunning && prep) this.#failedUpdate(prep.state);
       throw e;
     } finally {
       prep?.release(kept !== undefined);
@@ -577,8 +595,10 @@ export class WebGpuBackend implements Backend {
     const state = prep.state;
     if (resident) {
       if (updates) state.stale = true;
+      if (newRunning) params.runningMean.set(newRunning[0]), params.runningVar.set(newRunning[1]);
       return result ?? (out as GpuTensor);
     }
+    const wasStale = state.stale;
     return await this.#read(staging!, stagingBytes, (mapped) => {
       const y = out !== undefined ? f32("out", out) : new Float32Array(total);
       y.set(new Float32Array(mapped, 0, total));
@@ -588,8 +608,23 @@ export class WebGpuBackend implements Backend {
         state.runningVersion = runningVersion(params);
         state.stale = false;
       }
+      if (newRunning) params.runningMean.set(newRunning[0]), params.runningVar.set(newRunning[1]);
       return y;
+    }).catch((e) => {
+      if (newRunning || (updates && !wasStale)) this.#failedUpdate(state);
+      throw e;
     });
+  }
+
+  /**
+   * A forward that failed after its submit moved the device's running buffers, but not the
+   * layer's: the device copy is forgotten, so that the next call uploads the layer's (unchanged)
+   * values again. (When the device held newer values than the layer, there is nothing older to
+   * go back to; that happens only on a lost device, which the layer replaces anyway.)
+   */
+  #failedUpdate(state: LayerState): void {
+    state.runningVersion = undefined;
+    state.stale = false;
   }
 
   /** Records the dispatches of a backward plan that `phase` selects into `pass`. */

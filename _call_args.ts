@@ -1,0 +1,119 @@
+/**
+ * The arguments of a layer's forward and backward as checked when the call is made (the call
+ * itself may run later, after the layer's earlier calls): per-call options with only known keys
+ * of the right types, and an `out` that is like x and does not overlap an x kept for backward.
+ *
+ * @module
+ */
+import type { ResidentTensor } from "./backends/_backend.ts";
+import { overlaps } from "./_saved_forward.ts";
+import {
+  checkBoolean,
+  checkFloat32,
+  checkInputShape,
+  checkKnownKeys,
+  describe,
+} from "./_validate.ts";
+
+/** A forward's arguments as checked when it was called, and the mode then in force. */
+export interface ForwardCall {
+  readonly x: Float32Array | ResidentTensor;
+  readonly resident: boolean;
+  readonly n: number;
+  readonly c: number;
+  readonly m: number;
+  readonly out?: Float32Array | ResidentTensor;
+  readonly keep: boolean;
+  readonly training: boolean;
+}
+
+/** What the checks need to know of the layer. */
+export interface LayerShape {
+  readonly name: string;
+  readonly rank: number;
+  readonly rankName: string;
+}
+
+/**
+ * Checks `forward(x, shape, options)` or `forward(x, options)` (resident x) against the layer;
+ * what the forward will run with. `training` is the layer's mode at the call.
+ */
+export function readForwardCall(
+  kind: LayerShape,
+  numFeatures: number,
+  training: boolean,
+  [x, shapeOrOptions, maybeOptions]: [unknown, unknown, unknown],
+): ForwardCall {
+  const name = kind.name;
+  const resident = isResident(x);
+  if (!resident) checkFloat32(`${name}.forward: x`, x);
+  const input = x as Float32Array | ResidentTensor;
+  const shape = resident ? (input as ResidentTensor).shape : shapeOrOptions;
+  const rawOptions = resident ? shapeOrOptions : maybeOptions;
+  if (resident && Array.isArray(shapeOrOptions)) {
+    throw new TypeError(`${name}.forward: a resident tensor carries its own shape`);
+  }
+  if (resident && maybeOptions !== undefined) {
+    throw new TypeError(`${name}.forward: a resident x takes (x, options), got a third argument`);
+  }
+  const { n, c, m } = checkInputShape(
+    `${name}.forward`,
+    shape,
+    kind.rank,
+    kind.rankName,
+    numFeatures,
+    input.length,
+  );
+  const options = readOptions(`${name}.forward`, rawOptions, ["out", "keepForBackward"]) as {
+    out?: unknown;
+    keepForBackward?: unknown;
+  };
+  const keep = checkBoolean(`${name}.forward: keepForBackward`, options.keepForBackward, training);
+  const out = options.out as Float32Array | ResidentTensor | undefined;
+  if (out !== undefined) {
+    const ok = resident ? isResident(out) : out instanceof Float32Array;
+    if (!ok || out.length !== input.length) {
+      throw new TypeError(
+        `${name}.forward: out must be the same kind as x with ${input.length} elements, got ${
+          describe(out)
+        }${ok ? ` of ${out.length} elements` : ""}`,
+      );
+    }
+    if (keep && overlaps(out, input)) {
+      throw new Error(
+        `${name}.forward: out overlaps x, which this forward keeps for backward (training ` +
+          "mode or keepForBackward): writing y there would change what backward " +
+          "differentiates. Pass { keepForBackward: false } for an in-place forward that " +
+          "backward will not follow, or write y elsewhere",
+      );
+    }
+  }
+  return { x: input, resident, n, c, m, out, keep, training };
+}
+
+/** Checks `backward(dy, options)`'s dy type and options; whether to retain the forward. */
+export function readBackwardCall(name: string, dy: unknown, options: unknown): boolean {
+  if (!isResident(dy)) checkFloat32(`${name}.backward: dy`, dy);
+  const o = readOptions(`${name}.backward`, options, ["retainGraph"]) as {
+    retainGraph?: unknown;
+  };
+  return checkBoolean(`${name}.backward: retainGraph`, o.retainGraph, false);
+}
+
+/** Per-call options: undefined, or an object with only the `known` keys. */
+function readOptions(what: string, options: unknown, known: readonly string[]): object {
+  if (options === undefined) return {};
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(
+      `${what}: options must be an object { ${known.join(", ")} }, got ${describe(options)}`,
+    );
+  }
+  checkKnownKeys(what, options, known);
+  return options;
+}
+
+/** Whether `x` is a resident tensor (not a typed array). */
+export function isResident(x: unknown): x is ResidentTensor {
+  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
+    "shape" in x;
+}

@@ -1,0 +1,40 @@
+/**
+ * The order of a layer's asynchronous calls. A layer's forward, backward and sync take effect in
+ * the order they were made, as if each were awaited before the next: each starts once the one
+ * before it has settled (resolved or rejected), so that two calls never share the layer's state
+ * (its saved forward, its backend regions, its running buffers) across an await.
+ *
+ * @module
+ */
+
+/** A per-layer FIFO of asynchronous calls. */
+export class CallQueue {
+  /** The last call queued (it may reject: the next one runs after it either way). */
+  #tail?: Promise<unknown>;
+  #pending = 0;
+
+  /** Whether a call is queued or running (not yet settled). */
+  get busy(): boolean {
+    return this.#pending > 0;
+  }
+
+  /**
+   * Runs `call` after every call queued before it has settled, and resolves or rejects as it
+   * does. An idle queue starts it at once (synchronously), so a lone call waits for nothing.
+   */
+  run<T>(call: () => Promise<T>): Promise<T> {
+    const after = this.#pending++ === 0 ? undefined : this.#tail;
+    const run = () => this.#settle(call);
+    const p = after ? after.then(run, run) : run();
+    this.#tail = p;
+    return p;
+  }
+
+  async #settle<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } finally {
+      this.#pending--;
+    }
+  }
+}
