@@ -7,7 +7,7 @@
  */
 import type { Backend, BackendName } from "./_backend.ts";
 import { ReferenceBackend } from "./reference.ts";
-import { loadWasmBackend, wasmSimdSupported } from "./wasm.ts";
+import { loadWasmBackend, WasmRefusedError, wasmSimdSupported } from "./wasm.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "./webgpu.ts";
 import { type AdapterProbe, requestAdapter } from "./_webgpu_device.ts";
 
@@ -91,7 +91,20 @@ export interface CallInfo {
   readonly resident?: BackendName;
 }
 
-let warnedNoSimd = false;
+let warnedFallback = false;
+/** Why this runtime refused to compile the WASM module, once it has: auto then stays off WASM. */
+let wasmRefused: WasmRefusedError | undefined;
+
+/** The WASM backend, or the runtime's refusal to compile it (remembered, not retried per call). */
+async function wasmInstance(): Promise<Backend> {
+  if (wasmRefused) throw wasmRefused;
+  try {
+    return await instance("wasm", loadWasmBackend);
+  } catch (err) {
+    if (err instanceof WasmRefusedError) wasmRefused = err;
+    throw err;
+  }
+}
 let adapterProbe: Promise<AdapterProbe> | undefined;
 /** Why WebGPU failed in this process, once it has: auto then stays off it. */
 let webgpuLost: string | undefined;
@@ -169,7 +182,7 @@ export async function chooseBackend(
             'use backend "reference" or "auto"',
         );
       }
-      return { backend: await instance("wasm", loadWasmBackend), reason: "requested: wasm" };
+      return { backend: await wasmInstance(), reason: "requested: wasm" };
     case "webgpu": {
       const backend = await webgpuInstance();
       const a = backend.ctx.adapter;
@@ -198,16 +211,22 @@ export async function chooseBackend(
         }
         notGpu = refusal;
       }
+      let notWasm = "WebAssembly SIMD is not available here";
       if (env.wasmSimd) {
-        return {
-          backend: await instance("wasm", loadWasmBackend),
-          reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}`,
-        };
+        try {
+          return {
+            backend: await wasmInstance(),
+            reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}`,
+          };
+        } catch (err) {
+          if (!(err instanceof WasmRefusedError)) throw err;
+          notWasm = `the runtime refused to compile WebAssembly (${err.refusal})`;
+        }
       }
-      const reason = "auto: WebAssembly SIMD is not available here, fell back to reference";
-      if (!warnedNoSimd) {
-        warnedNoSimd = true;
-        console.warn(`switchnorm: ${reason}`);
+      const reason = `auto: ${notWasm}, fell back to reference`;
+      if (!warnedFallback) {
+        warnedFallback = true;
+        console.warn(`switchnorm: ${reason} (slower: plain TypeScript in float64)`);
       }
       return {
         backend: await instance("reference", () => Promise.resolve(new ReferenceBackend())),

@@ -60,15 +60,42 @@ export function wasmSimdSupported(): boolean {
 let compiled: Promise<WebAssembly.Module> | undefined;
 
 /**
+ * The runtime would not compile or instantiate the (valid, embedded) module: an embedder that
+ * disallows code generation from bytes, e.g. an edge runtime or a page whose Content-Security-Policy
+ * lacks 'wasm-unsafe-eval'. "auto" falls back to the reference backend on this error.
+ */
+export class WasmRefusedError extends Error {
+  /** The runtime's own error, as "Name: message". */
+  readonly refusal: string;
+  /** Wraps `cause`, the runtime's own error. */
+  constructor(cause: unknown) {
+    const refusal = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    super(
+      `backend "wasm": this runtime refused to compile WebAssembly (${refusal}); allow ` +
+        "WebAssembly compilation (e.g. 'wasm-unsafe-eval' in a Content-Security-Policy), or use " +
+        'backend "reference" (or "auto", which falls back to it)',
+      { cause },
+    );
+    this.name = "WasmRefusedError";
+    this.refusal = refusal;
+  }
+}
+
+/**
  * Compiles the embedded module (once per process) and makes a backend on a fresh instance of it,
- * with its own linear memory.
+ * with its own linear memory. Rejects with {@linkcode WasmRefusedError} when the runtime refuses.
  */
 export async function loadWasmBackend(): Promise<WasmBackend> {
-  if (!compiled) {
-    compiled = WebAssembly.compile(wasmBytes());
-    compiled.catch(() => compiled = undefined);
+  let instance: WebAssembly.Instance;
+  try {
+    if (!compiled) {
+      compiled = WebAssembly.compile(wasmBytes());
+      compiled.catch(() => compiled = undefined);
+    }
+    instance = await WebAssembly.instantiate(await compiled, {});
+  } catch (err) {
+    throw new WasmRefusedError(err);
   }
-  const instance = await WebAssembly.instantiate(await compiled, {});
   const kernels = instance.exports as unknown as WasmKernels;
   const abi = kernels.sn_abi_version();
   if (abi !== ABI_VERSION) {
