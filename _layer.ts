@@ -30,6 +30,7 @@ import {
   checkInputShape,
   checkKnownKeys,
   checkPositiveInt,
+  describeValue,
 } from "./_validate.ts";
 
 /** Options shared by every SwitchNorm layer. */
@@ -183,7 +184,7 @@ export abstract class SwitchNorm {
     const backend = options.backend ?? "auto";
     if (!BACKEND_REQUESTS.includes(backend)) {
       throw new RangeError(
-        `${kind.name}: unknown backend "${String(backend)}" (expected ${
+        `${kind.name}: unknown backend ${describeValue(backend)} (expected ${
           BACKEND_REQUESTS.join(", ")
         })`,
       );
@@ -364,6 +365,7 @@ export abstract class SwitchNorm {
       p.runningMean.set(read.running_mean);
       p.runningVar.set(read.running_var);
     }
+    this.#batchesAccumulated = 0; // loaded buffers are statistics, not a batch average's sums
     p.version++;
     p.runningVersion++;
   }
@@ -522,6 +524,14 @@ export abstract class SwitchNorm {
       this.numFeatures,
       x.length,
     );
+    if (!this.training && this.#batchesAccumulated > 0) {
+      // The buffers hold the batch average's sums: normalizing with them is silently wrong.
+      throw new Error(
+        `${name}.forward: evaluation mode, but ${this.#batchesAccumulated} training batches were ` +
+          "accumulated for the batch average and not finalized (the running buffers hold sums, " +
+          "not statistics); call finalizeBatchAverage() first, or resetRunningStats() to discard them",
+      );
+    }
     if (options.out !== undefined) {
       if (isResident(options.out) !== resident || options.out.length !== x.length) {
         throw new TypeError(

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { describeShape, describeValue } from "./_validate.ts";
 
 /** A value accepted for one state-dict entry. */
 export type StateValue =
@@ -49,7 +50,7 @@ function flattenNested(
   const walk = (v: unknown, depth: number): void => {
     if (depth === shape.length) {
       if (typeof v !== "number") {
-        throw new TypeError(`${where}: "${key}" holds a ${typeof v}, expected numbers`);
+        throw new TypeError(`${where}: "${key}" holds ${describeValue(v)}, expected numbers`);
       }
       data.push(v);
       return;
@@ -95,20 +96,20 @@ export function readEntry(
     const count = shape.reduce((a, b) => a * b, 1);
     if (data?.length !== count) {
       throw new RangeError(
-        `${where}: "${key}" has ${data?.length} values but shape [${shape.join(", ")}]`,
+        `${where}: "${key}" has ${data?.length} values but shape [${describeShape(shape)}]`,
       );
     }
   } else {
     throw new TypeError(
       `${where}: "${key}" must be an array, a typed array or { data, shape }, got ${
-        value === null ? "null" : typeof value
+        describeValue(value)
       }`,
     );
   }
   const accepted = [[spec.length], ...spec.shapes];
   if (!accepted.some((s) => sameShape(s, shape))) {
     throw new RangeError(
-      `${where}: "${key}" has shape [${shape.join(", ")}], expected ${
+      `${where}: "${key}" has shape [${describeShape(shape)}], expected ${
         accepted.map((s) => `[${s.join(", ")}]`).join(" or ")
       }`,
     );
@@ -117,7 +118,9 @@ export function readEntry(
   for (let i = 0; i < spec.length; i++) {
     const v = data[i];
     if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new RangeError(`${where}: "${key}"[${i}] is ${String(v)}; values must be finite`);
+      throw new RangeError(
+        `${where}: "${key}"[${i}] is ${describeValue(v)}; values must be finite`,
+      );
     }
     out[i] = v;
   }
@@ -134,7 +137,7 @@ export function readStateDict(
   specs: Readonly<Record<string, KeySpec>>,
 ): Record<string, Float32Array> {
   if (typeof dict !== "object" || dict === null) {
-    throw new TypeError(`${layer}.loadStateDict: expected an object, got ${String(dict)}`);
+    throw new TypeError(`${layer}.loadStateDict: expected an object, got ${describeValue(dict)}`);
   }
   const expected = Object.keys(specs);
   for (const key of Object.keys(dict)) {

@@ -7,6 +7,7 @@
 import type { ResidentTensor } from "./_backend.ts";
 import { type GpuContext, USAGE } from "./_webgpu_device.ts";
 import { paddedBytes } from "./_webgpu_plan.ts";
+import { describeShape, describeValue } from "../_validate.ts";
 
 /**
  * A float32 tensor in a GPUBuffer on the webgpu backend's device, row-major with `shape`.
@@ -109,7 +110,11 @@ export function checkWrappable(buffer: GPUBuffer, shape: readonly number[]): voi
     throw new TypeError("wrapGpuBuffer: buffer must be a GPUBuffer");
   }
   if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new TypeError("wrapGpuBuffer: shape must be an array of positive integers");
+    throw new TypeError(
+      `wrapGpuBuffer: shape must be an array of positive integers, got ${
+        Array.isArray(shape) ? `[${describeShape(shape)}]` : describeValue(shape)
+      }`,
+    );
   }
   const length = shape.reduce((a, b) => a * b, 1);
   const need = paddedBytes(length);

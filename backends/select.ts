@@ -10,6 +10,7 @@ import { ReferenceBackend } from "./reference.ts";
 import { loadWasmBackend, WasmRefusedError, wasmSimdSupported } from "./wasm.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "./webgpu.ts";
 import { type AdapterProbe, requestAdapter } from "./_webgpu_device.ts";
+import { describeValue } from "../_validate.ts";
 
 /** What a layer asks for: a backend by name, or "auto" for the best one present. */
 export type BackendRequest = "auto" | BackendName;
@@ -235,7 +236,7 @@ export async function chooseBackend(
     }
     default:
       throw new RangeError(
-        `unknown backend "${String(request)}" (expected ${BACKEND_REQUESTS.join(", ")})`,
+        `unknown backend ${describeValue(request)} (expected ${BACKEND_REQUESTS.join(", ")})`,
       );
   }
 }

@@ -38,6 +38,7 @@ import {
 } from "./_wasm_abi.ts";
 import { Heap, Scratch, ViewSlot } from "./_wasm_heap.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
+import { describeShape, describeValue } from "../_validate.ts";
 
 /** `(module (func i32.const 0 i8x16.splat drop))`: valid only where SIMD is. */
 // deno-fmt-ignore
@@ -177,7 +178,9 @@ function checkShape(shape: readonly number[], length: number): void {
   const count = ok ? shape.reduce((a, b) => a * b, 1) : NaN;
   if (count !== length) {
     throw new RangeError(
-      `wasm backend: shape [${shape}] does not describe ${length} elements`,
+      `wasm backend: shape ${
+        Array.isArray(shape) ? `[${describeShape(shape)}]` : describeValue(shape)
+      } does not describe ${length} elements`,
     );
   }
 }
