@@ -62,10 +62,13 @@ export interface SwitchNormOptions {
   sparse?: boolean;
 }
 
-/** Options of SwitchNorm2d and SwitchNorm3d. */
-export interface SwitchNormNdOptions extends SwitchNormOptions {
+/**
+ * Options of SwitchNorm2d and SwitchNorm3d. `UsingBN` is inferred from `usingBN`, so that
+ * {@linkcode SwitchNorm.stateDict} has the running buffers exactly when the layer does.
+ */
+export interface SwitchNormNdOptions<UsingBN extends boolean = boolean> extends SwitchNormOptions {
   /** Mix in batch statistics (default true). false: only IN and LN, no running buffers. */
-  usingBN?: boolean;
+  usingBN?: UsingBN;
   /** Initialise gamma to 0 instead of 1 (the last norm of a residual block). Default false. */
   lastGamma?: boolean;
 }
@@ -107,9 +110,10 @@ interface LayerKind {
 let nextLayerId = 1;
 
 /**
- * What SwitchNorm1d/2d/3d have in common. Not constructed directly.
+ * What SwitchNorm1d/2d/3d have in common. Not constructed directly. `UsingBN` is whether the layer
+ * has BN statistics and running buffers, as far as TypeScript knows (`boolean`: either).
  */
-export abstract class SwitchNorm {
+export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /** Number of channels C. */
   readonly numFeatures: number;
   /** Added to the variance before the square root. */
@@ -119,7 +123,7 @@ export abstract class SwitchNorm {
   /** Whether the running buffers are a moving average (true) or batch-average sums (false). */
   readonly usingMovingAverage: boolean;
   /** Whether BN statistics take part (always true for SwitchNorm1d). */
-  readonly usingBN: boolean;
+  readonly usingBN: UsingBN;
   /** Whether gamma was initialised to 0. */
   readonly lastGamma: boolean;
   /** The backend that was asked for. */
@@ -178,7 +182,7 @@ export abstract class SwitchNorm {
       options.usingMovingAverage,
       true,
     );
-    this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true);
+    this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true) as UsingBN;
     this.lastGamma = checkBoolean(`${kind.name}: lastGamma`, options.lastGamma, false);
     this.sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
     const backend = options.backend ?? "auto";
@@ -375,7 +379,7 @@ export abstract class SwitchNorm {
    * forwards on GPU-resident tensors the running buffers live on the GPU: then this throws until
    * `await layer.sync()` has copied them back.
    */
-  stateDict(): StateDict {
+  stateDict(): StateDict<UsingBN> {
     this.#checkRunningFresh("stateDict");
     const p = this.#params;
     const dict: StateDict = {
@@ -388,7 +392,7 @@ export abstract class SwitchNorm {
       dict.running_mean = p.runningMean.slice();
       dict.running_var = p.runningVar.slice();
     }
-    return dict;
+    return dict as StateDict<UsingBN>;
   }
 
   /** Zeroes the running buffers and the batch-average count (the first step of a batch average). */
@@ -707,7 +711,7 @@ function isResident(x: unknown): x is ResidentTensor {
  * console.log(y.length); // 6
  * ```
  */
-export class SwitchNorm1d extends SwitchNorm {
+export class SwitchNorm1d extends SwitchNorm<true> {
   /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
   constructor(numFeatures: number, options: SwitchNormOptions = {}) {
     super(
@@ -739,9 +743,9 @@ export class SwitchNorm1d extends SwitchNorm {
  * console.log(y.length, sn.stateDict().running_mean); // 36 Float32Array(2) [...]
  * ```
  */
-export class SwitchNorm2d extends SwitchNorm {
+export class SwitchNorm2d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
   /** Makes a layer for `numFeatures` channels. Default momentum 0.9. */
-  constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
+  constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
     super(
       {
         name: "SwitchNorm2d",
@@ -769,9 +773,9 @@ export class SwitchNorm2d extends SwitchNorm {
  * console.log(y.length); // 8
  * ```
  */
-export class SwitchNorm3d extends SwitchNorm {
+export class SwitchNorm3d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
   /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
-  constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
+  constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
     super(
       {
         name: "SwitchNorm3d",

@@ -12,8 +12,8 @@ export type StateValue =
   | readonly unknown[]
   | { readonly data: ArrayLike<number>; readonly shape: readonly number[] };
 
-/** The entries of a SwitchNorm state dict, with PyTorch's key names. */
-export interface StateDict {
+/** The parameters in every SwitchNorm state dict, with PyTorch's key names. */
+export interface StateDictParams {
   /** The affine scale gamma, length C. */
   weight: Float32Array;
   /** The affine shift beta, length C. */
@@ -22,11 +22,26 @@ export interface StateDict {
   mean_weight: Float32Array;
   /** Variance importance logits, same order and length as mean_weight. */
   var_weight: Float32Array;
-  /** Present when the layer uses BN statistics. */
-  running_mean?: Float32Array;
-  /** Present when the layer uses BN statistics. */
-  running_var?: Float32Array;
 }
+
+/** The running buffers of a layer that uses BN statistics (`usingBN`, the default). */
+export interface RunningBuffers {
+  /** Running means, length C (the batch average's sums until it is finalized). */
+  running_mean: Float32Array;
+  /** Running variances, length C (likewise). */
+  running_var: Float32Array;
+}
+
+/**
+ * A SwitchNorm state dict. `UsingBN` is the layer's `usingBN` as TypeScript knows it: `true`
+ * (the default, and SwitchNorm1d) gives the running buffers, `false` gives none, and a `boolean`
+ * not known until run time makes them optional.
+ */
+export type StateDict<UsingBN extends boolean = boolean> =
+  & StateDictParams
+  & ([UsingBN] extends [true] ? RunningBuffers
+    : [UsingBN] extends [false] ? Record<never, never>
+    : Partial<RunningBuffers>);
 
 /** What one key must look like: its flat length and the shapes accepted besides [length]. */
 export interface KeySpec {

@@ -24,7 +24,7 @@ export {
   type SwitchNormNdOptions,
   type SwitchNormOptions,
 } from "./_layer.ts";
-export type { StateDict, StateValue } from "./_state_dict.ts";
+export type { RunningBuffers, StateDict, StateDictParams, StateValue } from "./_state_dict.ts";
 export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";
