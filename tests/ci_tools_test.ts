@@ -33,3 +33,18 @@ Deno.test("check_tools fails, naming deno and its npm package, when deno is not 
   assert.notEqual(code, 0);
   assert.match(stderr, /deno: .* not into \.\/node_modules\/deno from npm package deno@2\.9\.6/);
 });
+
+Deno.test("README's Development section names every package in .ci/packages", async () => {
+  const list = await Deno.readTextFile(new URL(".ci/packages", root));
+  const readme = await Deno.readTextFile(new URL("README.md", root));
+  const development = readme.slice(readme.indexOf("## Development"));
+  const packages = list.split("\n").filter((l) => l.trim() && !l.startsWith("#"))
+    .map((l) => l.split(/\s+/)[0].replace(/^npm:/, ""));
+  assert.ok(packages.includes("lld-14"), "lld-14 must be listed (rust-lld)");
+  const missing = packages.filter((p) => !development.includes(`\`${p}\``));
+  assert.deepEqual(
+    missing,
+    [],
+    "packages .ci/run installs that README's Development section omits",
+  );
+});
