@@ -159,7 +159,10 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   readonly #layerId = nextLayerId++;
   #ran?: { backend: BackendName; reason: string };
 
-  /** Validates the options and allocates parameters and buffers; see the subclasses. */
+  /**
+   * Internal: validates the options and allocates parameters and buffers; see the subclasses.
+   * @ignore
+   */
   protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
     checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
     if (typeof options !== "object" || options === null) {

@@ -42,7 +42,8 @@ export class GpuTensor implements ResidentTensor {
   readonly #owned: boolean;
 
   /**
-   * @internal Use `layer.upload()`, `forward()` or {@linkcode wrapGpuBuffer}.
+   * Internal: use `layer.upload()`, `forward()` or {@linkcode wrapGpuBuffer}.
+   * @ignore
    * @param ctx the device the buffer lives on
    * @param buffer the data, from offset 0
    * @param shape row-major shape
@@ -67,7 +68,10 @@ export class GpuTensor implements ResidentTensor {
     return this.#ctx.device;
   }
 
-  /** @internal Whether this tensor lives on `ctx`'s device. */
+  /**
+   * Internal: whether this tensor lives on `ctx`'s device.
+   * @ignore
+   */
   isOn(ctx: GpuContext): boolean {
     return this.#ctx === ctx;
   }

@@ -141,7 +141,7 @@ async function webgpuRefusal(env: Environment, call: CallInfo): Promise<string |
   if (webgpuLost !== undefined) return `the WebGPU device was lost earlier (${webgpuLost})`;
   const min = env.webgpuAuto.minElements;
   if (call.elements < min) {
-    return `${call.elements} elements is below the WebGPU crossover of ${min} (bench/crossover.json)`;
+    return `${call.elements} elements is below the WebGPU crossover of ${min}`;
   }
   const probe = await probeAdapter();
   if (!probe.adapter) return `no WebGPU adapter (${probe.missing})`;

@@ -101,7 +101,8 @@ export async function loadWasmBackend(): Promise<WasmBackend> {
   const abi = kernels.sn_abi_version();
   if (abi !== ABI_VERSION) {
     throw new Error(
-      `wasm backend: module ABI ${abi}, loader ABI ${ABI_VERSION}; rebuild with deno task build:wasm`,
+      `wasm backend: module ABI ${abi}, loader ABI ${ABI_VERSION}: the package's files come from ` +
+        "different builds; reinstall it (in a checkout of its sources, rebuild the module)",
     );
   }
   return new WasmBackend(kernels);
