@@ -230,13 +230,35 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     return this.#kind.layout === "1d" ? 2 : this.usingBN ? 3 : 2;
   }
 
-  /** Sets training mode (default) or evaluation mode; returns the layer, as PyTorch does. */
+  /**
+   * Sets training mode (`mode` true, the default: batch BN statistics, running buffers updated)
+   * or evaluation mode (false); returns the layer, as PyTorch does.
+   *
+   * @throws {TypeError} if `mode` is not a boolean.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(4).train(false);
+   * console.log(sn.training); // false
+   * ```
+   */
   train(mode = true): this {
     this.training = checkBoolean(`${this.#kind.name}.train: mode`, mode, true);
     return this;
   }
 
-  /** Sets evaluation mode: BN statistics come from the running buffers, which stay unchanged. */
+  /**
+   * Sets evaluation mode: BN statistics come from the running buffers, which stay unchanged.
+   * Returns the layer.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference" }).eval();
+   * const y = await sn.forward(new Float32Array([1, 2, 3, 4]), [2, 2]); // running_mean untouched
+   * console.log(y.length, sn.running_mean); // 4 Float32Array(2) [ 0, 0 ]
+   * ```
+   */
   eval(): this {
     return this.train(false);
   }
@@ -257,12 +279,21 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   get var_weight(): Float32Array {
     return this.#params.varLogits.slice();
   }
-  /** Running means, length C, or length 0 without usingBN (a copy). */
+  /**
+   * Running means, length C, or length 0 without usingBN (a copy).
+   *
+   * @throws {Error} after training-mode forwards on GPU-resident tensors, until
+   * `await layer.sync()` has copied the buffers back (rather than return stale values).
+   */
   get running_mean(): Float32Array {
     this.#checkRunningFresh("running_mean");
     return this.#params.runningMean.slice();
   }
-  /** Running variances, length C, or length 0 without usingBN (a copy). */
+  /**
+   * Running variances, length C, or length 0 without usingBN (a copy).
+   *
+   * @throws {Error} like {@linkcode running_mean}, until `await layer.sync()`.
+   */
   get running_var(): Float32Array {
     this.#checkRunningFresh("running_var");
     return this.#params.runningVar.slice();
@@ -270,6 +301,14 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /**
    * The mixing weights of the means, order (in,) ln, bn: softmax(mean_weight), or with `sparse`
    * sparsestmax(mean_weight, radius).
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(4);
+   * sn.loadStateDict({ ...sn.stateDict(), mean_weight: [2, 0, 0] });
+   * console.log(sn.meanImportance); // Float64Array(3) [ 0.787..., 0.106..., 0.106... ]: mostly IN
+   * ```
    */
   get meanImportance(): Float64Array {
     return this.#mixing().mean.weights.slice();
@@ -284,6 +323,17 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * (`layer.radius = step / totalSteps`). r = 0 gives sparsemax; at r = 1 the weights are
    * one-hot. Once a mixing is one-hot the layer stays frozen to that normalizer (see
    * {@linkcode frozenTo}), whatever the logits do later.
+   *
+   * @throws {Error} when set on a layer made without `sparse: true`.
+   * @throws {RangeError} when set to a value that is not a finite number in [0, 1].
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(4, { sparse: true });
+   * const totalSteps = 100;
+   * for (let step = 0; step <= totalSteps; step++) sn.radius = step / totalSteps;
+   * console.log(sn.radius, sn.meanImportance); // 1, still uniform: the logits are equal
+   * ```
    */
   get radius(): number {
     return this.#radius;
@@ -331,7 +381,16 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   }
 
   /**
-   * The backend that ran the last forward, and why it was chosen; undefined before the first.
+   * The backend that ran the last forward, and why it was chosen (a sentence naming the rule that
+   * decided, e.g. why not WebGPU); undefined before the first forward.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2);
+   * await sn.forward(new Float32Array([1, 2, 3, 5]), [2, 2]);
+   * console.log(sn.backendInfo?.backend, sn.backendInfo?.reason); // e.g. "wasm", "auto: ..."
+   * ```
    */
   get backendInfo(): { readonly backend: BackendName; readonly reason: string } | undefined {
     return this.#ran;
@@ -359,7 +418,27 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * the number of logits), a nested array in the reference's shape ([1,C,1,1] for SwitchNorm2d
    * weight/bias, [1,C,1] for its buffers; [1,C] for SwitchNorm1d; [1,C,1,1,1] for SwitchNorm3d),
    * or `{ data, shape }`. A missing, extra, misshapen or non-finite entry throws an error naming
-   * the key, and nothing is changed.
+   * the key, and nothing is changed. Ends a batch average in progress (the loaded buffers are
+   * statistics).
+   *
+   * @throws {TypeError} if `dict` is not an object or an entry is not an array, a typed array or
+   * `{ data, shape }` of numbers.
+   * @throws {RangeError} for a missing or extra key, a shape or length that does not fit the
+   * layer, or a non-finite value; the layer is left unchanged.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2);
+   * sn.loadStateDict({
+   *   weight: [[[[1]], [[0.5]]]], // [1, C, 1, 1], as tensor.tolist() gives it
+   *   bias: [0, 0.1], // flat
+   *   mean_weight: [1, 2, 3],
+   *   var_weight: { data: [3, 2, 1], shape: [3] },
+   *   running_mean: [[[0.2], [0.3]]], // [1, C, 1]
+   *   running_var: [1, 1],
+   * });
+   * console.log(sn.weight); // Float32Array(2) [ 1, 0.5 ]
+   * ```
    */
   loadStateDict(dict: Readonly<Record<string, unknown>>): void {
     const read = readStateDict(this.#kind.name, dict, this.#specs());
@@ -378,9 +457,19 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   }
 
   /**
-   * Copies of the parameters and buffers, flat, with PyTorch's key names. After training-mode
-   * forwards on GPU-resident tensors the running buffers live on the GPU: then this throws until
-   * `await layer.sync()` has copied them back.
+   * Copies of the parameters and buffers, flat, with PyTorch's key names; `running_mean` and
+   * `running_var` only with usingBN (and then the type says so: no `!` needed).
+   *
+   * @throws {Error} after training-mode forwards on GPU-resident tensors, until
+   * `await layer.sync()` has copied the running buffers back from the GPU.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2);
+   * const { weight, running_mean } = sn.stateDict();
+   * new SwitchNorm2d(2).loadStateDict(sn.stateDict()); // the same keys load back
+   * console.log(weight, running_mean); // Float32Array(2) [ 1, 1 ] Float32Array(2) [ 0, 0 ]
+   * ```
    */
   stateDict(): StateDict<UsingBN> {
     this.#checkRunningFresh("stateDict");
@@ -398,7 +487,19 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     return dict as StateDict<UsingBN>;
   }
 
-  /** Zeroes the running buffers and the batch-average count (the first step of a batch average). */
+  /**
+   * Zeroes the running buffers and the batch-average count {@linkcode batchesAccumulated} (the
+   * first step of a batch average).
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference", usingMovingAverage: false });
+   * await sn.forward(new Float32Array([1, 2, 3, 5]), [2, 2]);
+   * sn.resetRunningStats();
+   * console.log(sn.batchesAccumulated, sn.running_mean); // 0 Float32Array(2) [ 0, 0 ]
+   * ```
+   */
   resetRunningStats(): void {
     this.#params.runningMean.fill(0);
     this.#params.runningVar.fill(0);
@@ -410,7 +511,24 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /**
    * Ends a batch average (usingMovingAverage false): after K training-mode forwards from
    * {@linkcode resetRunningStats}, sets running_mean = sum_mean / K and
-   * running_var = sum_sq / K - running_mean^2, the inference statistics of SN_SPEC, and resets K.
+   * running_var = sum_sq / K - running_mean^2, the paper's inference statistics, and resets K.
+   * Until then an evaluation-mode forward refuses to run on the sums.
+   *
+   * @throws {Error} without usingBN, with usingMovingAverage, with no training batch accumulated
+   * since {@linkcode resetRunningStats}, or while the running buffers are on the GPU (call
+   * `await layer.sync()` first). Nothing is changed.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "reference", usingMovingAverage: false });
+   * sn.resetRunningStats();
+   * for (let k = 0; k < 3; k++) {
+   *   await sn.forward(new Float32Array(16).map((_, i) => i % 5 + k), [2, 2, 2, 2]);
+   * }
+   * sn.finalizeBatchAverage();
+   * const y = await sn.eval().forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * console.log(sn.running_mean, y.length);
+   * ```
    */
   finalizeBatchAverage(): void {
     const name = this.#kind.name;
@@ -470,7 +588,17 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
 
   /**
    * Brings device-held running buffers back to the CPU (needed only after training-mode forwards
-   * on GPU-resident tensors; a no-op otherwise).
+   * on GPU-resident tensors; resolves at once otherwise).
+   *
+   * @throws {Error} (rejects) if the GPU device was lost before the buffers could be read.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "reference" });
+   * await sn.forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * await sn.sync(); // nothing to do on a CPU backend; on WebGPU it reads the buffers back
+   * console.log(sn.stateDict().running_var);
+   * ```
    */
   async sync(): Promise<void> {
     for (const b of this.#usedBackends) await b.syncRunning?.(this.#paramsView());
@@ -479,6 +607,15 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /**
    * Frees what the backends keep for this layer (device copies). The layer stays usable.
    * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * {
+   *   using sn = new SwitchNorm2d(2, { backend: "wasm" });
+   *   await sn.forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * } // disposed here
+   * ```
    */
   dispose(): void {
     for (const b of this.#usedBackends) b.releaseLayer?.(this.#paramsView());
@@ -501,14 +638,49 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * Normalizes `x`. With a Float32Array and its shape, resolves to a new Float32Array (or fills
    * `options.out`). With a tensor resident in the layer's backend (see {@linkcode upload}),
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
-   * BN statistics, the running buffers are updated before the promise resolves.
+   * BN statistics, the running buffers are updated before the promise resolves. A failed call
+   * leaves parameters and buffers as they were.
+   *
+   * @param x the input, row-major float32.
+   * @param shape `[N, C]` for SwitchNorm1d, `[N, C, H, W]` for 2d, `[N, C, D, H, W]` for 3d; C
+   * must be the layer's `numFeatures`.
+   * @param options `out` to write y into, `keepForBackward` (default: the training mode).
+   * @throws {TypeError} (rejects) if x is not a Float32Array or resident tensor, `shape` is not
+   * an array, `out` is not of x's kind and length, or a resident x lives in another backend.
+   * @throws {RangeError} (rejects) for a wrong rank, a non-integer or zero dimension, a channel
+   * count other than `numFeatures`, or a length that does not match the shape.
+   * @throws {Error} (rejects) in evaluation mode with an unfinalized batch average, where the
+   * requested backend cannot run here (no WebAssembly SIMD, WebAssembly compilation refused: a
+   * `WasmRefusedError`, no WebGPU adapter), on a lost GPU device, or for SyncSN on WebGPU.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(3);
+   * const x = new Float32Array(2 * 3 * 4 * 4).map(Math.random);
+   * const y = await sn.forward(x, [2, 3, 4, 4]); // a new Float32Array
+   * await sn.forward(x, [2, 3, 4, 4], { out: y }); // or into one of yours
+   * console.log(y.length); // 96
+   * ```
    */
   forward(
     x: Float32Array,
     shape: readonly number[],
     options?: ForwardOptions,
   ): Promise<Float32Array>;
-  /** The same on a tensor resident in the layer's backend; resolves to a resident y. */
+  /**
+   * The same on a tensor resident in the layer's backend (its shape travels with it); resolves
+   * to a resident y.
+   *
+   * @throws {TypeError} (rejects) as above, and if a shape is passed with a resident tensor.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(3, { backend: "wasm" });
+   * using x = await sn.upload(new Float32Array(96).map(Math.random), [2, 3, 4, 4]);
+   * using y = await sn.forward(x); // stays in WASM memory
+   * console.log((await y.read()).length); // 96
+   * ```
+   */
   forward(x: ResidentTensor, options?: ForwardOptions): Promise<ResidentTensor>;
   async forward(
     x: Float32Array | ResidentTensor,
@@ -599,7 +771,16 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
 
   /**
    * Gradients accumulated by {@linkcode backward} since the last {@linkcode zeroGrad} (the live
-   * arrays: an optimiser may read them in place).
+   * arrays: an optimiser may read them in place), with PyTorch's parameter names.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference" });
+   * await sn.forward(new Float32Array([1, 2, 4, 3]), [2, 2]);
+   * await sn.backward(new Float32Array([1, 0, 0, 1]));
+   * console.log(sn.grads.weight, sn.grads.mean_weight);
+   * ```
    */
   get grads(): Gradients {
     return this.#grads;
@@ -628,7 +809,19 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     p.version++;
   }
 
-  /** Sets the accumulated gradients to zero. */
+  /**
+   * Sets the accumulated gradients to zero.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference" });
+   * await sn.forward(new Float32Array([1, 2, 4, 3]), [2, 2]);
+   * await sn.backward(new Float32Array([1, 0, 0, 1]));
+   * sn.zeroGrad();
+   * console.log(sn.grads.bias); // Float32Array(2) [ 0, 0 ]
+   * ```
+   */
   zeroGrad(): void {
     for (const g of Object.values(this.#grads)) g.fill(0);
   }
@@ -638,9 +831,27 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * needs: training mode, or `keepForBackward: true`). Resolves to dx, of the same kind as that
    * forward's x, and adds the parameter gradients into {@linkcode grads}. x must not have been
    * changed since that forward.
+   *
+   * @param dy dL/dy, the same length (and kind) as that forward's x.
+   * @throws {Error} (rejects) with no forward to differentiate (evaluation mode without
+   * `keepForBackward: true`, or a failed forward), or on a lost GPU device.
+   * @throws {RangeError} (rejects) if dy is not of that forward's kind and length.
+   * @throws {TypeError} (rejects) if dy is not a Float32Array.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "reference" });
+   * const y = await sn.forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * const dx = await sn.backward(y.map((v) => 2 * v)); // dL/dy of L = sum(y^2)
+   * console.log(dx.length, sn.grads.var_weight);
+   * ```
    */
   backward(dy: Float32Array): Promise<Float32Array>;
-  /** The same for a resident dy (after a forward on a resident x); resolves to a resident dx. */
+  /**
+   * The same for a resident dy (after a forward on a resident x); resolves to a resident dx.
+   *
+   * @throws {Error} (rejects) as above.
+   */
   backward(dy: ResidentTensor): Promise<ResidentTensor>;
   async backward(dy: Float32Array | ResidentTensor): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
@@ -677,6 +888,20 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /**
    * Copies data into a tensor resident in this layer's backend, for chaining layers with
    * {@linkcode forward} without copies in and out. Free it with `dispose()` (or `using`).
+   *
+   * @param data row-major float32 values.
+   * @param shape checked as for {@linkcode forward}.
+   * @throws {TypeError} (rejects) if data is not a Float32Array or shape not an array, and on
+   * the reference backend, which keeps no tensors.
+   * @throws {RangeError} (rejects) if the shape does not fit the layer or the data.
+   * @throws {Error} (rejects) where the layer's backend cannot run here.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(3, { backend: "wasm" });
+   * using t = await sn.upload(new Float32Array(48).fill(1), [1, 3, 4, 4]);
+   * console.log(t.backend, t.shape); // wasm [ 1, 3, 4, 4 ]
+   * ```
    */
   async upload(data: Float32Array, shape: readonly number[]): Promise<ResidentTensor> {
     const name = this.#kind.name;
@@ -715,7 +940,16 @@ function isResident(x: unknown): x is ResidentTensor {
  * ```
  */
 export class SwitchNorm1d extends SwitchNorm<true> {
-  /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
+  /**
+   * Makes a layer for `numFeatures` channels. Default momentum 0.997.
+   *
+   * @param numFeatures the number of channels C, a positive integer.
+   * @param options see {@linkcode SwitchNormOptions}; every option is optional.
+   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
+   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
+   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
+   * object, or a `sync` that is not a SyncGroup.
+   */
   constructor(numFeatures: number, options: SwitchNormOptions = {}) {
     super(
       {
@@ -747,7 +981,16 @@ export class SwitchNorm1d extends SwitchNorm<true> {
  * ```
  */
 export class SwitchNorm2d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
-  /** Makes a layer for `numFeatures` channels. Default momentum 0.9. */
+  /**
+   * Makes a layer for `numFeatures` channels. Default momentum 0.9.
+   *
+   * @param numFeatures the number of channels C, a positive integer.
+   * @param options see {@linkcode SwitchNormNdOptions}; every option is optional.
+   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
+   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
+   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
+   * object, or a `sync` that is not a SyncGroup.
+   */
   constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
     super(
       {
@@ -777,7 +1020,16 @@ export class SwitchNorm2d<UsingBN extends boolean = true> extends SwitchNorm<Usi
  * ```
  */
 export class SwitchNorm3d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
-  /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
+  /**
+   * Makes a layer for `numFeatures` channels. Default momentum 0.997.
+   *
+   * @param numFeatures the number of channels C, a positive integer.
+   * @param options see {@linkcode SwitchNormNdOptions}; every option is optional.
+   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
+   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
+   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
+   * object, or a `sync` that is not a SyncGroup.
+   */
   constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
     super(
       {

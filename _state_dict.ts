@@ -12,8 +12,11 @@ export type StateValue =
   | readonly unknown[]
   | { readonly data: ArrayLike<number>; readonly shape: readonly number[] };
 
-/** The parameters in every SwitchNorm state dict, with PyTorch's key names. */
-export interface StateDictParams {
+/**
+ * The parameters in every SwitchNorm state dict, with PyTorch's key names. (A type, not an
+ * interface, so that a state dict passes where `Record<string, unknown>` is expected.)
+ */
+export type StateDictParams = {
   /** The affine scale gamma, length C. */
   weight: Float32Array;
   /** The affine shift beta, length C. */
@@ -22,15 +25,15 @@ export interface StateDictParams {
   mean_weight: Float32Array;
   /** Variance importance logits, same order and length as mean_weight. */
   var_weight: Float32Array;
-}
+};
 
 /** The running buffers of a layer that uses BN statistics (`usingBN`, the default). */
-export interface RunningBuffers {
+export type RunningBuffers = {
   /** Running means, length C (the batch average's sums until it is finalized). */
   running_mean: Float32Array;
   /** Running variances, length C (likewise). */
   running_var: Float32Array;
-}
+};
 
 /**
  * A SwitchNorm state dict. `UsingBN` is the layer's `usingBN` as TypeScript knows it: `true`

@@ -57,7 +57,11 @@ export class GpuTensor implements ResidentTensor {
     this.#owned = owned;
   }
 
-  /** The GPUBuffer holding the data. Throws after dispose(). */
+  /**
+   * The GPUBuffer holding the data.
+   *
+   * @throws {Error} after dispose().
+   */
   get buffer(): GPUBuffer {
     if (!this.#buffer) throw new Error("GpuTensor: used after dispose()");
     return this.#buffer;
@@ -76,7 +80,19 @@ export class GpuTensor implements ResidentTensor {
     return this.#ctx === ctx;
   }
 
-  /** Copies the data out into a new Float32Array (one GPU round trip). */
+  /**
+   * Copies the data out into a new Float32Array (one GPU round trip).
+   *
+   * @throws {Error} (rejects) after dispose() or once the GPU device is lost.
+   * @example
+   * ```ts ignore
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "webgpu" }); // needs a WebGPU adapter
+   * const t = await sn.upload(new Float32Array(16).fill(1), [2, 2, 2, 2]);
+   * console.log(await t.read()); // Float32Array(16) [ 1, 1, ... ]
+   * t.dispose(); // or `using t = ...`
+   * ```
+   */
   async read(): Promise<Float32Array> {
     const ctx = this.#ctx, src = this.buffer;
     ctx.check();
@@ -95,6 +111,15 @@ export class GpuTensor implements ResidentTensor {
   /**
    * Frees the tensor: a buffer the backend made goes back to its pool (destroyed later, once
    * the GPU is done with it); a wrapped buffer of yours is left alone. Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "webgpu" }); // needs a WebGPU adapter
+   * const t = await sn.upload(new Float32Array(16).fill(1), [2, 2, 2, 2]);
+   * console.log(await t.read()); // Float32Array(16) [ 1, 1, ... ]
+   * t.dispose(); // or `using t = ...`
+   * ```
    */
   dispose(): void {
     const b = this.#buffer;

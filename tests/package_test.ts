@@ -43,10 +43,11 @@ Deno.test("the documented API refers only to types that mod.ts exports", async (
     const node = v as Record<string, unknown>;
     for (const p of (node.typeParams ?? []) as { name: string }[]) exported.add(p.name);
     if (node.kind === "typeRef") {
-      const ref = node.value as { typeName: string; resolution?: unknown };
-      // Only types declared in the package resolve to a file; globals (Float32Array, GPUBuffer)
-      // do not. Type parameters are declared before use, so the walk has seen them.
-      if (ref.resolution !== undefined && !exported.has(ref.typeName)) hidden.add(ref.typeName);
+      const ref = node.value as { typeName: string; resolution?: { kind: string } };
+      // Only types declared in the package resolve to a file (import, local); globals such as
+      // Float32Array or GPUBuffer do not. Type parameters seen so far count as declared too.
+      const declared = ref.resolution?.kind === "import" || ref.resolution?.kind === "local";
+      if (declared && !exported.has(ref.typeName)) hidden.add(ref.typeName);
     }
     Object.values(node).forEach(walk);
   };
@@ -71,4 +72,64 @@ Deno.test("no message or public doc names a file the published package leaves ou
     const hits = code.split("\n").filter((line) => UNSHIPPED.test(line));
     assert.deepEqual(hits, [], `${path}: strings naming files the package does not ship`);
   }
+});
+
+/** Public members that can throw (or reject): their docs must say so with @throws. */
+const THROWING = [
+  "SwitchNorm.train",
+  "SwitchNorm.running_mean",
+  "SwitchNorm.running_var",
+  "SwitchNorm.radius",
+  "SwitchNorm.loadStateDict",
+  "SwitchNorm.stateDict",
+  "SwitchNorm.finalizeBatchAverage",
+  "SwitchNorm.sync",
+  "SwitchNorm.forward",
+  "SwitchNorm.backward",
+  "SwitchNorm.upload",
+  "SwitchNorm1d.constructor",
+  "SwitchNorm2d.constructor",
+  "SwitchNorm3d.constructor",
+  "GpuTensor.buffer",
+  "GpuTensor.read",
+  "webgpuDevice",
+  "wrapGpuBuffer",
+];
+
+Deno.test("public methods have an @example, and those that can throw say what with @throws", async () => {
+  const doc = JSON.parse(await deno("doc", "--json", "mod.ts"));
+  const mod = doc.nodes[new URL("mod.ts", root).href];
+  type Documented = { name?: string; kind?: string; jsDoc?: { tags?: { kind: string }[] } };
+  /** Tags per member name, over all its declarations (overloads, getter and setter). */
+  const tags = new Map<string, Set<string>>();
+  const methods = new Set<string>();
+  const add = (name: string, d: Documented) => {
+    const set = tags.get(name) ?? new Set<string>();
+    for (const t of d.jsDoc?.tags ?? []) set.add(t.kind);
+    tags.set(name, set);
+  };
+  for (const sym of mod.symbols) {
+    for (const decl of sym.declarations) {
+      if (decl.kind === "function") {
+        add(sym.name, decl);
+        methods.add(sym.name);
+      }
+      if (decl.kind !== "class") continue;
+      for (const m of (decl.def.methods ?? []) as Documented[]) {
+        add(`${sym.name}.${m.name}`, m);
+        // Methods proper need an example; getters and `[Symbol.dispose]` may rely on others'.
+        if (m.kind === "method" && !String(m.name).startsWith("[")) {
+          methods.add(`${sym.name}.${m.name}`);
+        }
+      }
+      for (const c of (decl.def.constructors ?? []) as Documented[]) {
+        add(`${sym.name}.constructor`, c);
+      }
+    }
+  }
+  const missing = [
+    ...THROWING.filter((name) => !tags.get(name)?.has("throws")).map((n) => `${n}: @throws`),
+    ...[...methods].filter((name) => !tags.get(name)?.has("example")).map((n) => `${n}: @example`),
+  ];
+  assert.deepEqual(missing, []);
 });
