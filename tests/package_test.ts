@@ -9,11 +9,15 @@ import assert from "node:assert/strict";
 const root = new URL("../", import.meta.url);
 
 async function deno(...args: string[]): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), { args, cwd: root, stderr: "piped" })
-    .output();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stderr: "piped",
+  }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   assert.equal(out.code, 0, `deno ${args.join(" ")} failed:\n${text}`);
-  return text.replace(/\x1b\[[0-9;]*m/g, "");
+  return text;
 }
 
 /** Paths (relative to the root) that `deno publish` would upload. */

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import {
   type RunningBuffers,
   type StateDict,
-  SwitchNorm,
+  type SwitchNorm,
   SwitchNorm1d,
   SwitchNorm2d,
   SwitchNorm3d,
