@@ -12,7 +12,7 @@ import {
   checkFloat32,
   checkInputShape,
   checkKnownKeys,
-  describe,
+  describeValue,
 } from "./_validate.ts";
 
 /** A forward's arguments as checked when it was called, and the mode then in force. */
@@ -75,7 +75,7 @@ export function readForwardCall(
     if (!ok || out.length !== input.length) {
       throw new TypeError(
         `${name}.forward: out must be the same kind as x with ${input.length} elements, got ${
-          describe(out)
+          describeValue(out)
         }${ok ? ` of ${out.length} elements` : ""}`,
       );
     }
@@ -105,7 +105,7 @@ function readOptions(what: string, options: unknown, known: readonly string[]): 
   if (options === undefined) return {};
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(
-      `${what}: options must be an object { ${known.join(", ")} }, got ${describe(options)}`,
+      `${what}: options must be an object { ${known.join(", ")} }, got ${describeValue(options)}`,
     );
   }
   checkKnownKeys(what, options, known);

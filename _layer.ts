@@ -31,7 +31,7 @@ import {
   checkInputShape,
   checkKnownKeys,
   checkPositiveInt,
-  describe,
+  describeValue,
 } from "./_validate.ts";
 import { CallQueue } from "./_call_queue.ts";
 import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
@@ -76,10 +76,13 @@ export interface SwitchNormOptions {
   sparse?: boolean;
 }
 
-/** Options of SwitchNorm2d and SwitchNorm3d. */
-export interface SwitchNormNdOptions extends SwitchNormOptions {
+/**
+ * Options of SwitchNorm2d and SwitchNorm3d. `UsingBN` is inferred from `usingBN`, so that
+ * {@linkcode SwitchNorm.stateDict} has the running buffers exactly when the layer does.
+ */
+export interface SwitchNormNdOptions<UsingBN extends boolean = boolean> extends SwitchNormOptions {
   /** Mix in batch statistics (default true). false: only IN and LN, no running buffers. */
-  usingBN?: boolean;
+  usingBN?: UsingBN;
   /** Initialise gamma to 0 instead of 1 (the last norm of a residual block). Default false. */
   lastGamma?: boolean;
 }
@@ -132,9 +135,10 @@ interface LayerKind {
 let nextLayerId = 1;
 
 /**
- * What SwitchNorm1d/2d/3d have in common. Not constructed directly.
+ * What SwitchNorm1d/2d/3d have in common. Not constructed directly. `UsingBN` is whether the layer
+ * has BN statistics and running buffers, as far as TypeScript knows (`boolean`: either).
  */
-export abstract class SwitchNorm {
+export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /** Number of channels C. */
   readonly numFeatures: number;
   /** Added to the variance before the square root. */
@@ -144,7 +148,7 @@ export abstract class SwitchNorm {
   /** Whether the running buffers are a moving average (true) or batch-average sums (false). */
   readonly usingMovingAverage: boolean;
   /** Whether BN statistics take part (always true for SwitchNorm1d). */
-  readonly usingBN: boolean;
+  readonly usingBN: UsingBN;
   /** Whether gamma was initialised to 0. */
   readonly lastGamma: boolean;
   /** The backend that was asked for. */
@@ -184,7 +188,10 @@ export abstract class SwitchNorm {
   readonly #layerId = nextLayerId++;
   #ran?: { backend: BackendName; reason: string };
 
-  /** Validates the options and allocates parameters and buffers; see the subclasses. */
+  /**
+   * Internal: validates the options and allocates parameters and buffers; see the subclasses.
+   * @ignore
+   */
   protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
     checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
     if (numFeatures > MAX_FEATURES) {
@@ -194,7 +201,7 @@ export abstract class SwitchNorm {
       );
     }
     if (typeof options !== "object" || options === null || Array.isArray(options)) {
-      throw new TypeError(`${kind.name}: options must be an object, got ${describe(options)}`);
+      throw new TypeError(`${kind.name}: options must be an object, got ${describeValue(options)}`);
     }
     const known = ["eps", "momentum", "usingMovingAverage", "backend", "sync", "sparse"];
     if (kind.layout === "nd") known.push("usingBN", "lastGamma");
@@ -215,12 +222,12 @@ export abstract class SwitchNorm {
       options.usingMovingAverage,
       true,
     );
-    this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true);
+    this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true) as UsingBN;
     this.lastGamma = checkBoolean(`${kind.name}: lastGamma`, options.lastGamma, false);
     const backend = options.backend === undefined ? "auto" : options.backend;
     if (!BACKEND_REQUESTS.includes(backend)) {
       throw new RangeError(
-        `${kind.name}: unknown backend ${describe(backend)} (expected ${
+        `${kind.name}: unknown backend ${describeValue(backend)} (expected ${
           BACKEND_REQUESTS.join(", ")
         })`,
       );
@@ -259,13 +266,35 @@ export abstract class SwitchNorm {
     return this.#kind.layout === "1d" ? 2 : this.usingBN ? 3 : 2;
   }
 
-  /** Sets training mode (default) or evaluation mode; returns the layer, as PyTorch does. */
+  /**
+   * Sets training mode (`mode` true, the default: batch BN statistics, running buffers updated)
+   * or evaluation mode (false); returns the layer, as PyTorch does.
+   *
+   * @throws {TypeError} if `mode` is not a boolean.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(4).train(false);
+   * console.log(sn.training); // false
+   * ```
+   */
   train(mode = true): this {
     this.training = checkBoolean(`${this.#kind.name}.train: mode`, mode, true);
     return this;
   }
 
-  /** Sets evaluation mode: BN statistics come from the running buffers, which stay unchanged. */
+  /**
+   * Sets evaluation mode: BN statistics come from the running buffers, which stay unchanged.
+   * Returns the layer.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference" }).eval();
+   * const y = await sn.forward(new Float32Array([1, 2, 3, 4]), [2, 2]); // running_mean untouched
+   * console.log(y.length, sn.running_mean); // 4 Float32Array(2) [ 0, 0 ]
+   * ```
+   */
   eval(): this {
     return this.train(false);
   }
@@ -286,13 +315,22 @@ export abstract class SwitchNorm {
   get var_weight(): Float32Array {
     return this.#params.varLogits.slice();
   }
-  /** Running means, length C, or length 0 without usingBN (a copy). */
+  /**
+   * Running means, length C, or length 0 without usingBN (a copy).
+   *
+   * @throws {Error} after training-mode forwards on GPU-resident tensors, until
+   * `await layer.sync()` has copied the buffers back (rather than return stale values).
+   */
   get running_mean(): Float32Array {
     this.#checkIdle("running_mean");
     this.#checkRunningFresh("running_mean");
     return this.#params.runningMean.slice();
   }
-  /** Running variances, length C, or length 0 without usingBN (a copy). */
+  /**
+   * Running variances, length C, or length 0 without usingBN (a copy).
+   *
+   * @throws {Error} like {@linkcode running_mean}, until `await layer.sync()`.
+   */
   get running_var(): Float32Array {
     this.#checkIdle("running_var");
     this.#checkRunningFresh("running_var");
@@ -301,6 +339,14 @@ export abstract class SwitchNorm {
   /**
    * The mixing weights of the means, order (in,) ln, bn: softmax(mean_weight), or with `sparse`
    * sparsestmax(mean_weight, radius), or mean_weight itself once that mixing is fixed.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(4);
+   * sn.loadStateDict({ ...sn.stateDict(), mean_weight: [2, 0, 0] });
+   * console.log(sn.meanImportance); // Float64Array(3) [ 0.787..., 0.106..., 0.106... ]: mostly IN
+   * ```
    */
   get meanImportance(): Float64Array {
     return this.#mixing().mean.weights.slice();
@@ -317,6 +363,14 @@ export abstract class SwitchNorm {
    * freezes that mixing (see {@linkcode frozenTo}).
    *
    * @throws {Error} without the sparse option; {@link RangeError} outside [0, 1].
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(4, { sparse: true });
+   * const totalSteps = 100;
+   * for (let step = 0; step <= totalSteps; step++) sn.radius = step / totalSteps;
+   * console.log(sn.radius, sn.meanImportance); // 1, still uniform: the logits are equal
+   * ```
    */
   get radius(): number {
     return this.#sparse?.radius ?? 0;
@@ -371,7 +425,16 @@ export abstract class SwitchNorm {
   }
 
   /**
-   * The backend that ran the last forward, and why it was chosen; undefined before the first.
+   * The backend that ran the last forward, and why it was chosen (a sentence naming the rule that
+   * decided, e.g. why not WebGPU); undefined before the first forward.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2);
+   * await sn.forward(new Float32Array([1, 2, 3, 5]), [2, 2]);
+   * console.log(sn.backendInfo?.backend, sn.backendInfo?.reason); // e.g. "wasm", "auto: ..."
+   * ```
    */
   get backendInfo(): { readonly backend: BackendName; readonly reason: string } | undefined {
     return this.#ran;
@@ -400,7 +463,27 @@ export abstract class SwitchNorm {
    * weight/bias, [1,C,1] for its buffers; [1,C] for SwitchNorm1d; [1,C,1,1,1] for SwitchNorm3d),
    * or `{ data, shape }`. A missing, extra, misshapen or non-finite entry throws an error naming
    * the key, and nothing is changed. A sparse layer also reads SSN2d's `mean_fixed`, `var_fixed`
-   * (0 or 1) and `radius` ([0, 1]), each of length 1.
+   * (0 or 1) and `radius` ([0, 1]), each of length 1. Ends a batch average in progress (the loaded
+   * buffers are statistics).
+   *
+   * @throws {TypeError} if `dict` is not an object or an entry is not an array, a typed array or
+   * `{ data, shape }` of numbers.
+   * @throws {RangeError} for a missing or extra key, a shape or length that does not fit the
+   * layer, or a non-finite value; the layer is left unchanged.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2);
+   * sn.loadStateDict({
+   *   weight: [[[[1]], [[0.5]]]], // [1, C, 1, 1], as tensor.tolist() gives it
+   *   bias: [0, 0.1], // flat
+   *   mean_weight: [1, 2, 3],
+   *   var_weight: { data: [3, 2, 1], shape: [3] },
+   *   running_mean: [[[0.2], [0.3]]], // [1, C, 1]
+   *   running_var: [1, 1],
+   * });
+   * console.log(sn.weight); // Float32Array(2) [ 1, 0.5 ]
+   * ```
    */
   loadStateDict(dict: Readonly<Record<string, unknown>>): void {
     const read = readStateDict(this.#kind.name, dict, this.#specs());
@@ -418,16 +501,27 @@ export abstract class SwitchNorm {
       p.runningMean.set(read.running_mean);
       p.runningVar.set(read.running_var);
     }
+    this.#batchesAccumulated = 0; // loaded buffers are statistics, not a batch average's sums
     p.version++;
     p.runningVersion++;
   }
 
   /**
-   * Copies of the parameters and buffers, flat, with PyTorch's key names. After training-mode
-   * forwards on GPU-resident tensors the running buffers live on the GPU: then this throws until
-   * `await layer.sync()` has copied them back.
+   * Copies of the parameters and buffers, flat, with PyTorch's key names; `running_mean` and
+   * `running_var` only with usingBN (and then the type says so: no `!` needed).
+   *
+   * @throws {Error} after training-mode forwards on GPU-resident tensors, until
+   * `await layer.sync()` has copied the running buffers back from the GPU.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2);
+   * const { weight, running_mean } = sn.stateDict();
+   * new SwitchNorm2d(2).loadStateDict(sn.stateDict()); // the same keys load back
+   * console.log(weight, running_mean); // Float32Array(2) [ 1, 1 ] Float32Array(2) [ 0, 0 ]
+   * ```
    */
-  stateDict(): StateDict {
+  stateDict(): StateDict<UsingBN> {
     this.#checkIdle("stateDict");
     this.#checkRunningFresh("stateDict");
     const p = this.#params;
@@ -441,10 +535,22 @@ export abstract class SwitchNorm {
       dict.running_mean = p.runningMean.slice();
       dict.running_var = p.runningVar.slice();
     }
-    return this.#sparse ? { ...dict, ...this.#sparse.entries() } : dict;
+    return (this.#sparse ? { ...dict, ...this.#sparse.entries() } : dict) as StateDict<UsingBN>;
   }
 
-  /** Zeroes the running buffers and the batch-average count (the first step of a batch average). */
+  /**
+   * Zeroes the running buffers and the batch-average count {@linkcode batchesAccumulated} (the
+   * first step of a batch average).
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference", usingMovingAverage: false });
+   * await sn.forward(new Float32Array([1, 2, 3, 5]), [2, 2]);
+   * sn.resetRunningStats();
+   * console.log(sn.batchesAccumulated, sn.running_mean); // 0 Float32Array(2) [ 0, 0 ]
+   * ```
+   */
   resetRunningStats(): void {
     this.#checkIdle("resetRunningStats");
     this.#saved?.detach(this.#paramsView());
@@ -458,7 +564,24 @@ export abstract class SwitchNorm {
   /**
    * Ends a batch average (usingMovingAverage false): after K training-mode forwards from
    * {@linkcode resetRunningStats}, sets running_mean = sum_mean / K and
-   * running_var = sum_sq / K - running_mean^2, the inference statistics of SN_SPEC, and resets K.
+   * running_var = sum_sq / K - running_mean^2, the paper's inference statistics, and resets K.
+   * Until then an evaluation-mode forward refuses to run on the sums.
+   *
+   * @throws {Error} without usingBN, with usingMovingAverage, with no training batch accumulated
+   * since {@linkcode resetRunningStats}, or while the running buffers are on the GPU (call
+   * `await layer.sync()` first). Nothing is changed.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "reference", usingMovingAverage: false });
+   * sn.resetRunningStats();
+   * for (let k = 0; k < 3; k++) {
+   *   await sn.forward(new Float32Array(16).map((_, i) => i % 5 + k), [2, 2, 2, 2]);
+   * }
+   * sn.finalizeBatchAverage();
+   * const y = await sn.eval().forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * console.log(sn.running_mean, y.length);
+   * ```
    */
   finalizeBatchAverage(): void {
     const name = this.#kind.name;
@@ -533,7 +656,17 @@ export abstract class SwitchNorm {
 
   /**
    * Brings device-held running buffers back to the CPU (needed only after training-mode forwards
-   * on GPU-resident tensors; a no-op otherwise).
+   * on GPU-resident tensors; resolves at once otherwise).
+   *
+   * @throws {Error} (rejects) if the GPU device was lost before the buffers could be read.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "reference" });
+   * await sn.forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * await sn.sync(); // nothing to do on a CPU backend; on WebGPU it reads the buffers back
+   * console.log(sn.stateDict().running_var);
+   * ```
    */
   sync(): Promise<void> {
     return this.#calls.run(async () => {
@@ -545,6 +678,15 @@ export abstract class SwitchNorm {
    * Frees what the backends keep for this layer (device copies). The layer stays usable.
    * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
    * It acts at once: a forward or backward still running may then fail, changing nothing.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * {
+   *   using sn = new SwitchNorm2d(2, { backend: "wasm" });
+   *   await sn.forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * } // disposed here
+   * ```
    */
   dispose(): void {
     for (const b of this.#usedBackends) b.releaseLayer?.(this.#paramsView());
@@ -569,20 +711,52 @@ export abstract class SwitchNorm {
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
    * BN statistics, the running buffers are updated before the promise resolves (and only if it
    * resolves). Calls on one layer take effect in the order they were made, as if each were
-   * awaited; the mode (training or evaluation) is the one in force when forward is called.
+   * awaited; the mode (training or evaluation) is the one in force when forward is called. A
+   * failed call leaves parameters and buffers as they were.
    *
-   * @throws {TypeError} x is not a Float32Array or a resident tensor of this backend, an option
-   * is unknown or of the wrong type, or `out` is not like x.
-   * @throws {RangeError} the shape does not match the layer or the data.
-   * @throws {Error} `out` overlaps x while this forward keeps x for backward (training mode or
-   * keepForBackward); SyncSN on a backend without it.
+   * @param x the input, row-major float32.
+   * @param shape `[N, C]` for SwitchNorm1d, `[N, C, H, W]` for 2d, `[N, C, D, H, W]` for 3d; C
+   * must be the layer's `numFeatures`.
+   * @param options `out` to write y into, `keepForBackward` (default: the training mode).
+   * @throws {TypeError} (rejects) if x is not a Float32Array or resident tensor, `shape` is not
+   * an array, an option is unknown or of the wrong type, `out` is not of x's kind and length, or
+   * a resident x lives in another backend.
+   * @throws {RangeError} (rejects) for a wrong rank, a non-integer or zero dimension, a channel
+   * count other than `numFeatures`, or a length that does not match the shape.
+   * @throws {Error} (rejects) when `out` overlaps x while this forward keeps x for backward
+   * (training mode or keepForBackward); in evaluation mode with an unfinalized batch average;
+   * where the requested backend cannot run here (no WebAssembly SIMD, WebAssembly compilation
+   * refused: a `WasmRefusedError`, no WebGPU adapter); on a lost GPU device; for SyncSN on a
+   * backend without it.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(3);
+   * const x = new Float32Array(2 * 3 * 4 * 4).map(Math.random);
+   * const y = await sn.forward(x, [2, 3, 4, 4]); // a new Float32Array
+   * await sn.forward(x, [2, 3, 4, 4], { out: y }); // or into one of yours
+   * console.log(y.length); // 96
+   * ```
    */
   forward(
     x: Float32Array,
     shape: readonly number[],
     options?: ForwardOptions,
   ): Promise<Float32Array>;
-  /** The same on a tensor resident in the layer's backend; resolves to a resident y. */
+  /**
+   * The same on a tensor resident in the layer's backend (its shape travels with it); resolves
+   * to a resident y.
+   *
+   * @throws {TypeError} (rejects) as above, and if a shape is passed with a resident tensor.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(3, { backend: "wasm" });
+   * using x = await sn.upload(new Float32Array(96).map(Math.random), [2, 3, 4, 4]);
+   * using y = await sn.forward(x); // stays in WASM memory
+   * console.log((await y.read()).length); // 96
+   * ```
+   */
   forward(x: ResidentTensor, options?: ForwardOptions): Promise<ResidentTensor>;
   forward(
     x: Float32Array | ResidentTensor,
@@ -606,6 +780,14 @@ export abstract class SwitchNorm {
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
     const { x, resident, n, c, m, out, keep, training } = call;
+    if (!training && this.#batchesAccumulated > 0) {
+      // The buffers hold the batch average's sums: normalizing with them is silently wrong.
+      throw new Error(
+        `${name}.forward: evaluation mode, but ${this.#batchesAccumulated} training batches were ` +
+          "accumulated for the batch average and not finalized (the running buffers hold sums, " +
+          "not statistics); call finalizeBatchAverage() first, or resetRunningStats() to discard them",
+      );
+    }
     const { backend, reason } = await this.#backend({
       elements: x.length,
       sync: this.#sync !== undefined,
@@ -681,7 +863,16 @@ export abstract class SwitchNorm {
 
   /**
    * Gradients accumulated by {@linkcode backward} since the last {@linkcode zeroGrad} (the live
-   * arrays: an optimiser may read them in place).
+   * arrays: an optimiser may read them in place), with PyTorch's parameter names.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference" });
+   * await sn.forward(new Float32Array([1, 2, 4, 3]), [2, 2]);
+   * await sn.backward(new Float32Array([1, 0, 0, 1]));
+   * console.log(sn.grads.weight, sn.grads.mean_weight);
+   * ```
    */
   get grads(): Gradients {
     return this.#grads;
@@ -708,7 +899,7 @@ export abstract class SwitchNorm {
   step(update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void): void {
     if (typeof update !== "function") {
       throw new TypeError(
-        `${this.#kind.name}.step: update must be a function, got ${describe(update)}`,
+        `${this.#kind.name}.step: update must be a function, got ${describeValue(update)}`,
       );
     }
     this.#checkIdle("step");
@@ -726,6 +917,15 @@ export abstract class SwitchNorm {
    * Sets the accumulated gradients to zero.
    *
    * @throws {Error} a forward, backward or sync of this layer is still running.
+   * @example
+   * ```ts
+   * import { SwitchNorm1d } from "./mod.ts";
+   * const sn = new SwitchNorm1d(2, { backend: "reference" });
+   * await sn.forward(new Float32Array([1, 2, 4, 3]), [2, 2]);
+   * await sn.backward(new Float32Array([1, 0, 0, 1]));
+   * sn.zeroGrad();
+   * console.log(sn.grads.bias); // Float32Array(2) [ 0, 0 ]
+   * ```
    */
   zeroGrad(): void {
     this.#checkIdle("zeroGrad");
@@ -743,6 +943,14 @@ export abstract class SwitchNorm {
    * overwritten since as another forward's `out`.
    * @throws {RangeError} dy is not of the kind and length of that forward's x.
    * @throws {TypeError} an option is unknown or of the wrong type.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "reference" });
+   * const y = await sn.forward(new Float32Array(16).map(Math.sqrt), [2, 2, 2, 2]);
+   * const dx = await sn.backward(y.map((v) => 2 * v)); // dL/dy of L = sum(y^2)
+   * console.log(dx.length, sn.grads.var_weight);
+   * ```
    */
   backward(dy: Float32Array, options?: BackwardOptions): Promise<Float32Array>;
   /** The same for a resident dy (after a forward on a resident x); resolves to a resident dx. */
@@ -816,6 +1024,20 @@ export abstract class SwitchNorm {
   /**
    * Copies data into a tensor resident in this layer's backend, for chaining layers with
    * {@linkcode forward} without copies in and out. Free it with `dispose()` (or `using`).
+   *
+   * @param data row-major float32 values.
+   * @param shape checked as for {@linkcode forward}.
+   * @throws {TypeError} (rejects) if data is not a Float32Array or shape not an array, and on
+   * the reference backend, which keeps no tensors.
+   * @throws {RangeError} (rejects) if the shape does not fit the layer or the data.
+   * @throws {Error} (rejects) where the layer's backend cannot run here.
+   * @example
+   * ```ts
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(3, { backend: "wasm" });
+   * using t = await sn.upload(new Float32Array(48).fill(1), [1, 3, 4, 4]);
+   * console.log(t.backend, t.shape); // wasm [ 1, 3, 4, 4 ]
+   * ```
    */
   async upload(data: Float32Array, shape: readonly number[]): Promise<ResidentTensor> {
     const name = this.#kind.name;
@@ -848,8 +1070,17 @@ export abstract class SwitchNorm {
  * console.log(y.length); // 6
  * ```
  */
-export class SwitchNorm1d extends SwitchNorm {
-  /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
+export class SwitchNorm1d extends SwitchNorm<true> {
+  /**
+   * Makes a layer for `numFeatures` channels. Default momentum 0.997.
+   *
+   * @param numFeatures the number of channels C, a positive integer.
+   * @param options see {@linkcode SwitchNormOptions}; every option is optional.
+   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
+   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
+   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
+   * object, or a `sync` that is not a SyncGroup.
+   */
   constructor(numFeatures: number, options: SwitchNormOptions = {}) {
     super(
       {
@@ -880,9 +1111,18 @@ export class SwitchNorm1d extends SwitchNorm {
  * console.log(y.length, sn.stateDict().running_mean); // 36 Float32Array(2) [...]
  * ```
  */
-export class SwitchNorm2d extends SwitchNorm {
-  /** Makes a layer for `numFeatures` channels. Default momentum 0.9. */
-  constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
+export class SwitchNorm2d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
+  /**
+   * Makes a layer for `numFeatures` channels. Default momentum 0.9.
+   *
+   * @param numFeatures the number of channels C, a positive integer.
+   * @param options see {@linkcode SwitchNormNdOptions}; every option is optional.
+   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
+   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
+   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
+   * object, or a `sync` that is not a SyncGroup.
+   */
+  constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
     super(
       {
         name: "SwitchNorm2d",
@@ -910,9 +1150,18 @@ export class SwitchNorm2d extends SwitchNorm {
  * console.log(y.length); // 8
  * ```
  */
-export class SwitchNorm3d extends SwitchNorm {
-  /** Makes a layer for `numFeatures` channels. Default momentum 0.997. */
-  constructor(numFeatures: number, options: SwitchNormNdOptions = {}) {
+export class SwitchNorm3d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
+  /**
+   * Makes a layer for `numFeatures` channels. Default momentum 0.997.
+   *
+   * @param numFeatures the number of channels C, a positive integer.
+   * @param options see {@linkcode SwitchNormNdOptions}; every option is optional.
+   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
+   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
+   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
+   * object, or a `sync` that is not a SyncGroup.
+   */
+  constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
     super(
       {
         name: "SwitchNorm3d",

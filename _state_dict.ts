@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { describeShape, describeValue } from "./_validate.ts";
 
 /** A value accepted for one state-dict entry. */
 export type StateValue =
@@ -11,8 +12,11 @@ export type StateValue =
   | readonly unknown[]
   | { readonly data: ArrayLike<number>; readonly shape: readonly number[] };
 
-/** The entries of a SwitchNorm state dict, with PyTorch's key names. */
-export interface StateDict {
+/**
+ * The parameters in every SwitchNorm state dict, with PyTorch's key names. (A type, not an
+ * interface, so that a state dict passes where `Record<string, unknown>` is expected.)
+ */
+export type StateDictParams = {
   /** The affine scale gamma, length C. */
   weight: Float32Array;
   /** The affine shift beta, length C. */
@@ -21,17 +25,32 @@ export interface StateDict {
   mean_weight: Float32Array;
   /** Variance importance logits, same order and length as mean_weight. */
   var_weight: Float32Array;
-  /** Present when the layer uses BN statistics. */
-  running_mean?: Float32Array;
-  /** Present when the layer uses BN statistics. */
-  running_var?: Float32Array;
   /** Sparse SN only (SSN2d's buffer): 1 once the mean mixing is fixed to its logits, else 0. */
   mean_fixed?: Float32Array;
   /** Sparse SN only: the same flag for the variance mixing. */
   var_fixed?: Float32Array;
   /** Sparse SN only: the sparsestmax radius, length 1. */
   radius?: Float32Array;
-}
+};
+
+/** The running buffers of a layer that uses BN statistics (`usingBN`, the default). */
+export type RunningBuffers = {
+  /** Running means, length C (the batch average's sums until it is finalized). */
+  running_mean: Float32Array;
+  /** Running variances, length C (likewise). */
+  running_var: Float32Array;
+};
+
+/**
+ * A SwitchNorm state dict. `UsingBN` is the layer's `usingBN` as TypeScript knows it: `true`
+ * (the default, and SwitchNorm1d) gives the running buffers, `false` gives none, and a `boolean`
+ * not known until run time makes them optional.
+ */
+export type StateDict<UsingBN extends boolean = boolean> =
+  & StateDictParams
+  & ([UsingBN] extends [true] ? RunningBuffers
+    : [UsingBN] extends [false] ? Record<never, never>
+    : Partial<RunningBuffers>);
 
 /** What one key must look like: its flat length and the shapes accepted besides [length]. */
 export interface KeySpec {
@@ -55,7 +74,7 @@ function flattenNested(
   const walk = (v: unknown, depth: number): void => {
     if (depth === shape.length) {
       if (typeof v !== "number") {
-        throw new TypeError(`${where}: "${key}" holds a ${typeof v}, expected numbers`);
+        throw new TypeError(`${where}: "${key}" holds ${describeValue(v)}, expected numbers`);
       }
       data.push(v);
       return;
@@ -101,20 +120,20 @@ export function readEntry(
     const count = shape.reduce((a, b) => a * b, 1);
     if (data?.length !== count) {
       throw new RangeError(
-        `${where}: "${key}" has ${data?.length} values but shape [${shape.join(", ")}]`,
+        `${where}: "${key}" has ${data?.length} values but shape [${describeShape(shape)}]`,
       );
     }
   } else {
     throw new TypeError(
       `${where}: "${key}" must be an array, a typed array or { data, shape }, got ${
-        value === null ? "null" : typeof value
+        describeValue(value)
       }`,
     );
   }
   const accepted = [[spec.length], ...spec.shapes];
   if (!accepted.some((s) => sameShape(s, shape))) {
     throw new RangeError(
-      `${where}: "${key}" has shape [${shape.join(", ")}], expected ${
+      `${where}: "${key}" has shape [${describeShape(shape)}], expected ${
         accepted.map((s) => `[${s.join(", ")}]`).join(" or ")
       }`,
     );
@@ -123,7 +142,9 @@ export function readEntry(
   for (let i = 0; i < spec.length; i++) {
     const v = data[i];
     if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new RangeError(`${where}: "${key}"[${i}] is ${String(v)}; values must be finite`);
+      throw new RangeError(
+        `${where}: "${key}"[${i}] is ${describeValue(v)}; values must be finite`,
+      );
     }
     out[i] = v;
   }
@@ -140,7 +161,7 @@ export function readStateDict(
   specs: Readonly<Record<string, KeySpec>>,
 ): Record<string, Float32Array> {
   if (typeof dict !== "object" || dict === null) {
-    throw new TypeError(`${layer}.loadStateDict: expected an object, got ${String(dict)}`);
+    throw new TypeError(`${layer}.loadStateDict: expected an object, got ${describeValue(dict)}`);
   }
   const expected = Object.keys(specs);
   for (const key of Object.keys(dict)) {

@@ -1,27 +1,50 @@
 /**
  * Checks of what callers pass in. Every check throws before any state changes, with a message that
- * names the layer, the argument and what was wrong with it.
+ * names the layer, the argument and what was wrong with it, and shows the value with its type
+ * when the type is the problem (`got "64" (string)`, never a bare `got 64` for a string).
  *
  * @module
  */
 
 /**
- * A value as an error message shows it: strings quoted with their type (`"no" (string)`), so that
- * `"64"` and `64` read differently; objects by their constructor's name.
+ * A caller's value as an error message shows it: numbers as they are (`64`, `NaN`), strings
+ * quoted with their type (`"64" (string)`), other values with their type or class.
  */
-export function describe(value: unknown): string {
-  if (typeof value === "string") return `${JSON.stringify(value)} (string)`;
-  if (typeof value === "function") return "a function";
-  if (typeof value === "object" && value !== null) {
-    return Array.isArray(value) ? "an array" : (value.constructor?.name ?? "an object");
+export function describeValue(value: unknown): string {
+  switch (typeof value) {
+    case "number":
+      return Object.is(value, -0) ? "-0" : String(value);
+    case "string": {
+      const quoted = JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+      return `${quoted} (string)`;
+    }
+    case "bigint":
+      return `${value}n (bigint)`;
+    case "boolean":
+      return `${value} (boolean)`;
+    case "undefined":
+      return "undefined";
+    case "symbol":
+      return `${String(value)} (symbol)`;
+    case "function":
+      return "a function";
+    default:
+      if (value === null) return "null";
+      if (Array.isArray(value)) return `an array [${describeShape(value)}]`;
+      return `an object (${(value as object).constructor?.name ?? "no prototype"})`;
   }
-  return String(value);
+}
+
+/** The entries of a shape (or any short list) for a message: `2, 3, "4" (string)`. */
+export function describeShape(shape: readonly unknown[]): string {
+  const shown = shape.slice(0, 8).map((d) => Array.isArray(d) ? "[...]" : describeValue(d));
+  return shape.length > 8 ? `${shown.join(", ")}, ...` : shown.join(", ");
 }
 
 /** Throws unless `value` is a positive safe integer. */
 export function checkPositiveInt(what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(`${what} must be a positive integer, got ${describe(value)}`);
+    throw new RangeError(`${what} must be a positive integer, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -29,7 +52,7 @@ export function checkPositiveInt(what: string, value: unknown): number {
 /** Throws unless `value` is a finite number in [min, max]. */
 export function checkFiniteIn(what: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new RangeError(`${what} must be a finite number, got ${describe(value)}`);
+    throw new RangeError(`${what} must be a finite number, got ${describeValue(value)}`);
   }
   if (value < min || value > max) {
     throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
@@ -41,7 +64,7 @@ export function checkFiniteIn(what: string, value: unknown, min: number, max: nu
 export function checkBoolean(what: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== "boolean") {
-    throw new TypeError(`${what} must be a boolean, got ${describe(value)}`);
+    throw new TypeError(`${what} must be a boolean, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -68,23 +91,29 @@ export function checkInputShape(
   length: number,
 ): { n: number; c: number; m: number } {
   if (!Array.isArray(shape)) {
-    throw new TypeError(`${layer}: shape must be an array ${rankName}, got ${typeof shape}`);
+    throw new TypeError(
+      `${layer}: shape must be an array ${rankName}, got ${describeValue(shape)}`,
+    );
   }
   if (shape.length !== rank) {
     throw new RangeError(
       `${layer}: expected a rank-${rank} input ${rankName}, got rank ${shape.length} [${
-        shape.join(", ")
+        describeShape(shape)
       }]`,
     );
   }
   for (let i = 0; i < rank; i++) {
     const d = shape[i];
     if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) {
-      throw new RangeError(`${layer}: shape[${i}] must be a non-negative integer, got ${d}`);
+      throw new RangeError(
+        `${layer}: shape[${i}] must be a non-negative integer, got ${describeValue(d)}`,
+      );
     }
     if (d === 0) {
       throw new RangeError(
-        `${layer}: zero-size dimension ${i} in shape [${shape.join(", ")}]; nothing to normalize`,
+        `${layer}: zero-size dimension ${i} in shape [${
+          describeShape(shape)
+        }]; nothing to normalize`,
       );
     }
   }
@@ -102,7 +131,7 @@ export function checkInputShape(
   if (!Number.isSafeInteger(expected) || expected !== length) {
     throw new RangeError(
       `${layer}: data length ${length} does not match shape [${
-        shape.join(", ")
+        describeShape(shape)
       }] (${expected} elements)`,
     );
   }

@@ -1,7 +1,17 @@
 /**
- * Switchable Normalization (SN) for Deno: layers that give the same numbers as the authors'
- * PyTorch SwitchNorm1d/2d/3d, computed by a WebAssembly SIMD kernel on the CPU (or a plain
- * TypeScript reference), behind one API.
+ * Switchable Normalization (SN; Luo et al., ICLR 2019 / TPAMI 2021) for Deno: `SwitchNorm1d`,
+ * `SwitchNorm2d` and `SwitchNorm3d` layers that learn to mix instance, layer and batch
+ * normalization, and give the same numbers as the authors' PyTorch code. Forward, backward
+ * (with the parameter gradients), PyTorch state dicts, the paper's batch average, SyncSN across
+ * data-parallel replicas and Sparse SN.
+ *
+ * Three backends behind one API: a Rust kernel compiled to WebAssembly with 128-bit SIMD
+ * (`"wasm"`, the CPU default), WGSL compute shaders on WebGPU (`"webgpu"`, with tensors that stay
+ * on the GPU: {@linkcode GpuTensor}, {@linkcode wrapGpuBuffer}) and a float64 TypeScript
+ * reference (`"reference"`, anywhere). `"auto"` (the default) picks per call and says why in
+ * `layer.backendInfo`; where WebAssembly SIMD is missing or the runtime refuses to compile
+ * WebAssembly it falls back to the reference with a one-time warning. No dependencies and no
+ * permissions: the WebAssembly module and the shaders ship inside the package's `.ts` modules.
  *
  * @example
  * ```ts
@@ -25,9 +35,10 @@ export {
   type SwitchNormNdOptions,
   type SwitchNormOptions,
 } from "./_layer.ts";
-export type { StateDict, StateValue } from "./_state_dict.ts";
+export type { RunningBuffers, StateDict, StateDictParams, StateValue } from "./_state_dict.ts";
 export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";
 export { GpuTensor } from "./backends/_webgpu_tensor.ts";
 export { webgpuDevice, wrapGpuBuffer } from "./backends/_webgpu_public.ts";
+export { WasmRefusedError } from "./backends/wasm.ts";

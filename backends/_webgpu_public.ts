@@ -10,8 +10,10 @@ import type { GpuTensor } from "./_webgpu_tensor.ts";
 /**
  * The GPUDevice that layers with backend "webgpu" run on (started on first use; the same device
  * for every layer of the process). Create your buffers on it to pass them to
- * {@linkcode wrapGpuBuffer}. Rejects with a clear error when there is no WebGPU adapter.
+ * {@linkcode wrapGpuBuffer}.
  *
+ * @throws {Error} (rejects) when there is no WebGPU (no `navigator.gpu`), no adapter, or the
+ * adapter refuses a device or the shaders; the message names the cause.
  * @example
  * ```ts ignore
  * import { webgpuDevice } from "./mod.ts";
@@ -29,6 +31,12 @@ export async function webgpuDevice(): Promise<GPUDevice> {
  * tensor of `shape` that layers on "webgpu" accept and fill. Disposing the tensor leaves your
  * buffer alone.
  *
+ * @param buffer a GPUBuffer of {@linkcode webgpuDevice}'s device.
+ * @param shape row-major shape, positive integers (e.g. `[N, C, H, W]`).
+ * @throws {TypeError} (rejects) if buffer is not a GPUBuffer, shape is not an array of positive
+ * integers, or the buffer lacks the usages above.
+ * @throws {RangeError} (rejects) if the buffer is smaller than the shape needs.
+ * @throws {Error} (rejects) as {@linkcode webgpuDevice} does where WebGPU cannot start.
  * @example
  * ```ts ignore
  * import { SwitchNorm2d, webgpuDevice, wrapGpuBuffer } from "./mod.ts";

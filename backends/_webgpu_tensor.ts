@@ -7,6 +7,7 @@
 import type { ResidentTensor } from "./_backend.ts";
 import { type GpuContext, USAGE } from "./_webgpu_device.ts";
 import { paddedBytes } from "./_webgpu_plan.ts";
+import { describeShape, describeValue } from "../_validate.ts";
 
 /**
  * A float32 tensor in a GPUBuffer on the webgpu backend's device, row-major with `shape`.
@@ -41,7 +42,8 @@ export class GpuTensor implements ResidentTensor {
   readonly #owned: boolean;
 
   /**
-   * @internal Use `layer.upload()`, `forward()` or {@linkcode wrapGpuBuffer}.
+   * Internal: use `layer.upload()`, `forward()` or {@linkcode wrapGpuBuffer}.
+   * @ignore
    * @param ctx the device the buffer lives on
    * @param buffer the data, from offset 0
    * @param shape row-major shape
@@ -55,7 +57,11 @@ export class GpuTensor implements ResidentTensor {
     this.#owned = owned;
   }
 
-  /** The GPUBuffer holding the data. Throws after dispose(). */
+  /**
+   * The GPUBuffer holding the data.
+   *
+   * @throws {Error} after dispose().
+   */
   get buffer(): GPUBuffer {
     if (!this.#buffer) throw new Error("GpuTensor: used after dispose()");
     return this.#buffer;
@@ -66,12 +72,27 @@ export class GpuTensor implements ResidentTensor {
     return this.#ctx.device;
   }
 
-  /** @internal Whether this tensor lives on `ctx`'s device. */
+  /**
+   * Internal: whether this tensor lives on `ctx`'s device.
+   * @ignore
+   */
   isOn(ctx: GpuContext): boolean {
     return this.#ctx === ctx;
   }
 
-  /** Copies the data out into a new Float32Array (one GPU round trip). */
+  /**
+   * Copies the data out into a new Float32Array (one GPU round trip).
+   *
+   * @throws {Error} (rejects) after dispose() or once the GPU device is lost.
+   * @example
+   * ```ts ignore
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "webgpu" }); // needs a WebGPU adapter
+   * const t = await sn.upload(new Float32Array(16).fill(1), [2, 2, 2, 2]);
+   * console.log(await t.read()); // Float32Array(16) [ 1, 1, ... ]
+   * t.dispose(); // or `using t = ...`
+   * ```
+   */
   async read(): Promise<Float32Array> {
     const ctx = this.#ctx, src = this.buffer;
     ctx.check();
@@ -90,6 +111,15 @@ export class GpuTensor implements ResidentTensor {
   /**
    * Frees the tensor: a buffer the backend made goes back to its pool (destroyed later, once
    * the GPU is done with it); a wrapped buffer of yours is left alone. Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * import { SwitchNorm2d } from "./mod.ts";
+   * const sn = new SwitchNorm2d(2, { backend: "webgpu" }); // needs a WebGPU adapter
+   * const t = await sn.upload(new Float32Array(16).fill(1), [2, 2, 2, 2]);
+   * console.log(await t.read()); // Float32Array(16) [ 1, 1, ... ]
+   * t.dispose(); // or `using t = ...`
+   * ```
    */
   dispose(): void {
     const b = this.#buffer;
@@ -109,7 +139,11 @@ export function checkWrappable(buffer: GPUBuffer, shape: readonly number[]): voi
     throw new TypeError("wrapGpuBuffer: buffer must be a GPUBuffer");
   }
   if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new TypeError("wrapGpuBuffer: shape must be an array of positive integers");
+    throw new TypeError(
+      `wrapGpuBuffer: shape must be an array of positive integers, got ${
+        Array.isArray(shape) ? `[${describeShape(shape)}]` : describeValue(shape)
+      }`,
+    );
   }
   const length = shape.reduce((a, b) => a * b, 1);
   const need = paddedBytes(length);

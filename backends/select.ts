@@ -7,9 +7,10 @@
  */
 import type { Backend, BackendName } from "./_backend.ts";
 import { ReferenceBackend } from "./reference.ts";
-import { loadWasmBackend, wasmSimdSupported } from "./wasm.ts";
+import { loadWasmBackend, WasmRefusedError, wasmSimdSupported } from "./wasm.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "./webgpu.ts";
 import { type AdapterProbe, requestAdapter } from "./_webgpu_device.ts";
+import { describeValue } from "../_validate.ts";
 
 /** What a layer asks for: a backend by name, or "auto" for the best one present. */
 export type BackendRequest = "auto" | BackendName;
@@ -91,7 +92,20 @@ export interface CallInfo {
   readonly resident?: BackendName;
 }
 
-let warnedNoSimd = false;
+let warnedFallback = false;
+/** Why this runtime refused to compile the WASM module, once it has: auto then stays off WASM. */
+let wasmRefused: WasmRefusedError | undefined;
+
+/** The WASM backend, or the runtime's refusal to compile it (remembered, not retried per call). */
+async function wasmInstance(): Promise<Backend> {
+  if (wasmRefused) throw wasmRefused;
+  try {
+    return await instance("wasm", loadWasmBackend);
+  } catch (err) {
+    if (err instanceof WasmRefusedError) wasmRefused = err;
+    throw err;
+  }
+}
 let adapterProbe: Promise<AdapterProbe> | undefined;
 /** Why WebGPU failed in this process, once it has: auto then stays off it. */
 let webgpuLost: string | undefined;
@@ -130,7 +144,7 @@ async function webgpuRefusal(env: Environment, call: CallInfo): Promise<string |
   if (webgpuBroken !== undefined) return `the WebGPU backend could not start (${webgpuBroken})`;
   const min = env.webgpuAuto.minElements;
   if (call.elements < min) {
-    return `${call.elements} elements is below the WebGPU crossover of ${min} (bench/crossover.json)`;
+    return `${call.elements} elements is below the WebGPU crossover of ${min}`;
   }
   const probe = await probeAdapter();
   if (!probe.adapter) return `no WebGPU adapter (${probe.missing})`;
@@ -174,7 +188,7 @@ export async function chooseBackend(
             'use backend "reference" or "auto"',
         );
       }
-      return { backend: await instance("wasm", loadWasmBackend), reason: "requested: wasm" };
+      return { backend: await wasmInstance(), reason: "requested: wasm" };
     case "webgpu": {
       const backend = await webgpuInstance();
       const a = backend.ctx.adapter;
@@ -217,16 +231,22 @@ export async function chooseBackend(
           }
         } else notGpu = refusal;
       }
+      let notWasm = "WebAssembly SIMD is not available here";
       if (env.wasmSimd) {
-        return {
-          backend: await instance("wasm", loadWasmBackend),
-          reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}`,
-        };
+        try {
+          return {
+            backend: await wasmInstance(),
+            reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}`,
+          };
+        } catch (err) {
+          if (!(err instanceof WasmRefusedError)) throw err;
+          notWasm = `the runtime refused to compile WebAssembly (${err.refusal})`;
+        }
       }
-      const reason = "auto: WebAssembly SIMD is not available here, fell back to reference";
-      if (!warnedNoSimd) {
-        warnedNoSimd = true;
-        console.warn(`switchnorm: ${reason}`);
+      const reason = `auto: ${notWasm}, fell back to reference`;
+      if (!warnedFallback) {
+        warnedFallback = true;
+        console.warn(`switchnorm: ${reason} (slower: plain TypeScript in float64)`);
       }
       return {
         backend: await instance("reference", () => Promise.resolve(new ReferenceBackend())),
@@ -235,7 +255,7 @@ export async function chooseBackend(
     }
     default:
       throw new RangeError(
-        `unknown backend "${String(request)}" (expected ${BACKEND_REQUESTS.join(", ")})`,
+        `unknown backend ${describeValue(request)} (expected ${BACKEND_REQUESTS.join(", ")})`,
       );
   }
 }

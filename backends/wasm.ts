@@ -38,6 +38,7 @@ import {
 } from "./_wasm_abi.ts";
 import { Heap, Scratch, ViewSlot } from "./_wasm_heap.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
+import { describeShape, describeValue } from "../_validate.ts";
 
 /** `(module (func i32.const 0 i8x16.splat drop))`: valid only where SIMD is. */
 // deno-fmt-ignore
@@ -60,20 +61,48 @@ export function wasmSimdSupported(): boolean {
 let compiled: Promise<WebAssembly.Module> | undefined;
 
 /**
+ * The runtime would not compile or instantiate the (valid, embedded) module: an embedder that
+ * disallows code generation from bytes, e.g. an edge runtime or a page whose Content-Security-Policy
+ * lacks 'wasm-unsafe-eval'. "auto" falls back to the reference backend on this error.
+ */
+export class WasmRefusedError extends Error {
+  /** The runtime's own error, as "Name: message". */
+  readonly refusal: string;
+  /** Wraps `cause`, the runtime's own error. */
+  constructor(cause: unknown) {
+    const refusal = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    super(
+      `backend "wasm": this runtime refused to compile WebAssembly (${refusal}); allow ` +
+        "WebAssembly compilation (e.g. 'wasm-unsafe-eval' in a Content-Security-Policy), or use " +
+        'backend "reference" (or "auto", which falls back to it)',
+      { cause },
+    );
+    this.name = "WasmRefusedError";
+    this.refusal = refusal;
+  }
+}
+
+/**
  * Compiles the embedded module (once per process) and makes a backend on a fresh instance of it,
- * with its own linear memory.
+ * with its own linear memory. Rejects with {@linkcode WasmRefusedError} when the runtime refuses.
  */
 export async function loadWasmBackend(): Promise<WasmBackend> {
-  if (!compiled) {
-    compiled = WebAssembly.compile(wasmBytes());
-    compiled.catch(() => compiled = undefined);
+  let instance: WebAssembly.Instance;
+  try {
+    if (!compiled) {
+      compiled = WebAssembly.compile(wasmBytes());
+      compiled.catch(() => compiled = undefined);
+    }
+    instance = await WebAssembly.instantiate(await compiled, {});
+  } catch (err) {
+    throw new WasmRefusedError(err);
   }
-  const instance = await WebAssembly.instantiate(await compiled, {});
   const kernels = instance.exports as unknown as WasmKernels;
   const abi = kernels.sn_abi_version();
   if (abi !== ABI_VERSION) {
     throw new Error(
-      `wasm backend: module ABI ${abi}, loader ABI ${ABI_VERSION}; rebuild with deno task build:wasm`,
+      `wasm backend: module ABI ${abi}, loader ABI ${ABI_VERSION}: the package's files come from ` +
+        "different builds; reinstall it (in a checkout of its sources, rebuild the module)",
     );
   }
   return new WasmBackend(kernels);
@@ -150,7 +179,9 @@ function checkShape(shape: readonly number[], length: number): void {
   const count = ok ? shape.reduce((a, b) => a * b, 1) : NaN;
   if (count !== length) {
     throw new RangeError(
-      `wasm backend: shape [${shape}] does not describe ${length} elements`,
+      `wasm backend: shape ${
+        Array.isArray(shape) ? `[${describeShape(shape)}]` : describeValue(shape)
+      } does not describe ${length} elements`,
     );
   }
 }

@@ -35,6 +35,8 @@ self.onmessage = async (e: MessageEvent) => {
   const results = [];
   for (const step of job.steps) {
     layer.train(step.mode === "train");
+    // A batch average must be finalized before an evaluation forward (which refuses raw sums).
+    if (layer.batchesAccumulated > 0 && step.mode === "eval") layer.finalizeBatchAverage();
     const y = await layer.forward(step.x, step.shape, { keepForBackward: true });
     layer.zeroGrad();
     const dx = await layer.backward(step.dy);

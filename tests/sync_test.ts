@@ -61,6 +61,8 @@ async function runReplicas(setup: Setup, backend: BackendName) {
   const expected: StepResult[] = [];
   for (const step of steps) {
     whole.train(step.mode === "train");
+    // A batch average must be finalized before an evaluation forward (which refuses raw sums).
+    if (whole.batchesAccumulated > 0 && step.mode === "eval") whole.finalizeBatchAverage();
     const y = await whole.forward(step.x, [n, c, ...setup.inner], { keepForBackward: true });
     whole.zeroGrad();
     const dx = await whole.backward(step.dy);

@@ -49,7 +49,11 @@ function activations(seed: number, n: number, c: number, m: number, offset = 1e4
 }
 
 /** A WASM layer and a reference layer with the same random parameters and buffers. */
-function layers(c: number, usingBN: boolean, seed: number): [SwitchNorm2d, SwitchNorm2d] {
+function layers(
+  c: number,
+  usingBN: boolean,
+  seed: number,
+): [SwitchNorm2d<boolean>, SwitchNorm2d<boolean>] {
   const r = rng(seed);
   const w = new SwitchNorm2d(c, { backend: "wasm", usingBN });
   const ref = new SwitchNorm2d(c, { backend: "reference", usingBN });

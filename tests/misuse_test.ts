@@ -1,0 +1,159 @@
+/**
+ * Misuse a newcomer hits: an evaluation forward on a batch average that was never finalized (the
+ * running buffers still hold sums), and messages that print a string as if it were a number
+ * (`got 64` for "64"). Each must fail loudly, say what to do, and change nothing.
+ */
+import assert from "node:assert/strict";
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { describeShape, describeValue } from "../_validate.ts";
+import { testEachBackend } from "./_backends.ts";
+
+const SHAPE = [2, 2, 1, 2];
+const B1 = new Float32Array([1, 1, 10, 10, 3, 3, 30, 30]);
+const B2 = new Float32Array([5, 5, 20, 20, 5, 5, 40, 40]);
+
+await testEachBackend(
+  "an evaluation forward on a batch average that was not finalized throws, says what to do and changes nothing",
+  async (backend) => {
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    sn.resetRunningStats();
+    await sn.forward(B1, SHAPE);
+    await sn.forward(B2, SHAPE);
+    const before = sn.stateDict();
+    sn.eval();
+    await assert.rejects(
+      () => sn.forward(B1, SHAPE),
+      /evaluation mode, but 2 training batches were accumulated for the batch average and not finalized .*call finalizeBatchAverage\(\) first, or resetRunningStats\(\) to discard them/,
+    );
+    assert.deepEqual(sn.stateDict(), before);
+    assert.equal(sn.batchesAccumulated, 2);
+    // eval() before finalizeBatchAverage() is a valid order: only the forward is refused.
+    sn.finalizeBatchAverage();
+    const y = await sn.forward(B1, SHAPE);
+    assert.ok(y.every(Number.isFinite));
+    // Channel 0: the batch means 2 and 5 average to 3.5.
+    assert.equal(sn.running_mean[0], 3.5);
+  },
+);
+
+Deno.test("an evaluation forward after resetRunningStats() with nothing accumulated is allowed", async () => {
+  const sn = new SwitchNorm2d(2, { backend: "reference", usingMovingAverage: false });
+  await sn.forward(B1, SHAPE);
+  sn.resetRunningStats();
+  await sn.eval().forward(B1, SHAPE);
+});
+
+Deno.test("loadStateDict ends a batch average in progress (loaded buffers are statistics)", async () => {
+  const sn = new SwitchNorm2d(2, { backend: "reference", usingMovingAverage: false });
+  const state = sn.stateDict();
+  await sn.forward(B1, SHAPE);
+  assert.equal(sn.batchesAccumulated, 1);
+  sn.loadStateDict({ ...state, running_mean: [1, 2], running_var: [3, 4] });
+  assert.equal(sn.batchesAccumulated, 0);
+  await sn.eval().forward(B1, SHAPE);
+  assert.deepEqual([...sn.running_mean], [1, 2]);
+});
+
+Deno.test("a moving-average layer never counts batches, so eval after training is not refused", async () => {
+  const sn = new SwitchNorm2d(2, { backend: "reference" });
+  await sn.forward(B1, SHAPE);
+  assert.equal(sn.batchesAccumulated, 0);
+  await sn.eval().forward(B1, SHAPE);
+});
+
+Deno.test("values in messages show strings quoted with their type", () => {
+  assert.equal(describeValue("64"), '"64" (string)');
+  assert.equal(describeValue(64), "64");
+  assert.equal(describeValue(NaN), "NaN");
+  assert.equal(describeValue(-0), "-0");
+  assert.equal(describeValue(true), "true (boolean)");
+  assert.equal(describeValue(null), "null");
+  assert.equal(describeValue(undefined), "undefined");
+  assert.equal(describeValue(2n), "2n (bigint)");
+  assert.equal(describeValue({}), "an object (Object)");
+  assert.equal(describeValue([1, "2"]), 'an array [1, "2" (string)]');
+  assert.equal(describeValue("x".repeat(50)), `"${"x".repeat(40)}..." (string)`);
+  assert.equal(describeShape([2, "3", 4]), '2, "3" (string), 4');
+});
+
+Deno.test("every validator quotes a string where a number, boolean or name was expected", async () => {
+  const cases: [string, () => unknown, RegExp][] = [
+    [
+      "numFeatures",
+      () => new SwitchNorm2d("64" as never),
+      /numFeatures must be a positive integer, got "64" \(string\)/,
+    ],
+    [
+      "eps",
+      () => new SwitchNorm2d(2, { eps: "1e-5" as never }),
+      /eps must be a finite number, got "1e-5" \(string\)/,
+    ],
+    [
+      "momentum",
+      () => new SwitchNorm1d(2, { momentum: "0.9" as never }),
+      /momentum must be a finite number, got "0\.9" \(string\)/,
+    ],
+    [
+      "usingBN",
+      () => new SwitchNorm3d(2, { usingBN: "true" as never }),
+      /usingBN must be a boolean, got "true" \(string\)/,
+    ],
+    [
+      "usingMovingAverage",
+      () => new SwitchNorm2d(2, { usingMovingAverage: 1 as never }),
+      /usingMovingAverage must be a boolean, got 1\b/,
+    ],
+    [
+      "backend (number)",
+      () => new SwitchNorm2d(2, { backend: 5 as never }),
+      /unknown backend 5 \(expected/,
+    ],
+    [
+      "backend (string)",
+      () => new SwitchNorm2d(2, { backend: "gpu" as never }),
+      /unknown backend "gpu" \(string\) \(expected/,
+    ],
+    [
+      "train(mode)",
+      () => new SwitchNorm2d(2).train("yes" as never),
+      /mode must be a boolean, got "yes" \(string\)/,
+    ],
+    ["radius", () => {
+      new SwitchNorm2d(2, { sparse: true }).radius = "0.5" as never;
+    }, /radius must be a finite number, got "0\.5" \(string\)/],
+    [
+      "sync.size",
+      () =>
+        new SwitchNorm2d(2, { sync: { size: "2", allGather: () => Promise.resolve([]) } as never }),
+      /sync\.size must be a positive integer, got "2" \(string\)/,
+    ],
+    [
+      "loadStateDict(dict)",
+      () => new SwitchNorm2d(2).loadStateDict("x" as never),
+      /expected an object, got "x" \(string\)/,
+    ],
+    ["a state entry", () => {
+      const sn = new SwitchNorm2d(2);
+      sn.loadStateDict({ ...sn.stateDict(), weight: ["1", "1"] });
+    }, /"weight" holds "1" \(string\), expected numbers/],
+    ["a state entry's kind", () => {
+      const sn = new SwitchNorm2d(2);
+      sn.loadStateDict({ ...sn.stateDict(), bias: "0,0" });
+    }, /"bias" must be an array, a typed array or \{ data, shape \}, got "0,0" \(string\)/],
+  ];
+  for (const [what, make, message] of cases) assert.throws(make, message, what);
+  const sn = new SwitchNorm2d(2, { backend: "reference" });
+  const x = new Float32Array(8);
+  await assert.rejects(
+    () => sn.forward(x, ["2", 2, 1, 2] as never),
+    /shape\[0\] must be a non-negative integer, got "2" \(string\)/,
+  );
+  await assert.rejects(
+    () => sn.forward(x, "[2,2,1,2]" as never),
+    /shape must be an array \[N, C, H, W\], got "\[2,2,1,2\]" \(string\)/,
+  );
+  await assert.rejects(
+    () => sn.forward(x, [2, 2, "2"] as never),
+    /got rank 3 \[2, 2, "2" \(string\)\]/,
+  );
+});
