@@ -67,6 +67,8 @@ export interface PlannedDispatch {
   readonly workgroups: number;
   /** The window of x (and, for normalize, of y) it binds; absent when it does not read x. */
   readonly window?: Window;
+  /** The window of the backward's per-row gradient sums it binds; absent: the whole buffer. */
+  readonly rowWindow?: Window;
 }
 
 /** Everything the backend needs to encode one forward. */
@@ -95,6 +97,8 @@ export interface PlanParams {
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
 const F_NO_RUNNING_UPDATE = 32;
+/** sn_bwd_groups adds to its output records (shaders/common.wgsl P_ACCUMULATE). */
+const F_ACCUMULATE = 64;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -278,8 +282,9 @@ class Slots {
     workgroups: number,
     fill: (v: DataView) => void,
     window?: Window,
+    rowWindow?: Window,
   ): void {
-    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window });
+    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, rowWindow });
     this.#fills.push(fill);
   }
   /** The uniform buffer: every slot starts from `base`, then its own fields. */
@@ -416,6 +421,7 @@ export function makeBackwardPlan(
   const slots = new Slots();
   const add = slots.add.bind(slots);
   let partBytes: number, rows = 0, coefRows = 0;
+  let gradWindows: [number, number][] = [];
   if (layout === "nd") {
     const seg = segments(problem, limits);
     partBytes = seg.count * 8;
@@ -430,8 +436,19 @@ export function makeBackwardPlan(
       );
     }
     rows = coefRows = n * c;
-    checkFits(rows * GRAD_BYTES, "the per-row gradient sums", limits);
-    add("bwdRows", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
+    gradWindows = rowWindows(rows, limits);
+    for (const [first, end] of gradWindows) {
+      add(
+        "bwdRows",
+        Math.ceil((end - first) / 64),
+        (v) => {
+          v.setUint32(24, seg.chunks, true);
+          writeRowRange(v, first, end);
+        },
+        undefined,
+        gradWindow(first, end),
+      );
+    }
   } else {
     const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
     partBytes = (ct * n + rt * c) * GRAD_BYTES;
@@ -448,10 +465,19 @@ export function makeBackwardPlan(
   }
   const groups = n + c;
   checkFits(groups * GRAD_BYTES, "the LN/channel gradient sums", limits);
-  add("bwdGroups", groups, () => {});
+  if (gradWindows.length > 1) addWindowedGroupSums(add, problem, gradWindows);
+  else add("bwdGroups", groups, () => {});
   if (layout === "nd") {
     checkFits(coefRows * 16, "the per-row dx maps", limits);
-    add("bwdCoef", Math.ceil(coefRows / 64), () => {});
+    for (const [first, end] of gradWindows) {
+      add(
+        "bwdCoef",
+        Math.ceil((end - first) / 64),
+        (v) => writeRowRange(v, first, end),
+        undefined,
+        gradWindow(first, end),
+      );
+    }
   }
   for (const [first, count] of vecWindows(total, limits)) {
     add(layout === "nd" ? "bwdDx" : "bwdDx1d", Math.ceil(count / WG), (v) => {
@@ -477,8 +503,106 @@ export function makeBackwardPlan(
   };
 }
 
-/** Lays `count` workgroups out on a grid of at most 65535 per dimension: [x, y]. */
-export function grid(count: number): [number, number] {
-  const x = Math.min(count, 65535);
-  return [x, Math.ceil(count / x)];
+/**
+ * The per-row gradient sums (one Grad per row) cut into binding windows: [firstRow, endRow) per
+ * window, every window starting at an aligned offset.
+ */
+function rowWindows(rows: number, limits: PlanLimits): [number, number][] {
+  const align = Math.max(1, limits.offsetAlign / GRAD_BYTES);
+  const per = Math.floor(limits.maxBinding / GRAD_BYTES / align) * align;
+  const out: [number, number][] = [];
+  for (let first = 0; first < rows; first += per) out.push([first, Math.min(first + per, rows)]);
+  return out;
+}
+
+function gradWindow(first: number, end: number): Window {
+  return { offset: first * GRAD_BYTES, size: (end - first) * GRAD_BYTES };
+}
+
+/** Rows first .. end - 1 for sn_bwd_rows / sn_bwd_coef, whose Grad window starts at `first`. */
+function writeRowRange(v: DataView, first: number, end: number): void {
+  v.setUint32(28, first, true);
+  v.setUint32(32, end, true);
+  v.setUint32(36, first, true);
+}
+
+/**
+ * sn_bwd_groups over per-row gradient sums bound in windows ("nd"): one dispatch zeroes the N + C
+ * group records, then for each window, dispatches add the part of every LN group (a sample's C
+ * rows) and channel group (rows c, C + c, ...) that lies in it: the whole samples in the window
+ * at once, and the pieces of samples cut by its edges one by one. Member offsets are relative to
+ * the window; Params.seg_first is the first output record.
+ */
+function addWindowedGroupSums(
+  add: Slots["add"],
+  problem: NormProblem,
+  windows: readonly [number, number][],
+): void {
+  const { n, c } = problem;
+  const members = (v: DataView, ln: number[], bn: number[], out: number, acc: boolean) => {
+    // ln / bn: [groups, base, step, stride, count]
+    v.setUint32(80, ln[0], true);
+    v.setUint32(84, bn[0], true);
+    if (ln[0] > 0) [48, 52, 56, 60].forEach((at, i) => v.setUint32(at, ln[i + 1], true));
+    if (bn[0] > 0) [64, 68, 72, 76].forEach((at, i) => v.setUint32(at, bn[i + 1], true));
+    v.setUint32(28, out, true);
+    if (acc) v.setUint32(44, v.getUint32(44, true) | F_ACCUMULATE, true);
+  };
+  const none = [0, 0, 0, 0, 0];
+  // Groups with no members sum to zero records.
+  const zero = (v: DataView) => members(v, [n, 0, 0, 1, 0], [c, 0, 0, 1, 0], 0, false);
+  add("bwdGroups", n + c, zero, undefined, gradWindow(...windows[0]));
+  for (const [first, end] of windows) {
+    const win = gradWindow(first, end);
+    const piece = (from: number, to: number) => {
+      // Rows from .. to - 1 of one sample: one LN member run and to - from channels of one row.
+      const s = Math.floor(from / c);
+      add(
+        "bwdGroups",
+        1,
+        (v) => members(v, [1, from - first, 0, 1, to - from], none, s, true),
+        undefined,
+        win,
+      );
+      add(
+        "bwdGroups",
+        to - from,
+        (v) => members(v, none, [to - from, from - first, 1, c, 1], n + (from - s * c), true),
+        undefined,
+        win,
+      );
+    };
+    const head = Math.floor(first / c), wholeFirst = Math.ceil(first / c);
+    const wholeEnd = Math.floor(end / c);
+    if (first % c !== 0) piece(first, Math.min(end, (head + 1) * c));
+    if (wholeFirst < wholeEnd) {
+      const base = wholeFirst * c - first, samples = wholeEnd - wholeFirst;
+      add(
+        "bwdGroups",
+        samples,
+        (v) => members(v, [samples, base, c, 1, c], none, wholeFirst, true),
+        undefined,
+        win,
+      );
+      add(
+        "bwdGroups",
+        c,
+        (v) => members(v, none, [c, base, 1, c, samples], n, true),
+        undefined,
+        win,
+      );
+    }
+    // The sample the window's end cuts, unless it is the one its start cut.
+    if (end % c !== 0 && (first % c === 0 || wholeEnd > head)) piece(wholeEnd * c, end);
+  }
+}
+
+/** Lays `count` workgroups out on a grid of at most `max` per dimension: [x, y]. */
+export function grid(count: number, max = 65535): [number, number] {
+  const x = Math.min(count, max);
+  const y = Math.ceil(count / x);
+  if (y > max) {
+    throw new RangeError(`webgpu backend: ${count} workgroups exceed a ${max} x ${max} grid`);
+  }
+  return [x, y];
 }

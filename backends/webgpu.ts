@@ -355,7 +355,7 @@ export class WebGpuBackend implements Backend {
           entries: entries.map((resource, binding) => ({ binding, resource })),
         }),
       );
-      const [gx, gy] = grid(d.workgroups);
+      const [gx, gy] = grid(d.workgroups, this.ctx.maxWorkgroups);
       pass.dispatchWorkgroups(gx, gy);
     }
   }
@@ -605,6 +605,8 @@ export class WebGpuBackend implements Backend {
       const slot = { buffer: b.uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
       const w = (buffer: GPUBuffer) => ({ buffer, offset: d.window!.offset, size: d.window!.size });
       const whole = (buffer: GPUBuffer) => ({ buffer });
+      // The per-row gradient sums, in the dispatch's window when they exceed one binding.
+      const grads = (buffer: GPUBuffer) => ({ buffer, ...d.rowWindow });
       const { stats, affine } = b;
       const entries: GPUBufferBinding[] = {
         bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
@@ -616,15 +618,15 @@ export class WebGpuBackend implements Backend {
           whole(stats.rows!),
           whole(stats.groups!),
           whole(affine),
-          whole(b.rows!),
+          grads(b.rows!),
         ],
         bwdReduce1d: () => [slot, w(b.x), w(b.dy), whole(stats.groups!), whole(affine), {
           buffer: b.parts,
         }],
-        bwdGroups: () => [slot, whole(b.rows ?? b.parts), whole(b.groups)],
+        bwdGroups: () => [slot, b.rows ? grads(b.rows) : whole(b.parts), whole(b.groups)],
         bwdCoef: () => [
           slot,
-          whole(b.rows!),
+          grads(b.rows!),
           whole(b.groups),
           whole(stats.rows!),
           whole(stats.groups!),
@@ -651,7 +653,7 @@ export class WebGpuBackend implements Backend {
           entries: entries.map((resource, binding) => ({ binding, resource })),
         }),
       );
-      const [gx, gy] = grid(d.workgroups);
+      const [gx, gy] = grid(d.workgroups, this.ctx.maxWorkgroups);
       pass.dispatchWorkgroups(gx, gy);
     }
   }

@@ -38,6 +38,7 @@ const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -942,6 +943,8 @@ export const SN_BWD_ROWS: string =
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
+// Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
+// records of many rows exceed one storage binding, so they are bound in windows).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -959,8 +962,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
@@ -977,7 +980,7 @@ fn main(
   }
   let m = nd_mix(p, ln, bn);
   if (mixed_bad(m)) {
-    grads[r] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
     return;
   }
   let s = inv_std(m);
@@ -993,7 +996,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+  grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
 }
 `;
 
@@ -1090,6 +1093,9 @@ export const SN_BWD_GROUPS: string =
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
 // Each of the 64 threads adds a strided share, then the threads add pairwise (a tree).
+// Group g's record is out[seg_first + g]. When the members exceed one storage binding, the
+// members are bound in windows (the base fields are relative to the window) and each window's
+// dispatches add (P_ACCUMULATE) their part of every group they touch to records zeroed first.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1144,7 +1150,11 @@ fn main(
     workgroupBarrier();
   }
   if (lid == 0u) {
-    out[g] = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    if ((P.flags & P_ACCUMULATE) != 0u) {
+      sum = grad_add(out[P.seg_first + g], sum);
+    }
+    out[P.seg_first + g] = sum;
   }
 }
 `;
@@ -1164,6 +1174,8 @@ export const SN_BWD_COEF: string =
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
+// in sn_bwd_rows).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1182,8 +1194,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
@@ -1195,7 +1207,7 @@ fn main(
     bn = groups[P.n + c];
   }
   let m = nd_mix(p, ln, bn);
-  let row = grads[r];
+  let row = grads[r - P.elem_base];
   let lg = bgroups[n];
   let cf = f32(P.c);
   let s = inv_std(m);

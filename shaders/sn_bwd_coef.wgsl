@@ -11,6 +11,8 @@
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
+// in sn_bwd_rows).
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -29,8 +31,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
@@ -42,7 +44,7 @@ fn main(
     bn = groups[P.n + c];
   }
   let m = nd_mix(p, ln, bn);
-  let row = grads[r];
+  let row = grads[r - P.elem_base];
   let lg = bgroups[n];
   let cf = f32(P.c);
   let s = inv_std(m);

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
-import { makePlan } from "../backends/_webgpu_plan.ts";
+import { makeBackwardPlan, makePlan } from "../backends/_webgpu_plan.ts";
 import { assertClose } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
 import {
@@ -250,6 +250,100 @@ webgpuTest(
     // Layout "1d" is absent on purpose: its per-tile gradient sums (64 bytes per 32-element
     // tile line, both ways) are about as large as x, so a 1d tensor above the binding limit is
     // refused with a RangeError before any window is needed.
+  },
+);
+
+webgpuTest(
+  "webgpu backward agrees with the float64 reference when its per-row sums exceed one binding",
+  async () => {
+    // Bindings of 64 KiB hold 1024 per-row gradient records (64 bytes each), so these 1025 to
+    // 3200 rows take the windowed path that 2.1M rows take under lavapipe's 128 MiB (before,
+    // a RangeError): windows that cut a sample at their start, their end, or not at all.
+    const maxBinding = 65536;
+    await using backend = await loadWebGpuBackend({ maxBindingBytes: maxBinding });
+    const r = rng(23);
+    const make = (problem: NormProblem, label: string): Case => {
+      const total = problem.n * problem.c * problem.m;
+      const x = Float32Array.from({ length: total }, (_, i) => (i % 3) + normal(r));
+      const k = problem.usingBN ? 3 : 2;
+      return {
+        label,
+        problem,
+        x,
+        params: randomParams(r, problem.c, k, problem.usingBN),
+        update: { kind: "movingAverage", momentum: 0.9 },
+      };
+    };
+    const base = { layout: "nd", training: true, usingBN: true, eps: 1e-5 } as const;
+    const cases = [
+      make({ ...base, n: 2, c: 700, m: 5 }, "[2,700,5]"),
+      make({ ...base, n: 333, c: 5, m: 4 }, "[333,5,4]"),
+      make({ ...base, n: 800, c: 4, m: 3, training: false }, "[800,4,3] eval"),
+      make({ ...base, n: 40, c: 64, m: 9, usingBN: false }, "[40,64,9] no BN"),
+      make({ ...base, n: 5, c: 205, m: 2 }, "[5,205,2]"),
+    ];
+    for (const c of cases) {
+      const plan = makeBackwardPlan(c.problem, c.params, {
+        maxBinding,
+        offsetAlign: backend.device.limits.minStorageBufferOffsetAlignment,
+      }, c.problem.n);
+      const windows = plan.dispatches.filter((d) => d.kind === "bwdRows").length;
+      assert.ok(windows > 1, `${c.label}: expected several row windows, got ${windows}`);
+    }
+    await agreeBackward(backend, cases);
+  },
+);
+
+webgpuTest(
+  "webgpu forward and backward agree when every dispatch is laid out on a grid of 16 x 16",
+  async () => {
+    // At most 16 workgroups per dimension: every pass whose workgroup count derives from rows,
+    // samples, channels, segments, tiles or elements runs on a 2D grid with spare workgroups,
+    // as passes of more than 65535 workgroups do on a real device.
+    await using backend = await loadWebGpuBackend({
+      maxWorkgroupsPerDimension: 16,
+      elementsPerThread: 16,
+    });
+    const r = rng(31);
+    const make = (problem: NormProblem, label: string): Case => {
+      const total = problem.n * problem.c * problem.m;
+      const x = Float32Array.from({ length: total }, () => 2 + normal(r));
+      const k = problem.layout === "nd" && problem.usingBN ? 3 : 2;
+      return {
+        label,
+        problem,
+        x,
+        params: randomParams(r, problem.c, k, problem.usingBN),
+        update: { kind: "batchAverage" },
+      };
+    };
+    const base = { training: true, usingBN: true, eps: 1e-5 } as const;
+    const cases = [
+      // 1170 rows: 19 workgroups of 64 rows (mix, backward rows and maps), 139 groups.
+      make({ ...base, layout: "nd", n: 9, c: 130, m: 2 }, "nd [9,130,2]"),
+      // Long rows: 108 segments of 64 threads (27 workgroups), row merge, 106 of 256 vec4s.
+      make({ ...base, layout: "nd", n: 2, c: 6, m: 9000 }, "nd [2,6,9000]"),
+      // 1d: 6 x 3 tiles, 245 groups.
+      make({ ...base, layout: "1d", n: 180, c: 65, m: 1 }, "1d [180,65]"),
+    ];
+    for (const c of cases) {
+      const limits = {
+        maxBinding: backend.ctx.maxBinding,
+        offsetAlign: 256,
+        elementsPerThread: 16,
+      };
+      const plans = [
+        makePlan(c.problem, { ...c.params, update: c.update }, limits),
+        makeBackwardPlan(c.problem, c.params, limits, c.problem.n),
+      ];
+      const kinds = new Set(
+        plans.flatMap((p) => p.dispatches).filter((d) => d.workgroups > 16 && d.workgroups % 16)
+          .map((d) => d.kind),
+      );
+      assert.ok(kinds.size >= 4, `${c.label}: 2D grids with spare workgroups in ${[...kinds]}`);
+    }
+    await agree(backend, cases);
+    await agreeBackward(backend, cases);
   },
 );
 
