@@ -159,6 +159,18 @@ function checkFits(bytes: number, what: string, limits: PlanLimits): void {
   }
 }
 
+/** Largest tensor the shaders index: element indices are u32, with headroom for a vec4. */
+export const MAX_ELEMENTS = 2 ** 32 - 256;
+
+function checkIndexable(total: number): void {
+  if (total > MAX_ELEMENTS) {
+    throw new RangeError(
+      `webgpu backend: a tensor of ${total} floats is too large for the shaders' 32-bit ` +
+        `element indices (at most ${MAX_ELEMENTS})`,
+    );
+  }
+}
+
 /** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
 function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): void {
   const { n, c, m, layout } = problem;
@@ -303,6 +315,7 @@ class Slots {
 export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanLimits): Plan {
   const { n, c, m, layout } = problem;
   const total = n * c * m;
+  checkIndexable(total);
   const usingBN = layout === "1d" || problem.usingBN;
   const slots = new Slots();
   const add = slots.add.bind(slots);
@@ -418,6 +431,7 @@ export function makeBackwardPlan(
 ): BackwardPlan {
   const { n, c, m, layout } = problem;
   const total = n * c * m;
+  checkIndexable(total);
   const slots = new Slots();
   const add = slots.add.bind(slots);
   let partBytes: number, rows = 0, coefRows = 0;

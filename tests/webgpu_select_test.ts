@@ -144,8 +144,9 @@ Deno.test("the plan binds every segment and element once, in aligned windows wit
         limits,
       );
     } catch (e) {
-      // Only per-row arrays too large for the binding may be refused.
-      assert.match((e as Error).message, /more than one storage binding/);
+      // Only per-row arrays too large for the binding, or tensors beyond u32 indices, may be
+      // refused.
+      assert.match((e as Error).message, /more than one storage binding|32-bit element indices/);
       continue;
     }
     let covered = 0, lastEnd = 0;
@@ -320,3 +321,22 @@ Deno.test(
     assert.equal(windowed, 8, "problems that needed several windows");
   },
 );
+
+Deno.test("a tensor beyond the shaders' 32-bit element indices is refused by both plans", () => {
+  const problem: NormProblem = {
+    layout: "nd",
+    n: 2,
+    c: 2 ** 16,
+    m: 2 ** 15,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  };
+  const limits: PlanLimits = { maxBinding: 2 ** 31, offsetAlign: 256 };
+  const mix = { meanMix: [1, 0, 0], varMix: [1, 0, 0] };
+  assert.throws(
+    () => makePlan(problem, { ...mix, update: { kind: "batchAverage" } }, limits),
+    /4294967296 floats is too large for the shaders' 32-bit element indices/,
+  );
+  assert.throws(() => makeBackwardPlan(problem, mix, limits, 2), /32-bit element indices/);
+});
