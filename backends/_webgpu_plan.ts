@@ -67,8 +67,24 @@ export interface PlannedDispatch {
   readonly workgroups: number;
   /** The window of x (and, for normalize, of y) it binds; absent when it does not read x. */
   readonly window?: Window;
-  /** The window of the backward's per-row gradient sums it binds; absent: the whole buffer. */
-  readonly rowWindow?: Window;
+  /** Backward: the windows of its gradient-record buffers it binds (absent: the whole buffer). */
+  readonly records?: RecordWindows;
+}
+
+/**
+ * The windows of a backward dispatch's gradient-record buffers (Grad, GRAD_BYTES each), which
+ * may exceed one storage binding: each is bound from an aligned record on, and the shader is
+ * told that record (Params.elem_base, rec_base or chan_base, or relative member offsets).
+ */
+export interface RecordWindows {
+  /** "nd": the per-row records; "1d": the rows' tile-line records (both: `rows` buffers). */
+  readonly rows?: Window;
+  /** "1d": the columns' tile-line records; sn_bwd_groups reads its members here when set. */
+  readonly chanParts?: Window;
+  /** The group records: the ones sn_bwd_groups writes, or the samples' ones a dx step reads. */
+  readonly groups?: Window;
+  /** The channel records of the group buffer that a dx step reads. */
+  readonly chanGroups?: Window;
 }
 
 /** Everything the backend needs to encode one forward. */
@@ -265,19 +281,62 @@ function writeSegments(v: DataView, seg: Segments, first: number, last: number, 
   v.setUint32(36, base, true);
 }
 
-/** The row tiles of layout "1d" cut into binding windows of x: [first, end, baseElement]. */
-function tileWindows(problem: NormProblem, limits: PlanLimits): [number, number, number][] {
+/**
+ * The row tiles of layout "1d" cut into binding windows of x: [first, end, baseElement]. With
+ * `rec` (the backward), each window's tile-line records (N * CT for the rows, RT * C for the
+ * columns) and the group records of its rows fit one binding too.
+ */
+function tileWindows(
+  problem: NormProblem,
+  limits: PlanLimits,
+  rec?: RecordLimits,
+): [number, number, number][] {
   const { n, c } = problem;
-  const rt = Math.ceil(n / TILE);
+  const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
   const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
-  return windows(rt, start, end, limits, "tile of 32 rows");
+  if (!rec) return windows(rt, start, end, limits, "tile of 32 rows");
+  const fits = (first: number, last: number) => {
+    const rows = Math.min(last * TILE, n) - first * TILE;
+    return Math.max(rows * ct, (last - first) * c, rows) + rec.align <= rec.max;
+  };
+  if (!fits(0, 1)) {
+    throw new RangeError(
+      `webgpu backend: the gradient sums of one tile of 32 rows (${TILE * ct + c} records of ` +
+        `${GRAD_BYTES} bytes) do not fit a storage binding of ${limits.maxBinding} bytes`,
+    );
+  }
+  const out: [number, number, number][] = [];
+  for (const [first, last] of windows(rt, start, end, limits, "tile of 32 rows")) {
+    // Cut the windows of x further where the records need it.
+    for (let t = first; t < last;) {
+      const stop = lastTrue(t + 1, last, (e) => fits(t, e));
+      const base = Math.floor(start(t) / (limits.offsetAlign / 4)) * (limits.offsetAlign / 4);
+      out.push([t, stop, base]);
+      t = stop;
+    }
+  }
+  return out;
 }
 
-/** The vec4 windows of the elementwise passes (normalize, dx): [firstVec, vecCount]. */
-function vecWindows(total: number, limits: PlanLimits): [number, number][] {
+/**
+ * The vec4 windows of the elementwise passes (normalize, dx): [firstVec, vecCount]. With `rec`
+ * (the 1d backward's dx), the group records of each window's rows (of `c` elements) fit one
+ * binding too.
+ */
+function vecWindows(
+  total: number,
+  limits: PlanLimits,
+  rec?: RecordLimits,
+  c = 1,
+): [number, number][] {
   const vecs = Math.ceil(total / 4);
   const alignVecs = limits.offsetAlign / 16;
-  const perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
+  let perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
+  if (rec) {
+    // A window of E elements touches at most E / c + 2 rows.
+    const rows = rec.max - rec.align - 2;
+    perWindow = Math.min(perWindow, Math.max(1, Math.floor(rows * c / 4 / alignVecs)) * alignVecs);
+  }
   const out: [number, number][] = [];
   for (let first = 0; first < vecs; first += perWindow) {
     out.push([first, Math.min(perWindow, vecs - first)]);
@@ -294,9 +353,9 @@ class Slots {
     workgroups: number,
     fill: (v: DataView) => void,
     window?: Window,
-    rowWindow?: Window,
+    records?: RecordWindows,
   ): void {
-    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, rowWindow });
+    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, records });
     this.#fills.push(fill);
   }
   /** The uniform buffer: every slot starts from `base`, then its own fields. */
@@ -397,8 +456,13 @@ export interface BackwardPlan {
   readonly dispatches: readonly PlannedDispatch[];
   /** The uniform slots, SLOT_BYTES each, in slot order. */
   readonly uniforms: ArrayBuffer;
-  /** Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per line). */
+  /**
+   * Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per tile line
+   * of a row, N * CT).
+   */
   readonly partBytes: number;
+  /** "1d": bytes of the Grads per tile line of a column (RT * C); "nd": 0. */
+  readonly chanPartBytes: number;
   /** Grad records of the rows ("nd": N*C; "1d": 0, the tile lines are the members). */
   readonly rows: number;
   /** Grad records of the groups: N (LN, per n) then C (per channel). */
@@ -434,8 +498,17 @@ export function makeBackwardPlan(
   checkIndexable(total);
   const slots = new Slots();
   const add = slots.add.bind(slots);
-  let partBytes: number, rows = 0, coefRows = 0;
-  let gradWindows: [number, number][] = [];
+  const rec = recordLimits(limits);
+  const groups = n + c;
+  if (c + rec.align > rec.max) {
+    throw new RangeError(
+      `webgpu backend: the per-channel gradient sums need ${c * GRAD_BYTES} bytes, more than ` +
+        `one storage binding (${limits.maxBinding} bytes) holds; the tensor has too many ` +
+        `channels for this device`,
+    );
+  }
+  const chanGroups = recordWindow(n, n + c, rec);
+  let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
   if (layout === "nd") {
     const seg = segments(problem, limits);
     partBytes = seg.count * 8;
@@ -450,8 +523,8 @@ export function makeBackwardPlan(
       );
     }
     rows = coefRows = n * c;
-    gradWindows = rowWindows(rows, limits);
-    for (const [first, end] of gradWindows) {
+    const windows = rowWindows(rows, rec);
+    for (const [first, end] of windows) {
       add(
         "bwdRows",
         Math.ceil((end - first) / 64),
@@ -460,44 +533,81 @@ export function makeBackwardPlan(
           writeRowRange(v, first, end);
         },
         undefined,
-        gradWindow(first, end),
+        { rows: recordWindow(first, end, rec).window },
       );
     }
-  } else {
-    const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
-    partBytes = (ct * n + rt * c) * GRAD_BYTES;
-    checkFits(partBytes, "the per-tile gradient sums", limits);
-    for (const [first, last, base] of tileWindows(problem, limits)) {
-      const size = (Math.min(last * TILE, n) * c - base) * 4;
-      add("bwdReduce1d", (last - first) * ct, (v) => {
-        v.setUint32(24, ct, true);
-        v.setUint32(28, first, true);
-        v.setUint32(32, last, true);
-        v.setUint32(36, base, true);
-      }, { offset: base * 4, size });
-    }
-  }
-  const groups = n + c;
-  checkFits(groups * GRAD_BYTES, "the LN/channel gradient sums", limits);
-  if (gradWindows.length > 1) addWindowedGroupSums(add, problem, gradWindows);
-  else add("bwdGroups", groups, () => {});
-  if (layout === "nd") {
+    if (windows.length === 1 && groups <= rec.max) add("bwdGroups", groups, () => {});
+    else addWindowedGroupSums(add, problem, windows, rec);
     checkFits(coefRows * 16, "the per-row dx maps", limits);
-    for (const [first, end] of gradWindows) {
+    for (const [first, end] of windows) {
+      const samples = recordWindow(Math.floor(first / c), Math.floor((end - 1) / c) + 1, rec);
       add(
         "bwdCoef",
         Math.ceil((end - first) / 64),
-        (v) => writeRowRange(v, first, end),
+        (v) => {
+          writeRowRange(v, first, end);
+          v.setUint32(104, samples.base, true);
+          v.setUint32(108, chanGroups.base, true);
+        },
         undefined,
-        gradWindow(first, end),
+        {
+          rows: recordWindow(first, end, rec).window,
+          groups: samples.window,
+          chanGroups: chanGroups.window,
+        },
       );
     }
+  } else {
+    const ct = Math.ceil(c / TILE);
+    partBytes = n * ct * GRAD_BYTES;
+    chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
+    for (const [i, [first, last, base]] of tileWindows(problem, limits, rec).entries()) {
+      const r0 = first * TILE, r1 = Math.min(last * TILE, n);
+      const lines = recordWindow(r0 * ct, r1 * ct, rec);
+      const cols = recordWindow(first * c, last * c, rec);
+      add(
+        "bwdReduce1d",
+        (last - first) * ct,
+        (v) => {
+          v.setUint32(24, ct, true);
+          v.setUint32(28, first, true);
+          v.setUint32(32, last, true);
+          v.setUint32(36, base, true);
+          v.setUint32(104, lines.base, true);
+          v.setUint32(108, cols.base, true);
+        },
+        { offset: base * 4, size: (r1 * c - base) * 4 },
+        {
+          rows: lines.window,
+          chanParts: cols.window,
+        },
+      );
+      // The rows' sums lie in this window whole; the columns' add up over the windows.
+      const none = [0, 0, 0, 0, 0];
+      const lnMembers = [r1 - r0, r0 * ct - lines.base, ct, 1, ct];
+      addGroupSum(add, rec, { rows: lines.window }, lnMembers, none, r0, false);
+      const bnMembers = [c, first * c - cols.base, 1, c, last - first];
+      addGroupSum(add, rec, { chanParts: cols.window }, none, bnMembers, n, i > 0);
+    }
   }
-  for (const [first, count] of vecWindows(total, limits)) {
-    add(layout === "nd" ? "bwdDx" : "bwdDx1d", Math.ceil(count / WG), (v) => {
-      v.setUint32(36, first * 4, true);
-      v.setUint32(40, count, true);
-    }, { offset: first * 16, size: count * 16 });
+  for (const [first, count] of vecWindows(total, limits, layout === "1d" ? rec : undefined, c)) {
+    const samples = recordWindow(
+      Math.floor(first * 4 / c),
+      Math.min(n, Math.ceil((first + count) * 4 / c)),
+      rec,
+    );
+    add(
+      layout === "nd" ? "bwdDx" : "bwdDx1d",
+      Math.ceil(count / WG),
+      (v) => {
+        v.setUint32(36, first * 4, true);
+        v.setUint32(40, count, true);
+        v.setUint32(104, samples.base, true);
+        v.setUint32(108, chanGroups.base, true);
+      },
+      { offset: first * 16, size: count * 16 },
+      layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
+    );
   }
   const update: RunningUpdate = { kind: "batchAverage" }; // no running update in a backward
   const uniforms = slots.uniforms((v) => {
@@ -510,6 +620,7 @@ export function makeBackwardPlan(
     dispatches: slots.dispatches,
     uniforms,
     partBytes,
+    chanPartBytes,
     rows,
     groups,
     coefRows,
@@ -517,20 +628,41 @@ export function makeBackwardPlan(
   };
 }
 
-/**
- * The per-row gradient sums (one Grad per row) cut into binding windows: [firstRow, endRow) per
- * window, every window starting at an aligned offset.
- */
-function rowWindows(rows: number, limits: PlanLimits): [number, number][] {
-  const align = Math.max(1, limits.offsetAlign / GRAD_BYTES);
-  const per = Math.floor(limits.maxBinding / GRAD_BYTES / align) * align;
-  const out: [number, number][] = [];
-  for (let first = 0; first < rows; first += per) out.push([first, Math.min(first + per, rows)]);
-  return out;
+/** Gradient records (Grad) per binding window: `max` in one binding, windows start at
+ * multiples of `align` (the offset alignment), and every window holds at most `per` records,
+ * leaving room to align the window of the group records a window of rows writes. */
+interface RecordLimits {
+  readonly max: number;
+  readonly align: number;
+  readonly per: number;
 }
 
-function gradWindow(first: number, end: number): Window {
-  return { offset: first * GRAD_BYTES, size: (end - first) * GRAD_BYTES };
+function recordLimits(limits: PlanLimits): RecordLimits {
+  const align = Math.max(1, limits.offsetAlign / GRAD_BYTES);
+  const max = Math.floor(limits.maxBinding / GRAD_BYTES);
+  return { max, align, per: Math.floor((max - align) / align) * align };
+}
+
+/** The window binding records [first, end): from the aligned record `base` on. */
+function recordWindow(
+  first: number,
+  end: number,
+  rec: RecordLimits,
+): { base: number; window: Window } {
+  const base = Math.floor(first / rec.align) * rec.align;
+  return {
+    base,
+    window: { offset: base * GRAD_BYTES, size: Math.max(1, end - base) * GRAD_BYTES },
+  };
+}
+
+/** The per-row records ("nd") cut into windows of `rec.per` rows: [firstRow, endRow) each. */
+function rowWindows(rows: number, rec: RecordLimits): [number, number][] {
+  const out: [number, number][] = [];
+  for (let first = 0; first < rows; first += rec.per) {
+    out.push([first, Math.min(first + rec.per, rows)]);
+  }
+  return out;
 }
 
 /** Rows first .. end - 1 for sn_bwd_rows / sn_bwd_coef, whose Grad window starts at `first`. */
@@ -541,70 +673,73 @@ function writeRowRange(v: DataView, first: number, end: number): void {
 }
 
 /**
- * sn_bwd_groups over per-row gradient sums bound in windows ("nd"): one dispatch zeroes the N + C
- * group records, then for each window, dispatches add the part of every LN group (a sample's C
- * rows) and channel group (rows c, C + c, ...) that lies in it: the whole samples in the window
- * at once, and the pieces of samples cut by its edges one by one. Member offsets are relative to
- * the window; Params.seg_first is the first output record.
+ * One sn_bwd_groups dispatch. `ln` / `bn`: [groups, base, step, stride, count] of its LN and
+ * channel groups, the bases relative to the members' window; it writes (or with `accumulate`
+ * adds to) the group records outFirst .., bound in a window of their own.
+ */
+function addGroupSum(
+  add: Slots["add"],
+  rec: RecordLimits,
+  members: RecordWindows,
+  ln: readonly number[],
+  bn: readonly number[],
+  outFirst: number,
+  accumulate: boolean,
+): void {
+  const out = recordWindow(outFirst, outFirst + ln[0] + bn[0], rec);
+  add(
+    "bwdGroups",
+    ln[0] + bn[0],
+    (v) => {
+      v.setUint32(80, ln[0], true);
+      v.setUint32(84, bn[0], true);
+      [48, 52, 56, 60].forEach((at, i) => v.setUint32(at, ln[i + 1], true));
+      [64, 68, 72, 76].forEach((at, i) => v.setUint32(at, bn[i + 1], true));
+      v.setUint32(28, outFirst - out.base, true);
+      if (accumulate) v.setUint32(44, v.getUint32(44, true) | F_ACCUMULATE, true);
+    },
+    undefined,
+    { ...members, groups: out.window },
+  );
+}
+
+/**
+ * sn_bwd_groups over per-row records bound in windows ("nd"): dispatches zero the N + C group
+ * records, then for each window, dispatches add the part of every LN group (a sample's C rows)
+ * and channel group (rows c, C + c, ...) that lies in it: the whole samples in the window at
+ * once, and the pieces of samples cut by its edges one by one.
  */
 function addWindowedGroupSums(
   add: Slots["add"],
   problem: NormProblem,
   windows: readonly [number, number][],
+  rec: RecordLimits,
 ): void {
   const { n, c } = problem;
-  const members = (v: DataView, ln: number[], bn: number[], out: number, acc: boolean) => {
-    // ln / bn: [groups, base, step, stride, count]
-    v.setUint32(80, ln[0], true);
-    v.setUint32(84, bn[0], true);
-    if (ln[0] > 0) [48, 52, 56, 60].forEach((at, i) => v.setUint32(at, ln[i + 1], true));
-    if (bn[0] > 0) [64, 68, 72, 76].forEach((at, i) => v.setUint32(at, bn[i + 1], true));
-    v.setUint32(28, out, true);
-    if (acc) v.setUint32(44, v.getUint32(44, true) | F_ACCUMULATE, true);
-  };
   const none = [0, 0, 0, 0, 0];
+  const firstRows = { rows: recordWindow(...windows[0], rec).window };
   // Groups with no members sum to zero records.
-  const zero = (v: DataView) => members(v, [n, 0, 0, 1, 0], [c, 0, 0, 1, 0], 0, false);
-  add("bwdGroups", n + c, zero, undefined, gradWindow(...windows[0]));
+  for (let g = 0; g < n + c; g += rec.per) {
+    const count = Math.min(rec.per, n + c - g);
+    addGroupSum(add, rec, firstRows, [count, 0, 0, 1, 0], none, g, false);
+  }
   for (const [first, end] of windows) {
-    const win = gradWindow(first, end);
+    const w = recordWindow(first, end, rec);
+    const members = { rows: w.window };
+    const at = first - w.base; // the window's first row, within the window
     const piece = (from: number, to: number) => {
       // Rows from .. to - 1 of one sample: one LN member run and to - from channels of one row.
-      const s = Math.floor(from / c);
-      add(
-        "bwdGroups",
-        1,
-        (v) => members(v, [1, from - first, 0, 1, to - from], none, s, true),
-        undefined,
-        win,
-      );
-      add(
-        "bwdGroups",
-        to - from,
-        (v) => members(v, none, [to - from, from - first, 1, c, 1], n + (from - s * c), true),
-        undefined,
-        win,
-      );
+      const s = Math.floor(from / c), local = from - first + at;
+      addGroupSum(add, rec, members, [1, local, 0, 1, to - from], none, s, true);
+      addGroupSum(add, rec, members, none, [to - from, local, 1, c, 1], n + from - s * c, true);
     };
     const head = Math.floor(first / c), wholeFirst = Math.ceil(first / c);
     const wholeEnd = Math.floor(end / c);
     if (first % c !== 0) piece(first, Math.min(end, (head + 1) * c));
     if (wholeFirst < wholeEnd) {
-      const base = wholeFirst * c - first, samples = wholeEnd - wholeFirst;
-      add(
-        "bwdGroups",
-        samples,
-        (v) => members(v, [samples, base, c, 1, c], none, wholeFirst, true),
-        undefined,
-        win,
-      );
-      add(
-        "bwdGroups",
-        c,
-        (v) => members(v, none, [c, base, 1, c, samples], n, true),
-        undefined,
-        win,
-      );
+      const base = wholeFirst * c - first + at, samples = wholeEnd - wholeFirst;
+      addGroupSum(add, rec, members, [samples, base, c, 1, c], none, wholeFirst, true);
+      addGroupSum(add, rec, members, none, [c, base, 1, c, samples], n, true);
     }
     // The sample the window's end cuts, unless it is the one its start cut.
     if (end % c !== 0 && (first % c === 0 || wholeEnd > head)) piece(wholeEnd * c, end);

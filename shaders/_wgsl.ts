@@ -69,8 +69,10 @@ struct Params {
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
-  _pad1: u32,
-  _pad2: u32,
+  // Backward, where the gradient records exceed one storage binding and are bound in windows:
+  // the first record of the bound window of per-row / per-sample records, and of channel records.
+  rec_base: u32,
+  chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
 }
@@ -1010,8 +1012,10 @@ export const SN1D_BWD_REDUCE: string =
 // LN needs these summed along each row n, BN and the parameters along each column c, and both
 // come from this one read: like sn1d_stats, each workgroup copies a 32 x 32 tile of x and of dy
 // into workgroup memory, then 32 threads sum the tile's columns and 32 its rows:
-//   parts[ct * N + n]                  = sum over the tile's columns of row n   (ct: column tile)
-//   parts[Params.bn_base + rt * C + c] = sum over the tile's rows of column c   (rt: row tile)
+//   parts[n * CT + ct]   = sum over the tile's columns of row n   (ct: column tile of CT)
+//   cparts[rt * C + c]   = sum over the tile's rows of column c   (rt: row tile)
+// each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
+// its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
 
 ${_COMMON}
@@ -1023,6 +1027,7 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
+@group(0) @binding(6) var<storage, read_write> cparts: array<Grad>;
 
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
@@ -1071,14 +1076,14 @@ fn main(
       for (var r = 0u; r < t.rows; r++) {
         acc = grad_add(acc, element(t.n0 + r, t.c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
       }
-      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = acc;
+      cparts[t.rt * P.c + t.c0 + lid - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
     for (var cc = 0u; cc < t.cols; cc++) {
       acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
     }
-    parts[t.ct * P.n + t.n0 + r] = acc;
+    parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
 }
 `;
@@ -1175,7 +1180,7 @@ export const SN_BWD_COEF: string =
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
-// in sn_bwd_rows).
+// in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1187,6 +1192,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1208,7 +1215,7 @@ fn main(
   }
   let m = nd_mix(p, ln, bn);
   let row = grads[r - P.elem_base];
-  let lg = bgroups[n];
+  let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
   var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
@@ -1216,7 +1223,7 @@ fn main(
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
   var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
   if (bn_depends_on_x()) {
-    let bg = bgroups[P.n + c];
+    let bg = cgroups[P.n + c - P.chan_base];
     let nb = P.batch;
     gvar += P.wvar[2] * bg.s.y / nb;
     gmu += P.wmean[2] * bg.s.x / nb +
@@ -1293,7 +1300,8 @@ export const SN1D_BWD_DX: string =
 //        + w1 * GmB/NB + v1 * GvB * 2 * (x - mu_bn)/(NB - 1)     (BN terms: training only)
 // x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
 // statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
-// One vec4 per thread.
+// One vec4 per thread. bgroups is bound from record rec_base on, cgroups from chan_base on
+// (windows of the records, which may exceed one storage binding).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1305,6 +1313,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -1331,12 +1341,12 @@ fn main(
       let ln = groups[n];
       let bn = groups[P.n + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let lg = bgroups[n];
+      let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
       if (with_bn) {
-        let bg = bgroups[P.n + c];
+        let bg = cgroups[P.n + c - P.chan_base];
         v += P.wmean[1] * bg.s.x / nb +
           P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
         bad = bad || bg.flags != 0u || nb < 2.0;

@@ -60,8 +60,10 @@ struct Params {
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
-  _pad1: u32,
-  _pad2: u32,
+  // Backward, where the gradient records exceed one storage binding and are bound in windows:
+  // the first record of the bound window of per-row / per-sample records, and of channel records.
+  rec_base: u32,
+  chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
 }

@@ -246,26 +246,28 @@ webgpuTest(
     await agreeBackward(backend, [
       make({ ...base, layout: "nd", n: 3, c: 5, m: 233 * 229 }, "nd [3,5,233*229] train"),
       make({ ...base, layout: "nd", n: 64, c: 211, m: 49, training: false }, "nd 7x7 eval"),
+      // 1d: x (1.5 MB) and its rows' tile-line gradient sums (64 bytes per 32-element tile line)
+      // bound in windows (before, a RangeError).
+      make({ ...base, layout: "1d", n: 5500, c: 70, m: 1 }, "1d [5500,70]"),
     ]);
-    // Layout "1d" is absent on purpose: its per-tile gradient sums (64 bytes per 32-element
-    // tile line, both ways) are about as large as x, so a 1d tensor above the binding limit is
-    // refused with a RangeError before any window is needed.
   },
 );
 
 webgpuTest(
-  "webgpu backward agrees with the float64 reference when its per-row sums exceed one binding",
+  "webgpu backward agrees with the float64 reference when its gradient records exceed one binding",
   async () => {
-    // Bindings of 64 KiB hold 1024 per-row gradient records (64 bytes each), so these 1025 to
-    // 3200 rows take the windowed path that 2.1M rows take under lavapipe's 128 MiB (before,
-    // a RangeError): windows that cut a sample at their start, their end, or not at all.
+    // Bindings of 64 KiB hold 1024 gradient records (64 bytes each), so these problems take
+    // the windowed paths that 2.1M rows or samples take under lavapipe's 128 MiB (before, a
+    // RangeError): "nd" per-row records in windows that cut a sample at their start, their end,
+    // or not at all, and more group records than one binding holds; "1d" tile-line records of
+    // the rows and of the columns, and the samples' group records, in windows.
     const maxBinding = 65536;
     await using backend = await loadWebGpuBackend({ maxBindingBytes: maxBinding });
     const r = rng(23);
     const make = (problem: NormProblem, label: string): Case => {
       const total = problem.n * problem.c * problem.m;
       const x = Float32Array.from({ length: total }, (_, i) => (i % 3) + normal(r));
-      const k = problem.usingBN ? 3 : 2;
+      const k = problem.layout === "nd" && problem.usingBN ? 3 : 2;
       return {
         label,
         problem,
@@ -276,19 +278,22 @@ webgpuTest(
     };
     const base = { layout: "nd", training: true, usingBN: true, eps: 1e-5 } as const;
     const cases = [
-      make({ ...base, n: 2, c: 700, m: 5 }, "[2,700,5]"),
-      make({ ...base, n: 333, c: 5, m: 4 }, "[333,5,4]"),
-      make({ ...base, n: 800, c: 4, m: 3, training: false }, "[800,4,3] eval"),
-      make({ ...base, n: 40, c: 64, m: 9, usingBN: false }, "[40,64,9] no BN"),
-      make({ ...base, n: 5, c: 205, m: 2 }, "[5,205,2]"),
+      make({ ...base, n: 2, c: 700, m: 5 }, "nd [2,700,5]"),
+      make({ ...base, n: 333, c: 5, m: 4 }, "nd [333,5,4]"),
+      make({ ...base, n: 800, c: 4, m: 3, training: false }, "nd [800,4,3] eval"),
+      make({ ...base, n: 40, c: 64, m: 9, usingBN: false }, "nd [40,64,9] no BN"),
+      make({ ...base, n: 5, c: 205, m: 2 }, "nd [5,205,2]"),
+      make({ ...base, n: 3000, c: 1, m: 2 }, "nd [3000,1,2]: 3001 groups"),
+      make({ ...base, layout: "1d", n: 2100, c: 4, m: 1 }, "1d [2100,4]"),
+      make({ ...base, layout: "1d", n: 500, c: 70, m: 1 }, "1d [500,70]"),
     ];
     for (const c of cases) {
       const plan = makeBackwardPlan(c.problem, c.params, {
         maxBinding,
         offsetAlign: backend.device.limits.minStorageBufferOffsetAlignment,
       }, c.problem.n);
-      const windows = plan.dispatches.filter((d) => d.kind === "bwdRows").length;
-      assert.ok(windows > 1, `${c.label}: expected several row windows, got ${windows}`);
+      const windows = plan.dispatches.filter((d) => d.kind === "bwdGroups").length;
+      assert.ok(windows > 2, `${c.label}: expected windowed group sums, got ${windows} dispatches`);
     }
     await agreeBackward(backend, cases);
   },

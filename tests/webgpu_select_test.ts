@@ -176,6 +176,20 @@ Deno.test("the plan binds every segment and element once, in aligned windows wit
       next,
       layout === "nd" ? problem.n * problem.c * chunks : Math.ceil(problem.n / 32),
     );
+    // The backward's gradient records: every window aligned and within one binding.
+    let backward;
+    try {
+      backward = makeBackwardPlan(problem, { meanMix: [1], varMix: [1] }, limits, problem.n);
+    } catch (e) {
+      assert.match((e as Error).message, /more than one storage binding|too many channels/);
+      continue;
+    }
+    for (const d of backward.dispatches) {
+      for (const w of Object.values(d.records ?? {})) {
+        assert.equal(w.offset % limits.offsetAlign, 0, `${d.kind}: aligned`);
+        assert.ok(w.size <= limits.maxBinding, `${d.kind}: a window of ${w.size} bytes`);
+      }
+    }
   }
 });
 
@@ -249,23 +263,26 @@ function groupMembers(
   const sums: Map<number, number>[] = Array.from({ length: n + c }, () => new Map());
   let windows = 0;
   for (const d of plan.dispatches.filter((d) => d.kind === "bwdGroups")) {
-    const first = (d.rowWindow?.offset ?? 0) / GRAD_BYTES;
-    if (d.rowWindow) {
-      assert.equal(d.rowWindow.offset % limits.offsetAlign, 0);
-      assert.ok(d.rowWindow.size <= limits.maxBinding);
+    const rows = d.records?.rows, groups = d.records?.groups;
+    for (const w of [rows, groups]) {
+      if (!w) continue;
+      assert.equal(w.offset % limits.offsetAlign, 0);
+      assert.ok(w.size <= limits.maxBinding, `a window of ${w.size} bytes`);
     }
-    const [lnGroups, bnGroups, out] = [u(d, 80), u(d, 84), u(d, 28)];
+    const first = (rows?.offset ?? 0) / GRAD_BYTES;
+    const [lnGroups, bnGroups] = [u(d, 80), u(d, 84)];
+    const out = (groups?.offset ?? 0) / GRAD_BYTES + u(d, 28);
     const accumulate = (u(d, 44) & 64) !== 0;
-    if (!accumulate) windows = 0; // a plain write starts the records afresh
-    else windows++;
+    if (accumulate) windows++;
     for (let g = 0; g < lnGroups + bnGroups; g++) {
       const at = g >= lnGroups ? [64, 68, 72, 76] : [48, 52, 56, 60];
       const gg = g >= lnGroups ? g - lnGroups : g;
       const [base, step, stride, count] = at.map((a) => u(d, a));
-      if (!accumulate) sums[out + g].clear();
+      assert.ok((u(d, 28) + g + 1) * GRAD_BYTES <= (groups?.size ?? Infinity), "out in window");
+      if (!accumulate) sums[out + g].clear(); // a plain write starts the record afresh
       for (let k = 0; k < count; k++) {
         const local = base + gg * step + k * stride;
-        assert.ok(local * GRAD_BYTES < (d.rowWindow?.size ?? Infinity), "member in the window");
+        assert.ok((local + 1) * GRAD_BYTES <= (rows?.size ?? Infinity), "member in the window");
         const row = first + local;
         sums[out + g].set(row, (sums[out + g].get(row) ?? 0) + 1);
       }
@@ -278,10 +295,12 @@ Deno.test(
   "a backward's per-row gradient sums above one binding are summed per sample and channel once each",
   () => {
     const limits: PlanLimits = { maxBinding: 65536, offsetAlign: 256 };
-    // 1024 records per window (and at most 1024 - N channels): C dividing 1024 or not; windows
-    // that cut a sample at their start, their end, both, or none; problems in one window.
+    // 1024 records in a binding, windows of 1020 rows (4 to align the group records) and at
+    // most 1020 channels: C dividing the window or not; windows that cut a sample at their
+    // start, their end, both, or none; more than 1024 groups; problems in one window.
     const shapes = [[2, 700], [3, 1000], [333, 5], [1000, 3], [40, 64], [7, 500], [5, 205]];
-    shapes.push([1020, 4], [3, 341], [4, 256], [1, 1000], [3, 7], [1, 1]);
+    shapes.push([1020, 4], [3, 341], [4, 256], [4000, 1], [1500, 2], [2, 1020]);
+    shapes.push([1, 1000], [3, 7], [1, 1], [1, 1020], [1019, 1]);
     let windowed = 0;
     for (const [n, c] of shapes) {
       const problem: NormProblem = {
@@ -310,15 +329,16 @@ Deno.test(
           const v = new DataView(plan.uniforms, d.slot * 256, 256);
           const [first, end, base] = [28, 32, 36].map((a) => v.getUint32(a, true));
           assert.equal(first, next, `${kind}: rows in order, each once`);
-          assert.equal(base * GRAD_BYTES, d.rowWindow!.offset);
-          assert.ok((end - base) * GRAD_BYTES <= d.rowWindow!.size);
-          assert.ok(d.rowWindow!.size <= limits.maxBinding);
+          const rows = d.records!.rows!;
+          assert.equal(base * GRAD_BYTES, rows.offset);
+          assert.ok((end - base) * GRAD_BYTES <= rows.size);
+          assert.ok(rows.size <= limits.maxBinding);
           next = end;
         }
         assert.equal(next, n * c, `${kind}: every row`);
       }
     }
-    assert.equal(windowed, 8, "problems that needed several windows");
+    assert.equal(windowed, 13, "problems that needed several windows");
   },
 );
 
