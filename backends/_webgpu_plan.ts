@@ -36,6 +36,8 @@ export interface PlanLimits {
    * with more work each (256) run it about 4x faster there.
    */
   readonly elementsPerThread?: number;
+  /** maxBufferSize in bytes: the backward's record buffers, bound in windows, must fit one. */
+  readonly maxBuffer?: number;
 }
 
 /** A range of a buffer bound as one storage binding. */
@@ -608,6 +610,20 @@ export function makeBackwardPlan(
       { offset: first * 16, size: count * 16 },
       layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
     );
+  }
+  const buffers: [number, string][] = [
+    [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
+    [chanPartBytes, "the columns' tile-line gradient sums"],
+    [rows * GRAD_BYTES, "the per-row gradient sums"],
+    [groups * GRAD_BYTES, "the per-sample and per-channel gradient sums"],
+  ];
+  for (const [bytes, what] of buffers) {
+    if (limits.maxBuffer !== undefined && bytes > limits.maxBuffer) {
+      throw new RangeError(
+        `webgpu backend: ${what} need a buffer of ${bytes} bytes, more than this device's ` +
+          `maxBufferSize (${limits.maxBuffer}); the tensor has too many rows for this device`,
+      );
+    }
   }
   const update: RunningUpdate = { kind: "batchAverage" }; // no running update in a backward
   const uniforms = slots.uniforms((v) => {

@@ -706,6 +706,7 @@ export class WebGpuBackend implements Backend {
       maxBinding: ctx.maxBinding,
       offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,
       elementsPerThread: ctx.elementsPerThread,
+      maxBuffer: ctx.device.limits.maxBufferSize,
     }, stats.batch);
     const state = this.#state(params, problem.c);
     const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);

@@ -360,3 +360,23 @@ Deno.test("a tensor beyond the shaders' 32-bit element indices is refused by bot
   );
   assert.throws(() => makeBackwardPlan(problem, mix, limits, 2), /32-bit element indices/);
 });
+
+Deno.test("a backward whose record buffers exceed maxBufferSize is refused with a RangeError", () => {
+  // Windows lift the binding limit, not the buffer limit: 3000 rows need 192000 bytes of Grads.
+  const limits: PlanLimits = { maxBinding: 65536, offsetAlign: 256, maxBuffer: 100_000 };
+  const problem: NormProblem = {
+    layout: "nd",
+    n: 1000,
+    c: 3,
+    m: 2,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  };
+  const mix = { meanMix: [1, 0, 0], varMix: [1, 0, 0] };
+  assert.throws(
+    () => makeBackwardPlan(problem, mix, limits, 1000),
+    /the per-row gradient sums need a buffer of 192000 bytes, more than this device's maxBufferSize/,
+  );
+  makeBackwardPlan(problem, mix, { ...limits, maxBuffer: 192_000 }, 1000);
+});
