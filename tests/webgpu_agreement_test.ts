@@ -7,7 +7,7 @@
  * per submit-and-wait is paid about once per test rather than once per case.
  */
 import assert from "node:assert/strict";
-import type { NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
+import type { BatchSync, NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
 import { makeBackwardPlan, makePlan } from "../backends/_webgpu_plan.ts";
@@ -349,6 +349,37 @@ webgpuTest(
     }
     await agree(backend, cases);
     await agreeBackward(backend, cases);
+  },
+);
+
+webgpuTest(
+  "webgpu SyncSN backward agrees with the float64 reference when its gradient records are windowed",
+  async () => {
+    // One replica: the group sums are read back after the windowed reduction, written back, and
+    // the dx steps read them through their windows in a second submit.
+    await using backend = await loadWebGpuBackend({ maxBindingBytes: 65536 });
+    const sync: BatchSync = {
+      replicas: 1,
+      mergeStats: (count, mean, m2) => Promise.resolve({ count, mean, m2 }),
+      sum: (local) => Promise.resolve(local),
+    };
+    const r = rng(41);
+    const make = (problem: NormProblem, label: string): Case => {
+      const x = Float32Array.from({ length: problem.n * problem.c * problem.m }, () => normal(r));
+      const k = problem.layout === "nd" ? 3 : 2;
+      return {
+        label,
+        problem,
+        x,
+        params: randomParams(r, problem.c, k, true),
+        update: { kind: "movingAverage", momentum: 0.9 },
+      };
+    };
+    const base = { training: true, usingBN: true, eps: 1e-5, sync } as const;
+    await agreeBackward(backend, [
+      make({ ...base, layout: "nd", n: 333, c: 5, m: 4 }, "nd [333,5,4] SyncSN"),
+      make({ ...base, layout: "1d", n: 2100, c: 4, m: 1 }, "1d [2100,4] SyncSN"),
+    ]);
   },
 );
 
