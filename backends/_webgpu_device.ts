@@ -84,6 +84,8 @@ export class GpuContext {
   readonly poolCap: number;
   /** Elements per thread of the statistics pass. */
   readonly elementsPerThread: number;
+  /** Workgroups per grid dimension a dispatch uses (the device's, or a lower test setting). */
+  readonly maxWorkgroups: number;
   /** Called once when the device is lost (not when it is disposed). */
   onLost?: (reason: string) => void;
 
@@ -94,8 +96,10 @@ export class GpuContext {
     maxBinding: number,
     poolCap: number,
     elementsPerThread: number,
+    maxWorkgroups = 65535,
   ) {
     this.device = device;
+    this.maxWorkgroups = maxWorkgroups;
     this.elementsPerThread = elementsPerThread;
     this.adapter = adapter;
     this.maxBinding = maxBinding;
@@ -233,6 +237,12 @@ export interface DeviceOptions {
    * on a fallback (CPU) adapter, 16 on a GPU. Tests set it to run the GPU's choice on lavapipe.
    */
   readonly elementsPerThread?: number;
+  /**
+   * Use at most this many workgroups per dispatch dimension (at least 2) even if the device
+   * allows more. For tests: small tensors then take the 2D grids that tensors of millions of
+   * rows or elements take under the real limit (65535).
+   */
+  readonly maxWorkgroupsPerDimension?: number;
 }
 
 /** Opens a device on a fresh adapter with the adapter's highest buffer limits. */
@@ -270,6 +280,22 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuContex
     }
     maxBinding = Math.min(maxBinding, m);
   }
+  let maxWorkgroups = device.limits.maxComputeWorkgroupsPerDimension;
+  if (options.maxWorkgroupsPerDimension !== undefined) {
+    const w = options.maxWorkgroupsPerDimension;
+    if (!Number.isInteger(w) || w < 2) {
+      device.destroy();
+      throw new RangeError("maxWorkgroupsPerDimension must be an integer of at least 2");
+    }
+    maxWorkgroups = Math.min(maxWorkgroups, w);
+  }
   const perThread = options.elementsPerThread ?? (summary.isFallbackAdapter ? 256 : 16);
-  return new GpuContext(device, summary, maxBinding, options.poolBytes ?? 256 * 2 ** 20, perThread);
+  return new GpuContext(
+    device,
+    summary,
+    maxBinding,
+    options.poolBytes ?? 256 * 2 ** 20,
+    perThread,
+    maxWorkgroups,
+  );
 }

@@ -6,8 +6,21 @@
  * @module
  */
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
+import {
+  addGroupSum,
+  addWindowedGroupSums,
+  GRAD_BYTES,
+  type RecordLimits,
+  recordLimits,
+  recordWindow,
+  type RecordWindows,
+  rowWindows,
+  writeRowRange,
+} from "./_webgpu_records.ts";
 
-/** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (144 bytes) padded to
+export type { RecordWindows };
+
+/** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (160 bytes) padded to
  * the 256-byte uniform offset alignment that WebGPU guarantees. */
 export const SLOT_BYTES = 256;
 /** Bytes of a Partial (shaders/common.wgsl). */
@@ -36,6 +49,8 @@ export interface PlanLimits {
    * with more work each (256) run it about 4x faster there.
    */
   readonly elementsPerThread?: number;
+  /** maxBufferSize in bytes: the backward's record buffers, bound in windows, must fit one. */
+  readonly maxBuffer?: number;
 }
 
 /** A range of a buffer bound as one storage binding. */
@@ -67,6 +82,8 @@ export interface PlannedDispatch {
   readonly workgroups: number;
   /** The window of x (and, for normalize, of y) it binds; absent when it does not read x. */
   readonly window?: Window;
+  /** Backward: the windows of its gradient-record buffers it binds (absent: the whole buffer). */
+  readonly records?: RecordWindows;
 }
 
 /** Everything the backend needs to encode one forward. */
@@ -155,6 +172,18 @@ function checkFits(bytes: number, what: string, limits: PlanLimits): void {
   }
 }
 
+/** Largest tensor the shaders index: element indices are u32, with headroom for a vec4. */
+export const MAX_ELEMENTS = 2 ** 32 - 256;
+
+function checkIndexable(total: number): void {
+  if (total > MAX_ELEMENTS) {
+    throw new RangeError(
+      `webgpu backend: a tensor of ${total} floats is too large for the shaders' 32-bit ` +
+        `element indices (at most ${MAX_ELEMENTS})`,
+    );
+  }
+}
+
 /** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
 function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): void {
   const { n, c, m, layout } = problem;
@@ -180,7 +209,7 @@ function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): voi
   v.setFloat32(96, 1 - momentum, true);
   // +Inf's bits, from which the shaders make NaN and the infinities at run time (WGSL forbids
   // them as constants; see qnan() in shaders/common.wgsl).
-  v.setUint32(104, 0x7f800000, true);
+  v.setUint32(144, 0x7f800000, true);
   for (let k = 0; k < params.meanMix.length; k++) {
     v.setFloat32(112 + 4 * k, params.meanMix[k], true);
     v.setFloat32(128 + 4 * k, params.varMix[k], true);
@@ -252,19 +281,62 @@ function writeSegments(v: DataView, seg: Segments, first: number, last: number, 
   v.setUint32(36, base, true);
 }
 
-/** The row tiles of layout "1d" cut into binding windows of x: [first, end, baseElement]. */
-function tileWindows(problem: NormProblem, limits: PlanLimits): [number, number, number][] {
+/**
+ * The row tiles of layout "1d" cut into binding windows of x: [first, end, baseElement]. With
+ * `rec` (the backward), each window's tile-line records (N * CT for the rows, RT * C for the
+ * columns) and the group records of its rows fit one binding too.
+ */
+function tileWindows(
+  problem: NormProblem,
+  limits: PlanLimits,
+  rec?: RecordLimits,
+): [number, number, number][] {
   const { n, c } = problem;
-  const rt = Math.ceil(n / TILE);
+  const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
   const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
-  return windows(rt, start, end, limits, "tile of 32 rows");
+  if (!rec) return windows(rt, start, end, limits, "tile of 32 rows");
+  const fits = (first: number, last: number) => {
+    const rows = Math.min(last * TILE, n) - first * TILE;
+    return Math.max(rows * ct, (last - first) * c, rows) + rec.align <= rec.max;
+  };
+  if (!fits(0, 1)) {
+    throw new RangeError(
+      `webgpu backend: the gradient sums of one tile of 32 rows (${TILE * ct + c} records of ` +
+        `${GRAD_BYTES} bytes) do not fit a storage binding of ${limits.maxBinding} bytes`,
+    );
+  }
+  const out: [number, number, number][] = [];
+  for (const [first, last] of windows(rt, start, end, limits, "tile of 32 rows")) {
+    // Cut the windows of x further where the records need it.
+    for (let t = first; t < last;) {
+      const stop = lastTrue(t + 1, last, (e) => fits(t, e));
+      const base = Math.floor(start(t) / (limits.offsetAlign / 4)) * (limits.offsetAlign / 4);
+      out.push([t, stop, base]);
+      t = stop;
+    }
+  }
+  return out;
 }
 
-/** The vec4 windows of the elementwise passes (normalize, dx): [firstVec, vecCount]. */
-function vecWindows(total: number, limits: PlanLimits): [number, number][] {
+/**
+ * The vec4 windows of the elementwise passes (normalize, dx): [firstVec, vecCount]. With `rec`
+ * (the 1d backward's dx), the group records of each window's rows (of `c` elements) fit one
+ * binding too.
+ */
+function vecWindows(
+  total: number,
+  limits: PlanLimits,
+  rec?: RecordLimits,
+  c = 1,
+): [number, number][] {
   const vecs = Math.ceil(total / 4);
   const alignVecs = limits.offsetAlign / 16;
-  const perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
+  let perWindow = Math.floor(limits.maxBinding / 16 / alignVecs) * alignVecs;
+  if (rec) {
+    // A window of E elements touches at most E / c + 2 rows.
+    const rows = rec.max - rec.align - 2;
+    perWindow = Math.min(perWindow, Math.max(1, Math.floor(rows * c / 4 / alignVecs)) * alignVecs);
+  }
   const out: [number, number][] = [];
   for (let first = 0; first < vecs; first += perWindow) {
     out.push([first, Math.min(perWindow, vecs - first)]);
@@ -281,8 +353,9 @@ class Slots {
     workgroups: number,
     fill: (v: DataView) => void,
     window?: Window,
+    records?: RecordWindows,
   ): void {
-    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window });
+    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, records });
     this.#fills.push(fill);
   }
   /** The uniform buffer: every slot starts from `base`, then its own fields. */
@@ -301,6 +374,7 @@ class Slots {
 export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanLimits): Plan {
   const { n, c, m, layout } = problem;
   const total = n * c * m;
+  checkIndexable(total);
   const usingBN = layout === "1d" || problem.usingBN;
   const slots = new Slots();
   const add = slots.add.bind(slots);
@@ -373,8 +447,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   };
 }
 
-/** Bytes of a Grad record (shaders/backward_common.wgsl). */
-export const GRAD_BYTES = 64;
+export { GRAD_BYTES };
 
 /** Everything the backend needs to encode one backward. */
 export interface BackwardPlan {
@@ -382,8 +455,13 @@ export interface BackwardPlan {
   readonly dispatches: readonly PlannedDispatch[];
   /** The uniform slots, SLOT_BYTES each, in slot order. */
   readonly uniforms: ArrayBuffer;
-  /** Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per line). */
+  /**
+   * Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per tile line
+   * of a row, N * CT).
+   */
   readonly partBytes: number;
+  /** "1d": bytes of the Grads per tile line of a column (RT * C); "nd": 0. */
+  readonly chanPartBytes: number;
   /** Grad records of the rows ("nd": N*C; "1d": 0, the tile lines are the members). */
   readonly rows: number;
   /** Grad records of the groups: N (LN, per n) then C (per channel). */
@@ -416,9 +494,20 @@ export function makeBackwardPlan(
 ): BackwardPlan {
   const { n, c, m, layout } = problem;
   const total = n * c * m;
+  checkIndexable(total);
   const slots = new Slots();
   const add = slots.add.bind(slots);
-  let partBytes: number, rows = 0, coefRows = 0;
+  const rec = recordLimits(limits);
+  const groups = n + c;
+  if (c + rec.align > rec.max) {
+    throw new RangeError(
+      `webgpu backend: the per-channel gradient sums need ${c * GRAD_BYTES} bytes, more than ` +
+        `one storage binding (${limits.maxBinding} bytes) holds; the tensor has too many ` +
+        `channels for this device`,
+    );
+  }
+  const chanGroups = recordWindow(n, n + c, rec);
+  let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
   if (layout === "nd") {
     const seg = segments(problem, limits);
     partBytes = seg.count * 8;
@@ -433,34 +522,105 @@ export function makeBackwardPlan(
       );
     }
     rows = coefRows = n * c;
-    checkFits(rows * GRAD_BYTES, "the per-row gradient sums", limits);
-    add("bwdRows", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
+    const windows = rowWindows(rows, rec);
+    for (const [first, end] of windows) {
+      add(
+        "bwdRows",
+        Math.ceil((end - first) / 64),
+        (v) => {
+          v.setUint32(24, seg.chunks, true);
+          writeRowRange(v, first, end);
+        },
+        undefined,
+        { rows: recordWindow(first, end, rec).window },
+      );
+    }
+    if (windows.length === 1 && groups <= rec.max) add("bwdGroups", groups, () => {});
+    else addWindowedGroupSums(add, problem, windows, rec);
+    checkFits(coefRows * 16, "the per-row dx maps", limits);
+    for (const [first, end] of windows) {
+      const samples = recordWindow(Math.floor(first / c), Math.floor((end - 1) / c) + 1, rec);
+      add(
+        "bwdCoef",
+        Math.ceil((end - first) / 64),
+        (v) => {
+          writeRowRange(v, first, end);
+          v.setUint32(104, samples.base, true);
+          v.setUint32(108, chanGroups.base, true);
+        },
+        undefined,
+        {
+          rows: recordWindow(first, end, rec).window,
+          groups: samples.window,
+          chanGroups: chanGroups.window,
+        },
+      );
+    }
   } else {
-    const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
-    partBytes = (ct * n + rt * c) * GRAD_BYTES;
-    checkFits(partBytes, "the per-tile gradient sums", limits);
-    for (const [first, last, base] of tileWindows(problem, limits)) {
-      const size = (Math.min(last * TILE, n) * c - base) * 4;
-      add("bwdReduce1d", (last - first) * ct, (v) => {
-        v.setUint32(24, ct, true);
-        v.setUint32(28, first, true);
-        v.setUint32(32, last, true);
-        v.setUint32(36, base, true);
-      }, { offset: base * 4, size });
+    const ct = Math.ceil(c / TILE);
+    partBytes = n * ct * GRAD_BYTES;
+    chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
+    for (const [i, [first, last, base]] of tileWindows(problem, limits, rec).entries()) {
+      const r0 = first * TILE, r1 = Math.min(last * TILE, n);
+      const lines = recordWindow(r0 * ct, r1 * ct, rec);
+      const cols = recordWindow(first * c, last * c, rec);
+      add(
+        "bwdReduce1d",
+        (last - first) * ct,
+        (v) => {
+          v.setUint32(24, ct, true);
+          v.setUint32(28, first, true);
+          v.setUint32(32, last, true);
+          v.setUint32(36, base, true);
+          v.setUint32(104, lines.base, true);
+          v.setUint32(108, cols.base, true);
+        },
+        { offset: base * 4, size: (r1 * c - base) * 4 },
+        {
+          rows: lines.window,
+          chanParts: cols.window,
+        },
+      );
+      // The rows' sums lie in this window whole; the columns' add up over the windows.
+      const none = [0, 0, 0, 0, 0];
+      const lnMembers = [r1 - r0, r0 * ct - lines.base, ct, 1, ct];
+      addGroupSum(add, rec, { rows: lines.window }, lnMembers, none, r0, false);
+      const bnMembers = [c, first * c - cols.base, 1, c, last - first];
+      addGroupSum(add, rec, { chanParts: cols.window }, none, bnMembers, n, i > 0);
     }
   }
-  const groups = n + c;
-  checkFits(groups * GRAD_BYTES, "the LN/channel gradient sums", limits);
-  add("bwdGroups", groups, () => {});
-  if (layout === "nd") {
-    checkFits(coefRows * 16, "the per-row dx maps", limits);
-    add("bwdCoef", Math.ceil(coefRows / 64), () => {});
+  for (const [first, count] of vecWindows(total, limits, layout === "1d" ? rec : undefined, c)) {
+    const samples = recordWindow(
+      Math.floor(first * 4 / c),
+      Math.min(n, Math.ceil((first + count) * 4 / c)),
+      rec,
+    );
+    add(
+      layout === "nd" ? "bwdDx" : "bwdDx1d",
+      Math.ceil(count / WG),
+      (v) => {
+        v.setUint32(36, first * 4, true);
+        v.setUint32(40, count, true);
+        v.setUint32(104, samples.base, true);
+        v.setUint32(108, chanGroups.base, true);
+      },
+      { offset: first * 16, size: count * 16 },
+      layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
+    );
   }
-  for (const [first, count] of vecWindows(total, limits)) {
-    add(layout === "nd" ? "bwdDx" : "bwdDx1d", Math.ceil(count / WG), (v) => {
-      v.setUint32(36, first * 4, true);
-      v.setUint32(40, count, true);
-    }, { offset: first * 16, size: count * 16 });
+  const buffers: [number, string][] = [
+    [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
+    [chanPartBytes, "the columns' tile-line gradient sums"],
+    [rows * GRAD_BYTES, "the per-row gradient sums"],
+    [groups * GRAD_BYTES, "the per-sample and per-channel gradient sums"],
+  ];
+  for (const [bytes, what] of buffers) {
+    if (limits.maxBuffer !== undefined && bytes > limits.maxBuffer) {
+      throw new RangeError(
+        `webgpu backend: ${what} need a buffer of ${bytes} bytes, more than this device's ` +
+          `maxBufferSize (${limits.maxBuffer}); the tensor has too many rows for this device`,
+      );
+    }
   }
   const update: RunningUpdate = { kind: "batchAverage" }; // no running update in a backward
   const uniforms = slots.uniforms((v) => {
@@ -473,6 +633,7 @@ export function makeBackwardPlan(
     dispatches: slots.dispatches,
     uniforms,
     partBytes,
+    chanPartBytes,
     rows,
     groups,
     coefRows,
@@ -480,8 +641,12 @@ export function makeBackwardPlan(
   };
 }
 
-/** Lays `count` workgroups out on a grid of at most 65535 per dimension: [x, y]. */
-export function grid(count: number): [number, number] {
-  const x = Math.min(count, 65535);
-  return [x, Math.ceil(count / x)];
+/** Lays `count` workgroups out on a grid of at most `max` per dimension: [x, y]. */
+export function grid(count: number, max = 65535): [number, number] {
+  const x = Math.min(count, max);
+  const y = Math.ceil(count / x);
+  if (y > max) {
+    throw new RangeError(`webgpu backend: ${count} workgroups exceed a ${max} x ${max} grid`);
+  }
+  return [x, y];
 }

@@ -57,7 +57,7 @@ import { checkWrappable, GpuTensor } from "./_webgpu_tensor.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 
 /** Bytes of the Params struct inside each uniform slot. */
-const PARAMS_BYTES = 144;
+const PARAMS_BYTES = 160;
 
 /** Options of a backend instance (tests and the bench make their own instances). */
 export type WebGpuBackendOptions = DeviceOptions;
@@ -136,8 +136,10 @@ export interface BackwardBuffers {
   readonly x: GPUBuffer;
   readonly dy: GPUBuffer;
   readonly dx: GPUBuffer;
-  /** Segment sums ("nd") or tile-line Grads ("1d"). */
+  /** Segment sums ("nd") or the rows' tile-line Grads ("1d"). */
   readonly parts: GPUBuffer;
+  /** The columns' tile-line Grads ("1d"). */
+  readonly chanParts?: GPUBuffer;
   /** Per-row Grads ("nd"). */
   readonly rows?: GPUBuffer;
   /** Per-sample, then per-channel Grads. */
@@ -355,7 +357,7 @@ export class WebGpuBackend implements Backend {
           entries: entries.map((resource, binding) => ({ binding, resource })),
         }),
       );
-      const [gx, gy] = grid(d.workgroups);
+      const [gx, gy] = grid(d.workgroups, this.ctx.maxWorkgroups);
       pass.dispatchWorkgroups(gx, gy);
     }
   }
@@ -640,6 +642,13 @@ export class WebGpuBackend implements Backend {
       const slot = { buffer: b.uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
       const w = (buffer: GPUBuffer) => ({ buffer, offset: d.window!.offset, size: d.window!.size });
       const whole = (buffer: GPUBuffer) => ({ buffer });
+      // Gradient records, in the dispatch's windows where it has them (they may exceed one
+      // storage binding).
+      const r = d.records ?? {};
+      const at = (buffer: GPUBuffer, window?: { offset: number; size: number }) => ({
+        buffer,
+        ...window,
+      });
       const { stats, affine } = b;
       const entries: GPUBufferBinding[] = {
         bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
@@ -651,20 +660,31 @@ export class WebGpuBackend implements Backend {
           whole(stats.rows!),
           whole(stats.groups!),
           whole(affine),
-          whole(b.rows!),
+          at(b.rows!, r.rows),
         ],
-        bwdReduce1d: () => [slot, w(b.x), w(b.dy), whole(stats.groups!), whole(affine), {
-          buffer: b.parts,
-        }],
-        bwdGroups: () => [slot, whole(b.rows ?? b.parts), whole(b.groups)],
+        bwdReduce1d: () => [
+          slot,
+          w(b.x),
+          w(b.dy),
+          whole(stats.groups!),
+          whole(affine),
+          at(b.parts, r.rows),
+          at(b.chanParts!, r.chanParts),
+        ],
+        bwdGroups: () => [
+          slot,
+          r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
+          at(b.groups, r.groups),
+        ],
         bwdCoef: () => [
           slot,
-          whole(b.rows!),
-          whole(b.groups),
+          at(b.rows!, r.rows),
+          at(b.groups, r.groups),
           whole(stats.rows!),
           whole(stats.groups!),
           whole(affine),
           whole(b.coef!),
+          at(b.groups, r.chanGroups),
         ],
         bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
         bwdDx1d: () => [
@@ -674,7 +694,8 @@ export class WebGpuBackend implements Backend {
           w(b.dx),
           whole(stats.groups!),
           whole(affine),
-          whole(b.groups),
+          at(b.groups, r.groups),
+          at(b.groups, r.chanGroups),
         ],
       }[d.kind as BackwardKind]();
       const pipeline = this.#pipelines[d.kind];
@@ -686,7 +707,7 @@ export class WebGpuBackend implements Backend {
           entries: entries.map((resource, binding) => ({ binding, resource })),
         }),
       );
-      const [gx, gy] = grid(d.workgroups);
+      const [gx, gy] = grid(d.workgroups, this.ctx.maxWorkgroups);
       pass.dispatchWorkgroups(gx, gy);
     }
   }
@@ -720,6 +741,7 @@ export class WebGpuBackend implements Backend {
       maxBinding: ctx.maxBinding,
       offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,
       elementsPerThread: ctx.elementsPerThread,
+      maxBuffer: ctx.device.limits.maxBufferSize,
     }, stats.batch);
     const state = this.#state(params, problem.c);
     const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);
@@ -732,13 +754,16 @@ export class WebGpuBackend implements Backend {
       dy,
       dx,
       parts: ctx.acquire("storage", plan.partBytes),
+      chanParts: plan.chanPartBytes > 0 ? ctx.acquire("storage", plan.chanPartBytes) : undefined,
       rows: plan.rows > 0 ? ctx.acquire("storage", plan.rows * GRAD_BYTES) : undefined,
       groups: ctx.acquire("storage", plan.groups * GRAD_BYTES),
       coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
     };
     const release = () => {
       ctx.release("uniform", uniforms);
-      for (const b of [buffers.parts, buffers.rows, buffers.groups, buffers.coef]) {
+      for (
+        const b of [buffers.parts, buffers.chanParts, buffers.rows, buffers.groups, buffers.coef]
+      ) {
         if (b) ctx.release("storage", b);
       }
     };

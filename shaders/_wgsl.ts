@@ -35,6 +35,7 @@ const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -65,10 +66,13 @@ struct Params {
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
-  inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
-  _pad2: u32,
+  // Backward, where the gradient records exceed one storage binding and are bound in windows:
+  // the first record of the bound window of per-row / per-sample records, and of channel records.
+  rec_base: u32,
+  chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
+  inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
 }
 
 // A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
@@ -955,6 +959,8 @@ export const SN_BWD_ROWS: string =
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
+// Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
+// records of many rows exceed one storage binding, so they are bound in windows).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -972,8 +978,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
@@ -990,7 +996,7 @@ fn main(
   }
   let m = nd_mix(p, ln, bn);
   if (mixed_bad(m)) {
-    grads[r] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
     return;
   }
   let s = inv_std(m);
@@ -1006,7 +1012,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+  grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
 }
 `;
 
@@ -1020,8 +1026,10 @@ export const SN1D_BWD_REDUCE: string =
 // LN needs these summed along each row n, BN and the parameters along each column c, and both
 // come from this one read: like sn1d_stats, each workgroup copies a 32 x 32 tile of x and of dy
 // into workgroup memory, then 32 threads sum the tile's columns and 32 its rows:
-//   parts[ct * N + n]                  = sum over the tile's columns of row n   (ct: column tile)
-//   parts[Params.bn_base + rt * C + c] = sum over the tile's rows of column c   (rt: row tile)
+//   parts[n * CT + ct]   = sum over the tile's columns of row n   (ct: column tile of CT)
+//   cparts[rt * C + c]   = sum over the tile's rows of column c   (rt: row tile)
+// each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
+// its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
 
 ${_COMMON}
@@ -1033,6 +1041,7 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
+@group(0) @binding(6) var<storage, read_write> cparts: array<Grad>;
 
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
@@ -1081,14 +1090,14 @@ fn main(
       for (var r = 0u; r < t.rows; r++) {
         acc = grad_add(acc, element(t.n0 + r, t.c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
       }
-      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = acc;
+      cparts[t.rt * P.c + t.c0 + lid - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
     for (var cc = 0u; cc < t.cols; cc++) {
       acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
     }
-    parts[t.ct * P.n + t.n0 + r] = acc;
+    parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
 }
 `;
@@ -1103,6 +1112,9 @@ export const SN_BWD_GROUPS: string =
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
 // Each of the 64 threads adds a strided share, then the threads add pairwise (a tree).
+// Group g's record is out[seg_first + g]. When the members exceed one storage binding, the
+// members are bound in windows (the base fields are relative to the window) and each window's
+// dispatches add (P_ACCUMULATE) their part of every group they touch to records zeroed first.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1157,7 +1169,11 @@ fn main(
     workgroupBarrier();
   }
   if (lid == 0u) {
-    out[g] = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    if ((P.flags & P_ACCUMULATE) != 0u) {
+      sum = grad_add(out[P.seg_first + g], sum);
+    }
+    out[P.seg_first + g] = sum;
   }
 }
 `;
@@ -1177,6 +1193,8 @@ export const SN_BWD_COEF: string =
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
+// in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1188,6 +1206,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1195,8 +1215,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
@@ -1208,8 +1228,8 @@ fn main(
     bn = groups[P.n + c];
   }
   let m = nd_mix(p, ln, bn);
-  let row = grads[r];
-  let lg = bgroups[n];
+  let row = grads[r - P.elem_base];
+  let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
   var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
@@ -1217,7 +1237,7 @@ fn main(
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
   var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
   if (bn_depends_on_x()) {
-    let bg = bgroups[P.n + c];
+    let bg = cgroups[P.n + c - P.chan_base];
     let nb = P.batch;
     gvar += P.wvar[2] * bg.s.y / nb;
     gmu += P.wmean[2] * bg.s.x / nb +
@@ -1294,7 +1314,8 @@ export const SN1D_BWD_DX: string =
 //        + w1 * GmB/NB + v1 * GvB * 2 * (x - mu_bn)/(NB - 1)     (BN terms: training only)
 // x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
 // statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
-// One vec4 per thread.
+// One vec4 per thread. bgroups is bound from record rec_base on, cgroups from chan_base on
+// (windows of the records, which may exceed one storage binding).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1306,6 +1327,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -1332,12 +1355,12 @@ fn main(
       let ln = groups[n];
       let bn = groups[P.n + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let lg = bgroups[n];
+      let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
       if (with_bn) {
-        let bg = bgroups[P.n + c];
+        let bg = cgroups[P.n + c - P.chan_base];
         v += P.wmean[1] * bg.s.x / nb +
           P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
         bad = bad || bg.flags != 0u || nb < 2.0;

@@ -26,6 +26,7 @@ const P_TRAINING: u32 = 4u;
 const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving average)
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
+const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -56,10 +57,13 @@ struct Params {
   momentum: f32,
   one_minus_momentum: f32, // 1 - momentum, formed in float64 on the CPU
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
-  inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
-  _pad2: u32,
+  // Backward, where the gradient records exceed one storage binding and are bound in windows:
+  // the first record of the bound window of per-row / per-sample records, and of channel records.
+  rec_base: u32,
+  chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
+  inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
 }
 
 // A (count, mean, M2) summary of some finite values, kept relative to `shift` (a value of the

@@ -7,7 +7,8 @@
 //        + w1 * GmB/NB + v1 * GvB * 2 * (x - mu_bn)/(NB - 1)     (BN terms: training only)
 // x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
 // statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
-// One vec4 per thread.
+// One vec4 per thread. bgroups is bound from record rec_base on, cgroups from chan_base on
+// (windows of the records, which may exceed one storage binding).
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -19,6 +20,8 @@
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -45,12 +48,12 @@ fn main(
       let ln = groups[n];
       let bn = groups[P.n + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let lg = bgroups[n];
+      let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
       if (with_bn) {
-        let bg = bgroups[P.n + c];
+        let bg = cgroups[P.n + c - P.chan_base];
         v += P.wmean[1] * bg.s.x / nb +
           P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
         bad = bad || bg.flags != 0u || nb < 2.0;

@@ -6,8 +6,10 @@
 // LN needs these summed along each row n, BN and the parameters along each column c, and both
 // come from this one read: like sn1d_stats, each workgroup copies a 32 x 32 tile of x and of dy
 // into workgroup memory, then 32 threads sum the tile's columns and 32 its rows:
-//   parts[ct * N + n]                  = sum over the tile's columns of row n   (ct: column tile)
-//   parts[Params.bn_base + rt * C + c] = sum over the tile's rows of column c   (rt: row tile)
+//   parts[n * CT + ct]   = sum over the tile's columns of row n   (ct: column tile of CT)
+//   cparts[rt * C + c]   = sum over the tile's rows of column c   (rt: row tile)
+// each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
+// its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
 
 //!include common.wgsl
@@ -19,6 +21,7 @@
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
+@group(0) @binding(6) var<storage, read_write> cparts: array<Grad>;
 
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
@@ -67,13 +70,13 @@ fn main(
       for (var r = 0u; r < t.rows; r++) {
         acc = grad_add(acc, element(t.n0 + r, t.c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
       }
-      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = acc;
+      cparts[t.rt * P.c + t.c0 + lid - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
     for (var cc = 0u; cc < t.cols; cc++) {
       acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
     }
-    parts[t.ct * P.n + t.n0 + r] = acc;
+    parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
 }

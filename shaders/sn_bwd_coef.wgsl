@@ -11,6 +11,8 @@
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
+// in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -22,6 +24,8 @@
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -29,8 +33,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
@@ -42,8 +46,8 @@ fn main(
     bn = groups[P.n + c];
   }
   let m = nd_mix(p, ln, bn);
-  let row = grads[r];
-  let lg = bgroups[n];
+  let row = grads[r - P.elem_base];
+  let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
   var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
@@ -51,7 +55,7 @@ fn main(
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
   var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
   if (bn_depends_on_x()) {
-    let bg = bgroups[P.n + c];
+    let bg = cgroups[P.n + c - P.chan_base];
     let nb = P.batch;
     gvar += P.wvar[2] * bg.s.y / nb;
     gmu += P.wmean[2] * bg.s.x / nb +

@@ -6,6 +6,9 @@
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
 // Each of the 64 threads adds a strided share, then the threads add pairwise (a tree).
+// Group g's record is out[seg_first + g]. When the members exceed one storage binding, the
+// members are bound in windows (the base fields are relative to the window) and each window's
+// dispatches add (P_ACCUMULATE) their part of every group they touch to records zeroed first.
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -60,6 +63,10 @@ fn main(
     workgroupBarrier();
   }
   if (lid == 0u) {
-    out[g] = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    if ((P.flags & P_ACCUMULATE) != 0u) {
+      sum = grad_add(out[P.seg_first + g], sum);
+    }
+    out[P.seg_first + g] = sum;
   }
 }

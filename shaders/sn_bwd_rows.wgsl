@@ -6,6 +6,8 @@
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
+// Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
+// records of many rows exceed one storage binding, so they are bound in windows).
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -23,8 +25,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
@@ -41,7 +43,7 @@ fn main(
   }
   let m = nd_mix(p, ln, bn);
   if (mixed_bad(m)) {
-    grads[r] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
     return;
   }
   let s = inv_std(m);
@@ -57,5 +59,5 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+  grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
 }
