@@ -24,7 +24,21 @@ export {
   type SwitchNormNdOptions,
   type SwitchNormOptions,
 } from "./_layer.ts";
-export type { StateDict, StateValue } from "./_state_dict.ts";
+export type {
+  LoadStateDictOptions,
+  LoadStateDictResult,
+  ShapedTensor,
+  StateDict,
+  StateDictOptions,
+  StateValue,
+} from "./_state_dict.ts";
+export {
+  readSafetensors,
+  type SafeTensor,
+  type SafetensorsDtype,
+  type TensorToWrite,
+  writeSafetensors,
+} from "./_safetensors.ts";
 export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";
