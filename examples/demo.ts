@@ -42,7 +42,7 @@ for (const a of Deno.args) {
 const TEXTURES = Deno.args.includes("--textures");
 const SIZE = 16; // images are SIZE x SIZE, one channel (digits: 14x14 in a 1-pixel border)
 const C1 = 8, C2 = 16, F = 32; // conv1 channels, conv2 channels, hidden features
-const TEST_PER_CLASS = 160; // digits: the last 160 of each class held out, the other 8,399 train
+const TEST_PER_CLASS = 160; // digits: the last 160 of each class held out, the other 8,400 train
 const TEXTURE_TRAIN = 1024, TEXTURE_TEST = 512, NOISE = 2; // textures
 const SAMPLES = 8192; // samples seen per run (~1 epoch of the digits), the same at every batch size
 const BATCHES = [2, 32];
@@ -52,6 +52,9 @@ const LOGIT_LR_MULT = 1; // 1: the importance logits use the same lr as the othe
 const MOMENTUM = 0.9;
 const SEED = 7;
 const OUT_DIR = "demo-out";
+/** The textures' files get their own names, so that they never replace the digits'. */
+const SUFFIX = TEXTURES ? "textures-" : "";
+const CHART = `${OUT_DIR}/importance${TEXTURES ? "-textures" : ""}.svg`;
 
 // ---- the model --------------------------------------------------------------------------------
 /**
@@ -346,7 +349,7 @@ const svg = importanceChart(chartLayers, {
  * of the authors' modules loads it with load_state_dict (strict), as the README shows.
  */
 const checkpoints = results.map((r) => ({
-  path: `${OUT_DIR}/sn-batch${r.batch}.safetensors`,
+  path: `${OUT_DIR}/sn-${SUFFIX}batch${r.batch}.safetensors`,
   bytes: writeSafetensors(
     Object.assign(
       {},
@@ -357,9 +360,9 @@ const checkpoints = results.map((r) => ({
 }));
 try {
   Deno.mkdirSync(OUT_DIR, { recursive: true });
-  Deno.writeTextFileSync(`${OUT_DIR}/importance.svg`, svg);
+  Deno.writeTextFileSync(CHART, svg);
   for (const c of checkpoints) Deno.writeFileSync(c.path, c.bytes);
-  console.log(`\nchart: ${OUT_DIR}/importance.svg`);
+  console.log(`\nchart: ${CHART}`);
   console.log(`SN layers for PyTorch: ${checkpoints.map((c) => c.path).join(", ")}`);
 } catch (e) {
   if (!(e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable)) throw e;
