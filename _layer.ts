@@ -20,7 +20,16 @@ import {
   type CallInfo,
   chooseBackend,
 } from "./backends/select.ts";
-import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
+import {
+  type KeySpec,
+  type LoadStateDictOptions,
+  type LoadStateDictResult,
+  readStateDict,
+  type ShapedTensor,
+  shapeStateDict,
+  type StateDict,
+  type StateDictOptions,
+} from "./_state_dict.ts";
 import { batchSync, type SyncGroup } from "./_sync.ts";
 import { type Importance, softmax } from "./_importance.ts";
 import { type Mixing, SPARSE_DEFAULT_MOMENTUM, SPARSE_KEYS, SparseState } from "./_sparse.ts";
@@ -299,15 +308,19 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     return this.train(false);
   }
 
-  /** gamma, length C (a copy; change it with loadStateDict). */
+  /**
+   * gamma, length C. A COPY: `layer.weight[0] = 5` changes nothing. To change parameters, edit
+   * the copy and load it back: `layer.loadStateDict({ weight: w }, { strict: false })`. The same
+   * holds for every getter below.
+   */
   get weight(): Float32Array {
     return this.#params.weight.slice();
   }
-  /** beta, length C (a copy). */
+  /** beta, length C (a copy; see {@linkcode weight}). */
   get bias(): Float32Array {
     return this.#params.bias.slice();
   }
-  /** Importance logits of the means, order (in,) ln, bn (a copy). */
+  /** Importance logits of the means, order (in,) ln, bn (a copy; see {@linkcode weight}). */
   get mean_weight(): Float32Array {
     return this.#params.meanLogits.slice();
   }
@@ -461,49 +474,64 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * Loads parameters and buffers with PyTorch's key names. Each value may be flat (length C, or
    * the number of logits), a nested array in the reference's shape ([1,C,1,1] for SwitchNorm2d
    * weight/bias, [1,C,1] for its buffers; [1,C] for SwitchNorm1d; [1,C,1,1,1] for SwitchNorm3d),
-   * or `{ data, shape }`. A missing, extra, misshapen or non-finite entry throws an error naming
-   * the key, and nothing is changed. A sparse layer also reads SSN2d's `mean_fixed`, `var_fixed`
-   * (0 or 1) and `radius` ([0, 1]), each of length 1. Ends a batch average in progress (the loaded
-   * buffers are statistics).
+   * `{ data, shape }`, or a tensor of {@linkcode readSafetensors} (any float or integer dtype;
+   * values are converted to float32 and must fit). A sparse layer also reads SSN2d's
+   * `mean_fixed`, `var_fixed` (0 or 1) and `radius` ([0, 1]), each of length 1.
    *
-   * @throws {TypeError} if `dict` is not an object or an entry is not an array, a typed array or
-   * `{ data, shape }` of numbers.
-   * @throws {RangeError} for a missing or extra key, a shape or length that does not fit the
-   * layer, or a non-finite value; the layer is left unchanged.
+   * `prefix` picks one layer's keys out of a whole model's checkpoint (a leading "module." from
+   * `nn.DataParallel` is accepted); `strict: false` loads a subset and leaves the rest as it is,
+   * which is also how to change one parameter:
+   * `layer.loadStateDict({ weight: w }, { strict: false })` (the getters return copies).
+   *
+   * Ends a batch average in progress when it loads running buffers (they are statistics).
+   *
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
-   * const sn = new SwitchNorm2d(2);
-   * sn.loadStateDict({
-   *   weight: [[[[1]], [[0.5]]]], // [1, C, 1, 1], as tensor.tolist() gives it
-   *   bias: [0, 0.1], // flat
-   *   mean_weight: [1, 2, 3],
-   *   var_weight: { data: [3, 2, 1], shape: [3] },
-   *   running_mean: [[[0.2], [0.3]]], // [1, C, 1]
-   *   running_var: [1, 1],
-   * });
-   * console.log(sn.weight); // Float32Array(2) [ 1, 0.5 ]
+   * const sn = new SwitchNorm2d(3);
+   * const weight = sn.weight; // a copy: writing to it changes nothing
+   * weight[0] = 5;
+   * const { missingKeys } = sn.loadStateDict({ weight }, { strict: false });
+   * console.log(sn.weight[0], missingKeys); // 5 [ "bias", "mean_weight", ... ]
    * ```
+   *
+   * @returns The keys of the layer that were missing and the keys under the prefix that are not
+   *   the layer's (both empty with strict: true), with the prefix, as PyTorch reports them.
+   * @throws {RangeError} on a missing or unexpected key (strict only), a misshapen, non-finite or
+   *   out-of-float32-range value; {@link TypeError} on a value of the wrong kind or bad options.
+   *   Nothing is changed when it throws.
    */
-  loadStateDict(dict: Readonly<Record<string, unknown>>): void {
-    const read = readStateDict(this.#kind.name, dict, this.#specs());
+  loadStateDict(
+    dict: Readonly<Record<string, unknown>>,
+    options: LoadStateDictOptions = {},
+  ): LoadStateDictResult {
+    const { read, missingKeys, unexpectedKeys } = readStateDict(
+      this.#kind.name,
+      dict,
+      this.#specs(),
+      options,
+    );
     this.#checkIdle("loadStateDict");
+    // A lone running buffer must not be uploaded beside a stale CPU copy of the other one.
+    const running = +!!read.running_mean + +!!read.running_var;
+    if (running === 1) this.#checkRunningFresh("loadStateDict");
     // Everything is checked (readStateDict, then the sparse flags and radius) before any change.
     const applySparse = this.#sparse?.prepareLoad(`${this.#kind.name}.loadStateDict`, read);
     const p = this.#params;
     this.#saved?.detach(this.#paramsView());
     applySparse?.();
-    p.weight.set(read.weight);
-    p.bias.set(read.bias);
-    p.meanLogits.set(read.mean_weight);
-    p.varLogits.set(read.var_weight);
-    if (this.usingBN) {
-      p.runningMean.set(read.running_mean);
-      p.runningVar.set(read.running_var);
-    }
-    this.#batchesAccumulated = 0; // loaded buffers are statistics, not a batch average's sums
+    if (read.weight) p.weight.set(read.weight);
+    if (read.bias) p.bias.set(read.bias);
+    if (read.mean_weight) p.meanLogits.set(read.mean_weight);
+    if (read.var_weight) p.varLogits.set(read.var_weight);
+    if (read.running_mean) p.runningMean.set(read.running_mean);
+    if (read.running_var) p.runningVar.set(read.running_var);
+    // Loaded buffers are statistics, not a batch average's sums.
+    if (read.running_mean || read.running_var) this.#batchesAccumulated = 0;
+    // The version bump makes every backend (WebGPU's device copies too) take the new values.
     p.version++;
-    p.runningVersion++;
+    if (running > 0) p.runningVersion++;
+    return { missingKeys, unexpectedKeys };
   }
 
   /**
@@ -521,7 +549,31 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * console.log(weight, running_mean); // Float32Array(2) [ 1, 1 ] Float32Array(2) [ 0, 0 ]
    * ```
    */
-  stateDict(): StateDict<UsingBN> {
+  stateDict(): StateDict<UsingBN>;
+  /**
+   * The same entries with `options.prefix` before each key and, with `shapes: "pytorch"`, as
+   * `{ data, shape }` in the authors' shapes: what {@linkcode writeSafetensors} writes and the
+   * authors' module loads with `load_state_dict(strict=True)`.
+   *
+   * @example
+   * ```ts
+   * import { SwitchNorm2d, writeSafetensors } from "./mod.ts";
+   * const sn = new SwitchNorm2d(4);
+   * const dict = sn.stateDict({ prefix: "layer1.0.bn1.", shapes: "pytorch" });
+   * console.log(dict["layer1.0.bn1.weight"].shape); // [1, 4, 1, 1]
+   * const bytes = writeSafetensors(dict);
+   * console.log(bytes.length);
+   * ```
+   *
+   * @throws {TypeError} on unknown options or a prefix that is not a string; {@link RangeError}
+   *   on an unknown `shapes`; the same as `stateDict()` for running buffers held on the GPU.
+   */
+  stateDict(options: StateDictOptions & { shapes: "pytorch" }): Record<string, ShapedTensor>;
+  /** The flat entries with `options.prefix` before each key. */
+  stateDict(options: StateDictOptions): Record<string, Float32Array>;
+  stateDict(
+    options?: StateDictOptions,
+  ): StateDict<UsingBN> | Record<string, Float32Array | ShapedTensor> {
     this.#checkIdle("stateDict");
     this.#checkRunningFresh("stateDict");
     const p = this.#params;
@@ -535,7 +587,14 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       dict.running_mean = p.runningMean.slice();
       dict.running_var = p.runningVar.slice();
     }
-    return (this.#sparse ? { ...dict, ...this.#sparse.entries() } : dict) as StateDict<UsingBN>;
+    const all = this.#sparse ? { ...dict, ...this.#sparse.entries() } : dict;
+    if (options === undefined) return all as StateDict<UsingBN>;
+    return shapeStateDict(
+      `${this.#kind.name}.stateDict`,
+      all as unknown as Record<string, Float32Array>,
+      this.#specs(),
+      options,
+    );
   }
 
   /**

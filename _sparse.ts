@@ -73,24 +73,25 @@ export class SparseState {
   }
 
   /**
-   * Checks entries read against {@linkcode SPARSE_KEYS} (flags 0 or 1, radius in [0, 1]) and
-   * returns a function that applies them, so that the caller can check everything first.
+   * Checks the entries read of {@linkcode SPARSE_KEYS} (flags 0 or 1, radius in [0, 1]; absent
+   * ones stay as they are) and returns a function that applies them, so that the caller can check
+   * everything first.
    */
-  prepareLoad(where: string, read: Readonly<Record<string, Float32Array>>): () => void {
+  prepareLoad(where: string, read: Readonly<Partial<Record<string, Float32Array>>>): () => void {
     for (const key of ["mean_fixed", "var_fixed"]) {
-      const v = read[key][0];
-      if (v !== 0 && v !== 1) {
+      const v = read[key]?.[0];
+      if (v !== undefined && v !== 0 && v !== 1) {
         throw new RangeError(`${where}: "${key}" must be 0 or 1, got ${v}`);
       }
     }
-    const radius = read.radius[0];
-    if (!(radius >= 0 && radius <= 1)) {
+    const radius = read.radius?.[0];
+    if (radius !== undefined && !(radius >= 0 && radius <= 1)) {
       throw new RangeError(`${where}: "radius" must be in [0, 1], got ${radius}`);
     }
     return () => {
-      this.fixed.mean = read.mean_fixed[0] === 1;
-      this.fixed.var = read.var_fixed[0] === 1;
-      this.radius = radius;
+      if (read.mean_fixed) this.fixed.mean = read.mean_fixed[0] === 1;
+      if (read.var_fixed) this.fixed.var = read.var_fixed[0] === 1;
+      if (radius !== undefined) this.radius = radius;
     };
   }
 }

@@ -52,6 +52,51 @@ export type StateDict<UsingBN extends boolean = boolean> =
     : [UsingBN] extends [false] ? Record<never, never>
     : Partial<RunningBuffers>);
 
+/** Options of `loadStateDict`. */
+export interface LoadStateDictOptions {
+  /**
+   * Read the keys `prefix + name` (PyTorch's key of a submodule, e.g. "layer1.0.bn1.") and
+   * ignore every key outside the prefix, so that a whole model's checkpoint can be passed as is.
+   * When no key of the layer is found under the prefix but some are under "module." + prefix
+   * (a checkpoint saved from `nn.DataParallel`), those are read. Default "" with no keys ignored.
+   */
+  prefix?: string;
+  /**
+   * true (default): every key of the layer must be present and no other key may be under the
+   * prefix. false (PyTorch's meaning): load the keys present, leave the others as they are, and
+   * report the missing and unexpected keys. A present key with a bad value throws either way.
+   */
+  strict?: boolean;
+}
+
+/** What `loadStateDict` reports, with full key names (prefix included), like PyTorch. */
+export interface LoadStateDictResult {
+  /** Keys of the layer that the dict lacks (always empty with strict: true). */
+  readonly missingKeys: string[];
+  /** Keys under the prefix that are not the layer's (always empty with strict: true). */
+  readonly unexpectedKeys: string[];
+}
+
+/** Options of `stateDict`. */
+export interface StateDictOptions {
+  /** Put this before every key (e.g. "layer1.0.bn1."). Default "". */
+  prefix?: string;
+  /**
+   * "flat" (default): each value is a Float32Array. "pytorch": each value is `{ data, shape }` in
+   * the authors' shapes ([1, C, 1, 1] for SwitchNorm2d's weight, [1, C, 1] for its buffers, ...),
+   * ready for `writeSafetensors` and a strict `load_state_dict` in PyTorch.
+   */
+  shapes?: "flat" | "pytorch";
+}
+
+/** A state-dict value with its PyTorch shape. */
+export interface ShapedTensor {
+  /** The values, row-major. */
+  data: Float32Array;
+  /** The shape in the authors' module. */
+  shape: number[];
+}
+
 /** What one key must look like: its flat length and the shapes accepted besides [length]. */
 export interface KeySpec {
   readonly length: number;
@@ -88,6 +133,26 @@ function flattenNested(
   return { data, shape };
 }
 
+/**
+ * The values of a typed array as numbers: BigInt arrays (readSafetensors' I64 and U64) only where
+ * every value is an integer of at most 2^53 in magnitude, so that none is silently rounded.
+ */
+function numbersOf(
+  where: string,
+  key: string,
+  data: ArrayLike<number | bigint>,
+): ArrayLike<number> {
+  if (!(data instanceof BigInt64Array || data instanceof BigUint64Array)) {
+    return data as ArrayLike<number>;
+  }
+  return Array.from(data, (v, i) => {
+    if (v > 2n ** 53n || v < -(2n ** 53n)) {
+      throw new RangeError(`${where}: "${key}"[${i}] is ${v}, beyond 2^53 (not exactly a number)`);
+    }
+    return Number(v);
+  });
+}
+
 /** Converts one entry to a Float32Array of `spec.length`, or throws naming `where` and the key. */
 export function readEntry(
   where: string,
@@ -98,10 +163,7 @@ export function readEntry(
   let data: ArrayLike<number>;
   let shape: readonly number[];
   if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
-    if (typeof (value as unknown as ArrayLike<unknown>)[0] === "bigint") {
-      throw new TypeError(`${where}: "${key}" is a BigInt array; expected numbers`);
-    }
-    data = value as unknown as ArrayLike<number>;
+    data = numbersOf(where, key, value as unknown as ArrayLike<number | bigint>);
     shape = [data.length];
   } else if (Array.isArray(value)) {
     ({ data, shape } = flattenNested(where, key, value));
@@ -114,7 +176,7 @@ export function readEntry(
     }
     const nested = Array.isArray(v.data)
       ? flattenNested(where, key, v.data).data
-      : v.data as ArrayLike<number>;
+      : numbersOf(where, key, v.data as ArrayLike<number | bigint>);
     data = nested;
     shape = v.shape;
     const count = shape.reduce((a, b) => a * b, 1);
@@ -146,38 +208,116 @@ export function readEntry(
         `${where}: "${key}"[${i}] is ${describeValue(v)}; values must be finite`,
       );
     }
+    if (!Number.isFinite(Math.fround(v))) {
+      throw new RangeError(`${where}: "${key}"[${i}] is ${v}, beyond float32's range`);
+    }
     out[i] = v;
   }
   return out;
 }
 
+/** Checks `loadStateDict`'s options, naming `where` in the error. */
+function loadOptions(where: string, options: unknown): { prefix?: string; strict: boolean } {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
+  }
+  for (const k of Object.keys(options)) {
+    if (k !== "prefix" && k !== "strict") {
+      throw new TypeError(`${where}: unknown option "${k}" (expected prefix, strict)`);
+    }
+  }
+  const { prefix, strict = true } = options as LoadStateDictOptions;
+  if (prefix !== undefined && typeof prefix !== "string") {
+    throw new TypeError(`${where}: prefix must be a string, got ${typeof prefix}`);
+  }
+  if (typeof strict !== "boolean") {
+    throw new TypeError(`${where}: strict must be true or false, got ${typeof strict}`);
+  }
+  return { prefix, strict };
+}
+
 /**
- * Reads a whole state dict against the expected keys. Throws on a missing or extra key, or a
- * misshapen value, before returning anything, so that the caller can apply it atomically.
+ * Reads a state dict against the expected keys (see {@linkcode LoadStateDictOptions}). Throws on
+ * a misshapen value, and with strict on a missing or extra key, before returning anything, so
+ * that the caller can apply what it returns atomically. `read` holds the keys found, unprefixed.
  */
 export function readStateDict(
   layer: string,
   dict: unknown,
   specs: Readonly<Record<string, KeySpec>>,
-): Record<string, Float32Array> {
+  options: LoadStateDictOptions = {},
+): LoadStateDictResult & { read: Partial<Record<string, Float32Array>> } {
+  const where = `${layer}.loadStateDict`;
   if (typeof dict !== "object" || dict === null) {
-    throw new TypeError(`${layer}.loadStateDict: expected an object, got ${describeValue(dict)}`);
+    throw new TypeError(`${where}: expected an object, got ${describeValue(dict)}`);
   }
+  const { prefix, strict } = loadOptions(where, options);
   const expected = Object.keys(specs);
-  for (const key of Object.keys(dict)) {
-    if (!(key in specs)) {
-      throw new RangeError(
-        `${layer}.loadStateDict: unexpected key "${key}" (expected ${expected.join(", ")})`,
-      );
+  // A key whose value is undefined counts as absent (as when spreading `{ ...dict, k: undefined }`).
+  const keys = Object.keys(dict).filter((k) => (dict as Record<string, unknown>)[k] !== undefined);
+  const present = new Set(keys);
+  const has = (base: string) => expected.some((k) => present.has(base + k));
+  // DataParallel saves every key under "module.": read those when the plain prefix has none.
+  const base = !has(prefix ?? "") && has(`module.${prefix ?? ""}`)
+    ? `module.${prefix ?? ""}`
+    : prefix ?? "";
+  const unexpectedKeys = keys.filter((k) =>
+    k.startsWith(base) ? !(k.slice(base.length) in specs) : prefix === undefined
+  );
+  const missingKeys = expected.filter((k) => !present.has(base + k)).map((k) => base + k);
+  if (strict && unexpectedKeys.length > 0) {
+    const under = base === "" ? "" : ` under prefix "${base}"`;
+    throw new RangeError(
+      `${where}: unexpected key "${unexpectedKeys[0]}"${under} (expected ${
+        expected.join(", ")
+      }; strict: false loads a subset)`,
+    );
+  }
+  if (strict && missingKeys.length > 0) {
+    throw new RangeError(
+      `${where}: missing key "${missingKeys[0]}"${
+        missingKeys.length > 1 ? ` (and ${missingKeys.length - 1} more)` : ""
+      }; strict: false loads a subset`,
+    );
+  }
+  const read: Partial<Record<string, Float32Array>> = {};
+  for (const key of expected) {
+    const value = (dict as Record<string, unknown>)[base + key];
+    if (!present.has(base + key)) continue;
+    read[key] = readEntry(where, base + key, value, specs[key]);
+  }
+  return { read, missingKeys, unexpectedKeys };
+}
+
+/** A layer's flat entries with `options.prefix` on each key, in PyTorch's shapes if asked. */
+export function shapeStateDict(
+  where: string,
+  entries: Readonly<Record<string, Float32Array>>,
+  specs: Readonly<Record<string, KeySpec>>,
+  options: StateDictOptions,
+): Record<string, Float32Array | ShapedTensor> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`${where}: options must be an object, got ${String(options)}`);
+  }
+  for (const k of Object.keys(options)) {
+    if (k !== "prefix" && k !== "shapes") {
+      throw new TypeError(`${where}: unknown option "${k}" (expected prefix, shapes)`);
     }
   }
-  const out: Record<string, Float32Array> = {};
-  for (const key of expected) {
-    const value = (dict as Record<string, unknown>)[key];
-    if (value === undefined) {
-      throw new RangeError(`${layer}.loadStateDict: missing key "${key}"`);
-    }
-    out[key] = readEntry(`${layer}.loadStateDict`, key, value, specs[key]);
+  const { prefix = "", shapes = "flat" } = options;
+  if (typeof prefix !== "string") {
+    throw new TypeError(`${where}: prefix must be a string, got ${typeof prefix}`);
+  }
+  if (shapes !== "flat" && shapes !== "pytorch") {
+    throw new RangeError(
+      `${where}: shapes must be "flat" or "pytorch", got ${JSON.stringify(shapes)}`,
+    );
+  }
+  const out: Record<string, Float32Array | ShapedTensor> = {};
+  for (const [key, data] of Object.entries(entries)) {
+    // The first accepted shape besides [length] is the authors' (see the layer's specs).
+    const shape = [...(specs[key].shapes[0] ?? [data.length])];
+    out[prefix + key] = shapes === "pytorch" ? { data, shape } : data;
   }
   return out;
 }

@@ -35,7 +35,23 @@ export {
   type SwitchNormNdOptions,
   type SwitchNormOptions,
 } from "./_layer.ts";
-export type { RunningBuffers, StateDict, StateDictParams, StateValue } from "./_state_dict.ts";
+export type {
+  LoadStateDictOptions,
+  LoadStateDictResult,
+  RunningBuffers,
+  ShapedTensor,
+  StateDict,
+  StateDictOptions,
+  StateDictParams,
+  StateValue,
+} from "./_state_dict.ts";
+export {
+  readSafetensors,
+  type SafeTensor,
+  type SafetensorsDtype,
+  type TensorToWrite,
+  writeSafetensors,
+} from "./_safetensors.ts";
 export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";

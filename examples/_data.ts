@@ -16,6 +16,8 @@ export interface Dataset {
   readonly labels: Uint8Array;
   readonly count: number;
   readonly size: number;
+  /** The class names, in label order. */
+  readonly classes: readonly string[];
 }
 
 /** mulberry32: a small seeded generator of uniform numbers in [0, 1). */
@@ -83,7 +85,7 @@ export function makeDataset(count: number, size: number, seed: number, noise = 2
       images[i * m + j] = brightness + contrast * (pattern[j] + noise * gaussian(random));
     }
   }
-  return { images, labels, count, size };
+  return { images, labels, count, size, classes: CLASSES };
 }
 
 /** Fisher-Yates, in place. */

@@ -1114,6 +1114,8 @@ def main():
             print("removed stale", os.path.relpath(path))
     print("gen:vectors: wrote {} files, {} bytes in total, to {}".format(
         len(written), total, os.path.relpath(OUT_DIR)))
+    import checkpoint  # the checkpoint vectors (tests/vectors/checkpoint/); imports this module
+    checkpoint.write_vectors()
 
 
 if __name__ == "__main__":
