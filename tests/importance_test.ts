@@ -75,3 +75,21 @@ Deno.test("sparsestmax stays on the simplex and becomes one-hot as the radius re
     "0.333333",
   ]);
 });
+
+Deno.test("softmax of logits in the hundreds is exact, not NaN (it subtracts the largest logit)", () => {
+  // Without the shift, exp(1000) = Infinity and Infinity / Infinity = NaN; exp(-1000) = 0 for all
+  // three gives 0 / 0. With it, the weights are exp of values <= 0: [1, e^-1000 = 0, 0], thirds.
+  assert.deepEqual([...softmax([1000, 0, -1000]).weights], [1, 0, 0]);
+  assert.deepEqual([...softmax([-1000, -1000, -1000]).weights], [1 / 3, 1 / 3, 1 / 3]);
+  assert.deepEqual([...softmax([800, 800]).weights], [0.5, 0.5]);
+  // exp(710) overflows float64: the largest two of these differ by 1, so their weights are
+  // e/(1+e) and 1/(1+e) (to float64 rounding), the third 0.
+  assertClose(
+    softmax([711, 710, -5]).weights,
+    [Math.E / (1 + Math.E), 1 / (1 + Math.E), 0],
+    { atol: 1e-15, rtol: 1e-14, why: "float64 rounding of a three-term softmax" },
+    "softmax([711, 710, -5])",
+  );
+  const grad = softmax([1000, 0, -1000]).vjp([1, 2, 3]);
+  assert.ok(grad.every(Number.isFinite), `vjp of a saturated softmax is finite: ${grad}`);
+});
