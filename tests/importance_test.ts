@@ -93,3 +93,19 @@ Deno.test("softmax of logits in the hundreds is exact, not NaN (it subtracts the
   const grad = softmax([1000, 0, -1000]).vjp([1, 2, 3]);
   assert.ok(grad.every(Number.isFinite), `vjp of a saturated softmax is finite: ${grad}`);
 });
+
+Deno.test("sparsestmax takes a point that leaves the simplex to the top two logits' edge, still r from the centre", () => {
+  // Logits this close keep all three in sparsemax's support, so the centre is 1/3 in every entry
+  // (SN_SPEC). At r = 0.6 or 0.7 the point u + r (w - u)/|w - u| has a negative third entry; the
+  // spec's closed form on the edge of the two largest logits at distance r from the centre is
+  // p_top = 1/2 + sqrt(r^2 - 1/6) / sqrt(2) (1/6 = |(1/2, 1/2, 0) - u|^2), p_second = 1 - p_top.
+  for (const r of [0.6, 0.7]) {
+    const top = 0.5 + Math.sqrt(r * r - 1 / 6) / Math.SQRT2;
+    assertClose(
+      sparsestmax([0.2, 0.1, 0], r).weights,
+      [top, 1 - top, 0],
+      { atol: 1e-12, rtol: 0, why: "float64 rounding of a few square roots" },
+      `sparsestmax([0.2, 0.1, 0], ${r})`,
+    );
+  }
+});

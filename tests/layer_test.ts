@@ -328,6 +328,33 @@ await testEachBackend(
   },
 );
 
+await testEachBackend(
+  "backward adds into grads: two backward calls give twice one call's gradients",
+  async (backend) => {
+    const shape = [2, 3, 2, 2];
+    const r = rng(23);
+    const x = Float32Array.from({ length: 24 }, () => 2 * r() - 1);
+    const dy = Float32Array.from({ length: 24 }, () => 2 * r() - 1);
+    const sn = new SwitchNorm2d(3, { backend });
+    sn.loadStateDict(randomState(3, 3, 7));
+    await sn.forward(x, shape);
+    await sn.backward(dy);
+    const once = structuredClone(sn.grads);
+    assert.ok(once.weight.some((g) => g !== 0) && once.mean_weight.some((g) => g !== 0));
+    await sn.forward(x, shape); // the same x again: in training mode y ignores the running buffers
+    await sn.backward(dy);
+    // f32(g) + g rounds to exactly 2 f32(g): the error of f32(g) is below a quarter ulp of 2g.
+    for (const name of Object.keys(once) as (keyof typeof once)[]) {
+      assertSameValues(sn.grads[name], once[name].map((v) => 2 * v), name);
+    }
+    sn.zeroGrad();
+    for (const [name, g] of Object.entries(sn.grads)) {
+      assert.ok(g.every((v: number) => v === 0), `${name} after zeroGrad`);
+    }
+    sn.dispose();
+  },
+);
+
 await testEachBackend("layers record which backend ran them and why", async (backend) => {
   const sn = new SwitchNorm1d(2, { backend });
   const info = () => sn.backendInfo; // a call, so that TypeScript does not narrow it to undefined
