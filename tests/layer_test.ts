@@ -149,6 +149,16 @@ Deno.test("loadStateDict rejects missing, extra, misshapen and non-finite keys b
   );
   await assertRejectsUnchanged(
     sn,
+    () => sn.loadStateDict({ ...good, running_var: new Float32Array([1, Infinity]) }),
+    /"running_var"\[1\] is Infinity; values must be finite/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, var_weight: [0, -Infinity, 0] }),
+    /"var_weight"\[1\] is -Infinity; values must be finite/,
+  );
+  await assertRejectsUnchanged(
+    sn,
     () => sn.loadStateDict({ ...good, weight: [[1], [2, 3]] }),
     /"weight" is a ragged nested array/,
   );

@@ -51,6 +51,18 @@ Deno.test("auto takes WebGPU from exactly the crossover size on, and the CPU one
   }
 });
 
+Deno.test("auto keeps a SyncSN call on the CPU at any size, and says why", async () => {
+  // The rule of backends/select.ts (an explicit backend: "webgpu" still runs SyncSN): a size and an
+  // adapter that would take WebGPU for any other call.
+  const env = {
+    ...currentEnvironment(),
+    webgpuAuto: { minElements: 0, allowFallbackAdapter: true },
+  };
+  const { backend, reason } = await chooseBackend("auto", env, { elements: 1 << 24, sync: true });
+  assert.equal(backend.name, wasmOrReference);
+  assert.match(reason, /not WebGPU: SyncSN runs on CPU backends/);
+});
+
 webgpuTest("auto keeps to WASM on a fallback adapter at any size, and says so", async () => {
   const probe = await probeAdapter();
   setEnvironmentForTesting({ webgpuAuto: { minElements: 0, allowFallbackAdapter: false } });
