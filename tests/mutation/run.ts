@@ -74,6 +74,8 @@ interface SuiteResult {
   seconds: number;
   peakMb: number;
   failing: string[];
+  /** Tests registered as skipped (a backend missing here), e.g. "webgpu: ... (skipped: ...)". */
+  skipped: string[];
   tail: string;
 }
 
@@ -141,6 +143,7 @@ async function runSuite(dir: string, timeoutS: number): Promise<SuiteResult> {
     seconds,
     peakMb: Math.round(peak / 2 ** 20),
     failing,
+    skipped: text.split("\n").filter((l) => /\(skipped: /.test(l)).map((l) => l.trim()),
     tail: text.trim().split("\n").slice(-15).join("\n"),
   };
 }
@@ -224,6 +227,13 @@ async function main(): Promise<number> {
     if (!base.passed) {
       console.error(`the unmutated suite fails (${base.stopped ?? "tests failed"}):\n${base.tail}`);
       return 2;
+    }
+    if (base.skipped.length > 0) {
+      // E.g. without a WebGPU adapter every WGSL mutation survives.
+      console.log(
+        `note: ${base.skipped.length} tests are skipped here (first: ${base.skipped[0]}); ` +
+          "mutations that only they would catch survive",
+      );
     }
     const timeoutS = Number(timeoutOption ?? Math.max(180, Math.ceil(4 * base.seconds)));
     console.log(
