@@ -58,3 +58,58 @@ export function assertClose(
     );
   }
 }
+
+/** How many mismatches a failing comparison lists by index before it only counts them. */
+const LISTED_MISMATCHES = 5;
+
+/**
+ * Throws unless `actual` and `expected` hold the same values, entry by entry (`Object.is`: NaN
+ * equals NaN, 0 differs from -0), for results that must be bit-identical. The failure message
+ * gives the count and the first few mismatching indices, so that it stays a few lines long for
+ * arrays of any size (a full diff of a large array can take gigabytes).
+ */
+export function assertSameValues(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: length ${actual.length}, expected ${expected.length}`);
+  }
+  let bad = 0;
+  const listed: string[] = [];
+  for (let i = 0; i < expected.length; i++) {
+    if (Object.is(actual[i], expected[i])) continue;
+    if (++bad <= LISTED_MISMATCHES) {
+      listed.push(`[${i}]: got ${actual[i]}, expected ${expected[i]}`);
+    }
+  }
+  if (bad > 0) {
+    throw new Error(
+      `${what}: ${bad} of ${expected.length} entries differ; first ${listed.join("; ")}`,
+    );
+  }
+}
+
+/**
+ * {@linkcode assertSameValues} for each array of two records of named arrays (state dicts,
+ * gradients), which must have the same names; an undefined entry must be undefined in both.
+ */
+export function assertSameRecords<K extends string>(
+  actual: Readonly<Partial<Record<K, ArrayLike<number>>>>,
+  expected: Readonly<Partial<Record<K, ArrayLike<number>>>>,
+  what: string,
+): void {
+  const names = (r: object) => Object.keys(r).sort().join(", ");
+  if (names(actual) !== names(expected)) {
+    throw new Error(`${what}: names ${names(actual)}, expected ${names(expected)}`);
+  }
+  for (const name of Object.keys(expected) as K[]) {
+    const a = actual[name], e = expected[name];
+    if (a === undefined || e === undefined) {
+      if (a !== e) throw new Error(`${what}: ${name} is ${a === undefined ? "" : "not "}undefined`);
+      continue;
+    }
+    assertSameValues(a, e, `${what}: ${name}`);
+  }
+}

@@ -160,3 +160,37 @@ Deno.test("sparsestmax and its gradient equal autograd on the PyTorch port of th
     assertClose(m.vjp(g), expect.dv, { atol: 1e-5, rtol: 1e-5, why }, `dv v=${v} r=${r}`);
   }
 });
+
+Deno.test("softmax of logits in the hundreds is exact, not NaN (it subtracts the largest logit)", () => {
+  // Without the shift, exp(1000) = Infinity and Infinity / Infinity = NaN; exp(-1000) = 0 for all
+  // three gives 0 / 0. With it, the weights are exp of values <= 0: [1, e^-1000 = 0, 0], thirds.
+  assert.deepEqual([...softmax([1000, 0, -1000]).weights], [1, 0, 0]);
+  assert.deepEqual([...softmax([-1000, -1000, -1000]).weights], [1 / 3, 1 / 3, 1 / 3]);
+  assert.deepEqual([...softmax([800, 800]).weights], [0.5, 0.5]);
+  // exp(710) overflows float64: the largest two of these differ by 1, so their weights are
+  // e/(1+e) and 1/(1+e) (to float64 rounding), the third 0.
+  assertClose(
+    softmax([711, 710, -5]).weights,
+    [Math.E / (1 + Math.E), 1 / (1 + Math.E), 0],
+    { atol: 1e-15, rtol: 1e-14, why: "float64 rounding of a three-term softmax" },
+    "softmax([711, 710, -5])",
+  );
+  const grad = softmax([1000, 0, -1000]).vjp([1, 2, 3]);
+  assert.ok(grad.every(Number.isFinite), `vjp of a saturated softmax is finite: ${grad}`);
+});
+
+Deno.test("sparsestmax takes a point that leaves the simplex to the top two logits' edge, still r from the centre", () => {
+  // Logits this close keep all three in sparsemax's support, so the centre is 1/3 in every entry
+  // (SN_SPEC). At r = 0.6 or 0.7 the point u + r (w - u)/|w - u| has a negative third entry; the
+  // spec's closed form on the edge of the two largest logits at distance r from the centre is
+  // p_top = 1/2 + sqrt(r^2 - 1/6) / sqrt(2) (1/6 = |(1/2, 1/2, 0) - u|^2), p_second = 1 - p_top.
+  for (const r of [0.6, 0.7]) {
+    const top = 0.5 + Math.sqrt(r * r - 1 / 6) / Math.SQRT2;
+    assertClose(
+      sparsestmax([0.2, 0.1, 0], r).weights,
+      [top, 1 - top, 0],
+      { atol: 1e-12, rtol: 0, why: "float64 rounding of a few square roots" },
+      `sparsestmax([0.2, 0.1, 0], ${r})`,
+    );
+  }
+});

@@ -3,9 +3,11 @@
  * must throw an error naming the problem and leave the layer unchanged.
  */
 import assert from "node:assert/strict";
+import { assertSameRecords, assertSameValues } from "./_close.ts";
 import { type SwitchNorm, SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import { chooseBackend, currentEnvironment } from "../backends/select.ts";
 import { testEachBackend } from "./_backends.ts";
+import { seededRandom as rng } from "../examples/_data.ts";
 
 function randomState(c: number, k: number, seed = 1) {
   let s = seed;
@@ -33,7 +35,9 @@ async function assertRejectsUnchanged(
 ): Promise<void> {
   const before = snapshot(layer);
   await assert.rejects(async () => await fn(), pattern);
-  assert.deepEqual(snapshot(layer), before);
+  const after = snapshot(layer);
+  assertSameRecords(after.state, before.state, "state dict after the refused call");
+  assert.deepEqual([after.training, after.k], [before.training, before.k]);
 }
 
 Deno.test("layers start in the reference's initial state", () => {
@@ -96,7 +100,7 @@ Deno.test("loadStateDict accepts flat arrays, the reference's shapes and {data, 
   };
   const sn = new SwitchNorm2d(2);
   sn.loadStateDict(nested);
-  assert.deepEqual(sn.stateDict(), s);
+  assertSameRecords(sn.stateDict(), s, "state dict");
   const sn1 = new SwitchNorm1d(2);
   sn1.loadStateDict({
     weight: [Array.from(s.weight)], // [1, 2]
@@ -106,10 +110,10 @@ Deno.test("loadStateDict accepts flat arrays, the reference's shapes and {data, 
     running_mean: [Array.from(s.running_mean)],
     running_var: s.running_var,
   });
-  assert.deepEqual(sn1.weight, s.weight);
+  assertSameValues(sn1.weight, s.weight, "SwitchNorm1d weight");
   const sn3 = new SwitchNorm3d(2);
   sn3.loadStateDict({ ...s, weight: { data: s.weight, shape: [1, 2, 1, 1, 1] } });
-  assert.deepEqual(sn3.weight, s.weight);
+  assertSameValues(sn3.weight, s.weight, "SwitchNorm3d weight");
 });
 
 Deno.test("loadStateDict rejects missing, extra, misshapen and non-finite keys by name and changes nothing", async () => {
@@ -142,6 +146,16 @@ Deno.test("loadStateDict rejects missing, extra, misshapen and non-finite keys b
     sn,
     () => sn.loadStateDict({ ...good, bias: [0, NaN] }),
     /"bias"\[1\] is NaN; values must be finite/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, running_var: new Float32Array([1, Infinity]) }),
+    /"running_var"\[1\] is Infinity; values must be finite/,
+  );
+  await assertRejectsUnchanged(
+    sn,
+    () => sn.loadStateDict({ ...good, var_weight: [0, -Infinity, 0] }),
+    /"var_weight"\[1\] is -Infinity; values must be finite/,
   );
   await assertRejectsUnchanged(
     sn,
@@ -249,7 +263,7 @@ await testEachBackend("evaluation mode leaves the running buffers unchanged", as
   const s = randomState(2, 3);
   sn.loadStateDict(s);
   await sn.forward(Float32Array.from({ length: 16 }, Math.sqrt), [2, 2, 2, 2]);
-  assert.deepEqual(sn.stateDict(), s);
+  assertSameRecords(sn.stateDict(), s, "state dict");
 });
 
 await testEachBackend(
@@ -293,8 +307,63 @@ await testEachBackend("forward writes into out when given one", async (backend) 
   const out = new Float32Array(6).fill(NaN);
   const y = await sn.eval().forward(x, [2, 3], { out });
   assert.equal(y, out);
-  assert.deepEqual(y, await sn.forward(x, [2, 3]));
+  assertSameValues(y, await sn.forward(x, [2, 3]), "y");
 });
+
+await testEachBackend(
+  "a forward after step() equals a fresh layer loaded with the stepped parameters",
+  async (backend) => {
+    // step() changes the parameters in place: the layer must drop whatever it derived from the
+    // old values (the importance weights, the backend's copy of gamma and beta) before the next
+    // forward. Steps this large move the logits by ~1, far beyond any rounding.
+    const shape = [4, 3, 2, 5];
+    const r = rng(21);
+    const x = Float32Array.from({ length: 120 }, () => 4 * r() - 1);
+    const dy = Float32Array.from({ length: 120 }, () => 2 * r() - 1);
+    const sn = new SwitchNorm2d(3, { backend });
+    sn.loadStateDict(randomState(3, 3, 5));
+    await sn.forward(x, shape);
+    await sn.backward(dy);
+    sn.step((param, grad) => param.forEach((_, i) => param[i] -= 40 * grad[i]));
+    const stepped = sn.stateDict();
+    const fresh = new SwitchNorm2d(3, { backend });
+    fresh.loadStateDict({ ...stepped });
+    const start = randomState(3, 3, 5).mean_weight;
+    const moved = Math.max(...stepped.mean_weight.map((v, i) => Math.abs(v - start[i])));
+    assert.ok(moved > 0.1, `the step moved the mean logits by only ${moved}`);
+    assertSameValues(await sn.forward(x, shape), await fresh.forward(x, shape), "training y");
+    sn.eval(), fresh.eval();
+    assertSameValues(await sn.forward(x, shape), await fresh.forward(x, shape), "evaluation y");
+    sn.dispose(), fresh.dispose();
+  },
+);
+
+await testEachBackend(
+  "backward adds into grads: two backward calls give twice one call's gradients",
+  async (backend) => {
+    const shape = [2, 3, 2, 2];
+    const r = rng(23);
+    const x = Float32Array.from({ length: 24 }, () => 2 * r() - 1);
+    const dy = Float32Array.from({ length: 24 }, () => 2 * r() - 1);
+    const sn = new SwitchNorm2d(3, { backend });
+    sn.loadStateDict(randomState(3, 3, 7));
+    await sn.forward(x, shape);
+    await sn.backward(dy);
+    const once = structuredClone(sn.grads);
+    assert.ok(once.weight.some((g) => g !== 0) && once.mean_weight.some((g) => g !== 0));
+    await sn.forward(x, shape); // the same x again: in training mode y ignores the running buffers
+    await sn.backward(dy);
+    // f32(g) + g rounds to exactly 2 f32(g): the error of f32(g) is below a quarter ulp of 2g.
+    for (const name of Object.keys(once) as (keyof typeof once)[]) {
+      assertSameValues(sn.grads[name], once[name].map((v) => 2 * v), name);
+    }
+    sn.zeroGrad();
+    for (const [name, g] of Object.entries(sn.grads)) {
+      assert.ok(g.every((v: number) => v === 0), `${name} after zeroGrad`);
+    }
+    sn.dispose();
+  },
+);
 
 await testEachBackend("layers record which backend ran them and why", async (backend) => {
   const sn = new SwitchNorm1d(2, { backend });

@@ -4,6 +4,7 @@
  * serves the repository on 127.0.0.1 and imports mod.ts by URL in a fresh Deno subprocess.
  */
 import assert from "node:assert/strict";
+import { assertSameValues } from "./_close.ts";
 import { SwitchNorm2d } from "../mod.ts";
 import type { BackendName } from "../backends/_backend.ts";
 import { backendsHere, STRICT } from "./_backends.ts";
@@ -77,7 +78,7 @@ for (const { backend, missing } of backends) {
       const local = new SwitchNorm2d(3, { backend: backend.name });
       const want = await local.forward(X, SHAPE);
       assert.equal(got.ran, backend.name);
-      assert.deepEqual(got.y, Array.from(want));
+      assertSameValues(got.y, want, "y");
     } finally {
       await server.shutdown();
     }

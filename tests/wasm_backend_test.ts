@@ -22,7 +22,7 @@ import {
   WasmTensor,
 } from "../backends/wasm.ts";
 import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
-import { assertClose, type Tolerance } from "./_close.ts";
+import { assertClose, assertSameValues, type Tolerance } from "./_close.ts";
 import { STRICT } from "./_backends.ts";
 import { seededRandom as rng } from "../examples/_data.ts";
 
@@ -191,9 +191,9 @@ Deno.test({
           assert.equal(yf, out, `${what}: returns out`);
           const xt = wasm.upload(c.x, [c.x.length]);
           const yt = await wasm.forward(c.problem, xt, pt, MOVING) as WasmTensor;
-          assert.deepEqual(out, await yt.read(), `${what}: y`);
-          assert.deepEqual(pf.runningMean, pt.runningMean, `${what}: running_mean`);
-          assert.deepEqual(pf.runningVar, pt.runningVar, `${what}: running_var`);
+          assertSameValues(out, await yt.read(), `${what}: y`);
+          assertSameValues(pf.runningMean, pt.runningMean, `${what}: running_mean`);
+          assertSameValues(pf.runningVar, pt.runningVar, `${what}: running_var`);
           xt.dispose();
           yt.dispose();
           await agree(wasm, c, what);
@@ -278,7 +278,8 @@ Deno.test({
     const p = c.params();
     const before = [p.runningMean.slice(), p.runningVar.slice()];
     await wasm.forward(c.problem, c.x, p, MOVING);
-    assert.deepEqual([p.runningMean, p.runningVar], before);
+    assertSameValues(p.runningMean, before[0], "running_mean");
+    assertSameValues(p.runningVar, before[1], "running_var");
   },
 });
 
@@ -345,10 +346,10 @@ Deno.test({
     using v = await b2.forward(u);
     assert.ok(v instanceof WasmTensor && v !== u && u !== t);
     assert.deepEqual(v.shape, shape);
-    assert.deepEqual(await v.read(), viaArrays);
-    assert.deepEqual(v.data, viaArrays);
-    assert.deepEqual(a2.running_mean, a1.running_mean);
-    assert.deepEqual(a2.running_var, a1.running_var);
+    assertSameValues(await v.read(), viaArrays, "read()");
+    assertSameValues(v.data, viaArrays, "data");
+    assertSameValues(a2.running_mean, a1.running_mean, "running_mean");
+    assertSameValues(a2.running_var, a1.running_var, "running_var");
   },
 });
 
@@ -361,14 +362,14 @@ Deno.test({
 
     const out = new Float32Array(c.x.length).fill(7);
     assert.equal(await wasm.forward(c.problem, c.x, c.params(), MOVING, out), out);
-    assert.deepEqual(out, plain);
+    assertSameValues(out, plain, "out");
 
     using t = wasm.upload(c.x, [2, 3, 11]);
     using o = wasm.upload(new Float32Array(c.x.length), [2, 3, 11]);
     assert.equal(await wasm.forward(c.problem, t, c.params(), MOVING, o), o);
-    assert.deepEqual(o.data, plain);
+    assertSameValues(o.data, plain, "resident out");
     assert.equal(await wasm.forward(c.problem, t, c.params(), MOVING, t), t);
-    assert.deepEqual(t.data, plain);
+    assertSameValues(t.data, plain, "in place");
 
     await assert.rejects(
       () => wasm.forward(c.problem, c.x, c.params(), MOVING, o),
@@ -423,8 +424,8 @@ Deno.test({
     using big = b.upload(new Float32Array(bytes), [1, bytes]); // forces the memory to grow
     assert.ok(b.memoryBytes > bytes && big.length === bytes);
     assert.equal(before.length, 0, "the old view is detached by the growth");
-    assert.deepEqual(t.data, Float32Array.from({ length: 64 }, (_, i) => i));
-    assert.deepEqual(await t.read(), t.data);
+    assertSameValues(t.data, Float32Array.from({ length: 64 }, (_, i) => i), "data after growth");
+    assertSameValues(await t.read(), t.data, "read() after growth");
   },
 });
 
@@ -600,10 +601,12 @@ Deno.test({
       using dx = got.dx as WasmTensor;
       assert.ok(dx instanceof WasmTensor && dx !== dyt && dx !== xt && dx !== yt);
       assert.deepEqual(dx.shape, xt.shape);
-      assert.deepEqual(dx.data, want.dx, `${layout}: dx`);
-      assert.deepEqual(dyt.data, dy, `${layout}: dy is left alone`);
-      assert.deepEqual([got.dWeight, got.dBias], [want.dWeight, want.dBias], `${layout}: grads`);
-      assert.deepEqual([got.meanDots, got.varDots], [want.meanDots, want.varDots], `${layout}`);
+      assertSameValues(dx.data, want.dx as Float32Array, `${layout}: dx`);
+      assertSameValues(dyt.data, dy, `${layout}: dy is left alone`);
+      assertSameValues(got.dWeight, want.dWeight, `${layout}: dWeight`);
+      assertSameValues(got.dBias, want.dBias, `${layout}: dBias`);
+      assertSameValues(got.meanDots, want.meanDots, `${layout}: meanDots`);
+      assertSameValues(got.varDots, want.varDots, `${layout}: varDots`);
       wasm.releaseLayer(p1);
       wasm.releaseLayer(p2);
     }
@@ -736,19 +739,19 @@ Deno.test({
           using xt = b.upload(k.x, [k.x.length]);
           using dyt = b.upload(dy, [dy.length]);
           using y = await b.forward(problem, xt, ps, MOVING, undefined, saved) as WasmTensor;
-          assert.deepEqual(y.data, yWant, `${what}: y`);
+          assertSameValues(y.data, yWant as Float32Array, `${what}: y`);
           const g = await b.backward(saved, dyt, ps);
           using dx = g.dx as WasmTensor;
-          assert.deepEqual(dx.data, gWant.dx, `${what}: dx`);
-          assert.deepEqual(g.dWeight, gWant.dWeight, `${what}: dWeight`);
+          assertSameValues(dx.data, gWant.dx as Float32Array, `${what}: dx`);
+          assertSameValues(g.dWeight, gWant.dWeight, `${what}: dWeight`);
         } else {
           const y = await b.forward(problem, k.x, ps, MOVING, undefined, saved);
-          assert.deepEqual(y, yWant, `${what}: y`);
+          assertSameValues(y as Float32Array, yWant as Float32Array, `${what}: y`);
           const g = await b.backward(saved, dy, ps);
-          assert.deepEqual(g.dx, gWant.dx, `${what}: dx`);
-          assert.deepEqual(g.dWeight, gWant.dWeight, `${what}: dWeight`);
+          assertSameValues(g.dx as Float32Array, gWant.dx as Float32Array, `${what}: dx`);
+          assertSameValues(g.dWeight, gWant.dWeight, `${what}: dWeight`);
         }
-        assert.deepEqual(ps.runningMean, pw.runningMean, `${what}: running_mean`);
+        assertSameValues(ps.runningMean, pw.runningMean, `${what}: running_mean`);
         b.releaseLayer(po);
         b.releaseLayer(ps);
         b.releaseLayer(pw);

@@ -15,7 +15,7 @@ import { SwitchNorm2d } from "../mod.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
 import { seededRandom as rng } from "../examples/_data.ts";
 import { STRICT } from "./_backends.ts";
-import { assertClose } from "./_close.ts";
+import { assertClose, assertSameRecords, assertSameValues } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
 
 const ignore = !wasmSimdSupported();
@@ -129,9 +129,9 @@ Deno.test({
           using xt = await b.upload(x, shape);
           using yt = await b.forward(xt);
           const got = await yt.read();
-          assert.deepEqual(got, want, `${what}: y`);
+          assertSameValues(got, want, `${what}: y`);
           assertClose(got, await ref.forward(x, shape), Y, `${what}: y against the reference`);
-          if (usingBN) assert.deepEqual(b.stateDict(), a.stateDict(), `${what}: buffers`);
+          if (usingBN) assertSameRecords(b.stateDict(), a.stateDict(), `${what}: buffers`);
           for (const layer of [a, b, ref]) layer.dispose();
         }
       }
@@ -171,8 +171,8 @@ Deno.test({
           using dyt = await b.upload(dy, shape);
           using _y = await b.forward(xt, { keepForBackward: true });
           using dxt = await b.backward(dyt);
-          assert.deepEqual(await dxt.read(), got, `${what}: resident dx`);
-          assert.deepEqual(b.grads, a.grads, `${what}: resident grads`);
+          assertSameValues(await dxt.read(), got, `${what}: resident dx`);
+          assertSameRecords(b.grads, a.grads, `${what}: resident grads`);
           for (const layer of [a, b, ref]) layer.dispose();
         }
       }
@@ -227,7 +227,7 @@ Deno.test({
             f32().set(x, xAt >> 2);
             k.sn_normalize_rows_nd(xAt, yAt, rows, m, cAt);
             const got = f32().slice(yAt >> 2, (yAt >> 2) + len);
-            assert.deepEqual(got, want, `y: m=${m} rows=${rows} skew=${skew} inPlace=${inPlace}`);
+            assertSameValues(got, want, `y: m=${m} rows=${rows} skew=${skew} inPlace=${inPlace}`);
           }
         }
       }
@@ -256,7 +256,7 @@ Deno.test({
         k.sn_backward_dx_nd(xAt, dyAt, dyAt, n, c, m, 3, layer, stats, work, n);
         const got = new Float32Array(memory.buffer).slice(dyAt >> 2, (dyAt >> 2) + len);
         assert.ok(got.every(Number.isFinite), `dx: m=${m} skew=${skew} finite`);
-        if (want) assert.deepEqual(got, want, `dx: m=${m} skew=${skew}`);
+        if (want) assertSameValues(got, want, `dx: m=${m} skew=${skew}`);
         want = got;
       }
     }
@@ -293,7 +293,7 @@ Deno.test({
           k.sn_stats_rows_nd(xAt + 4 * row0 * m, row0, count, n, c, m, parts);
         }
         const got = new Float64Array(memory.buffer, parts, 2 * rows).slice();
-        assert.deepEqual(got, want, `m=${m} rows in calls of ${step}`);
+        assertSameValues(got, want, `m=${m} rows in calls of ${step}`);
       }
     }
   },

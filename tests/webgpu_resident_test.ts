@@ -11,7 +11,7 @@ import {
   webgpuDevice,
   wrapGpuBuffer,
 } from "../mod.ts";
-import { assertClose } from "./_close.ts";
+import { assertClose, assertSameRecords, assertSameValues } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
 import { normal, ORACLE, rng, webgpuTest } from "./_webgpu.ts";
 
@@ -97,13 +97,13 @@ webgpuTest("forward fills out: a Float32Array, another tensor, and x itself", as
   const want = await sn.forward(x, shape);
   const out = new Float32Array(270);
   assert.equal(await sn.forward(x, shape, { out }), out);
-  assert.deepEqual(out, want);
+  assertSameValues(out, want, "out");
   using xt = await sn.upload(x, shape);
   using yt = await sn.upload(new Float32Array(270), shape);
   assert.equal(await sn.forward(xt, { out: yt }), yt);
-  assert.deepEqual(await yt.read(), want);
+  assertSameValues(await yt.read(), want, "resident out");
   assert.equal(await sn.forward(xt, { out: xt }), xt); // in place
-  assert.deepEqual(await xt.read(), want);
+  assertSameValues(await xt.read(), want, "in place");
 });
 
 webgpuTest(
@@ -128,7 +128,7 @@ webgpuTest(
     }
     // The wrapper's dispose did not destroy the buffer: it still reads.
     using again = await wrapGpuBuffer(mine, shape);
-    assert.deepEqual(await again.read(), x);
+    assertSameValues(await again.read(), x, "the wrapped buffer after dispose");
     small.destroy();
   },
 );
@@ -187,10 +187,8 @@ webgpuTest(
         assert.equal(maps, 1, `${Layer.name}: only the gradient sums are read back`);
         assert.ok(dxt instanceof GpuTensor && yt instanceof GpuTensor);
         assert.deepEqual(dxt.shape, [...shape]);
-        assert.deepEqual(await dxt.read(), want, `${Layer.name}: dx`);
-        for (const [name, g] of Object.entries(plain.grads)) {
-          assert.deepEqual(resident.grads[name as keyof typeof plain.grads], g, name);
-        }
+        assertSameValues(await dxt.read(), want, `${Layer.name}: dx`);
+        assertSameRecords(resident.grads, plain.grads, `${Layer.name}: grads`);
       }
     } finally {
       proto.mapAsync = original;

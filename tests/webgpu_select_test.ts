@@ -38,6 +38,38 @@ Deno.test("auto runs a call below the WebGPU crossover on the CPU and says why",
   );
 });
 
+Deno.test("auto takes WebGPU from exactly the crossover size on, and the CPU one element below it", async () => {
+  // A rule of 1000 elements on an environment where any adapter counts: 999 is refused for its
+  // size; 1000 is not (it runs on WebGPU where there is an adapter, else is refused for that).
+  const env = {
+    ...currentEnvironment(),
+    webgpuAuto: { minElements: 1000, allowFallbackAdapter: true },
+  };
+  const below = await chooseBackend("auto", env, { elements: 999 });
+  assert.equal(below.backend.name, wasmOrReference);
+  assert.match(below.reason, /not WebGPU: 999 elements is below the WebGPU crossover of 1000/);
+  const at = await chooseBackend("auto", env, { elements: 1000 });
+  assert.doesNotMatch(at.reason, /below the WebGPU crossover/);
+  if ((await probeAdapter()).adapter) {
+    assert.equal(at.backend.name, "webgpu", at.reason);
+    assert.match(at.reason, /^auto: WebGPU, 1000 elements >= the crossover of 1000/);
+  } else {
+    assert.match(at.reason, /not WebGPU: no WebGPU adapter/);
+  }
+});
+
+Deno.test("auto keeps a SyncSN call on the CPU at any size, and says why", async () => {
+  // The rule of backends/select.ts (an explicit backend: "webgpu" still runs SyncSN): a size and an
+  // adapter that would take WebGPU for any other call.
+  const env = {
+    ...currentEnvironment(),
+    webgpuAuto: { minElements: 0, allowFallbackAdapter: true },
+  };
+  const { backend, reason } = await chooseBackend("auto", env, { elements: 1 << 24, sync: true });
+  assert.equal(backend.name, wasmOrReference);
+  assert.match(reason, /not WebGPU: SyncSN runs on CPU backends/);
+});
+
 webgpuTest("auto keeps to WASM on a fallback adapter at any size, and says so", async () => {
   const probe = await probeAdapter();
   setEnvironmentForTesting({ webgpuAuto: { minElements: 0, allowFallbackAdapter: false } });
@@ -191,6 +223,49 @@ Deno.test("the plan binds every segment and element once, in aligned windows wit
       }
     }
   }
+});
+
+Deno.test("the plan gives each normalize and dx window the workgroups its vec4s need, rounding up", () => {
+  // One thread per vec4, 256 threads per workgroup (sn_normalize, sn1d_normalize, sn_bwd_dx,
+  // sn1d_bwd_dx): a window of v vec4s needs ceil(v / 256) workgroups. One fewer leaves the
+  // window's tail unwritten; this names that fault where only random comparisons would show it.
+  const perWindow = ["normalize", "normalize1d", "bwdDx", "bwdDx1d"];
+  // [4, 300, 300] takes two windows of x; layout "1d" refuses tensors above one binding.
+  const limits: PlanLimits = { maxBinding: 2 ** 20, offsetAlign: 256 };
+  const params = { meanMix: [1], varMix: [1] };
+  const shapes = [[1, 1, 1], [2, 3, 1002], [5, 41, 2], [7, 13, 997], [100, 64, 1], [4, 300, 300]];
+  let checked = 0;
+  for (const layout of ["1d", "nd"] as const) {
+    for (const [n, c, m] of shapes) {
+      const problem: NormProblem = {
+        layout,
+        n,
+        c,
+        m: layout === "1d" ? 1 : m,
+        training: true,
+        usingBN: true,
+        eps: 1e-5,
+      };
+      const plans = [
+        makePlan(problem, { ...params, update: { kind: "batchAverage" } }, limits),
+        makeBackwardPlan(problem, params, limits, n),
+      ];
+      for (const plan of plans) {
+        for (const d of plan.dispatches) {
+          if (!perWindow.includes(d.kind)) continue;
+          const vecs = d.window!.size / 16;
+          assert.equal(
+            d.workgroups,
+            Math.ceil(vecs / 256),
+            `${layout} [${n}, ${c}, ${problem.m}] ${d.kind}: ${d.workgroups} workgroups for ` +
+              `${vecs} vec4s`,
+          );
+          checked++;
+        }
+      }
+    }
+  }
+  assert.ok(checked >= 20, `only ${checked} windows checked`);
 });
 
 webgpuTest(

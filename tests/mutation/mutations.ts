@@ -1,0 +1,365 @@
+/**
+ * The mutation probe's list: one-line bugs of the kind a developer could plausibly write, each
+ * applied alone by `deno task mutation` (tests/mutation/run.ts) to a copy of the repository. The
+ * suite should fail on each. Add mutations with each new feature, and keep each `original` exact
+ * and unique in its file: when code moves, the runner reports the mutation as "does not apply"
+ * so that it can be updated, never skips it silently. `original` may span lines only to be unique
+ * (the change itself stays within one line).
+ *
+ * @module
+ */
+
+/** One mutation: replace the only occurrence of `original` in `file` with `replacement`. */
+export interface Mutation {
+  /** Short name, for `--only`. */
+  readonly id: string;
+  /** Path from the repository root. */
+  readonly file: string;
+  /** Exact text, found exactly once in the file. */
+  readonly original: string;
+  readonly replacement: string;
+  /** The bug it models. */
+  readonly models: string;
+}
+
+export const MUTATIONS: readonly Mutation[] = [
+  // --- The float64 reference backend.
+  {
+    id: "ref-biased-var",
+    file: "backends/reference.ts",
+    original: "return [mean, m2 / (count - 1)];",
+    replacement: "return [mean, m2 / count];",
+    models: "IN variance biased (1/M) instead of torch's unbiased 1/(M-1)",
+  },
+  {
+    id: "ref-ln-merge-no-cross-term",
+    file: "backends/reference.ts",
+    original: "for (let k = 0; k < count; k++) variance += v(k) + (mu(k) - mean) ** 2;",
+    replacement: "for (let k = 0; k < count; k++) variance += v(k);",
+    models: "LN/BN variance as the mean of IN variances, without the spread of the IN means",
+  },
+  {
+    id: "ref-1d-bn-biased",
+    file: "backends/reference.ts",
+    original: 'const denominator = problem.layout === "1d" ? p.count - 1 : p.count;',
+    replacement: "const denominator = p.count;",
+    models: "SwitchNorm1d BN variance biased (1/N) instead of unbiased",
+  },
+  {
+    id: "ref-eps-outside-sqrt",
+    file: "backends/reference.ts",
+    original: "const scale = params.weight[j] / Math.sqrt(st.sigma2[r] + problem.eps);",
+    replacement: "const scale = params.weight[j] / (Math.sqrt(st.sigma2[r]) + problem.eps);",
+    models: "eps added to the standard deviation instead of the variance",
+  },
+  {
+    id: "ref-dvar-missing-s",
+    file: "backends/reference.ts",
+    original: "gv[r] = -0.5 * s * s * sumDxhXhat;",
+    replacement: "gv[r] = -0.5 * s * sumDxhXhat;",
+    models: "dL/dvar missing one factor of 1/sqrt(var + eps) (a dropped chain-rule factor)",
+  },
+  {
+    id: "ref-dx-biased-var-derivative",
+    file: "backends/reference.ts",
+    original: "dx[e] = dxhs(e, r) + gMuIn / m + gVarIn * 2 * (x[e] - inMean[r]) / (m - 1);",
+    replacement: "dx[e] = dxhs(e, r) + gMuIn / m + gVarIn * 2 * (x[e] - inMean[r]) / m;",
+    models: "dx differentiates the biased variance while the forward uses the unbiased one",
+  },
+  {
+    id: "ref-dx-drops-ln-mean-term",
+    file: "backends/reference.ts",
+    original: "v1 * (2 / c) * (inMean[r] - lnMean) * gvL[i];",
+    replacement: "0;",
+    models: "dx drops the chain-rule term of the LN variance through the IN means",
+  },
+  {
+    id: "ref-dgamma-scaled",
+    file: "backends/reference.ts",
+    original: "dWeight[j] += dy[i] * xhat;",
+    replacement: "dWeight[j] += dxh * xhat;",
+    models: "dL/dgamma from dy * gamma instead of dy",
+  },
+  {
+    id: "ref-sync-local-batch",
+    file: "backends/reference.ts",
+    original: "const nBatch = bn?.count ?? n;",
+    replacement: "const nBatch = n;",
+    models: "SyncSN backward divides by the local batch size instead of the global one",
+  },
+  // --- The running buffers (shared by the CPU backends and WebGPU's SyncSN path).
+  {
+    id: "running-momentum-reversed",
+    file: "backends/_backend.ts",
+    original: "runningMean[c] = m * runningMean[c] + (1 - m) * mean;",
+    replacement: "runningMean[c] = (1 - m) * runningMean[c] + m * mean;",
+    models: "momentum applied to the batch value instead of the running one (torch's convention)",
+  },
+  {
+    id: "running-batch-average-no-mu2",
+    file: "backends/_backend.ts",
+    original: "runningVar[c] += mean * mean + variance;",
+    replacement: "runningVar[c] += variance;",
+    models: "batch average accumulates var_bn without mu_bn^2 (E[x^2] wrong)",
+  },
+  // --- The layer.
+  {
+    id: "layer-step-no-version",
+    file: "_layer.ts",
+    original: 'update(p.varLogits, g.var_weight, "var_weight");\n    p.version++;',
+    replacement: 'update(p.varLogits, g.var_weight, "var_weight");',
+    models: "step() does not mark the parameters changed: stale importance weights and gamma/beta",
+  },
+  {
+    id: "layer-batch-average-count",
+    file: "_layer.ts",
+    original:
+      "if (this.training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;",
+    replacement:
+      "if (this.training && this.usingBN && this.usingMovingAverage) this.#batchesAccumulated++;",
+    models: "batch-average count kept for the wrong option",
+  },
+  {
+    id: "layer-finalize-no-mean2",
+    file: "_layer.ts",
+    original: "runningVar[c] = runningVar[c] / k - mean * mean;",
+    replacement: "runningVar[c] = runningVar[c] / k;",
+    models: "finalizeBatchAverage leaves E[x^2] instead of the variance",
+  },
+  {
+    id: "layer-grads-overwrite",
+    file: "_layer.ts",
+    original: "g.weight[c] += r.dWeight[c];",
+    replacement: "g.weight[c] = r.dWeight[c];",
+    models: "backward overwrites the gamma gradient instead of accumulating it",
+  },
+  {
+    id: "layer-logit-grads-swapped",
+    file: "_layer.ts",
+    original: "const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);",
+    replacement: "const dMean = mixing.mean.vjp(r.varDots), dVar = mixing.var.vjp(r.meanDots);",
+    models: "mean and variance logit gradients swapped",
+  },
+  {
+    id: "sparse-freeze-skips-index-0",
+    file: "_layer.ts",
+    original: "if (hot >= 0) this.#frozen[which] = hot;",
+    replacement: "if (hot > 0) this.#frozen[which] = hot;",
+    models: "Sparse SN never freezes a mixing that became one-hot on its first normalizer (IN)",
+  },
+  {
+    id: "sparse-frozen-weights-inverted",
+    file: "_layer.ts",
+    original: "const weights = Float64Array.from({ length: k }, (_, i) => +(i === frozen));",
+    replacement: "const weights = Float64Array.from({ length: k }, (_, i) => +(i !== frozen));",
+    models: "Sparse SN frozen weights on every normalizer but the chosen one",
+  },
+  // --- Importance maps (softmax, Sparse SN).
+  {
+    id: "softmax-no-max-shift",
+    file: "_importance.ts",
+    original: "const w = Float64Array.from(v, (x) => Math.exp(x - max));",
+    replacement: "const w = Float64Array.from(v, (x) => Math.exp(x));",
+    models: "softmax without subtracting the max: NaN for logits in the hundreds",
+  },
+  {
+    id: "softmax-vjp-no-dot",
+    file: "_importance.ts",
+    original: "return w.map((wi, i) => wi * (g[i] - dot));",
+    replacement: "return w.map((wi, i) => wi * g[i]);",
+    models: "softmax Jacobian without its -w w^T part",
+  },
+  {
+    id: "sparsemax-threshold",
+    file: "_importance.ts",
+    original: "const t = (cumulative - 1) / (k + 1);",
+    replacement: "const t = cumulative / (k + 1);",
+    models: "sparsemax threshold without the simplex's sum-to-one constraint",
+  },
+  {
+    id: "sparsestmax-radius-test",
+    file: "_importance.ts",
+    original: "if (norm(e) >= r || norm(e) <= NO_DIRECTION) return result(w, jacobian);",
+    replacement: "if (norm(e) <= r || norm(e) <= NO_DIRECTION) return result(w, jacobian);",
+    models: "sparsestmax moves points already outside the sphere and keeps those inside",
+  },
+  {
+    id: "sparsestmax-radius-unsquared",
+    file: "_importance.ts",
+    original:
+      "radius = Math.sqrt(Math.max(radius * radius - norm(u2.map((x, i) => x - u[i])) ** 2, 0));",
+    replacement:
+      "radius = Math.sqrt(Math.max(radius * radius - norm(u2.map((x, i) => x - u[i])), 0));",
+    models: "sparsestmax's smaller-face radius by Pythagoras without the square",
+  },
+  // --- The choice of backend.
+  {
+    id: "auto-crossover-off-by-one",
+    file: "backends/select.ts",
+    original: "if (call.elements < min) {",
+    replacement: "if (call.elements <= min) {",
+    models: "auto refuses WebGPU at exactly the crossover size",
+  },
+  {
+    id: "auto-fallback-inverted",
+    file: "backends/select.ts",
+    original: "if (probe.summary.isFallbackAdapter && !env.webgpuAuto.allowFallbackAdapter) {",
+    replacement: "if (probe.summary.isFallbackAdapter && env.webgpuAuto.allowFallbackAdapter) {",
+    models: "auto's fallback-adapter rule inverted",
+  },
+  {
+    id: "auto-sync-on-gpu",
+    file: "backends/select.ts",
+    original: 'if (call.sync) return "SyncSN runs on CPU backends";',
+    replacement: 'if (call.sync && call.elements < 0) return "SyncSN runs on CPU backends";',
+    models: "auto forgets that SyncSN layers must stay on a CPU backend",
+  },
+  // --- SyncSN.
+  {
+    id: "sync-chan-no-cross-term",
+    file: "_sync.ts",
+    original: "outM2[j] += v[1 + c + j] + delta * delta * nA * nB / total;",
+    replacement: "outM2[j] += v[1 + c + j];",
+    models: "Chan's merge of BN partials without its cross term",
+  },
+  {
+    id: "sync-mean-unweighted",
+    file: "_sync.ts",
+    original: "outMean[j] += delta * nB / total;",
+    replacement: "outMean[j] += delta / all.length;",
+    models: "replicas' BN means averaged without weighting by their batch sizes",
+  },
+  {
+    id: "sync-grad-sums-averaged",
+    file: "_sync.ts",
+    original: "for (const v of all) for (let i = 0; i < out.length; i++) out[i] += v[i];",
+    replacement:
+      "for (const v of all) for (let i = 0; i < out.length; i++) out[i] += v[i] / all.length;",
+    models: "SyncSN averages the replicas' gradient sums instead of adding them",
+  },
+  // --- State dicts.
+  {
+    id: "state-accepts-infinity",
+    file: "_state_dict.ts",
+    original: 'if (typeof v !== "number" || !Number.isFinite(v)) {',
+    replacement: 'if (typeof v !== "number" || Number.isNaN(v)) {',
+    models: "loadStateDict accepts infinite values",
+  },
+  {
+    id: "state-no-nested-shapes",
+    file: "_state_dict.ts",
+    original: "const accepted = [[spec.length], ...spec.shapes];",
+    replacement: "const accepted = [[spec.length]];",
+    models: "loadStateDict refuses PyTorch's nested shapes ([1, C, 1, 1])",
+  },
+  {
+    id: "state-ragged-accepted",
+    file: "_state_dict.ts",
+    original: "if (!Array.isArray(v) || v.length !== shape[depth]) {",
+    replacement: "if (!Array.isArray(v)) {",
+    models: "loadStateDict accepts ragged nested arrays",
+  },
+  {
+    id: "state-extra-key-accepted",
+    file: "_state_dict.ts",
+    original: "if (!(key in specs)) {",
+    replacement: "if (!(key in specs) && key.length < 0) {",
+    models: "loadStateDict ignores unexpected keys (a misspelt key passes silently)",
+  },
+  // --- The WASM loader.
+  {
+    id: "wasm-chunk-scratch-offset",
+    file: "backends/wasm.ts",
+    original: "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r);",
+    replacement:
+      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 8 * r);",
+    models: "chunked forward reads the per-row constants with the wrong stride",
+  },
+  {
+    id: "wasm-var-mix-from-mean",
+    file: "backends/wasm.ts",
+    original: "f64[h + 4 + i] = params.varMix[i] ?? 0;",
+    replacement: "f64[h + 4 + i] = params.meanMix[i] ?? 0;",
+    models: "the layer block gets the mean mixing weights in the variance slots",
+  },
+  {
+    id: "wasm-bias-offset",
+    file: "backends/wasm.ts",
+    original: "f32.set(params.bias, g + c);",
+    replacement: "f32.set(params.bias, g);",
+    models: "beta written over gamma in the layer block",
+  },
+  {
+    id: "wasm-sync-1d-biased",
+    file: "backends/wasm.ts",
+    original: 'const denominator = problem.layout === "1d" ? merged.count - 1 : merged.count;\n' +
+      "    const out = this.#heap.f64;",
+    replacement: "const denominator = merged.count;\n    const out = this.#heap.f64;",
+    models: "SyncSN on WASM: SwitchNorm1d's merged BN variance biased",
+  },
+  // --- WebGPU: the dispatch plan and the shaders.
+  {
+    id: "webgpu-dispatch-rounds-down",
+    file: "backends/_webgpu_plan.ts",
+    original: 'add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {',
+    replacement:
+      'add(layout === "nd" ? "normalize" : "normalize1d", Math.floor(count / WG), (v) => {',
+    models: "normalize dispatch rounds the workgroup count down: the tail is never written",
+  },
+  {
+    id: "webgpu-sync-1d-biased",
+    file: "backends/webgpu.ts",
+    original: 'const denominator = problem.layout === "1d" ? merged.count - 1 : merged.count;',
+    replacement: "const denominator = merged.count;",
+    models: "SyncSN on WebGPU: SwitchNorm1d's merged BN variance biased",
+  },
+  {
+    id: "wgsl-eps-outside-sqrt",
+    file: "shaders/common.wgsl",
+    original: "let scale = gamma / sqrt(max(denom, 1e-38));",
+    replacement: "let scale = gamma / (sqrt(max(m.variance, 1e-38)) + P.eps);",
+    models: "WGSL: eps added to the standard deviation instead of the variance",
+  },
+  {
+    id: "wgsl-chan-no-cross-term",
+    file: "shaders/common.wgsl",
+    original: "return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);",
+    replacement: "return Acc(n, a.mean + d * fb, a.m2 + b.m2);",
+    models: "WGSL: Chan's merge of Welford summaries without its cross term",
+  },
+  {
+    id: "wgsl-group-var-biased",
+    file: "shaders/sn_group_stats.wgsl",
+    original: "sumv += p.m2 / f32(p.count - 1u);",
+    replacement: "sumv += p.m2 / f32(p.count);",
+    models: "WGSL: LN/BN groups average biased IN variances",
+  },
+  {
+    id: "wgsl-group-tree-half",
+    file: "shaders/sn_group_stats.wgsl",
+    original: "for (var s = 32u; s > 0u; s = s >> 1u) {",
+    replacement: "for (var s = 16u; s > 0u; s = s >> 1u) {",
+    models: "WGSL: a reduction tree that skips half of its 64-thread workgroup",
+  },
+  {
+    id: "wgsl-vec4-straddling-rows",
+    file: "shaders/sn_normalize.wgsl",
+    original: "if (r0 == last / P.m) {",
+    replacement: "if (r0 == e0 / P.m) {",
+    models: "WGSL: a vec4 that straddles two rows normalized with the first row's constants",
+  },
+  {
+    id: "wgsl-mix-in-var-biased",
+    file: "shaders/sn_mix.wgsl",
+    original: "let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);",
+    replacement: "let var_in = p.m2 / max(f32(p.count), 1.0);",
+    models: "WGSL: IN variance biased in the mixing pass",
+  },
+  {
+    id: "wgsl-stats-tree-stride",
+    file: "shaders/sn_stats.wgsl",
+    original: "for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {",
+    replacement: "for (var stride = g >> 2u; stride > 0u; stride = stride >> 1u) {",
+    models: "WGSL: the per-segment reduction starts at a quarter of the threads, losing half",
+  },
+];
