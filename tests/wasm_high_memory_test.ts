@@ -26,7 +26,6 @@ if (ignore && STRICT) {
   throw new Error("WebAssembly SIMD is missing, and CI must run the WASM tests");
 }
 
-const GiB = 2 ** 30;
 const PAGE = 65536;
 const module = ignore ? undefined! : await WebAssembly.compile(wasmBytes());
 
@@ -34,7 +33,7 @@ const module = ignore ? undefined! : await WebAssembly.compile(wasmBytes());
  * A WASM backend whose heap starts at byte `base` (16-byte aligned) of a memory grown to at least
  * `base + bytes`: the module's own data stays below its real `__heap_base`, far under `base`.
  */
-export async function backendAt(base: number, bytes: number): Promise<WasmBackend> {
+async function backendAt(base: number, bytes: number): Promise<WasmBackend> {
   const instance = await WebAssembly.instantiate(module, {});
   const exports = instance.exports as unknown as WasmKernels;
   const pages = Math.ceil((base + bytes) / PAGE) - exports.memory.buffer.byteLength / PAGE;
