@@ -341,7 +341,7 @@ export abstract class SwitchNorm {
     if (this.usingBN) {
       const buffer = { length: c, shapes: [this.#kind.bufferShape(c)] };
       specs.running_mean = buffer;
-      specs.running_var = buffer;
+      specs.running_var = { ...buffer, nonNegative: true };
     }
     return specs;
   }
@@ -350,8 +350,9 @@ export abstract class SwitchNorm {
    * Loads parameters and buffers with PyTorch's key names. Each value may be flat (length C, or
    * the number of logits), a nested array in the reference's shape ([1,C,1,1] for SwitchNorm2d
    * weight/bias, [1,C,1] for its buffers; [1,C] for SwitchNorm1d; [1,C,1,1,1] for SwitchNorm3d),
-   * or `{ data, shape }`. A missing, extra, misshapen or non-finite entry throws an error naming
-   * the key, and nothing is changed.
+   * or `{ data, shape }`. Only the dict's own keys count. A missing, extra or misshapen entry, a
+   * value that is not finite in float32 (1e39 is not), or a negative running_var throws an error
+   * naming the key, and nothing is changed.
    */
   loadStateDict(dict: Readonly<Record<string, unknown>>): void {
     const read = readStateDict(this.#kind.name, dict, this.#specs());

@@ -31,6 +31,8 @@ export interface StateDict {
 export interface KeySpec {
   readonly length: number;
   readonly shapes: readonly (readonly number[])[];
+  /** Values must be >= 0 (a running variance). */
+  readonly nonNegative?: boolean;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -119,14 +121,24 @@ export function readEntry(
     if (typeof v !== "number" || !Number.isFinite(v)) {
       throw new RangeError(`${where}: "${key}"[${i}] is ${String(v)}; values must be finite`);
     }
+    // What is stored is float32: a value finite in float64 may round to Infinity there.
+    if (!Number.isFinite(Math.fround(v))) {
+      throw new RangeError(
+        `${where}: "${key}"[${i}] is ${v}, beyond float32 (largest finite 3.4028234663852886e38)`,
+      );
+    }
+    if (spec.nonNegative && v < 0) {
+      throw new RangeError(`${where}: "${key}"[${i}] is ${v}; a variance must not be negative`);
+    }
     out[i] = v;
   }
   return out;
 }
 
 /**
- * Reads a whole state dict against the expected keys. Throws on a missing or extra key, or a
- * misshapen value, before returning anything, so that the caller can apply it atomically.
+ * Reads a whole state dict against the expected keys, its own keys only (a key found only on its
+ * prototype is missing). Throws on a missing or extra key, a misshapen value or one that float32
+ * cannot hold, before returning anything, so that the caller can apply it atomically.
  */
 export function readStateDict(
   layer: string,
@@ -137,8 +149,10 @@ export function readStateDict(
     throw new TypeError(`${layer}.loadStateDict: expected an object, got ${String(dict)}`);
   }
   const expected = Object.keys(specs);
+  // Own keys only, on both sides: `"constructor" in specs` is true, and JSON.parse makes
+  // "__proto__" an own key of its result.
   for (const key of Object.keys(dict)) {
-    if (!(key in specs)) {
+    if (!Object.hasOwn(specs, key)) {
       throw new RangeError(
         `${layer}.loadStateDict: unexpected key "${key}" (expected ${expected.join(", ")})`,
       );
@@ -146,7 +160,7 @@ export function readStateDict(
   }
   const out: Record<string, Float32Array> = {};
   for (const key of expected) {
-    const value = (dict as Record<string, unknown>)[key];
+    const value = Object.hasOwn(dict, key) ? (dict as Record<string, unknown>)[key] : undefined;
     if (value === undefined) {
       throw new RangeError(`${layer}.loadStateDict: missing key "${key}"`);
     }
