@@ -7,7 +7,6 @@
 import type {
   Backend,
   BackendName,
-  BatchSync,
   LayerParams,
   NormProblem,
   ResidentTensor,
@@ -21,7 +20,7 @@ import {
   chooseBackend,
 } from "./backends/select.ts";
 import { type KeySpec, readStateDict, type StateDict } from "./_state_dict.ts";
-import { batchSync, type SyncGroup } from "./_sync.ts";
+import { batchSync, type LayerSync, type SyncGroup } from "./_sync.ts";
 import { type Importance, softmax, sparsestmax } from "./_importance.ts";
 import {
   checkBoolean,
@@ -148,7 +147,7 @@ export abstract class SwitchNorm {
   /** Sparse SN: the normalizer index each mixing was frozen to once it became one-hot. */
   #frozen: { mean?: number; var?: number } = {};
   #importance?: { version: number; mean: Importance; var: Importance };
-  #sync?: BatchSync;
+  #sync?: LayerSync;
   #grads: Gradients;
   #view?: LayerParams;
   readonly #layerId = nextLayerId++;
@@ -196,7 +195,7 @@ export abstract class SwitchNorm {
       }
       checkPositiveInt(`${kind.name}: sync.size`, g.size);
       this.syncGroup = g;
-      this.#sync = batchSync(g);
+      this.#sync = batchSync(g, kind.name);
     }
     const k = this.#logitCount();
     const buffers = this.usingBN ? numFeatures : 0;
@@ -502,7 +501,44 @@ export abstract class SwitchNorm {
   ): Promise<Float32Array>;
   /** The same on a tensor resident in the layer's backend; resolves to a resident y. */
   forward(x: ResidentTensor, options?: ForwardOptions): Promise<ResidentTensor>;
-  async forward(
+  forward(
+    x: Float32Array | ResidentTensor,
+    shapeOrOptions?: readonly number[] | ForwardOptions,
+    maybeOptions?: ForwardOptions,
+  ): Promise<Float32Array | ResidentTensor> {
+    const gathers = this.training && this.usingBN;
+    return this.#reportingToReplicas(
+      "stats",
+      this.numFeatures,
+      gathers,
+      () => this.#forward(x, shapeOrOptions, maybeOptions),
+    );
+  }
+
+  /**
+   * Runs `call`, which under SyncSN takes part in one gather when `gathers`. If it fails before
+   * that gather (bad input, say), it still takes part, marked as failed, so that the other
+   * replicas' calls fail too instead of waiting; on a group that became unusable it fails first.
+   */
+  async #reportingToReplicas<T>(
+    kind: "stats" | "sums",
+    length: number,
+    gathers: boolean,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    const sync = this.#sync;
+    if (!sync || !gathers) return await call();
+    sync.check();
+    const before = sync.started;
+    try {
+      return await call();
+    } catch (e) {
+      if (sync.started === before) await sync.fail(kind, length);
+      throw e;
+    }
+  }
+
+  async #forward(
     x: Float32Array | ResidentTensor,
     shapeOrOptions?: readonly number[] | ForwardOptions,
     maybeOptions?: ForwardOptions,
@@ -626,7 +662,13 @@ export abstract class SwitchNorm {
   backward(dy: Float32Array): Promise<Float32Array>;
   /** The same for a resident dy (after a forward on a resident x); resolves to a resident dx. */
   backward(dy: ResidentTensor): Promise<ResidentTensor>;
-  async backward(dy: Float32Array | ResidentTensor): Promise<Float32Array | ResidentTensor> {
+  backward(dy: Float32Array | ResidentTensor): Promise<Float32Array | ResidentTensor> {
+    // The gradient sums: dWeight, dBias, gmB, gvB (C each) and meanDots, varDots (K each).
+    const sums = 4 * this.numFeatures + 2 * this.#logitCount();
+    return this.#reportingToReplicas("sums", sums, true, () => this.#backward(dy));
+  }
+
+  async #backward(dy: Float32Array | ResidentTensor): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
     const saved = this.#saved;
     if (!saved?.problem || !saved.x) {
