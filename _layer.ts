@@ -105,6 +105,17 @@ interface LayerKind {
 let nextLayerId = 1;
 
 /**
+ * What a garbage-collected layer held in its backends (WASM regions, GPU buffers) is freed here:
+ * users of a garbage-collected language drop objects. The held value is the layer's id and its
+ * set of backends, never the layer itself. dispose() still frees at once.
+ */
+const dropped = new FinalizationRegistry<{ id: number; backends: Set<Backend> }>(
+  ({ id, backends }) => {
+    for (const b of backends) b.forgetLayer?.(id);
+  },
+);
+
+/**
  * What SwitchNorm1d/2d/3d have in common. Not constructed directly.
  */
 export abstract class SwitchNorm {
@@ -197,6 +208,7 @@ export abstract class SwitchNorm {
       this.syncGroup = g;
       this.#sync = batchSync(g, kind.name);
     }
+    dropped.register(this, { id: this.#layerId, backends: this.#usedBackends });
     const k = this.#logitCount();
     const buffers = this.usingBN ? numFeatures : 0;
     this.#params = {
@@ -446,7 +458,7 @@ export abstract class SwitchNorm {
 
   #settledBackend?: Backend;
   /** Every backend this layer has run on (auto may switch per call): all hold layer state. */
-  #usedBackends = new Set<Backend>();
+  readonly #usedBackends = new Set<Backend>();
 
   #checkRunningFresh(what: string): void {
     for (const b of this.#usedBackends) {
@@ -468,7 +480,8 @@ export abstract class SwitchNorm {
   }
 
   /**
-   * Frees what the backends keep for this layer (device copies). The layer stays usable.
+   * Frees what the backends keep for this layer (device copies) now; a layer dropped without it is
+   * reclaimed once garbage-collected, later. The layer stays usable.
    * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
    */
   dispose(): void {

@@ -687,10 +687,20 @@ export class WasmBackend implements Backend {
 
   /** Frees the layer's own regions (statistics kept for backward); the layer stays usable. */
   releaseLayer(params: LayerParams): void {
-    const s = this.#slots.get(params.layerId);
+    this.forgetLayer(params.layerId);
+  }
+
+  /** Frees the regions of a layer that was garbage-collected. */
+  forgetLayer(layerId: number): void {
+    const s = this.#slots.get(layerId);
     if (!s) return;
     s.release();
-    this.#slots.delete(params.layerId);
+    this.#slots.delete(layerId);
+  }
+
+  /** Number of layers holding their own regions (for tests of what dropped layers leave). */
+  get layerCount(): number {
+    return this.#slots.size;
   }
 
   /** Copies `data` into a new tensor resident in this backend's memory. */

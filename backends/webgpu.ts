@@ -910,6 +910,14 @@ export class WebGpuBackend implements Backend {
     this.#free(params.layerId, s);
   }
 
+  /** Frees the device buffers of a layer that was garbage-collected: nothing to read back. */
+  forgetLayer(layerId: number): void {
+    const s = this.#layers.get(layerId);
+    if (!s) return;
+    if (s.syncing) s.released = true; // freed when that read ends
+    else this.#free(layerId, s);
+  }
+
   #free(layerId: number, s: LayerState): void {
     if (this.#layers.get(layerId) === s) this.#layers.delete(layerId);
     s.saved?.release(true);
