@@ -14,7 +14,12 @@ import type { LayerParams, NormProblem, RunningUpdate } from "../backends/_backe
 const alignUp16 = (v: number) => Math.ceil(v / 16) * 16;
 import type { WasmKernels } from "../backends/_wasm_abi.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
-import { WasmBackend, wasmSimdSupported, type WasmTensor } from "../backends/wasm.ts";
+import {
+  loadWasmBackend,
+  WasmBackend,
+  wasmSimdSupported,
+  type WasmTensor,
+} from "../backends/wasm.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
 import { assertClose } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
@@ -256,7 +261,7 @@ function bigInput(): Float32Array {
 }
 
 Deno.test({
-  name: large ? largeName : `${largeName} (skipped: set SWITCHNORM_LARGE_TESTS=1; ~40 s, ~9 GB)`,
+  name: large ? largeName : `${largeName} (skipped: set SWITCHNORM_LARGE_TESTS=1; ~20-40 s, ~9 GB)`,
   ignore: ignore || !large,
   async fn() {
     const m = 256 * 256;
@@ -281,7 +286,6 @@ Deno.test({
     });
     let x: Float32Array | undefined = bigInput();
     {
-      const { loadWasmBackend } = await import("../backends/wasm.ts");
       const w = await loadWasmBackend();
       // Live tensors up to 16 KiB below 2^31: what comes next straddles 2^31 or lies above it.
       const fillers = fill(w, 2 ** 31 - 16384);
@@ -311,7 +315,6 @@ Deno.test({
     // A fresh backend: the 2 GiB input fits, in evaluation (each sample on its own, so samples
     // check against the reference one at a time) and in training, whose backward (x and dy
     // copied in, 4 GiB) cannot fit and must say so.
-    const { loadWasmBackend } = await import("../backends/wasm.ts");
     const w = await loadWasmBackend();
     let y: Float32Array | undefined = await w.forward(big, x, bigParams(), MOVING) as Float32Array;
     for (const s of [0, 1, 4095, 6000, 8191]) {
