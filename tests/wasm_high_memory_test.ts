@@ -340,3 +340,52 @@ Deno.test({
     w.dispose();
   },
 });
+
+const inPlaceName = "a resident 2.5 GiB tensor normalized in place is right at its end, 2.5 GiB " +
+  "past its start (kernel offsets above 2^31 within one tensor)";
+
+Deno.test({
+  name: large
+    ? inPlaceName
+    : `${inPlaceName} (skipped: set SWITCHNORM_LARGE_TESTS=1; ~15 s, ~3.5 GB)`,
+  ignore: ignore || !large,
+  async fn() {
+    const m = 256 * 256, n = 10240;
+    const problem: NormProblem = {
+      layout: "nd",
+      n,
+      c: 1,
+      m,
+      training: false,
+      usingBN: true,
+      eps: 1e-5,
+    };
+    const params = (): LayerParams => ({
+      layerId: 30,
+      weight: Float32Array.of(0.75),
+      bias: Float32Array.of(0.5),
+      meanMix: Float64Array.of(0.2, 0.3, 0.5),
+      varMix: Float64Array.of(0.6, 0.1, 0.3),
+      runningMean: Float32Array.of(-0.2),
+      runningVar: Float32Array.of(1.3),
+      version: 0,
+    });
+    const w = await loadWasmBackend();
+    // The source's pages are never written, so only the tensor's own 2.5 GiB become resident.
+    const t = w.upload(new Float32Array(n * m), [n, 1, 256, 256]);
+    const r = rng(31), block = Float32Array.from({ length: m }, () => r() - 0.5);
+    const sampleOf = (s: number) => block.map((v) => v * (1 + (s % 5)) + s / 2000);
+    const data = t.data;
+    for (let s = 0; s < n; s++) data.set(sampleOf(s), s * m);
+    const y = await w.forward(problem, t, params(), MOVING, t);
+    assert.equal(y, t);
+    const out = t.data;
+    for (const s of [0, 5000, 8191, 8192, n - 1]) {
+      const one = { ...problem, n: 1 };
+      const want = await reference.forward(one, sampleOf(s), params(), MOVING);
+      assertClose(out.subarray(s * m, (s + 1) * m), want as Float32Array, Y, `sample ${s}`);
+    }
+    t.dispose();
+    w.dispose();
+  },
+});
