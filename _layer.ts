@@ -7,7 +7,6 @@
 import type {
   Backend,
   BackendName,
-  BatchSync,
   LayerParams,
   NormProblem,
   ResidentTensor,
@@ -30,7 +29,7 @@ import {
   type StateDict,
   type StateDictOptions,
 } from "./_state_dict.ts";
-import { batchSync, type SyncGroup } from "./_sync.ts";
+import { batchSync, type LayerSync, type SyncGroup } from "./_sync.ts";
 import { type Importance, softmax } from "./_importance.ts";
 import { type Mixing, SPARSE_DEFAULT_MOMENTUM, SPARSE_KEYS, SparseState } from "./_sparse.ts";
 import {
@@ -144,6 +143,17 @@ interface LayerKind {
 let nextLayerId = 1;
 
 /**
+ * What a garbage-collected layer held in its backends (WASM regions, GPU buffers) is freed here:
+ * users of a garbage-collected language drop objects. The held value is the layer's id and its
+ * set of backends, never the layer itself. dispose() still frees at once.
+ */
+const dropped = new FinalizationRegistry<{ id: number; backends: Set<Backend> }>(
+  ({ id, backends }) => {
+    for (const b of backends) b.forgetLayer?.(id);
+  },
+);
+
+/**
  * What SwitchNorm1d/2d/3d have in common. Not constructed directly. `UsingBN` is whether the layer
  * has BN statistics and running buffers, as far as TypeScript knows (`boolean`: either).
  */
@@ -191,7 +201,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /** Sparse SN's radius and fixed flags; undefined without the sparse option. */
   #sparse?: SparseState;
   #importance?: { version: number; mean: Importance; var: Importance };
-  #sync?: BatchSync;
+  #sync?: LayerSync;
   #grads: Gradients;
   #view?: LayerParams;
   readonly #layerId = nextLayerId++;
@@ -249,8 +259,9 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       }
       checkPositiveInt(`${kind.name}: sync.size`, g.size);
       this.syncGroup = g;
-      this.#sync = batchSync(g);
+      this.#sync = batchSync(g, kind.name);
     }
+    dropped.register(this, { id: this.#layerId, backends: this.#usedBackends });
     const k = this.#logitCount();
     const buffers = this.usingBN ? numFeatures : 0;
     this.#params = {
@@ -465,7 +476,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     if (this.usingBN) {
       const buffer = { length: c, shapes: [this.#kind.bufferShape(c)] };
       specs.running_mean = buffer;
-      specs.running_var = buffer;
+      specs.running_var = { ...buffer, nonNegative: true };
     }
     return this.sparse ? { ...specs, ...SPARSE_KEYS } : specs;
   }
@@ -476,7 +487,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * weight/bias, [1,C,1] for its buffers; [1,C] for SwitchNorm1d; [1,C,1,1,1] for SwitchNorm3d),
    * `{ data, shape }`, or a tensor of {@linkcode readSafetensors} (any float or integer dtype;
    * values are converted to float32 and must fit). A sparse layer also reads SSN2d's
-   * `mean_fixed`, `var_fixed` (0 or 1) and `radius` ([0, 1]), each of length 1.
+   * `mean_fixed`, `var_fixed` (0 or 1) and `radius` ([0, 1]), each of length 1. Only the dict's
+   * own keys count; a negative running_var is refused.
    *
    * `prefix` picks one layer's keys out of a whole model's checkpoint (a leading "module." from
    * `nn.DataParallel` is accepted); `strict: false` loads a subset and leaves the rest as it is,
@@ -687,7 +699,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
 
   #settledBackend?: Backend;
   /** Every backend this layer has run on (auto may switch per call): all hold layer state. */
-  #usedBackends = new Set<Backend>();
+  readonly #usedBackends = new Set<Backend>();
 
   /**
    * Synchronous methods that read or write what a pending forward or backward changes cannot
@@ -734,7 +746,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   }
 
   /**
-   * Frees what the backends keep for this layer (device copies). The layer stays usable.
+   * Frees what the backends keep for this layer (device copies) now; a layer dropped without it is
+   * reclaimed once garbage-collected, later. The layer stays usable.
    * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
    * It acts at once: a forward or backward still running may then fail, changing nothing.
    *
@@ -822,7 +835,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     shapeOrOptions?: readonly number[] | ForwardOptions,
     maybeOptions?: ForwardOptions,
   ): Promise<Float32Array | ResidentTensor> {
-    let call: ForwardCall;
+    let call: ForwardCall | undefined, error: unknown;
     try {
       // Read now: the arguments and mode as they are when the call is made.
       call = readForwardCall(this.#kind, this.numFeatures, this.training, [
@@ -831,9 +844,43 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
         maybeOptions,
       ]);
     } catch (e) {
-      return Promise.reject(e);
+      error = e;
     }
-    return this.#calls.run(() => this.#forward(call));
+    // Without SyncSN bad input rejects at once; with it, the failure still takes this call's
+    // place in the replicas' gathers (in call order), so that they fail too instead of waiting.
+    if (call === undefined && !this.#sync) return Promise.reject(error);
+    const gathers = (call?.training ?? this.training) && this.usingBN;
+    return this.#calls.run(() =>
+      this.#reportingToReplicas(
+        "stats",
+        this.numFeatures,
+        gathers,
+        () => call ? this.#forward(call) : Promise.reject(error),
+      )
+    );
+  }
+
+  /**
+   * Runs `call`, which under SyncSN takes part in one gather when `gathers`. If it fails before
+   * that gather (bad input, say), it still takes part, marked as failed, so that the other
+   * replicas' calls fail too instead of waiting; on a group that became unusable it fails first.
+   */
+  async #reportingToReplicas<T>(
+    kind: "stats" | "sums",
+    length: number,
+    gathers: boolean,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    const sync = this.#sync;
+    if (!sync || !gathers) return await call();
+    sync.check();
+    const before = sync.started;
+    try {
+      return await call();
+    } catch (e) {
+      if (sync.started === before) await sync.fail(kind, length);
+      throw e;
+    }
   }
 
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
@@ -1019,13 +1066,23 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     options?: BackwardOptions,
   ): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
-    let retain: boolean;
+    let retain: boolean | undefined, error: unknown;
     try {
       retain = readBackwardCall(name, dy, options);
     } catch (e) {
-      return Promise.reject(e);
+      error = e;
     }
-    return this.#calls.run(() => this.#backward(dy, retain));
+    if (retain === undefined && !this.#sync) return Promise.reject(error);
+    // The gradient sums: dWeight, dBias, gmB, gvB (C each) and meanDots, varDots (K each).
+    const sums = 4 * this.numFeatures + 2 * this.#logitCount();
+    return this.#calls.run(() =>
+      this.#reportingToReplicas(
+        "sums",
+        sums,
+        true,
+        () => retain === undefined ? Promise.reject(error) : this.#backward(dy, retain),
+      )
+    );
   }
 
   async #backward(

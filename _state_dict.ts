@@ -101,6 +101,8 @@ export interface ShapedTensor {
 export interface KeySpec {
   readonly length: number;
   readonly shapes: readonly (readonly number[])[];
+  /** Values must be >= 0 (a running variance). */
+  readonly nonNegative?: boolean;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -208,8 +210,15 @@ export function readEntry(
         `${where}: "${key}"[${i}] is ${describeValue(v)}; values must be finite`,
       );
     }
+    // What is stored is float32: a value finite in float64 may round to Infinity there.
     if (!Number.isFinite(Math.fround(v))) {
-      throw new RangeError(`${where}: "${key}"[${i}] is ${v}, beyond float32's range`);
+      throw new RangeError(
+        `${where}: "${key}"[${i}] is ${v}, beyond float32's range (largest finite ` +
+          "3.4028234663852886e38)",
+      );
+    }
+    if (spec.nonNegative && v < 0) {
+      throw new RangeError(`${where}: "${key}"[${i}] is ${v}; a variance must not be negative`);
     }
     out[i] = v;
   }
@@ -237,7 +246,8 @@ function loadOptions(where: string, options: unknown): { prefix?: string; strict
 }
 
 /**
- * Reads a state dict against the expected keys (see {@linkcode LoadStateDictOptions}). Throws on
+ * Reads a state dict against the expected keys (see {@linkcode LoadStateDictOptions}), its own
+ * keys only (a key found only on its prototype is absent; `"constructor" in specs` is true). Throws on
  * a misshapen value, and with strict on a missing or extra key, before returning anything, so
  * that the caller can apply what it returns atomically. `read` holds the keys found, unprefixed.
  */
@@ -262,7 +272,7 @@ export function readStateDict(
     ? `module.${prefix ?? ""}`
     : prefix ?? "";
   const unexpectedKeys = keys.filter((k) =>
-    k.startsWith(base) ? !(k.slice(base.length) in specs) : prefix === undefined
+    k.startsWith(base) ? !Object.hasOwn(specs, k.slice(base.length)) : prefix === undefined
   );
   const missingKeys = expected.filter((k) => !present.has(base + k)).map((k) => base + k);
   if (strict && unexpectedKeys.length > 0) {

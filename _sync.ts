@@ -14,11 +14,18 @@ import type { BatchSync } from "./backends/_backend.ts";
  * replica, this replica's own included). All replicas call it the same number of times with
  * vectors of the same length.
  *
+ * A replica whose call fails before it would gather (bad input, say) still takes part in that
+ * gather, with a vector marked as failed, so that the call fails on every replica (naming the
+ * replica) instead of leaving the others waiting; the group stays usable. `timeoutMs` and `signal`
+ * bound the wait for a replica that never answers (it crashed, or its transport did): the call
+ * rejects, changing nothing, and every later call of a layer on this group rejects at once, since
+ * a late answer would pair with the wrong gather. Make a new group (and transport) to go on.
+ *
  * @example
  * ```ts
  * import type { SyncGroup } from "./mod.ts";
  * // One replica alone: the group of one, where the global batch is the local batch.
- * const solo: SyncGroup = { size: 1, allGather: (v) => Promise.resolve([v]) };
+ * const solo: SyncGroup = { size: 1, allGather: (v) => Promise.resolve([v]), timeoutMs: 60_000 };
  * console.log(solo.size); // 1
  * ```
  */
@@ -27,26 +34,138 @@ export interface SyncGroup {
   readonly size: number;
   /** Sends `local` to every replica; resolves to all replicas' vectors in rank order. */
   allGather(local: Float64Array): Promise<Float64Array[]>;
+  /**
+   * The longest wait for one allGather, in milliseconds (a positive finite number). Default: no
+   * limit.
+   */
+  readonly timeoutMs?: number;
+  /** Aborting it rejects a pending wait at once, and every later call on the group. */
+  readonly signal?: AbortSignal;
 }
 
-/** Wraps a user's SyncGroup as the merge/sum operations backends use. */
-export function batchSync(group: SyncGroup): BatchSync {
-  const gather = async (local: Float64Array, what: string): Promise<Float64Array[]> => {
-    const all = await group.allGather(local);
+/** Leading slot of every gathered vector: this replica's call is going on, or failed. */
+const OK = 0, FAILED = 1;
+
+/** Why each group became unusable (shared by every layer on the group). */
+const brokenGroups = new WeakMap<SyncGroup, string>();
+
+/** A layer's cross-replica operations, with what the layer needs to report its own failures. */
+export interface LayerSync extends BatchSync {
+  /** Gathers started so far: a call that failed without starting one must report it. */
+  readonly started: number;
+  /** Throws if the group is unusable (a wait on it timed out, was aborted or failed). */
+  check(): void;
+  /**
+   * Takes part, marked as failed, in the gather that this replica's failed call skipped: "stats"
+   * (a training forward's BN statistics of `c` channels) or "sums" (a backward's `length`
+   * gradient sums). Never throws; the caller throws its own error.
+   */
+  fail(kind: "stats" | "sums", length: number): Promise<void>;
+}
+
+/**
+ * Wraps a user's SyncGroup as the merge/sum operations backends use. Throws a TypeError naming
+ * `where` for a malformed `timeoutMs` or `signal`.
+ */
+export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
+  const { timeoutMs, signal } = group;
+  if (
+    timeoutMs !== undefined &&
+    (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0)
+  ) {
+    throw new TypeError(
+      `${where}: sync.timeoutMs must be a positive finite number of milliseconds, got ${
+        typeof timeoutMs === "string" ? `"${timeoutMs}" (string)` : String(timeoutMs)
+      }`,
+    );
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(`${where}: sync.signal must be an AbortSignal`);
+  }
+  let started = 0;
+  const check = () => {
+    const why = brokenGroups.get(group);
+    if (why !== undefined) {
+      throw new Error(`SyncSN: the group is unusable since ${why}; make a new group`);
+    }
+    if (signal?.aborted) {
+      const why = `its signal was aborted (${String(signal.reason)})`;
+      brokenGroups.set(group, why);
+      throw new Error(`SyncSN: the group is unusable since ${why}; make a new group`);
+    }
+  };
+  /** group.allGather, bounded by timeoutMs and signal; a wait that ends so breaks the group. */
+  const bounded = async (v: Float64Array, what: string): Promise<Float64Array[]> => {
+    check();
+    started++;
+    let timer: ReturnType<typeof setTimeout> | undefined, onAbort: (() => void) | undefined;
+    const stop = new Promise<never>((_, reject) => {
+      const end = (why: string) => {
+        if (!brokenGroups.has(group)) brokenGroups.set(group, why);
+        reject(new Error(`SyncSN: ${why}; this call changed nothing`));
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => end(`allGather for ${what} did not answer within ${timeoutMs} ms (timeoutMs)`),
+          timeoutMs,
+        );
+      }
+      if (signal) {
+        onAbort = () => end(`allGather for ${what} was aborted (${String(signal.reason)})`);
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+    });
+    try {
+      return await Promise.race([group.allGather(v), stop]);
+    } catch (e) {
+      if (!brokenGroups.has(group)) {
+        brokenGroups.set(group, `allGather for ${what} failed (${(e as Error)?.message ?? e})`);
+      }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal!.removeEventListener("abort", onAbort);
+    }
+  };
+  const gather = async (payload: Float64Array, what: string): Promise<Float64Array[]> => {
+    const local = new Float64Array(1 + payload.length);
+    local[0] = OK;
+    local.set(payload, 1);
+    const all = await bounded(local, what);
     if (!Array.isArray(all) || all.length !== group.size) {
       throw new Error(
         `SyncSN: allGather for ${what} returned ${all?.length} vectors for ${group.size} replicas`,
       );
     }
-    for (const v of all) {
+    for (const [rank, v] of all.entries()) {
       if (!(v instanceof Float64Array) || v.length !== local.length) {
         throw new Error(`SyncSN: allGather for ${what} returned a vector of the wrong length`);
       }
+      if (v[0] !== OK) {
+        throw new Error(
+          `SyncSN: replica ${rank} (of ${group.size}) failed its call before the allGather for ` +
+            `${what}; this call changed nothing`,
+        );
+      }
     }
-    return all;
+    return all.map((v) => v.subarray(1));
   };
   return {
     replicas: group.size,
+    get started() {
+      return started;
+    },
+    check,
+    async fail(kind, length) {
+      const size = kind === "stats" ? 1 + 2 * length : length;
+      const v = new Float64Array(1 + size);
+      v[0] = FAILED;
+      try {
+        await bounded(v, kind === "stats" ? "BN statistics" : "gradient sums");
+      } catch {
+        // The group already says why it is unusable; the caller throws its own error.
+      }
+    },
     async mergeStats(count, mean, m2) {
       const c = mean.length;
       const packed = new Float64Array(1 + 2 * c);

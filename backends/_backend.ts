@@ -162,6 +162,11 @@ export interface Backend {
   syncRunning?(params: LayerParams): Promise<void>;
   /** Frees what the backend keeps for one layer (device copies of its parameters). */
   releaseLayer?(params: LayerParams): void;
+  /**
+   * Frees what the backend keeps for a layer that was garbage-collected (its `layerId`): like
+   * releaseLayer, with nothing to read back, since no one can read it any more.
+   */
+  forgetLayer?(layerId: number): void;
   /** Releases what the backend holds (memory, pipelines). */
   dispose(): void;
 }

@@ -10,12 +10,29 @@ const PAGE = 65536;
 /** Every block starts on 16 bytes: f64 arrays need 8, and v128 loads run best aligned. */
 const ALIGN = 16;
 
+/** The most a 32-bit WebAssembly memory can address: 65536 pages. */
+export const MAX_BYTES = 2 ** 32;
+
+function outOfMemory(size: number, end: number, cause?: unknown): RangeError {
+  return new RangeError(
+    `wasm backend: out of memory: a block of ${size} bytes does not fit; the linear memory has ` +
+      `${end} bytes and cannot grow past 4 GiB (the limit of 32-bit WebAssembly) or past what ` +
+      "the runtime grants",
+    { cause },
+  );
+}
+
 interface Block {
   start: number;
   size: number;
 }
 
-function alignUp(v: number): number {
+/**
+ * `v` rounded up to a multiple of 16. Plain arithmetic, not `(v + 15) & ~15`: byte counts and
+ * offsets here reach 4 GiB, and the bitwise operators of JavaScript are signed 32-bit, so they
+ * turn anything from 2 GiB up negative. (For the same reason offsets become indices with `>>>`.)
+ */
+export function alignUp16(v: number): number {
   return Math.ceil(v / ALIGN) * ALIGN;
 }
 
@@ -34,7 +51,7 @@ export class Heap {
   /** Manages `memory` from `base` (the module's `__heap_base`) up. */
   constructor(memory: WebAssembly.Memory, base: number) {
     this.#memory = memory;
-    const start = alignUp(base), end = memory.buffer.byteLength;
+    const start = alignUp16(base), end = memory.buffer.byteLength;
     if (end > start) this.#free.push({ start, size: end - start });
     this.#f32 = new Float32Array(memory.buffer);
     this.#f64 = new Float64Array(memory.buffer);
@@ -76,7 +93,7 @@ export class Heap {
 
   /** A block of at least `bytes` bytes, 16-byte aligned; its byte offset. */
   alloc(bytes: number): number {
-    const size = alignUp(Math.max(bytes, ALIGN));
+    const size = alignUp16(Math.max(bytes, ALIGN));
     let i = this.#free.findIndex((b) => b.size >= size);
     if (i < 0) i = this.#grow(size);
     const block = this.#free[i];
@@ -117,14 +134,12 @@ export class Heap {
     const last = this.#free.at(-1);
     const tail = last && last.start + last.size === end ? last : undefined;
     const pages = Math.ceil((size - (tail?.size ?? 0)) / PAGE);
+    // 32-bit WebAssembly addresses 4 GiB: say so rather than leave it to grow's own message.
+    if (end + pages * PAGE > MAX_BYTES) throw outOfMemory(size, end);
     try {
       this.#memory.grow(pages);
     } catch (e) {
-      throw new RangeError(
-        `wasm backend: out of memory: needs ${size} more bytes, the linear memory has ${end} ` +
-          `(the limit of 32-bit WebAssembly is 4 GiB)`,
-        { cause: e },
-      );
+      throw outOfMemory(size, end, e);
     }
     if (tail) tail.size += pages * PAGE;
     else this.#free.push({ start: end, size: pages * PAGE });
@@ -141,14 +156,24 @@ export class Scratch {
   readonly #heap: Heap;
   #ptr = 0;
   #bytes = 0;
+  #generation = 0;
 
   /** A region of `heap`, empty until first used. */
   constructor(heap: Heap) {
     this.#heap = heap;
   }
 
+  /**
+   * Goes up whenever the region's contents are lost (released, or moved to a larger block, even
+   * by an `ensure` that then failed), so that whoever left data in it can tell.
+   */
+  get generation(): number {
+    return this.#generation;
+  }
+
   /** Returns the block to the heap; the next `ensure` allocates again. Idempotent. */
   release(): void {
+    this.#generation++;
     if (this.#bytes > 0) this.#heap.free(this.#ptr);
     this.#ptr = this.#bytes = 0;
   }
@@ -158,6 +183,7 @@ export class Scratch {
     if (bytes > this.#bytes) {
       // Free first, so that the old block can merge into the new one; if the allocation then
       // fails the region is simply empty.
+      this.#generation++;
       if (this.#bytes > 0) this.#heap.free(this.#ptr);
       this.#ptr = this.#bytes = 0;
       this.#ptr = this.#heap.alloc(bytes);

@@ -142,9 +142,20 @@ export class GpuContext {
     }
   }
 
-  /** A buffer of at least `size` bytes (exactly `size` rounded up to 16) of a pooled kind. */
+  /**
+   * A buffer of at least `size` bytes (exactly `size` rounded up to 16) of a pooled kind. Throws
+   * a RangeError above the device's maxBufferSize: WebGPU would return an invalid buffer and
+   * report it only later, as a bare validation error.
+   */
   acquire(kind: keyof typeof USAGE, size: number): GPUBuffer {
     const bytes = Math.max(16, Math.ceil(size / 16) * 16);
+    const max = this.device.limits.maxBufferSize;
+    if (!(bytes <= max)) {
+      throw new RangeError(
+        `webgpu backend: a buffer of ${bytes} bytes is more than this device's maxBufferSize ` +
+          `(${max})`,
+      );
+    }
     const list = this.#free.get(`${kind}:${bytes}`);
     const b = list?.pop();
     if (b) {
@@ -228,6 +239,11 @@ export interface DeviceOptions {
    * tensors above the real limit (128 MiB by default) take, at a size lavapipe handles quickly.
    */
   readonly maxBindingBytes?: number;
+  /**
+   * Ask for a maxBufferSize of at most this many bytes (WebGPU grants at least its default, 256
+   * MiB). For tests of what exceeds the limit without allocating the adapter's 2 GiB or more.
+   */
+  readonly maxBufferBytes?: number;
   /** Ask for timestamp-query where the adapter offers it (the bench does). */
   readonly timestamps?: boolean;
   /** Bytes of free pooled buffers kept for reuse. Default 256 MiB. */
@@ -260,7 +276,8 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuContex
       requiredFeatures: features,
       requiredLimits: {
         maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-        maxBufferSize: adapter.limits.maxBufferSize,
+        // Never above the adapter's; WebGPU raises a request below its default to the default.
+        maxBufferSize: Math.min(adapter.limits.maxBufferSize, options.maxBufferBytes ?? Infinity),
         minStorageBufferOffsetAlignment: adapter.limits.minStorageBufferOffsetAlignment,
       },
     });

@@ -133,8 +133,36 @@ export class GpuTensor implements ResidentTensor {
   }
 }
 
-/** Checks that a caller's buffer can back a tensor of `shape` on the backend. */
-export function checkWrappable(buffer: GPUBuffer, shape: readonly number[]): void {
+/**
+ * Checks an upload of `data` as a tensor of `shape` to `device` before any buffer is made: a
+ * buffer above maxBufferSize would be an invalid one, which WebGPU reports only at a later use.
+ */
+export function checkUpload(device: GPUDevice, data: Float32Array, shape: readonly number[]): void {
+  if (!(data instanceof Float32Array)) {
+    throw new TypeError("webgpu backend: upload needs a Float32Array");
+  }
+  const ok = Array.isArray(shape) && shape.length > 0 &&
+    shape.every((d) => Number.isSafeInteger(d) && d > 0);
+  if (!ok || shape.reduce((a, b) => a * b, 1) !== data.length) {
+    throw new RangeError(
+      `webgpu backend: shape [${shape}] does not describe ${data.length} floats`,
+    );
+  }
+  const need = paddedBytes(data.length), max = device.limits.maxBufferSize;
+  if (need > max) {
+    throw new RangeError(
+      `webgpu backend: an upload of ${data.length} floats needs a buffer of ${need} bytes, more ` +
+        `than this device's maxBufferSize (${max})`,
+    );
+  }
+}
+
+/** Checks that a caller's buffer can back a tensor of `shape` on the backend's `device`. */
+export function checkWrappable(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+  shape: readonly number[],
+): void {
   if (typeof buffer !== "object" || buffer === null || typeof buffer.size !== "number") {
     throw new TypeError("wrapGpuBuffer: buffer must be a GPUBuffer");
   }
@@ -151,6 +179,13 @@ export function checkWrappable(buffer: GPUBuffer, shape: readonly number[]): voi
     throw new RangeError(
       `wrapGpuBuffer: a [${shape.join(", ")}] tensor needs a buffer of at least ${need} bytes ` +
         `(${length} floats rounded up to whole vec4s), got ${buffer.size}`,
+    );
+  }
+  // WebGPU makes a buffer above the limit anyway, as an invalid object that keeps its size.
+  if (buffer.size > device.limits.maxBufferSize) {
+    throw new RangeError(
+      `wrapGpuBuffer: the buffer's ${buffer.size} bytes exceed this device's maxBufferSize ` +
+        `(${device.limits.maxBufferSize}): it is not a valid buffer of this device`,
     );
   }
   const needUsage = USAGE.storage & ~0x08; // STORAGE | COPY_SRC; COPY_DST only to be written

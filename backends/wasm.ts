@@ -36,7 +36,7 @@ import {
   MODE_USING_BN,
   type WasmKernels,
 } from "./_wasm_abi.ts";
-import { Heap, Scratch, ViewSlot } from "./_wasm_heap.ts";
+import { alignUp16, Heap, Scratch, ViewSlot } from "./_wasm_heap.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
 import { describeShape, describeValue } from "../_validate.ts";
 
@@ -155,7 +155,7 @@ export class WasmTensor implements ResidentTensor {
 
   /** Copies the data out into a new Float32Array. */
   read(): Promise<Float32Array> {
-    const start = this.byteOffset >> 2;
+    const start = this.byteOffset >>> 2;
     return Promise.resolve(this.#heap.f32.slice(start, start + this.length));
   }
 
@@ -217,6 +217,8 @@ class WasmSaved {
   constructor(
     readonly slot: LayerSlot,
     readonly epoch: number,
+    /** `slot.stats.generation` when the forward filled it: the region may move in between. */
+    readonly statsGeneration: number,
     /** Batch size behind the BN statistics: the global batch's under SyncSN. */
     readonly count: number,
   ) {}
@@ -327,9 +329,10 @@ export class WasmBackend implements Backend {
 
   /** Copies `parts` (Float32Arrays) one after another into the shared io region; its offset. */
   #stage(...parts: Float32Array[]): number {
-    const io = this.#io.ensure(parts.reduce((a, p) => a + p.length, 0) * 4);
+    // The epoch moves first: an ensure that fails has freed the old copy.
     this.#ioEpoch++;
-    let at = io >> 2;
+    const io = this.#io.ensure(parts.reduce((a, p) => a + p.length, 0) * 4);
+    let at = io >>> 2;
     for (const p of parts) this.#heap.f32.set(p, at), at += p.length;
     return io;
   }
@@ -409,7 +412,7 @@ export class WasmBackend implements Backend {
       if (save) {
         save.problem = problem;
         save.x = x;
-        save.state = new WasmSaved(slot!, ++slot!.epoch, count);
+        save.state = new WasmSaved(slot!, ++slot!.epoch, slot!.stats.generation, count);
       }
     } catch (e) {
       if (yt !== undefined && yt !== out) yt.dispose();
@@ -444,17 +447,22 @@ export class WasmBackend implements Backend {
     const rows = n * c, length = rows * m, k = this.#k;
     this.#checkSize(problem);
     const step = Math.min(rows, Math.ceil(CHUNK_BYTES / (4 * m)));
+    const stagingAt = alignUp16(length * 4), ioBytes = stagingAt + step * m * 4;
+    // The largest block first, so that running out of memory leaves the layer's regions alone.
+    this.#ioEpoch++;
+    this.#io.ensure(ioBytes);
     const regions = this.#prepare(problem, params, slot);
     const mode = modeOf(problem);
     /** Stages x (a chunk at a time, each measured while in cache if `measure`); x's offset. */
     const stage = (measure: boolean) => {
-      // x, then the staging block (16-byte aligned: length * 4 is a multiple of 4 only).
-      const io = this.#io.ensure(((length * 4 + 15) & ~15) + step * m * 4);
+      // x, then the staging block (16-byte aligned: length * 4 is a multiple of 4 only). The
+      // epoch moves first: a failed ensure has freed the old copy.
       this.#ioEpoch++;
+      const io = this.#io.ensure(ioBytes);
       const f32 = this.#heap.f32;
       for (let r = 0; r < rows; r += step) {
         const take = Math.min(step, rows - r), at = io + 4 * r * m;
-        f32.set(x.subarray(r * m, (r + take) * m), at >> 2);
+        f32.set(x.subarray(r * m, (r + take) * m), at >>> 2);
         if (measure) k.sn_stats_rows_nd(at, r, take, n, c, m, regions.stats);
       }
       return io;
@@ -472,7 +480,7 @@ export class WasmBackend implements Backend {
     }
     const y = out ?? new Float32Array(length);
     k.sn_constants_nd(n, c, mode, regions.layer, regions.stats, regions.scratch);
-    const staging = io + ((length * 4 + 15) & ~15);
+    const staging = io + stagingAt;
     const buffer = this.#heap.buffer;
     for (let r = 0; r < rows; r += step) {
       const take = Math.min(step, rows - r), len = take * m;
@@ -485,7 +493,7 @@ export class WasmBackend implements Backend {
     if (save) {
       save.problem = problem;
       save.x = x;
-      save.state = new WasmSaved(slot!, ++slot!.epoch, count);
+      save.state = new WasmSaved(slot!, ++slot!.epoch, slot!.stats.generation, count);
     }
     return y;
   }
@@ -502,7 +510,7 @@ export class WasmBackend implements Backend {
     stats: number,
   ): Promise<number> {
     const { n, c } = problem;
-    const at = this.#bnAt(problem, stats) >> 3;
+    const at = this.#bnAt(problem, stats) >>> 3;
     const f64 = this.#heap.f64;
     const merged = await sync.mergeStats(n, f64.slice(at, at + c), f64.slice(at + c, at + 2 * c));
     if (slot.released) throw new Error("wasm backend: the layer was released during its forward");
@@ -536,10 +544,13 @@ export class WasmBackend implements Backend {
     }
     const slot = state.slot;
     const fresh = () => {
-      if (slot.released || slot.epoch !== state.epoch) {
+      if (
+        slot.released || slot.epoch !== state.epoch ||
+        slot.stats.generation !== state.statsGeneration
+      ) {
         throw new Error(
           "wasm backend: the statistics of this forward are gone (a later forward of the layer " +
-            "replaced them, or the layer was disposed)",
+            "replaced them, or moved them and then failed, or the layer was disposed)",
         );
       }
     };
@@ -574,7 +585,7 @@ export class WasmBackend implements Backend {
       } else {
         k.sn_backward_reduce_1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
       }
-      const sumsAt = (work >> 3) + (k.sn_sums_at(layout, n, c) >>> 0);
+      const sumsAt = (work >>> 3) + (k.sn_sums_at(layout, n, c) >>> 0);
       const sumsLen = k.sn_sums_len(layout, mode, c) >>> 0;
       if (problem.sync) {
         const total = await problem.sync.sum(this.#heap.f64.slice(sumsAt, sumsAt + sumsLen));
@@ -613,7 +624,7 @@ export class WasmBackend implements Backend {
       } else {
         k.sn_backward_dx_1d(xAt, dyAt, dxAt, n, c, mode, regions.layer, regions.stats, work, count);
       }
-      const dx = dxTensor ?? this.#heap.f32.slice(dxAt >> 2, (dxAt >> 2) + length);
+      const dx = dxTensor ?? this.#heap.f32.slice(dxAt >>> 2, (dxAt >>> 2) + length);
       return { dx, dWeight, dBias, meanDots, varDots };
     } catch (e) {
       dxTensor?.dispose();
@@ -654,14 +665,14 @@ export class WasmBackend implements Backend {
     const layer = (slot?.layer ?? this.#layer).ensure(k.sn_layer_bytes(c) >>> 0);
     const stats = (slot?.stats ?? this.#stats).ensure((k.sn_stats_len(code, n, c) >>> 0) * 8);
     const scratch = this.#scratchFor(problem);
-    const f64 = this.#heap.f64, f32 = this.#heap.f32, h = layer >> 3;
+    const f64 = this.#heap.f64, f32 = this.#heap.f32, h = layer >>> 3;
     f64[h] = problem.eps;
     for (let i = 0; i < 3; i++) {
       f64[h + 1 + i] = params.meanMix[i] ?? 0;
       f64[h + 4 + i] = params.varMix[i] ?? 0;
     }
     f64[h + 7] = 0;
-    const g = (layer >> 2) + 2 * LAYER_HEADER_F64;
+    const g = (layer >>> 2) + 2 * LAYER_HEADER_F64;
     f32.set(params.weight, g);
     f32.set(params.bias, g + c);
     if (params.runningMean.length === c) {
@@ -707,10 +718,20 @@ export class WasmBackend implements Backend {
 
   /** Frees the layer's own regions (statistics kept for backward); the layer stays usable. */
   releaseLayer(params: LayerParams): void {
-    const s = this.#slots.get(params.layerId);
+    this.forgetLayer(params.layerId);
+  }
+
+  /** Frees the regions of a layer that was garbage-collected. */
+  forgetLayer(layerId: number): void {
+    const s = this.#slots.get(layerId);
     if (!s) return;
     s.release();
-    this.#slots.delete(params.layerId);
+    this.#slots.delete(layerId);
+  }
+
+  /** Number of layers holding their own regions (for tests of what dropped layers leave). */
+  get layerCount(): number {
+    return this.#slots.size;
   }
 
   /** Copies `data` into a new tensor resident in this backend's memory. */
@@ -721,7 +742,7 @@ export class WasmBackend implements Backend {
     }
     checkShape(shape, data.length);
     const ptr = this.#heap.alloc(data.length * 4);
-    this.#heap.f32.set(data, ptr >> 2);
+    this.#heap.f32.set(data, ptr >>> 2);
     return new WasmTensor(this.#heap, ptr, shape);
   }
 

@@ -53,7 +53,7 @@ import {
   type PlannedDispatch,
   SLOT_BYTES,
 } from "./_webgpu_plan.ts";
-import { checkWrappable, GpuTensor } from "./_webgpu_tensor.ts";
+import { checkUpload, checkWrappable, GpuTensor } from "./_webgpu_tensor.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 
 /** Bytes of the Params struct inside each uniform slot. */
@@ -227,9 +227,15 @@ export class WebGpuBackend implements Backend {
     return this.ctx.lost;
   }
 
-  /** Copies `data` into a new GpuTensor. */
+  /**
+   * Copies `data` into a new GpuTensor.
+   *
+   * @throws {RangeError} when `shape` does not describe `data`, or its buffer would exceed the
+   * device's maxBufferSize.
+   */
   upload(data: Float32Array, shape: readonly number[]): GpuTensor {
     this.ctx.check();
+    checkUpload(this.ctx.device, data, shape);
     const buffer = this.ctx.acquire("storage", data.length * 4);
     write(this.ctx.device.queue, buffer, 0, data);
     return new GpuTensor(this.ctx, buffer, shape, true);
@@ -241,7 +247,7 @@ export class WebGpuBackend implements Backend {
    */
   wrap(buffer: GPUBuffer, shape: readonly number[]): GpuTensor {
     this.ctx.check();
-    checkWrappable(buffer, shape);
+    checkWrappable(this.ctx.device, buffer, shape);
     return new GpuTensor(this.ctx, buffer, shape, false);
   }
 
@@ -962,6 +968,14 @@ export class WebGpuBackend implements Backend {
       return;
     }
     this.#free(params.layerId, s);
+  }
+
+  /** Frees the device buffers of a layer that was garbage-collected: nothing to read back. */
+  forgetLayer(layerId: number): void {
+    const s = this.#layers.get(layerId);
+    if (!s) return;
+    if (s.syncing) s.released = true; // freed when that read ends
+    else this.#free(layerId, s);
   }
 
   #free(layerId: number, s: LayerState): void {

@@ -326,6 +326,16 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
     m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   }
   return m;
+}
+
+// g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
+fn select_group(g: Group, keep: bool) -> Group {
+  return Group(
+    select(0.0, g.hi, keep),
+    select(0.0, g.lo, keep),
+    select(0.0, g.variance, keep),
+    select(0u, g.flags, keep),
+  );
 }`;
 
 /** sn_stats.wgsl (with its includes). */
@@ -751,10 +761,18 @@ fn main(
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   let ln = groups[n];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
-  if ((P.flags & P_USING_BN) != 0u) {
-    let bn = groups[P.n + c];
-    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
-  }
+  // Selects rather than branches on the uniform flag: with the branch, every dispatch of this
+  // shader kept ~130 KB on lavapipe for good (a raw WebGPU loop of this shader alone shows it),
+  // so a training loop's memory grew without bound. The index stays in bounds either way.
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = groups[select(n, P.n + c, use_bn)];
+  let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  m = Mixed(
+    m.hi,
+    select(m.lo, with_bn.lo, use_bn),
+    select(m.variance, with_bn.variance, use_bn),
+    select(m.flags, with_bn.flags, use_bn),
+  );
   mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
 }
 `;
@@ -990,10 +1008,10 @@ fn main(
   }
   let p = rows[r];
   let ln = groups[n];
-  var bn = Group(0.0, 0.0, 0.0, 0u);
-  if ((P.flags & P_USING_BN) != 0u) {
-    bn = groups[P.n + c];
-  }
+  // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
+  // an in-bounds entry either way, and zero it without usingBN.
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   if (mixed_bad(m)) {
     grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
@@ -1223,10 +1241,10 @@ fn main(
   let c = r - n * P.c;
   let p = rows[r];
   let ln = groups[n];
-  var bn = Group(0.0, 0.0, 0.0, 0u);
-  if ((P.flags & P_USING_BN) != 0u) {
-    bn = groups[P.n + c];
-  }
+  // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
+  // an in-bounds entry either way, and zero it without usingBN.
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let row = grads[r - P.elem_base];
   let lg = bgroups[n - P.rec_base];
@@ -1236,14 +1254,19 @@ fn main(
   var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
   var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
-  if (bn_depends_on_x()) {
-    let bg = cgroups[P.n + c - P.chan_base];
-    let nb = P.batch;
-    gvar += P.wvar[2] * bg.s.y / nb;
-    gmu += P.wmean[2] * bg.s.x / nb +
-      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y;
-    bad = bad || bg.flags != 0u;
-  }
+  // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
+  // selected, not branched on (see sn_mix.wgsl).
+  let bn_x = bn_depends_on_x();
+  let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
+  let nb = P.batch;
+  gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
+  gmu = select(
+    gmu,
+    gmu + P.wmean[2] * bg.s.x / nb +
+      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
+    bn_x,
+  );
+  bad = bad || select(false, bg.flags != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
   coef[r] = vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift);
@@ -1359,12 +1382,12 @@ fn main(
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
-      if (with_bn) {
-        let bg = cgroups[P.n + c - P.chan_base];
-        v += P.wmean[1] * bg.s.x / nb +
-          P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
-        bad = bad || bg.flags != 0u || nb < 2.0;
-      }
+      // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
+      let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
+      let v_bn = v + P.wmean[1] * bg.s.x / nb +
+        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+      v = select(v, v_bn, with_bn);
+      bad = bad || select(false, bg.flags != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
     }
   }

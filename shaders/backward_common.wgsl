@@ -63,3 +63,13 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
   }
   return m;
 }
+
+// g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
+fn select_group(g: Group, keep: bool) -> Group {
+  return Group(
+    select(0.0, g.hi, keep),
+    select(0.0, g.lo, keep),
+    select(0.0, g.variance, keep),
+    select(0u, g.flags, keep),
+  );
+}

@@ -52,12 +52,12 @@ fn main(
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
-      if (with_bn) {
-        let bg = cgroups[P.n + c - P.chan_base];
-        v += P.wmean[1] * bg.s.x / nb +
-          P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
-        bad = bad || bg.flags != 0u || nb < 2.0;
-      }
+      // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
+      let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
+      let v_bn = v + P.wmean[1] * bg.s.x / nb +
+        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+      v = select(v, v_bn, with_bn);
+      bad = bad || select(false, bg.flags != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
     }
   }

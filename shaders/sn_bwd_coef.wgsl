@@ -41,10 +41,10 @@ fn main(
   let c = r - n * P.c;
   let p = rows[r];
   let ln = groups[n];
-  var bn = Group(0.0, 0.0, 0.0, 0u);
-  if ((P.flags & P_USING_BN) != 0u) {
-    bn = groups[P.n + c];
-  }
+  // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
+  // an in-bounds entry either way, and zero it without usingBN.
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let row = grads[r - P.elem_base];
   let lg = bgroups[n - P.rec_base];
@@ -54,14 +54,19 @@ fn main(
   var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
   var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
-  if (bn_depends_on_x()) {
-    let bg = cgroups[P.n + c - P.chan_base];
-    let nb = P.batch;
-    gvar += P.wvar[2] * bg.s.y / nb;
-    gmu += P.wmean[2] * bg.s.x / nb +
-      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y;
-    bad = bad || bg.flags != 0u;
-  }
+  // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
+  // selected, not branched on (see sn_mix.wgsl).
+  let bn_x = bn_depends_on_x();
+  let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
+  let nb = P.batch;
+  gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
+  gmu = select(
+    gmu,
+    gmu + P.wmean[2] * bg.s.x / nb +
+      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
+    bn_x,
+  );
+  bad = bad || select(false, bg.flags != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
   coef[r] = vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift);

@@ -37,10 +37,10 @@ fn main(
   }
   let p = rows[r];
   let ln = groups[n];
-  var bn = Group(0.0, 0.0, 0.0, 0u);
-  if ((P.flags & P_USING_BN) != 0u) {
-    bn = groups[P.n + c];
-  }
+  // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
+  // an in-bounds entry either way, and zero it without usingBN.
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   if (mixed_bad(m)) {
     grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);

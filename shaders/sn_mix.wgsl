@@ -33,9 +33,17 @@ fn main(
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   let ln = groups[n];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
-  if ((P.flags & P_USING_BN) != 0u) {
-    let bn = groups[P.n + c];
-    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
-  }
+  // Selects rather than branches on the uniform flag: with the branch, every dispatch of this
+  // shader kept ~130 KB on lavapipe for good (a raw WebGPU loop of this shader alone shows it),
+  // so a training loop's memory grew without bound. The index stays in bounds either way.
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = groups[select(n, P.n + c, use_bn)];
+  let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  m = Mixed(
+    m.hi,
+    select(m.lo, with_bn.lo, use_bn),
+    select(m.variance, with_bn.variance, use_bn),
+    select(m.flags, with_bn.flags, use_bn),
+  );
   mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
 }

@@ -1,0 +1,29 @@
+/**
+ * Run by tests/webgpu_memory_test.ts in its own process: repeats one kind of WebGPU call on
+ * resident tensors and prints how much the process grew per call (KB) as JSON on stdout.
+ */
+import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
+
+const [what, callsArg] = Deno.args;
+const calls = Number(callsArg);
+const oneD = what.startsWith("1d");
+const sn = oneD
+  ? new SwitchNorm1d(8, { backend: "webgpu" })
+  : new SwitchNorm2d(8, { backend: "webgpu" });
+const shape = oneD ? [16, 8] : [2, 8, 16, 16];
+const length = shape.reduce((a, b) => a * b, 1);
+const backward = what.endsWith("backward");
+if (what.includes("eval")) sn.eval();
+const x = await sn.upload(Float32Array.from({ length }, (_, i) => Math.sin(i)), shape);
+const dy = await sn.upload(Float32Array.from({ length }, (_, i) => Math.cos(i)), shape);
+const out = await sn.upload(new Float32Array(length), shape);
+const step = async () => {
+  await sn.forward(x, { out, keepForBackward: backward });
+  if (backward) (await sn.backward(dy)).dispose();
+};
+// Warm up (pools, pipelines, allocator arenas), then measure.
+for (let i = 0; i < 100; i++) await step();
+const before = Deno.memoryUsage().rss;
+for (let i = 0; i < calls; i++) await step();
+console.log(JSON.stringify({ kbPerCall: (Deno.memoryUsage().rss - before) / calls / 1024 }));
+Deno.exit(0);
