@@ -25,6 +25,7 @@ import { batchSync, type SyncGroup } from "./_sync.ts";
 import { type Importance, softmax, sparsestmax } from "./_importance.ts";
 import {
   checkBoolean,
+  checkEps,
   checkFiniteIn,
   checkFloat32,
   checkInputShape,
@@ -34,7 +35,11 @@ import {
 
 /** Options shared by every SwitchNorm layer. */
 export interface SwitchNormOptions {
-  /** Added to the variance before the square root. Finite, >= 0. Default 1e-5. */
+  /**
+   * Added to the variance before the square root. 0, or finite and at least 2^-126
+   * (1.18e-38, float32's smallest normal number: a smaller positive eps would be a subnormal that
+   * GPUs may flush to 0). Default 1e-5.
+   */
   eps?: number;
   /** Moving-average momentum in [0, 1]: `running = momentum*running + (1-momentum)*batch`. */
   momentum?: number;
@@ -165,7 +170,7 @@ export abstract class SwitchNorm {
     checkKnownKeys(kind.name, options, known);
     this.#kind = kind;
     this.numFeatures = numFeatures;
-    this.eps = checkFiniteIn(`${kind.name}: eps`, options.eps ?? 1e-5, 0, Infinity);
+    this.eps = checkEps(`${kind.name}: eps`, options.eps ?? 1e-5);
     this.momentum = checkFiniteIn(
       `${kind.name}: momentum`,
       options.momentum ?? kind.defaultMomentum,

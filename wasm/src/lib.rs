@@ -24,6 +24,7 @@ mod oned;
 mod oned_grad;
 mod roofline;
 mod simd;
+mod wide;
 
 use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
 

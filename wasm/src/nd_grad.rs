@@ -13,6 +13,7 @@
 
 use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
 use crate::simd;
+use crate::wide;
 use core::arch::wasm32::*;
 
 /// Floats per chunk of the f32 gradient sums: 16 terms per partial sum, so that their rounding
@@ -179,6 +180,19 @@ pub unsafe fn reduce(
     let (gmb, gvb) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
     let z = f64x2_splat(0.0);
     let neg_half = f64x2_splat(-0.5);
+    let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    // A row's (sum dy, sum dy (x - hi)) again in f64 when it is wide (`wide`: its f32 products
+    // may overflow or be subnormal) or its f32 sums are not finite (overflow, or Inf/NaN data,
+    // which the f64 sums give as the reference does); else `pair` as it is.
+    let exact_sums = |r: usize, pair: v128| -> v128 {
+        let unfinite = f64x2_ne(f64x2_sub(pair, pair), z);
+        if wide::scale(*var.add(r) + layer.eps) == 0.0 && !v128_any_true(unfinite) {
+            return pair;
+        }
+        let hi = *mu_in.add(r) as f32;
+        let (g, p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
+        f64x2(g, p)
+    };
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
     let even = c / 2 * 2;
@@ -187,12 +201,19 @@ pub unsafe fn reduce(
         let mut j = 0;
         while j < even {
             let r = i * c + j;
-            let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
+            let ve = f64x2_add(ld(var.add(r)), eps);
+            let (mut a, mut b) = (*pairs.add(r), *pairs.add(r + 1));
+            let in_range = v128_and(f64x2_ge(ve, low), f64x2_le(ve, high));
+            let unfinite = v128_or(f64x2_ne(f64x2_sub(a, a), z), f64x2_ne(f64x2_sub(b, b), z));
+            if !i64x2_all_true(in_range) || v128_any_true(unfinite) {
+                a = exact_sums(r, a);
+                b = exact_sums(r + 1, b);
+            }
             let g = i64x2_shuffle::<0, 2>(a, b);
             let p_raw = i64x2_shuffle::<1, 3>(a, b);
             let mean = ld(mu_in.add(r));
             let p = f64x2_add(p_raw, f64x2_mul(f64x2_sub(hi2(mean), ld(mu.add(r))), g));
-            let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
+            let s = f64x2_div(one, f64x2_sqrt(ve));
             st2(inv_std.add(r), s);
             let sg = f64x2_mul(s, ld32(gamma.add(j)));
             st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
@@ -212,8 +233,8 @@ pub unsafe fn reduce(
         let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
         if j < c {
             let r = i * c + j;
-            let (g, p_raw) =
-                (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
+            let pair = exact_sums(r, *pairs.add(r));
+            let (g, p_raw) = (f64x2_extract_lane::<0>(pair), f64x2_extract_lane::<1>(pair));
             let mean = *mu_in.add(r);
             let p = p_raw + ((mean as f32) as f64 - *mu.add(r)) * g;
             let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
@@ -296,6 +317,16 @@ pub unsafe fn dx(
     let (gmb, gvb, mu_bn) = (sums.gm_bn.as_ptr(), sums.gv_bn.as_ptr(), st.mu_bn.as_ptr());
     let pairs = w.pairs.as_mut_ptr();
     let zero = f64x2_splat(0.0);
+    let var = st.var.as_ptr();
+    // The scale of row r if it is wide (`wide`), else 1.
+    let row_sc = |r: usize| {
+        let sc = wide::scale(*var.add(r) + layer.eps);
+        if sc == 0.0 {
+            1.0
+        } else {
+            sc
+        }
+    };
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
     let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128) {
@@ -320,7 +351,12 @@ pub unsafe fn dx(
         g_var = f64x2_add(g_var, f64x2_mul(kb_var, gvbv));
         g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(kb_mu, gmbv), spread));
         let a = f64x2_mul(ld32_or(gamma.add(j)), ld_or(inv_std.add(r)));
-        let b = f64x2_mul(g_var, two_m1);
+        let mut b = f64x2_mul(g_var, two_m1);
+        // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
+        // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
+        let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
+        let mean = f64x2_mul(mean, f64x2(sc0, sc1));
+        b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
         let hi = f32x4_demote_f64x2_zero(mean);
         let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
@@ -348,7 +384,7 @@ pub unsafe fn dx(
             *pairs.add(r) = constants(i, r, j, true).0;
         }
     }
-    sweep(x, dy, dx, n * c, m, pairs);
+    sweep(x, dy, dx, n * c, m, pairs, var, layer.eps);
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
@@ -363,18 +399,34 @@ unsafe fn sweep(
     rows: usize,
     m: usize,
     abk: *const v128,
+    var: *const f64,
+    eps: f64,
 ) {
-    crate::nd::for_rows(
-        x,
-        rows,
-        m,
-        |r| {
-            let at = r * m;
-            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *abk.add(r));
-        },
-        |r, g| {
+    let wide_sc = |r: usize| wide::scale(*var.add(r) + eps);
+    let one = |r: usize| {
+        let at = r * m;
+        let k = *abk.add(r);
+        let sc = wide_sc(r);
+        if sc == 0.0 {
+            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k);
+        } else {
+            let k = [
+                f32x4_extract_lane::<0>(k),
+                f32x4_extract_lane::<1>(k),
+                f32x4_extract_lane::<2>(k),
+                f32x4_extract_lane::<3>(k),
+            ];
+            wide::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k, sc as f32);
+        }
+    };
+    crate::nd::for_rows(x, rows, m, &one, |r, g| {
+        if (0..4).any(|k| wide_sc(r + k) != 0.0) {
+            for k in 0..4 {
+                one(r + k);
+            }
+        } else {
             let at = r * m;
             simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), g, abk.add(r));
-        },
-    );
+        }
+    });
 }
