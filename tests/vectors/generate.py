@@ -218,6 +218,10 @@ class Case:
         self.rng = np.random.default_rng(zlib.crc32(name.encode("utf-8")))
         self.state = None
         self.steps = []  # ("forward", mode, x float32 array) | ("finalizeBatchAverage",)
+        self.dy_scale = 1.0  # dy = N(0, 1) * dy_scale
+        # Round the float64 module's running buffers to float32 after each train step, as the
+        # library's (and PyTorch's float32) buffers are (range cases: 1e-50 becomes 0, 1e76 Inf).
+        self.float32_buffers = False
 
     # -- drawing helpers (all float32) --
     def normal(self, shape, scale=1.0, loc=0.0):
@@ -309,12 +313,18 @@ class Case:
                 xt = torch.from_numpy(x.copy()).double().requires_grad_(True)
                 y = m(xt)
                 assert y.dtype == torch.float64 and tuple(y.shape) == x.shape
-                dy = rng_dy.standard_normal(x.shape).astype(np.float32)
+                # dy_scale (extreme-range cases) keeps dx = O(dy / std) near 1, where the
+                # tolerances can see it.
+                dy = (rng_dy.standard_normal(x.shape) * self.dy_scale).astype(np.float32)
                 (y * torch.from_numpy(dy).double()).sum().backward()
+                if self.float32_buffers and self.has_buffers():
+                    with torch.no_grad():
+                        for b in (m.running_mean, m.running_var):
+                            b.copy_(b.float().double())
                 expect = {"y": F64(y.detach().numpy().ravel())}
                 if self.has_buffers():
-                    expect["running_mean"] = F64(m.running_mean.numpy().ravel())
-                    expect["running_var"] = F64(m.running_var.numpy().ravel())
+                    expect["running_mean"] = F64(float32_buffer(m.running_mean.numpy().ravel()))
+                    expect["running_var"] = F64(float32_buffer(m.running_var.numpy().ravel()))
                 expect["dx"] = F64(xt.grad.numpy().ravel())
                 expect["grads"] = {k: F64(getattr(m, k).grad.numpy().ravel())
                                    for k in ("weight", "bias", "mean_weight", "var_weight")}
@@ -365,6 +375,16 @@ class F64(list):
         arr = np.asarray(arr)
         assert arr.dtype == np.float64
         super().__init__(float(v) for v in arr.ravel())
+
+
+def float32_buffer(v):
+    """A running buffer as float32 holds it: values beyond float32's range are +-Infinity (as in
+    PyTorch's float32 buffers); others are left in float64 (the tolerance covers the rounding)."""
+    v = np.array(v, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        over = np.isinf(v.astype(np.float32)) & np.isfinite(v)
+    v[over] = np.copysign(np.inf, v[over])
+    return v
 
 
 def num(v):
@@ -700,7 +720,61 @@ def build_cases():
     x = c.normal((4, 5))
     c.forward("train", with_nonfinite(x, (0, 1), (2, 3)))
 
+    build_range_cases(case)
     return cases
+
+
+def build_range_cases(case):
+    """Issue 10, point 1: finite float32 inputs at the edges of float32's range. dy is scaled
+    like x's spread so that dx is O(1) and the tolerances see it."""
+    c = case("sn2d_range_huge_1e19",
+             "2d, |x| ~ 1e19 (squares beyond float32), dy ~ 1e19, train then eval, [2,3,4,4]",
+             "SwitchNorm2d", 3)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e19
+    c.float32_buffers = True
+    c.forward("train", c.normal((2, 3, 4, 4), 1e19))
+    c.forward("eval", c.normal((2, 3, 4, 4), 1e19, 2e18))
+
+    c = case("sn2d_range_spread_3e38",
+             "2d, x uniform over +-3e38 (differences and sums beyond float32), dy ~ 1e37, one train "
+             "step; running_var (~3e76) is +Infinity in float32 buffers, as in PyTorch's, [2,2,2,2]",
+             "SwitchNorm2d", 2)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e37
+    c.float32_buffers = True
+    c.forward("train", c.uniform((2, 2, 2, 2), -3e38, 3e38))
+
+    c = case("sn2d_range_tiny_eps0",
+             "2d, eps=0, x = [1e-20, -1e-20, 2e-20, -2e-20] (variance 3.3e-40, a float32 "
+             "subnormal), SwitchNorm2d(1) on [1,1,1,4], default state", "SwitchNorm2d", 1, eps=0.0)
+    c.default_state()
+    c.dy_scale = 1e-20
+    c.forward("train", np.array([1e-20, -1e-20, 2e-20, -2e-20], np.float32).reshape(1, 1, 1, 4))
+
+    c = case("sn2d_range_subnormal_squares_eps0",
+             "2d, eps=0, x ~ 1e-25 (squared deviations underflow float32), train then eval "
+             "(running_var ~ 1e-50 is 0 in float32 buffers, as in PyTorch's), [2,3,3,3]", "SwitchNorm2d", 3, eps=0.0)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e-25
+    c.float32_buffers = True
+    c.forward("train", c.normal((2, 3, 3, 3), 1e-25))
+    c.forward("eval", c.normal((2, 3, 3, 3), 1e-25))
+
+    c = case("sn1d_range_huge_1e19",
+             "1d, |x| ~ 1e19, dy ~ 1e19, train then eval, [6,5]", "SwitchNorm1d", 5)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e19
+    c.float32_buffers = True
+    c.forward("train", c.normal((6, 5), 1e19))
+    c.forward("eval", c.normal((6, 5), 1e19))
+
+    c = case("sn1d_range_tiny_eps0",
+             "1d, eps=0, x ~ 1e-25 (squared deviations underflow float32), train, [6,5]",
+             "SwitchNorm1d", 5, eps=0.0)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e-25
+    c.forward("train", c.normal((6, 5), 1e-25))
 
 
 def main():
