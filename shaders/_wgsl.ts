@@ -194,11 +194,24 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
   );
 }
 
+// WebGPU's range: the float32 statistics and gradient products are right while var + eps (of a
+// row's mixed statistics) lies in [2^-120, 2^120], std in [8.7e-19, 1.2e18]. Beyond, squares
+// and sums overflow (|x| ~ 1e19), or squared deviations and s^3 fall below float32's normal
+// range, which GPUs may flush to 0 (eps = 0 with std ~ 1e-20); the results there are NaN, never a
+// wrong finite number (the float64 reference and WASM backends cover the whole float32 range).
+const VAR_EPS_MIN: f32 = 7.523163845262640e-37; // 2^-120
+const VAR_EPS_MAX: f32 = 1.329227995784916e36; // 2^120
+
+fn in_gpu_range(var_eps: f32) -> bool {
+  return var_eps >= VAR_EPS_MIN && var_eps <= VAR_EPS_MAX && class_bits(var_eps) == 0u;
+}
+
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
-// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+// NaN when y must be NaN (a flagged statistic, var + eps <= 0) or var + eps is outside WebGPU's
+// range (in_gpu_range). Normalize tests beta's bits.
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
-  let bad = m.flags != 0u || !(denom > 0.0);
+  let bad = m.flags != 0u || !in_gpu_range(denom);
   let scale = gamma / sqrt(max(denom, 1e-38));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, bitcast<f32>(QNAN_BITS), bad));
 }
@@ -279,9 +292,10 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or var + eps
+// is outside WebGPU's range (in_gpu_range, common.wgsl): then the row's gradients are NaN.
 fn mixed_bad(m: Mixed) -> bool {
-  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+  return m.flags != 0u || !in_gpu_range(m.variance + P.eps);
 }
 
 fn inv_std(m: Mixed) -> f32 {
@@ -762,7 +776,9 @@ fn main(
   groups[g] = Group(hi, lo, variance, gflags);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
-    let v = var_value(gflags, variance);
+    // A batch variance beyond 2^120 (sums that may have overflowed: outside WebGPU's range,
+    // in_gpu_range) makes running_var NaN, never a wrong finite value.
+    let v = var_value(gflags | select(F_NAN, 0u, variance <= VAR_EPS_MAX), variance);
     let rm = running[c];
     let rv = running[P.c + c];
     if ((P.flags & P_BATCH_AVERAGE) != 0u) {
