@@ -16,6 +16,7 @@ const OUTSIDE_WEBGPU_RANGE = new Set([
   "sn2d_range_spread_3e38",
   "sn2d_range_subnormal_squares_eps0",
   "sn2d_range_tiny_eps0",
+  "sn2d_range_tiny_eps0_unit_dy",
 ]);
 
 /** Whether vector `name` lies outside `backend`'s range. */

@@ -752,6 +752,13 @@ def build_range_cases(case):
     c.dy_scale = 1e-20
     c.forward("train", np.array([1e-20, -1e-20, 2e-20, -2e-20], np.float32).reshape(1, 1, 1, 4))
 
+    c = case("sn2d_range_tiny_eps0_unit_dy",
+             "2d, eps=0, the same x as sn2d_range_tiny_eps0 with dy ~ N(0, 1): dx ~ 1e20 (its "
+             "float32 constants s^3 sum dy (x - mu) overflow unless scaled)", "SwitchNorm2d", 1,
+             eps=0.0)
+    c.default_state()
+    c.forward("train", np.array([1e-20, -1e-20, 2e-20, -2e-20], np.float32).reshape(1, 1, 1, 4))
+
     c = case("sn2d_range_subnormal_squares_eps0",
              "2d, eps=0, x ~ 1e-25 (squared deviations underflow float32), train then eval "
              "(running_var ~ 1e-50 is 0 in float32 buffers, as in PyTorch's), [2,3,3,3]", "SwitchNorm2d", 3, eps=0.0)
