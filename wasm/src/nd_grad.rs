@@ -203,9 +203,13 @@ pub unsafe fn reduce(
             let r = i * c + j;
             let ve = f64x2_add(ld(var.add(r)), eps);
             let (mut a, mut b) = (*pairs.add(r), *pairs.add(r + 1));
-            let in_range = v128_and(f64x2_ge(ve, low), f64x2_le(ve, high));
-            let unfinite = v128_or(f64x2_ne(f64x2_sub(a, a), z), f64x2_ne(f64x2_sub(b, b), z));
-            if !i64x2_all_true(in_range) || v128_any_true(unfinite) {
+            // a + b - (a + b) is NaN iff a lane of a or b is not finite.
+            let ab = f64x2_add(a, b);
+            let ok = v128_and(
+                v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)),
+                f64x2_eq(f64x2_sub(ab, ab), z),
+            );
+            if !i64x2_all_true(ok) {
                 a = exact_sums(r, a);
                 b = exact_sums(r + 1, b);
             }
@@ -329,7 +333,11 @@ pub unsafe fn dx(
     };
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
-    let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128) {
+    let (eps, low, high) =
+        (f64x2_splat(layer.eps), f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    // Constants of two rows (see below), and whether either may be wide (var + eps out of
+    // [LOW, HIGH], or 0, Inf, NaN: `row_sc` decides).
+    let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128, bool) {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -354,9 +362,14 @@ pub unsafe fn dx(
         let mut b = f64x2_mul(g_var, two_m1);
         // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
         // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
-        let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
-        let mean = f64x2_mul(mean, f64x2(sc0, sc1));
-        b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
+        let ve = f64x2_add(ld_or(var.add(r)), eps);
+        let wide = !i64x2_all_true(v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)));
+        let mut mean = mean;
+        if wide {
+            let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
+            mean = f64x2_mul(mean, f64x2(sc0, sc1));
+            b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
+        }
         let hi = f32x4_demote_f64x2_zero(mean);
         let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
@@ -367,32 +380,70 @@ pub unsafe fn dx(
         // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
         let t = i32x4_shuffle::<0, 4, 1, 5>(hi, a);
         let u = i32x4_shuffle::<0, 4, 1, 5>(b, k);
-        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
+        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u), wide)
     };
     let even = c / 2 * 2;
+    let mut any_wide = false;
     for i in 0..n {
         let mut j = 0;
         while j < even {
             let r = i * c + j;
-            let (k0, k1) = constants(i, r, j, false);
+            let (k0, k1, wide) = constants(i, r, j, false);
             *pairs.add(r) = k0;
             *pairs.add(r + 1) = k1;
+            any_wide |= wide;
             j += 2;
         }
         if j < c {
             let r = i * c + j;
-            *pairs.add(r) = constants(i, r, j, true).0;
+            let (k0, _, wide) = constants(i, r, j, true);
+            *pairs.add(r) = k0;
+            any_wide |= wide;
         }
     }
-    sweep(x, dy, dx, n * c, m, pairs, var, layer.eps);
+    if any_wide {
+        sweep_checked(x, dy, dx, n * c, m, pairs, var, layer.eps);
+    } else {
+        sweep(x, dy, dx, n * c, m, pairs);
+    }
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
-/// at a time as `nd::for_rows` decides (the results are the same either way).
+/// at a time as `nd::for_rows` decides (the results are the same either way). No row is wide.
 ///
 /// # Safety
 /// As `dx`, with `abk` valid for `rows` v128.
 unsafe fn sweep(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    rows: usize,
+    m: usize,
+    abk: *const v128,
+) {
+    crate::nd::for_rows(
+        x,
+        rows,
+        m,
+        |r| {
+            let at = r * m;
+            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *abk.add(r));
+        },
+        |r, g| {
+            let at = r * m;
+            simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), g, abk.add(r));
+        },
+    );
+}
+
+/// `sweep` for a call with wide rows (`wide`): each row checks its var + eps and a wide one is
+/// swept scaled; the other rows give the same results as in `sweep`.
+///
+/// # Safety
+/// As `sweep`, with `var` valid for `rows` f64.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn sweep_checked(
     x: *const f32,
     dy: *const f32,
     dx: *mut f32,
