@@ -364,8 +364,8 @@ pub unsafe fn normalize(
     st: Stats,
     scratch: *mut v128,
 ) {
-    constants(n, c, mode, layer, st, scratch);
-    sweep(x, y, n * c, m, scratch);
+    let wide = constants(n, c, mode, layer, st, scratch);
+    sweep(x, y, n * c, m, scratch, wide);
 }
 
 /// The per-row constants of `normalize` (mu, var into the statistics area, [hi, scale, bias, 0]
@@ -380,15 +380,16 @@ pub unsafe fn constants(
     layer: &Layer,
     st: Stats,
     scratch: *mut v128,
-) {
+) -> bool {
     let using_bn = mode & MODE_USING_BN != 0;
     let rows = core::slice::from_raw_parts_mut(scratch, n * c);
     let mix = Mix::new(layer, using_bn);
+    let mut any_wide = false;
     for i in 0..n {
         let at = i * c..(i + 1) * c;
         let (ln_mu, ln_var) = (st.mu_ln[i], st.var_ln[i]);
         let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
-        row_constants(
+        any_wide |= row_constants(
             &mix,
             layer,
             (&st.mu_in[at.clone()], &st.var_in[at.clone()]),
@@ -398,6 +399,9 @@ pub unsafe fn constants(
             &mut rows[at],
         );
     }
+    // For the backward (nd_grad): whether it needs its wide-row paths.
+    st.wide[0] = if any_wide { 1.0 } else { 0.0 };
+    any_wide
 }
 
 /// The normalize sweep over `rows` consecutive rows of m floats at `x` into `y`, with the
@@ -408,8 +412,34 @@ pub unsafe fn constants(
 ///
 /// # Safety
 /// `x`, `y` valid for rows * m floats, the same or not overlapping; `consts` for `rows` v128.
-pub unsafe fn sweep(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
-    // Lane 3 of a row's constants is 0, or `sc` for a wide row (`wide`).
+pub unsafe fn sweep(
+    x: *const f32,
+    y: *mut f32,
+    rows: usize,
+    m: usize,
+    consts: *const v128,
+    wide: bool,
+) {
+    if !wide {
+        for_rows(
+            x,
+            rows,
+            m,
+            |r| simd::normalize(x.add(r * m), y.add(r * m), m, *consts.add(r)),
+            |r, g| simd::normalize_x4(x.add(r * m), y.add(r * m), g, consts.add(r)),
+        );
+        return;
+    }
+    sweep_checked(x, y, rows, m, consts);
+}
+
+/// `sweep` for rows some of which are wide (`wide`): lane 3 of a row's constants is 0, or `sc`
+/// for a wide row. The other rows give the same results as in `sweep`.
+///
+/// # Safety
+/// As `sweep`.
+#[inline(never)]
+unsafe fn sweep_checked(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
     let one = |r: usize| {
         let k = *consts.add(r);
         if f32x4_extract_lane::<3>(k) == 0.0 {
@@ -510,7 +540,7 @@ fn row_constants(
     bn: Option<(&[f64], &[f64])>,
     (mu_out, var_out): (&mut [f64], &mut [f64]),
     out: &mut [v128],
-) {
+) -> bool {
     let c = mu_in.len();
     let one = |j: usize| -> ([f64; 2], [f32; 3]) {
         let mut mu = mix.w[0] * mu_in[j] + mix.w[1] * ln_mu;
@@ -535,6 +565,7 @@ fn row_constants(
     let eps = f64x2_splat(mix.eps);
     let zero = f64x2_splat(0.0);
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    let mut in_range = i64x2_splat(-1);
     let mut j = 0;
     // SAFETY: every access is at lanes [j, j + 2) with j + 2 <= pairs <= c, the length of every
     // slice here (out too).
@@ -565,39 +596,30 @@ fn row_constants(
             *out.get_unchecked_mut(j + 1) = i32x4_shuffle::<2, 3, 5, 6>(t, bias);
             // var + eps outside [LOW, HIGH] (or 0, Inf, NaN): maybe a wide row, see `wide`.
             let ve = f64x2_add(var, eps);
-            if !i64x2_all_true(v128_and(f64x2_ge(ve, low), f64x2_le(ve, high))) {
-                wide_fix(
-                    mix,
-                    layer,
-                    f64x2_extract_lane::<0>(mu),
-                    f64x2_extract_lane::<0>(var),
-                    j,
-                    out,
-                );
-                wide_fix(
-                    mix,
-                    layer,
-                    f64x2_extract_lane::<1>(mu),
-                    f64x2_extract_lane::<1>(var),
-                    j + 1,
-                    out,
-                );
-            }
+            in_range = v128_and(in_range, v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)));
             j += 2;
         }
     }
+    let mut any_wide = !i64x2_all_true(in_range);
     if j < c {
         let ([mu, var], [hi, scale, bias]) = one(j);
         mu_out[j] = mu;
         var_out[j] = var;
         out[j] = f32x4(hi, scale, bias, 0.0);
-        wide_fix(mix, layer, mu, var, j, out);
+        any_wide |= wide_fix(mix, layer, mu, var, j, out);
     }
+    if any_wide {
+        for k in 0..pairs {
+            wide_fix(mix, layer, mu_out[k], var_out[k], k, out);
+        }
+    }
+    any_wide
 }
 
-/// Replaces row j's normalize constants by those of `wide` when var + eps makes it a wide row.
+/// Replaces row j's normalize constants by those of `wide` when var + eps makes it a wide row;
+/// returns whether it did.
 #[inline(never)]
-fn wide_fix(mix: &Mix, layer: &Layer, mu: f64, var: f64, j: usize, out: &mut [v128]) {
+fn wide_fix(mix: &Mix, layer: &Layer, mu: f64, var: f64, j: usize, out: &mut [v128]) -> bool {
     let ve = var + mix.eps;
     let sc = wide::scale(ve);
     if sc != 0.0 {
@@ -606,4 +628,5 @@ fn wide_fix(mix: &Mix, layer: &Layer, mu: f64, var: f64, j: usize, out: &mut [v1
             wide::normalize_constants(mu, s, layer.gamma[j] as f64, layer.beta[j] as f64, sc);
         out[j] = f32x4(h, t, b, sc);
     }
+    sc != 0.0
 }

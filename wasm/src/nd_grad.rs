@@ -180,19 +180,11 @@ pub unsafe fn reduce(
     let (gmb, gvb) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
     let z = f64x2_splat(0.0);
     let neg_half = f64x2_splat(-0.5);
-    let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
-    // A row's (sum dy, sum dy (x - hi)) again in f64 when it is wide (`wide`: its f32 products
-    // may overflow or be subnormal) or its f32 sums are not finite (overflow, or Inf/NaN data,
-    // which the f64 sums give as the reference does); else `pair` as it is.
-    let exact_sums = |r: usize, pair: v128| -> v128 {
-        let unfinite = f64x2_ne(f64x2_sub(pair, pair), z);
-        if wide::scale(*var.add(r) + layer.eps) == 0.0 && !v128_any_true(unfinite) {
-            return pair;
-        }
-        let hi = *mu_in.add(r) as f32;
-        let (g, p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
-        f64x2(g, p)
-    };
+    // The forward's normalize constants recorded whether some row is wide (`wide`: its f32
+    // products may overflow or be subnormal); then those rows are summed again in f64.
+    if st.wide[0] != 0.0 {
+        redo_sums(x, dy, m, rows, mu_in, var, layer.eps, pairs);
+    }
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
     let even = c / 2 * 2;
@@ -201,23 +193,12 @@ pub unsafe fn reduce(
         let mut j = 0;
         while j < even {
             let r = i * c + j;
-            let ve = f64x2_add(ld(var.add(r)), eps);
-            let (mut a, mut b) = (*pairs.add(r), *pairs.add(r + 1));
-            // a + b - (a + b) is NaN iff a lane of a or b is not finite.
-            let ab = f64x2_add(a, b);
-            let ok = v128_and(
-                v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)),
-                f64x2_eq(f64x2_sub(ab, ab), z),
-            );
-            if !i64x2_all_true(ok) {
-                a = exact_sums(r, a);
-                b = exact_sums(r + 1, b);
-            }
+            let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
             let g = i64x2_shuffle::<0, 2>(a, b);
             let p_raw = i64x2_shuffle::<1, 3>(a, b);
             let mean = ld(mu_in.add(r));
             let p = f64x2_add(p_raw, f64x2_mul(f64x2_sub(hi2(mean), ld(mu.add(r))), g));
-            let s = f64x2_div(one, f64x2_sqrt(ve));
+            let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
             st2(inv_std.add(r), s);
             let sg = f64x2_mul(s, ld32(gamma.add(j)));
             st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
@@ -237,8 +218,8 @@ pub unsafe fn reduce(
         let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
         if j < c {
             let r = i * c + j;
-            let pair = exact_sums(r, *pairs.add(r));
-            let (g, p_raw) = (f64x2_extract_lane::<0>(pair), f64x2_extract_lane::<1>(pair));
+            let (g, p_raw) =
+                (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
             let p = p_raw + ((mean as f32) as f64 - *mu.add(r)) * g;
             let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
@@ -272,6 +253,34 @@ pub unsafe fn reduce(
         }
         sums.mean_dots[2] = dm;
         sums.var_dots[2] = dv;
+    }
+}
+
+/// The row sums (sum dy, sum dy (x - hi)) again in f64 for every row that is wide (`wide`: its
+/// f32 products may overflow or be subnormal) or, in such a call, whose f32 sums are not finite.
+///
+/// # Safety
+/// As `reduce`; `mu_in`, `var` valid for `rows` f64, `pairs` for `rows` v128.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn redo_sums(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    rows: usize,
+    mu_in: *const f64,
+    var: *const f64,
+    eps: f64,
+    pairs: *mut v128,
+) {
+    for r in 0..rows {
+        let pair = *pairs.add(r);
+        let finite = i64x2_all_true(f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
+        if wide::scale(*var.add(r) + eps) != 0.0 || !finite {
+            let hi = *mu_in.add(r) as f32;
+            let (g, p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
+            *pairs.add(r) = f64x2(g, p);
+        }
     }
 }
 
@@ -333,11 +342,10 @@ pub unsafe fn dx(
     };
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
-    let (eps, low, high) =
-        (f64x2_splat(layer.eps), f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
-    // Constants of two rows (see below), and whether either may be wide (var + eps out of
-    // [LOW, HIGH], or 0, Inf, NaN: `row_sc` decides).
-    let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128, bool) {
+    // Whether the forward's normalize constants found a wide row (`wide`); without one, the
+    // constants and the sweep are the plain ones.
+    let any_wide = st.wide[0] != 0.0;
+    let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128) {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -362,10 +370,8 @@ pub unsafe fn dx(
         let mut b = f64x2_mul(g_var, two_m1);
         // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
         // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
-        let ve = f64x2_add(ld_or(var.add(r)), eps);
-        let wide = !i64x2_all_true(v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)));
         let mut mean = mean;
-        if wide {
+        if any_wide {
             let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
             mean = f64x2_mul(mean, f64x2(sc0, sc1));
             b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
@@ -380,25 +386,21 @@ pub unsafe fn dx(
         // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
         let t = i32x4_shuffle::<0, 4, 1, 5>(hi, a);
         let u = i32x4_shuffle::<0, 4, 1, 5>(b, k);
-        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u), wide)
+        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
     };
     let even = c / 2 * 2;
-    let mut any_wide = false;
     for i in 0..n {
         let mut j = 0;
         while j < even {
             let r = i * c + j;
-            let (k0, k1, wide) = constants(i, r, j, false);
+            let (k0, k1) = constants(i, r, j, false);
             *pairs.add(r) = k0;
             *pairs.add(r + 1) = k1;
-            any_wide |= wide;
             j += 2;
         }
         if j < c {
             let r = i * c + j;
-            let (k0, _, wide) = constants(i, r, j, true);
-            *pairs.add(r) = k0;
-            any_wide |= wide;
+            *pairs.add(r) = constants(i, r, j, true).0;
         }
     }
     if any_wide {
