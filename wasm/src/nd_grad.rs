@@ -345,7 +345,9 @@ pub unsafe fn dx(
     // Whether the forward's normalize constants found a wide row (`wide`); without one, the
     // constants and the sweep are the plain ones.
     let any_wide = st.wide[0] != 0.0;
-    let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128) {
+    // `wide` (a constant in each of the two loops below, which the compiler folds): whether
+    // wide rows get their scaled constants.
+    let constants = |i: usize, r: usize, j: usize, one: bool, wide: bool| -> (v128, v128) {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -371,7 +373,7 @@ pub unsafe fn dx(
         // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
         // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
         let mut mean = mean;
-        if any_wide {
+        if wide {
             let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
             mean = f64x2_mul(mean, f64x2(sc0, sc1));
             b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
@@ -389,19 +391,26 @@ pub unsafe fn dx(
         (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
     };
     let even = c / 2 * 2;
-    for i in 0..n {
-        let mut j = 0;
-        while j < even {
-            let r = i * c + j;
-            let (k0, k1) = constants(i, r, j, false);
-            *pairs.add(r) = k0;
-            *pairs.add(r + 1) = k1;
-            j += 2;
+    let all_rows = |wide: bool| {
+        for i in 0..n {
+            let mut j = 0;
+            while j < even {
+                let r = i * c + j;
+                let (k0, k1) = constants(i, r, j, false, wide);
+                *pairs.add(r) = k0;
+                *pairs.add(r + 1) = k1;
+                j += 2;
+            }
+            if j < c {
+                let r = i * c + j;
+                *pairs.add(r) = constants(i, r, j, true, wide).0;
+            }
         }
-        if j < c {
-            let r = i * c + j;
-            *pairs.add(r) = constants(i, r, j, true).0;
-        }
+    };
+    if any_wide {
+        all_rows(true);
+    } else {
+        all_rows(false);
     }
     if any_wide {
         sweep_checked(x, dy, dx, n * c, m, pairs, var, layer.eps);
