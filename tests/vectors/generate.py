@@ -815,9 +815,14 @@ def long_rows_summary():
     dy = (-1.0 + 2.0 * mulberry32(LONG_ROWS["dy_seed"], count)).astype(np.float32).reshape(shape)
     m = SwitchNorm3d(3).double()
     m.train(True)
+    # One thread: torch's parallel reductions over 4e6 floats would add in an order that depends
+    # on the machine's core count, and CI checks that regenerated files are unchanged.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     xt = torch.from_numpy(x).double().requires_grad_(True)
     y = m(xt)
     (y * torch.from_numpy(dy).double()).sum().backward()
+    torch.set_num_threads(threads)
     yf, dxf = y.detach().numpy().ravel(), xt.grad.numpy().ravel()
     return {
         "generatedBy": GENERATED_BY,
