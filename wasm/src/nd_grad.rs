@@ -89,6 +89,7 @@ const SHORT: usize = 64;
 
 /// `row_sums` of `rows` rows of 4..=SHORT floats into `pairs`, four rows at a time through
 /// `simd::grad_sums_x4`; the rows % 4 left over go through the same arithmetic one at a time.
+/// Returns whether every sum is finite.
 ///
 /// # Safety
 /// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
@@ -99,8 +100,11 @@ unsafe fn short_row_sums(
     mu_in: *const f64,
     pairs: *mut v128,
     rows: usize,
-) {
+) -> bool {
     let groups = rows / 4 * 4;
+    // x - x is 0 for finite x, NaN for Inf and NaN.
+    let zero = f32x4_splat(0.0);
+    let mut finite = i32x4_splat(-1);
     let mut r = 0;
     while r < groups {
         let shift = f32x4_demote_f64x2_zero(ld(mu_in.add(r)));
@@ -109,6 +113,8 @@ unsafe fn short_row_sums(
         let xs = [x.add(at(0)), x.add(at(1)), x.add(at(2)), x.add(at(3))];
         let dys = [dy.add(at(0)), dy.add(at(1)), dy.add(at(2)), dy.add(at(3))];
         let (g, p) = simd::grad_sums_x4(xs, dys, m, shift);
+        let gp = f32x4_add(g, p);
+        finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
         let lo = i32x4_shuffle::<0, 4, 1, 5>(g, p);
         let hi = i32x4_shuffle::<2, 6, 3, 7>(g, p);
         *pairs.add(r) = f64x2_promote_low_f32x4(lo);
@@ -121,9 +127,12 @@ unsafe fn short_row_sums(
         let (xr, dyr) = (x.add(r * m), dy.add(r * m));
         let shift = f32x4_splat(*mu_in.add(r) as f32);
         let (g, p) = simd::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
+        let gp = f32x4_add(g, p);
+        finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
         *pairs.add(r) = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 4, 1, 5>(g, p));
         r += 1;
     }
+    i32x4_all_true(finite)
 }
 
 /// Reduction call of the backward pass for layout "nd": one sweep over (x, dy) per row, then the
@@ -157,13 +166,18 @@ pub unsafe fn reduce(
     // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
     let mu_in = st.mu_in.as_ptr();
     let pairs = w.pairs.as_mut_ptr();
-    if (4..=SHORT).contains(&m) {
-        short_row_sums(x, dy, m, mu_in, pairs, rows);
+    // Whether every row's sums are finite (see the redo below).
+    let finite = if (4..=SHORT).contains(&m) {
+        short_row_sums(x, dy, m, mu_in, pairs, rows)
     } else {
+        let mut finite = i64x2_splat(-1);
         for r in 0..rows {
-            *pairs.add(r) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+            let pair = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+            finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
+            *pairs.add(r) = pair;
         }
-    }
+        i64x2_all_true(finite)
+    };
 
     // The combine, per sample n over its C rows, two channels per f64x2.
     sums.d_weight.fill(0.0);
@@ -181,8 +195,10 @@ pub unsafe fn reduce(
     let z = f64x2_splat(0.0);
     let neg_half = f64x2_splat(-0.5);
     // The forward's normalize constants recorded whether some row is wide (`wide`: its f32
-    // products may overflow or be subnormal); then those rows are summed again in f64.
-    if st.wide[0] != 0.0 {
+    // products may overflow or be subnormal); those rows, and any whose f32 sums are not finite
+    // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
+    // too), are summed again in f64.
+    if st.wide[0] != 0.0 || !finite {
         redo_sums(x, dy, m, rows, mu_in, var, layer.eps, pairs);
     }
     let (mut dm_in, mut dv_in) = (z, z);
