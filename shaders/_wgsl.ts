@@ -497,15 +497,16 @@ fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
   return pair_add(pair_add(p, k * s.x), k * s.y);
 }
 
-// p - k * v for an integer k < 2^24: k split into two 12-bit integers as well.
+// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
 fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
-  let kh = f32(k & 0xfff000u);
-  let kl = f32(k & 0xfffu);
   let s = split12(v);
-  var q = pair_add(p, -(kh * s.x));
-  q = pair_add(q, -(kh * s.y));
-  q = pair_add(q, -(kl * s.x));
-  return pair_add(q, -(kl * s.y));
+  var q = p;
+  for (var part = 0u; part < 3u; part++) {
+    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
+    q = pair_add(q, -(kp * s.x));
+    q = pair_add(q, -(kp * s.y));
+  }
+  return q;
 }
 
 @compute @workgroup_size(64)
