@@ -34,6 +34,7 @@ import { type Importance, softmax } from "./_importance.ts";
 import { type Mixing, SPARSE_DEFAULT_MOMENTUM, SPARSE_KEYS, SparseState } from "./_sparse.ts";
 import {
   checkBoolean,
+  checkEps,
   checkFiniteIn,
   checkFloat32,
   checkInputShape,
@@ -56,7 +57,11 @@ const MAX_FEATURES = 2 ** 28;
 
 /** Options shared by every SwitchNorm layer. */
 export interface SwitchNormOptions {
-  /** Added to the variance before the square root. Finite, >= 0. Default 1e-5. */
+  /**
+   * Added to the variance before the square root. 0, or finite and at least 2^-126
+   * (1.18e-38, float32's smallest normal number: a smaller positive eps would be a subnormal that
+   * GPUs may flush to 0). Default 1e-5.
+   */
   eps?: number;
   /** Moving-average momentum in [0, 1]: `running = momentum*running + (1-momentum)*batch`. */
   momentum?: number;
@@ -228,9 +233,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     this.#kind = kind;
     this.numFeatures = numFeatures;
     // undefined means "the default"; null is a mistake, as for the boolean options.
-    this.eps = options.eps === undefined
-      ? 1e-5
-      : checkFiniteIn(`${kind.name}: eps`, options.eps, 0, Infinity);
+    this.eps = options.eps === undefined ? 1e-5 : checkEps(`${kind.name}: eps`, options.eps);
     this.sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
     if (this.sparse) this.#sparse = new SparseState();
     this.momentum = options.momentum === undefined
