@@ -2,23 +2,17 @@
  * How one SN forward is cut into WebGPU dispatches: segment sizes, binding windows, workgroup
  * counts and the uniform slot of each dispatch. Pure arithmetic, no GPU objects, so that it can
  * be tested anywhere and so that the backend's encoding code stays a plain loop over the plan.
+ * Also the pieces the backward plan (_webgpu_backward_plan.ts) shares: slots, segments, windows
+ * and the uniform fields common to every dispatch.
+ *
+ * Depends on the shared Backend types and the gradient-record windows (_webgpu_records.ts).
  *
  * @module
  */
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
-import {
-  addGroupSum,
-  addWindowedGroupSums,
-  GRAD_BYTES,
-  type RecordLimits,
-  recordLimits,
-  recordWindow,
-  type RecordWindows,
-  rowWindows,
-  writeRowRange,
-} from "./_webgpu_records.ts";
+import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
 
-export type { RecordWindows };
+export { GRAD_BYTES, type RecordWindows };
 
 /** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (160 bytes) padded to
  * the 256-byte uniform offset alignment that WebGPU guarantees. */
@@ -28,9 +22,9 @@ export const PARTIAL_BYTES = 20;
 /** Bytes of a Group (shaders/common.wgsl). */
 export const GROUP_BYTES = 16;
 /** Threads of the sn_stats and sn_normalize workgroups. */
-const WG = 256;
+export const WG = 256;
 /** Side of the 1d stats tile (sn1d_stats.wgsl). */
-const TILE = 32;
+export const TILE = 32;
 /** Largest segment of a row that one group of threads summarizes. */
 const MAX_SEG = 4096;
 /** Below this many segments in all, long rows are cut finer so that more workgroups run. */
@@ -163,7 +157,7 @@ function windows(
   return out;
 }
 
-function checkFits(bytes: number, what: string, limits: PlanLimits): void {
+export function checkFits(bytes: number, what: string, limits: PlanLimits): void {
   if (bytes > limits.maxBinding) {
     throw new RangeError(
       `webgpu backend: ${what} need ${bytes} bytes, more than one storage binding ` +
@@ -175,7 +169,7 @@ function checkFits(bytes: number, what: string, limits: PlanLimits): void {
 /** Largest tensor the shaders index: element indices are u32, with headroom for a vec4. */
 export const MAX_ELEMENTS = 2 ** 32 - 256;
 
-function checkIndexable(total: number): void {
+export function checkIndexable(total: number): void {
   if (total > MAX_ELEMENTS) {
     throw new RangeError(
       `webgpu backend: a tensor of ${total} floats is too large for the shaders' 32-bit ` +
@@ -185,7 +179,7 @@ function checkIndexable(total: number): void {
 }
 
 /** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
-function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): void {
+export function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): void {
   const { n, c, m, layout } = problem;
   const usingBN = layout === "1d" || problem.usingBN;
   v.setUint32(0, n, true);
@@ -221,7 +215,7 @@ function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): voi
  * passes of the forward (sn_group_stats) and the backward (sn_bwd_groups), whose member arrays
  * share a layout: "nd" one record per row, "1d" one per tile line.
  */
-function writeGroupMembers(v: DataView, problem: NormProblem): void {
+export function writeGroupMembers(v: DataView, problem: NormProblem): void {
   const { n, c } = problem;
   if (problem.layout === "nd") {
     // Members are the rows: LN group n = rows n*C .. n*C+C-1, BN group c = rows c, C+c, ..
@@ -241,7 +235,7 @@ function writeGroupMembers(v: DataView, problem: NormProblem): void {
 }
 
 /** How the rows of layout "nd" are cut into segments for the passes that reduce over them. */
-interface Segments {
+export interface Segments {
   readonly len: number;
   readonly chunks: number;
   readonly threads: number;
@@ -251,7 +245,7 @@ interface Segments {
   readonly end: (s: number) => number;
 }
 
-function segments(problem: NormProblem, limits: PlanLimits): Segments {
+export function segments(problem: NormProblem, limits: PlanLimits): Segments {
   const { n, c, m } = problem;
   const rows = n * c;
   let len = Math.min(m, MAX_SEG);
@@ -272,7 +266,13 @@ function segments(problem: NormProblem, limits: PlanLimits): Segments {
 }
 
 /** Writes the slot fields of one segment dispatch (sn_stats, sn_bwd_reduce). */
-function writeSegments(v: DataView, seg: Segments, first: number, last: number, base: number) {
+export function writeSegments(
+  v: DataView,
+  seg: Segments,
+  first: number,
+  last: number,
+  base: number,
+) {
   v.setUint32(16, seg.threads, true);
   v.setUint32(20, seg.len, true);
   v.setUint32(24, seg.chunks, true);
@@ -286,7 +286,7 @@ function writeSegments(v: DataView, seg: Segments, first: number, last: number, 
  * `rec` (the backward), each window's tile-line records (N * CT for the rows, RT * C for the
  * columns) and the group records of its rows fit one binding too.
  */
-function tileWindows(
+export function tileWindows(
   problem: NormProblem,
   limits: PlanLimits,
   rec?: RecordLimits,
@@ -323,7 +323,7 @@ function tileWindows(
  * (the 1d backward's dx), the group records of each window's rows (of `c` elements) fit one
  * binding too.
  */
-function vecWindows(
+export function vecWindows(
   total: number,
   limits: PlanLimits,
   rec?: RecordLimits,
@@ -345,7 +345,7 @@ function vecWindows(
 }
 
 /** Collects dispatches and their uniform slots. */
-class Slots {
+export class Slots {
   readonly dispatches: PlannedDispatch[] = [];
   readonly #fills: ((v: DataView) => void)[] = [];
   add(
@@ -443,200 +443,6 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mergedRows,
     groups,
     mixedRows,
-    tensorBytes: paddedBytes(total),
-  };
-}
-
-export { GRAD_BYTES };
-
-/** Everything the backend needs to encode one backward. */
-export interface BackwardPlan {
-  /** Dispatches in order; those of {@linkcode BACKWARD_REDUCTION} come first. */
-  readonly dispatches: readonly PlannedDispatch[];
-  /** The uniform slots, SLOT_BYTES each, in slot order. */
-  readonly uniforms: ArrayBuffer;
-  /**
-   * Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per tile line
-   * of a row, N * CT).
-   */
-  readonly partBytes: number;
-  /** "1d": bytes of the Grads per tile line of a column (RT * C); "nd": 0. */
-  readonly chanPartBytes: number;
-  /** Grad records of the rows ("nd": N*C; "1d": 0, the tile lines are the members). */
-  readonly rows: number;
-  /** Grad records of the groups: N (LN, per n) then C (per channel). */
-  readonly groups: number;
-  /** Per-row dx maps ("nd": N*C vec4; "1d": 0). */
-  readonly coefRows: number;
-  /** Bytes a tensor buffer of this problem has. */
-  readonly tensorBytes: number;
-}
-
-/** The dispatches before the gradient sums are complete (SyncSN reads them back there). */
-export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set([
-  "bwdReduce",
-  "bwdRows",
-  "bwdReduce1d",
-  "bwdGroups",
-]);
-
-/**
- * Makes the plan of one backward: (1) one pass over (x, dy) for per-row (or per-tile-line)
- * sums, (2) the small combine over N*C (rows, then groups; the gradient sums are complete
- * here), (3) per-row dx maps ("nd") and the pass writing dx. `batch` is the number of samples
- * behind the BN statistics (the global batch under SyncSN).
- */
-export function makeBackwardPlan(
-  problem: NormProblem,
-  params: Omit<PlanParams, "update">,
-  limits: PlanLimits,
-  batch: number,
-): BackwardPlan {
-  const { n, c, m, layout } = problem;
-  const total = n * c * m;
-  checkIndexable(total);
-  const slots = new Slots();
-  const add = slots.add.bind(slots);
-  const rec = recordLimits(limits);
-  const groups = n + c;
-  if (c + rec.align > rec.max) {
-    throw new RangeError(
-      `webgpu backend: the per-channel gradient sums need ${c * GRAD_BYTES} bytes, more than ` +
-        `one storage binding (${limits.maxBinding} bytes) holds; the tensor has too many ` +
-        `channels for this device`,
-    );
-  }
-  const chanGroups = recordWindow(n, n + c, rec);
-  let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
-  if (layout === "nd") {
-    const seg = segments(problem, limits);
-    partBytes = seg.count * 8;
-    checkFits(partBytes, "the per-segment gradient sums", limits);
-    for (const [first, last, base] of seg.windows) {
-      const size = paddedBytes(seg.end(last - 1) - base);
-      add(
-        "bwdReduce",
-        Math.ceil((last - first) / (WG / seg.threads)),
-        (v) => writeSegments(v, seg, first, last, base),
-        { offset: base * 4, size },
-      );
-    }
-    rows = coefRows = n * c;
-    const windows = rowWindows(rows, rec);
-    for (const [first, end] of windows) {
-      add(
-        "bwdRows",
-        Math.ceil((end - first) / 64),
-        (v) => {
-          v.setUint32(24, seg.chunks, true);
-          writeRowRange(v, first, end);
-        },
-        undefined,
-        { rows: recordWindow(first, end, rec).window },
-      );
-    }
-    if (windows.length === 1 && groups <= rec.max) add("bwdGroups", groups, () => {});
-    else addWindowedGroupSums(add, problem, windows, rec);
-    checkFits(coefRows * 16, "the per-row dx maps", limits);
-    for (const [first, end] of windows) {
-      const samples = recordWindow(Math.floor(first / c), Math.floor((end - 1) / c) + 1, rec);
-      add(
-        "bwdCoef",
-        Math.ceil((end - first) / 64),
-        (v) => {
-          writeRowRange(v, first, end);
-          v.setUint32(104, samples.base, true);
-          v.setUint32(108, chanGroups.base, true);
-        },
-        undefined,
-        {
-          rows: recordWindow(first, end, rec).window,
-          groups: samples.window,
-          chanGroups: chanGroups.window,
-        },
-      );
-    }
-  } else {
-    const ct = Math.ceil(c / TILE);
-    partBytes = n * ct * GRAD_BYTES;
-    chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
-    for (const [i, [first, last, base]] of tileWindows(problem, limits, rec).entries()) {
-      const r0 = first * TILE, r1 = Math.min(last * TILE, n);
-      const lines = recordWindow(r0 * ct, r1 * ct, rec);
-      const cols = recordWindow(first * c, last * c, rec);
-      add(
-        "bwdReduce1d",
-        (last - first) * ct,
-        (v) => {
-          v.setUint32(24, ct, true);
-          v.setUint32(28, first, true);
-          v.setUint32(32, last, true);
-          v.setUint32(36, base, true);
-          v.setUint32(104, lines.base, true);
-          v.setUint32(108, cols.base, true);
-        },
-        { offset: base * 4, size: (r1 * c - base) * 4 },
-        {
-          rows: lines.window,
-          chanParts: cols.window,
-        },
-      );
-      // The rows' sums lie in this window whole; the columns' add up over the windows.
-      const none = [0, 0, 0, 0, 0];
-      const lnMembers = [r1 - r0, r0 * ct - lines.base, ct, 1, ct];
-      addGroupSum(add, rec, { rows: lines.window }, lnMembers, none, r0, false);
-      const bnMembers = [c, first * c - cols.base, 1, c, last - first];
-      addGroupSum(add, rec, { chanParts: cols.window }, none, bnMembers, n, i > 0);
-    }
-  }
-  for (const [first, count] of vecWindows(total, limits, layout === "1d" ? rec : undefined, c)) {
-    const samples = recordWindow(
-      Math.floor(first * 4 / c),
-      Math.min(n, Math.ceil((first + count) * 4 / c)),
-      rec,
-    );
-    add(
-      layout === "nd" ? "bwdDx" : "bwdDx1d",
-      Math.ceil(count / WG),
-      (v) => {
-        v.setUint32(36, first * 4, true);
-        v.setUint32(40, count, true);
-        v.setUint32(104, samples.base, true);
-        v.setUint32(108, chanGroups.base, true);
-      },
-      { offset: first * 16, size: count * 16 },
-      layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
-    );
-  }
-  const buffers: [number, string][] = [
-    [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
-    [chanPartBytes, "the columns' tile-line gradient sums"],
-    [rows * GRAD_BYTES, "the per-row gradient sums"],
-    [groups * GRAD_BYTES, "the per-sample and per-channel gradient sums"],
-  ];
-  for (const [bytes, what] of buffers) {
-    if (limits.maxBuffer !== undefined && bytes > limits.maxBuffer) {
-      throw new RangeError(
-        `webgpu backend: ${what} need a buffer of ${bytes} bytes, more than this device's ` +
-          `maxBufferSize (${limits.maxBuffer}); the tensor has too many rows for this device`,
-      );
-    }
-  }
-  const update: RunningUpdate = { kind: "batchAverage" }; // no running update in a backward
-  const uniforms = slots.uniforms((v) => {
-    writeCommon(v, problem, { ...params, update });
-    writeGroupMembers(v, problem);
-    v.setUint32(84, c, true); // every channel has gradient sums, with or without BN
-    v.setFloat32(100, batch, true);
-  });
-  return {
-    dispatches: slots.dispatches,
-    uniforms,
-    partBytes,
-    chanPartBytes,
-    rows,
-    groups,
-    coefRows,
     tensorBytes: paddedBytes(total),
   };
 }

@@ -196,3 +196,11 @@ export function checkWrappable(
     );
   }
 }
+
+/** `v` itself when it is a Float32Array (a backend's array argument), else a TypeError. */
+export function f32(what: string, v: unknown): Float32Array {
+  if (!(v instanceof Float32Array)) {
+    throw new TypeError(`webgpu backend: ${what} must be a Float32Array`);
+  }
+  return v;
+}

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import type { BatchSync, NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
-import { makeBackwardPlan, makePlan } from "../backends/_webgpu_plan.ts";
+import { makePlan } from "../backends/_webgpu_plan.ts";
+import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import { assertClose } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
 import {

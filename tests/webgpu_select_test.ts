@@ -13,13 +13,8 @@ import {
   setEnvironmentForTesting,
   WEBGPU_AUTO,
 } from "../backends/select.ts";
-import {
-  GRAD_BYTES,
-  grid,
-  makeBackwardPlan,
-  makePlan,
-  type PlanLimits,
-} from "../backends/_webgpu_plan.ts";
+import { GRAD_BYTES, grid, makePlan, type PlanLimits } from "../backends/_webgpu_plan.ts";
+import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import type { NormProblem } from "../backends/_backend.ts";
 import { generate } from "../shaders/_build.ts";
 import { rng, webgpuTest } from "./_webgpu.ts";

@@ -269,32 +269,33 @@ export const MUTATIONS: readonly Mutation[] = [
   // --- The WASM loader.
   {
     id: "wasm-chunk-scratch-offset",
-    file: "backends/wasm.ts",
-    original: "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r);",
+    file: "backends/_wasm_forward_chunked.ts",
+    original:
+      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r, wide);",
     replacement:
-      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 8 * r);",
+      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 8 * r, wide);",
     models: "chunked forward reads the per-row constants with the wrong stride",
   },
   {
     id: "wasm-var-mix-from-mean",
-    file: "backends/wasm.ts",
+    file: "backends/_wasm_regions.ts",
     original: "f64[h + 4 + i] = params.varMix[i] ?? 0;",
     replacement: "f64[h + 4 + i] = params.meanMix[i] ?? 0;",
     models: "the layer block gets the mean mixing weights in the variance slots",
   },
   {
     id: "wasm-bias-offset",
-    file: "backends/wasm.ts",
+    file: "backends/_wasm_regions.ts",
     original: "f32.set(params.bias, g + c);",
     replacement: "f32.set(params.bias, g);",
     models: "beta written over gamma in the layer block",
   },
   {
     id: "wasm-sync-1d-biased",
-    file: "backends/wasm.ts",
+    file: "backends/_wasm_sync.ts",
     original: 'const denominator = problem.layout === "1d" ? merged.count - 1 : merged.count;\n' +
-      "    const out = this.#heap.f64;",
-    replacement: "const denominator = merged.count;\n    const out = this.#heap.f64;",
+      "  const out = mem.heap.f64;",
+    replacement: "const denominator = merged.count;\n  const out = mem.heap.f64;",
     models: "SyncSN on WASM: SwitchNorm1d's merged BN variance biased",
   },
   // --- WebGPU: the dispatch plan and the shaders.
@@ -308,7 +309,7 @@ export const MUTATIONS: readonly Mutation[] = [
   },
   {
     id: "webgpu-sync-1d-biased",
-    file: "backends/webgpu.ts",
+    file: "backends/_webgpu_sync.ts",
     original: 'const denominator = problem.layout === "1d" ? merged.count - 1 : merged.count;',
     replacement: "const denominator = merged.count;",
     models: "SyncSN on WebGPU: SwitchNorm1d's merged BN variance biased",

@@ -1,0 +1,287 @@
+/**
+ * The WebGPU backward: the chain rule of SN_SPEC from x (kept by reference by the forward) and
+ * the forward's saved statistics, in one submit. Layout "nd": sn_bwd_reduce (the one pass over
+ * x and dy for per-row sums), sn_bwd_rows (dL/dmu, dL/dvar and the parameter terms per row),
+ * sn_bwd_groups (their sums per sample and per channel), sn_bwd_coef (each row's dx map) and
+ * sn_bwd_dx (the second pass over x and dy, writing dx). Layout "1d": sn1d_bwd_reduce,
+ * sn_bwd_groups, sn1d_bwd_dx. A Float32Array call reads dx and the O(N + C) gradient sums back
+ * with one mapAsync; a GpuTensor call returns dx as a GpuTensor and reads back only the sums.
+ * SyncSN sums them across replicas between sn_bwd_groups and the dx passes (_webgpu_sync.ts).
+ *
+ * Depends on the shared Backend types, the plan (_webgpu_plan.ts), the pipelines, the per-layer
+ * buffers, GpuTensor, the gradient-sum records and the SyncSN step.
+ *
+ * @module
+ */
+import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
+import { readBack, SavedStats, submit, write } from "./_webgpu_buffers.ts";
+import { GRAD_BYTES } from "./_webgpu_plan.ts";
+import {
+  BACKWARD_REDUCTION,
+  type BackwardPlan,
+  makeBackwardPlan,
+} from "./_webgpu_backward_plan.ts";
+import { type BackwardKind, dispatch, type Engine, slotOf } from "./_webgpu_pipelines.ts";
+import { f32, GpuTensor } from "./_webgpu_tensor.ts";
+import { type GradientSums, gradientSums, logitCount } from "./_webgpu_grad_sums.ts";
+import { syncGradientSums } from "./_webgpu_sync.ts";
+
+/** The buffers one backward binds. @internal */
+export interface BackwardBuffers {
+  readonly uniforms: GPUBuffer;
+  /** The forward's statistics. */
+  readonly stats: SavedStats;
+  /** gamma (C), then beta (C). */
+  readonly affine: GPUBuffer;
+  readonly x: GPUBuffer;
+  readonly dy: GPUBuffer;
+  readonly dx: GPUBuffer;
+  /** Segment sums ("nd") or the rows' tile-line Grads ("1d"). */
+  readonly parts: GPUBuffer;
+  /** The columns' tile-line Grads ("1d"). */
+  readonly chanParts?: GPUBuffer;
+  /** Per-row Grads ("nd"). */
+  readonly rows?: GPUBuffer;
+  /** Per-sample, then per-channel Grads. */
+  readonly groups: GPUBuffer;
+  /** Per-row dx maps ("nd"). */
+  readonly coef?: GPUBuffer;
+}
+
+/** One backward's plan and scratch buffers, and how to give them back. @internal */
+export interface PreparedBackward {
+  readonly plan: BackwardPlan;
+  readonly buffers: BackwardBuffers;
+  readonly release: () => void;
+}
+
+/** Records the dispatches of a backward plan that `phase` selects into `pass`. */
+export function encodeBackward(
+  engine: Engine,
+  pass: GPUComputePassEncoder,
+  plan: BackwardPlan,
+  b: BackwardBuffers,
+  phase: "all" | "reduction" | "dx",
+): void {
+  for (const d of plan.dispatches) {
+    if (phase !== "all" && BACKWARD_REDUCTION.has(d.kind) !== (phase === "reduction")) continue;
+    const slot = slotOf(b.uniforms, d);
+    const w = (buffer: GPUBuffer) => ({ buffer, offset: d.window!.offset, size: d.window!.size });
+    const whole = (buffer: GPUBuffer) => ({ buffer });
+    // Gradient records, in the dispatch's windows where it has them (they may exceed one
+    // storage binding).
+    const r = d.records ?? {};
+    const at = (buffer: GPUBuffer, window?: { offset: number; size: number }) => ({
+      buffer,
+      ...window,
+    });
+    const { stats, affine } = b;
+    const entries: GPUBufferBinding[] = {
+      bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
+        buffer: b.parts,
+      }],
+      bwdRows: () => [
+        slot,
+        whole(b.parts),
+        whole(stats.rows!),
+        whole(stats.groups!),
+        whole(affine),
+        at(b.rows!, r.rows),
+      ],
+      bwdReduce1d: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        whole(stats.groups!),
+        whole(affine),
+        at(b.parts, r.rows),
+        at(b.chanParts!, r.chanParts),
+      ],
+      bwdGroups: () => [
+        slot,
+        r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
+        at(b.groups, r.groups),
+      ],
+      bwdCoef: () => [
+        slot,
+        at(b.rows!, r.rows),
+        at(b.groups, r.groups),
+        whole(stats.rows!),
+        whole(stats.groups!),
+        whole(affine),
+        whole(b.coef!),
+        at(b.groups, r.chanGroups),
+      ],
+      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
+      bwdDx1d: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        w(b.dx),
+        whole(stats.groups!),
+        whole(affine),
+        at(b.groups, r.groups),
+        at(b.groups, r.chanGroups),
+      ],
+    }[d.kind as BackwardKind]();
+    dispatch(engine, pass, d, entries);
+  }
+}
+
+/** Plans one backward and takes its scratch buffers (the uniforms are written at once). */
+export function prepareBackward(
+  engine: Engine,
+  saved: SavedForward,
+  params: LayerParams,
+  x: GPUBuffer,
+  dy: GPUBuffer,
+  dx: GPUBuffer,
+): PreparedBackward {
+  const ctx = engine.ctx, problem = saved.problem!;
+  const stats = saved.state;
+  if (!(stats instanceof SavedStats) || stats.ctx !== ctx) {
+    throw new Error(
+      "webgpu backend: backward needs the statistics of a forward run on this backend with " +
+        "`save` (keepForBackward)",
+    );
+  }
+  if (stats.released) {
+    throw new Error(
+      "webgpu backend: the statistics this forward kept for backward were freed by a later " +
+        "forward of the same layer (or its release); run the forward again before backward",
+    );
+  }
+  const plan = makeBackwardPlan(problem, params, {
+    maxBinding: ctx.maxBinding,
+    offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,
+    elementsPerThread: ctx.elementsPerThread,
+    maxBuffer: ctx.device.limits.maxBufferSize,
+  }, stats.batch);
+  const state = engine.layers.state(params, problem.c);
+  const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);
+  ctx.device.queue.writeBuffer(uniforms, 0, plan.uniforms);
+  const buffers: BackwardBuffers = {
+    uniforms,
+    stats,
+    affine: state.affine,
+    x,
+    dy,
+    dx,
+    parts: ctx.acquire("storage", plan.partBytes),
+    chanParts: plan.chanPartBytes > 0 ? ctx.acquire("storage", plan.chanPartBytes) : undefined,
+    rows: plan.rows > 0 ? ctx.acquire("storage", plan.rows * GRAD_BYTES) : undefined,
+    groups: ctx.acquire("storage", plan.groups * GRAD_BYTES),
+    coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
+  };
+  const release = () => {
+    ctx.release("uniform", uniforms);
+    for (
+      const b of [buffers.parts, buffers.chanParts, buffers.rows, buffers.groups, buffers.coef]
+    ) {
+      if (b) ctx.release("storage", b);
+    }
+  };
+  return { plan, buffers, release };
+}
+
+/** The backend's backward (see WebGpuBackend.backward). */
+export async function runBackward(
+  engine: Engine,
+  saved: SavedForward,
+  dy: Float32Array | ResidentTensor,
+  params: LayerParams,
+): Promise<BackwardResult> {
+  const ctx = engine.ctx, device = ctx.device;
+  ctx.check();
+  const problem = saved.problem, x = saved.x;
+  if (!problem || !x) throw new Error("webgpu backend: backward needs a saved forward");
+  const resident = x instanceof GpuTensor;
+  if (resident !== dy instanceof GpuTensor) {
+    throw new TypeError("webgpu backend: dy must be the same kind as the forward's x");
+  }
+  if (resident) {
+    if (!x.isOn(ctx) || !(dy as GpuTensor).isOn(ctx)) {
+      throw new TypeError("webgpu backend: x and dy must be GpuTensors of this backend");
+    }
+  } else {
+    f32("x", x);
+    f32("dy", dy);
+  }
+  const total = problem.n * problem.c * problem.m;
+  if (dy.length !== total || x.length !== total) {
+    throw new RangeError(`webgpu backend: dy must have ${total} elements, got ${dy.length}`);
+  }
+  const bytes = Math.ceil(total / 4) * 16;
+  const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
+  const dyBuf = resident ? (dy as GpuTensor).buffer : ctx.acquire("storage", bytes);
+  const dxBuf = ctx.acquire("storage", bytes);
+  const result = resident ? new GpuTensor(ctx, dxBuf, x.shape, true) : undefined;
+  let prepared: PreparedBackward | undefined;
+  let staging: GPUBuffer | undefined, stagingBytes = 0, sums: GradientSums | undefined;
+  try {
+    if (!resident) {
+      write(device.queue, xBuf, 0, x as Float32Array);
+      write(device.queue, dyBuf, 0, dy as Float32Array);
+    }
+    prepared = prepareBackward(engine, saved, params, xBuf, dyBuf, dxBuf);
+    const { plan, buffers } = prepared;
+    const groupsBytes = plan.groups * GRAD_BYTES;
+    if (problem.sync) {
+      // SyncSN: the sums over n must be the global batch's before dx can be formed.
+      sums = await syncGradientSums(
+        ctx,
+        problem,
+        buffers.groups,
+        groupsBytes,
+        (pass) => encodeBackward(engine, pass, plan, buffers, "reduction"),
+      );
+      if (!resident) staging = ctx.acquire("staging", stagingBytes = total * 4);
+      await submit(ctx, "backward", (enc) => {
+        const pass = enc.beginComputePass();
+        encodeBackward(engine, pass, plan, buffers, "dx");
+        pass.end();
+        if (staging) enc.copyBufferToBuffer(dxBuf, 0, staging, 0, total * 4);
+      });
+    } else {
+      stagingBytes = groupsBytes + (resident ? 0 : total * 4);
+      staging = ctx.acquire("staging", stagingBytes);
+      await submit(ctx, "backward", (enc) => {
+        const pass = enc.beginComputePass();
+        encodeBackward(engine, pass, plan, buffers, "all");
+        pass.end();
+        enc.copyBufferToBuffer(buffers.groups, 0, staging!, 0, groupsBytes);
+        if (!resident) enc.copyBufferToBuffer(dxBuf, 0, staging!, groupsBytes, total * 4);
+      });
+    }
+  } catch (e) {
+    if (staging) ctx.release("staging", staging);
+    result?.dispose();
+    throw e;
+  } finally {
+    prepared?.release();
+    if (!resident) { for (const b of [xBuf, dyBuf, dxBuf]) ctx.release("storage", b); }
+  }
+  const k = logitCount(problem);
+  let dx: Float32Array | GpuTensor = result!;
+  if (staging) {
+    // Without SyncSN the sums lie first and dx after them; with it, staging holds dx alone.
+    const dxAt = sums ? 0 : prepared.plan.groups * GRAD_BYTES;
+    const read = await readBack(ctx, staging, stagingBytes, (data) => ({
+      sums: sums ?? gradientSums(data, problem, k),
+      dx: resident ? undefined : new Float32Array(data.slice(dxAt, dxAt + total * 4)),
+    })).catch((e) => {
+      result?.dispose(); // no half result: the caller gets the error alone
+      throw e;
+    });
+    sums = read.sums;
+    if (read.dx) dx = read.dx;
+  }
+  if (!sums) throw new Error("webgpu backend: internal error: no gradient sums were read");
+  return {
+    dx,
+    dWeight: sums.dWeight,
+    dBias: sums.dBias,
+    meanDots: sums.meanDots,
+    varDots: sums.varDots,
+  };
+}

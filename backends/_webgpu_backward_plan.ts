@@ -1,0 +1,229 @@
+/**
+ * How one SN backward is cut into WebGPU dispatches: the reduction over (x, dy), the small
+ * combine over N*C, the per-row dx maps and the pass writing dx, with their binding windows,
+ * workgroup counts and uniform slots. Pure arithmetic, no GPU objects.
+ *
+ * Depends on the forward plan's shared pieces (_webgpu_plan.ts: slots, segments, windows,
+ * common uniforms) and the gradient-record windows (_webgpu_records.ts).
+ *
+ * @module
+ */
+import type { NormProblem, RunningUpdate } from "./_backend.ts";
+import {
+  checkFits,
+  checkIndexable,
+  paddedBytes,
+  type PlanLimits,
+  type PlannedDispatch,
+  type PlanParams,
+  segments,
+  Slots,
+  TILE,
+  tileWindows,
+  vecWindows,
+  WG,
+  writeCommon,
+  writeGroupMembers,
+  writeSegments,
+} from "./_webgpu_plan.ts";
+import {
+  addGroupSum,
+  addWindowedGroupSums,
+  GRAD_BYTES,
+  recordLimits,
+  recordWindow,
+  rowWindows,
+  writeRowRange,
+} from "./_webgpu_records.ts";
+
+/** Everything the backend needs to encode one backward. */
+export interface BackwardPlan {
+  /** Dispatches in order; those of {@linkcode BACKWARD_REDUCTION} come first. */
+  readonly dispatches: readonly PlannedDispatch[];
+  /** The uniform slots, SLOT_BYTES each, in slot order. */
+  readonly uniforms: ArrayBuffer;
+  /**
+   * Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per tile line
+   * of a row, N * CT).
+   */
+  readonly partBytes: number;
+  /** "1d": bytes of the Grads per tile line of a column (RT * C); "nd": 0. */
+  readonly chanPartBytes: number;
+  /** Grad records of the rows ("nd": N*C; "1d": 0, the tile lines are the members). */
+  readonly rows: number;
+  /** Grad records of the groups: N (LN, per n) then C (per channel). */
+  readonly groups: number;
+  /** Per-row dx maps ("nd": N*C vec4; "1d": 0). */
+  readonly coefRows: number;
+  /** Bytes a tensor buffer of this problem has. */
+  readonly tensorBytes: number;
+}
+
+/** The dispatches before the gradient sums are complete (SyncSN reads them back there). */
+export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set([
+  "bwdReduce",
+  "bwdRows",
+  "bwdReduce1d",
+  "bwdGroups",
+]);
+
+/**
+ * Makes the plan of one backward: (1) one pass over (x, dy) for per-row (or per-tile-line)
+ * sums, (2) the small combine over N*C (rows, then groups; the gradient sums are complete
+ * here), (3) per-row dx maps ("nd") and the pass writing dx. `batch` is the number of samples
+ * behind the BN statistics (the global batch under SyncSN).
+ */
+export function makeBackwardPlan(
+  problem: NormProblem,
+  params: Omit<PlanParams, "update">,
+  limits: PlanLimits,
+  batch: number,
+): BackwardPlan {
+  const { n, c, m, layout } = problem;
+  const total = n * c * m;
+  checkIndexable(total);
+  const slots = new Slots();
+  const add = slots.add.bind(slots);
+  const rec = recordLimits(limits);
+  const groups = n + c;
+  if (c + rec.align > rec.max) {
+    throw new RangeError(
+      `webgpu backend: the per-channel gradient sums need ${c * GRAD_BYTES} bytes, more than ` +
+        `one storage binding (${limits.maxBinding} bytes) holds; the tensor has too many ` +
+        `channels for this device`,
+    );
+  }
+  const chanGroups = recordWindow(n, n + c, rec);
+  let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
+  if (layout === "nd") {
+    const seg = segments(problem, limits);
+    partBytes = seg.count * 8;
+    checkFits(partBytes, "the per-segment gradient sums", limits);
+    for (const [first, last, base] of seg.windows) {
+      const size = paddedBytes(seg.end(last - 1) - base);
+      add(
+        "bwdReduce",
+        Math.ceil((last - first) / (WG / seg.threads)),
+        (v) => writeSegments(v, seg, first, last, base),
+        { offset: base * 4, size },
+      );
+    }
+    rows = coefRows = n * c;
+    const windows = rowWindows(rows, rec);
+    for (const [first, end] of windows) {
+      add(
+        "bwdRows",
+        Math.ceil((end - first) / 64),
+        (v) => {
+          v.setUint32(24, seg.chunks, true);
+          writeRowRange(v, first, end);
+        },
+        undefined,
+        { rows: recordWindow(first, end, rec).window },
+      );
+    }
+    if (windows.length === 1 && groups <= rec.max) add("bwdGroups", groups, () => {});
+    else addWindowedGroupSums(add, problem, windows, rec);
+    checkFits(coefRows * 16, "the per-row dx maps", limits);
+    for (const [first, end] of windows) {
+      const samples = recordWindow(Math.floor(first / c), Math.floor((end - 1) / c) + 1, rec);
+      add(
+        "bwdCoef",
+        Math.ceil((end - first) / 64),
+        (v) => {
+          writeRowRange(v, first, end);
+          v.setUint32(104, samples.base, true);
+          v.setUint32(108, chanGroups.base, true);
+        },
+        undefined,
+        {
+          rows: recordWindow(first, end, rec).window,
+          groups: samples.window,
+          chanGroups: chanGroups.window,
+        },
+      );
+    }
+  } else {
+    const ct = Math.ceil(c / TILE);
+    partBytes = n * ct * GRAD_BYTES;
+    chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
+    for (const [i, [first, last, base]] of tileWindows(problem, limits, rec).entries()) {
+      const r0 = first * TILE, r1 = Math.min(last * TILE, n);
+      const lines = recordWindow(r0 * ct, r1 * ct, rec);
+      const cols = recordWindow(first * c, last * c, rec);
+      add(
+        "bwdReduce1d",
+        (last - first) * ct,
+        (v) => {
+          v.setUint32(24, ct, true);
+          v.setUint32(28, first, true);
+          v.setUint32(32, last, true);
+          v.setUint32(36, base, true);
+          v.setUint32(104, lines.base, true);
+          v.setUint32(108, cols.base, true);
+        },
+        { offset: base * 4, size: (r1 * c - base) * 4 },
+        {
+          rows: lines.window,
+          chanParts: cols.window,
+        },
+      );
+      // The rows' sums lie in this window whole; the columns' add up over the windows.
+      const none = [0, 0, 0, 0, 0];
+      const lnMembers = [r1 - r0, r0 * ct - lines.base, ct, 1, ct];
+      addGroupSum(add, rec, { rows: lines.window }, lnMembers, none, r0, false);
+      const bnMembers = [c, first * c - cols.base, 1, c, last - first];
+      addGroupSum(add, rec, { chanParts: cols.window }, none, bnMembers, n, i > 0);
+    }
+  }
+  for (const [first, count] of vecWindows(total, limits, layout === "1d" ? rec : undefined, c)) {
+    const samples = recordWindow(
+      Math.floor(first * 4 / c),
+      Math.min(n, Math.ceil((first + count) * 4 / c)),
+      rec,
+    );
+    add(
+      layout === "nd" ? "bwdDx" : "bwdDx1d",
+      Math.ceil(count / WG),
+      (v) => {
+        v.setUint32(36, first * 4, true);
+        v.setUint32(40, count, true);
+        v.setUint32(104, samples.base, true);
+        v.setUint32(108, chanGroups.base, true);
+      },
+      { offset: first * 16, size: count * 16 },
+      layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
+    );
+  }
+  const buffers: [number, string][] = [
+    [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
+    [chanPartBytes, "the columns' tile-line gradient sums"],
+    [rows * GRAD_BYTES, "the per-row gradient sums"],
+    [groups * GRAD_BYTES, "the per-sample and per-channel gradient sums"],
+  ];
+  for (const [bytes, what] of buffers) {
+    if (limits.maxBuffer !== undefined && bytes > limits.maxBuffer) {
+      throw new RangeError(
+        `webgpu backend: ${what} need a buffer of ${bytes} bytes, more than this device's ` +
+          `maxBufferSize (${limits.maxBuffer}); the tensor has too many rows for this device`,
+      );
+    }
+  }
+  const update: RunningUpdate = { kind: "batchAverage" }; // no running update in a backward
+  const uniforms = slots.uniforms((v) => {
+    writeCommon(v, problem, { ...params, update });
+    writeGroupMembers(v, problem);
+    v.setUint32(84, c, true); // every channel has gradient sums, with or without BN
+    v.setFloat32(100, batch, true);
+  });
+  return {
+    dispatches: slots.dispatches,
+    uniforms,
+    partBytes,
+    chanPartBytes,
+    rows,
+    groups,
+    coefRows,
+    tensorBytes: paddedBytes(total),
+  };
+}

@@ -1,0 +1,264 @@
+/**
+ * The WebGPU forward: plans one call, takes its scratch buffers, records its dispatches and runs
+ * it. One forward is one command buffer, one compute pass and one submit. Layout "nd": sn_stats
+ * (the one statistics pass over x, one dispatch per binding window of x), sn_row_merge (only
+ * when rows were cut into segments), sn_group_stats (LN and BN statistics from the IN ones, and
+ * the running-buffer update), sn_mix (each row's affine map) and sn_normalize (the second pass
+ * over x, one dispatch per binding window of x and y). Layout "1d": sn1d_stats, sn_group_stats,
+ * sn1d_normalize. A Float32Array call then reads y and the new running buffers back with one
+ * mapAsync of one pooled staging buffer; a call on a GpuTensor reads nothing back and leaves the
+ * running buffers on the device until `syncRunning`. SyncSN splits the submit in two around the
+ * cross-replica merge of the BN statistics (_webgpu_sync.ts).
+ *
+ * Depends on the shared Backend types, the plan (_webgpu_plan.ts), the pipelines, the per-layer
+ * buffers, GpuTensor and the SyncSN step.
+ *
+ * @module
+ */
+import type {
+  LayerParams,
+  NormProblem,
+  ResidentTensor,
+  RunningUpdate,
+  SavedForward,
+} from "./_backend.ts";
+import {
+  forgetRunning,
+  type LayerState,
+  readBack,
+  runningVersion,
+  SavedStats,
+  submit,
+  write,
+} from "./_webgpu_buffers.ts";
+import { GROUP_BYTES, makePlan, PARTIAL_BYTES, type Plan } from "./_webgpu_plan.ts";
+import {
+  dispatch,
+  type Engine,
+  type ForwardKind,
+  type PipelineKind,
+  slotOf,
+} from "./_webgpu_pipelines.ts";
+import { f32, GpuTensor } from "./_webgpu_tensor.ts";
+import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
+
+/** The dispatches before the BN statistics are complete; the rest normalize. */
+const STATISTICS: ReadonlySet<PipelineKind> = new Set(["stats", "stats1d", "rowMerge", "group"]);
+
+/** One forward's plan, layer state and scratch buffers. */
+export interface Prepared {
+  readonly plan: Plan;
+  readonly state: LayerState;
+  readonly uniforms: GPUBuffer;
+  readonly parts: GPUBuffer;
+  readonly rows: GPUBuffer;
+  readonly groups: GPUBuffer;
+  readonly mixed?: GPUBuffer;
+  /**
+   * Gives the scratch buffers back to the pool (safe right after the last submit); with `keep`,
+   * the per-row summaries and the group statistics stay out of it (a backward needs them).
+   */
+  readonly release: (keep?: boolean) => void;
+}
+
+/** Plans one forward and takes its scratch buffers; the uniforms are written at once. */
+export function prepareForward(
+  engine: Engine,
+  problem: NormProblem,
+  params: LayerParams,
+  update: RunningUpdate,
+): Prepared {
+  const ctx = engine.ctx, device = ctx.device;
+  const plan = makePlan(problem, { meanMix: params.meanMix, varMix: params.varMix, update }, {
+    maxBinding: ctx.maxBinding,
+    offsetAlign: device.limits.minStorageBufferOffsetAlignment,
+    elementsPerThread: ctx.elementsPerThread,
+  });
+  const state = engine.layers.state(params, problem.c);
+  const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);
+  device.queue.writeBuffer(uniforms, 0, plan.uniforms);
+  const parts = ctx.acquire("storage", plan.partials * PARTIAL_BYTES);
+  const rows = plan.mergedRows > 0
+    ? ctx.acquire("storage", plan.mergedRows * PARTIAL_BYTES)
+    : parts;
+  const groups = ctx.acquire("storage", plan.groups * GROUP_BYTES);
+  const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
+  return {
+    plan,
+    state,
+    uniforms,
+    parts,
+    rows,
+    groups,
+    mixed,
+    release: (keep = false) => {
+      // Layout "nd" keeps its per-row summaries (which are the partials when rows were not
+      // cut into segments); "1d" keeps only its group statistics.
+      const keepRows = keep && plan.mixedRows > 0;
+      ctx.release("uniform", uniforms);
+      if (!(keepRows && rows === parts)) ctx.release("storage", parts);
+      if (rows !== parts && !keepRows) ctx.release("storage", rows);
+      if (!keep) ctx.release("storage", groups);
+      if (mixed) ctx.release("storage", mixed);
+    },
+  };
+}
+
+/** Records the dispatches of `prep` that `phase` selects into `pass`. */
+export function encodeForward(
+  engine: Engine,
+  pass: GPUComputePassEncoder,
+  prep: Prepared,
+  x: GPUBuffer,
+  y: GPUBuffer,
+  phase: "all" | "statistics" | "normalize",
+): void {
+  const { uniforms, parts, rows, groups, mixed, state } = prep;
+  for (const d of prep.plan.dispatches) {
+    if (phase !== "all" && STATISTICS.has(d.kind) !== (phase === "statistics")) continue;
+    const slot = slotOf(uniforms, d);
+    const xw = d.window && { buffer: x, offset: d.window.offset, size: d.window.size };
+    const yw = d.window && { buffer: y, offset: d.window.offset, size: d.window.size };
+    const entries: GPUBufferBinding[] = {
+      stats: () => [slot, xw!, { buffer: parts }],
+      stats1d: () => [slot, xw!, { buffer: parts }],
+      rowMerge: () => [slot, { buffer: parts }, { buffer: rows }],
+      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }],
+      mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
+        buffer: mixed!,
+      }],
+      normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
+      normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
+    }[d.kind as ForwardKind]();
+    dispatch(engine, pass, d, entries);
+  }
+}
+
+/** The backend's forward (see WebGpuBackend.forward). */
+export async function runForward(
+  engine: Engine,
+  problem: NormProblem,
+  x: Float32Array | ResidentTensor,
+  params: LayerParams,
+  update: RunningUpdate,
+  out?: Float32Array | ResidentTensor,
+  save?: SavedForward,
+): Promise<Float32Array | ResidentTensor> {
+  const ctx = engine.ctx, device = ctx.device;
+  ctx.check();
+  const total = problem.n * problem.c * problem.m;
+  const resident = x instanceof GpuTensor;
+  if (!resident) f32("x", x);
+  if (resident && !x.isOn(ctx)) {
+    throw new TypeError("webgpu backend: x is a GpuTensor of another device/backend instance");
+  }
+  if (out !== undefined && resident !== out instanceof GpuTensor) {
+    throw new TypeError("webgpu backend: out must be the same kind as x");
+  }
+  if (out instanceof GpuTensor && !out.isOn(ctx)) {
+    throw new TypeError("webgpu backend: out is a GpuTensor of another device/backend instance");
+  }
+  const usingBN = problem.layout === "1d" || problem.usingBN;
+  const synced = problem.training && usingBN && problem.sync !== undefined;
+  const updates = problem.training && usingBN && !synced;
+  const c = problem.c;
+  const bytes = Math.ceil(total / 4) * 16;
+  if (bytes + 8 * c > device.limits.maxBufferSize) {
+    throw new RangeError(
+      `webgpu backend: a tensor of ${total} floats needs buffers of ${bytes} bytes, more than ` +
+        `this device's maxBufferSize (${device.limits.maxBufferSize})`,
+    );
+  }
+  // SyncSN updates the running buffers on the CPU: it needs the device's newer ones first.
+  if (synced) await engine.layers.syncRunning(params);
+
+  const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
+  let yBuf: GPUBuffer, result: GpuTensor | undefined, copyTo: GPUBuffer | undefined;
+  if (!resident) yBuf = ctx.acquire("storage", bytes);
+  else if (out instanceof GpuTensor) {
+    // y may not be bound read-write beside x read-only in one dispatch: go through a temp.
+    if (out.buffer === xBuf) (yBuf = ctx.acquire("storage", bytes)), (copyTo = out.buffer);
+    else yBuf = out.buffer;
+  } else {
+    yBuf = ctx.acquire("storage", bytes);
+    result = new GpuTensor(ctx, yBuf, (x as GpuTensor).shape, true);
+  }
+  let prep: Prepared | undefined, staging: GPUBuffer | undefined;
+  const runAt = Math.ceil(total / 4) * 16;
+  const stagingBytes = runAt + (updates ? 8 * c : 0);
+  let batch: BatchPartials | undefined, kept: SavedStats | undefined;
+  /** SyncSN: the new running buffers, for `params` once the forward has succeeded. */
+  let newRunning: [Float32Array, Float32Array] | undefined;
+  try {
+    if (!resident) write(device.queue, xBuf, 0, x as Float32Array);
+    prep = prepareForward(engine, problem, params, update);
+    const state = prep.state;
+    // The layer drops its last SavedForward at every forward: so do its statistics here.
+    state.saved?.release();
+    state.saved = undefined;
+    if (synced) {
+      const p = prep;
+      ({ merged: batch, running: newRunning } = await syncBatch(
+        ctx,
+        problem,
+        p.groups,
+        state.running,
+        params,
+        update,
+        (pass) => encodeForward(engine, pass, p, xBuf, xBuf, "statistics"),
+      ));
+    }
+    if (!resident) staging = ctx.acquire("staging", stagingBytes);
+    await submit(ctx, "forward", (enc) => {
+      const pass = enc.beginComputePass();
+      encodeForward(engine, pass, prep!, xBuf, yBuf, synced ? "normalize" : "all");
+      pass.end();
+      if (copyTo) enc.copyBufferToBuffer(yBuf, 0, copyTo, 0, bytes);
+      if (staging) {
+        enc.copyBufferToBuffer(yBuf, 0, staging, 0, total * 4);
+        if (updates) enc.copyBufferToBuffer(state.running, 0, staging, runAt, 8 * c);
+      }
+    });
+    if (save) {
+      const rows = problem.layout === "nd" ? prep.rows : undefined;
+      kept = new SavedStats(ctx, rows, prep.groups, batch?.count ?? problem.n);
+      state.saved = kept;
+    }
+  } catch (e) {
+    if (staging) ctx.release("staging", staging);
+    result?.dispose();
+    if (newRunning && prep) forgetRunning(prep.state);
+    throw e;
+  } finally {
+    prep?.release(kept !== undefined);
+    if (!resident) ctx.release("storage", xBuf);
+    if (!resident || copyTo) ctx.release("storage", yBuf);
+  }
+  if (save) {
+    save.problem = problem;
+    save.x = x;
+    save.state = kept;
+  }
+  const state = prep.state;
+  if (resident) {
+    if (updates) state.stale = true;
+    if (newRunning) params.runningMean.set(newRunning[0]), params.runningVar.set(newRunning[1]);
+    return result ?? (out as GpuTensor);
+  }
+  const wasStale = state.stale;
+  return await readBack(ctx, staging!, stagingBytes, (mapped) => {
+    const y = out !== undefined ? f32("out", out) : new Float32Array(total);
+    y.set(new Float32Array(mapped, 0, total));
+    if (updates) {
+      params.runningMean.set(new Float32Array(mapped, runAt, c));
+      params.runningVar.set(new Float32Array(mapped, runAt + 4 * c, c));
+      state.runningVersion = runningVersion(params);
+      state.stale = false;
+    }
+    if (newRunning) params.runningMean.set(newRunning[0]), params.runningVar.set(newRunning[1]);
+    return y;
+  }).catch((e) => {
+    if (newRunning || (updates && !wasStale)) forgetRunning(state);
+    throw e;
+  });
+}

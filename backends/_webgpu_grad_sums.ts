@@ -1,0 +1,98 @@
+/**
+ * The WebGPU backward's gradient sums as the CPU reads them: the group records sn_bwd_groups
+ * writes (N per sample, then C per channel), turned into float64 sums, and back.
+ *
+ * Depends on the plan's record size (_webgpu_plan.ts) and the shared Backend types only.
+ *
+ * @module
+ */
+import type { NormProblem } from "./_backend.ts";
+import { GRAD_BYTES } from "./_webgpu_plan.ts";
+
+/** The gradient sums of one backward, in float64 (BackwardResult's, plus GmB and GvB). */
+export interface GradientSums {
+  dWeight: Float64Array;
+  dBias: Float64Array;
+  meanDots: Float64Array;
+  varDots: Float64Array;
+  gmB: Float64Array;
+  gvB: Float64Array;
+}
+
+/** Number of importance logits: 3 (IN, LN, BN) in layout "nd" with BN, else 2. */
+export function logitCount(problem: NormProblem): number {
+  return problem.layout === "nd" && problem.usingBN ? 3 : 2;
+}
+
+/**
+ * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
+ * words: s = (gm, gv, dgamma, dbeta), a, b, flags). Flagged sums are NaN, as in the reference.
+ * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
+ * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
+ */
+export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number): GradientSums {
+  const { n, c } = problem;
+  const f = new Float32Array(data, 0, (n + c) * 16), u = new Uint32Array(data, 0, (n + c) * 16);
+  const meanDots = new Float64Array(k), varDots = new Float64Array(k);
+  let bad = false, sa = 0, sb = 0;
+  for (let i = 0; i < n; i++) {
+    const at = 16 * i;
+    if (u[at + 12] !== 0) bad = true;
+    for (let q = 0; q < k; q++) {
+      meanDots[q] += f[at + 4 + q];
+      varDots[q] += f[at + 8 + q];
+    }
+    sa += f[at + 7];
+    sb += f[at + 11];
+  }
+  for (let q = 0; q < k; q++) {
+    meanDots[q] = bad ? NaN : meanDots[q] + sa;
+    varDots[q] = bad ? NaN : varDots[q] + sb;
+  }
+  const dWeight = new Float64Array(c), dBias = new Float64Array(c);
+  const gmB = new Float64Array(c), gvB = new Float64Array(c);
+  for (let j = 0; j < c; j++) {
+    const at = 16 * (n + j), flagged = u[at + 12] !== 0;
+    gmB[j] = flagged ? NaN : f[at];
+    gvB[j] = flagged ? NaN : f[at + 1];
+    dWeight[j] = flagged ? NaN : f[at + 2];
+    dBias[j] = f[at + 3];
+  }
+  return { dWeight, dBias, meanDots, varDots, gmB, gvB };
+}
+
+/** The sums SyncSN adds across replicas, packed as the reference packs them. */
+export function packSums(s: GradientSums): Float64Array {
+  const parts = [s.dWeight, s.dBias, s.meanDots, s.varDots, s.gmB, s.gvB];
+  const out = new Float64Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.length;
+  return out;
+}
+
+/** The inverse of {@linkcode packSums}. */
+export function unpackSums(packed: Float64Array, c: number, k: number): GradientSums {
+  let at = 0;
+  const take = (len: number) => packed.slice(at, at += len);
+  return {
+    dWeight: take(c),
+    dBias: take(c),
+    meanDots: take(k),
+    varDots: take(k),
+    gmB: take(c),
+    gvB: take(c),
+  };
+}
+
+/** Channel records (Grad) carrying the global GmB/GvB, flagged where they are not finite. */
+export function channelRecords(gmB: Float64Array, gvB: Float64Array): ArrayBuffer {
+  const out = new ArrayBuffer(gmB.length * GRAD_BYTES);
+  const f = new Float32Array(out), u = new Uint32Array(out);
+  for (let j = 0; j < gmB.length; j++) {
+    const ok = Number.isFinite(gmB[j]) && Number.isFinite(gvB[j]);
+    f[16 * j] = ok ? gmB[j] : 0;
+    f[16 * j + 1] = ok ? gvB[j] : 0;
+    u[16 * j + 12] = ok ? 0 : 1;
+  }
+  return out;
+}

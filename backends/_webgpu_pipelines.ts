@@ -1,0 +1,101 @@
+/**
+ * The WebGPU backend's compute pipelines: one per WGSL entry (shaders/_wgsl.ts), compiled once
+ * per backend instance, and the one way a planned dispatch is bound and recorded.
+ *
+ * Depends on the device (_webgpu_device.ts), the plan's dispatch kinds and grid
+ * (_webgpu_plan.ts), the per-layer buffers (_webgpu_buffers.ts, types) and the shader sources.
+ *
+ * @module
+ */
+import type { GpuContext } from "./_webgpu_device.ts";
+import type { DeviceLayers } from "./_webgpu_buffers.ts";
+import { grid, type PlannedDispatch, SLOT_BYTES } from "./_webgpu_plan.ts";
+import * as WGSL from "../shaders/_wgsl.ts";
+
+/** Bytes of the Params struct inside each uniform slot. */
+const PARAMS_BYTES = 160;
+
+/** A dispatch's kind: one pipeline each. */
+export type PipelineKind = PlannedDispatch["kind"];
+
+/** The backward's dispatch kinds. */
+export type BackwardKind = Extract<PipelineKind, `bwd${string}`>;
+
+/** The forward's dispatch kinds. */
+export type ForwardKind = Exclude<PipelineKind, BackwardKind>;
+
+/** The compiled pipelines of one backend instance. */
+export type Pipelines = Readonly<Record<PipelineKind, GPUComputePipeline>>;
+
+/** What a forward or backward runs on: the device, its pipelines and the layers' buffers. */
+export interface Engine {
+  readonly ctx: GpuContext;
+  readonly pipelines: Pipelines;
+  readonly layers: DeviceLayers;
+}
+
+const SOURCES: Record<PipelineKind, string> = {
+  stats: WGSL.SN_STATS,
+  rowMerge: WGSL.SN_ROW_MERGE,
+  stats1d: WGSL.SN1D_STATS,
+  group: WGSL.SN_GROUP_STATS,
+  mix: WGSL.SN_MIX,
+  normalize: WGSL.SN_NORMALIZE,
+  normalize1d: WGSL.SN1D_NORMALIZE,
+  bwdReduce: WGSL.SN_BWD_REDUCE,
+  bwdRows: WGSL.SN_BWD_ROWS,
+  bwdReduce1d: WGSL.SN1D_BWD_REDUCE,
+  bwdGroups: WGSL.SN_BWD_GROUPS,
+  bwdCoef: WGSL.SN_BWD_COEF,
+  bwdDx: WGSL.SN_BWD_DX,
+  bwdDx1d: WGSL.SN1D_BWD_DX,
+};
+
+/**
+ * Compiles every pipeline (once per backend instance: shapes travel in uniforms). On a compile
+ * error the device is destroyed and the error says so.
+ */
+export async function compilePipelines(ctx: GpuContext): Promise<Pipelines> {
+  const device = ctx.device;
+  device.pushErrorScope("validation");
+  const pipelines = {} as Record<PipelineKind, GPUComputePipeline>;
+  for (const [kind, code] of Object.entries(SOURCES) as [PipelineKind, string][]) {
+    const module = device.createShaderModule({ code, label: `switchnorm ${kind}` });
+    pipelines[kind] = device.createComputePipeline({
+      label: `switchnorm ${kind}`,
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+    });
+  }
+  const err = await ctx.guard(device.popErrorScope());
+  if (err) {
+    await ctx.destroy();
+    throw new Error(`webgpu backend: the shaders did not compile on this device: ${err.message}`);
+  }
+  return pipelines;
+}
+
+/** The uniform slot of dispatch `d` inside `uniforms`. */
+export function slotOf(uniforms: GPUBuffer, d: PlannedDispatch): GPUBufferBinding {
+  return { buffer: uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
+}
+
+/** Binds `entries` (binding 0, 1, ... in order) to `d`'s pipeline and records its dispatch. */
+export function dispatch(
+  engine: Engine,
+  pass: GPUComputePassEncoder,
+  d: PlannedDispatch,
+  entries: GPUBufferBinding[],
+): void {
+  const pipeline = engine.pipelines[d.kind];
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    engine.ctx.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: entries.map((resource, binding) => ({ binding, resource })),
+    }),
+  );
+  const [gx, gy] = grid(d.workgroups, engine.ctx.maxWorkgroups);
+  pass.dispatchWorkgroups(gx, gy);
+}
