@@ -20,10 +20,13 @@ mod layout;
 mod moments;
 mod nd;
 mod nd_grad;
+mod nd_grad_dx;
+mod nd_normalize;
 mod oned;
 mod oned_grad;
 mod roofline;
 mod simd;
+mod simd_grad;
 mod wide;
 
 use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
@@ -105,11 +108,11 @@ pub unsafe extern "C" fn sn_stats_nd(
     nd::statistics(x, n, c, m, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
 }
 
-/// Normalize pass of SwitchNorm2d/3d (`nd::normalize`): mixes the statistics area into mu, var
-/// per (n,c) and writes y. `y` may equal `x` (in place). `scratch`: `sn_scratch_bytes` bytes.
+/// Normalize pass of SwitchNorm2d/3d (`nd_normalize::normalize`): mixes the statistics area into
+/// mu, var per (n,c) and writes y. `y` may equal `x` (in place). `scratch`: `sn_scratch_bytes` bytes.
 ///
 /// # Safety
-/// Pointers as in `layout` and `nd::normalize`; the caller owns and sizes every buffer.
+/// Pointers as in `layout` and `nd_normalize::normalize`; the caller owns and sizes every buffer.
 #[no_mangle]
 pub unsafe extern "C" fn sn_normalize_nd(
     x: *const f32,
@@ -125,7 +128,17 @@ pub unsafe extern "C" fn sn_normalize_nd(
     let (n, c, m) = (n as usize, c as usize, m as usize);
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
-    nd::normalize(x, y, n, c, m, mode, &layer, st, scratch as *mut core::arch::wasm32::v128);
+    nd_normalize::normalize(
+        x,
+        y,
+        n,
+        c,
+        m,
+        mode,
+        &layer,
+        st,
+        scratch as *mut core::arch::wasm32::v128,
+    );
 }
 
 /// Part of `sn_stats_nd` for a Float32Array staged chunk by chunk: mu_in, var_in of the `rows`
@@ -168,8 +181,8 @@ pub unsafe extern "C" fn sn_stats_derive_nd(
 }
 
 /// Part of `sn_normalize_nd` for chunked staging: the per-row constants into `scratch`
-/// (`nd::constants`), then `sn_normalize_rows_nd` per chunk. Returns 1 if some row is wide
-/// (`wide`), for `sn_normalize_rows_nd`, else 0.
+/// (`nd_normalize::constants`), then `sn_normalize_rows_nd` per chunk. Returns 1 if some row is
+/// wide (`wide`), for `sn_normalize_rows_nd`, else 0.
 ///
 /// # Safety
 /// Pointers as in `layout`; the caller owns and sizes every buffer.
@@ -185,7 +198,7 @@ pub unsafe extern "C" fn sn_constants_nd(
     let (n, c) = (n as usize, c as usize);
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
-    nd::constants(n, c, mode, &layer, st, scratch as *mut core::arch::wasm32::v128) as u32
+    nd_normalize::constants(n, c, mode, &layer, st, scratch as *mut core::arch::wasm32::v128) as u32
 }
 
 /// The normalize sweep over `rows` rows of m floats at `x` into `y` (may equal x), with the
@@ -204,7 +217,7 @@ pub unsafe extern "C" fn sn_normalize_rows_nd(
     wide: u32,
 ) {
     let consts = consts as *const core::arch::wasm32::v128;
-    nd::sweep(x, y, rows as usize, m as usize, consts, wide != 0);
+    nd_normalize::sweep(x, y, rows as usize, m as usize, consts, wide != 0);
 }
 
 /// Statistics pass of SwitchNorm1d on x of [n, c] (`oned::statistics`): fills mu_ln, var_ln and,
@@ -272,12 +285,12 @@ pub unsafe extern "C" fn sn_backward_reduce_nd(
     nd_grad::reduce(x, dy, n, c, m, mode, &layer, st, work, sums);
 }
 
-/// Backward dx pass of SwitchNorm2d/3d (`nd_grad::dx`), after `sn_backward_reduce_nd` on the
+/// Backward dx pass of SwitchNorm2d/3d (`nd_grad_dx::dx`), after `sn_backward_reduce_nd` on the
 /// same work area; `count` is the batch size behind the BN statistics (the global one under
 /// SyncSN). `dx` may equal `dy` (in place).
 ///
 /// # Safety
-/// Pointers as in `layout` and `nd_grad::dx`; the caller owns and sizes every buffer.
+/// Pointers as in `layout` and `nd_grad_dx::dx`; the caller owns and sizes every buffer.
 #[no_mangle]
 pub unsafe extern "C" fn sn_backward_dx_nd(
     x: *const f32,
@@ -296,7 +309,7 @@ pub unsafe extern "C" fn sn_backward_dx_nd(
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
     let sums = sums(work, LAYOUT_ND, mode, n, c);
-    nd_grad::dx(x, dy, dx, n, c, m, mode, &layer, st, work, sums, count);
+    nd_grad_dx::dx(x, dy, dx, n, c, m, mode, &layer, st, work, sums, count);
 }
 
 /// Backward reduction of SwitchNorm1d (`oned_grad::reduce`) on x and dy of [n, c].

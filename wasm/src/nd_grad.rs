@@ -11,8 +11,9 @@
 //! per-row arithmetic done two rows per f64x2 in a loop of its own: at M = 49 a row is 400 bytes,
 //! so scalar per-row code with its dependency chains would cost as much as moving the data.
 
-use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{Layer, Stats, Sums, MODE_USING_BN};
 use crate::simd;
+use crate::simd_grad;
 use crate::wide;
 use core::arch::wasm32::*;
 
@@ -21,16 +22,16 @@ use core::arch::wasm32::*;
 const CHUNK: usize = 256;
 
 /// The backward work area of layout "nd" split into its per-row and per-sample arrays.
-struct Work<'a> {
+pub(crate) struct Work<'a> {
     /// (gm, gv) per row; after the reduce sweep, (sum dy, sum dy (x - hi)) per row.
-    pairs: &'a mut [v128],
-    inv_std: &'a mut [f64],
-    gm_ln: &'a mut [f64],
-    gv_ln: &'a mut [f64],
+    pub(crate) pairs: &'a mut [v128],
+    pub(crate) inv_std: &'a mut [f64],
+    pub(crate) gm_ln: &'a mut [f64],
+    pub(crate) gv_ln: &'a mut [f64],
 }
 
 impl<'a> Work<'a> {
-    unsafe fn split(p: *mut f64, n: usize, c: usize) -> Work<'a> {
+    pub(crate) unsafe fn split(p: *mut f64, n: usize, c: usize) -> Work<'a> {
         let rows = n * c;
         let pairs = core::slice::from_raw_parts_mut(p as *mut v128, rows);
         let rest = core::slice::from_raw_parts_mut(p.add(2 * rows), rows + 2 * n);
@@ -41,7 +42,7 @@ impl<'a> Work<'a> {
 }
 
 #[inline(always)]
-unsafe fn ld(p: *const f64) -> v128 {
+pub(crate) unsafe fn ld(p: *const f64) -> v128 {
     v128_load(p as *const v128)
 }
 
@@ -51,7 +52,7 @@ unsafe fn st2(p: *mut f64, v: v128) {
 }
 
 #[inline(always)]
-unsafe fn ld32(p: *const f32) -> v128 {
+pub(crate) unsafe fn ld32(p: *const f32) -> v128 {
     f64x2_promote_low_f32x4(v128_load64_zero(p as *const u64))
 }
 
@@ -71,13 +72,13 @@ fn hi2(mu: v128) -> v128 {
 #[inline(always)]
 unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
     if m <= CHUNK {
-        return simd::grad_sums(x, dy, m, hi);
+        return simd_grad::grad_sums(x, dy, m, hi);
     }
     let mut acc = f64x2_splat(0.0);
     let mut i = 0;
     while i < m {
         let len = if m - i < CHUNK { m - i } else { CHUNK };
-        acc = f64x2_add(acc, simd::grad_sums(x.add(i), dy.add(i), len, hi));
+        acc = f64x2_add(acc, simd_grad::grad_sums(x.add(i), dy.add(i), len, hi));
         i += len;
     }
     acc
@@ -88,7 +89,7 @@ unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
 const SHORT: usize = 64;
 
 /// `row_sums` of `rows` rows of 4..=SHORT floats into `pairs`, four rows at a time through
-/// `simd::grad_sums_x4`; the rows % 4 left over go through the same arithmetic one at a time.
+/// `simd_grad::grad_sums_x4`; the rows % 4 left over go through the same arithmetic one at a time.
 /// Returns whether every sum is finite.
 ///
 /// # Safety
@@ -112,7 +113,7 @@ unsafe fn short_row_sums(
         let at = |k: usize| (r + k) * m;
         let xs = [x.add(at(0)), x.add(at(1)), x.add(at(2)), x.add(at(3))];
         let dys = [dy.add(at(0)), dy.add(at(1)), dy.add(at(2)), dy.add(at(3))];
-        let (g, p) = simd::grad_sums_x4(xs, dys, m, shift);
+        let (g, p) = simd_grad::grad_sums_x4(xs, dys, m, shift);
         let gp = f32x4_add(g, p);
         finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
         let lo = i32x4_shuffle::<0, 4, 1, 5>(g, p);
@@ -126,7 +127,7 @@ unsafe fn short_row_sums(
     while r < rows {
         let (xr, dyr) = (x.add(r * m), dy.add(r * m));
         let shift = f32x4_splat(*mu_in.add(r) as f32);
-        let (g, p) = simd::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
+        let (g, p) = simd_grad::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
         let gp = f32x4_add(g, p);
         finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
         *pairs.add(r) = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 4, 1, 5>(g, p));
@@ -298,213 +299,4 @@ unsafe fn redo_sums(
             *pairs.add(r) = f64x2(g, p);
         }
     }
-}
-
-/// dx call of the backward pass for layout "nd", after `reduce` (and, under SyncSN, after the
-/// caller replaced the sums by their totals over replicas; `count` is the global batch size N,
-/// the local n otherwise). Per row, in f64, two rows per f64x2:
-///   Gvar_in = v0 gv + v1 gvL / C + v2 gvB / N
-///   Gmu_in  = w0 gm + w1 gmL / C + v1 (2/C) (mu_in - mu_ln) gvL + w2 gmB / N
-///             + v2 (2/N) (mu_in - mu_bn) gvB
-/// (the BN terms only in training with usingBN: otherwise the BN statistics are constants), kept
-/// as f32 [hi, a, b, k] in place of (gm, gv) with a = gamma s, b = 2 Gvar_in / (M - 1),
-/// k = Gmu_in / M - lo b (mu_in = hi + lo, hi = f32(mu_in)); then one sweep per row
-/// dx = dy a + (x - hi) b + k.
-///
-/// # Safety
-/// `x`, `dy` valid for reading and `dx` for writing n*c*m floats (`dx` may equal `dy` or `x`,
-/// or overlap neither); `layer`, `stats`, `work` as for `reduce`.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn dx(
-    x: *const f32,
-    dy: *const f32,
-    dx: *mut f32,
-    n: usize,
-    c: usize,
-    m: usize,
-    mode: u32,
-    layer: &Layer,
-    st: Stats,
-    work: *mut f64,
-    sums: Sums,
-    count: f64,
-) {
-    let bn = mode & MODE_USING_BN != 0 && mode & MODE_TRAINING != 0;
-    let w = Work::split(work, n, c);
-    let [w0, w1, w2] = layer.mean_mix;
-    let [v0, v1, v2] = layer.var_mix;
-    let (w2, v2) = if bn { (w2, v2) } else { (0.0, 0.0) };
-    let inv_c = 1.0 / c as f64;
-    let (inv_m, two_m1) = (f64x2_splat(1.0 / m as f64), f64x2_splat(2.0 / (m as f64 - 1.0)));
-    let (w0v, v0v) = (f64x2_splat(w0), f64x2_splat(v0));
-    // Without the BN path its constants are 0 and read from a zero pair (no per-channel data).
-    let zeros = [0.0f64; 2];
-    let bn_at = |p: *const f64, j: usize| if bn { p.add(j) } else { zeros.as_ptr() };
-    let (kb_mu, kb_var, kb_spread) =
-        (f64x2_splat(w2 / count), f64x2_splat(v2 / count), f64x2_splat(v2 * 2.0 / count));
-    let (mu_in, inv_std, gamma) = (st.mu_in.as_ptr(), w.inv_std.as_ptr(), layer.gamma.as_ptr());
-    let (gmb, gvb, mu_bn) = (sums.gm_bn.as_ptr(), sums.gv_bn.as_ptr(), st.mu_bn.as_ptr());
-    let pairs = w.pairs.as_mut_ptr();
-    let zero = f64x2_splat(0.0);
-    let var = st.var.as_ptr();
-    // The scale of row r if it is wide (`wide`), else 1.
-    let row_sc = |r: usize| {
-        let sc = wide::scale(*var.add(r) + layer.eps);
-        if sc == 0.0 {
-            1.0
-        } else {
-            sc
-        }
-    };
-    // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
-    // duplicate of its channel and stores one row).
-    // Whether the forward's normalize constants found a wide row (`wide`); without one, the
-    // constants and the sweep are the plain ones.
-    let any_wide = st.wide[0] != 0.0;
-    // `wide` (a constant in each of the two loops below, which the compiler folds): whether
-    // wide rows get their scaled constants.
-    let constants = |i: usize, r: usize, j: usize, one: bool, wide: bool| -> (v128, v128) {
-        let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
-        let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
-        let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
-        let ln_spread = f64x2_splat(v1 * 2.0 * inv_c * gvl);
-        let lnv = f64x2_splat(mu_ln);
-        let ld_or = |p: *const f64| if one { f64x2_splat(*p) } else { ld(p) };
-        let ld32_or = |p: *const f32| if one { f64x2_splat(*p as f64) } else { ld32(p) };
-        let (a0, a1) = (*pairs.add(r), if one { *pairs.add(r) } else { *pairs.add(r + 1) });
-        let gm = i64x2_shuffle::<0, 2>(a0, a1);
-        let gv = i64x2_shuffle::<1, 3>(a0, a1);
-        let mean = ld_or(mu_in.add(r));
-        let mut g_var = f64x2_add(f64x2_mul(v0v, gv), g_var_ln);
-        let mut g_mu = f64x2_add(
-            f64x2_add(f64x2_mul(w0v, gm), g_mu_ln),
-            f64x2_mul(ln_spread, f64x2_sub(mean, lnv)),
-        );
-        let (gmbv, gvbv) = (ld_or(bn_at(gmb, j)), ld_or(bn_at(gvb, j)));
-        let spread = f64x2_mul(f64x2_mul(kb_spread, f64x2_sub(mean, ld_or(bn_at(mu_bn, j)))), gvbv);
-        g_var = f64x2_add(g_var, f64x2_mul(kb_var, gvbv));
-        g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(kb_mu, gmbv), spread));
-        let a = f64x2_mul(ld32_or(gamma.add(j)), ld_or(inv_std.add(r)));
-        let mut b = f64x2_mul(g_var, two_m1);
-        // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
-        // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
-        let mut mean = mean;
-        if wide {
-            let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
-            mean = f64x2_mul(mean, f64x2(sc0, sc1));
-            b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
-        }
-        let hi = f32x4_demote_f64x2_zero(mean);
-        let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
-        // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
-        let lo_b = v128_and(f64x2_mul(lo, b), f64x2_ne(lo, zero));
-        let k = f64x2_sub(f64x2_mul(g_mu, inv_m), lo_b);
-        let (a, b, k) =
-            (f32x4_demote_f64x2_zero(a), f32x4_demote_f64x2_zero(b), f32x4_demote_f64x2_zero(k));
-        // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
-        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, a);
-        let u = i32x4_shuffle::<0, 4, 1, 5>(b, k);
-        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
-    };
-    let even = c / 2 * 2;
-    let all_rows = |wide: bool| {
-        for i in 0..n {
-            let mut j = 0;
-            while j < even {
-                let r = i * c + j;
-                let (k0, k1) = constants(i, r, j, false, wide);
-                *pairs.add(r) = k0;
-                *pairs.add(r + 1) = k1;
-                j += 2;
-            }
-            if j < c {
-                let r = i * c + j;
-                *pairs.add(r) = constants(i, r, j, true, wide).0;
-            }
-        }
-    };
-    if any_wide {
-        all_rows(true);
-    } else {
-        all_rows(false);
-    }
-    if any_wide {
-        sweep_checked(x, dy, dx, n * c, m, pairs, var, layer.eps);
-    } else {
-        sweep(x, dy, dx, n * c, m, pairs);
-    }
-}
-
-/// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
-/// at a time as `nd::for_rows` decides (the results are the same either way). No row is wide.
-///
-/// # Safety
-/// As `dx`, with `abk` valid for `rows` v128.
-unsafe fn sweep(
-    x: *const f32,
-    dy: *const f32,
-    dx: *mut f32,
-    rows: usize,
-    m: usize,
-    abk: *const v128,
-) {
-    crate::nd::for_rows(
-        x,
-        rows,
-        m,
-        |r| {
-            let at = r * m;
-            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *abk.add(r));
-        },
-        |r, g| {
-            let at = r * m;
-            simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), g, abk.add(r));
-        },
-    );
-}
-
-/// `sweep` for a call with wide rows (`wide`): each row checks its var + eps and a wide one is
-/// swept scaled; the other rows give the same results as in `sweep`.
-///
-/// # Safety
-/// As `sweep`, with `var` valid for `rows` f64.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-unsafe fn sweep_checked(
-    x: *const f32,
-    dy: *const f32,
-    dx: *mut f32,
-    rows: usize,
-    m: usize,
-    abk: *const v128,
-    var: *const f64,
-    eps: f64,
-) {
-    let wide_sc = |r: usize| wide::scale(*var.add(r) + eps);
-    let one = |r: usize| {
-        let at = r * m;
-        let k = *abk.add(r);
-        let sc = wide_sc(r);
-        if sc == 0.0 {
-            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k);
-        } else {
-            let k = [
-                f32x4_extract_lane::<0>(k),
-                f32x4_extract_lane::<1>(k),
-                f32x4_extract_lane::<2>(k),
-                f32x4_extract_lane::<3>(k),
-            ];
-            wide::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k, sc as f32);
-        }
-    };
-    crate::nd::for_rows(x, rows, m, &one, |r, g| {
-        if (0..4).any(|k| wide_sc(r + k) != 0.0) {
-            for k in 0..4 {
-                one(r + k);
-            }
-        } else {
-            let at = r * m;
-            simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), g, abk.add(r));
-        }
-    });
 }

@@ -3,6 +3,7 @@
 //! pass does). Benchmarks divide the kernel's time by this one's.
 
 use crate::simd;
+use crate::simd_grad;
 
 /// Returns sum_i x[i] (so that the first read cannot be optimised away), then y[i] = x[i].
 ///
@@ -22,7 +23,7 @@ pub unsafe fn roofline(x: *const f32, y: *mut f32, len: usize) -> f32 {
 /// `x`, `dy` must be valid for reading and `dx` for writing `len` floats; `dx` overlaps neither
 /// input, or equals one of them.
 pub unsafe fn roofline_backward(x: *const f32, dy: *const f32, dx: *mut f32, len: usize) -> f32 {
-    let s = simd::sum_pair(x, dy, len);
-    simd::add(x, dy, dx, len);
+    let s = simd_grad::sum_pair(x, dy, len);
+    simd_grad::add(x, dy, dx, len);
     s
 }

@@ -1,0 +1,301 @@
+//! SwitchNorm2d/3d forward, its second pass: from the statistics `nd::statistics` left (whose BN
+//! part the caller may have replaced), each row's mixed mean and variance and its affine
+//! constants, then one sweep over x writing y. Also the row driver (`for_rows`) that the
+//! backward's dx sweep shares.
+
+use crate::layout::{Layer, Stats, MODE_USING_BN};
+use crate::simd;
+use crate::wide;
+use core::arch::wasm32::*;
+
+/// Normalize pass of y = SN(x) for layout "nd", from the statistics `statistics` left (whose BN
+/// part the caller may have replaced, e.g. by cross-replica statistics). First, per row, in f64
+/// (kept in the statistics area for a backward pass):
+///   mu[r] = w0 mu_in + w1 mu_ln + w2 mu_bn,  var[r] = v0 var_in + v1 var_ln + v2 var_bn
+///   scale = gamma / sqrt(var + eps),  mu = hi + lo with hi = f32(mu),  bias = beta - lo * scale
+/// into `scratch` as f32 [hi, scale, bias, 0] per row (`row_constants`: two rows per f64x2, in
+/// a loop of its own so that the square roots and divisions of successive rows overlap); then
+/// one sweep per row
+///   y = (x - hi) * scale + bias  ==  (x - mu) * gamma / sqrt(var + eps) + beta.
+///
+/// # Safety
+/// `x` and `y` must be valid for n*c*m floats and be the same pointer or not overlap; `layer`,
+/// `stats` and `scratch` (16 bytes per row, 16-byte aligned) as in `layout`, overlapping neither
+/// tensor.
+pub unsafe fn normalize(
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    scratch: *mut v128,
+) {
+    let wide = constants(n, c, mode, layer, st, scratch);
+    sweep(x, y, n * c, m, scratch, wide);
+}
+
+/// The per-row constants of `normalize` (mu, var into the statistics area, [hi, scale, bias, 0]
+/// into `scratch`), before its sweep.
+///
+/// # Safety
+/// `scratch` valid for n*c v128, overlapping nothing else here.
+pub unsafe fn constants(
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    scratch: *mut v128,
+) -> bool {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let rows = core::slice::from_raw_parts_mut(scratch, n * c);
+    let mix = Mix::new(layer, using_bn);
+    let mut any_wide = false;
+    for i in 0..n {
+        let at = i * c..(i + 1) * c;
+        let (ln_mu, ln_var) = (st.mu_ln[i], st.var_ln[i]);
+        let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
+        any_wide |= row_constants(
+            &mix,
+            layer,
+            (&st.mu_in[at.clone()], &st.var_in[at.clone()]),
+            (ln_mu, ln_var),
+            bn,
+            (&mut st.mu[at.clone()], &mut st.var[at.clone()]),
+            &mut rows[at],
+        );
+    }
+    // For the backward (nd_grad): whether it needs its wide-row paths.
+    st.wide[0] = if any_wide { 1.0 } else { 0.0 };
+    any_wide
+}
+
+/// The normalize sweep over `rows` consecutive rows of m floats at `x` into `y`, with the
+/// per-row constants `constants` left at `consts` (those of the range's first row; a caller may
+/// normalize the tensor chunk by chunk). `x` and `y` may be the same pointer. Any row count and
+/// any 4-byte alignment; rows of m % 4 != 0 floats go four at a time where that is faster, with
+/// the same results bit for bit.
+///
+/// # Safety
+/// `x`, `y` valid for rows * m floats, the same or not overlapping; `consts` for `rows` v128.
+pub unsafe fn sweep(
+    x: *const f32,
+    y: *mut f32,
+    rows: usize,
+    m: usize,
+    consts: *const v128,
+    wide: bool,
+) {
+    if !wide {
+        for_rows(
+            x,
+            rows,
+            m,
+            |r| simd::normalize(x.add(r * m), y.add(r * m), m, *consts.add(r)),
+            |r, g| simd::normalize_x4(x.add(r * m), y.add(r * m), g, consts.add(r)),
+        );
+        return;
+    }
+    sweep_checked(x, y, rows, m, consts);
+}
+
+/// `sweep` for rows some of which are wide (`wide`): lane 3 of a row's constants is 0, or `sc`
+/// for a wide row. The other rows give the same results as in `sweep`.
+///
+/// # Safety
+/// As `sweep`.
+#[inline(never)]
+unsafe fn sweep_checked(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
+    let one = |r: usize| {
+        let k = *consts.add(r);
+        if f32x4_extract_lane::<3>(k) == 0.0 {
+            simd::normalize(x.add(r * m), y.add(r * m), m, k);
+        } else {
+            let k = [
+                f32x4_extract_lane::<0>(k),
+                f32x4_extract_lane::<1>(k),
+                f32x4_extract_lane::<2>(k),
+                f32x4_extract_lane::<3>(k),
+            ];
+            wide::normalize(x.add(r * m), y.add(r * m), m, k);
+        }
+    };
+    for_rows(x, rows, m, &one, |r, g| {
+        let c = consts.add(r);
+        let lane3 = |k: usize| i32x4_extract_lane::<3>(*c.add(k));
+        if (lane3(0) | lane3(1) | lane3(2) | lane3(3)) != 0 {
+            for k in 0..4 {
+                one(r + k);
+            }
+        } else {
+            simd::normalize_x4(x.add(r * m), y.add(r * m), g, c);
+        }
+    });
+}
+
+/// Rows of at least this many floats (m % 4 != 0) are swept four at a time. Measured: up to
+/// ~10% faster for m = 99..3137 (misaligned rows cost that much), a few percent at m = 49, about
+/// even at 25; shorter rows are faster one at a time (the group's per-row loops cost more than
+/// they save). Rows of m % 4 == 0 floats are all aligned already.
+const GROUP_MIN: usize = 25;
+
+/// Drives a sweep over `rows` rows of m floats, the first at `x`: `one(r)` sweeps row r by itself,
+/// `four(r, g)` rows r..r + 4 as one run (`simd::Group4`). Rows of m % 4 != 0 floats
+/// (m >= `GROUP_MIN`) go four at a time from the first of the first four rows that starts
+/// 16-byte aligned, if any, so that every vector of the groups is aligned; the rows before and
+/// after go one at a time. A sweep's results must not depend on which of the two does a row.
+///
+/// # Safety
+/// `one` and `four` must be safe to call for the row indices given.
+pub unsafe fn for_rows(
+    x: *const f32,
+    rows: usize,
+    m: usize,
+    one: impl Fn(usize),
+    four: impl Fn(usize, &simd::Group4),
+) {
+    if m < GROUP_MIN || m % 4 == 0 || rows < 4 {
+        for r in 0..rows {
+            one(r);
+        }
+        return;
+    }
+    let aligned = |r: usize| x.add(r * m) as usize % 16 == 0;
+    let r0 = (0..4).find(|&r| aligned(r)).unwrap_or(0);
+    let g = simd::Group4::new(m);
+    let end = r0 + (rows - r0) / 4 * 4;
+    for r in 0..r0 {
+        one(r);
+    }
+    let mut r = r0;
+    while r < end {
+        four(r, &g);
+        r += 4;
+    }
+    for r in end..rows {
+        one(r);
+    }
+}
+
+/// The mixing weights and eps, splatted once per call.
+struct Mix {
+    w: [f64; 3],
+    v: [f64; 3],
+    eps: f64,
+}
+
+impl Mix {
+    fn new(layer: &Layer, using_bn: bool) -> Mix {
+        let (mut w, mut v) = (layer.mean_mix, layer.var_mix);
+        if !using_bn {
+            w[2] = 0.0;
+            v[2] = 0.0;
+        }
+        Mix { w, v, eps: layer.eps }
+    }
+}
+
+/// Per-row constants of one sample n (C rows), see `normalize`. The f64 arithmetic follows the
+/// reference's order: (w0 mu_in + w1 mu_ln) + w2 mu_bn. Rows go two at a time through f64x2.
+#[inline(always)]
+fn row_constants(
+    mix: &Mix,
+    layer: &Layer,
+    (mu_in, var_in): (&[f64], &[f64]),
+    (ln_mu, ln_var): (f64, f64),
+    bn: Option<(&[f64], &[f64])>,
+    (mu_out, var_out): (&mut [f64], &mut [f64]),
+    out: &mut [v128],
+) -> bool {
+    let c = mu_in.len();
+    let one = |j: usize| -> ([f64; 2], [f32; 3]) {
+        let mut mu = mix.w[0] * mu_in[j] + mix.w[1] * ln_mu;
+        let mut var = mix.v[0] * var_in[j] + mix.v[1] * ln_var;
+        if let Some((bm, bv)) = bn {
+            mu += mix.w[2] * bm[j];
+            var += mix.v[2] * bv[j];
+        }
+        let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + mix.eps);
+        let hi = mu as f32;
+        let lo = mu - hi as f64;
+        let beta = layer.beta[j] as f64;
+        // lo = 0 skips lo * scale, which is NaN when scale is Inf (eps = 0, var = 0).
+        let bias = if lo == 0.0 { beta } else { beta - lo * scale };
+        ([mu, var], [hi, scale as f32, bias as f32])
+    };
+    let pairs = c / 2 * 2;
+    let (w0, w1, w2) =
+        (f64x2_splat(mix.w[0]), f64x2_splat(mix.w[1] * ln_mu), f64x2_splat(mix.w[2]));
+    let (v0, v1, v2) =
+        (f64x2_splat(mix.v[0]), f64x2_splat(mix.v[1] * ln_var), f64x2_splat(mix.v[2]));
+    let eps = f64x2_splat(mix.eps);
+    let zero = f64x2_splat(0.0);
+    let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    let mut in_range = i64x2_splat(-1);
+    let mut j = 0;
+    // SAFETY: every access is at lanes [j, j + 2) with j + 2 <= pairs <= c, the length of every
+    // slice here (out too).
+    unsafe {
+        let ld = |s: &[f64], j: usize| v128_load(s.as_ptr().add(j) as *const v128);
+        let ld32 = |s: &[f32], j: usize| {
+            f64x2_promote_low_f32x4(v128_load64_zero(s.as_ptr().add(j) as *const u64))
+        };
+        while j < pairs {
+            let mut mu = f64x2_add(f64x2_mul(w0, ld(mu_in, j)), w1);
+            let mut var = f64x2_add(f64x2_mul(v0, ld(var_in, j)), v1);
+            if let Some((bm, bv)) = bn {
+                mu = f64x2_add(mu, f64x2_mul(w2, ld(bm, j)));
+                var = f64x2_add(var, f64x2_mul(v2, ld(bv, j)));
+            }
+            v128_store(mu_out.as_mut_ptr().add(j) as *mut v128, mu);
+            v128_store(var_out.as_mut_ptr().add(j) as *mut v128, var);
+            let scale = f64x2_div(ld32(layer.gamma, j), f64x2_sqrt(f64x2_add(var, eps)));
+            let hi = f32x4_demote_f64x2_zero(mu);
+            let lo = f64x2_sub(mu, f64x2_promote_low_f32x4(hi));
+            // lo = 0 keeps bias = beta exactly (lo * scale would be NaN for an Inf scale).
+            let lo_scale = v128_and(f64x2_mul(lo, scale), f64x2_ne(lo, zero));
+            let bias = f32x4_demote_f64x2_zero(f64x2_sub(ld32(layer.beta, j), lo_scale));
+            let scale = f32x4_demote_f64x2_zero(scale);
+            // [hi0, s0, hi1, s1], then [hi0, s0, b0, 0] and [hi1, s1, b1, 0] (bias lanes 2, 3 are 0).
+            let t = i32x4_shuffle::<0, 4, 1, 5>(hi, scale);
+            *out.get_unchecked_mut(j) = i32x4_shuffle::<0, 1, 4, 6>(t, bias);
+            *out.get_unchecked_mut(j + 1) = i32x4_shuffle::<2, 3, 5, 6>(t, bias);
+            // var + eps outside [LOW, HIGH] (or 0, Inf, NaN): maybe a wide row, see `wide`.
+            let ve = f64x2_add(var, eps);
+            in_range = v128_and(in_range, v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)));
+            j += 2;
+        }
+    }
+    let mut any_wide = !i64x2_all_true(in_range);
+    if j < c {
+        let ([mu, var], [hi, scale, bias]) = one(j);
+        mu_out[j] = mu;
+        var_out[j] = var;
+        out[j] = f32x4(hi, scale, bias, 0.0);
+        any_wide |= wide_fix(mix, layer, mu, var, j, out);
+    }
+    if any_wide {
+        for k in 0..pairs {
+            wide_fix(mix, layer, mu_out[k], var_out[k], k, out);
+        }
+    }
+    any_wide
+}
+
+/// Replaces row j's normalize constants by those of `wide` when var + eps makes it a wide row;
+/// returns whether it did.
+#[inline(never)]
+fn wide_fix(mix: &Mix, layer: &Layer, mu: f64, var: f64, j: usize, out: &mut [v128]) -> bool {
+    let ve = var + mix.eps;
+    let sc = wide::scale(ve);
+    if sc != 0.0 {
+        let s = 1.0 / simd::sqrt_f64(ve);
+        let [h, t, b, sc] =
+            wide::normalize_constants(mu, s, layer.gamma[j] as f64, layer.beta[j] as f64, sc);
+        out[j] = f32x4(h, t, b, sc);
+    }
+    sc != 0.0
+}
