@@ -2,6 +2,8 @@
  * The one interface every backend implements, and the small pieces of math that all of them
  * share at O(C) cost (running-buffer updates). Private to the package.
  *
+ * Depends on nothing of the package: every backend and the layer depend on it.
+ *
  * @module
  */
 

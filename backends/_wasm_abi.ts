@@ -3,6 +3,8 @@
  * TypeScript side: export signatures, flag values and the layer block's layout. Private to the
  * package; change it together with `ABI_VERSION` in wasm/src/lib.rs.
  *
+ * Depends on nothing of the package.
+ *
  * @module
  */
 

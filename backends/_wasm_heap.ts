@@ -3,6 +3,8 @@
  * `__heap_base` to its end, growing the memory only when no free block fits, and grow-only scratch
  * regions reused across calls. The kernels themselves allocate nothing. Private to the package.
  *
+ * Depends on nothing of the package.
+ *
  * @module
  */
 

@@ -4,6 +4,8 @@
  * {@linkcode GpuContext.guard}, which races it against device loss, so that no call can hang on
  * a promise that a lost device never settles.
  *
+ * Depends on nothing of the package: the WebGPU API only.
+ *
  * @module
  */
 

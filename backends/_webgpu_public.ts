@@ -2,6 +2,8 @@
  * The WebGPU entry points mod.ts exports: the shared device, and wrapping a GPUBuffer of your own
  * as a tensor layers can take.
  *
+ * Depends on the backend choice (select.ts) and GpuTensor only.
+ *
  * @module
  */
 import { webgpuBackend } from "./select.ts";

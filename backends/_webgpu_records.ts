@@ -1,7 +1,10 @@
 /**
  * How the backward's gradient records (Grad, GRAD_BYTES each: per row, per tile line, per sample
  * and per channel) are bound in windows when they exceed one storage binding, and how the group
- * sums over them add up across windows. Pure arithmetic, used by the plan (_webgpu_plan.ts).
+ * sums over them add up across windows. Pure arithmetic, used by the plans (_webgpu_plan.ts,
+ * _webgpu_backward_plan.ts).
+ *
+ * Depends on the shared Backend types and the plan's types and constants (_webgpu_plan.ts).
  *
  * @module
  */

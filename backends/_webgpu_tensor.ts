@@ -2,6 +2,9 @@
  * GpuTensor: a float32 tensor held in a GPUBuffer, so that layers on the webgpu backend chain
  * without reading data back.
  *
+ * Depends on the shared Backend types, the device (_webgpu_device.ts), the plan's buffer padding
+ * (_webgpu_plan.ts) and _validate.ts only.
+ *
  * @module
  */
 import type { ResidentTensor } from "./_backend.ts";

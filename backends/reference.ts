@@ -3,6 +3,8 @@
  * in-process oracle for tests and the fallback where WebAssembly SIMD is missing, so it favours
  * being obviously right over being fast.
  *
+ * Depends on the shared Backend types (_backend.ts) only.
+ *
  * @module
  */
 import {

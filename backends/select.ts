@@ -3,6 +3,8 @@
  * every layer that uses them. The choice is recorded with its reason so that users can inspect
  * which backend ran a layer and why.
  *
+ * Depends on the three backends and _validate.ts; the layer and mod.ts depend on it.
+ *
  * @module
  */
 import type { Backend, BackendName } from "./_backend.ts";
