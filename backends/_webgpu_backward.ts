@@ -128,14 +128,19 @@ export function encodeBackward(
   }
 }
 
-/** Plans one backward and takes its scratch buffers (the uniforms are written at once). */
-export function prepareBackward(
-  engine: Engine,
+/** What a backward binds besides its scratch: the forward it differentiates, and x, dy, dx. */
+export type BackwardBindings = [
   saved: SavedForward,
   params: LayerParams,
   x: GPUBuffer,
   dy: GPUBuffer,
   dx: GPUBuffer,
+];
+
+/** Plans one backward and takes its scratch buffers (the uniforms are written at once). */
+export function prepareBackward(
+  engine: Engine,
+  ...[saved, params, x, dy, dx]: BackwardBindings
 ): PreparedBackward {
   const ctx = engine.ctx, problem = saved.problem!;
   const stats = saved.state;

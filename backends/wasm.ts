@@ -15,15 +15,7 @@
  *
  * @module
  */
-import type {
-  Backend,
-  BackwardResult,
-  LayerParams,
-  NormProblem,
-  ResidentTensor,
-  RunningUpdate,
-  SavedForward,
-} from "./_backend.ts";
+import type { Backend, LayerParams } from "./_backend.ts";
 import { ABI_VERSION, type WasmKernels } from "./_wasm_abi.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
 import { WasmRegions } from "./_wasm_regions.ts";
@@ -144,14 +136,8 @@ export class WasmBackend implements Backend {
    * (training with usingBN) the BN partials are merged across replicas between the statistics
    * and the normalize pass, and the running buffers get the merged statistics.
    */
-  forward(
-    problem: NormProblem,
-    x: Float32Array | ResidentTensor,
-    params: LayerParams,
-    update: RunningUpdate,
-    out?: Float32Array | ResidentTensor,
-    save?: SavedForward,
-  ): Promise<Float32Array | ResidentTensor> {
+  forward(...args: Parameters<Backend["forward"]>): ReturnType<Backend["forward"]> {
+    const [problem, x, params, update, out, save] = args;
     this.#mem.live();
     const length = problem.n * problem.c * problem.m;
     if (
@@ -161,7 +147,7 @@ export class WasmBackend implements Backend {
     ) {
       return this.#chunked.run(problem, x, params, update, out, save);
     }
-    return this.#forward.run(problem, x, params, update, out, save);
+    return this.#forward.run(...args);
   }
 
   /**
@@ -172,11 +158,9 @@ export class WasmBackend implements Backend {
    * and the dx pass.
    */
   backward(
-    saved: SavedForward,
-    dy: Float32Array | ResidentTensor,
-    params: LayerParams,
-  ): Promise<BackwardResult> {
-    return runBackward(this.#mem, saved, dy, params);
+    ...args: Parameters<NonNullable<Backend["backward"]>>
+  ): ReturnType<NonNullable<Backend["backward"]>> {
+    return runBackward(this.#mem, ...args);
   }
 
   /** Frees the layer's own regions (statistics kept for backward); the layer stays usable. */

@@ -19,21 +19,14 @@
  *
  * @module
  */
-import type {
-  Backend,
-  BackwardResult,
-  LayerParams,
-  NormProblem,
-  ResidentTensor,
-  RunningUpdate,
-  SavedForward,
-} from "./_backend.ts";
+import type { Backend, LayerParams, NormProblem, RunningUpdate } from "./_backend.ts";
 import { type DeviceOptions, type GpuContext, openDevice } from "./_webgpu_device.ts";
 import type { BackwardPlan } from "./_webgpu_backward_plan.ts";
 import { DeviceLayers, write } from "./_webgpu_buffers.ts";
 import { compilePipelines, type Engine, type Pipelines } from "./_webgpu_pipelines.ts";
 import { encodeForward, prepareForward, runForward } from "./_webgpu_forward.ts";
 import {
+  type BackwardBindings,
   type BackwardBuffers,
   encodeBackward,
   prepareBackward,
@@ -133,29 +126,16 @@ export class WebGpuBackend implements Backend {
    * training the BN statistics make one extra round trip: read back, merged across replicas,
    * written back, between the statistics and the normalize passes.
    */
-  forward(
-    problem: NormProblem,
-    x: Float32Array | ResidentTensor,
-    params: LayerParams,
-    update: RunningUpdate,
-    out?: Float32Array | ResidentTensor,
-    save?: SavedForward,
-  ): Promise<Float32Array | ResidentTensor> {
-    return runForward(this.#engine, problem, x, params, update, out, save);
+  forward(...args: Parameters<Backend["forward"]>): ReturnType<Backend["forward"]> {
+    return runForward(this.#engine, ...args);
   }
 
   /**
    * Plans one backward and takes its scratch buffers (the uniforms are written at once).
    * @internal The bench records it into a timed pass with {@linkcode encodeBackward}.
    */
-  prepareBackward(
-    saved: SavedForward,
-    params: LayerParams,
-    x: GPUBuffer,
-    dy: GPUBuffer,
-    dx: GPUBuffer,
-  ): PreparedBackward {
-    return prepareBackward(this.#engine, saved, params, x, dy, dx);
+  prepareBackward(...args: BackwardBindings): PreparedBackward {
+    return prepareBackward(this.#engine, ...args);
   }
 
   /**
@@ -183,11 +163,9 @@ export class WebGpuBackend implements Backend {
    * so do these results.
    */
   backward(
-    saved: SavedForward,
-    dy: Float32Array | ResidentTensor,
-    params: LayerParams,
-  ): Promise<BackwardResult> {
-    return runBackward(this.#engine, saved, dy, params);
+    ...args: Parameters<NonNullable<Backend["backward"]>>
+  ): ReturnType<NonNullable<Backend["backward"]>> {
+    return runBackward(this.#engine, ...args);
   }
 
   /** True while the device holds running buffers newer than `params`' arrays. */
