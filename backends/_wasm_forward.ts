@@ -41,6 +41,7 @@ export class WasmForward {
     save?: SavedForward,
   ): Promise<Float32Array | ResidentTensor> {
     const mem = this.#mem;
+    mem.live();
     const { n, c, m } = problem;
     const length = n * c * m;
     const sync = problem.sync && problem.training && problem.usingBN ? problem.sync : undefined;

@@ -53,6 +53,7 @@ export class WasmChunkedForward {
     save: SavedForward | undefined,
   ): Promise<Float32Array> {
     const mem = this.#mem;
+    mem.live();
     const { n, c, m } = problem;
     const rows = n * c, length = rows * m, k = mem.k;
     const sync = problem.sync && problem.training && problem.usingBN ? problem.sync : undefined;

@@ -138,7 +138,6 @@ export class WasmBackend implements Backend {
    */
   forward(...args: Parameters<Backend["forward"]>): ReturnType<Backend["forward"]> {
     const [problem, x, params, update, out, save] = args;
-    this.#mem.live();
     const length = problem.n * problem.c * problem.m;
     if (
       x instanceof Float32Array && problem.layout === "nd" && x.length === length &&
