@@ -35,17 +35,8 @@ import {
 } from "./_webgpu_backward.ts";
 import { checkUpload, checkWrappable, GpuTensor } from "./_webgpu_tensor.ts";
 
-export type { BackwardBuffers };
-
 /** Options of a backend instance (tests and the bench make their own instances). */
 export type WebGpuBackendOptions = DeviceOptions;
-
-/** Timestamp writes for the bench: the pass's begin and end go to these query indices. */
-export interface PassTimestamps {
-  readonly querySet: GPUQuerySet;
-  readonly beginningOfPassWriteIndex: number;
-  readonly endOfPassWriteIndex: number;
-}
 
 /** SN forward on a GPU through WebGPU. One instance owns one device. */
 export class WebGpuBackend implements Backend {
