@@ -43,7 +43,13 @@ import {
 } from "./_validate.ts";
 import { CallQueue } from "./_call_queue.ts";
 import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
-import { type ForwardCall, isResident, readBackwardCall, readForwardCall } from "./_call_args.ts";
+import {
+  checkStillReadable,
+  type ForwardCall,
+  isResident,
+  readBackwardCall,
+  readForwardCall,
+} from "./_call_args.ts";
 
 /**
  * The most channels a layer may have. Parameters, buffers and gradients take 32 bytes per
@@ -933,6 +939,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       ? { kind: "movingAverage", momentum: this.momentum }
       : { kind: "batchAverage" };
     const save: SavedForward | undefined = keep ? {} : undefined;
+    checkStillReadable(`${name}.forward: x`, x, n * c * m);
+    if (out !== undefined) checkStillReadable(`${name}.forward: out`, out, n * c * m);
     // The backend replaces the statistics a previous forward kept: that one is gone either way.
     this.#keptInput.clear();
     this.#saved = undefined;
@@ -988,9 +996,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * An optimiser step: calls `update` with each parameter (the live array, to change in place),
    * its accumulated gradient and its name, then makes the new values take effect. The logits of a
    * fixed Sparse SN mixing are skipped, as PyTorch's optimisers skip a parameter without gradient.
-   * A forward already run keeps the values it used, so its backward is unaffected.
+   * A forward already run keeps the values it used, so its backward is unaffected. If `update`
+   * throws, every parameter is put back as it was before the step and the error is rethrown.
    *
-   * @throws {Error} a forward, backward or sync of this layer is still running.
+   * @throws {Error} a forward, backward or sync of this layer is still running; whatever `update`
+   * throws.
    *
    * @example
    * ```ts
@@ -1011,11 +1021,20 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     this.#checkIdle("step");
     const p = this.#params, g = this.#grads, fixed = this.#sparse?.fixed;
     this.#saved?.detach(this.#paramsView());
-    update(p.weight, g.weight, "weight");
-    update(p.bias, g.bias, "bias");
-    // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
-    if (!fixed?.mean) update(p.meanLogits, g.mean_weight, "mean_weight");
-    if (!fixed?.var) update(p.varLogits, g.var_weight, "var_weight");
+    // An update that throws part-way must leave every parameter as it was: the O(C) values are
+    // snapshotted first and put back (else some would be written without the version bump that
+    // makes backends and importance weights see them).
+    const before = [p.weight, p.bias, p.meanLogits, p.varLogits].map((a) => a.slice());
+    try {
+      update(p.weight, g.weight, "weight");
+      update(p.bias, g.bias, "bias");
+      // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
+      if (!fixed?.mean) update(p.meanLogits, g.mean_weight, "mean_weight");
+      if (!fixed?.var) update(p.varLogits, g.var_weight, "var_weight");
+    } catch (e) {
+      [p.weight, p.bias, p.meanLogits, p.varLogits].forEach((a, i) => a.set(before[i]));
+      throw e;
+    }
     p.version++;
   }
 
@@ -1073,6 +1092,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       error = e;
     }
     if (retain === undefined && !this.#sync) return Promise.reject(error);
+    const dyLength = retain === undefined ? 0 : dy.length; // as given: it is read when the call runs
     // The gradient sums: dWeight, dBias, gmB, gvB (C each) and meanDots, varDots (K each).
     const sums = 4 * this.numFeatures + 2 * this.#logitCount();
     return this.#calls.run(() =>
@@ -1080,13 +1100,14 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
         "sums",
         sums,
         true,
-        () => retain === undefined ? Promise.reject(error) : this.#backward(dy, retain),
+        () => retain === undefined ? Promise.reject(error) : this.#backward(dy, dyLength, retain),
       )
     );
   }
 
   async #backward(
     dy: Float32Array | ResidentTensor,
+    dyLength: number,
     retain: boolean,
   ): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
@@ -1111,9 +1132,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
           "elsewhere, or run this backward first",
       );
     }
-    if (isResident(dy) !== isResident(saved.x) || dy.length !== saved.x.length) {
+    const { n, c, m } = saved.problem, length = n * c * m;
+    checkStillReadable(`${name}.backward: the x its forward kept`, saved.x, length);
+    checkStillReadable(`${name}.backward: dy`, dy, dyLength);
+    if (isResident(dy) !== isResident(saved.x) || dyLength !== length) {
       throw new RangeError(
-        `${name}.backward: dy must be the same kind as the forward's x, with ${saved.x.length} elements, got ${dy.length}`,
+        `${name}.backward: dy must be the same kind as the forward's x, with ${length} elements, got ${dyLength}`,
       );
     }
     const backend = kept.backend;
