@@ -704,6 +704,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   }
 
   #settledBackend?: Backend;
+  /** Counts dispose() calls: a call that fails while one happened says so. */
+  #disposals = 0;
   /** Every backend this layer has run on (auto may switch per call): all hold layer state. */
   readonly #usedBackends = new Set<Backend>();
 
@@ -767,7 +769,38 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   dispose(): void {
-    for (const b of this.#usedBackends) b.releaseLayer?.(this.#paramsView());
+    this.#disposals++;
+    // What backward needs is freed (on every backend alike): its backward is refused, by name.
+    if (this.#saved) this.#saved.disposed = true;
+    for (const b of this.#usedBackends) {
+      if (!b.runningStale?.(this.#paramsView())) {
+        b.releaseLayer?.(this.#paramsView());
+        continue;
+      }
+      // The device holds the newest running buffers: read them back in call order (later calls
+      // wait for it, so none runs on state about to be freed), then free. They are read into
+      // copies, kept only if the CPU wrote no running buffers meanwhile (loadStateDict and
+      // resetRunningStats are not refused by it: what they write after dispose wins).
+      void this.#calls.run(async () => {
+        const p = this.#params, version = p.runningVersion, view = this.#paramsView();
+        const copy = {
+          ...view,
+          runningMean: p.runningMean.slice(),
+          runningVar: p.runningVar.slice(),
+        };
+        try {
+          await b.syncRunning!(copy);
+          if (p.runningVersion === version) {
+            p.runningMean.set(copy.runningMean);
+            p.runningVar.set(copy.runningVar);
+          }
+        } catch {
+          // The device was lost: its newer buffers with it; the layer keeps its CPU copy.
+        } finally {
+          b.releaseLayer?.(this.#paramsView());
+        }
+      }, true);
+    }
   }
 
   /** Same as {@linkcode dispose}, for `using`. */
@@ -945,8 +978,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     this.#keptInput.clear();
     this.#saved = undefined;
     let y: Float32Array | ResidentTensor;
+    const disposals = this.#disposals;
     try {
       y = await backend.forward(problem, x, params, update, out, save);
+    } catch (e) {
+      throw this.#disposedDuring(`${name}.forward`, disposals, e);
     } finally {
       // Another layer's forward may have kept `out` as its x: its backward must not differentiate
       // what this call wrote there (even a failed call may have written some of it).
@@ -1105,6 +1141,18 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     );
   }
 
+  /**
+   * A backend call that failed while the layer was disposed failed because of it (its regions or
+   * buffers were freed under it): say so, rather than what the backend saw.
+   */
+  #disposedDuring(what: string, disposalsBefore: number, error: unknown): unknown {
+    if (this.#disposals === disposalsBefore) return error;
+    return new Error(
+      `${what}: the layer was disposed while this call ran, which freed what it used; nothing changed`,
+      { cause: error },
+    );
+  }
+
   async #backward(
     dy: Float32Array | ResidentTensor,
     dyLength: number,
@@ -1125,6 +1173,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
           "the backward that should leave it differentiable",
       );
     }
+    if (kept.disposed) {
+      throw new Error(
+        `${name}.backward: the layer was disposed after its latest forward, which freed what ` +
+          "backward needs; run forward again",
+      );
+    }
     if (kept.overwrittenBy !== undefined) {
       throw new Error(
         `${name}.backward: the x this forward kept was overwritten since, as the out of ` +
@@ -1142,7 +1196,10 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     }
     const backend = kept.backend;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);
-    const r = await backend.backward(saved, dy, kept.params);
+    const disposals = this.#disposals;
+    const r = await backend.backward(saved, dy, kept.params).catch((e) => {
+      throw this.#disposedDuring(`${name}.backward`, disposals, e);
+    });
     const g = this.#grads, mixing = kept.mixing;
     for (let c = 0; c < g.weight.length; c++) {
       g.weight[c] += r.dWeight[c];
