@@ -179,6 +179,12 @@ await testEachBackend(
       sn.backward(y),
       /backward: the layer was disposed after its latest forward/,
     );
+    // Disposed while the backward waits its turn: refused when it runs, by name.
+    await sn.forward(X1, SHAPE);
+    void sn.sync();
+    const queued = sn.backward(y);
+    sn.dispose();
+    await assert.rejects(queued, /backward: the layer was disposed after its latest forward/);
   },
 );
 
