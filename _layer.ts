@@ -390,9 +390,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * Sparse SN's radius r in [0, 1] (SSN2d's `radius` buffer), to be ramped from 0 to 1 over
    * training (`layer.radius = step / totalSteps`). r = 0 gives sparsemax; from r ~ 0.82 (3
    * logits) or ~ 0.71 (2 logits) on the weights are one-hot. A forward whose weights are one-hot
-   * freezes that mixing (see {@linkcode frozenTo}).
+   * freezes that mixing (see {@linkcode frozenTo}). The state dict holds it as float32: a radius
+   * loaded by {@linkcode loadStateDict} reads back so (0.9 as 0.8999999761581421).
    *
-   * @throws {Error} without the sparse option; {@link RangeError} outside [0, 1].
+   * @throws {Error} without the sparse option; {@link TypeError} for a non-number;
+   * {@link RangeError} outside [0, 1].
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -756,8 +758,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /**
    * Frees what the backends keep for this layer (device copies) now; a layer dropped without it is
    * reclaimed once garbage-collected, later. The layer stays usable.
-   * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
-   * It acts at once: a forward or backward still running may then fail, changing nothing.
+   * Running buffers that are newer on a GPU are read back first, so dispose() loses nothing: the
+   * read-back is ordered with the layer's calls (later ones wait for it; `await layer.sync()` to
+   * wait), and running buffers written after dispose() (loadStateDict, resetRunningStats) win.
+   * It acts at once: a forward or backward still running may then fail, saying so and changing
+   * nothing, and the latest forward can no longer be differentiated (run forward again).
    *
    * @example
    * ```ts
@@ -821,24 +826,26 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * `options.out`). With a tensor resident in the layer's backend (see {@linkcode upload}),
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
    * BN statistics, the running buffers are updated before the promise resolves (and only if it
-   * resolves). Calls on one layer take effect in the order they were made, as if each were
-   * awaited; the mode (training or evaluation) is the one in force when forward is called. A
-   * failed call leaves parameters and buffers as they were.
+   * resolves). Calls on one layer take effect in the order they were made (each waits for the
+   * layer's earlier calls); the mode (training or evaluation) is the one in force when forward is
+   * called, but x (and `out`) are read when the call runs: do not change, transfer or resize them
+   * until the promise settles. A failed call leaves parameters and buffers as they were.
    *
    * @param x the input, row-major float32.
    * @param shape `[N, C]` for SwitchNorm1d, `[N, C, H, W]` for 2d, `[N, C, D, H, W]` for 3d; C
    * must be the layer's `numFeatures`.
    * @param options `out` to write y into, `keepForBackward` (default: the training mode).
    * @throws {TypeError} (rejects) if x is not a Float32Array or resident tensor, `shape` is not
-   * an array, an option is unknown or of the wrong type, `out` is not of x's kind and length, or
-   * a resident x lives in another backend.
+   * an array of numbers, an option is unknown or of the wrong type, `out` is not of x's kind and length, a
+   * resident x lives in another backend, or x or `out` was detached or resized after the call was
+   * made.
    * @throws {RangeError} (rejects) for a wrong rank, a non-integer or zero dimension, a channel
    * count other than `numFeatures`, or a length that does not match the shape.
    * @throws {Error} (rejects) when `out` overlaps x while this forward keeps x for backward
    * (training mode or keepForBackward); in evaluation mode with an unfinalized batch average;
    * where the requested backend cannot run here (no WebAssembly SIMD, WebAssembly compilation
    * refused: a `WasmRefusedError`, no WebGPU adapter); on a lost GPU device; for SyncSN on a
-   * backend without it.
+   * backend without it; when the layer is disposed while the call runs.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -1098,12 +1105,15 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * kept what backward needs: training mode, or `keepForBackward: true`), with the parameter
    * values that forward used. Resolves to dx, of the same kind as that forward's x, and adds the
    * parameter gradients into {@linkcode grads}. x must not have been changed since that forward.
+   * dy is read when the call runs (after the layer's earlier calls), not when it is made: do not
+   * change, transfer or resize it until the promise settles.
    * One backward per forward, unless `{ retainGraph: true }` keeps it for another.
    *
-   * @throws {Error} no forward kept for backward, it was already differentiated, or its x was
-   * overwritten since as another forward's `out`.
+   * @throws {Error} no forward kept for backward, it was already differentiated, its x was
+   * overwritten since as another forward's `out`, or the layer was disposed since that forward.
    * @throws {RangeError} dy is not of the kind and length of that forward's x.
-   * @throws {TypeError} an option is unknown or of the wrong type.
+   * @throws {TypeError} an option is unknown or of the wrong type; dy or that forward's x was
+   * detached or resized after the call was made.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
