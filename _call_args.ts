@@ -135,9 +135,9 @@ export function checkStillReadable(
     throw new TypeError(
       `${what} ${
         detached ? "was detached" : `changed length to ${t.length}`
-      } after the call was made (it had ${length} elements); x and dy are read when the call ` +
-        "runs, after the layer's earlier calls: do not transfer, resize or change them until " +
-        "its promise settles",
+      } after the call was made (it had ${length} elements); it is read when the call runs ` +
+        "(after the layer's earlier calls), not when it is made: do not transfer, resize or " +
+        "change it until the promise settles",
     );
   }
 }

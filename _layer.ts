@@ -1257,10 +1257,9 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       this.numFeatures,
       data.length,
     );
-    const { backend } = await this.#backend({
-      elements: data.length,
-      sync: this.#sync !== undefined,
-    });
+    const length = data.length;
+    const { backend } = await this.#backend({ elements: length, sync: this.#sync !== undefined });
+    checkStillReadable(`${name}.upload: data`, data, length);
     return backend.upload(data, shape);
   }
 }

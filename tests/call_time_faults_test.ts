@@ -118,6 +118,18 @@ await testEachBackend(
 );
 
 await testEachBackend(
+  "upload data detached before the backend is ready is refused",
+  async (backend) => {
+    if (backend === "reference") return; // no resident tensors there
+    const sn = new SwitchNorm2d(3, { backend });
+    const data = X1.slice();
+    const p = sn.upload(data, SHAPE);
+    data.buffer.transfer();
+    await assert.rejects(p, /upload: data was detached after the call was made/);
+  },
+);
+
+await testEachBackend(
   "a dy detached before its backward runs, or a kept x detached since its forward, is named",
   async (backend) => {
     const sn = new SwitchNorm2d(3, { backend });
