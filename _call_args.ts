@@ -117,3 +117,27 @@ export function isResident(x: unknown): x is ResidentTensor {
   return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
     "shape" in x;
 }
+
+/**
+ * Checks, when a queued call runs, that a Float32Array the call was given is still what it was
+ * when checked: x and dy are read when the call runs, not when it is made, and a buffer detached
+ * (`buffer.transfer()`, `postMessage` with a transfer list) or resized in between would otherwise
+ * be read as 0 elements (NaN statistics, an empty y) or crash a device's upload.
+ */
+export function checkStillReadable(
+  what: string,
+  t: Float32Array | ResidentTensor,
+  length: number,
+): void {
+  if (isResident(t)) return;
+  const detached = (t.buffer as ArrayBuffer).detached === true;
+  if (detached || t.length !== length) {
+    throw new TypeError(
+      `${what} ${
+        detached ? "was detached" : `changed length to ${t.length}`
+      } after the call was made (it had ${length} elements); it is read when the call runs ` +
+        "(after the layer's earlier calls), not when it is made: do not transfer, resize or " +
+        "change it until the promise settles",
+    );
+  }
+}

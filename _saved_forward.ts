@@ -19,6 +19,8 @@ export class KeptForward {
   used = false;
   /** Which call wrote its `out` over this forward's x (its backward is then refused). */
   overwrittenBy?: string;
+  /** Set when the layer was disposed after this forward: what its backward needs is freed. */
+  disposed = false;
 
   /**
    * @param layerName the layer's class name, for messages

@@ -78,6 +78,10 @@ export function write(
   offset: number,
   data: Float32Array,
 ): void {
+  // Deno's writeBuffer panics (killing the process) on a detached buffer: refuse it instead.
+  if ((data.buffer as ArrayBuffer).detached) {
+    throw new TypeError("webgpu backend: an input's ArrayBuffer was detached during the call");
+  }
   queue.writeBuffer(buffer, offset, data as Float32Array<ArrayBuffer>);
 }
 
