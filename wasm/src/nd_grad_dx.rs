@@ -8,8 +8,8 @@ use crate::simd_grad;
 use crate::wide;
 use core::arch::wasm32::*;
 
-/// dx call of the backward pass for layout "nd", after `reduce` (and, under SyncSN, after the
-/// caller replaced the sums by their totals over replicas; `count` is the global batch size N,
+/// dx call of the backward pass for layout "nd", after `nd_grad::reduce` (and, under SyncSN, after
+/// the caller replaced the sums by their totals over replicas; `count` is the global batch size N,
 /// the local n otherwise). Per row, in f64, two rows per f64x2:
 ///   Gvar_in = v0 gv + v1 gvL / C + v2 gvB / N
 ///   Gmu_in  = w0 gm + w1 gmL / C + v1 (2/C) (mu_in - mu_ln) gvL + w2 gmB / N

@@ -8,7 +8,7 @@ use crate::simd;
 use crate::wide;
 use core::arch::wasm32::*;
 
-/// Normalize pass of y = SN(x) for layout "nd", from the statistics `statistics` left (whose BN
+/// Normalize pass of y = SN(x) for layout "nd", from the statistics `nd::statistics` left (whose BN
 /// part the caller may have replaced, e.g. by cross-replica statistics). First, per row, in f64
 /// (kept in the statistics area for a backward pass):
 ///   mu[r] = w0 mu_in + w1 mu_ln + w2 mu_bn,  var[r] = v0 var_in + v1 var_ln + v2 var_bn
