@@ -2,7 +2,8 @@
 //! sum of SyncSN: `reduce` (here) reads (x, dy) once and forms every gradient sum,
 //! `nd_grad_dx::dx` reads them again and writes dx. Both use the statistics area that this
 //! layer's forward left (layout.rs), so nothing of the forward's output is kept. The chain rule
-//! is SN_SPEC's (and the reference backend's), written per row r = (n, c) with s = 1/sqrt(var + eps):
+//! is SN_SPEC's (and the reference backend's), written per row r = (n, c) with
+//! s = 1/sqrt(var + eps):
 //!   sum_i dy xhat = s * sum_i dy (x - mu),  Gm = -s gamma sum_i dy,
 //!   Gv = -0.5 s^3 gamma sum_i dy (x - mu)
 //! and dx = dy gamma s + Gmu_in / M + Gvar_in * 2 (x - mu_in) / (M - 1).
