@@ -30,3 +30,4 @@ export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";
 export { GpuTensor } from "./backends/_webgpu_tensor.ts";
 export { webgpuDevice, wrapGpuBuffer } from "./backends/_webgpu_public.ts";
+export { getNumThreads, setNumThreads } from "./backends/_wasm_threads.ts";

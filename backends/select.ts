@@ -7,7 +7,7 @@
  */
 import type { Backend, BackendName } from "./_backend.ts";
 import { ReferenceBackend } from "./reference.ts";
-import { loadWasmBackend, wasmSimdSupported } from "./wasm.ts";
+import { loadWasmBackend, type WasmBackend, wasmSimdSupported } from "./wasm.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "./webgpu.ts";
 import { type AdapterProbe, requestAdapter } from "./_webgpu_device.ts";
 
@@ -174,7 +174,8 @@ export async function chooseBackend(
             'use backend "reference" or "auto"',
         );
       }
-      return { backend: await instance("wasm", loadWasmBackend), reason: "requested: wasm" };
+      const backend = await instance("wasm", loadWasmBackend);
+      return { backend, reason: `requested: wasm; ${(backend as WasmBackend).threadNote}` };
     case "webgpu": {
       const backend = await webgpuInstance();
       const a = backend.ctx.adapter;
@@ -218,9 +219,11 @@ export async function chooseBackend(
         } else notGpu = refusal;
       }
       if (env.wasmSimd) {
+        const backend = await instance("wasm", loadWasmBackend);
         return {
-          backend: await instance("wasm", loadWasmBackend),
-          reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}`,
+          backend,
+          reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}; ` +
+            (backend as WasmBackend).threadNote,
         };
       }
       const reason = "auto: WebAssembly SIMD is not available here, fell back to reference";

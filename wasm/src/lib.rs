@@ -295,6 +295,94 @@ pub unsafe extern "C" fn sn_backward_dx_nd(
     nd_grad::dx(x, dy, dx, n, c, m, mode, &layer, st, work, sums, count);
 }
 
+/// Part of `sn_backward_reduce_nd` for a range of rows (a thread's share): the sweep over the
+/// `rows` rows row0.. whose x and dy are at `x`, `dy` (the range's, not the tensor's). After every
+/// row was swept, `sn_backward_combine_nd` finishes the reduction.
+///
+/// # Safety
+/// `x`, `dy` valid for rows * m floats, row0 + rows <= n * c; `stats`, `work` as in `layout`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_rows_nd(
+    x: *const f32,
+    dy: *const f32,
+    row0: u32,
+    rows: u32,
+    n: u32,
+    c: u32,
+    m: u32,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c, row0) = (n as usize, c as usize, row0 as usize);
+    let mu_in = Stats::split(stats, LAYOUT_ND, n, c).mu_in.as_ptr().add(row0);
+    let pairs = (work as *mut core::arch::wasm32::v128).add(row0);
+    nd_grad::reduce_rows(x, dy, m as usize, mu_in, pairs, rows as usize);
+}
+
+/// The rest of `sn_backward_reduce_nd` after `sn_backward_rows_nd` covered every row.
+///
+/// # Safety
+/// Pointers as in `layout`; the caller owns and sizes every buffer.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_combine_nd(
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    nd_grad::combine(n, c, mode, &layer, st, work, sums);
+}
+
+/// Part of `sn_backward_dx_nd` for split sweeps: the per-row constants into the work area, then
+/// `sn_backward_dx_rows_nd` per range of rows.
+///
+/// # Safety
+/// Pointers as in `layout`; the caller owns and sizes every buffer.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_constants_nd(
+    n: u32,
+    c: u32,
+    m: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+    count: f64,
+) {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    nd_grad::dx_constants(n, c, m, mode, &layer, st, work, sums, count);
+}
+
+/// The dx sweep over the `rows` rows row0.. whose x, dy, dx are at `x`, `dy`, `dx` (the
+/// range's), with the constants `sn_backward_constants_nd` left in `work`.
+///
+/// # Safety
+/// `x`, `dy`, `dx` valid for rows * m floats (`dx` may equal `dy` or `x`); `work` as in `layout`.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_dx_rows_nd(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    row0: u32,
+    rows: u32,
+    m: u32,
+    work: *mut f64,
+) {
+    let abk = (work as *const core::arch::wasm32::v128).add(row0 as usize);
+    nd_grad::sweep(x, dy, dx, rows as usize, m as usize, abk);
+}
+
 /// Backward reduction of SwitchNorm1d (`oned_grad::reduce`) on x and dy of [n, c].
 ///
 /// # Safety

@@ -150,12 +150,25 @@ pub unsafe fn reduce(
     work: *mut f64,
     sums: Sums,
 ) {
-    let using_bn = mode & MODE_USING_BN != 0;
     let w = Work::split(work, n, c);
-    let rows = n * c;
-    // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
-    let mu_in = st.mu_in.as_ptr();
-    let pairs = w.pairs.as_mut_ptr();
+    reduce_rows(x, dy, m, st.mu_in.as_ptr(), w.pairs.as_mut_ptr(), n * c);
+    combine(n, c, mode, layer, st, work, sums);
+}
+
+/// The sweep of `reduce` over `rows` consecutive rows of m floats at `x`, `dy`: (sum dy,
+/// sum dy (x - hi)) per row into `pairs`, nothing else. A row's result depends on that row alone,
+/// so a caller may split the rows into ranges (threads) with `mu_in` and `pairs` offset alike.
+///
+/// # Safety
+/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+pub unsafe fn reduce_rows(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    mu_in: *const f64,
+    pairs: *mut v128,
+    rows: usize,
+) {
     if (4..=SHORT).contains(&m) {
         short_row_sums(x, dy, m, mu_in, pairs, rows);
     } else {
@@ -163,6 +176,25 @@ pub unsafe fn reduce(
             *pairs.add(r) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
         }
     }
+}
+
+/// The O(N*C) combine of `reduce`, after `reduce_rows` covered every row.
+///
+/// # Safety
+/// As `reduce`.
+pub unsafe fn combine(
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let w = Work::split(work, n, c);
+    let mu_in = st.mu_in.as_ptr();
+    let pairs = w.pairs.as_mut_ptr();
 
     // The combine, per sample n over its C rows, two channels per f64x2.
     sums.d_weight.fill(0.0);
@@ -279,6 +311,26 @@ pub unsafe fn dx(
     sums: Sums,
     count: f64,
 ) {
+    dx_constants(n, c, m, mode, layer, st, work, sums, count);
+    sweep(x, dy, dx, n * c, m, work as *const v128);
+}
+
+/// The per-row constants of `dx` (into the work area, in place of (gm, gv)), before its sweep.
+///
+/// # Safety
+/// As `dx`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn dx_constants(
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+    count: f64,
+) {
     let bn = mode & MODE_USING_BN != 0 && mode & MODE_TRAINING != 0;
     let w = Work::split(work, n, c);
     let [w0, w1, w2] = layer.mean_mix;
@@ -348,7 +400,6 @@ pub unsafe fn dx(
             *pairs.add(r) = constants(i, r, j, true).0;
         }
     }
-    sweep(x, dy, dx, n * c, m, pairs);
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
@@ -356,7 +407,7 @@ pub unsafe fn dx(
 ///
 /// # Safety
 /// As `dx`, with `abk` valid for `rows` v128.
-unsafe fn sweep(
+pub unsafe fn sweep(
     x: *const f32,
     dy: *const f32,
     dx: *mut f32,

@@ -1,0 +1,670 @@
+/**
+ * Threads for the WASM backend: the process-wide thread count ({@linkcode setNumThreads}), the
+ * choice between the two builds of the kernels (the shared-memory build where threads can run,
+ * else the single-threaded one, with the reason), the pool of worker threads, and the splitting
+ * of a kernel's rows across them.
+ *
+ * Dispatch goes through a control block per worker in the shared linear memory
+ * (./_wasm_worker.ts has the layout): the caller writes the job (kernel index and arguments),
+ * bumps the block's sequence number and notifies; the worker runs the job and publishes the
+ * sequence number as done. The calling thread runs one share of the rows itself and then waits
+ * (`Atomics.wait`, bounded) for the others. A message per call would cost 30-200 us, this costs
+ * ~8-25 us (THREADS.md).
+ *
+ * Results do not depend on the thread count, bit for bit: the row kernels compute each row from
+ * that row alone, a row is always done by one thread in the same order, and every cross-row
+ * reduction (the LN/BN derivation, the backward's combine) runs once, on the calling thread,
+ * after all rows are done. Only SwitchNorm2d/3d ("nd") calls are split; SwitchNorm1d ("1d")
+ * reduces over the batch per channel and runs on one thread.
+ *
+ * Lifecycle: the pool starts in the background when the backend loads (the first call does not
+ * wait for it; calls run on one thread until workers are ready). Workers are node:worker_threads
+ * workers where that module exists (Node, Deno), `unref()`'d so that an idle pool never keeps the
+ * process alive; in a browser they are web Workers from a `blob:` URL. Neither needs file access.
+ *
+ * @module
+ */
+import type { Heap } from "./_wasm_heap.ts";
+import type { WasmKernels as BaseKernels } from "./_wasm_abi.ts";
+import {
+  CTL_ARGS,
+  CTL_ARGS_AT,
+  CTL_BYTES,
+  CTL_DONE,
+  CTL_FN,
+  CTL_MSG_AT,
+  CTL_MSG_LEN,
+  CTL_SEQ,
+  CTL_STATUS,
+  FN_EXIT,
+  NODE_WORKER_SOURCE,
+  WEB_WORKER_SOURCE,
+  type WorkerStart,
+} from "./_wasm_worker.ts";
+import { wasmThreadsBytes } from "../wasm/switchnorm_wasm_threads.ts";
+
+/** The exports of the kernels that split calls by rows use (wasm/src/lib.rs). */
+export interface WasmKernels extends BaseKernels {
+  /** `sn_backward_reduce_nd`'s sweep over rows row0.. (x, dy at that range's data). */
+  sn_backward_rows_nd(
+    x: number,
+    dy: number,
+    row0: number,
+    rows: number,
+    n: number,
+    c: number,
+    m: number,
+    stats: number,
+    work: number,
+  ): void;
+  /** The rest of `sn_backward_reduce_nd` once every row was swept. */
+  sn_backward_combine_nd(
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
+  ): void;
+  /** `sn_backward_dx_nd`'s per-row constants, into the work area. */
+  sn_backward_constants_nd(
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
+    count: number,
+  ): void;
+  /** `sn_backward_dx_nd`'s sweep over rows row0.. (x, dy, dx at that range's data). */
+  sn_backward_dx_rows_nd(
+    x: number,
+    dy: number,
+    dx: number,
+    row0: number,
+    rows: number,
+    m: number,
+    work: number,
+  ): void;
+}
+
+let requested: number | undefined;
+
+/** The default: the available cores, where the runtime says. */
+function defaultThreads(): number {
+  const n = (globalThis.navigator as { hardwareConcurrency?: number } | undefined)
+    ?.hardwareConcurrency;
+  return Number.isSafeInteger(n) && n! >= 1 ? n! : 1;
+}
+
+/**
+ * Sets how many threads the WASM backend uses per call, process-wide (PyTorch's
+ * `torch.set_num_threads`; ONNX Runtime's `env.wasm.numThreads`). 1 is the single-threaded
+ * path: no worker is started. The default is `navigator.hardwareConcurrency` where threads are
+ * supported. Calls below a size threshold run on one thread whatever the setting, and where
+ * threads are not supported (no Worker, no SharedArrayBuffer or Atomics, a worker that fails to
+ * start) every call does, and the layer's `backendInfo.reason` says why.
+ *
+ * @param n The number of threads, an integer from 1 to 1024 (the calling thread counts as one).
+ * @throws {RangeError} when n is not an integer from 1 to 1024.
+ * @example
+ * ```ts
+ * import { getNumThreads, setNumThreads } from "./mod.ts";
+ * setNumThreads(2);
+ * console.log(getNumThreads()); // 2
+ * ```
+ */
+export function setNumThreads(n: number): void {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) {
+    const got = typeof n === "string" ? `"${n}"` : String(n);
+    throw new RangeError(
+      `setNumThreads: n must be an integer from 1 to 1024, got ${got} (${typeof n})`,
+    );
+  }
+  requested = n;
+  for (const pool of pools) pool.resize();
+}
+
+/**
+ * The number of threads the WASM backend uses per call where threads are supported: the value
+ * given to {@linkcode setNumThreads}, else `navigator.hardwareConcurrency` (1 where unknown).
+ *
+ * @returns The thread count, at least 1.
+ * @example
+ * ```ts
+ * import { getNumThreads } from "./mod.ts";
+ * console.log(`the wasm backend uses up to ${getNumThreads()} threads`);
+ * ```
+ */
+export function getNumThreads(): number {
+  return requested ?? defaultThreads();
+}
+
+/**
+ * Calls over fewer elements than this run on one thread: waking a worker costs ~8-25 us, which a
+ * share of a smaller tensor does not repay (THREADS.md measured the crossover at 0.5-1 MiB).
+ */
+const MIN_ELEMENTS = 1 << 18;
+let minElements = MIN_ELEMENTS;
+
+/** How long a worker may take to start, and to finish its share of one call. */
+const START_TIMEOUT_MS = 20_000;
+const JOB_TIMEOUT_MS = 120_000;
+/** Bytes of each worker's own shadow stack (the module is linked with -zstack-size=65536). */
+const STACK_BYTES = 65536;
+
+/** For tests: fault injection and environment simulation. Not part of the public API. */
+export interface ThreadTestHooks {
+  /** Pretend that this is missing: "Worker", "SharedArrayBuffer" or "Atomics". */
+  missing?: "Worker" | "SharedArrayBuffer" | "Atomics";
+  /** Worker source to start instead of the real one (e.g. one that throws). */
+  workerSource?: string;
+  /** Give the next job of worker 1 an out-of-bounds pointer, so that it traps. */
+  trapNextJob?: boolean;
+  /** Split calls from this many elements up (default 2^18). */
+  minElements?: number;
+  /** Called with the thread count of each split call. */
+  onSplit?: (threads: number) => void;
+}
+
+let hooks: ThreadTestHooks = {};
+
+/** Sets (or clears, with undefined) the test hooks; affects backends loaded afterwards too. */
+export function setThreadTestHooks(h: ThreadTestHooks | undefined): void {
+  hooks = h ?? {};
+  minElements = hooks.minElements ?? MIN_ELEMENTS;
+}
+
+/** The kernels that take a range of rows, by index (a job names its kernel by index). */
+const ROW_KERNELS = [
+  "sn_stats_rows_nd",
+  "sn_normalize_rows_nd",
+  "sn_backward_rows_nd",
+  "sn_backward_dx_rows_nd",
+] as const;
+
+/**
+ * Where each row kernel takes its row range: `ptrs`, the arguments that point at row data (m
+ * floats per row), `consts` one that points at 16 bytes per row, `row0` the first row's index,
+ * `rows` the row count.
+ */
+interface RowArgs {
+  fn: number;
+  ptrs: readonly number[];
+  consts?: number;
+  row0?: number;
+  rows: number;
+}
+const STATS_ROWS: RowArgs = { fn: 0, ptrs: [0], row0: 1, rows: 2 };
+const NORMALIZE_ROWS: RowArgs = { fn: 1, ptrs: [0, 1], consts: 4, rows: 2 };
+const BACKWARD_ROWS: RowArgs = { fn: 2, ptrs: [0, 1], row0: 2, rows: 3 };
+const DX_ROWS: RowArgs = { fn: 3, ptrs: [0, 1, 2], row0: 3, rows: 4 };
+
+type NodeWorker = {
+  unref(): void;
+  terminate(): unknown;
+  on(event: string, f: (v: unknown) => void): void;
+};
+type NodeWorkerModule = {
+  Worker: new (src: string, o: { eval: true; workerData: WorkerStart }) => NodeWorker;
+};
+
+/** node:worker_threads where it exists (Node, Deno); undefined in a browser. */
+async function nodeWorkers(): Promise<NodeWorkerModule | undefined> {
+  const g = globalThis as { Deno?: unknown; process?: { versions?: { node?: string } } };
+  if (g.Deno === undefined && g.process?.versions?.node === undefined) return undefined;
+  try {
+    // A computed specifier: bundlers for the browser must not try to resolve it.
+    const spec = ["node", "worker_threads"].join(":");
+    return await import(spec) as NodeWorkerModule;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A started worker: how to end it. */
+interface Thread {
+  ctl: Int32Array;
+  args: Float64Array;
+  ctlAt: number;
+  block: number;
+  seq: number;
+  end(): void;
+}
+
+/**
+ * Starts one worker on `start`; resolves when it said ready, rejects with the reason when it
+ * failed or did not answer within START_TIMEOUT_MS.
+ */
+function spawn(
+  start: WorkerStart,
+  node: NodeWorkerModule | undefined,
+): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let end = () => {};
+    let settled = false;
+    const settle = (m: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const msg = m as { ready?: boolean; error?: string };
+      if (msg?.ready) resolve(end);
+      else {
+        end();
+        reject(new Error(msg?.error ?? String(m)));
+      }
+    };
+    timer = setTimeout(
+      () => settle({ error: `no answer within ${START_TIMEOUT_MS / 1000} s` }),
+      START_TIMEOUT_MS,
+    );
+    try {
+      if (node) {
+        const source = hooks.workerSource ?? NODE_WORKER_SOURCE;
+        const w = new node.Worker(source, { eval: true, workerData: start });
+        // An idle worker must not keep the process alive: a script exits when its work is done.
+        w.unref();
+        end = () => void w.terminate();
+        w.on("message", settle);
+        w.on("error", (e) => settle({ error: String((e as Error)?.message ?? e) }));
+        // "exit" may come before the "error" that says why: let that one settle first.
+        w.on("exit", (code) => {
+          setTimeout(() => settle({ error: `the worker exited (code ${code})` }), 50);
+        });
+      } else {
+        const source = hooks.workerSource ?? WEB_WORKER_SOURCE;
+        const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+        const w = new Worker(url);
+        URL.revokeObjectURL(url);
+        end = () => w.terminate();
+        w.onmessage = (e) => settle(e.data);
+        w.onerror = (e) => {
+          e.preventDefault?.();
+          settle({ error: e.message ?? "the worker failed" });
+        };
+        w.postMessage(start);
+      }
+    } catch (e) {
+      settle({ error: String((e as Error)?.message ?? e) });
+    }
+  });
+}
+
+/** Whether this thread may block in Atomics.wait (not a browser's main thread). */
+function canBlock(): boolean {
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The live pools, for setNumThreads. */
+const pools = new Set<ThreadPool>();
+
+/**
+ * The worker threads of one backend (one shared memory), and the row splitting. Workers start in
+ * the background; until they are ready (or when they cannot start) calls run on one thread.
+ */
+export class ThreadPool {
+  readonly #k: WasmKernels;
+  readonly #module: WebAssembly.Module;
+  readonly #heap: Heap;
+  readonly #node: NodeWorkerModule | undefined;
+  readonly #block = canBlock();
+  readonly #threads: Thread[] = [];
+  #starting = 0;
+  /** Why calls run on one thread although more were asked for; undefined while all is well. */
+  #failure?: string;
+  #ready?: Promise<void>;
+  /** Arguments of a job, reused. */
+  readonly #args = new Array<number>(CTL_ARGS).fill(0);
+
+  constructor(
+    kernels: WasmKernels,
+    module: WebAssembly.Module,
+    heap: Heap,
+    node: NodeWorkerModule | undefined,
+  ) {
+    this.#k = kernels;
+    this.#module = module;
+    this.#heap = heap;
+    this.#node = node;
+    pools.add(this);
+    this.resize();
+  }
+
+  /** Starts workers up to getNumThreads() - 1 (in the background); ends any beyond. */
+  resize(): void {
+    const want = getNumThreads() - 1;
+    while (this.#threads.length > Math.max(want, 0)) this.#stop(this.#threads.pop()!);
+    if (this.#failure !== undefined) return;
+    const more = want - this.#threads.length - this.#starting;
+    if (more <= 0) return;
+    this.#starting += more;
+    const started: Promise<void>[] = [];
+    for (let i = 0; i < more; i++) started.push(this.#startOne());
+    const all = Promise.all(started).then(() => {});
+    this.#ready = all;
+  }
+
+  async #startOne(): Promise<void> {
+    const block = this.#heap.alloc(CTL_BYTES + STACK_BYTES);
+    const ctlAt = block + STACK_BYTES;
+    try {
+      const ctl = new Int32Array(this.#k.memory.buffer, ctlAt, CTL_ARGS_AT / 4);
+      ctl.fill(0);
+      const start: WorkerStart = {
+        module: this.#module,
+        memory: this.#k.memory,
+        ctl: ctlAt,
+        stackTop: ctlAt,
+        names: [...ROW_KERNELS],
+      };
+      const end = await spawn(start, this.#node);
+      const args = new Float64Array(this.#k.memory.buffer, ctlAt + CTL_ARGS_AT, CTL_ARGS);
+      const thread = { ctl, args, ctlAt, block, seq: 0, end };
+      if (this.#failure !== undefined || this.#threads.length >= getNumThreads() - 1) {
+        this.#stop(thread);
+        return;
+      }
+      this.#threads.push(thread);
+    } catch (e) {
+      this.#heap.free(block);
+      this.#fail(`a worker thread failed to start: ${(e as Error).message}`);
+    } finally {
+      this.#starting--;
+    }
+  }
+
+  /** Resolves once the workers asked for so far have started or failed (for tests). */
+  async ready(): Promise<void> {
+    while (this.#starting > 0) await this.#ready;
+  }
+
+  /** Threads in use now for a call of `elements` elements, the calling one included. */
+  threadsFor(elements: number): number {
+    if (elements < minElements) return 1;
+    return Math.min(getNumThreads(), this.#threads.length + 1);
+  }
+
+  /** How calls run: for backendInfo.reason. */
+  get note(): string {
+    const n = getNumThreads();
+    if (n === 1) return "1 thread (setNumThreads(1))";
+    if (this.#failure !== undefined) return `1 thread: ${this.#failure}`;
+    const have = this.#threads.length + 1;
+    if (have < n) return `${have} of ${n} threads (workers starting)`;
+    return `${n} threads (calls under ${minElements} elements on 1)`;
+  }
+
+  #stop(t: Thread): void {
+    Atomics.store(t.ctl, CTL_FN, FN_EXIT);
+    Atomics.add(t.ctl, CTL_SEQ, 1);
+    Atomics.notify(t.ctl, CTL_SEQ);
+    t.end();
+    // The block stays allocated: a worker that has not yet seen FN_EXIT may still read it.
+  }
+
+  #fail(reason: string): void {
+    this.#failure ??= reason;
+    while (this.#threads.length > 0) this.#stop(this.#threads.pop()!);
+  }
+
+  /**
+   * Runs the row kernel `spec` over `rows` rows of `m` floats, with `args` as for the whole
+   * tensor (row0 = 0, rows = all), split into contiguous ranges of whole groups of 4 rows across
+   * the threads; the calling thread does the first range. Throws after every thread finished if
+   * one of them trapped.
+   */
+  #run(spec: RowArgs, rows: number, m: number, threads: number, args: readonly number[]): void {
+    const share = Math.ceil(rows / threads / 4) * 4;
+    const a = this.#args;
+    const used: Thread[] = [];
+    let error: unknown;
+    const trap = hooks.trapNextJob;
+    hooks.trapNextJob = false;
+    hooks.onSplit?.(threads);
+    for (let t = 1; t < threads && t * share < rows; t++) {
+      const row0 = t * share, count = Math.min(share, rows - row0);
+      for (let i = 0; i < CTL_ARGS; i++) a[i] = args[i] ?? 0;
+      for (const p of spec.ptrs) a[p] += row0 * m * 4;
+      if (spec.consts !== undefined) a[spec.consts] += row0 * 16;
+      if (spec.row0 !== undefined) a[spec.row0] = row0;
+      a[spec.rows] = count;
+      if (trap && t === 1) a[spec.ptrs[0]] = 0xfffffff0;
+      const th = this.#threads[t - 1];
+      th.args.set(a);
+      th.ctl[CTL_FN] = spec.fn;
+      th.seq = (th.seq + 1) | 0;
+      Atomics.store(th.ctl, CTL_SEQ, th.seq);
+      Atomics.notify(th.ctl, CTL_SEQ);
+      used.push(th);
+    }
+    try {
+      for (let i = 0; i < CTL_ARGS; i++) a[i] = args[i] ?? 0;
+      a[spec.rows] = Math.min(share, rows);
+      const f = this.#k[ROW_KERNELS[spec.fn]] as (...v: number[]) => void;
+      f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
+    } catch (e) {
+      error = e;
+    }
+    const deadline = performance.now() + JOB_TIMEOUT_MS;
+    for (let i = 0; i < used.length; i++) {
+      const th = used[i];
+      for (;;) {
+        const done = Atomics.load(th.ctl, CTL_DONE);
+        if (done === th.seq) break;
+        if (performance.now() > deadline) {
+          this.#fail(`worker thread ${i + 1} did not finish within ${JOB_TIMEOUT_MS / 1000} s`);
+          throw new Error(
+            `wasm backend: worker thread ${i + 1} did not finish its rows of ` +
+              `${ROW_KERNELS[spec.fn]} within ${JOB_TIMEOUT_MS / 1000} s; calls now run on ` +
+              "one thread",
+          );
+        }
+        if (this.#block) Atomics.wait(th.ctl, CTL_DONE, done, 1000);
+      }
+      if (th.ctl[CTL_STATUS] !== 0 && error === undefined) {
+        const u = new Uint16Array(this.#k.memory.buffer, th.ctlAt + CTL_MSG_AT, CTL_MSG_LEN);
+        let text = "";
+        for (let j = 0; j < CTL_MSG_LEN && u[j] !== 0; j++) text += String.fromCharCode(u[j]);
+        error = new Error(
+          `wasm backend: worker thread ${i + 1} trapped in ${ROW_KERNELS[spec.fn]}: ${text}`,
+        );
+      }
+    }
+    if (error !== undefined) throw error;
+  }
+
+  /** sn_stats_nd, split by rows: the IN moments of every row, then the derivation once. */
+  statsNd(x: number, n: number, c: number, m: number, mode: number, layer: number, st: number) {
+    const threads = this.threadsFor(n * c * m);
+    if (threads === 1) return this.#k.sn_stats_nd(x, n, c, m, mode, layer, st);
+    this.#run(STATS_ROWS, n * c, m, threads, [x, 0, n * c, n, c, m, st]);
+    this.#k.sn_stats_derive_nd(n, c, mode, layer, st);
+  }
+
+  /** sn_normalize_nd, split by rows: the per-row constants once, then the sweep. */
+  normalizeNd(
+    x: number,
+    y: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    st: number,
+    scratch: number,
+  ) {
+    const threads = this.threadsFor(n * c * m);
+    if (threads === 1) return this.#k.sn_normalize_nd(x, y, n, c, m, mode, layer, st, scratch);
+    this.#k.sn_constants_nd(n, c, mode, layer, st, scratch);
+    this.#run(NORMALIZE_ROWS, n * c, m, threads, [x, y, n * c, m, scratch]);
+  }
+
+  /** sn_backward_reduce_nd, split by rows: the row sums, then the combine once. */
+  backwardReduceNd(
+    x: number,
+    dy: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+  ) {
+    const threads = this.threadsFor(n * c * m);
+    if (threads === 1) {
+      return this.#k.sn_backward_reduce_nd(x, dy, n, c, m, mode, layer, st, work);
+    }
+    this.#run(BACKWARD_ROWS, n * c, m, threads, [x, dy, 0, n * c, n, c, m, st, work]);
+    this.#k.sn_backward_combine_nd(n, c, mode, layer, st, work);
+  }
+
+  /** sn_backward_dx_nd, split by rows: the per-row constants once, then the sweep. */
+  backwardDxNd(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+    count: number,
+  ) {
+    const threads = this.threadsFor(n * c * m);
+    if (threads === 1) {
+      return this.#k.sn_backward_dx_nd(x, dy, dx, n, c, m, mode, layer, st, work, count);
+    }
+    this.#k.sn_backward_constants_nd(n, c, m, mode, layer, st, work, count);
+    this.#run(DX_ROWS, n * c, m, threads, [x, dy, dx, 0, n * c, m, work]);
+  }
+
+  /** Ends the workers (the backend's dispose). */
+  close(): void {
+    pools.delete(this);
+    this.#fail("the backend was disposed");
+  }
+}
+
+/** Kernels on one thread: the same methods as {@linkcode ThreadPool}, no splitting. */
+export class OneThread {
+  readonly #k: WasmKernels;
+  /** Why there are no threads, for backendInfo.reason. */
+  readonly note: string;
+
+  constructor(kernels: WasmKernels, why: string) {
+    this.#k = kernels;
+    this.note = `1 thread: ${why}`;
+  }
+
+  threadsFor(_elements: number): number {
+    return 1;
+  }
+
+  statsNd(x: number, n: number, c: number, m: number, mode: number, layer: number, st: number) {
+    this.#k.sn_stats_nd(x, n, c, m, mode, layer, st);
+  }
+
+  normalizeNd(
+    x: number,
+    y: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    st: number,
+    scratch: number,
+  ) {
+    this.#k.sn_normalize_nd(x, y, n, c, m, mode, layer, st, scratch);
+  }
+
+  backwardReduceNd(
+    x: number,
+    dy: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+  ) {
+    this.#k.sn_backward_reduce_nd(x, dy, n, c, m, mode, layer, st, work);
+  }
+
+  backwardDxNd(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+    count: number,
+  ) {
+    this.#k.sn_backward_dx_nd(x, dy, dx, n, c, m, mode, layer, st, work, count);
+  }
+
+  ready(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  close(): void {}
+}
+
+/** What runs the kernels of a backend: a pool, or one thread. */
+export type RowRunner = ThreadPool | OneThread;
+
+/** Why threads cannot run here, or undefined when they can (module bytes not yet checked). */
+function missingForThreads(node: NodeWorkerModule | undefined): string | undefined {
+  if (hooks.missing) return `${hooks.missing} is not available`;
+  if (typeof SharedArrayBuffer !== "function") {
+    return "SharedArrayBuffer is not available (a browser page needs cross-origin isolation)";
+  }
+  if (typeof Atomics !== "object") return "Atomics is not available";
+  if (!node && typeof Worker !== "function") return "Worker is not available";
+  return undefined;
+}
+
+let threadsModule: Promise<WebAssembly.Module> | undefined;
+
+/** What to instantiate: the shared-memory build with a memory to import, or why not. */
+export type KernelChoice =
+  | { module: WebAssembly.Module; memory: WebAssembly.Memory; node?: NodeWorkerModule }
+  | { why: string };
+
+/**
+ * Decides between the builds: the shared-memory one where threads can run (and its memory), else
+ * the reason to use the single-threaded one. With getNumThreads() = 1 still the shared one where
+ * supported, so that a later setNumThreads(2) can use threads.
+ */
+export async function chooseKernels(): Promise<KernelChoice> {
+  const node = await nodeWorkers();
+  const missing = missingForThreads(node);
+  if (missing !== undefined) return { why: missing };
+  try {
+    if (!threadsModule) {
+      threadsModule = WebAssembly.compile(wasmThreadsBytes());
+      threadsModule.catch(() => threadsModule = undefined);
+    }
+    const module = await threadsModule;
+    // 17 pages: the module's own minimum (stack, data); 65536: 4 GiB, as the other build.
+    const memory = new WebAssembly.Memory({ initial: 17, maximum: 65536, shared: true });
+    return { module, memory, node };
+  } catch (e) {
+    return { why: `the shared-memory module does not load here (${(e as Error).message})` };
+  }
+}
