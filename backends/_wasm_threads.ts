@@ -166,9 +166,16 @@ export interface ThreadTestHooks {
   minElements?: number;
   /** Called with the thread count of each split call. */
   onSplit?: (threads: number) => void;
+  /** Make loadWasmBackend wait until the workers started (so that every call is split). */
+  waitForWorkers?: boolean;
 }
 
 let hooks: ThreadTestHooks = {};
+
+/** The test hooks in force. */
+export function threadTestHooks(): Readonly<ThreadTestHooks> {
+  return hooks;
+}
 
 /** Sets (or clears, with undefined) the test hooks; affects backends loaded afterwards too. */
 export function setThreadTestHooks(h: ThreadTestHooks | undefined): void {
@@ -242,7 +249,6 @@ function spawn(
   node: NodeWorkerModule | undefined,
 ): Promise<() => void> {
   return new Promise((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let end = () => {};
     let settled = false;
     const settle = (m: unknown) => {
@@ -256,7 +262,7 @@ function spawn(
         reject(new Error(msg?.error ?? String(m)));
       }
     };
-    timer = setTimeout(
+    const timer = setTimeout(
       () => settle({ error: `no answer within ${START_TIMEOUT_MS / 1000} s` }),
       START_TIMEOUT_MS,
     );

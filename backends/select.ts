@@ -167,7 +167,7 @@ export async function chooseBackend(
         backend: await instance("reference", () => Promise.resolve(new ReferenceBackend())),
         reason: "requested: reference",
       };
-    case "wasm":
+    case "wasm": {
       if (!env.wasmSimd) {
         throw new Error(
           'backend "wasm" needs WebAssembly SIMD (128-bit), which this runtime lacks; ' +
@@ -176,6 +176,7 @@ export async function chooseBackend(
       }
       const backend = await instance("wasm", loadWasmBackend);
       return { backend, reason: `requested: wasm; ${(backend as WasmBackend).threadNote}` };
+    }
     case "webgpu": {
       const backend = await webgpuInstance();
       const a = backend.ctx.adapter;

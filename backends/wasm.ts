@@ -43,6 +43,7 @@ import {
   OneThread,
   type RowRunner,
   ThreadPool,
+  threadTestHooks,
   type WasmKernels as SplitKernels,
 } from "./_wasm_threads.ts";
 
@@ -84,10 +85,12 @@ export async function loadWasmBackend(): Promise<WasmBackend> {
         `wasm backend: module ABI ${abi}, loader ABI ${ABI_VERSION}; rebuild with deno task build:wasm`,
       );
     }
-    return new WasmBackend(
+    const backend = new WasmBackend(
       kernels,
       (heap) => new ThreadPool(kernels, choice.module, heap, choice.node),
     );
+    if (threadTestHooks().waitForWorkers) await backend.threadsReady();
+    return backend;
   }
   if (!compiled) {
     compiled = WebAssembly.compile(wasmBytes());
@@ -140,8 +143,9 @@ export class WasmTensor implements ResidentTensor {
 
   /**
    * The data in place, as a Float32Array view of linear memory (no copy): writes go straight to
-   * the tensor. The view is re-created after the memory grows, which detaches older views, so
-   * take it again rather than keeping it across forward calls.
+   * the tensor. The view is re-created after the memory grows, which detaches older views (on
+   * the shared memory of threads they stay valid), so take it again rather than keeping it across
+   * forward calls.
    */
   get data(): Float32Array {
     const buffer = this.#heap.buffer, ptr = this.byteOffset;
