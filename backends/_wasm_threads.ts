@@ -27,17 +27,31 @@
 import type { Heap } from "./_wasm_heap.ts";
 import type { WasmKernels as BaseKernels } from "./_wasm_abi.ts";
 import {
-  CTL_ARGS,
-  CTL_ARGS_AT,
   CTL_BYTES,
   CTL_DONE,
-  CTL_FN,
+  CTL_JOB,
   CTL_MSG_AT,
   CTL_MSG_LEN,
+  CTL_RAN,
+  CTL_RANGE,
   CTL_SEQ,
+  CTL_STATE,
   CTL_STATUS,
-  FN_EXIT,
+  CTL_TRAP,
+  JOB_ARGS,
+  JOB_ARGS_AT,
+  JOB_CHUNK,
+  JOB_CHUNKS,
+  JOB_FN,
+  JOB_INTS,
+  JOB_M,
+  JOB_NEXT,
+  JOB_RANGES,
+  JOB_ROWS,
   NODE_WORKER_SOURCE,
+  type RowArgs,
+  runChunks,
+  STATE_EXIT,
   WEB_WORKER_SOURCE,
   type WorkerStart,
 } from "./_wasm_worker.ts";
@@ -151,6 +165,13 @@ let minElements = MIN_ELEMENTS;
 /** How long a worker may take to start, and to finish its share of one call. */
 const START_TIMEOUT_MS = 20_000;
 const JOB_TIMEOUT_MS = 120_000;
+/**
+ * Elements per chunk of rows (at least; chunks are whole groups of 4 rows), the unit a thread
+ * claims: 256 KiB, small enough that a thread whose core is busy elsewhere leaves little for the
+ * others to wait on, large enough that a claim (an atomic add and a call) costs nothing.
+ */
+const CHUNK_ELEMENTS = 1 << 16;
+
 /** Bytes of each worker's own shadow stack (the module is linked with -zstack-size=65536). */
 const STACK_BYTES = 65536;
 
@@ -164,8 +185,12 @@ export interface ThreadTestHooks {
   trapNextJob?: boolean;
   /** Split calls from this many elements up (default 2^18). */
   minElements?: number;
-  /** Called with the thread count of each split call. */
-  onSplit?: (threads: number) => void;
+  /** Chunks of this many elements at least (whole groups of 4 rows; default 2^16). */
+  chunkElements?: number;
+  /** The calling thread claims chunks only after the workers finished (they then run all). */
+  workersFirst?: boolean;
+  /** Called after each split call with its thread count and the chunks workers ran. */
+  onSplit?: (threads: number, workerChunks: number) => void;
   /** Make loadWasmBackend wait until the workers started (so that every call is split). */
   waitForWorkers?: boolean;
 }
@@ -183,30 +208,18 @@ export function setThreadTestHooks(h: ThreadTestHooks | undefined): void {
   minElements = hooks.minElements ?? MIN_ELEMENTS;
 }
 
-/** The kernels that take a range of rows, by index (a job names its kernel by index). */
-const ROW_KERNELS = [
-  "sn_stats_rows_nd",
-  "sn_normalize_rows_nd",
-  "sn_backward_rows_nd",
-  "sn_backward_dx_rows_nd",
-] as const;
-
 /**
- * Where each row kernel takes its row range: `ptrs`, the arguments that point at row data (m
- * floats per row), `consts` one that points at 16 bytes per row, `row0` the first row's index,
- * `rows` the row count.
+ * The kernels that take a range of rows, by index (a job names its kernel by index), and where
+ * each takes it: `ptrs`, the arguments that point at row data (m floats per row), `consts` one
+ * that points at 16 bytes per row, `row0` the first row's index, `rows` the row count.
  */
-interface RowArgs {
-  fn: number;
-  ptrs: readonly number[];
-  consts?: number;
-  row0?: number;
-  rows: number;
-}
-const STATS_ROWS: RowArgs = { fn: 0, ptrs: [0], row0: 1, rows: 2 };
-const NORMALIZE_ROWS: RowArgs = { fn: 1, ptrs: [0, 1], consts: 4, rows: 2 };
-const BACKWARD_ROWS: RowArgs = { fn: 2, ptrs: [0, 1], row0: 2, rows: 3 };
-const DX_ROWS: RowArgs = { fn: 3, ptrs: [0, 1, 2], row0: 3, rows: 4 };
+const ROW_KERNELS: readonly RowArgs[] = [
+  { name: "sn_stats_rows_nd", ptrs: [0], row0: 1, rows: 2 },
+  { name: "sn_normalize_rows_nd", ptrs: [0, 1], consts: 4, rows: 2 },
+  { name: "sn_backward_rows_nd", ptrs: [0, 1], row0: 2, rows: 3 },
+  { name: "sn_backward_dx_rows_nd", ptrs: [0, 1, 2], row0: 3, rows: 4 },
+];
+const STATS_ROWS = 0, NORMALIZE_ROWS = 1, BACKWARD_ROWS = 2, DX_ROWS = 3;
 
 type NodeWorker = {
   unref(): void;
@@ -233,7 +246,6 @@ async function nodeWorkers(): Promise<NodeWorkerModule | undefined> {
 /** A started worker: how to end it. */
 interface Thread {
   ctl: Int32Array;
-  args: Float64Array;
   ctlAt: number;
   block: number;
   seq: number;
@@ -326,8 +338,12 @@ export class ThreadPool {
   /** Why calls run on one thread although more were asked for; undefined while all is well. */
   #failure?: string;
   #ready?: Promise<void>;
-  /** Arguments of a job, reused. */
-  readonly #args = new Array<number>(CTL_ARGS).fill(0);
+  /** The job block (./_wasm_worker.ts), its views, and the calling thread's callers. */
+  readonly #jobAt: number;
+  readonly #job: Int32Array;
+  readonly #jobArgs: Float64Array;
+  readonly #calls: ((a: number[]) => void)[];
+  readonly #a = new Array<number>(JOB_ARGS).fill(0);
 
   constructor(
     kernels: WasmKernels,
@@ -339,14 +355,25 @@ export class ThreadPool {
     this.#module = module;
     this.#heap = heap;
     this.#node = node;
+    this.#jobAt = heap.alloc(JOB_INTS * 4);
+    // Views of a shared memory stay valid when it grows (its buffers never detach).
+    this.#job = new Int32Array(kernels.memory.buffer, this.#jobAt, JOB_INTS);
+    this.#jobArgs = new Float64Array(kernels.memory.buffer, this.#jobAt + JOB_ARGS_AT, JOB_ARGS);
+    this.#calls = ROW_KERNELS.map((spec) => {
+      const f = kernels[spec.name as keyof WasmKernels] as (...v: number[]) => void;
+      return (v: number[]) => f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
+    });
     pools.add(this);
     this.resize();
   }
 
-  /** Starts workers up to getNumThreads() - 1 (in the background); ends any beyond. */
+  /**
+   * Starts workers up to getNumThreads() - 1 (in the background). Workers beyond a lowered count
+   * stay, asleep: a count that goes down and up again (a benchmark, a test) must not pay the
+   * start-up again, and an idle worker costs nothing but its memory.
+   */
   resize(): void {
     const want = getNumThreads() - 1;
-    while (this.#threads.length > Math.max(want, 0)) this.#stop(this.#threads.pop()!);
     if (this.#failure !== undefined) return;
     const more = want - this.#threads.length - this.#starting;
     if (more <= 0) return;
@@ -361,19 +388,18 @@ export class ThreadPool {
     const block = this.#heap.alloc(CTL_BYTES + STACK_BYTES);
     const ctlAt = block + STACK_BYTES;
     try {
-      const ctl = new Int32Array(this.#k.memory.buffer, ctlAt, CTL_ARGS_AT / 4);
+      const ctl = new Int32Array(this.#k.memory.buffer, ctlAt, CTL_MSG_AT / 4);
       ctl.fill(0);
       const start: WorkerStart = {
         module: this.#module,
         memory: this.#k.memory,
         ctl: ctlAt,
         stackTop: ctlAt,
-        names: [...ROW_KERNELS],
+        kernels: [...ROW_KERNELS],
       };
       const end = await spawn(start, this.#node);
-      const args = new Float64Array(this.#k.memory.buffer, ctlAt + CTL_ARGS_AT, CTL_ARGS);
-      const thread = { ctl, args, ctlAt, block, seq: 0, end };
-      if (this.#failure !== undefined || this.#threads.length >= getNumThreads() - 1) {
+      const thread = { ctl, ctlAt, block, seq: 0, end };
+      if (this.#failure !== undefined) {
         this.#stop(thread);
         return;
       }
@@ -402,13 +428,13 @@ export class ThreadPool {
     const n = getNumThreads();
     if (n === 1) return "1 thread (setNumThreads(1))";
     if (this.#failure !== undefined) return `1 thread: ${this.#failure}`;
-    const have = this.#threads.length + 1;
+    const have = Math.min(n, this.#threads.length + 1);
     if (have < n) return `${have} of ${n} threads (workers starting)`;
     return `${n} threads (calls under ${minElements} elements on 1)`;
   }
 
   #stop(t: Thread): void {
-    Atomics.store(t.ctl, CTL_FN, FN_EXIT);
+    Atomics.store(t.ctl, CTL_STATE, STATE_EXIT);
     Atomics.add(t.ctl, CTL_SEQ, 1);
     Atomics.notify(t.ctl, CTL_SEQ);
     t.end();
@@ -421,68 +447,88 @@ export class ThreadPool {
   }
 
   /**
-   * Runs the row kernel `spec` over `rows` rows of `m` floats, with `args` as for the whole
-   * tensor (row0 = 0, rows = all), split into contiguous ranges of whole groups of 4 rows across
-   * the threads; the calling thread does the first range. Throws after every thread finished if
-   * one of them trapped.
+   * Runs row kernel `fn` over `rows` rows of `m` floats, with `args` as for the whole tensor
+   * (row0 = 0, rows = all), on up to `threads` threads. The rows go in chunks (whole groups of 4
+   * rows) into one contiguous range per thread; each thread claims the chunks of its own range,
+   * then any left in the others' (`runChunks`), so a worker that its core does not run soon
+   * delays nothing: the others take its chunks. Protocol, per worker taking part: the caller
+   * writes the job block, then the worker's state (the job's sequence number) and sequence
+   * number, and notifies; the worker takes the job by swapping the state to minus the sequence
+   * number, runs chunks, and publishes the sequence number as done. When the caller has no chunk
+   * left to claim, it withdraws the job from each worker that has not taken it yet (swapping the
+   * state to 0) and waits for the others to be done. Throws, after every thread finished, if one
+   * of them trapped.
    */
-  #run(spec: RowArgs, rows: number, m: number, threads: number, args: readonly number[]): void {
-    const share = Math.ceil(rows / threads / 4) * 4;
-    const a = this.#args;
-    const used: Thread[] = [];
-    let error: unknown;
+  #run(fn: number, rows: number, m: number, threads: number, args: readonly number[]): void {
+    const chunkElements = hooks.chunkElements ?? CHUNK_ELEMENTS;
+    const chunk = Math.max(4, Math.ceil(chunkElements / m / 4) * 4);
+    const chunks = Math.ceil(rows / chunk), ranges = Math.min(threads, chunks);
+    const job = this.#job;
+    job[JOB_FN] = fn;
+    job[JOB_M] = m;
+    job[JOB_ROWS] = rows;
+    job[JOB_CHUNK] = chunk;
+    job[JOB_CHUNKS] = chunks;
+    job[JOB_RANGES] = ranges;
+    job.fill(0, JOB_NEXT, JOB_NEXT + ranges);
+    for (let i = 0; i < JOB_ARGS; i++) this.#jobArgs[i] = args[i] ?? 0;
     const trap = hooks.trapNextJob;
     hooks.trapNextJob = false;
-    hooks.onSplit?.(threads);
-    for (let t = 1; t < threads && t * share < rows; t++) {
-      const row0 = t * share, count = Math.min(share, rows - row0);
-      for (let i = 0; i < CTL_ARGS; i++) a[i] = args[i] ?? 0;
-      for (const p of spec.ptrs) a[p] += row0 * m * 4;
-      if (spec.consts !== undefined) a[spec.consts] += row0 * 16;
-      if (spec.row0 !== undefined) a[spec.row0] = row0;
-      a[spec.rows] = count;
-      if (trap && t === 1) a[spec.ptrs[0]] = 0xfffffff0;
-      const th = this.#threads[t - 1];
-      th.args.set(a);
-      th.ctl[CTL_FN] = spec.fn;
-      th.seq = (th.seq + 1) | 0;
-      Atomics.store(th.ctl, CTL_SEQ, th.seq);
-      Atomics.notify(th.ctl, CTL_SEQ);
-      used.push(th);
+    for (let t = 1; t < ranges; t++) {
+      const th = this.#threads[t - 1], c = th.ctl;
+      th.seq = th.seq >= 0x3fffffff ? 1 : th.seq + 1;
+      c[CTL_JOB] = this.#jobAt;
+      c[CTL_RANGE] = t;
+      c[CTL_RAN] = 0;
+      c[CTL_TRAP] = trap && t === 1 ? 1 : 0;
+      Atomics.store(c, CTL_STATE, th.seq);
+      Atomics.store(c, CTL_SEQ, th.seq);
+      Atomics.notify(c, CTL_SEQ);
     }
-    try {
-      for (let i = 0; i < CTL_ARGS; i++) a[i] = args[i] ?? 0;
-      a[spec.rows] = Math.min(share, rows);
-      const f = this.#k[ROW_KERNELS[spec.fn]] as (...v: number[]) => void;
-      f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
-    } catch (e) {
-      error = e;
-    }
+    let error: unknown;
+    const own = () => {
+      try {
+        runChunks(job, this.#jobArgs, 0, ROW_KERNELS[fn], this.#calls[fn], this.#a);
+      } catch (e) {
+        error ??= e;
+      }
+    };
+    const workersFirst = hooks.workersFirst;
+    if (!workersFirst) own();
     const deadline = performance.now() + JOB_TIMEOUT_MS;
-    for (let i = 0; i < used.length; i++) {
-      const th = used[i];
+    let workerChunks = 0;
+    for (let t = 1; t < ranges; t++) {
+      const th = this.#threads[t - 1], c = th.ctl;
+      // Withdrawn before the worker took it: nothing to wait for (a test's trap must be taken).
+      const keep = workersFirst || (trap && t === 1);
+      if (!keep && Atomics.compareExchange(c, CTL_STATE, th.seq, 0) === th.seq) {
+        continue;
+      }
       for (;;) {
-        const done = Atomics.load(th.ctl, CTL_DONE);
+        const done = Atomics.load(c, CTL_DONE);
         if (done === th.seq) break;
         if (performance.now() > deadline) {
-          this.#fail(`worker thread ${i + 1} did not finish within ${JOB_TIMEOUT_MS / 1000} s`);
+          this.#fail(`worker thread ${t} did not finish within ${JOB_TIMEOUT_MS / 1000} s`);
           throw new Error(
-            `wasm backend: worker thread ${i + 1} did not finish its rows of ` +
-              `${ROW_KERNELS[spec.fn]} within ${JOB_TIMEOUT_MS / 1000} s; calls now run on ` +
+            `wasm backend: worker thread ${t} did not finish its rows of ` +
+              `${ROW_KERNELS[fn].name} within ${JOB_TIMEOUT_MS / 1000} s; calls now run on ` +
               "one thread",
           );
         }
-        if (this.#block) Atomics.wait(th.ctl, CTL_DONE, done, 1000);
+        if (this.#block) Atomics.wait(c, CTL_DONE, done, 1000);
       }
-      if (th.ctl[CTL_STATUS] !== 0 && error === undefined) {
+      workerChunks += c[CTL_RAN];
+      if (c[CTL_STATUS] !== 0) {
         const u = new Uint16Array(this.#k.memory.buffer, th.ctlAt + CTL_MSG_AT, CTL_MSG_LEN);
         let text = "";
         for (let j = 0; j < CTL_MSG_LEN && u[j] !== 0; j++) text += String.fromCharCode(u[j]);
-        error = new Error(
-          `wasm backend: worker thread ${i + 1} trapped in ${ROW_KERNELS[spec.fn]}: ${text}`,
+        error ??= new Error(
+          `wasm backend: worker thread ${t} trapped in ${ROW_KERNELS[fn].name}: ${text}`,
         );
       }
     }
+    if (workersFirst) own();
+    hooks.onSplit?.(ranges, workerChunks);
     if (error !== undefined) throw error;
   }
 

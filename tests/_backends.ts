@@ -41,7 +41,9 @@ export const BACKENDS: readonly BackendUnderTest[] = [
 const threads = Deno.env.get("SWITCHNORM_THREADS");
 if (threads !== undefined) {
   setNumThreads(Number(threads));
-  if (getNumThreads() > 1) setThreadTestHooks({ minElements: 1, waitForWorkers: true });
+  if (getNumThreads() > 1) {
+    setThreadTestHooks({ minElements: 1, chunkElements: 1, waitForWorkers: true });
+  }
 }
 
 /** Whether this run must not skip any backend. */

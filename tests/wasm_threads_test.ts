@@ -34,12 +34,19 @@ function assertSameBits(what: string, got: Float32Array, want: Float32Array): vo
   assert.equal(at, -1, `${what}: differs first at ${at}: ${got[at]} vs ${want[at]}`);
 }
 
-/** Sets hooks that split every call and count splits by thread count. */
-function splitEverything(extra: ThreadTestHooks = {}): Map<number, number> {
-  const splits = new Map<number, number>();
+/**
+ * Sets hooks that split every call into chunks of 4 rows, and counts split calls by thread count
+ * (and chunks that workers ran, under "workers").
+ */
+function splitEverything(extra: ThreadTestHooks = {}): Map<number | "workers", number> {
+  const splits = new Map<number | "workers", number>();
   setThreadTestHooks({
     minElements: 1,
-    onSplit: (t) => splits.set(t, (splits.get(t) ?? 0) + 1),
+    chunkElements: 1,
+    onSplit: (t, ran) => {
+      splits.set(t, (splits.get(t) ?? 0) + 1);
+      splits.set("workers", (splits.get("workers") ?? 0) + ran);
+    },
     ...extra,
   });
   return splits;
@@ -116,7 +123,7 @@ const CASES: Case[] = [
 Deno.test("1, 2, 3 and 4 threads give the same bits, forward and backward, Float32Array and resident", async () => {
   const backend = await wasmBackend();
   const before = getNumThreads();
-  const splits = splitEverything();
+  let splits = splitEverything();
   try {
     const want = new Map<number, Map<string, Float32Array>>();
     setNumThreads(1);
@@ -126,13 +133,20 @@ Deno.test("1, 2, 3 and 4 threads give the same bits, forward and backward, Float
       setNumThreads(threads);
       await backend.threadsReady();
       assert.match(backend.threadNote, new RegExp(`^${threads} threads`));
-      for (const [i, kase] of CASES.entries()) {
-        const got = await workload(kase, 11 + i);
-        for (const [what, w] of want.get(i)!) {
-          assertSameBits(`[${kase.shape}] ${threads} threads: ${what}`, got.get(what)!, w);
+      // Chunks as they come (the calling thread takes what the workers do not), then every
+      // chunk on the workers (the calling thread waits), so that both paths run.
+      for (const workersFirst of [false, true]) {
+        splits = splitEverything({ workersFirst });
+        for (const [i, kase] of CASES.entries()) {
+          const got = await workload(kase, 11 + i);
+          for (const [what, w] of want.get(i)!) {
+            const how = `${threads} threads${workersFirst ? ", workers first" : ""}`;
+            assertSameBits(`[${kase.shape}] ${how}: ${what}`, got.get(what)!, w);
+          }
         }
+        assert.ok((splits.get(threads) ?? 0) > 0, `no call was split ${threads} ways`);
+        if (workersFirst) assert.ok(splits.get("workers")! > 0, "the workers ran no chunk");
       }
-      assert.ok((splits.get(threads) ?? 0) > 0, `no call was split ${threads} ways`);
     }
   } finally {
     setNumThreads(before);
@@ -317,7 +331,7 @@ Deno.test("a script that ran multi-threaded exits by itself, with no permission 
 import { setNumThreads, SwitchNorm2d } from "${mod}";
 import { setThreadTestHooks } from "${hooksAt}";
 setNumThreads(2);
-setThreadTestHooks({ minElements: 1 });
+setThreadTestHooks({ minElements: 1, chunkElements: 1, workersFirst: true });
 const sn = new SwitchNorm2d(4, { backend: "wasm" });
 const x = Float32Array.from({ length: 8 * 4 * 64 }, (_, i) => Math.sin(i));
 let reason = "";
