@@ -230,17 +230,22 @@ type NodeWorkerModule = {
   Worker: new (src: string, o: { eval: true; workerData: WorkerStart }) => NodeWorker;
 };
 
-/** node:worker_threads where it exists (Node, Deno); undefined in a browser. */
-async function nodeWorkers(): Promise<NodeWorkerModule | undefined> {
+/**
+ * Whether workers come from node:worker_threads (Deno, Node: they can be `unref()`'d, so that an
+ * idle pool never keeps the process alive) rather than web Workers (a browser).
+ */
+function hasNodeWorkers(): boolean {
   const g = globalThis as { Deno?: unknown; process?: { versions?: { node?: string } } };
-  if (g.Deno === undefined && g.process?.versions?.node === undefined) return undefined;
-  try {
-    // A computed specifier: bundlers for the browser must not try to resolve it.
-    const spec = ["node", "worker_threads"].join(":");
-    return await import(spec) as NodeWorkerModule;
-  } catch {
-    return undefined;
-  }
+  return g.Deno !== undefined || g.process?.versions?.node !== undefined;
+}
+
+let nodeModule: Promise<NodeWorkerModule> | undefined;
+
+/** node:worker_threads, imported once, when the first worker starts (10-50 ms in Deno). */
+function nodeWorkers(): Promise<NodeWorkerModule> {
+  // A computed specifier: bundlers for the browser must not try to resolve it.
+  const spec = ["node", "worker_threads"].join(":");
+  return nodeModule ??= import(spec) as Promise<NodeWorkerModule>;
 }
 
 /** A started worker: how to end it. */
@@ -331,7 +336,7 @@ export class ThreadPool {
   readonly #k: WasmKernels;
   readonly #module: WebAssembly.Module;
   readonly #heap: Heap;
-  readonly #node: NodeWorkerModule | undefined;
+  readonly #node: boolean;
   readonly #block = canBlock();
   readonly #threads: Thread[] = [];
   #starting = 0;
@@ -349,7 +354,7 @@ export class ThreadPool {
     kernels: WasmKernels,
     module: WebAssembly.Module,
     heap: Heap,
-    node: NodeWorkerModule | undefined,
+    node: boolean,
   ) {
     this.#k = kernels;
     this.#module = module;
@@ -378,10 +383,13 @@ export class ThreadPool {
     const more = want - this.#threads.length - this.#starting;
     if (more <= 0) return;
     this.#starting += more;
-    const started: Promise<void>[] = [];
-    for (let i = 0; i < more; i++) started.push(this.#startOne());
-    const all = Promise.all(started).then(() => {});
-    this.#ready = all;
+    // After the current task: creating a worker blocks this thread (Deno: ~20-120 ms each), which
+    // the call that loaded the backend must not wait for.
+    this.#ready = new Promise<void>((resolve) => setTimeout(resolve, 0)).then(async () => {
+      const started: Promise<void>[] = [];
+      for (let i = 0; i < more; i++) started.push(this.#startOne());
+      await Promise.all(started);
+    });
   }
 
   async #startOne(): Promise<void> {
@@ -397,7 +405,7 @@ export class ThreadPool {
         stackTop: ctlAt,
         kernels: [...ROW_KERNELS],
       };
-      const end = await spawn(start, this.#node);
+      const end = await spawn(start, this.#node ? await nodeWorkers() : undefined);
       const thread = { ctl, ctlAt, block, seq: 0, end };
       if (this.#failure !== undefined) {
         this.#stop(thread);
@@ -681,7 +689,7 @@ export class OneThread {
 export type RowRunner = ThreadPool | OneThread;
 
 /** Why threads cannot run here, or undefined when they can (module bytes not yet checked). */
-function missingForThreads(node: NodeWorkerModule | undefined): string | undefined {
+function missingForThreads(node: boolean): string | undefined {
   if (hooks.missing) return `${hooks.missing} is not available`;
   if (typeof SharedArrayBuffer !== "function") {
     return "SharedArrayBuffer is not available (a browser page needs cross-origin isolation)";
@@ -695,7 +703,7 @@ let threadsModule: Promise<WebAssembly.Module> | undefined;
 
 /** What to instantiate: the shared-memory build with a memory to import, or why not. */
 export type KernelChoice =
-  | { module: WebAssembly.Module; memory: WebAssembly.Memory; node?: NodeWorkerModule }
+  | { module: WebAssembly.Module; memory: WebAssembly.Memory; node: boolean }
   | { why: string };
 
 /**
@@ -704,7 +712,7 @@ export type KernelChoice =
  * supported, so that a later setNumThreads(2) can use threads.
  */
 export async function chooseKernels(): Promise<KernelChoice> {
-  const node = await nodeWorkers();
+  const node = hasNodeWorkers();
   const missing = missingForThreads(node);
   if (missing !== undefined) return { why: missing };
   try {
