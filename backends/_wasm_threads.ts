@@ -189,6 +189,8 @@ export interface ThreadTestHooks {
   chunkElements?: number;
   /** The calling thread claims chunks only after the workers finished (they then run all). */
   workersFirst?: boolean;
+  /** Called when a worker is about to be created. */
+  onSpawn?: () => void;
   /** Called after each split call with its thread count and the chunks workers ran. */
   onSplit?: (threads: number, workerChunks: number) => void;
   /** Make loadWasmBackend wait until the workers started (so that every call is split). */
@@ -405,6 +407,7 @@ export class ThreadPool {
         stackTop: ctlAt,
         kernels: [...ROW_KERNELS],
       };
+      hooks.onSpawn?.();
       const end = await spawn(start, this.#node ? await nodeWorkers() : undefined);
       const thread = { ctl, ctlAt, block, seq: 0, end };
       if (this.#failure !== undefined) {

@@ -235,7 +235,8 @@ for (const shape of SHAPES) {
     runningVar: new Float32Array(c).fill(1),
     version: 0,
   };
-  for (const [name, b] of [["single-threaded build", single], ["shared build", wasm]] as const) {
+  const builds = [["single-threaded build", single], ["threads build on 1 thread", wasm]] as const;
+  for (const [name, b] of builds) {
     const xt = b.upload(x, shape), yt = b.upload(x, shape), dyt = b.upload(dy, shape);
     Deno.bench({
       name: `${name}: forward + backward, resident`,

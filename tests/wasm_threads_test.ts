@@ -259,6 +259,28 @@ for (const missing of ["Worker", "SharedArrayBuffer", "Atomics"] as const) {
   });
 }
 
+Deno.test("setNumThreads(1) before the backend loads starts no worker, and 2 later starts one", async () => {
+  const before = getNumThreads();
+  let spawned = 0;
+  setNumThreads(1);
+  setThreadTestHooks({ onSpawn: () => spawned++ });
+  const backend = await loadWasmBackend();
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await backend.threadsReady();
+    assert.equal(spawned, 0);
+    assert.equal(backend.threadNote, "1 thread (setNumThreads(1))");
+    setNumThreads(2);
+    await backend.threadsReady();
+    assert.equal(spawned, 1);
+    assert.match(backend.threadNote, /^2 threads/);
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
 Deno.test("a worker that fails to start leaves one thread, with the reason", async () => {
   const note = await freshBackendForward({
     workerSource: 'throw new Error("this worker cannot start");',
