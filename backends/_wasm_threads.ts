@@ -35,6 +35,7 @@ import {
   CTL_RAN,
   CTL_RANGE,
   CTL_SEQ,
+  CTL_SLEEP,
   CTL_STATE,
   CTL_STATUS,
   CTL_TRAP,
@@ -189,6 +190,12 @@ export interface ThreadTestHooks {
   chunkElements?: number;
   /** The calling thread claims chunks only after the workers finished (they then run all). */
   workersFirst?: boolean;
+  /** Worker 1 sleeps this many ms after taking each job (a worker whose core is elsewhere). */
+  slowWorkerMs?: number;
+  /** Keep splitting however late workers are (no back-off). */
+  noBackoff?: boolean;
+  /** The first back-off, in ms (default 5). */
+  backoffStartMs?: number;
   /** Called when a worker is about to be created. */
   onSpawn?: () => void;
   /** Called after each split call with its thread count and the chunks workers ran. */
@@ -431,7 +438,27 @@ export class ThreadPool {
   /** Threads in use now for a call of `elements` elements, the calling one included. */
   threadsFor(elements: number): number {
     if (elements < minElements) return 1;
+    if (this.#backoffMs > 0 && performance.now() < this.#quietUntil) return 1;
     return Math.min(getNumThreads(), this.#threads.length + 1);
+  }
+
+  /**
+   * Back-off: after a split call in which the calling thread, out of chunks, waited on a worker
+   * for longer than a quarter of its own share (and 0.2 ms), calls run on one thread for a while,
+   * 5 ms at first, doubling up to 1 s while it keeps happening; a split call without such a wait
+   * halves it. A worker whose core is busy elsewhere can hold a chunk for a scheduler time slice
+   * (milliseconds): without this, threads would make such calls several times slower than one.
+   */
+  #backoffMs = 0;
+  #quietUntil = 0;
+
+  #judge(own: number, waited: number): void {
+    if (hooks.noBackoff) return;
+    if (waited > 0.2 && waited > own / 4) {
+      const first = hooks.backoffStartMs ?? 5;
+      this.#backoffMs = Math.min(Math.max(1000, first), Math.max(first, this.#backoffMs * 2));
+      this.#quietUntil = performance.now() + this.#backoffMs;
+    } else this.#backoffMs = this.#backoffMs < 5 ? 0 : this.#backoffMs / 2;
   }
 
   /** How calls run: for backendInfo.reason. */
@@ -441,7 +468,8 @@ export class ThreadPool {
     if (this.#failure !== undefined) return `1 thread: ${this.#failure}`;
     const have = Math.min(n, this.#threads.length + 1);
     if (have < n) return `${have} of ${n} threads (workers starting)`;
-    return `${n} threads (calls under ${minElements} elements on 1)`;
+    const late = this.#backoffMs > 0 ? `; on 1 for ${this.#backoffMs} ms after a late worker` : "";
+    return `${n} threads (calls under ${minElements} elements on 1${late})`;
   }
 
   #stop(t: Thread): void {
@@ -492,6 +520,7 @@ export class ThreadPool {
       c[CTL_RANGE] = t;
       c[CTL_RAN] = 0;
       c[CTL_TRAP] = trap && t === 1 ? 1 : 0;
+      c[CTL_SLEEP] = t === 1 ? hooks.slowWorkerMs ?? 0 : 0;
       Atomics.store(c, CTL_STATE, th.seq);
       Atomics.store(c, CTL_SEQ, th.seq);
       Atomics.notify(c, CTL_SEQ);
@@ -505,13 +534,15 @@ export class ThreadPool {
       }
     };
     const workersFirst = hooks.workersFirst;
+    const t0 = performance.now();
     if (!workersFirst) own();
+    const t1 = performance.now();
     const deadline = performance.now() + JOB_TIMEOUT_MS;
     let workerChunks = 0;
     for (let t = 1; t < ranges; t++) {
       const th = this.#threads[t - 1], c = th.ctl;
-      // Withdrawn before the worker took it: nothing to wait for (a test's trap must be taken).
-      const keep = workersFirst || (trap && t === 1);
+      // Withdrawn before the worker took it: nothing to wait for (a test's fault must be taken).
+      const keep = workersFirst || (t === 1 && (trap || hooks.slowWorkerMs));
       if (!keep && Atomics.compareExchange(c, CTL_STATE, th.seq, 0) === th.seq) {
         continue;
       }
@@ -539,6 +570,7 @@ export class ThreadPool {
       }
     }
     if (workersFirst) own();
+    else this.#judge(t1 - t0, performance.now() - t1);
     hooks.onSplit?.(ranges, workerChunks);
     if (error !== undefined) throw error;
   }

@@ -16,10 +16,16 @@
 
 /** Int32 slots of a worker's control block. */
 export const CTL_SEQ = 0, CTL_DONE = 1, CTL_STATE = 2, CTL_STATUS = 3, CTL_JOB = 4;
-/** More slots: the worker's range in the job, chunks it ran, and a test's request to trap. */
-export const CTL_RANGE = 5, CTL_RAN = 6, CTL_TRAP = 7;
-/** Byte offset and length (u16 units) of the trap message in a control block. */
-export const CTL_MSG_AT = 32, CTL_MSG_LEN = 200;
+/**
+ * More slots: the worker's range in the job, chunks it ran, and a test's requests: to trap, and
+ * to sleep this many ms after taking the job (a worker whose core is busy elsewhere).
+ */
+export const CTL_RANGE = 5, CTL_RAN = 6, CTL_TRAP = 7, CTL_SLEEP = 8;
+/**
+ * Byte offset and length (u16 units) of the trap message in a control block; the int32 slots
+ * before it are the views' length (the last one is never written: a test's sleep waits on it).
+ */
+export const CTL_MSG_AT = 64, CTL_MSG_LEN = 200;
 /** Bytes per control block. */
 export const CTL_BYTES = 512;
 /** `CTL_STATE` value that ends the worker. */
@@ -98,7 +104,7 @@ export function runChunks(
  */
 const body = `
 const SEQ = ${CTL_SEQ}, DONE = ${CTL_DONE}, STATE = ${CTL_STATE}, STATUS = ${CTL_STATUS};
-const RANGE = ${CTL_RANGE}, RAN = ${CTL_RAN}, TRAP = ${CTL_TRAP};
+const RANGE = ${CTL_RANGE}, RAN = ${CTL_RAN}, TRAP = ${CTL_TRAP}, SLEEP = ${CTL_SLEEP};
 const JOB = ${CTL_JOB}, MSG_AT = ${CTL_MSG_AT}, MSG_LEN = ${CTL_MSG_LEN}, EXIT = ${STATE_EXIT};
 const JOB_FN = ${JOB_FN}, JOB_M = ${JOB_M}, JOB_ROWS = ${JOB_ROWS}, JOB_CHUNK = ${JOB_CHUNK};
 const JOB_CHUNKS = ${JOB_CHUNKS}, JOB_RANGES = ${JOB_RANGES}, JOB_ARGS_AT = ${JOB_ARGS_AT};
@@ -160,6 +166,7 @@ function start(data, post) {
         c[RAN]++;
         fn(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]);
       };
+      if (c[SLEEP] > 0) Atomics.wait(c, MSG_AT / 4 - 1, 0, c[SLEEP]);
       if (c[TRAP]) {
         // A test's fault: the kernel on an address past the end of memory, a real trap.
         c[TRAP] = 0;

@@ -42,7 +42,7 @@ const threads = Deno.env.get("SWITCHNORM_THREADS");
 if (threads !== undefined) {
   setNumThreads(Number(threads));
   if (getNumThreads() > 1) {
-    setThreadTestHooks({ minElements: 1, chunkElements: 1, waitForWorkers: true });
+    setThreadTestHooks({ minElements: 1, chunkElements: 1, waitForWorkers: true, noBackoff: true });
   }
 }
 

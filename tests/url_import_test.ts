@@ -22,7 +22,12 @@ import { setNumThreads, SwitchNorm2d } from "${origin}/mod.ts";
 import { setThreadTestHooks } from "${origin}/backends/_wasm_threads.ts";
 if (${threads}) {
   setNumThreads(2);
-  setThreadTestHooks({ minElements: 1, chunkElements: 1, waitForWorkers: true });
+  setThreadTestHooks({
+    minElements: 1,
+    chunkElements: 1,
+    waitForWorkers: true,
+    noBackoff: true,
+  });
 }
 const sn = new SwitchNorm2d(3, { backend: "${backend}" });
 const x = new Float32Array(${JSON.stringify(Array.from(X))});

@@ -43,6 +43,7 @@ function splitEverything(extra: ThreadTestHooks = {}): Map<number | "workers", n
   setThreadTestHooks({
     minElements: 1,
     chunkElements: 1,
+    noBackoff: true,
     onSplit: (t, ran) => {
       splits.set(t, (splits.get(t) ?? 0) + 1);
       splits.set("workers", (splits.get("workers") ?? 0) + ran);
@@ -320,6 +321,59 @@ Deno.test("a worker that traps fails the call with a clear error, and the next c
   } finally {
     setNumThreads(before);
     setThreadTestHooks(undefined);
+  }
+});
+
+Deno.test("after a worker was late, calls run on one thread for a while, with the same bits", async () => {
+  const backend = await loadWasmBackend();
+  const before = getNumThreads();
+  setNumThreads(2);
+  let splits = 0;
+  const run = () => {
+    const problem = {
+      layout: "nd" as const,
+      n: 4,
+      c: 4,
+      m: 64,
+      training: false,
+      usingBN: false,
+      eps: 1e-5,
+    };
+    const params = {
+      layerId: 5,
+      weight: new Float32Array(4).fill(1),
+      bias: new Float32Array(4),
+      meanMix: new Float64Array([0.5, 0.5, 0]),
+      varMix: new Float64Array([0.5, 0.5, 0]),
+      runningMean: new Float32Array(0),
+      runningVar: new Float32Array(0),
+      version: 0,
+    };
+    const x = Float32Array.from({ length: 4 * 4 * 64 }, (_, i) => Math.sin(i * 0.3));
+    return backend.forward(problem, x, params, { kind: "batchAverage" }) as Promise<Float32Array>;
+  };
+  try {
+    await backend.threadsReady();
+    const hooks = { minElements: 1, chunkElements: 1, onSplit: () => splits++ };
+    setThreadTestHooks({ ...hooks, noBackoff: true });
+    const want = await run();
+    assert.equal(splits, 2, "the statistics and the normalize pass are split");
+    // Worker 1 takes each job, then sleeps 30 ms: the caller waits on it, and backs off (for
+    // 500 ms here, not 5, so that a busy machine cannot end it before the next call).
+    setThreadTestHooks({ ...hooks, slowWorkerMs: 30, backoffStartMs: 500 });
+    assertSameBits("with a late worker", await run(), want);
+    assert.equal(splits, 3, "the pass after the late worker must run on one thread");
+    assert.match(backend.threadNote, /on 1 for 500 ms after a late worker/);
+    assertSameBits("during the back-off", await run(), want);
+    assert.equal(splits, 3);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    setThreadTestHooks({ ...hooks, noBackoff: true });
+    assertSameBits("after the back-off", await run(), want);
+    assert.ok(splits > 3, "calls split again after the back-off");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
   }
 });
 
