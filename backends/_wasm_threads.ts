@@ -743,13 +743,16 @@ export type KernelChoice =
 
 /**
  * Decides between the builds: the shared-memory one where threads can run (and its memory), else
- * the reason to use the single-threaded one. With getNumThreads() = 1 still the shared one where
- * supported, so that a later setNumThreads(2) can use threads.
+ * the reason to use the single-threaded one. With getNumThreads() = 1 when the backend loads, the
+ * single-threaded one: it is exactly the one-thread path of before threads, and on one thread
+ * the shared build measured the same within this machine's noise, not better. A backend loaded
+ * so stays on one thread.
  */
 export async function chooseKernels(): Promise<KernelChoice> {
   const node = hasNodeWorkers();
   const missing = missingForThreads(node);
   if (missing !== undefined) return { why: missing };
+  if (getNumThreads() === 1) return { why: "setNumThreads(1) when the backend loaded" };
   try {
     if (!threadsModule) {
       threadsModule = WebAssembly.compile(wasmThreadsBytes());

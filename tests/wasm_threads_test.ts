@@ -15,6 +15,10 @@ import { loadWasmBackend, type WasmBackend } from "../backends/wasm.ts";
 import { setThreadTestHooks, type ThreadTestHooks } from "../backends/_wasm_threads.ts";
 import type { Gradients } from "../_layer.ts";
 
+// The process-wide backend must load as the threads build, which it does only at 2 threads or
+// more (on a one-core machine the default is 1).
+if (getNumThreads() < 2) setNumThreads(2);
+
 function random(seed: number) {
   let s = seed;
   return () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
@@ -260,25 +264,43 @@ for (const missing of ["Worker", "SharedArrayBuffer", "Atomics"] as const) {
   });
 }
 
-Deno.test("setNumThreads(1) before the backend loads starts no worker, and 2 later starts one", async () => {
+Deno.test("setNumThreads(1) before the backend loads gives the single-threaded build, and it stays so", async () => {
   const before = getNumThreads();
   let spawned = 0;
   setNumThreads(1);
   setThreadTestHooks({ onSpawn: () => spawned++ });
   const backend = await loadWasmBackend();
   try {
+    assert.equal(backend.threadNote, "1 thread: setNumThreads(1) when the backend loaded");
+    setNumThreads(2);
     await new Promise((resolve) => setTimeout(resolve, 50));
     await backend.threadsReady();
     assert.equal(spawned, 0);
-    assert.equal(backend.threadNote, "1 thread (setNumThreads(1))");
-    setNumThreads(2);
-    await backend.threadsReady();
-    assert.equal(spawned, 1);
-    assert.match(backend.threadNote, /^2 threads/);
+    assert.equal(backend.threadNote, "1 thread: setNumThreads(1) when the backend loaded");
   } finally {
     backend.dispose();
     setThreadTestHooks(undefined);
     setNumThreads(before);
+  }
+});
+
+Deno.test("a backend loaded on 2 threads and set to 1 splits nothing, and splits again at 2", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  const splits = splitEverything();
+  try {
+    setNumThreads(2);
+    await backend.threadsReady();
+    setNumThreads(1);
+    assert.equal(backend.threadNote, "1 thread (setNumThreads(1))");
+    await workload(CASES[0], 1);
+    assert.equal(splits.size, 0);
+    setNumThreads(2);
+    await workload(CASES[0], 1);
+    assert.ok((splits.get(2) ?? 0) > 0);
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
   }
 });
 
