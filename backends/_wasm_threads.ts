@@ -34,6 +34,7 @@ import {
   CTL_MSG_LEN,
   CTL_RAN,
   CTL_RANGE,
+  CTL_READY,
   CTL_SEQ,
   CTL_SLEEP,
   CTL_STATE,
@@ -267,22 +268,22 @@ interface Thread {
 }
 
 /**
- * Starts one worker on `start`; resolves when it said ready, rejects with the reason when it
- * failed or did not answer within START_TIMEOUT_MS.
+ * Starts one worker on `start`: how to end it, and a promise that resolves when it said ready
+ * and rejects with the reason when it failed or did not answer within START_TIMEOUT_MS.
  */
 function spawn(
   start: WorkerStart,
   node: NodeWorkerModule | undefined,
-): Promise<() => void> {
-  return new Promise((resolve, reject) => {
-    let end = () => {};
+): { end(): void; ready: Promise<void> } {
+  let end = () => {};
+  const ready = new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (m: unknown) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       const msg = m as { ready?: boolean; error?: string };
-      if (msg?.ready) resolve(end);
+      if (msg?.ready) resolve();
       else {
         end();
         reject(new Error(msg?.error ?? String(m)));
@@ -322,6 +323,7 @@ function spawn(
       settle({ error: String((e as Error)?.message ?? e) });
     }
   });
+  return { end: () => end(), ready };
 }
 
 /** Whether this thread may block in Atomics.wait (not a browser's main thread). */
@@ -415,13 +417,21 @@ export class ThreadPool {
         kernels: [...ROW_KERNELS],
       };
       hooks.onSpawn?.();
-      const end = await spawn(start, this.#node ? await nodeWorkers() : undefined);
+      const { end, ready } = spawn(start, this.#node ? await nodeWorkers() : undefined);
       const thread = { ctl, ctlAt, block, seq: 0, end };
+      // Usable as soon as it marks itself ready in its control block (#promote), without waiting
+      // for its message, which a caller's burst of calls would hold back.
+      this.#pending.push(thread);
+      try {
+        await ready;
+      } finally {
+        this.#pending.splice(this.#pending.indexOf(thread), 1);
+      }
       if (this.#failure !== undefined) {
         this.#stop(thread);
         return;
       }
-      this.#threads.push(thread);
+      if (!this.#threads.includes(thread)) this.#threads.push(thread);
     } catch (e) {
       this.#heap.free(block);
       this.#fail(`a worker thread failed to start: ${(e as Error).message}`);
@@ -435,9 +445,22 @@ export class ThreadPool {
     while (this.#starting > 0) await this.#ready;
   }
 
+  /** Workers created but not yet known to be ready. */
+  readonly #pending: Thread[] = [];
+
+  /** Moves the pending workers that marked themselves ready into the pool. */
+  #promote(): void {
+    for (const t of this.#pending) {
+      if (Atomics.load(t.ctl, CTL_READY) === 1 && !this.#threads.includes(t)) {
+        this.#threads.push(t);
+      }
+    }
+  }
+
   /** Threads in use now for a call of `elements` elements, the calling one included. */
   threadsFor(elements: number): number {
     if (elements < minElements) return 1;
+    if (this.#pending.length > 0) this.#promote();
     if (this.#backoffMs > 0 && performance.now() < this.#quietUntil) return 1;
     return Math.min(getNumThreads(), this.#threads.length + 1);
   }
@@ -463,6 +486,7 @@ export class ThreadPool {
 
   /** How calls run: for backendInfo.reason. */
   get note(): string {
+    if (this.#pending.length > 0) this.#promote();
     const n = getNumThreads();
     if (n === 1) return "1 thread (setNumThreads(1))";
     if (this.#failure !== undefined) return `1 thread: ${this.#failure}`;
@@ -483,6 +507,7 @@ export class ThreadPool {
   #fail(reason: string): void {
     this.#failure ??= reason;
     while (this.#threads.length > 0) this.#stop(this.#threads.pop()!);
+    for (const t of this.#pending) this.#stop(t);
   }
 
   /**

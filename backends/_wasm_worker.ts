@@ -21,6 +21,8 @@ export const CTL_SEQ = 0, CTL_DONE = 1, CTL_STATE = 2, CTL_STATUS = 3, CTL_JOB =
  * to sleep this many ms after taking the job (a worker whose core is busy elsewhere).
  */
 export const CTL_RANGE = 5, CTL_RAN = 6, CTL_TRAP = 7, CTL_SLEEP = 8;
+/** Set to 1 by the worker once it can take jobs (before its "ready" message). */
+export const CTL_READY = 9;
 /**
  * Byte offset and length (u16 units) of the trap message in a control block; the int32 slots
  * before it are the views' length (the last one is never written: a test's sleep waits on it).
@@ -105,6 +107,7 @@ export function runChunks(
 const body = `
 const SEQ = ${CTL_SEQ}, DONE = ${CTL_DONE}, STATE = ${CTL_STATE}, STATUS = ${CTL_STATUS};
 const RANGE = ${CTL_RANGE}, RAN = ${CTL_RAN}, TRAP = ${CTL_TRAP}, SLEEP = ${CTL_SLEEP};
+const READY = ${CTL_READY};
 const JOB = ${CTL_JOB}, MSG_AT = ${CTL_MSG_AT}, MSG_LEN = ${CTL_MSG_LEN}, EXIT = ${STATE_EXIT};
 const JOB_FN = ${JOB_FN}, JOB_M = ${JOB_M}, JOB_ROWS = ${JOB_ROWS}, JOB_CHUNK = ${JOB_CHUNK};
 const JOB_CHUNKS = ${JOB_CHUNKS}, JOB_RANGES = ${JOB_RANGES}, JOB_ARGS_AT = ${JOB_ARGS_AT};
@@ -142,6 +145,7 @@ function start(data, post) {
   }
   // The block starts zeroed: a job posted as soon as "ready" arrives must not be taken as seen.
   let seen = 0;
+  Atomics.store(c, READY, 1);
   post({ ready: true });
   const a = new Array(JOB_ARGS).fill(0);
   let jobAt = -1, job, args;
