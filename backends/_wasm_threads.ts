@@ -139,7 +139,7 @@ export function setNumThreads(n: number): void {
     );
   }
   requested = n;
-  for (const pool of pools) pool.resize();
+  for (const ref of pools) ref.deref()?.resize();
 }
 
 /**
@@ -336,8 +336,27 @@ function canBlock(): boolean {
   }
 }
 
-/** The live pools, for setNumThreads. */
-const pools = new Set<ThreadPool>();
+/** The pools, for setNumThreads; weakly, so that a backend dropped without dispose() can go. */
+const pools = new Set<WeakRef<ThreadPool>>();
+
+/** Ends a worker (it may be asleep, or about to take a job: both see the exit). */
+function stopThread(t: Thread): void {
+  Atomics.store(t.ctl, CTL_STATE, STATE_EXIT);
+  Atomics.add(t.ctl, CTL_SEQ, 1);
+  Atomics.notify(t.ctl, CTL_SEQ);
+  t.end();
+  // The block stays allocated: a worker that has not yet seen the exit may still read it.
+}
+
+/** Ends the workers of a pool that was garbage-collected without close() (its backend's). */
+const reaper = new FinalizationRegistry<
+  { threads: Thread[]; pending: Thread[]; ref: WeakRef<ThreadPool> }
+>(
+  (held) => {
+    pools.delete(held.ref);
+    for (const t of [...held.threads, ...held.pending]) stopThread(t);
+  },
+);
 
 /**
  * The worker threads of one backend (one shared memory), and the row splitting. Workers start in
@@ -350,6 +369,9 @@ export class ThreadPool {
   readonly #node: boolean;
   readonly #block = canBlock();
   readonly #threads: Thread[] = [];
+  /** Workers created but not yet known to be ready. */
+  readonly #pending: Thread[] = [];
+  readonly #ref: WeakRef<ThreadPool>;
   #starting = 0;
   /** Why calls run on one thread although more were asked for; undefined while all is well. */
   #failure?: string;
@@ -379,7 +401,9 @@ export class ThreadPool {
       const f = kernels[spec.name as keyof WasmKernels] as (...v: number[]) => void;
       return (v: number[]) => f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
     });
-    pools.add(this);
+    this.#ref = new WeakRef(this);
+    pools.add(this.#ref);
+    reaper.register(this, { threads: this.#threads, pending: this.#pending, ref: this.#ref }, this);
     this.resize();
   }
 
@@ -404,6 +428,10 @@ export class ThreadPool {
   }
 
   async #startOne(): Promise<void> {
+    if (this.#failure !== undefined) {
+      this.#starting--;
+      return;
+    }
     const block = this.#heap.alloc(CTL_BYTES + STACK_BYTES);
     const ctlAt = block + STACK_BYTES;
     try {
@@ -428,7 +456,7 @@ export class ThreadPool {
         this.#pending.splice(this.#pending.indexOf(thread), 1);
       }
       if (this.#failure !== undefined) {
-        this.#stop(thread);
+        stopThread(thread);
         return;
       }
       if (!this.#threads.includes(thread)) this.#threads.push(thread);
@@ -444,9 +472,6 @@ export class ThreadPool {
   async ready(): Promise<void> {
     while (this.#starting > 0) await this.#ready;
   }
-
-  /** Workers created but not yet known to be ready. */
-  readonly #pending: Thread[] = [];
 
   /** Moves the pending workers that marked themselves ready into the pool. */
   #promote(): void {
@@ -496,18 +521,10 @@ export class ThreadPool {
     return `${n} threads (calls under ${minElements} elements on 1${late})`;
   }
 
-  #stop(t: Thread): void {
-    Atomics.store(t.ctl, CTL_STATE, STATE_EXIT);
-    Atomics.add(t.ctl, CTL_SEQ, 1);
-    Atomics.notify(t.ctl, CTL_SEQ);
-    t.end();
-    // The block stays allocated: a worker that has not yet seen FN_EXIT may still read it.
-  }
-
   #fail(reason: string): void {
     this.#failure ??= reason;
-    while (this.#threads.length > 0) this.#stop(this.#threads.pop()!);
-    for (const t of this.#pending) this.#stop(t);
+    while (this.#threads.length > 0) stopThread(this.#threads.pop()!);
+    for (const t of this.#pending) stopThread(t);
   }
 
   /**
@@ -670,7 +687,8 @@ export class ThreadPool {
 
   /** Ends the workers (the backend's dispose). */
   close(): void {
-    pools.delete(this);
+    pools.delete(this.#ref);
+    reaper.unregister(this);
     this.#fail("the backend was disposed");
   }
 }
