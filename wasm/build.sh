@@ -91,4 +91,4 @@ EOF
 emit "target/$target/release/switchnorm_wasm.wasm" switchnorm_wasm.ts wasmBytes WASM_SHA256 ""
 # (the doc line of this one is formatted by deno fmt's rules: keep WHAT short)
 emit "target/threads/$target/release/switchnorm_wasm.wasm" switchnorm_wasm_threads.ts \
-  wasmThreadsBytes WASM_THREADS_SHA256 " + atomics, shared memory"
+  wasmThreadsBytes WASM_MT_SHA256 " + atomics, shared memory"
