@@ -10,10 +10,12 @@
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { layoutOf, modeOf, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
+import type { RowRunner } from "./_wasm_threads.ts";
 
 /** The backend's backward (see WasmBackend.backward). */
 export async function runBackward(
   mem: WasmRegions,
+  rows: RowRunner,
   saved: SavedForward,
   dy: Float32Array | ResidentTensor,
   params: LayerParams,
@@ -65,7 +67,7 @@ export async function runBackward(
     const regions = mem.prepare(problem, params, slot);
     const work = slot.work.ensure((k.sn_work_len(layout, n, c) >>> 0) * 8);
     if (problem.layout === "nd") {
-      k.sn_backward_reduce_nd(xAt, dyAt, n, c, m, mode, regions.layer, regions.stats, work);
+      rows.backwardReduceNd(xAt, dyAt, n, c, m, mode, regions.layer, regions.stats, work);
     } else {
       k.sn_backward_reduce_1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
     }
@@ -92,7 +94,7 @@ export async function runBackward(
     const dWeight = take(c), dBias = take(c), meanDots = take(kMix), varDots = take(kMix);
     const count = state.count;
     if (problem.layout === "nd") {
-      k.sn_backward_dx_nd(
+      rows.backwardDxNd(
         xAt,
         dyAt,
         dxAt,

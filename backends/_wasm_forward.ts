@@ -21,14 +21,18 @@ import { ViewSlot } from "./_wasm_heap.ts";
 import { modeOf, type Regions, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
 import { mergeStats } from "./_wasm_sync.ts";
+import type { RowRunner } from "./_wasm_threads.ts";
 
 /** The forward of one backend instance (it keeps the view of its output). */
 export class WasmForward {
   readonly #mem: WasmRegions;
+  /** Runs the nd row passes, split across threads where there are any. */
+  readonly #rows: RowRunner;
   readonly #outView = new ViewSlot(Float32Array);
 
-  constructor(mem: WasmRegions) {
+  constructor(mem: WasmRegions, rows: RowRunner) {
     this.#mem = mem;
+    this.#rows = rows;
   }
 
   /** The backend's forward for the cases this module handles (see WasmBackend.forward). */
@@ -108,7 +112,7 @@ export class WasmForward {
   #statsPass(problem: NormProblem, x: number, mode: number, r: Regions): void {
     const { n, c, m } = problem;
     const k = this.#mem.k;
-    if (problem.layout === "nd") k.sn_stats_nd(x, n, c, m, mode, r.layer, r.stats);
+    if (problem.layout === "nd") this.#rows.statsNd(x, n, c, m, mode, r.layer, r.stats);
     else k.sn_stats_1d(x, n, c, mode, r.layer, r.stats, r.scratch);
   }
 
@@ -116,7 +120,7 @@ export class WasmForward {
     const { n, c, m } = problem;
     const k = this.#mem.k;
     if (problem.layout === "nd") {
-      k.sn_normalize_nd(x, y, n, c, m, mode, r.layer, r.stats, r.scratch);
+      this.#rows.normalizeNd(x, y, n, c, m, mode, r.layer, r.stats, r.scratch);
     } else {
       k.sn_normalize_1d(x, y, n, c, mode, r.layer, r.stats);
     }

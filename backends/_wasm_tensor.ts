@@ -46,8 +46,9 @@ export class WasmTensor implements ResidentTensor {
 
   /**
    * The data in place, as a Float32Array view of linear memory (no copy): writes go straight to
-   * the tensor. The view is re-created after the memory grows, which detaches older views, so
-   * take it again rather than keeping it across forward calls.
+   * the tensor. The view is re-created after the memory grows, which detaches older views (on
+   * the shared memory of threads they stay valid), so take it again rather than keeping it across
+   * forward calls.
    */
   get data(): Float32Array {
     const buffer = this.#heap.buffer, ptr = this.byteOffset;

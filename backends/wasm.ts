@@ -23,6 +23,15 @@ import { checkShape, WasmTensor } from "./_wasm_tensor.ts";
 import { WasmForward } from "./_wasm_forward.ts";
 import { overlapsShifted, WasmChunkedForward } from "./_wasm_forward_chunked.ts";
 import { runBackward } from "./_wasm_backward.ts";
+import type { Heap } from "./_wasm_heap.ts";
+import {
+  chooseKernels,
+  OneThread,
+  type RowRunner,
+  ThreadPool,
+  threadTestHooks,
+  type WasmKernels as SplitKernels,
+} from "./_wasm_threads.ts";
 
 export { WasmTensor };
 
@@ -84,6 +93,24 @@ function isRefusal(err: unknown): boolean {
  * to compile WebAssembly, and with the runtime's own error for any other failure.
  */
 export async function loadWasmBackend(): Promise<WasmBackend> {
+  // The shared-memory build where threads can run (./_wasm_threads.ts), else this one.
+  const choice = await chooseKernels();
+  if ("module" in choice) {
+    let threaded: WebAssembly.Instance;
+    try {
+      threaded = await WebAssembly.instantiate(choice.module, { env: { memory: choice.memory } });
+    } catch (err) {
+      throw isRefusal(err) ? new WasmRefusedError(err) : err;
+    }
+    const kernels = { ...threaded.exports, memory: choice.memory } as unknown as SplitKernels;
+    checkAbi(kernels.sn_abi_version());
+    const backend = new WasmBackend(
+      kernels,
+      (heap) => new ThreadPool(kernels, choice.module, heap, choice.node),
+    );
+    if (threadTestHooks().waitForWorkers) await backend.threadsReady();
+    return backend;
+  }
   let instance: WebAssembly.Instance;
   try {
     if (!compiled) {
@@ -97,14 +124,18 @@ export async function loadWasmBackend(): Promise<WasmBackend> {
     throw isRefusal(err) ? new WasmRefusedError(err) : err;
   }
   const kernels = instance.exports as unknown as WasmKernels;
-  const abi = kernels.sn_abi_version();
+  checkAbi(kernels.sn_abi_version());
+  return new WasmBackend(kernels, () => new OneThread(kernels as SplitKernels, choice.why));
+}
+
+/** Throws unless the module speaks this loader's ABI. */
+function checkAbi(abi: number): void {
   if (abi !== ABI_VERSION) {
     throw new Error(
       `wasm backend: module ABI ${abi}, loader ABI ${ABI_VERSION}: the package's files come from ` +
         "different builds; reinstall it (in a checkout of its sources, rebuild the module)",
     );
   }
-  return new WasmBackend(kernels);
 }
 
 /**
@@ -120,13 +151,17 @@ export class WasmBackend implements Backend {
   /** SyncSN: BN statistics and BN gradient sums are merged across replicas between passes. */
   readonly supportsSync = true;
   readonly #mem: WasmRegions;
+  /** Runs the nd row passes, split across threads where there are any (./_wasm_threads.ts). */
+  readonly #rows: RowRunner;
   readonly #forward: WasmForward;
   readonly #chunked: WasmChunkedForward;
 
   /** Wraps an instance of the module; see {@linkcode loadWasmBackend}. */
-  constructor(kernels: WasmKernels) {
+  constructor(kernels: WasmKernels, rows?: (heap: Heap) => RowRunner) {
     this.#mem = new WasmRegions(kernels);
-    this.#forward = new WasmForward(this.#mem);
+    this.#rows = rows?.(this.#mem.heap) ??
+      new OneThread(kernels as SplitKernels, "not asked for");
+    this.#forward = new WasmForward(this.#mem, this.#rows);
     this.#chunked = new WasmChunkedForward(this.#mem);
   }
 
@@ -154,6 +189,7 @@ export class WasmBackend implements Backend {
     const length = problem.n * problem.c * problem.m;
     if (
       x instanceof Float32Array && problem.layout === "nd" && x.length === length &&
+      this.#rows.threadsFor(length) === 1 &&
       (out === undefined || (out instanceof Float32Array && out.length === length &&
         !overlapsShifted(x, out)))
     ) {
@@ -172,7 +208,7 @@ export class WasmBackend implements Backend {
   backward(
     ...args: Parameters<NonNullable<Backend["backward"]>>
   ): ReturnType<NonNullable<Backend["backward"]>> {
-    return runBackward(this.#mem, ...args);
+    return runBackward(this.#mem, this.#rows, ...args);
   }
 
   /** Frees the layer's own regions (statistics kept for backward); the layer stays usable. */
@@ -232,5 +268,16 @@ export class WasmBackend implements Backend {
    */
   dispose(): void {
     this.#mem.dispose();
+    this.#rows.close();
+  }
+
+  /** How this backend's calls run (threads, or why one): for backendInfo.reason. */
+  get threadNote(): string {
+    return this.#rows.note;
+  }
+
+  /** Resolves once the worker threads asked for so far have started or failed (for tests). */
+  threadsReady(): Promise<void> {
+    return this.#rows.ready();
   }
 }

@@ -162,14 +162,27 @@ pub unsafe fn reduce(
     work: *mut f64,
     sums: Sums,
 ) {
-    let using_bn = mode & MODE_USING_BN != 0;
     let w = Work::split(work, n, c);
-    let rows = n * c;
-    // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
-    let mu_in = st.mu_in.as_ptr();
-    let pairs = w.pairs.as_mut_ptr();
-    // Whether every row's sums are finite (see the redo below).
-    let finite = if (4..=SHORT).contains(&m) {
+    let finite = reduce_rows(x, dy, m, st.mu_in.as_ptr(), w.pairs.as_mut_ptr(), n * c);
+    combine(x, dy, n, c, m, mode, layer, st, work, sums, finite);
+}
+
+/// The sweep of `reduce` over `rows` consecutive rows of m floats at `x`, `dy`: (sum dy,
+/// sum dy (x - hi)) per row into `pairs`, nothing else; returns whether every row's sums are
+/// finite. A row's result depends on that row alone, so a caller may split the rows into ranges
+/// (threads) with `mu_in` and `pairs` offset alike.
+///
+/// # Safety
+/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+pub unsafe fn reduce_rows(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    mu_in: *const f64,
+    pairs: *mut v128,
+    rows: usize,
+) -> bool {
+    if (4..=SHORT).contains(&m) {
         short_row_sums(x, dy, m, mu_in, pairs, rows)
     } else {
         let mut finite = i64x2_splat(-1);
@@ -179,7 +192,34 @@ pub unsafe fn reduce(
             *pairs.add(r) = pair;
         }
         i64x2_all_true(finite)
-    };
+    }
+}
+
+/// The O(N*C) combine of `reduce`, after `reduce_rows` covered every row. `finite`: whether
+/// every row's sums came out finite (false when unknown, e.g. rows summed by several threads:
+/// then each row is checked, an O(N*C) scan).
+///
+/// # Safety
+/// As `reduce`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn combine(
+    x: *const f32,
+    dy: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+    finite: bool,
+) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let rows = n * c;
+    let w = Work::split(work, n, c);
+    let mu_in = st.mu_in.as_ptr();
+    let pairs = w.pairs.as_mut_ptr();
 
     // The combine, per sample n over its C rows, two channels per f64x2.
     sums.d_weight.fill(0.0);

@@ -37,6 +37,31 @@ pub unsafe fn dx(
     sums: Sums,
     count: f64,
 ) {
+    let var = st.var.as_ptr();
+    if dx_constants(n, c, m, mode, layer, st, work, sums, count) {
+        sweep_checked(x, dy, dx, n * c, m, work as *const v128, var, layer.eps);
+    } else {
+        sweep(x, dy, dx, n * c, m, work as *const v128);
+    }
+}
+
+/// The per-row constants of `dx` (into the work area, in place of (gm, gv)), before its sweep;
+/// returns whether some row is wide (then the sweep must be `sweep_checked`).
+///
+/// # Safety
+/// As `dx`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn dx_constants(
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+    count: f64,
+) -> bool {
     let bn = mode & MODE_USING_BN != 0 && mode & MODE_TRAINING != 0;
     let w = Work::split(work, n, c);
     let [w0, w1, w2] = layer.mean_mix;
@@ -136,11 +161,7 @@ pub unsafe fn dx(
     } else {
         all_rows(false);
     }
-    if any_wide {
-        sweep_checked(x, dy, dx, n * c, m, pairs, var, layer.eps);
-    } else {
-        sweep(x, dy, dx, n * c, m, pairs);
-    }
+    any_wide
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
@@ -149,7 +170,7 @@ pub unsafe fn dx(
 ///
 /// # Safety
 /// As `dx`, with `abk` valid for `rows` v128.
-unsafe fn sweep(
+pub unsafe fn sweep(
     x: *const f32,
     dy: *const f32,
     dx: *mut f32,
@@ -179,7 +200,7 @@ unsafe fn sweep(
 /// As `sweep`, with `var` valid for `rows` f64.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-unsafe fn sweep_checked(
+pub unsafe fn sweep_checked(
     x: *const f32,
     dy: *const f32,
     dx: *mut f32,
