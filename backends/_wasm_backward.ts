@@ -10,7 +10,7 @@
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { layoutOf, modeOf, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
-import type { RowRunner } from "./_wasm_threads.ts";
+import type { RowRunner } from "./_wasm_pool.ts";
 
 /** The backend's backward (see WasmBackend.backward). */
 export async function runBackward(

@@ -21,7 +21,7 @@ import { ViewSlot } from "./_wasm_heap.ts";
 import { modeOf, type Regions, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
 import { mergeStats } from "./_wasm_sync.ts";
-import type { RowRunner } from "./_wasm_threads.ts";
+import type { RowRunner } from "./_wasm_pool.ts";
 
 /** The forward of one backend instance (it keeps the view of its output). */
 export class WasmForward {

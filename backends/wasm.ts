@@ -26,12 +26,11 @@ import { runBackward } from "./_wasm_backward.ts";
 import type { Heap } from "./_wasm_heap.ts";
 import {
   chooseKernels,
-  OneThread,
-  type RowRunner,
-  ThreadPool,
   threadTestHooks,
   type WasmKernels as SplitKernels,
 } from "./_wasm_threads.ts";
+import { type RowRunner, ThreadPool } from "./_wasm_pool.ts";
+import { OneThread } from "./_wasm_one_thread.ts";
 
 export { WasmTensor };
 
@@ -151,7 +150,7 @@ export class WasmBackend implements Backend {
   /** SyncSN: BN statistics and BN gradient sums are merged across replicas between passes. */
   readonly supportsSync = true;
   readonly #mem: WasmRegions;
-  /** Runs the nd row passes, split across threads where there are any (./_wasm_threads.ts). */
+  /** Runs the nd row passes, split across threads where there are any (./_wasm_pool.ts). */
   readonly #rows: RowRunner;
   readonly #forward: WasmForward;
   readonly #chunked: WasmChunkedForward;
