@@ -106,17 +106,17 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "layer-step-no-version",
     file: "_layer.ts",
-    original: 'update(p.varLogits, g.var_weight, "var_weight");\n    p.version++;',
-    replacement: 'update(p.varLogits, g.var_weight, "var_weight");',
+    original: "      throw e;\n    }\n    p.version++;",
+    replacement: "      throw e;\n    }",
     models: "step() does not mark the parameters changed: stale importance weights and gamma/beta",
   },
   {
     id: "layer-batch-average-count",
     file: "_layer.ts",
     original:
-      "if (this.training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;",
+      "if (training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;",
     replacement:
-      "if (this.training && this.usingBN && this.usingMovingAverage) this.#batchesAccumulated++;",
+      "if (training && this.usingBN && this.usingMovingAverage) this.#batchesAccumulated++;",
     models: "batch-average count kept for the wrong option",
   },
   {
@@ -142,17 +142,19 @@ export const MUTATIONS: readonly Mutation[] = [
   },
   {
     id: "sparse-freeze-skips-index-0",
-    file: "_layer.ts",
-    original: "if (hot >= 0) this.#frozen[which] = hot;",
-    replacement: "if (hot > 0) this.#frozen[which] = hot;",
-    models: "Sparse SN never freezes a mixing that became one-hot on its first normalizer (IN)",
+    file: "_sparse.ts",
+    original: "if (!(max - min >= 1)) return false;",
+    replacement: "if (!(max - min > 1)) return false;",
+    models:
+      "Sparse SN never fixes a mixing whose weights became exactly one-hot (SSN2d tests max - min >= 1)",
   },
   {
     id: "sparse-frozen-weights-inverted",
-    file: "_layer.ts",
-    original: "const weights = Float64Array.from({ length: k }, (_, i) => +(i === frozen));",
-    replacement: "const weights = Float64Array.from({ length: k }, (_, i) => +(i !== frozen));",
-    models: "Sparse SN frozen weights on every normalizer but the chosen one",
+    file: "_sparse.ts",
+    original: "return { weights: Float64Array.from(logits), vjp: () => new Float64Array(k) };",
+    replacement:
+      "return { weights: Float64Array.from(logits, (l) => 1 - l), vjp: () => new Float64Array(k) };",
+    models: "Sparse SN fixed weights on every normalizer but the chosen one",
   },
   // --- Importance maps (softmax, Sparse SN).
   {
@@ -179,18 +181,18 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "sparsestmax-radius-test",
     file: "_importance.ts",
-    original: "if (norm(e) >= r || norm(e) <= NO_DIRECTION) return result(w, jacobian);",
-    replacement: "if (norm(e) <= r || norm(e) <= NO_DIRECTION) return result(w, jacobian);",
+    original: "if (d >= r) return result(w);",
+    replacement: "if (d <= r) return result(w);",
     models: "sparsestmax moves points already outside the sphere and keeps those inside",
   },
   {
     id: "sparsestmax-radius-unsquared",
     file: "_importance.ts",
     original:
-      "radius = Math.sqrt(Math.max(radius * radius - norm(u2.map((x, i) => x - u[i])) ** 2, 0));",
-    replacement:
-      "radius = Math.sqrt(Math.max(radius * radius - norm(u2.map((x, i) => x - u[i])), 0));",
-    models: "sparsestmax's smaller-face radius by Pythagoras without the square",
+      "const half = Math.SQRT2 * r * Math.sin(Math.acos(Math.min(1 / (Math.sqrt(6) * r), 1)));",
+    replacement: "const half = Math.SQRT2 * r * Math.sin(Math.acos(Math.min(1 / (6 * r), 1)));",
+    models:
+      "sparsestmax's edge point with 6 for sqrt(6) in the authors' formula (a point not at distance r)",
   },
   // --- The choice of backend.
   {
@@ -262,17 +264,19 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "state-extra-key-accepted",
     file: "_state_dict.ts",
-    original: "if (!(key in specs)) {",
-    replacement: "if (!(key in specs) && key.length < 0) {",
+    original:
+      "k.startsWith(base) ? !Object.hasOwn(specs, k.slice(base.length)) : prefix === undefined",
+    replacement: "k.startsWith(base) ? false : prefix === undefined",
     models: "loadStateDict ignores unexpected keys (a misspelt key passes silently)",
   },
   // --- The WASM loader.
   {
     id: "wasm-chunk-scratch-offset",
     file: "backends/wasm.ts",
-    original: "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r);",
+    original:
+      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r, wide);",
     replacement:
-      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 8 * r);",
+      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 8 * r, wide);",
     models: "chunked forward reads the per-row constants with the wrong stride",
   },
   {
