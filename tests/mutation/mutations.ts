@@ -366,4 +366,64 @@ export const MUTATIONS: readonly Mutation[] = [
     replacement: "for (var stride = g >> 2u; stride > 0u; stride = stride >> 1u) {",
     models: "WGSL: the per-segment reduction starts at a quarter of the threads, losing half",
   },
+  // --- Added with call order, saved state, SyncSN failures, checkpoints, range checks, threads.
+  {
+    id: "threads-call-drops-args",
+    file: "backends/_wasm_threads.ts",
+    original: "f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]);",
+    replacement: "f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);",
+    models:
+      "the calling thread passes fewer job arguments than the workers (a kernel's trailing flags read as 0)",
+  },
+  {
+    id: "queue-no-wait",
+    file: "_call_queue.ts",
+    original: "const p = after ? after.then(run, run) : run();",
+    replacement: "const p = run();",
+    models:
+      "a layer's calls no longer wait for the ones made before them (overlapping forwards share per-layer state)",
+  },
+  {
+    id: "backward-twice-allowed",
+    file: "_layer.ts",
+    original: "    if (!retain) {\n      kept.used = true;",
+    replacement: "    if (!retain) {\n      kept.used = false;",
+    models: "a second backward through one forward adds the gradients again",
+  },
+  {
+    id: "kept-forward-no-detach",
+    file: "_saved_forward.ts",
+    original: "if (p.weight !== live.weight && p.runningMean !== live.runningMean) return;",
+    replacement: "return;",
+    models:
+      "step()/loadStateDict() between forward and backward change the parameters that backward uses",
+  },
+  {
+    id: "sync-no-failure-report",
+    file: "_layer.ts",
+    original: "if (sync.started === before) await sync.fail(kind, length);",
+    replacement: "if (sync.started < before) await sync.fail(kind, length);",
+    models: "a replica failing before its gather never tells the others (they wait forever)",
+  },
+  {
+    id: "safetensors-overlap-accepted",
+    file: "_safetensors.ts",
+    original: "if (e.begin < covered) {",
+    replacement: "if (e.begin < covered && e.begin < 0) {",
+    models: "readSafetensors accepts overlapping tensors",
+  },
+  {
+    id: "safetensors-bf16-shift",
+    file: "_safetensors.ts",
+    original: ": (f32Bits.setUint32(0, h << 16, true), f32Bits.getFloat32(0, true));",
+    replacement: ": (f32Bits.setUint32(0, h << 8, true), f32Bits.getFloat32(0, true));",
+    models: "BF16 widened with the wrong shift",
+  },
+  {
+    id: "eps-subnormal-accepted",
+    file: "_validate.ts",
+    original: "if (eps > 0 && eps < FLOAT32_MIN_NORMAL) {",
+    replacement: "if (eps < 0 && eps < FLOAT32_MIN_NORMAL) {",
+    models: "an eps below float32's smallest normal is accepted (GPUs flush it to 0)",
+  },
 ];
