@@ -6,7 +6,7 @@
  * @module
  */
 import type { ResidentTensor } from "./backends/_backend.ts";
-import { overlaps } from "./_saved_forward.ts";
+import { isResident, overlaps } from "./_saved_forward.ts";
 import {
   checkBoolean,
   checkFloat32,
@@ -110,10 +110,4 @@ function readOptions(what: string, options: unknown, known: readonly string[]): 
   }
   checkKnownKeys(what, options, known);
   return options;
-}
-
-/** Whether `x` is a resident tensor (not a typed array). */
-export function isResident(x: unknown): x is ResidentTensor {
-  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
-    "shape" in x;
 }

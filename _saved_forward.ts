@@ -2,7 +2,8 @@
  * What a layer keeps of a forward for its backward, beyond what the backend keeps: the parameter
  * values that forward used (so that a backward differentiates the forward that ran, whatever
  * step() or loadStateDict() did in between), whether a backward has used it, and a registry of
- * the inputs every layer keeps, so that a backward whose x an `out` overwrote is refused.
+ * the inputs every layer keeps, so that a backward whose x an `out` overwrote is refused; and
+ * whether a backward may differentiate it. Depends only on the Backend interface's types.
  *
  * @module
  */
@@ -44,6 +45,44 @@ export class KeptForward {
   }
 
   /**
+   * Throws unless a backward of `dy` may differentiate this forward: the forward kept what
+   * backward needs, was not differentiated already, its x was not overwritten since, and dy is of
+   * x's kind and length.
+   */
+  static checkDifferentiable(
+    layerName: string,
+    kept: KeptForward | undefined,
+    dy: Tensor,
+  ): asserts kept is KeptForward {
+    const name = layerName, saved = kept?.save;
+    if (!kept || !saved?.problem || !saved.x) {
+      throw new Error(
+        `${name}.backward: no forward to differentiate; run forward in training mode or with ` +
+          "{ keepForBackward: true } first",
+      );
+    }
+    if (kept.used) {
+      throw new Error(
+        `${name}.backward: the latest forward was already differentiated; a second backward ` +
+          "would add its gradients again. Run forward again, or pass { retainGraph: true } to " +
+          "the backward that should leave it differentiable",
+      );
+    }
+    if (kept.overwrittenBy !== undefined) {
+      throw new Error(
+        `${name}.backward: the x this forward kept was overwritten since, as the out of ` +
+          `${kept.overwrittenBy}; backward would differentiate other data. Write that out ` +
+          "elsewhere, or run this backward first",
+      );
+    }
+    if (isResident(dy) !== isResident(saved.x) || dy.length !== saved.x.length) {
+      throw new RangeError(
+        `${name}.backward: dy must be the same kind as the forward's x, with ${saved.x.length} elements, got ${dy.length}`,
+      );
+    }
+  }
+
+  /**
    * Called before the layer writes its parameter or buffer arrays in place: if this forward still
    * reads the live arrays, it gets copies of them (O(C), once per change, never per call). The
    * mixing weights need no copy: they are new arrays at every change of the logits.
@@ -59,6 +98,12 @@ export class KeptForward {
       runningVar: p.runningVar.slice(),
     };
   }
+}
+
+/** Whether `x` is a resident tensor (not a typed array). */
+export function isResident(x: unknown): x is ResidentTensor {
+  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
+    "shape" in x;
 }
 
 /** Where a tensor's memory is, for overlap tests: a key object and a byte range in it. */

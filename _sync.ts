@@ -194,3 +194,26 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     },
   };
 }
+
+/**
+ * Runs a layer's `call`, which under SyncSN takes part in one gather when `gathers`. If it fails
+ * before that gather (bad input, say), it still takes part, marked as failed, so that the other
+ * replicas' calls fail too instead of waiting; on a group that became unusable it fails first.
+ */
+export async function reportingToReplicas<T>(
+  sync: LayerSync | undefined,
+  kind: "stats" | "sums",
+  length: number,
+  gathers: boolean,
+  call: () => Promise<T>,
+): Promise<T> {
+  if (!sync || !gathers) return await call();
+  sync.check();
+  const before = sync.started;
+  try {
+    return await call();
+  } catch (e) {
+    if (sync.started === before) await sync.fail(kind, length);
+    throw e;
+  }
+}

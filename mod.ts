@@ -24,17 +24,10 @@
  *
  * @module
  */
-export {
-  type BackwardOptions,
-  type ForwardOptions,
-  type Gradients,
-  SwitchNorm,
-  SwitchNorm1d,
-  SwitchNorm2d,
-  SwitchNorm3d,
-  type SwitchNormNdOptions,
-  type SwitchNormOptions,
-} from "./_layer.ts";
+export { type BackwardOptions, type ForwardOptions, SwitchNorm } from "./_layer.ts";
+export { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "./_layers.ts";
+export type { SwitchNormNdOptions, SwitchNormOptions } from "./_options.ts";
+export type { Gradients } from "./_params.ts";
 export type {
   LoadStateDictOptions,
   LoadStateDictResult,
