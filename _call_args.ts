@@ -1,5 +1,6 @@
 /**
- * The arguments of a layer's forward and backward as checked when the call is made (the call
+ * The arguments of a layer's forward, backward and upload (and the public types of the per-call
+ * options) as checked when the call is made (the call
  * itself may run later, after the layer's earlier calls): per-call options with only known keys
  * of the right types, and an `out` that is like x and does not overlap an x kept for backward.
  *
@@ -14,6 +15,28 @@ import {
   checkKnownKeys,
   describeValue,
 } from "./_validate.ts";
+
+/** Per-call options of `forward`. */
+export interface ForwardOptions {
+  /** Where to write y (same kind and length as x); a new one is made otherwise. */
+  out?: Float32Array | ResidentTensor;
+  /**
+   * Keep what `backward` needs (x by reference, not a copy, and per-(n,c) statistics). Default:
+   * true in training mode, false in evaluation mode, so that inference keeps nothing. While a
+   * forward is kept, `out` may not overlap its x (in place needs `keepForBackward: false`).
+   */
+  keepForBackward?: boolean;
+}
+
+/** Per-call options of `backward`. */
+export interface BackwardOptions {
+  /**
+   * Keep the forward differentiable after this backward, so that another backward through it is
+   * allowed (PyTorch's `retain_graph`). Default false: a second backward through the same
+   * forward throws instead of adding its gradients again.
+   */
+  retainGraph?: boolean;
+}
 
 /** A forward's arguments as checked when it was called, and the mode then in force. */
 export interface ForwardCall {
@@ -98,6 +121,24 @@ export function readBackwardCall(name: string, dy: unknown, options: unknown): b
     retainGraph?: unknown;
   };
   return checkBoolean(`${name}.backward: retainGraph`, o.retainGraph, false);
+}
+
+/** Checks `upload(data, shape)` against the layer. */
+export function readUploadCall(
+  kind: LayerShape,
+  numFeatures: number,
+  data: unknown,
+  shape: unknown,
+): void {
+  const values = checkFloat32(`${kind.name}.upload: data`, data);
+  checkInputShape(
+    `${kind.name}.upload`,
+    shape,
+    kind.rank,
+    kind.rankName,
+    numFeatures,
+    values.length,
+  );
 }
 
 /** Per-call options: undefined, or an object with only the `known` keys. */

@@ -31,38 +31,17 @@ import { type LayerKind, readLayerOptions, type SwitchNormNdOptions } from "./_o
 import { type Gradients, ParamStore } from "./_params.ts";
 import { BatchAverage } from "./_batch_average.ts";
 import { LayerBackends } from "./_layer_backends.ts";
-import {
-  checkBoolean,
-  checkFiniteIn,
-  checkFloat32,
-  checkInputShape,
-  describeValue,
-} from "./_validate.ts";
+import { checkBoolean, checkFiniteIn, describeValue } from "./_validate.ts";
 import { CallQueue } from "./_call_queue.ts";
 import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
-import { type ForwardCall, readBackwardCall, readForwardCall } from "./_call_args.ts";
-
-/** Per-call options of `forward`. */
-export interface ForwardOptions {
-  /** Where to write y (same kind and length as x); a new one is made otherwise. */
-  out?: Float32Array | ResidentTensor;
-  /**
-   * Keep what `backward` needs (x by reference, not a copy, and per-(n,c) statistics). Default:
-   * true in training mode, false in evaluation mode, so that inference keeps nothing. While a
-   * forward is kept, `out` may not overlap its x (in place needs `keepForBackward: false`).
-   */
-  keepForBackward?: boolean;
-}
-
-/** Per-call options of `backward`. */
-export interface BackwardOptions {
-  /**
-   * Keep the forward differentiable after this backward, so that another backward through it is
-   * allowed (PyTorch's `retain_graph`). Default false: a second backward through the same
-   * forward throws instead of adding its gradients again.
-   */
-  retainGraph?: boolean;
-}
+import {
+  type BackwardOptions,
+  type ForwardCall,
+  type ForwardOptions,
+  readBackwardCall,
+  readForwardCall,
+  readUploadCall,
+} from "./_call_args.ts";
 
 let nextLayerId = 1;
 
@@ -811,16 +790,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   async upload(data: Float32Array, shape: readonly number[]): Promise<ResidentTensor> {
-    const name = this.#kind.name;
-    checkFloat32(`${name}.upload: data`, data);
-    checkInputShape(
-      `${name}.upload`,
-      shape,
-      this.#kind.rank,
-      this.#kind.rankName,
-      this.numFeatures,
-      data.length,
-    );
+    readUploadCall(this.#kind, this.numFeatures, data, shape);
     const { backend } = await chooseBackend(this.backendRequest, undefined, {
       elements: data.length,
       sync: this.#sync !== undefined,

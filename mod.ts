@@ -24,7 +24,8 @@
  *
  * @module
  */
-export { type BackwardOptions, type ForwardOptions, SwitchNorm } from "./_layer.ts";
+export { SwitchNorm } from "./_layer.ts";
+export type { BackwardOptions, ForwardOptions } from "./_call_args.ts";
 export { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "./_layers.ts";
 export type { SwitchNormNdOptions, SwitchNormOptions } from "./_options.ts";
 export type { Gradients } from "./_params.ts";
