@@ -6,7 +6,37 @@
  * @module
  */
 import { SwitchNorm } from "./_layer.ts";
-import type { SwitchNormNdOptions, SwitchNormOptions } from "./_options.ts";
+import type { LayerKind, SwitchNormNdOptions, SwitchNormOptions } from "./_options.ts";
+
+const KIND_1D: LayerKind = {
+  name: "SwitchNorm1d",
+  layout: "1d",
+  rank: 2,
+  rankName: "[N, C]",
+  paramShape: (c) => [1, c],
+  bufferShape: (c) => [1, c],
+  defaultMomentum: 0.997,
+};
+
+const KIND_2D: LayerKind = {
+  name: "SwitchNorm2d",
+  layout: "nd",
+  rank: 4,
+  rankName: "[N, C, H, W]",
+  paramShape: (c) => [1, c, 1, 1],
+  bufferShape: (c) => [1, c, 1],
+  defaultMomentum: 0.9,
+};
+
+const KIND_3D: LayerKind = {
+  name: "SwitchNorm3d",
+  layout: "nd",
+  rank: 5,
+  rankName: "[N, C, D, H, W]",
+  paramShape: (c) => [1, c, 1, 1, 1],
+  bufferShape: (c) => [1, c, 1],
+  defaultMomentum: 0.997,
+};
 
 /**
  * Switchable Normalization over [N, C]: LN over the features of a sample and BN over the batch,
@@ -32,19 +62,7 @@ export class SwitchNorm1d extends SwitchNorm<true> {
    * object, or a `sync` that is not a SyncGroup.
    */
   constructor(numFeatures: number, options: SwitchNormOptions = {}) {
-    super(
-      {
-        name: "SwitchNorm1d",
-        layout: "1d",
-        rank: 2,
-        rankName: "[N, C]",
-        paramShape: (c) => [1, c],
-        bufferShape: (c) => [1, c],
-        defaultMomentum: 0.997,
-      },
-      numFeatures,
-      options,
-    );
+    super(KIND_1D, numFeatures, options);
   }
 }
 
@@ -73,19 +91,7 @@ export class SwitchNorm2d<UsingBN extends boolean = true> extends SwitchNorm<Usi
    * object, or a `sync` that is not a SyncGroup.
    */
   constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
-    super(
-      {
-        name: "SwitchNorm2d",
-        layout: "nd",
-        rank: 4,
-        rankName: "[N, C, H, W]",
-        paramShape: (c) => [1, c, 1, 1],
-        bufferShape: (c) => [1, c, 1],
-        defaultMomentum: 0.9,
-      },
-      numFeatures,
-      options,
-    );
+    super(KIND_2D, numFeatures, options);
   }
 }
 
@@ -112,18 +118,6 @@ export class SwitchNorm3d<UsingBN extends boolean = true> extends SwitchNorm<Usi
    * object, or a `sync` that is not a SyncGroup.
    */
   constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
-    super(
-      {
-        name: "SwitchNorm3d",
-        layout: "nd",
-        rank: 5,
-        rankName: "[N, C, D, H, W]",
-        paramShape: (c) => [1, c, 1, 1, 1],
-        bufferShape: (c) => [1, c, 1],
-        defaultMomentum: 0.997,
-      },
-      numFeatures,
-      options,
-    );
+    super(KIND_3D, numFeatures, options);
   }
 }
