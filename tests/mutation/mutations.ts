@@ -105,37 +105,35 @@ export const MUTATIONS: readonly Mutation[] = [
   // --- The layer.
   {
     id: "layer-step-no-version",
-    file: "_layer.ts",
-    original: 'update(p.varLogits, g.var_weight, "var_weight");\n    p.version++;',
-    replacement: 'update(p.varLogits, g.var_weight, "var_weight");',
+    file: "_params.ts",
+    original: 'update(this.varLogits, g.var_weight, "var_weight");\n    this.version++;',
+    replacement: 'update(this.varLogits, g.var_weight, "var_weight");',
     models: "step() does not mark the parameters changed: stale importance weights and gamma/beta",
   },
   {
     id: "layer-batch-average-count",
     file: "_layer.ts",
-    original:
-      "if (this.training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;",
-    replacement:
-      "if (this.training && this.usingBN && this.usingMovingAverage) this.#batchesAccumulated++;",
+    original: "if (training && this.usingBN && !this.usingMovingAverage) this.#batch.count++;",
+    replacement: "if (training && this.usingBN && this.usingMovingAverage) this.#batch.count++;",
     models: "batch-average count kept for the wrong option",
   },
   {
     id: "layer-finalize-no-mean2",
-    file: "_layer.ts",
+    file: "_batch_average.ts",
     original: "runningVar[c] = runningVar[c] / k - mean * mean;",
     replacement: "runningVar[c] = runningVar[c] / k;",
     models: "finalizeBatchAverage leaves E[x^2] instead of the variance",
   },
   {
     id: "layer-grads-overwrite",
-    file: "_layer.ts",
+    file: "_params.ts",
     original: "g.weight[c] += r.dWeight[c];",
     replacement: "g.weight[c] = r.dWeight[c];",
     models: "backward overwrites the gamma gradient instead of accumulating it",
   },
   {
     id: "layer-logit-grads-swapped",
-    file: "_layer.ts",
+    file: "_params.ts",
     original: "const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);",
     replacement: "const dMean = mixing.mean.vjp(r.varDots), dVar = mixing.var.vjp(r.meanDots);",
     models: "mean and variance logit gradients swapped",
