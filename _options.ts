@@ -11,6 +11,7 @@ import { batchSync, type LayerSync, type SyncGroup } from "./_sync.ts";
 import { SPARSE_DEFAULT_MOMENTUM } from "./_sparse.ts";
 import {
   checkBoolean,
+  checkEps,
   checkFiniteIn,
   checkKnownKeys,
   checkPositiveInt,
@@ -28,7 +29,11 @@ const MAX_FEATURES = 2 ** 28;
 
 /** Options shared by every SwitchNorm layer. */
 export interface SwitchNormOptions {
-  /** Added to the variance before the square root. Finite, >= 0. Default 1e-5. */
+  /**
+   * Added to the variance before the square root. 0, or finite and at least 2^-126
+   * (1.18e-38, float32's smallest normal number: a smaller positive eps would be a subnormal that
+   * GPUs may flush to 0). Default 1e-5.
+   */
   eps?: number;
   /** Moving-average momentum in [0, 1]: `running = momentum*running + (1-momentum)*batch`. */
   momentum?: number;
@@ -116,9 +121,7 @@ export function readLayerOptions(
   if (kind.layout === "nd") known.push("usingBN", "lastGamma");
   checkKnownKeys(kind.name, options, known);
   // undefined means "the default"; null is a mistake, as for the boolean options.
-  const eps = options.eps === undefined
-    ? 1e-5
-    : checkFiniteIn(`${kind.name}: eps`, options.eps, 0, Infinity);
+  const eps = options.eps === undefined ? 1e-5 : checkEps(`${kind.name}: eps`, options.eps);
   const sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
   const momentum = options.momentum === undefined
     ? (sparse ? SPARSE_DEFAULT_MOMENTUM : kind.defaultMomentum)

@@ -60,6 +60,26 @@ export function checkFiniteIn(what: string, value: unknown, min: number, max: nu
   return value;
 }
 
+/** float32's smallest normal number, 2^-126. */
+export const FLOAT32_MIN_NORMAL = 2 ** -126;
+
+/**
+ * Throws unless `value` is a valid eps: 0, or a finite number of at least float32's smallest
+ * normal number (2^-126, about 1.18e-38). Every backend adds eps to a variance; a positive eps
+ * below that would be a float32 subnormal, which GPUs may flush to 0 (WGSL allows it), so the
+ * same layer would silently mean eps = 0 on one backend and eps > 0 on another.
+ */
+export function checkEps(what: string, value: unknown): number {
+  const eps = checkFiniteIn(what, value, 0, Infinity);
+  if (eps > 0 && eps < FLOAT32_MIN_NORMAL) {
+    throw new RangeError(
+      `${what} must be 0 or at least 2^-126 (1.1754943508222875e-38, float32's smallest normal ` +
+        `number; a smaller eps is a subnormal that GPUs may flush to 0), got ${eps}`,
+    );
+  }
+  return eps;
+}
+
 /** Throws unless `value` is a boolean (or undefined, which gives `fallback`). */
 export function checkBoolean(what: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;

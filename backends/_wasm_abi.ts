@@ -7,7 +7,7 @@
  */
 
 /** The ABI version this mirror describes; the loader refuses a module reporting another. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /** `layout` argument: [N, C, M] (SwitchNorm2d/3d). */
 export const LAYOUT_ND = 0;
@@ -95,7 +95,10 @@ export interface WasmKernels {
   ): void;
   /** The rest of `sn_stats_nd` once `sn_stats_rows_nd` has covered every row. */
   sn_stats_derive_nd(n: number, c: number, mode: number, layer: number, stats: number): void;
-  /** `sn_normalize_nd` in parts: the per-row constants (16 bytes per row) into `scratch`. */
+  /**
+   * `sn_normalize_nd` in parts: the per-row constants (16 bytes per row) into `scratch`; returns
+   * 1 if some row is wide (std outside 2^-60..2^60, wasm/src/wide.rs), else 0.
+   */
   sn_constants_nd(
     n: number,
     c: number,
@@ -103,9 +106,19 @@ export interface WasmKernels {
     layer: number,
     stats: number,
     scratch: number,
+  ): number;
+  /**
+   * The normalize sweep of `rows` rows of m floats, constants at `consts` (scratch + 16 row0);
+   * `wide` as `sn_constants_nd` returned.
+   */
+  sn_normalize_rows_nd(
+    x: number,
+    y: number,
+    rows: number,
+    m: number,
+    consts: number,
+    wide: number,
   ): void;
-  /** The normalize sweep of `rows` rows of m floats, constants at `consts` (scratch + 16 row0). */
-  sn_normalize_rows_nd(x: number, y: number, rows: number, m: number, consts: number): void;
   /** Statistics pass over x of [n, c]: LN and BN statistics into `stats`. */
   sn_stats_1d(
     x: number,

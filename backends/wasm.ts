@@ -479,12 +479,12 @@ export class WasmBackend implements Backend {
       if (this.#ioEpoch !== ioEpoch) io = stage(false);
     }
     const y = out ?? new Float32Array(length);
-    k.sn_constants_nd(n, c, mode, regions.layer, regions.stats, regions.scratch);
+    const wide = k.sn_constants_nd(n, c, mode, regions.layer, regions.stats, regions.scratch);
     const staging = io + stagingAt;
     const buffer = this.#heap.buffer;
     for (let r = 0; r < rows; r += step) {
       const take = Math.min(step, rows - r), len = take * m;
-      k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r);
+      k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r, wide);
       y.set((take === step ? this.#chunkView : this.#tailView).get(buffer, staging, len), r * m);
     }
     if (problem.training && problem.usingBN) {

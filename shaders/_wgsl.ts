@@ -211,11 +211,24 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
   );
 }
 
+// WebGPU's range: the float32 statistics and gradient products are right while var + eps (of a
+// row's mixed statistics) lies in [2^-120, 2^120], std in [8.7e-19, 1.2e18]. Beyond, squares
+// and sums overflow (|x| ~ 1e19), or squared deviations and s^3 fall below float32's normal
+// range, which GPUs may flush to 0 (eps = 0 with std ~ 1e-20); the results there are NaN, never a
+// wrong finite number (the float64 reference and WASM backends cover the whole float32 range).
+const VAR_EPS_MIN: f32 = 7.523163845262640e-37; // 2^-120
+const VAR_EPS_MAX: f32 = 1.329227995784916e36; // 2^120
+
+fn in_gpu_range(var_eps: f32) -> bool {
+  return var_eps >= VAR_EPS_MIN && var_eps <= VAR_EPS_MAX && class_bits(var_eps) == 0u;
+}
+
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
-// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+// NaN when y must be NaN (a flagged statistic, var + eps <= 0) or var + eps is outside WebGPU's
+// range (in_gpu_range). Normalize tests beta's bits.
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
-  let bad = m.flags != 0u || !(denom > 0.0);
+  let bad = m.flags != 0u || !in_gpu_range(denom);
   let scale = gamma / sqrt(max(denom, 1e-38));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
@@ -296,9 +309,10 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or var + eps
+// is outside WebGPU's range (in_gpu_range, common.wgsl): then the row's gradients are NaN.
 fn mixed_bad(m: Mixed) -> bool {
-  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+  return m.flags != 0u || !in_gpu_range(m.variance + P.eps);
 }
 
 fn inv_std(m: Mixed) -> f32 {
@@ -458,12 +472,22 @@ fn main(
 /** sn_row_merge.wgsl (with its includes). */
 export const SN_ROW_MERGE: string =
   `// sn_row_merge.wgsl: step 2 of layout "nd", run only when rows were cut into several segments
-// (M > seg_len). One thread per row r merges the row's segment summaries into its IN summary,
-// relative to the first segment's shift K0 (the row's first element):
-//   mean_k' = (K_k - K0) + mean_k        (the segment's mean moved to the row's shift)
-//   (count, mean, M2) = Chan-merge over k of (count_k, mean_k', M2_k)
+// (M > seg_len). One thread per row r merges the row's segment summaries (K_k, mean_k, M2_k,
+// count_k, flags_k) into its IN summary:
+//   M2:    Chan-merge over k of (count_k, (K_k - K0) + mean_k, M2_k)   (K0: the first shift)
+//   mean:  T = sum_k count_k * ((K_k - K0) + mean_k), mu_in = K0 + T / count, with T and the
+//          division in float32 hi/lo pairs (below), so the row mean is accurate to ~1e-12
+//          relative for any row length, not to float32's 6e-8: the importance-logit gradients
+//          are differences of IN, LN and BN means that may lie ~std / sqrt(M) apart.
 //   flags = OR of flags_k
-// so that mu_in = K0 + mean and var_in = M2 / (count - 1) (unbiased, as torch .var()).
+// The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
+// to float32 precision of itself), so every later pass reads the accurate mean through the
+// usual shift + mean.
+//
+// Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
+// cannot simplify: it goes through a factor read from the uniforms) and on products of operands
+// of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
+// not a compiler fuses them into an fma.
 
 ${_COMMON}
 
@@ -471,12 +495,54 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 
+// 1.0, read from the uniforms so that no compiler can rewrite (a + b) - a as b in two_sum.
+var<private> opaque_one: f32;
+
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+  let s = (a + b) * opaque_one;
+  let bb = s - a;
+  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
+// (hi, lo) + v, as a float32 pair.
+fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
+  let s = two_sum(p.x, v);
+  let t = two_sum(s.x, s.y + p.y);
+  return t;
+}
+
+// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
+fn split12(v: f32) -> vec2<f32> {
+  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
+  return vec2<f32>(hi, v - hi);
+}
+
+// p + k * v for an integer k < 2^12 (exact products).
+fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  return pair_add(pair_add(p, k * s.x), k * s.y);
+}
+
+// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
+fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  var q = p;
+  for (var part = 0u; part < 3u; part++) {
+    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
+    q = pair_add(q, -(kp * s.x));
+    q = pair_add(q, -(kp * s.y));
+  }
+  return q;
+}
+
 @compute @workgroup_size(64)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
+  opaque_one = f32(P.chunks > 0u);
   let row = linear_group(wid, nwg) * 64u + lid;
   if (row >= P.n * P.c) {
     return;
@@ -486,13 +552,41 @@ fn main(
   var acc = Acc(f32(first.count), first.mean, first.m2);
   var count = first.count;
   var flags = first.flags;
+  // T = sum_k count_k ((K_k - K0) + mean_k) as a pair; counts are < 2^12 (seg_len <= 4096).
+  var t = pair_add_times(vec2<f32>(0.0), f32(first.count), first.mean);
   for (var k = 1u; k < P.chunks; k++) {
     let p = parts[base + k];
     acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
     count += p.count;
     flags = flags | p.flags;
+    let dk = two_sum(p.shift, -first.shift);
+    let w = f32(p.count);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
-  rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
+  if (count == 0u || flags != 0u) {
+    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
+    return;
+  }
+  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
+  let q1 = (t.x + t.y) / f32(count);
+  let rem = pair_sub_times(t, count, q1);
+  let q2 = (rem.x + rem.y) / f32(count);
+  // M2 = sum_k M2_k (a pair: exact additions) + sum_k count_k dev_k^2, dev_k the segment mean
+  // minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
+  // enough for it). The Chan merge of \`acc\` rounds at every one of its steps instead.
+  var m2 = vec2<f32>(0.0);
+  var between = 0.0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let p = parts[base + k];
+    m2 = pair_add(m2, p.m2);
+    let dk = two_sum(p.shift, -first.shift);
+    let dev = (dk.x - q1) + ((dk.y + p.mean) - q2);
+    between += f32(p.count) * dev * dev;
+  }
+  m2 = pair_add(m2, between);
+  // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
+  let c = two_sum(first.shift, q1);
+  rows[row] = Partial(c.x, c.y + q2, m2.x + m2.y, count, flags);
 }
 `;
 
@@ -710,7 +804,9 @@ fn main(
   groups[g] = Group(hi, lo, variance, gflags);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
-    let v = var_value(gflags, variance);
+    // A batch variance beyond 2^120 (sums that may have overflowed: outside WebGPU's range,
+    // in_gpu_range) makes running_var NaN, never a wrong finite value.
+    let v = var_value(gflags | select(F_NAN, 0u, variance <= VAR_EPS_MAX), variance);
     let rm = running[c];
     let rv = running[P.c + c];
     if ((P.flags & P_BATCH_AVERAGE) != 0u) {

@@ -32,9 +32,10 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN.
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or var + eps
+// is outside WebGPU's range (in_gpu_range, common.wgsl): then the row's gradients are NaN.
 fn mixed_bad(m: Mixed) -> bool {
-  return m.flags != 0u || !(m.variance + P.eps > 0.0);
+  return m.flags != 0u || !in_gpu_range(m.variance + P.eps);
 }
 
 fn inv_std(m: Mixed) -> f32 {

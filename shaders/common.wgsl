@@ -202,11 +202,24 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
   );
 }
 
+// WebGPU's range: the float32 statistics and gradient products are right while var + eps (of a
+// row's mixed statistics) lies in [2^-120, 2^120], std in [8.7e-19, 1.2e18]. Beyond, squares
+// and sums overflow (|x| ~ 1e19), or squared deviations and s^3 fall below float32's normal
+// range, which GPUs may flush to 0 (eps = 0 with std ~ 1e-20); the results there are NaN, never a
+// wrong finite number (the float64 reference and WASM backends cover the whole float32 range).
+const VAR_EPS_MIN: f32 = 7.523163845262640e-37; // 2^-120
+const VAR_EPS_MAX: f32 = 1.329227995784916e36; // 2^120
+
+fn in_gpu_range(var_eps: f32) -> bool {
+  return var_eps >= VAR_EPS_MIN && var_eps <= VAR_EPS_MAX && class_bits(var_eps) == 0u;
+}
+
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
-// NaN when y must be NaN (a flagged statistic, or var + eps <= 0). Normalize tests beta's bits.
+// NaN when y must be NaN (a flagged statistic, var + eps <= 0) or var + eps is outside WebGPU's
+// range (in_gpu_range). Normalize tests beta's bits.
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
-  let bad = m.flags != 0u || !(denom > 0.0);
+  let bad = m.flags != 0u || !in_gpu_range(denom);
   let scale = gamma / sqrt(max(denom, 1e-38));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }

@@ -131,7 +131,9 @@ fn main(
   groups[g] = Group(hi, lo, variance, gflags);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
-    let v = var_value(gflags, variance);
+    // A batch variance beyond 2^120 (sums that may have overflowed: outside WebGPU's range,
+    // in_gpu_range) makes running_var NaN, never a wrong finite value.
+    let v = var_value(gflags | select(F_NAN, 0u, variance <= VAR_EPS_MAX), variance);
     let rm = running[c];
     let rv = running[P.c + c];
     if ((P.flags & P_BATCH_AVERAGE) != 0u) {

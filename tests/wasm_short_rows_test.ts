@@ -218,16 +218,21 @@ Deno.test({
         const xAt0 = take(4 * len), yAt0 = take(4 * len);
         f32().set(x, xAt0 >> 2);
         for (let row = 0; row < rows; row++) {
-          k.sn_normalize_rows_nd(xAt0 + 4 * row * m, yAt0 + 4 * row * m, 1, m, cAt + 16 * row);
+          k.sn_normalize_rows_nd(xAt0 + 4 * row * m, yAt0 + 4 * row * m, 1, m, cAt + 16 * row, 0);
         }
         const want = f32().slice(yAt0 >> 2, (yAt0 >> 2) + len);
         for (let skew = 0; skew < 16; skew += 4) {
-          for (const inPlace of [false, true]) {
+          // wide = 1: the sweep that checks each row for wide ones (none here) gives the same.
+          for (const [inPlace, wide] of [[false, 0], [true, 0], [false, 1], [true, 1]] as const) {
             const xAt = take(4 * len, skew), yAt = inPlace ? xAt : take(4 * len, 12 - skew);
             f32().set(x, xAt >> 2);
-            k.sn_normalize_rows_nd(xAt, yAt, rows, m, cAt);
+            k.sn_normalize_rows_nd(xAt, yAt, rows, m, cAt, wide);
             const got = f32().slice(yAt >> 2, (yAt >> 2) + len);
-            assertSameValues(got, want, `y: m=${m} rows=${rows} skew=${skew} inPlace=${inPlace}`);
+            assertSameValues(
+              got,
+              want,
+              `y: m=${m} rows=${rows} skew=${skew} inPlace=${inPlace} wide=${wide}`,
+            );
           }
         }
       }

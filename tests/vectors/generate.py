@@ -473,6 +473,10 @@ class Case:
         self.state = None
         # ("forward", mode, x float32 array, radius or None) | ("finalizeBatchAverage",)
         self.steps = []
+        self.dy_scale = 1.0  # dy = N(0, 1) * dy_scale
+        # Round the float64 module's running buffers to float32 after each train step, as the
+        # library's (and PyTorch's float32) buffers are (range cases: 1e-50 becomes 0, 1e76 Inf).
+        self.float32_buffers = False
 
     # -- drawing helpers (all float32) --
     def normal(self, shape, scale=1.0, loc=0.0):
@@ -581,12 +585,18 @@ class Case:
                 xt = torch.from_numpy(x.copy()).double().requires_grad_(True)
                 y = m(xt)
                 assert y.dtype == torch.float64 and tuple(y.shape) == x.shape
-                dy = rng_dy.standard_normal(x.shape).astype(np.float32)
+                # dy_scale (extreme-range cases) keeps dx = O(dy / std) near 1, where the
+                # tolerances can see it.
+                dy = (rng_dy.standard_normal(x.shape) * self.dy_scale).astype(np.float32)
                 (y * torch.from_numpy(dy).double()).sum().backward()
+                if self.float32_buffers and self.has_buffers():
+                    with torch.no_grad():
+                        for b in (m.running_mean, m.running_var):
+                            b.copy_(b.float().double())
                 expect = {"y": F64(y.detach().numpy().ravel())}
                 if self.has_buffers():
-                    expect["running_mean"] = F64(m.running_mean.numpy().ravel())
-                    expect["running_var"] = F64(m.running_var.numpy().ravel())
+                    expect["running_mean"] = F64(float32_buffer(m.running_mean.numpy().ravel()))
+                    expect["running_var"] = F64(float32_buffer(m.running_var.numpy().ravel()))
                 expect["dx"] = F64(xt.grad.numpy().ravel())
                 # A fixed Sparse SN mixing's logits have no gradient (None): 0.
                 expect["grads"] = {k: F64(np.zeros(getattr(m, k).numel()) if getattr(m, k).grad
@@ -649,6 +659,16 @@ class F64(list):
         arr = np.asarray(arr)
         assert arr.dtype == np.float64
         super().__init__(float(v) for v in arr.ravel())
+
+
+def float32_buffer(v):
+    """A running buffer as float32 holds it: values beyond float32's range are +-Infinity (as in
+    PyTorch's float32 buffers); others are left in float64 (the tolerance covers the rounding)."""
+    v = np.array(v, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        over = np.isinf(v.astype(np.float32)) & np.isfinite(v)
+    v[over] = np.copysign(np.inf, v[over])
+    return v
 
 
 def num(v):
@@ -984,6 +1004,7 @@ def build_cases():
     x = c.normal((4, 5))
     c.forward("train", with_nonfinite(x, (0, 1), (2, 3)))
 
+    build_range_cases(case)
     return cases
 
 
@@ -1090,11 +1111,134 @@ def sparsestmax_map_vectors():
             "points": points}
 
 
+def build_range_cases(case):
+    """Issue 10, point 1: finite float32 inputs at the edges of float32's range. dy is scaled
+    like x's spread so that dx is O(1) and the tolerances see it."""
+    c = case("sn2d_range_huge_1e19",
+             "2d, |x| ~ 1e19 (squares beyond float32), dy ~ 1e19, train then eval, [2,3,4,4]",
+             "SwitchNorm2d", 3)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e19
+    c.float32_buffers = True
+    c.forward("train", c.normal((2, 3, 4, 4), 1e19))
+    c.forward("eval", c.normal((2, 3, 4, 4), 1e19, 2e18))
+
+    c = case("sn2d_range_spread_3e38",
+             "2d, x uniform over +-3e38 (differences and sums beyond float32), dy ~ 1e37, one train "
+             "step; running_var (~3e76) is +Infinity in float32 buffers, as in PyTorch's, [2,2,2,2]",
+             "SwitchNorm2d", 2)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e37
+    c.float32_buffers = True
+    c.forward("train", c.uniform((2, 2, 2, 2), -3e38, 3e38))
+
+    c = case("sn2d_range_tiny_eps0",
+             "2d, eps=0, x = [1e-20, -1e-20, 2e-20, -2e-20] (variance 3.3e-40, a float32 "
+             "subnormal), SwitchNorm2d(1) on [1,1,1,4], default state", "SwitchNorm2d", 1, eps=0.0)
+    c.default_state()
+    c.dy_scale = 1e-20
+    c.forward("train", np.array([1e-20, -1e-20, 2e-20, -2e-20], np.float32).reshape(1, 1, 1, 4))
+
+    c = case("sn2d_range_tiny_eps0_unit_dy",
+             "2d, eps=0, the same x as sn2d_range_tiny_eps0 with dy ~ N(0, 1): dx ~ 1e20 (its "
+             "float32 constants s^3 sum dy (x - mu) overflow unless scaled)", "SwitchNorm2d", 1,
+             eps=0.0)
+    c.default_state()
+    c.forward("train", np.array([1e-20, -1e-20, 2e-20, -2e-20], np.float32).reshape(1, 1, 1, 4))
+
+    c = case("sn2d_range_subnormal_squares_eps0",
+             "2d, eps=0, x ~ 1e-25 (squared deviations underflow float32), train then eval "
+             "(running_var ~ 1e-50 is 0 in float32 buffers, as in PyTorch's), [2,3,3,3]", "SwitchNorm2d", 3, eps=0.0)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e-25
+    c.float32_buffers = True
+    c.forward("train", c.normal((2, 3, 3, 3), 1e-25))
+    c.forward("eval", c.normal((2, 3, 3, 3), 1e-25))
+
+    c = case("sn1d_range_huge_1e19",
+             "1d, |x| ~ 1e19, dy ~ 1e19, train then eval, [6,5]", "SwitchNorm1d", 5)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e19
+    c.float32_buffers = True
+    c.forward("train", c.normal((6, 5), 1e19))
+    c.forward("eval", c.normal((6, 5), 1e19))
+
+    c = case("sn1d_range_tiny_eps0",
+             "1d, eps=0, x ~ 1e-25 (squared deviations underflow float32), train, [6,5]",
+             "SwitchNorm1d", 5, eps=0.0)
+    c.random_state(buffers="zero")
+    c.dy_scale = 1e-25
+    c.forward("train", c.normal((6, 5), 1e-25))
+
+
+def mulberry32(seed, count):
+    """The first `count` outputs of examples/_data.ts `seededRandom(seed)` (mulberry32), as
+    float64 in [0, 1). Output i depends only on the state seed + (i + 1) * 0x6d2b79f5, so the
+    stream is computed vectorised."""
+    m = np.uint64(0xFFFFFFFF)
+    a = (np.uint64(seed) + (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x6D2B79F5))) & m
+
+    def imul(x, y):
+        return (x * y) & m  # low 32 bits of the product (x, y < 2^32: no uint64 overflow issue
+        # for the low bits, numpy wraps modulo 2^64)
+
+    t = a
+    t = imul(t ^ (t >> np.uint64(15)), t | np.uint64(1))
+    t = (t ^ ((t + imul(t ^ (t >> np.uint64(7)), t | np.uint64(61))) & m)) & m
+    return ((t ^ (t >> np.uint64(14))) & m).astype(np.float64) / 2.0 ** 32
+
+
+LONG_ROWS = {"shape": (1, 3, 1, 1, 4000000), "x_seed": 10, "dy_seed": 11, "head": 8}
+
+
+def long_rows_summary():
+    """Issue 10, point 2: SwitchNorm3d on [1,3,1,1,4e6], x uniform in (-1, 3) and dy uniform in
+    (-1, 1) from examples/_data.ts seededRandom (the test draws the same floats), reference
+    initial state, one training forward and backward. 12M floats are too many for a vector file,
+    so this keeps the gradients, running buffers and the first/last values of y and dx."""
+    shape, head = LONG_ROWS["shape"], LONG_ROWS["head"]
+    count = int(np.prod(shape))
+    x = (-1.0 + 4.0 * mulberry32(LONG_ROWS["x_seed"], count)).astype(np.float32).reshape(shape)
+    dy = (-1.0 + 2.0 * mulberry32(LONG_ROWS["dy_seed"], count)).astype(np.float32).reshape(shape)
+    m = SwitchNorm3d(3).double()
+    m.train(True)
+    # One thread: torch's parallel reductions over 4e6 floats would add in an order that depends
+    # on the machine's core count, and CI checks that regenerated files are unchanged.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    xt = torch.from_numpy(x).double().requires_grad_(True)
+    y = m(xt)
+    (y * torch.from_numpy(dy).double()).sum().backward()
+    torch.set_num_threads(threads)
+    yf, dxf = y.detach().numpy().ravel(), xt.grad.numpy().ravel()
+    return {
+        "generatedBy": GENERATED_BY,
+        "format": FORMAT,
+        "name": "sn3d_long_rows",
+        "description": "SwitchNorm3d(3), reference initial state, training forward and backward "
+                       "on [1,3,1,1,4000000]; x = -1 + 4 u, dy = -1 + 2 u with u from "
+                       "seededRandom(x_seed / dy_seed) (examples/_data.ts), as float32",
+        "shape": list(shape), "x_seed": LONG_ROWS["x_seed"], "dy_seed": LONG_ROWS["dy_seed"],
+        "x_head": F32(x.ravel()[:head]), "dy_head": F32(dy.ravel()[:head]),
+        "expect": {
+            "y_head": F64(yf[:head]), "y_tail": F64(yf[-head:]),
+            "dx_head": F64(dxf[:head]), "dx_tail": F64(dxf[-head:]),
+            "running_mean": F64(m.running_mean.numpy()), "running_var": F64(m.running_var.numpy()),
+            "grads": {k: F64(getattr(m, k).grad.numpy().ravel())
+                      for k in ("weight", "bias", "mean_weight", "var_weight")},
+        },
+    }
+
+
 def main():
     maps = os.path.join(OUT_DIR, "maps")
     os.makedirs(maps, exist_ok=True)
     with open(os.path.join(maps, "sparsestmax.json"), "wb") as f:
         f.write(dumps(sparsestmax_map_vectors()).encode("utf-8"))
+    summary_dir = os.path.join(OUT_DIR, "summaries")
+    os.makedirs(summary_dir, exist_ok=True)
+    with open(os.path.join(summary_dir, "sn3d_long_rows.json"), "wb") as f:
+        f.write(dumps(long_rows_summary()).encode("utf-8"))
     cases = build_cases() + build_sparse_cases()
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "duplicate case names"

@@ -16,8 +16,10 @@
 //!   [R, 2R)          var_in    per (n,c) unbiased var    (nd only)
 //!   [2R, 3R)         mu        mixed mean per (n,c)      (nd only)
 //!   [3R, 4R)         var       mixed var per (n,c)       (nd only)
-//!   [4R, 4R+N)       mu_ln     [4R+N, 4R+2N)  var_ln
-//!   [4R+2N, 4R+2N+C) mu_bn     [4R+2N+C, 4R+2N+2C) var_bn
+//!   [4R, 4R+F)       wide      nd (F = 2): 1 if some row is wide (wide.rs), then padding;
+//!                              1d: F = 0
+//!   [4R+F, 4R+F+N)   mu_ln     [4R+F+N, 4R+F+2N)  var_ln
+//!   [4R+F+2N, +C)    mu_bn     then C of var_bn, which end the area
 //! ```
 //! `sn_stats_*` writes mu_in, var_in, mu_ln, var_ln and mu_bn, var_bn; `sn_normalize_nd` writes
 //! mu, var. `mu_bn`/`var_bn` hold the batch statistics in training mode (the caller folds them
@@ -68,7 +70,8 @@ pub fn layer_bytes(c: usize) -> usize {
 /// Number of f64 values in the statistics area.
 pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
     let rows = if layout == LAYOUT_ND { n * c } else { 0 };
-    4 * rows + 2 * n + 2 * c
+    let flags = if layout == LAYOUT_ND { 2 } else { 0 };
+    4 * rows + flags + 2 * n + 2 * c
 }
 
 /// Bytes of transient scratch a forward needs: nd, the per-row normalize constants
@@ -143,6 +146,8 @@ pub struct Stats<'a> {
     pub var_in: &'a mut [f64],
     pub mu: &'a mut [f64],
     pub var: &'a mut [f64],
+    /// nd: [1 if some row is wide (`wide`) else 0, padding], written by the normalize constants.
+    pub wide: &'a mut [f64],
     pub mu_ln: &'a mut [f64],
     pub var_ln: &'a mut [f64],
     pub mu_bn: &'a mut [f64],
@@ -160,10 +165,11 @@ impl<'a> Stats<'a> {
         let (var_in, rest) = rest.split_at_mut(rows);
         let (mu, rest) = rest.split_at_mut(rows);
         let (var, rest) = rest.split_at_mut(rows);
+        let (wide, rest) = rest.split_at_mut(if layout == LAYOUT_ND { 2 } else { 0 });
         let (mu_ln, rest) = rest.split_at_mut(n);
         let (var_ln, rest) = rest.split_at_mut(n);
         let (mu_bn, var_bn) = rest.split_at_mut(c);
-        Stats { mu_in, var_in, mu, var, mu_ln, var_ln, mu_bn, var_bn }
+        Stats { mu_in, var_in, mu, var, wide, mu_ln, var_ln, mu_bn, var_bn }
     }
 }
 

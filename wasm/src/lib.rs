@@ -24,11 +24,12 @@ mod oned;
 mod oned_grad;
 mod roofline;
 mod simd;
+mod wide;
 
 use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 3;
+const ABI_VERSION: u32 = 4;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -167,7 +168,8 @@ pub unsafe extern "C" fn sn_stats_derive_nd(
 }
 
 /// Part of `sn_normalize_nd` for chunked staging: the per-row constants into `scratch`
-/// (`nd::constants`), then `sn_normalize_rows_nd` per chunk.
+/// (`nd::constants`), then `sn_normalize_rows_nd` per chunk. Returns 1 if some row is wide
+/// (`wide`), for `sn_normalize_rows_nd`, else 0.
 ///
 /// # Safety
 /// Pointers as in `layout`; the caller owns and sizes every buffer.
@@ -179,15 +181,16 @@ pub unsafe extern "C" fn sn_constants_nd(
     layer: *const u8,
     stats: *mut f64,
     scratch: *mut u8,
-) {
+) -> u32 {
     let (n, c) = (n as usize, c as usize);
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
-    nd::constants(n, c, mode, &layer, st, scratch as *mut core::arch::wasm32::v128);
+    nd::constants(n, c, mode, &layer, st, scratch as *mut core::arch::wasm32::v128) as u32
 }
 
 /// The normalize sweep over `rows` rows of m floats at `x` into `y` (may equal x), with the
-/// constants at `consts` (scratch + 16 * row0 for rows row0..).
+/// constants at `consts` (scratch + 16 * row0 for rows row0..); `wide` as `sn_constants_nd`
+/// returned.
 ///
 /// # Safety
 /// `x`, `y` valid for rows * m floats, the same or not overlapping; `consts` for 16 * rows bytes.
@@ -198,9 +201,10 @@ pub unsafe extern "C" fn sn_normalize_rows_nd(
     rows: u32,
     m: u32,
     consts: *const u8,
+    wide: u32,
 ) {
     let consts = consts as *const core::arch::wasm32::v128;
-    nd::sweep(x, y, rows as usize, m as usize, consts);
+    nd::sweep(x, y, rows as usize, m as usize, consts, wide != 0);
 }
 
 /// Statistics pass of SwitchNorm1d on x of [n, c] (`oned::statistics`): fills mu_ln, var_ln and,

@@ -88,6 +88,26 @@ pub unsafe fn strided_f64(x: *const f32, n: usize, stride: usize) -> Moments {
     Moments { count: n as f64, mean, m2 }
 }
 
+/// Below this, a chunk's f32 sum of squared deviations q may be made of subnormal (or flushed)
+/// squares, so it is recomputed in f64. Above it, the largest square is at least TINY_Q / n
+/// >= 2^-110, a normal float32, and squares small enough to be subnormal add at most
+/// n * 2^-149 of absolute error, < 2^-29 of q.
+pub const TINY_Q: f32 = 1.0 / (1u128 << 100) as f32;
+
+/// The statistics of a chunk whose f32 sums overflowed, met Inf/NaN, or came out tiny: a
+/// constant chunk (every x equal to `shift`, such as a row of zeros) is exact as it is, in one
+/// SIMD sweep; anything else goes through `strided_f64`.
+///
+/// # Safety
+/// As `chunk`.
+#[inline(never)]
+unsafe fn tiny_or_f64(x: *const f32, n: usize, shift: f32) -> Moments {
+    if simd::all_equal(x, n, shift) {
+        return Moments { count: n as f64, mean: shift as f64, m2: 0.0 };
+    }
+    strided_f64(x, n, 1)
+}
+
 /// A shift is good enough when the mean lies within sqrt(SHIFT_SLACK) standard deviations of it:
 /// then M2 = q - d^2/n cancels at most a factor 1 + SHIFT_SLACK of q's rounding error. Beyond,
 /// the chunk is measured again around its mean (an L1-resident sweep).
@@ -104,15 +124,15 @@ const SHIFT_SLACK: f64 = 3.0;
 #[inline(always)]
 unsafe fn chunk(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
     let (d, q) = simd::deviation_sums(x, n, shift);
-    if !q.is_finite() {
-        return strided_f64(x, n, 1);
+    if !q.is_finite() || q < TINY_Q {
+        return tiny_or_f64(x, n, shift);
     }
     let (df, qf) = (d as f64, q as f64);
     if df * df * (1.0 + SHIFT_SLACK) > SHIFT_SLACK * n as f64 * qf {
         let better = (shift as f64 + df * inv_n) as f32;
         let (d, q) = simd::deviation_sums(x, n, better);
-        if !q.is_finite() {
-            return strided_f64(x, n, 1);
+        if !q.is_finite() || q < TINY_Q {
+            return tiny_or_f64(x, n, better);
         }
         return Moments::from_deviations(n, inv_n, better, d, q);
     }

@@ -3,8 +3,9 @@
 //! statistics (SyncSN); everything besides the two passes is O(N*C) work on per-row statistics.
 
 use crate::layout::{Layer, Stats, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
-use crate::moments::RowPlan;
+use crate::moments::{RowPlan, TINY_Q};
 use crate::simd;
+use crate::wide;
 use core::arch::wasm32::*;
 
 /// Statistics pass of y = SN(x) for layout "nd", per row r = (n, c) of M floats:
@@ -89,12 +90,13 @@ pub unsafe fn row_moments(
     let (vinv, vinv_m1) = (f64x2_splat(inv_n), f64x2_splat(plan.inv_m1));
     let (slack1, slack_n) = (f64x2_splat(1.0 + SLACK), f64x2_splat(SLACK * m as f64));
     let zero = f64x2_splat(0.0);
+    let tiny = f64x2_splat(TINY_Q as f64);
     // One row by itself, with the same arithmetic as a lane below, so that a row's result does
     // not depend on which row it is paired with (a caller's chunks may pair rows differently).
     let one = |r: usize| {
         let (d, q, s) = (*pd.add(r), *pq.add(r), *ps.add(r));
         let dd = d * d;
-        if q - q != 0.0 || dd * (1.0 + SLACK) > SLACK * m as f64 * q {
+        if q - q != 0.0 || q < TINY_Q as f64 || dd * (1.0 + SLACK) > SLACK * m as f64 * q {
             let mo = plan.row(x.add(r * m), s as f32);
             *pd.add(r) = mo.mean;
             *pq.add(r) = mo.m2 * plan.inv_m1;
@@ -110,9 +112,10 @@ pub unsafe fn row_moments(
         let d = v128_load(pd.add(j) as *const v128);
         let q = v128_load(pq.add(j) as *const v128);
         let dd = f64x2_mul(d, d);
-        // Not finite (q - q is NaN for Inf, NaN), or the shift was poor.
+        // Not finite (q - q is NaN for Inf, NaN), tiny (`moments::TINY_Q`), or the shift was
+        // poor.
         let bad = v128_or(
-            f64x2_ne(f64x2_sub(q, q), zero),
+            v128_or(f64x2_ne(f64x2_sub(q, q), zero), f64x2_lt(q, tiny)),
             f64x2_gt(f64x2_mul(dd, slack1), f64x2_mul(slack_n, q)),
         );
         if v128_any_true(bad) {
@@ -158,12 +161,14 @@ unsafe fn short_rows(
     let (vinv, vinv_m1) = (f64x2_splat(inv_n), f64x2_splat(plan.inv_m1));
     let (slack1, slack_n) = (f64x2_splat(1.0 + SLACK), f64x2_splat(SLACK * m as f64));
     let zero = f64x2_splat(0.0);
+    let tiny = f64x2_splat(TINY_Q as f64);
     // Mean and variance of two rows (lanes), and which of them must be measured again.
     let finish = |d: v128, q: v128, s: v128| -> (v128, v128, v128) {
         let dd = f64x2_mul(d, d);
-        // Not finite (q - q is NaN for Inf, NaN), or the shift was poor.
+        // Not finite (q - q is NaN for Inf, NaN), tiny (`moments::TINY_Q`), or the shift was
+        // poor.
         let bad = v128_or(
-            f64x2_ne(f64x2_sub(q, q), zero),
+            v128_or(f64x2_ne(f64x2_sub(q, q), zero), f64x2_lt(q, tiny)),
             f64x2_gt(f64x2_mul(dd, slack1), f64x2_mul(slack_n, q)),
         );
         let mean = f64x2_add(s, f64x2_mul(d, vinv));
@@ -359,8 +364,8 @@ pub unsafe fn normalize(
     st: Stats,
     scratch: *mut v128,
 ) {
-    constants(n, c, mode, layer, st, scratch);
-    sweep(x, y, n * c, m, scratch);
+    let wide = constants(n, c, mode, layer, st, scratch);
+    sweep(x, y, n * c, m, scratch, wide);
 }
 
 /// The per-row constants of `normalize` (mu, var into the statistics area, [hi, scale, bias, 0]
@@ -375,15 +380,16 @@ pub unsafe fn constants(
     layer: &Layer,
     st: Stats,
     scratch: *mut v128,
-) {
+) -> bool {
     let using_bn = mode & MODE_USING_BN != 0;
     let rows = core::slice::from_raw_parts_mut(scratch, n * c);
     let mix = Mix::new(layer, using_bn);
+    let mut any_wide = false;
     for i in 0..n {
         let at = i * c..(i + 1) * c;
         let (ln_mu, ln_var) = (st.mu_ln[i], st.var_ln[i]);
         let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
-        row_constants(
+        any_wide |= row_constants(
             &mix,
             layer,
             (&st.mu_in[at.clone()], &st.var_in[at.clone()]),
@@ -393,6 +399,9 @@ pub unsafe fn constants(
             &mut rows[at],
         );
     }
+    // For the backward (nd_grad): whether it needs its wide-row paths.
+    st.wide[0] = if any_wide { 1.0 } else { 0.0 };
+    any_wide
 }
 
 /// The normalize sweep over `rows` consecutive rows of m floats at `x` into `y`, with the
@@ -403,14 +412,59 @@ pub unsafe fn constants(
 ///
 /// # Safety
 /// `x`, `y` valid for rows * m floats, the same or not overlapping; `consts` for `rows` v128.
-pub unsafe fn sweep(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
-    for_rows(
-        x,
-        rows,
-        m,
-        |r| simd::normalize(x.add(r * m), y.add(r * m), m, *consts.add(r)),
-        |r, g| simd::normalize_x4(x.add(r * m), y.add(r * m), g, consts.add(r)),
-    );
+pub unsafe fn sweep(
+    x: *const f32,
+    y: *mut f32,
+    rows: usize,
+    m: usize,
+    consts: *const v128,
+    wide: bool,
+) {
+    if !wide {
+        for_rows(
+            x,
+            rows,
+            m,
+            |r| simd::normalize(x.add(r * m), y.add(r * m), m, *consts.add(r)),
+            |r, g| simd::normalize_x4(x.add(r * m), y.add(r * m), g, consts.add(r)),
+        );
+        return;
+    }
+    sweep_checked(x, y, rows, m, consts);
+}
+
+/// `sweep` for rows some of which are wide (`wide`): lane 3 of a row's constants is 0, or `sc`
+/// for a wide row. The other rows give the same results as in `sweep`.
+///
+/// # Safety
+/// As `sweep`.
+#[inline(never)]
+unsafe fn sweep_checked(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
+    let one = |r: usize| {
+        let k = *consts.add(r);
+        if f32x4_extract_lane::<3>(k) == 0.0 {
+            simd::normalize(x.add(r * m), y.add(r * m), m, k);
+        } else {
+            let k = [
+                f32x4_extract_lane::<0>(k),
+                f32x4_extract_lane::<1>(k),
+                f32x4_extract_lane::<2>(k),
+                f32x4_extract_lane::<3>(k),
+            ];
+            wide::normalize(x.add(r * m), y.add(r * m), m, k);
+        }
+    };
+    for_rows(x, rows, m, &one, |r, g| {
+        let c = consts.add(r);
+        let lane3 = |k: usize| i32x4_extract_lane::<3>(*c.add(k));
+        if (lane3(0) | lane3(1) | lane3(2) | lane3(3)) != 0 {
+            for k in 0..4 {
+                one(r + k);
+            }
+        } else {
+            simd::normalize_x4(x.add(r * m), y.add(r * m), g, c);
+        }
+    });
 }
 
 /// Rows of at least this many floats (m % 4 != 0) are swept four at a time. Measured: up to
@@ -486,7 +540,7 @@ fn row_constants(
     bn: Option<(&[f64], &[f64])>,
     (mu_out, var_out): (&mut [f64], &mut [f64]),
     out: &mut [v128],
-) {
+) -> bool {
     let c = mu_in.len();
     let one = |j: usize| -> ([f64; 2], [f32; 3]) {
         let mut mu = mix.w[0] * mu_in[j] + mix.w[1] * ln_mu;
@@ -510,6 +564,8 @@ fn row_constants(
         (f64x2_splat(mix.v[0]), f64x2_splat(mix.v[1] * ln_var), f64x2_splat(mix.v[2]));
     let eps = f64x2_splat(mix.eps);
     let zero = f64x2_splat(0.0);
+    let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    let mut in_range = i64x2_splat(-1);
     let mut j = 0;
     // SAFETY: every access is at lanes [j, j + 2) with j + 2 <= pairs <= c, the length of every
     // slice here (out too).
@@ -538,13 +594,39 @@ fn row_constants(
             let t = i32x4_shuffle::<0, 4, 1, 5>(hi, scale);
             *out.get_unchecked_mut(j) = i32x4_shuffle::<0, 1, 4, 6>(t, bias);
             *out.get_unchecked_mut(j + 1) = i32x4_shuffle::<2, 3, 5, 6>(t, bias);
+            // var + eps outside [LOW, HIGH] (or 0, Inf, NaN): maybe a wide row, see `wide`.
+            let ve = f64x2_add(var, eps);
+            in_range = v128_and(in_range, v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)));
             j += 2;
         }
     }
+    let mut any_wide = !i64x2_all_true(in_range);
     if j < c {
         let ([mu, var], [hi, scale, bias]) = one(j);
         mu_out[j] = mu;
         var_out[j] = var;
         out[j] = f32x4(hi, scale, bias, 0.0);
+        any_wide |= wide_fix(mix, layer, mu, var, j, out);
     }
+    if any_wide {
+        for k in 0..pairs {
+            wide_fix(mix, layer, mu_out[k], var_out[k], k, out);
+        }
+    }
+    any_wide
+}
+
+/// Replaces row j's normalize constants by those of `wide` when var + eps makes it a wide row;
+/// returns whether it did.
+#[inline(never)]
+fn wide_fix(mix: &Mix, layer: &Layer, mu: f64, var: f64, j: usize, out: &mut [v128]) -> bool {
+    let ve = var + mix.eps;
+    let sc = wide::scale(ve);
+    if sc != 0.0 {
+        let s = 1.0 / simd::sqrt_f64(ve);
+        let [h, t, b, sc] =
+            wide::normalize_constants(mu, s, layer.gamma[j] as f64, layer.beta[j] as f64, sc);
+        out[j] = f32x4(h, t, b, sc);
+    }
+    sc != 0.0
 }

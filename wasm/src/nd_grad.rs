@@ -13,6 +13,7 @@
 
 use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
 use crate::simd;
+use crate::wide;
 use core::arch::wasm32::*;
 
 /// Floats per chunk of the f32 gradient sums: 16 terms per partial sum, so that their rounding
@@ -88,6 +89,7 @@ const SHORT: usize = 64;
 
 /// `row_sums` of `rows` rows of 4..=SHORT floats into `pairs`, four rows at a time through
 /// `simd::grad_sums_x4`; the rows % 4 left over go through the same arithmetic one at a time.
+/// Returns whether every sum is finite.
 ///
 /// # Safety
 /// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
@@ -98,8 +100,11 @@ unsafe fn short_row_sums(
     mu_in: *const f64,
     pairs: *mut v128,
     rows: usize,
-) {
+) -> bool {
     let groups = rows / 4 * 4;
+    // x - x is 0 for finite x, NaN for Inf and NaN.
+    let zero = f32x4_splat(0.0);
+    let mut finite = i32x4_splat(-1);
     let mut r = 0;
     while r < groups {
         let shift = f32x4_demote_f64x2_zero(ld(mu_in.add(r)));
@@ -108,6 +113,8 @@ unsafe fn short_row_sums(
         let xs = [x.add(at(0)), x.add(at(1)), x.add(at(2)), x.add(at(3))];
         let dys = [dy.add(at(0)), dy.add(at(1)), dy.add(at(2)), dy.add(at(3))];
         let (g, p) = simd::grad_sums_x4(xs, dys, m, shift);
+        let gp = f32x4_add(g, p);
+        finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
         let lo = i32x4_shuffle::<0, 4, 1, 5>(g, p);
         let hi = i32x4_shuffle::<2, 6, 3, 7>(g, p);
         *pairs.add(r) = f64x2_promote_low_f32x4(lo);
@@ -120,9 +127,12 @@ unsafe fn short_row_sums(
         let (xr, dyr) = (x.add(r * m), dy.add(r * m));
         let shift = f32x4_splat(*mu_in.add(r) as f32);
         let (g, p) = simd::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
+        let gp = f32x4_add(g, p);
+        finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
         *pairs.add(r) = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 4, 1, 5>(g, p));
         r += 1;
     }
+    i32x4_all_true(finite)
 }
 
 /// Reduction call of the backward pass for layout "nd": one sweep over (x, dy) per row, then the
@@ -156,13 +166,18 @@ pub unsafe fn reduce(
     // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
     let mu_in = st.mu_in.as_ptr();
     let pairs = w.pairs.as_mut_ptr();
-    if (4..=SHORT).contains(&m) {
-        short_row_sums(x, dy, m, mu_in, pairs, rows);
+    // Whether every row's sums are finite (see the redo below).
+    let finite = if (4..=SHORT).contains(&m) {
+        short_row_sums(x, dy, m, mu_in, pairs, rows)
     } else {
+        let mut finite = i64x2_splat(-1);
         for r in 0..rows {
-            *pairs.add(r) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+            let pair = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+            finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
+            *pairs.add(r) = pair;
         }
-    }
+        i64x2_all_true(finite)
+    };
 
     // The combine, per sample n over its C rows, two channels per f64x2.
     sums.d_weight.fill(0.0);
@@ -179,6 +194,13 @@ pub unsafe fn reduce(
     let (gmb, gvb) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
     let z = f64x2_splat(0.0);
     let neg_half = f64x2_splat(-0.5);
+    // The forward's normalize constants recorded whether some row is wide (`wide`: its f32
+    // products may overflow or be subnormal); those rows, and any whose f32 sums are not finite
+    // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
+    // too), are summed again in f64.
+    if st.wide[0] != 0.0 || !finite {
+        redo_sums(x, dy, m, rows, mu_in, var, layer.eps, pairs);
+    }
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
     let even = c / 2 * 2;
@@ -250,6 +272,34 @@ pub unsafe fn reduce(
     }
 }
 
+/// The row sums (sum dy, sum dy (x - hi)) again in f64 for every row that is wide (`wide`: its
+/// f32 products may overflow or be subnormal) or, in such a call, whose f32 sums are not finite.
+///
+/// # Safety
+/// As `reduce`; `mu_in`, `var` valid for `rows` f64, `pairs` for `rows` v128.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn redo_sums(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    rows: usize,
+    mu_in: *const f64,
+    var: *const f64,
+    eps: f64,
+    pairs: *mut v128,
+) {
+    for r in 0..rows {
+        let pair = *pairs.add(r);
+        let finite = i64x2_all_true(f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
+        if wide::scale(*var.add(r) + eps) != 0.0 || !finite {
+            let hi = *mu_in.add(r) as f32;
+            let (g, p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
+            *pairs.add(r) = f64x2(g, p);
+        }
+    }
+}
+
 /// dx call of the backward pass for layout "nd", after `reduce` (and, under SyncSN, after the
 /// caller replaced the sums by their totals over replicas; `count` is the global batch size N,
 /// the local n otherwise). Per row, in f64, two rows per f64x2:
@@ -296,9 +346,24 @@ pub unsafe fn dx(
     let (gmb, gvb, mu_bn) = (sums.gm_bn.as_ptr(), sums.gv_bn.as_ptr(), st.mu_bn.as_ptr());
     let pairs = w.pairs.as_mut_ptr();
     let zero = f64x2_splat(0.0);
+    let var = st.var.as_ptr();
+    // The scale of row r if it is wide (`wide`), else 1.
+    let row_sc = |r: usize| {
+        let sc = wide::scale(*var.add(r) + layer.eps);
+        if sc == 0.0 {
+            1.0
+        } else {
+            sc
+        }
+    };
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
-    let constants = |i: usize, r: usize, j: usize, one: bool| -> (v128, v128) {
+    // Whether the forward's normalize constants found a wide row (`wide`); without one, the
+    // constants and the sweep are the plain ones.
+    let any_wide = st.wide[0] != 0.0;
+    // `wide` (a constant in each of the two loops below, which the compiler folds): whether
+    // wide rows get their scaled constants.
+    let constants = |i: usize, r: usize, j: usize, one: bool, wide: bool| -> (v128, v128) {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -320,7 +385,15 @@ pub unsafe fn dx(
         g_var = f64x2_add(g_var, f64x2_mul(kb_var, gvbv));
         g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(kb_mu, gmbv), spread));
         let a = f64x2_mul(ld32_or(gamma.add(j)), ld_or(inv_std.add(r)));
-        let b = f64x2_mul(g_var, two_m1);
+        let mut b = f64x2_mul(g_var, two_m1);
+        // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
+        // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
+        let mut mean = mean;
+        if wide {
+            let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
+            mean = f64x2_mul(mean, f64x2(sc0, sc1));
+            b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
+        }
         let hi = f32x4_demote_f64x2_zero(mean);
         let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
@@ -334,25 +407,36 @@ pub unsafe fn dx(
         (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
     };
     let even = c / 2 * 2;
-    for i in 0..n {
-        let mut j = 0;
-        while j < even {
-            let r = i * c + j;
-            let (k0, k1) = constants(i, r, j, false);
-            *pairs.add(r) = k0;
-            *pairs.add(r + 1) = k1;
-            j += 2;
+    let all_rows = |wide: bool| {
+        for i in 0..n {
+            let mut j = 0;
+            while j < even {
+                let r = i * c + j;
+                let (k0, k1) = constants(i, r, j, false, wide);
+                *pairs.add(r) = k0;
+                *pairs.add(r + 1) = k1;
+                j += 2;
+            }
+            if j < c {
+                let r = i * c + j;
+                *pairs.add(r) = constants(i, r, j, true, wide).0;
+            }
         }
-        if j < c {
-            let r = i * c + j;
-            *pairs.add(r) = constants(i, r, j, true).0;
-        }
+    };
+    if any_wide {
+        all_rows(true);
+    } else {
+        all_rows(false);
     }
-    sweep(x, dy, dx, n * c, m, pairs);
+    if any_wide {
+        sweep_checked(x, dy, dx, n * c, m, pairs, var, layer.eps);
+    } else {
+        sweep(x, dy, dx, n * c, m, pairs);
+    }
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
-/// at a time as `nd::for_rows` decides (the results are the same either way).
+/// at a time as `nd::for_rows` decides (the results are the same either way). No row is wide.
 ///
 /// # Safety
 /// As `dx`, with `abk` valid for `rows` v128.
@@ -377,4 +461,50 @@ unsafe fn sweep(
             simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), g, abk.add(r));
         },
     );
+}
+
+/// `sweep` for a call with wide rows (`wide`): each row checks its var + eps and a wide one is
+/// swept scaled; the other rows give the same results as in `sweep`.
+///
+/// # Safety
+/// As `sweep`, with `var` valid for `rows` f64.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn sweep_checked(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    rows: usize,
+    m: usize,
+    abk: *const v128,
+    var: *const f64,
+    eps: f64,
+) {
+    let wide_sc = |r: usize| wide::scale(*var.add(r) + eps);
+    let one = |r: usize| {
+        let at = r * m;
+        let k = *abk.add(r);
+        let sc = wide_sc(r);
+        if sc == 0.0 {
+            simd::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k);
+        } else {
+            let k = [
+                f32x4_extract_lane::<0>(k),
+                f32x4_extract_lane::<1>(k),
+                f32x4_extract_lane::<2>(k),
+                f32x4_extract_lane::<3>(k),
+            ];
+            wide::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k, sc as f32);
+        }
+    };
+    crate::nd::for_rows(x, rows, m, &one, |r, g| {
+        if (0..4).any(|k| wide_sc(r + k) != 0.0) {
+            for k in 0..4 {
+                one(r + k);
+            }
+        } else {
+            let at = r * m;
+            simd::grad_dx_x4(x.add(at), dy.add(at), dx.add(at), g, abk.add(r));
+        }
+    });
 }

@@ -159,8 +159,11 @@ unsafe fn column_block(
     let fab = seen * fb;
     for j in 0..c {
         let (s, d, q) = (*shift.add(j), *dsum.add(j), *qsum.add(j));
-        let blk = if s.is_finite() && q.is_finite() {
+        // Tiny q (`moments::TINY_Q`): subnormal squares; exact for a constant column, else f64.
+        let blk = if s.is_finite() && q.is_finite() && q >= moments::TINY_Q {
             Moments::from_deviations(rows, inv_rows, s, d, q)
+        } else if q < moments::TINY_Q && (0..rows).all(|r| *x.add(r * c + j) == s) {
+            Moments { count: rows as f64, mean: s as f64, m2: 0.0 }
         } else {
             moments::strided_f64(x.add(j), rows, c)
         };

@@ -57,6 +57,27 @@ pub unsafe fn sum(x: *const f32, n: usize) -> f32 {
     s
 }
 
+/// Whether every x[i] (i < n) equals `v` (NaN equals nothing), in one SIMD sweep.
+///
+/// # Safety
+/// `x` must be valid for reading `n` floats.
+#[inline(never)]
+pub unsafe fn all_equal(x: *const f32, n: usize, v: f32) -> bool {
+    let s = f32x4_splat(v);
+    let mut same = i32x4_splat(-1);
+    let mut i = 0;
+    while i + 4 <= n {
+        same = v128_and(same, f32x4_eq(load(x.add(i)), s));
+        i += 4;
+    }
+    let mut all = i32x4_all_true(same);
+    while i < n {
+        all &= *x.add(i) == v;
+        i += 1;
+    }
+    all
+}
+
 /// Lane masks that keep the last k lanes of a vector (k = 0..3), for tails of n % 4 floats.
 static TAIL_MASKS: [[u32; 4]; 4] = [[0, 0, 0, 0], [0, 0, 0, !0], [0, 0, !0, !0], [0, !0, !0, !0]];
 
