@@ -580,24 +580,13 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     const name = this.#kind.name;
     const { x, resident, n, c, m, out, keep, training } = call;
     if (!training) this.#batch.checkFinalized();
-    const { backend, reason } = await chooseBackend(this.backendRequest, undefined, {
-      elements: x.length,
-      sync: this.#sync !== undefined,
-      resident: resident ? (x as ResidentTensor).backend : undefined,
-    });
-    if (this.#sync && !backend.supportsSync) {
-      throw new Error(
-        `${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`,
-      );
-    }
-    if (resident && (x as ResidentTensor).backend !== backend.name) {
-      throw new TypeError(
-        `${name}.forward: x lives in ${
-          (x as ResidentTensor).backend
-        } memory but this layer runs on ${backend.name}`,
-      );
-    }
-    await this.#backends.settle(backend, this.#params.view());
+    const { backend, reason } = await this.#backends.forForward(
+      this.backendRequest,
+      x,
+      resident,
+      this.#sync !== undefined,
+      this.#params.view(),
+    );
     const problem: NormProblem = {
       layout: this.#kind.layout,
       n,

@@ -1,13 +1,14 @@
 /**
  * The backends one layer has run on ("auto" may switch per call), all of which may hold its state
- * (WASM regions, GPU buffers, running buffers newer than the CPU's): moving the running buffers
- * to the backend a call settles on, refusing CPU reads of stale ones, reading them back, freeing
- * the layer's state now (dispose) or once the layer is garbage-collected. Depends only on the
- * Backend interface.
+ * (WASM regions, GPU buffers, running buffers newer than the CPU's): choosing the backend of a
+ * forward and moving the running buffers to it, refusing CPU reads of stale ones, reading them
+ * back, freeing the layer's state now (dispose) or once the layer is garbage-collected. Depends on
+ * the Backend interface and the backend selection (backends/select.ts), never on a backend.
  *
  * @module
  */
-import type { Backend, LayerParams } from "./backends/_backend.ts";
+import type { Backend, LayerParams, ResidentTensor } from "./backends/_backend.ts";
+import { type BackendRequest, chooseBackend } from "./backends/select.ts";
 
 /**
  * What a garbage-collected layer held in its backends (WASM regions, GPU buffers) is freed here:
@@ -38,16 +39,45 @@ export class LayerBackends {
   }
 
   /**
-   * Makes `backend` the one this call runs on. If another backend's device holds the newest
-   * running buffers, they are read back first: this call must start from them.
+   * Chooses the backend a forward of `x` runs on (asked per call: "auto" decides by the call's
+   * size and where x lives, and an explicit "webgpu" gets a fresh device after a loss; select.ts
+   * caches the backends, so this is cheap), checks that it can run the call, and makes it the
+   * layer's. If another backend's device holds the newest running buffers, they are read back
+   * first: this call must start from them.
    */
-  async settle(backend: Backend, params: LayerParams): Promise<void> {
+  async forForward(
+    request: BackendRequest,
+    x: Float32Array | ResidentTensor,
+    resident: boolean,
+    sync: boolean,
+    params: LayerParams,
+  ): Promise<{ backend: Backend; reason: string }> {
+    const name = this.layerName;
+    const chosen = await chooseBackend(request, undefined, {
+      elements: x.length,
+      sync,
+      resident: resident ? (x as ResidentTensor).backend : undefined,
+    });
+    const backend = chosen.backend;
+    if (sync && !backend.supportsSync) {
+      throw new Error(
+        `${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`,
+      );
+    }
+    if (resident && (x as ResidentTensor).backend !== backend.name) {
+      throw new TypeError(
+        `${name}.forward: x lives in ${
+          (x as ResidentTensor).backend
+        } memory but this layer runs on ${backend.name}`,
+      );
+    }
     const previous = this.#settled;
     if (previous && previous !== backend && previous.runningStale?.(params)) {
       await previous.syncRunning!(params);
     }
     this.#settled = backend;
     this.#used.add(backend);
+    return chosen;
   }
 
   /** Throws (naming `what`) if a device holds running buffers newer than the CPU's. */
