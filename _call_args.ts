@@ -6,8 +6,8 @@
  *
  * @module
  */
-import type { ResidentTensor } from "./backends/_backend.ts";
-import { isResident, overlaps } from "./_saved_forward.ts";
+import type { NormProblem, ResidentTensor } from "./backends/_backend.ts";
+import { overlaps } from "./_saved_forward.ts";
 import {
   checkBoolean,
   checkFloat32,
@@ -151,4 +151,54 @@ function readOptions(what: string, options: unknown, known: readonly string[]): 
   }
   checkKnownKeys(what, options, known);
   return options;
+}
+
+/** Whether `x` is a resident tensor (not a typed array). */
+export function isResident(x: unknown): x is ResidentTensor {
+  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
+    "shape" in x;
+}
+
+/**
+ * Checks, when a queued call runs, that a Float32Array the call was given is still what it was
+ * when checked: x and dy are read when the call runs, not when it is made, and a buffer detached
+ * (`buffer.transfer()`, `postMessage` with a transfer list) or resized in between would otherwise
+ * be read as 0 elements (NaN statistics, an empty y) or crash a device's upload.
+ */
+export function checkStillReadable(
+  what: string,
+  t: Float32Array | ResidentTensor,
+  length: number,
+): void {
+  if (isResident(t)) return;
+  const detached = (t.buffer as ArrayBuffer).detached === true;
+  if (detached || t.length !== length) {
+    throw new TypeError(
+      `${what} ${
+        detached ? "was detached" : `changed length to ${t.length}`
+      } after the call was made (it had ${length} elements); it is read when the call runs ` +
+        "(after the layer's earlier calls), not when it is made: do not transfer, resize or " +
+        "change it until the promise settles",
+    );
+  }
+}
+
+/**
+ * Checks, when a queued backward runs, the x its forward kept and `dy` (of `dyLength` elements
+ * when the call was made): both still readable, and dy of x's kind and length.
+ */
+export function checkBackwardInputs(
+  name: string,
+  saved: { readonly problem: NormProblem; readonly x: Float32Array | ResidentTensor },
+  dy: Float32Array | ResidentTensor,
+  dyLength: number,
+): void {
+  const { n, c, m } = saved.problem, length = n * c * m;
+  checkStillReadable(`${name}.backward: the x its forward kept`, saved.x, length);
+  checkStillReadable(`${name}.backward: dy`, dy, dyLength);
+  if (isResident(dy) !== isResident(saved.x) || dyLength !== length) {
+    throw new RangeError(
+      `${name}.backward: dy must be the same kind as the forward's x, with ${length} elements, got ${dyLength}`,
+    );
+  }
 }

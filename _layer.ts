@@ -36,6 +36,8 @@ import { CallQueue } from "./_call_queue.ts";
 import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
 import {
   type BackwardOptions,
+  checkBackwardInputs,
+  checkStillReadable,
   type ForwardCall,
   type ForwardOptions,
   readBackwardCall,
@@ -82,6 +84,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   readonly #calls = new CallQueue();
   readonly #sync?: LayerSync;
   readonly #backends: LayerBackends;
+  /** Counts dispose() calls: a call that fails while one happened says so. */
+  #disposals = 0;
   #ran?: { backend: BackendName; reason: string };
 
   /**
@@ -213,9 +217,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * Sparse SN's radius r in [0, 1] (SSN2d's `radius` buffer), to be ramped from 0 to 1 over
    * training (`layer.radius = step / totalSteps`). r = 0 gives sparsemax; from r ~ 0.82 (3
    * logits) or ~ 0.71 (2 logits) on the weights are one-hot. A forward whose weights are one-hot
-   * freezes that mixing (see {@linkcode frozenTo}).
+   * freezes that mixing (see {@linkcode frozenTo}). The state dict holds it as float32: a radius
+   * loaded by {@linkcode loadStateDict} reads back so (0.9 as 0.8999999761581421).
    *
-   * @throws {Error} without the sparse option; {@link RangeError} outside [0, 1].
+   * @throws {Error} without the sparse option; {@link TypeError} for a non-number;
+   * {@link RangeError} outside [0, 1].
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -471,8 +477,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /**
    * Frees what the backends keep for this layer (device copies) now; a layer dropped without it is
    * reclaimed once garbage-collected, later. The layer stays usable.
-   * Running buffers that are newer on a GPU are read back first (`await layer.sync()` to wait).
-   * It acts at once: a forward or backward still running may then fail, changing nothing.
+   * Running buffers that are newer on a GPU are read back first, so dispose() loses nothing: the
+   * read-back is ordered with the layer's calls (later ones wait for it; `await layer.sync()` to
+   * wait), and running buffers written after dispose() (loadStateDict, resetRunningStats) win.
+   * It acts at once: a forward or backward still running may then fail, saying so and changing
+   * nothing, and the latest forward can no longer be differentiated (run forward again).
    *
    * @example
    * ```ts
@@ -484,7 +493,10 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   dispose(): void {
-    this.#backends.release(this.#params.view());
+    this.#disposals++;
+    // What backward needs is freed (on every backend alike): its backward is refused, by name.
+    if (this.#saved) this.#saved.disposed = true;
+    this.#backends.release(this.#params, this.#calls);
   }
 
   /** Same as {@linkcode dispose}, for `using`. */
@@ -497,24 +509,26 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * `options.out`). With a tensor resident in the layer's backend (see {@linkcode upload}),
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
    * BN statistics, the running buffers are updated before the promise resolves (and only if it
-   * resolves). Calls on one layer take effect in the order they were made, as if each were
-   * awaited; the mode (training or evaluation) is the one in force when forward is called. A
-   * failed call leaves parameters and buffers as they were.
+   * resolves). Calls on one layer take effect in the order they were made (each waits for the
+   * layer's earlier calls); the mode (training or evaluation) is the one in force when forward is
+   * called, but x (and `out`) are read when the call runs: do not change, transfer or resize them
+   * until the promise settles. A failed call leaves parameters and buffers as they were.
    *
    * @param x the input, row-major float32.
    * @param shape `[N, C]` for SwitchNorm1d, `[N, C, H, W]` for 2d, `[N, C, D, H, W]` for 3d; C
    * must be the layer's `numFeatures`.
    * @param options `out` to write y into, `keepForBackward` (default: the training mode).
    * @throws {TypeError} (rejects) if x is not a Float32Array or resident tensor, `shape` is not
-   * an array, an option is unknown or of the wrong type, `out` is not of x's kind and length, or
-   * a resident x lives in another backend.
+   * an array of numbers, an option is unknown or of the wrong type, `out` is not of x's kind and length, a
+   * resident x lives in another backend, or x or `out` was detached or resized after the call was
+   * made.
    * @throws {RangeError} (rejects) for a wrong rank, a non-integer or zero dimension, a channel
    * count other than `numFeatures`, or a length that does not match the shape.
    * @throws {Error} (rejects) when `out` overlaps x while this forward keeps x for backward
    * (training mode or keepForBackward); in evaluation mode with an unfinalized batch average;
    * where the requested backend cannot run here (no WebAssembly SIMD, WebAssembly compilation
    * refused: a `WasmRefusedError`, no WebGPU adapter); on a lost GPU device; for SyncSN on a
-   * backend without it.
+   * backend without it; when the layer is disposed while the call runs.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -602,12 +616,17 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       ? { kind: "movingAverage", momentum: this.momentum }
       : { kind: "batchAverage" };
     const save: SavedForward | undefined = keep ? {} : undefined;
+    checkStillReadable(`${name}.forward: x`, x, n * c * m);
+    if (out !== undefined) checkStillReadable(`${name}.forward: out`, out, n * c * m);
     // The backend replaces the statistics a previous forward kept: that one is gone either way.
     this.#keptInput.clear();
     this.#saved = undefined;
     let y: Float32Array | ResidentTensor;
+    const disposals = this.#disposals;
     try {
       y = await backend.forward(problem, x, params, update, out, save);
+    } catch (e) {
+      throw this.#disposedDuring(`${name}.forward`, disposals, e);
     } finally {
       // Another layer's forward may have kept `out` as its x: its backward must not differentiate
       // what this call wrote there (even a failed call may have written some of it).
@@ -650,9 +669,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * An optimiser step: calls `update` with each parameter (the live array, to change in place),
    * its accumulated gradient and its name, then makes the new values take effect. The logits of a
    * fixed Sparse SN mixing are skipped, as PyTorch's optimisers skip a parameter without gradient.
-   * A forward already run keeps the values it used, so its backward is unaffected.
+   * A forward already run keeps the values it used, so its backward is unaffected. If `update`
+   * throws, every parameter is put back as it was before the step and the error is rethrown.
    *
-   * @throws {Error} a forward, backward or sync of this layer is still running.
+   * @throws {Error} a forward, backward or sync of this layer is still running; whatever `update`
+   * throws.
    *
    * @example
    * ```ts
@@ -699,12 +720,15 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * kept what backward needs: training mode, or `keepForBackward: true`), with the parameter
    * values that forward used. Resolves to dx, of the same kind as that forward's x, and adds the
    * parameter gradients into {@linkcode grads}. x must not have been changed since that forward.
+   * dy is read when the call runs (after the layer's earlier calls), not when it is made: do not
+   * change, transfer or resize it until the promise settles.
    * One backward per forward, unless `{ retainGraph: true }` keeps it for another.
    *
-   * @throws {Error} no forward kept for backward, it was already differentiated, or its x was
-   * overwritten since as another forward's `out`.
+   * @throws {Error} no forward kept for backward, it was already differentiated, its x was
+   * overwritten since as another forward's `out`, or the layer was disposed since that forward.
    * @throws {RangeError} dy is not of the kind and length of that forward's x.
-   * @throws {TypeError} an option is unknown or of the wrong type.
+   * @throws {TypeError} an option is unknown or of the wrong type; dy or that forward's x was
+   * detached or resized after the call was made.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -729,6 +753,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       error = e;
     }
     if (retain === undefined && !this.#sync) return Promise.reject(error);
+    const dyLength = retain === undefined ? 0 : dy.length; // as given: it is read when the call runs
     // The gradient sums: dWeight, dBias, gmB, gvB (C each) and meanDots, varDots (K each).
     const sums = 4 * this.numFeatures + 2 * this.#params.meanLogits.length;
     return this.#calls.run(() =>
@@ -737,21 +762,38 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
         "sums",
         sums,
         true,
-        () => retain === undefined ? Promise.reject(error) : this.#backward(dy, retain),
+        () => retain === undefined ? Promise.reject(error) : this.#backward(dy, dyLength, retain),
       )
+    );
+  }
+
+  /**
+   * A backend call that failed while the layer was disposed failed because of it (its regions or
+   * buffers were freed under it): say so, rather than what the backend saw.
+   */
+  #disposedDuring(what: string, disposalsBefore: number, error: unknown): unknown {
+    if (this.#disposals === disposalsBefore) return error;
+    return new Error(
+      `${what}: the layer was disposed while this call ran, which freed what it used; nothing changed`,
+      { cause: error },
     );
   }
 
   async #backward(
     dy: Float32Array | ResidentTensor,
+    dyLength: number,
     retain: boolean,
   ): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
     const kept = this.#saved;
-    KeptForward.checkDifferentiable(name, kept, dy);
+    KeptForward.checkDifferentiable(name, kept);
+    checkBackwardInputs(name, kept.save, dy, dyLength);
     const backend = kept.backend;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);
-    const r = await backend.backward(kept.save, dy, kept.params);
+    const disposals = this.#disposals;
+    const r = await backend.backward(kept.save, dy, kept.params).catch((e) => {
+      throw this.#disposedDuring(`${name}.backward`, disposals, e);
+    });
     this.#params.addGradients(r, kept.mixing);
     if (!retain) {
       kept.used = true;
@@ -780,10 +822,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    */
   async upload(data: Float32Array, shape: readonly number[]): Promise<ResidentTensor> {
     readUploadCall(this.#kind, this.numFeatures, data, shape);
+    const length = data.length, sync = this.#sync !== undefined;
     const { backend } = await chooseBackend(this.backendRequest, undefined, {
-      elements: data.length,
-      sync: this.#sync !== undefined,
+      elements: length,
+      sync,
     });
+    checkStillReadable(`${this.#kind.name}.upload: data`, data, length);
     return backend.upload(data, shape);
   }
 }

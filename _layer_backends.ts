@@ -3,12 +3,15 @@
  * (WASM regions, GPU buffers, running buffers newer than the CPU's): choosing the backend of a
  * forward and moving the running buffers to it, refusing CPU reads of stale ones, reading them
  * back, freeing the layer's state now (dispose) or once the layer is garbage-collected. Depends on
- * the Backend interface and the backend selection (backends/select.ts), never on a backend.
+ * the Backend interface, the backend selection (backends/select.ts), the layer's parameter store
+ * and call queue (types only), never on a backend.
  *
  * @module
  */
 import type { Backend, LayerParams, ResidentTensor } from "./backends/_backend.ts";
 import { type BackendRequest, chooseBackend } from "./backends/select.ts";
+import type { ParamStore } from "./_params.ts";
+import type { CallQueue } from "./_call_queue.ts";
 
 /**
  * What a garbage-collected layer held in its backends (WASM regions, GPU buffers) is freed here:
@@ -97,8 +100,39 @@ export class LayerBackends {
     for (const b of this.#used) await b.syncRunning?.(params);
   }
 
-  /** Frees what the backends keep for the layer now. */
-  release(params: LayerParams): void {
-    for (const b of this.#used) b.releaseLayer?.(params);
+  /**
+   * Frees what the backends keep for the layer now; a backend whose device holds the newest
+   * running buffers frees them once they are read back, in the layer's call order (`calls`).
+   */
+  release(p: ParamStore, calls: CallQueue): void {
+    for (const b of this.#used) {
+      if (!b.runningStale?.(p.view())) {
+        b.releaseLayer?.(p.view());
+        continue;
+      }
+      // The device holds the newest running buffers: read them back in call order (later calls
+      // wait for it, so none runs on state about to be freed), then free. They are read into
+      // copies, kept only if the CPU wrote no running buffers meanwhile (loadStateDict and
+      // resetRunningStats are not refused by it: what they write after dispose wins).
+      void calls.run(async () => {
+        const version = p.runningVersion, view = p.view();
+        const copy = {
+          ...view,
+          runningMean: p.runningMean.slice(),
+          runningVar: p.runningVar.slice(),
+        };
+        try {
+          await b.syncRunning!(copy);
+          if (p.runningVersion === version) {
+            p.runningMean.set(copy.runningMean);
+            p.runningVar.set(copy.runningVar);
+          }
+        } catch {
+          // The device was lost: its newer buffers with it; the layer keeps its CPU copy.
+        } finally {
+          b.releaseLayer?.(p.view());
+        }
+      }, true);
+    }
   }
 }

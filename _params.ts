@@ -137,14 +137,27 @@ export class ParamStore {
     if (fixedMean || fixedVar) this.version++;
   }
 
-  /** The optimiser step: `update` changes each parameter in place; see SwitchNorm.step. */
+  /**
+   * The optimiser step: `update` changes each parameter in place; see SwitchNorm.step. If it
+   * throws, every parameter is put back as it was and the error is rethrown.
+   */
   step(update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void): void {
     const g = this.grads, fixed = this.sparse?.fixed;
-    update(this.weight, g.weight, "weight");
-    update(this.bias, g.bias, "bias");
-    // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
-    if (!fixed?.mean) update(this.meanLogits, g.mean_weight, "mean_weight");
-    if (!fixed?.var) update(this.varLogits, g.var_weight, "var_weight");
+    // An update that throws part-way must leave every parameter as it was: the O(C) values are
+    // snapshotted first and put back (else some would be written without the version bump that
+    // makes backends and importance weights see them).
+    const params = [this.weight, this.bias, this.meanLogits, this.varLogits];
+    const before = params.map((a) => a.slice());
+    try {
+      update(this.weight, g.weight, "weight");
+      update(this.bias, g.bias, "bias");
+      // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
+      if (!fixed?.mean) update(this.meanLogits, g.mean_weight, "mean_weight");
+      if (!fixed?.var) update(this.varLogits, g.var_weight, "var_weight");
+    } catch (e) {
+      params.forEach((a, i) => a.set(before[i]));
+      throw e;
+    }
     this.version++;
   }
 

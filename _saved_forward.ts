@@ -3,11 +3,18 @@
  * values that forward used (so that a backward differentiates the forward that ran, whatever
  * step() or loadStateDict() did in between), whether a backward has used it, and a registry of
  * the inputs every layer keeps, so that a backward whose x an `out` overwrote is refused; and
- * whether a backward may differentiate it. Depends only on the Backend interface's types.
+ * whether a backward may differentiate it. Depends only on types (the Backend interface's, the
+ * importance maps').
  *
  * @module
  */
-import type { Backend, LayerParams, ResidentTensor, SavedForward } from "./backends/_backend.ts";
+import type {
+  Backend,
+  LayerParams,
+  NormProblem,
+  ResidentTensor,
+  SavedForward,
+} from "./backends/_backend.ts";
 import type { Importance } from "./_importance.ts";
 
 type Tensor = Float32Array | ResidentTensor;
@@ -20,6 +27,8 @@ export class KeptForward {
   used = false;
   /** Which call wrote its `out` over this forward's x (its backward is then refused). */
   overwrittenBy?: string;
+  /** Set when the layer was disposed after this forward: what its backward needs is freed. */
+  disposed = false;
 
   /**
    * @param layerName the layer's class name, for messages
@@ -45,15 +54,13 @@ export class KeptForward {
   }
 
   /**
-   * Throws unless a backward of `dy` may differentiate this forward: the forward kept what
-   * backward needs, was not differentiated already, its x was not overwritten since, and dy is of
-   * x's kind and length.
+   * Throws unless a backward may differentiate `kept`: a forward kept what backward needs, was
+   * not differentiated already, the layer was not disposed since, and its x was not overwritten.
    */
   static checkDifferentiable(
     layerName: string,
     kept: KeptForward | undefined,
-    dy: Tensor,
-  ): asserts kept is KeptForward {
+  ): asserts kept is KeptForward & { save: { problem: NormProblem; x: Tensor } } {
     const name = layerName, saved = kept?.save;
     if (!kept || !saved?.problem || !saved.x) {
       throw new Error(
@@ -68,16 +75,17 @@ export class KeptForward {
           "the backward that should leave it differentiable",
       );
     }
+    if (kept.disposed) {
+      throw new Error(
+        `${name}.backward: the layer was disposed after its latest forward, which freed what ` +
+          "backward needs; run forward again",
+      );
+    }
     if (kept.overwrittenBy !== undefined) {
       throw new Error(
         `${name}.backward: the x this forward kept was overwritten since, as the out of ` +
           `${kept.overwrittenBy}; backward would differentiate other data. Write that out ` +
           "elsewhere, or run this backward first",
-      );
-    }
-    if (isResident(dy) !== isResident(saved.x) || dy.length !== saved.x.length) {
-      throw new RangeError(
-        `${name}.backward: dy must be the same kind as the forward's x, with ${saved.x.length} elements, got ${dy.length}`,
       );
     }
   }
@@ -98,12 +106,6 @@ export class KeptForward {
       runningVar: p.runningVar.slice(),
     };
   }
-}
-
-/** Whether `x` is a resident tensor (not a typed array). */
-export function isResident(x: unknown): x is ResidentTensor {
-  return typeof x === "object" && x !== null && !ArrayBuffer.isView(x) && "backend" in x &&
-    "shape" in x;
 }
 
 /** Where a tensor's memory is, for overlap tests: a key object and a byte range in it. */

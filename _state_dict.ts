@@ -206,7 +206,8 @@ export function readEntry(
   for (let i = 0; i < spec.length; i++) {
     const v = data[i];
     if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new RangeError(
+      const Err = typeof v === "number" ? RangeError : TypeError;
+      throw new Err(
         `${where}: "${key}"[${i}] is ${describeValue(v)}; values must be finite`,
       );
     }

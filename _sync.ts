@@ -73,7 +73,8 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     timeoutMs !== undefined &&
     (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0)
   ) {
-    throw new TypeError(
+    const Err = typeof timeoutMs === "number" ? RangeError : TypeError;
+    throw new Err(
       `${where}: sync.timeoutMs must be a positive finite number of milliseconds, got ${
         typeof timeoutMs === "string" ? `"${timeoutMs}" (string)` : String(timeoutMs)
       }`,

@@ -41,17 +41,23 @@ export function describeShape(shape: readonly unknown[]): string {
   return shape.length > 8 ? `${shown.join(", ")}, ...` : shown.join(", ");
 }
 
-/** Throws unless `value` is a positive safe integer. */
+/** Throws unless `value` is a positive safe integer (TypeError for a non-number). */
 export function checkPositiveInt(what: string, value: unknown): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
+  if (typeof value !== "number") {
+    throw new TypeError(`${what} must be a positive integer, got ${describeValue(value)}`);
+  }
+  if (!Number.isSafeInteger(value) || value <= 0) {
     throw new RangeError(`${what} must be a positive integer, got ${describeValue(value)}`);
   }
   return value;
 }
 
-/** Throws unless `value` is a finite number in [min, max]. */
+/** Throws unless `value` is a finite number in [min, max] (TypeError for a non-number). */
 export function checkFiniteIn(what: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isFinite(value)) {
+  if (typeof value !== "number") {
+    throw new TypeError(`${what} must be a finite number, got ${describeValue(value)}`);
+  }
+  if (!Number.isFinite(value)) {
     throw new RangeError(`${what} must be a finite number, got ${describeValue(value)}`);
   }
   if (value < min || value > max) {
@@ -125,9 +131,8 @@ export function checkInputShape(
   for (let i = 0; i < rank; i++) {
     const d = shape[i];
     if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) {
-      throw new RangeError(
-        `${layer}: shape[${i}] must be a non-negative integer, got ${describeValue(d)}`,
-      );
+      const Err = typeof d === "number" ? RangeError : TypeError;
+      throw new Err(`${layer}: shape[${i}] must be a positive integer, got ${describeValue(d)}`);
     }
     if (d === 0) {
       throw new RangeError(

@@ -83,8 +83,19 @@ export class WasmRefusedError extends Error {
 }
 
 /**
+ * Whether a compile or instantiate error is the embedder refusing code generation (V8: a
+ * CompileError "Wasm code generation disallowed by embedder"; a browser's Content-Security-Policy
+ * without 'wasm-unsafe-eval': a CompileError or EvalError naming 'unsafe-eval' or refusing).
+ */
+function isRefusal(err: unknown): boolean {
+  const kind = err instanceof WebAssembly.CompileError || err instanceof EvalError;
+  return kind && /disallowed|refused|not allowed|unsafe-eval|code generation/i.test(err.message);
+}
+
+/**
  * Compiles the embedded module (once per process) and makes a backend on a fresh instance of it,
- * with its own linear memory. Rejects with {@linkcode WasmRefusedError} when the runtime refuses.
+ * with its own linear memory. Rejects with {@linkcode WasmRefusedError} when the runtime refuses
+ * to compile WebAssembly, and with the runtime's own error for any other failure.
  */
 export async function loadWasmBackend(): Promise<WasmBackend> {
   let instance: WebAssembly.Instance;
@@ -95,7 +106,9 @@ export async function loadWasmBackend(): Promise<WasmBackend> {
     }
     instance = await WebAssembly.instantiate(await compiled, {});
   } catch (err) {
-    throw new WasmRefusedError(err);
+    // Only a refusal is one (auto then stays off WASM for good); any other failure, e.g. memory
+    // that could not be reserved, keeps its own error, and a later call may try again.
+    throw isRefusal(err) ? new WasmRefusedError(err) : err;
   }
   const kernels = instance.exports as unknown as WasmKernels;
   const abi = kernels.sn_abi_version();

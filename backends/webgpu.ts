@@ -1026,6 +1026,10 @@ export class WebGpuBackend implements Backend {
 
 /** queue.writeBuffer of a Float32Array, whatever kind of ArrayBuffer is behind it. */
 function write(queue: GPUQueue, buffer: GPUBuffer, offset: number, data: Float32Array): void {
+  // Deno's writeBuffer panics (killing the process) on a detached buffer: refuse it instead.
+  if ((data.buffer as ArrayBuffer).detached) {
+    throw new TypeError("webgpu backend: an input's ArrayBuffer was detached during the call");
+  }
   queue.writeBuffer(buffer, offset, data as Float32Array<ArrayBuffer>);
 }
 

@@ -204,7 +204,7 @@ await testEachBackend(
     await assertRejectsUnchanged(
       sn,
       () => sn.forward(x, [2, 3, 2, -2]),
-      /shape\[3\] must be a non-negative integer, got -2/,
+      /shape\[3\] must be a positive integer, got -2/,
     );
     await assertRejectsUnchanged(
       sn,

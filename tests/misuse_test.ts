@@ -146,7 +146,7 @@ Deno.test("every validator quotes a string where a number, boolean or name was e
   const x = new Float32Array(8);
   await assert.rejects(
     () => sn.forward(x, ["2", 2, 1, 2] as never),
-    /shape\[0\] must be a non-negative integer, got "2" \(string\)/,
+    /shape\[0\] must be a positive integer, got "2" \(string\)/,
   );
   await assert.rejects(
     () => sn.forward(x, "[2,2,1,2]" as never),

@@ -127,6 +127,24 @@ Deno.test("without WebAssembly SIMD, auto falls back to reference with one warni
   }
 });
 
+Deno.test({
+  name: "a WebAssembly failure that is not a refusal (memory not reserved) keeps its own error, " +
+    "and auto does not take it for a refusal",
+  ignore: !hasSimd,
+  async fn() {
+    const oom = `() => Promise.reject(
+      new RangeError("WebAssembly.Memory(): could not allocate memory"))`;
+    const report = await bare(["auto", "wasm"], {
+      pose: `WebAssembly.compile = ${oom}; WebAssembly.instantiate = ${oom};`,
+    });
+    for (const run of [...report.runs.auto, ...report.runs.wasm]) {
+      assert.equal(run.error, "RangeError: WebAssembly.Memory(): could not allocate memory");
+    }
+    assert.equal(report.runs.auto.length + report.runs.wasm.length > 0, true);
+    assert.equal(report.warnings.length, 0, `warnings: ${report.warnings.join(" | ")}`);
+  },
+});
+
 for (
   const [what, pose] of [
     ["WebAssembly.compile and instantiate reject", COMPILE_REFUSED],

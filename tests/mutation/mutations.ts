@@ -106,8 +106,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "layer-step-no-version",
     file: "_params.ts",
-    original: 'update(this.varLogits, g.var_weight, "var_weight");\n    this.version++;',
-    replacement: 'update(this.varLogits, g.var_weight, "var_weight");',
+    original: "throw e;\n    }\n    this.version++;",
+    replacement: "throw e;\n    }",
     models: "step() does not mark the parameters changed: stale importance weights and gamma/beta",
   },
   {
