@@ -564,28 +564,47 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     shapeOrOptions?: readonly number[] | ForwardOptions,
     maybeOptions?: ForwardOptions,
   ): Promise<Float32Array | ResidentTensor> {
-    let call: ForwardCall | undefined, error: unknown;
+    return this.#queue(
+      // The arguments and mode as they are when the call is made.
+      () =>
+        readForwardCall(this.#kind, this.numFeatures, this.training, [
+          x,
+          shapeOrOptions,
+          maybeOptions,
+        ]),
+      { kind: "stats", length: this.numFeatures },
+      (call) => (call?.training ?? this.training) && this.usingBN,
+      (call) => this.#forward(call),
+    );
+  }
+
+  /**
+   * Queues a call (forward or backward) in call order. `read` checks its arguments now; under
+   * SyncSN the call takes part in one gather of `exchange` when `gathers`. Without SyncSN bad
+   * input rejects at once; with it, the failure still takes this call's place in the replicas'
+   * gathers (in call order), so that they fail too instead of waiting.
+   */
+  #queue<A, T>(
+    read: () => A,
+    exchange: { kind: "stats" | "sums"; length: number },
+    gathers: (args: A | undefined) => boolean,
+    run: (args: A) => Promise<T>,
+  ): Promise<T> {
+    let args: A | undefined, error: unknown;
     try {
-      // Read now: the arguments and mode as they are when the call is made.
-      call = readForwardCall(this.#kind, this.numFeatures, this.training, [
-        x,
-        shapeOrOptions,
-        maybeOptions,
-      ]);
+      args = read();
     } catch (e) {
       error = e;
     }
-    // Without SyncSN bad input rejects at once; with it, the failure still takes this call's
-    // place in the replicas' gathers (in call order), so that they fail too instead of waiting.
-    if (call === undefined && !this.#sync) return Promise.reject(error);
-    const gathers = (call?.training ?? this.training) && this.usingBN;
+    if (args === undefined && !this.#sync) return Promise.reject(error);
+    const { kind, length } = exchange, ok = args;
     return this.#calls.run(() =>
       reportingToReplicas(
         this.#sync,
-        "stats",
-        this.numFeatures,
-        gathers,
-        () => call ? this.#forward(call) : Promise.reject(error),
+        kind,
+        length,
+        gathers(ok),
+        () => ok === undefined ? Promise.reject(error) : run(ok),
       )
     );
   }
@@ -745,25 +764,14 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     dy: Float32Array | ResidentTensor,
     options?: BackwardOptions,
   ): Promise<Float32Array | ResidentTensor> {
-    const name = this.#kind.name;
-    let retain: boolean | undefined, error: unknown;
-    try {
-      retain = readBackwardCall(name, dy, options);
-    } catch (e) {
-      error = e;
-    }
-    if (retain === undefined && !this.#sync) return Promise.reject(error);
-    const dyLength = retain === undefined ? 0 : dy.length; // as given: it is read when the call runs
     // The gradient sums: dWeight, dBias, gmB, gvB (C each) and meanDots, varDots (K each).
     const sums = 4 * this.numFeatures + 2 * this.#params.meanLogits.length;
-    return this.#calls.run(() =>
-      reportingToReplicas(
-        this.#sync,
-        "sums",
-        sums,
-        true,
-        () => retain === undefined ? Promise.reject(error) : this.#backward(dy, dyLength, retain),
-      )
+    return this.#queue(
+      // dy's length as given: dy is read when the call runs.
+      () => ({ retain: readBackwardCall(this.#kind.name, dy, options), dyLength: dy.length }),
+      { kind: "sums", length: sums },
+      () => true,
+      ({ retain, dyLength }) => this.#backward(dy, dyLength, retain),
     );
   }
 
