@@ -39,13 +39,8 @@ export type {
   StateDictParams,
   StateValue,
 } from "./_state_dict.ts";
-export {
-  readSafetensors,
-  type SafeTensor,
-  type SafetensorsDtype,
-  type TensorToWrite,
-  writeSafetensors,
-} from "./_safetensors.ts";
+export { readSafetensors, type SafeTensor, type SafetensorsDtype } from "./_safetensors.ts";
+export { type TensorToWrite, writeSafetensors } from "./_safetensors_write.ts";
 export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";
