@@ -1,8 +1,10 @@
 /**
- * The arguments of a layer's forward, backward and upload (and the public types of the per-call
- * options) as checked when the call is made (the call
- * itself may run later, after the layer's earlier calls): per-call options with only known keys
- * of the right types, and an `out` that is like x and does not overlap an x kept for backward.
+ * The arguments of a layer's forward, backward and upload, and the public types of the per-call
+ * options. Checked when the call is made (the call itself may run later, after the layer's
+ * earlier calls): per-call options with only known keys of the right types, and an `out` that is
+ * like x and does not overlap an x kept for backward. Checked again when it runs: arrays still
+ * readable at their length, dy like the x its forward kept. Depends on the validators and the
+ * saved forward's overlap test.
  *
  * @module
  */

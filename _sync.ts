@@ -2,7 +2,9 @@
  * SyncSN: BN statistics over the global batch of data-parallel replicas. The user supplies the
  * transport as an all-gather; statistics travel as mergeable (count, mean, M2) triples merged
  * with Chan's formula in rank order, so every replica gets bit-identical results without
- * E[x^2] - E[x]^2 cancellation.
+ * E[x^2] - E[x]^2 cancellation. A layer's call that fails before its gather still takes part in
+ * it, so that the other replicas fail too instead of waiting. Depends only on the Backend
+ * interface's BatchSync type.
  *
  * @module
  */
