@@ -47,3 +47,4 @@ export type { BackendRequest } from "./backends/select.ts";
 export { GpuTensor } from "./backends/_webgpu_tensor.ts";
 export { webgpuDevice, wrapGpuBuffer } from "./backends/_webgpu_public.ts";
 export { WasmRefusedError } from "./backends/wasm.ts";
+export { getNumThreads, setNumThreads } from "./_threads.ts";

@@ -7,7 +7,7 @@
  */
 import type { Backend, BackendName } from "./_backend.ts";
 import { ReferenceBackend } from "./reference.ts";
-import { loadWasmBackend, WasmRefusedError, wasmSimdSupported } from "./wasm.ts";
+import { loadWasmBackend, type WasmBackend, WasmRefusedError, wasmSimdSupported } from "./wasm.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "./webgpu.ts";
 import { type AdapterProbe, requestAdapter } from "./_webgpu_device.ts";
 import { describeValue } from "../_validate.ts";
@@ -97,10 +97,10 @@ let warnedFallback = false;
 let wasmRefused: WasmRefusedError | undefined;
 
 /** The WASM backend, or the runtime's refusal to compile it (remembered, not retried per call). */
-async function wasmInstance(): Promise<Backend> {
+async function wasmInstance(): Promise<WasmBackend> {
   if (wasmRefused) throw wasmRefused;
   try {
-    return await instance("wasm", loadWasmBackend);
+    return await instance("wasm", loadWasmBackend) as WasmBackend;
   } catch (err) {
     if (err instanceof WasmRefusedError) wasmRefused = err;
     throw err;
@@ -181,14 +181,16 @@ export async function chooseBackend(
         backend: await instance("reference", () => Promise.resolve(new ReferenceBackend())),
         reason: "requested: reference",
       };
-    case "wasm":
+    case "wasm": {
       if (!env.wasmSimd) {
         throw new Error(
           'backend "wasm" needs WebAssembly SIMD (128-bit), which this runtime lacks; ' +
             'use backend "reference" or "auto"',
         );
       }
-      return { backend: await wasmInstance(), reason: "requested: wasm" };
+      const backend = await wasmInstance();
+      return { backend, reason: `requested: wasm; ${backend.threadNote}` };
+    }
     case "webgpu": {
       const backend = await webgpuInstance();
       const a = backend.ctx.adapter;
@@ -234,9 +236,10 @@ export async function chooseBackend(
       let notWasm = "WebAssembly SIMD is not available here";
       if (env.wasmSimd) {
         try {
+          const backend = await wasmInstance();
           return {
-            backend: await wasmInstance(),
-            reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}`,
+            backend,
+            reason: `auto: WebAssembly SIMD present; not WebGPU: ${notGpu}; ${backend.threadNote}`,
           };
         } catch (err) {
           if (!(err instanceof WasmRefusedError)) throw err;

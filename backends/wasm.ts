@@ -39,6 +39,14 @@ import {
 import { alignUp16, Heap, Scratch, ViewSlot } from "./_wasm_heap.ts";
 import { wasmBytes } from "../wasm/switchnorm_wasm.ts";
 import { describeShape, describeValue } from "../_validate.ts";
+import {
+  chooseKernels,
+  OneThread,
+  type RowRunner,
+  ThreadPool,
+  threadTestHooks,
+  type WasmKernels as SplitKernels,
+} from "./_wasm_threads.ts";
 
 /** `(module (func i32.const 0 i8x16.splat drop))`: valid only where SIMD is. */
 // deno-fmt-ignore
@@ -98,6 +106,24 @@ function isRefusal(err: unknown): boolean {
  * to compile WebAssembly, and with the runtime's own error for any other failure.
  */
 export async function loadWasmBackend(): Promise<WasmBackend> {
+  // The shared-memory build where threads can run (./_wasm_threads.ts), else this one.
+  const choice = await chooseKernels();
+  if ("module" in choice) {
+    let threaded: WebAssembly.Instance;
+    try {
+      threaded = await WebAssembly.instantiate(choice.module, { env: { memory: choice.memory } });
+    } catch (err) {
+      throw isRefusal(err) ? new WasmRefusedError(err) : err;
+    }
+    const kernels = { ...threaded.exports, memory: choice.memory } as unknown as SplitKernels;
+    checkAbi(kernels.sn_abi_version());
+    const backend = new WasmBackend(
+      kernels,
+      (heap) => new ThreadPool(kernels, choice.module, heap, choice.node),
+    );
+    if (threadTestHooks().waitForWorkers) await backend.threadsReady();
+    return backend;
+  }
   let instance: WebAssembly.Instance;
   try {
     if (!compiled) {
@@ -111,14 +137,18 @@ export async function loadWasmBackend(): Promise<WasmBackend> {
     throw isRefusal(err) ? new WasmRefusedError(err) : err;
   }
   const kernels = instance.exports as unknown as WasmKernels;
-  const abi = kernels.sn_abi_version();
+  checkAbi(kernels.sn_abi_version());
+  return new WasmBackend(kernels, () => new OneThread(kernels as SplitKernels, choice.why));
+}
+
+/** Throws unless the module speaks this loader's ABI. */
+function checkAbi(abi: number): void {
   if (abi !== ABI_VERSION) {
     throw new Error(
       `wasm backend: module ABI ${abi}, loader ABI ${ABI_VERSION}: the package's files come from ` +
         "different builds; reinstall it (in a checkout of its sources, rebuild the module)",
     );
   }
-  return new WasmBackend(kernels);
 }
 
 /**
@@ -157,8 +187,9 @@ export class WasmTensor implements ResidentTensor {
 
   /**
    * The data in place, as a Float32Array view of linear memory (no copy): writes go straight to
-   * the tensor. The view is re-created after the memory grows, which detaches older views, so
-   * take it again rather than keeping it across forward calls.
+   * the tensor. The view is re-created after the memory grows, which detaches older views (on
+   * the shared memory of threads they stay valid), so take it again rather than keeping it across
+   * forward calls.
    */
   get data(): Float32Array {
     const buffer = this.#heap.buffer, ptr = this.byteOffset;
@@ -279,6 +310,8 @@ export class WasmBackend implements Backend {
   readonly supportsSync = true;
   readonly #k: WasmKernels;
   readonly #heap: Heap;
+  /** Runs the nd row passes, split across threads where there are any (./_wasm_threads.ts). */
+  readonly #rows: RowRunner;
   /** The Float32Array path's copies: x (normalized in place), or x and dy (dx in place of dy). */
   readonly #io: Scratch;
   /** Goes up whenever a call writes `#io`, so a call resuming after an await can tell. */
@@ -298,9 +331,10 @@ export class WasmBackend implements Backend {
   #disposed = false;
 
   /** Wraps an instance of the module; see {@linkcode loadWasmBackend}. */
-  constructor(kernels: WasmKernels) {
+  constructor(kernels: WasmKernels, rows?: (heap: Heap) => RowRunner) {
     this.#k = kernels;
     this.#heap = new Heap(kernels.memory, kernels.__heap_base.value as number);
+    this.#rows = rows?.(this.#heap) ?? new OneThread(kernels as SplitKernels, "not asked for");
     this.#io = new Scratch(this.#heap);
     this.#layer = new Scratch(this.#heap);
     this.#stats = new Scratch(this.#heap);
@@ -374,6 +408,7 @@ export class WasmBackend implements Backend {
     const slot = save || sync ? this.#slot(params.layerId) : undefined;
     if (
       x instanceof Float32Array && problem.layout === "nd" && x.length === length &&
+      this.#rows.threadsFor(length) === 1 &&
       (out === undefined || (out instanceof Float32Array && out.length === length &&
         !overlapsShifted(x, out)))
     ) {
@@ -594,7 +629,7 @@ export class WasmBackend implements Backend {
       const regions = this.#prepare(problem, params, slot);
       const work = slot.work.ensure((k.sn_work_len(layout, n, c) >>> 0) * 8);
       if (problem.layout === "nd") {
-        k.sn_backward_reduce_nd(xAt, dyAt, n, c, m, mode, regions.layer, regions.stats, work);
+        this.#rows.backwardReduceNd(xAt, dyAt, n, c, m, mode, regions.layer, regions.stats, work);
       } else {
         k.sn_backward_reduce_1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
       }
@@ -621,7 +656,7 @@ export class WasmBackend implements Backend {
       const dWeight = take(c), dBias = take(c), meanDots = take(kMix), varDots = take(kMix);
       const count = state.count;
       if (problem.layout === "nd") {
-        k.sn_backward_dx_nd(
+        this.#rows.backwardDxNd(
           xAt,
           dyAt,
           dxAt,
@@ -697,14 +732,14 @@ export class WasmBackend implements Backend {
 
   #statsPass(problem: NormProblem, x: number, mode: number, r: Regions): void {
     const { n, c, m } = problem;
-    if (problem.layout === "nd") this.#k.sn_stats_nd(x, n, c, m, mode, r.layer, r.stats);
+    if (problem.layout === "nd") this.#rows.statsNd(x, n, c, m, mode, r.layer, r.stats);
     else this.#k.sn_stats_1d(x, n, c, mode, r.layer, r.stats, r.scratch);
   }
 
   #normalizePass(problem: NormProblem, x: number, y: number, mode: number, r: Regions): void {
     const { n, c, m } = problem;
     if (problem.layout === "nd") {
-      this.#k.sn_normalize_nd(x, y, n, c, m, mode, r.layer, r.stats, r.scratch);
+      this.#rows.normalizeNd(x, y, n, c, m, mode, r.layer, r.stats, r.scratch);
     } else {
       this.#k.sn_normalize_1d(x, y, n, c, mode, r.layer, r.stats);
     }
@@ -789,5 +824,16 @@ export class WasmBackend implements Backend {
    */
   dispose(): void {
     this.#disposed = true;
+    this.#rows.close();
+  }
+
+  /** How this backend's calls run (threads, or why one): for backendInfo.reason. */
+  get threadNote(): string {
+    return this.#rows.note;
+  }
+
+  /** Resolves once the worker threads asked for so far have started or failed (for tests). */
+  threadsReady(): Promise<void> {
+    return this.#rows.ready();
   }
 }

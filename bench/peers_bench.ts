@@ -11,7 +11,8 @@
  * `--no-lock` keeps Deno from writing a deno.lock for the npm packages; the first run downloads
  * the pinned packages from npm. The second line runs onnxruntime-web with two threads: its thread
  * count is fixed when its WASM module starts, so it takes a run of its own (on the 2-core machine
- * it made no difference: ~6 ms either way at [8,64,56,56]). A whole run takes about a minute.
+ * it made no difference: ~6 ms either way at [8,64,56,56]); our layer then runs on as many threads
+ * (setNumThreads). A whole run takes about a minute.
  * Before registering anything, the file checks that every peer computes what our layer computes,
  * prints the differences, and throws if one is off.
  *
@@ -78,7 +79,7 @@ import "npm:@tensorflow/tfjs-backend-cpu@4.22.0";
 import { getThreadsCount } from "npm:@tensorflow/tfjs-backend-wasm@4.22.0";
 // deno-lint-ignore no-import-prefix
 import * as ort from "npm:onnxruntime-web@1.30.0";
-import { SwitchNorm2d } from "../mod.ts";
+import { setNumThreads, SwitchNorm2d } from "../mod.ts";
 import type { WasmTensor } from "../backends/wasm.ts";
 
 const SHAPES = [
@@ -181,6 +182,8 @@ const ortThreads = Deno.permissions.querySync(ortThreadsVar).state === "granted"
   ? Number(Deno.env.get("PEERS_ORT_THREADS") ?? 1)
   : 1;
 ort.env.wasm.numThreads = ortThreads;
+// Ours on as many threads as onnxruntime-web's, so that the groups compare like with like.
+setNumThreads(ortThreads);
 
 /** Switches tfjs's global backend (a no-op when it is already `name`). */
 async function useTf(name: "wasm" | "cpu"): Promise<void> {

@@ -19,11 +19,14 @@
  *   the statistics; resident (dy a tensor, dx a new tensor freed each time; target <= 1.5x its
  *   roofline) and Float32Array (copies x and dy in and dx out).
  *
- * Everything is single-threaded.
+ * All of the above runs on one thread (setNumThreads(1)); the "threads" groups at the end compare
+ * 1 and 2 threads.
  */
-import { SwitchNorm2d } from "../mod.ts";
+import { setNumThreads, SwitchNorm2d } from "../mod.ts";
 import { chooseBackend } from "../backends/select.ts";
-import { WasmBackend, type WasmTensor } from "../backends/wasm.ts";
+import { loadWasmBackend, WasmBackend, type WasmTensor } from "../backends/wasm.ts";
+import { setThreadTestHooks } from "../backends/_wasm_threads.ts";
+import type { SavedForward } from "../backends/_backend.ts";
 
 const SHAPES = [
   [8, 64, 56, 56],
@@ -42,7 +45,11 @@ function activations(shape: readonly number[], seed = 12345): Float32Array {
   });
 }
 
+// Loaded at 2 threads, so that the backend is the threads build (the "threads" groups need it);
+// then 1 for everything up to those groups.
+setNumThreads(2);
 const { backend } = await chooseBackend("wasm");
+setNumThreads(1);
 if (!(backend instanceof WasmBackend)) throw new Error("bench: expected the WASM backend");
 const wasm = backend;
 
@@ -149,4 +156,101 @@ for (const shape of SHAPES) {
       await ref.backward(dy);
     },
   });
+}
+
+// Threads. Each group interleaves 1 and 2 threads on one layer (setNumThreads before each call,
+// process-wide), resident and Float32Array, forward and backward, on the four shapes and on two
+// DRAM-sized ones (long rows, short rows). Figures mean something only where the second core is
+// free: run a compute-only two-thread control beside them (README, performance).
+const THREAD_SHAPES = [...SHAPES, [32, 256, 56, 56], [512, 256, 7, 7]] as const;
+setNumThreads(2);
+await wasm.threadsReady();
+setNumThreads(1);
+for (const shape of THREAD_SHAPES) {
+  const group = `[${shape.join(",")}] threads`;
+  const x = activations(shape), dy = activations(shape, 777).map((v) => v * 0.1);
+  const out = new Float32Array(x.length);
+  const sn = new SwitchNorm2d(shape[1], { backend: "wasm" });
+  const plain = new SwitchNorm2d(shape[1], { backend: "wasm" });
+  const xt = await sn.upload(x, shape) as WasmTensor;
+  const yt = await sn.upload(out, shape) as WasmTensor;
+  const dyt = await sn.upload(dy, shape) as WasmTensor;
+  for (const threads of [1, 2]) {
+    Deno.bench({
+      name: `${threads} thread${threads > 1 ? "s" : ""}: forward, resident`,
+      group,
+      baseline: threads === 1,
+      async fn() {
+        setNumThreads(threads);
+        await sn.forward(xt, { out: yt });
+      },
+    });
+    Deno.bench({
+      name: `${threads} thread${threads > 1 ? "s" : ""}: forward, Float32Array into out`,
+      group,
+      async fn() {
+        setNumThreads(threads);
+        await plain.forward(x, shape, { out });
+      },
+    });
+    Deno.bench({
+      name: `${threads} thread${threads > 1 ? "s" : ""}: backward, resident`,
+      group,
+      async fn(b) {
+        setNumThreads(threads);
+        await sn.forward(xt, { out: yt });
+        b.start();
+        (await sn.backward(dyt)).dispose();
+        b.end();
+      },
+    });
+    Deno.bench({
+      name: `${threads} thread${threads > 1 ? "s" : ""}: backward, Float32Array`,
+      group,
+      async fn(b) {
+        setNumThreads(threads);
+        await plain.forward(x, shape, { out });
+        b.start();
+        await plain.backward(dy);
+        b.end();
+      },
+    });
+  }
+}
+
+// The two builds on one thread: the single-threaded module (what runs where threads cannot) and
+// the shared-memory one, through the backend API (no layer), resident, training forward + backward.
+setThreadTestHooks({ missing: "Worker" });
+const single = await loadWasmBackend();
+setThreadTestHooks(undefined);
+for (const shape of SHAPES) {
+  const group = `[${shape.join(",")}] builds, 1 thread`;
+  const [n, c, h, w] = shape, m = h * w;
+  const x = activations(shape), dy = activations(shape, 777).map((v) => v * 0.1);
+  const problem = { layout: "nd" as const, n, c, m, training: true, usingBN: true, eps: 1e-5 };
+  const params = {
+    layerId: 77,
+    weight: new Float32Array(c).fill(1),
+    bias: new Float32Array(c),
+    meanMix: new Float64Array([1 / 3, 1 / 3, 1 / 3]),
+    varMix: new Float64Array([1 / 3, 1 / 3, 1 / 3]),
+    runningMean: new Float32Array(c),
+    runningVar: new Float32Array(c).fill(1),
+    version: 0,
+  };
+  const builds = [["single-threaded build", single], ["threads build on 1 thread", wasm]] as const;
+  for (const [name, b] of builds) {
+    const xt = b.upload(x, shape), yt = b.upload(x, shape), dyt = b.upload(dy, shape);
+    Deno.bench({
+      name: `${name}: forward + backward, resident`,
+      group,
+      baseline: b === single,
+      async fn() {
+        setNumThreads(1);
+        const save: SavedForward = {};
+        await b.forward(problem, xt, params, { kind: "movingAverage", momentum: 0.1 }, yt, save);
+        ((await b.backward(save, dyt, params)).dx as WasmTensor).dispose();
+      },
+    });
+  }
 }

@@ -7,6 +7,7 @@
  */
 import type { BackendName } from "../backends/_backend.ts";
 import { currentEnvironment, probeAdapter } from "../backends/select.ts";
+import { getNumThreads, setNumThreads, setThreadTestHooks } from "../backends/_wasm_threads.ts";
 
 /** A backend as the test suites see it. */
 export interface BackendUnderTest {
@@ -32,6 +33,18 @@ export const BACKENDS: readonly BackendUnderTest[] = [
     },
   },
 ];
+
+/**
+ * SWITCHNORM_THREADS=n runs the suites with the WASM backend on n threads (CI runs them at 1 and
+ * at 2): above 1, every call is split, however small, and backends wait for their workers.
+ */
+const threads = Deno.env.get("SWITCHNORM_THREADS");
+if (threads !== undefined) {
+  setNumThreads(Number(threads));
+  if (getNumThreads() > 1) {
+    setThreadTestHooks({ minElements: 1, chunkElements: 1, waitForWorkers: true, noBackoff: true });
+  }
+}
 
 /** Whether this run must not skip any backend. */
 export const STRICT = Deno.env.get("CI") === "true";

@@ -13,14 +13,28 @@ const root = new URL("../", import.meta.url);
 const SHAPE = [2, 3, 5, 1];
 const X = Float32Array.from({ length: 30 }, (_, i) => Math.sin(i) * 3 + i % 4);
 
-/** The script the subprocess runs: one SN2d forward on `backend`, printed as JSON. */
-function probe(origin: string, backend: BackendName): string {
+/**
+ * The script the subprocess runs: one SN2d forward on `backend`, printed as JSON. With `threads`
+ * (wasm), on 2 threads with every call split, once the workers run.
+ */
+function probe(origin: string, backend: BackendName, threads = false): string {
   return `
-import { SwitchNorm2d } from "${origin}/mod.ts";
+import { setNumThreads, SwitchNorm2d } from "${origin}/mod.ts";
+import { setThreadTestHooks } from "${origin}/backends/_wasm_threads.ts";
+if (${threads}) {
+  setNumThreads(2);
+  setThreadTestHooks({
+    minElements: 1,
+    chunkElements: 1,
+    waitForWorkers: true,
+    noBackoff: true,
+  });
+}
 const sn = new SwitchNorm2d(3, { backend: "${backend}" });
 const x = new Float32Array(${JSON.stringify(Array.from(X))});
 const y = await sn.forward(x, ${JSON.stringify(SHAPE)});
-console.log(JSON.stringify({ ran: sn.backendInfo.backend, y: Array.from(y) }));
+const { backend, reason } = sn.backendInfo;
+console.log(JSON.stringify({ ran: backend, reason, y: Array.from(y) }));
 `;
 }
 
@@ -29,9 +43,9 @@ function serve(): Deno.HttpServer<Deno.NetAddr> {
   let origin = "";
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
-    const probeMatch = path.match(/^\/__probe_(\w+)\.ts$/);
+    const probeMatch = path.match(/^\/__probe_([a-z]+)(_threads)?\.ts$/);
     if (probeMatch) {
-      return new Response(probe(origin, probeMatch[1] as BackendName), {
+      return new Response(probe(origin, probeMatch[1] as BackendName, !!probeMatch[2]), {
         headers: { "content-type": "application/typescript" },
       });
     }
@@ -49,8 +63,16 @@ function serve(): Deno.HttpServer<Deno.NetAddr> {
 
 const backends = (await backendsHere()).filter((b) => b.backend.name !== "reference");
 
-for (const { backend, missing } of backends) {
-  const name = `${backend.name}: mod.ts imported by http URL computes the same as from a file path`;
+const runs = backends.flatMap((b) =>
+  b.backend.name === "wasm" ? [{ ...b, threads: false }, { ...b, threads: true }] : [{
+    ...b,
+    threads: false,
+  }]
+);
+
+for (const { backend, missing, threads } of runs) {
+  const name = `${backend.name}: mod.ts imported by http URL computes the same as from a file ` +
+    `path${threads ? ", on 2 threads" : ""}`;
   if (missing !== undefined && !STRICT) {
     Deno.test({ name: `${name} (skipped: ${missing})`, ignore: true, fn() {} });
     continue;
@@ -67,7 +89,7 @@ for (const { backend, missing } of backends) {
           "--no-lock",
           "--no-config",
           `--allow-import=${origin}`,
-          `http://${origin}/__probe_${backend.name}.ts`,
+          `http://${origin}/__probe_${backend.name}${threads ? "_threads" : ""}.ts`,
         ],
         stdout: "piped",
         stderr: "piped",
@@ -78,6 +100,7 @@ for (const { backend, missing } of backends) {
       const local = new SwitchNorm2d(3, { backend: backend.name });
       const want = await local.forward(X, SHAPE);
       assert.equal(got.ran, backend.name);
+      if (threads) assert.match(got.reason, /; 2 threads/);
       assertSameValues(got.y, want, "y");
     } finally {
       await server.shutdown();

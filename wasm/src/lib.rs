@@ -29,7 +29,7 @@ mod wide;
 use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 4;
+const ABI_VERSION: u32 = 5;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -297,6 +297,117 @@ pub unsafe extern "C" fn sn_backward_dx_nd(
     let st = Stats::split(stats, LAYOUT_ND, n, c);
     let sums = sums(work, LAYOUT_ND, mode, n, c);
     nd_grad::dx(x, dy, dx, n, c, m, mode, &layer, st, work, sums, count);
+}
+
+/// Part of `sn_backward_reduce_nd` for a range of rows (a thread's share): the sweep over the
+/// `rows` rows row0.. whose x and dy are at `x`, `dy` (the range's, not the tensor's). After every
+/// row was swept, `sn_backward_combine_nd` finishes the reduction.
+///
+/// # Safety
+/// `x`, `dy` valid for rows * m floats, row0 + rows <= n * c; `stats`, `work` as in `layout`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_rows_nd(
+    x: *const f32,
+    dy: *const f32,
+    row0: u32,
+    rows: u32,
+    n: u32,
+    c: u32,
+    m: u32,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c, row0) = (n as usize, c as usize, row0 as usize);
+    let mu_in = Stats::split(stats, LAYOUT_ND, n, c).mu_in.as_ptr().add(row0);
+    let pairs = (work as *mut core::arch::wasm32::v128).add(row0);
+    nd_grad::reduce_rows(x, dy, m as usize, mu_in, pairs, rows as usize);
+}
+
+/// The rest of `sn_backward_reduce_nd` after `sn_backward_rows_nd` covered every row (x and dy:
+/// the whole tensor's, for rows whose sums must be taken again in f64).
+///
+/// # Safety
+/// Pointers as in `layout`; the caller owns and sizes every buffer.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_combine_nd(
+    x: *const f32,
+    dy: *const f32,
+    n: u32,
+    c: u32,
+    m: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    // The threads' sweeps did not report whether their sums were finite: each row is checked.
+    nd_grad::combine(x, dy, n, c, m, mode, &layer, st, work, sums, false);
+}
+
+/// Part of `sn_backward_dx_nd` for split sweeps: the per-row constants into the work area, then
+/// `sn_backward_dx_rows_nd` per range of rows. Returns 1 when some row is wide (its sweep must
+/// be told so), else 0.
+///
+/// # Safety
+/// Pointers as in `layout`; the caller owns and sizes every buffer.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_constants_nd(
+    n: u32,
+    c: u32,
+    m: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+    count: f64,
+) -> u32 {
+    let (n, c, m) = (n as usize, c as usize, m as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    nd_grad::dx_constants(n, c, m, mode, &layer, st, work, sums, count) as u32
+}
+
+/// The dx sweep over the `rows` rows row0.. whose x, dy, dx are at `x`, `dy`, `dx` (the
+/// range's), with the constants `sn_backward_constants_nd` left in `work`; `wide` is what that
+/// call returned (then each row checks its var + eps, from the statistics area of [n, c]).
+///
+/// # Safety
+/// `x`, `dy`, `dx` valid for rows * m floats (`dx` may equal `dy` or `x`); `work`, `layer` and
+/// `stats` as in `layout`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_dx_rows_nd(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    row0: u32,
+    rows: u32,
+    m: u32,
+    work: *mut f64,
+    n: u32,
+    c: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    wide: u32,
+) {
+    let row0 = row0 as usize;
+    let abk = (work as *const core::arch::wasm32::v128).add(row0);
+    if wide != 0 {
+        let (n, c) = (n as usize, c as usize);
+        let eps = Layer::read(layer, c).eps;
+        let var = Stats::split(stats, LAYOUT_ND, n, c).var.as_ptr().add(row0);
+        nd_grad::sweep_checked(x, dy, dx, rows as usize, m as usize, abk, var, eps);
+    } else {
+        nd_grad::sweep(x, dy, dx, rows as usize, m as usize, abk);
+    }
 }
 
 /// Backward reduction of SwitchNorm1d (`oned_grad::reduce`) on x and dy of [n, c].

@@ -160,14 +160,27 @@ pub unsafe fn reduce(
     work: *mut f64,
     sums: Sums,
 ) {
-    let using_bn = mode & MODE_USING_BN != 0;
     let w = Work::split(work, n, c);
-    let rows = n * c;
-    // The sweep: (sum dy, sum dy (x - hi)) per row, nothing else.
-    let mu_in = st.mu_in.as_ptr();
-    let pairs = w.pairs.as_mut_ptr();
-    // Whether every row's sums are finite (see the redo below).
-    let finite = if (4..=SHORT).contains(&m) {
+    let finite = reduce_rows(x, dy, m, st.mu_in.as_ptr(), w.pairs.as_mut_ptr(), n * c);
+    combine(x, dy, n, c, m, mode, layer, st, work, sums, finite);
+}
+
+/// The sweep of `reduce` over `rows` consecutive rows of m floats at `x`, `dy`: (sum dy,
+/// sum dy (x - hi)) per row into `pairs`, nothing else; returns whether every row's sums are
+/// finite. A row's result depends on that row alone, so a caller may split the rows into ranges
+/// (threads) with `mu_in` and `pairs` offset alike.
+///
+/// # Safety
+/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+pub unsafe fn reduce_rows(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    mu_in: *const f64,
+    pairs: *mut v128,
+    rows: usize,
+) -> bool {
+    if (4..=SHORT).contains(&m) {
         short_row_sums(x, dy, m, mu_in, pairs, rows)
     } else {
         let mut finite = i64x2_splat(-1);
@@ -177,7 +190,34 @@ pub unsafe fn reduce(
             *pairs.add(r) = pair;
         }
         i64x2_all_true(finite)
-    };
+    }
+}
+
+/// The O(N*C) combine of `reduce`, after `reduce_rows` covered every row. `finite`: whether
+/// every row's sums came out finite (false when unknown, e.g. rows summed by several threads:
+/// then each row is checked, an O(N*C) scan).
+///
+/// # Safety
+/// As `reduce`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn combine(
+    x: *const f32,
+    dy: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+    finite: bool,
+) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let rows = n * c;
+    let w = Work::split(work, n, c);
+    let mu_in = st.mu_in.as_ptr();
+    let pairs = w.pairs.as_mut_ptr();
 
     // The combine, per sample n over its C rows, two channels per f64x2.
     sums.d_weight.fill(0.0);
@@ -329,6 +369,31 @@ pub unsafe fn dx(
     sums: Sums,
     count: f64,
 ) {
+    let var = st.var.as_ptr();
+    if dx_constants(n, c, m, mode, layer, st, work, sums, count) {
+        sweep_checked(x, dy, dx, n * c, m, work as *const v128, var, layer.eps);
+    } else {
+        sweep(x, dy, dx, n * c, m, work as *const v128);
+    }
+}
+
+/// The per-row constants of `dx` (into the work area, in place of (gm, gv)), before its sweep;
+/// returns whether some row is wide (then the sweep must be `sweep_checked`).
+///
+/// # Safety
+/// As `dx`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn dx_constants(
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    work: *mut f64,
+    sums: Sums,
+    count: f64,
+) -> bool {
     let bn = mode & MODE_USING_BN != 0 && mode & MODE_TRAINING != 0;
     let w = Work::split(work, n, c);
     let [w0, w1, w2] = layer.mean_mix;
@@ -428,11 +493,7 @@ pub unsafe fn dx(
     } else {
         all_rows(false);
     }
-    if any_wide {
-        sweep_checked(x, dy, dx, n * c, m, pairs, var, layer.eps);
-    } else {
-        sweep(x, dy, dx, n * c, m, pairs);
-    }
+    any_wide
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
@@ -440,7 +501,7 @@ pub unsafe fn dx(
 ///
 /// # Safety
 /// As `dx`, with `abk` valid for `rows` v128.
-unsafe fn sweep(
+pub unsafe fn sweep(
     x: *const f32,
     dy: *const f32,
     dx: *mut f32,
@@ -470,7 +531,7 @@ unsafe fn sweep(
 /// As `sweep`, with `var` valid for `rows` f64.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-unsafe fn sweep_checked(
+pub unsafe fn sweep_checked(
     x: *const f32,
     dy: *const f32,
     dx: *mut f32,

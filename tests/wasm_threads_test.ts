@@ -1,0 +1,461 @@
+/**
+ * The WASM backend on several threads: results must be the same bits for any thread count (each
+ * row is done by one thread, cross-row sums once on the calling thread), and every way threads
+ * can be missing or fail must leave a working single-threaded backend that says why.
+ *
+ * Thread counts here go above this machine's cores on purpose (3 and 4 on 2 cores): the split
+ * must not depend on timing. Calls are split from 1 element up (a test hook), so small random
+ * shapes exercise every range boundary.
+ */
+import assert from "node:assert/strict";
+import { getNumThreads, setNumThreads, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import type { ResidentTensor } from "../mod.ts";
+import { chooseBackend } from "../backends/select.ts";
+import { loadWasmBackend, type WasmBackend } from "../backends/wasm.ts";
+import { setThreadTestHooks, type ThreadTestHooks } from "../backends/_wasm_threads.ts";
+import type { Gradients } from "../_layer.ts";
+
+// The process-wide backend must load as the threads build, which it does only at 2 threads or
+// more (on a one-core machine the default is 1).
+if (getNumThreads() < 2) setNumThreads(2);
+
+function random(seed: number) {
+  let s = seed;
+  return () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+}
+
+/** The first index where two float arrays differ in bits, or -1. */
+function firstBitDifference(a: Float32Array | Float64Array, b: Float32Array | Float64Array) {
+  if (a.length !== b.length) return 0;
+  const ua = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const ub = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return i / a.BYTES_PER_ELEMENT | 0;
+  return -1;
+}
+
+function assertSameBits(what: string, got: Float32Array, want: Float32Array): void {
+  const at = firstBitDifference(got, want);
+  assert.equal(at, -1, `${what}: differs first at ${at}: ${got[at]} vs ${want[at]}`);
+}
+
+/**
+ * Sets hooks that split every call into chunks of 4 rows, and counts split calls by thread count
+ * (and chunks that workers ran, under "workers").
+ */
+function splitEverything(extra: ThreadTestHooks = {}): Map<number | "workers", number> {
+  const splits = new Map<number | "workers", number>();
+  setThreadTestHooks({
+    minElements: 1,
+    chunkElements: 1,
+    noBackoff: true,
+    onSplit: (t, ran) => {
+      splits.set(t, (splits.get(t) ?? 0) + 1);
+      splits.set("workers", (splits.get("workers") ?? 0) + ran);
+    },
+    ...extra,
+  });
+  return splits;
+}
+
+async function wasmBackend(): Promise<WasmBackend> {
+  return (await chooseBackend("wasm")).backend as WasmBackend;
+}
+
+interface Case {
+  shape: number[];
+  options: { usingBN?: boolean; usingMovingAverage?: boolean };
+}
+
+/** Everything a training step, an eval step and a resident step give, as float arrays. */
+async function workload(kase: Case, seed: number): Promise<Map<string, Float32Array>> {
+  const r = random(seed);
+  const [n, c] = kase.shape;
+  const length = kase.shape.reduce((a, b) => a * b, 1);
+  const Layer = kase.shape.length === 5 ? SwitchNorm3d : SwitchNorm2d;
+  const sn = new Layer(c, { ...kase.options, backend: "wasm" });
+  const k = kase.options.usingBN === false ? 2 : 3;
+  sn.loadStateDict({
+    weight: Float32Array.from({ length: c }, () => 1 + 0.3 * r()),
+    bias: Float32Array.from({ length: c }, r),
+    mean_weight: Float32Array.from({ length: k }, r),
+    var_weight: Float32Array.from({ length: k }, r),
+    ...(kase.options.usingBN === false ? {} : {
+      running_mean: Float32Array.from({ length: c }, r),
+      running_var: Float32Array.from({ length: c }, () => 1 + 0.5 * r()),
+    }),
+  });
+  // Rows of different offsets and scales, so that each row's shift and sums differ.
+  const x = Float32Array.from({ length }, (_, i) => 5 * r() + (i % 7) * 100 + n);
+  const dy = Float32Array.from({ length }, r);
+  const out = new Map<string, Float32Array>();
+  const grads = (tag: string, g: Gradients) => {
+    for (const [name, v] of Object.entries(g)) out.set(`${tag} grad ${name}`, v.slice());
+  };
+  sn.train();
+  sn.zeroGrad();
+  out.set("train y", await sn.forward(x, kase.shape));
+  out.set("train dx", await sn.backward(dy));
+  grads("train", sn.grads);
+  out.set("running_mean", sn.running_mean.slice());
+  out.set("running_var", sn.running_var.slice());
+  // A batch average must be finalized before an evaluation forward uses it.
+  if (!sn.usingMovingAverage) sn.finalizeBatchAverage();
+  sn.eval();
+  const y = new Float32Array(length);
+  await sn.forward(x, kase.shape, { out: y });
+  out.set("eval y (out)", y);
+  sn.train();
+  sn.zeroGrad();
+  const xr: ResidentTensor = await sn.upload(x, kase.shape);
+  const yr = await sn.forward(xr);
+  out.set("resident y", await yr.read());
+  const dyr = await sn.upload(dy, kase.shape);
+  const dxr = await sn.backward(dyr);
+  out.set("resident dx", await dxr.read());
+  grads("resident", sn.grads);
+  for (const t of [xr, yr, dyr, dxr]) t.dispose();
+  sn.dispose();
+  return out;
+}
+
+const CASES: Case[] = [
+  { shape: [2, 3, 5, 7], options: {} },
+  { shape: [3, 5, 1, 49], options: {} },
+  { shape: [1, 7, 3, 1], options: { usingBN: false } },
+  { shape: [4, 9, 300, 1], options: { usingMovingAverage: false } },
+  { shape: [2, 13, 2, 3, 11], options: {} },
+  { shape: [5, 3, 1, 1], options: {} },
+];
+
+Deno.test("1, 2, 3 and 4 threads give the same bits, forward and backward, Float32Array and resident", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  let splits = splitEverything();
+  try {
+    const want = new Map<number, Map<string, Float32Array>>();
+    setNumThreads(1);
+    for (const [i, kase] of CASES.entries()) want.set(i, await workload(kase, 11 + i));
+    assert.equal(splits.size, 0, "one thread must not split");
+    for (const threads of [2, 3, 4]) {
+      setNumThreads(threads);
+      await backend.threadsReady();
+      assert.match(backend.threadNote, new RegExp(`^${threads} threads`));
+      // Chunks as they come (the calling thread takes what the workers do not), then every
+      // chunk on the workers (the calling thread waits), so that both paths run.
+      for (const workersFirst of [false, true]) {
+        splits = splitEverything({ workersFirst });
+        for (const [i, kase] of CASES.entries()) {
+          const got = await workload(kase, 11 + i);
+          for (const [what, w] of want.get(i)!) {
+            const how = `${threads} threads${workersFirst ? ", workers first" : ""}`;
+            assertSameBits(`[${kase.shape}] ${how}: ${what}`, got.get(what)!, w);
+          }
+        }
+        assert.ok((splits.get(threads) ?? 0) > 0, `no call was split ${threads} ways`);
+        if (workersFirst) assert.ok(splits.get("workers")! > 0, "the workers ran no chunk");
+      }
+    }
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+Deno.test("SyncSN on 2 threads gives the same bits as on 1", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  const splits = splitEverything();
+  try {
+    const run = async () => {
+      const r = random(5);
+      const shape = [6, 4, 3, 9], length = 6 * 4 * 27;
+      const sn = new SwitchNorm2d(4, {
+        backend: "wasm",
+        sync: { size: 1, allGather: (v) => Promise.resolve([v]) },
+      });
+      const x = Float32Array.from({ length }, () => 3 * r() + 1);
+      const dy = Float32Array.from({ length }, r);
+      const y = await sn.forward(x, shape);
+      const dx = await sn.backward(dy);
+      const out = [y, dx, sn.grads.weight.slice(), sn.grads.mean_weight.slice(), sn.running_var];
+      sn.dispose();
+      return out;
+    };
+    setNumThreads(1);
+    const want = await run();
+    setNumThreads(2);
+    await backend.threadsReady();
+    const got = await run();
+    got.forEach((g, i) => assertSameBits(`SyncSN output ${i}`, g, want[i]));
+    assert.ok((splits.get(2) ?? 0) > 0, "no call was split");
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+Deno.test("setNumThreads refuses what is not an integer from 1 to 1024, naming it", () => {
+  const before = getNumThreads();
+  for (const bad of [0, -1, 1.5, NaN, Infinity, 1025, "2", undefined, null]) {
+    // A number out of range is a RangeError, anything else a TypeError (as every validator).
+    const kind = typeof bad === "number" ? RangeError : TypeError;
+    assert.throws(
+      () => setNumThreads(bad as number),
+      (e: Error) => e instanceof kind && /integer from 1 to 1024, got/.test(e.message),
+      String(bad),
+    );
+    assert.equal(getNumThreads(), before, "a refused value must not change the setting");
+  }
+  assert.throws(() => setNumThreads("2" as unknown as number), /got "2" \(string\)/);
+  setNumThreads(3);
+  assert.equal(getNumThreads(), 3);
+  setNumThreads(before);
+});
+
+/**
+ * A forward on a fresh backend (not the process-wide one) loaded under `hooks`: what it says about
+ * threads, and whether it computes what a backend on one thread does.
+ */
+async function freshBackendForward(hooks: ThreadTestHooks) {
+  const problem = {
+    layout: "nd" as const,
+    n: 2,
+    c: 2,
+    m: 40,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  };
+  const params = {
+    layerId: 1e9,
+    weight: new Float32Array([1, 2]),
+    bias: new Float32Array([0, 1]),
+    meanMix: new Float64Array([0.2, 0.3, 0.5]),
+    varMix: new Float64Array([0.5, 0.3, 0.2]),
+    runningMean: new Float32Array(2),
+    runningVar: new Float32Array([1, 1]),
+    version: 0,
+  };
+  const x = Float32Array.from({ length: 2 * 2 * 40 }, (_, i) => Math.sin(i));
+  const run = async (backend: WasmBackend) => {
+    try {
+      await backend.threadsReady();
+      const y = await backend.forward(problem, x, params, { kind: "batchAverage" });
+      return { note: backend.threadNote, y: y as Float32Array };
+    } finally {
+      backend.dispose();
+    }
+  };
+  const before = getNumThreads();
+  setNumThreads(1);
+  const want = (await run(await loadWasmBackend())).y;
+  setNumThreads(2);
+  setThreadTestHooks({ minElements: 1, ...hooks });
+  try {
+    const got = await run(await loadWasmBackend());
+    assertSameBits("the fallback's y", got.y, want);
+    return got.note;
+  } finally {
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+}
+
+for (const missing of ["Worker", "SharedArrayBuffer", "Atomics"] as const) {
+  Deno.test(`without ${missing} the backend runs on one thread and says why`, async () => {
+    const note = await freshBackendForward({ missing });
+    assert.equal(note, `1 thread: ${missing} is not available`);
+  });
+}
+
+Deno.test("setNumThreads(1) before the backend loads gives the single-threaded build, and it stays so", async () => {
+  const before = getNumThreads();
+  let spawned = 0;
+  setNumThreads(1);
+  setThreadTestHooks({ onSpawn: () => spawned++ });
+  const backend = await loadWasmBackend();
+  try {
+    assert.equal(backend.threadNote, "1 thread: setNumThreads(1) when the backend loaded");
+    setNumThreads(2);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await backend.threadsReady();
+    assert.equal(spawned, 0);
+    assert.equal(backend.threadNote, "1 thread: setNumThreads(1) when the backend loaded");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("a backend loaded on 2 threads and set to 1 splits nothing, and splits again at 2", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  const splits = splitEverything();
+  try {
+    setNumThreads(2);
+    await backend.threadsReady();
+    setNumThreads(1);
+    assert.equal(backend.threadNote, "1 thread (setNumThreads(1))");
+    await workload(CASES[0], 1);
+    assert.equal(splits.size, 0);
+    setNumThreads(2);
+    await workload(CASES[0], 1);
+    assert.ok((splits.get(2) ?? 0) > 0);
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+Deno.test("a worker that fails to start leaves one thread, with the reason", async () => {
+  const note = await freshBackendForward({
+    workerSource: 'throw new Error("this worker cannot start");',
+  });
+  assert.match(note, /^1 thread: a worker thread failed to start: .*cannot start/);
+});
+
+Deno.test("a worker that traps fails the call with a clear error, and the next call works", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  try {
+    setNumThreads(2);
+    splitEverything();
+    await backend.threadsReady();
+    const sn = new SwitchNorm2d(3, { backend: "wasm" });
+    const x = Float32Array.from({ length: 4 * 3 * 20 }, (_, i) => Math.cos(i));
+    const want = await sn.forward(x, [4, 3, 4, 5]);
+    const weight = sn.weight.slice(), runningMean = sn.running_mean.slice();
+    splitEverything({ trapNextJob: true });
+    await assert.rejects(
+      () => sn.forward(x, [4, 3, 4, 5]),
+      /wasm backend: worker thread 1 trapped in sn_stats_rows_nd: .*out of bounds/,
+    );
+    assertSameBits("weight after the failed call", sn.weight, weight);
+    assertSameBits("running_mean after the failed call", sn.running_mean, runningMean);
+    assert.match(backend.threadNote, /^2 threads/);
+    // The buffers are as before the failed call, so the next call gives the same y... after
+    // the same running update: compare with a fresh layer's second call instead.
+    const again = await sn.forward(x, [4, 3, 4, 5]);
+    assert.ok(again.every(Number.isFinite));
+    sn.dispose();
+    const fresh = new SwitchNorm2d(3, { backend: "wasm" });
+    await fresh.forward(x, [4, 3, 4, 5]);
+    assertSameBits("the call after the trap", again, await fresh.forward(x, [4, 3, 4, 5]));
+    fresh.dispose();
+    assert.equal(want.length, again.length);
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+Deno.test("after a worker was late, calls run on one thread for a while, with the same bits", async () => {
+  const backend = await loadWasmBackend();
+  const before = getNumThreads();
+  setNumThreads(2);
+  let splits = 0;
+  const run = () => {
+    const problem = {
+      layout: "nd" as const,
+      n: 4,
+      c: 4,
+      m: 64,
+      training: false,
+      usingBN: false,
+      eps: 1e-5,
+    };
+    const params = {
+      layerId: 5,
+      weight: new Float32Array(4).fill(1),
+      bias: new Float32Array(4),
+      meanMix: new Float64Array([0.5, 0.5, 0]),
+      varMix: new Float64Array([0.5, 0.5, 0]),
+      runningMean: new Float32Array(0),
+      runningVar: new Float32Array(0),
+      version: 0,
+    };
+    const x = Float32Array.from({ length: 4 * 4 * 64 }, (_, i) => Math.sin(i * 0.3));
+    return backend.forward(problem, x, params, { kind: "batchAverage" }) as Promise<Float32Array>;
+  };
+  try {
+    await backend.threadsReady();
+    const hooks = { minElements: 1, chunkElements: 1, onSplit: () => splits++ };
+    setThreadTestHooks({ ...hooks, noBackoff: true });
+    const want = await run();
+    assert.equal(splits, 2, "the statistics and the normalize pass are split");
+    // Worker 1 takes each job, then sleeps 30 ms: the caller waits on it, and backs off (for
+    // 500 ms here, not 5, so that a busy machine cannot end it before the next call).
+    setThreadTestHooks({ ...hooks, slowWorkerMs: 30, backoffStartMs: 500 });
+    assertSameBits("with a late worker", await run(), want);
+    assert.equal(splits, 3, "the pass after the late worker must run on one thread");
+    assert.match(backend.threadNote, /on 1 for 500 ms after a late worker/);
+    assertSameBits("during the back-off", await run(), want);
+    assert.equal(splits, 3);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    setThreadTestHooks({ ...hooks, noBackoff: true });
+    assertSameBits("after the back-off", await run(), want);
+    assert.ok(splits > 3, "calls split again after the back-off");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("the memory grows between split calls and the workers see the new pages", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  splitEverything();
+  try {
+    setNumThreads(1);
+    const kase: Case = { shape: [3, 4, 33, 5], options: {} };
+    const want = await workload(kase, 3);
+    setNumThreads(2);
+    await backend.threadsReady();
+    const bytes = backend.memoryBytes;
+    // A block larger than the memory so far: the next tensors live in pages added now.
+    const big = backend.upload(new Float32Array(bytes / 4 + 1), [bytes / 4 + 1]);
+    assert.ok(backend.memoryBytes > bytes, "the memory did not grow");
+    const got = await workload(kase, 3);
+    big.dispose();
+    for (const [what, w] of want) assertSameBits(`after growth: ${what}`, got.get(what)!, w);
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+Deno.test("a script that ran multi-threaded exits by itself, with no permission flag", async () => {
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  const hooksAt = new URL("../backends/_wasm_threads.ts", import.meta.url).href;
+  const script = `
+import { setNumThreads, SwitchNorm2d } from "${mod}";
+import { setThreadTestHooks } from "${hooksAt}";
+setNumThreads(2);
+setThreadTestHooks({ minElements: 1, chunkElements: 1, workersFirst: true });
+const sn = new SwitchNorm2d(4, { backend: "wasm" });
+const x = Float32Array.from({ length: 8 * 4 * 64 }, (_, i) => Math.sin(i));
+let reason = "";
+for (let i = 0; i < 200 && !reason.includes("2 threads"); i++) {
+  await sn.forward(x, [8, 4, 8, 8]);
+  reason = sn.backendInfo.reason;
+  await new Promise((r) => setTimeout(r, 10));
+}
+await sn.forward(x, [8, 4, 8, 8]);
+console.log(sn.backendInfo.reason);
+`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", "--no-lock", "--no-config", script],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  // 20 s: a busy CI machine starts Deno slowly; a pool that kept the process alive never ends.
+  const timer = setTimeout(() => child.kill(), 20_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, `the script did not exit by itself (code ${out.code}):\n${stderr}`);
+  assert.match(new TextDecoder().decode(out.stdout), /2 threads/);
+});
