@@ -88,6 +88,9 @@ for (const { backend, missing, threads } of runs) {
           "--quiet",
           "--no-lock",
           "--no-config",
+          // Deno caches remote modules by URL: a port an earlier run (of older sources) used
+          // must not serve its cached mod.ts.
+          "--reload",
           `--allow-import=${origin}`,
           `http://${origin}/__probe_${backend.name}${threads ? "_threads" : ""}.ts`,
         ],

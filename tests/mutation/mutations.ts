@@ -140,17 +140,19 @@ export const MUTATIONS: readonly Mutation[] = [
   },
   {
     id: "sparse-freeze-skips-index-0",
-    file: "_layer.ts",
-    original: "if (hot >= 0) this.#frozen[which] = hot;",
-    replacement: "if (hot > 0) this.#frozen[which] = hot;",
-    models: "Sparse SN never freezes a mixing that became one-hot on its first normalizer (IN)",
+    file: "_sparse.ts",
+    original: "if (!(max - min >= 1)) return false;",
+    replacement: "if (!(max - min > 1)) return false;",
+    models:
+      "Sparse SN never fixes a mixing whose weights became exactly one-hot (SSN2d tests max - min >= 1)",
   },
   {
     id: "sparse-frozen-weights-inverted",
-    file: "_layer.ts",
-    original: "const weights = Float64Array.from({ length: k }, (_, i) => +(i === frozen));",
-    replacement: "const weights = Float64Array.from({ length: k }, (_, i) => +(i !== frozen));",
-    models: "Sparse SN frozen weights on every normalizer but the chosen one",
+    file: "_sparse.ts",
+    original: "return { weights: Float64Array.from(logits), vjp: () => new Float64Array(k) };",
+    replacement:
+      "return { weights: Float64Array.from(logits, (l) => 1 - l), vjp: () => new Float64Array(k) };",
+    models: "Sparse SN fixed weights on every normalizer but the chosen one",
   },
   // --- Importance maps (softmax, Sparse SN).
   {
@@ -177,18 +179,18 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "sparsestmax-radius-test",
     file: "_importance.ts",
-    original: "if (norm(e) >= r || norm(e) <= NO_DIRECTION) return result(w, jacobian);",
-    replacement: "if (norm(e) <= r || norm(e) <= NO_DIRECTION) return result(w, jacobian);",
+    original: "if (d >= r) return result(w);",
+    replacement: "if (d <= r) return result(w);",
     models: "sparsestmax moves points already outside the sphere and keeps those inside",
   },
   {
     id: "sparsestmax-radius-unsquared",
     file: "_importance.ts",
     original:
-      "radius = Math.sqrt(Math.max(radius * radius - norm(u2.map((x, i) => x - u[i])) ** 2, 0));",
-    replacement:
-      "radius = Math.sqrt(Math.max(radius * radius - norm(u2.map((x, i) => x - u[i])), 0));",
-    models: "sparsestmax's smaller-face radius by Pythagoras without the square",
+      "const half = Math.SQRT2 * r * Math.sin(Math.acos(Math.min(1 / (Math.sqrt(6) * r), 1)));",
+    replacement: "const half = Math.SQRT2 * r * Math.sin(Math.acos(Math.min(1 / (6 * r), 1)));",
+    models:
+      "sparsestmax's edge point with 6 for sqrt(6) in the authors' formula (a point not at distance r)",
   },
   // --- The choice of backend.
   {
@@ -260,17 +262,19 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "state-extra-key-accepted",
     file: "_state_dict.ts",
-    original: "if (!(key in specs)) {",
-    replacement: "if (!(key in specs) && key.length < 0) {",
+    original:
+      "k.startsWith(base) ? !Object.hasOwn(specs, k.slice(base.length)) : prefix === undefined",
+    replacement: "k.startsWith(base) ? false : prefix === undefined",
     models: "loadStateDict ignores unexpected keys (a misspelt key passes silently)",
   },
   // --- The WASM loader.
   {
     id: "wasm-chunk-scratch-offset",
     file: "backends/wasm.ts",
-    original: "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r);",
+    original:
+      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 16 * r, wide);",
     replacement:
-      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 8 * r);",
+      "k.sn_normalize_rows_nd(io + 4 * r * m, staging, take, m, regions.scratch + 8 * r, wide);",
     models: "chunked forward reads the per-row constants with the wrong stride",
   },
   {
@@ -359,5 +363,65 @@ export const MUTATIONS: readonly Mutation[] = [
     original: "for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {",
     replacement: "for (var stride = g >> 2u; stride > 0u; stride = stride >> 1u) {",
     models: "WGSL: the per-segment reduction starts at a quarter of the threads, losing half",
+  },
+  // --- Added with call order, saved state, SyncSN failures, checkpoints, range checks, threads.
+  {
+    id: "threads-call-drops-args",
+    file: "backends/_wasm_threads.ts",
+    original: "f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]);",
+    replacement: "f(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);",
+    models:
+      "the calling thread passes fewer job arguments than the workers (a kernel's trailing flags read as 0)",
+  },
+  {
+    id: "queue-no-wait",
+    file: "_call_queue.ts",
+    original: "const p = after ? after.then(run, run) : run();",
+    replacement: "const p = run();",
+    models:
+      "a layer's calls no longer wait for the ones made before them (overlapping forwards share per-layer state)",
+  },
+  {
+    id: "backward-twice-allowed",
+    file: "_layer.ts",
+    original: "    if (!retain) {\n      kept.used = true;",
+    replacement: "    if (!retain) {\n      kept.used = false;",
+    models: "a second backward through one forward adds the gradients again",
+  },
+  {
+    id: "kept-forward-no-detach",
+    file: "_saved_forward.ts",
+    original: "if (p.weight !== live.weight && p.runningMean !== live.runningMean) return;",
+    replacement: "return;",
+    models:
+      "step()/loadStateDict() between forward and backward change the parameters that backward uses",
+  },
+  {
+    id: "sync-no-failure-report",
+    file: "_sync.ts",
+    original: "if (sync.started === before) await sync.fail(kind, length);",
+    replacement: "if (sync.started < before) await sync.fail(kind, length);",
+    models: "a replica failing before its gather never tells the others (they wait forever)",
+  },
+  {
+    id: "safetensors-overlap-accepted",
+    file: "_safetensors.ts",
+    original: "if (e.begin < covered) {",
+    replacement: "if (e.begin < covered && e.begin < 0) {",
+    models: "readSafetensors accepts overlapping tensors",
+  },
+  {
+    id: "safetensors-bf16-shift",
+    file: "_safetensors.ts",
+    original: ": (f32Bits.setUint32(0, h << 16, true), f32Bits.getFloat32(0, true));",
+    replacement: ": (f32Bits.setUint32(0, h << 8, true), f32Bits.getFloat32(0, true));",
+    models: "BF16 widened with the wrong shift",
+  },
+  {
+    id: "eps-subnormal-accepted",
+    file: "_validate.ts",
+    original: "if (eps > 0 && eps < FLOAT32_MIN_NORMAL) {",
+    replacement: "if (eps < 0 && eps < FLOAT32_MIN_NORMAL) {",
+    models: "an eps below float32's smallest normal is accepted (GPUs flush it to 0)",
   },
 ];
