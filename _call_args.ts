@@ -1,11 +1,14 @@
 /**
- * The arguments of a layer's forward and backward as checked when the call is made (the call
- * itself may run later, after the layer's earlier calls): per-call options with only known keys
- * of the right types, and an `out` that is like x and does not overlap an x kept for backward.
+ * The arguments of a layer's forward, backward and upload, and the public types of the per-call
+ * options. Checked when the call is made (the call itself may run later, after the layer's
+ * earlier calls): per-call options with only known keys of the right types, and an `out` that is
+ * like x and does not overlap an x kept for backward. Checked again when it runs: arrays still
+ * readable at their length, dy like the x its forward kept. Depends on the validators and the
+ * saved forward's overlap test.
  *
  * @module
  */
-import type { ResidentTensor } from "./backends/_backend.ts";
+import type { NormProblem, ResidentTensor } from "./backends/_backend.ts";
 import { overlaps } from "./_saved_forward.ts";
 import {
   checkBoolean,
@@ -14,6 +17,28 @@ import {
   checkKnownKeys,
   describeValue,
 } from "./_validate.ts";
+
+/** Per-call options of `forward`. */
+export interface ForwardOptions {
+  /** Where to write y (same kind and length as x); a new one is made otherwise. */
+  out?: Float32Array | ResidentTensor;
+  /**
+   * Keep what `backward` needs (x by reference, not a copy, and per-(n,c) statistics). Default:
+   * true in training mode, false in evaluation mode, so that inference keeps nothing. While a
+   * forward is kept, `out` may not overlap its x (in place needs `keepForBackward: false`).
+   */
+  keepForBackward?: boolean;
+}
+
+/** Per-call options of `backward`. */
+export interface BackwardOptions {
+  /**
+   * Keep the forward differentiable after this backward, so that another backward through it is
+   * allowed (PyTorch's `retain_graph`). Default false: a second backward through the same
+   * forward throws instead of adding its gradients again.
+   */
+  retainGraph?: boolean;
+}
 
 /** A forward's arguments as checked when it was called, and the mode then in force. */
 export interface ForwardCall {
@@ -100,6 +125,24 @@ export function readBackwardCall(name: string, dy: unknown, options: unknown): b
   return checkBoolean(`${name}.backward: retainGraph`, o.retainGraph, false);
 }
 
+/** Checks `upload(data, shape)` against the layer. */
+export function readUploadCall(
+  kind: LayerShape,
+  numFeatures: number,
+  data: unknown,
+  shape: unknown,
+): void {
+  const values = checkFloat32(`${kind.name}.upload: data`, data);
+  checkInputShape(
+    `${kind.name}.upload`,
+    shape,
+    kind.rank,
+    kind.rankName,
+    numFeatures,
+    values.length,
+  );
+}
+
 /** Per-call options: undefined, or an object with only the `known` keys. */
 function readOptions(what: string, options: unknown, known: readonly string[]): object {
   if (options === undefined) return {};
@@ -138,6 +181,26 @@ export function checkStillReadable(
       } after the call was made (it had ${length} elements); it is read when the call runs ` +
         "(after the layer's earlier calls), not when it is made: do not transfer, resize or " +
         "change it until the promise settles",
+    );
+  }
+}
+
+/**
+ * Checks, when a queued backward runs, the x its forward kept and `dy` (of `dyLength` elements
+ * when the call was made): both still readable, and dy of x's kind and length.
+ */
+export function checkBackwardInputs(
+  name: string,
+  saved: { readonly problem: NormProblem; readonly x: Float32Array | ResidentTensor },
+  dy: Float32Array | ResidentTensor,
+  dyLength: number,
+): void {
+  const { n, c, m } = saved.problem, length = n * c * m;
+  checkStillReadable(`${name}.backward: the x its forward kept`, saved.x, length);
+  checkStillReadable(`${name}.backward: dy`, dy, dyLength);
+  if (isResident(dy) !== isResident(saved.x) || dyLength !== length) {
+    throw new RangeError(
+      `${name}.backward: dy must be the same kind as the forward's x, with ${length} elements, got ${dyLength}`,
     );
   }
 }

@@ -2,7 +2,8 @@
  * The order of a layer's asynchronous calls. A layer's forward, backward and sync take effect in
  * the order they were made, as if each were awaited before the next: each starts once the one
  * before it has settled (resolved or rejected), so that two calls never share the layer's state
- * (its saved forward, its backend regions, its running buffers) across an await.
+ * (its saved forward, its backend regions, its running buffers) across an await. Depends on
+ * nothing.
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
  * The maps from importance logits to mixing weights: softmax (SN), and sparsestmax (Sparse SN,
- * Shao et al., CVPR 2019), each with its vector-Jacobian product for the backward pass.
+ * Shao et al., CVPR 2019), each with its vector-Jacobian product for the backward pass. Depends
+ * on nothing.
  *
  * @module
  */

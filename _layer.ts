@@ -1,26 +1,23 @@
 /**
- * The SwitchNorm layers: options, parameters, buffers, modes and the path from `forward()` to a
- * backend. The math lives in the backends.
+ * The SwitchNorm layer: its public members (the API and its documentation), its state, and the
+ * path from `forward()` and `backward()` to a backend. The other concerns live beside it: the
+ * options (_options.ts), the parameters and their versions (_params.ts), the batch average
+ * (_batch_average.ts), the backends a layer used (_layer_backends.ts), the saved forward
+ * (_saved_forward.ts), the call order (_call_queue.ts), argument checks (_call_args.ts), state
+ * dicts (_state_dict.ts), SyncSN (_sync.ts); the layer classes are in _layers.ts, the math in the
+ * backends. Depends on those and on the backends' interface and selection, never on a backend.
  *
  * @module
  */
 import type {
-  Backend,
   BackendName,
-  LayerParams,
   NormProblem,
   ResidentTensor,
   RunningUpdate,
   SavedForward,
 } from "./backends/_backend.ts";
+import { type BackendRequest, chooseBackend } from "./backends/select.ts";
 import {
-  BACKEND_REQUESTS,
-  type BackendRequest,
-  type CallInfo,
-  chooseBackend,
-} from "./backends/select.ts";
-import {
-  type KeySpec,
   type LoadStateDictOptions,
   type LoadStateDictResult,
   readStateDict,
@@ -29,140 +26,26 @@ import {
   type StateDict,
   type StateDictOptions,
 } from "./_state_dict.ts";
-import { batchSync, type LayerSync, type SyncGroup } from "./_sync.ts";
-import { type Importance, softmax } from "./_importance.ts";
-import { type Mixing, SPARSE_DEFAULT_MOMENTUM, SPARSE_KEYS, SparseState } from "./_sparse.ts";
-import {
-  checkBoolean,
-  checkEps,
-  checkFiniteIn,
-  checkFloat32,
-  checkInputShape,
-  checkKnownKeys,
-  checkPositiveInt,
-  describeValue,
-} from "./_validate.ts";
+import { type LayerSync, reportingToReplicas, type SyncGroup } from "./_sync.ts";
+import { type LayerKind, readLayerOptions, type SwitchNormNdOptions } from "./_options.ts";
+import { type Gradients, ParamStore } from "./_params.ts";
+import { BatchAverage } from "./_batch_average.ts";
+import { LayerBackends } from "./_layer_backends.ts";
+import { checkBoolean, checkFiniteIn, describeValue } from "./_validate.ts";
 import { CallQueue } from "./_call_queue.ts";
 import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
 import {
+  type BackwardOptions,
+  checkBackwardInputs,
   checkStillReadable,
   type ForwardCall,
-  isResident,
+  type ForwardOptions,
   readBackwardCall,
   readForwardCall,
+  readUploadCall,
 } from "./_call_args.ts";
 
-/**
- * The most channels a layer may have. Parameters, buffers and gradients take 32 bytes per
- * channel (8 GiB at this bound) before any input, WebGPU holds 8 bytes per channel of running
- * buffers in one buffer (maxBufferSize is about 2^31 on common adapters) and WASM's 4 GiB memory
- * holds its layer block and a sample's statistics: beyond it no backend could run the layer, and
- * the arrays would exhaust memory rather than fail.
- */
-const MAX_FEATURES = 2 ** 28;
-
-/** Options shared by every SwitchNorm layer. */
-export interface SwitchNormOptions {
-  /**
-   * Added to the variance before the square root. 0, or finite and at least 2^-126
-   * (1.18e-38, float32's smallest normal number: a smaller positive eps would be a subnormal that
-   * GPUs may flush to 0). Default 1e-5.
-   */
-  eps?: number;
-  /** Moving-average momentum in [0, 1]: `running = momentum*running + (1-momentum)*batch`. */
-  momentum?: number;
-  /**
-   * true (default): running buffers are a moving average. false: training-mode forwards add the
-   * batch statistics up, and {@linkcode SwitchNorm.finalizeBatchAverage} turns the sums into the
-   * inference statistics (the paper's batch average).
-   */
-  usingMovingAverage?: boolean;
-  /** Which backend runs the layer: "auto" (default), "wasm", "webgpu" or "reference". */
-  backend?: BackendRequest;
-  /**
-   * SyncSN: the group of data-parallel replicas this layer is one of. In training mode the BN
-   * statistics, the running buffers and the gradients are then those of the global batch on
-   * every replica (IN and LN statistics stay local). Each replica must call forward and backward
-   * in the same order.
-   */
-  sync?: SyncGroup;
-  /**
-   * Sparse SN (the authors' SSN2d): map the importance logits to mixing weights with sparsestmax
-   * (radius {@linkcode SwitchNorm.radius}) instead of softmax, so that training drives each layer
-   * to a single normalizer. The state dict gains SSN2d's `mean_fixed`, `var_fixed` and `radius`,
-   * and the default momentum becomes SSN2d's 0.997 (for SwitchNorm2d too). Default false.
-   */
-  sparse?: boolean;
-}
-
-/**
- * Options of SwitchNorm2d and SwitchNorm3d. `UsingBN` is inferred from `usingBN`, so that
- * {@linkcode SwitchNorm.stateDict} has the running buffers exactly when the layer does.
- */
-export interface SwitchNormNdOptions<UsingBN extends boolean = boolean> extends SwitchNormOptions {
-  /** Mix in batch statistics (default true). false: only IN and LN, no running buffers. */
-  usingBN?: UsingBN;
-  /** Initialise gamma to 0 instead of 1 (the last norm of a residual block). Default false. */
-  lastGamma?: boolean;
-}
-
-/** Per-call options of `forward`. */
-export interface ForwardOptions {
-  /** Where to write y (same kind and length as x); a new one is made otherwise. */
-  out?: Float32Array | ResidentTensor;
-  /**
-   * Keep what `backward` needs (x by reference, not a copy, and per-(n,c) statistics). Default:
-   * true in training mode, false in evaluation mode, so that inference keeps nothing. While a
-   * forward is kept, `out` may not overlap its x (in place needs `keepForBackward: false`).
-   */
-  keepForBackward?: boolean;
-}
-
-/** Per-call options of `backward`. */
-export interface BackwardOptions {
-  /**
-   * Keep the forward differentiable after this backward, so that another backward through it is
-   * allowed (PyTorch's `retain_graph`). Default false: a second backward through the same
-   * forward throws instead of adding its gradients again.
-   */
-  retainGraph?: boolean;
-}
-
-/** Accumulated gradients of the parameters, PyTorch's names (of the raw logits for the weights). */
-export interface Gradients {
-  /** dL/dweight (gamma), length C. */
-  readonly weight: Float32Array;
-  /** dL/dbias (beta), length C. */
-  readonly bias: Float32Array;
-  /** dL/d of the mean importance logits (before softmax or sparsestmax), order (in,) ln, bn. */
-  readonly mean_weight: Float32Array;
-  /** dL/d of the variance importance logits, order (in,) ln, bn. */
-  readonly var_weight: Float32Array;
-}
-
-interface LayerKind {
-  readonly name: string;
-  readonly layout: "1d" | "nd";
-  readonly rank: number;
-  readonly rankName: string;
-  /** The reference's shape for weight/bias and for the running buffers. */
-  readonly paramShape: (c: number) => number[];
-  readonly bufferShape: (c: number) => number[];
-  readonly defaultMomentum: number;
-}
-
 let nextLayerId = 1;
-
-/**
- * What a garbage-collected layer held in its backends (WASM regions, GPU buffers) is freed here:
- * users of a garbage-collected language drop objects. The held value is the layer's id and its
- * set of backends, never the layer itself. dispose() still frees at once.
- */
-const dropped = new FinalizationRegistry<{ id: number; backends: Set<Backend> }>(
-  ({ id, backends }) => {
-    for (const b of backends) b.forgetLayer?.(id);
-  },
-);
 
 /**
  * What SwitchNorm1d/2d/3d have in common. Not constructed directly. `UsingBN` is whether the layer
@@ -190,32 +73,19 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   /** True in training mode (the default), false in evaluation mode. */
   training = true;
 
-  #kind: LayerKind;
-  #params: {
-    weight: Float32Array;
-    bias: Float32Array;
-    meanLogits: Float32Array;
-    varLogits: Float32Array;
-    runningMean: Float32Array;
-    runningVar: Float32Array;
-    version: number;
-    /** Bumped (with version) whenever the CPU writes the running buffers. */
-    runningVersion: number;
-  };
-  #batchesAccumulated = 0;
+  readonly #kind: LayerKind;
+  readonly #params: ParamStore;
+  readonly #batch: BatchAverage;
   /** The latest forward that kept what backward needs, with the parameter values it used. */
   #saved?: KeptForward;
   /** Files #saved's x where `out` of any layer's forward is checked against it. */
   readonly #keptInput = new KeptInput();
   /** Serialises forward, backward and sync: each takes effect in call order, as if awaited. */
   readonly #calls = new CallQueue();
-  /** Sparse SN's radius and fixed flags; undefined without the sparse option. */
-  #sparse?: SparseState;
-  #importance?: { version: number; mean: Importance; var: Importance };
-  #sync?: LayerSync;
-  #grads: Gradients;
-  #view?: LayerParams;
-  readonly #layerId = nextLayerId++;
+  readonly #sync?: LayerSync;
+  readonly #backends: LayerBackends;
+  /** Counts dispose() calls: a call that fails while one happened says so. */
+  #disposals = 0;
   #ran?: { backend: BackendName; reason: string };
 
   /**
@@ -223,76 +93,30 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * @ignore
    */
   protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
-    checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
-    if (numFeatures > MAX_FEATURES) {
-      throw new RangeError(
-        `${kind.name}: numFeatures must be at most 2^28 (${MAX_FEATURES}), got ${numFeatures}: ` +
-          `its parameters, buffers and gradients alone would need ${32 * numFeatures} bytes`,
-      );
-    }
-    if (typeof options !== "object" || options === null || Array.isArray(options)) {
-      throw new TypeError(`${kind.name}: options must be an object, got ${describeValue(options)}`);
-    }
-    const known = ["eps", "momentum", "usingMovingAverage", "backend", "sync", "sparse"];
-    if (kind.layout === "nd") known.push("usingBN", "lastGamma");
-    checkKnownKeys(kind.name, options, known);
+    const o = readLayerOptions(kind, numFeatures, options);
     this.#kind = kind;
     this.numFeatures = numFeatures;
-    // undefined means "the default"; null is a mistake, as for the boolean options.
-    this.eps = options.eps === undefined ? 1e-5 : checkEps(`${kind.name}: eps`, options.eps);
-    this.sparse = checkBoolean(`${kind.name}: sparse`, options.sparse, false);
-    if (this.sparse) this.#sparse = new SparseState();
-    this.momentum = options.momentum === undefined
-      ? (this.sparse ? SPARSE_DEFAULT_MOMENTUM : kind.defaultMomentum)
-      : checkFiniteIn(`${kind.name}: momentum`, options.momentum, 0, 1);
-    this.usingMovingAverage = checkBoolean(
-      `${kind.name}: usingMovingAverage`,
-      options.usingMovingAverage,
-      true,
+    this.eps = o.eps;
+    this.momentum = o.momentum;
+    this.usingMovingAverage = o.usingMovingAverage;
+    this.usingBN = o.usingBN as UsingBN;
+    this.lastGamma = o.lastGamma;
+    this.backendRequest = o.backendRequest;
+    this.sparse = o.sparse;
+    this.syncGroup = o.syncGroup;
+    this.#sync = o.sync;
+    const layerId = nextLayerId++;
+    this.#backends = new LayerBackends(kind.name, this, layerId);
+    const logits = kind.layout === "1d" ? 2 : this.usingBN ? 3 : 2;
+    this.#params = new ParamStore(
+      layerId,
+      numFeatures,
+      logits,
+      this.usingBN,
+      this.lastGamma,
+      this.sparse,
     );
-    this.usingBN = checkBoolean(`${kind.name}: usingBN`, options.usingBN, true) as UsingBN;
-    this.lastGamma = checkBoolean(`${kind.name}: lastGamma`, options.lastGamma, false);
-    const backend = options.backend === undefined ? "auto" : options.backend;
-    if (!BACKEND_REQUESTS.includes(backend)) {
-      throw new RangeError(
-        `${kind.name}: unknown backend ${describeValue(backend)} (expected ${
-          BACKEND_REQUESTS.join(", ")
-        })`,
-      );
-    }
-    this.backendRequest = backend;
-    if (options.sync !== undefined) {
-      const g = options.sync;
-      if (typeof g !== "object" || g === null || typeof g.allGather !== "function") {
-        throw new TypeError(`${kind.name}: sync must be a SyncGroup with an allGather function`);
-      }
-      checkPositiveInt(`${kind.name}: sync.size`, g.size);
-      this.syncGroup = g;
-      this.#sync = batchSync(g, kind.name);
-    }
-    dropped.register(this, { id: this.#layerId, backends: this.#usedBackends });
-    const k = this.#logitCount();
-    const buffers = this.usingBN ? numFeatures : 0;
-    this.#params = {
-      weight: new Float32Array(numFeatures).fill(this.lastGamma ? 0 : 1),
-      bias: new Float32Array(numFeatures),
-      meanLogits: new Float32Array(k).fill(1),
-      varLogits: new Float32Array(k).fill(1),
-      runningMean: new Float32Array(buffers),
-      runningVar: new Float32Array(buffers),
-      version: 0,
-      runningVersion: 0,
-    };
-    this.#grads = {
-      weight: new Float32Array(numFeatures),
-      bias: new Float32Array(numFeatures),
-      mean_weight: new Float32Array(k),
-      var_weight: new Float32Array(k),
-    };
-  }
-
-  #logitCount(): number {
-    return this.#kind.layout === "1d" ? 2 : this.usingBN ? 3 : 2;
+    this.#batch = new BatchAverage(kind.name);
   }
 
   /**
@@ -382,11 +206,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   get meanImportance(): Float64Array {
-    return this.#mixing().mean.weights.slice();
+    return this.#params.mixing().mean.weights.slice();
   }
   /** The mixing weights of the variances, like {@linkcode meanImportance}. */
   get varImportance(): Float64Array {
-    return this.#mixing().var.weights.slice();
+    return this.#params.mixing().var.weights.slice();
   }
 
   /**
@@ -408,14 +232,15 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   get radius(): number {
-    return this.#sparse?.radius ?? 0;
+    return this.#params.sparse?.radius ?? 0;
   }
   set radius(r: number) {
-    if (!this.#sparse) throw new Error(`${this.#kind.name}: radius needs the sparse option`);
+    const sparse = this.#params.sparse;
+    if (!sparse) throw new Error(`${this.#kind.name}: radius needs the sparse option`);
     const radius = checkFiniteIn(`${this.#kind.name}: radius`, r, 0, 1);
     this.#checkIdle("radius");
-    this.#sparse.radius = radius;
-    this.#params.version++;
+    sparse.radius = radius;
+    this.#params.changed();
   }
 
   /**
@@ -425,38 +250,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * optimiser), and are the weights from then on (SSN2d's `mean_fixed`/`var_fixed`).
    */
   get frozenTo(): { readonly mean?: number; readonly var?: number } {
-    const s = this.#sparse, p = this.#params, out: { mean?: number; var?: number } = {};
-    const mean = s?.fixedTo("mean", p.meanLogits), variance = s?.fixedTo("var", p.varLogits);
-    if (mean !== undefined) out.mean = mean;
-    if (variance !== undefined) out.var = variance;
-    return out;
+    return this.#params.frozenTo();
   }
 
-  /** Sparse SN, after a forward: fixes each mixing whose weights were one-hot (SSN2d). */
-  #fixOneHotMixings(): void {
-    const s = this.#sparse!, p = this.#params, m = this.#mixing();
-    const fixedMean = s.fixIfOneHot("mean", m.mean.weights, p.meanLogits, this.#grads.mean_weight);
-    const fixedVar = s.fixIfOneHot("var", m.var.weights, p.varLogits, this.#grads.var_weight);
-    if (fixedMean || fixedVar) p.version++;
-  }
-
-  /** The importance maps for the current logits and radius, cached per params version. */
-  #mixing(): { mean: Importance; var: Importance } {
-    const p = this.#params;
-    if (this.#importance?.version !== p.version) {
-      const map = (logits: Float32Array, which: Mixing): Importance =>
-        this.#sparse ? this.#sparse.importance(logits, which) : softmax(logits);
-      this.#importance = {
-        version: p.version,
-        mean: map(p.meanLogits, "mean"),
-        var: map(p.varLogits, "var"),
-      };
-    }
-    return this.#importance;
-  }
   /** Training batches added into the running buffers since the last reset (batch average). */
   get batchesAccumulated(): number {
-    return this.#batchesAccumulated;
+    return this.#batch.count;
   }
 
   /**
@@ -473,23 +272,6 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    */
   get backendInfo(): { readonly backend: BackendName; readonly reason: string } | undefined {
     return this.#ran;
-  }
-
-  #specs(): Record<string, KeySpec> {
-    const c = this.numFeatures, k = this.#logitCount();
-    const param = { length: c, shapes: [this.#kind.paramShape(c)] };
-    const specs: Record<string, KeySpec> = {
-      weight: param,
-      bias: param,
-      mean_weight: { length: k, shapes: [] },
-      var_weight: { length: k, shapes: [] },
-    };
-    if (this.usingBN) {
-      const buffer = { length: c, shapes: [this.#kind.bufferShape(c)] };
-      specs.running_mean = buffer;
-      specs.running_var = { ...buffer, nonNegative: true };
-    }
-    return this.sparse ? { ...specs, ...SPARSE_KEYS } : specs;
   }
 
   /**
@@ -528,10 +310,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     dict: Readonly<Record<string, unknown>>,
     options: LoadStateDictOptions = {},
   ): LoadStateDictResult {
+    const name = this.#kind.name, p = this.#params;
     const { read, missingKeys, unexpectedKeys } = readStateDict(
-      this.#kind.name,
+      name,
       dict,
-      this.#specs(),
+      p.keySpecs(this.#kind),
       options,
     );
     this.#checkIdle("loadStateDict");
@@ -539,21 +322,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     const running = +!!read.running_mean + +!!read.running_var;
     if (running === 1) this.#checkRunningFresh("loadStateDict");
     // Everything is checked (readStateDict, then the sparse flags and radius) before any change.
-    const applySparse = this.#sparse?.prepareLoad(`${this.#kind.name}.loadStateDict`, read);
-    const p = this.#params;
-    this.#saved?.detach(this.#paramsView());
-    applySparse?.();
-    if (read.weight) p.weight.set(read.weight);
-    if (read.bias) p.bias.set(read.bias);
-    if (read.mean_weight) p.meanLogits.set(read.mean_weight);
-    if (read.var_weight) p.varLogits.set(read.var_weight);
-    if (read.running_mean) p.runningMean.set(read.running_mean);
-    if (read.running_var) p.runningVar.set(read.running_var);
+    const load = p.prepareLoad(`${name}.loadStateDict`, read);
+    this.#detachSaved();
+    load();
     // Loaded buffers are statistics, not a batch average's sums.
-    if (read.running_mean || read.running_var) this.#batchesAccumulated = 0;
-    // The version bump makes every backend (WebGPU's device copies too) take the new values.
-    p.version++;
-    if (running > 0) p.runningVersion++;
+    if (running > 0) this.#batch.count = 0;
     return { missingKeys, unexpectedKeys };
   }
 
@@ -599,23 +372,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   ): StateDict<UsingBN> | Record<string, Float32Array | ShapedTensor> {
     this.#checkIdle("stateDict");
     this.#checkRunningFresh("stateDict");
-    const p = this.#params;
-    const dict: StateDict = {
-      weight: p.weight.slice(),
-      bias: p.bias.slice(),
-      mean_weight: p.meanLogits.slice(),
-      var_weight: p.varLogits.slice(),
-    };
-    if (this.usingBN) {
-      dict.running_mean = p.runningMean.slice();
-      dict.running_var = p.runningVar.slice();
-    }
-    const all = this.#sparse ? { ...dict, ...this.#sparse.entries() } : dict;
+    const all = this.#params.entries(this.usingBN);
     if (options === undefined) return all as StateDict<UsingBN>;
     return shapeStateDict(
       `${this.#kind.name}.stateDict`,
       all as unknown as Record<string, Float32Array>,
-      this.#specs(),
+      this.#params.keySpecs(this.#kind),
       options,
     );
   }
@@ -635,12 +397,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    */
   resetRunningStats(): void {
     this.#checkIdle("resetRunningStats");
-    this.#saved?.detach(this.#paramsView());
-    this.#params.runningMean.fill(0);
-    this.#params.runningVar.fill(0);
-    this.#batchesAccumulated = 0;
-    this.#params.version++;
-    this.#params.runningVersion++;
+    this.#detachSaved();
+    this.#batch.reset(this.#params);
   }
 
   /**
@@ -666,53 +424,20 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   finalizeBatchAverage(): void {
-    const name = this.#kind.name;
-    if (!this.usingBN) throw new Error(`${name}: no running buffers (usingBN is false)`);
-    if (this.usingMovingAverage) {
-      throw new Error(`${name}: finalizeBatchAverage needs usingMovingAverage: false`);
-    }
+    this.#batch.checkOptions(this.usingBN, this.usingMovingAverage);
     this.#checkIdle("finalizeBatchAverage");
     this.#checkRunningFresh("finalizeBatchAverage");
-    const k = this.#batchesAccumulated;
-    if (k === 0) {
-      throw new Error(`${name}: no training batches accumulated since resetRunningStats()`);
-    }
-    this.#saved?.detach(this.#paramsView());
-    const { runningMean, runningVar } = this.#params;
-    for (let c = 0; c < runningMean.length; c++) {
-      const mean = runningMean[c] / k;
-      runningVar[c] = runningVar[c] / k - mean * mean;
-      runningMean[c] = mean;
-    }
-    this.#batchesAccumulated = 0;
-    this.#params.version++;
-    this.#params.runningVersion++;
+    this.#detachSaved();
+    this.#batch.finalize(this.#params);
   }
 
-  /** The parameters as backends see them, rebuilt only when the CPU copy changed. */
-  #paramsView(): LayerParams {
-    const p = this.#params;
-    if (this.#view?.version !== p.version) {
-      this.#view = {
-        layerId: this.#layerId,
-        weight: p.weight,
-        bias: p.bias,
-        meanMix: this.#mixing().mean.weights,
-        varMix: this.#mixing().var.weights,
-        runningMean: p.runningMean,
-        runningVar: p.runningVar,
-        version: p.version,
-        runningVersion: p.runningVersion,
-      };
-    }
-    return this.#view;
+  /**
+   * Called before the layer writes its parameter or buffer arrays in place: the kept forward
+   * must go on seeing the values it ran with.
+   */
+  #detachSaved(): void {
+    this.#saved?.detach(this.#params.view());
   }
-
-  #settledBackend?: Backend;
-  /** Counts dispose() calls: a call that fails while one happened says so. */
-  #disposals = 0;
-  /** Every backend this layer has run on (auto may switch per call): all hold layer state. */
-  readonly #usedBackends = new Set<Backend>();
 
   /**
    * Synchronous methods that read or write what a pending forward or backward changes cannot
@@ -728,14 +453,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
   }
 
   #checkRunningFresh(what: string): void {
-    for (const b of this.#usedBackends) {
-      if (b.runningStale?.(this.#paramsView())) {
-        throw new Error(
-          `${this.#kind.name}.${what}: the running buffers were updated on the ${b.name} device; ` +
-            "await layer.sync() first",
-        );
-      }
-    }
+    this.#backends.checkRunningFresh(what, this.#params.view());
   }
 
   /**
@@ -753,9 +471,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   sync(): Promise<void> {
-    return this.#calls.run(async () => {
-      for (const b of this.#usedBackends) await b.syncRunning?.(this.#paramsView());
-    });
+    return this.#calls.run(() => this.#backends.syncRunning(this.#params.view()));
   }
 
   /**
@@ -780,48 +496,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     this.#disposals++;
     // What backward needs is freed (on every backend alike): its backward is refused, by name.
     if (this.#saved) this.#saved.disposed = true;
-    for (const b of this.#usedBackends) {
-      if (!b.runningStale?.(this.#paramsView())) {
-        b.releaseLayer?.(this.#paramsView());
-        continue;
-      }
-      // The device holds the newest running buffers: read them back in call order (later calls
-      // wait for it, so none runs on state about to be freed), then free. They are read into
-      // copies, kept only if the CPU wrote no running buffers meanwhile (loadStateDict and
-      // resetRunningStats are not refused by it: what they write after dispose wins).
-      void this.#calls.run(async () => {
-        const p = this.#params, version = p.runningVersion, view = this.#paramsView();
-        const copy = {
-          ...view,
-          runningMean: p.runningMean.slice(),
-          runningVar: p.runningVar.slice(),
-        };
-        try {
-          await b.syncRunning!(copy);
-          if (p.runningVersion === version) {
-            p.runningMean.set(copy.runningMean);
-            p.runningVar.set(copy.runningVar);
-          }
-        } catch {
-          // The device was lost: its newer buffers with it; the layer keeps its CPU copy.
-        } finally {
-          b.releaseLayer?.(this.#paramsView());
-        }
-      }, true);
-    }
+    this.#backends.release(this.#params, this.#calls);
   }
 
   /** Same as {@linkcode dispose}, for `using`. */
   [Symbol.dispose](): void {
     this.dispose();
-  }
-
-  /**
-   * Asked per call: "auto" decides by the call's size and where x lives, and an explicit
-   * "webgpu" gets a fresh device after a loss. select.ts caches the backends, so this is cheap.
-   */
-  #backend(call: CallInfo): Promise<{ backend: Backend; reason: string }> {
-    return chooseBackend(this.backendRequest, undefined, call);
   }
 
   /**
@@ -884,89 +564,62 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     shapeOrOptions?: readonly number[] | ForwardOptions,
     maybeOptions?: ForwardOptions,
   ): Promise<Float32Array | ResidentTensor> {
-    let call: ForwardCall | undefined, error: unknown;
-    try {
-      // Read now: the arguments and mode as they are when the call is made.
-      call = readForwardCall(this.#kind, this.numFeatures, this.training, [
-        x,
-        shapeOrOptions,
-        maybeOptions,
-      ]);
-    } catch (e) {
-      error = e;
-    }
-    // Without SyncSN bad input rejects at once; with it, the failure still takes this call's
-    // place in the replicas' gathers (in call order), so that they fail too instead of waiting.
-    if (call === undefined && !this.#sync) return Promise.reject(error);
-    const gathers = (call?.training ?? this.training) && this.usingBN;
-    return this.#calls.run(() =>
-      this.#reportingToReplicas(
-        "stats",
-        this.numFeatures,
-        gathers,
-        () => call ? this.#forward(call) : Promise.reject(error),
-      )
+    return this.#queue(
+      // The arguments and mode as they are when the call is made.
+      () =>
+        readForwardCall(this.#kind, this.numFeatures, this.training, [
+          x,
+          shapeOrOptions,
+          maybeOptions,
+        ]),
+      { kind: "stats", length: this.numFeatures },
+      (call) => (call?.training ?? this.training) && this.usingBN,
+      (call) => this.#forward(call),
     );
   }
 
   /**
-   * Runs `call`, which under SyncSN takes part in one gather when `gathers`. If it fails before
-   * that gather (bad input, say), it still takes part, marked as failed, so that the other
-   * replicas' calls fail too instead of waiting; on a group that became unusable it fails first.
+   * Queues a call (forward or backward) in call order. `read` checks its arguments now; under
+   * SyncSN the call takes part in one gather of `exchange` when `gathers`. Without SyncSN bad
+   * input rejects at once; with it, the failure still takes this call's place in the replicas'
+   * gathers (in call order), so that they fail too instead of waiting.
    */
-  async #reportingToReplicas<T>(
-    kind: "stats" | "sums",
-    length: number,
-    gathers: boolean,
-    call: () => Promise<T>,
+  #queue<A, T>(
+    read: () => A,
+    exchange: { kind: "stats" | "sums"; length: number },
+    gathers: (args: A | undefined) => boolean,
+    run: (args: A) => Promise<T>,
   ): Promise<T> {
-    const sync = this.#sync;
-    if (!sync || !gathers) return await call();
-    sync.check();
-    const before = sync.started;
+    let args: A | undefined, error: unknown;
     try {
-      return await call();
+      args = read();
     } catch (e) {
-      if (sync.started === before) await sync.fail(kind, length);
-      throw e;
+      error = e;
     }
+    if (args === undefined && !this.#sync) return Promise.reject(error);
+    const { kind, length } = exchange, ok = args;
+    return this.#calls.run(() =>
+      reportingToReplicas(
+        this.#sync,
+        kind,
+        length,
+        gathers(ok),
+        () => ok === undefined ? Promise.reject(error) : run(ok),
+      )
+    );
   }
 
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
     const { x, resident, n, c, m, out, keep, training } = call;
-    if (!training && this.#batchesAccumulated > 0) {
-      // The buffers hold the batch average's sums: normalizing with them is silently wrong.
-      throw new Error(
-        `${name}.forward: evaluation mode, but ${this.#batchesAccumulated} training batches were ` +
-          "accumulated for the batch average and not finalized (the running buffers hold sums, " +
-          "not statistics); call finalizeBatchAverage() first, or resetRunningStats() to discard them",
-      );
-    }
-    const { backend, reason } = await this.#backend({
-      elements: x.length,
-      sync: this.#sync !== undefined,
-      resident: resident ? (x as ResidentTensor).backend : undefined,
-    });
-    if (this.#sync && !backend.supportsSync) {
-      throw new Error(
-        `${name}.forward: SyncSN (the sync option) is not supported on ${backend.name}`,
-      );
-    }
-    if (resident && (x as ResidentTensor).backend !== backend.name) {
-      throw new TypeError(
-        `${name}.forward: x lives in ${
-          (x as ResidentTensor).backend
-        } memory but this layer runs on ${backend.name}`,
-      );
-    }
-    const previous = this.#settledBackend;
-    if (previous && previous !== backend && previous.runningStale?.(this.#paramsView())) {
-      // The other backend's device holds the newest running buffers: this call must start there.
-      await previous.syncRunning!(this.#paramsView());
-    }
-    this.#settledBackend = backend;
-    this.#usedBackends.add(backend);
+    if (!training) this.#batch.checkFinalized();
+    const { backend, reason } = await this.#backends.forForward(
+      this.backendRequest,
+      x,
+      resident,
+      this.#sync !== undefined,
+      this.#params.view(),
+    );
     const problem: NormProblem = {
       layout: this.#kind.layout,
       n,
@@ -977,7 +630,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       eps: this.eps,
       sync: this.#sync,
     };
-    const params = this.#paramsView(), mixing = this.#mixing();
+    const p = this.#params, params = p.view(), mixing = p.mixing();
     const update: RunningUpdate = this.usingMovingAverage
       ? { kind: "movingAverage", momentum: this.momentum }
       : { kind: "batchAverage" };
@@ -1000,23 +653,16 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     }
     // Sparse SN: a mixing whose weights were one-hot is fixed now (its weights, the same one-hot
     // vector, become its logits, and it has no gradient): its backward uses the fixed map.
-    if (this.#sparse) this.#fixOneHotMixings();
+    if (p.sparse) p.fixOneHotMixings();
     if (save) {
-      this.#saved = new KeptForward(
-        name,
-        save,
-        backend,
-        params,
-        this.#sparse ? this.#mixing() : mixing,
-      );
+      this.#saved = new KeptForward(name, save, backend, params, p.sparse ? p.mixing() : mixing);
       this.#keptInput.set(this.#saved);
     }
-    if (training && this.usingBN && !backend.runningStale && this.#usedBackends.size > 1) {
+    if (training && this.usingBN && !backend.runningStale && this.#backends.count > 1) {
       // A CPU backend updated the running buffers in place: a device copy is now behind.
-      this.#params.version++;
-      this.#params.runningVersion++;
+      p.changed(true);
     }
-    if (training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;
+    if (training && this.usingBN && !this.usingMovingAverage) this.#batch.count++;
     this.#ran = { backend: backend.name, reason };
     return y;
   }
@@ -1035,7 +681,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   get grads(): Gradients {
-    return this.#grads;
+    return this.#params.grads;
   }
 
   /**
@@ -1065,23 +711,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
       );
     }
     this.#checkIdle("step");
-    const p = this.#params, g = this.#grads, fixed = this.#sparse?.fixed;
-    this.#saved?.detach(this.#paramsView());
-    // An update that throws part-way must leave every parameter as it was: the O(C) values are
-    // snapshotted first and put back (else some would be written without the version bump that
-    // makes backends and importance weights see them).
-    const before = [p.weight, p.bias, p.meanLogits, p.varLogits].map((a) => a.slice());
-    try {
-      update(p.weight, g.weight, "weight");
-      update(p.bias, g.bias, "bias");
-      // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
-      if (!fixed?.mean) update(p.meanLogits, g.mean_weight, "mean_weight");
-      if (!fixed?.var) update(p.varLogits, g.var_weight, "var_weight");
-    } catch (e) {
-      [p.weight, p.bias, p.meanLogits, p.varLogits].forEach((a, i) => a.set(before[i]));
-      throw e;
-    }
-    p.version++;
+    this.#detachSaved();
+    this.#params.step(update);
   }
 
   /**
@@ -1100,7 +731,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    */
   zeroGrad(): void {
     this.#checkIdle("zeroGrad");
-    for (const g of Object.values(this.#grads)) g.fill(0);
+    for (const g of Object.values(this.#params.grads)) g.fill(0);
   }
 
   /**
@@ -1133,24 +764,14 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     dy: Float32Array | ResidentTensor,
     options?: BackwardOptions,
   ): Promise<Float32Array | ResidentTensor> {
-    const name = this.#kind.name;
-    let retain: boolean | undefined, error: unknown;
-    try {
-      retain = readBackwardCall(name, dy, options);
-    } catch (e) {
-      error = e;
-    }
-    if (retain === undefined && !this.#sync) return Promise.reject(error);
-    const dyLength = retain === undefined ? 0 : dy.length; // as given: it is read when the call runs
     // The gradient sums: dWeight, dBias, gmB, gvB (C each) and meanDots, varDots (K each).
-    const sums = 4 * this.numFeatures + 2 * this.#logitCount();
-    return this.#calls.run(() =>
-      this.#reportingToReplicas(
-        "sums",
-        sums,
-        true,
-        () => retain === undefined ? Promise.reject(error) : this.#backward(dy, dyLength, retain),
-      )
+    const sums = 4 * this.numFeatures + 2 * this.#params.meanLogits.length;
+    return this.#queue(
+      // dy's length as given: dy is read when the call runs.
+      () => ({ retain: readBackwardCall(this.#kind.name, dy, options), dyLength: dy.length }),
+      { kind: "sums", length: sums },
+      () => true,
+      ({ retain, dyLength }) => this.#backward(dy, dyLength, retain),
     );
   }
 
@@ -1172,58 +793,16 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
     retain: boolean,
   ): Promise<Float32Array | ResidentTensor> {
     const name = this.#kind.name;
-    const kept = this.#saved, saved = kept?.save;
-    if (!kept || !saved?.problem || !saved.x) {
-      throw new Error(
-        `${name}.backward: no forward to differentiate; run forward in training mode or with ` +
-          "{ keepForBackward: true } first",
-      );
-    }
-    if (kept.used) {
-      throw new Error(
-        `${name}.backward: the latest forward was already differentiated; a second backward ` +
-          "would add its gradients again. Run forward again, or pass { retainGraph: true } to " +
-          "the backward that should leave it differentiable",
-      );
-    }
-    if (kept.disposed) {
-      throw new Error(
-        `${name}.backward: the layer was disposed after its latest forward, which freed what ` +
-          "backward needs; run forward again",
-      );
-    }
-    if (kept.overwrittenBy !== undefined) {
-      throw new Error(
-        `${name}.backward: the x this forward kept was overwritten since, as the out of ` +
-          `${kept.overwrittenBy}; backward would differentiate other data. Write that out ` +
-          "elsewhere, or run this backward first",
-      );
-    }
-    const { n, c, m } = saved.problem, length = n * c * m;
-    checkStillReadable(`${name}.backward: the x its forward kept`, saved.x, length);
-    checkStillReadable(`${name}.backward: dy`, dy, dyLength);
-    if (isResident(dy) !== isResident(saved.x) || dyLength !== length) {
-      throw new RangeError(
-        `${name}.backward: dy must be the same kind as the forward's x, with ${length} elements, got ${dyLength}`,
-      );
-    }
+    const kept = this.#saved;
+    KeptForward.checkDifferentiable(name, kept);
+    checkBackwardInputs(name, kept.save, dy, dyLength);
     const backend = kept.backend;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);
     const disposals = this.#disposals;
-    const r = await backend.backward(saved, dy, kept.params).catch((e) => {
+    const r = await backend.backward(kept.save, dy, kept.params).catch((e) => {
       throw this.#disposedDuring(`${name}.backward`, disposals, e);
     });
-    const g = this.#grads, mixing = kept.mixing;
-    for (let c = 0; c < g.weight.length; c++) {
-      g.weight[c] += r.dWeight[c];
-      g.bias[c] += r.dBias[c];
-    }
-    // a_k, b_k are dL/dweights; the importance map's Jacobian takes them to the logits.
-    const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);
-    for (let k = 0; k < dMean.length; k++) {
-      g.mean_weight[k] += dMean[k];
-      g.var_weight[k] += dVar[k];
-    }
+    this.#params.addGradients(r, kept.mixing);
     if (!retain) {
       kept.used = true;
       this.#keptInput.clear();
@@ -1250,139 +829,13 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean> {
    * ```
    */
   async upload(data: Float32Array, shape: readonly number[]): Promise<ResidentTensor> {
-    const name = this.#kind.name;
-    checkFloat32(`${name}.upload: data`, data);
-    checkInputShape(
-      `${name}.upload`,
-      shape,
-      this.#kind.rank,
-      this.#kind.rankName,
-      this.numFeatures,
-      data.length,
-    );
-    const length = data.length;
-    const { backend } = await this.#backend({ elements: length, sync: this.#sync !== undefined });
-    checkStillReadable(`${name}.upload: data`, data, length);
+    readUploadCall(this.#kind, this.numFeatures, data, shape);
+    const length = data.length, sync = this.#sync !== undefined;
+    const { backend } = await chooseBackend(this.backendRequest, undefined, {
+      elements: length,
+      sync,
+    });
+    checkStillReadable(`${this.#kind.name}.upload: data`, data, length);
     return backend.upload(data, shape);
-  }
-}
-
-/**
- * Switchable Normalization over [N, C]: LN over the features of a sample and BN over the batch,
- * mixed by learned importance weights (the authors' SwitchNorm1d).
- *
- * @example
- * ```ts
- * import { SwitchNorm1d } from "./mod.ts";
- * const sn = new SwitchNorm1d(3, { backend: "reference" });
- * const y = await sn.forward(new Float32Array([1, 2, 3, 4, 6, 8]), [2, 3]);
- * console.log(y.length); // 6
- * ```
- */
-export class SwitchNorm1d extends SwitchNorm<true> {
-  /**
-   * Makes a layer for `numFeatures` channels. Default momentum 0.997.
-   *
-   * @param numFeatures the number of channels C, a positive integer.
-   * @param options see {@linkcode SwitchNormOptions}; every option is optional.
-   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
-   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
-   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
-   * object, or a `sync` that is not a SyncGroup.
-   */
-  constructor(numFeatures: number, options: SwitchNormOptions = {}) {
-    super(
-      {
-        name: "SwitchNorm1d",
-        layout: "1d",
-        rank: 2,
-        rankName: "[N, C]",
-        paramShape: (c) => [1, c],
-        bufferShape: (c) => [1, c],
-        defaultMomentum: 0.997,
-      },
-      numFeatures,
-      options,
-    );
-  }
-}
-
-/**
- * Switchable Normalization over [N, C, H, W]: IN, LN and BN statistics mixed by learned
- * importance weights (the authors' SwitchNorm2d).
- *
- * @example
- * ```ts
- * import { SwitchNorm2d } from "./mod.ts";
- * const sn = new SwitchNorm2d(2, { backend: "reference" });
- * const x = Float32Array.from({ length: 2 * 2 * 3 * 3 }, (_, i) => Math.sin(i));
- * const y = await sn.forward(x, [2, 2, 3, 3]);
- * console.log(y.length, sn.stateDict().running_mean); // 36 Float32Array(2) [...]
- * ```
- */
-export class SwitchNorm2d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
-  /**
-   * Makes a layer for `numFeatures` channels. Default momentum 0.9.
-   *
-   * @param numFeatures the number of channels C, a positive integer.
-   * @param options see {@linkcode SwitchNormNdOptions}; every option is optional.
-   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
-   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
-   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
-   * object, or a `sync` that is not a SyncGroup.
-   */
-  constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
-    super(
-      {
-        name: "SwitchNorm2d",
-        layout: "nd",
-        rank: 4,
-        rankName: "[N, C, H, W]",
-        paramShape: (c) => [1, c, 1, 1],
-        bufferShape: (c) => [1, c, 1],
-        defaultMomentum: 0.9,
-      },
-      numFeatures,
-      options,
-    );
-  }
-}
-
-/**
- * Switchable Normalization over [N, C, D, H, W] (the authors' SwitchNorm3d).
- *
- * @example
- * ```ts
- * import { SwitchNorm3d } from "./mod.ts";
- * const sn = new SwitchNorm3d(1, { backend: "reference" }).eval();
- * const y = await sn.forward(new Float32Array(8).map((_, i) => i), [1, 1, 2, 2, 2]);
- * console.log(y.length); // 8
- * ```
- */
-export class SwitchNorm3d<UsingBN extends boolean = true> extends SwitchNorm<UsingBN> {
-  /**
-   * Makes a layer for `numFeatures` channels. Default momentum 0.997.
-   *
-   * @param numFeatures the number of channels C, a positive integer.
-   * @param options see {@linkcode SwitchNormNdOptions}; every option is optional.
-   * @throws {RangeError} if numFeatures is not a positive integer, eps or momentum is out of
-   * range or not finite, or `backend` is not one of "auto", "wasm", "webgpu", "reference".
-   * @throws {TypeError} for an unknown option, a non-boolean flag, options that are not an
-   * object, or a `sync` that is not a SyncGroup.
-   */
-  constructor(numFeatures: number, options: SwitchNormNdOptions<UsingBN> = {}) {
-    super(
-      {
-        name: "SwitchNorm3d",
-        layout: "nd",
-        rank: 5,
-        rankName: "[N, C, D, H, W]",
-        paramShape: (c) => [1, c, 1, 1, 1],
-        bufferShape: (c) => [1, c, 1],
-        defaultMomentum: 0.997,
-      },
-      numFeatures,
-      options,
-    );
   }
 }

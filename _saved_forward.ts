@@ -2,11 +2,19 @@
  * What a layer keeps of a forward for its backward, beyond what the backend keeps: the parameter
  * values that forward used (so that a backward differentiates the forward that ran, whatever
  * step() or loadStateDict() did in between), whether a backward has used it, and a registry of
- * the inputs every layer keeps, so that a backward whose x an `out` overwrote is refused.
+ * the inputs every layer keeps, so that a backward whose x an `out` overwrote is refused; and
+ * whether a backward may differentiate it. Depends only on types (the Backend interface's, the
+ * importance maps').
  *
  * @module
  */
-import type { Backend, LayerParams, ResidentTensor, SavedForward } from "./backends/_backend.ts";
+import type {
+  Backend,
+  LayerParams,
+  NormProblem,
+  ResidentTensor,
+  SavedForward,
+} from "./backends/_backend.ts";
 import type { Importance } from "./_importance.ts";
 
 type Tensor = Float32Array | ResidentTensor;
@@ -43,6 +51,43 @@ export class KeptForward {
   /** The parameter values the forward ran with. */
   get params(): LayerParams {
     return this.#params;
+  }
+
+  /**
+   * Throws unless a backward may differentiate `kept`: a forward kept what backward needs, was
+   * not differentiated already, the layer was not disposed since, and its x was not overwritten.
+   */
+  static checkDifferentiable(
+    layerName: string,
+    kept: KeptForward | undefined,
+  ): asserts kept is KeptForward & { save: { problem: NormProblem; x: Tensor } } {
+    const name = layerName, saved = kept?.save;
+    if (!kept || !saved?.problem || !saved.x) {
+      throw new Error(
+        `${name}.backward: no forward to differentiate; run forward in training mode or with ` +
+          "{ keepForBackward: true } first",
+      );
+    }
+    if (kept.used) {
+      throw new Error(
+        `${name}.backward: the latest forward was already differentiated; a second backward ` +
+          "would add its gradients again. Run forward again, or pass { retainGraph: true } to " +
+          "the backward that should leave it differentiable",
+      );
+    }
+    if (kept.disposed) {
+      throw new Error(
+        `${name}.backward: the layer was disposed after its latest forward, which freed what ` +
+          "backward needs; run forward again",
+      );
+    }
+    if (kept.overwrittenBy !== undefined) {
+      throw new Error(
+        `${name}.backward: the x this forward kept was overwritten since, as the out of ` +
+          `${kept.overwrittenBy}; backward would differentiate other data. Write that out ` +
+          "elsewhere, or run this backward first",
+      );
+    }
   }
 
   /**

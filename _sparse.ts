@@ -3,7 +3,7 @@
  * Sparse_SwitchNorm, utils/sparse_switchable_norm.py): the sparsestmax radius and, per mixing,
  * whether it is fixed. A fixed mixing's weights ARE its logits (no map, no gradient); a mixing
  * becomes fixed after a forward whose sparsestmax weights were one-hot, and its logits are then
- * set to that one-hot vector.
+ * set to that one-hot vector. Depends on the importance maps and the state-dict key spec type.
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
  * Reading PyTorch-style state dicts: flat arrays, nested arrays in the reference's shapes
- * (`tensor.tolist()`), or `{ data, shape }` objects.
+ * (`tensor.tolist()`), or `{ data, shape }` objects; and shaping a layer's entries for writing.
+ * Knows keys, lengths and shapes (KeySpec), not layers. Depends only on the validators' messages.
  *
  * @module
  */

@@ -2,7 +2,9 @@
  * SyncSN: BN statistics over the global batch of data-parallel replicas. The user supplies the
  * transport as an all-gather; statistics travel as mergeable (count, mean, M2) triples merged
  * with Chan's formula in rank order, so every replica gets bit-identical results without
- * E[x^2] - E[x]^2 cancellation.
+ * E[x^2] - E[x]^2 cancellation. A layer's call that fails before its gather still takes part in
+ * it, so that the other replicas fail too instead of waiting. Depends only on the Backend
+ * interface's BatchSync type.
  *
  * @module
  */
@@ -194,4 +196,27 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
       return out;
     },
   };
+}
+
+/**
+ * Runs a layer's `call`, which under SyncSN takes part in one gather when `gathers`. If it fails
+ * before that gather (bad input, say), it still takes part, marked as failed, so that the other
+ * replicas' calls fail too instead of waiting; on a group that became unusable it fails first.
+ */
+export async function reportingToReplicas<T>(
+  sync: LayerSync | undefined,
+  kind: "stats" | "sums",
+  length: number,
+  gathers: boolean,
+  call: () => Promise<T>,
+): Promise<T> {
+  if (!sync || !gathers) return await call();
+  sync.check();
+  const before = sync.started;
+  try {
+    return await call();
+  } catch (e) {
+    if (sync.started === before) await sync.fail(kind, length);
+    throw e;
+  }
 }

@@ -24,17 +24,11 @@
  *
  * @module
  */
-export {
-  type BackwardOptions,
-  type ForwardOptions,
-  type Gradients,
-  SwitchNorm,
-  SwitchNorm1d,
-  SwitchNorm2d,
-  SwitchNorm3d,
-  type SwitchNormNdOptions,
-  type SwitchNormOptions,
-} from "./_layer.ts";
+export { SwitchNorm } from "./_layer.ts";
+export type { BackwardOptions, ForwardOptions } from "./_call_args.ts";
+export { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "./_layers.ts";
+export type { SwitchNormNdOptions, SwitchNormOptions } from "./_options.ts";
+export type { Gradients } from "./_params.ts";
 export type {
   LoadStateDictOptions,
   LoadStateDictResult,
@@ -45,13 +39,8 @@ export type {
   StateDictParams,
   StateValue,
 } from "./_state_dict.ts";
-export {
-  readSafetensors,
-  type SafeTensor,
-  type SafetensorsDtype,
-  type TensorToWrite,
-  writeSafetensors,
-} from "./_safetensors.ts";
+export { readSafetensors, type SafeTensor, type SafetensorsDtype } from "./_safetensors.ts";
+export { type TensorToWrite, writeSafetensors } from "./_safetensors_write.ts";
 export type { SyncGroup } from "./_sync.ts";
 export type { BackendName, ResidentTensor } from "./backends/_backend.ts";
 export type { BackendRequest } from "./backends/select.ts";

@@ -9,11 +9,10 @@
  */
 import assert from "node:assert/strict";
 import { getNumThreads, setNumThreads, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
-import type { ResidentTensor } from "../mod.ts";
+import type { Gradients, ResidentTensor } from "../mod.ts";
 import { chooseBackend } from "../backends/select.ts";
 import { loadWasmBackend, type WasmBackend } from "../backends/wasm.ts";
 import { setThreadTestHooks, type ThreadTestHooks } from "../backends/_wasm_threads.ts";
-import type { Gradients } from "../_layer.ts";
 
 // The process-wide backend must load as the threads build, which it does only at 2 threads or
 // more (on a one-core machine the default is 1).

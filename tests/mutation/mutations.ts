@@ -105,37 +105,35 @@ export const MUTATIONS: readonly Mutation[] = [
   // --- The layer.
   {
     id: "layer-step-no-version",
-    file: "_layer.ts",
-    original: "      throw e;\n    }\n    p.version++;",
-    replacement: "      throw e;\n    }",
+    file: "_params.ts",
+    original: "throw e;\n    }\n    this.version++;",
+    replacement: "throw e;\n    }",
     models: "step() does not mark the parameters changed: stale importance weights and gamma/beta",
   },
   {
     id: "layer-batch-average-count",
     file: "_layer.ts",
-    original:
-      "if (training && this.usingBN && !this.usingMovingAverage) this.#batchesAccumulated++;",
-    replacement:
-      "if (training && this.usingBN && this.usingMovingAverage) this.#batchesAccumulated++;",
+    original: "if (training && this.usingBN && !this.usingMovingAverage) this.#batch.count++;",
+    replacement: "if (training && this.usingBN && this.usingMovingAverage) this.#batch.count++;",
     models: "batch-average count kept for the wrong option",
   },
   {
     id: "layer-finalize-no-mean2",
-    file: "_layer.ts",
+    file: "_batch_average.ts",
     original: "runningVar[c] = runningVar[c] / k - mean * mean;",
     replacement: "runningVar[c] = runningVar[c] / k;",
     models: "finalizeBatchAverage leaves E[x^2] instead of the variance",
   },
   {
     id: "layer-grads-overwrite",
-    file: "_layer.ts",
+    file: "_params.ts",
     original: "g.weight[c] += r.dWeight[c];",
     replacement: "g.weight[c] = r.dWeight[c];",
     models: "backward overwrites the gamma gradient instead of accumulating it",
   },
   {
     id: "layer-logit-grads-swapped",
-    file: "_layer.ts",
+    file: "_params.ts",
     original: "const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);",
     replacement: "const dMean = mixing.mean.vjp(r.varDots), dVar = mixing.var.vjp(r.meanDots);",
     models: "mean and variance logit gradients swapped",
@@ -400,7 +398,7 @@ export const MUTATIONS: readonly Mutation[] = [
   },
   {
     id: "sync-no-failure-report",
-    file: "_layer.ts",
+    file: "_sync.ts",
     original: "if (sync.started === before) await sync.fail(kind, length);",
     replacement: "if (sync.started < before) await sync.fail(kind, length);",
     models: "a replica failing before its gather never tells the others (they wait forever)",

@@ -1,0 +1,230 @@
+/**
+ * A layer's parameters, running buffers and gradients: the arrays, the version numbers that tell
+ * backends (and the cached importance maps) when the CPU copy changed, the mixing weights the
+ * logits map to (softmax, or Sparse SN's sparsestmax and fixing), the view backends read, and the
+ * arrays as state-dict entries. Depends on the importance maps, Sparse SN's state and the
+ * state-dict key specs; knows nothing of backends beyond the LayerParams view it hands them.
+ *
+ * @module
+ */
+import type { BackwardResult, LayerParams } from "./backends/_backend.ts";
+import type { KeySpec, StateDict } from "./_state_dict.ts";
+import type { LayerKind } from "./_options.ts";
+import { type Importance, softmax } from "./_importance.ts";
+import { type Mixing, SPARSE_KEYS, SparseState } from "./_sparse.ts";
+
+/** Accumulated gradients of the parameters, PyTorch's names (of the raw logits for the weights). */
+export interface Gradients {
+  /** dL/dweight (gamma), length C. */
+  readonly weight: Float32Array;
+  /** dL/dbias (beta), length C. */
+  readonly bias: Float32Array;
+  /** dL/d of the mean importance logits (before softmax or sparsestmax), order (in,) ln, bn. */
+  readonly mean_weight: Float32Array;
+  /** dL/d of the variance importance logits, order (in,) ln, bn. */
+  readonly var_weight: Float32Array;
+}
+
+/** The two importance maps a forward mixes with. */
+export interface Mixings {
+  readonly mean: Importance;
+  readonly var: Importance;
+}
+
+/** One layer's parameters, buffers and gradients. */
+export class ParamStore {
+  readonly weight: Float32Array;
+  readonly bias: Float32Array;
+  readonly meanLogits: Float32Array;
+  readonly varLogits: Float32Array;
+  /** Length C with usingBN, else 0. */
+  readonly runningMean: Float32Array;
+  readonly runningVar: Float32Array;
+  /** Bumped whenever the CPU writes any of the arrays above (or the radius). */
+  version = 0;
+  /** Bumped (with version) whenever the CPU writes the running buffers. */
+  runningVersion = 0;
+  readonly grads: Gradients;
+  /** Sparse SN's radius and fixed flags; undefined without the sparse option. */
+  readonly sparse?: SparseState;
+  #importance?: { version: number } & Mixings;
+  #view?: LayerParams;
+
+  /**
+   * @param layerId the layer's id, the backends' key for its device state
+   * @param c the number of channels
+   * @param k the number of importance logits per mixing
+   * @param usingBN whether there are running buffers
+   * @param lastGamma whether gamma starts at 0 (else 1)
+   * @param sparse whether the logits map through sparsestmax (Sparse SN)
+   */
+  constructor(
+    readonly layerId: number,
+    c: number,
+    k: number,
+    usingBN: boolean,
+    lastGamma: boolean,
+    sparse: boolean,
+  ) {
+    const buffers = usingBN ? c : 0;
+    this.weight = new Float32Array(c).fill(lastGamma ? 0 : 1);
+    this.bias = new Float32Array(c);
+    this.meanLogits = new Float32Array(k).fill(1);
+    this.varLogits = new Float32Array(k).fill(1);
+    this.runningMean = new Float32Array(buffers);
+    this.runningVar = new Float32Array(buffers);
+    this.grads = {
+      weight: new Float32Array(c),
+      bias: new Float32Array(c),
+      mean_weight: new Float32Array(k),
+      var_weight: new Float32Array(k),
+    };
+    if (sparse) this.sparse = new SparseState();
+  }
+
+  /** Marks the CPU copy changed (`running`: the running buffers too), for every backend. */
+  changed(running = false): void {
+    this.version++;
+    if (running) this.runningVersion++;
+  }
+
+  /** The importance maps for the current logits and radius, cached per version. */
+  mixing(): Mixings {
+    if (this.#importance?.version !== this.version) {
+      const map = (logits: Float32Array, which: Mixing): Importance =>
+        this.sparse ? this.sparse.importance(logits, which) : softmax(logits);
+      this.#importance = {
+        version: this.version,
+        mean: map(this.meanLogits, "mean"),
+        var: map(this.varLogits, "var"),
+      };
+    }
+    return this.#importance;
+  }
+
+  /** The parameters as backends see them, rebuilt only when the CPU copy changed. */
+  view(): LayerParams {
+    if (this.#view?.version !== this.version) {
+      this.#view = {
+        layerId: this.layerId,
+        weight: this.weight,
+        bias: this.bias,
+        meanMix: this.mixing().mean.weights,
+        varMix: this.mixing().var.weights,
+        runningMean: this.runningMean,
+        runningVar: this.runningVar,
+        version: this.version,
+        runningVersion: this.runningVersion,
+      };
+    }
+    return this.#view;
+  }
+
+  /** Sparse SN: the normalizer index each fixed mixing uses. */
+  frozenTo(): { readonly mean?: number; readonly var?: number } {
+    const s = this.sparse, out: { mean?: number; var?: number } = {};
+    const mean = s?.fixedTo("mean", this.meanLogits), variance = s?.fixedTo("var", this.varLogits);
+    if (mean !== undefined) out.mean = mean;
+    if (variance !== undefined) out.var = variance;
+    return out;
+  }
+
+  /** Sparse SN, after a forward: fixes each mixing whose weights were one-hot (SSN2d). */
+  fixOneHotMixings(): void {
+    const s = this.sparse!, m = this.mixing(), g = this.grads;
+    const fixedMean = s.fixIfOneHot("mean", m.mean.weights, this.meanLogits, g.mean_weight);
+    const fixedVar = s.fixIfOneHot("var", m.var.weights, this.varLogits, g.var_weight);
+    if (fixedMean || fixedVar) this.version++;
+  }
+
+  /**
+   * The optimiser step: `update` changes each parameter in place; see SwitchNorm.step. If it
+   * throws, every parameter is put back as it was and the error is rethrown.
+   */
+  step(update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void): void {
+    const g = this.grads, fixed = this.sparse?.fixed;
+    // An update that throws part-way must leave every parameter as it was: the O(C) values are
+    // snapshotted first and put back (else some would be written without the version bump that
+    // makes backends and importance weights see them).
+    const params = [this.weight, this.bias, this.meanLogits, this.varLogits];
+    const before = params.map((a) => a.slice());
+    try {
+      update(this.weight, g.weight, "weight");
+      update(this.bias, g.bias, "bias");
+      // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
+      if (!fixed?.mean) update(this.meanLogits, g.mean_weight, "mean_weight");
+      if (!fixed?.var) update(this.varLogits, g.var_weight, "var_weight");
+    } catch (e) {
+      params.forEach((a, i) => a.set(before[i]));
+      throw e;
+    }
+    this.version++;
+  }
+
+  /** Adds one backward's gradients, through the Jacobians of the maps its forward mixed with. */
+  addGradients(r: BackwardResult, mixing: Mixings): void {
+    const g = this.grads;
+    for (let c = 0; c < g.weight.length; c++) {
+      g.weight[c] += r.dWeight[c];
+      g.bias[c] += r.dBias[c];
+    }
+    // a_k, b_k are dL/dweights; the importance map's Jacobian takes them to the logits.
+    const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);
+    for (let k = 0; k < dMean.length; k++) {
+      g.mean_weight[k] += dMean[k];
+      g.var_weight[k] += dVar[k];
+    }
+  }
+
+  /** The state-dict keys of a `kind` layer and their lengths and shapes. */
+  keySpecs(kind: LayerKind): Record<string, KeySpec> {
+    const c = this.weight.length, k = this.meanLogits.length;
+    const param = { length: c, shapes: [kind.paramShape(c)] };
+    const specs: Record<string, KeySpec> = {
+      weight: param,
+      bias: param,
+      mean_weight: { length: k, shapes: [] },
+      var_weight: { length: k, shapes: [] },
+    };
+    if (this.runningMean.length > 0) {
+      const buffer = { length: c, shapes: [kind.bufferShape(c)] };
+      specs.running_mean = buffer;
+      specs.running_var = { ...buffer, nonNegative: true };
+    }
+    return this.sparse ? { ...specs, ...SPARSE_KEYS } : specs;
+  }
+
+  /** Copies of the arrays (and Sparse SN's entries), with PyTorch's key names. */
+  entries(usingBN: boolean): StateDict {
+    const dict: StateDict = {
+      weight: this.weight.slice(),
+      bias: this.bias.slice(),
+      mean_weight: this.meanLogits.slice(),
+      var_weight: this.varLogits.slice(),
+    };
+    if (usingBN) {
+      dict.running_mean = this.runningMean.slice();
+      dict.running_var = this.runningVar.slice();
+    }
+    return this.sparse ? { ...dict, ...this.sparse.entries() } : dict;
+  }
+
+  /**
+   * Checks what remains to check of entries read by readStateDict (Sparse SN's flags and radius)
+   * and returns the function that loads them, so that nothing changes unless all is well.
+   */
+  prepareLoad(where: string, read: Readonly<Partial<Record<string, Float32Array>>>): () => void {
+    const applySparse = this.sparse?.prepareLoad(where, read);
+    return () => {
+      applySparse?.();
+      if (read.weight) this.weight.set(read.weight);
+      if (read.bias) this.bias.set(read.bias);
+      if (read.mean_weight) this.meanLogits.set(read.mean_weight);
+      if (read.var_weight) this.varLogits.set(read.var_weight);
+      if (read.running_mean) this.runningMean.set(read.running_mean);
+      if (read.running_var) this.runningVar.set(read.running_var);
+      // The version bump makes every backend (WebGPU's device copies too) take the new values.
+      this.changed(!!read.running_mean || !!read.running_var);
+    };
+  }
+}

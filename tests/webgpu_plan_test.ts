@@ -1,0 +1,274 @@
+/**
+ * The WebGPU dispatch plans: binding windows (every segment and element once, aligned, within
+ * the limit), the workgroups per window and the workgroup grid, and the sizes they refuse.
+ */
+import assert from "node:assert/strict";
+import { GRAD_BYTES, grid, makePlan, type PlanLimits } from "../backends/_webgpu_plan.ts";
+import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
+import type { NormProblem } from "../backends/_backend.ts";
+import { rng } from "./_webgpu.ts";
+
+Deno.test("the plan binds every segment and element once, in aligned windows within the limit", () => {
+  const r = rng(5);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
+  for (let i = 0; i < 300; i++) {
+    const layout = pick(["1d", "nd"] as const);
+    const problem: NormProblem = {
+      layout,
+      n: pick([1, 3, 33, 100, 1000]),
+      c: pick([1, 5, 64, 300]),
+      m: layout === "1d" ? 1 : pick([1, 2, 3, 49, 1023, 5001, 70000]),
+      training: true,
+      usingBN: true,
+      eps: 1e-5,
+    };
+    const limits: PlanLimits = {
+      maxBinding: pick([65536, 2 ** 20, 2 ** 27]),
+      offsetAlign: pick([32, 256]),
+      elementsPerThread: pick([16, 256]),
+    };
+    const total = problem.n * problem.c * problem.m;
+    let plan;
+    try {
+      plan = makePlan(
+        problem,
+        { meanMix: [1], varMix: [1], update: { kind: "batchAverage" } },
+        limits,
+      );
+    } catch (e) {
+      // Only per-row arrays too large for the binding, or tensors beyond u32 indices, may be
+      // refused.
+      assert.match((e as Error).message, /more than one storage binding|32-bit element indices/);
+      continue;
+    }
+    let covered = 0, lastEnd = 0;
+    for (const d of plan.dispatches) {
+      if (!d.window) continue;
+      assert.equal(d.window.offset % limits.offsetAlign, 0);
+      assert.ok(d.window.size <= limits.maxBinding, `window of ${d.window.size} bytes`);
+      assert.ok(d.window.offset + d.window.size <= plan.tensorBytes);
+      if (d.kind.startsWith("normalize")) {
+        assert.equal(d.window.offset, lastEnd, "normalize windows tile the tensor");
+        lastEnd = d.window.offset + d.window.size;
+        covered += d.window.size / 4;
+      }
+    }
+    assert.ok(covered >= total && covered < total + 4);
+    const slots = new DataView(plan.uniforms);
+    const stats = plan.dispatches.filter((d) => d.kind === "stats" || d.kind === "stats1d");
+    let next = 0;
+    for (const d of stats) {
+      const first = slots.getUint32(d.slot * 256 + 28, true);
+      const end = slots.getUint32(d.slot * 256 + 32, true);
+      assert.equal(first, next, "stats windows take the segments in order, each once");
+      next = end;
+    }
+    const chunks = layout === "nd" ? plan.partials / (problem.n * problem.c) : 0;
+    assert.equal(
+      next,
+      layout === "nd" ? problem.n * problem.c * chunks : Math.ceil(problem.n / 32),
+    );
+    // The backward's gradient records: every window aligned and within one binding.
+    let backward;
+    try {
+      backward = makeBackwardPlan(problem, { meanMix: [1], varMix: [1] }, limits, problem.n);
+    } catch (e) {
+      assert.match((e as Error).message, /more than one storage binding|too many channels/);
+      continue;
+    }
+    for (const d of backward.dispatches) {
+      for (const w of Object.values(d.records ?? {})) {
+        assert.equal(w.offset % limits.offsetAlign, 0, `${d.kind}: aligned`);
+        assert.ok(w.size <= limits.maxBinding, `${d.kind}: a window of ${w.size} bytes`);
+      }
+    }
+  }
+});
+
+Deno.test("the plan gives each normalize and dx window the workgroups its vec4s need, rounding up", () => {
+  // One thread per vec4, 256 threads per workgroup (sn_normalize, sn1d_normalize, sn_bwd_dx,
+  // sn1d_bwd_dx): a window of v vec4s needs ceil(v / 256) workgroups. One fewer leaves the
+  // window's tail unwritten; this names that fault where only random comparisons would show it.
+  const perWindow = ["normalize", "normalize1d", "bwdDx", "bwdDx1d"];
+  // [4, 300, 300] takes two windows of x; layout "1d" refuses tensors above one binding.
+  const limits: PlanLimits = { maxBinding: 2 ** 20, offsetAlign: 256 };
+  const params = { meanMix: [1], varMix: [1] };
+  const shapes = [[1, 1, 1], [2, 3, 1002], [5, 41, 2], [7, 13, 997], [100, 64, 1], [4, 300, 300]];
+  let checked = 0;
+  for (const layout of ["1d", "nd"] as const) {
+    for (const [n, c, m] of shapes) {
+      const problem: NormProblem = {
+        layout,
+        n,
+        c,
+        m: layout === "1d" ? 1 : m,
+        training: true,
+        usingBN: true,
+        eps: 1e-5,
+      };
+      const plans = [
+        makePlan(problem, { ...params, update: { kind: "batchAverage" } }, limits),
+        makeBackwardPlan(problem, params, limits, n),
+      ];
+      for (const plan of plans) {
+        for (const d of plan.dispatches) {
+          if (!perWindow.includes(d.kind)) continue;
+          const vecs = d.window!.size / 16;
+          assert.equal(
+            d.workgroups,
+            Math.ceil(vecs / 256),
+            `${layout} [${n}, ${c}, ${problem.m}] ${d.kind}: ${d.workgroups} workgroups for ` +
+              `${vecs} vec4s`,
+          );
+          checked++;
+        }
+      }
+    }
+  }
+  assert.ok(checked >= 20, `only ${checked} windows checked`);
+});
+
+Deno.test("the workgroup grid covers every workgroup within the per-dimension limit", () => {
+  for (const max of [2, 3, 7, 65535]) {
+    for (const count of [1, 2, max - 1, max, max + 1, 2 * max + 1, max * max - 1, max * max]) {
+      if (count > max * max) continue;
+      const [x, y] = grid(count, max);
+      assert.ok(x <= max && y <= max, `${count} on ${max}: [${x}, ${y}]`);
+      assert.ok(x * y >= count && x * (y - 1) < count, `${count} on ${max}: [${x}, ${y}]`);
+    }
+    assert.throws(() => grid(max * max + 1, max), /exceed a \d+ x \d+ grid/);
+  }
+});
+
+/**
+ * Which per-row gradient records each group of a backward plan sums ("nd"), found by running the
+ * plan's sn_bwd_groups slots on the CPU: sums[g] counts how often row r was added to group g.
+ */
+function groupMembers(
+  problem: NormProblem,
+  limits: PlanLimits,
+): { sums: Map<number, number>[]; windows: number } {
+  const plan = makeBackwardPlan(problem, { meanMix: [1, 0, 0], varMix: [1, 0, 0] }, limits, 1);
+  const { n, c } = problem;
+  const slots = new DataView(plan.uniforms);
+  const u = (d: { slot: number }, at: number) => slots.getUint32(d.slot * 256 + at, true);
+  const sums: Map<number, number>[] = Array.from({ length: n + c }, () => new Map());
+  let windows = 0;
+  for (const d of plan.dispatches.filter((d) => d.kind === "bwdGroups")) {
+    const rows = d.records?.rows, groups = d.records?.groups;
+    for (const w of [rows, groups]) {
+      if (!w) continue;
+      assert.equal(w.offset % limits.offsetAlign, 0);
+      assert.ok(w.size <= limits.maxBinding, `a window of ${w.size} bytes`);
+    }
+    const first = (rows?.offset ?? 0) / GRAD_BYTES;
+    const [lnGroups, bnGroups] = [u(d, 80), u(d, 84)];
+    const out = (groups?.offset ?? 0) / GRAD_BYTES + u(d, 28);
+    const accumulate = (u(d, 44) & 64) !== 0;
+    if (accumulate) windows++;
+    for (let g = 0; g < lnGroups + bnGroups; g++) {
+      const at = g >= lnGroups ? [64, 68, 72, 76] : [48, 52, 56, 60];
+      const gg = g >= lnGroups ? g - lnGroups : g;
+      const [base, step, stride, count] = at.map((a) => u(d, a));
+      assert.ok((u(d, 28) + g + 1) * GRAD_BYTES <= (groups?.size ?? Infinity), "out in window");
+      if (!accumulate) sums[out + g].clear(); // a plain write starts the record afresh
+      for (let k = 0; k < count; k++) {
+        const local = base + gg * step + k * stride;
+        assert.ok((local + 1) * GRAD_BYTES <= (rows?.size ?? Infinity), "member in the window");
+        const row = first + local;
+        sums[out + g].set(row, (sums[out + g].get(row) ?? 0) + 1);
+      }
+    }
+  }
+  return { sums, windows };
+}
+
+Deno.test(
+  "a backward's per-row gradient sums above one binding are summed per sample and channel once each",
+  () => {
+    const limits: PlanLimits = { maxBinding: 65536, offsetAlign: 256 };
+    // 1024 records in a binding, windows of 1020 rows (4 to align the group records) and at
+    // most 1020 channels: C dividing the window or not; windows that cut a sample at their
+    // start, their end, both, or none; more than 1024 groups; problems in one window.
+    const shapes = [[2, 700], [3, 1000], [333, 5], [1000, 3], [40, 64], [7, 500], [5, 205]];
+    shapes.push([1020, 4], [3, 341], [4, 256], [4000, 1], [1500, 2], [2, 1020]);
+    shapes.push([1, 1000], [3, 7], [1, 1], [1, 1020], [1019, 1]);
+    let windowed = 0;
+    for (const [n, c] of shapes) {
+      const problem: NormProblem = {
+        layout: "nd",
+        n,
+        c,
+        m: 3,
+        training: true,
+        usingBN: true,
+        eps: 1e-5,
+      };
+      const { sums, windows } = groupMembers(problem, limits);
+      if (windows > 0) windowed++;
+      for (let g = 0; g < n + c; g++) {
+        const want = g < n
+          ? Array.from({ length: c }, (_, k) => g * c + k)
+          : Array.from({ length: n }, (_, k) => k * c + (g - n));
+        const got = [...sums[g].entries()].sort((a, b) => a[0] - b[0]);
+        assert.deepEqual(got.map(([row]) => row), want, `[${n},${c}] group ${g}: members`);
+        assert.ok(got.every(([, times]) => times === 1), `[${n},${c}] group ${g}: once each`);
+      }
+      const plan = makeBackwardPlan(problem, { meanMix: [1, 0, 0], varMix: [1, 0, 0] }, limits, n);
+      for (const kind of ["bwdRows", "bwdCoef"]) {
+        let next = 0;
+        for (const d of plan.dispatches.filter((d) => d.kind === kind)) {
+          const v = new DataView(plan.uniforms, d.slot * 256, 256);
+          const [first, end, base] = [28, 32, 36].map((a) => v.getUint32(a, true));
+          assert.equal(first, next, `${kind}: rows in order, each once`);
+          const rows = d.records!.rows!;
+          assert.equal(base * GRAD_BYTES, rows.offset);
+          assert.ok((end - base) * GRAD_BYTES <= rows.size);
+          assert.ok(rows.size <= limits.maxBinding);
+          next = end;
+        }
+        assert.equal(next, n * c, `${kind}: every row`);
+      }
+    }
+    assert.equal(windowed, 13, "problems that needed several windows");
+  },
+);
+
+Deno.test("a tensor beyond the shaders' 32-bit element indices is refused by both plans", () => {
+  const problem: NormProblem = {
+    layout: "nd",
+    n: 2,
+    c: 2 ** 16,
+    m: 2 ** 15,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  };
+  const limits: PlanLimits = { maxBinding: 2 ** 31, offsetAlign: 256 };
+  const mix = { meanMix: [1, 0, 0], varMix: [1, 0, 0] };
+  assert.throws(
+    () => makePlan(problem, { ...mix, update: { kind: "batchAverage" } }, limits),
+    /4294967296 floats is too large for the shaders' 32-bit element indices/,
+  );
+  assert.throws(() => makeBackwardPlan(problem, mix, limits, 2), /32-bit element indices/);
+});
+
+Deno.test("a backward whose record buffers exceed maxBufferSize is refused with a RangeError", () => {
+  // Windows lift the binding limit, not the buffer limit: 3000 rows need 192000 bytes of Grads.
+  const limits: PlanLimits = { maxBinding: 65536, offsetAlign: 256, maxBuffer: 100_000 };
+  const problem: NormProblem = {
+    layout: "nd",
+    n: 1000,
+    c: 3,
+    m: 2,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  };
+  const mix = { meanMix: [1, 0, 0], varMix: [1, 0, 0] };
+  assert.throws(
+    () => makeBackwardPlan(problem, mix, limits, 1000),
+    /the per-row gradient sums need a buffer of 192000 bytes, more than this device's maxBufferSize/,
+  );
+  makeBackwardPlan(problem, mix, { ...limits, maxBuffer: 192_000 }, 1000);
+});
