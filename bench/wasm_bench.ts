@@ -119,7 +119,8 @@ for (const shape of SHAPES) {
   const xt = await sn.upload(x, shape) as WasmTensor;
   const dyt = await sn.upload(dy, shape) as WasmTensor;
   const dxt = await sn.upload(new Float32Array(x.length), shape) as WasmTensor;
-  // One layer per path: backward differentiates that layer's last forward.
+  // One layer per path: backward differentiates that layer's last forward, again and again
+  // (retainGraph: a second backward through one forward is refused otherwise).
   const plain = new SwitchNorm2d(shape[1], { backend: "wasm" });
   await sn.forward(xt, { out: await sn.upload(new Float32Array(x.length), shape) });
   await plain.forward(x, shape);
@@ -137,14 +138,14 @@ for (const shape of SHAPES) {
     name: "wasm backward, resident",
     group,
     async fn() {
-      (await sn.backward(dyt)).dispose();
+      (await sn.backward(dyt, { retainGraph: true })).dispose();
     },
   });
   Deno.bench({
     name: "wasm backward, Float32Array in/out",
     group,
     async fn() {
-      await plain.backward(dy);
+      await plain.backward(dy, { retainGraph: true });
     },
   });
   Deno.bench({
@@ -153,7 +154,7 @@ for (const shape of SHAPES) {
     n: 3,
     warmup: 1,
     async fn() {
-      await ref.backward(dy);
+      await ref.backward(dy, { retainGraph: true });
     },
   });
 }
