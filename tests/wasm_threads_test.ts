@@ -62,7 +62,9 @@ async function wasmBackend(): Promise<WasmBackend> {
 
 interface Case {
   shape: number[];
-  options: { usingBN?: boolean; usingMovingAverage?: boolean };
+  options: { usingBN?: boolean; usingMovingAverage?: boolean; eps?: number };
+  /** x is multiplied by it: tiny rows with eps 0 are "wide" (scaled sweeps, their own flags). */
+  scale?: number;
 }
 
 /** Everything a training step, an eval step and a resident step give, as float arrays. */
@@ -84,7 +86,8 @@ async function workload(kase: Case, seed: number): Promise<Map<string, Float32Ar
     }),
   });
   // Rows of different offsets and scales, so that each row's shift and sums differ.
-  const x = Float32Array.from({ length }, (_, i) => 5 * r() + (i % 7) * 100 + n);
+  const scale = kase.scale ?? 1;
+  const x = Float32Array.from({ length }, (_, i) => (5 * r() + (i % 7) * 100 + n) * scale);
   const dy = Float32Array.from({ length }, r);
   const out = new Map<string, Float32Array>();
   const grads = (tag: string, g: Gradients) => {
@@ -124,6 +127,9 @@ const CASES: Case[] = [
   { shape: [4, 9, 300, 1], options: { usingMovingAverage: false } },
   { shape: [2, 13, 2, 3, 11], options: {} },
   { shape: [5, 3, 1, 1], options: {} },
+  // Variances ~1e-40 with eps 0: rows outside [2^-60, 2^60] take the scaled sweeps, whose
+  // kernels get extra arguments (the wide flag) on every thread.
+  { shape: [3, 5, 4, 4], options: { eps: 0 }, scale: 1e-22 },
 ];
 
 Deno.test("1, 2, 3 and 4 threads give the same bits, forward and backward, Float32Array and resident", async () => {
