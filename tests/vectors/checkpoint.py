@@ -2,8 +2,8 @@
 # side of the round trip in tests/checkpoint_test.ts (`checkpoint.py verify < files`).
 #
 # checkpoint/model.safetensors: a small PyTorch model built from the ports of the authors'
-# SwitchNorm1d/2d/3d and SSN2d in generate.py (plus a Conv2d whose keys belong to no SN layer),
-# with random float32 parameters and buffers, saved as safetensors.
+# SwitchNorm1d/2d/3d and SSN2d (_authors_sn.py, _authors_ssn.py), plus a Conv2d whose keys belong
+# to no SN layer, with random float32 parameters and buffers, saved as safetensors.
 # checkpoint/model.json: for each SN layer, its prefix, options, a fixed float32 input and the
 # float64 evaluation-mode output of the model's layer.
 # checkpoint/dtypes.safetensors + dtypes.json: one tensor per dtype PyTorch writes, with the exact
@@ -19,12 +19,15 @@ import os
 import struct
 import sys
 
-import numpy as np
-import torch
-import torch.nn as nn
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import generate as g  # noqa: E402  (the ports of the authors' modules)
+import _torch_setup  # noqa: E402,F401  (first: pins ATen before torch runs anything)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from _authors_sn import SwitchNorm1d, SwitchNorm2d, SwitchNorm3d  # noqa: E402
+from _authors_ssn import SSN2d  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint")
 GENERATED_BY = "deno task gen:vectors (tests/vectors/checkpoint.py)"
@@ -79,10 +82,10 @@ class Model(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv2d(1, 3, 3)  # keys outside every SN prefix
-        self.layer1 = nn.Sequential(g.SwitchNorm2d(3), g.SwitchNorm2d(3, using_bn=False))
-        self.sparse = g.SSN2d(3)
-        self.head = nn.ModuleDict({"norm": g.SwitchNorm1d(4)})
-        self.vol = g.SwitchNorm3d(2, last_gamma=True)
+        self.layer1 = nn.Sequential(SwitchNorm2d(3), SwitchNorm2d(3, using_bn=False))
+        self.sparse = SSN2d(3)
+        self.head = nn.ModuleDict({"norm": SwitchNorm1d(4)})
+        self.vol = SwitchNorm3d(2, last_gamma=True)
 
 
 # prefix, the library's layer, its options, the input shape
