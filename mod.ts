@@ -25,6 +25,7 @@
  * @module
  */
 export { SwitchNorm } from "./_layer.ts";
+export type { SwitchNormState } from "./_layer_state.ts";
 export type { BackwardOptions, ForwardOptions } from "./_call_args.ts";
 export { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "./_layers.ts";
 export type { SwitchNormNdOptions, SwitchNormOptions } from "./_options.ts";

@@ -112,6 +112,16 @@ Deno.test("public methods have an @example, and those that can throw say what wi
     for (const t of d.jsDoc?.tags ?? []) set.add(t.kind);
     tags.set(name, set);
   };
+  type ClassDef = { extends?: string; methods?: Documented[]; constructors?: Documented[] };
+  const classes = new Map<string, ClassDef>();
+  for (const sym of mod.symbols) {
+    for (const decl of sym.declarations) if (decl.kind === "class") classes.set(sym.name, decl.def);
+  }
+  /** A class's methods with those it inherits from a class of the package (e.g. SwitchNormState). */
+  const methodsOf = (def: ClassDef): Documented[] => [
+    ...(def.methods ?? []),
+    ...(def.extends && classes.has(def.extends) ? methodsOf(classes.get(def.extends)!) : []),
+  ];
   for (const sym of mod.symbols) {
     for (const decl of sym.declarations) {
       if (decl.kind === "function") {
@@ -119,7 +129,7 @@ Deno.test("public methods have an @example, and those that can throw say what wi
         methods.add(sym.name);
       }
       if (decl.kind !== "class") continue;
-      for (const m of (decl.def.methods ?? []) as Documented[]) {
+      for (const m of methodsOf(decl.def)) {
         add(`${sym.name}.${m.name}`, m);
         // Methods proper need an example; getters and `[Symbol.dispose]` may rely on others'.
         if (m.kind === "method" && !String(m.name).startsWith("[")) {

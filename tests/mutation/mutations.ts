@@ -113,8 +113,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "layer-batch-average-count",
     file: "_layer.ts",
-    original: "if (training && this.usingBN && !this.usingMovingAverage) this.#batch.count++;",
-    replacement: "if (training && this.usingBN && this.usingMovingAverage) this.#batch.count++;",
+    original: "if (training && this.usingBN && !this.usingMovingAverage) this.batch.count++;",
+    replacement: "if (training && this.usingBN && this.usingMovingAverage) this.batch.count++;",
     models: "batch-average count kept for the wrong option",
   },
   {
