@@ -10,6 +10,7 @@ import { assertClose } from "./_close.ts";
 import { testEachBackend } from "./_backends.ts";
 import type { Act } from "./_sync_fail_worker.ts";
 import { seededRandom as rng } from "../examples/_data.ts";
+import { startReplicas } from "./_replicas.ts";
 
 // Replicas merge the same numbers in another order than one layer does: a few float32 ulps.
 const SAME = { atol: 1e-5, rtol: 1e-5, why: "float64 merge order, float32 outputs" };
@@ -50,25 +51,9 @@ async function runReplicas(
   timeoutMs?: number,
 ): Promise<{ results: StepResult[] }[]> {
   const { state, data } = setupData(acts.length);
-  const workers = SPLIT.map(() =>
-    new Worker(new URL("./_sync_fail_worker.ts", import.meta.url), { type: "module" })
-  );
-  const queues: Float64Array[][] = workers.map(() => []);
-  const done = workers.map((w, rank) =>
-    new Promise<{ results: StepResult[] }>((resolve, reject) => {
-      w.onerror = (e) => {
-        e.preventDefault();
-        reject(new Error(`replica ${rank}: ${e.message}`));
-      };
-      w.onmessage = (e) => {
-        if (e.data.type === "done") return resolve(e.data);
-        queues[rank].push(e.data.data);
-        if (queues.every((q) => q.length > 0)) {
-          const all = queues.map((q) => q.shift()!);
-          for (const other of workers) other.postMessage({ type: "gathered", all });
-        }
-      };
-    })
+  const { workers, done } = startReplicas<{ results: StepResult[] }>(
+    new URL("./_sync_fail_worker.ts", import.meta.url),
+    SPLIT.length,
   );
   let start = 0;
   SPLIT.forEach((nLocal, rank) => {

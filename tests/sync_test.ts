@@ -7,6 +7,7 @@ import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import type { BackendName } from "../backends/_backend.ts";
 import { assertClose } from "./_close.ts";
 import { testEachBackend } from "./_backends.ts";
+import { startReplicas } from "./_replicas.ts";
 
 // Replicas merge the same numbers in another order than one layer does (Chan merges of float64
 // partials, then float32 outputs): agreement to a few float32 ulps.
@@ -75,25 +76,9 @@ async function runReplicas(setup: Setup, backend: BackendName) {
   }
   // Replicas, each on its slice, gathering through this thread.
   const size = setup.split.length;
-  const workers = setup.split.map(() =>
-    new Worker(new URL("./_sync_worker.ts", import.meta.url), { type: "module" })
-  );
-  const queues: Float64Array[][] = workers.map(() => []);
-  const done = workers.map((w, rank) =>
-    new Promise<{ results: StepResult[] }>((resolve, reject) => {
-      w.onerror = (e) => {
-        e.preventDefault();
-        reject(new Error(`replica ${rank}: ${e.message}`));
-      };
-      w.onmessage = (e) => {
-        if (e.data.type === "done") return resolve(e.data);
-        queues[rank].push(e.data.data);
-        if (queues.every((q) => q.length > 0)) {
-          const all = queues.map((q) => q.shift()!);
-          for (const other of workers) other.postMessage({ type: "gathered", all });
-        }
-      };
-    })
+  const { workers, done } = startReplicas<{ results: StepResult[] }>(
+    new URL("./_sync_worker.ts", import.meta.url),
+    size,
   );
   let start = 0;
   setup.split.forEach((nLocal, rank) => {
