@@ -297,5 +297,13 @@ def build_cases():
     x = c.normal((4, 5))
     c.forward("train", with_nonfinite(x, (0, 1), (2, 3)))
 
+    c = case("sn1d_eval_nonfinite",
+             "1d eval, one NaN at (n0,c1) and one +Inf at (n2,c3): only rows 0 and 2 of y and dx "
+             "become NaN (BN statistics are the buffers, constants); buffers unchanged; [4,5]",
+             "SwitchNorm1d", 5)
+    c.random_state()
+    x = c.normal((4, 5))
+    c.forward("eval", with_nonfinite(x, (0, 1), (2, 3)))
+
     build_range_cases(case)
     return cases

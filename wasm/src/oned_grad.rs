@@ -175,16 +175,17 @@ pub unsafe fn dx(
     let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
     let zeros = [0.0f64; 2];
     let bn = Bn::new(&st, using_bn, &zeros);
-    // Per-column constants of the BN path, in place of gmB and gvB; zeros leave dx unchanged
-    // when BN statistics are constants (evaluation).
+    // Per-column constants of the BN path, in place of gmB and gvB. Without that path (evaluation:
+    // the BN statistics are constants) they are not added at all: a column sum that is NaN or
+    // infinite because one sample is, times 0, would be NaN in every sample's dx.
     let (col_k, col_b) = (&mut *sums.gm_bn, &mut *sums.gv_bn);
-    let (kb, bb) = if bn_path { (w1 / count, 2.0 * v1 / (count - 1.0)) } else { (0.0, 0.0) };
-    for j in 0..c {
-        col_k[j] *= kb;
-        col_b[j] *= bb;
+    if bn_path {
+        let (kb, bb) = (w1 / count, 2.0 * v1 / (count - 1.0));
+        for j in 0..c {
+            col_k[j] *= kb;
+            col_b[j] *= bb;
+        }
     }
-    let bn_mu = if bn_path { bn.mu } else { zeros.as_ptr() };
-    let bn_mu_stride = if bn_path { 1 } else { 0 };
     let (v1v, eps) = (f64x2_splat(v1), f64x2_splat(layer.eps));
     let (inv_c, two_c1) = (1.0 / c as f64, 2.0 / (c as f64 - 1.0));
     let pairs = c / 2 * 2;
@@ -202,9 +203,11 @@ pub unsafe fn dx(
             let a = f64x2_div(ld32(layer.gamma.as_ptr().add(j)), s);
             let mut v = f64x2_add(f64x2_mul(ld32(dyr.add(j)), a), rkv);
             v = f64x2_add(v, f64x2_mul(f64x2_sub(xv, lmu), rbv));
-            let bm = ld(bn_mu.add(j * bn_mu_stride));
-            v = f64x2_add(v, ld(col_k.as_ptr().add(j)));
-            v = f64x2_add(v, f64x2_mul(f64x2_sub(xv, bm), ld(col_b.as_ptr().add(j))));
+            if bn_path {
+                let bm = ld(bn.mu.add(j));
+                v = f64x2_add(v, ld(col_k.as_ptr().add(j)));
+                v = f64x2_add(v, f64x2_mul(f64x2_sub(xv, bm), ld(col_b.as_ptr().add(j))));
+            }
             v128_store64_lane::<0>(f32x4_demote_f64x2_zero(v), dxr.add(j) as *mut u64);
             j += 2;
         }
