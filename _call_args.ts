@@ -20,7 +20,10 @@ import {
 
 /** Per-call options of `forward`. */
 export interface ForwardOptions {
-  /** Where to write y (same kind and length as x); a new one is made otherwise. */
+  /**
+   * Where to write y: same kind and length as x (a resident `out` also of x's shape); a new one is
+   * made otherwise.
+   */
   out?: Float32Array | ResidentTensor;
   /**
    * Keep what `backward` needs (x by reference, not a copy, and per-(n,c) statistics). Default:
@@ -104,6 +107,7 @@ export function readForwardCall(
         }${ok ? ` of ${out.length} elements` : ""}`,
       );
     }
+    if (resident) checkSameShape(`${name}.forward: out`, out as ResidentTensor, shape as number[]);
     if (keep && overlaps(out, input)) {
       throw new Error(
         `${name}.forward: out overlaps x, which this forward keeps for backward (training ` +
@@ -201,6 +205,23 @@ export function checkBackwardInputs(
   if (isResident(dy) !== isResident(saved.x) || dyLength !== length) {
     throw new RangeError(
       `${name}.backward: dy must be the same kind as the forward's x, with ${length} elements, got ${dyLength}`,
+    );
+  }
+  if (isResident(dy)) {
+    checkSameShape(`${name}.backward: dy`, dy, (saved.x as ResidentTensor).shape);
+  }
+}
+
+/**
+ * A resident tensor carries its shape to the next layer, so an `out` or `dy` of the right length
+ * but another shape would pass y or dx on with the wrong shape: refused.
+ */
+function checkSameShape(what: string, t: ResidentTensor, shape: readonly number[]): void {
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new RangeError(
+      `${what} must have x's shape [${shape.join(", ")}], got a resident tensor of shape [${
+        t.shape.join(", ")
+      }]`,
     );
   }
 }

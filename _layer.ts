@@ -188,6 +188,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * to a resident y.
    *
    * @throws {TypeError} (rejects) as above, and if a shape is passed with a resident tensor.
+   * @throws {RangeError} (rejects) if a resident `out` has x's length but not its shape.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -317,7 +318,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    *
    * @throws {Error} no forward kept for backward, it was already differentiated, its x was
    * overwritten since as another forward's `out`, or the layer was disposed since that forward.
-   * @throws {RangeError} dy is not of the kind and length of that forward's x.
+   * @throws {RangeError} dy is not of the kind and length of that forward's x (and, resident, of
+   * its shape).
    * @throws {TypeError} an option is unknown or of the wrong type; dy or that forward's x was
    * detached or resized after the call was made.
    * @example
