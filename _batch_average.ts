@@ -1,21 +1,50 @@
 /**
  * The paper's batch average (usingMovingAverage: false): how many training batches were added
- * into the running buffers, the refusal to normalize with sums that were not finalized, and the
- * step that turns the sums into inference statistics. Depends only on the parameter store.
+ * into the running buffers, the refusals to normalize with sums that were not finalized and to add
+ * sums onto finalized or loaded statistics, and the step that turns the sums into inference
+ * statistics. Depends only on the parameter store.
  *
  * @module
  */
 import type { ParamStore } from "./_params.ts";
 
-/** One layer's batch-average count. */
+/** One layer's batch-average count, and whether its running buffers hold sums or statistics. */
 export class BatchAverage {
   /** Training batches added into the running buffers since the last reset. */
   count = 0;
+  /**
+   * What made the running buffers statistics rather than sums (a finalize or a load), or
+   * undefined while they are sums (zeros at construction and after a reset are empty sums).
+   */
+  #statistics?: "finalized by finalizeBatchAverage()" | "loaded by loadStateDict()";
 
   constructor(readonly layerName: string) {}
 
+  /**
+   * Throws if a forward in this mode would misuse the running buffers: an evaluation-mode forward
+   * must not normalize with sums, and a batch-average training forward (`accumulates`) must not
+   * add its sums onto statistics (the next finalize would divide statistics plus sums by K).
+   */
+  checkForward(training: boolean, accumulates: boolean): void {
+    if (!training) return this.#checkFinalized();
+    if (!accumulates || this.#statistics === undefined) return;
+    throw new Error(
+      `${this.layerName}.forward: training mode adds this batch's sums into the running buffers ` +
+        `(usingMovingAverage: false), but they hold statistics (${this.#statistics}), not ` +
+        "sums: the next finalizeBatchAverage() would give meaningless numbers. Call " +
+        "resetRunningStats() first to start a new batch average (it discards them); nothing " +
+        "changed",
+    );
+  }
+
+  /** Marks the running buffers as loaded statistics (loadStateDict), ending an average. */
+  loaded(): void {
+    this.count = 0;
+    this.#statistics = "loaded by loadStateDict()";
+  }
+
   /** Throws if the running buffers hold sums (an evaluation-mode forward must not use them). */
-  checkFinalized(): void {
+  #checkFinalized(): void {
     if (this.count === 0) return;
     // The buffers hold the batch average's sums: normalizing with them is silently wrong.
     throw new Error(
@@ -39,6 +68,7 @@ export class BatchAverage {
     params.runningMean.fill(0);
     params.runningVar.fill(0);
     this.count = 0;
+    this.#statistics = undefined;
     params.changed(true);
   }
 
@@ -48,6 +78,12 @@ export class BatchAverage {
    */
   finalize(params: ParamStore): void {
     const k = this.count;
+    if (k === 0 && this.#statistics !== undefined) {
+      throw new Error(
+        `${this.layerName}.finalizeBatchAverage: the running buffers already hold statistics ` +
+          `(${this.#statistics}), and no training batch was accumulated since; nothing changed`,
+      );
+    }
     if (k === 0) {
       throw new Error(
         `${this.layerName}: no training batches accumulated since resetRunningStats()`,
@@ -60,6 +96,7 @@ export class BatchAverage {
       runningMean[c] = mean;
     }
     this.count = 0;
+    this.#statistics = "finalized by finalizeBatchAverage()";
     params.changed(true);
   }
 }

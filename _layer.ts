@@ -21,7 +21,12 @@ import type {
 import { chooseBackend } from "./backends/select.ts";
 import { reportingToReplicas } from "./_sync.ts";
 import { checkBoolean } from "./_validate.ts";
-import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
+import {
+  KeptForward,
+  KeptInput,
+  type LatestForward,
+  markOverwritten,
+} from "./_saved_forward.ts";
 import {
   type BackwardOptions,
   checkBackwardInputs,
@@ -44,6 +49,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
   readonly #keptInput = new KeptInput();
   /** Counts dispose() calls: a call that fails while one happened says so. */
   #disposals = 0;
+  /** How the latest forward that reached the backend ended, when it kept nothing. */
+  #latestForward?: LatestForward;
   #ran?: { backend: BackendName; reason: string };
 
   /**
@@ -251,7 +258,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
     const name = this.kind.name;
     const { x, resident, n, c, m, out, keep, training } = call;
-    if (!training) this.batch.checkFinalized();
+    this.batch.checkForward(training, this.usingBN && !this.usingMovingAverage);
     const { backend, reason } = await this.backends.forForward(
       this.backendRequest,
       x,
@@ -279,6 +286,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
     // The backend replaces the statistics a previous forward kept: that one is gone either way.
     this.#keptInput.clear();
     this.saved = undefined;
+    this.#latestForward = keep ? "failed" : training ? "notKept" : "evaluation";
     let y: Float32Array | ResidentTensor;
     const disposals = this.#disposals;
     try {
@@ -366,7 +374,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
   ): Promise<Float32Array | ResidentTensor> {
     const name = this.kind.name;
     const kept = this.saved;
-    KeptForward.checkDifferentiable(name, kept);
+    KeptForward.checkDifferentiable(name, kept, this.#latestForward);
     checkBackwardInputs(name, kept.save, dy, dyLength);
     const backend = kept.backend;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);

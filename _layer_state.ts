@@ -263,7 +263,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
     this.detachSaved();
     load();
     // Loaded buffers are statistics, not a batch average's sums.
-    if (running > 0) this.batch.count = 0;
+    if (running > 0) this.batch.loaded();
     return { missingKeys, unexpectedKeys };
   }
 
