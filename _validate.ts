@@ -35,6 +35,13 @@ export function describeValue(value: unknown): string {
   }
 }
 
+/** An integer as a message shows it: exactly, also beyond 2^53 (`2 ** 60` as 1152921504606846976). */
+export function describeInteger(value: number): string {
+  return Number.isInteger(value) && !Number.isSafeInteger(value)
+    ? String(BigInt(value))
+    : describeValue(value);
+}
+
 /** The entries of a shape (or any short list) for a message: `2, 3, "4" (string)`. */
 export function describeShape(shape: readonly unknown[]): string {
   const shown = shape.slice(0, 8).map((d) => Array.isArray(d) ? "[...]" : describeValue(d));
@@ -49,7 +56,7 @@ export function describeShape(shape: readonly unknown[]): string {
 function notPositiveInt(value: number): string | undefined {
   if (Number.isSafeInteger(value) && value > 0) return undefined;
   if (Number.isInteger(value) && value > Number.MAX_SAFE_INTEGER) {
-    return `must be at most 2^53 - 1 (Number.MAX_SAFE_INTEGER), got ${BigInt(value)} (2^${
+    return `must be at most 2^53 - 1 (Number.MAX_SAFE_INTEGER), got ${describeInteger(value)} (2^${
       Math.log2(value).toFixed(1).replace(/\.0$/, "")
     }), too large to count exactly`;
   }

@@ -36,6 +36,54 @@ await testEachBackend(
   },
 );
 
+await testEachBackend(
+  "a batch-average training forward onto finalized statistics throws, says to resetRunningStats() first and changes nothing",
+  async (backend) => {
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    sn.resetRunningStats();
+    await sn.forward(B1, SHAPE);
+    await sn.forward(B2, SHAPE);
+    sn.finalizeBatchAverage();
+    const before = sn.stateDict();
+    // Adding B1's sums onto the statistics would make the next finalize divide a mix by K = 1.
+    await assert.rejects(
+      () => sn.forward(B1, SHAPE),
+      /training mode adds this batch's sums into the running buffers \(usingMovingAverage: false\), but they hold statistics \(finalized by finalizeBatchAverage\(\)\).*Call resetRunningStats\(\) first/,
+    );
+    assert.deepEqual(sn.stateDict(), before);
+    assert.equal(sn.batchesAccumulated, 0);
+    // The statistics are still usable, and a finalize has nothing new to divide.
+    await sn.eval().forward(B1, SHAPE);
+    assert.throws(() => sn.finalizeBatchAverage(), /already hold statistics/);
+    assert.deepEqual(sn.stateDict(), before);
+    // After a reset, a new average starts from zero: channel 0 of B2 alone has mean 5.
+    sn.resetRunningStats();
+    await sn.train().forward(B2, SHAPE);
+    sn.finalizeBatchAverage();
+    assert.deepEqual([...sn.running_mean], [5, 30]);
+  },
+);
+
+await testEachBackend(
+  "a batch-average training forward onto statistics loaded by loadStateDict throws and changes nothing",
+  async (backend) => {
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    sn.loadStateDict({ ...sn.stateDict(), running_mean: [1, 2], running_var: [3, 4] });
+    const before = sn.stateDict();
+    await assert.rejects(
+      () => sn.forward(B1, SHAPE),
+      /hold statistics \(loaded by loadStateDict\(\)\).*Call resetRunningStats\(\) first/,
+    );
+    assert.deepEqual(sn.stateDict(), before);
+    assert.equal(sn.batchesAccumulated, 0);
+    // A subset without running buffers leaves them sums: a fresh layer accumulates as before.
+    const fresh = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    fresh.loadStateDict({ weight: [2, 2] }, { strict: false });
+    await fresh.forward(B1, SHAPE);
+    assert.equal(fresh.batchesAccumulated, 1);
+  },
+);
+
 Deno.test("an evaluation forward after resetRunningStats() with nothing accumulated is allowed", async () => {
   const sn = new SwitchNorm2d(2, { backend: "reference", usingMovingAverage: false });
   await sn.forward(B1, SHAPE);
@@ -156,4 +204,82 @@ Deno.test("every validator quotes a string where a number, boolean or name was e
     () => sn.forward(x, [2, 2, "2"] as never),
     /got rank 3 \[2, 2, "2" \(string\)\]/,
   );
+});
+
+Deno.test("an integer dimension beyond 2^53 is refused as too large, shown exactly, not as a non-integer", async () => {
+  const sn = new SwitchNorm2d(1, { backend: "reference" });
+  const error = await sn.forward(new Float32Array(0), [2 ** 60, 1, 0, 2]).then(
+    () => assert.fail("resolved"),
+    (e: Error) => e,
+  );
+  assert.ok(error instanceof RangeError);
+  assert.match(
+    error.message,
+    /shape\[0\] must be at most 2\^53 - 1 \(Number.MAX_SAFE_INTEGER\), got 1152921504606846976 \(2\^60\)/,
+  );
+  assert.doesNotMatch(error.message, /positive integer/);
+  // Dimensions each fine but whose product is beyond 2^53: say that, not "does not match".
+  await assert.rejects(
+    () => sn.forward(new Float32Array(8), [2 ** 20, 1, 2 ** 20, 2 ** 20]),
+    /has about 1\.15e\+18 elements, beyond 2\^53 - 1/,
+  );
+  assert.throws(
+    () => new SwitchNorm2d(2 ** 60),
+    /numFeatures must be at most 2\^28 \(268435456\), got 1152921504606846976/,
+  );
+  assert.throws(
+    () => new SwitchNorm2d(2, { sync: { size: 2 ** 60, allGather: (v) => Promise.resolve([v]) } }),
+    /sync\.size must be at most 2\^53 - 1 .*got 1152921504606846976/,
+  );
+  // A fraction is still "not a positive integer".
+  await assert.rejects(
+    () => sn.forward(new Float32Array(8), [2.5, 1, 2, 2]),
+    /shape\[0\] must be a positive integer, got 2\.5/,
+  );
+});
+
+Deno.test("a backward after an evaluation forward names that forward, not a missing one", async () => {
+  const x = new Float32Array(B1);
+  const sn = new SwitchNorm2d(2, { backend: "reference" });
+  await sn.forward(x, SHAPE); // training: kept
+  await sn.eval().forward(x, SHAPE); // replaces it, keeping nothing
+  await assert.rejects(
+    () => sn.backward(new Float32Array(8)),
+    /backward: the latest forward ran in evaluation mode without \{ keepForBackward: true \}, which keeps nothing for backward and replaced what any earlier forward kept/,
+  );
+  await sn.train().forward(x, SHAPE, { keepForBackward: false });
+  await assert.rejects(
+    () => sn.backward(new Float32Array(8)),
+    /the latest forward ran with \{ keepForBackward: false \}/,
+  );
+  // A forward that failed on its backend (here: its SyncSN exchange got a malformed answer).
+  let malformed = false;
+  const sync = {
+    size: 1,
+    allGather: (v: Float64Array) => Promise.resolve([malformed ? new Float64Array(1) : v]),
+  };
+  const failed = new SwitchNorm2d(2, { backend: "reference", sync });
+  await failed.forward(x, SHAPE);
+  malformed = true;
+  await assert.rejects(() => failed.forward(x, SHAPE), /wrong length/);
+  await assert.rejects(
+    () => failed.backward(new Float32Array(8)),
+    /the latest forward failed, which ended the differentiability of the forward before it/,
+  );
+  await assert.rejects(
+    () => new SwitchNorm2d(2).backward(new Float32Array(8)),
+    /backward: no forward to differentiate/,
+  );
+});
+
+Deno.test("a -0 setting reads back as 0: radius (set or loaded), eps, momentum", () => {
+  const sn = new SwitchNorm2d(3, { sparse: true, eps: -0, momentum: -0 });
+  assert.ok(Object.is(sn.eps, 0) && Object.is(sn.momentum, 0), `${sn.eps} ${sn.momentum}`);
+  sn.radius = 0.5;
+  sn.radius = -0;
+  assert.ok(Object.is(sn.radius, 0), "radius = -0 reads back as -0");
+  sn.radius = 0.5;
+  sn.loadStateDict({ radius: [-0] }, { strict: false });
+  assert.ok(Object.is(sn.radius, 0), "a loaded radius -0 reads back as -0");
+  assert.ok(Object.is(sn.stateDict().radius?.[0], 0));
 });
