@@ -1,8 +1,8 @@
 /**
  * The paper's batch average (usingMovingAverage: false): how many training batches were added
- * into the running buffers, the refusals to normalize with sums that were not finalized and to add
- * sums onto finalized or loaded statistics, and the step that turns the sums into inference
- * statistics. Depends only on the parameter store.
+ * into the running buffers, the refusal to normalize with sums that were not finalized, the new
+ * average a training forward begins on finalized or loaded statistics (instead of adding sums onto
+ * them), and the step that turns the sums into inference statistics. Depends only on the parameter store.
  *
  * @module
  */
@@ -20,21 +20,29 @@ export class BatchAverage {
 
   constructor(readonly layerName: string) {}
 
+  /** Throws if an evaluation-mode forward would normalize with sums (see #checkFinalized). */
+  checkForward(training: boolean): void {
+    if (!training) this.#checkFinalized();
+  }
+
   /**
-   * Throws if a forward in this mode would misuse the running buffers: an evaluation-mode forward
-   * must not normalize with sums, and a batch-average training forward (`accumulates`) must not
-   * add its sums onto statistics (the next finalize would divide statistics plus sums by K).
+   * Called before a batch-average training forward, which adds its batch's sums into the running
+   * buffers: if they hold statistics (finalized or loaded), a new average begins from zero, as
+   * after resetRunningStats(), rather than adding sums onto statistics (the next finalize would
+   * divide that mix by K). Returns what puts the statistics back if the forward fails (a failed
+   * call changes nothing), or undefined when the buffers already hold sums.
    */
-  checkForward(training: boolean, accumulates: boolean): void {
-    if (!training) return this.#checkFinalized();
-    if (!accumulates || this.#statistics === undefined) return;
-    throw new Error(
-      `${this.layerName}.forward: training mode adds this batch's sums into the running buffers ` +
-        `(usingMovingAverage: false), but they hold statistics (${this.#statistics}), not ` +
-        "sums: the next finalizeBatchAverage() would give meaningless numbers. Call " +
-        "resetRunningStats() first to start a new batch average (it discards them); nothing " +
-        "changed",
-    );
+  beginBatch(params: ParamStore): (() => void) | undefined {
+    const statistics = this.#statistics;
+    if (statistics === undefined) return undefined;
+    const mean = params.runningMean.slice(), variance = params.runningVar.slice();
+    this.reset(params);
+    return () => {
+      params.runningMean.set(mean);
+      params.runningVar.set(variance);
+      this.#statistics = statistics;
+      params.changed(true);
+    };
   }
 
   /** Marks the running buffers as loaded statistics (loadStateDict), ending an average. */

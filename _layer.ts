@@ -19,7 +19,7 @@ import type {
   SavedForward,
 } from "./backends/_backend.ts";
 import { chooseBackend } from "./backends/select.ts";
-import { reportingToReplicas } from "./_sync.ts";
+import { type Exchange, reportingToReplicas } from "./_sync.ts";
 import { checkBoolean } from "./_validate.ts";
 import {
   KeptForward,
@@ -218,22 +218,31 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
           shapeOrOptions,
           maybeOptions,
         ]),
-      { kind: "stats", length: this.numFeatures },
-      (call) => (call?.training ?? this.training) && this.usingBN,
+      (call) => this.#forwardExchange(call?.training ?? this.training),
       (call) => this.#forward(call),
     );
   }
 
   /**
+   * The gather a forward takes part in under SyncSN: a training forward's BN statistics
+   * ((count, mean, M2) of C channels), an evaluation forward's header only (unless the group's
+   * `localEvaluation`), none without BN statistics.
+   */
+  #forwardExchange(training: boolean): Exchange | undefined {
+    if (!this.layerSync || !this.usingBN) return undefined;
+    if (training) return { call: "trainingForward", length: 1 + 2 * this.numFeatures };
+    return this.layerSync?.localEvaluation ? undefined : { call: "evaluationForward", length: 0 };
+  }
+
+  /**
    * Queues a call (forward or backward) in call order. `read` checks its arguments now; under
-   * SyncSN the call takes part in one gather of `exchange` when `gathers`. Without SyncSN bad
-   * input rejects at once; with it, the failure still takes this call's place in the replicas'
-   * gathers (in call order), so that they fail too instead of waiting.
+   * SyncSN the call takes part in the gather `exchange` gives (none: undefined). Without SyncSN
+   * bad input rejects at once; with it, the failure still takes this call's place in the
+   * replicas' gathers (in call order), so that they fail too instead of waiting.
    */
   #queue<A, T>(
     read: () => A,
-    exchange: { kind: "stats" | "sums"; length: number },
-    gathers: (args: A | undefined) => boolean,
+    exchange: (args: A | undefined) => Exchange | undefined,
     run: (args: A) => Promise<T>,
   ): Promise<T> {
     let args: A | undefined, error: unknown;
@@ -243,13 +252,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
       error = e;
     }
     if (args === undefined && !this.layerSync) return Promise.reject(error);
-    const { kind, length } = exchange, ok = args;
+    const ok = args;
     return this.calls.run(() =>
       reportingToReplicas(
         this.layerSync,
-        kind,
-        length,
-        gathers(ok),
+        exchange(ok),
         () => ok === undefined ? Promise.reject(error) : run(ok),
       )
     );
@@ -258,7 +265,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
     const name = this.kind.name;
     const { x, resident, n, c, m, out, keep, training } = call;
-    this.batch.checkForward(training, this.usingBN && !this.usingMovingAverage);
+    this.batch.checkForward(training);
     const { backend, reason } = await this.backends.forForward(
       this.backendRequest,
       x,
@@ -276,22 +283,31 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
       eps: this.eps,
       sync: this.layerSync,
     };
-    const p = this.params, params = p.view(), mixing = p.mixing();
+    const p = this.params;
     const update: RunningUpdate = this.usingMovingAverage
       ? { kind: "movingAverage", momentum: this.momentum }
       : { kind: "batchAverage" };
     const save: SavedForward | undefined = keep ? {} : undefined;
     checkStillReadable(`${name}.forward: x`, x, n * c * m);
     if (out !== undefined) checkStillReadable(`${name}.forward: out`, out, n * c * m);
+    // SyncSN: an evaluation forward checks that every replica makes one too (with the same
+    // settings) before it changes anything; a training forward's exchange checks it.
+    if (!training && this.#forwardExchange(false)) await this.layerSync?.confirm();
     // The backend replaces the statistics a previous forward kept: that one is gone either way.
     this.#keptInput.clear();
     this.saved = undefined;
     this.#latestForward = keep ? "failed" : training ? "notKept" : "evaluation";
     let y: Float32Array | ResidentTensor;
     const disposals = this.#disposals;
+    const averaging = training && this.usingBN && !this.usingMovingAverage;
+    // On finalized or loaded statistics, a batch-average training forward begins a new average.
+    const undoBegin = averaging ? this.batch.beginBatch(p) : undefined;
+    // The view after that: its running version tells a device copy that the buffers changed.
+    const params = p.view(), mixing = p.mixing();
     try {
       y = await backend.forward(problem, x, params, update, out, save);
     } catch (e) {
+      undoBegin?.();
       throw this.#disposedDuring(`${name}.forward`, disposals, e);
     } finally {
       // Another layer's forward may have kept `out` as its x: its backward must not differentiate
@@ -309,7 +325,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
       // A CPU backend updated the running buffers in place: a device copy is now behind.
       p.changed(true);
     }
-    if (training && this.usingBN && !this.usingMovingAverage) this.batch.count++;
+    if (averaging) this.batch.count++;
     this.#ran = { backend: backend.name, reason };
     return y;
   }
@@ -349,8 +365,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
     return this.#queue(
       // dy's length as given: dy is read when the call runs.
       () => ({ retain: readBackwardCall(this.kind.name, dy, options), dyLength: dy.length }),
-      { kind: "sums", length: sums },
-      () => true,
+      () => ({ call: "backward", length: sums }),
       ({ retain, dyLength }) => this.#backward(dy, dyLength, retain),
     );
   }

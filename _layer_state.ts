@@ -105,6 +105,18 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
       this.sparse,
     );
     this.batch = new BatchAverage(kind.name);
+    // What SyncSN replicas compare with every gather (read then: radius and K change).
+    this.layerSync?.describeWith(() => ({
+      rank: kind.rank,
+      numFeatures,
+      usingBN: this.usingBN,
+      eps: this.eps,
+      momentum: this.momentum,
+      usingMovingAverage: this.usingMovingAverage,
+      sparse: this.sparse,
+      radius: this.radius,
+      batchesAccumulated: this.batch.count,
+    }));
   }
   /**
    * gamma, length C. A COPY: `layer.weight[0] = 5` changes nothing. To change parameters, edit

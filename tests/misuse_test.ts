@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import { describeShape, describeValue } from "../_validate.ts";
 import { testEachBackend } from "./_backends.ts";
+import { assertClose } from "./_close.ts";
 
 const SHAPE = [2, 2, 1, 2];
 const B1 = new Float32Array([1, 1, 10, 10, 3, 3, 30, 30]);
@@ -36,51 +37,67 @@ await testEachBackend(
   },
 );
 
+// B1's batch statistics, per channel: mean 2 and 20, (biased) variance 1 and 100.
+const B1_MEAN = [2, 20], B1_VAR = [1, 100];
+// Small integers: every backend's float32 statistics are exact but for rounding of 1 / count.
+const EXACT = { atol: 1e-6, rtol: 1e-6, why: "float32 statistics of small integers" };
+
+/** A one-replica SyncSN group whose allGather answers malformed while `broken.now`. */
+function breakableGroup(broken: { now: boolean }) {
+  return {
+    size: 1,
+    allGather: (v: Float64Array) => Promise.resolve([broken.now ? new Float64Array(1) : v]),
+  };
+}
+
 await testEachBackend(
-  "a batch-average training forward onto finalized statistics throws, says to resetRunningStats() first and changes nothing",
+  "a batch-average training forward after finalizeBatchAverage() begins a new average instead of adding sums onto the statistics",
   async (backend) => {
     const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
     sn.resetRunningStats();
     await sn.forward(B1, SHAPE);
     await sn.forward(B2, SHAPE);
     sn.finalizeBatchAverage();
-    const before = sn.stateDict();
-    // Adding B1's sums onto the statistics would make the next finalize divide a mix by K = 1.
-    await assert.rejects(
-      () => sn.forward(B1, SHAPE),
-      /training mode adds this batch's sums into the running buffers \(usingMovingAverage: false\), but they hold statistics \(finalized by finalizeBatchAverage\(\)\).*Call resetRunningStats\(\) first/,
-    );
-    assert.deepEqual(sn.stateDict(), before);
-    assert.equal(sn.batchesAccumulated, 0);
-    // The statistics are still usable, and a finalize has nothing new to divide.
-    await sn.eval().forward(B1, SHAPE);
     assert.throws(() => sn.finalizeBatchAverage(), /already hold statistics/);
-    assert.deepEqual(sn.stateDict(), before);
-    // After a reset, a new average starts from zero: channel 0 of B2 alone has mean 5.
-    sn.resetRunningStats();
-    await sn.train().forward(B2, SHAPE);
+    // Adding B1's sums onto the statistics would make the next finalize divide a mix by K = 1
+    // (running_mean 3.5 + 2 = 5.5): the new average is B1's alone.
+    await sn.forward(B1, SHAPE);
+    assert.equal(sn.batchesAccumulated, 1);
     sn.finalizeBatchAverage();
-    assert.deepEqual([...sn.running_mean], [5, 30]);
+    assertClose(sn.running_mean, B1_MEAN, EXACT, `${backend} running_mean`);
+    assertClose(sn.running_var, B1_VAR, EXACT, `${backend} running_var`);
   },
 );
 
 await testEachBackend(
-  "a batch-average training forward onto statistics loaded by loadStateDict throws and changes nothing",
+  "a batch-average training forward after loadStateDict begins a new average; one that fails puts the statistics back",
   async (backend) => {
-    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    const broken = { now: false };
+    const sync = backend === "webgpu" ? undefined : breakableGroup(broken);
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false, sync });
     sn.loadStateDict({ ...sn.stateDict(), running_mean: [1, 2], running_var: [3, 4] });
-    const before = sn.stateDict();
-    await assert.rejects(
-      () => sn.forward(B1, SHAPE),
-      /hold statistics \(loaded by loadStateDict\(\)\).*Call resetRunningStats\(\) first/,
-    );
-    assert.deepEqual(sn.stateDict(), before);
-    assert.equal(sn.batchesAccumulated, 0);
-    // A subset without running buffers leaves them sums: a fresh layer accumulates as before.
-    const fresh = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
-    fresh.loadStateDict({ weight: [2, 2] }, { strict: false });
-    await fresh.forward(B1, SHAPE);
-    assert.equal(fresh.batchesAccumulated, 1);
+    const loaded = sn.stateDict();
+    if (sync) {
+      // A forward that fails after the new average began changes nothing.
+      broken.now = true;
+      await assert.rejects(() => sn.forward(B1, SHAPE), /wrong length/);
+      broken.now = false;
+      assert.deepEqual(sn.stateDict(), loaded);
+      assert.equal(sn.batchesAccumulated, 0);
+      await sn.eval().forward(B1, SHAPE); // still statistics
+      sn.train();
+    }
+    await sn.forward(B1, SHAPE);
+    assert.equal(sn.batchesAccumulated, 1);
+    sn.finalizeBatchAverage();
+    assertClose(sn.running_mean, B1_MEAN, EXACT, `${backend} running_mean`);
+    assertClose(sn.running_var, B1_VAR, EXACT, `${backend} running_var`);
+    // A subset without running buffers leaves a batch average in progress as it is.
+    sn.resetRunningStats();
+    await sn.forward(B1, SHAPE);
+    sn.loadStateDict({ weight: [2, 2] }, { strict: false });
+    await sn.forward(B1, SHAPE);
+    assert.equal(sn.batchesAccumulated, 2);
   },
 );
 
