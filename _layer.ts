@@ -21,12 +21,7 @@ import type {
 import { chooseBackend } from "./backends/select.ts";
 import { type Exchange, reportingToReplicas } from "./_sync.ts";
 import { checkBoolean } from "./_validate.ts";
-import {
-  KeptForward,
-  KeptInput,
-  type LatestForward,
-  markOverwritten,
-} from "./_saved_forward.ts";
+import { KeptForward, KeptInput, type LatestForward, markOverwritten } from "./_saved_forward.ts";
 import {
   type BackwardOptions,
   checkBackwardInputs,
@@ -155,10 +150,14 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * `options.out`). With a tensor resident in the layer's backend (see {@linkcode upload}),
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
    * BN statistics, the running buffers are updated before the promise resolves (and only if it
-   * resolves). Calls on one layer take effect in the order they were made (each waits for the
-   * layer's earlier calls); the mode (training or evaluation) is the one in force when forward is
-   * called, but x (and `out`) are read when the call runs: do not change, transfer or resize them
-   * until the promise settles. A failed call leaves parameters and buffers as they were.
+   * resolves); with the batch average, on finalized or loaded statistics, a training forward
+   * begins a new average (see `finalizeBatchAverage`). Under SyncSN every replica must make the
+   * same call (a forward in the same mode) with a layer of the same options; otherwise the call
+   * fails at once on every replica (see `SyncGroup`). Calls on one layer take effect in the order
+   * they were made (each waits for the layer's earlier calls); the mode (training or evaluation)
+   * is the one in force when forward is called, but x (and `out`) are read when the call runs: do
+   * not change, transfer or resize them until the promise settles. A failed call leaves
+   * parameters and buffers as they were.
    *
    * @param x the input, row-major float32.
    * @param shape `[N, C]` for SwitchNorm1d, `[N, C, H, W]` for 2d, `[N, C, D, H, W]` for 3d; C
@@ -174,7 +173,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * (training mode or keepForBackward); in evaluation mode with an unfinalized batch average;
    * where the requested backend cannot run here (no WebAssembly SIMD, WebAssembly compilation
    * refused: a `WasmRefusedError`, no WebGPU adapter); on a lost GPU device; for SyncSN on a
-   * backend without it; when the layer is disposed while the call runs.
+   * backend without it, or when the replicas' layers or calls differ (naming the difference);
+   * when the layer is disposed while the call runs.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -339,8 +339,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * change, transfer or resize it until the promise settles.
    * One backward per forward, unless `{ retainGraph: true }` keeps it for another.
    *
-   * @throws {Error} no forward kept for backward, it was already differentiated, its x was
-   * overwritten since as another forward's `out`, or the layer was disposed since that forward.
+   * @throws {Error} the latest forward kept nothing for backward (the message says why: none
+   * ran, it ran in evaluation mode without keepForBackward or with `keepForBackward: false`, or it
+   * failed; each forward replaces what the one before it kept), it was already differentiated,
+   * its x was overwritten since as another forward's `out`, or the layer was disposed since that
+   * forward; under SyncSN, when the replicas' layers or calls differ.
    * @throws {RangeError} dy is not of the kind and length of that forward's x.
    * @throws {TypeError} an option is unknown or of the wrong type; dy or that forward's x was
    * detached or resized after the call was made.

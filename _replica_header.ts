@@ -58,7 +58,12 @@ const SAME_OPTIONS = "make every replica's layer with the same class, numFeature
 const number = (v: number) => String(v);
 const flag = (v: number) => String(v === 1);
 const FIELDS: readonly Field[] = [
-  { key: "rank", name: "layer class", show: (v) => LAYER_NAMES[v] ?? `rank ${v}`, fix: SAME_OPTIONS },
+  {
+    key: "rank",
+    name: "layer class",
+    show: (v) => LAYER_NAMES[v] ?? `rank ${v}`,
+    fix: SAME_OPTIONS,
+  },
   { key: "numFeatures", show: number, fix: SAME_OPTIONS },
   { key: "usingBN", show: flag, fix: SAME_OPTIONS },
   { key: "eps", show: number, fix: SAME_OPTIONS },

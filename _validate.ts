@@ -155,7 +155,9 @@ export function checkInputShape(
   for (let i = 0; i < rank; i++) {
     const d = shape[i];
     if (typeof d !== "number") {
-      throw new TypeError(`${layer}: shape[${i}] must be a positive integer, got ${describeValue(d)}`);
+      throw new TypeError(
+        `${layer}: shape[${i}] must be a positive integer, got ${describeValue(d)}`,
+      );
     }
     if (d !== 0) {
       const why = notPositiveInt(d);

@@ -9,7 +9,7 @@
  * (the transport does not matter here; tests/sync_failure_test.ts uses Workers).
  */
 import assert from "node:assert/strict";
-import { SwitchNorm, SwitchNorm1d, SwitchNorm2d, type SyncGroup } from "../mod.ts";
+import { type SwitchNorm, SwitchNorm1d, SwitchNorm2d, type SyncGroup } from "../mod.ts";
 import type { BackendName } from "../backends/_backend.ts";
 import { testEachBackend } from "./_backends.ts";
 import { seededRandom } from "../examples/_data.ts";
