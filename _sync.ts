@@ -27,7 +27,8 @@ import {
  * The transport between replicas (workers, processes or machines). `allGather` sends this
  * replica's vector and resolves to every replica's vector in rank order (the same list on every
  * replica, this replica's own included). All replicas call it the same number of times with
- * vectors of the same length.
+ * vectors of the same length, as long as they match (below); replicas that do not match may send
+ * vectors of different lengths, which the transport must pass on as they are.
  *
  * Every replica's layer on a group must be made with the same class, numFeatures and options, and
  * every replica must make the same calls in the same order: training-mode forwards, backwards and
