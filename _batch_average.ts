@@ -1,21 +1,58 @@
 /**
  * The paper's batch average (usingMovingAverage: false): how many training batches were added
- * into the running buffers, the refusal to normalize with sums that were not finalized, and the
- * step that turns the sums into inference statistics. Depends only on the parameter store.
+ * into the running buffers, the refusal to normalize with sums that were not finalized, the new
+ * average a training forward begins on finalized or loaded statistics (instead of adding sums onto
+ * them), and the step that turns the sums into inference statistics. Depends only on the parameter store.
  *
  * @module
  */
 import type { ParamStore } from "./_params.ts";
 
-/** One layer's batch-average count. */
+/** One layer's batch-average count, and whether its running buffers hold sums or statistics. */
 export class BatchAverage {
   /** Training batches added into the running buffers since the last reset. */
   count = 0;
+  /**
+   * What made the running buffers statistics rather than sums (a finalize or a load), or
+   * undefined while they are sums (zeros at construction and after a reset are empty sums).
+   */
+  #statistics?: "finalized by finalizeBatchAverage()" | "loaded by loadStateDict()";
 
   constructor(readonly layerName: string) {}
 
+  /** Throws if an evaluation-mode forward would normalize with sums (see #checkFinalized). */
+  checkForward(training: boolean): void {
+    if (!training) this.#checkFinalized();
+  }
+
+  /**
+   * Called before a batch-average training forward, which adds its batch's sums into the running
+   * buffers: if they hold statistics (finalized or loaded), a new average begins from zero, as
+   * after resetRunningStats(), rather than adding sums onto statistics (the next finalize would
+   * divide that mix by K). Returns what puts the statistics back if the forward fails (a failed
+   * call changes nothing), or undefined when the buffers already hold sums.
+   */
+  beginBatch(params: ParamStore): (() => void) | undefined {
+    const statistics = this.#statistics;
+    if (statistics === undefined) return undefined;
+    const mean = params.runningMean.slice(), variance = params.runningVar.slice();
+    this.reset(params);
+    return () => {
+      params.runningMean.set(mean);
+      params.runningVar.set(variance);
+      this.#statistics = statistics;
+      params.changed(true);
+    };
+  }
+
+  /** Marks the running buffers as loaded statistics (loadStateDict), ending an average. */
+  loaded(): void {
+    this.count = 0;
+    this.#statistics = "loaded by loadStateDict()";
+  }
+
   /** Throws if the running buffers hold sums (an evaluation-mode forward must not use them). */
-  checkFinalized(): void {
+  #checkFinalized(): void {
     if (this.count === 0) return;
     // The buffers hold the batch average's sums: normalizing with them is silently wrong.
     throw new Error(
@@ -39,6 +76,7 @@ export class BatchAverage {
     params.runningMean.fill(0);
     params.runningVar.fill(0);
     this.count = 0;
+    this.#statistics = undefined;
     params.changed(true);
   }
 
@@ -48,6 +86,12 @@ export class BatchAverage {
    */
   finalize(params: ParamStore): void {
     const k = this.count;
+    if (k === 0 && this.#statistics !== undefined) {
+      throw new Error(
+        `${this.layerName}.finalizeBatchAverage: the running buffers already hold statistics ` +
+          `(${this.#statistics}), and no training batch was accumulated since; nothing changed`,
+      );
+    }
     if (k === 0) {
       throw new Error(
         `${this.layerName}: no training batches accumulated since resetRunningStats()`,
@@ -60,6 +104,7 @@ export class BatchAverage {
       runningMean[c] = mean;
     }
     this.count = 0;
+    this.#statistics = "finalized by finalizeBatchAverage()";
     params.changed(true);
   }
 }

@@ -19,9 +19,9 @@ import type {
   SavedForward,
 } from "./backends/_backend.ts";
 import { chooseBackend } from "./backends/select.ts";
-import { reportingToReplicas } from "./_sync.ts";
+import { type Exchange, reportingToReplicas } from "./_sync.ts";
 import { checkBoolean } from "./_validate.ts";
-import { KeptForward, KeptInput, markOverwritten } from "./_saved_forward.ts";
+import { KeptForward, KeptInput, type LatestForward, markOverwritten } from "./_saved_forward.ts";
 import {
   type BackwardOptions,
   checkBackwardInputs,
@@ -44,6 +44,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
   readonly #keptInput = new KeptInput();
   /** Counts dispose() calls: a call that fails while one happened says so. */
   #disposals = 0;
+  /** How the latest forward that reached the backend ended, when it kept nothing. */
+  #latestForward?: LatestForward;
   #ran?: { backend: BackendName; reason: string };
 
   /**
@@ -148,10 +150,14 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * `options.out`). With a tensor resident in the layer's backend (see {@linkcode upload}),
    * resolves to a resident tensor, so that layers chain without copies. In training mode with
    * BN statistics, the running buffers are updated before the promise resolves (and only if it
-   * resolves). Calls on one layer take effect in the order they were made (each waits for the
-   * layer's earlier calls); the mode (training or evaluation) is the one in force when forward is
-   * called, but x (and `out`) are read when the call runs: do not change, transfer or resize them
-   * until the promise settles. A failed call leaves parameters and buffers as they were.
+   * resolves); with the batch average, on finalized or loaded statistics, a training forward
+   * begins a new average (see `finalizeBatchAverage`). Under SyncSN every replica must make the
+   * same call (a forward in the same mode) with a layer of the same options; otherwise the call
+   * fails at once on every replica (see `SyncGroup`). Calls on one layer take effect in the order
+   * they were made (each waits for the layer's earlier calls); the mode (training or evaluation)
+   * is the one in force when forward is called, but x (and `out`) are read when the call runs: do
+   * not change, transfer or resize them until the promise settles. A failed call leaves
+   * parameters and buffers as they were.
    *
    * @param x the input, row-major float32.
    * @param shape `[N, C]` for SwitchNorm1d, `[N, C, H, W]` for 2d, `[N, C, D, H, W]` for 3d; C
@@ -167,7 +173,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * (training mode or keepForBackward); in evaluation mode with an unfinalized batch average;
    * where the requested backend cannot run here (no WebAssembly SIMD, WebAssembly compilation
    * refused: a `WasmRefusedError`, no WebGPU adapter); on a lost GPU device; for SyncSN on a
-   * backend without it; when the layer is disposed while the call runs.
+   * backend without it, or when the replicas' layers or calls differ (naming the difference);
+   * when the layer is disposed while the call runs.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -212,22 +219,31 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
           shapeOrOptions,
           maybeOptions,
         ]),
-      { kind: "stats", length: this.numFeatures },
-      (call) => (call?.training ?? this.training) && this.usingBN,
+      (call) => this.#forwardExchange(call?.training ?? this.training),
       (call) => this.#forward(call),
     );
   }
 
   /**
+   * The gather a forward takes part in under SyncSN: a training forward's BN statistics
+   * ((count, mean, M2) of C channels), an evaluation forward's header only (unless the group's
+   * `localEvaluation`), none without BN statistics.
+   */
+  #forwardExchange(training: boolean): Exchange | undefined {
+    if (!this.layerSync || !this.usingBN) return undefined;
+    if (training) return { call: "trainingForward", length: 1 + 2 * this.numFeatures };
+    return this.layerSync?.localEvaluation ? undefined : { call: "evaluationForward", length: 0 };
+  }
+
+  /**
    * Queues a call (forward or backward) in call order. `read` checks its arguments now; under
-   * SyncSN the call takes part in one gather of `exchange` when `gathers`. Without SyncSN bad
-   * input rejects at once; with it, the failure still takes this call's place in the replicas'
-   * gathers (in call order), so that they fail too instead of waiting.
+   * SyncSN the call takes part in the gather `exchange` gives (none: undefined). Without SyncSN
+   * bad input rejects at once; with it, the failure still takes this call's place in the
+   * replicas' gathers (in call order), so that they fail too instead of waiting.
    */
   #queue<A, T>(
     read: () => A,
-    exchange: { kind: "stats" | "sums"; length: number },
-    gathers: (args: A | undefined) => boolean,
+    exchange: (args: A | undefined) => Exchange | undefined,
     run: (args: A) => Promise<T>,
   ): Promise<T> {
     let args: A | undefined, error: unknown;
@@ -237,13 +253,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
       error = e;
     }
     if (args === undefined && !this.layerSync) return Promise.reject(error);
-    const { kind, length } = exchange, ok = args;
+    const ok = args;
     return this.calls.run(() =>
       reportingToReplicas(
         this.layerSync,
-        kind,
-        length,
-        gathers(ok),
+        exchange(ok),
         () => ok === undefined ? Promise.reject(error) : run(ok),
       )
     );
@@ -252,7 +266,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
   async #forward(call: ForwardCall): Promise<Float32Array | ResidentTensor> {
     const name = this.kind.name;
     const { x, resident, n, c, m, out, keep, training } = call;
-    if (!training) this.batch.checkFinalized();
+    this.batch.checkForward(training);
     const { backend, reason } = await this.backends.forForward(
       this.backendRequest,
       x,
@@ -270,21 +284,31 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
       eps: this.eps,
       sync: this.layerSync,
     };
-    const p = this.params, params = p.view(), mixing = p.mixing();
+    const p = this.params;
     const update: RunningUpdate = this.usingMovingAverage
       ? { kind: "movingAverage", momentum: this.momentum }
       : { kind: "batchAverage" };
     const save: SavedForward | undefined = keep ? {} : undefined;
     checkStillReadable(`${name}.forward: x`, x, n * c * m);
     if (out !== undefined) checkStillReadable(`${name}.forward: out`, out, n * c * m);
+    // SyncSN: an evaluation forward checks that every replica makes one too (with the same
+    // settings) before it changes anything; a training forward's exchange checks it.
+    if (!training && this.#forwardExchange(false)) await this.layerSync?.confirm();
     // The backend replaces the statistics a previous forward kept: that one is gone either way.
     this.#keptInput.clear();
     this.saved = undefined;
+    this.#latestForward = keep ? "failed" : training ? "notKept" : "evaluation";
     let y: Float32Array | ResidentTensor;
     const disposals = this.#disposals;
+    const averaging = training && this.usingBN && !this.usingMovingAverage;
+    // On finalized or loaded statistics, a batch-average training forward begins a new average.
+    const undoBegin = averaging ? this.batch.beginBatch(p) : undefined;
+    // The view after that: its running version tells a device copy that the buffers changed.
+    const params = p.view(), mixing = p.mixing();
     try {
       y = await backend.forward(problem, x, params, update, out, save);
     } catch (e) {
+      undoBegin?.();
       throw this.#disposedDuring(`${name}.forward`, disposals, e);
     } finally {
       // Another layer's forward may have kept `out` as its x: its backward must not differentiate
@@ -302,7 +326,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
       // A CPU backend updated the running buffers in place: a device copy is now behind.
       p.changed(true);
     }
-    if (training && this.usingBN && !this.usingMovingAverage) this.batch.count++;
+    if (averaging) this.batch.count++;
     this.#ran = { backend: backend.name, reason };
     return y;
   }
@@ -316,8 +340,11 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * change, transfer or resize it until the promise settles.
    * One backward per forward, unless `{ retainGraph: true }` keeps it for another.
    *
-   * @throws {Error} no forward kept for backward, it was already differentiated, its x was
-   * overwritten since as another forward's `out`, or the layer was disposed since that forward.
+   * @throws {Error} the latest forward kept nothing for backward (the message says why: none
+   * ran, it ran in evaluation mode without keepForBackward or with `keepForBackward: false`, or it
+   * failed; each forward replaces what the one before it kept), it was already differentiated,
+   * its x was overwritten since as another forward's `out`, or the layer was disposed since that
+   * forward; under SyncSN, when the replicas' layers or calls differ.
    * @throws {RangeError} dy is not of the kind and length of that forward's x (and, resident, of
    * its shape).
    * @throws {TypeError} an option is unknown or of the wrong type; dy or that forward's x was
@@ -343,8 +370,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
     return this.#queue(
       // dy's length as given: dy is read when the call runs.
       () => ({ retain: readBackwardCall(this.kind.name, dy, options), dyLength: dy.length }),
-      { kind: "sums", length: sums },
-      () => true,
+      () => ({ call: "backward", length: sums }),
       ({ retain, dyLength }) => this.#backward(dy, dyLength, retain),
     );
   }
@@ -368,7 +394,7 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
   ): Promise<Float32Array | ResidentTensor> {
     const name = this.kind.name;
     const kept = this.saved;
-    KeptForward.checkDifferentiable(name, kept);
+    KeptForward.checkDifferentiable(name, kept, this.#latestForward);
     checkBackwardInputs(name, kept.save, dy, dyLength);
     const backend = kept.backend;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);

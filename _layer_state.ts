@@ -105,6 +105,18 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
       this.sparse,
     );
     this.batch = new BatchAverage(kind.name);
+    // What SyncSN replicas compare with every gather (read then: radius and K change).
+    this.layerSync?.describeWith(() => ({
+      rank: kind.rank,
+      numFeatures,
+      usingBN: this.usingBN,
+      eps: this.eps,
+      momentum: this.momentum,
+      usingMovingAverage: this.usingMovingAverage,
+      sparse: this.sparse,
+      radius: this.radius,
+      batchesAccumulated: this.batch.count,
+    }));
   }
   /**
    * gamma, length C. A COPY: `layer.weight[0] = 5` changes nothing. To change parameters, edit
@@ -225,7 +237,9 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * which is also how to change one parameter:
    * `layer.loadStateDict({ weight: w }, { strict: false })` (the getters return copies).
    *
-   * Ends a batch average in progress when it loads running buffers (they are statistics).
+   * Ends a batch average in progress when it loads running buffers (they are statistics); a
+   * later batch-average training forward begins a new average from zero rather than adding its
+   * sums onto them.
    *
    * @example
    * ```ts
@@ -263,7 +277,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
     this.detachSaved();
     load();
     // Loaded buffers are statistics, not a batch average's sums.
-    if (running > 0) this.batch.count = 0;
+    if (running > 0) this.batch.loaded();
     return { missingKeys, unexpectedKeys };
   }
 
@@ -342,11 +356,15 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * Ends a batch average (usingMovingAverage false): after K training-mode forwards from
    * {@linkcode resetRunningStats}, sets running_mean = sum_mean / K and
    * running_var = sum_sq / K - running_mean^2, the paper's inference statistics, and resets K.
-   * Until then an evaluation-mode forward refuses to run on the sums.
+   * Until then an evaluation-mode forward refuses to run on the sums. A training-mode forward
+   * after it (or after a {@linkcode loadStateDict} of the running buffers) begins a new average:
+   * it zeroes the buffers before adding its batch, as {@linkcode resetRunningStats} would, rather
+   * than add sums onto the statistics (which the next finalize would turn into meaningless
+   * numbers); the statistics are then gone, and evaluation waits for the next finalize.
    *
    * @throws {Error} without usingBN, with usingMovingAverage, with no training batch accumulated
-   * since {@linkcode resetRunningStats}, or while the running buffers are on the GPU (call
-   * `await layer.sync()` first). Nothing is changed.
+   * since {@linkcode resetRunningStats} or since the last finalize, or while the running buffers
+   * are on the GPU (call `await layer.sync()` first). Nothing is changed.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";

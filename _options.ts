@@ -15,6 +15,7 @@ import {
   checkFiniteIn,
   checkKnownKeys,
   checkPositiveInt,
+  describeInteger,
   describeValue,
 } from "./_validate.ts";
 
@@ -107,13 +108,17 @@ export function readLayerOptions(
   numFeatures: number,
   options: SwitchNormNdOptions,
 ): LayerOptions {
-  checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
-  if (numFeatures > MAX_FEATURES) {
+  // The layer's own bound first: an integer beyond it, however large, is refused by it.
+  if (Number.isInteger(numFeatures) && numFeatures > MAX_FEATURES) {
     throw new RangeError(
-      `${kind.name}: numFeatures must be at most 2^28 (${MAX_FEATURES}), got ${numFeatures}: ` +
-        `its parameters, buffers and gradients alone would need ${32 * numFeatures} bytes`,
+      `${kind.name}: numFeatures must be at most 2^28 (${MAX_FEATURES}), got ${
+        describeInteger(numFeatures)
+      }: its parameters, buffers and gradients alone would need ${
+        describeInteger(32 * numFeatures)
+      } bytes`,
     );
   }
+  checkPositiveInt(`${kind.name}: numFeatures`, numFeatures);
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(`${kind.name}: options must be an object, got ${describeValue(options)}`);
   }

@@ -183,7 +183,9 @@ function readHeader(bytes: Uint8Array): { entries: Entry[]; dataStart: number } 
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new TypeError(
-        `${t}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`,
+        `${t}: shape must be an array of non-negative integers of at most 2^53 - 1, got ${
+          JSON.stringify(shape)
+        }`,
       );
     }
     if (

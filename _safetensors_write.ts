@@ -6,6 +6,7 @@
  * @module
  */
 import { isDtype, ITEM_SIZE, METADATA, type SafetensorsDtype, shapeText } from "./_safetensors.ts";
+import { describeValue } from "./_validate.ts";
 
 /** One tensor to write: its values and shape, and optionally the dtype to store them as. */
 export interface TensorToWrite {
@@ -179,7 +180,11 @@ export function writeSafetensors(
     }
     const shape = spec.shape ?? [data.length];
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new TypeError(`${t}: shape must be an array of non-negative integers`);
+      throw new TypeError(
+        `${t}: shape must be an array of non-negative integers of at most 2^53 - 1, got ${
+          describeValue(shape)
+        }`,
+      );
     }
     if (shape.reduce((a, b) => a * b, 1) !== data.length) {
       throw new RangeError(`${t} has ${data.length} values but shape ${shapeText(shape)}`);

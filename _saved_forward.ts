@@ -19,6 +19,32 @@ import type { Importance } from "./_importance.ts";
 
 type Tensor = Float32Array | ResidentTensor;
 
+/**
+ * How the layer's latest forward ended, for a backward that finds nothing kept: it kept nothing
+ * by its mode or options (`"evaluation"`: evaluation mode without keepForBackward; `"notKept"`:
+ * `keepForBackward: false`), or it failed after the previous forward's kept state was replaced.
+ */
+export type LatestForward = "evaluation" | "notKept" | "failed";
+
+/** Why there is no forward to differentiate, as the rest of a backward's error message. */
+function nothingKept(latest: LatestForward | undefined): string {
+  const remedy = "run forward in training mode or with { keepForBackward: true } before backward";
+  // Each forward replaces what the one before it kept: an earlier training forward is gone.
+  const replaced = "which keeps nothing for backward and replaced what any earlier forward kept";
+  switch (latest) {
+    case undefined:
+      return `no forward to differentiate; ${remedy}`;
+    case "evaluation":
+      return `the latest forward ran in evaluation mode without { keepForBackward: true }, ` +
+        `${replaced}; ${remedy}`;
+    case "notKept":
+      return `the latest forward ran with { keepForBackward: false }, ${replaced}; ${remedy}`;
+    case "failed":
+      return "the latest forward failed, which ended the differentiability of the forward " +
+        `before it; ${remedy}`;
+  }
+}
+
 /** One forward kept for backward. */
 export class KeptForward {
   /** The parameters the forward used: the layer's live view until {@linkcode detach} copies it. */
@@ -60,13 +86,11 @@ export class KeptForward {
   static checkDifferentiable(
     layerName: string,
     kept: KeptForward | undefined,
+    latestForward?: LatestForward,
   ): asserts kept is KeptForward & { save: { problem: NormProblem; x: Tensor } } {
     const name = layerName, saved = kept?.save;
     if (!kept || !saved?.problem || !saved.x) {
-      throw new Error(
-        `${name}.backward: no forward to differentiate; run forward in training mode or with ` +
-          "{ keepForBackward: true } first",
-      );
+      throw new Error(`${name}.backward: ${nothingKept(latestForward)}`);
     }
     if (kept.used) {
       throw new Error(

@@ -91,7 +91,7 @@ export class SparseState {
     return () => {
       if (read.mean_fixed) this.fixed.mean = read.mean_fixed[0] === 1;
       if (read.var_fixed) this.fixed.var = read.var_fixed[0] === 1;
-      if (radius !== undefined) this.radius = radius;
+      if (radius !== undefined) this.radius = radius + 0; // a loaded -0 reads back as 0
     };
   }
 }

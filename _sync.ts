@@ -3,18 +3,39 @@
  * transport as an all-gather; statistics travel as mergeable (count, mean, M2) triples merged
  * with Chan's formula in rank order, so every replica gets bit-identical results without
  * E[x^2] - E[x]^2 cancellation. A layer's call that fails before its gather still takes part in
- * it, so that the other replicas fail too instead of waiting. Depends only on the Backend
- * interface's BatchSync type.
+ * it, so that the other replicas fail too instead of waiting. Every gathered vector starts with
+ * the replica's header (_replica_header.ts: its call and its layer's settings), which every
+ * replica checks before using a payload, so that replicas making different calls or running
+ * differently configured layers fail at once, together, instead of merging what does not match.
+ * Depends on the Backend interface's BatchSync type and on the header.
  *
  * @module
  */
 import type { BatchSync } from "./backends/_backend.ts";
+import { checkBoolean } from "./_validate.ts";
+import {
+  checkHeaders,
+  FAILED,
+  HEADER_LENGTH,
+  OK,
+  type ReplicaCall,
+  type ReplicaConfig,
+  writeHeader,
+} from "./_replica_header.ts";
 
 /**
  * The transport between replicas (workers, processes or machines). `allGather` sends this
  * replica's vector and resolves to every replica's vector in rank order (the same list on every
  * replica, this replica's own included). All replicas call it the same number of times with
- * vectors of the same length.
+ * vectors of the same length, as long as they match (below); replicas that do not match may send
+ * vectors of different lengths, which the transport must pass on as they are.
+ *
+ * Every replica's layer on a group must be made with the same class, numFeatures and options, and
+ * every replica must make the same calls in the same order: training-mode forwards, backwards and
+ * (unless `localEvaluation`) evaluation-mode forwards, which exchange a short header only. Each
+ * vector carries its replica's call and settings (with Sparse SN's radius and the batch average's
+ * count), so that a difference (one replica in evaluation mode, another eps) fails the call at
+ * once on every replica, naming it and both values, changing nothing; the group stays usable.
  *
  * A replica whose call fails before it would gather (bad input, say) still takes part in that
  * gather, with a vector marked as failed, so that the call fails on every replica (naming the
@@ -43,10 +64,15 @@ export interface SyncGroup {
   readonly timeoutMs?: number;
   /** Aborting it rejects a pending wait at once, and every later call on the group. */
   readonly signal?: AbortSignal;
+  /**
+   * true: evaluation-mode forwards exchange nothing, so that a replica may evaluate alone (on
+   * rank 0 only, say); a replica left in evaluation mode by mistake then leaves the others waiting
+   * (until `timeoutMs`) instead of failing at once. Default false: every evaluation-mode forward
+   * of a layer with BN exchanges a header (one small allGather), so that replicas in different
+   * modes fail at once, together.
+   */
+  readonly localEvaluation?: boolean;
 }
-
-/** Leading slot of every gathered vector: this replica's call is going on, or failed. */
-const OK = 0, FAILED = 1;
 
 /** Why each group became unusable (shared by every layer on the group). */
 const brokenGroups = new WeakMap<SyncGroup, string>();
@@ -55,14 +81,25 @@ const brokenGroups = new WeakMap<SyncGroup, string>();
 export interface LayerSync extends BatchSync {
   /** Gathers started so far: a call that failed without starting one must report it. */
   readonly started: number;
+  /** The group's `localEvaluation`: evaluation-mode forwards exchange nothing. */
+  readonly localEvaluation: boolean;
+  /** Gives the layer's settings that every gather's header carries (once, at construction). */
+  describeWith(config: () => ReplicaConfig): void;
+  /** Sets the call that the following gathers (and a `fail`) belong to. */
+  begin(call: ReplicaCall): void;
   /** Throws if the group is unusable (a wait on it timed out, was aborted or failed). */
   check(): void;
   /**
-   * Takes part, marked as failed, in the gather that this replica's failed call skipped: "stats"
-   * (a training forward's BN statistics of `c` channels) or "sums" (a backward's `length`
-   * gradient sums). Never throws; the caller throws its own error.
+   * An evaluation-mode forward's gather: the headers only, so that a replica making another call
+   * (a training forward) or with other settings fails at once. Throws as the other gathers do.
    */
-  fail(kind: "stats" | "sums", length: number): Promise<void>;
+  confirm(): Promise<void>;
+  /**
+   * Takes part, marked as failed, in the gather that this replica's failed call skipped, with a
+   * payload of `length` (what that gather would have sent). Never throws; the caller throws its
+   * own error.
+   */
+  fail(length: number): Promise<void>;
 }
 
 /**
@@ -85,7 +122,21 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new TypeError(`${where}: sync.signal must be an AbortSignal`);
   }
-  let started = 0;
+  const localEvaluation = checkBoolean(
+    `${where}: sync.localEvaluation`,
+    group.localEvaluation,
+    false,
+  );
+  let started = 0, call: ReplicaCall = "trainingForward";
+  let config = (): ReplicaConfig => {
+    throw new Error("SyncSN: internal error: a gather before the layer described itself");
+  };
+  /** This replica's vector: its header (status, call, settings), then `length` payload slots. */
+  const vector = (status: typeof OK | typeof FAILED, length: number): Float64Array => {
+    const v = new Float64Array(HEADER_LENGTH + length);
+    writeHeader(v, status, call, config());
+    return v;
+  };
   const check = () => {
     const why = brokenGroups.get(group);
     if (why !== undefined) {
@@ -131,19 +182,18 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     }
   };
   const gather = async (payload: Float64Array, what: string): Promise<Float64Array[]> => {
-    const local = new Float64Array(1 + payload.length);
-    local[0] = OK;
-    local.set(payload, 1);
+    const local = vector(OK, payload.length);
+    local.set(payload, HEADER_LENGTH);
     const all = await bounded(local, what);
     if (!Array.isArray(all) || all.length !== group.size) {
       throw new Error(
         `SyncSN: allGather for ${what} returned ${all?.length} vectors for ${group.size} replicas`,
       );
     }
+    const wrongLength = () =>
+      new Error(`SyncSN: allGather for ${what} returned a vector of the wrong length`);
     for (const [rank, v] of all.entries()) {
-      if (!(v instanceof Float64Array) || v.length !== local.length) {
-        throw new Error(`SyncSN: allGather for ${what} returned a vector of the wrong length`);
-      }
+      if (!(v instanceof Float64Array) || v.length < HEADER_LENGTH) throw wrongLength();
       if (v[0] !== OK) {
         throw new Error(
           `SyncSN: replica ${rank} (of ${group.size}) failed its call before the allGather for ` +
@@ -151,20 +201,36 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
         );
       }
     }
-    return all.map((v) => v.subarray(1));
+    // Another call or other settings make the payloads incomparable (of another length, too):
+    // name the difference before looking at them.
+    checkHeaders(all);
+    if (all.some((v) => v.length !== local.length)) throw wrongLength();
+    return all.map((v) => v.subarray(HEADER_LENGTH));
   };
   return {
     replicas: group.size,
     get started() {
       return started;
     },
+    localEvaluation,
+    describeWith(describe) {
+      config = describe;
+    },
+    begin(next) {
+      call = next;
+    },
     check,
-    async fail(kind, length) {
-      const size = kind === "stats" ? 1 + 2 * length : length;
-      const v = new Float64Array(1 + size);
-      v[0] = FAILED;
+    async confirm() {
+      await gather(new Float64Array(0), MODE_CHECK);
+    },
+    async fail(length) {
+      const what = call === "backward"
+        ? "gradient sums"
+        : call === "trainingForward"
+        ? "BN statistics"
+        : MODE_CHECK;
       try {
-        await bounded(v, kind === "stats" ? "BN statistics" : "gradient sums");
+        await bounded(vector(FAILED, length), what);
       } catch {
         // The group already says why it is unusable; the caller throws its own error.
       }
@@ -198,25 +264,34 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
   };
 }
 
+/** What an evaluation-mode forward's header-only gather is called in messages. */
+const MODE_CHECK = "an evaluation forward's check of the replicas' calls";
+
+/** The gather a layer's call takes part in under SyncSN: which call, and its payload's length. */
+export interface Exchange {
+  readonly call: ReplicaCall;
+  readonly length: number;
+}
+
 /**
- * Runs a layer's `call`, which under SyncSN takes part in one gather when `gathers`. If it fails
- * before that gather (bad input, say), it still takes part, marked as failed, so that the other
- * replicas' calls fail too instead of waiting; on a group that became unusable it fails first.
+ * Runs a layer's `call`, which under SyncSN takes part in one gather of `exchange` (none when
+ * undefined). If it fails before that gather (bad input, say), it still takes part, marked as
+ * failed, so that the other replicas' calls fail too instead of waiting; on a group that became
+ * unusable it fails first.
  */
 export async function reportingToReplicas<T>(
   sync: LayerSync | undefined,
-  kind: "stats" | "sums",
-  length: number,
-  gathers: boolean,
+  exchange: Exchange | undefined,
   call: () => Promise<T>,
 ): Promise<T> {
-  if (!sync || !gathers) return await call();
+  if (!sync || !exchange) return await call();
   sync.check();
+  sync.begin(exchange.call);
   const before = sync.started;
   try {
     return await call();
   } catch (e) {
-    if (sync.started === before) await sync.fail(kind, length);
+    if (sync.started === before) await sync.fail(exchange.length);
     throw e;
   }
 }

@@ -35,10 +35,32 @@ export function describeValue(value: unknown): string {
   }
 }
 
+/** An integer as a message shows it: exactly, also beyond 2^53 (`2 ** 60` as 1152921504606846976). */
+export function describeInteger(value: number): string {
+  return Number.isInteger(value) && !Number.isSafeInteger(value)
+    ? String(BigInt(value))
+    : describeValue(value);
+}
+
 /** The entries of a shape (or any short list) for a message: `2, 3, "4" (string)`. */
 export function describeShape(shape: readonly unknown[]): string {
   const shown = shape.slice(0, 8).map((d) => Array.isArray(d) ? "[...]" : describeValue(d));
   return shape.length > 8 ? `${shown.join(", ")}, ...` : shown.join(", ");
+}
+
+/**
+ * Why `value` is not a positive safe integer, as the end of a message (`must be a positive
+ * integer, got 2.5`), or undefined when it is one. An integer beyond 2^53 is an integer: it is
+ * refused as too large (shown exactly), not as "not a positive integer".
+ */
+function notPositiveInt(value: number): string | undefined {
+  if (Number.isSafeInteger(value) && value > 0) return undefined;
+  if (Number.isInteger(value) && value > Number.MAX_SAFE_INTEGER) {
+    return `must be at most 2^53 - 1 (Number.MAX_SAFE_INTEGER), got ${describeInteger(value)} (2^${
+      Math.log2(value).toFixed(1).replace(/\.0$/, "")
+    }), too large to count exactly`;
+  }
+  return `must be a positive integer, got ${describeValue(value)}`;
 }
 
 /** Throws unless `value` is a positive safe integer (TypeError for a non-number). */
@@ -46,13 +68,15 @@ export function checkPositiveInt(what: string, value: unknown): number {
   if (typeof value !== "number") {
     throw new TypeError(`${what} must be a positive integer, got ${describeValue(value)}`);
   }
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(`${what} must be a positive integer, got ${describeValue(value)}`);
-  }
+  const why = notPositiveInt(value);
+  if (why !== undefined) throw new RangeError(`${what} ${why}`);
   return value;
 }
 
-/** Throws unless `value` is a finite number in [min, max] (TypeError for a non-number). */
+/**
+ * Throws unless `value` is a finite number in [min, max] (TypeError for a non-number). Returns it
+ * with -0 made 0: a setting reads back as the number it means, never as `-0`.
+ */
 export function checkFiniteIn(what: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number") {
     throw new TypeError(`${what} must be a finite number, got ${describeValue(value)}`);
@@ -63,7 +87,7 @@ export function checkFiniteIn(what: string, value: unknown, min: number, max: nu
   if (value < min || value > max) {
     throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
   }
-  return value;
+  return value + 0; // -0 + 0 is 0
 }
 
 /** float32's smallest normal number, 2^-126. */
@@ -130,11 +154,15 @@ export function checkInputShape(
   }
   for (let i = 0; i < rank; i++) {
     const d = shape[i];
-    if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) {
-      const Err = typeof d === "number" ? RangeError : TypeError;
-      throw new Err(`${layer}: shape[${i}] must be a positive integer, got ${describeValue(d)}`);
+    if (typeof d !== "number") {
+      throw new TypeError(
+        `${layer}: shape[${i}] must be a positive integer, got ${describeValue(d)}`,
+      );
     }
-    if (d === 0) {
+    if (d !== 0) {
+      const why = notPositiveInt(d);
+      if (why !== undefined) throw new RangeError(`${layer}: shape[${i}] ${why}`);
+    } else {
       throw new RangeError(
         `${layer}: zero-size dimension ${i} in shape [${
           describeShape(shape)
@@ -153,7 +181,14 @@ export function checkInputShape(
   let m = 1;
   for (let i = 2; i < rank; i++) m *= shape[i] as number;
   const expected = n * numFeatures * m;
-  if (!Number.isSafeInteger(expected) || expected !== length) {
+  if (!Number.isSafeInteger(expected)) {
+    throw new RangeError(
+      `${layer}: shape [${describeShape(shape)}] has about ${
+        expected.toPrecision(3)
+      } elements, beyond 2^53 - 1 (Number.MAX_SAFE_INTEGER); data of length ${length} cannot have it`,
+    );
+  }
+  if (expected !== length) {
     throw new RangeError(
       `${layer}: data length ${length} does not match shape [${
         describeShape(shape)

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import { describeShape, describeValue } from "../_validate.ts";
 import { testEachBackend } from "./_backends.ts";
+import { assertClose } from "./_close.ts";
 
 const SHAPE = [2, 2, 1, 2];
 const B1 = new Float32Array([1, 1, 10, 10, 3, 3, 30, 30]);
@@ -33,6 +34,79 @@ await testEachBackend(
     assert.ok(y.every(Number.isFinite));
     // Channel 0: the batch means 2 and 5 average to 3.5.
     assert.equal(sn.running_mean[0], 3.5);
+  },
+);
+
+// B1's batch statistics, per channel: mean 2 and 20, (biased) variance 1 and 100.
+const B1_MEAN = [2, 20], B1_VAR = [1, 100];
+// Small integers: every backend's float32 statistics are exact but for rounding of 1 / count.
+const EXACT = { atol: 1e-6, rtol: 1e-6, why: "float32 statistics of small integers" };
+
+/** A one-replica SyncSN group whose allGather answers malformed while `broken.now`. */
+function breakableGroup(broken: { now: boolean }) {
+  return {
+    size: 1,
+    allGather: (v: Float64Array) => Promise.resolve([broken.now ? new Float64Array(1) : v]),
+  };
+}
+
+await testEachBackend(
+  "a batch-average training forward after finalizeBatchAverage() begins a new average instead of adding sums onto the statistics",
+  async (backend) => {
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    sn.resetRunningStats();
+    await sn.forward(B1, SHAPE);
+    await sn.forward(B2, SHAPE);
+    sn.finalizeBatchAverage();
+    assert.throws(() => sn.finalizeBatchAverage(), /already hold statistics/);
+    // Adding B1's sums onto the statistics would make the next finalize divide a mix by K = 1
+    // (running_mean 3.5 + 2 = 5.5): the new average is B1's alone.
+    await sn.forward(B1, SHAPE);
+    assert.equal(sn.batchesAccumulated, 1);
+    sn.finalizeBatchAverage();
+    assertClose(sn.running_mean, B1_MEAN, EXACT, `${backend} running_mean`);
+    assertClose(sn.running_var, B1_VAR, EXACT, `${backend} running_var`);
+    if (backend === "reference") return; // keeps no resident tensors
+    // On a resident tensor the buffers are updated in the backend's memory: the zeros the new
+    // average begins with must reach it.
+    using x = await sn.upload(B1, SHAPE);
+    (await sn.forward(x)).dispose();
+    await sn.sync();
+    sn.finalizeBatchAverage();
+    assertClose(sn.running_mean, B1_MEAN, EXACT, `${backend} resident running_mean`);
+    assertClose(sn.running_var, B1_VAR, EXACT, `${backend} resident running_var`);
+  },
+);
+
+await testEachBackend(
+  "a batch-average training forward after loadStateDict begins a new average; one that fails puts the statistics back",
+  async (backend) => {
+    const broken = { now: false };
+    const sync = backend === "webgpu" ? undefined : breakableGroup(broken);
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false, sync });
+    sn.loadStateDict({ ...sn.stateDict(), running_mean: [1, 2], running_var: [3, 4] });
+    const loaded = sn.stateDict();
+    if (sync) {
+      // A forward that fails after the new average began changes nothing.
+      broken.now = true;
+      await assert.rejects(() => sn.forward(B1, SHAPE), /wrong length/);
+      broken.now = false;
+      assert.deepEqual(sn.stateDict(), loaded);
+      assert.equal(sn.batchesAccumulated, 0);
+      await sn.eval().forward(B1, SHAPE); // still statistics
+      sn.train();
+    }
+    await sn.forward(B1, SHAPE);
+    assert.equal(sn.batchesAccumulated, 1);
+    sn.finalizeBatchAverage();
+    assertClose(sn.running_mean, B1_MEAN, EXACT, `${backend} running_mean`);
+    assertClose(sn.running_var, B1_VAR, EXACT, `${backend} running_var`);
+    // A subset without running buffers leaves a batch average in progress as it is.
+    sn.resetRunningStats();
+    await sn.forward(B1, SHAPE);
+    sn.loadStateDict({ weight: [2, 2] }, { strict: false });
+    await sn.forward(B1, SHAPE);
+    assert.equal(sn.batchesAccumulated, 2);
   },
 );
 
@@ -156,4 +230,82 @@ Deno.test("every validator quotes a string where a number, boolean or name was e
     () => sn.forward(x, [2, 2, "2"] as never),
     /got rank 3 \[2, 2, "2" \(string\)\]/,
   );
+});
+
+Deno.test("an integer dimension beyond 2^53 is refused as too large, shown exactly, not as a non-integer", async () => {
+  const sn = new SwitchNorm2d(1, { backend: "reference" });
+  const error = await sn.forward(new Float32Array(0), [2 ** 60, 1, 0, 2]).then(
+    () => assert.fail("resolved"),
+    (e: Error) => e,
+  );
+  assert.ok(error instanceof RangeError);
+  assert.match(
+    error.message,
+    /shape\[0\] must be at most 2\^53 - 1 \(Number.MAX_SAFE_INTEGER\), got 1152921504606846976 \(2\^60\)/,
+  );
+  assert.doesNotMatch(error.message, /positive integer/);
+  // Dimensions each fine but whose product is beyond 2^53: say that, not "does not match".
+  await assert.rejects(
+    () => sn.forward(new Float32Array(8), [2 ** 20, 1, 2 ** 20, 2 ** 20]),
+    /has about 1\.15e\+18 elements, beyond 2\^53 - 1/,
+  );
+  assert.throws(
+    () => new SwitchNorm2d(2 ** 60),
+    /numFeatures must be at most 2\^28 \(268435456\), got 1152921504606846976/,
+  );
+  assert.throws(
+    () => new SwitchNorm2d(2, { sync: { size: 2 ** 60, allGather: (v) => Promise.resolve([v]) } }),
+    /sync\.size must be at most 2\^53 - 1 .*got 1152921504606846976/,
+  );
+  // A fraction is still "not a positive integer".
+  await assert.rejects(
+    () => sn.forward(new Float32Array(8), [2.5, 1, 2, 2]),
+    /shape\[0\] must be a positive integer, got 2\.5/,
+  );
+});
+
+Deno.test("a backward after an evaluation forward names that forward, not a missing one", async () => {
+  const x = new Float32Array(B1);
+  const sn = new SwitchNorm2d(2, { backend: "reference" });
+  await sn.forward(x, SHAPE); // training: kept
+  await sn.eval().forward(x, SHAPE); // replaces it, keeping nothing
+  await assert.rejects(
+    () => sn.backward(new Float32Array(8)),
+    /backward: the latest forward ran in evaluation mode without \{ keepForBackward: true \}, which keeps nothing for backward and replaced what any earlier forward kept/,
+  );
+  await sn.train().forward(x, SHAPE, { keepForBackward: false });
+  await assert.rejects(
+    () => sn.backward(new Float32Array(8)),
+    /the latest forward ran with \{ keepForBackward: false \}/,
+  );
+  // A forward that failed on its backend (here: its SyncSN exchange got a malformed answer).
+  let malformed = false;
+  const sync = {
+    size: 1,
+    allGather: (v: Float64Array) => Promise.resolve([malformed ? new Float64Array(1) : v]),
+  };
+  const failed = new SwitchNorm2d(2, { backend: "reference", sync });
+  await failed.forward(x, SHAPE);
+  malformed = true;
+  await assert.rejects(() => failed.forward(x, SHAPE), /wrong length/);
+  await assert.rejects(
+    () => failed.backward(new Float32Array(8)),
+    /the latest forward failed, which ended the differentiability of the forward before it/,
+  );
+  await assert.rejects(
+    () => new SwitchNorm2d(2).backward(new Float32Array(8)),
+    /backward: no forward to differentiate/,
+  );
+});
+
+Deno.test("a -0 setting reads back as 0: radius (set or loaded), eps, momentum", () => {
+  const sn = new SwitchNorm2d(3, { sparse: true, eps: -0, momentum: -0 });
+  assert.ok(Object.is(sn.eps, 0) && Object.is(sn.momentum, 0), `${sn.eps} ${sn.momentum}`);
+  sn.radius = 0.5;
+  sn.radius = -0;
+  assert.ok(Object.is(sn.radius, 0), "radius = -0 reads back as -0");
+  sn.radius = 0.5;
+  sn.loadStateDict({ radius: [-0] }, { strict: false });
+  assert.ok(Object.is(sn.radius, 0), "a loaded radius -0 reads back as -0");
+  assert.ok(Object.is(sn.stateDict().radius?.[0], 0));
 });

@@ -100,6 +100,10 @@ Deno.test("writeSafetensors refuses values that do not fit the dtype, naming the
     [{ w: { data: [70000], dtype: "F16" } }, /beyond the range of F16/],
     [{ w: { data: [2 ** 64], dtype: "I64" } }, /out of range for I64/],
     [{ w: { data: [1, 2, 3], shape: [2, 2] } }, /tensor "w" has 3 values but shape \[2, 2\]/],
+    [
+      { w: { data: [], shape: [2 ** 60, 0] } },
+      /tensor "w": shape must be an array of non-negative integers of at most 2\^53 - 1/,
+    ],
     [{ w: { data: [1], dtype: "F8" as "F32" } }, /tensor "w": unknown dtype "F8"/],
     [{ w: "1,2" as unknown as number[] }, /tensor "w" must be an array/],
     [{ __metadata__: [1] }, /"__metadata__" is not a tensor name/],
@@ -192,9 +196,14 @@ Deno.test("readSafetensors refuses each kind of malformed file with an error nam
       /tensor "a" appears twice in the header/,
     ],
     [
+      "a dimension beyond 2^53 (an integer, but not one a double counts exactly)",
+      file({ a: { dtype: "F32", shape: [2 ** 60], data_offsets: [0, 4] } }, 4),
+      /tensor "a": shape must be an array of non-negative integers of at most 2\^53 - 1/,
+    ],
+    [
       "a negative dimension",
       file({ a: { dtype: "F32", shape: [-1], data_offsets: [0, 4] } }, 4),
-      /tensor "a": shape must be an array of non-negative integers, got \[-1\]/,
+      /tensor "a": shape must be an array of non-negative integers of at most 2\^53 - 1, got \[-1\]/,
     ],
     [
       "offsets that are not two integers",

@@ -210,10 +210,17 @@ Deno.test("SyncSN: aborting the group's signal ends a pending wait, changing not
   );
   assert.deepEqual(sn.stateDict(), before);
   await assert.rejects(sn.forward(x, [2, 2, 2, 2]), /group is unusable since .*aborted/);
-  assert.equal(calls, 1, "no gather on an unusable group");
-  // Evaluation needs no gather, so it still runs.
+  // An evaluation forward checks the replicas' calls with a gather: refused at once too.
   sn.eval();
-  assert.equal((await sn.forward(x, [2, 2, 2, 2])).length, x.length);
+  await assert.rejects(sn.forward(x, [2, 2, 2, 2]), /group is unusable since .*aborted/);
+  assert.equal(calls, 1, "no gather on an unusable group");
+  // With localEvaluation, evaluation exchanges nothing, so it still runs.
+  const local = new SwitchNorm2d(2, {
+    backend: "reference",
+    sync: { ...group, localEvaluation: true },
+  }).eval();
+  assert.equal((await local.forward(x, [2, 2, 2, 2])).length, x.length);
+  assert.equal(calls, 1, "no gather for a local evaluation");
 });
 
 Deno.test("SyncSN: a malformed timeoutMs or signal is refused at construction, naming it", () => {

@@ -185,7 +185,10 @@ Deno.test({
     await sn.backward(new Float32Array(6)); // training keeps what backward needs
     sn.eval();
     await sn.forward(x, [2, 3]);
-    await assert.rejects(() => sn.backward(new Float32Array(6)), /no forward to differentiate/);
+    await assert.rejects(
+      () => sn.backward(new Float32Array(6)),
+      /the latest forward ran in evaluation mode without \{ keepForBackward: true \}/,
+    );
     await sn.forward(x, [2, 3], { keepForBackward: true });
     const dx = await sn.backward(new Float32Array(6).fill(1));
     assert.equal(dx.length, 6);

@@ -113,8 +113,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "layer-batch-average-count",
     file: "_layer.ts",
-    original: "if (training && this.usingBN && !this.usingMovingAverage) this.batch.count++;",
-    replacement: "if (training && this.usingBN && this.usingMovingAverage) this.batch.count++;",
+    original: "const averaging = training && this.usingBN && !this.usingMovingAverage;",
+    replacement: "const averaging = training && this.usingBN && this.usingMovingAverage;",
     models: "batch-average count kept for the wrong option",
   },
   {
@@ -399,9 +399,32 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "sync-no-failure-report",
     file: "_sync.ts",
-    original: "if (sync.started === before) await sync.fail(kind, length);",
-    replacement: "if (sync.started < before) await sync.fail(kind, length);",
+    original: "if (sync.started === before) await sync.fail(exchange.length);",
+    replacement: "if (sync.started < before) await sync.fail(exchange.length);",
     models: "a replica failing before its gather never tells the others (they wait forever)",
+  },
+  {
+    id: "sync-headers-unchecked",
+    file: "_sync.ts",
+    original: "    checkHeaders(all);\n",
+    replacement: "",
+    models:
+      "replicas whose layers differ (eps, numFeatures, ...) or that make different calls merge what does not match",
+  },
+  {
+    id: "sync-evaluation-not-exchanged",
+    file: "_layer.ts",
+    original: "if (!training && this.#forwardExchange(false)) await this.layerSync?.confirm();",
+    replacement: "",
+    models: "a replica in evaluation mode leaves a training replica waiting for its gather",
+  },
+  {
+    id: "batch-average-adds-onto-statistics",
+    file: "_batch_average.ts",
+    original: "if (statistics === undefined) return undefined;",
+    replacement: "return undefined;",
+    models:
+      "a training forward after finalizeBatchAverage() adds its sums onto the statistics (the next average is meaningless)",
   },
   {
     id: "safetensors-overlap-accepted",
