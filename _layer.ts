@@ -226,8 +226,8 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
 
   /**
    * The gather a forward takes part in under SyncSN: a training forward's BN statistics
-   * ((count, mean, M2) of C channels), an evaluation forward's header only (unless the group's
-   * `localEvaluation`), none without BN statistics.
+   * ((count, mean, M2) of C channels), an evaluation forward's header only (where the group's
+   * `localEvaluation` is false), none without BN statistics.
    */
   #forwardExchange(training: boolean): Exchange | undefined {
     if (!this.layerSync || !this.usingBN) return undefined;

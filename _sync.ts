@@ -32,7 +32,7 @@ import {
  *
  * Every replica's layer on a group must be made with the same class, numFeatures and options, and
  * every replica must make the same calls in the same order: training-mode forwards, backwards and
- * (unless `localEvaluation`) evaluation-mode forwards, which exchange a short header only. Each
+ * (with `localEvaluation: false`) evaluation-mode forwards, which exchange a short header only. Each
  * vector carries its replica's call and settings (with Sparse SN's radius and the batch average's
  * count), so that a difference (one replica in evaluation mode, another eps) fails the call at
  * once on every replica, naming it and both values, changing nothing; the group stays usable.
@@ -65,11 +65,11 @@ export interface SyncGroup {
   /** Aborting it rejects a pending wait at once, and every later call on the group. */
   readonly signal?: AbortSignal;
   /**
-   * true: evaluation-mode forwards exchange nothing, so that a replica may evaluate alone (on
-   * rank 0 only, say); a replica left in evaluation mode by mistake then leaves the others waiting
-   * (until `timeoutMs`) instead of failing at once. Default false: every evaluation-mode forward
-   * of a layer with BN exchanges a header (one small allGather), so that replicas in different
-   * modes fail at once, together.
+   * Default true, as PyTorch's SyncBatchNorm: evaluation-mode forwards exchange nothing, so that
+   * a replica may evaluate alone (on rank 0 only, say); a replica left in evaluation mode by
+   * mistake then leaves the others waiting (until `timeoutMs`). false: every evaluation-mode
+   * forward of a layer with BN exchanges a header (one small allGather), so that replicas in
+   * different modes fail at once, together, naming the difference.
    */
   readonly localEvaluation?: boolean;
 }
@@ -125,7 +125,7 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
   const localEvaluation = checkBoolean(
     `${where}: sync.localEvaluation`,
     group.localEvaluation,
-    false,
+    true,
   );
   let started = 0, call: ReplicaCall = "trainingForward";
   let config = (): ReplicaConfig => {

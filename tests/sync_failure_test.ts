@@ -210,17 +210,18 @@ Deno.test("SyncSN: aborting the group's signal ends a pending wait, changing not
   );
   assert.deepEqual(sn.stateDict(), before);
   await assert.rejects(sn.forward(x, [2, 2, 2, 2]), /group is unusable since .*aborted/);
-  // An evaluation forward checks the replicas' calls with a gather: refused at once too.
+  // By default (localEvaluation), evaluation exchanges nothing, so it still runs.
   sn.eval();
-  await assert.rejects(sn.forward(x, [2, 2, 2, 2]), /group is unusable since .*aborted/);
-  assert.equal(calls, 1, "no gather on an unusable group");
-  // With localEvaluation, evaluation exchanges nothing, so it still runs.
-  const local = new SwitchNorm2d(2, {
-    backend: "reference",
-    sync: { ...group, localEvaluation: true },
-  }).eval();
-  assert.equal((await local.forward(x, [2, 2, 2, 2])).length, x.length);
+  assert.equal((await sn.forward(x, [2, 2, 2, 2])).length, x.length);
   assert.equal(calls, 1, "no gather for a local evaluation");
+  // With localEvaluation: false an evaluation forward checks the replicas' calls with a gather:
+  // refused at once too.
+  const checked = new SwitchNorm2d(2, {
+    backend: "reference",
+    sync: { ...group, localEvaluation: false },
+  }).eval();
+  await assert.rejects(checked.forward(x, [2, 2, 2, 2]), /group is unusable since .*aborted/);
+  assert.equal(calls, 1, "no gather on an unusable group");
 });
 
 Deno.test("SyncSN: a malformed timeoutMs or signal is refused at construction, naming it", () => {

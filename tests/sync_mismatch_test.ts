@@ -146,9 +146,9 @@ await testEachBackend(
 );
 
 await testEachBackend(
-  "SyncSN: a replica in evaluation mode while another trains fails both forwards at once, changing nothing",
+  "SyncSN: with localEvaluation: false, a replica in evaluation mode while another trains fails both forwards at once, changing nothing",
   async (backend) => {
-    const sync = groups(2);
+    const sync = groups(2, { localEvaluation: false });
     const layers = sync.map((g) => new SwitchNorm2d(3, { backend, sync: g }));
     layers[1].eval();
     const before = layers.map(snapshot);
@@ -218,11 +218,10 @@ await testEachBackend(
   },
 );
 
-Deno.test("SyncSN: with localEvaluation, an evaluation forward exchanges nothing, so one replica may evaluate alone", async () => {
+Deno.test("SyncSN: by default (localEvaluation), an evaluation forward exchanges nothing, so one replica may evaluate alone, as with PyTorch's SyncBatchNorm", async () => {
   let gathers = 0;
   const group: SyncGroup = {
     size: 2,
-    localEvaluation: true,
     allGather: () => (gathers++, new Promise(() => {})), // the other replica is busy elsewhere
   };
   const layer = new SwitchNorm2d(3, { backend: "reference", sync: group }).eval();
