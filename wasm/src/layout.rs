@@ -45,7 +45,7 @@
 //! Scratch (`scratch`, 16-byte aligned, `scratch_bytes(layout, N, C)` bytes), transient:
 //! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep; 1d, three f32 arrays of C
 //! (per-column block mean, sum of deviations, sum of squared deviations), 16-byte aligned, once
-//! per block of 256 rows when C <= 256 (`oned::Tiles`), else once.
+//! per block of rows when C <= 4096 (`oned::Tiles`), else once.
 
 /// `layout` argument value of the nd kernels ([N, C, M]).
 pub const LAYOUT_ND: u32 = 0;
@@ -77,7 +77,7 @@ pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
 }
 
 /// Bytes of transient scratch a forward needs: nd, the per-row normalize constants
-/// (4 f32 per (n,c)); 1d, three f32 per-column block sums, per block of rows for C <= 256
+/// (4 f32 per (n,c)); 1d, three f32 per-column block sums, per block of rows for C <= 4096
 /// (`oned::Tiles`: the split pass keeps every block's until they are merged).
 pub fn scratch_bytes(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {

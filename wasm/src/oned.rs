@@ -102,16 +102,21 @@ unsafe fn row_stats(
     }
 }
 
+/// Above this many columns the split statistics pass reads x twice (`Tiles`) rather than keep
+/// per-block sums: those take 12 bytes per column per block of 65536 / C rows, 3C / 65536 of x's
+/// bytes (19% at 4096).
+const MAX_BLOCKS_C: usize = 4096;
+
 /// The statistics pass split into tiles for threads, each tile computed by one thread from a
 /// fixed part of x (the tiles depend on N, C and the mode only), with the same bits as
 /// `statistics`:
-/// - C <= 256 (blocks of 256 rows): tile t is block t, its row statistics and (batch BN) its
-///   per-column block sums (`block_sums`), left in slot t of the scratch; `tiles_finish` merges
-///   the slots in block order, as `statistics` does.
-/// - C > 256 (blocks of fewer rows, many columns): tiles [0, row_tiles) are blocks of rows (LN),
-///   then (batch BN) tiles of `col_tile` columns, each sweeping every block over its columns and
-///   merging them in order into that column's statistics (a column's sums depend on it alone).
-///   x is read twice then, which the split repays.
+/// - C <= 4096: tile t is block t, its row statistics and (batch BN) its per-column block sums
+///   (`block_sums`), left in slot t of the scratch; `tiles_finish` merges the slots in block
+///   order, as `statistics` does.
+/// - C > 4096 (blocks of 16 rows or fewer): tiles [0, row_tiles) are blocks of rows (LN), then
+///   (batch BN) tiles of `col_tile` columns (at least 256: 1 KiB of each row), each sweeping every
+///   block over its columns and merging them in order into its columns' statistics (a column's
+///   sums depend on it alone). x is read twice then.
 pub struct Tiles {
     pub blocks: bool,
     pub block: usize,
@@ -125,11 +130,12 @@ impl Tiles {
         let batch_bn = mode & MODE_TRAINING != 0 && mode & MODE_USING_BN != 0;
         let block = block_rows(c);
         let row_tiles = (n + block - 1) / block;
-        if block == MAX_BLOCK_ROWS {
+        if c <= MAX_BLOCKS_C {
             return Tiles { blocks: true, block, row_tiles, col_tile: 0, count: row_tiles };
         }
-        // ~64Ki floats per column tile, at least 16 columns (a cache line per row).
-        let col_tile = ((BLOCK_FLOATS / n.max(1) + 3) / 4 * 4).max(16);
+        // ~64Ki floats per column tile, at least 256 columns: narrower tiles of many rows would
+        // take a page (and a TLB miss) per row for a few cache lines.
+        let col_tile = ((BLOCK_FLOATS / n.max(1) + 3) / 4 * 4).max(256);
         let col_tiles = if batch_bn { (c + col_tile - 1) / col_tile } else { 0 };
         Tiles { blocks: false, block, row_tiles, col_tile, count: row_tiles + col_tiles }
     }
