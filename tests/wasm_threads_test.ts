@@ -497,6 +497,36 @@ Deno.test("a worker that traps fails the call with a clear error, and the next c
   }
 });
 
+Deno.test("a worker that traps in a SwitchNorm1d pass fails the call naming the kernel, and the next call works", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  try {
+    setNumThreads(2);
+    await backend.threadsReady();
+    // 600 rows of 4: three blocks of rows, so the statistics pass has three tiles to split.
+    const x = Float32Array.from({ length: 600 * 4 }, (_, i) => Math.cos(i));
+    const fresh = new SwitchNorm1d(4, { backend: "wasm" });
+    splitEverything();
+    await fresh.forward(x, [600, 4]);
+    const want = await fresh.forward(x, [600, 4]);
+    fresh.dispose();
+    const sn = new SwitchNorm1d(4, { backend: "wasm" });
+    await sn.forward(x, [600, 4]);
+    const runningMean = sn.running_mean.slice();
+    splitEverything({ trapNextJob: true });
+    await assert.rejects(
+      () => sn.forward(x, [600, 4]),
+      /wasm backend: worker thread 1 trapped in sn_stats_tile_1d: .*out of bounds/,
+    );
+    assertSameBits("running_mean after the failed call", sn.running_mean, runningMean);
+    assertSameBits("the call after the trap", await sn.forward(x, [600, 4]), want);
+    sn.dispose();
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
 Deno.test("after a worker was late, calls run on one thread for a while, with the same bits", async () => {
   const backend = await loadWasmBackend();
   const before = getNumThreads();
