@@ -69,7 +69,7 @@ export async function runBackward(
     if (problem.layout === "nd") {
       rows.backwardReduceNd(xAt, dyAt, n, c, m, mode, regions.layer, regions.stats, work);
     } else {
-      k.sn_backward_reduce_1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
+      rows.backwardReduce1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
     }
     const sumsAt = (work >>> 3) + (k.sn_sums_at(layout, n, c) >>> 0);
     const sumsLen = k.sn_sums_len(layout, mode, c) >>> 0;
@@ -108,7 +108,7 @@ export async function runBackward(
         count,
       );
     } else {
-      k.sn_backward_dx_1d(xAt, dyAt, dxAt, n, c, mode, regions.layer, regions.stats, work, count);
+      rows.backwardDx1d(xAt, dyAt, dxAt, n, c, mode, regions.layer, regions.stats, work, count);
     }
     const dx = dxTensor ?? mem.heap.f32.slice(dxAt >>> 2, (dxAt >>> 2) + length);
     return { dx, dWeight, dBias, meanDots, varDots };

@@ -26,7 +26,7 @@ import type { RowRunner } from "./_wasm_pool.ts";
 /** The forward of one backend instance (it keeps the view of its output). */
 export class WasmForward {
   readonly #mem: WasmRegions;
-  /** Runs the nd row passes, split across threads where there are any. */
+  /** Runs the passes, split across threads where there are any. */
   readonly #rows: RowRunner;
   readonly #outView = new ViewSlot(Float32Array);
 
@@ -111,18 +111,16 @@ export class WasmForward {
 
   #statsPass(problem: NormProblem, x: number, mode: number, r: Regions): void {
     const { n, c, m } = problem;
-    const k = this.#mem.k;
     if (problem.layout === "nd") this.#rows.statsNd(x, n, c, m, mode, r.layer, r.stats);
-    else k.sn_stats_1d(x, n, c, mode, r.layer, r.stats, r.scratch);
+    else this.#rows.stats1d(x, n, c, mode, r.layer, r.stats, r.scratch);
   }
 
   #normalizePass(problem: NormProblem, x: number, y: number, mode: number, r: Regions): void {
     const { n, c, m } = problem;
-    const k = this.#mem.k;
     if (problem.layout === "nd") {
       this.#rows.normalizeNd(x, y, n, c, m, mode, r.layer, r.stats, r.scratch);
     } else {
-      k.sn_normalize_1d(x, y, n, c, mode, r.layer, r.stats);
+      this.#rows.normalize1d(x, y, n, c, mode, r.layer, r.stats);
     }
   }
 }

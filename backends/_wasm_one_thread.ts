@@ -72,6 +72,42 @@ export class OneThread {
     this.#k.sn_backward_dx_nd(x, dy, dx, n, c, m, mode, layer, st, work, count);
   }
 
+  stats1d(x: number, n: number, c: number, mode: number, layer: number, st: number, sc: number) {
+    this.#k.sn_stats_1d(x, n, c, mode, layer, st, sc);
+  }
+
+  normalize1d(x: number, y: number, n: number, c: number, mode: number, layer: number, st: number) {
+    this.#k.sn_normalize_1d(x, y, n, c, mode, layer, st);
+  }
+
+  backwardReduce1d(
+    x: number,
+    dy: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+  ) {
+    this.#k.sn_backward_reduce_1d(x, dy, n, c, mode, layer, st, work);
+  }
+
+  backwardDx1d(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+    count: number,
+  ) {
+    this.#k.sn_backward_dx_1d(x, dy, dx, n, c, mode, layer, st, work, count);
+  }
+
   ready(): Promise<void> {
     return Promise.resolve();
   }

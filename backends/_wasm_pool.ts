@@ -61,8 +61,14 @@ const ROW_KERNELS: readonly RowArgs[] = [
   { name: "sn_normalize_rows_nd", ptrs: [0, 1], consts: 4, rows: 2 },
   { name: "sn_backward_rows_nd", ptrs: [0, 1], row0: 2, rows: 3 },
   { name: "sn_backward_dx_rows_nd", ptrs: [0, 1, 2], row0: 3, rows: 4 },
+  // SwitchNorm1d: every pointer is the whole tensor's; "rows" are tiles for two of them.
+  { name: "sn_stats_tile_1d", ptrs: [], row0: 1, rows: 2 },
+  { name: "sn_normalize_rows_1d", ptrs: [], row0: 2, rows: 3 },
+  { name: "sn_backward_tile_1d", ptrs: [], row0: 2, rows: 3 },
+  { name: "sn_backward_dx_rows_1d", ptrs: [], row0: 3, rows: 4 },
 ];
 const STATS_ROWS = 0, NORMALIZE_ROWS = 1, BACKWARD_ROWS = 2, DX_ROWS = 3;
+const STATS_TILES_1D = 4, NORMALIZE_ROWS_1D = 5, BACKWARD_TILES_1D = 6, DX_ROWS_1D = 7;
 
 /** Whether this thread may block in Atomics.wait (not a browser's main thread). */
 function canBlock(): boolean {
@@ -268,9 +274,17 @@ export class ThreadPool {
    * state to 0) and waits for the others to be done. Throws, after every thread finished, if one
    * of them trapped.
    */
-  #run(fn: number, rows: number, m: number, threads: number, args: readonly number[]): void {
+  #run(
+    fn: number,
+    rows: number,
+    m: number,
+    threads: number,
+    args: readonly number[],
+    tiles = false,
+  ): void {
     const chunkElements = hooks.chunkElements ?? CHUNK_ELEMENTS;
-    const chunk = Math.max(4, Math.ceil(chunkElements / m / 4) * 4);
+    // Tiles (whose size the kernel fixes) go one per chunk.
+    const chunk = tiles ? 1 : Math.max(4, Math.ceil(chunkElements / m / 4) * 4);
     const chunks = Math.ceil(rows / chunk), ranges = Math.min(threads, chunks);
     const job = this.#job;
     job[JOB_FN] = fn;
@@ -341,7 +355,7 @@ export class ThreadPool {
     }
     if (workersFirst) own();
     else this.#judge(t1 - t0, performance.now() - t1);
-    hooks.onSplit?.(ranges, workerChunks);
+    hooks.onSplit?.(ranges, workerChunks, ROW_KERNELS[fn].name);
     if (error !== undefined) throw error;
   }
 
@@ -411,6 +425,66 @@ export class ThreadPool {
     }
     const wide = this.#k.sn_backward_constants_nd(n, c, m, mode, layer, st, work, count);
     this.#run(DX_ROWS, n * c, m, threads, [x, dy, dx, 0, n * c, m, work, n, c, layer, st, wide]);
+  }
+
+  /**
+   * sn_stats_1d, split into its tiles (fixed by n, c and the mode), then the merge of their
+   * partials once, in tile order.
+   */
+  stats1d(x: number, n: number, c: number, mode: number, layer: number, st: number, sc: number) {
+    const k = this.#k, threads = this.threadsFor(n * c);
+    const tiles = threads === 1 ? 1 : k.sn_stats_tiles_1d(n, c, mode);
+    if (tiles <= 1) return k.sn_stats_1d(x, n, c, mode, layer, st, sc);
+    this.#run(STATS_TILES_1D, tiles, 0, threads, [x, 0, tiles, n, c, mode, st, sc], true);
+    k.sn_stats_finish_1d(x, n, c, mode, layer, st, sc);
+  }
+
+  /** sn_normalize_1d, split by rows. */
+  normalize1d(x: number, y: number, n: number, c: number, mode: number, layer: number, st: number) {
+    const threads = this.threadsFor(n * c);
+    if (threads === 1) return this.#k.sn_normalize_1d(x, y, n, c, mode, layer, st);
+    this.#run(NORMALIZE_ROWS_1D, n, c, threads, [x, y, 0, n, n, c, mode, layer, st]);
+  }
+
+  /** sn_backward_reduce_1d, split into its tiles (fixed by n, c), then the combine once. */
+  backwardReduce1d(
+    x: number,
+    dy: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+  ) {
+    const k = this.#k, threads = this.threadsFor(n * c);
+    const tiles = threads === 1 ? 1 : k.sn_backward_tiles_1d(n, c);
+    if (tiles <= 1) return k.sn_backward_reduce_1d(x, dy, n, c, mode, layer, st, work);
+    const args = [x, dy, 0, tiles, n, c, mode, layer, st, work];
+    this.#run(BACKWARD_TILES_1D, tiles, 0, threads, args, true);
+    k.sn_backward_combine_1d(n, c, mode, st, work);
+  }
+
+  /** sn_backward_dx_1d, split by rows after the per-column constants. */
+  backwardDx1d(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    st: number,
+    work: number,
+    count: number,
+  ) {
+    const threads = this.threadsFor(n * c);
+    if (threads === 1) {
+      return this.#k.sn_backward_dx_1d(x, dy, dx, n, c, mode, layer, st, work, count);
+    }
+    this.#k.sn_backward_dx_constants_1d(n, c, mode, layer, work, count);
+    const args = [x, dy, dx, 0, n, n, c, mode, layer, st, work];
+    this.#run(DX_ROWS_1D, n, c, threads, args);
   }
 
   /** Ends the workers (the backend's dispose). */

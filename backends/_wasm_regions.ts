@@ -170,7 +170,14 @@ export class WasmRegions {
    */
   checkSize(problem: NormProblem): void {
     const { n, c, m, layout } = problem;
-    const need = 4 * n * c * m + (layout === "nd" ? 72 * n * c : 32 * (n + c) + 28 * c + 64);
+    // 1d: the layer block, statistics, scratch (per-block sums when threads split the pass) and
+    // the backward's work area (with its tiles' partial sums); asked of the kernels, whose sizes
+    // fit 32 bits whenever x does.
+    const k = this.k;
+    const oned = () =>
+      64 + 16 * c + 16 * (n + c) + (k.sn_scratch_bytes(1, n, c) >>> 0) +
+      8 * (k.sn_work_len(1, n, c) >>> 0);
+    const need = 4 * n * c * m + (layout === "nd" ? 72 * n * c : oned());
     if (need >= 2 ** 32) {
       throw new RangeError(
         `wasm backend: out of memory: this call needs ${need} bytes, more than the 4 GiB of ` +

@@ -17,8 +17,10 @@
  * Results do not depend on the thread count, bit for bit: the row kernels compute each row from
  * that row alone, a row is always done by one thread in the same order, and every cross-row
  * reduction (the LN/BN derivation, the backward's combine) runs once, on the calling thread,
- * after all rows are done. Only SwitchNorm2d/3d ("nd") calls are split; SwitchNorm1d ("1d")
- * reduces over the batch per channel and runs on one thread.
+ * after all rows are done. SwitchNorm1d ("1d") calls reduce over the batch per channel too: their
+ * statistics pass and backward reduction run in tiles fixed by N and C alone (blocks of rows, or
+ * ranges of columns), each by one thread, and the tiles' partial sums are added up once, on the
+ * calling thread, in tile order; their normalize and dx sweeps split by rows.
  *
  * Lifecycle: the pool starts in the background when the backend loads (the first call does not
  * wait for it; calls run on one thread until workers are ready). Workers are node:worker_threads
@@ -84,6 +86,81 @@ export interface WasmKernels extends BaseKernels {
     layer: number,
     stats: number,
     wide: number,
+  ): void;
+  /** Tiles of the split `sn_stats_1d` (fixed by n, c, mode). */
+  sn_stats_tiles_1d(n: number, c: number, mode: number): number;
+  /** Tiles tile0.. of the split `sn_stats_1d` (x: the whole tensor). */
+  sn_stats_tile_1d(
+    x: number,
+    tile0: number,
+    tiles: number,
+    n: number,
+    c: number,
+    mode: number,
+    stats: number,
+    scratch: number,
+  ): void;
+  /** The rest of `sn_stats_1d` once every tile ran. */
+  sn_stats_finish_1d(
+    x: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    scratch: number,
+  ): void;
+  /** `sn_normalize_1d` over rows row0.. (x, y: the whole tensor's). */
+  sn_normalize_rows_1d(
+    x: number,
+    y: number,
+    row0: number,
+    rows: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+  ): void;
+  /** Tiles of the split `sn_backward_reduce_1d` (fixed by n, c). */
+  sn_backward_tiles_1d(n: number, c: number): number;
+  /** Tiles tile0.. of the split `sn_backward_reduce_1d` (x, dy: the whole tensor's). */
+  sn_backward_tile_1d(
+    x: number,
+    dy: number,
+    tile0: number,
+    tiles: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
+  ): void;
+  /** The rest of `sn_backward_reduce_1d` once every tile ran. */
+  sn_backward_combine_1d(n: number, c: number, mode: number, stats: number, work: number): void;
+  /** `sn_backward_dx_1d`'s per-column constants, into the work area. */
+  sn_backward_dx_constants_1d(
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    work: number,
+    count: number,
+  ): void;
+  /** `sn_backward_dx_1d`'s sweep over rows row0.. (x, dy, dx: the whole tensor's). */
+  sn_backward_dx_rows_1d(
+    x: number,
+    dy: number,
+    dx: number,
+    row0: number,
+    rows: number,
+    n: number,
+    c: number,
+    mode: number,
+    layer: number,
+    stats: number,
+    work: number,
   ): void;
 }
 
@@ -157,8 +234,8 @@ export interface ThreadTestHooks {
   backoffStartMs?: number;
   /** Called when a worker is about to be created. */
   onSpawn?: () => void;
-  /** Called after each split call with its thread count and the chunks workers ran. */
-  onSplit?: (threads: number, workerChunks: number) => void;
+  /** Called after each split pass with its thread count, the chunks workers ran, its kernel. */
+  onSplit?: (threads: number, workerChunks: number, kernel: string) => void;
   /** Make loadWasmBackend wait until the workers started (so that every call is split). */
   waitForWorkers?: boolean;
 }

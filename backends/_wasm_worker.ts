@@ -175,7 +175,7 @@ function start(data, post) {
         // A test's fault: the kernel on an address past the end of memory, a real trap.
         c[TRAP] = 0;
         for (let i = 0; i < JOB_ARGS; i++) a[i] = args[i];
-        a[data.kernels[f].ptrs[0]] = 0xfffffff0;
+        a[data.kernels[f].ptrs[0] ?? 0] = 0xfffffff0;
         call(a);
       }
       runChunks(job, args, c[RANGE], data.kernels[f], call, a);

@@ -20,9 +20,9 @@
  *   roofline) and Float32Array (copies x and dy in and dx out).
  *
  * All of the above runs on one thread (setNumThreads(1)); the "threads" groups at the end compare
- * 1 and 2 threads.
+ * 1 and 2 threads (SwitchNorm1d too: "1d ... threads").
  */
-import { setNumThreads, SwitchNorm2d } from "../mod.ts";
+import { setNumThreads, SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { chooseBackend } from "../backends/select.ts";
 import { loadWasmBackend, WasmBackend, type WasmTensor } from "../backends/wasm.ts";
 import { setThreadTestHooks } from "../backends/_wasm_threads.ts";
@@ -213,6 +213,45 @@ for (const shape of THREAD_SHAPES) {
         await plain.forward(x, shape, { out });
         b.start();
         await plain.backward(dy);
+        b.end();
+      },
+    });
+  }
+}
+
+// SwitchNorm1d on 1 and 2 threads, resident: N large and C small (statistics in blocks of rows,
+// backward tiles of rows), C = 1024 (blocks, with more per-block sums to merge), C large and N
+// small (column tiles).
+for (const shape of [[16384, 64], [4096, 1024], [64, 16384]] as const) {
+  const group = `1d [${shape.join(",")}] threads`;
+  const [n, c] = shape;
+  let s = 99;
+  const x = Float32Array.from({ length: n * c }, (_, i) => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return (i % c % 7) - 3 + s / 2147483648;
+  });
+  const sn = new SwitchNorm1d(c, { backend: "wasm" });
+  const xt = await sn.upload(x, shape) as WasmTensor;
+  const yt = await sn.upload(new Float32Array(x.length), shape) as WasmTensor;
+  const dyt = await sn.upload(x.map((v) => 0.1 * v), shape) as WasmTensor;
+  for (const threads of [1, 2]) {
+    Deno.bench({
+      name: `1d, ${threads} thread${threads > 1 ? "s" : ""}: forward, resident`,
+      group,
+      baseline: threads === 1,
+      async fn() {
+        setNumThreads(threads);
+        await sn.forward(xt, { out: yt });
+      },
+    });
+    Deno.bench({
+      name: `1d, ${threads} thread${threads > 1 ? "s" : ""}: backward, resident`,
+      group,
+      async fn(b) {
+        setNumThreads(threads);
+        await sn.forward(xt, { out: yt });
+        b.start();
+        (await sn.backward(dyt)).dispose();
         b.end();
       },
     });

@@ -76,11 +76,24 @@ Deno.test({
 });
 
 Deno.test({
-  name: "WASM backward matches the reference on random 1d problems, odd widths included",
+  name:
+    "WASM backward matches the reference on random 1d problems, odd widths and several tiles included",
   ignore,
   async fn() {
     let seed = 1200;
-    for (const [n, c] of [[2, 2], [7, 3], [16, 37], [300, 5], [33, 1000], [3, 2001]]) {
+    // [300, 300]: the reduction's sums over two tiles of rows; [20, 7001]: over three tiles of
+    // columns, the odd column in the last (wasm/src/oned_grad.rs, Tiles).
+    const shapes: [number, number][] = [
+      [2, 2],
+      [7, 3],
+      [16, 37],
+      [300, 5],
+      [33, 1000],
+      [3, 2001],
+      [300, 300],
+      [20, 7001],
+    ];
+    for (const [n, c] of shapes) {
       for (const training of [true, false]) {
         const what = `1d [${n},${c}] training=${training}`;
         const k = randomCase(seed++, "1d", [n, c, 1], training, true);

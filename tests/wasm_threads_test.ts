@@ -8,8 +8,8 @@
  * shapes exercise every range boundary.
  */
 import assert from "node:assert/strict";
-import { getNumThreads, setNumThreads, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
-import type { Gradients, ResidentTensor } from "../mod.ts";
+import { getNumThreads, setNumThreads, SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import type { Gradients, ResidentTensor, SyncGroup } from "../mod.ts";
 import { chooseBackend } from "../backends/select.ts";
 import { loadWasmBackend, type WasmBackend } from "../backends/wasm.ts";
 import { setThreadTestHooks, type ThreadTestHooks } from "../backends/_wasm_threads.ts";
@@ -62,7 +62,7 @@ async function wasmBackend(): Promise<WasmBackend> {
 
 interface Case {
   shape: number[];
-  options: { usingBN?: boolean; usingMovingAverage?: boolean; eps?: number };
+  options: { usingBN?: boolean; usingMovingAverage?: boolean; eps?: number; sync?: SyncGroup };
   /** x is multiplied by it: tiny rows with eps 0 are "wide" (scaled sweeps, their own flags). */
   scale?: number;
 }
@@ -72,9 +72,13 @@ async function workload(kase: Case, seed: number): Promise<Map<string, Float32Ar
   const r = random(seed);
   const [n, c] = kase.shape;
   const length = kase.shape.reduce((a, b) => a * b, 1);
-  const Layer = kase.shape.length === 5 ? SwitchNorm3d : SwitchNorm2d;
+  const Layer = kase.shape.length === 5
+    ? SwitchNorm3d
+    : kase.shape.length === 2
+    ? SwitchNorm1d
+    : SwitchNorm2d;
   const sn = new Layer(c, { ...kase.options, backend: "wasm" });
-  const k = kase.options.usingBN === false ? 2 : 3;
+  const k = (kase.shape.length === 2 ? 1 : 2) + (kase.options.usingBN === false ? 0 : 1);
   sn.loadStateDict({
     weight: Float32Array.from({ length: c }, () => 1 + 0.3 * r()),
     bias: Float32Array.from({ length: c }, r),
@@ -193,6 +197,144 @@ Deno.test("SyncSN on 2 threads gives the same bits as on 1", async () => {
     const got = await run();
     got.forEach((g, i) => assertSameBits(`SyncSN output ${i}`, g, want[i]));
     assert.ok((splits.get(2) ?? 0) > 0, "no call was split");
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+/**
+ * SwitchNorm1d shapes above the one-thread threshold (2^18 elements, default hooks), so that the
+ * tiles and chunks are those of real calls: N large and C small (statistics in blocks of 256
+ * rows, backward tiles of rows), C large and N small (statistics in row and column tiles,
+ * backward tiles of columns), odd C (the column tail inside the last column tile), N >= C > 256
+ * (backward tiles of rows, statistics in row and column tiles), batch
+ * average, and SyncSN (its partials path).
+ */
+const CASES_1D: Case[] = [
+  { shape: [16384, 16], options: {} },
+  { shape: [2051, 129], options: { usingMovingAverage: false } },
+  { shape: [8, 32768], options: {} },
+  { shape: [37, 8195], options: {} },
+  { shape: [601, 600], options: { eps: 1e-3 } },
+  {
+    shape: [4099, 65],
+    options: { sync: { size: 1, allGather: (v) => Promise.resolve([v]) } },
+  },
+  {
+    shape: [33, 8192],
+    options: { sync: { size: 1, allGather: (v) => Promise.resolve([v]) } },
+  },
+];
+
+/** The 1d kernels that a split call runs, each of which must split. */
+const KERNELS_1D = [
+  "sn_stats_tile_1d",
+  "sn_normalize_rows_1d",
+  "sn_backward_tile_1d",
+  "sn_backward_dx_rows_1d",
+];
+
+Deno.test("SwitchNorm1d gives the same bits on 1, 2, 3 and 4 threads, and its four passes really split", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  /** Per kernel: the most ranges a pass split into, and the chunks workers ran. */
+  let seen = new Map<string, { ranges: number; workers: number }>();
+  const watch = (workersFirst: boolean) => {
+    seen = new Map();
+    setThreadTestHooks({
+      noBackoff: true,
+      workersFirst,
+      onSplit: (ranges, ran, kernel) => {
+        const s = seen.get(kernel) ?? { ranges: 0, workers: 0 };
+        seen.set(kernel, { ranges: Math.max(s.ranges, ranges), workers: s.workers + ran });
+      },
+    });
+  };
+  try {
+    watch(false);
+    setNumThreads(1);
+    const want = new Map<number, Map<string, Float32Array>>();
+    for (const [i, kase] of CASES_1D.entries()) want.set(i, await workload(kase, 40 + i));
+    assert.equal(seen.size, 0, "one thread must not split");
+    for (const threads of [2, 3, 4]) {
+      setNumThreads(threads);
+      await backend.threadsReady();
+      for (const workersFirst of [false, true]) {
+        watch(workersFirst);
+        for (const [i, kase] of CASES_1D.entries()) {
+          const got = await workload(kase, 40 + i);
+          for (const [what, w] of want.get(i)!) {
+            const how = `${threads} threads${workersFirst ? ", workers first" : ""}`;
+            assertSameBits(`[${kase.shape}] ${how}: ${what}`, got.get(what)!, w);
+          }
+        }
+        for (const kernel of KERNELS_1D) {
+          const s = seen.get(kernel);
+          assert.ok(s !== undefined, `${kernel} never split at ${threads} threads`);
+          // Every shape has at least 4 tiles, and 4 chunks of rows but the shortest.
+          assert.equal(s.ranges, threads, `${kernel}: at most ${s.ranges} of ${threads} threads`);
+          // Workers first: the calling thread waits, so the workers ran every chunk.
+          if (workersFirst) assert.ok(s.workers > 0, `${kernel}: the workers ran no chunk`);
+        }
+      }
+    }
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+/** Two replicas of one process: each allGather resolves once both ranks have posted. */
+function pairOfReplicas(): [SyncGroup, SyncGroup] {
+  let posted: (Float64Array | undefined)[] = [undefined, undefined];
+  let waiting: ((all: Float64Array[]) => void)[] = [];
+  const group = (rank: number): SyncGroup => ({
+    size: 2,
+    allGather: (v) =>
+      new Promise((resolve) => {
+        posted[rank] = v.slice();
+        waiting.push(resolve);
+        if (posted.every((p) => p !== undefined)) {
+          const all = posted as Float64Array[], ready = waiting;
+          posted = [undefined, undefined];
+          waiting = [];
+          for (const r of ready) r(all);
+        }
+      }),
+  });
+  return [group(0), group(1)];
+}
+
+Deno.test("SyncSN SwitchNorm1d across two replicas gives the same bits on 1 and 3 threads, split", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  const split = new Set<string>();
+  try {
+    const run = async () => {
+      const [n, c] = [3000, 100], r = random(9);
+      const x = Float32Array.from({ length: 2 * n * c }, () => 4 * r() + 2);
+      const dy = Float32Array.from({ length: 2 * n * c }, r);
+      const groups = pairOfReplicas();
+      const layers = groups.map((sync) => new SwitchNorm1d(c, { backend: "wasm", sync }));
+      // Both replicas at once on the one backend: each call awaits the other in its middle.
+      const half = (a: Float32Array, k: number) => a.slice(k * n * c, (k + 1) * n * c);
+      const ys = await Promise.all(layers.map((l, k) => l.forward(half(x, k), [n, c])));
+      const dxs = await Promise.all(layers.map((l, k) => l.backward(half(dy, k))));
+      const out = [...ys, ...dxs, ...layers.flatMap((l) => [l.grads.weight, l.grads.var_weight])];
+      out.push(layers[0].running_var.slice());
+      for (const l of layers) l.dispose();
+      return out.map((a) => a.slice());
+    };
+    setThreadTestHooks({ noBackoff: true });
+    setNumThreads(1);
+    const want = await run();
+    setNumThreads(3);
+    await backend.threadsReady();
+    setThreadTestHooks({ noBackoff: true, onSplit: (_t, _ran, kernel) => split.add(kernel) });
+    const got = await run();
+    got.forEach((g, i) => assertSameBits(`SyncSN 1d output ${i}`, g, want[i]));
+    for (const kernel of KERNELS_1D) assert.ok(split.has(kernel), `${kernel} did not split`);
   } finally {
     setNumThreads(before);
     setThreadTestHooks(undefined);
@@ -349,6 +491,36 @@ Deno.test("a worker that traps fails the call with a clear error, and the next c
     assertSameBits("the call after the trap", again, await fresh.forward(x, [4, 3, 4, 5]));
     fresh.dispose();
     assert.equal(want.length, again.length);
+  } finally {
+    setNumThreads(before);
+    setThreadTestHooks(undefined);
+  }
+});
+
+Deno.test("a worker that traps in a SwitchNorm1d pass fails the call naming the kernel, and the next call works", async () => {
+  const backend = await wasmBackend();
+  const before = getNumThreads();
+  try {
+    setNumThreads(2);
+    await backend.threadsReady();
+    // 600 rows of 4: three blocks of rows, so the statistics pass has three tiles to split.
+    const x = Float32Array.from({ length: 600 * 4 }, (_, i) => Math.cos(i));
+    const fresh = new SwitchNorm1d(4, { backend: "wasm" });
+    splitEverything();
+    await fresh.forward(x, [600, 4]);
+    const want = await fresh.forward(x, [600, 4]);
+    fresh.dispose();
+    const sn = new SwitchNorm1d(4, { backend: "wasm" });
+    await sn.forward(x, [600, 4]);
+    const runningMean = sn.running_mean.slice();
+    splitEverything({ trapNextJob: true });
+    await assert.rejects(
+      () => sn.forward(x, [600, 4]),
+      /wasm backend: worker thread 1 trapped in sn_stats_tile_1d: .*out of bounds/,
+    );
+    assertSameBits("running_mean after the failed call", sn.running_mean, runningMean);
+    assertSameBits("the call after the trap", await sn.forward(x, [600, 4]), want);
+    sn.dispose();
   } finally {
     setNumThreads(before);
     setThreadTestHooks(undefined);

@@ -35,7 +35,8 @@
 //!   nd: [0, 2R) (gm, gv) per row = (dL/dmu, dL/dvar), pairs (the dx call overwrites each pair
 //!       with that row's f32 constants)   [2R, 3R) s = 1/sqrt(var + eps)
 //!       [3R, 3R+N) gmL   [3R+N, 3R+2N) gvL   then the sums
-//!   1d: [0, N) gmL   [N, 2N) gvL   then the sums
+//!   1d: [0, N) gmL   [N, 2N) gvL   then the sums (room for either mode), then the reduction's
+//!       tile partials (`oned_grad::Tiles`: 4C per tile of rows, or 2N per tile of columns)
 //!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
 //! ```
 //! The sums are those a SyncSN backward adds up across replicas between the two calls, packed as
@@ -43,7 +44,8 @@
 //!
 //! Scratch (`scratch`, 16-byte aligned, `scratch_bytes(layout, N, C)` bytes), transient:
 //! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep; 1d, three f32 arrays of C
-//! (per-column block mean, sum of deviations, sum of squared deviations).
+//! (per-column block mean, sum of deviations, sum of squared deviations), 16-byte aligned, once
+//! per block of rows when C <= 4096 (`oned::Tiles`), else once.
 
 /// `layout` argument value of the nd kernels ([N, C, M]).
 pub const LAYOUT_ND: u32 = 0;
@@ -75,12 +77,16 @@ pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
 }
 
 /// Bytes of transient scratch a forward needs: nd, the per-row normalize constants
-/// (4 f32 per (n,c)); 1d, three f32 per-column block sums.
+/// (4 f32 per (n,c)); 1d, three f32 per-column block sums, per block of rows for C <= 4096
+/// (`oned::Tiles`: the split pass keeps every block's until they are merged).
 pub fn scratch_bytes(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {
         16 * n * c
     } else {
-        (12 * c + 15) & !15
+        // One slot for the single-threaded pass; one per block when threads split by blocks.
+        let blocks = crate::oned::Tiles::new(n, c, 0);
+        let slots = if blocks.blocks { blocks.row_tiles.max(1) } else { 1 };
+        4 * crate::oned::slot_floats(c) * slots
     }
 }
 
@@ -106,7 +112,9 @@ pub fn sums_len(layout: u32, using_bn: bool, c: usize) -> usize {
 
 /// Number of f64 values of the backward work area (room for the sums of either mode).
 pub fn work_len(layout: u32, n: usize, c: usize) -> usize {
-    sums_at(layout, n, c) + sums_len(layout, true, c)
+    let partials =
+        if layout == LAYOUT_ND { 0 } else { crate::oned_grad::Tiles::new(n, c).partials_len(n, c) };
+    sums_at(layout, n, c) + sums_len(layout, true, c) + partials
 }
 
 /// The layer block, read.

@@ -32,7 +32,7 @@ mod wide;
 use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 5;
+const ABI_VERSION: u32 = 6;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -469,6 +469,180 @@ pub unsafe extern "C" fn sn_backward_dx_1d(
     let st = Stats::split(stats, LAYOUT_1D, n, c);
     let sums = sums(work, LAYOUT_1D, mode, n, c);
     oned_grad::dx(x, dy, dx, n, c, mode, &layer, st, work, sums, count);
+}
+
+/// Number of tiles of the split statistics pass of SwitchNorm1d (`oned::Tiles`): fixed by n, c
+/// and the mode, not by the thread count.
+#[no_mangle]
+pub extern "C" fn sn_stats_tiles_1d(n: u32, c: u32, mode: u32) -> u32 {
+    oned::Tiles::new(n as usize, c as usize, mode).count as u32
+}
+
+/// Tiles tile0..tile0 + tiles of the split statistics pass of SwitchNorm1d (`oned::stats_tiles`;
+/// x: the whole tensor). After every tile ran, `sn_stats_finish_1d` ends the pass.
+///
+/// # Safety
+/// As `sn_stats_1d`; tile0 + tiles <= `sn_stats_tiles_1d(n, c, mode)`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_stats_tile_1d(
+    x: *const f32,
+    tile0: u32,
+    tiles: u32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    stats: *mut f64,
+    scratch: *mut u8,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    oned::stats_tiles(x, tile0 as usize, tiles as usize, n, c, mode, st, scratch as *mut f32);
+}
+
+/// The end of a split statistics pass of SwitchNorm1d, once every tile ran
+/// (`oned::tiles_finish`): the same statistics as `sn_stats_1d`, bit for bit.
+///
+/// # Safety
+/// As `sn_stats_1d`.
+#[no_mangle]
+pub unsafe extern "C" fn sn_stats_finish_1d(
+    x: *const f32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    scratch: *mut u8,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    oned::tiles_finish(x, n, c, mode, &layer, st, scratch as *const f32);
+}
+
+/// `sn_normalize_1d` over the `rows` rows row0.. only (x, y: the whole tensor's).
+///
+/// # Safety
+/// As `sn_normalize_1d`; row0 + rows <= n.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_normalize_rows_1d(
+    x: *const f32,
+    y: *mut f32,
+    row0: u32,
+    rows: u32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    oned::normalize_rows(x, y, row0 as usize, rows as usize, c, mode, &layer, st);
+}
+
+/// Number of tiles of the backward reduction of SwitchNorm1d (`oned_grad::Tiles`): fixed by n
+/// and c, not by the thread count.
+#[no_mangle]
+pub extern "C" fn sn_backward_tiles_1d(n: u32, c: u32) -> u32 {
+    oned_grad::Tiles::new(n as usize, c as usize).count as u32
+}
+
+/// Tiles tile0..tile0 + tiles of the backward reduction of SwitchNorm1d
+/// (`oned_grad::reduce_tiles`; x, dy: the whole tensor's). After every tile ran,
+/// `sn_backward_combine_1d` ends the reduction.
+///
+/// # Safety
+/// As `sn_backward_reduce_1d`; tile0 + tiles <= `sn_backward_tiles_1d(n, c)`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_tile_1d(
+    x: *const f32,
+    dy: *const f32,
+    tile0: u32,
+    tiles: u32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    let mut sums = sums(work, LAYOUT_1D, mode, n, c);
+    let (t0, tn) = (tile0 as usize, tiles as usize);
+    oned_grad::reduce_tiles(x, dy, t0, tn, n, c, mode, &layer, &st, work, &mut sums);
+}
+
+/// The rest of `sn_backward_reduce_1d` once every tile ran (`oned_grad::combine`).
+///
+/// # Safety
+/// As `sn_backward_reduce_1d`.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_combine_1d(
+    n: u32,
+    c: u32,
+    mode: u32,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    let sums = sums(work, LAYOUT_1D, mode, n, c);
+    oned_grad::combine(n, c, mode, &st, work, sums);
+}
+
+/// The first part of `sn_backward_dx_1d`, once per call: the per-column constants in place of
+/// gmB, gvB (`oned_grad::dx_constants`); then `sn_backward_dx_rows_1d` per range of rows.
+///
+/// # Safety
+/// As `sn_backward_dx_1d`.
+#[no_mangle]
+pub unsafe extern "C" fn sn_backward_dx_constants_1d(
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    work: *mut f64,
+    count: f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let mut sums = sums(work, LAYOUT_1D, mode, n, c);
+    oned_grad::dx_constants(c, mode, &layer, &mut sums, count);
+}
+
+/// The dx sweep of SwitchNorm1d over the `rows` rows row0.. (x, dy, dx: the whole tensor's),
+/// after `sn_backward_dx_constants_1d` (`oned_grad::dx_rows`).
+///
+/// # Safety
+/// As `sn_backward_dx_1d`; row0 + rows <= n.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sn_backward_dx_rows_1d(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    row0: u32,
+    rows: u32,
+    n: u32,
+    c: u32,
+    mode: u32,
+    layer: *const u8,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let (n, c) = (n as usize, c as usize);
+    let layer = Layer::read(layer, c);
+    let st = Stats::split(stats, LAYOUT_1D, n, c);
+    let sums = sums(work, LAYOUT_1D, mode, n, c);
+    let (r0, rn) = (row0 as usize, rows as usize);
+    oned_grad::dx_rows(x, dy, dx, r0, rn, n, c, mode, &layer, &st, work, &sums);
 }
 
 /// Backward roofline: returns sum (x + dy) and writes dx = x + dy (see `roofline`).

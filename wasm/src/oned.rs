@@ -31,7 +31,7 @@ pub unsafe fn statistics(
     c: usize,
     mode: u32,
     layer: &Layer,
-    st: Stats,
+    mut st: Stats,
     scratch: *mut f32,
 ) {
     let training = mode & MODE_TRAINING != 0;
@@ -39,23 +39,32 @@ pub unsafe fn statistics(
     let batch_bn = training && using_bn;
 
     let plan = RowPlan::new(c);
-    let block = (BLOCK_FLOATS / c).clamp(1, MAX_BLOCK_ROWS);
+    let block = block_rows(c);
+    let (mean, m2) = (st.mu_bn.as_mut_ptr(), st.var_bn.as_mut_ptr());
     // Column statistics accumulate in place: mu_bn holds the running mean, var_bn the M2.
     let mut seen = 0.0;
     let mut i0 = 0;
     while i0 < n {
         let rows = if n - i0 < block { n - i0 } else { block };
-        for i in i0..i0 + rows {
-            let mo = plan.row(x.add(i * c), plan.first_shift(x.add(i * c)));
-            st.mu_ln[i] = mo.mean;
-            st.var_ln[i] = mo.m2 * plan.inv_m1;
-        }
+        row_stats(x, c, &plan, i0, rows, &mut st);
         if batch_bn {
-            column_block(x.add(i0 * c), rows, c, scratch, st.mu_bn, st.var_bn, seen);
+            let (shift, dsum, qsum) = (scratch, scratch.add(c), scratch.add(2 * c));
+            let at = x.add(i0 * c);
+            block_sums(at, rows, c, c, shift, dsum, qsum);
+            merge_block(at, rows, c, c, shift, dsum, qsum, mean, m2, seen);
             seen += rows as f64;
         }
         i0 += rows;
     }
+    finish(n, c, mode, layer, st);
+}
+
+/// The end of the statistics pass once every block was merged: the BN variance from M2 (or M2
+/// kept, with `MODE_BN_PARTIALS`), or the running buffers in evaluation.
+unsafe fn finish(n: usize, c: usize, mode: u32, layer: &Layer, st: Stats) {
+    let training = mode & MODE_TRAINING != 0;
+    let using_bn = mode & MODE_USING_BN != 0;
+    let batch_bn = training && using_bn;
     if batch_bn {
         // With MODE_BN_PARTIALS var_bn keeps M2 for the caller's merge.
         if mode & MODE_BN_PARTIALS == 0 {
@@ -70,6 +79,149 @@ pub unsafe fn statistics(
             st.var_bn[j] = layer.running_var[j] as f64;
         }
     }
+}
+
+/// Rows per block of the statistics pass: about `BLOCK_FLOATS` floats, at most `MAX_BLOCK_ROWS`.
+pub fn block_rows(c: usize) -> usize {
+    (BLOCK_FLOATS / c).clamp(1, MAX_BLOCK_ROWS)
+}
+
+/// The LN statistics of the `rows` rows row0.. (each from its row alone).
+unsafe fn row_stats(
+    x: *const f32,
+    c: usize,
+    plan: &RowPlan,
+    row0: usize,
+    rows: usize,
+    st: &mut Stats,
+) {
+    for i in row0..row0 + rows {
+        let mo = plan.row(x.add(i * c), plan.first_shift(x.add(i * c)));
+        st.mu_ln[i] = mo.mean;
+        st.var_ln[i] = mo.m2 * plan.inv_m1;
+    }
+}
+
+/// Above this many columns the split statistics pass reads x twice (`Tiles`) rather than keep
+/// per-block sums: those take 12 bytes per column per block of 65536 / C rows, 3C / 65536 of x's
+/// bytes (19% at 4096).
+const MAX_BLOCKS_C: usize = 4096;
+
+/// The statistics pass split into tiles for threads, each tile computed by one thread from a
+/// fixed part of x (the tiles depend on N, C and the mode only), with the same bits as
+/// `statistics`:
+/// - C <= 4096: tile t is block t, its row statistics and (batch BN) its per-column block sums
+///   (`block_sums`), left in slot t of the scratch; `tiles_finish` merges the slots in block
+///   order, as `statistics` does.
+/// - C > 4096 (blocks of 16 rows or fewer): tiles [0, row_tiles) are blocks of rows (LN), then
+///   (batch BN) tiles of `col_tile` columns (at least 256: 1 KiB of each row), each sweeping every
+///   block over its columns and merging them in order into its columns' statistics (a column's
+///   sums depend on it alone). x is read twice then.
+pub struct Tiles {
+    pub blocks: bool,
+    pub block: usize,
+    pub row_tiles: usize,
+    pub col_tile: usize,
+    pub count: usize,
+}
+
+impl Tiles {
+    pub fn new(n: usize, c: usize, mode: u32) -> Tiles {
+        let batch_bn = mode & MODE_TRAINING != 0 && mode & MODE_USING_BN != 0;
+        let block = block_rows(c);
+        let row_tiles = (n + block - 1) / block;
+        if c <= MAX_BLOCKS_C {
+            return Tiles { blocks: true, block, row_tiles, col_tile: 0, count: row_tiles };
+        }
+        // ~64Ki floats per column tile, at least 256 columns: narrower tiles of many rows would
+        // take a page (and a TLB miss) per row for a few cache lines.
+        let col_tile = ((BLOCK_FLOATS / n.max(1) + 3) / 4 * 4).max(256);
+        let col_tiles = if batch_bn { (c + col_tile - 1) / col_tile } else { 0 };
+        Tiles { blocks: false, block, row_tiles, col_tile, count: row_tiles + col_tiles }
+    }
+}
+
+/// f32 floats of a block's slot of sums in the scratch (three arrays of C, 16-byte aligned).
+pub fn slot_floats(c: usize) -> usize {
+    (3 * c + 3) / 4 * 4
+}
+
+/// Tiles tile0..tile0 + tiles of the split statistics pass (`Tiles`).
+///
+/// # Safety
+/// As `statistics`; tiles of one pass may run at once on different threads (they write disjoint
+/// parts of the statistics and the scratch).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn stats_tiles(
+    x: *const f32,
+    tile0: usize,
+    tiles: usize,
+    n: usize,
+    c: usize,
+    mode: u32,
+    mut st: Stats,
+    scratch: *mut f32,
+) {
+    let batch_bn = mode & MODE_TRAINING != 0 && mode & MODE_USING_BN != 0;
+    let g = Tiles::new(n, c, mode);
+    let plan = RowPlan::new(c);
+    for t in tile0..tile0 + tiles {
+        if t < g.row_tiles {
+            let i0 = t * g.block;
+            let rows = if n - i0 < g.block { n - i0 } else { g.block };
+            row_stats(x, c, &plan, i0, rows, &mut st);
+            if g.blocks && batch_bn {
+                let slot = scratch.add(t * slot_floats(c));
+                block_sums(x.add(i0 * c), rows, c, c, slot, slot.add(c), slot.add(2 * c));
+            }
+            continue;
+        }
+        let j0 = (t - g.row_tiles) * g.col_tile;
+        let w = if c - j0 < g.col_tile { c - j0 } else { g.col_tile };
+        let (shift, dsum, qsum) = (scratch.add(j0), scratch.add(c + j0), scratch.add(2 * c + j0));
+        let (mean, m2) = (st.mu_bn.as_mut_ptr().add(j0), st.var_bn.as_mut_ptr().add(j0));
+        let mut seen = 0.0;
+        let mut i0 = 0;
+        while i0 < n {
+            let rows = if n - i0 < g.block { n - i0 } else { g.block };
+            let at = x.add(i0 * c + j0);
+            block_sums(at, rows, w, c, shift, dsum, qsum);
+            merge_block(at, rows, w, c, shift, dsum, qsum, mean, m2, seen);
+            seen += rows as f64;
+            i0 += rows;
+        }
+    }
+}
+
+/// The end of a split statistics pass, on one thread after every tile ran: the blocks' column
+/// sums merged in block order (C <= 256), then as `statistics` ends.
+///
+/// # Safety
+/// As `statistics`, after `stats_tiles` covered every tile.
+pub unsafe fn tiles_finish(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+    scratch: *const f32,
+) {
+    let batch_bn = mode & MODE_TRAINING != 0 && mode & MODE_USING_BN != 0;
+    let g = Tiles::new(n, c, mode);
+    if g.blocks && batch_bn {
+        let (mean, m2) = (st.mu_bn.as_mut_ptr(), st.var_bn.as_mut_ptr());
+        let mut seen = 0.0;
+        for t in 0..g.row_tiles {
+            let i0 = t * g.block;
+            let rows = if n - i0 < g.block { n - i0 } else { g.block };
+            let slot = scratch.add(t * slot_floats(c));
+            let (shift, dsum, qsum) = (slot, slot.add(c), slot.add(2 * c));
+            merge_block(x.add(i0 * c), rows, c, c, shift, dsum, qsum, mean, m2, seen);
+            seen += rows as f64;
+        }
+    }
+    finish(n, c, mode, layer, st);
 }
 
 /// Normalize pass of y = SN(x) for layout "1d", from the statistics `statistics` left:
@@ -90,6 +242,25 @@ pub unsafe fn normalize(
     layer: &Layer,
     st: Stats,
 ) {
+    normalize_rows(x, y, 0, n, c, mode, layer, st);
+}
+
+/// `normalize` for the `rows` rows row0.. only (x and y: the whole tensor's), a thread's share:
+/// every row is computed from its own statistics alone, so a split changes no bit.
+///
+/// # Safety
+/// As `normalize`, with row0 + rows <= n (the statistics area is of [n, c]).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn normalize_rows(
+    x: *const f32,
+    y: *mut f32,
+    row0: usize,
+    rows: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: Stats,
+) {
     let using_bn = mode & MODE_USING_BN != 0;
     let [w0, w1, _] = layer.mean_mix;
     let [v0, v1, _] = layer.var_mix;
@@ -101,7 +272,7 @@ pub unsafe fn normalize(
     let (w1v, v1v, eps) = (f64x2_splat(w1), f64x2_splat(v1), f64x2_splat(layer.eps));
     let load32 = |p: *const f32| f64x2_promote_low_f32x4(v128_load64_zero(p as *const u64));
     let pairs = c / 2 * 2;
-    for i in 0..n {
+    for i in row0..row0 + rows {
         let (lm, lv) = (w0 * st.mu_ln[i], v0 * st.var_ln[i]);
         let (lmv, lvv) = (f64x2_splat(lm), f64x2_splat(lv));
         let (xr, yr) = (x.add(i * c), y.add(i * c));
@@ -126,53 +297,77 @@ pub unsafe fn normalize(
     }
 }
 
-/// Per-column statistics of a cached block of `rows` rows, merged into the running column
-/// statistics (`mean[j]`, `m2[j]`, `seen` rows so far). For each column: shift = f32 block mean,
-/// then sum (x - shift) and sum (x - shift)^2 in f32 (`Moments::from_deviations`); Inf/NaN or
-/// overflow sends that column through the f64 slow path.
-unsafe fn column_block(
+/// Per-column sums of a cached block of `rows` rows of `w` columns (rows `stride` floats apart):
+/// shift = the f32 block mean, then dsum = sum (x - shift) and qsum = sum (x - shift)^2 in f32.
+/// Each column's sums depend on that column alone (lanes are columns), so a block split by
+/// columns gives the same bits.
+///
+/// # Safety
+/// `x` valid for `rows` rows of `w` floats at `stride`; `shift`, `dsum`, `qsum` for `w` floats,
+/// overlapping nothing else.
+unsafe fn block_sums(
     x: *const f32,
     rows: usize,
-    c: usize,
-    scratch: *mut f32,
-    mean: &mut [f64],
-    m2: &mut [f64],
-    seen: f64,
+    w: usize,
+    stride: usize,
+    shift: *mut f32,
+    dsum: *mut f32,
+    qsum: *mut f32,
 ) {
-    let (shift, dsum, qsum) = (scratch, scratch.add(c), scratch.add(2 * c));
-    simd::copy(x, shift, c);
+    simd::copy(x, shift, w);
     for r in 1..rows {
-        simd::add_into(shift, x.add(r * c), c);
+        simd::add_into(shift, x.add(r * stride), w);
     }
     let inv = 1.0 / rows as f32;
-    let inv_rows = 1.0 / rows as f64;
-    for j in 0..c {
+    for j in 0..w {
         *shift.add(j) *= inv;
         *dsum.add(j) = 0.0;
         *qsum.add(j) = 0.0;
     }
     for r in 0..rows {
-        simd::add_deviations_into(dsum, qsum, x.add(r * c), shift, c);
+        simd::add_deviations_into(dsum, qsum, x.add(r * stride), shift, w);
     }
+}
+
+/// Merges a block's per-column sums (`block_sums`) into the running column statistics (`mean[j]`,
+/// `m2[j]`, `seen` rows so far) of its `w` columns: `Moments::from_deviations`, or for Inf/NaN or
+/// overflow the f64 slow path over the block's column (hence x).
+///
+/// # Safety
+/// As `block_sums`; `mean`, `m2` valid for `w` f64.
+#[allow(clippy::too_many_arguments)]
+unsafe fn merge_block(
+    x: *const f32,
+    rows: usize,
+    w: usize,
+    stride: usize,
+    shift: *const f32,
+    dsum: *const f32,
+    qsum: *const f32,
+    mean: *mut f64,
+    m2: *mut f64,
+    seen: f64,
+) {
+    let inv_rows = 1.0 / rows as f64;
     // Every column merges counts (seen, rows): the Chan factors are the same for all of them.
     let fb = rows as f64 / (seen + rows as f64);
     let fab = seen * fb;
-    for j in 0..c {
+    for j in 0..w {
         let (s, d, q) = (*shift.add(j), *dsum.add(j), *qsum.add(j));
         // Tiny q (`moments::TINY_Q`): subnormal squares; exact for a constant column, else f64.
         let blk = if s.is_finite() && q.is_finite() && q >= moments::TINY_Q {
             Moments::from_deviations(rows, inv_rows, s, d, q)
-        } else if q < moments::TINY_Q && (0..rows).all(|r| *x.add(r * c + j) == s) {
+        } else if q < moments::TINY_Q && (0..rows).all(|r| *x.add(r * stride + j) == s) {
             Moments { count: rows as f64, mean: s as f64, m2: 0.0 }
         } else {
-            moments::strided_f64(x.add(j), rows, c)
+            moments::strided_f64(x.add(j), rows, stride)
         };
         let after = if seen == 0.0 {
             blk
         } else {
-            Moments { count: seen, mean: mean[j], m2: m2[j] }.merge_weighted(blk, fb, fab)
+            Moments { count: seen, mean: *mean.add(j), m2: *m2.add(j) }.merge_weighted(blk, fb, fab)
         };
-        mean[j] = after.mean;
-        m2[j] = after.m2;
+        *mean.add(j) = after.mean;
+        *m2.add(j) = after.m2;
     }
 }

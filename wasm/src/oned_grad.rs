@@ -48,9 +48,41 @@ impl Bn {
     }
 }
 
+/// The backward reduction split into tiles for threads, fixed by N and C alone (not by the thread
+/// count), so that every sum is formed in the same order however many threads run the tiles:
+/// - N >= C, by rows: tile t is `size` rows (at least 64, ~64Ki floats). Its rows' gmL, gvL go
+///   straight to the work area; its column sums (dWeight, dBias, gmB, gvB over its rows) to a
+///   partial of 4C values, added up over tiles in tile order by `combine`.
+/// - N < C, by columns: tile t is `size` columns (a multiple of 4, at least 64, ~64Ki floats).
+///   Its columns' sums go straight to the sums; each row's gm, gv over its columns to a partial
+///   of 2N values, added up over tiles in tile order by `combine`.
+pub struct Tiles {
+    pub by_rows: bool,
+    pub size: usize,
+    pub count: usize,
+}
+
+impl Tiles {
+    pub fn new(n: usize, c: usize) -> Tiles {
+        if n >= c {
+            let size = (65536 / c.max(1)).max(64);
+            Tiles { by_rows: true, size, count: (n + size - 1) / size }
+        } else {
+            let size = ((65536 / n.max(1) + 3) / 4 * 4).max(64);
+            Tiles { by_rows: false, size, count: (c + size - 1) / size }
+        }
+    }
+
+    /// f64 values of the partials (after the sums in the work area).
+    pub fn partials_len(&self, n: usize, c: usize) -> usize {
+        self.count * if self.by_rows { 4 * c } else { 2 * n }
+    }
+}
+
 /// Reduction call of the backward pass for layout "1d": one sweep over (x, dy), in f64,
 ///   dWeight[c] += dy xhat, dBias[c] += dy, gmL[n] / gmB[c] += gm, gvL[n] / gvB[c] += gv
-/// then meanDots = (sum gmL mu_ln, sum gmB mu_bn), varDots likewise with the variances.
+/// then meanDots = (sum gmL mu_ln, sum gmB mu_bn), varDots likewise with the variances. The sums
+/// are formed tile by tile (`Tiles`), as threads form them.
 ///
 /// # Safety
 /// `x`, `dy` valid for n*c floats; `layer`, `stats` and `work` (`layout::work_len` f64) as in
@@ -65,30 +97,101 @@ pub unsafe fn reduce(
     layer: &Layer,
     st: Stats,
     work: *mut f64,
-    sums: Sums,
+    mut sums: Sums,
+) {
+    let count = Tiles::new(n, c).count;
+    reduce_tiles(x, dy, 0, count, n, c, mode, layer, &st, work, &mut sums);
+    combine(n, c, mode, &st, work, sums);
+}
+
+/// Where tile partials start in the work area: after the sums of either mode.
+fn partials_at(n: usize, c: usize) -> usize {
+    crate::layout::sums_at(crate::layout::LAYOUT_1D, n, c)
+        + crate::layout::sums_len(crate::layout::LAYOUT_1D, true, c)
+}
+
+/// Tiles tile0..tile0 + tiles of the reduction (`Tiles`); tiles may run at once on different
+/// threads (they write disjoint parts of the work area).
+///
+/// # Safety
+/// As `reduce`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn reduce_tiles(
+    x: *const f32,
+    dy: *const f32,
+    tile0: usize,
+    tiles: usize,
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: &Stats,
+    work: *mut f64,
+    sums: &mut Sums,
+) {
+    let g = Tiles::new(n, c);
+    let part = work.add(partials_at(n, c));
+    for t in tile0..tile0 + tiles {
+        let lo = t * g.size;
+        if g.by_rows {
+            let hi = if n - lo < g.size { n } else { lo + g.size };
+            let p = part.add(t * 4 * c);
+            let cols = [p, p.add(c), p.add(2 * c), p.add(3 * c)];
+            reduce_tile(x, dy, lo, hi, 0, c, c, mode, layer, st, cols, [work, work.add(n)]);
+        } else {
+            let hi = if c - lo < g.size { c } else { lo + g.size };
+            let p = part.add(t * 2 * n);
+            let cols = [
+                sums.d_weight.as_mut_ptr(),
+                sums.d_bias.as_mut_ptr(),
+                sums.gm_bn.as_mut_ptr(),
+                sums.gv_bn.as_mut_ptr(),
+            ];
+            reduce_tile(x, dy, 0, n, lo, hi, c, mode, layer, st, cols, [p, p.add(n)]);
+        }
+    }
+}
+
+/// One tile of the reduction: rows i0..i1, columns j0..j1 (j0 a multiple of 2). Column sums over
+/// its rows into `cols` = (dWeight, dBias, gmB, gvB) at [j0, j1), each row's gm, gv over its
+/// columns into `rows_out` = (gm, gv) at [i0, i1).
+#[allow(clippy::too_many_arguments)]
+unsafe fn reduce_tile(
+    x: *const f32,
+    dy: *const f32,
+    i0: usize,
+    i1: usize,
+    j0: usize,
+    j1: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: &Stats,
+    cols: [*mut f64; 4],
+    rows_out: [*mut f64; 2],
 ) {
     let using_bn = mode & MODE_USING_BN != 0;
-    let (gm_ln, gv_ln) = core::slice::from_raw_parts_mut(work, 2 * n).split_at_mut(n);
     let [w0, w1, _] = layer.mean_mix;
     let [v0, v1, _] = layer.var_mix;
     let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
     let zeros = [0.0f64; 2];
-    let bn = Bn::new(&st, using_bn, &zeros);
-    sums.d_weight.fill(0.0);
-    sums.d_bias.fill(0.0);
-    sums.gm_bn.fill(0.0);
-    sums.gv_bn.fill(0.0);
+    let bn = Bn::new(st, using_bn, &zeros);
+    let [dw, db, gmb, gvb] = cols;
+    for j in j0..j1 {
+        *dw.add(j) = 0.0;
+        *db.add(j) = 0.0;
+        *gmb.add(j) = 0.0;
+        *gvb.add(j) = 0.0;
+    }
     let (w1v, v1v, eps) = (f64x2_splat(w1), f64x2_splat(v1), f64x2_splat(layer.eps));
     let (one, neg_half) = (f64x2_splat(1.0), f64x2_splat(-0.5));
-    let (dw, db) = (sums.d_weight.as_mut_ptr(), sums.d_bias.as_mut_ptr());
-    let (gmb, gvb) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
-    let pairs = c / 2 * 2;
-    for i in 0..n {
+    let pairs = j0 + (j1 - j0) / 2 * 2;
+    for i in i0..i1 {
         let (lm, lv) = (w0 * st.mu_ln[i], v0 * st.var_ln[i]);
         let (lmv, lvv) = (f64x2_splat(lm), f64x2_splat(lv));
         let (xr, dyr) = (x.add(i * c), dy.add(i * c));
         let (mut gml, mut gvl) = (f64x2_splat(0.0), f64x2_splat(0.0));
-        let mut j = 0;
+        let mut j = j0;
         while j < pairs {
             let mu = f64x2_add(lmv, f64x2_mul(w1v, ld(bn.mu.add(j * bn.stride))));
             let var = f64x2_add(lvv, f64x2_mul(v1v, ld(bn.var.add(j * bn.stride))));
@@ -109,23 +212,61 @@ pub unsafe fn reduce(
             j += 2;
         }
         let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
-        if j < c {
+        if j < j1 {
             let (mu, var) =
                 if using_bn { (lm + w1 * st.mu_bn[j], lv + v1 * st.var_bn[j]) } else { (lm, lv) };
             let s = 1.0 / simd::sqrt_f64(var + layer.eps);
             let xhat = (*xr.add(j) as f64 - mu) * s;
             let g = *dyr.add(j) as f64;
             let sg = s * layer.gamma[j] as f64;
-            sums.d_weight[j] += g * xhat;
-            sums.d_bias[j] += g;
+            *dw.add(j) += g * xhat;
+            *db.add(j) += g;
             let (gm, gv) = (-(sg * g), -0.5 * s * (sg * g * xhat));
-            sums.gm_bn[j] += gm;
-            sums.gv_bn[j] += gv;
+            *gmb.add(j) += gm;
+            *gvb.add(j) += gv;
             gml += gm;
             gvl += gv;
         }
-        gm_ln[i] = gml;
-        gv_ln[i] = gvl;
+        *rows_out[0].add(i) = gml;
+        *rows_out[1].add(i) = gvl;
+    }
+}
+
+/// The rest of the reduction, on one thread after every tile ran: the tiles' partials added up in
+/// tile order, then the dots.
+///
+/// # Safety
+/// As `reduce`, after `reduce_tiles` covered every tile.
+pub unsafe fn combine(n: usize, c: usize, mode: u32, st: &Stats, work: *mut f64, sums: Sums) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let g = Tiles::new(n, c);
+    let part = work.add(partials_at(n, c)) as *const f64;
+    let (gm_ln, gv_ln) = core::slice::from_raw_parts_mut(work, 2 * n).split_at_mut(n);
+    if g.by_rows {
+        let outs = [&mut *sums.d_weight, &mut *sums.d_bias, &mut *sums.gm_bn, &mut *sums.gv_bn];
+        for (k, out) in outs.into_iter().enumerate() {
+            for j in 0..c {
+                out[j] = *part.add(k * c + j);
+            }
+            for t in 1..g.count {
+                let p = part.add(t * 4 * c + k * c);
+                for j in 0..c {
+                    out[j] += *p.add(j);
+                }
+            }
+        }
+    } else {
+        for i in 0..n {
+            gm_ln[i] = *part.add(i);
+            gv_ln[i] = *part.add(n + i);
+        }
+        for t in 1..g.count {
+            let p = part.add(t * 2 * n);
+            for i in 0..n {
+                gm_ln[i] += *p.add(i);
+                gv_ln[i] += *p.add(n + i);
+            }
+        }
     }
     let (mut dm, mut dv) = (0.0, 0.0);
     for i in 0..n {
@@ -164,32 +305,71 @@ pub unsafe fn dx(
     layer: &Layer,
     st: Stats,
     work: *mut f64,
-    sums: Sums,
+    mut sums: Sums,
     count: f64,
+) {
+    dx_constants(c, mode, layer, &mut sums, count);
+    dx_rows(x, dy, dx, 0, n, n, c, mode, layer, &st, work, &sums);
+}
+
+/// The first part of `dx`, once per call: the per-column BN constants w1 gmB / N and
+/// 2 v1 gvB / (N - 1) in place of gmB, gvB.
+///
+/// # Safety
+/// As `dx`.
+pub unsafe fn dx_constants(c: usize, mode: u32, layer: &Layer, sums: &mut Sums, count: f64) {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let bn_path = using_bn && mode & MODE_TRAINING != 0;
+    let [_, w1, _] = layer.mean_mix;
+    let [_, v1, _] = layer.var_mix;
+    let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
+    // Without the BN path (evaluation: the BN statistics are constants) dx_rows adds no column
+    // terms at all: a column sum that is NaN or infinite because one sample is, times 0, would be
+    // NaN in every sample's dx.
+    if !bn_path {
+        return;
+    }
+    let (col_k, col_b) = (sums.gm_bn.as_mut_ptr(), sums.gv_bn.as_mut_ptr());
+    let (kb, bb) = (w1 / count, 2.0 * v1 / (count - 1.0));
+    for j in 0..c {
+        *col_k.add(j) *= kb;
+        *col_b.add(j) *= bb;
+    }
+}
+
+/// The sweep of `dx` over the `rows` rows row0.. (x, dy, dx: the whole tensor's), after
+/// `dx_constants`: every element from its row's and its column's constants alone.
+///
+/// # Safety
+/// As `dx`, with row0 + rows <= n.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn dx_rows(
+    x: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+    row0: usize,
+    rows: usize,
+    n: usize,
+    c: usize,
+    mode: u32,
+    layer: &Layer,
+    st: &Stats,
+    work: *mut f64,
+    sums: &Sums,
 ) {
     let using_bn = mode & MODE_USING_BN != 0;
     let bn_path = using_bn && mode & MODE_TRAINING != 0;
     let (gm_ln, gv_ln) = core::slice::from_raw_parts(work, 2 * n).split_at(n);
-    let [w0, w1, _] = layer.mean_mix;
+    let [w0, _, _] = layer.mean_mix;
     let [v0, v1, _] = layer.var_mix;
-    let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
+    let v1 = if using_bn { v1 } else { 0.0 };
     let zeros = [0.0f64; 2];
-    let bn = Bn::new(&st, using_bn, &zeros);
-    // Per-column constants of the BN path, in place of gmB and gvB. Without that path (evaluation:
-    // the BN statistics are constants) they are not added at all: a column sum that is NaN or
-    // infinite because one sample is, times 0, would be NaN in every sample's dx.
-    let (col_k, col_b) = (&mut *sums.gm_bn, &mut *sums.gv_bn);
-    if bn_path {
-        let (kb, bb) = (w1 / count, 2.0 * v1 / (count - 1.0));
-        for j in 0..c {
-            col_k[j] *= kb;
-            col_b[j] *= bb;
-        }
-    }
+    let bn = Bn::new(st, using_bn, &zeros);
+    let (col_k, col_b) = (&*sums.gm_bn, &*sums.gv_bn);
     let (v1v, eps) = (f64x2_splat(v1), f64x2_splat(layer.eps));
     let (inv_c, two_c1) = (1.0 / c as f64, 2.0 / (c as f64 - 1.0));
     let pairs = c / 2 * 2;
-    for i in 0..n {
+    for i in row0..row0 + rows {
         let lv = v0 * st.var_ln[i];
         let lvv = f64x2_splat(lv);
         let (row_k, row_b, ln_mu) = (w0 * gm_ln[i] * inv_c, v0 * gv_ln[i] * two_c1, st.mu_ln[i]);
