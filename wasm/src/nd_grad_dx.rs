@@ -17,7 +17,8 @@ use core::arch::wasm32::*;
 /// (the BN terms only in training with usingBN: otherwise the BN statistics are constants), kept
 /// as f32 [hi, a, b, k] in place of (gm, gv) with a = gamma s, b = 2 Gvar_in / (M - 1),
 /// k = Gmu_in / M - lo b (mu_in = hi + lo, hi = f32(mu_in)); then one sweep per row
-/// dx = dy a + (x - hi) b + k.
+/// dx = dy a + (x - hi) b + k. A wide row (`wide`) keeps f64 constants instead and is swept in
+/// f64.
 ///
 /// # Safety
 /// `x`, `dy` valid for reading and `dx` for writing n*c*m floats (`dx` may equal `dy` or `x`,
@@ -37,16 +38,39 @@ pub unsafe fn dx(
     sums: Sums,
     count: f64,
 ) {
-    let var = st.var.as_ptr();
+    let mu_in = st.mu_in.as_ptr();
     if dx_constants(n, c, m, mode, layer, st, work, sums, count) {
-        sweep_checked(x, dy, dx, n * c, m, work as *const v128, var, layer.eps);
+        let w = Work::split(work, n, c);
+        let wide = WideRows { mu_in, inv_std: w.inv_std.as_ptr(), k: w.aux.as_ptr() };
+        sweep_checked(x, dy, dx, n * c, m, work as *const v128, wide);
     } else {
         sweep(x, dy, dx, n * c, m, work as *const v128);
     }
 }
 
+/// Where the dx sweep of a call with wide rows finds, from the range's first row on, each row's
+/// IN mean, its mark (`inv_std` < 0: a wide row, whose pair holds f64 (a, b)) and a wide row's k.
+pub struct WideRows {
+    pub mu_in: *const f64,
+    pub inv_std: *const f64,
+    pub k: *const f64,
+}
+
+impl WideRows {
+    /// The same for the rows from `row0` on.
+    pub unsafe fn from(&self, row0: usize) -> WideRows {
+        WideRows {
+            mu_in: self.mu_in.add(row0),
+            inv_std: self.inv_std.add(row0),
+            k: self.k.add(row0),
+        }
+    }
+}
+
 /// The per-row constants of `dx` (into the work area, in place of (gm, gv)), before its sweep;
-/// returns whether some row is wide (then the sweep must be `sweep_checked`).
+/// returns whether some row is wide (then the sweep must be `sweep_checked`). A row is wide by
+/// `wide::dx_is_wide`, from the max |dy| the reduce sweep left in the work area; a wide row's pair
+/// gets f64 (a, b), its aux value k = Gmu_in / M and its s -1 (the mark).
 ///
 /// # Safety
 /// As `dx`.
@@ -78,25 +102,17 @@ pub unsafe fn dx_constants(
     let (mu_in, inv_std, gamma) = (st.mu_in.as_ptr(), w.inv_std.as_ptr(), layer.gamma.as_ptr());
     let (gmb, gvb, mu_bn) = (sums.gm_bn.as_ptr(), sums.gv_bn.as_ptr(), st.mu_bn.as_ptr());
     let pairs = w.pairs.as_mut_ptr();
+    let (var_in, var, aux) = (st.var_in.as_ptr(), st.var.as_ptr(), w.aux.as_mut_ptr());
+    let inv_std_mut = w.inv_std.as_mut_ptr();
     let zero = f64x2_splat(0.0);
-    let var = st.var.as_ptr();
-    // The scale of row r if it is wide (`wide`), else 1.
-    let row_sc = |r: usize| {
-        let sc = wide::scale(*var.add(r) + layer.eps);
-        if sc == 0.0 {
-            1.0
-        } else {
-            sc
-        }
-    };
+    let (eps, m1) = (f64x2_splat(layer.eps), f64x2_splat(m as f64 - 1.0));
+    let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    let (limit, limit2) = (f64x2_splat(wide::LIMIT), f64x2_splat(wide::LIMIT * wide::LIMIT));
+    let (one_v, two) = (f64x2_splat(1.0), f64x2_splat(2.0));
+    let mut any_wide = false;
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
-    // Whether the forward's normalize constants found a wide row (`wide`); without one, the
-    // constants and the sweep are the plain ones.
-    let any_wide = st.wide[0] != 0.0;
-    // `wide` (a constant in each of the two loops below, which the compiler folds): whether
-    // wide rows get their scaled constants.
-    let constants = |i: usize, r: usize, j: usize, one: bool, wide: bool| -> (v128, v128) {
+    let mut constants = |i: usize, r: usize, j: usize, one: bool| {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -118,48 +134,76 @@ pub unsafe fn dx_constants(
         g_var = f64x2_add(g_var, f64x2_mul(kb_var, gvbv));
         g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(kb_mu, gmbv), spread));
         let a = f64x2_mul(ld32_or(gamma.add(j)), ld_or(inv_std.add(r)));
-        let mut b = f64x2_mul(g_var, two_m1);
-        // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
-        // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
-        let mut mean = mean;
-        if wide {
-            let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
-            mean = f64x2_mul(mean, f64x2(sc0, sc1));
-            b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
-        }
+        let b = f64x2_mul(g_var, two_m1);
+        let k_mu = f64x2_mul(g_mu, inv_m);
         let hi = f32x4_demote_f64x2_zero(mean);
-        let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
+        let hi64 = f64x2_promote_low_f32x4(hi);
+        let lo = f64x2_sub(mean, hi64);
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
         let lo_b = v128_and(f64x2_mul(lo, b), f64x2_ne(lo, zero));
-        let k = f64x2_sub(f64x2_mul(g_mu, inv_m), lo_b);
-        let (a, b, k) =
+        let k = f64x2_sub(k_mu, lo_b);
+        // `wide::dx_is_wide`, two rows at a time.
+        let ve = f64x2_add(ld_or(var.add(r)), eps);
+        let spread2 = f64x2_add(
+            f64x2_mul(two, f64x2_add(f64x2_mul(m1, ld_or(var_in.add(r))), f64x2_mul(lo, lo))),
+            one_v,
+        );
+        let dy_bound = f64x2_add(ld_or(aux.add(r)), one_v);
+        let bounded = v128_and(
+            v128_and(
+                f64x2_le(f64x2_mul(dy_bound, f64x2_abs(a)), limit),
+                f64x2_le(f64x2_mul(spread2, f64x2_mul(b, b)), limit2),
+            ),
+            f64x2_le(f64x2_abs(k), limit),
+        );
+        let out_of_range = v128_or(
+            v128_and(f64x2_gt(ve, zero), f64x2_lt(ve, low)),
+            v128_and(f64x2_gt(ve, high), f64x2_lt(ve, f64x2_splat(f64::INFINITY))),
+        );
+        let wide = v128_or(out_of_range, v128_not(bounded));
+        let (af, bf, kf) =
             (f32x4_demote_f64x2_zero(a), f32x4_demote_f64x2_zero(b), f32x4_demote_f64x2_zero(k));
         // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
-        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, a);
-        let u = i32x4_shuffle::<0, 4, 1, 5>(b, k);
-        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
-    };
-    let even = c / 2 * 2;
-    let all_rows = |wide: bool| {
-        for i in 0..n {
-            let mut j = 0;
-            while j < even {
-                let r = i * c + j;
-                let (k0, k1) = constants(i, r, j, false, wide);
-                *pairs.add(r) = k0;
-                *pairs.add(r + 1) = k1;
-                j += 2;
-            }
-            if j < c {
-                let r = i * c + j;
-                *pairs.add(r) = constants(i, r, j, true, wide).0;
+        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, af);
+        let u = i32x4_shuffle::<0, 4, 1, 5>(bf, kf);
+        *pairs.add(r) = i64x2_shuffle::<0, 2>(t, u);
+        if !one {
+            *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(t, u);
+        }
+        if v128_any_true(if one { i64x2_shuffle::<0, 0>(wide, wide) } else { wide }) {
+            let lanes = if one { 1 } else { 2 };
+            for l in 0..lanes {
+                let on = if l == 0 {
+                    i64x2_extract_lane::<0>(wide)
+                } else {
+                    i64x2_extract_lane::<1>(wide)
+                };
+                if on != 0 {
+                    let pick = |v: v128| {
+                        if l == 0 {
+                            f64x2_extract_lane::<0>(v)
+                        } else {
+                            f64x2_extract_lane::<1>(v)
+                        }
+                    };
+                    *pairs.add(r + l) = f64x2(pick(a), pick(b));
+                    *aux.add(r + l) = pick(k_mu);
+                    *inv_std_mut.add(r + l) = -1.0;
+                    any_wide = true;
+                }
             }
         }
     };
-    if any_wide {
-        all_rows(true);
-    } else {
-        all_rows(false);
+    let even = c / 2 * 2;
+    for i in 0..n {
+        let mut j = 0;
+        while j < even {
+            constants(i, i * c + j, j, false);
+            j += 2;
+        }
+        if j < c {
+            constants(i, i * c + j, j, true);
+        }
     }
     any_wide
 }
@@ -193,12 +237,11 @@ pub unsafe fn sweep(
     );
 }
 
-/// `sweep` for a call with wide rows (`wide`): each row checks its var + eps and a wide one is
-/// swept scaled; the other rows give the same results as in `sweep`.
+/// `sweep` for a call with wide rows (`wide`): each row checks its mark and a wide one is swept
+/// in f64; the other rows give the same results as in `sweep`.
 ///
 /// # Safety
-/// As `sweep`, with `var` valid for `rows` f64.
-#[allow(clippy::too_many_arguments)]
+/// As `sweep`, with `wide` valid for `rows` rows.
 #[inline(never)]
 pub unsafe fn sweep_checked(
     x: *const f32,
@@ -207,28 +250,21 @@ pub unsafe fn sweep_checked(
     rows: usize,
     m: usize,
     abk: *const v128,
-    var: *const f64,
-    eps: f64,
+    wide: WideRows,
 ) {
-    let wide_sc = |r: usize| wide::scale(*var.add(r) + eps);
+    let is_wide = |r: usize| *wide.inv_std.add(r) < 0.0;
     let one = |r: usize| {
         let at = r * m;
         let k = *abk.add(r);
-        let sc = wide_sc(r);
-        if sc == 0.0 {
+        if !is_wide(r) {
             simd_grad::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k);
         } else {
-            let k = [
-                f32x4_extract_lane::<0>(k),
-                f32x4_extract_lane::<1>(k),
-                f32x4_extract_lane::<2>(k),
-                f32x4_extract_lane::<3>(k),
-            ];
-            wide::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k, sc as f32);
+            let abk = [f64x2_extract_lane::<0>(k), f64x2_extract_lane::<1>(k), *wide.k.add(r)];
+            wide::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *wide.mu_in.add(r), abk);
         }
     };
     crate::nd_normalize::for_rows(x, rows, m, &one, |r, g| {
-        if (0..4).any(|k| wide_sc(r + k) != 0.0) {
+        if (0..4).any(|k| is_wide(r + k)) {
             for k in 0..4 {
                 one(r + k);
             }

@@ -1,58 +1,73 @@
-//! Rows whose spread is far from 1: the float32 sweeps of the normalize and dx passes compute
-//! `x - hi` and products of it with per-row constants in f32, which overflow (x ~ 1e19 and up:
-//! squares and constants like s^3 leave float32's range) or lose every digit to subnormals
-//! (std ~ 1e-20 with eps = 0). A row is "wide" when var + eps lies outside
-//! [2^-120, 2^120] (its std outside [2^-60, 2^60]); such a row is swept with x scaled by an exact
-//! power of two `sc` near 1/std, so that every f32 intermediate is O(1) times the result:
-//!   normalize: y  = (x sc - h) t + bias            (h = f32(mu sc), t = gamma s / sc)
-//!   dx:        dx = dy a + (x sc - h) b' + k'       (b' = b / sc)
-//! Wide rows are rare (they need eps near 0 or |x| beyond 1e18), so their sweeps are plain scalar
-//! loops; other rows keep the SIMD sweeps, bit for bit.
+//! Rows whose float32 sweeps could leave float32's range ("wide" rows). The normalize and dx
+//! sweeps of an ordinary row work in f32 with per-row f32 constants:
+//!   normalize: y  = (x - hi) scale + bias
+//!   dx:        dx = (dy a + (x - hi) b) + k
+//! Any of those constants, products or sums can overflow float32 (or, for var + eps outside
+//! [2^-120, 2^120], lose their digits to subnormals) although the float64 result fits: gamma 1e33
+//! over a std of 3e-7 makes `scale` 3e39 while y is 1e33; |dy| near 3e38 times a = gamma s ~ 1
+//! overflows `dy a` while dx is 1e38. Such a row is swept in f64 instead, with the reference's
+//! formula and f64 per-row constants, and its results are rounded to float32 once, as PyTorch's
+//! float32 cast does: a float64 value beyond float32's largest becomes the infinity of its sign.
+//!
+//! A row is wide when var + eps is outside [2^-120, 2^120], or when a bound on the f32 sweep's
+//! intermediates from cheap per-row quantities exceeds `LIMIT`: |x - hi| <= D with
+//! D^2 <= 2 ((M - 1) var_in + (mu_in - hi)^2) (every deviation is at most the root of the sum of
+//! squared deviations), and, in the backward, |dy| <= the row's max |dy| (taken in the reduce
+//! sweep; the dx test is `nd_grad_dx::dx_constants`', two rows at a time). Below the bound every f32 intermediate stays under 2^127 < float32's largest, so the
+//! f32 sweep's result is that of exact arithmetic rounded at each step (no overflow, no NaN from
+//! Inf - Inf). Wide rows are rare (huge gamma, eps near 0, |x| or |dy| beyond ~1e18); their sweeps
+//! are plain f64 loops, and every other row keeps the SIMD sweeps, bit for bit.
 
 /// var + eps below this (std < 2^-60) makes a row wide.
 pub const LOW: f64 = 1.0 / (1u128 << 120) as f64;
 /// var + eps above this (std > 2^60) makes a row wide.
 pub const HIGH: f64 = (1u128 << 120) as f64;
+/// Bound of one f32 sweep term: the sum of two (normalize) or three (dx) terms below this, with
+/// the rounding of each f32 step, stays below 2^127.
+pub const LIMIT: f64 = (1u128 << 125) as f64;
 
-/// The power of two `sc` a wide row is scaled by (about 1/sqrt(ve)), or 0 when the row with
-/// ve = var + eps is not wide (ve in range, 0, Inf or NaN: those keep the plain sweep, whose
-/// results for them are the reference's). `sc` is kept within float32's normal range.
+/// Whether var + eps = `ve` is outside [LOW, HIGH] (0, Inf and NaN are not: the plain sweeps'
+/// results for them are the reference's).
 #[inline(always)]
-pub fn scale(ve: f64) -> f64 {
-    if !((ve > 0.0 && ve < LOW) || (ve > HIGH && ve < f64::INFINITY)) {
-        return 0.0;
-    }
-    let e2 = ((ve.to_bits() >> 52) & 0x7ff) as i64 - 1023;
-    let e = e2.div_euclid(2).clamp(-126, 126);
-    f64::from_bits(((1023 - e) as u64) << 52)
+pub fn out_of_range(ve: f64) -> bool {
+    (ve > 0.0 && ve < LOW) || (ve > HIGH && ve < f64::INFINITY)
 }
 
-/// The normalize constants of a wide row, f32 [h, t, bias, sc] (`sc` != 0 marks the row wide):
-/// mu = the mixed mean, s = 1/sqrt(var + eps), all in f64.
-#[inline(never)]
-pub fn normalize_constants(mu: f64, s: f64, gamma: f64, beta: f64, sc: f64) -> [f32; 4] {
-    let scaled = mu * sc;
-    let h = scaled as f32;
-    let lo = scaled - h as f64;
-    let t = gamma * s / sc;
-    let bias = if lo == 0.0 { beta } else { beta - lo * t };
-    [h, t as f32, bias as f32, sc as f32]
+/// The square bound of |x - shift| over a row: 2 ((M - 1) var_in + (mu_in - shift)^2) + 1 (the
+/// 1 makes the bound cover the constant itself, for a row with no spread).
+#[inline(always)]
+pub fn spread2(m1: f64, var_in: f64, mu_in: f64, shift: f64) -> f64 {
+    let d = mu_in - shift;
+    2.0 * (m1 * var_in + d * d) + 1.0
 }
 
-/// `y[i] = (x[i] sc - h) t + bias` for a wide row, [h, t, bias, sc] = `k`. `y` may equal `x`.
+/// |v| (no_std has no f64::abs).
+#[inline(always)]
+fn abs(v: f64) -> f64 {
+    f64::from_bits(v.to_bits() & !(1u64 << 63))
+}
+
+/// Whether the normalize sweep of a row must be done in f64: `ve` = var + eps, `spread2` the
+/// bound of |x - hi|^2 (`spread2`), `scale` and `bias` its f64 constants.
+#[inline(always)]
+pub fn normalize_is_wide(ve: f64, spread2: f64, scale: f64, bias: f64) -> bool {
+    let ok = spread2 * (scale * scale) <= LIMIT * LIMIT && abs(bias) <= LIMIT;
+    out_of_range(ve) || !ok
+}
+
+/// `y[i] = (x[i] - mu) scale + beta` in f64 for a wide row, rounded to f32 once. `y` may equal `x`.
 ///
 /// # Safety
 /// `x` valid for reading and `y` for writing n floats, the same pointer or not overlapping.
 #[inline(never)]
-pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, k: [f32; 4]) {
-    let [h, t, b, sc] = k;
+pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, [mu, scale, beta]: [f64; 3]) {
     for i in 0..n {
-        *y.add(i) = (*x.add(i) * sc - h) * t + b;
+        *y.add(i) = ((*x.add(i) as f64 - mu) * scale + beta) as f32;
     }
 }
 
-/// `dx[i] = dy[i] a + (x[i] sc - h) b + k` for a wide row, [h, a, b, k] = `abk`. `dx` may equal
-/// `dy` or `x`.
+/// `dx[i] = dy[i] a + k + (x[i] - mu_in) b` in f64 for a wide row (the reference's order),
+/// rounded to f32 once. `dx` may equal `dy` or `x`.
 ///
 /// # Safety
 /// `x`, `dy` valid for reading and `dx` for writing n floats (dx the same as one or overlapping
@@ -63,17 +78,17 @@ pub unsafe fn grad_dx(
     dy: *const f32,
     dx: *mut f32,
     n: usize,
-    abk: [f32; 4],
-    sc: f32,
+    mu_in: f64,
+    [a, b, k]: [f64; 3],
 ) {
-    let [h, a, b, k] = abk;
     for i in 0..n {
-        *dx.add(i) = (*dy.add(i) * a + (*x.add(i) * sc - h) * b) + k;
+        *dx.add(i) = ((*dy.add(i) as f64 * a + k) + (*x.add(i) as f64 - mu_in) * b) as f32;
     }
 }
 
-/// (sum dy, sum dy (x - hi)) of one row in f64: the backward row sums of a wide row, or of one
-/// whose f32 sums overflowed.
+/// (sum dy, sum dy (x - hi)) of one row in f64: the backward row sums of a row whose var + eps
+/// is out of range (`out_of_range`: its f32 products may be subnormal), or of one whose f32 sums
+/// overflowed.
 ///
 /// # Safety
 /// `x`, `dy` valid for reading n floats.
