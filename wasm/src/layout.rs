@@ -37,9 +37,8 @@
 //!       [3R, 3R+N) gmL   [3R+N, 3R+2N) gvL   then the sums
 //!   1d: [0, N) gmL   [N, 2N) gvL   then the sums
 //!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
-//!   nd: then (`aux_at`) R f64 per row: the reduce sweep's max |dy| of the row; for a wide row
-//!       (wide.rs) the dx call puts its f64 constants (a, b) in its pair, k here, and -1 in
-//!       its s (which marks it for the sweep)
+//!   nd: then (`aux_at`) R f64 per row: for a wide row (wide.rs) the dx call puts its f64
+//!       constants (a, b) in its pair, k here, and -1 in its s (which marks it for the sweep)
 //! ```
 //! The sums are those a SyncSN backward adds up across replicas between the two calls, packed as
 //! the reference backend packs them.
@@ -109,7 +108,7 @@ pub fn sums_len(layout: u32, using_bn: bool, c: usize) -> usize {
     4 * c + 2 * mix_len(layout, using_bn)
 }
 
-/// f64 index of the per-row max |dy| (and wide rows' k) in the backward work area (nd).
+/// f64 index of the wide rows' k in the backward work area (nd).
 pub fn aux_at(n: usize, c: usize) -> usize {
     sums_at(LAYOUT_ND, n, c) + sums_len(LAYOUT_ND, true, c)
 }

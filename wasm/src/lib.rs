@@ -338,8 +338,7 @@ pub unsafe extern "C" fn sn_backward_rows_nd(
     let (n, c, row0) = (n as usize, c as usize, row0 as usize);
     let mu_in = Stats::split(stats, LAYOUT_ND, n, c).mu_in.as_ptr().add(row0);
     let pairs = (work as *mut core::arch::wasm32::v128).add(row0);
-    let dy_max = work.add(layout::aux_at(n, c) + row0);
-    nd_grad::reduce_rows(x, dy, m as usize, mu_in, pairs, dy_max, rows as usize);
+    nd_grad::reduce_rows(x, dy, m as usize, mu_in, pairs, rows as usize);
 }
 
 /// The rest of `sn_backward_reduce_nd` after `sn_backward_rows_nd` covered every row (x and dy:

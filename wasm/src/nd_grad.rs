@@ -29,7 +29,7 @@ pub(crate) struct Work<'a> {
     pub(crate) inv_std: &'a mut [f64],
     pub(crate) gm_ln: &'a mut [f64],
     pub(crate) gv_ln: &'a mut [f64],
-    /// Per row: max |dy| after the reduce sweep; k of a wide row after `nd_grad_dx::dx_constants`.
+    /// Per row: k of a wide row (`wide`), written by `nd_grad_dx::dx_constants`.
     pub(crate) aux: &'a mut [f64],
 }
 
@@ -72,46 +72,38 @@ fn hi2(mu: v128) -> v128 {
 }
 
 /// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = f32(mu_in): f32 SIMD within chunks of
-/// `CHUNK` floats, chunks added in f64; and max |dy| (`simd_grad::grad_sums`).
+/// `CHUNK` floats, chunks added in f64.
 #[inline(always)]
-unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> (v128, f64) {
-    let (acc, mx) = if m <= CHUNK {
-        simd_grad::grad_sums(x, dy, m, hi)
-    } else {
-        let (mut acc, mut mx) = (f64x2_splat(0.0), i32x4_splat(0));
-        let mut i = 0;
-        while i < m {
-            let len = if m - i < CHUNK { m - i } else { CHUNK };
-            let (sums, most) = simd_grad::grad_sums(x.add(i), dy.add(i), len, hi);
-            acc = f64x2_add(acc, sums);
-            mx = i32x4_max(mx, most);
-            i += len;
-        }
-        (acc, mx)
-    };
-    let mx = i32x4_max(mx, i32x4_shuffle::<2, 3, 0, 1>(mx, mx));
-    let mx = i32x4_max(mx, i32x4_shuffle::<1, 0, 3, 2>(mx, mx));
-    (acc, f32::from_bits(i32x4_extract_lane::<0>(mx) as u32) as f64)
+unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
+    if m <= CHUNK {
+        return simd_grad::grad_sums(x, dy, m, hi);
+    }
+    let mut acc = f64x2_splat(0.0);
+    let mut i = 0;
+    while i < m {
+        let len = if m - i < CHUNK { m - i } else { CHUNK };
+        acc = f64x2_add(acc, simd_grad::grad_sums(x.add(i), dy.add(i), len, hi));
+        i += len;
+    }
+    acc
 }
 
 /// Rows up to this long go through `short_row_sums` (one accumulator pair per row: at most 16
 /// terms per lane, as a chunk of `CHUNK` floats has with four).
 const SHORT: usize = 64;
 
-/// `row_sums` of `rows` rows of 4..=SHORT floats into `pairs` (max |dy| into `dy_max`), four
-/// rows at a time through `simd_grad::grad_sums_x4`; the rows % 4 left over go through the same
-/// arithmetic one at a time. Returns whether every sum is finite.
+/// `row_sums` of `rows` rows of 4..=SHORT floats into `pairs`, four rows at a time through
+/// `simd_grad::grad_sums_x4`; the rows % 4 left over go through the same arithmetic one at a time.
+/// Returns whether every sum is finite.
 ///
 /// # Safety
-/// `x`, `dy` valid for rows * m floats, `mu_in` and `dy_max` for `rows` f64, `pairs` for `rows`
-/// v128.
+/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
 unsafe fn short_row_sums(
     x: *const f32,
     dy: *const f32,
     m: usize,
     mu_in: *const f64,
     pairs: *mut v128,
-    dy_max: *mut f64,
     rows: usize,
 ) -> bool {
     let groups = rows / 4 * 4;
@@ -125,11 +117,9 @@ unsafe fn short_row_sums(
         let at = |k: usize| (r + k) * m;
         let xs = [x.add(at(0)), x.add(at(1)), x.add(at(2)), x.add(at(3))];
         let dys = [dy.add(at(0)), dy.add(at(1)), dy.add(at(2)), dy.add(at(3))];
-        let (g, p, mx) = simd_grad::grad_sums_x4(xs, dys, m, shift);
+        let (g, p) = simd_grad::grad_sums_x4(xs, dys, m, shift);
         let gp = f32x4_add(g, p);
         finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
-        v128_store(dy_max.add(r) as *mut v128, f64x2_promote_low_f32x4(mx));
-        v128_store(dy_max.add(r + 2) as *mut v128, f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(mx, mx)));
         let lo = i32x4_shuffle::<0, 4, 1, 5>(g, p);
         let hi = i32x4_shuffle::<2, 6, 3, 7>(g, p);
         *pairs.add(r) = f64x2_promote_low_f32x4(lo);
@@ -141,10 +131,9 @@ unsafe fn short_row_sums(
     while r < rows {
         let (xr, dyr) = (x.add(r * m), dy.add(r * m));
         let shift = f32x4_splat(*mu_in.add(r) as f32);
-        let (g, p, mx) = simd_grad::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
+        let (g, p) = simd_grad::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
         let gp = f32x4_add(g, p);
         finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
-        *dy_max.add(r) = f32::from_bits(i32x4_extract_lane::<0>(mx) as u32) as f64;
         *pairs.add(r) = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 4, 1, 5>(g, p));
         r += 1;
     }
@@ -177,35 +166,31 @@ pub unsafe fn reduce(
     sums: Sums,
 ) {
     let w = Work::split(work, n, c);
-    let (mu_in, pairs, dy_max) = (st.mu_in.as_ptr(), w.pairs.as_mut_ptr(), w.aux.as_mut_ptr());
-    let finite = reduce_rows(x, dy, m, mu_in, pairs, dy_max, n * c);
+    let finite = reduce_rows(x, dy, m, st.mu_in.as_ptr(), w.pairs.as_mut_ptr(), n * c);
     combine(x, dy, n, c, m, mode, layer, st, work, sums, finite);
 }
 
 /// The sweep of `reduce` over `rows` consecutive rows of m floats at `x`, `dy`: (sum dy,
-/// sum dy (x - hi)) per row into `pairs` and max |dy| into `dy_max`, nothing else; returns
-/// whether every row's sums are finite. A row's result depends on that row alone, so a caller
-/// may split the rows into ranges (threads) with `mu_in`, `pairs` and `dy_max` offset alike.
+/// sum dy (x - hi)) per row into `pairs`, nothing else; returns whether every row's sums are
+/// finite. A row's result depends on that row alone, so a caller may split the rows into ranges
+/// (threads) with `mu_in` and `pairs` offset alike.
 ///
 /// # Safety
-/// `x`, `dy` valid for rows * m floats, `mu_in` and `dy_max` for `rows` f64, `pairs` for `rows`
-/// v128.
+/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
 pub unsafe fn reduce_rows(
     x: *const f32,
     dy: *const f32,
     m: usize,
     mu_in: *const f64,
     pairs: *mut v128,
-    dy_max: *mut f64,
     rows: usize,
 ) -> bool {
     if (4..=SHORT).contains(&m) {
-        short_row_sums(x, dy, m, mu_in, pairs, dy_max, rows)
+        short_row_sums(x, dy, m, mu_in, pairs, rows)
     } else {
         let mut finite = i64x2_splat(-1);
         for r in 0..rows {
-            let (pair, most) = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
-            *dy_max.add(r) = most;
+            let pair = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
             finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
             *pairs.add(r) = pair;
         }

@@ -68,9 +68,9 @@ impl WideRows {
 }
 
 /// The per-row constants of `dx` (into the work area, in place of (gm, gv)), before its sweep;
-/// returns whether some row is wide (then the sweep must be `sweep_checked`). A row is wide by
-/// `wide::dx_is_wide`, from the max |dy| the reduce sweep left in the work area; a wide row's pair
-/// gets f64 (a, b), its aux value k = Gmu_in / M and its s -1 (the mark).
+/// returns whether some row is wide (then the sweep must be `sweep_checked`). A row is wide by the
+/// dx bound of `wide`; a wide row's pair gets f64 (a, b), its aux value k = Gmu_in / M and its s
+/// -1 (the mark).
 ///
 /// # Safety
 /// As `dx`.
@@ -107,12 +107,15 @@ pub unsafe fn dx_constants(
     let zero = f64x2_splat(0.0);
     let (eps, m1) = (f64x2_splat(layer.eps), f64x2_splat(m as f64 - 1.0));
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
-    let (limit, limit2) = (f64x2_splat(wide::LIMIT), f64x2_splat(wide::LIMIT * wide::LIMIT));
-    let (one_v, two) = (f64x2_splat(1.0), f64x2_splat(2.0));
-    let mut any_wide = false;
+    let limit = f64x2_splat(wide::LIMIT);
+    let half_rest2 = f64x2_splat(wide::REST * wide::REST / 2.0);
+    let (half, inf) = (f64x2_splat(0.5), f64x2_splat(f64::INFINITY));
+    // Whether var + eps of some row is out of range: only if the forward found a wide row.
+    let any_out_of_range = st.wide[0] != 0.0;
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
-    let mut constants = |i: usize, r: usize, j: usize, one: bool| {
+    // `check_range` is a constant in each of the two loops below, which the compiler folds.
+    let constants = |i: usize, r: usize, j: usize, one: bool, check_range: bool| -> bool {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -142,25 +145,27 @@ pub unsafe fn dx_constants(
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
         let lo_b = v128_and(f64x2_mul(lo, b), f64x2_ne(lo, zero));
         let k = f64x2_sub(k_mu, lo_b);
-        // `wide::dx_is_wide`, two rows at a time.
-        let ve = f64x2_add(ld_or(var.add(r)), eps);
-        let spread2 = f64x2_add(
-            f64x2_mul(two, f64x2_add(f64x2_mul(m1, ld_or(var_in.add(r))), f64x2_mul(lo, lo))),
-            one_v,
+        // The bound of `wide` for dx, two rows at a time: |a| <= LIMIT, and
+        // (D^2 / 2) b^2 + k^2 <= REST^2 / 2 with D^2 / 2 = (M - 1) var_in + lo^2 + 1/2
+        // (`wide::spread2`), so that D |b| and |k| are at most REST. NaN fails it.
+        let half_spread2 = f64x2_add(
+            f64x2_add(f64x2_mul(m1, ld_or(var_in.add(r))), f64x2_mul(lo, lo)),
+            half,
         );
-        let dy_bound = f64x2_add(ld_or(aux.add(r)), one_v);
-        let bounded = v128_and(
-            v128_and(
-                f64x2_le(f64x2_mul(dy_bound, f64x2_abs(a)), limit),
-                f64x2_le(f64x2_mul(spread2, f64x2_mul(b, b)), limit2),
-            ),
-            f64x2_le(f64x2_abs(k), limit),
-        );
-        let out_of_range = v128_or(
-            v128_and(f64x2_gt(ve, zero), f64x2_lt(ve, low)),
-            v128_and(f64x2_gt(ve, high), f64x2_lt(ve, f64x2_splat(f64::INFINITY))),
-        );
-        let wide = v128_or(out_of_range, v128_not(bounded));
+        let terms = f64x2_add(f64x2_mul(half_spread2, f64x2_mul(b, b)), f64x2_mul(k, k));
+        let mut bounded =
+            v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2));
+        if check_range {
+            // var + eps out of [LOW, HIGH] (`wide::out_of_range`), known to occur only when the
+            // forward found a wide row.
+            let ve = f64x2_add(ld_or(var.add(r)), eps);
+            let out_of_range = v128_or(
+                v128_and(f64x2_gt(ve, zero), f64x2_lt(ve, low)),
+                v128_and(f64x2_gt(ve, high), f64x2_lt(ve, inf)),
+            );
+            bounded = v128_andnot(bounded, out_of_range);
+        }
+        let wide = v128_not(bounded);
         let (af, bf, kf) =
             (f32x4_demote_f64x2_zero(a), f32x4_demote_f64x2_zero(b), f32x4_demote_f64x2_zero(k));
         // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
@@ -170,6 +175,7 @@ pub unsafe fn dx_constants(
         if !one {
             *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(t, u);
         }
+        let mut any = false;
         if v128_any_true(if one { i64x2_shuffle::<0, 0>(wide, wide) } else { wide }) {
             let lanes = if one { 1 } else { 2 };
             for l in 0..lanes {
@@ -189,23 +195,32 @@ pub unsafe fn dx_constants(
                     *pairs.add(r + l) = f64x2(pick(a), pick(b));
                     *aux.add(r + l) = pick(k_mu);
                     *inv_std_mut.add(r + l) = -1.0;
-                    any_wide = true;
+                    any = true;
                 }
             }
         }
+        any
     };
     let even = c / 2 * 2;
-    for i in 0..n {
-        let mut j = 0;
-        while j < even {
-            constants(i, i * c + j, j, false);
-            j += 2;
+    let all_rows = |check_range: bool| {
+        let mut any_wide = false;
+        for i in 0..n {
+            let mut j = 0;
+            while j < even {
+                any_wide |= constants(i, i * c + j, j, false, check_range);
+                j += 2;
+            }
+            if j < c {
+                any_wide |= constants(i, i * c + j, j, true, check_range);
+            }
         }
-        if j < c {
-            constants(i, i * c + j, j, true);
-        }
+        any_wide
+    };
+    if any_out_of_range {
+        all_rows(true)
+    } else {
+        all_rows(false)
     }
-    any_wide
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four

@@ -101,8 +101,8 @@ unsafe fn wide_rows(
         let lo = mu - hi as f64;
         let beta = layer.beta[j] as f64;
         let bias = if lo == 0.0 { beta } else { beta - lo * scale };
-        let spread2 = wide::spread2(mix.m1, st.var_in[r], st.mu_in[r], hi as f64);
-        if wide::normalize_is_wide(ve, spread2, scale, bias) {
+        let d = st.mu_in[r] - hi as f64;
+        if wide::normalize_is_wide(ve, mix.m1, st.var_in[r], d, scale, bias) {
             let block = blocks.add(3 * r);
             *block = mu;
             *block.add(1) = scale;
@@ -267,8 +267,7 @@ fn row_constants(
         let beta = layer.beta[j] as f64;
         // lo = 0 skips lo * scale, which is NaN when scale is Inf (eps = 0, var = 0).
         let bias = if lo == 0.0 { beta } else { beta - lo * scale };
-        let spread2 = wide::spread2(mix.m1, var_in[j], mu_in[j], hi as f64);
-        let wide = wide::normalize_is_wide(ve, spread2, scale, bias);
+        let wide = wide::normalize_is_wide(ve, mix.m1, var_in[j], mu_in[j] - hi as f64, scale, bias);
         ([mu, var], [hi, scale as f32, bias as f32], wide)
     };
     let pairs = c / 2 * 2;
@@ -279,8 +278,8 @@ fn row_constants(
     let eps = f64x2_splat(mix.eps);
     let zero = f64x2_splat(0.0);
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
-    let (limit, limit2) = (f64x2_splat(wide::LIMIT), f64x2_splat(wide::LIMIT * wide::LIMIT));
-    let (m1, two, one_v) = (f64x2_splat(mix.m1), f64x2_splat(2.0), f64x2_splat(1.0));
+    let half_limit2 = f64x2_splat(wide::LIMIT * wide::LIMIT / 2.0);
+    let (m1, half) = (f64x2_splat(mix.m1), f64x2_splat(0.5));
     let mut in_range = i64x2_splat(-1);
     let mut j = 0;
     // SAFETY: every access is at lanes [j, j + 2) with j + 2 <= pairs <= c, the length of every
@@ -311,17 +310,15 @@ fn row_constants(
             // The bound of `wide::normalize_is_wide` (a row outside [LOW, HIGH], or 0, Inf, NaN,
             // is looked at again by `wide_rows`).
             let d = f64x2_sub(mean_in, hi64);
-            let spread2 = f64x2_add(
-                f64x2_mul(two, f64x2_add(f64x2_mul(m1, ld(var_in, j)), f64x2_mul(d, d))),
-                one_v,
-            );
-            let bounded = v128_and(
-                f64x2_le(f64x2_mul(spread2, f64x2_mul(scale, scale)), limit2),
-                f64x2_le(f64x2_abs(bias64), limit),
+            let half_spread2 =
+                f64x2_add(f64x2_add(f64x2_mul(m1, ld(var_in, j)), f64x2_mul(d, d)), half);
+            let terms = f64x2_add(
+                f64x2_mul(half_spread2, f64x2_mul(scale, scale)),
+                f64x2_mul(bias64, bias64),
             );
             in_range = v128_and(
                 in_range,
-                v128_and(bounded, v128_and(f64x2_ge(ve, low), f64x2_le(ve, high))),
+                v128_and(f64x2_le(terms, half_limit2), v128_and(f64x2_ge(ve, low), f64x2_le(ve, high))),
             );
             let bias = f32x4_demote_f64x2_zero(bias64);
             let scale = f32x4_demote_f64x2_zero(scale);

@@ -11,39 +11,31 @@ use core::arch::wasm32::*;
 /// n short and add longer rows chunk by chunk in f64, so the f32 partial sums stay short. Four
 /// accumulator pairs keep the adds independent; the n % 4 tail is the masked top of the vectors
 /// ending at n. Both horizontal sums share their shuffles: rows can be as short as 49 floats,
-/// where the per-row fixed cost matters. Also returns the bits of max |dy| (as i32x4 lanes whose
-/// max is the row's; NaN counts as largest): the bound of `wide::dx_is_wide`.
+/// where the per-row fixed cost matters.
 ///
 /// # Safety
 /// `x` and `dy` must be valid for reading `n` floats.
 #[inline(always)]
-pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> (v128, v128) {
+pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> v128 {
     if n < 4 {
-        let (mut g, mut p, mut mx) = (0.0f32, 0.0f32, 0i32);
+        let (mut g, mut p) = (0.0f32, 0.0f32);
         for i in 0..n {
             let d = *dy.add(i);
             g += d;
             p += d * (*x.add(i) - shift);
-            mx = mx.max((d.to_bits() & 0x7fff_ffff) as i32);
         }
-        return (f64x2(g as f64, p as f64), i32x4_splat(mx));
+        return f64x2(g as f64, p as f64);
     }
     let s = f32x4_splat(shift);
     let z = f32x4_splat(0.0);
-    let abs = i32x4_splat(0x7fff_ffff);
     let (mut g0, mut g1, mut g2, mut g3) = (z, z, z, z);
     let (mut p0, mut p1, mut p2, mut p3) = (z, z, z, z);
-    let (mut m0, mut m1) = (z, z);
     let mut i = 0;
     while i + 16 <= n {
         let d0 = load(dy.add(i));
         let d1 = load(dy.add(i + 4));
         let d2 = load(dy.add(i + 8));
         let d3 = load(dy.add(i + 12));
-        m0 = i32x4_max(m0, v128_and(d0, abs));
-        m1 = i32x4_max(m1, v128_and(d1, abs));
-        m0 = i32x4_max(m0, v128_and(d2, abs));
-        m1 = i32x4_max(m1, v128_and(d3, abs));
         g0 = f32x4_add(g0, d0);
         g1 = f32x4_add(g1, d1);
         g2 = f32x4_add(g2, d2);
@@ -56,7 +48,6 @@ pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> 
     }
     while i + 4 <= n {
         let d = load(dy.add(i));
-        m0 = i32x4_max(m0, v128_and(d, abs));
         g0 = f32x4_add(g0, d);
         p0 = f32x4_add(p0, f32x4_mul(d, f32x4_sub(load(x.add(i)), s)));
         i += 4;
@@ -65,11 +56,9 @@ pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> 
     if r > 0 {
         // Masking dy masks the product too; x's lanes below the tail are then multiplied by 0,
         // which is 0 unless they hold Inf or NaN, so those lanes are masked after the multiply.
-        // The max may see the whole vector (its lanes below the tail are the row's too).
         let mask = v128_load(TAIL_MASKS[r].as_ptr() as *const v128);
         let d = load(dy.add(n - 4));
         let p = f32x4_mul(d, f32x4_sub(load(x.add(n - 4)), s));
-        m1 = i32x4_max(m1, v128_and(d, abs));
         g1 = f32x4_add(g1, v128_and(d, mask));
         p1 = f32x4_add(p1, v128_and(p, mask));
     }
@@ -78,14 +67,14 @@ pub unsafe fn grad_sums(x: *const f32, dy: *const f32, n: usize, shift: f32) -> 
     // [g0 + g2, g1 + g3, p0 + p2, p1 + p3], then lanes 0 and 2 hold the sums, as `hsum` pairs.
     let h = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(g, p), i32x4_shuffle::<2, 3, 6, 7>(g, p));
     let h = f32x4_add(h, i32x4_shuffle::<1, 0, 3, 2>(h, h));
-    (f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h)), i32x4_max(m0, m1))
+    f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h))
 }
 
 /// `grad_sums` of four rows of n floats at once (4 <= n), row k at `x[k]`, `dy[k]` around lane k
 /// of `shift` (f32x4): one accumulator pair per row (callers keep n <= 64, so at most 16 terms
 /// per lane, as `grad_sums` over a chunk), the four rows' adds interleaved and their horizontal
-/// sums done by one transpose. Returns (g, p) as f32x4 with row k's sums in lane k, and the bits
-/// of each row's max |dy| (i32x4, row k in lane k); each row's results depend on that row alone.
+/// sums done by one transpose. Returns (g, p) as f32x4 with row k's sums in lane k; each row's
+/// sums depend on that row alone.
 ///
 /// # Safety
 /// Each `x[k]`, `dy[k]` must be valid for reading `n` floats, 4 <= n.
@@ -95,8 +84,7 @@ pub unsafe fn grad_sums_x4(
     dy: [*const f32; 4],
     n: usize,
     shift: v128,
-) -> (v128, v128, v128) {
-    let abs = i32x4_splat(0x7fff_ffff);
+) -> (v128, v128) {
     let s0 = i32x4_shuffle::<0, 0, 0, 0>(shift, shift);
     let s1 = i32x4_shuffle::<1, 1, 1, 1>(shift, shift);
     let s2 = i32x4_shuffle::<2, 2, 2, 2>(shift, shift);
@@ -104,17 +92,12 @@ pub unsafe fn grad_sums_x4(
     let z = f32x4_splat(0.0);
     let (mut g0, mut g1, mut g2, mut g3) = (z, z, z, z);
     let (mut p0, mut p1, mut p2, mut p3) = (z, z, z, z);
-    let (mut m0, mut m1, mut m2, mut m3) = (z, z, z, z);
     let mut i = 0;
     while i + 4 <= n {
         let d0 = load(dy[0].add(i));
         let d1 = load(dy[1].add(i));
         let d2 = load(dy[2].add(i));
         let d3 = load(dy[3].add(i));
-        m0 = i32x4_max(m0, v128_and(d0, abs));
-        m1 = i32x4_max(m1, v128_and(d1, abs));
-        m2 = i32x4_max(m2, v128_and(d2, abs));
-        m3 = i32x4_max(m3, v128_and(d3, abs));
         g0 = f32x4_add(g0, d0);
         g1 = f32x4_add(g1, d1);
         g2 = f32x4_add(g2, d2);
@@ -133,10 +116,6 @@ pub unsafe fn grad_sums_x4(
         let t = n - 4;
         let (d0, d1) = (load(dy[0].add(t)), load(dy[1].add(t)));
         let (d2, d3) = (load(dy[2].add(t)), load(dy[3].add(t)));
-        m0 = i32x4_max(m0, v128_and(d0, abs));
-        m1 = i32x4_max(m1, v128_and(d1, abs));
-        m2 = i32x4_max(m2, v128_and(d2, abs));
-        m3 = i32x4_max(m3, v128_and(d3, abs));
         g0 = f32x4_add(g0, v128_and(d0, mask));
         g1 = f32x4_add(g1, v128_and(d1, mask));
         g2 = f32x4_add(g2, v128_and(d2, mask));
@@ -150,15 +129,7 @@ pub unsafe fn grad_sums_x4(
         p2 = f32x4_add(p2, v128_and(e2, mask));
         p3 = f32x4_add(p3, v128_and(e3, mask));
     }
-    (transpose_sum(g0, g1, g2, g3), transpose_sum(p0, p1, p2, p3), transpose_max(m0, m1, m2, m3))
-}
-
-/// The i32 maxima of a, b, c, d in lanes 0..4 (as `transpose_sum` adds).
-#[inline(always)]
-fn transpose_max(a: v128, b: v128, c: v128, d: v128) -> v128 {
-    let ab = i32x4_max(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b));
-    let cd = i32x4_max(i32x4_shuffle::<0, 1, 4, 5>(c, d), i32x4_shuffle::<2, 3, 6, 7>(c, d));
-    i32x4_max(i32x4_shuffle::<0, 2, 4, 6>(ab, cd), i32x4_shuffle::<1, 3, 5, 7>(ab, cd))
+    (transpose_sum(g0, g1, g2, g3), transpose_sum(p0, p1, p2, p3))
 }
 
 /// `dx[i] = dy[i] * a + (x[i] - shift) * b + k` for i < n with `abk` = f32 [shift, a, b, k]:

@@ -9,14 +9,19 @@
 //! formula and f64 per-row constants, and its results are rounded to float32 once, as PyTorch's
 //! float32 cast does: a float64 value beyond float32's largest becomes the infinity of its sign.
 //!
-//! A row is wide when var + eps is outside [2^-120, 2^120], or when a bound on the f32 sweep's
-//! intermediates from cheap per-row quantities exceeds `LIMIT`: |x - hi| <= D with
-//! D^2 <= 2 ((M - 1) var_in + (mu_in - hi)^2) (every deviation is at most the root of the sum of
-//! squared deviations), and, in the backward, |dy| <= the row's max |dy| (taken in the reduce
-//! sweep; the dx test is `nd_grad_dx::dx_constants`', two rows at a time). Below the bound every f32 intermediate stays under 2^127 < float32's largest, so the
-//! f32 sweep's result is that of exact arithmetic rounded at each step (no overflow, no NaN from
-//! Inf - Inf). Wide rows are rare (huge gamma, eps near 0, |x| or |dy| beyond ~1e18); their sweeps
-//! are plain f64 loops, and every other row keeps the SIMD sweeps, bit for bit.
+//! A row is wide when var + eps is outside [2^-120, 2^120], or when a bound on its f32 sweep's
+//! terms from cheap per-row quantities fails: |x - hi| <= D with
+//! D^2 = 2 ((M - 1) var_in + (mu_in - hi)^2) + 1 (no deviation exceeds the root of the sum of
+//! squared deviations; the 1 makes the bound cover the constants themselves). Normalize: D |scale| and |bias| at most `LIMIT`, so every f32
+//! step stays below 2^127 and y is the exact result rounded step by step. dx: |a| <= `LIMIT`,
+//! D |b| and |k| at most `REST`; |dy| is not bounded (that would cost a max in the reduce
+//! sweep), but with the other terms that small, `dy a` is the only term that can pass float32's
+//! largest value, f32 multiplication rounds it correctly (to the infinity of its sign where the
+//! exact product is beyond float32), and the sum differs from the float64 value rounded once by
+//! float32 rounding only: the one difference left is a dx within a few float32 ulps of the
+//! largest value (2^-24 relative), which either side may round to the infinity of its sign.
+//! Wide rows are rare (huge gamma, eps near 0, |x| or gradients beyond ~1e18); their sweeps are
+//! plain f64 loops, and every other row keeps the SIMD sweeps, bit for bit.
 
 /// var + eps below this (std < 2^-60) makes a row wide.
 pub const LOW: f64 = 1.0 / (1u128 << 120) as f64;
@@ -25,6 +30,9 @@ pub const HIGH: f64 = (1u128 << 120) as f64;
 /// Bound of one f32 sweep term: the sum of two (normalize) or three (dx) terms below this, with
 /// the rounding of each f32 step, stays below 2^127.
 pub const LIMIT: f64 = (1u128 << 125) as f64;
+/// Bound of the dx sweep's terms besides `dy a`, 2^100: where `dy a` passes float32's largest
+/// value, they change the result by 2^-27 of it at most.
+pub const REST: f64 = (1u128 << 100) as f64;
 
 /// Whether var + eps = `ve` is outside [LOW, HIGH] (0, Inf and NaN are not: the plain sweeps'
 /// results for them are the reference's).
@@ -33,26 +41,15 @@ pub fn out_of_range(ve: f64) -> bool {
     (ve > 0.0 && ve < LOW) || (ve > HIGH && ve < f64::INFINITY)
 }
 
-/// The square bound of |x - shift| over a row: 2 ((M - 1) var_in + (mu_in - shift)^2) + 1 (the
-/// 1 makes the bound cover the constant itself, for a row with no spread).
+/// Whether the normalize sweep of a row must be done in f64: `ve` = var + eps, `m1` = M - 1,
+/// `var_in` the row's IN variance, `d` = mu_in - hi, `scale` and `bias` its f64 constants. The
+/// bound: (D^2 / 2) scale^2 + bias^2 <= LIMIT^2 / 2 with D^2 / 2 = (M - 1) var_in + d^2 + 1/2
+/// (see above), so that D |scale| and |bias| are at most LIMIT. NaN fails it.
 #[inline(always)]
-pub fn spread2(m1: f64, var_in: f64, mu_in: f64, shift: f64) -> f64 {
-    let d = mu_in - shift;
-    2.0 * (m1 * var_in + d * d) + 1.0
-}
-
-/// |v| (no_std has no f64::abs).
-#[inline(always)]
-fn abs(v: f64) -> f64 {
-    f64::from_bits(v.to_bits() & !(1u64 << 63))
-}
-
-/// Whether the normalize sweep of a row must be done in f64: `ve` = var + eps, `spread2` the
-/// bound of |x - hi|^2 (`spread2`), `scale` and `bias` its f64 constants.
-#[inline(always)]
-pub fn normalize_is_wide(ve: f64, spread2: f64, scale: f64, bias: f64) -> bool {
-    let ok = spread2 * (scale * scale) <= LIMIT * LIMIT && abs(bias) <= LIMIT;
-    out_of_range(ve) || !ok
+pub fn normalize_is_wide(ve: f64, m1: f64, var_in: f64, d: f64, scale: f64, bias: f64) -> bool {
+    let half_spread2 = (m1 * var_in + d * d) + 0.5;
+    let terms = half_spread2 * (scale * scale) + bias * bias;
+    out_of_range(ve) || !(terms <= LIMIT * LIMIT / 2.0)
 }
 
 /// `y[i] = (x[i] - mu) scale + beta` in f64 for a wide row, rounded to f32 once. `y` may equal `x`.
