@@ -175,31 +175,12 @@ pub unsafe fn dx_constants(
         if !one {
             *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(t, u);
         }
-        let mut any = false;
-        if v128_any_true(if one { i64x2_shuffle::<0, 0>(wide, wide) } else { wide }) {
-            let lanes = if one { 1 } else { 2 };
-            for l in 0..lanes {
-                let on = if l == 0 {
-                    i64x2_extract_lane::<0>(wide)
-                } else {
-                    i64x2_extract_lane::<1>(wide)
-                };
-                if on != 0 {
-                    let pick = |v: v128| {
-                        if l == 0 {
-                            f64x2_extract_lane::<0>(v)
-                        } else {
-                            f64x2_extract_lane::<1>(v)
-                        }
-                    };
-                    *pairs.add(r + l) = f64x2(pick(a), pick(b));
-                    *aux.add(r + l) = pick(k_mu);
-                    *inv_std_mut.add(r + l) = -1.0;
-                    any = true;
-                }
-            }
+        let wide = if one { i64x2_shuffle::<0, 2>(wide, zero) } else { wide };
+        if v128_any_true(wide) {
+            mark_wide(wide, [a, b, k_mu], pairs.add(r), aux.add(r), inv_std_mut.add(r));
+            return true;
         }
-        any
+        false
     };
     let even = c / 2 * 2;
     let all_rows = |check_range: bool| {
@@ -220,6 +201,27 @@ pub unsafe fn dx_constants(
         all_rows(true)
     } else {
         all_rows(false)
+    }
+}
+
+/// Gives the wide lanes of `wide` (rows r, r + 1 at `pairs`, `aux`, `inv_std`) their f64
+/// constants `abk` = [a, b, k] (f64x2 each) and their mark (see `dx_constants`).
+///
+/// # Safety
+/// The pointers valid for the lanes set in `wide`.
+#[inline(never)]
+#[cold]
+unsafe fn mark_wide(wide: v128, abk: [v128; 3], pairs: *mut v128, aux: *mut f64, inv_std: *mut f64) {
+    let [a, b, k] = abk;
+    if i64x2_extract_lane::<0>(wide) != 0 {
+        *pairs = i64x2_shuffle::<0, 2>(a, b);
+        *aux = f64x2_extract_lane::<0>(k);
+        *inv_std = -1.0;
+    }
+    if i64x2_extract_lane::<1>(wide) != 0 {
+        *pairs.add(1) = i64x2_shuffle::<1, 3>(a, b);
+        *aux.add(1) = f64x2_extract_lane::<1>(k);
+        *inv_std.add(1) = -1.0;
     }
 }
 
