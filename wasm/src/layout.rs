@@ -38,7 +38,8 @@
 //!   1d: [0, N) gmL   [N, 2N) gvL   then the sums
 //!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
 //!   nd: then (`aux_at`) R f64 per row: for a wide row (wide.rs) the dx call puts its f64
-//!       constants (a, b) in its pair, k here, and -1 in its s (which marks it for the sweep)
+//!       constants (a, b) in its pair, k here, and -1 in its s (which marks it for the sweep);
+//!       then one f64, sum over the rows of |gm| + |gv| (for `wide::CallBounds`)
 //! ```
 //! The sums are those a SyncSN backward adds up across replicas between the two calls, packed as
 //! the reference backend packs them.
@@ -116,7 +117,7 @@ pub fn aux_at(n: usize, c: usize) -> usize {
 /// Number of f64 values of the backward work area (room for the sums of either mode).
 pub fn work_len(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {
-        aux_at(n, c) + n * c
+        aux_at(n, c) + n * c + 1
     } else {
         sums_at(layout, n, c) + sums_len(layout, true, c)
     }

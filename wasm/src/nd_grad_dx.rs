@@ -112,10 +112,43 @@ pub unsafe fn dx_constants(
     let (half, inf) = (f64x2_splat(0.5), f64x2_splat(f64::INFINITY));
     // Whether var + eps of some row is out of range: only if the forward found a wide row.
     let any_out_of_range = st.wide[0] != 0.0;
+    // Per call first (O(N + C)): if no row can be wide, the rows skip their bound tests.
+    let ordinary = !any_out_of_range && {
+        let using_bn = mode & MODE_USING_BN != 0;
+        let (mut fw, mut fv) = (layer.mean_mix, layer.var_mix);
+        if !using_bn {
+            fw[2] = 0.0;
+            fv[2] = 0.0;
+        }
+        let bn_stats = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
+        let ln = (&st.mu_ln[..], &st.var_ln[..]);
+        let call = wide::CallBounds::new(c, m, layer.eps, fw, fv, ln, bn_stats, layer.gamma, &[]);
+        let max_abs = |v: &[f64]| {
+            v.iter().fold(0.0f64, |acc, &x| {
+                let a = if x < 0.0 { -x } else { x };
+                if a > acc || a != a {
+                    a
+                } else {
+                    acc
+                }
+            })
+        };
+        let (gmb_max, gvb_max) = if bn { (max_abs(sums.gm_bn), max_abs(sums.gv_bn)) } else { (0.0, 0.0) };
+        call.dx_ordinary(
+            *w.g_abs,
+            gmb_max,
+            gvb_max,
+            [w0, w1, w2],
+            [v0, v1, v2],
+            c as f64,
+            m as f64,
+            count,
+        )
+    };
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
     // `check_range` is a constant in each of the two loops below, which the compiler folds.
-    let constants = |i: usize, r: usize, j: usize, one: bool, check_range: bool| -> bool {
+    let constants = |i: usize, r: usize, j: usize, one: bool, check: bool, check_range: bool| {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -145,9 +178,21 @@ pub unsafe fn dx_constants(
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
         let lo_b = v128_and(f64x2_mul(lo, b), f64x2_ne(lo, zero));
         let k = f64x2_sub(k_mu, lo_b);
+        let (af, bf, kf) =
+            (f32x4_demote_f64x2_zero(a), f32x4_demote_f64x2_zero(b), f32x4_demote_f64x2_zero(k));
+        // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
+        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, af);
+        let u = i32x4_shuffle::<0, 4, 1, 5>(bf, kf);
+        *pairs.add(r) = i64x2_shuffle::<0, 2>(t, u);
+        if !one {
+            *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(t, u);
+        }
+        if !check {
+            return false;
+        }
         // The bound of `wide` for dx, two rows at a time: |a| <= LIMIT, and
         // (D^2 / 2) b^2 + k^2 <= REST^2 / 2 with D^2 / 2 = (M - 1) var_in + lo^2 + 1/2
-        // (`wide::spread2`), so that D |b| and |k| are at most REST. NaN fails it.
+        // (see `wide`), so that D |b| and |k| are at most REST. NaN fails it.
         let half_spread2 = f64x2_add(
             f64x2_add(f64x2_mul(m1, ld_or(var_in.add(r))), f64x2_mul(lo, lo)),
             half,
@@ -166,15 +211,6 @@ pub unsafe fn dx_constants(
             bounded = v128_andnot(bounded, out_of_range);
         }
         let wide = v128_not(bounded);
-        let (af, bf, kf) =
-            (f32x4_demote_f64x2_zero(a), f32x4_demote_f64x2_zero(b), f32x4_demote_f64x2_zero(k));
-        // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
-        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, af);
-        let u = i32x4_shuffle::<0, 4, 1, 5>(bf, kf);
-        *pairs.add(r) = i64x2_shuffle::<0, 2>(t, u);
-        if !one {
-            *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(t, u);
-        }
         let wide = if one { i64x2_shuffle::<0, 2>(wide, zero) } else { wide };
         if v128_any_true(wide) {
             mark_wide(wide, [a, b, k_mu], pairs.add(r), aux.add(r), inv_std_mut.add(r));
@@ -183,24 +219,27 @@ pub unsafe fn dx_constants(
         false
     };
     let even = c / 2 * 2;
-    let all_rows = |check_range: bool| {
+    // `check`: whether rows test the bound at all; `check_range`: whether also var + eps.
+    let all_rows = |check: bool, check_range: bool| {
         let mut any_wide = false;
         for i in 0..n {
             let mut j = 0;
             while j < even {
-                any_wide |= constants(i, i * c + j, j, false, check_range);
+                any_wide |= constants(i, i * c + j, j, false, check, check_range);
                 j += 2;
             }
             if j < c {
-                any_wide |= constants(i, i * c + j, j, true, check_range);
+                any_wide |= constants(i, i * c + j, j, true, check, check_range);
             }
         }
         any_wide
     };
-    if any_out_of_range {
-        all_rows(true)
+    if ordinary {
+        all_rows(false, false)
+    } else if any_out_of_range {
+        all_rows(true, true)
     } else {
-        all_rows(false)
+        all_rows(true, false)
     }
 }
 

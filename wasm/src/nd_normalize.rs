@@ -56,12 +56,25 @@ pub unsafe fn constants(
     let using_bn = mode & MODE_USING_BN != 0;
     let rows = core::slice::from_raw_parts_mut(scratch, n * c);
     let mix = Mix::new(layer, using_bn, m);
+    let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
+    // Per call first (O(N + C)): if no row can be wide, the rows skip their bound tests.
+    let ordinary = wide::CallBounds::new(
+        c,
+        m,
+        mix.eps,
+        mix.w,
+        mix.v,
+        (&st.mu_ln[..], &st.var_ln[..]),
+        bn,
+        layer.gamma,
+        layer.beta,
+    )
+    .normalize_ordinary();
     let mut any_wide = false;
-    for i in 0..n {
+    let mut sample = |i: usize, check: bool| {
         let at = i * c..(i + 1) * c;
         let (ln_mu, ln_var) = (st.mu_ln[i], st.var_ln[i]);
-        let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
-        any_wide |= row_constants(
+        row_constants(
             &mix,
             layer,
             (&st.mu_in[at.clone()], &st.var_in[at.clone()]),
@@ -69,7 +82,13 @@ pub unsafe fn constants(
             bn,
             (&mut st.mu[at.clone()], &mut st.var[at.clone()]),
             &mut rows[at],
-        );
+            check,
+        )
+    };
+    if ordinary {
+        (0..n).for_each(|i| any_wide |= sample(i, false));
+    } else {
+        (0..n).for_each(|i| any_wide |= sample(i, true));
     }
     if any_wide {
         any_wide = wide_rows(&mix, layer, n, c, &st, scratch);
@@ -242,6 +261,9 @@ impl Mix {
 
 /// Per-row constants of one sample n (C rows), see `normalize`. The f64 arithmetic follows the
 /// reference's order: (w0 mu_in + w1 mu_ln) + w2 mu_bn. Rows go two at a time through f64x2.
+/// `check`: whether rows test the bound of `wide` (false when the call's bounds showed that no
+/// row can be wide). Returns whether some row may be wide.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn row_constants(
     mix: &Mix,
@@ -251,6 +273,7 @@ fn row_constants(
     bn: Option<(&[f64], &[f64])>,
     (mu_out, var_out): (&mut [f64], &mut [f64]),
     out: &mut [v128],
+    check: bool,
 ) -> bool {
     let c = mu_in.len();
     let one = |j: usize| -> ([f64; 2], [f32; 3], bool) {
@@ -307,19 +330,19 @@ fn row_constants(
             // lo = 0 keeps bias = beta exactly (lo * scale would be NaN for an Inf scale).
             let lo_scale = v128_and(f64x2_mul(lo, scale), f64x2_ne(lo, zero));
             let bias64 = f64x2_sub(ld32(layer.beta, j), lo_scale);
-            // The bound of `wide::normalize_is_wide` (a row outside [LOW, HIGH], or 0, Inf, NaN,
-            // is looked at again by `wide_rows`).
-            let d = f64x2_sub(mean_in, hi64);
-            let half_spread2 =
-                f64x2_add(f64x2_add(f64x2_mul(m1, ld(var_in, j)), f64x2_mul(d, d)), half);
-            let terms = f64x2_add(
-                f64x2_mul(half_spread2, f64x2_mul(scale, scale)),
-                f64x2_mul(bias64, bias64),
-            );
-            in_range = v128_and(
-                in_range,
-                v128_and(f64x2_le(terms, half_limit2), v128_and(f64x2_ge(ve, low), f64x2_le(ve, high))),
-            );
+            if check {
+                // The bound of `wide::normalize_is_wide` (a row outside [LOW, HIGH], or 0, Inf,
+                // NaN, is looked at again by `wide_rows`).
+                let d = f64x2_sub(mean_in, hi64);
+                let half_spread2 =
+                    f64x2_add(f64x2_add(f64x2_mul(m1, ld(var_in, j)), f64x2_mul(d, d)), half);
+                let terms = f64x2_add(
+                    f64x2_mul(half_spread2, f64x2_mul(scale, scale)),
+                    f64x2_mul(bias64, bias64),
+                );
+                let ok = v128_and(f64x2_ge(ve, low), f64x2_le(ve, high));
+                in_range = v128_and(in_range, v128_and(f64x2_le(terms, half_limit2), ok));
+            }
             let bias = f32x4_demote_f64x2_zero(bias64);
             let scale = f32x4_demote_f64x2_zero(scale);
             // [hi0, s0, hi1, s1], then [hi0, s0, b0, 0] and [hi1, s1, b1, 0] (bias lanes 2, 3 are 0).

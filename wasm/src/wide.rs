@@ -100,3 +100,144 @@ pub unsafe fn grad_sums_f64(x: *const f32, dy: *const f32, n: usize, hi: f32) ->
     }
     (g, p)
 }
+
+/// Per-call bounds from O(N + C) statistics, by which a call can skip the per-row bound tests:
+/// when they hold, no row of the call is wide. Every |x - hi| and |mean| of a row follows from
+/// its sample's LN statistics: var_ln = mean_c (var_in + (mu_in - mu_ln)^2), so var_in and
+/// (mu_in - mu_ln)^2 are at most C var_ln (taken twice for rounding). NaN or Inf anywhere makes
+/// them fail, and then the per-row tests decide.
+pub struct CallBounds {
+    /// Lower and upper bound of var + eps over the rows.
+    pub ve_min: f64,
+    pub ve_max: f64,
+    /// Bound of (M - 1) var_in over the rows.
+    pub m1_var: f64,
+    /// Bound of |mu_in| over the rows, and of |mu_bn| (0 without the BN statistics).
+    pub mu_in: f64,
+    pub mu_bn: f64,
+    /// Bound of |mu_in - mu_ln|.
+    pub ln_spread: f64,
+    /// Bound of |mixed mean|.
+    pub mu: f64,
+    /// max |gamma|, max |beta|.
+    pub gamma: f64,
+    pub beta: f64,
+}
+
+fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
+    // NaN makes the result NaN (f64::max would drop it).
+    v.fold(0.0, |m, x| {
+        let a = if x < 0.0 { -x } else { x };
+        if a > m || a != a {
+            a
+        } else {
+            m
+        }
+    })
+}
+
+impl CallBounds {
+    /// `w`, `v`: the mixing weights (BN's 0 without BN), `bn`: (mu_bn, var_bn) if mixed in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        c: usize,
+        m: usize,
+        eps: f64,
+        w: [f64; 3],
+        v: [f64; 3],
+        ln: (&[f64], &[f64]),
+        bn: Option<(&[f64], &[f64])>,
+        gamma: &[f32],
+        beta: &[f32],
+    ) -> CallBounds {
+        let (mu_ln, var_ln) = ln;
+        let abs = |x: f64| if x < 0.0 { -x } else { x };
+        let vl_max = max_abs(var_ln.iter().copied());
+        let vl_min = var_ln.iter().fold(f64::INFINITY, |m, &x| if x < m || x != x { x } else { m });
+        let (vb_max, vb_min, mb) = match bn {
+            Some((mu_bn, var_bn)) => (
+                max_abs(var_bn.iter().copied()),
+                var_bn.iter().fold(f64::INFINITY, |m, &x| if x < m || x != x { x } else { m }),
+                max_abs(mu_bn.iter().copied()),
+            ),
+            None => (0.0, 0.0, 0.0),
+        };
+        let cv = 2.0 * c as f64 * vl_max;
+        let ln_spread = simd_sqrt(cv);
+        let mu_in = max_abs(mu_ln.iter().copied()) + ln_spread;
+        let (w, v) = ([abs(w[0]), abs(w[1]), abs(w[2])], [abs(v[0]), abs(v[1]), abs(v[2])]);
+        let ve_min = v[1] * vl_min + v[2] * vb_min + eps;
+        let ve_max = v[0] * cv + v[1] * vl_max + v[2] * vb_max + eps;
+        CallBounds {
+            ve_min,
+            ve_max,
+            m1_var: (m as f64 - 1.0) * cv,
+            mu_in,
+            mu_bn: mb,
+            ln_spread,
+            mu: w[0] * mu_in + w[1] * (mu_in - ln_spread) + w[2] * mb,
+            gamma: max_abs(gamma.iter().map(|&g| g as f64)),
+            beta: max_abs(beta.iter().map(|&b| b as f64)),
+        }
+    }
+
+    /// Whether var + eps of every row is within [LOW, HIGH] (and positive, finite).
+    fn in_range(&self) -> bool {
+        self.ve_min >= LOW && self.ve_max <= HIGH
+    }
+
+    /// Bound of |lo| = |mean - f32(mean)| for a mean of at most `mu` in magnitude.
+    fn lo(mu: f64) -> f64 {
+        mu * (1.0 / (1u64 << 24) as f64) + 1e-44
+    }
+
+    /// Whether no row's normalize sweep can be wide (`normalize_is_wide` false for every row).
+    pub fn normalize_ordinary(&self) -> bool {
+        // scale^2 <= gamma^2 / ve_min; |mu_in - hi| <= |mu_in| + |hi| with |hi| <= (1 + 2^-23) mu;
+        // bias = beta - lo scale.
+        let s2 = self.gamma * self.gamma / self.ve_min;
+        let d = self.mu_in + 1.001 * self.mu + 1e-44;
+        let lo = Self::lo(self.mu);
+        let half_spread2 = self.m1_var + d * d + 0.5;
+        let terms = half_spread2 * s2 + 2.0 * (self.beta * self.beta + lo * lo * s2);
+        self.in_range() && self.mu <= LIMIT && terms <= LIMIT * LIMIT / 2.0
+    }
+
+    /// Whether no row's dx sweep can be wide, given `g` >= max |gm| and max |gv| over the rows
+    /// (dL/dmu, dL/dvar), `gmb`, `gvb` >= max |gmB|, |gvB|, the mixing weights of the dx call
+    /// (`w2`, `v2` 0 without the BN path), `count` its batch size and C, M.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dx_ordinary(
+        &self,
+        g: f64,
+        gmb: f64,
+        gvb: f64,
+        w: [f64; 3],
+        v: [f64; 3],
+        c: f64,
+        m: f64,
+        count: f64,
+    ) -> bool {
+        let abs = |x: f64| if x < 0.0 { -x } else { x };
+        let (w, v) = ([abs(w[0]), abs(w[1]), abs(w[2])], [abs(v[0]), abs(v[1]), abs(v[2])]);
+        // a = gamma s with s = 1/sqrt(var + eps) <= 1/sqrt(ve_min).
+        let a = self.gamma / simd_sqrt(self.ve_min);
+        // |Gvar_in| and |Gmu_in| (nd_grad_dx::dx), |mu_in - mu_bn| <= |mu_in| + |mu_bn|.
+        let g_var = v[0] * g + v[1] * g / c + v[2] * gvb / count;
+        let g_mu = w[0] * g
+            + w[1] * g / c
+            + v[1] * (2.0 / c) * self.ln_spread * g
+            + w[2] * gmb / count
+            + v[2] * (2.0 / count) * (self.mu_in + self.mu_bn) * gvb;
+        let b = g_var * (2.0 / (m - 1.0));
+        let lo = Self::lo(self.mu_in);
+        let k = g_mu / m + lo * b;
+        let half_spread2 = self.m1_var + lo * lo + 0.5;
+        let terms = half_spread2 * (b * b) + k * k;
+        self.in_range() && a <= LIMIT && terms <= REST * REST / 2.0
+    }
+}
+
+fn simd_sqrt(x: f64) -> f64 {
+    crate::simd::sqrt_f64(x)
+}
