@@ -21,7 +21,9 @@
 //! float32 rounding only: the one difference left is a dx within a few float32 ulps of the
 //! largest value (2^-24 relative), which either side may round to the infinity of its sign.
 //! Wide rows are rare (huge gamma, eps near 0, |x| or gradients beyond ~1e18); their sweeps are
-//! plain f64 loops, and every other row keeps the SIMD sweeps, bit for bit.
+//! plain f64 loops, and every other row keeps the SIMD sweeps, bit for bit. A call first bounds
+//! all its rows at once from O(N + C) quantities (`CallBounds`); only when that fails do the rows
+//! take their own bound tests (two rows per f64x2 among the per-row constants).
 
 /// var + eps below this (std < 2^-60) makes a row wide.
 pub const LOW: f64 = 1.0 / (1u128 << 120) as f64;
