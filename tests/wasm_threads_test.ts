@@ -129,7 +129,7 @@ const CASES: Case[] = [
   { shape: [4, 9, 300, 1], options: { usingMovingAverage: false } },
   { shape: [2, 13, 2, 3, 11], options: {} },
   { shape: [5, 3, 1, 1], options: {} },
-  // Variances ~1e-40 with eps 0: rows outside [2^-60, 2^60] take the scaled sweeps, whose
+  // Variances ~1e-40 with eps 0: rows outside [2^-60, 2^60] take the f64 (wide) sweeps, whose
   // kernels get extra arguments (the wide flag) on every thread.
   { shape: [3, 5, 4, 4], options: { eps: 0 }, scale: 1e-22 },
   // gamma / std beyond float32 (forward and backward wide rows: f64 constants found through the

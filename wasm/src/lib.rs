@@ -394,7 +394,7 @@ pub unsafe extern "C" fn sn_backward_constants_nd(
 
 /// The dx sweep over the `rows` rows row0.. whose x, dy, dx are at `x`, `dy`, `dx` (the
 /// range's), with the constants `sn_backward_constants_nd` left in `work`; `wide` is what that
-/// call returned (then each row checks its var + eps, from the statistics area of [n, c]).
+/// call returned (then each row checks its mark in the work area, and a wide one is swept in f64).
 ///
 /// # Safety
 /// `x`, `dy`, `dx` valid for rows * m floats (`dx` may equal `dy` or `x`); `work`, `layer` and
