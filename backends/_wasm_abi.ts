@@ -9,7 +9,7 @@
  */
 
 /** The ABI version this mirror describes; the loader refuses a module reporting another. */
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 
 /** `layout` argument: [N, C, M] (SwitchNorm2d/3d). */
 export const LAYOUT_ND = 0;
@@ -98,12 +98,14 @@ export interface WasmKernels {
   /** The rest of `sn_stats_nd` once `sn_stats_rows_nd` has covered every row. */
   sn_stats_derive_nd(n: number, c: number, mode: number, layer: number, stats: number): void;
   /**
-   * `sn_normalize_nd` in parts: the per-row constants (16 bytes per row) into `scratch`; returns
-   * 1 if some row is wide (std outside 2^-60..2^60, wasm/src/wide.rs), else 0.
+   * `sn_normalize_nd` in parts: the per-row constants (16 bytes per row, and f64 constants of
+   * wide rows after them) into `scratch`, for rows of m floats; returns 1 if some row is wide (its
+   * float32 sweep could leave float32's range, wasm/src/wide.rs), else 0.
    */
   sn_constants_nd(
     n: number,
     c: number,
+    m: number,
     mode: number,
     layer: number,
     stats: number,

@@ -92,7 +92,7 @@ export class WasmChunkedForward {
       if (mem.ioEpoch !== ioEpoch) io = stage(false);
     }
     const y = out ?? new Float32Array(length);
-    const wide = k.sn_constants_nd(n, c, mode, regions.layer, regions.stats, regions.scratch);
+    const wide = k.sn_constants_nd(n, c, m, mode, regions.layer, regions.stats, regions.scratch);
     const staging = io + stagingAt;
     const buffer = mem.heap.buffer;
     for (let r = 0; r < rows; r += step) {

@@ -381,7 +381,7 @@ export class ThreadPool {
   ) {
     const threads = this.threadsFor(n * c * m);
     if (threads === 1) return this.#k.sn_normalize_nd(x, y, n, c, m, mode, layer, st, scratch);
-    const wide = this.#k.sn_constants_nd(n, c, mode, layer, st, scratch);
+    const wide = this.#k.sn_constants_nd(n, c, m, mode, layer, st, scratch);
     this.#run(NORMALIZE_ROWS, n * c, m, threads, [x, y, n * c, m, scratch, wide]);
   }
 

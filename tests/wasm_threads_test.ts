@@ -63,8 +63,10 @@ async function wasmBackend(): Promise<WasmBackend> {
 interface Case {
   shape: number[];
   options: { usingBN?: boolean; usingMovingAverage?: boolean; eps?: number; sync?: SyncGroup };
-  /** x is multiplied by it: tiny rows with eps 0 are "wide" (scaled sweeps, their own flags). */
+  /** x is multiplied by it: tiny rows with eps 0 are "wide" (f64 sweeps, their own flags). */
   scale?: number;
+  /** gamma per channel instead of random ones (gamma / std beyond float32: wide rows). */
+  gamma?: number[];
 }
 
 /** Everything a training step, an eval step and a resident step give, as float arrays. */
@@ -80,7 +82,7 @@ async function workload(kase: Case, seed: number): Promise<Map<string, Float32Ar
   const sn = new Layer(c, { ...kase.options, backend: "wasm" });
   const k = (kase.shape.length === 2 ? 1 : 2) + (kase.options.usingBN === false ? 0 : 1);
   sn.loadStateDict({
-    weight: Float32Array.from({ length: c }, () => 1 + 0.3 * r()),
+    weight: Float32Array.from({ length: c }, (_, j) => kase.gamma?.[j] ?? 1 + 0.3 * r()),
     bias: Float32Array.from({ length: c }, r),
     mean_weight: Float32Array.from({ length: k }, r),
     var_weight: Float32Array.from({ length: k }, r),
@@ -131,9 +133,12 @@ const CASES: Case[] = [
   { shape: [4, 9, 300, 1], options: { usingMovingAverage: false } },
   { shape: [2, 13, 2, 3, 11], options: {} },
   { shape: [5, 3, 1, 1], options: {} },
-  // Variances ~1e-40 with eps 0: rows outside [2^-60, 2^60] take the scaled sweeps, whose
+  // Variances ~1e-40 with eps 0: rows outside [2^-60, 2^60] take the f64 (wide) sweeps, whose
   // kernels get extra arguments (the wide flag) on every thread.
   { shape: [3, 5, 4, 4], options: { eps: 0 }, scale: 1e-22 },
+  // gamma / std beyond float32 (forward and backward wide rows: f64 constants found through the
+  // range's offsets) beside ordinary channels, in the four-row sweeps.
+  { shape: [4, 5, 5, 7], options: { eps: 0 }, scale: 1e-3, gamma: [1e33, 1, 3e38, -2, 1e36] },
 ];
 
 Deno.test("1, 2, 3 and 4 threads give the same bits, forward and backward, Float32Array and resident", async () => {

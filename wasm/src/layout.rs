@@ -38,14 +38,19 @@
 //!   1d: [0, N) gmL   [N, 2N) gvL   then the sums (room for either mode), then the reduction's
 //!       tile partials (`oned_grad::Tiles`: 4C per tile of rows, or 2N per tile of columns)
 //!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
+//!   nd: then (`aux_at`) R f64 per row: for a wide row (wide.rs) the dx call puts its f64
+//!       constants (a, b) in its pair, k here, and -1 in its s (which marks it for the sweep);
+//!       then one f64, sum over the rows of |gm| + |gv| (for `wide::CallBounds`)
 //! ```
 //! The sums are those a SyncSN backward adds up across replicas between the two calls, packed as
 //! the reference backend packs them.
 //!
 //! Scratch (`scratch`, 16-byte aligned, `scratch_bytes(layout, N, C)` bytes), transient:
-//! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep; 1d, three f32 arrays of C
-//! (per-column block mean, sum of deviations, sum of squared deviations), 16-byte aligned, once
-//! per block of rows when C <= 4096 (`oned::Tiles`), else once.
+//! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep, then 3 f64 per row, the
+//! f64 constants [mu, scale, beta] of a wide row (wide.rs), whose entry is then i32
+//! [byte offset to them, 0, 0, 1]; 1d, three f32 arrays of C (per-column block mean, sum of
+//! deviations, sum of squared deviations), 16-byte aligned, once per block of rows when
+//! C <= 4096 (`oned::Tiles`), else once.
 
 /// `layout` argument value of the nd kernels ([N, C, M]).
 pub const LAYOUT_ND: u32 = 0;
@@ -77,11 +82,12 @@ pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
 }
 
 /// Bytes of transient scratch a forward needs: nd, the per-row normalize constants
-/// (4 f32 per (n,c)); 1d, three f32 per-column block sums, per block of rows for C <= 4096
-/// (`oned::Tiles`: the split pass keeps every block's until they are merged).
+/// (4 f32 per (n,c), then 3 f64 per (n,c) for wide rows); 1d, three f32 per-column block sums,
+/// per block of rows for C <= 4096 (`oned::Tiles`: the split pass keeps every block's until they
+/// are merged).
 pub fn scratch_bytes(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {
-        16 * n * c
+        40 * n * c
     } else {
         // One slot for the single-threaded pass; one per block when threads split by blocks.
         let blocks = crate::oned::Tiles::new(n, c, 0);
@@ -110,11 +116,19 @@ pub fn sums_len(layout: u32, using_bn: bool, c: usize) -> usize {
     4 * c + 2 * mix_len(layout, using_bn)
 }
 
+/// f64 index of the wide rows' k in the backward work area (nd).
+pub fn aux_at(n: usize, c: usize) -> usize {
+    sums_at(LAYOUT_ND, n, c) + sums_len(LAYOUT_ND, true, c)
+}
+
 /// Number of f64 values of the backward work area (room for the sums of either mode).
 pub fn work_len(layout: u32, n: usize, c: usize) -> usize {
-    let partials =
-        if layout == LAYOUT_ND { 0 } else { crate::oned_grad::Tiles::new(n, c).partials_len(n, c) };
-    sums_at(layout, n, c) + sums_len(layout, true, c) + partials
+    if layout == LAYOUT_ND {
+        aux_at(n, c) + n * c + 1
+    } else {
+        let partials = crate::oned_grad::Tiles::new(n, c).partials_len(n, c);
+        sums_at(layout, n, c) + sums_len(layout, true, c) + partials
+    }
 }
 
 /// The layer block, read.

@@ -32,7 +32,7 @@ mod wide;
 use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 6;
+const ABI_VERSION: u32 = 7;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -188,18 +188,21 @@ pub unsafe extern "C" fn sn_stats_derive_nd(
 /// # Safety
 /// Pointers as in `layout`; the caller owns and sizes every buffer.
 #[no_mangle]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sn_constants_nd(
     n: u32,
     c: u32,
+    m: u32,
     mode: u32,
     layer: *const u8,
     stats: *mut f64,
     scratch: *mut u8,
 ) -> u32 {
-    let (n, c) = (n as usize, c as usize);
+    let (n, c, m) = (n as usize, c as usize, m as usize);
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
-    nd_normalize::constants(n, c, mode, &layer, st, scratch as *mut core::arch::wasm32::v128) as u32
+    let scratch = scratch as *mut core::arch::wasm32::v128;
+    nd_normalize::constants(n, c, m, mode, &layer, st, scratch) as u32
 }
 
 /// The normalize sweep over `rows` rows of m floats at `x` into `y` (may equal x), with the
@@ -391,7 +394,7 @@ pub unsafe extern "C" fn sn_backward_constants_nd(
 
 /// The dx sweep over the `rows` rows row0.. whose x, dy, dx are at `x`, `dy`, `dx` (the
 /// range's), with the constants `sn_backward_constants_nd` left in `work`; `wide` is what that
-/// call returned (then each row checks its var + eps, from the statistics area of [n, c]).
+/// call returned (then each row checks its mark in the work area, and a wide one is swept in f64).
 ///
 /// # Safety
 /// `x`, `dy`, `dx` valid for rows * m floats (`dx` may equal `dy` or `x`); `work`, `layer` and
@@ -408,7 +411,7 @@ pub unsafe extern "C" fn sn_backward_dx_rows_nd(
     work: *mut f64,
     n: u32,
     c: u32,
-    layer: *const u8,
+    _layer: *const u8,
     stats: *mut f64,
     wide: u32,
 ) {
@@ -416,9 +419,10 @@ pub unsafe extern "C" fn sn_backward_dx_rows_nd(
     let abk = (work as *const core::arch::wasm32::v128).add(row0);
     if wide != 0 {
         let (n, c) = (n as usize, c as usize);
-        let eps = Layer::read(layer, c).eps;
-        let var = Stats::split(stats, LAYOUT_ND, n, c).var.as_ptr().add(row0);
-        nd_grad_dx::sweep_checked(x, dy, dx, rows as usize, m as usize, abk, var, eps);
+        let w = nd_grad::Work::split(work, n, c);
+        let mu_in = Stats::split(stats, LAYOUT_ND, n, c).mu_in.as_ptr();
+        let all = nd_grad_dx::WideRows { mu_in, inv_std: w.inv_std.as_ptr(), k: w.aux.as_ptr() };
+        nd_grad_dx::sweep_checked(x, dy, dx, rows as usize, m as usize, abk, all.from(row0));
     } else {
         nd_grad_dx::sweep(x, dy, dx, rows as usize, m as usize, abk);
     }

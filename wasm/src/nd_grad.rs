@@ -29,6 +29,10 @@ pub(crate) struct Work<'a> {
     pub(crate) inv_std: &'a mut [f64],
     pub(crate) gm_ln: &'a mut [f64],
     pub(crate) gv_ln: &'a mut [f64],
+    /// Per row: k of a wide row (`wide`), written by `nd_grad_dx::dx_constants`.
+    pub(crate) aux: &'a mut [f64],
+    /// Sum over the rows of |gm| + |gv|, written by `combine` (for `wide::CallBounds`).
+    pub(crate) g_abs: &'a mut f64,
 }
 
 impl<'a> Work<'a> {
@@ -38,7 +42,9 @@ impl<'a> Work<'a> {
         let rest = core::slice::from_raw_parts_mut(p.add(2 * rows), rows + 2 * n);
         let (inv_std, rest) = rest.split_at_mut(rows);
         let (gm_ln, gv_ln) = rest.split_at_mut(n);
-        Work { pairs, inv_std, gm_ln, gv_ln }
+        let aux = core::slice::from_raw_parts_mut(p.add(crate::layout::aux_at(n, c)), rows);
+        let g_abs = &mut *p.add(crate::layout::aux_at(n, c) + rows);
+        Work { pairs, inv_std, gm_ln, gv_ln, aux, g_abs }
     }
 }
 
@@ -245,6 +251,9 @@ pub unsafe fn combine(
     }
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
+    // Sum of |gm| + |gv| over the rows: with it the dx call may find, per call, that no row can
+    // be wide (`wide::CallBounds::dx_ordinary`).
+    let mut g_abs = z;
     let even = c / 2 * 2;
     for i in 0..n {
         let (mut gml, mut gvl) = (z, z);
@@ -269,6 +278,7 @@ pub unsafe fn combine(
             st2(gvb.add(j), f64x2_add(ld(gvb.add(j)), gv));
             gml = f64x2_add(gml, gm);
             gvl = f64x2_add(gvl, gv);
+            g_abs = f64x2_add(g_abs, f64x2_add(f64x2_abs(gm), f64x2_abs(gv)));
             dm_in = f64x2_add(dm_in, f64x2_mul(gm, mean));
             dv_in = f64x2_add(dv_in, f64x2_mul(gv, ld(var_in.add(r))));
             j += 2;
@@ -291,6 +301,7 @@ pub unsafe fn combine(
             *gvb.add(j) += gv;
             gml += gm;
             gvl += gv;
+            g_abs = f64x2_add(g_abs, f64x2_abs(f64x2(gm, gv)));
             dm_in = f64x2_add(dm_in, f64x2(gm * mean, 0.0));
             dv_in = f64x2_add(dv_in, f64x2(gv * *var_in.add(r), 0.0));
         }
@@ -299,6 +310,7 @@ pub unsafe fn combine(
         dm_ln += gml * st.mu_ln[i];
         dv_ln += gvl * st.var_ln[i];
     }
+    *w.g_abs = hsum(g_abs);
     sums.mean_dots[0] = hsum(dm_in);
     sums.mean_dots[1] = dm_ln;
     sums.var_dots[0] = hsum(dv_in);
@@ -314,8 +326,9 @@ pub unsafe fn combine(
     }
 }
 
-/// The row sums (sum dy, sum dy (x - hi)) again in f64 for every row that is wide (`wide`: its
-/// f32 products may overflow or be subnormal) or, in such a call, whose f32 sums are not finite.
+/// The row sums (sum dy, sum dy (x - hi)) again in f64 for every row whose var + eps is out of
+/// range (`wide::out_of_range`: its f32 products may be subnormal) or whose f32 sums are not
+/// finite.
 ///
 /// # Safety
 /// As `reduce`; `mu_in`, `var` valid for `rows` f64, `pairs` for `rows` v128.
@@ -334,7 +347,7 @@ unsafe fn redo_sums(
     for r in 0..rows {
         let pair = *pairs.add(r);
         let finite = i64x2_all_true(f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
-        if wide::scale(*var.add(r) + eps) != 0.0 || !finite {
+        if wide::out_of_range(*var.add(r) + eps) || !finite {
             let hi = *mu_in.add(r) as f32;
             let (g, p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             *pairs.add(r) = f64x2(g, p);

@@ -17,7 +17,8 @@ use core::arch::wasm32::*;
 /// (the BN terms only in training with usingBN: otherwise the BN statistics are constants), kept
 /// as f32 [hi, a, b, k] in place of (gm, gv) with a = gamma s, b = 2 Gvar_in / (M - 1),
 /// k = Gmu_in / M - lo b (mu_in = hi + lo, hi = f32(mu_in)); then one sweep per row
-/// dx = dy a + (x - hi) b + k.
+/// dx = dy a + (x - hi) b + k. A wide row (`wide`) keeps f64 constants instead and is swept in
+/// f64.
 ///
 /// # Safety
 /// `x`, `dy` valid for reading and `dx` for writing n*c*m floats (`dx` may equal `dy` or `x`,
@@ -37,16 +38,39 @@ pub unsafe fn dx(
     sums: Sums,
     count: f64,
 ) {
-    let var = st.var.as_ptr();
+    let mu_in = st.mu_in.as_ptr();
     if dx_constants(n, c, m, mode, layer, st, work, sums, count) {
-        sweep_checked(x, dy, dx, n * c, m, work as *const v128, var, layer.eps);
+        let w = Work::split(work, n, c);
+        let wide = WideRows { mu_in, inv_std: w.inv_std.as_ptr(), k: w.aux.as_ptr() };
+        sweep_checked(x, dy, dx, n * c, m, work as *const v128, wide);
     } else {
         sweep(x, dy, dx, n * c, m, work as *const v128);
     }
 }
 
+/// Where the dx sweep of a call with wide rows finds, from the range's first row on, each row's
+/// IN mean, its mark (`inv_std` < 0: a wide row, whose pair holds f64 (a, b)) and a wide row's k.
+pub struct WideRows {
+    pub mu_in: *const f64,
+    pub inv_std: *const f64,
+    pub k: *const f64,
+}
+
+impl WideRows {
+    /// The same for the rows from `row0` on.
+    pub unsafe fn from(&self, row0: usize) -> WideRows {
+        WideRows {
+            mu_in: self.mu_in.add(row0),
+            inv_std: self.inv_std.add(row0),
+            k: self.k.add(row0),
+        }
+    }
+}
+
 /// The per-row constants of `dx` (into the work area, in place of (gm, gv)), before its sweep;
-/// returns whether some row is wide (then the sweep must be `sweep_checked`).
+/// returns whether some row is wide (then the sweep must be `sweep_checked`). A row is wide by the
+/// dx bound of `wide`; a wide row's pair gets f64 (a, b), its aux value k = Gmu_in / M and its s
+/// -1 (the mark).
 ///
 /// # Safety
 /// As `dx`.
@@ -78,25 +102,53 @@ pub unsafe fn dx_constants(
     let (mu_in, inv_std, gamma) = (st.mu_in.as_ptr(), w.inv_std.as_ptr(), layer.gamma.as_ptr());
     let (gmb, gvb, mu_bn) = (sums.gm_bn.as_ptr(), sums.gv_bn.as_ptr(), st.mu_bn.as_ptr());
     let pairs = w.pairs.as_mut_ptr();
+    let (var_in, var, aux) = (st.var_in.as_ptr(), st.var.as_ptr(), w.aux.as_mut_ptr());
+    let inv_std_mut = w.inv_std.as_mut_ptr();
     let zero = f64x2_splat(0.0);
-    let var = st.var.as_ptr();
-    // The scale of row r if it is wide (`wide`), else 1.
-    let row_sc = |r: usize| {
-        let sc = wide::scale(*var.add(r) + layer.eps);
-        if sc == 0.0 {
-            1.0
-        } else {
-            sc
+    let (eps, m1) = (f64x2_splat(layer.eps), f64x2_splat(m as f64 - 1.0));
+    let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    let limit = f64x2_splat(wide::LIMIT);
+    let half_rest2 = f64x2_splat(wide::REST * wide::REST / 2.0);
+    let (half, inf) = (f64x2_splat(0.5), f64x2_splat(f64::INFINITY));
+    // Whether var + eps of some row is out of range: only if the forward found a wide row.
+    let any_out_of_range = st.wide[0] != 0.0;
+    // Per call first (O(N + C)): if no row can be wide, the rows skip their bound tests.
+    let ordinary = !any_out_of_range && {
+        let using_bn = mode & MODE_USING_BN != 0;
+        let (mut fw, mut fv) = (layer.mean_mix, layer.var_mix);
+        if !using_bn {
+            fw[2] = 0.0;
+            fv[2] = 0.0;
         }
+        let bn_stats = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
+        let ln = (&st.mu_ln[..], &st.var_ln[..]);
+        let call = wide::CallBounds::new(c, m, layer.eps, fw, fv, ln, bn_stats, layer.gamma, &[]);
+        let max_abs = |v: &[f64]| {
+            v.iter().fold(0.0f64, |acc, &x| {
+                let a = if x < 0.0 { -x } else { x };
+                if a > acc || a != a {
+                    a
+                } else {
+                    acc
+                }
+            })
+        };
+        let (gmb_max, gvb_max) = if bn { (max_abs(sums.gm_bn), max_abs(sums.gv_bn)) } else { (0.0, 0.0) };
+        call.dx_ordinary(
+            *w.g_abs,
+            gmb_max,
+            gvb_max,
+            [w0, w1, w2],
+            [v0, v1, v2],
+            c as f64,
+            m as f64,
+            count,
+        )
     };
     // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
     // duplicate of its channel and stores one row).
-    // Whether the forward's normalize constants found a wide row (`wide`); without one, the
-    // constants and the sweep are the plain ones.
-    let any_wide = st.wide[0] != 0.0;
-    // `wide` (a constant in each of the two loops below, which the compiler folds): whether
-    // wide rows get their scaled constants.
-    let constants = |i: usize, r: usize, j: usize, one: bool, wide: bool| -> (v128, v128) {
+    // `check_range` is a constant in each of the two loops below, which the compiler folds.
+    let constants = |i: usize, r: usize, j: usize, one: bool, check: bool, check_range: bool| {
         let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
         let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
@@ -118,50 +170,98 @@ pub unsafe fn dx_constants(
         g_var = f64x2_add(g_var, f64x2_mul(kb_var, gvbv));
         g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(kb_mu, gmbv), spread));
         let a = f64x2_mul(ld32_or(gamma.add(j)), ld_or(inv_std.add(r)));
-        let mut b = f64x2_mul(g_var, two_m1);
-        // A wide row (`wide`) is swept as dx = dy a + (x sc - h) b' + k with b' = b / sc and
-        // h = f32(mu_in sc), the lo part scaled alike; other rows have sc = 1 here.
-        let mut mean = mean;
-        if wide {
-            let (sc0, sc1) = (row_sc(r), if one { 1.0 } else { row_sc(r + 1) });
-            mean = f64x2_mul(mean, f64x2(sc0, sc1));
-            b = f64x2_mul(b, f64x2(1.0 / sc0, 1.0 / sc1));
-        }
+        let b = f64x2_mul(g_var, two_m1);
+        let k_mu = f64x2_mul(g_mu, inv_m);
         let hi = f32x4_demote_f64x2_zero(mean);
-        let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
+        let hi64 = f64x2_promote_low_f32x4(hi);
+        let lo = f64x2_sub(mean, hi64);
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
         let lo_b = v128_and(f64x2_mul(lo, b), f64x2_ne(lo, zero));
-        let k = f64x2_sub(f64x2_mul(g_mu, inv_m), lo_b);
-        let (a, b, k) =
+        let k = f64x2_sub(k_mu, lo_b);
+        let (af, bf, kf) =
             (f32x4_demote_f64x2_zero(a), f32x4_demote_f64x2_zero(b), f32x4_demote_f64x2_zero(k));
         // [hi0, a0, hi1, a1] and [b0, k0, b1, k1], then [hi, a, b, k] per row.
-        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, a);
-        let u = i32x4_shuffle::<0, 4, 1, 5>(b, k);
-        (i64x2_shuffle::<0, 2>(t, u), i64x2_shuffle::<1, 3>(t, u))
+        let t = i32x4_shuffle::<0, 4, 1, 5>(hi, af);
+        let u = i32x4_shuffle::<0, 4, 1, 5>(bf, kf);
+        *pairs.add(r) = i64x2_shuffle::<0, 2>(t, u);
+        if !one {
+            *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(t, u);
+        }
+        if !check {
+            return false;
+        }
+        // The bound of `wide` for dx, two rows at a time: |a| <= LIMIT, and
+        // (D^2 / 2) b^2 + k^2 <= REST^2 / 2 with D^2 / 2 = (M - 1) var_in + lo^2 + 1/2
+        // (see `wide`), so that D |b| and |k| are at most REST. NaN fails it.
+        let half_spread2 = f64x2_add(
+            f64x2_add(f64x2_mul(m1, ld_or(var_in.add(r))), f64x2_mul(lo, lo)),
+            half,
+        );
+        let terms = f64x2_add(f64x2_mul(half_spread2, f64x2_mul(b, b)), f64x2_mul(k, k));
+        let mut bounded =
+            v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2));
+        if check_range {
+            // var + eps out of [LOW, HIGH] (`wide::out_of_range`), known to occur only when the
+            // forward found a wide row.
+            let ve = f64x2_add(ld_or(var.add(r)), eps);
+            let out_of_range = v128_or(
+                v128_and(f64x2_gt(ve, zero), f64x2_lt(ve, low)),
+                v128_and(f64x2_gt(ve, high), f64x2_lt(ve, inf)),
+            );
+            bounded = v128_andnot(bounded, out_of_range);
+        }
+        let wide = v128_not(bounded);
+        let wide = if one { i64x2_shuffle::<0, 2>(wide, zero) } else { wide };
+        if v128_any_true(wide) {
+            mark_wide(wide, [a, b, k_mu], pairs.add(r), aux.add(r), inv_std_mut.add(r));
+            return true;
+        }
+        false
     };
     let even = c / 2 * 2;
-    let all_rows = |wide: bool| {
+    // `check`: whether rows test the bound at all; `check_range`: whether also var + eps.
+    let all_rows = |check: bool, check_range: bool| {
+        let mut any_wide = false;
         for i in 0..n {
             let mut j = 0;
             while j < even {
-                let r = i * c + j;
-                let (k0, k1) = constants(i, r, j, false, wide);
-                *pairs.add(r) = k0;
-                *pairs.add(r + 1) = k1;
+                any_wide |= constants(i, i * c + j, j, false, check, check_range);
                 j += 2;
             }
             if j < c {
-                let r = i * c + j;
-                *pairs.add(r) = constants(i, r, j, true, wide).0;
+                any_wide |= constants(i, i * c + j, j, true, check, check_range);
             }
         }
+        any_wide
     };
-    if any_wide {
-        all_rows(true);
+    if ordinary {
+        all_rows(false, false)
+    } else if any_out_of_range {
+        all_rows(true, true)
     } else {
-        all_rows(false);
+        all_rows(true, false)
     }
-    any_wide
+}
+
+/// Gives the wide lanes of `wide` (rows r, r + 1 at `pairs`, `aux`, `inv_std`) their f64
+/// constants `abk` = [a, b, k] (f64x2 each) and their mark (see `dx_constants`).
+///
+/// # Safety
+/// The pointers valid for the lanes set in `wide`.
+#[inline(never)]
+#[cold]
+unsafe fn mark_wide(wide: v128, abk: [v128; 3], pairs: *mut v128, aux: *mut f64, inv_std: *mut f64) {
+    let [a, b, k] = abk;
+    if i64x2_extract_lane::<0>(wide) != 0 {
+        *pairs = i64x2_shuffle::<0, 2>(a, b);
+        *aux = f64x2_extract_lane::<0>(k);
+        *inv_std = -1.0;
+    }
+    if i64x2_extract_lane::<1>(wide) != 0 {
+        *pairs.add(1) = i64x2_shuffle::<1, 3>(a, b);
+        *aux.add(1) = f64x2_extract_lane::<1>(k);
+        *inv_std.add(1) = -1.0;
+    }
 }
 
 /// The dx sweep over `rows` rows of m floats with the constants `abk` per row, one row or four
@@ -193,12 +293,11 @@ pub unsafe fn sweep(
     );
 }
 
-/// `sweep` for a call with wide rows (`wide`): each row checks its var + eps and a wide one is
-/// swept scaled; the other rows give the same results as in `sweep`.
+/// `sweep` for a call with wide rows (`wide`): each row checks its mark and a wide one is swept
+/// in f64; the other rows give the same results as in `sweep`.
 ///
 /// # Safety
-/// As `sweep`, with `var` valid for `rows` f64.
-#[allow(clippy::too_many_arguments)]
+/// As `sweep`, with `wide` valid for `rows` rows.
 #[inline(never)]
 pub unsafe fn sweep_checked(
     x: *const f32,
@@ -207,28 +306,21 @@ pub unsafe fn sweep_checked(
     rows: usize,
     m: usize,
     abk: *const v128,
-    var: *const f64,
-    eps: f64,
+    wide: WideRows,
 ) {
-    let wide_sc = |r: usize| wide::scale(*var.add(r) + eps);
+    let is_wide = |r: usize| *wide.inv_std.add(r) < 0.0;
     let one = |r: usize| {
         let at = r * m;
         let k = *abk.add(r);
-        let sc = wide_sc(r);
-        if sc == 0.0 {
+        if !is_wide(r) {
             simd_grad::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k);
         } else {
-            let k = [
-                f32x4_extract_lane::<0>(k),
-                f32x4_extract_lane::<1>(k),
-                f32x4_extract_lane::<2>(k),
-                f32x4_extract_lane::<3>(k),
-            ];
-            wide::grad_dx(x.add(at), dy.add(at), dx.add(at), m, k, sc as f32);
+            let abk = [f64x2_extract_lane::<0>(k), f64x2_extract_lane::<1>(k), *wide.k.add(r)];
+            wide::grad_dx(x.add(at), dy.add(at), dx.add(at), m, *wide.mu_in.add(r), abk);
         }
     };
     crate::nd_normalize::for_rows(x, rows, m, &one, |r, g| {
-        if (0..4).any(|k| wide_sc(r + k) != 0.0) {
+        if (0..4).any(|k| is_wide(r + k)) {
             for k in 0..4 {
                 one(r + k);
             }

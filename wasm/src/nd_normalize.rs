@@ -33,18 +33,21 @@ pub unsafe fn normalize(
     st: Stats,
     scratch: *mut v128,
 ) {
-    let wide = constants(n, c, mode, layer, st, scratch);
+    let wide = constants(n, c, m, mode, layer, st, scratch);
     sweep(x, y, n * c, m, scratch, wide);
 }
 
 /// The per-row constants of `normalize` (mu, var into the statistics area, [hi, scale, bias, 0]
-/// into `scratch`), before its sweep.
+/// into `scratch`), before its sweep; rows of m floats. A wide row (`wide`) gets f64 constants
+/// [mu, scale, beta] in the second part of `scratch` (`layout::scratch_bytes`), at byte offset
+/// lane 0 from its entry, and lane 3 = 1 (as bits) marks it. Returns whether some row is wide.
 ///
 /// # Safety
-/// `scratch` valid for n*c v128, overlapping nothing else here.
+/// `scratch` valid for `layout::scratch_bytes` of n, c, overlapping nothing else here.
 pub unsafe fn constants(
     n: usize,
     c: usize,
+    m: usize,
     mode: u32,
     layer: &Layer,
     st: Stats,
@@ -52,13 +55,26 @@ pub unsafe fn constants(
 ) -> bool {
     let using_bn = mode & MODE_USING_BN != 0;
     let rows = core::slice::from_raw_parts_mut(scratch, n * c);
-    let mix = Mix::new(layer, using_bn);
+    let mix = Mix::new(layer, using_bn, m);
+    let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
+    // Per call first (O(N + C)): if no row can be wide, the rows skip their bound tests.
+    let ordinary = wide::CallBounds::new(
+        c,
+        m,
+        mix.eps,
+        mix.w,
+        mix.v,
+        (&st.mu_ln[..], &st.var_ln[..]),
+        bn,
+        layer.gamma,
+        layer.beta,
+    )
+    .normalize_ordinary();
     let mut any_wide = false;
-    for i in 0..n {
+    let mut sample = |i: usize, check: bool| {
         let at = i * c..(i + 1) * c;
         let (ln_mu, ln_var) = (st.mu_ln[i], st.var_ln[i]);
-        let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
-        any_wide |= row_constants(
+        row_constants(
             &mix,
             layer,
             (&st.mu_in[at.clone()], &st.var_in[at.clone()]),
@@ -66,11 +82,56 @@ pub unsafe fn constants(
             bn,
             (&mut st.mu[at.clone()], &mut st.var[at.clone()]),
             &mut rows[at],
-        );
+            check,
+        )
+    };
+    if ordinary {
+        (0..n).for_each(|i| any_wide |= sample(i, false));
+    } else {
+        (0..n).for_each(|i| any_wide |= sample(i, true));
+    }
+    if any_wide {
+        any_wide = wide_rows(&mix, layer, n, c, &st, scratch);
     }
     // For the backward (nd_grad): whether it needs its wide-row paths.
     st.wide[0] = if any_wide { 1.0 } else { 0.0 };
     any_wide
+}
+
+/// Gives every wide row (`wide`) of the n*c rows its f64 constants and marks its entry; returns
+/// whether there was one.
+#[inline(never)]
+unsafe fn wide_rows(
+    mix: &Mix,
+    layer: &Layer,
+    n: usize,
+    c: usize,
+    st: &Stats,
+    scratch: *mut v128,
+) -> bool {
+    let total = n * c;
+    let mut any = false;
+    let blocks = scratch.add(total) as *mut f64;
+    for r in 0..total {
+        let j = r % c;
+        let (mu, ve) = (st.mu[r], st.var[r] + mix.eps);
+        let scale = layer.gamma[j] as f64 / simd::sqrt_f64(ve);
+        let hi = mu as f32;
+        let lo = mu - hi as f64;
+        let beta = layer.beta[j] as f64;
+        let bias = if lo == 0.0 { beta } else { beta - lo * scale };
+        let d = st.mu_in[r] - hi as f64;
+        if wide::normalize_is_wide(ve, mix.m1, st.var_in[r], d, scale, bias) {
+            let block = blocks.add(3 * r);
+            *block = mu;
+            *block.add(1) = scale;
+            *block.add(2) = beta;
+            let offset = (block as usize - scratch.add(r) as usize) as i32;
+            *scratch.add(r) = i32x4(offset, 0, 0, 1);
+            any = true;
+        }
+    }
+    any
 }
 
 /// The normalize sweep over `rows` consecutive rows of m floats at `x` into `y`, with the
@@ -102,8 +163,9 @@ pub unsafe fn sweep(
     sweep_checked(x, y, rows, m, consts);
 }
 
-/// `sweep` for rows some of which are wide (`wide`): lane 3 of a row's constants is 0, or `sc`
-/// for a wide row. The other rows give the same results as in `sweep`.
+/// `sweep` for rows some of which are wide (`wide`): lane 3 of a row's constants is 0, or 1 (as
+/// bits) for a wide row, whose f64 constants lie lane 0 bytes further on. The other rows give the
+/// same results as in `sweep`.
 ///
 /// # Safety
 /// As `sweep`.
@@ -111,16 +173,13 @@ pub unsafe fn sweep(
 unsafe fn sweep_checked(x: *const f32, y: *mut f32, rows: usize, m: usize, consts: *const v128) {
     let one = |r: usize| {
         let k = *consts.add(r);
-        if f32x4_extract_lane::<3>(k) == 0.0 {
+        if i32x4_extract_lane::<3>(k) == 0 {
             simd::normalize(x.add(r * m), y.add(r * m), m, k);
         } else {
-            let k = [
-                f32x4_extract_lane::<0>(k),
-                f32x4_extract_lane::<1>(k),
-                f32x4_extract_lane::<2>(k),
-                f32x4_extract_lane::<3>(k),
-            ];
-            wide::normalize(x.add(r * m), y.add(r * m), m, k);
+            let at = i32x4_extract_lane::<0>(k) as usize;
+            let block = (consts.add(r) as *const u8).add(at) as *const f64;
+            let kf = [*block, *block.add(1), *block.add(2)];
+            wide::normalize(x.add(r * m), y.add(r * m), m, kf);
         }
     };
     for_rows(x, rows, m, &one, |r, g| {
@@ -185,21 +244,26 @@ struct Mix {
     w: [f64; 3],
     v: [f64; 3],
     eps: f64,
+    /// M - 1, for the bound of a row's spread (`wide::spread2`).
+    m1: f64,
 }
 
 impl Mix {
-    fn new(layer: &Layer, using_bn: bool) -> Mix {
+    fn new(layer: &Layer, using_bn: bool, m: usize) -> Mix {
         let (mut w, mut v) = (layer.mean_mix, layer.var_mix);
         if !using_bn {
             w[2] = 0.0;
             v[2] = 0.0;
         }
-        Mix { w, v, eps: layer.eps }
+        Mix { w, v, eps: layer.eps, m1: m as f64 - 1.0 }
     }
 }
 
 /// Per-row constants of one sample n (C rows), see `normalize`. The f64 arithmetic follows the
 /// reference's order: (w0 mu_in + w1 mu_ln) + w2 mu_bn. Rows go two at a time through f64x2.
+/// `check`: whether rows test the bound of `wide` (false when the call's bounds showed that no
+/// row can be wide). Returns whether some row may be wide.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn row_constants(
     mix: &Mix,
@@ -209,22 +273,25 @@ fn row_constants(
     bn: Option<(&[f64], &[f64])>,
     (mu_out, var_out): (&mut [f64], &mut [f64]),
     out: &mut [v128],
+    check: bool,
 ) -> bool {
     let c = mu_in.len();
-    let one = |j: usize| -> ([f64; 2], [f32; 3]) {
+    let one = |j: usize| -> ([f64; 2], [f32; 3], bool) {
         let mut mu = mix.w[0] * mu_in[j] + mix.w[1] * ln_mu;
         let mut var = mix.v[0] * var_in[j] + mix.v[1] * ln_var;
         if let Some((bm, bv)) = bn {
             mu += mix.w[2] * bm[j];
             var += mix.v[2] * bv[j];
         }
-        let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + mix.eps);
+        let ve = var + mix.eps;
+        let scale = layer.gamma[j] as f64 / simd::sqrt_f64(ve);
         let hi = mu as f32;
         let lo = mu - hi as f64;
         let beta = layer.beta[j] as f64;
         // lo = 0 skips lo * scale, which is NaN when scale is Inf (eps = 0, var = 0).
         let bias = if lo == 0.0 { beta } else { beta - lo * scale };
-        ([mu, var], [hi, scale as f32, bias as f32])
+        let wide = wide::normalize_is_wide(ve, mix.m1, var_in[j], mu_in[j] - hi as f64, scale, bias);
+        ([mu, var], [hi, scale as f32, bias as f32], wide)
     };
     let pairs = c / 2 * 2;
     let (w0, w1, w2) =
@@ -234,6 +301,8 @@ fn row_constants(
     let eps = f64x2_splat(mix.eps);
     let zero = f64x2_splat(0.0);
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+    let half_limit2 = f64x2_splat(wide::LIMIT * wide::LIMIT / 2.0);
+    let (m1, half) = (f64x2_splat(mix.m1), f64x2_splat(0.5));
     let mut in_range = i64x2_splat(-1);
     let mut j = 0;
     // SAFETY: every access is at lanes [j, j + 2) with j + 2 <= pairs <= c, the length of every
@@ -244,7 +313,8 @@ fn row_constants(
             f64x2_promote_low_f32x4(v128_load64_zero(s.as_ptr().add(j) as *const u64))
         };
         while j < pairs {
-            let mut mu = f64x2_add(f64x2_mul(w0, ld(mu_in, j)), w1);
+            let mean_in = ld(mu_in, j);
+            let mut mu = f64x2_add(f64x2_mul(w0, mean_in), w1);
             let mut var = f64x2_add(f64x2_mul(v0, ld(var_in, j)), v1);
             if let Some((bm, bv)) = bn {
                 mu = f64x2_add(mu, f64x2_mul(w2, ld(bm, j)));
@@ -252,50 +322,43 @@ fn row_constants(
             }
             v128_store(mu_out.as_mut_ptr().add(j) as *mut v128, mu);
             v128_store(var_out.as_mut_ptr().add(j) as *mut v128, var);
-            let scale = f64x2_div(ld32(layer.gamma, j), f64x2_sqrt(f64x2_add(var, eps)));
+            let ve = f64x2_add(var, eps);
+            let scale = f64x2_div(ld32(layer.gamma, j), f64x2_sqrt(ve));
             let hi = f32x4_demote_f64x2_zero(mu);
-            let lo = f64x2_sub(mu, f64x2_promote_low_f32x4(hi));
+            let hi64 = f64x2_promote_low_f32x4(hi);
+            let lo = f64x2_sub(mu, hi64);
             // lo = 0 keeps bias = beta exactly (lo * scale would be NaN for an Inf scale).
             let lo_scale = v128_and(f64x2_mul(lo, scale), f64x2_ne(lo, zero));
-            let bias = f32x4_demote_f64x2_zero(f64x2_sub(ld32(layer.beta, j), lo_scale));
+            let bias64 = f64x2_sub(ld32(layer.beta, j), lo_scale);
+            if check {
+                // The bound of `wide::normalize_is_wide` (a row outside [LOW, HIGH], or 0, Inf,
+                // NaN, is looked at again by `wide_rows`).
+                let d = f64x2_sub(mean_in, hi64);
+                let half_spread2 =
+                    f64x2_add(f64x2_add(f64x2_mul(m1, ld(var_in, j)), f64x2_mul(d, d)), half);
+                let terms = f64x2_add(
+                    f64x2_mul(half_spread2, f64x2_mul(scale, scale)),
+                    f64x2_mul(bias64, bias64),
+                );
+                let ok = v128_and(f64x2_ge(ve, low), f64x2_le(ve, high));
+                in_range = v128_and(in_range, v128_and(f64x2_le(terms, half_limit2), ok));
+            }
+            let bias = f32x4_demote_f64x2_zero(bias64);
             let scale = f32x4_demote_f64x2_zero(scale);
             // [hi0, s0, hi1, s1], then [hi0, s0, b0, 0] and [hi1, s1, b1, 0] (bias lanes 2, 3 are 0).
             let t = i32x4_shuffle::<0, 4, 1, 5>(hi, scale);
             *out.get_unchecked_mut(j) = i32x4_shuffle::<0, 1, 4, 6>(t, bias);
             *out.get_unchecked_mut(j + 1) = i32x4_shuffle::<2, 3, 5, 6>(t, bias);
-            // var + eps outside [LOW, HIGH] (or 0, Inf, NaN): maybe a wide row, see `wide`.
-            let ve = f64x2_add(var, eps);
-            in_range = v128_and(in_range, v128_and(f64x2_ge(ve, low), f64x2_le(ve, high)));
             j += 2;
         }
     }
     let mut any_wide = !i64x2_all_true(in_range);
     if j < c {
-        let ([mu, var], [hi, scale, bias]) = one(j);
+        let ([mu, var], [hi, scale, bias], wide) = one(j);
         mu_out[j] = mu;
         var_out[j] = var;
         out[j] = f32x4(hi, scale, bias, 0.0);
-        any_wide |= wide_fix(mix, layer, mu, var, j, out);
-    }
-    if any_wide {
-        for k in 0..pairs {
-            wide_fix(mix, layer, mu_out[k], var_out[k], k, out);
-        }
+        any_wide |= wide;
     }
     any_wide
-}
-
-/// Replaces row j's normalize constants by those of `wide` when var + eps makes it a wide row;
-/// returns whether it did.
-#[inline(never)]
-fn wide_fix(mix: &Mix, layer: &Layer, mu: f64, var: f64, j: usize, out: &mut [v128]) -> bool {
-    let ve = var + mix.eps;
-    let sc = wide::scale(ve);
-    if sc != 0.0 {
-        let s = 1.0 / simd::sqrt_f64(ve);
-        let [h, t, b, sc] =
-            wide::normalize_constants(mu, s, layer.gamma[j] as f64, layer.beta[j] as f64, sc);
-        out[j] = f32x4(h, t, b, sc);
-    }
-    sc != 0.0
 }
