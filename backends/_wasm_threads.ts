@@ -143,6 +143,8 @@ export interface ThreadTestHooks {
   workerSource?: string;
   /** Give the next job of worker 1 an out-of-bounds pointer, so that it traps. */
   trapNextJob?: boolean;
+  /** Worker 1's thread ends after its next job, as if it crashed. */
+  endNextJob?: boolean;
   /** Split calls from this many elements up (default 2^18). */
   minElements?: number;
   /** Chunks of this many elements at least (whole groups of 4 rows; default 2^16). */

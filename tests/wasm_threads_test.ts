@@ -464,3 +464,74 @@ console.log(sn.backendInfo.reason);
   assert.equal(out.code, 0, `the script did not exit by itself (code ${out.code}):\n${stderr}`);
   assert.match(new TextDecoder().decode(out.stdout), /2 threads/);
 });
+
+/** A small nd forward on `backend` (not a layer's): its y. */
+function smallForward(backend: WasmBackend, seed = 1): Promise<Float32Array> {
+  const problem = { layout: "nd" as const, n: 4, c: 4, m: 64, training: false, usingBN: false };
+  const params = {
+    layerId: 5,
+    weight: new Float32Array(4).fill(1),
+    bias: new Float32Array(4),
+    meanMix: new Float64Array([0.5, 0.5, 0]),
+    varMix: new Float64Array([0.5, 0.5, 0]),
+    runningMean: new Float32Array(0),
+    runningVar: new Float32Array(0),
+    version: 0,
+  };
+  const x = Float32Array.from({ length: 4 * 4 * 64 }, (_, i) => Math.sin(i * 0.3 + seed));
+  return backend.forward({ ...problem, eps: 1e-5 }, x, params, {
+    kind: "batchAverage",
+  }) as Promise<Float32Array>;
+}
+
+/** Waits (polling, at most `ms`) until `ok()` holds; whether it did. */
+async function until(ok: () => boolean, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (!ok() && performance.now() < end) await new Promise((r) => setTimeout(r, 5));
+  return ok();
+}
+
+Deno.test("a worker whose thread ends between calls is replaced, and 20 such ends give back each one's block", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  let spawned = 0, workerChunks = 0;
+  const hooks: ThreadTestHooks = {
+    minElements: 1,
+    chunkElements: 1,
+    noBackoff: true,
+    onSpawn: () => spawned++,
+    onSplit: (_, ran) => workerChunks += ran,
+  };
+  setThreadTestHooks(hooks);
+  const backend = await loadWasmBackend();
+  try {
+    await backend.threadsReady();
+    assert.equal(spawned, 1);
+    const want = await smallForward(backend);
+    const used = backend.usedBytes, bytes = backend.memoryBytes;
+    for (let i = 1; i <= 20; i++) {
+      // Worker 1 runs its share of this call, then its thread ends.
+      setThreadTestHooks({ ...hooks, endNextJob: true });
+      assertSameBits(`the call before end ${i}`, await smallForward(backend), want);
+      assert.ok(
+        await until(() => spawned === i + 1, 10_000),
+        `no worker replaced the one that ended (${i}): ${spawned} started`,
+      );
+      await backend.threadsReady();
+      // The ended worker's stack and control block went back to the heap; its successor's
+      // took their place.
+      assert.equal(backend.usedBytes, used, `bytes in use after end ${i}`);
+    }
+    assert.equal(backend.memoryBytes, bytes);
+    // The last successor runs rows: every chunk on the workers, with the same bits.
+    setThreadTestHooks({ ...hooks, workersFirst: true });
+    workerChunks = 0;
+    assertSameBits("the call after the last end", await smallForward(backend), want);
+    assert.ok(workerChunks > 0, "the replacement ran no chunk");
+    assert.match(backend.threadNote, /^2 threads/);
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
