@@ -11,8 +11,10 @@ import assert from "node:assert/strict";
 import { getNumThreads, setNumThreads, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { Gradients, ResidentTensor } from "../mod.ts";
 import { chooseBackend } from "../backends/select.ts";
-import { loadWasmBackend, type WasmBackend } from "../backends/wasm.ts";
+import { loadWasmBackend, type WasmBackend, type WasmTensor } from "../backends/wasm.ts";
 import { setThreadTestHooks, type ThreadTestHooks } from "../backends/_wasm_threads.ts";
+import type { SavedForward } from "../backends/_backend.ts";
+import { MOVING, randomCase, randomDy } from "./_wasm_cases.ts";
 
 // The process-wide backend must load as the threads build, which it does only at 2 threads or
 // more (on a one-core machine the default is 1).
@@ -529,6 +531,89 @@ Deno.test("a worker whose thread ends between calls is replaced, and 20 such end
     assertSameBits("the call after the last end", await smallForward(backend), want);
     assert.ok(workerChunks > 0, "the replacement ran no chunk");
     assert.match(backend.threadNote, /^2 threads/);
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("10,000 calls split across 2 threads (training steps, Float32Array and resident) keep the memory size and the bytes in use", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  const splits = splitEverything({ waitForWorkers: true });
+  const backend = await loadWasmBackend();
+  try {
+    const cases = [
+      randomCase(1, "nd", [2, 3, 17], true, true),
+      randomCase(2, "nd", [4, 8, 49], true, false),
+      randomCase(3, "nd", [5, 2, 300], true, true),
+      randomCase(4, "1d", [33, 12, 1], true, true),
+      randomCase(5, "nd", [3, 1, 1], true, true),
+    ];
+    const params = cases.map((c, i) => ({ ...c.params(), layerId: 20 + i }));
+    const dys = cases.map((c, i) => randomDy(30 + i, c.x.length));
+    const step = async (i: number) => {
+      const k = i % cases.length, c = cases[k], p = params[k], saved: SavedForward = {};
+      if (i % 3 === 0) {
+        using x = backend.upload(c.x, [c.x.length]);
+        using dy = backend.upload(dys[k], [c.x.length]);
+        using _y = await backend.forward(c.problem, x, p, MOVING, undefined, saved) as Disposable;
+        using _dx = (await backend.backward(saved, dy, p)).dx as Disposable;
+      } else {
+        await backend.forward(c.problem, c.x, p, MOVING, undefined, saved);
+        await backend.backward(saved, dys[k], p);
+      }
+    };
+    for (let i = 0; i < 3 * cases.length; i++) await step(i);
+    const bytes = backend.memoryBytes, used = backend.usedBytes;
+    splits.clear();
+    // A forward and a backward per step.
+    for (let i = 0; i < 5000; i++) await step(i);
+    assert.equal(backend.memoryBytes, bytes, "the memory grew");
+    assert.equal(backend.usedBytes, used, "bytes in use changed");
+    // 3 of the 5 cases are nd with more than one chunk of rows: each of their 1000 steps splits
+    // the forward's 2 passes and the backward's 2 across both threads.
+    assert.equal(splits.get(2), 3 * 1000 * 4, "passes split 2 ways");
+    assert.ok(splits.get("workers")! > 0, "the worker ran no chunk");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("the memory grows 4 times right after split calls, and the worker runs every row of the next call in the new pages", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  splitEverything({ waitForWorkers: true });
+  const backend = await loadWasmBackend();
+  try {
+    const c = randomCase(9, "nd", [4, 6, 45], true, true);
+    /** The forward of c on x, in place (y over x). */
+    const run = async (x: WasmTensor) => {
+      await backend.forward(c.problem, x, c.params(), MOVING, x);
+      return await x.read();
+    };
+    setNumThreads(1);
+    using one = backend.upload(c.x, [c.x.length]);
+    const want = await run(one);
+    setNumThreads(2);
+    const splits = splitEverything({ waitForWorkers: true, workersFirst: true });
+    for (let i = 0; i < 4; i++) {
+      using first = backend.upload(c.x, [c.x.length]);
+      await run(first); // split: the worker ran every chunk and is spinning or just asleep now
+      // Tensors until one lands past the memory's end so far: it grew, and x is in new pages.
+      const bytes = backend.memoryBytes, plugs: WasmTensor[] = [];
+      do plugs.push(backend.upload(c.x, [c.x.length])); while (
+        plugs.at(-1)!.data.byteOffset < bytes
+      );
+      assert.ok(backend.memoryBytes > bytes, "the memory did not grow");
+      assertSameBits(`y after growth ${i + 1}`, await run(plugs.at(-1)!), want);
+      for (const p of plugs) p.dispose();
+    }
+    assert.equal(splits.get(2), 4 * 2 * 2, "the statistics and normalize passes, split");
+    assert.ok(splits.get("workers")! > 0, "the worker ran no chunk");
   } finally {
     backend.dispose();
     setThreadTestHooks(undefined);
