@@ -2,7 +2,7 @@
  * The worker threads of one WASM backend (one shared memory) and the splitting of a kernel's rows
  * across them (the protocol is described in ./_wasm_threads.ts): jobs written to each worker's
  * control block, chunks of rows claimed by every thread, the calling thread's wait, back-off from
- * late workers, and the pool's end.
+ * late workers, workers that end (their blocks freed, replaced), and the pool's end.
  *
  * Depends on the heap (_wasm_heap.ts), the worker's control-block layout (_wasm_worker.ts), the
  * thread settings (_wasm_threads.ts), the spawner (_wasm_spawn.ts) and OneThread.
