@@ -176,6 +176,7 @@ export class ThreadPool {
     const ctl = new Int32Array(this.#k.memory.buffer, ctlAt, CTL_MSG_AT / 4);
     ctl.fill(0);
     const thread: Thread = { ctl, ctlAt, block, seq: 0, stopped: false };
+    let spawned = false;
     try {
       const start: WorkerStart = {
         module: this.#module,
@@ -184,11 +185,10 @@ export class ThreadPool {
         stackTop: ctlAt,
         kernels: [...ROW_KERNELS],
       };
+      const workers = this.#node ? await nodeWorkers() : undefined;
       hooks.onSpawn?.();
-      const { ready, exited, terminate } = spawn(
-        start,
-        this.#node ? await nodeWorkers() : undefined,
-      );
+      spawned = true;
+      const { ready, exited, terminate } = spawn(start, workers);
       thread.terminate = terminate;
       // The pool weakly: a worker's listeners must not keep a dropped backend alive.
       const ref = this.#ref;
@@ -210,10 +210,12 @@ export class ThreadPool {
       }
       if (!this.#threads.includes(thread)) this.#threads.push(thread);
     } catch (e) {
-      // Told to exit in case it is only late; its block is freed once its thread has ended.
-      const i = this.#threads.indexOf(thread);
-      if (i >= 0) this.#threads.splice(i, 1);
-      stopThread(thread);
+      if (spawned) {
+        // Told to exit in case it is only late; its block is freed once its thread has ended.
+        const i = this.#threads.indexOf(thread);
+        if (i >= 0) this.#threads.splice(i, 1);
+        stopThread(thread);
+      } else this.#heap.free(block); // no worker ever had it
       this.#fail(`a worker thread failed to start: ${(e as Error).message}`);
     } finally {
       this.#starting--;
