@@ -14,6 +14,8 @@ import { chooseBackend } from "../backends/select.ts";
 import { loadWasmBackend, type WasmBackend, type WasmTensor } from "../backends/wasm.ts";
 import { setThreadTestHooks, type ThreadTestHooks } from "../backends/_wasm_threads.ts";
 import type { SavedForward } from "../backends/_backend.ts";
+import { stopThread, type Thread } from "../backends/_wasm_spawn.ts";
+import { CTL_BYTES, CTL_SEQ, CTL_STATE, STATE_EXIT } from "../backends/_wasm_worker.ts";
 import { MOVING, randomCase, randomDy } from "./_wasm_cases.ts";
 
 // The process-wide backend must load as the threads build, which it does only at 2 threads or
@@ -619,4 +621,49 @@ Deno.test("the memory grows 4 times right after split calls, and the worker runs
     setThreadTestHooks(undefined);
     setNumThreads(before);
   }
+});
+
+Deno.test("a worker that fails to start keeps its block until its thread has ended, then gives it back", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  setThreadTestHooks({
+    // Says it failed, but its thread lives on for 300 ms (as one that answers late would, and
+    // might still write its control block).
+    workerSource: `
+      require("node:worker_threads").parentPort.postMessage({ error: "late failure" });
+      setTimeout(() => {}, 300);`,
+  });
+  const backend = await loadWasmBackend();
+  try {
+    await backend.threadsReady();
+    assert.match(backend.threadNote, /^1 thread: a worker thread failed to start: late failure/);
+    const held = backend.usedBytes;
+    assert.ok(
+      await until(() => backend.usedBytes < held, 10_000),
+      "the block was not given back after the thread ended",
+    );
+    assert.equal(held - backend.usedBytes, 512 + 65536, "the worker's control block and stack");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("stopThread tells a worker to exit and terminates it once, however often it is called", () => {
+  const ctl = new Int32Array(new SharedArrayBuffer(CTL_BYTES));
+  let terminated = 0;
+  const thread: Thread = {
+    ctl,
+    ctlAt: 0,
+    block: 0,
+    seq: 0,
+    stopped: false,
+    terminate: () => terminated++,
+  };
+  stopThread(thread);
+  stopThread(thread);
+  assert.equal(terminated, 1);
+  assert.equal(ctl[CTL_STATE], STATE_EXIT);
+  assert.equal(ctl[CTL_SEQ], 1, "told to exit once");
 });
