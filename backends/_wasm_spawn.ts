@@ -72,7 +72,9 @@ export interface Spawned {
  */
 export function spawn(start: WorkerStart, node: NodeWorkerModule | undefined): Spawned {
   let terminate: (() => void) | undefined;
-  const { promise: exited, resolve: exit } = Promise.withResolvers<void>();
+  // Not Promise.withResolvers: Node 20 has none.
+  let exit = () => {};
+  const exited = new Promise<void>((resolve) => exit = resolve);
   const ready = new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (m: unknown) => {
@@ -91,8 +93,6 @@ export function spawn(start: WorkerStart, node: NodeWorkerModule | undefined): S
       if (node) {
         const source = hooks.workerSource ?? NODE_WORKER_SOURCE;
         const w = new node.Worker(source, { eval: true, workerData: start });
-        // An idle worker must not keep the process alive: a script exits when its work is done.
-        w.unref();
         w.on("message", settle);
         w.on("error", (e) => settle({ error: String((e as Error)?.message ?? e) }));
         // "exit" may come before the "error" that says why: let that one settle first.
@@ -100,6 +100,9 @@ export function spawn(start: WorkerStart, node: NodeWorkerModule | undefined): S
           setTimeout(() => settle({ error: `the worker exited (code ${code})` }), 50);
           exit();
         });
+        // An idle worker must not keep the process alive: a script exits when its work is done.
+        // After the listeners: in Node, adding a "message" listener refs the worker again.
+        w.unref();
       } else {
         const source = hooks.workerSource ?? WEB_WORKER_SOURCE;
         const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));

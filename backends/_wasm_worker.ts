@@ -201,10 +201,15 @@ function start(data, post, leave) {
 }
 `;
 
-/** The worker for node:worker_threads (Node, Deno): started with `eval`, data in `workerData`. */
+/**
+ * The worker for node:worker_threads (Node, Deno): started with `eval`, data in `workerData`. A
+ * dynamic import, not `require`: the text runs as an ES module where the process was started so
+ * (Node passes `--input-type=module` on to a worker), and as a script elsewhere.
+ */
 export const NODE_WORKER_SOURCE = `${body}
-const { parentPort, workerData } = require("node:worker_threads");
-start(workerData, (m) => parentPort.postMessage(m), () => process.exit(1));
+import("node:worker_threads").then(({ parentPort, workerData }) =>
+  start(workerData, (m) => parentPort.postMessage(m), () => process.exit(1))
+);
 `;
 
 /** The worker for web Workers (a classic worker from a blob: URL): data in the first message. */

@@ -1,7 +1,7 @@
 /**
- * The browser side of tests/chromium_threads_test.ts: bundled for the browser (one bundle, so that
+ * The runtime side of tests/runtime_threads_test.ts: bundled for the browser (one bundle, so that
  * the library and the thread test hooks share one module instance) and run by a page that the
- * test serves cross-origin isolated. It reports whether the page is isolated, what the WASM backend
+ * test serves cross-origin isolated, or by Node. It reports whether the page is isolated, what the WASM backend
  * says about its threads, how many calls were split and how many chunks workers ran, and whether
  * forward and backward on 2 threads give the same bits as on 1, on a tensor above the threshold
  * under which calls run on one thread. It never throws: every problem goes into the report.
@@ -68,14 +68,15 @@ export async function runThreadsCheck(): Promise<ThreadsReport> {
   const report: ThreadsReport = {
     crossOriginIsolated:
       (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true,
-    hardwareConcurrency: navigator.hardwareConcurrency,
+    hardwareConcurrency: globalThis.navigator?.hardwareConcurrency ?? 0,
     reason: "",
     splits: 0,
     workerChunks: 0,
     differences: [],
     elements: SHAPE.reduce((a, b) => a * b, 1),
     failures: [],
-    where: navigator.userAgent,
+    where: globalThis.navigator?.userAgent ??
+      `Node ${(globalThis as { process?: { version?: string } }).process?.version}`,
   };
   try {
     // 2 threads when the backend loads; then 1 thread (nothing split) for the expected bits, then

@@ -1,18 +1,23 @@
 /**
- * The WASM backend on 2 threads in headless Chromium: a page served cross-origin isolated
- * (`Cross-Origin-Opener-Policy: same-origin`, `Cross-Origin-Embedder-Policy: require-corp`), so
- * that it has SharedArrayBuffer, starts the backend's worker from a `blob:` URL; forward and
- * backward on a tensor above the one-thread threshold must be split across the page's thread and
- * the worker (the worker running some of the rows) and give the same bits as on 1 thread. The
- * browser side is tests/_browser_threads.ts, bundled for the browser as tests/_runtimes.ts
- * bundles the library. The same page served without those headers is not isolated, and the
- * backend says so and runs on one thread.
+ * The WASM backend on 2 threads outside Deno, loaded as the browser bundle (of
+ * tests/_browser_threads.ts, which imports the library and its thread test hooks, bundled as
+ * tests/_runtimes.ts bundles the library): forward and backward on a tensor above the one-thread
+ * threshold must be split across the calling thread and a worker (the worker running some of the
+ * rows) and give the same bits as on 1 thread.
+ *
+ * - Headless Chromium, on a page served cross-origin isolated
+ *   (`Cross-Origin-Opener-Policy: same-origin`, `Cross-Origin-Embedder-Policy: require-corp`), so
+ *   that it has SharedArrayBuffer, and in a dedicated worker of that page: the backend's worker is
+ *   a web Worker from a `blob:` URL. The same page without those headers is not isolated: the
+ *   backend says so and runs on one thread.
+ * - Node: the worker is a node:worker_threads worker, and the process exits by itself.
  */
 import assert from "node:assert/strict";
 import { bundle, findTool, testWithTool } from "./_runtimes.ts";
 import type { ThreadsReport } from "./_browser_threads.ts";
 
 const chromium = await findTool("chromium", /^Chromium \d+/, "install Debian's chromium package");
+const node = await findTool("node", /^v\d+\./, "install Node.js 20 or later");
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -43,8 +48,38 @@ const WORKER = `import { runThreadsCheck } from "/threads.js";
 postMessage(await runThreadsCheck());
 `;
 
-/** Serves the page and its bundle on 127.0.0.1, isolated or not; resolves the posted report. */
-async function checkInChromium(isolated: boolean, inWorker = false): Promise<ThreadsReport> {
+/**
+ * Node: fetches the bundle and imports it from a data: URL (as tests/_runtimes.ts's NODE_RUNNER
+ * does), runs the check, posts the report; the same text as a script or as an ES module.
+ * Argument: origin.
+ */
+const NODE_PROGRAM = `(async () => {
+  const origin = process.argv[1];
+  let report;
+  try {
+    const text = await (await fetch(origin + "/threads.js")).text();
+    const { runThreadsCheck } = await import(
+      "data:text/javascript;base64," + Buffer.from(text).toString("base64")
+    );
+    report = await runThreadsCheck();
+  } catch (e) {
+    report = { failures: ["node failed: " + (e && e.stack || e)] };
+  }
+  await fetch(origin + "/report", { method: "POST", body: JSON.stringify(report) });
+})();
+`;
+
+/**
+ * Serves the page and its bundle on 127.0.0.1, isolated or not, and runs `command` on it (given
+ * the origin): the report it posts. With `exitWithinMs`, also the exit code of the command if it
+ * exited by itself within that time after posting (else "running"); it is then killed.
+ */
+async function check(
+  isolated: boolean,
+  command: string,
+  args: (origin: string) => string[],
+  exitWithinMs = 0,
+): Promise<ThreadsReport & { exit?: number | "running" }> {
   const script = await bundle("tests/_browser_threads.ts");
   const headers: Record<string, string> = isolated
     ? {
@@ -70,12 +105,8 @@ async function checkInChromium(isolated: boolean, inWorker = false): Promise<Thr
     const type = path === "/" ? "text/html" : "text/javascript";
     return new Response(body, { headers: { ...headers, "content-type": type } });
   });
-  const child = new Deno.Command(chromium.command, {
-    args: [
-      "--headless=new", // also makes (and removes) a temporary profile
-      "--no-sandbox", // CI runs as root, where Chromium's sandbox cannot start
-      `http://127.0.0.1:${server.addr.port}/${inWorker ? "?worker" : ""}`,
-    ],
+  const child = new Deno.Command(command, {
+    args: args(`http://127.0.0.1:${server.addr.port}`),
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -87,18 +118,26 @@ async function checkInChromium(isolated: boolean, inWorker = false): Promise<Thr
   })();
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    return await Promise.race([
+    const got = await Promise.race([
       report,
       child.status.then((s) => {
-        throw new Error(`chromium exited (code ${s.code}) without a report:\n${stderr}`);
+        throw new Error(`${command} exited (code ${s.code}) without a report:\n${stderr}`);
       }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`chromium gave no report within 120 s:\n${stderr}`)),
+          () => reject(new Error(`${command} gave no report within 120 s:\n${stderr}`)),
           120_000,
         );
       }),
     ]);
+    if (exitWithinMs === 0) return got;
+    const exit = await Promise.race([
+      child.status.then((st) => st.code),
+      new Promise<"running">((resolve) =>
+        timer = setTimeout(() => resolve("running"), exitWithinMs)
+      ),
+    ]);
+    return { ...got, exit };
   } finally {
     clearTimeout(timer);
     try {
@@ -119,7 +158,11 @@ for (const inWorker of [false, true]) {
       "the WASM backend runs on 2 threads (a blob: worker) with the same bits as on 1, forward " +
       "and backward",
     async () => {
-      const r = await checkInChromium(true, inWorker);
+      const r = await check(true, chromium.command, (origin) => [
+        "--headless=new", // also makes (and removes) a temporary profile
+        "--no-sandbox", // CI runs as root, where Chromium's sandbox cannot start
+        `${origin}/${inWorker ? "?worker" : ""}`,
+      ]);
       assert.deepEqual(r.failures, [], `in ${r.where}`);
       assert.equal(r.crossOriginIsolated, true, "the page is not cross-origin isolated");
       assert.ok(r.elements >= 1 << 18, "the tensor must be above the one-thread threshold");
@@ -136,7 +179,11 @@ testWithTool(
   chromium,
   "headless Chromium, not cross-origin isolated: the WASM backend runs on 1 thread and says why, with the same bits",
   async () => {
-    const r = await checkInChromium(false);
+    const r = await check(false, chromium.command, (origin) => [
+      "--headless=new",
+      "--no-sandbox",
+      `${origin}/`,
+    ]);
     assert.equal(r.crossOriginIsolated, false);
     assert.match(
       r.reason,
@@ -147,3 +194,29 @@ testWithTool(
     assert.deepEqual(r.differences, []);
   },
 );
+
+// As an ES module (--input-type=module, which Node passes on to workers, so that the worker's
+// text runs as a module too) and as a script.
+for (const esm of [true, false]) {
+  testWithTool(
+    node,
+    `Node, ${esm ? "an ES module" : "a script"}: the WASM backend runs on 2 threads ` +
+      "(node:worker_threads) with the same bits as on 1, forward and backward, and the process " +
+      "exits by itself",
+    async () => {
+      const r = await check(
+        false,
+        node.command,
+        (origin) => [...(esm ? ["--input-type=module"] : []), "--eval", NODE_PROGRAM, origin],
+        20_000,
+      );
+      assert.deepEqual(r.failures, [], `in ${r.where}`);
+      assert.match(r.reason, /; 2 threads \(calls under \d+ elements on 1\)$/);
+      assert.equal(r.splits, 12, "calls split 2 ways");
+      assert.ok(r.workerChunks > 0, "the worker ran no rows");
+      assert.deepEqual(r.differences, [], "2 threads differ from 1");
+      // Idle workers must not keep the process alive.
+      assert.equal(r.exit, 0, "the process did not exit by itself within 20 s");
+    },
+  );
+}
