@@ -10,6 +10,7 @@
  */
 import { getNumThreads, setNumThreads, SwitchNorm2d } from "../mod.ts";
 import { setThreadTestHooks } from "../backends/_wasm_threads.ts";
+import { loadWasmBackend } from "../backends/wasm.ts";
 
 /** What the page found. */
 export interface ThreadsReport {
@@ -22,6 +23,8 @@ export interface ThreadsReport {
   workerChunks: number;
   /** "what: first difference" for each output that differs between 1 and 2 threads. */
   differences: string[];
+  /** What a backend says whose worker fails to start (its source throws). */
+  failedStart: string;
   /** Elements of the tensor (at least the 2^18 under which calls run on one thread). */
   elements: number;
   failures: string[];
@@ -70,6 +73,7 @@ export async function runThreadsCheck(): Promise<ThreadsReport> {
       (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true,
     hardwareConcurrency: globalThis.navigator?.hardwareConcurrency ?? 0,
     reason: "",
+    failedStart: "",
     splits: 0,
     workerChunks: 0,
     differences: [],
@@ -114,6 +118,16 @@ export async function runThreadsCheck(): Promise<ThreadsReport> {
       }
     }
     if (getNumThreads() !== 2) report.failures.push(`getNumThreads() is ${getNumThreads()}`);
+    // A fresh backend whose worker cannot start: one thread, with the reason.
+    setThreadTestHooks({ workerSource: 'throw new Error("this worker cannot start");' });
+    const backend = await loadWasmBackend();
+    try {
+      await backend.threadsReady();
+      report.failedStart = backend.threadNote;
+    } finally {
+      backend.dispose();
+      setThreadTestHooks(undefined);
+    }
   } catch (e) {
     report.failures.push(`the page failed: ${(e as Error)?.stack ?? e}`);
   }

@@ -3,7 +3,8 @@
  * tests/_browser_threads.ts, which imports the library and its thread test hooks, bundled as
  * tests/_runtimes.ts bundles the library): forward and backward on a tensor above the one-thread
  * threshold must be split across the calling thread and a worker (the worker running some of the
- * rows) and give the same bits as on 1 thread.
+ * rows) and give the same bits as on 1 thread; a backend whose worker fails to start must run
+ * on 1 thread and say why.
  *
  * - Headless Chromium, on a page served cross-origin isolated
  *   (`Cross-Origin-Opener-Policy: same-origin`, `Cross-Origin-Embedder-Policy: require-corp`), so
@@ -156,7 +157,7 @@ for (const inWorker of [false, true]) {
       inWorker ? "in a dedicated worker" : "on the page"
     }: ` +
       "the WASM backend runs on 2 threads (a blob: worker) with the same bits as on 1, forward " +
-      "and backward",
+      "and backward; a worker that fails to start leaves 1 thread, with the reason",
     async () => {
       const r = await check(true, chromium.command, (origin) => [
         "--headless=new", // also makes (and removes) a temporary profile
@@ -171,6 +172,7 @@ for (const inWorker of [false, true]) {
       assert.equal(r.splits, 12, "calls split 2 ways");
       assert.ok(r.workerChunks > 0, "the worker ran no rows");
       assert.deepEqual(r.differences, [], "2 threads differ from 1");
+      assert.match(r.failedStart, /^1 thread: a worker thread failed to start: .*cannot start/);
     },
   );
 }
@@ -202,7 +204,7 @@ for (const esm of [true, false]) {
     node,
     `Node, ${esm ? "an ES module" : "a script"}: the WASM backend runs on 2 threads ` +
       "(node:worker_threads) with the same bits as on 1, forward and backward, and the process " +
-      "exits by itself",
+      "exits by itself; a worker that fails to start leaves 1 thread, with the reason",
     async () => {
       const r = await check(
         false,
@@ -215,6 +217,7 @@ for (const esm of [true, false]) {
       assert.equal(r.splits, 12, "calls split 2 ways");
       assert.ok(r.workerChunks > 0, "the worker ran no rows");
       assert.deepEqual(r.differences, [], "2 threads differ from 1");
+      assert.match(r.failedStart, /^1 thread: a worker thread failed to start: .*cannot start/);
       // Idle workers must not keep the process alive.
       assert.equal(r.exit, 0, "the process did not exit by itself within 20 s");
     },
