@@ -102,8 +102,8 @@ export function runChunks(
 
 /**
  * The worker's body. `post` sends a message to the owner, `leave` ends the worker's thread (a
- * test's fault); the first message in is a {@linkcode WorkerStart}. Spins ~20 us of loads before sleeping: a sleeping worker takes ~25 us
- * to wake, a spinning one ~8 us (THREADS.md).
+ * test's fault); the first message in is a {@linkcode WorkerStart}. Spins ~20 us of loads before
+ * sleeping: a sleeping worker takes ~25 us to wake, a spinning one ~8 us (THREADS.md).
  */
 const body = `
 const SEQ = ${CTL_SEQ}, DONE = ${CTL_DONE}, STATE = ${CTL_STATE}, STATUS = ${CTL_STATUS};

@@ -1,6 +1,6 @@
 /**
  * The WASM backend on 2 threads outside Deno, loaded as the browser bundle (of
- * tests/_browser_threads.ts, which imports the library and its thread test hooks, bundled as
+ * tests/_runtime_threads.ts, which imports the library and its thread test hooks, bundled as
  * tests/_runtimes.ts bundles the library): forward and backward on a tensor above the one-thread
  * threshold must be split across the calling thread and a worker (the worker running some of the
  * rows) and give the same bits as on 1 thread; a backend whose worker fails to start must run
@@ -15,7 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { bundle, findTool, testWithTool } from "./_runtimes.ts";
-import type { ThreadsReport } from "./_browser_threads.ts";
+import type { ThreadsReport } from "./_runtime_threads.ts";
 
 const chromium = await findTool("chromium", /^Chromium \d+/, "install Debian's chromium package");
 const node = await findTool("node", /^v\d+\./, "install Node.js 20 or later");
@@ -81,7 +81,7 @@ async function check(
   args: (origin: string) => string[],
   exitWithinMs = 0,
 ): Promise<ThreadsReport & { exit?: number | "running" }> {
-  const script = await bundle("tests/_browser_threads.ts");
+  const script = await bundle("tests/_runtime_threads.ts");
   const headers: Record<string, string> = isolated
     ? {
       "cross-origin-opener-policy": "same-origin",

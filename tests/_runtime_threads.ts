@@ -1,10 +1,11 @@
 /**
  * The runtime side of tests/runtime_threads_test.ts: bundled for the browser (one bundle, so that
  * the library and the thread test hooks share one module instance) and run by a page that the
- * test serves cross-origin isolated, or by Node. It reports whether the page is isolated, what the WASM backend
- * says about its threads, how many calls were split and how many chunks workers ran, and whether
- * forward and backward on 2 threads give the same bits as on 1, on a tensor above the threshold
- * under which calls run on one thread. It never throws: every problem goes into the report.
+ * test serves cross-origin isolated, or by Node. It reports whether the page is isolated, what
+ * the WASM backend says about its threads, how many calls were split and how many chunks workers
+ * ran, whether forward and backward on 2 threads give the same bits as on 1 (on a tensor above
+ * the threshold under which calls run on one thread), and what a backend whose worker fails to
+ * start says. It never throws: every problem goes into the report.
  *
  * @module
  */
