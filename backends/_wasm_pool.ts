@@ -2,7 +2,7 @@
  * The worker threads of one WASM backend (one shared memory) and the splitting of a kernel's rows
  * across them (the protocol is described in ./_wasm_threads.ts): jobs written to each worker's
  * control block, chunks of rows claimed by every thread, the calling thread's wait, back-off from
- * late workers, and the pool's end.
+ * late workers, workers that end (their blocks freed, replaced), and the pool's end.
  *
  * Depends on the heap (_wasm_heap.ts), the worker's control-block layout (_wasm_worker.ts), the
  * thread settings (_wasm_threads.ts), the spawner (_wasm_spawn.ts) and OneThread.
@@ -80,6 +80,13 @@ function canBlock(): boolean {
   }
 }
 
+/**
+ * How many times a pool replaces a worker whose thread ended between calls before it gives up
+ * and runs on one thread (a runtime that keeps killing workers must not make every call start
+ * one: in Deno that blocks the calling thread for 30-110 ms).
+ */
+const MAX_REPLACED = 100;
+
 /** Ends the workers of a pool that was garbage-collected without close() (its backend's). */
 const reaper = new FinalizationRegistry<
   { threads: Thread[]; pending: Thread[]; ref: WeakRef<ThreadPool> }
@@ -105,6 +112,9 @@ export class ThreadPool {
   readonly #pending: Thread[] = [];
   readonly #ref: WeakRef<ThreadPool>;
   #starting = 0;
+  /** Workers replaced after their thread ended (MAX_REPLACED); set once the backend is closed. */
+  #replaced = 0;
+  #closed = false;
   /** Why calls run on one thread although more were asked for; undefined while all is well. */
   #failure?: string;
   #ready?: Promise<void>;
@@ -166,11 +176,14 @@ export class ThreadPool {
       this.#starting--;
       return;
     }
+    // The worker's shadow stack, then its control block: its own until its thread has ended.
     const block = this.#heap.alloc(CTL_BYTES + STACK_BYTES);
     const ctlAt = block + STACK_BYTES;
+    const ctl = new Int32Array(this.#k.memory.buffer, ctlAt, CTL_MSG_AT / 4);
+    ctl.fill(0);
+    const thread: Thread = { ctl, ctlAt, block, seq: 0, stopped: false };
+    let spawned = false;
     try {
-      const ctl = new Int32Array(this.#k.memory.buffer, ctlAt, CTL_MSG_AT / 4);
-      ctl.fill(0);
       const start: WorkerStart = {
         module: this.#module,
         memory: this.#k.memory,
@@ -178,9 +191,17 @@ export class ThreadPool {
         stackTop: ctlAt,
         kernels: [...ROW_KERNELS],
       };
+      const workers = this.#node ? await nodeWorkers() : undefined;
       hooks.onSpawn?.();
-      const { end, ready } = spawn(start, this.#node ? await nodeWorkers() : undefined);
-      const thread = { ctl, ctlAt, block, seq: 0, end };
+      spawned = true;
+      const { ready, exited, terminate } = spawn(start, workers);
+      thread.terminate = terminate;
+      // The pool weakly: a worker's listeners must not keep a dropped backend alive.
+      const ref = this.#ref;
+      exited.then(() => {
+        const pool = ref.deref();
+        if (pool) pool.#ended(thread);
+      });
       // Usable as soon as it marks itself ready in its control block (#promote), without waiting
       // for its message, which a caller's burst of calls would hold back.
       this.#pending.push(thread);
@@ -195,11 +216,33 @@ export class ThreadPool {
       }
       if (!this.#threads.includes(thread)) this.#threads.push(thread);
     } catch (e) {
-      this.#heap.free(block);
+      if (spawned) {
+        // Told to exit in case it is only late; its block is freed once its thread has ended.
+        const i = this.#threads.indexOf(thread);
+        if (i >= 0) this.#threads.splice(i, 1);
+        stopThread(thread);
+      } else this.#heap.free(block); // no worker ever had it
       this.#fail(`a worker thread failed to start: ${(e as Error).message}`);
     } finally {
       this.#starting--;
     }
+  }
+
+  /**
+   * A worker's thread has ended (told to, failed, or crashed): it touches its block no more, so
+   * the block goes back to the heap; a worker that was serving calls is replaced.
+   */
+  #ended(thread: Thread): void {
+    // Nothing may write its control block from now on (stopThread would).
+    thread.stopped = true;
+    if (this.#closed) return; // the memory goes with the backend
+    this.#heap.free(thread.block);
+    const i = this.#threads.indexOf(thread);
+    if (i < 0) return;
+    this.#threads.splice(i, 1);
+    if (++this.#replaced > MAX_REPLACED) {
+      this.#fail(`worker threads ended ${MAX_REPLACED} times`);
+    } else this.resize();
   }
 
   /** Resolves once the workers asked for so far have started or failed (for tests). */
@@ -210,7 +253,8 @@ export class ThreadPool {
   /** Moves the pending workers that marked themselves ready into the pool. */
   #promote(): void {
     for (const t of this.#pending) {
-      if (Atomics.load(t.ctl, CTL_READY) === 1 && !this.#threads.includes(t)) {
+      // Not one that ended: its block may be another's by now.
+      if (!t.stopped && Atomics.load(t.ctl, CTL_READY) === 1 && !this.#threads.includes(t)) {
         this.#threads.push(t);
       }
     }
@@ -295,15 +339,15 @@ export class ThreadPool {
     job[JOB_RANGES] = ranges;
     job.fill(0, JOB_NEXT, JOB_NEXT + ranges);
     for (let i = 0; i < JOB_ARGS; i++) this.#jobArgs[i] = args[i] ?? 0;
-    const trap = hooks.trapNextJob;
-    hooks.trapNextJob = false;
+    const trap = hooks.trapNextJob, end = hooks.endNextJob;
+    hooks.trapNextJob = hooks.endNextJob = false;
     for (let t = 1; t < ranges; t++) {
       const th = this.#threads[t - 1], c = th.ctl;
       th.seq = th.seq >= 0x3fffffff ? 1 : th.seq + 1;
       c[CTL_JOB] = this.#jobAt;
       c[CTL_RANGE] = t;
       c[CTL_RAN] = 0;
-      c[CTL_TRAP] = trap && t === 1 ? 1 : 0;
+      c[CTL_TRAP] = t === 1 && trap ? 1 : t === 1 && end ? 2 : 0;
       c[CTL_SLEEP] = t === 1 ? hooks.slowWorkerMs ?? 0 : 0;
       Atomics.store(c, CTL_STATE, th.seq);
       Atomics.store(c, CTL_SEQ, th.seq);
@@ -326,7 +370,7 @@ export class ThreadPool {
     for (let t = 1; t < ranges; t++) {
       const th = this.#threads[t - 1], c = th.ctl;
       // Withdrawn before the worker took it: nothing to wait for (a test's fault must be taken).
-      const keep = workersFirst || (t === 1 && (trap || hooks.slowWorkerMs));
+      const keep = workersFirst || (t === 1 && (trap || end || hooks.slowWorkerMs));
       if (!keep && Atomics.compareExchange(c, CTL_STATE, th.seq, 0) === th.seq) {
         continue;
       }
@@ -489,6 +533,7 @@ export class ThreadPool {
 
   /** Ends the workers (the backend's dispose). */
   close(): void {
+    this.#closed = true;
     pools.delete(this.#ref);
     reaper.unregister(this);
     this.#fail("the backend was disposed");

@@ -20,7 +20,6 @@ import { hooks, START_TIMEOUT_MS } from "./_wasm_threads.ts";
 
 type NodeWorker = {
   unref(): void;
-  terminate(): unknown;
   on(event: string, f: (v: unknown) => void): void;
 };
 /** node:worker_threads, as far as it is used. */
@@ -37,24 +36,45 @@ export function nodeWorkers(): Promise<NodeWorkerModule> {
   return nodeModule ??= import(spec) as Promise<NodeWorkerModule>;
 }
 
-/** A started worker: how to end it. */
+/** A started worker, and its block (control block and shadow stack) in the shared memory. */
 export interface Thread {
   ctl: Int32Array;
   ctlAt: number;
   block: number;
   seq: number;
-  end(): void;
+  /**
+   * Set by stopThread (a worker is told to exit, and terminated, at most once), and once its
+   * thread has ended (its block may be another's by then).
+   */
+  stopped: boolean;
+  /** Ends a web Worker; undefined for node:worker_threads workers, which end by themselves. */
+  terminate?: () => void;
+}
+
+/** A worker being started (see {@linkcode spawn}). */
+export interface Spawned {
+  /** Resolves when it said ready; rejects with the reason when it failed or did not answer. */
+  ready: Promise<void>;
+  /**
+   * Resolves when its thread has ended, after which it touches the shared memory no more
+   * (node:worker_threads: its "exit" event); never, for a web Worker (no such event).
+   */
+  exited: Promise<void>;
+  /** See {@linkcode Thread.terminate}. */
+  terminate?: () => void;
 }
 
 /**
- * Starts one worker on `start`: how to end it, and a promise that resolves when it said ready
- * and rejects with the reason when it failed or did not answer within START_TIMEOUT_MS.
+ * Starts one worker on `start`. A node:worker_threads worker is never terminated: told to exit
+ * (stopThread), or failing, it ends by itself, so that none is terminated twice or while its
+ * thread is ending, nor freed while it may still write its block. A web Worker is terminated by
+ * stopThread.
  */
-export function spawn(
-  start: WorkerStart,
-  node: NodeWorkerModule | undefined,
-): { end(): void; ready: Promise<void> } {
-  let end = () => {};
+export function spawn(start: WorkerStart, node: NodeWorkerModule | undefined): Spawned {
+  let terminate: (() => void) | undefined;
+  // Not Promise.withResolvers: Node 20 has none.
+  let exit = () => {};
+  const exited = new Promise<void>((resolve) => exit = resolve);
   const ready = new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (m: unknown) => {
@@ -63,10 +83,7 @@ export function spawn(
       clearTimeout(timer);
       const msg = m as { ready?: boolean; error?: string };
       if (msg?.ready) resolve();
-      else {
-        end();
-        reject(new Error(msg?.error ?? String(m)));
-      }
+      else reject(new Error(msg?.error ?? String(m)));
     };
     const timer = setTimeout(
       () => settle({ error: `no answer within ${START_TIMEOUT_MS / 1000} s` }),
@@ -76,21 +93,22 @@ export function spawn(
       if (node) {
         const source = hooks.workerSource ?? NODE_WORKER_SOURCE;
         const w = new node.Worker(source, { eval: true, workerData: start });
-        // An idle worker must not keep the process alive: a script exits when its work is done.
-        w.unref();
-        end = () => void w.terminate();
         w.on("message", settle);
         w.on("error", (e) => settle({ error: String((e as Error)?.message ?? e) }));
         // "exit" may come before the "error" that says why: let that one settle first.
         w.on("exit", (code) => {
           setTimeout(() => settle({ error: `the worker exited (code ${code})` }), 50);
+          exit();
         });
+        // An idle worker must not keep the process alive: a script exits when its work is done.
+        // After the listeners: in Node, adding a "message" listener refs the worker again.
+        w.unref();
       } else {
         const source = hooks.workerSource ?? WEB_WORKER_SOURCE;
         const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
         const w = new Worker(url);
         URL.revokeObjectURL(url);
-        end = () => w.terminate();
+        terminate = () => w.terminate();
         w.onmessage = (e) => settle(e.data);
         w.onerror = (e) => {
           e.preventDefault?.();
@@ -102,14 +120,19 @@ export function spawn(
       settle({ error: String((e as Error)?.message ?? e) });
     }
   });
-  return { end: () => end(), ready };
+  return { ready, exited, terminate };
 }
 
-/** Ends a worker (it may be asleep, or about to take a job: both see the exit). */
+/**
+ * Tells a worker to exit, once (it may be asleep, about to take a job, or still starting: each
+ * sees the exit). A node:worker_threads worker then leaves its loop and its thread ends by itself
+ * (its "exit" event says when: only then may its block be freed); a web Worker is terminated.
+ */
 export function stopThread(t: Thread): void {
+  if (t.stopped) return;
+  t.stopped = true;
   Atomics.store(t.ctl, CTL_STATE, STATE_EXIT);
   Atomics.add(t.ctl, CTL_SEQ, 1);
   Atomics.notify(t.ctl, CTL_SEQ);
-  t.end();
-  // The block stays allocated: a worker that has not yet seen the exit may still read it.
+  t.terminate?.();
 }

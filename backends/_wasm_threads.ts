@@ -26,6 +26,10 @@
  * wait for it; calls run on one thread until workers are ready). Workers are node:worker_threads
  * workers where that module exists (Node, Deno), `unref()`'d so that an idle pool never keeps the
  * process alive; in a browser they are web Workers from a `blob:` URL. Neither needs file access.
+ * A worker is ended through its control block: a node:worker_threads worker then ends its thread
+ * by itself (it is never terminated), a web Worker is terminated once. Each worker's block of the
+ * memory (shadow stack and control block) is freed only once its thread has ended (its "exit"),
+ * and a worker whose thread ends between calls is replaced (./_wasm_pool.ts).
  *
  * Depends on the kernels' ABI (_wasm_abi.ts), the threads build's bytes and _validate.ts only.
  *
@@ -220,6 +224,8 @@ export interface ThreadTestHooks {
   workerSource?: string;
   /** Give the next job of worker 1 an out-of-bounds pointer, so that it traps. */
   trapNextJob?: boolean;
+  /** Worker 1's thread ends after its next job, as if it crashed. */
+  endNextJob?: boolean;
   /** Split calls from this many elements up (default 2^18). */
   minElements?: number;
   /** Chunks of this many elements at least (whole groups of 4 rows; default 2^16). */

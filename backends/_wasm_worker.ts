@@ -17,8 +17,9 @@
 /** Int32 slots of a worker's control block. */
 export const CTL_SEQ = 0, CTL_DONE = 1, CTL_STATE = 2, CTL_STATUS = 3, CTL_JOB = 4;
 /**
- * More slots: the worker's range in the job, chunks it ran, and a test's requests: to trap, and
- * to sleep this many ms after taking the job (a worker whose core is busy elsewhere).
+ * More slots: the worker's range in the job, chunks it ran, and a test's requests: to trap
+ * (`CTL_TRAP` = 1) or to end its thread after the job (2), and to sleep this many ms after taking
+ * the job (a worker whose core is busy elsewhere).
  */
 export const CTL_RANGE = 5, CTL_RAN = 6, CTL_TRAP = 7, CTL_SLEEP = 8;
 /** Set to 1 by the worker once it can take jobs (before its "ready" message). */
@@ -100,9 +101,9 @@ export function runChunks(
 }
 
 /**
- * The worker's body. `post` sends a message to the owner; the first message in is a
- * {@linkcode WorkerStart}. Spins ~20 us of loads before sleeping: a sleeping worker takes ~25 us
- * to wake, a spinning one ~8 us (THREADS.md).
+ * The worker's body. `post` sends a message to the owner, `leave` ends the worker's thread (a
+ * test's fault); the first message in is a {@linkcode WorkerStart}. Spins ~20 us of loads before
+ * sleeping: a sleeping worker takes ~25 us to wake, a spinning one ~8 us (THREADS.md).
  */
 const body = `
 const SEQ = ${CTL_SEQ}, DONE = ${CTL_DONE}, STATE = ${CTL_STATE}, STATUS = ${CTL_STATUS};
@@ -131,7 +132,7 @@ function runChunks(job, args, first, kernel, call, a) {
     }
   }
 }
-function start(data, post) {
+function start(data, post, leave) {
   let c, fns, k;
   try {
     const inst = new WebAssembly.Instance(data.module, { env: { memory: data.memory } });
@@ -148,7 +149,7 @@ function start(data, post) {
   Atomics.store(c, READY, 1);
   post({ ready: true });
   const a = new Array(JOB_ARGS).fill(0);
-  let jobAt = -1, job, args;
+  let jobAt = -1, job, args, quit = false;
   for (;;) {
     let spins = 0;
     while (Atomics.load(c, SEQ) === seen) {
@@ -171,7 +172,12 @@ function start(data, post) {
         fn(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]);
       };
       if (c[SLEEP] > 0) Atomics.wait(c, MSG_AT / 4 - 1, 0, c[SLEEP]);
-      if (c[TRAP]) {
+      if (c[TRAP] === 2) {
+        // A test's fault: the thread ends after this job, as a crash would.
+        c[TRAP] = 0;
+        quit = true;
+      }
+      if (c[TRAP] === 1) {
         // A test's fault: the kernel on an address past the end of memory, a real trap.
         c[TRAP] = 0;
         for (let i = 0; i < JOB_ARGS; i++) a[i] = args[i];
@@ -190,17 +196,26 @@ function start(data, post) {
     }
     Atomics.store(c, DONE, seen);
     Atomics.notify(c, DONE);
+    if (quit) return leave();
   }
 }
 `;
 
-/** The worker for node:worker_threads (Node, Deno): started with `eval`, data in `workerData`. */
+/**
+ * The worker for node:worker_threads (Node, Deno): started with `eval`, data in `workerData`. A
+ * dynamic import, not `require`: the text runs as an ES module where the process was started so
+ * (Node passes `--input-type=module` on to a worker), and as a script elsewhere.
+ */
 export const NODE_WORKER_SOURCE = `${body}
-const { parentPort, workerData } = require("node:worker_threads");
-start(workerData, (m) => parentPort.postMessage(m));
+import("node:worker_threads").then(({ parentPort, workerData }) =>
+  start(workerData, (m) => parentPort.postMessage(m), () => process.exit(1))
+);
 `;
 
 /** The worker for web Workers (a classic worker from a blob: URL): data in the first message. */
 export const WEB_WORKER_SOURCE = `${body}
-self.onmessage = (e) => { self.onmessage = null; start(e.data, (m) => self.postMessage(m)); };
+self.onmessage = (e) => {
+  self.onmessage = null;
+  start(e.data, (m) => self.postMessage(m), () => self.close());
+};
 `;

@@ -1,7 +1,8 @@
 /**
  * Layers dropped without dispose() are reclaimed once garbage-collected: what they held in the
  * WASM backend's memory (their own regions) and on the WebGPU device (their buffers) is freed.
- * Runs tests/_dropped_layers_child.ts in a subprocess with --v8-flags=--expose-gc.
+ * Runs tests/_dropped_layers_child.ts in a subprocess with --v8-flags=--expose-gc. Likewise,
+ * WASM backends dropped without dispose() end their worker threads (tests/_dropped_pools_child.ts).
  */
 import assert from "node:assert/strict";
 import { STRICT } from "./_backends.ts";
@@ -69,5 +70,32 @@ Deno.test({
       `layers held while live: ${JSON.stringify(live)}`,
     );
     assert.equal(after.layers, before.layers, "layers still held after collection");
+  },
+});
+
+Deno.test({
+  name:
+    "WASM: dropped backends on 3 threads end their worker threads once collected, and the process exits by itself",
+  // The OS threads are counted in /proc/self/task.
+  ignore: wasmIgnore || Deno.build.os !== "linux",
+  async fn() {
+    const child = new URL("./_dropped_pools_child.ts", import.meta.url);
+    const proc = new Deno.Command(Deno.execPath(), {
+      // -A: reading /proc/self/task needs every permission (the library itself needs none).
+      args: ["run", "--v8-flags=--expose-gc", "-A", child.href, "4"],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // A pool that kept the process alive would never end it: 60 s, for a busy machine.
+    const timer = setTimeout(() => proc.kill(), 60_000);
+    const out = await proc.output();
+    clearTimeout(timer);
+    assert.equal(out.code, 0, `child failed or hung: ${new TextDecoder().decode(out.stderr)}`);
+    const text = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
+    const { before, live, after, splits } = JSON.parse(text);
+    assert.ok(splits >= 4, `calls were not split (${splits}): no worker ran`);
+    // 4 backends x 2 workers, one OS thread each.
+    assert.ok(live >= before + 8, `OS threads while the backends live: ${text}`);
+    assert.ok(after <= before, `OS threads left after collection: ${text}`);
   },
 });

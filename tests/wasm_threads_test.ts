@@ -11,8 +11,12 @@ import assert from "node:assert/strict";
 import { getNumThreads, setNumThreads, SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { Gradients, ResidentTensor, SyncGroup } from "../mod.ts";
 import { chooseBackend } from "../backends/select.ts";
-import { loadWasmBackend, type WasmBackend } from "../backends/wasm.ts";
+import { loadWasmBackend, type WasmBackend, type WasmTensor } from "../backends/wasm.ts";
 import { setThreadTestHooks, type ThreadTestHooks } from "../backends/_wasm_threads.ts";
+import type { SavedForward } from "../backends/_backend.ts";
+import { stopThread, type Thread } from "../backends/_wasm_spawn.ts";
+import { CTL_BYTES, CTL_SEQ, CTL_STATE, STATE_EXIT } from "../backends/_wasm_worker.ts";
+import { MOVING, randomCase, randomDy } from "./_wasm_cases.ts";
 
 // The process-wide backend must load as the threads build, which it does only at 2 threads or
 // more (on a one-core machine the default is 1).
@@ -640,4 +644,203 @@ console.log(sn.backendInfo.reason);
   const stderr = new TextDecoder().decode(out.stderr);
   assert.equal(out.code, 0, `the script did not exit by itself (code ${out.code}):\n${stderr}`);
   assert.match(new TextDecoder().decode(out.stdout), /2 threads/);
+});
+
+/** A small nd forward on `backend` (not a layer's): its y. */
+function smallForward(backend: WasmBackend, seed = 1): Promise<Float32Array> {
+  const problem = { layout: "nd" as const, n: 4, c: 4, m: 64, training: false, usingBN: false };
+  const params = {
+    layerId: 5,
+    weight: new Float32Array(4).fill(1),
+    bias: new Float32Array(4),
+    meanMix: new Float64Array([0.5, 0.5, 0]),
+    varMix: new Float64Array([0.5, 0.5, 0]),
+    runningMean: new Float32Array(0),
+    runningVar: new Float32Array(0),
+    version: 0,
+  };
+  const x = Float32Array.from({ length: 4 * 4 * 64 }, (_, i) => Math.sin(i * 0.3 + seed));
+  return backend.forward({ ...problem, eps: 1e-5 }, x, params, {
+    kind: "batchAverage",
+  }) as Promise<Float32Array>;
+}
+
+/** Waits (polling, at most `ms`) until `ok()` holds; whether it did. */
+async function until(ok: () => boolean, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (!ok() && performance.now() < end) await new Promise((r) => setTimeout(r, 5));
+  return ok();
+}
+
+Deno.test("a worker whose thread ends between calls is replaced, and 20 such ends give back each one's block", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  let spawned = 0, workerChunks = 0;
+  const hooks: ThreadTestHooks = {
+    minElements: 1,
+    chunkElements: 1,
+    noBackoff: true,
+    onSpawn: () => spawned++,
+    onSplit: (_, ran) => workerChunks += ran,
+  };
+  setThreadTestHooks(hooks);
+  const backend = await loadWasmBackend();
+  try {
+    await backend.threadsReady();
+    assert.equal(spawned, 1);
+    const want = await smallForward(backend);
+    const used = backend.usedBytes, bytes = backend.memoryBytes;
+    for (let i = 1; i <= 20; i++) {
+      // Worker 1 runs its share of this call, then its thread ends.
+      setThreadTestHooks({ ...hooks, endNextJob: true });
+      assertSameBits(`the call before end ${i}`, await smallForward(backend), want);
+      assert.ok(
+        await until(() => spawned === i + 1, 10_000),
+        `no worker replaced the one that ended (${i}): ${spawned} started`,
+      );
+      await backend.threadsReady();
+      // The ended worker's stack and control block went back to the heap; its successor's
+      // took their place.
+      assert.equal(backend.usedBytes, used, `bytes in use after end ${i}`);
+    }
+    assert.equal(backend.memoryBytes, bytes);
+    // The last successor runs rows: every chunk on the workers, with the same bits.
+    setThreadTestHooks({ ...hooks, workersFirst: true });
+    workerChunks = 0;
+    assertSameBits("the call after the last end", await smallForward(backend), want);
+    assert.ok(workerChunks > 0, "the replacement ran no chunk");
+    assert.match(backend.threadNote, /^2 threads/);
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("10,000 calls split across 2 threads (training steps, Float32Array and resident) keep the memory size and the bytes in use", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  const splits = splitEverything({ waitForWorkers: true });
+  const backend = await loadWasmBackend();
+  try {
+    const cases = [
+      randomCase(1, "nd", [2, 3, 17], true, true),
+      randomCase(2, "nd", [4, 8, 49], true, false),
+      randomCase(3, "nd", [5, 2, 300], true, true),
+      randomCase(4, "1d", [33, 12, 1], true, true),
+      randomCase(5, "nd", [3, 1, 1], true, true),
+    ];
+    const params = cases.map((c, i) => ({ ...c.params(), layerId: 20 + i }));
+    const dys = cases.map((c, i) => randomDy(30 + i, c.x.length));
+    const step = async (i: number) => {
+      const k = i % cases.length, c = cases[k], p = params[k], saved: SavedForward = {};
+      if (i % 3 === 0) {
+        using x = backend.upload(c.x, [c.x.length]);
+        using dy = backend.upload(dys[k], [c.x.length]);
+        using _y = await backend.forward(c.problem, x, p, MOVING, undefined, saved) as Disposable;
+        using _dx = (await backend.backward(saved, dy, p)).dx as Disposable;
+      } else {
+        await backend.forward(c.problem, c.x, p, MOVING, undefined, saved);
+        await backend.backward(saved, dys[k], p);
+      }
+    };
+    for (let i = 0; i < 3 * cases.length; i++) await step(i);
+    const bytes = backend.memoryBytes, used = backend.usedBytes;
+    splits.clear();
+    // A forward and a backward per step.
+    for (let i = 0; i < 5000; i++) await step(i);
+    assert.equal(backend.memoryBytes, bytes, "the memory grew");
+    assert.equal(backend.usedBytes, used, "bytes in use changed");
+    // 3 of the 5 cases are nd with more than one chunk of rows: each of their 1000 steps splits
+    // the forward's 2 passes and the backward's 2 across both threads.
+    assert.equal(splits.get(2), 3 * 1000 * 4, "passes split 2 ways");
+    assert.ok(splits.get("workers")! > 0, "the worker ran no chunk");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("the memory grows 4 times right after split calls, and the worker runs every row of the next call in the new pages", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  splitEverything({ waitForWorkers: true });
+  const backend = await loadWasmBackend();
+  try {
+    const c = randomCase(9, "nd", [4, 6, 45], true, true);
+    /** The forward of c on x, in place (y over x). */
+    const run = async (x: WasmTensor) => {
+      await backend.forward(c.problem, x, c.params(), MOVING, x);
+      return await x.read();
+    };
+    setNumThreads(1);
+    using one = backend.upload(c.x, [c.x.length]);
+    const want = await run(one);
+    setNumThreads(2);
+    const splits = splitEverything({ waitForWorkers: true, workersFirst: true });
+    for (let i = 0; i < 4; i++) {
+      using first = backend.upload(c.x, [c.x.length]);
+      await run(first); // split: the worker ran every chunk and is spinning or just asleep now
+      // Tensors until one lands past the memory's end so far: it grew, and x is in new pages.
+      const bytes = backend.memoryBytes, plugs: WasmTensor[] = [];
+      do plugs.push(backend.upload(c.x, [c.x.length])); while (
+        plugs.at(-1)!.data.byteOffset < bytes
+      );
+      assert.ok(backend.memoryBytes > bytes, "the memory did not grow");
+      assertSameBits(`y after growth ${i + 1}`, await run(plugs.at(-1)!), want);
+      for (const p of plugs) p.dispose();
+    }
+    assert.equal(splits.get(2), 4 * 2 * 2, "the statistics and normalize passes, split");
+    assert.ok(splits.get("workers")! > 0, "the worker ran no chunk");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("a worker that fails to start keeps its block until its thread has ended, then gives it back", async () => {
+  const before = getNumThreads();
+  setNumThreads(2);
+  setThreadTestHooks({
+    // Says it failed, but its thread lives on for 300 ms (as one that answers late would, and
+    // might still write its control block).
+    workerSource: `
+      require("node:worker_threads").parentPort.postMessage({ error: "late failure" });
+      setTimeout(() => {}, 300);`,
+  });
+  const backend = await loadWasmBackend();
+  try {
+    await backend.threadsReady();
+    assert.match(backend.threadNote, /^1 thread: a worker thread failed to start: late failure/);
+    const held = backend.usedBytes;
+    assert.ok(
+      await until(() => backend.usedBytes < held, 10_000),
+      "the block was not given back after the thread ended",
+    );
+    assert.equal(held - backend.usedBytes, 512 + 65536, "the worker's control block and stack");
+  } finally {
+    backend.dispose();
+    setThreadTestHooks(undefined);
+    setNumThreads(before);
+  }
+});
+
+Deno.test("stopThread tells a worker to exit and terminates it once, however often it is called", () => {
+  const ctl = new Int32Array(new SharedArrayBuffer(CTL_BYTES));
+  let terminated = 0;
+  const thread: Thread = {
+    ctl,
+    ctlAt: 0,
+    block: 0,
+    seq: 0,
+    stopped: false,
+    terminate: () => terminated++,
+  };
+  stopThread(thread);
+  stopThread(thread);
+  assert.equal(terminated, 1);
+  assert.equal(ctl[CTL_STATE], STATE_EXIT);
+  assert.equal(ctl[CTL_SEQ], 1, "told to exit once");
 });
