@@ -752,8 +752,9 @@ Deno.test("10,000 calls split across 2 threads (training steps, Float32Array and
     assert.equal(backend.memoryBytes, bytes, "the memory grew");
     assert.equal(backend.usedBytes, used, "bytes in use changed");
     // 3 of the 5 cases are nd with more than one chunk of rows: each of their 1000 steps splits
-    // the forward's 2 passes and the backward's 2 across both threads.
-    assert.equal(splits.get(2), 3 * 1000 * 4, "passes split 2 ways");
+    // the forward's 2 passes and the backward's 2 across both threads; the 1d case [33, 12] splits
+    // 2 of its 4 (its 33 rows make one tile for the statistics and the reduction: oned::Tiles).
+    assert.equal(splits.get(2), 3 * 1000 * 4 + 1000 * 2, "passes split 2 ways");
     assert.ok(splits.get("workers")! > 0, "the worker ran no chunk");
   } finally {
     backend.dispose();
