@@ -36,6 +36,11 @@ export interface ForwardOptions {
 /** Per-call options of `backward`. */
 export interface BackwardOptions {
   /**
+   * Where to write dx: same kind and length as dy (a resident `out` also of its shape); a new one
+   * is made otherwise. It may be dy itself (dx replaces dy), not the x being differentiated.
+   */
+  out?: Float32Array | ResidentTensor;
+  /**
    * Keep the forward differentiable after this backward, so that another backward through it is
    * allowed (PyTorch's `retain_graph`). Default false: a second backward through the same
    * forward throws instead of adding its gradients again.
@@ -120,13 +125,40 @@ export function readForwardCall(
   return { x: input, resident, n, c, m, out, keep, training };
 }
 
-/** Checks `backward(dy, options)`'s dy type and options; whether to retain the forward. */
-export function readBackwardCall(name: string, dy: unknown, options: unknown): boolean {
-  if (!isResident(dy)) checkFloat32(`${name}.backward: dy`, dy);
-  const o = readOptions(`${name}.backward`, options, ["retainGraph"]) as {
+/** A backward's arguments as checked when it was called. */
+export interface BackwardCall {
+  /** Keep the forward differentiable after this backward. */
+  readonly retain: boolean;
+  /** dy's length when the call was made (dy is read when it runs). */
+  readonly dyLength: number;
+  readonly out?: Float32Array | ResidentTensor;
+}
+
+/** Checks `backward(dy, options)`'s dy type and options. */
+export function readBackwardCall(name: string, dy: unknown, options: unknown): BackwardCall {
+  const resident = isResident(dy);
+  if (!resident) checkFloat32(`${name}.backward: dy`, dy);
+  const input = dy as Float32Array | ResidentTensor;
+  const o = readOptions(`${name}.backward`, options, ["out", "retainGraph"]) as {
+    out?: unknown;
     retainGraph?: unknown;
   };
-  return checkBoolean(`${name}.backward: retainGraph`, o.retainGraph, false);
+  const retain = checkBoolean(`${name}.backward: retainGraph`, o.retainGraph, false);
+  const out = o.out as Float32Array | ResidentTensor | undefined;
+  if (out !== undefined) {
+    const ok = resident ? isResident(out) : out instanceof Float32Array;
+    if (!ok || out.length !== input.length) {
+      throw new TypeError(
+        `${name}.backward: out must be the same kind as dy with ${input.length} elements, got ${
+          describeValue(out)
+        }${ok ? ` of ${out.length} elements` : ""}`,
+      );
+    }
+    if (resident) {
+      checkSameShape(`${name}.backward: out`, out as ResidentTensor, (dy as ResidentTensor).shape);
+    }
+  }
+  return { retain, dyLength: input.length, out };
 }
 
 /** Checks `upload(data, shape)` against the layer. */
@@ -198,6 +230,7 @@ export function checkBackwardInputs(
   saved: { readonly problem: NormProblem; readonly x: Float32Array | ResidentTensor },
   dy: Float32Array | ResidentTensor,
   dyLength: number,
+  out?: Float32Array | ResidentTensor,
 ): void {
   const { n, c, m } = saved.problem, length = n * c * m;
   checkStillReadable(`${name}.backward: the x its forward kept`, saved.x, length);
@@ -210,6 +243,17 @@ export function checkBackwardInputs(
   if (isResident(dy)) {
     checkSameShape(`${name}.backward: dy`, dy, (saved.x as ResidentTensor).shape);
   }
+  if (out === undefined) return;
+  checkStillReadable(`${name}.backward: out`, out, length);
+  // x is read while dx is written (and kept for another backward with retainGraph).
+  if (overlaps(out, saved.x)) {
+    throw new Error(
+      `${name}.backward: out overlaps the x of the forward this backward differentiates, which ` +
+        "it reads while writing dx: write dx elsewhere (dy itself may be out)",
+    );
+  }
+  // A resident out is dy itself or apart from it (tensors do not share storage otherwise); a
+  // Float32Array out may overlap dy anywhere: every backend reads all of dy before writing dx.
 }
 
 /**

@@ -23,6 +23,7 @@ import { type Exchange, reportingToReplicas } from "./_sync.ts";
 import { checkBoolean } from "./_validate.ts";
 import { KeptForward, KeptInput, type LatestForward, markOverwritten } from "./_saved_forward.ts";
 import {
+  type BackwardCall,
   type BackwardOptions,
   checkBackwardInputs,
   checkStillReadable,
@@ -338,17 +339,20 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * parameter gradients into {@linkcode grads}. x must not have been changed since that forward.
    * dy is read when the call runs (after the layer's earlier calls), not when it is made: do not
    * change, transfer or resize it until the promise settles.
-   * One backward per forward, unless `{ retainGraph: true }` keeps it for another.
+   * One backward per forward, unless `{ retainGraph: true }` keeps it for another. With
+   * `{ out }` dx is written there (dy's kind, length and, resident, shape; dy itself is allowed,
+   * the forward's x is not) and no dx is allocated: the training loop's hot path.
    *
    * @throws {Error} the latest forward kept nothing for backward (the message says why: none
    * ran, it ran in evaluation mode without keepForBackward or with `keepForBackward: false`, or it
    * failed; each forward replaces what the one before it kept), it was already differentiated,
    * its x was overwritten since as another forward's `out`, or the layer was disposed since that
-   * forward; under SyncSN, when the replicas' layers or calls differ.
+   * forward; under SyncSN, when the replicas' layers or calls differ; `out` overlaps that
+   * forward's x.
    * @throws {RangeError} dy is not of the kind and length of that forward's x (and, resident, of
-   * its shape).
-   * @throws {TypeError} an option is unknown or of the wrong type; dy or that forward's x was
-   * detached or resized after the call was made.
+   * its shape), or a resident `out` not of dy's shape.
+   * @throws {TypeError} an option is unknown or of the wrong type (`out` not of dy's kind and
+   * length); dy, `out` or that forward's x was detached or resized after the call was made.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -369,9 +373,9 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
     const sums = 4 * this.numFeatures + 2 * this.params.meanLogits.length;
     return this.#queue(
       // dy's length as given: dy is read when the call runs.
-      () => ({ retain: readBackwardCall(this.kind.name, dy, options), dyLength: dy.length }),
+      () => readBackwardCall(this.kind.name, dy, options),
       () => ({ call: "backward", length: sums }),
-      ({ retain, dyLength }) => this.#backward(dy, dyLength, retain),
+      (call) => this.#backward(dy, call),
     );
   }
 
@@ -389,18 +393,21 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
 
   async #backward(
     dy: Float32Array | ResidentTensor,
-    dyLength: number,
-    retain: boolean,
+    { retain, dyLength, out }: BackwardCall,
   ): Promise<Float32Array | ResidentTensor> {
     const name = this.kind.name;
     const kept = this.saved;
     KeptForward.checkDifferentiable(name, kept, this.#latestForward);
-    checkBackwardInputs(name, kept.save, dy, dyLength);
+    checkBackwardInputs(name, kept.save, dy, dyLength, out);
     const backend = kept.backend;
     if (!backend.backward) throw new Error(`${name}.backward: not supported on ${backend.name}`);
     const disposals = this.#disposals;
-    const r = await backend.backward(kept.save, dy, kept.params).catch((e) => {
+    const r = await backend.backward(kept.save, dy, kept.params, out).catch((e) => {
       throw this.#disposedDuring(`${name}.backward`, disposals, e);
+    }).finally(() => {
+      // Another layer's forward may have kept `out` as its x: its backward must not differentiate
+      // what this call wrote there.
+      if (out !== undefined) markOverwritten(`a ${name} backward`, out);
     });
     this.params.addGradients(r, kept.mixing);
     if (!retain) {

@@ -147,11 +147,15 @@ export interface Backend {
   /**
    * dx and parameter gradients for `dy` = dL/dy of the forward recorded in `saved`. In training
    * mode BN statistics depend on x; in evaluation mode they are constants (the running buffers).
+   * With `out` (dy's kind and length; checked by the caller not to overlap x), dx is written
+   * there and returned; it may be dy itself, or overlap a Float32Array dy anywhere: dx is written
+   * only after every read of dy.
    */
   backward?(
     saved: SavedForward,
     dy: Float32Array | ResidentTensor,
     params: LayerParams,
+    out?: Float32Array | ResidentTensor,
   ): Promise<BackwardResult>;
   /** Copies a Float32Array into a tensor resident in this backend. */
   upload(data: Float32Array, shape: readonly number[]): ResidentTensor;

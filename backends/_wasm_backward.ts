@@ -19,6 +19,7 @@ export async function runBackward(
   saved: SavedForward,
   dy: Float32Array | ResidentTensor,
   params: LayerParams,
+  out?: Float32Array | ResidentTensor,
 ): Promise<BackwardResult> {
   mem.live();
   const problem = saved.problem, state = saved.state, x = saved.x;
@@ -52,13 +53,19 @@ export async function runBackward(
         `wasm backend: dy must be a Float32Array of ${length} elements, like the forward's x`,
       );
     }
+    if (out !== undefined && (!(out instanceof Float32Array) || out.length !== length)) {
+      throw new TypeError(`wasm backend: out must be a Float32Array of ${length} elements`);
+    }
     xAt = mem.stage(x, dy);
     ioEpoch = mem.ioEpoch;
     dyAt = dxAt = xAt + 4 * length;
   } else {
     const xt = mem.own(x, "the forward's x", length);
     const dyt = mem.own(dy, "dy", length);
-    dxTensor = new WasmTensor(mem.heap, mem.heap.alloc(length * 4), xt.shape);
+    // dx may be written over dy (the kernels allow dx = dy): out = dy needs no temporary.
+    dxTensor = out !== undefined
+      ? mem.own(out, "out", length)
+      : new WasmTensor(mem.heap, mem.heap.alloc(length * 4), xt.shape);
     xAt = xt.byteOffset;
     dyAt = dyt.byteOffset;
     dxAt = dxTensor.byteOffset;
@@ -84,7 +91,7 @@ export async function runBackward(
       } else {
         xAt = mem.own(x, "the forward's x", length).byteOffset;
         dyAt = mem.own(dy, "dy", length).byteOffset;
-        dxAt = dxTensor!.byteOffset;
+        dxAt = mem.own(dxTensor!, "out", length).byteOffset;
       }
     }
     // dWeight, dBias, meanDots, varDots lead the sums; the dx pass does not change them.
@@ -110,10 +117,12 @@ export async function runBackward(
     } else {
       rows.backwardDx1d(xAt, dyAt, dxAt, n, c, mode, regions.layer, regions.stats, work, count);
     }
-    const dx = dxTensor ?? mem.heap.f32.slice(dxAt >>> 2, (dxAt >>> 2) + length);
+    const dxView = () => mem.heap.f32.subarray(dxAt >>> 2, (dxAt >>> 2) + length);
+    const dx = dxTensor ??
+      (out instanceof Float32Array ? (out.set(dxView()), out) : dxView().slice());
     return { dx, dWeight, dBias, meanDots, varDots };
   } catch (e) {
-    dxTensor?.dispose();
+    if (dxTensor !== out) dxTensor?.dispose();
     throw e;
   }
 }

@@ -195,6 +195,7 @@ export async function runBackward(
   saved: SavedForward,
   dy: Float32Array | ResidentTensor,
   params: LayerParams,
+  out?: Float32Array | ResidentTensor,
 ): Promise<BackwardResult> {
   const ctx = engine.ctx, device = ctx.device;
   ctx.check();
@@ -208,9 +209,13 @@ export async function runBackward(
     if (!x.isOn(ctx) || !(dy as GpuTensor).isOn(ctx)) {
       throw new TypeError("webgpu backend: x and dy must be GpuTensors of this backend");
     }
+    if (out !== undefined && !(out instanceof GpuTensor && out.isOn(ctx))) {
+      throw new TypeError("webgpu backend: out must be a GpuTensor of this backend");
+    }
   } else {
     f32("x", x);
     f32("dy", dy);
+    if (out !== undefined) f32("out", out);
   }
   const total = problem.n * problem.c * problem.m;
   if (dy.length !== total || x.length !== total) {
@@ -219,8 +224,17 @@ export async function runBackward(
   const bytes = Math.ceil(total / 4) * 16;
   const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
   const dyBuf = resident ? (dy as GpuTensor).buffer : ctx.acquire("storage", bytes);
-  const dxBuf = ctx.acquire("storage", bytes);
-  const result = resident ? new GpuTensor(ctx, dxBuf, x.shape, true) : undefined;
+  // dx may not be bound read-write beside dy read-only in one dispatch: out = dy goes through a
+  // temporary buffer and a copy.
+  const outBuf = out instanceof GpuTensor ? out.buffer : undefined;
+  const copyTo = outBuf === dyBuf ? outBuf : undefined;
+  const dxBuf = outBuf !== undefined && !copyTo ? outBuf : ctx.acquire("storage", bytes);
+  const result = !resident
+    ? undefined
+    : out instanceof GpuTensor
+    ? out
+    : new GpuTensor(ctx, dxBuf, x.shape, true);
+  const ownsDx = dxBuf !== outBuf;
   let prepared: PreparedBackward | undefined;
   let staging: GPUBuffer | undefined, stagingBytes = 0, sums: GradientSums | undefined;
   try {
@@ -245,6 +259,7 @@ export async function runBackward(
         const pass = enc.beginComputePass();
         encodeBackward(engine, pass, plan, buffers, "dx");
         pass.end();
+        if (copyTo) enc.copyBufferToBuffer(dxBuf, 0, copyTo, 0, bytes);
         if (staging) enc.copyBufferToBuffer(dxBuf, 0, staging, 0, total * 4);
       });
     } else {
@@ -254,28 +269,34 @@ export async function runBackward(
         const pass = enc.beginComputePass();
         encodeBackward(engine, pass, plan, buffers, "all");
         pass.end();
+        if (copyTo) enc.copyBufferToBuffer(dxBuf, 0, copyTo, 0, bytes);
         enc.copyBufferToBuffer(buffers.groups, 0, staging!, 0, groupsBytes);
         if (!resident) enc.copyBufferToBuffer(dxBuf, 0, staging!, groupsBytes, total * 4);
       });
     }
   } catch (e) {
     if (staging) ctx.release("staging", staging);
-    result?.dispose();
+    if (result !== out) result?.dispose();
     throw e;
   } finally {
     prepared?.release();
-    if (!resident) { for (const b of [xBuf, dyBuf, dxBuf]) ctx.release("storage", b); }
+    if (!resident) { for (const b of [xBuf, dyBuf]) ctx.release("storage", b); }
+    if (ownsDx && (!resident || copyTo)) ctx.release("storage", dxBuf);
   }
   const k = logitCount(problem);
   let dx: Float32Array | GpuTensor = result!;
   if (staging) {
     // Without SyncSN the sums lie first and dx after them; with it, staging holds dx alone.
     const dxAt = sums ? 0 : prepared.plan.groups * GRAD_BYTES;
-    const read = await readBack(ctx, staging, stagingBytes, (data) => ({
-      sums: sums ?? gradientSums(data, problem, k),
-      dx: resident ? undefined : new Float32Array(data.slice(dxAt, dxAt + total * 4)),
-    })).catch((e) => {
-      result?.dispose(); // no half result: the caller gets the error alone
+    const read = await readBack(ctx, staging, stagingBytes, (data) => {
+      let dxRead: Float32Array | undefined;
+      if (!resident) {
+        const view = new Float32Array(data, dxAt, total);
+        dxRead = out instanceof Float32Array ? (out.set(view), out) : view.slice();
+      }
+      return { sums: sums ?? gradientSums(data, problem, k), dx: dxRead };
+    }).catch((e) => {
+      if (result !== out) result?.dispose(); // no half result: the caller gets the error alone
       throw e;
     });
     sums = read.sums;

@@ -351,8 +351,10 @@ export class ReferenceBackend implements Backend {
     saved: SavedForward,
     dy: Float32Array | ResidentTensor,
     params: LayerParams,
+    out?: Float32Array | ResidentTensor,
   ): Promise<BackwardResult> {
     const problem = saved.problem!, x = float32("x", saved.x);
+    const dx = out === undefined ? undefined : float32("out", out);
     const partial = startBackward(
       problem,
       x,
@@ -362,7 +364,8 @@ export class ReferenceBackend implements Backend {
     );
     const sums = problem.sync ? await problem.sync.sum(partial.sums) : partial.sums;
     const r = finishBackward(partial, sums);
-    return { ...r, dx: Float32Array.from(r.dx) };
+    // dx is written only now, after every read of dy: out may overlap dy.
+    return { ...r, dx: dx ? (dx.set(r.dx), dx) : Float32Array.from(r.dx) };
   }
 
   upload(): ResidentTensor {

@@ -148,6 +148,14 @@ for (const shape of SHAPES) {
       await plain.backward(dy, { retainGraph: true });
     },
   });
+  const dxOut = new Float32Array(dy.length);
+  Deno.bench({
+    name: "wasm backward, Float32Array into out",
+    group,
+    async fn() {
+      await plain.backward(dy, { retainGraph: true, out: dxOut });
+    },
+  });
   Deno.bench({
     name: "reference backward (float64 TypeScript)",
     group,
@@ -170,7 +178,7 @@ setNumThreads(1);
 for (const shape of THREAD_SHAPES) {
   const group = `[${shape.join(",")}] threads`;
   const x = activations(shape), dy = activations(shape, 777).map((v) => v * 0.1);
-  const out = new Float32Array(x.length);
+  const out = new Float32Array(x.length), dxOut = new Float32Array(x.length);
   const sn = new SwitchNorm2d(shape[1], { backend: "wasm" });
   const plain = new SwitchNorm2d(shape[1], { backend: "wasm" });
   const xt = await sn.upload(x, shape) as WasmTensor;
@@ -206,13 +214,13 @@ for (const shape of THREAD_SHAPES) {
       },
     });
     Deno.bench({
-      name: `${threads} thread${threads > 1 ? "s" : ""}: backward, Float32Array`,
+      name: `${threads} thread${threads > 1 ? "s" : ""}: backward, Float32Array into out`,
       group,
       async fn(b) {
         setNumThreads(threads);
         await plain.forward(x, shape, { out });
         b.start();
-        await plain.backward(dy);
+        await plain.backward(dy, { out: dxOut });
         b.end();
       },
     });
