@@ -43,7 +43,14 @@ import { f32, GpuTensor } from "./_webgpu_tensor.ts";
 import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
 
 /** The dispatches before the BN statistics are complete; the rest normalize. */
-const STATISTICS: ReadonlySet<PipelineKind> = new Set(["stats", "stats1d", "rowMerge", "group"]);
+const STATISTICS: ReadonlySet<PipelineKind> = new Set([
+  "stats",
+  "stats1d",
+  "rowMerge",
+  "wideStats",
+  "wideStats1d",
+  "group",
+]);
 
 /** One forward's plan, layer state and scratch buffers. */
 export interface Prepared {
@@ -81,7 +88,8 @@ export function prepareForward(
   const rows = plan.mergedRows > 0
     ? ctx.acquire("storage", plan.mergedRows * PARTIAL_BYTES)
     : parts;
-  const groups = ctx.acquire("storage", plan.groups * GROUP_BYTES);
+  // At least two Partials' worth: sn_wide_stats binds it as its unread rows when rows are parts.
+  const groups = ctx.acquire("storage", Math.max(plan.groups * GROUP_BYTES, 2 * PARTIAL_BYTES));
   const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
   return {
     plan,
@@ -123,6 +131,9 @@ export function encodeForward(
       stats: () => [slot, xw!, { buffer: parts }],
       stats1d: () => [slot, xw!, { buffer: parts }],
       rowMerge: () => [slot, { buffer: parts }, { buffer: rows }],
+      // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
+      wideStats: () => [slot, xw!, { buffer: parts }, { buffer: rows === parts ? groups : rows }],
+      wideStats1d: () => [slot, xw!, { buffer: parts }],
       group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }],
       mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
         buffer: mixed!,

@@ -37,7 +37,9 @@ export interface Engine {
 const SOURCES: Record<PipelineKind, string> = {
   stats: WGSL.SN_STATS,
   rowMerge: WGSL.SN_ROW_MERGE,
+  wideStats: WGSL.SN_WIDE_STATS,
   stats1d: WGSL.SN1D_STATS,
+  wideStats1d: WGSL.SN1D_WIDE_STATS,
   group: WGSL.SN_GROUP_STATS,
   mix: WGSL.SN_MIX,
   normalize: WGSL.SN_NORMALIZE,

@@ -14,7 +14,9 @@
 export const SHADERS: Readonly<Record<string, string>> = {
   SN_STATS: "sn_stats.wgsl",
   SN_ROW_MERGE: "sn_row_merge.wgsl",
+  SN_WIDE_STATS: "sn_wide_stats.wgsl",
   SN1D_STATS: "sn1d_stats.wgsl",
+  SN1D_WIDE_STATS: "sn1d_wide_stats.wgsl",
   SN_GROUP_STATS: "sn_group_stats.wgsl",
   SN_MIX: "sn_mix.wgsl",
   SN_NORMALIZE: "sn_normalize.wgsl",

@@ -27,6 +27,17 @@ const F_POS_INF: u32 = 2u;
 const F_NEG_INF: u32 = 4u;
 // The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
 const F_NO_VAR: u32 = 8u;
+// The bits above say what the reference has; a statistic is usable where these are all 0.
+const F_CLASS: u32 = 0xffu;
+// Bits 8..15 of a Partial's flags: the magnitude field of the largest finite |x| it summarizes,
+// (bits(|x|) + 0x7fffff) >> 23, so that |x| <= 2^(field - 127) (0: every value is 0). Bit 16:
+// the summary (or Group) is kept in scaled units: its means are in units of 2^u and its M2 and
+// variances in units of 2^(2u), u = field - 127 (for a Group, field is the unit + 127 itself).
+// Rows whose largest |x| lies outside (2^-21, 2^40] are summarized so ("wide" rows: beyond it
+// float32 squares and sums overflow or go subnormal); every later pass brings its terms to a
+// common unit with exact powers of two, so the whole float32 range is covered.
+const F_FIELD: u32 = 0xff00u;
+const F_SCALED: u32 = 0x10000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -36,6 +47,7 @@ const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving a
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
+const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -73,6 +85,9 @@ struct Params {
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
   inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
+  // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
+  // that eps in that unit stays below 4.
+  eps_exp: i32,
 }
 
 // A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
@@ -211,27 +226,18 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
   );
 }
 
-// WebGPU's range: the float32 statistics and gradient products are right while var + eps (of a
-// row's mixed statistics) lies in [2^-120, 2^120], std in [8.7e-19, 1.2e18]. Beyond, squares
-// and sums overflow (|x| ~ 1e19), or squared deviations and s^3 fall below float32's normal
-// range, which GPUs may flush to 0 (eps = 0 with std ~ 1e-20); the results there are NaN, never a
-// wrong finite number (the float64 reference and WASM backends cover the whole float32 range).
-const VAR_EPS_MIN: f32 = 7.523163845262640e-37; // 2^-120
-const VAR_EPS_MAX: f32 = 1.329227995784916e36; // 2^120
-
-fn in_gpu_range(var_eps: f32) -> bool {
-  return var_eps >= VAR_EPS_MIN && var_eps <= VAR_EPS_MAX && class_bits(var_eps) == 0u;
-}
-
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
-// NaN when y must be NaN (a flagged statistic, var + eps <= 0) or var + eps is outside WebGPU's
-// range (in_gpu_range). Normalize tests beta's bits.
+// NaN when y must be NaN (a flagged statistic, var + eps <= 0). Normalize tests beta's bits.
+// Only for unscaled terms (see wide_map for the rest): there var + eps lies in [2^-126, 2^84].
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
-  let bad = m.flags != 0u || !in_gpu_range(denom);
-  let scale = gamma / sqrt(max(denom, 1e-38));
+  let bad = (m.flags & F_CLASS) != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(select(denom, 1.0, bad));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
+
+// The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
+const WIDE_MARK: u32 = 0x7f800000u;
 
 fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
@@ -271,6 +277,145 @@ fn tile_1d(wg: u32) -> Tile1d {
 // Index, within this dispatch's binding window, of the tile's element (r, cc).
 fn tile_1d_elem(t: Tile1d, r: u32, cc: u32) -> u32 {
   return (t.n0 + r) * P.c + t.c0 + cc - P.elem_base;
+}
+
+// The magnitude field (see F_FIELD) of a finite value's bits without the sign.
+fn abs_field(abs_bits: u32) -> u32 {
+  return (abs_bits + 0x7fffffu) >> 23u;
+}
+
+fn max_field(flags: u32) -> u32 {
+  return (flags & F_FIELD) >> 8u;
+}
+
+// Flags of two summaries merged: the F_* bits and F_SCALED or'ed, the larger field.
+fn merge_flags(a: u32, b: u32) -> u32 {
+  return ((a | b) & ~F_FIELD) | max(a & F_FIELD, b & F_FIELD);
+}
+
+// Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).
+fn is_wide_field(field: u32) -> bool {
+  return field != 0u && (field < 107u || field > 167u);
+}
+
+fn is_scaled(flags: u32) -> bool {
+  return (flags & F_SCALED) != 0u;
+}
+
+// The unit exponent u of a record (0 when it is not scaled).
+fn unit_of(flags: u32) -> i32 {
+  return select(0, i32(max_field(flags)) - 127, is_scaled(flags));
+}
+
+// Flags of a Group (or mixed statistic) in unit 2^u: F_* bits, and F_SCALED with u + 127
+// unless u = 0.
+fn unit_flags(bad: u32, u: i32) -> u32 {
+  return (bad & F_CLASS) | select(F_SCALED | (u32(u + 127) << 8u), 0u, u == 0);
+}
+
+// 2^k for k <= 127, 0 below 2^-126 (a factor that only shrinks negligible terms).
+fn pow2(k: i32) -> f32 {
+  return select(bitcast<f32>(u32(min(k, 127) + 127) << 23u), 0.0, k < -126);
+}
+
+// v * 2^k for a finite v, by its bits: exact while the result is a normal float32, whatever v
+// is (GPUs may flush subnormal operands of float arithmetic to 0; bit operations see them).
+// Below float32's normal range the result is 0 of v's sign (flushed, as a GPU may), above it
+// the infinity of v's sign (built from P.inf_bits).
+fn scale2(v: f32, k: i32) -> f32 {
+  let b = bitcast<u32>(v);
+  let sign = b & 0x80000000u;
+  var e = i32((b >> 23u) & 0xffu);
+  var mant = b & 0x007fffffu;
+  if (e == 0) {
+    if (mant == 0u) {
+      return v;
+    }
+    let sh = countLeadingZeros(mant) - 8u; // brings the leading 1 to bit 23
+    mant = (mant << sh) & 0x007fffffu;
+    e = 1 - i32(sh);
+  }
+  let ne = e + k;
+  if (ne <= 0) {
+    return bitcast<f32>(sign);
+  }
+  if (ne >= 255) {
+    return bitcast<f32>(sign | P.inf_bits);
+  }
+  return bitcast<f32>(sign | (u32(ne) << 23u) | mant);
+}
+
+// a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
+// running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
+// underflows to 0, as float32 buffers hold such values.
+fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
+  if (class_bits(a) != 0u) {
+    return a;
+  }
+  let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
+  if (a != 0.0 && ea - k > 100) {
+    return a; // b * 2^k is below a's rounding
+  }
+  return scale2(scale2(a, -k) + b, k);
+}
+
+// One term of a mix: a statistic with mean hi + lo, its variance and flags (units: F_SCALED).
+struct Term {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale + beta, with
+// every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
+// not all zeros, at least 2^eps_exp) by exact powers of two:
+//   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
+//   var = sum_k wvar_k var_k f_k^2,  scale = gamma / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+// \`bad\` as in row_affine. Terms are in mixing order (weight k for term k).
+struct WideMap {
+  hi: f32,
+  lo: f32,
+  scale: f32,
+  beta: f32,
+  e: i32,
+  bad: bool,
+}
+
+// t where \`keep\`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
+fn select_term(t: Term, keep: bool) -> Term {
+  return Term(select(0.0, t.hi, keep), select(0.0, t.lo, keep), select(0.0, t.variance, keep), select(0u, t.flags, keep));
+}
+
+// Whether term t, of mean weight wm and variance weight wv, sets the unit: not of weight 0, and
+// not an unscaled term of zeros (a row of zeros).
+fn sets_unit(t: Term, wm: f32, wv: f32) -> bool {
+  let zero = !is_scaled(t.flags) && t.hi == 0.0 && t.lo == 0.0 && t.variance == 0.0;
+  return (wm != 0.0 || wv != 0.0) && !zero;
+}
+
+// Terms t0, t1, t2 take weights 0, 1, 2 (a missing term has weight 0: Params' unused weights
+// are 0). Written without arrays or loops: lavapipe kept memory for good at every dispatch of
+// a shader with a local array of terms in its element loop (tests/webgpu_memory_test.ts).
+fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
+  var e = P.eps_exp;
+  e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
+  e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
+  e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  let f0 = pow2(unit_of(t0.flags) - e);
+  let f1 = pow2(unit_of(t1.flags) - e);
+  let f2 = pow2(unit_of(t2.flags) - e);
+  let hi = t0.hi * f0;
+  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((t1.hi * f1 - hi) + t1.lo * f1) +
+    P.wmean.z * ((t2.hi * f2 - hi) + t2.lo * f2);
+  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
+    P.wvar.z * (t2.variance * f2 * f2);
+  // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
+  // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
+  let denom = variance + P.eps * pow2(-e) * pow2(-e);
+  let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(select(denom, 1.0, bad));
+  return WideMap(hi, lo, scale, beta, e, bad);
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -309,14 +454,15 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or var + eps
-// is outside WebGPU's range (in_gpu_range, common.wgsl): then the row's gradients are NaN.
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or a term
+// is scaled (F_SCALED: a wide row or group, whose gradients this backward does not form yet):
+// then the row's gradients are NaN.
 fn mixed_bad(m: Mixed) -> bool {
-  return m.flags != 0u || !in_gpu_range(m.variance + P.eps);
+  return (m.flags & (F_CLASS | F_SCALED)) != 0u || !(m.variance + P.eps > 0.0);
 }
 
 fn inv_std(m: Mixed) -> f32 {
-  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+  return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
 }
 
 // Whether the BN statistics are functions of x (training with BN): only then do the BN
@@ -361,7 +507,8 @@ export const SN_STATS: string =
 //   count  = number of finite x[i] in s
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
-//   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s
+//   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
+//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits)
 // Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
 // (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
 // summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
@@ -385,12 +532,13 @@ fn load1(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
 }
 
-fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: f32, shift: f32) {
+fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: f32, shift: f32) {
   let cls = class_bits(v);
   if (cls != 0u) {
     *flags = *flags | cls;
     return;
   }
+  *mx = max(*mx, bitcast<u32>(v) & 0x7fffffffu);
   let d = v - shift;
   let n = (*acc).n + 1.0;
   let delta = d - (*acc).mean;
@@ -398,15 +546,16 @@ fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: f32, shift: f32) 
   *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
 }
 
-fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: vec4<f32>, shift: f32) {
-  let exp_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u);
-  if (any(exp_bits == vec4<u32>(0x7f800000u))) {
-    add1(acc, flags, v.x, shift);
-    add1(acc, flags, v.y, shift);
-    add1(acc, flags, v.z, shift);
-    add1(acc, flags, v.w, shift);
+fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: vec4<f32>, shift: f32) {
+  let abs_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
+  if (any(abs_bits >= vec4<u32>(0x7f800000u))) {
+    add1(acc, flags, mx, v.x, shift);
+    add1(acc, flags, mx, v.y, shift);
+    add1(acc, flags, mx, v.z, shift);
+    add1(acc, flags, mx, v.w, shift);
     return;
   }
+  *mx = max(*mx, max(max(abs_bits.x, abs_bits.y), max(abs_bits.z, abs_bits.w)));
   let d = v - vec4<f32>(shift);
   let m4 = (d.x + d.y + d.z + d.w) * 0.25;
   let dev = d - vec4<f32>(m4);
@@ -424,6 +573,7 @@ fn main(
   let t = lid % g;
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
+  var mx = 0u; // max |x| of the finite values, as bits
   var shift = 0.0;
   let live = seg < P.seg_end;
   if (live) {
@@ -438,19 +588,19 @@ fn main(
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
-      add1(&acc, &flags, load1(i), shift);
+      add1(&acc, &flags, &mx, load1(i), shift);
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-      add4(&acc, &flags, x[q], shift);
+      add4(&acc, &flags, &mx, x[q], shift);
     }
     for (var i = body_e + t; i < e; i += g) {
-      add1(&acc, &flags, load1(i), shift);
+      add1(&acc, &flags, &mx, load1(i), shift);
     }
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
-  w_flags[lid] = flags;
+  w_flags[lid] = flags | (abs_field(mx) << 8u);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -459,7 +609,7 @@ fn main(
       w_n[lid] = merged.n;
       w_mean[lid] = merged.mean;
       w_m2[lid] = merged.m2;
-      w_flags[lid] = w_flags[lid] | w_flags[o];
+      w_flags[lid] = merge_flags(w_flags[lid], w_flags[o]);
     }
     workgroupBarrier();
   }
@@ -479,7 +629,9 @@ export const SN_ROW_MERGE: string =
 //          division in float32 hi/lo pairs (below), so the row mean is accurate to ~1e-12
 //          relative for any row length, not to float32's 6e-8: the importance-logit gradients
 //          are differences of IN, LN and BN means that may lie ~std / sqrt(M) apart.
-//   flags = OR of flags_k
+//   flags = OR of flags_k, with the largest magnitude field (merge_flags)
+// Run a second time (P_WIDE_ONLY) after sn_wide_stats, for the rows it summarized again in
+// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply.
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
@@ -549,6 +701,9 @@ fn main(
   }
   let base = row * P.chunks;
   let first = parts[base];
+  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
+    return;
+  }
   var acc = Acc(f32(first.count), first.mean, first.m2);
   var count = first.count;
   var flags = first.flags;
@@ -558,12 +713,12 @@ fn main(
     let p = parts[base + k];
     acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
     count += p.count;
-    flags = flags | p.flags;
+    flags = merge_flags(flags, p.flags);
     let dk = two_sum(p.shift, -first.shift);
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
-  if (count == 0u || flags != 0u) {
+  if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
     return;
   }
@@ -590,6 +745,73 @@ fn main(
 }
 `;
 
+/** sn_wide_stats.wgsl (with its includes). */
+export const SN_WIDE_STATS: string =
+  `// sn_wide_stats.wgsl: step 1b of layout "nd", after sn_stats (and sn_row_merge): the segments of
+// "wide" rows summarized again in scaled units. A row is wide when its largest finite |x| (the
+// magnitude field sn_stats recorded, merged over the row's segments) lies outside (2^-21, 2^40]
+// (is_wide_field, common.wgsl): there float32 squares and sums of x overflow or go subnormal.
+// For such a row, with u = field - 127 (so |x| <= 2^u), every x of each segment s is taken as
+// x' = x * 2^-u (exact: scale2 works on the bits), and
+//   K' = x'[first of s] (0 if not finite),  count,  mean' = mean of (x' - K'),
+//   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
+// are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
+// from the flags. Rows that are not wide (almost always all of them) cost one load and return.
+// One thread per segment; rows with non-finite values are left as they are (their statistics
+// are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
+// (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
+// (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// The merged rows when chunks > 1 (else any buffer: not read).
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let seg = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (seg >= P.seg_end) {
+    return;
+  }
+  let row = seg / P.chunks;
+  var row_flags: u32;
+  if (P.chunks > 1u) {
+    row_flags = rows[row].flags;
+  } else {
+    row_flags = parts[seg].flags;
+  }
+  let field = max_field(row_flags);
+  if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
+    return;
+  }
+  let k = 127 - i32(field);
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  let shift = scale2(x[s], k);
+  var total = Acc(0.0, 0.0, 0.0);
+  for (var b = s; b < e; b += 64u) {
+    var acc = Acc(0.0, 0.0, 0.0);
+    for (var i = b; i < min(b + 64u, e); i++) {
+      let d = scale2(x[i], k) - shift;
+      acc.n += 1.0;
+      let delta = d - acc.mean;
+      acc.mean += delta / acc.n;
+      acc.m2 += delta * (d - acc.mean);
+    }
+    total = merge(total, acc);
+  }
+  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED);
+}
+`;
+
 /** sn1d_stats.wgsl (with its includes). */
 export const SN1D_STATS: string =
   `// sn1d_stats.wgsl: step 1 of layout "1d" (SwitchNorm1d), the only pass besides normalize that
@@ -597,7 +819,8 @@ export const SN1D_STATS: string =
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
 //   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
-//     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags
+//     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
+//     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
 //   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
 // two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
@@ -619,6 +842,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   var flags = 0u;
   var count = 0u;
   var sum = 0.0;
+  var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
     let cls = class_bits(v);
@@ -626,6 +850,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     if (cls == 0u) {
       sum += v - shift;
       count += 1u;
+      mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
     }
   }
   let mean = select(0.0, sum / f32(count), count > 0u);
@@ -637,7 +862,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  return Partial(shift, mean, m2, count, flags);
+  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u));
 }
 
 @compute @workgroup_size(64)
@@ -669,6 +894,74 @@ fn main(
 }
 `;
 
+/** sn1d_wide_stats.wgsl (with its includes). */
+export const SN1D_WIDE_STATS: string =
+  `// sn1d_wide_stats.wgsl: step 1b of layout "1d", after sn1d_stats: the tile lines (a row or a
+// column of a 32 x 32 tile) whose largest finite |x| lies outside (2^-21, 2^40]
+// (is_wide_field, common.wgsl) summarized again in scaled units, as sn_wide_stats does for the
+// rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
+//   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
+// written in place with F_SCALED and the field. Lines with non-finite values are left as they
+// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
+// its line's summary and returns at once unless the line is wide.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+
+fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
+  let k = 127 - i32(field);
+  let shift = scale2(x[tile_1d_elem(t, r0, c0)], k);
+  var sum = 0.0;
+  for (var i = 0u; i < len; i++) {
+    sum += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift;
+  }
+  let mean = sum / f32(len);
+  var m2 = 0.0;
+  for (var i = 0u; i < len; i++) {
+    let d = scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift - mean;
+    m2 += d * d;
+  }
+  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED);
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let t = tile_1d(linear_group(wid, nwg));
+  if (!t.valid) {
+    return;
+  }
+  var at: u32;
+  if (lid < TILE_1D) {
+    if (lid >= t.cols) {
+      return;
+    }
+    at = P.bn_base + t.rt * P.c + t.c0 + lid;
+  } else {
+    if (lid - TILE_1D >= t.rows) {
+      return;
+    }
+    at = t.ct * P.n + t.n0 + lid - TILE_1D;
+  }
+  let flags = parts[at].flags;
+  let field = max_field(flags);
+  if (!is_wide_field(field) || (flags & F_CLASS) != 0u) {
+    return;
+  }
+  if (lid < TILE_1D) {
+    parts[at] = summarize_scaled(t, 0u, lid, 1u, 0u, t.rows, field);
+  } else {
+    parts[at] = summarize_scaled(t, lid - TILE_1D, 0u, 0u, 1u, t.cols, field);
+  }
+}
+`;
+
 /** sn_group_stats.wgsl (with its includes). */
 export const SN_GROUP_STATS: string =
   `// sn_group_stats.wgsl: the derived statistics, from summaries only (never another pass over x).
@@ -691,6 +984,13 @@ export const SN_GROUP_STATS: string =
 //   batch average:   r_mean = r_mean + mu;                r_var = r_var + (mu^2 + var)
 // with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
 // Under SyncSN (P_NO_RUNNING_UPDATE) the CPU does the update, with the global batch's statistics.
+// Units: members may be scaled (F_SCALED: wide rows, sn_wide_stats). The group's unit u is the
+// largest member unit (0 for unscaled members), found first (a workgroup atomicMax); each member
+// enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
+// in-range data give the same bits as without units), its M2 by f^2, and the group is written in
+// unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
+// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
+// below it 0, as PyTorch's float32 buffers hold them.
 
 ${_COMMON}
 
@@ -705,6 +1005,7 @@ var<workgroup> w_m2: array<f32, 64>;
 var<workgroup> w_sumv: array<f32, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
+var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
 @compute @workgroup_size(64)
 fn main(
@@ -725,7 +1026,17 @@ fn main(
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
       let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
-      groups[g] = Group(select(rm, 0.0, bad != 0u), 0.0, select(rv, 0.0, bad != 0u), bad);
+      // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
+      // the batch statistics of such rows: unit 2^u with u the larger exponent of |mean|, std.
+      let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
+      let field = max(abs_field(bitcast<u32>(rm) & 0x7fffffffu), select(0u, (field_v + 128u) / 2u, field_v != 0u));
+      let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
+      groups[g] = Group(
+        select(scale2(rm, -u), 0.0, bad != 0u),
+        0.0,
+        select(scale2(rv, -2 * u), 0.0, bad != 0u),
+        unit_flags(bad, u),
+      );
     }
     return;
   }
@@ -742,22 +1053,30 @@ fn main(
     count = P.ln_count;
   }
   let chan = (P.flags & P_CHAN_GROUPS) != 0u;
-  let hi = members[base].shift;
+  for (var k = lid; k < count; k += 64u) {
+    atomicMax(&w_unit, u32(unit_of(members[base + k * stride].flags) + 127));
+  }
+  workgroupBarrier();
+  let unit = i32(atomicLoad(&w_unit)) - 127;
+  let first = members[base];
+  let hi = first.shift * pow2(unit_of(first.flags) - unit);
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
   var flags = 0u;
   var total = 0u;
   for (var k = lid; k < count; k += 64u) {
     let p = members[base + k * stride];
-    let mean = (p.shift - hi) + p.mean;
-    flags = flags | p.flags;
+    let f = pow2(unit_of(p.flags) - unit);
+    let mean = (p.shift * f - hi) + p.mean * f;
+    let m2 = p.m2 * f * f;
+    flags = flags | (p.flags & F_CLASS);
     total += p.count;
     if (chan) {
-      acc = merge(acc, Acc(f32(p.count), mean, p.m2));
+      acc = merge(acc, Acc(f32(p.count), mean, m2));
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        sumv += p.m2 / f32(p.count - 1u);
+        sumv += m2 / f32(p.count - 1u);
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -801,15 +1120,22 @@ fn main(
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, gflags);
+  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
-    // A batch variance beyond 2^120 (sums that may have overflowed: outside WebGPU's range,
-    // in_gpu_range) makes running_var NaN, never a wrong finite value.
-    let v = var_value(gflags | select(F_NAN, 0u, variance <= VAR_EPS_MAX), variance);
+    let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
-    if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+    if (unit != 0 && gflags == 0u) {
+      let u2 = 2 * unit;
+      if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+        running[c] = add_scaled(rm, mu, unit);
+        running[P.c + c] = add_scaled(rv, mu * mu + v, u2);
+      } else {
+        running[c] = add_scaled(ieee_mul(P.momentum, rm), P.one_minus_momentum * mu, unit);
+        running[P.c + c] = add_scaled(ieee_mul(P.momentum, rv), P.one_minus_momentum * v, u2);
+      }
+    } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);
       running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
     } else {
@@ -831,6 +1157,11 @@ export const SN_MIX: string =
 //   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
 // with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
 // so that the normalize pass does one load per row and no arithmetic on statistics.
+// A row with a scaled term (F_SCALED: a wide row or group, sn_wide_stats) gets instead, from
+// wide_map (common.wgsl), the map of x * 2^-e in the unit 2^e of its terms:
+//   mixed[r] = (hi', WIDE_MARK | (e + 512), scale', beta - lo' * scale')
+// lo' folded into beta: its rounding is that of y. The second word, not a finite float's bits,
+// tells sn_normalize to scale x by 2^-e first (the words are u32, so the mark survives as bits).
 
 ${_COMMON}
 
@@ -838,7 +1169,7 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -869,7 +1200,20 @@ fn main(
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
   );
-  mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
+  if (is_scaled(m.flags)) {
+    let t_in = Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+    let t_bn = select_term(Term(bn.hi, bn.lo, bn.variance, bn.flags), use_bn);
+    let w = wide_map(t_in, Term(ln.hi, ln.lo, ln.variance, ln.flags), t_bn, affine[c], affine[P.c + c]);
+    let beta = select(w.beta - w.lo * w.scale, qnan(), w.bad);
+    mixed[r] = vec4<u32>(
+      bitcast<u32>(w.hi),
+      WIDE_MARK | u32(w.e + 512),
+      bitcast<u32>(w.scale),
+      bitcast<u32>(beta),
+    );
+    return;
+  }
+  mixed[r] = bitcast<vec4<u32>>(row_affine(m, affine[c], affine[P.c + c]));
 }
 `;
 
@@ -879,18 +1223,34 @@ export const SN_NORMALIZE: string =
 // element i of row r = i / M, with (hi, lo, scale, beta) = mixed[r] from sn_mix:
 //   y[i] = ((x[i] - hi) - lo) * scale + beta      (= (x - mu) / sqrt(var + eps) * gamma + beta)
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing to the subtraction;
-// y is NaN where sn_mix marked the row (beta's bits are NaN). One vec4 per thread; a vec4 that
-// straddles two rows (M % 4 != 0) takes each lane's row in turn.
+// y is NaN where sn_mix marked the row (beta's bits are NaN). A wide row (second word
+// WIDE_MARK | (e + 512), sn_mix) has its map in units of 2^e: y = (x * 2^-e - hi') * scale' + beta',
+// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. One vec4 per
+// thread; a vec4 that straddles two rows (M % 4 != 0) takes each lane's row in turn.
 
 ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> mixed: array<vec4<u32>>;
 
-fn apply1(a: vec4<f32>, v: f32) -> f32 {
-  return select(((v - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
+fn is_wide(a: vec4<u32>) -> bool {
+  return (a.y & WIDE_MARK) == WIDE_MARK;
+}
+
+fn apply_wide(a: vec4<u32>, v: f32) -> f32 {
+  let f = bitcast<vec4<f32>>(a);
+  let e = i32(a.y & 0xffffu) - 512;
+  return select((scale2(v, -e) - f.x) * f.z + f.w, qnan(), is_nan_marker(f.w));
+}
+
+fn apply1(a: vec4<u32>, v: f32) -> f32 {
+  if (is_wide(a)) {
+    return apply_wide(a, v);
+  }
+  let f = bitcast<vec4<f32>>(a);
+  return select(((v - f.x) - f.y) * f.z + f.w, qnan(), is_nan_marker(f.w));
 }
 
 @compute @workgroup_size(256)
@@ -908,7 +1268,12 @@ fn main(
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let a = mixed[r0];
+    let w = mixed[r0];
+    if (is_wide(w)) {
+      y[q] = vec4<f32>(apply_wide(w, v.x), apply_wide(w, v.y), apply_wide(w, v.z), apply_wide(w, v.w));
+      return;
+    }
+    let a = bitcast<vec4<f32>>(w);
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
     return;
@@ -932,7 +1297,9 @@ export const SN1D_NORMALIZE: string =
 //   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element with a
+// scaled term (F_SCALED: a wide group, sn1d_wide_stats) uses wide_map (common.wgsl) instead:
+// y = ((x * 2^-e - hi') - lo') * scale' + beta, x scaled by its bits. One vec4 per thread.
 
 ${_COMMON}
 
@@ -962,8 +1329,17 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n];
       let bn = groups[P.n + c];
+      let gamma = affine[c];
+      let beta = affine[P.c + c];
+      if (is_scaled(ln.flags | bn.flags)) {
+        let none = Term(0.0, 0.0, 0.0, 0u);
+        let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
+        let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
+        out[j] = select(((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+        continue;
+      }
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let a = row_affine(m, affine[c], affine[P.c + c]);
+      let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
   }

@@ -32,14 +32,15 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or var + eps
-// is outside WebGPU's range (in_gpu_range, common.wgsl): then the row's gradients are NaN.
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or a term
+// is scaled (F_SCALED: a wide row or group, whose gradients this backward does not form yet):
+// then the row's gradients are NaN.
 fn mixed_bad(m: Mixed) -> bool {
-  return m.flags != 0u || !in_gpu_range(m.variance + P.eps);
+  return (m.flags & (F_CLASS | F_SCALED)) != 0u || !(m.variance + P.eps > 0.0);
 }
 
 fn inv_std(m: Mixed) -> f32 {
-  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+  return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
 }
 
 // Whether the BN statistics are functions of x (training with BN): only then do the BN
