@@ -80,6 +80,9 @@ export function encodeBackward(
       bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
         buffer: b.parts,
       }],
+      bwdWideReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
+        buffer: b.parts,
+      }],
       bwdRows: () => [
         slot,
         whole(b.parts),
@@ -112,7 +115,7 @@ export function encodeBackward(
         whole(b.coef!),
         at(b.groups, r.chanGroups),
       ],
-      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
+      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!), whole(stats.rows!)],
       bwdDx1d: () => [
         slot,
         w(b.x),

@@ -62,6 +62,7 @@ export interface BackwardPlan {
 /** The dispatches before the gradient sums are complete (SyncSN reads them back there). */
 export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set([
   "bwdReduce",
+  "bwdWideReduce",
   "bwdRows",
   "bwdReduce1d",
   "bwdGroups",
@@ -97,16 +98,22 @@ export function makeBackwardPlan(
   let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
   if (layout === "nd") {
     const seg = segments(problem, limits);
-    partBytes = seg.count * 8;
+    // (S1, S2, max |dy|, unit) per segment (sn_bwd_reduce.wgsl).
+    partBytes = seg.count * 16;
     checkFits(partBytes, "the per-segment gradient sums", limits);
-    for (const [first, last, base] of seg.windows) {
-      const size = paddedBytes(seg.end(last - 1) - base);
-      add(
-        "bwdReduce",
-        Math.ceil((last - first) / (WG / seg.threads)),
-        (v) => writeSegments(v, seg, first, last, base),
-        { offset: base * 4, size },
-      );
+    for (const kind of ["bwdReduce", "bwdWideReduce"] as const) {
+      // bwdWideReduce: the segments of wide rows or of |dy| beyond 2^40 summed again in scaled
+      // units (sn_bwd_wide_reduce.wgsl); every other segment costs it four loads.
+      for (const [first, last, base] of seg.windows) {
+        const size = paddedBytes(seg.end(last - 1) - base);
+        const threads = kind === "bwdReduce" ? WG / seg.threads : 64;
+        add(
+          kind,
+          Math.ceil((last - first) / threads),
+          (v) => writeSegments(v, seg, first, last, base),
+          { offset: base * 4, size },
+        );
+      }
     }
     rows = coefRows = n * c;
     const windows = rowWindows(rows, rec);

@@ -45,6 +45,7 @@ const SOURCES: Record<PipelineKind, string> = {
   normalize: WGSL.SN_NORMALIZE,
   normalize1d: WGSL.SN1D_NORMALIZE,
   bwdReduce: WGSL.SN_BWD_REDUCE,
+  bwdWideReduce: WGSL.SN_BWD_WIDE_REDUCE,
   bwdRows: WGSL.SN_BWD_ROWS,
   bwdReduce1d: WGSL.SN1D_BWD_REDUCE,
   bwdGroups: WGSL.SN_BWD_GROUPS,

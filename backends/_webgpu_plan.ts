@@ -66,6 +66,7 @@ export interface PlannedDispatch {
     | "normalize"
     | "normalize1d"
     | "bwdReduce"
+    | "bwdWideReduce"
     | "bwdRows"
     | "bwdReduce1d"
     | "bwdGroups"

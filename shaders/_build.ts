@@ -22,6 +22,7 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN_NORMALIZE: "sn_normalize.wgsl",
   SN1D_NORMALIZE: "sn1d_normalize.wgsl",
   SN_BWD_REDUCE: "sn_bwd_reduce.wgsl",
+  SN_BWD_WIDE_REDUCE: "sn_bwd_wide_reduce.wgsl",
   SN_BWD_ROWS: "sn_bwd_rows.wgsl",
   SN1D_BWD_REDUCE: "sn1d_bwd_reduce.wgsl",
   SN_BWD_GROUPS: "sn_bwd_groups.wgsl",

@@ -376,6 +376,7 @@ struct Term {
 struct WideMap {
   hi: f32,
   lo: f32,
+  variance: f32,
   scale: f32,
   beta: f32,
   e: i32,
@@ -415,7 +416,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
   let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
   let scale = gamma / sqrt(select(denom, 1.0, bad));
-  return WideMap(hi, lo, scale, beta, e, bad);
+  return WideMap(hi, lo, variance, scale, beta, e, bad);
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -437,6 +438,11 @@ const _BACKWARD_COMMON: string =
 //   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
 //   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
 //          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+//          Bits 1..30: three exponents of 10 bits (two's complement), 0 for in-range data: gm is
+//          s.x * 2^e0, gv is s.y * 2^e1, and every other field is in units of 2^e2. Rows with a
+//          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
+//          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
+//          leave float32's range there, their mantissas do not.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
@@ -445,8 +451,51 @@ struct Grad {
 }
 
 const G_BAD: u32 = 1u;
+const G_EXPS: u32 = 0x7ffffffeu;
+// |dy| beyond this: the row's dy is summed in units of 2^D (float32 sums of dy could overflow).
+const DY_MAX: f32 = 1099511627776.0; // 2^40
 
+// Exponent k (0: gm, 1: gv, 2: the rest) of a Grad's flags.
+fn g_exp(flags: u32, k: u32) -> i32 {
+  return i32(((flags >> (1u + 10u * k)) & 0x3ffu) << 22u) >> 22;
+}
+
+fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
+  return (bad & G_BAD) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
+    ((u32(e2) & 0x3ffu) << 21u);
+}
+
+// The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
+// factors that bring each to it.
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<f32> {
+  let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
+  return vec3<f32>(pow2(ep - e), pow2(eq - e), f32(e));
+}
+
+fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
+  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, g_exp(p.flags, 0u), g_exp(q.flags, 0u));
+  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
+  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
+  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
+  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  let s = vec4<f32>(
+    p.s.x * u0.x + q.s.x * u0.y,
+    p.s.y * u1.x + q.s.y * u1.y,
+    p.s.zw * u2.x + q.s.zw * u2.y,
+  );
+  return Grad(
+    s,
+    p.a * u2.x + q.a * u2.y,
+    p.b * u2.x + q.b * u2.y,
+    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+  );
+}
+
+// p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
+  if (((p.flags | q.flags) & G_EXPS) != 0u) {
+    return grad_add_scaled(p, q);
+  }
   return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
 }
 
@@ -454,11 +503,55 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or a term
-// is scaled (F_SCALED: a wide row or group, whose gradients this backward does not form yet):
-// then the row's gradients are NaN.
+// A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
+struct XF {
+  m: f32,
+  e: i32,
+}
+
+fn xf_add(a: XF, m: f32, e: i32) -> XF {
+  if (m == 0.0) {
+    return a;
+  }
+  if (a.m == 0.0) {
+    return XF(m, e);
+  }
+  let u = max(a.e, e);
+  return XF(a.m * pow2(a.e - u) + m * pow2(e - u), u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
+// row's gradients are NaN. Only for mixes without scaled terms (the rest go through wide_map).
 fn mixed_bad(m: Mixed) -> bool {
-  return (m.flags & (F_CLASS | F_SCALED)) != 0u || !(m.variance + P.eps > 0.0);
+  return (m.flags & F_CLASS) != 0u || !(m.variance + P.eps > 0.0);
+}
+
+// Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
+// variance (exact powers of two, as wide_map forms them).
+fn wide_centred(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
+  return ((t.hi * f - w.hi) + t.lo * f) - w.lo;
+}
+
+fn wide_var(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
+  return t.variance * f * f;
+}
+
+// The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
+fn dy_unit(mx: f32) -> i32 {
+  return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
+}
+
+// The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
+// usingBN, whose weight 2 is 0).
+fn nd_terms_in(p: Partial) -> Term {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+}
+
+fn group_term(g: Group) -> Term {
+  return Term(g.hi, g.lo, g.variance, g.flags);
 }
 
 fn inv_std(m: Mixed) -> f32 {
@@ -1355,9 +1448,13 @@ export const SN_BWD_REDUCE: string =
 // statistics (the IN summary rows[r] mixed with groups[n] (LN) and groups[N + c] (BN)):
 //   S1[s] = sum_{i in s} dy[i]
 //   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
+//   MX[s] = max_{i in s} |dy[i]|
+// written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
+// A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
+// as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -1370,9 +1467,9 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
-@group(0) @binding(5) var<storage, read_write> bparts: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
 
-var<workgroup> w_s: array<vec2<f32>, 256>;
+var<workgroup> w_s: array<vec3<f32>, 256>;
 
 fn load_x(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
@@ -1392,6 +1489,7 @@ fn main(
   let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
   let t = lid % g;
   var acc = vec2<f32>(0.0);
+  var mx = 0.0;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -1403,7 +1501,7 @@ fn main(
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
-    let keep = !mixed_bad(m);
+    let keep = !mixed_bad(m) && !is_scaled(m.flags);
     let hi = m.hi;
     let lo = m.lo;
     let row_start = row * P.m;
@@ -1414,28 +1512,118 @@ fn main(
     for (var i = s + t; i < body_s; i += g) {
       let d = load_dy(i);
       acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      mx = max(mx, abs(d));
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
       acc += vec2<f32>(d.x + d.y + d.z + d.w, select(0.0, dot(d, xc), keep));
+      let ad = abs(d);
+      mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
       acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      mx = max(mx, abs(d));
     }
   }
-  w_s[lid] = acc;
+  w_s[lid] = vec3<f32>(acc, mx);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
-      w_s[lid] += w_s[lid + stride];
+      let o = w_s[lid + stride];
+      w_s[lid] = vec3<f32>(w_s[lid].xy + o.xy, max(w_s[lid].z, o.z));
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg] = w_s[lid];
+    bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
   }
+}
+`;
+
+/** sn_bwd_wide_reduce.wgsl (with its includes). */
+export const SN_BWD_WIDE_REDUCE: string =
+  `// sn_bwd_wide_reduce.wgsl: backward step 1b of layout "nd", after sn_bwd_reduce: the segments
+// whose sums float32 cannot hold as they are, summed again in scaled units. Segment s of row r:
+//   - the row's statistics are scaled (F_SCALED: a wide row or group, unit 2^E of its mix,
+//     wide_map): x is taken as x' = x * 2^-E and the mixed mean (hi', lo') in that unit;
+//   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
+//     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
+// Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
+// of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
+// x' and dy' are formed from the bits (scale2), exact. Every other segment costs four loads.
+// One thread per segment.
+
+${_COMMON}
+${_BACKWARD_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let seg = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (seg >= P.seg_end) {
+    return;
+  }
+  let row = seg / P.chunks;
+  let n = row / P.c;
+  let c = row - n * P.c;
+  let rec = bparts[seg];
+  let mx = bitcast<f32>(rec.z);
+  let p = rows[row];
+  let ln = groups[n];
+  // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let scaled = is_scaled(p.flags | ln.flags | bn.flags);
+  let big = class_bits(mx) == 0u && mx > DY_MAX;
+  if (!scaled && !big) {
+    return;
+  }
+  let d_unit = dy_unit(select(0.0, mx, big));
+  var e = 0;
+  var hi: f32;
+  var lo: f32;
+  var keep: bool;
+  if (scaled) {
+    let w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+    e = w.e;
+    hi = w.hi;
+    lo = w.lo;
+    keep = !w.bad;
+  } else {
+    let m = nd_mix(p, ln, bn);
+    hi = m.hi;
+    lo = m.lo;
+    keep = !mixed_bad(m);
+  }
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var b = s; b < end; b += 64u) {
+    var b1 = 0.0;
+    var b2 = 0.0;
+    for (var i = b; i < min(b + 64u, end); i++) {
+      let d = scale2(dy[i], -d_unit);
+      b1 += d;
+      b2 += select(0.0, d * ((scale2(x[i], -e) - hi) - lo), keep);
+    }
+    s1 += b1;
+    s2 += b2;
+  }
+  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
 }
 `;
 
@@ -1449,6 +1637,10 @@ export const SN_BWD_ROWS: string =
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
+// Wide rows (scaled statistics, unit 2^E of the mix, or segments summed with dy in units 2^D_k
+// by sn_bwd_wide_reduce): the segment sums are brought to D = max_k D_k, and with s' = s 2^E and
+// every statistic in unit 2^E (wide_map) the same formulas give the mantissas of
+// gm = 2^(D - E) gm', gv = 2^(D - 2E) gv', and the rest in units of 2^D (Grad's exponents).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -1456,7 +1648,7 @@ ${_COMMON}
 ${_BACKWARD_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> bparts: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> bparts: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> rows: array<Partial>;
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -1475,8 +1667,11 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
+  var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
-    sums += bparts[r * P.chunks + k];
+    let rec = bparts[r * P.chunks + k];
+    sums += bitcast<vec2<f32>>(rec.xy);
+    d_unit = max(d_unit, i32(rec.w));
   }
   let p = rows[r];
   let ln = groups[n];
@@ -1485,6 +1680,10 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
+  if (is_scaled(m.flags) || d_unit != 0) {
+    grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
+    return;
+  }
   if (mixed_bad(m)) {
     grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
     return;
@@ -1504,6 +1703,40 @@ fn main(
   b.w = gv * m.variance;
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
 }
+
+// The Grad of a wide row r (see the top): sums in units of 2^d_unit.
+fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let rec = bparts[r * P.chunks + k];
+    let f = pow2(i32(rec.w) - d_unit);
+    s1 += bitcast<f32>(rec.x) * f;
+    s2 += bitcast<f32>(rec.y) * f;
+  }
+  let t_in = nd_terms_in(p);
+  let t_ln = group_term(ln);
+  let t_bn = select_term(group_term(bn), use_bn);
+  var w: WideMap;
+  if (is_scaled(m.flags)) {
+    w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
+  } else {
+    // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+  }
+  if (w.bad) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  let s = w.scale;
+  let gamma = affine[c];
+  let gm = -s * gamma * s1;
+  let gv = -0.5 * gamma * (s * s) * (s * s2);
+  var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
+  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  a.z = select(0.0, a.z, use_bn);
+  b.z = select(0.0, b.z, use_bn);
+  return Grad(vec4<f32>(gm, gv, s * s2, s1), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
+}
 `;
 
 /** sn1d_bwd_reduce.wgsl (with its includes). */
@@ -1521,6 +1754,9 @@ export const SN1D_BWD_REDUCE: string =
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
+// An element with scaled statistics (F_SCALED, unit 2^E of its mix, wide_map) or |dy| beyond
+// DY_MAX (unit 2^D) gives its Grad in those units (as sn_bwd_rows does for a wide row): x and
+// dy scaled by their bits, exponents D - E (gm), D - 2E (gv) and D; grad_add aligns units.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1540,6 +1776,9 @@ var<workgroup> tdy: array<f32, 1056>;
 fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
   let ln = groups[n];
   let bn = groups[P.n + c];
+  if (is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX) {
+    return wide_element(ln, bn, c, xv, d);
+  }
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   if (mixed_bad(m)) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
@@ -1552,6 +1791,31 @@ fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
   return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+}
+
+fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  var w: WideMap;
+  if (is_scaled(ln.flags | bn.flags)) {
+    w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+  } else {
+    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+  }
+  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d = scale2(dv, -d_unit);
+  if (w.bad) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  let s = w.scale;
+  let gamma = affine[c];
+  let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
+  let gm = -s * gamma * d;
+  let gv = -0.5 * (s * s) * gamma * d * xh;
+  let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
+  let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
 }
 
 @compute @workgroup_size(64)
@@ -1598,6 +1862,7 @@ export const SN_BWD_GROUPS: string =
 // records of LN group n = g, the next C workgroups those of channel c, exactly as
 // sn_group_stats walks its members (ln_base + g*ln_step + k*ln_stride, k < ln_count; bn_*):
 //   out[g] = sum_k member_k  (every field),  flags = OR_k flags_k
+// (grad_add: records of wide rows, in units of their own, are brought to the larger unit first)
 // Layout "nd": members are the rows of sn_bwd_rows, so out[n] = (GmL[n], GvL[n], ...) and
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
@@ -1651,10 +1916,12 @@ fn main(
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
-      w_s[lid] += w_s[lid + s];
-      w_a[lid] += w_a[lid + s];
-      w_b[lid] += w_b[lid + s];
-      w_flags[lid] = w_flags[lid] | w_flags[lid + s];
+      let o = lid + s;
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o]));
+      w_s[lid] = sum.s;
+      w_a[lid] = sum.a;
+      w_b[lid] = sum.b;
+      w_flags[lid] = sum.flags;
     }
     workgroupBarrier();
   }
@@ -1683,6 +1950,13 @@ export const SN_BWD_COEF: string =
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
+// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map is that of
+// dx' = dx 2^-(D - E) from dy' = dy 2^-D and x' = x 2^-E (D: the row's dy unit):
+//   coef[r] = (gs', B', A', WIDE_MARK | (D + 512) | (E + 512) << 10)
+//   gs' = gamma s 2^E,  B' = B 2^(2E - D),  A' = Gmu_in/M 2^(E - D) - B' lo',  K' = K 2^-E
+// (sn_bwd_dx forms K' from the row's summary itself).
+// Words are u32 (the mark survives as bits).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
 // in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
 
@@ -1695,7 +1969,7 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> coef: array<vec4<u32>>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
@@ -1730,6 +2004,11 @@ fn main(
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
+  let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u) {
+    wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
+    return;
+  }
   let nb = P.batch;
   gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
   gmu = select(
@@ -1741,7 +2020,50 @@ fn main(
   bad = bad || select(false, bg.flags != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+}
+
+fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {
+  let c = r % P.c;
+  var w: WideMap;
+  if (is_scaled(m.flags)) {
+    w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+  } else {
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+  }
+  let e = w.e;
+  let d_unit = g_exp(row.flags, 2u);
+  let f_in = pow2(unit_of(p.flags) - e);
+  let k = p.shift * f_in;
+  let lo_in = p.mean * f_in;
+  let f_ln = pow2(unit_of(ln.flags) - e);
+  let f_bn = pow2(unit_of(bn.flags) - e);
+  let d_ln = ((k - ln.hi * f_ln) + lo_in) - ln.lo * f_ln;
+  let d_bn = ((k - bn.hi * f_bn) + lo_in) - bn.lo * f_bn;
+  let cf = f32(P.c);
+  let nb = P.batch;
+  var gvar = XF(0.0, 0);
+  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u));
+  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u));
+  var gmu = XF(0.0, 0);
+  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
+  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e);
+  // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
+  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
+  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
+  let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e);
+  let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
+    P.m < 2u;
+  let b = scale2(2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0), gvar.e + 2 * e - d_unit);
+  let a = scale2(gmu.m / f32(P.m), gmu.e + e - d_unit) - b * lo_in;
+  coef[r] = vec4<u32>(
+    bitcast<u32>(affine[c] * w.scale),
+    bitcast<u32>(b),
+    bitcast<u32>(select(a, qnan(), bad)),
+    WIDE_MARK | u32(d_unit + 512) | (u32(e + 512) << 10u),
+  );
 }
 `;
 
@@ -1750,7 +2072,10 @@ export const SN_BWD_DX: string =
   `// sn_bwd_dx.wgsl: the last backward step of layout "nd", the second and final pass over
 // (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
 //   dx[i] = dy[i] * gs + (x[i] - K) * B + A
-// and NaN where sn_bwd_coef marked the row (A's bits are NaN). x - K is exact for x near K (the
+// and NaN where sn_bwd_coef marked the row (A's bits are NaN). A wide row (fourth word
+// WIDE_MARK | (D + 512) | (E + 512) << 10; K' = the row's shift in unit 2^E, from its summary
+// rows[r]) has its map in scaled units:
+//   dx[i] = 2^(D - E) (dy[i] 2^-D gs' + (x[i] 2^-E - K') B' + A')   (scale2: exact, by bits). x - K is exact for x near K (the
 // row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn.
 
@@ -1760,9 +2085,29 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> coef: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> rows: array<Partial>;
 
-fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
+fn is_wide(k: vec4<u32>) -> bool {
+  return (k.w & WIDE_MARK) == WIDE_MARK;
+}
+
+fn apply_wide(r: u32, k: vec4<u32>, xv: f32, d: f32) -> f32 {
+  let f = bitcast<vec4<f32>>(k);
+  let d_unit = i32(k.w & 0x3ffu) - 512;
+  let e = i32((k.w >> 10u) & 0x3ffu) - 512;
+  let p = rows[r];
+  let kk = p.shift * pow2(unit_of(p.flags) - e);
+  let v = scale2(d, -d_unit) * f.x + (scale2(xv, -e) - kk) * f.y + f.z;
+  return select(scale2(v, d_unit - e), qnan(), is_nan_marker(f.z));
+}
+
+fn apply1(r: u32, xv: f32, d: f32) -> f32 {
+  let w = coef[r];
+  if (is_wide(w)) {
+    return apply_wide(r, w, xv, d);
+  }
+  let k = bitcast<vec4<f32>>(w);
   return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_marker(k.z));
 }
 
@@ -1782,7 +2127,12 @@ fn main(
   let d = dy[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let k = coef[r0];
+    let w = coef[r0];
+    if (is_wide(w)) {
+      dx[q] = vec4<f32>(apply_wide(r0, w, xv.x, d.x), apply_wide(r0, w, xv.y, d.y), apply_wide(r0, w, xv.z, d.z), apply_wide(r0, w, xv.w, d.w));
+      return;
+    }
+    let k = bitcast<vec4<f32>>(w);
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
     dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(k.z)));
     return;
@@ -1791,7 +2141,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(coef[e / P.m], xv[j], d[j]);
+      out[j] = apply1(e / P.m, xv[j], d[j]);
     }
   }
   dx[q] = out;
@@ -1807,7 +2157,9 @@ export const SN1D_BWD_DX: string =
 // NB = Params.batch:
 //   dx = dy * gamma[c] * s + w0 * GmL/C + v0 * GvL * 2 * (x - mu_ln)/(C - 1)
 //        + w1 * GmB/NB + v1 * GvB * 2 * (x - mu_bn)/(NB - 1)     (BN terms: training only)
-// x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
+// x - mu is formed as (x - hi) - lo. Where a statistic is scaled (F_SCALED), a sum carries
+// exponents (Grad) or |dy| passes DY_MAX, the terms are formed as mantissa-exponent pairs (x
+// and dy scaled by their bits) and added with xf_add. NaN where the reference's dx is NaN: the element's
 // statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
 // One vec4 per thread. bgroups is bound from record rec_base on, cgroups from chan_base on
 // (windows of the records, which may exceed one storage binding).
@@ -1824,6 +2176,35 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+
+fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
+  var w: WideMap;
+  if (is_scaled(ln.flags | bn.flags)) {
+    w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+  } else {
+    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+  }
+  let cf = f32(P.c);
+  let nb = P.batch;
+  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let u_ln = unit_of(ln.flags);
+  let u_bn = unit_of(bn.flags);
+  var v = XF(0.0, 0);
+  v = xf_add(v, scale2(dv, -d_unit) * (affine[c] * w.scale), d_unit - w.e);
+  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
+  let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
+  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);
+  // The BN terms selected, not branched on: a branch on the uniform flag around them made
+  // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
+  let xc_bn = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
+  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u));
+  let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
+  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn);
+  let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
+    (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
+  return select(scale2(v.m, v.e), qnan(), bad);
+}
 
 @compute @workgroup_size(256)
 fn main(
@@ -1851,11 +2232,16 @@ fn main(
       let bn = groups[P.n + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
+      // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
+      let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
+      let exps = (lg.flags | select(0u, bg.flags, with_bn)) & G_EXPS;
+      if (is_scaled(ln.flags | bn.flags) || exps != 0u || abs(d[j]) > DY_MAX) {
+        out[j] = wide_dx(ln, bn, lg, bg, c, xv[j], d[j], with_bn);
+        continue;
+      }
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
-      // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
-      let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
       let v_bn = v + P.wmean[1] * bg.s.x / nb +
         P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
       v = select(v, v_bn, with_bn);

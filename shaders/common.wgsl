@@ -367,6 +367,7 @@ struct Term {
 struct WideMap {
   hi: f32,
   lo: f32,
+  variance: f32,
   scale: f32,
   beta: f32,
   e: i32,
@@ -406,5 +407,5 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
   let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
   let scale = gamma / sqrt(select(denom, 1.0, bad));
-  return WideMap(hi, lo, scale, beta, e, bad);
+  return WideMap(hi, lo, variance, scale, beta, e, bad);
 }

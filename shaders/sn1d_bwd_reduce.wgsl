@@ -11,6 +11,9 @@
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
+// An element with scaled statistics (F_SCALED, unit 2^E of its mix, wide_map) or |dy| beyond
+// DY_MAX (unit 2^D) gives its Grad in those units (as sn_bwd_rows does for a wide row): x and
+// dy scaled by their bits, exponents D - E (gm), D - 2E (gv) and D; grad_add aligns units.
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -30,6 +33,9 @@ var<workgroup> tdy: array<f32, 1056>;
 fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
   let ln = groups[n];
   let bn = groups[P.n + c];
+  if (is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX) {
+    return wide_element(ln, bn, c, xv, d);
+  }
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   if (mixed_bad(m)) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
@@ -42,6 +48,31 @@ fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
   return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+}
+
+fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  var w: WideMap;
+  if (is_scaled(ln.flags | bn.flags)) {
+    w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+  } else {
+    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+  }
+  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d = scale2(dv, -d_unit);
+  if (w.bad) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  let s = w.scale;
+  let gamma = affine[c];
+  let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
+  let gm = -s * gamma * d;
+  let gv = -0.5 * (s * s) * gamma * d * xh;
+  let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
+  let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
 }
 
 @compute @workgroup_size(64)

@@ -11,6 +11,13 @@
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
+// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map is that of
+// dx' = dx 2^-(D - E) from dy' = dy 2^-D and x' = x 2^-E (D: the row's dy unit):
+//   coef[r] = (gs', B', A', WIDE_MARK | (D + 512) | (E + 512) << 10)
+//   gs' = gamma s 2^E,  B' = B 2^(2E - D),  A' = Gmu_in/M 2^(E - D) - B' lo',  K' = K 2^-E
+// (sn_bwd_dx forms K' from the row's summary itself).
+// Words are u32 (the mark survives as bits).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
 // in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
 
@@ -23,7 +30,7 @@
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> coef: array<vec4<u32>>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
 
@@ -58,6 +65,11 @@ fn main(
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
+  let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u) {
+    wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
+    return;
+  }
   let nb = P.batch;
   gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
   gmu = select(
@@ -69,5 +81,48 @@ fn main(
   bad = bad || select(false, bg.flags != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+}
+
+fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {
+  let c = r % P.c;
+  var w: WideMap;
+  if (is_scaled(m.flags)) {
+    w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+  } else {
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+  }
+  let e = w.e;
+  let d_unit = g_exp(row.flags, 2u);
+  let f_in = pow2(unit_of(p.flags) - e);
+  let k = p.shift * f_in;
+  let lo_in = p.mean * f_in;
+  let f_ln = pow2(unit_of(ln.flags) - e);
+  let f_bn = pow2(unit_of(bn.flags) - e);
+  let d_ln = ((k - ln.hi * f_ln) + lo_in) - ln.lo * f_ln;
+  let d_bn = ((k - bn.hi * f_bn) + lo_in) - bn.lo * f_bn;
+  let cf = f32(P.c);
+  let nb = P.batch;
+  var gvar = XF(0.0, 0);
+  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u));
+  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u));
+  var gmu = XF(0.0, 0);
+  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
+  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e);
+  // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
+  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
+  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
+  let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e);
+  let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
+    P.m < 2u;
+  let b = scale2(2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0), gvar.e + 2 * e - d_unit);
+  let a = scale2(gmu.m / f32(P.m), gmu.e + e - d_unit) - b * lo_in;
+  coef[r] = vec4<u32>(
+    bitcast<u32>(affine[c] * w.scale),
+    bitcast<u32>(b),
+    bitcast<u32>(select(a, qnan(), bad)),
+    WIDE_MARK | u32(d_unit + 512) | (u32(e + 512) << 10u),
+  );
 }
