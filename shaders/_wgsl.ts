@@ -279,6 +279,12 @@ fn tile_1d_elem(t: Tile1d, r: u32, cc: u32) -> u32 {
   return (t.n0 + r) * P.c + t.c0 + cc - P.elem_base;
 }
 
+// floor(log2 |v|) of a normal float32 v; -1000 for 0 (and subnormals).
+fn exponent_of(v: f32) -> i32 {
+  let b = (bitcast<u32>(v) >> 23u) & 0xffu;
+  return select(i32(b) - 127, -1000, b == 0u);
+}
+
 // The magnitude field (see F_FIELD) of a finite value's bits without the sign.
 fn abs_field(abs_bits: u32) -> u32 {
   return (abs_bits + 0x7fffffu) >> 23u;
@@ -1118,6 +1124,14 @@ fn main(
       let rm = running[c];
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
+      // running_var +Infinity (a batch variance beyond float32) with a finite mean: the
+      // reference's s is 0 and y = beta. Kept as a variance of 2^127 in units of 2^256 (2^383,
+      // infinite for every purpose here): the mix's s comes out below 2^-190.
+      let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
+      if (var_inf) {
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128));
+        return;
+      }
       let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
       // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
       // the batch statistics of such rows: unit 2^u with u the larger exponent of |mean|, std.
@@ -1953,9 +1967,10 @@ export const SN_BWD_COEF: string =
 // Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
 // of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map is that of
 // dx' = dx 2^-(D - E) from dy' = dy 2^-D and x' = x 2^-E (D: the row's dy unit):
-//   coef[r] = (gs', B', A', WIDE_MARK | (D + 512) | (E + 512) << 10)
-//   gs' = gamma s 2^E,  B' = B 2^(2E - D),  A' = Gmu_in/M 2^(E - D) - B' lo',  K' = K 2^-E
-// (sn_bwd_dx forms K' from the row's summary itself).
+//   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
+// for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
+// is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
+// whose own s is tiny beside its channel's BN terms).
 // Words are u32 (the mark survives as bits).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
 // in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
@@ -2023,6 +2038,13 @@ fn main(
   coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
 }
 
+// mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
+fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
+  let f_in = pow2(unit_of(p.flags) - e);
+  let f_g = pow2(unit_of(g.flags) - e);
+  return ((p.shift * f_in - g.hi * f_g) + p.mean * f_in) - g.lo * f_g;
+}
+
 fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {
   let c = r % P.c;
   var w: WideMap;
@@ -2033,13 +2055,12 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   }
   let e = w.e;
   let d_unit = g_exp(row.flags, 2u);
-  let f_in = pow2(unit_of(p.flags) - e);
-  let k = p.shift * f_in;
-  let lo_in = p.mean * f_in;
-  let f_ln = pow2(unit_of(ln.flags) - e);
-  let f_bn = pow2(unit_of(bn.flags) - e);
-  let d_ln = ((k - ln.hi * f_ln) + lo_in) - ln.lo * f_ln;
-  let d_bn = ((k - bn.hi * f_bn) + lo_in) - bn.lo * f_bn;
+  // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
+  let u_in = unit_of(p.flags);
+  let e_ln = max(u_in, unit_of(ln.flags));
+  let e_bn = max(u_in, unit_of(bn.flags));
+  let d_ln = mean_diff(p, ln, e_ln);
+  let d_bn = mean_diff(p, bn, e_bn);
   let cf = f32(P.c);
   let nb = P.batch;
   var gvar = XF(0.0, 0);
@@ -2048,21 +2069,33 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   var gmu = XF(0.0, 0);
   gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
   gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
-  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e);
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
   gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
   gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
   let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
-  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e);
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
-  let b = scale2(2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0), gvar.e + 2 * e - d_unit);
-  let a = scale2(gmu.m / f32(P.m), gmu.e + e - d_unit) - b * lo_in;
+  // dx = dy gs + (x - K) B + A with gs = gamma s' 2^-e, B = bm 2^gvar.e, K = the row's shift:
+  // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
+  // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
+  // |x 2^-u_in - K| <= 2^41 (2 when scaled).
+  let gs = affine[c] * w.scale;
+  let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
+  var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
+  ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
+  let t1 = d_unit - e + exponent_of(gs) + select(0, 40, d_unit == 0);
+  let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
+  let t3 = ax.e + exponent_of(ax.m);
+  // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
+  // then still lies far above float32's subnormals, and the sum of three cannot overflow.
+  let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
   coef[r] = vec4<u32>(
-    bitcast<u32>(affine[c] * w.scale),
-    bitcast<u32>(b),
-    bitcast<u32>(select(a, qnan(), bad)),
-    WIDE_MARK | u32(d_unit + 512) | (u32(e + 512) << 10u),
+    bitcast<u32>(scale2(gs, d_unit - e - u)),
+    bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
+    bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
+    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );
 }
 `;
@@ -2073,9 +2106,9 @@ export const SN_BWD_DX: string =
 // (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
 //   dx[i] = dy[i] * gs + (x[i] - K) * B + A
 // and NaN where sn_bwd_coef marked the row (A's bits are NaN). A wide row (fourth word
-// WIDE_MARK | (D + 512) | (E + 512) << 10; K' = the row's shift in unit 2^E, from its summary
-// rows[r]) has its map in scaled units:
-//   dx[i] = 2^(D - E) (dy[i] 2^-D gs' + (x[i] 2^-E - K') B' + A')   (scale2: exact, by bits). x - K is exact for x near K (the
+// WIDE_MARK | (D + 512) | (U + 512) << 10; K and the unit u of the row's own summary rows[r])
+// has its map in scaled units:
+//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits). x - K is exact for x near K (the
 // row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn.
 
@@ -2095,11 +2128,10 @@ fn is_wide(k: vec4<u32>) -> bool {
 fn apply_wide(r: u32, k: vec4<u32>, xv: f32, d: f32) -> f32 {
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
-  let e = i32((k.w >> 10u) & 0x3ffu) - 512;
+  let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let p = rows[r];
-  let kk = p.shift * pow2(unit_of(p.flags) - e);
-  let v = scale2(d, -d_unit) * f.x + (scale2(xv, -e) - kk) * f.y + f.z;
-  return select(scale2(v, d_unit - e), qnan(), is_nan_marker(f.z));
+  let v = scale2(d, -d_unit) * f.x + (scale2(xv, -unit_of(p.flags)) - p.shift) * f.y + f.z;
+  return select(scale2(v, u), qnan(), is_nan_marker(f.z));
 }
 
 fn apply1(r: u32, xv: f32, d: f32) -> f32 {

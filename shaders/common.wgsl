@@ -270,6 +270,12 @@ fn tile_1d_elem(t: Tile1d, r: u32, cc: u32) -> u32 {
   return (t.n0 + r) * P.c + t.c0 + cc - P.elem_base;
 }
 
+// floor(log2 |v|) of a normal float32 v; -1000 for 0 (and subnormals).
+fn exponent_of(v: f32) -> i32 {
+  let b = (bitcast<u32>(v) >> 23u) & 0xffu;
+  return select(i32(b) - 127, -1000, b == 0u);
+}
+
 // The magnitude field (see F_FIELD) of a finite value's bits without the sign.
 fn abs_field(abs_bits: u32) -> u32 {
   return (abs_bits + 0x7fffffu) >> 23u;

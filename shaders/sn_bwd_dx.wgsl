@@ -2,9 +2,9 @@
 // (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
 //   dx[i] = dy[i] * gs + (x[i] - K) * B + A
 // and NaN where sn_bwd_coef marked the row (A's bits are NaN). A wide row (fourth word
-// WIDE_MARK | (D + 512) | (E + 512) << 10; K' = the row's shift in unit 2^E, from its summary
-// rows[r]) has its map in scaled units:
-//   dx[i] = 2^(D - E) (dy[i] 2^-D gs' + (x[i] 2^-E - K') B' + A')   (scale2: exact, by bits). x - K is exact for x near K (the
+// WIDE_MARK | (D + 512) | (U + 512) << 10; K and the unit u of the row's own summary rows[r])
+// has its map in scaled units:
+//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits). x - K is exact for x near K (the
 // row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn.
 
@@ -24,11 +24,10 @@ fn is_wide(k: vec4<u32>) -> bool {
 fn apply_wide(r: u32, k: vec4<u32>, xv: f32, d: f32) -> f32 {
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
-  let e = i32((k.w >> 10u) & 0x3ffu) - 512;
+  let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let p = rows[r];
-  let kk = p.shift * pow2(unit_of(p.flags) - e);
-  let v = scale2(d, -d_unit) * f.x + (scale2(xv, -e) - kk) * f.y + f.z;
-  return select(scale2(v, d_unit - e), qnan(), is_nan_marker(f.z));
+  let v = scale2(d, -d_unit) * f.x + (scale2(xv, -unit_of(p.flags)) - p.shift) * f.y + f.z;
+  return select(scale2(v, u), qnan(), is_nan_marker(f.z));
 }
 
 fn apply1(r: u32, xv: f32, d: f32) -> f32 {

@@ -59,6 +59,14 @@ fn main(
       let rm = running[c];
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
+      // running_var +Infinity (a batch variance beyond float32) with a finite mean: the
+      // reference's s is 0 and y = beta. Kept as a variance of 2^127 in units of 2^256 (2^383,
+      // infinite for every purpose here): the mix's s comes out below 2^-190.
+      let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
+      if (var_inf) {
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128));
+        return;
+      }
       let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
       // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
       // the batch statistics of such rows: unit 2^u with u the larger exponent of |mean|, std.
