@@ -91,6 +91,7 @@ export function encodeBackward(
         whole(affine),
         at(b.rows!, r.rows),
       ],
+
       bwdReduce1d: () => [
         slot,
         w(b.x),
@@ -115,7 +116,16 @@ export function encodeBackward(
         whole(b.coef!),
         at(b.groups, r.chanGroups),
       ],
-      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!), whole(stats.rows!)],
+
+      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
+      bwdWideDx: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        w(b.dx),
+        whole(b.coef!),
+        whole(stats.rows!),
+      ],
       bwdDx1d: () => [
         slot,
         w(b.x),

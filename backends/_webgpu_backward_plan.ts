@@ -22,6 +22,7 @@ import {
   tileWindows,
   vecWindows,
   WG,
+  wideGroups,
   writeCommon,
   writeGroupMembers,
   writeSegments,
@@ -43,8 +44,8 @@ export interface BackwardPlan {
   /** The uniform slots, SLOT_BYTES each, in slot order. */
   readonly uniforms: ArrayBuffer;
   /**
-   * Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per tile line
-   * of a row, N * CT).
+   * Bytes of the first reduction's output ("nd": a vec4 (S1, S2, max |dy|, unit) per segment;
+   * "1d": a Grad per tile line of a row, N * CT).
    */
   readonly partBytes: number;
   /** "1d": bytes of the Grads per tile line of a column (RT * C); "nd": 0. */
@@ -96,8 +97,15 @@ export function makeBackwardPlan(
   }
   const chanGroups = recordWindow(n, n + c, rec);
   let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
+  const wideDx: [number, number, { offset: number; size: number }, (v: DataView) => void][] = [];
   if (layout === "nd") {
     const seg = segments(problem, limits);
+    for (const [first, last, base] of seg.windows) {
+      const size = paddedBytes(seg.end(last - 1) - base);
+      wideDx.push([first, last, { offset: base * 4, size }, (v) => {
+        writeSegments(v, seg, first, last, base);
+      }]);
+    }
     // (S1, S2, max |dy|, unit) per segment (sn_bwd_reduce.wgsl).
     partBytes = seg.count * 16;
     checkFits(partBytes, "the per-segment gradient sums", limits);
@@ -106,10 +114,11 @@ export function makeBackwardPlan(
       // units (sn_bwd_wide_reduce.wgsl); every other segment costs it four loads.
       for (const [first, last, base] of seg.windows) {
         const size = paddedBytes(seg.end(last - 1) - base);
-        const threads = kind === "bwdReduce" ? WG / seg.threads : 64;
         add(
           kind,
-          Math.ceil((last - first) / threads),
+          kind === "bwdReduce"
+            ? Math.ceil((last - first) / (WG / seg.threads))
+            : wideGroups(last - first),
           (v) => writeSegments(v, seg, first, last, base),
           { offset: base * 4, size },
         );
@@ -202,6 +211,8 @@ export function makeBackwardPlan(
       layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
     );
   }
+  // dx of wide rows written again (sn_bwd_wide_dx.wgsl), per segment and window of x.
+  for (const w of wideDx) add("bwdWideDx", wideGroups(w[1] - w[0]), w[3], w[2]);
   const buffers: [number, string][] = [
     [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
     [chanPartBytes, "the columns' tile-line gradient sums"],

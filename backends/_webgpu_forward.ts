@@ -140,6 +140,9 @@ export function encodeForward(
       }],
       normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
       normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
+      wideNormalize: () => [slot, xw!, yw!, { buffer: rows }, { buffer: groups }, {
+        buffer: state.affine,
+      }],
     }[d.kind as ForwardKind]();
     dispatch(engine, pass, d, entries);
   }

@@ -44,6 +44,7 @@ const SOURCES: Record<PipelineKind, string> = {
   mix: WGSL.SN_MIX,
   normalize: WGSL.SN_NORMALIZE,
   normalize1d: WGSL.SN1D_NORMALIZE,
+  wideNormalize: WGSL.SN_WIDE_NORMALIZE,
   bwdReduce: WGSL.SN_BWD_REDUCE,
   bwdWideReduce: WGSL.SN_BWD_WIDE_REDUCE,
   bwdRows: WGSL.SN_BWD_ROWS,
@@ -51,6 +52,7 @@ const SOURCES: Record<PipelineKind, string> = {
   bwdGroups: WGSL.SN_BWD_GROUPS,
   bwdCoef: WGSL.SN_BWD_COEF,
   bwdDx: WGSL.SN_BWD_DX,
+  bwdWideDx: WGSL.SN_BWD_WIDE_DX,
   bwdDx1d: WGSL.SN1D_BWD_DX,
 };
 

@@ -64,6 +64,7 @@ export interface PlannedDispatch {
     | "group"
     | "mix"
     | "normalize"
+    | "wideNormalize"
     | "normalize1d"
     | "bwdReduce"
     | "bwdWideReduce"
@@ -72,6 +73,7 @@ export interface PlannedDispatch {
     | "bwdGroups"
     | "bwdCoef"
     | "bwdDx"
+    | "bwdWideDx"
     | "bwdDx1d";
   /** Index of its uniform slot. */
   readonly slot: number;
@@ -179,6 +181,11 @@ export function checkIndexable(total: number): void {
         `element indices (at most ${MAX_ELEMENTS})`,
     );
   }
+}
+
+/** Workgroups of a pass for wide data over `items` items: one thread each, 64 per workgroup. */
+export function wideGroups(items: number): number {
+  return Math.ceil(items / 64);
 }
 
 /** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
@@ -386,6 +393,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const add = slots.add.bind(slots);
 
   let partials: number, mergedRows = 0;
+  /** Adds sn_wide_normalize's dispatches (after the normalize passes): one per window of x. */
+  let addWideNormalize = () => {};
   if (layout === "nd") {
     const rows = n * c;
     const seg = segments(problem, limits);
@@ -407,7 +416,10 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     }
     // Wide rows (|x| beyond (2^-21, 2^40]) summarized again in scaled units; every other row
     // costs these dispatches one load (sn_wide_stats.wgsl).
-    for (const w of windows) add("wideStats", Math.ceil((w.last - w.first) / 64), w.fill, w.window);
+    for (const w of windows) add("wideStats", wideGroups(w.last - w.first), w.fill, w.window);
+    addWideNormalize = () => {
+      for (const w of windows) add("wideNormalize", wideGroups(w.last - w.first), w.fill, w.window);
+    };
     if (seg.chunks > 1) {
       add("rowMerge", Math.ceil(rows / 64), (v) => {
         v.setUint32(24, seg.chunks, true);
@@ -444,12 +456,16 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     add("mix", Math.ceil(mixedRows / 64), () => {});
   }
 
-  for (const [first, count] of vecWindows(total, limits)) {
+  const vecs = vecWindows(total, limits);
+  for (const [first, count] of vecs) {
     add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {
       v.setUint32(36, first * 4, true);
       v.setUint32(40, count, true);
     }, { offset: first * 16, size: count * 16 });
   }
+  // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl): in-range
+  // rows cost these dispatches a few loads per segment.
+  addWideNormalize();
 
   const uniforms = slots.uniforms((v) => {
     writeCommon(v, problem, params);

@@ -90,6 +90,7 @@ struct Params {
   eps_exp: i32,
 }
 
+
 // A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
 // same scope) so that a large common offset costs no precision: the true mean is
 // shift + mean, computed as a float32 hi/lo pair.
@@ -423,6 +424,27 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
   let scale = gamma / sqrt(select(denom, 1.0, bad));
   return WideMap(hi, lo, variance, scale, beta, e, bad);
+}
+
+// g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
+fn select_group(g: Group, keep: bool) -> Group {
+  return Group(
+    select(0.0, g.hi, keep),
+    select(0.0, g.lo, keep),
+    select(0.0, g.variance, keep),
+    select(0u, g.flags, keep),
+  );
+}
+
+// The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
+// usingBN, whose weight 2 is 0).
+fn nd_terms_in(p: Partial) -> Term {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+}
+
+fn group_term(g: Group) -> Term {
+  return Term(g.hi, g.lo, g.variance, g.flags);
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -549,17 +571,6 @@ fn dy_unit(mx: f32) -> i32 {
   return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
 }
 
-// The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
-// usingBN, whose weight 2 is 0).
-fn nd_terms_in(p: Partial) -> Term {
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
-  return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
-}
-
-fn group_term(g: Group) -> Term {
-  return Term(g.hi, g.lo, g.variance, g.flags);
-}
-
 fn inv_std(m: Mixed) -> f32 {
   return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
 }
@@ -585,16 +596,6 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
     m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   }
   return m;
-}
-
-// g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
-fn select_group(g: Group, keep: bool) -> Group {
-  return Group(
-    select(0.0, g.hi, keep),
-    select(0.0, g.lo, keep),
-    select(0.0, g.variance, keep),
-    select(0u, g.flags, keep),
-  );
 }`;
 
 /** sn_stats.wgsl (with its includes). */
@@ -856,7 +857,8 @@ export const SN_WIDE_STATS: string =
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
-// One thread per segment; rows with non-finite values are left as they are (their statistics
+// WIDE_THREADS threads loop over the segments (nothing runs unless the call is marked, sn_stats);
+// rows with non-finite values are left as they are (their statistics
 // are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
@@ -875,10 +877,13 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let seg = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (seg >= P.seg_end) {
-    return;
+  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (i < P.seg_end) {
+    summarize_wide(i);
   }
+}
+
+fn summarize_wide(seg: u32) {
   let row = seg / P.chunks;
   var row_flags: u32;
   if (P.chunks > 1u) {
@@ -1001,8 +1006,9 @@ export const SN1D_WIDE_STATS: string =
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
 //   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
-// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
-// its line's summary and returns at once unless the line is wide.
+// are. Thread lid < 32 takes column c0 + lid of a tile, thread 32 + r row n0 + r; each reads
+// its line's summary and goes on unless the line is wide. Nothing runs unless the call is
+// marked (sn1d_stats).
 
 ${_COMMON}
 
@@ -1032,7 +1038,10 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let t = tile_1d(linear_group(wid, nwg));
+  line_wide(tile_1d(linear_group(wid, nwg)), lid);
+}
+
+fn line_wide(t: Tile1d, lid: u32) {
   if (!t.valid) {
     return;
   }
@@ -1128,22 +1137,25 @@ fn main(
       // reference's s is 0 and y = beta. Kept as a variance of 2^127 in units of 2^256 (2^383,
       // infinite for every purpose here): the mix's s comes out below 2^-190.
       let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
+      // (No return in this branch: Tint takes control flow after a return under a condition
+      // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
         groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128));
-        return;
+      } else {
+        let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
+        // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
+        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std.
+        let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
+        let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);
+        let field = max(field_m, select(0u, (field_v + 128u) / 2u, field_v != 0u));
+        let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
+        groups[g] = Group(
+          select(scale2(rm, -u), 0.0, bad != 0u),
+          0.0,
+          select(scale2(rv, -2 * u), 0.0, bad != 0u),
+          unit_flags(bad, u),
+        );
       }
-      let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
-      // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
-      // the batch statistics of such rows: unit 2^u with u the larger exponent of |mean|, std.
-      let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
-      let field = max(abs_field(bitcast<u32>(rm) & 0x7fffffffu), select(0u, (field_v + 128u) / 2u, field_v != 0u));
-      let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
-      groups[g] = Group(
-        select(scale2(rm, -u), 0.0, bad != 0u),
-        0.0,
-        select(scale2(rv, -2 * u), 0.0, bad != 0u),
-        unit_flags(bad, u),
-      );
     }
     return;
   }
@@ -1264,11 +1276,10 @@ export const SN_MIX: string =
 //   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
 // with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
 // so that the normalize pass does one load per row and no arithmetic on statistics.
-// A row with a scaled term (F_SCALED: a wide row or group, sn_wide_stats) gets instead, from
-// wide_map (common.wgsl), the map of x * 2^-e in the unit 2^e of its terms:
-//   mixed[r] = (hi', WIDE_MARK | (e + 512), scale', beta - lo' * scale')
-// lo' folded into beta: its rounding is that of y. The second word, not a finite float's bits,
-// tells sn_normalize to scale x by 2^-e first (the words are u32, so the mark survives as bits).
+// Rows with a scaled term (F_SCALED: wide rows or groups) get a meaningless map here: their y
+// is written again by sn_wide_normalize, which forms their map in scaled units itself. (A
+// branch to that code here would cost every row on lavapipe, which runs both sides of a
+// branch whose condition differs between invocations, masked.)
 
 ${_COMMON}
 
@@ -1276,7 +1287,7 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1307,20 +1318,7 @@ fn main(
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
   );
-  if (is_scaled(m.flags)) {
-    let t_in = Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
-    let t_bn = select_term(Term(bn.hi, bn.lo, bn.variance, bn.flags), use_bn);
-    let w = wide_map(t_in, Term(ln.hi, ln.lo, ln.variance, ln.flags), t_bn, affine[c], affine[P.c + c]);
-    let beta = select(w.beta - w.lo * w.scale, qnan(), w.bad);
-    mixed[r] = vec4<u32>(
-      bitcast<u32>(w.hi),
-      WIDE_MARK | u32(w.e + 512),
-      bitcast<u32>(w.scale),
-      bitcast<u32>(beta),
-    );
-    return;
-  }
-  mixed[r] = bitcast<vec4<u32>>(row_affine(m, affine[c], affine[P.c + c]));
+  mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
 }
 `;
 
@@ -1330,34 +1328,19 @@ export const SN_NORMALIZE: string =
 // element i of row r = i / M, with (hi, lo, scale, beta) = mixed[r] from sn_mix:
 //   y[i] = ((x[i] - hi) - lo) * scale + beta      (= (x - mu) / sqrt(var + eps) * gamma + beta)
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing to the subtraction;
-// y is NaN where sn_mix marked the row (beta's bits are NaN). A wide row (second word
-// WIDE_MARK | (e + 512), sn_mix) has its map in units of 2^e: y = (x * 2^-e - hi') * scale' + beta',
-// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. One vec4 per
-// thread; a vec4 that straddles two rows (M % 4 != 0) takes each lane's row in turn.
+// y is NaN where sn_mix marked the row (beta's bits are NaN). One vec4 per thread; a vec4 that
+// straddles two rows (M % 4 != 0) takes each lane's row in turn. Wide rows' y (sn_mix) is
+// written again by sn_wide_normalize, dispatched after this pass.
 
 ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> mixed: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
-fn is_wide(a: vec4<u32>) -> bool {
-  return (a.y & WIDE_MARK) == WIDE_MARK;
-}
-
-fn apply_wide(a: vec4<u32>, v: f32) -> f32 {
-  let f = bitcast<vec4<f32>>(a);
-  let e = i32(a.y & 0xffffu) - 512;
-  return select((scale2(v, -e) - f.x) * f.z + f.w, qnan(), is_nan_marker(f.w));
-}
-
-fn apply1(a: vec4<u32>, v: f32) -> f32 {
-  if (is_wide(a)) {
-    return apply_wide(a, v);
-  }
-  let f = bitcast<vec4<f32>>(a);
-  return select(((v - f.x) - f.y) * f.z + f.w, qnan(), is_nan_marker(f.w));
+fn apply1(a: vec4<f32>, v: f32) -> f32 {
+  return select(((v - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
 }
 
 @compute @workgroup_size(256)
@@ -1375,12 +1358,7 @@ fn main(
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let w = mixed[r0];
-    if (is_wide(w)) {
-      y[q] = vec4<f32>(apply_wide(w, v.x), apply_wide(w, v.y), apply_wide(w, v.z), apply_wide(w, v.w));
-      return;
-    }
-    let a = bitcast<vec4<f32>>(w);
+    let a = mixed[r0];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
     return;
@@ -1451,6 +1429,61 @@ fn main(
     }
   }
   y[q] = out;
+}
+`;
+
+/** sn_wide_normalize.wgsl (with its includes). */
+export const SN_WIDE_NORMALIZE: string =
+  `// sn_wide_normalize.wgsl: layout "nd", after sn_normalize: y of the rows whose mix has a scaled
+// term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
+// With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
+//   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. Over row
+// segments (sn_stats' segments, dispatched per binding window of x and y), WIDE_THREADS threads
+// looping; nothing runs unless the call is marked (sn_stats, sn_group_stats). A separate pass, not a branch in sn_normalize: lavapipe runs both sides
+// of a branch whose condition differs between invocations (masked), so there every in-range
+// element would pay for this code.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (i < P.seg_end) {
+    normalize_wide(i);
+  }
+}
+
+fn normalize_wide(seg: u32) {
+  let row = seg / P.chunks;
+  let n = row / P.c;
+  let c = row - n * P.c;
+  let p = rows[row];
+  let ln = groups[n];
+  // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  if (!is_scaled(p.flags | ln.flags | bn.flags)) {
+    return;
+  }
+  let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  for (var i = s; i < e; i++) {
+    y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+  }
 }
 `;
 
@@ -1585,10 +1618,13 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let seg = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (seg >= P.seg_end) {
-    return;
+  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (i < P.seg_end) {
+    reduce_wide(i);
   }
+}
+
+fn reduce_wide(seg: u32) {
   let row = seg / P.chunks;
   let n = row / P.c;
   let c = row - n * P.c;
@@ -1965,8 +2001,8 @@ export const SN_BWD_COEF: string =
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
 // Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
-// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map is that of
-// dx' = dx 2^-(D - E) from dy' = dy 2^-D and x' = x 2^-E (D: the row's dy unit):
+// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
+// sn_bwd_wide_dx (D: the row's dy unit), is
 //   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
 // for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
 // is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
@@ -2105,10 +2141,8 @@ export const SN_BWD_DX: string =
   `// sn_bwd_dx.wgsl: the last backward step of layout "nd", the second and final pass over
 // (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
 //   dx[i] = dy[i] * gs + (x[i] - K) * B + A
-// and NaN where sn_bwd_coef marked the row (A's bits are NaN). A wide row (fourth word
-// WIDE_MARK | (D + 512) | (U + 512) << 10; K and the unit u of the row's own summary rows[r])
-// has its map in scaled units:
-//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits). x - K is exact for x near K (the
+// and NaN where sn_bwd_coef marked the row (A's bits are NaN). Wide rows' dx is written again by
+// sn_bwd_wide_dx, after this pass. x - K is exact for x near K (the
 // row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn.
 
@@ -2118,28 +2152,9 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> coef: array<vec4<u32>>;
-@group(0) @binding(5) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
 
-fn is_wide(k: vec4<u32>) -> bool {
-  return (k.w & WIDE_MARK) == WIDE_MARK;
-}
-
-fn apply_wide(r: u32, k: vec4<u32>, xv: f32, d: f32) -> f32 {
-  let f = bitcast<vec4<f32>>(k);
-  let d_unit = i32(k.w & 0x3ffu) - 512;
-  let u = i32((k.w >> 10u) & 0x3ffu) - 512;
-  let p = rows[r];
-  let v = scale2(d, -d_unit) * f.x + (scale2(xv, -unit_of(p.flags)) - p.shift) * f.y + f.z;
-  return select(scale2(v, u), qnan(), is_nan_marker(f.z));
-}
-
-fn apply1(r: u32, xv: f32, d: f32) -> f32 {
-  let w = coef[r];
-  if (is_wide(w)) {
-    return apply_wide(r, w, xv, d);
-  }
-  let k = bitcast<vec4<f32>>(w);
+fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
   return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_marker(k.z));
 }
 
@@ -2159,12 +2174,7 @@ fn main(
   let d = dy[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let w = coef[r0];
-    if (is_wide(w)) {
-      dx[q] = vec4<f32>(apply_wide(r0, w, xv.x, d.x), apply_wide(r0, w, xv.y, d.y), apply_wide(r0, w, xv.z, d.z), apply_wide(r0, w, xv.w, d.w));
-      return;
-    }
-    let k = bitcast<vec4<f32>>(w);
+    let k = coef[r0];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
     dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(k.z)));
     return;
@@ -2173,10 +2183,62 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(e / P.m, xv[j], d[j]);
+      out[j] = apply1(coef[e / P.m], xv[j], d[j]);
     }
   }
   dx[q] = out;
+}
+`;
+
+/** sn_bwd_wide_dx.wgsl (with its includes). */
+export const SN_BWD_WIDE_DX: string =
+  `// sn_bwd_wide_dx.wgsl: the last backward step of layout "nd", after sn_bwd_dx: dx of the wide
+// rows (their map's fourth word WIDE_MARK | (D + 512) | (U + 512) << 10, sn_bwd_wide_coef),
+// written again in scaled units, with u and K the unit and shift of the row's own summary:
+//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
+// and NaN where the map's A is NaN. One thread per row segment (sn_stats' segments, dispatched
+// per binding window of x, dy and dx); every other row costs one load.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read> coef: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> rows: array<Partial>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (i < P.seg_end) {
+    dx_wide(i);
+  }
+}
+
+fn dx_wide(seg: u32) {
+  let row = seg / P.chunks;
+  let k = coef[row];
+  let p = rows[row];
+  if ((k.w & WIDE_MARK) != WIDE_MARK) {
+    return;
+  }
+  let f = bitcast<vec4<f32>>(k);
+  let d_unit = i32(k.w & 0x3ffu) - 512;
+  let u = i32((k.w >> 10u) & 0x3ffu) - 512;
+  let x_unit = unit_of(p.flags);
+  let bad = is_nan_marker(f.z);
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  for (var i = s; i < e; i++) {
+    let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
+    dx[i] = select(scale2(v, u), qnan(), bad);
+  }
 }
 `;
 

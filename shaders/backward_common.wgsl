@@ -120,17 +120,6 @@ fn dy_unit(mx: f32) -> i32 {
   return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
 }
 
-// The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
-// usingBN, whose weight 2 is 0).
-fn nd_terms_in(p: Partial) -> Term {
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
-  return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
-}
-
-fn group_term(g: Group) -> Term {
-  return Term(g.hi, g.lo, g.variance, g.flags);
-}
-
 fn inv_std(m: Mixed) -> f32 {
   return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
 }
@@ -156,14 +145,4 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
     m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   }
   return m;
-}
-
-// g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
-fn select_group(g: Group, keep: bool) -> Group {
-  return Group(
-    select(0.0, g.hi, keep),
-    select(0.0, g.lo, keep),
-    select(0.0, g.variance, keep),
-    select(0u, g.flags, keep),
-  );
 }

@@ -81,6 +81,7 @@ struct Params {
   eps_exp: i32,
 }
 
+
 // A (count, mean, M2) summary of some finite values, kept relative to `shift` (a value of the
 // same scope) so that a large common offset costs no precision: the true mean is
 // shift + mean, computed as a float32 hi/lo pair.
@@ -414,4 +415,25 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
   let scale = gamma / sqrt(select(denom, 1.0, bad));
   return WideMap(hi, lo, variance, scale, beta, e, bad);
+}
+
+// g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
+fn select_group(g: Group, keep: bool) -> Group {
+  return Group(
+    select(0.0, g.hi, keep),
+    select(0.0, g.lo, keep),
+    select(0.0, g.variance, keep),
+    select(0u, g.flags, keep),
+  );
+}
+
+// The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
+// usingBN, whose weight 2 is 0).
+fn nd_terms_in(p: Partial) -> Term {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+}
+
+fn group_term(g: Group) -> Term {
+  return Term(g.hi, g.lo, g.variance, g.flags);
 }

@@ -4,8 +4,9 @@
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
 //   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
-// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
-// its line's summary and returns at once unless the line is wide.
+// are. Thread lid < 32 takes column c0 + lid of a tile, thread 32 + r row n0 + r; each reads
+// its line's summary and goes on unless the line is wide. Nothing runs unless the call is
+// marked (sn1d_stats).
 
 //!include common.wgsl
 
@@ -35,7 +36,10 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let t = tile_1d(linear_group(wid, nwg));
+  line_wide(tile_1d(linear_group(wid, nwg)), lid);
+}
+
+fn line_wide(t: Tile1d, lid: u32) {
   if (!t.valid) {
     return;
   }

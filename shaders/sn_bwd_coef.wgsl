@@ -12,8 +12,8 @@
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
 // Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
-// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map is that of
-// dx' = dx 2^-(D - E) from dy' = dy 2^-D and x' = x 2^-E (D: the row's dy unit):
+// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
+// sn_bwd_wide_dx (D: the row's dy unit), is
 //   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
 // for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
 // is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row

@@ -25,10 +25,13 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let seg = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (seg >= P.seg_end) {
-    return;
+  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (i < P.seg_end) {
+    reduce_wide(i);
   }
+}
+
+fn reduce_wide(seg: u32) {
   let row = seg / P.chunks;
   let n = row / P.c;
   let c = row - n * P.c;

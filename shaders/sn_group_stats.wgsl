@@ -63,22 +63,25 @@ fn main(
       // reference's s is 0 and y = beta. Kept as a variance of 2^127 in units of 2^256 (2^383,
       // infinite for every purpose here): the mix's s comes out below 2^-190.
       let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
+      // (No return in this branch: Tint takes control flow after a return under a condition
+      // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
         groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128));
-        return;
+      } else {
+        let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
+        // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
+        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std.
+        let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
+        let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);
+        let field = max(field_m, select(0u, (field_v + 128u) / 2u, field_v != 0u));
+        let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
+        groups[g] = Group(
+          select(scale2(rm, -u), 0.0, bad != 0u),
+          0.0,
+          select(scale2(rv, -2 * u), 0.0, bad != 0u),
+          unit_flags(bad, u),
+        );
       }
-      let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
-      // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
-      // the batch statistics of such rows: unit 2^u with u the larger exponent of |mean|, std.
-      let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
-      let field = max(abs_field(bitcast<u32>(rm) & 0x7fffffffu), select(0u, (field_v + 128u) / 2u, field_v != 0u));
-      let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
-      groups[g] = Group(
-        select(scale2(rm, -u), 0.0, bad != 0u),
-        0.0,
-        select(scale2(rv, -2 * u), 0.0, bad != 0u),
-        unit_flags(bad, u),
-      );
     }
     return;
   }

@@ -7,11 +7,10 @@
 //   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
 // with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
 // so that the normalize pass does one load per row and no arithmetic on statistics.
-// A row with a scaled term (F_SCALED: a wide row or group, sn_wide_stats) gets instead, from
-// wide_map (common.wgsl), the map of x * 2^-e in the unit 2^e of its terms:
-//   mixed[r] = (hi', WIDE_MARK | (e + 512), scale', beta - lo' * scale')
-// lo' folded into beta: its rounding is that of y. The second word, not a finite float's bits,
-// tells sn_normalize to scale x by 2^-e first (the words are u32, so the mark survives as bits).
+// Rows with a scaled term (F_SCALED: wide rows or groups) get a meaningless map here: their y
+// is written again by sn_wide_normalize, which forms their map in scaled units itself. (A
+// branch to that code here would cost every row on lavapipe, which runs both sides of a
+// branch whose condition differs between invocations, masked.)
 
 //!include common.wgsl
 
@@ -19,7 +18,7 @@
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -50,18 +49,5 @@ fn main(
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
   );
-  if (is_scaled(m.flags)) {
-    let t_in = Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
-    let t_bn = select_term(Term(bn.hi, bn.lo, bn.variance, bn.flags), use_bn);
-    let w = wide_map(t_in, Term(ln.hi, ln.lo, ln.variance, ln.flags), t_bn, affine[c], affine[P.c + c]);
-    let beta = select(w.beta - w.lo * w.scale, qnan(), w.bad);
-    mixed[r] = vec4<u32>(
-      bitcast<u32>(w.hi),
-      WIDE_MARK | u32(w.e + 512),
-      bitcast<u32>(w.scale),
-      bitcast<u32>(beta),
-    );
-    return;
-  }
-  mixed[r] = bitcast<vec4<u32>>(row_affine(m, affine[c], affine[P.c + c]));
+  mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
 }

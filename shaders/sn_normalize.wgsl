@@ -2,34 +2,19 @@
 // element i of row r = i / M, with (hi, lo, scale, beta) = mixed[r] from sn_mix:
 //   y[i] = ((x[i] - hi) - lo) * scale + beta      (= (x - mu) / sqrt(var + eps) * gamma + beta)
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing to the subtraction;
-// y is NaN where sn_mix marked the row (beta's bits are NaN). A wide row (second word
-// WIDE_MARK | (e + 512), sn_mix) has its map in units of 2^e: y = (x * 2^-e - hi') * scale' + beta',
-// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. One vec4 per
-// thread; a vec4 that straddles two rows (M % 4 != 0) takes each lane's row in turn.
+// y is NaN where sn_mix marked the row (beta's bits are NaN). One vec4 per thread; a vec4 that
+// straddles two rows (M % 4 != 0) takes each lane's row in turn. Wide rows' y (sn_mix) is
+// written again by sn_wide_normalize, dispatched after this pass.
 
 //!include common.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> mixed: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
-fn is_wide(a: vec4<u32>) -> bool {
-  return (a.y & WIDE_MARK) == WIDE_MARK;
-}
-
-fn apply_wide(a: vec4<u32>, v: f32) -> f32 {
-  let f = bitcast<vec4<f32>>(a);
-  let e = i32(a.y & 0xffffu) - 512;
-  return select((scale2(v, -e) - f.x) * f.z + f.w, qnan(), is_nan_marker(f.w));
-}
-
-fn apply1(a: vec4<u32>, v: f32) -> f32 {
-  if (is_wide(a)) {
-    return apply_wide(a, v);
-  }
-  let f = bitcast<vec4<f32>>(a);
-  return select(((v - f.x) - f.y) * f.z + f.w, qnan(), is_nan_marker(f.w));
+fn apply1(a: vec4<f32>, v: f32) -> f32 {
+  return select(((v - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
 }
 
 @compute @workgroup_size(256)
@@ -47,12 +32,7 @@ fn main(
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let w = mixed[r0];
-    if (is_wide(w)) {
-      y[q] = vec4<f32>(apply_wide(w, v.x), apply_wide(w, v.y), apply_wide(w, v.z), apply_wide(w, v.w));
-      return;
-    }
-    let a = bitcast<vec4<f32>>(w);
+    let a = mixed[r0];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
     return;

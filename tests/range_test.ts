@@ -252,6 +252,39 @@ for (const backend of ["wasm", "webgpu"] as const) {
   );
 }
 
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "8192 rows of 4 floats where two samples of 64 are huge or tiny match the reference",
+    async () => {
+      const shape = [64, 128, 2, 2];
+      const scales = Array.from({ length: 64 }, (_, n) => n === 5 ? 1e19 : n === 40 ? 1e-25 : 1);
+      const data = scaledData(shape, scales, 17, false, 1);
+      await assertMatchesReference({
+        layer: "2d",
+        shape,
+        options: { eps: 0, usingBN: false },
+        ...data,
+      }, backend);
+    },
+  );
+}
+
+// WASM gives running_var here 1.3x its tolerance off (1.2e-5 relative; a wide column's BN
+// variance): reported, not WASM's part of this change.
+webgpuTest(
+  "WebGPU: SwitchNorm1d on 300 x 100 (40 tiles) where three rows are huge or tiny matches the reference",
+  async () => {
+    const shape = [300, 100];
+    const scales = Array.from(
+      { length: 300 },
+      (_, n) => n === 7 ? 1e19 : n === 150 || n === 299 ? 1e-22 : 1,
+    );
+    const data = scaledData(shape, scales, 18, false, 1);
+    await assertMatchesReference({ layer: "1d", shape, options: {}, ...data }, "webgpu");
+  },
+);
+
 webgpuTest(
   "WebGPU: SwitchNorm1d backward with dy near float32's limit matches the reference",
   async () => {
