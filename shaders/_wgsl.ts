@@ -857,8 +857,7 @@ export const SN_WIDE_STATS: string =
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
-// WIDE_THREADS threads loop over the segments (nothing runs unless the call is marked, sn_stats);
-// rows with non-finite values are left as they are (their statistics
+// One thread per segment; rows with non-finite values are left as they are (their statistics
 // are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
@@ -1006,9 +1005,8 @@ export const SN1D_WIDE_STATS: string =
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
 //   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
-// are. Thread lid < 32 takes column c0 + lid of a tile, thread 32 + r row n0 + r; each reads
-// its line's summary and goes on unless the line is wide. Nothing runs unless the call is
-// marked (sn1d_stats).
+// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
+// its line's summary and goes on only if the line is wide.
 
 ${_COMMON}
 
@@ -1172,9 +1170,11 @@ fn main(
     count = P.ln_count;
   }
   let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
-    atomicMax(&w_unit, u32(unit_of(members[base + k * stride].flags) + 127));
+    unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
   }
+  atomicMax(&w_unit, unit_max);
   workgroupBarrier();
   let unit = i32(atomicLoad(&w_unit)) - 127;
   let first = members[base];
@@ -1438,11 +1438,11 @@ export const SN_WIDE_NORMALIZE: string =
 // term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
 // With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
 //   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
-// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. Over row
-// segments (sn_stats' segments, dispatched per binding window of x and y), WIDE_THREADS threads
-// looping; nothing runs unless the call is marked (sn_stats, sn_group_stats). A separate pass, not a branch in sn_normalize: lavapipe runs both sides
-// of a branch whose condition differs between invocations (masked), so there every in-range
-// element would pay for this code.
+// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. One thread
+// per row segment (sn_stats' segments, dispatched per binding window of x and y): every other
+// row costs it a few loads. A separate pass, not a branch in sn_normalize: lavapipe runs both
+// sides of a branch whose condition differs between invocations (masked), so there every
+// in-range element would pay for this code.
 
 ${_COMMON}
 

@@ -4,9 +4,8 @@
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
 //   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
-// are. Thread lid < 32 takes column c0 + lid of a tile, thread 32 + r row n0 + r; each reads
-// its line's summary and goes on unless the line is wide. Nothing runs unless the call is
-// marked (sn1d_stats).
+// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
+// its line's summary and goes on only if the line is wide.
 
 //!include common.wgsl
 

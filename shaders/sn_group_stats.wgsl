@@ -98,9 +98,11 @@ fn main(
     count = P.ln_count;
   }
   let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
-    atomicMax(&w_unit, u32(unit_of(members[base + k * stride].flags) + 127));
+    unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
   }
+  atomicMax(&w_unit, unit_max);
   workgroupBarrier();
   let unit = i32(atomicLoad(&w_unit)) - 127;
   let first = members[base];

@@ -2,11 +2,11 @@
 // term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
 // With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
 //   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
-// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. Over row
-// segments (sn_stats' segments, dispatched per binding window of x and y), WIDE_THREADS threads
-// looping; nothing runs unless the call is marked (sn_stats, sn_group_stats). A separate pass, not a branch in sn_normalize: lavapipe runs both sides
-// of a branch whose condition differs between invocations (masked), so there every in-range
-// element would pay for this code.
+// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. One thread
+// per row segment (sn_stats' segments, dispatched per binding window of x and y): every other
+// row costs it a few loads. A separate pass, not a branch in sn_normalize: lavapipe runs both
+// sides of a branch whose condition differs between invocations (masked), so there every
+// in-range element would pay for this code.
 
 //!include common.wgsl
 

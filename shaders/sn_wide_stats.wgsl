@@ -8,8 +8,7 @@
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
-// WIDE_THREADS threads loop over the segments (nothing runs unless the call is marked, sn_stats);
-// rows with non-finite values are left as they are (their statistics
+// One thread per segment; rows with non-finite values are left as they are (their statistics
 // are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
