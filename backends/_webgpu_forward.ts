@@ -61,6 +61,8 @@ export interface Prepared {
   readonly rows: GPUBuffer;
   readonly groups: GPUBuffer;
   readonly mixed?: GPUBuffer;
+  /** The list of wide rows (sn_mix fills it, sn_wide_normalize reads it). */
+  readonly wideList: GPUBuffer;
   /**
    * Gives the scratch buffers back to the pool (safe right after the last submit); with `keep`,
    * the per-row summaries and the group statistics stay out of it (a backward needs them).
@@ -91,6 +93,7 @@ export function prepareForward(
   // At least two Partials' worth: sn_wide_stats binds it as its unread rows when rows are parts.
   const groups = ctx.acquire("storage", Math.max(plan.groups * GROUP_BYTES, 2 * PARTIAL_BYTES));
   const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
+  const wideList = ctx.acquire("storage", plan.wideListBytes);
   return {
     plan,
     state,
@@ -99,6 +102,7 @@ export function prepareForward(
     rows,
     groups,
     mixed,
+    wideList,
     release: (keep = false) => {
       // Layout "nd" keeps its per-row summaries (which are the partials when rows were not
       // cut into segments); "1d" keeps only its group statistics.
@@ -108,6 +112,7 @@ export function prepareForward(
       if (rows !== parts && !keepRows) ctx.release("storage", rows);
       if (!keep) ctx.release("storage", groups);
       if (mixed) ctx.release("storage", mixed);
+      ctx.release("storage", wideList);
     },
   };
 }
@@ -121,7 +126,7 @@ export function encodeForward(
   y: GPUBuffer,
   phase: "all" | "statistics" | "normalize",
 ): void {
-  const { uniforms, parts, rows, groups, mixed, state } = prep;
+  const { uniforms, parts, rows, groups, mixed, state, wideList } = prep;
   for (const d of prep.plan.dispatches) {
     if (phase !== "all" && STATISTICS.has(d.kind) !== (phase === "statistics")) continue;
     const slot = slotOf(uniforms, d);
@@ -134,15 +139,17 @@ export function encodeForward(
       // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
       wideStats: () => [slot, xw!, { buffer: parts }, { buffer: rows === parts ? groups : rows }],
       wideStats1d: () => [slot, xw!, { buffer: parts }],
-      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }],
+      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }, {
+        buffer: wideList,
+      }],
       mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
         buffer: mixed!,
-      }],
+      }, { buffer: wideList }],
       normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
       normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
       wideNormalize: () => [slot, xw!, yw!, { buffer: rows }, { buffer: groups }, {
         buffer: state.affine,
-      }],
+      }, { buffer: wideList }],
     }[d.kind as ForwardKind]();
     dispatch(engine, pass, d, entries);
   }

@@ -98,6 +98,8 @@ export interface Plan {
   readonly groups: number;
   /** Per-row affine maps of layout "nd" (N*C), 0 for "1d". */
   readonly mixedRows: number;
+  /** Bytes of the list of wide rows (a count, then N*C rows; 16 for layout "1d"). */
+  readonly wideListBytes: number;
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -418,7 +420,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     // costs these dispatches one load (sn_wide_stats.wgsl).
     for (const w of windows) add("wideStats", wideGroups(w.last - w.first), w.fill, w.window);
     addWideNormalize = () => {
-      for (const w of windows) add("wideNormalize", wideGroups(w.last - w.first), w.fill, w.window);
+      // A workgroup per listed wide row, at most 64 taking them in turn.
+      for (const w of windows) add("wideNormalize", Math.min(64, rows), w.fill, w.window);
     };
     if (seg.chunks > 1) {
       add("rowMerge", Math.ceil(rows / 64), (v) => {
@@ -453,6 +456,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const mixedRows = layout === "nd" ? n * c : 0;
   if (mixedRows > 0) {
     checkFits(mixedRows * 16, "the per-row affine maps", limits);
+    checkFits(4 + mixedRows * 4, "the list of wide rows", limits);
     add("mix", Math.ceil(mixedRows / 64), () => {});
   }
 
@@ -478,6 +482,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mergedRows,
     groups,
     mixedRows,
+    wideListBytes: Math.ceil((1 + mixedRows) / 4) * 16,
     tensorBytes: paddedBytes(total),
   };
 }

@@ -1104,6 +1104,8 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> groups: array<Group>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;
+// The list of wide rows sn_mix fills for sn_wide_normalize: its count is reset here.
+@group(0) @binding(4) var<storage, read_write> wide_list: array<u32>;
 
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
@@ -1120,6 +1122,9 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let g = linear_group(wid, nwg);
+  if (g == 0u && lid == 0u) {
+    wide_list[0] = 0u;
+  }
   if (g >= P.groups_ln + P.groups_bn) {
     return;
   }
@@ -1288,6 +1293,9 @@ ${_COMMON}
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
+// Rows with a scaled term: a count (reset by sn_group_stats), then the rows, for
+// sn_wide_normalize.
+@group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1319,6 +1327,9 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
   );
   mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
+  if (is_scaled(m.flags)) {
+    atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
+  }
 }
 `;
 
@@ -1438,11 +1449,11 @@ export const SN_WIDE_NORMALIZE: string =
 // term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
 // With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
 //   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
-// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. One thread
-// per row segment (sn_stats' segments, dispatched per binding window of x and y): every other
-// row costs it a few loads. A separate pass, not a branch in sn_normalize: lavapipe runs both
-// sides of a branch whose condition differs between invocations (masked), so there every
-// in-range element would pay for this code.
+// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. The rows
+// come from the list sn_mix fills; a workgroup per listed row (64 workgroups taking them in
+// turn), its threads over the row's elements in this dispatch's window of x and y. A separate
+// pass, not a branch in sn_normalize: lavapipe runs both sides of a branch whose condition
+// differs between invocations (masked), so there every in-range element would pay for it.
 
 ${_COMMON}
 
@@ -1452,6 +1463,8 @@ ${_COMMON}
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+// The wide rows: a count, then the rows (sn_mix).
+@group(0) @binding(6) var<storage, read> wide_list: array<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1459,14 +1472,16 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (i < P.seg_end) {
-    normalize_wide(i);
+  // Workgroups take the listed rows in turn. The bound is the same for every invocation (one
+  // load from one address), so without wide rows lavapipe skips the loop's code.
+  let count = wide_list[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    normalize_row(wide_list[1u + k], lid);
   }
 }
 
-fn normalize_wide(seg: u32) {
-  let row = seg / P.chunks;
+// The row's elements in this dispatch's window (its segments seg_first .. seg_end - 1).
+fn normalize_row(row: u32, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row];
@@ -1474,15 +1489,15 @@ fn normalize_wide(seg: u32) {
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
-  if (!is_scaled(p.flags | ln.flags | bn.flags)) {
-    return;
-  }
   let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
-  let row_start = row * P.m;
-  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
-  let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  for (var i = s; i < e; i++) {
-    y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+  let s0 = max(row * P.chunks, P.seg_first);
+  let s1 = min((row + 1u) * P.chunks, P.seg_end);
+  for (var seg = s0; seg < s1; seg++) {
+    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+    for (var i = s + lid; i < e; i += 64u) {
+      y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+    }
   }
 }
 `;

@@ -19,6 +19,9 @@
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
+// Rows with a scaled term: a count (reset by sn_group_stats), then the rows, for
+// sn_wide_normalize.
+@group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -50,4 +53,7 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
   );
   mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
+  if (is_scaled(m.flags)) {
+    atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
+  }
 }
