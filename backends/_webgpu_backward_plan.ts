@@ -12,6 +12,7 @@ import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import {
   checkFits,
   checkIndexable,
+  listBytes,
   paddedBytes,
   type PlanLimits,
   type PlannedDispatch,
@@ -22,7 +23,6 @@ import {
   tileWindows,
   vecWindows,
   WG,
-  wideGroups,
   writeCommon,
   writeGroupMembers,
   writeSegments,
@@ -56,6 +56,10 @@ export interface BackwardPlan {
   readonly groups: number;
   /** Per-row dx maps ("nd": N*C vec4; "1d": 0). */
   readonly coefRows: number;
+  /** Bytes of the list of segments for sn_bwd_wide_reduce (a count, then the segments). */
+  readonly wideSegBytes: number;
+  /** Bytes of the list of wide rows for sn_bwd_wide_dx (a count, then the rows). */
+  readonly wideRowBytes: number;
   /** Bytes a tensor buffer of this problem has. */
   readonly tensorBytes: number;
 }
@@ -98,8 +102,10 @@ export function makeBackwardPlan(
   const chanGroups = recordWindow(n, n + c, rec);
   let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
   const wideDx: [number, number, { offset: number; size: number }, (v: DataView) => void][] = [];
+  let wideSegments = 0;
   if (layout === "nd") {
     const seg = segments(problem, limits);
+    wideSegments = seg.count;
     for (const [first, last, base] of seg.windows) {
       const size = paddedBytes(seg.end(last - 1) - base);
       wideDx.push([first, last, { offset: base * 4, size }, (v) => {
@@ -109,6 +115,7 @@ export function makeBackwardPlan(
     // (S1, S2, max |dy|, unit) per segment (sn_bwd_reduce.wgsl).
     partBytes = seg.count * 16;
     checkFits(partBytes, "the per-segment gradient sums", limits);
+    checkFits(4 + seg.count * 4, "the list of wide segments", limits);
     for (const kind of ["bwdReduce", "bwdWideReduce"] as const) {
       // bwdWideReduce: the segments of wide rows or of |dy| beyond 2^40 summed again in scaled
       // units (sn_bwd_wide_reduce.wgsl); every other segment costs it four loads.
@@ -118,7 +125,7 @@ export function makeBackwardPlan(
           kind,
           kind === "bwdReduce"
             ? Math.ceil((last - first) / (WG / seg.threads))
-            : wideGroups(last - first),
+            : Math.min(64, Math.ceil(seg.count / 64)),
           (v) => writeSegments(v, seg, first, last, base),
           { offset: base * 4, size },
         );
@@ -212,7 +219,7 @@ export function makeBackwardPlan(
     );
   }
   // dx of wide rows written again (sn_bwd_wide_dx.wgsl), per segment and window of x.
-  for (const w of wideDx) add("bwdWideDx", wideGroups(w[1] - w[0]), w[3], w[2]);
+  for (const w of wideDx) add("bwdWideDx", Math.min(64, n * c), w[3], w[2]);
   const buffers: [number, string][] = [
     [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
     [chanPartBytes, "the columns' tile-line gradient sums"],
@@ -242,6 +249,8 @@ export function makeBackwardPlan(
     rows,
     groups,
     coefRows,
+    wideSegBytes: listBytes(wideSegments),
+    wideRowBytes: listBytes(coefRows),
     tensorBytes: paddedBytes(total),
   };
 }

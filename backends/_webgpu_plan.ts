@@ -98,7 +98,10 @@ export interface Plan {
   readonly groups: number;
   /** Per-row affine maps of layout "nd" (N*C), 0 for "1d". */
   readonly mixedRows: number;
-  /** Bytes of the list of wide rows (a count, then N*C rows; 16 for layout "1d"). */
+  /**
+   * Bytes of each list of wide rows (a count, then up to N*C rows; 16 for layout "1d"): one for
+   * sn_wide_stats, one for sn_wide_normalize.
+   */
   readonly wideListBytes: number;
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
@@ -185,9 +188,9 @@ export function checkIndexable(total: number): void {
   }
 }
 
-/** Workgroups of a pass for wide data over `items` items: one thread each, 64 per workgroup. */
-export function wideGroups(items: number): number {
-  return Math.ceil(items / 64);
+/** Bytes of a list of up to `items` wide rows or segments: a u32 count, then the items. */
+export function listBytes(items: number): number {
+  return Math.ceil((1 + items) / 4) * 16;
 }
 
 /** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
@@ -418,7 +421,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     }
     // Wide rows (|x| beyond (2^-21, 2^40]) summarized again in scaled units; every other row
     // costs these dispatches one load (sn_wide_stats.wgsl).
-    for (const w of windows) add("wideStats", wideGroups(w.last - w.first), w.fill, w.window);
+    // A workgroup per listed wide row, at most 64 taking them in turn (sn_wide_stats.wgsl).
+    for (const w of windows) add("wideStats", Math.min(64, rows), w.fill, w.window);
     addWideNormalize = () => {
       // A workgroup per listed wide row, at most 64 taking them in turn.
       for (const w of windows) add("wideNormalize", Math.min(64, rows), w.fill, w.window);
@@ -482,7 +486,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mergedRows,
     groups,
     mixedRows,
-    wideListBytes: Math.ceil((1 + mixedRows) / 4) * 16,
+    wideListBytes: listBytes(mixedRows),
     tensorBytes: paddedBytes(total),
   };
 }

@@ -622,6 +622,9 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
+// rows are one segment each, else by sn_row_merge.
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
@@ -715,6 +718,10 @@ fn main(
   }
   if (live && t == 0u) {
     parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+    let f = w_flags[lid];
+    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+      atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
+    }
   }
 }
 `;
@@ -746,6 +753,8 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 // 1.0, read from the uniforms so that no compiler can rewrite (a + b) - a as b in two_sum.
 var<private> opaque_one: f32;
@@ -818,6 +827,9 @@ fn main(
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
+  if ((P.flags & P_WIDE_ONLY) == 0u && is_wide_field(max_field(flags)) && (flags & F_CLASS) == 0u) {
+    atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
+  }
   if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
     return;
@@ -857,8 +869,8 @@ export const SN_WIDE_STATS: string =
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
-// One thread per segment; rows with non-finite values are left as they are (their statistics
-// are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
+// The rows come from a list (sn_stats, sn_row_merge); rows with non-finite values are not in it
+// (their statistics are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
 
@@ -869,6 +881,8 @@ ${_COMMON}
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The merged rows when chunks > 1 (else any buffer: not read).
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
+// The wide rows: a count, then the rows (sn_stats or sn_row_merge).
+@group(0) @binding(4) var<storage, read> wide_rows: array<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -876,9 +890,16 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (i < P.seg_end) {
-    summarize_wide(i);
+  // Workgroups take the listed rows in turn, their threads the row's segments in this
+  // dispatch's window. The bound is one load from one address, so without wide rows lavapipe
+  // skips the loop's code (it runs both sides of a divergent branch, masked).
+  let count = wide_rows[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let row = wide_rows[1u + k];
+    let s1 = min((row + 1u) * P.chunks, P.seg_end);
+    for (var seg = max(row * P.chunks, P.seg_first) + lid; seg < s1; seg += 64u) {
+      summarize_wide(seg);
+    }
   }
 }
 
@@ -1104,8 +1125,6 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> groups: array<Group>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;
-// The list of wide rows sn_mix fills for sn_wide_normalize: its count is reset here.
-@group(0) @binding(4) var<storage, read_write> wide_list: array<u32>;
 
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
@@ -1122,9 +1141,6 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let g = linear_group(wid, nwg);
-  if (g == 0u && lid == 0u) {
-    wide_list[0] = 0u;
-  }
   if (g >= P.groups_ln + P.groups_bn) {
     return;
   }
@@ -1293,7 +1309,7 @@ ${_COMMON}
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
-// Rows with a scaled term: a count (reset by sn_group_stats), then the rows, for
+// Rows with a scaled term: a count (0 when the call starts), then the rows, for
 // sn_wide_normalize.
 @group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
 
@@ -1530,6 +1546,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// Segments for sn_bwd_wide_reduce: a count (0 when the call starts), then the segments.
+@group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec3<f32>, 256>;
 
@@ -1552,6 +1570,7 @@ fn main(
   let t = lid % g;
   var acc = vec2<f32>(0.0);
   var mx = 0.0;
+  var scaled = false;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -1563,7 +1582,8 @@ fn main(
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
-    let keep = !mixed_bad(m) && !is_scaled(m.flags);
+    scaled = is_scaled(m.flags);
+    let keep = !mixed_bad(m) && !scaled;
     let hi = m.hi;
     let lo = m.lo;
     let row_start = row * P.m;
@@ -1600,6 +1620,10 @@ fn main(
   }
   if (live && t == 0u) {
     bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    let mxs = w_s[lid].z;
+    if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
+      atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
+    }
   }
 }
 `;
@@ -1614,8 +1638,8 @@ export const SN_BWD_WIDE_REDUCE: string =
 //     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
 // of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
-// x' and dy' are formed from the bits (scale2), exact. Every other segment costs four loads.
-// One thread per segment.
+// x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
+// sn_bwd_reduce fills; a thread each.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1626,6 +1650,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// The segments to sum again: a count, then the segments (sn_bwd_reduce).
+@group(0) @binding(6) var<storage, read> wide_segs: array<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1633,9 +1659,16 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (i < P.seg_end) {
-    reduce_wide(i);
+  // Blocks of 64 listed segments, a thread each, taken by the workgroups in turn: the loop's
+  // bound is one load from one address, so without such segments lavapipe skips its code.
+  let count = wide_segs[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      let seg = wide_segs[1u + base + lid];
+      if (seg >= P.seg_first && seg < P.seg_end) {
+        reduce_wide(seg);
+      }
+    }
   }
 }
 
@@ -2038,6 +2071,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(6) var<storage, read_write> coef: array<vec4<u32>>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+// Wide rows for sn_bwd_wide_dx: a count (0 when the call starts), then the rows.
+@group(0) @binding(8) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -2148,6 +2183,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );
+  atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], r);
 }
 `;
 
@@ -2211,8 +2247,8 @@ export const SN_BWD_WIDE_DX: string =
 // rows (their map's fourth word WIDE_MARK | (D + 512) | (U + 512) << 10, sn_bwd_wide_coef),
 // written again in scaled units, with u and K the unit and shift of the row's own summary:
 //   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
-// and NaN where the map's A is NaN. One thread per row segment (sn_stats' segments, dispatched
-// per binding window of x, dy and dx); every other row costs one load.
+// and NaN where the map's A is NaN. The rows come from a list sn_bwd_coef fills; a workgroup
+// per row, over its segments in this dispatch's window of x, dy and dx.
 
 ${_COMMON}
 
@@ -2222,6 +2258,8 @@ ${_COMMON}
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<storage, read> coef: array<vec4<u32>>;
 @group(0) @binding(5) var<storage, read> rows: array<Partial>;
+// The wide rows: a count, then the rows (sn_bwd_coef).
+@group(0) @binding(6) var<storage, read> wide_rows: array<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -2229,30 +2267,31 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (i < P.seg_end) {
-    dx_wide(i);
+  // Workgroups take the listed rows in turn, their threads the row's elements in this
+  // dispatch's window: the loop's bound is one load from one address, so without wide rows
+  // lavapipe skips its code.
+  let count = wide_rows[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    dx_row(wide_rows[1u + k], lid);
   }
 }
 
-fn dx_wide(seg: u32) {
-  let row = seg / P.chunks;
+fn dx_row(row: u32, lid: u32) {
   let k = coef[row];
   let p = rows[row];
-  if ((k.w & WIDE_MARK) != WIDE_MARK) {
-    return;
-  }
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let x_unit = unit_of(p.flags);
   let bad = is_nan_marker(f.z);
-  let row_start = row * P.m;
-  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
-  let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  for (var i = s; i < e; i++) {
-    let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
-    dx[i] = select(scale2(v, u), qnan(), bad);
+  let s1 = min((row + 1u) * P.chunks, P.seg_end);
+  for (var seg = max(row * P.chunks, P.seg_first); seg < s1; seg++) {
+    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+    for (var i = s + lid; i < e; i += 64u) {
+      let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
+      dx[i] = select(scale2(v, u), qnan(), bad);
+    }
   }
 }
 `;

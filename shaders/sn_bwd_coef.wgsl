@@ -34,6 +34,8 @@
 @group(0) @binding(6) var<storage, read_write> coef: array<vec4<u32>>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+// Wide rows for sn_bwd_wide_dx: a count (0 when the call starts), then the rows.
+@group(0) @binding(8) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -144,4 +146,5 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );
+  atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], r);
 }

@@ -24,6 +24,8 @@
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// Segments for sn_bwd_wide_reduce: a count (0 when the call starts), then the segments.
+@group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec3<f32>, 256>;
 
@@ -46,6 +48,7 @@ fn main(
   let t = lid % g;
   var acc = vec2<f32>(0.0);
   var mx = 0.0;
+  var scaled = false;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -57,7 +60,8 @@ fn main(
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
-    let keep = !mixed_bad(m) && !is_scaled(m.flags);
+    scaled = is_scaled(m.flags);
+    let keep = !mixed_bad(m) && !scaled;
     let hi = m.hi;
     let lo = m.lo;
     let row_start = row * P.m;
@@ -94,5 +98,9 @@ fn main(
   }
   if (live && t == 0u) {
     bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    let mxs = w_s[lid].z;
+    if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
+      atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
+    }
   }
 }

@@ -6,8 +6,8 @@
 //     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
 // of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
-// x' and dy' are formed from the bits (scale2), exact. Every other segment costs four loads.
-// One thread per segment.
+// x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
+// sn_bwd_reduce fills; a thread each.
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -18,6 +18,8 @@
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// The segments to sum again: a count, then the segments (sn_bwd_reduce).
+@group(0) @binding(6) var<storage, read> wide_segs: array<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -25,9 +27,16 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (i < P.seg_end) {
-    reduce_wide(i);
+  // Blocks of 64 listed segments, a thread each, taken by the workgroups in turn: the loop's
+  // bound is one load from one address, so without such segments lavapipe skips its code.
+  let count = wide_segs[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      let seg = wide_segs[1u + base + lid];
+      if (seg >= P.seg_first && seg < P.seg_end) {
+        reduce_wide(seg);
+      }
+    }
   }
 }
 

@@ -32,8 +32,6 @@
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> groups: array<Group>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;
-// The list of wide rows sn_mix fills for sn_wide_normalize: its count is reset here.
-@group(0) @binding(4) var<storage, read_write> wide_list: array<u32>;
 
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
@@ -50,9 +48,6 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let g = linear_group(wid, nwg);
-  if (g == 0u && lid == 0u) {
-    wide_list[0] = 0u;
-  }
   if (g >= P.groups_ln + P.groups_bn) {
     return;
   }

@@ -19,7 +19,7 @@
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
-// Rows with a scaled term: a count (reset by sn_group_stats), then the rows, for
+// Rows with a scaled term: a count (0 when the call starts), then the rows, for
 // sn_wide_normalize.
 @group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
 

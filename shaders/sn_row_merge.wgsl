@@ -23,6 +23,8 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 // 1.0, read from the uniforms so that no compiler can rewrite (a + b) - a as b in two_sum.
 var<private> opaque_one: f32;
@@ -94,6 +96,9 @@ fn main(
     let dk = two_sum(p.shift, -first.shift);
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
+  }
+  if ((P.flags & P_WIDE_ONLY) == 0u && is_wide_field(max_field(flags)) && (flags & F_CLASS) == 0u) {
+    atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
   if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);

@@ -20,6 +20,9 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
+// rows are one segment each, else by sn_row_merge.
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
@@ -113,5 +116,9 @@ fn main(
   }
   if (live && t == 0u) {
     parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+    let f = w_flags[lid];
+    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+      atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
+    }
   }
 }

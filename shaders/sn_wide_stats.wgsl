@@ -8,8 +8,8 @@
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
-// One thread per segment; rows with non-finite values are left as they are (their statistics
-// are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
+// The rows come from a list (sn_stats, sn_row_merge); rows with non-finite values are not in it
+// (their statistics are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
 
@@ -20,6 +20,8 @@
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The merged rows when chunks > 1 (else any buffer: not read).
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
+// The wide rows: a count, then the rows (sn_stats or sn_row_merge).
+@group(0) @binding(4) var<storage, read> wide_rows: array<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -27,9 +29,16 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (i < P.seg_end) {
-    summarize_wide(i);
+  // Workgroups take the listed rows in turn, their threads the row's segments in this
+  // dispatch's window. The bound is one load from one address, so without wide rows lavapipe
+  // skips the loop's code (it runs both sides of a divergent branch, masked).
+  let count = wide_rows[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let row = wide_rows[1u + k];
+    let s1 = min((row + 1u) * P.chunks, P.seg_end);
+    for (var seg = max(row * P.chunks, P.seg_first) + lid; seg < s1; seg += 64u) {
+      summarize_wide(seg);
+    }
   }
 }
 
