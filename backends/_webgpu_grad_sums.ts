@@ -24,8 +24,9 @@ export function logitCount(problem: NormProblem): number {
   return problem.layout === "nd" && problem.usingBN ? 3 : 2;
 }
 
-/** Grad's flag bit: the float64 reference has NaN there (shaders/backward_common.wgsl). */
-const G_BAD = 1;
+/** Grad's flag bits (shaders/backward_common.wgsl): the float64 reference has NaN there; its
+ * variance dot products are NaN (0 * Inf, a mix weighting an infinite running_var). */
+const G_BAD = 1, G_VNAN = 0x80000000;
 
 /**
  * Exponent `k` of a Grad's flags (0: gm, 1: gv, 2: every other field): the record holds
@@ -53,10 +54,11 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   const { n, c } = problem;
   const f = new Float32Array(data, 0, (n + c) * 16), u = new Uint32Array(data, 0, (n + c) * 16);
   const meanDots = new Float64Array(k), varDots = new Float64Array(k);
-  let bad = false, sa = 0, sb = 0;
+  let bad = false, vnan = false, sa = 0, sb = 0;
   for (let i = 0; i < n; i++) {
     const at = 16 * i, unit = 2 ** exponentOf(u[at + 12], 2);
     if (u[at + 12] & G_BAD) bad = true;
+    if (u[at + 12] & G_VNAN) vnan = true;
     for (let q = 0; q < k; q++) {
       meanDots[q] += f[at + 4 + q] * unit;
       varDots[q] += f[at + 8 + q] * unit;
@@ -66,7 +68,7 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   }
   for (let q = 0; q < k; q++) {
     meanDots[q] = bad ? NaN : meanDots[q] + sa;
-    varDots[q] = bad ? NaN : varDots[q] + sb;
+    varDots[q] = bad || vnan ? NaN : varDots[q] + sb;
   }
   const dWeight = new Float64Array(c), dBias = new Float64Array(c);
   const gmB = new Float64Array(c), gvB = new Float64Array(c);

@@ -38,6 +38,9 @@ const F_CLASS: u32 = 0xffu;
 // common unit with exact powers of two, so the whole float32 range is covered.
 const F_FIELD: u32 = 0xff00u;
 const F_SCALED: u32 = 0x10000u;
+// A Group whose variance is +Infinity with a finite mean (an evaluation on a running_var that
+// overflowed): a mix that gives it weight has s = 0, as in the reference (y = beta).
+const F_VAR_INF: u32 = 0x20000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -388,6 +391,7 @@ struct WideMap {
   beta: f32,
   e: i32,
   bad: bool,
+  var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
 }
 
 // t where \`keep\`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
@@ -422,8 +426,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
   let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
-  let scale = gamma / sqrt(select(denom, 1.0, bad));
-  return WideMap(hi, lo, variance, scale, beta, e, bad);
+  let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
+  let scale = select(gamma / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf);
 }
 
 // g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
@@ -480,6 +487,9 @@ struct Grad {
 
 const G_BAD: u32 = 1u;
 const G_EXPS: u32 = 0x7ffffffeu;
+// The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
+// infinite variance, F_VAR_INF); the rest of the record is as usual.
+const G_VNAN: u32 = 0x80000000u;
 // |dy| beyond this: the row's dy is summed in units of 2^D (float32 sums of dy could overflow).
 const DY_MAX: f32 = 1099511627776.0; // 2^40
 
@@ -489,7 +499,7 @@ fn g_exp(flags: u32, k: u32) -> i32 {
 }
 
 fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
-  return (bad & G_BAD) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
     ((u32(e2) & 0x3ffu) << 21u);
 }
 
@@ -1153,13 +1163,13 @@ fn main(
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
       // running_var +Infinity (a batch variance beyond float32) with a finite mean: the
-      // reference's s is 0 and y = beta. Kept as a variance of 2^127 in units of 2^256 (2^383,
-      // infinite for every purpose here): the mix's s comes out below 2^-190.
+      // reference's s is 0 and y = beta. Marked F_VAR_INF (wide_map's s is then 0), with a
+      // variance of 2^127 in units of 2^256 in its place.
       let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128));
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
         // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
@@ -1820,10 +1830,14 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
   } else {
     // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
   }
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  if (w.var_inf) {
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
   let s = w.scale;
   let gamma = affine[c];
@@ -1899,12 +1913,16 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
   }
   let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
   let d = scale2(dv, -d_unit);
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  if (w.var_inf) {
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
   let s = w.scale;
   let gamma = affine[c];
@@ -2100,7 +2118,7 @@ fn main(
   var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
   var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
-  var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
+  var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
@@ -2118,7 +2136,7 @@ fn main(
       P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
     bn_x,
   );
-  bad = bad || select(false, bg.flags != 0u, bn_x);
+  bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
   coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
@@ -2137,7 +2155,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   if (is_scaled(m.flags)) {
     w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
   } else {
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
   }
   let e = w.e;
   let d_unit = g_exp(row.flags, 2u);
@@ -2331,7 +2349,7 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
   }
   let cf = f32(P.c);
   let nb = P.batch;
@@ -2389,11 +2407,11 @@ fn main(
       }
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
-      var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
+      var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       let v_bn = v + P.wmean[1] * bg.s.x / nb +
         P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
       v = select(v, v_bn, with_bn);
-      bad = bad || select(false, bg.flags != 0u || nb < 2.0, with_bn);
+      bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
     }
   }

@@ -29,6 +29,9 @@ struct Grad {
 
 const G_BAD: u32 = 1u;
 const G_EXPS: u32 = 0x7ffffffeu;
+// The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
+// infinite variance, F_VAR_INF); the rest of the record is as usual.
+const G_VNAN: u32 = 0x80000000u;
 // |dy| beyond this: the row's dy is summed in units of 2^D (float32 sums of dy could overflow).
 const DY_MAX: f32 = 1099511627776.0; // 2^40
 
@@ -38,7 +41,7 @@ fn g_exp(flags: u32, k: u32) -> i32 {
 }
 
 fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
-  return (bad & G_BAD) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
     ((u32(e2) & 0x3ffu) << 21u);
 }
 

@@ -29,6 +29,9 @@ const F_CLASS: u32 = 0xffu;
 // common unit with exact powers of two, so the whole float32 range is covered.
 const F_FIELD: u32 = 0xff00u;
 const F_SCALED: u32 = 0x10000u;
+// A Group whose variance is +Infinity with a finite mean (an evaluation on a running_var that
+// overflowed): a mix that gives it weight has s = 0, as in the reference (y = beta).
+const F_VAR_INF: u32 = 0x20000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -379,6 +382,7 @@ struct WideMap {
   beta: f32,
   e: i32,
   bad: bool,
+  var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
 }
 
 // t where `keep`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
@@ -413,8 +417,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
   let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
-  let scale = gamma / sqrt(select(denom, 1.0, bad));
-  return WideMap(hi, lo, variance, scale, beta, e, bad);
+  let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
+  let scale = select(gamma / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf);
 }
 
 // g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).

@@ -31,7 +31,7 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
   }
   let cf = f32(P.c);
   let nb = P.batch;
@@ -89,11 +89,11 @@ fn main(
       }
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
-      var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
+      var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       let v_bn = v + P.wmean[1] * bg.s.x / nb +
         P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
       v = select(v, v_bn, with_bn);
-      bad = bad || select(false, bg.flags != 0u || nb < 2.0, with_bn);
+      bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
     }
   }

@@ -63,7 +63,7 @@ fn main(
   var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
   var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
-  var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
+  var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
@@ -81,7 +81,7 @@ fn main(
       P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
     bn_x,
   );
-  bad = bad || select(false, bg.flags != 0u, bn_x);
+  bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
   coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
@@ -100,7 +100,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   if (is_scaled(m.flags)) {
     w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
   } else {
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m));
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
   }
   let e = w.e;
   let d_unit = g_exp(row.flags, 2u);

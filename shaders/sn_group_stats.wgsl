@@ -60,13 +60,13 @@ fn main(
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
       // running_var +Infinity (a batch variance beyond float32) with a finite mean: the
-      // reference's s is 0 and y = beta. Kept as a variance of 2^127 in units of 2^256 (2^383,
-      // infinite for every purpose here): the mix's s comes out below 2^-190.
+      // reference's s is 0 and y = beta. Marked F_VAR_INF (wide_map's s is then 0), with a
+      // variance of 2^127 in units of 2^256 in its place.
       let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128));
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
         // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like

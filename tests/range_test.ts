@@ -121,7 +121,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
   );
 }
 
-/** One training step (forward, running buffers, backward) and one evaluation forward. */
+/** One training step (forward, running buffers, backward), then an evaluation forward and backward. */
 interface Step {
   y: Float32Array;
   runningMean: Float32Array;
@@ -129,6 +129,8 @@ interface Step {
   dx: Float32Array;
   grads: Record<"weight" | "bias" | "mean_weight" | "var_weight", Float32Array>;
   yEval: Float32Array;
+  dxEval: Float32Array;
+  gradsEval: Record<"weight" | "bias" | "mean_weight" | "var_weight", Float32Array>;
 }
 
 /** A layer on `backend` with a fixed state, through one Step on x, dy, then xEval. */
@@ -159,9 +161,18 @@ async function step(kase: RangeCase, backend: Backend): Promise<Step> {
   await layer.sync();
   const runningMean = layer.usingBN ? layer.running_mean : new Float32Array();
   const runningVar = layer.usingBN ? layer.running_var : new Float32Array();
+  const live = layer.grads;
+  const grads = {
+    weight: live.weight.slice(),
+    bias: live.bias.slice(),
+    mean_weight: live.mean_weight.slice(),
+    var_weight: live.var_weight.slice(),
+  };
   layer.train(false);
-  const yEval = await layer.forward(kase.xEval, kase.shape);
-  return { y, runningMean, runningVar, dx, grads: layer.grads, yEval };
+  layer.zeroGrad();
+  const yEval = await layer.forward(kase.xEval, kase.shape, { keepForBackward: true });
+  const dxEval = await layer.backward(kase.dy);
+  return { y, runningMean, runningVar, dx, grads, yEval, dxEval, gradsEval: layer.grads };
 }
 
 async function assertMatchesReference(kase: RangeCase, backend: Backend): Promise<void> {
@@ -177,6 +188,10 @@ async function assertMatchesReference(kase: RangeCase, backend: Backend): Promis
     check(got.grads[k], want.grads[k], GRAD, `grad of ${k}`);
   }
   check(got.yEval, want.yEval, Y, "y (evaluation on the running buffers)");
+  check(got.dxEval, want.dxEval, GRAD, "dx (evaluation)");
+  for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+    check(got.gradsEval[k], want.gradsEval[k], GRAD, `grad of ${k} (evaluation)`);
+  }
 }
 
 /**
