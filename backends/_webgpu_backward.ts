@@ -106,6 +106,17 @@ export function encodeBackward(
         whole(affine),
         at(b.parts, r.rows),
         at(b.chanParts!, r.chanParts),
+        whole(b.wideSegs),
+      ],
+      bwdWideReduce1d: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        whole(stats.groups!),
+        whole(affine),
+        at(b.parts, r.rows),
+        at(b.chanParts!, r.chanParts),
+        whole(b.wideSegs),
       ],
       bwdGroups: () => [
         slot,

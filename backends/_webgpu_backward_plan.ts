@@ -70,6 +70,7 @@ export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set(
   "bwdWideReduce",
   "bwdRows",
   "bwdReduce1d",
+  "bwdWideReduce1d",
   "bwdGroups",
 ]);
 
@@ -168,6 +169,9 @@ export function makeBackwardPlan(
     }
   } else {
     const ct = Math.ceil(c / TILE);
+    // Lines with a wide element: at most 64 per tile (sn1d_bwd_reduce.wgsl).
+    wideSegments = Math.ceil(n / TILE) * ct * 64;
+    checkFits(4 + wideSegments * 4, "the list of wide tile lines", limits);
     partBytes = n * ct * GRAD_BYTES;
     chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
     for (const [i, [first, last, base]] of tileWindows(problem, limits, rec).entries()) {
@@ -177,6 +181,24 @@ export function makeBackwardPlan(
       add(
         "bwdReduce1d",
         (last - first) * ct,
+        (v) => {
+          v.setUint32(24, ct, true);
+          v.setUint32(28, first, true);
+          v.setUint32(32, last, true);
+          v.setUint32(36, base, true);
+          v.setUint32(104, lines.base, true);
+          v.setUint32(108, cols.base, true);
+        },
+        { offset: base * 4, size: (r1 * c - base) * 4 },
+        {
+          rows: lines.window,
+          chanParts: cols.window,
+        },
+      );
+      // The lines with a wide element summed again (sn1d_bwd_wide_reduce.wgsl).
+      add(
+        "bwdWideReduce1d",
+        Math.min(64, (last - first) * ct),
         (v) => {
           v.setUint32(24, ct, true);
           v.setUint32(28, first, true);

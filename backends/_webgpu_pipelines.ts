@@ -49,6 +49,7 @@ const SOURCES: Record<PipelineKind, string> = {
   bwdWideReduce: WGSL.SN_BWD_WIDE_REDUCE,
   bwdRows: WGSL.SN_BWD_ROWS,
   bwdReduce1d: WGSL.SN1D_BWD_REDUCE,
+  bwdWideReduce1d: WGSL.SN1D_BWD_WIDE_REDUCE,
   bwdGroups: WGSL.SN_BWD_GROUPS,
   bwdCoef: WGSL.SN_BWD_COEF,
   bwdDx: WGSL.SN_BWD_DX,

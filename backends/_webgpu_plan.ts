@@ -70,6 +70,7 @@ export interface PlannedDispatch {
     | "bwdWideReduce"
     | "bwdRows"
     | "bwdReduce1d"
+    | "bwdWideReduce1d"
     | "bwdGroups"
     | "bwdCoef"
     | "bwdDx"

@@ -26,6 +26,7 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN_BWD_WIDE_REDUCE: "sn_bwd_wide_reduce.wgsl",
   SN_BWD_ROWS: "sn_bwd_rows.wgsl",
   SN1D_BWD_REDUCE: "sn1d_bwd_reduce.wgsl",
+  SN1D_BWD_WIDE_REDUCE: "sn1d_bwd_wide_reduce.wgsl",
   SN_BWD_GROUPS: "sn_bwd_groups.wgsl",
   SN_BWD_COEF: "sn_bwd_coef.wgsl",
   SN_BWD_DX: "sn_bwd_dx.wgsl",
