@@ -122,6 +122,7 @@ export function encodeBackward(
         slot,
         r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
         at(b.groups, r.groups),
+        whole(b.wideRows),
       ],
       bwdCoef: () => [
         slot,
@@ -154,6 +155,17 @@ export function encodeBackward(
         whole(affine),
         at(b.groups, r.groups),
         at(b.groups, r.chanGroups),
+      ],
+      bwdWideDx1d: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        w(b.dx),
+        whole(stats.groups!),
+        whole(affine),
+        at(b.groups, r.groups),
+        at(b.groups, r.chanGroups),
+        whole(b.wideRows),
       ],
     }[d.kind as BackwardKind]();
     dispatch(engine, pass, d, entries);

@@ -58,7 +58,10 @@ export interface BackwardPlan {
   readonly coefRows: number;
   /** Bytes of the list of segments for sn_bwd_wide_reduce (a count, then the segments). */
   readonly wideSegBytes: number;
-  /** Bytes of the list of wide rows for sn_bwd_wide_dx (a count, then the rows). */
+  /**
+   * Bytes of the list of wide rows for sn_bwd_wide_dx ("nd") or of groups with wide sums for
+   * sn1d_bwd_wide_dx ("1d"): a count, then the items.
+   */
   readonly wideRowBytes: number;
   /** Bytes a tensor buffer of this problem has. */
   readonly tensorBytes: number;
@@ -103,7 +106,7 @@ export function makeBackwardPlan(
   const chanGroups = recordWindow(n, n + c, rec);
   let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
   const wideDx: [number, number, { offset: number; size: number }, (v: DataView) => void][] = [];
-  let wideSegments = 0;
+  let wideSegments = 0, wideGroupItems = 0;
   if (layout === "nd") {
     const seg = segments(problem, limits);
     wideSegments = seg.count;
@@ -174,7 +177,11 @@ export function makeBackwardPlan(
     checkFits(4 + wideSegments * 4, "the list of wide tile lines", limits);
     partBytes = n * ct * GRAD_BYTES;
     chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
-    for (const [i, [first, last, base]] of tileWindows(problem, limits, rec).entries()) {
+    const tiles = tileWindows(problem, limits, rec);
+    // sn1d_bwd_wide_dx's list: each sample once, each channel once per window (its sums add up
+    // over the windows, each of which may list it).
+    wideGroupItems = n + c * tiles.length;
+    for (const [i, [first, last, base]] of tiles.entries()) {
       const r0 = first * TILE, r1 = Math.min(last * TILE, n);
       const lines = recordWindow(r0 * ct, r1 * ct, rec);
       const cols = recordWindow(first * c, last * c, rec);
@@ -221,24 +228,30 @@ export function makeBackwardPlan(
       addGroupSum(add, rec, { chanParts: cols.window }, none, bnMembers, n, i > 0);
     }
   }
-  for (const [first, count] of vecWindows(total, limits, layout === "1d" ? rec : undefined, c)) {
-    const samples = recordWindow(
-      Math.floor(first * 4 / c),
-      Math.min(n, Math.ceil((first + count) * 4 / c)),
-      rec,
-    );
-    add(
-      layout === "nd" ? "bwdDx" : "bwdDx1d",
-      Math.ceil(count / WG),
-      (v) => {
-        v.setUint32(36, first * 4, true);
-        v.setUint32(40, count, true);
-        v.setUint32(104, samples.base, true);
-        v.setUint32(108, chanGroups.base, true);
-      },
-      { offset: first * 16, size: count * 16 },
-      layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
-    );
+  const vecs = vecWindows(total, limits, layout === "1d" ? rec : undefined, c);
+  // bwdWideDx1d: dx of the samples and channels with wide sums written again
+  // (sn1d_bwd_wide_dx.wgsl), a workgroup per listed group, at most 64.
+  const dxKinds = layout === "nd" ? ["bwdDx"] as const : ["bwdDx1d", "bwdWideDx1d"] as const;
+  for (const kind of dxKinds) {
+    for (const [first, count] of vecs) {
+      const samples = recordWindow(
+        Math.floor(first * 4 / c),
+        Math.min(n, Math.ceil((first + count) * 4 / c)),
+        rec,
+      );
+      add(
+        kind,
+        kind === "bwdWideDx1d" ? Math.min(64, n + c) : Math.ceil(count / WG),
+        (v) => {
+          v.setUint32(36, first * 4, true);
+          v.setUint32(40, count, true);
+          v.setUint32(104, samples.base, true);
+          v.setUint32(108, chanGroups.base, true);
+        },
+        { offset: first * 16, size: count * 16 },
+        layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
+      );
+    }
   }
   // dx of wide rows written again (sn_bwd_wide_dx.wgsl), per segment and window of x.
   for (const w of wideDx) add("bwdWideDx", Math.min(64, n * c), w[3], w[2]);
@@ -272,7 +285,7 @@ export function makeBackwardPlan(
     groups,
     coefRows,
     wideSegBytes: listBytes(wideSegments),
-    wideRowBytes: listBytes(coefRows),
+    wideRowBytes: listBytes(layout === "nd" ? coefRows : wideGroupItems),
     tensorBytes: paddedBytes(total),
   };
 }

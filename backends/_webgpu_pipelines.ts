@@ -55,6 +55,7 @@ const SOURCES: Record<PipelineKind, string> = {
   bwdDx: WGSL.SN_BWD_DX,
   bwdWideDx: WGSL.SN_BWD_WIDE_DX,
   bwdDx1d: WGSL.SN1D_BWD_DX,
+  bwdWideDx1d: WGSL.SN1D_BWD_WIDE_DX,
 };
 
 /**

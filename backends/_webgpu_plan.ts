@@ -75,7 +75,8 @@ export interface PlannedDispatch {
     | "bwdCoef"
     | "bwdDx"
     | "bwdWideDx"
-    | "bwdDx1d";
+    | "bwdDx1d"
+    | "bwdWideDx1d";
   /** Index of its uniform slot. */
   readonly slot: number;
   /** Workgroups in all (the backend lays them out on a 2D grid). */

@@ -32,6 +32,7 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN_BWD_DX: "sn_bwd_dx.wgsl",
   SN_BWD_WIDE_DX: "sn_bwd_wide_dx.wgsl",
   SN1D_BWD_DX: "sn1d_bwd_dx.wgsl",
+  SN1D_BWD_WIDE_DX: "sn1d_bwd_wide_dx.wgsl",
   BENCH_COPY: "bench_copy.wgsl",
   BENCH_COPY_BACKWARD: "bench_copy_backward.wgsl",
 };

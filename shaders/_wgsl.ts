@@ -2096,6 +2096,10 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
+// Layout "1d": groups whose sums carry exponents, for sn1d_bwd_wide_dx (a count, 0 when the
+// call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
+// several windows may appear more than once).
+@group(0) @binding(3) var<storage, read_write> wide_groups: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
@@ -2150,6 +2154,9 @@ fn main(
       sum = grad_add(out[P.seg_first + g], sum);
     }
     out[P.seg_first + g] = sum;
+    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & G_EXPS) != 0u) {
+      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.seg_first + g);
+    }
   }
 }
 `;
@@ -2426,12 +2433,11 @@ export const SN1D_BWD_DX: string =
 // NB = Params.batch:
 //   dx = dy * gamma[c] * s + w0 * GmL/C + v0 * GvL * 2 * (x - mu_ln)/(C - 1)
 //        + w1 * GmB/NB + v1 * GvB * 2 * (x - mu_bn)/(NB - 1)     (BN terms: training only)
-// x - mu is formed as (x - hi) - lo. Where a statistic is scaled (F_SCALED), a sum carries
-// exponents (Grad) or |dy| passes DY_MAX, the terms are formed as mantissa-exponent pairs (x
-// and dy scaled by their bits) and added with xf_add. NaN where the reference's dx is NaN: the element's
+// x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
 // statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
 // One vec4 per thread. bgroups is bound from record rec_base on, cgroups from chan_base on
-// (windows of the records, which may exceed one storage binding).
+// (windows of the records, which may exceed one storage binding). Elements whose statistics are
+// scaled or whose sums carry exponents (wide data) are written again by sn1d_bwd_wide_dx.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -2445,6 +2451,111 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let q = linear_group(wid, nwg) * 256u + lid;
+  if (q >= P.vec_count) {
+    return;
+  }
+  let e0 = P.elem_base + 4u * q;
+  let xv = x[q];
+  let d = dy[q];
+  let cf = f32(P.c);
+  let nb = P.batch;
+  let with_bn = bn_depends_on_x();
+  var out = vec4<f32>(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let e = e0 + j;
+    if (e < P.total) {
+      let n = e / P.c;
+      let c = e - n * P.c;
+      let ln = groups[n];
+      let bn = groups[P.n + c];
+      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      let lg = bgroups[n - P.rec_base];
+      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
+        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
+      var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
+      // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
+      let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
+      let v_bn = v + P.wmean[1] * bg.s.x / nb +
+        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+      v = select(v, v_bn, with_bn);
+      bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
+      out[j] = select(v, qnan(), bad);
+    }
+  }
+  dx[q] = out;
+}
+`;
+
+/** sn1d_bwd_wide_dx.wgsl (with its includes). */
+export const SN1D_BWD_WIDE_DX: string =
+  `// sn1d_bwd_wide_dx.wgsl: the last backward step of layout "1d", after sn1d_bwd_dx: dx of the
+// elements of the samples and channels whose gradient sums carry exponents (wide data: scaled
+// statistics or |dy| beyond DY_MAX; sn_bwd_groups lists those groups), written again with the
+// terms of sn1d_bwd_dx formed as mantissa-exponent pairs (x and dy scaled by their bits) and
+// added with xf_add. A workgroup per listed group (64 workgroups taking them in turn), its
+// threads over the group's elements in this dispatch's window: for sample n all of row n, for
+// channel c column c (an element in both is written twice, with the same value). The loop's
+// bound is one load from one address, so without wide data lavapipe skips its code. Bindings
+// and windows as sn1d_bwd_dx.
+
+${_COMMON}
+${_BACKWARD_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+// The groups whose sums carry exponents: a count, then group indices (sn_bwd_groups).
+@group(0) @binding(8) var<storage, read> wide_groups: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_groups[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let g = wide_groups[1u + k];
+    let first = P.elem_base;
+    let end = min(P.elem_base + 4u * P.vec_count, P.total);
+    if (g < P.n) {
+      for (var c = lid; c < P.c; c += 64u) {
+        write_dx(g, c, first, end);
+      }
+    } else {
+      let n0 = first / P.c;
+      let n1 = min((end + P.c - 1u) / P.c, P.n);
+      for (var n = n0 + lid; n < n1; n += 64u) {
+        write_dx(n, g - P.n, first, end);
+      }
+    }
+  }
+}
+
+fn write_dx(n: u32, c: u32, first: u32, end: u32) {
+  let e = n * P.c + c;
+  if (e >= first && e < end) {
+    let i = e - first;
+    let with_bn = bn_depends_on_x();
+    let lg = bgroups[n - P.rec_base];
+    let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
+    dx[i] = wide_dx(groups[n], groups[P.n + c], lg, bg, c, x[i], dy[i], with_bn);
+  }
+}
 
 fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
   var w: WideMap;
@@ -2473,52 +2584,6 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
   return select(scale2(v.m, v.e), qnan(), bad);
-}
-
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let q = linear_group(wid, nwg) * 256u + lid;
-  if (q >= P.vec_count) {
-    return;
-  }
-  let e0 = P.elem_base + 4u * q;
-  let xv = x[q];
-  let d = dy[q];
-  let cf = f32(P.c);
-  let nb = P.batch;
-  let with_bn = bn_depends_on_x();
-  var out = vec4<f32>(0.0);
-  for (var j = 0u; j < 4u; j++) {
-    let e = e0 + j;
-    if (e < P.total) {
-      let n = e / P.c;
-      let c = e - n * P.c;
-      let ln = groups[n];
-      let bn = groups[P.n + c];
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let lg = bgroups[n - P.rec_base];
-      // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
-      let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-      let exps = (lg.flags | select(0u, bg.flags, with_bn)) & G_EXPS;
-      if (is_scaled(ln.flags | bn.flags) || exps != 0u || abs(d[j]) > DY_MAX) {
-        out[j] = wide_dx(ln, bn, lg, bg, c, xv[j], d[j], with_bn);
-        continue;
-      }
-      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
-        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
-      var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
-      let v_bn = v + P.wmean[1] * bg.s.x / nb +
-        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
-      v = select(v, v_bn, with_bn);
-      bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
-      out[j] = select(v, qnan(), bad);
-    }
-  }
-  dx[q] = out;
 }
 `;
 
