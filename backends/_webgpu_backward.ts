@@ -26,6 +26,9 @@ import { f32, GpuTensor } from "./_webgpu_tensor.ts";
 import { type GradientSums, gradientSums, logitCount } from "./_webgpu_grad_sums.ts";
 import { syncGradientSums } from "./_webgpu_sync.ts";
 
+/** An empty list of wide rows or segments (its count word 0), written at every call's start. */
+const EMPTY_LIST = new Uint32Array(4);
+
 /** The buffers one backward binds. @internal */
 export interface BackwardBuffers {
   readonly uniforms: GPUBuffer;
@@ -46,6 +49,9 @@ export interface BackwardBuffers {
   readonly groups: GPUBuffer;
   /** Per-row dx maps ("nd"). */
   readonly coef?: GPUBuffer;
+  /** Segments for sn_bwd_wide_reduce, rows for sn_bwd_wide_dx: a count, then the items. */
+  readonly wideSegs: GPUBuffer;
+  readonly wideRows: GPUBuffer;
 }
 
 /** One backward's plan and scratch buffers, and how to give them back. @internal */
@@ -79,7 +85,10 @@ export function encodeBackward(
     const entries: GPUBufferBinding[] = {
       bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
         buffer: b.parts,
-      }],
+      }, whole(b.wideSegs)],
+      bwdWideReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
+        buffer: b.parts,
+      }, whole(b.wideSegs)],
       bwdRows: () => [
         slot,
         whole(b.parts),
@@ -88,6 +97,7 @@ export function encodeBackward(
         whole(affine),
         at(b.rows!, r.rows),
       ],
+
       bwdReduce1d: () => [
         slot,
         w(b.x),
@@ -96,11 +106,23 @@ export function encodeBackward(
         whole(affine),
         at(b.parts, r.rows),
         at(b.chanParts!, r.chanParts),
+        whole(b.wideSegs),
+      ],
+      bwdWideReduce1d: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        whole(stats.groups!),
+        whole(affine),
+        at(b.parts, r.rows),
+        at(b.chanParts!, r.chanParts),
+        whole(b.wideSegs),
       ],
       bwdGroups: () => [
         slot,
         r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
         at(b.groups, r.groups),
+        whole(b.wideRows),
       ],
       bwdCoef: () => [
         slot,
@@ -111,8 +133,19 @@ export function encodeBackward(
         whole(affine),
         whole(b.coef!),
         at(b.groups, r.chanGroups),
+        whole(b.wideRows),
       ],
+
       bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
+      bwdWideDx: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        w(b.dx),
+        whole(b.coef!),
+        whole(stats.rows!),
+        whole(b.wideRows),
+      ],
       bwdDx1d: () => [
         slot,
         w(b.x),
@@ -122,6 +155,17 @@ export function encodeBackward(
         whole(affine),
         at(b.groups, r.groups),
         at(b.groups, r.chanGroups),
+      ],
+      bwdWideDx1d: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        w(b.dx),
+        whole(stats.groups!),
+        whole(affine),
+        at(b.groups, r.groups),
+        at(b.groups, r.chanGroups),
+        whole(b.wideRows),
       ],
     }[d.kind as BackwardKind]();
     dispatch(engine, pass, d, entries);
@@ -177,11 +221,24 @@ export function prepareBackward(
     rows: plan.rows > 0 ? ctx.acquire("storage", plan.rows * GRAD_BYTES) : undefined,
     groups: ctx.acquire("storage", plan.groups * GRAD_BYTES),
     coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
+    wideSegs: ctx.acquire("storage", plan.wideSegBytes),
+    wideRows: ctx.acquire("storage", plan.wideRowBytes),
   };
+  // Both lists start empty: their counts are 0 when the call's dispatches run.
+  ctx.device.queue.writeBuffer(buffers.wideSegs, 0, EMPTY_LIST);
+  ctx.device.queue.writeBuffer(buffers.wideRows, 0, EMPTY_LIST);
   const release = () => {
     ctx.release("uniform", uniforms);
     for (
-      const b of [buffers.parts, buffers.chanParts, buffers.rows, buffers.groups, buffers.coef]
+      const b of [
+        buffers.parts,
+        buffers.chanParts,
+        buffers.rows,
+        buffers.groups,
+        buffers.coef,
+        buffers.wideSegs,
+        buffers.wideRows,
+      ]
     ) {
       if (b) ctx.release("storage", b);
     }

@@ -12,6 +12,7 @@ import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import {
   checkFits,
   checkIndexable,
+  listBytes,
   paddedBytes,
   type PlanLimits,
   type PlannedDispatch,
@@ -43,8 +44,8 @@ export interface BackwardPlan {
   /** The uniform slots, SLOT_BYTES each, in slot order. */
   readonly uniforms: ArrayBuffer;
   /**
-   * Bytes of the first reduction's output ("nd": a vec2 per segment; "1d": a Grad per tile line
-   * of a row, N * CT).
+   * Bytes of the first reduction's output ("nd": a vec4 (S1, S2, max |dy|, unit) per segment;
+   * "1d": a Grad per tile line of a row, N * CT).
    */
   readonly partBytes: number;
   /** "1d": bytes of the Grads per tile line of a column (RT * C); "nd": 0. */
@@ -55,6 +56,13 @@ export interface BackwardPlan {
   readonly groups: number;
   /** Per-row dx maps ("nd": N*C vec4; "1d": 0). */
   readonly coefRows: number;
+  /** Bytes of the list of segments for sn_bwd_wide_reduce (a count, then the segments). */
+  readonly wideSegBytes: number;
+  /**
+   * Bytes of the list of wide rows for sn_bwd_wide_dx ("nd") or of groups with wide sums for
+   * sn1d_bwd_wide_dx ("1d"): a count, then the items.
+   */
+  readonly wideRowBytes: number;
   /** Bytes a tensor buffer of this problem has. */
   readonly tensorBytes: number;
 }
@@ -62,8 +70,10 @@ export interface BackwardPlan {
 /** The dispatches before the gradient sums are complete (SyncSN reads them back there). */
 export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set([
   "bwdReduce",
+  "bwdWideReduce",
   "bwdRows",
   "bwdReduce1d",
+  "bwdWideReduce1d",
   "bwdGroups",
 ]);
 
@@ -95,18 +105,35 @@ export function makeBackwardPlan(
   }
   const chanGroups = recordWindow(n, n + c, rec);
   let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
+  const wideDx: [number, number, { offset: number; size: number }, (v: DataView) => void][] = [];
+  let wideSegments = 0, wideGroupItems = 0;
   if (layout === "nd") {
     const seg = segments(problem, limits);
-    partBytes = seg.count * 8;
-    checkFits(partBytes, "the per-segment gradient sums", limits);
+    wideSegments = seg.count;
     for (const [first, last, base] of seg.windows) {
       const size = paddedBytes(seg.end(last - 1) - base);
-      add(
-        "bwdReduce",
-        Math.ceil((last - first) / (WG / seg.threads)),
-        (v) => writeSegments(v, seg, first, last, base),
-        { offset: base * 4, size },
-      );
+      wideDx.push([first, last, { offset: base * 4, size }, (v) => {
+        writeSegments(v, seg, first, last, base);
+      }]);
+    }
+    // (S1, S2, max |dy|, unit) per segment (sn_bwd_reduce.wgsl).
+    partBytes = seg.count * 16;
+    checkFits(partBytes, "the per-segment gradient sums", limits);
+    checkFits(4 + seg.count * 4, "the list of wide segments", limits);
+    for (const kind of ["bwdReduce", "bwdWideReduce"] as const) {
+      // bwdWideReduce: the segments of wide rows or of |dy| beyond 2^40 summed again in scaled
+      // units (sn_bwd_wide_reduce.wgsl); every other segment costs it four loads.
+      for (const [first, last, base] of seg.windows) {
+        const size = paddedBytes(seg.end(last - 1) - base);
+        add(
+          kind,
+          kind === "bwdReduce"
+            ? Math.ceil((last - first) / (WG / seg.threads))
+            : Math.min(64, Math.ceil(seg.count / 64)),
+          (v) => writeSegments(v, seg, first, last, base),
+          { offset: base * 4, size },
+        );
+      }
     }
     rows = coefRows = n * c;
     const windows = rowWindows(rows, rec);
@@ -145,15 +172,40 @@ export function makeBackwardPlan(
     }
   } else {
     const ct = Math.ceil(c / TILE);
+    // Lines with a wide element: at most 64 per tile (sn1d_bwd_reduce.wgsl).
+    wideSegments = Math.ceil(n / TILE) * ct * 64;
+    checkFits(4 + wideSegments * 4, "the list of wide tile lines", limits);
     partBytes = n * ct * GRAD_BYTES;
     chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
-    for (const [i, [first, last, base]] of tileWindows(problem, limits, rec).entries()) {
+    const tiles = tileWindows(problem, limits, rec);
+    // sn1d_bwd_wide_dx's list: each sample once, each channel once per window (its sums add up
+    // over the windows, each of which may list it).
+    wideGroupItems = n + c * tiles.length;
+    for (const [i, [first, last, base]] of tiles.entries()) {
       const r0 = first * TILE, r1 = Math.min(last * TILE, n);
       const lines = recordWindow(r0 * ct, r1 * ct, rec);
       const cols = recordWindow(first * c, last * c, rec);
       add(
         "bwdReduce1d",
         (last - first) * ct,
+        (v) => {
+          v.setUint32(24, ct, true);
+          v.setUint32(28, first, true);
+          v.setUint32(32, last, true);
+          v.setUint32(36, base, true);
+          v.setUint32(104, lines.base, true);
+          v.setUint32(108, cols.base, true);
+        },
+        { offset: base * 4, size: (r1 * c - base) * 4 },
+        {
+          rows: lines.window,
+          chanParts: cols.window,
+        },
+      );
+      // The lines with a wide element summed again (sn1d_bwd_wide_reduce.wgsl).
+      add(
+        "bwdWideReduce1d",
+        Math.min(64, (last - first) * ct),
         (v) => {
           v.setUint32(24, ct, true);
           v.setUint32(28, first, true);
@@ -176,25 +228,33 @@ export function makeBackwardPlan(
       addGroupSum(add, rec, { chanParts: cols.window }, none, bnMembers, n, i > 0);
     }
   }
-  for (const [first, count] of vecWindows(total, limits, layout === "1d" ? rec : undefined, c)) {
-    const samples = recordWindow(
-      Math.floor(first * 4 / c),
-      Math.min(n, Math.ceil((first + count) * 4 / c)),
-      rec,
-    );
-    add(
-      layout === "nd" ? "bwdDx" : "bwdDx1d",
-      Math.ceil(count / WG),
-      (v) => {
-        v.setUint32(36, first * 4, true);
-        v.setUint32(40, count, true);
-        v.setUint32(104, samples.base, true);
-        v.setUint32(108, chanGroups.base, true);
-      },
-      { offset: first * 16, size: count * 16 },
-      layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
-    );
+  const vecs = vecWindows(total, limits, layout === "1d" ? rec : undefined, c);
+  // bwdWideDx1d: dx of the samples and channels with wide sums written again
+  // (sn1d_bwd_wide_dx.wgsl), a workgroup per listed group, at most 64.
+  const dxKinds = layout === "nd" ? ["bwdDx"] as const : ["bwdDx1d", "bwdWideDx1d"] as const;
+  for (const kind of dxKinds) {
+    for (const [first, count] of vecs) {
+      const samples = recordWindow(
+        Math.floor(first * 4 / c),
+        Math.min(n, Math.ceil((first + count) * 4 / c)),
+        rec,
+      );
+      add(
+        kind,
+        kind === "bwdWideDx1d" ? Math.min(64, n + c) : Math.ceil(count / WG),
+        (v) => {
+          v.setUint32(36, first * 4, true);
+          v.setUint32(40, count, true);
+          v.setUint32(104, samples.base, true);
+          v.setUint32(108, chanGroups.base, true);
+        },
+        { offset: first * 16, size: count * 16 },
+        layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : undefined,
+      );
+    }
   }
+  // dx of wide rows written again (sn_bwd_wide_dx.wgsl), per segment and window of x.
+  for (const w of wideDx) add("bwdWideDx", Math.min(64, n * c), w[3], w[2]);
   const buffers: [number, string][] = [
     [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
     [chanPartBytes, "the columns' tile-line gradient sums"],
@@ -224,6 +284,8 @@ export function makeBackwardPlan(
     rows,
     groups,
     coefRows,
+    wideSegBytes: listBytes(wideSegments),
+    wideRowBytes: listBytes(layout === "nd" ? coefRows : wideGroupItems),
     tensorBytes: paddedBytes(total),
   };
 }

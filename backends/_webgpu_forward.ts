@@ -42,8 +42,18 @@ import {
 import { f32, GpuTensor } from "./_webgpu_tensor.ts";
 import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
 
+/** An empty list of wide rows (its count word 0), written at the start of every call. */
+const EMPTY_LIST = new Uint32Array(4);
+
 /** The dispatches before the BN statistics are complete; the rest normalize. */
-const STATISTICS: ReadonlySet<PipelineKind> = new Set(["stats", "stats1d", "rowMerge", "group"]);
+const STATISTICS: ReadonlySet<PipelineKind> = new Set([
+  "stats",
+  "stats1d",
+  "rowMerge",
+  "wideStats",
+  "wideStats1d",
+  "group",
+]);
 
 /** One forward's plan, layer state and scratch buffers. */
 export interface Prepared {
@@ -54,6 +64,10 @@ export interface Prepared {
   readonly rows: GPUBuffer;
   readonly groups: GPUBuffer;
   readonly mixed?: GPUBuffer;
+  /** The wide rows for sn_wide_stats (sn_stats or sn_row_merge fill it). */
+  readonly wideRows: GPUBuffer;
+  /** The rows with scaled statistics for sn_wide_normalize (sn_mix fills it). */
+  readonly wideList: GPUBuffer;
   /**
    * Gives the scratch buffers back to the pool (safe right after the last submit); with `keep`,
    * the per-row summaries and the group statistics stay out of it (a backward needs them).
@@ -81,8 +95,14 @@ export function prepareForward(
   const rows = plan.mergedRows > 0
     ? ctx.acquire("storage", plan.mergedRows * PARTIAL_BYTES)
     : parts;
-  const groups = ctx.acquire("storage", plan.groups * GROUP_BYTES);
+  // At least two Partials' worth: sn_wide_stats binds it as its unread rows when rows are parts.
+  const groups = ctx.acquire("storage", Math.max(plan.groups * GROUP_BYTES, 2 * PARTIAL_BYTES));
   const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
+  const wideRows = ctx.acquire("storage", plan.wideListBytes);
+  const wideList = ctx.acquire("storage", plan.wideListBytes);
+  // Both lists start empty: their counts are 0 when the call's dispatches run.
+  device.queue.writeBuffer(wideRows, 0, EMPTY_LIST);
+  device.queue.writeBuffer(wideList, 0, EMPTY_LIST);
   return {
     plan,
     state,
@@ -91,6 +111,8 @@ export function prepareForward(
     rows,
     groups,
     mixed,
+    wideRows,
+    wideList,
     release: (keep = false) => {
       // Layout "nd" keeps its per-row summaries (which are the partials when rows were not
       // cut into segments); "1d" keeps only its group statistics.
@@ -100,6 +122,8 @@ export function prepareForward(
       if (rows !== parts && !keepRows) ctx.release("storage", rows);
       if (!keep) ctx.release("storage", groups);
       if (mixed) ctx.release("storage", mixed);
+      ctx.release("storage", wideRows);
+      ctx.release("storage", wideList);
     },
   };
 }
@@ -113,22 +137,30 @@ export function encodeForward(
   y: GPUBuffer,
   phase: "all" | "statistics" | "normalize",
 ): void {
-  const { uniforms, parts, rows, groups, mixed, state } = prep;
+  const { uniforms, parts, rows, groups, mixed, state, wideRows, wideList } = prep;
   for (const d of prep.plan.dispatches) {
     if (phase !== "all" && STATISTICS.has(d.kind) !== (phase === "statistics")) continue;
     const slot = slotOf(uniforms, d);
     const xw = d.window && { buffer: x, offset: d.window.offset, size: d.window.size };
     const yw = d.window && { buffer: y, offset: d.window.offset, size: d.window.size };
     const entries: GPUBufferBinding[] = {
-      stats: () => [slot, xw!, { buffer: parts }],
+      stats: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
       stats1d: () => [slot, xw!, { buffer: parts }],
-      rowMerge: () => [slot, { buffer: parts }, { buffer: rows }],
+      rowMerge: () => [slot, { buffer: parts }, { buffer: rows }, { buffer: wideRows }],
+      // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
+      wideStats: () => [slot, xw!, { buffer: parts }, { buffer: rows === parts ? groups : rows }, {
+        buffer: wideRows,
+      }],
+      wideStats1d: () => [slot, xw!, { buffer: parts }],
       group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }],
       mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
         buffer: mixed!,
-      }],
+      }, { buffer: wideList }],
       normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
       normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
+      wideNormalize: () => [slot, xw!, yw!, { buffer: rows }, { buffer: groups }, {
+        buffer: state.affine,
+      }, { buffer: wideList }],
     }[d.kind as ForwardKind]();
     dispatch(engine, pass, d, entries);
   }

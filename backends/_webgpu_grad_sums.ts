@@ -24,6 +24,26 @@ export function logitCount(problem: NormProblem): number {
   return problem.layout === "nd" && problem.usingBN ? 3 : 2;
 }
 
+/** Grad's flag bits (shaders/backward_common.wgsl): the float64 reference has NaN there; its
+ * variance dot products are NaN (0 * Inf, a mix weighting an infinite running_var). */
+const G_BAD = 1, G_VNAN = 0x80000000;
+
+/**
+ * Exponent `k` of a Grad's flags (0: gm, 1: gv, 2: every other field): the record holds
+ * mantissas in units of 2^e for wide rows (shaders/backward_common.wgsl), 0 otherwise.
+ */
+function exponentOf(word: number, k: number): number {
+  return (((word >>> (1 + 10 * k)) & 0x3ff) << 22) >> 22;
+}
+
+/** v as a float32 mantissa and an exponent that keeps the mantissa O(1) where v is beyond 2^40. */
+function split(v: number): [number, number] {
+  const size = Math.abs(v);
+  if (size === 0 || (size >= 2 ** -40 && size <= 2 ** 40)) return [v, 0];
+  const e = Math.max(-500, Math.min(500, Math.ceil(Math.log2(size))));
+  return [v / 2 ** e, e];
+}
+
 /**
  * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
  * words: s = (gm, gv, dgamma, dbeta), a, b, flags). Flagged sums are NaN, as in the reference.
@@ -34,29 +54,31 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   const { n, c } = problem;
   const f = new Float32Array(data, 0, (n + c) * 16), u = new Uint32Array(data, 0, (n + c) * 16);
   const meanDots = new Float64Array(k), varDots = new Float64Array(k);
-  let bad = false, sa = 0, sb = 0;
+  let bad = false, vnan = false, sa = 0, sb = 0;
   for (let i = 0; i < n; i++) {
-    const at = 16 * i;
-    if (u[at + 12] !== 0) bad = true;
+    const at = 16 * i, unit = 2 ** exponentOf(u[at + 12], 2);
+    if (u[at + 12] & G_BAD) bad = true;
+    if (u[at + 12] & G_VNAN) vnan = true;
     for (let q = 0; q < k; q++) {
-      meanDots[q] += f[at + 4 + q];
-      varDots[q] += f[at + 8 + q];
+      meanDots[q] += f[at + 4 + q] * unit;
+      varDots[q] += f[at + 8 + q] * unit;
     }
-    sa += f[at + 7];
-    sb += f[at + 11];
+    sa += f[at + 7] * unit;
+    sb += f[at + 11] * unit;
   }
   for (let q = 0; q < k; q++) {
     meanDots[q] = bad ? NaN : meanDots[q] + sa;
-    varDots[q] = bad ? NaN : varDots[q] + sb;
+    varDots[q] = bad || vnan ? NaN : varDots[q] + sb;
   }
   const dWeight = new Float64Array(c), dBias = new Float64Array(c);
   const gmB = new Float64Array(c), gvB = new Float64Array(c);
   for (let j = 0; j < c; j++) {
-    const at = 16 * (n + j), flagged = u[at + 12] !== 0;
-    gmB[j] = flagged ? NaN : f[at];
-    gvB[j] = flagged ? NaN : f[at + 1];
-    dWeight[j] = flagged ? NaN : f[at + 2];
-    dBias[j] = f[at + 3];
+    const at = 16 * (n + j), word = u[at + 12], flagged = (word & G_BAD) !== 0;
+    const unit = 2 ** exponentOf(word, 2);
+    gmB[j] = flagged ? NaN : f[at] * 2 ** exponentOf(word, 0);
+    gvB[j] = flagged ? NaN : f[at + 1] * 2 ** exponentOf(word, 1);
+    dWeight[j] = flagged ? NaN : f[at + 2] * unit;
+    dBias[j] = f[at + 3] * unit;
   }
   return { dWeight, dBias, meanDots, varDots, gmB, gvB };
 }
@@ -90,9 +112,10 @@ export function channelRecords(gmB: Float64Array, gvB: Float64Array): ArrayBuffe
   const f = new Float32Array(out), u = new Uint32Array(out);
   for (let j = 0; j < gmB.length; j++) {
     const ok = Number.isFinite(gmB[j]) && Number.isFinite(gvB[j]);
-    f[16 * j] = ok ? gmB[j] : 0;
-    f[16 * j + 1] = ok ? gvB[j] : 0;
-    u[16 * j + 12] = ok ? 0 : 1;
+    const [gm, e0] = split(ok ? gmB[j] : 0), [gv, e1] = split(ok ? gvB[j] : 0);
+    f[16 * j] = gm;
+    f[16 * j + 1] = gv;
+    u[16 * j + 12] = (ok ? 0 : G_BAD) | ((e0 & 0x3ff) << 1) | ((e1 & 0x3ff) << 11);
   }
   return out;
 }

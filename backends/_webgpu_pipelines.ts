@@ -37,18 +37,25 @@ export interface Engine {
 const SOURCES: Record<PipelineKind, string> = {
   stats: WGSL.SN_STATS,
   rowMerge: WGSL.SN_ROW_MERGE,
+  wideStats: WGSL.SN_WIDE_STATS,
   stats1d: WGSL.SN1D_STATS,
+  wideStats1d: WGSL.SN1D_WIDE_STATS,
   group: WGSL.SN_GROUP_STATS,
   mix: WGSL.SN_MIX,
   normalize: WGSL.SN_NORMALIZE,
   normalize1d: WGSL.SN1D_NORMALIZE,
+  wideNormalize: WGSL.SN_WIDE_NORMALIZE,
   bwdReduce: WGSL.SN_BWD_REDUCE,
+  bwdWideReduce: WGSL.SN_BWD_WIDE_REDUCE,
   bwdRows: WGSL.SN_BWD_ROWS,
   bwdReduce1d: WGSL.SN1D_BWD_REDUCE,
+  bwdWideReduce1d: WGSL.SN1D_BWD_WIDE_REDUCE,
   bwdGroups: WGSL.SN_BWD_GROUPS,
   bwdCoef: WGSL.SN_BWD_COEF,
   bwdDx: WGSL.SN_BWD_DX,
+  bwdWideDx: WGSL.SN_BWD_WIDE_DX,
   bwdDx1d: WGSL.SN1D_BWD_DX,
+  bwdWideDx1d: WGSL.SN1D_BWD_WIDE_DX,
 };
 
 /**

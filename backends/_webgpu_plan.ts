@@ -58,18 +58,25 @@ export interface PlannedDispatch {
   readonly kind:
     | "stats"
     | "rowMerge"
+    | "wideStats"
     | "stats1d"
+    | "wideStats1d"
     | "group"
     | "mix"
     | "normalize"
+    | "wideNormalize"
     | "normalize1d"
     | "bwdReduce"
+    | "bwdWideReduce"
     | "bwdRows"
     | "bwdReduce1d"
+    | "bwdWideReduce1d"
     | "bwdGroups"
     | "bwdCoef"
     | "bwdDx"
-    | "bwdDx1d";
+    | "bwdWideDx"
+    | "bwdDx1d"
+    | "bwdWideDx1d";
   /** Index of its uniform slot. */
   readonly slot: number;
   /** Workgroups in all (the backend lays them out on a 2D grid). */
@@ -93,6 +100,11 @@ export interface Plan {
   readonly groups: number;
   /** Per-row affine maps of layout "nd" (N*C), 0 for "1d". */
   readonly mixedRows: number;
+  /**
+   * Bytes of each list of wide rows (a count, then up to N*C rows; 16 for layout "1d"): one for
+   * sn_wide_stats, one for sn_wide_normalize.
+   */
+  readonly wideListBytes: number;
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -105,7 +117,7 @@ export interface PlanParams {
 }
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
-const F_NO_RUNNING_UPDATE = 32;
+const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -178,6 +190,11 @@ export function checkIndexable(total: number): void {
   }
 }
 
+/** Bytes of a list of up to `items` wide rows or segments: a u32 count, then the items. */
+export function listBytes(items: number): number {
+  return Math.ceil((1 + items) / 4) * 16;
+}
+
 /** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
 export function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): void {
   const { n, c, m, layout } = problem;
@@ -204,6 +221,9 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   // +Inf's bits, from which the shaders make NaN and the infinities at run time (WGSL forbids
   // them as constants; see qnan() in shaders/common.wgsl).
   v.setUint32(144, 0x7f800000, true);
+  // floor(log2(eps) / 2): a scaled mix (wide rows, shaders/common.wgsl wide_map) keeps its unit
+  // at least 2^eps_exp so that eps in that unit stays below 4.
+  v.setInt32(148, problem.eps > 0 ? Math.floor(Math.log2(problem.eps) / 2) : -1000, true);
   for (let k = 0; k < params.meanMix.length; k++) {
     v.setFloat32(112 + 4 * k, params.meanMix[k], true);
     v.setFloat32(128 + 4 * k, params.varMix[k], true);
@@ -380,38 +400,58 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const add = slots.add.bind(slots);
 
   let partials: number, mergedRows = 0;
+  /** Adds sn_wide_normalize's dispatches (after the normalize passes): one per window of x. */
+  let addWideNormalize = () => {};
   if (layout === "nd") {
     const rows = n * c;
     const seg = segments(problem, limits);
     partials = seg.count;
     checkFits(seg.count * PARTIAL_BYTES, "the per-segment statistics", limits);
-    for (const [first, last, base] of seg.windows) {
-      const size = paddedBytes(seg.end(last - 1) - base);
-      add(
-        "stats",
-        Math.ceil((last - first) / (WG / seg.threads)),
-        (v) => writeSegments(v, seg, first, last, base),
-        { offset: base * 4, size },
-      );
+    const windows = seg.windows.map(([first, last, base]) => ({
+      first,
+      last,
+      fill: (v: DataView) => writeSegments(v, seg, first, last, base),
+      window: { offset: base * 4, size: paddedBytes(seg.end(last - 1) - base) },
+    }));
+    for (const w of windows) {
+      add("stats", Math.ceil((w.last - w.first) / (WG / seg.threads)), w.fill, w.window);
     }
     if (seg.chunks > 1) {
       mergedRows = rows;
       checkFits(rows * PARTIAL_BYTES, "the per-row statistics", limits);
       add("rowMerge", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
     }
+    // Wide rows (|x| beyond (2^-21, 2^40]) summarized again in scaled units; every other row
+    // costs these dispatches one load (sn_wide_stats.wgsl).
+    // A workgroup per listed wide row, at most 64 taking them in turn (sn_wide_stats.wgsl).
+    for (const w of windows) add("wideStats", Math.min(64, rows), w.fill, w.window);
+    addWideNormalize = () => {
+      // A workgroup per listed wide row, at most 64 taking them in turn.
+      for (const w of windows) add("wideNormalize", Math.min(64, rows), w.fill, w.window);
+    };
+    if (seg.chunks > 1) {
+      add("rowMerge", Math.ceil(rows / 64), (v) => {
+        v.setUint32(24, seg.chunks, true);
+        v.setUint32(44, v.getUint32(44, true) | F_WIDE_ONLY, true);
+      });
+    }
   } else {
     const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
     partials = ct * n + rt * c;
     checkFits(partials * PARTIAL_BYTES, "the per-tile statistics", limits);
-    for (const [first, last, base] of tileWindows(problem, limits)) {
-      const size = (Math.min(last * TILE, n) * c - base) * 4;
-      add("stats1d", (last - first) * ct, (v) => {
-        v.setUint32(24, ct, true);
-        v.setUint32(28, first, true);
-        v.setUint32(32, last, true);
-        v.setUint32(36, base, true);
-        v.setUint32(64, ct * n, true);
-      }, { offset: base * 4, size });
+    const tiles = tileWindows(problem, limits);
+    for (const kind of ["stats1d", "wideStats1d"] as const) {
+      // wideStats1d: the tile lines of wide values summarized again (sn1d_wide_stats.wgsl).
+      for (const [first, last, base] of tiles) {
+        const size = (Math.min(last * TILE, n) * c - base) * 4;
+        add(kind, (last - first) * ct, (v) => {
+          v.setUint32(24, ct, true);
+          v.setUint32(28, first, true);
+          v.setUint32(32, last, true);
+          v.setUint32(36, base, true);
+          v.setUint32(64, ct * n, true);
+        }, { offset: base * 4, size });
+      }
     }
   }
 
@@ -422,15 +462,20 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const mixedRows = layout === "nd" ? n * c : 0;
   if (mixedRows > 0) {
     checkFits(mixedRows * 16, "the per-row affine maps", limits);
+    checkFits(4 + mixedRows * 4, "the list of wide rows", limits);
     add("mix", Math.ceil(mixedRows / 64), () => {});
   }
 
-  for (const [first, count] of vecWindows(total, limits)) {
+  const vecs = vecWindows(total, limits);
+  for (const [first, count] of vecs) {
     add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {
       v.setUint32(36, first * 4, true);
       v.setUint32(40, count, true);
     }, { offset: first * 16, size: count * 16 });
   }
+  // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl): in-range
+  // rows cost these dispatches a few loads per segment.
+  addWideNormalize();
 
   const uniforms = slots.uniforms((v) => {
     writeCommon(v, problem, params);
@@ -443,6 +488,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mergedRows,
     groups,
     mixedRows,
+    wideListBytes: listBytes(mixedRows),
     tensorBytes: paddedBytes(total),
   };
 }

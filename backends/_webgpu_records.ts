@@ -111,6 +111,7 @@ export function addGroupSum(
       [48, 52, 56, 60].forEach((at, i) => v.setUint32(at, ln[i + 1], true));
       [64, 68, 72, 76].forEach((at, i) => v.setUint32(at, bn[i + 1], true));
       v.setUint32(28, outFirst - out.base, true);
+      v.setUint32(104, out.base, true); // the window's first record: global index rec_base + ..
       if (accumulate) v.setUint32(44, v.getUint32(44, true) | F_ACCUMULATE, true);
     },
     undefined,

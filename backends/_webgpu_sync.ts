@@ -29,7 +29,25 @@ import {
 } from "./_webgpu_grad_sums.ts";
 
 /** Flag bits of a statistic (shaders/common.wgsl). */
-const F_NAN = 1, F_POS_INF = 2, F_NEG_INF = 4, F_NO_VAR = 8, F_MEAN_CLASS = 7;
+const F_NAN = 1, F_POS_INF = 2, F_NEG_INF = 4, F_NO_VAR = 8, F_MEAN_CLASS = 7, F_CLASS = 0xff;
+/** A Group in units of 2^u (wide data): F_SCALED, with u + 127 in bits 8..15. */
+const F_SCALED = 0x10000;
+
+/** The unit exponent of a Group's flags (0 when not scaled). */
+function unitOf(flags: number): number {
+  return flags & F_SCALED ? ((flags >>> 8) & 0xff) - 127 : 0;
+}
+
+/**
+ * The unit a global BN statistic is written back in: 0 when its mean and standard deviation lie
+ * where the unscaled passes handle them, else 2^u with u the exponent of the larger, so that the
+ * float32 words stay O(1) (as sn_group_stats writes a scaled group).
+ */
+function unitFor(mu: number, variance: number): number {
+  const size = Math.max(Math.abs(mu), Math.sqrt(variance));
+  if (size === 0 || (size > 2 ** -21 && size <= 2 ** 40)) return 0;
+  return Math.min(128, Math.max(-126, Math.ceil(Math.log2(size))));
+}
 
 /** The float64 mean a statistic with these flags has in the reference. */
 function meanOf(flags: number, finite: number): number {
@@ -76,8 +94,10 @@ export async function syncBatch(
     const v = new DataView(data);
     for (let j = 0; j < c; j++) {
       const hi = v.getFloat32(16 * j, true), lo = v.getFloat32(16 * j + 4, true);
-      const variance = v.getFloat32(16 * j + 8, true), flags = v.getUint32(16 * j + 12, true);
-      mean[j] = meanOf(flags, hi + lo);
+      const word = v.getUint32(16 * j + 12, true), flags = word & F_CLASS;
+      const unit = 2 ** unitOf(word);
+      const variance = v.getFloat32(16 * j + 8, true) * unit * unit;
+      mean[j] = meanOf(flags, (hi + lo) * unit);
       // nd: var_bn = M2 / N; 1d: var_bn = M2 / (N - 1), where N = 1 leaves M2 = 0 (not NaN).
       const undefinedVar = (flags & F_MEAN_CLASS) !== 0 ||
         (problem.layout === "nd" && (flags & F_NO_VAR) !== 0);
@@ -98,7 +118,7 @@ export async function syncBatch(
   write(queue, running, 4 * c, newRunning[1]);
   const out = new DataView(new ArrayBuffer(bytes));
   for (let j = 0; j < c; j++) {
-    const mu = merged.mean[j], hi = Math.fround(mu), v = variance[j];
+    const mu = merged.mean[j], v = variance[j];
     let flags = Number.isNaN(mu)
       ? F_NAN
       : mu === Infinity
@@ -108,10 +128,12 @@ export async function syncBatch(
       : 0;
     if (!Number.isFinite(v)) flags |= F_NO_VAR;
     const finite = flags === 0;
-    out.setFloat32(16 * j, finite ? hi : 0, true);
-    out.setFloat32(16 * j + 4, finite ? Math.fround(mu - hi) : 0, true);
-    out.setFloat32(16 * j + 8, finite ? v : 0, true);
-    out.setUint32(16 * j + 12, flags, true);
+    const u = finite ? unitFor(mu, v) : 0, unit = 2 ** u;
+    const hiU = Math.fround(mu / unit);
+    out.setFloat32(16 * j, finite ? hiU : 0, true);
+    out.setFloat32(16 * j + 4, finite ? Math.fround(mu / unit - hiU) : 0, true);
+    out.setFloat32(16 * j + 8, finite ? v / unit / unit : 0, true);
+    out.setUint32(16 * j + 12, flags | (u === 0 ? 0 : F_SCALED | ((u + 127) << 8)), true);
   }
   queue.writeBuffer(groups, n * GROUP_BYTES, out.buffer);
   return { merged, running: newRunning };

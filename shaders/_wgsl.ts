@@ -27,6 +27,20 @@ const F_POS_INF: u32 = 2u;
 const F_NEG_INF: u32 = 4u;
 // The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
 const F_NO_VAR: u32 = 8u;
+// The bits above say what the reference has; a statistic is usable where these are all 0.
+const F_CLASS: u32 = 0xffu;
+// Bits 8..15 of a Partial's flags: the magnitude field of the largest finite |x| it summarizes,
+// (bits(|x|) + 0x7fffff) >> 23, so that |x| <= 2^(field - 127) (0: every value is 0). Bit 16:
+// the summary (or Group) is kept in scaled units: its means are in units of 2^u and its M2 and
+// variances in units of 2^(2u), u = field - 127 (for a Group, field is the unit + 127 itself).
+// Rows whose largest |x| lies outside (2^-21, 2^40] are summarized so ("wide" rows: beyond it
+// float32 squares and sums overflow or go subnormal); every later pass brings its terms to a
+// common unit with exact powers of two, so the whole float32 range is covered.
+const F_FIELD: u32 = 0xff00u;
+const F_SCALED: u32 = 0x10000u;
+// A Group whose variance is +Infinity with a finite mean (an evaluation on a running_var that
+// overflowed): a mix that gives it weight has s = 0, as in the reference (y = beta).
+const F_VAR_INF: u32 = 0x20000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -36,6 +50,7 @@ const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving a
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
+const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -73,7 +88,11 @@ struct Params {
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
   inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
+  // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
+  // that eps in that unit stays below 4.
+  eps_exp: i32,
 }
+
 
 // A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
 // same scope) so that a large common offset costs no precision: the true mean is
@@ -211,27 +230,18 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
   );
 }
 
-// WebGPU's range: the float32 statistics and gradient products are right while var + eps (of a
-// row's mixed statistics) lies in [2^-120, 2^120], std in [8.7e-19, 1.2e18]. Beyond, squares
-// and sums overflow (|x| ~ 1e19), or squared deviations and s^3 fall below float32's normal
-// range, which GPUs may flush to 0 (eps = 0 with std ~ 1e-20); the results there are NaN, never a
-// wrong finite number (the float64 reference and WASM backends cover the whole float32 range).
-const VAR_EPS_MIN: f32 = 7.523163845262640e-37; // 2^-120
-const VAR_EPS_MAX: f32 = 1.329227995784916e36; // 2^120
-
-fn in_gpu_range(var_eps: f32) -> bool {
-  return var_eps >= VAR_EPS_MIN && var_eps <= VAR_EPS_MAX && class_bits(var_eps) == 0u;
-}
-
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
-// NaN when y must be NaN (a flagged statistic, var + eps <= 0) or var + eps is outside WebGPU's
-// range (in_gpu_range). Normalize tests beta's bits.
+// NaN when y must be NaN (a flagged statistic, var + eps <= 0). Normalize tests beta's bits.
+// Only for unscaled terms (see wide_map for the rest): there var + eps lies in [2^-126, 2^84].
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
-  let bad = m.flags != 0u || !in_gpu_range(denom);
-  let scale = gamma / sqrt(max(denom, 1e-38));
+  let bad = (m.flags & F_CLASS) != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(select(denom, 1.0, bad));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
+
+// The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
+const WIDE_MARK: u32 = 0x7f800000u;
 
 fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
@@ -271,6 +281,177 @@ fn tile_1d(wg: u32) -> Tile1d {
 // Index, within this dispatch's binding window, of the tile's element (r, cc).
 fn tile_1d_elem(t: Tile1d, r: u32, cc: u32) -> u32 {
   return (t.n0 + r) * P.c + t.c0 + cc - P.elem_base;
+}
+
+// floor(log2 |v|) of a normal float32 v; -1000 for 0 (and subnormals).
+fn exponent_of(v: f32) -> i32 {
+  let b = (bitcast<u32>(v) >> 23u) & 0xffu;
+  return select(i32(b) - 127, -1000, b == 0u);
+}
+
+// The magnitude field (see F_FIELD) of a finite value's bits without the sign.
+fn abs_field(abs_bits: u32) -> u32 {
+  return (abs_bits + 0x7fffffu) >> 23u;
+}
+
+fn max_field(flags: u32) -> u32 {
+  return (flags & F_FIELD) >> 8u;
+}
+
+// Flags of two summaries merged: the F_* bits and F_SCALED or'ed, the larger field.
+fn merge_flags(a: u32, b: u32) -> u32 {
+  return ((a | b) & ~F_FIELD) | max(a & F_FIELD, b & F_FIELD);
+}
+
+// Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).
+fn is_wide_field(field: u32) -> bool {
+  return field != 0u && (field < 107u || field > 167u);
+}
+
+fn is_scaled(flags: u32) -> bool {
+  return (flags & F_SCALED) != 0u;
+}
+
+// The unit exponent u of a record (0 when it is not scaled).
+fn unit_of(flags: u32) -> i32 {
+  return select(0, i32(max_field(flags)) - 127, is_scaled(flags));
+}
+
+// Flags of a Group (or mixed statistic) in unit 2^u: F_* bits, and F_SCALED with u + 127
+// unless u = 0.
+fn unit_flags(bad: u32, u: i32) -> u32 {
+  return (bad & F_CLASS) | select(F_SCALED | (u32(u + 127) << 8u), 0u, u == 0);
+}
+
+// 2^k for k <= 127, 0 below 2^-126 (a factor that only shrinks negligible terms).
+fn pow2(k: i32) -> f32 {
+  return select(bitcast<f32>(u32(min(k, 127) + 127) << 23u), 0.0, k < -126);
+}
+
+// v * 2^k for a finite v, by its bits: exact while the result is a normal float32, whatever v
+// is (GPUs may flush subnormal operands of float arithmetic to 0; bit operations see them).
+// Below float32's normal range the result is 0 of v's sign (flushed, as a GPU may), above it
+// the infinity of v's sign (built from P.inf_bits).
+fn scale2(v: f32, k: i32) -> f32 {
+  let b = bitcast<u32>(v);
+  let sign = b & 0x80000000u;
+  var e = i32((b >> 23u) & 0xffu);
+  var mant = b & 0x007fffffu;
+  if (e == 0) {
+    if (mant == 0u) {
+      return v;
+    }
+    let sh = countLeadingZeros(mant) - 8u; // brings the leading 1 to bit 23
+    mant = (mant << sh) & 0x007fffffu;
+    e = 1 - i32(sh);
+  }
+  let ne = e + k;
+  if (ne <= 0) {
+    return bitcast<f32>(sign);
+  }
+  if (ne >= 255) {
+    return bitcast<f32>(sign | P.inf_bits);
+  }
+  return bitcast<f32>(sign | (u32(ne) << 23u) | mant);
+}
+
+// a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
+// running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
+// underflows to 0, as float32 buffers hold such values.
+fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
+  if (class_bits(a) != 0u) {
+    return a;
+  }
+  let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
+  if (a != 0.0 && ea - k > 100) {
+    return a; // b * 2^k is below a's rounding
+  }
+  return scale2(scale2(a, -k) + b, k);
+}
+
+// One term of a mix: a statistic with mean hi + lo, its variance and flags (units: F_SCALED).
+struct Term {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale + beta, with
+// every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
+// not all zeros, at least 2^eps_exp) by exact powers of two:
+//   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
+//   var = sum_k wvar_k var_k f_k^2,  scale = gamma / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+// \`bad\` as in row_affine. Terms are in mixing order (weight k for term k).
+struct WideMap {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  scale: f32,
+  beta: f32,
+  e: i32,
+  bad: bool,
+  var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
+}
+
+// t where \`keep\`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
+fn select_term(t: Term, keep: bool) -> Term {
+  return Term(select(0.0, t.hi, keep), select(0.0, t.lo, keep), select(0.0, t.variance, keep), select(0u, t.flags, keep));
+}
+
+// Whether term t, of mean weight wm and variance weight wv, sets the unit: not of weight 0, and
+// not an unscaled term of zeros (a row of zeros).
+fn sets_unit(t: Term, wm: f32, wv: f32) -> bool {
+  let zero = !is_scaled(t.flags) && t.hi == 0.0 && t.lo == 0.0 && t.variance == 0.0;
+  return (wm != 0.0 || wv != 0.0) && !zero;
+}
+
+// Terms t0, t1, t2 take weights 0, 1, 2 (a missing term has weight 0: Params' unused weights
+// are 0). Written without arrays or loops: lavapipe kept memory for good at every dispatch of
+// a shader with a local array of terms in its element loop (tests/webgpu_memory_test.ts).
+fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
+  var e = P.eps_exp;
+  e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
+  e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
+  e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  let f0 = pow2(unit_of(t0.flags) - e);
+  let f1 = pow2(unit_of(t1.flags) - e);
+  let f2 = pow2(unit_of(t2.flags) - e);
+  let hi = t0.hi * f0;
+  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((t1.hi * f1 - hi) + t1.lo * f1) +
+    P.wmean.z * ((t2.hi * f2 - hi) + t2.lo * f2);
+  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
+    P.wvar.z * (t2.variance * f2 * f2);
+  // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
+  // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
+  let denom = variance + P.eps * pow2(-e) * pow2(-e);
+  let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
+  let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
+  let scale = select(gamma / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf);
+}
+
+// g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
+fn select_group(g: Group, keep: bool) -> Group {
+  return Group(
+    select(0.0, g.hi, keep),
+    select(0.0, g.lo, keep),
+    select(0.0, g.variance, keep),
+    select(0u, g.flags, keep),
+  );
+}
+
+// The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
+// usingBN, whose weight 2 is 0).
+fn nd_terms_in(p: Partial) -> Term {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+}
+
+fn group_term(g: Group) -> Term {
+  return Term(g.hi, g.lo, g.variance, g.flags);
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -292,6 +473,11 @@ const _BACKWARD_COMMON: string =
 //   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
 //   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
 //          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+//          Bits 1..30: three exponents of 10 bits (two's complement), 0 for in-range data: gm is
+//          s.x * 2^e0, gv is s.y * 2^e1, and every other field is in units of 2^e2. Rows with a
+//          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
+//          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
+//          leave float32's range there, their mantissas do not.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
@@ -300,8 +486,54 @@ struct Grad {
 }
 
 const G_BAD: u32 = 1u;
+const G_EXPS: u32 = 0x7ffffffeu;
+// The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
+// infinite variance, F_VAR_INF); the rest of the record is as usual.
+const G_VNAN: u32 = 0x80000000u;
+// |dy| beyond this: the row's dy is summed in units of 2^D (float32 sums of dy could overflow).
+const DY_MAX: f32 = 1099511627776.0; // 2^40
 
+// Exponent k (0: gm, 1: gv, 2: the rest) of a Grad's flags.
+fn g_exp(flags: u32, k: u32) -> i32 {
+  return i32(((flags >> (1u + 10u * k)) & 0x3ffu) << 22u) >> 22;
+}
+
+fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
+    ((u32(e2) & 0x3ffu) << 21u);
+}
+
+// The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
+// factors that bring each to it.
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<f32> {
+  let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
+  return vec3<f32>(pow2(ep - e), pow2(eq - e), f32(e));
+}
+
+fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
+  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, g_exp(p.flags, 0u), g_exp(q.flags, 0u));
+  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
+  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
+  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
+  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  let s = vec4<f32>(
+    p.s.x * u0.x + q.s.x * u0.y,
+    p.s.y * u1.x + q.s.y * u1.y,
+    p.s.zw * u2.x + q.s.zw * u2.y,
+  );
+  return Grad(
+    s,
+    p.a * u2.x + q.a * u2.y,
+    p.b * u2.x + q.b * u2.y,
+    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+  );
+}
+
+// p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
+  if (((p.flags | q.flags) & G_EXPS) != 0u) {
+    return grad_add_scaled(p, q);
+  }
   return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
 }
 
@@ -309,14 +541,48 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or var + eps
-// is outside WebGPU's range (in_gpu_range, common.wgsl): then the row's gradients are NaN.
+// A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
+struct XF {
+  m: f32,
+  e: i32,
+}
+
+fn xf_add(a: XF, m: f32, e: i32) -> XF {
+  if (m == 0.0) {
+    return a;
+  }
+  if (a.m == 0.0) {
+    return XF(m, e);
+  }
+  let u = max(a.e, e);
+  return XF(a.m * pow2(a.e - u) + m * pow2(e - u), u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
+// row's gradients are NaN. Only for mixes without scaled terms (the rest go through wide_map).
 fn mixed_bad(m: Mixed) -> bool {
-  return m.flags != 0u || !in_gpu_range(m.variance + P.eps);
+  return (m.flags & F_CLASS) != 0u || !(m.variance + P.eps > 0.0);
+}
+
+// Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
+// variance (exact powers of two, as wide_map forms them).
+fn wide_centred(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
+  return ((t.hi * f - w.hi) + t.lo * f) - w.lo;
+}
+
+fn wide_var(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
+  return t.variance * f * f;
+}
+
+// The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
+fn dy_unit(mx: f32) -> i32 {
+  return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
 }
 
 fn inv_std(m: Mixed) -> f32 {
-  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+  return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
 }
 
 // Whether the BN statistics are functions of x (training with BN): only then do the BN
@@ -340,16 +606,72 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
     m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   }
   return m;
+}`;
+
+/** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
+const _SN1D_BWD_ELEMENT: string =
+  `// sn1d_bwd_element.wgsl: one element's gradient terms for layout "1d" (sn1d_bwd_reduce,
+// sn1d_bwd_wide_reduce; included after common.wgsl and backward_common.wgsl, with their
+// \`groups\` and \`affine\` bindings). Not a shader on its own.
+
+// Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED) or its
+// |dy| passes DY_MAX.
+fn element_is_wide(ln: Group, bn: Group, d: f32) -> bool {
+  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
 }
 
-// g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
-fn select_group(g: Group, keep: bool) -> Group {
-  return Group(
-    select(0.0, g.hi, keep),
-    select(0.0, g.lo, keep),
-    select(0.0, g.variance, keep),
-    select(0u, g.flags, keep),
-  );
+fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
+  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  if (mixed_bad(m)) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+  }
+  let s = inv_std(m);
+  let gamma = affine[c];
+  let xh = ((xv - m.hi) - m.lo) * s;
+  let gm = -s * gamma * d;
+  let gv = -0.5 * (s * s) * gamma * d * xh;
+  let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
+  let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+}
+
+// Any element, wide or not (sn1d_bwd_wide_reduce).
+fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
+  let ln = groups[n];
+  let bn = groups[P.n + c];
+  if (element_is_wide(ln, bn, d)) {
+    return wide_element(ln, bn, c, xv, d);
+  }
+  return element_hot(ln, bn, c, xv, d);
+}
+
+fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  var w: WideMap;
+  if (is_scaled(ln.flags | bn.flags)) {
+    w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+  } else {
+    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+  }
+  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d = scale2(dv, -d_unit);
+  if (w.bad) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  if (w.var_inf) {
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+  }
+  let s = w.scale;
+  let gamma = affine[c];
+  let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
+  let gm = -s * gamma * d;
+  let gv = -0.5 * (s * s) * gamma * d * xh;
+  let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
+  let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
 }`;
 
 /** sn_stats.wgsl (with its includes). */
@@ -361,7 +683,8 @@ export const SN_STATS: string =
 //   count  = number of finite x[i] in s
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
-//   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s
+//   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
+//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits)
 // Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
 // (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
 // summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
@@ -375,6 +698,9 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
+// rows are one segment each, else by sn_row_merge.
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
@@ -385,12 +711,13 @@ fn load1(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
 }
 
-fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: f32, shift: f32) {
+fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: f32, shift: f32) {
   let cls = class_bits(v);
   if (cls != 0u) {
     *flags = *flags | cls;
     return;
   }
+  *mx = max(*mx, bitcast<u32>(v) & 0x7fffffffu);
   let d = v - shift;
   let n = (*acc).n + 1.0;
   let delta = d - (*acc).mean;
@@ -398,15 +725,16 @@ fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: f32, shift: f32) 
   *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
 }
 
-fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: vec4<f32>, shift: f32) {
-  let exp_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u);
-  if (any(exp_bits == vec4<u32>(0x7f800000u))) {
-    add1(acc, flags, v.x, shift);
-    add1(acc, flags, v.y, shift);
-    add1(acc, flags, v.z, shift);
-    add1(acc, flags, v.w, shift);
+fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: vec4<f32>, shift: f32) {
+  let abs_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
+  if (any(abs_bits >= vec4<u32>(0x7f800000u))) {
+    add1(acc, flags, mx, v.x, shift);
+    add1(acc, flags, mx, v.y, shift);
+    add1(acc, flags, mx, v.z, shift);
+    add1(acc, flags, mx, v.w, shift);
     return;
   }
+  *mx = max(*mx, max(max(abs_bits.x, abs_bits.y), max(abs_bits.z, abs_bits.w)));
   let d = v - vec4<f32>(shift);
   let m4 = (d.x + d.y + d.z + d.w) * 0.25;
   let dev = d - vec4<f32>(m4);
@@ -424,6 +752,7 @@ fn main(
   let t = lid % g;
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
+  var mx = 0u; // max |x| of the finite values, as bits
   var shift = 0.0;
   let live = seg < P.seg_end;
   if (live) {
@@ -438,19 +767,19 @@ fn main(
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
-      add1(&acc, &flags, load1(i), shift);
+      add1(&acc, &flags, &mx, load1(i), shift);
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-      add4(&acc, &flags, x[q], shift);
+      add4(&acc, &flags, &mx, x[q], shift);
     }
     for (var i = body_e + t; i < e; i += g) {
-      add1(&acc, &flags, load1(i), shift);
+      add1(&acc, &flags, &mx, load1(i), shift);
     }
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
-  w_flags[lid] = flags;
+  w_flags[lid] = flags | (abs_field(mx) << 8u);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -459,12 +788,16 @@ fn main(
       w_n[lid] = merged.n;
       w_mean[lid] = merged.mean;
       w_m2[lid] = merged.m2;
-      w_flags[lid] = w_flags[lid] | w_flags[o];
+      w_flags[lid] = merge_flags(w_flags[lid], w_flags[o]);
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
     parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+    let f = w_flags[lid];
+    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+      atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
+    }
   }
 }
 `;
@@ -479,7 +812,9 @@ export const SN_ROW_MERGE: string =
 //          division in float32 hi/lo pairs (below), so the row mean is accurate to ~1e-12
 //          relative for any row length, not to float32's 6e-8: the importance-logit gradients
 //          are differences of IN, LN and BN means that may lie ~std / sqrt(M) apart.
-//   flags = OR of flags_k
+//   flags = OR of flags_k, with the largest magnitude field (merge_flags)
+// Run a second time (P_WIDE_ONLY) after sn_wide_stats, for the rows it summarized again in
+// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply.
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
@@ -494,6 +829,8 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 // 1.0, read from the uniforms so that no compiler can rewrite (a + b) - a as b in two_sum.
 var<private> opaque_one: f32;
@@ -549,6 +886,9 @@ fn main(
   }
   let base = row * P.chunks;
   let first = parts[base];
+  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
+    return;
+  }
   var acc = Acc(f32(first.count), first.mean, first.m2);
   var count = first.count;
   var flags = first.flags;
@@ -558,12 +898,15 @@ fn main(
     let p = parts[base + k];
     acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
     count += p.count;
-    flags = flags | p.flags;
+    flags = merge_flags(flags, p.flags);
     let dk = two_sum(p.shift, -first.shift);
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
-  if (count == 0u || flags != 0u) {
+  if ((P.flags & P_WIDE_ONLY) == 0u && is_wide_field(max_field(flags)) && (flags & F_CLASS) == 0u) {
+    atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
+  }
+  if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
     return;
   }
@@ -590,6 +933,85 @@ fn main(
 }
 `;
 
+/** sn_wide_stats.wgsl (with its includes). */
+export const SN_WIDE_STATS: string =
+  `// sn_wide_stats.wgsl: step 1b of layout "nd", after sn_stats (and sn_row_merge): the segments of
+// "wide" rows summarized again in scaled units. A row is wide when its largest finite |x| (the
+// magnitude field sn_stats recorded, merged over the row's segments) lies outside (2^-21, 2^40]
+// (is_wide_field, common.wgsl): there float32 squares and sums of x overflow or go subnormal.
+// For such a row, with u = field - 127 (so |x| <= 2^u), every x of each segment s is taken as
+// x' = x * 2^-u (exact: scale2 works on the bits), and
+//   K' = x'[first of s] (0 if not finite),  count,  mean' = mean of (x' - K'),
+//   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
+// are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
+// from the flags. Rows that are not wide (almost always all of them) cost one load and return.
+// The rows come from a list (sn_stats, sn_row_merge); rows with non-finite values are not in it
+// (their statistics are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
+// (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
+// (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// The merged rows when chunks > 1 (else any buffer: not read).
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+// The wide rows: a count, then the rows (sn_stats or sn_row_merge).
+@group(0) @binding(4) var<storage, read> wide_rows: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  // Workgroups take the listed rows in turn, their threads the row's segments in this
+  // dispatch's window. The bound is one load from one address, so without wide rows lavapipe
+  // skips the loop's code (it runs both sides of a divergent branch, masked).
+  let count = wide_rows[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let row = wide_rows[1u + k];
+    let s1 = min((row + 1u) * P.chunks, P.seg_end);
+    for (var seg = max(row * P.chunks, P.seg_first) + lid; seg < s1; seg += 64u) {
+      summarize_wide(seg);
+    }
+  }
+}
+
+fn summarize_wide(seg: u32) {
+  let row = seg / P.chunks;
+  var row_flags: u32;
+  if (P.chunks > 1u) {
+    row_flags = rows[row].flags;
+  } else {
+    row_flags = parts[seg].flags;
+  }
+  let field = max_field(row_flags);
+  if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
+    return;
+  }
+  let k = 127 - i32(field);
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  let shift = scale2(x[s], k);
+  var total = Acc(0.0, 0.0, 0.0);
+  for (var b = s; b < e; b += 64u) {
+    var acc = Acc(0.0, 0.0, 0.0);
+    for (var i = b; i < min(b + 64u, e); i++) {
+      let d = scale2(x[i], k) - shift;
+      acc.n += 1.0;
+      let delta = d - acc.mean;
+      acc.mean += delta / acc.n;
+      acc.m2 += delta * (d - acc.mean);
+    }
+    total = merge(total, acc);
+  }
+  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED);
+}
+`;
+
 /** sn1d_stats.wgsl (with its includes). */
 export const SN1D_STATS: string =
   `// sn1d_stats.wgsl: step 1 of layout "1d" (SwitchNorm1d), the only pass besides normalize that
@@ -597,7 +1019,8 @@ export const SN1D_STATS: string =
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
 //   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
-//     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags
+//     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
+//     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
 //   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
 // two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
@@ -619,6 +1042,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   var flags = 0u;
   var count = 0u;
   var sum = 0.0;
+  var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
     let cls = class_bits(v);
@@ -626,6 +1050,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     if (cls == 0u) {
       sum += v - shift;
       count += 1u;
+      mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
     }
   }
   let mean = select(0.0, sum / f32(count), count > 0u);
@@ -637,7 +1062,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  return Partial(shift, mean, m2, count, flags);
+  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u));
 }
 
 @compute @workgroup_size(64)
@@ -669,6 +1094,77 @@ fn main(
 }
 `;
 
+/** sn1d_wide_stats.wgsl (with its includes). */
+export const SN1D_WIDE_STATS: string =
+  `// sn1d_wide_stats.wgsl: step 1b of layout "1d", after sn1d_stats: the tile lines (a row or a
+// column of a 32 x 32 tile) whose largest finite |x| lies outside (2^-21, 2^40]
+// (is_wide_field, common.wgsl) summarized again in scaled units, as sn_wide_stats does for the
+// rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
+//   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
+// written in place with F_SCALED and the field. Lines with non-finite values are left as they
+// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
+// its line's summary and goes on only if the line is wide.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+
+fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
+  let k = 127 - i32(field);
+  let shift = scale2(x[tile_1d_elem(t, r0, c0)], k);
+  var sum = 0.0;
+  for (var i = 0u; i < len; i++) {
+    sum += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift;
+  }
+  let mean = sum / f32(len);
+  var m2 = 0.0;
+  for (var i = 0u; i < len; i++) {
+    let d = scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift - mean;
+    m2 += d * d;
+  }
+  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED);
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  line_wide(tile_1d(linear_group(wid, nwg)), lid);
+}
+
+fn line_wide(t: Tile1d, lid: u32) {
+  if (!t.valid) {
+    return;
+  }
+  var at: u32;
+  if (lid < TILE_1D) {
+    if (lid >= t.cols) {
+      return;
+    }
+    at = P.bn_base + t.rt * P.c + t.c0 + lid;
+  } else {
+    if (lid - TILE_1D >= t.rows) {
+      return;
+    }
+    at = t.ct * P.n + t.n0 + lid - TILE_1D;
+  }
+  let flags = parts[at].flags;
+  let field = max_field(flags);
+  if (!is_wide_field(field) || (flags & F_CLASS) != 0u) {
+    return;
+  }
+  if (lid < TILE_1D) {
+    parts[at] = summarize_scaled(t, 0u, lid, 1u, 0u, t.rows, field);
+  } else {
+    parts[at] = summarize_scaled(t, lid - TILE_1D, 0u, 0u, 1u, t.cols, field);
+  }
+}
+`;
+
 /** sn_group_stats.wgsl (with its includes). */
 export const SN_GROUP_STATS: string =
   `// sn_group_stats.wgsl: the derived statistics, from summaries only (never another pass over x).
@@ -691,6 +1187,13 @@ export const SN_GROUP_STATS: string =
 //   batch average:   r_mean = r_mean + mu;                r_var = r_var + (mu^2 + var)
 // with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
 // Under SyncSN (P_NO_RUNNING_UPDATE) the CPU does the update, with the global batch's statistics.
+// Units: members may be scaled (F_SCALED: wide rows, sn_wide_stats). The group's unit u is the
+// largest member unit (0 for unscaled members), found first (a workgroup atomicMax); each member
+// enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
+// in-range data give the same bits as without units), its M2 by f^2, and the group is written in
+// unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
+// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
+// below it 0, as PyTorch's float32 buffers hold them.
 
 ${_COMMON}
 
@@ -705,6 +1208,7 @@ var<workgroup> w_m2: array<f32, 64>;
 var<workgroup> w_sumv: array<f32, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
+var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
 @compute @workgroup_size(64)
 fn main(
@@ -724,8 +1228,29 @@ fn main(
       let rm = running[c];
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
-      let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
-      groups[g] = Group(select(rm, 0.0, bad != 0u), 0.0, select(rv, 0.0, bad != 0u), bad);
+      // running_var +Infinity (a batch variance beyond float32) with a finite mean: the
+      // reference's s is 0 and y = beta. Marked F_VAR_INF (wide_map's s is then 0), with a
+      // variance of 2^127 in units of 2^256 in its place.
+      let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
+      // (No return in this branch: Tint takes control flow after a return under a condition
+      // read from storage as non-uniform, and refuses the barriers below.)
+      if (var_inf) {
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+      } else {
+        let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
+        // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
+        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std.
+        let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
+        let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);
+        let field = max(field_m, select(0u, (field_v + 128u) / 2u, field_v != 0u));
+        let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
+        groups[g] = Group(
+          select(scale2(rm, -u), 0.0, bad != 0u),
+          0.0,
+          select(scale2(rv, -2 * u), 0.0, bad != 0u),
+          unit_flags(bad, u),
+        );
+      }
     }
     return;
   }
@@ -742,22 +1267,32 @@ fn main(
     count = P.ln_count;
   }
   let chan = (P.flags & P_CHAN_GROUPS) != 0u;
-  let hi = members[base].shift;
+  var unit_max = 0u;
+  for (var k = lid; k < count; k += 64u) {
+    unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
+  }
+  atomicMax(&w_unit, unit_max);
+  workgroupBarrier();
+  let unit = i32(atomicLoad(&w_unit)) - 127;
+  let first = members[base];
+  let hi = first.shift * pow2(unit_of(first.flags) - unit);
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
   var flags = 0u;
   var total = 0u;
   for (var k = lid; k < count; k += 64u) {
     let p = members[base + k * stride];
-    let mean = (p.shift - hi) + p.mean;
-    flags = flags | p.flags;
+    let f = pow2(unit_of(p.flags) - unit);
+    let mean = (p.shift * f - hi) + p.mean * f;
+    let m2 = p.m2 * f * f;
+    flags = flags | (p.flags & F_CLASS);
     total += p.count;
     if (chan) {
-      acc = merge(acc, Acc(f32(p.count), mean, p.m2));
+      acc = merge(acc, Acc(f32(p.count), mean, m2));
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        sumv += p.m2 / f32(p.count - 1u);
+        sumv += m2 / f32(p.count - 1u);
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -801,15 +1336,22 @@ fn main(
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, gflags);
+  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
-    // A batch variance beyond 2^120 (sums that may have overflowed: outside WebGPU's range,
-    // in_gpu_range) makes running_var NaN, never a wrong finite value.
-    let v = var_value(gflags | select(F_NAN, 0u, variance <= VAR_EPS_MAX), variance);
+    let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
-    if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+    if (unit != 0 && gflags == 0u) {
+      let u2 = 2 * unit;
+      if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+        running[c] = add_scaled(rm, mu, unit);
+        running[P.c + c] = add_scaled(rv, mu * mu + v, u2);
+      } else {
+        running[c] = add_scaled(ieee_mul(P.momentum, rm), P.one_minus_momentum * mu, unit);
+        running[P.c + c] = add_scaled(ieee_mul(P.momentum, rv), P.one_minus_momentum * v, u2);
+      }
+    } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);
       running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
     } else {
@@ -831,6 +1373,10 @@ export const SN_MIX: string =
 //   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
 // with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
 // so that the normalize pass does one load per row and no arithmetic on statistics.
+// Rows with a scaled term (F_SCALED: wide rows or groups) get a meaningless map here: their y
+// is written again by sn_wide_normalize, which forms their map in scaled units itself. (A
+// branch to that code here would cost every row on lavapipe, which runs both sides of a
+// branch whose condition differs between invocations, masked.)
 
 ${_COMMON}
 
@@ -839,6 +1385,9 @@ ${_COMMON}
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
+// Rows with a scaled term: a count (0 when the call starts), then the rows, for
+// sn_wide_normalize.
+@group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -870,6 +1419,9 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
   );
   mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
+  if (is_scaled(m.flags)) {
+    atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
+  }
 }
 `;
 
@@ -880,7 +1432,8 @@ export const SN_NORMALIZE: string =
 //   y[i] = ((x[i] - hi) - lo) * scale + beta      (= (x - mu) / sqrt(var + eps) * gamma + beta)
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing to the subtraction;
 // y is NaN where sn_mix marked the row (beta's bits are NaN). One vec4 per thread; a vec4 that
-// straddles two rows (M % 4 != 0) takes each lane's row in turn.
+// straddles two rows (M % 4 != 0) takes each lane's row in turn. Wide rows' y (sn_mix) is
+// written again by sn_wide_normalize, dispatched after this pass.
 
 ${_COMMON}
 
@@ -932,7 +1485,9 @@ export const SN1D_NORMALIZE: string =
 //   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element with a
+// scaled term (F_SCALED: a wide group, sn1d_wide_stats) uses wide_map (common.wgsl) instead:
+// y = ((x * 2^-e - hi') - lo') * scale' + beta, x scaled by its bits. One vec4 per thread.
 
 ${_COMMON}
 
@@ -962,12 +1517,80 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n];
       let bn = groups[P.n + c];
+      let gamma = affine[c];
+      let beta = affine[P.c + c];
+      if (is_scaled(ln.flags | bn.flags)) {
+        let none = Term(0.0, 0.0, 0.0, 0u);
+        let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
+        let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
+        out[j] = select(((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+        continue;
+      }
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let a = row_affine(m, affine[c], affine[P.c + c]);
+      let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
   }
   y[q] = out;
+}
+`;
+
+/** sn_wide_normalize.wgsl (with its includes). */
+export const SN_WIDE_NORMALIZE: string =
+  `// sn_wide_normalize.wgsl: layout "nd", after sn_normalize: y of the rows whose mix has a scaled
+// term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
+// With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
+//   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. The rows
+// come from the list sn_mix fills; a workgroup per listed row (64 workgroups taking them in
+// turn), its threads over the row's elements in this dispatch's window of x and y. A separate
+// pass, not a branch in sn_normalize: lavapipe runs both sides of a branch whose condition
+// differs between invocations (masked), so there every in-range element would pay for it.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+// The wide rows: a count, then the rows (sn_mix).
+@group(0) @binding(6) var<storage, read> wide_list: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  // Workgroups take the listed rows in turn. The bound is the same for every invocation (one
+  // load from one address), so without wide rows lavapipe skips the loop's code.
+  let count = wide_list[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    normalize_row(wide_list[1u + k], lid);
+  }
+}
+
+// The row's elements in this dispatch's window (its segments seg_first .. seg_end - 1).
+fn normalize_row(row: u32, lid: u32) {
+  let n = row / P.c;
+  let c = row - n * P.c;
+  let p = rows[row];
+  let ln = groups[n];
+  // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  let s0 = max(row * P.chunks, P.seg_first);
+  let s1 = min((row + 1u) * P.chunks, P.seg_end);
+  for (var seg = s0; seg < s1; seg++) {
+    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+    for (var i = s + lid; i < e; i += 64u) {
+      y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+    }
+  }
 }
 `;
 
@@ -979,9 +1602,13 @@ export const SN_BWD_REDUCE: string =
 // statistics (the IN summary rows[r] mixed with groups[n] (LN) and groups[N + c] (BN)):
 //   S1[s] = sum_{i in s} dy[i]
 //   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
+//   MX[s] = max_{i in s} |dy[i]|
+// written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
+// A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
+// as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -994,9 +1621,11 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
-@group(0) @binding(5) var<storage, read_write> bparts: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// Segments for sn_bwd_wide_reduce: a count (0 when the call starts), then the segments.
+@group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
 
-var<workgroup> w_s: array<vec2<f32>, 256>;
+var<workgroup> w_s: array<vec3<f32>, 256>;
 
 fn load_x(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
@@ -1016,6 +1645,8 @@ fn main(
   let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
   let t = lid % g;
   var acc = vec2<f32>(0.0);
+  var mx = 0.0;
+  var scaled = false;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -1027,7 +1658,8 @@ fn main(
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
-    let keep = !mixed_bad(m);
+    scaled = is_scaled(m.flags);
+    let keep = !mixed_bad(m) && !scaled;
     let hi = m.hi;
     let lo = m.lo;
     let row_start = row * P.m;
@@ -1038,28 +1670,134 @@ fn main(
     for (var i = s + t; i < body_s; i += g) {
       let d = load_dy(i);
       acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      mx = max(mx, abs(d));
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
       acc += vec2<f32>(d.x + d.y + d.z + d.w, select(0.0, dot(d, xc), keep));
+      let ad = abs(d);
+      mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
       acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      mx = max(mx, abs(d));
     }
   }
-  w_s[lid] = acc;
+  w_s[lid] = vec3<f32>(acc, mx);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
-      w_s[lid] += w_s[lid + stride];
+      let o = w_s[lid + stride];
+      w_s[lid] = vec3<f32>(w_s[lid].xy + o.xy, max(w_s[lid].z, o.z));
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg] = w_s[lid];
+    bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    let mxs = w_s[lid].z;
+    if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
+      atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
+    }
   }
+}
+`;
+
+/** sn_bwd_wide_reduce.wgsl (with its includes). */
+export const SN_BWD_WIDE_REDUCE: string =
+  `// sn_bwd_wide_reduce.wgsl: backward step 1b of layout "nd", after sn_bwd_reduce: the segments
+// whose sums float32 cannot hold as they are, summed again in scaled units. Segment s of row r:
+//   - the row's statistics are scaled (F_SCALED: a wide row or group, unit 2^E of its mix,
+//     wide_map): x is taken as x' = x * 2^-E and the mixed mean (hi', lo') in that unit;
+//   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
+//     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
+// Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
+// of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
+// x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
+// sn_bwd_reduce fills; a thread each.
+
+${_COMMON}
+${_BACKWARD_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// The segments to sum again: a count, then the segments (sn_bwd_reduce).
+@group(0) @binding(6) var<storage, read> wide_segs: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  // Blocks of 64 listed segments, a thread each, taken by the workgroups in turn: the loop's
+  // bound is one load from one address, so without such segments lavapipe skips its code.
+  let count = wide_segs[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      let seg = wide_segs[1u + base + lid];
+      if (seg >= P.seg_first && seg < P.seg_end) {
+        reduce_wide(seg);
+      }
+    }
+  }
+}
+
+fn reduce_wide(seg: u32) {
+  let row = seg / P.chunks;
+  let n = row / P.c;
+  let c = row - n * P.c;
+  let rec = bparts[seg];
+  let mx = bitcast<f32>(rec.z);
+  let p = rows[row];
+  let ln = groups[n];
+  // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let scaled = is_scaled(p.flags | ln.flags | bn.flags);
+  let big = class_bits(mx) == 0u && mx > DY_MAX;
+  if (!scaled && !big) {
+    return;
+  }
+  let d_unit = dy_unit(select(0.0, mx, big));
+  var e = 0;
+  var hi: f32;
+  var lo: f32;
+  var keep: bool;
+  if (scaled) {
+    let w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+    e = w.e;
+    hi = w.hi;
+    lo = w.lo;
+    keep = !w.bad;
+  } else {
+    let m = nd_mix(p, ln, bn);
+    hi = m.hi;
+    lo = m.lo;
+    keep = !mixed_bad(m);
+  }
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var b = s; b < end; b += 64u) {
+    var b1 = 0.0;
+    var b2 = 0.0;
+    for (var i = b; i < min(b + 64u, end); i++) {
+      let d = scale2(dy[i], -d_unit);
+      b1 += d;
+      b2 += select(0.0, d * ((scale2(x[i], -e) - hi) - lo), keep);
+    }
+    s1 += b1;
+    s2 += b2;
+  }
+  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
 }
 `;
 
@@ -1073,6 +1811,10 @@ export const SN_BWD_ROWS: string =
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
+// Wide rows (scaled statistics, unit 2^E of the mix, or segments summed with dy in units 2^D_k
+// by sn_bwd_wide_reduce): the segment sums are brought to D = max_k D_k, and with s' = s 2^E and
+// every statistic in unit 2^E (wide_map) the same formulas give the mantissas of
+// gm = 2^(D - E) gm', gv = 2^(D - 2E) gv', and the rest in units of 2^D (Grad's exponents).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -1080,7 +1822,7 @@ ${_COMMON}
 ${_BACKWARD_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> bparts: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> bparts: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> rows: array<Partial>;
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -1099,8 +1841,11 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
+  var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
-    sums += bparts[r * P.chunks + k];
+    let rec = bparts[r * P.chunks + k];
+    sums += bitcast<vec2<f32>>(rec.xy);
+    d_unit = max(d_unit, i32(rec.w));
   }
   let p = rows[r];
   let ln = groups[n];
@@ -1109,6 +1854,10 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
+  if (is_scaled(m.flags) || d_unit != 0) {
+    grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
+    return;
+  }
   if (mixed_bad(m)) {
     grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
     return;
@@ -1128,6 +1877,44 @@ fn main(
   b.w = gv * m.variance;
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
 }
+
+// The Grad of a wide row r (see the top): sums in units of 2^d_unit.
+fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let rec = bparts[r * P.chunks + k];
+    let f = pow2(i32(rec.w) - d_unit);
+    s1 += bitcast<f32>(rec.x) * f;
+    s2 += bitcast<f32>(rec.y) * f;
+  }
+  let t_in = nd_terms_in(p);
+  let t_ln = group_term(ln);
+  let t_bn = select_term(group_term(bn), use_bn);
+  var w: WideMap;
+  if (is_scaled(m.flags)) {
+    w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
+  } else {
+    // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+  }
+  if (w.bad) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  if (w.var_inf) {
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+  }
+  let s = w.scale;
+  let gamma = affine[c];
+  let gm = -s * gamma * s1;
+  let gv = -0.5 * gamma * (s * s) * (s * s2);
+  var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
+  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  a.z = select(0.0, a.z, use_bn);
+  b.z = select(0.0, b.z, use_bn);
+  return Grad(vec4<f32>(gm, gv, s * s2, s1), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
+}
 `;
 
 /** sn1d_bwd_reduce.wgsl (with its includes). */
@@ -1145,9 +1932,12 @@ export const SN1D_BWD_REDUCE: string =
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
+// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX are summed again
+// by sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_SN1D_BWD_ELEMENT}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -1156,27 +1946,13 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
 @group(0) @binding(6) var<storage, read_write> cparts: array<Grad>;
+// Lines with a wide element for sn1d_bwd_wide_reduce: a count (0 when the call starts), then
+// tile * 64 + the line's thread.
+@group(0) @binding(7) var<storage, read_write> wide_lines: array<atomic<u32>>;
 
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 var<workgroup> tdy: array<f32, 1056>;
-
-fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
-  let ln = groups[n];
-  let bn = groups[P.n + c];
-  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
-  }
-  let s = inv_std(m);
-  let gamma = affine[c];
-  let xh = ((xv - m.hi) - m.lo) * s;
-  let gm = -s * gamma * d;
-  let gv = -0.5 * (s * s) * gamma * d * xh;
-  let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
-  let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
-}
 
 @compute @workgroup_size(64)
 fn main(
@@ -1198,18 +1974,101 @@ fn main(
     }
   }
   workgroupBarrier();
+  // Plain sums of in-range terms; a line with a wide element is listed and summed again by
+  // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
   var acc = grad_zero();
+  var wide = false;
   if (lid < T) {
     if (lid < t.cols) {
+      let c = t.c0 + lid;
+      let bn = groups[P.n + c];
       for (var r = 0u; r < t.rows; r++) {
-        acc = grad_add(acc, element(t.n0 + r, t.c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
+        let ln = groups[t.n0 + r];
+        let d = tdy[r * 33u + lid];
+        wide = wide || element_is_wide(ln, bn, d);
+        let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
+        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
       }
-      cparts[t.rt * P.c + t.c0 + lid - P.chan_base] = acc;
+      cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
+    let ln = groups[t.n0 + r];
     for (var cc = 0u; cc < t.cols; cc++) {
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
+      let c = t.c0 + cc;
+      let bn = groups[P.n + c];
+      let d = tdy[r * 33u + cc];
+      wide = wide || element_is_wide(ln, bn, d);
+      let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
+      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
+    }
+    parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
+  }
+  if (wide) {
+    let tile = t.rt * P.chunks + t.ct;
+    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], tile * 64u + lid);
+  }
+}
+`;
+
+/** sn1d_bwd_wide_reduce.wgsl (with its includes). */
+export const SN1D_BWD_WIDE_REDUCE: string =
+  `// sn1d_bwd_wide_reduce.wgsl: backward step 1b of layout "1d", after sn1d_bwd_reduce: the tile
+// lines with a wide element (scaled statistics, F_SCALED, or |dy| beyond DY_MAX), listed by
+// sn1d_bwd_reduce, summed again with every element's terms in its own units (wide_element,
+// sn1d_bwd_element.wgsl: x and dy scaled by their bits, the Grad's exponents D - E, D - 2E and D)
+// added by grad_add, which aligns units. Entries are tile * 64 + the line's thread (< 32: a
+// column, else a row). Blocks of 64 entries, a thread each, taken by the workgroups in turn: the
+// loop's bound is one load from one address, so without wide lines lavapipe skips its code.
+// Bindings and windows as sn1d_bwd_reduce.
+
+${_COMMON}
+${_BACKWARD_COMMON}
+${_SN1D_BWD_ELEMENT}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
+@group(0) @binding(6) var<storage, read_write> cparts: array<Grad>;
+@group(0) @binding(7) var<storage, read> wide_lines: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_lines[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      line(wide_lines[1u + base + lid]);
+    }
+  }
+}
+
+fn line(entry: u32) {
+  let tile = entry / 64u;
+  let k = entry % 64u;
+  let rt = tile / P.chunks;
+  if (rt < P.seg_first || rt >= P.seg_end) {
+    return; // another window's line
+  }
+  let t = tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks);
+  var acc = grad_zero();
+  if (k < TILE_1D) {
+    for (var r = 0u; r < t.rows; r++) {
+      let e = tile_1d_elem(t, r, k);
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e]));
+    }
+    cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
+  } else {
+    let r = k - TILE_1D;
+    for (var cc = 0u; cc < t.cols; cc++) {
+      let e = tile_1d_elem(t, r, cc);
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e]));
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -1222,6 +2081,7 @@ export const SN_BWD_GROUPS: string =
 // records of LN group n = g, the next C workgroups those of channel c, exactly as
 // sn_group_stats walks its members (ln_base + g*ln_step + k*ln_stride, k < ln_count; bn_*):
 //   out[g] = sum_k member_k  (every field),  flags = OR_k flags_k
+// (grad_add: records of wide rows, in units of their own, are brought to the larger unit first)
 // Layout "nd": members are the rows of sn_bwd_rows, so out[n] = (GmL[n], GvL[n], ...) and
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
@@ -1236,6 +2096,10 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
+// Layout "1d": groups whose sums carry exponents, for sn1d_bwd_wide_dx (a count, 0 when the
+// call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
+// several windows may appear more than once).
+@group(0) @binding(3) var<storage, read_write> wide_groups: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
@@ -1275,10 +2139,12 @@ fn main(
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
-      w_s[lid] += w_s[lid + s];
-      w_a[lid] += w_a[lid + s];
-      w_b[lid] += w_b[lid + s];
-      w_flags[lid] = w_flags[lid] | w_flags[lid + s];
+      let o = lid + s;
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o]));
+      w_s[lid] = sum.s;
+      w_a[lid] = sum.a;
+      w_b[lid] = sum.b;
+      w_flags[lid] = sum.flags;
     }
     workgroupBarrier();
   }
@@ -1288,6 +2154,9 @@ fn main(
       sum = grad_add(out[P.seg_first + g], sum);
     }
     out[P.seg_first + g] = sum;
+    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & G_EXPS) != 0u) {
+      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.seg_first + g);
+    }
   }
 }
 `;
@@ -1307,6 +2176,14 @@ export const SN_BWD_COEF: string =
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
+// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
+// sn_bwd_wide_dx (D: the row's dy unit), is
+//   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
+// for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
+// is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
+// whose own s is tiny beside its channel's BN terms).
+// Words are u32 (the mark survives as bits).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
 // in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
 
@@ -1319,9 +2196,11 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> coef: array<vec4<u32>>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+// Wide rows for sn_bwd_wide_dx: a count (0 when the call starts), then the rows.
+@group(0) @binding(8) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1349,11 +2228,16 @@ fn main(
   var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
   var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
-  var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
+  var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
+  let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u) {
+    wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
+    return;
+  }
   let nb = P.batch;
   gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
   gmu = select(
@@ -1362,10 +2246,72 @@ fn main(
       P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
     bn_x,
   );
-  bad = bad || select(false, bg.flags != 0u, bn_x);
+  bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+}
+
+// mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
+fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
+  let f_in = pow2(unit_of(p.flags) - e);
+  let f_g = pow2(unit_of(g.flags) - e);
+  return ((p.shift * f_in - g.hi * f_g) + p.mean * f_in) - g.lo * f_g;
+}
+
+fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {
+  let c = r % P.c;
+  var w: WideMap;
+  if (is_scaled(m.flags)) {
+    w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+  } else {
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+  }
+  let e = w.e;
+  let d_unit = g_exp(row.flags, 2u);
+  // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
+  let u_in = unit_of(p.flags);
+  let e_ln = max(u_in, unit_of(ln.flags));
+  let e_bn = max(u_in, unit_of(bn.flags));
+  let d_ln = mean_diff(p, ln, e_ln);
+  let d_bn = mean_diff(p, bn, e_bn);
+  let cf = f32(P.c);
+  let nb = P.batch;
+  var gvar = XF(0.0, 0);
+  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u));
+  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u));
+  var gmu = XF(0.0, 0);
+  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
+  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln);
+  // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
+  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
+  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
+  let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
+  let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
+    P.m < 2u;
+  // dx = dy gs + (x - K) B + A with gs = gamma s' 2^-e, B = bm 2^gvar.e, K = the row's shift:
+  // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
+  // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
+  // |x 2^-u_in - K| <= 2^41 (2 when scaled).
+  let gs = affine[c] * w.scale;
+  let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
+  var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
+  ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
+  let t1 = d_unit - e + exponent_of(gs) + select(0, 40, d_unit == 0);
+  let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
+  let t3 = ax.e + exponent_of(ax.m);
+  // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
+  // then still lies far above float32's subnormals, and the sum of three cannot overflow.
+  let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
+  coef[r] = vec4<u32>(
+    bitcast<u32>(scale2(gs, d_unit - e - u)),
+    bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
+    bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
+    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
+  );
+  atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], r);
 }
 `;
 
@@ -1374,7 +2320,8 @@ export const SN_BWD_DX: string =
   `// sn_bwd_dx.wgsl: the last backward step of layout "nd", the second and final pass over
 // (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
 //   dx[i] = dy[i] * gs + (x[i] - K) * B + A
-// and NaN where sn_bwd_coef marked the row (A's bits are NaN). x - K is exact for x near K (the
+// and NaN where sn_bwd_coef marked the row (A's bits are NaN). Wide rows' dx is written again by
+// sn_bwd_wide_dx, after this pass. x - K is exact for x near K (the
 // row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn.
 
@@ -1422,6 +2369,61 @@ fn main(
 }
 `;
 
+/** sn_bwd_wide_dx.wgsl (with its includes). */
+export const SN_BWD_WIDE_DX: string =
+  `// sn_bwd_wide_dx.wgsl: the last backward step of layout "nd", after sn_bwd_dx: dx of the wide
+// rows (their map's fourth word WIDE_MARK | (D + 512) | (U + 512) << 10, sn_bwd_wide_coef),
+// written again in scaled units, with u and K the unit and shift of the row's own summary:
+//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
+// and NaN where the map's A is NaN. The rows come from a list sn_bwd_coef fills; a workgroup
+// per row, over its segments in this dispatch's window of x, dy and dx.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read> coef: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> rows: array<Partial>;
+// The wide rows: a count, then the rows (sn_bwd_coef).
+@group(0) @binding(6) var<storage, read> wide_rows: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  // Workgroups take the listed rows in turn, their threads the row's elements in this
+  // dispatch's window: the loop's bound is one load from one address, so without wide rows
+  // lavapipe skips its code.
+  let count = wide_rows[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    dx_row(wide_rows[1u + k], lid);
+  }
+}
+
+fn dx_row(row: u32, lid: u32) {
+  let k = coef[row];
+  let p = rows[row];
+  let f = bitcast<vec4<f32>>(k);
+  let d_unit = i32(k.w & 0x3ffu) - 512;
+  let u = i32((k.w >> 10u) & 0x3ffu) - 512;
+  let x_unit = unit_of(p.flags);
+  let bad = is_nan_marker(f.z);
+  let s1 = min((row + 1u) * P.chunks, P.seg_end);
+  for (var seg = max(row * P.chunks, P.seg_first); seg < s1; seg++) {
+    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+    for (var i = s + lid; i < e; i += 64u) {
+      let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
+      dx[i] = select(scale2(v, u), qnan(), bad);
+    }
+  }
+}
+`;
+
 /** sn1d_bwd_dx.wgsl (with its includes). */
 export const SN1D_BWD_DX: string =
   `// sn1d_bwd_dx.wgsl: the last backward step of layout "1d", the second and final pass over
@@ -1434,7 +2436,8 @@ export const SN1D_BWD_DX: string =
 // x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
 // statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
 // One vec4 per thread. bgroups is bound from record rec_base on, cgroups from chan_base on
-// (windows of the records, which may exceed one storage binding).
+// (windows of the records, which may exceed one storage binding). Elements whose statistics are
+// scaled or whose sums carry exponents (wide data) are written again by sn1d_bwd_wide_dx.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -1477,17 +2480,110 @@ fn main(
       let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
-      var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
+      var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
       let v_bn = v + P.wmean[1] * bg.s.x / nb +
         P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
       v = select(v, v_bn, with_bn);
-      bad = bad || select(false, bg.flags != 0u || nb < 2.0, with_bn);
+      bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
     }
   }
   dx[q] = out;
+}
+`;
+
+/** sn1d_bwd_wide_dx.wgsl (with its includes). */
+export const SN1D_BWD_WIDE_DX: string =
+  `// sn1d_bwd_wide_dx.wgsl: the last backward step of layout "1d", after sn1d_bwd_dx: dx of the
+// elements of the samples and channels whose gradient sums carry exponents (wide data: scaled
+// statistics or |dy| beyond DY_MAX; sn_bwd_groups lists those groups), written again with the
+// terms of sn1d_bwd_dx formed as mantissa-exponent pairs (x and dy scaled by their bits) and
+// added with xf_add. A workgroup per listed group (64 workgroups taking them in turn), its
+// threads over the group's elements in this dispatch's window: for sample n all of row n, for
+// channel c column c (an element in both is written twice, with the same value). The loop's
+// bound is one load from one address, so without wide data lavapipe skips its code. Bindings
+// and windows as sn1d_bwd_dx.
+
+${_COMMON}
+${_BACKWARD_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+// The groups whose sums carry exponents: a count, then group indices (sn_bwd_groups).
+@group(0) @binding(8) var<storage, read> wide_groups: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_groups[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let g = wide_groups[1u + k];
+    let first = P.elem_base;
+    let end = min(P.elem_base + 4u * P.vec_count, P.total);
+    if (g < P.n) {
+      for (var c = lid; c < P.c; c += 64u) {
+        write_dx(g, c, first, end);
+      }
+    } else {
+      let n0 = first / P.c;
+      let n1 = min((end + P.c - 1u) / P.c, P.n);
+      for (var n = n0 + lid; n < n1; n += 64u) {
+        write_dx(n, g - P.n, first, end);
+      }
+    }
+  }
+}
+
+fn write_dx(n: u32, c: u32, first: u32, end: u32) {
+  let e = n * P.c + c;
+  if (e >= first && e < end) {
+    let i = e - first;
+    let with_bn = bn_depends_on_x();
+    let lg = bgroups[n - P.rec_base];
+    let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
+    dx[i] = wide_dx(groups[n], groups[P.n + c], lg, bg, c, x[i], dy[i], with_bn);
+  }
+}
+
+fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
+  var w: WideMap;
+  if (is_scaled(ln.flags | bn.flags)) {
+    w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+  } else {
+    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+  }
+  let cf = f32(P.c);
+  let nb = P.batch;
+  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let u_ln = unit_of(ln.flags);
+  let u_bn = unit_of(bn.flags);
+  var v = XF(0.0, 0);
+  v = xf_add(v, scale2(dv, -d_unit) * (affine[c] * w.scale), d_unit - w.e);
+  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
+  let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
+  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);
+  // The BN terms selected, not branched on: a branch on the uniform flag around them made
+  // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
+  let xc_bn = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
+  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u));
+  let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
+  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn);
+  let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
+    (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
+  return select(scale2(v.m, v.e), qnan(), bad);
 }
 `;
 

@@ -15,6 +15,11 @@
 //   b = (gv * (var_0 - var), gv * (var_1 - var), gv * (var_2 - var), gv * var)
 //   flags: G_BAD where the float64 reference has NaN in gm, gv, dgamma and the dots (a statistic
 //          of some member is NaN/infinite or var + eps <= 0); dbeta never depends on it.
+//          Bits 1..30: three exponents of 10 bits (two's complement), 0 for in-range data: gm is
+//          s.x * 2^e0, gv is s.y * 2^e1, and every other field is in units of 2^e2. Rows with a
+//          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
+//          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
+//          leave float32's range there, their mantissas do not.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
@@ -23,8 +28,54 @@ struct Grad {
 }
 
 const G_BAD: u32 = 1u;
+const G_EXPS: u32 = 0x7ffffffeu;
+// The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
+// infinite variance, F_VAR_INF); the rest of the record is as usual.
+const G_VNAN: u32 = 0x80000000u;
+// |dy| beyond this: the row's dy is summed in units of 2^D (float32 sums of dy could overflow).
+const DY_MAX: f32 = 1099511627776.0; // 2^40
 
+// Exponent k (0: gm, 1: gv, 2: the rest) of a Grad's flags.
+fn g_exp(flags: u32, k: u32) -> i32 {
+  return i32(((flags >> (1u + 10u * k)) & 0x3ffu) << 22u) >> 22;
+}
+
+fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
+    ((u32(e2) & 0x3ffu) << 21u);
+}
+
+// The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
+// factors that bring each to it.
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<f32> {
+  let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
+  return vec3<f32>(pow2(ep - e), pow2(eq - e), f32(e));
+}
+
+fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
+  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, g_exp(p.flags, 0u), g_exp(q.flags, 0u));
+  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
+  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
+  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
+  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  let s = vec4<f32>(
+    p.s.x * u0.x + q.s.x * u0.y,
+    p.s.y * u1.x + q.s.y * u1.y,
+    p.s.zw * u2.x + q.s.zw * u2.y,
+  );
+  return Grad(
+    s,
+    p.a * u2.x + q.a * u2.y,
+    p.b * u2.x + q.b * u2.y,
+    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+  );
+}
+
+// p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
+  if (((p.flags | q.flags) & G_EXPS) != 0u) {
+    return grad_add_scaled(p, q);
+  }
   return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
 }
 
@@ -32,14 +83,48 @@ fn grad_zero() -> Grad {
   return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
 }
 
-// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN, or var + eps
-// is outside WebGPU's range (in_gpu_range, common.wgsl): then the row's gradients are NaN.
+// A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
+struct XF {
+  m: f32,
+  e: i32,
+}
+
+fn xf_add(a: XF, m: f32, e: i32) -> XF {
+  if (m == 0.0) {
+    return a;
+  }
+  if (a.m == 0.0) {
+    return XF(m, e);
+  }
+  let u = max(a.e, e);
+  return XF(a.m * pow2(a.e - u) + m * pow2(e - u), u);
+}
+
+// Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
+// row's gradients are NaN. Only for mixes without scaled terms (the rest go through wide_map).
 fn mixed_bad(m: Mixed) -> bool {
-  return m.flags != 0u || !in_gpu_range(m.variance + P.eps);
+  return (m.flags & F_CLASS) != 0u || !(m.variance + P.eps > 0.0);
+}
+
+// Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
+// variance (exact powers of two, as wide_map forms them).
+fn wide_centred(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
+  return ((t.hi * f - w.hi) + t.lo * f) - w.lo;
+}
+
+fn wide_var(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
+  return t.variance * f * f;
+}
+
+// The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
+fn dy_unit(mx: f32) -> i32 {
+  return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
 }
 
 fn inv_std(m: Mixed) -> f32 {
-  return 1.0 / sqrt(max(m.variance + P.eps, 1e-38));
+  return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
 }
 
 // Whether the BN statistics are functions of x (training with BN): only then do the BN
@@ -63,14 +148,4 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
     m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   }
   return m;
-}
-
-// g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
-fn select_group(g: Group, keep: bool) -> Group {
-  return Group(
-    select(0.0, g.hi, keep),
-    select(0.0, g.lo, keep),
-    select(0.0, g.variance, keep),
-    select(0u, g.flags, keep),
-  );
 }

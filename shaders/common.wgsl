@@ -18,6 +18,20 @@ const F_POS_INF: u32 = 2u;
 const F_NEG_INF: u32 = 4u;
 // The unbiased variance is 0/0: fewer than two values (M = 1, N = 1 or C = 1, as in torch).
 const F_NO_VAR: u32 = 8u;
+// The bits above say what the reference has; a statistic is usable where these are all 0.
+const F_CLASS: u32 = 0xffu;
+// Bits 8..15 of a Partial's flags: the magnitude field of the largest finite |x| it summarizes,
+// (bits(|x|) + 0x7fffff) >> 23, so that |x| <= 2^(field - 127) (0: every value is 0). Bit 16:
+// the summary (or Group) is kept in scaled units: its means are in units of 2^u and its M2 and
+// variances in units of 2^(2u), u = field - 127 (for a Group, field is the unit + 127 itself).
+// Rows whose largest |x| lies outside (2^-21, 2^40] are summarized so ("wide" rows: beyond it
+// float32 squares and sums overflow or go subnormal); every later pass brings its terms to a
+// common unit with exact powers of two, so the whole float32 range is covered.
+const F_FIELD: u32 = 0xff00u;
+const F_SCALED: u32 = 0x10000u;
+// A Group whose variance is +Infinity with a finite mean (an evaluation on a running_var that
+// overflowed): a mix that gives it weight has s = 0, as in the reference (y = beta).
+const F_VAR_INF: u32 = 0x20000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -27,6 +41,7 @@ const P_BATCH_AVERAGE: u32 = 8u; // running update: batch average (else moving a
 const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1d")
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
+const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -64,7 +79,11 @@ struct Params {
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
   inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
+  // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
+  // that eps in that unit stays below 4.
+  eps_exp: i32,
 }
+
 
 // A (count, mean, M2) summary of some finite values, kept relative to `shift` (a value of the
 // same scope) so that a large common offset costs no precision: the true mean is
@@ -202,27 +221,18 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
   );
 }
 
-// WebGPU's range: the float32 statistics and gradient products are right while var + eps (of a
-// row's mixed statistics) lies in [2^-120, 2^120], std in [8.7e-19, 1.2e18]. Beyond, squares
-// and sums overflow (|x| ~ 1e19), or squared deviations and s^3 fall below float32's normal
-// range, which GPUs may flush to 0 (eps = 0 with std ~ 1e-20); the results there are NaN, never a
-// wrong finite number (the float64 reference and WASM backends cover the whole float32 range).
-const VAR_EPS_MIN: f32 = 7.523163845262640e-37; // 2^-120
-const VAR_EPS_MAX: f32 = 1.329227995784916e36; // 2^120
-
-fn in_gpu_range(var_eps: f32) -> bool {
-  return var_eps >= VAR_EPS_MIN && var_eps <= VAR_EPS_MAX && class_bits(var_eps) == 0u;
-}
-
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
-// NaN when y must be NaN (a flagged statistic, var + eps <= 0) or var + eps is outside WebGPU's
-// range (in_gpu_range). Normalize tests beta's bits.
+// NaN when y must be NaN (a flagged statistic, var + eps <= 0). Normalize tests beta's bits.
+// Only for unscaled terms (see wide_map for the rest): there var + eps lies in [2^-126, 2^84].
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
-  let bad = m.flags != 0u || !in_gpu_range(denom);
-  let scale = gamma / sqrt(max(denom, 1e-38));
+  let bad = (m.flags & F_CLASS) != 0u || !(denom > 0.0);
+  let scale = gamma / sqrt(select(denom, 1.0, bad));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
+
+// The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
+const WIDE_MARK: u32 = 0x7f800000u;
 
 fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
@@ -262,4 +272,175 @@ fn tile_1d(wg: u32) -> Tile1d {
 // Index, within this dispatch's binding window, of the tile's element (r, cc).
 fn tile_1d_elem(t: Tile1d, r: u32, cc: u32) -> u32 {
   return (t.n0 + r) * P.c + t.c0 + cc - P.elem_base;
+}
+
+// floor(log2 |v|) of a normal float32 v; -1000 for 0 (and subnormals).
+fn exponent_of(v: f32) -> i32 {
+  let b = (bitcast<u32>(v) >> 23u) & 0xffu;
+  return select(i32(b) - 127, -1000, b == 0u);
+}
+
+// The magnitude field (see F_FIELD) of a finite value's bits without the sign.
+fn abs_field(abs_bits: u32) -> u32 {
+  return (abs_bits + 0x7fffffu) >> 23u;
+}
+
+fn max_field(flags: u32) -> u32 {
+  return (flags & F_FIELD) >> 8u;
+}
+
+// Flags of two summaries merged: the F_* bits and F_SCALED or'ed, the larger field.
+fn merge_flags(a: u32, b: u32) -> u32 {
+  return ((a | b) & ~F_FIELD) | max(a & F_FIELD, b & F_FIELD);
+}
+
+// Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).
+fn is_wide_field(field: u32) -> bool {
+  return field != 0u && (field < 107u || field > 167u);
+}
+
+fn is_scaled(flags: u32) -> bool {
+  return (flags & F_SCALED) != 0u;
+}
+
+// The unit exponent u of a record (0 when it is not scaled).
+fn unit_of(flags: u32) -> i32 {
+  return select(0, i32(max_field(flags)) - 127, is_scaled(flags));
+}
+
+// Flags of a Group (or mixed statistic) in unit 2^u: F_* bits, and F_SCALED with u + 127
+// unless u = 0.
+fn unit_flags(bad: u32, u: i32) -> u32 {
+  return (bad & F_CLASS) | select(F_SCALED | (u32(u + 127) << 8u), 0u, u == 0);
+}
+
+// 2^k for k <= 127, 0 below 2^-126 (a factor that only shrinks negligible terms).
+fn pow2(k: i32) -> f32 {
+  return select(bitcast<f32>(u32(min(k, 127) + 127) << 23u), 0.0, k < -126);
+}
+
+// v * 2^k for a finite v, by its bits: exact while the result is a normal float32, whatever v
+// is (GPUs may flush subnormal operands of float arithmetic to 0; bit operations see them).
+// Below float32's normal range the result is 0 of v's sign (flushed, as a GPU may), above it
+// the infinity of v's sign (built from P.inf_bits).
+fn scale2(v: f32, k: i32) -> f32 {
+  let b = bitcast<u32>(v);
+  let sign = b & 0x80000000u;
+  var e = i32((b >> 23u) & 0xffu);
+  var mant = b & 0x007fffffu;
+  if (e == 0) {
+    if (mant == 0u) {
+      return v;
+    }
+    let sh = countLeadingZeros(mant) - 8u; // brings the leading 1 to bit 23
+    mant = (mant << sh) & 0x007fffffu;
+    e = 1 - i32(sh);
+  }
+  let ne = e + k;
+  if (ne <= 0) {
+    return bitcast<f32>(sign);
+  }
+  if (ne >= 255) {
+    return bitcast<f32>(sign | P.inf_bits);
+  }
+  return bitcast<f32>(sign | (u32(ne) << 23u) | mant);
+}
+
+// a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
+// running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
+// underflows to 0, as float32 buffers hold such values.
+fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
+  if (class_bits(a) != 0u) {
+    return a;
+  }
+  let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
+  if (a != 0.0 && ea - k > 100) {
+    return a; // b * 2^k is below a's rounding
+  }
+  return scale2(scale2(a, -k) + b, k);
+}
+
+// One term of a mix: a statistic with mean hi + lo, its variance and flags (units: F_SCALED).
+struct Term {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  flags: u32,
+}
+
+// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale + beta, with
+// every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
+// not all zeros, at least 2^eps_exp) by exact powers of two:
+//   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
+//   var = sum_k wvar_k var_k f_k^2,  scale = gamma / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+// `bad` as in row_affine. Terms are in mixing order (weight k for term k).
+struct WideMap {
+  hi: f32,
+  lo: f32,
+  variance: f32,
+  scale: f32,
+  beta: f32,
+  e: i32,
+  bad: bool,
+  var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
+}
+
+// t where `keep`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
+fn select_term(t: Term, keep: bool) -> Term {
+  return Term(select(0.0, t.hi, keep), select(0.0, t.lo, keep), select(0.0, t.variance, keep), select(0u, t.flags, keep));
+}
+
+// Whether term t, of mean weight wm and variance weight wv, sets the unit: not of weight 0, and
+// not an unscaled term of zeros (a row of zeros).
+fn sets_unit(t: Term, wm: f32, wv: f32) -> bool {
+  let zero = !is_scaled(t.flags) && t.hi == 0.0 && t.lo == 0.0 && t.variance == 0.0;
+  return (wm != 0.0 || wv != 0.0) && !zero;
+}
+
+// Terms t0, t1, t2 take weights 0, 1, 2 (a missing term has weight 0: Params' unused weights
+// are 0). Written without arrays or loops: lavapipe kept memory for good at every dispatch of
+// a shader with a local array of terms in its element loop (tests/webgpu_memory_test.ts).
+fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
+  var e = P.eps_exp;
+  e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
+  e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
+  e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  let f0 = pow2(unit_of(t0.flags) - e);
+  let f1 = pow2(unit_of(t1.flags) - e);
+  let f2 = pow2(unit_of(t2.flags) - e);
+  let hi = t0.hi * f0;
+  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((t1.hi * f1 - hi) + t1.lo * f1) +
+    P.wmean.z * ((t2.hi * f2 - hi) + t2.lo * f2);
+  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
+    P.wvar.z * (t2.variance * f2 * f2);
+  // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
+  // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
+  let denom = variance + P.eps * pow2(-e) * pow2(-e);
+  let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
+  let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
+    (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
+  let scale = select(gamma / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf);
+}
+
+// g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
+fn select_group(g: Group, keep: bool) -> Group {
+  return Group(
+    select(0.0, g.hi, keep),
+    select(0.0, g.lo, keep),
+    select(0.0, g.variance, keep),
+    select(0u, g.flags, keep),
+  );
+}
+
+// The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
+// usingBN, whose weight 2 is 0).
+fn nd_terms_in(p: Partial) -> Term {
+  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
+}
+
+fn group_term(g: Group) -> Term {
+  return Term(g.hi, g.lo, g.variance, g.flags);
 }

@@ -8,7 +8,8 @@
 // x - mu is formed as (x - hi) - lo. NaN where the reference's dx is NaN: the element's
 // statistics, its row's sums or (training) its column's sums are flagged, C = 1 or NB = 1.
 // One vec4 per thread. bgroups is bound from record rec_base on, cgroups from chan_base on
-// (windows of the records, which may exceed one storage binding).
+// (windows of the records, which may exceed one storage binding). Elements whose statistics are
+// scaled or whose sums carry exponents (wide data) are written again by sn1d_bwd_wide_dx.
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -51,13 +52,13 @@ fn main(
       let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
-      var bad = mixed_bad(m) || lg.flags != 0u || P.c < 2u;
+      var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
       let v_bn = v + P.wmean[1] * bg.s.x / nb +
         P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
       v = select(v, v_bn, with_bn);
-      bad = bad || select(false, bg.flags != 0u || nb < 2.0, with_bn);
+      bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
     }
   }

@@ -11,9 +11,12 @@
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
+// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX are summed again
+// by sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include sn1d_bwd_element.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -22,27 +25,13 @@
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
 @group(0) @binding(6) var<storage, read_write> cparts: array<Grad>;
+// Lines with a wide element for sn1d_bwd_wide_reduce: a count (0 when the call starts), then
+// tile * 64 + the line's thread.
+@group(0) @binding(7) var<storage, read_write> wide_lines: array<atomic<u32>>;
 
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 var<workgroup> tdy: array<f32, 1056>;
-
-fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
-  let ln = groups[n];
-  let bn = groups[P.n + c];
-  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
-  }
-  let s = inv_std(m);
-  let gamma = affine[c];
-  let xh = ((xv - m.hi) - m.lo) * s;
-  let gm = -s * gamma * d;
-  let gv = -0.5 * (s * s) * gamma * d * xh;
-  let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
-  let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
-}
 
 @compute @workgroup_size(64)
 fn main(
@@ -64,19 +53,38 @@ fn main(
     }
   }
   workgroupBarrier();
+  // Plain sums of in-range terms; a line with a wide element is listed and summed again by
+  // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
   var acc = grad_zero();
+  var wide = false;
   if (lid < T) {
     if (lid < t.cols) {
+      let c = t.c0 + lid;
+      let bn = groups[P.n + c];
       for (var r = 0u; r < t.rows; r++) {
-        acc = grad_add(acc, element(t.n0 + r, t.c0 + lid, tx[r * 33u + lid], tdy[r * 33u + lid]));
+        let ln = groups[t.n0 + r];
+        let d = tdy[r * 33u + lid];
+        wide = wide || element_is_wide(ln, bn, d);
+        let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
+        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
       }
-      cparts[t.rt * P.c + t.c0 + lid - P.chan_base] = acc;
+      cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
+    let ln = groups[t.n0 + r];
     for (var cc = 0u; cc < t.cols; cc++) {
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, tx[r * 33u + cc], tdy[r * 33u + cc]));
+      let c = t.c0 + cc;
+      let bn = groups[P.n + c];
+      let d = tdy[r * 33u + cc];
+      wide = wide || element_is_wide(ln, bn, d);
+      let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
+      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
+  }
+  if (wide) {
+    let tile = t.rt * P.chunks + t.ct;
+    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], tile * 64u + lid);
   }
 }

@@ -3,7 +3,8 @@
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
 //   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
-//     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags
+//     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
+//     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
 //   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
 // two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
@@ -25,6 +26,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   var flags = 0u;
   var count = 0u;
   var sum = 0.0;
+  var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
     let cls = class_bits(v);
@@ -32,6 +34,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     if (cls == 0u) {
       sum += v - shift;
       count += 1u;
+      mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
     }
   }
   let mean = select(0.0, sum / f32(count), count > 0u);
@@ -43,7 +46,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  return Partial(shift, mean, m2, count, flags);
+  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u));
 }
 
 @compute @workgroup_size(64)

@@ -11,6 +11,14 @@
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
+// Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
+// of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
+// sn_bwd_wide_dx (D: the row's dy unit), is
+//   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
+// for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
+// is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
+// whose own s is tiny beside its channel's BN terms).
+// Words are u32 (the mark survives as bits).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
 // in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
 
@@ -23,9 +31,11 @@
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> coef: array<vec4<u32>>;
 // The channel records of bgroups (the same buffer; bgroups binds the samples' records).
 @group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+// Wide rows for sn_bwd_wide_dx: a count (0 when the call starts), then the rows.
+@group(0) @binding(8) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -53,11 +63,16 @@ fn main(
   var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
   var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
     P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
-  var bad = mixed_bad(m) || row.flags != 0u || lg.flags != 0u || P.m < 2u;
+  var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
+  let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u) {
+    wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
+    return;
+  }
   let nb = P.batch;
   gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
   gmu = select(
@@ -66,8 +81,70 @@ fn main(
       P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
     bn_x,
   );
-  bad = bad || select(false, bg.flags != 0u, bn_x);
+  bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
   let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+}
+
+// mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
+fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
+  let f_in = pow2(unit_of(p.flags) - e);
+  let f_g = pow2(unit_of(g.flags) - e);
+  return ((p.shift * f_in - g.hi * f_g) + p.mean * f_in) - g.lo * f_g;
+}
+
+fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {
+  let c = r % P.c;
+  var w: WideMap;
+  if (is_scaled(m.flags)) {
+    w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+  } else {
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+  }
+  let e = w.e;
+  let d_unit = g_exp(row.flags, 2u);
+  // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
+  let u_in = unit_of(p.flags);
+  let e_ln = max(u_in, unit_of(ln.flags));
+  let e_bn = max(u_in, unit_of(bn.flags));
+  let d_ln = mean_diff(p, ln, e_ln);
+  let d_bn = mean_diff(p, bn, e_bn);
+  let cf = f32(P.c);
+  let nb = P.batch;
+  var gvar = XF(0.0, 0);
+  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u));
+  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u));
+  var gmu = XF(0.0, 0);
+  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
+  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln);
+  // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
+  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
+  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
+  let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
+  let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
+    P.m < 2u;
+  // dx = dy gs + (x - K) B + A with gs = gamma s' 2^-e, B = bm 2^gvar.e, K = the row's shift:
+  // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
+  // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
+  // |x 2^-u_in - K| <= 2^41 (2 when scaled).
+  let gs = affine[c] * w.scale;
+  let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
+  var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
+  ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
+  let t1 = d_unit - e + exponent_of(gs) + select(0, 40, d_unit == 0);
+  let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
+  let t3 = ax.e + exponent_of(ax.m);
+  // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
+  // then still lies far above float32's subnormals, and the sum of three cannot overflow.
+  let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
+  coef[r] = vec4<u32>(
+    bitcast<u32>(scale2(gs, d_unit - e - u)),
+    bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
+    bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
+    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
+  );
+  atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], r);
 }

@@ -2,6 +2,7 @@
 // records of LN group n = g, the next C workgroups those of channel c, exactly as
 // sn_group_stats walks its members (ln_base + g*ln_step + k*ln_stride, k < ln_count; bn_*):
 //   out[g] = sum_k member_k  (every field),  flags = OR_k flags_k
+// (grad_add: records of wide rows, in units of their own, are brought to the larger unit first)
 // Layout "nd": members are the rows of sn_bwd_rows, so out[n] = (GmL[n], GvL[n], ...) and
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
@@ -16,6 +17,10 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
+// Layout "1d": groups whose sums carry exponents, for sn1d_bwd_wide_dx (a count, 0 when the
+// call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
+// several windows may appear more than once).
+@group(0) @binding(3) var<storage, read_write> wide_groups: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
@@ -55,10 +60,12 @@ fn main(
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
-      w_s[lid] += w_s[lid + s];
-      w_a[lid] += w_a[lid + s];
-      w_b[lid] += w_b[lid + s];
-      w_flags[lid] = w_flags[lid] | w_flags[lid + s];
+      let o = lid + s;
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o]));
+      w_s[lid] = sum.s;
+      w_a[lid] = sum.a;
+      w_b[lid] = sum.b;
+      w_flags[lid] = sum.flags;
     }
     workgroupBarrier();
   }
@@ -68,5 +75,8 @@ fn main(
       sum = grad_add(out[P.seg_first + g], sum);
     }
     out[P.seg_first + g] = sum;
+    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & G_EXPS) != 0u) {
+      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.seg_first + g);
+    }
   }
 }

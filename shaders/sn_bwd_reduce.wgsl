@@ -4,9 +4,13 @@
 // statistics (the IN summary rows[r] mixed with groups[n] (LN) and groups[N + c] (BN)):
 //   S1[s] = sum_{i in s} dy[i]
 //   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
+//   MX[s] = max_{i in s} |dy[i]|
+// written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
+// A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
+// as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -19,9 +23,11 @@
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
-@group(0) @binding(5) var<storage, read_write> bparts: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// Segments for sn_bwd_wide_reduce: a count (0 when the call starts), then the segments.
+@group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
 
-var<workgroup> w_s: array<vec2<f32>, 256>;
+var<workgroup> w_s: array<vec3<f32>, 256>;
 
 fn load_x(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
@@ -41,6 +47,8 @@ fn main(
   let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
   let t = lid % g;
   var acc = vec2<f32>(0.0);
+  var mx = 0.0;
+  var scaled = false;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -52,7 +60,8 @@ fn main(
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
-    let keep = !mixed_bad(m);
+    scaled = is_scaled(m.flags);
+    let keep = !mixed_bad(m) && !scaled;
     let hi = m.hi;
     let lo = m.lo;
     let row_start = row * P.m;
@@ -63,26 +72,35 @@ fn main(
     for (var i = s + t; i < body_s; i += g) {
       let d = load_dy(i);
       acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      mx = max(mx, abs(d));
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
       acc += vec2<f32>(d.x + d.y + d.z + d.w, select(0.0, dot(d, xc), keep));
+      let ad = abs(d);
+      mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
       acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      mx = max(mx, abs(d));
     }
   }
-  w_s[lid] = acc;
+  w_s[lid] = vec3<f32>(acc, mx);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
-      w_s[lid] += w_s[lid + stride];
+      let o = w_s[lid + stride];
+      w_s[lid] = vec3<f32>(w_s[lid].xy + o.xy, max(w_s[lid].z, o.z));
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg] = w_s[lid];
+    bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    let mxs = w_s[lid].z;
+    if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
+      atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
+    }
   }
 }

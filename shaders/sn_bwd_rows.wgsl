@@ -6,6 +6,10 @@
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
+// Wide rows (scaled statistics, unit 2^E of the mix, or segments summed with dy in units 2^D_k
+// by sn_bwd_wide_reduce): the segment sums are brought to D = max_k D_k, and with s' = s 2^E and
+// every statistic in unit 2^E (wide_map) the same formulas give the mantissas of
+// gm = 2^(D - E) gm', gv = 2^(D - 2E) gv', and the rest in units of 2^D (Grad's exponents).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -13,7 +17,7 @@
 //!include backward_common.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> bparts: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> bparts: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> rows: array<Partial>;
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -32,8 +36,11 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
+  var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
-    sums += bparts[r * P.chunks + k];
+    let rec = bparts[r * P.chunks + k];
+    sums += bitcast<vec2<f32>>(rec.xy);
+    d_unit = max(d_unit, i32(rec.w));
   }
   let p = rows[r];
   let ln = groups[n];
@@ -42,6 +49,10 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
+  if (is_scaled(m.flags) || d_unit != 0) {
+    grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
+    return;
+  }
   if (mixed_bad(m)) {
     grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
     return;
@@ -60,4 +71,42 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+}
+
+// The Grad of a wide row r (see the top): sums in units of 2^d_unit.
+fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let rec = bparts[r * P.chunks + k];
+    let f = pow2(i32(rec.w) - d_unit);
+    s1 += bitcast<f32>(rec.x) * f;
+    s2 += bitcast<f32>(rec.y) * f;
+  }
+  let t_in = nd_terms_in(p);
+  let t_ln = group_term(ln);
+  let t_bn = select_term(group_term(bn), use_bn);
+  var w: WideMap;
+  if (is_scaled(m.flags)) {
+    w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
+  } else {
+    // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+  }
+  if (w.bad) {
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+  }
+  if (w.var_inf) {
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+  }
+  let s = w.scale;
+  let gamma = affine[c];
+  let gm = -s * gamma * s1;
+  let gv = -0.5 * gamma * (s * s) * (s * s2);
+  var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
+  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  a.z = select(0.0, a.z, use_bn);
+  b.z = select(0.0, b.z, use_bn);
+  return Grad(vec4<f32>(gm, gv, s * s2, s1), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
 }

@@ -18,6 +18,13 @@
 //   batch average:   r_mean = r_mean + mu;                r_var = r_var + (mu^2 + var)
 // with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
 // Under SyncSN (P_NO_RUNNING_UPDATE) the CPU does the update, with the global batch's statistics.
+// Units: members may be scaled (F_SCALED: wide rows, sn_wide_stats). The group's unit u is the
+// largest member unit (0 for unscaled members), found first (a workgroup atomicMax); each member
+// enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
+// in-range data give the same bits as without units), its M2 by f^2, and the group is written in
+// unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
+// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
+// below it 0, as PyTorch's float32 buffers hold them.
 
 //!include common.wgsl
 
@@ -32,6 +39,7 @@ var<workgroup> w_m2: array<f32, 64>;
 var<workgroup> w_sumv: array<f32, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
+var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
 @compute @workgroup_size(64)
 fn main(
@@ -51,8 +59,29 @@ fn main(
       let rm = running[c];
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
-      let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
-      groups[g] = Group(select(rm, 0.0, bad != 0u), 0.0, select(rv, 0.0, bad != 0u), bad);
+      // running_var +Infinity (a batch variance beyond float32) with a finite mean: the
+      // reference's s is 0 and y = beta. Marked F_VAR_INF (wide_map's s is then 0), with a
+      // variance of 2^127 in units of 2^256 in its place.
+      let var_inf = bitcast<u32>(rv) == P.inf_bits && class_bits(rm) == 0u;
+      // (No return in this branch: Tint takes control flow after a return under a condition
+      // read from storage as non-uniform, and refuses the barriers below.)
+      if (var_inf) {
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+      } else {
+        let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
+        // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
+        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std.
+        let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
+        let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);
+        let field = max(field_m, select(0u, (field_v + 128u) / 2u, field_v != 0u));
+        let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
+        groups[g] = Group(
+          select(scale2(rm, -u), 0.0, bad != 0u),
+          0.0,
+          select(scale2(rv, -2 * u), 0.0, bad != 0u),
+          unit_flags(bad, u),
+        );
+      }
     }
     return;
   }
@@ -69,22 +98,32 @@ fn main(
     count = P.ln_count;
   }
   let chan = (P.flags & P_CHAN_GROUPS) != 0u;
-  let hi = members[base].shift;
+  var unit_max = 0u;
+  for (var k = lid; k < count; k += 64u) {
+    unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
+  }
+  atomicMax(&w_unit, unit_max);
+  workgroupBarrier();
+  let unit = i32(atomicLoad(&w_unit)) - 127;
+  let first = members[base];
+  let hi = first.shift * pow2(unit_of(first.flags) - unit);
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
   var flags = 0u;
   var total = 0u;
   for (var k = lid; k < count; k += 64u) {
     let p = members[base + k * stride];
-    let mean = (p.shift - hi) + p.mean;
-    flags = flags | p.flags;
+    let f = pow2(unit_of(p.flags) - unit);
+    let mean = (p.shift * f - hi) + p.mean * f;
+    let m2 = p.m2 * f * f;
+    flags = flags | (p.flags & F_CLASS);
     total += p.count;
     if (chan) {
-      acc = merge(acc, Acc(f32(p.count), mean, p.m2));
+      acc = merge(acc, Acc(f32(p.count), mean, m2));
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        sumv += p.m2 / f32(p.count - 1u);
+        sumv += m2 / f32(p.count - 1u);
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -128,15 +167,22 @@ fn main(
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, gflags);
+  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
-    // A batch variance beyond 2^120 (sums that may have overflowed: outside WebGPU's range,
-    // in_gpu_range) makes running_var NaN, never a wrong finite value.
-    let v = var_value(gflags | select(F_NAN, 0u, variance <= VAR_EPS_MAX), variance);
+    let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
-    if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+    if (unit != 0 && gflags == 0u) {
+      let u2 = 2 * unit;
+      if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+        running[c] = add_scaled(rm, mu, unit);
+        running[P.c + c] = add_scaled(rv, mu * mu + v, u2);
+      } else {
+        running[c] = add_scaled(ieee_mul(P.momentum, rm), P.one_minus_momentum * mu, unit);
+        running[P.c + c] = add_scaled(ieee_mul(P.momentum, rv), P.one_minus_momentum * v, u2);
+      }
+    } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);
       running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
     } else {

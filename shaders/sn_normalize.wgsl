@@ -3,7 +3,8 @@
 //   y[i] = ((x[i] - hi) - lo) * scale + beta      (= (x - mu) / sqrt(var + eps) * gamma + beta)
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing to the subtraction;
 // y is NaN where sn_mix marked the row (beta's bits are NaN). One vec4 per thread; a vec4 that
-// straddles two rows (M % 4 != 0) takes each lane's row in turn.
+// straddles two rows (M % 4 != 0) takes each lane's row in turn. Wide rows' y (sn_mix) is
+// written again by sn_wide_normalize, dispatched after this pass.
 
 //!include common.wgsl
 

@@ -6,7 +6,9 @@
 //          division in float32 hi/lo pairs (below), so the row mean is accurate to ~1e-12
 //          relative for any row length, not to float32's 6e-8: the importance-logit gradients
 //          are differences of IN, LN and BN means that may lie ~std / sqrt(M) apart.
-//   flags = OR of flags_k
+//   flags = OR of flags_k, with the largest magnitude field (merge_flags)
+// Run a second time (P_WIDE_ONLY) after sn_wide_stats, for the rows it summarized again in
+// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply.
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
@@ -21,6 +23,8 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 // 1.0, read from the uniforms so that no compiler can rewrite (a + b) - a as b in two_sum.
 var<private> opaque_one: f32;
@@ -76,6 +80,9 @@ fn main(
   }
   let base = row * P.chunks;
   let first = parts[base];
+  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
+    return;
+  }
   var acc = Acc(f32(first.count), first.mean, first.m2);
   var count = first.count;
   var flags = first.flags;
@@ -85,12 +92,15 @@ fn main(
     let p = parts[base + k];
     acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
     count += p.count;
-    flags = flags | p.flags;
+    flags = merge_flags(flags, p.flags);
     let dk = two_sum(p.shift, -first.shift);
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
-  if (count == 0u || flags != 0u) {
+  if ((P.flags & P_WIDE_ONLY) == 0u && is_wide_field(max_field(flags)) && (flags & F_CLASS) == 0u) {
+    atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
+  }
+  if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
     return;
   }

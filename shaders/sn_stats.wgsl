@@ -5,7 +5,8 @@
 //   count  = number of finite x[i] in s
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
-//   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s
+//   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
+//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits)
 // Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
 // (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
 // summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
@@ -19,6 +20,9 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
+// rows are one segment each, else by sn_row_merge.
+@group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
 var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
@@ -29,12 +33,13 @@ fn load1(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
 }
 
-fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: f32, shift: f32) {
+fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: f32, shift: f32) {
   let cls = class_bits(v);
   if (cls != 0u) {
     *flags = *flags | cls;
     return;
   }
+  *mx = max(*mx, bitcast<u32>(v) & 0x7fffffffu);
   let d = v - shift;
   let n = (*acc).n + 1.0;
   let delta = d - (*acc).mean;
@@ -42,15 +47,16 @@ fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: f32, shift: f32) 
   *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
 }
 
-fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, v: vec4<f32>, shift: f32) {
-  let exp_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u);
-  if (any(exp_bits == vec4<u32>(0x7f800000u))) {
-    add1(acc, flags, v.x, shift);
-    add1(acc, flags, v.y, shift);
-    add1(acc, flags, v.z, shift);
-    add1(acc, flags, v.w, shift);
+fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: vec4<f32>, shift: f32) {
+  let abs_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
+  if (any(abs_bits >= vec4<u32>(0x7f800000u))) {
+    add1(acc, flags, mx, v.x, shift);
+    add1(acc, flags, mx, v.y, shift);
+    add1(acc, flags, mx, v.z, shift);
+    add1(acc, flags, mx, v.w, shift);
     return;
   }
+  *mx = max(*mx, max(max(abs_bits.x, abs_bits.y), max(abs_bits.z, abs_bits.w)));
   let d = v - vec4<f32>(shift);
   let m4 = (d.x + d.y + d.z + d.w) * 0.25;
   let dev = d - vec4<f32>(m4);
@@ -68,6 +74,7 @@ fn main(
   let t = lid % g;
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
+  var mx = 0u; // max |x| of the finite values, as bits
   var shift = 0.0;
   let live = seg < P.seg_end;
   if (live) {
@@ -82,19 +89,19 @@ fn main(
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
-      add1(&acc, &flags, load1(i), shift);
+      add1(&acc, &flags, &mx, load1(i), shift);
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-      add4(&acc, &flags, x[q], shift);
+      add4(&acc, &flags, &mx, x[q], shift);
     }
     for (var i = body_e + t; i < e; i += g) {
-      add1(&acc, &flags, load1(i), shift);
+      add1(&acc, &flags, &mx, load1(i), shift);
     }
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
-  w_flags[lid] = flags;
+  w_flags[lid] = flags | (abs_field(mx) << 8u);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -103,11 +110,15 @@ fn main(
       w_n[lid] = merged.n;
       w_mean[lid] = merged.mean;
       w_m2[lid] = merged.m2;
-      w_flags[lid] = w_flags[lid] | w_flags[o];
+      w_flags[lid] = merge_flags(w_flags[lid], w_flags[o]);
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
     parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+    let f = w_flags[lid];
+    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+      atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
+    }
   }
 }

@@ -1,0 +1,89 @@
+// sn1d_bwd_wide_dx.wgsl: the last backward step of layout "1d", after sn1d_bwd_dx: dx of the
+// elements of the samples and channels whose gradient sums carry exponents (wide data: scaled
+// statistics or |dy| beyond DY_MAX; sn_bwd_groups lists those groups), written again with the
+// terms of sn1d_bwd_dx formed as mantissa-exponent pairs (x and dy scaled by their bits) and
+// added with xf_add. A workgroup per listed group (64 workgroups taking them in turn), its
+// threads over the group's elements in this dispatch's window: for sample n all of row n, for
+// channel c column c (an element in both is written twice, with the same value). The loop's
+// bound is one load from one address, so without wide data lavapipe skips its code. Bindings
+// and windows as sn1d_bwd_dx.
+
+//!include common.wgsl
+//!include backward_common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read> bgroups: array<Grad>;
+// The channel records of bgroups (the same buffer; bgroups binds the samples' records).
+@group(0) @binding(7) var<storage, read> cgroups: array<Grad>;
+// The groups whose sums carry exponents: a count, then group indices (sn_bwd_groups).
+@group(0) @binding(8) var<storage, read> wide_groups: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_groups[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let g = wide_groups[1u + k];
+    let first = P.elem_base;
+    let end = min(P.elem_base + 4u * P.vec_count, P.total);
+    if (g < P.n) {
+      for (var c = lid; c < P.c; c += 64u) {
+        write_dx(g, c, first, end);
+      }
+    } else {
+      let n0 = first / P.c;
+      let n1 = min((end + P.c - 1u) / P.c, P.n);
+      for (var n = n0 + lid; n < n1; n += 64u) {
+        write_dx(n, g - P.n, first, end);
+      }
+    }
+  }
+}
+
+fn write_dx(n: u32, c: u32, first: u32, end: u32) {
+  let e = n * P.c + c;
+  if (e >= first && e < end) {
+    let i = e - first;
+    let with_bn = bn_depends_on_x();
+    let lg = bgroups[n - P.rec_base];
+    let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
+    dx[i] = wide_dx(groups[n], groups[P.n + c], lg, bg, c, x[i], dy[i], with_bn);
+  }
+}
+
+fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
+  var w: WideMap;
+  if (is_scaled(ln.flags | bn.flags)) {
+    w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+  } else {
+    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+  }
+  let cf = f32(P.c);
+  let nb = P.batch;
+  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let u_ln = unit_of(ln.flags);
+  let u_bn = unit_of(bn.flags);
+  var v = XF(0.0, 0);
+  v = xf_add(v, scale2(dv, -d_unit) * (affine[c] * w.scale), d_unit - w.e);
+  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
+  let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
+  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);
+  // The BN terms selected, not branched on: a branch on the uniform flag around them made
+  // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
+  let xc_bn = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
+  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u));
+  let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
+  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn);
+  let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
+    (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
+  return select(scale2(v.m, v.e), qnan(), bad);
+}

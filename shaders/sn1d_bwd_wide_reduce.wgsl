@@ -1,0 +1,60 @@
+// sn1d_bwd_wide_reduce.wgsl: backward step 1b of layout "1d", after sn1d_bwd_reduce: the tile
+// lines with a wide element (scaled statistics, F_SCALED, or |dy| beyond DY_MAX), listed by
+// sn1d_bwd_reduce, summed again with every element's terms in its own units (wide_element,
+// sn1d_bwd_element.wgsl: x and dy scaled by their bits, the Grad's exponents D - E, D - 2E and D)
+// added by grad_add, which aligns units. Entries are tile * 64 + the line's thread (< 32: a
+// column, else a row). Blocks of 64 entries, a thread each, taken by the workgroups in turn: the
+// loop's bound is one load from one address, so without wide lines lavapipe skips its code.
+// Bindings and windows as sn1d_bwd_reduce.
+
+//!include common.wgsl
+//!include backward_common.wgsl
+//!include sn1d_bwd_element.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read_write> parts: array<Grad>;
+@group(0) @binding(6) var<storage, read_write> cparts: array<Grad>;
+@group(0) @binding(7) var<storage, read> wide_lines: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_lines[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      line(wide_lines[1u + base + lid]);
+    }
+  }
+}
+
+fn line(entry: u32) {
+  let tile = entry / 64u;
+  let k = entry % 64u;
+  let rt = tile / P.chunks;
+  if (rt < P.seg_first || rt >= P.seg_end) {
+    return; // another window's line
+  }
+  let t = tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks);
+  var acc = grad_zero();
+  if (k < TILE_1D) {
+    for (var r = 0u; r < t.rows; r++) {
+      let e = tile_1d_elem(t, r, k);
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e]));
+    }
+    cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
+  } else {
+    let r = k - TILE_1D;
+    for (var cc = 0u; cc < t.cols; cc++) {
+      let e = tile_1d_elem(t, r, cc);
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e]));
+    }
+    parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
+  }
+}

@@ -1,0 +1,67 @@
+// sn1d_wide_stats.wgsl: step 1b of layout "1d", after sn1d_stats: the tile lines (a row or a
+// column of a 32 x 32 tile) whose largest finite |x| lies outside (2^-21, 2^40]
+// (is_wide_field, common.wgsl) summarized again in scaled units, as sn_wide_stats does for the
+// rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
+//   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
+// written in place with F_SCALED and the field. Lines with non-finite values are left as they
+// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
+// its line's summary and goes on only if the line is wide.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+
+fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
+  let k = 127 - i32(field);
+  let shift = scale2(x[tile_1d_elem(t, r0, c0)], k);
+  var sum = 0.0;
+  for (var i = 0u; i < len; i++) {
+    sum += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift;
+  }
+  let mean = sum / f32(len);
+  var m2 = 0.0;
+  for (var i = 0u; i < len; i++) {
+    let d = scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift - mean;
+    m2 += d * d;
+  }
+  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED);
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  line_wide(tile_1d(linear_group(wid, nwg)), lid);
+}
+
+fn line_wide(t: Tile1d, lid: u32) {
+  if (!t.valid) {
+    return;
+  }
+  var at: u32;
+  if (lid < TILE_1D) {
+    if (lid >= t.cols) {
+      return;
+    }
+    at = P.bn_base + t.rt * P.c + t.c0 + lid;
+  } else {
+    if (lid - TILE_1D >= t.rows) {
+      return;
+    }
+    at = t.ct * P.n + t.n0 + lid - TILE_1D;
+  }
+  let flags = parts[at].flags;
+  let field = max_field(flags);
+  if (!is_wide_field(field) || (flags & F_CLASS) != 0u) {
+    return;
+  }
+  if (lid < TILE_1D) {
+    parts[at] = summarize_scaled(t, 0u, lid, 1u, 0u, t.rows, field);
+  } else {
+    parts[at] = summarize_scaled(t, lid - TILE_1D, 0u, 0u, 1u, t.cols, field);
+  }
+}

@@ -1,0 +1,93 @@
+// sn_bwd_wide_reduce.wgsl: backward step 1b of layout "nd", after sn_bwd_reduce: the segments
+// whose sums float32 cannot hold as they are, summed again in scaled units. Segment s of row r:
+//   - the row's statistics are scaled (F_SCALED: a wide row or group, unit 2^E of its mix,
+//     wide_map): x is taken as x' = x * 2^-E and the mixed mean (hi', lo') in that unit;
+//   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
+//     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
+// Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
+// of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
+// x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
+// sn_bwd_reduce fills; a thread each.
+
+//!include common.wgsl
+//!include backward_common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
+// The segments to sum again: a count, then the segments (sn_bwd_reduce).
+@group(0) @binding(6) var<storage, read> wide_segs: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  // Blocks of 64 listed segments, a thread each, taken by the workgroups in turn: the loop's
+  // bound is one load from one address, so without such segments lavapipe skips its code.
+  let count = wide_segs[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      let seg = wide_segs[1u + base + lid];
+      if (seg >= P.seg_first && seg < P.seg_end) {
+        reduce_wide(seg);
+      }
+    }
+  }
+}
+
+fn reduce_wide(seg: u32) {
+  let row = seg / P.chunks;
+  let n = row / P.c;
+  let c = row - n * P.c;
+  let rec = bparts[seg];
+  let mx = bitcast<f32>(rec.z);
+  let p = rows[row];
+  let ln = groups[n];
+  // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let scaled = is_scaled(p.flags | ln.flags | bn.flags);
+  let big = class_bits(mx) == 0u && mx > DY_MAX;
+  if (!scaled && !big) {
+    return;
+  }
+  let d_unit = dy_unit(select(0.0, mx, big));
+  var e = 0;
+  var hi: f32;
+  var lo: f32;
+  var keep: bool;
+  if (scaled) {
+    let w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+    e = w.e;
+    hi = w.hi;
+    lo = w.lo;
+    keep = !w.bad;
+  } else {
+    let m = nd_mix(p, ln, bn);
+    hi = m.hi;
+    lo = m.lo;
+    keep = !mixed_bad(m);
+  }
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var b = s; b < end; b += 64u) {
+    var b1 = 0.0;
+    var b2 = 0.0;
+    for (var i = b; i < min(b + 64u, end); i++) {
+      let d = scale2(dy[i], -d_unit);
+      b1 += d;
+      b2 += select(0.0, d * ((scale2(x[i], -e) - hi) - lo), keep);
+    }
+    s1 += b1;
+    s2 += b2;
+  }
+  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+}

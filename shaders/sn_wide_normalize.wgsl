@@ -1,0 +1,55 @@
+// sn_wide_normalize.wgsl: layout "nd", after sn_normalize: y of the rows whose mix has a scaled
+// term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
+// With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
+//   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+// x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. The rows
+// come from the list sn_mix fills; a workgroup per listed row (64 workgroups taking them in
+// turn), its threads over the row's elements in this dispatch's window of x and y. A separate
+// pass, not a branch in sn_normalize: lavapipe runs both sides of a branch whose condition
+// differs between invocations (masked), so there every in-range element would pay for it.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+// The wide rows: a count, then the rows (sn_mix).
+@group(0) @binding(6) var<storage, read> wide_list: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  // Workgroups take the listed rows in turn. The bound is the same for every invocation (one
+  // load from one address), so without wide rows lavapipe skips the loop's code.
+  let count = wide_list[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    normalize_row(wide_list[1u + k], lid);
+  }
+}
+
+// The row's elements in this dispatch's window (its segments seg_first .. seg_end - 1).
+fn normalize_row(row: u32, lid: u32) {
+  let n = row / P.c;
+  let c = row - n * P.c;
+  let p = rows[row];
+  let ln = groups[n];
+  // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  let s0 = max(row * P.chunks, P.seg_first);
+  let s1 = min((row + 1u) * P.chunks, P.seg_end);
+  for (var seg = s0; seg < s1; seg++) {
+    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+    for (var i = s + lid; i < e; i += 64u) {
+      y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+    }
+  }
+}
