@@ -152,12 +152,17 @@ export function encodeForward(
         buffer: wideRows,
       }],
       wideStats1d: () => [slot, xw!, { buffer: parts }],
-      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }],
+      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }, {
+        buffer: wideList,
+      }],
       mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
         buffer: mixed!,
       }, { buffer: wideList }],
       normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
       normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
+      wideNormalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }, {
+        buffer: wideList,
+      }],
       wideNormalize: () => [slot, xw!, yw!, { buffer: rows }, { buffer: groups }, {
         buffer: state.affine,
       }, { buffer: wideList }],
