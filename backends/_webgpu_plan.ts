@@ -107,6 +107,8 @@ export interface Plan {
    * sn1d_wide_normalize (N + C).
    */
   readonly wideListBytes: number;
+  /** Bytes of the list sn_wide_stats ("nd": rows) or sn1d_wide_stats ("1d": tile lines) reads. */
+  readonly wideStatsListBytes: number;
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -446,7 +448,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
       // wideStats1d: the tile lines of wide values summarized again (sn1d_wide_stats.wgsl).
       for (const [first, last, base] of tiles) {
         const size = (Math.min(last * TILE, n) * c - base) * 4;
-        add(kind, (last - first) * ct, (v) => {
+        const tiles = (last - first) * ct;
+        add(kind, kind === "stats1d" ? tiles : Math.min(64, tiles), (v) => {
           v.setUint32(24, ct, true);
           v.setUint32(28, first, true);
           v.setUint32(32, last, true);
@@ -501,6 +504,9 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     groups,
     mixedRows,
     wideListBytes: listBytes(layout === "nd" ? mixedRows : n + c),
+    wideStatsListBytes: listBytes(
+      layout === "nd" ? mixedRows : Math.ceil(n / TILE) * Math.ceil(c / TILE) * 64,
+    ),
     tensorBytes: paddedBytes(total),
   };
 }
