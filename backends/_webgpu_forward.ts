@@ -98,7 +98,7 @@ export function prepareForward(
   // At least two Partials' worth: sn_wide_stats binds it as its unread rows when rows are parts.
   const groups = ctx.acquire("storage", Math.max(plan.groups * GROUP_BYTES, 2 * PARTIAL_BYTES));
   const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
-  const wideRows = ctx.acquire("storage", plan.wideListBytes);
+  const wideRows = ctx.acquire("storage", plan.wideStatsListBytes);
   const wideList = ctx.acquire("storage", plan.wideListBytes);
   // Both lists start empty: their counts are 0 when the call's dispatches run.
   device.queue.writeBuffer(wideRows, 0, EMPTY_LIST);
@@ -145,19 +145,24 @@ export function encodeForward(
     const yw = d.window && { buffer: y, offset: d.window.offset, size: d.window.size };
     const entries: GPUBufferBinding[] = {
       stats: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
-      stats1d: () => [slot, xw!, { buffer: parts }],
+      stats1d: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
       rowMerge: () => [slot, { buffer: parts }, { buffer: rows }, { buffer: wideRows }],
       // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
       wideStats: () => [slot, xw!, { buffer: parts }, { buffer: rows === parts ? groups : rows }, {
         buffer: wideRows,
       }],
-      wideStats1d: () => [slot, xw!, { buffer: parts }],
-      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }],
+      wideStats1d: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
+      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }, {
+        buffer: wideList,
+      }],
       mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
         buffer: mixed!,
       }, { buffer: wideList }],
       normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
       normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
+      wideNormalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }, {
+        buffer: wideList,
+      }],
       wideNormalize: () => [slot, xw!, yw!, { buffer: rows }, { buffer: groups }, {
         buffer: state.affine,
       }, { buffer: wideList }],

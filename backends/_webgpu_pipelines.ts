@@ -44,6 +44,7 @@ const SOURCES: Record<PipelineKind, string> = {
   mix: WGSL.SN_MIX,
   normalize: WGSL.SN_NORMALIZE,
   normalize1d: WGSL.SN1D_NORMALIZE,
+  wideNormalize1d: WGSL.SN1D_WIDE_NORMALIZE,
   wideNormalize: WGSL.SN_WIDE_NORMALIZE,
   bwdReduce: WGSL.SN_BWD_REDUCE,
   bwdWideReduce: WGSL.SN_BWD_WIDE_REDUCE,

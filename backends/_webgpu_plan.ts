@@ -66,6 +66,7 @@ export interface PlannedDispatch {
     | "normalize"
     | "wideNormalize"
     | "normalize1d"
+    | "wideNormalize1d"
     | "bwdReduce"
     | "bwdWideReduce"
     | "bwdRows"
@@ -101,10 +102,13 @@ export interface Plan {
   /** Per-row affine maps of layout "nd" (N*C), 0 for "1d". */
   readonly mixedRows: number;
   /**
-   * Bytes of each list of wide rows (a count, then up to N*C rows; 16 for layout "1d"): one for
-   * sn_wide_stats, one for sn_wide_normalize.
+   * Bytes of each list of wide items (a count, then the items): layout "nd" has one of rows for
+   * sn_wide_stats and one for sn_wide_normalize (N*C each), "1d" one of scaled groups for
+   * sn1d_wide_normalize (N + C).
    */
   readonly wideListBytes: number;
+  /** Bytes of the list sn_wide_stats ("nd": rows) or sn1d_wide_stats ("1d": tile lines) reads. */
+  readonly wideStatsListBytes: number;
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -444,7 +448,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
       // wideStats1d: the tile lines of wide values summarized again (sn1d_wide_stats.wgsl).
       for (const [first, last, base] of tiles) {
         const size = (Math.min(last * TILE, n) * c - base) * 4;
-        add(kind, (last - first) * ct, (v) => {
+        const tiles = (last - first) * ct;
+        add(kind, kind === "stats1d" ? tiles : Math.min(64, tiles), (v) => {
           v.setUint32(24, ct, true);
           v.setUint32(28, first, true);
           v.setUint32(32, last, true);
@@ -476,6 +481,16 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl): in-range
   // rows cost these dispatches a few loads per segment.
   addWideNormalize();
+  if (layout === "1d") {
+    // Elements of scaled groups written again (sn1d_wide_normalize.wgsl): a workgroup per
+    // listed group, at most 64.
+    for (const [first, count] of vecs) {
+      add("wideNormalize1d", Math.min(64, n + c), (v) => {
+        v.setUint32(36, first * 4, true);
+        v.setUint32(40, count, true);
+      }, { offset: first * 16, size: count * 16 });
+    }
+  }
 
   const uniforms = slots.uniforms((v) => {
     writeCommon(v, problem, params);
@@ -488,7 +503,10 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mergedRows,
     groups,
     mixedRows,
-    wideListBytes: listBytes(mixedRows),
+    wideListBytes: listBytes(layout === "nd" ? mixedRows : n + c),
+    wideStatsListBytes: listBytes(
+      layout === "nd" ? mixedRows : Math.ceil(n / TILE) * Math.ceil(c / TILE) * 64,
+    ),
     tensorBytes: paddedBytes(total),
   };
 }

@@ -21,6 +21,7 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN_MIX: "sn_mix.wgsl",
   SN_NORMALIZE: "sn_normalize.wgsl",
   SN1D_NORMALIZE: "sn1d_normalize.wgsl",
+  SN1D_WIDE_NORMALIZE: "sn1d_wide_normalize.wgsl",
   SN_WIDE_NORMALIZE: "sn_wide_normalize.wgsl",
   SN_BWD_REDUCE: "sn_bwd_reduce.wgsl",
   SN_BWD_WIDE_REDUCE: "sn_bwd_wide_reduce.wgsl",

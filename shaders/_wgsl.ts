@@ -1031,6 +1031,16 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// Lines of wide values for sn1d_wide_stats: a count (0 when the call starts), then
+// tile * 64 + the line's thread.
+@group(0) @binding(3) var<storage, read_write> wide_lines: array<atomic<u32>>;
+
+fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
+  parts[at] = p;
+  if (is_wide_field(max_field(p.flags)) && (p.flags & F_CLASS) == 0u) {
+    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], (t.rt * P.chunks + t.ct) * 64u + lid);
+  }
+}
 
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
@@ -1085,11 +1095,11 @@ fn main(
   workgroupBarrier();
   if (lid < T) {
     if (lid < t.cols) {
-      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = summarize(lid, 33u, t.rows);
+      store(P.bn_base + t.rt * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    parts[t.ct * P.n + t.n0 + r] = summarize(r * 33u, 1u, t.cols);
+    store(t.ct * P.n + t.n0 + r, summarize(r * 33u, 1u, t.cols), t, lid);
   }
 }
 `;
@@ -1102,14 +1112,16 @@ export const SN1D_WIDE_STATS: string =
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
 //   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
-// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
-// its line's summary and goes on only if the line is wide.
+// are. The lines come from a list sn1d_stats fills (a thread each): lane < 32 is column
+// c0 + lane of its tile, lane 32 + r row n0 + r.
 
 ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// The lines of wide values: a count, then tile * 64 + the line's thread (sn1d_stats).
+@group(0) @binding(3) var<storage, read> wide_lines: array<u32>;
 
 fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
   let k = 127 - i32(field);
@@ -1133,7 +1145,19 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  line_wide(tile_1d(linear_group(wid, nwg)), lid);
+  // Blocks of 64 listed lines, a thread each, taken by the workgroups in turn: the loop's bound
+  // is one load from one address, so without wide lines lavapipe skips its code.
+  let count = wide_lines[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      let entry = wide_lines[1u + base + lid];
+      let tile = entry / 64u;
+      let rt = tile / P.chunks;
+      if (rt >= P.seg_first && rt < P.seg_end) {
+        line_wide(tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks), entry % 64u);
+      }
+    }
+  }
 }
 
 fn line_wide(t: Tile1d, lid: u32) {
@@ -1201,6 +1225,15 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> groups: array<Group>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;
+// Layout "1d": the scaled groups, for sn1d_wide_normalize (a count, 0 when the call starts, then
+// group indices).
+@group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
+
+fn list_if_scaled(g: u32, flags: u32) {
+  if ((P.flags & P_CHAN_GROUPS) != 0u && is_scaled(flags)) {
+    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
+  }
+}
 
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
@@ -1236,6 +1269,7 @@ fn main(
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
         groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+        list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
         // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
@@ -1250,6 +1284,7 @@ fn main(
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
           unit_flags(bad, u),
         );
+        list_if_scaled(g, unit_flags(bad, u));
       }
     }
     return;
@@ -1337,6 +1372,7 @@ fn main(
   }
   let lo = w_mean[0];
   groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  list_if_scaled(g, unit_flags(gflags, unit));
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
     let v = var_value(gflags, variance);
@@ -1485,9 +1521,8 @@ export const SN1D_NORMALIZE: string =
 //   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element with a
-// scaled term (F_SCALED: a wide group, sn1d_wide_stats) uses wide_map (common.wgsl) instead:
-// y = ((x * 2^-e - hi') - lo') * scale' + beta, x scaled by its bits. One vec4 per thread.
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+// Elements of a scaled group (F_SCALED: wide data) are written again by sn1d_wide_normalize.
 
 ${_COMMON}
 
@@ -1517,21 +1552,71 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n];
       let bn = groups[P.n + c];
-      let gamma = affine[c];
-      let beta = affine[P.c + c];
-      if (is_scaled(ln.flags | bn.flags)) {
-        let none = Term(0.0, 0.0, 0.0, 0u);
-        let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
-        let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
-        out[j] = select(((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
-        continue;
-      }
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let a = row_affine(m, gamma, beta);
+      let a = row_affine(m, affine[c], affine[P.c + c]);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
   }
   y[q] = out;
+}
+`;
+
+/** sn1d_wide_normalize.wgsl (with its includes). */
+export const SN1D_WIDE_NORMALIZE: string =
+  `// sn1d_wide_normalize.wgsl: layout "1d", after sn1d_normalize: y of the elements whose LN or BN
+// group is scaled (F_SCALED: wide data; sn_group_stats lists those groups) written again in
+// scaled units, with the element's two terms brought to the unit 2^e of its mix (wide_map):
+//   y = ((x * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+// x scaled by its bits (scale2). A workgroup per listed group (64 workgroups taking them in
+// turn), its threads over the group's elements in this dispatch's window of x and y: for
+// sample n all of row n, for channel c column c (an element in both is written twice, with the
+// same value). The loop's bound is one load from one address, so without wide data lavapipe
+// skips its code.
+
+${_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+// The scaled groups: a count, then group indices (sn_group_stats).
+@group(0) @binding(5) var<storage, read> wide_groups: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_groups[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let g = wide_groups[1u + k];
+    let first = P.elem_base;
+    let end = min(P.elem_base + 4u * P.vec_count, P.total);
+    if (g < P.n) {
+      for (var c = lid; c < P.c; c += 64u) {
+        write_y(g, c, first, end);
+      }
+    } else {
+      let n0 = first / P.c;
+      let n1 = min((end + P.c - 1u) / P.c, P.n);
+      for (var n = n0 + lid; n < n1; n += 64u) {
+        write_y(n, g - P.n, first, end);
+      }
+    }
+  }
+}
+
+fn write_y(n: u32, c: u32, first: u32, end: u32) {
+  let e = n * P.c + c;
+  if (e >= first && e < end) {
+    let i = e - first;
+    let ln = groups[n];
+    let bn = groups[P.n + c];
+    let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
+    y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+  }
 }
 `;
 

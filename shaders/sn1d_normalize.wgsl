@@ -4,9 +4,8 @@
 //   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element with a
-// scaled term (F_SCALED: a wide group, sn1d_wide_stats) uses wide_map (common.wgsl) instead:
-// y = ((x * 2^-e - hi') - lo') * scale' + beta, x scaled by its bits. One vec4 per thread.
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+// Elements of a scaled group (F_SCALED: wide data) are written again by sn1d_wide_normalize.
 
 //!include common.wgsl
 
@@ -36,17 +35,8 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n];
       let bn = groups[P.n + c];
-      let gamma = affine[c];
-      let beta = affine[P.c + c];
-      if (is_scaled(ln.flags | bn.flags)) {
-        let none = Term(0.0, 0.0, 0.0, 0u);
-        let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
-        let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
-        out[j] = select(((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
-        continue;
-      }
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let a = row_affine(m, gamma, beta);
+      let a = row_affine(m, affine[c], affine[P.c + c]);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
   }

@@ -15,6 +15,16 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// Lines of wide values for sn1d_wide_stats: a count (0 when the call starts), then
+// tile * 64 + the line's thread.
+@group(0) @binding(3) var<storage, read_write> wide_lines: array<atomic<u32>>;
+
+fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
+  parts[at] = p;
+  if (is_wide_field(max_field(p.flags)) && (p.flags & F_CLASS) == 0u) {
+    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], (t.rt * P.chunks + t.ct) * 64u + lid);
+  }
+}
 
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
@@ -69,10 +79,10 @@ fn main(
   workgroupBarrier();
   if (lid < T) {
     if (lid < t.cols) {
-      parts[P.bn_base + t.rt * P.c + t.c0 + lid] = summarize(lid, 33u, t.rows);
+      store(P.bn_base + t.rt * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    parts[t.ct * P.n + t.n0 + r] = summarize(r * 33u, 1u, t.cols);
+    store(t.ct * P.n + t.n0 + r, summarize(r * 33u, 1u, t.cols), t, lid);
   }
 }

@@ -4,14 +4,16 @@
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
 //   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
-// are. Thread lid < 32 takes column c0 + lid of its tile, thread 32 + r row n0 + r; each reads
-// its line's summary and goes on only if the line is wide.
+// are. The lines come from a list sn1d_stats fills (a thread each): lane < 32 is column
+// c0 + lane of its tile, lane 32 + r row n0 + r.
 
 //!include common.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
+// The lines of wide values: a count, then tile * 64 + the line's thread (sn1d_stats).
+@group(0) @binding(3) var<storage, read> wide_lines: array<u32>;
 
 fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
   let k = 127 - i32(field);
@@ -35,7 +37,19 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  line_wide(tile_1d(linear_group(wid, nwg)), lid);
+  // Blocks of 64 listed lines, a thread each, taken by the workgroups in turn: the loop's bound
+  // is one load from one address, so without wide lines lavapipe skips its code.
+  let count = wide_lines[0];
+  for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
+    if (base + lid < count) {
+      let entry = wide_lines[1u + base + lid];
+      let tile = entry / 64u;
+      let rt = tile / P.chunks;
+      if (rt >= P.seg_first && rt < P.seg_end) {
+        line_wide(tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks), entry % 64u);
+      }
+    }
+  }
 }
 
 fn line_wide(t: Tile1d, lid: u32) {

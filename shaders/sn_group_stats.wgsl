@@ -32,6 +32,15 @@
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> groups: array<Group>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;
+// Layout "1d": the scaled groups, for sn1d_wide_normalize (a count, 0 when the call starts, then
+// group indices).
+@group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
+
+fn list_if_scaled(g: u32, flags: u32) {
+  if ((P.flags & P_CHAN_GROUPS) != 0u && is_scaled(flags)) {
+    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
+  }
+}
 
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
@@ -67,6 +76,7 @@ fn main(
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
         groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+        list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
         // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
@@ -81,6 +91,7 @@ fn main(
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
           unit_flags(bad, u),
         );
+        list_if_scaled(g, unit_flags(bad, u));
       }
     }
     return;
@@ -168,6 +179,7 @@ fn main(
   }
   let lo = w_mean[0];
   groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  list_if_scaled(g, unit_flags(gflags, unit));
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
     let v = var_value(gflags, variance);

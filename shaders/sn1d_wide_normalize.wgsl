@@ -1,0 +1,55 @@
+// sn1d_wide_normalize.wgsl: layout "1d", after sn1d_normalize: y of the elements whose LN or BN
+// group is scaled (F_SCALED: wide data; sn_group_stats lists those groups) written again in
+// scaled units, with the element's two terms brought to the unit 2^e of its mix (wide_map):
+//   y = ((x * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+// x scaled by its bits (scale2). A workgroup per listed group (64 workgroups taking them in
+// turn), its threads over the group's elements in this dispatch's window of x and y: for
+// sample n all of row n, for channel c column c (an element in both is written twice, with the
+// same value). The loop's bound is one load from one address, so without wide data lavapipe
+// skips its code.
+
+//!include common.wgsl
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+// The scaled groups: a count, then group indices (sn_group_stats).
+@group(0) @binding(5) var<storage, read> wide_groups: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_groups[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let g = wide_groups[1u + k];
+    let first = P.elem_base;
+    let end = min(P.elem_base + 4u * P.vec_count, P.total);
+    if (g < P.n) {
+      for (var c = lid; c < P.c; c += 64u) {
+        write_y(g, c, first, end);
+      }
+    } else {
+      let n0 = first / P.c;
+      let n1 = min((end + P.c - 1u) / P.c, P.n);
+      for (var n = n0 + lid; n < n1; n += 64u) {
+        write_y(n, g - P.n, first, end);
+      }
+    }
+  }
+}
+
+fn write_y(n: u32, c: u32, first: u32, end: u32) {
+  let e = n * P.c + c;
+  if (e >= first && e < end) {
+    let i = e - first;
+    let ln = groups[n];
+    let bn = groups[P.n + c];
+    let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
+    y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+  }
+}
