@@ -231,6 +231,33 @@ fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
+// Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
+// x - mu (up to 2^42 in such a row), with dy and with the row sums could leave float32 while
+// y, dx and the gradients fit (gamma 1e33 over a std of 3e-7, gamma near +-3e38): such a row
+// ("factor-wide") takes the wide passes, which carry gamma's exponent apart (wide_map's g).
+// Exponent fields only (denom 0 or subnormal counts as 2^-127): never a float test of a value
+// that may have overflowed (see the top). In-range data (|gamma| / std up to 2^80) stays hot.
+fn factor_wide(gamma: f32, denom: f32) -> bool {
+  let ge = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  let de = i32((bitcast<u32>(denom) >> 23u) & 0xffu);
+  return 2 * ge - de > 287; // 2 log2|gamma| - log2(denom) > 160
+}
+
+// floor(log2 |v|) of a finite nonzero v, subnormals included (from the bits); 0 for v = 0.
+fn exponent_any(v: f32) -> i32 {
+  let b = bitcast<u32>(v) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  let sub = i32(31u - countLeadingZeros(max(b, 1u))) - 149;
+  return select(select(f - 127, sub, f == 0), 0, b == 0u);
+}
+
+// y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order:
+// 2^g (t + beta 2^-g), exact powers of two (add_scaled): neither t 2^g nor the sum is formed
+// beyond float32 unless y is.
+fn wide_y(w: WideMap, t: f32) -> f32 {
+  return add_scaled(w.beta, t, w.g);
+}
+
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
 
@@ -368,11 +395,12 @@ struct Term {
   flags: u32,
 }
 
-// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale + beta, with
+// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale 2^g + beta, with
 // every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
 // not all zeros, at least 2^eps_exp) by exact powers of two:
 //   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
-//   var = sum_k wvar_k var_k f_k^2,  scale = gamma / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+//   var = sum_k wvar_k var_k f_k^2,  scale = gamma 2^-g / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+// (g = gamma's exponent; wide_y adds beta), also for unscaled factor-wide rows (factor_wide).
 // `bad` as in row_affine. Terms are in mixing order (weight k for term k).
 struct WideMap {
   hi: f32,
@@ -383,6 +411,7 @@ struct WideMap {
   e: i32,
   bad: bool,
   var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
+  g: i32, // gamma's exponent: scale = (gamma 2^-g) / sqrt(var + eps 2^(-2e)) (g = 0 for gamma 1)
 }
 
 // t where `keep`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
@@ -420,8 +449,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
     (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
     (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
-  let scale = select(gamma / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
-  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf);
+  // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
+  let g = exponent_any(gamma);
+  let scale = select(scale2(gamma, -g) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
 // g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).

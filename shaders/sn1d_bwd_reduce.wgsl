@@ -11,8 +11,8 @@
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
-// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX are summed again
-// by sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
+// Lines with an element of scaled statistics (F_SCALED), |dy| beyond DY_MAX or a factor-wide
+// gamma / std are summed again by sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -64,7 +64,7 @@ fn main(
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r];
         let d = tdy[r * 33u + lid];
-        wide = wide || element_is_wide(ln, bn, d);
+        wide = wide || element_is_wide(ln, bn, c, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
         acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
       }
@@ -77,7 +77,7 @@ fn main(
       let c = t.c0 + cc;
       let bn = groups[P.n + c];
       let d = tdy[r * 33u + cc];
-      wide = wide || element_is_wide(ln, bn, d);
+      wide = wide || element_is_wide(ln, bn, c, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
       acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
     }

@@ -5,8 +5,9 @@
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
 // and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element with a
-// scaled term (F_SCALED: a wide group, sn1d_wide_stats) uses wide_map (common.wgsl) instead:
-// y = ((x * 2^-e - hi') - lo') * scale' + beta, x scaled by its bits. One vec4 per thread.
+// scaled term (F_SCALED: a wide group, sn1d_wide_stats) or a factor-wide gamma / std
+// (common.wgsl) uses wide_map instead: y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g),
+// x scaled by its bits, gamma = gamma' 2^g. One vec4 per thread.
 
 //!include common.wgsl
 
@@ -38,14 +39,14 @@ fn main(
       let bn = groups[P.n + c];
       let gamma = affine[c];
       let beta = affine[P.c + c];
-      if (is_scaled(ln.flags | bn.flags)) {
+      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      if (is_scaled(ln.flags | bn.flags) || factor_wide(gamma, m.variance + P.eps)) {
         let none = Term(0.0, 0.0, 0.0, 0u);
         let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
         let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
-        out[j] = select(((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+        out[j] = select(wide_y(w, ((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
         continue;
       }
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
