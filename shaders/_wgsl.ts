@@ -252,19 +252,25 @@ fn factor_wide(gamma: f32, denom: f32) -> bool {
   return 2 * ge - de > 287; // 2 log2|gamma| - log2(denom) > 160
 }
 
-// floor(log2 |v|) of a finite nonzero v, subnormals included (from the bits); 0 for v = 0.
-fn exponent_any(v: f32) -> i32 {
-  let b = bitcast<u32>(v) & 0x7fffffffu;
-  let f = i32(b >> 23u);
-  let sub = i32(31u - countLeadingZeros(max(b, 1u))) - 149;
-  return select(select(f - 127, sub, f == 0), 0, b == 0u);
+// y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order: for
+// g >= 2, 4 (t 2^(g - 2) + beta / 4) (exact powers of two), whose terms and sum stay below
+// float32's largest value wherever |y| does (|t 2^g| > 4 max makes |y| > 3 max: the infinity
+// of t's sign either way). Few operations: lavapipe runs this code, masked, for every element
+// of sn1d_normalize.
+fn wide_y(w: WideMap, t: f32) -> f32 {
+  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 2);
 }
 
-// y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order:
-// 2^g (t + beta 2^-g), exact powers of two (add_scaled): neither t 2^g nor the sum is formed
-// beyond float32 unless y is.
-fn wide_y(w: WideMap, t: f32) -> f32 {
-  return add_scaled(w.beta, t, w.g);
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
+// subnormals, which GPUs may flush anyway).
+fn gamma_exp(gamma: f32) -> i32 {
+  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  return select(f - 127, 0, f == 0);
+}
+
+fn gamma_mantissa(gamma: f32) -> f32 {
+  let b = bitcast<u32>(gamma);
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
 }
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
@@ -459,8 +465,8 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
     (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
     (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
-  let g = exponent_any(gamma);
-  let scale = select(scale2(gamma, -g) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  let g = gamma_exp(gamma);
+  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
@@ -717,8 +723,8 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   }
   let s = w.scale;
   // gamma = gamma' 2^g apart (gamma s may pass float32's range): grad_gamma_apart.
-  let g = exponent_any(affine[c]);
-  let gamma = scale2(affine[c], -g);
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
   let gm = -s * gamma * d;
   let gv = -0.5 * (s * s) * gamma * d * xh;
@@ -1968,8 +1974,8 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   let s = w.scale;
   // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
   // (grad_gamma_apart carries g in the exponents).
-  let g = exponent_any(affine[c]);
-  let gamma = scale2(affine[c], -g);
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let gm = -s * gamma * s1;
   let gv = -0.5 * gamma * (s * s) * (s * s2);
   var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
@@ -2360,8 +2366,8 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
   // |x 2^-u_in - K| <= 2^41 (2 when scaled).
   // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
-  let g = exponent_any(affine[c]);
-  let gs = scale2(affine[c], -g) * w.scale;
+  let g = gamma_exp(affine[c]);
+  let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
   ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
@@ -2639,8 +2645,8 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let u_bn = unit_of(bn.flags);
   var v = XF(0.0, 0);
   // gamma = gamma' 2^g apart: gamma s may pass float32's range (a factor-wide element).
-  let g = exponent_any(affine[c]);
-  v = xf_add(v, scale2(dv, -d_unit) * (scale2(affine[c], -g) * w.scale), d_unit - w.e + g);
+  let g = gamma_exp(affine[c]);
+  v = xf_add(v, scale2(dv, -d_unit) * (gamma_mantissa(affine[c]) * w.scale), d_unit - w.e + g);
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
   let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);

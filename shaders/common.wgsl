@@ -243,19 +243,25 @@ fn factor_wide(gamma: f32, denom: f32) -> bool {
   return 2 * ge - de > 287; // 2 log2|gamma| - log2(denom) > 160
 }
 
-// floor(log2 |v|) of a finite nonzero v, subnormals included (from the bits); 0 for v = 0.
-fn exponent_any(v: f32) -> i32 {
-  let b = bitcast<u32>(v) & 0x7fffffffu;
-  let f = i32(b >> 23u);
-  let sub = i32(31u - countLeadingZeros(max(b, 1u))) - 149;
-  return select(select(f - 127, sub, f == 0), 0, b == 0u);
+// y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order: for
+// g >= 2, 4 (t 2^(g - 2) + beta / 4) (exact powers of two), whose terms and sum stay below
+// float32's largest value wherever |y| does (|t 2^g| > 4 max makes |y| > 3 max: the infinity
+// of t's sign either way). Few operations: lavapipe runs this code, masked, for every element
+// of sn1d_normalize.
+fn wide_y(w: WideMap, t: f32) -> f32 {
+  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 2);
 }
 
-// y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order:
-// 2^g (t + beta 2^-g), exact powers of two (add_scaled): neither t 2^g nor the sum is formed
-// beyond float32 unless y is.
-fn wide_y(w: WideMap, t: f32) -> f32 {
-  return add_scaled(w.beta, t, w.g);
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
+// subnormals, which GPUs may flush anyway).
+fn gamma_exp(gamma: f32) -> i32 {
+  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  return select(f - 127, 0, f == 0);
+}
+
+fn gamma_mantissa(gamma: f32) -> f32 {
+  let b = bitcast<u32>(gamma);
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
 }
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
@@ -450,8 +456,8 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
     (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
     (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
-  let g = exponent_any(gamma);
-  let scale = select(scale2(gamma, -g) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  let g = gamma_exp(gamma);
+  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 

@@ -55,8 +55,8 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   }
   let s = w.scale;
   // gamma = gamma' 2^g apart (gamma s may pass float32's range): grad_gamma_apart.
-  let g = exponent_any(affine[c]);
-  let gamma = scale2(affine[c], -g);
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
   let gm = -s * gamma * d;
   let gv = -0.5 * (s * s) * gamma * d * xh;

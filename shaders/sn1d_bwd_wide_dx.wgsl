@@ -75,8 +75,8 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let u_bn = unit_of(bn.flags);
   var v = XF(0.0, 0);
   // gamma = gamma' 2^g apart: gamma s may pass float32's range (a factor-wide element).
-  let g = exponent_any(affine[c]);
-  v = xf_add(v, scale2(dv, -d_unit) * (scale2(affine[c], -g) * w.scale), d_unit - w.e + g);
+  let g = gamma_exp(affine[c]);
+  v = xf_add(v, scale2(dv, -d_unit) * (gamma_mantissa(affine[c]) * w.scale), d_unit - w.e + g);
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
   let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);

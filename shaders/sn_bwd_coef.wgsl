@@ -132,8 +132,8 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
   // |x 2^-u_in - K| <= 2^41 (2 when scaled).
   // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
-  let g = exponent_any(affine[c]);
-  let gs = scale2(affine[c], -g) * w.scale;
+  let g = gamma_exp(affine[c]);
+  let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
   ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);

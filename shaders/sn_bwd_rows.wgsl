@@ -105,8 +105,8 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   let s = w.scale;
   // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
   // (grad_gamma_apart carries g in the exponents).
-  let g = exponent_any(affine[c]);
-  let gamma = scale2(affine[c], -g);
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let gm = -s * gamma * s1;
   let gv = -0.5 * gamma * (s * s) * (s * s2);
   var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
