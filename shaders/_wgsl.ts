@@ -671,7 +671,8 @@ const _SN1D_BWD_ELEMENT: string =
 // \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl).
+// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl). sn1d_bwd_reduce tests
+// the first two per element (element_is_wide_hot) and the last per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX || factor_wide(affine[c], m.variance + P.eps);
@@ -731,6 +732,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
   let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
   return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+}
+
+fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
+  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
 }`;
 
 /** sn_stats.wgsl (with its includes). */
@@ -2001,8 +2006,9 @@ export const SN1D_BWD_REDUCE: string =
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
-// Lines with an element of scaled statistics (F_SCALED), |dy| beyond DY_MAX or a factor-wide
-// gamma / std are summed again by sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
+// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX, and every line
+// of a tile with a column that may hold a factor-wide gamma / std, are summed again by
+// sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -2022,6 +2028,10 @@ ${_SN1D_BWD_ELEMENT}
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 var<workgroup> tdy: array<f32, 1056>;
+// Nonzero when a column of the tile may hold a factor-wide element (common.wgsl), tested once
+// per column from a bound (below): then every line of the tile is listed, so the element loops
+// carry no test of their own (lavapipe would run it for every element).
+var<workgroup> t_gamma_wide: atomic<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -2032,6 +2042,14 @@ fn main(
   let t = tile_1d(linear_group(wid, nwg));
   if (!t.valid) {
     return;
+  }
+  if (lid < t.cols) {
+    // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
+    // rounding is monotone), so a column whose bound is not factor-wide has no such element.
+    let c = t.c0 + lid;
+    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c].variance + P.eps)) {
+      atomicOr(&t_gamma_wide, 1u);
+    }
   }
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
@@ -2046,7 +2064,7 @@ fn main(
   // Plain sums of in-range terms; a line with a wide element is listed and summed again by
   // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
   var acc = grad_zero();
-  var wide = false;
+  var wide = atomicLoad(&t_gamma_wide) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
@@ -2054,7 +2072,7 @@ fn main(
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r];
         let d = tdy[r * 33u + lid];
-        wide = wide || element_is_wide(ln, bn, c, d);
+        wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
         acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
       }
@@ -2067,7 +2085,7 @@ fn main(
       let c = t.c0 + cc;
       let bn = groups[P.n + c];
       let d = tdy[r * 33u + cc];
-      wide = wide || element_is_wide(ln, bn, c, d);
+      wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
       acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
     }

@@ -3,7 +3,8 @@
 // `groups` and `affine` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl).
+// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl). sn1d_bwd_reduce tests
+// the first two per element (element_is_wide_hot) and the last per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX || factor_wide(affine[c], m.variance + P.eps);
@@ -63,4 +64,8 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
   let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
   return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+}
+
+fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
+  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
 }
