@@ -2064,11 +2064,14 @@ fn main(
   // Plain sums of in-range terms; a line with a wide element is listed and summed again by
   // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
   var acc = grad_zero();
-  var wide = atomicLoad(&t_gamma_wide) != 0u;
+  var wide = false;
+  // Only the tile's own lines are listed (a thread past its rows or columns has none).
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
       let bn = groups[P.n + c];
+      wide = tile_wide;
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r];
         let d = tdy[r * 33u + lid];
@@ -2081,6 +2084,7 @@ fn main(
   } else if (lid - T < t.rows) {
     let r = lid - T;
     let ln = groups[t.n0 + r];
+    wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
       let bn = groups[P.n + c];
