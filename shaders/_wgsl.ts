@@ -535,9 +535,12 @@ fn g_exp(flags: u32, k: u32) -> i32 {
   return i32(((flags >> (1u + 10u * k)) & 0x3ffu) << 22u) >> 22;
 }
 
+// Exponents beyond the fields' range (only where gamma's exponent joins D - 2E of subnormal
+// x and dy near 3e38, whose results are infinite anyway) saturate rather than wrap.
 fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
-  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
-    ((u32(e2) & 0x3ffu) << 21u);
+  let e = clamp(vec3<i32>(e0, e1, e2), vec3<i32>(-511), vec3<i32>(511));
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e.x) & 0x3ffu) << 1u) | ((u32(e.y) & 0x3ffu) << 11u) |
+    ((u32(e.z) & 0x3ffu) << 21u);
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
@@ -1925,7 +1928,13 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps)) {
+  // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
+  // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
+  // fields, take wide_row too, which keeps gamma's exponent apart.
+  let eg = exponent_of(affine[c]);
+  let es = exponent_of(inv_std(m));
+  let sums_wide = eg + es + exponent_of(sums.x) > 120 || eg + 3 * es + exponent_of(sums.y) > 120;
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
     grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
     return;
   }

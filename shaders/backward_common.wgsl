@@ -40,9 +40,12 @@ fn g_exp(flags: u32, k: u32) -> i32 {
   return i32(((flags >> (1u + 10u * k)) & 0x3ffu) << 22u) >> 22;
 }
 
+// Exponents beyond the fields' range (only where gamma's exponent joins D - 2E of subnormal
+// x and dy near 3e38, whose results are infinite anyway) saturate rather than wrap.
 fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
-  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
-    ((u32(e2) & 0x3ffu) << 21u);
+  let e = clamp(vec3<i32>(e0, e1, e2), vec3<i32>(-511), vec3<i32>(511));
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e.x) & 0x3ffu) << 1u) | ((u32(e.y) & 0x3ffu) << 11u) |
+    ((u32(e.z) & 0x3ffu) << 21u);
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the

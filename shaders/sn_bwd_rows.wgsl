@@ -51,7 +51,13 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps)) {
+  // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
+  // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
+  // fields, take wide_row too, which keeps gamma's exponent apart.
+  let eg = exponent_of(affine[c]);
+  let es = exponent_of(inv_std(m));
+  let sums_wide = eg + es + exponent_of(sums.x) > 120 || eg + 3 * es + exponent_of(sums.y) > 120;
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
     grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
     return;
   }

@@ -429,8 +429,9 @@ function assertChannelsClose(
  * longer than one segment (M = 5000: WebGPU's wide passes walk several segments per row). Three
  * calls each: x of std 1e-6 (gamma 1e33 over it: gamma / std ~ 1e39 beyond float32, y ~ 1e33
  * fits), x of std ~1 (gamma +-3e38 with beta -+3e38: (x - mu) gamma / std passes float32's
- * largest value, y fits), the same with x of std 1e-9 (rows WebGPU keeps in scaled units anyway);
- * dy near 3e38 in one sample.
+ * largest value, y fits), the same with x of std 1e-9 (rows WebGPU keeps in scaled units anyway),
+ * dy near 3e38 in one sample; and gamma / std ~ 2^79 with dy ~ 7e11 of one sign, where
+ * gamma s sum(dy) (dL/dmu of a row of 5000) passes float32 while dx and the gradients fit.
  */
 async function factorsOutOfRangeLayouts(backend: Backend, training: boolean) {
   const out: { y: Float32Array; dx: Float32Array; grads: Record<string, Float32Array> }[] = [];
@@ -438,8 +439,11 @@ async function factorsOutOfRangeLayouts(backend: Backend, training: boolean) {
     { std: 1e-6, weight: [1e33, -1e33, 10, 0.9], bias: [0.5, 0.25, 0.1, -0.2] },
     { std: 1, weight: [3e38, -3e38, 1e33, 0.9], bias: [-3e38, 3e38, 0.1, -0.2] },
     { std: 1e-9, weight: [3e38, -3e38, 1e33, 0.9], bias: [-3e38, 3e38, 0.1, -0.2] },
+    // gamma / std ~ 2^79 (y fits), dy ~ 7e11 of one sign (below 2^40): gamma s sum(dy) passes float32 in
+    // rows of 5000 (dL/dmu of the row), dx and the gradients fit
+    { std: 1, weight: [6e23, 6e23, 1, 0.9], bias: [0.5, 0.25, 0.1, -0.2], dyScale: 7e11 },
   ];
-  for (const { std, weight, bias } of cases) {
+  for (const { std, weight, bias, dyScale = 1 } of cases) {
     for (const layout of ["1d", "long"] as const) {
       const shape = layout === "1d" ? [6, 4] : [2, 4, 50, 100];
       const size = shape.reduce((a, b) => a * b, 1), c = 4;
@@ -448,8 +452,18 @@ async function factorsOutOfRangeLayouts(backend: Backend, training: boolean) {
       const x = new Float32Array(size), dy = new Float32Array(size);
       for (let i = 0; i < size; i++) {
         const n = Math.floor(i / (c * inner));
-        x[i] = (random() * 2 - 1) * std + 0.01 * std;
-        dy[i] = (random() * 2 - 1) * (n === 1 ? 1e38 : 1);
+        const u = random() * 2 - 1, v = random() * 2 - 1;
+        if (dyScale === 1) {
+          x[i] = u * std + 0.01 * std;
+          dy[i] = v * (n === 1 ? 1e38 : 1);
+        } else {
+          // Spreads that differ by sample and channel (the mixed variances differ by O(1)), dy
+          // of one sign partly following x: the gradients are no small differences of float32
+          // sums (WebGPU's float32 row sums would then limit them, as for any gamma).
+          const spread = (1 + n) * (1 + 0.5 * (Math.floor(i / inner) % c));
+          x[i] = u * std * spread + 0.01 * std;
+          dy[i] = (1 + 0.3 * u + 0.2 * v) * dyScale;
+        }
       }
       const layer = layout === "1d"
         ? new SwitchNorm1d(c, { backend, eps: 0 })
