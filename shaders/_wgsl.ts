@@ -240,6 +240,39 @@ fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
+// Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
+// x - mu (up to 2^42 in such a row), with dy and with the row sums could leave float32 while
+// y, dx and the gradients fit (gamma 1e33 over a std of 3e-7, gamma near +-3e38): such a row
+// ("factor-wide") takes the wide passes, which carry gamma's exponent apart (wide_map's g).
+// Exponent fields only (denom 0 or subnormal counts as 2^-127): never a float test of a value
+// that may have overflowed (see the top). In-range data (|gamma| / std up to 2^80) stays hot.
+fn factor_wide(gamma: f32, denom: f32) -> bool {
+  let ge = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  let de = i32((bitcast<u32>(denom) >> 23u) & 0xffu);
+  return 2 * ge - de > 287; // 2 log2|gamma| - log2(denom) > 160
+}
+
+// y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order: for
+// g >= 2, 4 (t 2^(g - 2) + beta / 4) (exact powers of two), whose terms and sum stay below
+// float32's largest value wherever |y| does (|t 2^g| > 4 max makes |y| > 3 max: the infinity
+// of t's sign either way). Few operations: lavapipe runs this code, masked, for every element
+// of sn1d_normalize.
+fn wide_y(w: WideMap, t: f32) -> f32 {
+  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 2);
+}
+
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
+// subnormals, which GPUs may flush anyway).
+fn gamma_exp(gamma: f32) -> i32 {
+  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  return select(f - 127, 0, f == 0);
+}
+
+fn gamma_mantissa(gamma: f32) -> f32 {
+  let b = bitcast<u32>(gamma);
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
+}
+
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
 
@@ -377,11 +410,12 @@ struct Term {
   flags: u32,
 }
 
-// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale + beta, with
+// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale 2^g + beta, with
 // every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
 // not all zeros, at least 2^eps_exp) by exact powers of two:
 //   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
-//   var = sum_k wvar_k var_k f_k^2,  scale = gamma / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+//   var = sum_k wvar_k var_k f_k^2,  scale = gamma 2^-g / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+// (g = gamma's exponent; wide_y adds beta), also for unscaled factor-wide rows (factor_wide).
 // \`bad\` as in row_affine. Terms are in mixing order (weight k for term k).
 struct WideMap {
   hi: f32,
@@ -392,6 +426,7 @@ struct WideMap {
   e: i32,
   bad: bool,
   var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
+  g: i32, // gamma's exponent: scale = (gamma 2^-g) / sqrt(var + eps 2^(-2e)) (g = 0 for gamma 1)
 }
 
 // t where \`keep\`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
@@ -429,8 +464,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
     (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
     (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
-  let scale = select(gamma / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
-  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf);
+  // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
+  let g = gamma_exp(gamma);
+  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
 // g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
@@ -498,9 +535,12 @@ fn g_exp(flags: u32, k: u32) -> i32 {
   return i32(((flags >> (1u + 10u * k)) & 0x3ffu) << 22u) >> 22;
 }
 
+// Exponents beyond the fields' range (only where gamma's exponent joins D - 2E of subnormal
+// x and dy near 3e38, whose results are infinite anyway) saturate rather than wrap.
 fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
-  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
-    ((u32(e2) & 0x3ffu) << 21u);
+  let e = clamp(vec3<i32>(e0, e1, e2), vec3<i32>(-511), vec3<i32>(511));
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e.x) & 0x3ffu) << 1u) | ((u32(e.y) & 0x3ffu) << 11u) |
+    ((u32(e.z) & 0x3ffu) << 21u);
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
@@ -606,6 +646,25 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
     m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   }
   return m;
+}
+
+// v * 2^k lane by lane (exact while normal; see scale2).
+fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
+  return vec4<f32>(scale2(v.x, k), scale2(v.y, k), scale2(v.z, k), scale2(v.w, k));
+}
+
+// The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
+// float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
+// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)) share the unit 2^(d + k) of
+// dgamma and dbeta (s.zw, units 2^d), k >= 0 the least that keeps the dots below 2^100: the
+// dots can pass float32's range where the logit gradients do not (they cancel across rows and
+// terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
+// The channel records only use s.zw of such sums, the sample records only the dots.
+fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
+  let m = max(abs(a), abs(b));
+  let k = max(0, exponent_of(max(max(m.x, m.y), max(m.z, m.w))) + g - 100);
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, -k), scale2(s.w, -k));
+  return Grad(s2, scale2v(a, g - k), scale2v(b, g - k), g_flags(0u, e0 + g, e1 + g, d + k));
 }`;
 
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
@@ -614,10 +673,12 @@ const _SN1D_BWD_ELEMENT: string =
 // sn1d_bwd_wide_reduce; included after common.wgsl and backward_common.wgsl, with their
 // \`groups\` and \`affine\` bindings). Not a shader on its own.
 
-// Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED) or its
-// |dy| passes DY_MAX.
-fn element_is_wide(ln: Group, bn: Group, d: f32) -> bool {
-  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
+// Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
+// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl). sn1d_bwd_reduce tests
+// the first two per element (element_is_wide_hot) and the last per tile column.
+fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
+  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX || factor_wide(affine[c], m.variance + P.eps);
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -639,7 +700,7 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
 fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
   let ln = groups[n];
   let bn = groups[P.n + c];
-  if (element_is_wide(ln, bn, d)) {
+  if (element_is_wide(ln, bn, c, d)) {
     return wide_element(ln, bn, c, xv, d);
   }
   return element_hot(ln, bn, c, xv, d);
@@ -653,7 +714,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
   let d = scale2(dv, -d_unit);
@@ -665,13 +726,19 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
   let s = w.scale;
-  let gamma = affine[c];
+  // gamma = gamma' 2^g apart (gamma s may pass float32's range): grad_gamma_apart.
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
   let gm = -s * gamma * d;
   let gv = -0.5 * (s * s) * gamma * d * xh;
   let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
   let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
+  return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+}
+
+fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
+  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
 }`;
 
 /** sn_stats.wgsl (with its includes). */
@@ -1409,8 +1476,10 @@ export const SN_MIX: string =
 //   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
 // with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
 // so that the normalize pass does one load per row and no arithmetic on statistics.
-// Rows with a scaled term (F_SCALED: wide rows or groups) get a meaningless map here: their y
-// is written again by sn_wide_normalize, which forms their map in scaled units itself. (A
+// Rows with a scaled term (F_SCALED: wide rows or groups), and rows whose gamma / std could
+// take a float32 factor out of range (factor_wide: gamma 1e33 over a std of 3e-7), get a
+// meaningless map here: their y is written again by sn_wide_normalize, which forms their map in
+// scaled units, gamma's exponent apart, itself. (A
 // branch to that code here would cost every row on lavapipe, which runs both sides of a
 // branch whose condition differs between invocations, masked.)
 
@@ -1421,7 +1490,7 @@ ${_COMMON}
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
-// Rows with a scaled term: a count (0 when the call starts), then the rows, for
+// Rows with a scaled term or factor-wide: a count (0 when the call starts), then the rows, for
 // sn_wide_normalize.
 @group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
 
@@ -1454,8 +1523,9 @@ fn main(
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
   );
-  mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
-  if (is_scaled(m.flags)) {
+  let gamma = affine[c];
+  mixed[r] = row_affine(m, gamma, affine[P.c + c]);
+  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }
 }
@@ -1521,8 +1591,11 @@ export const SN1D_NORMALIZE: string =
 //   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
-// Elements of a scaled group (F_SCALED: wide data) are written again by sn1d_wide_normalize.
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element whose
+// gamma / std is factor-wide (common.wgsl) uses wide_map instead:
+// y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g), gamma = gamma' 2^g. Elements of a
+// scaled group (F_SCALED: wide data) are written again by sn1d_wide_normalize. One vec4 per
+// thread.
 
 ${_COMMON}
 
@@ -1552,8 +1625,17 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n];
       let bn = groups[P.n + c];
+      let gamma = affine[c];
+      let beta = affine[P.c + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      let a = row_affine(m, affine[c], affine[P.c + c]);
+      if (factor_wide(gamma, m.variance + P.eps)) {
+        let none = Term(0.0, 0.0, 0.0, 0u);
+        let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
+        let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
+        out[j] = select(wide_y(w, ((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
+        continue;
+      }
+      let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
   }
@@ -1566,7 +1648,7 @@ export const SN1D_WIDE_NORMALIZE: string =
   `// sn1d_wide_normalize.wgsl: layout "1d", after sn1d_normalize: y of the elements whose LN or BN
 // group is scaled (F_SCALED: wide data; sn_group_stats lists those groups) written again in
 // scaled units, with the element's two terms brought to the unit 2^e of its mix (wide_map):
-//   y = ((x * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+//   y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g)   (wide_y; NaN where the map is bad)
 // x scaled by its bits (scale2). A workgroup per listed group (64 workgroups taking them in
 // turn), its threads over the group's elements in this dispatch's window of x and y: for
 // sample n all of row n, for channel c column c (an element in both is written twice, with the
@@ -1615,7 +1697,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let ln = groups[n];
     let bn = groups[P.n + c];
     let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
-    y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+    y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
   }
 }
 `;
@@ -1623,9 +1705,10 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
 /** sn_wide_normalize.wgsl (with its includes). */
 export const SN_WIDE_NORMALIZE: string =
   `// sn_wide_normalize.wgsl: layout "nd", after sn_normalize: y of the rows whose mix has a scaled
-// term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
-// With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
-//   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+// term (F_SCALED: a wide row, or a row in a wide LN or BN group) or whose gamma / std is
+// factor-wide (common.wgsl) written again, in scaled units. With the row's terms brought to
+// the unit 2^e of the mix and gamma = gamma' 2^g (wide_map, common.wgsl):
+//   y[i] = 2^g (((x[i] * 2^-e - hi') - lo') * scale' + beta 2^-g)   (NaN where the map is bad)
 // x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. The rows
 // come from the list sn_mix fills; a workgroup per listed row (64 workgroups taking them in
 // turn), its threads over the row's elements in this dispatch's window of x and y. A separate
@@ -1673,7 +1756,7 @@ fn normalize_row(row: u32, lid: u32) {
     let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
     let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
     for (var i = s + lid; i < e; i += 64u) {
-      y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+      y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
     }
   }
 }
@@ -1896,10 +1979,12 @@ export const SN_BWD_ROWS: string =
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
-// Wide rows (scaled statistics, unit 2^E of the mix, or segments summed with dy in units 2^D_k
-// by sn_bwd_wide_reduce): the segment sums are brought to D = max_k D_k, and with s' = s 2^E and
-// every statistic in unit 2^E (wide_map) the same formulas give the mantissas of
-// gm = 2^(D - E) gm', gv = 2^(D - 2E) gv', and the rest in units of 2^D (Grad's exponents).
+// Wide rows (scaled statistics, unit 2^E of the mix, segments summed with dy in units 2^D_k
+// by sn_bwd_wide_reduce, or a factor-wide gamma / std, common.wgsl): the segment sums are
+// brought to D = max_k D_k, and with s' = s 2^E, every statistic in unit 2^E (wide_map) and
+// gamma = gamma' 2^G the same formulas give the mantissas of gm = 2^(D - E + G) gm',
+// gv = 2^(D - 2E + G) gv', and the rest in units of 2^D, or 2^(D + k) where the dots need it
+// (Grad's exponents, grad_gamma_apart).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -1939,7 +2024,13 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
-  if (is_scaled(m.flags) || d_unit != 0) {
+  // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
+  // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
+  // fields, take wide_row too, which keeps gamma's exponent apart.
+  let eg = exponent_of(affine[c]);
+  let es = exponent_of(inv_std(m));
+  let sums_wide = eg + es + exponent_of(sums.x) > 120 || eg + 3 * es + exponent_of(sums.y) > 120;
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
     grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
     return;
   }
@@ -1981,7 +2072,7 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
   } else {
     // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
@@ -1991,14 +2082,17 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
   let s = w.scale;
-  let gamma = affine[c];
+  // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
+  // (grad_gamma_apart carries g in the exponents).
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let gm = -s * gamma * s1;
   let gv = -0.5 * gamma * (s * s) * (s * s2);
   var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
   var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  return Grad(vec4<f32>(gm, gv, s * s2, s1), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
+  return grad_gamma_apart(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
 }
 `;
 
@@ -2017,8 +2111,9 @@ export const SN1D_BWD_REDUCE: string =
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
-// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX are summed again
-// by sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
+// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX, and every line
+// of a tile with a column that may hold a factor-wide gamma / std, are summed again by
+// sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
@@ -2038,6 +2133,10 @@ ${_SN1D_BWD_ELEMENT}
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 var<workgroup> tdy: array<f32, 1056>;
+// Nonzero when a column of the tile may hold a factor-wide element (common.wgsl), tested once
+// per column from a bound (below): then every line of the tile is listed, so the element loops
+// carry no test of their own (lavapipe would run it for every element).
+var<workgroup> t_gamma_wide: atomic<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -2048,6 +2147,14 @@ fn main(
   let t = tile_1d(linear_group(wid, nwg));
   if (!t.valid) {
     return;
+  }
+  if (lid < t.cols) {
+    // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
+    // rounding is monotone), so a column whose bound is not factor-wide has no such element.
+    let c = t.c0 + lid;
+    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c].variance + P.eps)) {
+      atomicOr(&t_gamma_wide, 1u);
+    }
   }
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
@@ -2063,14 +2170,17 @@ fn main(
   // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
   var acc = grad_zero();
   var wide = false;
+  // Only the tile's own lines are listed (a thread past its rows or columns has none).
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
       let bn = groups[P.n + c];
+      wide = tile_wide;
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r];
         let d = tdy[r * 33u + lid];
-        wide = wide || element_is_wide(ln, bn, d);
+        wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
         acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
       }
@@ -2079,11 +2189,12 @@ fn main(
   } else if (lid - T < t.rows) {
     let r = lid - T;
     let ln = groups[t.n0 + r];
+    wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
       let bn = groups[P.n + c];
       let d = tdy[r * 33u + cc];
-      wide = wide || element_is_wide(ln, bn, d);
+      wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
       acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
     }
@@ -2261,7 +2372,8 @@ export const SN_BWD_COEF: string =
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
-// Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
+// Wide rows (scaled statistics in unit 2^E, gradient sums with exponents, Grad, or a
+// factor-wide gamma / std, common.wgsl, whose gamma = gamma' 2^G enters gs as 2^G): the terms
 // of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
 // sn_bwd_wide_dx (D: the row's dy unit), is
 //   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
@@ -2319,7 +2431,7 @@ fn main(
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
-  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u) {
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps)) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
@@ -2350,7 +2462,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   if (is_scaled(m.flags)) {
     w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
   } else {
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
   let d_unit = g_exp(row.flags, 2u);
@@ -2376,22 +2488,24 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
-  // dx = dy gs + (x - K) B + A with gs = gamma s' 2^-e, B = bm 2^gvar.e, K = the row's shift:
+  // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
   // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
   // |x 2^-u_in - K| <= 2^41 (2 when scaled).
-  let gs = affine[c] * w.scale;
+  // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
+  let g = gamma_exp(affine[c]);
+  let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
   ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
-  let t1 = d_unit - e + exponent_of(gs) + select(0, 40, d_unit == 0);
+  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0);
   let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
   let t3 = ax.e + exponent_of(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
   coef[r] = vec4<u32>(
-    bitcast<u32>(scale2(gs, d_unit - e - u)),
+    bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
@@ -2583,7 +2697,8 @@ fn main(
 export const SN1D_BWD_WIDE_DX: string =
   `// sn1d_bwd_wide_dx.wgsl: the last backward step of layout "1d", after sn1d_bwd_dx: dx of the
 // elements of the samples and channels whose gradient sums carry exponents (wide data: scaled
-// statistics or |dy| beyond DY_MAX; sn_bwd_groups lists those groups), written again with the
+// statistics, |dy| beyond DY_MAX or a factor-wide gamma / std, whose gamma's exponent the sums
+// carry; sn_bwd_groups lists those groups), written again with the
 // terms of sn1d_bwd_dx formed as mantissa-exponent pairs (x and dy scaled by their bits) and
 // added with xf_add. A workgroup per listed group (64 workgroups taking them in turn), its
 // threads over the group's elements in this dispatch's window: for sample n all of row n, for
@@ -2648,7 +2763,7 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let cf = f32(P.c);
   let nb = P.batch;
@@ -2656,7 +2771,9 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let u_ln = unit_of(ln.flags);
   let u_bn = unit_of(bn.flags);
   var v = XF(0.0, 0);
-  v = xf_add(v, scale2(dv, -d_unit) * (affine[c] * w.scale), d_unit - w.e);
+  // gamma = gamma' 2^g apart: gamma s may pass float32's range (a factor-wide element).
+  let g = gamma_exp(affine[c]);
+  v = xf_add(v, scale2(dv, -d_unit) * (gamma_mantissa(affine[c]) * w.scale), d_unit - w.e + g);
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
   let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);

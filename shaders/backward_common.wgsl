@@ -40,9 +40,12 @@ fn g_exp(flags: u32, k: u32) -> i32 {
   return i32(((flags >> (1u + 10u * k)) & 0x3ffu) << 22u) >> 22;
 }
 
+// Exponents beyond the fields' range (only where gamma's exponent joins D - 2E of subnormal
+// x and dy near 3e38, whose results are infinite anyway) saturate rather than wrap.
 fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
-  return (bad & (G_BAD | G_VNAN)) | ((u32(e0) & 0x3ffu) << 1u) | ((u32(e1) & 0x3ffu) << 11u) |
-    ((u32(e2) & 0x3ffu) << 21u);
+  let e = clamp(vec3<i32>(e0, e1, e2), vec3<i32>(-511), vec3<i32>(511));
+  return (bad & (G_BAD | G_VNAN)) | ((u32(e.x) & 0x3ffu) << 1u) | ((u32(e.y) & 0x3ffu) << 11u) |
+    ((u32(e.z) & 0x3ffu) << 21u);
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
@@ -148,4 +151,23 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
     m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   }
   return m;
+}
+
+// v * 2^k lane by lane (exact while normal; see scale2).
+fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
+  return vec4<f32>(scale2(v.x, k), scale2(v.y, k), scale2(v.z, k), scale2(v.w, k));
+}
+
+// The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
+// float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
+// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)) share the unit 2^(d + k) of
+// dgamma and dbeta (s.zw, units 2^d), k >= 0 the least that keeps the dots below 2^100: the
+// dots can pass float32's range where the logit gradients do not (they cancel across rows and
+// terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
+// The channel records only use s.zw of such sums, the sample records only the dots.
+fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
+  let m = max(abs(a), abs(b));
+  let k = max(0, exponent_of(max(max(m.x, m.y), max(m.z, m.w))) + g - 100);
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, -k), scale2(s.w, -k));
+  return Grad(s2, scale2v(a, g - k), scale2v(b, g - k), g_flags(0u, e0 + g, e1 + g, d + k));
 }

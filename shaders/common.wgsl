@@ -231,6 +231,39 @@ fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
+// Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
+// x - mu (up to 2^42 in such a row), with dy and with the row sums could leave float32 while
+// y, dx and the gradients fit (gamma 1e33 over a std of 3e-7, gamma near +-3e38): such a row
+// ("factor-wide") takes the wide passes, which carry gamma's exponent apart (wide_map's g).
+// Exponent fields only (denom 0 or subnormal counts as 2^-127): never a float test of a value
+// that may have overflowed (see the top). In-range data (|gamma| / std up to 2^80) stays hot.
+fn factor_wide(gamma: f32, denom: f32) -> bool {
+  let ge = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  let de = i32((bitcast<u32>(denom) >> 23u) & 0xffu);
+  return 2 * ge - de > 287; // 2 log2|gamma| - log2(denom) > 160
+}
+
+// y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order: for
+// g >= 2, 4 (t 2^(g - 2) + beta / 4) (exact powers of two), whose terms and sum stay below
+// float32's largest value wherever |y| does (|t 2^g| > 4 max makes |y| > 3 max: the infinity
+// of t's sign either way). Few operations: lavapipe runs this code, masked, for every element
+// of sn1d_normalize.
+fn wide_y(w: WideMap, t: f32) -> f32 {
+  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 2);
+}
+
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
+// subnormals, which GPUs may flush anyway).
+fn gamma_exp(gamma: f32) -> i32 {
+  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  return select(f - 127, 0, f == 0);
+}
+
+fn gamma_mantissa(gamma: f32) -> f32 {
+  let b = bitcast<u32>(gamma);
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
+}
+
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
 
@@ -368,11 +401,12 @@ struct Term {
   flags: u32,
 }
 
-// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale + beta, with
+// The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale 2^g + beta, with
 // every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
 // not all zeros, at least 2^eps_exp) by exact powers of two:
 //   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
-//   var = sum_k wvar_k var_k f_k^2,  scale = gamma / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+//   var = sum_k wvar_k var_k f_k^2,  scale = gamma 2^-g / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
+// (g = gamma's exponent; wide_y adds beta), also for unscaled factor-wide rows (factor_wide).
 // `bad` as in row_affine. Terms are in mixing order (weight k for term k).
 struct WideMap {
   hi: f32,
@@ -383,6 +417,7 @@ struct WideMap {
   e: i32,
   bad: bool,
   var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
+  g: i32, // gamma's exponent: scale = (gamma 2^-g) / sqrt(var + eps 2^(-2e)) (g = 0 for gamma 1)
 }
 
 // t where `keep`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
@@ -420,8 +455,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
     (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
     (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
-  let scale = select(gamma / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
-  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf);
+  // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
+  let g = gamma_exp(gamma);
+  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
 // g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).

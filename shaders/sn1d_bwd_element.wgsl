@@ -2,10 +2,12 @@
 // sn1d_bwd_wide_reduce; included after common.wgsl and backward_common.wgsl, with their
 // `groups` and `affine` bindings). Not a shader on its own.
 
-// Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED) or its
-// |dy| passes DY_MAX.
-fn element_is_wide(ln: Group, bn: Group, d: f32) -> bool {
-  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
+// Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
+// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl). sn1d_bwd_reduce tests
+// the first two per element (element_is_wide_hot) and the last per tile column.
+fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
+  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX || factor_wide(affine[c], m.variance + P.eps);
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -27,7 +29,7 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
 fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
   let ln = groups[n];
   let bn = groups[P.n + c];
-  if (element_is_wide(ln, bn, d)) {
+  if (element_is_wide(ln, bn, c, d)) {
     return wide_element(ln, bn, c, xv, d);
   }
   return element_hot(ln, bn, c, xv, d);
@@ -41,7 +43,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
   let d = scale2(dv, -d_unit);
@@ -53,11 +55,17 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
   let s = w.scale;
-  let gamma = affine[c];
+  // gamma = gamma' 2^g apart (gamma s may pass float32's range): grad_gamma_apart.
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
   let gm = -s * gamma * d;
   let gv = -0.5 * (s * s) * gamma * d * xh;
   let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
   let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
+  return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+}
+
+fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
+  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
 }

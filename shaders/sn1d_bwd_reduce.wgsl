@@ -11,8 +11,9 @@
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
-// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX are summed again
-// by sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
+// Lines with an element of scaled statistics (F_SCALED) or |dy| beyond DY_MAX, and every line
+// of a tile with a column that may hold a factor-wide gamma / std, are summed again by
+// sn1d_bwd_wide_reduce (sn1d_bwd_element.wgsl: wide_element).
 
 //!include common.wgsl
 //!include backward_common.wgsl
@@ -32,6 +33,10 @@
 const T: u32 = TILE_1D;
 var<workgroup> tx: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 var<workgroup> tdy: array<f32, 1056>;
+// Nonzero when a column of the tile may hold a factor-wide element (common.wgsl), tested once
+// per column from a bound (below): then every line of the tile is listed, so the element loops
+// carry no test of their own (lavapipe would run it for every element).
+var<workgroup> t_gamma_wide: atomic<u32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -42,6 +47,14 @@ fn main(
   let t = tile_1d(linear_group(wid, nwg));
   if (!t.valid) {
     return;
+  }
+  if (lid < t.cols) {
+    // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
+    // rounding is monotone), so a column whose bound is not factor-wide has no such element.
+    let c = t.c0 + lid;
+    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c].variance + P.eps)) {
+      atomicOr(&t_gamma_wide, 1u);
+    }
   }
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
@@ -57,14 +70,17 @@ fn main(
   // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
   var acc = grad_zero();
   var wide = false;
+  // Only the tile's own lines are listed (a thread past its rows or columns has none).
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
       let bn = groups[P.n + c];
+      wide = tile_wide;
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r];
         let d = tdy[r * 33u + lid];
-        wide = wide || element_is_wide(ln, bn, d);
+        wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
         acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
       }
@@ -73,11 +89,12 @@ fn main(
   } else if (lid - T < t.rows) {
     let r = lid - T;
     let ln = groups[t.n0 + r];
+    wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
       let bn = groups[P.n + c];
       let d = tdy[r * 33u + cc];
-      wide = wide || element_is_wide(ln, bn, d);
+      wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
       acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
     }

@@ -1,6 +1,7 @@
 // sn1d_bwd_wide_dx.wgsl: the last backward step of layout "1d", after sn1d_bwd_dx: dx of the
 // elements of the samples and channels whose gradient sums carry exponents (wide data: scaled
-// statistics or |dy| beyond DY_MAX; sn_bwd_groups lists those groups), written again with the
+// statistics, |dy| beyond DY_MAX or a factor-wide gamma / std, whose gamma's exponent the sums
+// carry; sn_bwd_groups lists those groups), written again with the
 // terms of sn1d_bwd_dx formed as mantissa-exponent pairs (x and dy scaled by their bits) and
 // added with xf_add. A workgroup per listed group (64 workgroups taking them in turn), its
 // threads over the group's elements in this dispatch's window: for sample n all of row n, for
@@ -65,7 +66,7 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let cf = f32(P.c);
   let nb = P.batch;
@@ -73,7 +74,9 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let u_ln = unit_of(ln.flags);
   let u_bn = unit_of(bn.flags);
   var v = XF(0.0, 0);
-  v = xf_add(v, scale2(dv, -d_unit) * (affine[c] * w.scale), d_unit - w.e);
+  // gamma = gamma' 2^g apart: gamma s may pass float32's range (a factor-wide element).
+  let g = gamma_exp(affine[c]);
+  v = xf_add(v, scale2(dv, -d_unit) * (gamma_mantissa(affine[c]) * w.scale), d_unit - w.e + g);
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
   let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);

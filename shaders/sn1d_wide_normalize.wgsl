@@ -1,7 +1,7 @@
 // sn1d_wide_normalize.wgsl: layout "1d", after sn1d_normalize: y of the elements whose LN or BN
 // group is scaled (F_SCALED: wide data; sn_group_stats lists those groups) written again in
 // scaled units, with the element's two terms brought to the unit 2^e of its mix (wide_map):
-//   y = ((x * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+//   y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g)   (wide_y; NaN where the map is bad)
 // x scaled by its bits (scale2). A workgroup per listed group (64 workgroups taking them in
 // turn), its threads over the group's elements in this dispatch's window of x and y: for
 // sample n all of row n, for channel c column c (an element in both is written twice, with the
@@ -50,6 +50,6 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let ln = groups[n];
     let bn = groups[P.n + c];
     let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
-    y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+    y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
   }
 }

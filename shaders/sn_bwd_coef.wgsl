@@ -11,7 +11,8 @@
 //        A = Gmu_in/M - B*lo_in,  K = hi_in     (mu_in = K + lo_in, the row's shift and mean)
 //   coef[r] = (gs, B, A, K), with A replaced by NaN where the reference's dx is NaN: the row,
 //   its sample (GmL/GvL) or, when BN depends on x, its channel (GmB/GvB) is flagged, or M = 1.
-// Wide rows (scaled statistics in unit 2^E, or gradient sums with exponents, Grad): the terms
+// Wide rows (scaled statistics in unit 2^E, gradient sums with exponents, Grad, or a
+// factor-wide gamma / std, common.wgsl, whose gamma = gamma' 2^G enters gs as 2^G): the terms
 // of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
 // sn_bwd_wide_dx (D: the row's dy unit), is
 //   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
@@ -69,7 +70,7 @@ fn main(
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
-  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u) {
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps)) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
@@ -100,7 +101,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   if (is_scaled(m.flags)) {
     w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
   } else {
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
   let d_unit = g_exp(row.flags, 2u);
@@ -126,22 +127,24 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
-  // dx = dy gs + (x - K) B + A with gs = gamma s' 2^-e, B = bm 2^gvar.e, K = the row's shift:
+  // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
   // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
   // |x 2^-u_in - K| <= 2^41 (2 when scaled).
-  let gs = affine[c] * w.scale;
+  // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
+  let g = gamma_exp(affine[c]);
+  let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
   ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
-  let t1 = d_unit - e + exponent_of(gs) + select(0, 40, d_unit == 0);
+  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0);
   let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
   let t3 = ax.e + exponent_of(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
   coef[r] = vec4<u32>(
-    bitcast<u32>(scale2(gs, d_unit - e - u)),
+    bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),

@@ -6,10 +6,12 @@
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
 // A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
-// Wide rows (scaled statistics, unit 2^E of the mix, or segments summed with dy in units 2^D_k
-// by sn_bwd_wide_reduce): the segment sums are brought to D = max_k D_k, and with s' = s 2^E and
-// every statistic in unit 2^E (wide_map) the same formulas give the mantissas of
-// gm = 2^(D - E) gm', gv = 2^(D - 2E) gv', and the rest in units of 2^D (Grad's exponents).
+// Wide rows (scaled statistics, unit 2^E of the mix, segments summed with dy in units 2^D_k
+// by sn_bwd_wide_reduce, or a factor-wide gamma / std, common.wgsl): the segment sums are
+// brought to D = max_k D_k, and with s' = s 2^E, every statistic in unit 2^E (wide_map) and
+// gamma = gamma' 2^G the same formulas give the mantissas of gm = 2^(D - E + G) gm',
+// gv = 2^(D - 2E + G) gv', and the rest in units of 2^D, or 2^(D + k) where the dots need it
+// (Grad's exponents, grad_gamma_apart).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -49,7 +51,13 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
-  if (is_scaled(m.flags) || d_unit != 0) {
+  // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
+  // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
+  // fields, take wide_row too, which keeps gamma's exponent apart.
+  let eg = exponent_of(affine[c]);
+  let es = exponent_of(inv_std(m));
+  let sums_wide = eg + es + exponent_of(sums.x) > 120 || eg + 3 * es + exponent_of(sums.y) > 120;
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
     grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
     return;
   }
@@ -91,7 +99,7 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
   } else {
     // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false);
+    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
@@ -101,12 +109,15 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
   let s = w.scale;
-  let gamma = affine[c];
+  // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
+  // (grad_gamma_apart carries g in the exponents).
+  let g = gamma_exp(affine[c]);
+  let gamma = gamma_mantissa(affine[c]);
   let gm = -s * gamma * s1;
   let gv = -0.5 * gamma * (s * s) * (s * s2);
   var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
   var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  return Grad(vec4<f32>(gm, gv, s * s2, s1), a, b, g_flags(0u, d_unit - w.e, d_unit - 2 * w.e, d_unit));
+  return grad_gamma_apart(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
 }

@@ -7,8 +7,10 @@
 //   mixed[r] = (hi, lo, gamma[c] / sqrt(var + eps), beta[c])      (mu = hi + lo)
 // with beta replaced by NaN when any term is NaN/infinite in the reference or var + eps <= 0,
 // so that the normalize pass does one load per row and no arithmetic on statistics.
-// Rows with a scaled term (F_SCALED: wide rows or groups) get a meaningless map here: their y
-// is written again by sn_wide_normalize, which forms their map in scaled units itself. (A
+// Rows with a scaled term (F_SCALED: wide rows or groups), and rows whose gamma / std could
+// take a float32 factor out of range (factor_wide: gamma 1e33 over a std of 3e-7), get a
+// meaningless map here: their y is written again by sn_wide_normalize, which forms their map in
+// scaled units, gamma's exponent apart, itself. (A
 // branch to that code here would cost every row on lavapipe, which runs both sides of a
 // branch whose condition differs between invocations, masked.)
 
@@ -19,7 +21,7 @@
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 @group(0) @binding(4) var<storage, read_write> mixed: array<vec4<f32>>;
-// Rows with a scaled term: a count (0 when the call starts), then the rows, for
+// Rows with a scaled term or factor-wide: a count (0 when the call starts), then the rows, for
 // sn_wide_normalize.
 @group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
 
@@ -52,8 +54,9 @@ fn main(
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
   );
-  mixed[r] = row_affine(m, affine[c], affine[P.c + c]);
-  if (is_scaled(m.flags)) {
+  let gamma = affine[c];
+  mixed[r] = row_affine(m, gamma, affine[P.c + c]);
+  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }
 }

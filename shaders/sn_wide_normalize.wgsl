@@ -1,7 +1,8 @@
 // sn_wide_normalize.wgsl: layout "nd", after sn_normalize: y of the rows whose mix has a scaled
-// term (F_SCALED: a wide row, or a row in a wide LN or BN group) written again, in scaled units.
-// With the row's terms brought to the unit 2^e of the mix (wide_map, common.wgsl):
-//   y[i] = ((x[i] * 2^-e - hi') - lo') * scale' + beta        (NaN where the map is bad)
+// term (F_SCALED: a wide row, or a row in a wide LN or BN group) or whose gamma / std is
+// factor-wide (common.wgsl) written again, in scaled units. With the row's terms brought to
+// the unit 2^e of the mix and gamma = gamma' 2^g (wide_map, common.wgsl):
+//   y[i] = 2^g (((x[i] * 2^-e - hi') - lo') * scale' + beta 2^-g)   (NaN where the map is bad)
 // x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. The rows
 // come from the list sn_mix fills; a workgroup per listed row (64 workgroups taking them in
 // turn), its threads over the row's elements in this dispatch's window of x and y. A separate
@@ -49,7 +50,7 @@ fn normalize_row(row: u32, lid: u32) {
     let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
     let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
     for (var i = s + lid; i < e; i += 64u) {
-      y[i] = select(((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale + w.beta, qnan(), w.bad);
+      y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
     }
   }
 }

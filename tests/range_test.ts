@@ -393,3 +393,118 @@ for (const backend of ["wasm", "webgpu"] as const) {
     );
   }
 }
+
+/**
+ * assertClose per channel (4 channels, `inner` elements each per sample) with atol scaled by the
+ * channel's largest finite |expected|: y and dx are accurate to float32 rounding of their row's
+ * scale (gamma (x - mu) / std, 1e33 here), not of each element (an element near the mean is a
+ * difference of that scale; the tolerances' atol is for a scale of 1).
+ */
+function assertChannelsClose(
+  got: Float32Array,
+  want: Float32Array,
+  tol: Tolerance,
+  inner: number,
+  what: string,
+): void {
+  for (let c = 0; c < 4; c++) {
+    const g: number[] = [], w: number[] = [];
+    for (let i = 0; i < want.length; i++) {
+      if (Math.floor(i / inner) % 4 === c) {
+        g.push(got[i]);
+        w.push(want[i]);
+      }
+    }
+    const scale = Math.max(1, ...w.map((v) => Number.isFinite(v) ? Math.abs(v) : 0));
+    const scaled = {
+      ...tol,
+      atol: tol.atol * scale,
+      why: `${tol.why}, atol times the channel's scale`,
+    };
+    assertClose(g, w, scaled, `${what}, channel ${c}`);
+  }
+}
+
+/**
+ * The same class in layout "1d" (SwitchNorm1d: each element's own mix, tile passes) and in rows
+ * longer than one segment (M = 5000: WebGPU's wide passes walk several segments per row). Three
+ * calls each: x of std 1e-6 (gamma 1e33 over it: gamma / std ~ 1e39 beyond float32, y ~ 1e33
+ * fits), x of std ~1 (gamma +-3e38 with beta -+3e38: (x - mu) gamma / std passes float32's
+ * largest value, y fits), the same with x of std 1e-9 (rows WebGPU keeps in scaled units anyway),
+ * dy near 3e38 in one sample; and gamma / std ~ 2^79 with dy ~ 7e11 of one sign, where
+ * gamma s sum(dy) (dL/dmu of a row of 5000) passes float32 while dx and the gradients fit.
+ */
+async function factorsOutOfRangeLayouts(backend: Backend, training: boolean) {
+  const out: { y: Float32Array; dx: Float32Array; grads: Record<string, Float32Array> }[] = [];
+  const cases = [
+    { std: 1e-6, weight: [1e33, -1e33, 10, 0.9], bias: [0.5, 0.25, 0.1, -0.2] },
+    { std: 1, weight: [3e38, -3e38, 1e33, 0.9], bias: [-3e38, 3e38, 0.1, -0.2] },
+    { std: 1e-9, weight: [3e38, -3e38, 1e33, 0.9], bias: [-3e38, 3e38, 0.1, -0.2] },
+    // gamma / std ~ 2^79 (y fits), dy ~ 7e11 of one sign (below 2^40): gamma s sum(dy) passes float32 in
+    // rows of 5000 (dL/dmu of the row), dx and the gradients fit
+    { std: 1, weight: [6e23, 6e23, 1, 0.9], bias: [0.5, 0.25, 0.1, -0.2], dyScale: 7e11 },
+  ];
+  for (const { std, weight, bias, dyScale = 1 } of cases) {
+    for (const layout of ["1d", "long"] as const) {
+      const shape = layout === "1d" ? [6, 4] : [2, 4, 50, 100];
+      const size = shape.reduce((a, b) => a * b, 1), c = 4;
+      const inner = layout === "1d" ? 1 : 5000;
+      const random = seededRandom(layout === "1d" ? 77 : 78);
+      const x = new Float32Array(size), dy = new Float32Array(size);
+      for (let i = 0; i < size; i++) {
+        const n = Math.floor(i / (c * inner));
+        const u = random() * 2 - 1, v = random() * 2 - 1;
+        if (dyScale === 1) {
+          x[i] = u * std + 0.01 * std;
+          dy[i] = v * (n === 1 ? 1e38 : 1);
+        } else {
+          // Spreads that differ by sample and channel (the mixed variances differ by O(1)), dy
+          // of one sign partly following x: the gradients are no small differences of float32
+          // sums (WebGPU's float32 row sums would then limit them, as for any gamma).
+          const spread = (1 + n) * (1 + 0.5 * (Math.floor(i / inner) % c));
+          x[i] = u * std * spread + 0.01 * std;
+          dy[i] = (1 + 0.3 * u + 0.2 * v) * dyScale;
+        }
+      }
+      const layer = layout === "1d"
+        ? new SwitchNorm1d(c, { backend, eps: 0 })
+        : new SwitchNorm2d(c, { backend, eps: 0 });
+      layer.loadStateDict({
+        weight: new Float32Array(weight),
+        bias: new Float32Array(bias),
+        mean_weight: new Float32Array(layout === "1d" ? [1, -0.5] : [1.5, -0.5, -1]),
+        var_weight: new Float32Array(layout === "1d" ? [0.5, -1] : [2, -1, -2]),
+        running_mean: new Float32Array([0, 0.01 * std, 0, -0.01 * std]),
+        running_var: new Float32Array([1, 0.5, 2, 1.5].map((v) => v * std * std)),
+      });
+      layer.train(training);
+      const y = await layer.forward(x, shape, { keepForBackward: true });
+      const dx = await layer.backward(dy);
+      out.push({ y, dx, grads: layer.grads as unknown as Record<string, Float32Array> });
+    }
+  }
+  return out;
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  for (const training of [true, false]) {
+    rangeTest(
+      backend,
+      `SwitchNorm1d elements and rows longer than one segment whose gamma / std or gamma with beta leave float32's range match the float64 reference (${
+        training ? "training" : "evaluation"
+      })`,
+      async () => {
+        const want = await factorsOutOfRangeLayouts("reference", training);
+        const got = await factorsOutOfRangeLayouts(backend, training);
+        for (let k = 0; k < want.length; k++) {
+          const inner = want[k].y.length === 24 ? 1 : 5000;
+          assertChannelsClose(got[k].y, want[k].y, Y, inner, `call ${k}: y`);
+          assertChannelsClose(got[k].dx, want[k].dx, GRAD, inner, `call ${k}: dx`);
+          for (const p of ["weight", "bias", "mean_weight", "var_weight"]) {
+            assertClose(got[k].grads[p], want[k].grads[p], GRAD, `call ${k}: grad of ${p}`);
+          }
+        }
+      },
+    );
+  }
+}
