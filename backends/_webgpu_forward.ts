@@ -154,7 +154,7 @@ export function encodeForward(
       wideStats1d: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
       group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }, {
         buffer: wideList,
-      }],
+      }, { buffer: state.affine }],
       mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
         buffer: mixed!,
       }, { buffer: wideList }],

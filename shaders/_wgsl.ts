@@ -1292,12 +1292,28 @@ ${_COMMON}
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> groups: array<Group>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;
-// Layout "1d": the scaled groups, for sn1d_wide_normalize (a count, 0 when the call starts, then
-// group indices).
+// Layout "1d": the groups whose elements sn1d_wide_normalize writes again (a count, 0 when the
+// call starts, then group indices): scaled groups, and BN groups (channels) where an element's
+// gamma / std may be factor-wide (common.wgsl). An element's mixed variance is at least
+// wvar_bn var_bn (the weights are >= 0), so a channel whose gamma over sqrt(wvar_bn var_bn + eps)
+// is not factor-wide has no such element: its check is one per channel here, not one per element
+// in sn1d_normalize (lavapipe would run that branch's code for every element).
 @group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 
 fn list_if_scaled(g: u32, flags: u32) {
-  if ((P.flags & P_CHAN_GROUPS) != 0u && is_scaled(flags)) {
+  list_if(g, is_scaled(flags));
+}
+
+// \`variance\` in real units (an unscaled group's).
+fn list_if_wide(g: u32, flags: u32, variance: f32) {
+  let c = g - P.groups_ln;
+  let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
+  list_if(g, is_scaled(flags) || factor);
+}
+
+fn list_if(g: u32, yes: bool) {
+  if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
     atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
   }
 }
@@ -1351,7 +1367,7 @@ fn main(
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
           unit_flags(bad, u),
         );
-        list_if_scaled(g, unit_flags(bad, u));
+        list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
       }
     }
     return;
@@ -1439,7 +1455,7 @@ fn main(
   }
   let lo = w_mean[0];
   groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
-  list_if_scaled(g, unit_flags(gflags, unit));
+  list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
     let v = var_value(gflags, variance);
@@ -1591,11 +1607,9 @@ export const SN1D_NORMALIZE: string =
 //   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element whose
-// gamma / std is factor-wide (common.wgsl) uses wide_map instead:
-// y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g), gamma = gamma' 2^g. Elements of a
-// scaled group (F_SCALED: wide data) are written again by sn1d_wide_normalize. One vec4 per
-// thread.
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+// Elements of a scaled group (F_SCALED: wide data) or of a channel where gamma / std may be
+// factor-wide (sn_group_stats lists both) are written again by sn1d_wide_normalize.
 
 ${_COMMON}
 
@@ -1628,13 +1642,6 @@ fn main(
       let gamma = affine[c];
       let beta = affine[P.c + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      if (factor_wide(gamma, m.variance + P.eps)) {
-        let none = Term(0.0, 0.0, 0.0, 0u);
-        let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
-        let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
-        out[j] = select(wide_y(w, ((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
-        continue;
-      }
       let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
@@ -1646,8 +1653,9 @@ fn main(
 /** sn1d_wide_normalize.wgsl (with its includes). */
 export const SN1D_WIDE_NORMALIZE: string =
   `// sn1d_wide_normalize.wgsl: layout "1d", after sn1d_normalize: y of the elements whose LN or BN
-// group is scaled (F_SCALED: wide data; sn_group_stats lists those groups) written again in
-// scaled units, with the element's two terms brought to the unit 2^e of its mix (wide_map):
+// group is scaled (F_SCALED: wide data), or whose channel's gamma / std may be factor-wide
+// (sn_group_stats lists those groups), written again in scaled units, with the element's two
+// terms brought to the unit 2^e of its mix (wide_map):
 //   y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g)   (wide_y; NaN where the map is bad)
 // x scaled by its bits (scale2). A workgroup per listed group (64 workgroups taking them in
 // turn), its threads over the group's elements in this dispatch's window of x and y: for

@@ -4,11 +4,9 @@
 //   hi  = the LN group's hi,  lo = wmean_0 * lo_ln + wmean_1 * ((hi_bn - hi) + lo_bn)
 //   var = wvar_0 * var_ln + wvar_1 * var_bn
 //   y   = ((x - hi) - lo) * (gamma[c] / sqrt(var + eps)) + beta[c]
-// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. An element whose
-// gamma / std is factor-wide (common.wgsl) uses wide_map instead:
-// y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g), gamma = gamma' 2^g. Elements of a
-// scaled group (F_SCALED: wide data) are written again by sn1d_wide_normalize. One vec4 per
-// thread.
+// and NaN where a term is NaN/infinite in the reference or var + eps <= 0. One vec4 per thread.
+// Elements of a scaled group (F_SCALED: wide data) or of a channel where gamma / std may be
+// factor-wide (sn_group_stats lists both) are written again by sn1d_wide_normalize.
 
 //!include common.wgsl
 
@@ -41,13 +39,6 @@ fn main(
       let gamma = affine[c];
       let beta = affine[P.c + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-      if (factor_wide(gamma, m.variance + P.eps)) {
-        let none = Term(0.0, 0.0, 0.0, 0u);
-        let tl = Term(ln.hi, ln.lo, ln.variance, ln.flags);
-        let w = wide_map(tl, Term(bn.hi, bn.lo, bn.variance, bn.flags), none, gamma, beta);
-        out[j] = select(wide_y(w, ((scale2(v[j], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
-        continue;
-      }
       let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }

@@ -1,6 +1,7 @@
 // sn1d_wide_normalize.wgsl: layout "1d", after sn1d_normalize: y of the elements whose LN or BN
-// group is scaled (F_SCALED: wide data; sn_group_stats lists those groups) written again in
-// scaled units, with the element's two terms brought to the unit 2^e of its mix (wide_map):
+// group is scaled (F_SCALED: wide data), or whose channel's gamma / std may be factor-wide
+// (sn_group_stats lists those groups), written again in scaled units, with the element's two
+// terms brought to the unit 2^e of its mix (wide_map):
 //   y = 2^g (((x * 2^-e - hi') - lo') * scale' + beta 2^-g)   (wide_y; NaN where the map is bad)
 // x scaled by its bits (scale2). A workgroup per listed group (64 workgroups taking them in
 // turn), its threads over the group's elements in this dispatch's window of x and y: for

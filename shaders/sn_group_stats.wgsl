@@ -32,12 +32,28 @@
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> groups: array<Group>;
 @group(0) @binding(3) var<storage, read_write> running: array<f32>;
-// Layout "1d": the scaled groups, for sn1d_wide_normalize (a count, 0 when the call starts, then
-// group indices).
+// Layout "1d": the groups whose elements sn1d_wide_normalize writes again (a count, 0 when the
+// call starts, then group indices): scaled groups, and BN groups (channels) where an element's
+// gamma / std may be factor-wide (common.wgsl). An element's mixed variance is at least
+// wvar_bn var_bn (the weights are >= 0), so a channel whose gamma over sqrt(wvar_bn var_bn + eps)
+// is not factor-wide has no such element: its check is one per channel here, not one per element
+// in sn1d_normalize (lavapipe would run that branch's code for every element).
 @group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 
 fn list_if_scaled(g: u32, flags: u32) {
-  if ((P.flags & P_CHAN_GROUPS) != 0u && is_scaled(flags)) {
+  list_if(g, is_scaled(flags));
+}
+
+// `variance` in real units (an unscaled group's).
+fn list_if_wide(g: u32, flags: u32, variance: f32) {
+  let c = g - P.groups_ln;
+  let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
+  list_if(g, is_scaled(flags) || factor);
+}
+
+fn list_if(g: u32, yes: bool) {
+  if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
     atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
   }
 }
@@ -91,7 +107,7 @@ fn main(
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
           unit_flags(bad, u),
         );
-        list_if_scaled(g, unit_flags(bad, u));
+        list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
       }
     }
     return;
@@ -179,7 +195,7 @@ fn main(
   }
   let lo = w_mean[0];
   groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
-  list_if_scaled(g, unit_flags(gflags, unit));
+  list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
     let v = var_value(gflags, variance);
