@@ -16,6 +16,7 @@ import type {
   SavedForward,
 } from "./backends/_backend.ts";
 import type { Importance } from "./_importance.ts";
+import { memoryKey } from "./backends/_memory_keys.ts";
 
 type Tensor = Float32Array | ResidentTensor;
 
@@ -135,9 +136,14 @@ export class KeptForward {
 /** Where a tensor's memory is, for overlap tests: a key object and a byte range in it. */
 function storage(t: Tensor): { key: object; start: number; end: number } {
   if (t instanceof Float32Array) {
-    return { key: t.buffer, start: t.byteOffset, end: t.byteOffset + t.byteLength };
+    // A view of a WASM backend's memory (a resident tensor's `data`) is keyed by that memory.
+    const key = memoryKey(t.buffer);
+    return { key, start: t.byteOffset, end: t.byteOffset + t.byteLength };
   }
-  // A GpuTensor's GPUBuffer (two tensors may wrap one); a WASM tensor owns its heap block.
+  // A WASM tensor: its block of the heap's memory.
+  const range = (t as { memoryRange?: { key: object; start: number; end: number } }).memoryRange;
+  if (range !== undefined) return range;
+  // A GpuTensor's GPUBuffer (two tensors may wrap one).
   let key: object = t;
   try {
     const buffer = (t as { buffer?: unknown }).buffer;

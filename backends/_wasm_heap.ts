@@ -3,10 +3,12 @@
  * `__heap_base` to its end, growing the memory only when no free block fits, and grow-only scratch
  * regions reused across calls. The kernels themselves allocate nothing. Private to the package.
  *
- * Depends on nothing of the package.
+ * Depends on nothing of the package but _memory_keys.ts (its memory's buffers are filed there).
  *
  * @module
  */
+
+import { registerMemory } from "./_memory_keys.ts";
 
 const PAGE = 65536;
 /** Every block starts on 16 bytes: f64 arrays need 8, and v128 loads run best aligned. */
@@ -57,6 +59,7 @@ export class Heap {
     if (end > start) this.#free.push({ start, size: end - start });
     this.#f32 = new Float32Array(memory.buffer);
     this.#f64 = new Float64Array(memory.buffer);
+    registerMemory(memory.buffer, this);
   }
 
   /** Size of the linear memory in bytes. */
@@ -78,12 +81,16 @@ export class Heap {
 
   /** The memory's current buffer, which changes (and the old one detaches) when it grows. */
   get buffer(): ArrayBuffer {
-    return this.#memory.buffer as ArrayBuffer;
+    const buffer = this.#memory.buffer as ArrayBuffer;
+    if (buffer !== this.#f32.buffer) this.#refreshViews();
+    return buffer;
   }
 
   #refreshViews(): void {
     this.#f32 = new Float32Array(this.#memory.buffer);
     this.#f64 = new Float64Array(this.#memory.buffer);
+    // Views of the grown memory (a tensor's `data`) must be known as this heap's, as the old were.
+    registerMemory(this.#memory.buffer, this);
   }
 
   /** Bytes currently handed out (for tests). */

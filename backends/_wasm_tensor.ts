@@ -56,6 +56,15 @@ export class WasmTensor implements ResidentTensor {
     return this.#view;
   }
 
+  /**
+   * Where the data lies, for the layer's overlap checks: the heap (which files its memory's
+   * buffers under itself, so that `data` views overlap too) and the byte range. Disposed: itself.
+   */
+  get memoryRange(): { key: object; start: number; end: number } {
+    if (this.#ptr === 0) return { key: this, start: 0, end: Infinity };
+    return { key: this.#heap, start: this.#ptr, end: this.#ptr + 4 * this.length };
+  }
+
   /** Copies the data out into a new Float32Array. */
   read(): Promise<Float32Array> {
     const start = this.byteOffset >>> 2;

@@ -156,3 +156,19 @@ await testEachBackend(
     assertSameValues(await d.read(), want.dx, "resident dx over dy");
   },
 );
+
+Deno.test("wasm: another layer's out written into a resident x's data view makes that x's backward throw", async () => {
+  for (const writer of ["forward", "backward"] as const) {
+    const kept = layer("wasm");
+    using t = await kept.upload(x, shape);
+    await kept.forward(t); // keeps t
+    const other = layer("reference");
+    await other.forward(x, shape);
+    // deno-lint-ignore no-explicit-any
+    const view = (t as any).data as Float32Array; // the resident tensor's memory, in place
+    if (writer === "forward") await other.forward(dy, shape, { out: view });
+    else await other.backward(dy, { out: view });
+    using d = await kept.upload(dy, shape);
+    await assert.rejects(kept.backward(d), /overwritten since, as the out of a SwitchNorm2d/);
+  }
+});
