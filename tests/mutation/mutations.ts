@@ -318,8 +318,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "wgsl-eps-outside-sqrt",
     file: "shaders/common.wgsl",
-    original: "let scale = gamma / sqrt(max(denom, 1e-38));",
-    replacement: "let scale = gamma / (sqrt(max(m.variance, 1e-38)) + P.eps);",
+    original: "let scale = gamma / sqrt(select(denom, 1.0, bad));",
+    replacement: "let scale = gamma / (sqrt(select(m.variance, 1.0, bad)) + P.eps);",
     models: "WGSL: eps added to the standard deviation instead of the variance",
   },
   {
@@ -332,8 +332,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "wgsl-group-var-biased",
     file: "shaders/sn_group_stats.wgsl",
-    original: "sumv += p.m2 / f32(p.count - 1u);",
-    replacement: "sumv += p.m2 / f32(p.count);",
+    original: "sumv += m2 / f32(p.count - 1u);",
+    replacement: "sumv += m2 / f32(p.count);",
     models: "WGSL: LN/BN groups average biased IN variances",
   },
   {
