@@ -276,6 +276,11 @@ fn gamma_mantissa(gamma: f32) -> f32 {
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
 
+// Whether v is NaN, by its bits (an infinite v is not: sn_bwd_dx's maps take A = +-Inf where dy is infinite).
+fn is_nan_bits(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
 }
@@ -2478,8 +2483,13 @@ fn main(
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
-  let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+  // Infinite gradient sums (an infinite dy): A = Gmu_in/M and K = mu_in, so that dx adds the
+  // reference's terms (folding B lo_in into A would make Inf - Inf where the reference has an
+  // infinity); sn_bwd_dx lets an infinite A through (only a NaN A marks NaN).
+  let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
+  let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
+  let k = select(p.shift, p.shift + p.mean, inf_sums);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -2566,7 +2576,7 @@ ${_COMMON}
 @group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
 
 fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
-  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_marker(k.z));
+  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_bits(k.z));
 }
 
 @compute @workgroup_size(256)
@@ -2587,7 +2597,7 @@ fn main(
   if (r0 == last / P.m) {
     let k = coef[r0];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
-    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(k.z)));
+    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
     return;
   }
   var out = vec4<f32>(0.0);

@@ -267,6 +267,11 @@ fn gamma_mantissa(gamma: f32) -> f32 {
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
 
+// Whether v is NaN, by its bits (an infinite v is not: sn_bwd_dx's maps take A = +-Inf where dy is infinite).
+fn is_nan_bits(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
 }

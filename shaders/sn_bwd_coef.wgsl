@@ -84,8 +84,13 @@ fn main(
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
-  let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+  // Infinite gradient sums (an infinite dy): A = Gmu_in/M and K = mu_in, so that dx adds the
+  // reference's terms (folding B lo_in into A would make Inf - Inf where the reference has an
+  // infinity); sn_bwd_dx lets an infinite A through (only a NaN A marks NaN).
+  let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
+  let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
+  let k = select(p.shift, p.shift + p.mean, inf_sums);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
