@@ -766,8 +766,9 @@ fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
 // wide (their results are IEEE's, as element_hot forms them).
 fn dy_is_big(d: f32) -> bool {
-  let b = bitcast<u32>(d) & 0x7fffffffu;
-  return b > bitcast<u32>(DY_MAX) && b < 0x7f800000u;
+  // DY_MAX < |d| < Inf as one unsigned comparison (the subtraction wraps below DY_MAX).
+  let lo = bitcast<u32>(DY_MAX) + 1u;
+  return (bitcast<u32>(d) & 0x7fffffffu) - lo < 0x7f800000u - lo;
 }`;
 
 /** sn_stats.wgsl (with its includes). */
