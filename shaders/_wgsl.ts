@@ -276,6 +276,11 @@ fn gamma_mantissa(gamma: f32) -> f32 {
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
 
+// Whether v is NaN, by its bits (an infinite v is not: sn_bwd_dx's maps take A = +-Inf where dy is infinite).
+fn is_nan_bits(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
 }
@@ -322,6 +327,13 @@ fn exponent_of(v: f32) -> i32 {
   return select(i32(b) - 127, -1000, b == 0u);
 }
 
+// exponent_of for a finite v, -1000 (none) for NaN and the infinities: estimates of a result's
+// size from its inputs' exponents must not take a non-finite input for a huge finite one (its
+// result follows IEEE arithmetic instead).
+fn finite_exponent_of(v: f32) -> i32 {
+  return select(exponent_of(v), -1000, class_bits(v) != 0u);
+}
+
 // The magnitude field (see F_FIELD) of a finite value's bits without the sign.
 fn abs_field(abs_bits: u32) -> u32 {
   return (abs_bits + 0x7fffffu) >> 23u;
@@ -361,7 +373,7 @@ fn pow2(k: i32) -> f32 {
   return select(bitcast<f32>(u32(min(k, 127) + 127) << 23u), 0.0, k < -126);
 }
 
-// v * 2^k for a finite v, by its bits: exact while the result is a normal float32, whatever v
+// v * 2^k by its bits (v itself for NaN and the infinities): exact while the result is a normal float32, whatever v
 // is (GPUs may flush subnormal operands of float arithmetic to 0; bit operations see them).
 // Below float32's normal range the result is 0 of v's sign (flushed, as a GPU may), above it
 // the infinity of v's sign (built from P.inf_bits).
@@ -370,6 +382,9 @@ fn scale2(v: f32, k: i32) -> f32 {
   let sign = b & 0x80000000u;
   var e = i32((b >> 23u) & 0xffu);
   var mant = b & 0x007fffffu;
+  if (e == 255) {
+    return v; // NaN and the infinities are their own multiples (a non-finite dy of a wide row)
+  }
   if (e == 0) {
     if (mant == 0u) {
       return v;
@@ -648,6 +663,12 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
   return m;
 }
 
+// |v| lane by lane, 0 for NaN and the infinities (by bits: no float Inf arithmetic).
+fn finite_abs(v: vec4<f32>) -> vec4<f32> {
+  let b = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
+  return select(bitcast<vec4<f32>>(b), vec4<f32>(0.0), b >= vec4<u32>(0x7f800000u));
+}
+
 // v * 2^k lane by lane (exact while normal; see scale2).
 fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
   return vec4<f32>(scale2(v.x, k), scale2(v.y, k), scale2(v.z, k), scale2(v.w, k));
@@ -661,7 +682,8 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
-  let m = max(abs(a), abs(b));
+  // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
+  let m = max(finite_abs(a), finite_abs(b));
   let k = max(0, exponent_of(max(max(m.x, m.y), max(m.z, m.w))) + g - 100);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, -k), scale2(s.w, -k));
   return Grad(s2, scale2v(a, g - k), scale2v(b, g - k), g_flags(0u, e0 + g, e1 + g, d + k));
@@ -678,7 +700,7 @@ const _SN1D_BWD_ELEMENT: string =
 // the first two per element (element_is_wide_hot) and the last per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_big(d) || factor_wide(affine[c], m.variance + P.eps);
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -738,7 +760,15 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
 }
 
 fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
-  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
+  return is_scaled(ln.flags | bn.flags) || dy_is_big(d);
+}
+
+// Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
+// wide (their results are IEEE's, as element_hot forms them).
+fn dy_is_big(d: f32) -> bool {
+  // DY_MAX < |d| < Inf as one unsigned comparison (the subtraction wraps below DY_MAX).
+  let lo = bitcast<u32>(DY_MAX) + 1u;
+  return (bitcast<u32>(d) & 0x7fffffffu) - lo < 0x7f800000u - lo;
 }`;
 
 /** sn_stats.wgsl (with its includes). */
@@ -2034,10 +2064,11 @@ fn main(
   let m = nd_mix(p, ln, bn);
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
-  // fields, take wide_row too, which keeps gamma's exponent apart.
+  // fields, take wide_row too, which keeps gamma's exponent apart. Non-finite sums (NaN or
+  // infinite dy) are no reason: their results are IEEE's, as the plain path forms them.
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
-  let sums_wide = eg + es + exponent_of(sums.x) > 120 || eg + 3 * es + exponent_of(sums.y) > 120;
+  let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
     grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
     return;
@@ -2453,8 +2484,13 @@ fn main(
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
-  let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+  // Infinite gradient sums (an infinite dy): A = Gmu_in/M and K = mu_in, so that dx adds the
+  // reference's terms (folding B lo_in into A would make Inf - Inf where the reference has an
+  // infinity); sn_bwd_dx lets an infinite A through (only a NaN A marks NaN).
+  let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
+  let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
+  let k = select(p.shift, p.shift + p.mean, inf_sums);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -2496,6 +2532,22 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
+  if ((class_bits(gmu.m) | class_bits(gvar.m)) != 0u) {
+    // NaN or infinite gradient sums (a NaN or infinite dy): every dx of the row is NaN or
+    // infinite, of a class set by the non-finite terms alone, so the plain map of the row
+    // (sn_bwd_dx) carries just those: A = Gmu_in / M and B where non-finite (else 0), gs as
+    // +-1/4 (0 for gamma 0: 0 * Inf is NaN), so that no finite term overflows into the sum,
+    // and K = mu_in.
+    let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
+    let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
+    coef[r] = bitcast<vec4<u32>>(vec4<f32>(
+      gs_sign,
+      select(0.0, bm_inf, class_bits(gvar.m) != 0u),
+      select(select(0.0, gmu.m, class_bits(gmu.m) != 0u), qnan(), bad),
+      scale2(p.shift + p.mean, u_in),
+    ));
+    return;
+  }
   // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
   // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
@@ -2541,7 +2593,7 @@ ${_COMMON}
 @group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
 
 fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
-  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_marker(k.z));
+  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_bits(k.z));
 }
 
 @compute @workgroup_size(256)
@@ -2562,7 +2614,7 @@ fn main(
   if (r0 == last / P.m) {
     let k = coef[r0];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
-    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(k.z)));
+    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
     return;
   }
   var out = vec4<f32>(0.0);

@@ -153,6 +153,12 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
   return m;
 }
 
+// |v| lane by lane, 0 for NaN and the infinities (by bits: no float Inf arithmetic).
+fn finite_abs(v: vec4<f32>) -> vec4<f32> {
+  let b = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
+  return select(bitcast<vec4<f32>>(b), vec4<f32>(0.0), b >= vec4<u32>(0x7f800000u));
+}
+
 // v * 2^k lane by lane (exact while normal; see scale2).
 fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
   return vec4<f32>(scale2(v.x, k), scale2(v.y, k), scale2(v.z, k), scale2(v.w, k));
@@ -166,7 +172,8 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
-  let m = max(abs(a), abs(b));
+  // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
+  let m = max(finite_abs(a), finite_abs(b));
   let k = max(0, exponent_of(max(max(m.x, m.y), max(m.z, m.w))) + g - 100);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, -k), scale2(s.w, -k));
   return Grad(s2, scale2v(a, g - k), scale2v(b, g - k), g_flags(0u, e0 + g, e1 + g, d + k));

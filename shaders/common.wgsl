@@ -267,6 +267,11 @@ fn gamma_mantissa(gamma: f32) -> f32 {
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
 
+// Whether v is NaN, by its bits (an infinite v is not: sn_bwd_dx's maps take A = +-Inf where dy is infinite).
+fn is_nan_bits(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
 }
@@ -313,6 +318,13 @@ fn exponent_of(v: f32) -> i32 {
   return select(i32(b) - 127, -1000, b == 0u);
 }
 
+// exponent_of for a finite v, -1000 (none) for NaN and the infinities: estimates of a result's
+// size from its inputs' exponents must not take a non-finite input for a huge finite one (its
+// result follows IEEE arithmetic instead).
+fn finite_exponent_of(v: f32) -> i32 {
+  return select(exponent_of(v), -1000, class_bits(v) != 0u);
+}
+
 // The magnitude field (see F_FIELD) of a finite value's bits without the sign.
 fn abs_field(abs_bits: u32) -> u32 {
   return (abs_bits + 0x7fffffu) >> 23u;
@@ -352,7 +364,7 @@ fn pow2(k: i32) -> f32 {
   return select(bitcast<f32>(u32(min(k, 127) + 127) << 23u), 0.0, k < -126);
 }
 
-// v * 2^k for a finite v, by its bits: exact while the result is a normal float32, whatever v
+// v * 2^k by its bits (v itself for NaN and the infinities): exact while the result is a normal float32, whatever v
 // is (GPUs may flush subnormal operands of float arithmetic to 0; bit operations see them).
 // Below float32's normal range the result is 0 of v's sign (flushed, as a GPU may), above it
 // the infinity of v's sign (built from P.inf_bits).
@@ -361,6 +373,9 @@ fn scale2(v: f32, k: i32) -> f32 {
   let sign = b & 0x80000000u;
   var e = i32((b >> 23u) & 0xffu);
   var mant = b & 0x007fffffu;
+  if (e == 255) {
+    return v; // NaN and the infinities are their own multiples (a non-finite dy of a wide row)
+  }
   if (e == 0) {
     if (mant == 0u) {
       return v;

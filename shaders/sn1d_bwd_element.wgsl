@@ -7,7 +7,7 @@
 // the first two per element (element_is_wide_hot) and the last per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_big(d) || factor_wide(affine[c], m.variance + P.eps);
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -67,5 +67,13 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
 }
 
 fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
-  return is_scaled(ln.flags | bn.flags) || abs(d) > DY_MAX;
+  return is_scaled(ln.flags | bn.flags) || dy_is_big(d);
+}
+
+// Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
+// wide (their results are IEEE's, as element_hot forms them).
+fn dy_is_big(d: f32) -> bool {
+  // DY_MAX < |d| < Inf as one unsigned comparison (the subtraction wraps below DY_MAX).
+  let lo = bitcast<u32>(DY_MAX) + 1u;
+  return (bitcast<u32>(d) & 0x7fffffffu) - lo < 0x7f800000u - lo;
 }

@@ -84,8 +84,13 @@ fn main(
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
-  let a = gmu / f32(P.m) - b * p.mean;
-  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+  // Infinite gradient sums (an infinite dy): A = Gmu_in/M and K = mu_in, so that dx adds the
+  // reference's terms (folding B lo_in into A would make Inf - Inf where the reference has an
+  // infinity); sn_bwd_dx lets an infinite A through (only a NaN A marks NaN).
+  let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
+  let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
+  let k = select(p.shift, p.shift + p.mean, inf_sums);
+  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -127,6 +132,22 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
+  if ((class_bits(gmu.m) | class_bits(gvar.m)) != 0u) {
+    // NaN or infinite gradient sums (a NaN or infinite dy): every dx of the row is NaN or
+    // infinite, of a class set by the non-finite terms alone, so the plain map of the row
+    // (sn_bwd_dx) carries just those: A = Gmu_in / M and B where non-finite (else 0), gs as
+    // +-1/4 (0 for gamma 0: 0 * Inf is NaN), so that no finite term overflows into the sum,
+    // and K = mu_in.
+    let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
+    let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
+    coef[r] = bitcast<vec4<u32>>(vec4<f32>(
+      gs_sign,
+      select(0.0, bm_inf, class_bits(gvar.m) != 0u),
+      select(select(0.0, gmu.m, class_bits(gmu.m) != 0u), qnan(), bad),
+      scale2(p.shift + p.mean, u_in),
+    ));
+    return;
+  }
   // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
   // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),

@@ -15,7 +15,7 @@
 @group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
 
 fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
-  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_marker(k.z));
+  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_bits(k.z));
 }
 
 @compute @workgroup_size(256)
@@ -36,7 +36,7 @@ fn main(
   if (r0 == last / P.m) {
     let k = coef[r0];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
-    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(k.z)));
+    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
     return;
   }
   var out = vec4<f32>(0.0);

@@ -53,10 +53,11 @@ fn main(
   let m = nd_mix(p, ln, bn);
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
-  // fields, take wide_row too, which keeps gamma's exponent apart.
+  // fields, take wide_row too, which keeps gamma's exponent apart. Non-finite sums (NaN or
+  // infinite dy) are no reason: their results are IEEE's, as the plain path forms them.
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
-  let sums_wide = eg + es + exponent_of(sums.x) > 120 || eg + 3 * es + exponent_of(sums.y) > 120;
+  let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
     grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
     return;

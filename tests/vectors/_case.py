@@ -111,13 +111,15 @@ class Case:
         self.state = self.with_sparse_buffers(st)
         return st
 
-    def forward(self, mode, x, radius=None):
-        """A forward step; radius (sparse cases): set the layer's radius before it."""
+    def forward(self, mode, x, radius=None, dy_at=None):
+        """A forward step; radius (sparse cases): set the layer's radius before it; dy_at: a dict
+        {index tuple of x's shape: float32 value} overwriting those entries of the step's seeded
+        dy (NaN and infinities in dy, which the seeded stream never draws)."""
         assert mode in ("train", "eval")
         x = np.ascontiguousarray(x, dtype=np.float32)
         assert x.ndim == RANK[self.layer] and x.shape[1] == self.C, (self.name, x.shape)
         assert radius is None or self.sparse
-        self.steps.append(("forward", mode, x, radius))
+        self.steps.append(("forward", mode, x, radius, dy_at or {}))
 
     def finalize(self):
         self.steps.append(("finalizeBatchAverage",))
@@ -152,7 +154,7 @@ class Case:
         rng_dy = np.random.default_rng(zlib.crc32((self.name + "/dy").encode("utf-8")))
         for st in self.steps:
             if st[0] == "forward":
-                _, mode, x, radius = st
+                _, mode, x, radius, dy_at = st
                 if radius is not None:
                     m.set_rad(radius)
                 m.train(mode == "train")
@@ -168,6 +170,9 @@ class Case:
                 with np.errstate(over="ignore"):
                     dy = (rng_dy.standard_normal(x.shape) * self.dy_scale).astype(np.float32)
                 assert np.isfinite(dy).all(), (self.name, "dy_scale makes dy overflow float32")
+                # After the draw, so that the stream (and every later step's dy) is unchanged.
+                for at, v in dy_at.items():
+                    dy[at] = np.float32(v)
                 (y * torch.from_numpy(dy).double()).sum().backward()
                 if self.float32_buffers and self.has_buffers():
                     with torch.no_grad():

@@ -305,5 +305,48 @@ def build_cases():
     x = c.normal((4, 5))
     c.forward("eval", with_nonfinite(x, (0, 1), (2, 3)))
 
+    # ---------------- NaN and infinities in dy (x finite) ----------------
+    # The reference's dx and gradients are NaN wherever a NaN or both infinities reach a sum,
+    # and an infinity where one alone does; the rest stays finite. Backends must not take a
+    # non-finite dy for a huge finite one (the wide paths for |dy| > 2^40).
+    nan, inf = float("nan"), float("inf")
+    dy_2d = {(1, 1, 1, 2): nan, (1, 2, 0, 0): inf, (1, 2, 2, 3): inf, (1, 0, 2, 4): -inf}
+    dy_1d = {(0, 1): nan, (2, 3): inf, (3, 0): -inf}
+    for mode in ("train", "eval"):
+        c = case(f"sn2d_{mode}_dy_nonfinite",
+                 f"2d {mode}, finite x, dy with one NaN at (n1,c1), two +Inf in row (n1,c2) and "
+                 "one -Inf at (n1,c0): NaN and infinities in dx and the gradients where the "
+                 "reference has them, samples 0 and 2 finite; "
+                 "M=3x5" + ("; usingBN false: with BN the infinities reach every sample, where "
+                            "PyTorch's var_bn = mean(var_in + mu_in^2) - mu_bn^2 makes Inf - Inf "
+                            "that SN_SPEC's folded form does not" if mode == "train" else ""),
+                 "SwitchNorm2d", 4, using_bn=(mode == "eval"))
+        c.random_state()
+        c.forward(mode, c.normal((3, 4, 3, 5)), dy_at=dy_2d)
+        c = case(f"sn1d_{mode}_dy_nonfinite",
+                 f"1d {mode}, finite x, dy with one NaN at (n0,c1), +Inf at (n2,c3) and -Inf at "
+                 "(n3,c0); [4,5]", "SwitchNorm1d", 5)
+        c.random_state()
+        c.forward(mode, c.normal((4, 5)), dy_at=dy_1d)
+    c = case("sn2d_train_dy_nonfinite_wide",
+             "2d train, dy ~ 1e20 (|dy| beyond 2^40: wide rows) with the NaN and infinities of "
+             "sn2d_train_dy_nonfinite; usingBN false (as there); M=3x5", "SwitchNorm2d", 4, using_bn=False)
+    c.random_state()
+    c.dy_scale = 1e20
+    c.forward("train", c.normal((3, 4, 3, 5)), dy_at=dy_2d)
+    c = case("sn1d_train_dy_nonfinite_wide",
+             "1d train, dy ~ 1e20 (|dy| beyond 2^40: wide elements) with one NaN at (n0,c1), "
+             "+Inf at (n2,c3) and -Inf at (n3,c0); [4,5]", "SwitchNorm1d", 5)
+    c.random_state()
+    c.dy_scale = 1e20
+    c.forward("train", c.normal((4, 5)), dy_at=dy_1d)
+    c = case("sn3d_train_dy_inf_long_rows",
+             "3d train, rows of 4225 (longer than one 4096-element segment), dy with +Inf at both "
+             "ends of row (n1,c0) (two segments): NaN where the reference has it, channel 1 of "
+             "sample 0 finite; [2,2,1,65,65]", "SwitchNorm3d", 2)
+    c.random_state()
+    c.forward("train", c.normal((2, 2, 1, 65, 65)),
+              dy_at={(1, 0, 0, 3, 4): inf, (1, 0, 0, 64, 64): inf})
+
     build_range_cases(case)
     return cases

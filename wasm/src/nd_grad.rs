@@ -247,7 +247,7 @@ pub unsafe fn combine(
     // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
     // too), are summed again in f64.
     if st.wide[0] != 0.0 || !finite {
-        redo_sums(x, dy, m, rows, mu_in, var, layer.eps, pairs);
+        redo_sums(x, dy, m, rows, mu_in, st.mu.as_ptr(), var, layer.eps, pairs);
     }
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
@@ -264,7 +264,11 @@ pub unsafe fn combine(
             let g = i64x2_shuffle::<0, 2>(a, b);
             let p_raw = i64x2_shuffle::<1, 3>(a, b);
             let mean = ld(mu_in.add(r));
-            let p = f64x2_add(p_raw, f64x2_mul(f64x2_sub(hi2(mean), ld(mu.add(r))), g));
+            // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
+            // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
+            let g_finite = f64x2_eq(f64x2_sub(g, g), z);
+            let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(hi2(mean), ld(mu.add(r))), g));
+            let p = v128_bitselect(p_hi, p_raw, g_finite);
             let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
             st2(inv_std.add(r), s);
             let sg = f64x2_mul(s, ld32(gamma.add(j)));
@@ -289,7 +293,7 @@ pub unsafe fn combine(
             let (g, p_raw) =
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
-            let p = p_raw + ((mean as f32) as f64 - *mu.add(r)) * g;
+            let p = if g.is_finite() { p_raw + ((mean as f32) as f64 - *mu.add(r)) * g } else { p_raw };
             let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
             *inv_std.add(r) = s;
             let sg = s * *gamma.add(j) as f64;
@@ -328,10 +332,11 @@ pub unsafe fn combine(
 
 /// The row sums (sum dy, sum dy (x - hi)) again in f64 for every row whose var + eps is out of
 /// range (`wide::out_of_range`: its f32 products may be subnormal) or whose f32 sums are not
-/// finite.
+/// finite. A row whose sum dy is NaN or infinite (NaN or Inf in dy) gets sum dy (x - mu) about
+/// its mixed mean mu instead, as the reference forms it (the combine then adds nothing).
 ///
 /// # Safety
-/// As `reduce`; `mu_in`, `var` valid for `rows` f64, `pairs` for `rows` v128.
+/// As `reduce`; `mu_in`, `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn redo_sums(
@@ -340,6 +345,7 @@ unsafe fn redo_sums(
     m: usize,
     rows: usize,
     mu_in: *const f64,
+    mu: *const f64,
     var: *const f64,
     eps: f64,
     pairs: *mut v128,
@@ -349,7 +355,10 @@ unsafe fn redo_sums(
         let finite = i64x2_all_true(f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
         if wide::out_of_range(*var.add(r) + eps) || !finite {
             let hi = *mu_in.add(r) as f32;
-            let (g, p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
+            let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
+            if !g.is_finite() {
+                p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, *mu.add(r));
+            }
             *pairs.add(r) = f64x2(g, p);
         }
     }

@@ -103,6 +103,18 @@ pub unsafe fn grad_sums_f64(x: *const f32, dy: *const f32, n: usize, hi: f32) ->
     (g, p)
 }
 
+/// sum dy (x - c) in f64 about an f64 centre c (a row of non-finite sum dy, `nd_grad`).
+///
+/// # Safety
+/// `x`, `dy` valid for `n` f32.
+pub unsafe fn grad_sums_f64_about(x: *const f32, dy: *const f32, n: usize, c: f64) -> f64 {
+    let mut p = 0.0f64;
+    for i in 0..n {
+        p += *dy.add(i) as f64 * (*x.add(i) as f64 - c);
+    }
+    p
+}
+
 /// Per-call bounds from O(N + C) statistics, by which a call can skip the per-row bound tests:
 /// when they hold, no row of the call is wide. Every |x - hi| and |mean| of a row follows from
 /// its sample's LN statistics: var_ln = mean_c (var_in + (mu_in - mu_ln)^2), so var_in and

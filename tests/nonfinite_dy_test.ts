@@ -1,0 +1,121 @@
+/**
+ * NaN and infinities in dy (x finite), on WASM and WebGPU against the float64 reference backend:
+ * dx and the gradients must be NaN where the reference's are, the same infinities where it has
+ * them, and its finite values elsewhere. The shared vectors (tests/vectors/*dy_nonfinite*,
+ * PyTorch truth) hold the plain cases; these add rows that are wide for other reasons, where a
+ * non-finite dy once was taken for a huge finite one (WebGPU's exponent-field estimates):
+ * a gamma / std beyond float32 (factor-wide), x ~ 1e30 (scaled statistics), rows longer than one
+ * segment, in both layouts, training and evaluation. (PyTorch's own autograd differs from the
+ * spec's folded formulas in where an infinite LN or BN variance gradient gives NaN rather than an
+ * infinity, so these compare with the reference backend, which follows the spec.)
+ */
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { assertClose } from "./_close.ts";
+import { GRAD } from "./_tolerances.ts";
+import { webgpuTest } from "./_webgpu.ts";
+
+type Backend = "reference" | "wasm" | "webgpu";
+
+interface Kind {
+  name: string;
+  shape: number[];
+  x: (i: number) => number;
+  gamma: number;
+  eps: number;
+}
+
+const KINDS: Kind[] = [
+  {
+    name: "SwitchNorm2d, gamma / std beyond float32",
+    shape: [2, 3, 2, 3],
+    x: (i) => 3e-7 * Math.sin(i * 1.7),
+    gamma: 1e33,
+    eps: 0,
+  },
+  {
+    name: "SwitchNorm1d, gamma / std beyond float32",
+    shape: [4, 5],
+    x: (i) => 3e-7 * Math.sin(i * 1.7),
+    gamma: 1e33,
+    eps: 0,
+  },
+  {
+    name: "SwitchNorm2d, x ~ 1e30",
+    shape: [2, 3, 2, 3],
+    x: (i) => 1e30 * Math.sin(i * 1.7),
+    gamma: 1,
+    eps: 1e-5,
+  },
+  {
+    name: "SwitchNorm1d, x ~ 1e30",
+    shape: [4, 5],
+    x: (i) => 1e30 * Math.sin(i * 1.7),
+    gamma: 1,
+    eps: 1e-5,
+  },
+  {
+    name: "SwitchNorm3d, rows of 4225",
+    shape: [2, 2, 1, 65, 65],
+    x: (i) => Math.sin(i * 1.7),
+    gamma: 1,
+    eps: 1e-5,
+  },
+];
+
+/** dy = cos(0.3 i) with non-finite entries: in row 1 (its second element), and at the end. */
+const PATTERNS: Record<string, (dy: Float32Array, at: number) => void> = {
+  "one NaN": (dy, at) => void (dy[at] = NaN),
+  "one +Inf": (dy, at) => void (dy[at] = Infinity),
+  "two +Inf in different rows": (dy, at) => void (dy[at] = dy[dy.length - 1] = Infinity),
+  "-Inf and +Inf": (dy, at) => void ((dy[at] = -Infinity), (dy[dy.length - 2] = Infinity)),
+};
+
+async function run(backend: Backend, k: Kind, mode: "train" | "eval", pattern: string) {
+  const C = k.shape[1];
+  const len = k.shape.reduce((a, b) => a * b);
+  const m = len / k.shape[0] / C;
+  const x = Float32Array.from({ length: len }, (_, i) => k.x(i));
+  const dy = Float32Array.from({ length: len }, (_, i) => Math.cos(i * 0.3));
+  PATTERNS[pattern](dy, Math.min(len - 1, m + 1));
+  const Layer = k.shape.length === 2
+    ? SwitchNorm1d
+    : k.shape.length === 4
+    ? SwitchNorm2d
+    : SwitchNorm3d;
+  const layer = new Layer(C, { backend, eps: k.eps });
+  const runningVar = Math.min(Math.max(k.x(5) ** 2, 1e-13), 1e38);
+  layer.loadStateDict({
+    weight: new Float32Array(C).fill(k.gamma),
+    running_mean: new Float32Array(C).fill(k.x(3)),
+    running_var: new Float32Array(C).fill(runningVar),
+  }, { strict: false });
+  if (mode === "eval") layer.eval();
+  try {
+    await layer.forward(x, k.shape, { keepForBackward: true });
+    const dx = await layer.backward(dy);
+    return { dx, ...structuredClone(layer.grads) };
+  } finally {
+    layer.dispose();
+  }
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  const name =
+    `${backend === "wasm" ? "WASM" : "WebGPU"}: NaN and infinities in dy give the reference's ` +
+    "non-finite pattern and finite values on wide rows and rows longer than one segment";
+  const fn = async () => {
+    for (const k of KINDS) {
+      for (const mode of ["train", "eval"] as const) {
+        for (const pattern of Object.keys(PATTERNS)) {
+          const want = await run("reference", k, mode, pattern);
+          const got = await run(backend, k, mode, pattern);
+          for (const key of ["dx", "weight", "bias", "mean_weight", "var_weight"] as const) {
+            assertClose(got[key], want[key], GRAD, `${k.name}, ${mode}, ${pattern}: ${key}`);
+          }
+        }
+      }
+    }
+  };
+  if (backend === "webgpu") webgpuTest(name, fn);
+  else Deno.test(name, fn);
+}
