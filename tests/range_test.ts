@@ -508,3 +508,64 @@ for (const backend of ["wasm", "webgpu"] as const) {
     );
   }
 }
+
+/**
+ * An evaluation call on a loaded running_mean far from the data: x ~ 1 and running_var 1, but
+ * running_mean[0] 1e13 .. 1e30 (of either sign), so that y, dx and the gradients are of that
+ * size (|x - mu| / std up to 1e30) while the data's own |x| is ordinary. Both layouts, and rows
+ * of 16 and of 4900 floats, 4 channels. y, dx and the gradients must be the float64
+ * reference's; y and dx per channel to float32 rounding of the channel's scale (an element of
+ * channel 0's dx is a difference of terms of ~|mu| / std, see assertChannelsClose).
+ */
+async function farRunningMean(
+  backend: Backend,
+  layout: "1d" | "2d",
+  shape: number[],
+  mean0: number,
+) {
+  const c = shape[1], count = shape.reduce((a, b) => a * b);
+  const x = Float32Array.from({ length: count }, (_, i) => Math.cos(i * 0.37 + 1));
+  const dy = Float32Array.from({ length: count }, (_, i) => Math.cos(i * 0.37));
+  const layer = layout === "1d"
+    ? new SwitchNorm1d(c, { backend })
+    : new SwitchNorm2d(c, { backend });
+  const runningMean = new Float32Array(c);
+  runningMean[0] = mean0;
+  layer.loadStateDict({ running_mean: runningMean, running_var: new Float32Array(c).fill(1) }, {
+    strict: false,
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  for (
+    const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]], ["1d", [6, 4]]] as const
+  ) {
+    rangeTest(
+      backend,
+      `an evaluation on a running_mean 1e13 to 1e30 away from data of std 1 matches the float64 reference (${layout} ${
+        JSON.stringify(shape)
+      })`,
+      async () => {
+        for (const mean0 of [1e13, 1e21, -1e25, 1e30]) {
+          const want = await farRunningMean("reference", layout, [...shape], mean0);
+          const got = await farRunningMean(backend, layout, [...shape], mean0);
+          const inner = shape.slice(2).reduce((a, b) => a * b, 1);
+          assertChannelsClose(got.y, want.y, Y, inner, `y (running_mean[0] ${mean0})`);
+          assertChannelsClose(got.dx, want.dx, GRAD, inner, `dx (running_mean[0] ${mean0})`);
+          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+            assertClose(
+              got.grads[k],
+              want.grads[k],
+              GRAD,
+              `grad of ${k} (running_mean[0] ${mean0})`,
+            );
+          }
+        }
+      },
+    );
+  }
+}
