@@ -100,7 +100,8 @@ fn main(
         // but not above the exponent of the std the mix can have (that of the std, at least
         // sqrt(eps): P.eps_exp) where |mean| 2^-u stays finite without it. A loaded running_mean
         // far from its std (1e21 over 1) in the mean's unit made s' = s 2^u pass float32 in the
-        // backward's s'^3 and var 2^-2u fall below float32's normal range. A wide group stays
+        // backward's s'^3 and var 2^-2u fall below float32's normal range. Such a mean can be
+        // large in its unit (wide_map brings it to the mix's by unit_shift). A wide group stays
         // scaled (u = 0 becomes 1).
         let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
         let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);

