@@ -617,7 +617,8 @@ fn mixed_bad(m: Mixed) -> bool {
 // variance (exact powers of two, as wide_map forms them).
 fn wide_centred(t: Term, w: WideMap) -> f32 {
   let f = pow2(unit_of(t.flags) - w.e);
-  return ((t.hi * f - w.hi) + t.lo * f) - w.lo;
+  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
+  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
 fn wide_var(t: Term, w: WideMap) -> f32 {
@@ -1367,7 +1368,8 @@ fn main(
         // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
         // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std,
         // but not above the exponent of the std the mix can have (that of the std, at least
-        // sqrt(eps): P.eps_exp) where |mean| 2^-u stays finite without it. A loaded running_mean
+        // sqrt(eps): P.eps_exp) where |mean| 2^-u stays finite without it (with running_var 0,
+        // whose mix takes its std from the other terms, the mean's unit, as before). A loaded running_mean
         // far from its std (1e21 over 1) in the mean's unit made s' = s 2^u pass float32 in the
         // backward's s'^3 and var 2^-2u fall below float32's normal range. Such a mean can be
         // large in its unit (wide_map brings it to the mix's by unit_shift). A wide group stays
@@ -1376,7 +1378,11 @@ fn main(
         let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);
         let field_s = select(0u, (field_v + 128u) / 2u, field_v != 0u);
         let field = max(field_m, field_s);
-        let u_std = max(max(i32(field_s) - 127, P.eps_exp), i32(field_m) - 253);
+        let u_std = select(
+          i32(field_m) - 127,
+          max(max(i32(field_s) - 127, P.eps_exp), i32(field_m) - 253),
+          field_v != 0u,
+        );
         let u_min = min(i32(field) - 127, u_std);
         let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
         groups[g] = Group(
@@ -2479,7 +2485,8 @@ fn main(
 fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
   let f_in = pow2(unit_of(p.flags) - e);
   let f_g = pow2(unit_of(g.flags) - e);
-  return ((p.shift * f_in - g.hi * f_g) + p.mean * f_in) - g.lo * f_g;
+  // g.hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
+  return ((p.shift * f_in - unit_shift(g.hi, unit_of(g.flags) - e)) + p.mean * f_in) - g.lo * f_g;
 }
 
 fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {

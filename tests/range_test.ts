@@ -571,15 +571,18 @@ for (const backend of ["wasm", "webgpu"] as const) {
 }
 
 /**
- * A fuzzer's SwitchNorm1d evaluation case (tests/_far_mean_case.json, [40, 6]): data over the
- * whole float32 range, and channel 5 with gamma 1.56e38 on a running_mean of 4.7e37 over a std
- * of 1, whose BN term (in the unit of its std) lies over 2^126 below the unit of the wide LN
- * terms it is mixed with. y, dx and the weight, mean_weight and var_weight gradients must be the
- * float64 reference's, rounded to float32 once (per channel's scale; beyond float32's largest:
- * the infinity of the value's sign). (The bias gradient of channel 5 is another fault: left out.)
+ * Two of a fuzzer's SwitchNorm1d evaluation cases, data over the whole float32 range:
+ * tests/_far_mean_case.json ([40, 6]): channel 5 with gamma 1.56e38 on a running_mean of 4.7e37
+ * over a std of 1, whose BN term (in the unit of its std) lies over 2^126 below the unit of the
+ * wide LN terms it is mixed with; tests/_far_mean_case_2.json ([5, 70], eps 0): running buffers
+ * from 1e-41 to 1e30, where the backward's centred means (mean_weight's gradient) must bring such
+ * BN terms to the mix's unit too. y, dx and the weight, mean_weight and var_weight gradients must
+ * be the float64 reference's, rounded to float32 once (y and dx per channel's scale; beyond
+ * float32's largest: the infinity of the value's sign). (The bias gradient of the first case's
+ * channel 5 is another fault: left out.)
  */
-async function fuzzedFarMean(backend: Backend) {
-  const p = JSON.parse(await Deno.readTextFile(new URL("./_far_mean_case.json", import.meta.url)));
+async function fuzzedFarMean(backend: Backend, file: string) {
+  const p = JSON.parse(await Deno.readTextFile(new URL(file, import.meta.url)));
   const layer = new SwitchNorm1d(p.shape[1], { backend, eps: p.eps });
   layer.loadStateDict({
     weight: new Float32Array(p.weight),
@@ -592,32 +595,42 @@ async function fuzzedFarMean(backend: Backend) {
   layer.eval();
   const y = await layer.forward(new Float32Array(p.xs), p.shape, { keepForBackward: true });
   const dx = await layer.backward(new Float32Array(p.dy));
-  return { y, dx, grads: layer.grads };
+  return { y, dx, grads: layer.grads, c: p.shape[1] as number };
 }
 
 for (const backend of ["wasm", "webgpu"] as const) {
   rangeTest(
     backend,
-    "an evaluation whose running_mean lies over 2^126 below the units of the rows it mixes with matches the float64 reference",
+    "evaluations whose running_mean lies far from the units of the rows it mixes with match the float64 reference (fuzzed cases)",
     async () => {
-      const want = await fuzzedFarMean("reference");
-      const got = await fuzzedFarMean(backend);
-      for (
-        const [what, g, w, tol] of [["y", got.y, want.y, Y], ["dx", got.dx, want.dx, GRAD]] as const
-      ) {
-        for (let c = 0; c < 6; c++) { // layout 1d: element i is of channel i % 6
-          const gc = g.filter((_, i) => i % 6 === c),
-            wc = w.filter((_, i) => i % 6 === c);
-          const scale = Math.max(1, ...Array.from(wc, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
-          assertClose(gc, wc, {
-            ...tol,
-            atol: tol.atol * scale,
-            why: `${tol.why}, atol times the channel's scale`,
-          }, `${what}, channel ${c}`);
+      for (const file of ["./_far_mean_case.json", "./_far_mean_case_2.json"]) {
+        const want = await fuzzedFarMean("reference", file);
+        const got = await fuzzedFarMean(backend, file);
+        const c = want.c;
+        for (
+          const [what, g, w, tol] of [["y", got.y, want.y, Y], [
+            "dx",
+            got.dx,
+            want.dx,
+            GRAD,
+          ]] as const
+        ) {
+          for (let k = 0; k < c; k++) { // layout 1d: element i is of channel i % C
+            const gc = g.filter((_, i) => i % c === k), wc = w.filter((_, i) => i % c === k);
+            const scale = Math.max(
+              1,
+              ...Array.from(wc, (v) => Number.isFinite(v) ? Math.abs(v) : 0),
+            );
+            assertClose(gc, wc, {
+              ...tol,
+              atol: tol.atol * scale,
+              why: `${tol.why}, atol times the channel's scale`,
+            }, `${file}: ${what}, channel ${k}`);
+          }
         }
-      }
-      for (const k of ["weight", "mean_weight", "var_weight"] as const) {
-        assertClose(got.grads[k], want.grads[k], GRAD, `grad of ${k}`);
+        for (const k of ["weight", "mean_weight", "var_weight"] as const) {
+          assertClose(got.grads[k], want.grads[k], GRAD, `${file}: grad of ${k}`);
+        }
       }
     },
   );
