@@ -467,9 +467,12 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);
-  let hi = t0.hi * f0;
-  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((t1.hi * f1 - hi) + t1.lo * f1) +
-    P.wmean.z * ((t2.hi * f2 - hi) + t2.lo * f2);
+  // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
+  // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
+  // pow2) would drop.
+  let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
+  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
+    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
   let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
     P.wvar.z * (t2.variance * f2 * f2);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
@@ -483,6 +486,12 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where
+// that is normal, and v's value where only 2^k would be below float32's normal range.
+fn unit_shift(v: f32, k: i32) -> f32 {
+  return v * pow2(k / 2) * pow2(k - k / 2);
 }
 
 // g where \`keep\`, else the zero Group: a select, not a branch (see sn_mix.wgsl).
@@ -623,7 +632,8 @@ fn mixed_bad(m: Mixed) -> bool {
 // variance (exact powers of two, as wide_map forms them).
 fn wide_centred(t: Term, w: WideMap) -> f32 {
   let f = pow2(unit_of(t.flags) - w.e);
-  return ((t.hi * f - w.hi) + t.lo * f) - w.lo;
+  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
+  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
 fn wide_var(t: Term, w: WideMap) -> f32 {
@@ -1386,11 +1396,25 @@ fn main(
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
         // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
-        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std.
+        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std,
+        // but not above the exponent of the std the mix can have (that of the std, at least
+        // sqrt(eps): P.eps_exp) where |mean| 2^-u stays finite without it (with running_var 0,
+        // whose mix takes its std from the other terms, the mean's unit, as before). A loaded running_mean
+        // far from its std (1e21 over 1) in the mean's unit made s' = s 2^u pass float32 in the
+        // backward's s'^3 and var 2^-2u fall below float32's normal range. Such a mean can be
+        // large in its unit (wide_map brings it to the mix's by unit_shift). A wide group stays
+        // scaled (u = 0 becomes 1).
         let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
         let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);
-        let field = max(field_m, select(0u, (field_v + 128u) / 2u, field_v != 0u));
-        let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
+        let field_s = select(0u, (field_v + 128u) / 2u, field_v != 0u);
+        let field = max(field_m, field_s);
+        let u_std = select(
+          i32(field_m) - 127,
+          max(max(i32(field_s) - 127, P.eps_exp), i32(field_m) - 253),
+          field_v != 0u,
+        );
+        let u_min = min(i32(field) - 127, u_std);
+        let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
         groups[g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
@@ -2497,7 +2521,8 @@ fn main(
 fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
   let f_in = pow2(unit_of(p.flags) - e);
   let f_g = pow2(unit_of(g.flags) - e);
-  return ((p.shift * f_in - g.hi * f_g) + p.mean * f_in) - g.lo * f_g;
+  // g.hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
+  return ((p.shift * f_in - unit_shift(g.hi, unit_of(g.flags) - e)) + p.mean * f_in) - g.lo * f_g;
 }
 
 fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {

@@ -113,7 +113,8 @@ fn mixed_bad(m: Mixed) -> bool {
 // variance (exact powers of two, as wide_map forms them).
 fn wide_centred(t: Term, w: WideMap) -> f32 {
   let f = pow2(unit_of(t.flags) - w.e);
-  return ((t.hi * f - w.hi) + t.lo * f) - w.lo;
+  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
+  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
 fn wide_var(t: Term, w: WideMap) -> f32 {

@@ -458,9 +458,12 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);
-  let hi = t0.hi * f0;
-  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((t1.hi * f1 - hi) + t1.lo * f1) +
-    P.wmean.z * ((t2.hi * f2 - hi) + t2.lo * f2);
+  // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
+  // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
+  // pow2) would drop.
+  let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
+  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
+    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
   let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
     P.wvar.z * (t2.variance * f2 * f2);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
@@ -474,6 +477,12 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where
+// that is normal, and v's value where only 2^k would be below float32's normal range.
+fn unit_shift(v: f32, k: i32) -> f32 {
+  return v * pow2(k / 2) * pow2(k - k / 2);
 }
 
 // g where `keep`, else the zero Group: a select, not a branch (see sn_mix.wgsl).

@@ -97,7 +97,8 @@ fn main(
 fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
   let f_in = pow2(unit_of(p.flags) - e);
   let f_g = pow2(unit_of(g.flags) - e);
-  return ((p.shift * f_in - g.hi * f_g) + p.mean * f_in) - g.lo * f_g;
+  // g.hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
+  return ((p.shift * f_in - unit_shift(g.hi, unit_of(g.flags) - e)) + p.mean * f_in) - g.lo * f_g;
 }
 
 fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {

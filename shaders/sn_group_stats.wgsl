@@ -96,11 +96,25 @@ fn main(
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
         // Buffers of a size that wide rows have (beyond (2^-21, 2^40]) are written scaled, like
-        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std.
+        // the batch statistics of such rows: unit 2^u, u the larger exponent of |mean|, std,
+        // but not above the exponent of the std the mix can have (that of the std, at least
+        // sqrt(eps): P.eps_exp) where |mean| 2^-u stays finite without it (with running_var 0,
+        // whose mix takes its std from the other terms, the mean's unit, as before). A loaded running_mean
+        // far from its std (1e21 over 1) in the mean's unit made s' = s 2^u pass float32 in the
+        // backward's s'^3 and var 2^-2u fall below float32's normal range. Such a mean can be
+        // large in its unit (wide_map brings it to the mix's by unit_shift). A wide group stays
+        // scaled (u = 0 becomes 1).
         let field_v = abs_field(bitcast<u32>(rv) & 0x7fffffffu);
         let field_m = abs_field(bitcast<u32>(rm) & 0x7fffffffu);
-        let field = max(field_m, select(0u, (field_v + 128u) / 2u, field_v != 0u));
-        let u = select(0, i32(field) - 127, is_wide_field(field) && bad == 0u);
+        let field_s = select(0u, (field_v + 128u) / 2u, field_v != 0u);
+        let field = max(field_m, field_s);
+        let u_std = select(
+          i32(field_m) - 127,
+          max(max(i32(field_s) - 127, P.eps_exp), i32(field_m) - 253),
+          field_v != 0u,
+        );
+        let u_min = min(i32(field) - 127, u_std);
+        let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
         groups[g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,

@@ -508,3 +508,130 @@ for (const backend of ["wasm", "webgpu"] as const) {
     );
   }
 }
+
+/**
+ * An evaluation call on a loaded running_mean far from the data: x ~ 1 and running_var 1, but
+ * running_mean[0] 1e13 .. 1e30 (of either sign), so that y, dx and the gradients are of that
+ * size (|x - mu| / std up to 1e30) while the data's own |x| is ordinary. Both layouts, and rows
+ * of 16 and of 4900 floats, 4 channels. y, dx and the gradients must be the float64
+ * reference's; y and dx per channel to float32 rounding of the channel's scale (an element of
+ * channel 0's dx is a difference of terms of ~|mu| / std, see assertChannelsClose).
+ */
+async function farRunningMean(
+  backend: Backend,
+  layout: "1d" | "2d",
+  shape: number[],
+  mean0: number,
+) {
+  const c = shape[1], count = shape.reduce((a, b) => a * b);
+  const x = Float32Array.from({ length: count }, (_, i) => Math.cos(i * 0.37 + 1));
+  const dy = Float32Array.from({ length: count }, (_, i) => Math.cos(i * 0.37));
+  const layer = layout === "1d"
+    ? new SwitchNorm1d(c, { backend })
+    : new SwitchNorm2d(c, { backend });
+  const runningMean = new Float32Array(c);
+  runningMean[0] = mean0;
+  layer.loadStateDict({ running_mean: runningMean, running_var: new Float32Array(c).fill(1) }, {
+    strict: false,
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  for (
+    const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]], ["1d", [6, 4]]] as const
+  ) {
+    rangeTest(
+      backend,
+      `an evaluation on a running_mean 1e13 to 1e30 away from data of std 1 matches the float64 reference (${layout} ${
+        JSON.stringify(shape)
+      })`,
+      async () => {
+        for (const mean0 of [1e13, 1e21, -1e25, 1e30]) {
+          const want = await farRunningMean("reference", layout, [...shape], mean0);
+          const got = await farRunningMean(backend, layout, [...shape], mean0);
+          const inner = shape.slice(2).reduce((a, b) => a * b, 1);
+          assertChannelsClose(got.y, want.y, Y, inner, `y (running_mean[0] ${mean0})`);
+          assertChannelsClose(got.dx, want.dx, GRAD, inner, `dx (running_mean[0] ${mean0})`);
+          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+            assertClose(
+              got.grads[k],
+              want.grads[k],
+              GRAD,
+              `grad of ${k} (running_mean[0] ${mean0})`,
+            );
+          }
+        }
+      },
+    );
+  }
+}
+
+/**
+ * Two of a fuzzer's SwitchNorm1d evaluation cases, data over the whole float32 range:
+ * tests/_far_mean_case.json ([40, 6]): channel 5 with gamma 1.56e38 on a running_mean of 4.7e37
+ * over a std of 1, whose BN term (in the unit of its std) lies over 2^126 below the unit of the
+ * wide LN terms it is mixed with; tests/_far_mean_case_2.json ([5, 70], eps 0): running buffers
+ * from 1e-41 to 1e30, where the backward's centred means (mean_weight's gradient) must bring such
+ * BN terms to the mix's unit too. y, dx and the weight, mean_weight and var_weight gradients must
+ * be the float64 reference's, rounded to float32 once (y and dx per channel's scale; beyond
+ * float32's largest: the infinity of the value's sign). (The bias gradient of the first case's
+ * channel 5 is another fault: left out.)
+ */
+async function fuzzedFarMean(backend: Backend, file: string) {
+  const p = JSON.parse(await Deno.readTextFile(new URL(file, import.meta.url)));
+  const layer = new SwitchNorm1d(p.shape[1], { backend, eps: p.eps });
+  layer.loadStateDict({
+    weight: new Float32Array(p.weight),
+    bias: new Float32Array(p.bias),
+    mean_weight: new Float32Array(p.mw),
+    var_weight: new Float32Array(p.vw),
+    running_mean: new Float32Array(p.rm),
+    running_var: new Float32Array(p.rv),
+  });
+  layer.eval();
+  const y = await layer.forward(new Float32Array(p.xs), p.shape, { keepForBackward: true });
+  const dx = await layer.backward(new Float32Array(p.dy));
+  return { y, dx, grads: layer.grads, c: p.shape[1] as number };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "evaluations whose running_mean lies far from the units of the rows it mixes with match the float64 reference (fuzzed cases)",
+    async () => {
+      for (const file of ["./_far_mean_case.json", "./_far_mean_case_2.json"]) {
+        const want = await fuzzedFarMean("reference", file);
+        const got = await fuzzedFarMean(backend, file);
+        const c = want.c;
+        for (
+          const [what, g, w, tol] of [["y", got.y, want.y, Y], [
+            "dx",
+            got.dx,
+            want.dx,
+            GRAD,
+          ]] as const
+        ) {
+          for (let k = 0; k < c; k++) { // layout 1d: element i is of channel i % C
+            const gc = g.filter((_, i) => i % c === k), wc = w.filter((_, i) => i % c === k);
+            const scale = Math.max(
+              1,
+              ...Array.from(wc, (v) => Number.isFinite(v) ? Math.abs(v) : 0),
+            );
+            assertClose(gc, wc, {
+              ...tol,
+              atol: tol.atol * scale,
+              why: `${tol.why}, atol times the channel's scale`,
+            }, `${file}: ${what}, channel ${k}`);
+          }
+        }
+        for (const k of ["weight", "mean_weight", "var_weight"] as const) {
+          assertClose(got.grads[k], want.grads[k], GRAD, `${file}: grad of ${k}`);
+        }
+      }
+    },
+  );
+}
