@@ -102,17 +102,8 @@ export function readForwardCall(
     keepForBackward?: unknown;
   };
   const keep = checkBoolean(`${name}.forward: keepForBackward`, options.keepForBackward, training);
-  const out = options.out as Float32Array | ResidentTensor | undefined;
+  const out = readOut(`${name}.forward`, "x", options.out, input, shape as number[]);
   if (out !== undefined) {
-    const ok = resident ? isResident(out) : out instanceof Float32Array;
-    if (!ok || out.length !== input.length) {
-      throw new TypeError(
-        `${name}.forward: out must be the same kind as x with ${input.length} elements, got ${
-          describeValue(out)
-        }${ok ? ` of ${out.length} elements` : ""}`,
-      );
-    }
-    if (resident) checkSameShape(`${name}.forward: out`, out as ResidentTensor, shape as number[]);
     if (keep && overlaps(out, input)) {
       throw new Error(
         `${name}.forward: out overlaps x, which this forward keeps for backward (training ` +
@@ -144,20 +135,8 @@ export function readBackwardCall(name: string, dy: unknown, options: unknown): B
     retainGraph?: unknown;
   };
   const retain = checkBoolean(`${name}.backward: retainGraph`, o.retainGraph, false);
-  const out = o.out as Float32Array | ResidentTensor | undefined;
-  if (out !== undefined) {
-    const ok = resident ? isResident(out) : out instanceof Float32Array;
-    if (!ok || out.length !== input.length) {
-      throw new TypeError(
-        `${name}.backward: out must be the same kind as dy with ${input.length} elements, got ${
-          describeValue(out)
-        }${ok ? ` of ${out.length} elements` : ""}`,
-      );
-    }
-    if (resident) {
-      checkSameShape(`${name}.backward: out`, out as ResidentTensor, (dy as ResidentTensor).shape);
-    }
-  }
+  const shape = resident ? (dy as ResidentTensor).shape : [];
+  const out = readOut(`${name}.backward`, "dy", o.out, input, shape);
   return { retain, dyLength: input.length, out };
 }
 
@@ -177,6 +156,32 @@ export function readUploadCall(
     numFeatures,
     values.length,
   );
+}
+
+/**
+ * An `out` option: undefined, or a tensor of `input`'s kind and length (named `inputName` in the
+ * error), and, resident, of `shape` (a resident tensor carries its shape to the next layer).
+ */
+function readOut(
+  what: string,
+  inputName: string,
+  out: unknown,
+  input: Float32Array | ResidentTensor,
+  shape: readonly number[],
+): Float32Array | ResidentTensor | undefined {
+  if (out === undefined) return undefined;
+  const resident = isResident(input);
+  const ok = resident ? isResident(out) : out instanceof Float32Array;
+  const length = ok ? (out as Float32Array | ResidentTensor).length : NaN;
+  if (!ok || length !== input.length) {
+    throw new TypeError(
+      `${what}: out must be the same kind as ${inputName} with ${input.length} elements, got ${
+        describeValue(out)
+      }${ok ? ` of ${length} elements` : ""}`,
+    );
+  }
+  if (resident) checkSameShape(`${what}: out`, out as ResidentTensor, shape);
+  return out as Float32Array | ResidentTensor;
 }
 
 /** Per-call options: undefined, or an object with only the `known` keys. */
