@@ -9,6 +9,8 @@
 export interface Tolerance {
   readonly atol: number;
   readonly rtol: number;
+  /** An absolute allowance that {@linkcode assertCloseToScale} adds unscaled (default 0). */
+  readonly floor?: number;
   readonly why: string;
 }
 
@@ -130,7 +132,7 @@ export function worstScaledRatio(
     if (!Number.isFinite(e)) continue;
     worst = Math.max(
       worst,
-      Math.abs(actual[i] - e) / (tol.atol * scale[i] + tol.rtol * Math.abs(e)),
+      Math.abs(actual[i] - e) / (tol.atol * scale[i] + tol.rtol * Math.abs(e) + (tol.floor ?? 0)),
     );
   }
   return worst;
@@ -138,7 +140,7 @@ export function worstScaledRatio(
 
 /**
  * {@linkcode assertClose} with the absolute tolerance scaled per entry:
- * |actual - expected| <= atol * scale + rtol * |expected|, where `scale` is the size of the float32
+ * |actual - expected| <= atol * scale + rtol * |expected| (+ `floor`), where `scale` is the size of the float32
  * terms the entry is a sum of (tests/_term_scales.ts); for O(1) data the scale is O(1) and this is
  * assertClose's test. Non-finite expected values must match in kind, and a finite expected value
  * needs a finite actual one. One pass, no allocation: the failure message gives the count and
@@ -158,13 +160,14 @@ export function assertCloseToScale(
   }
   let bad = 0;
   const listed: string[] = [];
+  const floor = tol.floor ?? 0;
   for (let i = 0; i < expected.length; i++) {
     const e = expected[i], a = actual[i];
     const ok = Number.isNaN(e)
       ? Number.isNaN(a)
       : !Number.isFinite(e)
       ? a === e
-      : Math.abs(a - e) <= tol.atol * scale[i] + tol.rtol * Math.abs(e);
+      : Math.abs(a - e) <= tol.atol * scale[i] + tol.rtol * Math.abs(e) + floor;
     if (!ok && ++bad <= LISTED_MISMATCHES) {
       listed.push(`[${i}]: got ${a}, expected ${e}, term scale ${scale[i].toPrecision(3)}`);
     }
@@ -172,7 +175,9 @@ export function assertCloseToScale(
   if (bad > 0) {
     throw new Error(
       `${what}: ${bad} of ${expected.length} entries differ beyond atol ${tol.atol} x term scale + ` +
-        `rtol ${tol.rtol}; first ${listed.join("; ")} (worst finite error ` +
+        `rtol ${tol.rtol}${floor ? ` + ${floor}` : ""}; first ${
+          listed.join("; ")
+        } (worst finite error ` +
         `${worstScaledRatio(actual, expected, scale, tol).toPrecision(3)} x tolerance)`,
     );
   }

@@ -1,16 +1,24 @@
 /**
  * The scale of the float32 terms that y, dx and each parameter gradient are sums of, computed in
  * float64 from a call's inputs: the tolerance scale of {@linkcode assertCloseToScale} (see
- * TERM_SCALED in tests/_tolerances.ts for why a float32 result is only as accurate as that).
+ * GRAD_SCALED in tests/_tolerances.ts for why a float32 result is only as accurate as that).
  *
  * Each scale is the chain rule of SN_SPEC evaluated with every factor replaced by its absolute
  * value and every sum by the sum of absolute values (the "absolute-value evaluation" of running
  * error analysis, Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., 3.3): a float32
  * evaluation of the formula has an error of a few units of float32 rounding times this scale,
- * however much its terms cancel. The statistics themselves, centred deviations x - mu and the
- * differences of normalizers' statistics mu_k - mu_j, var_k - var_j are taken as exact values:
- * the backends compute them without cancellation (README, Numerics), so they add no term scale
- * of their own (an offset of 1e4 over a std of 1 does not loosen anything).
+ * however much its terms cancel. Two kinds of quantity are not sums of x and need a model:
+ * - a deviation x - mu, where mu is a mean of values spread over +-std: its terms are of the size
+ *   of that std (PyTorch float32 and every backend round mu to a few float32 units of it), so it
+ *   counts as |x - mu| + std (the mixing weights' average of the normalizers' stds; a stored
+ *   running_mean adds none). For gamma ~1 this is about Y and GRAD: y's scale is about
+ *   |gamma| (|xhat| + 1) + |beta|.
+ * - a difference of two statistics, mu_k - mu_j or var_k - var_j (the logit gradients, LN and
+ *   BN's variance paths of dx), counts as its own size plus one float32 rounding of the two values
+ *   ({@linkcode diff}): the backends compute these differences without cancellation (hi/lo
+ *   means, float64 merges; README, Numerics), so an offset of 1e4 over a std of 1 loosens
+ *   nothing, rows of 4e6 floats keep mean_weight's bar, and statistics equal in exact arithmetic
+ *   (one row per sample and per channel: mu_in = mu_ln = mu_bn) still have a scale.
  *
  * @module
  */
@@ -46,6 +54,14 @@ export interface TermScales {
   readonly bias: Float64Array;
   readonly mean_weight: Float64Array;
   readonly var_weight: Float64Array;
+}
+
+/** Float32's unit roundoff, 2^-24. */
+const U32 = 2 ** -24;
+
+/** |a - b| as a float32 computation of the difference of two float32-held values may give it. */
+function diff(a: number, b: number): number {
+  return Math.abs(a - b) + U32 * (Math.abs(a) + Math.abs(b));
 }
 
 function softmax(logits: ArrayLike<number>): Float64Array {
@@ -107,12 +123,19 @@ export function termScales(call: TermScaleCall): TermScales {
   if (call.usingBN) means.push((r) => bnMean[r % c]), vars.push((r) => bnVar[r % c]);
   const k = means.length;
 
-  const mu = new Float64Array(rows), s = new Float64Array(rows);
+  // spread[j]: the size of the deviations a mean of normalizer j sums (its std); 0 for BN's mean
+  // in evaluation, a stored value.
+  const spreads: ((r: number) => number)[] = vars.map((at) => (r: number) => Math.sqrt(at(r)));
+  if (call.usingBN && !call.training) spreads[k - 1] = () => 0;
+  const mu = new Float64Array(rows), s = new Float64Array(rows), spread = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
-    let mix = 0, variance = 0;
-    for (let j = 0; j < k; j++) mix += w[j] * means[j](r), variance += v[j] * vars[j](r);
+    let mix = 0, variance = 0, size = 0;
+    for (let j = 0; j < k; j++) {
+      mix += w[j] * means[j](r), variance += v[j] * vars[j](r), size += w[j] * spreads[j](r);
+    }
     mu[r] = mix;
     s[r] = 1 / Math.sqrt(variance + eps);
+    spread[r] = size;
   }
 
   // Sweep 1: y's scale, the row sums |dL/dmu| (am) and |dL/dvar| (av), dgamma's and dbeta's.
@@ -123,7 +146,7 @@ export function termScales(call: TermScaleCall): TermScales {
     const j = r % c, g = Math.abs(weight[j]);
     let sumDy = 0, sumDyDev = 0;
     for (let i = r * m; i < (r + 1) * m; i++) {
-      const dev = Math.abs(x[i] - mu[r]), d = Math.abs(dy[i]);
+      const dev = diff(x[i], mu[r]) + spread[r], d = Math.abs(dy[i]);
       y[i] = g * dev * s[r] + Math.abs(bias[j]);
       sumDy += d;
       sumDyDev += d * dev;
@@ -151,21 +174,23 @@ export function termScales(call: TermScaleCall): TermScales {
     for (let i = r * m; i < (r + 1) * m; i++) {
       let t = Math.abs(dy[i]) * g * s[r];
       if (nd) {
-        const devIn = Math.abs(x[i] - inMean[r]);
+        const devIn = diff(x[i], inMean[r]) + Math.sqrt(inVar[r]);
         t += wIn * am[r] / m + vIn * av[r] * 2 * devIn / (m - 1);
         t += wLn * amLn[sample] / (c * m) +
           vLn * avLn[sample] *
-            (2 * devIn / (m - 1) + 2 * Math.abs(inMean[r] - lnMean[sample]) / m) /
+            (2 * devIn / (m - 1) + 2 * diff(inMean[r], lnMean[sample]) / m) /
             c;
         if (bnLive) {
           t += wBn * amBn[j] / (n * m) +
-            vBn * avBn[j] * (2 * devIn / (m - 1) + 2 * Math.abs(inMean[r] - bnMean[j]) / m) / n;
+            vBn * avBn[j] * (2 * devIn / (m - 1) + 2 * diff(inMean[r], bnMean[j]) / m) / n;
         }
       } else {
-        t += wLn * amLn[sample] / c + vLn * avLn[sample] * 2 * Math.abs(x[i] - lnMean[sample]) /
+        t += wLn * amLn[sample] / c +
+          vLn * avLn[sample] * 2 * (diff(x[i], lnMean[sample]) + Math.sqrt(lnVar[sample])) /
             (c - 1);
         if (bnLive) {
-          t += wBn * amBn[j] / n + vBn * avBn[j] * 2 * Math.abs(x[i] - bnMean[j]) / (n - 1);
+          t += wBn * amBn[j] / n +
+            vBn * avBn[j] * 2 * (diff(x[i], bnMean[j]) + Math.sqrt(bnVar[j])) / (n - 1);
         }
       }
       dx[i] = t;
@@ -179,8 +204,8 @@ export function termScales(call: TermScaleCall): TermScales {
     for (let a = 0; a < k; a++) {
       let dm = 0, dv = 0;
       for (let b = 0; b < k; b++) {
-        dm += w[b] * Math.abs(means[a](r) - means[b](r));
-        dv += v[b] * Math.abs(vars[a](r) - vars[b](r));
+        dm += w[b] * diff(means[a](r), means[b](r));
+        dv += v[b] * diff(vars[a](r), vars[b](r));
       }
       dMean[a] += w[a] * am[r] * dm;
       dVar[a] += v[a] * av[r] * dv;

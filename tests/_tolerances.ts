@@ -76,3 +76,15 @@ export const Y_SCALED: Tolerance = {
     "-1e10) float32 rounding of the terms is the error, so Y's numbers apply with atol times " +
     "|gamma xhat| + |beta| (for O(1) gamma and beta: Y).",
 };
+
+/**
+ * What a term-scaled comparison adds, unscaled, for results and terms below float32's smallest
+ * normal number, with the reason.
+ */
+export const SUBNORMAL: { readonly floor: number; readonly why: string } = {
+  floor: 2 ** -123,
+  why: "below 2^-126 float32 values are subnormal: GPUs may flush them to 0 (README, Numerics) " +
+    "and elsewhere they carry fewer than 24 significant bits, so a dx or gradient of 4e-40 may " +
+    "come out as 0 or a few subnormal units off, and each of dx's chain-rule paths (up to 7) may " +
+    "lose a subnormal term; 2^-123 = 8 x 2^-126, far below any normal float32 result.",
+};
