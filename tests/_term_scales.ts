@@ -207,8 +207,10 @@ export function termScales(call: TermScaleCall): TermScales {
         dm += w[b] * diff(means[a](r), means[b](r));
         dv += v[b] * diff(vars[a](r), vars[b](r));
       }
-      dMean[a] += w[a] * am[r] * dm;
-      dVar[a] += v[a] * av[r] * dv;
+      // A row that contributes nothing (s = 0: a variance of +Infinity) adds nothing, even
+      // against an infinite difference of variances.
+      if (am[r] > 0) dMean[a] += w[a] * am[r] * dm;
+      if (av[r] > 0) dVar[a] += v[a] * av[r] * dv;
     }
   }
   return { y, dx, weight: dWeight, bias: dBias, mean_weight: dMean, var_weight: dVar };

@@ -188,9 +188,6 @@ async function check(d: Draw, backend: "wasm" | "webgpu"): Promise<void> {
   const got = await run(d, backend);
   const { p } = want;
   const [n, c] = d.shape;
-  // Subnormal results and terms are flushed or lose bits (SUBNORMAL.why).
-  const GRAD = { ...GRAD_SCALED, floor: SUBNORMAL.floor };
-  const Y = { ...Y_SCALED, floor: SUBNORMAL.floor };
   const momentum = want.layer.momentum;
   const scalesOf = (training: boolean, x: Float32Array, running?: [Float32Array, Float32Array]) =>
     termScales({
@@ -215,12 +212,12 @@ async function check(d: Draw, backend: "wasm" | "webgpu"): Promise<void> {
   const evaluation = scalesOf(false, p.xEval, [want.runningMean, want.runningVar]);
   const grads = (g: Grads, w: Grads, s: typeof train, mode: string) => {
     for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-      assertCloseToScale(g[k], w[k], s[k], GRAD, `${mode}: grad of ${k}`);
+      assertCloseToScale(g[k], w[k], s[k], GRAD_SCALED, `${mode}: grad of ${k}`);
     }
   };
   // y: Y, with atol scaled where |gamma xhat| + |beta| passes 1 (never stricter than Y).
   const atLeast1 = (t: Float64Array) => t.map((v) => Math.max(1, v));
-  assertCloseToScale(got.y, want.y, atLeast1(train.y), Y, "training: y");
+  assertCloseToScale(got.y, want.y, atLeast1(train.y), Y_SCALED, "training: y");
   if (d.usingBN) {
     // running_mean = momentum r + (1 - momentum) mu_bn: the size of its terms is momentum |r| +
     // (1 - momentum) mean_n |mu_in| (mean |x| over the channel, the terms mu_bn sums).
@@ -240,11 +237,11 @@ async function check(d: Draw, backend: "wasm" | "webgpu"): Promise<void> {
     assertCloseToScale(got.runningVar, want.runningVar, varScale, RUN, "running_var");
   }
   const dxTrain = backend === "webgpu" ? nearLimit(got.dx, want.dx) : want.dx;
-  assertCloseToScale(got.dx, dxTrain, train.dx, GRAD, "training: dx");
+  assertCloseToScale(got.dx, dxTrain, train.dx, GRAD_SCALED, "training: dx");
   grads(got.grads, want.grads, train, "training");
-  assertCloseToScale(got.yEval, want.yEval, atLeast1(evaluation.y), Y, "evaluation: y");
+  assertCloseToScale(got.yEval, want.yEval, atLeast1(evaluation.y), Y_SCALED, "evaluation: y");
   const dxEval = backend === "webgpu" ? nearLimit(got.dxEval, want.dxEval) : want.dxEval;
-  assertCloseToScale(got.dxEval, dxEval, evaluation.dx, GRAD, "evaluation: dx");
+  assertCloseToScale(got.dxEval, dxEval, evaluation.dx, GRAD_SCALED, "evaluation: dx");
   grads(got.gradsEval, want.gradsEval, evaluation, "evaluation");
 }
 
