@@ -78,7 +78,8 @@ export const GRAD_SCALED: Tolerance = {
     "Numerics). The term scale T (tests/_term_scales.ts) is the chain rule " +
     "evaluated with absolute values (|dy| |gamma| s for dx's first path, sums of |terms| for the " +
     "others), so |got - want| <= 1e-4 T + 1e-4 |want| keeps GRAD's ~1000x margin over float32 " +
-    "rounding and, for O(1) data (T ~ 1), is GRAD; a dropped or wrong term of the chain rule " +
+    "rounding; for O(1) data dx's T is O(1) (GRAD) and a parameter gradient's is the size of " +
+    "the gradient where its terms do not cancel; a dropped or wrong term of the chain rule " +
     "is of the size of T's own terms and still shows. Plus SUBNORMAL's floor.",
 };
 
