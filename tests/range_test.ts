@@ -14,7 +14,7 @@ import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import type { SyncGroup } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertClose, assertCloseToScale, type Tolerance } from "./_close.ts";
-import { GRAD, GRAD_SCALED, RUNNING, Y } from "./_tolerances.ts";
+import { GRAD, GRAD_SCALED, RUNNING, Y, Y_SCALED } from "./_tolerances.ts";
 import { type TermScales, termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
@@ -124,14 +124,24 @@ const CANCELLING = [
   { layer: "2d", shape: [2, 4, 8, 8], std: 1e-25, dyScale: 1e15, seed: 15 },
 ] as const;
 
-async function cancelling(kase: (typeof CANCELLING)[number], backend: Backend) {
-  const { shape, std, dyScale, seed } = kase;
+interface ScaledCase {
+  readonly layer: "1d" | "2d";
+  readonly shape: readonly number[];
+  readonly std: number;
+  readonly dyScale: number;
+  readonly seed: number;
+  /** gamma of channel 0 (channel i: gamma (1 + i / 15)); 1.5 if not given. */
+  readonly gamma?: number;
+}
+
+async function cancelling(kase: ScaledCase, backend: Backend) {
+  const { shape, std, dyScale, seed } = kase, gamma = kase.gamma ?? 1.5;
   const random = seededRandom(seed);
   const size = shape.reduce((a: number, b: number) => a * b, 1), c = shape[1];
   const x = Float32Array.from({ length: size }, () => (random() * 2 - 1) * std);
   const dy = Float32Array.from({ length: size }, () => (random() * 2 - 1 + 0.3) * dyScale);
   const state = {
-    weight: Float32Array.from({ length: c }, (_, i) => 1.5 + 0.1 * i),
+    weight: Float32Array.from({ length: c }, (_, i) => gamma * (1 + i / 15)),
     bias: new Float32Array(c),
     mean_weight: new Float32Array([0.3, -0.4, 0.2].slice(0, kase.layer === "1d" ? 2 : 3)),
     var_weight: new Float32Array([-0.2, 0.5, 0.1].slice(0, kase.layer === "1d" ? 2 : 3)),
@@ -171,6 +181,50 @@ for (const backend of ["wasm", "webgpu"] as const) {
         const got = await cancelling(kase, backend);
         const what = `SwitchNorm${kase.layer} ${JSON.stringify(kase.shape)}, seed ${kase.seed}`;
         assertClose(got.y, want.y, Y, `${what}: y`);
+        assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
+        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertCloseToScale(
+            got.grads[k],
+            want.grads[k],
+            want.scales[k],
+            GRAD_SCALED,
+            `${what}: grad of ${k}`,
+          );
+        }
+      }
+    },
+  );
+}
+
+/**
+ * Rows whose per-row constants fall below float32's normal range although the terms they make
+ * fit it: a std of 1e15 with dy 1e-20 makes dx's (x - mu) coefficient ~1e-50 (0 in float32) and
+ * its terms ~1e-35; a std of 1e-17 with dy 1e-28 makes every product dy (x - mu) ~1e-45 (float32
+ * subnormals with a digit or none) while dx is ~1e-11; gamma 1e-28 over a std of 1e17 makes the
+ * normalize scale ~1e-45. WASM's dx was off by up to 60% of its terms (the property test's shrunk
+ * case: std 1e14 with dy 1e-14 and gamma 1e3, 1870x the tolerance); such rows are wide now
+ * (`wasm/src/wide.rs` TINY, `nd_grad.rs` TINY_SUM).
+ */
+const TINY_CONSTANTS: readonly ScaledCase[] = [
+  { layer: "2d", shape: [1, 1, 5, 4], std: 1e14, dyScale: 1e-14, seed: 5, gamma: 1e3 },
+  { layer: "2d", shape: [1, 5, 3, 3], std: 1e15, dyScale: 1e-20, seed: 5, gamma: 1 },
+  { layer: "2d", shape: [2, 3, 4, 5], std: 1e-17, dyScale: 1e-28, seed: 6, gamma: 1 },
+  { layer: "2d", shape: [2, 3, 4, 5], std: 1e-15, dyScale: 1e-30, seed: 7, gamma: 1e10 },
+  { layer: "2d", shape: [2, 3, 4, 5], std: 1e17, dyScale: 1e-3, seed: 8, gamma: 1e-28 },
+];
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "rows whose constants or products fall below float32's normal range (std 1e15 with dy 1e-20, std 1e-17 with dy 1e-28) match the reference to float32 rounding of their terms",
+    async () => {
+      for (const kase of TINY_CONSTANTS) {
+        const want = await cancelling(kase, "reference");
+        const got = await cancelling(kase, backend);
+        const what = `SwitchNorm2d ${
+          JSON.stringify(kase.shape)
+        }, std ${kase.std}, dy ${kase.dyScale}`;
+        assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, `${what}: y`);
         assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
         for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
           assertCloseToScale(

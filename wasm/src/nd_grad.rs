@@ -91,6 +91,14 @@ unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
     acc
 }
 
+/// A row whose f32 sum dy (x - hi) comes out below this in magnitude (0 included) is summed
+/// again in f64 (`redo_sums`): its products may have been float32 subnormals, or 0, that lost
+/// their digits (a std of 1e-17 with dy ~1e-28 makes every product ~1e-45) although the dx
+/// terms they make fit float32 well. Above it, the products' underflow (at most 2^-150 each, M
+/// of them) is below 2^-24 of the sum for any M under 2^30. A row whose dy is all 0 keeps (0, 0)
+/// after one scan for a nonzero value.
+const TINY_SUM: f64 = 1.0 / (1u128 << 96) as f64;
+
 /// Rows up to this long go through `short_row_sums` (one accumulator pair per row: at most 16
 /// terms per lane, as a chunk of `CHUNK` floats has with four).
 const SHORT: usize = 64;
@@ -112,6 +120,7 @@ unsafe fn short_row_sums(
     let groups = rows / 4 * 4;
     // x - x is 0 for finite x, NaN for Inf and NaN.
     let zero = f32x4_splat(0.0);
+    let tiny = f32x4_splat(TINY_SUM as f32);
     let mut finite = i32x4_splat(-1);
     let mut r = 0;
     while r < groups {
@@ -123,6 +132,7 @@ unsafe fn short_row_sums(
         let (g, p) = simd_grad::grad_sums_x4(xs, dys, m, shift);
         let gp = f32x4_add(g, p);
         finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
+        finite = v128_and(finite, f32x4_ge(f32x4_abs(p), tiny));
         let lo = i32x4_shuffle::<0, 4, 1, 5>(g, p);
         let hi = i32x4_shuffle::<2, 6, 3, 7>(g, p);
         *pairs.add(r) = f64x2_promote_low_f32x4(lo);
@@ -137,6 +147,7 @@ unsafe fn short_row_sums(
         let (g, p) = simd_grad::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
         let gp = f32x4_add(g, p);
         finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
+        finite = v128_and(finite, f32x4_ge(f32x4_abs(p), tiny));
         *pairs.add(r) = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 4, 1, 5>(g, p));
         r += 1;
     }
@@ -192,9 +203,12 @@ pub unsafe fn reduce_rows(
         short_row_sums(x, dy, m, mu_in, pairs, rows)
     } else {
         let mut finite = i64x2_splat(-1);
+        // |sum dy| is never too small (a sum of inputs, no products): its lane is compared with 0.
+        let tiny = f64x2(0.0, TINY_SUM);
         for r in 0..rows {
             let pair = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
             finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
+            finite = v128_and(finite, f64x2_ge(f64x2_abs(pair), tiny));
             *pairs.add(r) = pair;
         }
         i64x2_all_true(finite)
@@ -245,7 +259,7 @@ pub unsafe fn combine(
     // The forward's normalize constants recorded whether some row is wide (`wide`: its f32
     // products may overflow or be subnormal); those rows, and any whose f32 sums are not finite
     // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
-    // too), are summed again in f64.
+    // too) or whose sum dy (x - hi) is tiny (`TINY_SUM`), are summed again in f64.
     if st.wide[0] != 0.0 || !finite {
         redo_sums(x, dy, m, rows, mu_in, st.mu.as_ptr(), var, layer.eps, pairs);
     }
@@ -330,9 +344,18 @@ pub unsafe fn combine(
     }
 }
 
+/// Whether any of the n floats at `p` is nonzero (-0 counts as 0).
+///
+/// # Safety
+/// `p` valid for reading n floats.
+unsafe fn any_nonzero(p: *const f32, n: usize) -> bool {
+    let bits = p as *const u32;
+    (0..n).any(|i| *bits.add(i) << 1 != 0)
+}
+
 /// The row sums (sum dy, sum dy (x - hi)) again in f64 for every row whose var + eps is out of
-/// range (`wide::out_of_range`: its f32 products may be subnormal) or whose f32 sums are not
-/// finite. A row whose sum dy is NaN or infinite (NaN or Inf in dy) gets sum dy (x - mu) about
+/// range (`wide::out_of_range`: its f32 products may be subnormal), whose f32 sums are not
+/// finite, or whose sum dy (x - hi) is below `TINY_SUM` while its dy is not all 0. A row whose sum dy is NaN or infinite (NaN or Inf in dy) gets sum dy (x - mu) about
 /// its mixed mean mu instead, as the reference forms it (the combine then adds nothing).
 ///
 /// # Safety
@@ -353,7 +376,9 @@ unsafe fn redo_sums(
     for r in 0..rows {
         let pair = *pairs.add(r);
         let finite = i64x2_all_true(f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
-        if wide::out_of_range(*var.add(r) + eps) || !finite {
+        let p = f64x2_extract_lane::<1>(pair);
+        let tiny = finite && p < TINY_SUM && p > -TINY_SUM && any_nonzero(dy.add(r * m), m);
+        if wide::out_of_range(*var.add(r) + eps) || !finite || tiny {
             let hi = *mu_in.add(r) as f32;
             let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             if !g.is_finite() {

@@ -108,6 +108,7 @@ pub unsafe fn dx_constants(
     let (eps, m1) = (f64x2_splat(layer.eps), f64x2_splat(m as f64 - 1.0));
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
     let limit = f64x2_splat(wide::LIMIT);
+    let tiny = f64x2_splat(wide::TINY);
     let half_rest2 = f64x2_splat(wide::REST * wide::REST / 2.0);
     let (half, inf) = (f64x2_splat(0.5), f64x2_splat(f64::INFINITY));
     // Whether var + eps of some row is out of range: only if the forward found a wide row.
@@ -187,7 +188,21 @@ pub unsafe fn dx_constants(
         if !one {
             *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(t, u);
         }
+        // A nonzero |a| or |b| below `wide::TINY` would be a float32 subnormal (or 0) although
+        // the terms dy a and (x - hi) b fit float32 (a std of 1e15 with dy 1e-20 makes b ~1e-50
+        // and (x - hi) b ~1e-35): such a row is wide, whatever the call's bounds. Only b needs the
+        // test in an ordinary call (`dx_ordinary` bounds |a| from below); it costs a few lane
+        // operations per two rows.
+        let tiny_b = v128_and(f64x2_lt(f64x2_abs(b), tiny), f64x2_ne(b, zero));
         if !check {
+            if !v128_any_true(tiny_b) {
+                return false;
+            }
+            let wide = if one { i64x2_shuffle::<0, 2>(tiny_b, zero) } else { tiny_b };
+            if v128_any_true(wide) {
+                mark_wide(wide, [a, b, k_mu], pairs.add(r), aux.add(r), inv_std_mut.add(r));
+                return true;
+            }
             return false;
         }
         // The bound of `wide` for dx, two rows at a time: |a| <= LIMIT, and
@@ -198,8 +213,11 @@ pub unsafe fn dx_constants(
             half,
         );
         let terms = f64x2_add(f64x2_mul(half_spread2, f64x2_mul(b, b)), f64x2_mul(k, k));
-        let mut bounded =
-            v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2));
+        let tiny_a = v128_and(f64x2_lt(f64x2_abs(a), tiny), f64x2_ne(a, zero));
+        let mut bounded = v128_andnot(
+            v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2)),
+            v128_or(tiny_a, tiny_b),
+        );
         if check_range {
             // var + eps out of [LOW, HIGH] (`wide::out_of_range`), known to occur only when the
             // forward found a wide row.

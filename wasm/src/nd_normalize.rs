@@ -302,6 +302,7 @@ fn row_constants(
     let zero = f64x2_splat(0.0);
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
     let half_limit2 = f64x2_splat(wide::LIMIT * wide::LIMIT / 2.0);
+    let tiny = f64x2_splat(wide::TINY);
     let (m1, half) = (f64x2_splat(mix.m1), f64x2_splat(0.5));
     let mut in_range = i64x2_splat(-1);
     let mut j = 0;
@@ -341,6 +342,9 @@ fn row_constants(
                     f64x2_mul(bias64, bias64),
                 );
                 let ok = v128_and(f64x2_ge(ve, low), f64x2_le(ve, high));
+                // A nonzero |scale| below `wide::TINY` (a float32 subnormal) is wide too.
+                let normal = v128_or(f64x2_ge(f64x2_abs(scale), tiny), f64x2_eq(scale, zero));
+                let ok = v128_and(ok, normal);
                 in_range = v128_and(in_range, v128_and(f64x2_le(terms, half_limit2), ok));
             }
             let bias = f32x4_demote_f64x2_zero(bias64);

@@ -20,6 +20,10 @@
 //! exact product is beyond float32), and the sum differs from the float64 value rounded once by
 //! float32 rounding only: the one difference left is a dx within a few float32 ulps of the
 //! largest value (2^-24 relative), which either side may round to the infinity of its sign.
+//! At the low end, a nonzero constant below `TINY` (2^-125: `scale`, `a` or `b`) would keep few
+//! or no digits in float32 although its products fit (a std of 1e15 with dy 1e-20 makes b ~1e-50
+//! and (x - hi) b ~1e-35): such a row is wide as well (`nd_grad.rs` sums a row's dy (x - hi) again
+//! in f64 when its f32 sum comes out below 2^-96, its products having been subnormal).
 //! Wide rows are rare (huge gamma, eps near 0, |x| or gradients beyond ~1e18); their sweeps are
 //! plain f64 loops, and every other row keeps the SIMD sweeps, bit for bit. A call first bounds
 //! all its rows at once from O(N + C) quantities (`CallBounds`); only when that fails do the rows
@@ -35,6 +39,16 @@ pub const LIMIT: f64 = (1u128 << 125) as f64;
 /// Bound of the dx sweep's terms besides `dy a`, 2^100: where `dy a` passes float32's largest
 /// value, they change the result by 2^-27 of it at most.
 pub const REST: f64 = (1u128 << 100) as f64;
+/// Twice float32's smallest normal number (2^-125): a nonzero sweep constant (`scale`, or dx's `a`
+/// or `b`) below this would be a float32 subnormal, or 0, with few or no digits left, although the
+/// products it makes (a deviation of 1e15 times `b` ~1e-50) fit float32 well: such a row is wide.
+pub const TINY: f64 = 2.0 * f32::MIN_POSITIVE as f64;
+
+/// Whether `v` is nonzero and below `TINY` in magnitude (see `TINY`).
+#[inline(always)]
+pub fn tiny(v: f64) -> bool {
+    v != 0.0 && v < TINY && v > -TINY
+}
 
 /// Whether var + eps = `ve` is outside [LOW, HIGH] (0, Inf and NaN are not: the plain sweeps'
 /// results for them are the reference's).
@@ -51,7 +65,7 @@ pub fn out_of_range(ve: f64) -> bool {
 pub fn normalize_is_wide(ve: f64, m1: f64, var_in: f64, d: f64, scale: f64, bias: f64) -> bool {
     let half_spread2 = (m1 * var_in + d * d) + 0.5;
     let terms = half_spread2 * (scale * scale) + bias * bias;
-    out_of_range(ve) || !(terms <= LIMIT * LIMIT / 2.0)
+    out_of_range(ve) || !(terms <= LIMIT * LIMIT / 2.0) || tiny(scale)
 }
 
 /// `y[i] = (x[i] - mu) scale + beta` in f64 for a wide row, rounded to f32 once. `y` may equal `x`.
@@ -136,6 +150,8 @@ pub struct CallBounds {
     /// max |gamma|, max |beta|.
     pub gamma: f64,
     pub beta: f64,
+    /// min |gamma| over the nonzero ones (Inf if none): with `ve_max`, the least nonzero |scale|.
+    pub gamma_min: f64,
 }
 
 fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
@@ -192,12 +208,25 @@ impl CallBounds {
             mu: w[0] * mu_in + w[1] * (mu_in - ln_spread) + w[2] * mb,
             gamma: max_abs(gamma.iter().map(|&g| g as f64)),
             beta: max_abs(beta.iter().map(|&b| b as f64)),
+            gamma_min: gamma.iter().fold(f64::INFINITY, |m, &g| {
+                let a = if g < 0.0 { -(g as f64) } else { g as f64 };
+                if a > 0.0 && a < m {
+                    a
+                } else {
+                    m
+                }
+            }),
         }
     }
 
     /// Whether var + eps of every row is within [LOW, HIGH] (and positive, finite).
     fn in_range(&self) -> bool {
         self.ve_min >= LOW && self.ve_max <= HIGH
+    }
+
+    /// Whether every nonzero gamma / sqrt(var + eps) is at least `TINY` (a float32 normal number).
+    fn scale_normal(&self) -> bool {
+        self.gamma_min >= TINY * simd_sqrt(self.ve_max) * 1.001
     }
 
     /// Bound of |lo| = |mean - f32(mean)| for a mean of at most `mu` in magnitude.
@@ -214,7 +243,7 @@ impl CallBounds {
         let lo = Self::lo(self.mu);
         let half_spread2 = self.m1_var + d * d + 0.5;
         let terms = half_spread2 * s2 + 2.0 * (self.beta * self.beta + lo * lo * s2);
-        self.in_range() && self.mu <= LIMIT && terms <= LIMIT * LIMIT / 2.0
+        self.in_range() && self.mu <= LIMIT && terms <= LIMIT * LIMIT / 2.0 && self.scale_normal()
     }
 
     /// Whether no row's dx sweep can be wide, given `g` >= max |gm| and max |gv| over the rows
@@ -248,7 +277,7 @@ impl CallBounds {
         let k = g_mu / m + lo * b;
         let half_spread2 = self.m1_var + lo * lo + 0.5;
         let terms = half_spread2 * (b * b) + k * k;
-        self.in_range() && a <= LIMIT && terms <= REST * REST / 2.0
+        self.in_range() && a <= LIMIT && terms <= REST * REST / 2.0 && self.scale_normal()
     }
 }
 
