@@ -18,9 +18,9 @@ export { GRAD_BYTES, type RecordWindows };
  * the 256-byte uniform offset alignment that WebGPU guarantees. */
 export const SLOT_BYTES = 256;
 /** Bytes of a Partial (shaders/common.wgsl). */
-export const PARTIAL_BYTES = 20;
+export const PARTIAL_BYTES = 24;
 /** Bytes of a Group (shaders/common.wgsl). */
-export const GROUP_BYTES = 16;
+export const GROUP_BYTES = 20;
 /** Threads of the sn_stats and sn_normalize workgroups. */
 export const WG = 256;
 /** Side of the 1d stats tile (sn1d_stats.wgsl). */
