@@ -51,6 +51,7 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
+const P_PAIRS: u32 = 256u; // sn_group_stats: rows span several segments, write var_lo (pair.wgsl)
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -1358,7 +1359,8 @@ export const SN_GROUP_STATS: string =
 //   The variance is also written as a pair (variance + var_lo): the sum of the v_k in pairs
 //   (each v_k = (M2_k + M2lo_k) / (count_k - 1) to ~1e-14), so that the backward's differences
 //   of variances ~std^2 sqrt(2 / M) apart keep their precision on long rows (pair.wgsl);
-//   \`variance\` itself is the float32 value as before.
+//   \`variance\` itself is the float32 value as before. Only with P_PAIRS (rows of several
+//   segments, whose backward reads var_lo); else var_lo = 0.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
 //   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
 // Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
@@ -1506,6 +1508,8 @@ fn main(
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
   var sumv_pair = vec2<f32>(0.0);
+  // Only rows longer than one segment need var_lo (sn_bwd_rows); short rows skip its cost.
+  let pairs = (P.flags & P_PAIRS) != 0u;
   var flags = 0u;
   var total = 0u;
   for (var k = lid; k < count; k += 64u) {
@@ -1521,7 +1525,9 @@ fn main(
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
         sumv += m2 / f32(p.count - 1u);
-        sumv_pair = pair_sum(sumv_pair, variance_pair(m2, p.m2_lo * f * f, p.count));
+        if (pairs) {
+          sumv_pair = pair_sum(sumv_pair, variance_pair(m2, p.m2_lo * f * f, p.count));
+        }
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -1543,7 +1549,9 @@ fn main(
       w_mean[lid] = m.mean;
       w_m2[lid] = m.m2;
       w_sumv[lid] += w_sumv[o];
-      w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
+      if (pairs) {
+        w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
+      }
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
     }
@@ -1566,7 +1574,9 @@ fn main(
       gflags = gflags | F_NO_VAR;
     }
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
-    var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
+    if (pairs) {
+      var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
+    }
   }
   let lo = w_mean[0];
   groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);

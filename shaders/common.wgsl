@@ -42,6 +42,7 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
+const P_PAIRS: u32 = 256u; // sn_group_stats: rows span several segments, write var_lo (pair.wgsl)
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
