@@ -2165,14 +2165,10 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
-  var s1 = vec2<f32>(0.0); // long rows: the sums as pairs
-  var s2 = vec2<f32>(0.0);
   var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[r * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
-    s1 = pair_add(s1, bitcast<f32>(rec.x));
-    s2 = pair_add(s2, bitcast<f32>(rec.y));
     d_unit = max(d_unit, i32(rec.w));
   }
   let p = rows[r];
@@ -2184,9 +2180,12 @@ fn main(
   let m = nd_mix(p, ln, bn);
   // Long rows: S2 about the mixed mean (see the top), where the sums are finite (else the plain
   // sums carry IEEE's infinities and NaN; a pair would turn an infinity into NaN).
+  // (A branch on a uniform: rows of one segment skip its code.)
   let long = P.chunks > 1u;
-  if (long && class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
-    sums = vec2<f32>(s1.x, (s2.x - long_residual(m) * s1.x) + s2.y);
+  if (long) {
+    if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
+      sums = long_sums(r, long_residual(m));
+    }
   }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
@@ -2225,6 +2224,19 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+}
+
+// The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
+// (residual = mu - c): (S1, S2).
+fn long_sums(r: u32, residual: f32) -> vec2<f32> {
+  var s1 = vec2<f32>(0.0);
+  var s2 = vec2<f32>(0.0);
+  for (var k = 0u; k < P.chunks; k++) {
+    let rec = bparts[r * P.chunks + k];
+    s1 = pair_add(s1, bitcast<f32>(rec.x));
+    s2 = pair_add(s2, bitcast<f32>(rec.y));
+  }
+  return vec2<f32>(s1.x, (s2.x - residual * s1.x) + s2.y);
 }
 
 // mu - c for c = coarse12(hi + lo), the centre the long rows' S2 segments are taken about
