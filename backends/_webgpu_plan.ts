@@ -18,9 +18,9 @@ export { GRAD_BYTES, type RecordWindows };
  * the 256-byte uniform offset alignment that WebGPU guarantees. */
 export const SLOT_BYTES = 256;
 /** Bytes of a Partial (shaders/common.wgsl). */
-export const PARTIAL_BYTES = 20;
+export const PARTIAL_BYTES = 24;
 /** Bytes of a Group (shaders/common.wgsl). */
-export const GROUP_BYTES = 16;
+export const GROUP_BYTES = 20;
 /** Threads of the sn_stats and sn_normalize workgroups. */
 export const WG = 256;
 /** Side of the 1d stats tile (sn1d_stats.wgsl). */
@@ -121,7 +121,7 @@ export interface PlanParams {
 }
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
-const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128;
+const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_PAIRS = 256;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -403,7 +403,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const slots = new Slots();
   const add = slots.add.bind(slots);
 
-  let partials: number, mergedRows = 0;
+  let partials: number, mergedRows = 0, longRows = false;
   /** Adds sn_wide_normalize's dispatches (after the normalize passes): one per window of x. */
   let addWideNormalize = () => {};
   if (layout === "nd") {
@@ -422,6 +422,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     }
     if (seg.chunks > 1) {
       mergedRows = rows;
+      longRows = true;
       checkFits(rows * PARTIAL_BYTES, "the per-row statistics", limits);
       add("rowMerge", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
     }
@@ -463,7 +464,11 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const groups = n + (usingBN ? c : 0);
   checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
   checkFits(2 * c * 4, "gamma and beta", limits);
-  add("group", groups, (v) => writeGroupMembers(v, problem));
+  add("group", groups, (v) => {
+    writeGroupMembers(v, problem);
+    // Rows of several segments: the groups' variances as pairs too (shaders/pair.wgsl).
+    if (longRows) v.setUint32(44, v.getUint32(44, true) | F_PAIRS, true);
+  });
   const mixedRows = layout === "nd" ? n * c : 0;
   if (mixedRows > 0) {
     checkFits(mixedRows * 16, "the per-row affine maps", limits);

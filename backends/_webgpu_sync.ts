@@ -93,10 +93,11 @@ export async function syncBatch(
   await readBack(ctx, staging, bytes, (data) => {
     const v = new DataView(data);
     for (let j = 0; j < c; j++) {
-      const hi = v.getFloat32(16 * j, true), lo = v.getFloat32(16 * j + 4, true);
-      const word = v.getUint32(16 * j + 12, true), flags = word & F_CLASS;
+      const at = GROUP_BYTES * j;
+      const hi = v.getFloat32(at, true), lo = v.getFloat32(at + 4, true);
+      const word = v.getUint32(at + 12, true), flags = word & F_CLASS;
       const unit = 2 ** unitOf(word);
-      const variance = v.getFloat32(16 * j + 8, true) * unit * unit;
+      const variance = v.getFloat32(at + 8, true) * unit * unit;
       mean[j] = meanOf(flags, (hi + lo) * unit);
       // nd: var_bn = M2 / N; 1d: var_bn = M2 / (N - 1), where N = 1 leaves M2 = 0 (not NaN).
       const undefinedVar = (flags & F_MEAN_CLASS) !== 0 ||
@@ -129,11 +130,13 @@ export async function syncBatch(
     if (!Number.isFinite(v)) flags |= F_NO_VAR;
     const finite = flags === 0;
     const u = finite ? unitFor(mu, v) : 0, unit = 2 ** u;
-    const hiU = Math.fround(mu / unit);
-    out.setFloat32(16 * j, finite ? hiU : 0, true);
-    out.setFloat32(16 * j + 4, finite ? Math.fround(mu / unit - hiU) : 0, true);
-    out.setFloat32(16 * j + 8, finite ? v / unit / unit : 0, true);
-    out.setUint32(16 * j + 12, flags | (u === 0 ? 0 : F_SCALED | ((u + 127) << 8)), true);
+    const hiU = Math.fround(mu / unit), varU = Math.fround(v / unit / unit), at = GROUP_BYTES * j;
+    out.setFloat32(at, finite ? hiU : 0, true);
+    out.setFloat32(at + 4, finite ? Math.fround(mu / unit - hiU) : 0, true);
+    out.setFloat32(at + 8, finite ? varU : 0, true);
+    out.setUint32(at + 12, flags | (u === 0 ? 0 : F_SCALED | ((u + 127) << 8)), true);
+    // The variance's low word (shaders/common.wgsl Group), for the backward's differences.
+    out.setFloat32(at + 16, finite ? Math.fround(v / unit / unit - varU) : 0, true);
   }
   queue.writeBuffer(groups, n * GROUP_BYTES, out.buffer);
   return { merged, running: newRunning };

@@ -51,6 +51,7 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
+const P_PAIRS: u32 = 256u; // sn_group_stats: rows span several segments, write var_lo (pair.wgsl)
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -96,28 +97,41 @@ struct Params {
 
 // A (count, mean, M2) summary of some finite values, kept relative to \`shift\` (a value of the
 // same scope) so that a large common offset costs no precision: the true mean is
-// shift + mean, computed as a float32 hi/lo pair.
+// shift + mean, computed as a float32 hi/lo pair. M2 is m2 + m2_lo: m2_lo is 0 except in the
+// rows sn_row_merge merges from several segments (pair.wgsl), which every pass but the
+// backward's variance differences reads as the float32 m2 alone.
 struct Partial {
   shift: f32,
   mean: f32,
   m2: f32,
   count: u32, // finite values summarized
   flags: u32, // F_* bits of every value of the scope, finite or not
+  m2_lo: f32,
 }
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
-// variance as the scope requires, F_* flags.
+// variance as the scope requires (variance + var_lo, a float32 pair for the backward's variance
+// differences; var_lo is 0 in layout "1d" and for running buffers), F_* flags.
 struct Group {
   hi: f32,
   lo: f32,
   variance: f32,
   flags: u32,
+  var_lo: f32,
 }
 
 struct Acc {
   n: f32,
   mean: f32,
   m2: f32,
+}
+
+// v with its significand cut to 12 bits (toward 0): a centre x - centre is exact for, whenever x
+// is as coarse as a float32 near it can be, so that subtracting it rounds only x's own low bits.
+// A centre with bits finer than x's would round every x of a binade the same way (its discarded
+// bits are constant): an error of ~2^-25 per element, systematic over long rows.
+fn coarse12(v: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
 }
 
 // NaN and the infinities are made at run time from P.inf_bits, which the CPU writes, never from
@@ -501,6 +515,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0.0, g.lo, keep),
     select(0.0, g.variance, keep),
     select(0u, g.flags, keep),
+    select(0.0, g.var_lo, keep),
   );
 }
 
@@ -513,6 +528,80 @@ fn nd_terms_in(p: Partial) -> Term {
 
 fn group_term(g: Group) -> Term {
   return Term(g.hi, g.lo, g.variance, g.flags);
+}`;
+
+/** pair.wgsl, pasted where a shader says `//!include pair.wgsl`. */
+const _PAIR: string =
+  `// pair.wgsl: float32 hi/lo pairs (value = hi + lo), for statistics of rows longer than one
+// segment, whose means and variances need more than float32's 6e-8 (the importance-logit
+// gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart). Included
+// after common.wgsl (it reads P); not a shader on its own.
+//
+// Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
+// cannot simplify: it goes through a factor read from the uniforms) and on products of operands
+// of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
+// not a compiler fuses them into an fma.
+
+// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
+// (a + b) - a as b in two_sum.
+fn opaque_one() -> f32 {
+  return f32(P.inf_bits != 0u);
+}
+
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+  let s = (a + b) * opaque_one();
+  let bb = s - a;
+  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
+// (hi, lo) + v, as a float32 pair.
+fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
+  let s = two_sum(p.x, v);
+  return two_sum(s.x, s.y + p.y);
+}
+
+// p + q, as a float32 pair.
+fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return pair_add(pair_add(p, q.x), q.y);
+}
+
+// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
+fn split12(v: f32) -> vec2<f32> {
+  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
+  return vec2<f32>(hi, v - hi);
+}
+
+// p + k * v for an integer k < 2^12 (exact products).
+fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  return pair_add(pair_add(p, k * s.x), k * s.y);
+}
+
+// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
+fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  var q = p;
+  for (var part = 0u; part < 3u; part++) {
+    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
+    q = pair_add(q, -(kp * s.x));
+    q = pair_add(q, -(kp * s.y));
+  }
+  return q;
+}
+
+// The low word of p / k for an integer k >= 1, given a float32 hi near it: (p - hi k) / k, the
+// remainder formed exactly, so that hi + lo is p / k to ~1e-14 relative whatever hi's rounding.
+fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
+  let rem = pair_sub_times(p, k, hi);
+  return (rem.x + rem.y) / f32(k);
+}
+
+// The unbiased variance of a summary (M2 = m2_hi + m2_lo over \`count\` values) as a pair; hi is
+// the float32 M2 / (count - 1) the other passes compute.
+fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
+  let hi = m2_hi / max(f32(count) - 1.0, 1.0);
+  return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -786,7 +875,8 @@ export const SN_STATS: string =
   `// sn_stats.wgsl: step 1 of layout "nd" (SwitchNorm2d/3d), the only pass besides normalize that
 // reads x. x is [N, C, M] row-major; row r = n*C + c holds M elements. Each row is cut into
 // segments of at most Params.seg_len elements; for segment s of row r it computes
-//   K      = x[first element of s]                          (0 if that is not finite)
+//   K      = x[first element of s]                          (0 if that is not finite; cut to
+//            12 significant bits when rows have several segments, see main)
 //   count  = number of finite x[i] in s
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
@@ -870,7 +960,10 @@ fn main(
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
     let first = load1(s);
-    shift = select(0.0, first, class_bits(first) == 0u);
+    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
+    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
+    // per element in the segment means, which the row mean would keep).
+    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
@@ -900,7 +993,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
     let f = w_flags[lid];
     if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
@@ -925,13 +1018,11 @@ export const SN_ROW_MERGE: string =
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
-//
-// Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
-// cannot simplify: it goes through a factor read from the uniforms) and on products of operands
-// of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
-// not a compiler fuses them into an fma.
+// M2 is written as a pair too (m2 + m2_lo, the sums below exact), so that the backward can form
+// differences of variances ~std^2 sqrt(2 / M) apart from them (sn_bwd_rows.wgsl).
 
 ${_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
@@ -939,54 +1030,12 @@ ${_COMMON}
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
-// 1.0, read from the uniforms so that no compiler can rewrite (a + b) - a as b in two_sum.
-var<private> opaque_one: f32;
-
-// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-  let s = (a + b) * opaque_one;
-  let bb = s - a;
-  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
-}
-
-// (hi, lo) + v, as a float32 pair.
-fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
-  let s = two_sum(p.x, v);
-  let t = two_sum(s.x, s.y + p.y);
-  return t;
-}
-
-// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
-fn split12(v: f32) -> vec2<f32> {
-  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
-  return vec2<f32>(hi, v - hi);
-}
-
-// p + k * v for an integer k < 2^12 (exact products).
-fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
-  let s = split12(v);
-  return pair_add(pair_add(p, k * s.x), k * s.y);
-}
-
-// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
-fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
-  let s = split12(v);
-  var q = p;
-  for (var part = 0u; part < 3u; part++) {
-    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
-    q = pair_add(q, -(kp * s.x));
-    q = pair_add(q, -(kp * s.y));
-  }
-  return q;
-}
-
 @compute @workgroup_size(64)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  opaque_one = f32(P.chunks > 0u);
   let row = linear_group(wid, nwg) * 64u + lid;
   if (row >= P.n * P.c) {
     return;
@@ -1014,21 +1063,21 @@ fn main(
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
+    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
   // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
   let q1 = (t.x + t.y) / f32(count);
   let rem = pair_sub_times(t, count, q1);
   let q2 = (rem.x + rem.y) / f32(count);
-  // M2 = sum_k M2_k (a pair: exact additions) + sum_k count_k dev_k^2, dev_k the segment mean
-  // minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
+  // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
+  // dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
   // enough for it). The Chan merge of \`acc\` rounds at every one of its steps instead.
   var m2 = vec2<f32>(0.0);
   var between = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let p = parts[base + k];
-    m2 = pair_add(m2, p.m2);
+    m2 = pair_add(pair_add(m2, p.m2), p.m2_lo);
     let dk = two_sum(p.shift, -first.shift);
     let dev = (dk.x - q1) + ((dk.y + p.mean) - q2);
     between += f32(p.count) * dev * dev;
@@ -1036,7 +1085,7 @@ fn main(
   m2 = pair_add(m2, between);
   // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
   let c = two_sum(first.shift, q1);
-  rows[row] = Partial(c.x, c.y + q2, m2.x + m2.y, count, flags);
+  rows[row] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
 }
 `;
 
@@ -1115,7 +1164,7 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED);
+  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
 }
 `;
 
@@ -1179,7 +1228,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u));
+  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u), 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -1243,7 +1292,7 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
     let d = scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift - mean;
     m2 += d * d;
   }
-  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED);
+  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED, 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -1307,6 +1356,11 @@ export const SN_GROUP_STATS: string =
 //   var  = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2
 //        ( = mean_k (v_k + mu_k^2) - mu^2 of the reference, without its cancellation)
 //   LN: k runs over c for one n;  BN: over n for one c.
+//   The variance is also written as a pair (variance + var_lo): the sum of the v_k in pairs
+//   (each v_k = (M2_k + M2lo_k) / (count_k - 1) to ~1e-14), so that the backward's differences
+//   of variances ~std^2 sqrt(2 / M) apart keep their precision on long rows (pair.wgsl);
+//   \`variance\` itself is the float32 value as before. Only with P_PAIRS (rows of several
+//   segments, whose backward reads var_lo); else var_lo = 0.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
 //   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
 // Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
@@ -1327,6 +1381,7 @@ export const SN_GROUP_STATS: string =
 // below it 0, as PyTorch's float32 buffers hold them.
 
 ${_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
@@ -1362,6 +1417,7 @@ var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
 var<workgroup> w_m2: array<f32, 64>;
 var<workgroup> w_sumv: array<f32, 64>;
+var<workgroup> w_sumv_pair: array<vec2<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
@@ -1391,7 +1447,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -1420,6 +1476,7 @@ fn main(
           0.0,
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
           unit_flags(bad, u),
+          0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
       }
@@ -1450,6 +1507,9 @@ fn main(
   let hi = first.shift * pow2(unit_of(first.flags) - unit);
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
+  var sumv_pair = vec2<f32>(0.0);
+  // Only rows longer than one segment need var_lo (sn_bwd_rows); short rows skip its cost.
+  let pairs = (P.flags & P_PAIRS) != 0u;
   var flags = 0u;
   var total = 0u;
   for (var k = lid; k < count; k += 64u) {
@@ -1465,6 +1525,9 @@ fn main(
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
         sumv += m2 / f32(p.count - 1u);
+        if (pairs) {
+          sumv_pair = pair_sum(sumv_pair, variance_pair(m2, p.m2_lo * f * f, p.count));
+        }
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -1474,6 +1537,7 @@ fn main(
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
   w_sumv[lid] = sumv;
+  w_sumv_pair[lid] = sumv_pair;
   w_flags[lid] = flags;
   w_count[lid] = total;
   workgroupBarrier();
@@ -1485,6 +1549,9 @@ fn main(
       w_mean[lid] = m.mean;
       w_m2[lid] = m.m2;
       w_sumv[lid] += w_sumv[o];
+      if (pairs) {
+        w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
+      }
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
     }
@@ -1495,6 +1562,7 @@ fn main(
   }
   var gflags = w_flags[0];
   var variance: f32;
+  var var_lo = 0.0;
   if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
@@ -1506,9 +1574,12 @@ fn main(
       gflags = gflags | F_NO_VAR;
     }
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
+    if (pairs) {
+      var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
+    }
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
@@ -1834,7 +1905,11 @@ export const SN_BWD_REDUCE: string =
 //   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
 //   MX[s] = max_{i in s} |dy[i]|
 // written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
-// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
+// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. Rows longer than one
+// segment take S2 about c = coarse12(hi + lo) instead (S2 = sum dy (x - c), common.wgsl), and
+// sn_bwd_rows subtracts (mu - c) S1 from their sum: lo subtracted from every x - hi, or a centre
+// finer than x, rounds all x of a binade alike, an error ~2^-25 sum(dy) per element that dy of
+// one sign makes systematic (3e-5 relative on dgamma at M = 4e6). A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
 // A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
@@ -1883,15 +1958,18 @@ fn main(
     let k = seg % P.chunks;
     let n = row / P.c;
     let c = row - n * P.c;
-    var bn = Group(0.0, 0.0, 0.0, 0u);
+    var bn = Group(0.0, 0.0, 0.0, 0u, 0.0);
     if ((P.flags & P_USING_BN) != 0u) {
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
     scaled = is_scaled(m.flags);
     let keep = !mixed_bad(m) && !scaled;
-    let hi = m.hi;
-    let lo = m.lo;
+    // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
+    // (mu - c) S1 (see the top).
+    let long = P.chunks > 1u;
+    let hi = select(m.hi, coarse12(m.hi + m.lo), long);
+    let lo = select(m.lo, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
@@ -2007,8 +2085,10 @@ fn reduce_wide(seg: u32) {
     keep = !w.bad;
   } else {
     let m = nd_mix(p, ln, bn);
-    hi = m.hi;
-    lo = m.lo;
+    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them.
+    let long = P.chunks > 1u;
+    hi = select(m.hi, coarse12(m.hi + m.lo), long);
+    lo = select(m.lo, 0.0, long);
     keep = !mixed_bad(m);
   }
   let row_start = row * P.m;
@@ -2047,11 +2127,23 @@ export const SN_BWD_ROWS: string =
 // gamma = gamma' 2^G the same formulas give the mantissas of gm = 2^(D - E + G) gm',
 // gv = 2^(D - 2E + G) gv', and the rest in units of 2^D, or 2^(D + k) where the dots need it
 // (Grad's exponents, grad_gamma_apart).
+// Rows longer than one segment (P.chunks > 1; in-range rows keep the plain arithmetic above,
+// bit for bit, when they are one segment): the segment sums are added as float32 pairs; S2's
+// segments are sums of dy (x - c), c = coarse12(hi + lo) (sn_bwd_reduce: subtracting hi and
+// then the constant lo, or a centre finer than x, rounds every element of a binade the same way,
+// an error ~2^-25 sum(dy) that a dy of one sign makes systematic; x - c is exact or rounds x's
+// own bits), and
+// ((hi - c) + lo) S1 is subtracted here; and
+// var_k - var = sum_j wvar_j (var_k - var_j) from the float32 hi/lo variance pairs (IN from the
+// row's M2 pair, LN/BN from their Groups, pair.wgsl), whose hi words cancel exactly: float32
+// variances (6e-8) would leave var_weight's gradient, a difference of variances
+// ~std^2 sqrt(2 / M) apart, an error of ~1e-7 sqrt(M) relative.
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> bparts: array<vec4<u32>>;
@@ -2086,6 +2178,15 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
+  // Long rows: S2 about the mixed mean (see the top), where the sums are finite (else the plain
+  // sums carry IEEE's infinities and NaN; a pair would turn an infinity into NaN).
+  // (A branch on a uniform: rows of one segment skip its code.)
+  let long = P.chunks > 1u;
+  if (long) {
+    if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
+      sums = long_sums(r, long_residual(m));
+    }
+  }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
   // fields, take wide_row too, which keeps gamma's exponent apart. Non-finite sums (NaN or
@@ -2112,9 +2213,44 @@ fn main(
     a.z = gm * centred(m, bn.hi, bn.lo);
     b.z = gv * (bn.variance - m.variance);
   }
+  if (long) {
+    let v_in = variance_pair(p.m2, p.m2_lo, p.count);
+    let v_ln = vec2<f32>(ln.variance, ln.var_lo);
+    let v_bn = vec2<f32>(bn.variance, bn.var_lo); // zeros, of weight 0, without usingBN
+    b.x = gv * var_centred(v_in, v_in, v_ln, v_bn);
+    b.y = gv * var_centred(v_ln, v_in, v_ln, v_bn);
+    b.z = select(0.0, gv * var_centred(v_bn, v_in, v_ln, v_bn), use_bn);
+  }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+}
+
+// The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
+// (residual = mu - c): (S1, S2).
+fn long_sums(r: u32, residual: f32) -> vec2<f32> {
+  var s1 = vec2<f32>(0.0);
+  var s2 = vec2<f32>(0.0);
+  for (var k = 0u; k < P.chunks; k++) {
+    let rec = bparts[r * P.chunks + k];
+    s1 = pair_add(s1, bitcast<f32>(rec.x));
+    s2 = pair_add(s2, bitcast<f32>(rec.y));
+  }
+  return vec2<f32>(s1.x, (s2.x - residual * s1.x) + s2.y);
+}
+
+// mu - c for c = coarse12(hi + lo), the centre the long rows' S2 segments are taken about
+// (sn_bwd_reduce.wgsl): hi - c is exact (c is hi's own top bits, or hi's neighbour in binade).
+fn long_residual(m: Mixed) -> f32 {
+  return (m.hi - coarse12(m.hi + m.lo)) + m.lo;
+}
+
+// var_k - var of the mix as sum_j wvar_j (var_k - var_j), from pairs (hi_k - hi_j exact where
+// they are close): the mixing weights' float32 rounding then scales the differences instead of
+// leaving var_k (sum_j wvar_j - 1) behind.
+fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
+  return P.wvar.x * ((v.x - v0.x) + (v.y - v0.y)) + P.wvar.y * ((v.x - v1.x) + (v.y - v1.y)) +
+    P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^d_unit.
@@ -2136,6 +2272,10 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   } else {
     // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
+    // Long rows: S2's segments were taken about c (see the top), in every reduce pass.
+    if (P.chunks > 1u && class_bits(s1) == 0u && class_bits(s2) == 0u) {
+      s2 -= long_residual(m) * s1;
+    }
   }
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));

@@ -42,6 +42,7 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
+const P_PAIRS: u32 = 256u; // sn_group_stats: rows span several segments, write var_lo (pair.wgsl)
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -87,28 +88,41 @@ struct Params {
 
 // A (count, mean, M2) summary of some finite values, kept relative to `shift` (a value of the
 // same scope) so that a large common offset costs no precision: the true mean is
-// shift + mean, computed as a float32 hi/lo pair.
+// shift + mean, computed as a float32 hi/lo pair. M2 is m2 + m2_lo: m2_lo is 0 except in the
+// rows sn_row_merge merges from several segments (pair.wgsl), which every pass but the
+// backward's variance differences reads as the float32 m2 alone.
 struct Partial {
   shift: f32,
   mean: f32,
   m2: f32,
   count: u32, // finite values summarized
   flags: u32, // F_* bits of every value of the scope, finite or not
+  m2_lo: f32,
 }
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
-// variance as the scope requires, F_* flags.
+// variance as the scope requires (variance + var_lo, a float32 pair for the backward's variance
+// differences; var_lo is 0 in layout "1d" and for running buffers), F_* flags.
 struct Group {
   hi: f32,
   lo: f32,
   variance: f32,
   flags: u32,
+  var_lo: f32,
 }
 
 struct Acc {
   n: f32,
   mean: f32,
   m2: f32,
+}
+
+// v with its significand cut to 12 bits (toward 0): a centre x - centre is exact for, whenever x
+// is as coarse as a float32 near it can be, so that subtracting it rounds only x's own low bits.
+// A centre with bits finer than x's would round every x of a binade the same way (its discarded
+// bits are constant): an error of ~2^-25 per element, systematic over long rows.
+fn coarse12(v: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
 }
 
 // NaN and the infinities are made at run time from P.inf_bits, which the CPU writes, never from
@@ -492,6 +506,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0.0, g.lo, keep),
     select(0.0, g.variance, keep),
     select(0u, g.flags, keep),
+    select(0.0, g.var_lo, keep),
   );
 }
 

@@ -56,7 +56,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u));
+  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u), 0.0);
 }
 
 @compute @workgroup_size(64)

@@ -28,7 +28,7 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
     let d = scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift - mean;
     m2 += d * d;
   }
-  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED);
+  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED, 0.0);
 }
 
 @compute @workgroup_size(64)

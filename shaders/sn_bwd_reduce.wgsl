@@ -6,7 +6,11 @@
 //   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
 //   MX[s] = max_{i in s} |dy[i]|
 // written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
-// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
+// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. Rows longer than one
+// segment take S2 about c = coarse12(hi + lo) instead (S2 = sum dy (x - c), common.wgsl), and
+// sn_bwd_rows subtracts (mu - c) S1 from their sum: lo subtracted from every x - hi, or a centre
+// finer than x, rounds all x of a binade alike, an error ~2^-25 sum(dy) per element that dy of
+// one sign makes systematic (3e-5 relative on dgamma at M = 4e6). A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
 // A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
@@ -55,15 +59,18 @@ fn main(
     let k = seg % P.chunks;
     let n = row / P.c;
     let c = row - n * P.c;
-    var bn = Group(0.0, 0.0, 0.0, 0u);
+    var bn = Group(0.0, 0.0, 0.0, 0u, 0.0);
     if ((P.flags & P_USING_BN) != 0u) {
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
     scaled = is_scaled(m.flags);
     let keep = !mixed_bad(m) && !scaled;
-    let hi = m.hi;
-    let lo = m.lo;
+    // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
+    // (mu - c) S1 (see the top).
+    let long = P.chunks > 1u;
+    let hi = select(m.hi, coarse12(m.hi + m.lo), long);
+    let lo = select(m.lo, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;

@@ -12,11 +12,23 @@
 // gamma = gamma' 2^G the same formulas give the mantissas of gm = 2^(D - E + G) gm',
 // gv = 2^(D - 2E + G) gv', and the rest in units of 2^D, or 2^(D + k) where the dots need it
 // (Grad's exponents, grad_gamma_apart).
+// Rows longer than one segment (P.chunks > 1; in-range rows keep the plain arithmetic above,
+// bit for bit, when they are one segment): the segment sums are added as float32 pairs; S2's
+// segments are sums of dy (x - c), c = coarse12(hi + lo) (sn_bwd_reduce: subtracting hi and
+// then the constant lo, or a centre finer than x, rounds every element of a binade the same way,
+// an error ~2^-25 sum(dy) that a dy of one sign makes systematic; x - c is exact or rounds x's
+// own bits), and
+// ((hi - c) + lo) S1 is subtracted here; and
+// var_k - var = sum_j wvar_j (var_k - var_j) from the float32 hi/lo variance pairs (IN from the
+// row's M2 pair, LN/BN from their Groups, pair.wgsl), whose hi words cancel exactly: float32
+// variances (6e-8) would leave var_weight's gradient, a difference of variances
+// ~std^2 sqrt(2 / M) apart, an error of ~1e-7 sqrt(M) relative.
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> bparts: array<vec4<u32>>;
@@ -51,6 +63,15 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
+  // Long rows: S2 about the mixed mean (see the top), where the sums are finite (else the plain
+  // sums carry IEEE's infinities and NaN; a pair would turn an infinity into NaN).
+  // (A branch on a uniform: rows of one segment skip its code.)
+  let long = P.chunks > 1u;
+  if (long) {
+    if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
+      sums = long_sums(r, long_residual(m));
+    }
+  }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
   // fields, take wide_row too, which keeps gamma's exponent apart. Non-finite sums (NaN or
@@ -77,9 +98,44 @@ fn main(
     a.z = gm * centred(m, bn.hi, bn.lo);
     b.z = gv * (bn.variance - m.variance);
   }
+  if (long) {
+    let v_in = variance_pair(p.m2, p.m2_lo, p.count);
+    let v_ln = vec2<f32>(ln.variance, ln.var_lo);
+    let v_bn = vec2<f32>(bn.variance, bn.var_lo); // zeros, of weight 0, without usingBN
+    b.x = gv * var_centred(v_in, v_in, v_ln, v_bn);
+    b.y = gv * var_centred(v_ln, v_in, v_ln, v_bn);
+    b.z = select(0.0, gv * var_centred(v_bn, v_in, v_ln, v_bn), use_bn);
+  }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+}
+
+// The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
+// (residual = mu - c): (S1, S2).
+fn long_sums(r: u32, residual: f32) -> vec2<f32> {
+  var s1 = vec2<f32>(0.0);
+  var s2 = vec2<f32>(0.0);
+  for (var k = 0u; k < P.chunks; k++) {
+    let rec = bparts[r * P.chunks + k];
+    s1 = pair_add(s1, bitcast<f32>(rec.x));
+    s2 = pair_add(s2, bitcast<f32>(rec.y));
+  }
+  return vec2<f32>(s1.x, (s2.x - residual * s1.x) + s2.y);
+}
+
+// mu - c for c = coarse12(hi + lo), the centre the long rows' S2 segments are taken about
+// (sn_bwd_reduce.wgsl): hi - c is exact (c is hi's own top bits, or hi's neighbour in binade).
+fn long_residual(m: Mixed) -> f32 {
+  return (m.hi - coarse12(m.hi + m.lo)) + m.lo;
+}
+
+// var_k - var of the mix as sum_j wvar_j (var_k - var_j), from pairs (hi_k - hi_j exact where
+// they are close): the mixing weights' float32 rounding then scales the differences instead of
+// leaving var_k (sum_j wvar_j - 1) behind.
+fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
+  return P.wvar.x * ((v.x - v0.x) + (v.y - v0.y)) + P.wvar.y * ((v.x - v1.x) + (v.y - v1.y)) +
+    P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^d_unit.
@@ -101,6 +157,10 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   } else {
     // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
+    // Long rows: S2's segments were taken about c (see the top), in every reduce pass.
+    if (P.chunks > 1u && class_bits(s1) == 0u && class_bits(s2) == 0u) {
+      s2 -= long_residual(m) * s1;
+    }
   }
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));

@@ -69,8 +69,10 @@ fn reduce_wide(seg: u32) {
     keep = !w.bad;
   } else {
     let m = nd_mix(p, ln, bn);
-    hi = m.hi;
-    lo = m.lo;
+    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them.
+    let long = P.chunks > 1u;
+    hi = select(m.hi, coarse12(m.hi + m.lo), long);
+    lo = select(m.lo, 0.0, long);
     keep = !mixed_bad(m);
   }
   let row_start = row * P.m;

@@ -7,6 +7,11 @@
 //   var  = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2
 //        ( = mean_k (v_k + mu_k^2) - mu^2 of the reference, without its cancellation)
 //   LN: k runs over c for one n;  BN: over n for one c.
+//   The variance is also written as a pair (variance + var_lo): the sum of the v_k in pairs
+//   (each v_k = (M2_k + M2lo_k) / (count_k - 1) to ~1e-14), so that the backward's differences
+//   of variances ~std^2 sqrt(2 / M) apart keep their precision on long rows (pair.wgsl);
+//   `variance` itself is the float32 value as before. Only with P_PAIRS (rows of several
+//   segments, whose backward reads var_lo); else var_lo = 0.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
 //   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
 // Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
@@ -27,6 +32,7 @@
 // below it 0, as PyTorch's float32 buffers hold them.
 
 //!include common.wgsl
+//!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
@@ -62,6 +68,7 @@ var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
 var<workgroup> w_m2: array<f32, 64>;
 var<workgroup> w_sumv: array<f32, 64>;
+var<workgroup> w_sumv_pair: array<vec2<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
@@ -91,7 +98,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -120,6 +127,7 @@ fn main(
           0.0,
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
           unit_flags(bad, u),
+          0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
       }
@@ -150,6 +158,9 @@ fn main(
   let hi = first.shift * pow2(unit_of(first.flags) - unit);
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
+  var sumv_pair = vec2<f32>(0.0);
+  // Only rows longer than one segment need var_lo (sn_bwd_rows); short rows skip its cost.
+  let pairs = (P.flags & P_PAIRS) != 0u;
   var flags = 0u;
   var total = 0u;
   for (var k = lid; k < count; k += 64u) {
@@ -165,6 +176,9 @@ fn main(
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
         sumv += m2 / f32(p.count - 1u);
+        if (pairs) {
+          sumv_pair = pair_sum(sumv_pair, variance_pair(m2, p.m2_lo * f * f, p.count));
+        }
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -174,6 +188,7 @@ fn main(
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
   w_sumv[lid] = sumv;
+  w_sumv_pair[lid] = sumv_pair;
   w_flags[lid] = flags;
   w_count[lid] = total;
   workgroupBarrier();
@@ -185,6 +200,9 @@ fn main(
       w_mean[lid] = m.mean;
       w_m2[lid] = m.m2;
       w_sumv[lid] += w_sumv[o];
+      if (pairs) {
+        w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
+      }
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
     }
@@ -195,6 +213,7 @@ fn main(
   }
   var gflags = w_flags[0];
   var variance: f32;
+  var var_lo = 0.0;
   if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
@@ -206,9 +225,12 @@ fn main(
       gflags = gflags | F_NO_VAR;
     }
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
+    if (pairs) {
+      var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
+    }
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);

@@ -12,13 +12,11 @@
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
-//
-// Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
-// cannot simplify: it goes through a factor read from the uniforms) and on products of operands
-// of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
-// not a compiler fuses them into an fma.
+// M2 is written as a pair too (m2 + m2_lo, the sums below exact), so that the backward can form
+// differences of variances ~std^2 sqrt(2 / M) apart from them (sn_bwd_rows.wgsl).
 
 //!include common.wgsl
+//!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
@@ -26,54 +24,12 @@
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
 
-// 1.0, read from the uniforms so that no compiler can rewrite (a + b) - a as b in two_sum.
-var<private> opaque_one: f32;
-
-// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-  let s = (a + b) * opaque_one;
-  let bb = s - a;
-  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
-}
-
-// (hi, lo) + v, as a float32 pair.
-fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
-  let s = two_sum(p.x, v);
-  let t = two_sum(s.x, s.y + p.y);
-  return t;
-}
-
-// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
-fn split12(v: f32) -> vec2<f32> {
-  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
-  return vec2<f32>(hi, v - hi);
-}
-
-// p + k * v for an integer k < 2^12 (exact products).
-fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
-  let s = split12(v);
-  return pair_add(pair_add(p, k * s.x), k * s.y);
-}
-
-// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
-fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
-  let s = split12(v);
-  var q = p;
-  for (var part = 0u; part < 3u; part++) {
-    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
-    q = pair_add(q, -(kp * s.x));
-    q = pair_add(q, -(kp * s.y));
-  }
-  return q;
-}
-
 @compute @workgroup_size(64)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  opaque_one = f32(P.chunks > 0u);
   let row = linear_group(wid, nwg) * 64u + lid;
   if (row >= P.n * P.c) {
     return;
@@ -101,21 +57,21 @@ fn main(
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
+    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
   // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
   let q1 = (t.x + t.y) / f32(count);
   let rem = pair_sub_times(t, count, q1);
   let q2 = (rem.x + rem.y) / f32(count);
-  // M2 = sum_k M2_k (a pair: exact additions) + sum_k count_k dev_k^2, dev_k the segment mean
-  // minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
+  // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
+  // dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
   // enough for it). The Chan merge of `acc` rounds at every one of its steps instead.
   var m2 = vec2<f32>(0.0);
   var between = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let p = parts[base + k];
-    m2 = pair_add(m2, p.m2);
+    m2 = pair_add(pair_add(m2, p.m2), p.m2_lo);
     let dk = two_sum(p.shift, -first.shift);
     let dev = (dk.x - q1) + ((dk.y + p.mean) - q2);
     between += f32(p.count) * dev * dev;
@@ -123,5 +79,5 @@ fn main(
   m2 = pair_add(m2, between);
   // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
   let c = two_sum(first.shift, q1);
-  rows[row] = Partial(c.x, c.y + q2, m2.x + m2.y, count, flags);
+  rows[row] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
 }

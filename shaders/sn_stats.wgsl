@@ -1,7 +1,8 @@
 // sn_stats.wgsl: step 1 of layout "nd" (SwitchNorm2d/3d), the only pass besides normalize that
 // reads x. x is [N, C, M] row-major; row r = n*C + c holds M elements. Each row is cut into
 // segments of at most Params.seg_len elements; for segment s of row r it computes
-//   K      = x[first element of s]                          (0 if that is not finite)
+//   K      = x[first element of s]                          (0 if that is not finite; cut to
+//            12 significant bits when rows have several segments, see main)
 //   count  = number of finite x[i] in s
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
@@ -85,7 +86,10 @@ fn main(
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
     let first = load1(s);
-    shift = select(0.0, first, class_bits(first) == 0u);
+    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
+    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
+    // per element in the segment means, which the row mean would keep).
+    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
@@ -115,7 +119,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
     let f = w_flags[lid];
     if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);

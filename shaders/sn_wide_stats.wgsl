@@ -71,5 +71,5 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED);
+  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
 }

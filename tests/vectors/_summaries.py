@@ -29,6 +29,17 @@ LONG_ROWS = {"shape": (1, 3, 1, 1, 4000000), "x_seed": 10, "dy_seed": 11, "head"
 
 
 def long_rows_summary():
+    """The long-rows summary with two backwards of the same forward: dy uniform in (-1, 1)
+    (`expect`) and dy uniform in (0, 1), of one sign (`expect_dy_one_sign`): there dL/dmu sums
+    ~M values of one sign, so a systematic float32 rounding of x - mu per element, or row means
+    off by 1e-9, show in dgamma and var_weight."""
+    out = _long_rows(-1.0, 2.0)
+    out["expect_dy_one_sign"] = _long_rows(0.0, 1.0)["expect"]
+    out["description"] += "; expect_dy_one_sign: the same with dy = u (one sign)"
+    return out
+
+
+def _long_rows(dy_lo, dy_width):
     """Issue 10, point 2: SwitchNorm3d on [1,3,1,1,4e6], x uniform in (-1, 3) and dy uniform in
     (-1, 1) from examples/_data.ts seededRandom (the test draws the same floats), reference
     initial state, one training forward and backward. 12M floats are too many for a vector file,
@@ -36,7 +47,8 @@ def long_rows_summary():
     shape, head = LONG_ROWS["shape"], LONG_ROWS["head"]
     count = int(np.prod(shape))
     x = (-1.0 + 4.0 * mulberry32(LONG_ROWS["x_seed"], count)).astype(np.float32).reshape(shape)
-    dy = (-1.0 + 2.0 * mulberry32(LONG_ROWS["dy_seed"], count)).astype(np.float32).reshape(shape)
+    dy = (dy_lo + dy_width * mulberry32(LONG_ROWS["dy_seed"], count)).astype(np.float32)
+    dy = dy.reshape(shape)
     m = SwitchNorm3d(3).double()
     m.train(True)
     # One thread: torch's parallel reductions over 4e6 floats would add in an order that depends

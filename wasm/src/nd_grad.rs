@@ -68,14 +68,31 @@ fn hsum(v: v128) -> f64 {
     f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v)
 }
 
-/// hi = f32(mu) back in f64: the shift of the row sums and of the dx sweep.
+/// The centre of a row's f32 sums of dy (x - centre): hi = f32(mu_in) for rows of at most
+/// `CHUNK` floats; longer rows cut it to 12 significant bits, so that x - centre rounds only x's
+/// own low bits. A centre with bits finer than x's rounds every x of a binade the same way (its
+/// discarded bits are constant), ~2^-25 per element: over 4e6 floats with dy of one sign that
+/// was 8e-5 relative on dgamma (tests/long_rows_test.ts; WebGPU's `coarse12`, shaders/common.wgsl).
 #[inline(always)]
-fn hi2(mu: v128) -> v128 {
-    f64x2_promote_low_f32x4(f32x4_demote_f64x2_zero(mu))
+fn centre(mu: f64, m: usize) -> f32 {
+    let hi = mu as f32;
+    if m > CHUNK {
+        f32::from_bits(hi.to_bits() & 0xffff_f000)
+    } else {
+        hi
+    }
 }
 
-/// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = f32(mu_in): f32 SIMD within chunks of
-/// `CHUNK` floats, chunks added in f64.
+/// `centre` of two rows in f64.
+#[inline(always)]
+fn centre2(mu: v128, m: usize) -> v128 {
+    let hi = f32x4_demote_f64x2_zero(mu);
+    let hi = if m > CHUNK { v128_and(hi, u32x4_splat(0xffff_f000)) } else { hi };
+    f64x2_promote_low_f32x4(hi)
+}
+
+/// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = `centre(mu_in, m)`: f32 SIMD within
+/// chunks of `CHUNK` floats, chunks added in f64.
 #[inline(always)]
 unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
     if m <= CHUNK {
@@ -156,7 +173,7 @@ unsafe fn short_row_sums(
 
 /// Reduction call of the backward pass for layout "nd": one sweep over (x, dy) per row, then the
 /// O(N*C) combine, in f64:
-///   P[r] = sum_i dy (x - mu) = sum_i dy (x - hi) + (hi - mu) sum_i dy   (hi = f32(mu_in), so
+///   P[r] = sum_i dy (x - mu) = sum_i dy (x - hi) + (hi - mu) sum_i dy   (hi = centre(mu_in), so
 ///   x - hi is exact near the mean: offsets of 1e4 cost nothing)
 ///   dWeight[c] += s P,  dBias[c] += sum dy,  gm = -s gamma sum dy,  gv = -0.5 s^3 gamma P
 ///   gmL[n] = sum_c gm, gvL[n] = sum_c gv, gmB[c] = sum_n gm, gvB[c] = sum_n gv
@@ -206,7 +223,7 @@ pub unsafe fn reduce_rows(
         // |sum dy| is never too small (a sum of inputs, no products): its lane is compared with 0.
         let tiny = f64x2(0.0, TINY_SUM);
         for r in 0..rows {
-            let pair = row_sums(x.add(r * m), dy.add(r * m), m, *mu_in.add(r) as f32);
+            let pair = row_sums(x.add(r * m), dy.add(r * m), m, centre(*mu_in.add(r), m));
             finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
             finite = v128_and(finite, f64x2_ge(f64x2_abs(pair), tiny));
             *pairs.add(r) = pair;
@@ -281,7 +298,7 @@ pub unsafe fn combine(
             // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
             // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
-            let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(hi2(mean), ld(mu.add(r))), g));
+            let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(centre2(mean, m), ld(mu.add(r))), g));
             let p = v128_bitselect(p_hi, p_raw, g_finite);
             let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
             st2(inv_std.add(r), s);
@@ -307,7 +324,11 @@ pub unsafe fn combine(
             let (g, p_raw) =
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
-            let p = if g.is_finite() { p_raw + ((mean as f32) as f64 - *mu.add(r)) * g } else { p_raw };
+            let p = if g.is_finite() {
+                p_raw + (centre(mean, m) as f64 - *mu.add(r)) * g
+            } else {
+                p_raw
+            };
             let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
             *inv_std.add(r) = s;
             let sg = s * *gamma.add(j) as f64;
@@ -379,7 +400,7 @@ unsafe fn redo_sums(
         let p = f64x2_extract_lane::<1>(pair);
         let tiny = finite && p < TINY_SUM && p > -TINY_SUM && any_nonzero(dy.add(r * m), m);
         if wide::out_of_range(*var.add(r) + eps) || !finite || tiny {
-            let hi = *mu_in.add(r) as f32;
+            let hi = centre(*mu_in.add(r), m);
             let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             if !g.is_finite() {
                 p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, *mu.add(r));

@@ -1,0 +1,71 @@
+// pair.wgsl: float32 hi/lo pairs (value = hi + lo), for statistics of rows longer than one
+// segment, whose means and variances need more than float32's 6e-8 (the importance-logit
+// gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart). Included
+// after common.wgsl (it reads P); not a shader on its own.
+//
+// Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
+// cannot simplify: it goes through a factor read from the uniforms) and on products of operands
+// of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
+// not a compiler fuses them into an fma.
+
+// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
+// (a + b) - a as b in two_sum.
+fn opaque_one() -> f32 {
+  return f32(P.inf_bits != 0u);
+}
+
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+  let s = (a + b) * opaque_one();
+  let bb = s - a;
+  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
+// (hi, lo) + v, as a float32 pair.
+fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
+  let s = two_sum(p.x, v);
+  return two_sum(s.x, s.y + p.y);
+}
+
+// p + q, as a float32 pair.
+fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return pair_add(pair_add(p, q.x), q.y);
+}
+
+// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
+fn split12(v: f32) -> vec2<f32> {
+  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
+  return vec2<f32>(hi, v - hi);
+}
+
+// p + k * v for an integer k < 2^12 (exact products).
+fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  return pair_add(pair_add(p, k * s.x), k * s.y);
+}
+
+// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
+fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  var q = p;
+  for (var part = 0u; part < 3u; part++) {
+    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
+    q = pair_add(q, -(kp * s.x));
+    q = pair_add(q, -(kp * s.y));
+  }
+  return q;
+}
+
+// The low word of p / k for an integer k >= 1, given a float32 hi near it: (p - hi k) / k, the
+// remainder formed exactly, so that hi + lo is p / k to ~1e-14 relative whatever hi's rounding.
+fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
+  let rem = pair_sub_times(p, k, hi);
+  return (rem.x + rem.y) / f32(k);
+}
+
+// The unbiased variance of a summary (M2 = m2_hi + m2_lo over `count` values) as a pair; hi is
+// the float32 M2 / (count - 1) the other passes compute.
+fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
+  let hi = m2_hi / max(f32(count) - 1.0, 1.0);
+  return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
+}
