@@ -11,6 +11,7 @@
  */
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
+import { rowBlocks } from "./_webgpu_row_blocks.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
@@ -21,6 +22,8 @@ export const SLOT_BYTES = 256;
 export const PARTIAL_BYTES = 20;
 /** Bytes of a Group (shaders/common.wgsl). */
 export const GROUP_BYTES = 16;
+/** Bytes of a row's affine map (sn_mix.wgsl: a vec4). */
+export const MIXED_BYTES = 16;
 /** Threads of the sn_stats and sn_normalize workgroups. */
 export const WG = 256;
 /** Side of the 1d stats tile (sn1d_stats.wgsl). */
@@ -86,6 +89,25 @@ export interface PlannedDispatch {
   readonly window?: Window;
   /** Backward: the windows of its gradient-record buffers it binds (absent: the whole buffer). */
   readonly records?: RecordWindows;
+  /** Forward: the windows of its per-row record buffers it binds (absent: the whole buffer). */
+  readonly forward?: ForwardRecords;
+}
+
+/**
+ * The windows of the forward's per-row record buffers ("nd" with more rows than one binding
+ * holds, in blocks of whole samples: _webgpu_row_blocks.ts), each from the block's first row on.
+ */
+export interface ForwardRecords {
+  /** Segment summaries (sn_stats). */
+  readonly parts?: Window;
+  /** Row summaries (sn_row_merge; the parts when rows are one segment); sn_group_stats' members. */
+  readonly rows?: Window;
+  /** Per-row affine maps (sn_mix). */
+  readonly mixed?: Window;
+  /** The block's region of each list of wide rows. */
+  readonly list?: Window;
+  /** sn_group_stats: writes the BN parts of a block ("parts") or merges them ("merge"). */
+  readonly bn?: "parts" | "merge";
 }
 
 /** Everything the backend needs to encode one forward. */
@@ -101,6 +123,8 @@ export interface Plan {
   readonly groups: number;
   /** Per-row affine maps of layout "nd" (N*C), 0 for "1d". */
   readonly mixedRows: number;
+  /** Partials of the blocks' BN parts ("nd" in blocks, training with BN; else 0). */
+  readonly bnParts: number;
   /**
    * Bytes of each list of wide items (a count, then the items): layout "nd" has one of rows for
    * sn_wide_stats and one for sn_wide_normalize (N*C each), "1d" one of scaled groups for
@@ -109,6 +133,9 @@ export interface Plan {
   readonly wideListBytes: number;
   /** Bytes of the list sn_wide_stats ("nd": rows) or sn1d_wide_stats ("1d": tile lines) reads. */
   readonly wideStatsListBytes: number;
+  /** Where each list of both list buffers starts (a count word 0 at each when a call starts):
+   * one per block of layout "nd", one for "1d". */
+  readonly listOffsets: readonly number[];
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -121,7 +148,7 @@ export interface PlanParams {
 }
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
-const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128;
+const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -155,10 +182,11 @@ function windows(
   end: (i: number) => number,
   limits: PlanLimits,
   what: string,
+  from = 0,
 ): [number, number, number][] {
   const alignElems = limits.offsetAlign / 4, maxElems = limits.maxBinding / 4;
   const out: [number, number, number][] = [];
-  for (let first = 0; first < count;) {
+  for (let first = from; first < count;) {
     const base = Math.floor(start(first) / alignElems) * alignElems;
     if (end(first) - base > maxElems) {
       throw new RangeError(
@@ -267,6 +295,8 @@ export interface Segments {
   /** [first, end, baseElement] per binding window of x. */
   readonly windows: [number, number, number][];
   readonly end: (s: number) => number;
+  /** The windows of x of segments from .. end - 1 only. */
+  readonly windowsOf: (from: number, end: number) => [number, number, number][];
 }
 
 export function segments(problem: NormProblem, limits: PlanLimits): Segments {
@@ -279,14 +309,9 @@ export function segments(problem: NormProblem, limits: PlanLimits): Segments {
   const count = rows * chunks;
   const start = (s: number) => Math.floor(s / chunks) * m + (s % chunks) * len;
   const end = (s: number) => Math.floor(s / chunks) * m + Math.min((s % chunks + 1) * len, m);
-  return {
-    len,
-    chunks,
-    threads,
-    count,
-    windows: windows(count, start, end, limits, "row segment"),
-    end,
-  };
+  const windowsOf = (from: number, to: number) =>
+    windows(to, start, end, limits, "row segment", from);
+  return { len, chunks, threads, count, windows: windowsOf(0, count), end, windowsOf };
 }
 
 /** Writes the slot fields of one segment dispatch (sn_stats, sn_bwd_reduce). */
@@ -378,8 +403,9 @@ export class Slots {
     fill: (v: DataView) => void,
     window?: Window,
     records?: RecordWindows,
+    forward?: ForwardRecords,
   ): void {
-    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, records });
+    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, records, forward });
     this.#fills.push(fill);
   }
   /** The uniform buffer: every slot starts from `base`, then its own fields. */
@@ -403,42 +429,137 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const slots = new Slots();
   const add = slots.add.bind(slots);
 
-  let partials: number, mergedRows = 0;
-  /** Adds sn_wide_normalize's dispatches (after the normalize passes): one per window of x. */
-  let addWideNormalize = () => {};
+  let partials: number, mergedRows = 0, bnParts = 0, listBytesND = 0;
+  let listOffsets = [0];
+  /** Adds the group, mix and normalize stages of layout "nd" (after the statistics). */
+  let addRowStages = () => {};
   if (layout === "nd") {
     const rows = n * c;
     const seg = segments(problem, limits);
+    const chunks = seg.chunks;
     partials = seg.count;
-    checkFits(seg.count * PARTIAL_BYTES, "the per-segment statistics", limits);
-    const windows = seg.windows.map(([first, last, base]) => ({
-      first,
-      last,
-      fill: (v: DataView) => writeSegments(v, seg, first, last, base),
-      window: { offset: base * 4, size: paddedBytes(seg.end(last - 1) - base) },
-    }));
-    for (const w of windows) {
-      add("stats", Math.ceil((w.last - w.first) / (WG / seg.threads)), w.fill, w.window);
+    if (chunks > 1) mergedRows = rows;
+    // More rows than one binding holds: blocks of whole samples, each bound from its first row
+    // (Params.rec_base). One block is the whole problem: every buffer bound whole, as ever.
+    const blocked = rowBlocks(
+      n,
+      c,
+      [chunks * PARTIAL_BYTES, PARTIAL_BYTES, MIXED_BYTES],
+      m * 4,
+      listBytes,
+      limits,
+    );
+    listBytesND = blocked.listBytes;
+    listOffsets = blocked.blocks.map((b) => b.list.offset);
+    const blocks = blocked.blocks.map((b) => {
+      const span = (bytes: number) => ({ offset: b.r0 * bytes, size: (b.r1 - b.r0) * bytes });
+      const rec: ForwardRecords | undefined = blocked.single ? undefined : {
+        parts: span(chunks * PARTIAL_BYTES),
+        rows: span(PARTIAL_BYTES),
+        mixed: span(MIXED_BYTES),
+        list: b.list,
+      };
+      const xWindows = seg.windowsOf(b.r0 * chunks, b.r1 * chunks).map(([first, last, base]) => ({
+        fill: (v: DataView) => {
+          writeSegments(v, seg, first, last, base);
+          v.setUint32(104, b.r0, true);
+        },
+        window: { offset: base * 4, size: paddedBytes(seg.end(last - 1) - base) },
+        segments: last - first,
+      }));
+      /** Rows r0 .. r1 - 1 (sn_row_merge, sn_mix), their records from row r0 on. */
+      const rowRange = (v: DataView) => {
+        v.setUint32(24, chunks, true);
+        v.setUint32(28, b.r0, true);
+        v.setUint32(32, b.r1, true);
+        v.setUint32(104, b.r0, true);
+      };
+      return { ...b, rec, xWindows, rowRange };
+    });
+    for (const b of blocks) {
+      for (const w of b.xWindows) {
+        add("stats", Math.ceil(w.segments / (WG / seg.threads)), w.fill, w.window, undefined, b.rec);
+      }
     }
-    if (seg.chunks > 1) {
-      mergedRows = rows;
-      checkFits(rows * PARTIAL_BYTES, "the per-row statistics", limits);
-      add("rowMerge", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
+    if (chunks > 1) {
+      for (const b of blocks) {
+        add("rowMerge", Math.ceil((b.r1 - b.r0) / 64), b.rowRange, undefined, undefined, b.rec);
+      }
     }
     // Wide rows (|x| beyond (2^-21, 2^40]) summarized again in scaled units; every other row
     // costs these dispatches one load (sn_wide_stats.wgsl).
     // A workgroup per listed wide row, at most 64 taking them in turn (sn_wide_stats.wgsl).
-    for (const w of windows) add("wideStats", Math.min(64, rows), w.fill, w.window);
-    addWideNormalize = () => {
-      // A workgroup per listed wide row, at most 64 taking them in turn.
-      for (const w of windows) add("wideNormalize", Math.min(64, rows), w.fill, w.window);
-    };
-    if (seg.chunks > 1) {
-      add("rowMerge", Math.ceil(rows / 64), (v) => {
-        v.setUint32(24, seg.chunks, true);
-        v.setUint32(44, v.getUint32(44, true) | F_WIDE_ONLY, true);
-      });
+    for (const b of blocks) {
+      for (const w of b.xWindows) {
+        add("wideStats", Math.min(64, rows), w.fill, w.window, undefined, b.rec);
+      }
     }
+    if (chunks > 1) {
+      for (const b of blocks) {
+        add("rowMerge", Math.ceil((b.r1 - b.r0) / 64), (v) => {
+          b.rowRange(v);
+          v.setUint32(44, v.getUint32(44, true) | F_WIDE_ONLY, true);
+        }, undefined, undefined, b.rec);
+      }
+    }
+    addRowStages = () => {
+      const groups = n + (usingBN ? c : 0);
+      checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
+      if (blocked.single) add("group", groups, (v) => writeGroupMembers(v, problem));
+      else {
+        // Each block's LN groups (its samples' C rows), written to groups s0 ..
+        for (const b of blocks) {
+          add("group", b.s1 - b.s0, (v) => {
+            [48, 52, 56, 60, 80, 84].forEach((at, i) => v.setUint32(at, [0, c, 1, c, b.s1 - b.s0, 0][i], true));
+            v.setUint32(108, b.s0, true);
+          }, undefined, undefined, b.rec);
+        }
+        const bnGroups = (v: DataView, base: number, count: number, out: number) => {
+          [64, 68, 72, 76, 80, 84].forEach((at, i) => v.setUint32(at, [0, 1, c, count, 0, c][i], true));
+          v.setUint32(108, out, true);
+          v.setUint32(44, v.getUint32(44, true) | base, true);
+        };
+        if (usingBN && problem.training) {
+          // Two levels: each block's part of each channel, then the parts of each channel merged.
+          bnParts = blocks.length * c;
+          checkFits(bnParts * PARTIAL_BYTES, "the blocks' BN statistics", limits);
+          for (const [i, b] of blocks.entries()) {
+            add("group", c, (v) => bnGroups(v, F_BN_PARTS, b.s1 - b.s0, i * c), undefined, undefined, {
+              ...b.rec,
+              bn: "parts",
+            });
+          }
+          add("group", c, (v) => bnGroups(v, F_BN_MERGE, blocks.length, n), undefined, undefined, {
+            bn: "merge",
+          });
+        } else if (usingBN) {
+          // Evaluation: BN groups from the running buffers (no members are read).
+          add("group", c, (v) => bnGroups(v, 0, 0, n), undefined, undefined, blocks[0].rec);
+        }
+      }
+      for (const b of blocks) {
+        add("mix", Math.ceil((b.r1 - b.r0) / 64), b.rowRange, undefined, undefined, b.rec);
+      }
+      for (const b of blocks) {
+        // The block's elements: r0 * M is a multiple of 4 (rowBlocks aligns r0).
+        const firstVec = b.r0 * m / 4;
+        for (const [first, count] of vecWindows(Math.min(b.r1 * m, total) - b.r0 * m, limits)) {
+          add("normalize", Math.ceil(count / WG), (v) => {
+            v.setUint32(36, (firstVec + first) * 4, true);
+            v.setUint32(40, count, true);
+            v.setUint32(104, b.r0, true);
+          }, { offset: (firstVec + first) * 16, size: count * 16 }, undefined, b.rec);
+        }
+      }
+      // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl):
+      // in-range rows cost these dispatches a few loads per segment. A workgroup per listed
+      // wide row, at most 64 taking them in turn.
+      for (const b of blocks) {
+        for (const w of b.xWindows) {
+          add("wideNormalize", Math.min(64, rows), w.fill, w.window, undefined, b.rec);
+        }
+      }
+    };
   } else {
     const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
     partials = ct * n + rt * c;
@@ -458,39 +579,31 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
         }, { offset: base * 4, size });
       }
     }
+    addRowStages = () => {
+      const groups = n + c;
+      checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
+      add("group", groups, (v) => writeGroupMembers(v, problem));
+      const vecs = vecWindows(total, limits);
+      for (const [first, count] of vecs) {
+        add("normalize1d", Math.ceil(count / WG), (v) => {
+          v.setUint32(36, first * 4, true);
+          v.setUint32(40, count, true);
+        }, { offset: first * 16, size: count * 16 });
+      }
+      // Elements of scaled groups written again (sn1d_wide_normalize.wgsl): a workgroup per
+      // listed group, at most 64.
+      for (const [first, count] of vecs) {
+        add("wideNormalize1d", Math.min(64, n + c), (v) => {
+          v.setUint32(36, first * 4, true);
+          v.setUint32(40, count, true);
+        }, { offset: first * 16, size: count * 16 });
+      }
+    };
   }
-
-  const groups = n + (usingBN ? c : 0);
-  checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
   checkFits(2 * c * 4, "gamma and beta", limits);
-  add("group", groups, (v) => writeGroupMembers(v, problem));
+  addRowStages();
+  const groups = n + (usingBN ? c : 0);
   const mixedRows = layout === "nd" ? n * c : 0;
-  if (mixedRows > 0) {
-    checkFits(mixedRows * 16, "the per-row affine maps", limits);
-    checkFits(4 + mixedRows * 4, "the list of wide rows", limits);
-    add("mix", Math.ceil(mixedRows / 64), () => {});
-  }
-
-  const vecs = vecWindows(total, limits);
-  for (const [first, count] of vecs) {
-    add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {
-      v.setUint32(36, first * 4, true);
-      v.setUint32(40, count, true);
-    }, { offset: first * 16, size: count * 16 });
-  }
-  // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl): in-range
-  // rows cost these dispatches a few loads per segment.
-  addWideNormalize();
-  if (layout === "1d") {
-    // Elements of scaled groups written again (sn1d_wide_normalize.wgsl): a workgroup per
-    // listed group, at most 64.
-    for (const [first, count] of vecs) {
-      add("wideNormalize1d", Math.min(64, n + c), (v) => {
-        v.setUint32(36, first * 4, true);
-        v.setUint32(40, count, true);
-      }, { offset: first * 16, size: count * 16 });
-    }
-  }
 
   const uniforms = slots.uniforms((v) => {
     writeCommon(v, problem, params);
@@ -503,10 +616,12 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mergedRows,
     groups,
     mixedRows,
-    wideListBytes: listBytes(layout === "nd" ? mixedRows : n + c),
-    wideStatsListBytes: listBytes(
-      layout === "nd" ? mixedRows : Math.ceil(n / TILE) * Math.ceil(c / TILE) * 64,
-    ),
+    bnParts,
+    listOffsets,
+    wideListBytes: layout === "nd" ? listBytesND : listBytes(n + c),
+    wideStatsListBytes: layout === "nd"
+      ? listBytesND
+      : listBytes(Math.ceil(n / TILE) * Math.ceil(c / TILE) * 64),
     tensorBytes: paddedBytes(total),
   };
 }

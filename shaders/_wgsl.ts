@@ -51,6 +51,12 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
+// sn_group_stats, layout "nd" with per-row records bound in blocks of whole samples (more rows
+// than one storage binding holds): P_BN_PARTS writes each BN group's part over the block as a
+// Partial (count = its rows, mean, M2 = sum of row variances + spread of row means) to bn_parts;
+// P_BN_MERGE merges those parts (the members) into the BN groups.
+const P_BN_PARTS: u32 = 256u;
+const P_BN_MERGE: u32 = 512u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -83,6 +89,8 @@ struct Params {
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   // Backward, where the gradient records exceed one storage binding and are bound in windows:
   // the first record of the bound window of per-row / per-sample records, and of channel records.
+  // Forward, layout "nd": rec_base is the first row of the bound windows of per-row records
+  // (parts from rec_base * chunks, rows, mixed), chan_base the first group sn_group_stats writes.
   rec_base: u32,
   chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -804,6 +812,7 @@ ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+// Bound from segment rec_base * chunks on (the first row of its block, see common.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
@@ -900,7 +909,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
+    parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid]);
     let f = w_flags[lid];
     if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
@@ -934,6 +943,7 @@ export const SN_ROW_MERGE: string =
 ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
+// Rows seg_first .. seg_end - 1, their records bound from row rec_base on (common.wgsl).
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
@@ -987,11 +997,12 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
 ) {
   opaque_one = f32(P.chunks > 0u);
-  let row = linear_group(wid, nwg) * 64u + lid;
-  if (row >= P.n * P.c) {
+  let row = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (row >= P.seg_end) {
     return;
   }
-  let base = row * P.chunks;
+  let local = row - P.rec_base;
+  let base = local * P.chunks;
   let first = parts[base];
   if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
     return;
@@ -1014,7 +1025,7 @@ fn main(
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags);
+    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags);
     return;
   }
   // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
@@ -1036,7 +1047,7 @@ fn main(
   m2 = pair_add(m2, between);
   // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
   let c = two_sum(first.shift, q1);
-  rows[row] = Partial(c.x, c.y + q2, m2.x + m2.y, count, flags);
+  rows[local] = Partial(c.x, c.y + q2, m2.x + m2.y, count, flags);
 }
 `;
 
@@ -1061,6 +1072,7 @@ ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// parts and rows bound from row rec_base on (common.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The merged rows when chunks > 1 (else any buffer: not read).
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
@@ -1090,9 +1102,9 @@ fn summarize_wide(seg: u32) {
   let row = seg / P.chunks;
   var row_flags: u32;
   if (P.chunks > 1u) {
-    row_flags = rows[row].flags;
+    row_flags = rows[row - P.rec_base].flags;
   } else {
-    row_flags = parts[seg].flags;
+    row_flags = parts[seg - P.rec_base].flags;
   }
   let field = max_field(row_flags);
   if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
@@ -1115,7 +1127,7 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED);
+  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED);
 }
 `;
 
@@ -1325,6 +1337,12 @@ export const SN_GROUP_STATS: string =
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
 // scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
 // below it 0, as PyTorch's float32 buffers hold them.
+// Group g is written to groups[chan_base + g]. Layout "nd" with per-row records bound in blocks
+// of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
+// another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
+// (shift hi, mean lo, M2 = sum_k v_k + sum_k (mu_k - mu)^2, count K, unit flags); one more
+// (P_BN_MERGE) merges the parts of each channel (the members) with Chan's merge into
+// var = M2 / K, which is the formula above over all of the channel's rows.
 
 ${_COMMON}
 
@@ -1340,6 +1358,7 @@ ${_COMMON}
 // in sn1d_normalize (lavapipe would run that branch's code for every element).
 @group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read_write> bn_parts: array<Partial>; // P_BN_PARTS only
 
 fn list_if_scaled(g: u32, flags: u32) {
   list_if(g, is_scaled(flags));
@@ -1391,7 +1410,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -1415,7 +1434,7 @@ fn main(
         );
         let u_min = min(i32(field) - 127, u_std);
         let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
-        groups[g] = Group(
+        groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
@@ -1438,7 +1457,8 @@ fn main(
     stride = P.ln_stride;
     count = P.ln_count;
   }
-  let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  // Members merged as (count, mean, M2) summaries: tile summaries ("1d") and BN parts.
+  let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -1494,8 +1514,18 @@ fn main(
     return;
   }
   var gflags = w_flags[0];
+  if ((P.flags & P_BN_PARTS) != 0u) {
+    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], u32(w_n[0]), unit_flags(gflags, unit));
+    return;
+  }
   var variance: f32;
-  if (chan) {
+  if ((P.flags & P_BN_MERGE) != 0u) {
+    // As the members' own groups: var = M2 / K over the channel's K rows.
+    if (gflags != 0u) {
+      gflags = gflags | F_NO_VAR;
+    }
+    variance = w_m2[0] / w_n[0];
+  } else if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
@@ -1508,7 +1538,7 @@ fn main(
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  groups[P.chan_base + g] = Group(hi, lo, variance, unit_flags(gflags, unit));
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
@@ -1556,6 +1586,7 @@ export const SN_MIX: string =
 ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
+// Rows seg_first .. seg_end - 1; rows and mixed bound from row rec_base on (common.wgsl).
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -1570,13 +1601,13 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
   let c = r - n * P.c;
-  let p = rows[r];
+  let p = rows[r - P.rec_base];
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   let ln = groups[n];
@@ -1594,7 +1625,7 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
   );
   let gamma = affine[c];
-  mixed[r] = row_affine(m, gamma, affine[P.c + c]);
+  mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }
@@ -1616,6 +1647,7 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+// Bound from row rec_base on (common.wgsl).
 @group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
 fn apply1(a: vec4<f32>, v: f32) -> f32 {
@@ -1637,7 +1669,7 @@ fn main(
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let a = mixed[r0];
+    let a = mixed[r0 - P.rec_base];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
     return;
@@ -1646,7 +1678,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(mixed[e / P.m], v[j]);
+      out[j] = apply1(mixed[e / P.m - P.rec_base], v[j]);
     }
   }
   y[q] = out;
@@ -1782,6 +1814,7 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// Bound from row rec_base on (common.wgsl).
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -1806,7 +1839,7 @@ fn main(
 fn normalize_row(row: u32, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
-  let p = rows[row];
+  let p = rows[row - P.rec_base];
   let ln = groups[n];
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;

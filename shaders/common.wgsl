@@ -42,6 +42,12 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
+// sn_group_stats, layout "nd" with per-row records bound in blocks of whole samples (more rows
+// than one storage binding holds): P_BN_PARTS writes each BN group's part over the block as a
+// Partial (count = its rows, mean, M2 = sum of row variances + spread of row means) to bn_parts;
+// P_BN_MERGE merges those parts (the members) into the BN groups.
+const P_BN_PARTS: u32 = 256u;
+const P_BN_MERGE: u32 = 512u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -74,6 +80,8 @@ struct Params {
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   // Backward, where the gradient records exceed one storage binding and are bound in windows:
   // the first record of the bound window of per-row / per-sample records, and of channel records.
+  // Forward, layout "nd": rec_base is the first row of the bound windows of per-row records
+  // (parts from rec_base * chunks, rows, mixed), chan_base the first group sn_group_stats writes.
   rec_base: u32,
   chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn

@@ -25,6 +25,12 @@
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
 // scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
 // below it 0, as PyTorch's float32 buffers hold them.
+// Group g is written to groups[chan_base + g]. Layout "nd" with per-row records bound in blocks
+// of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
+// another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
+// (shift hi, mean lo, M2 = sum_k v_k + sum_k (mu_k - mu)^2, count K, unit flags); one more
+// (P_BN_MERGE) merges the parts of each channel (the members) with Chan's merge into
+// var = M2 / K, which is the formula above over all of the channel's rows.
 
 //!include common.wgsl
 
@@ -40,6 +46,7 @@
 // in sn1d_normalize (lavapipe would run that branch's code for every element).
 @group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read_write> bn_parts: array<Partial>; // P_BN_PARTS only
 
 fn list_if_scaled(g: u32, flags: u32) {
   list_if(g, is_scaled(flags));
@@ -91,7 +98,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -115,7 +122,7 @@ fn main(
         );
         let u_min = min(i32(field) - 127, u_std);
         let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
-        groups[g] = Group(
+        groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
@@ -138,7 +145,8 @@ fn main(
     stride = P.ln_stride;
     count = P.ln_count;
   }
-  let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  // Members merged as (count, mean, M2) summaries: tile summaries ("1d") and BN parts.
+  let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -194,8 +202,18 @@ fn main(
     return;
   }
   var gflags = w_flags[0];
+  if ((P.flags & P_BN_PARTS) != 0u) {
+    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], u32(w_n[0]), unit_flags(gflags, unit));
+    return;
+  }
   var variance: f32;
-  if (chan) {
+  if ((P.flags & P_BN_MERGE) != 0u) {
+    // As the members' own groups: var = M2 / K over the channel's K rows.
+    if (gflags != 0u) {
+      gflags = gflags | F_NO_VAR;
+    }
+    variance = w_m2[0] / w_n[0];
+  } else if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
@@ -208,7 +226,7 @@ fn main(
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  groups[P.chan_base + g] = Group(hi, lo, variance, unit_flags(gflags, unit));
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);

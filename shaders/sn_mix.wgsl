@@ -17,6 +17,7 @@
 //!include common.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
+// Rows seg_first .. seg_end - 1; rows and mixed bound from row rec_base on (common.wgsl).
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -31,13 +32,13 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
   let c = r - n * P.c;
-  let p = rows[r];
+  let p = rows[r - P.rec_base];
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   let ln = groups[n];
@@ -55,7 +56,7 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
   );
   let gamma = affine[c];
-  mixed[r] = row_affine(m, gamma, affine[P.c + c]);
+  mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }

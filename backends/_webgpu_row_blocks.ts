@@ -1,0 +1,92 @@
+/**
+ * Blocks of whole samples for the WebGPU forward of layout "nd" when its per-row records (the
+ * segment and row summaries, the rows' affine maps, the lists of wide rows) exceed one storage
+ * binding: each block's records are bound as windows of their buffers, every window starting at
+ * the block's first row, which is aligned so that each of those windows, and the block's first
+ * element of x, start at a multiple of the offset alignment. Pure arithmetic, used by the plan
+ * (_webgpu_plan.ts), which sums the blocks' BN statistics in two levels.
+ *
+ * Depends on nothing.
+ *
+ * @module
+ */
+
+/** A range of a buffer bound as one storage binding (the plan's Window). */
+interface Range {
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** One block: samples s0 .. s1 - 1, rows r0 .. r1 - 1 (r = n * C + c). */
+export interface RowBlock {
+  readonly s0: number;
+  readonly s1: number;
+  readonly r0: number;
+  readonly r1: number;
+  /** The block's list of wide rows, in each list buffer (a count, then the rows). */
+  readonly list: Range;
+}
+
+/** The blocks of a problem, and whether there is more than one. */
+export interface RowBlocks {
+  readonly blocks: readonly RowBlock[];
+  /** One block holding every row: its records are bound whole, as without blocks. */
+  readonly single: boolean;
+  /** Bytes of each list buffer: the blocks' lists one after the other, aligned. */
+  readonly listBytes: number;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/**
+ * Cuts the n samples of c rows into blocks whose per-row records fit one binding. `perRow`:
+ * bytes per row of each per-row record buffer; `listBytes(k)`: bytes of a list of k rows;
+ * `elementBytes`: bytes of x per row (M floats), which aligns the blocks' windows of x too.
+ * Throws a RangeError when the smallest aligned block does not fit.
+ */
+export function rowBlocks(
+  n: number,
+  c: number,
+  perRow: readonly number[],
+  elementBytes: number,
+  listBytes: (rows: number) => number,
+  limits: { readonly maxBinding: number; readonly offsetAlign: number },
+): RowBlocks {
+  const { maxBinding: max, offsetAlign: align } = limits;
+  const rows = n * c;
+  const fits = (k: number) => perRow.every((b) => k * b <= max) && listBytes(k) <= max;
+  if (fits(rows)) {
+    return { blocks: [{ s0: 0, s1: n, r0: 0, r1: rows, list: { offset: 0, size: listBytes(rows) } }], single: true, listBytes: listBytes(rows) };
+  }
+  // A block's first row r0 makes r0 * b a multiple of `align` for every stride b.
+  let rowAlign = 1;
+  for (const b of [...perRow, elementBytes, 4]) {
+    const a = align / gcd(b, align);
+    rowAlign = rowAlign * a / gcd(rowAlign, a);
+  }
+  const sampleAlign = rowAlign / gcd(c, rowAlign);
+  let maxRows = Math.min(...perRow.map((b) => Math.floor(max / b)));
+  while (maxRows > 0 && listBytes(maxRows) > max) maxRows--;
+  const per = Math.floor(Math.floor(maxRows / c) / sampleAlign) * sampleAlign;
+  if (per === 0) {
+    const bytes = perRow.reduce((a, b) => Math.max(a, b));
+    throw new RangeError(
+      `webgpu backend: the per-row statistics of ${sampleAlign} samples (${sampleAlign * c} ` +
+        `rows of up to ${bytes} bytes) do not fit a storage binding of ${max} bytes; the ` +
+        `tensor has too many channels for this device`,
+    );
+  }
+  const blocks: RowBlock[] = [];
+  let offset = 0;
+  for (let s0 = 0; s0 < n; s0 += per) {
+    const s1 = Math.min(n, s0 + per);
+    const size = listBytes((s1 - s0) * c);
+    blocks.push({ s0, s1, r0: s0 * c, r1: s1 * c, list: { offset, size } });
+    offset = Math.ceil((offset + size) / align) * align;
+  }
+  const last = blocks[blocks.length - 1].list;
+  return { blocks, single: false, listBytes: last.offset + last.size };
+}
