@@ -15,7 +15,7 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { readBack, SavedStats, submit, write } from "./_webgpu_buffers.ts";
-import { GRAD_BYTES } from "./_webgpu_plan.ts";
+import { checkFits, GRAD_BYTES, PARTIAL_BYTES } from "./_webgpu_plan.ts";
 import {
   BACKWARD_REDUCTION,
   type BackwardPlan,
@@ -199,6 +199,13 @@ export function prepareBackward(
       "webgpu backend: the statistics this forward kept for backward were freed by a later " +
         "forward of the same layer (or its release); run the forward again before backward",
     );
+  }
+  if (problem.layout === "nd") {
+    // Bound whole here: the forward binds them in blocks of samples when they exceed a binding.
+    checkFits(problem.n * problem.c * PARTIAL_BYTES, "the forward's per-row statistics", {
+      maxBinding: ctx.maxBinding,
+      offsetAlign: 256,
+    });
   }
   const plan = makeBackwardPlan(problem, params, {
     maxBinding: ctx.maxBinding,

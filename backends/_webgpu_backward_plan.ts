@@ -14,7 +14,6 @@ import {
   checkIndexable,
   listBytes,
   paddedBytes,
-  PARTIAL_BYTES,
   type PlanLimits,
   type PlannedDispatch,
   type PlanParams,
@@ -109,9 +108,6 @@ export function makeBackwardPlan(
   const wideDx: [number, number, { offset: number; size: number }, (v: DataView) => void][] = [];
   let wideSegments = 0, wideGroupItems = 0;
   if (layout === "nd") {
-    // The forward's row summaries are bound whole here (the forward binds them in blocks of
-    // samples when they exceed one binding).
-    checkFits(n * c * PARTIAL_BYTES, "the forward's per-row statistics", limits);
     const seg = segments(problem, limits);
     wideSegments = seg.count;
     for (const [first, last, base] of seg.windows) {

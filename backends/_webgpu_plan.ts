@@ -478,7 +478,14 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     });
     for (const b of blocks) {
       for (const w of b.xWindows) {
-        add("stats", Math.ceil(w.segments / (WG / seg.threads)), w.fill, w.window, undefined, b.rec);
+        add(
+          "stats",
+          Math.ceil(w.segments / (WG / seg.threads)),
+          w.fill,
+          w.window,
+          undefined,
+          b.rec,
+        );
       }
     }
     if (chunks > 1) {
@@ -496,10 +503,17 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     }
     if (chunks > 1) {
       for (const b of blocks) {
-        add("rowMerge", Math.ceil((b.r1 - b.r0) / 64), (v) => {
-          b.rowRange(v);
-          v.setUint32(44, v.getUint32(44, true) | F_WIDE_ONLY, true);
-        }, undefined, undefined, b.rec);
+        add(
+          "rowMerge",
+          Math.ceil((b.r1 - b.r0) / 64),
+          (v) => {
+            b.rowRange(v);
+            v.setUint32(44, v.getUint32(44, true) | F_WIDE_ONLY, true);
+          },
+          undefined,
+          undefined,
+          b.rec,
+        );
       }
     }
     addRowStages = () => {
@@ -509,13 +523,24 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
       else {
         // Each block's LN groups (its samples' C rows), written to groups s0 ..
         for (const b of blocks) {
-          add("group", b.s1 - b.s0, (v) => {
-            [48, 52, 56, 60, 80, 84].forEach((at, i) => v.setUint32(at, [0, c, 1, c, b.s1 - b.s0, 0][i], true));
-            v.setUint32(108, b.s0, true);
-          }, undefined, undefined, b.rec);
+          add(
+            "group",
+            b.s1 - b.s0,
+            (v) => {
+              [48, 52, 56, 60, 80, 84].forEach((at, i) =>
+                v.setUint32(at, [0, c, 1, c, b.s1 - b.s0, 0][i], true)
+              );
+              v.setUint32(108, b.s0, true);
+            },
+            undefined,
+            undefined,
+            b.rec,
+          );
         }
         const bnGroups = (v: DataView, base: number, count: number, out: number) => {
-          [64, 68, 72, 76, 80, 84].forEach((at, i) => v.setUint32(at, [0, 1, c, count, 0, c][i], true));
+          [64, 68, 72, 76, 80, 84].forEach((at, i) =>
+            v.setUint32(at, [0, 1, c, count, 0, c][i], true)
+          );
           v.setUint32(108, out, true);
           v.setUint32(44, v.getUint32(44, true) | base, true);
         };
@@ -524,10 +549,17 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
           bnParts = blocks.length * c;
           checkFits(bnParts * PARTIAL_BYTES, "the blocks' BN statistics", limits);
           for (const [i, b] of blocks.entries()) {
-            add("group", c, (v) => bnGroups(v, F_BN_PARTS, b.s1 - b.s0, i * c), undefined, undefined, {
-              ...b.rec,
-              bn: "parts",
-            });
+            add(
+              "group",
+              c,
+              (v) => bnGroups(v, F_BN_PARTS, b.s1 - b.s0, i * c),
+              undefined,
+              undefined,
+              {
+                ...b.rec,
+                bn: "parts",
+              },
+            );
           }
           add("group", c, (v) => bnGroups(v, F_BN_MERGE, blocks.length, n), undefined, undefined, {
             bn: "merge",
@@ -544,11 +576,18 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
         // The block's elements: r0 * M is a multiple of 4 (rowBlocks aligns r0).
         const firstVec = b.r0 * m / 4;
         for (const [first, count] of vecWindows(Math.min(b.r1 * m, total) - b.r0 * m, limits)) {
-          add("normalize", Math.ceil(count / WG), (v) => {
-            v.setUint32(36, (firstVec + first) * 4, true);
-            v.setUint32(40, count, true);
-            v.setUint32(104, b.r0, true);
-          }, { offset: (firstVec + first) * 16, size: count * 16 }, undefined, b.rec);
+          add(
+            "normalize",
+            Math.ceil(count / WG),
+            (v) => {
+              v.setUint32(36, (firstVec + first) * 4, true);
+              v.setUint32(40, count, true);
+              v.setUint32(104, b.r0, true);
+            },
+            { offset: (firstVec + first) * 16, size: count * 16 },
+            undefined,
+            b.rec,
+          );
         }
       }
       // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl):

@@ -59,7 +59,11 @@ export function rowBlocks(
   const rows = n * c;
   const fits = (k: number) => perRow.every((b) => k * b <= max) && listBytes(k) <= max;
   if (fits(rows)) {
-    return { blocks: [{ s0: 0, s1: n, r0: 0, r1: rows, list: { offset: 0, size: listBytes(rows) } }], single: true, listBytes: listBytes(rows) };
+    return {
+      blocks: [{ s0: 0, s1: n, r0: 0, r1: rows, list: { offset: 0, size: listBytes(rows) } }],
+      single: true,
+      listBytes: listBytes(rows),
+    };
   }
   // A block's first row r0 makes r0 * b a multiple of `align` for every stride b.
   let rowAlign = 1;

@@ -38,11 +38,21 @@ Deno.test("the plan binds every segment and element once, in aligned windows wit
     } catch (e) {
       // Only per-row arrays too large for the binding, or tensors beyond u32 indices, may be
       // refused.
-      assert.match((e as Error).message, /more than one storage binding|32-bit element indices/);
+      assert.match(
+        (e as Error).message,
+        /more than one storage binding|32-bit element indices|do not fit a storage binding/,
+      );
       continue;
     }
     let covered = 0, lastEnd = 0;
     for (const d of plan.dispatches) {
+      // The forward's per-row records in blocks of samples: every window aligned, within one
+      // binding.
+      for (const w of Object.values(d.forward ?? {})) {
+        if (typeof w !== "object") continue;
+        assert.equal(w.offset % limits.offsetAlign, 0, `${d.kind}: record window aligned`);
+        assert.ok(w.size <= limits.maxBinding, `${d.kind}: a record window of ${w.size} bytes`);
+      }
       if (!d.window) continue;
       assert.equal(d.window.offset % limits.offsetAlign, 0);
       assert.ok(d.window.size <= limits.maxBinding, `window of ${d.window.size} bytes`);
