@@ -7,7 +7,7 @@
  * layers without BN give the bits of a run in one binding, training agrees within Y.
  */
 import assert from "node:assert/strict";
-import type { NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
+import type { BatchSync, NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
 import { makePlan, type PlanLimits } from "../backends/_webgpu_plan.ts";
 import { assertClose, assertSameValues } from "./_close.ts";
@@ -63,6 +63,12 @@ async function run(backend: WebGpuBackend, c: Case) {
 
 const MOVING: RunningUpdate = { kind: "movingAverage", momentum: 0.9 };
 const nd = { layout: "nd", training: true, usingBN: true } as const;
+/** SyncSN with one replica: the merged BN statistics are read back and written again. */
+const sync: BatchSync = {
+  replicas: 1,
+  mergeStats: (count, mean, m2) => Promise.resolve({ count, mean, m2 }),
+  sum: (local) => Promise.resolve(local),
+};
 
 const CASES = [
   // 4000 rows: blocks of 640 samples (3200 rows), the second cut in the middle of the batch.
@@ -78,6 +84,7 @@ const CASES = [
     for (let i = 700 * 15; i < 701 * 15; i++) x[i] *= 1e30;
     x[750 * 15 + 4] = NaN;
   }),
+  make(7, { ...nd, n: 700, c: 6, m: 2, sync }, MOVING, "[700,6,2] train, SyncSN"),
 ];
 
 webgpuTest(
@@ -131,3 +138,44 @@ webgpuTest(
     );
   },
 );
+
+Deno.test("the blocks of samples take every row once, each block's windows aligned and within a binding", () => {
+  for (const [n, c, m] of [[800, 5, 3], [3000, 3, 1], [420, 4, 4097], [700, 6, 2], [65, 64, 1]]) {
+    for (const offsetAlign of [32, 256]) {
+      const limits = { ...SMALL, offsetAlign };
+      const problem: NormProblem = { ...nd, n, c, m, eps: 1e-5 };
+      const plan = makePlan(problem, {
+        meanMix: [0.2, 0.3, 0.5],
+        varMix: [0.2, 0.3, 0.5],
+        update: MOVING,
+      }, limits);
+      const slots = new DataView(plan.uniforms);
+      // sn_mix's row ranges (Params.seg_first, seg_end) tile the rows, each from its window's
+      // first row (Params.rec_base), its records within the windows.
+      let next = 0;
+      for (const d of plan.dispatches.filter((d) => d.kind === "mix")) {
+        const u = (at: number) => slots.getUint32(d.slot * 256 + at, true);
+        assert.equal(u(28), next, `[${n},${c},${m}]: rows in order, each once`);
+        assert.equal(u(28) % c, 0, "whole samples");
+        assert.equal(u(104), u(28), "records bound from the block's first row");
+        for (const w of [d.forward!.rows!, d.forward!.mixed!, d.forward!.parts!]) {
+          assert.equal(w.offset % offsetAlign, 0);
+          assert.ok(w.size <= limits.maxBinding);
+        }
+        assert.equal(d.forward!.mixed!.offset, u(28) * 16);
+        next = u(32);
+      }
+      assert.equal(next, n * c);
+      assert.ok(plan.listOffsets.length > 1, `[${n},${c},${m}]: several blocks`);
+    }
+  }
+});
+
+Deno.test("a problem whose smallest block of samples exceeds a binding is refused with a RangeError", () => {
+  // 64 samples of 4000 rows: more row summaries than a binding of 64 KiB holds.
+  const problem: NormProblem = { ...nd, n: 64, c: 4000, m: 1, eps: 1e-5 };
+  assert.throws(
+    () => makePlan(problem, { meanMix: [1, 0, 0], varMix: [1, 0, 0], update: MOVING }, SMALL),
+    /per-row statistics of 2 samples \(8000 rows .* too many channels/,
+  );
+});
