@@ -106,6 +106,10 @@ export interface ForwardRecords {
   readonly mixed?: Window;
   /** The block's region of each list of wide rows. */
   readonly list?: Window;
+  /** Group statistics: the block's LN groups, or (sn_group_stats over channels) the BN groups. */
+  readonly groups?: Window;
+  /** The BN groups that sn_mix and sn_wide_normalize read. */
+  readonly chanGroups?: Window;
   /** sn_group_stats: writes the BN parts of a block ("parts") or merges them ("merge"). */
   readonly bn?: "parts" | "merge";
 }
@@ -159,6 +163,11 @@ function nextPow2(v: number): number {
   let p = 1;
   while (p < v) p *= 2;
   return p;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
 }
 
 /** Largest s in [lo, hi] with ok(s), given ok(lo) and ok monotone (true then false). */
@@ -441,28 +450,44 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     if (chunks > 1) mergedRows = rows;
     // More rows than one binding holds: blocks of whole samples, each bound from its first row
     // (Params.rec_base). One block is the whole problem: every buffer bound whole, as ever.
+    const groups = n + (usingBN ? c : 0);
     const blocked = rowBlocks(
       n,
       c,
       [chunks * PARTIAL_BYTES, PARTIAL_BYTES, MIXED_BYTES],
+      [GROUP_BYTES],
       m * 4,
       listBytes,
+      groups * GROUP_BYTES,
       limits,
     );
+    // In blocks, the BN groups (after the N LN ones) are bound as a window of their own, from
+    // the aligned group bnBase on.
+    const groupAlign = limits.offsetAlign / gcd(GROUP_BYTES, limits.offsetAlign);
+    const bnBase = blocked.single ? 0 : Math.floor(n / groupAlign) * groupAlign;
+    const bnWindow = {
+      offset: bnBase * GROUP_BYTES,
+      size: Math.max(1, groups - bnBase) * GROUP_BYTES,
+    };
+    checkFits(bnWindow.size, "the BN statistics", limits);
     listBytesND = blocked.listBytes;
     listOffsets = blocked.blocks.map((b) => b.list.offset);
     const blocks = blocked.blocks.map((b) => {
       const span = (bytes: number) => ({ offset: b.r0 * bytes, size: (b.r1 - b.r0) * bytes });
+      const lnWindow = { offset: b.s0 * GROUP_BYTES, size: (b.s1 - b.s0) * GROUP_BYTES };
       const rec: ForwardRecords | undefined = blocked.single ? undefined : {
         parts: span(chunks * PARTIAL_BYTES),
         rows: span(PARTIAL_BYTES),
         mixed: span(MIXED_BYTES),
         list: b.list,
+        groups: lnWindow,
+        chanGroups: usingBN ? bnWindow : lnWindow,
       };
       const xWindows = seg.windowsOf(b.r0 * chunks, b.r1 * chunks).map(([first, last, base]) => ({
         fill: (v: DataView) => {
           writeSegments(v, seg, first, last, base);
           v.setUint32(104, b.r0, true);
+          v.setUint32(108, bnBase, true);
         },
         window: { offset: base * 4, size: paddedBytes(seg.end(last - 1) - base) },
         segments: last - first,
@@ -473,6 +498,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
         v.setUint32(28, b.r0, true);
         v.setUint32(32, b.r1, true);
         v.setUint32(104, b.r0, true);
+        v.setUint32(108, bnBase, true);
       };
       return { ...b, rec, xWindows, rowRange };
     });
@@ -517,11 +543,9 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
       }
     }
     addRowStages = () => {
-      const groups = n + (usingBN ? c : 0);
-      checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
       if (blocked.single) add("group", groups, (v) => writeGroupMembers(v, problem));
       else {
-        // Each block's LN groups (its samples' C rows), written to groups s0 ..
+        // Each block's LN groups (its samples' C rows), in the block's window of groups.
         for (const b of blocks) {
           add(
             "group",
@@ -530,7 +554,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
               [48, 52, 56, 60, 80, 84].forEach((at, i) =>
                 v.setUint32(at, [0, c, 1, c, b.s1 - b.s0, 0][i], true)
               );
-              v.setUint32(108, b.s0, true);
+              v.setUint32(108, 0, true);
             },
             undefined,
             undefined,
@@ -561,12 +585,20 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
               },
             );
           }
-          add("group", c, (v) => bnGroups(v, F_BN_MERGE, blocks.length, n), undefined, undefined, {
-            bn: "merge",
-          });
+          add(
+            "group",
+            c,
+            (v) => bnGroups(v, F_BN_MERGE, blocks.length, n - bnBase),
+            undefined,
+            undefined,
+            { groups: bnWindow, bn: "merge" },
+          );
         } else if (usingBN) {
           // Evaluation: BN groups from the running buffers (no members are read).
-          add("group", c, (v) => bnGroups(v, 0, 0, n), undefined, undefined, blocks[0].rec);
+          add("group", c, (v) => bnGroups(v, 0, 0, n - bnBase), undefined, undefined, {
+            ...blocks[0].rec,
+            groups: bnWindow,
+          });
         }
       }
       for (const b of blocks) {

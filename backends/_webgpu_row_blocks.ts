@@ -43,22 +43,26 @@ function gcd(a: number, b: number): number {
 
 /**
  * Cuts the n samples of c rows into blocks whose per-row records fit one binding. `perRow`:
- * bytes per row of each per-row record buffer; `listBytes(k)`: bytes of a list of k rows;
- * `elementBytes`: bytes of x per row (M floats), which aligns the blocks' windows of x too.
+ * bytes per row of each per-row record buffer; `perSample`: bytes per sample of each per-sample
+ * record buffer (whose windows start at the block's first sample); `listBytes(k)`: bytes of a
+ * list of k rows; `elementBytes`: bytes of x per row (M floats), which aligns the blocks'
+ * windows of x too; `wholeBytes`: bytes of other buffers that one block binds whole.
  * Throws a RangeError when the smallest aligned block does not fit.
  */
 export function rowBlocks(
   n: number,
   c: number,
   perRow: readonly number[],
+  perSample: readonly number[],
   elementBytes: number,
   listBytes: (rows: number) => number,
+  wholeBytes: number,
   limits: { readonly maxBinding: number; readonly offsetAlign: number },
 ): RowBlocks {
   const { maxBinding: max, offsetAlign: align } = limits;
   const rows = n * c;
   const fits = (k: number) => perRow.every((b) => k * b <= max) && listBytes(k) <= max;
-  if (fits(rows)) {
+  if (fits(rows) && wholeBytes <= max) {
     return {
       blocks: [{ s0: 0, s1: n, r0: 0, r1: rows, list: { offset: 0, size: listBytes(rows) } }],
       single: true,
@@ -71,7 +75,11 @@ export function rowBlocks(
     const a = align / gcd(b, align);
     rowAlign = rowAlign * a / gcd(rowAlign, a);
   }
-  const sampleAlign = rowAlign / gcd(c, rowAlign);
+  let sampleAlign = rowAlign / gcd(c, rowAlign);
+  for (const b of perSample) {
+    const a = align / gcd(b, align);
+    sampleAlign = sampleAlign * a / gcd(sampleAlign, a);
+  }
   let maxRows = Math.min(...perRow.map((b) => Math.floor(max / b)));
   while (maxRows > 0 && listBytes(maxRows) > max) maxRows--;
   const per = Math.floor(Math.floor(maxRows / c) / sampleAlign) * sampleAlign;

@@ -90,7 +90,9 @@ struct Params {
   // Backward, where the gradient records exceed one storage binding and are bound in windows:
   // the first record of the bound window of per-row / per-sample records, and of channel records.
   // Forward, layout "nd": rec_base is the first row of the bound windows of per-row records
-  // (parts from rec_base * chunks, rows, mixed), chan_base the first group sn_group_stats writes.
+  // (parts from rec_base * chunks, rows, mixed); chan_base is the first group sn_group_stats
+  // writes (within its window of groups), and the first group of the window of BN groups that
+  // sn_mix and sn_wide_normalize read.
   rec_base: u32,
   chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -1337,7 +1339,7 @@ export const SN_GROUP_STATS: string =
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
 // scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
 // below it 0, as PyTorch's float32 buffers hold them.
-// Group g is written to groups[chan_base + g]. Layout "nd" with per-row records bound in blocks
+// Group g is written to groups[chan_base + g] of the bound window of groups. Layout "nd" with per-row records bound in blocks
 // of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
 // another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
 // (shift hi, mean lo, M2 = sum_k v_k + sum_k (mu_k - mu)^2, count K, unit flags); one more
@@ -1586,7 +1588,9 @@ export const SN_MIX: string =
 ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
-// Rows seg_first .. seg_end - 1; rows and mixed bound from row rec_base on (common.wgsl).
+// Rows seg_first .. seg_end - 1; rows and mixed bound from row rec_base on (common.wgsl), the
+// LN groups from group rec_base / C on (the samples of those rows), the BN groups (cgroups) from
+// group chan_base on.
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -1594,6 +1598,7 @@ ${_COMMON}
 // Rows with a scaled term or factor-wide: a count (0 when the call starts), then the rows, for
 // sn_wide_normalize.
 @group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1610,13 +1615,13 @@ fn main(
   let p = rows[r - P.rec_base];
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
-  let ln = groups[n];
+  let ln = groups[n - P.rec_base / P.c];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   // Selects rather than branches on the uniform flag: with the branch, every dispatch of this
   // shader kept ~130 KB on lavapipe for good (a raw WebGPU loop of this shader alone shows it),
   // so a training loop's memory grew without bound. The index stays in bounds either way.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = groups[select(n, P.n + c, use_bn)];
+  let bn = cgroups[select(0u, P.n + c - P.chan_base, use_bn)];
   let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   m = Mixed(
     m.hi,
@@ -1814,12 +1819,13 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-// Bound from row rec_base on (common.wgsl).
+// Bound from row rec_base on (common.wgsl); groups and cgroups as in sn_mix.wgsl.
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 // The wide rows: a count, then the rows (sn_mix).
 @group(0) @binding(6) var<storage, read> wide_list: array<u32>;
+@group(0) @binding(7) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1840,10 +1846,10 @@ fn normalize_row(row: u32, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row - P.rec_base];
-  let ln = groups[n];
+  let ln = groups[n - P.rec_base / P.c];
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
   let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
   let s0 = max(row * P.chunks, P.seg_first);
   let s1 = min((row + 1u) * P.chunks, P.seg_end);

@@ -81,7 +81,9 @@ struct Params {
   // Backward, where the gradient records exceed one storage binding and are bound in windows:
   // the first record of the bound window of per-row / per-sample records, and of channel records.
   // Forward, layout "nd": rec_base is the first row of the bound windows of per-row records
-  // (parts from rec_base * chunks, rows, mixed), chan_base the first group sn_group_stats writes.
+  // (parts from rec_base * chunks, rows, mixed); chan_base is the first group sn_group_stats
+  // writes (within its window of groups), and the first group of the window of BN groups that
+  // sn_mix and sn_wide_normalize read.
   rec_base: u32,
   chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn

@@ -25,7 +25,7 @@
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
 // scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
 // below it 0, as PyTorch's float32 buffers hold them.
-// Group g is written to groups[chan_base + g]. Layout "nd" with per-row records bound in blocks
+// Group g is written to groups[chan_base + g] of the bound window of groups. Layout "nd" with per-row records bound in blocks
 // of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
 // another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
 // (shift hi, mean lo, M2 = sum_k v_k + sum_k (mu_k - mu)^2, count K, unit flags); one more

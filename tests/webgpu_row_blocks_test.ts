@@ -85,6 +85,11 @@ const CASES = [
     x[750 * 15 + 4] = NaN;
   }),
   make(7, { ...nd, n: 700, c: 6, m: 2, sync }, MOVING, "[700,6,2] train, SyncSN"),
+  // More group statistics (N + C, 16 bytes each) than a binding holds: the LN groups in the
+  // blocks' windows, the BN ones in a window of their own.
+  make(8, { ...nd, n: 5000, c: 1, m: 4 }, MOVING, "[5000,1,4] train: 5001 groups"),
+  make(9, { ...nd, n: 4500, c: 2, m: 1, training: false }, MOVING, "[4500,2,1] eval"),
+  make(10, { ...nd, n: 4400, c: 1, m: 2, usingBN: false }, MOVING, "[4400,1,2] no BN"),
 ];
 
 webgpuTest(
@@ -158,7 +163,8 @@ Deno.test("the blocks of samples take every row once, each block's windows align
         assert.equal(u(28), next, `[${n},${c},${m}]: rows in order, each once`);
         assert.equal(u(28) % c, 0, "whole samples");
         assert.equal(u(104), u(28), "records bound from the block's first row");
-        for (const w of [d.forward!.rows!, d.forward!.mixed!, d.forward!.parts!]) {
+        const f = d.forward!;
+        for (const w of [f.rows!, f.mixed!, f.parts!, f.groups!, f.chanGroups!, f.list!]) {
           assert.equal(w.offset % offsetAlign, 0);
           assert.ok(w.size <= limits.maxBinding);
         }
@@ -176,6 +182,6 @@ Deno.test("a problem whose smallest block of samples exceeds a binding is refuse
   const problem: NormProblem = { ...nd, n: 64, c: 4000, m: 1, eps: 1e-5 };
   assert.throws(
     () => makePlan(problem, { meanMix: [1, 0, 0], varMix: [1, 0, 0], update: MOVING }, SMALL),
-    /per-row statistics of 2 samples \(8000 rows .* too many channels/,
+    /per-row statistics of 16 samples \(64000 rows .* too many channels/,
   );
 });
