@@ -15,7 +15,7 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { readBack, SavedStats, submit, write } from "./_webgpu_buffers.ts";
-import { checkFits, GRAD_BYTES, PARTIAL_BYTES } from "./_webgpu_plan.ts";
+import { checkFits, GRAD_BYTES, GROUP_BYTES, PARTIAL_BYTES } from "./_webgpu_plan.ts";
 import {
   BACKWARD_REDUCTION,
   type BackwardPlan,
@@ -200,13 +200,13 @@ export function prepareBackward(
         "forward of the same layer (or its release); run the forward again before backward",
     );
   }
+  // Bound whole here: the forward binds them in blocks of samples when they exceed a binding.
+  const whole = { maxBinding: ctx.maxBinding, offsetAlign: 256 };
   if (problem.layout === "nd") {
-    // Bound whole here: the forward binds them in blocks of samples when they exceed a binding.
-    checkFits(problem.n * problem.c * PARTIAL_BYTES, "the forward's per-row statistics", {
-      maxBinding: ctx.maxBinding,
-      offsetAlign: 256,
-    });
+    checkFits(problem.n * problem.c * PARTIAL_BYTES, "the forward's per-row statistics", whole);
   }
+  const groups = problem.n + (problem.layout === "1d" || problem.usingBN ? problem.c : 0);
+  checkFits(groups * GROUP_BYTES, "the forward's LN/BN statistics", whole);
   const plan = makeBackwardPlan(problem, params, {
     maxBinding: ctx.maxBinding,
     offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,

@@ -107,10 +107,8 @@ export function prepareForward(
   const wideRows = ctx.acquire("storage", Math.max(plan.wideStatsListBytes, 2 * PARTIAL_BYTES));
   const wideList = ctx.acquire("storage", plan.wideListBytes);
   // Every list starts empty: their counts are 0 when the call's dispatches run.
-  for (const at of plan.listOffsets) {
-    device.queue.writeBuffer(wideRows, at, EMPTY_LIST);
-    device.queue.writeBuffer(wideList, at, EMPTY_LIST);
-  }
+  for (const at of plan.statsListOffsets) device.queue.writeBuffer(wideRows, at, EMPTY_LIST);
+  for (const at of plan.listOffsets) device.queue.writeBuffer(wideList, at, EMPTY_LIST);
   return {
     plan,
     state,
@@ -161,10 +159,14 @@ export function encodeForward(
     const bnOut = f.bn === "parts"
       ? { buffer: bnParts! }
       : { buffer: wideRows, size: 2 * PARTIAL_BYTES };
-    const groupList = d.forward ? { buffer: wideList, size: 16 } : { buffer: wideList };
+    const groupList = f.groupList
+      ? at(wideList, f.groupList)
+      : d.forward
+      ? { buffer: wideList, size: 16 }
+      : { buffer: wideList };
     const entries: GPUBufferBinding[] = {
       stats: () => [slot, xw!, at(parts, f.parts), at(wideRows, f.list)],
-      stats1d: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
+      stats1d: () => [slot, xw!, at(parts, f.rows), at(wideRows, f.list)],
       rowMerge: () => [slot, at(parts, f.parts), at(rows, f.rows), at(wideRows, f.list)],
       // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
       wideStats: () => [
@@ -174,7 +176,7 @@ export function encodeForward(
         rows === parts ? { buffer: groups, size: 2 * PARTIAL_BYTES } : at(rows, f.rows),
         at(wideRows, f.list),
       ],
-      wideStats1d: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
+      wideStats1d: () => [slot, xw!, at(parts, f.rows), at(wideRows, f.list)],
       group: () => [
         slot,
         f.bn === "merge" ? { buffer: bnParts! } : at(rows, f.rows),
@@ -194,10 +196,23 @@ export function encodeForward(
         at(groups, f.chanGroups),
       ],
       normalize: () => [slot, xw!, yw!, at(mixed!, f.mixed)],
-      normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
-      wideNormalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }, {
-        buffer: wideList,
-      }],
+      normalize1d: () => [
+        slot,
+        xw!,
+        yw!,
+        at(groups, f.groups),
+        { buffer: state.affine },
+        at(groups, f.chanGroups),
+      ],
+      wideNormalize1d: () => [
+        slot,
+        xw!,
+        yw!,
+        at(groups, f.groups),
+        { buffer: state.affine },
+        f.groupList ? at(wideList, f.groupList) : { buffer: wideList },
+        at(groups, f.chanGroups),
+      ],
       wideNormalize: () => [
         slot,
         xw!,

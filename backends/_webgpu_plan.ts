@@ -11,7 +11,7 @@
  */
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
-import { rowBlocks } from "./_webgpu_row_blocks.ts";
+import { rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
@@ -108,8 +108,11 @@ export interface ForwardRecords {
   readonly list?: Window;
   /** Group statistics: the block's LN groups, or (sn_group_stats over channels) the BN groups. */
   readonly groups?: Window;
-  /** The BN groups that sn_mix and sn_wide_normalize read. */
+  /** The BN groups that sn_mix, sn_wide_normalize and the 1d normalize passes read. */
   readonly chanGroups?: Window;
+  /** "1d": the list of scaled groups that sn_group_stats fills (the block's samples or the
+   * channels) and sn1d_wide_normalize reads. */
+  readonly groupList?: Window;
   /** sn_group_stats: writes the BN parts of a block ("parts") or merges them ("merge"). */
   readonly bn?: "parts" | "merge";
 }
@@ -137,9 +140,11 @@ export interface Plan {
   readonly wideListBytes: number;
   /** Bytes of the list sn_wide_stats ("nd": rows) or sn1d_wide_stats ("1d": tile lines) reads. */
   readonly wideStatsListBytes: number;
-  /** Where each list of both list buffers starts (a count word 0 at each when a call starts):
-   * one per block of layout "nd", one for "1d". */
+  /** Where each list of the wideList buffer starts (a count word 0 at each when a call
+   * starts): one per block of samples, and ("1d" in blocks) the channels' one first. */
   readonly listOffsets: readonly number[];
+  /** Likewise for the wideRows buffer: one list per block. */
+  readonly statsListOffsets: readonly number[];
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -348,11 +353,13 @@ export function tileWindows(
   problem: NormProblem,
   limits: PlanLimits,
   rec?: RecordLimits,
+  from = 0,
+  to = Math.ceil(problem.n / TILE),
 ): [number, number, number][] {
   const { n, c } = problem;
   const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
   const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
-  if (!rec) return windows(rt, start, end, limits, "tile of 32 rows");
+  if (!rec) return windows(to, start, end, limits, "tile of 32 rows", from);
   const fits = (first: number, last: number) => {
     const rows = Math.min(last * TILE, n) - first * TILE;
     return Math.max(rows * ct, (last - first) * c, rows) + rec.align <= rec.max;
@@ -364,7 +371,7 @@ export function tileWindows(
     );
   }
   const out: [number, number, number][] = [];
-  for (const [first, last] of windows(rt, start, end, limits, "tile of 32 rows")) {
+  for (const [first, last] of windows(to, start, end, limits, "tile of 32 rows", from)) {
     // Cut the windows of x further where the records need it.
     for (let t = first; t < last;) {
       const stop = lastTrue(t + 1, last, (e) => fits(t, e));
@@ -439,7 +446,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const add = slots.add.bind(slots);
 
   let partials: number, mergedRows = 0, bnParts = 0, listBytesND = 0;
-  let listOffsets = [0];
+  let listBytes1d = 0, statsListBytes1d = 0;
+  let listOffsets = [0], statsListOffsets = [0];
   /** Adds the group, mix and normalize stages of layout "nd" (after the statistics). */
   let addRowStages = () => {};
   if (layout === "nd") {
@@ -471,7 +479,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     };
     checkFits(bnWindow.size, "the BN statistics", limits);
     listBytesND = blocked.listBytes;
-    listOffsets = blocked.blocks.map((b) => b.list.offset);
+    listOffsets = statsListOffsets = blocked.blocks.map((b) => b.list.offset);
     const blocks = blocked.blocks.map((b) => {
       const span = (bytes: number) => ({ offset: b.r0 * bytes, size: (b.r1 - b.r0) * bytes });
       const lnWindow = { offset: b.s0 * GROUP_BYTES, size: (b.s1 - b.s0) * GROUP_BYTES };
@@ -634,40 +642,156 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   } else {
     const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
     partials = ct * n + rt * c;
-    checkFits(partials * PARTIAL_BYTES, "the per-tile statistics", limits);
-    const tiles = tileWindows(problem, limits);
+    // More summaries than one binding holds: blocks of whole row tiles, each laid out and bound
+    // on its own (sn1d_stats.wgsl); the BN groups as a window of their own.
+    const tb = tileBlocks(n, c, PARTIAL_BYTES, GROUP_BYTES, listBytes, limits);
+    partials = Math.ceil(tb.partsBytes / PARTIAL_BYTES);
+    statsListOffsets = tb.blocks.map((b) => b.lines.offset);
+    listOffsets = tb.single
+      ? [0]
+      : [tb.chanList.offset, ...tb.blocks.map((b) => b.groupList.offset)];
+    statsListBytes1d = tb.linesBytes;
+    listBytes1d = tb.groupListBytes;
+    const groupAlign = limits.offsetAlign / gcd(GROUP_BYTES, limits.offsetAlign);
+    const bnBase = tb.single ? 0 : Math.floor(n / groupAlign) * groupAlign;
+    const bnWindow = { offset: bnBase * GROUP_BYTES, size: (n + c - bnBase) * GROUP_BYTES };
+    checkFits(bnWindow.size, "the BN statistics", limits);
+    const blocks = tb.blocks.map((b) => {
+      const nb = b.n1 - b.n0;
+      const lnWindow = { offset: b.n0 * GROUP_BYTES, size: nb * GROUP_BYTES };
+      const rec: ForwardRecords | undefined = tb.single ? undefined : {
+        rows: b.parts,
+        list: b.lines,
+        groups: lnWindow,
+        chanGroups: bnWindow,
+        groupList: b.groupList,
+      };
+      return { ...b, nb, rec, lnWindow };
+    });
     for (const kind of ["stats1d", "wideStats1d"] as const) {
       // wideStats1d: the tile lines of wide values summarized again (sn1d_wide_stats.wgsl).
-      for (const [first, last, base] of tiles) {
-        const size = (Math.min(last * TILE, n) * c - base) * 4;
-        const tiles = (last - first) * ct;
-        add(kind, kind === "stats1d" ? tiles : Math.min(64, tiles), (v) => {
-          v.setUint32(24, ct, true);
-          v.setUint32(28, first, true);
-          v.setUint32(32, last, true);
-          v.setUint32(36, base, true);
-          v.setUint32(64, ct * n, true);
-        }, { offset: base * 4, size });
+      for (const b of blocks) {
+        for (const [first, last, base] of tileWindows(problem, limits, undefined, b.rt0, b.rt1)) {
+          const size = (Math.min(last * TILE, n) * c - base) * 4;
+          const tiles = (last - first) * ct;
+          add(
+            kind,
+            kind === "stats1d" ? tiles : Math.min(64, tiles),
+            (v) => {
+              v.setUint32(24, ct, true);
+              v.setUint32(28, first, true);
+              v.setUint32(32, last, true);
+              v.setUint32(36, base, true);
+              v.setUint32(56, b.nb, true); // row summaries: ct * nb + n - n0 in the block
+              v.setUint32(64, ct * b.nb, true); // then the column summaries
+              v.setUint32(104, b.n0, true);
+            },
+            { offset: base * 4, size },
+            undefined,
+            b.rec,
+          );
+        }
       }
     }
     addRowStages = () => {
-      const groups = n + c;
-      checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
-      add("group", groups, (v) => writeGroupMembers(v, problem));
-      const vecs = vecWindows(total, limits);
-      for (const [first, count] of vecs) {
-        add("normalize1d", Math.ceil(count / WG), (v) => {
-          v.setUint32(36, first * 4, true);
-          v.setUint32(40, count, true);
-        }, { offset: first * 16, size: count * 16 });
+      if (tb.single) add("group", n + c, (v) => writeGroupMembers(v, problem));
+      else {
+        // Each block's LN groups, from its row summaries, in its window of groups; the BN
+        // groups in two levels (each block's part of each channel, then the parts merged).
+        for (const b of blocks) {
+          add(
+            "group",
+            b.nb,
+            (v) => {
+              [48, 52, 56, 60, 80, 84].forEach((at, i) =>
+                v.setUint32(at, [0, 1, b.nb, ct, b.nb, 0][i], true)
+              );
+              v.setUint32(104, b.n0, true);
+              v.setUint32(108, 0, true);
+            },
+            undefined,
+            undefined,
+            b.rec,
+          );
+        }
+        const bnGroups = (v: DataView, flag: number, members: number[], out: number) => {
+          [64, 68, 72, 76, 80, 84].forEach((at, i) => v.setUint32(at, [...members, 0, c][i], true));
+          v.setUint32(104, bnBase, true);
+          v.setUint32(108, out, true);
+          v.setUint32(44, v.getUint32(44, true) | flag, true);
+        };
+        const chan = { groups: bnWindow, groupList: tb.chanList };
+        if (problem.training) {
+          bnParts = blocks.length * c;
+          checkFits(bnParts * PARTIAL_BYTES, "the blocks' BN statistics", limits);
+          for (const [i, b] of blocks.entries()) {
+            add(
+              "group",
+              c,
+              (v) => {
+                bnGroups(v, F_BN_PARTS, [ct * b.nb, 1, c, b.rt1 - b.rt0], i * c);
+                v.setUint32(104, 0, true);
+              },
+              undefined,
+              undefined,
+              { ...b.rec, bn: "parts" },
+            );
+          }
+          add(
+            "group",
+            c,
+            (v) => bnGroups(v, 0, [0, 1, c, blocks.length], n - bnBase),
+            undefined,
+            undefined,
+            {
+              ...chan,
+              bn: "merge",
+            },
+          );
+        } else {
+          // Evaluation: BN groups from the running buffers (no members are read).
+          add("group", c, (v) => bnGroups(v, 0, [0, 1, c, 0], n - bnBase), undefined, undefined, {
+            ...blocks[0].rec,
+            ...chan,
+          });
+        }
+      }
+      const elementWindows = blocks.map((b) => {
+        // The block's elements: n0 * C is a multiple of 4 (tileBlocks aligns n0).
+        const firstVec = b.n0 * c / 4;
+        return vecWindows(b.n1 * c - b.n0 * c, limits).map(([first, count]) => ({
+          b,
+          count,
+          fill: (v: DataView) => {
+            v.setUint32(36, (firstVec + first) * 4, true);
+            v.setUint32(40, count, true);
+            v.setUint32(104, b.n0, true);
+            v.setUint32(108, bnBase, true);
+          },
+          window: { offset: (firstVec + first) * 16, size: count * 16 },
+        }));
+      }).flat();
+      for (const w of elementWindows) {
+        add("normalize1d", Math.ceil(w.count / WG), w.fill, w.window, undefined, w.b.rec);
       }
       // Elements of scaled groups written again (sn1d_wide_normalize.wgsl): a workgroup per
-      // listed group, at most 64.
-      for (const [first, count] of vecs) {
-        add("wideNormalize1d", Math.min(64, n + c), (v) => {
-          v.setUint32(36, first * 4, true);
-          v.setUint32(40, count, true);
-        }, { offset: first * 16, size: count * 16 });
+      // listed group, at most 64; in blocks, once for the block's samples and once for the
+      // channels.
+      for (const w of elementWindows) {
+        const lists = tb.single ? [undefined] : [w.b.groupList, tb.chanList];
+        for (const list of lists) {
+          add(
+            "wideNormalize1d",
+            Math.min(64, n + c),
+            w.fill,
+            w.window,
+            undefined,
+            w.b.rec && {
+              ...w.b.rec,
+              groupList: list,
+            },
+          );
+        }
       }
     };
   }
@@ -689,10 +813,9 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mixedRows,
     bnParts,
     listOffsets,
-    wideListBytes: layout === "nd" ? listBytesND : listBytes(n + c),
-    wideStatsListBytes: layout === "nd"
-      ? listBytesND
-      : listBytes(Math.ceil(n / TILE) * Math.ceil(c / TILE) * 64),
+    statsListOffsets,
+    wideListBytes: layout === "nd" ? listBytesND : listBytes1d,
+    wideStatsListBytes: layout === "nd" ? listBytesND : statsListBytes1d,
     tensorBytes: paddedBytes(total),
   };
 }

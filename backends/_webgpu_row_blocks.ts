@@ -102,3 +102,117 @@ export function rowBlocks(
   const last = blocks[blocks.length - 1].list;
   return { blocks, single: false, listBytes: last.offset + last.size };
 }
+
+/** One block of layout "1d": row tiles rt0 .. rt1 - 1, samples n0 .. n1 - 1. */
+export interface TileBlock {
+  readonly rt0: number;
+  readonly rt1: number;
+  readonly n0: number;
+  readonly n1: number;
+  /** Its tile summaries: CT per sample (ct-major), then C per row tile. */
+  readonly parts: Range;
+  /** Its list of wide tile lines (sn1d_stats). */
+  readonly lines: Range;
+  /** Its list of scaled LN groups (sn_group_stats). */
+  readonly groupList: Range;
+}
+
+/** The blocks of layout "1d", and whether there is more than one. */
+export interface TileBlocks {
+  readonly blocks: readonly TileBlock[];
+  readonly single: boolean;
+  /** The list of scaled BN groups, before the blocks' lists in its buffer. */
+  readonly chanList: Range;
+  /** Bytes of the summaries' buffer (each block's start aligned) and of the list buffers: wide
+   * tile lines, and scaled groups. */
+  readonly partsBytes: number;
+  readonly linesBytes: number;
+  readonly groupListBytes: number;
+}
+
+/**
+ * Cuts the row tiles (32 samples) of a layout "1d" problem [n, c] into blocks whose tile
+ * summaries (`partBytes` each), LN groups (`groupBytes` each) and lists fit one binding, each
+ * block's windows aligned. Throws a RangeError when one aligned block does not fit.
+ */
+export function tileBlocks(
+  n: number,
+  c: number,
+  partBytes: number,
+  groupBytes: number,
+  listBytes: (items: number) => number,
+  limits: { readonly maxBinding: number; readonly offsetAlign: number },
+): TileBlocks {
+  const { maxBinding: max, offsetAlign: align } = limits;
+  const tile = 32, rt = Math.ceil(n / tile), ct = Math.ceil(c / tile);
+  const partsOf = (samples: number, tiles: number) => (ct * samples + tiles * c) * partBytes;
+  const fits = (samples: number, tiles: number) =>
+    partsOf(samples, tiles) <= max && listBytes(tiles * ct * 64) <= max &&
+    samples * groupBytes <= max && listBytes(samples) <= max;
+  const whole = (n + c) * groupBytes <= max && listBytes(n + c) <= max;
+  if (fits(n, rt) && whole) {
+    const region = (bytes: number) => ({ offset: 0, size: bytes });
+    const lines = listBytes(rt * ct * 64), groups = listBytes(n + c);
+    return {
+      blocks: [{
+        rt0: 0,
+        rt1: rt,
+        n0: 0,
+        n1: n,
+        parts: region(partsOf(n, rt)),
+        lines: region(lines),
+        groupList: region(groups),
+      }],
+      single: true,
+      chanList: region(groups),
+      partsBytes: partsOf(n, rt),
+      linesBytes: lines,
+      groupListBytes: groups,
+    };
+  }
+  // A block's first tile t0 makes its LN groups and its first element of x start at multiples of
+  // `align` (its summaries start aligned as laid out, each block's after the last one's).
+  let tileAlign = 1;
+  for (const b of [tile * groupBytes, tile * c * 4]) {
+    const a = align / gcd(b, align);
+    tileAlign = tileAlign * a / gcd(tileAlign, a);
+  }
+  // The most aligned tiles that fit (fits is monotone: binary search).
+  let lo = 0, hi = Math.ceil(rt / tileAlign);
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2), t = mid * tileAlign;
+    if (fits(t * tile, t)) lo = mid;
+    else hi = mid - 1;
+  }
+  const per = lo * tileAlign;
+  if (per === 0) {
+    throw new RangeError(
+      `webgpu backend: the statistics of ${tileAlign * tile} samples (${tileAlign * tile * ct} ` +
+        `row and ${tileAlign * c} column summaries of ${partBytes} bytes) do not fit a storage ` +
+        `binding of ${max} bytes; the tensor has too many features for this device`,
+    );
+  }
+  const up = (v: number) => Math.ceil(v / align) * align;
+  const chanList = { offset: 0, size: listBytes(c) };
+  let partsAt = 0, linesAt = 0, groupsAt = up(chanList.size);
+  const blocks: TileBlock[] = [];
+  for (let rt0 = 0; rt0 < rt; rt0 += per) {
+    const rt1 = Math.min(rt, rt0 + per), n0 = rt0 * tile, n1 = Math.min(n, rt1 * tile);
+    const parts = { offset: partsAt, size: partsOf(n1 - n0, rt1 - rt0) };
+    const lines = { offset: linesAt, size: listBytes((rt1 - rt0) * ct * 64) };
+    const groupList = { offset: groupsAt, size: listBytes(n1 - n0) };
+    blocks.push({ rt0, rt1, n0, n1, parts, lines, groupList });
+    partsAt = up(partsAt + parts.size);
+    linesAt = up(linesAt + lines.size);
+    groupsAt = up(groupsAt + groupList.size);
+  }
+  const last = blocks[blocks.length - 1];
+  return {
+    blocks,
+    single: false,
+    chanList,
+    partsBytes: last.parts.offset + last.parts.size,
+    linesBytes: last.lines.offset + last.lines.size,
+    groupListBytes: last.groupList.offset + last.groupList.size,
+  };
+}

@@ -1145,7 +1145,11 @@ export const SN1D_STATS: string =
 //   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
 // two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
-// parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them.
+// parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them. With more
+// summaries than one binding holds they are laid out, and bound, in blocks of whole row tiles
+// (samples rec_base .., backends/_webgpu_row_blocks.ts): within its block, a row summary is at
+// ct * ln_stride + n - rec_base (ln_stride: the block's samples) and a column summary at
+// bn_base + (rt - rec_base / 32) * C + c. One block: ln_stride = N, rec_base = 0, as above.
 
 ${_COMMON}
 
@@ -1216,11 +1220,11 @@ fn main(
   workgroupBarrier();
   if (lid < T) {
     if (lid < t.cols) {
-      store(P.bn_base + t.rt * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
+      store(P.bn_base + (t.rt - P.rec_base / T) * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    store(t.ct * P.n + t.n0 + r, summarize(r * 33u, 1u, t.cols), t, lid);
+    store(t.ct * P.ln_stride + t.n0 + r - P.rec_base, summarize(r * 33u, 1u, t.cols), t, lid);
   }
 }
 `;
@@ -1240,6 +1244,7 @@ ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// Laid out and bound as sn1d_stats writes them (in blocks of row tiles: sn1d_stats.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The lines of wide values: a count, then tile * 64 + the line's thread (sn1d_stats).
 @group(0) @binding(3) var<storage, read> wide_lines: array<u32>;
@@ -1290,12 +1295,12 @@ fn line_wide(t: Tile1d, lid: u32) {
     if (lid >= t.cols) {
       return;
     }
-    at = P.bn_base + t.rt * P.c + t.c0 + lid;
+    at = P.bn_base + (t.rt - P.rec_base / TILE_1D) * P.c + t.c0 + lid;
   } else {
     if (lid - TILE_1D >= t.rows) {
       return;
     }
-    at = t.ct * P.n + t.n0 + lid - TILE_1D;
+    at = t.ct * P.ln_stride + t.n0 + lid - TILE_1D - P.rec_base;
   }
   let flags = parts[at].flags;
   let field = max_field(flags);
@@ -1375,7 +1380,8 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 
 fn list_if(g: u32, yes: bool) {
   if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
-    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
+    // The group's index in the whole groups buffer (rec_base: where its bound window starts).
+    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.chan_base + g);
   }
 }
 
@@ -1517,7 +1523,9 @@ fn main(
   }
   var gflags = w_flags[0];
   if ((P.flags & P_BN_PARTS) != 0u) {
-    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], u32(w_n[0]), unit_flags(gflags, unit));
+    // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
+    let count = select(u32(w_n[0]), w_count[0], chan);
+    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit));
     return;
   }
   var variance: f32;
@@ -1707,8 +1715,10 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+// The LN groups bound from group rec_base on, the BN groups (cgroups) from group chan_base on.
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -1728,8 +1738,8 @@ fn main(
     if (e < P.total) {
       let n = e / P.c;
       let c = e - n * P.c;
-      let ln = groups[n];
-      let bn = groups[P.n + c];
+      let ln = groups[n - P.rec_base];
+      let bn = cgroups[P.n + c - P.chan_base];
       let gamma = affine[c];
       let beta = affine[P.c + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
@@ -1763,6 +1773,8 @@ ${_COMMON}
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 // The scaled groups: a count, then group indices (sn_group_stats).
 @group(0) @binding(5) var<storage, read> wide_groups: array<u32>;
+// As in sn1d_normalize: LN groups from group rec_base on, BN groups from chan_base on.
+@group(0) @binding(6) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1793,8 +1805,8 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
   let e = n * P.c + c;
   if (e >= first && e < end) {
     let i = e - first;
-    let ln = groups[n];
-    let bn = groups[P.n + c];
+    let ln = groups[n - P.rec_base];
+    let bn = cgroups[P.n + c - P.chan_base];
     let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
     y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
   }

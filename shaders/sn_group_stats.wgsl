@@ -61,7 +61,8 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 
 fn list_if(g: u32, yes: bool) {
   if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
-    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
+    // The group's index in the whole groups buffer (rec_base: where its bound window starts).
+    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.chan_base + g);
   }
 }
 
@@ -203,7 +204,9 @@ fn main(
   }
   var gflags = w_flags[0];
   if ((P.flags & P_BN_PARTS) != 0u) {
-    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], u32(w_n[0]), unit_flags(gflags, unit));
+    // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
+    let count = select(u32(w_n[0]), w_count[0], chan);
+    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit));
     return;
   }
   var variance: f32;

@@ -11,7 +11,8 @@ import type { BatchSync, NormProblem, RunningUpdate, SavedForward } from "../bac
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
 import { makePlan, type PlanLimits } from "../backends/_webgpu_plan.ts";
 import { assertClose, assertSameValues } from "./_close.ts";
-import { RUNNING, Y } from "./_tolerances.ts";
+import { GRAD, RUNNING, Y } from "./_tolerances.ts";
+import { ReferenceBackend } from "../backends/reference.ts";
 import {
   type Case,
   copyParams,
@@ -39,10 +40,10 @@ function make(
     (_, i) => 3 + (Math.floor(i / m) % c) * 0.5 + (1 + (Math.floor(i / (m * c)) % 3)) * normal(r),
   );
   edit?.(x);
-  const k = problem.usingBN ? 3 : 2;
+  const k = problem.layout === "nd" && problem.usingBN ? 3 : 2;
   return {
     label,
-    problem: { ...problem, layout: "nd", eps: 1e-5 },
+    problem: { ...problem, eps: 1e-5 },
     x,
     params: randomParams(r, c, k, problem.usingBN),
     update,
@@ -52,7 +53,7 @@ function make(
 /** The number of sample blocks of `c`'s forward plan under 64 KiB bindings. */
 function blocks(c: Case): number {
   const plan = makePlan(c.problem, { ...c.params, update: c.update }, SMALL);
-  return plan.listOffsets.length;
+  return plan.statsListOffsets.length;
 }
 
 async function run(backend: WebGpuBackend, c: Case) {
@@ -63,6 +64,7 @@ async function run(backend: WebGpuBackend, c: Case) {
 
 const MOVING: RunningUpdate = { kind: "movingAverage", momentum: 0.9 };
 const nd = { layout: "nd", training: true, usingBN: true } as const;
+const d1 = { layout: "1d", training: true, usingBN: true } as const;
 /** SyncSN with one replica: the merged BN statistics are read back and written again. */
 const sync: BatchSync = {
   replicas: 1,
@@ -90,6 +92,19 @@ const CASES = [
   make(8, { ...nd, n: 5000, c: 1, m: 4 }, MOVING, "[5000,1,4] train: 5001 groups"),
   make(9, { ...nd, n: 4500, c: 2, m: 1, training: false }, MOVING, "[4500,2,1] eval"),
   make(10, { ...nd, n: 4400, c: 1, m: 2, usingBN: false }, MOVING, "[4400,1,2] no BN"),
+  // Layout "1d": tile summaries (CT per sample, C per 32 samples) in blocks of row tiles, the
+  // BN groups in two levels, the LN and BN groups in windows, the lists of wide lines and
+  // groups per block.
+  make(11, { ...d1, n: 2000, c: 64, m: 1 }, MOVING, "1d [2000,64] train"),
+  make(12, { ...d1, n: 2000, c: 64, m: 1, training: false }, MOVING, "1d [2000,64] eval"),
+  make(13, { ...d1, n: 5000, c: 4, m: 1 }, { kind: "batchAverage" }, "1d [5000,4] train"),
+  make(14, { ...d1, n: 9000, c: 1, m: 1, training: false }, MOVING, "1d [9000,1] eval"),
+  make(15, { ...d1, n: 2000, c: 64, m: 1 }, MOVING, "1d [2000,64] train, wide and NaN", (x) => {
+    for (let i = 1700 * 64; i < 1701 * 64; i++) x[i] *= 1e30; // a wide sample
+    for (let i = 5; i < x.length; i += 64) x[i] *= 1e-30; // a wide channel
+    x[1900 * 64 + 7] = NaN;
+  }),
+  make(16, { ...d1, n: 2000, c: 64, m: 1, sync }, MOVING, "1d [2000,64] train, SyncSN"),
 ];
 
 webgpuTest(
@@ -114,7 +129,7 @@ webgpuTest(
     await using whole = await loadWebGpuBackend();
     for (const c of CASES) {
       const [a, b] = [await run(small, c), await run(whole, c)];
-      if (c.problem.training && c.problem.usingBN) {
+      if (c.problem.training && (c.problem.usingBN || c.problem.layout === "1d")) {
         // The BN statistics are merged per block first: another order of the same sums.
         assertClose(a.y, b.y, Y, `${c.label}: y`);
         assertClose(a.params.runningMean, b.params.runningMean, RUNNING, `${c.label}: mean`);
@@ -127,20 +142,38 @@ webgpuTest(
 );
 
 webgpuTest(
-  "a backward of a forward in blocks of samples throws a RangeError naming the per-row statistics",
+  "a backward of a forward in blocks of samples throws a RangeError naming the statistics it " +
+    "would bind whole, and runs where they fit",
   async () => {
     await using backend = await loadWebGpuBackend({ maxBindingBytes: SMALL.maxBinding });
-    const c = CASES[0];
-    const params = copyParams(c.params), save: SavedForward = {};
-    await backend.forward(c.problem, c.x, params, c.update, undefined, save);
-    await assert.rejects(
-      () => backend.backward(save, new Float32Array(c.x.length), params),
-      (e: Error) => {
-        assert.ok(e instanceof RangeError, String(e));
-        assert.match(e.message, /per-row statistics .* more than one storage binding/);
-        return true;
-      },
-    );
+    const refused = [
+      [CASES[0], /per-row statistics need 80000 bytes, more than one storage binding/],
+      [CASES.find((c) => c.label === "1d [9000,1] eval")!, /LN\/BN statistics need 144016 bytes/],
+    ] as const;
+    for (const [c, message] of refused) {
+      const params = copyParams(c.params), save: SavedForward = {};
+      await backend.forward(c.problem, c.x, params, c.update, undefined, save);
+      await assert.rejects(
+        () => backend.backward(save, new Float32Array(c.x.length), params),
+        (e: Error) => {
+          assert.ok(e instanceof RangeError, String(e));
+          assert.match(e.message, message);
+          return true;
+        },
+      );
+    }
+    // Layout "1d" in blocks: the backward reads the group statistics alone, which fit here.
+    const c = CASES.find((c) => c.label === "1d [2000,64] train")!;
+    const dy = Float32Array.from(c.x, (_, i) => Math.sin(i));
+    const grads = [];
+    for (const b of [backend, new ReferenceBackend()]) {
+      const params = copyParams(c.params), save: SavedForward = {};
+      await b.forward(c.problem, c.x, params, c.update, undefined, save);
+      grads.push(await b.backward(save, dy, params));
+    }
+    assertClose(grads[0].dx as Float32Array, grads[1].dx as Float32Array, GRAD, "1d dx");
+    assertClose(grads[0].dWeight, grads[1].dWeight, GRAD, "1d dWeight");
+    assertClose(grads[0].dBias, grads[1].dBias, GRAD, "1d dBias");
   },
 );
 
