@@ -357,7 +357,7 @@ export function tileWindows(
   to = Math.ceil(problem.n / TILE),
 ): [number, number, number][] {
   const { n, c } = problem;
-  const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
+  const ct = Math.ceil(c / TILE);
   const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
   if (!rec) return windows(to, start, end, limits, "tile of 32 rows", from);
   const fits = (first: number, last: number) => {
