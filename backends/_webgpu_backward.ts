@@ -15,7 +15,7 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { readBack, SavedStats, submit, write } from "./_webgpu_buffers.ts";
-import { checkFits, GRAD_BYTES, GROUP_BYTES, PARTIAL_BYTES } from "./_webgpu_plan.ts";
+import { checkFits, GRAD_BYTES, GROUP_BYTES } from "./_webgpu_plan.ts";
 import {
   BACKWARD_REDUCTION,
   type BackwardPlan,
@@ -52,6 +52,9 @@ export interface BackwardBuffers {
   /** Segments for sn_bwd_wide_reduce, rows for sn_bwd_wide_dx: a count, then the items. */
   readonly wideSegs: GPUBuffer;
   readonly wideRows: GPUBuffer;
+  /** The forward's group statistics as the passes bind them: those of the forward, or ("nd" in
+   * blocks of samples) each block's copy of its LN groups and the BN groups. */
+  readonly statGroups: GPUBuffer;
 }
 
 /** One backward's plan and scratch buffers, and how to give them back. @internal */
@@ -82,18 +85,30 @@ export function encodeBackward(
       ...window,
     });
     const { stats, affine } = b;
+    // "nd" in blocks of samples: the forward's statistics and the per-row and per-segment
+    // buffers in the block's windows.
+    const saved = () => [at(stats.rows!, r.savedRows), at(b.statGroups, r.savedGroups)];
     const entries: GPUBufferBinding[] = {
-      bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
-        buffer: b.parts,
-      }, whole(b.wideSegs)],
-      bwdWideReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
-        buffer: b.parts,
-      }, whole(b.wideSegs)],
+      bwdReduce: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        ...saved(),
+        at(b.parts, r.segSums),
+        at(b.wideSegs, r.list),
+      ],
+      bwdWideReduce: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        ...saved(),
+        at(b.parts, r.segSums),
+        at(b.wideSegs, r.list),
+      ],
       bwdRows: () => [
         slot,
-        whole(b.parts),
-        whole(stats.rows!),
-        whole(stats.groups!),
+        at(b.parts, r.segSums),
+        ...saved(),
         whole(affine),
         at(b.rows!, r.rows),
       ],
@@ -122,29 +137,29 @@ export function encodeBackward(
         slot,
         r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
         at(b.groups, r.groups),
-        whole(b.wideRows),
+        // Written in layout "1d" only: in "nd" blocks (above a binding) a stand-in.
+        b.statGroups !== stats.groups ? { buffer: b.wideRows, size: 16 } : whole(b.wideRows),
       ],
       bwdCoef: () => [
         slot,
         at(b.rows!, r.rows),
         at(b.groups, r.groups),
-        whole(stats.rows!),
-        whole(stats.groups!),
+        ...saved(),
         whole(affine),
-        whole(b.coef!),
+        at(b.coef!, r.coef),
         at(b.groups, r.chanGroups),
-        whole(b.wideRows),
+        at(b.wideRows, r.list),
       ],
 
-      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
+      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), at(b.coef!, r.coef)],
       bwdWideDx: () => [
         slot,
         w(b.x),
         w(b.dy),
         w(b.dx),
-        whole(b.coef!),
-        whole(stats.rows!),
-        whole(b.wideRows),
+        at(b.coef!, r.coef),
+        at(stats.rows!, r.savedRows),
+        at(b.wideRows, r.list),
       ],
       bwdDx1d: () => [
         slot,
@@ -200,13 +215,13 @@ export function prepareBackward(
         "forward of the same layer (or its release); run the forward again before backward",
     );
   }
-  // Bound whole here: the forward binds them in blocks of samples when they exceed a binding.
-  const whole = { maxBinding: ctx.maxBinding, offsetAlign: 256 };
-  if (problem.layout === "nd") {
-    checkFits(problem.n * problem.c * PARTIAL_BYTES, "the forward's per-row statistics", whole);
+  if (problem.layout === "1d") {
+    // Bound whole here: the forward binds them in windows when they exceed a binding.
+    checkFits((problem.n + problem.c) * GROUP_BYTES, "the forward's LN/BN statistics", {
+      maxBinding: ctx.maxBinding,
+      offsetAlign: 256,
+    });
   }
-  const groups = problem.n + (problem.layout === "1d" || problem.usingBN ? problem.c : 0);
-  checkFits(groups * GROUP_BYTES, "the forward's LN/BN statistics", whole);
   const plan = makeBackwardPlan(problem, params, {
     maxBinding: ctx.maxBinding,
     offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,
@@ -230,10 +245,23 @@ export function prepareBackward(
     coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
     wideSegs: ctx.acquire("storage", plan.wideSegBytes),
     wideRows: ctx.acquire("storage", plan.wideRowBytes),
+    statGroups: plan.statGroupsBytes > 0
+      ? ctx.acquire("storage", plan.statGroupsBytes)
+      : stats.groups!,
   };
-  // Both lists start empty: their counts are 0 when the call's dispatches run.
-  ctx.device.queue.writeBuffer(buffers.wideSegs, 0, EMPTY_LIST);
-  ctx.device.queue.writeBuffer(buffers.wideRows, 0, EMPTY_LIST);
+  // Every list starts empty: their counts are 0 when the call's dispatches run.
+  for (const at of plan.listOffsets) {
+    ctx.device.queue.writeBuffer(buffers.wideSegs, at, EMPTY_LIST);
+    ctx.device.queue.writeBuffer(buffers.wideRows, at, EMPTY_LIST);
+  }
+  if (plan.statCopies.length > 0) {
+    // Before every later submit, in queue order.
+    const enc = ctx.device.createCommandEncoder({ label: "switchnorm backward statistics" });
+    for (const [from, to, bytes] of plan.statCopies) {
+      enc.copyBufferToBuffer(stats.groups!, from, buffers.statGroups, to, bytes);
+    }
+    ctx.device.queue.submit([enc.finish()]);
+  }
   const release = () => {
     ctx.release("uniform", uniforms);
     for (
@@ -245,6 +273,7 @@ export function prepareBackward(
         buffers.coef,
         buffers.wideSegs,
         buffers.wideRows,
+        plan.statGroupsBytes > 0 ? buffers.statGroups : undefined,
       ]
     ) {
       if (b) ctx.release("storage", b);

@@ -101,6 +101,13 @@ struct Params {
   // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
   // that eps in that unit stays below 4.
   eps_exp: i32,
+  // Backward, layout "nd" in blocks of samples (more rows than one binding holds): the first row
+  // of the bound windows of the forward's row summaries, of the segment sums and of the dx maps,
+  // and where the channels' statistics lie in the bound window of the forward's group
+  // statistics: the block's LN groups at groups[n - row_base / C], its copy of the BN groups at
+  // groups[N + c - stat_bn_base]. 0 and 0 without blocks.
+  row_base: u32,
+  stat_bn_base: u32,
 }
 
 
@@ -1936,9 +1943,9 @@ fn main(
     let c = row - n * P.c;
     var bn = Group(0.0, 0.0, 0.0, 0u);
     if ((P.flags & P_USING_BN) != 0u) {
-      bn = groups[P.n + c];
+      bn = groups[P.n + c - P.stat_bn_base];
     }
-    let m = nd_mix(rows[row], groups[n], bn);
+    let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
     scaled = is_scaled(m.flags);
     let keep = !mixed_bad(m) && !scaled;
     let hi = m.hi;
@@ -1976,7 +1983,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
     let mxs = w_s[lid].z;
     if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
       atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
@@ -2033,13 +2040,13 @@ fn reduce_wide(seg: u32) {
   let row = seg / P.chunks;
   let n = row / P.c;
   let c = row - n * P.c;
-  let rec = bparts[seg];
+  let rec = bparts[seg - P.row_base * P.chunks];
   let mx = bitcast<f32>(rec.z);
-  let p = rows[row];
-  let ln = groups[n];
+  let p = rows[row - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
   if (!scaled && !big) {
@@ -2078,7 +2085,7 @@ fn reduce_wide(seg: u32) {
     s1 += b1;
     s2 += b2;
   }
-  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
 }
 `;
 
@@ -2126,16 +2133,16 @@ fn main(
   var sums = vec2<f32>(0.0);
   var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
   }
-  let p = rows[r];
-  let ln = groups[n];
+  let p = rows[r - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
   // an in-bounds entry either way, and zero it without usingBN.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
@@ -2173,7 +2180,7 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     let f = pow2(i32(rec.w) - d_unit);
     s1 += bitcast<f32>(rec.x) * f;
     s2 += bitcast<f32>(rec.y) * f;
@@ -2525,12 +2532,12 @@ fn main(
   }
   let n = r / P.c;
   let c = r - n * P.c;
-  let p = rows[r];
-  let ln = groups[n];
+  let p = rows[r - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
   // an in-bounds entry either way, and zero it without usingBN.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let row = grads[r - P.elem_base];
   let lg = bgroups[n - P.rec_base];
@@ -2565,7 +2572,7 @@ fn main(
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
   let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
   let k = select(p.shift, p.shift + p.mean, inf_sums);
-  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
+  coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -2616,7 +2623,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     // and K = mu_in.
     let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
     let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
-    coef[r] = bitcast<vec4<u32>>(vec4<f32>(
+    coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(
       gs_sign,
       select(0.0, bm_inf, class_bits(gvar.m) != 0u),
       select(select(0.0, gmu.m, class_bits(gmu.m) != 0u), qnan(), bad),
@@ -2640,7 +2647,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
-  coef[r] = vec4<u32>(
+  coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
@@ -2688,7 +2695,7 @@ fn main(
   let d = dy[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let k = coef[r0];
+    let k = coef[r0 - P.row_base];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
     dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
     return;
@@ -2697,7 +2704,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(coef[e / P.m], xv[j], d[j]);
+      out[j] = apply1(coef[e / P.m - P.row_base], xv[j], d[j]);
     }
   }
   dx[q] = out;
@@ -2740,8 +2747,8 @@ fn main(
 }
 
 fn dx_row(row: u32, lid: u32) {
-  let k = coef[row];
-  let p = rows[row];
+  let k = coef[row - P.row_base];
+  let p = rows[row - P.row_base];
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;

@@ -92,6 +92,13 @@ struct Params {
   // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
   // that eps in that unit stays below 4.
   eps_exp: i32,
+  // Backward, layout "nd" in blocks of samples (more rows than one binding holds): the first row
+  // of the bound windows of the forward's row summaries, of the segment sums and of the dx maps,
+  // and where the channels' statistics lie in the bound window of the forward's group
+  // statistics: the block's LN groups at groups[n - row_base / C], its copy of the BN groups at
+  // groups[N + c - stat_bn_base]. 0 and 0 without blocks.
+  row_base: u32,
+  stat_bn_base: u32,
 }
 
 
