@@ -3,8 +3,11 @@
  * combine over N*C, the per-row dx maps and the pass writing dx, with their binding windows,
  * workgroup counts and uniform slots. Pure arithmetic, no GPU objects.
  *
+ * Layout "nd" whose statistics exceed one binding runs in blocks of whole samples.
+ *
  * Depends on the forward plan's shared pieces (_webgpu_plan.ts: slots, segments, windows,
- * common uniforms) and the gradient-record windows (_webgpu_records.ts).
+ * common uniforms), the gradient-record windows (_webgpu_records.ts) and the blocks of samples
+ * (_webgpu_row_blocks.ts).
  *
  * @module
  */

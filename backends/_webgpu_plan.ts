@@ -5,13 +5,17 @@
  * Also the pieces the backward plan (_webgpu_backward_plan.ts) shares: slots, segments, windows
  * and the uniform fields common to every dispatch.
  *
- * Depends on the shared Backend types and the gradient-record windows (_webgpu_records.ts).
+ * Statistics above one binding run in blocks of samples (_webgpu_row_blocks.ts), each block's
+ * records bound as windows, the BN statistics summed per block, then over the blocks.
+ *
+ * Depends on the shared Backend types, the gradient-record windows (_webgpu_records.ts) and the
+ * blocks of samples (_webgpu_row_blocks.ts).
  *
  * @module
  */
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
-import { rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
+import { gcd, rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
@@ -94,13 +98,15 @@ export interface PlannedDispatch {
 }
 
 /**
- * The windows of the forward's per-row record buffers ("nd" with more rows than one binding
- * holds, in blocks of whole samples: _webgpu_row_blocks.ts), each from the block's first row on.
+ * The windows of the forward's statistics buffers when they exceed one binding: blocks of whole
+ * samples ("nd") or of row tiles ("1d"), _webgpu_row_blocks.ts; "nd" windows start at the
+ * block's first row.
  */
 export interface ForwardRecords {
   /** Segment summaries (sn_stats). */
   readonly parts?: Window;
-  /** Row summaries (sn_row_merge; the parts when rows are one segment); sn_group_stats' members. */
+  /** Row summaries (sn_row_merge; the parts when rows are one segment; "1d": the block's tile
+   * summaries); sn_group_stats' members. */
   readonly rows?: Window;
   /** Per-row affine maps (sn_mix). */
   readonly mixed?: Window;
@@ -168,11 +174,6 @@ function nextPow2(v: number): number {
   let p = 1;
   while (p < v) p *= 2;
   return p;
-}
-
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
 }
 
 /** Largest s in [lo, hi] with ok(s), given ok(lo) and ok monotone (true then false). */

@@ -1,10 +1,12 @@
 /**
- * Blocks of whole samples for the WebGPU forward of layout "nd" when its per-row records (the
- * segment and row summaries, the rows' affine maps, the lists of wide rows) exceed one storage
- * binding: each block's records are bound as windows of their buffers, every window starting at
- * the block's first row, which is aligned so that each of those windows, and the block's first
- * element of x, start at a multiple of the offset alignment. Pure arithmetic, used by the plan
- * (_webgpu_plan.ts), which sums the blocks' BN statistics in two levels.
+ * Blocks of whole samples for the WebGPU passes when their statistics exceed one storage
+ * binding. Layout "nd" (forward and backward: the segment and row summaries, the rows' affine or
+ * dx maps, the lists of wide rows, the gradient records): each block's records are bound as
+ * windows of their buffers, every window starting at the block's first row, which is aligned so
+ * that each of those windows, and the block's first element of x, start at a multiple of the
+ * offset alignment. Layout "1d" (forward): blocks of row tiles of 32 samples, each with its tile
+ * summaries laid out on their own. Pure arithmetic, used by the plans (_webgpu_plan.ts, which
+ * sums the blocks' BN statistics in two levels, and _webgpu_backward_plan.ts).
  *
  * Depends on nothing.
  *
@@ -36,7 +38,8 @@ export interface RowBlocks {
   readonly listBytes: number;
 }
 
-function gcd(a: number, b: number): number {
+/** The greatest common divisor of two non-negative integers. */
+export function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
   return a;
 }
