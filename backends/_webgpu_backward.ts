@@ -15,7 +15,7 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { readBack, SavedStats, submit, write } from "./_webgpu_buffers.ts";
-import { checkFits, GRAD_BYTES, GROUP_BYTES } from "./_webgpu_plan.ts";
+import { GRAD_BYTES } from "./_webgpu_plan.ts";
 import {
   BACKWARD_REDUCTION,
   type BackwardPlan,
@@ -117,28 +117,30 @@ export function encodeBackward(
         slot,
         w(b.x),
         w(b.dy),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.parts, r.rows),
         at(b.chanParts!, r.chanParts),
-        whole(b.wideSegs),
+        at(b.wideSegs, r.list),
       ],
       bwdWideReduce1d: () => [
         slot,
         w(b.x),
         w(b.dy),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.parts, r.rows),
         at(b.chanParts!, r.chanParts),
-        whole(b.wideSegs),
+        at(b.wideSegs, r.list),
       ],
       bwdGroups: () => [
         slot,
         r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
         at(b.groups, r.groups),
         // Written in layout "1d" only: in "nd" blocks (above a binding) a stand-in.
-        b.statGroups !== stats.groups ? { buffer: b.wideRows, size: 16 } : whole(b.wideRows),
+        plan.chanPartBytes === 0 && plan.statCopies.length > 0
+          ? { buffer: b.wideRows, size: 16 }
+          : whole(b.wideRows),
       ],
       bwdCoef: () => [
         slot,
@@ -166,7 +168,7 @@ export function encodeBackward(
         w(b.x),
         w(b.dy),
         w(b.dx),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.groups, r.groups),
         at(b.groups, r.chanGroups),
@@ -176,7 +178,7 @@ export function encodeBackward(
         w(b.x),
         w(b.dy),
         w(b.dx),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.groups, r.groups),
         at(b.groups, r.chanGroups),
@@ -215,13 +217,6 @@ export function prepareBackward(
         "forward of the same layer (or its release); run the forward again before backward",
     );
   }
-  if (problem.layout === "1d") {
-    // Bound whole here: the forward binds them in windows when they exceed a binding.
-    checkFits((problem.n + problem.c) * GROUP_BYTES, "the forward's LN/BN statistics", {
-      maxBinding: ctx.maxBinding,
-      offsetAlign: 256,
-    });
-  }
   const plan = makeBackwardPlan(problem, params, {
     maxBinding: ctx.maxBinding,
     offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,
@@ -250,10 +245,10 @@ export function prepareBackward(
       : stats.groups!,
   };
   // Every list starts empty: their counts are 0 when the call's dispatches run.
-  for (const at of plan.listOffsets) {
+  for (const at of plan.lineListOffsets) {
     ctx.device.queue.writeBuffer(buffers.wideSegs, at, EMPTY_LIST);
-    ctx.device.queue.writeBuffer(buffers.wideRows, at, EMPTY_LIST);
   }
+  for (const at of plan.listOffsets) ctx.device.queue.writeBuffer(buffers.wideRows, at, EMPTY_LIST);
   if (plan.statCopies.length > 0) {
     // Before every later submit, in queue order.
     const enc = ctx.device.createCommandEncoder({ label: "switchnorm backward statistics" });

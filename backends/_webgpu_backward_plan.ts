@@ -74,6 +74,9 @@ export interface BackwardPlan {
   readonly tensorBytes: number;
   /** Where each list of both list buffers starts (one per block of samples, "nd"). */
   readonly listOffsets: readonly number[];
+  /** "1d": where each list of wide tile lines starts (one per window of x when they exceed a
+   * binding); "nd": listOffsets. */
+  readonly lineListOffsets: readonly number[];
   /**
    * "nd" in blocks of samples: [from, to, bytes] copies of the forward's group statistics into
    * a buffer of `statGroupsBytes` before the pass (each block's LN groups, then the BN ones).
@@ -129,8 +132,30 @@ export function makeBackwardPlan(
   ][] = [];
   let wideSegments = 0, wideGroupItems = 0;
   let wideSegBytes = 0, wideRowBytes = 0;
-  let listOffsets = [0], statGroupsBytes = 0;
+  let listOffsets = [0], lineListOffsets = [0], statGroupsBytes = 0;
   const statCopies: [number, number, number][] = [];
+  /**
+   * Layout "1d" whose LN and BN statistics exceed one binding: a copy, for a window's samples
+   * s0 .. s1 - 1, of their LN groups followed by the BN groups, and the slot fields that find
+   * them there (Params.row_base, stat_bn_base). Without: the forward's buffer, whole.
+   */
+  const statsWhole = (n + c) * GROUP_BYTES <= limits.maxBinding;
+  const statWindow = (s0: number, s1: number) => {
+    if (layout === "nd" || statsWhole) return { rec: {}, fill: (_: DataView) => {} };
+    const region = { offset: statGroupsBytes, size: (s1 - s0 + c) * GROUP_BYTES };
+    statCopies.push([s0 * GROUP_BYTES, region.offset, (s1 - s0) * GROUP_BYTES]);
+    statCopies.push([n * GROUP_BYTES, region.offset + (s1 - s0) * GROUP_BYTES, c * GROUP_BYTES]);
+    statGroupsBytes = Math.ceil((region.offset + region.size) / limits.offsetAlign) *
+      limits.offsetAlign;
+    checkFits(region.size, "the LN/BN statistics of a window", limits);
+    return {
+      rec: { savedGroups: region },
+      fill: (v: DataView) => {
+        v.setUint32(152, s0, true);
+        v.setUint32(156, n - (s1 - s0), true);
+      },
+    };
+  };
   /** The dx windows of layout "nd" in blocks (else those of vecWindows). */
   let blockDx: { first: number; count: number; fill: (v: DataView) => void; rec: RecordWindows }[] =
     [];
@@ -292,17 +317,27 @@ export function makeBackwardPlan(
     const ct = Math.ceil(c / TILE);
     // Lines with a wide element: at most 64 per tile (sn1d_bwd_reduce.wgsl).
     wideSegments = Math.ceil(n / TILE) * ct * 64;
-    checkFits(4 + wideSegments * 4, "the list of wide tile lines", limits);
+    // In one binding where it fits, else a list per window of x (appended and read there).
+    const linesWhole = listBytes(wideSegments) <= limits.maxBinding;
     partBytes = n * ct * GRAD_BYTES;
     chanPartBytes = Math.ceil(n / TILE) * c * GRAD_BYTES;
     const tiles = tileWindows(problem, limits, rec);
     // sn1d_bwd_wide_dx's list: each sample once, each channel once per window (its sums add up
     // over the windows, each of which may list it).
     wideGroupItems = n + c * tiles.length;
+    checkFits(listBytes(wideGroupItems), "the list of groups with wide sums", limits);
     for (const [i, [first, last, base]] of tiles.entries()) {
       const r0 = first * TILE, r1 = Math.min(last * TILE, n);
       const lines = recordWindow(r0 * ct, r1 * ct, rec);
       const cols = recordWindow(first * c, last * c, rec);
+      const stat = statWindow(r0, r1);
+      let lineList: RecordWindows = {};
+      if (!linesWhole) {
+        const at = i === 0 ? 0 : Math.ceil(wideSegBytes / limits.offsetAlign) * limits.offsetAlign;
+        if (i > 0) lineListOffsets.push(at);
+        lineList = { list: { offset: at, size: listBytes((last - first) * ct * 64) } };
+        wideSegBytes = at + lineList.list!.size;
+      }
       add(
         "bwdReduce1d",
         (last - first) * ct,
@@ -313,11 +348,14 @@ export function makeBackwardPlan(
           v.setUint32(36, base, true);
           v.setUint32(104, lines.base, true);
           v.setUint32(108, cols.base, true);
+          stat.fill(v);
         },
         { offset: base * 4, size: (r1 * c - base) * 4 },
         {
           rows: lines.window,
           chanParts: cols.window,
+          ...stat.rec,
+          ...lineList,
         },
       );
       // The lines with a wide element summed again (sn1d_bwd_wide_reduce.wgsl).
@@ -331,11 +369,14 @@ export function makeBackwardPlan(
           v.setUint32(36, base, true);
           v.setUint32(104, lines.base, true);
           v.setUint32(108, cols.base, true);
+          stat.fill(v);
         },
         { offset: base * 4, size: (r1 * c - base) * 4 },
         {
           rows: lines.window,
           chanParts: cols.window,
+          ...stat.rec,
+          ...lineList,
         },
       );
       // The rows' sums lie in this window whole; the columns' add up over the windows.
@@ -356,11 +397,9 @@ export function makeBackwardPlan(
   const dxKinds = layout === "nd" ? ["bwdDx"] as const : ["bwdDx1d", "bwdWideDx1d"] as const;
   for (const kind of dxKinds) {
     for (const [first, count, block] of vecs) {
-      const samples = recordWindow(
-        Math.floor(first * 4 / c),
-        Math.min(n, Math.ceil((first + count) * 4 / c)),
-        rec,
-      );
+      const s0 = Math.floor(first * 4 / c), s1 = Math.min(n, Math.ceil((first + count) * 4 / c));
+      const samples = recordWindow(s0, s1, rec);
+      const stat = statWindow(s0, s1);
       add(
         kind,
         kind === "bwdWideDx1d" ? Math.min(64, n + c) : Math.ceil(count / WG),
@@ -370,9 +409,12 @@ export function makeBackwardPlan(
           v.setUint32(104, samples.base, true);
           v.setUint32(108, chanGroups.base, true);
           block?.fill(v);
+          stat.fill(v);
         },
         { offset: first * 16, size: count * 16 },
-        layout === "1d" ? { groups: samples.window, chanGroups: chanGroups.window } : block?.rec,
+        layout === "1d"
+          ? { groups: samples.window, chanGroups: chanGroups.window, ...stat.rec }
+          : block?.rec,
       );
     }
   }
@@ -407,9 +449,10 @@ export function makeBackwardPlan(
     rows,
     groups,
     coefRows,
-    wideSegBytes: layout === "nd" ? wideSegBytes : listBytes(wideSegments),
+    wideSegBytes: layout === "nd" || wideSegBytes > 0 ? wideSegBytes : listBytes(wideSegments),
     wideRowBytes: layout === "nd" ? wideRowBytes : listBytes(wideGroupItems),
     listOffsets,
+    lineListOffsets: layout === "nd" ? listOffsets : lineListOffsets,
     statCopies,
     statGroupsBytes,
     tensorBytes: paddedBytes(total),

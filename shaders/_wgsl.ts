@@ -105,7 +105,8 @@ struct Params {
   // of the bound windows of the forward's row summaries, of the segment sums and of the dx maps,
   // and where the channels' statistics lie in the bound window of the forward's group
   // statistics: the block's LN groups at groups[n - row_base / C], its copy of the BN groups at
-  // groups[N + c - stat_bn_base]. 0 and 0 without blocks.
+  // groups[N + c - stat_bn_base]. Layout "1d" with more group statistics than one binding holds:
+  // the window's LN groups at groups[n - row_base], the BN copy likewise. 0 and 0 without.
   row_base: u32,
   stat_bn_base: u32,
 }
@@ -747,8 +748,8 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
 fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
-  let ln = groups[n];
-  let bn = groups[P.n + c];
+  let ln = groups[n - P.row_base];
+  let bn = groups[P.n + c - P.stat_bn_base];
   if (element_is_wide(ln, bn, c, d)) {
     return wide_element(ln, bn, c, xv, d);
   }
@@ -2273,7 +2274,7 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c].variance + P.eps)) {
+    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
   }
@@ -2296,10 +2297,10 @@ fn main(
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
-      let bn = groups[P.n + c];
+      let bn = groups[P.n + c - P.stat_bn_base];
       wide = tile_wide;
       for (var r = 0u; r < t.rows; r++) {
-        let ln = groups[t.n0 + r];
+        let ln = groups[t.n0 + r - P.row_base];
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
@@ -2309,11 +2310,11 @@ fn main(
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    let ln = groups[t.n0 + r];
+    let ln = groups[t.n0 + r - P.row_base];
     wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
-      let bn = groups[P.n + c];
+      let bn = groups[P.n + c - P.stat_bn_base];
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
@@ -2816,8 +2817,8 @@ fn main(
     if (e < P.total) {
       let n = e / P.c;
       let c = e - n * P.c;
-      let ln = groups[n];
-      let bn = groups[P.n + c];
+      let ln = groups[n - P.row_base];
+      let bn = groups[P.n + c - P.stat_bn_base];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
@@ -2896,7 +2897,7 @@ fn write_dx(n: u32, c: u32, first: u32, end: u32) {
     let with_bn = bn_depends_on_x();
     let lg = bgroups[n - P.rec_base];
     let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-    dx[i] = wide_dx(groups[n], groups[P.n + c], lg, bg, c, x[i], dy[i], with_bn);
+    dx[i] = wide_dx(groups[n - P.row_base], groups[P.n + c - P.stat_bn_base], lg, bg, c, x[i], dy[i], with_bn);
   }
 }
 

@@ -96,7 +96,8 @@ struct Params {
   // of the bound windows of the forward's row summaries, of the segment sums and of the dx maps,
   // and where the channels' statistics lie in the bound window of the forward's group
   // statistics: the block's LN groups at groups[n - row_base / C], its copy of the BN groups at
-  // groups[N + c - stat_bn_base]. 0 and 0 without blocks.
+  // groups[N + c - stat_bn_base]. Layout "1d" with more group statistics than one binding holds:
+  // the window's LN groups at groups[n - row_base], the BN copy likewise. 0 and 0 without.
   row_base: u32,
   stat_bn_base: u32,
 }
