@@ -87,7 +87,10 @@ export function encodeBackward(
     const { stats, affine } = b;
     // "nd" in blocks of samples: the forward's statistics and the per-row and per-segment
     // buffers in the block's windows.
-    const saved = () => [at(stats.rows!, r.savedRows), at(b.statGroups, r.savedGroups)];
+    const saved = (): GPUBufferBinding[] => [
+      at(stats.rows!, r.savedRows),
+      at(b.statGroups, r.savedGroups),
+    ];
     const entries: GPUBufferBinding[] = {
       bwdReduce: () => [
         slot,

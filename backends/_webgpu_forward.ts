@@ -31,7 +31,14 @@ import {
   submit,
   write,
 } from "./_webgpu_buffers.ts";
-import { GROUP_BYTES, makePlan, PARTIAL_BYTES, type Plan, type Window } from "./_webgpu_plan.ts";
+import {
+  type ForwardRecords,
+  GROUP_BYTES,
+  makePlan,
+  PARTIAL_BYTES,
+  type Plan,
+  type Window,
+} from "./_webgpu_plan.ts";
 import {
   dispatch,
   type Engine,
@@ -44,6 +51,14 @@ import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
 
 /** An empty list of wide rows (its count word 0), written at the start of every call. */
 const EMPTY_LIST = new Uint32Array(4);
+
+/** The windows of a dispatch without any: every buffer bound whole. */
+const WHOLE: ForwardRecords = {};
+
+/** `buffer` as a binding: the window `w`, or the whole buffer. */
+function at(buffer: GPUBuffer, w?: Window): GPUBufferBinding {
+  return w ? { buffer, offset: w.offset, size: w.size } : { buffer };
+}
 
 /** The dispatches before the BN statistics are complete; the rest normalize. */
 const STATISTICS: ReadonlySet<PipelineKind> = new Set([
@@ -151,19 +166,8 @@ export function encodeForward(
     const slot = slotOf(uniforms, d);
     const xw = d.window && { buffer: x, offset: d.window.offset, size: d.window.size };
     const yw = d.window && { buffer: y, offset: d.window.offset, size: d.window.size };
-    // Per-row records in the dispatch's windows where it has them ("nd" in blocks of samples).
-    const f = d.forward ?? {};
-    const at = (buffer: GPUBuffer, w?: Window) => ({ buffer, ...w });
-    // sn_group_stats' BN parts: bound where it writes them, else a small unwritten stand-in; its
-    // list of wide groups ("1d" only) likewise when the lists are in blocks.
-    const bnOut = f.bn === "parts"
-      ? { buffer: bnParts! }
-      : { buffer: wideRows, size: 2 * PARTIAL_BYTES };
-    const groupList = f.groupList
-      ? at(wideList, f.groupList)
-      : d.forward
-      ? { buffer: wideList, size: 16 }
-      : { buffer: wideList };
+    // Statistics in the dispatch's windows where it has them (above one binding: in blocks).
+    const f = d.forward ?? WHOLE;
     const entries: GPUBufferBinding[] = {
       stats: () => [slot, xw!, at(parts, f.parts), at(wideRows, f.list)],
       stats1d: () => [slot, xw!, at(parts, f.rows), at(wideRows, f.list)],
@@ -182,9 +186,11 @@ export function encodeForward(
         f.bn === "merge" ? { buffer: bnParts! } : at(rows, f.rows),
         at(groups, f.groups),
         { buffer: state.running },
-        groupList,
+        // Its list of wide groups ("1d" only): in blocks, the block's, or a stand-in.
+        f.groupList || !d.forward ? at(wideList, f.groupList) : { buffer: wideList, size: 16 },
         { buffer: state.affine },
-        bnOut,
+        // Its BN parts: bound where it writes them, else a small unwritten stand-in.
+        f.bn === "parts" ? { buffer: bnParts! } : { buffer: wideRows, size: 2 * PARTIAL_BYTES },
       ],
       mix: () => [
         slot,

@@ -492,7 +492,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
         groups: lnWindow,
         chanGroups: usingBN ? bnWindow : lnWindow,
       };
-      const xWindows = seg.windowsOf(b.r0 * chunks, b.r1 * chunks).map(([first, last, base]) => ({
+      const inBlock = blocked.single ? seg.windows : seg.windowsOf(b.r0 * chunks, b.r1 * chunks);
+      const xWindows = inBlock.map(([first, last, base]) => ({
         fill: (v: DataView) => {
           writeSegments(v, seg, first, last, base);
           v.setUint32(104, b.r0, true);
