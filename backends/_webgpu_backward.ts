@@ -52,6 +52,9 @@ export interface BackwardBuffers {
   /** Segments for sn_bwd_wide_reduce, rows for sn_bwd_wide_dx: a count, then the items. */
   readonly wideSegs: GPUBuffer;
   readonly wideRows: GPUBuffer;
+  /** The forward's group statistics as the passes bind them: those of the forward, or ("nd" in
+   * blocks of samples) each block's copy of its LN groups and the BN groups. */
+  readonly statGroups: GPUBuffer;
 }
 
 /** One backward's plan and scratch buffers, and how to give them back. @internal */
@@ -82,18 +85,33 @@ export function encodeBackward(
       ...window,
     });
     const { stats, affine } = b;
+    // "nd" in blocks of samples: the forward's statistics and the per-row and per-segment
+    // buffers in the block's windows.
+    const saved = (): GPUBufferBinding[] => [
+      at(stats.rows!, r.savedRows),
+      at(b.statGroups, r.savedGroups),
+    ];
     const entries: GPUBufferBinding[] = {
-      bwdReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
-        buffer: b.parts,
-      }, whole(b.wideSegs)],
-      bwdWideReduce: () => [slot, w(b.x), w(b.dy), whole(stats.rows!), whole(stats.groups!), {
-        buffer: b.parts,
-      }, whole(b.wideSegs)],
+      bwdReduce: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        ...saved(),
+        at(b.parts, r.segSums),
+        at(b.wideSegs, r.list),
+      ],
+      bwdWideReduce: () => [
+        slot,
+        w(b.x),
+        w(b.dy),
+        ...saved(),
+        at(b.parts, r.segSums),
+        at(b.wideSegs, r.list),
+      ],
       bwdRows: () => [
         slot,
-        whole(b.parts),
-        whole(stats.rows!),
-        whole(stats.groups!),
+        at(b.parts, r.segSums),
+        ...saved(),
         whole(affine),
         at(b.rows!, r.rows),
       ],
@@ -102,56 +120,58 @@ export function encodeBackward(
         slot,
         w(b.x),
         w(b.dy),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.parts, r.rows),
         at(b.chanParts!, r.chanParts),
-        whole(b.wideSegs),
+        at(b.wideSegs, r.list),
       ],
       bwdWideReduce1d: () => [
         slot,
         w(b.x),
         w(b.dy),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.parts, r.rows),
         at(b.chanParts!, r.chanParts),
-        whole(b.wideSegs),
+        at(b.wideSegs, r.list),
       ],
       bwdGroups: () => [
         slot,
         r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
         at(b.groups, r.groups),
-        whole(b.wideRows),
+        // Written in layout "1d" only: in "nd" blocks (above a binding) a stand-in.
+        plan.chanPartBytes === 0 && plan.statCopies.length > 0
+          ? { buffer: b.wideRows, size: 16 }
+          : whole(b.wideRows),
       ],
       bwdCoef: () => [
         slot,
         at(b.rows!, r.rows),
         at(b.groups, r.groups),
-        whole(stats.rows!),
-        whole(stats.groups!),
+        ...saved(),
         whole(affine),
-        whole(b.coef!),
+        at(b.coef!, r.coef),
         at(b.groups, r.chanGroups),
-        whole(b.wideRows),
+        at(b.wideRows, r.list),
       ],
 
-      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), whole(b.coef!)],
+      bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), at(b.coef!, r.coef)],
       bwdWideDx: () => [
         slot,
         w(b.x),
         w(b.dy),
         w(b.dx),
-        whole(b.coef!),
-        whole(stats.rows!),
-        whole(b.wideRows),
+        at(b.coef!, r.coef),
+        at(stats.rows!, r.savedRows),
+        at(b.wideRows, r.list),
       ],
       bwdDx1d: () => [
         slot,
         w(b.x),
         w(b.dy),
         w(b.dx),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.groups, r.groups),
         at(b.groups, r.chanGroups),
@@ -161,7 +181,7 @@ export function encodeBackward(
         w(b.x),
         w(b.dy),
         w(b.dx),
-        whole(stats.groups!),
+        at(b.statGroups, r.savedGroups),
         whole(affine),
         at(b.groups, r.groups),
         at(b.groups, r.chanGroups),
@@ -223,10 +243,23 @@ export function prepareBackward(
     coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
     wideSegs: ctx.acquire("storage", plan.wideSegBytes),
     wideRows: ctx.acquire("storage", plan.wideRowBytes),
+    statGroups: plan.statGroupsBytes > 0
+      ? ctx.acquire("storage", plan.statGroupsBytes)
+      : stats.groups!,
   };
-  // Both lists start empty: their counts are 0 when the call's dispatches run.
-  ctx.device.queue.writeBuffer(buffers.wideSegs, 0, EMPTY_LIST);
-  ctx.device.queue.writeBuffer(buffers.wideRows, 0, EMPTY_LIST);
+  // Every list starts empty: their counts are 0 when the call's dispatches run.
+  for (const at of plan.lineListOffsets) {
+    ctx.device.queue.writeBuffer(buffers.wideSegs, at, EMPTY_LIST);
+  }
+  for (const at of plan.listOffsets) ctx.device.queue.writeBuffer(buffers.wideRows, at, EMPTY_LIST);
+  if (plan.statCopies.length > 0) {
+    // Before every later submit, in queue order.
+    const enc = ctx.device.createCommandEncoder({ label: "switchnorm backward statistics" });
+    for (const [from, to, bytes] of plan.statCopies) {
+      enc.copyBufferToBuffer(stats.groups!, from, buffers.statGroups, to, bytes);
+    }
+    ctx.device.queue.submit([enc.finish()]);
+  }
   const release = () => {
     ctx.release("uniform", uniforms);
     for (
@@ -238,6 +271,7 @@ export function prepareBackward(
         buffers.coef,
         buffers.wideSegs,
         buffers.wideRows,
+        plan.statGroupsBytes > 0 ? buffers.statGroups : undefined,
       ]
     ) {
       if (b) ctx.release("storage", b);

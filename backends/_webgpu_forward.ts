@@ -31,7 +31,14 @@ import {
   submit,
   write,
 } from "./_webgpu_buffers.ts";
-import { GROUP_BYTES, makePlan, PARTIAL_BYTES, type Plan } from "./_webgpu_plan.ts";
+import {
+  type ForwardRecords,
+  GROUP_BYTES,
+  makePlan,
+  PARTIAL_BYTES,
+  type Plan,
+  type Window,
+} from "./_webgpu_plan.ts";
 import {
   dispatch,
   type Engine,
@@ -44,6 +51,14 @@ import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
 
 /** An empty list of wide rows (its count word 0), written at the start of every call. */
 const EMPTY_LIST = new Uint32Array(4);
+
+/** The windows of a dispatch without any: every buffer bound whole. */
+const WHOLE: ForwardRecords = {};
+
+/** `buffer` as a binding: the window `w`, or the whole buffer. */
+function at(buffer: GPUBuffer, w?: Window): GPUBufferBinding {
+  return w ? { buffer, offset: w.offset, size: w.size } : { buffer };
+}
 
 /** The dispatches before the BN statistics are complete; the rest normalize. */
 const STATISTICS: ReadonlySet<PipelineKind> = new Set([
@@ -64,6 +79,8 @@ export interface Prepared {
   readonly rows: GPUBuffer;
   readonly groups: GPUBuffer;
   readonly mixed?: GPUBuffer;
+  /** The blocks' BN parts ("nd" in blocks of samples, training with BN). */
+  readonly bnParts?: GPUBuffer;
   /** The wide rows for sn_wide_stats (sn_stats or sn_row_merge fill it). */
   readonly wideRows: GPUBuffer;
   /** The rows with scaled statistics for sn_wide_normalize (sn_mix fills it). */
@@ -98,11 +115,15 @@ export function prepareForward(
   // At least two Partials' worth: sn_wide_stats binds it as its unread rows when rows are parts.
   const groups = ctx.acquire("storage", Math.max(plan.groups * GROUP_BYTES, 2 * PARTIAL_BYTES));
   const mixed = plan.mixedRows > 0 ? ctx.acquire("storage", plan.mixedRows * 16) : undefined;
-  const wideRows = ctx.acquire("storage", plan.wideStatsListBytes);
+  const bnParts = plan.bnParts > 0
+    ? ctx.acquire("storage", plan.bnParts * PARTIAL_BYTES)
+    : undefined;
+  // At least two Partials' worth: sn_group_stats binds it as its unwritten BN parts.
+  const wideRows = ctx.acquire("storage", Math.max(plan.wideStatsListBytes, 2 * PARTIAL_BYTES));
   const wideList = ctx.acquire("storage", plan.wideListBytes);
-  // Both lists start empty: their counts are 0 when the call's dispatches run.
-  device.queue.writeBuffer(wideRows, 0, EMPTY_LIST);
-  device.queue.writeBuffer(wideList, 0, EMPTY_LIST);
+  // Every list starts empty: their counts are 0 when the call's dispatches run.
+  for (const at of plan.statsListOffsets) device.queue.writeBuffer(wideRows, at, EMPTY_LIST);
+  for (const at of plan.listOffsets) device.queue.writeBuffer(wideList, at, EMPTY_LIST);
   return {
     plan,
     state,
@@ -111,6 +132,7 @@ export function prepareForward(
     rows,
     groups,
     mixed,
+    bnParts,
     wideRows,
     wideList,
     release: (keep = false) => {
@@ -122,6 +144,7 @@ export function prepareForward(
       if (rows !== parts && !keepRows) ctx.release("storage", rows);
       if (!keep) ctx.release("storage", groups);
       if (mixed) ctx.release("storage", mixed);
+      if (bnParts) ctx.release("storage", bnParts);
       ctx.release("storage", wideRows);
       ctx.release("storage", wideList);
     },
@@ -137,35 +160,75 @@ export function encodeForward(
   y: GPUBuffer,
   phase: "all" | "statistics" | "normalize",
 ): void {
-  const { uniforms, parts, rows, groups, mixed, state, wideRows, wideList } = prep;
+  const { uniforms, parts, rows, groups, mixed, state, wideRows, wideList, bnParts } = prep;
   for (const d of prep.plan.dispatches) {
     if (phase !== "all" && STATISTICS.has(d.kind) !== (phase === "statistics")) continue;
     const slot = slotOf(uniforms, d);
     const xw = d.window && { buffer: x, offset: d.window.offset, size: d.window.size };
     const yw = d.window && { buffer: y, offset: d.window.offset, size: d.window.size };
+    // Statistics in the dispatch's windows where it has them (above one binding: in blocks).
+    const f = d.forward ?? WHOLE;
     const entries: GPUBufferBinding[] = {
-      stats: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
-      stats1d: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
-      rowMerge: () => [slot, { buffer: parts }, { buffer: rows }, { buffer: wideRows }],
+      stats: () => [slot, xw!, at(parts, f.parts), at(wideRows, f.list)],
+      stats1d: () => [slot, xw!, at(parts, f.rows), at(wideRows, f.list)],
+      rowMerge: () => [slot, at(parts, f.parts), at(rows, f.rows), at(wideRows, f.list)],
       // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
-      wideStats: () => [slot, xw!, { buffer: parts }, { buffer: rows === parts ? groups : rows }, {
-        buffer: wideRows,
-      }],
-      wideStats1d: () => [slot, xw!, { buffer: parts }, { buffer: wideRows }],
-      group: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.running }, {
-        buffer: wideList,
-      }, { buffer: state.affine }],
-      mix: () => [slot, { buffer: rows }, { buffer: groups }, { buffer: state.affine }, {
-        buffer: mixed!,
-      }, { buffer: wideList }],
-      normalize: () => [slot, xw!, yw!, { buffer: mixed! }],
-      normalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }],
-      wideNormalize1d: () => [slot, xw!, yw!, { buffer: groups }, { buffer: state.affine }, {
-        buffer: wideList,
-      }],
-      wideNormalize: () => [slot, xw!, yw!, { buffer: rows }, { buffer: groups }, {
-        buffer: state.affine,
-      }, { buffer: wideList }],
+      wideStats: () => [
+        slot,
+        xw!,
+        at(parts, f.parts),
+        rows === parts ? { buffer: groups, size: 2 * PARTIAL_BYTES } : at(rows, f.rows),
+        at(wideRows, f.list),
+      ],
+      wideStats1d: () => [slot, xw!, at(parts, f.rows), at(wideRows, f.list)],
+      group: () => [
+        slot,
+        f.bn === "merge" ? { buffer: bnParts! } : at(rows, f.rows),
+        at(groups, f.groups),
+        { buffer: state.running },
+        // Its list of wide groups ("1d" only): in blocks, the block's, or a stand-in.
+        f.groupList || !d.forward ? at(wideList, f.groupList) : { buffer: wideList, size: 16 },
+        { buffer: state.affine },
+        // Its BN parts: bound where it writes them, else a small unwritten stand-in.
+        f.bn === "parts" ? { buffer: bnParts! } : { buffer: wideRows, size: 2 * PARTIAL_BYTES },
+      ],
+      mix: () => [
+        slot,
+        at(rows, f.rows),
+        at(groups, f.groups),
+        { buffer: state.affine },
+        at(mixed!, f.mixed),
+        at(wideList, f.list),
+        at(groups, f.chanGroups),
+      ],
+      normalize: () => [slot, xw!, yw!, at(mixed!, f.mixed)],
+      normalize1d: () => [
+        slot,
+        xw!,
+        yw!,
+        at(groups, f.groups),
+        { buffer: state.affine },
+        at(groups, f.chanGroups),
+      ],
+      wideNormalize1d: () => [
+        slot,
+        xw!,
+        yw!,
+        at(groups, f.groups),
+        { buffer: state.affine },
+        f.groupList ? at(wideList, f.groupList) : { buffer: wideList },
+        at(groups, f.chanGroups),
+      ],
+      wideNormalize: () => [
+        slot,
+        xw!,
+        yw!,
+        at(rows, f.rows),
+        at(groups, f.groups),
+        { buffer: state.affine },
+        at(wideList, f.list),
+        at(groups, f.chanGroups),
+      ],
     }[d.kind as ForwardKind]();
     dispatch(engine, pass, d, entries);
   }

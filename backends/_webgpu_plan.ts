@@ -5,12 +5,17 @@
  * Also the pieces the backward plan (_webgpu_backward_plan.ts) shares: slots, segments, windows
  * and the uniform fields common to every dispatch.
  *
- * Depends on the shared Backend types and the gradient-record windows (_webgpu_records.ts).
+ * Statistics above one binding run in blocks of samples (_webgpu_row_blocks.ts), each block's
+ * records bound as windows, the BN statistics summed per block, then over the blocks.
+ *
+ * Depends on the shared Backend types, the gradient-record windows (_webgpu_records.ts) and the
+ * blocks of samples (_webgpu_row_blocks.ts).
  *
  * @module
  */
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
+import { gcd, rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
@@ -21,6 +26,8 @@ export const SLOT_BYTES = 256;
 export const PARTIAL_BYTES = 24;
 /** Bytes of a Group (shaders/common.wgsl). */
 export const GROUP_BYTES = 20;
+/** Bytes of a row's affine map (sn_mix.wgsl: a vec4). */
+export const MIXED_BYTES = 16;
 /** Threads of the sn_stats and sn_normalize workgroups. */
 export const WG = 256;
 /** Side of the 1d stats tile (sn1d_stats.wgsl). */
@@ -86,6 +93,34 @@ export interface PlannedDispatch {
   readonly window?: Window;
   /** Backward: the windows of its gradient-record buffers it binds (absent: the whole buffer). */
   readonly records?: RecordWindows;
+  /** Forward: the windows of its per-row record buffers it binds (absent: the whole buffer). */
+  readonly forward?: ForwardRecords;
+}
+
+/**
+ * The windows of the forward's statistics buffers when they exceed one binding: blocks of whole
+ * samples ("nd") or of row tiles ("1d"), _webgpu_row_blocks.ts; "nd" windows start at the
+ * block's first row.
+ */
+export interface ForwardRecords {
+  /** Segment summaries (sn_stats). */
+  readonly parts?: Window;
+  /** Row summaries (sn_row_merge; the parts when rows are one segment; "1d": the block's tile
+   * summaries); sn_group_stats' members. */
+  readonly rows?: Window;
+  /** Per-row affine maps (sn_mix). */
+  readonly mixed?: Window;
+  /** The block's region of each list of wide rows. */
+  readonly list?: Window;
+  /** Group statistics: the block's LN groups, or (sn_group_stats over channels) the BN groups. */
+  readonly groups?: Window;
+  /** The BN groups that sn_mix, sn_wide_normalize and the 1d normalize passes read. */
+  readonly chanGroups?: Window;
+  /** "1d": the list of scaled groups that sn_group_stats fills (the block's samples or the
+   * channels) and sn1d_wide_normalize reads. */
+  readonly groupList?: Window;
+  /** sn_group_stats: writes the BN parts of a block ("parts") or merges them ("merge"). */
+  readonly bn?: "parts" | "merge";
 }
 
 /** Everything the backend needs to encode one forward. */
@@ -101,6 +136,8 @@ export interface Plan {
   readonly groups: number;
   /** Per-row affine maps of layout "nd" (N*C), 0 for "1d". */
   readonly mixedRows: number;
+  /** Partials of the blocks' BN parts ("nd" in blocks, training with BN; else 0). */
+  readonly bnParts: number;
   /**
    * Bytes of each list of wide items (a count, then the items): layout "nd" has one of rows for
    * sn_wide_stats and one for sn_wide_normalize (N*C each), "1d" one of scaled groups for
@@ -109,6 +146,11 @@ export interface Plan {
   readonly wideListBytes: number;
   /** Bytes of the list sn_wide_stats ("nd": rows) or sn1d_wide_stats ("1d": tile lines) reads. */
   readonly wideStatsListBytes: number;
+  /** Where each list of the wideList buffer starts (a count word 0 at each when a call
+   * starts): one per block of samples, and ("1d" in blocks) the channels' one first. */
+  readonly listOffsets: readonly number[];
+  /** Likewise for the wideRows buffer: one list per block. */
+  readonly statsListOffsets: readonly number[];
   /** Bytes a tensor buffer of this problem has: N*C*M floats rounded up to whole vec4s. */
   readonly tensorBytes: number;
 }
@@ -121,7 +163,8 @@ export interface PlanParams {
 }
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
-const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_PAIRS = 256;
+const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
+const F_PAIRS = 1024;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -155,10 +198,11 @@ function windows(
   end: (i: number) => number,
   limits: PlanLimits,
   what: string,
+  from = 0,
 ): [number, number, number][] {
   const alignElems = limits.offsetAlign / 4, maxElems = limits.maxBinding / 4;
   const out: [number, number, number][] = [];
-  for (let first = 0; first < count;) {
+  for (let first = from; first < count;) {
     const base = Math.floor(start(first) / alignElems) * alignElems;
     if (end(first) - base > maxElems) {
       throw new RangeError(
@@ -267,6 +311,8 @@ export interface Segments {
   /** [first, end, baseElement] per binding window of x. */
   readonly windows: [number, number, number][];
   readonly end: (s: number) => number;
+  /** The windows of x of segments from .. end - 1 only. */
+  readonly windowsOf: (from: number, end: number) => [number, number, number][];
 }
 
 export function segments(problem: NormProblem, limits: PlanLimits): Segments {
@@ -279,14 +325,9 @@ export function segments(problem: NormProblem, limits: PlanLimits): Segments {
   const count = rows * chunks;
   const start = (s: number) => Math.floor(s / chunks) * m + (s % chunks) * len;
   const end = (s: number) => Math.floor(s / chunks) * m + Math.min((s % chunks + 1) * len, m);
-  return {
-    len,
-    chunks,
-    threads,
-    count,
-    windows: windows(count, start, end, limits, "row segment"),
-    end,
-  };
+  const windowsOf = (from: number, to: number) =>
+    windows(to, start, end, limits, "row segment", from);
+  return { len, chunks, threads, count, windows: windowsOf(0, count), end, windowsOf };
 }
 
 /** Writes the slot fields of one segment dispatch (sn_stats, sn_bwd_reduce). */
@@ -314,11 +355,13 @@ export function tileWindows(
   problem: NormProblem,
   limits: PlanLimits,
   rec?: RecordLimits,
+  from = 0,
+  to = Math.ceil(problem.n / TILE),
 ): [number, number, number][] {
   const { n, c } = problem;
-  const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
+  const ct = Math.ceil(c / TILE);
   const start = (t: number) => t * TILE * c, end = (t: number) => Math.min((t + 1) * TILE, n) * c;
-  if (!rec) return windows(rt, start, end, limits, "tile of 32 rows");
+  if (!rec) return windows(to, start, end, limits, "tile of 32 rows", from);
   const fits = (first: number, last: number) => {
     const rows = Math.min(last * TILE, n) - first * TILE;
     return Math.max(rows * ct, (last - first) * c, rows) + rec.align <= rec.max;
@@ -330,7 +373,7 @@ export function tileWindows(
     );
   }
   const out: [number, number, number][] = [];
-  for (const [first, last] of windows(rt, start, end, limits, "tile of 32 rows")) {
+  for (const [first, last] of windows(to, start, end, limits, "tile of 32 rows", from)) {
     // Cut the windows of x further where the records need it.
     for (let t = first; t < last;) {
       const stop = lastTrue(t + 1, last, (e) => fits(t, e));
@@ -378,8 +421,9 @@ export class Slots {
     fill: (v: DataView) => void,
     window?: Window,
     records?: RecordWindows,
+    forward?: ForwardRecords,
   ): void {
-    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, records });
+    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, records, forward });
     this.#fills.push(fill);
   }
   /** The uniform buffer: every slot starts from `base`, then its own fields. */
@@ -403,99 +447,370 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const slots = new Slots();
   const add = slots.add.bind(slots);
 
-  let partials: number, mergedRows = 0, longRows = false;
-  /** Adds sn_wide_normalize's dispatches (after the normalize passes): one per window of x. */
-  let addWideNormalize = () => {};
+  let partials: number, mergedRows = 0, bnParts = 0, listBytesND = 0;
+  let listBytes1d = 0, statsListBytes1d = 0;
+  let listOffsets = [0], statsListOffsets = [0];
+  /** Adds the group, mix and normalize stages of layout "nd" (after the statistics). */
+  let addRowStages = () => {};
   if (layout === "nd") {
     const rows = n * c;
     const seg = segments(problem, limits);
+    const chunks = seg.chunks;
     partials = seg.count;
-    checkFits(seg.count * PARTIAL_BYTES, "the per-segment statistics", limits);
-    const windows = seg.windows.map(([first, last, base]) => ({
-      first,
-      last,
-      fill: (v: DataView) => writeSegments(v, seg, first, last, base),
-      window: { offset: base * 4, size: paddedBytes(seg.end(last - 1) - base) },
-    }));
-    for (const w of windows) {
-      add("stats", Math.ceil((w.last - w.first) / (WG / seg.threads)), w.fill, w.window);
+    if (chunks > 1) mergedRows = rows;
+    // Rows of several segments: the groups' variances as pairs too (shaders/pair.wgsl).
+    const pairs = chunks > 1 ? F_PAIRS : 0;
+    const withPairs = (v: DataView) => v.setUint32(44, v.getUint32(44, true) | pairs, true);
+    // More rows than one binding holds: blocks of whole samples, each bound from its first row
+    // (Params.rec_base). One block is the whole problem: every buffer bound whole, as ever.
+    const groups = n + (usingBN ? c : 0);
+    const blocked = rowBlocks(
+      n,
+      c,
+      [chunks * PARTIAL_BYTES, PARTIAL_BYTES, MIXED_BYTES],
+      [GROUP_BYTES],
+      m * 4,
+      listBytes,
+      groups * GROUP_BYTES,
+      limits,
+    );
+    // In blocks, the BN groups (after the N LN ones) are bound as a window of their own, from
+    // the aligned group bnBase on.
+    const groupAlign = limits.offsetAlign / gcd(GROUP_BYTES, limits.offsetAlign);
+    const bnBase = blocked.single ? 0 : Math.floor(n / groupAlign) * groupAlign;
+    const bnWindow = {
+      offset: bnBase * GROUP_BYTES,
+      size: Math.max(1, groups - bnBase) * GROUP_BYTES,
+    };
+    checkFits(bnWindow.size, "the BN statistics", limits);
+    listBytesND = blocked.listBytes;
+    listOffsets = statsListOffsets = blocked.blocks.map((b) => b.list.offset);
+    const blocks = blocked.blocks.map((b) => {
+      const span = (bytes: number) => ({ offset: b.r0 * bytes, size: (b.r1 - b.r0) * bytes });
+      const lnWindow = { offset: b.s0 * GROUP_BYTES, size: (b.s1 - b.s0) * GROUP_BYTES };
+      const rec: ForwardRecords | undefined = blocked.single ? undefined : {
+        parts: span(chunks * PARTIAL_BYTES),
+        rows: span(PARTIAL_BYTES),
+        mixed: span(MIXED_BYTES),
+        list: b.list,
+        groups: lnWindow,
+        chanGroups: usingBN ? bnWindow : lnWindow,
+      };
+      const inBlock = blocked.single ? seg.windows : seg.windowsOf(b.r0 * chunks, b.r1 * chunks);
+      const xWindows = inBlock.map(([first, last, base]) => ({
+        fill: (v: DataView) => {
+          writeSegments(v, seg, first, last, base);
+          v.setUint32(104, b.r0, true);
+          v.setUint32(108, bnBase, true);
+        },
+        window: { offset: base * 4, size: paddedBytes(seg.end(last - 1) - base) },
+        segments: last - first,
+      }));
+      /** Rows r0 .. r1 - 1 (sn_row_merge, sn_mix), their records from row r0 on. */
+      const rowRange = (v: DataView) => {
+        v.setUint32(24, chunks, true);
+        v.setUint32(28, b.r0, true);
+        v.setUint32(32, b.r1, true);
+        v.setUint32(104, b.r0, true);
+        v.setUint32(108, bnBase, true);
+      };
+      return { ...b, rec, xWindows, rowRange };
+    });
+    for (const b of blocks) {
+      for (const w of b.xWindows) {
+        add(
+          "stats",
+          Math.ceil(w.segments / (WG / seg.threads)),
+          w.fill,
+          w.window,
+          undefined,
+          b.rec,
+        );
+      }
     }
-    if (seg.chunks > 1) {
-      mergedRows = rows;
-      longRows = true;
-      checkFits(rows * PARTIAL_BYTES, "the per-row statistics", limits);
-      add("rowMerge", Math.ceil(rows / 64), (v) => v.setUint32(24, seg.chunks, true));
+    if (chunks > 1) {
+      for (const b of blocks) {
+        add("rowMerge", Math.ceil((b.r1 - b.r0) / 64), b.rowRange, undefined, undefined, b.rec);
+      }
     }
     // Wide rows (|x| beyond (2^-21, 2^40]) summarized again in scaled units; every other row
     // costs these dispatches one load (sn_wide_stats.wgsl).
     // A workgroup per listed wide row, at most 64 taking them in turn (sn_wide_stats.wgsl).
-    for (const w of windows) add("wideStats", Math.min(64, rows), w.fill, w.window);
-    addWideNormalize = () => {
-      // A workgroup per listed wide row, at most 64 taking them in turn.
-      for (const w of windows) add("wideNormalize", Math.min(64, rows), w.fill, w.window);
-    };
-    if (seg.chunks > 1) {
-      add("rowMerge", Math.ceil(rows / 64), (v) => {
-        v.setUint32(24, seg.chunks, true);
-        v.setUint32(44, v.getUint32(44, true) | F_WIDE_ONLY, true);
-      });
+    for (const b of blocks) {
+      for (const w of b.xWindows) {
+        add("wideStats", Math.min(64, rows), w.fill, w.window, undefined, b.rec);
+      }
     }
+    if (chunks > 1) {
+      for (const b of blocks) {
+        add(
+          "rowMerge",
+          Math.ceil((b.r1 - b.r0) / 64),
+          (v) => {
+            b.rowRange(v);
+            v.setUint32(44, v.getUint32(44, true) | F_WIDE_ONLY, true);
+          },
+          undefined,
+          undefined,
+          b.rec,
+        );
+      }
+    }
+    addRowStages = () => {
+      if (blocked.single) {
+        add("group", groups, (v) => {
+          writeGroupMembers(v, problem);
+          withPairs(v);
+        });
+      } else {
+        // Each block's LN groups (its samples' C rows), in the block's window of groups.
+        for (const b of blocks) {
+          add(
+            "group",
+            b.s1 - b.s0,
+            (v) => {
+              [48, 52, 56, 60, 80, 84].forEach((at, i) =>
+                v.setUint32(at, [0, c, 1, c, b.s1 - b.s0, 0][i], true)
+              );
+              v.setUint32(108, 0, true);
+              withPairs(v);
+            },
+            undefined,
+            undefined,
+            b.rec,
+          );
+        }
+        const bnGroups = (v: DataView, base: number, count: number, out: number) => {
+          [64, 68, 72, 76, 80, 84].forEach((at, i) =>
+            v.setUint32(at, [0, 1, c, count, 0, c][i], true)
+          );
+          v.setUint32(108, out, true);
+          v.setUint32(44, v.getUint32(44, true) | base, true);
+          withPairs(v);
+        };
+        if (usingBN && problem.training) {
+          // Two levels: each block's part of each channel, then the parts of each channel merged.
+          bnParts = blocks.length * c;
+          checkFits(bnParts * PARTIAL_BYTES, "the blocks' BN statistics", limits);
+          for (const [i, b] of blocks.entries()) {
+            add(
+              "group",
+              c,
+              (v) => bnGroups(v, F_BN_PARTS, b.s1 - b.s0, i * c),
+              undefined,
+              undefined,
+              {
+                ...b.rec,
+                bn: "parts",
+              },
+            );
+          }
+          add(
+            "group",
+            c,
+            (v) => bnGroups(v, F_BN_MERGE, blocks.length, n - bnBase),
+            undefined,
+            undefined,
+            { groups: bnWindow, bn: "merge" },
+          );
+        } else if (usingBN) {
+          // Evaluation: BN groups from the running buffers (no members are read).
+          add("group", c, (v) => bnGroups(v, 0, 0, n - bnBase), undefined, undefined, {
+            ...blocks[0].rec,
+            groups: bnWindow,
+          });
+        }
+      }
+      for (const b of blocks) {
+        add("mix", Math.ceil((b.r1 - b.r0) / 64), b.rowRange, undefined, undefined, b.rec);
+      }
+      for (const b of blocks) {
+        // The block's elements: r0 * M is a multiple of 4 (rowBlocks aligns r0).
+        const firstVec = b.r0 * m / 4;
+        for (const [first, count] of vecWindows(Math.min(b.r1 * m, total) - b.r0 * m, limits)) {
+          add(
+            "normalize",
+            Math.ceil(count / WG),
+            (v) => {
+              v.setUint32(36, (firstVec + first) * 4, true);
+              v.setUint32(40, count, true);
+              v.setUint32(104, b.r0, true);
+            },
+            { offset: (firstVec + first) * 16, size: count * 16 },
+            undefined,
+            b.rec,
+          );
+        }
+      }
+      // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl):
+      // in-range rows cost these dispatches a few loads per segment. A workgroup per listed
+      // wide row, at most 64 taking them in turn.
+      for (const b of blocks) {
+        for (const w of b.xWindows) {
+          add("wideNormalize", Math.min(64, rows), w.fill, w.window, undefined, b.rec);
+        }
+      }
+    };
   } else {
     const rt = Math.ceil(n / TILE), ct = Math.ceil(c / TILE);
     partials = ct * n + rt * c;
-    checkFits(partials * PARTIAL_BYTES, "the per-tile statistics", limits);
-    const tiles = tileWindows(problem, limits);
+    // More summaries than one binding holds: blocks of whole row tiles, each laid out and bound
+    // on its own (sn1d_stats.wgsl); the BN groups as a window of their own.
+    const tb = tileBlocks(n, c, PARTIAL_BYTES, GROUP_BYTES, listBytes, limits);
+    partials = Math.ceil(tb.partsBytes / PARTIAL_BYTES);
+    statsListOffsets = tb.blocks.map((b) => b.lines.offset);
+    listOffsets = tb.single
+      ? [0]
+      : [tb.chanList.offset, ...tb.blocks.map((b) => b.groupList.offset)];
+    statsListBytes1d = tb.linesBytes;
+    listBytes1d = tb.groupListBytes;
+    const groupAlign = limits.offsetAlign / gcd(GROUP_BYTES, limits.offsetAlign);
+    const bnBase = tb.single ? 0 : Math.floor(n / groupAlign) * groupAlign;
+    const bnWindow = { offset: bnBase * GROUP_BYTES, size: (n + c - bnBase) * GROUP_BYTES };
+    checkFits(bnWindow.size, "the BN statistics", limits);
+    const blocks = tb.blocks.map((b) => {
+      const nb = b.n1 - b.n0;
+      const lnWindow = { offset: b.n0 * GROUP_BYTES, size: nb * GROUP_BYTES };
+      const rec: ForwardRecords | undefined = tb.single ? undefined : {
+        rows: b.parts,
+        list: b.lines,
+        groups: lnWindow,
+        chanGroups: bnWindow,
+        groupList: b.groupList,
+      };
+      return { ...b, nb, rec, lnWindow };
+    });
     for (const kind of ["stats1d", "wideStats1d"] as const) {
       // wideStats1d: the tile lines of wide values summarized again (sn1d_wide_stats.wgsl).
-      for (const [first, last, base] of tiles) {
-        const size = (Math.min(last * TILE, n) * c - base) * 4;
-        const tiles = (last - first) * ct;
-        add(kind, kind === "stats1d" ? tiles : Math.min(64, tiles), (v) => {
-          v.setUint32(24, ct, true);
-          v.setUint32(28, first, true);
-          v.setUint32(32, last, true);
-          v.setUint32(36, base, true);
-          v.setUint32(64, ct * n, true);
-        }, { offset: base * 4, size });
+      for (const b of blocks) {
+        for (const [first, last, base] of tileWindows(problem, limits, undefined, b.rt0, b.rt1)) {
+          const size = (Math.min(last * TILE, n) * c - base) * 4;
+          const tiles = (last - first) * ct;
+          add(
+            kind,
+            kind === "stats1d" ? tiles : Math.min(64, tiles),
+            (v) => {
+              v.setUint32(24, ct, true);
+              v.setUint32(28, first, true);
+              v.setUint32(32, last, true);
+              v.setUint32(36, base, true);
+              v.setUint32(56, b.nb, true); // row summaries: ct * nb + n - n0 in the block
+              v.setUint32(64, ct * b.nb, true); // then the column summaries
+              v.setUint32(104, b.n0, true);
+            },
+            { offset: base * 4, size },
+            undefined,
+            b.rec,
+          );
+        }
       }
     }
+    addRowStages = () => {
+      if (tb.single) add("group", n + c, (v) => writeGroupMembers(v, problem));
+      else {
+        // Each block's LN groups, from its row summaries, in its window of groups; the BN
+        // groups in two levels (each block's part of each channel, then the parts merged).
+        for (const b of blocks) {
+          add(
+            "group",
+            b.nb,
+            (v) => {
+              [48, 52, 56, 60, 80, 84].forEach((at, i) =>
+                v.setUint32(at, [0, 1, b.nb, ct, b.nb, 0][i], true)
+              );
+              v.setUint32(104, b.n0, true);
+              v.setUint32(108, 0, true);
+            },
+            undefined,
+            undefined,
+            b.rec,
+          );
+        }
+        const bnGroups = (v: DataView, flag: number, members: number[], out: number) => {
+          [64, 68, 72, 76, 80, 84].forEach((at, i) => v.setUint32(at, [...members, 0, c][i], true));
+          v.setUint32(104, bnBase, true);
+          v.setUint32(108, out, true);
+          v.setUint32(44, v.getUint32(44, true) | flag, true);
+        };
+        const chan = { groups: bnWindow, groupList: tb.chanList };
+        if (problem.training) {
+          bnParts = blocks.length * c;
+          checkFits(bnParts * PARTIAL_BYTES, "the blocks' BN statistics", limits);
+          for (const [i, b] of blocks.entries()) {
+            add(
+              "group",
+              c,
+              (v) => {
+                bnGroups(v, F_BN_PARTS, [ct * b.nb, 1, c, b.rt1 - b.rt0], i * c);
+                v.setUint32(104, 0, true);
+              },
+              undefined,
+              undefined,
+              { ...b.rec, bn: "parts" },
+            );
+          }
+          add(
+            "group",
+            c,
+            (v) => bnGroups(v, 0, [0, 1, c, blocks.length], n - bnBase),
+            undefined,
+            undefined,
+            {
+              ...chan,
+              bn: "merge",
+            },
+          );
+        } else {
+          // Evaluation: BN groups from the running buffers (no members are read).
+          add("group", c, (v) => bnGroups(v, 0, [0, 1, c, 0], n - bnBase), undefined, undefined, {
+            ...blocks[0].rec,
+            ...chan,
+          });
+        }
+      }
+      const elementWindows = blocks.map((b) => {
+        // The block's elements: n0 * C is a multiple of 4 (tileBlocks aligns n0).
+        const firstVec = b.n0 * c / 4;
+        return vecWindows(b.n1 * c - b.n0 * c, limits).map(([first, count]) => ({
+          b,
+          count,
+          fill: (v: DataView) => {
+            v.setUint32(36, (firstVec + first) * 4, true);
+            v.setUint32(40, count, true);
+            v.setUint32(104, b.n0, true);
+            v.setUint32(108, bnBase, true);
+          },
+          window: { offset: (firstVec + first) * 16, size: count * 16 },
+        }));
+      }).flat();
+      for (const w of elementWindows) {
+        add("normalize1d", Math.ceil(w.count / WG), w.fill, w.window, undefined, w.b.rec);
+      }
+      // Elements of scaled groups written again (sn1d_wide_normalize.wgsl): a workgroup per
+      // listed group, at most 64; in blocks, once for the block's samples and once for the
+      // channels.
+      for (const w of elementWindows) {
+        const lists = tb.single ? [undefined] : [w.b.groupList, tb.chanList];
+        for (const list of lists) {
+          add(
+            "wideNormalize1d",
+            Math.min(64, n + c),
+            w.fill,
+            w.window,
+            undefined,
+            w.b.rec && {
+              ...w.b.rec,
+              groupList: list,
+            },
+          );
+        }
+      }
+    };
   }
-
-  const groups = n + (usingBN ? c : 0);
-  checkFits(groups * GROUP_BYTES, "the LN/BN statistics", limits);
   checkFits(2 * c * 4, "gamma and beta", limits);
-  add("group", groups, (v) => {
-    writeGroupMembers(v, problem);
-    // Rows of several segments: the groups' variances as pairs too (shaders/pair.wgsl).
-    if (longRows) v.setUint32(44, v.getUint32(44, true) | F_PAIRS, true);
-  });
+  addRowStages();
+  const groups = n + (usingBN ? c : 0);
   const mixedRows = layout === "nd" ? n * c : 0;
-  if (mixedRows > 0) {
-    checkFits(mixedRows * 16, "the per-row affine maps", limits);
-    checkFits(4 + mixedRows * 4, "the list of wide rows", limits);
-    add("mix", Math.ceil(mixedRows / 64), () => {});
-  }
-
-  const vecs = vecWindows(total, limits);
-  for (const [first, count] of vecs) {
-    add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {
-      v.setUint32(36, first * 4, true);
-      v.setUint32(40, count, true);
-    }, { offset: first * 16, size: count * 16 });
-  }
-  // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl): in-range
-  // rows cost these dispatches a few loads per segment.
-  addWideNormalize();
-  if (layout === "1d") {
-    // Elements of scaled groups written again (sn1d_wide_normalize.wgsl): a workgroup per
-    // listed group, at most 64.
-    for (const [first, count] of vecs) {
-      add("wideNormalize1d", Math.min(64, n + c), (v) => {
-        v.setUint32(36, first * 4, true);
-        v.setUint32(40, count, true);
-      }, { offset: first * 16, size: count * 16 });
-    }
-  }
 
   const uniforms = slots.uniforms((v) => {
     writeCommon(v, problem, params);
@@ -508,10 +823,11 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     mergedRows,
     groups,
     mixedRows,
-    wideListBytes: listBytes(layout === "nd" ? mixedRows : n + c),
-    wideStatsListBytes: listBytes(
-      layout === "nd" ? mixedRows : Math.ceil(n / TILE) * Math.ceil(c / TILE) * 64,
-    ),
+    bnParts,
+    listOffsets,
+    statsListOffsets,
+    wideListBytes: layout === "nd" ? listBytesND : listBytes1d,
+    wideStatsListBytes: layout === "nd" ? listBytesND : statsListBytes1d,
     tensorBytes: paddedBytes(total),
   };
 }

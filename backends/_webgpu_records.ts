@@ -40,6 +40,14 @@ export interface RecordWindows {
   readonly groups?: Window;
   /** The channel records of the group buffer that a dx step reads. */
   readonly chanGroups?: Window;
+  /** Layout "nd" in blocks of samples (_webgpu_backward_plan.ts): the forward's row summaries,
+   * the block's copy of its group statistics, the segment sums, the dx maps and the block's
+   * lists of wide segments and rows. */
+  readonly savedRows?: Window;
+  readonly savedGroups?: Window;
+  readonly segSums?: Window;
+  readonly coef?: Window;
+  readonly list?: Window;
 }
 
 /** Gradient records (Grad) per binding window: `max` in one binding, windows start at

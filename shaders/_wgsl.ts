@@ -51,7 +51,14 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
-const P_PAIRS: u32 = 256u; // sn_group_stats: rows span several segments, write var_lo (pair.wgsl)
+// sn_group_stats, layout "nd" with per-row records bound in blocks of whole samples (more rows
+// than one storage binding holds): P_BN_PARTS writes each BN group's part over the block as a
+// Partial (count = its rows, mean, M2 = sum of row variances + spread of row means) to bn_parts;
+// P_BN_MERGE merges those parts (the members) into the BN groups.
+const P_BN_PARTS: u32 = 256u;
+const P_BN_MERGE: u32 = 512u;
+// sn_group_stats: rows span several segments, write var_lo (pair.wgsl).
+const P_PAIRS: u32 = 1024u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -84,6 +91,10 @@ struct Params {
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   // Backward, where the gradient records exceed one storage binding and are bound in windows:
   // the first record of the bound window of per-row / per-sample records, and of channel records.
+  // Forward, layout "nd": rec_base is the first row of the bound windows of per-row records
+  // (parts from rec_base * chunks, rows, mixed); chan_base is the first group sn_group_stats
+  // writes (within its window of groups), and the first group of the window of BN groups that
+  // sn_mix and sn_wide_normalize read.
   rec_base: u32,
   chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -92,6 +103,14 @@ struct Params {
   // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
   // that eps in that unit stays below 4.
   eps_exp: i32,
+  // Backward, layout "nd" in blocks of samples (more rows than one binding holds): the first row
+  // of the bound windows of the forward's row summaries, of the segment sums and of the dx maps,
+  // and where the channels' statistics lie in the bound window of the forward's group
+  // statistics: the block's LN groups at groups[n - row_base / C], its copy of the BN groups at
+  // groups[N + c - stat_bn_base]. Layout "1d" with more group statistics than one binding holds:
+  // the window's LN groups at groups[n - row_base], the BN copy likewise. 0 and 0 without.
+  row_base: u32,
+  stat_bn_base: u32,
 }
 
 
@@ -819,8 +838,8 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
 fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
-  let ln = groups[n];
-  let bn = groups[P.n + c];
+  let ln = groups[n - P.row_base];
+  let bn = groups[P.n + c - P.stat_bn_base];
   if (element_is_wide(ln, bn, c, d)) {
     return wide_element(ln, bn, c, xv, d);
   }
@@ -894,6 +913,7 @@ ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+// Bound from segment rec_base * chunks on (the first row of its block, see common.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
@@ -993,7 +1013,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
+    parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
     let f = w_flags[lid];
     if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
@@ -1025,6 +1045,7 @@ ${_COMMON}
 ${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
+// Rows seg_first .. seg_end - 1, their records bound from row rec_base on (common.wgsl).
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
@@ -1036,11 +1057,12 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let row = linear_group(wid, nwg) * 64u + lid;
-  if (row >= P.n * P.c) {
+  let row = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (row >= P.seg_end) {
     return;
   }
-  let base = row * P.chunks;
+  let local = row - P.rec_base;
+  let base = local * P.chunks;
   let first = parts[base];
   if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
     return;
@@ -1063,7 +1085,7 @@ fn main(
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
+    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
   // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
@@ -1085,7 +1107,7 @@ fn main(
   m2 = pair_add(m2, between);
   // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
   let c = two_sum(first.shift, q1);
-  rows[row] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
+  rows[local] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
 }
 `;
 
@@ -1110,6 +1132,7 @@ ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// parts and rows bound from row rec_base on (common.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The merged rows when chunks > 1 (else any buffer: not read).
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
@@ -1139,9 +1162,9 @@ fn summarize_wide(seg: u32) {
   let row = seg / P.chunks;
   var row_flags: u32;
   if (P.chunks > 1u) {
-    row_flags = rows[row].flags;
+    row_flags = rows[row - P.rec_base].flags;
   } else {
-    row_flags = parts[seg].flags;
+    row_flags = parts[seg - P.rec_base].flags;
   }
   let field = max_field(row_flags);
   if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
@@ -1164,7 +1187,7 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
 }
 `;
 
@@ -1180,7 +1203,11 @@ export const SN1D_STATS: string =
 //   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
 // two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
-// parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them.
+// parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them. With more
+// summaries than one binding holds they are laid out, and bound, in blocks of whole row tiles
+// (samples rec_base .., backends/_webgpu_row_blocks.ts): within its block, a row summary is at
+// ct * ln_stride + n - rec_base (ln_stride: the block's samples) and a column summary at
+// bn_base + (rt - rec_base / 32) * C + c. One block: ln_stride = N, rec_base = 0, as above.
 
 ${_COMMON}
 
@@ -1251,11 +1278,11 @@ fn main(
   workgroupBarrier();
   if (lid < T) {
     if (lid < t.cols) {
-      store(P.bn_base + t.rt * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
+      store(P.bn_base + (t.rt - P.rec_base / T) * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    store(t.ct * P.n + t.n0 + r, summarize(r * 33u, 1u, t.cols), t, lid);
+    store(t.ct * P.ln_stride + t.n0 + r - P.rec_base, summarize(r * 33u, 1u, t.cols), t, lid);
   }
 }
 `;
@@ -1275,6 +1302,7 @@ ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// Laid out and bound as sn1d_stats writes them (in blocks of row tiles: sn1d_stats.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The lines of wide values: a count, then tile * 64 + the line's thread (sn1d_stats).
 @group(0) @binding(3) var<storage, read> wide_lines: array<u32>;
@@ -1325,12 +1353,12 @@ fn line_wide(t: Tile1d, lid: u32) {
     if (lid >= t.cols) {
       return;
     }
-    at = P.bn_base + t.rt * P.c + t.c0 + lid;
+    at = P.bn_base + (t.rt - P.rec_base / TILE_1D) * P.c + t.c0 + lid;
   } else {
     if (lid - TILE_1D >= t.rows) {
       return;
     }
-    at = t.ct * P.n + t.n0 + lid - TILE_1D;
+    at = t.ct * P.ln_stride + t.n0 + lid - TILE_1D - P.rec_base;
   }
   let flags = parts[at].flags;
   let field = max_field(flags);
@@ -1379,6 +1407,12 @@ export const SN_GROUP_STATS: string =
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
 // scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
 // below it 0, as PyTorch's float32 buffers hold them.
+// Group g is written to groups[chan_base + g] of the bound window of groups. Layout "nd" with per-row records bound in blocks
+// of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
+// another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
+// (shift hi, mean lo, M2 = sum_k v_k + sum_k (mu_k - mu)^2, count K, unit flags); one more
+// (P_BN_MERGE) merges the parts of each channel (the members) with Chan's merge into
+// var = M2 / K, which is the formula above over all of the channel's rows.
 
 ${_COMMON}
 ${_PAIR}
@@ -1395,6 +1429,7 @@ ${_PAIR}
 // in sn1d_normalize (lavapipe would run that branch's code for every element).
 @group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read_write> bn_parts: array<Partial>; // P_BN_PARTS only
 
 fn list_if_scaled(g: u32, flags: u32) {
   list_if(g, is_scaled(flags));
@@ -1409,7 +1444,8 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 
 fn list_if(g: u32, yes: bool) {
   if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
-    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
+    // The group's index in the whole groups buffer (rec_base: where its bound window starts).
+    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.chan_base + g);
   }
 }
 
@@ -1447,7 +1483,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -1471,7 +1507,7 @@ fn main(
         );
         let u_min = min(i32(field) - 127, u_std);
         let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
-        groups[g] = Group(
+        groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
@@ -1495,7 +1531,8 @@ fn main(
     stride = P.ln_stride;
     count = P.ln_count;
   }
-  let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  // Members merged as (count, mean, M2) summaries: tile summaries ("1d") and BN parts.
+  let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -1561,9 +1598,24 @@ fn main(
     return;
   }
   var gflags = w_flags[0];
+  if ((P.flags & P_BN_PARTS) != 0u) {
+    // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
+    let count = select(u32(w_n[0]), w_count[0], chan);
+    // No M2 low word: blocks of samples (more rows than one binding holds) and rows of several
+    // segments (P_PAIRS) never meet at the real binding limits (that would take more than 2^32
+    // elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays 0).
+    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
+    return;
+  }
   var variance: f32;
   var var_lo = 0.0;
-  if (chan) {
+  if ((P.flags & P_BN_MERGE) != 0u) {
+    // As the members' own groups: var = M2 / K over the channel's K rows.
+    if (gflags != 0u) {
+      gflags = gflags | F_NO_VAR;
+    }
+    variance = w_m2[0] / w_n[0];
+  } else if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
@@ -1579,7 +1631,7 @@ fn main(
     }
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
+  groups[P.chan_base + g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);
@@ -1627,6 +1679,9 @@ export const SN_MIX: string =
 ${_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
+// Rows seg_first .. seg_end - 1; rows and mixed bound from row rec_base on (common.wgsl), the
+// LN groups from group rec_base / C on (the samples of those rows), the BN groups (cgroups) from
+// group chan_base on.
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -1634,6 +1689,7 @@ ${_COMMON}
 // Rows with a scaled term or factor-wide: a count (0 when the call starts), then the rows, for
 // sn_wide_normalize.
 @group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1641,22 +1697,22 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
   let c = r - n * P.c;
-  let p = rows[r];
+  let p = rows[r - P.rec_base];
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
-  let ln = groups[n];
+  let ln = groups[n - P.rec_base / P.c];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   // Selects rather than branches on the uniform flag: with the branch, every dispatch of this
   // shader kept ~130 KB on lavapipe for good (a raw WebGPU loop of this shader alone shows it),
   // so a training loop's memory grew without bound. The index stays in bounds either way.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = groups[select(n, P.n + c, use_bn)];
+  let bn = cgroups[select(0u, P.n + c - P.chan_base, use_bn)];
   let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   m = Mixed(
     m.hi,
@@ -1665,7 +1721,7 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
   );
   let gamma = affine[c];
-  mixed[r] = row_affine(m, gamma, affine[P.c + c]);
+  mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }
@@ -1687,6 +1743,7 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+// Bound from row rec_base on (common.wgsl).
 @group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
 fn apply1(a: vec4<f32>, v: f32) -> f32 {
@@ -1708,7 +1765,7 @@ fn main(
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let a = mixed[r0];
+    let a = mixed[r0 - P.rec_base];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
     return;
@@ -1717,7 +1774,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(mixed[e / P.m], v[j]);
+      out[j] = apply1(mixed[e / P.m - P.rec_base], v[j]);
     }
   }
   y[q] = out;
@@ -1741,8 +1798,10 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+// The LN groups bound from group rec_base on, the BN groups (cgroups) from group chan_base on.
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -1762,8 +1821,8 @@ fn main(
     if (e < P.total) {
       let n = e / P.c;
       let c = e - n * P.c;
-      let ln = groups[n];
-      let bn = groups[P.n + c];
+      let ln = groups[n - P.rec_base];
+      let bn = cgroups[P.n + c - P.chan_base];
       let gamma = affine[c];
       let beta = affine[P.c + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
@@ -1797,6 +1856,8 @@ ${_COMMON}
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 // The scaled groups: a count, then group indices (sn_group_stats).
 @group(0) @binding(5) var<storage, read> wide_groups: array<u32>;
+// As in sn1d_normalize: LN groups from group rec_base on, BN groups from chan_base on.
+@group(0) @binding(6) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1827,8 +1888,8 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
   let e = n * P.c + c;
   if (e >= first && e < end) {
     let i = e - first;
-    let ln = groups[n];
-    let bn = groups[P.n + c];
+    let ln = groups[n - P.rec_base];
+    let bn = cgroups[P.n + c - P.chan_base];
     let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
     y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
   }
@@ -1853,11 +1914,13 @@ ${_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// Bound from row rec_base on (common.wgsl); groups and cgroups as in sn_mix.wgsl.
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 // The wide rows: a count, then the rows (sn_mix).
 @group(0) @binding(6) var<storage, read> wide_list: array<u32>;
+@group(0) @binding(7) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1877,11 +1940,11 @@ fn main(
 fn normalize_row(row: u32, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
-  let p = rows[row];
-  let ln = groups[n];
+  let p = rows[row - P.rec_base];
+  let ln = groups[n - P.rec_base / P.c];
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
   let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
   let s0 = max(row * P.chunks, P.seg_first);
   let s1 = min((row + 1u) * P.chunks, P.seg_end);
@@ -1960,9 +2023,9 @@ fn main(
     let c = row - n * P.c;
     var bn = Group(0.0, 0.0, 0.0, 0u, 0.0);
     if ((P.flags & P_USING_BN) != 0u) {
-      bn = groups[P.n + c];
+      bn = groups[P.n + c - P.stat_bn_base];
     }
-    let m = nd_mix(rows[row], groups[n], bn);
+    let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
     scaled = is_scaled(m.flags);
     let keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
@@ -2003,7 +2066,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
     let mxs = w_s[lid].z;
     if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
       atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
@@ -2060,13 +2123,13 @@ fn reduce_wide(seg: u32) {
   let row = seg / P.chunks;
   let n = row / P.c;
   let c = row - n * P.c;
-  let rec = bparts[seg];
+  let rec = bparts[seg - P.row_base * P.chunks];
   let mx = bitcast<f32>(rec.z);
-  let p = rows[row];
-  let ln = groups[n];
+  let p = rows[row - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
   if (!scaled && !big) {
@@ -2107,7 +2170,7 @@ fn reduce_wide(seg: u32) {
     s1 += b1;
     s2 += b2;
   }
-  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
 }
 `;
 
@@ -2167,16 +2230,16 @@ fn main(
   var sums = vec2<f32>(0.0);
   var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
   }
-  let p = rows[r];
-  let ln = groups[n];
+  let p = rows[r - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
   // an in-bounds entry either way, and zero it without usingBN.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   // Long rows: S2 about the mixed mean (see the top), where the sums are finite (else the plain
   // sums carry IEEE's infinities and NaN; a pair would turn an infinity into NaN).
@@ -2258,7 +2321,7 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     let f = pow2(i32(rec.w) - d_unit);
     s1 += bitcast<f32>(rec.x) * f;
     s2 += bitcast<f32>(rec.y) * f;
@@ -2355,7 +2418,7 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c].variance + P.eps)) {
+    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
   }
@@ -2378,10 +2441,10 @@ fn main(
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
-      let bn = groups[P.n + c];
+      let bn = groups[P.n + c - P.stat_bn_base];
       wide = tile_wide;
       for (var r = 0u; r < t.rows; r++) {
-        let ln = groups[t.n0 + r];
+        let ln = groups[t.n0 + r - P.row_base];
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
@@ -2391,11 +2454,11 @@ fn main(
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    let ln = groups[t.n0 + r];
+    let ln = groups[t.n0 + r - P.row_base];
     wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
-      let bn = groups[P.n + c];
+      let bn = groups[P.n + c - P.stat_bn_base];
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
@@ -2614,12 +2677,12 @@ fn main(
   }
   let n = r / P.c;
   let c = r - n * P.c;
-  let p = rows[r];
-  let ln = groups[n];
+  let p = rows[r - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
   // an in-bounds entry either way, and zero it without usingBN.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let row = grads[r - P.elem_base];
   let lg = bgroups[n - P.rec_base];
@@ -2654,7 +2717,7 @@ fn main(
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
   let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
   let k = select(p.shift, p.shift + p.mean, inf_sums);
-  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
+  coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -2705,7 +2768,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     // and K = mu_in.
     let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
     let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
-    coef[r] = bitcast<vec4<u32>>(vec4<f32>(
+    coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(
       gs_sign,
       select(0.0, bm_inf, class_bits(gvar.m) != 0u),
       select(select(0.0, gmu.m, class_bits(gmu.m) != 0u), qnan(), bad),
@@ -2729,7 +2792,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
-  coef[r] = vec4<u32>(
+  coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
@@ -2777,7 +2840,7 @@ fn main(
   let d = dy[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let k = coef[r0];
+    let k = coef[r0 - P.row_base];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
     dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
     return;
@@ -2786,7 +2849,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(coef[e / P.m], xv[j], d[j]);
+      out[j] = apply1(coef[e / P.m - P.row_base], xv[j], d[j]);
     }
   }
   dx[q] = out;
@@ -2829,8 +2892,8 @@ fn main(
 }
 
 fn dx_row(row: u32, lid: u32) {
-  let k = coef[row];
-  let p = rows[row];
+  let k = coef[row - P.row_base];
+  let p = rows[row - P.row_base];
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
@@ -2898,8 +2961,8 @@ fn main(
     if (e < P.total) {
       let n = e / P.c;
       let c = e - n * P.c;
-      let ln = groups[n];
-      let bn = groups[P.n + c];
+      let ln = groups[n - P.row_base];
+      let bn = groups[P.n + c - P.stat_bn_base];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
@@ -2978,7 +3041,7 @@ fn write_dx(n: u32, c: u32, first: u32, end: u32) {
     let with_bn = bn_depends_on_x();
     let lg = bgroups[n - P.rec_base];
     let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-    dx[i] = wide_dx(groups[n], groups[P.n + c], lg, bg, c, x[i], dy[i], with_bn);
+    dx[i] = wide_dx(groups[n - P.row_base], groups[P.n + c - P.stat_bn_base], lg, bg, c, x[i], dy[i], with_bn);
   }
 }
 

@@ -42,7 +42,14 @@ const P_CHAN_GROUPS: u32 = 16u; // group pass merges raw partial sums (layout "1
 const P_NO_RUNNING_UPDATE: u32 = 32u; // SyncSN: the CPU updates the running buffers
 const P_ACCUMULATE: u32 = 64u; // sn_bwd_groups: add to the output records instead of writing them
 const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summarized again
-const P_PAIRS: u32 = 256u; // sn_group_stats: rows span several segments, write var_lo (pair.wgsl)
+// sn_group_stats, layout "nd" with per-row records bound in blocks of whole samples (more rows
+// than one storage binding holds): P_BN_PARTS writes each BN group's part over the block as a
+// Partial (count = its rows, mean, M2 = sum of row variances + spread of row means) to bn_parts;
+// P_BN_MERGE merges those parts (the members) into the BN groups.
+const P_BN_PARTS: u32 = 256u;
+const P_BN_MERGE: u32 = 512u;
+// sn_group_stats: rows span several segments, write var_lo (pair.wgsl).
+const P_PAIRS: u32 = 1024u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -75,6 +82,10 @@ struct Params {
   batch: f32, // backward: samples behind the BN statistics (the global batch under SyncSN)
   // Backward, where the gradient records exceed one storage binding and are bound in windows:
   // the first record of the bound window of per-row / per-sample records, and of channel records.
+  // Forward, layout "nd": rec_base is the first row of the bound windows of per-row records
+  // (parts from rec_base * chunks, rows, mixed); chan_base is the first group sn_group_stats
+  // writes (within its window of groups), and the first group of the window of BN groups that
+  // sn_mix and sn_wide_normalize read.
   rec_base: u32,
   chan_base: u32,
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
@@ -83,6 +94,14 @@ struct Params {
   // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
   // that eps in that unit stays below 4.
   eps_exp: i32,
+  // Backward, layout "nd" in blocks of samples (more rows than one binding holds): the first row
+  // of the bound windows of the forward's row summaries, of the segment sums and of the dx maps,
+  // and where the channels' statistics lie in the bound window of the forward's group
+  // statistics: the block's LN groups at groups[n - row_base / C], its copy of the BN groups at
+  // groups[N + c - stat_bn_base]. Layout "1d" with more group statistics than one binding holds:
+  // the window's LN groups at groups[n - row_base], the BN copy likewise. 0 and 0 without.
+  row_base: u32,
+  stat_bn_base: u32,
 }
 
 

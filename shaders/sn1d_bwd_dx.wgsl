@@ -46,8 +46,8 @@ fn main(
     if (e < P.total) {
       let n = e / P.c;
       let c = e - n * P.c;
-      let ln = groups[n];
-      let bn = groups[P.n + c];
+      let ln = groups[n - P.row_base];
+      let bn = groups[P.n + c - P.stat_bn_base];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +

@@ -27,8 +27,8 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
 fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
-  let ln = groups[n];
-  let bn = groups[P.n + c];
+  let ln = groups[n - P.row_base];
+  let bn = groups[P.n + c - P.stat_bn_base];
   if (element_is_wide(ln, bn, c, d)) {
     return wide_element(ln, bn, c, xv, d);
   }

@@ -52,7 +52,7 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c].variance + P.eps)) {
+    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
   }
@@ -75,10 +75,10 @@ fn main(
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
-      let bn = groups[P.n + c];
+      let bn = groups[P.n + c - P.stat_bn_base];
       wide = tile_wide;
       for (var r = 0u; r < t.rows; r++) {
-        let ln = groups[t.n0 + r];
+        let ln = groups[t.n0 + r - P.row_base];
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
@@ -88,11 +88,11 @@ fn main(
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    let ln = groups[t.n0 + r];
+    let ln = groups[t.n0 + r - P.row_base];
     wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
-      let bn = groups[P.n + c];
+      let bn = groups[P.n + c - P.stat_bn_base];
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);

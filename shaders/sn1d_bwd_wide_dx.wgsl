@@ -56,7 +56,7 @@ fn write_dx(n: u32, c: u32, first: u32, end: u32) {
     let with_bn = bn_depends_on_x();
     let lg = bgroups[n - P.rec_base];
     let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-    dx[i] = wide_dx(groups[n], groups[P.n + c], lg, bg, c, x[i], dy[i], with_bn);
+    dx[i] = wide_dx(groups[n - P.row_base], groups[P.n + c - P.stat_bn_base], lg, bg, c, x[i], dy[i], with_bn);
   }
 }
 

@@ -13,8 +13,10 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+// The LN groups bound from group rec_base on, the BN groups (cgroups) from group chan_base on.
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -34,8 +36,8 @@ fn main(
     if (e < P.total) {
       let n = e / P.c;
       let c = e - n * P.c;
-      let ln = groups[n];
-      let bn = groups[P.n + c];
+      let ln = groups[n - P.rec_base];
+      let bn = cgroups[P.n + c - P.chan_base];
       let gamma = affine[c];
       let beta = affine[P.c + c];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);

@@ -8,7 +8,11 @@
 //   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
 // two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
-// parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them.
+// parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them. With more
+// summaries than one binding holds they are laid out, and bound, in blocks of whole row tiles
+// (samples rec_base .., backends/_webgpu_row_blocks.ts): within its block, a row summary is at
+// ct * ln_stride + n - rec_base (ln_stride: the block's samples) and a column summary at
+// bn_base + (rt - rec_base / 32) * C + c. One block: ln_stride = N, rec_base = 0, as above.
 
 //!include common.wgsl
 
@@ -79,10 +83,10 @@ fn main(
   workgroupBarrier();
   if (lid < T) {
     if (lid < t.cols) {
-      store(P.bn_base + t.rt * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
+      store(P.bn_base + (t.rt - P.rec_base / T) * P.c + t.c0 + lid, summarize(lid, 33u, t.rows), t, lid);
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
-    store(t.ct * P.n + t.n0 + r, summarize(r * 33u, 1u, t.cols), t, lid);
+    store(t.ct * P.ln_stride + t.n0 + r - P.rec_base, summarize(r * 33u, 1u, t.cols), t, lid);
   }
 }

@@ -18,6 +18,8 @@
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 // The scaled groups: a count, then group indices (sn_group_stats).
 @group(0) @binding(5) var<storage, read> wide_groups: array<u32>;
+// As in sn1d_normalize: LN groups from group rec_base on, BN groups from chan_base on.
+@group(0) @binding(6) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -48,8 +50,8 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
   let e = n * P.c + c;
   if (e >= first && e < end) {
     let i = e - first;
-    let ln = groups[n];
-    let bn = groups[P.n + c];
+    let ln = groups[n - P.rec_base];
+    let bn = cgroups[P.n + c - P.chan_base];
     let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
     y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
   }

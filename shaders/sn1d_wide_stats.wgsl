@@ -11,6 +11,7 @@
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// Laid out and bound as sn1d_stats writes them (in blocks of row tiles: sn1d_stats.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The lines of wide values: a count, then tile * 64 + the line's thread (sn1d_stats).
 @group(0) @binding(3) var<storage, read> wide_lines: array<u32>;
@@ -61,12 +62,12 @@ fn line_wide(t: Tile1d, lid: u32) {
     if (lid >= t.cols) {
       return;
     }
-    at = P.bn_base + t.rt * P.c + t.c0 + lid;
+    at = P.bn_base + (t.rt - P.rec_base / TILE_1D) * P.c + t.c0 + lid;
   } else {
     if (lid - TILE_1D >= t.rows) {
       return;
     }
-    at = t.ct * P.n + t.n0 + lid - TILE_1D;
+    at = t.ct * P.ln_stride + t.n0 + lid - TILE_1D - P.rec_base;
   }
   let flags = parts[at].flags;
   let field = max_field(flags);

@@ -50,12 +50,12 @@ fn main(
   }
   let n = r / P.c;
   let c = r - n * P.c;
-  let p = rows[r];
-  let ln = groups[n];
+  let p = rows[r - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
   // an in-bounds entry either way, and zero it without usingBN.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let row = grads[r - P.elem_base];
   let lg = bgroups[n - P.rec_base];
@@ -90,7 +90,7 @@ fn main(
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
   let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
   let k = select(p.shift, p.shift + p.mean, inf_sums);
-  coef[r] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
+  coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -141,7 +141,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     // and K = mu_in.
     let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
     let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
-    coef[r] = bitcast<vec4<u32>>(vec4<f32>(
+    coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(
       gs_sign,
       select(0.0, bm_inf, class_bits(gvar.m) != 0u),
       select(select(0.0, gmu.m, class_bits(gmu.m) != 0u), qnan(), bad),
@@ -165,7 +165,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
-  coef[r] = vec4<u32>(
+  coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),

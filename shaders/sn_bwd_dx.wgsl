@@ -34,7 +34,7 @@ fn main(
   let d = dy[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let k = coef[r0];
+    let k = coef[r0 - P.row_base];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
     dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
     return;
@@ -43,7 +43,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(coef[e / P.m], xv[j], d[j]);
+      out[j] = apply1(coef[e / P.m - P.row_base], xv[j], d[j]);
     }
   }
   dx[q] = out;

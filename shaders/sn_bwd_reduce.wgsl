@@ -61,9 +61,9 @@ fn main(
     let c = row - n * P.c;
     var bn = Group(0.0, 0.0, 0.0, 0u, 0.0);
     if ((P.flags & P_USING_BN) != 0u) {
-      bn = groups[P.n + c];
+      bn = groups[P.n + c - P.stat_bn_base];
     }
-    let m = nd_mix(rows[row], groups[n], bn);
+    let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
     scaled = is_scaled(m.flags);
     let keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
@@ -104,7 +104,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
     let mxs = w_s[lid].z;
     if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
       atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);

@@ -52,16 +52,16 @@ fn main(
   var sums = vec2<f32>(0.0);
   var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
   }
-  let p = rows[r];
-  let ln = groups[n];
+  let p = rows[r - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // A load under a branch on a uniform leaks per dispatch on lavapipe (see sn_mix.wgsl): load
   // an in-bounds entry either way, and zero it without usingBN.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   // Long rows: S2 about the mixed mean (see the top), where the sums are finite (else the plain
   // sums carry IEEE's infinities and NaN; a pair would turn an infinity into NaN).
@@ -143,7 +143,7 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     let f = pow2(i32(rec.w) - d_unit);
     s1 += bitcast<f32>(rec.x) * f;
     s2 += bitcast<f32>(rec.y) * f;

@@ -32,8 +32,8 @@ fn main(
 }
 
 fn dx_row(row: u32, lid: u32) {
-  let k = coef[row];
-  let p = rows[row];
+  let k = coef[row - P.row_base];
+  let p = rows[row - P.row_base];
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;

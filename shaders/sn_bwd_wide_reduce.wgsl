@@ -44,13 +44,13 @@ fn reduce_wide(seg: u32) {
   let row = seg / P.chunks;
   let n = row / P.c;
   let c = row - n * P.c;
-  let rec = bparts[seg];
+  let rec = bparts[seg - P.row_base * P.chunks];
   let mx = bitcast<f32>(rec.z);
-  let p = rows[row];
-  let ln = groups[n];
+  let p = rows[row - P.row_base];
+  let ln = groups[n - P.row_base / P.c];
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
   if (!scaled && !big) {
@@ -91,5 +91,5 @@ fn reduce_wide(seg: u32) {
     s1 += b1;
     s2 += b2;
   }
-  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
 }

@@ -30,6 +30,12 @@
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
 // scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
 // below it 0, as PyTorch's float32 buffers hold them.
+// Group g is written to groups[chan_base + g] of the bound window of groups. Layout "nd" with per-row records bound in blocks
+// of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
+// another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
+// (shift hi, mean lo, M2 = sum_k v_k + sum_k (mu_k - mu)^2, count K, unit flags); one more
+// (P_BN_MERGE) merges the parts of each channel (the members) with Chan's merge into
+// var = M2 / K, which is the formula above over all of the channel's rows.
 
 //!include common.wgsl
 //!include pair.wgsl
@@ -46,6 +52,7 @@
 // in sn1d_normalize (lavapipe would run that branch's code for every element).
 @group(0) @binding(4) var<storage, read_write> wide_groups: array<atomic<u32>>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read_write> bn_parts: array<Partial>; // P_BN_PARTS only
 
 fn list_if_scaled(g: u32, flags: u32) {
   list_if(g, is_scaled(flags));
@@ -60,7 +67,8 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 
 fn list_if(g: u32, yes: bool) {
   if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
-    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], g);
+    // The group's index in the whole groups buffer (rec_base: where its bound window starts).
+    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.chan_base + g);
   }
 }
 
@@ -98,7 +106,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -122,7 +130,7 @@ fn main(
         );
         let u_min = min(i32(field) - 127, u_std);
         let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
-        groups[g] = Group(
+        groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(scale2(rv, -2 * u), 0.0, bad != 0u),
@@ -146,7 +154,8 @@ fn main(
     stride = P.ln_stride;
     count = P.ln_count;
   }
-  let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  // Members merged as (count, mean, M2) summaries: tile summaries ("1d") and BN parts.
+  let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -212,9 +221,24 @@ fn main(
     return;
   }
   var gflags = w_flags[0];
+  if ((P.flags & P_BN_PARTS) != 0u) {
+    // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
+    let count = select(u32(w_n[0]), w_count[0], chan);
+    // No M2 low word: blocks of samples (more rows than one binding holds) and rows of several
+    // segments (P_PAIRS) never meet at the real binding limits (that would take more than 2^32
+    // elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays 0).
+    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
+    return;
+  }
   var variance: f32;
   var var_lo = 0.0;
-  if (chan) {
+  if ((P.flags & P_BN_MERGE) != 0u) {
+    // As the members' own groups: var = M2 / K over the channel's K rows.
+    if (gflags != 0u) {
+      gflags = gflags | F_NO_VAR;
+    }
+    variance = w_m2[0] / w_n[0];
+  } else if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
@@ -230,7 +254,7 @@ fn main(
     }
   }
   let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
+  groups[P.chan_base + g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
     let mu = mean_value(gflags, hi + lo);

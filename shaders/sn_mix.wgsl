@@ -17,6 +17,9 @@
 //!include common.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
+// Rows seg_first .. seg_end - 1; rows and mixed bound from row rec_base on (common.wgsl), the
+// LN groups from group rec_base / C on (the samples of those rows), the BN groups (cgroups) from
+// group chan_base on.
 @group(0) @binding(1) var<storage, read> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read> groups: array<Group>;
 @group(0) @binding(3) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
@@ -24,6 +27,7 @@
 // Rows with a scaled term or factor-wide: a count (0 when the call starts), then the rows, for
 // sn_wide_normalize.
 @group(0) @binding(5) var<storage, read_write> wide_list: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -31,22 +35,22 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.n * P.c) {
+  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (r >= P.seg_end) {
     return;
   }
   let n = r / P.c;
   let c = r - n * P.c;
-  let p = rows[r];
+  let p = rows[r - P.rec_base];
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
-  let ln = groups[n];
+  let ln = groups[n - P.rec_base / P.c];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   // Selects rather than branches on the uniform flag: with the branch, every dispatch of this
   // shader kept ~130 KB on lavapipe for good (a raw WebGPU loop of this shader alone shows it),
   // so a training loop's memory grew without bound. The index stays in bounds either way.
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = groups[select(n, P.n + c, use_bn)];
+  let bn = cgroups[select(0u, P.n + c - P.chan_base, use_bn)];
   let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
   m = Mixed(
     m.hi,
@@ -55,7 +59,7 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
   );
   let gamma = affine[c];
-  mixed[r] = row_affine(m, gamma, affine[P.c + c]);
+  mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }

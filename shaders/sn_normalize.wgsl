@@ -11,6 +11,7 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+// Bound from row rec_base on (common.wgsl).
 @group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
 fn apply1(a: vec4<f32>, v: f32) -> f32 {
@@ -32,7 +33,7 @@ fn main(
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let a = mixed[r0];
+    let a = mixed[r0 - P.rec_base];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
     return;
@@ -41,7 +42,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(mixed[e / P.m], v[j]);
+      out[j] = apply1(mixed[e / P.m - P.rec_base], v[j]);
     }
   }
   y[q] = out;

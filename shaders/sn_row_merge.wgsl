@@ -19,6 +19,7 @@
 //!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
+// Rows seg_first .. seg_end - 1, their records bound from row rec_base on (common.wgsl).
 @group(0) @binding(1) var<storage, read> parts: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
@@ -30,11 +31,12 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let row = linear_group(wid, nwg) * 64u + lid;
-  if (row >= P.n * P.c) {
+  let row = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (row >= P.seg_end) {
     return;
   }
-  let base = row * P.chunks;
+  let local = row - P.rec_base;
+  let base = local * P.chunks;
   let first = parts[base];
   if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
     return;
@@ -57,7 +59,7 @@ fn main(
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[row] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
+    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
   // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
@@ -79,5 +81,5 @@ fn main(
   m2 = pair_add(m2, between);
   // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
   let c = two_sum(first.shift, q1);
-  rows[row] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
+  rows[local] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
 }

@@ -20,6 +20,7 @@
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+// Bound from segment rec_base * chunks on (the first row of its block, see common.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
@@ -119,7 +120,7 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    parts[seg] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
+    parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
     let f = w_flags[lid];
     if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);

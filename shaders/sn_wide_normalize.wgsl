@@ -14,11 +14,13 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// Bound from row rec_base on (common.wgsl); groups and cgroups as in sn_mix.wgsl.
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
 @group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
 // The wide rows: a count, then the rows (sn_mix).
 @group(0) @binding(6) var<storage, read> wide_list: array<u32>;
+@group(0) @binding(7) var<storage, read> cgroups: array<Group>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -38,11 +40,11 @@ fn main(
 fn normalize_row(row: u32, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
-  let p = rows[row];
-  let ln = groups[n];
+  let p = rows[row - P.rec_base];
+  let ln = groups[n - P.rec_base / P.c];
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
+  let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
   let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
   let s0 = max(row * P.chunks, P.seg_first);
   let s1 = min((row + 1u) * P.chunks, P.seg_end);

@@ -17,6 +17,7 @@
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+// parts and rows bound from row rec_base on (common.wgsl).
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 // The merged rows when chunks > 1 (else any buffer: not read).
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
@@ -46,9 +47,9 @@ fn summarize_wide(seg: u32) {
   let row = seg / P.chunks;
   var row_flags: u32;
   if (P.chunks > 1u) {
-    row_flags = rows[row].flags;
+    row_flags = rows[row - P.rec_base].flags;
   } else {
-    row_flags = parts[seg].flags;
+    row_flags = parts[seg - P.rec_base].flags;
   }
   let field = max_field(row_flags);
   if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
@@ -71,5 +72,5 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
 }
