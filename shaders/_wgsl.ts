@@ -692,11 +692,34 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
+  return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
+}
+
+// grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
+// or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
+// the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
+// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k), k >= 0 the
+// least that keeps the dots (and, where ez > 0, dgamma) below 2^100.
+fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
-  let m = max(finite_abs(a), finite_abs(b));
-  let k = max(0, exponent_of(max(max(m.x, m.y), max(m.z, m.w))) + g - 100);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, -k), scale2(s.w, -k));
-  return Grad(s2, scale2v(a, g - k), scale2v(b, g - k), g_flags(0u, e0 + g, e1 + g, d + k));
+  let ma = finite_abs(a);
+  let mb = finite_abs(b);
+  let k = max(max(0, max(exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) + ea,
+    exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) + eb) - 100),
+    select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
+}
+
+// The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
+// |lo| <= 2^60 (every in-range row: |x - mu| then stays below 2^62), else what brings |lo| to 2^60.
+fn far_exp(lo: f32) -> i32 {
+  return max(0, finite_exponent_of(lo) - 60);
+}
+
+// bparts' fourth word: the dy unit D (bits 0..15) and the far exponent f (bits 16..31), both >= 0.
+fn part_units(d_unit: i32, f: i32) -> u32 {
+  return u32(d_unit) | (u32(f) << 16u);
 }`;
 
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
@@ -1837,8 +1860,8 @@ export const SN_BWD_REDUCE: string =
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
-// A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
-// as it does every segment whose MX passes DY_MAX.
+// A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
+// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -1888,7 +1911,9 @@ fn main(
       bn = groups[P.n + c];
     }
     let m = nd_mix(rows[row], groups[n], bn);
-    scaled = is_scaled(m.flags);
+    // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
+    // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
+    scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     let keep = !mixed_bad(m) && !scaled;
     let hi = m.hi;
     let lo = m.lo;
@@ -1943,7 +1968,10 @@ export const SN_BWD_WIDE_REDUCE: string =
 //   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
 //     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
-// of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
+// of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
+// where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
+// far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
+// units of 2^f (the products dy (x - mu) would overflow float32).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -1991,7 +2019,8 @@ fn reduce_wide(seg: u32) {
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
-  if (!scaled && !big) {
+  let plain = nd_mix(p, ln, bn);
+  if (!scaled && !big && far_exp(plain.lo) == 0) {
     return;
   }
   let d_unit = dy_unit(select(0.0, mx, big));
@@ -2006,11 +2035,13 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
   } else {
-    let m = nd_mix(p, ln, bn);
-    hi = m.hi;
-    lo = m.lo;
-    keep = !mixed_bad(m);
+    hi = plain.hi;
+    lo = plain.lo;
+    keep = !mixed_bad(plain);
   }
+  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp).
+  let f = far_exp(lo);
+  let ff = pow2(-f);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
@@ -2022,12 +2053,12 @@ fn reduce_wide(seg: u32) {
     for (var i = b; i < min(b + 64u, end); i++) {
       let d = scale2(dy[i], -d_unit);
       b1 += d;
-      b2 += select(0.0, d * ((scale2(x[i], -e) - hi) - lo), keep);
+      b2 += select(0.0, d * (((scale2(x[i], -e) - hi) - lo) * ff), keep);
     }
     s1 += b1;
     s2 += b2;
   }
-  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
 }
 `;
 
@@ -2073,6 +2104,7 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
+  // The segments' units (nonzero where sn_bwd_wide_reduce summed in units: wide_row).
   var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[r * P.chunks + k];
@@ -2094,7 +2126,7 @@ fn main(
   let es = exponent_of(inv_std(m));
   let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
+    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
     return;
   }
   if (mixed_bad(m)) {
@@ -2117,15 +2149,24 @@ fn main(
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
 }
 
-// The Grad of a wide row r (see the top): sums in units of 2^d_unit.
-fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+// The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
+fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+  // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
+  // brought to the largest.
+  var d_unit = 0;
+  var fe = 0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let w = bparts[r * P.chunks + k].w;
+    d_unit = max(d_unit, i32(w & 0xffffu));
+    fe = max(fe, i32(w >> 16u));
+  }
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[r * P.chunks + k];
-    let f = pow2(i32(rec.w) - d_unit);
-    s1 += bitcast<f32>(rec.x) * f;
-    s2 += bitcast<f32>(rec.y) * f;
+    let dk = i32(rec.w & 0xffffu);
+    s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -2144,18 +2185,24 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
-  let s = w.scale;
-  // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
-  // (grad_gamma_apart carries g in the exponents).
+  // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
+  // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
+  // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
+  let es = select(0, exponent_of(w.scale), w.scale != 0.0);
+  let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   let gm = -s * gamma * s1;
   let gv = -0.5 * gamma * (s * s) * (s * s2);
-  var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
+  // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
+  // dots, with the centred means in units of 2^fe (they are of the mean's size).
+  let ff = pow2(-fe);
+  var a = vec4<f32>(gm * (wide_centred(t_in, w) * ff), gm * (wide_centred(t_ln, w) * ff), gm * (wide_centred(t_bn, w) * ff), gm * ((w.hi + w.lo) * ff));
   var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  return grad_gamma_apart(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let e1 = d_unit - 2 * w.e + 3 * es + g + fe;
+  return grad_units(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e + es + g, e1, d_unit, es + g + fe, 3 * es + g + fe, es + fe);
 }
 `;
 

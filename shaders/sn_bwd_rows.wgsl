@@ -38,6 +38,7 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
+  // The segments' units (nonzero where sn_bwd_wide_reduce summed in units: wide_row).
   var d_unit = 0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[r * P.chunks + k];
@@ -59,7 +60,7 @@ fn main(
   let es = exponent_of(inv_std(m));
   let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
+    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
     return;
   }
   if (mixed_bad(m)) {
@@ -82,15 +83,24 @@ fn main(
   grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
 }
 
-// The Grad of a wide row r (see the top): sums in units of 2^d_unit.
-fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+// The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
+fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+  // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
+  // brought to the largest.
+  var d_unit = 0;
+  var fe = 0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let w = bparts[r * P.chunks + k].w;
+    d_unit = max(d_unit, i32(w & 0xffffu));
+    fe = max(fe, i32(w >> 16u));
+  }
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[r * P.chunks + k];
-    let f = pow2(i32(rec.w) - d_unit);
-    s1 += bitcast<f32>(rec.x) * f;
-    s2 += bitcast<f32>(rec.y) * f;
+    let dk = i32(rec.w & 0xffffu);
+    s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -109,16 +119,22 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
-  let s = w.scale;
-  // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
-  // (grad_gamma_apart carries g in the exponents).
+  // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
+  // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
+  // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
+  let es = select(0, exponent_of(w.scale), w.scale != 0.0);
+  let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   let gm = -s * gamma * s1;
   let gv = -0.5 * gamma * (s * s) * (s * s2);
-  var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
+  // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
+  // dots, with the centred means in units of 2^fe (they are of the mean's size).
+  let ff = pow2(-fe);
+  var a = vec4<f32>(gm * (wide_centred(t_in, w) * ff), gm * (wide_centred(t_ln, w) * ff), gm * (wide_centred(t_bn, w) * ff), gm * ((w.hi + w.lo) * ff));
   var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  return grad_gamma_apart(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let e1 = d_unit - 2 * w.e + 3 * es + g + fe;
+  return grad_units(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e + es + g, e1, d_unit, es + g + fe, 3 * es + g + fe, es + fe);
 }

@@ -5,7 +5,10 @@
 //   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
 //     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
-// of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
+// of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
+// where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
+// far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
+// units of 2^f (the products dy (x - mu) would overflow float32).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -53,7 +56,8 @@ fn reduce_wide(seg: u32) {
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
-  if (!scaled && !big) {
+  let plain = nd_mix(p, ln, bn);
+  if (!scaled && !big && far_exp(plain.lo) == 0) {
     return;
   }
   let d_unit = dy_unit(select(0.0, mx, big));
@@ -68,11 +72,13 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
   } else {
-    let m = nd_mix(p, ln, bn);
-    hi = m.hi;
-    lo = m.lo;
-    keep = !mixed_bad(m);
+    hi = plain.hi;
+    lo = plain.lo;
+    keep = !mixed_bad(plain);
   }
+  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp).
+  let f = far_exp(lo);
+  let ff = pow2(-f);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
@@ -84,10 +90,10 @@ fn reduce_wide(seg: u32) {
     for (var i = b; i < min(b + 64u, end); i++) {
       let d = scale2(dy[i], -d_unit);
       b1 += d;
-      b2 += select(0.0, d * ((scale2(x[i], -e) - hi) - lo), keep);
+      b2 += select(0.0, d * (((scale2(x[i], -e) - hi) - lo) * ff), keep);
     }
     s1 += b1;
     s2 += b2;
   }
-  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+  bparts[seg] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
 }
