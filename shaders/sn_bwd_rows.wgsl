@@ -122,7 +122,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
   // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
-  let es = select(0, exponent_of(w.scale), w.scale != 0.0);
+  // Only for s beyond 2^20 (s^3 beyond 2^60): a smaller s stays in the dots' products, which
+  // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
+  let es = max(0, exponent_of(w.scale) - 20);
   let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
