@@ -635,3 +635,85 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  for (
+    const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]]] as const
+  ) {
+    rangeTest(
+      backend,
+      `an evaluation on a running_mean 1e38 to 3e38 away from data of std 1 matches the float64 reference (${layout} ${
+        JSON.stringify(shape)
+      })`,
+      async () => {
+        // |x - mu| ~ 3e37 over a std of 1: sum dy (x - mu) over a row leaves float32.
+        for (const mean0 of [1e38, -1e38, 3e38]) {
+          const want = await farRunningMean("reference", layout, [...shape], mean0);
+          const got = await farRunningMean(backend, layout, [...shape], mean0);
+          const inner = shape.slice(2).reduce((a, b) => a * b, 1);
+          assertChannelsClose(got.y, want.y, Y, inner, `y (running_mean[0] ${mean0})`);
+          assertChannelsClose(got.dx, want.dx, GRAD, inner, `dx (running_mean[0] ${mean0})`);
+          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+            assertClose(
+              got.grads[k],
+              want.grads[k],
+              GRAD,
+              `grad of ${k} (running_mean[0] ${mean0})`,
+            );
+          }
+        }
+      },
+    );
+  }
+}
+
+/**
+ * SwitchNorm2d on [3, 4, 1, 300] whose rows are constant (0.5, 0.75, ...) with eps 2^-126 and
+ * var_weight logits [30, -30, -30]: the mixed variance is the LN variance times ~1e-26 (std
+ * ~2e-14, s ~ 2^45) while the means mix far apart, and dy ~ 2^40 of one sign: gamma s^3
+ * sum(dy (x - mu)) (dL/dvar of a row, ~2^180) leaves float32 where dx and the gradients fit.
+ * gamma 1 and 1.99 (a mantissa in [1, 2)), training and an evaluation on loaded buffers.
+ */
+async function tinyMixedStd(backend: Backend, training: boolean, gamma: number) {
+  const [n, c, m] = [3, 4, 300], shape = [n, c, 1, m];
+  const random = seededRandom(3);
+  const x = new Float32Array(n * c * m), dy = new Float32Array(n * c * m);
+  for (let i = 0; i < x.length; i++) {
+    x[i] = 0.5 + Math.floor(i / m) * 0.25;
+    dy[i] = (1 + 0.05 * random()) * 2 ** 39.99;
+  }
+  const layer = new SwitchNorm2d(c, { backend, eps: 2 ** -126 });
+  layer.loadStateDict({
+    weight: new Float32Array([gamma, gamma, -gamma, 1.5]),
+    bias: new Float32Array(c),
+    mean_weight: new Float32Array([0, 0.5, 0.2]),
+    var_weight: new Float32Array([30, -30, -30]),
+    running_mean: new Float32Array([0.1, 0.2, 0.3, 0.4]),
+    running_var: new Float32Array([0, 0, 1e-38, 0]),
+  });
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads, inner: m };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "rows whose mixed std is ~1e-26 of their terms' (dL/dvar beyond float32, dx within it) match the float64 reference",
+    async () => {
+      for (const training of [true, false]) {
+        for (const gamma of [1, 1.99]) {
+          const what = `${training ? "training" : "evaluation"}, gamma ${gamma}`;
+          const want = await tinyMixedStd("reference", training, gamma);
+          const got = await tinyMixedStd(backend, training, gamma);
+          assertChannelsClose(got.y, want.y, Y, want.inner, `${what}: y`);
+          assertChannelsClose(got.dx, want.dx, GRAD, want.inner, `${what}: dx`);
+          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+            assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
+          }
+        }
+      }
+    },
+  );
+}
