@@ -455,6 +455,12 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  // A mix of variance 0 (rows of one repeated value) with eps > 0: var + eps is eps, which a unit
+  // above 2^(eps_exp + 62) would take below float32's normal range (0: y NaN where the reference
+  // has beta); the unit drops to that bound (x 2^-e then stays below 2^130 / sqrt(eps)).
+  let zero_var = (P.wvar.x == 0.0 || t0.variance == 0.0) && (P.wvar.y == 0.0 || t1.variance == 0.0) &&
+    (P.wvar.z == 0.0 || t2.variance == 0.0);
+  e = select(e, min(e, P.eps_exp + 62), zero_var && P.eps > 0.0);
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);

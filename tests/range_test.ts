@@ -8,7 +8,7 @@
  * evaluation forward on the running buffers such data leave, and SyncSN's CPU merge.
  */
 import assert from "node:assert/strict";
-import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { SyncGroup } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertClose, type Tolerance } from "./_close.ts";
@@ -712,6 +712,49 @@ for (const backend of ["wasm", "webgpu"] as const) {
           for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
             assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
           }
+        }
+      }
+    },
+  );
+}
+
+/**
+ * SwitchNorm3d without BN on [4, 2, 1, 1, 145] whose samples repeat one value each (4.2e23,
+ * -1e15, 3e38, 0.5: rows beyond 2^40 are kept in their scaled unit) with eps 1e-5: var + eps is
+ * eps alone, whose value in the unit of 4.2e23 (2^-163) lies below float32's range. y must be
+ * beta and dx = gamma dy / sqrt(eps) (every mean term cancels), as the reference has them.
+ */
+async function repeatedValues(backend: Backend, training: boolean) {
+  const shape = [4, 2, 1, 1, 145], per = 2 * 145, values = [4.2e23, -1e15, 3e38, 0.5];
+  const random = seededRandom(111);
+  const x = Float32Array.from({ length: 4 * per }, (_, i) => values[Math.floor(i / per)]);
+  const dy = Float32Array.from({ length: 4 * per }, () => random() * 2 - 1);
+  const layer = new SwitchNorm3d(2, { backend, eps: 1e-5, usingBN: false });
+  layer.loadStateDict({
+    weight: new Float32Array([0.68, -1.5]),
+    bias: new Float32Array([0.21, -3]),
+    mean_weight: new Float32Array([-1.4, 2]),
+    var_weight: new Float32Array([-0.9, -1.8]),
+  });
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "rows of one repeated value beyond 2^40 with eps 1e-5 give beta and the reference's dx",
+    async () => {
+      for (const training of [true, false]) {
+        const what = training ? "training" : "evaluation";
+        const want = await repeatedValues("reference", training);
+        const got = await repeatedValues(backend, training);
+        assertClose(got.y, want.y, Y, `${what}: y`);
+        assertClose(got.dx, want.dx, GRAD, `${what}: dx`);
+        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
         }
       }
     },
