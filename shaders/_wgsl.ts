@@ -464,12 +464,15 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
-  // A mix of variance 0 (rows of one repeated value) with eps > 0: var + eps is eps, which a unit
-  // above 2^(eps_exp + 62) would take below float32's normal range (0: y NaN where the reference
-  // has beta); the unit drops to that bound (x 2^-e then stays below 2^130 / sqrt(eps)).
-  let zero_var = (P.wvar.x == 0.0 || t0.variance == 0.0) && (P.wvar.y == 0.0 || t1.variance == 0.0) &&
-    (P.wvar.z == 0.0 || t2.variance == 0.0);
-  e = select(e, min(e, P.eps_exp + 62), zero_var && P.eps > 0.0);
+  // The unit of the mix's std: the largest of its weighted variances' (unit_k + half the exponent
+  // of wvar_k var_k) and sqrt(eps)'s. A unit set by means far above it (a row of one repeated
+  // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
+  // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
+  // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
+  let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
+    unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
+    max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
+  e = select(e, max(v_e + 62, e - 125), e > v_e + 62);
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);
@@ -2200,8 +2203,12 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let gm = -s * gamma * s1;
-  let gv = -0.5 * gamma * (s * s) * (s * s2);
+  // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
+  // to 2^21 here, gm, gv and their dots then stay within float32.
+  let es1 = max(0, finite_exponent_of(s1) - 40);
+  let es2 = max(0, finite_exponent_of(s2) - 60);
+  let gm = -s * gamma * scale2(s1, -es1);
+  let gv = -0.5 * gamma * (s * s) * (s * scale2(s2, -es2));
   // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
   let ff = pow2(-fe);
@@ -2209,8 +2216,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  let e1 = d_unit - 2 * w.e + 3 * es + g + fe;
-  return grad_units(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e + es + g, e1, d_unit, es + g + fe, 3 * es + g + fe, es + fe);
+  let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
+  return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
+    es + g + fe + es1, 3 * es + g + fe + es2, es + fe + es2);
 }
 `;
 
@@ -2589,7 +2597,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
-  let d_unit = g_exp(row.flags, 2u);
+  // dy's unit in the map: the row record's unit 2^(D + k) (k raised where its dots pass 2^100)
+  // but at most 2^88, where every finite |dy| 2^-88 is at most 2^40: a larger unit would flush
+  // ordinary dy to 0 (dx 0 where the reference has 3e31).
+  let d_rec = g_exp(row.flags, 2u);
+  let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
   let u_in = unit_of(p.flags);
   let e_ln = max(u_in, unit_of(ln.flags));
@@ -2631,22 +2643,27 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
   // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
-  // |x 2^-u_in - K| <= 2^41 (2 when scaled).
+  // |x 2^-u_in - K| <= 2^41 (2 when scaled), and at most |lo_in| + sqrt(M2) of the row's summary
+  // (every |x - mu_in| is at most the root of the row's sum of squared deviations): a row of one
+  // repeated value has no such term, whatever its B (a far mean's dL/dvar ~1e67 would otherwise
+  // set a unit that flushes dy gs and A to 0).
   // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
   let g = gamma_exp(affine[c]);
   let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
   ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
-  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0);
-  let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
+  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
+  let xk = min(select(1, 41, u_in == 0), exponent_of(abs(p.mean) + sqrt(max(p.m2, 0.0))) + 1);
+  let t2 = gvar.e + u_in + exponent_of(bm) + xk;
   let t3 = ax.e + exponent_of(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
   coef[r] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
-    bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
+    // B 0 where every x - K is 0 (M2 0: no bound above), so that its size cannot overflow.
+    bitcast<u32>(select(scale2(bm, gvar.e + u_in - u), 0.0, xk < -200)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );

@@ -128,8 +128,12 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let gm = -s * gamma * s1;
-  let gv = -0.5 * gamma * (s * s) * (s * s2);
+  // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
+  // to 2^21 here, gm, gv and their dots then stay within float32.
+  let es1 = max(0, finite_exponent_of(s1) - 40);
+  let es2 = max(0, finite_exponent_of(s2) - 60);
+  let gm = -s * gamma * scale2(s1, -es1);
+  let gv = -0.5 * gamma * (s * s) * (s * scale2(s2, -es2));
   // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
   let ff = pow2(-fe);
@@ -137,6 +141,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  let e1 = d_unit - 2 * w.e + 3 * es + g + fe;
-  return grad_units(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e + es + g, e1, d_unit, es + g + fe, 3 * es + g + fe, es + fe);
+  let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
+  return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
+    es + g + fe + es1, 3 * es + g + fe + es2, es + fe + es2);
 }

@@ -760,3 +760,120 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * Evaluations of SwitchNorm2d on [4, 1, 1, M] (fuzzed, then reduced) whose row 2 repeats one value
+ * far above the running buffers' std (3.3e30 and -6.3e34 over a running_var of 66 or 8e5, beside
+ * rows of std 1e-25 .. 1e10): the mix's variance lies 2^200 below the unit of its means. With dy
+ * ~1e32 on that row and var_weight on IN, its dL/dvar (~1e67, through the far means) must not set
+ * the unit of its dx either. y, dx and the gradients must be the float64 reference's (y and dx
+ * within float32 rounding of their row's scale).
+ */
+interface FarCase {
+  m: number;
+  eps: number;
+  value: number;
+  scales: number[];
+  dyScales: number[];
+  gamma: number;
+  mw: number[];
+  vw: number[];
+  rm: number;
+  rv: number;
+}
+
+const FAR_CASES: FarCase[] = [
+  // var_weight on BN (running_var 66): y NaN, eps 0 (seed 772)
+  ...[3.34e30, -6.27e34].map((value) => ({
+    m: 38,
+    eps: 0,
+    value,
+    scales: [1e-25, 5e-15, 0, 4e-3],
+    dyScales: [1e3, 1e3, 1e3, 1e3],
+    gamma: 1.485,
+    mw: [25.37, 0.343, 0.164],
+    vw: [-19.73, -1.086, 2.553],
+    rm: 7.7e29,
+    rv: 66.15,
+  })),
+  // var_weight on IN, eps 1e-5, dy ~1e32 on the repeated row: dx 0 (seed 1274)
+  {
+    m: 142,
+    eps: 1e-5,
+    value: -6.27e34,
+    scales: [0, 0, 7.7e10, 0],
+    dyScales: [1e3, 1e-4, 2e9, 1e32],
+    gamma: 0.66,
+    mw: [-2.16, -2.3, -0.522],
+    vw: [13.24, -0.603, 0.461],
+    rm: 0.128,
+    rv: 816522,
+  },
+];
+
+async function farAboveRunningStd(backend: Backend, k: FarCase) {
+  const shape = [4, 1, 1, k.m], m = k.m, rows = 4;
+  const random = seededRandom(772);
+  const x = Float32Array.from(
+    { length: rows * m },
+    (_, i) => {
+      const r = Math.floor(i / m);
+      return r === 2 || (k.scales[r] === 0 && r === 3) ? k.value : (random() * 2 - 1) * k.scales[r];
+    },
+  );
+  const dy = Float32Array.from(
+    { length: rows * m },
+    (_, i) => {
+      const d = k.dyScales[Math.floor(i / m)];
+      return (random() * 2 - 1 + (d > 1e30 ? 1.5 : 0)) * d; // one sign where ~1e32
+    },
+  );
+  const layer = new SwitchNorm2d(1, { backend, eps: k.eps });
+  layer.loadStateDict({
+    weight: new Float32Array([k.gamma]),
+    bias: new Float32Array([0.07]),
+    mean_weight: new Float32Array(k.mw),
+    var_weight: new Float32Array(k.vw),
+    running_mean: new Float32Array([k.rm]),
+    running_var: new Float32Array([k.rv]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "evaluations whose repeated values lie 1e29 running stds away from the running buffers match the float64 reference",
+    async () => {
+      for (const [n, k] of FAR_CASES.entries()) {
+        const want = await farAboveRunningStd("reference", k);
+        const got = await farAboveRunningStd(backend, k);
+        for (let r = 0; r < 4; r++) {
+          const row = (a: Float32Array) => a.subarray(r * k.m, r * k.m + k.m);
+          for (
+            const [name, g, w, tol] of [["y", got.y, want.y, Y], [
+              "dx",
+              got.dx,
+              want.dx,
+              GRAD,
+            ]] as const
+          ) {
+            const scale = Math.max(1, ...Array.from(row(w), (v) => Math.abs(v)));
+            assertClose(
+              row(g),
+              row(w),
+              { ...tol, atol: tol.atol * scale },
+              `case ${n}: ${name} row ${r}`,
+            );
+          }
+        }
+        for (const p of ["weight", "bias", "var_weight"] as const) {
+          assertClose(got.grads[p], want.grads[p], GRAD, `case ${n}: grad of ${p}`);
+        }
+      }
+    },
+  );
+}
