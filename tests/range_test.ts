@@ -877,3 +877,64 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * Evaluations of SwitchNorm3d on [4, 1, 1, 1, 119] (fuzzed, then reduced) on a running_mean of
+ * -1.9e30 over a running std of 8.5e-9, with data of 1e-29 .. 3e12: |x - mu| / std reaches 6e38,
+ * beyond float32, while gamma 0.0124 keeps y (~8e36) within it. y, dx and the gradients must be
+ * the float64 reference's (y and dx within float32 rounding of their row's scale).
+ */
+async function beyondStdRange(backend: Backend) {
+  const shape = [4, 1, 1, 1, 119], m = 119;
+  const random = seededRandom(695);
+  const values = [-2.69e-7, 0, 1.5e12, 1.5e-7];
+  const x = Float32Array.from(
+    { length: 4 * m },
+    (_, i) => values[Math.floor(i / m)] || (random() * 2 - 1) * 5e-29,
+  );
+  const dy = Float32Array.from({ length: 4 * m }, () => (random() * 2 - 1) * 1e-2);
+  const layer = new SwitchNorm3d(1, { backend, eps: 0 });
+  layer.loadStateDict({
+    weight: new Float32Array([-0.0124]),
+    bias: new Float32Array([0.213]),
+    mean_weight: new Float32Array([-1.946, -0.49, 0.391]),
+    var_weight: new Float32Array([2.605, -0.238, -0.264]),
+    running_mean: new Float32Array([-1.88e30]),
+    running_var: new Float32Array([7.18e-17]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation whose |x - mu| / std passes float32's range under a gamma of 0.01 matches the float64 reference",
+    async () => {
+      const want = await beyondStdRange("reference");
+      const got = await beyondStdRange(backend);
+      for (let r = 0; r < 4; r++) {
+        const row = (a: Float32Array) => a.subarray(r * 119, r * 119 + 119);
+        for (
+          const [name, g, w, tol] of [["y", got.y, want.y, Y], [
+            "dx",
+            got.dx,
+            want.dx,
+            GRAD,
+          ]] as const
+        ) {
+          const scale = Math.max(
+            1,
+            ...Array.from(row(w), (v) => Number.isFinite(v) ? Math.abs(v) : 0),
+          );
+          assertClose(row(g), row(w), { ...tol, atol: tol.atol * scale }, `${name} row ${r}`);
+        }
+      }
+      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
+      }
+    },
+  );
+}
