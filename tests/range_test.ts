@@ -938,3 +938,63 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * An evaluation of SwitchNorm2d on [2, 1, 1, 283] (fuzzed, then reduced) on a subnormal
+ * running_var (7.9e-41, which GPUs may flush to 0), eps 0, beside a row of one repeated value:
+ * that row's mixed variance is the running_var's share alone (~2e-49). y, dx and the gradients
+ * must be the float64 reference's (y and dx within float32 rounding of their row's scale).
+ */
+async function subnormalRunningVar(backend: Backend) {
+  const shape = [2, 1, 1, 283], m = 283;
+  const random = seededRandom(1370);
+  const x = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => i < m ? 6.34e-7 : (random() * 2 - 1) * 1.6e-5,
+  );
+  const dy = Float32Array.from({ length: 2 * m }, () => (random() * 2 - 1) * 1e3);
+  const layer = new SwitchNorm2d(1, { backend, eps: 0 });
+  layer.loadStateDict({
+    weight: new Float32Array([-2.1e-19]),
+    bias: new Float32Array([0.5]),
+    mean_weight: new Float32Array([0.918, -1.511, -1.177]),
+    var_weight: new Float32Array([22.41, 1.565, 2.79]),
+    running_mean: new Float32Array([1.95e8]),
+    running_var: new Float32Array([7.87e-41]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation on a subnormal running_var matches the float64 reference",
+    async () => {
+      const want = await subnormalRunningVar("reference");
+      const got = await subnormalRunningVar(backend);
+      for (let r = 0; r < 2; r++) {
+        const row = (a: Float32Array) => a.subarray(r * 283, r * 283 + 283);
+        for (
+          const [name, g, w, tol] of [["y", got.y, want.y, Y], [
+            "dx",
+            got.dx,
+            want.dx,
+            GRAD,
+          ]] as const
+        ) {
+          const scale = Math.max(
+            1,
+            ...Array.from(row(w), (v) => Number.isFinite(v) ? Math.abs(v) : 0),
+          );
+          assertClose(row(g), row(w), { ...tol, atol: tol.atol * scale }, `${name} row ${r}`);
+        }
+      }
+      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
+      }
+    },
+  );
+}
