@@ -262,10 +262,14 @@ export function scaledTol(
     let qa = 0, qb = 0;
     rows.forEach((R, r) => {
       const g = Math.abs(k.weight[r % c]);
+      // the centred terms, and the reference's own float64 rounding of the uncentred dots it
+      // sums (a_k = sum gm mu_k: 2^-52 of them, in units of the 1e-4 bound)
       qa += g * R.s * dyAbs[r] *
-        Math.max(...R.mus.slice(0, w.length).map((u) => Math.abs(u - R.mu)));
+        (Math.max(...R.mus.slice(0, w.length).map((u) => Math.abs(u - R.mu))) +
+          4e-12 * Math.max(...R.mus.map(Math.abs)));
       qb += 0.5 * g * R.s ** 3 * dyx[r] *
-        Math.max(...R.vars.slice(0, v.length).map((u) => Math.abs(u - R.va)));
+        (Math.max(...R.vars.slice(0, v.length).map((u) => Math.abs(u - R.va))) +
+          4e-12 * Math.max(...R.vars.map(Math.abs)));
     });
     return () => 1e-4 * (key.endsWith("dmean_weight") ? qa : qb);
   }
