@@ -198,6 +198,16 @@ export function scaledTol(
     // plus the reference's own rounding of mu (see y below), in units of the 1e-4 bound
     return q + dyAbs[r] * 4e-12 * Math.max(...R.mus.map(Math.abs));
   });
+  if (key.endsWith("dbias")) {
+    // float32 sums of dy: ~1e-7 of sum |dy| over the channel
+    return (ch) => {
+      let q = 0;
+      rows.forEach((_, r) => {
+        if (r % c === ch) q += dyAbs[r];
+      });
+      return 1e-4 * q;
+    };
+  }
   if (key === "rm") {
     // float32 sums of a channel's rows: error ~1e-7 of their spread, whatever the mean
     return (ch) => {
