@@ -59,7 +59,13 @@ fn main(
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
   let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
+  // ... or whose dot products gm (mu_k - mu), gm mu, gv var_k could (|mu_k - mu| <= 2 max |mu_k|):
+  // an infinite dot made the logit gradients NaN where the reference has an infinity.
+  let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
+  let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
+  let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
+    eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
     grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
     return;
   }

@@ -851,25 +851,8 @@ for (const backend of ["wasm", "webgpu"] as const) {
       for (const [n, k] of FAR_CASES.entries()) {
         const want = await farAboveRunningStd("reference", k);
         const got = await farAboveRunningStd(backend, k);
-        for (let r = 0; r < 4; r++) {
-          const row = (a: Float32Array) => a.subarray(r * k.m, r * k.m + k.m);
-          for (
-            const [name, g, w, tol] of [["y", got.y, want.y, Y], [
-              "dx",
-              got.dx,
-              want.dx,
-              GRAD,
-            ]] as const
-          ) {
-            const scale = Math.max(1, ...Array.from(row(w), (v) => Math.abs(v)));
-            assertClose(
-              row(g),
-              row(w),
-              { ...tol, atol: tol.atol * scale },
-              `case ${n}: ${name} row ${r}`,
-            );
-          }
-        }
+        assertRowsClose(got.y, want.y, Y, k.m, `case ${n}: y`);
+        assertRowsClose(got.dx, want.dx, GRAD, k.m, `case ${n}: dx`);
         for (const p of ["weight", "bias", "var_weight"] as const) {
           assertClose(got.grads[p], want.grads[p], GRAD, `case ${n}: grad of ${p}`);
         }
@@ -915,23 +898,8 @@ for (const backend of ["wasm", "webgpu"] as const) {
     async () => {
       const want = await beyondStdRange("reference");
       const got = await beyondStdRange(backend);
-      for (let r = 0; r < 4; r++) {
-        const row = (a: Float32Array) => a.subarray(r * 119, r * 119 + 119);
-        for (
-          const [name, g, w, tol] of [["y", got.y, want.y, Y], [
-            "dx",
-            got.dx,
-            want.dx,
-            GRAD,
-          ]] as const
-        ) {
-          const scale = Math.max(
-            1,
-            ...Array.from(row(w), (v) => Number.isFinite(v) ? Math.abs(v) : 0),
-          );
-          assertClose(row(g), row(w), { ...tol, atol: tol.atol * scale }, `${name} row ${r}`);
-        }
-      }
+      assertRowsClose(got.y, want.y, Y, 119, `y`);
+      assertRowsClose(got.dx, want.dx, GRAD, 119, `dx`);
       for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
         assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
       }
@@ -975,26 +943,78 @@ for (const backend of ["wasm", "webgpu"] as const) {
     async () => {
       const want = await subnormalRunningVar("reference");
       const got = await subnormalRunningVar(backend);
-      for (let r = 0; r < 2; r++) {
-        const row = (a: Float32Array) => a.subarray(r * 283, r * 283 + 283);
-        for (
-          const [name, g, w, tol] of [["y", got.y, want.y, Y], [
-            "dx",
-            got.dx,
-            want.dx,
-            GRAD,
-          ]] as const
-        ) {
-          const scale = Math.max(
-            1,
-            ...Array.from(row(w), (v) => Number.isFinite(v) ? Math.abs(v) : 0),
-          );
-          assertClose(row(g), row(w), { ...tol, atol: tol.atol * scale }, `${name} row ${r}`);
-        }
-      }
+      assertRowsClose(got.y, want.y, Y, 283, `y`);
+      assertRowsClose(got.dx, want.dx, GRAD, 283, `dx`);
       for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
         assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
       }
     },
   );
+}
+
+/**
+ * SwitchNorm2d without BN on [1, 2, 1, 167] (reduced from a fuzzed case): channel 0 of std ~1.3
+ * under gamma 9e30, channel 1 of std 2.5e10 about a mean of 3.8e8, so that the mixed std of
+ * channel 0 is ~1.7e10 and its mean ~1.9e8 away: gamma s sum(dy) (~1e33) fits float32 but the
+ * importance-logit dot products gm (mu_k - mu) (~1e41) do not, while the mean_weight gradient
+ * (1.4e35), dx and the weight and bias gradients fit (var_weight's is +-Infinity). Training and
+ * evaluation; every result as the float64 reference has it.
+ */
+async function dotsOutOfRange(backend: Backend, training: boolean) {
+  const shape = [1, 2, 1, 167], m = 167;
+  const random = seededRandom(913);
+  const x = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => i < m ? (random() * 2 - 1) * 2.23 : (random() * 2 - 1) * 4.4e10 + 3.8e8,
+  );
+  const dy = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => (random() * 2 - 1) * (i < m ? 5.8e11 : 9e17),
+  );
+  const layer = new SwitchNorm2d(2, { backend, eps: 1e-5, usingBN: false });
+  layer.loadStateDict({
+    weight: new Float32Array([9.06e30, 1.056]),
+    bias: new Float32Array([-0.0068, -0.093]),
+    mean_weight: new Float32Array([1.614, 14.85]),
+    var_weight: new Float32Array([-2.53, -0.131]),
+  });
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "rows whose importance-logit dot products pass float32's range give the reference's logit gradients",
+    async () => {
+      for (const training of [true, false]) {
+        const what = training ? "training" : "evaluation";
+        const want = await dotsOutOfRange("reference", training);
+        const got = await dotsOutOfRange(backend, training);
+        assertRowsClose(got.y, want.y, Y, 167, `${what}: y`);
+        assertRowsClose(got.dx, want.dx, GRAD, 167, `${what}: dx`);
+        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
+        }
+      }
+    },
+  );
+}
+
+/** assertClose per row of `inner` floats, atol times the row's largest finite |expected|. */
+function assertRowsClose(
+  got: Float32Array,
+  want: Float32Array,
+  tol: Tolerance,
+  inner: number,
+  what: string,
+): void {
+  for (let r = 0; r * inner < want.length; r++) {
+    const g = got.subarray(r * inner, (r + 1) * inner),
+      w = want.subarray(r * inner, (r + 1) * inner);
+    const scale = Math.max(1, ...Array.from(w, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
+    assertClose(g, w, { ...tol, atol: tol.atol * scale }, `${what}, row ${r}`);
+  }
 }
