@@ -142,12 +142,21 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let gv = -0.5 * gamma * (s * s) * (s * scale2(s2, -es2));
   // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
+  // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
+  // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
+  // stay within float32.
   let ff = pow2(-fe);
-  var a = vec4<f32>(gm * (wide_centred(t_in, w) * ff), gm * (wide_centred(t_ln, w) * ff), gm * (wide_centred(t_bn, w) * ff), gm * ((w.hi + w.lo) * ff));
-  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
+  let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  let ma = finite_abs(ca);
+  let mb = finite_abs(cb);
+  let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
+  let ev = max(0, exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) - 60);
+  var a = gm * (ca * pow2(-em));
+  var b = gv * (cb * pow2(-ev));
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fe + es1, 3 * es + g + fe + es2, es + fe + es2);
+    es + g + fe + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }

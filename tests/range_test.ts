@@ -853,7 +853,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
         const got = await farAboveRunningStd(backend, k);
         assertRowsClose(got.y, want.y, Y, k.m, `case ${n}: y`);
         assertRowsClose(got.dx, want.dx, GRAD, k.m, `case ${n}: dx`);
-        for (const p of ["weight", "bias", "var_weight"] as const) {
+        for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
           assertClose(got.grads[p], want.grads[p], GRAD, `case ${n}: grad of ${p}`);
         }
       }
@@ -1017,4 +1017,60 @@ function assertRowsClose(
     const scale = Math.max(1, ...Array.from(w, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
     assertClose(g, w, { ...tol, atol: tol.atol * scale }, `${what}, row ${r}`);
   }
+}
+
+/**
+ * An evaluation of SwitchNorm3d on [2, 2, 1, 1, 40] (a fuzzed case, its data redrawn with the
+ * same per-row scales): a running_mean of -4.2e36 and rows of 1e-20 .. 1e18 with dy up to 1e32,
+ * where the centred means and variances of the rows' mixes lie far above the mix's own (an LN
+ * variance ~1e36 beside a mixed one ~1e9): their products with dL/dmu and dL/dvar (the
+ * importance-logit dot products) pass float32 in the rows' wide records. The logit gradients are
+ * +-Infinity in the reference (NaN before); y, dx, the weight and bias gradients fit.
+ */
+async function farTermsDots(backend: Backend) {
+  const shape = [2, 2, 1, 1, 40], m = 40;
+  const random = seededRandom(556);
+  const xs = [
+    (r: number) => (r * 2 - 1) * 496,
+    () => -3.72e18,
+    (r: number) => (r * 2 - 1) * 0.113,
+    (r: number) => (r * 2 - 1) * 4.3e-20,
+  ];
+  const dys = [
+    (r: number) => (r * 2 - 1) * 1.6e32,
+    (r: number) => (1 + 0.3 * r) * 1.7e26,
+    (r: number) => (1 + 0.3 * r) * 3.5e9,
+    (r: number) => (r * 2 - 1) * 4.9e15,
+  ];
+  const x = Float32Array.from({ length: 4 * m }, (_, i) => xs[Math.floor(i / m)](random()));
+  const dy = Float32Array.from({ length: 4 * m }, (_, i) => dys[Math.floor(i / m)](random()));
+  const layer = new SwitchNorm3d(2, { backend, eps: 0 });
+  layer.loadStateDict({
+    weight: new Float32Array([-2.124e13, -1.764e25]),
+    bias: new Float32Array([-0.403, 0.0323]),
+    mean_weight: new Float32Array([24.4, 0.565, 1.542]),
+    var_weight: new Float32Array([0.686, 2.74, -2.842]),
+    running_mean: new Float32Array([-4.2e36, -4.584]),
+    running_var: new Float32Array([2.82e9, 1.894e-4]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation whose rows' logit dot products pass float32 in their wide records matches the float64 reference",
+    async () => {
+      const want = await farTermsDots("reference");
+      const got = await farTermsDots(backend);
+      assertRowsClose(got.y, want.y, Y, 40, "y");
+      assertRowsClose(got.dx, want.dx, GRAD, 40, "dx");
+      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
+      }
+    },
+  );
 }
