@@ -497,6 +497,15 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  // The unit of the mix's std: the largest of its weighted variances' (unit_k + half the exponent
+  // of wvar_k var_k) and sqrt(eps)'s. A unit set by means far above it (a row of one repeated
+  // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
+  // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
+  // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
+  let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
+    unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
+    max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
+  e = select(e, max(v_e + 62, e - 125), e > v_e + 62);
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);
@@ -800,11 +809,34 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
+  return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
+}
+
+// grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
+// or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
+// the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
+// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k), k >= 0 the
+// least that keeps the dots (and, where ez > 0, dgamma) below 2^100.
+fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
-  let m = max(finite_abs(a), finite_abs(b));
-  let k = max(0, exponent_of(max(max(m.x, m.y), max(m.z, m.w))) + g - 100);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, -k), scale2(s.w, -k));
-  return Grad(s2, scale2v(a, g - k), scale2v(b, g - k), g_flags(0u, e0 + g, e1 + g, d + k));
+  let ma = finite_abs(a);
+  let mb = finite_abs(b);
+  let k = max(max(0, max(exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) + ea,
+    exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) + eb) - 100),
+    select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
+}
+
+// The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
+// |lo| <= 2^60 (every in-range row: |x - mu| then stays below 2^62), else what brings |lo| to 2^60.
+fn far_exp(lo: f32) -> i32 {
+  return max(0, finite_exponent_of(lo) - 60);
+}
+
+// bparts' fourth word: the dy unit D (bits 0..15) and the far exponent f (bits 16..31), both >= 0.
+fn part_units(d_unit: i32, f: i32) -> u32 {
+  return u32(d_unit) | (u32(f) << 16u);
 }`;
 
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
@@ -1506,7 +1538,10 @@ fn main(
           field_v != 0u,
         );
         let u_min = min(i32(field) - 127, u_std);
-        let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
+        // A running_var below 2^-63 (subnormal ones included, which GPUs may flush to 0 in
+        // float arithmetic: y NaN where the reference is finite) is written scaled too.
+        let tiny_var = field_v != 0u && field_v < 64u;
+        let u = select(0, select(u_min, 1, u_min == 0), (is_wide_field(field) || tiny_var) && bad == 0u);
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
@@ -1946,13 +1981,22 @@ fn normalize_row(row: u32, lid: u32) {
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
   let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
+  // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
+  // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
+  // 2^h of it into gamma's exponent, applied to t by its bits.
+  let xb = i32(max_field(p.flags)) - 126 - w.e;
+  let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
+  let sc = scale2(w.scale, -h);
   let s0 = max(row * P.chunks, P.seg_first);
   let s1 = min((row + 1u) * P.chunks, P.seg_end);
   for (var seg = s0; seg < s1; seg++) {
     let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
     let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
     for (var i = s + lid; i < e; i += 64u) {
-      y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
+      let t = ((scale2(x[i], -w.e) - w.hi) - w.lo) * sc;
+      let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
+      y[i] = select(select(wide_y(w, t), far, h > 0), qnan(), w.bad);
     }
   }
 }
@@ -1975,8 +2019,8 @@ export const SN_BWD_REDUCE: string =
 // one sign makes systematic (3e-5 relative on dgamma at M = 4e6). A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
-// A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
-// as it does every segment whose MX passes DY_MAX.
+// A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
+// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -2026,7 +2070,9 @@ fn main(
       bn = groups[P.n + c - P.stat_bn_base];
     }
     let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
-    scaled = is_scaled(m.flags);
+    // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
+    // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
+    scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     let keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
     // (mu - c) S1 (see the top).
@@ -2084,7 +2130,10 @@ export const SN_BWD_WIDE_REDUCE: string =
 //   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
 //     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
-// of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
+// of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
+// where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
+// far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
+// units of 2^f (the products dy (x - mu) would overflow float32).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -2132,7 +2181,8 @@ fn reduce_wide(seg: u32) {
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
-  if (!scaled && !big) {
+  let plain = nd_mix(p, ln, bn);
+  if (!scaled && !big && far_exp(plain.lo) == 0) {
     return;
   }
   let d_unit = dy_unit(select(0.0, mx, big));
@@ -2147,13 +2197,16 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
   } else {
-    let m = nd_mix(p, ln, bn);
-    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them.
-    let long = P.chunks > 1u;
-    hi = select(m.hi, coarse12(m.hi + m.lo), long);
-    lo = select(m.lo, 0.0, long);
-    keep = !mixed_bad(m);
+    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them
+    // (not for a mean far from the data: x - mu is then taken in units of 2^f, below).
+    let long = P.chunks > 1u && far_exp(plain.lo) == 0;
+    hi = select(plain.hi, coarse12(plain.hi + plain.lo), long);
+    lo = select(plain.lo, 0.0, long);
+    keep = !mixed_bad(plain);
   }
+  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp).
+  let f = far_exp(lo);
+  let ff = pow2(-f);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
@@ -2165,12 +2218,12 @@ fn reduce_wide(seg: u32) {
     for (var i = b; i < min(b + 64u, end); i++) {
       let d = scale2(dy[i], -d_unit);
       b1 += d;
-      b2 += select(0.0, d * ((scale2(x[i], -e) - hi) - lo), keep);
+      b2 += select(0.0, d * (((scale2(x[i], -e) - hi) - lo) * ff), keep);
     }
     s1 += b1;
     s2 += b2;
   }
-  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
 }
 `;
 
@@ -2257,8 +2310,14 @@ fn main(
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
   let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
+  // ... or whose dot products gm (mu_k - mu), gm mu, gv var_k could (|mu_k - mu| <= 2 max |mu_k|):
+  // an infinite dot made the logit gradients NaN where the reference has an infinity.
+  let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
+  let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
+  let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
+    eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
+    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
     return;
   }
   if (mixed_bad(m)) {
@@ -2295,7 +2354,7 @@ fn long_sums(r: u32, residual: f32) -> vec2<f32> {
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     s1 = pair_add(s1, bitcast<f32>(rec.x));
     s2 = pair_add(s2, bitcast<f32>(rec.y));
   }
@@ -2316,15 +2375,24 @@ fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32
     P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
 }
 
-// The Grad of a wide row r (see the top): sums in units of 2^d_unit.
-fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+// The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
+fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+  // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
+  // brought to the largest.
+  var d_unit = 0;
+  var fe = 0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let w = bparts[(r - P.row_base) * P.chunks + k].w;
+    d_unit = max(d_unit, i32(w & 0xffffu));
+    fe = max(fe, i32(w >> 16u));
+  }
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
-    let f = pow2(i32(rec.w) - d_unit);
-    s1 += bitcast<f32>(rec.x) * f;
-    s2 += bitcast<f32>(rec.y) * f;
+    let dk = i32(rec.w & 0xffffu);
+    s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -2335,8 +2403,9 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   } else {
     // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
-    // Long rows: S2's segments were taken about c (see the top), in every reduce pass.
-    if (P.chunks > 1u && class_bits(s1) == 0u && class_bits(s2) == 0u) {
+    // Long rows: S2's segments were taken about c (see the top), in every reduce pass, unless
+    // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
+    if (P.chunks > 1u && fe == 0 && class_bits(s1) == 0u && class_bits(s2) == 0u) {
       s2 -= long_residual(m) * s1;
     }
   }
@@ -2347,18 +2416,40 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
-  let s = w.scale;
-  // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
-  // (grad_gamma_apart carries g in the exponents).
+  // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
+  // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
+  // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
+  // Only for s beyond 2^20 (s^3 beyond 2^60): a smaller s stays in the dots' products, which
+  // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
+  let es = max(0, exponent_of(w.scale) - 20);
+  let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let gm = -s * gamma * s1;
-  let gv = -0.5 * gamma * (s * s) * (s * s2);
-  var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
-  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
+  // to 2^21 here, gm, gv and their dots then stay within float32.
+  let es1 = max(0, finite_exponent_of(s1) - 40);
+  let es2 = max(0, finite_exponent_of(s2) - 60);
+  let gm = -s * gamma * scale2(s1, -es1);
+  let gv = -0.5 * gamma * (s * s) * (s * scale2(s2, -es2));
+  // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
+  // dots, with the centred means in units of 2^fe (they are of the mean's size).
+  // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
+  // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
+  // stay within float32.
+  let ff = pow2(-fe);
+  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
+  let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  let ma = finite_abs(ca);
+  let mb = finite_abs(cb);
+  let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
+  let ev = max(0, exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) - 60);
+  var a = gm * (ca * pow2(-em));
+  var b = gv * (cb * pow2(-ev));
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  return grad_gamma_apart(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
+  return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
+    es + g + fe + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }
 `;
 
@@ -2737,7 +2828,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
-  let d_unit = g_exp(row.flags, 2u);
+  // dy's unit in the map: the row record's unit 2^(D + k) (k raised where its dots pass 2^100)
+  // but at most 2^88, where every finite |dy| 2^-88 is at most 2^40: a larger unit would flush
+  // ordinary dy to 0 (dx 0 where the reference has 3e31).
+  let d_rec = g_exp(row.flags, 2u);
+  let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
   let u_in = unit_of(p.flags);
   let e_ln = max(u_in, unit_of(ln.flags));
@@ -2779,22 +2874,27 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
   // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
-  // |x 2^-u_in - K| <= 2^41 (2 when scaled).
+  // |x 2^-u_in - K| <= 2^41 (2 when scaled), and at most |lo_in| + sqrt(M2) of the row's summary
+  // (every |x - mu_in| is at most the root of the row's sum of squared deviations): a row of one
+  // repeated value has no such term, whatever its B (a far mean's dL/dvar ~1e67 would otherwise
+  // set a unit that flushes dy gs and A to 0).
   // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
   let g = gamma_exp(affine[c]);
   let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
   ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
-  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0);
-  let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
+  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
+  let xk = min(select(1, 41, u_in == 0), exponent_of(abs(p.mean) + sqrt(max(p.m2, 0.0))) + 1);
+  let t2 = gvar.e + u_in + exponent_of(bm) + xk;
   let t3 = ax.e + exponent_of(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
   coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
-    bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
+    // B 0 where every x - K is 0 (M2 0: no bound above), so that its size cannot overflow.
+    bitcast<u32>(select(scale2(bm, gvar.e + u_in - u), 0.0, xk < -200)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );

@@ -173,9 +173,32 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
+  return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
+}
+
+// grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
+// or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
+// the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
+// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k), k >= 0 the
+// least that keeps the dots (and, where ez > 0, dgamma) below 2^100.
+fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
-  let m = max(finite_abs(a), finite_abs(b));
-  let k = max(0, exponent_of(max(max(m.x, m.y), max(m.z, m.w))) + g - 100);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, -k), scale2(s.w, -k));
-  return Grad(s2, scale2v(a, g - k), scale2v(b, g - k), g_flags(0u, e0 + g, e1 + g, d + k));
+  let ma = finite_abs(a);
+  let mb = finite_abs(b);
+  let k = max(max(0, max(exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) + ea,
+    exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) + eb) - 100),
+    select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
+}
+
+// The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
+// |lo| <= 2^60 (every in-range row: |x - mu| then stays below 2^62), else what brings |lo| to 2^60.
+fn far_exp(lo: f32) -> i32 {
+  return max(0, finite_exponent_of(lo) - 60);
+}
+
+// bparts' fourth word: the dy unit D (bits 0..15) and the far exponent f (bits 16..31), both >= 0.
+fn part_units(d_unit: i32, f: i32) -> u32 {
+  return u32(d_unit) | (u32(f) << 16u);
 }

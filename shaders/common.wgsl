@@ -488,6 +488,15 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  // The unit of the mix's std: the largest of its weighted variances' (unit_k + half the exponent
+  // of wvar_k var_k) and sqrt(eps)'s. A unit set by means far above it (a row of one repeated
+  // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
+  // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
+  // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
+  let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
+    unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
+    max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
+  e = select(e, max(v_e + 62, e - 125), e > v_e + 62);
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);

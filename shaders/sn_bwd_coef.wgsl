@@ -110,7 +110,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
-  let d_unit = g_exp(row.flags, 2u);
+  // dy's unit in the map: the row record's unit 2^(D + k) (k raised where its dots pass 2^100)
+  // but at most 2^88, where every finite |dy| 2^-88 is at most 2^40: a larger unit would flush
+  // ordinary dy to 0 (dx 0 where the reference has 3e31).
+  let d_rec = g_exp(row.flags, 2u);
+  let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
   let u_in = unit_of(p.flags);
   let e_ln = max(u_in, unit_of(ln.flags));
@@ -152,22 +156,27 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
   // its terms can lie far apart (a row whose own s is tiny beside its channel's BN terms), so
   // dx is formed in a unit 2^u from bounds of every term: |dy 2^-D| <= 2^40 (1 when scaled),
-  // |x 2^-u_in - K| <= 2^41 (2 when scaled).
+  // |x 2^-u_in - K| <= 2^41 (2 when scaled), and at most |lo_in| + sqrt(M2) of the row's summary
+  // (every |x - mu_in| is at most the root of the row's sum of squared deviations): a row of one
+  // repeated value has no such term, whatever its B (a far mean's dL/dvar ~1e67 would otherwise
+  // set a unit that flushes dy gs and A to 0).
   // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
   let g = gamma_exp(affine[c]);
   let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
   ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
-  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0);
-  let t2 = gvar.e + u_in + exponent_of(bm) + select(1, 41, u_in == 0);
+  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
+  let xk = min(select(1, 41, u_in == 0), exponent_of(abs(p.mean) + sqrt(max(p.m2, 0.0))) + 1);
+  let t2 = gvar.e + u_in + exponent_of(bm) + xk;
   let t3 = ax.e + exponent_of(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
   coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
-    bitcast<u32>(scale2(bm, gvar.e + u_in - u)),
+    // B 0 where every x - K is 0 (M2 0: no bound above), so that its size cannot overflow.
+    bitcast<u32>(select(scale2(bm, gvar.e + u_in - u), 0.0, xk < -200)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );

@@ -13,8 +13,8 @@
 // one sign makes systematic (3e-5 relative on dgamma at M = 4e6). A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
-// A row with scaled statistics (F_SCALED) gets S2 = 0 too: sn_bwd_wide_reduce sums it again,
-// as it does every segment whose MX passes DY_MAX.
+// A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
+// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -64,7 +64,9 @@ fn main(
       bn = groups[P.n + c - P.stat_bn_base];
     }
     let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
-    scaled = is_scaled(m.flags);
+    // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
+    // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
+    scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     let keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
     // (mu - c) S1 (see the top).

@@ -79,8 +79,14 @@ fn main(
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
   let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, d_unit, p, ln, bn, use_bn, m);
+  // ... or whose dot products gm (mu_k - mu), gm mu, gv var_k could (|mu_k - mu| <= 2 max |mu_k|):
+  // an infinite dot made the logit gradients NaN where the reference has an infinity.
+  let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
+  let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
+  let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
+    eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
+    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
     return;
   }
   if (mixed_bad(m)) {
@@ -117,7 +123,7 @@ fn long_sums(r: u32, residual: f32) -> vec2<f32> {
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[r * P.chunks + k];
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
     s1 = pair_add(s1, bitcast<f32>(rec.x));
     s2 = pair_add(s2, bitcast<f32>(rec.y));
   }
@@ -138,15 +144,24 @@ fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32
     P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
 }
 
-// The Grad of a wide row r (see the top): sums in units of 2^d_unit.
-fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+// The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
+fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
+  // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
+  // brought to the largest.
+  var d_unit = 0;
+  var fe = 0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let w = bparts[(r - P.row_base) * P.chunks + k].w;
+    d_unit = max(d_unit, i32(w & 0xffffu));
+    fe = max(fe, i32(w >> 16u));
+  }
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
-    let f = pow2(i32(rec.w) - d_unit);
-    s1 += bitcast<f32>(rec.x) * f;
-    s2 += bitcast<f32>(rec.y) * f;
+    let dk = i32(rec.w & 0xffffu);
+    s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -157,8 +172,9 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
   } else {
     // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
-    // Long rows: S2's segments were taken about c (see the top), in every reduce pass.
-    if (P.chunks > 1u && class_bits(s1) == 0u && class_bits(s2) == 0u) {
+    // Long rows: S2's segments were taken about c (see the top), in every reduce pass, unless
+    // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
+    if (P.chunks > 1u && fe == 0 && class_bits(s1) == 0u && class_bits(s2) == 0u) {
       s2 -= long_residual(m) * s1;
     }
   }
@@ -169,16 +185,38 @@ fn wide_row(r: u32, c: u32, d_unit: i32, p: Partial, ln: Group, bn: Group, use_b
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
-  let s = w.scale;
-  // gamma = gamma' 2^g: gamma s can pass float32's range where gm, gv and the dots do not
-  // (grad_gamma_apart carries g in the exponents).
+  // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
+  // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
+  // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
+  // Only for s beyond 2^20 (s^3 beyond 2^60): a smaller s stays in the dots' products, which
+  // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
+  let es = max(0, exponent_of(w.scale) - 20);
+  let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let gm = -s * gamma * s1;
-  let gv = -0.5 * gamma * (s * s) * (s * s2);
-  var a = vec4<f32>(gm * wide_centred(t_in, w), gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), gm * (w.hi + w.lo));
-  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
+  // to 2^21 here, gm, gv and their dots then stay within float32.
+  let es1 = max(0, finite_exponent_of(s1) - 40);
+  let es2 = max(0, finite_exponent_of(s2) - 60);
+  let gm = -s * gamma * scale2(s1, -es1);
+  let gv = -0.5 * gamma * (s * s) * (s * scale2(s2, -es2));
+  // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
+  // dots, with the centred means in units of 2^fe (they are of the mean's size).
+  // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
+  // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
+  // stay within float32.
+  let ff = pow2(-fe);
+  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
+  let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  let ma = finite_abs(ca);
+  let mb = finite_abs(cb);
+  let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
+  let ev = max(0, exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) - 60);
+  var a = gm * (ca * pow2(-em));
+  var b = gv * (cb * pow2(-ev));
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
-  return grad_gamma_apart(vec4<f32>(gm, gv, s * s2, s1), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
+  return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
+    es + g + fe + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }

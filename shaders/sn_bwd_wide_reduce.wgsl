@@ -5,7 +5,10 @@
 //   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
 //     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
-// of 64 added up, and bparts[s] = (S1', S2', MX, D): S1 = 2^D S1', S2 = 2^(D + E) S2'.
+// of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
+// where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
+// far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
+// units of 2^f (the products dy (x - mu) would overflow float32).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -53,7 +56,8 @@ fn reduce_wide(seg: u32) {
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
-  if (!scaled && !big) {
+  let plain = nd_mix(p, ln, bn);
+  if (!scaled && !big && far_exp(plain.lo) == 0) {
     return;
   }
   let d_unit = dy_unit(select(0.0, mx, big));
@@ -68,13 +72,16 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
   } else {
-    let m = nd_mix(p, ln, bn);
-    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them.
-    let long = P.chunks > 1u;
-    hi = select(m.hi, coarse12(m.hi + m.lo), long);
-    lo = select(m.lo, 0.0, long);
-    keep = !mixed_bad(m);
+    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them
+    // (not for a mean far from the data: x - mu is then taken in units of 2^f, below).
+    let long = P.chunks > 1u && far_exp(plain.lo) == 0;
+    hi = select(plain.hi, coarse12(plain.hi + plain.lo), long);
+    lo = select(plain.lo, 0.0, long);
+    keep = !mixed_bad(plain);
   }
+  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp).
+  let f = far_exp(lo);
+  let ff = pow2(-f);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
@@ -86,10 +93,10 @@ fn reduce_wide(seg: u32) {
     for (var i = b; i < min(b + 64u, end); i++) {
       let d = scale2(dy[i], -d_unit);
       b1 += d;
-      b2 += select(0.0, d * ((scale2(x[i], -e) - hi) - lo), keep);
+      b2 += select(0.0, d * (((scale2(x[i], -e) - hi) - lo) * ff), keep);
     }
     s1 += b1;
     s2 += b2;
   }
-  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, u32(d_unit));
+  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
 }

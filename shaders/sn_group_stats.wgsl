@@ -129,7 +129,10 @@ fn main(
           field_v != 0u,
         );
         let u_min = min(i32(field) - 127, u_std);
-        let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
+        // A running_var below 2^-63 (subnormal ones included, which GPUs may flush to 0 in
+        // float arithmetic: y NaN where the reference is finite) is written scaled too.
+        let tiny_var = field_v != 0u && field_v < 64u;
+        let u = select(0, select(u_min, 1, u_min == 0), (is_wide_field(field) || tiny_var) && bad == 0u);
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,

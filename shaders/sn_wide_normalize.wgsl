@@ -46,13 +46,22 @@ fn normalize_row(row: u32, lid: u32) {
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
   let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
+  // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
+  // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
+  // 2^h of it into gamma's exponent, applied to t by its bits.
+  let xb = i32(max_field(p.flags)) - 126 - w.e;
+  let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
+  let sc = scale2(w.scale, -h);
   let s0 = max(row * P.chunks, P.seg_first);
   let s1 = min((row + 1u) * P.chunks, P.seg_end);
   for (var seg = s0; seg < s1; seg++) {
     let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
     let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
     for (var i = s + lid; i < e; i += 64u) {
-      y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
+      let t = ((scale2(x[i], -w.e) - w.hi) - w.lo) * sc;
+      let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
+      y[i] = select(select(wide_y(w, t), far, h > 0), qnan(), w.bad);
     }
   }
 }

@@ -10,7 +10,7 @@
  * they sum (GRAD_SCALED, tests/_term_scales.ts), which the cancellation examples need.
  */
 import assert from "node:assert/strict";
-import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { SyncGroup } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertClose, assertCloseToScale, type Tolerance } from "./_close.ts";
@@ -818,6 +818,445 @@ for (const backend of ["wasm", "webgpu"] as const) {
         for (const k of ["weight", "mean_weight", "var_weight"] as const) {
           assertClose(got.grads[k], want.grads[k], GRAD, `${file}: grad of ${k}`);
         }
+      }
+    },
+  );
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  for (
+    const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]]] as const
+  ) {
+    rangeTest(
+      backend,
+      `an evaluation on a running_mean 1e38 to 3e38 away from data of std 1 matches the float64 reference (${layout} ${
+        JSON.stringify(shape)
+      })`,
+      async () => {
+        // |x - mu| ~ 3e37 over a std of 1: sum dy (x - mu) over a row leaves float32.
+        for (const mean0 of [1e38, -1e38, 3e38]) {
+          const want = await farRunningMean("reference", layout, [...shape], mean0);
+          const got = await farRunningMean(backend, layout, [...shape], mean0);
+          const inner = shape.slice(2).reduce((a, b) => a * b, 1);
+          assertChannelsClose(got.y, want.y, Y, inner, `y (running_mean[0] ${mean0})`);
+          assertChannelsClose(got.dx, want.dx, GRAD, inner, `dx (running_mean[0] ${mean0})`);
+          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+            assertClose(
+              got.grads[k],
+              want.grads[k],
+              GRAD,
+              `grad of ${k} (running_mean[0] ${mean0})`,
+            );
+          }
+        }
+      },
+    );
+  }
+}
+
+/**
+ * SwitchNorm2d on [3, 4, 1, 300] whose rows are constant (0.5, 0.75, ...) with eps 2^-126 and
+ * var_weight logits [30, -30, -30]: the mixed variance is the LN variance times ~1e-26 (std
+ * ~2e-14, s ~ 2^45) while the means mix far apart, and dy ~ 2^40 of one sign: gamma s^3
+ * sum(dy (x - mu)) (dL/dvar of a row, ~2^180) leaves float32 where dx and the gradients fit.
+ * gamma 1 and 1.99 (a mantissa in [1, 2)), training and an evaluation on loaded buffers.
+ */
+async function tinyMixedStd(backend: Backend, training: boolean, gamma: number) {
+  const [n, c, m] = [3, 4, 300], shape = [n, c, 1, m];
+  const random = seededRandom(3);
+  const x = new Float32Array(n * c * m), dy = new Float32Array(n * c * m);
+  for (let i = 0; i < x.length; i++) {
+    x[i] = 0.5 + Math.floor(i / m) * 0.25;
+    dy[i] = (1 + 0.05 * random()) * 2 ** 39.99;
+  }
+  const layer = new SwitchNorm2d(c, { backend, eps: 2 ** -126 });
+  layer.loadStateDict({
+    weight: new Float32Array([gamma, gamma, -gamma, 1.5]),
+    bias: new Float32Array(c),
+    mean_weight: new Float32Array([0, 0.5, 0.2]),
+    var_weight: new Float32Array([30, -30, -30]),
+    running_mean: new Float32Array([0.1, 0.2, 0.3, 0.4]),
+    running_var: new Float32Array([0, 0, 1e-38, 0]),
+  });
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads, inner: m };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "rows whose mixed std is ~1e-26 of their terms' (dL/dvar beyond float32, dx within it) match the float64 reference",
+    async () => {
+      for (const training of [true, false]) {
+        for (const gamma of [1, 1.99]) {
+          const what = `${training ? "training" : "evaluation"}, gamma ${gamma}`;
+          const want = await tinyMixedStd("reference", training, gamma);
+          const got = await tinyMixedStd(backend, training, gamma);
+          assertChannelsClose(got.y, want.y, Y, want.inner, `${what}: y`);
+          assertChannelsClose(got.dx, want.dx, GRAD, want.inner, `${what}: dx`);
+          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+            assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
+          }
+        }
+      }
+    },
+  );
+}
+
+/**
+ * SwitchNorm3d without BN on [4, 2, 1, 1, 145] whose samples repeat one value each (4.2e23,
+ * -1e15, 3e38, 0.5: rows beyond 2^40 are kept in their scaled unit) with eps 1e-5: var + eps is
+ * eps alone, whose value in the unit of 4.2e23 (2^-163) lies below float32's range. y must be
+ * beta and dx = gamma dy / sqrt(eps) (every mean term cancels), as the reference has them.
+ */
+async function repeatedValues(backend: Backend, training: boolean) {
+  const shape = [4, 2, 1, 1, 145], per = 2 * 145, values = [4.2e23, -1e15, 3e38, 0.5];
+  const random = seededRandom(111);
+  const x = Float32Array.from({ length: 4 * per }, (_, i) => values[Math.floor(i / per)]);
+  const dy = Float32Array.from({ length: 4 * per }, () => random() * 2 - 1);
+  const layer = new SwitchNorm3d(2, { backend, eps: 1e-5, usingBN: false });
+  layer.loadStateDict({
+    weight: new Float32Array([0.68, -1.5]),
+    bias: new Float32Array([0.21, -3]),
+    mean_weight: new Float32Array([-1.4, 2]),
+    var_weight: new Float32Array([-0.9, -1.8]),
+  });
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "rows of one repeated value beyond 2^40 with eps 1e-5 give beta and the reference's dx",
+    async () => {
+      for (const training of [true, false]) {
+        const what = training ? "training" : "evaluation";
+        const want = await repeatedValues("reference", training);
+        const got = await repeatedValues(backend, training);
+        assertClose(got.y, want.y, Y, `${what}: y`);
+        assertClose(got.dx, want.dx, GRAD, `${what}: dx`);
+        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
+        }
+      }
+    },
+  );
+}
+
+/**
+ * Evaluations of SwitchNorm2d on [4, 1, 1, M] (fuzzed, then reduced) whose row 2 repeats one value
+ * far above the running buffers' std (3.3e30 and -6.3e34 over a running_var of 66 or 8e5, beside
+ * rows of std 1e-25 .. 1e10): the mix's variance lies 2^200 below the unit of its means. With dy
+ * ~1e32 on that row and var_weight on IN, its dL/dvar (~1e67, through the far means) must not set
+ * the unit of its dx either. y, dx and the gradients must be the float64 reference's (y and dx
+ * within float32 rounding of their row's scale).
+ */
+interface FarCase {
+  m: number;
+  eps: number;
+  value: number;
+  scales: number[];
+  dyScales: number[];
+  gamma: number;
+  mw: number[];
+  vw: number[];
+  rm: number;
+  rv: number;
+}
+
+const FAR_CASES: FarCase[] = [
+  // var_weight on BN (running_var 66): y NaN, eps 0 (seed 772)
+  ...[3.34e30, -6.27e34].map((value) => ({
+    m: 38,
+    eps: 0,
+    value,
+    scales: [1e-25, 5e-15, 0, 4e-3],
+    dyScales: [1e3, 1e3, 1e3, 1e3],
+    gamma: 1.485,
+    mw: [25.37, 0.343, 0.164],
+    vw: [-19.73, -1.086, 2.553],
+    rm: 7.7e29,
+    rv: 66.15,
+  })),
+  // var_weight on IN, eps 1e-5, dy ~1e32 on the repeated row: dx 0 (seed 1274)
+  {
+    m: 142,
+    eps: 1e-5,
+    value: -6.27e34,
+    scales: [0, 0, 7.7e10, 0],
+    dyScales: [1e3, 1e-4, 2e9, 1e32],
+    gamma: 0.66,
+    mw: [-2.16, -2.3, -0.522],
+    vw: [13.24, -0.603, 0.461],
+    rm: 0.128,
+    rv: 816522,
+  },
+];
+
+async function farAboveRunningStd(backend: Backend, k: FarCase) {
+  const shape = [4, 1, 1, k.m], m = k.m, rows = 4;
+  const random = seededRandom(772);
+  const x = Float32Array.from(
+    { length: rows * m },
+    (_, i) => {
+      const r = Math.floor(i / m);
+      return r === 2 || (k.scales[r] === 0 && r === 3) ? k.value : (random() * 2 - 1) * k.scales[r];
+    },
+  );
+  const dy = Float32Array.from(
+    { length: rows * m },
+    (_, i) => {
+      const d = k.dyScales[Math.floor(i / m)];
+      return (random() * 2 - 1 + (d > 1e30 ? 1.5 : 0)) * d; // one sign where ~1e32
+    },
+  );
+  const layer = new SwitchNorm2d(1, { backend, eps: k.eps });
+  layer.loadStateDict({
+    weight: new Float32Array([k.gamma]),
+    bias: new Float32Array([0.07]),
+    mean_weight: new Float32Array(k.mw),
+    var_weight: new Float32Array(k.vw),
+    running_mean: new Float32Array([k.rm]),
+    running_var: new Float32Array([k.rv]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "evaluations whose repeated values lie 1e29 running stds away from the running buffers match the float64 reference",
+    async () => {
+      for (const [n, k] of FAR_CASES.entries()) {
+        const want = await farAboveRunningStd("reference", k);
+        const got = await farAboveRunningStd(backend, k);
+        assertRowsClose(got.y, want.y, Y, k.m, `case ${n}: y`);
+        assertRowsClose(got.dx, want.dx, GRAD, k.m, `case ${n}: dx`);
+        for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertClose(got.grads[p], want.grads[p], GRAD, `case ${n}: grad of ${p}`);
+        }
+      }
+    },
+  );
+}
+
+/**
+ * Evaluations of SwitchNorm3d on [4, 1, 1, 1, 119] (fuzzed, then reduced) on a running_mean of
+ * -1.9e30 over a running std of 8.5e-9, with data of 1e-29 .. 3e12: |x - mu| / std reaches 6e38,
+ * beyond float32, while gamma 0.0124 keeps y (~8e36) within it. y, dx and the gradients must be
+ * the float64 reference's (y and dx within float32 rounding of their row's scale).
+ */
+async function beyondStdRange(backend: Backend) {
+  const shape = [4, 1, 1, 1, 119], m = 119;
+  const random = seededRandom(695);
+  const values = [-2.69e-7, 0, 1.5e12, 1.5e-7];
+  const x = Float32Array.from(
+    { length: 4 * m },
+    (_, i) => values[Math.floor(i / m)] || (random() * 2 - 1) * 5e-29,
+  );
+  const dy = Float32Array.from({ length: 4 * m }, () => (random() * 2 - 1) * 1e-2);
+  const layer = new SwitchNorm3d(1, { backend, eps: 0 });
+  layer.loadStateDict({
+    weight: new Float32Array([-0.0124]),
+    bias: new Float32Array([0.213]),
+    mean_weight: new Float32Array([-1.946, -0.49, 0.391]),
+    var_weight: new Float32Array([2.605, -0.238, -0.264]),
+    running_mean: new Float32Array([-1.88e30]),
+    running_var: new Float32Array([7.18e-17]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation whose |x - mu| / std passes float32's range under a gamma of 0.01 matches the float64 reference",
+    async () => {
+      const want = await beyondStdRange("reference");
+      const got = await beyondStdRange(backend);
+      assertRowsClose(got.y, want.y, Y, 119, `y`);
+      assertRowsClose(got.dx, want.dx, GRAD, 119, `dx`);
+      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
+      }
+    },
+  );
+}
+
+/**
+ * An evaluation of SwitchNorm2d on [2, 1, 1, 283] (fuzzed, then reduced) on a subnormal
+ * running_var (7.9e-41, which GPUs may flush to 0), eps 0, beside a row of one repeated value:
+ * that row's mixed variance is the running_var's share alone (~2e-49). y, dx and the gradients
+ * must be the float64 reference's (y and dx within float32 rounding of their row's scale).
+ */
+async function subnormalRunningVar(backend: Backend) {
+  const shape = [2, 1, 1, 283], m = 283;
+  const random = seededRandom(1370);
+  const x = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => i < m ? 6.34e-7 : (random() * 2 - 1) * 1.6e-5,
+  );
+  const dy = Float32Array.from({ length: 2 * m }, () => (random() * 2 - 1) * 1e3);
+  const layer = new SwitchNorm2d(1, { backend, eps: 0 });
+  layer.loadStateDict({
+    weight: new Float32Array([-2.1e-19]),
+    bias: new Float32Array([0.5]),
+    mean_weight: new Float32Array([0.918, -1.511, -1.177]),
+    var_weight: new Float32Array([22.41, 1.565, 2.79]),
+    running_mean: new Float32Array([1.95e8]),
+    running_var: new Float32Array([7.87e-41]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation on a subnormal running_var matches the float64 reference",
+    async () => {
+      const want = await subnormalRunningVar("reference");
+      const got = await subnormalRunningVar(backend);
+      assertRowsClose(got.y, want.y, Y, 283, `y`);
+      assertRowsClose(got.dx, want.dx, GRAD, 283, `dx`);
+      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
+      }
+    },
+  );
+}
+
+/**
+ * SwitchNorm2d without BN on [1, 2, 1, 167] (reduced from a fuzzed case): channel 0 of std ~1.3
+ * under gamma 9e30, channel 1 of std 2.5e10 about a mean of 3.8e8, so that the mixed std of
+ * channel 0 is ~1.7e10 and its mean ~1.9e8 away: gamma s sum(dy) (~1e33) fits float32 but the
+ * importance-logit dot products gm (mu_k - mu) (~1e41) do not, while the mean_weight gradient
+ * (1.4e35), dx and the weight and bias gradients fit (var_weight's is +-Infinity). Training and
+ * evaluation; every result as the float64 reference has it.
+ */
+async function dotsOutOfRange(backend: Backend, training: boolean) {
+  const shape = [1, 2, 1, 167], m = 167;
+  const random = seededRandom(913);
+  const x = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => i < m ? (random() * 2 - 1) * 2.23 : (random() * 2 - 1) * 4.4e10 + 3.8e8,
+  );
+  const dy = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => (random() * 2 - 1) * (i < m ? 5.8e11 : 9e17),
+  );
+  const layer = new SwitchNorm2d(2, { backend, eps: 1e-5, usingBN: false });
+  layer.loadStateDict({
+    weight: new Float32Array([9.06e30, 1.056]),
+    bias: new Float32Array([-0.0068, -0.093]),
+    mean_weight: new Float32Array([1.614, 14.85]),
+    var_weight: new Float32Array([-2.53, -0.131]),
+  });
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "rows whose importance-logit dot products pass float32's range give the reference's logit gradients",
+    async () => {
+      for (const training of [true, false]) {
+        const what = training ? "training" : "evaluation";
+        const want = await dotsOutOfRange("reference", training);
+        const got = await dotsOutOfRange(backend, training);
+        assertRowsClose(got.y, want.y, Y, 167, `${what}: y`);
+        assertRowsClose(got.dx, want.dx, GRAD, 167, `${what}: dx`);
+        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
+        }
+      }
+    },
+  );
+}
+
+/** assertClose per row of `inner` floats, atol times the row's largest finite |expected|. */
+function assertRowsClose(
+  got: Float32Array,
+  want: Float32Array,
+  tol: Tolerance,
+  inner: number,
+  what: string,
+): void {
+  for (let r = 0; r * inner < want.length; r++) {
+    const g = got.subarray(r * inner, (r + 1) * inner),
+      w = want.subarray(r * inner, (r + 1) * inner);
+    const scale = Math.max(1, ...Array.from(w, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
+    assertClose(g, w, { ...tol, atol: tol.atol * scale }, `${what}, row ${r}`);
+  }
+}
+
+/**
+ * An evaluation of SwitchNorm3d on [2, 2, 1, 1, 40] (a fuzzed case, its data redrawn with the
+ * same per-row scales): a running_mean of -4.2e36 and rows of 1e-20 .. 1e18 with dy up to 1e32,
+ * where the centred means and variances of the rows' mixes lie far above the mix's own (an LN
+ * variance ~1e36 beside a mixed one ~1e9): their products with dL/dmu and dL/dvar (the
+ * importance-logit dot products) pass float32 in the rows' wide records. The logit gradients are
+ * +-Infinity in the reference (NaN before); y, dx, the weight and bias gradients fit.
+ */
+async function farTermsDots(backend: Backend) {
+  const shape = [2, 2, 1, 1, 40], m = 40;
+  const random = seededRandom(556);
+  const xs = [
+    (r: number) => (r * 2 - 1) * 496,
+    () => -3.72e18,
+    (r: number) => (r * 2 - 1) * 0.113,
+    (r: number) => (r * 2 - 1) * 4.3e-20,
+  ];
+  const dys = [
+    (r: number) => (r * 2 - 1) * 1.6e32,
+    (r: number) => (1 + 0.3 * r) * 1.7e26,
+    (r: number) => (1 + 0.3 * r) * 3.5e9,
+    (r: number) => (r * 2 - 1) * 4.9e15,
+  ];
+  const x = Float32Array.from({ length: 4 * m }, (_, i) => xs[Math.floor(i / m)](random()));
+  const dy = Float32Array.from({ length: 4 * m }, (_, i) => dys[Math.floor(i / m)](random()));
+  const layer = new SwitchNorm3d(2, { backend, eps: 0 });
+  layer.loadStateDict({
+    weight: new Float32Array([-2.124e13, -1.764e25]),
+    bias: new Float32Array([-0.403, 0.0323]),
+    mean_weight: new Float32Array([24.4, 0.565, 1.542]),
+    var_weight: new Float32Array([0.686, 2.74, -2.842]),
+    running_mean: new Float32Array([-4.2e36, -4.584]),
+    running_var: new Float32Array([2.82e9, 1.894e-4]),
+  });
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  return { y, dx, grads: layer.grads };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation whose rows' logit dot products pass float32 in their wide records matches the float64 reference",
+    async () => {
+      const want = await farTermsDots("reference");
+      const got = await farTermsDots(backend);
+      assertRowsClose(got.y, want.y, Y, 40, "y");
+      assertRowsClose(got.dx, want.dx, GRAD, 40, "dx");
+      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
       }
     },
   );
