@@ -123,6 +123,7 @@ export function encodeBackward(
         r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
         at(b.groups, r.groups),
         whole(b.wideRows),
+        whole(stats.groups!),
       ],
       bwdCoef: () => [
         slot,

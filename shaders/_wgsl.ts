@@ -515,6 +515,75 @@ fn group_term(g: Group) -> Term {
   return Term(g.hi, g.lo, g.variance, g.flags);
 }`;
 
+/** pair_sum.wgsl, pasted where a shader says `//!include pair_sum.wgsl`. */
+const _PAIR_SUM: string =
+  `// pair_sum.wgsl: exact float32 sums as hi/lo pairs, for the passes of layout "1d" that merge many
+// summaries of a row or column (sn_group_stats) or add many tile sums (sn_bwd_groups), where one
+// dominating term would otherwise swallow the rest in float32 (a column with one row of 1e7
+// among rows of ~1: its mean came out 2e-3 relative off). Included after common.wgsl; not a
+// shader on its own. The same arithmetic as sn_row_merge.wgsl's (which keeps its own copy):
+// exactness relies only on additions (two_sum, whose result an optimiser cannot simplify: it
+// goes through \`pair_one\`, 1.0 read from the uniforms) and on products of operands of at most 12
+// significant bits (cut by masking their bit patterns), exact whether or not a compiler fuses
+// them into an fma. An including shader sets pair_one = pair_one_value() before any pair sum.
+
+var<private> pair_one: f32;
+
+// 1.0, from the uniforms (inf_bits is never 0): a value no compiler can fold.
+fn pair_one_value() -> f32 {
+  return f32(P.inf_bits != 0u);
+}
+
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+fn pair_two_sum(a: f32, b: f32) -> vec2<f32> {
+  let s = (a + b) * pair_one;
+  let bb = s - a;
+  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
+// (hi, lo) + v, as a float32 pair.
+fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
+  let s = pair_two_sum(p.x, v);
+  return pair_two_sum(s.x, s.y + p.y);
+}
+
+// p + q, both pairs.
+fn pair_add_pair(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return pair_add(pair_add(p, q.x), q.y);
+}
+
+// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
+fn pair_split12(v: f32) -> vec2<f32> {
+  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
+  return vec2<f32>(hi, v - hi);
+}
+
+// p + k * v for an integer k < 2^12 (exact products).
+fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
+  let s = pair_split12(v);
+  return pair_add(pair_add(p, k * s.x), k * s.y);
+}
+
+// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
+fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
+  let s = pair_split12(v);
+  var q = p;
+  for (var part = 0u; part < 3u; part++) {
+    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
+    q = pair_add(q, -(kp * s.x));
+    q = pair_add(q, -(kp * s.y));
+  }
+  return q;
+}
+
+// The mean of \`count\` values whose sum is the pair t, as a pair (q1, q2): q1 = f32(t / count),
+// q2 the rest from the exact remainder t - q1 count.
+fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
+  let q1 = (t.x + t.y) / f32(count);
+  let rem = pair_sub_times(t, count, q1);
+  return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
+}`;
+
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
 const _BACKWARD_COMMON: string =
   `// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
@@ -1308,7 +1377,12 @@ export const SN_GROUP_STATS: string =
 //        ( = mean_k (v_k + mu_k^2) - mu^2 of the reference, without its cancellation)
 //   LN: k runs over c for one n;  BN: over n for one c.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
-//   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
+//   (count, mean, M2) = Chan-merge of the members,  var = M2 / (count - 1),
+//   mu = (1/count) sum_k count_k ((K_k - K_0) + mean_k) + K_0, the sum and the division in
+//   float32 hi/lo pairs (pair_sum.wgsl), written re-centred (hi = f32(mu)): one dominating
+//   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
+//   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
+//   accuracy there (the error it makes is far below the dominating member's share).
 // Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
 // threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
@@ -1327,6 +1401,7 @@ export const SN_GROUP_STATS: string =
 // below it 0, as PyTorch's float32 buffers hold them.
 
 ${_COMMON}
+${_PAIR_SUM}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
@@ -1364,6 +1439,7 @@ var<workgroup> w_m2: array<f32, 64>;
 var<workgroup> w_sumv: array<f32, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
+var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
 @compute @workgroup_size(64)
@@ -1439,6 +1515,7 @@ fn main(
     count = P.ln_count;
   }
   let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  pair_one = pair_one_value();
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -1452,6 +1529,7 @@ fn main(
   var sumv = 0.0;
   var flags = 0u;
   var total = 0u;
+  var sum = vec2<f32>(0.0);
   for (var k = lid; k < count; k += 64u) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
@@ -1461,6 +1539,10 @@ fn main(
     total += p.count;
     if (chan) {
       acc = merge(acc, Acc(f32(p.count), mean, m2));
+      // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+      let w = f32(p.count);
+      let dk = pair_two_sum(p.shift * f, -hi);
+      sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
@@ -1476,6 +1558,7 @@ fn main(
   w_sumv[lid] = sumv;
   w_flags[lid] = flags;
   w_count[lid] = total;
+  w_sum[lid] = sum;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
@@ -1487,6 +1570,9 @@ fn main(
       w_sumv[lid] += w_sumv[o];
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
+      if (chan) {
+        w_sum[lid] = pair_add_pair(w_sum[lid], w_sum[o]);
+      }
     }
     workgroupBarrier();
   }
@@ -1495,11 +1581,19 @@ fn main(
   }
   var gflags = w_flags[0];
   var variance: f32;
+  var mean_hi = hi;
+  var lo = w_mean[0];
   if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
     variance = w_m2[0] / max(w_n[0] - 1.0, 1.0);
+    if (w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
+      let q = pair_mean(w_sum[0], w_count[0]);
+      let h = pair_two_sum(hi, q.x);
+      mean_hi = h.x;
+      lo = h.y + q.y;
+    }
   } else {
     // Any member whose variance is NaN makes the mean of the variances NaN.
     if (gflags != 0u) {
@@ -1507,11 +1601,10 @@ fn main(
     }
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
   }
-  let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  groups[g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit));
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-    let mu = mean_value(gflags, hi + lo);
+    let mu = mean_value(gflags, mean_hi + lo);
     let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
@@ -2355,10 +2448,16 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
-// Layout "1d": groups whose sums carry exponents, for sn1d_bwd_wide_dx (a count, 0 when the
-// call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
-// several windows may appear more than once).
+// Layout "1d": groups whose sums carry exponents, or whose statistics are scaled, for
+// sn1d_bwd_wide_dx (a count, 0 when the call starts, then group indices, the window's
+// rec_base + seg_first + g; a group summed over several windows may appear more than once).
+// sn1d_bwd_dx reads a scaled group's statistics as if unscaled, so every element of a scaled
+// LN or BN group must be written again, also where the mix's unit makes the sums' exponents
+// all 0 (x ~ 1e-19 in one column of a sample of ordinary values; an evaluation on an infinite
+// running_var, whose s is 0).
 @group(0) @binding(3) var<storage, read_write> wide_groups: array<atomic<u32>>;
+// The forward's statistics (LN groups, then BN groups: the records' global order).
+@group(0) @binding(4) var<storage, read> stat_groups: array<Group>;
 
 var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
@@ -2413,8 +2512,9 @@ fn main(
       sum = grad_add(out[P.seg_first + g], sum);
     }
     out[P.seg_first + g] = sum;
-    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & G_EXPS) != 0u) {
-      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.seg_first + g);
+    let at = P.rec_base + P.seg_first + g;
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & G_EXPS) != 0u || is_scaled(stat_groups[at].flags))) {
+      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }
 }

@@ -8,7 +8,12 @@
 //        ( = mean_k (v_k + mu_k^2) - mu^2 of the reference, without its cancellation)
 //   LN: k runs over c for one n;  BN: over n for one c.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
-//   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
+//   (count, mean, M2) = Chan-merge of the members,  var = M2 / (count - 1),
+//   mu = (1/count) sum_k count_k ((K_k - K_0) + mean_k) + K_0, the sum and the division in
+//   float32 hi/lo pairs (pair_sum.wgsl), written re-centred (hi = f32(mu)): one dominating
+//   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
+//   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
+//   accuracy there (the error it makes is far below the dominating member's share).
 // Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
 // threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
@@ -27,6 +32,7 @@
 // below it 0, as PyTorch's float32 buffers hold them.
 
 //!include common.wgsl
+//!include pair_sum.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
@@ -64,6 +70,7 @@ var<workgroup> w_m2: array<f32, 64>;
 var<workgroup> w_sumv: array<f32, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
+var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
 @compute @workgroup_size(64)
@@ -139,6 +146,7 @@ fn main(
     count = P.ln_count;
   }
   let chan = (P.flags & P_CHAN_GROUPS) != 0u;
+  pair_one = pair_one_value();
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -152,6 +160,7 @@ fn main(
   var sumv = 0.0;
   var flags = 0u;
   var total = 0u;
+  var sum = vec2<f32>(0.0);
   for (var k = lid; k < count; k += 64u) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
@@ -161,6 +170,10 @@ fn main(
     total += p.count;
     if (chan) {
       acc = merge(acc, Acc(f32(p.count), mean, m2));
+      // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+      let w = f32(p.count);
+      let dk = pair_two_sum(p.shift * f, -hi);
+      sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
@@ -176,6 +189,7 @@ fn main(
   w_sumv[lid] = sumv;
   w_flags[lid] = flags;
   w_count[lid] = total;
+  w_sum[lid] = sum;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
@@ -187,6 +201,9 @@ fn main(
       w_sumv[lid] += w_sumv[o];
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
+      if (chan) {
+        w_sum[lid] = pair_add_pair(w_sum[lid], w_sum[o]);
+      }
     }
     workgroupBarrier();
   }
@@ -195,11 +212,19 @@ fn main(
   }
   var gflags = w_flags[0];
   var variance: f32;
+  var mean_hi = hi;
+  var lo = w_mean[0];
   if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
     variance = w_m2[0] / max(w_n[0] - 1.0, 1.0);
+    if (w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
+      let q = pair_mean(w_sum[0], w_count[0]);
+      let h = pair_two_sum(hi, q.x);
+      mean_hi = h.x;
+      lo = h.y + q.y;
+    }
   } else {
     // Any member whose variance is NaN makes the mean of the variances NaN.
     if (gflags != 0u) {
@@ -207,11 +232,10 @@ fn main(
     }
     variance = (w_sumv[0] + w_m2[0]) / w_n[0];
   }
-  let lo = w_mean[0];
-  groups[g] = Group(hi, lo, variance, unit_flags(gflags, unit));
+  groups[g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit));
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-    let mu = mean_value(gflags, hi + lo);
+    let mu = mean_value(gflags, mean_hi + lo);
     let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
