@@ -405,7 +405,9 @@ fn scale2(v: f32, k: i32) -> f32 {
 
 // a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
 // running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
-// underflows to 0, as float32 buffers hold such values.
+// below float32's normal range rounds to the subnormal (or 0) a float32 buffer holds, as the
+// reference's does: a running_var of 1.5e-40 must not become 0, which an evaluation with eps 0
+// would then divide by.
 fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
   if (class_bits(a) != 0u) {
     return a;
@@ -414,7 +416,25 @@ fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
   if (a != 0.0 && ea - k > 100) {
     return a; // b * 2^k is below a's rounding
   }
-  return scale2(scale2(a, -k) + b, k);
+  return scale2_nearest(scale2(a, -k) + b, k);
+}
+
+// scale2, but a result below float32's normal range is the subnormal nearest v * 2^k (ties to
+// even), built by bits (GPUs may flush subnormal arithmetic, not integer operations).
+fn scale2_nearest(v: f32, k: i32) -> f32 {
+  let b = bitcast<u32>(v);
+  let e = i32((b >> 23u) & 0xffu);
+  let ne = e + k;
+  if (e == 0 || e == 255 || ne > 0) {
+    return scale2(v, k);
+  }
+  let shift = u32(min(1 - ne, 25)); // 25: below half the smallest subnormal, 0
+  let mant = (b & 0x007fffffu) | 0x00800000u;
+  let q = mant >> shift;
+  let rem = mant & ((1u << shift) - 1u);
+  let half = 1u << (shift - 1u);
+  let up = rem > half || (rem == half && (q & 1u) == 1u);
+  return bitcast<f32>((b & 0x80000000u) | (q + select(0u, 1u, up)));
 }
 
 // One term of a mix: a statistic with mean hi + lo, its variance and flags (units: F_SCALED).
@@ -833,9 +853,35 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
   let gm = -s * gamma * d;
   let gv = -0.5 * (s * s) * gamma * d * xh;
-  let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
-  let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
-  return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
+  // grad_gamma_apart (backward_common.wgsl), with the dots' factor 2^(g - k) applied while they
+  // are formed rather than after: in a mix whose unit eps sets (x ~ 1e-19, eps 1e-5), the
+  // variance differences are ~1e-34 in that unit and gv * (var_k - var) fell below float32's
+  // normal range (0) before gamma's 2^g (1e33) could bring it back, so the var_weight
+  // gradient came out 0 where the reference has ~4e20.
+  let a0 = gm * ca;
+  let b0 = gv * vb;
+  let mx = max(finite_abs(a0), finite_abs(b0));
+  let k = max(0, exponent_of(max(max(mx.x, mx.y), max(mx.z, mx.w))) + g - 100);
+  let s4 = vec4<f32>(gm, gv, scale2(d * xh, -k), scale2(d, -k));
+  let a = vec4<f32>(dot_scaled(gm, ca.x, g - k), dot_scaled(gm, ca.y, g - k), 0.0, dot_scaled(gm, ca.w, g - k));
+  let b = vec4<f32>(dot_scaled(gv, vb.x, g - k), dot_scaled(gv, vb.y, g - k), 0.0, dot_scaled(gv, vb.w, g - k));
+  let e0 = d_unit - w.e + g;
+  let e1 = d_unit - 2 * w.e + g;
+  return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
+}
+
+// p q 2^k for a dot term (k <= 127; |p q 2^k| stays below ~2^101, see wide_element): the
+// product first where it is a normal float32 well above the subnormal range, else the factors
+// scaled by halves of 2^k first, so that a product below 2^-100 keeps its value where 2^k
+// brings it back into range. Exact powers of two; NaN and the infinities as the product makes.
+fn dot_scaled(p: f32, q: f32, k: i32) -> f32 {
+  let t = p * q;
+  if (exponent_of(t) > -100) {
+    return scale2(t, k);
+  }
+  return (p * pow2(k / 2)) * (q * pow2(k - k / 2));
 }
 
 fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
@@ -1194,11 +1240,11 @@ export const SN1D_STATS: string =
 // reads x. x is [N, C]; LN needs statistics along each row n, BN along each column c, and both
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
-//   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
+//   for a column c of the tile (rows n0 .. n0+31), with K = f32(mean of its finite values):
 //     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
 //     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
-//   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
-// two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
+//   and the same for a row n of the tile (columns c0 .. c0+31),
+// over the 32 values held in workgroup memory (K, then the exact mean, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
 // parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them.
 
@@ -1221,22 +1267,33 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
-// Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart.
+// Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart: three passes over the
+// values held in workgroup memory, K = f32(plain mean of the finite values), mean = the mean of
+// (x - K), M2 = sum (x - K - mean)^2. K near the mean, not the first value: with the first value
+// as the shift, one dominating value there (a row of 1e7 among rows of ~1) made every other
+// x - K ~ -K and their float32 sum's rounding (~len ulps of len K) land on a line mean ~K / len,
+// 1e-5 relative and more. x - K is exact where x lies within a factor 2 of K (|mean| >> std).
 fn summarize(start: u32, step: u32, len: u32) -> Partial {
-  let first = tile[start];
-  let shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
-  var sum = 0.0;
+  var total = 0.0;
   var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
     let cls = class_bits(v);
     flags = flags | cls;
     if (cls == 0u) {
-      sum += v - shift;
+      total += v;
       count += 1u;
       mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
+    }
+  }
+  let shift = select(0.0, total / f32(count), count > 0u);
+  var sum = 0.0;
+  for (var i = 0u; i < len; i++) {
+    let v = tile[start + i * step];
+    if (class_bits(v) == 0u) {
+      sum += v - shift;
     }
   }
   let mean = select(0.0, sum / f32(count), count > 0u);
@@ -1286,7 +1343,7 @@ export const SN1D_WIDE_STATS: string =
 // column of a 32 x 32 tile) whose largest finite |x| lies outside (2^-21, 2^40]
 // (is_wide_field, common.wgsl) summarized again in scaled units, as sn_wide_stats does for the
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
-//   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
+//   K' = f32(mean of x'), count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
 // are. The lines come from a list sn1d_stats fills (a thread each): lane < 32 is column
 // c0 + lane of its tile, lane 32 + r row n0 + r.
@@ -1301,7 +1358,13 @@ ${_COMMON}
 
 fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
   let k = 127 - i32(field);
-  let shift = scale2(x[tile_1d_elem(t, r0, c0)], k);
+  // K = f32(plain mean), not the first value (see sn1d_stats.wgsl): |x'| <= 1, so the sum
+  // cannot overflow.
+  var total = 0.0;
+  for (var i = 0u; i < len; i++) {
+    total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
+  }
+  let shift = total / f32(len);
   var sum = 0.0;
   for (var i = 0u; i < len; i++) {
     sum += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift;

@@ -61,9 +61,35 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
   let gm = -s * gamma * d;
   let gv = -0.5 * (s * s) * gamma * d * xh;
-  let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
-  let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
-  return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
+  // grad_gamma_apart (backward_common.wgsl), with the dots' factor 2^(g - k) applied while they
+  // are formed rather than after: in a mix whose unit eps sets (x ~ 1e-19, eps 1e-5), the
+  // variance differences are ~1e-34 in that unit and gv * (var_k - var) fell below float32's
+  // normal range (0) before gamma's 2^g (1e33) could bring it back, so the var_weight
+  // gradient came out 0 where the reference has ~4e20.
+  let a0 = gm * ca;
+  let b0 = gv * vb;
+  let mx = max(finite_abs(a0), finite_abs(b0));
+  let k = max(0, exponent_of(max(max(mx.x, mx.y), max(mx.z, mx.w))) + g - 100);
+  let s4 = vec4<f32>(gm, gv, scale2(d * xh, -k), scale2(d, -k));
+  let a = vec4<f32>(dot_scaled(gm, ca.x, g - k), dot_scaled(gm, ca.y, g - k), 0.0, dot_scaled(gm, ca.w, g - k));
+  let b = vec4<f32>(dot_scaled(gv, vb.x, g - k), dot_scaled(gv, vb.y, g - k), 0.0, dot_scaled(gv, vb.w, g - k));
+  let e0 = d_unit - w.e + g;
+  let e1 = d_unit - 2 * w.e + g;
+  return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
+}
+
+// p q 2^k for a dot term (k <= 127; |p q 2^k| stays below ~2^101, see wide_element): the
+// product first where it is a normal float32 well above the subnormal range, else the factors
+// scaled by halves of 2^k first, so that a product below 2^-100 keeps its value where 2^k
+// brings it back into range. Exact powers of two; NaN and the infinities as the product makes.
+fn dot_scaled(p: f32, q: f32, k: i32) -> f32 {
+  let t = p * q;
+  if (exponent_of(t) > -100) {
+    return scale2(t, k);
+  }
+  return (p * pow2(k / 2)) * (q * pow2(k - k / 2));
 }
 
 fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {

@@ -2,11 +2,11 @@
 // reads x. x is [N, C]; LN needs statistics along each row n, BN along each column c, and both
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
-//   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
+//   for a column c of the tile (rows n0 .. n0+31), with K = f32(mean of its finite values):
 //     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
 //     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
-//   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
-// two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
+//   and the same for a row n of the tile (columns c0 .. c0+31),
+// over the 32 values held in workgroup memory (K, then the exact mean, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
 // parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them.
 
@@ -29,22 +29,33 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
-// Summary of `len` values of the tile starting at `start`, `step` apart.
+// Summary of `len` values of the tile starting at `start`, `step` apart: three passes over the
+// values held in workgroup memory, K = f32(plain mean of the finite values), mean = the mean of
+// (x - K), M2 = sum (x - K - mean)^2. K near the mean, not the first value: with the first value
+// as the shift, one dominating value there (a row of 1e7 among rows of ~1) made every other
+// x - K ~ -K and their float32 sum's rounding (~len ulps of len K) land on a line mean ~K / len,
+// 1e-5 relative and more. x - K is exact where x lies within a factor 2 of K (|mean| >> std).
 fn summarize(start: u32, step: u32, len: u32) -> Partial {
-  let first = tile[start];
-  let shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
-  var sum = 0.0;
+  var total = 0.0;
   var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
     let cls = class_bits(v);
     flags = flags | cls;
     if (cls == 0u) {
-      sum += v - shift;
+      total += v;
       count += 1u;
       mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
+    }
+  }
+  let shift = select(0.0, total / f32(count), count > 0u);
+  var sum = 0.0;
+  for (var i = 0u; i < len; i++) {
+    let v = tile[start + i * step];
+    if (class_bits(v) == 0u) {
+      sum += v - shift;
     }
   }
   let mean = select(0.0, sum / f32(count), count > 0u);
