@@ -657,10 +657,12 @@ fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
-// factors that bring each to it.
-fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<f32> {
+// shifts that bring each to it (applied by scale2, by bits: a record without exponents holds
+// real values up to float32's largest, which a factor pow2(-128) would have flushed to 0 beside
+// a record in units of 2^128, where they are ~1e-4 and count).
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<i32> {
   let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
-  return vec3<f32>(pow2(ep - e), pow2(eq - e), f32(e));
+  return vec3<i32>(ep - e, eq - e, e);
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
@@ -670,15 +672,16 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
   let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
   let s = vec4<f32>(
-    p.s.x * u0.x + q.s.x * u0.y,
-    p.s.y * u1.x + q.s.y * u1.y,
-    p.s.zw * u2.x + q.s.zw * u2.y,
+    scale2(p.s.x, u0.x) + scale2(q.s.x, u0.y),
+    scale2(p.s.y, u1.x) + scale2(q.s.y, u1.y),
+    scale2(p.s.z, u2.x) + scale2(q.s.z, u2.y),
+    scale2(p.s.w, u2.x) + scale2(q.s.w, u2.y),
   );
   return Grad(
     s,
-    p.a * u2.x + q.a * u2.y,
-    p.b * u2.x + q.b * u2.y,
-    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+    scale2v(p.a, u2.x) + scale2v(q.a, u2.y),
+    scale2v(p.b, u2.x) + scale2v(q.b, u2.y),
+    g_flags(p.flags | q.flags, u0.z, u1.z, u2.z),
   );
 }
 
@@ -707,8 +710,9 @@ fn xf_add(a: XF, m: f32, e: i32) -> XF {
   if (a.m == 0.0) {
     return XF(m, e);
   }
+  // scale2 rather than a factor pow2(..): see common_unit.
   let u = max(a.e, e);
-  return XF(a.m * pow2(a.e - u) + m * pow2(e - u), u);
+  return XF(scale2(a.m, a.e - u) + scale2(m, e - u), u);
 }
 
 // Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
@@ -795,11 +799,12 @@ const _SN1D_BWD_ELEMENT: string =
 // \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl). sn1d_bwd_reduce tests
-// the first two per element (element_is_wide_hot) and the last per tile column.
+// |dy| passes DY_MAX or is subnormal (dy_is_wide), or its gamma / std is factor-wide
+// (common.wgsl). sn1d_bwd_reduce tests the first two per element (element_is_wide_hot) and the
+// last per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_big(d) || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps);
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -837,7 +842,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
-  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
@@ -846,46 +851,98 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
-  let s = w.scale;
-  // gamma = gamma' 2^g apart (gamma s may pass float32's range): grad_gamma_apart.
+  // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
+  // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
+  // has finite where a float32 product of the factors left float32's normal range:
+  // - s, dy and x - mu are taken as mantissas and exponents (exact powers of two), so gm, gv
+  //   and dgamma are mantissas of [1/2, 64) whose exponents the record's carry: gv of
+  //   s ~ 4e-8 and dy ~ 3e-24 (~2e-39, flushed to 0) made dx ~270 off where the reference has
+  //   ~0 (the LN terms cancel);
+  // - the dots' factor 2^(g - k) is applied while they are formed (dot_scaled): in a mix whose
+  //   unit eps sets (x ~ 1e-19, eps 1e-5) the variance differences are ~1e-34 in that unit and
+  //   gv (var_k - var) fell below float32's normal range before gamma's 2^g (1e33) brought it
+  //   back: the var_weight gradient came out 0 where the reference has ~4e20;
+  // - k, the exponent of the unit the dots share with dgamma and dbeta, may be negative: the
+  //   largest of them is brought near 2^100, not only lowered there, so that a gamma of 1e-36
+  //   (g = -120) does not push the dots below float32's normal range (mean_weight's gradient
+  //   was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
-  let gm = -s * gamma * d;
-  let gv = -0.5 * (s * s) * gamma * d * xh;
+  let es = norm_exp(w.scale);
+  let sn = scale2(w.scale, -es);
+  let ed = norm_exp(d);
+  let dn = scale2(d, -ed);
+  let xc = (scale2(xv, -w.e) - w.hi) - w.lo;
+  let ex = norm_exp(xc) + es;
+  let xh = scale2(xc, es - ex) * sn; // xhat 2^-ex
+  let egm = es + ed;
+  let egv = 2 * es + ed + ex;
+  let gm = -sn * gamma * dn; // gm 2^-egm
+  let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
+  let dg = dn * xh; // dgamma 2^-(ed + ex)
   let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
   let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
-  // grad_gamma_apart (backward_common.wgsl), with the dots' factor 2^(g - k) applied while they
-  // are formed rather than after: in a mix whose unit eps sets (x ~ 1e-19, eps 1e-5), the
-  // variance differences are ~1e-34 in that unit and gv * (var_k - var) fell below float32's
-  // normal range (0) before gamma's 2^g (1e33) could bring it back, so the var_weight
-  // gradient came out 0 where the reference has ~4e20.
-  let a0 = gm * ca;
-  let b0 = gv * vb;
-  let mx = max(finite_abs(a0), finite_abs(b0));
-  let k = max(0, exponent_of(max(max(mx.x, mx.y), max(mx.z, mx.w))) + g - 100);
-  let s4 = vec4<f32>(gm, gv, scale2(d * xh, -k), scale2(d, -k));
-  let a = vec4<f32>(dot_scaled(gm, ca.x, g - k), dot_scaled(gm, ca.y, g - k), 0.0, dot_scaled(gm, ca.w, g - k));
-  let b = vec4<f32>(dot_scaled(gv, vb.x, g - k), dot_scaled(gv, vb.y, g - k), 0.0, dot_scaled(gv, vb.w, g - k));
-  let e0 = d_unit - w.e + g;
-  let e1 = d_unit - 2 * w.e + g;
+  // The dots' exponents from their factors' (a product of normal floats has the exponent sum
+  // or one more; an underflowed product would not show its size).
+  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let eb = egv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
+  let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
+  let k = max(max(max(ea, eb) + 1 + g, ezw) - 100, -120);
+  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
+  let ka = g - k + egm;
+  let kb = g - k + egv;
+  let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
+  let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
+  let e0 = d_unit - w.e + g + egm;
+  let e1 = d_unit - 2 * w.e + g + egv;
   return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
 }
 
-// p q 2^k for a dot term (k <= 127; |p q 2^k| stays below ~2^101, see wide_element): the
-// product first where it is a normal float32 well above the subnormal range, else the factors
-// scaled by halves of 2^k first, so that a product below 2^-100 keeps its value where 2^k
-// brings it back into range. Exact powers of two; NaN and the infinities as the product makes.
+// The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
+// subnormals, NaN and the infinities (left as they are).
+fn norm_exp(v: f32) -> i32 {
+  let e = exponent_of(v);
+  return select(0, e, e != -1000 && class_bits(v) == 0u);
+}
+
+// p q 2^k for a dot term (|p q 2^k| stays below ~2^101, see wide_element): the product first
+// where it is well above float32's subnormal range (also NaN and the infinities, as the product
+// makes them), else from the factors' mantissas and exponents (exact powers of two), so that a
+// product below 2^-100 keeps its value where 2^k brings it back into range. A zero or
+// subnormal factor gives 0 (the dot's size estimate in wide_element counts it as 0 too).
 fn dot_scaled(p: f32, q: f32, k: i32) -> f32 {
   let t = p * q;
   if (exponent_of(t) > -100) {
     return scale2(t, k);
   }
-  return (p * pow2(k / 2)) * (q * pow2(k - k / 2));
+  let pe = exponent_of(p);
+  let qe = exponent_of(q);
+  if (pe == -1000 || qe == -1000) {
+    return 0.0;
+  }
+  return scale2(scale2(p, -pe) * scale2(q, -qe), pe + qe + k);
 }
 
 fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
-  return is_scaled(ln.flags | bn.flags) || dy_is_big(d);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d);
+}
+
+// Whether dy needs units of its own: |dy| beyond DY_MAX (dy_is_big), or subnormal, which GPUs
+// may flush to 0 in arithmetic (dy ~ 1e-40 with gamma / std ~ 1e46 gives a dx of ~1e6). By
+// bits, two unsigned comparisons.
+fn dy_is_wide(d: f32) -> bool {
+  let a = bitcast<u32>(d) & 0x7fffffffu;
+  return dy_is_big(d) || a - 1u < 0x007fffffu;
+}
+
+// The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a subnormal dy
+// 2^-126, by bits: scale2(dy, 126) is then a normal float32.
+fn dy_unit_1d(d: f32) -> i32 {
+  let a = bitcast<u32>(d) & 0x7fffffffu;
+  if (a - 1u < 0x007fffffu) {
+    return -126;
+  }
+  return dy_unit(select(0.0, bitcast<f32>(a), class_bits(d) == 0u));
 }
 
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
@@ -2956,6 +3013,7 @@ export const SN1D_BWD_WIDE_DX: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_SN1D_BWD_ELEMENT}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -3015,13 +3073,19 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   }
   let cf = f32(P.c);
   let nb = P.batch;
-  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d_unit = dy_unit_1d(dv);
   let u_ln = unit_of(ln.flags);
   let u_bn = unit_of(bn.flags);
   var v = XF(0.0, 0);
   // gamma = gamma' 2^g apart: gamma s may pass float32's range (a factor-wide element).
   let g = gamma_exp(affine[c]);
-  v = xf_add(v, scale2(dv, -d_unit) * (gamma_mantissa(affine[c]) * w.scale), d_unit - w.e + g);
+  // dy s as mantissas and exponents (see wide_element): d' s of d' ~ 3e-24, s ~ 4e-8 is ~1e-31
+  // and d' ~ 1e-38 would flush it, where gamma' 2^g brings the term back into range.
+  let d = scale2(dv, -d_unit);
+  let ed = norm_exp(d);
+  let es = norm_exp(w.scale);
+  let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
+  v = xf_add(v, t0, d_unit - w.e + g + ed + es);
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
   let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);

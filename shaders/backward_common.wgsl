@@ -49,10 +49,12 @@ fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
-// factors that bring each to it.
-fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<f32> {
+// shifts that bring each to it (applied by scale2, by bits: a record without exponents holds
+// real values up to float32's largest, which a factor pow2(-128) would have flushed to 0 beside
+// a record in units of 2^128, where they are ~1e-4 and count).
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<i32> {
   let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
-  return vec3<f32>(pow2(ep - e), pow2(eq - e), f32(e));
+  return vec3<i32>(ep - e, eq - e, e);
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
@@ -62,15 +64,16 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
   let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
   let s = vec4<f32>(
-    p.s.x * u0.x + q.s.x * u0.y,
-    p.s.y * u1.x + q.s.y * u1.y,
-    p.s.zw * u2.x + q.s.zw * u2.y,
+    scale2(p.s.x, u0.x) + scale2(q.s.x, u0.y),
+    scale2(p.s.y, u1.x) + scale2(q.s.y, u1.y),
+    scale2(p.s.z, u2.x) + scale2(q.s.z, u2.y),
+    scale2(p.s.w, u2.x) + scale2(q.s.w, u2.y),
   );
   return Grad(
     s,
-    p.a * u2.x + q.a * u2.y,
-    p.b * u2.x + q.b * u2.y,
-    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+    scale2v(p.a, u2.x) + scale2v(q.a, u2.y),
+    scale2v(p.b, u2.x) + scale2v(q.b, u2.y),
+    g_flags(p.flags | q.flags, u0.z, u1.z, u2.z),
   );
 }
 
@@ -99,8 +102,9 @@ fn xf_add(a: XF, m: f32, e: i32) -> XF {
   if (a.m == 0.0) {
     return XF(m, e);
   }
+  // scale2 rather than a factor pow2(..): see common_unit.
   let u = max(a.e, e);
-  return XF(a.m * pow2(a.e - u) + m * pow2(e - u), u);
+  return XF(scale2(a.m, a.e - u) + scale2(m, e - u), u);
 }
 
 // Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
