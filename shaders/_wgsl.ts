@@ -657,31 +657,43 @@ fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
-// shifts that bring each to it (applied by scale2, by bits: a record without exponents holds
-// real values up to float32's largest, which a factor pow2(-128) would have flushed to 0 beside
-// a record in units of 2^128, where they are ~1e-4 and count).
-fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<i32> {
+// factors that bring each to it, each as two factors (u.x u.y for p, u.z u.w for q): exact while
+// the product is a normal float32 (unit_shift). One factor pow2(ep - e) flushed to 0 below
+// 2^-126, while a record without exponents holds real values up to float32's largest, which
+// count beside a record in units of 2^128 (1e34 there is ~3e-5).
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec4<f32> {
   let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
-  return vec3<i32>(ep - e, eq - e, e);
+  return vec4<f32>(pow2((ep - e) / 2), pow2(ep - e - (ep - e) / 2), pow2((eq - e) / 2), pow2(eq - e - (eq - e) / 2));
+}
+
+fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
+  return select(select(max(ep, eq), ep, q_zero), eq, p_zero);
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, g_exp(p.flags, 0u), g_exp(q.flags, 0u));
-  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
   let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
   let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
-  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
+  let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
+  let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
+  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
+  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
+  let u2 = common_unit(pz, qz, e2.x, e2.y);
   let s = vec4<f32>(
-    scale2(p.s.x, u0.x) + scale2(q.s.x, u0.y),
-    scale2(p.s.y, u1.x) + scale2(q.s.y, u1.y),
-    scale2(p.s.z, u2.x) + scale2(q.s.z, u2.y),
-    scale2(p.s.w, u2.x) + scale2(q.s.w, u2.y),
+    p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
+    p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
+    p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
   );
   return Grad(
     s,
-    scale2v(p.a, u2.x) + scale2v(q.a, u2.y),
-    scale2v(p.b, u2.x) + scale2v(q.b, u2.y),
-    g_flags(p.flags | q.flags, u0.z, u1.z, u2.z),
+    p.a * u2.x * u2.y + q.a * u2.z * u2.w,
+    p.b * u2.x * u2.y + q.b * u2.z * u2.w,
+    g_flags(
+      p.flags | q.flags,
+      unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
+      unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
+      unit_of_pair(pz, qz, e2.x, e2.y),
+    ),
   );
 }
 
@@ -710,9 +722,9 @@ fn xf_add(a: XF, m: f32, e: i32) -> XF {
   if (a.m == 0.0) {
     return XF(m, e);
   }
-  // scale2 rather than a factor pow2(..): see common_unit.
+  // Two factors each (unit_shift), not one pow2(..): see common_unit.
   let u = max(a.e, e);
-  return XF(scale2(a.m, a.e - u) + scale2(m, e - u), u);
+  return XF(unit_shift(a.m, a.e - u) + unit_shift(m, e - u), u);
 }
 
 // Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
@@ -1297,11 +1309,12 @@ export const SN1D_STATS: string =
 // reads x. x is [N, C]; LN needs statistics along each row n, BN along each column c, and both
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
-//   for a column c of the tile (rows n0 .. n0+31), with K = f32(mean of its finite values):
+//   for a column c of the tile (rows n0 .. n0+31), with K = its first finite value, or
+//   f32(mean of its finite values) where that first value dominates (summarize, below):
 //     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
 //     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
 //   and the same for a row n of the tile (columns c0 .. c0+31),
-// over the 32 values held in workgroup memory (K, then the exact mean, then M2).
+// over the 32 values held in workgroup memory (the exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
 // parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them.
 
@@ -1324,30 +1337,43 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
-// Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart: three passes over the
-// values held in workgroup memory, K = f32(plain mean of the finite values), mean = the mean of
-// (x - K), M2 = sum (x - K - mean)^2. K near the mean, not the first value: with the first value
-// as the shift, one dominating value there (a row of 1e7 among rows of ~1) made every other
-// x - K ~ -K and their float32 sum's rounding (~len ulps of len K) land on a line mean ~K / len,
-// 1e-5 relative and more. x - K is exact where x lies within a factor 2 of K (|mean| >> std).
+// Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart: the exact mean first,
+// relative to K (below), then M2 = sum (x - K - mean)^2, over the values held in workgroup
+// memory. K is the first finite value, as x - K is then exact wherever x lies within a factor 2
+// of it (|mean| >> std), unless that value dominates the line (|K| beyond 4x the mean |x|): then
+// every other x - K is ~-K and the float32 sum of len of them (~len ulps of len K) lands on a
+// line mean ~K / len, 1e-4 relative off for a line of 1e8 beside -2.5e6 values. Such a line
+// takes K = f32(its plain mean) instead, in a loop whose bound is 0 for every other line
+// (lavapipe skips a loop that no lane enters), so that other lines keep their bits and cost.
 fn summarize(start: u32, step: u32, len: u32) -> Partial {
+  let first = tile[start];
+  var shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
+  var sum = 0.0;
   var total = 0.0;
+  var size = 0.0;
   var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
     let cls = class_bits(v);
     flags = flags | cls;
     if (cls == 0u) {
+      sum += v - shift;
       total += v;
+      size += abs(v);
       count += 1u;
       mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
     }
   }
-  let shift = select(0.0, total / f32(count), count > 0u);
-  var sum = 0.0;
-  for (var i = 0u; i < len; i++) {
+  // Lines of wide values are summarized again (sn1d_wide_stats), and their sums here may have
+  // overflowed: only in-range lines (and in-range sums) take the second shift.
+  let dominated = f32(count) * abs(shift) > 4.0 * size && !is_wide_field(abs_field(mx));
+  if (dominated) {
+    shift = total / f32(count);
+  }
+  sum = select(sum, 0.0, dominated);
+  for (var i = 0u; i < select(0u, len, dominated); i++) {
     let v = tile[start + i * step];
     if (class_bits(v) == 0u) {
       sum += v - shift;
@@ -1659,10 +1685,6 @@ fn main(
     total += p.count;
     if (chan) {
       acc = merge(acc, Acc(f32(p.count), mean, m2));
-      // count_k < 2^12 (a tile line of TILE_1D values): exact products.
-      let w = f32(p.count);
-      let dk = pair_two_sum(p.shift * f, -hi);
-      sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
@@ -1671,6 +1693,16 @@ fn main(
         flags = flags | F_NO_VAR;
       }
     }
+  }
+  // Layout "1d": the pair sum, in a loop of its own whose bound is 0 for layout "nd" (lavapipe
+  // runs both sides of a branch, masked, but skips a loop that no lane enters).
+  // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+  for (var k = lid; k < select(0u, count, chan); k += 64u) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    let w = f32(p.count);
+    let dk = pair_two_sum(p.shift * f, -hi);
+    sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;

@@ -170,10 +170,6 @@ fn main(
     total += p.count;
     if (chan) {
       acc = merge(acc, Acc(f32(p.count), mean, m2));
-      // count_k < 2^12 (a tile line of TILE_1D values): exact products.
-      let w = f32(p.count);
-      let dk = pair_two_sum(p.shift * f, -hi);
-      sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
@@ -182,6 +178,16 @@ fn main(
         flags = flags | F_NO_VAR;
       }
     }
+  }
+  // Layout "1d": the pair sum, in a loop of its own whose bound is 0 for layout "nd" (lavapipe
+  // runs both sides of a branch, masked, but skips a loop that no lane enters).
+  // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+  for (var k = lid; k < select(0u, count, chan); k += 64u) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    let w = f32(p.count);
+    let dk = pair_two_sum(p.shift * f, -hi);
+    sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
