@@ -15,7 +15,7 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { readBack, SavedStats, submit, write } from "./_webgpu_buffers.ts";
-import { GRAD_BYTES } from "./_webgpu_plan.ts";
+import { GRAD_BYTES, GROUP_BYTES } from "./_webgpu_plan.ts";
 import {
   BACKWARD_REDUCTION,
   type BackwardPlan,
@@ -144,6 +144,11 @@ export function encodeBackward(
         plan.chanPartBytes === 0 && plan.statCopies.length > 0
           ? { buffer: b.wideRows, size: 16 }
           : whole(b.wideRows),
+        // The forward's statistics, read in layout "1d" only (its window's copy where they
+        // exceed a binding): in "nd" one Group's stand-in.
+        plan.chanPartBytes > 0
+          ? at(b.statGroups, r.savedGroups)
+          : { buffer: b.statGroups, size: GROUP_BYTES },
       ],
       bwdCoef: () => [
         slot,

@@ -382,9 +382,29 @@ export function makeBackwardPlan(
       // The rows' sums lie in this window whole; the columns' add up over the windows.
       const none = [0, 0, 0, 0, 0];
       const lnMembers = [r1 - r0, r0 * ct - lines.base, ct, 1, ct];
-      addGroupSum(add, rec, { rows: lines.window }, lnMembers, none, r0, false);
+      // With the window's statistics (sn_bwd_groups lists the groups that are scaled there).
+      const withStats = (w: RecordWindows) => ({ ...w, ...stat.rec });
+      addGroupSum(
+        add,
+        rec,
+        withStats({ rows: lines.window }),
+        lnMembers,
+        none,
+        r0,
+        false,
+        stat.fill,
+      );
       const bnMembers = [c, first * c - cols.base, 1, c, last - first];
-      addGroupSum(add, rec, { chanParts: cols.window }, none, bnMembers, n, i > 0);
+      addGroupSum(
+        add,
+        rec,
+        withStats({ chanParts: cols.window }),
+        none,
+        bnMembers,
+        n,
+        i > 0,
+        stat.fill,
+      );
     }
   }
   const vecs = blockDx.length > 0

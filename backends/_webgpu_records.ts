@@ -108,6 +108,7 @@ export function addGroupSum(
   bn: readonly number[],
   outFirst: number,
   accumulate: boolean,
+  fill?: (v: DataView) => void,
 ): void {
   const out = recordWindow(outFirst, outFirst + ln[0] + bn[0], rec);
   add(
@@ -121,6 +122,7 @@ export function addGroupSum(
       v.setUint32(28, outFirst - out.base, true);
       v.setUint32(104, out.base, true); // the window's first record: global index rec_base + ..
       if (accumulate) v.setUint32(44, v.getUint32(44, true) | F_ACCUMULATE, true);
+      fill?.(v);
     },
     undefined,
     { ...members, groups: out.window },

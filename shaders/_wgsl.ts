@@ -438,7 +438,9 @@ fn scale2(v: f32, k: i32) -> f32 {
 
 // a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
 // running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
-// underflows to 0, as float32 buffers hold such values.
+// below float32's normal range rounds to the subnormal (or 0) a float32 buffer holds, as the
+// reference's does: a running_var of 1.5e-40 must not become 0, which an evaluation with eps 0
+// would then divide by.
 fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
   if (class_bits(a) != 0u) {
     return a;
@@ -447,7 +449,25 @@ fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
   if (a != 0.0 && ea - k > 100) {
     return a; // b * 2^k is below a's rounding
   }
-  return scale2(scale2(a, -k) + b, k);
+  return scale2_nearest(scale2(a, -k) + b, k);
+}
+
+// scale2, but a result below float32's normal range is the subnormal nearest v * 2^k (ties to
+// even), built by bits (GPUs may flush subnormal arithmetic, not integer operations).
+fn scale2_nearest(v: f32, k: i32) -> f32 {
+  let b = bitcast<u32>(v);
+  let e = i32((b >> 23u) & 0xffu);
+  let ne = e + k;
+  if (e == 0 || e == 255 || ne > 0) {
+    return scale2(v, k);
+  }
+  let shift = u32(min(1 - ne, 25)); // 25: below half the smallest subnormal, 0
+  let mant = (b & 0x007fffffu) | 0x00800000u;
+  let q = mant >> shift;
+  let rem = mant & ((1u << shift) - 1u);
+  let half = 1u << (shift - 1u);
+  let up = rem > half || (rem == half && (q & 1u) == 1u);
+  return bitcast<f32>((b & 0x80000000u) | (q + select(0u, 1u, up)));
 }
 
 // One term of a mix: a statistic with mean hi + lo, its variance and flags (units: F_SCALED).
@@ -562,7 +582,9 @@ fn group_term(g: Group) -> Term {
 const _PAIR: string =
   `// pair.wgsl: float32 hi/lo pairs (value = hi + lo), for statistics of rows longer than one
 // segment, whose means and variances need more than float32's 6e-8 (the importance-logit
-// gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart). Included
+// gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart), and for the
+// 1d column means, where one dominating row would otherwise swallow the rest in float32 (a
+// column with one row of 1e7 among rows of ~1: its mean came out 2e-3 relative off). Included
 // after common.wgsl (it reads P); not a shader on its own.
 //
 // Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
@@ -630,6 +652,14 @@ fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
 fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
   let hi = m2_hi / max(f32(count) - 1.0, 1.0);
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
+}
+
+// The mean of \`count\` values whose sum is the pair t, as a pair (q1, q2): q1 = f32(t / count),
+// q2 the rest from the exact remainder t - q1 count.
+fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
+  let q1 = (t.x + t.y) / f32(count);
+  let rem = pair_sub_times(t, count, q1);
+  return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -685,28 +715,43 @@ fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
-// factors that bring each to it.
-fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<f32> {
+// factors that bring each to it, each as two factors (u.x u.y for p, u.z u.w for q): exact while
+// the product is a normal float32 (unit_shift). One factor pow2(ep - e) flushed to 0 below
+// 2^-126, while a record without exponents holds real values up to float32's largest, which
+// count beside a record in units of 2^128 (1e34 there is ~3e-5).
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec4<f32> {
   let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
-  return vec3<f32>(pow2(ep - e), pow2(eq - e), f32(e));
+  return vec4<f32>(pow2((ep - e) / 2), pow2(ep - e - (ep - e) / 2), pow2((eq - e) / 2), pow2(eq - e - (eq - e) / 2));
+}
+
+fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
+  return select(select(max(ep, eq), ep, q_zero), eq, p_zero);
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, g_exp(p.flags, 0u), g_exp(q.flags, 0u));
-  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
   let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
   let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
-  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
+  let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
+  let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
+  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
+  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
+  let u2 = common_unit(pz, qz, e2.x, e2.y);
   let s = vec4<f32>(
-    p.s.x * u0.x + q.s.x * u0.y,
-    p.s.y * u1.x + q.s.y * u1.y,
-    p.s.zw * u2.x + q.s.zw * u2.y,
+    p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
+    p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
+    p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
   );
   return Grad(
     s,
-    p.a * u2.x + q.a * u2.y,
-    p.b * u2.x + q.b * u2.y,
-    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+    p.a * u2.x * u2.y + q.a * u2.z * u2.w,
+    p.b * u2.x * u2.y + q.b * u2.z * u2.w,
+    g_flags(
+      p.flags | q.flags,
+      unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
+      unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
+      unit_of_pair(pz, qz, e2.x, e2.y),
+    ),
   );
 }
 
@@ -735,8 +780,9 @@ fn xf_add(a: XF, m: f32, e: i32) -> XF {
   if (a.m == 0.0) {
     return XF(m, e);
   }
+  // Two factors each (unit_shift), not one pow2(..): see common_unit.
   let u = max(a.e, e);
-  return XF(a.m * pow2(a.e - u) + m * pow2(e - u), u);
+  return XF(unit_shift(a.m, a.e - u) + unit_shift(m, e - u), u);
 }
 
 // Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
@@ -846,11 +892,12 @@ const _SN1D_BWD_ELEMENT: string =
 // \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl). sn1d_bwd_reduce tests
-// the first two per element (element_is_wide_hot) and the last per tile column.
+// |dy| passes DY_MAX or is subnormal (dy_is_wide), or its gamma / std is factor-wide
+// (common.wgsl). sn1d_bwd_reduce tests the first two per element (element_is_wide_hot) and the
+// last per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_big(d) || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps);
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -888,7 +935,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
-  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
@@ -897,20 +944,98 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
-  let s = w.scale;
-  // gamma = gamma' 2^g apart (gamma s may pass float32's range): grad_gamma_apart.
+  // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
+  // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
+  // has finite where a float32 product of the factors left float32's normal range:
+  // - s, dy and x - mu are taken as mantissas and exponents (exact powers of two), so gm, gv
+  //   and dgamma are mantissas of [1/2, 64) whose exponents the record's carry: gv of
+  //   s ~ 4e-8 and dy ~ 3e-24 (~2e-39, flushed to 0) made dx ~270 off where the reference has
+  //   ~0 (the LN terms cancel);
+  // - the dots' factor 2^(g - k) is applied while they are formed (dot_scaled): in a mix whose
+  //   unit eps sets (x ~ 1e-19, eps 1e-5) the variance differences are ~1e-34 in that unit and
+  //   gv (var_k - var) fell below float32's normal range before gamma's 2^g (1e33) brought it
+  //   back: the var_weight gradient came out 0 where the reference has ~4e20;
+  // - k, the exponent of the unit the dots share with dgamma and dbeta, may be negative: the
+  //   largest of them is brought near 2^100, not only lowered there, so that a gamma of 1e-36
+  //   (g = -120) does not push the dots below float32's normal range (mean_weight's gradient
+  //   was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
-  let gm = -s * gamma * d;
-  let gv = -0.5 * (s * s) * gamma * d * xh;
-  let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
-  let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
-  return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let es = norm_exp(w.scale);
+  let sn = scale2(w.scale, -es);
+  let ed = norm_exp(d);
+  let dn = scale2(d, -ed);
+  let xc = (scale2(xv, -w.e) - w.hi) - w.lo;
+  let ex = norm_exp(xc) + es;
+  let xh = scale2(xc, es - ex) * sn; // xhat 2^-ex
+  let egm = es + ed;
+  let egv = 2 * es + ed + ex;
+  let gm = -sn * gamma * dn; // gm 2^-egm
+  let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
+  let dg = dn * xh; // dgamma 2^-(ed + ex)
+  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
+  // The dots' exponents from their factors' (a product of normal floats has the exponent sum
+  // or one more; an underflowed product would not show its size).
+  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let eb = egv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
+  let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
+  let k = max(max(max(ea, eb) + 1 + g, ezw) - 100, -120);
+  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
+  let ka = g - k + egm;
+  let kb = g - k + egv;
+  let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
+  let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
+  let e0 = d_unit - w.e + g + egm;
+  let e1 = d_unit - 2 * w.e + g + egv;
+  return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
+}
+
+// The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
+// subnormals, NaN and the infinities (left as they are).
+fn norm_exp(v: f32) -> i32 {
+  let e = exponent_of(v);
+  return select(0, e, e != -1000 && class_bits(v) == 0u);
+}
+
+// p q 2^k for a dot term (|p q 2^k| stays below ~2^101, see wide_element): the product first
+// where it is well above float32's subnormal range (also NaN and the infinities, as the product
+// makes them), else from the factors' mantissas and exponents (exact powers of two), so that a
+// product below 2^-100 keeps its value where 2^k brings it back into range. A zero or
+// subnormal factor gives 0 (the dot's size estimate in wide_element counts it as 0 too).
+fn dot_scaled(p: f32, q: f32, k: i32) -> f32 {
+  let t = p * q;
+  if (exponent_of(t) > -100) {
+    return scale2(t, k);
+  }
+  let pe = exponent_of(p);
+  let qe = exponent_of(q);
+  if (pe == -1000 || qe == -1000) {
+    return 0.0;
+  }
+  return scale2(scale2(p, -pe) * scale2(q, -qe), pe + qe + k);
 }
 
 fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
-  return is_scaled(ln.flags | bn.flags) || dy_is_big(d);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d);
+}
+
+// Whether dy needs units of its own: |dy| beyond DY_MAX (dy_is_big), or subnormal, which GPUs
+// may flush to 0 in arithmetic (dy ~ 1e-40 with gamma / std ~ 1e46 gives a dx of ~1e6). By
+// bits, two unsigned comparisons.
+fn dy_is_wide(d: f32) -> bool {
+  let a = bitcast<u32>(d) & 0x7fffffffu;
+  return dy_is_big(d) || a - 1u < 0x007fffffu;
+}
+
+// The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a subnormal dy
+// 2^-126, by bits: scale2(dy, 126) is then a normal float32.
+fn dy_unit_1d(d: f32) -> i32 {
+  let a = bitcast<u32>(d) & 0x7fffffffu;
+  if (a - 1u < 0x007fffffu) {
+    return -126;
+  }
+  return dy_unit(select(0.0, bitcast<f32>(a), class_bits(d) == 0u));
 }
 
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
@@ -1229,11 +1354,12 @@ export const SN1D_STATS: string =
 // reads x. x is [N, C]; LN needs statistics along each row n, BN along each column c, and both
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
-//   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
+//   for a column c of the tile (rows n0 .. n0+31), with K = its first finite value, or
+//   f32(mean of its finite values) where that first value dominates (summarize, below):
 //     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
 //     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
-//   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
-// two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
+//   and the same for a row n of the tile (columns c0 .. c0+31),
+// over the 32 values held in workgroup memory (the exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
 // parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them. With more
 // summaries than one binding holds they are laid out, and bound, in blocks of whole row tiles
@@ -1260,13 +1386,22 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
-// Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart.
+// Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart: the exact mean first,
+// relative to K (below), then M2 = sum (x - K - mean)^2, over the values held in workgroup
+// memory. K is the first finite value, as x - K is then exact wherever x lies within a factor 2
+// of it (|mean| >> std), unless that value dominates the line (|K| beyond 4x the mean |x|): then
+// every other x - K is ~-K and the float32 sum of len of them (~len ulps of len K) lands on a
+// line mean ~K / len, 1e-4 relative off for a line of 1e8 beside -2.5e6 values. Such a line
+// takes K = f32(its plain mean) instead, in a loop whose bound is 0 for every other line
+// (lavapipe skips a loop that no lane enters), so that other lines keep their bits and cost.
 fn summarize(start: u32, step: u32, len: u32) -> Partial {
   let first = tile[start];
-  let shift = select(0.0, first, class_bits(first) == 0u);
+  var shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
   var sum = 0.0;
+  var total = 0.0;
+  var size = 0.0;
   var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
@@ -1274,8 +1409,23 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     flags = flags | cls;
     if (cls == 0u) {
       sum += v - shift;
+      total += v;
+      size += abs(v);
       count += 1u;
       mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
+    }
+  }
+  // Lines of wide values are summarized again (sn1d_wide_stats), and their sums here may have
+  // overflowed: only in-range lines (and in-range sums) take the second shift.
+  let dominated = f32(count) * abs(shift) > 4.0 * size && !is_wide_field(abs_field(mx));
+  if (dominated) {
+    shift = total / f32(count);
+  }
+  sum = select(sum, 0.0, dominated);
+  for (var i = 0u; i < select(0u, len, dominated); i++) {
+    let v = tile[start + i * step];
+    if (class_bits(v) == 0u) {
+      sum += v - shift;
     }
   }
   let mean = select(0.0, sum / f32(count), count > 0u);
@@ -1325,7 +1475,7 @@ export const SN1D_WIDE_STATS: string =
 // column of a 32 x 32 tile) whose largest finite |x| lies outside (2^-21, 2^40]
 // (is_wide_field, common.wgsl) summarized again in scaled units, as sn_wide_stats does for the
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
-//   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
+//   K' = f32(mean of x'), count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
 // are. The lines come from a list sn1d_stats fills (a thread each): lane < 32 is column
 // c0 + lane of its tile, lane 32 + r row n0 + r.
@@ -1341,7 +1491,13 @@ ${_COMMON}
 
 fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
   let k = 127 - i32(field);
-  let shift = scale2(x[tile_1d_elem(t, r0, c0)], k);
+  // K = f32(plain mean), not the first value (see sn1d_stats.wgsl): |x'| <= 1, so the sum
+  // cannot overflow.
+  var total = 0.0;
+  for (var i = 0u; i < len; i++) {
+    total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
+  }
+  let shift = total / f32(len);
   var sum = 0.0;
   for (var i = 0u; i < len; i++) {
     sum += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift;
@@ -1422,7 +1578,12 @@ export const SN_GROUP_STATS: string =
 //   \`variance\` itself is the float32 value as before. Only with P_PAIRS (rows of several
 //   segments, whose backward reads var_lo); else var_lo = 0.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
-//   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
+//   (count, mean, M2) = Chan-merge of the members,  var = M2 / (count - 1),
+//   mu = (1/count) sum_k count_k ((K_k - K_0) + mean_k) + K_0, the sum and the division in
+//   float32 hi/lo pairs (pair.wgsl), written re-centred (hi = f32(mu)): one dominating
+//   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
+//   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
+//   accuracy there (the error it makes is far below the dominating member's share).
 // Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
 // threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
@@ -1488,6 +1649,7 @@ var<workgroup> w_sumv: array<f32, 64>;
 var<workgroup> w_sumv_pair: array<vec2<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
+var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
 @compute @workgroup_size(64)
@@ -1568,6 +1730,8 @@ fn main(
   }
   // Members merged as (count, mean, M2) summaries: tile summaries ("1d") and BN parts.
   let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
+  // Tile summaries ("1d"), whose means are summed as pairs too (below).
+  let tiles = (P.flags & P_CHAN_GROUPS) != 0u;
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -1584,6 +1748,7 @@ fn main(
   let pairs = (P.flags & P_PAIRS) != 0u;
   var flags = 0u;
   var total = 0u;
+  var sum = vec2<f32>(0.0);
   for (var k = lid; k < count; k += 64u) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
@@ -1605,6 +1770,16 @@ fn main(
       }
     }
   }
+  // Layout "1d": the pair sum, in a loop of its own whose bound is 0 for layout "nd" (lavapipe
+  // runs both sides of a branch, masked, but skips a loop that no lane enters).
+  // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+  for (var k = lid; k < select(0u, count, tiles); k += 64u) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    let w = f32(p.count);
+    let dk = two_sum(p.shift * f, -hi);
+    sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
+  }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
@@ -1612,6 +1787,7 @@ fn main(
   w_sumv_pair[lid] = sumv_pair;
   w_flags[lid] = flags;
   w_count[lid] = total;
+  w_sum[lid] = sum;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
@@ -1626,6 +1802,9 @@ fn main(
       }
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
+      if (tiles) {
+        w_sum[lid] = pair_sum(w_sum[lid], w_sum[o]);
+      }
     }
     workgroupBarrier();
   }
@@ -1633,13 +1812,22 @@ fn main(
     return;
   }
   var gflags = w_flags[0];
+  // Layout "1d": the mean from the pair sum, re-centred (hi = f32(mu)).
+  var mean_hi = hi;
+  var lo = w_mean[0];
+  if (tiles && w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
+    let q = pair_mean(w_sum[0], w_count[0]);
+    let h = two_sum(hi, q.x);
+    mean_hi = h.x;
+    lo = h.y + q.y;
+  }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
     let count = select(u32(w_n[0]), w_count[0], chan);
     // No M2 low word: blocks of samples (more rows than one binding holds) and rows of several
     // segments (P_PAIRS) never meet at the real binding limits (that would take more than 2^32
     // elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays 0).
-    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
+    bn_parts[P.chan_base + c] = Partial(mean_hi, lo, w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
     return;
   }
   var variance: f32;
@@ -1665,11 +1853,10 @@ fn main(
       var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
     }
   }
-  let lo = w_mean[0];
-  groups[P.chan_base + g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-    let mu = mean_value(gflags, hi + lo);
+    let mu = mean_value(gflags, mean_hi + lo);
     let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
@@ -2649,10 +2836,17 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
-// Layout "1d": groups whose sums carry exponents, for sn1d_bwd_wide_dx (a count, 0 when the
-// call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
-// several windows may appear more than once).
+// Layout "1d": groups whose sums carry exponents, or whose statistics are scaled, for
+// sn1d_bwd_wide_dx (a count, 0 when the call starts, then group indices, the window's
+// rec_base + seg_first + g; a group summed over several windows may appear more than once).
+// sn1d_bwd_dx reads a scaled group's statistics as if unscaled, so every element of a scaled
+// LN or BN group must be written again, also where the mix's unit makes the sums' exponents
+// all 0 (x ~ 1e-19 in one column of a sample of ordinary values; an evaluation on an infinite
+// running_var, whose s is 0).
 @group(0) @binding(3) var<storage, read_write> wide_groups: array<atomic<u32>>;
+// The forward's statistics (LN groups, then BN groups: the records' global order), or the
+// window's copy of them where they exceed one binding (see \`stat\` below). Layout "1d" only.
+@group(0) @binding(4) var<storage, read> stat_groups: array<Group>;
 
 var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
@@ -2707,8 +2901,12 @@ fn main(
       sum = grad_add(out[P.seg_first + g], sum);
     }
     out[P.seg_first + g] = sum;
-    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & G_EXPS) != 0u) {
-      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.seg_first + g);
+    let at = P.rec_base + P.seg_first + g;
+    // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
+    // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
+    let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & G_EXPS) != 0u || is_scaled(stat_groups[stat].flags))) {
+      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }
 }
@@ -3096,6 +3294,7 @@ export const SN1D_BWD_WIDE_DX: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_SN1D_BWD_ELEMENT}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -3155,13 +3354,19 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   }
   let cf = f32(P.c);
   let nb = P.batch;
-  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d_unit = dy_unit_1d(dv);
   let u_ln = unit_of(ln.flags);
   let u_bn = unit_of(bn.flags);
   var v = XF(0.0, 0);
   // gamma = gamma' 2^g apart: gamma s may pass float32's range (a factor-wide element).
   let g = gamma_exp(affine[c]);
-  v = xf_add(v, scale2(dv, -d_unit) * (gamma_mantissa(affine[c]) * w.scale), d_unit - w.e + g);
+  // dy s as mantissas and exponents (see wide_element): d' s of d' ~ 3e-24, s ~ 4e-8 is ~1e-31
+  // and d' ~ 1e-38 would flush it, where gamma' 2^g brings the term back into range.
+  let d = scale2(dv, -d_unit);
+  let ed = norm_exp(d);
+  let es = norm_exp(w.scale);
+  let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
+  v = xf_add(v, t0, d_unit - w.e + g + ed + es);
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
   let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);

@@ -49,28 +49,43 @@ fn g_flags(bad: u32, e0: i32, e1: i32, e2: i32) -> u32 {
 }
 
 // The unit both of two sums take (the larger exponent; a sum of zeros has none), and the
-// factors that bring each to it.
-fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec3<f32> {
+// factors that bring each to it, each as two factors (u.x u.y for p, u.z u.w for q): exact while
+// the product is a normal float32 (unit_shift). One factor pow2(ep - e) flushed to 0 below
+// 2^-126, while a record without exponents holds real values up to float32's largest, which
+// count beside a record in units of 2^128 (1e34 there is ~3e-5).
+fn common_unit(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> vec4<f32> {
   let e = select(select(max(ep, eq), ep, q_zero), eq, p_zero);
-  return vec3<f32>(pow2(ep - e), pow2(eq - e), f32(e));
+  return vec4<f32>(pow2((ep - e) / 2), pow2(ep - e - (ep - e) / 2), pow2((eq - e) / 2), pow2(eq - e - (eq - e) / 2));
+}
+
+fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
+  return select(select(max(ep, eq), ep, q_zero), eq, p_zero);
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, g_exp(p.flags, 0u), g_exp(q.flags, 0u));
-  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
   let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
   let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
-  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
+  let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
+  let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
+  let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
+  let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
+  let u2 = common_unit(pz, qz, e2.x, e2.y);
   let s = vec4<f32>(
-    p.s.x * u0.x + q.s.x * u0.y,
-    p.s.y * u1.x + q.s.y * u1.y,
-    p.s.zw * u2.x + q.s.zw * u2.y,
+    p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
+    p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
+    p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
   );
   return Grad(
     s,
-    p.a * u2.x + q.a * u2.y,
-    p.b * u2.x + q.b * u2.y,
-    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+    p.a * u2.x * u2.y + q.a * u2.z * u2.w,
+    p.b * u2.x * u2.y + q.b * u2.z * u2.w,
+    g_flags(
+      p.flags | q.flags,
+      unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
+      unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
+      unit_of_pair(pz, qz, e2.x, e2.y),
+    ),
   );
 }
 
@@ -99,8 +114,9 @@ fn xf_add(a: XF, m: f32, e: i32) -> XF {
   if (a.m == 0.0) {
     return XF(m, e);
   }
+  // Two factors each (unit_shift), not one pow2(..): see common_unit.
   let u = max(a.e, e);
-  return XF(a.m * pow2(a.e - u) + m * pow2(e - u), u);
+  return XF(unit_shift(a.m, a.e - u) + unit_shift(m, e - u), u);
 }
 
 // Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the

@@ -429,7 +429,9 @@ fn scale2(v: f32, k: i32) -> f32 {
 
 // a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
 // running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
-// underflows to 0, as float32 buffers hold such values.
+// below float32's normal range rounds to the subnormal (or 0) a float32 buffer holds, as the
+// reference's does: a running_var of 1.5e-40 must not become 0, which an evaluation with eps 0
+// would then divide by.
 fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
   if (class_bits(a) != 0u) {
     return a;
@@ -438,7 +440,25 @@ fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
   if (a != 0.0 && ea - k > 100) {
     return a; // b * 2^k is below a's rounding
   }
-  return scale2(scale2(a, -k) + b, k);
+  return scale2_nearest(scale2(a, -k) + b, k);
+}
+
+// scale2, but a result below float32's normal range is the subnormal nearest v * 2^k (ties to
+// even), built by bits (GPUs may flush subnormal arithmetic, not integer operations).
+fn scale2_nearest(v: f32, k: i32) -> f32 {
+  let b = bitcast<u32>(v);
+  let e = i32((b >> 23u) & 0xffu);
+  let ne = e + k;
+  if (e == 0 || e == 255 || ne > 0) {
+    return scale2(v, k);
+  }
+  let shift = u32(min(1 - ne, 25)); // 25: below half the smallest subnormal, 0
+  let mant = (b & 0x007fffffu) | 0x00800000u;
+  let q = mant >> shift;
+  let rem = mant & ((1u << shift) - 1u);
+  let half = 1u << (shift - 1u);
+  let up = rem > half || (rem == half && (q & 1u) == 1u);
+  return bitcast<f32>((b & 0x80000000u) | (q + select(0u, 1u, up)));
 }
 
 // One term of a mix: a statistic with mean hi + lo, its variance and flags (units: F_SCALED).

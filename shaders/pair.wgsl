@@ -1,6 +1,8 @@
 // pair.wgsl: float32 hi/lo pairs (value = hi + lo), for statistics of rows longer than one
 // segment, whose means and variances need more than float32's 6e-8 (the importance-logit
-// gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart). Included
+// gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart), and for the
+// 1d column means, where one dominating row would otherwise swallow the rest in float32 (a
+// column with one row of 1e7 among rows of ~1: its mean came out 2e-3 relative off). Included
 // after common.wgsl (it reads P); not a shader on its own.
 //
 // Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
@@ -68,4 +70,12 @@ fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
 fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
   let hi = m2_hi / max(f32(count) - 1.0, 1.0);
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
+}
+
+// The mean of `count` values whose sum is the pair t, as a pair (q1, q2): q1 = f32(t / count),
+// q2 the rest from the exact remainder t - q1 count.
+fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
+  let q1 = (t.x + t.y) / f32(count);
+  let rem = pair_sub_times(t, count, q1);
+  return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
 }

@@ -3,11 +3,12 @@
 // `groups` and `affine` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX, or its gamma / std is factor-wide (common.wgsl). sn1d_bwd_reduce tests
-// the first two per element (element_is_wide_hot) and the last per tile column.
+// |dy| passes DY_MAX or is subnormal (dy_is_wide), or its gamma / std is factor-wide
+// (common.wgsl). sn1d_bwd_reduce tests the first two per element (element_is_wide_hot) and the
+// last per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_big(d) || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps);
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -45,7 +46,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
-  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
@@ -54,20 +55,98 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
   }
-  let s = w.scale;
-  // gamma = gamma' 2^g apart (gamma s may pass float32's range): grad_gamma_apart.
+  // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
+  // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
+  // has finite where a float32 product of the factors left float32's normal range:
+  // - s, dy and x - mu are taken as mantissas and exponents (exact powers of two), so gm, gv
+  //   and dgamma are mantissas of [1/2, 64) whose exponents the record's carry: gv of
+  //   s ~ 4e-8 and dy ~ 3e-24 (~2e-39, flushed to 0) made dx ~270 off where the reference has
+  //   ~0 (the LN terms cancel);
+  // - the dots' factor 2^(g - k) is applied while they are formed (dot_scaled): in a mix whose
+  //   unit eps sets (x ~ 1e-19, eps 1e-5) the variance differences are ~1e-34 in that unit and
+  //   gv (var_k - var) fell below float32's normal range before gamma's 2^g (1e33) brought it
+  //   back: the var_weight gradient came out 0 where the reference has ~4e20;
+  // - k, the exponent of the unit the dots share with dgamma and dbeta, may be negative: the
+  //   largest of them is brought near 2^100, not only lowered there, so that a gamma of 1e-36
+  //   (g = -120) does not push the dots below float32's normal range (mean_weight's gradient
+  //   was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let xh = ((scale2(xv, -w.e) - w.hi) - w.lo) * s;
-  let gm = -s * gamma * d;
-  let gv = -0.5 * (s * s) * gamma * d * xh;
-  let a = vec4<f32>(gm * wide_centred(t_ln, w), gm * wide_centred(t_bn, w), 0.0, gm * (w.hi + w.lo));
-  let b = vec4<f32>(gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), 0.0, gv * w.variance);
-  return grad_gamma_apart(vec4<f32>(gm, gv, d * xh, d), a, b, d_unit - w.e, d_unit - 2 * w.e, d_unit, g);
+  let es = norm_exp(w.scale);
+  let sn = scale2(w.scale, -es);
+  let ed = norm_exp(d);
+  let dn = scale2(d, -ed);
+  let xc = (scale2(xv, -w.e) - w.hi) - w.lo;
+  let ex = norm_exp(xc) + es;
+  let xh = scale2(xc, es - ex) * sn; // xhat 2^-ex
+  let egm = es + ed;
+  let egv = 2 * es + ed + ex;
+  let gm = -sn * gamma * dn; // gm 2^-egm
+  let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
+  let dg = dn * xh; // dgamma 2^-(ed + ex)
+  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
+  // The dots' exponents from their factors' (a product of normal floats has the exponent sum
+  // or one more; an underflowed product would not show its size).
+  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let eb = egv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
+  let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
+  let k = max(max(max(ea, eb) + 1 + g, ezw) - 100, -120);
+  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
+  let ka = g - k + egm;
+  let kb = g - k + egv;
+  let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
+  let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
+  let e0 = d_unit - w.e + g + egm;
+  let e1 = d_unit - 2 * w.e + g + egv;
+  return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
+}
+
+// The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
+// subnormals, NaN and the infinities (left as they are).
+fn norm_exp(v: f32) -> i32 {
+  let e = exponent_of(v);
+  return select(0, e, e != -1000 && class_bits(v) == 0u);
+}
+
+// p q 2^k for a dot term (|p q 2^k| stays below ~2^101, see wide_element): the product first
+// where it is well above float32's subnormal range (also NaN and the infinities, as the product
+// makes them), else from the factors' mantissas and exponents (exact powers of two), so that a
+// product below 2^-100 keeps its value where 2^k brings it back into range. A zero or
+// subnormal factor gives 0 (the dot's size estimate in wide_element counts it as 0 too).
+fn dot_scaled(p: f32, q: f32, k: i32) -> f32 {
+  let t = p * q;
+  if (exponent_of(t) > -100) {
+    return scale2(t, k);
+  }
+  let pe = exponent_of(p);
+  let qe = exponent_of(q);
+  if (pe == -1000 || qe == -1000) {
+    return 0.0;
+  }
+  return scale2(scale2(p, -pe) * scale2(q, -qe), pe + qe + k);
 }
 
 fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
-  return is_scaled(ln.flags | bn.flags) || dy_is_big(d);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d);
+}
+
+// Whether dy needs units of its own: |dy| beyond DY_MAX (dy_is_big), or subnormal, which GPUs
+// may flush to 0 in arithmetic (dy ~ 1e-40 with gamma / std ~ 1e46 gives a dx of ~1e6). By
+// bits, two unsigned comparisons.
+fn dy_is_wide(d: f32) -> bool {
+  let a = bitcast<u32>(d) & 0x7fffffffu;
+  return dy_is_big(d) || a - 1u < 0x007fffffu;
+}
+
+// The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a subnormal dy
+// 2^-126, by bits: scale2(dy, 126) is then a normal float32.
+fn dy_unit_1d(d: f32) -> i32 {
+  let a = bitcast<u32>(d) & 0x7fffffffu;
+  if (a - 1u < 0x007fffffu) {
+    return -126;
+  }
+  return dy_unit(select(0.0, bitcast<f32>(a), class_bits(d) == 0u));
 }
 
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go

@@ -11,6 +11,7 @@
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include sn1d_bwd_element.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -70,13 +71,19 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   }
   let cf = f32(P.c);
   let nb = P.batch;
-  let d_unit = dy_unit(select(0.0, abs(dv), class_bits(dv) == 0u));
+  let d_unit = dy_unit_1d(dv);
   let u_ln = unit_of(ln.flags);
   let u_bn = unit_of(bn.flags);
   var v = XF(0.0, 0);
   // gamma = gamma' 2^g apart: gamma s may pass float32's range (a factor-wide element).
   let g = gamma_exp(affine[c]);
-  v = xf_add(v, scale2(dv, -d_unit) * (gamma_mantissa(affine[c]) * w.scale), d_unit - w.e + g);
+  // dy s as mantissas and exponents (see wide_element): d' s of d' ~ 3e-24, s ~ 4e-8 is ~1e-31
+  // and d' ~ 1e-38 would flush it, where gamma' 2^g brings the term back into range.
+  let d = scale2(dv, -d_unit);
+  let ed = norm_exp(d);
+  let es = norm_exp(w.scale);
+  let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
+  v = xf_add(v, t0, d_unit - w.e + g + ed + es);
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
   let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);

@@ -2,11 +2,12 @@
 // reads x. x is [N, C]; LN needs statistics along each row n, BN along each column c, and both
 // come from this one read: each workgroup copies a 32 x 32 tile (rows n0.., columns c0..) into
 // workgroup memory, then 32 threads summarize the tile's columns and 32 its rows:
-//   for a column c of the tile (rows n0 .. n0+31), with K = x[n0, c] (0 if not finite):
+//   for a column c of the tile (rows n0 .. n0+31), with K = its first finite value, or
+//   f32(mean of its finite values) where that first value dominates (summarize, below):
 //     count = #finite, mean = (1/count) sum (x - K), M2 = sum (x - K - mean)^2, flags (with
 //     the magnitude field of the largest finite |x|: F_FIELD, common.wgsl)
-//   and the same for a row n of the tile (columns c0 .. c0+31) with K = x[n, c0],
-// two-pass over the 32 values held in workgroup memory (exact mean first, then M2).
+//   and the same for a row n of the tile (columns c0 .. c0+31),
+// over the 32 values held in workgroup memory (the exact mean first, then M2).
 // Row summaries go to parts[ct * N + n] (ct = column tile), column summaries to
 // parts[Params.bn_base + rt * C + c] (rt = row tile); sn_group_stats merges them. With more
 // summaries than one binding holds they are laid out, and bound, in blocks of whole row tiles
@@ -33,13 +34,22 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
-// Summary of `len` values of the tile starting at `start`, `step` apart.
+// Summary of `len` values of the tile starting at `start`, `step` apart: the exact mean first,
+// relative to K (below), then M2 = sum (x - K - mean)^2, over the values held in workgroup
+// memory. K is the first finite value, as x - K is then exact wherever x lies within a factor 2
+// of it (|mean| >> std), unless that value dominates the line (|K| beyond 4x the mean |x|): then
+// every other x - K is ~-K and the float32 sum of len of them (~len ulps of len K) lands on a
+// line mean ~K / len, 1e-4 relative off for a line of 1e8 beside -2.5e6 values. Such a line
+// takes K = f32(its plain mean) instead, in a loop whose bound is 0 for every other line
+// (lavapipe skips a loop that no lane enters), so that other lines keep their bits and cost.
 fn summarize(start: u32, step: u32, len: u32) -> Partial {
   let first = tile[start];
-  let shift = select(0.0, first, class_bits(first) == 0u);
+  var shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
   var sum = 0.0;
+  var total = 0.0;
+  var size = 0.0;
   var mx = 0u;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
@@ -47,8 +57,23 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     flags = flags | cls;
     if (cls == 0u) {
       sum += v - shift;
+      total += v;
+      size += abs(v);
       count += 1u;
       mx = max(mx, bitcast<u32>(v) & 0x7fffffffu);
+    }
+  }
+  // Lines of wide values are summarized again (sn1d_wide_stats), and their sums here may have
+  // overflowed: only in-range lines (and in-range sums) take the second shift.
+  let dominated = f32(count) * abs(shift) > 4.0 * size && !is_wide_field(abs_field(mx));
+  if (dominated) {
+    shift = total / f32(count);
+  }
+  sum = select(sum, 0.0, dominated);
+  for (var i = 0u; i < select(0u, len, dominated); i++) {
+    let v = tile[start + i * step];
+    if (class_bits(v) == 0u) {
+      sum += v - shift;
     }
   }
   let mean = select(0.0, sum / f32(count), count > 0u);

@@ -2,7 +2,7 @@
 // column of a 32 x 32 tile) whose largest finite |x| lies outside (2^-21, 2^40]
 // (is_wide_field, common.wgsl) summarized again in scaled units, as sn_wide_stats does for the
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
-//   K' = x'[first], count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2 (two-pass)
+//   K' = f32(mean of x'), count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
 // are. The lines come from a list sn1d_stats fills (a thread each): lane < 32 is column
 // c0 + lane of its tile, lane 32 + r row n0 + r.
@@ -18,7 +18,13 @@
 
 fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
   let k = 127 - i32(field);
-  let shift = scale2(x[tile_1d_elem(t, r0, c0)], k);
+  // K = f32(plain mean), not the first value (see sn1d_stats.wgsl): |x'| <= 1, so the sum
+  // cannot overflow.
+  var total = 0.0;
+  for (var i = 0u; i < len; i++) {
+    total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
+  }
+  let shift = total / f32(len);
   var sum = 0.0;
   for (var i = 0u; i < len; i++) {
     sum += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift;

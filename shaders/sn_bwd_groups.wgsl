@@ -17,10 +17,17 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
-// Layout "1d": groups whose sums carry exponents, for sn1d_bwd_wide_dx (a count, 0 when the
-// call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
-// several windows may appear more than once).
+// Layout "1d": groups whose sums carry exponents, or whose statistics are scaled, for
+// sn1d_bwd_wide_dx (a count, 0 when the call starts, then group indices, the window's
+// rec_base + seg_first + g; a group summed over several windows may appear more than once).
+// sn1d_bwd_dx reads a scaled group's statistics as if unscaled, so every element of a scaled
+// LN or BN group must be written again, also where the mix's unit makes the sums' exponents
+// all 0 (x ~ 1e-19 in one column of a sample of ordinary values; an evaluation on an infinite
+// running_var, whose s is 0).
 @group(0) @binding(3) var<storage, read_write> wide_groups: array<atomic<u32>>;
+// The forward's statistics (LN groups, then BN groups: the records' global order), or the
+// window's copy of them where they exceed one binding (see `stat` below). Layout "1d" only.
+@group(0) @binding(4) var<storage, read> stat_groups: array<Group>;
 
 var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
@@ -75,8 +82,12 @@ fn main(
       sum = grad_add(out[P.seg_first + g], sum);
     }
     out[P.seg_first + g] = sum;
-    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & G_EXPS) != 0u) {
-      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.seg_first + g);
+    let at = P.rec_base + P.seg_first + g;
+    // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
+    // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
+    let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & G_EXPS) != 0u || is_scaled(stat_groups[stat].flags))) {
+      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }
 }

@@ -13,7 +13,12 @@
 //   `variance` itself is the float32 value as before. Only with P_PAIRS (rows of several
 //   segments, whose backward reads var_lo); else var_lo = 0.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
-//   (count, mean, M2) = Chan-merge of the members,  mu = mean,  var = M2 / (count - 1)
+//   (count, mean, M2) = Chan-merge of the members,  var = M2 / (count - 1),
+//   mu = (1/count) sum_k count_k ((K_k - K_0) + mean_k) + K_0, the sum and the division in
+//   float32 hi/lo pairs (pair.wgsl), written re-centred (hi = f32(mu)): one dominating
+//   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
+//   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
+//   accuracy there (the error it makes is far below the dominating member's share).
 // Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
 // threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
@@ -79,6 +84,7 @@ var<workgroup> w_sumv: array<f32, 64>;
 var<workgroup> w_sumv_pair: array<vec2<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
+var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
 @compute @workgroup_size(64)
@@ -159,6 +165,8 @@ fn main(
   }
   // Members merged as (count, mean, M2) summaries: tile summaries ("1d") and BN parts.
   let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
+  // Tile summaries ("1d"), whose means are summed as pairs too (below).
+  let tiles = (P.flags & P_CHAN_GROUPS) != 0u;
   var unit_max = 0u;
   for (var k = lid; k < count; k += 64u) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
@@ -175,6 +183,7 @@ fn main(
   let pairs = (P.flags & P_PAIRS) != 0u;
   var flags = 0u;
   var total = 0u;
+  var sum = vec2<f32>(0.0);
   for (var k = lid; k < count; k += 64u) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
@@ -196,6 +205,16 @@ fn main(
       }
     }
   }
+  // Layout "1d": the pair sum, in a loop of its own whose bound is 0 for layout "nd" (lavapipe
+  // runs both sides of a branch, masked, but skips a loop that no lane enters).
+  // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+  for (var k = lid; k < select(0u, count, tiles); k += 64u) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    let w = f32(p.count);
+    let dk = two_sum(p.shift * f, -hi);
+    sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
+  }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
@@ -203,6 +222,7 @@ fn main(
   w_sumv_pair[lid] = sumv_pair;
   w_flags[lid] = flags;
   w_count[lid] = total;
+  w_sum[lid] = sum;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
@@ -217,6 +237,9 @@ fn main(
       }
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
+      if (tiles) {
+        w_sum[lid] = pair_sum(w_sum[lid], w_sum[o]);
+      }
     }
     workgroupBarrier();
   }
@@ -224,13 +247,22 @@ fn main(
     return;
   }
   var gflags = w_flags[0];
+  // Layout "1d": the mean from the pair sum, re-centred (hi = f32(mu)).
+  var mean_hi = hi;
+  var lo = w_mean[0];
+  if (tiles && w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
+    let q = pair_mean(w_sum[0], w_count[0]);
+    let h = two_sum(hi, q.x);
+    mean_hi = h.x;
+    lo = h.y + q.y;
+  }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
     let count = select(u32(w_n[0]), w_count[0], chan);
     // No M2 low word: blocks of samples (more rows than one binding holds) and rows of several
     // segments (P_PAIRS) never meet at the real binding limits (that would take more than 2^32
     // elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays 0).
-    bn_parts[P.chan_base + c] = Partial(hi, w_mean[0], w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
+    bn_parts[P.chan_base + c] = Partial(mean_hi, lo, w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
     return;
   }
   var variance: f32;
@@ -256,11 +288,10 @@ fn main(
       var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
     }
   }
-  let lo = w_mean[0];
-  groups[P.chan_base + g] = Group(hi, lo, variance, unit_flags(gflags, unit), var_lo);
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-    let mu = mean_value(gflags, hi + lo);
+    let mu = mean_value(gflags, mean_hi + lo);
     let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];

@@ -1,0 +1,256 @@
+/**
+ * Issue 10, point 1, for SwitchNorm1d on WebGPU: the members of the fault class that fuzzing
+ * against the float64 reference backend found in layout "1d" (silent wrong results, no error),
+ * each as a call whose float32 inputs the reference computes in float64. Every case here failed
+ * before the fix it names; tests/range_test.ts has the rest of the range promise.
+ */
+import { SwitchNorm1d } from "../mod.ts";
+import { seededRandom } from "../examples/_data.ts";
+import { assertClose } from "./_close.ts";
+import { GRAD, RUNNING, Y } from "./_tolerances.ts";
+import { webgpuTest } from "./_webgpu.ts";
+
+type Backend = "reference" | "webgpu";
+type GradKey = "weight" | "bias" | "mean_weight" | "var_weight";
+const GRAD_KEYS: GradKey[] = ["weight", "bias", "mean_weight", "var_weight"];
+
+/** One SwitchNorm1d problem: the layer's state, a training batch, and an evaluation batch. */
+interface Case {
+  n: number;
+  c: number;
+  eps?: number;
+  weight?: Float32Array;
+  logits?: [number, number, number, number]; // mean_weight, var_weight
+  x: Float32Array;
+  dy: Float32Array;
+  xEval?: Float32Array;
+}
+
+interface Result {
+  y: Float32Array;
+  dx: Float32Array;
+  runningMean: Float32Array;
+  runningVar: Float32Array;
+  grads: Record<GradKey, Float32Array>;
+  yEval?: Float32Array;
+  dxEval?: Float32Array;
+  gradsEval?: Record<GradKey, Float32Array>;
+}
+
+const copyGrads = (g: Record<GradKey, Float32Array>) =>
+  Object.fromEntries(GRAD_KEYS.map((k) => [k, g[k].slice()])) as Record<GradKey, Float32Array>;
+
+/** A training forward and backward (and, with xEval, an evaluation forward and backward). */
+async function step(k: Case, backend: Backend): Promise<Result> {
+  const layer = new SwitchNorm1d(k.c, { backend, eps: k.eps ?? 1e-5 });
+  const [m0, m1, v0, v1] = k.logits ?? [0.3, -0.2, -0.5, 0.4];
+  layer.loadStateDict({
+    weight: k.weight ?? new Float32Array(k.c).fill(1),
+    bias: Float32Array.from({ length: k.c }, (_, i) => 0.1 * (i % 3)),
+    mean_weight: new Float32Array([m0, m1]),
+    var_weight: new Float32Array([v0, v1]),
+  }, { strict: false }); // running buffers at their defaults
+  layer.train(true);
+  const y = await layer.forward(k.x, [k.n, k.c], { keepForBackward: true });
+  const dx = await layer.backward(k.dy);
+  await layer.sync();
+  const out: Result = {
+    y,
+    dx,
+    runningMean: layer.running_mean.slice(),
+    runningVar: layer.running_var.slice(),
+    grads: copyGrads(layer.grads),
+  };
+  if (k.xEval) {
+    layer.train(false);
+    layer.zeroGrad();
+    out.yEval = await layer.forward(k.xEval, [k.n, k.c], { keepForBackward: true });
+    out.dxEval = await layer.backward(k.dy);
+    out.gradsEval = copyGrads(layer.grads);
+  }
+  layer.dispose();
+  return out;
+}
+
+/** Every output of `k` on WebGPU within the project's tolerances of the reference's. */
+async function assertMatches(k: Case): Promise<void> {
+  const want = await step(k, "reference"), got = await step(k, "webgpu");
+  assertClose(got.y, want.y, Y, "y");
+  assertClose(got.runningMean, want.runningMean, RUNNING, "running_mean");
+  assertClose(got.runningVar, want.runningVar, RUNNING, "running_var");
+  assertClose(got.dx, want.dx, GRAD, "dx");
+  for (const g of GRAD_KEYS) assertClose(got.grads[g], want.grads[g], GRAD, `grad of ${g}`);
+  if (k.xEval) {
+    assertClose(got.yEval!, want.yEval!, Y, "y (evaluation)");
+    assertClose(got.dxEval!, want.dxEval!, GRAD, "dx (evaluation)");
+    for (const g of GRAD_KEYS) {
+      assertClose(got.gradsEval![g], want.gradsEval![g], GRAD, `grad of ${g} (evaluation)`);
+    }
+  }
+}
+
+/** n x c values `f(row, col, uniform in [-1, 1))`, from a fixed seed. */
+function fill(n: number, c: number, seed: number, f: (r: number, j: number, u: number) => number) {
+  const random = seededRandom(seed);
+  return Float32Array.from(
+    { length: n * c },
+    (_, i) => f(Math.floor(i / c), i % c, random() * 2 - 1),
+  );
+}
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d where one row of 1e7 dominates every column of 20000 rows matches the reference",
+  async () => {
+    // The column's group merge took the first tile's shift (here the row of 1e7) as its hi and
+    // summed the others' means in float32 beside it: running_mean was ~2e-3 relative off, and
+    // the weight gradient ~5x its tolerance.
+    const n = 20000, c = 16;
+    const x = fill(n, c, 7, (r, j, u) => r === 0 ? 1e7 * (j % 2 ? -1 : 1) * (1 + j / 10) : u);
+    await assertMatches({ n, c, x, dy: fill(n, c, 8, (_r, _j, u) => u) });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d where a tile line's first value dominates its line matches the reference",
+  async () => {
+    // A 32-row line shifted by its first value (1e8 beside values of -2.5e6) summed 31 values
+    // of ~-1.03e8 into a line sum of ~2e7: their float32 rounding (~1e-4 relative of it) made
+    // running_mean 1.7x its tolerance. Lines are now shifted by their plain mean.
+    const n = 96, c = 8;
+    const x = fill(
+      n,
+      c,
+      9,
+      (r, j, u) => r % 32 === 0 && j % 2 === 0 ? 1e8 * (1 + u / 4) : -2.5e6 + 1e3 * u,
+    );
+    await assertMatches({ n, c, x, dy: fill(n, c, 10, (_r, _j, u) => u) });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d with x ~1e-19, gamma ~1e33 and dy ~3e38 keeps the var_weight gradient",
+  async () => {
+    // gv (var_k - var) of an eps-dominated mix fell below float32's normal range before gamma's
+    // exponent was applied: the var_weight gradient was 0 where the reference has ~2e20.
+    const n = 6, c = 5;
+    const x = fill(n, c, 3, (_r, _j, u) => u * 1e-19);
+    const dy = fill(n, c, 4, (_r, _j, u) => u * 3e38);
+    const weight = Float32Array.from({ length: c }, (_, j) => 1e33 * (0.6 + 0.2 * j));
+    const want = await step({ n, c, x, dy, weight }, "reference");
+    const got = await step({ n, c, x, dy, weight }, "webgpu");
+    for (const g of GRAD_KEYS) assertClose(got.grads[g], want.grads[g], GRAD, `grad of ${g}`);
+    assertClose(got.y, want.y, Y, "y");
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d with a column of ~1e-19 among ordinary ones matches the reference",
+  async () => {
+    // The column's statistics are scaled while each sample's LN statistics are not, so the
+    // gradient sums of its elements carried no exponent and sn1d_bwd_dx read the scaled
+    // statistics as if unscaled: dx ~50x off.
+    const n = 3, c = 2;
+    const x = fill(n, c, 124, (_r, j, u) => j === 0 ? 1 + u * 0.7 : (1 + u) * 3e-19);
+    await assertMatches({ n, c, x, dy: fill(n, c, 125, (_r, _j, u) => u) });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d evaluation on an infinite running_var gives the reference's dx",
+  async () => {
+    // A training batch with a column spread over +-1e28 makes running_var +Infinity; its
+    // evaluation's s is 0, which only the wide dx pass forms, and that pass did not run for
+    // such a column: dx ~1e-3 where the reference has 0.
+    const n = 2, c = 4;
+    const x = fill(n, c, 4, (r, _j, u) => r === 0 ? (2 + u) * 3e28 : 1 + u);
+    const xEval = fill(n, c, 5, (r, _j, u) => r === 0 ? (2 + u) * 1e28 : 1 + u);
+    const weight = new Float32Array(c).fill(1e16);
+    await assertMatches({ n, c, x, dy: fill(n, c, 6, (_r, _j, u) => u), xEval, weight });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d keeps a subnormal running_var for its evaluation (eps 0)",
+  async () => {
+    // A batch variance of ~1e-42 makes running_var subnormal (0.003 of it); the GPU wrote 0,
+    // and an evaluation with eps 0 whose LN variance is ~1e-50 then divided by the wrong
+    // variance: y ~40x off.
+    const n = 3, c = 2;
+    const x = fill(n, c, 11, (_r, j, u) => j === 0 ? 1 + u : (1.5 + u) * 2e-21);
+    const xEval = fill(
+      n,
+      c,
+      12,
+      (r, j, u) => r === 0 ? (j === 0 ? 1.5e-25 : 1e-45) : j === 0 ? 1 + u : 2e-21,
+    );
+    await assertMatches({
+      n,
+      c,
+      eps: 0,
+      x,
+      xEval,
+      dy: fill(n, c, 13, (_r, _j, u) => u),
+      logits: [-1.5, 1.6, 1.5, -1.9],
+    });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d with subnormal dy and gamma / std ~1e54 matches the reference",
+  async () => {
+    // dy ~3e-43 is subnormal (a few significant bits); the products gamma' s dy formed from it
+    // stayed subnormal and lost the rest (or were flushed): dx ~1e4x its tolerance, where
+    // gamma / std ~1e54 makes dx ~1e12. Such dy now takes units of its own.
+    const n = 4, c = 8;
+    const x = fill(n, c, 14, (_r, _j, u) => (1 + u) * 1e-20);
+    const dy = fill(n, c, 15, (_r, _j, u) => u * 3e-43);
+    const weight = new Float32Array(c).fill(1.2e34);
+    await assertMatches({ n, c, eps: 2 ** -126, x, dy, weight });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d gradient sums of a column with |dy| beyond 2^40 keep its ordinary rows",
+  async () => {
+    // Column 2: one row's dy (3e12) is summed in units of 2^128 (dy and gamma ~8e25 kept apart),
+    // another's (1.4e11) as plain float32 (gm ~5e34). Aligning the plain sum by a factor
+    // pow2(-128), which flushes to 0, dropped it: dx of the column ~4e4x its tolerance.
+    const n = 17, c = 3;
+    const x = fill(n, c, 16, (r, j, u) => r === 5 && j === 2 ? 1.15e-25 : 1000 + u);
+    const dy = new Float32Array(n * c);
+    dy[13 * c + 2] = -1.4e11;
+    dy[16 * c + 2] = -3.04e12;
+    const weight = new Float32Array([1, 1, -8.38e25]);
+    await assertMatches({ n, c, eps: 0, x, dy, weight, logits: [-1.86, 1.3, -1.43, 1.59] });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d with gamma ~1e-36 and a sample of ~1e35 keeps the logit gradients",
+  async () => {
+    // gamma's exponent (-120) pushed the dot products of the wide sample below float32's
+    // normal range: the mean_weight gradient was 25% off.
+    const n = 17, c = 20;
+    const x = fill(n, c, 17, (r, _j, u) => u * (r === 9 ? 1.5e35 : 1));
+    const dy = fill(n, c, 18, (r, _j, u) => u * (r === 9 ? 1.5e35 : 1));
+    const weight = Float32Array.from({ length: c }, (_, j) => 7.9e-37 * (0.5 + (j % 7) / 7));
+    await assertMatches({ n, c, eps: 0, x, dy, weight, logits: [-0.42, 0.87, 0.22, -1.56] });
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d whose dL/dvar of an element is ~1e-39 before gamma's 2^111 matches the reference",
+  async () => {
+    // s ~4e-8 and dy ~3e-24 make gv ~2e-39 where gamma 4e33 brings it to ~5e-6, and its LN term
+    // (~270) cancels another. Once the gradient sums aligned their units exactly (the case
+    // above), this gv, formed below float32's normal range, made dx ~200 where the reference
+    // has ~0; gv is now a mantissa with an exponent of its own. (A guard of that change: main
+    // passed it by dropping both terms.)
+    const n = 8, c = 2;
+    const x = fill(n, c, 19, (r, j, u) => r === 7 && j === 0 ? 5.53e7 : 1000 + u);
+    const dy = new Float32Array(n * c);
+    dy[7 * c + 1] = 3.2e-24;
+    const weight = new Float32Array([1, 4.29e33]);
+    await assertMatches({ n, c, eps: 0, x, dy, weight, logits: [0.49, -0.98, 0.95, 0.97] });
+  },
+);
