@@ -9,6 +9,8 @@
 export interface Tolerance {
   readonly atol: number;
   readonly rtol: number;
+  /** An absolute allowance that {@linkcode assertCloseToScale} adds unscaled (default 0). */
+  readonly floor?: number;
   readonly why: string;
 }
 
@@ -111,5 +113,72 @@ export function assertSameRecords<K extends string>(
       continue;
     }
     assertSameValues(a, e, `${what}: ${name}`);
+  }
+}
+
+/**
+ * Largest |actual - expected| / (atol * scale + rtol |expected|) over the finite expected entries,
+ * for reports ({@linkcode assertCloseToScale}).
+ */
+export function worstScaledRatio(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  scale: ArrayLike<number>,
+  tol: Tolerance,
+): number {
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i];
+    if (!Number.isFinite(e)) continue;
+    worst = Math.max(
+      worst,
+      Math.abs(actual[i] - e) / (tol.atol * scale[i] + tol.rtol * Math.abs(e) + (tol.floor ?? 0)),
+    );
+  }
+  return worst;
+}
+
+/**
+ * {@linkcode assertClose} with the absolute tolerance scaled per entry:
+ * |actual - expected| <= atol * scale + rtol * |expected| (+ `floor`), where `scale` is the size of the float32
+ * terms the entry is a sum of (tests/_term_scales.ts); for O(1) data the scale is O(1) and this is
+ * assertClose's test. Non-finite expected values must match in kind, and a finite expected value
+ * needs a finite actual one. One pass, no allocation: the failure message gives the count and
+ * the first few mismatches with their scales.
+ */
+export function assertCloseToScale(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  scale: ArrayLike<number>,
+  tol: Tolerance,
+  what: string,
+): void {
+  if (actual.length !== expected.length || scale.length !== expected.length) {
+    throw new Error(
+      `${what}: length ${actual.length}, expected ${expected.length}, scales ${scale.length}`,
+    );
+  }
+  let bad = 0;
+  const listed: string[] = [];
+  const floor = tol.floor ?? 0;
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i], a = actual[i];
+    const ok = Number.isNaN(e)
+      ? Number.isNaN(a)
+      : !Number.isFinite(e)
+      ? a === e
+      : Math.abs(a - e) <= tol.atol * scale[i] + tol.rtol * Math.abs(e) + floor;
+    if (!ok && ++bad <= LISTED_MISMATCHES) {
+      listed.push(`[${i}]: got ${a}, expected ${e}, term scale ${scale[i].toPrecision(3)}`);
+    }
+  }
+  if (bad > 0) {
+    throw new Error(
+      `${what}: ${bad} of ${expected.length} entries differ beyond atol ${tol.atol} x term scale + ` +
+        `rtol ${tol.rtol}${floor ? ` + ${floor}` : ""}; first ${
+          listed.join("; ")
+        } (worst finite error ` +
+        `${worstScaledRatio(actual, expected, scale, tol).toPrecision(3)} x tolerance)`,
+    );
   }
 }

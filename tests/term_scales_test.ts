@@ -1,0 +1,98 @@
+/**
+ * The term-scaled comparison (tests/_close.ts `assertCloseToScale`, tests/_term_scales.ts): it
+ * reduces to the plain tolerance for O(1) data, still rejects a wrong result on scaled data, and
+ * reports failures as assertClose does.
+ */
+import assert from "node:assert/strict";
+import { SwitchNorm2d } from "../mod.ts";
+import { seededRandom } from "../examples/_data.ts";
+import { assertCloseToScale } from "./_close.ts";
+import { GRAD_SCALED } from "./_tolerances.ts";
+import { type TermScaleCall, termScales } from "./_term_scales.ts";
+
+Deno.test("assertCloseToScale holds each entry to atol x its scale + rtol |expected| and names the first misses", () => {
+  const tol = { atol: 1e-4, rtol: 0, why: "test" };
+  assertCloseToScale([1 + 0.9e-4 * 1e6], [1], [1e6], tol, "within");
+  assert.throws(
+    () => assertCloseToScale([1, 1 + 1.1e-4 * 1e6, 5], [1, 1, 5], [1, 1e6, 1], tol, "beyond"),
+    (e: unknown) =>
+      e instanceof Error && /beyond: 1 of 3 entries differ/.test(e.message) &&
+      e.message.includes("[1]: got 111, expected 1, term scale 1.00e+6"),
+  );
+  // Non-finite expected values must match in kind; a finite one needs a finite result.
+  assertCloseToScale(
+    [NaN, Infinity, -Infinity],
+    [NaN, Infinity, -Infinity],
+    [1, 1, 1],
+    tol,
+    "kinds",
+  );
+  assert.throws(() => assertCloseToScale([Infinity], [-Infinity], [1e300], tol, "sign"));
+  assert.throws(() => assertCloseToScale([Infinity], [1], [1e300], tol, "finite"));
+  assertCloseToScale([2 ** -124], [0], [0], { ...tol, floor: 2 ** -123 }, "floor");
+});
+
+/** A SwitchNorm2d training call on [4, 3, 5, 7]: x of `std` (mean 0.3 std), dy of `dyScale`. */
+function call(std: number, dyScale: number, meanLogits = [0.3, -0.4, 0.2]): TermScaleCall {
+  const random = seededRandom(7);
+  const x = Float32Array.from({ length: 420 }, () => (random() * 2 - 1 + 0.3) * std);
+  const dy = Float32Array.from({ length: 420 }, () => (random() * 2 - 1 + 0.3) * dyScale);
+  return {
+    layout: "nd",
+    n: 4,
+    c: 3,
+    m: 35,
+    eps: 0,
+    usingBN: true,
+    training: true,
+    x,
+    dy,
+    weight: new Float32Array([1.5, 1.6, 1.7]),
+    bias: new Float32Array([0.1, 0, -0.1]),
+    meanLogits: new Float32Array(meanLogits),
+    varLogits: new Float32Array([-0.2, 0.5, 0.1]),
+  };
+}
+
+/** The reference backend's y, dx and gradients on `c`. */
+async function reference(c: TermScaleCall) {
+  const layer = new SwitchNorm2d(3, { backend: "reference", eps: 0 });
+  layer.loadStateDict({
+    weight: c.weight as Float32Array,
+    bias: c.bias as Float32Array,
+    mean_weight: c.meanLogits as Float32Array,
+    var_weight: c.varLogits as Float32Array,
+  }, { strict: false });
+  layer.train(true);
+  const y = await layer.forward(c.x as Float32Array, [4, 3, 5, 7], { keepForBackward: true });
+  const dx = await layer.backward(c.dy as Float32Array);
+  return { y, dx, ...layer.grads };
+}
+
+Deno.test("term scales bound the values they scale, and dx's is O(1) for O(1) data (the plain tolerance there)", async () => {
+  for (const [std, dyScale] of [[1, 1], [1e-20, 1e12], [1e15, 1e-3]]) {
+    const c = call(std, dyScale), want = await reference(c), t = termScales(c);
+    for (const k of ["y", "dx", "weight", "bias", "mean_weight", "var_weight"] as const) {
+      // An absolute-value evaluation is at least the value's size (up to float32 rounding).
+      want[k].forEach((v, i) =>
+        assert.ok(Math.abs(v) <= t[k][i] * (1 + 1e-6), `${k}[${i}]: |${v}| > ${t[k][i]}`)
+      );
+    }
+    if (std === 1) {
+      const sorted = Array.from(t.dx).sort((a, b) => a - b);
+      const median = sorted[sorted.length >> 1];
+      assert.ok(median > 0.1 && median < 10, `dx: median term scale ${median}`);
+    }
+  }
+});
+
+Deno.test("on data of std 1e-20 the term-scaled tolerance still rejects the dx of a mixing weight 1% off", async () => {
+  const right = call(1e-20, 1e12), wrong = call(1e-20, 1e12, [0.31, -0.4, 0.2]);
+  const want = (await reference(right)).dx, scales = termScales(right);
+  assertCloseToScale(want, want, scales.dx, GRAD_SCALED, "the reference against itself");
+  const got = (await reference(wrong)).dx;
+  assert.throws(
+    () => assertCloseToScale(got, want, scales.dx, GRAD_SCALED, "dx"),
+    /dx: \d+ of 420/,
+  );
+});
