@@ -17,8 +17,9 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
-// Layout "1d": groups whose sums carry exponents, for sn1d_bwd_wide_dx (a count, 0 when the
-// call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
+// Layout "1d": groups whose sums carry exponents or G_VNAN (an element on a running_var of
+// +Infinity, whose s is 0: sn1d_bwd_dx's float32 s of the group's 2^127 stand-in is not), for
+// sn1d_bwd_wide_dx (a count, 0 when the call starts, then group indices, the window's rec_base + seg_first + g; a group summed over
 // several windows may appear more than once).
 @group(0) @binding(3) var<storage, read_write> wide_groups: array<atomic<u32>>;
 
@@ -75,7 +76,7 @@ fn main(
       sum = grad_add(out[P.seg_first + g], sum);
     }
     out[P.seg_first + g] = sum;
-    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & G_EXPS) != 0u) {
+    if ((P.flags & P_CHAN_GROUPS) != 0u && (sum.flags & (G_EXPS | G_VNAN)) != 0u) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.seg_first + g);
     }
   }

@@ -23,8 +23,8 @@
 // enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
 // in-range data give the same bits as without units), its M2 by f^2, and the group is written in
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
-// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
-// below it 0, as PyTorch's float32 buffers hold them.
+// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity, and
+// results below float32's normal range are the subnormals or 0 PyTorch's float32 buffers hold.
 
 //!include common.wgsl
 
@@ -218,11 +218,11 @@ fn main(
     if (unit != 0 && gflags == 0u) {
       let u2 = 2 * unit;
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        running[c] = add_scaled(rm, mu, unit);
-        running[P.c + c] = add_scaled(rv, mu * mu + v, u2);
+        running[c] = add_scaled(rm, 1.0, mu, unit);
+        running[P.c + c] = add_scaled(rv, 1.0, mu * mu + v, u2);
       } else {
-        running[c] = add_scaled(ieee_mul(P.momentum, rm), P.one_minus_momentum * mu, unit);
-        running[P.c + c] = add_scaled(ieee_mul(P.momentum, rv), P.one_minus_momentum * v, u2);
+        running[c] = add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit);
+        running[P.c + c] = add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2);
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);
