@@ -580,6 +580,17 @@ struct Grad {
   flags: u32,
 }
 
+// A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
+// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
+// record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
+struct RowGrad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+  dy_unit: i32,
+}
+
 const G_BAD: u32 = 1u;
 const G_EXPS: u32 = 0x7ffffffeu;
 // The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
@@ -613,17 +624,24 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
   let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
   let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
-  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  // The third unit in two factors each (exact, normal for differences up to 252): a record
+  // whose unit grad_units lowered for its dots lies far below an ordinary record's, and its
+  // dgamma and dbeta (mantissas up to 2^100) must survive the factor that brings them up.
+  let ep = g_exp(p.flags, 2u);
+  let eq = g_exp(q.flags, 2u);
+  let e2 = select(select(max(ep, eq), ep, qz), eq, pz);
+  let fp = vec2<f32>(pow2((ep - e2) / 2), pow2((ep - e2) - (ep - e2) / 2));
+  let fq = vec2<f32>(pow2((eq - e2) / 2), pow2((eq - e2) - (eq - e2) / 2));
   let s = vec4<f32>(
     p.s.x * u0.x + q.s.x * u0.y,
     p.s.y * u1.x + q.s.y * u1.y,
-    p.s.zw * u2.x + q.s.zw * u2.y,
+    p.s.zw * fp.x * fp.y + q.s.zw * fq.x * fq.y,
   );
   return Grad(
     s,
-    p.a * u2.x + q.a * u2.y,
-    p.b * u2.x + q.b * u2.y,
-    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+    p.a * fp.x * fp.y + q.a * fq.x * fq.y,
+    p.b * fp.x * fp.y + q.b * fq.x * fq.y,
+    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), e2),
   );
 }
 
@@ -738,9 +756,18 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
   let ma = finite_abs(a);
   let mb = finite_abs(b);
-  let k = max(max(0, max(exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) + ea,
-    exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) + eb) - 100),
-    select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  let top_a = max(max(ma.x, ma.y), max(ma.z, ma.w));
+  let top_b = max(max(mb.x, mb.y), max(mb.z, mb.w));
+  // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
+  let xa = exponent_of(top_a);
+  let xb = exponent_of(top_b);
+  let dots_e = max(select(-2000, xa + ea, xa > -1000), select(-2000, xb + eb, xb > -1000));
+  var k = max(max(0, dots_e - 100), select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  // Dots far below the unit 2^d (gamma 1e-6 and variances of 1e-40 under dy 1e15: 2^-166 in it)
+  // would be flushed to 0: the unit is lowered to theirs, as far as dgamma and dbeta allow
+  // (below 2^100). (Layout "nd" reads a row's dy unit from RowGrad, not from this unit.)
+  let up = max(max(finite_exponent_of(s.z) + ez, finite_exponent_of(s.w)), dots_e) - 100;
+  k = select(k, max(max(dots_e, up), -400), k == 0 && dots_e < -60 && dots_e > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
   return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
 }
@@ -2123,7 +2150,8 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(2) var<storage, read> rows: array<Partial>;
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(5) var<storage, read_write> grads: array<Grad>;
+// Grads with the row's dy unit apart (RowGrad; sn_bwd_coef reads it).
+@group(0) @binding(5) var<storage, read_write> grads: array<RowGrad>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -2140,10 +2168,12 @@ fn main(
   var sums = vec2<f32>(0.0);
   // The segments' units (nonzero where sn_bwd_wide_reduce summed in units: wide_row).
   var d_unit = 0;
+  var dy_unit = 0; // D alone (bits 0..15, part_units)
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[r * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
+    dy_unit = max(dy_unit, i32(rec.w & 0xffffu));
   }
   let p = rows[r];
   let ln = groups[n];
@@ -2160,11 +2190,12 @@ fn main(
   let es = exponent_of(inv_std(m));
   let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
+    let g = wide_row(r, c, p, ln, bn, use_bn, m);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
     return;
   }
   let s = inv_std(m);
@@ -2180,7 +2211,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
@@ -2238,12 +2269,17 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
   let ff = pow2(-fe);
   var a = vec4<f32>(gm * (wide_centred(t_in, w) * ff), gm * (wide_centred(t_ln, w) * ff), gm * (wide_centred(t_bn, w) * ff), gm * ((w.hi + w.lo) * ff));
-  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  // The variances' differences with their exponent apart where they are tiny in the mix's
+  // unit (data of std 1e-20 under eps 1e-5: ~2^-116), so that gv times them is not flushed.
+  let dv = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  let mv = finite_abs(dv);
+  let ev = clamp(exponent_of(max(max(mv.x, mv.y), max(mv.z, mv.w))), -200, 0);
+  var b = gv * scale2v(dv, -ev);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fe + es1, 3 * es + g + fe + es2, es + fe + es2);
+    es + g + fe + es1, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }
 `;
 
@@ -2540,7 +2576,7 @@ ${_COMMON}
 ${_BACKWARD_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> grads: array<Grad>;
+@group(0) @binding(1) var<storage, read> grads: array<RowGrad>; // with the row's dy unit
 @group(0) @binding(2) var<storage, read> bgroups: array<Grad>;
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
@@ -2570,7 +2606,8 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n, P.n + c, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
-  let row = grads[r - P.elem_base];
+  let rg = grads[r - P.elem_base];
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
@@ -2623,10 +2660,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
-  // dy's unit in the map: the row record's unit 2^(D + k) (k raised where its dots pass 2^100)
-  // but at most 2^88, where every finite |dy| 2^-88 is at most 2^40: a larger unit would flush
-  // ordinary dy to 0 (dx 0 where the reference has 3e31).
-  let d_rec = g_exp(row.flags, 2u);
+  // dy's unit in the map: the row's dy unit 2^D (RowGrad: the record's own unit is raised where
+  // its dots pass 2^100, lowered where they lie far below it) but at most 2^88, where every
+  // finite |dy| 2^-88 is at most 2^40: a larger unit would flush ordinary dy to 0 (dx 0 where
+  // the reference has 3e31).
+  let d_rec = grads[r - P.elem_base].dy_unit;
   let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
   let u_in = unit_of(p.flags);

@@ -27,6 +27,17 @@ struct Grad {
   flags: u32,
 }
 
+// A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
+// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
+// record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
+struct RowGrad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+  dy_unit: i32,
+}
+
 const G_BAD: u32 = 1u;
 const G_EXPS: u32 = 0x7ffffffeu;
 // The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
@@ -60,17 +71,24 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, g_exp(p.flags, 1u), g_exp(q.flags, 1u));
   let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
   let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
-  let u2 = common_unit(pz, qz, g_exp(p.flags, 2u), g_exp(q.flags, 2u));
+  // The third unit in two factors each (exact, normal for differences up to 252): a record
+  // whose unit grad_units lowered for its dots lies far below an ordinary record's, and its
+  // dgamma and dbeta (mantissas up to 2^100) must survive the factor that brings them up.
+  let ep = g_exp(p.flags, 2u);
+  let eq = g_exp(q.flags, 2u);
+  let e2 = select(select(max(ep, eq), ep, qz), eq, pz);
+  let fp = vec2<f32>(pow2((ep - e2) / 2), pow2((ep - e2) - (ep - e2) / 2));
+  let fq = vec2<f32>(pow2((eq - e2) / 2), pow2((eq - e2) - (eq - e2) / 2));
   let s = vec4<f32>(
     p.s.x * u0.x + q.s.x * u0.y,
     p.s.y * u1.x + q.s.y * u1.y,
-    p.s.zw * u2.x + q.s.zw * u2.y,
+    p.s.zw * fp.x * fp.y + q.s.zw * fq.x * fq.y,
   );
   return Grad(
     s,
-    p.a * u2.x + q.a * u2.y,
-    p.b * u2.x + q.b * u2.y,
-    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), i32(u2.z)),
+    p.a * fp.x * fp.y + q.a * fq.x * fq.y,
+    p.b * fp.x * fp.y + q.b * fq.x * fq.y,
+    g_flags(p.flags | q.flags, i32(u0.z), i32(u1.z), e2),
   );
 }
 
@@ -185,9 +203,18 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
   let ma = finite_abs(a);
   let mb = finite_abs(b);
-  let k = max(max(0, max(exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) + ea,
-    exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) + eb) - 100),
-    select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  let top_a = max(max(ma.x, ma.y), max(ma.z, ma.w));
+  let top_b = max(max(mb.x, mb.y), max(mb.z, mb.w));
+  // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
+  let xa = exponent_of(top_a);
+  let xb = exponent_of(top_b);
+  let dots_e = max(select(-2000, xa + ea, xa > -1000), select(-2000, xb + eb, xb > -1000));
+  var k = max(max(0, dots_e - 100), select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  // Dots far below the unit 2^d (gamma 1e-6 and variances of 1e-40 under dy 1e15: 2^-166 in it)
+  // would be flushed to 0: the unit is lowered to theirs, as far as dgamma and dbeta allow
+  // (below 2^100). (Layout "nd" reads a row's dy unit from RowGrad, not from this unit.)
+  let up = max(max(finite_exponent_of(s.z) + ez, finite_exponent_of(s.w)), dots_e) - 100;
+  k = select(k, max(max(dots_e, up), -400), k == 0 && dots_e < -60 && dots_e > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
   return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
 }

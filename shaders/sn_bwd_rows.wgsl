@@ -23,7 +23,8 @@
 @group(0) @binding(2) var<storage, read> rows: array<Partial>;
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(5) var<storage, read_write> grads: array<Grad>;
+// Grads with the row's dy unit apart (RowGrad; sn_bwd_coef reads it).
+@group(0) @binding(5) var<storage, read_write> grads: array<RowGrad>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -40,10 +41,12 @@ fn main(
   var sums = vec2<f32>(0.0);
   // The segments' units (nonzero where sn_bwd_wide_reduce summed in units: wide_row).
   var d_unit = 0;
+  var dy_unit = 0; // D alone (bits 0..15, part_units)
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[r * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
+    dy_unit = max(dy_unit, i32(rec.w & 0xffffu));
   }
   let p = rows[r];
   let ln = groups[n];
@@ -60,11 +63,12 @@ fn main(
   let es = exponent_of(inv_std(m));
   let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
+    let g = wide_row(r, c, p, ln, bn, use_bn, m);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
     return;
   }
   let s = inv_std(m);
@@ -80,7 +84,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
@@ -138,10 +142,15 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
   let ff = pow2(-fe);
   var a = vec4<f32>(gm * (wide_centred(t_in, w) * ff), gm * (wide_centred(t_ln, w) * ff), gm * (wide_centred(t_bn, w) * ff), gm * ((w.hi + w.lo) * ff));
-  var b = vec4<f32>(gv * (wide_var(t_in, w) - w.variance), gv * (wide_var(t_ln, w) - w.variance), gv * (wide_var(t_bn, w) - w.variance), gv * w.variance);
+  // The variances' differences with their exponent apart where they are tiny in the mix's
+  // unit (data of std 1e-20 under eps 1e-5: ~2^-116), so that gv times them is not flushed.
+  let dv = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  let mv = finite_abs(dv);
+  let ev = clamp(exponent_of(max(max(mv.x, mv.y), max(mv.z, mv.w))), -200, 0);
+  var b = gv * scale2v(dv, -ev);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fe + es1, 3 * es + g + fe + es2, es + fe + es2);
+    es + g + fe + es1, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }
