@@ -1498,7 +1498,11 @@ fn main(
           field_v != 0u,
         );
         let u_min = min(i32(field) - 127, u_std);
-        let u = select(0, select(u_min, 1, u_min == 0), is_wide_field(field) && bad == 0u);
+        // A std below 2^-20 makes the buffers wide too, whatever their mean: a subnormal
+        // running_var (1e-40 beside a mean of 2e8) would be flushed to 0 in float32 arithmetic
+        // (y NaN with eps 0 where the reference has 8e36); scaled, it is 2^126 times larger.
+        let wide = is_wide_field(field) || is_wide_field(field_s);
+        let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
         groups[g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,

@@ -1264,3 +1264,82 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * Issue 10, found by tests/fuzz/nd_range_fuzz.ts (seed 1370): an evaluation with eps 0 on a
+ * loaded running_var below float32's normal range (7.9e-41) beside a running_mean of 1.9e8.
+ * SwitchNorm2d [2, 1, 1, 283] whose row 0 repeats one value (IN and LN variances 0, which the
+ * variance logits weight ~1): the mixed variance is the BN term alone, ~1e-49, so y is ~8e36 and
+ * dx ~1e40 (+-Infinity) in the reference. WebGPU kept such buffers unscaled (their mean is
+ * ordinary), so the subnormal variance was flushed to 0: y, dx and the gradients NaN.
+ */
+async function subnormalRunningVar(backend: Backend) {
+  const shape = [2, 1, 1, 283], m = 283;
+  const random = seededRandom(1370);
+  const x = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => i < m ? 6.335e-7 : 6.94e-7 + (random() * 2 - 1) * 1.6e-5,
+  );
+  const dy = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => (random() * 2 - 1) * (i < m ? 9e28 : 160),
+  );
+  const state = {
+    weight: new Float32Array([-207546.8125]),
+    bias: new Float32Array([-1.925e24]),
+    mean_weight: new Float32Array([0.918, -1.511, -1.177]),
+    var_weight: new Float32Array([22.41, 1.565, 2.79]),
+    running_mean: new Float32Array([194916944]),
+    running_var: new Float32Array([7.870953344266065e-41]),
+  };
+  const layer = new SwitchNorm2d(1, { backend, eps: 0 });
+  layer.loadStateDict(state);
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  const scales = termScales({
+    layout: "nd",
+    n: 2,
+    c: 1,
+    m,
+    eps: 0,
+    usingBN: true,
+    training: false,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+    runningMean: state.running_mean,
+    runningVar: state.running_var,
+  });
+  return { y, dx, grads: layer.grads, scales };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an eps 0 evaluation on a subnormal running_var beside an ordinary running_mean matches the float64 reference",
+    async () => {
+      const want = await subnormalRunningVar("reference");
+      const got = await subnormalRunningVar(backend);
+      const atLeast1 = want.scales.y.map((v) => Math.max(1, v));
+      assertCloseToScale(got.y, want.y, atLeast1, Y_SCALED, "y");
+      const dxWant = Float64Array.from(
+        want.dx,
+        (e, i) => Math.abs(e) >= 2 ** 127 && got.dx[i] === Math.sign(e) * Infinity ? got.dx[i] : e,
+      );
+      assertCloseToScale(got.dx, dxWant, want.scales.dx, GRAD_SCALED, "dx");
+      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertCloseToScale(
+          got.grads[k],
+          want.grads[k],
+          want.scales[k],
+          GRAD_SCALED,
+          `grad of ${k}`,
+        );
+      }
+    },
+  );
+}
