@@ -1502,10 +1502,12 @@ fn main(
           field_v != 0u,
         );
         let u_min = min(i32(field) - 127, u_std);
-        // A std below 2^-20 makes the buffers wide too, whatever their mean: a subnormal
-        // running_var (1e-40 beside a mean of 2e8) would be flushed to 0 in float32 arithmetic
-        // (y NaN with eps 0 where the reference has 8e36); scaled, it is 2^126 times larger.
-        let wide = is_wide_field(field) || is_wide_field(field_s);
+        // A running_var at most 2^-100 makes the buffers wide too, whatever their mean: a
+        // subnormal one (7.9e-41 beside a mean of 2e8) would be flushed to 0 in float32
+        // arithmetic, and a mixing weight times one of 2^-100 may be (y NaN with eps 0 where the
+        // reference has 8e36); scaled, it lies near 1. (Not at 2^-42 as for data: a tiny
+        // running_var of a dead channel, 1e-14, stays on the hot path.)
+        let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
         groups[g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
