@@ -132,7 +132,8 @@ export function makeBackwardPlan(
   ][] = [];
   let wideSegments = 0, wideGroupItems = 0;
   let wideSegBytes = 0, wideRowBytes = 0;
-  let listOffsets = [0], lineListOffsets = [0], statGroupsBytes = 0;
+  let listOffsets = [0], statGroupsBytes = 0;
+  const lineListOffsets = [0];
   const statCopies: [number, number, number][] = [];
   /**
    * Layout "1d" whose LN and BN statistics exceed one binding: a copy, for a window's samples

@@ -436,37 +436,42 @@ fn scale2(v: f32, k: i32) -> f32 {
   return bitcast<f32>(sign | (u32(ne) << 23u) | mant);
 }
 
-// a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
-// running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
-// below float32's normal range rounds to the subnormal (or 0) a float32 buffer holds, as the
-// reference's does: a running_var of 1.5e-40 must not become 0, which an evaluation with eps 0
-// would then divide by.
-fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
+// m a + b * 2^k as a float32 (a infinite or NaN: m a as IEEE arithmetic has it), for b of at
+// most ~8: the running-buffer update of a scaled statistic (m the momentum, 1 for the batch
+// average). a enters scaled by its bits, so a subnormal buffer counts (m a would be flushed to 0
+// by a GPU), and the result is rounded by its bits to what a float32 buffer holds: the infinity
+// of its sign beyond float32's range, a subnormal or 0 below its normal range (running_var 9e-39
+// updated with a batch variance of 1e-50 is 8e-39, as in PyTorch's float32 buffers: 0 instead
+// made an evaluation with eps 0 normalize by a std 1e13 times smaller).
+fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
   if (class_bits(a) != 0u) {
-    return a;
+    return ieee_mul(m, a);
   }
   let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
-  if (a != 0.0 && ea - k > 100) {
-    return a; // b * 2^k is below a's rounding
-  }
-  return scale2_nearest(scale2(a, -k) + b, k);
+  // b * 2^k below a's rounding: the sum is formed in a unit near a's instead of b's.
+  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && ea - k > 100);
+  return scale2_round(m * scale2(a, -j) + b * pow2(k - j), j);
 }
 
-// scale2, but a result below float32's normal range is the subnormal nearest v * 2^k (ties to
-// even), built by bits (GPUs may flush subnormal arithmetic, not integer operations).
-fn scale2_nearest(v: f32, k: i32) -> f32 {
+// v * 2^k for a float32 v whose result may lie below float32's normal range: there the
+// subnormal (or 0) that float32 rounds it to (to nearest, ties to even), built from the bits;
+// elsewhere scale2. For values that are stored, not computed with (a GPU may flush them).
+fn scale2_round(v: f32, k: i32) -> f32 {
   let b = bitcast<u32>(v);
   let e = i32((b >> 23u) & 0xffu);
   let ne = e + k;
   if (e == 0 || e == 255 || ne > 0) {
     return scale2(v, k);
   }
-  let shift = u32(min(1 - ne, 25)); // 25: below half the smallest subnormal, 0
-  let mant = (b & 0x007fffffu) | 0x00800000u;
-  let q = mant >> shift;
-  let rem = mant & ((1u << shift) - 1u);
-  let half = 1u << (shift - 1u);
-  let up = rem > half || (rem == half && (q & 1u) == 1u);
+  let sh = u32(1 - ne); // v 2^k = full 2^(ne - 150); subnormals are multiples of 2^-149
+  if (sh > 24u) {
+    return bitcast<f32>(b & 0x80000000u);
+  }
+  let full = (b & 0x007fffffu) | 0x00800000u;
+  let q = full >> sh;
+  let rem = full & ((1u << sh) - 1u);
+  let half = 1u << (sh - 1u);
+  let up = rem > half || (rem == half && (q & 1u) != 0u);
   return bitcast<f32>((b & 0x80000000u) | (q + select(0u, 1u, up)));
 }
 
@@ -693,6 +698,17 @@ struct Grad {
   flags: u32,
 }
 
+// A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
+// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
+// record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
+struct RowGrad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+  dy_unit: i32,
+}
+
 const G_BAD: u32 = 1u;
 const G_EXPS: u32 = 0x7ffffffeu;
 // The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
@@ -850,9 +866,9 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
 // float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
 // take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)) share the unit 2^(d + k) of
-// dgamma and dbeta (s.zw, units 2^d), k >= 0 the least that keeps the dots below 2^100: the
-// dots can pass float32's range where the logit gradients do not (they cancel across rows and
-// terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
+// dgamma and dbeta (s.zw, units 2^d), k the one that puts the largest field at 2^100
+// (grad_units): the dots can pass float32's range where the logit gradients do not (they cancel
+// across rows and terms), or lie far below the unit of dy.
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
   return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
@@ -861,15 +877,28 @@ fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, 
 // grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
 // or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
 // the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
-// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k), k >= 0 the
-// least that keeps the dots (and, where ez > 0, dgamma) below 2^100.
+// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k) that puts
+// the largest of them at 2^100.
 fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
   let ma = finite_abs(a);
   let mb = finite_abs(b);
-  let k = max(max(0, max(exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) + ea,
-    exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) + eb) - 100),
-    select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  let top_a = max(max(ma.x, ma.y), max(ma.z, ma.w));
+  let top_b = max(max(mb.x, mb.y), max(mb.z, mb.w));
+  // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
+  let xa = exponent_of(top_a);
+  let xb = exponent_of(top_b);
+  let dots_e = max(select(-2000, xa + ea, xa > -1000), select(-2000, xb + eb, xb > -1000));
+  // The unit puts the largest field at 2^100 (k = 0 before: the unit of dy), so that fields far
+  // below it keep 2^226 of range: variance dots ~2^-140 in the unit of dy 1e15 beside mean dots
+  // and dbeta near 1 (gamma 1e-6 or 1, rows of std 1e-19 under eps 1e-5) were flushed to 0. Layout
+  // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
+  // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
+  // that no factor aligning it with another record's unit is 0 (Inf * 0).
+  let xz = finite_exponent_of(s.z);
+  let xw = finite_exponent_of(s.w);
+  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_e);
+  let k = select(0, max(top - 100, -400), top > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
   return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
 }
@@ -1598,8 +1627,8 @@ export const SN_GROUP_STATS: string =
 // enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
 // in-range data give the same bits as without units), its M2 by f^2, and the group is written in
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
-// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
-// below it 0, as PyTorch's float32 buffers hold them.
+// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity, and
+// results below float32's normal range are the subnormals or 0 PyTorch's float32 buffers hold.
 // Group g is written to groups[chan_base + g] of the bound window of groups. Layout "nd" with per-row records bound in blocks
 // of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
 // another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
@@ -1700,10 +1729,13 @@ fn main(
           field_v != 0u,
         );
         let u_min = min(i32(field) - 127, u_std);
-        // A running_var below 2^-63 (subnormal ones included, which GPUs may flush to 0 in
-        // float arithmetic: y NaN where the reference is finite) is written scaled too.
-        let tiny_var = field_v != 0u && field_v < 64u;
-        let u = select(0, select(u_min, 1, u_min == 0), (is_wide_field(field) || tiny_var) && bad == 0u);
+        // A running_var at most 2^-100 makes the buffers wide too, whatever their mean: a
+        // subnormal one (7.9e-41 beside a mean of 2e8) would be flushed to 0 in float32
+        // arithmetic, and a mixing weight times one of 2^-100 may be (y NaN with eps 0 where the
+        // reference has 8e36); scaled, it lies near 1. (Not at 2^-42 as for data: a tiny
+        // running_var of a dead channel, 1e-14, stays on the hot path.)
+        let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
+        let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
@@ -1863,11 +1895,11 @@ fn main(
     if (unit != 0 && gflags == 0u) {
       let u2 = 2 * unit;
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        running[c] = add_scaled(rm, mu, unit);
-        running[P.c + c] = add_scaled(rv, mu * mu + v, u2);
+        running[c] = add_scaled(rm, 1.0, mu, unit);
+        running[P.c + c] = add_scaled(rv, 1.0, mu * mu + v, u2);
       } else {
-        running[c] = add_scaled(ieee_mul(P.momentum, rm), P.one_minus_momentum * mu, unit);
-        running[P.c + c] = add_scaled(ieee_mul(P.momentum, rv), P.one_minus_momentum * v, u2);
+        running[c] = add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit);
+        running[P.c + c] = add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2);
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);
@@ -2453,7 +2485,8 @@ ${_PAIR}
 @group(0) @binding(2) var<storage, read> rows: array<Partial>;
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(5) var<storage, read_write> grads: array<Grad>;
+// Grads with the row's dy unit apart (RowGrad; sn_bwd_coef reads it).
+@group(0) @binding(5) var<storage, read_write> grads: array<RowGrad>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -2469,10 +2502,12 @@ fn main(
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
   var d_unit = 0;
+  var dy_unit = 0; // D alone (bits 0..15, part_units)
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
+    dy_unit = max(dy_unit, i32(rec.w & 0xffffu));
   }
   let p = rows[r - P.row_base];
   let ln = groups[n - P.row_base / P.c];
@@ -2504,11 +2539,12 @@ fn main(
   let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
     eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
+    let g = wide_row(r, c, p, ln, bn, use_bn, m);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
     return;
   }
   let s = inv_std(m);
@@ -2532,7 +2568,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
 }
 
 // The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
@@ -2629,9 +2665,13 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let ma = finite_abs(ca);
   let mb = finite_abs(cb);
   let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
-  let ev = max(0, exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) - 60);
+  // The variances' differences with their exponent apart beyond 2^60, and where they are tiny
+  // in the mix's unit (data of std 1e-20 under eps 1e-5: ~2^-116), so that gv times them is not
+  // flushed.
+  let xv = exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w)));
+  let ev = select(clamp(xv, -200, 0), xv - 60, xv > 60);
   var a = gm * (ca * pow2(-em));
-  var b = gv * (cb * pow2(-ev));
+  var b = gv * scale2v(cb, -ev);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
@@ -2836,7 +2876,9 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
-// Layout "1d": groups whose sums carry exponents, or whose statistics are scaled, for
+// Layout "1d": groups whose sums carry exponents or G_VNAN (an element on a running_var of
+// +Infinity, whose s is 0: sn1d_bwd_dx's float32 s of the group's 2^127 stand-in is not), or
+// whose statistics are scaled, for
 // sn1d_bwd_wide_dx (a count, 0 when the call starts, then group indices, the window's
 // rec_base + seg_first + g; a group summed over several windows may appear more than once).
 // sn1d_bwd_dx reads a scaled group's statistics as if unscaled, so every element of a scaled
@@ -2905,7 +2947,7 @@ fn main(
     // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
     // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
-    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & G_EXPS) != 0u || is_scaled(stat_groups[stat].flags))) {
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags))) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }
@@ -2943,7 +2985,7 @@ ${_COMMON}
 ${_BACKWARD_COMMON}
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> grads: array<Grad>;
+@group(0) @binding(1) var<storage, read> grads: array<RowGrad>; // with the row's dy unit
 @group(0) @binding(2) var<storage, read> bgroups: array<Grad>;
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
@@ -2973,7 +3015,8 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
-  let row = grads[r - P.elem_base];
+  let rg = grads[r - P.elem_base];
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
@@ -3026,10 +3069,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
-  // dy's unit in the map: the row record's unit 2^(D + k) (k raised where its dots pass 2^100)
-  // but at most 2^88, where every finite |dy| 2^-88 is at most 2^40: a larger unit would flush
-  // ordinary dy to 0 (dx 0 where the reference has 3e31).
-  let d_rec = g_exp(row.flags, 2u);
+  // dy's unit in the map: the row's dy unit 2^D (RowGrad: the record's own unit is raised where
+  // its dots pass 2^100, lowered where they lie far below it) but at most 2^88, where every
+  // finite |dy| 2^-88 is at most 2^40: a larger unit would flush ordinary dy to 0 (dx 0 where
+  // the reference has 3e31).
+  let d_rec = grads[r - P.elem_base].dy_unit;
   let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
   let u_in = unit_of(p.flags);

@@ -27,6 +27,17 @@ struct Grad {
   flags: u32,
 }
 
+// A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
+// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
+// record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
+struct RowGrad {
+  s: vec4<f32>,
+  a: vec4<f32>,
+  b: vec4<f32>,
+  flags: u32,
+  dy_unit: i32,
+}
+
 const G_BAD: u32 = 1u;
 const G_EXPS: u32 = 0x7ffffffeu;
 // The variance dot products are NaN (0 * Inf in the reference: a row whose mix weights an
@@ -184,9 +195,9 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
 // float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
 // take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)) share the unit 2^(d + k) of
-// dgamma and dbeta (s.zw, units 2^d), k >= 0 the least that keeps the dots below 2^100: the
-// dots can pass float32's range where the logit gradients do not (they cancel across rows and
-// terms), and dgamma and dbeta then lose only parts below 2^(k - 126) (|dots| > 2^100 beside).
+// dgamma and dbeta (s.zw, units 2^d), k the one that puts the largest field at 2^100
+// (grad_units): the dots can pass float32's range where the logit gradients do not (they cancel
+// across rows and terms), or lie far below the unit of dy.
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
   return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
@@ -195,15 +206,28 @@ fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, 
 // grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
 // or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
 // the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
-// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k), k >= 0 the
-// least that keeps the dots (and, where ez > 0, dgamma) below 2^100.
+// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k) that puts
+// the largest of them at 2^100.
 fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
   let ma = finite_abs(a);
   let mb = finite_abs(b);
-  let k = max(max(0, max(exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) + ea,
-    exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) + eb) - 100),
-    select(0, finite_exponent_of(s.z) + ez - 100, ez > 0));
+  let top_a = max(max(ma.x, ma.y), max(ma.z, ma.w));
+  let top_b = max(max(mb.x, mb.y), max(mb.z, mb.w));
+  // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
+  let xa = exponent_of(top_a);
+  let xb = exponent_of(top_b);
+  let dots_e = max(select(-2000, xa + ea, xa > -1000), select(-2000, xb + eb, xb > -1000));
+  // The unit puts the largest field at 2^100 (k = 0 before: the unit of dy), so that fields far
+  // below it keep 2^226 of range: variance dots ~2^-140 in the unit of dy 1e15 beside mean dots
+  // and dbeta near 1 (gamma 1e-6 or 1, rows of std 1e-19 under eps 1e-5) were flushed to 0. Layout
+  // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
+  // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
+  // that no factor aligning it with another record's unit is 0 (Inf * 0).
+  let xz = finite_exponent_of(s.z);
+  let xw = finite_exponent_of(s.w);
+  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_e);
+  let k = select(0, max(top - 100, -400), top > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
   return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
 }

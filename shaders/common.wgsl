@@ -427,37 +427,42 @@ fn scale2(v: f32, k: i32) -> f32 {
   return bitcast<f32>(sign | (u32(ne) << 23u) | mant);
 }
 
-// a + b * 2^k as a float32 (a may be infinite or NaN: then a), for b of at most ~8: the
-// running-buffer update of a scaled statistic. Overflows to the infinity of its sign and
-// below float32's normal range rounds to the subnormal (or 0) a float32 buffer holds, as the
-// reference's does: a running_var of 1.5e-40 must not become 0, which an evaluation with eps 0
-// would then divide by.
-fn add_scaled(a: f32, b: f32, k: i32) -> f32 {
+// m a + b * 2^k as a float32 (a infinite or NaN: m a as IEEE arithmetic has it), for b of at
+// most ~8: the running-buffer update of a scaled statistic (m the momentum, 1 for the batch
+// average). a enters scaled by its bits, so a subnormal buffer counts (m a would be flushed to 0
+// by a GPU), and the result is rounded by its bits to what a float32 buffer holds: the infinity
+// of its sign beyond float32's range, a subnormal or 0 below its normal range (running_var 9e-39
+// updated with a batch variance of 1e-50 is 8e-39, as in PyTorch's float32 buffers: 0 instead
+// made an evaluation with eps 0 normalize by a std 1e13 times smaller).
+fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
   if (class_bits(a) != 0u) {
-    return a;
+    return ieee_mul(m, a);
   }
   let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
-  if (a != 0.0 && ea - k > 100) {
-    return a; // b * 2^k is below a's rounding
-  }
-  return scale2_nearest(scale2(a, -k) + b, k);
+  // b * 2^k below a's rounding: the sum is formed in a unit near a's instead of b's.
+  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && ea - k > 100);
+  return scale2_round(m * scale2(a, -j) + b * pow2(k - j), j);
 }
 
-// scale2, but a result below float32's normal range is the subnormal nearest v * 2^k (ties to
-// even), built by bits (GPUs may flush subnormal arithmetic, not integer operations).
-fn scale2_nearest(v: f32, k: i32) -> f32 {
+// v * 2^k for a float32 v whose result may lie below float32's normal range: there the
+// subnormal (or 0) that float32 rounds it to (to nearest, ties to even), built from the bits;
+// elsewhere scale2. For values that are stored, not computed with (a GPU may flush them).
+fn scale2_round(v: f32, k: i32) -> f32 {
   let b = bitcast<u32>(v);
   let e = i32((b >> 23u) & 0xffu);
   let ne = e + k;
   if (e == 0 || e == 255 || ne > 0) {
     return scale2(v, k);
   }
-  let shift = u32(min(1 - ne, 25)); // 25: below half the smallest subnormal, 0
-  let mant = (b & 0x007fffffu) | 0x00800000u;
-  let q = mant >> shift;
-  let rem = mant & ((1u << shift) - 1u);
-  let half = 1u << (shift - 1u);
-  let up = rem > half || (rem == half && (q & 1u) == 1u);
+  let sh = u32(1 - ne); // v 2^k = full 2^(ne - 150); subnormals are multiples of 2^-149
+  if (sh > 24u) {
+    return bitcast<f32>(b & 0x80000000u);
+  }
+  let full = (b & 0x007fffffu) | 0x00800000u;
+  let q = full >> sh;
+  let rem = full & ((1u << sh) - 1u);
+  let half = 1u << (sh - 1u);
+  let up = rem > half || (rem == half && (q & 1u) != 0u);
   return bitcast<f32>((b & 0x80000000u) | (q + select(0u, 1u, up)));
 }
 

@@ -27,7 +27,7 @@
 //!include backward_common.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> grads: array<Grad>;
+@group(0) @binding(1) var<storage, read> grads: array<RowGrad>; // with the row's dy unit
 @group(0) @binding(2) var<storage, read> bgroups: array<Grad>;
 @group(0) @binding(3) var<storage, read> rows: array<Partial>;
 @group(0) @binding(4) var<storage, read> groups: array<Group>;
@@ -57,7 +57,8 @@ fn main(
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
-  let row = grads[r - P.elem_base];
+  let rg = grads[r - P.elem_base];
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
@@ -110,10 +111,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let e = w.e;
-  // dy's unit in the map: the row record's unit 2^(D + k) (k raised where its dots pass 2^100)
-  // but at most 2^88, where every finite |dy| 2^-88 is at most 2^40: a larger unit would flush
-  // ordinary dy to 0 (dx 0 where the reference has 3e31).
-  let d_rec = g_exp(row.flags, 2u);
+  // dy's unit in the map: the row's dy unit 2^D (RowGrad: the record's own unit is raised where
+  // its dots pass 2^100, lowered where they lie far below it) but at most 2^88, where every
+  // finite |dy| 2^-88 is at most 2^40: a larger unit would flush ordinary dy to 0 (dx 0 where
+  // the reference has 3e31).
+  let d_rec = grads[r - P.elem_base].dy_unit;
   let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
   let u_in = unit_of(p.flags);

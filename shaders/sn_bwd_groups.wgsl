@@ -17,7 +17,9 @@
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
 @group(0) @binding(2) var<storage, read_write> out: array<Grad>;
-// Layout "1d": groups whose sums carry exponents, or whose statistics are scaled, for
+// Layout "1d": groups whose sums carry exponents or G_VNAN (an element on a running_var of
+// +Infinity, whose s is 0: sn1d_bwd_dx's float32 s of the group's 2^127 stand-in is not), or
+// whose statistics are scaled, for
 // sn1d_bwd_wide_dx (a count, 0 when the call starts, then group indices, the window's
 // rec_base + seg_first + g; a group summed over several windows may appear more than once).
 // sn1d_bwd_dx reads a scaled group's statistics as if unscaled, so every element of a scaled
@@ -86,7 +88,7 @@ fn main(
     // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
     // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
-    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & G_EXPS) != 0u || is_scaled(stat_groups[stat].flags))) {
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags))) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }

@@ -35,7 +35,8 @@
 @group(0) @binding(2) var<storage, read> rows: array<Partial>;
 @group(0) @binding(3) var<storage, read> groups: array<Group>;
 @group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
-@group(0) @binding(5) var<storage, read_write> grads: array<Grad>;
+// Grads with the row's dy unit apart (RowGrad; sn_bwd_coef reads it).
+@group(0) @binding(5) var<storage, read_write> grads: array<RowGrad>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -51,10 +52,12 @@ fn main(
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
   var d_unit = 0;
+  var dy_unit = 0; // D alone (bits 0..15, part_units)
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
+    dy_unit = max(dy_unit, i32(rec.w & 0xffffu));
   }
   let p = rows[r - P.row_base];
   let ln = groups[n - P.row_base / P.c];
@@ -86,11 +89,12 @@ fn main(
   let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
     eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
-    grads[r - P.elem_base] = wide_row(r, c, p, ln, bn, use_bn, m);
+    let g = wide_row(r, c, p, ln, bn, use_bn, m);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = Grad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
     return;
   }
   let s = inv_std(m);
@@ -114,7 +118,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = Grad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
 }
 
 // The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
@@ -211,9 +215,13 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let ma = finite_abs(ca);
   let mb = finite_abs(cb);
   let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
-  let ev = max(0, exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w))) - 60);
+  // The variances' differences with their exponent apart beyond 2^60, and where they are tiny
+  // in the mix's unit (data of std 1e-20 under eps 1e-5: ~2^-116), so that gv times them is not
+  // flushed.
+  let xv = exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w)));
+  let ev = select(clamp(xv, -200, 0), xv - 60, xv > 60);
   var a = gm * (ca * pow2(-em));
-  var b = gv * (cb * pow2(-ev));
+  var b = gv * scale2v(cb, -ev);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;

@@ -33,8 +33,8 @@
 // enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
 // in-range data give the same bits as without units), its M2 by f^2, and the group is written in
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
-// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity and one
-// below it 0, as PyTorch's float32 buffers hold them.
+// scales once (add_scaled): a batch variance beyond float32 makes running_var +Infinity, and
+// results below float32's normal range are the subnormals or 0 PyTorch's float32 buffers hold.
 // Group g is written to groups[chan_base + g] of the bound window of groups. Layout "nd" with per-row records bound in blocks
 // of whole samples (backends/_webgpu_plan.ts): a dispatch per block makes the block's LN groups,
 // another (P_BN_PARTS) each channel's part over the block, written as bn_parts[chan_base + c] =
@@ -135,10 +135,13 @@ fn main(
           field_v != 0u,
         );
         let u_min = min(i32(field) - 127, u_std);
-        // A running_var below 2^-63 (subnormal ones included, which GPUs may flush to 0 in
-        // float arithmetic: y NaN where the reference is finite) is written scaled too.
-        let tiny_var = field_v != 0u && field_v < 64u;
-        let u = select(0, select(u_min, 1, u_min == 0), (is_wide_field(field) || tiny_var) && bad == 0u);
+        // A running_var at most 2^-100 makes the buffers wide too, whatever their mean: a
+        // subnormal one (7.9e-41 beside a mean of 2e8) would be flushed to 0 in float32
+        // arithmetic, and a mixing weight times one of 2^-100 may be (y NaN with eps 0 where the
+        // reference has 8e36); scaled, it lies near 1. (Not at 2^-42 as for data: a tiny
+        // running_var of a dead channel, 1e-14, stays on the hot path.)
+        let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
+        let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
@@ -298,11 +301,11 @@ fn main(
     if (unit != 0 && gflags == 0u) {
       let u2 = 2 * unit;
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        running[c] = add_scaled(rm, mu, unit);
-        running[P.c + c] = add_scaled(rv, mu * mu + v, u2);
+        running[c] = add_scaled(rm, 1.0, mu, unit);
+        running[P.c + c] = add_scaled(rv, 1.0, mu * mu + v, u2);
       } else {
-        running[c] = add_scaled(ieee_mul(P.momentum, rm), P.one_minus_momentum * mu, unit);
-        running[P.c + c] = add_scaled(ieee_mul(P.momentum, rv), P.one_minus_momentum * v, u2);
+        running[c] = add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit);
+        running[P.c + c] = add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2);
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);

@@ -1261,3 +1261,336 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * A call of the range property test (tests/range_property_test.ts) with its parameters given:
+ * loaded state, one training step on x (forward, running update, backward), then an evaluation
+ * forward and backward on xEval over the running buffers that step left.
+ */
+interface EvalCase {
+  layer: "1d" | "2d";
+  shape: number[];
+  eps: number;
+  x: Float32Array;
+  xEval: Float32Array;
+  dy: Float32Array;
+  weight: Float32Array;
+  bias: Float32Array;
+  mean_weight: Float32Array;
+  var_weight: Float32Array;
+  running_mean: Float32Array;
+  running_var: Float32Array;
+}
+
+async function stepThenEvaluate(kase: EvalCase, backend: Backend) {
+  const c = kase.shape[1];
+  const layer = kase.layer === "1d"
+    ? new SwitchNorm1d(c, { backend, eps: kase.eps })
+    : new SwitchNorm2d(c, { backend, eps: kase.eps });
+  const { weight, bias, mean_weight, var_weight, running_mean, running_var } = kase;
+  layer.loadStateDict({ weight, bias, mean_weight, var_weight, running_mean, running_var });
+  const copy = () => {
+    const g = layer.grads;
+    return {
+      weight: g.weight.slice(),
+      bias: g.bias.slice(),
+      mean_weight: g.mean_weight.slice(),
+      var_weight: g.var_weight.slice(),
+    };
+  };
+  layer.train(true);
+  const y = await layer.forward(kase.x, kase.shape, { keepForBackward: true });
+  const dx = await layer.backward(kase.dy);
+  const grads = copy();
+  const runningMean = layer.running_mean.slice(), runningVar = layer.running_var.slice();
+  layer.train(false);
+  layer.zeroGrad();
+  const yEval = await layer.forward(kase.xEval, kase.shape, { keepForBackward: true });
+  const dxEval = await layer.backward(kase.dy);
+  return { y, dx, grads, runningMean, runningVar, yEval, dxEval, gradsEval: copy() };
+}
+
+/**
+ * Holds `backend` to the reference on an EvalCase as the property test does: y to Y_SCALED of
+ * its terms (at least 1), the running buffers relatively (RUNNING's rtol, no absolute floor: a
+ * subnormal running_var must be kept, not flushed), dx and the gradients to GRAD_SCALED of their
+ * term scales, in training and in the evaluation on the reference's running buffers.
+ */
+async function assertStepThenEvaluate(kase: EvalCase, backend: Backend): Promise<void> {
+  const want = await stepThenEvaluate(kase, "reference");
+  const got = await stepThenEvaluate(kase, backend);
+  const [n, c] = kase.shape;
+  const scales = (training: boolean, x: Float32Array) =>
+    termScales({
+      layout: kase.layer === "1d" ? "1d" : "nd",
+      n,
+      c,
+      m: x.length / (n * c),
+      eps: kase.eps,
+      usingBN: true,
+      training,
+      x,
+      dy: kase.dy,
+      weight: kase.weight,
+      bias: kase.bias,
+      meanLogits: kase.mean_weight,
+      varLogits: kase.var_weight,
+      runningMean: want.runningMean,
+      runningVar: want.runningVar,
+    });
+  const atLeast1 = (t: Float64Array) => t.map((v) => Math.max(1, v));
+  for (
+    const [mode, s, y, w] of [
+      ["training", scales(true, kase.x), got.y, want.y],
+      ["evaluation", scales(false, kase.xEval), got.yEval, want.yEval],
+    ] as const
+  ) {
+    assertCloseToScale(y, w, atLeast1(s.y), Y_SCALED, `${mode}: y`);
+    const [dx, dxWant] = mode === "training" ? [got.dx, want.dx] : [got.dxEval, want.dxEval];
+    assertCloseToScale(dx, dxWant, s.dx, GRAD_SCALED, `${mode}: dx`);
+    const [g, gw] = mode === "training" ? [got.grads, want.grads] : [got.gradsEval, want.gradsEval];
+    for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+      assertCloseToScale(g[k], gw[k], s[k], GRAD_SCALED, `${mode}: grad of ${k}`);
+    }
+    if (mode === "training") {
+      const exact = { ...RUNNING, atol: 0, why: `${RUNNING.why} (no absolute floor here)` };
+      assertClose(got.runningMean, want.runningMean, exact, "running_mean");
+      assertClose(got.runningVar, want.runningVar, exact, "running_var");
+    }
+  }
+}
+
+/**
+ * An EvalCase of x = (uniform + offset) * std, with `stds` per sample or per (n, c) row, dy =
+ * uniform * dyScale, gamma uniform over [0.5, 1.5) * `gamma`, logits uniform over +-`logits`.
+ */
+function evalCase(
+  p: {
+    layer: "1d" | "2d";
+    shape: number[];
+    eps: number;
+    stds: number[];
+    offset?: number;
+    gamma: number;
+    dyScale: number;
+    logits: number;
+    runningMean: number[];
+    runningVar: number[];
+    seed: number;
+  },
+): EvalCase {
+  const random = seededRandom(p.seed);
+  const c = p.shape[1], len = p.shape.reduce((a, b) => a * b, 1), per = len / p.stds.length;
+  const x = new Float32Array(len), xEval = new Float32Array(len), dy = new Float32Array(len);
+  for (let i = 0; i < len; i++) {
+    const std = p.stds[Math.floor(i / per)];
+    x[i] = (random() * 2 - 1 + (p.offset ?? 0)) * std;
+    xEval[i] = (random() * 2 - 1 + (p.offset ?? 0) * random()) * std;
+    dy[i] = (random() * 2 - 1) * p.dyScale * (1 + random());
+  }
+  const k = p.layer === "2d" ? 3 : 2;
+  const spread = () => (random() * 2 - 1) * p.logits;
+  return {
+    layer: p.layer,
+    shape: p.shape,
+    eps: p.eps,
+    x,
+    xEval,
+    dy,
+    weight: Float32Array.from({ length: c }, () => (0.5 + random()) * p.gamma),
+    bias: Float32Array.from({ length: c }, () => random() * 2 - 1),
+    mean_weight: Float32Array.from({ length: k }, spread),
+    var_weight: Float32Array.from({ length: k }, spread),
+    running_mean: Float32Array.from(p.runningMean),
+    running_var: Float32Array.from(p.runningVar),
+  };
+}
+
+/**
+ * Issue 10, found by the range property test: an evaluation with eps 0 on a running_var below
+ * float32's normal range. SwitchNorm2d [1, 4, 1, 4] on data of std 1e-25 (batch variance 1e-50)
+ * with running_var loaded at 6e-39 .. 1.4e-38 (subnormal or just normal) and dy 1e14, and
+ * SwitchNorm1d [2, 6] with samples of std 1e-20 and 1e-17, dy 1e6: the training step's update
+ * 0.9 running_var + 0.1 var leaves a subnormal, which WebGPU flushed to 0, so that its
+ * evaluation normalized by the data's std 1e-25 instead of the buffer's 1e-19 (y -12626 where
+ * the reference has 1.224, dx +-Infinity, gradients ~1e9x off). The running buffers must be the
+ * reference's, subnormals included, and the evaluation on them its results.
+ */
+const SUBNORMAL_RUNNING: Parameters<typeof evalCase>[0][] = [
+  {
+    layer: "2d",
+    shape: [1, 4, 1, 4],
+    eps: 0,
+    stds: [1e-25],
+    gamma: 0.015,
+    dyScale: 1e14,
+    logits: 1,
+    runningMean: [8.4e-20, 2.1e-19, -7.7e-20, -9.2e-21],
+    runningVar: [9.7e-39, 6e-39, 1.39e-38, 9e-39],
+    seed: 27,
+  },
+  {
+    layer: "1d",
+    shape: [2, 6],
+    eps: 0,
+    stds: [1e-20, 1e-17],
+    gamma: 1,
+    dyScale: 1e6,
+    logits: 1,
+    runningMean: [1e-19, -5e-20, 2e-19, 0, -1e-19, 3e-20],
+    runningVar: [1e-38, 6e-39, 1.2e-38, 8e-39, 1.1e-38, 7e-39],
+    seed: 881646327,
+  },
+];
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "a training step that leaves running_var subnormal keeps it, and an eps 0 evaluation on it matches the float64 reference",
+    async () => {
+      for (const p of SUBNORMAL_RUNNING) await assertStepThenEvaluate(evalCase(p), backend);
+    },
+  );
+}
+
+/**
+ * Issue 10, found by the range property test (34 of its 150 cases): an evaluation on a
+ * running_var of +Infinity. SwitchNorm1d [10, 6] whose sample 7 has std 1e22 (batch variance
+ * ~1e43): one training step makes running_var +Infinity in every channel, and the evaluation's
+ * s is 0, so y = beta and dx = 0 exactly in the reference. WebGPU gave dx ~1e-19 (dy gamma over
+ * the square root of the 2^127 that stands for the infinite variance).
+ */
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation on a running_var of +Infinity gives beta and a dx of 0, as the float64 reference does",
+    async () => {
+      const stds = [1, 0.5, 2, 1, 3, 1, 1, 1e22, 1, 0.7];
+      for (const eps of [0, 1e-5]) {
+        const kase = evalCase({
+          layer: "1d",
+          shape: [10, 6],
+          eps,
+          stds,
+          gamma: 1,
+          dyScale: 1,
+          logits: 1,
+          runningMean: [0, 0, 0, 0, 0, 0],
+          runningVar: [1, 1, 1, 1, 1, 1],
+          seed: 4,
+        });
+        await assertStepThenEvaluate(kase, backend);
+      }
+    },
+  );
+}
+
+/**
+ * Issue 10, found by the range property test: importance-logit gradients far below the units of
+ * the sums they are carried in. SwitchNorm2d [1, 4, 6, 4] with rows of std ~1e-20 (per row, 1e-25
+ * .. 1e-15) at an offset of 10 stds, eps 1e-5, gamma ~1e-6 and dy ~1e15: the variance dot products
+ * are ~1e-35 (gv ~1e-16 in its unit times variance differences ~1e-35 in the mix's unit, and the
+ * row record's unit that of dy, 2^50), so WebGPU's var_weight gradient was 0 where the reference
+ * has -2.5e-35 (term scale 2.7e-34), in training and in the evaluation after it.
+ */
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "var_weight gradients ~1e-35 under dy 1e15 and gamma 1e-6 over rows of std 1e-20 match the float64 reference",
+    async () => {
+      const kase = evalCase({
+        layer: "2d",
+        shape: [1, 4, 6, 4],
+        eps: 1e-5,
+        stds: [1e-20, 3e-24, 2e-17, 5e-21],
+        offset: 10,
+        gamma: 1e-6,
+        dyScale: 1e15,
+        logits: 5,
+        runningMean: [0, 0, 0, 0],
+        runningVar: [1, 1, 1, 1],
+        seed: 598011073,
+      });
+      await assertStepThenEvaluate(kase, backend);
+    },
+  );
+}
+
+/**
+ * Issue 10, found by tests/fuzz/nd_range_fuzz.ts (seed 1370): an evaluation with eps 0 on a
+ * loaded running_var below float32's normal range (7.9e-41) beside a running_mean of 1.9e8.
+ * SwitchNorm2d [2, 1, 1, 283] whose row 0 repeats one value (IN and LN variances 0, which the
+ * variance logits weight ~1): the mixed variance is the BN term alone, ~1e-49, so y is ~8e36 and
+ * dx ~1e40 (+-Infinity) in the reference. WebGPU kept such buffers unscaled (their mean is
+ * ordinary), so the subnormal variance was flushed to 0: y, dx and the gradients NaN.
+ */
+async function subnormalRunningVarBesideMean(backend: Backend) {
+  const shape = [2, 1, 1, 283], m = 283;
+  const random = seededRandom(1370);
+  const x = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => i < m ? 6.335e-7 : 6.94e-7 + (random() * 2 - 1) * 1.6e-5,
+  );
+  const dy = Float32Array.from(
+    { length: 2 * m },
+    (_, i) => (random() * 2 - 1) * (i < m ? 9e28 : 160),
+  );
+  const state = {
+    weight: new Float32Array([-207546.8125]),
+    bias: new Float32Array([-1.925e24]),
+    mean_weight: new Float32Array([0.918, -1.511, -1.177]),
+    var_weight: new Float32Array([22.41, 1.565, 2.79]),
+    running_mean: new Float32Array([194916944]),
+    running_var: new Float32Array([7.870953344266065e-41]),
+  };
+  const layer = new SwitchNorm2d(1, { backend, eps: 0 });
+  layer.loadStateDict(state);
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  const scales = termScales({
+    layout: "nd",
+    n: 2,
+    c: 1,
+    m,
+    eps: 0,
+    usingBN: true,
+    training: false,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+    runningMean: state.running_mean,
+    runningVar: state.running_var,
+  });
+  return { y, dx, grads: layer.grads, scales };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an eps 0 evaluation on a subnormal running_var beside an ordinary running_mean matches the float64 reference",
+    async () => {
+      const want = await subnormalRunningVarBesideMean("reference");
+      const got = await subnormalRunningVarBesideMean(backend);
+      const atLeast1 = want.scales.y.map((v) => Math.max(1, v));
+      assertCloseToScale(got.y, want.y, atLeast1, Y_SCALED, "y");
+      const dxWant = Float64Array.from(
+        want.dx,
+        (e, i) => Math.abs(e) >= 2 ** 127 && got.dx[i] === Math.sign(e) * Infinity ? got.dx[i] : e,
+      );
+      assertCloseToScale(got.dx, dxWant, want.scales.dx, GRAD_SCALED, "dx");
+      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertCloseToScale(
+          got.grads[k],
+          want.grads[k],
+          want.scales[k],
+          GRAD_SCALED,
+          `grad of ${k}`,
+        );
+      }
+    },
+  );
+}
