@@ -81,8 +81,8 @@ export class BatchAverage {
   }
 
   /**
-   * running_mean = sum_mean / K, running_var = sum_sq / K - running_mean^2, and K = 0. Throws,
-   * changing nothing, when K is 0.
+   * running_mean = sum_mean / K, running_var = max(0, sum_sq / K - running_mean^2), and K = 0.
+   * Throws, changing nothing, when K is 0.
    */
   finalize(params: ParamStore): void {
     const k = this.count;
@@ -100,7 +100,11 @@ export class BatchAverage {
     const { runningMean, runningVar } = params;
     for (let c = 0; c < runningMean.length; c++) {
       const mean = runningMean[c] / k;
-      runningVar[c] = runningVar[c] / k - mean * mean;
+      // The difference cancels where |mean| >> std, and the float32 sums' rounding can leave it
+      // below 0 (a constant channel at 5e5: -1024); a variance is not negative, and a negative
+      // running_var would make every evaluation NaN and the state dict refuse to load: 0 then.
+      // (Math.max keeps NaN.)
+      runningVar[c] = Math.max(0, runningVar[c] / k - mean * mean);
       runningMean[c] = mean;
     }
     this.count = 0;

@@ -355,7 +355,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
   /**
    * Ends a batch average (usingMovingAverage false): after K training-mode forwards from
    * {@linkcode resetRunningStats}, sets running_mean = sum_mean / K and
-   * running_var = sum_sq / K - running_mean^2, the paper's inference statistics, and resets K.
+   * running_var = max(0, sum_sq / K - running_mean^2), the paper's inference statistics, and resets K.
    * Until then an evaluation-mode forward refuses to run on the sums. A training-mode forward
    * after it (or after a {@linkcode loadStateDict} of the running buffers) begins a new average:
    * it zeroes the buffers before adding its batch, as {@linkcode resetRunningStats} would, rather

@@ -290,6 +290,29 @@ await testEachBackend(
   },
 );
 
+await testEachBackend(
+  "a batch average whose variance rounds below 0 (a constant channel at 5e5) finalizes to 0, and evaluation and a reload work",
+  async (backend) => {
+    // sum_sq / K - mean^2 from float32 sums: float32 holds 2.5e11 in steps of 16384, so a
+    // constant channel's variance comes out as that rounding, of either sign. Before: -1024,
+    // then y NaN in evaluation and loadStateDict refusing the layer's own state.
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    sn.resetRunningStats();
+    const shape = [2, 2, 1, 3];
+    // One batch: channel 0 constant at 5e5, whose square float32 rounds down by 1024.
+    const a = 500000, b = 3;
+    await sn.forward(new Float32Array([a, a, a, b, b + 1, b + 2, a, a, a, b + 2, b, b + 1]), shape);
+    sn.finalizeBatchAverage();
+    assert.equal(sn.running_var[0], 0, `running_var[0] = ${sn.running_var[0]}`);
+    assert.ok(sn.running_var[1] > 0);
+    const y = await sn.eval().forward(new Float32Array(12).fill(500000), shape);
+    assert.ok(y.every(Number.isFinite), "evaluation is finite");
+    const copy = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    copy.loadStateDict(sn.stateDict());
+    assert.deepEqual([...copy.running_var], [...sn.running_var]);
+  },
+);
+
 Deno.test("finalizeBatchAverage refuses layers that do not accumulate", () => {
   assert.throws(
     () => new SwitchNorm2d(2).finalizeBatchAverage(),
