@@ -91,23 +91,29 @@ export function encodeBackward(
       at(stats.rows!, r.savedRows),
       at(b.statGroups, r.savedGroups),
     ];
+    // The reduce passes and their wide ones bind the same arrays (the wide ones read the lists
+    // the hot ones fill).
+    const reduceNd = () => [
+      slot,
+      w(b.x),
+      w(b.dy),
+      ...saved(),
+      at(b.parts, r.segSums),
+      at(b.wideSegs, r.list),
+    ];
+    const reduce1d = () => [
+      slot,
+      w(b.x),
+      w(b.dy),
+      at(b.statGroups, r.savedGroups),
+      whole(affine),
+      at(b.parts, r.rows),
+      at(b.chanParts!, r.chanParts),
+      at(b.wideSegs, r.list),
+    ];
     const entries: GPUBufferBinding[] = {
-      bwdReduce: () => [
-        slot,
-        w(b.x),
-        w(b.dy),
-        ...saved(),
-        at(b.parts, r.segSums),
-        at(b.wideSegs, r.list),
-      ],
-      bwdWideReduce: () => [
-        slot,
-        w(b.x),
-        w(b.dy),
-        ...saved(),
-        at(b.parts, r.segSums),
-        at(b.wideSegs, r.list),
-      ],
+      bwdReduce: reduceNd,
+      bwdWideReduce: reduceNd,
       bwdRows: () => [
         slot,
         at(b.parts, r.segSums),
@@ -116,26 +122,8 @@ export function encodeBackward(
         at(b.rows!, r.rows),
       ],
 
-      bwdReduce1d: () => [
-        slot,
-        w(b.x),
-        w(b.dy),
-        at(b.statGroups, r.savedGroups),
-        whole(affine),
-        at(b.parts, r.rows),
-        at(b.chanParts!, r.chanParts),
-        at(b.wideSegs, r.list),
-      ],
-      bwdWideReduce1d: () => [
-        slot,
-        w(b.x),
-        w(b.dy),
-        at(b.statGroups, r.savedGroups),
-        whole(affine),
-        at(b.parts, r.rows),
-        at(b.chanParts!, r.chanParts),
-        at(b.wideSegs, r.list),
-      ],
+      bwdReduce1d: reduce1d,
+      bwdWideReduce1d: reduce1d,
       bwdGroups: () => [
         slot,
         r.chanParts ? at(b.chanParts!, r.chanParts) : at(b.rows ?? b.parts, r.rows),
