@@ -392,7 +392,8 @@ fn hsum64(v: v128) -> f64 {
 /// sums of SwitchNorm1d's statistics, whose LN and BN means and variances are differenced in the
 /// importance-logit gradients (an f32 sum would leave each a float32 rounding of the row's spread
 /// off, orders of magnitude more than their difference where LN and BN nearly coincide). Two
-/// accumulator pairs (more spill registers in V8's code and run slower).
+/// accumulator pairs: four, with their temporaries, overflow x86's 16 vector registers in V8's
+/// code, and measured ~4% slower on the 1d forward + backward at [4096, 1024].
 ///
 /// # Safety
 /// `x` must be valid for reading `n` floats.
