@@ -139,6 +139,30 @@ unsafe fn chunk(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
     Moments::from_deviations(n, inv_n, shift, d, q)
 }
 
+/// Below this ratio of the M2 that `chunk_f64` finds to its shift's part d^2 / n, the chunk is
+/// measured again around its mean: M2 = q - d^2 / n then cancels at most 10 of f64's 53 bits.
+const SHIFT_SLACK_F64: f64 = 1024.0;
+
+/// `chunk` with f64 sums (`simd::deviation_sums_f64`), for SwitchNorm1d's rows: no f32 sum can
+/// overflow or go subnormal there, so only Inf/NaN take the slow path.
+///
+/// # Safety
+/// As `chunk`.
+#[inline(always)]
+unsafe fn chunk_f64(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
+    let (mut d, mut q) = simd::deviation_sums_f64(x, n, shift as f64);
+    if !q.is_finite() {
+        return tiny_or_f64(x, n, shift);
+    }
+    let mut centre = shift as f64;
+    if d * d * inv_n > SHIFT_SLACK_F64 * (q - d * d * inv_n) {
+        centre += d * inv_n;
+        (d, q) = simd::deviation_sums_f64(x, n, centre);
+    }
+    let m2 = q - d * d * inv_n;
+    Moments { count: n as f64, mean: centre + d * inv_n, m2: if m2 < 0.0 { 0.0 } else { m2 } }
+}
+
 /// How rows of a fixed length m split into chunks, with the reciprocals every row needs, so
 /// that the per-row work has no division.
 pub struct RowPlan {
@@ -194,6 +218,27 @@ impl RowPlan {
             let n = if m - i < CHUNK { m - i } else { CHUNK };
             let inv = if n == CHUNK { self.inv_chunk } else { self.inv_last };
             acc = acc.merge(chunk(x.add(i), n, inv, acc.mean as f32));
+            i += n;
+        }
+        acc
+    }
+
+    /// `row` with f64 sums (`chunk_f64`): statistics accurate to f64 rounding, for SwitchNorm1d,
+    /// whose LN and BN statistics are differenced in the logit gradients.
+    ///
+    /// # Safety
+    /// As `row`.
+    #[inline(always)]
+    pub unsafe fn row_f64(&self, x: *const f32, shift: f32) -> Moments {
+        let m = self.m;
+        let first = if m < CHUNK { m } else { CHUNK };
+        let inv = if first == m { self.inv_last } else { self.inv_chunk };
+        let mut acc = chunk_f64(x, first, inv, shift);
+        let mut i = first;
+        while i < m {
+            let n = if m - i < CHUNK { m - i } else { CHUNK };
+            let inv = if n == CHUNK { self.inv_chunk } else { self.inv_last };
+            acc = acc.merge(chunk_f64(x.add(i), n, inv, acc.mean as f32));
             i += n;
         }
         acc

@@ -280,6 +280,11 @@ pub unsafe fn combine(
     if st.wide[0] != 0.0 || !finite {
         redo_sums(x, dy, m, rows, mu_in, st.mu.as_ptr(), var, layer.eps, pairs);
     }
+    // A std of 0 (only with eps 0) makes s infinite: there the reference's
+    // dgamma = sum dy ((x - mu) s) is NaN where s sum dy (x - mu) would be an infinity.
+    if layer.eps == 0.0 {
+        zero_std_sums(x, dy, m, rows, st.mu.as_ptr(), var, pairs);
+    }
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
     // Sum of |gm| + |gv| over the rows: with it the dx call may find, per call, that no row can
@@ -362,6 +367,36 @@ pub unsafe fn combine(
         }
         sums.mean_dots[2] = dm;
         sums.var_dots[2] = dv;
+    }
+}
+
+/// For every row whose variance is 0 (with eps 0: s = +Inf), sum dy (x - mu) in `pairs` replaced by
+/// the reference's sum dy ((x - mu) s), an infinity or NaN: the combine's s p, s^2 (s gamma p) then
+/// give its dgamma and dL/dvar (Inf times an infinity keeps its sign, NaN stays NaN) where
+/// s sum dy (x - mu) would turn 0 Inf terms (x = mu, dy = 0) or infinities of both signs into an
+/// infinity. Rows of nonzero variance are left as they are.
+///
+/// # Safety
+/// As `redo_sums`.
+#[inline(never)]
+unsafe fn zero_std_sums(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    rows: usize,
+    mu: *const f64,
+    var: *const f64,
+    pairs: *mut v128,
+) {
+    for r in 0..rows {
+        if *var.add(r) != 0.0 {
+            continue;
+        }
+        let (mean, mut p) = (*mu.add(r), 0.0);
+        for i in r * m..(r + 1) * m {
+            p += *dy.add(i) as f64 * ((*x.add(i) as f64 - mean) * f64::INFINITY);
+        }
+        *pairs.add(r) = f64x2_replace_lane::<1>(*pairs.add(r), p);
     }
 }
 

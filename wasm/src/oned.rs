@@ -53,7 +53,7 @@ pub unsafe fn statistics(
         let rows = if n - i0 < block { n - i0 } else { block };
         row_stats(x, c, &plan, i0, rows, &mut st);
         if batch_bn {
-            let (shift, dsum, qsum) = (scratch, scratch.add(c), scratch.add(2 * c));
+            let (shift, dsum, qsum) = slot_parts(scratch, c);
             let at = x.add(i0 * c);
             block_sums(at, rows, c, c, shift, dsum, qsum);
             merge_block(at, rows, c, c, shift, dsum, qsum, mean, m2, seen);
@@ -101,7 +101,7 @@ unsafe fn row_stats(
     st: &mut Stats,
 ) {
     for i in row0..row0 + rows {
-        let mo = plan.row(x.add(i * c), plan.first_shift(x.add(i * c)));
+        let mo = plan.row_f64(x.add(i * c), plan.first_shift(x.add(i * c)));
         st.mu_ln[i] = mo.mean;
         st.var_ln[i] = mo.m2 * plan.inv_m1;
     }
@@ -146,9 +146,16 @@ impl Tiles {
     }
 }
 
-/// f32 floats of a block's slot of sums in the scratch (three arrays of C, 16-byte aligned).
+/// f32 floats of a block's slot of sums in the scratch (`slot_parts`, 16-byte aligned).
 pub fn slot_floats(c: usize) -> usize {
-    (3 * c + 3) / 4 * 4
+    (c + 3) / 4 * 4 + 4 * ((c + 1) / 2 * 2)
+}
+
+/// A block's slot of sums at `slot` (16-byte aligned): the f32 shifts, then the f64 sums of
+/// deviations and of squared deviations, C of each, every array 16-byte aligned.
+fn slot_parts(slot: *mut f32, c: usize) -> (*mut f32, *mut f64, *mut f64) {
+    let d = unsafe { slot.add((c + 3) / 4 * 4) } as *mut f64;
+    (slot, d, unsafe { d.add((c + 1) / 2 * 2) })
 }
 
 /// Tiles tile0..tile0 + tiles of the split statistics pass (`Tiles`).
@@ -176,14 +183,15 @@ pub unsafe fn stats_tiles(
             let rows = if n - i0 < g.block { n - i0 } else { g.block };
             row_stats(x, c, &plan, i0, rows, &mut st);
             if g.blocks && batch_bn {
-                let slot = scratch.add(t * slot_floats(c));
-                block_sums(x.add(i0 * c), rows, c, c, slot, slot.add(c), slot.add(2 * c));
+                let (shift, dsum, qsum) = slot_parts(scratch.add(t * slot_floats(c)), c);
+                block_sums(x.add(i0 * c), rows, c, c, shift, dsum, qsum);
             }
             continue;
         }
         let j0 = (t - g.row_tiles) * g.col_tile;
         let w = if c - j0 < g.col_tile { c - j0 } else { g.col_tile };
-        let (shift, dsum, qsum) = (scratch.add(j0), scratch.add(c + j0), scratch.add(2 * c + j0));
+        let (shift, dsum, qsum) = slot_parts(scratch, c);
+        let (shift, dsum, qsum) = (shift.add(j0), dsum.add(j0), qsum.add(j0));
         let (mean, m2) = (st.mu_bn.as_mut_ptr().add(j0), st.var_bn.as_mut_ptr().add(j0));
         let mut seen = 0.0;
         let mut i0 = 0;
@@ -220,8 +228,7 @@ pub unsafe fn tiles_finish(
         for t in 0..g.row_tiles {
             let i0 = t * g.block;
             let rows = if n - i0 < g.block { n - i0 } else { g.block };
-            let slot = scratch.add(t * slot_floats(c));
-            let (shift, dsum, qsum) = (slot, slot.add(c), slot.add(2 * c));
+            let (shift, dsum, qsum) = slot_parts(scratch.add(t * slot_floats(c)) as *mut f32, c);
             merge_block(x.add(i0 * c), rows, c, c, shift, dsum, qsum, mean, m2, seen);
             seen += rows as f64;
         }
@@ -303,21 +310,22 @@ pub unsafe fn normalize_rows(
 }
 
 /// Per-column sums of a cached block of `rows` rows of `w` columns (rows `stride` floats apart):
-/// shift = the f32 block mean, then dsum = sum (x - shift) and qsum = sum (x - shift)^2 in f32.
+/// shift = the f32 block mean, then dsum = sum (x - shift) and qsum = sum (x - shift)^2 in f64
+/// (`simd::column_deviation_sums_f64`: the logit gradients difference the BN statistics with LN's).
 /// Each column's sums depend on that column alone (lanes are columns), so a block split by
 /// columns gives the same bits.
 ///
 /// # Safety
-/// `x` valid for `rows` rows of `w` floats at `stride`; `shift`, `dsum`, `qsum` for `w` floats,
-/// overlapping nothing else.
+/// `x` valid for `rows` rows of `w` floats at `stride`; `shift` for `w` floats, `dsum`, `qsum` for
+/// `w` f64, overlapping nothing else.
 unsafe fn block_sums(
     x: *const f32,
     rows: usize,
     w: usize,
     stride: usize,
     shift: *mut f32,
-    dsum: *mut f32,
-    qsum: *mut f32,
+    dsum: *mut f64,
+    qsum: *mut f64,
 ) {
     simd::copy(x, shift, w);
     for r in 1..rows {
@@ -326,17 +334,14 @@ unsafe fn block_sums(
     let inv = 1.0 / rows as f32;
     for j in 0..w {
         *shift.add(j) *= inv;
-        *dsum.add(j) = 0.0;
-        *qsum.add(j) = 0.0;
     }
-    for r in 0..rows {
-        simd::add_deviations_into(dsum, qsum, x.add(r * stride), shift, w);
-    }
+    simd::column_deviation_sums_f64(x, rows, w, stride, shift, dsum, qsum);
 }
 
 /// Merges a block's per-column sums (`block_sums`) into the running column statistics (`mean[j]`,
-/// `m2[j]`, `seen` rows so far) of its `w` columns: `Moments::from_deviations`, or for Inf/NaN or
-/// overflow the f64 slow path over the block's column (hence x).
+/// `m2[j]`, `seen` rows so far) of its `w` columns: mean = shift + d / rows and
+/// M2 = q - d^2 / rows, or for Inf/NaN (or an f32 shift that overflowed) the f64 slow path over
+/// the block's column (hence x).
 ///
 /// # Safety
 /// As `block_sums`; `mean`, `m2` valid for `w` f64.
@@ -347,8 +352,8 @@ unsafe fn merge_block(
     w: usize,
     stride: usize,
     shift: *const f32,
-    dsum: *const f32,
-    qsum: *const f32,
+    dsum: *const f64,
+    qsum: *const f64,
     mean: *mut f64,
     m2: *mut f64,
     seen: f64,
@@ -359,11 +364,15 @@ unsafe fn merge_block(
     let fab = seen * fb;
     for j in 0..w {
         let (s, d, q) = (*shift.add(j), *dsum.add(j), *qsum.add(j));
-        // Tiny q (`moments::TINY_Q`): subnormal squares; exact for a constant column, else f64.
-        let blk = if s.is_finite() && q.is_finite() && q >= moments::TINY_Q {
-            Moments::from_deviations(rows, inv_rows, s, d, q)
-        } else if q < moments::TINY_Q && (0..rows).all(|r| *x.add(r * stride + j) == s) {
-            Moments { count: rows as f64, mean: s as f64, m2: 0.0 }
+        // f64 sums of f32 deviations neither overflow nor go subnormal: only Inf/NaN in the
+        // column (or a shift that overflowed f32) is not finite here.
+        let blk = if s.is_finite() && q.is_finite() {
+            let m2 = q - d * d * inv_rows;
+            Moments {
+                count: rows as f64,
+                mean: s as f64 + d * inv_rows,
+                m2: if m2 < 0.0 { 0.0 } else { m2 },
+            }
         } else {
             moments::strided_f64(x.add(j), rows, stride)
         };
