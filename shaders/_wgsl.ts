@@ -448,9 +448,12 @@ fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
     return ieee_mul(m, a);
   }
   let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
-  // b * 2^k below a's rounding: the sum is formed in a unit near a's instead of b's.
-  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && ea - k > 100);
-  return scale2_round(m * scale2(a, -j) + b * pow2(k - j), j);
+  // b * 2^k below a's rounding, or b exactly 0 (a batch variance of 0: a constant channel; a
+  // batch mean of 0): the sum is formed in a unit near a's instead of b's, where m a would
+  // underflow (x of 1e19 set the unit 2^126 for running_var, which the old 1.5 then left as 0).
+  let b_zero = b == 0.0;
+  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && (ea - k > 100 || b_zero));
+  return scale2_round(m * scale2(a, -j) + select(b * pow2(k - j), 0.0, b_zero), j);
 }
 
 // v * 2^k for a float32 v whose result may lie below float32's normal range: there the

@@ -1,0 +1,81 @@
+/**
+ * Issue 10, point 1: the running update of statistics in a scaled unit (WebGPU's wide groups,
+ * shaders/common.wgsl add_scaled) keeps momentum times the old buffers where the batch's term is
+ * exactly 0: a channel of one repeated value of 1e19 or 4e23 (batch variance 0, unit ~2^126 for
+ * running_var) or of +-2e38 (batch mean 0) left running_var or running_mean 0 on WebGPU, where
+ * the reference keeps 0.9 times the loaded values. WASM and WebGPU against the float64 reference,
+ * SwitchNorm2d and SwitchNorm1d, rows of one segment and of several.
+ */
+import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
+import { assertClose } from "./_close.ts";
+import { RUNNING } from "./_tolerances.ts";
+import { webgpuTest } from "./_webgpu.ts";
+
+type Backend = "reference" | "wasm" | "webgpu";
+
+interface RunningCase {
+  readonly layer: "1d" | "2d";
+  /** Elements per (n, c) row (1 for 1d). */
+  readonly m: number;
+  /** x[n, c, i] for the case. */
+  readonly value: (n: number, c: number, i: number) => number;
+  readonly what: string;
+}
+
+const CASES: readonly RunningCase[] = [
+  { layer: "2d", m: 8, value: () => 1e19, what: "SwitchNorm2d, every x 1e19" },
+  { layer: "2d", m: 4100, value: () => 4e23, what: "SwitchNorm2d, rows of 4100 x 4e23" },
+  { layer: "1d", m: 1, value: () => 4e23, what: "SwitchNorm1d, every x 4e23" },
+  {
+    layer: "2d",
+    m: 4,
+    value: (_n, _c, i) => i % 2 ? 2e38 : -2e38,
+    what: "SwitchNorm2d, x +-2e38 (batch mean 0)",
+  },
+  {
+    layer: "1d",
+    m: 1,
+    value: (n) => n % 2 ? 2e38 : -2e38,
+    what: "SwitchNorm1d, x +-2e38 (batch mean 0)",
+  },
+];
+
+async function step(kase: RunningCase, backend: Backend) {
+  const n = 2, c = 2, m = kase.m;
+  const x = new Float32Array(n * c * m);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < c; j++) {
+      for (let k = 0; k < m; k++) x[(i * c + j) * m + k] = kase.value(i, j, k);
+    }
+  }
+  const layer = kase.layer === "1d"
+    ? new SwitchNorm1d(c, { backend, eps: 1e-5 })
+    : new SwitchNorm2d(c, { backend, eps: 1e-5 });
+  layer.loadStateDict({
+    ...layer.stateDict(),
+    running_mean: Float32Array.of(0.5, -3),
+    running_var: Float32Array.of(1.5, 2),
+  });
+  layer.train(true);
+  await layer.forward(x, kase.layer === "1d" ? [n, c] : [n, c, 1, m]);
+  await layer.sync();
+  const result = { mean: layer.running_mean.slice(), variance: layer.running_var.slice() };
+  layer.dispose();
+  return result;
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  const name = `${
+    backend === "wasm" ? "WASM" : "WebGPU"
+  }: a training step whose batch mean or variance is exactly 0 in a huge unit keeps momentum times the old running buffers`;
+  const fn = async () => {
+    for (const kase of CASES) {
+      const want = await step(kase, "reference");
+      const got = await step(kase, backend);
+      assertClose(got.mean, want.mean, RUNNING, `${kase.what}: running_mean`);
+      assertClose(got.variance, want.variance, RUNNING, `${kase.what}: running_var`);
+    }
+  };
+  if (backend === "webgpu") webgpuTest(name, fn);
+  else Deno.test(name, fn);
+}
