@@ -530,7 +530,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
     unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
     max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
-  e = select(e, max(v_e + 62, e - 125), e > v_e + 62);
+  // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
+  // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
+  // past float32's range (x 2^125 - mu).
+  e = select(e, max(v_e + 62, e - 125), e > v_e + 62 && !std_zero(t0, t1, t2));
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);
@@ -553,6 +556,25 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
+// its bits, so a stored subnormal variance counts as nonzero).
+fn std_zero(t0: Term, t1: Term, t2: Term) -> bool {
+  let v0 = (bitcast<u32>(t0.variance) << 1u) == 0u || P.wvar.x == 0.0;
+  let v1 = (bitcast<u32>(t1.variance) << 1u) == 0u || P.wvar.y == 0.0;
+  let v2 = (bitcast<u32>(t2.variance) << 1u) == 0u || P.wvar.z == 0.0;
+  return v0 && v1 && v2 && P.eps == 0.0;
+}
+
+// y of a row whose mix has std 0 (std_zero, no flagged term): (x - mu) gamma / 0, from d = x - mu
+// in the mix's unit and gamma's sign (scale, whose sign is gamma's): the infinity of their
+// signs, NaN where d or gamma is 0 (0 / 0, 0 * Inf). The float64 reference forms mu from
+// rounded mixing weights, so where x equals every term's mean (x - mu = 0 exactly) its y may be
+// +-Infinity by that rounding instead (README, Numerics).
+fn std_zero_y(d: f32, scale: f32) -> f32 {
+  let inf = bitcast<f32>(P.inf_bits | (sign_bit(d) ^ sign_bit(scale)));
+  return select(qnan(), inf, (bitcast<u32>(d) << 1u) != 0u && (bitcast<u32>(scale) << 1u) != 0u);
 }
 
 // v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where
@@ -1661,7 +1683,10 @@ fn list_if_scaled(g: u32, flags: u32) {
 fn list_if_wide(g: u32, flags: u32, variance: f32) {
   let c = g - P.groups_ln;
   let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
-  list_if(g, is_scaled(flags) || factor);
+  // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
+  // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
+  let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
+  list_if(g, is_scaled(flags) || factor || std0);
 }
 
 fn list_if(g: u32, yes: bool) {
@@ -1976,7 +2001,10 @@ fn main(
   );
   let gamma = affine[c];
   mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
-  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
+  // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
+  // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
+  let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
+  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }
 }
@@ -2144,8 +2172,13 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let i = e - first;
     let ln = groups[n - P.rec_base];
     let bn = cgroups[P.n + c - P.chan_base];
-    let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
-    y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
+    let none = Term(0.0, 0.0, 0.0, 0u);
+    let w = wide_map(group_term(ln), group_term(bn), none, affine[c], affine[P.c + c]);
+    // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
+    let zero = std_zero(group_term(ln), group_term(bn), none) &&
+      ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
+    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    y[i] = select(select(wide_y(w, d * w.scale), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }
 }
 `;
@@ -2199,7 +2232,11 @@ fn normalize_row(row: u32, lid: u32) {
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
-  let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  let t0 = nd_terms_in(p);
+  let w = wide_map(t0, group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  // A mix of std 0 with eps 0 (sn_mix lists it): y = (x - mu) gamma / 0 (std_zero_y).
+  let zero = std_zero(t0, group_term(ln), group_term(bn)) &&
+    ((t0.flags | ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
   // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
@@ -2213,9 +2250,10 @@ fn normalize_row(row: u32, lid: u32) {
     let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
     let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
     for (var i = s + lid; i < e; i += 64u) {
-      let t = ((scale2(x[i], -w.e) - w.hi) - w.lo) * sc;
+      let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+      let t = d * sc;
       let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-      y[i] = select(select(wide_y(w, t), far, h > 0), qnan(), w.bad);
+      y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
     }
   }
 }

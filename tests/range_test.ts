@@ -1594,3 +1594,52 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * Issue 10: an evaluation with eps 0 on a loaded `running_var` of 0 whose samples each repeat one
+ * value (1.5, -2, 3e20: IN and LN variances 0 too), so that the mix's variance is exactly 0 in
+ * channels 0 and 1. There x - mu = w_bn (x - running_mean) is far from 0 (running_mean 0.5 and
+ * 3), so y = (x - mu) gamma / 0 is the infinity of that sign, as the float64 reference has it
+ * (WebGPU gave NaN, 0 / 0); gamma 0 (channel 3) gives NaN (0 * Inf). Channel 2's running_var 1
+ * keeps a finite y beside them. SwitchNorm2d [3, 4, 2, 2] and SwitchNorm1d [3, 4].
+ */
+async function zeroStdEvaluation(backend: Backend, layout: "1d" | "nd") {
+  const shape = layout === "1d" ? [3, 4] : [3, 4, 2, 2], values = [1.5, -2, 3e20];
+  const per = shape.slice(1).reduce((a, b) => a * b);
+  const x = Float32Array.from({ length: 3 * per }, (_, i) => values[Math.floor(i / per)]);
+  const layer = layout === "1d"
+    ? new SwitchNorm1d(4, { backend, eps: 0 })
+    : new SwitchNorm2d(4, { backend, eps: 0 });
+  const k = layout === "1d" ? 2 : 3;
+  layer.loadStateDict({
+    weight: new Float32Array([1.2, -0.7, 0.9, 0]),
+    bias: new Float32Array([0.1, -0.2, 0.3, 0.4]),
+    mean_weight: new Float32Array([0.3, -0.4, 0.5].slice(0, k)),
+    var_weight: new Float32Array([-0.2, 0.5, 0.1].slice(0, k)),
+    running_mean: new Float32Array([0.5, 3, 0, 1]),
+    running_var: new Float32Array([0, 0, 1, 0]),
+  });
+  layer.train(false);
+  return await layer.forward(x, shape);
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation on running_var 0 with eps 0 gives the reference's infinities for constant samples",
+    async () => {
+      for (const layout of ["nd", "1d"] as const) {
+        const want = await zeroStdEvaluation("reference", layout);
+        const got = await zeroStdEvaluation(backend, layout);
+        const finite = (v: Float32Array) => v.map((t) => Number.isFinite(t) ? t : 0);
+        for (let i = 0; i < want.length; i++) {
+          const what = `${layout}: y[${i}]: got ${got[i]}, want ${want[i]}`;
+          if (!Number.isFinite(want[i])) assert.ok(Object.is(got[i], want[i]), what);
+          else assert.ok(Number.isFinite(got[i]), what);
+        }
+        assert.ok(want.some((v) => v === Infinity) && want.some((v) => v === -Infinity));
+        assertClose(finite(got), finite(want), Y, `${layout}: finite y`);
+      }
+    },
+  );
+}
