@@ -931,9 +931,24 @@ fn far_exp(lo: f32) -> i32 {
   return max(0, finite_exponent_of(lo) - 60);
 }
 
-// bparts' fourth word: the dy unit D (bits 0..15) and the far exponent f (bits 16..31), both >= 0.
+// The near exponent f < 0 of a segment (sn_bwd_wide_reduce) whose products dy (x - mu) all lie
+// below 2^-90, from bounds of their factors' exponents: |x - mu| < 2^(max(xb, hi's, lo's) + 2)
+// (xb: x's largest field in the unit), |dy| < 2^(dx + 1): f puts the largest product near 2^4
+// (at most 2^-120 below, so that 2^-f stays a normal power of two). 0 otherwise, and for every
+// segment whose products reach 2^-90, in-range ones included (their arithmetic is unchanged).
+fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
+  let top = max(xb, max(exponent_of(hi), exponent_of(lo)) + 1) + 1 + dx + 1;
+  return select(0, max(top - 4, -120), top < -90);
+}
+
+// bparts' fourth word: the dy unit D >= 0 (bits 0..15) and the far or near exponent f (bits
+// 16..31, signed: part_f).
 fn part_units(d_unit: i32, f: i32) -> u32 {
   return u32(d_unit) | (u32(f) << 16u);
+}
+
+fn part_f(w: u32) -> i32 {
+  return i32(w) >> 16u;
 }`;
 
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
@@ -2390,7 +2405,8 @@ export const SN_BWD_WIDE_REDUCE: string =
 // of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
 // where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
 // far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
-// units of 2^f (the products dy (x - mu) would overflow float32).
+// units of 2^f (the products dy (x - mu) would overflow float32), and f < 0 only for a scaled
+// row whose products dy (x - mu) all lie far below float32's normal range (near_exp).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -2461,8 +2477,11 @@ fn reduce_wide(seg: u32) {
     lo = select(plain.lo, 0.0, long);
     keep = !mixed_bad(plain);
   }
-  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp).
-  let f = far_exp(lo);
+  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
+  // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
+  // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
+  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(mx) - d_unit);
+  let f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
@@ -2640,12 +2659,13 @@ fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32
 fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
   // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
   // brought to the largest.
+  // (f < 0: a near exponent, sn_bwd_wide_reduce; the largest f of the row's segments.)
   var d_unit = 0;
-  var fe = 0;
+  var fe = -1000;
   for (var k = 0u; k < P.chunks; k++) {
     let w = bparts[(r - P.row_base) * P.chunks + k].w;
     d_unit = max(d_unit, i32(w & 0xffffu));
-    fe = max(fe, i32(w >> 16u));
+    fe = max(fe, part_f(w));
   }
   var s1 = 0.0;
   var s2 = 0.0;
@@ -2653,7 +2673,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     let dk = i32(rec.w & 0xffffu);
     s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
-    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rec.w) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -2697,7 +2717,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
   // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
   // stay within float32.
-  let ff = pow2(-fe);
+  // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
+  let fa = max(fe, 0);
+  let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
   let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
   let ma = finite_abs(ca);
@@ -2714,7 +2736,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fe + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }
 `;
 

@@ -152,12 +152,13 @@ fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32
 fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
   // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
   // brought to the largest.
+  // (f < 0: a near exponent, sn_bwd_wide_reduce; the largest f of the row's segments.)
   var d_unit = 0;
-  var fe = 0;
+  var fe = -1000;
   for (var k = 0u; k < P.chunks; k++) {
     let w = bparts[(r - P.row_base) * P.chunks + k].w;
     d_unit = max(d_unit, i32(w & 0xffffu));
-    fe = max(fe, i32(w >> 16u));
+    fe = max(fe, part_f(w));
   }
   var s1 = 0.0;
   var s2 = 0.0;
@@ -165,7 +166,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     let dk = i32(rec.w & 0xffffu);
     s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
-    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rec.w) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -209,7 +210,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
   // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
   // stay within float32.
-  let ff = pow2(-fe);
+  // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
+  let fa = max(fe, 0);
+  let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
   let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
   let ma = finite_abs(ca);
@@ -226,5 +229,5 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fe + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }

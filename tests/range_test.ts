@@ -1643,3 +1643,33 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * Issue 10: products dy (x - mu) below float32's normal range in the unit of the mix. SwitchNorm2d
+ * [2, 3, 1, 16] with rows of std 1e-27 (wide rows), dy ~1e-12 and eps 0: in the evaluation on a
+ * running_var of ~1e-8 the mix's unit is the BN term's, where x - mu ~1e-27 and dy (x - mu) ~1e-39
+ * lies below float32's normal range (a GPU flushes it): WebGPU's weight and var_weight gradients
+ * were 0 where the reference has ~1e-35 .. 7e-35 (1 / std^3 ~1e12 brings them back into range).
+ * The wide reduce takes x - mu in units of 2^f, f < 0, there.
+ */
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "dy (x - mu) below float32's normal range in the mix's unit gives the reference's weight and var_weight gradients",
+    async () => {
+      const kase = evalCase({
+        layer: "2d",
+        shape: [2, 3, 1, 16],
+        eps: 0,
+        stds: [1e-27, 3e-27],
+        gamma: 1,
+        dyScale: 1e-12,
+        logits: 1,
+        runningMean: [0, 0, 0],
+        runningVar: [1e-8, 2e-8, 1e-8],
+        seed: 20261130,
+      });
+      await assertStepThenEvaluate(kase, backend);
+    },
+  );
+}
