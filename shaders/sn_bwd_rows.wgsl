@@ -88,7 +88,11 @@ fn main(
   let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
   let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
     eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
+  // ... or whose gm or gv could fall below float32's normal range (flushed: a std of 1e12 under
+  // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
+  let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
+    sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
     return;
@@ -119,6 +123,12 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
+}
+
+// Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
+fn tiny_product(k: i32, v: f32) -> bool {
+  let ev = finite_exponent_of(v);
+  return ev > -1000 && k + ev < -100;
 }
 
 // The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
@@ -195,7 +205,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
   // Only for s beyond 2^20 (s^3 beyond 2^60): a smaller s stays in the dots' products, which
   // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
-  let es = max(0, exponent_of(w.scale) - 20);
+  // And apart below 2^-20 where gm = -s gamma' S1 or gv ~ s^3 S2 would fall below float32's
+  // normal range (a std of 1e12 under dy 1e-15).
+  let xs = exponent_of(w.scale);
+  let es = select(max(0, xs - 20), xs, xs < -20 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
   let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);

@@ -1673,3 +1673,32 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * Issue 10: row sums whose gm = -s gamma S1 and gv ~ gamma s^3 S2 fall below float32's normal
+ * range. SwitchNorm2d [2, 3, 1, 16] with rows of std 1e12, gamma ~1e-6 and dy ~1e-15: gv ~1e-44
+ * (flushed), while its products with the variances (~1e24) are ~1e-20: WebGPU's dx was ~5% and its
+ * var_weight gradient ~10% off, in training and in the evaluation after it. Such rows take the
+ * wide row path, with s's exponent apart.
+ */
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "gm and gv below float32's normal range (std 1e12, gamma 1e-6, dy 1e-15) give the reference's dx and gradients",
+    async () => {
+      const kase = evalCase({
+        layer: "2d",
+        shape: [2, 3, 1, 16],
+        eps: 0,
+        stds: [1e12, 3e12],
+        gamma: 1e-6,
+        dyScale: 1e-15,
+        logits: 1,
+        runningMean: [0, 0, 0],
+        runningVar: [1e24, 1e24, 1e24],
+        seed: 20261201,
+      });
+      await assertStepThenEvaluate(kase, backend);
+    },
+  );
+}
