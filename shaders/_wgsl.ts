@@ -533,7 +533,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
     unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
     max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
-  e = select(e, max(v_e + 62, e - 125), e > v_e + 62);
+  // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
+  // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
+  // past float32's range (x 2^125 - mu).
+  e = select(e, max(v_e + 62, e - 125), e > v_e + 62 && !std_zero(t0, t1, t2));
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);
@@ -556,6 +559,25 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
+// its bits, so a stored subnormal variance counts as nonzero).
+fn std_zero(t0: Term, t1: Term, t2: Term) -> bool {
+  let v0 = (bitcast<u32>(t0.variance) << 1u) == 0u || P.wvar.x == 0.0;
+  let v1 = (bitcast<u32>(t1.variance) << 1u) == 0u || P.wvar.y == 0.0;
+  let v2 = (bitcast<u32>(t2.variance) << 1u) == 0u || P.wvar.z == 0.0;
+  return v0 && v1 && v2 && P.eps == 0.0;
+}
+
+// y of a row whose mix has std 0 (std_zero, no flagged term): (x - mu) gamma / 0, from d = x - mu
+// in the mix's unit and gamma's sign (scale, whose sign is gamma's): the infinity of their
+// signs, NaN where d or gamma is 0 (0 / 0, 0 * Inf). The float64 reference forms mu from
+// rounded mixing weights, so where x equals every term's mean (x - mu = 0 exactly) its y may be
+// +-Infinity by that rounding instead (README, Numerics).
+fn std_zero_y(d: f32, scale: f32) -> f32 {
+  let inf = bitcast<f32>(P.inf_bits | (sign_bit(d) ^ sign_bit(scale)));
+  return select(qnan(), inf, (bitcast<u32>(d) << 1u) != 0u && (bitcast<u32>(scale) << 1u) != 0u);
 }
 
 // v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where
@@ -912,9 +934,24 @@ fn far_exp(lo: f32) -> i32 {
   return max(0, finite_exponent_of(lo) - 60);
 }
 
-// bparts' fourth word: the dy unit D (bits 0..15) and the far exponent f (bits 16..31), both >= 0.
+// The near exponent f < 0 of a segment (sn_bwd_wide_reduce) whose products dy (x - mu) all lie
+// below 2^-90, from bounds of their factors' exponents: |x - mu| < 2^(max(xb, hi's, lo's) + 2)
+// (xb: x's largest field in the unit), |dy| < 2^(dx + 1): f puts the largest product near 2^4
+// (at most 2^-120 below, so that 2^-f stays a normal power of two). 0 otherwise, and for every
+// segment whose products reach 2^-90, in-range ones included (their arithmetic is unchanged).
+fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
+  let top = max(xb, max(exponent_of(hi), exponent_of(lo)) + 1) + 1 + dx + 1;
+  return select(0, max(top - 4, -120), top < -90);
+}
+
+// bparts' fourth word: the dy unit D >= 0 (bits 0..15) and the far or near exponent f (bits
+// 16..31, signed: part_f).
 fn part_units(d_unit: i32, f: i32) -> u32 {
   return u32(d_unit) | (u32(f) << 16u);
+}
+
+fn part_f(w: u32) -> i32 {
+  return i32(w) >> 16u;
 }`;
 
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
@@ -1664,7 +1701,10 @@ fn list_if_scaled(g: u32, flags: u32) {
 fn list_if_wide(g: u32, flags: u32, variance: f32) {
   let c = g - P.groups_ln;
   let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
-  list_if(g, is_scaled(flags) || factor);
+  // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
+  // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
+  let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
+  list_if(g, is_scaled(flags) || factor || std0);
 }
 
 fn list_if(g: u32, yes: bool) {
@@ -1979,7 +2019,10 @@ fn main(
   );
   let gamma = affine[c];
   mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
-  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
+  // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
+  // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
+  let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
+  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }
 }
@@ -2147,8 +2190,13 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let i = e - first;
     let ln = groups[n - P.rec_base];
     let bn = cgroups[P.n + c - P.chan_base];
-    let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
-    y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
+    let none = Term(0.0, 0.0, 0.0, 0u);
+    let w = wide_map(group_term(ln), group_term(bn), none, affine[c], affine[P.c + c]);
+    // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
+    let zero = std_zero(group_term(ln), group_term(bn), none) &&
+      ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
+    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    y[i] = select(select(wide_y(w, d * w.scale), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }
 }
 `;
@@ -2202,7 +2250,11 @@ fn normalize_row(row: u32, lid: u32) {
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
-  let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  let t0 = nd_terms_in(p);
+  let w = wide_map(t0, group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  // A mix of std 0 with eps 0 (sn_mix lists it): y = (x - mu) gamma / 0 (std_zero_y).
+  let zero = std_zero(t0, group_term(ln), group_term(bn)) &&
+    ((t0.flags | ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
   // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
@@ -2216,9 +2268,10 @@ fn normalize_row(row: u32, lid: u32) {
     let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
     let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
     for (var i = s + lid; i < e; i += 64u) {
-      let t = ((scale2(x[i], -w.e) - w.hi) - w.lo) * sc;
+      let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+      let t = d * sc;
       let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-      y[i] = select(select(wide_y(w, t), far, h > 0), qnan(), w.bad);
+      y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
     }
   }
 }
@@ -2355,7 +2408,8 @@ export const SN_BWD_WIDE_REDUCE: string =
 // of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
 // where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
 // far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
-// units of 2^f (the products dy (x - mu) would overflow float32).
+// units of 2^f (the products dy (x - mu) would overflow float32), and f < 0 only for a scaled
+// row whose products dy (x - mu) all lie far below float32's normal range (near_exp).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -2426,8 +2480,11 @@ fn reduce_wide(seg: u32) {
     lo = select(plain.lo, 0.0, long);
     keep = !mixed_bad(plain);
   }
-  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp).
-  let f = far_exp(lo);
+  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
+  // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
+  // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
+  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(mx) - d_unit);
+  let f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
@@ -2541,7 +2598,11 @@ fn main(
   let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
   let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
     eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
+  // ... or whose gm or gv could fall below float32's normal range (flushed: a std of 1e12 under
+  // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
+  let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
+    sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
     return;
@@ -2572,6 +2633,12 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
+}
+
+// Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
+fn tiny_product(k: i32, v: f32) -> bool {
+  let ev = finite_exponent_of(v);
+  return ev > -1000 && k + ev < -100;
 }
 
 // The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
@@ -2605,12 +2672,13 @@ fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32
 fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
   // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
   // brought to the largest.
+  // (f < 0: a near exponent, sn_bwd_wide_reduce; the largest f of the row's segments.)
   var d_unit = 0;
-  var fe = 0;
+  var fe = -1000;
   for (var k = 0u; k < P.chunks; k++) {
     let w = bparts[(r - P.row_base) * P.chunks + k].w;
     d_unit = max(d_unit, i32(w & 0xffffu));
-    fe = max(fe, i32(w >> 16u));
+    fe = max(fe, part_f(w));
   }
   var s1 = 0.0;
   var s2 = 0.0;
@@ -2618,7 +2686,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     let dk = i32(rec.w & 0xffffu);
     s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
-    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rec.w) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -2647,7 +2715,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
   // Only for s beyond 2^20 (s^3 beyond 2^60): a smaller s stays in the dots' products, which
   // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
-  let es = max(0, exponent_of(w.scale) - 20);
+  // And apart below 2^-20 where gm = -s gamma' S1 or gv ~ s^3 S2 would fall below float32's
+  // normal range (a std of 1e12 under dy 1e-15).
+  let xs = exponent_of(w.scale);
+  let es = select(max(0, xs - 20), xs, xs < -20 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
   let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
@@ -2662,7 +2733,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
   // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
   // stay within float32.
-  let ff = pow2(-fe);
+  // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
+  let fa = max(fe, 0);
+  let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
   let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
   let ma = finite_abs(ca);
@@ -2679,7 +2752,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fe + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }
 `;
 

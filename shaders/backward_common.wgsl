@@ -238,7 +238,22 @@ fn far_exp(lo: f32) -> i32 {
   return max(0, finite_exponent_of(lo) - 60);
 }
 
-// bparts' fourth word: the dy unit D (bits 0..15) and the far exponent f (bits 16..31), both >= 0.
+// The near exponent f < 0 of a segment (sn_bwd_wide_reduce) whose products dy (x - mu) all lie
+// below 2^-90, from bounds of their factors' exponents: |x - mu| < 2^(max(xb, hi's, lo's) + 2)
+// (xb: x's largest field in the unit), |dy| < 2^(dx + 1): f puts the largest product near 2^4
+// (at most 2^-120 below, so that 2^-f stays a normal power of two). 0 otherwise, and for every
+// segment whose products reach 2^-90, in-range ones included (their arithmetic is unchanged).
+fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
+  let top = max(xb, max(exponent_of(hi), exponent_of(lo)) + 1) + 1 + dx + 1;
+  return select(0, max(top - 4, -120), top < -90);
+}
+
+// bparts' fourth word: the dy unit D >= 0 (bits 0..15) and the far or near exponent f (bits
+// 16..31, signed: part_f).
 fn part_units(d_unit: i32, f: i32) -> u32 {
   return u32(d_unit) | (u32(f) << 16u);
+}
+
+fn part_f(w: u32) -> i32 {
+  return i32(w) >> 16u;
 }

@@ -524,7 +524,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
     unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
     max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
-  e = select(e, max(v_e + 62, e - 125), e > v_e + 62);
+  // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
+  // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
+  // past float32's range (x 2^125 - mu).
+  e = select(e, max(v_e + 62, e - 125), e > v_e + 62 && !std_zero(t0, t1, t2));
   let f0 = pow2(unit_of(t0.flags) - e);
   let f1 = pow2(unit_of(t1.flags) - e);
   let f2 = pow2(unit_of(t2.flags) - e);
@@ -547,6 +550,25 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
+// its bits, so a stored subnormal variance counts as nonzero).
+fn std_zero(t0: Term, t1: Term, t2: Term) -> bool {
+  let v0 = (bitcast<u32>(t0.variance) << 1u) == 0u || P.wvar.x == 0.0;
+  let v1 = (bitcast<u32>(t1.variance) << 1u) == 0u || P.wvar.y == 0.0;
+  let v2 = (bitcast<u32>(t2.variance) << 1u) == 0u || P.wvar.z == 0.0;
+  return v0 && v1 && v2 && P.eps == 0.0;
+}
+
+// y of a row whose mix has std 0 (std_zero, no flagged term): (x - mu) gamma / 0, from d = x - mu
+// in the mix's unit and gamma's sign (scale, whose sign is gamma's): the infinity of their
+// signs, NaN where d or gamma is 0 (0 / 0, 0 * Inf). The float64 reference forms mu from
+// rounded mixing weights, so where x equals every term's mean (x - mu = 0 exactly) its y may be
+// +-Infinity by that rounding instead (README, Numerics).
+fn std_zero_y(d: f32, scale: f32) -> f32 {
+  let inf = bitcast<f32>(P.inf_bits | (sign_bit(d) ^ sign_bit(scale)));
+  return select(qnan(), inf, (bitcast<u32>(d) << 1u) != 0u && (bitcast<u32>(scale) << 1u) != 0u);
 }
 
 // v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where

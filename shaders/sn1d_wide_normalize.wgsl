@@ -52,7 +52,12 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let i = e - first;
     let ln = groups[n - P.rec_base];
     let bn = cgroups[P.n + c - P.chan_base];
-    let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
-    y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
+    let none = Term(0.0, 0.0, 0.0, 0u);
+    let w = wide_map(group_term(ln), group_term(bn), none, affine[c], affine[P.c + c]);
+    // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
+    let zero = std_zero(group_term(ln), group_term(bn), none) &&
+      ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
+    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    y[i] = select(select(wide_y(w, d * w.scale), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }
 }

@@ -88,7 +88,11 @@ fn main(
   let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
   let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
     eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
-  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide) {
+  // ... or whose gm or gv could fall below float32's normal range (flushed: a std of 1e12 under
+  // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
+  let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
+  if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
+    sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
     return;
@@ -119,6 +123,12 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
+}
+
+// Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
+fn tiny_product(k: i32, v: f32) -> bool {
+  let ev = finite_exponent_of(v);
+  return ev > -1000 && k + ev < -100;
 }
 
 // The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
@@ -152,12 +162,13 @@ fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32
 fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
   // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
   // brought to the largest.
+  // (f < 0: a near exponent, sn_bwd_wide_reduce; the largest f of the row's segments.)
   var d_unit = 0;
-  var fe = 0;
+  var fe = -1000;
   for (var k = 0u; k < P.chunks; k++) {
     let w = bparts[(r - P.row_base) * P.chunks + k].w;
     d_unit = max(d_unit, i32(w & 0xffffu));
-    fe = max(fe, i32(w >> 16u));
+    fe = max(fe, part_f(w));
   }
   var s1 = 0.0;
   var s2 = 0.0;
@@ -165,7 +176,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     let dk = i32(rec.w & 0xffffu);
     s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
-    s2 += bitcast<f32>(rec.y) * pow2(dk + i32(rec.w >> 16u) - d_unit - fe);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rec.w) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);
@@ -194,7 +205,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
   // Only for s beyond 2^20 (s^3 beyond 2^60): a smaller s stays in the dots' products, which
   // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
-  let es = max(0, exponent_of(w.scale) - 20);
+  // And apart below 2^-20 where gm = -s gamma' S1 or gv ~ s^3 S2 would fall below float32's
+  // normal range (a std of 1e12 under dy 1e-15).
+  let xs = exponent_of(w.scale);
+  let es = select(max(0, xs - 20), xs, xs < -20 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
   let s = scale2(w.scale, -es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
@@ -209,7 +223,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
   // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
   // stay within float32.
-  let ff = pow2(-fe);
+  // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
+  let fa = max(fe, 0);
+  let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
   let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
   let ma = finite_abs(ca);
@@ -226,5 +242,5 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fe + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
 }

@@ -8,7 +8,8 @@
 // of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
 // where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
 // far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
-// units of 2^f (the products dy (x - mu) would overflow float32).
+// units of 2^f (the products dy (x - mu) would overflow float32), and f < 0 only for a scaled
+// row whose products dy (x - mu) all lie far below float32's normal range (near_exp).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -79,8 +80,11 @@ fn reduce_wide(seg: u32) {
     lo = select(plain.lo, 0.0, long);
     keep = !mixed_bad(plain);
   }
-  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp).
-  let f = far_exp(lo);
+  // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
+  // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
+  // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
+  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(mx) - d_unit);
+  let f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;

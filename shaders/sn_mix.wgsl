@@ -60,7 +60,10 @@ fn main(
   );
   let gamma = affine[c];
   mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
-  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps)) {
+  // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
+  // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
+  let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
+  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
     atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
   }
 }

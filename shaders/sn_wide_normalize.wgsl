@@ -45,7 +45,11 @@ fn normalize_row(row: u32, lid: u32) {
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
-  let w = wide_map(nd_terms_in(p), group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  let t0 = nd_terms_in(p);
+  let w = wide_map(t0, group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
+  // A mix of std 0 with eps 0 (sn_mix lists it): y = (x - mu) gamma / 0 (std_zero_y).
+  let zero = std_zero(t0, group_term(ln), group_term(bn)) &&
+    ((t0.flags | ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
   // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
@@ -59,9 +63,10 @@ fn normalize_row(row: u32, lid: u32) {
     let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
     let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
     for (var i = s + lid; i < e; i += 64u) {
-      let t = ((scale2(x[i], -w.e) - w.hi) - w.lo) * sc;
+      let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+      let t = d * sc;
       let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-      y[i] = select(select(wide_y(w, t), far, h > 0), qnan(), w.bad);
+      y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
     }
   }
 }

@@ -1594,3 +1594,111 @@ for (const backend of ["wasm", "webgpu"] as const) {
     },
   );
 }
+
+/**
+ * Issue 10: an evaluation with eps 0 on a loaded `running_var` of 0 whose samples each repeat one
+ * value (1.5, -2, 3e20: IN and LN variances 0 too), so that the mix's variance is exactly 0 in
+ * channels 0 and 1. There x - mu = w_bn (x - running_mean) is far from 0 (running_mean 0.5 and
+ * 3), so y = (x - mu) gamma / 0 is the infinity of that sign, as the float64 reference has it
+ * (WebGPU gave NaN, 0 / 0); gamma 0 (channel 3) gives NaN (0 * Inf). Channel 2's running_var 1
+ * keeps a finite y beside them. SwitchNorm2d [3, 4, 2, 2] and SwitchNorm1d [3, 4].
+ */
+async function zeroStdEvaluation(backend: Backend, layout: "1d" | "nd") {
+  const shape = layout === "1d" ? [3, 4] : [3, 4, 2, 2], values = [1.5, -2, 3e20];
+  const per = shape.slice(1).reduce((a, b) => a * b);
+  const x = Float32Array.from({ length: 3 * per }, (_, i) => values[Math.floor(i / per)]);
+  const layer = layout === "1d"
+    ? new SwitchNorm1d(4, { backend, eps: 0 })
+    : new SwitchNorm2d(4, { backend, eps: 0 });
+  const k = layout === "1d" ? 2 : 3;
+  layer.loadStateDict({
+    weight: new Float32Array([1.2, -0.7, 0.9, 0]),
+    bias: new Float32Array([0.1, -0.2, 0.3, 0.4]),
+    mean_weight: new Float32Array([0.3, -0.4, 0.5].slice(0, k)),
+    var_weight: new Float32Array([-0.2, 0.5, 0.1].slice(0, k)),
+    running_mean: new Float32Array([0.5, 3, 0, 1]),
+    running_var: new Float32Array([0, 0, 1, 0]),
+  });
+  layer.train(false);
+  return await layer.forward(x, shape);
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "an evaluation on running_var 0 with eps 0 gives the reference's infinities for constant samples",
+    async () => {
+      for (const layout of ["nd", "1d"] as const) {
+        const want = await zeroStdEvaluation("reference", layout);
+        const got = await zeroStdEvaluation(backend, layout);
+        const finite = (v: Float32Array) => v.map((t) => Number.isFinite(t) ? t : 0);
+        for (let i = 0; i < want.length; i++) {
+          const what = `${layout}: y[${i}]: got ${got[i]}, want ${want[i]}`;
+          if (!Number.isFinite(want[i])) assert.ok(Object.is(got[i], want[i]), what);
+          else assert.ok(Number.isFinite(got[i]), what);
+        }
+        assert.ok(want.some((v) => v === Infinity) && want.some((v) => v === -Infinity));
+        assertClose(finite(got), finite(want), Y, `${layout}: finite y`);
+      }
+    },
+  );
+}
+
+/**
+ * Issue 10: products dy (x - mu) below float32's normal range in the unit of the mix. SwitchNorm2d
+ * [2, 3, 1, 16] with rows of std 1e-27 (wide rows), dy ~1e-12 and eps 0: in the evaluation on a
+ * running_var of ~1e-8 the mix's unit is the BN term's, where x - mu ~1e-27 and dy (x - mu) ~1e-39
+ * lies below float32's normal range (a GPU flushes it): WebGPU's weight and var_weight gradients
+ * were 0 where the reference has ~1e-35 .. 7e-35 (1 / std^3 ~1e12 brings them back into range).
+ * The wide reduce takes x - mu in units of 2^f, f < 0, there.
+ */
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "dy (x - mu) below float32's normal range in the mix's unit gives the reference's weight and var_weight gradients",
+    async () => {
+      const kase = evalCase({
+        layer: "2d",
+        shape: [2, 3, 1, 16],
+        eps: 0,
+        stds: [1e-27, 3e-27],
+        gamma: 1,
+        dyScale: 1e-12,
+        logits: 1,
+        runningMean: [0, 0, 0],
+        runningVar: [1e-8, 2e-8, 1e-8],
+        seed: 20261130,
+      });
+      await assertStepThenEvaluate(kase, backend);
+    },
+  );
+}
+
+/**
+ * Issue 10: row sums whose gm = -s gamma S1 and gv ~ gamma s^3 S2 fall below float32's normal
+ * range. SwitchNorm2d [2, 3, 1, 16] with rows of std 1e12, gamma ~1e-6 and dy ~1e-15: gv ~1e-44
+ * (flushed), while its products with the variances (~1e24) are ~1e-20: WebGPU's dx was ~5% and its
+ * var_weight gradient ~10% off, in training and in the evaluation after it. Such rows take the
+ * wide row path, with s's exponent apart.
+ */
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "gm and gv below float32's normal range (std 1e12, gamma 1e-6, dy 1e-15) give the reference's dx and gradients",
+    async () => {
+      const kase = evalCase({
+        layer: "2d",
+        shape: [2, 3, 1, 16],
+        eps: 0,
+        stds: [1e12, 3e12],
+        gamma: 1e-6,
+        dyScale: 1e-15,
+        logits: 1,
+        runningMean: [0, 0, 0],
+        runningVar: [1e24, 1e24, 1e24],
+        seed: 20261201,
+      });
+      await assertStepThenEvaluate(kase, backend);
+    },
+  );
+}
