@@ -10,6 +10,7 @@
 // skips its code.
 
 //!include common.wgsl
+//!include sn1d_mix.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -52,7 +53,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let i = e - first;
     let ln = groups[n - P.rec_base];
     let bn = cgroups[P.n + c - P.chan_base];
-    let w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), affine[c], affine[P.c + c]);
+    let w = wide_map_1d(ln, bn, affine[c], affine[P.c + c]);
     y[i] = select(wide_y(w, ((scale2(x[i], -w.e) - w.hi) - w.lo) * w.scale), qnan(), w.bad);
   }
 }
