@@ -692,6 +692,49 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
   return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
 }`;
 
+/** sn1d_mix.wgsl, pasted where a shader says `//!include sn1d_mix.wgsl`. */
+const _SN1D_MIX: string =
+  `// sn1d_mix.wgsl: the mix of one element's LN and BN statistics for layout "1d", anchored at the
+// term of the larger mean weight (included after common.wgsl; not a shader on its own). Every
+// pass of layout "1d" that forms an element's mixed mean (the forward's y, the backward's
+// element terms and dx) goes through these, so that they agree bit for bit.
+//
+// A mix keeps its mean as hi + lo with hi one term's hi and lo = sum_k wmean_k (mu_k - hi), so
+// lo rounds to the ulp of (1 - w_hi) |mu_other - hi|. Since sn_group_stats writes a group's
+// mean re-centred (hi = f32(mu)), anchoring at LN put hi at the sample's mean, far from the mix's
+// where BN carries the weight and one column dominates the sample (a column of 1e7 or 6e26 among
+// columns of -1e4, mean logits (0, 22)): x - hi - lo of the ordinary columns came out exactly 0
+// (y = beta, dgamma 0, the var_weight gradient 1e-10 where the reference has 6e-3). Anchored at
+// the heavier term, lo's rounding is that of the lighter term's share. Ties (equal weights: the
+// default logits) keep LN first, as before; the variances add the same two products either way.
+
+// Whether BN's mean weight is the larger (a uniform: every element takes the same order).
+fn bn_anchors() -> bool {
+  return P.wmean[1] > P.wmean[0];
+}
+
+// The unscaled mix of LN and BN (mix_first then mix_add), anchored at the heavier term.
+fn mix_1d(ln: Group, bn: Group) -> Mixed {
+  let b = bn_anchors();
+  let m = mix_first(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
+  return mix_add(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
+}
+
+// wide_map of (LN, BN), its mean re-anchored at BN where BN is the heavier (wide_map anchors at
+// its first term; the same exact powers of two bring each term to the unit 2^e). Selected, not
+// branched on (see sn_mix.wgsl).
+fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
+  var w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), gamma, beta);
+  let u_ln = unit_of(ln.flags) - w.e;
+  let u_bn = unit_of(bn.flags) - w.e;
+  let hi = unit_shift(bn.hi, u_bn);
+  let lo = P.wmean[1] * bn.lo * pow2(u_bn) + P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln));
+  let b = bn_anchors();
+  w.hi = select(w.hi, hi, b);
+  w.lo = select(w.lo, lo, b);
+  return w;
+}`;
+
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
 const _BACKWARD_COMMON: string =
   `// backward_common.wgsl: declarations the backward shaders share (included after common.wgsl;
@@ -957,7 +1000,7 @@ fn part_f(w: u32) -> i32 {
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
 const _SN1D_BWD_ELEMENT: string =
   `// sn1d_bwd_element.wgsl: one element's gradient terms for layout "1d" (sn1d_bwd_reduce,
-// sn1d_bwd_wide_reduce; included after common.wgsl and backward_common.wgsl, with their
+// sn1d_bwd_wide_reduce; included after common.wgsl, backward_common.wgsl and sn1d_mix.wgsl, with their
 // \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
@@ -970,7 +1013,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
-  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
   }
@@ -999,9 +1042,9 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_bn = group_term(bn);
   var w: WideMap;
   if (is_scaled(ln.flags | bn.flags)) {
-    w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+    w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    let m = mix_1d(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);
@@ -2094,6 +2137,7 @@ export const SN1D_NORMALIZE: string =
 // factor-wide (sn_group_stats lists both) are written again by sn1d_wide_normalize.
 
 ${_COMMON}
+${_SN1D_MIX}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -2125,7 +2169,7 @@ fn main(
       let bn = cgroups[P.n + c - P.chan_base];
       let gamma = affine[c];
       let beta = affine[P.c + c];
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      let m = mix_1d(ln, bn);
       let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }
@@ -2148,6 +2192,7 @@ export const SN1D_WIDE_NORMALIZE: string =
 // skips its code.
 
 ${_COMMON}
+${_SN1D_MIX}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -2191,7 +2236,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let ln = groups[n - P.rec_base];
     let bn = cgroups[P.n + c - P.chan_base];
     let none = Term(0.0, 0.0, 0.0, 0u);
-    let w = wide_map(group_term(ln), group_term(bn), none, affine[c], affine[P.c + c]);
+    let w = wide_map_1d(ln, bn, affine[c], affine[P.c + c]);
     // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
     let zero = std_zero(group_term(ln), group_term(bn), none) &&
       ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
@@ -2777,6 +2822,7 @@ export const SN1D_BWD_REDUCE: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_SN1D_MIX}
 ${_SN1D_BWD_ELEMENT}
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -2880,6 +2926,7 @@ export const SN1D_BWD_WIDE_REDUCE: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_SN1D_MIX}
 ${_SN1D_BWD_ELEMENT}
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -3414,6 +3461,7 @@ export const SN1D_BWD_WIDE_DX: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_SN1D_MIX}
 ${_SN1D_BWD_ELEMENT}
 
 @group(0) @binding(0) var<uniform> P: Params;

@@ -1,5 +1,5 @@
 // sn1d_bwd_element.wgsl: one element's gradient terms for layout "1d" (sn1d_bwd_reduce,
-// sn1d_bwd_wide_reduce; included after common.wgsl and backward_common.wgsl, with their
+// sn1d_bwd_wide_reduce; included after common.wgsl, backward_common.wgsl and sn1d_mix.wgsl, with their
 // `groups` and `affine` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
@@ -12,7 +12,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
-  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
   }
@@ -41,9 +41,9 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_bn = group_term(bn);
   var w: WideMap;
   if (is_scaled(ln.flags | bn.flags)) {
-    w = wide_map(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
+    w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+    let m = mix_1d(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);

@@ -9,6 +9,7 @@
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include sn1d_mix.wgsl
 //!include sn1d_bwd_element.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;

@@ -9,6 +9,7 @@
 // factor-wide (sn_group_stats lists both) are written again by sn1d_wide_normalize.
 
 //!include common.wgsl
+//!include sn1d_mix.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -40,7 +41,7 @@ fn main(
       let bn = cgroups[P.n + c - P.chan_base];
       let gamma = affine[c];
       let beta = affine[P.c + c];
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      let m = mix_1d(ln, bn);
       let a = row_affine(m, gamma, beta);
       out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
     }

@@ -10,6 +10,7 @@
 // skips its code.
 
 //!include common.wgsl
+//!include sn1d_mix.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -53,7 +54,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let ln = groups[n - P.rec_base];
     let bn = cgroups[P.n + c - P.chan_base];
     let none = Term(0.0, 0.0, 0.0, 0u);
-    let w = wide_map(group_term(ln), group_term(bn), none, affine[c], affine[P.c + c]);
+    let w = wide_map_1d(ln, bn, affine[c], affine[P.c + c]);
     // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
     let zero = std_zero(group_term(ln), group_term(bn), none) &&
       ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;

@@ -6,8 +6,9 @@
  */
 import { SwitchNorm1d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
-import { assertClose } from "./_close.ts";
-import { GRAD, RUNNING, Y } from "./_tolerances.ts";
+import { assertClose, assertCloseToScale } from "./_close.ts";
+import { GRAD, GRAD_SCALED, RUNNING, Y } from "./_tolerances.ts";
+import { termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
 type Backend = "reference" | "webgpu";
@@ -254,3 +255,55 @@ webgpuTest(
     await assertMatches({ n, c, eps: 0, x, dy, weight, logits: [0.49, -0.98, 0.95, 0.97] });
   },
 );
+
+/**
+ * y within Y, and dx and the parameter gradients within GRAD_SCALED of the size of their float32
+ * terms (tests/_term_scales.ts), of a training step of `k` against the reference's.
+ */
+async function assertMatchesToScale(k: Case): Promise<void> {
+  const want = await step(k, "reference"), got = await step(k, "webgpu");
+  const [m0, m1, v0, v1] = k.logits ?? [0.3, -0.2, -0.5, 0.4];
+  const scales = termScales({
+    layout: "1d",
+    n: k.n,
+    c: k.c,
+    m: 1,
+    eps: k.eps ?? 1e-5,
+    usingBN: true,
+    training: true,
+    x: k.x,
+    dy: k.dy,
+    weight: k.weight ?? new Float32Array(k.c).fill(1),
+    bias: Float32Array.from({ length: k.c }, (_, i) => 0.1 * (i % 3)),
+    meanLogits: [m0, m1],
+    varLogits: [v0, v1],
+  });
+  assertClose(got.y, want.y, Y, "y");
+  assertCloseToScale(got.dx, want.dx, scales.dx, GRAD_SCALED, "dx");
+  for (const g of GRAD_KEYS) {
+    assertCloseToScale(got.grads[g], want.grads[g], scales[g], GRAD_SCALED, `grad of ${g}`);
+  }
+}
+
+for (const big of [6e22, 1e7]) {
+  webgpuTest(
+    `WebGPU: SwitchNorm1d with a column of ${big} among columns of -1e4 and BN-heavy logits keeps the other columns' y and dgamma`,
+    async () => {
+      // The groups' means are written re-centred (hi = f32(mu)), and the mix took LN's hi as
+      // its anchor: with BN carrying the mean weight (logits 0, 22), the mixed mean's lo rounded
+      // to the ulp of the sample's mean (~2e-1 of the dominating column), so x - mu of the
+      // ordinary columns came out exactly 0: y = beta, the weight gradient 0 where the reference
+      // has ~1e-2 (~34x GRAD_SCALED), the var_weight gradient 1e-10 where it has 6e-3 (6e22:
+      // scaled statistics, wide_map; 1e7: in float32's range, mix_first / mix_add). The mix is
+      // now anchored at the heavier term.
+      const n = 2, c = 3, random = seededRandom(170);
+      const scales = [1, big, 1];
+      const x = Float32Array.from(
+        { length: n * c },
+        (_, i) => (-1e4 + (random() * 2 - 1)) * scales[i % c],
+      );
+      const dy = Float32Array.from({ length: n * c }, () => random() * 2 - 1);
+      await assertMatchesToScale({ n, c, x, dy, logits: [0, 22, 0, 37.7] });
+    },
+  );
+}

@@ -1,0 +1,40 @@
+// sn1d_mix.wgsl: the mix of one element's LN and BN statistics for layout "1d", anchored at the
+// term of the larger mean weight (included after common.wgsl; not a shader on its own). Every
+// pass of layout "1d" that forms an element's mixed mean (the forward's y, the backward's
+// element terms and dx) goes through these, so that they agree bit for bit.
+//
+// A mix keeps its mean as hi + lo with hi one term's hi and lo = sum_k wmean_k (mu_k - hi), so
+// lo rounds to the ulp of (1 - w_hi) |mu_other - hi|. Since sn_group_stats writes a group's
+// mean re-centred (hi = f32(mu)), anchoring at LN put hi at the sample's mean, far from the mix's
+// where BN carries the weight and one column dominates the sample (a column of 1e7 or 6e26 among
+// columns of -1e4, mean logits (0, 22)): x - hi - lo of the ordinary columns came out exactly 0
+// (y = beta, dgamma 0, the var_weight gradient 1e-10 where the reference has 6e-3). Anchored at
+// the heavier term, lo's rounding is that of the lighter term's share. Ties (equal weights: the
+// default logits) keep LN first, as before; the variances add the same two products either way.
+
+// Whether BN's mean weight is the larger (a uniform: every element takes the same order).
+fn bn_anchors() -> bool {
+  return P.wmean[1] > P.wmean[0];
+}
+
+// The unscaled mix of LN and BN (mix_first then mix_add), anchored at the heavier term.
+fn mix_1d(ln: Group, bn: Group) -> Mixed {
+  let b = bn_anchors();
+  let m = mix_first(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
+  return mix_add(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
+}
+
+// wide_map of (LN, BN), its mean re-anchored at BN where BN is the heavier (wide_map anchors at
+// its first term; the same exact powers of two bring each term to the unit 2^e). Selected, not
+// branched on (see sn_mix.wgsl).
+fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
+  var w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), gamma, beta);
+  let u_ln = unit_of(ln.flags) - w.e;
+  let u_bn = unit_of(bn.flags) - w.e;
+  let hi = unit_shift(bn.hi, u_bn);
+  let lo = P.wmean[1] * bn.lo * pow2(u_bn) + P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln));
+  let b = bn_anchors();
+  w.hi = select(w.hi, hi, b);
+  w.lo = select(w.lo, lo, b);
+  return w;
+}
