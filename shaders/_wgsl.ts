@@ -1880,16 +1880,23 @@ fn main(
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
         sumv += m2 / f32(p.count - 1u);
-        if (pairs) {
-          sumv_pair = pair_sum(sumv_pair, variance_pair(m2, p.m2_lo * f * f, p.count));
-        }
       } else {
         flags = flags | F_NO_VAR;
       }
     }
   }
-  // Layout "1d": the pair sum, in a loop of its own whose bound is 0 for layout "nd" (lavapipe
-  // runs both sides of a branch, masked, but skips a loop that no lane enters).
+  // The pair sums below, each in a loop of its own whose bound is 0 where it is not needed
+  // (lavapipe runs both sides of a branch, masked, but skips a loop that no lane enters: inside
+  // the loops above they made every group pass ~50% slower there).
+  // Layout "nd", rows of several segments: the variances as pairs (P_PAIRS).
+  for (var k = lid; k < select(0u, count, pairs && !chan); k += 64u) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    if (p.count >= 2u) {
+      sumv_pair = pair_sum(sumv_pair, variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count));
+    }
+  }
+  // Layout "1d": the means' pair sum.
   // count_k < 2^12 (a tile line of TILE_1D values): exact products.
   for (var k = lid; k < select(0u, count, tiles); k += 64u) {
     let p = members[base + k * stride];
@@ -1915,14 +1922,17 @@ fn main(
       w_mean[lid] = m.mean;
       w_m2[lid] = m.m2;
       w_sumv[lid] += w_sumv[o];
-      if (pairs) {
-        w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
-      }
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
-      if (tiles) {
-        w_sum[lid] = pair_sum(w_sum[lid], w_sum[o]);
-      }
+    }
+    workgroupBarrier();
+  }
+  // The pair sums' tree, only where one of them is formed (see above).
+  for (var s = select(0u, 32u, pairs || tiles); s > 0u; s = s >> 1u) {
+    if (lid < s) {
+      let o = lid + s;
+      w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
+      w_sum[lid] = pair_sum(w_sum[lid], w_sum[o]);
     }
     workgroupBarrier();
   }
