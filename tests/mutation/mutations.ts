@@ -120,8 +120,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "layer-finalize-no-mean2",
     file: "_batch_average.ts",
-    original: "runningVar[c] = runningVar[c] / k - mean * mean;",
-    replacement: "runningVar[c] = runningVar[c] / k;",
+    original: "runningVar[c] = Math.max(0, runningVar[c] / k - mean * mean);",
+    replacement: "runningVar[c] = Math.max(0, runningVar[c] / k);",
     models: "finalizeBatchAverage leaves E[x^2] instead of the variance",
   },
   {
@@ -303,9 +303,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "webgpu-dispatch-rounds-down",
     file: "backends/_webgpu_plan.ts",
-    original: 'add(layout === "nd" ? "normalize" : "normalize1d", Math.ceil(count / WG), (v) => {',
-    replacement:
-      'add(layout === "nd" ? "normalize" : "normalize1d", Math.floor(count / WG), (v) => {',
+    original: "Math.ceil(count / WG),",
+    replacement: "Math.floor(count / WG),",
     models: "normalize dispatch rounds the workgroup count down: the tail is never written",
   },
   {
