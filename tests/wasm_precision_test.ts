@@ -10,6 +10,7 @@
  *   sum dy xhat is NaN where terms of both signs meet, as the reference (and SN_SPEC's formula
  *   order) has it; 1/std sum dy (x - mu) gave +-Infinity.
  */
+import { webgpuTest } from "./_webgpu.ts";
 import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertCloseToScale } from "./_close.ts";
@@ -206,7 +207,7 @@ const ZERO_STD: readonly ZeroStdCase[] = [
   },
 ];
 
-async function zeroStdRun(backend: "reference" | "wasm", k: ZeroStdCase) {
+async function zeroStdRun(backend: "reference" | "wasm" | "webgpu", k: ZeroStdCase) {
   const layer = new SwitchNorm2d(k.shape[1], { backend, eps: 0 });
   layer.loadStateDict(k.state, { strict: false });
   layer.train(k.training);
@@ -223,17 +224,24 @@ async function zeroStdRun(backend: "reference" | "wasm", k: ZeroStdCase) {
   };
 }
 
-Deno.test("WASM: a mixed std of 0 under eps 0 gives the reference's NaN and infinities in every gradient", async () => {
-  const failures: string[] = [];
-  for (const k of ZERO_STD) {
-    const want = await zeroStdRun("reference", k), got = await zeroStdRun("wasm", k);
-    for (const name of Object.keys(want) as (keyof typeof want)[]) {
-      if (kinds(got[name]) !== kinds(want[name])) {
-        failures.push(
-          `${k.what}: ${name} [${got[name].join(", ")}], reference [${want[name].join(", ")}]`,
-        );
+for (const backend of ["wasm", "webgpu"] as const) {
+  const name = `${
+    backend === "wasm" ? "WASM" : "WebGPU"
+  }: a mixed std of 0 under eps 0 gives the reference's NaN and infinities in every gradient`;
+  const fn = async () => {
+    const failures: string[] = [];
+    for (const k of ZERO_STD) {
+      const want = await zeroStdRun("reference", k), got = await zeroStdRun(backend, k);
+      for (const name of Object.keys(want) as (keyof typeof want)[]) {
+        if (kinds(got[name]) !== kinds(want[name])) {
+          failures.push(
+            `${k.what}: ${name} [${got[name].join(", ")}], reference [${want[name].join(", ")}]`,
+          );
+        }
       }
     }
-  }
-  if (failures.length) throw new Error(failures.join("\n"));
-});
+    if (failures.length) throw new Error(failures.join("\n"));
+  };
+  if (backend === "webgpu") webgpuTest(name, fn);
+  else Deno.test(name, fn);
+}
