@@ -733,6 +733,21 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
   return w;
+}
+
+// The elements of a listed group g (an LN group g < N: sample g's C elements; a BN group
+// N + c: channel c's elements) within the window [first, end) of the elements, for the passes
+// that write a listed group's elements again (sn1d_wide_normalize, sn1d_bwd_wide_dx): members
+// j in [span.x, span.y), each the element (n, c) = group_member(g, j).
+fn group_span(g: u32, first: u32, end: u32) -> vec2<u32> {
+  if (g < P.n) {
+    return vec2<u32>(0u, P.c);
+  }
+  return vec2<u32>(first / P.c, min((end + P.c - 1u) / P.c, P.n));
+}
+
+fn group_member(g: u32, j: u32) -> vec2<u32> {
+  return select(vec2<u32>(j, g - P.n), vec2<u32>(g, j), g < P.n);
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -2225,16 +2240,10 @@ fn main(
     let g = wide_groups[1u + k];
     let first = P.elem_base;
     let end = min(P.elem_base + 4u * P.vec_count, P.total);
-    if (g < P.n) {
-      for (var c = lid; c < P.c; c += 64u) {
-        write_y(g, c, first, end);
-      }
-    } else {
-      let n0 = first / P.c;
-      let n1 = min((end + P.c - 1u) / P.c, P.n);
-      for (var n = n0 + lid; n < n1; n += 64u) {
-        write_y(n, g - P.n, first, end);
-      }
+    let span = group_span(g, first, end);
+    for (var j = span.x + lid; j < span.y; j += 64u) {
+      let nc = group_member(g, j);
+      write_y(nc.x, nc.y, first, end);
     }
   }
 }
@@ -3497,16 +3506,10 @@ fn main(
     let g = wide_groups[1u + k];
     let first = P.elem_base;
     let end = min(P.elem_base + 4u * P.vec_count, P.total);
-    if (g < P.n) {
-      for (var c = lid; c < P.c; c += 64u) {
-        write_dx(g, c, first, end);
-      }
-    } else {
-      let n0 = first / P.c;
-      let n1 = min((end + P.c - 1u) / P.c, P.n);
-      for (var n = n0 + lid; n < n1; n += 64u) {
-        write_dx(n, g - P.n, first, end);
-      }
+    let span = group_span(g, first, end);
+    for (var j = span.x + lid; j < span.y; j += 64u) {
+      let nc = group_member(g, j);
+      write_dx(nc.x, nc.y, first, end);
     }
   }
 }

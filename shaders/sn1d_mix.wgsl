@@ -38,3 +38,18 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   w.lo = select(w.lo, lo, b);
   return w;
 }
+
+// The elements of a listed group g (an LN group g < N: sample g's C elements; a BN group
+// N + c: channel c's elements) within the window [first, end) of the elements, for the passes
+// that write a listed group's elements again (sn1d_wide_normalize, sn1d_bwd_wide_dx): members
+// j in [span.x, span.y), each the element (n, c) = group_member(g, j).
+fn group_span(g: u32, first: u32, end: u32) -> vec2<u32> {
+  if (g < P.n) {
+    return vec2<u32>(0u, P.c);
+  }
+  return vec2<u32>(first / P.c, min((end + P.c - 1u) / P.c, P.n));
+}
+
+fn group_member(g: u32, j: u32) -> vec2<u32> {
+  return select(vec2<u32>(j, g - P.n), vec2<u32>(g, j), g < P.n);
+}

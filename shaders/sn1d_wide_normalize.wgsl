@@ -33,16 +33,10 @@ fn main(
     let g = wide_groups[1u + k];
     let first = P.elem_base;
     let end = min(P.elem_base + 4u * P.vec_count, P.total);
-    if (g < P.n) {
-      for (var c = lid; c < P.c; c += 64u) {
-        write_y(g, c, first, end);
-      }
-    } else {
-      let n0 = first / P.c;
-      let n1 = min((end + P.c - 1u) / P.c, P.n);
-      for (var n = n0 + lid; n < n1; n += 64u) {
-        write_y(n, g - P.n, first, end);
-      }
+    let span = group_span(g, first, end);
+    for (var j = span.x + lid; j < span.y; j += 64u) {
+      let nc = group_member(g, j);
+      write_y(nc.x, nc.y, first, end);
     }
   }
 }
