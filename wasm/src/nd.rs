@@ -34,6 +34,30 @@ pub unsafe fn statistics(
 /// SHIFT_SLACK of `moments`: a shift is re-done when d^2 (1 + S) > S n q.
 const SLACK: f64 = 3.0;
 
+/// Whether a row's sums (d, q about its shift, in f64 from f32) give its moments as they are:
+/// t = S m q - (1 + S) d^2 at least `kept_floor(m)` and finite. That one test is false for q not
+/// finite (NaN or Inf: t is NaN or Inf), for q below `moments::TINY_Q` (then t < S m TINY_Q,
+/// below the floor: squares may have been subnormal) and for a poor shift (d^2 (1 + S) > S m q:
+/// t < 0); rows within a hair of those limits are measured again too, which is only slower. Two
+/// compares per two rows (three tests cost ~5% of the statistics pass at M = 49).
+#[inline(always)]
+fn kept(t: f64, floor: f64) -> bool {
+    t >= floor && t <= f64::MAX
+}
+
+/// The floor of `kept` for rows of m floats: twice S m TINY_Q.
+#[inline(always)]
+fn kept_floor(m: usize) -> f64 {
+    2.0 * SLACK * m as f64 * TINY_Q as f64
+}
+
+/// `kept` of two rows (lanes): all ones where a row's moments are kept.
+#[inline(always)]
+fn kept2(q: v128, dd: v128, slack1: v128, slack_n: v128, floor: v128) -> v128 {
+    let t = f64x2_sub(f64x2_mul(slack_n, q), f64x2_mul(dd, slack1));
+    v128_and(f64x2_ge(t, floor), f64x2_le(t, f64x2_splat(f64::MAX)))
+}
+
 /// mu_in, var_in of the rows.len() consecutive rows of m floats at `x` (a row range of the
 /// tensor: rows are contiguous, so a caller may measure the tensor chunk by chunk). `tmp`
 /// (as long as `mu_in`) is overwritten: it holds each row's shift between the sweep and the
@@ -90,13 +114,13 @@ pub unsafe fn row_moments(
     let (vinv, vinv_m1) = (f64x2_splat(inv_n), f64x2_splat(plan.inv_m1));
     let (slack1, slack_n) = (f64x2_splat(1.0 + SLACK), f64x2_splat(SLACK * m as f64));
     let zero = f64x2_splat(0.0);
-    let tiny = f64x2_splat(TINY_Q as f64);
+    let (floor, floor2) = (kept_floor(m), f64x2_splat(kept_floor(m)));
     // One row by itself, with the same arithmetic as a lane below, so that a row's result does
     // not depend on which row it is paired with (a caller's chunks may pair rows differently).
     let one = |r: usize| {
         let (d, q, s) = (*pd.add(r), *pq.add(r), *ps.add(r));
         let dd = d * d;
-        if q - q != 0.0 || q < TINY_Q as f64 || dd * (1.0 + SLACK) > SLACK * m as f64 * q {
+        if !kept(SLACK * m as f64 * q - dd * (1.0 + SLACK), floor) {
             let mo = plan.row(x.add(r * m), s as f32);
             *pd.add(r) = mo.mean;
             *pq.add(r) = mo.m2 * plan.inv_m1;
@@ -112,13 +136,7 @@ pub unsafe fn row_moments(
         let d = v128_load(pd.add(j) as *const v128);
         let q = v128_load(pq.add(j) as *const v128);
         let dd = f64x2_mul(d, d);
-        // Not finite (q - q is NaN for Inf, NaN), tiny (`moments::TINY_Q`), or the shift was
-        // poor.
-        let bad = v128_or(
-            v128_or(f64x2_ne(f64x2_sub(q, q), zero), f64x2_lt(q, tiny)),
-            f64x2_gt(f64x2_mul(dd, slack1), f64x2_mul(slack_n, q)),
-        );
-        if v128_any_true(bad) {
+        if !i64x2_all_true(kept2(q, dd, slack1, slack_n, floor2)) {
             one(j);
             one(j + 1);
         } else {
@@ -161,21 +179,17 @@ unsafe fn short_rows(
     let (vinv, vinv_m1) = (f64x2_splat(inv_n), f64x2_splat(plan.inv_m1));
     let (slack1, slack_n) = (f64x2_splat(1.0 + SLACK), f64x2_splat(SLACK * m as f64));
     let zero = f64x2_splat(0.0);
-    let tiny = f64x2_splat(TINY_Q as f64);
-    // Mean and variance of two rows (lanes), and which of them must be measured again.
+    let floor = f64x2_splat(kept_floor(m));
+    // Mean and variance of two rows (lanes), and which of them are kept (`kept`; the others
+    // are measured again).
     let finish = |d: v128, q: v128, s: v128| -> (v128, v128, v128) {
         let dd = f64x2_mul(d, d);
-        // Not finite (q - q is NaN for Inf, NaN), tiny (`moments::TINY_Q`), or the shift was
-        // poor.
-        let bad = v128_or(
-            v128_or(f64x2_ne(f64x2_sub(q, q), zero), f64x2_lt(q, tiny)),
-            f64x2_gt(f64x2_mul(dd, slack1), f64x2_mul(slack_n, q)),
-        );
+        let good = kept2(q, dd, slack1, slack_n, floor);
         let mean = f64x2_add(s, f64x2_mul(d, vinv));
         let m2 = f64x2_sub(q, f64x2_mul(dd, vinv));
         // Clamped at 0 (a hair below for constant data).
         let m2 = v128_bitselect(zero, m2, f64x2_lt(m2, zero));
-        (mean, f64x2_mul(m2, vinv_m1), bad)
+        (mean, f64x2_mul(m2, vinv_m1), good)
     };
     let redo = |r: usize, shift: f32| {
         let mo = plan.row(x.add(r * m), shift);
@@ -198,22 +212,22 @@ unsafe fn short_rows(
         let p = [x.add(j * m), x.add((j + 1) * m), x.add((j + 2) * m), x.add((j + 3) * m)];
         let (d, q) = simd::deviation_sums_x4(p, m, s);
         let hi = |v: v128| f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v));
-        let (m01, v01, b01) = finish(
+        let (m01, v01, k01) = finish(
             f64x2_promote_low_f32x4(d),
             f64x2_promote_low_f32x4(q),
             f64x2_promote_low_f32x4(s),
         );
-        let (m23, v23, b23) = finish(hi(d), hi(q), hi(s));
+        let (m23, v23, k23) = finish(hi(d), hi(q), hi(s));
         v128_store(pd.add(j) as *mut v128, m01);
         v128_store(pd.add(j + 2) as *mut v128, m23);
         v128_store(pq.add(j) as *mut v128, v01);
         v128_store(pq.add(j + 2) as *mut v128, v23);
-        if v128_any_true(v128_or(b01, b23)) {
-            let lanes = [
-                i64x2_extract_lane::<0>(b01),
-                i64x2_extract_lane::<1>(b01),
-                i64x2_extract_lane::<0>(b23),
-                i64x2_extract_lane::<1>(b23),
+        if !i64x2_all_true(v128_and(k01, k23)) {
+            let kept = [
+                i64x2_extract_lane::<0>(k01),
+                i64x2_extract_lane::<1>(k01),
+                i64x2_extract_lane::<0>(k23),
+                i64x2_extract_lane::<1>(k23),
             ];
             let sh = [
                 f32x4_extract_lane::<0>(s),
@@ -222,7 +236,7 @@ unsafe fn short_rows(
                 f32x4_extract_lane::<3>(s),
             ];
             for k in 0..4 {
-                if lanes[k] != 0 {
+                if kept[k] == 0 {
                     redo(j + k, sh[k]);
                 }
             }
@@ -234,9 +248,9 @@ unsafe fn short_rows(
         let p = x.add(j * m);
         let sh = plan.first_shift(p);
         let (d, q) = simd::deviation_sums_x4([p, p, p, p], m, f32x4_splat(sh));
-        let (mean, var, bad) =
+        let (mean, var, good) =
             finish(f64x2_promote_low_f32x4(d), f64x2_promote_low_f32x4(q), f64x2_splat(sh as f64));
-        if i64x2_extract_lane::<0>(bad) != 0 {
+        if i64x2_extract_lane::<0>(good) == 0 {
             redo(j, sh);
         } else {
             *pd.add(j) = f64x2_extract_lane::<0>(mean);

@@ -126,6 +126,7 @@ const SHORT: usize = 64;
 ///
 /// # Safety
 /// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+#[inline(always)]
 unsafe fn short_row_sums(
     x: *const f32,
     dy: *const f32,
@@ -208,6 +209,10 @@ pub unsafe fn reduce(
 ///
 /// # Safety
 /// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+// `#[inline(always)]` here, on `combine` and on `short_row_sums`: with two callers each (the
+// one-thread `reduce` and the threads' exports) the compiler left them as calls, and the one-thread
+// reduction at M = 49 was ~25% slower than the same code inlined.
+#[inline(always)]
 pub unsafe fn reduce_rows(
     x: *const f32,
     dy: *const f32,
@@ -239,6 +244,7 @@ pub unsafe fn reduce_rows(
 /// # Safety
 /// As `reduce`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub unsafe fn combine(
     x: *const f32,
     dy: *const f32,

@@ -104,13 +104,7 @@ pub unsafe fn dx_constants(
     let pairs = w.pairs.as_mut_ptr();
     let (var_in, var, aux) = (st.var_in.as_ptr(), st.var.as_ptr(), w.aux.as_mut_ptr());
     let inv_std_mut = w.inv_std.as_mut_ptr();
-    let zero = f64x2_splat(0.0);
     let (eps, m1) = (f64x2_splat(layer.eps), f64x2_splat(m as f64 - 1.0));
-    let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
-    let limit = f64x2_splat(wide::LIMIT);
-    let tiny = f64x2_splat(wide::TINY);
-    let half_rest2 = f64x2_splat(wide::REST * wide::REST / 2.0);
-    let (half, inf) = (f64x2_splat(0.5), f64x2_splat(f64::INFINITY));
     // Whether var + eps of some row is out of range: only if the forward found a wide row.
     let any_out_of_range = st.wide[0] != 0.0;
     // Per call first (O(N + C)): if no row can be wide, the rows skip their bound tests.
@@ -134,7 +128,8 @@ pub unsafe fn dx_constants(
                 }
             })
         };
-        let (gmb_max, gvb_max) = if bn { (max_abs(sums.gm_bn), max_abs(sums.gv_bn)) } else { (0.0, 0.0) };
+        let (gmb_max, gvb_max) =
+            if bn { (max_abs(sums.gm_bn), max_abs(sums.gv_bn)) } else { (0.0, 0.0) };
         call.dx_ordinary(
             *w.g_abs,
             gmb_max,
@@ -146,36 +141,145 @@ pub unsafe fn dx_constants(
             count,
         )
     };
-    // Constants of two rows r, r + 1 of sample i (channels j, j + 1; the odd tail passes a
-    // duplicate of its channel and stores one row).
-    // `check_range` is a constant in each of the two loops below, which the compiler folds.
-    let constants = |i: usize, r: usize, j: usize, one: bool, check: bool, check_range: bool| {
-        let (gml, gvl, mu_ln) = (w.gm_ln[i], w.gv_ln[i], st.mu_ln[i]);
+    let cx = RowConstants {
+        n,
+        c,
+        gm_ln: w.gm_ln.as_ptr(),
+        gv_ln: w.gv_ln.as_ptr(),
+        mu_ln: st.mu_ln.as_ptr(),
+        w1,
+        v1,
+        inv_c,
+        w0v,
+        v0v,
+        kb_mu,
+        kb_var,
+        kb_spread,
+        inv_m,
+        two_m1,
+        mu_in,
+        inv_std,
+        gamma,
+        gmb: bn_at(gmb, 0),
+        gvb: bn_at(gvb, 0),
+        mu_bn: bn_at(mu_bn, 0),
+        bn_step: if bn { 1 } else { 0 },
+        pairs,
+        var_in,
+        var,
+        aux,
+        inv_std_mut,
+        eps,
+        m1,
+    };
+    // One loop per kind of call, each with its tests folded in (`all_rows`'s const parameters).
+    if ordinary {
+        cx.all_rows::<false, false>()
+    } else if any_out_of_range {
+        cx.all_rows::<true, true>()
+    } else {
+        cx.all_rows::<true, false>()
+    }
+}
+
+/// What `dx_constants` needs per row: the call's mixing terms and the arrays it reads and writes.
+/// Its loops are `#[inline(always)]` functions with const parameters (not closures called from
+/// several loops, which the compiler left as calls: the constants were ~20% slower at M = 49).
+struct RowConstants {
+    n: usize,
+    c: usize,
+    gm_ln: *const f64,
+    gv_ln: *const f64,
+    mu_ln: *const f64,
+    w1: f64,
+    v1: f64,
+    /// 1 / C.
+    inv_c: f64,
+    w0v: v128,
+    v0v: v128,
+    kb_mu: v128,
+    kb_var: v128,
+    kb_spread: v128,
+    inv_m: v128,
+    two_m1: v128,
+    mu_in: *const f64,
+    inv_std: *const f64,
+    gamma: *const f32,
+    /// The BN sums and means, channel j at j * bn_step (without the BN path: a zero pair, step 0).
+    gmb: *const f64,
+    gvb: *const f64,
+    mu_bn: *const f64,
+    bn_step: usize,
+    pairs: *mut v128,
+    var_in: *const f64,
+    var: *const f64,
+    aux: *mut f64,
+    inv_std_mut: *mut f64,
+    eps: v128,
+    m1: v128,
+}
+
+impl RowConstants {
+    /// Every row's constants; returns whether some row is wide. CHECK: whether rows test the
+    /// bound of `wide` at all (else only a tiny b); RANGE: whether also var + eps.
+    #[inline(always)]
+    unsafe fn all_rows<const CHECK: bool, const RANGE: bool>(&self) -> bool {
+        let (n, c) = (self.n, self.c);
+        let even = c / 2 * 2;
+        let mut any_wide = false;
+        for i in 0..n {
+            let mut j = 0;
+            while j < even {
+                any_wide |= self.pair::<CHECK, RANGE>(i, i * c + j, j, false);
+                j += 2;
+            }
+            if j < c {
+                any_wide |= self.pair::<CHECK, RANGE>(i, i * c + j, j, true);
+            }
+        }
+        any_wide
+    }
+
+    /// Constants of two rows r, r + 1 of sample i (channels j, j + 1; with `one`, the odd tail:
+    /// a duplicate of its channel, one row stored). Returns whether one of them is wide.
+    #[inline(always)]
+    unsafe fn pair<const CHECK: bool, const RANGE: bool>(
+        &self,
+        i: usize,
+        r: usize,
+        j: usize,
+        one: bool,
+    ) -> bool {
+        let zero = f64x2_splat(0.0);
+        let (gml, gvl, mu_ln) = (*self.gm_ln.add(i), *self.gv_ln.add(i), *self.mu_ln.add(i));
+        let (v1, inv_c) = (self.v1, self.inv_c);
         let g_var_ln = f64x2_splat(v1 * gvl * inv_c);
-        let g_mu_ln = f64x2_splat(w1 * gml * inv_c);
+        let g_mu_ln = f64x2_splat(self.w1 * gml * inv_c);
         let ln_spread = f64x2_splat(v1 * 2.0 * inv_c * gvl);
         let lnv = f64x2_splat(mu_ln);
         let ld_or = |p: *const f64| if one { f64x2_splat(*p) } else { ld(p) };
         let ld32_or = |p: *const f32| if one { f64x2_splat(*p as f64) } else { ld32(p) };
+        let pairs = self.pairs;
         let (a0, a1) = (*pairs.add(r), if one { *pairs.add(r) } else { *pairs.add(r + 1) });
         let gm = i64x2_shuffle::<0, 2>(a0, a1);
         let gv = i64x2_shuffle::<1, 3>(a0, a1);
-        let mean = ld_or(mu_in.add(r));
-        let mut g_var = f64x2_add(f64x2_mul(v0v, gv), g_var_ln);
+        let mean = ld_or(self.mu_in.add(r));
+        let mut g_var = f64x2_add(f64x2_mul(self.v0v, gv), g_var_ln);
         let mut g_mu = f64x2_add(
-            f64x2_add(f64x2_mul(w0v, gm), g_mu_ln),
+            f64x2_add(f64x2_mul(self.w0v, gm), g_mu_ln),
             f64x2_mul(ln_spread, f64x2_sub(mean, lnv)),
         );
-        let (gmbv, gvbv) = (ld_or(bn_at(gmb, j)), ld_or(bn_at(gvb, j)));
-        let spread = f64x2_mul(f64x2_mul(kb_spread, f64x2_sub(mean, ld_or(bn_at(mu_bn, j)))), gvbv);
-        g_var = f64x2_add(g_var, f64x2_mul(kb_var, gvbv));
-        g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(kb_mu, gmbv), spread));
-        let a = f64x2_mul(ld32_or(gamma.add(j)), ld_or(inv_std.add(r)));
-        let b = f64x2_mul(g_var, two_m1);
-        let k_mu = f64x2_mul(g_mu, inv_m);
+        let jb = j * self.bn_step;
+        let (gmbv, gvbv) = (ld_or(self.gmb.add(jb)), ld_or(self.gvb.add(jb)));
+        let spread =
+            f64x2_mul(f64x2_mul(self.kb_spread, f64x2_sub(mean, ld_or(self.mu_bn.add(jb)))), gvbv);
+        g_var = f64x2_add(g_var, f64x2_mul(self.kb_var, gvbv));
+        g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(self.kb_mu, gmbv), spread));
+        let a = f64x2_mul(ld32_or(self.gamma.add(j)), ld_or(self.inv_std.add(r)));
+        let b = f64x2_mul(g_var, self.two_m1);
+        let k_mu = f64x2_mul(g_mu, self.inv_m);
         let hi = f32x4_demote_f64x2_zero(mean);
-        let hi64 = f64x2_promote_low_f32x4(hi);
-        let lo = f64x2_sub(mean, hi64);
+        let lo = f64x2_sub(mean, f64x2_promote_low_f32x4(hi));
         // lo = 0 skips lo * b, which is NaN when b is infinite (M = 1).
         let lo_b = v128_and(f64x2_mul(lo, b), f64x2_ne(lo, zero));
         let k = f64x2_sub(k_mu, lo_b);
@@ -193,71 +297,45 @@ pub unsafe fn dx_constants(
         // and (x - hi) b ~1e-35): such a row is wide, whatever the call's bounds. Only b needs the
         // test in an ordinary call (`dx_ordinary` bounds |a| from below); it costs a few lane
         // operations per two rows.
+        let tiny = f64x2_splat(wide::TINY);
         let tiny_b = v128_and(f64x2_lt(f64x2_abs(b), tiny), f64x2_ne(b, zero));
-        if !check {
-            if !v128_any_true(tiny_b) {
-                return false;
-            }
-            let wide = if one { i64x2_shuffle::<0, 2>(tiny_b, zero) } else { tiny_b };
-            if v128_any_true(wide) {
-                mark_wide(wide, [a, b, k_mu], pairs.add(r), aux.add(r), inv_std_mut.add(r));
-                return true;
-            }
-            return false;
-        }
-        // The bound of `wide` for dx, two rows at a time: |a| <= LIMIT, and
-        // (D^2 / 2) b^2 + k^2 <= REST^2 / 2 with D^2 / 2 = (M - 1) var_in + lo^2 + 1/2
-        // (see `wide`), so that D |b| and |k| are at most REST. NaN fails it.
-        let half_spread2 = f64x2_add(
-            f64x2_add(f64x2_mul(m1, ld_or(var_in.add(r))), f64x2_mul(lo, lo)),
-            half,
-        );
-        let terms = f64x2_add(f64x2_mul(half_spread2, f64x2_mul(b, b)), f64x2_mul(k, k));
-        let tiny_a = v128_and(f64x2_lt(f64x2_abs(a), tiny), f64x2_ne(a, zero));
-        let mut bounded = v128_andnot(
-            v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2)),
-            v128_or(tiny_a, tiny_b),
-        );
-        if check_range {
-            // var + eps out of [LOW, HIGH] (`wide::out_of_range`), known to occur only when the
-            // forward found a wide row.
-            let ve = f64x2_add(ld_or(var.add(r)), eps);
-            let out_of_range = v128_or(
-                v128_and(f64x2_gt(ve, zero), f64x2_lt(ve, low)),
-                v128_and(f64x2_gt(ve, high), f64x2_lt(ve, inf)),
+        let wide = if !CHECK {
+            tiny_b
+        } else {
+            // The bound of `wide` for dx, two rows at a time: |a| <= LIMIT, and
+            // (D^2 / 2) b^2 + k^2 <= REST^2 / 2 with D^2 / 2 = (M - 1) var_in + lo^2 + 1/2
+            // (see `wide`), so that D |b| and |k| are at most REST. NaN fails it.
+            let half_spread2 = f64x2_add(
+                f64x2_add(f64x2_mul(self.m1, ld_or(self.var_in.add(r))), f64x2_mul(lo, lo)),
+                f64x2_splat(0.5),
             );
-            bounded = v128_andnot(bounded, out_of_range);
-        }
-        let wide = v128_not(bounded);
+            let terms = f64x2_add(f64x2_mul(half_spread2, f64x2_mul(b, b)), f64x2_mul(k, k));
+            let tiny_a = v128_and(f64x2_lt(f64x2_abs(a), tiny), f64x2_ne(a, zero));
+            let limit = f64x2_splat(wide::LIMIT);
+            let half_rest2 = f64x2_splat(wide::REST * wide::REST / 2.0);
+            let mut bounded = v128_andnot(
+                v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2)),
+                v128_or(tiny_a, tiny_b),
+            );
+            if RANGE {
+                // var + eps out of [LOW, HIGH] (`wide::out_of_range`), known to occur only when
+                // the forward found a wide row.
+                let ve = f64x2_add(ld_or(self.var.add(r)), self.eps);
+                let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
+                let out_of_range = v128_or(
+                    v128_and(f64x2_gt(ve, zero), f64x2_lt(ve, low)),
+                    v128_and(f64x2_gt(ve, high), f64x2_lt(ve, f64x2_splat(f64::INFINITY))),
+                );
+                bounded = v128_andnot(bounded, out_of_range);
+            }
+            v128_not(bounded)
+        };
         let wide = if one { i64x2_shuffle::<0, 2>(wide, zero) } else { wide };
         if v128_any_true(wide) {
-            mark_wide(wide, [a, b, k_mu], pairs.add(r), aux.add(r), inv_std_mut.add(r));
+            mark_wide(wide, [a, b, k_mu], pairs.add(r), self.aux.add(r), self.inv_std_mut.add(r));
             return true;
         }
         false
-    };
-    let even = c / 2 * 2;
-    // `check`: whether rows test the bound at all; `check_range`: whether also var + eps.
-    let all_rows = |check: bool, check_range: bool| {
-        let mut any_wide = false;
-        for i in 0..n {
-            let mut j = 0;
-            while j < even {
-                any_wide |= constants(i, i * c + j, j, false, check, check_range);
-                j += 2;
-            }
-            if j < c {
-                any_wide |= constants(i, i * c + j, j, true, check, check_range);
-            }
-        }
-        any_wide
-    };
-    if ordinary {
-        all_rows(false, false)
-    } else if any_out_of_range {
-        all_rows(true, true)
-    } else {
-        all_rows(true, false)
     }
 }
 
@@ -268,7 +346,13 @@ pub unsafe fn dx_constants(
 /// The pointers valid for the lanes set in `wide`.
 #[inline(never)]
 #[cold]
-unsafe fn mark_wide(wide: v128, abk: [v128; 3], pairs: *mut v128, aux: *mut f64, inv_std: *mut f64) {
+unsafe fn mark_wide(
+    wide: v128,
+    abk: [v128; 3],
+    pairs: *mut v128,
+    aux: *mut f64,
+    inv_std: *mut f64,
+) {
     let [a, b, k] = abk;
     if i64x2_extract_lane::<0>(wide) != 0 {
         *pairs = i64x2_shuffle::<0, 2>(a, b);
