@@ -1,0 +1,83 @@
+/**
+ * A/B of two checkouts of this module in one process, calls interleaved (A B, then B A, ...), so
+ * that the machine's drift hits both alike: per bench shape, a resident training forward (timed
+ * to its read-back) then a backward (likewise), on one WASM thread or on WebGPU.
+ *
+ *   deno run --allow-read --allow-env bench/ab.ts OLD_DIR NEW_DIR [wasm|webgpu] [calls]
+ *
+ * OLD_DIR and NEW_DIR hold a mod.ts each (for example `git archive REV | tar -x -C DIR`).
+ * Prints per shape the p10 (and median) times and NEW/OLD ratios; swap the two to see the
+ * order's own effect (self against self gives ~0.98-1.02 on the 2-core CI VM when quiet).
+ * SHAPE='[64,512,7,7]' limits the run to one shape.
+ */
+
+interface Tensor {
+  read(): Promise<Float32Array>;
+  dispose(): void;
+}
+interface Layer {
+  upload(data: Float32Array, shape: readonly number[]): Promise<Tensor>;
+  forward(x: Tensor): Promise<Tensor>;
+  backward(dy: Tensor): Promise<Tensor>;
+}
+interface Module {
+  SwitchNorm2d: new (c: number, options: { backend: string }) => Layer;
+  setNumThreads?: (n: number) => void;
+}
+
+/** The shapes of the benchmarks: [N, C, H, W]. */
+const SHAPES = [[8, 64, 56, 56], [32, 256, 14, 14], [2, 32, 128, 128], [64, 512, 7, 7]];
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length * q)];
+}
+
+if (import.meta.main) {
+  const [dirA, dirB, backend = "wasm", callsArg] = Deno.args;
+  if (!dirA || !dirB || !["wasm", "webgpu"].includes(backend)) {
+    console.error("usage: bench/ab.ts OLD_DIR NEW_DIR [wasm|webgpu] [calls]");
+    Deno.exit(2);
+  }
+  const calls = Number(callsArg ?? (backend === "webgpu" ? 40 : 300));
+  const url = (dir: string) => new URL(`${dir.replace(/\/$/, "")}/mod.ts`, `file://${Deno.cwd()}/`);
+  const mods: Module[] = [await import(url(dirA).href), await import(url(dirB).href)];
+  // One thread on both sides (a checkout from before threads has no setNumThreads).
+  for (const m of mods) m.setNumThreads?.(1);
+  const only = Deno.env.get("SHAPE");
+  for (const shape of SHAPES.filter((s) => !only || JSON.stringify(s) === only)) {
+    const n = shape.reduce((a, b) => a * b);
+    const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 2 + (i % 5));
+    const dyData = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11));
+    const sides = await Promise.all(mods.map(async (m) => {
+      const layer = new m.SwitchNorm2d(shape[1], { backend });
+      return { layer, x: await layer.upload(x, shape), dy: await layer.upload(dyData, shape) };
+    }));
+    const fwd: number[][] = [[], []], bwd: number[][] = [[], []];
+    for (let i = 0; i < calls; i++) {
+      for (const s of i % 2 ? [1, 0] : [0, 1]) {
+        const { layer, x, dy } = sides[s];
+        let t0 = performance.now();
+        const y = await layer.forward(x);
+        await y.read();
+        fwd[s].push(performance.now() - t0);
+        t0 = performance.now();
+        const dx = await layer.backward(dy);
+        await dx.read();
+        bwd[s].push(performance.now() - t0);
+        y.dispose();
+        dx.dispose();
+      }
+    }
+    const line = (name: string, t: number[][]) => {
+      const [a, b] = [quantile(t[0], 0.1), quantile(t[1], 0.1)];
+      const med = quantile(t[1], 0.5) / quantile(t[0], 0.5);
+      return `${name} ${a.toFixed(2)} -> ${b.toFixed(2)} ms (p10 ${(b / a).toFixed(3)}x, ` +
+        `median ${med.toFixed(3)}x)`;
+    };
+    console.log(
+      `${backend} ${JSON.stringify(shape)}: ${line("forward", fwd)}; ${line("backward", bwd)}`,
+    );
+  }
+  Deno.exit(0);
+}
