@@ -13,7 +13,12 @@ export interface Importance {
   readonly vjp: (g: ArrayLike<number>) => Float64Array;
 }
 
-/** softmax(v) = exp(v) / sum exp(v); J^T g = w * (g - <w, g>). */
+/**
+ * softmax(v) = exp(v) / sum exp(v); J^T g = w * (g - <w, g>), formed as
+ * w_i sum_j w_j (g_i - g_j) (the same, as sum w = 1): the differences first, so that entries of g
+ * that are equal (IN and LN of one channel) give exactly 0 where g - <w, g> would leave the
+ * rounding of <w, g>, which at |g| ~ 1e56 is ~1e40 and +Infinity in float32.
+ */
 export function softmax(v: ArrayLike<number>): Importance {
   let max = -Infinity;
   for (let i = 0; i < v.length; i++) max = Math.max(max, v[i]);
@@ -23,8 +28,7 @@ export function softmax(v: ArrayLike<number>): Importance {
   return {
     weights: w,
     vjp(g) {
-      const dot = w.reduce((a, wi, i) => a + wi * g[i], 0);
-      return w.map((wi, i) => wi * (g[i] - dot));
+      return w.map((wi, i) => wi * w.reduce((a, wj, j) => a + wj * (g[i] - g[j]), 0));
     },
   };
 }

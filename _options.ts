@@ -31,9 +31,9 @@ const MAX_FEATURES = 2 ** 28;
 /** Options shared by every SwitchNorm layer. */
 export interface SwitchNormOptions {
   /**
-   * Added to the variance before the square root. 0, or finite and at least 2^-126
-   * (1.18e-38, float32's smallest normal number: a smaller positive eps would be a subnormal that
-   * GPUs may flush to 0). Default 1e-5.
+   * Added to the variance before the square root. 0, or from 2^-126 (1.18e-38, float32's
+   * smallest normal number: a smaller positive eps would be a subnormal that GPUs may flush to 0)
+   * to float32's largest number (3.4e38). Default 1e-5. Others throw a RangeError.
    */
   eps?: number;
   /** Moving-average momentum in [0, 1]: `running = momentum*running + (1-momentum)*batch`. */

@@ -17,6 +17,10 @@ import {
  * threads are not supported (no Worker, no SharedArrayBuffer or Atomics, a worker that fails to
  * start) every call does, and the layer's `backendInfo.reason` says why.
  *
+ * Each thread beyond the first is a worker the pool starts at the first large call: in Deno
+ * starting one blocks ~30-110 ms and holds ~10 MB, so counts far above the cores cost seconds and
+ * gigabytes (1000 threads on 2 cores: a first call of ~60 s and ~12 GB) and gain nothing.
+ *
  * @param n The number of threads, an integer from 1 to 1024 (the calling thread counts as one).
  * @throws {TypeError} when n is not a number.
  * @throws {RangeError} when n is not an integer from 1 to 1024.

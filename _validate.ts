@@ -93,9 +93,12 @@ export function checkFiniteIn(what: string, value: unknown, min: number, max: nu
 /** float32's smallest normal number, 2^-126. */
 export const FLOAT32_MIN_NORMAL = 2 ** -126;
 
+/** float32's largest finite number, (2 - 2^-23) 2^127. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
 /**
- * Throws unless `value` is a valid eps: 0, or a finite number of at least float32's smallest
- * normal number (2^-126, about 1.18e-38). Every backend adds eps to a variance; a positive eps
+ * Throws unless `value` is a valid eps: 0, or a number from float32's smallest normal number
+ * (2^-126, about 1.18e-38) to its largest (about 3.4e38). Every backend adds eps to a variance; a positive eps
  * below that would be a float32 subnormal, which GPUs may flush to 0 (WGSL allows it), so the
  * same layer would silently mean eps = 0 on one backend and eps > 0 on another.
  */
@@ -105,6 +108,12 @@ export function checkEps(what: string, value: unknown): number {
     throw new RangeError(
       `${what} must be 0 or at least 2^-126 (1.1754943508222875e-38, float32's smallest normal ` +
         `number; a smaller eps is a subnormal that GPUs may flush to 0), got ${eps}`,
+    );
+  }
+  if (eps > FLOAT32_MAX) {
+    throw new RangeError(
+      `${what} must be at most float32's largest number (3.4028234663852886e38; a larger eps is ` +
+        `+Infinity in float32, which made WebGPU's y 0), got ${eps}`,
     );
   }
   return eps;

@@ -1,9 +1,13 @@
 /**
- * softmax, sparsemax and sparsestmax (Sparse SN), and their backward passes.
+ * softmax, sparsemax and sparsestmax (Sparse SN), and their backward passes; the logit
+ * gradients of a layer where two terms are one statistic, on every backend.
  */
 import assert from "node:assert/strict";
 import { softmax, sparsemax, sparsestmax } from "../_importance.ts";
 import { assertClose } from "./_close.ts";
+import { testEachBackend } from "./_backends.ts";
+import { SwitchNorm2d } from "../mod.ts";
+import { seededRandom } from "../examples/_data.ts";
 
 const FD = { atol: 1e-7, rtol: 1e-6, why: "float64 central differences, h = 1e-6" };
 
@@ -32,6 +36,23 @@ Deno.test("sparsemax projects onto the simplex and zeroes what falls below the t
   ]);
   assert.deepEqual([...sparsemax([2, 0, 0])], [1, 0, 0]);
   assertClose(sparsemax([0.5, 0.3, -1]), [0.6, 0.4, 0], FD, "sparsemax");
+});
+
+Deno.test("softmax's backward gives exactly 0 for equal entries of g, however large", () => {
+  // g - <w, g> left the rounding of <w, g>: ~1e40 at |g| ~ 1e56, +Infinity once in float32.
+  for (const v of [[0.3, -0.6], [1, 0.25, -2], [30, 0, -30]]) {
+    for (const big of [1.2345e56, -7.7e200, 3]) {
+      const g = v.map(() => big);
+      assert.deepEqual([...softmax(v).vjp(g)].map((x) => x + 0), v.map(() => 0));
+    }
+  }
+  // Two equal entries beside another: the gradient is w_i w_2 (g_i - g_2) for the equal ones.
+  const s = softmax([0.4, -1.1, 0.2]);
+  const [w0, w1, w2] = s.weights;
+  const g = [1e56, 1e56, 1e56 + 2e40];
+  const gap = g[0] - g[2]; // exact (Sterbenz): one ulp of 1e56 is ~1.5e40
+  const [d0, d1] = s.vjp(g);
+  assertClose([d0, d1], [w0 * w2 * gap, w1 * w2 * gap], FD, "softmax, two equal entries");
 });
 
 Deno.test("the backward passes of softmax and sparsestmax equal finite differences", () => {
@@ -194,3 +215,27 @@ Deno.test("sparsestmax takes a point that leaves the simplex to the top two logi
     );
   }
 });
+
+await testEachBackend(
+  "IN and LN of one channel are one statistic: their logit gradients are exactly 0, even under dy ~1e35",
+  async (backend) => {
+    // C = 1 without BN: the IN and LN terms are the same, so the output does not depend on how the
+    // logits split the weight between them. Before, softmax's backward left the rounding of
+    // <w, dL/dw> (dots ~1e56): mean_weight's gradient -Infinity (reference and WASM), 2.7e25 on
+    // rows of 1e10 under dy 1e30, 1.6e-16 on ordinary data.
+    for (const [value, dyScale, m] of [[-1.6485e16, 8e34, 294], [1e10, 1e30, 49], [3, 1, 16]]) {
+      const random = seededRandom(5);
+      const x = Float32Array.from({ length: 2 * m }, (_, i) => value + (i % 3 ? 0 : random()));
+      const dy = Float32Array.from({ length: 2 * m }, () => (random() * 2 - 1) * dyScale);
+      const layer = new SwitchNorm2d(1, { backend, usingBN: false });
+      layer.loadStateDict({
+        mean_weight: new Float32Array([0.3, -0.6]),
+        var_weight: new Float32Array([-0.2, 0.5]),
+      }, { strict: false });
+      await layer.forward(x, [2, 1, 1, m]);
+      await layer.backward(dy);
+      const grads = layer.grads!;
+      assert.deepEqual([...grads.mean_weight, ...grads.var_weight].map((g) => g + 0), [0, 0, 0, 0]);
+    }
+  },
+);

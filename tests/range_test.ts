@@ -41,6 +41,20 @@ Deno.test("an eps between 0 and float32's smallest normal number is refused, nam
   assert.equal(new SwitchNorm2d(2, { eps: 2 ** -126 }).eps, 2 ** -126);
 });
 
+Deno.test("an eps above float32's largest number is refused, naming it", () => {
+  // 1e39 is +Infinity in float32: WebGPU gave y = 0 where the float64 reference has 1.7e13.
+  for (const eps of [1e39, 3.5e38, Number.MAX_VALUE]) {
+    assert.throws(
+      () => new SwitchNorm2d(2, { eps }),
+      (e: unknown) =>
+        e instanceof RangeError && /eps must be at most float32's largest number/.test(e.message) &&
+        e.message.includes(`got ${eps}`),
+    );
+    assert.throws(() => new SwitchNorm1d(2, { eps }), RangeError);
+  }
+  assert.equal(new SwitchNorm2d(2, { eps: 3.4028234663852886e38 }).eps, 3.4028234663852886e38);
+});
+
 /**
  * SwitchNorm2d without BN (so that each sample's rows share a scale through LN) on [4, 3, 5, 7]
  * with eps 0: samples scaled by 1e19, 1, 1e-22 and 1, so that rows of 35 floats (the four-row
