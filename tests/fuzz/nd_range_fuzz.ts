@@ -6,6 +6,7 @@
  * forward + backward on the running buffers, or an evaluation on loaded far running buffers.
  *
  *   deno run -A tests/fuzz/nd_range_fuzz.ts FIRST_SEED LAST_SEED
+ *   FUZZ_BACKEND=wasm deno run -A tests/fuzz/nd_range_fuzz.ts FIRST_SEED LAST_SEED
  *
  * prints each seed whose results differ from the reference beyond the tolerances of
  * tests/_tolerances.ts (y and dx with atol times their channel's scale) AND beyond a
@@ -21,7 +22,7 @@
 import { SwitchNorm2d, SwitchNorm3d } from "../../mod.ts";
 import { seededRandom } from "../../examples/_data.ts";
 
-type B = "reference" | "webgpu";
+type B = "reference" | "webgpu" | "wasm";
 const f32 = (v: number) => Math.fround(v);
 export interface Case {
   kind: "2d" | "3d";
@@ -396,7 +397,7 @@ if (import.meta.main) {
       continue;
     }
     try {
-      got = await runCase(k, "webgpu");
+      got = await runCase(k, (Deno.env.get("FUZZ_BACKEND") ?? "webgpu") as B);
     } catch (e) {
       console.log(seed, "GPU THROWS", String(e).slice(0, 200));
       continue;
