@@ -459,18 +459,24 @@ fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
 // v * 2^k for a float32 v whose result may lie below float32's normal range: there the
 // subnormal (or 0) that float32 rounds it to (to nearest, ties to even), built from the bits;
 // elsewhere scale2. For values that are stored, not computed with (a GPU may flush them).
+// A subnormal v counts by its bits too (a running_var of 2.8e-45 written in a unit of 2^-9).
 fn scale2_round(v: f32, k: i32) -> f32 {
   let b = bitcast<u32>(v);
-  let e = i32((b >> 23u) & 0xffu);
+  var e = i32((b >> 23u) & 0xffu);
+  var full = (b & 0x007fffffu) | 0x00800000u;
+  if (e == 0 && (b & 0x007fffffu) != 0u) {
+    let lz = countLeadingZeros(b & 0x007fffffu) - 8u; // brings the leading 1 to bit 23
+    full = (b & 0x007fffffu) << lz;
+    e = 1 - i32(lz);
+  }
   let ne = e + k;
-  if (e == 0 || e == 255 || ne > 0) {
+  if ((b & 0x7fffffffu) == 0u || e == 255 || ne > 0) {
     return scale2(v, k);
   }
   let sh = u32(1 - ne); // v 2^k = full 2^(ne - 150); subnormals are multiples of 2^-149
   if (sh > 24u) {
     return bitcast<f32>(b & 0x80000000u);
   }
-  let full = (b & 0x007fffffu) | 0x00800000u;
   let q = full >> sh;
   let rem = full & ((1u << sh) - 1u);
   let half = 1u << (sh - 1u);
@@ -774,11 +780,16 @@ const _BACKWARD_COMMON: string =
 //          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
 //          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
 //          leave float32's range there, their mantissas do not.
+//   eb: the variance dots b are in units of 2^(e2 + eb) (0 for in-range data): they can lie
+//       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
+//       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
+//       more than one float32 unit holds), so they take a unit of their own.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
+  eb: i32,
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
@@ -789,6 +800,7 @@ struct RowGrad {
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
+  eb: i32,
   dy_unit: i32,
 }
 
@@ -828,42 +840,48 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
-  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
+  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0));
+  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0));
+  let pbz = all(p.b == vec4<f32>(0.0));
+  let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
+  let eb = e2.xy + vec2<i32>(p.eb, q.eb);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
+  let ub = common_unit(pbz, qbz, eb.x, eb.y);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
     p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
   );
+  let flags = g_flags(
+    p.flags | q.flags,
+    unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
+    unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
+    unit_of_pair(pz, qz, e2.x, e2.y),
+  );
   return Grad(
     s,
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
-    p.b * u2.x * u2.y + q.b * u2.z * u2.w,
-    g_flags(
-      p.flags | q.flags,
-      unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
-      unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
-      unit_of_pair(pz, qz, e2.x, e2.y),
-    ),
+    p.b * ub.x * ub.y + q.b * ub.z * ub.w,
+    flags,
+    unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -898,9 +916,37 @@ fn wide_centred(t: Term, w: WideMap) -> f32 {
   return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
-fn wide_var(t: Term, w: WideMap) -> f32 {
-  let f = pow2(unit_of(t.flags) - w.e);
-  return t.variance * f * f;
+// The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
+// zeros), d = (var_0 - var, var_1 - var, var_2 - var, var) with var = sum_j wvar_j var_j, in
+// units of 2^(2u): u is the std exponent of the largest term variance, not the mix's unit 2^e
+// (fallback e where every variance is 0). In the mix's unit the squares of f_k = 2^(u_k - e)
+// left variances far below it at 0: an evaluation on a running_var of 2.8e-45 (subnormal, or
+// so in the unit of sqrt(eps) its group takes) beside constant rows of 1e14 (units of 2^50) had
+// every variance difference 0 there, and var_weight's gradient, those differences times a huge
+// gv, 2^80 off. Each variance enters by its bits (scale2, exact where the result is normal), so
+// that one subnormal in its own unit counts on GPUs that flush subnormal operands.
+struct VarDiffs {
+  d: vec4<f32>,
+  u: i32,
+}
+
+fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
+  let top = max(max(term_std_exp(t0), term_std_exp(t1)), term_std_exp(t2));
+  let u = select(top, e, top == -1000);
+  let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u));
+  let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u));
+  let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u));
+  let v = P.wvar.x * v0 + P.wvar.y * v1 + P.wvar.z * v2;
+  return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
+}
+
+// unit + floor(log2 variance) / 2 of a term (its std's exponent, from the bits: subnormal
+// variances included); -1000 for a variance of 0.
+fn term_std_exp(t: Term) -> i32 {
+  let b = bitcast<u32>(t.variance) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  let x = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^x <= |v| < 2^(x + 1)
+  return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
 }
 
 // The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
@@ -971,19 +1017,23 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
   let xa = exponent_of(top_a);
   let xb = exponent_of(top_b);
-  let dots_e = max(select(-2000, xa + ea, xa > -1000), select(-2000, xb + eb, xb > -1000));
+  let dots_a = select(-2000, xa + ea, xa > -1000);
+  let dots_b = select(-2000, xb + eb, xb > -1000);
   // The unit puts the largest field at 2^100 (k = 0 before: the unit of dy), so that fields far
   // below it keep 2^226 of range: variance dots ~2^-140 in the unit of dy 1e15 beside mean dots
   // and dbeta near 1 (gamma 1e-6 or 1, rows of std 1e-19 under eps 1e-5) were flushed to 0. Layout
   // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
   // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
+  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), by the same rule.
   let xz = finite_exponent_of(s.z);
   let xw = finite_exponent_of(s.w);
-  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_e);
+  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_a);
   let k = select(0, max(top - 100, -400), top > -2000);
+  let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
+  let flags = g_flags(0u, e0, e1, d + k);
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -1030,7 +1080,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -1039,7 +1089,7 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let gv = -0.5 * (s * s) * gamma * d * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0);
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -1065,11 +1115,11 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -1101,21 +1151,27 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
   let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
-  let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
+  // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
+  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
+  let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
-  let eb = egv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
+  let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
-  let k = max(max(max(ea, eb) + 1 + g, ezw) - 100, -120);
+  let k = max(max(ea + 1 + g, ezw) - 100, -120);
+  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), by the same rule.
+  let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
   let ka = g - k + egm;
-  let kb = g - k + egv;
+  let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
-  return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
+  let flags = g_flags(0u, e0, e1, d_unit + k);
+  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
@@ -1837,10 +1893,14 @@ fn main(
         // running_var of a dead channel, 1e-14, stays on the hot path.)
         let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
+        // The variance rounded to what float32 holds in the unit (scale2_round), not flushed:
+        // below sqrt(eps)'s unit a running_var of 2.8e-45 is subnormal there; negligible in
+        // the mix beside eps, it is the whole of var_k - var in the backward's variance dots
+        // beside constant rows (var_diffs, backward_common.wgsl), which read it by its bits.
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
-          select(scale2(rv, -2 * u), 0.0, bad != 0u),
+          select(scale2_round(rv, -2 * u), 0.0, bad != 0u),
           unit_flags(bad, u),
           0.0,
         );
@@ -2668,11 +2728,11 @@ fn main(
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
     return;
   }
   let s = inv_std(m);
@@ -2696,7 +2756,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -2768,11 +2828,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
@@ -2801,13 +2861,15 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
-  let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
+  let vd = var_diffs(t_in, t_ln, t_bn, w.e);
+  let cb = vd.d;
   let ma = finite_abs(ca);
   let mb = finite_abs(cb);
   let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
   // The variances' differences with their exponent apart beyond 2^60, and where they are tiny
-  // in the mix's unit (data of std 1e-20 under eps 1e-5: ~2^-116), so that gv times them is not
-  // flushed.
+  // in their unit (data of std 1e-20 under eps 1e-5: ~2^-116 in the unit eps sets), so that gv
+  // times them is not flushed.
   let xv = exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w)));
   let ev = select(clamp(xv, -200, 0), xv - 60, xv > 60);
   var a = gm * (ca * pow2(-em));
@@ -2816,7 +2878,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
 }
 `;
 
@@ -2907,7 +2969,7 @@ fn main(
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
-        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
+        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
@@ -2921,7 +2983,7 @@ fn main(
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
-      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
+      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -3036,6 +3098,7 @@ var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
+var<workgroup> w_eb: array<i32, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -3067,20 +3130,22 @@ fn main(
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
+  w_eb[lid] = acc.eb;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
+      w_eb[lid] = sum.eb;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -3158,7 +3223,7 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags);
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.eb);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);

@@ -450,18 +450,24 @@ fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
 // v * 2^k for a float32 v whose result may lie below float32's normal range: there the
 // subnormal (or 0) that float32 rounds it to (to nearest, ties to even), built from the bits;
 // elsewhere scale2. For values that are stored, not computed with (a GPU may flush them).
+// A subnormal v counts by its bits too (a running_var of 2.8e-45 written in a unit of 2^-9).
 fn scale2_round(v: f32, k: i32) -> f32 {
   let b = bitcast<u32>(v);
-  let e = i32((b >> 23u) & 0xffu);
+  var e = i32((b >> 23u) & 0xffu);
+  var full = (b & 0x007fffffu) | 0x00800000u;
+  if (e == 0 && (b & 0x007fffffu) != 0u) {
+    let lz = countLeadingZeros(b & 0x007fffffu) - 8u; // brings the leading 1 to bit 23
+    full = (b & 0x007fffffu) << lz;
+    e = 1 - i32(lz);
+  }
   let ne = e + k;
-  if (e == 0 || e == 255 || ne > 0) {
+  if ((b & 0x7fffffffu) == 0u || e == 255 || ne > 0) {
     return scale2(v, k);
   }
   let sh = u32(1 - ne); // v 2^k = full 2^(ne - 150); subnormals are multiples of 2^-149
   if (sh > 24u) {
     return bitcast<f32>(b & 0x80000000u);
   }
-  let full = (b & 0x007fffffu) | 0x00800000u;
   let q = full >> sh;
   let rem = full & ((1u << sh) - 1u);
   let half = 1u << (sh - 1u);
