@@ -82,7 +82,6 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
     dWeight[j] = flagged ? NaN : f[at + 2] * unit;
     dBias[j] = f[at + 3] * unit;
   }
-  if (Deno.env.get("GSUB_DEBUG")) console.log("sums", { meanDots, varDots, sa, sb, w: Array.from(u.slice(0, 16 * (n + c))).map((v, i) => i % 16 === 12 ? v.toString(16) : f[i]) });
   return { dWeight, dBias, meanDots, varDots, gmB, gvB };
 }
 

@@ -1596,6 +1596,82 @@ for (const backend of ["wasm", "webgpu"] as const) {
 }
 
 /**
+ * Issue 10, found by tests/fuzz/nd_range_fuzz.ts (seed 987, reduced): an evaluation on a loaded
+ * `running_var` of 2.8e-45 (float32's second smallest subnormal) beside samples that each
+ * repeat one value of 1e11 .. 1e15 (IN and LN variances 0), eps 1e-5. The BN variance is
+ * negligible in the mix beside eps, but var_k - var, which the var_weight gradient sums times
+ * dL/dvar (~1e22 here), is that variance alone: ~1e-23 in the reference. WebGPU's wide rows
+ * formed those differences in the unit of the rows' means (2^50), where 2.8e-45 is 0, and kept
+ * the variance dots in one unit with the mean dots (~2e17, 2^133 above): var_weight's gradient
+ * was 0 (the fuzzed case: 327 where the reference has 4.4e26).
+ */
+async function subnormalRunningVarDots(backend: Backend) {
+  const shape = [3, 1, 1, 16], m = 16, means = [6.4e14, -8.4e10, 3e13];
+  const random = seededRandom(987);
+  const x = Float32Array.from({ length: 3 * m }, (_, i) => means[Math.floor(i / m)]);
+  const dy = Float32Array.from({ length: 3 * m }, () => random() * 2 - 1);
+  const state = {
+    weight: new Float32Array([1.5]),
+    bias: new Float32Array([0.3]),
+    mean_weight: new Float32Array([-0.9, 2.1, 1.6]),
+    var_weight: new Float32Array([-0.14, 2.87, 2.07]),
+    running_mean: new Float32Array([-174639.23]),
+    running_var: new Float32Array([2.8e-45]),
+  };
+  const layer = new SwitchNorm2d(1, { backend, eps: 1e-5 });
+  layer.loadStateDict(state);
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  const scales = termScales({
+    layout: "nd",
+    n: 3,
+    c: 1,
+    m,
+    eps: 1e-5,
+    usingBN: true,
+    training: false,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+    runningMean: state.running_mean,
+    runningVar: state.running_var,
+  });
+  return { y, dx, grads: layer.grads, scales };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "var_weight's gradient on a running_var of 2.8e-45 beside constant samples of 1e11 .. 1e15 matches the float64 reference",
+    async () => {
+      const want = await subnormalRunningVarDots("reference");
+      const got = await subnormalRunningVarDots(backend);
+      assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, "y");
+      assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, "dx");
+      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertCloseToScale(
+          got.grads[k],
+          want.grads[k],
+          want.scales[k],
+          GRAD_SCALED,
+          `grad of ${k}`,
+        );
+      }
+      // The term scale of a logit gradient is the size of its terms (~1e-23 here): no
+      // cancellation, so hold it to GRAD relative to itself as well.
+      const vw = want.grads.var_weight;
+      const size = Math.max(...Array.from(vw, Math.abs));
+      assert.ok(size > 1e-24, `reference var_weight gradient ${vw}`);
+      assertClose(got.grads.var_weight, vw, { ...GRAD, atol: GRAD.atol * size }, "var_weight");
+    },
+  );
+}
+
+/**
  * Issue 10: an evaluation with eps 0 on a loaded `running_var` of 0 whose samples each repeat one
  * value (1.5, -2, 3e20: IN and LN variances 0 too), so that the mix's variance is exactly 0 in
  * channels 0 and 1. There x - mu = w_bn (x - running_mean) is far from 0 (running_mean 0.5 and
