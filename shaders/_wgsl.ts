@@ -59,6 +59,12 @@ const P_BN_PARTS: u32 = 256u;
 const P_BN_MERGE: u32 = 512u;
 // sn_group_stats: rows span several segments, write var_lo (pair.wgsl).
 const P_PAIRS: u32 = 1024u;
+// A mixing weight below float32's normal range (Params.wmean_e / wvar_e): the backward's dx
+// coefficients of every row take the wide passes (sn_bwd_coef, sn1d_bwd_wide_dx), whose sums
+// keep exponents apart. Such a weight lets a term's mean lie ~2^72 stds from the mix's (a
+// constant row of 1e12 whose variance is that weight times an LN variance of 1e23), where the
+// plain products gv (mu_k - mu) of the hot passes overflow.
+const P_TINY_WEIGHTS: u32 = 2048u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -111,6 +117,28 @@ struct Params {
   // the window's LN groups at groups[n - row_base], the BN copy likewise. 0 and 0 without.
   row_base: u32,
   stat_bn_base: u32,
+  // A mixing weight w below float32's normal range (logits ~87 apart) is wmean / wvar's
+  // mantissa in [1/2, 1) times f1 f2 = 2^e (two normal powers of two) and e; every other weight
+  // is its float32 rounding with f1 = f2 = 1, e = 0 (backends/_webgpu_weights.ts). Every
+  // weighted product goes through weighted_mean / weighted_var (or adds e to an exponent), so that such a
+  // weight times a huge statistic counts: its subnormal float32 rounding was ~1.5% off (y ~1%
+  // off), and 0 where a GPU flushes subnormal operands.
+  wmean_f1: vec4<f32>,
+  wmean_f2: vec4<f32>,
+  wvar_f1: vec4<f32>,
+  wvar_f2: vec4<f32>,
+  wmean_e: vec4<i32>,
+  wvar_e: vec4<i32>,
+}
+
+// wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
+// p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
+fn weighted_mean(k: u32, p: f32) -> f32 {
+  return p * P.wmean_f1[k] * P.wmean_f2[k];
+}
+
+fn weighted_var(k: u32, p: f32) -> f32 {
+  return p * P.wvar_f1[k] * P.wvar_f2[k];
 }
 
 
@@ -251,14 +279,14 @@ struct Mixed {
 }
 
 fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+  return Mixed(hi, weighted_mean(k, P.wmean[k] * lo), weighted_var(k, P.wvar[k] * variance), flags);
 }
 
 fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
   return Mixed(
     m.hi,
-    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
-    m.variance + P.wvar[k] * variance,
+    m.lo + weighted_mean(k, P.wmean[k] * ((hi - m.hi) + lo)),
+    m.variance + weighted_var(k, P.wvar[k] * variance),
     m.flags | flags,
   );
 }
@@ -536,9 +564,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
   // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
   // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
-  let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
-    unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
-    max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
+  let v_e = max(max(unit_of(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
+    unit_of(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
+    max(unit_of(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
@@ -550,10 +578,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
-  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
-    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
-  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
-    P.wvar.z * (t2.variance * f2 * f2);
+  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
+    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
+    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
+  let variance = weighted_var(0u, P.wvar.x * (t0.variance * f0 * f0)) + weighted_var(1u, P.wvar.y * (t1.variance * f1 * f1)) +
+    weighted_var(2u, P.wvar.z * (t2.variance * f2 * f2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
@@ -565,6 +594,13 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
+// product of 0): a weight below float32's normal range still sets the mix's std unit.
+fn weighted_exp(k: u32, v: f32) -> i32 {
+  let x = exponent_of(P.wvar[k] * v);
+  return select(x + P.wvar_e[k], x, x == -1000);
 }
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
@@ -715,8 +751,11 @@ const _SN1D_MIX: string =
 // default logits) keep LN first, as before; the variances add the same two products either way.
 
 // Whether BN's mean weight is the larger (a uniform: every element takes the same order).
+// (A weight below float32's normal range has a larger exponent factor apart, Params.wmean_e.)
 fn bn_anchors() -> bool {
-  return P.wmean[1] > P.wmean[0];
+  let e0 = P.wmean_e[0];
+  let e1 = P.wmean_e[1];
+  return select(P.wmean[1] > P.wmean[0], e1 > e0, e0 != e1);
 }
 
 // The unscaled mix of LN and BN (mix_first then mix_add), anchored at the heavier term.
@@ -734,7 +773,7 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e;
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  let lo = P.wmean[1] * bn.lo * pow2(u_bn) + P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln));
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
@@ -936,7 +975,7 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
   let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u));
   let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u));
   let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u));
-  let v = P.wvar.x * v0 + P.wvar.y * v1 + P.wvar.z * v2;
+  let v = weighted_var(0u, P.wvar.x * v0) + weighted_var(1u, P.wvar.y * v1) + weighted_var(2u, P.wvar.z * v2);
   return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
 }
 
@@ -1069,12 +1108,14 @@ const _SN1D_BWD_ELEMENT: string =
 // \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX or is subnormal (dy_is_wide), or its gamma / std is factor-wide
-// (common.wgsl). sn1d_bwd_reduce tests the first two per element (element_is_wide_hot) and the
-// last per tile column.
+// |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
+// (common.wgsl), or a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
+// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32). sn1d_bwd_reduce tests the first two
+// per element (element_is_wide_hot) and the last two per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u;
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -1814,7 +1855,7 @@ fn list_if_scaled(g: u32, flags: u32) {
 // \`variance\` in real units (an unscaled group's).
 fn list_if_wide(g: u32, flags: u32, variance: f32) {
   let c = g - P.groups_ln;
-  let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
+  let factor = g >= P.groups_ln && factor_wide(affine[c], weighted_var(1u, P.wvar.y * variance) + P.eps);
   // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
   // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
   let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
@@ -2788,8 +2829,8 @@ fn long_residual(m: Mixed) -> f32 {
 // they are close): the mixing weights' float32 rounding then scales the differences instead of
 // leaving var_k (sum_j wvar_j - 1) behind.
 fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
-  return P.wvar.x * ((v.x - v0.x) + (v.y - v0.y)) + P.wvar.y * ((v.x - v1.x) + (v.y - v1.y)) +
-    P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
+  return weighted_var(0u, P.wvar.x * ((v.x - v0.x) + (v.y - v0.y))) + weighted_var(1u, P.wvar.y * ((v.x - v1.x) + (v.y - v1.y))) +
+    weighted_var(2u, P.wvar.z * ((v.x - v2.x) + (v.y - v2.y)));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
@@ -2939,7 +2980,7 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance + P.eps)) {
+    if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
   }
@@ -2958,7 +2999,7 @@ fn main(
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
-  let tile_wide = atomicLoad(&t_gamma_wide) != 0u;
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
@@ -3154,7 +3195,9 @@ fn main(
     // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
     // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
-    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags))) {
+    // (Every group where a mixing weight is below float32's normal range: P_TINY_WEIGHTS.)
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
+      (P.flags & P_TINY_WEIGHTS) != 0u)) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }
@@ -3227,25 +3270,26 @@ fn main(
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
-  var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
-  var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
-    P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
+  var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, P.wvar[1] * lg.s.y / cf);
+  var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, P.wmean[1] * lg.s.x / cf) +
+    weighted_var(1u, P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y);
   var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
-  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps)) {
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
   let nb = P.batch;
-  gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
+  gvar = select(gvar, gvar + weighted_var(2u, P.wvar[2] * bg.s.y / nb), bn_x);
   gmu = select(
     gmu,
-    gmu + P.wmean[2] * bg.s.x / nb +
-      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
+    gmu + weighted_mean(2u, P.wmean[2] * bg.s.x / nb) +
+      weighted_var(2u, P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y),
     bn_x,
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
@@ -3286,22 +3330,31 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let u_in = unit_of(p.flags);
   let e_ln = max(u_in, unit_of(ln.flags));
   let e_bn = max(u_in, unit_of(bn.flags));
-  let d_ln = mean_diff(p, ln, e_ln);
-  let d_bn = mean_diff(p, bn, e_bn);
+  // Their exponents apart (exact): gv's mantissa times a mean difference far above the mix's
+  // std (a variance weight below float32's normal range) would overflow.
+  let d_ln_full = mean_diff(p, ln, e_ln);
+  let d_bn_full = mean_diff(p, bn, e_bn);
+  let x_ln = max(0, finite_exponent_of(d_ln_full));
+  let x_bn = max(0, finite_exponent_of(d_bn_full));
+  let d_ln = scale2(d_ln_full, -x_ln);
+  let d_bn = scale2(d_bn_full, -x_bn);
   let cf = f32(P.c);
   let nb = P.batch;
   var gvar = XF(0.0, 0);
-  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u));
-  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u));
+  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
+  let we = P.wvar_e;
+  let me = P.wmean_e;
+  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
+  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
   var gmu = XF(0.0, 0);
-  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
-  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
-  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln);
+  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
+  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
-  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
-  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
+  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
+  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
   let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
-  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn + x_bn + we[2]);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
   if ((class_bits(gmu.m) | class_bits(gvar.m)) != 0u) {
@@ -3514,13 +3567,13 @@ fn main(
       let bn = groups[P.n + c - P.stat_bn_base];
       let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
-      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
-        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
+      var v = d[j] * affine[c] * inv_std(m) + weighted_mean(0u, P.wmean[0] * lg.s.x / cf) +
+        weighted_var(0u, P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0));
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-      let v_bn = v + P.wmean[1] * bg.s.x / nb +
-        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+      let v_bn = v + weighted_mean(1u, P.wmean[1] * bg.s.x / nb) +
+        weighted_var(1u, P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0));
       v = select(v, v_bn, with_bn);
       bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
@@ -3613,15 +3666,22 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let es = norm_exp(w.scale);
   let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
   v = xf_add(v, t0, d_unit - w.e + g + ed + es);
-  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
-  let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
-  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);
+  // (A weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
+  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + P.wmean_e[0]);
+  // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean
+  // beside the mix's std (a variance weight below float32's normal range) would overflow.
+  let xc_ln_full = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
+  let x_ln = max(0, finite_exponent_of(xc_ln_full));
+  let xc_ln = scale2(xc_ln_full, -x_ln);
+  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + P.wvar_e[0]);
   // The BN terms selected, not branched on: a branch on the uniform flag around them made
   // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
-  let xc_bn = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
-  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u));
+  let xc_bn_full = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
+  let x_bn = max(0, finite_exponent_of(xc_bn_full));
+  let xc_bn = scale2(xc_bn_full, -x_bn);
+  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + P.wmean_e[1]);
   let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
-  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn);
+  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + P.wvar_e[1]);
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
   return select(scale2(v.m, v.e), qnan(), bad);

@@ -176,7 +176,7 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
   let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u));
   let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u));
   let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u));
-  let v = P.wvar.x * v0 + P.wvar.y * v1 + P.wvar.z * v2;
+  let v = weighted_var(0u, P.wvar.x * v0) + weighted_var(1u, P.wvar.y * v1) + weighted_var(2u, P.wvar.z * v2);
   return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
 }
 

@@ -3,12 +3,14 @@
 // `groups` and `affine` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX or is subnormal (dy_is_wide), or its gamma / std is factor-wide
-// (common.wgsl). sn1d_bwd_reduce tests the first two per element (element_is_wide_hot) and the
-// last per tile column.
+// |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
+// (common.wgsl), or a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
+// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32). sn1d_bwd_reduce tests the first two
+// per element (element_is_wide_hot) and the last two per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u;
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {

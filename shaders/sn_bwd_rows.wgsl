@@ -154,8 +154,8 @@ fn long_residual(m: Mixed) -> f32 {
 // they are close): the mixing weights' float32 rounding then scales the differences instead of
 // leaving var_k (sum_j wvar_j - 1) behind.
 fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
-  return P.wvar.x * ((v.x - v0.x) + (v.y - v0.y)) + P.wvar.y * ((v.x - v1.x) + (v.y - v1.y)) +
-    P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
+  return weighted_var(0u, P.wvar.x * ((v.x - v0.x) + (v.y - v0.y))) + weighted_var(1u, P.wvar.y * ((v.x - v1.x) + (v.y - v1.y))) +
+    weighted_var(2u, P.wvar.z * ((v.x - v2.x) + (v.y - v2.y)));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).

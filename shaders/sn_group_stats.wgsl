@@ -66,7 +66,7 @@ fn list_if_scaled(g: u32, flags: u32) {
 // `variance` in real units (an unscaled group's).
 fn list_if_wide(g: u32, flags: u32, variance: f32) {
   let c = g - P.groups_ln;
-  let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
+  let factor = g >= P.groups_ln && factor_wide(affine[c], weighted_var(1u, P.wvar.y * variance) + P.eps);
   // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
   // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
   let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;

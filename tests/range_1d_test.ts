@@ -365,3 +365,17 @@ webgpuTest(
     }
   },
 );
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d with a var_weight of ~4e-44 (logits 100 apart) matches the reference",
+  async () => {
+    // Feature 1 repeats 1e9 in every sample (BN variance 0), so its mixed variance is the LN
+    // variance (~2.5e17) times softmax(var_weight)'s LN weight of 3.7e-44: a float32 subnormal
+    // with 5 significant bits (~1.5% off: y ~0.8% off), or 0 where a GPU flushes it. Such a
+    // weight now goes to the shaders as a mantissa and exponent factors (Params.wvar_f1/f2).
+    const n = 4, c = 2;
+    const x = fill(n, c, 21, (_r, j, u) => j === 1 ? 1e9 : u * 1e-6);
+    const dy = fill(n, c, 22, (_r, _j, u) => u);
+    await assertMatchesToScale({ n, c, eps: 0, x, dy, logits: [0.3, -0.2, -100, 0] });
+  },
+);

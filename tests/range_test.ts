@@ -1672,6 +1672,80 @@ for (const backend of ["wasm", "webgpu"] as const) {
 }
 
 /**
+ * Issue 10: var_weight logits 100 apart, so that softmax gives the LN and BN terms weights of
+ * ~4e-44, below float32's normal range. SwitchNorm2d [2, 2, 4, 4] with eps 0: channel 1 repeats
+ * 1e9 (IN variance 0; BN variance 0 in training, a running_var of 1 in evaluation), so its mixed
+ * variance is ~4e-44 times the LN variance of ~2.5e17 (plus the BN term). WebGPU took the weight
+ * as its float32 rounding, a subnormal with 5 significant bits (0 where a GPU flushes it): y
+ * ~0.8% off and var_weight's gradient NaN. Training, then an evaluation on the buffers it left.
+ */
+async function tinyVarWeight(backend: Backend, training: boolean) {
+  const shape = [2, 2, 4, 4], m = 16;
+  const random = seededRandom(1044);
+  const x = Float32Array.from(
+    { length: 4 * m },
+    (_, i) => Math.floor(i / m) % 2 === 1 ? 1e9 : (random() * 2 - 1) * 1e-6,
+  );
+  const dy = Float32Array.from({ length: 4 * m }, () => random() * 2 - 1);
+  const state = {
+    weight: new Float32Array([1, 1]),
+    bias: new Float32Array([0, 0]),
+    mean_weight: new Float32Array([0, 0, 0]),
+    var_weight: new Float32Array([0, -100, -100]),
+    running_mean: new Float32Array([0, 0]),
+    running_var: new Float32Array([1, 1]),
+  };
+  const layer = new SwitchNorm2d(2, { backend, eps: 0 });
+  layer.loadStateDict(state);
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  const scales = termScales({
+    layout: "nd",
+    n: 2,
+    c: 2,
+    m,
+    eps: 0,
+    usingBN: true,
+    training,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+    runningMean: state.running_mean,
+    runningVar: state.running_var,
+  });
+  return { y, dx, grads: layer.grads, scales };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "var_weight logits 100 apart (mixing weights of ~4e-44) match the float64 reference",
+    async () => {
+      for (const training of [true, false]) {
+        const what = training ? "training" : "evaluation";
+        const want = await tinyVarWeight("reference", training);
+        const got = await tinyVarWeight(backend, training);
+        assertRowsClose(got.y, want.y, Y, 16, `${what}: y`);
+        assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
+        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertCloseToScale(
+            got.grads[k],
+            want.grads[k],
+            want.scales[k],
+            GRAD_SCALED,
+            `${what}: grad of ${k}`,
+          );
+        }
+      }
+    },
+  );
+}
+
+/**
  * Issue 10: an evaluation with eps 0 on a loaded `running_var` of 0 whose samples each repeat one
  * value (1.5, -2, 3e20: IN and LN variances 0 too), so that the mix's variance is exactly 0 in
  * channels 0 and 1. There x - mu = w_bn (x - running_mean) is far from 0 (running_mean 0.5 and
