@@ -61,7 +61,8 @@ const P_BN_MERGE: u32 = 512u;
 const P_PAIRS: u32 = 1024u;
 // A mixing weight below float32's normal range (Params.wmean_e / wvar_e): the backward's dx
 // coefficients of every row take the wide passes (sn_bwd_coef, sn1d_bwd_wide_dx), whose sums
-// keep exponents apart. Such a weight lets a term's mean lie ~2^72 stds from the mix's (a
+// keep exponents apart, and layout "1d" writes every element again in its wide passes (its
+// per-element hot passes mix with the weights' float32 values alone: mix_first_hot). Such a weight lets a term's mean lie ~2^72 stds from the mix's (a
 // constant row of 1e12 whose variance is that weight times an LN variance of 1e23), where the
 // plain products gv (mu_k - mu) of the hot passes overflow.
 const P_TINY_WEIGHTS: u32 = 2048u;
@@ -289,6 +290,18 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
     m.variance + weighted_var(k, P.wvar[k] * variance),
     m.flags | flags,
   );
+}
+
+// mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
+// per-element passes of layout "1d" (sn1d_normalize, sn1d_bwd_reduce, sn1d_bwd_dx), where two
+// multiplications more per weighted term cost lavapipe ~10%: a call with a weight below
+// float32's normal range (P_TINY_WEIGHTS) writes every element again in the wide passes.
+fn mix_first_hot(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags);
 }
 
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
@@ -758,8 +771,17 @@ fn bn_anchors() -> bool {
   return select(P.wmean[1] > P.wmean[0], e1 > e0, e0 != e1);
 }
 
-// The unscaled mix of LN and BN (mix_first then mix_add), anchored at the heavier term.
+// The unscaled mix of LN and BN (mix_first_hot then mix_add_hot), anchored at the heavier term:
+// the per-element hot passes' (a call with a weight below float32's normal range writes every
+// element again in the wide passes, P_TINY_WEIGHTS).
 fn mix_1d(ln: Group, bn: Group) -> Mixed {
+  let b = bn_anchors();
+  let m = mix_first_hot(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
+  return mix_add_hot(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
+}
+
+// mix_1d with every weight's exponent factors (mix_first, mix_add): the wide passes'.
+fn mix_1d_wide(ln: Group, bn: Group) -> Mixed {
   let b = bn_anchors();
   let m = mix_first(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
   return mix_add(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
@@ -1150,7 +1172,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   if (is_scaled(ln.flags | bn.flags)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_1d(ln, bn);
+    let m = mix_1d_wide(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);
@@ -1859,7 +1881,10 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
   // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
   // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
   let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
-  list_if(g, is_scaled(flags) || factor || std0);
+  // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
+  // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
+  let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
+  list_if(g, is_scaled(flags) || factor || std0 || tiny);
 }
 
 fn list_if(g: u32, yes: bool) {
@@ -3195,9 +3220,10 @@ fn main(
     // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
     // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
-    // (Every group where a mixing weight is below float32's normal range: P_TINY_WEIGHTS.)
+    // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
+    // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
-      (P.flags & P_TINY_WEIGHTS) != 0u)) {
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n))) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }
@@ -3565,15 +3591,17 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n - P.row_base];
       let bn = groups[P.n + c - P.stat_bn_base];
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      // The weights' float32 values alone (mix_first_hot): with a weight below float32's normal
+      // range every element is written again by sn1d_bwd_wide_dx (P_TINY_WEIGHTS).
+      let m = mix_add_hot(mix_first_hot(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
-      var v = d[j] * affine[c] * inv_std(m) + weighted_mean(0u, P.wmean[0] * lg.s.x / cf) +
-        weighted_var(0u, P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0));
+      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
+        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-      let v_bn = v + weighted_mean(1u, P.wmean[1] * bg.s.x / nb) +
-        weighted_var(1u, P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0));
+      let v_bn = v + P.wmean[1] * bg.s.x / nb +
+        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
       v = select(v, v_bn, with_bn);
       bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);

@@ -52,7 +52,8 @@ const P_BN_MERGE: u32 = 512u;
 const P_PAIRS: u32 = 1024u;
 // A mixing weight below float32's normal range (Params.wmean_e / wvar_e): the backward's dx
 // coefficients of every row take the wide passes (sn_bwd_coef, sn1d_bwd_wide_dx), whose sums
-// keep exponents apart. Such a weight lets a term's mean lie ~2^72 stds from the mix's (a
+// keep exponents apart, and layout "1d" writes every element again in its wide passes (its
+// per-element hot passes mix with the weights' float32 values alone: mix_first_hot). Such a weight lets a term's mean lie ~2^72 stds from the mix's (a
 // constant row of 1e12 whose variance is that weight times an LN variance of 1e23), where the
 // plain products gv (mu_k - mu) of the hot passes overflow.
 const P_TINY_WEIGHTS: u32 = 2048u;
@@ -280,6 +281,18 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
     m.variance + weighted_var(k, P.wvar[k] * variance),
     m.flags | flags,
   );
+}
+
+// mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
+// per-element passes of layout "1d" (sn1d_normalize, sn1d_bwd_reduce, sn1d_bwd_dx), where two
+// multiplications more per weighted term cost lavapipe ~10%: a call with a weight below
+// float32's normal range (P_TINY_WEIGHTS) writes every element again in the wide passes.
+fn mix_first_hot(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags);
 }
 
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by

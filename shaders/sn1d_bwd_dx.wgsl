@@ -48,15 +48,17 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n - P.row_base];
       let bn = groups[P.n + c - P.stat_bn_base];
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      // The weights' float32 values alone (mix_first_hot): with a weight below float32's normal
+      // range every element is written again by sn1d_bwd_wide_dx (P_TINY_WEIGHTS).
+      let m = mix_add_hot(mix_first_hot(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
-      var v = d[j] * affine[c] * inv_std(m) + weighted_mean(0u, P.wmean[0] * lg.s.x / cf) +
-        weighted_var(0u, P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0));
+      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
+        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-      let v_bn = v + weighted_mean(1u, P.wmean[1] * bg.s.x / nb) +
-        weighted_var(1u, P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0));
+      let v_bn = v + P.wmean[1] * bg.s.x / nb +
+        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
       v = select(v, v_bn, with_bn);
       bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);

@@ -20,8 +20,17 @@ fn bn_anchors() -> bool {
   return select(P.wmean[1] > P.wmean[0], e1 > e0, e0 != e1);
 }
 
-// The unscaled mix of LN and BN (mix_first then mix_add), anchored at the heavier term.
+// The unscaled mix of LN and BN (mix_first_hot then mix_add_hot), anchored at the heavier term:
+// the per-element hot passes' (a call with a weight below float32's normal range writes every
+// element again in the wide passes, P_TINY_WEIGHTS).
 fn mix_1d(ln: Group, bn: Group) -> Mixed {
+  let b = bn_anchors();
+  let m = mix_first_hot(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
+  return mix_add_hot(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
+}
+
+// mix_1d with every weight's exponent factors (mix_first, mix_add): the wide passes'.
+fn mix_1d_wide(ln: Group, bn: Group) -> Mixed {
   let b = bn_anchors();
   let m = mix_first(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
   return mix_add(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));

@@ -91,9 +91,10 @@ fn main(
     // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
     // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
-    // (Every group where a mixing weight is below float32's normal range: P_TINY_WEIGHTS.)
+    // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
+    // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
-      (P.flags & P_TINY_WEIGHTS) != 0u)) {
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n))) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }

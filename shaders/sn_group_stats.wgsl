@@ -70,7 +70,10 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
   // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
   // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
   let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
-  list_if(g, is_scaled(flags) || factor || std0);
+  // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
+  // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
+  let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
+  list_if(g, is_scaled(flags) || factor || std0 || tiny);
 }
 
 fn list_if(g: u32, yes: bool) {
