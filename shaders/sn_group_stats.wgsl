@@ -148,14 +148,17 @@ fn main(
         // running_var of a dead channel, 1e-14, stays on the hot path.)
         let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
-        // The variance rounded to what float32 holds in the unit (scale2_round), not flushed:
-        // below sqrt(eps)'s unit a running_var of 2.8e-45 is subnormal there; negligible in
-        // the mix beside eps, it is the whole of var_k - var in the backward's variance dots
+        // With eps > 0 the variance rounded to what float32 holds in the unit (scale2_round),
+        // not flushed: in sqrt(eps)'s unit a running_var of 2.8e-45 is subnormal; negligible
+        // in the mix beside eps, it is the whole of var_k - var in the backward's variance dots
         // beside constant rows (var_diffs, backward_common.wgsl), which read it by its bits.
+        // (With eps 0 only a mean far above the std puts it there, where a mix of std 0 gives
+        // the reference's infinities, std_zero.)
+        let rv_scaled = select(scale2(rv, -2 * u), scale2_round(rv, -2 * u), P.eps > 0.0);
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
-          select(scale2_round(rv, -2 * u), 0.0, bad != 0u),
+          select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u),
           0.0,
         );
