@@ -1600,10 +1600,11 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * `running_var` of 2.8e-45 (float32's second smallest subnormal) beside samples that each
  * repeat one value of 1e11 .. 1e15 (IN and LN variances 0), eps 1e-5. The BN variance is
  * negligible in the mix beside eps, but var_k - var, which the var_weight gradient sums times
- * dL/dvar (~1e22 here), is that variance alone: ~1e-23 in the reference. WebGPU's wide rows
- * formed those differences in the unit of the rows' means (2^50), where 2.8e-45 is 0, and kept
- * the variance dots in one unit with the mean dots (~2e17, 2^133 above): var_weight's gradient
- * was 0 (the fuzzed case: 327 where the reference has 4.4e26).
+ * dL/dvar (~1e22 here), is that variance alone: ~1e-23 in the reference. WebGPU wrote the
+ * running variance flushed to 0 in its group's unit (sqrt(eps)'s), its wide rows formed those
+ * differences in the unit of the rows' means (2^50), where 2.8e-45 is 0, and it kept the variance
+ * dots in one unit with the mean dots (~2e17, 2^133 above): var_weight's gradient was 0 (the
+ * fuzzed case: 327 where the reference has 4.4e26).
  */
 async function subnormalRunningVarDots(backend: Backend) {
   const shape = [3, 1, 1, 16], m = 16, means = [6.4e14, -8.4e10, 3e13];
