@@ -46,7 +46,8 @@ function split(v: number): [number, number] {
 
 /**
  * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
- * words: s = (gm, gv, dgamma, dbeta), a, b, flags). Flagged sums are NaN, as in the reference.
+ * words: s = (gm, gv, dgamma, dbeta), a, b, flags, eb: b is in units of 2^(e2 + eb), a unit of
+ * its own). Flagged sums are NaN, as in the reference.
  * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
  * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
  */
@@ -56,15 +57,16 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   const meanDots = new Float64Array(k), varDots = new Float64Array(k);
   let bad = false, vnan = false, sa = 0, sb = 0;
   for (let i = 0; i < n; i++) {
-    const at = 16 * i, unit = 2 ** exponentOf(u[at + 12], 2);
+    const at = 16 * i, e2 = exponentOf(u[at + 12], 2), unit = 2 ** e2;
+    const unitB = 2 ** (e2 + (u[at + 13] | 0));
     if (u[at + 12] & G_BAD) bad = true;
     if (u[at + 12] & G_VNAN) vnan = true;
     for (let q = 0; q < k; q++) {
       meanDots[q] += f[at + 4 + q] * unit;
-      varDots[q] += f[at + 8 + q] * unit;
+      varDots[q] += f[at + 8 + q] * unitB;
     }
     sa += f[at + 7] * unit;
-    sb += f[at + 11] * unit;
+    sb += f[at + 11] * unitB;
   }
   for (let q = 0; q < k; q++) {
     meanDots[q] = bad ? NaN : meanDots[q] + sa;

@@ -13,7 +13,7 @@ import { grid, type PlannedDispatch, SLOT_BYTES } from "./_webgpu_plan.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 
 /** Bytes of the Params struct inside each uniform slot. */
-const PARAMS_BYTES = 160;
+const PARAMS_BYTES = 256;
 
 /** A dispatch's kind: one pipeline each. */
 export type PipelineKind = PlannedDispatch["kind"];

@@ -16,11 +16,12 @@
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
 import { gcd, rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
+import { hasTinyWeight, writeWeights } from "./_webgpu_weights.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
-/** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (160 bytes) padded to
- * the 256-byte uniform offset alignment that WebGPU guarantees. */
+/** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (256 bytes), the
+ * 256-byte uniform offset alignment that WebGPU guarantees. */
 export const SLOT_BYTES = 256;
 /** Bytes of a Partial (shaders/common.wgsl). */
 export const PARTIAL_BYTES = 24;
@@ -164,7 +165,7 @@ export interface PlanParams {
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
 const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
-const F_PAIRS = 1024;
+const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -259,6 +260,7 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   if (layout === "1d") flags |= F_CHAN_GROUPS;
   // SyncSN: the running buffers follow the global batch, which only the CPU sees.
   if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
+  if (hasTinyWeight(params.meanMix) || hasTinyWeight(params.varMix)) flags |= F_TINY_WEIGHTS;
   v.setUint32(44, flags, true);
   v.setUint32(80, n, true);
   v.setUint32(84, usingBN ? c : 0, true);
@@ -272,10 +274,9 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   // floor(log2(eps) / 2): a scaled mix (wide rows, shaders/common.wgsl wide_map) keeps its unit
   // at least 2^eps_exp so that eps in that unit stays below 4.
   v.setInt32(148, problem.eps > 0 ? Math.floor(Math.log2(problem.eps) / 2) : -1000, true);
-  for (let k = 0; k < params.meanMix.length; k++) {
-    v.setFloat32(112 + 4 * k, params.meanMix[k], true);
-    v.setFloat32(128 + 4 * k, params.varMix[k], true);
-  }
+  // Weights below float32's normal range as mantissas and exponent factors (_webgpu_weights).
+  writeWeights(v, params.meanMix, { weights: 112, f1: 160, f2: 176, exp: 224 });
+  writeWeights(v, params.varMix, { weights: 128, f1: 192, f2: 208, exp: 240 });
 }
 
 /**

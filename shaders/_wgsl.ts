@@ -59,6 +59,13 @@ const P_BN_PARTS: u32 = 256u;
 const P_BN_MERGE: u32 = 512u;
 // sn_group_stats: rows span several segments, write var_lo (pair.wgsl).
 const P_PAIRS: u32 = 1024u;
+// A mixing weight below float32's normal range (Params.wmean_e / wvar_e): the backward's dx
+// coefficients of every row take the wide passes (sn_bwd_coef, sn1d_bwd_wide_dx), whose sums
+// keep exponents apart, and layout "1d" writes every element again in its wide passes (its
+// per-element hot passes mix with the weights' float32 values alone: mix_first_hot). Such a weight lets a term's mean lie ~2^72 stds from the mix's (a
+// constant row of 1e12 whose variance is that weight times an LN variance of 1e23), where the
+// plain products gv (mu_k - mu) of the hot passes overflow.
+const P_TINY_WEIGHTS: u32 = 2048u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -111,6 +118,28 @@ struct Params {
   // the window's LN groups at groups[n - row_base], the BN copy likewise. 0 and 0 without.
   row_base: u32,
   stat_bn_base: u32,
+  // A mixing weight w below float32's normal range (logits ~87 apart) is wmean / wvar's
+  // mantissa in [1/2, 1) times f1 f2 = 2^e (two normal powers of two) and e; every other weight
+  // is its float32 rounding with f1 = f2 = 1, e = 0 (backends/_webgpu_weights.ts). Every
+  // weighted product goes through weighted_mean / weighted_var (or adds e to an exponent), so that such a
+  // weight times a huge statistic counts: its subnormal float32 rounding was ~1.5% off (y ~1%
+  // off), and 0 where a GPU flushes subnormal operands.
+  wmean_f1: vec4<f32>,
+  wmean_f2: vec4<f32>,
+  wvar_f1: vec4<f32>,
+  wvar_f2: vec4<f32>,
+  wmean_e: vec4<i32>,
+  wvar_e: vec4<i32>,
+}
+
+// wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
+// p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
+fn weighted_mean(k: u32, p: f32) -> f32 {
+  return p * P.wmean_f1[k] * P.wmean_f2[k];
+}
+
+fn weighted_var(k: u32, p: f32) -> f32 {
+  return p * P.wvar_f1[k] * P.wvar_f2[k];
 }
 
 
@@ -251,16 +280,28 @@ struct Mixed {
 }
 
 fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+  return Mixed(hi, weighted_mean(k, P.wmean[k] * lo), weighted_var(k, P.wvar[k] * variance), flags);
 }
 
 fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
   return Mixed(
     m.hi,
-    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
-    m.variance + P.wvar[k] * variance,
+    m.lo + weighted_mean(k, P.wmean[k] * ((hi - m.hi) + lo)),
+    m.variance + weighted_var(k, P.wvar[k] * variance),
     m.flags | flags,
   );
+}
+
+// mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
+// per-element passes of layout "1d" (sn1d_normalize, sn1d_bwd_reduce, sn1d_bwd_dx), where two
+// multiplications more per weighted term cost lavapipe ~10%: a call with a weight below
+// float32's normal range (P_TINY_WEIGHTS) writes every element again in the wide passes.
+fn mix_first_hot(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags);
 }
 
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
@@ -459,18 +500,24 @@ fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
 // v * 2^k for a float32 v whose result may lie below float32's normal range: there the
 // subnormal (or 0) that float32 rounds it to (to nearest, ties to even), built from the bits;
 // elsewhere scale2. For values that are stored, not computed with (a GPU may flush them).
+// A subnormal v counts by its bits too (a running_var of 2.8e-45 written in a unit of 2^-9).
 fn scale2_round(v: f32, k: i32) -> f32 {
   let b = bitcast<u32>(v);
-  let e = i32((b >> 23u) & 0xffu);
+  var e = i32((b >> 23u) & 0xffu);
+  var full = (b & 0x007fffffu) | 0x00800000u;
+  if (e == 0 && (b & 0x007fffffu) != 0u) {
+    let lz = countLeadingZeros(b & 0x007fffffu) - 8u; // brings the leading 1 to bit 23
+    full = (b & 0x007fffffu) << lz;
+    e = 1 - i32(lz);
+  }
   let ne = e + k;
-  if (e == 0 || e == 255 || ne > 0) {
+  if ((b & 0x7fffffffu) == 0u || e == 255 || ne > 0) {
     return scale2(v, k);
   }
   let sh = u32(1 - ne); // v 2^k = full 2^(ne - 150); subnormals are multiples of 2^-149
   if (sh > 24u) {
     return bitcast<f32>(b & 0x80000000u);
   }
-  let full = (b & 0x007fffffu) | 0x00800000u;
   let q = full >> sh;
   let rem = full & ((1u << sh) - 1u);
   let half = 1u << (sh - 1u);
@@ -530,9 +577,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
   // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
   // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
-  let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
-    unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
-    max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
+  let v_e = max(max(unit_of(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
+    unit_of(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
+    max(unit_of(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
@@ -544,10 +591,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
-  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
-    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
-  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
-    P.wvar.z * (t2.variance * f2 * f2);
+  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
+    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
+    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
+  let variance = weighted_var(0u, P.wvar.x * (t0.variance * f0 * f0)) + weighted_var(1u, P.wvar.y * (t1.variance * f1 * f1)) +
+    weighted_var(2u, P.wvar.z * (t2.variance * f2 * f2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
@@ -559,6 +607,13 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
+// product of 0): a weight below float32's normal range still sets the mix's std unit.
+fn weighted_exp(k: u32, v: f32) -> i32 {
+  let x = exponent_of(P.wvar[k] * v);
+  return select(x + P.wvar_e[k], x, x == -1000);
 }
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
@@ -709,12 +764,24 @@ const _SN1D_MIX: string =
 // default logits) keep LN first, as before; the variances add the same two products either way.
 
 // Whether BN's mean weight is the larger (a uniform: every element takes the same order).
+// (A weight below float32's normal range has a larger exponent factor apart, Params.wmean_e.)
 fn bn_anchors() -> bool {
-  return P.wmean[1] > P.wmean[0];
+  let e0 = P.wmean_e[0];
+  let e1 = P.wmean_e[1];
+  return select(P.wmean[1] > P.wmean[0], e1 > e0, e0 != e1);
 }
 
-// The unscaled mix of LN and BN (mix_first then mix_add), anchored at the heavier term.
+// The unscaled mix of LN and BN (mix_first_hot then mix_add_hot), anchored at the heavier term:
+// the per-element hot passes' (a call with a weight below float32's normal range writes every
+// element again in the wide passes, P_TINY_WEIGHTS).
 fn mix_1d(ln: Group, bn: Group) -> Mixed {
+  let b = bn_anchors();
+  let m = mix_first_hot(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
+  return mix_add_hot(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
+}
+
+// mix_1d with every weight's exponent factors (mix_first, mix_add): the wide passes'.
+fn mix_1d_wide(ln: Group, bn: Group) -> Mixed {
   let b = bn_anchors();
   let m = mix_first(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
   return mix_add(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
@@ -728,7 +795,7 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e;
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  let lo = P.wmean[1] * bn.lo * pow2(u_bn) + P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln));
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
@@ -774,11 +841,16 @@ const _BACKWARD_COMMON: string =
 //          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
 //          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
 //          leave float32's range there, their mantissas do not.
+//   eb: the variance dots b are in units of 2^(e2 + eb) (0 for in-range data): they can lie
+//       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
+//       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
+//       more than one float32 unit holds), so they take a unit of their own.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
+  eb: i32,
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
@@ -789,6 +861,7 @@ struct RowGrad {
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
+  eb: i32,
   dy_unit: i32,
 }
 
@@ -828,42 +901,48 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
-  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
+  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0));
+  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0));
+  let pbz = all(p.b == vec4<f32>(0.0));
+  let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
+  let eb = e2.xy + vec2<i32>(p.eb, q.eb);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
+  let ub = common_unit(pbz, qbz, eb.x, eb.y);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
     p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
   );
+  let flags = g_flags(
+    p.flags | q.flags,
+    unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
+    unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
+    unit_of_pair(pz, qz, e2.x, e2.y),
+  );
   return Grad(
     s,
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
-    p.b * u2.x * u2.y + q.b * u2.z * u2.w,
-    g_flags(
-      p.flags | q.flags,
-      unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
-      unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
-      unit_of_pair(pz, qz, e2.x, e2.y),
-    ),
+    p.b * ub.x * ub.y + q.b * ub.z * ub.w,
+    flags,
+    unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -898,9 +977,37 @@ fn wide_centred(t: Term, w: WideMap) -> f32 {
   return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
-fn wide_var(t: Term, w: WideMap) -> f32 {
-  let f = pow2(unit_of(t.flags) - w.e);
-  return t.variance * f * f;
+// The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
+// zeros), d = (var_0 - var, var_1 - var, var_2 - var, var) with var = sum_j wvar_j var_j, in
+// units of 2^(2u): u is the std exponent of the largest term variance, not the mix's unit 2^e
+// (fallback e where every variance is 0). In the mix's unit the squares of f_k = 2^(u_k - e)
+// left variances far below it at 0: an evaluation on a running_var of 2.8e-45 (subnormal, or
+// so in the unit of sqrt(eps) its group takes) beside constant rows of 1e14 (units of 2^50) had
+// every variance difference 0 there, and var_weight's gradient, those differences times a huge
+// gv, 2^80 off. Each variance enters by its bits (scale2, exact where the result is normal), so
+// that one subnormal in its own unit counts on GPUs that flush subnormal operands.
+struct VarDiffs {
+  d: vec4<f32>,
+  u: i32,
+}
+
+fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
+  let top = max(max(term_std_exp(t0), term_std_exp(t1)), term_std_exp(t2));
+  let u = select(top, e, top == -1000);
+  let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u));
+  let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u));
+  let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u));
+  let v = weighted_var(0u, P.wvar.x * v0) + weighted_var(1u, P.wvar.y * v1) + weighted_var(2u, P.wvar.z * v2);
+  return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
+}
+
+// unit + floor(log2 variance) / 2 of a term (its std's exponent, from the bits: subnormal
+// variances included); -1000 for a variance of 0.
+fn term_std_exp(t: Term) -> i32 {
+  let b = bitcast<u32>(t.variance) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  let x = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^x <= |v| < 2^(x + 1)
+  return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
 }
 
 // The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
@@ -971,19 +1078,23 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
   let xa = exponent_of(top_a);
   let xb = exponent_of(top_b);
-  let dots_e = max(select(-2000, xa + ea, xa > -1000), select(-2000, xb + eb, xb > -1000));
+  let dots_a = select(-2000, xa + ea, xa > -1000);
+  let dots_b = select(-2000, xb + eb, xb > -1000);
   // The unit puts the largest field at 2^100 (k = 0 before: the unit of dy), so that fields far
   // below it keep 2^226 of range: variance dots ~2^-140 in the unit of dy 1e15 beside mean dots
   // and dbeta near 1 (gamma 1e-6 or 1, rows of std 1e-19 under eps 1e-5) were flushed to 0. Layout
   // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
   // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
+  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), by the same rule.
   let xz = finite_exponent_of(s.z);
   let xw = finite_exponent_of(s.w);
-  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_e);
+  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_a);
   let k = select(0, max(top - 100, -400), top > -2000);
+  let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
+  let flags = g_flags(0u, e0, e1, d + k);
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -1019,18 +1130,20 @@ const _SN1D_BWD_ELEMENT: string =
 // \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX or is subnormal (dy_is_wide), or its gamma / std is factor-wide
-// (common.wgsl). sn1d_bwd_reduce tests the first two per element (element_is_wide_hot) and the
-// last per tile column.
+// |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
+// (common.wgsl), or a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
+// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32). sn1d_bwd_reduce tests the first two
+// per element (element_is_wide_hot) and the last two per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u;
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -1039,7 +1152,7 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let gv = -0.5 * (s * s) * gamma * d * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0);
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -1059,17 +1172,17 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   if (is_scaled(ln.flags | bn.flags)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_1d(ln, bn);
+    let m = mix_1d_wide(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -1101,21 +1214,27 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
   let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
-  let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
+  // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
+  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
+  let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
-  let eb = egv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
+  let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
-  let k = max(max(max(ea, eb) + 1 + g, ezw) - 100, -120);
+  let k = max(max(ea + 1 + g, ezw) - 100, -120);
+  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), by the same rule.
+  let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
   let ka = g - k + egm;
-  let kb = g - k + egv;
+  let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
-  return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
+  let flags = g_flags(0u, e0, e1, d_unit + k);
+  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
@@ -1758,11 +1877,14 @@ fn list_if_scaled(g: u32, flags: u32) {
 // \`variance\` in real units (an unscaled group's).
 fn list_if_wide(g: u32, flags: u32, variance: f32) {
   let c = g - P.groups_ln;
-  let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
+  let factor = g >= P.groups_ln && factor_wide(affine[c], weighted_var(1u, P.wvar.y * variance) + P.eps);
   // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
   // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
   let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
-  list_if(g, is_scaled(flags) || factor || std0);
+  // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
+  // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
+  let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
+  list_if(g, is_scaled(flags) || factor || std0 || tiny);
 }
 
 fn list_if(g: u32, yes: bool) {
@@ -1837,10 +1959,17 @@ fn main(
         // running_var of a dead channel, 1e-14, stays on the hot path.)
         let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
+        // With eps > 0 the variance rounded to what float32 holds in the unit (scale2_round),
+        // not flushed: in sqrt(eps)'s unit a running_var of 2.8e-45 is subnormal; negligible
+        // in the mix beside eps, it is the whole of var_k - var in the backward's variance dots
+        // beside constant rows (var_diffs, backward_common.wgsl), which read it by its bits.
+        // (With eps 0 only a mean far above the std puts it there, where a mix of std 0 gives
+        // the reference's infinities, std_zero.)
+        let rv_scaled = select(scale2(rv, -2 * u), scale2_round(rv, -2 * u), P.eps > 0.0);
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
-          select(scale2(rv, -2 * u), 0.0, bad != 0u),
+          select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u),
           0.0,
         );
@@ -2668,11 +2797,11 @@ fn main(
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
     return;
   }
   let s = inv_std(m);
@@ -2696,7 +2825,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -2728,8 +2857,8 @@ fn long_residual(m: Mixed) -> f32 {
 // they are close): the mixing weights' float32 rounding then scales the differences instead of
 // leaving var_k (sum_j wvar_j - 1) behind.
 fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
-  return P.wvar.x * ((v.x - v0.x) + (v.y - v0.y)) + P.wvar.y * ((v.x - v1.x) + (v.y - v1.y)) +
-    P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
+  return weighted_var(0u, P.wvar.x * ((v.x - v0.x) + (v.y - v0.y))) + weighted_var(1u, P.wvar.y * ((v.x - v1.x) + (v.y - v1.y))) +
+    weighted_var(2u, P.wvar.z * ((v.x - v2.x) + (v.y - v2.y)));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
@@ -2768,11 +2897,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
@@ -2801,13 +2930,15 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
-  let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
+  let vd = var_diffs(t_in, t_ln, t_bn, w.e);
+  let cb = vd.d;
   let ma = finite_abs(ca);
   let mb = finite_abs(cb);
   let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
   // The variances' differences with their exponent apart beyond 2^60, and where they are tiny
-  // in the mix's unit (data of std 1e-20 under eps 1e-5: ~2^-116), so that gv times them is not
-  // flushed.
+  // in their unit (data of std 1e-20 under eps 1e-5: ~2^-116 in the unit eps sets), so that gv
+  // times them is not flushed.
   let xv = exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w)));
   let ev = select(clamp(xv, -200, 0), xv - 60, xv > 60);
   var a = gm * (ca * pow2(-em));
@@ -2816,7 +2947,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
 }
 `;
 
@@ -2877,7 +3008,7 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance + P.eps)) {
+    if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
   }
@@ -2896,7 +3027,7 @@ fn main(
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
-  let tile_wide = atomicLoad(&t_gamma_wide) != 0u;
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
@@ -2907,7 +3038,7 @@ fn main(
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
-        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
+        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
@@ -2921,7 +3052,7 @@ fn main(
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
-      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
+      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -3036,6 +3167,7 @@ var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
+var<workgroup> w_eb: array<i32, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -3067,20 +3199,22 @@ fn main(
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
+  w_eb[lid] = acc.eb;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
+      w_eb[lid] = sum.eb;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -3089,7 +3223,10 @@ fn main(
     // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
     // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
-    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags))) {
+    // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
+    // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n))) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }
@@ -3158,29 +3295,30 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags);
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.eb);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
-  var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
-  var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
-    P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
+  var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, P.wvar[1] * lg.s.y / cf);
+  var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, P.wmean[1] * lg.s.x / cf) +
+    weighted_var(1u, P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y);
   var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
-  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps)) {
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
   let nb = P.batch;
-  gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
+  gvar = select(gvar, gvar + weighted_var(2u, P.wvar[2] * bg.s.y / nb), bn_x);
   gmu = select(
     gmu,
-    gmu + P.wmean[2] * bg.s.x / nb +
-      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
+    gmu + weighted_mean(2u, P.wmean[2] * bg.s.x / nb) +
+      weighted_var(2u, P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y),
     bn_x,
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
@@ -3221,22 +3359,31 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let u_in = unit_of(p.flags);
   let e_ln = max(u_in, unit_of(ln.flags));
   let e_bn = max(u_in, unit_of(bn.flags));
-  let d_ln = mean_diff(p, ln, e_ln);
-  let d_bn = mean_diff(p, bn, e_bn);
+  // Their exponents apart (exact): gv's mantissa times a mean difference far above the mix's
+  // std (a variance weight below float32's normal range) would overflow.
+  let d_ln_full = mean_diff(p, ln, e_ln);
+  let d_bn_full = mean_diff(p, bn, e_bn);
+  let x_ln = max(0, finite_exponent_of(d_ln_full));
+  let x_bn = max(0, finite_exponent_of(d_bn_full));
+  let d_ln = scale2(d_ln_full, -x_ln);
+  let d_bn = scale2(d_bn_full, -x_bn);
   let cf = f32(P.c);
   let nb = P.batch;
   var gvar = XF(0.0, 0);
-  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u));
-  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u));
+  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
+  let we = P.wvar_e;
+  let me = P.wmean_e;
+  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
+  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
   var gmu = XF(0.0, 0);
-  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
-  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
-  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln);
+  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
+  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
-  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
-  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
+  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
+  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
   let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
-  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn + x_bn + we[2]);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
   if ((class_bits(gmu.m) | class_bits(gvar.m)) != 0u) {
@@ -3447,7 +3594,9 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n - P.row_base];
       let bn = groups[P.n + c - P.stat_bn_base];
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      // The weights' float32 values alone (mix_first_hot): with a weight below float32's normal
+      // range every element is written again by sn1d_bwd_wide_dx (P_TINY_WEIGHTS).
+      let m = mix_add_hot(mix_first_hot(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
@@ -3548,15 +3697,22 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let es = norm_exp(w.scale);
   let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
   v = xf_add(v, t0, d_unit - w.e + g + ed + es);
-  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u));
-  let xc_ln = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
-  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln);
+  // (A weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
+  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + P.wmean_e[0]);
+  // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean
+  // beside the mix's std (a variance weight below float32's normal range) would overflow.
+  let xc_ln_full = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
+  let x_ln = max(0, finite_exponent_of(xc_ln_full));
+  let xc_ln = scale2(xc_ln_full, -x_ln);
+  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + P.wvar_e[0]);
   // The BN terms selected, not branched on: a branch on the uniform flag around them made
   // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
-  let xc_bn = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
-  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u));
+  let xc_bn_full = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
+  let x_bn = max(0, finite_exponent_of(xc_bn_full));
+  let xc_bn = scale2(xc_bn_full, -x_bn);
+  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + P.wmean_e[1]);
   let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
-  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn);
+  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + P.wvar_e[1]);
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
   return select(scale2(v.m, v.e), qnan(), bad);

@@ -20,11 +20,16 @@
 //          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
 //          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
 //          leave float32's range there, their mantissas do not.
+//   eb: the variance dots b are in units of 2^(e2 + eb) (0 for in-range data): they can lie
+//       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
+//       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
+//       more than one float32 unit holds), so they take a unit of their own.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
+  eb: i32,
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
@@ -35,6 +40,7 @@ struct RowGrad {
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
+  eb: i32,
   dy_unit: i32,
 }
 
@@ -74,42 +80,48 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0)) && all(p.b == vec4<f32>(0.0));
-  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0)) && all(q.b == vec4<f32>(0.0));
+  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0));
+  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0));
+  let pbz = all(p.b == vec4<f32>(0.0));
+  let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
+  let eb = e2.xy + vec2<i32>(p.eb, q.eb);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
+  let ub = common_unit(pbz, qbz, eb.x, eb.y);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
     p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
   );
+  let flags = g_flags(
+    p.flags | q.flags,
+    unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
+    unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
+    unit_of_pair(pz, qz, e2.x, e2.y),
+  );
   return Grad(
     s,
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
-    p.b * u2.x * u2.y + q.b * u2.z * u2.w,
-    g_flags(
-      p.flags | q.flags,
-      unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
-      unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
-      unit_of_pair(pz, qz, e2.x, e2.y),
-    ),
+    p.b * ub.x * ub.y + q.b * ub.z * ub.w,
+    flags,
+    unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags);
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u);
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -144,9 +156,37 @@ fn wide_centred(t: Term, w: WideMap) -> f32 {
   return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
-fn wide_var(t: Term, w: WideMap) -> f32 {
-  let f = pow2(unit_of(t.flags) - w.e);
-  return t.variance * f * f;
+// The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
+// zeros), d = (var_0 - var, var_1 - var, var_2 - var, var) with var = sum_j wvar_j var_j, in
+// units of 2^(2u): u is the std exponent of the largest term variance, not the mix's unit 2^e
+// (fallback e where every variance is 0). In the mix's unit the squares of f_k = 2^(u_k - e)
+// left variances far below it at 0: an evaluation on a running_var of 2.8e-45 (subnormal, or
+// so in the unit of sqrt(eps) its group takes) beside constant rows of 1e14 (units of 2^50) had
+// every variance difference 0 there, and var_weight's gradient, those differences times a huge
+// gv, 2^80 off. Each variance enters by its bits (scale2, exact where the result is normal), so
+// that one subnormal in its own unit counts on GPUs that flush subnormal operands.
+struct VarDiffs {
+  d: vec4<f32>,
+  u: i32,
+}
+
+fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
+  let top = max(max(term_std_exp(t0), term_std_exp(t1)), term_std_exp(t2));
+  let u = select(top, e, top == -1000);
+  let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u));
+  let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u));
+  let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u));
+  let v = weighted_var(0u, P.wvar.x * v0) + weighted_var(1u, P.wvar.y * v1) + weighted_var(2u, P.wvar.z * v2);
+  return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
+}
+
+// unit + floor(log2 variance) / 2 of a term (its std's exponent, from the bits: subnormal
+// variances included); -1000 for a variance of 0.
+fn term_std_exp(t: Term) -> i32 {
+  let b = bitcast<u32>(t.variance) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  let x = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^x <= |v| < 2^(x + 1)
+  return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
 }
 
 // The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
@@ -217,19 +257,23 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
   let xa = exponent_of(top_a);
   let xb = exponent_of(top_b);
-  let dots_e = max(select(-2000, xa + ea, xa > -1000), select(-2000, xb + eb, xb > -1000));
+  let dots_a = select(-2000, xa + ea, xa > -1000);
+  let dots_b = select(-2000, xb + eb, xb > -1000);
   // The unit puts the largest field at 2^100 (k = 0 before: the unit of dy), so that fields far
   // below it keep 2^226 of range: variance dots ~2^-140 in the unit of dy 1e15 beside mean dots
   // and dbeta near 1 (gamma 1e-6 or 1, rows of std 1e-19 under eps 1e-5) were flushed to 0. Layout
   // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
   // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
+  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), by the same rule.
   let xz = finite_exponent_of(s.z);
   let xw = finite_exponent_of(s.w);
-  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_e);
+  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_a);
   let k = select(0, max(top - 100, -400), top > -2000);
+  let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - k), g_flags(0u, e0, e1, d + k));
+  let flags = g_flags(0u, e0, e1, d + k);
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while

@@ -50,6 +50,13 @@ const P_BN_PARTS: u32 = 256u;
 const P_BN_MERGE: u32 = 512u;
 // sn_group_stats: rows span several segments, write var_lo (pair.wgsl).
 const P_PAIRS: u32 = 1024u;
+// A mixing weight below float32's normal range (Params.wmean_e / wvar_e): the backward's dx
+// coefficients of every row take the wide passes (sn_bwd_coef, sn1d_bwd_wide_dx), whose sums
+// keep exponents apart, and layout "1d" writes every element again in its wide passes (its
+// per-element hot passes mix with the weights' float32 values alone: mix_first_hot). Such a weight lets a term's mean lie ~2^72 stds from the mix's (a
+// constant row of 1e12 whose variance is that weight times an LN variance of 1e23), where the
+// plain products gv (mu_k - mu) of the hot passes overflow.
+const P_TINY_WEIGHTS: u32 = 2048u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -102,6 +109,28 @@ struct Params {
   // the window's LN groups at groups[n - row_base], the BN copy likewise. 0 and 0 without.
   row_base: u32,
   stat_bn_base: u32,
+  // A mixing weight w below float32's normal range (logits ~87 apart) is wmean / wvar's
+  // mantissa in [1/2, 1) times f1 f2 = 2^e (two normal powers of two) and e; every other weight
+  // is its float32 rounding with f1 = f2 = 1, e = 0 (backends/_webgpu_weights.ts). Every
+  // weighted product goes through weighted_mean / weighted_var (or adds e to an exponent), so that such a
+  // weight times a huge statistic counts: its subnormal float32 rounding was ~1.5% off (y ~1%
+  // off), and 0 where a GPU flushes subnormal operands.
+  wmean_f1: vec4<f32>,
+  wmean_f2: vec4<f32>,
+  wvar_f1: vec4<f32>,
+  wvar_f2: vec4<f32>,
+  wmean_e: vec4<i32>,
+  wvar_e: vec4<i32>,
+}
+
+// wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
+// p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
+fn weighted_mean(k: u32, p: f32) -> f32 {
+  return p * P.wmean_f1[k] * P.wmean_f2[k];
+}
+
+fn weighted_var(k: u32, p: f32) -> f32 {
+  return p * P.wvar_f1[k] * P.wvar_f2[k];
 }
 
 
@@ -242,16 +271,28 @@ struct Mixed {
 }
 
 fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+  return Mixed(hi, weighted_mean(k, P.wmean[k] * lo), weighted_var(k, P.wvar[k] * variance), flags);
 }
 
 fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
   return Mixed(
     m.hi,
-    m.lo + P.wmean[k] * ((hi - m.hi) + lo),
-    m.variance + P.wvar[k] * variance,
+    m.lo + weighted_mean(k, P.wmean[k] * ((hi - m.hi) + lo)),
+    m.variance + weighted_var(k, P.wvar[k] * variance),
     m.flags | flags,
   );
+}
+
+// mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
+// per-element passes of layout "1d" (sn1d_normalize, sn1d_bwd_reduce, sn1d_bwd_dx), where two
+// multiplications more per weighted term cost lavapipe ~10%: a call with a weight below
+// float32's normal range (P_TINY_WEIGHTS) writes every element again in the wide passes.
+fn mix_first_hot(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+}
+
+fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags);
 }
 
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
@@ -450,18 +491,24 @@ fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
 // v * 2^k for a float32 v whose result may lie below float32's normal range: there the
 // subnormal (or 0) that float32 rounds it to (to nearest, ties to even), built from the bits;
 // elsewhere scale2. For values that are stored, not computed with (a GPU may flush them).
+// A subnormal v counts by its bits too (a running_var of 2.8e-45 written in a unit of 2^-9).
 fn scale2_round(v: f32, k: i32) -> f32 {
   let b = bitcast<u32>(v);
-  let e = i32((b >> 23u) & 0xffu);
+  var e = i32((b >> 23u) & 0xffu);
+  var full = (b & 0x007fffffu) | 0x00800000u;
+  if (e == 0 && (b & 0x007fffffu) != 0u) {
+    let lz = countLeadingZeros(b & 0x007fffffu) - 8u; // brings the leading 1 to bit 23
+    full = (b & 0x007fffffu) << lz;
+    e = 1 - i32(lz);
+  }
   let ne = e + k;
-  if (e == 0 || e == 255 || ne > 0) {
+  if ((b & 0x7fffffffu) == 0u || e == 255 || ne > 0) {
     return scale2(v, k);
   }
   let sh = u32(1 - ne); // v 2^k = full 2^(ne - 150); subnormals are multiples of 2^-149
   if (sh > 24u) {
     return bitcast<f32>(b & 0x80000000u);
   }
-  let full = (b & 0x007fffffu) | 0x00800000u;
   let q = full >> sh;
   let rem = full & ((1u << sh) - 1u);
   let half = 1u << (sh - 1u);
@@ -521,9 +568,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
   // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
   // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
-  let v_e = max(max(unit_of(t0.flags) + (exponent_of(P.wvar.x * t0.variance) >> 1u),
-    unit_of(t1.flags) + (exponent_of(P.wvar.y * t1.variance) >> 1u)),
-    max(unit_of(t2.flags) + (exponent_of(P.wvar.z * t2.variance) >> 1u), P.eps_exp));
+  let v_e = max(max(unit_of(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
+    unit_of(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
+    max(unit_of(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
@@ -535,10 +582,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
-  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
-    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
-  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
-    P.wvar.z * (t2.variance * f2 * f2);
+  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
+    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
+    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
+  let variance = weighted_var(0u, P.wvar.x * (t0.variance * f0 * f0)) + weighted_var(1u, P.wvar.y * (t1.variance * f1 * f1)) +
+    weighted_var(2u, P.wvar.z * (t2.variance * f2 * f2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
@@ -550,6 +598,13 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
+// product of 0): a weight below float32's normal range still sets the mix's std unit.
+fn weighted_exp(k: u32, v: f32) -> i32 {
+  let x = exponent_of(P.wvar[k] * v);
+  return select(x + P.wvar_e[k], x, x == -1000);
 }
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by

@@ -48,7 +48,9 @@ fn main(
       let c = e - n * P.c;
       let ln = groups[n - P.row_base];
       let bn = groups[P.n + c - P.stat_bn_base];
-      let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+      // The weights' float32 values alone (mix_first_hot): with a weight below float32's normal
+      // range every element is written again by sn1d_bwd_wide_dx (P_TINY_WEIGHTS).
+      let m = mix_add_hot(mix_first_hot(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
         P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);

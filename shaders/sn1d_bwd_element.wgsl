@@ -3,18 +3,20 @@
 // `groups` and `affine` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX or is subnormal (dy_is_wide), or its gamma / std is factor-wide
-// (common.wgsl). sn1d_bwd_reduce tests the first two per element (element_is_wide_hot) and the
-// last per tile column.
+// |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
+// (common.wgsl), or a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
+// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32). sn1d_bwd_reduce tests the first two
+// per element (element_is_wide_hot) and the last two per tile column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps);
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u;
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -23,7 +25,7 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let gv = -0.5 * (s * s) * gamma * d * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0);
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -43,17 +45,17 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   if (is_scaled(ln.flags | bn.flags)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_1d(ln, bn);
+    let m = mix_1d_wide(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -85,21 +87,27 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
   let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
-  let vb = vec4<f32>(wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, 0.0, w.variance);
+  // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
+  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
+  let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
-  let eb = egv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
+  let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
-  let k = max(max(max(ea, eb) + 1 + g, ezw) - 100, -120);
+  let k = max(max(ea + 1 + g, ezw) - 100, -120);
+  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), by the same rule.
+  let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
   let ka = g - k + egm;
-  let kb = g - k + egv;
+  let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
-  return Grad(s4, a, b, g_flags(0u, e0, e1, d_unit + k));
+  let flags = g_flags(0u, e0, e1, d_unit + k);
+  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,

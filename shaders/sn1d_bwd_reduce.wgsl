@@ -53,7 +53,7 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance + P.eps)) {
+    if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
   }
@@ -72,7 +72,7 @@ fn main(
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
-  let tile_wide = atomicLoad(&t_gamma_wide) != 0u;
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
@@ -83,7 +83,7 @@ fn main(
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
-        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
+        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
@@ -97,7 +97,7 @@ fn main(
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
-      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags);
+      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }

@@ -13,12 +13,24 @@
 // default logits) keep LN first, as before; the variances add the same two products either way.
 
 // Whether BN's mean weight is the larger (a uniform: every element takes the same order).
+// (A weight below float32's normal range has a larger exponent factor apart, Params.wmean_e.)
 fn bn_anchors() -> bool {
-  return P.wmean[1] > P.wmean[0];
+  let e0 = P.wmean_e[0];
+  let e1 = P.wmean_e[1];
+  return select(P.wmean[1] > P.wmean[0], e1 > e0, e0 != e1);
 }
 
-// The unscaled mix of LN and BN (mix_first then mix_add), anchored at the heavier term.
+// The unscaled mix of LN and BN (mix_first_hot then mix_add_hot), anchored at the heavier term:
+// the per-element hot passes' (a call with a weight below float32's normal range writes every
+// element again in the wide passes, P_TINY_WEIGHTS).
 fn mix_1d(ln: Group, bn: Group) -> Mixed {
+  let b = bn_anchors();
+  let m = mix_first_hot(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
+  return mix_add_hot(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
+}
+
+// mix_1d with every weight's exponent factors (mix_first, mix_add): the wide passes'.
+fn mix_1d_wide(ln: Group, bn: Group) -> Mixed {
   let b = bn_anchors();
   let m = mix_first(select(0u, 1u, b), select(ln.hi, bn.hi, b), select(ln.lo, bn.lo, b), select(ln.variance, bn.variance, b), select(ln.flags, bn.flags, b));
   return mix_add(m, select(1u, 0u, b), select(bn.hi, ln.hi, b), select(bn.lo, ln.lo, b), select(bn.variance, ln.variance, b), select(bn.flags, ln.flags, b));
@@ -32,7 +44,7 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e;
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  let lo = P.wmean[1] * bn.lo * pow2(u_bn) + P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln));
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);

@@ -58,29 +58,30 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags);
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.eb);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
-  var gvar = P.wvar[0] * row.s.y + P.wvar[1] * lg.s.y / cf;
-  var gmu = P.wmean[0] * row.s.x + P.wmean[1] * lg.s.x / cf +
-    P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y;
+  var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, P.wvar[1] * lg.s.y / cf);
+  var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, P.wmean[1] * lg.s.x / cf) +
+    weighted_var(1u, P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y);
   var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
-  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps)) {
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
   let nb = P.batch;
-  gvar = select(gvar, gvar + P.wvar[2] * bg.s.y / nb, bn_x);
+  gvar = select(gvar, gvar + weighted_var(2u, P.wvar[2] * bg.s.y / nb), bn_x);
   gmu = select(
     gmu,
-    gmu + P.wmean[2] * bg.s.x / nb +
-      P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y,
+    gmu + weighted_mean(2u, P.wmean[2] * bg.s.x / nb) +
+      weighted_var(2u, P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y),
     bn_x,
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
@@ -121,22 +122,31 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let u_in = unit_of(p.flags);
   let e_ln = max(u_in, unit_of(ln.flags));
   let e_bn = max(u_in, unit_of(bn.flags));
-  let d_ln = mean_diff(p, ln, e_ln);
-  let d_bn = mean_diff(p, bn, e_bn);
+  // Their exponents apart (exact): gv's mantissa times a mean difference far above the mix's
+  // std (a variance weight below float32's normal range) would overflow.
+  let d_ln_full = mean_diff(p, ln, e_ln);
+  let d_bn_full = mean_diff(p, bn, e_bn);
+  let x_ln = max(0, finite_exponent_of(d_ln_full));
+  let x_bn = max(0, finite_exponent_of(d_bn_full));
+  let d_ln = scale2(d_ln_full, -x_ln);
+  let d_bn = scale2(d_bn_full, -x_bn);
   let cf = f32(P.c);
   let nb = P.batch;
   var gvar = XF(0.0, 0);
-  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u));
-  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u));
+  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
+  let we = P.wvar_e;
+  let me = P.wmean_e;
+  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
+  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
   var gmu = XF(0.0, 0);
-  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u));
-  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u));
-  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln);
+  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
+  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
+  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
-  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u));
-  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u));
+  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
+  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
   let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
-  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn);
+  gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn + x_bn + we[2]);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
   if ((class_bits(gmu.m) | class_bits(gvar.m)) != 0u) {

@@ -35,6 +35,7 @@ var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
+var<workgroup> w_eb: array<i32, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -66,20 +67,22 @@ fn main(
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
+  w_eb[lid] = acc.eb;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
+      w_eb[lid] = sum.eb;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -88,7 +91,10 @@ fn main(
     // stat_groups: the forward's groups (row_base = stat_bn_base = 0), or a window's copy of its
     // samples' LN groups (sample row_base first) and then the BN groups (from N - stat_bn_base).
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
-    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags))) {
+    // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
+    // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
+    if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n))) {
       atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
     }
   }

@@ -94,11 +94,11 @@ fn main(
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
     return;
   }
   let s = inv_std(m);
@@ -122,7 +122,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -154,8 +154,8 @@ fn long_residual(m: Mixed) -> f32 {
 // they are close): the mixing weights' float32 rounding then scales the differences instead of
 // leaving var_k (sum_j wvar_j - 1) behind.
 fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
-  return P.wvar.x * ((v.x - v0.x) + (v.y - v0.y)) + P.wvar.y * ((v.x - v1.x) + (v.y - v1.y)) +
-    P.wvar.z * ((v.x - v2.x) + (v.y - v2.y));
+  return weighted_var(0u, P.wvar.x * ((v.x - v0.x) + (v.y - v0.y))) + weighted_var(1u, P.wvar.y * ((v.x - v1.x) + (v.y - v1.y))) +
+    weighted_var(2u, P.wvar.z * ((v.x - v2.x) + (v.y - v2.y)));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
@@ -194,11 +194,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
@@ -227,13 +227,15 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
-  let cb = vec4<f32>(wide_var(t_in, w) - w.variance, wide_var(t_ln, w) - w.variance, wide_var(t_bn, w) - w.variance, w.variance);
+  // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
+  let vd = var_diffs(t_in, t_ln, t_bn, w.e);
+  let cb = vd.d;
   let ma = finite_abs(ca);
   let mb = finite_abs(cb);
   let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
   // The variances' differences with their exponent apart beyond 2^60, and where they are tiny
-  // in the mix's unit (data of std 1e-20 under eps 1e-5: ~2^-116), so that gv times them is not
-  // flushed.
+  // in their unit (data of std 1e-20 under eps 1e-5: ~2^-116 in the unit eps sets), so that gv
+  // times them is not flushed.
   let xv = exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w)));
   let ev = select(clamp(xv, -200, 0), xv - 60, xv > 60);
   var a = gm * (ca * pow2(-em));
@@ -242,5 +244,5 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev, es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
 }

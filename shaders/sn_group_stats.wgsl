@@ -66,11 +66,14 @@ fn list_if_scaled(g: u32, flags: u32) {
 // `variance` in real units (an unscaled group's).
 fn list_if_wide(g: u32, flags: u32, variance: f32) {
   let c = g - P.groups_ln;
-  let factor = g >= P.groups_ln && factor_wide(affine[c], P.wvar.y * variance + P.eps);
+  let factor = g >= P.groups_ln && factor_wide(affine[c], weighted_var(1u, P.wvar.y * variance) + P.eps);
   // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
   // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
   let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
-  list_if(g, is_scaled(flags) || factor || std0);
+  // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
+  // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
+  let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
+  list_if(g, is_scaled(flags) || factor || std0 || tiny);
 }
 
 fn list_if(g: u32, yes: bool) {
@@ -145,10 +148,17 @@ fn main(
         // running_var of a dead channel, 1e-14, stays on the hot path.)
         let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
+        // With eps > 0 the variance rounded to what float32 holds in the unit (scale2_round),
+        // not flushed: in sqrt(eps)'s unit a running_var of 2.8e-45 is subnormal; negligible
+        // in the mix beside eps, it is the whole of var_k - var in the backward's variance dots
+        // beside constant rows (var_diffs, backward_common.wgsl), which read it by its bits.
+        // (With eps 0 only a mean far above the std puts it there, where a mix of std 0 gives
+        // the reference's infinities, std_zero.)
+        let rv_scaled = select(scale2(rv, -2 * u), scale2_round(rv, -2 * u), P.eps > 0.0);
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
-          select(scale2(rv, -2 * u), 0.0, bad != 0u),
+          select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u),
           0.0,
         );

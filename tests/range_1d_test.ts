@@ -7,7 +7,7 @@
 import { SwitchNorm1d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertClose, assertCloseToScale } from "./_close.ts";
-import { GRAD, GRAD_SCALED, RUNNING, Y } from "./_tolerances.ts";
+import { GRAD, GRAD_SCALED, RUNNING, Y, Y_SCALED } from "./_tolerances.ts";
 import { termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
@@ -307,3 +307,75 @@ for (const big of [6e22, 1e7]) {
     },
   );
 }
+
+/**
+ * An evaluation on a loaded `running_var` of 2.8e-45 beside samples whose features all repeat
+ * one value of ~1e15 (LN variance 0), eps 1e-5: the var_weight gradient sums dL/dvar times
+ * var_k - var, here the BN variance alone (~1e-24 in the reference). WebGPU formed those
+ * differences in the unit of the samples' means (2^50), where 2.8e-45 is 0, wrote the running
+ * variance flushed to 0 in its group's unit (sqrt(eps)'s), and kept the variance dots in one
+ * unit with the mean dots (~2e16): var_weight's gradient was 0.
+ */
+async function subnormalRunningVarDots(backend: Backend) {
+  const n = 4, c = 2;
+  const x = fill(n, c, 19, (r) => 6.4e14 * (1 + 0.1 * r));
+  const dy = fill(n, c, 20, (_r, _j, u) => u);
+  const state = {
+    weight: new Float32Array([1.5, 0.7]),
+    bias: new Float32Array([0.3, 0.1]),
+    mean_weight: new Float32Array([2.1, 1.6]),
+    var_weight: new Float32Array([2.87, 2.07]),
+    running_mean: new Float32Array([-174639.23, 5]),
+    running_var: new Float32Array([2.8e-45, 2.8e-45]),
+  };
+  const layer = new SwitchNorm1d(c, { backend, eps: 1e-5 });
+  layer.loadStateDict(state);
+  layer.eval();
+  const y = await layer.forward(x, [n, c], { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  const scales = termScales({
+    layout: "1d",
+    n,
+    c,
+    m: 1,
+    eps: 1e-5,
+    usingBN: true,
+    training: false,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+    runningMean: state.running_mean,
+    runningVar: state.running_var,
+  });
+  return { y, dx, grads: copyGrads(layer.grads), scales };
+}
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d var_weight's gradient on a running_var of 2.8e-45 beside constant samples of ~1e15 matches the reference",
+  async () => {
+    const want = await subnormalRunningVarDots("reference");
+    const got = await subnormalRunningVarDots("webgpu");
+    assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, "y");
+    assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, "dx");
+    for (const g of GRAD_KEYS) {
+      assertCloseToScale(got.grads[g], want.grads[g], want.scales[g], GRAD_SCALED, `grad of ${g}`);
+    }
+  },
+);
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d with a var_weight of ~4e-44 (logits 100 apart) matches the reference",
+  async () => {
+    // Feature 1 repeats 1e9 in every sample (BN variance 0), so its mixed variance is the LN
+    // variance (~2.5e17) times softmax(var_weight)'s LN weight of 3.7e-44: a float32 subnormal
+    // with 5 significant bits (~1.5% off: y ~0.8% off), or 0 where a GPU flushes it. Such a
+    // weight now goes to the shaders as a mantissa and exponent factors (Params.wvar_f1/f2).
+    const n = 4, c = 2;
+    const x = fill(n, c, 21, (_r, j, u) => j === 1 ? 1e9 : u * 1e-6);
+    const dy = fill(n, c, 22, (_r, _j, u) => u);
+    await assertMatchesToScale({ n, c, eps: 0, x, dy, logits: [0.3, -0.2, -100, 0] });
+  },
+);

@@ -1610,6 +1610,157 @@ for (const backend of ["wasm", "webgpu"] as const) {
 }
 
 /**
+ * Issue 10, found by tests/fuzz/nd_range_fuzz.ts (seed 987, reduced): an evaluation on a loaded
+ * `running_var` of 2.8e-45 (float32's second smallest subnormal) beside samples that each
+ * repeat one value of 1e11 .. 1e15 (IN and LN variances 0), eps 1e-5. The BN variance is
+ * negligible in the mix beside eps, but var_k - var, which the var_weight gradient sums times
+ * dL/dvar (~1e22 here), is that variance alone: ~1e-23 in the reference. WebGPU wrote the
+ * running variance flushed to 0 in its group's unit (sqrt(eps)'s), its wide rows formed those
+ * differences in the unit of the rows' means (2^50), where 2.8e-45 is 0, and it kept the variance
+ * dots in one unit with the mean dots (~2e17, 2^133 above): var_weight's gradient was 0 (the
+ * fuzzed case: 327 where the reference has 4.4e26).
+ */
+async function subnormalRunningVarDots(backend: Backend) {
+  const shape = [3, 1, 1, 16], m = 16, means = [6.4e14, -8.4e10, 3e13];
+  const random = seededRandom(987);
+  const x = Float32Array.from({ length: 3 * m }, (_, i) => means[Math.floor(i / m)]);
+  const dy = Float32Array.from({ length: 3 * m }, () => random() * 2 - 1);
+  const state = {
+    weight: new Float32Array([1.5]),
+    bias: new Float32Array([0.3]),
+    mean_weight: new Float32Array([-0.9, 2.1, 1.6]),
+    var_weight: new Float32Array([-0.14, 2.87, 2.07]),
+    running_mean: new Float32Array([-174639.23]),
+    running_var: new Float32Array([2.8e-45]),
+  };
+  const layer = new SwitchNorm2d(1, { backend, eps: 1e-5 });
+  layer.loadStateDict(state);
+  layer.eval();
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  const scales = termScales({
+    layout: "nd",
+    n: 3,
+    c: 1,
+    m,
+    eps: 1e-5,
+    usingBN: true,
+    training: false,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+    runningMean: state.running_mean,
+    runningVar: state.running_var,
+  });
+  return { y, dx, grads: layer.grads, scales };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "var_weight's gradient on a running_var of 2.8e-45 beside constant samples of 1e11 .. 1e15 matches the float64 reference",
+    async () => {
+      const want = await subnormalRunningVarDots("reference");
+      const got = await subnormalRunningVarDots(backend);
+      assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, "y");
+      assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, "dx");
+      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertCloseToScale(
+          got.grads[k],
+          want.grads[k],
+          want.scales[k],
+          GRAD_SCALED,
+          `grad of ${k}`,
+        );
+      }
+      // The term scale of a logit gradient is the size of its terms (~1e-23 here): no
+      // cancellation, so hold it to GRAD relative to itself as well.
+      const vw = want.grads.var_weight;
+      const size = Math.max(...Array.from(vw, Math.abs));
+      assert.ok(size > 1e-24, `reference var_weight gradient ${vw}`);
+      assertClose(got.grads.var_weight, vw, { ...GRAD, atol: GRAD.atol * size }, "var_weight");
+    },
+  );
+}
+
+/**
+ * Issue 10: var_weight logits 100 apart, so that softmax gives the LN and BN terms weights of
+ * ~4e-44, below float32's normal range. SwitchNorm2d [2, 2, 4, 4] with eps 0: channel 1 repeats
+ * 1e9 (IN variance 0; BN variance 0 in training, a running_var of 1 in evaluation), so its mixed
+ * variance is ~4e-44 times the LN variance of ~2.5e17 (plus the BN term). WebGPU took the weight
+ * as its float32 rounding, a subnormal with 5 significant bits (0 where a GPU flushes it): y
+ * ~0.8% off and var_weight's gradient NaN. Training, then an evaluation on the buffers it left.
+ */
+async function tinyVarWeight(backend: Backend, training: boolean) {
+  const shape = [2, 2, 4, 4], m = 16;
+  const random = seededRandom(1044);
+  const x = Float32Array.from(
+    { length: 4 * m },
+    (_, i) => Math.floor(i / m) % 2 === 1 ? 1e9 : (random() * 2 - 1) * 1e-6,
+  );
+  const dy = Float32Array.from({ length: 4 * m }, () => random() * 2 - 1);
+  const state = {
+    weight: new Float32Array([1, 1]),
+    bias: new Float32Array([0, 0]),
+    mean_weight: new Float32Array([0, 0, 0]),
+    var_weight: new Float32Array([0, -100, -100]),
+    running_mean: new Float32Array([0, 0]),
+    running_var: new Float32Array([1, 1]),
+  };
+  const layer = new SwitchNorm2d(2, { backend, eps: 0 });
+  layer.loadStateDict(state);
+  layer.train(training);
+  const y = await layer.forward(x, shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  const scales = termScales({
+    layout: "nd",
+    n: 2,
+    c: 2,
+    m,
+    eps: 0,
+    usingBN: true,
+    training,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+    runningMean: state.running_mean,
+    runningVar: state.running_var,
+  });
+  return { y, dx, grads: layer.grads, scales };
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  rangeTest(
+    backend,
+    "var_weight logits 100 apart (mixing weights of ~4e-44) match the float64 reference",
+    async () => {
+      for (const training of [true, false]) {
+        const what = training ? "training" : "evaluation";
+        const want = await tinyVarWeight("reference", training);
+        const got = await tinyVarWeight(backend, training);
+        assertRowsClose(got.y, want.y, Y, 16, `${what}: y`);
+        assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
+        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+          assertCloseToScale(
+            got.grads[k],
+            want.grads[k],
+            want.scales[k],
+            GRAD_SCALED,
+            `${what}: grad of ${k}`,
+          );
+        }
+      }
+    },
+  );
+}
+
+/**
  * Issue 10: an evaluation with eps 0 on a loaded `running_var` of 0 whose samples each repeat one
  * value (1.5, -2, 3e20: IN and LN variances 0 too), so that the mix's variance is exactly 0 in
  * channels 0 and 1. There x - mu = w_bn (x - running_mean) is far from 0 (running_mean 0.5 and

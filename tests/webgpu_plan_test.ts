@@ -7,6 +7,7 @@ import { GRAD_BYTES, grid, makePlan, type PlanLimits } from "../backends/_webgpu
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import type { NormProblem } from "../backends/_backend.ts";
 import { rng } from "./_webgpu.ts";
+import { shaderWeight } from "../backends/_webgpu_weights.ts";
 
 Deno.test("the plan binds every segment and element once, in aligned windows within the limit", () => {
   const r = rng(5);
@@ -292,4 +293,23 @@ Deno.test("a backward whose record buffers exceed maxBufferSize is refused with 
     /the per-row gradient sums need a buffer of 192000 bytes, more than this device's maxBufferSize/,
   );
   makeBackwardPlan(problem, mix, { ...limits, maxBuffer: 192_000 }, 1000);
+});
+
+Deno.test("mixing weights below float32's normal range go to the shaders as a mantissa and two normal powers of two", () => {
+  const f32 = Math.fround;
+  // Ordinary weights: their float32 rounding, factors 1 (the shaders compute what they did).
+  for (const w of [0, 1, 1 / 3, 2 ** -126, 0.7]) {
+    assert.deepEqual(shaderWeight(w), { mantissa: w, f1: 1, f2: 1, exp: 0 });
+  }
+  for (const w of [3.7e-44, 2 ** -127, 1.2e-60, 2 ** -251 * 1.5]) {
+    const s = shaderWeight(w);
+    assert.ok(s.mantissa >= 0.5 && s.mantissa < 1, `mantissa of ${w}: ${s.mantissa}`);
+    assert.equal(s.f1 * s.f2, 2 ** s.exp);
+    for (const f of [s.f1, s.f2]) assert.ok(f >= 2 ** -126 && f <= 1 && f32(f) === f, `${w}: ${f}`);
+    // The float32 mantissa times the factors is w to float32's precision, not a subnormal's.
+    const got = f32(s.mantissa) * s.f1 * s.f2;
+    assert.ok(Math.abs(got - w) <= 2 ** -24 * w, `${w}: ${got}`);
+  }
+  // Below 2^-252 a weight counts as 0 (its products are below every normal float32 result).
+  assert.deepEqual(shaderWeight(2 ** -253), { mantissa: 0, f1: 1, f2: 1, exp: 0 });
 });
