@@ -1242,48 +1242,39 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
 
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let g = P.seg_threads;
-  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
-  let t = lid % g;
+// The moments of this thread's share of segment elements s .. e - 1 (indices within the
+// binding window), about \`shift\`.
+struct Share {
+  acc: Acc,
+  flags: u32,
+  mx: u32,
+}
+
+fn sweep(s: u32, e: u32, t: u32, g: u32, shift: f32) -> Share {
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
   var mx = 0u; // max |x| of the finite values, as bits
-  var shift = 0.0;
-  let live = seg < P.seg_end;
-  if (live) {
-    let row = seg / P.chunks;
-    let k = seg % P.chunks;
-    let row_start = row * P.m;
-    // Element indices relative to this dispatch's binding window of x.
-    let s = row_start + k * P.seg_len - P.elem_base;
-    let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
-    let first = load1(s);
-    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
-    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
-    // per element in the segment means, which the row mean would keep).
-    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
-    let body_s = min((s + 3u) & ~3u, e);
-    let body_e = max(body_s, e & ~3u);
-    for (var i = s + t; i < body_s; i += g) {
-      add1(&acc, &flags, &mx, load1(i), shift);
-    }
-    for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-      add4(&acc, &flags, &mx, x[q], shift);
-    }
-    for (var i = body_e + t; i < e; i += g) {
-      add1(&acc, &flags, &mx, load1(i), shift);
-    }
+  let body_s = min((s + 3u) & ~3u, e);
+  let body_e = max(body_s, e & ~3u);
+  for (var i = s + t; i < body_s; i += g) {
+    add1(&acc, &flags, &mx, load1(i), shift);
   }
-  w_n[lid] = acc.n;
-  w_mean[lid] = acc.mean;
-  w_m2[lid] = acc.m2;
-  w_flags[lid] = flags | (abs_field(mx) << 8u);
+  for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
+    add4(&acc, &flags, &mx, x[q], shift);
+  }
+  for (var i = body_e + t; i < e; i += g) {
+    add1(&acc, &flags, &mx, load1(i), shift);
+  }
+  return Share(acc, flags, mx);
+}
+
+// The threads' shares into workgroup memory, merged pairwise: the segment's summary at its first
+// thread (lid - t). Called in uniform control flow (barriers).
+fn merge_shares(share: Share, lid: u32, t: u32, g: u32) {
+  w_n[lid] = share.acc.n;
+  w_mean[lid] = share.acc.mean;
+  w_m2[lid] = share.acc.m2;
+  w_flags[lid] = share.flags | (abs_field(share.mx) << 8u);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -1295,6 +1286,69 @@ fn main(
       w_flags[lid] = merge_flags(w_flags[lid], w_flags[o]);
     }
     workgroupBarrier();
+  }
+}
+
+// Whether a segment's shift was poor: more than 4 standard deviations from its mean
+// (mean^2 > 16 M2 / count). Then mean = K + mean(x - K) cancels: the float32 mean of x - K ~ -K
+// is off by ulps of K, which the row mean keeps (a row of 1023 zeros after a 1e6: 97.65 for
+// 97.65625 in running_mean). Such a segment is measured again about K + mean. Not for wide
+// segments (sn_wide_stats summarizes them again, its sums here may have overflowed) nor ones
+// with non-finite values (their statistics follow the flags). Data whose first value lies within
+// 4 standard deviations of the segment's mean (the error is then below ~1e-6 of the std, as
+// float32 summation leaves anyway) take no second sweep.
+fn poor_shift(n: f32, mean: f32, m2: f32, flags: u32) -> bool {
+  return (flags & F_CLASS) == 0u && !is_wide_field(max_field(flags)) && mean * mean * n > 16.0 * m2;
+}
+
+// Set when a segment of the workgroup is measured again (zero when the workgroup starts).
+var<workgroup> w_redo: atomic<u32>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = P.seg_threads;
+  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
+  let t = lid % g;
+  var share = Share(Acc(0.0, 0.0, 0.0), 0u, 0u);
+  var shift = 0.0;
+  var s = 0u;
+  var e = 0u;
+  let live = seg < P.seg_end;
+  if (live) {
+    let row = seg / P.chunks;
+    let k = seg % P.chunks;
+    let row_start = row * P.m;
+    // Element indices relative to this dispatch's binding window of x.
+    s = row_start + k * P.seg_len - P.elem_base;
+    e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    let first = load1(s);
+    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
+    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
+    // per element in the segment means, which the row mean would keep).
+    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
+    share = sweep(s, e, t, g, shift);
+  }
+  merge_shares(share, lid, t, g);
+  // Every thread reads its segment's summary (the merge ended with a barrier); the second sweep
+  // runs only in a workgroup with a poor shift (a uniform branch: other workgroups skip its code).
+  let lead = lid - t;
+  let poor = live && poor_shift(w_n[lead], w_mean[lead], w_m2[lead], w_flags[lead]);
+  if (poor) {
+    atomicStore(&w_redo, 1u);
+  }
+  if (workgroupUniformLoad(&w_redo) != 0u) {
+    if (poor) {
+      let better = shift + w_mean[lead];
+      shift = select(better, coarse12(better), P.chunks > 1u);
+      share = sweep(s, e, t, g, shift);
+    }
+    workgroupBarrier(); // every thread has read its segment's first summary
+    // Segments that were not poor merge the same shares again: the same bits.
+    merge_shares(share, lid, t, g);
   }
   if (live && t == 0u) {
     parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
@@ -1403,7 +1457,8 @@ export const SN_WIDE_STATS: string =
 // (is_wide_field, common.wgsl): there float32 squares and sums of x overflow or go subnormal.
 // For such a row, with u = field - 127 (so |x| <= 2^u), every x of each segment s is taken as
 // x' = x * 2^-u (exact: scale2 works on the bits), and
-//   K' = x'[first of s] (0 if not finite),  count,  mean' = mean of (x' - K'),
+//   K' = x'[first of s] (0 if not finite; its mean where that is far: see below),  count,
+//   mean' = mean of (x' - K'),
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
@@ -1458,7 +1513,21 @@ fn summarize_wide(seg: u32) {
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  let shift = scale2(x[s], k);
+  var shift = scale2(x[s], k);
+  var total = scaled_moments(s, e, k, shift);
+  // A shift more than 4 standard deviations from the mean (sn_stats.wgsl, poor_shift): the
+  // segment again about its mean (x of 1e19 then 1023 zeros: 2e-4 off in running_mean).
+  if (total.mean * total.mean * total.n > 16.0 * total.m2) {
+    let better = shift + total.mean;
+    shift = select(better, coarse12(better), P.chunks > 1u);
+    total = scaled_moments(s, e, k, shift);
+  }
+  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+}
+
+// (count, mean, M2) of x * 2^k - shift over elements s .. e - 1 (Welford in blocks of 64, the
+// blocks Chan-merged).
+fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
   var total = Acc(0.0, 0.0, 0.0);
   for (var b = s; b < e; b += 64u) {
     var acc = Acc(0.0, 0.0, 0.0);
@@ -1471,7 +1540,7 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+  return total;
 }
 `;
 
@@ -1964,6 +2033,29 @@ fn main(
     mean_hi = h.x;
     lo = h.y + q.y;
   }
+  // Layout "nd": where hi (the first member's shift) lies more than 4 standard deviations of
+  // the group from its mean, mean = hi + lo cancels and keeps lo's float32 rounding, ulps of
+  // hi - mu (a channel whose first sample's row is 1e6 among 4095 rows of ~0.5: 4e-5 off in
+  // running_mean). The mean is then summed again, about hi + lo, in exact pairs (one thread:
+  // a loop that other groups skip).
+  let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
+  let far = !tiles && (gflags & F_CLASS) == 0u && w_n[0] > 0.0 && lo * lo * w_n[0] > 16.0 * spread;
+  let centre = hi + lo;
+  var t = vec2<f32>(0.0);
+  for (var k = 0u; k < select(0u, count, far); k++) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
+    let w = select(1u, p.count, chan);
+    let dk = two_sum(p.shift * f, -centre);
+    t = pair_sub_times(pair_sub_times(pair_sub_times(t, w, -dk.x), w, -dk.y), w, -(p.mean * f));
+  }
+  if (far) {
+    let q = pair_mean(t, select(u32(w_n[0]), w_count[0], chan));
+    let h = two_sum(centre, q.x);
+    mean_hi = h.x;
+    lo = h.y + q.y;
+  }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
     let count = select(u32(w_n[0]), w_count[0], chan);
@@ -2003,14 +2095,24 @@ fn main(
     let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
-    if (unit != 0 && gflags == 0u) {
+    // A scaled group's mean is finite whenever no member is NaN or infinite, also where its
+    // variance is NaN (F_NO_VAR: rows of one value, M = 1, or one sample): its running_mean
+    // takes the scaled update then (the unscaled one below read the mean in units of 2^u as
+    // if it were in units of 1: x of 1e19, 2, 3 over H*W = 1 gave 0.018 for 3.3e17), and
+    // running_var the NaN that the unscaled one makes of it.
+    let mean_finite = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
+    if (unit != 0 && mean_finite) {
       let u2 = 2 * unit;
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
         running[c] = add_scaled(rm, 1.0, mu, unit);
-        running[P.c + c] = add_scaled(rv, 1.0, mu * mu + v, u2);
+        running[P.c + c] = select(ieee_add(rv, qnan()), add_scaled(rv, 1.0, mu * mu + v, u2), gflags == 0u);
       } else {
         running[c] = add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit);
-        running[P.c + c] = add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2);
+        running[P.c + c] = select(
+          ieee_add(ieee_mul(P.momentum, rv), qnan()),
+          add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2),
+          gflags == 0u,
+        );
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);

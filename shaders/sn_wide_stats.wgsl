@@ -4,7 +4,8 @@
 // (is_wide_field, common.wgsl): there float32 squares and sums of x overflow or go subnormal.
 // For such a row, with u = field - 127 (so |x| <= 2^u), every x of each segment s is taken as
 // x' = x * 2^-u (exact: scale2 works on the bits), and
-//   K' = x'[first of s] (0 if not finite),  count,  mean' = mean of (x' - K'),
+//   K' = x'[first of s] (0 if not finite; its mean where that is far: see below),  count,
+//   mean' = mean of (x' - K'),
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
@@ -59,7 +60,21 @@ fn summarize_wide(seg: u32) {
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  let shift = scale2(x[s], k);
+  var shift = scale2(x[s], k);
+  var total = scaled_moments(s, e, k, shift);
+  // A shift more than 4 standard deviations from the mean (sn_stats.wgsl, poor_shift): the
+  // segment again about its mean (x of 1e19 then 1023 zeros: 2e-4 off in running_mean).
+  if (total.mean * total.mean * total.n > 16.0 * total.m2) {
+    let better = shift + total.mean;
+    shift = select(better, coarse12(better), P.chunks > 1u);
+    total = scaled_moments(s, e, k, shift);
+  }
+  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+}
+
+// (count, mean, M2) of x * 2^k - shift over elements s .. e - 1 (Welford in blocks of 64, the
+// blocks Chan-merged).
+fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
   var total = Acc(0.0, 0.0, 0.0);
   for (var b = s; b < e; b += 64u) {
     var acc = Acc(0.0, 0.0, 0.0);
@@ -72,5 +87,5 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+  return total;
 }
