@@ -41,6 +41,9 @@ const F_SCALED: u32 = 0x10000u;
 // A Group whose variance is +Infinity with a finite mean (an evaluation on a running_var that
 // overflowed): a mix that gives it weight has s = 0, as in the reference (y = beta).
 const F_VAR_INF: u32 = 0x20000u;
+// A Partial of sn_stats whose shift was poor (poor_shift): sn_wide_stats measures it again about
+// its mean, and sn_row_merge (P_WIDE_ONLY) merges its row again. No later pass sees the bit.
+const F_REMEASURE: u32 = 0x40000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -379,6 +382,18 @@ fn max_field(flags: u32) -> u32 {
 // Flags of two summaries merged: the F_* bits and F_SCALED or'ed, the larger field.
 fn merge_flags(a: u32, b: u32) -> u32 {
   return ((a | b) & ~F_FIELD) | max(a & F_FIELD, b & F_FIELD);
+}
+
+// Whether a summary (count n, mean and M2 of x - K) was taken about a poor shift K: one more
+// than 4 standard deviations from its mean (mean^2 > 16 M2 / n). Its mean K + mean(x - K) then
+// cancels: the float32 mean of x - K ~ -K is off by ulps of K, which the row mean keeps (a row
+// of 1023 zeros after a 1e6: running_mean 97.65 for 97.65625). Such a summary is measured again
+// about K + mean (sn_wide_stats). A first value within 4 standard deviations (almost every
+// segment of ordinary data) leaves an error below ~1e-6 of the std, as float32 summation does
+// anyway, and costs nothing more. Not for summaries with non-finite values (the flags decide
+// their statistics).
+fn poor_shift(n: f32, mean: f32, m2: f32, flags: u32) -> bool {
+  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2;
 }
 
 // Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).
@@ -1184,7 +1199,9 @@ export const SN_STATS: string =
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
 //   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
-//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits)
+//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits);
+//            F_REMEASURE where K lies far from the mean (poor_shift: sn_wide_stats measures the
+//            segment again about its mean)
 // Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
 // (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
 // summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
@@ -1242,39 +1259,48 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
 
-// The moments of this thread's share of segment elements s .. e - 1 (indices within the
-// binding window), about \`shift\`.
-struct Share {
-  acc: Acc,
-  flags: u32,
-  mx: u32,
-}
-
-fn sweep(s: u32, e: u32, t: u32, g: u32, shift: f32) -> Share {
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = P.seg_threads;
+  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
+  let t = lid % g;
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
   var mx = 0u; // max |x| of the finite values, as bits
-  let body_s = min((s + 3u) & ~3u, e);
-  let body_e = max(body_s, e & ~3u);
-  for (var i = s + t; i < body_s; i += g) {
-    add1(&acc, &flags, &mx, load1(i), shift);
+  var shift = 0.0;
+  let live = seg < P.seg_end;
+  if (live) {
+    let row = seg / P.chunks;
+    let k = seg % P.chunks;
+    let row_start = row * P.m;
+    // Element indices relative to this dispatch's binding window of x.
+    let s = row_start + k * P.seg_len - P.elem_base;
+    let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    let first = load1(s);
+    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
+    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
+    // per element in the segment means, which the row mean would keep).
+    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
+    let body_s = min((s + 3u) & ~3u, e);
+    let body_e = max(body_s, e & ~3u);
+    for (var i = s + t; i < body_s; i += g) {
+      add1(&acc, &flags, &mx, load1(i), shift);
+    }
+    for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
+      add4(&acc, &flags, &mx, x[q], shift);
+    }
+    for (var i = body_e + t; i < e; i += g) {
+      add1(&acc, &flags, &mx, load1(i), shift);
+    }
   }
-  for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-    add4(&acc, &flags, &mx, x[q], shift);
-  }
-  for (var i = body_e + t; i < e; i += g) {
-    add1(&acc, &flags, &mx, load1(i), shift);
-  }
-  return Share(acc, flags, mx);
-}
-
-// The threads' shares into workgroup memory, merged pairwise: the segment's summary at its first
-// thread (lid - t). Called in uniform control flow (barriers).
-fn merge_shares(share: Share, lid: u32, t: u32, g: u32) {
-  w_n[lid] = share.acc.n;
-  w_mean[lid] = share.acc.mean;
-  w_m2[lid] = share.acc.m2;
-  w_flags[lid] = share.flags | (abs_field(share.mx) << 8u);
+  w_n[lid] = acc.n;
+  w_mean[lid] = acc.mean;
+  w_m2[lid] = acc.m2;
+  w_flags[lid] = flags | (abs_field(mx) << 8u);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -1287,73 +1313,18 @@ fn merge_shares(share: Share, lid: u32, t: u32, g: u32) {
     }
     workgroupBarrier();
   }
-}
-
-// Whether a segment's shift was poor: more than 4 standard deviations from its mean
-// (mean^2 > 16 M2 / count). Then mean = K + mean(x - K) cancels: the float32 mean of x - K ~ -K
-// is off by ulps of K, which the row mean keeps (a row of 1023 zeros after a 1e6: 97.65 for
-// 97.65625 in running_mean). Such a segment is measured again about K + mean. Not for wide
-// segments (sn_wide_stats summarizes them again, its sums here may have overflowed) nor ones
-// with non-finite values (their statistics follow the flags). Data whose first value lies within
-// 4 standard deviations of the segment's mean (the error is then below ~1e-6 of the std, as
-// float32 summation leaves anyway) take no second sweep.
-fn poor_shift(n: f32, mean: f32, m2: f32, flags: u32) -> bool {
-  return (flags & F_CLASS) == 0u && !is_wide_field(max_field(flags)) && mean * mean * n > 16.0 * m2;
-}
-
-// Set when a segment of the workgroup is measured again (zero when the workgroup starts).
-var<workgroup> w_redo: atomic<u32>;
-
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let g = P.seg_threads;
-  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
-  let t = lid % g;
-  var share = Share(Acc(0.0, 0.0, 0.0), 0u, 0u);
-  var shift = 0.0;
-  var s = 0u;
-  var e = 0u;
-  let live = seg < P.seg_end;
-  if (live) {
-    let row = seg / P.chunks;
-    let k = seg % P.chunks;
-    let row_start = row * P.m;
-    // Element indices relative to this dispatch's binding window of x.
-    s = row_start + k * P.seg_len - P.elem_base;
-    e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
-    let first = load1(s);
-    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
-    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
-    // per element in the segment means, which the row mean would keep).
-    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
-    share = sweep(s, e, t, g, shift);
-  }
-  merge_shares(share, lid, t, g);
-  // Every thread reads its segment's summary (the merge ended with a barrier); the second sweep
-  // runs only in a workgroup with a poor shift (a uniform branch: other workgroups skip its code).
-  let lead = lid - t;
-  let poor = live && poor_shift(w_n[lead], w_mean[lead], w_m2[lead], w_flags[lead]);
-  if (poor) {
-    atomicStore(&w_redo, 1u);
-  }
-  if (workgroupUniformLoad(&w_redo) != 0u) {
-    if (poor) {
-      let better = shift + w_mean[lead];
-      shift = select(better, coarse12(better), P.chunks > 1u);
-      share = sweep(s, e, t, g, shift);
-    }
-    workgroupBarrier(); // every thread has read its segment's first summary
-    // Segments that were not poor merge the same shares again: the same bits.
-    merge_shares(share, lid, t, g);
-  }
   if (live && t == 0u) {
-    parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
-    let f = w_flags[lid];
-    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+    let n = w_n[lid];
+    let mean = w_mean[lid];
+    let m2 = w_m2[lid];
+    var f = w_flags[lid];
+    let wide = is_wide_field(max_field(f)) && (f & F_CLASS) == 0u;
+    // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
+    // row listed here, or by sn_row_merge when rows span several segments).
+    let poor = !wide && poor_shift(n, mean, m2, f);
+    f = f | select(0u, F_REMEASURE, poor);
+    parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
+    if (P.chunks == 1u && (wide || poor)) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
     }
   }
@@ -1372,7 +1343,8 @@ export const SN_ROW_MERGE: string =
 //          are differences of IN, LN and BN means that may lie ~std / sqrt(M) apart.
 //   flags = OR of flags_k, with the largest magnitude field (merge_flags)
 // Run a second time (P_WIDE_ONLY) after sn_wide_stats, for the rows it summarized again in
-// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply.
+// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply;
+// and for rows with segments whose shift was poor (F_REMEASURE, sn_stats), measured again.
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
@@ -1402,7 +1374,9 @@ fn main(
   let local = row - P.rec_base;
   let base = local * P.chunks;
   let first = parts[base];
-  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
+  // The second run: rows sn_wide_stats summarized again (scaled, or segments with a poor shift,
+  // which the first run marked F_REMEASURE in the row's record).
+  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags) && (rows[local].flags & F_REMEASURE) == 0u) {
     return;
   }
   var acc = Acc(f32(first.count), first.mean, first.m2);
@@ -1419,9 +1393,15 @@ fn main(
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
-  if ((P.flags & P_WIDE_ONLY) == 0u && is_wide_field(max_field(flags)) && (flags & F_CLASS) == 0u) {
+  // Rows with non-finite values are not summarized again (their statistics follow the flags).
+  let listed = (P.flags & P_WIDE_ONLY) == 0u && (is_wide_field(max_field(flags)) || (flags & F_REMEASURE) != 0u) &&
+    (flags & F_CLASS) == 0u;
+  if (listed) {
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
+  // F_REMEASURE stays in the record only where sn_wide_stats measures the row again (for the
+  // second run, whose merge of the rewritten segments clears it).
+  flags = select(flags & ~F_REMEASURE, flags, listed);
   if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
@@ -1462,6 +1442,8 @@ export const SN_WIDE_STATS: string =
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
+// Listed rows that are not wide have segments whose shift was poor (F_REMEASURE, sn_stats):
+// those segments are summarized again, unscaled, about K + mean (poor_shift, common.wgsl).
 // The rows come from a list (sn_stats, sn_row_merge); rows with non-finite values are not in it
 // (their statistics are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
@@ -1506,23 +1488,37 @@ fn summarize_wide(seg: u32) {
     row_flags = parts[seg - P.rec_base].flags;
   }
   let field = max_field(row_flags);
-  if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
+  let at = seg - P.rec_base * P.chunks;
+  let p = parts[at];
+  // Listed rows that are not wide have segments whose shift was poor (F_REMEASURE): those are
+  // measured again, unscaled, about K + mean; the row's other segments keep their summaries.
+  let wide = is_wide_field(field);
+  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u)) {
     return;
   }
-  let k = 127 - i32(field);
+  let k = select(0, 127 - i32(field), wide);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  var shift = scale2(x[s], k);
-  var total = scaled_moments(s, e, k, shift);
-  // A shift more than 4 standard deviations from the mean (sn_stats.wgsl, poor_shift): the
-  // segment again about its mean (x of 1e19 then 1023 zeros: 2e-4 off in running_mean).
-  if (total.mean * total.mean * total.n > 16.0 * total.m2) {
-    let better = shift + total.mean;
-    shift = select(better, coarse12(better), P.chunks > 1u);
+  var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
+  var total = Acc(0.0, 0.0, 0.0);
+  // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
+  // common.wgsl: x of 1e19, then 1023 zeros was 2e-4 off in running_mean), about its mean.
+  for (var sweep = 0u; sweep < 2u; sweep++) {
     total = scaled_moments(s, e, k, shift);
+    if (sweep == 1u || !poor_shift(total.n, total.mean, total.m2, 0u)) {
+      break;
+    }
+    shift = centre(shift + total.mean);
   }
-  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+  let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
+  parts[at] = Partial(shift, total.mean, total.m2, u32(total.n), flags, 0.0);
+}
+
+// A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
+// several segments (coarse12, as sn_stats cuts its shifts there).
+fn centre(mean: f32) -> f32 {
+  return select(mean, coarse12(mean), P.chunks > 1u);
 }
 
 // (count, mean, M2) of x * 2^k - shift over elements s .. e - 1 (Welford in blocks of 64, the

@@ -7,7 +7,9 @@
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
 //   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
-//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits)
+//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits);
+//            F_REMEASURE where K lies far from the mean (poor_shift: sn_wide_stats measures the
+//            segment again about its mean)
 // Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
 // (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
 // summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
@@ -65,39 +67,48 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
 
-// The moments of this thread's share of segment elements s .. e - 1 (indices within the
-// binding window), about `shift`.
-struct Share {
-  acc: Acc,
-  flags: u32,
-  mx: u32,
-}
-
-fn sweep(s: u32, e: u32, t: u32, g: u32, shift: f32) -> Share {
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = P.seg_threads;
+  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
+  let t = lid % g;
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
   var mx = 0u; // max |x| of the finite values, as bits
-  let body_s = min((s + 3u) & ~3u, e);
-  let body_e = max(body_s, e & ~3u);
-  for (var i = s + t; i < body_s; i += g) {
-    add1(&acc, &flags, &mx, load1(i), shift);
+  var shift = 0.0;
+  let live = seg < P.seg_end;
+  if (live) {
+    let row = seg / P.chunks;
+    let k = seg % P.chunks;
+    let row_start = row * P.m;
+    // Element indices relative to this dispatch's binding window of x.
+    let s = row_start + k * P.seg_len - P.elem_base;
+    let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    let first = load1(s);
+    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
+    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
+    // per element in the segment means, which the row mean would keep).
+    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
+    let body_s = min((s + 3u) & ~3u, e);
+    let body_e = max(body_s, e & ~3u);
+    for (var i = s + t; i < body_s; i += g) {
+      add1(&acc, &flags, &mx, load1(i), shift);
+    }
+    for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
+      add4(&acc, &flags, &mx, x[q], shift);
+    }
+    for (var i = body_e + t; i < e; i += g) {
+      add1(&acc, &flags, &mx, load1(i), shift);
+    }
   }
-  for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-    add4(&acc, &flags, &mx, x[q], shift);
-  }
-  for (var i = body_e + t; i < e; i += g) {
-    add1(&acc, &flags, &mx, load1(i), shift);
-  }
-  return Share(acc, flags, mx);
-}
-
-// The threads' shares into workgroup memory, merged pairwise: the segment's summary at its first
-// thread (lid - t). Called in uniform control flow (barriers).
-fn merge_shares(share: Share, lid: u32, t: u32, g: u32) {
-  w_n[lid] = share.acc.n;
-  w_mean[lid] = share.acc.mean;
-  w_m2[lid] = share.acc.m2;
-  w_flags[lid] = share.flags | (abs_field(share.mx) << 8u);
+  w_n[lid] = acc.n;
+  w_mean[lid] = acc.mean;
+  w_m2[lid] = acc.m2;
+  w_flags[lid] = flags | (abs_field(mx) << 8u);
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -110,73 +121,18 @@ fn merge_shares(share: Share, lid: u32, t: u32, g: u32) {
     }
     workgroupBarrier();
   }
-}
-
-// Whether a segment's shift was poor: more than 4 standard deviations from its mean
-// (mean^2 > 16 M2 / count). Then mean = K + mean(x - K) cancels: the float32 mean of x - K ~ -K
-// is off by ulps of K, which the row mean keeps (a row of 1023 zeros after a 1e6: 97.65 for
-// 97.65625 in running_mean). Such a segment is measured again about K + mean. Not for wide
-// segments (sn_wide_stats summarizes them again, its sums here may have overflowed) nor ones
-// with non-finite values (their statistics follow the flags). Data whose first value lies within
-// 4 standard deviations of the segment's mean (the error is then below ~1e-6 of the std, as
-// float32 summation leaves anyway) take no second sweep.
-fn poor_shift(n: f32, mean: f32, m2: f32, flags: u32) -> bool {
-  return (flags & F_CLASS) == 0u && !is_wide_field(max_field(flags)) && mean * mean * n > 16.0 * m2;
-}
-
-// Set when a segment of the workgroup is measured again (zero when the workgroup starts).
-var<workgroup> w_redo: atomic<u32>;
-
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let g = P.seg_threads;
-  let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
-  let t = lid % g;
-  var share = Share(Acc(0.0, 0.0, 0.0), 0u, 0u);
-  var shift = 0.0;
-  var s = 0u;
-  var e = 0u;
-  let live = seg < P.seg_end;
-  if (live) {
-    let row = seg / P.chunks;
-    let k = seg % P.chunks;
-    let row_start = row * P.m;
-    // Element indices relative to this dispatch's binding window of x.
-    s = row_start + k * P.seg_len - P.elem_base;
-    e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
-    let first = load1(s);
-    // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
-    // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
-    // per element in the segment means, which the row mean would keep).
-    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
-    share = sweep(s, e, t, g, shift);
-  }
-  merge_shares(share, lid, t, g);
-  // Every thread reads its segment's summary (the merge ended with a barrier); the second sweep
-  // runs only in a workgroup with a poor shift (a uniform branch: other workgroups skip its code).
-  let lead = lid - t;
-  let poor = live && poor_shift(w_n[lead], w_mean[lead], w_m2[lead], w_flags[lead]);
-  if (poor) {
-    atomicStore(&w_redo, 1u);
-  }
-  if (workgroupUniformLoad(&w_redo) != 0u) {
-    if (poor) {
-      let better = shift + w_mean[lead];
-      shift = select(better, coarse12(better), P.chunks > 1u);
-      share = sweep(s, e, t, g, shift);
-    }
-    workgroupBarrier(); // every thread has read its segment's first summary
-    // Segments that were not poor merge the same shares again: the same bits.
-    merge_shares(share, lid, t, g);
-  }
   if (live && t == 0u) {
-    parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
-    let f = w_flags[lid];
-    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+    let n = w_n[lid];
+    let mean = w_mean[lid];
+    let m2 = w_m2[lid];
+    var f = w_flags[lid];
+    let wide = is_wide_field(max_field(f)) && (f & F_CLASS) == 0u;
+    // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
+    // row listed here, or by sn_row_merge when rows span several segments).
+    let poor = !wide && poor_shift(n, mean, m2, f);
+    f = f | select(0u, F_REMEASURE, poor);
+    parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
+    if (P.chunks == 1u && (wide || poor)) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
     }
   }
