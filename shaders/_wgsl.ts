@@ -2042,9 +2042,14 @@ fn main(
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
+    // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
     let w = select(1u, p.count, chan);
+    let w_hi = f32(w & 0xfff000u);
+    let w_lo = f32(w & 0xfffu);
     let dk = two_sum(p.shift * f, -centre);
-    t = pair_sub_times(pair_sub_times(pair_sub_times(t, w, -dk.x), w, -dk.y), w, -(p.mean * f));
+    let m = p.mean * f;
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
   }
   if (far) {
     let q = pair_mean(t, select(u32(w_n[0]), w_count[0], chan));
