@@ -390,10 +390,12 @@ fn merge_flags(a: u32, b: u32) -> u32 {
 // of 1023 zeros after a 1e6: running_mean 97.65 for 97.65625). Such a summary is measured again
 // about K + mean (sn_wide_stats). A first value within 4 standard deviations (almost every
 // segment of ordinary data) leaves an error below ~1e-6 of the std, as float32 summation does
-// anyway, and costs nothing more. Not for summaries with non-finite values (the flags decide
+// anyway, and costs nothing more; so does a mean of x - K below 2^-8 |K|, whose rounding lies
+// below K's own (a constant segment of 3.1 about K = coarse12(3.1), which a second sweep about
+// the same K would not change). Not for summaries with non-finite values (the flags decide
 // their statistics).
-fn poor_shift(n: f32, mean: f32, m2: f32, flags: u32) -> bool {
-  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2;
+fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
+  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
 }
 
 // Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).
@@ -1321,7 +1323,7 @@ fn main(
     let wide = is_wide_field(max_field(f)) && (f & F_CLASS) == 0u;
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
-    let poor = !wide && poor_shift(n, mean, m2, f);
+    let poor = !wide && poor_shift(n, shift, mean, m2, f);
     f = f | select(0u, F_REMEASURE, poor);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (P.chunks == 1u && (wide || poor)) {
@@ -1506,7 +1508,7 @@ fn summarize_wide(seg: u32) {
   // common.wgsl: x of 1e19, then 1023 zeros was 2e-4 off in running_mean), about its mean.
   for (var sweep = 0u; sweep < 2u; sweep++) {
     total = scaled_moments(s, e, k, shift);
-    if (sweep == 1u || !poor_shift(total.n, total.mean, total.m2, 0u)) {
+    if (sweep == 1u || !poor_shift(total.n, shift, total.mean, total.m2, 0u)) {
       break;
     }
     shift = centre(shift + total.mean);

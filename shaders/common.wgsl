@@ -381,10 +381,12 @@ fn merge_flags(a: u32, b: u32) -> u32 {
 // of 1023 zeros after a 1e6: running_mean 97.65 for 97.65625). Such a summary is measured again
 // about K + mean (sn_wide_stats). A first value within 4 standard deviations (almost every
 // segment of ordinary data) leaves an error below ~1e-6 of the std, as float32 summation does
-// anyway, and costs nothing more. Not for summaries with non-finite values (the flags decide
+// anyway, and costs nothing more; so does a mean of x - K below 2^-8 |K|, whose rounding lies
+// below K's own (a constant segment of 3.1 about K = coarse12(3.1), which a second sweep about
+// the same K would not change). Not for summaries with non-finite values (the flags decide
 // their statistics).
-fn poor_shift(n: f32, mean: f32, m2: f32, flags: u32) -> bool {
-  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2;
+fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
+  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
 }
 
 // Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).

@@ -129,7 +129,7 @@ fn main(
     let wide = is_wide_field(max_field(f)) && (f & F_CLASS) == 0u;
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
-    let poor = !wide && poor_shift(n, mean, m2, f);
+    let poor = !wide && poor_shift(n, shift, mean, m2, f);
     f = f | select(0u, F_REMEASURE, poor);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (P.chunks == 1u && (wide || poor)) {

@@ -73,7 +73,7 @@ fn summarize_wide(seg: u32) {
   // common.wgsl: x of 1e19, then 1023 zeros was 2e-4 off in running_mean), about its mean.
   for (var sweep = 0u; sweep < 2u; sweep++) {
     total = scaled_moments(s, e, k, shift);
-    if (sweep == 1u || !poor_shift(total.n, total.mean, total.m2, 0u)) {
+    if (sweep == 1u || !poor_shift(total.n, shift, total.mean, total.m2, 0u)) {
       break;
     }
     shift = centre(shift + total.mean);
