@@ -41,6 +41,9 @@ const F_SCALED: u32 = 0x10000u;
 // A Group whose variance is +Infinity with a finite mean (an evaluation on a running_var that
 // overflowed): a mix that gives it weight has s = 0, as in the reference (y = beta).
 const F_VAR_INF: u32 = 0x20000u;
+// A Partial of sn_stats whose shift was poor (poor_shift): sn_wide_stats measures it again about
+// its mean, and sn_row_merge (P_WIDE_ONLY) merges its row again. No later pass sees the bit.
+const F_REMEASURE: u32 = 0x40000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -420,6 +423,20 @@ fn max_field(flags: u32) -> u32 {
 // Flags of two summaries merged: the F_* bits and F_SCALED or'ed, the larger field.
 fn merge_flags(a: u32, b: u32) -> u32 {
   return ((a | b) & ~F_FIELD) | max(a & F_FIELD, b & F_FIELD);
+}
+
+// Whether a summary (count n, mean and M2 of x - K) was taken about a poor shift K: one more
+// than 4 standard deviations from its mean (mean^2 > 16 M2 / n). Its mean K + mean(x - K) then
+// cancels: the float32 mean of x - K ~ -K is off by ulps of K, which the row mean keeps (a row
+// of 1023 zeros after a 1e6: running_mean 97.65 for 97.65625). Such a summary is measured again
+// about K + mean (sn_wide_stats). A first value within 4 standard deviations (almost every
+// segment of ordinary data) leaves an error below ~1e-6 of the std, as float32 summation does
+// anyway, and costs nothing more; so does a mean of x - K below 2^-8 |K|, whose rounding lies
+// below K's own (a constant segment of 3.1 about K = coarse12(3.1), which a second sweep about
+// the same K would not change). Not for summaries with non-finite values (the flags decide
+// their statistics).
+fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
+  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
 }
 
 // Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).
@@ -1303,7 +1320,9 @@ export const SN_STATS: string =
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
 //   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
-//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits)
+//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits);
+//            F_REMEASURE where K lies far from the mean (poor_shift: sn_wide_stats measures the
+//            segment again about its mean)
 // Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
 // (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
 // summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
@@ -1416,9 +1435,17 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
-    let f = w_flags[lid];
-    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+    let n = w_n[lid];
+    let mean = w_mean[lid];
+    let m2 = w_m2[lid];
+    var f = w_flags[lid];
+    let wide = is_wide_field(max_field(f)) && (f & F_CLASS) == 0u;
+    // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
+    // row listed here, or by sn_row_merge when rows span several segments).
+    let poor = !wide && poor_shift(n, shift, mean, m2, f);
+    f = f | select(0u, F_REMEASURE, poor);
+    parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
+    if (P.chunks == 1u && (wide || poor)) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
     }
   }
@@ -1437,7 +1464,8 @@ export const SN_ROW_MERGE: string =
 //          are differences of IN, LN and BN means that may lie ~std / sqrt(M) apart.
 //   flags = OR of flags_k, with the largest magnitude field (merge_flags)
 // Run a second time (P_WIDE_ONLY) after sn_wide_stats, for the rows it summarized again in
-// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply.
+// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply;
+// and for rows with segments whose shift was poor (F_REMEASURE, sn_stats), measured again.
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
@@ -1467,7 +1495,9 @@ fn main(
   let local = row - P.rec_base;
   let base = local * P.chunks;
   let first = parts[base];
-  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
+  // The second run: rows sn_wide_stats summarized again (scaled, or segments with a poor shift,
+  // which the first run marked F_REMEASURE in the row's record).
+  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags) && (rows[local].flags & F_REMEASURE) == 0u) {
     return;
   }
   var acc = Acc(f32(first.count), first.mean, first.m2);
@@ -1484,9 +1514,15 @@ fn main(
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
-  if ((P.flags & P_WIDE_ONLY) == 0u && is_wide_field(max_field(flags)) && (flags & F_CLASS) == 0u) {
+  // Rows with non-finite values are not summarized again (their statistics follow the flags).
+  let listed = (P.flags & P_WIDE_ONLY) == 0u && (is_wide_field(max_field(flags)) || (flags & F_REMEASURE) != 0u) &&
+    (flags & F_CLASS) == 0u;
+  if (listed) {
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
+  // F_REMEASURE stays in the record only where sn_wide_stats measures the row again (for the
+  // second run, whose merge of the rewritten segments clears it).
+  flags = select(flags & ~F_REMEASURE, flags, listed);
   if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
@@ -1522,10 +1558,13 @@ export const SN_WIDE_STATS: string =
 // (is_wide_field, common.wgsl): there float32 squares and sums of x overflow or go subnormal.
 // For such a row, with u = field - 127 (so |x| <= 2^u), every x of each segment s is taken as
 // x' = x * 2^-u (exact: scale2 works on the bits), and
-//   K' = x'[first of s] (0 if not finite),  count,  mean' = mean of (x' - K'),
+//   K' = x'[first of s] (0 if not finite; its mean where that is far: see below),  count,
+//   mean' = mean of (x' - K'),
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
+// Listed rows that are not wide have segments whose shift was poor (F_REMEASURE, sn_stats):
+// those segments are summarized again, unscaled, about K + mean (poor_shift, common.wgsl).
 // The rows come from a list (sn_stats, sn_row_merge); rows with non-finite values are not in it
 // (their statistics are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
@@ -1570,14 +1609,42 @@ fn summarize_wide(seg: u32) {
     row_flags = parts[seg - P.rec_base].flags;
   }
   let field = max_field(row_flags);
-  if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
+  let at = seg - P.rec_base * P.chunks;
+  let p = parts[at];
+  // Listed rows that are not wide have segments whose shift was poor (F_REMEASURE): those are
+  // measured again, unscaled, about K + mean; the row's other segments keep their summaries.
+  let wide = is_wide_field(field);
+  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u)) {
     return;
   }
-  let k = 127 - i32(field);
+  let k = select(0, 127 - i32(field), wide);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  let shift = scale2(x[s], k);
+  var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
+  var total = Acc(0.0, 0.0, 0.0);
+  // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
+  // common.wgsl: x of 1e19, then 1023 zeros was 2e-4 off in running_mean), about its mean.
+  for (var sweep = 0u; sweep < 2u; sweep++) {
+    total = scaled_moments(s, e, k, shift);
+    if (sweep == 1u || !poor_shift(total.n, shift, total.mean, total.m2, 0u)) {
+      break;
+    }
+    shift = centre(shift + total.mean);
+  }
+  let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
+  parts[at] = Partial(shift, total.mean, total.m2, u32(total.n), flags, 0.0);
+}
+
+// A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
+// several segments (coarse12, as sn_stats cuts its shifts there).
+fn centre(mean: f32) -> f32 {
+  return select(mean, coarse12(mean), P.chunks > 1u);
+}
+
+// (count, mean, M2) of x * 2^k - shift over elements s .. e - 1 (Welford in blocks of 64, the
+// blocks Chan-merged).
+fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
   var total = Acc(0.0, 0.0, 0.0);
   for (var b = s; b < e; b += 64u) {
     var acc = Acc(0.0, 0.0, 0.0);
@@ -1590,7 +1657,7 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+  return total;
 }
 `;
 
@@ -2093,6 +2160,34 @@ fn main(
     mean_hi = h.x;
     lo = h.y + q.y;
   }
+  // Layout "nd": where hi (the first member's shift) lies more than 4 standard deviations of
+  // the group from its mean, mean = hi + lo cancels and keeps lo's float32 rounding, ulps of
+  // hi - mu (a channel whose first sample's row is 1e6 among 4095 rows of ~0.5: 4e-5 off in
+  // running_mean). The mean is then summed again, about hi + lo, in exact pairs (one thread:
+  // a loop that other groups skip).
+  let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
+  let far = !tiles && (gflags & F_CLASS) == 0u && w_n[0] > 0.0 && lo * lo * w_n[0] > 16.0 * spread;
+  let centre = hi + lo;
+  var t = vec2<f32>(0.0);
+  for (var k = 0u; k < select(0u, count, far); k++) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
+    // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
+    let w = select(1u, p.count, chan);
+    let w_hi = f32(w & 0xfff000u);
+    let w_lo = f32(w & 0xfffu);
+    let dk = two_sum(p.shift * f, -centre);
+    let m = p.mean * f;
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
+  }
+  if (far) {
+    let q = pair_mean(t, select(u32(w_n[0]), w_count[0], chan));
+    let h = two_sum(centre, q.x);
+    mean_hi = h.x;
+    lo = h.y + q.y;
+  }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
     let count = select(u32(w_n[0]), w_count[0], chan);
@@ -2132,14 +2227,24 @@ fn main(
     let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
-    if (unit != 0 && gflags == 0u) {
+    // A scaled group's mean is finite whenever no member is NaN or infinite, also where its
+    // variance is NaN (F_NO_VAR: rows of one value, M = 1, or one sample): its running_mean
+    // takes the scaled update then (the unscaled one below read the mean in units of 2^u as
+    // if it were in units of 1: x of 1e19, 2, 3 over H*W = 1 gave 0.018 for 3.3e17), and
+    // running_var the NaN that the unscaled one makes of it.
+    let mean_finite = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
+    if (unit != 0 && mean_finite) {
       let u2 = 2 * unit;
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
         running[c] = add_scaled(rm, 1.0, mu, unit);
-        running[P.c + c] = add_scaled(rv, 1.0, mu * mu + v, u2);
+        running[P.c + c] = select(ieee_add(rv, qnan()), add_scaled(rv, 1.0, mu * mu + v, u2), gflags == 0u);
       } else {
         running[c] = add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit);
-        running[P.c + c] = add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2);
+        running[P.c + c] = select(
+          ieee_add(ieee_mul(P.momentum, rv), qnan()),
+          add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2),
+          gflags == 0u,
+        );
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);

@@ -32,6 +32,9 @@ const F_SCALED: u32 = 0x10000u;
 // A Group whose variance is +Infinity with a finite mean (an evaluation on a running_var that
 // overflowed): a mix that gives it weight has s = 0, as in the reference (y = beta).
 const F_VAR_INF: u32 = 0x20000u;
+// A Partial of sn_stats whose shift was poor (poor_shift): sn_wide_stats measures it again about
+// its mean, and sn_row_merge (P_WIDE_ONLY) merges its row again. No later pass sees the bit.
+const F_REMEASURE: u32 = 0x40000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -411,6 +414,20 @@ fn max_field(flags: u32) -> u32 {
 // Flags of two summaries merged: the F_* bits and F_SCALED or'ed, the larger field.
 fn merge_flags(a: u32, b: u32) -> u32 {
   return ((a | b) & ~F_FIELD) | max(a & F_FIELD, b & F_FIELD);
+}
+
+// Whether a summary (count n, mean and M2 of x - K) was taken about a poor shift K: one more
+// than 4 standard deviations from its mean (mean^2 > 16 M2 / n). Its mean K + mean(x - K) then
+// cancels: the float32 mean of x - K ~ -K is off by ulps of K, which the row mean keeps (a row
+// of 1023 zeros after a 1e6: running_mean 97.65 for 97.65625). Such a summary is measured again
+// about K + mean (sn_wide_stats). A first value within 4 standard deviations (almost every
+// segment of ordinary data) leaves an error below ~1e-6 of the std, as float32 summation does
+// anyway, and costs nothing more; so does a mean of x - K below 2^-8 |K|, whose rounding lies
+// below K's own (a constant segment of 3.1 about K = coarse12(3.1), which a second sweep about
+// the same K would not change). Not for summaries with non-finite values (the flags decide
+// their statistics).
+fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
+  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
 }
 
 // Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).

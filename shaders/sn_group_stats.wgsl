@@ -282,6 +282,34 @@ fn main(
     mean_hi = h.x;
     lo = h.y + q.y;
   }
+  // Layout "nd": where hi (the first member's shift) lies more than 4 standard deviations of
+  // the group from its mean, mean = hi + lo cancels and keeps lo's float32 rounding, ulps of
+  // hi - mu (a channel whose first sample's row is 1e6 among 4095 rows of ~0.5: 4e-5 off in
+  // running_mean). The mean is then summed again, about hi + lo, in exact pairs (one thread:
+  // a loop that other groups skip).
+  let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
+  let far = !tiles && (gflags & F_CLASS) == 0u && w_n[0] > 0.0 && lo * lo * w_n[0] > 16.0 * spread;
+  let centre = hi + lo;
+  var t = vec2<f32>(0.0);
+  for (var k = 0u; k < select(0u, count, far); k++) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
+    // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
+    let w = select(1u, p.count, chan);
+    let w_hi = f32(w & 0xfff000u);
+    let w_lo = f32(w & 0xfffu);
+    let dk = two_sum(p.shift * f, -centre);
+    let m = p.mean * f;
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
+  }
+  if (far) {
+    let q = pair_mean(t, select(u32(w_n[0]), w_count[0], chan));
+    let h = two_sum(centre, q.x);
+    mean_hi = h.x;
+    lo = h.y + q.y;
+  }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
     let count = select(u32(w_n[0]), w_count[0], chan);
@@ -321,14 +349,24 @@ fn main(
     let v = var_value(gflags, variance);
     let rm = running[c];
     let rv = running[P.c + c];
-    if (unit != 0 && gflags == 0u) {
+    // A scaled group's mean is finite whenever no member is NaN or infinite, also where its
+    // variance is NaN (F_NO_VAR: rows of one value, M = 1, or one sample): its running_mean
+    // takes the scaled update then (the unscaled one below read the mean in units of 2^u as
+    // if it were in units of 1: x of 1e19, 2, 3 over H*W = 1 gave 0.018 for 3.3e17), and
+    // running_var the NaN that the unscaled one makes of it.
+    let mean_finite = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
+    if (unit != 0 && mean_finite) {
       let u2 = 2 * unit;
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
         running[c] = add_scaled(rm, 1.0, mu, unit);
-        running[P.c + c] = add_scaled(rv, 1.0, mu * mu + v, u2);
+        running[P.c + c] = select(ieee_add(rv, qnan()), add_scaled(rv, 1.0, mu * mu + v, u2), gflags == 0u);
       } else {
         running[c] = add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit);
-        running[P.c + c] = add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2);
+        running[P.c + c] = select(
+          ieee_add(ieee_mul(P.momentum, rv), qnan()),
+          add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2),
+          gflags == 0u,
+        );
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
       running[c] = ieee_add(rm, mu);

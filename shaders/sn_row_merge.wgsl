@@ -8,7 +8,8 @@
 //          are differences of IN, LN and BN means that may lie ~std / sqrt(M) apart.
 //   flags = OR of flags_k, with the largest magnitude field (merge_flags)
 // Run a second time (P_WIDE_ONLY) after sn_wide_stats, for the rows it summarized again in
-// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply.
+// scaled units (F_SCALED): the segments of such a row share its unit, so the same sums apply;
+// and for rows with segments whose shift was poor (F_REMEASURE, sn_stats), measured again.
 // The summary is written re-centred, shift = f32(mu_in) and mean = mu_in - shift (tiny, exact
 // to float32 precision of itself), so every later pass reads the accurate mean through the
 // usual shift + mean.
@@ -38,7 +39,9 @@ fn main(
   let local = row - P.rec_base;
   let base = local * P.chunks;
   let first = parts[base];
-  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags)) {
+  // The second run: rows sn_wide_stats summarized again (scaled, or segments with a poor shift,
+  // which the first run marked F_REMEASURE in the row's record).
+  if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags) && (rows[local].flags & F_REMEASURE) == 0u) {
     return;
   }
   var acc = Acc(f32(first.count), first.mean, first.m2);
@@ -55,9 +58,15 @@ fn main(
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
-  if ((P.flags & P_WIDE_ONLY) == 0u && is_wide_field(max_field(flags)) && (flags & F_CLASS) == 0u) {
+  // Rows with non-finite values are not summarized again (their statistics follow the flags).
+  let listed = (P.flags & P_WIDE_ONLY) == 0u && (is_wide_field(max_field(flags)) || (flags & F_REMEASURE) != 0u) &&
+    (flags & F_CLASS) == 0u;
+  if (listed) {
     atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
   }
+  // F_REMEASURE stays in the record only where sn_wide_stats measures the row again (for the
+  // second run, whose merge of the rewritten segments clears it).
+  flags = select(flags & ~F_REMEASURE, flags, listed);
   if (count == 0u || (flags & F_CLASS) != 0u) {
     rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;

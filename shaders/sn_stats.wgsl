@@ -7,7 +7,9 @@
 //   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
 //   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
-//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits)
+//            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits);
+//            F_REMEASURE where K lies far from the mean (poor_shift: sn_wide_stats measures the
+//            segment again about its mean)
 // Each thread keeps a Welford summary of its share of d = x - K, folding in a vec4 at a time
 // (the vec4's own mean and M2, then Chan's merge); the threads of a segment then merge their
 // summaries pairwise in workgroup memory. Never E[x^2] - E[x]^2: the variance survives
@@ -120,9 +122,17 @@ fn main(
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    parts[seg - P.rec_base * P.chunks] = Partial(shift, w_mean[lid], w_m2[lid], u32(w_n[lid]), w_flags[lid], 0.0);
-    let f = w_flags[lid];
-    if (P.chunks == 1u && is_wide_field(max_field(f)) && (f & F_CLASS) == 0u) {
+    let n = w_n[lid];
+    let mean = w_mean[lid];
+    let m2 = w_m2[lid];
+    var f = w_flags[lid];
+    let wide = is_wide_field(max_field(f)) && (f & F_CLASS) == 0u;
+    // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
+    // row listed here, or by sn_row_merge when rows span several segments).
+    let poor = !wide && poor_shift(n, shift, mean, m2, f);
+    f = f | select(0u, F_REMEASURE, poor);
+    parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
+    if (P.chunks == 1u && (wide || poor)) {
       atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
     }
   }

@@ -4,10 +4,13 @@
 // (is_wide_field, common.wgsl): there float32 squares and sums of x overflow or go subnormal.
 // For such a row, with u = field - 127 (so |x| <= 2^u), every x of each segment s is taken as
 // x' = x * 2^-u (exact: scale2 works on the bits), and
-//   K' = x'[first of s] (0 if not finite),  count,  mean' = mean of (x' - K'),
+//   K' = x'[first of s] (0 if not finite; its mean where that is far: see below),  count,
+//   mean' = mean of (x' - K'),
 //   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
+// Listed rows that are not wide have segments whose shift was poor (F_REMEASURE, sn_stats):
+// those segments are summarized again, unscaled, about K + mean (poor_shift, common.wgsl).
 // The rows come from a list (sn_stats, sn_row_merge); rows with non-finite values are not in it
 // (their statistics are NaN or infinite by their flags, whatever the finite ones are). When rows span one segment
 // (chunks = 1) parts are the rows and the field is read from parts; else from the merged rows
@@ -52,14 +55,42 @@ fn summarize_wide(seg: u32) {
     row_flags = parts[seg - P.rec_base].flags;
   }
   let field = max_field(row_flags);
-  if (!is_wide_field(field) || (row_flags & F_CLASS) != 0u) {
+  let at = seg - P.rec_base * P.chunks;
+  let p = parts[at];
+  // Listed rows that are not wide have segments whose shift was poor (F_REMEASURE): those are
+  // measured again, unscaled, about K + mean; the row's other segments keep their summaries.
+  let wide = is_wide_field(field);
+  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u)) {
     return;
   }
-  let k = 127 - i32(field);
+  let k = select(0, 127 - i32(field), wide);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  let shift = scale2(x[s], k);
+  var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
+  var total = Acc(0.0, 0.0, 0.0);
+  // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
+  // common.wgsl: x of 1e19, then 1023 zeros was 2e-4 off in running_mean), about its mean.
+  for (var sweep = 0u; sweep < 2u; sweep++) {
+    total = scaled_moments(s, e, k, shift);
+    if (sweep == 1u || !poor_shift(total.n, shift, total.mean, total.m2, 0u)) {
+      break;
+    }
+    shift = centre(shift + total.mean);
+  }
+  let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
+  parts[at] = Partial(shift, total.mean, total.m2, u32(total.n), flags, 0.0);
+}
+
+// A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
+// several segments (coarse12, as sn_stats cuts its shifts there).
+fn centre(mean: f32) -> f32 {
+  return select(mean, coarse12(mean), P.chunks > 1u);
+}
+
+// (count, mean, M2) of x * 2^k - shift over elements s .. e - 1 (Welford in blocks of 64, the
+// blocks Chan-merged).
+fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
   var total = Acc(0.0, 0.0, 0.0);
   for (var b = s; b < e; b += 64u) {
     var acc = Acc(0.0, 0.0, 0.0);
@@ -72,5 +103,5 @@ fn summarize_wide(seg: u32) {
     }
     total = merge(total, acc);
   }
-  parts[seg - P.rec_base * P.chunks] = Partial(shift, total.mean, total.m2, u32(total.n), (field << 8u) | F_SCALED, 0.0);
+  return total;
 }

@@ -6,7 +6,7 @@
  * the reference keeps 0.9 times the loaded values. WASM and WebGPU against the float64 reference,
  * SwitchNorm2d and SwitchNorm1d, rows of one segment and of several.
  */
-import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import { assertClose } from "./_close.ts";
 import { RUNNING } from "./_tolerances.ts";
 import { webgpuTest } from "./_webgpu.ts";
@@ -73,6 +73,91 @@ for (const backend of ["wasm", "webgpu"] as const) {
       const want = await step(kase, "reference");
       const got = await step(kase, backend);
       assertClose(got.mean, want.mean, RUNNING, `${kase.what}: running_mean`);
+      assertClose(got.variance, want.variance, RUNNING, `${kase.what}: running_var`);
+    }
+  };
+  if (backend === "webgpu") webgpuTest(name, fn);
+  else Deno.test(name, fn);
+}
+
+interface SingleValueCase {
+  readonly layer: "1d" | "2d" | "3d";
+  readonly shape: readonly number[];
+  readonly x: readonly number[];
+  readonly usingMovingAverage: boolean;
+  readonly what: string;
+}
+
+/**
+ * Rows of one value (H*W = 1, or one sample in SwitchNorm1d) make every batch variance NaN (0/0,
+ * as in torch), but the batch mean is finite: running_mean must still take it. WebGPU's update of
+ * a group in a scaled unit (x beyond 2^40 or below 2^-21) read such a mean in units of 1 (x of
+ * 1e19, 2, 3 gave running_mean 0.018 for 3.3e17). Held relatively (RUNNING's absolute floor
+ * would pass any value near 1e-27).
+ */
+const SINGLE_VALUE_CASES: readonly SingleValueCase[] = [
+  {
+    layer: "2d",
+    shape: [3, 1, 1, 1],
+    x: [1e19, 2, 3],
+    usingMovingAverage: true,
+    what: "SwitchNorm2d [3, 1, 1, 1], x 1e19, 2, 3",
+  },
+  {
+    layer: "3d",
+    shape: [3, 1, 1, 1, 1],
+    x: [1e16, 2, 3],
+    usingMovingAverage: true,
+    what: "SwitchNorm3d [3, 1, 1, 1, 1], x 1e16, 2, 3",
+  },
+  {
+    layer: "2d",
+    shape: [3, 1, 1, 1],
+    x: [1e-25, 2e-25, 3e-26],
+    usingMovingAverage: true,
+    what: "SwitchNorm2d [3, 1, 1, 1], x ~1e-25",
+  },
+  {
+    layer: "2d",
+    shape: [1, 2, 1, 1],
+    x: [1e19, 2],
+    usingMovingAverage: false,
+    what: "SwitchNorm2d [1, 2, 1, 1], batch average, x 1e19, 2",
+  },
+  {
+    layer: "1d",
+    shape: [1, 2],
+    x: [1e19, 2],
+    usingMovingAverage: true,
+    what: "SwitchNorm1d [1, 2], x 1e19, 2",
+  },
+];
+
+async function singleValueStep(kase: SingleValueCase, backend: Backend) {
+  const c = kase.shape[1];
+  const options = { backend, usingMovingAverage: kase.usingMovingAverage };
+  const layer = kase.layer === "1d"
+    ? new SwitchNorm1d(c, options)
+    : kase.layer === "2d"
+    ? new SwitchNorm2d(c, options)
+    : new SwitchNorm3d(c, options);
+  layer.train(true);
+  await layer.forward(Float32Array.from(kase.x), kase.shape);
+  await layer.sync();
+  const result = { mean: layer.running_mean.slice(), variance: layer.running_var.slice() };
+  layer.dispose();
+  return result;
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  const name = `${
+    backend === "wasm" ? "WASM" : "WebGPU"
+  }: rows of one huge or tiny value update running_mean as the reference, running_var to NaN`;
+  const fn = async () => {
+    for (const kase of SINGLE_VALUE_CASES) {
+      const want = await singleValueStep(kase, "reference");
+      const got = await singleValueStep(kase, backend);
+      assertClose(got.mean, want.mean, { ...RUNNING, atol: 0 }, `${kase.what}: running_mean`);
       assertClose(got.variance, want.variance, RUNNING, `${kase.what}: running_var`);
     }
   };

@@ -107,7 +107,24 @@ const CASES = [
     x[1900 * 64 + 7] = NaN;
   }),
   make(16, { ...d1, n: 2000, c: 64, m: 1, sync }, MOVING, "1d [2000,64] train, SyncSN"),
+  // Rows led by a value far from their mean (zeros after a 1e6: the segment is measured again
+  // about its mean, tests/far_shift_test.ts), listed per block: rows of one segment (sn_stats
+  // lists them) and of two (sn_row_merge does, and merges them again).
+  make(17, { ...nd, n: 800, c: 5, m: 40 }, MOVING, "[800,5,40] train, rows led by 1e6", (x) => {
+    leadRows(x, 5, 40, 2);
+  }),
+  make(18, { ...nd, n: 420, c: 4, m: 4097 }, MOVING, "[420,4,4097] train, rows led by 1e6", (x) => {
+    leadRows(x, 4, 4097, 1);
+  }),
 ];
+
+/** Channel `channel`'s rows of x [N, c, m] set to a 1e6 followed by zeros. */
+function leadRows(x: Float32Array, c: number, m: number, channel: number): void {
+  for (let row = channel; row * m < x.length; row += c) {
+    x.fill(0, row * m, (row + 1) * m);
+    x[row * m] = 1e6;
+  }
+}
 
 webgpuTest(
   `webgpu agrees with ${ORACLE} when the per-row statistics exceed one binding (blocks of samples)`,

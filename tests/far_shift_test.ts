@@ -1,0 +1,185 @@
+/**
+ * Issue 10, point 1: statistics summed about a shift far from the data's mean. WebGPU sums each
+ * row segment about its first value K (and an LN or BN group about its first member's) and forms
+ * the mean as K + mean(x - K): where K is an outlier, mean(x - K) ~ -K keeps float32 rounding of
+ * K's size, which the sum cancels (a row of 1023 zeros after a 1e6: running_mean 97.65 for
+ * 97.65625, 6.4e-5 relative; 2e-4 for 1e19 in scaled rows; 4e-5 for a channel whose first
+ * sample's row is 1e6 among 4095 rows of ~0.5). WASM and WebGPU against the float64 reference:
+ * y, the running buffers, dx and the gradients, rows of one segment and of several, scaled
+ * (wide) rows, the LN/BN groups, and SwitchNorm1d's tiles (which pass already: their lines sum
+ * about their mean where the first value dominates).
+ */
+import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
+import { seededRandom } from "../examples/_data.ts";
+import { assertClose, assertCloseToScale } from "./_close.ts";
+import { GRAD_SCALED, RUNNING, Y } from "./_tolerances.ts";
+import { termScales } from "./_term_scales.ts";
+import { webgpuTest } from "./_webgpu.ts";
+
+type Backend = "reference" | "wasm" | "webgpu";
+
+interface FarCase {
+  readonly what: string;
+  readonly layer: "1d" | "2d";
+  readonly shape: readonly number[];
+  /** x before the outliers: uniform in [0, noise). */
+  readonly noise: number;
+  /** Elements set to `outlier`. */
+  readonly at: readonly number[];
+  readonly outlier: number;
+}
+
+/** Every row of `rows` x `len` starts with the outlier. */
+function rowStarts(rows: number, len: number): number[] {
+  return Array.from({ length: rows }, (_, r) => r * len);
+}
+
+const CASES: readonly FarCase[] = [
+  {
+    what: "rows of 1024: a 1e6, then zeros (the issue's example)",
+    layer: "2d",
+    shape: [2, 1, 1, 1024],
+    noise: 0,
+    at: rowStarts(2, 1024),
+    outlier: 1e6,
+  },
+  {
+    what: "rows of 256 after a 1e6",
+    layer: "2d",
+    shape: [2, 2, 1, 256],
+    noise: 0,
+    at: rowStarts(4, 256),
+    outlier: 1e6,
+  },
+  {
+    what: "a row of 255 (not a whole number of vec4s) after a 1e6",
+    layer: "2d",
+    shape: [1, 1, 255, 1],
+    noise: 0,
+    at: [0],
+    outlier: 1e6,
+  },
+  {
+    what: "rows of 8192 (several segments) after a 1e6",
+    layer: "2d",
+    shape: [2, 1, 1, 8192],
+    noise: 0,
+    at: rowStarts(2, 8192),
+    outlier: 1e6,
+  },
+  {
+    what: "wide rows: a 1e19, then zeros",
+    layer: "2d",
+    shape: [2, 1, 1, 1024],
+    noise: 0,
+    at: rowStarts(2, 1024),
+    outlier: 1e19,
+  },
+  {
+    what: "wide rows of 8192: a 1e19, then zeros",
+    layer: "2d",
+    shape: [2, 1, 1, 8192],
+    noise: 0,
+    at: rowStarts(2, 8192),
+    outlier: 1e19,
+  },
+  {
+    what: "a BN group whose first sample's row is 1e6 among 4095 rows of noise",
+    layer: "2d",
+    shape: [4096, 1, 1, 2],
+    noise: 1,
+    at: [0, 1],
+    outlier: 1e6,
+  },
+  {
+    what: "a BN group whose first sample's row is 1e19 among 4095 rows of noise",
+    layer: "2d",
+    shape: [4096, 1, 1, 2],
+    noise: 1,
+    at: [0, 1],
+    outlier: 1e19,
+  },
+  {
+    what: "SwitchNorm1d: a column of 4096 led by 1e6",
+    layer: "1d",
+    shape: [4096, 2],
+    noise: 1,
+    at: [0, 1],
+    outlier: 1e6,
+  },
+];
+
+async function run(kase: FarCase, backend: Backend) {
+  const count = kase.shape.reduce((a, b) => a * b, 1);
+  const random = seededRandom(4242);
+  const x = new Float32Array(count), dy = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    x[i] = kase.noise * random();
+    dy[i] = random() * 2 - 1;
+  }
+  for (const i of kase.at) x[i] = kase.outlier;
+  const c = kase.shape[1];
+  const layer = kase.layer === "1d"
+    ? new SwitchNorm1d(c, { backend })
+    : new SwitchNorm2d(c, { backend });
+  layer.train(true);
+  const y = await layer.forward(x, kase.shape, { keepForBackward: true });
+  const dx = await layer.backward(dy);
+  await layer.sync();
+  const state = layer.stateDict();
+  const m = kase.layer === "1d" ? 1 : count / (kase.shape[0] * c);
+  const scales = termScales({
+    layout: kase.layer === "1d" ? "1d" : "nd",
+    n: kase.shape[0],
+    c,
+    m,
+    eps: layer.eps,
+    usingBN: true,
+    training: true,
+    x,
+    dy,
+    weight: state.weight,
+    bias: state.bias,
+    meanLogits: state.mean_weight,
+    varLogits: state.var_weight,
+  });
+  const result = {
+    scales,
+    y,
+    dx,
+    grads: { ...layer.grads },
+    mean: layer.running_mean.slice(),
+    variance: layer.running_var.slice(),
+  };
+  layer.dispose();
+  return result;
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  const name = `${
+    backend === "wasm" ? "WASM" : "WebGPU"
+  }: rows and groups that start far from their mean match the float64 reference`;
+  const fn = async () => {
+    for (const kase of CASES) {
+      const want = await run(kase, "reference");
+      const got = await run(kase, backend);
+      assertClose(got.mean, want.mean, RUNNING, `${kase.what}: running_mean`);
+      assertClose(got.variance, want.variance, RUNNING, `${kase.what}: running_var`);
+      assertClose(got.y, want.y, Y, `${kase.what}: y`);
+      // dx ~ 1 / std (~1e-6 .. 1e-19 here) and the gradients, to float32 rounding of the
+      // size of their terms (GRAD_SCALED).
+      assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${kase.what}: dx`);
+      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertCloseToScale(
+          got.grads[k],
+          want.grads[k],
+          want.scales[k],
+          GRAD_SCALED,
+          `${kase.what}: grad of ${k}`,
+        );
+      }
+    }
+  };
+  if (backend === "webgpu") webgpuTest(name, fn);
+  else Deno.test(name, fn);
+}
