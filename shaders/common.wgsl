@@ -516,6 +516,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  // With eps 0 and no term setting the unit (every weighted term a term of zeros: an evaluation
+  // on a running_mean and running_var of 0, a mix of std 0) e would stay at eps_exp = -1000 and
+  // x 2^-e overflow (y -Infinity where the reference has +Infinity): the unit of t0, the data's.
+  e = select(e, unit_of(t0.flags), e == P.eps_exp && P.eps == 0.0);
   // The unit of the mix's std: the largest of its weighted variances' (unit_k + half the exponent
   // of wvar_k var_k) and sqrt(eps)'s. A unit set by means far above it (a row of one repeated
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
