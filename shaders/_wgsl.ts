@@ -548,10 +548,15 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
-  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
-    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
-  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
-    P.wvar.z * (t2.variance * f2 * f2);
+  // A term of weight 0 adds 0, as in the reference (selects on the uniform weights): its mean or
+  // variance in the mix's unit can pass float32's range (an LN term of a sample spanning 1e30 and
+  // 1e-30 in the unit of the tiny row), and 0 * Inf made y NaN.
+  let lo = select(0.0, P.wmean.x * t0.lo * f0, P.wmean.x != 0.0) +
+    select(0.0, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1), P.wmean.y != 0.0) +
+    select(0.0, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2), P.wmean.z != 0.0);
+  let variance = select(0.0, P.wvar.x * (t0.variance * f0 * f0), P.wvar.x != 0.0) +
+    select(0.0, P.wvar.y * (t1.variance * f1 * f1), P.wvar.y != 0.0) +
+    select(0.0, P.wvar.z * (t2.variance * f2 * f2), P.wvar.z != 0.0);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
@@ -732,7 +737,9 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e;
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  let lo = P.wmean[1] * bn.lo * pow2(u_bn) + P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln));
+  // LN of weight 0 adds 0 (see wide_map): in the unit of a tiny column its mean can overflow.
+  let lo = P.wmean[1] * bn.lo * pow2(u_bn) +
+    select(0.0, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)), P.wmean[0] != 0.0);
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
