@@ -77,10 +77,7 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
     const unit = 2 ** exponentOf(word, 2);
     gmB[j] = flagged ? NaN : f[at] * 2 ** exponentOf(word, 0);
     gvB[j] = flagged ? NaN : f[at + 1] * 2 ** exponentOf(word, 1);
-    // A flagged channel's dgamma field holds NaN, or the infinity its rows of std 0 (eps 0) sum
-    // to where the reference has one (sn_bwd_rows: bad_dgamma); anything finite there is NaN.
-    const dg = f[at + 2];
-    dWeight[j] = flagged ? (Number.isFinite(dg) ? NaN : dg) : dg * unit;
+    dWeight[j] = flagged ? NaN : f[at + 2] * unit;
     dBias[j] = f[at + 3] * unit;
   }
   return { dWeight, dBias, meanDots, varDots, gmB, gvB };

@@ -525,10 +525,6 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
-  // With eps 0 and no term setting the unit (every weighted term a term of zeros: an evaluation
-  // on a running_mean and running_var of 0, a mix of std 0) e would stay at eps_exp = -1000 and
-  // x 2^-e overflow (y -Infinity where the reference has +Infinity): the unit of t0, the data's.
-  e = select(e, unit_of(t0.flags), e == P.eps_exp && P.eps == 0.0);
   // The unit of the mix's std: the largest of its weighted variances' (unit_k + half the exponent
   // of wvar_k var_k) and sqrt(eps)'s. A unit set by means far above it (a row of one repeated
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
@@ -548,15 +544,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
-  // A term of weight 0 adds 0, as in the reference (selects on the uniform weights): its mean or
-  // variance in the mix's unit can pass float32's range (an LN term of a sample spanning 1e30 and
-  // 1e-30 in the unit of the tiny row), and 0 * Inf made y NaN.
-  let lo = select(0.0, P.wmean.x * t0.lo * f0, P.wmean.x != 0.0) +
-    select(0.0, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1), P.wmean.y != 0.0) +
-    select(0.0, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2), P.wmean.z != 0.0);
-  let variance = select(0.0, P.wvar.x * (t0.variance * f0 * f0), P.wvar.x != 0.0) +
-    select(0.0, P.wvar.y * (t1.variance * f1 * f1), P.wvar.y != 0.0) +
-    select(0.0, P.wvar.z * (t2.variance * f2 * f2), P.wvar.z != 0.0);
+  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
+    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
+  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
+    P.wvar.z * (t2.variance * f2 * f2);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
@@ -737,9 +728,7 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e;
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  // LN of weight 0 adds 0 (see wide_map): in the unit of a tiny column its mean can overflow.
-  let lo = P.wmean[1] * bn.lo * pow2(u_bn) +
-    select(0.0, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)), P.wmean[0] != 0.0);
+  let lo = P.wmean[1] * bn.lo * pow2(u_bn) + P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
@@ -1041,7 +1030,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, bad_dgamma_1d(ln, bn, xv, d), d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -1051,20 +1040,6 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
   return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
-}
-
-// dgamma of a flagged element: NaN, as in the reference, except where its mix has std 0 with
-// eps 0 (s = +Infinity): the reference's dy ((x - mu) s), the infinity of the signs of dy and
-// x - mu, NaN where either is 0 (0 * Inf) or dy is NaN. x - mu as the forward takes it for y
-// (sn1d_wide_normalize), so that dgamma's signs are y's. The sums add it as IEEE does; the CPU
-// reads a flagged channel's dgamma from it (as sn_bwd_rows' bad_dgamma).
-fn bad_dgamma_1d(ln: Group, bn: Group, xv: f32, dv: f32) -> f32 {
-  let zero = std_zero(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u)) &&
-    ((ln.flags | bn.flags) & (F_CLASS | F_VAR_INF)) == 0u;
-  let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
-  let nan = !zero || (bitcast<u32>(d) << 1u) == 0u || (bitcast<u32>(dv) << 1u) == 0u || (class_bits(dv) & F_NAN) != 0u;
-  return select(bitcast<f32>(P.inf_bits | (sign_bit(d) ^ sign_bit(dv))), qnan(), nan);
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -1090,7 +1065,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, bad_dgamma_1d(ln, bn, xv, dv), d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
@@ -2384,8 +2359,7 @@ export const SN_BWD_REDUCE: string =
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
 // A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
-// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX,
-// and so does a row whose mix has std 0 (eps 0; sn_bwd_wide_reduce: zero_std_class).
+// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -2437,10 +2411,7 @@ fn main(
     let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
-    // And a mix of std 0 with eps 0 (by its bits, as sn_mix lists it): sn_bwd_wide_reduce
-    // writes the class of the reference's sum dy (x - mu) * Infinity in place of S2.
-    let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
-    scaled = is_scaled(m.flags) || far_exp(m.lo) > 0 || std0;
+    scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     let keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
     // (mu - c) S1 (see the top).
@@ -2503,8 +2474,6 @@ export const SN_BWD_WIDE_REDUCE: string =
 // far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
 // units of 2^f (the products dy (x - mu) would overflow float32), and f < 0 only for a scaled
 // row whose products dy (x - mu) all lie far below float32's normal range (near_exp).
-// A segment of a row whose mix has std 0 (eps 0) gets, in place of S2, the class of the
-// reference's sum dy (x - mu) * Infinity: +-Infinity or NaN (zero_std_class).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -2553,12 +2522,7 @@ fn reduce_wide(seg: u32) {
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
   let plain = nd_mix(p, ln, bn);
-  // A mix of std 0 with eps 0 (sn_bwd_reduce lists it): S2 is the class of the reference's sum,
-  // below.
-  let t0 = nd_terms_in(p);
-  let t2 = select_term(group_term(bn), use_bn);
-  let zero = std_zero(t0, group_term(ln), t2) && ((t0.flags | ln.flags | t2.flags) & F_CLASS) == 0u;
-  if (!scaled && !big && far_exp(plain.lo) == 0 && !zero) {
+  if (!scaled && !big && far_exp(plain.lo) == 0) {
     return;
   }
   let d_unit = dy_unit(select(0.0, mx, big));
@@ -2602,29 +2566,7 @@ fn reduce_wide(seg: u32) {
     s1 += b1;
     s2 += b2;
   }
-  if (zero) {
-    let w = wide_map(t0, group_term(ln), t2, 1.0, 0.0);
-    if (!w.var_inf) {
-      s2 = zero_std_class(s, end, w);
-    }
-  }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
-}
-
-// The reference's sum dy ((x - mu) s) over elements s .. end - 1 of a row whose mix has std 0
-// (s = +Infinity): +-Infinity where every term is an infinity of that sign, NaN where a term is
-// 0 * Inf (dy = 0, or x = mu: 0 / 0 in the forward too, std_zero_y) or NaN, or where infinities
-// of both signs meet. x - mu is taken as the forward takes it for y (sn_wide_normalize), so
-// that dgamma's signs are y's. sn_bwd_rows adds the segments' classes.
-fn zero_std_class(s: u32, end: u32, w: WideMap) -> f32 {
-  var cls = 0u;
-  for (var i = s; i < end; i++) {
-    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
-    let g = dy[i];
-    let nan = (bitcast<u32>(d) << 1u) == 0u || (bitcast<u32>(g) << 1u) == 0u || (class_bits(g) & F_NAN) != 0u;
-    cls |= select(select(F_POS_INF, F_NEG_INF, (sign_bit(d) ^ sign_bit(g)) != 0u), F_NAN, nan);
-  }
-  return mean_value(cls, 0.0);
 }
 `;
 
@@ -2637,9 +2579,7 @@ export const SN_BWD_ROWS: string =
 //   gv = -0.5 * gamma[c] * s^3 * S2      (dL/dvar: -0.5 s^2 sum dxh * xhat, xhat = (x - mu) s)
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
-// A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD; its dgamma
-// field is NaN, or the infinity of a row of std 0 (eps 0) where the reference has one
-// (bad_dgamma).
+// A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
 // Wide rows (scaled statistics, unit 2^E of the mix, segments summed with dy in units 2^D_k
 // by sn_bwd_wide_reduce, or a factor-wide gamma / std, common.wgsl): the segment sums are
 // brought to D = max_k D_k, and with s' = s 2^E, every statistic in unit 2^E (wide_map) and
@@ -2732,7 +2672,7 @@ fn main(
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, bad_dgamma(r, p, ln, bn), sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
     return;
   }
   let s = inv_std(m);
@@ -2757,24 +2697,6 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
-}
-
-// dgamma of a flagged row: NaN, as in the reference, except in a row whose mix has std 0 with
-// eps 0 (s = +Infinity), where the reference's sum dy ((x - mu) s) is an infinity where all its
-// terms are infinities of one sign: the classes sn_bwd_wide_reduce wrote in place of S2, added
-// (NaN as well where one is missing). The channel's sum adds it as IEEE does (an infinity
-// beside finite rows stays, NaN spreads); the CPU reads a flagged channel's dgamma from it.
-fn bad_dgamma(r: u32, p: Partial, ln: Group, bn: Group) -> f32 {
-  let t0 = nd_terms_in(p);
-  let t1 = group_term(ln);
-  let t2 = group_term(bn); // zeros without usingBN (select_group)
-  let zero = std_zero(t0, t1, t2) && ((t0.flags | t1.flags | t2.flags) & (F_CLASS | F_VAR_INF)) == 0u;
-  var cls = 0u;
-  for (var k = 0u; k < select(0u, P.chunks, zero); k++) {
-    let c = class_bits(bitcast<f32>(bparts[(r - P.row_base) * P.chunks + k].y));
-    cls |= select(c, F_NAN, c == 0u);
-  }
-  return select(qnan(), mean_value(cls, 0.0), zero);
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -2846,7 +2768,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, bad_dgamma(r, p, ln, bn), s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.

@@ -516,10 +516,6 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
-  // With eps 0 and no term setting the unit (every weighted term a term of zeros: an evaluation
-  // on a running_mean and running_var of 0, a mix of std 0) e would stay at eps_exp = -1000 and
-  // x 2^-e overflow (y -Infinity where the reference has +Infinity): the unit of t0, the data's.
-  e = select(e, unit_of(t0.flags), e == P.eps_exp && P.eps == 0.0);
   // The unit of the mix's std: the largest of its weighted variances' (unit_k + half the exponent
   // of wvar_k var_k) and sqrt(eps)'s. A unit set by means far above it (a row of one repeated
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
@@ -539,15 +535,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
-  // A term of weight 0 adds 0, as in the reference (selects on the uniform weights): its mean or
-  // variance in the mix's unit can pass float32's range (an LN term of a sample spanning 1e30 and
-  // 1e-30 in the unit of the tiny row), and 0 * Inf made y NaN.
-  let lo = select(0.0, P.wmean.x * t0.lo * f0, P.wmean.x != 0.0) +
-    select(0.0, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1), P.wmean.y != 0.0) +
-    select(0.0, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2), P.wmean.z != 0.0);
-  let variance = select(0.0, P.wvar.x * (t0.variance * f0 * f0), P.wvar.x != 0.0) +
-    select(0.0, P.wvar.y * (t1.variance * f1 * f1), P.wvar.y != 0.0) +
-    select(0.0, P.wvar.z * (t2.variance * f2 * f2), P.wvar.z != 0.0);
+  let lo = P.wmean.x * t0.lo * f0 + P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1) +
+    P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2);
+  let variance = P.wvar.x * (t0.variance * f0 * f0) + P.wvar.y * (t1.variance * f1 * f1) +
+    P.wvar.z * (t2.variance * f2 * f2);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);

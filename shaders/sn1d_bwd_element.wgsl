@@ -14,7 +14,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, bad_dgamma_1d(ln, bn, xv, d), d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -24,20 +24,6 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
   return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u);
-}
-
-// dgamma of a flagged element: NaN, as in the reference, except where its mix has std 0 with
-// eps 0 (s = +Infinity): the reference's dy ((x - mu) s), the infinity of the signs of dy and
-// x - mu, NaN where either is 0 (0 * Inf) or dy is NaN. x - mu as the forward takes it for y
-// (sn1d_wide_normalize), so that dgamma's signs are y's. The sums add it as IEEE does; the CPU
-// reads a flagged channel's dgamma from it (as sn_bwd_rows' bad_dgamma).
-fn bad_dgamma_1d(ln: Group, bn: Group, xv: f32, dv: f32) -> f32 {
-  let zero = std_zero(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u)) &&
-    ((ln.flags | bn.flags) & (F_CLASS | F_VAR_INF)) == 0u;
-  let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
-  let nan = !zero || (bitcast<u32>(d) << 1u) == 0u || (bitcast<u32>(dv) << 1u) == 0u || (class_bits(dv) & F_NAN) != 0u;
-  return select(bitcast<f32>(P.inf_bits | (sign_bit(d) ^ sign_bit(dv))), qnan(), nan);
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -63,7 +49,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, bad_dgamma_1d(ln, bn, xv, dv), d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.

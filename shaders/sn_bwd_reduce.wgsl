@@ -14,8 +14,7 @@
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
 // A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
-// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX,
-// and so does a row whose mix has std 0 (eps 0; sn_bwd_wide_reduce: zero_std_class).
+// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX.
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -67,10 +66,7 @@ fn main(
     let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
-    // And a mix of std 0 with eps 0 (by its bits, as sn_mix lists it): sn_bwd_wide_reduce
-    // writes the class of the reference's sum dy (x - mu) * Infinity in place of S2.
-    let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
-    scaled = is_scaled(m.flags) || far_exp(m.lo) > 0 || std0;
+    scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     let keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
     // (mu - c) S1 (see the top).

@@ -5,9 +5,7 @@
 //   gv = -0.5 * gamma[c] * s^3 * S2      (dL/dvar: -0.5 s^2 sum dxh * xhat, xhat = (x - mu) s)
 //   dgamma = s * S2,  dbeta = S1
 //   a = gm * (mu_in - mu, mu_ln - mu, mu_bn - mu, mu),  b = gv * (var_k - var ..., var)
-// A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD; its dgamma
-// field is NaN, or the infinity of a row of std 0 (eps 0) where the reference has one
-// (bad_dgamma).
+// A flagged row (its reference s or xhat is NaN) keeps only dbeta and carries G_BAD.
 // Wide rows (scaled statistics, unit 2^E of the mix, segments summed with dy in units 2^D_k
 // by sn_bwd_wide_reduce, or a factor-wide gamma / std, common.wgsl): the segment sums are
 // brought to D = max_k D_k, and with s' = s 2^E, every statistic in unit 2^E (wide_map) and
@@ -100,7 +98,7 @@ fn main(
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, bad_dgamma(r, p, ln, bn), sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
     return;
   }
   let s = inv_std(m);
@@ -125,24 +123,6 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0);
-}
-
-// dgamma of a flagged row: NaN, as in the reference, except in a row whose mix has std 0 with
-// eps 0 (s = +Infinity), where the reference's sum dy ((x - mu) s) is an infinity where all its
-// terms are infinities of one sign: the classes sn_bwd_wide_reduce wrote in place of S2, added
-// (NaN as well where one is missing). The channel's sum adds it as IEEE does (an infinity
-// beside finite rows stays, NaN spreads); the CPU reads a flagged channel's dgamma from it.
-fn bad_dgamma(r: u32, p: Partial, ln: Group, bn: Group) -> f32 {
-  let t0 = nd_terms_in(p);
-  let t1 = group_term(ln);
-  let t2 = group_term(bn); // zeros without usingBN (select_group)
-  let zero = std_zero(t0, t1, t2) && ((t0.flags | t1.flags | t2.flags) & (F_CLASS | F_VAR_INF)) == 0u;
-  var cls = 0u;
-  for (var k = 0u; k < select(0u, P.chunks, zero); k++) {
-    let c = class_bits(bitcast<f32>(bparts[(r - P.row_base) * P.chunks + k].y));
-    cls |= select(c, F_NAN, c == 0u);
-  }
-  return select(qnan(), mean_value(cls, 0.0), zero);
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -214,7 +194,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, bad_dgamma(r, p, ln, bn), s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit));
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.

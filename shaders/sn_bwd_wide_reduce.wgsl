@@ -10,8 +10,6 @@
 // far_exp: an evaluation on a running_mean ~1e38 over a std of 1), whose x - mu is taken in
 // units of 2^f (the products dy (x - mu) would overflow float32), and f < 0 only for a scaled
 // row whose products dy (x - mu) all lie far below float32's normal range (near_exp).
-// A segment of a row whose mix has std 0 (eps 0) gets, in place of S2, the class of the
-// reference's sum dy (x - mu) * Infinity: +-Infinity or NaN (zero_std_class).
 // x' and dy' are formed from the bits (scale2), exact. The segments come from a list that
 // sn_bwd_reduce fills; a thread each.
 
@@ -60,12 +58,7 @@ fn reduce_wide(seg: u32) {
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
   let big = class_bits(mx) == 0u && mx > DY_MAX;
   let plain = nd_mix(p, ln, bn);
-  // A mix of std 0 with eps 0 (sn_bwd_reduce lists it): S2 is the class of the reference's sum,
-  // below.
-  let t0 = nd_terms_in(p);
-  let t2 = select_term(group_term(bn), use_bn);
-  let zero = std_zero(t0, group_term(ln), t2) && ((t0.flags | ln.flags | t2.flags) & F_CLASS) == 0u;
-  if (!scaled && !big && far_exp(plain.lo) == 0 && !zero) {
+  if (!scaled && !big && far_exp(plain.lo) == 0) {
     return;
   }
   let d_unit = dy_unit(select(0.0, mx, big));
@@ -109,27 +102,5 @@ fn reduce_wide(seg: u32) {
     s1 += b1;
     s2 += b2;
   }
-  if (zero) {
-    let w = wide_map(t0, group_term(ln), t2, 1.0, 0.0);
-    if (!w.var_inf) {
-      s2 = zero_std_class(s, end, w);
-    }
-  }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
-}
-
-// The reference's sum dy ((x - mu) s) over elements s .. end - 1 of a row whose mix has std 0
-// (s = +Infinity): +-Infinity where every term is an infinity of that sign, NaN where a term is
-// 0 * Inf (dy = 0, or x = mu: 0 / 0 in the forward too, std_zero_y) or NaN, or where infinities
-// of both signs meet. x - mu is taken as the forward takes it for y (sn_wide_normalize), so
-// that dgamma's signs are y's. sn_bwd_rows adds the segments' classes.
-fn zero_std_class(s: u32, end: u32, w: WideMap) -> f32 {
-  var cls = 0u;
-  for (var i = s; i < end; i++) {
-    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
-    let g = dy[i];
-    let nan = (bitcast<u32>(d) << 1u) == 0u || (bitcast<u32>(g) << 1u) == 0u || (class_bits(g) & F_NAN) != 0u;
-    cls |= select(select(F_POS_INF, F_NEG_INF, (sign_bit(d) ^ sign_bit(g)) != 0u), F_NAN, nan);
-  }
-  return mean_value(cls, 0.0);
 }

@@ -1706,8 +1706,8 @@ for (const backend of ["wasm", "webgpu"] as const) {
 /**
  * A mix that gives IN and LN weight 0 (BN alone) over samples that span 1e30 and 1e-30: in the
  * unit of a tiny row, LN's variance (and IN's of a huge row in the unit of the BN term) passes
- * float32's range, and its weight 0 times that infinity made y, dx and dgamma NaN on WebGPU
- * where the float64 reference adds 0. Logit gradients are left out: their dot products pass
+ * float32's range, and its weight 0 times that infinity makes y, dx and dgamma NaN on WebGPU
+ * where the float64 reference adds 0 (a known exception there). Logit gradients are left out: their dot products pass
  * float32's range here (README, Numerics: known exceptions).
  */
 async function zeroWeightFarTerms(
@@ -1761,7 +1761,9 @@ async function zeroWeightFarTerms(
   return { y, dx, grads, scales };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
+// WASM only: on WebGPU y, dx and dgamma are NaN here (README, Numerics: known exceptions; the
+// fix of commit 41e1aef, reverted, slowed headless Chromium's WebGPU suite past its limit).
+for (const backend of ["wasm"] as const) {
   rangeTest(
     backend,
     "terms of mixing weight 0 far from the mix's unit (a sample spanning 1e30 and 1e-30 under BN alone) add nothing",
