@@ -1,0 +1,387 @@
+/**
+ * Issue 10, point 1: rows whose mixed std is 0 (eps 0 with variance 0 in every term of variance
+ * weight: an evaluation on a loaded `running_var` of 0, a constant row under IN's variance, a
+ * constant batch column in training). The float64 reference divides by that 0: y is the
+ * infinity of the sign of gamma (x - mu), and dgamma = sum dy ((x - mu) s) with s = +Infinity is
+ * an infinity where every term of a channel's rows of std 0 is an infinity of one sign, NaN where
+ * one term is 0 * Inf (dy = 0, x = mu) or infinities of both signs meet. dx and the logit
+ * gradients of such samples are NaN (0 * Inf in their chain rule), dbeta and the other channels
+ * stay finite. Every backend must give the reference's values: the same kind (NaN, +-Infinity)
+ * where not finite, the shared tolerances where finite. Cases avoid x equal to the mixed mean
+ * in exact arithmetic where the reference's mean is formed from rounded mixing weights (0 / 0:
+ * undefined, README, Numerics): their mixing weights are 0 and 1 (logits +-1e30), or means lie
+ * apart.
+ */
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { assertClose } from "./_close.ts";
+import { GRAD, Y } from "./_tolerances.ts";
+
+type Backend = "reference" | "wasm" | "webgpu";
+
+interface Case {
+  readonly what: string;
+  readonly layer: "1d" | "2d" | "3d";
+  readonly state: Record<string, Float32Array>;
+  readonly x: Float32Array;
+  readonly shape: number[];
+  readonly dy: Float32Array;
+  readonly training: boolean;
+}
+
+const f32 = (...v: number[]) => Float32Array.from(v);
+/** Logits that give weights exactly 1 at `at` and 0 elsewhere, in float32 and float64 alike. */
+function only(at: number, k: number): Float32Array {
+  return Float32Array.from({ length: k }, (_, i) => i === at ? 1e30 : -1e30);
+}
+/** n copies of v. */
+function fill(n: number, v: number): number[] {
+  return Array.from({ length: n }, () => v);
+}
+/** A long row (several of WebGPU's segments of 1024 or 4096 floats): 1, 2, 3, ... cycled. */
+function ramp(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => 1 + (i % 7));
+}
+
+const LONG = 9000;
+
+const CASES: readonly Case[] = [
+  {
+    what: "evaluation on running_mean 0 and running_var 0 under BN alone",
+    layer: "2d",
+    state: {
+      weight: f32(1),
+      bias: f32(0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0),
+      running_var: f32(0),
+    },
+    x: f32(1, 2, 3, 4),
+    shape: [1, 1, 2, 2],
+    dy: f32(1, 1, 1, 1),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 in one channel of two, dy of one sign",
+    layer: "2d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0.5, 0),
+      running_var: f32(0, 1),
+    },
+    x: f32(1, 2, 3, 4, 1, 2, 3, 4),
+    shape: [1, 2, 2, 2],
+    dy: f32(1, 1, 1, 1, 1, 2, 3, 4),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 over constant rows of two samples, gamma 2",
+    layer: "2d",
+    state: {
+      weight: f32(2),
+      bias: f32(0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(1),
+      running_var: f32(0),
+    },
+    x: f32(3, 3, 3, 3, 5, 5, 5, 5),
+    shape: [2, 1, 2, 2],
+    dy: f32(1, 2, 3, 4, 1, 1, 1, 1),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 with gamma 0 and with gamma -1 (dgamma does not see gamma)",
+    layer: "2d",
+    state: {
+      weight: f32(0, -1),
+      bias: f32(1, 0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(5, 5),
+      running_var: f32(0, 0),
+    },
+    x: f32(1, 2, 3, 4, 1, 2, 3, 4),
+    shape: [1, 2, 2, 2],
+    dy: f32(1, 2, 3, 4, 1, 1, 1, 1),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 with equal mean weights, the mean away from every x",
+    layer: "2d",
+    state: {
+      weight: f32(1),
+      bias: f32(0),
+      mean_weight: f32(0, 0, 0),
+      var_weight: only(2, 3),
+      running_mean: f32(-3),
+      running_var: f32(0),
+    },
+    x: f32(1, 2, 3, 4),
+    shape: [1, 1, 2, 2],
+    dy: f32(-1, -2, -3, -0.5),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 with a dy of 0 in one channel (NaN) and not in the other",
+    layer: "2d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0, 0),
+      running_var: f32(0, 0),
+    },
+    x: f32(1, 2, 3, 4, 1, 2, 3, 4),
+    shape: [1, 2, 2, 2],
+    dy: f32(1, 0, 1, 1, 1, 1, 1, 1),
+    training: false,
+  },
+  {
+    what: "a channel with a row of std 0 in one sample and a NaN in the other sample's row",
+    layer: "2d",
+    state: {
+      weight: f32(1),
+      bias: f32(0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0),
+      running_var: f32(0),
+    },
+    x: f32(1, 2, 3, 4, 1, NaN, 3, 4),
+    shape: [2, 1, 2, 2],
+    dy: f32(1, 1, 1, 1, 1, 1, 1, 1),
+    training: false,
+  },
+  {
+    what: "training: a constant row under IN's variance and LN's mean, dy of one sign",
+    layer: "2d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(1, 3),
+      var_weight: only(0, 3),
+    },
+    x: f32(3, 3, 3, 3, 1, 2, 9, 4),
+    shape: [1, 2, 2, 2],
+    dy: f32(1, 1, 1, 1, 1, 2, 3, 4),
+    training: true,
+  },
+  {
+    what: "training: a constant batch column under BN's variance and LN's mean",
+    layer: "2d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(1, 3),
+      var_weight: only(2, 3),
+    },
+    x: f32(3, 3, 3, 3, 1, 2, 9, 4, 3, 3, 3, 3, 2, 5, 7, 4),
+    shape: [2, 2, 2, 2],
+    dy: f32(-1, -1, -2, -1, 1, 2, 3, 4, -1, -3, -1, -1, 4, 3, 2, 1),
+    training: true,
+  },
+  {
+    what: "evaluation on running_var 0 over rows longer than one segment",
+    layer: "3d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0, 0),
+      running_var: f32(0, 0),
+    },
+    x: f32(...ramp(LONG), ...ramp(LONG)),
+    shape: [1, 2, 1, 1, LONG],
+    // Channel 1: one dy of 0 in a late segment (NaN).
+    dy: f32(...fill(LONG, 1), ...fill(LONG - 10, 1), 0, ...fill(9, 1)),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 with dy beyond 2^40 (dy in units)",
+    layer: "2d",
+    state: {
+      weight: f32(1),
+      bias: f32(0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0),
+      running_var: f32(0),
+    },
+    x: f32(1, 2, 3, 4),
+    shape: [1, 1, 2, 2],
+    dy: f32(1e20, 3e20, 1e20, 2e20),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 over data of 1e30 and of 1e-30 (scaled rows)",
+    layer: "2d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0, 0),
+      running_var: f32(0, 0),
+    },
+    // (Each sample's other row ordinary: a sample spanning 1e30 and 1e-30 is another matter,
+    // see the README's known exceptions.)
+    x: f32(1e30, 2e30, -3e30, 4e30, 1, 2, 3, 4, 1, 2, 3, 4, 1e-30, 2e-30, 3e-30, 4e-30),
+    shape: [2, 2, 2, 2],
+    dy: f32(1, 1, -1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -2, -3, -4),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 and a running_mean of 3e38 far from the data",
+    layer: "2d",
+    state: {
+      weight: f32(1),
+      bias: f32(0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(3e38),
+      running_var: f32(0),
+    },
+    x: f32(1, 2, 3, 4),
+    shape: [1, 1, 2, 2],
+    dy: f32(1, 1, 1, 1),
+    training: false,
+  },
+  {
+    what: "evaluation on running_var 0 with an infinite dy",
+    layer: "2d",
+    state: {
+      weight: f32(1),
+      bias: f32(0),
+      mean_weight: only(2, 3),
+      var_weight: only(2, 3),
+      running_mean: f32(0),
+      running_var: f32(0),
+    },
+    x: f32(1, 2, 3, 4),
+    shape: [1, 1, 2, 2],
+    dy: f32(1, Infinity, 1, 1),
+    training: false,
+  },
+  {
+    what: "SwitchNorm1d: evaluation on running_mean 0 and running_var 0 under BN alone",
+    layer: "1d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(1, 2),
+      var_weight: only(1, 2),
+      running_mean: f32(0, 0),
+      running_var: f32(0, 0),
+    },
+    x: f32(1, 2, 3, 4),
+    shape: [2, 2],
+    dy: f32(1, 1, 1, 1),
+    training: false,
+  },
+  {
+    what: "SwitchNorm1d: evaluation on running_var 0 with a dy of 0 in one channel",
+    layer: "1d",
+    state: {
+      weight: f32(1, -2),
+      bias: f32(0, 0),
+      mean_weight: only(1, 2),
+      var_weight: only(1, 2),
+      running_mean: f32(0.5, 0.5),
+      running_var: f32(0, 0),
+    },
+    x: f32(1, 2, 3, 4),
+    shape: [2, 2],
+    dy: f32(1, 1, 0, 1),
+    training: false,
+  },
+  {
+    what: "SwitchNorm1d: training, a constant batch column under BN's variance and LN's mean",
+    layer: "1d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(0, 2),
+      var_weight: only(1, 2),
+    },
+    x: f32(2, 3, 2, 6, 2, 5),
+    shape: [3, 2],
+    dy: f32(1, 1, 1, 2, 1, 1),
+    training: true,
+  },
+  {
+    what: "SwitchNorm1d: evaluation on running_var 0 with dy beyond 2^40 and data of 1e30",
+    layer: "1d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: only(1, 2),
+      var_weight: only(1, 2),
+      running_mean: f32(0, 0),
+      running_var: f32(0, 0),
+    },
+    x: f32(1, 2e30, 3, 4e30),
+    shape: [2, 2],
+    dy: f32(1e20, -1, 3e20, -1),
+    training: false,
+  },
+];
+
+async function run(backend: Backend, k: Case) {
+  const c = k.shape[1];
+  const options = { backend, eps: 0 };
+  const layer = k.layer === "1d"
+    ? new SwitchNorm1d(c, options)
+    : k.layer === "2d"
+    ? new SwitchNorm2d(c, options)
+    : new SwitchNorm3d(c, options);
+  try {
+    layer.loadStateDict(k.state, { strict: false });
+    layer.train(k.training);
+    const y = await layer.forward(k.x, k.shape, { keepForBackward: true });
+    const dx = await layer.backward(k.dy);
+    const g = layer.grads;
+    return {
+      y,
+      dx,
+      weight: g.weight,
+      bias: g.bias,
+      mean_weight: g.mean_weight,
+      var_weight: g.var_weight,
+    };
+  } finally {
+    layer.dispose();
+  }
+}
+
+// WASM only: on WebGPU these calls are known exceptions (README, Numerics): `weight`'s gradient
+// is NaN where the reference has an infinity (both layouts), and y is the infinity of the wrong
+// sign where every weighted term is a term of zeros (running_mean and running_var 0 under BN
+// alone: wide_map's unit stays at eps_exp = -1000 and x 2^-e overflows). A fix (commits a2763f2
+// and 41e1aef, reverted) passed this test on WebGPU under Deno (wgpu on lavapipe) but made
+// headless Chromium's WebGPU suite (Dawn on SwiftShader) run past its 120 s limit.
+for (const backend of ["wasm"] as const) {
+  const name = `${
+    backend === "wasm" ? "WASM" : "WebGPU"
+  }: rows of mixed std 0 under eps 0 give the reference's y, dx and gradients, infinities included`;
+  const fn = async () => {
+    const failures: string[] = [];
+    for (const k of CASES) {
+      const want = await run("reference", k), got = await run(backend, k);
+      for (const field of Object.keys(want) as (keyof typeof want)[]) {
+        try {
+          assertClose(got[field], want[field], field === "y" ? Y : GRAD, `${k.what}: ${field}`);
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
+      }
+    }
+    if (failures.length) throw new Error(failures.join("\n"));
+  };
+  Deno.test(name, fn);
+}
