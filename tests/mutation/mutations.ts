@@ -165,7 +165,7 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "softmax-vjp-no-dot",
     file: "_importance.ts",
-    original: "return w.map((wi, i) => wi * (g[i] - dot));",
+    original: "return w.map((wi, i) => wi * w.reduce((a, wj, j) => a + wj * (g[i] - g[j]), 0));",
     replacement: "return w.map((wi, i) => wi * g[i]);",
     models: "softmax Jacobian without its -w w^T part",
   },
