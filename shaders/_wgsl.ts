@@ -1587,14 +1587,19 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // Workgroups take the listed rows in turn, their threads the row's segments in this
-  // dispatch's window. The bound is one load from one address, so without wide rows lavapipe
-  // skips the loop's code (it runs both sides of a divergent branch, masked).
-  let count = wide_rows[0];
-  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    let row = wide_rows[1u + k];
-    let s1 = min((row + 1u) * P.chunks, P.seg_end);
-    for (var seg = max(row * P.chunks, P.seg_first) + lid; seg < s1; seg += 64u) {
+  // Every thread of the dispatch takes the listed rows' segments (item k * chunks + j: segment j
+  // of listed row k) in turn, those in this dispatch's window. Spread over all threads, no
+  // thread sweeps more than ~2 window / threads elements: llvmpipe (lavapipe) stops a loop after
+  // 65535 iterations per invocation, and with a workgroup per row, only its first threads
+  // working (a row spans few segments), a thread of [128,4,4097] with every row led by 1e19
+  // swept 8 rows x 4096 x 2: running_mean 14% off, running_var too. The bound is one load from
+  // one address, so without wide rows lavapipe skips the loop's code (it runs both sides of a
+  // divergent branch, masked).
+  let items = wide_rows[0] * P.chunks;
+  let threads = nwg.x * nwg.y * 64u;
+  for (var item = linear_group(wid, nwg) * 64u + lid; item < items; item += threads) {
+    let seg = wide_rows[1u + item / P.chunks] * P.chunks + item % P.chunks;
+    if (seg >= P.seg_first && seg < P.seg_end) {
       summarize_wide(seg);
     }
   }

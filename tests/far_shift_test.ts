@@ -84,6 +84,17 @@ const CASES: readonly FarCase[] = [
     outlier: 1e19,
   },
   {
+    // 512 listed rows of two segments: with a workgroup per listed row, only its first threads
+    // working, a thread swept 8 rows x 4096 x 2 sweeps, past llvmpipe's 65535 iterations per
+    // loop and invocation: running_mean 14% off, running_var 3% (sn_wide_stats).
+    what: "512 wide rows of 4097 (noise below 1e18) each led by a 1e19",
+    layer: "2d",
+    shape: [128, 4, 1, 4097],
+    noise: 1e18,
+    at: rowStarts(512, 4097),
+    outlier: 1e19,
+  },
+  {
     what: "a BN group whose first sample's row is 1e6 among 4095 rows of noise",
     layer: "2d",
     shape: [4096, 1, 1, 2],
