@@ -22,7 +22,7 @@ import {
   makeBackwardPlan,
 } from "./_webgpu_backward_plan.ts";
 import { type BackwardKind, dispatch, type Engine, slotOf } from "./_webgpu_pipelines.ts";
-import { f32, GpuTensor } from "./_webgpu_tensor.ts";
+import { f32, GpuTensor, liveBuffer } from "./_webgpu_tensor.ts";
 import { type GradientSums, gradientSums, logitCount } from "./_webgpu_grad_sums.ts";
 import { syncGradientSums } from "./_webgpu_sync.ts";
 
@@ -306,11 +306,14 @@ export async function runBackward(
     throw new RangeError(`webgpu backend: dy must have ${total} elements, got ${dy.length}`);
   }
   const bytes = Math.ceil(total / 4) * 16;
-  const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
-  const dyBuf = resident ? (dy as GpuTensor).buffer : ctx.acquire("storage", bytes);
+  // Disposed tensors are refused, naming which, before anything is acquired.
+  const xLive = resident ? liveBuffer(x, "the forward's x") : undefined;
+  const dyLive = resident ? liveBuffer(dy as GpuTensor, "dy") : undefined;
+  const outBuf = out instanceof GpuTensor ? liveBuffer(out, "out") : undefined;
+  const xBuf = xLive ?? ctx.acquire("storage", bytes);
+  const dyBuf = dyLive ?? ctx.acquire("storage", bytes);
   // dx may not be bound read-write beside dy read-only in one dispatch: out = dy goes through a
   // temporary buffer and a copy.
-  const outBuf = out instanceof GpuTensor ? out.buffer : undefined;
   const copyTo = outBuf === dyBuf ? outBuf : undefined;
   const dxBuf = outBuf !== undefined && !copyTo ? outBuf : ctx.acquire("storage", bytes);
   const result = !resident

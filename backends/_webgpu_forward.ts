@@ -46,7 +46,7 @@ import {
   type PipelineKind,
   slotOf,
 } from "./_webgpu_pipelines.ts";
-import { f32, GpuTensor } from "./_webgpu_tensor.ts";
+import { f32, GpuTensor, liveBuffer } from "./_webgpu_tensor.ts";
 import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
 
 /** An empty list of wide rows (its count word 0), written at the start of every call. */
@@ -272,13 +272,15 @@ export async function runForward(
   // SyncSN updates the running buffers on the CPU: it needs the device's newer ones first.
   if (synced) await engine.layers.syncRunning(params);
 
-  const xBuf = resident ? x.buffer : ctx.acquire("storage", bytes);
+  // Disposed tensors are refused, naming which, before anything is acquired.
+  const outLive = out instanceof GpuTensor ? liveBuffer(out, "out") : undefined;
+  const xBuf = resident ? liveBuffer(x, "x") : ctx.acquire("storage", bytes);
   let yBuf: GPUBuffer, result: GpuTensor | undefined, copyTo: GPUBuffer | undefined;
   if (!resident) yBuf = ctx.acquire("storage", bytes);
-  else if (out instanceof GpuTensor) {
+  else if (outLive) {
     // y may not be bound read-write beside x read-only in one dispatch: go through a temp.
-    if (out.buffer === xBuf) (yBuf = ctx.acquire("storage", bytes)), (copyTo = out.buffer);
-    else yBuf = out.buffer;
+    if (outLive === xBuf) (yBuf = ctx.acquire("storage", bytes)), (copyTo = outLive);
+    else yBuf = outLive;
   } else {
     yBuf = ctx.acquire("storage", bytes);
     result = new GpuTensor(ctx, yBuf, (x as GpuTensor).shape, true);

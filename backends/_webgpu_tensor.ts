@@ -207,3 +207,17 @@ export function f32(what: string, v: unknown): Float32Array {
   }
   return v;
 }
+
+/**
+ * The buffer of a resident argument of a call, or a TypeError naming the argument where the
+ * tensor was disposed (its own getter's message cannot say which argument it was).
+ */
+export function liveBuffer(t: GpuTensor, what: string): GPUBuffer {
+  try {
+    return t.buffer;
+  } catch {
+    throw new TypeError(
+      `webgpu backend: ${what} must be a live tensor (made by upload or a call, not disposed)`,
+    );
+  }
+}

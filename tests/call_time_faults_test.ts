@@ -200,6 +200,53 @@ await testEachBackend(
   },
 );
 
+await testEachBackend(
+  "a disposed resident x, dy or out is refused by name, and the layer's state stays as it was",
+  async (backend) => {
+    if (backend === "reference") return; // it holds no tensors of its own
+    const sn = new SwitchNorm2d(3, { backend });
+    const x = await sn.upload(X1, SHAPE), dy = await sn.upload(X2, SHAPE);
+    const y = await sn.forward(x);
+    const running = async () => {
+      await sn.sync();
+      return [sn.running_mean.slice(), sn.running_var.slice()];
+    };
+    const before = await running();
+    x.dispose();
+    // WebGPU said only "GpuTensor: used after dispose()" for the forward's x.
+    await assert.rejects(
+      sn.backward(dy),
+      (e: unknown) =>
+        e instanceof TypeError && /the forward's x must be a live tensor/.test(e.message),
+    );
+    await assert.rejects(
+      sn.forward(x),
+      (e: unknown) => e instanceof TypeError && /backend: x must be a live tensor/.test(e.message),
+    );
+    const x2 = await sn.upload(X1, SHAPE), out = await sn.upload(X1, SHAPE);
+    out.dispose();
+    await assert.rejects(
+      sn.forward(x2, { out }),
+      (e: unknown) =>
+        e instanceof TypeError && /backend: out must be a live tensor/.test(e.message),
+    );
+    // The failed forwards moved no running buffer.
+    const [mean, variance] = await running();
+    assertSameValues(mean, before[0], "running_mean");
+    assertSameValues(variance, before[1], "running_var");
+    await sn.forward(x2);
+    const grads = sn.grads;
+    dy.dispose();
+    await assert.rejects(
+      sn.backward(dy),
+      (e: unknown) => e instanceof TypeError && /backend: dy must be a live tensor/.test(e.message),
+    );
+    assert.deepEqual(sn.grads, grads);
+    y.dispose();
+    sn.dispose();
+  },
+);
+
 Deno.test("a non-number option is a TypeError and a bad dimension says positive integer", async () => {
   assert.throws(() => new SwitchNorm2d(2, { eps: {} as never }), TypeError);
   assert.throws(() => new SwitchNorm2d(2, { momentum: "0.1" as never }), TypeError);
