@@ -11,27 +11,10 @@
  * SHAPE='[64,512,7,7]' limits the run to one shape.
  */
 
-interface Tensor {
-  read(): Promise<Float32Array>;
-  dispose(): void;
-}
-interface Layer {
-  upload(data: Float32Array, shape: readonly number[]): Promise<Tensor>;
-  forward(x: Tensor): Promise<Tensor>;
-  backward(dy: Tensor): Promise<Tensor>;
-}
-interface Module {
-  SwitchNorm2d: new (c: number, options: { backend: string }) => Layer;
-  setNumThreads?: (n: number) => void;
-}
+import { inputs, loadCheckout, type Module, quantile } from "./_ab.ts";
 
 /** The shapes of the benchmarks: [N, C, H, W]. */
 const SHAPES = [[8, 64, 56, 56], [32, 256, 14, 14], [2, 32, 128, 128], [64, 512, 7, 7]];
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length * q)];
-}
 
 if (import.meta.main) {
   const [dirA, dirB, backend = "wasm", callsArg] = Deno.args;
@@ -40,15 +23,13 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const calls = Number(callsArg ?? (backend === "webgpu" ? 40 : 300));
-  const url = (dir: string) => new URL(`${dir.replace(/\/$/, "")}/mod.ts`, `file://${Deno.cwd()}/`);
-  const mods: Module[] = [await import(url(dirA).href), await import(url(dirB).href)];
+  const mods: Module[] = [await loadCheckout(dirA), await loadCheckout(dirB)];
   // One thread on both sides (a checkout from before threads has no setNumThreads).
   for (const m of mods) m.setNumThreads?.(1);
   const only = Deno.env.get("SHAPE");
   for (const shape of SHAPES.filter((s) => !only || JSON.stringify(s) === only)) {
     const n = shape.reduce((a, b) => a * b);
-    const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 2 + (i % 5));
-    const dyData = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11));
+    const { x, dy: dyData } = inputs(n);
     const sides = await Promise.all(mods.map(async (m) => {
       const layer = new m.SwitchNorm2d(shape[1], { backend });
       return { layer, x: await layer.upload(x, shape), dy: await layer.upload(dyData, shape) };

@@ -13,18 +13,7 @@
  * [64,512,7,7]). This patches GPUDevice/GPUCommandEncoder prototypes: a bench tool only.
  */
 
-interface Tensor {
-  read(): Promise<Float32Array>;
-  dispose(): void;
-}
-interface Layer {
-  upload(data: Float32Array, shape: readonly number[]): Promise<Tensor>;
-  forward(x: Tensor): Promise<Tensor>;
-  backward(dy: Tensor): Promise<Tensor>;
-}
-interface Module {
-  SwitchNorm2d: new (c: number, options: { backend: string }) => Layer;
-}
+import { inputs, loadCheckout, quantile } from "./_ab.ts";
 
 /** A dispatch's timestamps, waiting to be read. */
 interface Pending {
@@ -125,11 +114,6 @@ async function drain(): Promise<void> {
   }
 }
 
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length * q)];
-}
-
 if (import.meta.main) {
   const [dirA, dirB, callsArg] = Deno.args;
   if (!dirA || !dirB) {
@@ -138,14 +122,12 @@ if (import.meta.main) {
   }
   patchWebGpu();
   const calls = Number(callsArg ?? 30);
-  const url = (dir: string) => new URL(`${dir.replace(/\/$/, "")}/mod.ts`, `file://${Deno.cwd()}/`);
   const shape: number[] = JSON.parse(Deno.env.get("SHAPE") ?? "[64,512,7,7]");
   const n = shape.reduce((a, b) => a * b);
-  const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 2 + (i % 5));
-  const dyData = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11));
+  const { x, dy: dyData } = inputs(n);
   const sides = [];
   for (const [name, dir] of [["A", dirA], ["B", dirB]]) {
-    const m: Module = await import(url(dir).href);
+    const m = await loadCheckout(dir);
     const layer = new m.SwitchNorm2d(shape[1], { backend: "webgpu" });
     sides.push({
       name,
