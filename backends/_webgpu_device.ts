@@ -86,6 +86,8 @@ export class GpuContext {
   readonly poolCap: number;
   /** Elements per thread of the statistics pass. */
   readonly elementsPerThread: number;
+  /** Threads per workgroup of the group passes (sn_group_stats, sn_bwd_groups). */
+  readonly groupWorkgroupSize: number;
   /** Workgroups per grid dimension a dispatch uses (the device's, or a lower test setting). */
   readonly maxWorkgroups: number;
   /** Called once when the device is lost (not when it is disposed). */
@@ -99,10 +101,12 @@ export class GpuContext {
     poolCap: number,
     elementsPerThread: number,
     maxWorkgroups = 65535,
+    groupWorkgroupSize = 64,
   ) {
     this.device = device;
     this.maxWorkgroups = maxWorkgroups;
     this.elementsPerThread = elementsPerThread;
+    this.groupWorkgroupSize = groupWorkgroupSize;
     this.adapter = adapter;
     this.maxBinding = maxBinding;
     this.poolCap = poolCap;
@@ -256,6 +260,15 @@ export interface DeviceOptions {
    */
   readonly elementsPerThread?: number;
   /**
+   * Threads per workgroup of the passes that merge summaries into LN and BN groups
+   * (sn_group_stats, sn_bwd_groups): a power of two from 1 to 64. Default: 8 on a fallback (CPU)
+   * adapter, 64 on a GPU. Those passes do little work per member and a fixed amount per thread
+   * (the workgroup's tree of merges and its barriers), which a CPU implementation such as
+   * lavapipe runs as loops over the invocations: at [64,512,7,7] 8 threads run the two passes
+   * ~3-4x faster there than 64. Tests set it to run the GPU's choice on lavapipe.
+   */
+  readonly groupWorkgroupSize?: number;
+  /**
    * Use at most this many workgroups per dispatch dimension (at least 2) even if the device
    * allows more. For tests: small tensors then take the 2D grids that tensors of millions of
    * rows or elements take under the real limit (65535).
@@ -308,6 +321,16 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuContex
     }
     maxWorkgroups = Math.min(maxWorkgroups, w);
   }
+  const groupSize = options.groupWorkgroupSize ?? (summary.isFallbackAdapter ? 8 : 64);
+  if (
+    !Number.isInteger(groupSize) || groupSize < 1 || groupSize > 64 ||
+    (groupSize & (groupSize - 1)) !== 0
+  ) {
+    device.destroy();
+    throw new RangeError(
+      `groupWorkgroupSize must be a power of two from 1 to 64, got ${groupSize}`,
+    );
+  }
   const perThread = options.elementsPerThread ?? (summary.isFallbackAdapter ? 256 : 16);
   return new GpuContext(
     device,
@@ -316,5 +339,6 @@ export async function openDevice(options: DeviceOptions = {}): Promise<GpuContex
     options.poolBytes ?? 256 * 2 ** 20,
     perThread,
     maxWorkgroups,
+    groupSize,
   );
 }

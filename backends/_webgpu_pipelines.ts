@@ -60,6 +60,16 @@ const SOURCES: Record<PipelineKind, string> = {
 };
 
 /**
+ * The pipeline-overridable constants of each kind that has any: the group passes' workgroup size
+ * (GROUP_THREADS in sn_group_stats.wgsl and sn_bwd_groups.wgsl), chosen per device.
+ */
+function constantsOf(kind: PipelineKind, ctx: GpuContext): Record<string, number> | undefined {
+  return kind === "group" || kind === "bwdGroups"
+    ? { GROUP_THREADS: ctx.groupWorkgroupSize }
+    : undefined;
+}
+
+/**
  * Compiles every pipeline (once per backend instance: shapes travel in uniforms). On a compile
  * error the device is destroyed and the error says so.
  */
@@ -72,7 +82,7 @@ export async function compilePipelines(ctx: GpuContext): Promise<Pipelines> {
     pipelines[kind] = device.createComputePipeline({
       label: `switchnorm ${kind}`,
       layout: "auto",
-      compute: { module, entryPoint: "main" },
+      compute: { module, entryPoint: "main", constants: constantsOf(kind, ctx) },
     });
   }
   const err = await ctx.guard(device.popErrorScope());

@@ -1902,8 +1902,8 @@ export const SN_GROUP_STATS: string =
 //   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
 //   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
 //   accuracy there (the error it makes is far below the dominating member's share).
-// Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
-// threads merge pairwise in workgroup memory.
+// Each of the GROUP_THREADS threads folds a strided share of the members with Welford/Chan,
+// then the threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
 // var = running_var[c]. Training mode: thread 0 of BN group c also updates the running buffers
 // (running = [mean(C), var(C)]) with the batch's mu, var:
@@ -1927,6 +1927,11 @@ export const SN_GROUP_STATS: string =
 
 ${_COMMON}
 ${_PAIR}
+
+// Threads per workgroup: a power of two up to 64, set per device when the pipeline is made
+// (GpuContext.groupWorkgroupSize: 64 on a GPU, 8 on a CPU adapter such as lavapipe, which runs
+// the invocations as loops and pays for each one's share of the tree). Arrays hold the most.
+override GROUP_THREADS: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
@@ -1976,7 +1981,7 @@ var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GROUP_THREADS)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -2067,7 +2072,7 @@ fn main(
   // Tile summaries ("1d"), whose means are summed as pairs too (below).
   let tiles = (P.flags & P_CHAN_GROUPS) != 0u;
   var unit_max = 0u;
-  for (var k = lid; k < count; k += 64u) {
+  for (var k = lid; k < count; k += GROUP_THREADS) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
   }
   atomicMax(&w_unit, unit_max);
@@ -2083,7 +2088,7 @@ fn main(
   var flags = 0u;
   var total = 0u;
   var sum = vec2<f32>(0.0);
-  for (var k = lid; k < count; k += 64u) {
+  for (var k = lid; k < count; k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let mean = (p.shift * f - hi) + p.mean * f;
@@ -2105,7 +2110,7 @@ fn main(
   // (lavapipe runs both sides of a branch, masked, but skips a loop that no lane enters: inside
   // the loops above they made every group pass ~50% slower there).
   // Layout "nd", rows of several segments: the variances as pairs (P_PAIRS).
-  for (var k = lid; k < select(0u, count, pairs && !chan); k += 64u) {
+  for (var k = lid; k < select(0u, count, pairs && !chan); k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     if (p.count >= 2u) {
@@ -2114,7 +2119,7 @@ fn main(
   }
   // Layout "1d": the means' pair sum.
   // count_k < 2^12 (a tile line of TILE_1D values): exact products.
-  for (var k = lid; k < select(0u, count, tiles); k += 64u) {
+  for (var k = lid; k < select(0u, count, tiles); k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let w = f32(p.count);
@@ -2130,7 +2135,7 @@ fn main(
   w_count[lid] = total;
   w_sum[lid] = sum;
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
+  for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
       let m = merge(Acc(w_n[lid], w_mean[lid], w_m2[lid]), Acc(w_n[o], w_mean[o], w_m2[o]));
@@ -2144,7 +2149,7 @@ fn main(
     workgroupBarrier();
   }
   // The pair sums' tree, only where one of them is formed (see above).
-  for (var s = select(0u, 32u, pairs || tiles); s > 0u; s = s >> 1u) {
+  for (var s = select(0u, GROUP_THREADS / 2u, pairs || tiles); s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
       w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
@@ -2341,7 +2346,8 @@ export const SN_NORMALIZE: string =
 // element i of row r = i / M, with (hi, lo, scale, beta) = mixed[r] from sn_mix:
 //   y[i] = ((x[i] - hi) - lo) * scale + beta      (= (x - mu) / sqrt(var + eps) * gamma + beta)
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing to the subtraction;
-// y is NaN where sn_mix marked the row (beta's bits are NaN). One vec4 per thread; a vec4 that
+// y is NaN where sn_mix marked the row (beta's bits are NaN: y takes them, ~5% faster on
+// lavapipe than a NaN made from the uniforms, qnan()). One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn. Wide rows' y (sn_mix) is
 // written again by sn_wide_normalize, dispatched after this pass.
 
@@ -2354,7 +2360,7 @@ ${_COMMON}
 @group(0) @binding(3) var<storage, read> mixed: array<vec4<f32>>;
 
 fn apply1(a: vec4<f32>, v: f32) -> f32 {
-  return select(((v - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
+  return select(((v - a.x) - a.y) * a.z + a.w, a.w, is_nan_marker(a.w));
 }
 
 @compute @workgroup_size(256)
@@ -2374,7 +2380,7 @@ fn main(
   if (r0 == last / P.m) {
     let a = mixed[r0 - P.rec_base];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
-    y[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_marker(a.w)));
+    y[q] = select(out, vec4<f32>(a.w), vec4<bool>(is_nan_marker(a.w)));
     return;
   }
   var out = vec4<f32>(0.0);
@@ -2435,7 +2441,7 @@ fn main(
       let beta = affine[P.c + c];
       let m = mix_1d(ln, bn);
       let a = row_affine(m, gamma, beta);
-      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
+      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, a.w, is_nan_marker(a.w));
     }
   }
   y[q] = out;
@@ -3248,13 +3254,18 @@ export const SN_BWD_GROUPS: string =
 // Layout "nd": members are the rows of sn_bwd_rows, so out[n] = (GmL[n], GvL[n], ...) and
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
-// Each of the 64 threads adds a strided share, then the threads add pairwise (a tree).
+// Each of the GROUP_THREADS threads adds a strided share, then the threads add pairwise (a tree).
 // Group g's record is out[seg_first + g]. When the members exceed one storage binding, the
 // members are bound in windows (the base fields are relative to the window) and each window's
 // dispatches add (P_ACCUMULATE) their part of every group they touch to records zeroed first.
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+
+// Threads per workgroup: a power of two up to 64, set per device when the pipeline is made
+// (GpuContext.groupWorkgroupSize: 64 on a GPU, 8 on a CPU adapter such as lavapipe, which runs
+// the invocations as loops and pays for each one's share of the tree). Arrays hold the most.
+override GROUP_THREADS: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
@@ -3279,7 +3290,7 @@ var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_eb: array<i32, 64>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GROUP_THREADS)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -3302,7 +3313,7 @@ fn main(
     count = P.ln_count;
   }
   var acc = grad_zero();
-  for (var k = lid; k < count; k += 64u) {
+  for (var k = lid; k < count; k += GROUP_THREADS) {
     acc = grad_add(acc, members[base + k * stride]);
   }
   w_s[lid] = acc.s;
@@ -3311,7 +3322,7 @@ fn main(
   w_flags[lid] = acc.flags;
   w_eb[lid] = acc.eb;
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
+  for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
       let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));
@@ -3548,7 +3559,8 @@ export const SN_BWD_DX: string =
   `// sn_bwd_dx.wgsl: the last backward step of layout "nd", the second and final pass over
 // (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
 //   dx[i] = dy[i] * gs + (x[i] - K) * B + A
-// and NaN where sn_bwd_coef marked the row (A's bits are NaN). Wide rows' dx is written again by
+// and NaN where sn_bwd_coef marked the row (A's bits are NaN: dx takes them, as sn_normalize
+// takes beta's). Wide rows' dx is written again by
 // sn_bwd_wide_dx, after this pass. x - K is exact for x near K (the
 // row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn.
@@ -3562,7 +3574,7 @@ ${_COMMON}
 @group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
 
 fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
-  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_bits(k.z));
+  return select(d * k.x + (xv - k.w) * k.y + k.z, k.z, is_nan_bits(k.z));
 }
 
 @compute @workgroup_size(256)
@@ -3583,7 +3595,7 @@ fn main(
   if (r0 == last / P.m) {
     let k = coef[r0 - P.row_base];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
-    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
+    dx[q] = select(out, vec4<f32>(k.z), vec4<bool>(is_nan_bits(k.z)));
     return;
   }
   var out = vec4<f32>(0.0);

@@ -43,7 +43,7 @@ fn main(
       let beta = affine[P.c + c];
       let m = mix_1d(ln, bn);
       let a = row_affine(m, gamma, beta);
-      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, qnan(), is_nan_marker(a.w));
+      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, a.w, is_nan_marker(a.w));
     }
   }
   y[q] = out;

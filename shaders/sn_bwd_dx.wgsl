@@ -1,7 +1,8 @@
 // sn_bwd_dx.wgsl: the last backward step of layout "nd", the second and final pass over
 // (x, dy). For element i of row r = i / M, with (gs, B, A, K) = coef[r] from sn_bwd_coef:
 //   dx[i] = dy[i] * gs + (x[i] - K) * B + A
-// and NaN where sn_bwd_coef marked the row (A's bits are NaN). Wide rows' dx is written again by
+// and NaN where sn_bwd_coef marked the row (A's bits are NaN: dx takes them, as sn_normalize
+// takes beta's). Wide rows' dx is written again by
 // sn_bwd_wide_dx, after this pass. x - K is exact for x near K (the
 // row's first element), so a large offset costs nothing. One vec4 per thread; a vec4 that
 // straddles two rows (M % 4 != 0) takes each lane's row in turn.
@@ -15,7 +16,7 @@
 @group(0) @binding(4) var<storage, read> coef: array<vec4<f32>>;
 
 fn apply1(k: vec4<f32>, xv: f32, d: f32) -> f32 {
-  return select(d * k.x + (xv - k.w) * k.y + k.z, qnan(), is_nan_bits(k.z));
+  return select(d * k.x + (xv - k.w) * k.y + k.z, k.z, is_nan_bits(k.z));
 }
 
 @compute @workgroup_size(256)
@@ -36,7 +37,7 @@ fn main(
   if (r0 == last / P.m) {
     let k = coef[r0 - P.row_base];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
-    dx[q] = select(out, vec4<f32>(qnan()), vec4<bool>(is_nan_bits(k.z)));
+    dx[q] = select(out, vec4<f32>(k.z), vec4<bool>(is_nan_bits(k.z)));
     return;
   }
   var out = vec4<f32>(0.0);

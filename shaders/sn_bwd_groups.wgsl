@@ -6,13 +6,18 @@
 // Layout "nd": members are the rows of sn_bwd_rows, so out[n] = (GmL[n], GvL[n], ...) and
 // out[N + c] = (GmB[c], GvB[c], dgamma[c], dbeta[c]); the dot products of all rows are the sum
 // of out[0..N). Layout "1d": members are the tile-line sums of sn1d_bwd_reduce.
-// Each of the 64 threads adds a strided share, then the threads add pairwise (a tree).
+// Each of the GROUP_THREADS threads adds a strided share, then the threads add pairwise (a tree).
 // Group g's record is out[seg_first + g]. When the members exceed one storage binding, the
 // members are bound in windows (the base fields are relative to the window) and each window's
 // dispatches add (P_ACCUMULATE) their part of every group they touch to records zeroed first.
 
 //!include common.wgsl
 //!include backward_common.wgsl
+
+// Threads per workgroup: a power of two up to 64, set per device when the pipeline is made
+// (GpuContext.groupWorkgroupSize: 64 on a GPU, 8 on a CPU adapter such as lavapipe, which runs
+// the invocations as loops and pays for each one's share of the tree). Arrays hold the most.
+override GROUP_THREADS: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
@@ -37,7 +42,7 @@ var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_eb: array<i32, 64>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GROUP_THREADS)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -60,7 +65,7 @@ fn main(
     count = P.ln_count;
   }
   var acc = grad_zero();
-  for (var k = lid; k < count; k += 64u) {
+  for (var k = lid; k < count; k += GROUP_THREADS) {
     acc = grad_add(acc, members[base + k * stride]);
   }
   w_s[lid] = acc.s;
@@ -69,7 +74,7 @@ fn main(
   w_flags[lid] = acc.flags;
   w_eb[lid] = acc.eb;
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
+  for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
       let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));

@@ -19,8 +19,8 @@
 //   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
 //   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
 //   accuracy there (the error it makes is far below the dominating member's share).
-// Each of the 64 threads folds a strided share of the members with Welford/Chan, then the
-// threads merge pairwise in workgroup memory.
+// Each of the GROUP_THREADS threads folds a strided share of the members with Welford/Chan,
+// then the threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
 // var = running_var[c]. Training mode: thread 0 of BN group c also updates the running buffers
 // (running = [mean(C), var(C)]) with the batch's mu, var:
@@ -44,6 +44,11 @@
 
 //!include common.wgsl
 //!include pair.wgsl
+
+// Threads per workgroup: a power of two up to 64, set per device when the pipeline is made
+// (GpuContext.groupWorkgroupSize: 64 on a GPU, 8 on a CPU adapter such as lavapipe, which runs
+// the invocations as loops and pays for each one's share of the tree). Arrays hold the most.
+override GROUP_THREADS: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
@@ -93,7 +98,7 @@ var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GROUP_THREADS)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -184,7 +189,7 @@ fn main(
   // Tile summaries ("1d"), whose means are summed as pairs too (below).
   let tiles = (P.flags & P_CHAN_GROUPS) != 0u;
   var unit_max = 0u;
-  for (var k = lid; k < count; k += 64u) {
+  for (var k = lid; k < count; k += GROUP_THREADS) {
     unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
   }
   atomicMax(&w_unit, unit_max);
@@ -200,7 +205,7 @@ fn main(
   var flags = 0u;
   var total = 0u;
   var sum = vec2<f32>(0.0);
-  for (var k = lid; k < count; k += 64u) {
+  for (var k = lid; k < count; k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let mean = (p.shift * f - hi) + p.mean * f;
@@ -222,7 +227,7 @@ fn main(
   // (lavapipe runs both sides of a branch, masked, but skips a loop that no lane enters: inside
   // the loops above they made every group pass ~50% slower there).
   // Layout "nd", rows of several segments: the variances as pairs (P_PAIRS).
-  for (var k = lid; k < select(0u, count, pairs && !chan); k += 64u) {
+  for (var k = lid; k < select(0u, count, pairs && !chan); k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     if (p.count >= 2u) {
@@ -231,7 +236,7 @@ fn main(
   }
   // Layout "1d": the means' pair sum.
   // count_k < 2^12 (a tile line of TILE_1D values): exact products.
-  for (var k = lid; k < select(0u, count, tiles); k += 64u) {
+  for (var k = lid; k < select(0u, count, tiles); k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let w = f32(p.count);
@@ -247,7 +252,7 @@ fn main(
   w_count[lid] = total;
   w_sum[lid] = sum;
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
+  for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
       let m = merge(Acc(w_n[lid], w_mean[lid], w_m2[lid]), Acc(w_n[o], w_mean[o], w_m2[o]));
@@ -261,7 +266,7 @@ fn main(
     workgroupBarrier();
   }
   // The pair sums' tree, only where one of them is formed (see above).
-  for (var s = select(0u, 32u, pairs || tiles); s > 0u; s = s >> 1u) {
+  for (var s = select(0u, GROUP_THREADS / 2u, pairs || tiles); s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
       w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);

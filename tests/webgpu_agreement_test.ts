@@ -78,12 +78,16 @@ async function agree(backend: WebGpuBackend, cases: Case[]): Promise<void> {
   }
 }
 
-for (const perThread of [16, 256]) {
-  // 16 elements per statistics thread is what a GPU gets, 256 what lavapipe gets: test both.
+for (const [perThread, groupSize] of [[16, 64], [256, 8], [256, 1]]) {
+  // 16 elements per statistics thread and group passes of 64 threads are what a GPU gets, 256
+  // and 8 what lavapipe gets; 1 thread per group leaves the group passes no tree at all.
   webgpuTest(
-    `webgpu agrees with ${ORACLE} on 40 random problems (${perThread} elements per thread)`,
+    `webgpu agrees with ${ORACLE} on 40 random problems (${perThread} elements per thread, group passes of ${groupSize} threads)`,
     async () => {
-      await using backend = await loadWebGpuBackend({ elementsPerThread: perThread });
+      await using backend = await loadWebGpuBackend({
+        elementsPerThread: perThread,
+        groupWorkgroupSize: groupSize,
+      });
       await agree(backend, Array.from({ length: 40 }, (_, i) => randomCase(i + 1)));
     },
   );
@@ -208,6 +212,20 @@ async function agreeBackward(backend: WebGpuBackend, cases: Case[]): Promise<voi
 }
 
 webgpuTest(
+  "a group-pass workgroup size that is not a power of two up to 64 is refused",
+  async () => {
+    for (const size of [0, 3, 128, 1.5, NaN]) {
+      await assert.rejects(
+        () => loadWebGpuBackend({ groupWorkgroupSize: size }),
+        (e: unknown) =>
+          e instanceof RangeError &&
+          /groupWorkgroupSize must be a power of two from 1 to 64/.test(e.message),
+      );
+    }
+  },
+);
+
+webgpuTest(
   "webgpu backward agrees with the float64 reference on 40 random problems",
   async () => {
     // The shapes of the forward agreement test: odd M (not a multiple of 4), C = 1, N = 1,
@@ -218,9 +236,12 @@ webgpuTest(
 );
 
 webgpuTest(
-  "webgpu backward agrees with the float64 reference with 16 elements per thread",
+  "webgpu backward agrees with the float64 reference with a GPU's thread counts (16 elements per thread, 64 per group)",
   async () => {
-    await using backend = await loadWebGpuBackend({ elementsPerThread: 16 });
+    await using backend = await loadWebGpuBackend({
+      elementsPerThread: 16,
+      groupWorkgroupSize: 64,
+    });
     await agreeBackward(backend, Array.from({ length: 20 }, (_, i) => randomCase(i + 101)));
   },
 );
@@ -309,6 +330,7 @@ webgpuTest(
     await using backend = await loadWebGpuBackend({
       maxWorkgroupsPerDimension: 16,
       elementsPerThread: 16,
+      groupWorkgroupSize: 64,
     });
     const r = rng(31);
     const make = (problem: NormProblem, label: string): Case => {
