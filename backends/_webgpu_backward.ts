@@ -15,7 +15,7 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { readBack, SavedStats, submit, write } from "./_webgpu_buffers.ts";
-import { GRAD_BYTES, GROUP_BYTES } from "./_webgpu_plan.ts";
+import { EMPTY_LIST, GRAD_BYTES, GROUP_BYTES } from "./_webgpu_plan.ts";
 import {
   BACKWARD_REDUCTION,
   type BackwardPlan,
@@ -27,7 +27,6 @@ import { type GradientSums, gradientSums, logitCount } from "./_webgpu_grad_sums
 import { syncGradientSums } from "./_webgpu_sync.ts";
 
 /** An empty list of wide rows or segments (its count word 0), written at every call's start. */
-const EMPTY_LIST = new Uint32Array(4);
 
 /** The buffers one backward binds. @internal */
 export interface BackwardBuffers {
@@ -234,8 +233,8 @@ export function prepareBackward(
     rows: plan.rows > 0 ? ctx.acquire("storage", plan.rows * GRAD_BYTES) : undefined,
     groups: ctx.acquire("storage", plan.groups * GRAD_BYTES),
     coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
-    wideSegs: ctx.acquire("storage", plan.wideSegBytes),
-    wideRows: ctx.acquire("storage", plan.wideRowBytes),
+    wideSegs: ctx.acquire("list", plan.wideSegBytes),
+    wideRows: ctx.acquire("list", plan.wideRowBytes),
     statGroups: plan.statGroupsBytes > 0
       ? ctx.acquire("storage", plan.statGroupsBytes)
       : stats.groups!,
@@ -262,13 +261,13 @@ export function prepareBackward(
         buffers.rows,
         buffers.groups,
         buffers.coef,
-        buffers.wideSegs,
-        buffers.wideRows,
         plan.statGroupsBytes > 0 ? buffers.statGroups : undefined,
       ]
     ) {
       if (b) ctx.release("storage", b);
     }
+    ctx.release("list", buffers.wideSegs);
+    ctx.release("list", buffers.wideRows);
   };
   return { plan, buffers, release };
 }

@@ -59,12 +59,19 @@ export class DeviceLostError extends Error {
 }
 
 const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+// The lists of wide items, which hold their wide pass's dispatch arguments (common.wgsl).
+const LIST_USAGE = STORAGE_USAGE | 0x100; // | INDIRECT
 const STAGING_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
 const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
 
 /** Usages of the pooled buffer kinds (GPUBufferUsage values, spelled out so that this module
  * loads where the GPUBufferUsage global is missing). */
-export const USAGE = { storage: STORAGE_USAGE, staging: STAGING_USAGE, uniform: UNIFORM_USAGE };
+export const USAGE = {
+  storage: STORAGE_USAGE,
+  list: LIST_USAGE,
+  staging: STAGING_USAGE,
+  uniform: UNIFORM_USAGE,
+};
 
 /**
  * The device, its loss, and a pool of buffers by (usage, size). Buffers return to the pool right

@@ -32,6 +32,7 @@ import {
   write,
 } from "./_webgpu_buffers.ts";
 import {
+  EMPTY_LIST,
   type ForwardRecords,
   GROUP_BYTES,
   makePlan,
@@ -50,7 +51,6 @@ import { f32, GpuTensor, liveBuffer } from "./_webgpu_tensor.ts";
 import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
 
 /** An empty list of wide rows (its count word 0), written at the start of every call. */
-const EMPTY_LIST = new Uint32Array(4);
 
 /** The windows of a dispatch without any: every buffer bound whole. */
 const WHOLE: ForwardRecords = {};
@@ -119,8 +119,8 @@ export function prepareForward(
     ? ctx.acquire("storage", plan.bnParts * PARTIAL_BYTES)
     : undefined;
   // At least two Partials' worth: sn_group_stats binds it as its unwritten BN parts.
-  const wideRows = ctx.acquire("storage", Math.max(plan.wideStatsListBytes, 2 * PARTIAL_BYTES));
-  const wideList = ctx.acquire("storage", plan.wideListBytes);
+  const wideRows = ctx.acquire("list", Math.max(plan.wideStatsListBytes, 2 * PARTIAL_BYTES));
+  const wideList = ctx.acquire("list", plan.wideListBytes);
   // Every list starts empty: their counts are 0 when the call's dispatches run.
   for (const at of plan.statsListOffsets) device.queue.writeBuffer(wideRows, at, EMPTY_LIST);
   for (const at of plan.listOffsets) device.queue.writeBuffer(wideList, at, EMPTY_LIST);
@@ -145,8 +145,8 @@ export function prepareForward(
       if (!keep) ctx.release("storage", groups);
       if (mixed) ctx.release("storage", mixed);
       if (bnParts) ctx.release("storage", bnParts);
-      ctx.release("storage", wideRows);
-      ctx.release("storage", wideList);
+      ctx.release("list", wideRows);
+      ctx.release("list", wideList);
     },
   };
 }

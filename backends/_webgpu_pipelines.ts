@@ -34,7 +34,8 @@ export interface Engine {
   readonly layers: DeviceLayers;
 }
 
-const SOURCES: Record<PipelineKind, string> = {
+/** The WGSL of each pipeline kind (shaders/_wgsl.ts). */
+export const SOURCES: Record<PipelineKind, string> = {
   stats: WGSL.SN_STATS,
   rowMerge: WGSL.SN_ROW_MERGE,
   wideStats: WGSL.SN_WIDE_STATS,
@@ -98,7 +99,21 @@ export function slotOf(uniforms: GPUBuffer, d: PlannedDispatch): GPUBufferBindin
   return { buffer: uniforms, offset: d.slot * SLOT_BYTES, size: PARAMS_BYTES };
 }
 
-/** Binds `entries` (binding 0, 1, ... in order) to `d`'s pipeline and records its dispatch. */
+/**
+ * The binding of each wide pass's list (its one read-only `wide_*: array<u32>`), read from the
+ * WGSL: the list holds the pass's indirect dispatch arguments (common.wgsl, LIST_FIRST).
+ */
+export const LIST_BINDING: Partial<Record<PipelineKind, number>> = Object.fromEntries(
+  Object.entries(SOURCES).flatMap(([kind, code]) => {
+    const m = /@binding\((\d+)\) var<storage, read> wide_\w+: array<u32>;/.exec(code);
+    return m ? [[kind, Number(m[1])]] : [];
+  }),
+);
+
+/**
+ * Binds `entries` (binding 0, 1, ... in order) to `d`'s pipeline and records its dispatch: a
+ * wide pass indirectly, with the arguments its list holds (no workgroup while it is empty).
+ */
 export function dispatch(
   engine: Engine,
   pass: GPUComputePassEncoder,
@@ -114,6 +129,11 @@ export function dispatch(
       entries: entries.map((resource, binding) => ({ binding, resource })),
     }),
   );
+  const list = LIST_BINDING[d.kind];
+  if (list !== undefined) {
+    pass.dispatchWorkgroupsIndirect(entries[list].buffer, (entries[list].offset ?? 0) + 4);
+    return;
+  }
   const [gx, gy] = grid(d.workgroups, engine.ctx.maxWorkgroups);
   pass.dispatchWorkgroups(gx, gy);
 }

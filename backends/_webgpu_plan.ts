@@ -239,10 +239,19 @@ export function checkIndexable(total: number): void {
   }
 }
 
-/** Bytes of a list of up to `items` wide rows or segments: a u32 count, then the items. */
+/**
+ * Bytes of a list of up to `items` wide rows or segments: a u32 count, the wide pass's indirect
+ * dispatch arguments (3 u32), then the items (common.wgsl, LIST_FIRST).
+ */
 export function listBytes(items: number): number {
-  return Math.ceil((1 + items) / 4) * 16;
+  return 16 + Math.ceil(items / 4) * 16;
 }
+
+/**
+ * What every list holds when a call starts (written over its first 16 bytes): a count of 0 and
+ * dispatch arguments (0, 1, 1), which the first entry listed raises to (64, 1, 1).
+ */
+export const EMPTY_LIST: Uint32Array<ArrayBuffer> = Uint32Array.of(0, 0, 1, 1);
 
 /** Writes the fields every dispatch's uniform slot shares (shapes, flags, eps, mixing weights). */
 export function writeCommon(v: DataView, problem: NormProblem, params: PlanParams): void {

@@ -62,9 +62,10 @@ function timedPass(
   d?: GPUComputePassDescriptor,
 ): GPUComputePassEncoder {
   const device = encoderDevices.get(encoder);
-  if (!timing || !device?.features.has("timestamp-query") || d?.timestampWrites) {
+  if (!timing || !device || !device.features.has("timestamp-query") || d?.timestampWrites) {
     return begin.call(encoder, d);
   }
+  const gpu = device;
   let pipeline: GPUComputePipeline | undefined;
   const groups = new Map<number, [GPUBindGroup, number[] | undefined]>();
   const pass = {
@@ -75,28 +76,35 @@ function timedPass(
       groups.set(i, [g, offsets ? [...offsets] : undefined]);
     },
     dispatchWorkgroups(x: number, y = 1, z = 1) {
-      const querySet = device.createQuerySet({ type: "timestamp", count: 2 });
-      const own = begin.call(encoder, {
-        timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-      });
-      own.setPipeline(pipeline!);
-      for (const [i, [g, offsets]] of groups) own.setBindGroup(i, g, offsets);
-      own.dispatchWorkgroups(x, y, z);
-      own.end();
-      const resolve = device.createBuffer({
-        size: 16,
-        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-      });
-      const read = device.createBuffer({
-        size: 16,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      });
-      encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
-      encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
-      pending.push({ querySet, resolve, read, key: `${label} ${pipelineLabels.get(pipeline!)}` });
+      timed((own) => own.dispatchWorkgroups(x, y, z));
+    },
+    // The wide passes, dispatched with arguments that a previous pass wrote.
+    dispatchWorkgroupsIndirect(buffer: GPUBuffer, offset: number) {
+      timed((own) => own.dispatchWorkgroupsIndirect(buffer, offset));
     },
     end() {},
   };
+  function timed(record: (own: GPUComputePassEncoder) => void): void {
+    const querySet = gpu.createQuerySet({ type: "timestamp", count: 2 });
+    const own = begin.call(encoder, {
+      timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    own.setPipeline(pipeline!);
+    for (const [i, [g, offsets]] of groups) own.setBindGroup(i, g, offsets);
+    record(own);
+    own.end();
+    const resolve = gpu.createBuffer({
+      size: 16,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const read = gpu.createBuffer({
+      size: 16,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+    encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
+    pending.push({ querySet, resolve, read, key: `${label} ${pipelineLabels.get(pipeline!)}` });
+  }
   return pass as unknown as GPUComputePassEncoder;
 }
 

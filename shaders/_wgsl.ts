@@ -367,6 +367,15 @@ fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
 }
 
+// The lists of wide rows, segments, lines or groups that a hot pass fills and a wide pass reads
+// (storage, each bound at its own offset): word 0 the count; words 1..3 the wide pass's
+// indirect dispatch arguments (x, y, z), which the call writes as (0, 1, 1) with the count
+// (backends: EMPTY_LIST) and the first entry listed raises to LIST_WORKGROUPS (atomicMax); the
+// entries from word LIST_FIRST on. Without wide data the wide passes dispatch no workgroup: on
+// lavapipe a dispatch of 64 workgroups that only read a zero count cost ~0.15 ms each.
+const LIST_FIRST: u32 = 4u;
+const LIST_WORKGROUPS: u32 = 64u;
+
 // The tile of a layout "1d" pass (sn1d_stats, sn1d_bwd_reduce) that workgroup \`wg\` covers: row
 // tile rt (rows n0 .. n0 + rows - 1) and column tile ct (columns c0 .. c0 + cols - 1) of x [N, C],
 // TILE_1D x TILE_1D or less at the edges. Spare workgroups past the dispatch's last row tile get
@@ -1446,7 +1455,9 @@ fn main(
     f = f | select(0u, F_REMEASURE, poor);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (P.chunks == 1u && (wide || poor)) {
-      atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
+      let listed = atomicAdd(&wide_rows[0], 1u);
+      atomicStore(&wide_rows[LIST_FIRST + listed], seg);
+      atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
     }
   }
 }
@@ -1518,7 +1529,9 @@ fn main(
   let listed = (P.flags & P_WIDE_ONLY) == 0u && (is_wide_field(max_field(flags)) || (flags & F_REMEASURE) != 0u) &&
     (flags & F_CLASS) == 0u;
   if (listed) {
-    atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
+    let listed = atomicAdd(&wide_rows[0], 1u);
+    atomicStore(&wide_rows[LIST_FIRST + listed], row);
+    atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
   // F_REMEASURE stays in the record only where sn_wide_stats measures the row again (for the
   // second run, whose merge of the rewritten segments clears it).
@@ -1598,7 +1611,7 @@ fn main(
   let items = wide_rows[0] * P.chunks;
   let threads = nwg.x * nwg.y * 64u;
   for (var item = linear_group(wid, nwg) * 64u + lid; item < items; item += threads) {
-    let seg = wide_rows[1u + item / P.chunks] * P.chunks + item % P.chunks;
+    let seg = wide_rows[LIST_FIRST + item / P.chunks] * P.chunks + item % P.chunks;
     if (seg >= P.seg_first && seg < P.seg_end) {
       summarize_wide(seg);
     }
@@ -1697,7 +1710,9 @@ ${_COMMON}
 fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
   parts[at] = p;
   if (is_wide_field(max_field(p.flags)) && (p.flags & F_CLASS) == 0u) {
-    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], (t.rt * P.chunks + t.ct) * 64u + lid);
+    let listed = atomicAdd(&wide_lines[0], 1u);
+    atomicStore(&wide_lines[LIST_FIRST + listed], (t.rt * P.chunks + t.ct) * 64u + lid);
+    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }
 
@@ -1840,7 +1855,7 @@ fn main(
   let count = wide_lines[0];
   for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
     if (base + lid < count) {
-      let entry = wide_lines[1u + base + lid];
+      let entry = wide_lines[LIST_FIRST + base + lid];
       let tile = entry / 64u;
       let rt = tile / P.chunks;
       if (rt >= P.seg_first && rt < P.seg_end) {
@@ -1967,7 +1982,9 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 fn list_if(g: u32, yes: bool) {
   if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
     // The group's index in the whole groups buffer (rec_base: where its bound window starts).
-    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.chan_base + g);
+    let listed = atomicAdd(&wide_groups[0], 1u);
+    atomicStore(&wide_groups[LIST_FIRST + listed], P.rec_base + P.chan_base + g);
+    atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }
 
@@ -2335,7 +2352,9 @@ fn main(
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
   let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
-    atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
+    let listed = atomicAdd(&wide_list[0], 1u);
+    atomicStore(&wide_list[LIST_FIRST + listed], r);
+    atomicMax(&wide_list[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }
 `;
@@ -2482,7 +2501,7 @@ fn main(
 ) {
   let count = wide_groups[0];
   for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    let g = wide_groups[1u + k];
+    let g = wide_groups[LIST_FIRST + k];
     let first = P.elem_base;
     let end = min(P.elem_base + 4u * P.vec_count, P.total);
     let span = group_span(g, first, end);
@@ -2546,7 +2565,7 @@ fn main(
   // load from one address), so without wide rows lavapipe skips the loop's code.
   let count = wide_list[0];
   for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    normalize_row(wide_list[1u + k], lid);
+    normalize_row(wide_list[LIST_FIRST + k], lid);
   }
 }
 
@@ -2699,7 +2718,9 @@ fn main(
     bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
     let mxs = w_s[lid].z;
     if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
-      atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
+      let listed = atomicAdd(&wide_segs[0], 1u);
+      atomicStore(&wide_segs[LIST_FIRST + listed], seg);
+      atomicMax(&wide_segs[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
     }
   }
 }
@@ -2745,7 +2766,7 @@ fn main(
   let count = wide_segs[0];
   for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
     if (base + lid < count) {
-      let seg = wide_segs[1u + base + lid];
+      let seg = wide_segs[LIST_FIRST + base + lid];
       if (seg >= P.seg_first && seg < P.seg_end) {
         reduce_wide(seg);
       }
@@ -3174,7 +3195,9 @@ fn main(
   }
   if (wide) {
     let tile = t.rt * P.chunks + t.ct;
-    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], tile * 64u + lid);
+    let listed = atomicAdd(&wide_lines[0], 1u);
+    atomicStore(&wide_lines[LIST_FIRST + listed], tile * 64u + lid);
+    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }
 `;
@@ -3213,7 +3236,7 @@ fn main(
   let count = wide_lines[0];
   for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
     if (base + lid < count) {
-      line(wide_lines[1u + base + lid]);
+      line(wide_lines[LIST_FIRST + base + lid]);
     }
   }
 }
@@ -3348,7 +3371,9 @@ fn main(
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
       ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n))) {
-      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
+      let listed = atomicAdd(&wide_groups[0], 1u);
+      atomicStore(&wide_groups[LIST_FIRST + listed], at);
+      atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
     }
   }
 }
@@ -3550,7 +3575,9 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );
-  atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], r);
+  let listed = atomicAdd(&wide_rows[0], 1u);
+  atomicStore(&wide_rows[LIST_FIRST + listed], r);
+  atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
 }
 `;
 
@@ -3640,7 +3667,7 @@ fn main(
   // lavapipe skips its code.
   let count = wide_rows[0];
   for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    dx_row(wide_rows[1u + k], lid);
+    dx_row(wide_rows[LIST_FIRST + k], lid);
   }
 }
 
@@ -3774,7 +3801,7 @@ fn main(
 ) {
   let count = wide_groups[0];
   for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    let g = wide_groups[1u + k];
+    let g = wide_groups[LIST_FIRST + k];
     let first = P.elem_base;
     let end = min(P.elem_base + 4u * P.vec_count, P.total);
     let span = group_span(g, first, end);

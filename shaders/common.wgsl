@@ -358,6 +358,15 @@ fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
 }
 
+// The lists of wide rows, segments, lines or groups that a hot pass fills and a wide pass reads
+// (storage, each bound at its own offset): word 0 the count; words 1..3 the wide pass's
+// indirect dispatch arguments (x, y, z), which the call writes as (0, 1, 1) with the count
+// (backends: EMPTY_LIST) and the first entry listed raises to LIST_WORKGROUPS (atomicMax); the
+// entries from word LIST_FIRST on. Without wide data the wide passes dispatch no workgroup: on
+// lavapipe a dispatch of 64 workgroups that only read a zero count cost ~0.15 ms each.
+const LIST_FIRST: u32 = 4u;
+const LIST_WORKGROUPS: u32 = 64u;
+
 // The tile of a layout "1d" pass (sn1d_stats, sn1d_bwd_reduce) that workgroup `wg` covers: row
 // tile rt (rows n0 .. n0 + rows - 1) and column tile ct (columns c0 .. c0 + cols - 1) of x [N, C],
 // TILE_1D x TILE_1D or less at the edges. Spare workgroups past the dispatch's last row tile get

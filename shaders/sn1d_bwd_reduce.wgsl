@@ -103,6 +103,8 @@ fn main(
   }
   if (wide) {
     let tile = t.rt * P.chunks + t.ct;
-    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], tile * 64u + lid);
+    let listed = atomicAdd(&wide_lines[0], 1u);
+    atomicStore(&wide_lines[LIST_FIRST + listed], tile * 64u + lid);
+    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }

@@ -30,7 +30,7 @@ fn main(
   let count = wide_lines[0];
   for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
     if (base + lid < count) {
-      line(wide_lines[1u + base + lid]);
+      line(wide_lines[LIST_FIRST + base + lid]);
     }
   }
 }

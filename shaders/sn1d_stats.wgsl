@@ -27,7 +27,9 @@
 fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
   parts[at] = p;
   if (is_wide_field(max_field(p.flags)) && (p.flags & F_CLASS) == 0u) {
-    atomicStore(&wide_lines[1u + atomicAdd(&wide_lines[0], 1u)], (t.rt * P.chunks + t.ct) * 64u + lid);
+    let listed = atomicAdd(&wide_lines[0], 1u);
+    atomicStore(&wide_lines[LIST_FIRST + listed], (t.rt * P.chunks + t.ct) * 64u + lid);
+    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }
 

@@ -30,7 +30,7 @@ fn main(
 ) {
   let count = wide_groups[0];
   for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    let g = wide_groups[1u + k];
+    let g = wide_groups[LIST_FIRST + k];
     let first = P.elem_base;
     let end = min(P.elem_base + 4u * P.vec_count, P.total);
     let span = group_span(g, first, end);

@@ -49,7 +49,7 @@ fn main(
   let count = wide_lines[0];
   for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
     if (base + lid < count) {
-      let entry = wide_lines[1u + base + lid];
+      let entry = wide_lines[LIST_FIRST + base + lid];
       let tile = entry / 64u;
       let rt = tile / P.chunks;
       if (rt >= P.seg_first && rt < P.seg_end) {

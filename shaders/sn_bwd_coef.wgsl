@@ -192,5 +192,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );
-  atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], r);
+  let listed = atomicAdd(&wide_rows[0], 1u);
+  atomicStore(&wide_rows[LIST_FIRST + listed], r);
+  atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
 }

@@ -100,7 +100,9 @@ fn main(
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
       ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n))) {
-      atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], at);
+      let listed = atomicAdd(&wide_groups[0], 1u);
+      atomicStore(&wide_groups[LIST_FIRST + listed], at);
+      atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
     }
   }
 }

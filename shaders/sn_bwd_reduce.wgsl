@@ -109,7 +109,9 @@ fn main(
     bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
     let mxs = w_s[lid].z;
     if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
-      atomicStore(&wide_segs[1u + atomicAdd(&wide_segs[0], 1u)], seg);
+      let listed = atomicAdd(&wide_segs[0], 1u);
+      atomicStore(&wide_segs[LIST_FIRST + listed], seg);
+      atomicMax(&wide_segs[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
     }
   }
 }

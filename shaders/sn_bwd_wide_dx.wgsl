@@ -27,7 +27,7 @@ fn main(
   // lavapipe skips its code.
   let count = wide_rows[0];
   for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    dx_row(wide_rows[1u + k], lid);
+    dx_row(wide_rows[LIST_FIRST + k], lid);
   }
 }
 

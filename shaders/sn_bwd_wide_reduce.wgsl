@@ -36,7 +36,7 @@ fn main(
   let count = wide_segs[0];
   for (var base = linear_group(wid, nwg) * 64u; base < count; base += nwg.x * nwg.y * 64u) {
     if (base + lid < count) {
-      let seg = wide_segs[1u + base + lid];
+      let seg = wide_segs[LIST_FIRST + base + lid];
       if (seg >= P.seg_first && seg < P.seg_end) {
         reduce_wide(seg);
       }

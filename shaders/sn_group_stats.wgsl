@@ -84,7 +84,9 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 fn list_if(g: u32, yes: bool) {
   if ((P.flags & P_CHAN_GROUPS) != 0u && yes) {
     // The group's index in the whole groups buffer (rec_base: where its bound window starts).
-    atomicStore(&wide_groups[1u + atomicAdd(&wide_groups[0], 1u)], P.rec_base + P.chan_base + g);
+    let listed = atomicAdd(&wide_groups[0], 1u);
+    atomicStore(&wide_groups[LIST_FIRST + listed], P.rec_base + P.chan_base + g);
+    atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }
 

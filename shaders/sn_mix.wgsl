@@ -64,6 +64,8 @@ fn main(
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
   let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
-    atomicStore(&wide_list[1u + atomicAdd(&wide_list[0], 1u)], r);
+    let listed = atomicAdd(&wide_list[0], 1u);
+    atomicStore(&wide_list[LIST_FIRST + listed], r);
+    atomicMax(&wide_list[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
 }

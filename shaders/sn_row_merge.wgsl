@@ -62,7 +62,9 @@ fn main(
   let listed = (P.flags & P_WIDE_ONLY) == 0u && (is_wide_field(max_field(flags)) || (flags & F_REMEASURE) != 0u) &&
     (flags & F_CLASS) == 0u;
   if (listed) {
-    atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], row);
+    let listed = atomicAdd(&wide_rows[0], 1u);
+    atomicStore(&wide_rows[LIST_FIRST + listed], row);
+    atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
   }
   // F_REMEASURE stays in the record only where sn_wide_stats measures the row again (for the
   // second run, whose merge of the rewritten segments clears it).

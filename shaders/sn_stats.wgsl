@@ -133,7 +133,9 @@ fn main(
     f = f | select(0u, F_REMEASURE, poor);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (P.chunks == 1u && (wide || poor)) {
-      atomicStore(&wide_rows[1u + atomicAdd(&wide_rows[0], 1u)], seg);
+      let listed = atomicAdd(&wide_rows[0], 1u);
+      atomicStore(&wide_rows[LIST_FIRST + listed], seg);
+      atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
     }
   }
 }

@@ -32,7 +32,7 @@ fn main(
   // load from one address), so without wide rows lavapipe skips the loop's code.
   let count = wide_list[0];
   for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    normalize_row(wide_list[1u + k], lid);
+    normalize_row(wide_list[LIST_FIRST + k], lid);
   }
 }
 

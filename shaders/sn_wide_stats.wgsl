@@ -44,7 +44,7 @@ fn main(
   let items = wide_rows[0] * P.chunks;
   let threads = nwg.x * nwg.y * 64u;
   for (var item = linear_group(wid, nwg) * 64u + lid; item < items; item += threads) {
-    let seg = wide_rows[1u + item / P.chunks] * P.chunks + item % P.chunks;
+    let seg = wide_rows[LIST_FIRST + item / P.chunks] * P.chunks + item % P.chunks;
     if (seg >= P.seg_first && seg < P.seg_end) {
       summarize_wide(seg);
     }

@@ -8,6 +8,7 @@ import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import type { NormProblem } from "../backends/_backend.ts";
 import { rng } from "./_webgpu.ts";
 import { shaderWeight } from "../backends/_webgpu_weights.ts";
+import { LIST_BINDING, SOURCES } from "../backends/_webgpu_pipelines.ts";
 
 Deno.test("the plan binds every segment and element once, in aligned windows within the limit", () => {
   const r = rng(5);
@@ -312,4 +313,27 @@ Deno.test("mixing weights below float32's normal range go to the shaders as a ma
   }
   // Below 2^-252 a weight counts as 0 (its products are below every normal float32 result).
   assert.deepEqual(shaderWeight(2 ** -253), { mantissa: 0, f1: 1, f2: 1, exp: 0 });
+});
+
+Deno.test("every wide pass, and no other, is dispatched from the arguments its list holds", () => {
+  // The wide passes read a list that a hot pass fills, and run the workgroups it asks for
+  // (none while it is empty); a pass missing here would run no workgroup at all.
+  const kinds = Object.keys(SOURCES);
+  assert.equal(kinds.length, 22);
+  for (const kind of kinds) {
+    assert.equal(kind in LIST_BINDING, /wide/i.test(kind), kind);
+  }
+  assert.deepEqual(
+    LIST_BINDING,
+    {
+      wideStats: 4,
+      wideStats1d: 3,
+      wideNormalize1d: 5,
+      wideNormalize: 6,
+      bwdWideReduce: 6,
+      bwdWideReduce1d: 7,
+      bwdWideDx: 6,
+      bwdWideDx1d: 8,
+    },
+  );
 });
