@@ -46,8 +46,9 @@ function split(v: number): [number, number] {
 
 /**
  * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
- * words: s = (gm, gv, dgamma, dbeta), a, b, flags, eb: b is in units of 2^(e2 + eb), a unit of
- * its own). Flagged sums are NaN, as in the reference.
+ * words: s = (gm, gv, dgamma, dbeta), a, b, flags, eb, ec: b is in units of 2^(e2 + eb) and
+ * dgamma, dbeta in units of 2^(e2 + ec), units of their own). Flagged sums are NaN, as in the
+ * reference.
  * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
  * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
  */
@@ -76,7 +77,7 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   const gmB = new Float64Array(c), gvB = new Float64Array(c);
   for (let j = 0; j < c; j++) {
     const at = 16 * (n + j), word = u[at + 12], flagged = (word & G_BAD) !== 0;
-    const unit = 2 ** exponentOf(word, 2);
+    const unit = 2 ** (exponentOf(word, 2) + (u[at + 14] | 0));
     gmB[j] = flagged ? NaN : f[at] * 2 ** exponentOf(word, 0);
     gvB[j] = flagged ? NaN : f[at + 1] * 2 ** exponentOf(word, 1);
     dWeight[j] = flagged ? NaN : f[at + 2] * unit;

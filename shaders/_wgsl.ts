@@ -862,16 +862,20 @@ const _BACKWARD_COMMON: string =
 //       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
 //       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
 //       more than one float32 unit holds), so they take a unit of their own.
+//   ec: dgamma and dbeta (s.zw) are in units of 2^(e2 + ec) (0 for in-range data): beside mean
+//       dots past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean
+//       1e30 from the data) a shared unit flushed dbeta to 0, so they take one of their own.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
   eb: i32,
+  ec: i32,
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
-// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
+// DY_MAX) in Grad's padding word: the same 64-byte stride, read as Grad elsewhere. The
 // record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
 struct RowGrad {
   s: vec4<f32>,
@@ -879,6 +883,7 @@ struct RowGrad {
   b: vec4<f32>,
   flags: u32,
   eb: i32,
+  ec: i32,
   dy_unit: i32,
 }
 
@@ -918,22 +923,26 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0));
-  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0));
+  let pz = all(p.a == vec4<f32>(0.0));
+  let qz = all(q.a == vec4<f32>(0.0));
+  let pcz = all(p.s.zw == vec2<f32>(0.0));
+  let qcz = all(q.s.zw == vec2<f32>(0.0));
   let pbz = all(p.b == vec4<f32>(0.0));
   let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
   let eb = e2.xy + vec2<i32>(p.eb, q.eb);
+  let ec = e2.xy + vec2<i32>(p.ec, q.ec);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
   let ub = common_unit(pbz, qbz, eb.x, eb.y);
+  let uc = common_unit(pcz, qcz, ec.x, ec.y);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
-    p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
+    p.s.zw * uc.x * uc.y + q.s.zw * uc.z * uc.w,
   );
   let flags = g_flags(
     p.flags | q.flags,
@@ -947,19 +956,20 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
     flags,
     unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
+    unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb) != 0) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb | p.ec | q.ec) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -1072,10 +1082,10 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 
 // The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
 // float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
-// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)) share the unit 2^(d + k) of
-// dgamma and dbeta (s.zw, units 2^d), k the one that puts the largest field at 2^100
-// (grad_units): the dots can pass float32's range where the logit gradients do not (they cancel
-// across rows and terms), or lie far below the unit of dy.
+// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)), dgamma and dbeta (s.zw, units
+// 2^d) each take a unit that puts their largest field at 2^100 (grad_units): the dots can pass
+// float32's range where the logit gradients do not (they cancel across rows and terms), or lie
+// far below the unit of dy.
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
   return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
@@ -1084,8 +1094,8 @@ fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, 
 // grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
 // or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
 // the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
-// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k) that puts
-// the largest of them at 2^100.
+// 2^(d + ez) and dbeta (s.w) of 2^d. The mean dots are brought to the unit 2^(d + k) that puts
+// the largest at 2^100, the variance dots and the pair (dgamma, dbeta) to units of their own.
 fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
   let ma = finite_abs(a);
@@ -1103,15 +1113,17 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
   // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
-  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), by the same rule.
+  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), and dgamma and dbeta one
+  // of 2^(d + kc) (Grad's ec), by the same rule.
   let xz = finite_exponent_of(s.z);
   let xw = finite_exponent_of(s.w);
-  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_a);
-  let k = select(0, max(top - 100, -400), top > -2000);
+  let top_c = max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000));
+  let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
+  let kc = select(k, max(top_c - 100, -400), top_c > -2000);
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
   let flags = g_flags(0u, e0, e1, d + k);
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -1160,7 +1172,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -1169,7 +1181,7 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let gv = -0.5 * (s * s) * gamma * d * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0, 0);
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -1195,11 +1207,11 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0, 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0, 0);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -1212,10 +1224,9 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   //   unit eps sets (x ~ 1e-19, eps 1e-5) the variance differences are ~1e-34 in that unit and
   //   gv (var_k - var) fell below float32's normal range before gamma's 2^g (1e33) brought it
   //   back: the var_weight gradient came out 0 where the reference has ~4e20;
-  // - k, the exponent of the unit the dots share with dgamma and dbeta, may be negative: the
-  //   largest of them is brought near 2^100, not only lowered there, so that a gamma of 1e-36
-  //   (g = -120) does not push the dots below float32's normal range (mean_weight's gradient
-  //   was 25% off).
+  // - k, the exponent of the mean dots' unit, may be negative: the largest of them is brought
+  //   near 2^100, not only lowered there, so that a gamma of 1e-36 (g = -120) does not push
+  //   the dots below float32's normal range (mean_weight's gradient was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   let es = norm_exp(w.scale);
@@ -1240,10 +1251,12 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
-  let k = max(max(ea + 1 + g, ezw) - 100, -120);
-  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), by the same rule.
+  let k = max(ea + 1 + g - 100, -120);
+  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), and dgamma and dbeta
+  // in one of 2^(d_unit + kc) (Grad's ec), by the same rule.
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
-  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
+  let kc = max(ezw - 100, -120);
+  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), scale2(d, -kc));
   let ka = g - k + egm;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
@@ -1251,7 +1264,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
-  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u));
+  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
@@ -2907,11 +2920,11 @@ fn main(
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, g.ec, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0);
     return;
   }
   let s = inv_std(m);
@@ -2935,7 +2948,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0);
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -3007,11 +3020,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0, 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0, 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
@@ -3148,7 +3161,7 @@ fn main(
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
-        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
@@ -3162,7 +3175,7 @@ fn main(
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
-      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -3278,6 +3291,7 @@ var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_eb: array<i32, 64>;
+var<workgroup> w_ec: array<i32, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -3310,21 +3324,26 @@ fn main(
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
   w_eb[lid] = acc.eb;
+  w_ec[lid] = acc.ec;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));
+      let sum = grad_add(
+        Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid], w_ec[lid]),
+        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o], w_ec[o]),
+      );
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
       w_eb[lid] = sum.eb;
+      w_ec[lid] = sum.ec;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0], w_ec[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -3405,7 +3424,7 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.eb);
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.eb, rg.ec);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);

@@ -24,16 +24,20 @@
 //       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
 //       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
 //       more than one float32 unit holds), so they take a unit of their own.
+//   ec: dgamma and dbeta (s.zw) are in units of 2^(e2 + ec) (0 for in-range data): beside mean
+//       dots past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean
+//       1e30 from the data) a shared unit flushed dbeta to 0, so they take one of their own.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
   eb: i32,
+  ec: i32,
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
-// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
+// DY_MAX) in Grad's padding word: the same 64-byte stride, read as Grad elsewhere. The
 // record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
 struct RowGrad {
   s: vec4<f32>,
@@ -41,6 +45,7 @@ struct RowGrad {
   b: vec4<f32>,
   flags: u32,
   eb: i32,
+  ec: i32,
   dy_unit: i32,
 }
 
@@ -80,22 +85,26 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0));
-  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0));
+  let pz = all(p.a == vec4<f32>(0.0));
+  let qz = all(q.a == vec4<f32>(0.0));
+  let pcz = all(p.s.zw == vec2<f32>(0.0));
+  let qcz = all(q.s.zw == vec2<f32>(0.0));
   let pbz = all(p.b == vec4<f32>(0.0));
   let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
   let eb = e2.xy + vec2<i32>(p.eb, q.eb);
+  let ec = e2.xy + vec2<i32>(p.ec, q.ec);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
   let ub = common_unit(pbz, qbz, eb.x, eb.y);
+  let uc = common_unit(pcz, qcz, ec.x, ec.y);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
-    p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
+    p.s.zw * uc.x * uc.y + q.s.zw * uc.z * uc.w,
   );
   let flags = g_flags(
     p.flags | q.flags,
@@ -109,19 +118,20 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
     flags,
     unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
+    unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb) != 0) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb | p.ec | q.ec) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -234,10 +244,10 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 
 // The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
 // float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
-// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)) share the unit 2^(d + k) of
-// dgamma and dbeta (s.zw, units 2^d), k the one that puts the largest field at 2^100
-// (grad_units): the dots can pass float32's range where the logit gradients do not (they cancel
-// across rows and terms), or lie far below the unit of dy.
+// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)), dgamma and dbeta (s.zw, units
+// 2^d) each take a unit that puts their largest field at 2^100 (grad_units): the dots can pass
+// float32's range where the logit gradients do not (they cancel across rows and terms), or lie
+// far below the unit of dy.
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
   return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
@@ -246,8 +256,8 @@ fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, 
 // grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
 // or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
 // the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
-// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k) that puts
-// the largest of them at 2^100.
+// 2^(d + ez) and dbeta (s.w) of 2^d. The mean dots are brought to the unit 2^(d + k) that puts
+// the largest at 2^100, the variance dots and the pair (dgamma, dbeta) to units of their own.
 fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
   let ma = finite_abs(a);
@@ -265,15 +275,17 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
   // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
-  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), by the same rule.
+  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), and dgamma and dbeta one
+  // of 2^(d + kc) (Grad's ec), by the same rule.
   let xz = finite_exponent_of(s.z);
   let xw = finite_exponent_of(s.w);
-  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_a);
-  let k = select(0, max(top - 100, -400), top > -2000);
+  let top_c = max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000));
+  let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
+  let kc = select(k, max(top_c - 100, -400), top_c > -2000);
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
   let flags = g_flags(0u, e0, e1, d + k);
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
