@@ -858,32 +858,42 @@ const _BACKWARD_COMMON: string =
 //          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
 //          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
 //          leave float32's range there, their mantissas do not.
-//   eb: the variance dots b are in units of 2^(e2 + eb) (0 for in-range data): they can lie
-//       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
-//       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
-//       more than one float32 unit holds), so they take a unit of their own.
-//   ec: dgamma and dbeta (s.zw) are in units of 2^(e2 + ec) (0 for in-range data): beside mean
-//       dots past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean
-//       1e30 from the data) a shared unit flushed dbeta to 0, so they take one of their own.
+//   units: two signed 16-bit offsets from e2 (unit_offsets; both 0 for in-range data, so that
+//   the word is 0 there):
+//     eb (bits 0..15): the variance dots b are in units of 2^(e2 + eb): they can lie far below
+//       the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside rows of
+//       1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart, more than one
+//       float32 unit holds), so they take a unit of their own;
+//     ec (bits 16..31): dgamma and dbeta (s.zw) are in units of 2^(e2 + ec): beside mean dots
+//       past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30
+//       from the data) a shared unit flushed dbeta to 0, so they take one of their own.
+//   (One word for both: a record, and sn_bwd_groups' workgroup copies, stay the size they were.)
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
-  eb: i32,
-  ec: i32,
+  units: i32,
+}
+
+// (eb, ec) of a Grad's units word, and the word of (eb, ec).
+fn unit_offsets(units: i32) -> vec2<i32> {
+  return vec2<i32>((units << 16u) >> 16u, units >> 16u);
+}
+
+fn pack_units(eb: i32, ec: i32) -> i32 {
+  return (eb & 0xffff) | (ec << 16u);
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
-// DY_MAX) in Grad's padding word: the same 64-byte stride, read as Grad elsewhere. The
+// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
 // record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
 struct RowGrad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
-  eb: i32,
-  ec: i32,
+  units: i32,
   dy_unit: i32,
 }
 
@@ -932,8 +942,10 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
-  let eb = e2.xy + vec2<i32>(p.eb, q.eb);
-  let ec = e2.xy + vec2<i32>(p.ec, q.ec);
+  let po = unit_offsets(p.units);
+  let qo = unit_offsets(q.units);
+  let eb = e2.xy + vec2<i32>(po.x, qo.x);
+  let ec = e2.xy + vec2<i32>(po.y, qo.y);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
@@ -955,21 +967,20 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
     flags,
-    unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
-    unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u),
+    pack_units(unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u), unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u)),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb | p.ec | q.ec) != 0) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0);
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0);
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -1123,7 +1134,7 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   let kc = select(k, max(top_c - 100, -400), top_c > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
   let flags = g_flags(0u, e0, e1, d + k);
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -1172,7 +1183,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -1181,7 +1192,7 @@ fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
   let gv = -0.5 * (s * s) * gamma * d * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0, 0);
+  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0);
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -1207,11 +1218,11 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0, 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0, 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -1264,7 +1275,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
-  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u));
+  return Grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
@@ -2920,11 +2931,11 @@ fn main(
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, g.ec, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
     return;
   }
   let s = inv_std(m);
@@ -2948,7 +2959,7 @@ fn main(
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -3020,11 +3031,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0, 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0, 0);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
@@ -3161,7 +3172,7 @@ fn main(
         let d = tdy[r * 33u + lid];
         wide = wide || element_is_wide_hot(ln, bn, d);
         let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
-        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0, 0);
+        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
@@ -3175,7 +3186,7 @@ fn main(
       let d = tdy[r * 33u + cc];
       wide = wide || element_is_wide_hot(ln, bn, d);
       let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
-      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0, 0);
+      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -3290,8 +3301,7 @@ var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
-var<workgroup> w_eb: array<i32, 64>;
-var<workgroup> w_ec: array<i32, 64>;
+var<workgroup> w_units: array<i32, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -3323,27 +3333,22 @@ fn main(
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
-  w_eb[lid] = acc.eb;
-  w_ec[lid] = acc.ec;
+  w_units[lid] = acc.units;
   workgroupBarrier();
   for (var s = 32u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(
-        Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid], w_ec[lid]),
-        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o], w_ec[o]),
-      );
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
-      w_eb[lid] = sum.eb;
-      w_ec[lid] = sum.ec;
+      w_units[lid] = sum.units;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0], w_ec[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -3424,7 +3429,7 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.eb, rg.ec);
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.units);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);

@@ -20,32 +20,42 @@
 //          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
 //          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
 //          leave float32's range there, their mantissas do not.
-//   eb: the variance dots b are in units of 2^(e2 + eb) (0 for in-range data): they can lie
-//       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
-//       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
-//       more than one float32 unit holds), so they take a unit of their own.
-//   ec: dgamma and dbeta (s.zw) are in units of 2^(e2 + ec) (0 for in-range data): beside mean
-//       dots past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean
-//       1e30 from the data) a shared unit flushed dbeta to 0, so they take one of their own.
+//   units: two signed 16-bit offsets from e2 (unit_offsets; both 0 for in-range data, so that
+//   the word is 0 there):
+//     eb (bits 0..15): the variance dots b are in units of 2^(e2 + eb): they can lie far below
+//       the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside rows of
+//       1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart, more than one
+//       float32 unit holds), so they take a unit of their own;
+//     ec (bits 16..31): dgamma and dbeta (s.zw) are in units of 2^(e2 + ec): beside mean dots
+//       past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30
+//       from the data) a shared unit flushed dbeta to 0, so they take one of their own.
+//   (One word for both: a record, and sn_bwd_groups' workgroup copies, stay the size they were.)
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
-  eb: i32,
-  ec: i32,
+  units: i32,
+}
+
+// (eb, ec) of a Grad's units word, and the word of (eb, ec).
+fn unit_offsets(units: i32) -> vec2<i32> {
+  return vec2<i32>((units << 16u) >> 16u, units >> 16u);
+}
+
+fn pack_units(eb: i32, ec: i32) -> i32 {
+  return (eb & 0xffff) | (ec << 16u);
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
-// DY_MAX) in Grad's padding word: the same 64-byte stride, read as Grad elsewhere. The
+// DY_MAX) in Grad's first padding word: the same 64-byte stride, read as Grad elsewhere. The
 // record's own unit can lie below D (grad_units: dots far below it), so D travels apart.
 struct RowGrad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
-  eb: i32,
-  ec: i32,
+  units: i32,
   dy_unit: i32,
 }
 
@@ -94,8 +104,10 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
-  let eb = e2.xy + vec2<i32>(p.eb, q.eb);
-  let ec = e2.xy + vec2<i32>(p.ec, q.ec);
+  let po = unit_offsets(p.units);
+  let qo = unit_offsets(q.units);
+  let eb = e2.xy + vec2<i32>(po.x, qo.x);
+  let ec = e2.xy + vec2<i32>(po.y, qo.y);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
@@ -117,21 +129,20 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
     flags,
-    unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
-    unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u),
+    pack_units(unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u), unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u)),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb | p.ec | q.ec) != 0) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0);
+  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0);
+  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -285,7 +296,7 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   let kc = select(k, max(top_c - 100, -400), top_c > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
   let flags = g_flags(0u, e0, e1, d + k);
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
