@@ -46,8 +46,9 @@ function split(v: number): [number, number] {
 
 /**
  * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
- * words: s = (gm, gv, dgamma, dbeta), a, b, flags, eb: b is in units of 2^(e2 + eb), a unit of
- * its own). Flagged sums are NaN, as in the reference.
+ * words: s = (gm, gv, dgamma, dbeta), a, b, flags, units: b is in units of 2^(e2 + eb) and
+ * dgamma, dbeta in units of 2^(e2 + ec), units of their own, with eb and ec the signed low and
+ * high halves of the units word). Flagged sums are NaN, as in the reference.
  * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
  * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
  */
@@ -58,7 +59,7 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   let bad = false, vnan = false, sa = 0, sb = 0;
   for (let i = 0; i < n; i++) {
     const at = 16 * i, e2 = exponentOf(u[at + 12], 2), unit = 2 ** e2;
-    const unitB = 2 ** (e2 + (u[at + 13] | 0));
+    const unitB = 2 ** (e2 + ((u[at + 13] << 16) >> 16));
     if (u[at + 12] & G_BAD) bad = true;
     if (u[at + 12] & G_VNAN) vnan = true;
     for (let q = 0; q < k; q++) {
@@ -76,7 +77,7 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   const gmB = new Float64Array(c), gvB = new Float64Array(c);
   for (let j = 0; j < c; j++) {
     const at = 16 * (n + j), word = u[at + 12], flagged = (word & G_BAD) !== 0;
-    const unit = 2 ** exponentOf(word, 2);
+    const unit = 2 ** (exponentOf(word, 2) + ((u[at + 13] | 0) >> 16));
     gmB[j] = flagged ? NaN : f[at] * 2 ** exponentOf(word, 0);
     gvB[j] = flagged ? NaN : f[at + 1] * 2 ** exponentOf(word, 1);
     dWeight[j] = flagged ? NaN : f[at + 2] * unit;

@@ -867,16 +867,31 @@ const _BACKWARD_COMMON: string =
 //          scaled statistic (F_SCALED, unit 2^E) or dy beyond 2^40 (unit 2^D) get
 //          e0 = D - E, e1 = D - 2E, e2 = D: gm ~ dy s, gv ~ dy s^3 (x - mu) and the rest ~ dy
 //          leave float32's range there, their mantissas do not.
-//   eb: the variance dots b are in units of 2^(e2 + eb) (0 for in-range data): they can lie
-//       far below the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside
-//       rows of 1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart,
-//       more than one float32 unit holds), so they take a unit of their own.
+//   units: two signed 16-bit offsets from e2 (unit_offsets; both 0 for in-range data, so that
+//   the word is 0 there):
+//     eb (bits 0..15): the variance dots b are in units of 2^(e2 + eb): they can lie far below
+//       the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside rows of
+//       1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart, more than one
+//       float32 unit holds), so they take a unit of their own;
+//     ec (bits 16..31): dgamma and dbeta (s.zw) are in units of 2^(e2 + ec): beside mean dots
+//       past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30
+//       from the data) a shared unit flushed dbeta to 0, so they take one of their own.
+//   (One word for both: a record, and sn_bwd_groups' workgroup copies, stay the size they were.)
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
-  eb: i32,
+  units: i32,
+}
+
+// (eb, ec) of a Grad's units word, and the word of (eb, ec).
+fn unit_offsets(units: i32) -> vec2<i32> {
+  return vec2<i32>((units << 16u) >> 16u, units >> 16u);
+}
+
+fn pack_units(eb: i32, ec: i32) -> i32 {
+  return (eb & 0xffff) | (ec << 16u);
 }
 
 // A row's Grad of layout "nd" (sn_bwd_rows, sn_bwd_coef) with the row's dy unit D (0 up to
@@ -887,7 +902,7 @@ struct RowGrad {
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
-  eb: i32,
+  units: i32,
   dy_unit: i32,
 }
 
@@ -927,22 +942,28 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 }
 
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
-  let pz = all(p.s.zw == vec2<f32>(0.0)) && all(p.a == vec4<f32>(0.0));
-  let qz = all(q.s.zw == vec2<f32>(0.0)) && all(q.a == vec4<f32>(0.0));
+  let pz = all(p.a == vec4<f32>(0.0));
+  let qz = all(q.a == vec4<f32>(0.0));
+  let pcz = all(p.s.zw == vec2<f32>(0.0));
+  let qcz = all(q.s.zw == vec2<f32>(0.0));
   let pbz = all(p.b == vec4<f32>(0.0));
   let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
   let e1 = vec3<i32>(g_exp(p.flags, 1u), g_exp(q.flags, 1u), 0);
   let e2 = vec3<i32>(g_exp(p.flags, 2u), g_exp(q.flags, 2u), 0);
-  let eb = e2.xy + vec2<i32>(p.eb, q.eb);
+  let po = unit_offsets(p.units);
+  let qo = unit_offsets(q.units);
+  let eb = e2.xy + vec2<i32>(po.x, qo.x);
+  let ec = e2.xy + vec2<i32>(po.y, qo.y);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
   let u2 = common_unit(pz, qz, e2.x, e2.y);
   let ub = common_unit(pbz, qbz, eb.x, eb.y);
+  let uc = common_unit(pcz, qcz, ec.x, ec.y);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
-    p.s.zw * u2.x * u2.y + q.s.zw * u2.z * u2.w,
+    p.s.zw * uc.x * uc.y + q.s.zw * uc.z * uc.w,
   );
   let flags = g_flags(
     p.flags | q.flags,
@@ -955,13 +976,13 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
     flags,
-    unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u),
+    pack_units(unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u), unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u)),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.eb | q.eb) != 0) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
     return grad_add_scaled(p, q);
   }
   return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
@@ -1081,10 +1102,10 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 
 // The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
 // float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
-// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)) share the unit 2^(d + k) of
-// dgamma and dbeta (s.zw, units 2^d), k the one that puts the largest field at 2^100
-// (grad_units): the dots can pass float32's range where the logit gradients do not (they cancel
-// across rows and terms), or lie far below the unit of dy.
+// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)), dgamma and dbeta (s.zw, units
+// 2^d) each take a unit that puts their largest field at 2^100 (grad_units): the dots can pass
+// float32's range where the logit gradients do not (they cancel across rows and terms), or lie
+// far below the unit of dy.
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
   return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
@@ -1093,8 +1114,8 @@ fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, 
 // grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
 // or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
 // the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
-// 2^(d + ez) and dbeta (s.w) of 2^d. They are brought to the shared unit 2^(d + k) that puts
-// the largest of them at 2^100.
+// 2^(d + ez) and dbeta (s.w) of 2^d. The mean dots are brought to the unit 2^(d + k) that puts
+// the largest at 2^100, the variance dots and the pair (dgamma, dbeta) to units of their own.
 fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
   // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
   let ma = finite_abs(a);
@@ -1112,15 +1133,17 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // "nd" reads a row's dy unit from RowGrad, not from this unit; grad_add_scaled aligns units far
   // apart. A record without a finite nonzero field (an infinite dy's) keeps the unit of dy, so
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
-  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), by the same rule.
+  // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), and dgamma and dbeta one
+  // of 2^(d + kc) (Grad's ec), by the same rule.
   let xz = finite_exponent_of(s.z);
   let xw = finite_exponent_of(s.w);
-  let top = max(max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000)), dots_a);
-  let k = select(0, max(top - 100, -400), top > -2000);
+  let top_c = max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000));
+  let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - k), scale2(s.w, -k));
+  let kc = select(k, max(top_c - 100, -400), top_c > -2000);
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
   let flags = g_flags(0u, e0, e1, d + k);
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, d + kb - g_exp(flags, 2u));
+  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -1221,10 +1244,9 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   //   unit eps sets (x ~ 1e-19, eps 1e-5) the variance differences are ~1e-34 in that unit and
   //   gv (var_k - var) fell below float32's normal range before gamma's 2^g (1e33) brought it
   //   back: the var_weight gradient came out 0 where the reference has ~4e20;
-  // - k, the exponent of the unit the dots share with dgamma and dbeta, may be negative: the
-  //   largest of them is brought near 2^100, not only lowered there, so that a gamma of 1e-36
-  //   (g = -120) does not push the dots below float32's normal range (mean_weight's gradient
-  //   was 25% off).
+  // - k, the exponent of the mean dots' unit, may be negative: the largest of them is brought
+  //   near 2^100, not only lowered there, so that a gamma of 1e-36 (g = -120) does not push
+  //   the dots below float32's normal range (mean_weight's gradient was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   let es = norm_exp(w.scale);
@@ -1249,10 +1271,12 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
-  let k = max(max(ea + 1 + g, ezw) - 100, -120);
-  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), by the same rule.
+  let k = max(ea + 1 + g - 100, -120);
+  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), and dgamma and dbeta
+  // in one of 2^(d_unit + kc) (Grad's ec), by the same rule.
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
-  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
+  let kc = max(ezw - 100, -120);
+  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), scale2(d, -kc));
   let ka = g - k + egm;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
@@ -1260,7 +1284,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
-  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u));
+  return Grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
@@ -2934,7 +2958,7 @@ fn main(
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
@@ -3311,7 +3335,7 @@ var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
-var<workgroup> w_eb: array<i32, 64>;
+var<workgroup> w_units: array<i32, 64>;
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -3343,22 +3367,22 @@ fn main(
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
-  w_eb[lid] = acc.eb;
+  w_units[lid] = acc.units;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
-      w_eb[lid] = sum.eb;
+      w_units[lid] = sum.units;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -3441,7 +3465,7 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.eb);
+  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.units);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);

@@ -68,10 +68,9 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   //   unit eps sets (x ~ 1e-19, eps 1e-5) the variance differences are ~1e-34 in that unit and
   //   gv (var_k - var) fell below float32's normal range before gamma's 2^g (1e33) brought it
   //   back: the var_weight gradient came out 0 where the reference has ~4e20;
-  // - k, the exponent of the unit the dots share with dgamma and dbeta, may be negative: the
-  //   largest of them is brought near 2^100, not only lowered there, so that a gamma of 1e-36
-  //   (g = -120) does not push the dots below float32's normal range (mean_weight's gradient
-  //   was 25% off).
+  // - k, the exponent of the mean dots' unit, may be negative: the largest of them is brought
+  //   near 2^100, not only lowered there, so that a gamma of 1e-36 (g = -120) does not push
+  //   the dots below float32's normal range (mean_weight's gradient was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   let es = norm_exp(w.scale);
@@ -96,10 +95,12 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
-  let k = max(max(ea + 1 + g, ezw) - 100, -120);
-  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), by the same rule.
+  let k = max(ea + 1 + g - 100, -120);
+  // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), and dgamma and dbeta
+  // in one of 2^(d_unit + kc) (Grad's ec), by the same rule.
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
-  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - k), scale2(d, -k));
+  let kc = max(ezw - 100, -120);
+  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), scale2(d, -kc));
   let ka = g - k + egm;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
@@ -107,7 +108,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
-  return Grad(s4, a, b, flags, d_unit + kb2 - g_exp(flags, 2u));
+  return Grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,

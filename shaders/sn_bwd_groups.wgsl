@@ -40,7 +40,7 @@ var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
-var<workgroup> w_eb: array<i32, 64>;
+var<workgroup> w_units: array<i32, 64>;
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -72,22 +72,22 @@ fn main(
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
-  w_eb[lid] = acc.eb;
+  w_units[lid] = acc.units;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_eb[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_eb[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
-      w_eb[lid] = sum.eb;
+      w_units[lid] = sum.units;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_eb[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }

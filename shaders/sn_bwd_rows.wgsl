@@ -94,7 +94,7 @@ fn main(
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.eb, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit);
     return;
   }
   if (mixed_bad(m)) {
