@@ -439,10 +439,13 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * its accumulated gradient and its name, then makes the new values take effect. The logits of a
    * fixed Sparse SN mixing are skipped, as PyTorch's optimisers skip a parameter without gradient.
    * A forward already run keeps the values it used, so its backward is unaffected. If `update`
-   * throws, every parameter is put back as it was before the step and the error is rethrown.
+   * throws, or writes a NaN or infinite value, every parameter is put back as it was before the
+   * step and the error is (or a RangeError naming the value is) thrown.
    *
    * @throws {Error} a forward, backward or sync of this layer is still running; whatever `update`
    * throws.
+   * @throws {RangeError} `update` wrote a NaN or infinite value into a parameter (as
+   * loadStateDict, the layer keeps finite parameters only; every parameter is put back).
    *
    * @example
    * ```ts
@@ -462,7 +465,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
     }
     this.checkIdle("step");
     this.detachSaved();
-    this.params.step(update);
+    this.params.step(update, `${this.kind.name}.step`);
   }
 
   /**

@@ -139,9 +139,13 @@ export class ParamStore {
 
   /**
    * The optimiser step: `update` changes each parameter in place; see SwitchNorm.step. If it
-   * throws, every parameter is put back as it was and the error is rethrown.
+   * throws, or writes a NaN or infinite value (a RangeError, `caller` naming the call), every
+   * parameter is put back as it was and the error is rethrown.
    */
-  step(update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void): void {
+  step(
+    update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void,
+    caller = "step",
+  ): void {
     const g = this.grads, fixed = this.sparse?.fixed;
     // An update that throws part-way must leave every parameter as it was: the O(C) values are
     // snapshotted first and put back (else some would be written without the version bump that
@@ -154,6 +158,18 @@ export class ParamStore {
       // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
       if (!fixed?.mean) update(this.meanLogits, g.mean_weight, "mean_weight");
       if (!fixed?.var) update(this.varLogits, g.var_weight, "var_weight");
+      // A non-finite parameter would make every later forward NaN (and its state dict one that
+      // loadStateDict refuses): refused here, as loadStateDict refuses it.
+      const names = ["weight", "bias", "mean_weight", "var_weight"];
+      params.forEach((a, k) => {
+        const i = a.findIndex((v) => !Number.isFinite(v));
+        if (i >= 0) {
+          throw new RangeError(
+            `${caller}: the update wrote ${a[i]} into "${names[k]}"[${i}]; parameters must be ` +
+              `finite (every parameter is as it was before the step)`,
+          );
+        }
+      });
     } catch (e) {
       params.forEach((a, i) => a.set(before[i]));
       throw e;

@@ -177,6 +177,41 @@ await testEachBackend(
 );
 
 await testEachBackend(
+  "a step that writes NaN or Infinity into a parameter is refused and leaves every parameter as it was",
+  async (backend) => {
+    const sn = new SwitchNorm2d(3, { backend }).eval();
+    const y0 = await sn.forward(X1, SHAPE);
+    for (
+      const [name, value] of [["weight", NaN], ["bias", Infinity], [
+        "var_weight",
+        -Infinity,
+      ]] as const
+    ) {
+      assert.throws(
+        () =>
+          sn.step((param, _grad, n) => {
+            param.fill(n === "mean_weight" ? 5 : 2);
+            if (n === name) param[1] = value;
+          }),
+        (e: unknown) =>
+          e instanceof RangeError &&
+          e.message ===
+            `SwitchNorm2d.step: the update wrote ${value} into "${name}"[1]; parameters must be ` +
+              `finite (every parameter is as it was before the step)`,
+      );
+      const want = new SwitchNorm2d(3, { backend: "reference" });
+      for (const key of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertSameValues(sn[key], want[key], `${name}: ${key}`);
+      }
+      assertSameValues(await sn.forward(X1, SHAPE), y0, `${name}: y after the refused step`);
+    }
+    // The refused step changed nothing: a finite one still takes effect.
+    sn.step((param) => param.fill(0.5));
+    assertSameValues(sn.bias, new Float32Array(3).fill(0.5), "bias after a finite step");
+  },
+);
+
+await testEachBackend(
   "dispose() during a backward says the layer was disposed, and so does a retry",
   async (backend) => {
     const sn = new SwitchNorm2d(3, { backend });
