@@ -180,7 +180,7 @@ export function encodeBackward(
         whole(b.wideRows),
       ],
     }[d.kind as BackwardKind]();
-    dispatch(engine, pass, d, entries);
+    dispatch(engine, pass, d, entries, plan.groupThreads);
   }
 }
 
@@ -217,6 +217,8 @@ export function prepareBackward(
     offsetAlign: ctx.device.limits.minStorageBufferOffsetAlignment,
     elementsPerThread: ctx.elementsPerThread,
     maxBuffer: ctx.device.limits.maxBufferSize,
+    groupThreads: ctx.groupWorkgroupSize,
+    loopLimit: ctx.adapter.isFallbackAdapter,
   }, stats.batch);
   const state = engine.layers.state(params, problem.c);
   const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);

@@ -16,6 +16,7 @@ import {
   checkFits,
   checkIndexable,
   GROUP_BYTES,
+  groupThreadsFor,
   listBytes,
   paddedBytes,
   PARTIAL_BYTES,
@@ -48,6 +49,8 @@ import { rowBlocks } from "./_webgpu_row_blocks.ts";
 export interface BackwardPlan {
   /** Dispatches in order; those of {@linkcode BACKWARD_REDUCTION} come first. */
   readonly dispatches: readonly PlannedDispatch[];
+  /** Threads of its group passes' workgroups (groupThreadsFor). */
+  readonly groupThreads: number;
   /** The uniform slots, SLOT_BYTES each, in slot order. */
   readonly uniforms: ArrayBuffer;
   /**
@@ -110,6 +113,7 @@ export function makeBackwardPlan(
   const { n, c, m, layout } = problem;
   const total = n * c * m;
   checkIndexable(total);
+  const groupThreads = groupThreadsFor(problem, limits);
   const slots = new Slots();
   const add = slots.add.bind(slots);
   const rec = recordLimits(limits);
@@ -464,6 +468,7 @@ export function makeBackwardPlan(
   });
   return {
     dispatches: slots.dispatches,
+    groupThreads,
     uniforms,
     partBytes,
     chanPartBytes,

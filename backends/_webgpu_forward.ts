@@ -104,6 +104,8 @@ export function prepareForward(
     maxBinding: ctx.maxBinding,
     offsetAlign: device.limits.minStorageBufferOffsetAlignment,
     elementsPerThread: ctx.elementsPerThread,
+    groupThreads: ctx.groupWorkgroupSize,
+    loopLimit: ctx.adapter.isFallbackAdapter,
   });
   const state = engine.layers.state(params, problem.c);
   const uniforms = ctx.acquire("uniform", plan.uniforms.byteLength);
@@ -230,7 +232,7 @@ export function encodeForward(
         at(groups, f.chanGroups),
       ],
     }[d.kind as ForwardKind]();
-    dispatch(engine, pass, d, entries);
+    dispatch(engine, pass, d, entries, prep.plan.groupThreads);
   }
 }
 

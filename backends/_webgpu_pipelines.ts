@@ -60,14 +60,48 @@ export const SOURCES: Record<PipelineKind, string> = {
   bwdWideDx1d: WGSL.SN1D_BWD_WIDE_DX,
 };
 
+/** The kinds whose workgroup size is an override constant, GROUP_THREADS. */
+const GROUP_KINDS: ReadonlySet<PipelineKind> = new Set(["group", "bwdGroups"]);
+
 /**
  * The pipeline-overridable constants of each kind that has any: the group passes' workgroup size
  * (GROUP_THREADS in sn_group_stats.wgsl and sn_bwd_groups.wgsl), chosen per device.
  */
-function constantsOf(kind: PipelineKind, ctx: GpuContext): Record<string, number> | undefined {
-  return kind === "group" || kind === "bwdGroups"
-    ? { GROUP_THREADS: ctx.groupWorkgroupSize }
-    : undefined;
+function constantsOf(kind: PipelineKind, threads: number): Record<string, number> | undefined {
+  return GROUP_KINDS.has(kind) ? { GROUP_THREADS: threads } : undefined;
+}
+
+/** The group passes compiled for another thread count than the device's, on first use. */
+const otherThreads = new WeakMap<Pipelines, Map<string, GPUComputePipeline>>();
+
+/**
+ * `kind`'s pipeline; the group kinds at `threads` threads (the plan's groupThreads: the
+ * device's count, or 64 where a call's groups have more members than the device's count loops
+ * over on lavapipe).
+ */
+function pipelineOf(engine: Engine, kind: PipelineKind, threads: number): GPUComputePipeline {
+  if (!GROUP_KINDS.has(kind) || threads === engine.ctx.groupWorkgroupSize) {
+    return engine.pipelines[kind];
+  }
+  let cache = otherThreads.get(engine.pipelines);
+  if (!cache) otherThreads.set(engine.pipelines, cache = new Map());
+  const key = `${kind}:${threads}`;
+  let pipeline = cache.get(key);
+  if (!pipeline) {
+    const device = engine.ctx.device;
+    const label = `switchnorm ${kind} (${threads} threads)`;
+    pipeline = device.createComputePipeline({
+      label,
+      layout: "auto",
+      compute: {
+        module: device.createShaderModule({ code: SOURCES[kind], label }),
+        entryPoint: "main",
+        constants: constantsOf(kind, threads),
+      },
+    });
+    cache.set(key, pipeline);
+  }
+  return pipeline;
 }
 
 /**
@@ -83,7 +117,7 @@ export async function compilePipelines(ctx: GpuContext): Promise<Pipelines> {
     pipelines[kind] = device.createComputePipeline({
       label: `switchnorm ${kind}`,
       layout: "auto",
-      compute: { module, entryPoint: "main", constants: constantsOf(kind, ctx) },
+      compute: { module, entryPoint: "main", constants: constantsOf(kind, ctx.groupWorkgroupSize) },
     });
   }
   const err = await ctx.guard(device.popErrorScope());
@@ -111,16 +145,18 @@ export const LIST_BINDING: Partial<Record<PipelineKind, number>> = Object.fromEn
 );
 
 /**
- * Binds `entries` (binding 0, 1, ... in order) to `d`'s pipeline and records its dispatch: a
- * wide pass indirectly, with the arguments its list holds (no workgroup while it is empty).
+ * Binds `entries` (binding 0, 1, ... in order) to `d`'s pipeline (a group pass's at the plan's
+ * `groupThreads`) and records its dispatch: a wide pass indirectly, with the arguments its list
+ * holds (no workgroup while it is empty).
  */
 export function dispatch(
   engine: Engine,
   pass: GPUComputePassEncoder,
   d: PlannedDispatch,
   entries: GPUBufferBinding[],
+  groupThreads: number,
 ): void {
-  const pipeline = engine.pipelines[d.kind];
+  const pipeline = pipelineOf(engine, d.kind, groupThreads);
   pass.setPipeline(pipeline);
   pass.setBindGroup(
     0,

@@ -53,6 +53,45 @@ export interface PlanLimits {
   readonly elementsPerThread?: number;
   /** maxBufferSize in bytes: the backward's record buffers, bound in windows, must fit one. */
   readonly maxBuffer?: number;
+  /** Threads of the group passes' workgroups (sn_group_stats, sn_bwd_groups); default 64. */
+  readonly groupThreads?: number;
+  /**
+   * The adapter ends a shader invocation's loops after 65535 iterations in all, as llvmpipe
+   * (lavapipe) does: the group passes then take more threads, or the call is refused, where
+   * their loops would pass it (see groupThreadsFor).
+   */
+  readonly loopLimit?: boolean;
+}
+
+/** Iterations an invocation's loops may run in all where the adapter limits them (llvmpipe). */
+const LOOP_LIMIT = 65535;
+
+/**
+ * The threads of a call's group passes: limits.groupThreads (default 64), or 64 where the
+ * adapter limits loops (loopLimit) and the groups' members would take a thread past
+ * LOOP_LIMIT. A group has at most max(N, C) members (layout "1d": tiles, a TILE-th of that);
+ * an sn_group_stats thread runs up to four loops of ceil(members / threads) iterations (units,
+ * summaries, variance pairs, the far mean's pairs) and trees of log2(threads), sn_bwd_groups
+ * one. 8 threads gave a channel of 600000 samples y 4 times off on lavapipe, with no error.
+ *
+ * @throws {RangeError} loopLimit and more members than 64 threads can loop over.
+ */
+export function groupThreadsFor(problem: NormProblem, limits: PlanLimits): number {
+  const threads = limits.groupThreads ?? 64;
+  if (!limits.loopLimit) return threads;
+  const widest = Math.max(problem.n, problem.c);
+  const members = problem.layout === "1d" ? Math.ceil(widest / TILE) : widest;
+  // The most members t threads loop over: 4 ceil(members / t) + 2 log2(t) + 8 <= LOOP_LIMIT.
+  const most = (t: number) => Math.floor((LOOP_LIMIT - 2 * Math.log2(t) - 8) / 4) * t;
+  if (members <= most(threads)) return threads;
+  if (members <= most(64)) return 64;
+  throw new RangeError(
+    `webgpu backend: N = ${problem.n} and C = ${problem.c} are more than this adapter's ` +
+      `shaders can loop over (it ends an invocation's loops after ${LOOP_LIMIT} iterations, ` +
+      `as lavapipe does): at most ${
+        most(64) * (problem.layout === "1d" ? TILE : 1)
+      } each; the wasm backend has no such limit`,
+  );
 }
 
 /** A range of a buffer bound as one storage binding. */
@@ -127,6 +166,8 @@ export interface ForwardRecords {
 /** Everything the backend needs to encode one forward. */
 export interface Plan {
   readonly dispatches: readonly PlannedDispatch[];
+  /** Threads of its group passes' workgroups (groupThreadsFor). */
+  readonly groupThreads: number;
   /** The uniform slots, SLOT_BYTES each, in slot order. */
   readonly uniforms: ArrayBuffer;
   /** Partial summaries written by the stats pass. */
@@ -453,6 +494,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const { n, c, m, layout } = problem;
   const total = n * c * m;
   checkIndexable(total);
+  const groupThreads = groupThreadsFor(problem, limits);
   const usingBN = layout === "1d" || problem.usingBN;
   const slots = new Slots();
   const add = slots.add.bind(slots);
@@ -828,6 +870,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   });
   return {
     dispatches: slots.dispatches,
+    groupThreads,
     uniforms,
     partials,
     mergedRows,

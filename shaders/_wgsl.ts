@@ -2021,6 +2021,8 @@ var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
+var<workgroup> w_far: u32; // whether the mean is summed again (below)
+var<workgroup> w_far_sum: array<vec2<f32>, 64>;
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -2198,6 +2200,43 @@ fn main(
     }
     workgroupBarrier();
   }
+  // Layout "nd": where hi (the first member's shift) lies more than 4 standard deviations of
+  // the group from its mean, mean = hi + lo cancels and keeps lo's float32 rounding, ulps of
+  // hi - mu (a channel whose first sample's row is 1e6 among 4095 rows of ~0.5: 4e-5 off in
+  // running_mean). The mean is then summed again, about hi + lo, in exact pairs: each thread a
+  // strided share, then a tree (a loop and a tree that other groups skip). Not one thread over
+  // every member: llvmpipe (lavapipe) stops an invocation's loops after 65535 iterations in all,
+  // and one thread gave a far channel of 60000 samples a running_mean 0.8% off.
+  if (lid == 0u) {
+    let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
+    let lo0 = w_mean[0];
+    let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && lo0 * lo0 * w_n[0] > 16.0 * spread;
+    w_far = select(0u, 1u, far0);
+  }
+  // (A uniform value: the loop below holds barriers.)
+  let far = workgroupUniformLoad(&w_far) != 0u;
+  let centre = hi + w_mean[0];
+  var t = vec2<f32>(0.0);
+  for (var k = lid; k < select(0u, count, far); k += GROUP_THREADS) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
+    // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
+    let w = select(1u, p.count, chan);
+    let w_hi = f32(w & 0xfff000u);
+    let w_lo = f32(w & 0xfffu);
+    let dk = two_sum(p.shift * f, -centre);
+    let m = p.mean * f;
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
+  }
+  w_far_sum[lid] = t;
+  for (var s = select(0u, GROUP_THREADS / 2u, far); s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      w_far_sum[lid] = pair_sum(w_far_sum[lid], w_far_sum[lid + s]);
+    }
+  }
   if (lid != 0u) {
     return;
   }
@@ -2211,30 +2250,8 @@ fn main(
     mean_hi = h.x;
     lo = h.y + q.y;
   }
-  // Layout "nd": where hi (the first member's shift) lies more than 4 standard deviations of
-  // the group from its mean, mean = hi + lo cancels and keeps lo's float32 rounding, ulps of
-  // hi - mu (a channel whose first sample's row is 1e6 among 4095 rows of ~0.5: 4e-5 off in
-  // running_mean). The mean is then summed again, about hi + lo, in exact pairs (one thread:
-  // a loop that other groups skip).
-  let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
-  let far = !tiles && (gflags & F_CLASS) == 0u && w_n[0] > 0.0 && lo * lo * w_n[0] > 16.0 * spread;
-  let centre = hi + lo;
-  var t = vec2<f32>(0.0);
-  for (var k = 0u; k < select(0u, count, far); k++) {
-    let p = members[base + k * stride];
-    let f = pow2(unit_of(p.flags) - unit);
-    // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
-    // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
-    let w = select(1u, p.count, chan);
-    let w_hi = f32(w & 0xfff000u);
-    let w_lo = f32(w & 0xfffu);
-    let dk = two_sum(p.shift * f, -centre);
-    let m = p.mean * f;
-    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
-    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
-  }
   if (far) {
-    let q = pair_mean(t, select(u32(w_n[0]), w_count[0], chan));
+    let q = pair_mean(w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));
     let h = two_sum(centre, q.x);
     mean_hi = h.x;
     lo = h.y + q.y;

@@ -7,7 +7,8 @@
  * sample's row is 1e6 among 4095 rows of ~0.5). WASM and WebGPU against the float64 reference:
  * y, the running buffers, dx and the gradients, rows of one segment and of several, scaled
  * (wide) rows, the LN/BN groups, and SwitchNorm1d's tiles (which pass already: their lines sum
- * about their mean where the first value dominates).
+ * about their mean where the first value dominates). Also groups of many members, where lavapipe
+ * ends a shader invocation's loops after 65535 iterations in all (groupThreadsFor).
  */
 import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
@@ -109,6 +110,24 @@ const CASES: readonly FarCase[] = [
     noise: 1,
     at: [0, 1],
     outlier: 1e19,
+  },
+  {
+    what: "BN groups of 60000 samples whose first sample is at +100 (its mean summed again by " +
+      "one thread went past lavapipe's 65535 loop iterations: running_mean 0.8% off)",
+    layer: "2d",
+    shape: [60000, 3, 2, 2],
+    noise: 1,
+    at: Array.from({ length: 12 }, (_, i) => i),
+    outlier: 100,
+  },
+  {
+    what: "a BN group of 600000 samples (more members than 8 threads per group loop over on " +
+      "lavapipe: y 4x off)",
+    layer: "2d",
+    shape: [600000, 1, 1, 2],
+    noise: 1,
+    at: [],
+    outlier: 0,
   },
   {
     what: "SwitchNorm1d: a column of 4096 led by 1e6",

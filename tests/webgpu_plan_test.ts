@@ -3,7 +3,13 @@
  * the limit), the workgroups per window and the workgroup grid, and the sizes they refuse.
  */
 import assert from "node:assert/strict";
-import { GRAD_BYTES, grid, makePlan, type PlanLimits } from "../backends/_webgpu_plan.ts";
+import {
+  GRAD_BYTES,
+  grid,
+  groupThreadsFor,
+  makePlan,
+  type PlanLimits,
+} from "../backends/_webgpu_plan.ts";
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import type { NormProblem } from "../backends/_backend.ts";
 import { rng } from "./_webgpu.ts";
@@ -335,5 +341,46 @@ Deno.test("every wide pass, and no other, is dispatched from the arguments its l
       bwdWideDx: 6,
       bwdWideDx1d: 8,
     },
+  );
+});
+
+Deno.test("the group passes take 64 threads, or refuse the call, where lavapipe's loop limit would cut their loops", () => {
+  const nd = (n: number, c: number): NormProblem => ({
+    layout: "nd",
+    n,
+    c,
+    m: 2,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  });
+  const base = { maxBinding: 2 ** 27, offsetAlign: 256, groupThreads: 8 };
+  // Without the limit (a GPU), the device's count whatever the size.
+  assert.equal(groupThreadsFor(nd(600000, 1), base), 8);
+  const limited = { ...base, loopLimit: true };
+  // 4 loops of ceil(members / 8) iterations fit 65535 up to 131064 members.
+  assert.equal(groupThreadsFor(nd(131000, 3), limited), 8);
+  assert.equal(groupThreadsFor(nd(3, 131000), limited), 8);
+  assert.equal(groupThreadsFor(nd(140000, 3), limited), 64);
+  assert.equal(groupThreadsFor(nd(600000, 1), limited), 64);
+  // SwitchNorm1d's groups have a tile's (32) fewer members.
+  assert.equal(groupThreadsFor({ ...nd(4000000, 3), layout: "1d", m: 1 }, limited), 8);
+  assert.throws(
+    () => groupThreadsFor(nd(1100000, 1), limited),
+    (e: unknown) =>
+      e instanceof RangeError &&
+      e.message ===
+        "webgpu backend: N = 1100000 and C = 1 are more than this adapter's shaders can " +
+          "loop over (it ends an invocation's loops after 65535 iterations, as lavapipe does): " +
+          "at most 1048192 each; the wasm backend has no such limit",
+  );
+  // The plans carry the choice to the dispatches.
+  assert.equal(
+    makePlan(
+      nd(140000, 3),
+      { meanMix: [1], varMix: [1], update: { kind: "batchAverage" } },
+      limited,
+    ).groupThreads,
+    64,
   );
 });
