@@ -2000,7 +2000,17 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
   // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
   // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
   let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
-  list_if(g, is_scaled(flags) || factor || std0 || tiny);
+  list_if(g, is_scaled(flags) || factor || std0 || tiny || synced_bn(g));
+}
+
+// SyncSN in training: a BN group here has this replica's statistics, and the CPU puts the global
+// batch's in their place after this pass, which may be wide where these are not (a channel of ~1
+// here and ~1e25 on another replica gave y 0.75 for -0.105): every channel is listed, and its
+// elements written again from the global statistics by sn1d_wide_normalize (as sn1d_bwd_wide_dx
+// writes their dx from the global sums, sn_bwd_groups).
+fn synced_bn(g: u32) -> bool {
+  let synced = P_NO_RUNNING_UPDATE | P_TRAINING;
+  return g >= P.groups_ln && (P.flags & synced) == synced;
 }
 
 fn list_if(g: u32, yes: bool) {
@@ -3410,8 +3420,11 @@ fn main(
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
     // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
+    // (And under SyncSN in training every channel: its sums here are this replica's, the CPU
+    // puts the global batch's in their place, which may carry exponents where these do not.)
+    let synced = P_NO_RUNNING_UPDATE | P_TRAINING;
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
-      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n))) {
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || ((P.flags & synced) == synced && at >= P.n))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
       atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
