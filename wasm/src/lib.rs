@@ -336,9 +336,10 @@ pub unsafe extern "C" fn sn_backward_rows_nd(
     work: *mut f64,
 ) {
     let (n, c, row0) = (n as usize, c as usize, row0 as usize);
-    let mu_in = Stats::split(stats, LAYOUT_ND, n, c).mu_in.as_ptr().add(row0);
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let (mu_in, var_in) = (st.mu_in.as_ptr().add(row0), st.var_in.as_ptr().add(row0));
     let pairs = (work as *mut core::arch::wasm32::v128).add(row0);
-    nd_grad::reduce_rows(x, dy, m as usize, mu_in, pairs, rows as usize);
+    nd_grad::reduce_rows(x, dy, m as usize, mu_in, var_in, pairs, rows as usize);
 }
 
 /// The rest of `sn_backward_reduce_nd` after `sn_backward_rows_nd` covered every row (x and dy:

@@ -73,22 +73,36 @@ fn hsum(v: v128) -> f64 {
 /// own low bits. A centre with bits finer than x's rounds every x of a binade the same way (its
 /// discarded bits are constant), ~2^-25 per element: over 4e6 floats with dy of one sign that
 /// was 8e-5 relative on dgamma (tests/long_rows_test.ts; WebGPU's `coarse12`, shaders/common.wgsl).
+/// The cut is taken only where it moves the centre by at most the row's std (squared: at most
+/// `var_in`): each product then carries float32 rounding of |x - mu| + std, as dy (x - mu) itself
+/// does. A row narrower than the cut (a constant row of -11.38 with dy ~4e29: the cut put every
+/// x 3e-3 from the centre, and the float32 rounding of those products, which then cancel against
+/// (centre - mu) sum dy, left dgamma -4.8e23 where it is 0) keeps f32(mu_in): its x lie within a
+/// factor 2 of it, so x - hi is exact (Sterbenz) and no binade is rounded alike.
 #[inline(always)]
-fn centre(mu: f64, m: usize) -> f32 {
+fn centre(mu: f64, var: f64, m: usize) -> f32 {
     let hi = mu as f32;
     if m > CHUNK {
-        f32::from_bits(hi.to_bits() & 0xffff_f000)
-    } else {
-        hi
+        let cut = f32::from_bits(hi.to_bits() & 0xffff_f000);
+        let moved = hi as f64 - cut as f64;
+        if moved * moved <= var {
+            return cut;
+        }
     }
+    hi
 }
 
 /// `centre` of two rows in f64.
 #[inline(always)]
-fn centre2(mu: v128, m: usize) -> v128 {
+fn centre2(mu: v128, var: v128, m: usize) -> v128 {
     let hi = f32x4_demote_f64x2_zero(mu);
-    let hi = if m > CHUNK { v128_and(hi, u32x4_splat(0xffff_f000)) } else { hi };
-    f64x2_promote_low_f32x4(hi)
+    if m <= CHUNK {
+        return f64x2_promote_low_f32x4(hi);
+    }
+    let cut = f64x2_promote_low_f32x4(v128_and(hi, u32x4_splat(0xffff_f000)));
+    let hi = f64x2_promote_low_f32x4(hi);
+    let moved = f64x2_sub(hi, cut);
+    v128_bitselect(cut, hi, f64x2_le(f64x2_mul(moved, moved), var))
 }
 
 /// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = `centre(mu_in, m)`: f32 SIMD within
@@ -198,7 +212,8 @@ pub unsafe fn reduce(
     sums: Sums,
 ) {
     let w = Work::split(work, n, c);
-    let finite = reduce_rows(x, dy, m, st.mu_in.as_ptr(), w.pairs.as_mut_ptr(), n * c);
+    let (mu_in, var_in) = (st.mu_in.as_ptr(), st.var_in.as_ptr());
+    let finite = reduce_rows(x, dy, m, mu_in, var_in, w.pairs.as_mut_ptr(), n * c);
     combine(x, dy, n, c, m, mode, layer, st, work, sums, finite);
 }
 
@@ -208,7 +223,7 @@ pub unsafe fn reduce(
 /// (threads) with `mu_in` and `pairs` offset alike.
 ///
 /// # Safety
-/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+/// `x`, `dy` valid for rows * m floats, `mu_in`, `var_in` for `rows` f64, `pairs` for `rows` v128.
 // `#[inline(always)]` here, on `combine` and on `short_row_sums`: with two callers each (the
 // one-thread `reduce` and the threads' exports) the compiler left them as calls, and the one-thread
 // reduction at M = 49 was ~25% slower than the same code inlined.
@@ -218,6 +233,7 @@ pub unsafe fn reduce_rows(
     dy: *const f32,
     m: usize,
     mu_in: *const f64,
+    var_in: *const f64,
     pairs: *mut v128,
     rows: usize,
 ) -> bool {
@@ -228,7 +244,8 @@ pub unsafe fn reduce_rows(
         // |sum dy| is never too small (a sum of inputs, no products): its lane is compared with 0.
         let tiny = f64x2(0.0, TINY_SUM);
         for r in 0..rows {
-            let pair = row_sums(x.add(r * m), dy.add(r * m), m, centre(*mu_in.add(r), m));
+            let hi = centre(*mu_in.add(r), *var_in.add(r), m);
+            let pair = row_sums(x.add(r * m), dy.add(r * m), m, hi);
             finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
             finite = v128_and(finite, f64x2_ge(f64x2_abs(pair), tiny));
             *pairs.add(r) = pair;
@@ -284,7 +301,7 @@ pub unsafe fn combine(
     // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
     // too) or whose sum dy (x - hi) is tiny (`TINY_SUM`), are summed again in f64.
     if st.wide[0] != 0.0 || !finite {
-        redo_sums(x, dy, m, rows, mu_in, st.mu.as_ptr(), var, layer.eps, pairs);
+        redo_sums(x, dy, m, rows, (mu_in, var_in), st.mu.as_ptr(), var, layer.eps, pairs);
     }
     // A std of 0 (only with eps 0) makes s infinite: there the reference's
     // dgamma = sum dy ((x - mu) s) is NaN where s sum dy (x - mu) would be an infinity.
@@ -309,7 +326,10 @@ pub unsafe fn combine(
             // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
             // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
-            let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(centre2(mean, m), ld(mu.add(r))), g));
+            let p_hi = f64x2_add(
+                p_raw,
+                f64x2_mul(f64x2_sub(centre2(mean, ld(var_in.add(r)), m), ld(mu.add(r))), g),
+            );
             let p = v128_bitselect(p_hi, p_raw, g_finite);
             let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
             st2(inv_std.add(r), s);
@@ -336,7 +356,7 @@ pub unsafe fn combine(
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
             let p = if g.is_finite() {
-                p_raw + (centre(mean, m) as f64 - *mu.add(r)) * g
+                p_raw + (centre(mean, *var_in.add(r), m) as f64 - *mu.add(r)) * g
             } else {
                 p_raw
             };
@@ -421,7 +441,7 @@ unsafe fn any_nonzero(p: *const f32, n: usize) -> bool {
 /// its mixed mean mu instead, as the reference forms it (the combine then adds nothing).
 ///
 /// # Safety
-/// As `reduce`; `mu_in`, `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
+/// As `reduce`; `mu_in`, `var_in`, `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn redo_sums(
@@ -429,7 +449,7 @@ unsafe fn redo_sums(
     dy: *const f32,
     m: usize,
     rows: usize,
-    mu_in: *const f64,
+    (mu_in, var_in): (*const f64, *const f64),
     mu: *const f64,
     var: *const f64,
     eps: f64,
@@ -441,7 +461,7 @@ unsafe fn redo_sums(
         let p = f64x2_extract_lane::<1>(pair);
         let tiny = finite && p < TINY_SUM && p > -TINY_SUM && any_nonzero(dy.add(r * m), m);
         if wide::out_of_range(*var.add(r) + eps) || !finite || tiny {
-            let hi = centre(*mu_in.add(r), m);
+            let hi = centre(*mu_in.add(r), *var_in.add(r), m);
             let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             if !g.is_finite() {
                 p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, *mu.add(r));

@@ -1,0 +1,144 @@
+/**
+ * Issue 10, point 1: members of fault classes that the nd range fuzzer (tests/fuzz/nd_range_fuzz.ts)
+ * found on the WASM backend, each against the float64 reference backend with the term-scaled
+ * tolerances of the range tests (GRAD_SCALED, tests/_term_scales.ts):
+ *
+ * - Long rows (more than 256 floats) narrower than the 12-bit cut of their mean: the backward took
+ *   sum dy (x - c) about c = f32(mu_in) cut to 12 significant bits, ~2^-12 |mu| from data of a
+ *   far smaller spread; those products' float32 rounding, cancelled against (c - mu) sum dy, was
+ *   the result (fuzzer seed 19480: SwitchNorm2d [1, 1, 1, 285], a constant row of -11.38 with dy
+ *   ~4e29, gave dgamma -4.8e23 where it is 0). The same sum gives dL/dvar, so dx and var_weight
+ *   too; any N and C, training and evaluation, rows of one chunk and of several.
+ * - Evaluation with an IN mean within a hair of running_mean: mean_weight's gradient is a sum of
+ *   gm (mu_k - mu), and mu_in - running_mean (1e-18 beside means of 1.5e-14 over a std of 1e-13)
+ *   was only as accurate as the float32 sums of the statistics pass (a few 1e-9 of the std).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { seededRandom } from "../examples/_data.ts";
+import { type Case, compare, makeCase, runCase } from "./fuzz/nd_range_fuzz.ts";
+import { webgpuTest } from "./_webgpu.ts";
+
+type Backend = "wasm" | "webgpu";
+
+/**
+ * `backend` against the reference backend on a fuzzer case (a training step then an evaluation
+ * on its running buffers, or an evaluation on loaded buffers): no y, dx, running buffer or
+ * gradient beyond the fuzzer's bounds (tests/fuzz/nd_range_fuzz.ts, `compare`): the tolerances of
+ * tests/_tolerances.ts, and beyond them 1e-4 of the summed absolute terms of each result with the
+ * reference's own float64 rounding of the means (2^-52 of them, as 4e-16) in place of a float32
+ * rounding: on these rows x - mu_in is exact in float32, so a backend that keeps it exact has no
+ * more error than the reference.
+ */
+async function agrees(k: Case, backend: Backend, what: string): Promise<void> {
+  const want = await runCase(k, "reference");
+  const got = await runCase(k, backend);
+  const real = compare(k, want, got).filter((line) => line.startsWith("REAL"));
+  assert.deepEqual(real, [], `${what}: ${real.join("; ")}`);
+}
+
+/**
+ * v with the 12 low bits of its float32 significand set: the 12-bit cut of such a mean lies
+ * 4095 float32 units (2^-11 relative) below it, the farthest it can.
+ */
+function farFromCut(v: number): number {
+  const bits = new Uint32Array(new Float32Array([v]).buffer);
+  bits[0] |= 0xfff;
+  return new Float32Array(bits.buffer)[0];
+}
+
+/**
+ * A case of `shape` whose row r holds `row(r, i, u)` (u uniform in [-1, 1)), dy of scale
+ * `dyScale` (of one sign where `oneSign`), gamma ~1, beta ~0, the logits from `seed`; "load"
+ * evaluates on running_mean `rm` (running_var 1), "train" steps then evaluates on the same rows.
+ */
+function longRowCase(
+  shape: number[],
+  mode: "train" | "load",
+  usingBN: boolean,
+  row: (r: number, i: number, u: number) => number,
+  dyScale: number,
+  oneSign: boolean,
+  seed: number,
+  rm?: number[],
+): Case {
+  const r = seededRandom(seed);
+  const [n, c] = shape, m = shape.slice(2).reduce((a, b) => a * b);
+  const x: number[] = [], dy: number[] = [];
+  for (let i = 0; i < n * c * m; i++) {
+    x.push(Math.fround(row(Math.floor(i / m), i % m, r() * 2 - 1)));
+    dy.push(Math.fround((oneSign ? 1 + 3 * r() : r() * 2 - 1) * dyScale));
+  }
+  const k = usingBN ? 3 : 2;
+  const logits = () => Array.from({ length: k }, () => Math.fround(r() * 2 - 1));
+  return {
+    kind: shape.length === 4 ? "2d" : "3d",
+    shape,
+    eps: 1e-5,
+    usingBN,
+    mode,
+    weight: Array.from({ length: c }, () => Math.fround(0.5 + r())),
+    bias: Array.from({ length: c }, () => Math.fround(r() - 0.5)),
+    mw: logits(),
+    vw: logits(),
+    rm: rm ?? new Array(c).fill(0),
+    rv: new Array(c).fill(1),
+    x,
+    dy,
+    xEval: x,
+  };
+}
+
+/** The long-row class: rows of more than 256 floats whose mixed mean is (nearly) their own mean. */
+const LONG_ROWS: { name: string; make: () => Case; webgpu?: false }[] = [
+  {
+    name: "fuzzer seed 19480: N = C = 1, a constant row of 285 floats, dy ~4e29",
+    make: () => makeCase(19480),
+  },
+  {
+    name: "N = C = 1, a constant row of 1000 floats, dy ~1e8 of one sign",
+    make: () =>
+      longRowCase([1, 1, 1, 1000], "train", true, () => farFromCut(-11.379), 1e8, true, 1),
+  },
+  {
+    name: "C = 1 without BN (mu_ln = mu_in), N = 2, rows of 1000 floats one float32 unit wide",
+    make: () =>
+      longRowCase(
+        [2, 1, 1, 1000],
+        "train",
+        false,
+        (r, _i, u) => farFromCut(r === 0 ? 1e4 : -3.7e4) * (1 + 2 ** -23 * Math.round(u)),
+        1,
+        true,
+        2,
+      ),
+  },
+  {
+    name: "SwitchNorm3d, N = C = 1, a constant row of 5000 floats (several chunks), dy ~1e8",
+    make: () => longRowCase([1, 1, 1, 1, 5000], "train", true, () => farFromCut(0.7), 1e8, true, 3),
+    // WASM only: WebGPU takes rows longer than one segment (4096 floats) about its own 12-bit
+    // cut of the mean (`coarse12`, shaders/sn_bwd_rows.wgsl) and still fails this case.
+    webgpu: false,
+  },
+  {
+    name:
+      "evaluation, N = 3, C = 1, rows of 768 floats constant at the channel's running mean, dy ~1e8",
+    make: () =>
+      longRowCase([3, 1, 1, 768], "load", true, () => farFromCut(52.3125), 1e8, true, 4, [
+        farFromCut(52.3125),
+      ]),
+  },
+];
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  for (const k of LONG_ROWS) {
+    if (backend === "webgpu" && k.webgpu === false) continue;
+    const name = `${
+      backend === "wasm" ? "WASM" : "WebGPU"
+    }: long rows narrower than the 12-bit cut of their mean keep dgamma, dx and var_weight (${k.name})`;
+    const fn = () => agrees(k.make(), backend, k.name);
+    if (backend === "webgpu") webgpuTest(name, fn);
+    else Deno.test(name, fn);
+  }
+}
