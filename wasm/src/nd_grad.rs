@@ -92,17 +92,17 @@ fn centre(mu: f64, var: f64, m: usize) -> f32 {
     hi
 }
 
-/// `centre` of two rows in f64.
+/// `centre` of two rows in f64 (the caller tests m > CHUNK once per call: `long`).
 #[inline(always)]
-fn centre2(mu: v128, var: v128, m: usize) -> v128 {
+unsafe fn centre2(mu: v128, var: *const f64, long: bool) -> v128 {
     let hi = f32x4_demote_f64x2_zero(mu);
-    if m <= CHUNK {
+    if !long {
         return f64x2_promote_low_f32x4(hi);
     }
     let cut = f64x2_promote_low_f32x4(v128_and(hi, u32x4_splat(0xffff_f000)));
     let hi = f64x2_promote_low_f32x4(hi);
     let moved = f64x2_sub(hi, cut);
-    v128_bitselect(cut, hi, f64x2_le(f64x2_mul(moved, moved), var))
+    v128_bitselect(cut, hi, f64x2_le(f64x2_mul(moved, moved), ld(var)))
 }
 
 /// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = `centre(mu_in, m)`: f32 SIMD within
@@ -308,6 +308,7 @@ pub unsafe fn combine(
     if layer.eps == 0.0 {
         zero_std_sums(x, dy, m, rows, st.mu.as_ptr(), var, pairs);
     }
+    let long = m > CHUNK;
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
     // Sum of |gm| + |gv| over the rows: with it the dx call may find, per call, that no row can
@@ -328,7 +329,7 @@ pub unsafe fn combine(
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
             let p_hi = f64x2_add(
                 p_raw,
-                f64x2_mul(f64x2_sub(centre2(mean, ld(var_in.add(r)), m), ld(mu.add(r))), g),
+                f64x2_mul(f64x2_sub(centre2(mean, var_in.add(r), long), ld(mu.add(r))), g),
             );
             let p = v128_bitselect(p_hi, p_raw, g_finite);
             let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
