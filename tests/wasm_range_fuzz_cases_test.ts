@@ -18,6 +18,10 @@
 import assert from "node:assert/strict";
 import { seededRandom } from "../examples/_data.ts";
 import { type Case, compare, makeCase, runCase } from "./fuzz/nd_range_fuzz.ts";
+import { SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { assertCloseToScale } from "./_close.ts";
+import { GRAD_SCALED } from "./_tolerances.ts";
+import { termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
 type Backend = "wasm" | "webgpu";
@@ -141,4 +145,120 @@ for (const backend of ["wasm", "webgpu"] as const) {
     if (backend === "webgpu") webgpuTest(name, fn);
     else Deno.test(name, fn);
   }
+}
+
+/**
+ * An evaluation forward and backward of `shape` on rows 1.5e-14 + std u (u uniform in [-1, 1);
+ * every row a permutation of the first), with every channel's running_mean the float32 nearest to
+ * the rows' float64 mean - 1e-18; running_var std^2. Returns the parameter gradients and their
+ * term scales.
+ */
+async function nearRunningMean(shape: number[], std: number, backend: Backend | "reference") {
+  const [n, c] = shape, m = shape.slice(2).reduce((a, b) => a * b);
+  const random = seededRandom(17);
+  const x = new Float32Array(n * c * m), dy = new Float32Array(n * c * m);
+  for (let i = 0; i < x.length; i++) {
+    // Every row after the first holds its values in another order (rotated, every other one
+    // backwards): the same mean, summed in another order.
+    const r = Math.floor(i / m), k = i % m, at = (k + 37 * r) % m;
+    x[i] = r === 0 ? 1.5e-14 + std * (random() * 2 - 1) : x[r % 2 ? m - 1 - at : at];
+    dy[i] = random() * 2 - 1;
+  }
+  const runningMean = Float32Array.from({ length: c }, (_, j) => {
+    let sum = 0;
+    for (let i = j * m; i < (j + 1) * m; i++) sum += x[i];
+    return sum / m - 1e-18;
+  });
+  const runningVar = new Float32Array(c).fill(std * std);
+  const weight = new Float32Array(c).fill(1.3), bias = new Float32Array(c).fill(0.1);
+  const meanLogits = new Float32Array([0.3, -0.2, 0.5]);
+  const varLogits = new Float32Array([0.1, 0.2, -0.3]);
+  const Layer = shape.length === 4 ? SwitchNorm2d : SwitchNorm3d;
+  const layer = new Layer(c, { backend, eps: 1e-5 });
+  try {
+    layer.loadStateDict({
+      weight,
+      bias,
+      mean_weight: meanLogits,
+      var_weight: varLogits,
+      running_mean: runningMean,
+      running_var: runningVar,
+    });
+    layer.train(false);
+    await layer.forward(x, shape, { keepForBackward: true });
+    await layer.backward(dy);
+    await layer.sync();
+    const scales = termScales({
+      layout: "nd",
+      n,
+      c,
+      m,
+      eps: 1e-5,
+      usingBN: true,
+      training: false,
+      x,
+      dy,
+      weight,
+      bias,
+      meanLogits,
+      varLogits,
+      runningMean,
+      runningVar,
+    });
+    const g = layer.grads;
+    return {
+      scales,
+      grads: {
+        weight: g.weight.slice(),
+        bias: g.bias.slice(),
+        mean_weight: g.mean_weight.slice(),
+        var_weight: g.var_weight.slice(),
+      },
+    };
+  } finally {
+    layer.dispose();
+  }
+}
+
+/** The evaluation's mean differences: rows whose IN mean lies within 1e-18 of running_mean. */
+const NEAR_RUNNING_MEAN: { name: string; shape: number[]; std: number }[] = [
+  {
+    name: "the issue's example grown: [1, 1, 1, 300], means of 1.5e-14, std 6e-13",
+    shape: [1, 1, 1, 300],
+    std: 1e-12,
+  },
+  { name: "rows of 49 floats (four-row sums), std 6e-13", shape: [1, 1, 7, 7], std: 1e-12 },
+  {
+    name: "[2, 3, 1, 300], every row near its running mean",
+    shape: [2, 3, 1, 300],
+    std: 1e-12,
+  },
+  {
+    name: "SwitchNorm3d, rows of 5000 floats (chunked sums), std 6e-11",
+    shape: [1, 2, 1, 1, 5000],
+    std: 1e-10,
+  },
+];
+
+// WASM only: WebGPU's IN means are float32 sums too (segments merged as float32 pairs) and it
+// fails every one of these (1.7x to 88x the tolerance); issue 10 lists it.
+// WASM only: WebGPU's IN means are float32 sums too (segments merged as float32 pairs); it fails
+// every one of these, by 1.7x to 88x the tolerance (README, Numerics: known exceptions).
+for (const k of NEAR_RUNNING_MEAN) {
+  Deno.test(
+    `WASM: evaluation keeps mean_weight's gradient where IN means lie within 1e-18 of running_mean (${k.name})`,
+    async () => {
+      const want = await nearRunningMean(k.shape, k.std, "reference");
+      const got = await nearRunningMean(k.shape, k.std, "wasm");
+      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertCloseToScale(
+          got.grads[p],
+          want.grads[p],
+          want.scales[p],
+          GRAD_SCALED,
+          `${k.name}: grad of ${p}`,
+        );
+      }
+    },
+  );
 }

@@ -21,6 +21,7 @@ mod moments;
 mod nd;
 mod nd_grad;
 mod nd_grad_dx;
+mod nd_grad_means;
 mod nd_normalize;
 mod oned;
 mod oned_grad;

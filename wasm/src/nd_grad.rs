@@ -12,7 +12,8 @@
 //! per-row arithmetic done two rows per f64x2 in a loop of its own: at M = 49 a row is 400 bytes,
 //! so scalar per-row code with its dependency chains would cost as much as moving the data.
 
-use crate::layout::{Layer, Stats, Sums, MODE_USING_BN};
+use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
+use crate::nd_grad_means;
 use crate::simd;
 use crate::simd_grad;
 use crate::wide;
@@ -394,6 +395,11 @@ pub unsafe fn combine(
         }
         sums.mean_dots[2] = dm;
         sums.var_dots[2] = dv;
+        if mode & MODE_TRAINING == 0 {
+            // An IN or LN mean near a running mean: the mean dots may need f64 IN means.
+            let gm_ln = &*w.gm_ln;
+            nd_grad_means::refine_eval_dots(x, n, c, m, layer, &st, pairs, gm_ln, sums.mean_dots);
+        }
     }
 }
 
