@@ -315,72 +315,96 @@ pub unsafe fn combine(
     // Sum of |gm| + |gv| over the rows: with it the dx call may find, per call, that no row can
     // be wide (`wide::CallBounds::dx_ordinary`).
     let mut g_abs = z;
+    // Evaluation with BN: the sums of `nd_grad_means`'s test of the mean dots.
+    let eval = using_bn && mode & MODE_TRAINING == 0;
+    let mut bounds = nd_grad_means::MeanBounds::new();
+    let mu_bn = st.mu_bn.as_ptr();
     let even = c / 2 * 2;
-    for i in 0..n {
-        let (mut gml, mut gvl) = (z, z);
-        let mut j = 0;
-        while j < even {
-            let r = i * c + j;
-            let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
-            let g = i64x2_shuffle::<0, 2>(a, b);
-            let p_raw = i64x2_shuffle::<1, 3>(a, b);
-            let mean = ld(mu_in.add(r));
-            // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
-            // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
-            let g_finite = f64x2_eq(f64x2_sub(g, g), z);
-            let p_hi = f64x2_add(
-                p_raw,
-                f64x2_mul(f64x2_sub(centre2(mean, var_in.add(r), long), ld(mu.add(r))), g),
-            );
-            let p = v128_bitselect(p_hi, p_raw, g_finite);
-            let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
-            st2(inv_std.add(r), s);
-            let sg = f64x2_mul(s, ld32(gamma.add(j)));
-            st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
-            st2(db.add(j), f64x2_add(ld(db.add(j)), g));
-            let gm = f64x2_neg(f64x2_mul(sg, g));
-            let gv = f64x2_mul(f64x2_mul(neg_half, f64x2_mul(s, s)), f64x2_mul(sg, p));
-            *pairs.add(r) = i64x2_shuffle::<0, 2>(gm, gv);
-            *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(gm, gv);
-            st2(gmb.add(j), f64x2_add(ld(gmb.add(j)), gm));
-            st2(gvb.add(j), f64x2_add(ld(gvb.add(j)), gv));
-            gml = f64x2_add(gml, gm);
-            gvl = f64x2_add(gvl, gv);
-            g_abs = f64x2_add(g_abs, f64x2_add(f64x2_abs(gm), f64x2_abs(gv)));
-            dm_in = f64x2_add(dm_in, f64x2_mul(gm, mean));
-            dv_in = f64x2_add(dv_in, f64x2_mul(gv, ld(var_in.add(r))));
-            j += 2;
-        }
-        let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
-        if j < c {
-            let r = i * c + j;
-            let (g, p_raw) =
-                (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
-            let mean = *mu_in.add(r);
-            let p = if g.is_finite() {
-                p_raw + (centre(mean, *var_in.add(r), m) as f64 - *mu.add(r)) * g
-            } else {
-                p_raw
-            };
-            let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
-            *inv_std.add(r) = s;
-            let sg = s * *gamma.add(j) as f64;
-            *dw.add(j) += s * p;
-            *db.add(j) += g;
-            let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
-            *pairs.add(r) = f64x2(gm, gv);
-            *gmb.add(j) += gm;
-            *gvb.add(j) += gv;
-            gml += gm;
-            gvl += gv;
-            g_abs = f64x2_add(g_abs, f64x2_abs(f64x2(gm, gv)));
-            dm_in = f64x2_add(dm_in, f64x2(gm * mean, 0.0));
-            dv_in = f64x2_add(dv_in, f64x2(gv * *var_in.add(r), 0.0));
-        }
-        w.gm_ln[i] = gml;
-        w.gv_ln[i] = gvl;
-        dm_ln += gml * st.mu_ln[i];
-        dv_ln += gvl * st.var_ln[i];
+    // The rows, per sample; `$eval` (a literal) adds the sums of the evaluation's test, so that the
+    // training loop is compiled without them.
+    macro_rules! sample_loop {
+        ($eval:literal) => {
+            for i in 0..n {
+                let (mut gml, mut gvl) = (z, z);
+                let ln = f64x2_splat(st.mu_ln[i]);
+                let mut j = 0;
+                while j < even {
+                    let r = i * c + j;
+                    let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
+                    let g = i64x2_shuffle::<0, 2>(a, b);
+                    let p_raw = i64x2_shuffle::<1, 3>(a, b);
+                    let mean = ld(mu_in.add(r));
+                    // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
+                    // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
+                    let g_finite = f64x2_eq(f64x2_sub(g, g), z);
+                    let p_hi = f64x2_add(
+                        p_raw,
+                        f64x2_mul(f64x2_sub(centre2(mean, var_in.add(r), long), ld(mu.add(r))), g),
+                    );
+                    let p = v128_bitselect(p_hi, p_raw, g_finite);
+                    let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
+                    st2(inv_std.add(r), s);
+                    let sg = f64x2_mul(s, ld32(gamma.add(j)));
+                    st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
+                    st2(db.add(j), f64x2_add(ld(db.add(j)), g));
+                    let gm = f64x2_neg(f64x2_mul(sg, g));
+                    let gv = f64x2_mul(f64x2_mul(neg_half, f64x2_mul(s, s)), f64x2_mul(sg, p));
+                    *pairs.add(r) = i64x2_shuffle::<0, 2>(gm, gv);
+                    *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(gm, gv);
+                    st2(gmb.add(j), f64x2_add(ld(gmb.add(j)), gm));
+                    st2(gvb.add(j), f64x2_add(ld(gvb.add(j)), gv));
+                    gml = f64x2_add(gml, gm);
+                    gvl = f64x2_add(gvl, gv);
+                    g_abs = f64x2_add(g_abs, f64x2_add(f64x2_abs(gm), f64x2_abs(gv)));
+                    dm_in = f64x2_add(dm_in, f64x2_mul(gm, mean));
+                    let vin = ld(var_in.add(r));
+                    dv_in = f64x2_add(dv_in, f64x2_mul(gv, vin));
+                    if $eval {
+                        bounds.add(gm, mean, ln, ld(mu_bn.add(j)), vin);
+                    }
+                    j += 2;
+                }
+                let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
+                if j < c {
+                    let r = i * c + j;
+                    let (g, p_raw) =
+                        (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
+                    let mean = *mu_in.add(r);
+                    let p = if g.is_finite() {
+                        p_raw + (centre(mean, *var_in.add(r), m) as f64 - *mu.add(r)) * g
+                    } else {
+                        p_raw
+                    };
+                    let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
+                    *inv_std.add(r) = s;
+                    let sg = s * *gamma.add(j) as f64;
+                    *dw.add(j) += s * p;
+                    *db.add(j) += g;
+                    let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
+                    *pairs.add(r) = f64x2(gm, gv);
+                    *gmb.add(j) += gm;
+                    *gvb.add(j) += gv;
+                    gml += gm;
+                    gvl += gv;
+                    g_abs = f64x2_add(g_abs, f64x2_abs(f64x2(gm, gv)));
+                    dm_in = f64x2_add(dm_in, f64x2(gm * mean, 0.0));
+                    dv_in = f64x2_add(dv_in, f64x2(gv * *var_in.add(r), 0.0));
+                    if $eval {
+                        let (bn, vin) = (f64x2_splat(*mu_bn.add(j)), f64x2(*var_in.add(r), 0.0));
+                        bounds.add(f64x2(gm, 0.0), f64x2_splat(mean), ln, bn, vin);
+                    }
+                }
+                w.gm_ln[i] = gml;
+                w.gv_ln[i] = gvl;
+                dm_ln += gml * st.mu_ln[i];
+                dv_ln += gvl * st.var_ln[i];
+            }
+        };
+    }
+    if eval {
+        sample_loop!(true);
+    } else {
+        sample_loop!(false);
     }
     *w.g_abs = hsum(g_abs);
     sums.mean_dots[0] = hsum(dm_in);
@@ -395,10 +419,10 @@ pub unsafe fn combine(
         }
         sums.mean_dots[2] = dm;
         sums.var_dots[2] = dv;
-        if mode & MODE_TRAINING == 0 {
+        if eval {
             // An IN or LN mean near a running mean: the mean dots may need f64 IN means.
-            let gm_ln = &*w.gm_ln;
-            nd_grad_means::refine_eval_dots(x, n, c, m, layer, &st, pairs, gm_ln, sums.mean_dots);
+            let (gm_ln, dots) = (&*w.gm_ln, sums.mean_dots);
+            nd_grad_means::refine_eval_dots(x, (n, c, m), layer, &st, pairs, gm_ln, dots, &bounds);
         }
     }
 }
