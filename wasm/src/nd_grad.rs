@@ -321,9 +321,10 @@ pub unsafe fn combine(
     let mu_bn = st.mu_bn.as_ptr();
     let even = c / 2 * 2;
     // The rows, per sample; `$eval` (a literal) adds the sums of the evaluation's test, so that the
-    // training loop is compiled without them.
+    // training loop is compiled without them, and `$long` (m > CHUNK) picks the centre's rule, so
+    // that rows of one chunk keep their loop as it was.
     macro_rules! sample_loop {
-        ($eval:literal) => {
+        ($eval:literal, $long:literal) => {
             for i in 0..n {
                 let (mut gml, mut gvl) = (z, z);
                 let ln = f64x2_splat(st.mu_ln[i]);
@@ -339,7 +340,7 @@ pub unsafe fn combine(
                     let g_finite = f64x2_eq(f64x2_sub(g, g), z);
                     let p_hi = f64x2_add(
                         p_raw,
-                        f64x2_mul(f64x2_sub(centre2(mean, var_in.add(r), long), ld(mu.add(r))), g),
+                        f64x2_mul(f64x2_sub(centre2(mean, var_in.add(r), $long), ld(mu.add(r))), g),
                     );
                     let p = v128_bitselect(p_hi, p_raw, g_finite);
                     let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
@@ -401,10 +402,11 @@ pub unsafe fn combine(
             }
         };
     }
-    if eval {
-        sample_loop!(true);
-    } else {
-        sample_loop!(false);
+    match (eval, long) {
+        (true, true) => sample_loop!(true, true),
+        (true, false) => sample_loop!(true, false),
+        (false, true) => sample_loop!(false, true),
+        (false, false) => sample_loop!(false, false),
     }
     *w.g_abs = hsum(g_abs);
     sums.mean_dots[0] = hsum(dm_in);
