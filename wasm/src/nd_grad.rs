@@ -74,36 +74,43 @@ fn hsum(v: v128) -> f64 {
 /// own low bits. A centre with bits finer than x's rounds every x of a binade the same way (its
 /// discarded bits are constant), ~2^-25 per element: over 4e6 floats with dy of one sign that
 /// was 8e-5 relative on dgamma (tests/long_rows_test.ts; WebGPU's `coarse12`, shaders/common.wgsl).
-/// The cut is taken only where it moves the centre by at most the row's std (squared: at most
-/// `var_in`): each product then carries float32 rounding of |x - mu| + std, as dy (x - mu) itself
-/// does. A row narrower than the cut (a constant row of -11.38 with dy ~4e29: the cut put every
-/// x 3e-3 from the centre, and the float32 rounding of those products, which then cancel against
-/// (centre - mu) sum dy, left dgamma -4.8e23 where it is 0) keeps f32(mu_in): its x lie within a
-/// factor 2 of it, so x - hi is exact (Sterbenz) and no binade is rounded alike.
+/// The sums are taken about the cut only where it moves the centre by at most the row's std
+/// (`narrow_centre`); the pairs hold them about `centre` all the same.
 #[inline(always)]
-fn centre(mu: f64, var: f64, m: usize) -> f32 {
+fn centre(mu: f64, m: usize) -> f32 {
     let hi = mu as f32;
     if m > CHUNK {
-        let cut = f32::from_bits(hi.to_bits() & 0xffff_f000);
-        let moved = hi as f64 - cut as f64;
-        if moved * moved <= var {
-            return cut;
-        }
+        f32::from_bits(hi.to_bits() & 0xffff_f000)
+    } else {
+        hi
     }
-    hi
 }
 
-/// `centre` of two rows in f64 (the caller tests m > CHUNK once per call: `long`).
+/// `centre` of two rows in f64.
 #[inline(always)]
-unsafe fn centre2(mu: v128, var: *const f64, long: bool) -> v128 {
+fn centre2(mu: v128, m: usize) -> v128 {
     let hi = f32x4_demote_f64x2_zero(mu);
-    if !long {
-        return f64x2_promote_low_f32x4(hi);
+    let hi = if m > CHUNK { v128_and(hi, u32x4_splat(0xffff_f000)) } else { hi };
+    f64x2_promote_low_f32x4(hi)
+}
+
+/// For a row longer than `CHUNK` whose 12-bit cut of f32(mu_in) lies farther from it than the
+/// row's std (squared: `var`), f32(mu_in), else None. Each f32 product dy (x - c) then carries
+/// float32 rounding of |x - mu| + std, as dy (x - mu) itself does. About the cut, a row narrower
+/// than that (a constant row of -11.38 with dy ~4e29: every x 3e-3 from the cut) has products
+/// whose float32 rounding, cancelled against (cut - mu) sum dy, is the result (dgamma -4.8e23
+/// where it is 0); about f32(mu_in) its x - c are exact (within a factor 2 of it: Sterbenz) and
+/// no binade is rounded alike.
+#[inline(always)]
+fn narrow_centre(mu: f64, var: f64) -> Option<f32> {
+    let hi = mu as f32;
+    let cut = f32::from_bits(hi.to_bits() & 0xffff_f000);
+    let moved = hi as f64 - cut as f64;
+    if moved * moved <= var {
+        None
+    } else {
+        Some(hi)
     }
-    let cut = f64x2_promote_low_f32x4(v128_and(hi, u32x4_splat(0xffff_f000)));
-    let hi = f64x2_promote_low_f32x4(hi);
-    let moved = f64x2_sub(hi, cut);
-    v128_bitselect(cut, hi, f64x2_le(f64x2_mul(moved, moved), ld(var)))
 }
 
 /// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = `centre(mu_in, m)`: f32 SIMD within
@@ -241,18 +248,43 @@ pub unsafe fn reduce_rows(
     if (4..=SHORT).contains(&m) {
         short_row_sums(x, dy, m, mu_in, pairs, rows)
     } else {
-        let mut finite = i64x2_splat(-1);
-        // |sum dy| is never too small (a sum of inputs, no products): its lane is compared with 0.
-        let tiny = f64x2(0.0, TINY_SUM);
-        for r in 0..rows {
-            let hi = centre(*mu_in.add(r), *var_in.add(r), m);
-            let pair = row_sums(x.add(r * m), dy.add(r * m), m, hi);
-            finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
-            finite = v128_and(finite, f64x2_ge(f64x2_abs(pair), tiny));
-            *pairs.add(r) = pair;
-        }
-        i64x2_all_true(finite)
+        other_row_sums(x, dy, m, (mu_in, var_in), pairs, rows)
     }
+}
+
+/// `reduce_rows` for rows that `short_row_sums` does not take, one at a time (a function of its
+/// own, so that the short rows' sweep, M = 49, compiles as it did without the long rows' rule).
+#[inline(never)]
+unsafe fn other_row_sums(
+    x: *const f32,
+    dy: *const f32,
+    m: usize,
+    (mu_in, var_in): (*const f64, *const f64),
+    pairs: *mut v128,
+    rows: usize,
+) -> bool {
+    let mut finite = i64x2_splat(-1);
+    // |sum dy| is never too small (a sum of inputs, no products): its lane is compared with 0.
+    let tiny = f64x2(0.0, TINY_SUM);
+    for r in 0..rows {
+        let cut = centre(*mu_in.add(r), m);
+        let mut pair;
+        match if m > CHUNK { narrow_centre(*mu_in.add(r), *var_in.add(r)) } else { None } {
+            // Summed about f32(mu_in), moved to the cut in f64: (hi - cut) sum dy is ~2^-12 |mu|
+            // of sum dy, and its f64 rounding 2^-53 of that.
+            Some(hi) => {
+                pair = row_sums(x.add(r * m), dy.add(r * m), m, hi);
+                let g = f64x2_extract_lane::<0>(pair);
+                let p = f64x2_extract_lane::<1>(pair) + (hi as f64 - cut as f64) * g;
+                pair = f64x2_replace_lane::<1>(pair, p);
+            }
+            None => pair = row_sums(x.add(r * m), dy.add(r * m), m, cut),
+        }
+        finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
+        finite = v128_and(finite, f64x2_ge(f64x2_abs(pair), tiny));
+        *pairs.add(r) = pair;
+    }
+    i64x2_all_true(finite)
 }
 
 /// The O(N*C) combine of `reduce`, after `reduce_rows` covered every row. `finite`: whether
@@ -302,111 +334,81 @@ pub unsafe fn combine(
     // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
     // too) or whose sum dy (x - hi) is tiny (`TINY_SUM`), are summed again in f64.
     if st.wide[0] != 0.0 || !finite {
-        redo_sums(x, dy, m, rows, (mu_in, var_in), st.mu.as_ptr(), var, layer.eps, pairs);
+        redo_sums(x, dy, m, rows, mu_in, st.mu.as_ptr(), var, layer.eps, pairs);
     }
     // A std of 0 (only with eps 0) makes s infinite: there the reference's
     // dgamma = sum dy ((x - mu) s) is NaN where s sum dy (x - mu) would be an infinity.
     if layer.eps == 0.0 {
         zero_std_sums(x, dy, m, rows, st.mu.as_ptr(), var, pairs);
     }
-    let long = m > CHUNK;
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
     // Sum of |gm| + |gv| over the rows: with it the dx call may find, per call, that no row can
     // be wide (`wide::CallBounds::dx_ordinary`).
     let mut g_abs = z;
-    // Evaluation with BN: the sums of `nd_grad_means`'s test of the mean dots.
-    let eval = using_bn && mode & MODE_TRAINING == 0;
-    let mut bounds = nd_grad_means::MeanBounds::new();
-    let mu_bn = st.mu_bn.as_ptr();
     let even = c / 2 * 2;
-    // The rows, per sample; `$eval` (a literal) adds the sums of the evaluation's test, so that the
-    // training loop is compiled without them, and `$long` (m > CHUNK) picks the centre's rule, so
-    // that rows of one chunk keep their loop as it was.
-    macro_rules! sample_loop {
-        ($eval:literal, $long:literal) => {
-            for i in 0..n {
-                let (mut gml, mut gvl) = (z, z);
-                let ln = f64x2_splat(st.mu_ln[i]);
-                let mut j = 0;
-                while j < even {
-                    let r = i * c + j;
-                    let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
-                    let g = i64x2_shuffle::<0, 2>(a, b);
-                    let p_raw = i64x2_shuffle::<1, 3>(a, b);
-                    let mean = ld(mu_in.add(r));
-                    // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
-                    // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
-                    let g_finite = f64x2_eq(f64x2_sub(g, g), z);
-                    let p_hi = f64x2_add(
-                        p_raw,
-                        f64x2_mul(f64x2_sub(centre2(mean, var_in.add(r), $long), ld(mu.add(r))), g),
-                    );
-                    let p = v128_bitselect(p_hi, p_raw, g_finite);
-                    let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
-                    st2(inv_std.add(r), s);
-                    let sg = f64x2_mul(s, ld32(gamma.add(j)));
-                    st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
-                    st2(db.add(j), f64x2_add(ld(db.add(j)), g));
-                    let gm = f64x2_neg(f64x2_mul(sg, g));
-                    let gv = f64x2_mul(f64x2_mul(neg_half, f64x2_mul(s, s)), f64x2_mul(sg, p));
-                    *pairs.add(r) = i64x2_shuffle::<0, 2>(gm, gv);
-                    *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(gm, gv);
-                    st2(gmb.add(j), f64x2_add(ld(gmb.add(j)), gm));
-                    st2(gvb.add(j), f64x2_add(ld(gvb.add(j)), gv));
-                    gml = f64x2_add(gml, gm);
-                    gvl = f64x2_add(gvl, gv);
-                    g_abs = f64x2_add(g_abs, f64x2_add(f64x2_abs(gm), f64x2_abs(gv)));
-                    dm_in = f64x2_add(dm_in, f64x2_mul(gm, mean));
-                    let vin = ld(var_in.add(r));
-                    dv_in = f64x2_add(dv_in, f64x2_mul(gv, vin));
-                    if $eval {
-                        bounds.add(gm, mean, ln, ld(mu_bn.add(j)), vin);
-                    }
-                    j += 2;
-                }
-                let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
-                if j < c {
-                    let r = i * c + j;
-                    let (g, p_raw) =
-                        (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
-                    let mean = *mu_in.add(r);
-                    let p = if g.is_finite() {
-                        p_raw + (centre(mean, *var_in.add(r), m) as f64 - *mu.add(r)) * g
-                    } else {
-                        p_raw
-                    };
-                    let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
-                    *inv_std.add(r) = s;
-                    let sg = s * *gamma.add(j) as f64;
-                    *dw.add(j) += s * p;
-                    *db.add(j) += g;
-                    let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
-                    *pairs.add(r) = f64x2(gm, gv);
-                    *gmb.add(j) += gm;
-                    *gvb.add(j) += gv;
-                    gml += gm;
-                    gvl += gv;
-                    g_abs = f64x2_add(g_abs, f64x2_abs(f64x2(gm, gv)));
-                    dm_in = f64x2_add(dm_in, f64x2(gm * mean, 0.0));
-                    dv_in = f64x2_add(dv_in, f64x2(gv * *var_in.add(r), 0.0));
-                    if $eval {
-                        let (bn, vin) = (f64x2_splat(*mu_bn.add(j)), f64x2(*var_in.add(r), 0.0));
-                        bounds.add(f64x2(gm, 0.0), f64x2_splat(mean), ln, bn, vin);
-                    }
-                }
-                w.gm_ln[i] = gml;
-                w.gv_ln[i] = gvl;
-                dm_ln += gml * st.mu_ln[i];
-                dv_ln += gvl * st.var_ln[i];
-            }
-        };
-    }
-    match (eval, long) {
-        (true, true) => sample_loop!(true, true),
-        (true, false) => sample_loop!(true, false),
-        (false, true) => sample_loop!(false, true),
-        (false, false) => sample_loop!(false, false),
+    for i in 0..n {
+        let (mut gml, mut gvl) = (z, z);
+        let mut j = 0;
+        while j < even {
+            let r = i * c + j;
+            let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
+            let g = i64x2_shuffle::<0, 2>(a, b);
+            let p_raw = i64x2_shuffle::<1, 3>(a, b);
+            let mean = ld(mu_in.add(r));
+            // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
+            // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
+            let g_finite = f64x2_eq(f64x2_sub(g, g), z);
+            let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(centre2(mean, m), ld(mu.add(r))), g));
+            let p = v128_bitselect(p_hi, p_raw, g_finite);
+            let s = f64x2_div(one, f64x2_sqrt(f64x2_add(ld(var.add(r)), eps)));
+            st2(inv_std.add(r), s);
+            let sg = f64x2_mul(s, ld32(gamma.add(j)));
+            st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
+            st2(db.add(j), f64x2_add(ld(db.add(j)), g));
+            let gm = f64x2_neg(f64x2_mul(sg, g));
+            let gv = f64x2_mul(f64x2_mul(neg_half, f64x2_mul(s, s)), f64x2_mul(sg, p));
+            *pairs.add(r) = i64x2_shuffle::<0, 2>(gm, gv);
+            *pairs.add(r + 1) = i64x2_shuffle::<1, 3>(gm, gv);
+            st2(gmb.add(j), f64x2_add(ld(gmb.add(j)), gm));
+            st2(gvb.add(j), f64x2_add(ld(gvb.add(j)), gv));
+            gml = f64x2_add(gml, gm);
+            gvl = f64x2_add(gvl, gv);
+            g_abs = f64x2_add(g_abs, f64x2_add(f64x2_abs(gm), f64x2_abs(gv)));
+            dm_in = f64x2_add(dm_in, f64x2_mul(gm, mean));
+            dv_in = f64x2_add(dv_in, f64x2_mul(gv, ld(var_in.add(r))));
+            j += 2;
+        }
+        let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
+        if j < c {
+            let r = i * c + j;
+            let (g, p_raw) =
+                (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
+            let mean = *mu_in.add(r);
+            let p = if g.is_finite() {
+                p_raw + (centre(mean, m) as f64 - *mu.add(r)) * g
+            } else {
+                p_raw
+            };
+            let s = 1.0 / simd::sqrt_f64(*var.add(r) + layer.eps);
+            *inv_std.add(r) = s;
+            let sg = s * *gamma.add(j) as f64;
+            *dw.add(j) += s * p;
+            *db.add(j) += g;
+            let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
+            *pairs.add(r) = f64x2(gm, gv);
+            *gmb.add(j) += gm;
+            *gvb.add(j) += gv;
+            gml += gm;
+            gvl += gv;
+            g_abs = f64x2_add(g_abs, f64x2_abs(f64x2(gm, gv)));
+            dm_in = f64x2_add(dm_in, f64x2(gm * mean, 0.0));
+            dv_in = f64x2_add(dv_in, f64x2(gv * *var_in.add(r), 0.0));
+        }
+        w.gm_ln[i] = gml;
+        w.gv_ln[i] = gvl;
+        dm_ln += gml * st.mu_ln[i];
+        dv_ln += gvl * st.var_ln[i];
     }
     *w.g_abs = hsum(g_abs);
     sums.mean_dots[0] = hsum(dm_in);
@@ -421,10 +423,10 @@ pub unsafe fn combine(
         }
         sums.mean_dots[2] = dm;
         sums.var_dots[2] = dv;
-        if eval {
+        if mode & MODE_TRAINING == 0 {
             // An IN or LN mean near a running mean: the mean dots may need f64 IN means.
-            let (gm_ln, dots) = (&*w.gm_ln, sums.mean_dots);
-            nd_grad_means::refine_eval_dots(x, (n, c, m), layer, &st, pairs, gm_ln, dots, &bounds);
+            let gm_ln = &*w.gm_ln;
+            nd_grad_means::refine_eval_dots(x, n, c, m, layer, &st, pairs, gm_ln, sums.mean_dots);
         }
     }
 }
@@ -474,7 +476,7 @@ unsafe fn any_nonzero(p: *const f32, n: usize) -> bool {
 /// its mixed mean mu instead, as the reference forms it (the combine then adds nothing).
 ///
 /// # Safety
-/// As `reduce`; `mu_in`, `var_in`, `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
+/// As `reduce`; `mu_in`, `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn redo_sums(
@@ -482,7 +484,7 @@ unsafe fn redo_sums(
     dy: *const f32,
     m: usize,
     rows: usize,
-    (mu_in, var_in): (*const f64, *const f64),
+    mu_in: *const f64,
     mu: *const f64,
     var: *const f64,
     eps: f64,
@@ -494,7 +496,7 @@ unsafe fn redo_sums(
         let p = f64x2_extract_lane::<1>(pair);
         let tiny = finite && p < TINY_SUM && p > -TINY_SUM && any_nonzero(dy.add(r * m), m);
         if wide::out_of_range(*var.add(r) + eps) || !finite || tiny {
-            let hi = centre(*mu_in.add(r), *var_in.add(r), m);
+            let hi = centre(*mu_in.add(r), m);
             let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             if !g.is_finite() {
                 p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, *mu.add(r));

@@ -12,18 +12,20 @@
 //! randomness; distinct rows whose means coincide to a few float32 roundings of their std are
 //! left as they are (README, Numerics).
 //!
-//! So the evaluation's combine also sums, per row, |gm| times each pair's |mu_k - mu_j| (a lower
-//! bound of each gradient's tolerance scale, with the gradient itself) and |gm|, and keeps the
-//! largest IN variance (`MeanBounds`; the training loop is compiled without them); one O(1)
-//! test then bounds the dots' error from the IN means' (`MEAN_ERR` of the largest IN std, for
-//! each pair of means that can differ in error), and only where it passes `SHARE` of that scale
-//! are the IN means summed again in f64 about themselves and the IN and LN dots formed from them
-//! (the BN dot holds running means, exact). The bound is loose (|gm| is |s gamma sum dy|, the
-//! scale's own terms use sum |dy|), so evaluations whose rows' means lie within ~2^-8 of their
-//! std of the running mean, typical of long rows (M of several thousand) evaluated on the data
-//! that made the running mean, take that pass too: one f64 sweep over x. Nothing else changes:
-//! y, dx and the statistics keep the forward's means, whose error is within float32 rounding of
-//! the std they are compared with there.
+//! So after the evaluation's combine one pass over the per-row statistics sums |gm| times each
+//! pair's |mu_k - mu_j| (a lower bound of each gradient's tolerance scale, with the gradient
+//! itself) and |gm|, and finds the largest IN variance (a pass of its own, ~4% of an evaluation
+//! backward at [64, 512, 7, 7]; the same sums inside the combine's loop cost the training backward
+//! ~5% there, although compiled out of its loop). One test then bounds the dots' error from the
+//! IN means' (`MEAN_ERR` of the largest IN std, for each pair of means that can differ in error),
+//! and only where it passes `SHARE` of that scale are the IN means summed again in f64 about
+//! themselves and the IN and LN dots formed from them (the BN dot holds running means, exact).
+//! The bound is loose (|gm| is |s gamma sum dy|, the scale's own terms use sum |dy|), so
+//! evaluations whose rows' means lie within ~2^-8 of their std of the running mean, typical of
+//! long rows (M of several thousand) evaluated on the data that made the running mean, take that
+//! pass too: one f64 sweep over x. Nothing else changes: y, dx and the statistics keep the
+//! forward's means, whose error is within float32 rounding of the std they are compared with
+//! there.
 
 use crate::layout::{Layer, Stats};
 use core::arch::wasm32::*;
@@ -37,59 +39,59 @@ const MEAN_ERR: f64 = 1.0 / (1u64 << 22) as f64;
 /// the tests' 1e-4 (GRAD_SCALED).
 const SHARE: f64 = 1.0 / (1u64 << 14) as f64;
 
-/// The sums the test needs, over the rows two channels per f64x2, gathered by the combine's
-/// loop (which has the rows' gm, mu_in and var_in at hand): sum |gm| |mu_in - mu_ln|,
-/// |gm| |mu_in - mu_bn|, |gm| |mu_ln - mu_bn|, sum |gm|, and the largest IN variance.
-#[derive(Clone, Copy)]
-pub struct MeanBounds {
-    il: v128,
-    ib: v128,
-    lb: v128,
-    g: v128,
-    vmax: v128,
-}
-
-impl MeanBounds {
-    #[inline(always)]
-    pub fn new() -> MeanBounds {
-        let z = f64x2_splat(0.0);
-        MeanBounds { il: z, ib: z, lb: z, g: z, vmax: z }
-    }
-
-    /// Adds two rows (lanes; a lane of gm 0 and var 0 adds nothing).
-    #[inline(always)]
-    pub fn add(&mut self, gm: v128, mu_in: v128, mu_ln: v128, mu_bn: v128, var_in: v128) {
-        let g = f64x2_abs(gm);
-        self.il = f64x2_add(self.il, f64x2_mul(g, f64x2_abs(f64x2_sub(mu_in, mu_ln))));
-        self.ib = f64x2_add(self.ib, f64x2_mul(g, f64x2_abs(f64x2_sub(mu_in, mu_bn))));
-        self.lb = f64x2_add(self.lb, f64x2_mul(g, f64x2_abs(f64x2_sub(mu_ln, mu_bn))));
-        self.g = f64x2_add(self.g, g);
-        self.vmax = f64x2_pmax(self.vmax, var_in);
-    }
-}
-
 /// After `nd_grad::combine` in evaluation with usingBN: tests the mean dots (`mean_dots`,
-/// order in, ln, bn) with the combine's `bounds` and takes them again from f64 IN means where
-/// the test fails. `gm` holds (gm, gv) per row (the combine's pairs), `gm_ln` gm summed per
-/// sample.
+/// order in, ln, bn) and takes them again from f64 IN means where the test fails. `gm` holds
+/// (gm, gv) per row (the combine's pairs), `gm_ln` gm summed per sample.
 ///
 /// # Safety
 /// `x` valid for n*c*m floats, `gm` for n*c v128; the statistics those of this call's forward.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn refine_eval_dots(
     x: *const f32,
-    (n, c, m): (usize, usize, usize),
+    n: usize,
+    c: usize,
+    m: usize,
     layer: &Layer,
     st: &Stats,
     gm: *const v128,
     gm_ln: &[f64],
     mean_dots: &mut [f64],
-    bounds: &MeanBounds,
 ) {
     let [w_in, w_ln, w_bn] = layer.mean_mix;
-    let mu_in = st.mu_in.as_ptr();
-    let MeanBounds { il: a_il, ib: a_ib, lb: a_lb, g, vmax } = *bounds;
+    // Sums over the rows of |gm| |mu_in - mu_ln|, |gm| |mu_in - mu_bn|, |gm| |mu_ln - mu_bn|,
+    // |gm|, and the largest IN variance; two channels per f64x2.
+    let z = f64x2_splat(0.0);
+    let (mut a_il, mut a_ib, mut a_lb, mut g, mut vmax) = (z, z, z, z, z);
+    let even = c / 2 * 2;
+    let (mu_in, var_in, mu_bn) = (st.mu_in.as_ptr(), st.var_in.as_ptr(), st.mu_bn.as_ptr());
+    for i in 0..n {
+        let ln = f64x2_splat(st.mu_ln[i]);
+        let mut j = 0;
+        while j < even {
+            let r = i * c + j;
+            let gm2 = f64x2_abs(i64x2_shuffle::<0, 2>(*gm.add(r), *gm.add(r + 1)));
+            let mi = v128_load(mu_in.add(r) as *const v128);
+            let bn = v128_load(mu_bn.add(j) as *const v128);
+            a_il = f64x2_add(a_il, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, ln))));
+            a_ib = f64x2_add(a_ib, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, bn))));
+            a_lb = f64x2_add(a_lb, f64x2_mul(gm2, f64x2_abs(f64x2_sub(ln, bn))));
+            g = f64x2_add(g, gm2);
+            vmax = f64x2_pmax(vmax, v128_load(var_in.add(r) as *const v128));
+            j += 2;
+        }
+        if j < c {
+            let r = i * c + j;
+            let gm1 = f64x2_abs(f64x2_replace_lane::<1>(*gm.add(r), 0.0));
+            let mi = f64x2_splat(*mu_in.add(r));
+            let bn = f64x2_splat(*mu_bn.add(j));
+            a_il = f64x2_add(a_il, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, ln))));
+            a_ib = f64x2_add(a_ib, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, bn))));
+            a_lb = f64x2_add(a_lb, f64x2_mul(gm1, f64x2_abs(f64x2_sub(ln, bn))));
+            g = f64x2_add(g, gm1);
+            vmax = f64x2_pmax(vmax, f64x2_splat(*var_in.add(r)));
+        }
+    }
     let h = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
     let (a_il, a_ib, a_lb, g) = (h(a_il), h(a_ib), h(a_lb), h(g));
     let vmax = f64x2_extract_lane::<0>(vmax).max(f64x2_extract_lane::<1>(vmax));
