@@ -21,6 +21,7 @@ mod moments;
 mod nd;
 mod nd_grad;
 mod nd_grad_dx;
+mod nd_grad_means;
 mod nd_normalize;
 mod oned;
 mod oned_grad;
@@ -29,7 +30,7 @@ mod simd;
 mod simd_grad;
 mod wide;
 
-use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_USING_BN};
+use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_TRAINING, MODE_USING_BN};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
 const ABI_VERSION: u32 = 7;
@@ -287,6 +288,33 @@ pub unsafe extern "C" fn sn_backward_reduce_nd(
     let st = Stats::split(stats, LAYOUT_ND, n, c);
     let sums = sums(work, LAYOUT_ND, mode, n, c);
     nd_grad::reduce(x, dy, n, c, m, mode, &layer, st, work, sums);
+    eval_mean_dots(x, n, c, m, mode, &layer, stats, work);
+}
+
+/// After an nd reduction: in evaluation with usingBN, `nd_grad_means::refine_eval_dots` (outside
+/// `nd_grad::combine`, whose training code stays as it was).
+///
+/// # Safety
+/// As `sn_backward_combine_nd`, after the combine.
+#[allow(clippy::too_many_arguments)]
+unsafe fn eval_mean_dots(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    if mode & MODE_USING_BN == 0 || mode & MODE_TRAINING != 0 {
+        return;
+    }
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    let w = nd_grad::Work::split(work, n, c);
+    let pairs = w.pairs.as_ptr();
+    nd_grad_means::refine_eval_dots(x, n, c, m, layer, &st, pairs, w.gm_ln, sums.mean_dots);
 }
 
 /// Backward dx pass of SwitchNorm2d/3d (`nd_grad_dx::dx`), after `sn_backward_reduce_nd` on the
@@ -336,9 +364,15 @@ pub unsafe extern "C" fn sn_backward_rows_nd(
     work: *mut f64,
 ) {
     let (n, c, row0) = (n as usize, c as usize, row0 as usize);
-    let mu_in = Stats::split(stats, LAYOUT_ND, n, c).mu_in.as_ptr().add(row0);
+    let (st, m, rows) = (Stats::split(stats, LAYOUT_ND, n, c), m as usize, rows as usize);
+    let mu_in = st.mu_in.as_ptr().add(row0);
     let pairs = (work as *mut core::arch::wasm32::v128).add(row0);
-    nd_grad::reduce_rows(x, dy, m as usize, mu_in, pairs, rows as usize);
+    if m > nd_grad::CHUNK {
+        let var_in = st.var_in.as_ptr().add(row0);
+        nd_grad::long_row_sums(x, dy, m, (mu_in, var_in), pairs, rows);
+    } else {
+        nd_grad::reduce_rows(x, dy, m, mu_in, pairs, rows);
+    }
 }
 
 /// The rest of `sn_backward_reduce_nd` after `sn_backward_rows_nd` covered every row (x and dy:
@@ -365,6 +399,7 @@ pub unsafe extern "C" fn sn_backward_combine_nd(
     let sums = sums(work, LAYOUT_ND, mode, n, c);
     // The threads' sweeps did not report whether their sums were finite: each row is checked.
     nd_grad::combine(x, dy, n, c, m, mode, &layer, st, work, sums, false);
+    eval_mean_dots(x, n, c, m, mode, &layer, stats, work);
 }
 
 /// Part of `sn_backward_dx_nd` for split sweeps: the per-row constants into the work area, then

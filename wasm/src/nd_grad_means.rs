@@ -1,0 +1,157 @@
+//! The evaluation backward's mean dot products, taken again from IN means summed in f64 where the
+//! statistics pass's means are not accurate enough for them.
+//!
+//! The gradient of mean_weight is w_k sum_r gm_r (mu_k - mu_r), a sum of differences of the IN,
+//! LN and BN means (`_params.ts` forms it from the dots a_k = sum gm mu_k). The statistics pass
+//! sums a row's deviations in float32 (`nd::row_moments`), so mu_in carries a few float32
+//! roundings of the row's std. In evaluation the BN mean is the running mean, a constant that can
+//! lie arbitrarily close to a row's mean: an IN mean within 1e-18 of a running_mean of 1.5e-14,
+//! over a std of 6e-14, had mu_in - running_mean 3e-4 relative off, and mean_weight's gradient 3x
+//! its tolerance (float32 rounding of the size of its terms, tests/_term_scales.ts). In training
+//! the LN and BN means are averages of the same IN means, ~std / sqrt(M) apart for data of any
+//! randomness; distinct rows whose means coincide to a few float32 roundings of their std are
+//! left as they are (README, Numerics).
+//!
+//! So after the evaluation's combine one pass over the per-row statistics sums |gm| times each
+//! pair's |mu_k - mu_j| (a lower bound of each gradient's tolerance scale, with the gradient
+//! itself) and |gm|, and finds the largest IN variance (a pass of its own, ~4% of an evaluation
+//! backward at [64, 512, 7, 7]; the same sums inside the combine's loop cost the training backward
+//! ~5% there, although compiled out of its loop). One test then bounds the dots' error from the
+//! IN means' (`MEAN_ERR` of the largest IN std, for each pair of means that can differ in error),
+//! and only where it passes `SHARE` of that scale are the IN means summed again in f64 about
+//! themselves and the IN and LN dots formed from them (the BN dot holds running means, exact).
+//! The bound is loose (|gm| is |s gamma sum dy|, the scale's own terms use sum |dy|), so
+//! evaluations whose rows' means lie within ~2^-8 of their std of the running mean, typical of
+//! long rows (M of several thousand) evaluated on the data that made the running mean, take that
+//! pass too: one f64 sweep over x. Nothing else changes: y, dx and the statistics keep the
+//! forward's means, whose error is within float32 rounding of the std they are compared with
+//! there.
+
+use crate::layout::{Layer, Stats};
+use core::arch::wasm32::*;
+
+/// Bound on the error of the statistics pass's IN mean, relative to the row's std: 4 float32
+/// roundings (a row's sums carry at most 64 terms per partial sum and are taken about a shift
+/// near the mean; measured errors are ~2^-26 of the std).
+const MEAN_ERR: f64 = 1.0 / (1u64 << 22) as f64;
+
+/// The share of a gradient's tolerance scale that the dots' error may take: 2^-14 ~ 6e-5, below
+/// the tests' 1e-4 (GRAD_SCALED).
+const SHARE: f64 = 1.0 / (1u64 << 14) as f64;
+
+/// After `nd_grad::combine` in evaluation with usingBN: tests the mean dots (`mean_dots`,
+/// order in, ln, bn) and takes them again from f64 IN means where the test fails. `gm` holds
+/// (gm, gv) per row (the combine's pairs), `gm_ln` gm summed per sample.
+///
+/// # Safety
+/// `x` valid for n*c*m floats, `gm` for n*c v128; the statistics those of this call's forward.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn refine_eval_dots(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    layer: &Layer,
+    st: &Stats,
+    gm: *const v128,
+    gm_ln: &[f64],
+    mean_dots: &mut [f64],
+) {
+    let [w_in, w_ln, w_bn] = layer.mean_mix;
+    // Sums over the rows of |gm| |mu_in - mu_ln|, |gm| |mu_in - mu_bn|, |gm| |mu_ln - mu_bn|,
+    // |gm|, and the largest IN variance; two channels per f64x2.
+    let z = f64x2_splat(0.0);
+    let (mut a_il, mut a_ib, mut a_lb, mut g, mut vmax) = (z, z, z, z, z);
+    let even = c / 2 * 2;
+    let (mu_in, var_in, mu_bn) = (st.mu_in.as_ptr(), st.var_in.as_ptr(), st.mu_bn.as_ptr());
+    for i in 0..n {
+        let ln = f64x2_splat(st.mu_ln[i]);
+        let mut j = 0;
+        while j < even {
+            let r = i * c + j;
+            let gm2 = f64x2_abs(i64x2_shuffle::<0, 2>(*gm.add(r), *gm.add(r + 1)));
+            let mi = v128_load(mu_in.add(r) as *const v128);
+            let bn = v128_load(mu_bn.add(j) as *const v128);
+            a_il = f64x2_add(a_il, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, ln))));
+            a_ib = f64x2_add(a_ib, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, bn))));
+            a_lb = f64x2_add(a_lb, f64x2_mul(gm2, f64x2_abs(f64x2_sub(ln, bn))));
+            g = f64x2_add(g, gm2);
+            vmax = f64x2_pmax(vmax, v128_load(var_in.add(r) as *const v128));
+            j += 2;
+        }
+        if j < c {
+            let r = i * c + j;
+            let gm1 = f64x2_abs(f64x2_replace_lane::<1>(*gm.add(r), 0.0));
+            let mi = f64x2_splat(*mu_in.add(r));
+            let bn = f64x2_splat(*mu_bn.add(j));
+            a_il = f64x2_add(a_il, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, ln))));
+            a_ib = f64x2_add(a_ib, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, bn))));
+            a_lb = f64x2_add(a_lb, f64x2_mul(gm1, f64x2_abs(f64x2_sub(ln, bn))));
+            g = f64x2_add(g, gm1);
+            vmax = f64x2_pmax(vmax, f64x2_splat(*var_in.add(r)));
+        }
+    }
+    let h = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
+    let (a_il, a_ib, a_lb, g) = (h(a_il), h(a_ib), h(a_lb), h(g));
+    let vmax = f64x2_extract_lane::<0>(vmax).max(f64x2_extract_lane::<1>(vmax));
+    // Error bounds of the differences: an IN mean is off by at most e, an LN mean (their mean)
+    // too, or exactly as its one IN mean with C = 1; the running mean not at all.
+    let e = MEAN_ERR * crate::simd::sqrt_f64(vmax);
+    let e_il = if c == 1 { 0.0 } else { 2.0 * e };
+    let dots = &mean_dots;
+    let mix = w_in * dots[0] + w_ln * dots[1] + w_bn * dots[2];
+    // Per logit k: (error bound, scale bound) of sum_r gm_r sum_j w_j (mu_k - mu_j).
+    let tests = [
+        (w_in, g * (w_ln * e_il + w_bn * e), w_ln * a_il + w_bn * a_ib, dots[0]),
+        (w_ln, g * (w_in * e_il + w_bn * e), w_in * a_il + w_bn * a_lb, dots[1]),
+        (w_bn, g * (w_in * e + w_ln * e), w_in * a_ib + w_ln * a_lb, dots[2]),
+    ];
+    // A NaN anywhere (non-finite data) compares false: nothing is taken again.
+    let fails = tests.iter().any(|&(w, err, scale, dot)| {
+        w > 0.0 && err > SHARE * (scale + f64::max(dot - mix, mix - dot))
+    });
+    if !fails {
+        return;
+    }
+    // The IN means again, in f64 about the forward's (x and mu_in exact in f64: one rounding
+    // per term, 2^-53 of |x - mu_in|), then the IN and LN dots from them.
+    let (mut dm_in, mut dm_ln) = (0.0, 0.0);
+    for i in 0..n {
+        let mut ln = 0.0;
+        for j in 0..c {
+            let r = i * c + j;
+            let (row, mean) = (x.add(r * m), *mu_in.add(r));
+            let mean = mean + deviation_sum_f64(row, m, mean) / m as f64;
+            dm_in += f64x2_extract_lane::<0>(*gm.add(r)) * mean;
+            ln += mean;
+        }
+        dm_ln += gm_ln[i] * (ln / c as f64);
+    }
+    mean_dots[0] = dm_in;
+    mean_dots[1] = dm_ln;
+}
+
+/// sum_k (x[k] - centre) over m floats in f64, four floats per step.
+///
+/// # Safety
+/// `x` valid for m floats.
+#[inline(always)]
+unsafe fn deviation_sum_f64(x: *const f32, m: usize, centre: f64) -> f64 {
+    let c = f64x2_splat(centre);
+    let (mut a, mut b) = (f64x2_splat(0.0), f64x2_splat(0.0));
+    let mut k = 0;
+    while k + 4 <= m {
+        let v = v128_load(x.add(k) as *const v128);
+        a = f64x2_add(a, f64x2_sub(f64x2_promote_low_f32x4(v), c));
+        b = f64x2_add(b, f64x2_sub(f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v)), c));
+        k += 4;
+    }
+    let mut d = f64x2_extract_lane::<0>(a) + f64x2_extract_lane::<1>(a);
+    d += f64x2_extract_lane::<0>(b) + f64x2_extract_lane::<1>(b);
+    while k < m {
+        d += *x.add(k) as f64 - centre;
+        k += 1;
+    }
+    d
+}
