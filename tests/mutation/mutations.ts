@@ -338,9 +338,9 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "wgsl-group-tree-half",
     file: "shaders/sn_group_stats.wgsl",
-    original: "for (var s = 32u; s > 0u; s = s >> 1u) {",
-    replacement: "for (var s = 16u; s > 0u; s = s >> 1u) {",
-    models: "WGSL: a reduction tree that skips half of its 64-thread workgroup",
+    original: "for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {",
+    replacement: "for (var s = GROUP_THREADS / 4u; s > 0u; s = s >> 1u) {",
+    models: "WGSL: a reduction tree that skips half of its workgroup",
   },
   {
     id: "wgsl-vec4-straddling-rows",
