@@ -26,6 +26,11 @@ export function rangeTest(backend: "wasm" | "webgpu", name: string, fn: () => Pr
   else Deno.test(full, fn);
 }
 
+/** {@linkcode rangeTest} for WASM and for WebGPU, `fn` given the backend. */
+export function rangeTests(name: string, fn: (backend: "wasm" | "webgpu") => Promise<void>): void {
+  for (const backend of ["wasm", "webgpu"] as const) rangeTest(backend, name, () => fn(backend));
+}
+
 /** One call of a SwitchNorm layer, as {@linkcode runCall} makes it. */
 export interface LayerCall {
   readonly layer: "1d" | "2d" | "3d";

@@ -7,7 +7,7 @@
  * SwitchNorm2d and SwitchNorm1d, rows of one segment and of several.
  */
 import { RUNNING } from "./_tolerances.ts";
-import { assertOutputsClose, type LayerCall, rangeTest, runBoth } from "./_range_compare.ts";
+import { assertOutputsClose, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 
 interface RunningCase {
   readonly layer: "1d" | "2d";
@@ -58,19 +58,16 @@ function step(kase: RunningCase): LayerCall {
   };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "a training step whose batch mean or variance is exactly 0 in a huge unit keeps momentum times the old running buffers",
-    async () => {
-      for (const kase of CASES) {
-        const { want, got } = await runBoth(step(kase), backend);
-        const what = kase.what;
-        assertOutputsClose(got, want, { what, runningMean: RUNNING, runningVar: RUNNING });
-      }
-    },
-  );
-}
+rangeTests(
+  "a training step whose batch mean or variance is exactly 0 in a huge unit keeps momentum times the old running buffers",
+  async (backend) => {
+    for (const kase of CASES) {
+      const { want, got } = await runBoth(step(kase), backend);
+      const what = kase.what;
+      assertOutputsClose(got, want, { what, runningMean: RUNNING, runningVar: RUNNING });
+    }
+  },
+);
 
 interface SingleValueCase {
   readonly layer: "1d" | "2d" | "3d";
@@ -125,28 +122,25 @@ const SINGLE_VALUE_CASES: readonly SingleValueCase[] = [
   },
 ];
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "rows of one huge or tiny value update running_mean as the reference, running_var to NaN",
-    async () => {
-      for (const kase of SINGLE_VALUE_CASES) {
-        const { layer, shape, usingMovingAverage } = kase, x = Float32Array.from(kase.x);
-        const { want, got } = await runBoth({
-          layer,
-          shape,
-          options: { usingMovingAverage },
-          training: true,
-          x,
-          running: true,
-          dispose: true,
-        }, backend);
-        assertOutputsClose(got, want, {
-          what: kase.what,
-          runningMean: { ...RUNNING, atol: 0 },
-          runningVar: RUNNING,
-        });
-      }
-    },
-  );
-}
+rangeTests(
+  "rows of one huge or tiny value update running_mean as the reference, running_var to NaN",
+  async (backend) => {
+    for (const kase of SINGLE_VALUE_CASES) {
+      const { layer, shape, usingMovingAverage } = kase, x = Float32Array.from(kase.x);
+      const { want, got } = await runBoth({
+        layer,
+        shape,
+        options: { usingMovingAverage },
+        training: true,
+        x,
+        running: true,
+        dispose: true,
+      }, backend);
+      assertOutputsClose(got, want, {
+        what: kase.what,
+        runningMean: { ...RUNNING, atol: 0 },
+        runningVar: RUNNING,
+      });
+    }
+  },
+);
