@@ -72,7 +72,7 @@ export interface CallResult extends Outputs {
   readonly evaluation?: Outputs;
 }
 
-type Layer = SwitchNorm1d | SwitchNorm2d | SwitchNorm3d;
+type Layer = SwitchNorm1d | SwitchNorm2d<boolean> | SwitchNorm3d<boolean>;
 
 function copyGrads(layer: Layer): Record<GradKey, Float32Array> {
   const g = layer.grads;
