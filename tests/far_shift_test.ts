@@ -10,14 +10,15 @@
  * about their mean where the first value dominates). Also groups of many members, where lavapipe
  * ends a shader invocation's loops after 65535 iterations in all (groupThreadsFor).
  */
-import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
-import { assertClose, assertCloseToScale } from "./_close.ts";
-import { GRAD_SCALED, RUNNING, Y } from "./_tolerances.ts";
-import { termScales } from "./_term_scales.ts";
-import { webgpuTest } from "./_webgpu.ts";
-
-type Backend = "reference" | "wasm" | "webgpu";
+import { RUNNING, Y } from "./_tolerances.ts";
+import {
+  assertOutputsClose,
+  gradsToScale,
+  type LayerCall,
+  rangeTests,
+  runBoth,
+} from "./_range_compare.ts";
 
 interface FarCase {
   readonly what: string;
@@ -139,7 +140,8 @@ const CASES: readonly FarCase[] = [
   },
 ];
 
-async function run(kase: FarCase, backend: Backend) {
+/** A training step of `kase` from the layer's defaults. */
+function call(kase: FarCase): LayerCall {
   const count = kase.shape.reduce((a, b) => a * b, 1);
   const random = seededRandom(4242);
   const x = new Float32Array(count), dy = new Float32Array(count);
@@ -148,68 +150,24 @@ async function run(kase: FarCase, backend: Backend) {
     dy[i] = random() * 2 - 1;
   }
   for (const i of kase.at) x[i] = kase.outlier;
-  const c = kase.shape[1];
-  const layer = kase.layer === "1d"
-    ? new SwitchNorm1d(c, { backend })
-    : new SwitchNorm2d(c, { backend });
-  layer.train(true);
-  const y = await layer.forward(x, kase.shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  await layer.sync();
-  const state = layer.stateDict();
-  const m = kase.layer === "1d" ? 1 : count / (kase.shape[0] * c);
-  const scales = termScales({
-    layout: kase.layer === "1d" ? "1d" : "nd",
-    n: kase.shape[0],
-    c,
-    m,
-    eps: layer.eps,
-    usingBN: true,
-    training: true,
-    x,
-    dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: state.mean_weight,
-    varLogits: state.var_weight,
-  });
-  const result = {
-    scales,
-    y,
-    dx,
-    grads: { ...layer.grads },
-    mean: layer.running_mean.slice(),
-    variance: layer.running_var.slice(),
-  };
-  layer.dispose();
-  return result;
+  const { layer, shape } = kase;
+  return { layer, shape, training: true, x, dy, scales: true, running: true, dispose: true };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  const name = `${
-    backend === "wasm" ? "WASM" : "WebGPU"
-  }: rows and groups that start far from their mean match the float64 reference`;
-  const fn = async () => {
+rangeTests(
+  "rows and groups that start far from their mean match the float64 reference",
+  async (backend) => {
     for (const kase of CASES) {
-      const want = await run(kase, "reference");
-      const got = await run(kase, backend);
-      assertClose(got.mean, want.mean, RUNNING, `${kase.what}: running_mean`);
-      assertClose(got.variance, want.variance, RUNNING, `${kase.what}: running_var`);
-      assertClose(got.y, want.y, Y, `${kase.what}: y`);
+      const { want, got } = await runBoth(call(kase), backend);
       // dx ~ 1 / std (~1e-6 .. 1e-19 here) and the gradients, to float32 rounding of the
       // size of their terms (GRAD_SCALED).
-      assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${kase.what}: dx`);
-      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertCloseToScale(
-          got.grads[k],
-          want.grads[k],
-          want.scales[k],
-          GRAD_SCALED,
-          `${kase.what}: grad of ${k}`,
-        );
-      }
+      assertOutputsClose(got, want, {
+        what: kase.what,
+        y: Y,
+        runningMean: RUNNING,
+        runningVar: RUNNING,
+        ...gradsToScale(want.scales),
+      });
     }
-  };
-  if (backend === "webgpu") webgpuTest(name, fn);
-  else Deno.test(name, fn);
-}
+  },
+);

@@ -4,16 +4,11 @@
  * each as a call whose float32 inputs the reference computes in float64. Every case here failed
  * before the fix it names; tests/range_test.ts has the rest of the range promise.
  */
-import { SwitchNorm1d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
-import { assertClose, assertCloseToScale } from "./_close.ts";
-import { GRAD, GRAD_SCALED, RUNNING, Y, Y_SCALED } from "./_tolerances.ts";
+import { GRAD, RUNNING, Y, Y_SCALED } from "./_tolerances.ts";
 import { termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
-
-type Backend = "reference" | "webgpu";
-type GradKey = "weight" | "bias" | "mean_weight" | "var_weight";
-const GRAD_KEYS: GradKey[] = ["weight", "bias", "mean_weight", "var_weight"];
+import { assertOutputsClose, gradsToScale, type LayerCall, runBoth } from "./_range_compare.ts";
 
 /** One SwitchNorm1d problem: the layer's state, a training batch, and an evaluation batch. */
 interface Case {
@@ -27,66 +22,36 @@ interface Case {
   xEval?: Float32Array;
 }
 
-interface Result {
-  y: Float32Array;
-  dx: Float32Array;
-  runningMean: Float32Array;
-  runningVar: Float32Array;
-  grads: Record<GradKey, Float32Array>;
-  yEval?: Float32Array;
-  dxEval?: Float32Array;
-  gradsEval?: Record<GradKey, Float32Array>;
-}
-
-const copyGrads = (g: Record<GradKey, Float32Array>) =>
-  Object.fromEntries(GRAD_KEYS.map((k) => [k, g[k].slice()])) as Record<GradKey, Float32Array>;
-
 /** A training forward and backward (and, with xEval, an evaluation forward and backward). */
-async function step(k: Case, backend: Backend): Promise<Result> {
-  const layer = new SwitchNorm1d(k.c, { backend, eps: k.eps ?? 1e-5 });
+function step(k: Case): LayerCall {
   const [m0, m1, v0, v1] = k.logits ?? [0.3, -0.2, -0.5, 0.4];
-  layer.loadStateDict({
-    weight: k.weight ?? new Float32Array(k.c).fill(1),
-    bias: Float32Array.from({ length: k.c }, (_, i) => 0.1 * (i % 3)),
-    mean_weight: new Float32Array([m0, m1]),
-    var_weight: new Float32Array([v0, v1]),
-  }, { strict: false }); // running buffers at their defaults
-  layer.train(true);
-  const y = await layer.forward(k.x, [k.n, k.c], { keepForBackward: true });
-  const dx = await layer.backward(k.dy);
-  await layer.sync();
-  const out: Result = {
-    y,
-    dx,
-    runningMean: layer.running_mean.slice(),
-    runningVar: layer.running_var.slice(),
-    grads: copyGrads(layer.grads),
+  return {
+    layer: "1d",
+    shape: [k.n, k.c],
+    options: { eps: k.eps ?? 1e-5 },
+    state: {
+      weight: k.weight ?? new Float32Array(k.c).fill(1),
+      bias: Float32Array.from({ length: k.c }, (_, i) => 0.1 * (i % 3)),
+      mean_weight: new Float32Array([m0, m1]),
+      var_weight: new Float32Array([v0, v1]),
+    },
+    partial: true, // running buffers at their defaults
+    training: true,
+    x: k.x,
+    dy: k.dy,
+    xEval: k.xEval,
+    running: true,
+    dispose: true,
   };
-  if (k.xEval) {
-    layer.train(false);
-    layer.zeroGrad();
-    out.yEval = await layer.forward(k.xEval, [k.n, k.c], { keepForBackward: true });
-    out.dxEval = await layer.backward(k.dy);
-    out.gradsEval = copyGrads(layer.grads);
-  }
-  layer.dispose();
-  return out;
 }
 
 /** Every output of `k` on WebGPU within the project's tolerances of the reference's. */
 async function assertMatches(k: Case): Promise<void> {
-  const want = await step(k, "reference"), got = await step(k, "webgpu");
-  assertClose(got.y, want.y, Y, "y");
-  assertClose(got.runningMean, want.runningMean, RUNNING, "running_mean");
-  assertClose(got.runningVar, want.runningVar, RUNNING, "running_var");
-  assertClose(got.dx, want.dx, GRAD, "dx");
-  for (const g of GRAD_KEYS) assertClose(got.grads[g], want.grads[g], GRAD, `grad of ${g}`);
+  const { want, got } = await runBoth(step(k), "webgpu");
+  const all = { y: Y, dx: GRAD, grads: GRAD };
+  assertOutputsClose(got, want, { ...all, runningMean: RUNNING, runningVar: RUNNING });
   if (k.xEval) {
-    assertClose(got.yEval!, want.yEval!, Y, "y (evaluation)");
-    assertClose(got.dxEval!, want.dxEval!, GRAD, "dx (evaluation)");
-    for (const g of GRAD_KEYS) {
-      assertClose(got.gradsEval![g], want.gradsEval![g], GRAD, `grad of ${g} (evaluation)`);
-    }
+    assertOutputsClose(got.evaluation!, want.evaluation!, { ...all, suffix: " (evaluation)" });
   }
 }
 
@@ -137,10 +102,8 @@ webgpuTest(
     const x = fill(n, c, 3, (_r, _j, u) => u * 1e-19);
     const dy = fill(n, c, 4, (_r, _j, u) => u * 3e38);
     const weight = Float32Array.from({ length: c }, (_, j) => 1e33 * (0.6 + 0.2 * j));
-    const want = await step({ n, c, x, dy, weight }, "reference");
-    const got = await step({ n, c, x, dy, weight }, "webgpu");
-    for (const g of GRAD_KEYS) assertClose(got.grads[g], want.grads[g], GRAD, `grad of ${g}`);
-    assertClose(got.y, want.y, Y, "y");
+    const { want, got } = await runBoth(step({ n, c, x, dy, weight }), "webgpu");
+    assertOutputsClose(got, want, { grads: GRAD, y: Y });
   },
 );
 
@@ -261,7 +224,7 @@ webgpuTest(
  * terms (tests/_term_scales.ts), of a training step of `k` against the reference's.
  */
 async function assertMatchesToScale(k: Case): Promise<void> {
-  const want = await step(k, "reference"), got = await step(k, "webgpu");
+  const { want, got } = await runBoth(step(k), "webgpu");
   const [m0, m1, v0, v1] = k.logits ?? [0.3, -0.2, -0.5, 0.4];
   const scales = termScales({
     layout: "1d",
@@ -278,11 +241,7 @@ async function assertMatchesToScale(k: Case): Promise<void> {
     meanLogits: [m0, m1],
     varLogits: [v0, v1],
   });
-  assertClose(got.y, want.y, Y, "y");
-  assertCloseToScale(got.dx, want.dx, scales.dx, GRAD_SCALED, "dx");
-  for (const g of GRAD_KEYS) {
-    assertCloseToScale(got.grads[g], want.grads[g], scales[g], GRAD_SCALED, `grad of ${g}`);
-  }
+  assertOutputsClose(got, want, { y: Y, ...gradsToScale(scales) });
 }
 
 for (const big of [6e22, 1e7]) {
@@ -316,7 +275,7 @@ for (const big of [6e22, 1e7]) {
  * variance flushed to 0 in its group's unit (sqrt(eps)'s), and kept the variance dots in one
  * unit with the mean dots (~2e16): var_weight's gradient was 0.
  */
-async function subnormalRunningVarDots(backend: Backend) {
+function subnormalRunningVarDots(): LayerCall {
   const n = 4, c = 2;
   const x = fill(n, c, 19, (r) => 6.4e14 * (1 + 0.1 * r));
   const dy = fill(n, c, 20, (_r, _j, u) => u);
@@ -328,41 +287,16 @@ async function subnormalRunningVarDots(backend: Backend) {
     running_mean: new Float32Array([-174639.23, 5]),
     running_var: new Float32Array([2.8e-45, 2.8e-45]),
   };
-  const layer = new SwitchNorm1d(c, { backend, eps: 1e-5 });
-  layer.loadStateDict(state);
-  layer.eval();
-  const y = await layer.forward(x, [n, c], { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  const scales = termScales({
-    layout: "1d",
-    n,
-    c,
-    m: 1,
-    eps: 1e-5,
-    usingBN: true,
-    training: false,
-    x,
-    dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: state.mean_weight,
-    varLogits: state.var_weight,
-    runningMean: state.running_mean,
-    runningVar: state.running_var,
-  });
-  return { y, dx, grads: copyGrads(layer.grads), scales };
+  const options = { eps: 1e-5 };
+  return { layer: "1d", shape: [n, c], options, state, training: false, x, dy, scales: true };
 }
 
 webgpuTest(
   "WebGPU: SwitchNorm1d var_weight's gradient on a running_var of 2.8e-45 beside constant samples of ~1e15 matches the reference",
   async () => {
-    const want = await subnormalRunningVarDots("reference");
-    const got = await subnormalRunningVarDots("webgpu");
-    assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, "y");
-    assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, "dx");
-    for (const g of GRAD_KEYS) {
-      assertCloseToScale(got.grads[g], want.grads[g], want.scales[g], GRAD_SCALED, `grad of ${g}`);
-    }
+    const { want, got } = await runBoth(subnormalRunningVarDots(), "webgpu");
+    const y = { tol: Y_SCALED, scale: want.scales!.y };
+    assertOutputsClose(got, want, { y, ...gradsToScale(want.scales) });
   },
 );
 

@@ -6,12 +6,8 @@
  * the reference keeps 0.9 times the loaded values. WASM and WebGPU against the float64 reference,
  * SwitchNorm2d and SwitchNorm1d, rows of one segment and of several.
  */
-import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
-import { assertClose } from "./_close.ts";
 import { RUNNING } from "./_tolerances.ts";
-import { webgpuTest } from "./_webgpu.ts";
-
-type Backend = "reference" | "wasm" | "webgpu";
+import { assertOutputsClose, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 
 interface RunningCase {
   readonly layer: "1d" | "2d";
@@ -40,7 +36,8 @@ const CASES: readonly RunningCase[] = [
   },
 ];
 
-async function step(kase: RunningCase, backend: Backend) {
+/** A training step (a forward alone) from running_mean 0.5, -3 and running_var 1.5, 2. */
+function step(kase: RunningCase): LayerCall {
   const n = 2, c = 2, m = kase.m;
   const x = new Float32Array(n * c * m);
   for (let i = 0; i < n; i++) {
@@ -48,37 +45,29 @@ async function step(kase: RunningCase, backend: Backend) {
       for (let k = 0; k < m; k++) x[(i * c + j) * m + k] = kase.value(i, j, k);
     }
   }
-  const layer = kase.layer === "1d"
-    ? new SwitchNorm1d(c, { backend, eps: 1e-5 })
-    : new SwitchNorm2d(c, { backend, eps: 1e-5 });
-  layer.loadStateDict({
-    ...layer.stateDict(),
-    running_mean: Float32Array.of(0.5, -3),
-    running_var: Float32Array.of(1.5, 2),
-  });
-  layer.train(true);
-  await layer.forward(x, kase.layer === "1d" ? [n, c] : [n, c, 1, m]);
-  await layer.sync();
-  const result = { mean: layer.running_mean.slice(), variance: layer.running_var.slice() };
-  layer.dispose();
-  return result;
+  return {
+    layer: kase.layer,
+    shape: kase.layer === "1d" ? [n, c] : [n, c, 1, m],
+    options: { eps: 1e-5 },
+    state: { running_mean: Float32Array.of(0.5, -3), running_var: Float32Array.of(1.5, 2) },
+    partial: true,
+    training: true,
+    x,
+    running: true,
+    dispose: true,
+  };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  const name = `${
-    backend === "wasm" ? "WASM" : "WebGPU"
-  }: a training step whose batch mean or variance is exactly 0 in a huge unit keeps momentum times the old running buffers`;
-  const fn = async () => {
+rangeTests(
+  "a training step whose batch mean or variance is exactly 0 in a huge unit keeps momentum times the old running buffers",
+  async (backend) => {
     for (const kase of CASES) {
-      const want = await step(kase, "reference");
-      const got = await step(kase, backend);
-      assertClose(got.mean, want.mean, RUNNING, `${kase.what}: running_mean`);
-      assertClose(got.variance, want.variance, RUNNING, `${kase.what}: running_var`);
+      const { want, got } = await runBoth(step(kase), backend);
+      const what = kase.what;
+      assertOutputsClose(got, want, { what, runningMean: RUNNING, runningVar: RUNNING });
     }
-  };
-  if (backend === "webgpu") webgpuTest(name, fn);
-  else Deno.test(name, fn);
-}
+  },
+);
 
 interface SingleValueCase {
   readonly layer: "1d" | "2d" | "3d";
@@ -133,34 +122,25 @@ const SINGLE_VALUE_CASES: readonly SingleValueCase[] = [
   },
 ];
 
-async function singleValueStep(kase: SingleValueCase, backend: Backend) {
-  const c = kase.shape[1];
-  const options = { backend, usingMovingAverage: kase.usingMovingAverage };
-  const layer = kase.layer === "1d"
-    ? new SwitchNorm1d(c, options)
-    : kase.layer === "2d"
-    ? new SwitchNorm2d(c, options)
-    : new SwitchNorm3d(c, options);
-  layer.train(true);
-  await layer.forward(Float32Array.from(kase.x), kase.shape);
-  await layer.sync();
-  const result = { mean: layer.running_mean.slice(), variance: layer.running_var.slice() };
-  layer.dispose();
-  return result;
-}
-
-for (const backend of ["wasm", "webgpu"] as const) {
-  const name = `${
-    backend === "wasm" ? "WASM" : "WebGPU"
-  }: rows of one huge or tiny value update running_mean as the reference, running_var to NaN`;
-  const fn = async () => {
+rangeTests(
+  "rows of one huge or tiny value update running_mean as the reference, running_var to NaN",
+  async (backend) => {
     for (const kase of SINGLE_VALUE_CASES) {
-      const want = await singleValueStep(kase, "reference");
-      const got = await singleValueStep(kase, backend);
-      assertClose(got.mean, want.mean, { ...RUNNING, atol: 0 }, `${kase.what}: running_mean`);
-      assertClose(got.variance, want.variance, RUNNING, `${kase.what}: running_var`);
+      const { layer, shape, usingMovingAverage } = kase, x = Float32Array.from(kase.x);
+      const { want, got } = await runBoth({
+        layer,
+        shape,
+        options: { usingMovingAverage },
+        training: true,
+        x,
+        running: true,
+        dispose: true,
+      }, backend);
+      assertOutputsClose(got, want, {
+        what: kase.what,
+        runningMean: { ...RUNNING, atol: 0 },
+        runningVar: RUNNING,
+      });
     }
-  };
-  if (backend === "webgpu") webgpuTest(name, fn);
-  else Deno.test(name, fn);
-}
+  },
+);

@@ -10,22 +10,21 @@
  * they sum (GRAD_SCALED, tests/_term_scales.ts), which the cancellation examples need.
  */
 import assert from "node:assert/strict";
-import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import type { SyncGroup } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
-import { assertClose, assertCloseToScale, type Tolerance } from "./_close.ts";
-import { GRAD, GRAD_SCALED, RUNNING, Y, Y_SCALED } from "./_tolerances.ts";
-import { type TermScales, termScales } from "./_term_scales.ts";
-import { webgpuTest } from "./_webgpu.ts";
-
-type Backend = "reference" | "wasm" | "webgpu";
-
-/** Registers a range test for a backend: WebGPU's as the WebGPU tests are (no adapter: ignored). */
-function rangeTest(backend: "wasm" | "webgpu", name: string, fn: () => Promise<void>): void {
-  const full = `${backend === "wasm" ? "WASM" : "WebGPU"}: ${name}`;
-  if (backend === "webgpu") webgpuTest(full, fn);
-  else Deno.test(full, fn);
-}
+import { assertClose } from "./_close.ts";
+import { GRAD, RUNNING, Y, Y_SCALED } from "./_tolerances.ts";
+import {
+  assertOutputsClose,
+  type Backend,
+  gradsToScale,
+  type LayerCall,
+  rangeTest,
+  rangeTests,
+  runBoth,
+  runCall,
+} from "./_range_compare.ts";
 
 Deno.test("an eps between 0 and float32's smallest normal number is refused, naming it", () => {
   for (const eps of [1e-45, 1e-40, 1e-39, 2 ** -127]) {
@@ -60,7 +59,7 @@ Deno.test("an eps above float32's largest number is refused, naming it", () => {
  * with eps 0: samples scaled by 1e19, 1, 1e-22 and 1, so that rows of 35 floats (the four-row
  * sweeps) mix wide and ordinary rows within a group. dy is scaled like x, so dx is O(1).
  */
-async function mixedScales(backend: Backend) {
+function mixedScales(): LayerCall {
   const shape = [4, 3, 5, 7], per = 3 * 35, sampleScales = [1e19, 1, 1e-22, 1];
   const random = seededRandom(1010);
   const x = new Float32Array(4 * per), dy = new Float32Array(4 * per);
@@ -69,58 +68,25 @@ async function mixedScales(backend: Backend) {
     x[i] = (random() * 2 - 1 + 0.3) * s;
     dy[i] = (random() * 2 - 1) * s;
   }
-  const layer = new SwitchNorm2d(3, { backend, eps: 0, usingBN: false });
   const state = {
     weight: new Float32Array([0.8, 1.1, 1.3]),
     bias: new Float32Array([0.1, -0.2, 0.3]),
     mean_weight: new Float32Array([0.3, -0.4]),
     var_weight: new Float32Array([-0.2, 0.5]),
   };
-  layer.loadStateDict(state);
-  layer.train(true);
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  const scales = termScales({
-    layout: "nd",
-    n: 4,
-    c: 3,
-    m: 35,
-    eps: 0,
-    usingBN: false,
-    training: true,
-    x,
-    dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: state.mean_weight,
-    varLogits: state.var_weight,
-  });
-  return { y, dx, grads: layer.grads, scales };
+  const options = { eps: 0, usingBN: false };
+  return { layer: "2d", shape, options, state, training: true, x, dy, scales: true };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "rows of std 1e19, 1 and 1e-22 in one call match the float64 reference",
-    async () => {
-      const want = await mixedScales("reference");
-      const got = await mixedScales(backend);
-      assertClose(got.y, want.y, Y, "y");
-      // dx and the gradients to float32 rounding of the size of their terms, which range over
-      // 1e-22 to 1e19 here (GRAD_SCALED).
-      assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, "dx");
-      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertCloseToScale(
-          got.grads[k],
-          want.grads[k],
-          want.scales[k],
-          GRAD_SCALED,
-          `grad of ${k}`,
-        );
-      }
-    },
-  );
-}
+rangeTests(
+  "rows of std 1e19, 1 and 1e-22 in one call match the float64 reference",
+  async (backend) => {
+    const { want, got } = await runBoth(mixedScales(), backend);
+    // dx and the gradients to float32 rounding of the size of their terms, which range over
+    // 1e-22 to 1e19 here (GRAD_SCALED).
+    assertOutputsClose(got, want, { y: Y, ...gradsToScale(want.scales) });
+  },
+);
 
 /**
  * Gradients whose float32 terms cancel by orders of magnitude: eps 0, gamma ~1.5, x uniform over
@@ -148,7 +114,7 @@ interface ScaledCase {
   readonly gamma?: number;
 }
 
-async function cancelling(kase: ScaledCase, backend: Backend) {
+function cancelling(kase: ScaledCase): LayerCall {
   const { shape, std, dyScale, seed } = kase, gamma = kase.gamma ?? 1.5;
   const random = seededRandom(seed);
   const size = shape.reduce((a: number, b: number) => a * b, 1), c = shape[1];
@@ -160,55 +126,29 @@ async function cancelling(kase: ScaledCase, backend: Backend) {
     mean_weight: new Float32Array([0.3, -0.4, 0.2].slice(0, kase.layer === "1d" ? 2 : 3)),
     var_weight: new Float32Array([-0.2, 0.5, 0.1].slice(0, kase.layer === "1d" ? 2 : 3)),
   };
-  const layer = kase.layer === "1d"
-    ? new SwitchNorm1d(c, { backend, eps: 0 })
-    : new SwitchNorm2d(c, { backend, eps: 0 });
-  layer.loadStateDict(state, { strict: false });
-  layer.train(true);
-  const y = await layer.forward(x, [...shape], { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  const scales = termScales({
-    layout: kase.layer === "1d" ? "1d" : "nd",
-    n: shape[0],
-    c,
-    m: size / (shape[0] * c),
-    eps: 0,
-    usingBN: true,
+  return {
+    layer: kase.layer,
+    shape,
+    options: { eps: 0 },
+    state,
+    partial: true,
     training: true,
     x,
     dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: state.mean_weight,
-    varLogits: state.var_weight,
-  });
-  return { y, dx, grads: layer.grads, scales };
+    scales: true,
+  };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "gradients whose float32 terms cancel by orders of magnitude (std 1e-20 with dy 1e12, std 1e-25 with dy 1e15) match the reference to float32 rounding of their terms",
-    async () => {
-      for (const kase of CANCELLING) {
-        const want = await cancelling(kase, "reference");
-        const got = await cancelling(kase, backend);
-        const what = `SwitchNorm${kase.layer} ${JSON.stringify(kase.shape)}, seed ${kase.seed}`;
-        assertClose(got.y, want.y, Y, `${what}: y`);
-        assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
-        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertCloseToScale(
-            got.grads[k],
-            want.grads[k],
-            want.scales[k],
-            GRAD_SCALED,
-            `${what}: grad of ${k}`,
-          );
-        }
-      }
-    },
-  );
-}
+rangeTests(
+  "gradients whose float32 terms cancel by orders of magnitude (std 1e-20 with dy 1e12, std 1e-25 with dy 1e15) match the reference to float32 rounding of their terms",
+  async (backend) => {
+    for (const kase of CANCELLING) {
+      const { want, got } = await runBoth(cancelling(kase), backend);
+      const what = `SwitchNorm${kase.layer} ${JSON.stringify(kase.shape)}, seed ${kase.seed}`;
+      assertOutputsClose(got, want, { what, y: Y, ...gradsToScale(want.scales) });
+    }
+  },
+);
 
 /**
  * Rows whose per-row constants fall below float32's normal range although the terms they make
@@ -227,97 +167,36 @@ const TINY_CONSTANTS: readonly ScaledCase[] = [
   { layer: "2d", shape: [2, 3, 4, 5], std: 1e17, dyScale: 1e-3, seed: 8, gamma: 1e-28 },
 ];
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "rows whose constants or products fall below float32's normal range (std 1e15 with dy 1e-20, std 1e-17 with dy 1e-28) match the reference to float32 rounding of their terms",
-    async () => {
-      for (const kase of TINY_CONSTANTS) {
-        const want = await cancelling(kase, "reference");
-        const got = await cancelling(kase, backend);
-        const what = `SwitchNorm2d ${
-          JSON.stringify(kase.shape)
-        }, std ${kase.std}, dy ${kase.dyScale}`;
-        assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, `${what}: y`);
-        assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
-        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertCloseToScale(
-            got.grads[k],
-            want.grads[k],
-            want.scales[k],
-            GRAD_SCALED,
-            `${what}: grad of ${k}`,
-          );
-        }
-      }
-    },
-  );
-}
+rangeTests(
+  "rows whose constants or products fall below float32's normal range (std 1e15 with dy 1e-20, std 1e-17 with dy 1e-28) match the reference to float32 rounding of their terms",
+  async (backend) => {
+    for (const kase of TINY_CONSTANTS) {
+      const { want, got } = await runBoth(cancelling(kase), backend);
+      const what = `SwitchNorm2d ${
+        JSON.stringify(kase.shape)
+      }, std ${kase.std}, dy ${kase.dyScale}`;
+      const y = { tol: Y_SCALED, scale: want.scales!.y };
+      assertOutputsClose(got, want, { what, y, ...gradsToScale(want.scales) });
+    }
+  },
+);
 
-/**
- * dx against the reference, where a dx within a factor 2 of float32's largest value may come
- * out as the infinity of its sign: the backends add its float32 terms, which can pass the limit
- * on the way (README). Where the float64 truth is beyond float32 both give the same infinity.
- */
-function assertDxNearLimit(got: Float32Array, want: Float32Array): void {
-  const near = 2 ** 127;
-  const dxWant = Float64Array.from(
-    want,
-    (e, i) => Math.abs(e) >= near && got[i] === Math.sign(e) * Infinity ? got[i] : e,
-  );
-  assertClose(got, dxWant, GRAD, "dx");
-}
+rangeTests(
+  "backward with dy near float32's limit (row sums overflow float32) matches the reference",
+  async (backend) => {
+    const shape = [2, 3, 7, 7], len = 2 * 3 * 49;
+    const random = seededRandom(5);
+    const x = Float32Array.from({ length: len }, () => random() * 2 - 1);
+    const dy = Float32Array.from({ length: len }, () => (random() * 2 - 1) * 3e38);
+    const { want, got } = await runBoth({ layer: "2d", shape, training: true, x, dy }, backend);
+    // WASM: finite values near float32's largest value (dy gamma / std passes it) stay finite;
+    // WebGPU's may be the infinity of their sign (dxMayOverflow).
+    const dxMayOverflow = backend === "webgpu";
+    assertOutputsClose(got, want, { dx: GRAD, dxMayOverflow, grads: GRAD });
+  },
+);
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "backward with dy near float32's limit (row sums overflow float32) matches the reference",
-    async () => {
-      const shape = [2, 3, 7, 7], len = 2 * 3 * 49;
-      const random = seededRandom(5);
-      const x = Float32Array.from({ length: len }, () => random() * 2 - 1);
-      const dy = Float32Array.from({ length: len }, () => (random() * 2 - 1) * 3e38);
-      const run = async (backend: Backend) => {
-        const layer = new SwitchNorm2d(3, { backend });
-        layer.train(true);
-        await layer.forward(x, shape, { keepForBackward: true });
-        const dx = await layer.backward(dy);
-        return { dx, grads: layer.grads };
-      };
-      const want = await run("reference"), got = await run(backend);
-      // WASM: finite values near float32's largest value (dy gamma / std passes it) stay finite.
-      if (backend === "wasm") assertClose(got.dx, want.dx, GRAD, "dx");
-      else assertDxNearLimit(got.dx, want.dx);
-      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertClose(got.grads[k], want.grads[k], GRAD, `grad of ${k}`);
-      }
-    },
-  );
-}
-
-/** One training step (forward, running buffers, backward), then an evaluation forward and backward. */
-interface Step {
-  y: Float32Array;
-  runningMean: Float32Array;
-  runningVar: Float32Array;
-  dx: Float32Array;
-  grads: Record<"weight" | "bias" | "mean_weight" | "var_weight", Float32Array>;
-  yEval: Float32Array;
-  dxEval: Float32Array;
-  gradsEval: Record<"weight" | "bias" | "mean_weight" | "var_weight", Float32Array>;
-}
-
-/** A layer on `backend` with a fixed state, through one Step on x, dy, then xEval. */
-interface RangeCase {
-  layer: "1d" | "2d";
-  shape: number[];
-  options: { eps?: number; usingBN?: boolean; sync?: SyncGroup };
-  x: Float32Array;
-  dy: Float32Array;
-  xEval: Float32Array;
-}
-
-/** The parameters a Step loads: C channels, k logits. */
+/** The parameters a training step loads: C channels, k logits. */
 function stepState(c: number, k: number) {
   return {
     weight: Float32Array.from({ length: c }, (_, i) => 0.7 + 0.1 * (i % 5)),
@@ -327,74 +206,41 @@ function stepState(c: number, k: number) {
   };
 }
 
-async function step(kase: RangeCase, backend: Backend): Promise<Step> {
-  const c = kase.shape[1];
-  const layer = kase.layer === "1d"
-    ? new SwitchNorm1d(c, { ...kase.options, backend })
-    : new SwitchNorm2d(c, { ...kase.options, backend });
-  const k = kase.layer === "1d" || kase.options.usingBN === false ? 2 : 3;
-  layer.loadStateDict(stepState(c, k), { strict: false }); // running buffers at their defaults
-  layer.train(true);
-  const y = await layer.forward(kase.x, kase.shape, { keepForBackward: true });
-  const dx = await layer.backward(kase.dy);
-  await layer.sync();
-  const runningMean = layer.usingBN ? layer.running_mean : new Float32Array();
-  const runningVar = layer.usingBN ? layer.running_var : new Float32Array();
-  const live = layer.grads;
-  const grads = {
-    weight: live.weight.slice(),
-    bias: live.bias.slice(),
-    mean_weight: live.mean_weight.slice(),
-    var_weight: live.var_weight.slice(),
-  };
-  layer.train(false);
-  layer.zeroGrad();
-  const yEval = await layer.forward(kase.xEval, kase.shape, { keepForBackward: true });
-  const dxEval = await layer.backward(kase.dy);
-  return { y, runningMean, runningVar, dx, grads, yEval, dxEval, gradsEval: layer.grads };
+/**
+ * A layer with a fixed state (stepState; running buffers at their defaults) through one training
+ * step (forward, running buffers, backward) on x, dy, then an evaluation forward and backward on
+ * xEval.
+ */
+function stepCase(
+  layer: "1d" | "2d",
+  shape: number[],
+  options: { eps?: number; usingBN?: boolean; sync?: SyncGroup },
+  data: { x: Float32Array; dy: Float32Array; xEval: Float32Array },
+): LayerCall {
+  const k = layer === "1d" || options.usingBN === false ? 2 : 3;
+  const state = stepState(shape[1], k);
+  return { layer, shape, options, state, partial: true, training: true, running: true, ...data };
 }
 
-async function assertMatchesReference(kase: RangeCase, backend: Backend): Promise<void> {
-  const want = await step({ ...kase, options: { ...kase.options, sync: undefined } }, "reference");
-  const got = await step(kase, backend);
-  const check = (a: Float32Array, b: Float32Array, tol: Tolerance, what: string) =>
-    assertClose(a, b, tol, what);
+async function assertMatchesReference(kase: LayerCall, backend: Backend): Promise<void> {
+  const want = await runCall(
+    { ...kase, options: { ...kase.options, sync: undefined }, scales: true },
+    "reference",
+  );
+  const got = await runCall(kase, backend);
   // dx and the gradients to float32 rounding of the size of their terms (GRAD_SCALED): rows of
   // std 1e19 and 1e-25 give terms of every size.
-  const [n, c] = kase.shape, usingBN = kase.layer === "1d" || kase.options.usingBN !== false;
-  const state = stepState(c, usingBN && kase.layer === "2d" ? 3 : 2);
-  const scales = (training: boolean, x: Float32Array) =>
-    termScales({
-      layout: kase.layer === "1d" ? "1d" : "nd",
-      n,
-      c,
-      m: x.length / (n * c),
-      eps: kase.options.eps ?? 1e-5,
-      usingBN,
-      training,
-      x,
-      dy: kase.dy,
-      weight: state.weight,
-      bias: state.bias,
-      meanLogits: state.mean_weight,
-      varLogits: state.var_weight,
-      runningMean: want.runningMean,
-      runningVar: want.runningVar,
-    });
-  const grads = (g: Step["grads"], w: Step["grads"], t: TermScales, mode: string) => {
-    for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-      assertCloseToScale(g[k], w[k], t[k], GRAD_SCALED, `grad of ${k}${mode}`);
-    }
-  };
-  const train = scales(true, kase.x), evaluation = scales(false, kase.xEval);
-  check(got.y, want.y, Y, "y (training)");
-  check(got.runningMean, want.runningMean, RUNNING, "running_mean");
-  check(got.runningVar, want.runningVar, RUNNING, "running_var");
-  assertCloseToScale(got.dx, want.dx, train.dx, GRAD_SCALED, "dx");
-  grads(got.grads, want.grads, train, "");
-  check(got.yEval, want.yEval, Y, "y (evaluation on the running buffers)");
-  assertCloseToScale(got.dxEval, want.dxEval, evaluation.dx, GRAD_SCALED, "dx (evaluation)");
-  grads(got.gradsEval, want.gradsEval, evaluation, " (evaluation)");
+  assertOutputsClose(got, want, {
+    y: Y,
+    runningMean: RUNNING,
+    runningVar: RUNNING,
+    ...gradsToScale(want.scales),
+  });
+  assertOutputsClose(got.evaluation!, want.evaluation!, {
+    suffix: " (evaluation on the running buffers)",
+    y: Y,
+    ...gradsToScale(want.evaluation!.scales),
+  });
 }
 
 /**
@@ -421,91 +267,72 @@ function scaledData(shape: number[], scales: number[], seed: number, spread = fa
   return { x, dy, xEval };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "rows of 9000 floats (several segments) of std 1e19, 1 and 1e-25, eps 0, without BN, match the reference",
-    async () => {
-      const shape = [3, 2, 90, 100];
-      const data = scaledData(shape, [1e19, 1, 1e-25], 11);
-      await assertMatchesReference({
-        layer: "2d",
-        shape,
-        options: { eps: 0, usingBN: false },
-        ...data,
-      }, backend);
-    },
-  );
+rangeTests(
+  "rows of 9000 floats (several segments) of std 1e19, 1 and 1e-25, eps 0, without BN, match the reference",
+  async (backend) => {
+    const shape = [3, 2, 90, 100];
+    const data = scaledData(shape, [1e19, 1, 1e-25], 11);
+    const kase = stepCase("2d", shape, { eps: 0, usingBN: false }, data);
+    await assertMatchesReference(kase, backend);
+  },
+);
 
-  rangeTest(
-    backend,
-    "rows of 9000 floats with one row spread over +-3e38 and BN (running_var +Infinity) match the reference",
-    async () => {
-      const shape = [3, 2, 90, 100];
-      const data = scaledData(shape, [1, 2, 0.5], 12, true);
-      await assertMatchesReference({ layer: "2d", shape, options: {}, ...data }, backend);
-    },
-  );
+rangeTests(
+  "rows of 9000 floats with one row spread over +-3e38 and BN (running_var +Infinity) match the reference",
+  async (backend) => {
+    const shape = [3, 2, 90, 100];
+    const data = scaledData(shape, [1, 2, 0.5], 12, true);
+    await assertMatchesReference(stepCase("2d", shape, {}, data), backend);
+  },
+);
 
-  rangeTest(
-    backend,
-    "short rows where only one sample is huge (1e19) or tiny (1e-30) match the reference, with BN",
-    async () => {
-      const shape = [4, 3, 5, 7];
-      const data = scaledData(shape, [1, 1e19, 1, 1e-30], 13);
-      await assertMatchesReference({ layer: "2d", shape, options: { eps: 0 }, ...data }, backend);
-    },
-  );
+rangeTests(
+  "short rows where only one sample is huge (1e19) or tiny (1e-30) match the reference, with BN",
+  async (backend) => {
+    const shape = [4, 3, 5, 7];
+    const data = scaledData(shape, [1, 1e19, 1, 1e-30], 13);
+    await assertMatchesReference(stepCase("2d", shape, { eps: 0 }, data), backend);
+  },
+);
 
-  rangeTest(
-    backend,
-    "SwitchNorm1d with rows of std 1e19, 1 and 1e-22 across several 32 x 32 tiles matches the reference",
-    async () => {
-      const shape = [40, 70];
-      const scales = Array.from({ length: 40 }, (_, n) => n < 10 ? 1e19 : n < 30 ? 1 : 1e-22);
-      // Offset 1: BN means of 40 values (float32 sums, as on every in-range call) far from 0.
-      const data = scaledData(shape, scales, 14, false, 1);
-      await assertMatchesReference({ layer: "1d", shape, options: { eps: 0 }, ...data }, backend);
-    },
-  );
-}
+rangeTests(
+  "SwitchNorm1d with rows of std 1e19, 1 and 1e-22 across several 32 x 32 tiles matches the reference",
+  async (backend) => {
+    const shape = [40, 70];
+    const scales = Array.from({ length: 40 }, (_, n) => n < 10 ? 1e19 : n < 30 ? 1 : 1e-22);
+    // Offset 1: BN means of 40 values (float32 sums, as on every in-range call) far from 0.
+    const data = scaledData(shape, scales, 14, false, 1);
+    await assertMatchesReference(stepCase("1d", shape, { eps: 0 }, data), backend);
+  },
+);
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "8192 rows of 4 floats where two samples of 64 are huge or tiny match the reference",
-    async () => {
-      const shape = [64, 128, 2, 2];
-      const scales = Array.from({ length: 64 }, (_, n) => n === 5 ? 1e19 : n === 40 ? 1e-25 : 1);
-      const data = scaledData(shape, scales, 17, false, 1);
-      await assertMatchesReference({
-        layer: "2d",
-        shape,
-        options: { eps: 0, usingBN: false },
-        ...data,
-      }, backend);
-    },
-  );
-}
+rangeTests(
+  "8192 rows of 4 floats where two samples of 64 are huge or tiny match the reference",
+  async (backend) => {
+    const shape = [64, 128, 2, 2];
+    const scales = Array.from({ length: 64 }, (_, n) => n === 5 ? 1e19 : n === 40 ? 1e-25 : 1);
+    const data = scaledData(shape, scales, 17, false, 1);
+    const kase = stepCase("2d", shape, { eps: 0, usingBN: false }, data);
+    await assertMatchesReference(kase, backend);
+  },
+);
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "SwitchNorm1d on 300 x 100 (40 tiles) where three rows are huge or tiny matches the reference",
-    async () => {
-      const shape = [300, 100];
-      const scales = Array.from(
-        { length: 300 },
-        (_, n) => n === 7 ? 1e19 : n === 150 || n === 299 ? 1e-22 : 1,
-      );
-      const data = scaledData(shape, scales, 18, false, 1);
-      await assertMatchesReference({ layer: "1d", shape, options: {}, ...data }, backend);
-    },
-  );
-}
+rangeTests(
+  "SwitchNorm1d on 300 x 100 (40 tiles) where three rows are huge or tiny matches the reference",
+  async (backend) => {
+    const shape = [300, 100];
+    const scales = Array.from(
+      { length: 300 },
+      (_, n) => n === 7 ? 1e19 : n === 150 || n === 299 ? 1e-22 : 1,
+    );
+    const data = scaledData(shape, scales, 18, false, 1);
+    await assertMatchesReference(stepCase("1d", shape, {}, data), backend);
+  },
+);
 
-webgpuTest(
-  "WebGPU: SwitchNorm1d backward with dy near float32's limit matches the reference",
+rangeTest(
+  "webgpu",
+  "SwitchNorm1d backward with dy near float32's limit matches the reference",
   async () => {
     const shape = [50, 40];
     const random = seededRandom(15);
@@ -514,31 +341,19 @@ webgpuTest(
       { length: 2000 },
       (_, i) => (random() * 2 - 1) * (i % 7 ? 1 : 3e38),
     );
-    const run = async (backend: Backend) => {
-      const layer = new SwitchNorm1d(40, { backend });
-      layer.train(true);
-      await layer.forward(x, shape, { keepForBackward: true });
-      const dx = await layer.backward(dy);
-      return { dx, grads: layer.grads };
-    };
-    const want = await run("reference"), got = await run("webgpu");
-    assertDxNearLimit(got.dx, want.dx);
-    for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-      assertClose(got.grads[k], want.grads[k], GRAD, `grad of ${k}`);
-    }
+    const { want, got } = await runBoth({ layer: "1d", shape, training: true, x, dy }, "webgpu");
+    assertOutputsClose(got, want, { dx: GRAD, dxMayOverflow: true, grads: GRAD });
   },
 );
 
-webgpuTest(
-  "WebGPU: SyncSN (one replica) merges huge and spread BN statistics as the reference does",
+rangeTest(
+  "webgpu",
+  "SyncSN (one replica) merges huge and spread BN statistics as the reference does",
   async () => {
     const solo: SyncGroup = { size: 1, allGather: (v) => Promise.resolve([v]), timeoutMs: 60_000 };
     const shape = [3, 2, 6, 6];
     const data = scaledData(shape, [1e19, 1, 1e-25], 16, true);
-    await assertMatchesReference(
-      { layer: "2d", shape, options: { sync: solo }, ...data },
-      "webgpu",
-    );
+    await assertMatchesReference(stepCase("2d", shape, { sync: solo }, data), "webgpu");
   },
 );
 
@@ -550,7 +365,7 @@ webgpuTest(
  * sample 2's dy is ~1e38. y, dx and the gradients must be the float64 reference's, rounded to
  * float32 once (beyond float32's largest: the infinity of the value's sign).
  */
-async function factorsOutOfRange(backend: Backend, training: boolean) {
+function factorsOutOfRange(training: boolean): LayerCall {
   const shape = [4, 4, 5, 7], m = 35, c = 4;
   const stds = [3e-7, 1, 3e-38, 1];
   const random = seededRandom(2024);
@@ -560,70 +375,43 @@ async function factorsOutOfRange(backend: Backend, training: boolean) {
     x[i] = (random() * 2 - 1) * stds[j] + (j === 1 ? 0.5 : 0);
     dy[i] = (random() * 2 - 1) * (n === 2 ? 1e38 : 1);
   }
-  const layer = new SwitchNorm2d(c, { backend, eps: 0 });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([1e33, 3e38, 10, 0.9]),
     bias: new Float32Array([0.5, -3e38, 0.1, -0.2]),
     mean_weight: new Float32Array([1.5, -0.5, -1]),
     var_weight: new Float32Array([2, -1, -2]),
     running_mean: new Float32Array([0, 0.5, 0, 0.1]),
     running_var: new Float32Array([1e-13, 0.3, 1e-75, 1.2]),
-  });
-  layer.train(training);
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
+  };
+  return { layer: "2d", shape, options: { eps: 0 }, state, training, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (const training of [true, false]) {
-    rangeTest(
-      backend,
-      `rows whose gamma / std, gamma with beta, or dy leave float32's range match the float64 reference (${
-        training ? "training" : "evaluation"
-      })`,
-      async () => {
-        const want = await factorsOutOfRange("reference", training);
-        const got = await factorsOutOfRange(backend, training);
-        assertClose(got.y, want.y, Y, "y");
-        assertClose(got.dx, want.dx, GRAD, "dx");
-        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertClose(got.grads[k], want.grads[k], GRAD, `grad of ${k}`);
-        }
-      },
-    );
-  }
+for (const training of [true, false]) {
+  rangeTests(
+    `rows whose gamma / std, gamma with beta, or dy leave float32's range match the float64 reference (${
+      training ? "training" : "evaluation"
+    })`,
+    async (backend) => {
+      const { want, got } = await runBoth(factorsOutOfRange(training), backend);
+      assertOutputsClose(got, want, { y: Y, dx: GRAD, grads: GRAD });
+    },
+  );
 }
 
 /**
- * assertClose per channel (4 channels, `inner` elements each per sample) with atol scaled by the
- * channel's largest finite |expected|: y and dx are accurate to float32 rounding of their row's
- * scale (gamma (x - mu) / std, 1e33 here), not of each element (an element near the mean is a
- * difference of that scale; the tolerances' atol is for a scale of 1).
+ * y and dx per channel (`inner` floats per sample each), within float32 rounding of the
+ * channel's scale (atol times its largest finite |expected|), and the gradients to GRAD.
  */
-function assertChannelsClose(
-  got: Float32Array,
-  want: Float32Array,
-  tol: Tolerance,
-  inner: number,
-  what: string,
-): void {
-  for (let c = 0; c < 4; c++) {
-    const g: number[] = [], w: number[] = [];
-    for (let i = 0; i < want.length; i++) {
-      if (Math.floor(i / inner) % 4 === c) {
-        g.push(got[i]);
-        w.push(want[i]);
-      }
-    }
-    const scale = Math.max(1, ...w.map((v) => Number.isFinite(v) ? Math.abs(v) : 0));
-    const scaled = {
-      ...tol,
-      atol: tol.atol * scale,
-      why: `${tol.why}, atol times the channel's scale`,
-    };
-    assertClose(g, w, scaled, `${what}, channel ${c}`);
-  }
+function perChannel(channels: number, inner: number) {
+  return { y: { tol: Y, channels, inner }, dx: { tol: GRAD, channels, inner }, grads: GRAD };
+}
+
+/**
+ * y and dx per row of `inner` floats, within float32 rounding of the row's scale (atol times its
+ * largest finite |expected|), and the gradients to GRAD.
+ */
+function perRow(inner: number) {
+  return { y: { tol: Y, rows: inner }, dx: { tol: GRAD, rows: inner }, grads: GRAD };
 }
 
 /**
@@ -635,8 +423,8 @@ function assertChannelsClose(
  * dy near 3e38 in one sample; and gamma / std ~ 2^79 with dy ~ 7e11 of one sign, where
  * gamma s sum(dy) (dL/dmu of a row of 5000) passes float32 while dx and the gradients fit.
  */
-async function factorsOutOfRangeLayouts(backend: Backend, training: boolean) {
-  const out: { y: Float32Array; dx: Float32Array; grads: Record<string, Float32Array> }[] = [];
+function factorsOutOfRangeLayouts(training: boolean): LayerCall[] {
+  const out: LayerCall[] = [];
   const cases = [
     { std: 1e-6, weight: [1e33, -1e33, 10, 0.9], bias: [0.5, 0.25, 0.1, -0.2] },
     { std: 1, weight: [3e38, -3e38, 1e33, 0.9], bias: [-3e38, 3e38, 0.1, -0.2] },
@@ -667,47 +455,37 @@ async function factorsOutOfRangeLayouts(backend: Backend, training: boolean) {
           dy[i] = (1 + 0.3 * u + 0.2 * v) * dyScale;
         }
       }
-      const layer = layout === "1d"
-        ? new SwitchNorm1d(c, { backend, eps: 0 })
-        : new SwitchNorm2d(c, { backend, eps: 0 });
-      layer.loadStateDict({
+      const state = {
         weight: new Float32Array(weight),
         bias: new Float32Array(bias),
         mean_weight: new Float32Array(layout === "1d" ? [1, -0.5] : [1.5, -0.5, -1]),
         var_weight: new Float32Array(layout === "1d" ? [0.5, -1] : [2, -1, -2]),
         running_mean: new Float32Array([0, 0.01 * std, 0, -0.01 * std]),
         running_var: new Float32Array([1, 0.5, 2, 1.5].map((v) => v * std * std)),
-      });
-      layer.train(training);
-      const y = await layer.forward(x, shape, { keepForBackward: true });
-      const dx = await layer.backward(dy);
-      out.push({ y, dx, grads: layer.grads as unknown as Record<string, Float32Array> });
+      };
+      const layer = layout === "1d" ? "1d" : "2d";
+      out.push({ layer, shape, options: { eps: 0 }, state, training, x, dy });
     }
   }
   return out;
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (const training of [true, false]) {
-    rangeTest(
-      backend,
-      `SwitchNorm1d elements and rows longer than one segment whose gamma / std or gamma with beta leave float32's range match the float64 reference (${
-        training ? "training" : "evaluation"
-      })`,
-      async () => {
-        const want = await factorsOutOfRangeLayouts("reference", training);
-        const got = await factorsOutOfRangeLayouts(backend, training);
-        for (let k = 0; k < want.length; k++) {
-          const inner = want[k].y.length === 24 ? 1 : 5000;
-          assertChannelsClose(got[k].y, want[k].y, Y, inner, `call ${k}: y`);
-          assertChannelsClose(got[k].dx, want[k].dx, GRAD, inner, `call ${k}: dx`);
-          for (const p of ["weight", "bias", "mean_weight", "var_weight"]) {
-            assertClose(got[k].grads[p], want[k].grads[p], GRAD, `call ${k}: grad of ${p}`);
-          }
-        }
-      },
-    );
-  }
+for (const training of [true, false]) {
+  rangeTests(
+    `SwitchNorm1d elements and rows longer than one segment whose gamma / std or gamma with beta leave float32's range match the float64 reference (${
+      training ? "training" : "evaluation"
+    })`,
+    async (backend) => {
+      for (const [k, call] of factorsOutOfRangeLayouts(training).entries()) {
+        const { want, got } = await runBoth(call, backend);
+        const inner = want.y.length === 24 ? 1 : 5000;
+        assertOutputsClose(got, want, {
+          what: `call ${k}`,
+          ...perChannel(4, inner),
+        });
+      }
+    },
+  );
 }
 
 /**
@@ -716,59 +494,42 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * size (|x - mu| / std up to 1e30) while the data's own |x| is ordinary. Both layouts, and rows
  * of 16 and of 4900 floats, 4 channels. y, dx and the gradients must be the float64
  * reference's; y and dx per channel to float32 rounding of the channel's scale (an element of
- * channel 0's dx is a difference of terms of ~|mu| / std, see assertChannelsClose).
+ * channel 0's dx is a difference of terms of ~|mu| / std, see Check in tests/_range_compare.ts).
  */
-async function farRunningMean(
+async function assertFarRunningMean(
   backend: Backend,
   layout: "1d" | "2d",
-  shape: number[],
+  shape: readonly number[],
   mean0: number,
-) {
+): Promise<void> {
   const c = shape[1], count = shape.reduce((a, b) => a * b);
   const x = Float32Array.from({ length: count }, (_, i) => Math.cos(i * 0.37 + 1));
   const dy = Float32Array.from({ length: count }, (_, i) => Math.cos(i * 0.37));
-  const layer = layout === "1d"
-    ? new SwitchNorm1d(c, { backend })
-    : new SwitchNorm2d(c, { backend });
   const runningMean = new Float32Array(c);
   runningMean[0] = mean0;
-  layer.loadStateDict({ running_mean: runningMean, running_var: new Float32Array(c).fill(1) }, {
-    strict: false,
+  const state = { running_mean: runningMean, running_var: new Float32Array(c).fill(1) };
+  const call: LayerCall = { layer: layout, shape, state, partial: true, training: false, x, dy };
+  const { want, got } = await runBoth(call, backend);
+  const inner = shape.slice(2).reduce((a, b) => a * b, 1);
+  assertOutputsClose(got, want, {
+    suffix: ` (running_mean[0] ${mean0})`,
+    ...perChannel(4, inner),
   });
-  layer.eval();
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (
-    const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]], ["1d", [6, 4]]] as const
-  ) {
-    rangeTest(
-      backend,
-      `an evaluation on a running_mean 1e13 to 1e30 away from data of std 1 matches the float64 reference (${layout} ${
-        JSON.stringify(shape)
-      })`,
-      async () => {
-        for (const mean0 of [1e13, 1e21, -1e25, 1e30]) {
-          const want = await farRunningMean("reference", layout, [...shape], mean0);
-          const got = await farRunningMean(backend, layout, [...shape], mean0);
-          const inner = shape.slice(2).reduce((a, b) => a * b, 1);
-          assertChannelsClose(got.y, want.y, Y, inner, `y (running_mean[0] ${mean0})`);
-          assertChannelsClose(got.dx, want.dx, GRAD, inner, `dx (running_mean[0] ${mean0})`);
-          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-            assertClose(
-              got.grads[k],
-              want.grads[k],
-              GRAD,
-              `grad of ${k} (running_mean[0] ${mean0})`,
-            );
-          }
-        }
-      },
-    );
-  }
+for (
+  const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]], ["1d", [6, 4]]] as const
+) {
+  rangeTests(
+    `an evaluation on a running_mean 1e13 to 1e30 away from data of std 1 matches the float64 reference (${layout} ${
+      JSON.stringify(shape)
+    })`,
+    async (backend) => {
+      for (const mean0 of [1e13, 1e21, -1e25, 1e30]) {
+        await assertFarRunningMean(backend, layout, shape, mean0);
+      }
+    },
+  );
 }
 
 /**
@@ -782,90 +543,50 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * float32's largest: the infinity of the value's sign). (The bias gradient of the first case's
  * channel 5 is another fault: left out.)
  */
-async function fuzzedFarMean(backend: Backend, file: string) {
+async function fuzzedFarMean(file: string): Promise<LayerCall> {
   const p = JSON.parse(await Deno.readTextFile(new URL(file, import.meta.url)));
-  const layer = new SwitchNorm1d(p.shape[1], { backend, eps: p.eps });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array(p.weight),
     bias: new Float32Array(p.bias),
     mean_weight: new Float32Array(p.mw),
     var_weight: new Float32Array(p.vw),
     running_mean: new Float32Array(p.rm),
     running_var: new Float32Array(p.rv),
-  });
-  layer.eval();
-  const y = await layer.forward(new Float32Array(p.xs), p.shape, { keepForBackward: true });
-  const dx = await layer.backward(new Float32Array(p.dy));
-  return { y, dx, grads: layer.grads, c: p.shape[1] as number };
+  };
+  const x = new Float32Array(p.xs), dy = new Float32Array(p.dy);
+  return { layer: "1d", shape: p.shape, options: { eps: p.eps }, state, training: false, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "evaluations whose running_mean lies far from the units of the rows it mixes with match the float64 reference (fuzzed cases)",
-    async () => {
-      for (const file of ["./_far_mean_case.json", "./_far_mean_case_2.json"]) {
-        const want = await fuzzedFarMean("reference", file);
-        const got = await fuzzedFarMean(backend, file);
-        const c = want.c;
-        for (
-          const [what, g, w, tol] of [["y", got.y, want.y, Y], [
-            "dx",
-            got.dx,
-            want.dx,
-            GRAD,
-          ]] as const
-        ) {
-          for (let k = 0; k < c; k++) { // layout 1d: element i is of channel i % C
-            const gc = g.filter((_, i) => i % c === k), wc = w.filter((_, i) => i % c === k);
-            const scale = Math.max(
-              1,
-              ...Array.from(wc, (v) => Number.isFinite(v) ? Math.abs(v) : 0),
-            );
-            assertClose(gc, wc, {
-              ...tol,
-              atol: tol.atol * scale,
-              why: `${tol.why}, atol times the channel's scale`,
-            }, `${file}: ${what}, channel ${k}`);
-          }
-        }
-        for (const k of ["weight", "mean_weight", "var_weight"] as const) {
-          assertClose(got.grads[k], want.grads[k], GRAD, `${file}: grad of ${k}`);
-        }
+rangeTests(
+  "evaluations whose running_mean lies far from the units of the rows it mixes with match the float64 reference (fuzzed cases)",
+  async (backend) => {
+    for (const file of ["./_far_mean_case.json", "./_far_mean_case_2.json"]) {
+      const call = await fuzzedFarMean(file);
+      const { want, got } = await runBoth(call, backend);
+      const c = call.shape[1]; // layout 1d: element i is of channel i % C
+      assertOutputsClose(got, want, {
+        what: file,
+        ...perChannel(c, 1),
+        gradKeys: ["weight", "mean_weight", "var_weight"],
+      });
+    }
+  },
+);
+
+for (
+  const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]]] as const
+) {
+  rangeTests(
+    `an evaluation on a running_mean 1e38 to 3e38 away from data of std 1 matches the float64 reference (${layout} ${
+      JSON.stringify(shape)
+    })`,
+    async (backend) => {
+      // |x - mu| ~ 3e37 over a std of 1: sum dy (x - mu) over a row leaves float32.
+      for (const mean0 of [1e38, -1e38, 3e38]) {
+        await assertFarRunningMean(backend, layout, shape, mean0);
       }
     },
   );
-}
-
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (
-    const [layout, shape] of [["2d", [2, 4, 4, 4]], ["2d", [2, 4, 70, 70]]] as const
-  ) {
-    rangeTest(
-      backend,
-      `an evaluation on a running_mean 1e38 to 3e38 away from data of std 1 matches the float64 reference (${layout} ${
-        JSON.stringify(shape)
-      })`,
-      async () => {
-        // |x - mu| ~ 3e37 over a std of 1: sum dy (x - mu) over a row leaves float32.
-        for (const mean0 of [1e38, -1e38, 3e38]) {
-          const want = await farRunningMean("reference", layout, [...shape], mean0);
-          const got = await farRunningMean(backend, layout, [...shape], mean0);
-          const inner = shape.slice(2).reduce((a, b) => a * b, 1);
-          assertChannelsClose(got.y, want.y, Y, inner, `y (running_mean[0] ${mean0})`);
-          assertChannelsClose(got.dx, want.dx, GRAD, inner, `dx (running_mean[0] ${mean0})`);
-          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-            assertClose(
-              got.grads[k],
-              want.grads[k],
-              GRAD,
-              `grad of ${k} (running_mean[0] ${mean0})`,
-            );
-          }
-        }
-      },
-    );
-  }
 }
 
 /**
@@ -875,7 +596,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * sum(dy (x - mu)) (dL/dvar of a row, ~2^180) leaves float32 where dx and the gradients fit.
  * gamma 1 and 1.99 (a mantissa in [1, 2)), training and an evaluation on loaded buffers.
  */
-async function tinyMixedStd(backend: Backend, training: boolean, gamma: number) {
+function tinyMixedStd(training: boolean, gamma: number): LayerCall {
   const [n, c, m] = [3, 4, 300], shape = [n, c, 1, m];
   const random = seededRandom(3);
   const x = new Float32Array(n * c * m), dy = new Float32Array(n * c * m);
@@ -883,41 +604,31 @@ async function tinyMixedStd(backend: Backend, training: boolean, gamma: number) 
     x[i] = 0.5 + Math.floor(i / m) * 0.25;
     dy[i] = (1 + 0.05 * random()) * 2 ** 39.99;
   }
-  const layer = new SwitchNorm2d(c, { backend, eps: 2 ** -126 });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([gamma, gamma, -gamma, 1.5]),
     bias: new Float32Array(c),
     mean_weight: new Float32Array([0, 0.5, 0.2]),
     var_weight: new Float32Array([30, -30, -30]),
     running_mean: new Float32Array([0.1, 0.2, 0.3, 0.4]),
     running_var: new Float32Array([0, 0, 1e-38, 0]),
-  });
-  layer.train(training);
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads, inner: m };
+  };
+  return { layer: "2d", shape, options: { eps: 2 ** -126 }, state, training, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "rows whose mixed std is ~1e-26 of their terms' (dL/dvar beyond float32, dx within it) match the float64 reference",
-    async () => {
-      for (const training of [true, false]) {
-        for (const gamma of [1, 1.99]) {
-          const what = `${training ? "training" : "evaluation"}, gamma ${gamma}`;
-          const want = await tinyMixedStd("reference", training, gamma);
-          const got = await tinyMixedStd(backend, training, gamma);
-          assertChannelsClose(got.y, want.y, Y, want.inner, `${what}: y`);
-          assertChannelsClose(got.dx, want.dx, GRAD, want.inner, `${what}: dx`);
-          for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-            assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
-          }
-        }
+rangeTests(
+  "rows whose mixed std is ~1e-26 of their terms' (dL/dvar beyond float32, dx within it) match the float64 reference",
+  async (backend) => {
+    for (const training of [true, false]) {
+      for (const gamma of [1, 1.99]) {
+        const { want, got } = await runBoth(tinyMixedStd(training, gamma), backend);
+        assertOutputsClose(got, want, {
+          what: `${training ? "training" : "evaluation"}, gamma ${gamma}`,
+          ...perChannel(4, 300),
+        });
       }
-    },
-  );
-}
+    }
+  },
+);
 
 /**
  * SwitchNorm3d without BN on [4, 2, 1, 1, 145] whose samples repeat one value each (4.2e23,
@@ -925,42 +636,31 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * eps alone, whose value in the unit of 4.2e23 (2^-163) lies below float32's range. y must be
  * beta and dx = gamma dy / sqrt(eps) (every mean term cancels), as the reference has them.
  */
-async function repeatedValues(backend: Backend, training: boolean) {
+function repeatedValues(training: boolean): LayerCall {
   const shape = [4, 2, 1, 1, 145], per = 2 * 145, values = [4.2e23, -1e15, 3e38, 0.5];
   const random = seededRandom(111);
   const x = Float32Array.from({ length: 4 * per }, (_, i) => values[Math.floor(i / per)]);
   const dy = Float32Array.from({ length: 4 * per }, () => random() * 2 - 1);
-  const layer = new SwitchNorm3d(2, { backend, eps: 1e-5, usingBN: false });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([0.68, -1.5]),
     bias: new Float32Array([0.21, -3]),
     mean_weight: new Float32Array([-1.4, 2]),
     var_weight: new Float32Array([-0.9, -1.8]),
-  });
-  layer.train(training);
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
+  };
+  const options = { eps: 1e-5, usingBN: false };
+  return { layer: "3d", shape, options, state, training, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "rows of one repeated value beyond 2^40 with eps 1e-5 give beta and the reference's dx",
-    async () => {
-      for (const training of [true, false]) {
-        const what = training ? "training" : "evaluation";
-        const want = await repeatedValues("reference", training);
-        const got = await repeatedValues(backend, training);
-        assertClose(got.y, want.y, Y, `${what}: y`);
-        assertClose(got.dx, want.dx, GRAD, `${what}: dx`);
-        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
-        }
-      }
-    },
-  );
-}
+rangeTests(
+  "rows of one repeated value beyond 2^40 with eps 1e-5 give beta and the reference's dx",
+  async (backend) => {
+    for (const training of [true, false]) {
+      const what = training ? "training" : "evaluation";
+      const { want, got } = await runBoth(repeatedValues(training), backend);
+      assertOutputsClose(got, want, { what, y: Y, dx: GRAD, grads: GRAD });
+    }
+  },
+);
 
 /**
  * Evaluations of SwitchNorm2d on [4, 1, 1, M] (fuzzed, then reduced) whose row 2 repeats one value
@@ -1012,7 +712,7 @@ const FAR_CASES: FarCase[] = [
   },
 ];
 
-async function farAboveRunningStd(backend: Backend, k: FarCase) {
+function farAboveRunningStd(k: FarCase): LayerCall {
   const shape = [4, 1, 1, k.m], m = k.m, rows = 4;
   const random = seededRandom(772);
   const x = Float32Array.from(
@@ -1029,38 +729,26 @@ async function farAboveRunningStd(backend: Backend, k: FarCase) {
       return (random() * 2 - 1 + (d > 1e30 ? 1.5 : 0)) * d; // one sign where ~1e32
     },
   );
-  const layer = new SwitchNorm2d(1, { backend, eps: k.eps });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([k.gamma]),
     bias: new Float32Array([0.07]),
     mean_weight: new Float32Array(k.mw),
     var_weight: new Float32Array(k.vw),
     running_mean: new Float32Array([k.rm]),
     running_var: new Float32Array([k.rv]),
-  });
-  layer.eval();
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
+  };
+  return { layer: "2d", shape, options: { eps: k.eps }, state, training: false, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "evaluations whose repeated values lie 1e29 running stds away from the running buffers match the float64 reference",
-    async () => {
-      for (const [n, k] of FAR_CASES.entries()) {
-        const want = await farAboveRunningStd("reference", k);
-        const got = await farAboveRunningStd(backend, k);
-        assertRowsClose(got.y, want.y, Y, k.m, `case ${n}: y`);
-        assertRowsClose(got.dx, want.dx, GRAD, k.m, `case ${n}: dx`);
-        for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertClose(got.grads[p], want.grads[p], GRAD, `case ${n}: grad of ${p}`);
-        }
-      }
-    },
-  );
-}
+rangeTests(
+  "evaluations whose repeated values lie 1e29 running stds away from the running buffers match the float64 reference",
+  async (backend) => {
+    for (const [n, k] of FAR_CASES.entries()) {
+      const { want, got } = await runBoth(farAboveRunningStd(k), backend);
+      assertOutputsClose(got, want, { what: `case ${n}`, ...perRow(k.m) });
+    }
+  },
+);
 
 /**
  * Evaluations of SwitchNorm3d on [4, 1, 1, 1, 119] (fuzzed, then reduced) on a running_mean of
@@ -1068,7 +756,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * beyond float32, while gamma 0.0124 keeps y (~8e36) within it. y, dx and the gradients must be
  * the float64 reference's (y and dx within float32 rounding of their row's scale).
  */
-async function beyondStdRange(backend: Backend) {
+function beyondStdRange(): LayerCall {
   const shape = [4, 1, 1, 1, 119], m = 119;
   const random = seededRandom(695);
   const values = [-2.69e-7, 0, 1.5e12, 1.5e-7];
@@ -1077,36 +765,24 @@ async function beyondStdRange(backend: Backend) {
     (_, i) => values[Math.floor(i / m)] || (random() * 2 - 1) * 5e-29,
   );
   const dy = Float32Array.from({ length: 4 * m }, () => (random() * 2 - 1) * 1e-2);
-  const layer = new SwitchNorm3d(1, { backend, eps: 0 });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([-0.0124]),
     bias: new Float32Array([0.213]),
     mean_weight: new Float32Array([-1.946, -0.49, 0.391]),
     var_weight: new Float32Array([2.605, -0.238, -0.264]),
     running_mean: new Float32Array([-1.88e30]),
     running_var: new Float32Array([7.18e-17]),
-  });
-  layer.eval();
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
+  };
+  return { layer: "3d", shape, options: { eps: 0 }, state, training: false, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "an evaluation whose |x - mu| / std passes float32's range under a gamma of 0.01 matches the float64 reference",
-    async () => {
-      const want = await beyondStdRange("reference");
-      const got = await beyondStdRange(backend);
-      assertRowsClose(got.y, want.y, Y, 119, `y`);
-      assertRowsClose(got.dx, want.dx, GRAD, 119, `dx`);
-      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
-      }
-    },
-  );
-}
+rangeTests(
+  "an evaluation whose |x - mu| / std passes float32's range under a gamma of 0.01 matches the float64 reference",
+  async (backend) => {
+    const { want, got } = await runBoth(beyondStdRange(), backend);
+    assertOutputsClose(got, want, perRow(119));
+  },
+);
 
 /**
  * An evaluation of SwitchNorm2d on [2, 1, 1, 283] (fuzzed, then reduced) on a subnormal
@@ -1114,7 +790,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * that row's mixed variance is the running_var's share alone (~2e-49). y, dx and the gradients
  * must be the float64 reference's (y and dx within float32 rounding of their row's scale).
  */
-async function subnormalRunningVar(backend: Backend) {
+function subnormalRunningVar(): LayerCall {
   const shape = [2, 1, 1, 283], m = 283;
   const random = seededRandom(1370);
   const x = Float32Array.from(
@@ -1122,36 +798,24 @@ async function subnormalRunningVar(backend: Backend) {
     (_, i) => i < m ? 6.34e-7 : (random() * 2 - 1) * 1.6e-5,
   );
   const dy = Float32Array.from({ length: 2 * m }, () => (random() * 2 - 1) * 1e3);
-  const layer = new SwitchNorm2d(1, { backend, eps: 0 });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([-2.1e-19]),
     bias: new Float32Array([0.5]),
     mean_weight: new Float32Array([0.918, -1.511, -1.177]),
     var_weight: new Float32Array([22.41, 1.565, 2.79]),
     running_mean: new Float32Array([1.95e8]),
     running_var: new Float32Array([7.87e-41]),
-  });
-  layer.eval();
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
+  };
+  return { layer: "2d", shape, options: { eps: 0 }, state, training: false, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "an evaluation on a subnormal running_var matches the float64 reference",
-    async () => {
-      const want = await subnormalRunningVar("reference");
-      const got = await subnormalRunningVar(backend);
-      assertRowsClose(got.y, want.y, Y, 283, `y`);
-      assertRowsClose(got.dx, want.dx, GRAD, 283, `dx`);
-      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
-      }
-    },
-  );
-}
+rangeTests(
+  "an evaluation on a subnormal running_var matches the float64 reference",
+  async (backend) => {
+    const { want, got } = await runBoth(subnormalRunningVar(), backend);
+    assertOutputsClose(got, want, perRow(283));
+  },
+);
 
 /**
  * SwitchNorm2d without BN on [1, 2, 1, 167] (reduced from a fuzzed case): channel 0 of std ~1.3
@@ -1161,7 +825,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * (1.4e35), dx and the weight and bias gradients fit (var_weight's is +-Infinity). Training and
  * evaluation; every result as the float64 reference has it.
  */
-async function dotsOutOfRange(backend: Backend, training: boolean) {
+function dotsOutOfRange(training: boolean): LayerCall {
   const shape = [1, 2, 1, 167], m = 167;
   const random = seededRandom(913);
   const x = Float32Array.from(
@@ -1172,53 +836,26 @@ async function dotsOutOfRange(backend: Backend, training: boolean) {
     { length: 2 * m },
     (_, i) => (random() * 2 - 1) * (i < m ? 5.8e11 : 9e17),
   );
-  const layer = new SwitchNorm2d(2, { backend, eps: 1e-5, usingBN: false });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([9.06e30, 1.056]),
     bias: new Float32Array([-0.0068, -0.093]),
     mean_weight: new Float32Array([1.614, 14.85]),
     var_weight: new Float32Array([-2.53, -0.131]),
-  });
-  layer.train(training);
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
+  };
+  const options = { eps: 1e-5, usingBN: false };
+  return { layer: "2d", shape, options, state, training, x, dy };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "rows whose importance-logit dot products pass float32's range give the reference's logit gradients",
-    async () => {
-      for (const training of [true, false]) {
-        const what = training ? "training" : "evaluation";
-        const want = await dotsOutOfRange("reference", training);
-        const got = await dotsOutOfRange(backend, training);
-        assertRowsClose(got.y, want.y, Y, 167, `${what}: y`);
-        assertRowsClose(got.dx, want.dx, GRAD, 167, `${what}: dx`);
-        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertClose(got.grads[k], want.grads[k], GRAD, `${what}: grad of ${k}`);
-        }
-      }
-    },
-  );
-}
-
-/** assertClose per row of `inner` floats, atol times the row's largest finite |expected|. */
-function assertRowsClose(
-  got: Float32Array,
-  want: Float32Array,
-  tol: Tolerance,
-  inner: number,
-  what: string,
-): void {
-  for (let r = 0; r * inner < want.length; r++) {
-    const g = got.subarray(r * inner, (r + 1) * inner),
-      w = want.subarray(r * inner, (r + 1) * inner);
-    const scale = Math.max(1, ...Array.from(w, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
-    assertClose(g, w, { ...tol, atol: tol.atol * scale }, `${what}, row ${r}`);
-  }
-}
+rangeTests(
+  "rows whose importance-logit dot products pass float32's range give the reference's logit gradients",
+  async (backend) => {
+    for (const training of [true, false]) {
+      const what = training ? "training" : "evaluation";
+      const { want, got } = await runBoth(dotsOutOfRange(training), backend);
+      assertOutputsClose(got, want, { what, ...perRow(167) });
+    }
+  },
+);
 
 /**
  * An evaluation of SwitchNorm3d on [2, 2, 1, 1, 40] (a fuzzed case, its data redrawn with the
@@ -1228,7 +865,7 @@ function assertRowsClose(
  * importance-logit dot products) pass float32 in the rows' wide records. The logit gradients are
  * +-Infinity in the reference (NaN before); y, dx, the weight and bias gradients fit.
  */
-async function farTermsDots(backend: Backend) {
+function farTermsDots(): LayerCall {
   const shape = [2, 2, 1, 1, 40], m = 40;
   const random = seededRandom(556);
   const xs = [
@@ -1245,138 +882,57 @@ async function farTermsDots(backend: Backend) {
   ];
   const x = Float32Array.from({ length: 4 * m }, (_, i) => xs[Math.floor(i / m)](random()));
   const dy = Float32Array.from({ length: 4 * m }, (_, i) => dys[Math.floor(i / m)](random()));
-  const layer = new SwitchNorm3d(2, { backend, eps: 0 });
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([-2.124e13, -1.764e25]),
     bias: new Float32Array([-0.403, 0.0323]),
     mean_weight: new Float32Array([24.4, 0.565, 1.542]),
     var_weight: new Float32Array([0.686, 2.74, -2.842]),
     running_mean: new Float32Array([-4.2e36, -4.584]),
     running_var: new Float32Array([2.82e9, 1.894e-4]),
-  });
-  layer.eval();
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  return { y, dx, grads: layer.grads };
-}
-
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "an evaluation whose rows' logit dot products pass float32 in their wide records matches the float64 reference",
-    async () => {
-      const want = await farTermsDots("reference");
-      const got = await farTermsDots(backend);
-      assertRowsClose(got.y, want.y, Y, 40, "y");
-      assertRowsClose(got.dx, want.dx, GRAD, 40, "dx");
-      for (const p of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertClose(got.grads[p], want.grads[p], GRAD, `grad of ${p}`);
-      }
-    },
-  );
-}
-
-/**
- * A call of the range property test (tests/range_property_test.ts) with its parameters given:
- * loaded state, one training step on x (forward, running update, backward), then an evaluation
- * forward and backward on xEval over the running buffers that step left.
- */
-interface EvalCase {
-  layer: "1d" | "2d";
-  shape: number[];
-  eps: number;
-  x: Float32Array;
-  xEval: Float32Array;
-  dy: Float32Array;
-  weight: Float32Array;
-  bias: Float32Array;
-  mean_weight: Float32Array;
-  var_weight: Float32Array;
-  running_mean: Float32Array;
-  running_var: Float32Array;
-}
-
-async function stepThenEvaluate(kase: EvalCase, backend: Backend) {
-  const c = kase.shape[1];
-  const layer = kase.layer === "1d"
-    ? new SwitchNorm1d(c, { backend, eps: kase.eps })
-    : new SwitchNorm2d(c, { backend, eps: kase.eps });
-  const { weight, bias, mean_weight, var_weight, running_mean, running_var } = kase;
-  layer.loadStateDict({ weight, bias, mean_weight, var_weight, running_mean, running_var });
-  const copy = () => {
-    const g = layer.grads;
-    return {
-      weight: g.weight.slice(),
-      bias: g.bias.slice(),
-      mean_weight: g.mean_weight.slice(),
-      var_weight: g.var_weight.slice(),
-    };
   };
-  layer.train(true);
-  const y = await layer.forward(kase.x, kase.shape, { keepForBackward: true });
-  const dx = await layer.backward(kase.dy);
-  const grads = copy();
-  const runningMean = layer.running_mean.slice(), runningVar = layer.running_var.slice();
-  layer.train(false);
-  layer.zeroGrad();
-  const yEval = await layer.forward(kase.xEval, kase.shape, { keepForBackward: true });
-  const dxEval = await layer.backward(kase.dy);
-  return { y, dx, grads, runningMean, runningVar, yEval, dxEval, gradsEval: copy() };
+  return { layer: "3d", shape, options: { eps: 0 }, state, training: false, x, dy };
 }
 
+rangeTests(
+  "an evaluation whose rows' logit dot products pass float32 in their wide records matches the float64 reference",
+  async (backend) => {
+    const { want, got } = await runBoth(farTermsDots(), backend);
+    assertOutputsClose(got, want, perRow(40));
+  },
+);
+
 /**
- * Holds `backend` to the reference on an EvalCase as the property test does: y to Y_SCALED of
- * its terms (at least 1), the running buffers relatively (RUNNING's rtol, no absolute floor: a
- * subnormal running_var must be kept, not flushed), dx and the gradients to GRAD_SCALED of their
- * term scales, in training and in the evaluation on the reference's running buffers.
+ * Holds `backend` to the reference on a call of the range property test (tests/range_property_test.ts)
+ * with its parameters given (loaded state, one training step on x, then an evaluation forward and
+ * backward on xEval over the running buffers that step left) as the property test does: y to
+ * Y_SCALED of its terms (at least 1), the running buffers relatively (RUNNING's rtol, no absolute
+ * floor: a subnormal running_var must be kept, not flushed), dx and the gradients to GRAD_SCALED
+ * of their term scales, in training and in the evaluation on the reference's running buffers.
  */
-async function assertStepThenEvaluate(kase: EvalCase, backend: Backend): Promise<void> {
-  const want = await stepThenEvaluate(kase, "reference");
-  const got = await stepThenEvaluate(kase, backend);
-  const [n, c] = kase.shape;
-  const scales = (training: boolean, x: Float32Array) =>
-    termScales({
-      layout: kase.layer === "1d" ? "1d" : "nd",
-      n,
-      c,
-      m: x.length / (n * c),
-      eps: kase.eps,
-      usingBN: true,
-      training,
-      x,
-      dy: kase.dy,
-      weight: kase.weight,
-      bias: kase.bias,
-      meanLogits: kase.mean_weight,
-      varLogits: kase.var_weight,
-      runningMean: want.runningMean,
-      runningVar: want.runningVar,
-    });
+async function assertStepThenEvaluate(kase: LayerCall, backend: Backend): Promise<void> {
+  const { want, got } = await runBoth(kase, backend);
   const atLeast1 = (t: Float64Array) => t.map((v) => Math.max(1, v));
   for (
-    const [mode, s, y, w] of [
-      ["training", scales(true, kase.x), got.y, want.y],
-      ["evaluation", scales(false, kase.xEval), got.yEval, want.yEval],
-    ] as const
+    const [mode, g, w] of [["training", got, want], [
+      "evaluation",
+      got.evaluation!,
+      want.evaluation!,
+    ]] as const
   ) {
-    assertCloseToScale(y, w, atLeast1(s.y), Y_SCALED, `${mode}: y`);
-    const [dx, dxWant] = mode === "training" ? [got.dx, want.dx] : [got.dxEval, want.dxEval];
-    assertCloseToScale(dx, dxWant, s.dx, GRAD_SCALED, `${mode}: dx`);
-    const [g, gw] = mode === "training" ? [got.grads, want.grads] : [got.gradsEval, want.gradsEval];
-    for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-      assertCloseToScale(g[k], gw[k], s[k], GRAD_SCALED, `${mode}: grad of ${k}`);
-    }
-    if (mode === "training") {
-      const exact = { ...RUNNING, atol: 0, why: `${RUNNING.why} (no absolute floor here)` };
-      assertClose(got.runningMean, want.runningMean, exact, "running_mean");
-      assertClose(got.runningVar, want.runningVar, exact, "running_var");
-    }
+    assertOutputsClose(g, w, {
+      what: mode,
+      y: { tol: Y_SCALED, scale: atLeast1(w.scales!.y) },
+      ...gradsToScale(w.scales),
+    });
   }
+  const exact = { ...RUNNING, atol: 0, why: `${RUNNING.why} (no absolute floor here)` };
+  assertOutputsClose(got, want, { runningMean: exact, runningVar: exact });
 }
 
 /**
- * An EvalCase of x = (uniform + offset) * std, with `stds` per sample or per (n, c) row, dy =
- * uniform * dyScale, gamma uniform over [0.5, 1.5) * `gamma`, logits uniform over +-`logits`.
+ * A training step then an evaluation (assertStepThenEvaluate) of x = (uniform + offset) * std,
+ * with `stds` per sample or per (n, c) row, dy = uniform * dyScale, gamma uniform over
+ * [0.5, 1.5) * `gamma`, logits uniform over +-`logits`.
  */
 function evalCase(
   p: {
@@ -1392,7 +948,7 @@ function evalCase(
     runningVar: number[];
     seed: number;
   },
-): EvalCase {
+): LayerCall {
   const random = seededRandom(p.seed);
   const c = p.shape[1], len = p.shape.reduce((a, b) => a * b, 1), per = len / p.stds.length;
   const x = new Float32Array(len), xEval = new Float32Array(len), dy = new Float32Array(len);
@@ -1404,19 +960,25 @@ function evalCase(
   }
   const k = p.layer === "2d" ? 3 : 2;
   const spread = () => (random() * 2 - 1) * p.logits;
-  return {
-    layer: p.layer,
-    shape: p.shape,
-    eps: p.eps,
-    x,
-    xEval,
-    dy,
+  const state = {
     weight: Float32Array.from({ length: c }, () => (0.5 + random()) * p.gamma),
     bias: Float32Array.from({ length: c }, () => random() * 2 - 1),
     mean_weight: Float32Array.from({ length: k }, spread),
     var_weight: Float32Array.from({ length: k }, spread),
     running_mean: Float32Array.from(p.runningMean),
     running_var: Float32Array.from(p.runningVar),
+  };
+  return {
+    layer: p.layer,
+    shape: p.shape,
+    options: { eps: p.eps },
+    state,
+    training: true,
+    x,
+    dy,
+    xEval,
+    running: true,
+    scales: true,
   };
 }
 
@@ -1457,15 +1019,12 @@ const SUBNORMAL_RUNNING: Parameters<typeof evalCase>[0][] = [
   },
 ];
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "a training step that leaves running_var subnormal keeps it, and an eps 0 evaluation on it matches the float64 reference",
-    async () => {
-      for (const p of SUBNORMAL_RUNNING) await assertStepThenEvaluate(evalCase(p), backend);
-    },
-  );
-}
+rangeTests(
+  "a training step that leaves running_var subnormal keeps it, and an eps 0 evaluation on it matches the float64 reference",
+  async (backend) => {
+    for (const p of SUBNORMAL_RUNNING) await assertStepThenEvaluate(evalCase(p), backend);
+  },
+);
 
 /**
  * Issue 10, found by the range property test (34 of its 150 cases): an evaluation on a
@@ -1474,30 +1033,27 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * s is 0, so y = beta and dx = 0 exactly in the reference. WebGPU gave dx ~1e-19 (dy gamma over
  * the square root of the 2^127 that stands for the infinite variance).
  */
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "an evaluation on a running_var of +Infinity gives beta and a dx of 0, as the float64 reference does",
-    async () => {
-      const stds = [1, 0.5, 2, 1, 3, 1, 1, 1e22, 1, 0.7];
-      for (const eps of [0, 1e-5]) {
-        const kase = evalCase({
-          layer: "1d",
-          shape: [10, 6],
-          eps,
-          stds,
-          gamma: 1,
-          dyScale: 1,
-          logits: 1,
-          runningMean: [0, 0, 0, 0, 0, 0],
-          runningVar: [1, 1, 1, 1, 1, 1],
-          seed: 4,
-        });
-        await assertStepThenEvaluate(kase, backend);
-      }
-    },
-  );
-}
+rangeTests(
+  "an evaluation on a running_var of +Infinity gives beta and a dx of 0, as the float64 reference does",
+  async (backend) => {
+    const stds = [1, 0.5, 2, 1, 3, 1, 1, 1e22, 1, 0.7];
+    for (const eps of [0, 1e-5]) {
+      const kase = evalCase({
+        layer: "1d",
+        shape: [10, 6],
+        eps,
+        stds,
+        gamma: 1,
+        dyScale: 1,
+        logits: 1,
+        runningMean: [0, 0, 0, 0, 0, 0],
+        runningVar: [1, 1, 1, 1, 1, 1],
+        seed: 4,
+      });
+      await assertStepThenEvaluate(kase, backend);
+    }
+  },
+);
 
 /**
  * Issue 10, found by the range property test: importance-logit gradients far below the units of
@@ -1507,28 +1063,25 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * row record's unit that of dy, 2^50), so WebGPU's var_weight gradient was 0 where the reference
  * has -2.5e-35 (term scale 2.7e-34), in training and in the evaluation after it.
  */
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "var_weight gradients ~1e-35 under dy 1e15 and gamma 1e-6 over rows of std 1e-20 match the float64 reference",
-    async () => {
-      const kase = evalCase({
-        layer: "2d",
-        shape: [1, 4, 6, 4],
-        eps: 1e-5,
-        stds: [1e-20, 3e-24, 2e-17, 5e-21],
-        offset: 10,
-        gamma: 1e-6,
-        dyScale: 1e15,
-        logits: 5,
-        runningMean: [0, 0, 0, 0],
-        runningVar: [1, 1, 1, 1],
-        seed: 598011073,
-      });
-      await assertStepThenEvaluate(kase, backend);
-    },
-  );
-}
+rangeTests(
+  "var_weight gradients ~1e-35 under dy 1e15 and gamma 1e-6 over rows of std 1e-20 match the float64 reference",
+  async (backend) => {
+    const kase = evalCase({
+      layer: "2d",
+      shape: [1, 4, 6, 4],
+      eps: 1e-5,
+      stds: [1e-20, 3e-24, 2e-17, 5e-21],
+      offset: 10,
+      gamma: 1e-6,
+      dyScale: 1e15,
+      logits: 5,
+      runningMean: [0, 0, 0, 0],
+      runningVar: [1, 1, 1, 1],
+      seed: 598011073,
+    });
+    await assertStepThenEvaluate(kase, backend);
+  },
+);
 
 /**
  * Issue 10, found by tests/fuzz/nd_range_fuzz.ts (seed 1370): an evaluation with eps 0 on a
@@ -1538,7 +1091,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * dx ~1e40 (+-Infinity) in the reference. WebGPU kept such buffers unscaled (their mean is
  * ordinary), so the subnormal variance was flushed to 0: y, dx and the gradients NaN.
  */
-async function subnormalRunningVarBesideMean(backend: Backend) {
+function subnormalRunningVarBesideMean(): LayerCall {
   const shape = [2, 1, 1, 283], m = 283;
   const random = seededRandom(1370);
   const x = Float32Array.from(
@@ -1557,57 +1110,21 @@ async function subnormalRunningVarBesideMean(backend: Backend) {
     running_mean: new Float32Array([194916944]),
     running_var: new Float32Array([7.870953344266065e-41]),
   };
-  const layer = new SwitchNorm2d(1, { backend, eps: 0 });
-  layer.loadStateDict(state);
-  layer.eval();
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  const scales = termScales({
-    layout: "nd",
-    n: 2,
-    c: 1,
-    m,
-    eps: 0,
-    usingBN: true,
-    training: false,
-    x,
-    dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: state.mean_weight,
-    varLogits: state.var_weight,
-    runningMean: state.running_mean,
-    runningVar: state.running_var,
-  });
-  return { y, dx, grads: layer.grads, scales };
+  return { layer: "2d", shape, options: { eps: 0 }, state, training: false, x, dy, scales: true };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "an eps 0 evaluation on a subnormal running_var beside an ordinary running_mean matches the float64 reference",
-    async () => {
-      const want = await subnormalRunningVarBesideMean("reference");
-      const got = await subnormalRunningVarBesideMean(backend);
-      const atLeast1 = want.scales.y.map((v) => Math.max(1, v));
-      assertCloseToScale(got.y, want.y, atLeast1, Y_SCALED, "y");
-      const dxWant = Float64Array.from(
-        want.dx,
-        (e, i) => Math.abs(e) >= 2 ** 127 && got.dx[i] === Math.sign(e) * Infinity ? got.dx[i] : e,
-      );
-      assertCloseToScale(got.dx, dxWant, want.scales.dx, GRAD_SCALED, "dx");
-      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertCloseToScale(
-          got.grads[k],
-          want.grads[k],
-          want.scales[k],
-          GRAD_SCALED,
-          `grad of ${k}`,
-        );
-      }
-    },
-  );
-}
+rangeTests(
+  "an eps 0 evaluation on a subnormal running_var beside an ordinary running_mean matches the float64 reference",
+  async (backend) => {
+    const { want, got } = await runBoth(subnormalRunningVarBesideMean(), backend);
+    const atLeast1 = want.scales!.y.map((v) => Math.max(1, v));
+    assertOutputsClose(got, want, {
+      y: { tol: Y_SCALED, scale: atLeast1 },
+      dxMayOverflow: true,
+      ...gradsToScale(want.scales),
+    });
+  },
+);
 
 /**
  * Issue 10, found by tests/fuzz/nd_range_fuzz.ts (seed 987, reduced): an evaluation on a loaded
@@ -1620,7 +1137,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * dots in one unit with the mean dots (~2e17, 2^133 above): var_weight's gradient was 0 (the
  * fuzzed case: 327 where the reference has 4.4e26).
  */
-async function subnormalRunningVarDots(backend: Backend) {
+function subnormalRunningVarDots(): LayerCall {
   const shape = [3, 1, 1, 16], m = 16, means = [6.4e14, -8.4e10, 3e13];
   const random = seededRandom(987);
   const x = Float32Array.from({ length: 3 * m }, (_, i) => means[Math.floor(i / m)]);
@@ -1633,58 +1150,32 @@ async function subnormalRunningVarDots(backend: Backend) {
     running_mean: new Float32Array([-174639.23]),
     running_var: new Float32Array([2.8e-45]),
   };
-  const layer = new SwitchNorm2d(1, { backend, eps: 1e-5 });
-  layer.loadStateDict(state);
-  layer.eval();
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  const scales = termScales({
-    layout: "nd",
-    n: 3,
-    c: 1,
-    m,
-    eps: 1e-5,
-    usingBN: true,
+  return {
+    layer: "2d",
+    shape,
+    options: { eps: 1e-5 },
+    state,
     training: false,
     x,
     dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: state.mean_weight,
-    varLogits: state.var_weight,
-    runningMean: state.running_mean,
-    runningVar: state.running_var,
-  });
-  return { y, dx, grads: layer.grads, scales };
+    scales: true,
+  };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "var_weight's gradient on a running_var of 2.8e-45 beside constant samples of 1e11 .. 1e15 matches the float64 reference",
-    async () => {
-      const want = await subnormalRunningVarDots("reference");
-      const got = await subnormalRunningVarDots(backend);
-      assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, "y");
-      assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, "dx");
-      for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-        assertCloseToScale(
-          got.grads[k],
-          want.grads[k],
-          want.scales[k],
-          GRAD_SCALED,
-          `grad of ${k}`,
-        );
-      }
-      // The term scale of a logit gradient is the size of its terms (~1e-23 here): no
-      // cancellation, so hold it to GRAD relative to itself as well.
-      const vw = want.grads.var_weight;
-      const size = Math.max(...Array.from(vw, Math.abs));
-      assert.ok(size > 1e-24, `reference var_weight gradient ${vw}`);
-      assertClose(got.grads.var_weight, vw, { ...GRAD, atol: GRAD.atol * size }, "var_weight");
-    },
-  );
-}
+rangeTests(
+  "var_weight's gradient on a running_var of 2.8e-45 beside constant samples of 1e11 .. 1e15 matches the float64 reference",
+  async (backend) => {
+    const { want, got } = await runBoth(subnormalRunningVarDots(), backend);
+    const y = { tol: Y_SCALED, scale: want.scales!.y };
+    assertOutputsClose(got, want, { y, ...gradsToScale(want.scales) });
+    // The term scale of a logit gradient is the size of its terms (~1e-23 here): no
+    // cancellation, so hold it to GRAD relative to itself as well.
+    const vw = want.grads.var_weight;
+    const size = Math.max(...Array.from(vw, Math.abs));
+    assert.ok(size > 1e-24, `reference var_weight gradient ${vw}`);
+    assertClose(got.grads.var_weight, vw, { ...GRAD, atol: GRAD.atol * size }, "var_weight");
+  },
+);
 
 /**
  * Issue 10: var_weight logits 100 apart, so that softmax gives the LN and BN terms weights of
@@ -1694,7 +1185,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * as its float32 rounding, a subnormal with 5 significant bits (0 where a GPU flushes it): y
  * ~0.8% off and var_weight's gradient NaN. Training, then an evaluation on the buffers it left.
  */
-async function tinyVarWeight(backend: Backend, training: boolean) {
+function tinyVarWeight(training: boolean): LayerCall {
   const shape = [2, 2, 4, 4], m = 16;
   const random = seededRandom(1044);
   const x = Float32Array.from(
@@ -1710,55 +1201,20 @@ async function tinyVarWeight(backend: Backend, training: boolean) {
     running_mean: new Float32Array([0, 0]),
     running_var: new Float32Array([1, 1]),
   };
-  const layer = new SwitchNorm2d(2, { backend, eps: 0 });
-  layer.loadStateDict(state);
-  layer.train(training);
-  const y = await layer.forward(x, shape, { keepForBackward: true });
-  const dx = await layer.backward(dy);
-  const scales = termScales({
-    layout: "nd",
-    n: 2,
-    c: 2,
-    m,
-    eps: 0,
-    usingBN: true,
-    training,
-    x,
-    dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: state.mean_weight,
-    varLogits: state.var_weight,
-    runningMean: state.running_mean,
-    runningVar: state.running_var,
-  });
-  return { y, dx, grads: layer.grads, scales };
+  return { layer: "2d", shape, options: { eps: 0 }, state, training, x, dy, scales: true };
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "var_weight logits 100 apart (mixing weights of ~4e-44) match the float64 reference",
-    async () => {
-      for (const training of [true, false]) {
-        const what = training ? "training" : "evaluation";
-        const want = await tinyVarWeight("reference", training);
-        const got = await tinyVarWeight(backend, training);
-        assertRowsClose(got.y, want.y, Y, 16, `${what}: y`);
-        assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
-        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertCloseToScale(
-            got.grads[k],
-            want.grads[k],
-            want.scales[k],
-            GRAD_SCALED,
-            `${what}: grad of ${k}`,
-          );
-        }
-      }
-    },
-  );
-}
+rangeTests(
+  "var_weight logits 100 apart (mixing weights of ~4e-44) match the float64 reference",
+  async (backend) => {
+    for (const training of [true, false]) {
+      const what = training ? "training" : "evaluation";
+      const { want, got } = await runBoth(tinyVarWeight(training), backend);
+      const y = { tol: Y, rows: 16 };
+      assertOutputsClose(got, want, { what, y, ...gradsToScale(want.scales) });
+    }
+  },
+);
 
 /**
  * Issue 10: an evaluation with eps 0 on a loaded `running_var` of 0 whose samples each repeat one
@@ -1768,46 +1224,42 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * (WebGPU gave NaN, 0 / 0); gamma 0 (channel 3) gives NaN (0 * Inf). Channel 2's running_var 1
  * keeps a finite y beside them. SwitchNorm2d [3, 4, 2, 2] and SwitchNorm1d [3, 4].
  */
-async function zeroStdEvaluation(backend: Backend, layout: "1d" | "nd") {
+function zeroStdEvaluation(layout: "1d" | "nd"): LayerCall {
   const shape = layout === "1d" ? [3, 4] : [3, 4, 2, 2], values = [1.5, -2, 3e20];
   const per = shape.slice(1).reduce((a, b) => a * b);
   const x = Float32Array.from({ length: 3 * per }, (_, i) => values[Math.floor(i / per)]);
-  const layer = layout === "1d"
-    ? new SwitchNorm1d(4, { backend, eps: 0 })
-    : new SwitchNorm2d(4, { backend, eps: 0 });
   const k = layout === "1d" ? 2 : 3;
-  layer.loadStateDict({
+  const state = {
     weight: new Float32Array([1.2, -0.7, 0.9, 0]),
     bias: new Float32Array([0.1, -0.2, 0.3, 0.4]),
     mean_weight: new Float32Array([0.3, -0.4, 0.5].slice(0, k)),
     var_weight: new Float32Array([-0.2, 0.5, 0.1].slice(0, k)),
     running_mean: new Float32Array([0.5, 3, 0, 1]),
     running_var: new Float32Array([0, 0, 1, 0]),
-  });
-  layer.train(false);
-  return await layer.forward(x, shape);
+  };
+  const layer = layout === "1d" ? "1d" : "2d";
+  return { layer, shape, options: { eps: 0 }, state, training: false, x }; // a forward alone
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "an evaluation on running_var 0 with eps 0 gives the reference's infinities for constant samples",
-    async () => {
-      for (const layout of ["nd", "1d"] as const) {
-        const want = await zeroStdEvaluation("reference", layout);
-        const got = await zeroStdEvaluation(backend, layout);
-        const finite = (v: Float32Array) => v.map((t) => Number.isFinite(t) ? t : 0);
-        for (let i = 0; i < want.length; i++) {
-          const what = `${layout}: y[${i}]: got ${got[i]}, want ${want[i]}`;
-          if (!Number.isFinite(want[i])) assert.ok(Object.is(got[i], want[i]), what);
-          else assert.ok(Number.isFinite(got[i]), what);
-        }
-        assert.ok(want.some((v) => v === Infinity) && want.some((v) => v === -Infinity));
-        assertClose(finite(got), finite(want), Y, `${layout}: finite y`);
+rangeTests(
+  "an evaluation on running_var 0 with eps 0 gives the reference's infinities for constant samples",
+  async (backend) => {
+    for (const layout of ["nd", "1d"] as const) {
+      const { want: { y: want }, got: { y: got } } = await runBoth(
+        zeroStdEvaluation(layout),
+        backend,
+      );
+      const finite = (v: Float32Array) => v.map((t) => Number.isFinite(t) ? t : 0);
+      for (let i = 0; i < want.length; i++) {
+        const what = `${layout}: y[${i}]: got ${got[i]}, want ${want[i]}`;
+        if (!Number.isFinite(want[i])) assert.ok(Object.is(got[i], want[i]), what);
+        else assert.ok(Number.isFinite(got[i]), what);
       }
-    },
-  );
-}
+      assert.ok(want.some((v) => v === Infinity) && want.some((v) => v === -Infinity));
+      assertClose(finite(got), finite(want), Y, `${layout}: finite y`);
+    }
+  },
+);
 
 /**
  * Issue 10: products dy (x - mu) below float32's normal range in the unit of the mix. SwitchNorm2d
@@ -1817,27 +1269,24 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * were 0 where the reference has ~1e-35 .. 7e-35 (1 / std^3 ~1e12 brings them back into range).
  * The wide reduce takes x - mu in units of 2^f, f < 0, there.
  */
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "dy (x - mu) below float32's normal range in the mix's unit gives the reference's weight and var_weight gradients",
-    async () => {
-      const kase = evalCase({
-        layer: "2d",
-        shape: [2, 3, 1, 16],
-        eps: 0,
-        stds: [1e-27, 3e-27],
-        gamma: 1,
-        dyScale: 1e-12,
-        logits: 1,
-        runningMean: [0, 0, 0],
-        runningVar: [1e-8, 2e-8, 1e-8],
-        seed: 20261130,
-      });
-      await assertStepThenEvaluate(kase, backend);
-    },
-  );
-}
+rangeTests(
+  "dy (x - mu) below float32's normal range in the mix's unit gives the reference's weight and var_weight gradients",
+  async (backend) => {
+    const kase = evalCase({
+      layer: "2d",
+      shape: [2, 3, 1, 16],
+      eps: 0,
+      stds: [1e-27, 3e-27],
+      gamma: 1,
+      dyScale: 1e-12,
+      logits: 1,
+      runningMean: [0, 0, 0],
+      runningVar: [1e-8, 2e-8, 1e-8],
+      seed: 20261130,
+    });
+    await assertStepThenEvaluate(kase, backend);
+  },
+);
 
 /**
  * Issue 10: row sums whose gm = -s gamma S1 and gv ~ gamma s^3 S2 fall below float32's normal
@@ -1846,27 +1295,24 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * var_weight gradient ~10% off, in training and in the evaluation after it. Such rows take the
  * wide row path, with s's exponent apart.
  */
-for (const backend of ["wasm", "webgpu"] as const) {
-  rangeTest(
-    backend,
-    "gm and gv below float32's normal range (std 1e12, gamma 1e-6, dy 1e-15) give the reference's dx and gradients",
-    async () => {
-      const kase = evalCase({
-        layer: "2d",
-        shape: [2, 3, 1, 16],
-        eps: 0,
-        stds: [1e12, 3e12],
-        gamma: 1e-6,
-        dyScale: 1e-15,
-        logits: 1,
-        runningMean: [0, 0, 0],
-        runningVar: [1e24, 1e24, 1e24],
-        seed: 20261201,
-      });
-      await assertStepThenEvaluate(kase, backend);
-    },
-  );
-}
+rangeTests(
+  "gm and gv below float32's normal range (std 1e12, gamma 1e-6, dy 1e-15) give the reference's dx and gradients",
+  async (backend) => {
+    const kase = evalCase({
+      layer: "2d",
+      shape: [2, 3, 1, 16],
+      eps: 0,
+      stds: [1e12, 3e12],
+      gamma: 1e-6,
+      dyScale: 1e-15,
+      logits: 1,
+      runningMean: [0, 0, 0],
+      runningVar: [1e24, 1e24, 1e24],
+      seed: 20261201,
+    });
+    await assertStepThenEvaluate(kase, backend);
+  },
+);
 
 /**
  * A mix that gives IN and LN weight 0 (BN alone) over samples that span 1e30 and 1e-30: in the
@@ -1875,14 +1321,9 @@ for (const backend of ["wasm", "webgpu"] as const) {
  * where the float64 reference adds 0 (a known exception there). Logit gradients are left out: their dot products pass
  * float32's range here (README, Numerics: known exceptions).
  */
-async function zeroWeightFarTerms(
-  backend: Backend,
-  layer: "1d" | "2d",
-  eps: number,
-  training: boolean,
-) {
+function zeroWeightFarTerms(layer: "1d" | "2d", eps: number, training: boolean): LayerCall {
   const nd = layer === "2d";
-  const shape = nd ? [1, 2, 2, 2] : [3, 2], c = 2;
+  const shape = nd ? [1, 2, 2, 2] : [3, 2];
   const x = nd
     ? Float32Array.of(1e30, 2e30, -3e30, 4e30, 1e-30, 2e-30, 3e-30, 4e-30)
     : Float32Array.of(1e30, 1e-30, -2e30, 3e-30, 4e30, 2e-30);
@@ -1899,60 +1340,29 @@ async function zeroWeightFarTerms(
     running_mean: Float32Array.of(0, 0),
     running_var: Float32Array.of(1, 1),
   };
-  const sn = nd ? new SwitchNorm2d(c, { backend, eps }) : new SwitchNorm1d(c, { backend, eps });
-  sn.loadStateDict(state);
-  sn.train(training);
-  const y = await sn.forward(x, shape, { keepForBackward: true });
-  const dx = await sn.backward(dy);
-  const grads = { weight: sn.grads.weight, bias: sn.grads.bias };
-  sn.dispose();
-  const scales = termScales({
-    layout: nd ? "nd" : "1d",
-    n: shape[0],
-    c,
-    m: nd ? 4 : 1,
-    eps,
-    usingBN: true,
-    training,
-    x,
-    dy,
-    weight: state.weight,
-    bias: state.bias,
-    meanLogits: logits,
-    varLogits: logits,
-    runningMean: state.running_mean,
-    runningVar: state.running_var,
-  });
-  return { y, dx, grads, scales };
+  const options = { eps };
+  return { layer, shape, options, state, training, x, dy, scales: true, dispose: true };
 }
 
 // WASM only: on WebGPU y, dx and dgamma are NaN here (README, Numerics: known exceptions; the
 // fix of commit 41e1aef, reverted, slowed headless Chromium's WebGPU suite past its limit).
-for (const backend of ["wasm"] as const) {
-  rangeTest(
-    backend,
-    "terms of mixing weight 0 far from the mix's unit (a sample spanning 1e30 and 1e-30 under BN alone) add nothing",
-    async () => {
-      for (const layer of ["2d", "1d"] as const) {
-        for (const eps of [1e-5, 0]) {
-          for (const training of [true, false]) {
-            const what = `${layer} eps ${eps} ${training ? "training" : "evaluation"}`;
-            const want = await zeroWeightFarTerms("reference", layer, eps, training);
-            const got = await zeroWeightFarTerms(backend, layer, eps, training);
-            assertCloseToScale(got.y, want.y, want.scales.y, Y_SCALED, `${what}: y`);
-            assertCloseToScale(got.dx, want.dx, want.scales.dx, GRAD_SCALED, `${what}: dx`);
-            for (const k of ["weight", "bias"] as const) {
-              assertCloseToScale(
-                got.grads[k],
-                want.grads[k],
-                want.scales[k],
-                GRAD_SCALED,
-                `${what}: grad of ${k}`,
-              );
-            }
-          }
+rangeTest(
+  "wasm",
+  "terms of mixing weight 0 far from the mix's unit (a sample spanning 1e30 and 1e-30 under BN alone) add nothing",
+  async () => {
+    for (const layer of ["2d", "1d"] as const) {
+      for (const eps of [1e-5, 0]) {
+        for (const training of [true, false]) {
+          const call = zeroWeightFarTerms(layer, eps, training);
+          const { want, got } = await runBoth(call, "wasm");
+          assertOutputsClose(got, want, {
+            what: `${layer} eps ${eps} ${training ? "training" : "evaluation"}`,
+            y: { tol: Y_SCALED, scale: want.scales!.y },
+            ...gradsToScale(want.scales),
+            gradKeys: ["weight", "bias"], // the logit gradients: see above
+          });
         }
       }
-    },
-  );
-}
+    }
+  },
+);

@@ -1,0 +1,310 @@
+/**
+ * The shape the range tests share (tests/range_test.ts, range_1d_test.ts, far_shift_test.ts,
+ * range_running_test.ts): run one SwitchNorm call, or a training step and an evaluation after it,
+ * on the float64 reference and on a backend ({@linkcode runCall}), then hold the backend's y, dx,
+ * parameter gradients and running buffers to the reference's ({@linkcode assertOutputsClose}),
+ * each with its own kind of tolerance. A failure names the field (and row or channel), the index,
+ * and the value got and expected (tests/_close.ts).
+ *
+ * @module
+ */
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import type { SwitchNormNdOptions } from "../mod.ts";
+import { assertClose, assertCloseToScale, type Tolerance } from "./_close.ts";
+import { GRAD_SCALED } from "./_tolerances.ts";
+import { type TermScales, termScales } from "./_term_scales.ts";
+import { webgpuTest } from "./_webgpu.ts";
+
+export type Backend = "reference" | "wasm" | "webgpu";
+export type GradKey = "weight" | "bias" | "mean_weight" | "var_weight";
+export const GRAD_KEYS: readonly GradKey[] = ["weight", "bias", "mean_weight", "var_weight"];
+
+/** Registers a test of a backend as "WASM: name" or "WebGPU: name" (no adapter: ignored). */
+export function rangeTest(backend: "wasm" | "webgpu", name: string, fn: () => Promise<void>): void {
+  const full = `${backend === "wasm" ? "WASM" : "WebGPU"}: ${name}`;
+  if (backend === "webgpu") webgpuTest(full, fn);
+  else Deno.test(full, fn);
+}
+
+/** {@linkcode rangeTest} for WASM and for WebGPU, `fn` given the backend. */
+export function rangeTests(name: string, fn: (backend: "wasm" | "webgpu") => Promise<void>): void {
+  for (const backend of ["wasm", "webgpu"] as const) rangeTest(backend, name, () => fn(backend));
+}
+
+/** One call of a SwitchNorm layer, as {@linkcode runCall} makes it. */
+export interface LayerCall {
+  readonly layer: "1d" | "2d" | "3d";
+  readonly shape: readonly number[];
+  /** Constructor options besides the backend. */
+  readonly options?: Omit<SwitchNormNdOptions, "backend">;
+  /** Loaded before the call; without it, the layer's defaults. */
+  readonly state?: Readonly<Record<string, Float32Array>>;
+  /** Load `state` with `{ strict: false }` (the other entries at their defaults). */
+  readonly partial?: boolean;
+  readonly training: boolean;
+  readonly x: Float32Array;
+  /** The backward's dy; without it, a forward alone (dx and the gradients empty). */
+  readonly dy?: Float32Array;
+  /** Compute the call's term scales (tests/_term_scales.ts) from its inputs and loaded state. */
+  readonly scales?: boolean;
+  /** After the call, `sync()` and read the running buffers (empty without BN). */
+  readonly running?: boolean;
+  /**
+   * After the (training) call, an evaluation forward and backward (the same dy) on this x with
+   * the gradients zeroed, over the running buffers the call left: `evaluation` of the result.
+   */
+  readonly xEval?: Float32Array;
+  /** Dispose of the layer at the end. */
+  readonly dispose?: boolean;
+}
+
+/** What a call gives: y, dx and copies of the parameter gradients (and what was asked for). */
+export interface Outputs {
+  readonly y: Float32Array;
+  readonly dx: Float32Array;
+  readonly grads: Readonly<Record<GradKey, Float32Array>>;
+  readonly runningMean?: Float32Array;
+  readonly runningVar?: Float32Array;
+  readonly scales?: TermScales;
+}
+
+export interface CallResult extends Outputs {
+  readonly evaluation?: Outputs;
+}
+
+type Layer = SwitchNorm1d | SwitchNorm2d<boolean> | SwitchNorm3d<boolean>;
+
+function copyGrads(layer: Layer): Record<GradKey, Float32Array> {
+  const g = layer.grads;
+  return {
+    weight: g.weight.slice(),
+    bias: g.bias.slice(),
+    mean_weight: g.mean_weight.slice(),
+    var_weight: g.var_weight.slice(),
+  };
+}
+
+/** A forward (keeping it for the backward) and backward of `layer` in its current mode. */
+async function forwardBackward(
+  layer: Layer,
+  call: LayerCall,
+  x: Float32Array,
+  training: boolean,
+): Promise<Outputs> {
+  const [n, c] = call.shape;
+  let scales: TermScales | undefined;
+  if (call.scales) {
+    const s = layer.stateDict();
+    scales = termScales({
+      layout: call.layer === "1d" ? "1d" : "nd",
+      n,
+      c,
+      m: x.length / (n * c),
+      eps: layer.eps,
+      usingBN: layer.usingBN,
+      training,
+      x,
+      dy: call.dy ?? new Float32Array(x.length),
+      weight: s.weight,
+      bias: s.bias,
+      meanLogits: s.mean_weight,
+      varLogits: s.var_weight,
+      runningMean: s.running_mean,
+      runningVar: s.running_var,
+    });
+  }
+  if (!call.dy) {
+    const y = await layer.forward(x, [...call.shape]), none = new Float32Array();
+    const grads = { weight: none, bias: none, mean_weight: none, var_weight: none };
+    return { y, dx: none, grads, scales };
+  }
+  const y = await layer.forward(x, [...call.shape], { keepForBackward: true });
+  const dx = await layer.backward(call.dy);
+  return { y, dx, grads: copyGrads(layer), scales };
+}
+
+/**
+ * Runs `call` on `backend`: a layer of `call.layer` with `call.options`, `call.state` loaded, in
+ * training or evaluation mode, one forward and backward (and, with `xEval`, an evaluation after).
+ */
+export async function runCall(call: LayerCall, backend: Backend): Promise<CallResult> {
+  const c = call.shape[1], options = { ...call.options, backend };
+  const layer = call.layer === "1d"
+    ? new SwitchNorm1d(c, options)
+    : call.layer === "2d"
+    ? new SwitchNorm2d(c, options)
+    : new SwitchNorm3d(c, options);
+  if (call.state) layer.loadStateDict(call.state, { strict: !call.partial });
+  layer.train(call.training);
+  let result: CallResult = await forwardBackward(layer, call, call.x, call.training);
+  if (call.running) {
+    await layer.sync();
+    result = {
+      ...result,
+      runningMean: layer.usingBN ? layer.running_mean.slice() : new Float32Array(),
+      runningVar: layer.usingBN ? layer.running_var.slice() : new Float32Array(),
+    };
+  }
+  if (call.xEval) {
+    layer.train(false);
+    layer.zeroGrad();
+    result = { ...result, evaluation: await forwardBackward(layer, call, call.xEval, false) };
+  }
+  if (call.dispose) layer.dispose();
+  return result;
+}
+
+/**
+ * The reference's and the backend's results of the same call; the term scales (the tolerances'
+ * scale) only of the reference's.
+ */
+export async function runBoth(
+  call: LayerCall,
+  backend: Backend,
+): Promise<{ want: CallResult; got: CallResult }> {
+  const want = await runCall(call, "reference");
+  return { want, got: await runCall({ ...call, scales: false }, backend) };
+}
+
+/**
+ * How one array is held to the reference's:
+ * - a Tolerance: {@linkcode assertClose};
+ * - `scale`: {@linkcode assertCloseToScale} with these per-entry term scales;
+ * - `rows`: per row of that many floats, atol times the row's largest finite |expected|;
+ * - `channels` of `inner` floats each per sample: per channel, atol times the channel's largest
+ *   finite |expected| (y and dx are accurate to float32 rounding of their row's or channel's
+ *   scale, gamma (x - mu) / std, not of each element: an element near the mean is a difference
+ *   of that scale; the tolerances' atol is for a scale of 1).
+ */
+export type Check =
+  | Tolerance
+  | { readonly tol: Tolerance; readonly scale: ArrayLike<number> }
+  | { readonly tol: Tolerance; readonly rows: number }
+  | { readonly tol: Tolerance; readonly channels: number; readonly inner: number };
+
+/** Which outputs to compare, and how; a field left out is not compared. */
+export interface Checks {
+  readonly y?: Check;
+  readonly dx?: Check;
+  /**
+   * dx within a factor 2 of float32's largest value may come out as the infinity of its sign:
+   * the backends add its float32 terms, which can pass the limit on the way (README). Where the
+   * float64 truth is beyond float32 both give the same infinity.
+   */
+  readonly dxMayOverflow?: boolean;
+  /** All of `gradKeys`: to a Tolerance, or to GRAD_SCALED-like `tol` of their term scales. */
+  readonly grads?: Tolerance | { readonly tol: Tolerance; readonly scales: TermScales };
+  /** The gradients compared (default all four). */
+  readonly gradKeys?: readonly GradKey[];
+  readonly runningMean?: Tolerance;
+  readonly runningVar?: Tolerance;
+  /** Failure messages read "`what`: field`suffix`". */
+  readonly what?: string;
+  readonly suffix?: string;
+}
+
+/** dx and the gradients to GRAD_SCALED of the reference call's term scales. */
+export function gradsToScale(scales: TermScales | undefined): Pick<Checks, "dx" | "grads"> {
+  if (!scales) throw new Error("the reference call has no term scales (scales: true)");
+  return { dx: { tol: GRAD_SCALED, scale: scales.dx }, grads: { tol: GRAD_SCALED, scales } };
+}
+
+function isTolerance(check: Check): check is Tolerance {
+  return "atol" in check;
+}
+
+/** assertClose per row of `inner` floats, atol times the row's largest finite |expected|. */
+function assertRowsClose(
+  got: Float32Array,
+  want: Float32Array | Float64Array,
+  tol: Tolerance,
+  inner: number,
+  what: string,
+): void {
+  for (let r = 0; r * inner < want.length; r++) {
+    const g = got.subarray(r * inner, (r + 1) * inner),
+      w = want.subarray(r * inner, (r + 1) * inner);
+    const scale = Math.max(1, ...Array.from(w, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
+    assertClose(g, w, { ...tol, atol: tol.atol * scale }, `${what}, row ${r}`);
+  }
+}
+
+/** assertClose per channel (`inner` elements each per sample), atol times its scale. */
+function assertChannelsClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: Tolerance,
+  channels: number,
+  inner: number,
+  what: string,
+): void {
+  for (let c = 0; c < channels; c++) {
+    const g: number[] = [], w: number[] = [];
+    for (let i = 0; i < want.length; i++) {
+      if (Math.floor(i / inner) % channels === c) {
+        g.push(got[i]);
+        w.push(want[i]);
+      }
+    }
+    const scale = Math.max(1, ...w.map((v) => Number.isFinite(v) ? Math.abs(v) : 0));
+    const scaled = {
+      ...tol,
+      atol: tol.atol * scale,
+      why: `${tol.why}, atol times the channel's scale`,
+    };
+    assertClose(g, w, scaled, `${what}, channel ${c}`);
+  }
+}
+
+/** Holds `got` to `want` as `check` says. */
+export function assertChecked(
+  got: Float32Array,
+  want: Float32Array | Float64Array,
+  check: Check,
+  what: string,
+): void {
+  if (isTolerance(check)) assertClose(got, want, check, what);
+  else if ("scale" in check) assertCloseToScale(got, want, check.scale, check.tol, what);
+  else if ("rows" in check) assertRowsClose(got, want, check.tol, check.rows, what);
+  else assertChannelsClose(got, want, check.tol, check.channels, check.inner, what);
+}
+
+function present<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`${what}: not in the call's results`);
+  return value;
+}
+
+/**
+ * Holds the backend's outputs `got` to the reference's `want` as `checks` says: y, the running
+ * buffers, dx, then each gradient of `gradKeys`.
+ */
+export function assertOutputsClose(got: Outputs, want: Outputs, checks: Checks): void {
+  const label = (field: string) =>
+    `${checks.what === undefined ? "" : `${checks.what}: `}${field}${checks.suffix ?? ""}`;
+  if (checks.y) assertChecked(got.y, want.y, checks.y, label("y"));
+  for (
+    const [field, tol, g, w] of [
+      ["running_mean", checks.runningMean, got.runningMean, want.runningMean],
+      ["running_var", checks.runningVar, got.runningVar, want.runningVar],
+    ] as const
+  ) {
+    if (tol) assertClose(present(g, label(field)), present(w, label(field)), tol, label(field));
+  }
+  if (checks.dx) {
+    const wantDx = checks.dxMayOverflow
+      ? Float64Array.from(
+        want.dx,
+        (e, i) => Math.abs(e) >= 2 ** 127 && got.dx[i] === Math.sign(e) * Infinity ? got.dx[i] : e,
+      )
+      : want.dx;
+    assertChecked(got.dx, wantDx, checks.dx, label("dx"));
+  }
+  const grads = checks.grads;
+  if (grads) {
+    for (const k of checks.gradKeys ?? GRAD_KEYS) {
+      const what = label(`grad of ${k}`);
+      if ("atol" in grads) assertClose(got.grads[k], want.grads[k], grads, what);
+      else assertCloseToScale(got.grads[k], want.grads[k], grads.scales[k], grads.tol, what);
+    }
+  }
+}
