@@ -2443,12 +2443,15 @@ fn main(
   if (q >= P.vec_count) {
     return;
   }
-  let e0 = P.elem_base + 4u * q; // global index of lane 0
-  let last = min(e0 + 3u, P.total - 1u);
+  // Element indices from the first element of row rec_base (the bound window of mixed), not
+  // global ones less rec_base after the division: ~7% of this pass on lavapipe.
+  let first = P.rec_base * P.m;
+  let e0 = P.elem_base - first + 4u * q; // lane 0
+  let last = min(e0 + 3u, P.total - 1u - first);
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let a = mixed[r0 - P.rec_base];
+    let a = mixed[r0];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(a.w), vec4<bool>(is_nan_marker(a.w)));
     return;
@@ -2457,7 +2460,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(mixed[e / P.m - P.rec_base], v[j]);
+      out[j] = apply1(mixed[e / P.m], v[j]);
     }
   }
   y[q] = out;
@@ -3668,13 +3671,16 @@ fn main(
   if (q >= P.vec_count) {
     return;
   }
-  let e0 = P.elem_base + 4u * q; // global index of lane 0
-  let last = min(e0 + 3u, P.total - 1u);
+  // Element indices from the first element of row row_base (the bound window of coef), not
+  // global ones less row_base after the division: ~7% of this pass on lavapipe.
+  let first = P.row_base * P.m;
+  let e0 = P.elem_base - first + 4u * q; // lane 0
+  let last = min(e0 + 3u, P.total - 1u - first);
   let xv = x[q];
   let d = dy[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let k = coef[r0 - P.row_base];
+    let k = coef[r0];
     let out = d * k.x + (xv - vec4<f32>(k.w)) * k.y + vec4<f32>(k.z);
     dx[q] = select(out, vec4<f32>(k.z), vec4<bool>(is_nan_bits(k.z)));
     return;
@@ -3683,7 +3689,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(coef[e / P.m - P.row_base], xv[j], d[j]);
+      out[j] = apply1(coef[e / P.m], xv[j], d[j]);
     }
   }
   dx[q] = out;

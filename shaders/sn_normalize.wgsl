@@ -29,12 +29,15 @@ fn main(
   if (q >= P.vec_count) {
     return;
   }
-  let e0 = P.elem_base + 4u * q; // global index of lane 0
-  let last = min(e0 + 3u, P.total - 1u);
+  // Element indices from the first element of row rec_base (the bound window of mixed), not
+  // global ones less rec_base after the division: ~7% of this pass on lavapipe.
+  let first = P.rec_base * P.m;
+  let e0 = P.elem_base - first + 4u * q; // lane 0
+  let last = min(e0 + 3u, P.total - 1u - first);
   let v = x[q];
   let r0 = e0 / P.m;
   if (r0 == last / P.m) {
-    let a = mixed[r0 - P.rec_base];
+    let a = mixed[r0];
     let out = ((v - vec4<f32>(a.x)) - vec4<f32>(a.y)) * a.z + vec4<f32>(a.w);
     y[q] = select(out, vec4<f32>(a.w), vec4<bool>(is_nan_marker(a.w)));
     return;
@@ -43,7 +46,7 @@ fn main(
   for (var j = 0u; j < 4u; j++) {
     let e = e0 + j;
     if (e <= last) {
-      out[j] = apply1(mixed[e / P.m - P.rec_base], v[j]);
+      out[j] = apply1(mixed[e / P.m], v[j]);
     }
   }
   y[q] = out;
