@@ -204,9 +204,13 @@ unsafe fn short_row_sums(
 ///
 /// # Safety
 /// `x`, `dy` valid for n*c*m floats; `layer`, `stats` and `work` (`layout::work_len` f64,
-/// 16-byte aligned) as in `layout`, overlapping nothing else.
+/// 16-byte aligned) as in `layout`, overlapping nothing else; `LONG` exactly when m > `CHUNK`.
+/// (Rows longer than `CHUNK` take `long_row_sums`; the choice is a const parameter, made by the
+/// caller, because a branch between the sweeps here made the training backward at [64, 512, 7, 7]
+/// ~10% slower: `reduce::<false>` compiles as before that rule; lib.rs keeps `reduce::<true>`
+/// out of line for the same reason.)
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn reduce(
+pub unsafe fn reduce<const LONG: bool>(
     x: *const f32,
     dy: *const f32,
     n: usize,
@@ -220,7 +224,7 @@ pub unsafe fn reduce(
 ) {
     let w = Work::split(work, n, c);
     let (mu_in, pairs) = (st.mu_in.as_ptr(), w.pairs.as_mut_ptr());
-    let finite = if m > CHUNK {
+    let finite = if LONG {
         long_row_sums(x, dy, m, (mu_in, st.var_in.as_ptr()), pairs, n * c)
     } else {
         reduce_rows(x, dy, m, mu_in, pairs, n * c)
