@@ -26,8 +26,6 @@ import { f32, GpuTensor, liveBuffer } from "./_webgpu_tensor.ts";
 import { type GradientSums, gradientSums, logitCount } from "./_webgpu_grad_sums.ts";
 import { syncGradientSums } from "./_webgpu_sync.ts";
 
-/** An empty list of wide rows or segments (its count word 0), written at every call's start. */
-
 /** The buffers one backward binds. @internal */
 export interface BackwardBuffers {
   readonly uniforms: GPUBuffer;

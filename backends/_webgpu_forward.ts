@@ -50,8 +50,6 @@ import {
 import { f32, GpuTensor, liveBuffer } from "./_webgpu_tensor.ts";
 import { type BatchPartials, syncBatch } from "./_webgpu_sync.ts";
 
-/** An empty list of wide rows (its count word 0), written at the start of every call. */
-
 /** The windows of a dispatch without any: every buffer bound whole. */
 const WHOLE: ForwardRecords = {};
 

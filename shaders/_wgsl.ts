@@ -362,6 +362,12 @@ fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
 }
 
+// A SyncSN training call: the BN statistics and sums this replica's passes form are its own, and
+// the CPU puts the global batch's in their place between the passes.
+fn synced_training() -> bool {
+  return (P.flags & (P_NO_RUNNING_UPDATE | P_TRAINING)) == (P_NO_RUNNING_UPDATE | P_TRAINING);
+}
+
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
@@ -2009,8 +2015,7 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 // elements written again from the global statistics by sn1d_wide_normalize (as sn1d_bwd_wide_dx
 // writes their dx from the global sums, sn_bwd_groups).
 fn synced_bn(g: u32) -> bool {
-  let synced = P_NO_RUNNING_UPDATE | P_TRAINING;
-  return g >= P.groups_ln && (P.flags & synced) == synced;
+  return g >= P.groups_ln && synced_training();
 }
 
 fn list_if(g: u32, yes: bool) {
@@ -3425,9 +3430,8 @@ fn main(
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
     // (And under SyncSN in training every channel: its sums here are this replica's, the CPU
     // puts the global batch's in their place, which may carry exponents where these do not.)
-    let synced = P_NO_RUNNING_UPDATE | P_TRAINING;
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
-      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || ((P.flags & synced) == synced && at >= P.n))) {
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
       atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)

@@ -353,6 +353,12 @@ fn is_nan_marker(beta: f32) -> bool {
   return (bitcast<u32>(beta) & 0x7f800000u) == 0x7f800000u;
 }
 
+// A SyncSN training call: the BN statistics and sums this replica's passes form are its own, and
+// the CPU puts the global batch's in their place between the passes.
+fn synced_training() -> bool {
+  return (P.flags & (P_NO_RUNNING_UPDATE | P_TRAINING)) == (P_NO_RUNNING_UPDATE | P_TRAINING);
+}
+
 // Workgroups are laid out on a 2D grid because one dimension holds at most 65535 of them.
 fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;

@@ -100,9 +100,8 @@ fn main(
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
     // (And under SyncSN in training every channel: its sums here are this replica's, the CPU
     // puts the global batch's in their place, which may carry exponents where these do not.)
-    let synced = P_NO_RUNNING_UPDATE | P_TRAINING;
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
-      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || ((P.flags & synced) == synced && at >= P.n))) {
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
       atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)

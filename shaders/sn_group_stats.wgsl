@@ -87,8 +87,7 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
 // elements written again from the global statistics by sn1d_wide_normalize (as sn1d_bwd_wide_dx
 // writes their dx from the global sums, sn_bwd_groups).
 fn synced_bn(g: u32) -> bool {
-  let synced = P_NO_RUNNING_UPDATE | P_TRAINING;
-  return g >= P.groups_ln && (P.flags & synced) == synced;
+  return g >= P.groups_ln && synced_training();
 }
 
 fn list_if(g: u32, yes: bool) {
