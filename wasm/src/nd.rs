@@ -155,8 +155,11 @@ pub unsafe fn row_moments(
     }
 }
 
-/// Rows up to this long go through `short_rows`.
-const SHORT: usize = 256;
+/// Rows up to this long go through `short_rows`. Longer ones (up to `moments::CHUNK`) are
+/// measured one at a time: four rows at a time, the statistics sweep measured slower from
+/// m = 64 on (one thread: 0.79x the time as one row at a time at 8x8, 0.67x at 10x10, 0.32x at
+/// 14x14; equal at 7x7, 1.08x at 6x6, 1.5x at 5x5), so the four-row sweep stops below that.
+const SHORT: usize = 48;
 
 /// `row_moments` for rows of 4..=SHORT floats: four rows at a time through
 /// `simd::deviation_sums_x4` (one shift per row, from `first_shift`, taken a group ahead), then

@@ -137,9 +137,12 @@ unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
 /// after one scan for a nonzero value.
 const TINY_SUM: f64 = 1.0 / (1u128 << 96) as f64;
 
-/// Rows up to this long go through `short_row_sums` (one accumulator pair per row: at most 16
-/// terms per lane, as a chunk of `CHUNK` floats has with four).
-const SHORT: usize = 64;
+/// Rows up to this long go through `short_row_sums` (one accumulator pair per row: at most 8
+/// terms per lane, fewer than a chunk of `CHUNK` floats has with four). Longer rows take
+/// `row_sums` one row at a time: four rows at a time, the sweep measured slower from m = 36 on
+/// (one thread, `SHAPE=[64,512,H,W]`: 0.75x the time at 6x6, 0.68x at 7x7, 0.64x at 8x8 as
+/// one row at a time; equal at 5x5, 1.17x at 4x4), so the four-row sweep stops below that.
+const SHORT: usize = 32;
 
 /// `row_sums` of `rows` rows of 4..=SHORT floats into `pairs`, four rows at a time through
 /// `simd_grad::grad_sums_x4`; the rows % 4 left over go through the same arithmetic one at a time.
