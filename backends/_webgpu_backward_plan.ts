@@ -292,6 +292,8 @@ export function makeBackwardPlan(
         "bwdCoef",
         Math.ceil((end - first) / 64),
         (v) => {
+          // Segments per row: sn_bwd_coef sizes sn_bwd_wide_dx's dispatch by them (list_grid).
+          v.setUint32(24, seg.chunks, true);
           writeRowRange(v, first, end);
           v.setUint32(104, samples.base, true);
           v.setUint32(108, chanGroups.base, true);

@@ -290,7 +290,8 @@ export function listBytes(items: number): number {
 
 /**
  * What every list holds when a call starts (written over its first 16 bytes): a count of 0 and
- * dispatch arguments (0, 1, 1), which the first entry listed raises to (64, 1, 1).
+ * dispatch arguments (0, 1, 1), which each entry listed raises to the grid its reader needs for
+ * the entries so far (common.wgsl: list_grid; 64 workgroups or more).
  */
 export const EMPTY_LIST: Uint32Array<ArrayBuffer> = Uint32Array.of(0, 0, 1, 1);
 
@@ -366,12 +367,32 @@ export interface Segments {
   readonly windowsOf: (from: number, end: number) => [number, number, number][];
 }
 
+/**
+ * The most segments a row may span where the adapter limits loops (loopLimit): a thread of
+ * sn_bwd_rows loops over its row's segments up to four times (sn_row_merge twice), beside a few
+ * short loops, within LOOP_LIMIT.
+ */
+export const MAX_LOOPED_SEGMENTS: number = Math.floor((LOOP_LIMIT - 1024) / 4);
+
+/**
+ * How rows of layout "nd" are cut into segments.
+ *
+ * @throws {RangeError} loopLimit and rows of more than MAX_LOOPED_SEGMENTS segments.
+ */
 export function segments(problem: NormProblem, limits: PlanLimits): Segments {
   const { n, c, m } = problem;
   const rows = n * c;
   let len = Math.min(m, MAX_SEG);
   while (len > 1024 && rows * Math.ceil(m / len) < MIN_SEGMENTS) len = Math.ceil(len / 8) * 4;
   const chunks = Math.ceil(m / len);
+  if (limits.loopLimit && chunks > MAX_LOOPED_SEGMENTS) {
+    throw new RangeError(
+      `webgpu backend: rows of ${m} elements (H x W x ...) are more than this adapter's ` +
+        `shaders can loop over (it ends an invocation's loops after ${LOOP_LIMIT} iterations, ` +
+        `as lavapipe does): at most ${MAX_LOOPED_SEGMENTS * len} elements per row; the wasm ` +
+        `backend has no such limit`,
+    );
+  }
   const threads = Math.min(WG, nextPow2(Math.ceil(len / (limits.elementsPerThread ?? 16))));
   const count = rows * chunks;
   const start = (s: number) => Math.floor(s / chunks) * m + (s % chunks) * len;

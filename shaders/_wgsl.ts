@@ -376,11 +376,36 @@ fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // The lists of wide rows, segments, lines or groups that a hot pass fills and a wide pass reads
 // (storage, each bound at its own offset): word 0 the count; words 1..3 the wide pass's
 // indirect dispatch arguments (x, y, z), which the call writes as (0, 1, 1) with the count
-// (backends: EMPTY_LIST) and the first entry listed raises to LIST_WORKGROUPS (atomicMax); the
-// entries from word LIST_FIRST on. Without wide data the wide passes dispatch no workgroup: on
-// lavapipe a dispatch of 64 workgroups that only read a zero count cost ~0.15 ms each.
+// (backends: EMPTY_LIST) and each entry listed raises to list_grid of the items listed so far
+// (atomicMax of x and of y); the entries from word LIST_FIRST on. Without wide data the wide
+// passes dispatch no workgroup: on lavapipe a dispatch of 64 workgroups that only read a zero
+// count cost ~0.15 ms each.
 const LIST_FIRST: u32 = 4u;
 const LIST_WORKGROUPS: u32 = 64u;
+// At most this many work items per workgroup of a wide pass. llvmpipe (lavapipe) ends an
+// invocation's loops after 65535 iterations in all, with no error: with 64 workgroups whatever
+// the count, [16,65536,2,2] of data ~1e-7 (every row wide) had a third of y unwritten, and a
+// row of 5.2M floats its last 1.2M elements. A wide pass's item is at most one segment (4096
+// elements, 64 per thread) or one line, so a thread loops at most ~LIST_ITEMS_PER_GROUP * 66
+// times.
+const LIST_ITEMS_PER_GROUP: u32 = 256u;
+
+// The work items of \`entries\` list entries for a wide pass whose threads (not workgroups) take
+// one entry each: 64 entries, one per thread of a workgroup, make one item.
+fn thread_items(entries: u32) -> u32 {
+  return entries / 64u + select(0u, 1u, entries % 64u != 0u);
+}
+
+// The wide pass's dispatch (x, y) for \`items\` work items: a workgroup per item up to
+// LIST_WORKGROUPS, and beyond that at most LIST_ITEMS_PER_GROUP items per workgroup, x at most
+// 65535 (rows of y beyond). Monotone in \`items\`, so the atomicMax of each lister's own grid
+// (x and y apart) covers the count the list ends with.
+fn list_grid(items: u32) -> vec2<u32> {
+  let per = items / LIST_ITEMS_PER_GROUP + select(0u, 1u, items % LIST_ITEMS_PER_GROUP != 0u);
+  let w = max(min(items, LIST_WORKGROUPS), per);
+  let y = w / 65535u + select(0u, 1u, w % 65535u != 0u);
+  return vec2<u32>(w / y + select(0u, 1u, w % y != 0u), y);
+}
 
 // The tile of a layout "1d" pass (sn1d_stats, sn1d_bwd_reduce) that workgroup \`wg\` covers: row
 // tile rt (rows n0 .. n0 + rows - 1) and column tile ct (columns c0 .. c0 + cols - 1) of x [N, C],
@@ -1487,7 +1512,10 @@ fn main(
     if (P.chunks == 1u && (wide || poor)) {
       let listed = atomicAdd(&wide_rows[0], 1u);
       atomicStore(&wide_rows[LIST_FIRST + listed], seg);
-      atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+      // Its reader's dispatch (common.wgsl: list_grid).
+      let grid = list_grid(thread_items((listed + 1u) * P.chunks));
+      atomicMax(&wide_rows[1], grid.x);
+      atomicMax(&wide_rows[2], grid.y);
     }
   }
 }
@@ -1561,7 +1589,10 @@ fn main(
   if (listed) {
     let listed = atomicAdd(&wide_rows[0], 1u);
     atomicStore(&wide_rows[LIST_FIRST + listed], row);
-    atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(thread_items((listed + 1u) * P.chunks));
+    atomicMax(&wide_rows[1], grid.x);
+    atomicMax(&wide_rows[2], grid.y);
   }
   // F_REMEASURE stays in the record only where sn_wide_stats measures the row again (for the
   // second run, whose merge of the rewritten segments clears it).
@@ -1742,7 +1773,10 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
   if (is_wide_field(max_field(p.flags)) && (p.flags & F_CLASS) == 0u) {
     let listed = atomicAdd(&wide_lines[0], 1u);
     atomicStore(&wide_lines[LIST_FIRST + listed], (t.rt * P.chunks + t.ct) * 64u + lid);
-    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(thread_items(listed + 1u));
+    atomicMax(&wide_lines[1], grid.x);
+    atomicMax(&wide_lines[2], grid.y);
   }
 }
 
@@ -2023,7 +2057,10 @@ fn list_if(g: u32, yes: bool) {
     // The group's index in the whole groups buffer (rec_base: where its bound window starts).
     let listed = atomicAdd(&wide_groups[0], 1u);
     atomicStore(&wide_groups[LIST_FIRST + listed], P.rec_base + P.chan_base + g);
-    atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(listed + 1u);
+    atomicMax(&wide_groups[1], grid.x);
+    atomicMax(&wide_groups[2], grid.y);
   }
 }
 
@@ -2410,7 +2447,10 @@ fn main(
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
     let listed = atomicAdd(&wide_list[0], 1u);
     atomicStore(&wide_list[LIST_FIRST + listed], r);
-    atomicMax(&wide_list[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid((listed + 1u) * P.chunks);
+    atomicMax(&wide_list[1], grid.x);
+    atomicMax(&wide_list[2], grid.y);
   }
 }
 `;
@@ -2596,8 +2636,9 @@ export const SN_WIDE_NORMALIZE: string =
 // the unit 2^e of the mix and gamma = gamma' 2^g (wide_map, common.wgsl):
 //   y[i] = 2^g (((x[i] * 2^-e - hi') - lo') * scale' + beta 2^-g)   (NaN where the map is bad)
 // x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. The rows
-// come from the list sn_mix fills; a workgroup per listed row (64 workgroups taking them in
-// turn), its threads over the row's elements in this dispatch's window of x and y. A separate
+// come from the list sn_mix fills; a workgroup per segment of a listed row (list_grid's
+// workgroups taking them in turn), its threads over the segment's elements in this dispatch's
+// window of x and y. A separate
 // pass, not a branch in sn_normalize: lavapipe runs both sides of a branch whose condition
 // differs between invocations (masked), so there every in-range element would pay for it.
 
@@ -2620,16 +2661,22 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // Workgroups take the listed rows in turn. The bound is the same for every invocation (one
+  // Workgroups take the listed rows' segments in turn (item k * chunks + j: segment j of listed
+  // row k), those in this dispatch's window, so that no thread loops more than ~66 times per
+  // item (common.wgsl: LIST_ITEMS_PER_GROUP). The bound is the same for every invocation (one
   // load from one address), so without wide rows lavapipe skips the loop's code.
-  let count = wide_list[0];
-  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    normalize_row(wide_list[LIST_FIRST + k], lid);
+  let items = wide_list[0] * P.chunks;
+  for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
+    let row = wide_list[LIST_FIRST + item / P.chunks];
+    let seg = row * P.chunks + item % P.chunks;
+    if (seg >= P.seg_first && seg < P.seg_end) {
+      normalize_segment(row, seg, lid);
+    }
   }
 }
 
-// The row's elements in this dispatch's window (its segments seg_first .. seg_end - 1).
-fn normalize_row(row: u32, lid: u32) {
+// The elements of segment \`seg\` of \`row\`, in this dispatch's window.
+fn normalize_segment(row: u32, seg: u32, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row - P.rec_base];
@@ -2649,17 +2696,13 @@ fn normalize_row(row: u32, lid: u32) {
   let xb = i32(max_field(p.flags)) - 126 - w.e;
   let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
-  let s0 = max(row * P.chunks, P.seg_first);
-  let s1 = min((row + 1u) * P.chunks, P.seg_end);
-  for (var seg = s0; seg < s1; seg++) {
-    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-    for (var i = s + lid; i < e; i += 64u) {
-      let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
-      let t = d * sc;
-      let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-      y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
-    }
+  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+  for (var i = s + lid; i < e; i += 64u) {
+    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    let t = d * sc;
+    let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
+    y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }
 }
 `;
@@ -2779,7 +2822,10 @@ fn main(
     if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
       let listed = atomicAdd(&wide_segs[0], 1u);
       atomicStore(&wide_segs[LIST_FIRST + listed], seg);
-      atomicMax(&wide_segs[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+      // Its reader's dispatch (common.wgsl: list_grid).
+      let grid = list_grid(thread_items(listed + 1u));
+      atomicMax(&wide_segs[1], grid.x);
+      atomicMax(&wide_segs[2], grid.y);
     }
   }
 }
@@ -3256,7 +3302,10 @@ fn main(
     let tile = t.rt * P.chunks + t.ct;
     let listed = atomicAdd(&wide_lines[0], 1u);
     atomicStore(&wide_lines[LIST_FIRST + listed], tile * 64u + lid);
-    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(thread_items(listed + 1u));
+    atomicMax(&wide_lines[1], grid.x);
+    atomicMax(&wide_lines[2], grid.y);
   }
 }
 `;
@@ -3434,7 +3483,10 @@ fn main(
       ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
-      atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+      // Its reader's dispatch (common.wgsl: list_grid).
+      let grid = list_grid(listed + 1u);
+      atomicMax(&wide_groups[1], grid.x);
+      atomicMax(&wide_groups[2], grid.y);
     }
   }
 }
@@ -3638,7 +3690,10 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   );
   let listed = atomicAdd(&wide_rows[0], 1u);
   atomicStore(&wide_rows[LIST_FIRST + listed], r);
-  atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+  // Its reader's dispatch (common.wgsl: list_grid).
+  let grid = list_grid((listed + 1u) * P.chunks);
+  atomicMax(&wide_rows[1], grid.x);
+  atomicMax(&wide_rows[2], grid.y);
 }
 `;
 
@@ -3707,7 +3762,8 @@ export const SN_BWD_WIDE_DX: string =
 // written again in scaled units, with u and K the unit and shift of the row's own summary:
 //   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
 // and NaN where the map's A is NaN. The rows come from a list sn_bwd_coef fills; a workgroup
-// per row, over its segments in this dispatch's window of x, dy and dx.
+// per segment of a listed row (list_grid's workgroups taking them in turn), over its elements
+// in this dispatch's window of x, dy and dx.
 
 ${_COMMON}
 
@@ -3726,16 +3782,21 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // Workgroups take the listed rows in turn, their threads the row's elements in this
-  // dispatch's window: the loop's bound is one load from one address, so without wide rows
-  // lavapipe skips its code.
-  let count = wide_rows[0];
-  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    dx_row(wide_rows[LIST_FIRST + k], lid);
+  // Workgroups take the listed rows' segments in turn (item k * chunks + j: segment j of listed
+  // row k), those in this dispatch's window, their threads the segment's elements, so that no
+  // thread loops more than ~66 times per item (common.wgsl: LIST_ITEMS_PER_GROUP). The loop's
+  // bound is one load from one address, so without wide rows lavapipe skips its code.
+  let items = wide_rows[0] * P.chunks;
+  for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
+    let row = wide_rows[LIST_FIRST + item / P.chunks];
+    let seg = row * P.chunks + item % P.chunks;
+    if (seg >= P.seg_first && seg < P.seg_end) {
+      dx_segment(row, seg, lid);
+    }
   }
 }
 
-fn dx_row(row: u32, lid: u32) {
+fn dx_segment(row: u32, seg: u32, lid: u32) {
   let k = coef[row - P.row_base];
   let p = rows[row - P.row_base];
   let f = bitcast<vec4<f32>>(k);
@@ -3743,14 +3804,11 @@ fn dx_row(row: u32, lid: u32) {
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let x_unit = unit_of(p.flags);
   let bad = is_nan_marker(f.z);
-  let s1 = min((row + 1u) * P.chunks, P.seg_end);
-  for (var seg = max(row * P.chunks, P.seg_first); seg < s1; seg++) {
-    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-    for (var i = s + lid; i < e; i += 64u) {
-      let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
-      dx[i] = select(scale2(v, u), qnan(), bad);
-    }
+  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+  for (var i = s + lid; i < e; i += 64u) {
+    let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
+    dx[i] = select(scale2(v, u), qnan(), bad);
   }
 }
 `;

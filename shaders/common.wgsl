@@ -367,11 +367,36 @@ fn linear_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // The lists of wide rows, segments, lines or groups that a hot pass fills and a wide pass reads
 // (storage, each bound at its own offset): word 0 the count; words 1..3 the wide pass's
 // indirect dispatch arguments (x, y, z), which the call writes as (0, 1, 1) with the count
-// (backends: EMPTY_LIST) and the first entry listed raises to LIST_WORKGROUPS (atomicMax); the
-// entries from word LIST_FIRST on. Without wide data the wide passes dispatch no workgroup: on
-// lavapipe a dispatch of 64 workgroups that only read a zero count cost ~0.15 ms each.
+// (backends: EMPTY_LIST) and each entry listed raises to list_grid of the items listed so far
+// (atomicMax of x and of y); the entries from word LIST_FIRST on. Without wide data the wide
+// passes dispatch no workgroup: on lavapipe a dispatch of 64 workgroups that only read a zero
+// count cost ~0.15 ms each.
 const LIST_FIRST: u32 = 4u;
 const LIST_WORKGROUPS: u32 = 64u;
+// At most this many work items per workgroup of a wide pass. llvmpipe (lavapipe) ends an
+// invocation's loops after 65535 iterations in all, with no error: with 64 workgroups whatever
+// the count, [16,65536,2,2] of data ~1e-7 (every row wide) had a third of y unwritten, and a
+// row of 5.2M floats its last 1.2M elements. A wide pass's item is at most one segment (4096
+// elements, 64 per thread) or one line, so a thread loops at most ~LIST_ITEMS_PER_GROUP * 66
+// times.
+const LIST_ITEMS_PER_GROUP: u32 = 256u;
+
+// The work items of `entries` list entries for a wide pass whose threads (not workgroups) take
+// one entry each: 64 entries, one per thread of a workgroup, make one item.
+fn thread_items(entries: u32) -> u32 {
+  return entries / 64u + select(0u, 1u, entries % 64u != 0u);
+}
+
+// The wide pass's dispatch (x, y) for `items` work items: a workgroup per item up to
+// LIST_WORKGROUPS, and beyond that at most LIST_ITEMS_PER_GROUP items per workgroup, x at most
+// 65535 (rows of y beyond). Monotone in `items`, so the atomicMax of each lister's own grid
+// (x and y apart) covers the count the list ends with.
+fn list_grid(items: u32) -> vec2<u32> {
+  let per = items / LIST_ITEMS_PER_GROUP + select(0u, 1u, items % LIST_ITEMS_PER_GROUP != 0u);
+  let w = max(min(items, LIST_WORKGROUPS), per);
+  let y = w / 65535u + select(0u, 1u, w % 65535u != 0u);
+  return vec2<u32>(w / y + select(0u, 1u, w % y != 0u), y);
+}
 
 // The tile of a layout "1d" pass (sn1d_stats, sn1d_bwd_reduce) that workgroup `wg` covers: row
 // tile rt (rows n0 .. n0 + rows - 1) and column tile ct (columns c0 .. c0 + cols - 1) of x [N, C],

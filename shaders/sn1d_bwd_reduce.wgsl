@@ -105,6 +105,9 @@ fn main(
     let tile = t.rt * P.chunks + t.ct;
     let listed = atomicAdd(&wide_lines[0], 1u);
     atomicStore(&wide_lines[LIST_FIRST + listed], tile * 64u + lid);
-    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(thread_items(listed + 1u));
+    atomicMax(&wide_lines[1], grid.x);
+    atomicMax(&wide_lines[2], grid.y);
   }
 }

@@ -29,7 +29,10 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
   if (is_wide_field(max_field(p.flags)) && (p.flags & F_CLASS) == 0u) {
     let listed = atomicAdd(&wide_lines[0], 1u);
     atomicStore(&wide_lines[LIST_FIRST + listed], (t.rt * P.chunks + t.ct) * 64u + lid);
-    atomicMax(&wide_lines[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(thread_items(listed + 1u));
+    atomicMax(&wide_lines[1], grid.x);
+    atomicMax(&wide_lines[2], grid.y);
   }
 }
 

@@ -194,5 +194,8 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   );
   let listed = atomicAdd(&wide_rows[0], 1u);
   atomicStore(&wide_rows[LIST_FIRST + listed], r);
-  atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+  // Its reader's dispatch (common.wgsl: list_grid).
+  let grid = list_grid((listed + 1u) * P.chunks);
+  atomicMax(&wide_rows[1], grid.x);
+  atomicMax(&wide_rows[2], grid.y);
 }

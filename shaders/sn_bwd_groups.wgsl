@@ -104,7 +104,10 @@ fn main(
       ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
-      atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+      // Its reader's dispatch (common.wgsl: list_grid).
+      let grid = list_grid(listed + 1u);
+      atomicMax(&wide_groups[1], grid.x);
+      atomicMax(&wide_groups[2], grid.y);
     }
   }
 }

@@ -111,7 +111,10 @@ fn main(
     if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
       let listed = atomicAdd(&wide_segs[0], 1u);
       atomicStore(&wide_segs[LIST_FIRST + listed], seg);
-      atomicMax(&wide_segs[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+      // Its reader's dispatch (common.wgsl: list_grid).
+      let grid = list_grid(thread_items(listed + 1u));
+      atomicMax(&wide_segs[1], grid.x);
+      atomicMax(&wide_segs[2], grid.y);
     }
   }
 }

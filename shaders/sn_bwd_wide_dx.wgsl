@@ -3,7 +3,8 @@
 // written again in scaled units, with u and K the unit and shift of the row's own summary:
 //   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
 // and NaN where the map's A is NaN. The rows come from a list sn_bwd_coef fills; a workgroup
-// per row, over its segments in this dispatch's window of x, dy and dx.
+// per segment of a listed row (list_grid's workgroups taking them in turn), over its elements
+// in this dispatch's window of x, dy and dx.
 
 //!include common.wgsl
 
@@ -22,16 +23,21 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // Workgroups take the listed rows in turn, their threads the row's elements in this
-  // dispatch's window: the loop's bound is one load from one address, so without wide rows
-  // lavapipe skips its code.
-  let count = wide_rows[0];
-  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    dx_row(wide_rows[LIST_FIRST + k], lid);
+  // Workgroups take the listed rows' segments in turn (item k * chunks + j: segment j of listed
+  // row k), those in this dispatch's window, their threads the segment's elements, so that no
+  // thread loops more than ~66 times per item (common.wgsl: LIST_ITEMS_PER_GROUP). The loop's
+  // bound is one load from one address, so without wide rows lavapipe skips its code.
+  let items = wide_rows[0] * P.chunks;
+  for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
+    let row = wide_rows[LIST_FIRST + item / P.chunks];
+    let seg = row * P.chunks + item % P.chunks;
+    if (seg >= P.seg_first && seg < P.seg_end) {
+      dx_segment(row, seg, lid);
+    }
   }
 }
 
-fn dx_row(row: u32, lid: u32) {
+fn dx_segment(row: u32, seg: u32, lid: u32) {
   let k = coef[row - P.row_base];
   let p = rows[row - P.row_base];
   let f = bitcast<vec4<f32>>(k);
@@ -39,13 +45,10 @@ fn dx_row(row: u32, lid: u32) {
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let x_unit = unit_of(p.flags);
   let bad = is_nan_marker(f.z);
-  let s1 = min((row + 1u) * P.chunks, P.seg_end);
-  for (var seg = max(row * P.chunks, P.seg_first); seg < s1; seg++) {
-    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-    for (var i = s + lid; i < e; i += 64u) {
-      let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
-      dx[i] = select(scale2(v, u), qnan(), bad);
-    }
+  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+  for (var i = s + lid; i < e; i += 64u) {
+    let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
+    dx[i] = select(scale2(v, u), qnan(), bad);
   }
 }

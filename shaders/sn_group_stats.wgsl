@@ -95,7 +95,10 @@ fn list_if(g: u32, yes: bool) {
     // The group's index in the whole groups buffer (rec_base: where its bound window starts).
     let listed = atomicAdd(&wide_groups[0], 1u);
     atomicStore(&wide_groups[LIST_FIRST + listed], P.rec_base + P.chan_base + g);
-    atomicMax(&wide_groups[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(listed + 1u);
+    atomicMax(&wide_groups[1], grid.x);
+    atomicMax(&wide_groups[2], grid.y);
   }
 }
 

@@ -66,6 +66,9 @@ fn main(
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
     let listed = atomicAdd(&wide_list[0], 1u);
     atomicStore(&wide_list[LIST_FIRST + listed], r);
-    atomicMax(&wide_list[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid((listed + 1u) * P.chunks);
+    atomicMax(&wide_list[1], grid.x);
+    atomicMax(&wide_list[2], grid.y);
   }
 }

@@ -64,7 +64,10 @@ fn main(
   if (listed) {
     let listed = atomicAdd(&wide_rows[0], 1u);
     atomicStore(&wide_rows[LIST_FIRST + listed], row);
-    atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+    // Its reader's dispatch (common.wgsl: list_grid).
+    let grid = list_grid(thread_items((listed + 1u) * P.chunks));
+    atomicMax(&wide_rows[1], grid.x);
+    atomicMax(&wide_rows[2], grid.y);
   }
   // F_REMEASURE stays in the record only where sn_wide_stats measures the row again (for the
   // second run, whose merge of the rewritten segments clears it).

@@ -135,7 +135,10 @@ fn main(
     if (P.chunks == 1u && (wide || poor)) {
       let listed = atomicAdd(&wide_rows[0], 1u);
       atomicStore(&wide_rows[LIST_FIRST + listed], seg);
-      atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
+      // Its reader's dispatch (common.wgsl: list_grid).
+      let grid = list_grid(thread_items((listed + 1u) * P.chunks));
+      atomicMax(&wide_rows[1], grid.x);
+      atomicMax(&wide_rows[2], grid.y);
     }
   }
 }

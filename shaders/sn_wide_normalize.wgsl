@@ -4,8 +4,9 @@
 // the unit 2^e of the mix and gamma = gamma' 2^g (wide_map, common.wgsl):
 //   y[i] = 2^g (((x[i] * 2^-e - hi') - lo') * scale' + beta 2^-g)   (NaN where the map is bad)
 // x scaled by its bits (scale2), so x spread over +-3e38 or x ~ 1e-40 lose nothing. The rows
-// come from the list sn_mix fills; a workgroup per listed row (64 workgroups taking them in
-// turn), its threads over the row's elements in this dispatch's window of x and y. A separate
+// come from the list sn_mix fills; a workgroup per segment of a listed row (list_grid's
+// workgroups taking them in turn), its threads over the segment's elements in this dispatch's
+// window of x and y. A separate
 // pass, not a branch in sn_normalize: lavapipe runs both sides of a branch whose condition
 // differs between invocations (masked), so there every in-range element would pay for it.
 
@@ -28,16 +29,22 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // Workgroups take the listed rows in turn. The bound is the same for every invocation (one
+  // Workgroups take the listed rows' segments in turn (item k * chunks + j: segment j of listed
+  // row k), those in this dispatch's window, so that no thread loops more than ~66 times per
+  // item (common.wgsl: LIST_ITEMS_PER_GROUP). The bound is the same for every invocation (one
   // load from one address), so without wide rows lavapipe skips the loop's code.
-  let count = wide_list[0];
-  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    normalize_row(wide_list[LIST_FIRST + k], lid);
+  let items = wide_list[0] * P.chunks;
+  for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
+    let row = wide_list[LIST_FIRST + item / P.chunks];
+    let seg = row * P.chunks + item % P.chunks;
+    if (seg >= P.seg_first && seg < P.seg_end) {
+      normalize_segment(row, seg, lid);
+    }
   }
 }
 
-// The row's elements in this dispatch's window (its segments seg_first .. seg_end - 1).
-fn normalize_row(row: u32, lid: u32) {
+// The elements of segment `seg` of `row`, in this dispatch's window.
+fn normalize_segment(row: u32, seg: u32, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row - P.rec_base];
@@ -57,16 +64,12 @@ fn normalize_row(row: u32, lid: u32) {
   let xb = i32(max_field(p.flags)) - 126 - w.e;
   let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
-  let s0 = max(row * P.chunks, P.seg_first);
-  let s1 = min((row + 1u) * P.chunks, P.seg_end);
-  for (var seg = s0; seg < s1; seg++) {
-    let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-    let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-    for (var i = s + lid; i < e; i += 64u) {
-      let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
-      let t = d * sc;
-      let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-      y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
-    }
+  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+  for (var i = s + lid; i < e; i += 64u) {
+    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    let t = d * sc;
+    let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
+    y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }
 }

@@ -8,7 +8,9 @@ import {
   grid,
   groupThreadsFor,
   makePlan,
+  MAX_LOOPED_SEGMENTS,
   type PlanLimits,
+  segments,
 } from "../backends/_webgpu_plan.ts";
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import type { NormProblem } from "../backends/_backend.ts";
@@ -342,6 +344,41 @@ Deno.test("every wide pass, and no other, is dispatched from the arguments its l
       bwdWideDx1d: 8,
     },
   );
+});
+
+Deno.test("rows of more segments than lavapipe's loop limit lets a thread merge are refused before any work", () => {
+  const row = (m: number): NormProblem => ({
+    layout: "nd",
+    n: 1,
+    c: 1,
+    m,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  });
+  const base = { maxBinding: 2 ** 27, offsetAlign: 256, maxBuffer: 2 ** 31 - 1 };
+  const limited = { ...base, loopLimit: true };
+  // Segments of 4096: sn_bwd_rows loops over a row's segments up to four times in one thread.
+  assert.equal(MAX_LOOPED_SEGMENTS, 16127);
+  assert.equal(segments(row(16127 * 4096), limited).chunks, 16127);
+  // Without the limit (a GPU), any row length.
+  assert.equal(segments(row(16128 * 4096), base).chunks, 16128);
+  const refused = (e: unknown) =>
+    e instanceof RangeError &&
+    e.message ===
+      `webgpu backend: rows of ${16127 * 4096 + 1} elements (H x W x ...) are more than this ` +
+        "adapter's shaders can loop over (it ends an invocation's loops after 65535 " +
+        "iterations, as lavapipe does): at most 66056192 elements per row; the wasm backend " +
+        "has no such limit";
+  assert.throws(() => segments(row(16127 * 4096 + 1), limited), refused);
+  // Both plans of such a call refuse it, before any dispatch.
+  const mix = { meanMix: [1], varMix: [1] };
+  const long = row(16127 * 4096 + 1);
+  assert.throws(
+    () => makePlan(long, { ...mix, update: { kind: "batchAverage" } }, limited),
+    refused,
+  );
+  assert.throws(() => makeBackwardPlan(long, mix, limited, 1), refused);
 });
 
 Deno.test("the group passes take 64 threads, or refuse the call, where lavapipe's loop limit would cut their loops", () => {
