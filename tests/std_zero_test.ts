@@ -12,7 +12,9 @@
  * undefined, README, Numerics): their mixing weights are 0 and 1 (logits +-1e30), or means lie
  * apart.
  */
+import assert from "node:assert/strict";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import { makeCase, runCase } from "./fuzz/nd_range_fuzz.ts";
 import { assertClose } from "./_close.ts";
 import { GRAD, Y } from "./_tolerances.ts";
 
@@ -359,13 +361,10 @@ async function run(backend: Backend, k: Case) {
   }
 }
 
-// WASM only: on WebGPU these calls are known exceptions (README, Numerics): `weight`'s gradient
-// is NaN where the reference has an infinity (both layouts), and y is the infinity of the wrong
-// sign where every weighted term is a term of zeros (running_mean and running_var 0 under BN
-// alone: wide_map's unit stays at eps_exp = -1000 and x 2^-e overflows). A fix (commits a2763f2
-// and 41e1aef, reverted) passed this test on WebGPU under Deno (wgpu on lavapipe) but made
-// headless Chromium's WebGPU suite (Dawn on SwiftShader) run past its 120 s limit.
-for (const backend of ["wasm"] as const) {
+// WebGPU forms these in passes of their own, run for calls with eps 0 alone and compiled on the
+// first (shaders/zero_std.wgsl): a fix inside the hot passes (commits a2763f2 and 41e1aef,
+// reverted) made headless Chromium's WebGPU suite (Dawn on SwiftShader) ~3x slower to compile.
+for (const backend of ["wasm", "webgpu"] as const) {
   const name = `${
     backend === "wasm" ? "WASM" : "WebGPU"
   }: rows of mixed std 0 under eps 0 give the reference's y, dx and gradients, infinities included`;
@@ -384,4 +383,32 @@ for (const backend of ["wasm"] as const) {
     if (failures.length) throw new Error(failures.join("\n"));
   };
   Deno.test(name, fn);
+}
+
+/** Every output of the nd fuzzer's case `seed` on `backend` (tests/fuzz/nd_range_fuzz.ts). */
+async function fuzzed(backend: Backend, seed: number) {
+  return await runCase(makeCase(seed), backend);
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  Deno.test(
+    `${backend === "wasm" ? "WASM" : "WebGPU"}: an evaluation on the running_var of 0 that a ` +
+      `training step on a constant row left gives the reference's weight gradient of +Infinity ` +
+      `(nd fuzzer seed 463)`,
+    async () => {
+      // SwitchNorm3d [1, 1, 1, 1, 116], eps 0, usingBN: the constant row leaves running_var 0,
+      // so the evaluation's mix of constant rows has std 0 and dy > 0 times (x - mu) Inf > 0.
+      const want = await fuzzed("reference", 463), got = await fuzzed(backend, 463);
+      assert.equal(want.Edweight[0], Infinity, "the reference's evaluation weight gradient");
+      const failures: string[] = [];
+      for (const key of Object.keys(want)) {
+        try {
+          assertClose(got[key], want[key], /^y/.test(key) ? Y : GRAD, key);
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
+      }
+      if (failures.length) throw new Error(failures.join("\n"));
+    },
+  );
 }
