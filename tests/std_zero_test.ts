@@ -15,6 +15,7 @@
 import assert from "node:assert/strict";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type {
+  BatchSync,
   LayerParams,
   NormProblem,
   RunningUpdate,
@@ -549,5 +550,59 @@ webgpuTest(
       }
     }
     if (failures.length) throw new Error(failures.join("\n"));
+  },
+);
+
+webgpuTest(
+  "WebGPU under SyncSN: a constant batch column under BN's variance gives the reference's weight gradient of -Infinity",
+  async () => {
+    // SyncSN reads the gradient sums back between the reduction and dx (backends/_webgpu_sync.ts),
+    // with the channel records the passes of std 0 wrote. One replica: its sums are the global.
+    const sync: BatchSync = {
+      replicas: 1,
+      mergeStats: (count, mean, m2) => Promise.resolve({ count, mean, m2 }),
+      sum: (local) => Promise.resolve(local),
+    };
+    const [n, c, m] = [4, 2, 3];
+    // Channel 0 constant (3) in every sample, channel 1 above it: x - mu_ln < 0 there, dy > 0.
+    const x = Float32Array.from(
+      { length: n * c * m },
+      (_, i) => Math.floor(i / m) % c === 0 ? 3 : 4 + (i % 5),
+    );
+    const dy = Float32Array.from({ length: n * c * m }, (_, i) => 1 + (i % 3));
+    await using backend = await loadWebGpuBackend();
+    const out = [];
+    for (const [i, b] of [backend, new ReferenceBackend()].entries()) {
+      const params: LayerParams = {
+        layerId: 2000 + i,
+        weight: f32(1, 1),
+        bias: f32(0, 0),
+        meanMix: Float64Array.from([0, 1, 0]), // LN's mean
+        varMix: Float64Array.from([0, 0, 1]), // BN's variance
+        runningMean: f32(0, 0),
+        runningVar: f32(1, 1),
+        version: 0,
+      };
+      const problem: NormProblem = {
+        layout: "nd",
+        n,
+        c,
+        m,
+        eps: 0,
+        training: true,
+        usingBN: true,
+        sync,
+      };
+      const save: SavedForward = {};
+      const update: RunningUpdate = { kind: "movingAverage", momentum: 0.1 };
+      const y = await b.forward(problem, x, params, update, undefined, save) as Float32Array;
+      out.push({ y, g: await b.backward(save, dy, params) });
+    }
+    const [got, want] = out;
+    assert.equal(want.g.dWeight[0], -Infinity, "the reference's weight gradient of channel 0");
+    assertClose(got.y, want.y, Y, "y");
+    assertClose(got.g.dWeight, want.g.dWeight, GRAD, "weight");
+    assertClose(got.g.dBias, want.g.dBias, GRAD, "bias");
+    assertClose(got.g.dx as Float32Array, want.g.dx as Float32Array, GRAD, "dx");
   },
 );
