@@ -52,6 +52,8 @@ export interface BackwardBuffers {
   /** The forward's group statistics as the passes bind them: those of the forward, or ("nd" in
    * blocks of samples) each block's copy of its LN groups and the BN groups. */
   readonly statGroups: GPUBuffer;
+  /** Calls with eps 0: the per-channel classes of the rows of std 0 (sn_bwd_zero_std). */
+  readonly zeroStd?: GPUBuffer;
 }
 
 /** One backward's plan and scratch buffers, and how to give them back. @internal */
@@ -146,6 +148,11 @@ export function encodeBackward(
         at(b.wideRows, r.list),
       ],
 
+      bwdZeroStd: () => [slot, w(b.x), w(b.dy), ...saved(), whole(b.zeroStd!)],
+      bwdZeroStd1d:
+        () => [slot, w(b.x), w(b.dy), at(b.statGroups, r.savedGroups), whole(b.zeroStd!)],
+      bwdZeroStdFix: () => [slot, whole(b.zeroStd!), at(b.groups, r.chanGroups)],
+
       bwdDx: () => [slot, w(b.x), w(b.dy), w(b.dx), at(b.coef!, r.coef)],
       bwdWideDx: () => [
         slot,
@@ -238,7 +245,12 @@ export function prepareBackward(
     statGroups: plan.statGroupsBytes > 0
       ? ctx.acquire("storage", plan.statGroupsBytes)
       : stats.groups!,
+    zeroStd: plan.zeroStdBytes > 0 ? ctx.acquire("storage", plan.zeroStdBytes) : undefined,
   };
+  // The passes of eps 0 OR classes into their words.
+  if (buffers.zeroStd) {
+    ctx.device.queue.writeBuffer(buffers.zeroStd, 0, new Uint32Array(plan.zeroStdBytes / 4));
+  }
   // Every list starts empty: their counts are 0 when the call's dispatches run.
   for (const at of plan.lineListOffsets) {
     ctx.device.queue.writeBuffer(buffers.wideSegs, at, EMPTY_LIST);
@@ -262,6 +274,7 @@ export function prepareBackward(
         buffers.groups,
         buffers.coef,
         plan.statGroupsBytes > 0 ? buffers.statGroups : undefined,
+        buffers.zeroStd,
       ]
     ) {
       if (b) ctx.release("storage", b);

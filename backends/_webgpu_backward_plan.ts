@@ -33,6 +33,7 @@ import {
   writeCommon,
   writeGroupMembers,
   writeSegments,
+  zeroStdPasses,
 } from "./_webgpu_plan.ts";
 import {
   addGroupSum,
@@ -86,6 +87,11 @@ export interface BackwardPlan {
    */
   readonly statCopies: readonly [number, number, number][];
   readonly statGroupsBytes: number;
+  /**
+   * Calls with eps 0: bytes of the per-channel words of the passes of std 0 (zeroed before
+   * the pass, shaders/sn_bwd_zero_std_fix.wgsl); 0 without those passes.
+   */
+  readonly zeroStdBytes: number;
 }
 
 /** The dispatches before the gradient sums are complete (SyncSN reads them back there). */
@@ -96,6 +102,9 @@ export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set(
   "bwdReduce1d",
   "bwdWideReduce1d",
   "bwdGroups",
+  "bwdZeroStd",
+  "bwdZeroStd1d",
+  "bwdZeroStdFix",
 ]);
 
 /**
@@ -126,6 +135,20 @@ export function makeBackwardPlan(
     );
   }
   const chanGroups = recordWindow(n, n + c, rec);
+  // eps 0: the reference's dgamma of channels with rows of std 0 (shaders/zero_std.wgsl), after
+  // the group sums: the classes of their terms, then the channel records' dgamma.
+  const zeroStd = zeroStdPasses(problem);
+  const addZeroStdFix = () => {
+    add(
+      "bwdZeroStdFix",
+      Math.ceil(c / 64),
+      (v) => v.setUint32(108, chanGroups.base, true),
+      undefined,
+      {
+        chanGroups: chanGroups.window,
+      },
+    );
+  };
   let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
   const wideDx: [
     number,
@@ -285,6 +308,25 @@ export function makeBackwardPlan(
     }
     if (windows.length === 1 && groups <= rec.max) add("bwdGroups", groups, () => {});
     else addWindowedGroupSums(add, problem, windows, rec);
+    if (zeroStd) {
+      // A thread per segment, in sn_bwd_reduce's windows.
+      for (const b of blocks) {
+        for (const [first, last, base] of b.windows) {
+          const size = paddedBytes(seg.end(last - 1) - base);
+          add(
+            "bwdZeroStd",
+            Math.ceil((last - first) / 64),
+            (v) => {
+              writeSegments(v, seg, first, last, base);
+              b.fill(v);
+            },
+            { offset: base * 4, size },
+            b.rec,
+          );
+        }
+      }
+      addZeroStdFix();
+    }
     for (const [i, [first, end]] of windows.entries()) {
       const b = blockOf(i);
       const samples = recordWindow(Math.floor(first / c), Math.floor((end - 1) / c) + 1, rec);
@@ -414,6 +456,27 @@ export function makeBackwardPlan(
       );
     }
   }
+  if (zeroStd && layout === "1d") {
+    // A thread per element, in sn1d_bwd_dx's windows of x and of the statistics.
+    for (const [first, count] of vecWindows(total, limits, rec, c)) {
+      const stat = statWindow(
+        Math.floor(first * 4 / c),
+        Math.min(n, Math.ceil((first + count) * 4 / c)),
+      );
+      add(
+        "bwdZeroStd1d",
+        Math.ceil(count * 4 / 64),
+        (v) => {
+          v.setUint32(36, first * 4, true);
+          v.setUint32(40, count, true);
+          stat.fill(v);
+        },
+        { offset: first * 16, size: count * 16 },
+        stat.rec,
+      );
+    }
+    addZeroStdFix();
+  }
   const vecs = blockDx.length > 0
     ? blockDx.map((w) => [w.first, w.count, w] as const)
     : vecWindows(total, limits, layout === "1d" ? rec : undefined, c).map(([first, count]) =>
@@ -483,6 +546,7 @@ export function makeBackwardPlan(
     lineListOffsets: layout === "nd" ? listOffsets : lineListOffsets,
     statCopies,
     statGroupsBytes,
+    zeroStdBytes: zeroStd ? Math.ceil(c / 4) * 16 : 0,
     tensorBytes: paddedBytes(total),
   };
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import type { NormProblem } from "./_backend.ts";
-import { GRAD_BYTES } from "./_webgpu_plan.ts";
+import { GRAD_BYTES, zeroStdPasses } from "./_webgpu_plan.ts";
 
 /** The gradient sums of one backward, in float64 (BackwardResult's, plus GmB and GvB). */
 export interface GradientSums {
@@ -48,7 +48,9 @@ function split(v: number): [number, number] {
  * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
  * words: s = (gm, gv, dgamma, dbeta), a, b, flags, units: b is in units of 2^(e2 + eb) and
  * dgamma, dbeta in units of 2^(e2 + ec), units of their own, with eb and ec the signed low and
- * high halves of the units word). Flagged sums are NaN, as in the reference.
+ * high halves of the units word). Flagged sums are NaN, as in the reference, except a flagged
+ * channel's dgamma where a call with eps 0 (zeroStdPasses) left an infinity in its field: the
+ * reference's sum over rows of std 0 (shaders/sn_bwd_zero_std_fix.wgsl).
  * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
  * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
  */
@@ -75,12 +77,14 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
   }
   const dWeight = new Float64Array(c), dBias = new Float64Array(c);
   const gmB = new Float64Array(c), gvB = new Float64Array(c);
+  const zeroStd = zeroStdPasses(problem);
   for (let j = 0; j < c; j++) {
     const at = 16 * (n + j), word = u[at + 12], flagged = (word & G_BAD) !== 0;
     const unit = 2 ** (exponentOf(word, 2) + ((u[at + 13] | 0) >> 16));
     gmB[j] = flagged ? NaN : f[at] * 2 ** exponentOf(word, 0);
     gvB[j] = flagged ? NaN : f[at + 1] * 2 ** exponentOf(word, 1);
-    dWeight[j] = flagged ? NaN : f[at + 2] * unit;
+    const dg = f[at + 2];
+    dWeight[j] = !flagged ? dg * unit : zeroStd && Math.abs(dg) === Infinity ? dg : NaN;
     dBias[j] = f[at + 3] * unit;
   }
   return { dWeight, dBias, meanDots, varDots, gmB, gvB };

@@ -9,7 +9,7 @@
  */
 import type { GpuContext } from "./_webgpu_device.ts";
 import type { DeviceLayers } from "./_webgpu_buffers.ts";
-import { grid, type PlannedDispatch, SLOT_BYTES } from "./_webgpu_plan.ts";
+import { grid, type LazyKind, type PlannedDispatch, SLOT_BYTES } from "./_webgpu_plan.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 
 /** Bytes of the Params struct inside each uniform slot. */
@@ -24,8 +24,11 @@ export type BackwardKind = Extract<PipelineKind, `bwd${string}`>;
 /** The forward's dispatch kinds. */
 export type ForwardKind = Exclude<PipelineKind, BackwardKind>;
 
+/** The kinds compiled with the backend (every one but the passes of eps 0). */
+export type EagerKind = Exclude<PipelineKind, LazyKind>;
+
 /** The compiled pipelines of one backend instance. */
-export type Pipelines = Readonly<Record<PipelineKind, GPUComputePipeline>>;
+export type Pipelines = Readonly<Record<EagerKind, GPUComputePipeline>>;
 
 /** What a forward or backward runs on: the device, its pipelines and the layers' buffers. */
 export interface Engine {
@@ -34,8 +37,8 @@ export interface Engine {
   readonly layers: DeviceLayers;
 }
 
-/** The WGSL of each pipeline kind (shaders/_wgsl.ts). */
-export const SOURCES: Record<PipelineKind, string> = {
+/** The WGSL of each pipeline kind compiled with the backend (shaders/_wgsl.ts). */
+export const SOURCES: Record<EagerKind, string> = {
   stats: WGSL.SN_STATS,
   rowMerge: WGSL.SN_ROW_MERGE,
   wideStats: WGSL.SN_WIDE_STATS,
@@ -60,6 +63,19 @@ export const SOURCES: Record<PipelineKind, string> = {
   bwdWideDx1d: WGSL.SN1D_BWD_WIDE_DX,
 };
 
+/**
+ * The WGSL of the passes of calls with eps 0 (shaders/zero_std.wgsl): compiled on their first
+ * dispatch, so that SwiftShader's compile time, which grows with what a backend compiles, stays
+ * that of the other passes for every backend that never sees eps 0.
+ */
+export const LAZY_SOURCES: Record<LazyKind, string> = {
+  bwdZeroStd: WGSL.SN_BWD_ZERO_STD,
+  bwdZeroStd1d: WGSL.SN1D_BWD_ZERO_STD,
+  bwdZeroStdFix: WGSL.SN_BWD_ZERO_STD_FIX,
+  wideZeroStdY: WGSL.SN_ZERO_STD_Y,
+  wideZeroStdY1d: WGSL.SN1D_ZERO_STD_Y,
+};
+
 /** The kinds whose workgroup size is an override constant, GROUP_THREADS. */
 const GROUP_KINDS: ReadonlySet<PipelineKind> = new Set(["group", "bwdGroups"]);
 
@@ -71,7 +87,10 @@ function constantsOf(kind: PipelineKind, threads: number): Record<string, number
   return GROUP_KINDS.has(kind) ? { GROUP_THREADS: threads } : undefined;
 }
 
-/** The group passes compiled for another thread count than the device's, on first use. */
+/**
+ * The group passes compiled for another thread count than the device's, and the passes of eps 0,
+ * on first use.
+ */
 const otherThreads = new WeakMap<Pipelines, Map<string, GPUComputePipeline>>();
 
 /**
@@ -80,21 +99,23 @@ const otherThreads = new WeakMap<Pipelines, Map<string, GPUComputePipeline>>();
  * over on lavapipe).
  */
 function pipelineOf(engine: Engine, kind: PipelineKind, threads: number): GPUComputePipeline {
-  if (!GROUP_KINDS.has(kind) || threads === engine.ctx.groupWorkgroupSize) {
-    return engine.pipelines[kind];
+  const lazy = kind in LAZY_SOURCES;
+  if (!lazy && (!GROUP_KINDS.has(kind) || threads === engine.ctx.groupWorkgroupSize)) {
+    return engine.pipelines[kind as EagerKind];
   }
   let cache = otherThreads.get(engine.pipelines);
   if (!cache) otherThreads.set(engine.pipelines, cache = new Map());
-  const key = `${kind}:${threads}`;
+  const key = lazy ? kind : `${kind}:${threads}`;
   let pipeline = cache.get(key);
   if (!pipeline) {
     const device = engine.ctx.device;
-    const label = `switchnorm ${kind} (${threads} threads)`;
+    const label = lazy ? `switchnorm ${kind}` : `switchnorm ${kind} (${threads} threads)`;
+    const code = lazy ? LAZY_SOURCES[kind as LazyKind] : SOURCES[kind as EagerKind];
     pipeline = device.createComputePipeline({
       label,
       layout: "auto",
       compute: {
-        module: device.createShaderModule({ code: SOURCES[kind], label }),
+        module: device.createShaderModule({ code, label }),
         entryPoint: "main",
         constants: constantsOf(kind, threads),
       },
@@ -112,7 +133,7 @@ export async function compilePipelines(ctx: GpuContext): Promise<Pipelines> {
   const device = ctx.device;
   device.pushErrorScope("validation");
   const pipelines = {} as Record<PipelineKind, GPUComputePipeline>;
-  for (const [kind, code] of Object.entries(SOURCES) as [PipelineKind, string][]) {
+  for (const [kind, code] of Object.entries(SOURCES) as [EagerKind, string][]) {
     const module = device.createShaderModule({ code, label: `switchnorm ${kind}` });
     pipelines[kind] = device.createComputePipeline({
       label: `switchnorm ${kind}`,
@@ -138,7 +159,7 @@ export function slotOf(uniforms: GPUBuffer, d: PlannedDispatch): GPUBufferBindin
  * WGSL: the list holds the pass's indirect dispatch arguments (common.wgsl, LIST_FIRST).
  */
 export const LIST_BINDING: Partial<Record<PipelineKind, number>> = Object.fromEntries(
-  Object.entries(SOURCES).flatMap(([kind, code]) => {
+  Object.entries({ ...SOURCES, ...LAZY_SOURCES }).flatMap(([kind, code]) => {
     const m = /@binding\((\d+)\) var<storage, read> wide_\w+: array<u32>;/.exec(code);
     return m ? [[kind, Number(m[1])]] : [];
   }),

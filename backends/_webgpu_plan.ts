@@ -100,6 +100,29 @@ export interface Window {
   readonly size: number;
 }
 
+/**
+ * The kinds of the passes of calls with eps 0 alone (shaders/zero_std.wgsl), whose pipelines are
+ * compiled on first use (_webgpu_pipelines.ts).
+ */
+export type LazyKind =
+  | "bwdZeroStd"
+  | "bwdZeroStd1d"
+  | "bwdZeroStdFix"
+  | "wideZeroStdY"
+  | "wideZeroStdY1d";
+
+/**
+ * Whether a call runs the passes of eps 0 (LazyKind): rows of mixed std 0 exist only where the
+ * GPU's eps, eps's float32 rounding, is 0.
+ */
+export function zeroStdPasses(problem: NormProblem): boolean {
+  return Math.fround(problem.eps) === 0;
+}
+
+/** The forward's wide passes of y, then those of eps 0 (after them: they write y again). */
+const wideKinds = ["wideNormalize", "wideZeroStdY"] as const;
+const wideKinds1d = ["wideNormalize1d", "wideZeroStdY1d"] as const;
+
 /** One dispatch of the plan. */
 export interface PlannedDispatch {
   readonly kind:
@@ -124,7 +147,8 @@ export interface PlannedDispatch {
     | "bwdDx"
     | "bwdWideDx"
     | "bwdDx1d"
-    | "bwdWideDx1d";
+    | "bwdWideDx1d"
+    | LazyKind;
   /** Index of its uniform slot. */
   readonly slot: number;
   /** Workgroups in all (the backend lays them out on a 2D grid). */
@@ -718,9 +742,12 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
       // The elements of wide rows written again in scaled units (sn_wide_normalize.wgsl):
       // in-range rows cost these dispatches a few loads per segment. A workgroup per listed
       // wide row, at most 64 taking them in turn.
-      for (const b of blocks) {
-        for (const w of b.xWindows) {
-          add("wideNormalize", Math.min(64, rows), w.fill, w.window, undefined, b.rec);
+      // eps 0: then y of the listed rows of std 0 whose mixed mean is 0 (sn_zero_std_y.wgsl).
+      for (const kind of zeroStdPasses(problem) ? wideKinds : ["wideNormalize"] as const) {
+        for (const b of blocks) {
+          for (const w of b.xWindows) {
+            add(kind, Math.min(64, rows), w.fill, w.window, undefined, b.rec);
+          }
         }
       }
     };
@@ -862,20 +889,24 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
       // Elements of scaled groups written again (sn1d_wide_normalize.wgsl): a workgroup per
       // listed group, at most 64; in blocks, once for the block's samples and once for the
       // channels.
-      for (const w of elementWindows) {
-        const lists = tb.single ? [undefined] : [w.b.groupList, tb.chanList];
-        for (const list of lists) {
-          add(
-            "wideNormalize1d",
-            Math.min(64, n + c),
-            w.fill,
-            w.window,
-            undefined,
-            w.b.rec && {
-              ...w.b.rec,
-              groupList: list,
-            },
-          );
+      // eps 0: then y of the listed groups' elements of std 0 whose mixed mean is 0
+      // (sn1d_zero_std_y.wgsl).
+      for (const kind of zeroStdPasses(problem) ? wideKinds1d : ["wideNormalize1d"] as const) {
+        for (const w of elementWindows) {
+          const lists = tb.single ? [undefined] : [w.b.groupList, tb.chanList];
+          for (const list of lists) {
+            add(
+              kind,
+              Math.min(64, n + c),
+              w.fill,
+              w.window,
+              undefined,
+              w.b.rec && {
+                ...w.b.rec,
+                groupList: list,
+              },
+            );
+          }
         }
       }
     };

@@ -34,6 +34,11 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN_BWD_WIDE_DX: "sn_bwd_wide_dx.wgsl",
   SN1D_BWD_DX: "sn1d_bwd_dx.wgsl",
   SN1D_BWD_WIDE_DX: "sn1d_bwd_wide_dx.wgsl",
+  SN_BWD_ZERO_STD: "sn_bwd_zero_std.wgsl",
+  SN1D_BWD_ZERO_STD: "sn1d_bwd_zero_std.wgsl",
+  SN_BWD_ZERO_STD_FIX: "sn_bwd_zero_std_fix.wgsl",
+  SN_ZERO_STD_Y: "sn_zero_std_y.wgsl",
+  SN1D_ZERO_STD_Y: "sn1d_zero_std_y.wgsl",
   BENCH_COPY: "bench_copy.wgsl",
   BENCH_COPY_BACKWARD: "bench_copy_backward.wgsl",
 };

@@ -1373,6 +1373,52 @@ fn dy_is_big(d: f32) -> bool {
   return (bitcast<u32>(d) & 0x7fffffffu) - lo < 0x7f800000u - lo;
 }`;
 
+/** zero_std.wgsl, pasted where a shader says `//!include zero_std.wgsl`. */
+const _ZERO_STD: string =
+  `// zero_std.wgsl: what the passes of eps 0 share (included after common.wgsl; not a shader on its
+// own): rows or elements whose mix has std 0 (every term of nonzero variance weight has variance
+// 0, eps 0), where the float64 reference's s = 1 / sqrt(var + eps) is +Infinity. Those passes
+// (sn_bwd_zero_std, sn1d_bwd_zero_std, sn_bwd_zero_std_fix, sn_zero_std_y, sn1d_zero_std_y) are
+// compiled on the first call with eps 0 and dispatched only for such calls: SwiftShader's
+// compile time grows with a shader's size, and every eagerly compiled pass pays for what it
+// holds (a fix inside the hot passes made headless Chromium's suite ~3x slower).
+
+// Whether a mix of terms t0, t1, t2 (weights 0, 1, 2) has std 0 in the reference: std_zero, with
+// no flagged term (NaN or infinite statistics; an infinite variance, even of weight 0).
+fn zero_std_mix(t0: Term, t1: Term, t2: Term) -> bool {
+  return std_zero(t0, t1, t2) && ((t0.flags | t1.flags | t2.flags) & (F_CLASS | F_VAR_INF)) == 0u;
+}
+
+// Whether the reference's s or mu of the mix is NaN: a flagged term of any weight (0 times NaN
+// or an infinity is NaN), or an infinite variance of weight 0.
+fn mix_flagged(t0: Term, t1: Term, t2: Term) -> bool {
+  let vinf = ((t0.flags & F_VAR_INF) != 0u && P.wvar.x == 0.0) ||
+    ((t1.flags & F_VAR_INF) != 0u && P.wvar.y == 0.0) || ((t2.flags & F_VAR_INF) != 0u && P.wvar.z == 0.0);
+  return ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || vinf;
+}
+
+// Whether some term sets wide_map's unit. Where none does (every term of nonzero weight a term
+// of zeros: an evaluation on a running_mean and running_var of 0 under BN alone) the mixed
+// mean is exactly 0 and x - mu is x: wide_map's unit stays at eps_exp (-1000) there, and x in
+// it overflows.
+fn unit_set(t0: Term, t1: Term, t2: Term) -> bool {
+  return sets_unit(t0, P.wmean.x, P.wvar.x) || sets_unit(t1, P.wmean.y, P.wvar.y) || sets_unit(t2, P.wmean.z, P.wvar.z);
+}
+
+// x - mu of a mix of std 0 as the forward takes it for y (wide_map's units), or x where no term
+// sets the unit (mu = 0).
+fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool) -> f32 {
+  return select(xv, (scale2(xv, -w.e) - w.hi) - w.lo, has_unit);
+}
+
+// The class (F_NAN, F_POS_INF, F_NEG_INF) of the reference's dgamma term dy ((x - mu) s) with
+// s = +Infinity, from d = x - mu: the infinity of the signs of dy and d, NaN where either is 0
+// (0 * Inf) or dy is NaN.
+fn zero_std_term(d: f32, g: f32) -> u32 {
+  let nan = (bitcast<u32>(d) << 1u) == 0u || (bitcast<u32>(g) << 1u) == 0u || (class_bits(g) & F_NAN) != 0u;
+  return select(select(F_POS_INF, F_NEG_INF, (sign_bit(d) ^ sign_bit(g)) != 0u), F_NAN, nan);
+}`;
+
 /** sn_stats.wgsl (with its includes). */
 export const SN_STATS: string =
   `// sn_stats.wgsl: step 1 of layout "nd" (SwitchNorm2d/3d), the only pass besides normalize that
@@ -3987,6 +4033,255 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
   return select(scale2(v.m, v.e), qnan(), bad);
+}
+`;
+
+/** sn_bwd_zero_std.wgsl (with its includes). */
+export const SN_BWD_ZERO_STD: string =
+  `// sn_bwd_zero_std.wgsl: backward of layout "nd" with eps 0 only (zero_std.wgsl), a thread per
+// segment: the class of the reference's sum dy ((x - mu) s) over the segment where its row's mix
+// has std 0 (s = +Infinity: +-Infinity where every term is an infinity of that sign, NaN where
+// one is 0 * Inf or infinities of both signs meet), F_NAN for a segment of a row whose
+// reference dgamma is NaN (mix_flagged), ORed into the row's channel word of \`classes\` (zeroed
+// when the call starts). sn_bwd_zero_std_fix puts them into the channel records: sn_bwd_rows
+// flags a row of std 0 (G_BAD) and leaves its dgamma out. Segments as sn_bwd_reduce cuts them;
+// x - mu as sn_wide_normalize takes it for y, so that dgamma's signs are y's.
+
+${_COMMON}
+${_ZERO_STD}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read_write> classes: array<atomic<u32>>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let seg = P.seg_first + linear_group(wid, nwg) * 64u + lid;
+  if (seg >= P.seg_end) {
+    return;
+  }
+  let row = seg / P.chunks;
+  let n = row / P.c;
+  let c = row - n * P.c;
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
+  let t0 = nd_terms_in(rows[row - P.row_base]);
+  let t1 = group_term(groups[n - P.row_base / P.c]);
+  let t2 = group_term(bn);
+  if (!zero_std_mix(t0, t1, t2)) {
+    if (mix_flagged(t0, t1, t2)) {
+      atomicOr(&classes[c], F_NAN);
+    }
+    return;
+  }
+  let w = wide_map(t0, t1, t2, 1.0, 0.0);
+  let has_unit = unit_set(t0, t1, t2);
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  var cls = 0u;
+  for (var i = s; i < end; i++) {
+    cls |= zero_std_term(zero_std_centred(x[i], w, has_unit), dy[i]);
+  }
+  atomicOr(&classes[c], cls);
+}
+`;
+
+/** sn1d_bwd_zero_std.wgsl (with its includes). */
+export const SN1D_BWD_ZERO_STD: string =
+  `// sn1d_bwd_zero_std.wgsl: backward of layout "1d" with eps 0 only (zero_std.wgsl), a thread per
+// element of this dispatch's window: the class of the reference's dgamma term dy ((x - mu) s)
+// where the element's mix of LN and BN has std 0 (s = +Infinity), F_NAN where its reference
+// dgamma term is NaN (mix_flagged), ORed into its channel's word of \`classes\` (zeroed when the
+// call starts), for sn_bwd_zero_std_fix. x - mu as sn1d_wide_normalize takes it for y.
+
+${_COMMON}
+${_SN1D_MIX}
+${_ZERO_STD}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+// The forward's statistics: LN groups from sample row_base on, BN groups from N - stat_bn_base.
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read_write> classes: array<atomic<u32>>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let i = linear_group(wid, nwg) * 64u + lid;
+  let e = P.elem_base + i;
+  if (i >= 4u * P.vec_count || e >= P.total) {
+    return;
+  }
+  let n = e / P.c;
+  let c = e - n * P.c;
+  let ln = groups[n - P.row_base];
+  let bn = groups[P.n + c - P.stat_bn_base];
+  let none = Term(0.0, 0.0, 0.0, 0u);
+  if (!zero_std_mix(group_term(ln), group_term(bn), none)) {
+    if (mix_flagged(group_term(ln), group_term(bn), none)) {
+      atomicOr(&classes[c], F_NAN);
+    }
+    return;
+  }
+  let w = wide_map_1d(ln, bn, 1.0, 0.0);
+  let d = zero_std_centred(x[i], w, unit_set(group_term(ln), group_term(bn), none));
+  atomicOr(&classes[c], zero_std_term(d, dy[i]));
+}
+`;
+
+/** sn_bwd_zero_std_fix.wgsl (with its includes). */
+export const SN_BWD_ZERO_STD_FIX: string =
+  `// sn_bwd_zero_std_fix.wgsl: backward with eps 0 only (zero_std.wgsl), both layouts, after
+// sn_bwd_groups and sn_bwd_zero_std / sn1d_bwd_zero_std: a thread per channel. A flagged channel
+// record (G_BAD) gets in its dgamma field the reference's dgamma where its rows (elements) of
+// std 0 make it an infinity: their class plus the field (the sum of the channel's other rows,
+// as IEEE adds it: beside finite rows the infinity stays, an infinity of the other sign makes
+// NaN); NaN where no row of std 0 made it one, or a flagged row of other cause makes it NaN.
+// The CPU reads a flagged channel's dgamma from that field where it is infinite
+// (_webgpu_grad_sums.ts), and only for calls that ran this pass. Only that field changes: the
+// later passes read gm and gv alone.
+
+${_COMMON}
+${_BACKWARD_COMMON}
+
+@group(0) @binding(0) var<uniform> P: Params;
+// Per channel: F_NAN, F_POS_INF, F_NEG_INF of its rows' terms.
+@group(0) @binding(1) var<storage, read> classes: array<u32>;
+// The channel records, bound from record chan_base on.
+@group(0) @binding(2) var<storage, read_write> cgroups: array<Grad>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let c = linear_group(wid, nwg) * 64u + lid;
+  if (c >= P.c) {
+    return;
+  }
+  let at = P.n + c - P.chan_base;
+  let g = cgroups[at];
+  if ((g.flags & G_BAD) == 0u) {
+    return;
+  }
+  let cls = classes[c];
+  let inf = (cls & (F_POS_INF | F_NEG_INF)) != 0u;
+  cgroups[at].s.z = select(qnan(), mean_value(cls, 0.0) + g.s.z, inf);
+}
+`;
+
+/** sn_zero_std_y.wgsl (with its includes). */
+export const SN_ZERO_STD_Y: string =
+  `// sn_zero_std_y.wgsl: forward of layout "nd" with eps 0 only (zero_std.wgsl), after
+// sn_wide_normalize: y of the listed rows whose mix has std 0 and whose every term of nonzero
+// weight is a term of zeros (an evaluation on a running_mean and running_var of 0 under BN
+// alone) written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), where
+// wide_map's unit stays at eps_exp and x in it overflows (y was the infinity of the wrong
+// sign). The bindings and the walk over the list of sn_wide_normalize (sn_mix lists rows of
+// std 0), a workgroup per listed row.
+
+${_COMMON}
+${_ZERO_STD}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Partial>;
+@group(0) @binding(4) var<storage, read> groups: array<Group>;
+@group(0) @binding(5) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(6) var<storage, read> wide_list: array<u32>;
+@group(0) @binding(7) var<storage, read> cgroups: array<Group>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_list[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let row = wide_list[LIST_FIRST + k];
+    let n = row / P.c;
+    let c = row - n * P.c;
+    let use_bn = (P.flags & P_USING_BN) != 0u;
+    let t0 = nd_terms_in(rows[row - P.rec_base]);
+    let t1 = group_term(groups[n - P.rec_base / P.c]);
+    let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
+    if (zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
+      let s0 = max(row * P.chunks, P.seg_first);
+      let s1 = min((row + 1u) * P.chunks, P.seg_end);
+      for (var seg = s0; seg < s1; seg++) {
+        let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+        let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+        for (var i = s + lid; i < e; i += 64u) {
+          y[i] = std_zero_y(x[i], affine[c]);
+        }
+      }
+    }
+  }
+}
+`;
+
+/** sn1d_zero_std_y.wgsl (with its includes). */
+export const SN1D_ZERO_STD_Y: string =
+  `// sn1d_zero_std_y.wgsl: forward of layout "1d" with eps 0 only (zero_std.wgsl), after
+// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose
+// every term of nonzero weight is a term of zeros (an evaluation on a running_mean and
+// running_var of 0 under BN alone) written again: mu is exactly 0 there, y = x gamma / 0
+// (std_zero_y of x), where wide_map's unit stays at eps_exp and x in it overflows (y was the
+// infinity of the wrong sign). The bindings and the walk over the list of sn1d_wide_normalize
+// (sn_group_stats lists BN groups of variance 0 with eps 0).
+
+${_COMMON}
+${_SN1D_MIX}
+${_ZERO_STD}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> groups: array<Group>;
+@group(0) @binding(4) var<storage, read> affine: array<f32>; // gamma (C), then beta (C)
+@group(0) @binding(5) var<storage, read> wide_groups: array<u32>;
+@group(0) @binding(6) var<storage, read> cgroups: array<Group>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let count = wide_groups[0];
+  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
+    let g = wide_groups[LIST_FIRST + k];
+    let first = P.elem_base;
+    let end = min(P.elem_base + 4u * P.vec_count, P.total);
+    let span = group_span(g, first, end);
+    for (var j = span.x + lid; j < span.y; j += 64u) {
+      let nc = group_member(g, j);
+      let e = nc.x * P.c + nc.y;
+      if (e >= first && e < end) {
+        let t0 = group_term(groups[nc.x - P.rec_base]);
+        let t1 = group_term(cgroups[P.n + nc.y - P.chan_base]);
+        let none = Term(0.0, 0.0, 0.0, 0u);
+        if (zero_std_mix(t0, t1, none) && !unit_set(t0, t1, none)) {
+          y[e - first] = std_zero_y(x[e - first], affine[nc.y]);
+        }
+      }
+    }
+  }
 }
 `;
 

@@ -12,8 +12,21 @@
  * undefined, README, Numerics): their mixing weights are 0 and 1 (logits +-1e30), or means lie
  * apart.
  */
+import assert from "node:assert/strict";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
-import { assertClose } from "./_close.ts";
+import type {
+  BatchSync,
+  LayerParams,
+  NormProblem,
+  RunningUpdate,
+  SavedForward,
+} from "../backends/_backend.ts";
+import { loadWebGpuBackend } from "../backends/webgpu.ts";
+import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
+import { ReferenceBackend } from "../backends/reference.ts";
+import { makeCase, runCase } from "./fuzz/nd_range_fuzz.ts";
+import { assertClose, type Tolerance } from "./_close.ts";
+import { webgpuTest } from "./_webgpu.ts";
 import { GRAD, Y } from "./_tolerances.ts";
 
 type Backend = "reference" | "wasm" | "webgpu";
@@ -359,13 +372,10 @@ async function run(backend: Backend, k: Case) {
   }
 }
 
-// WASM only: on WebGPU these calls are known exceptions (README, Numerics): `weight`'s gradient
-// is NaN where the reference has an infinity (both layouts), and y is the infinity of the wrong
-// sign where every weighted term is a term of zeros (running_mean and running_var 0 under BN
-// alone: wide_map's unit stays at eps_exp = -1000 and x 2^-e overflows). A fix (commits a2763f2
-// and 41e1aef, reverted) passed this test on WebGPU under Deno (wgpu on lavapipe) but made
-// headless Chromium's WebGPU suite (Dawn on SwiftShader) run past its 120 s limit.
-for (const backend of ["wasm"] as const) {
+// WebGPU forms these in passes of their own, run for calls with eps 0 alone and compiled on the
+// first (shaders/zero_std.wgsl): a fix inside the hot passes (commits a2763f2 and 41e1aef,
+// reverted) made headless Chromium's WebGPU suite (Dawn on SwiftShader) ~3x slower to compile.
+for (const backend of ["wasm", "webgpu"] as const) {
   const name = `${
     backend === "wasm" ? "WASM" : "WebGPU"
   }: rows of mixed std 0 under eps 0 give the reference's y, dx and gradients, infinities included`;
@@ -385,3 +395,214 @@ for (const backend of ["wasm"] as const) {
   };
   Deno.test(name, fn);
 }
+
+/** Every output of the nd fuzzer's case `seed` on `backend` (tests/fuzz/nd_range_fuzz.ts). */
+async function fuzzed(backend: Backend, seed: number) {
+  return await runCase(makeCase(seed), backend);
+}
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  Deno.test(
+    `${backend === "wasm" ? "WASM" : "WebGPU"}: an evaluation on the running_var of 0 that a ` +
+      `training step on a constant row left gives the reference's weight gradient of +Infinity ` +
+      `(nd fuzzer seed 463)`,
+    async () => {
+      // SwitchNorm3d [1, 1, 1, 1, 116], eps 0, usingBN: the constant row leaves running_var 0,
+      // so the evaluation's mix of constant rows has std 0 and dy > 0 times (x - mu) Inf > 0.
+      const want = await fuzzed("reference", 463), got = await fuzzed(backend, 463);
+      assert.equal(want.Edweight[0], Infinity, "the reference's evaluation weight gradient");
+      const failures: string[] = [];
+      for (const key of Object.keys(want)) {
+        try {
+          assertClose(got[key], want[key], /^y/.test(key) ? Y : GRAD, key);
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
+      }
+      if (failures.length) throw new Error(failures.join("\n"));
+    },
+  );
+}
+
+/** Labels of the block cases, whose positions give their layers distinct ids. */
+const BLOCK_IDS: string[] = [];
+
+/** Evaluations of eps 0 on running_var 0 in some channels, at the backend's interface. */
+interface BlockCase {
+  readonly label: string;
+  readonly problem: NormProblem;
+  readonly x: Float32Array;
+  readonly dy: Float32Array;
+  readonly params: LayerParams;
+}
+
+/**
+ * An evaluation [n, c, m] (m = 1: layout "1d") under BN alone (weights exactly 0 and 1) with
+ * eps 0, channel j on running_mean means[j] and running_var vars[j], x uniform in (lo_j, lo_j + 2)
+ * and dy of sign dySign (0: either).
+ */
+function blockCase(
+  label: string,
+  [n, c, m]: [number, number, number],
+  ch: { mean: number; variance: number; lo: number; dySign: number }[],
+): BlockCase {
+  const layout = m === 1 ? "1d" : "nd";
+  const k = layout === "nd" ? 3 : 2;
+  const only = Float64Array.from({ length: k }, (_, i) => i === k - 1 ? 1 : 0);
+  let seed = 7;
+  const r = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+  const x = new Float32Array(n * c * m), dy = new Float32Array(n * c * m);
+  for (let i = 0; i < x.length; i++) {
+    const j = Math.floor(i / m) % c;
+    x[i] = ch[j].lo + 2 * r();
+    dy[i] = ch[j].dySign === 0 ? r() - 0.5 : ch[j].dySign * (0.5 + r());
+  }
+  return {
+    label,
+    problem: { layout, n, c, m, eps: 0, training: false, usingBN: true },
+    x,
+    dy,
+    params: {
+      layerId: 1000 + BLOCK_IDS.length + (BLOCK_IDS.push(label), 0),
+      weight: Float32Array.from(ch, (_, j) => 1 + j / 4),
+      bias: new Float32Array(c),
+      meanMix: only,
+      varMix: only,
+      runningMean: Float32Array.from(ch, (h) => h.mean),
+      runningVar: Float32Array.from(ch, (h) => h.variance),
+      version: 0,
+    },
+  };
+}
+
+const BLOCK_CASES: readonly BlockCase[] = [
+  // 4800 rows: several blocks of samples. Channels 0 and 5 on running_mean 0 (a mix of zero
+  // terms: y by x's sign), 2 with every x above its mean and dy < 0 (-Infinity), 4 with dy of
+  // both signs (NaN), 1 and 3 ordinary.
+  blockCase("[800,6,3]", [800, 6, 3], [
+    { mean: 0, variance: 0, lo: 1, dySign: 1 },
+    { mean: 0.5, variance: 1, lo: -1, dySign: 0 },
+    { mean: 3, variance: 0, lo: 3.5, dySign: -1 },
+    { mean: 0, variance: 0.5, lo: -1, dySign: 0 },
+    { mean: -2, variance: 0, lo: 0, dySign: 0 },
+    { mean: 0, variance: 0, lo: 1, dySign: 1 },
+  ]),
+  // Rows of two segments, x in many windows.
+  blockCase("[40,3,4097]", [40, 3, 4097], [
+    { mean: -1, variance: 0, lo: 0, dySign: 1 },
+    { mean: 0.5, variance: 1, lo: -1, dySign: 0 },
+    { mean: 0, variance: 0, lo: -3, dySign: 1 },
+  ]),
+  // Layout "1d": the group statistics in windows (9002 and 2004 groups), x in windows.
+  blockCase("1d [9000,2]", [9000, 2, 1], [
+    { mean: 0, variance: 0, lo: 1, dySign: -1 },
+    { mean: 0.5, variance: 1, lo: -1, dySign: 0 },
+  ]),
+  blockCase("1d [2000,4]", [2000, 4, 1], [
+    { mean: 0, variance: 0, lo: -3, dySign: 1 },
+    { mean: 0.5, variance: 1, lo: -1, dySign: 0 },
+    { mean: 1, variance: 0, lo: 1.5, dySign: 1 },
+    { mean: 1, variance: 0, lo: 0, dySign: 1 },
+  ]),
+];
+
+webgpuTest(
+  "WebGPU: rows of mixed std 0 in blocks of samples and windows of x give the reference's y and weight gradient",
+  async () => {
+    await using backend = await loadWebGpuBackend({ maxBindingBytes: 65536 });
+    const reference = new ReferenceBackend();
+    const update: RunningUpdate = { kind: "movingAverage", momentum: 0.1 };
+    const failures: string[] = [];
+    for (const k of BLOCK_CASES) {
+      // Several windows of x (and, in "1d", of the group statistics) for the passes of std 0.
+      const plan = makeBackwardPlan(
+        k.problem,
+        k.params,
+        { maxBinding: 65536, offsetAlign: 256 },
+        1,
+      );
+      const passes = plan.dispatches.filter((d) => /^bwdZeroStd(1d)?$/.test(d.kind)).length;
+      assert.ok(passes > 1, `${k.label}: ${passes} dispatch(es) of the passes of std 0`);
+      const out = [];
+      for (const b of [backend, reference]) {
+        const params = { ...k.params, runningMean: k.params.runningMean.slice() };
+        const save: SavedForward = {};
+        const y = await b.forward(k.problem, k.x, params, update, undefined, save);
+        out.push({ y: y as Float32Array, g: await b.backward(save, k.dy, params) });
+      }
+      const [got, want] = out;
+      assert.ok(
+        want.g.dWeight.some((v) => Math.abs(v) === Infinity),
+        `${k.label}: no infinity in ${want.g.dWeight}`,
+      );
+      const checks: [string, ArrayLike<number>, ArrayLike<number>, Tolerance][] = [
+        ["y", got.y, want.y, Y],
+        ["dx", got.g.dx as Float32Array, want.g.dx as Float32Array, GRAD],
+        ["weight", got.g.dWeight, want.g.dWeight, GRAD],
+        ["bias", got.g.dBias, want.g.dBias, GRAD],
+      ];
+      for (const [what, g, w, tol] of checks) {
+        try {
+          assertClose(g, w, tol, `${k.label}: ${what}`);
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
+      }
+    }
+    if (failures.length) throw new Error(failures.join("\n"));
+  },
+);
+
+webgpuTest(
+  "WebGPU under SyncSN: a constant batch column under BN's variance gives the reference's weight gradient of -Infinity",
+  async () => {
+    // SyncSN reads the gradient sums back between the reduction and dx (backends/_webgpu_sync.ts),
+    // with the channel records the passes of std 0 wrote. One replica: its sums are the global.
+    const sync: BatchSync = {
+      replicas: 1,
+      mergeStats: (count, mean, m2) => Promise.resolve({ count, mean, m2 }),
+      sum: (local) => Promise.resolve(local),
+    };
+    const [n, c, m] = [4, 2, 3];
+    // Channel 0 constant (3) in every sample, channel 1 above it: x - mu_ln < 0 there, dy > 0.
+    const x = Float32Array.from(
+      { length: n * c * m },
+      (_, i) => Math.floor(i / m) % c === 0 ? 3 : 4 + (i % 5),
+    );
+    const dy = Float32Array.from({ length: n * c * m }, (_, i) => 1 + (i % 3));
+    await using backend = await loadWebGpuBackend();
+    const out = [];
+    for (const [i, b] of [backend, new ReferenceBackend()].entries()) {
+      const params: LayerParams = {
+        layerId: 2000 + i,
+        weight: f32(1, 1),
+        bias: f32(0, 0),
+        meanMix: Float64Array.from([0, 1, 0]), // LN's mean
+        varMix: Float64Array.from([0, 0, 1]), // BN's variance
+        runningMean: f32(0, 0),
+        runningVar: f32(1, 1),
+        version: 0,
+      };
+      const problem: NormProblem = {
+        layout: "nd",
+        n,
+        c,
+        m,
+        eps: 0,
+        training: true,
+        usingBN: true,
+        sync,
+      };
+      const save: SavedForward = {};
+      const update: RunningUpdate = { kind: "movingAverage", momentum: 0.1 };
+      const y = await b.forward(problem, x, params, update, undefined, save) as Float32Array;
+      out.push({ y, g: await b.backward(save, dy, params) });
+    }
+    const [got, want] = out;
+    assert.equal(want.g.dWeight[0], -Infinity, "the reference's weight gradient of channel 0");
+    assertClose(got.y, want.y, Y, "y");
+    assertClose(got.g.dWeight, want.g.dWeight, GRAD, "weight");
+    assertClose(got.g.dBias, want.g.dBias, GRAD, "bias");
+    assertClose(got.g.dx as Float32Array, want.g.dx as Float32Array, GRAD, "dx");
+  },
+);
