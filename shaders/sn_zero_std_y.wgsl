@@ -4,7 +4,7 @@
 // alone) written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), where
 // wide_map's unit stays at eps_exp and x in it overflows (y was the infinity of the wrong
 // sign). The bindings and the walk over the list of sn_wide_normalize (sn_mix lists rows of
-// std 0), a workgroup per listed row.
+// std 0), a workgroup per segment of a listed row.
 
 //!include common.wgsl
 //!include zero_std.wgsl
@@ -24,24 +24,22 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let count = wide_list[0];
-  for (var k = linear_group(wid, nwg); k < count; k += nwg.x * nwg.y) {
-    let row = wide_list[LIST_FIRST + k];
+  // The listed rows' segments as items, as sn_wide_normalize takes them (list_grid).
+  let items = wide_list[0] * P.chunks;
+  for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
+    let row = wide_list[LIST_FIRST + item / P.chunks];
+    let seg = row * P.chunks + item % P.chunks;
     let n = row / P.c;
     let c = row - n * P.c;
     let use_bn = (P.flags & P_USING_BN) != 0u;
     let t0 = nd_terms_in(rows[row - P.rec_base]);
     let t1 = group_term(groups[n - P.rec_base / P.c]);
     let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
-    if (zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
-      let s0 = max(row * P.chunks, P.seg_first);
-      let s1 = min((row + 1u) * P.chunks, P.seg_end);
-      for (var seg = s0; seg < s1; seg++) {
-        let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-        let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-        for (var i = s + lid; i < e; i += 64u) {
-          y[i] = std_zero_y(x[i], affine[c]);
-        }
+    if (seg >= P.seg_first && seg < P.seg_end && zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
+      let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
+      let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
+      for (var i = s + lid; i < e; i += 64u) {
+        y[i] = std_zero_y(x[i], affine[c]);
       }
     }
   }
