@@ -17,6 +17,7 @@
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
 
 //!include common.wgsl
+//!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -84,7 +85,27 @@ fn summarize_wide(seg: u32) {
     shift = centre(shift + total.mean);
   }
   let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
-  parts[at] = Partial(shift, total.mean, total.m2, u32(total.n), flags, 0.0);
+  // The mean to ~1e-12 of the std, not float32's ~6e-8 (Welford rounds x - shift and every
+  // update): a third sweep sums x - hi exactly (two_sum, in a pair) about hi = f32(shift + mean),
+  // and the summary is written re-centred, shift = hi, mean = that sum / count. A row whose mean
+  // is ~1e-4 of its std, dominating a BN mean, gave dgamma 3e-4 relative off (the backward's
+  // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
+  // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
+  let hi = shift + total.mean;
+  let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
+  parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
+}
+
+// sum of x * 2^k - centre over elements s .. e - 1, each difference exact (two_sum) and the sum
+// a float32 pair, returned rounded (the sum is ~1e-7 of the std times the count: its float32
+// rounding is far below the mean's precision).
+fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
+  var sum = vec2<f32>(0.0);
+  for (var i = s; i < e; i++) {
+    let d = two_sum(scale2(x[i], k), -centre);
+    sum = pair_add(pair_add(sum, d.x), d.y);
+  }
+  return sum.x + sum.y;
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
