@@ -1369,6 +1369,9 @@ export const SN_STATS: string =
 // before the first and after the last whole vec4 of a segment are read one at a time.
 // Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
 // rows (M = 49) do not leave most of a workgroup idle.
+// The float32 mean K + mean is off by ~6e-8 of the segment's std (a rounding of mean ~ x - K);
+// where that is not small beside the mean's distance to a value it is compared with (refine_mean)
+// the segment is marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
 
 ${_COMMON}
 
@@ -1379,6 +1382,8 @@ ${_COMMON}
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
+// The running buffers (running_mean of channel c at c): an evaluation compares its means with them.
+@group(0) @binding(4) var<storage, read> running: array<f32>;
 
 var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
@@ -1482,14 +1487,37 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
-    f = f | select(0u, F_REMEASURE, poor);
+    let refine = !wide && !poor && refine_mean(n, shift + mean, m2, f, seg / P.chunks);
+    f = f | select(0u, F_REMEASURE, poor || refine);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
-    if (P.chunks == 1u && (wide || poor)) {
+    if (P.chunks == 1u && (wide || poor || refine)) {
       let listed = atomicAdd(&wide_rows[0], 1u);
       atomicStore(&wide_rows[LIST_FIRST + listed], seg);
       atomicMax(&wide_rows[1], LIST_WORKGROUPS); // its reader's dispatch (common.wgsl)
     }
   }
+}
+
+// Whether a segment's float32 mean (~6e-8 of its std off) is too coarse: it lies within 2^-10
+// of its std of 0 or, in an evaluation with BN, of its channel's running_mean (mean^2 < 2^-20
+// M2 / n). The logit gradients are sums of gm (mu_k - mu) and dgamma of dy (x - mu) / std,
+// which there are ~1e-4 of the terms' size or less: a row of std 1e18 and mean 7.5e13
+// dominating its BN mean gave dgamma 3e-4 relative off (nd fuzzer seed 2410), evaluation IN
+// means 1e-6 of their std from running_mean mean_weight's gradient 50x its tolerance off. Such
+// segments (rare in ordinary data: ~0.5% of rows of 49 floats of mean 0) are marked F_REMEASURE
+// and sn_wide_stats sums them again about the mean in exact pairs. Not for segments of spread 0
+// (their mean K + 0 is exact) nor with non-finite values.
+fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, row: u32) -> bool {
+  if ((flags & F_CLASS) != 0u || !(m2 > 0.0)) {
+    return false;
+  }
+  let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
+  var d = mu;
+  if ((P.flags & (P_TRAINING | P_USING_BN)) == P_USING_BN) {
+    let rm = running[row % P.c];
+    d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
+  }
+  return d * d < near;
 }
 `;
 
@@ -1670,6 +1698,14 @@ fn summarize_wide(seg: u32) {
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  // A segment whose shift was fine but whose mean is too coarse (refine_mean, sn_stats): its
+  // count and M2 stay, its mean is summed again about itself.
+  if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
+    let hi = p.shift + p.mean;
+    let lo = deviation_sum(s, e, 0, hi) / f32(p.count);
+    parts[at] = Partial(hi, lo, p.m2, p.count, p.flags & ~F_REMEASURE, p.m2_lo);
+    return;
+  }
   var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
   var total = Acc(0.0, 0.0, 0.0);
   // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
@@ -1691,18 +1727,6 @@ fn summarize_wide(seg: u32) {
   let hi = shift + total.mean;
   let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
   parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
-}
-
-// sum of x * 2^k - centre over elements s .. e - 1, each difference exact (two_sum) and the sum
-// a float32 pair, returned rounded (the sum is ~1e-7 of the std times the count: its float32
-// rounding is far below the mean's precision).
-fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
-  var sum = vec2<f32>(0.0);
-  for (var i = s; i < e; i++) {
-    let d = two_sum(scale2(x[i], k), -centre);
-    sum = pair_add(pair_add(sum, d.x), d.y);
-  }
-  return sum.x + sum.y;
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -1727,6 +1751,27 @@ fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
     total = merge(total, acc);
   }
   return total;
+}
+
+// sum of x * 2^k - centre over elements s .. e - 1: each difference exact (two_sum: d + err),
+// the d summed as a float32 pair (two_sum), the tiny err and low words in float32.
+fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
+  let one = opaque_one();
+  var hi = 0.0;
+  var lo = 0.0;
+  for (var i = s; i < e; i++) {
+    var v = x[i];
+    if (k != 0) {
+      v = scale2(v, k);
+    }
+    let d = (v - centre) * one;
+    let b = d - v;
+    let t = (hi + d) * one;
+    let bt = t - hi;
+    lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
+    hi = t;
+  }
+  return hi + lo;
 }
 `;
 

@@ -73,6 +73,14 @@ fn summarize_wide(seg: u32) {
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  // A segment whose shift was fine but whose mean is too coarse (refine_mean, sn_stats): its
+  // count and M2 stay, its mean is summed again about itself.
+  if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
+    let hi = p.shift + p.mean;
+    let lo = deviation_sum(s, e, 0, hi) / f32(p.count);
+    parts[at] = Partial(hi, lo, p.m2, p.count, p.flags & ~F_REMEASURE, p.m2_lo);
+    return;
+  }
   var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
   var total = Acc(0.0, 0.0, 0.0);
   // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
@@ -94,18 +102,6 @@ fn summarize_wide(seg: u32) {
   let hi = shift + total.mean;
   let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
   parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
-}
-
-// sum of x * 2^k - centre over elements s .. e - 1, each difference exact (two_sum) and the sum
-// a float32 pair, returned rounded (the sum is ~1e-7 of the std times the count: its float32
-// rounding is far below the mean's precision).
-fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
-  var sum = vec2<f32>(0.0);
-  for (var i = s; i < e; i++) {
-    let d = two_sum(scale2(x[i], k), -centre);
-    sum = pair_add(pair_add(sum, d.x), d.y);
-  }
-  return sum.x + sum.y;
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -130,4 +126,25 @@ fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
     total = merge(total, acc);
   }
   return total;
+}
+
+// sum of x * 2^k - centre over elements s .. e - 1: each difference exact (two_sum: d + err),
+// the d summed as a float32 pair (two_sum), the tiny err and low words in float32.
+fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
+  let one = opaque_one();
+  var hi = 0.0;
+  var lo = 0.0;
+  for (var i = s; i < e; i++) {
+    var v = x[i];
+    if (k != 0) {
+      v = scale2(v, k);
+    }
+    let d = (v - centre) * one;
+    let b = d - v;
+    let t = (hi + d) * one;
+    let bt = t - hi;
+    lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
+    hi = t;
+  }
+  return hi + lo;
 }
