@@ -171,7 +171,13 @@ export function encodeForward(
     const entries: GPUBufferBinding[] = {
       stats: () => [slot, xw!, at(parts, f.parts), at(wideRows, f.list), { buffer: state.running }],
       stats1d: () => [slot, xw!, at(parts, f.rows), at(wideRows, f.list)],
-      rowMerge: () => [slot, at(parts, f.parts), at(rows, f.rows), at(wideRows, f.list)],
+      rowMerge: () => [
+        slot,
+        at(parts, f.parts),
+        at(rows, f.rows),
+        at(wideRows, f.list),
+        { buffer: state.running },
+      ],
       // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
       wideStats: () => [
         slot,

@@ -20,6 +20,7 @@
 // The float32 mean K + mean is off by ~6e-8 of the segment's std (a rounding of mean ~ x - K);
 // where that is not small beside the mean's distance to a value it is compared with (refine_mean)
 // the segment is marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
+// Rows of several segments are tested as a whole, by sn_row_merge.
 
 //!include common.wgsl
 
@@ -135,7 +136,7 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
-    let refine = !wide && !poor && refine_mean(n, shift + mean, m2, f, seg / P.chunks);
+    let refine = P.chunks == 1u && !wide && !poor && refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]);
     f = f | select(0u, F_REMEASURE, poor || refine);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (P.chunks == 1u && (wide || poor || refine)) {
@@ -146,24 +147,3 @@ fn main(
   }
 }
 
-// Whether a segment's float32 mean (~6e-8 of its std off) is too coarse: it lies within 2^-10
-// of its std of 0 or, in an evaluation with BN, of its channel's running_mean (mean^2 < 2^-20
-// M2 / n). The logit gradients are sums of gm (mu_k - mu) and dgamma of dy (x - mu) / std,
-// which there are ~1e-4 of the terms' size or less: a row of std 1e18 and mean 7.5e13
-// dominating its BN mean gave dgamma 3e-4 relative off (nd fuzzer seed 2410), evaluation IN
-// means 1e-6 of their std from running_mean mean_weight's gradient 50x its tolerance off. Such
-// segments (rare in ordinary data: ~0.5% of rows of 49 floats of mean 0) are marked F_REMEASURE
-// and sn_wide_stats sums them again about the mean in exact pairs. Not for segments of spread 0
-// (their mean K + 0 is exact) nor with non-finite values.
-fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, row: u32) -> bool {
-  if ((flags & F_CLASS) != 0u || !(m2 > 0.0)) {
-    return false;
-  }
-  let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
-  var d = mu;
-  if ((P.flags & (P_TRAINING | P_USING_BN)) == P_USING_BN) {
-    let rm = running[row % P.c];
-    d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
-  }
-  return d * d < near;
-}

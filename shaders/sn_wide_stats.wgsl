@@ -66,7 +66,10 @@ fn summarize_wide(seg: u32) {
   // Listed rows that are not wide have segments whose shift was poor (F_REMEASURE): those are
   // measured again, unscaled, about K + mean; the row's other segments keep their summaries.
   let wide = is_wide_field(field);
-  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u)) {
+  // Rows of several segments whose mean is too coarse as a whole (refine_mean, sn_row_merge):
+  // every segment of theirs (F_REMEASURE in the row's record).
+  let row_refine = P.chunks > 1u && (row_flags & F_REMEASURE) != 0u;
+  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u && !row_refine)) {
     return;
   }
   let k = select(0, 127 - i32(field), wide);
