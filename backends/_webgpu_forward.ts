@@ -169,9 +169,15 @@ export function encodeForward(
     // Statistics in the dispatch's windows where it has them (above one binding: in blocks).
     const f = d.forward ?? WHOLE;
     const entries: GPUBufferBinding[] = {
-      stats: () => [slot, xw!, at(parts, f.parts), at(wideRows, f.list)],
+      stats: () => [slot, xw!, at(parts, f.parts), at(wideRows, f.list), { buffer: state.running }],
       stats1d: () => [slot, xw!, at(parts, f.rows), at(wideRows, f.list)],
-      rowMerge: () => [slot, at(parts, f.parts), at(rows, f.rows), at(wideRows, f.list)],
+      rowMerge: () => [
+        slot,
+        at(parts, f.parts),
+        at(rows, f.rows),
+        at(wideRows, f.list),
+        { buffer: state.running },
+      ],
       // Without merged rows (rows === parts) the shader reads no rows: bind any other buffer.
       wideStats: () => [
         slot,

@@ -718,6 +718,29 @@ fn nd_terms_in(p: Partial) -> Term {
 
 fn group_term(g: Group) -> Term {
   return Term(g.hi, g.lo, g.variance, g.flags);
+}
+
+// Whether a segment's (or row's) float32 mean (~6e-8 of its std off) is too coarse: it lies within 2^-10
+// of its std of 0 or, in an evaluation with BN, of its channel's running_mean (mean^2 < 2^-20
+// M2 / n). The logit gradients are sums of gm (mu_k - mu) and dgamma of dy (x - mu) / std,
+// which there are ~1e-4 of the terms' size or less: a row of std 1e18 and mean 7.5e13
+// dominating its BN mean gave dgamma 3e-4 relative off (nd fuzzer seed 2410), evaluation IN
+// means 1e-6 of their std from running_mean mean_weight's gradient 50x its tolerance off. Such
+// segments (rare in ordinary data: ~0.5% of rows of 49 floats of mean 0) are marked F_REMEASURE
+// and sn_wide_stats sums them again about the mean in exact pairs. Not for segments of spread 0
+// (their mean K + 0 is exact) nor with non-finite values.
+// rm: the row's running_mean (read only in an evaluation with BN). Rows of several segments are
+// tested again as a whole (sn_row_merge): their segment means lie ~std / 64 apart.
+fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
+  if ((flags & F_CLASS) != 0u || !(m2 > 0.0)) {
+    return false;
+  }
+  let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
+  var d = mu;
+  if ((P.flags & (P_TRAINING | P_USING_BN)) == P_USING_BN) {
+    d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
+  }
+  return d * d < near;
 }`;
 
 /** pair.wgsl, pasted where a shader says `//!include pair.wgsl`. */
@@ -1440,6 +1463,10 @@ export const SN_STATS: string =
 // before the first and after the last whole vec4 of a segment are read one at a time.
 // Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
 // rows (M = 49) do not leave most of a workgroup idle.
+// The float32 mean K + mean is off by ~6e-8 of the segment's std (a rounding of mean ~ x - K);
+// where that is not small beside the mean's distance to a value it is compared with (refine_mean)
+// the segment is marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
+// Rows of several segments are tested as a whole, by sn_row_merge.
 
 ${_COMMON}
 
@@ -1450,6 +1477,8 @@ ${_COMMON}
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
+// The running buffers (running_mean of channel c at c): an evaluation compares its means with them.
+@group(0) @binding(4) var<storage, read> running: array<f32>;
 
 var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
@@ -1553,9 +1582,10 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
-    f = f | select(0u, F_REMEASURE, poor);
+    let refine = P.chunks == 1u && !wide && !poor && refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]);
+    f = f | select(0u, F_REMEASURE, poor || refine);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
-    if (P.chunks == 1u && (wide || poor)) {
+    if (P.chunks == 1u && (wide || poor || refine)) {
       let listed = atomicAdd(&wide_rows[0], 1u);
       atomicStore(&wide_rows[LIST_FIRST + listed], seg);
       // Its reader's dispatch (common.wgsl: list_grid).
@@ -1565,6 +1595,7 @@ fn main(
     }
   }
 }
+
 `;
 
 /** sn_row_merge.wgsl (with its includes). */
@@ -1596,6 +1627,8 @@ ${_PAIR}
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
+// The running buffers: the row's running_mean for refine_mean (common.wgsl).
+@group(0) @binding(4) var<storage, read> running: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -1629,8 +1662,18 @@ fn main(
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
+  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
+  let q1 = (t.x + t.y) / f32(max(count, 1u));
+  let rem = pair_sub_times(t, count, q1);
+  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
+  // A row whose mean is too coarse as a whole (refine_mean; its segments' means ~6e-8 of the
+  // std off each): sn_wide_stats sums every segment of it again about its mean.
+  let wide = is_wide_field(max_field(flags));
+  let refine = (P.flags & P_WIDE_ONLY) == 0u && !wide && count > 0u &&
+    refine_mean(f32(count), first.shift + (q1 + q2), acc.m2, flags, running[row % P.c]);
+  flags = flags | select(0u, F_REMEASURE, refine);
   // Rows with non-finite values are not summarized again (their statistics follow the flags).
-  let listed = (P.flags & P_WIDE_ONLY) == 0u && (is_wide_field(max_field(flags)) || (flags & F_REMEASURE) != 0u) &&
+  let listed = (P.flags & P_WIDE_ONLY) == 0u && (wide || (flags & F_REMEASURE) != 0u) &&
     (flags & F_CLASS) == 0u;
   if (listed) {
     let listed = atomicAdd(&wide_rows[0], 1u);
@@ -1647,10 +1690,6 @@ fn main(
     rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
-  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
-  let q1 = (t.x + t.y) / f32(count);
-  let rem = pair_sub_times(t, count, q1);
-  let q2 = (rem.x + rem.y) / f32(count);
   // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
   // dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
   // enough for it). The Chan merge of \`acc\` rounds at every one of its steps instead.
@@ -1691,6 +1730,7 @@ export const SN_WIDE_STATS: string =
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
 
 ${_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -1739,13 +1779,24 @@ fn summarize_wide(seg: u32) {
   // Listed rows that are not wide have segments whose shift was poor (F_REMEASURE): those are
   // measured again, unscaled, about K + mean; the row's other segments keep their summaries.
   let wide = is_wide_field(field);
-  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u)) {
+  // Rows of several segments whose mean is too coarse as a whole (refine_mean, sn_row_merge):
+  // every segment of theirs (F_REMEASURE in the row's record).
+  let row_refine = P.chunks > 1u && (row_flags & F_REMEASURE) != 0u;
+  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u && !row_refine)) {
     return;
   }
   let k = select(0, 127 - i32(field), wide);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  // A segment whose shift was fine but whose mean is too coarse (refine_mean, sn_stats): its
+  // count and M2 stay, its mean is summed again about itself.
+  if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
+    let hi = p.shift + p.mean;
+    let lo = deviation_sum(s, e, 0, hi) / f32(p.count);
+    parts[at] = Partial(hi, lo, p.m2, p.count, p.flags & ~F_REMEASURE, p.m2_lo);
+    return;
+  }
   var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
   var total = Acc(0.0, 0.0, 0.0);
   // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
@@ -1758,7 +1809,15 @@ fn summarize_wide(seg: u32) {
     shift = centre(shift + total.mean);
   }
   let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
-  parts[at] = Partial(shift, total.mean, total.m2, u32(total.n), flags, 0.0);
+  // The mean to ~1e-12 of the std, not float32's ~6e-8 (Welford rounds x - shift and every
+  // update): a third sweep sums x - hi exactly (two_sum, in a pair) about hi = f32(shift + mean),
+  // and the summary is written re-centred, shift = hi, mean = that sum / count. A row whose mean
+  // is ~1e-4 of its std, dominating a BN mean, gave dgamma 3e-4 relative off (the backward's
+  // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
+  // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
+  let hi = shift + total.mean;
+  let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
+  parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -1783,6 +1842,27 @@ fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
     total = merge(total, acc);
   }
   return total;
+}
+
+// sum of x * 2^k - centre over elements s .. e - 1: each difference exact (two_sum: d + err),
+// the d summed as a float32 pair (two_sum), the tiny err and low words in float32.
+fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
+  let one = opaque_one();
+  var hi = 0.0;
+  var lo = 0.0;
+  for (var i = s; i < e; i++) {
+    var v = x[i];
+    if (k != 0) {
+      v = scale2(v, k);
+    }
+    let d = (v - centre) * one;
+    let b = d - v;
+    let t = (hi + d) * one;
+    let bt = t - hi;
+    lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
+    hi = t;
+  }
+  return hi + lo;
 }
 `;
 

@@ -710,3 +710,26 @@ fn nd_terms_in(p: Partial) -> Term {
 fn group_term(g: Group) -> Term {
   return Term(g.hi, g.lo, g.variance, g.flags);
 }
+
+// Whether a segment's (or row's) float32 mean (~6e-8 of its std off) is too coarse: it lies within 2^-10
+// of its std of 0 or, in an evaluation with BN, of its channel's running_mean (mean^2 < 2^-20
+// M2 / n). The logit gradients are sums of gm (mu_k - mu) and dgamma of dy (x - mu) / std,
+// which there are ~1e-4 of the terms' size or less: a row of std 1e18 and mean 7.5e13
+// dominating its BN mean gave dgamma 3e-4 relative off (nd fuzzer seed 2410), evaluation IN
+// means 1e-6 of their std from running_mean mean_weight's gradient 50x its tolerance off. Such
+// segments (rare in ordinary data: ~0.5% of rows of 49 floats of mean 0) are marked F_REMEASURE
+// and sn_wide_stats sums them again about the mean in exact pairs. Not for segments of spread 0
+// (their mean K + 0 is exact) nor with non-finite values.
+// rm: the row's running_mean (read only in an evaluation with BN). Rows of several segments are
+// tested again as a whole (sn_row_merge): their segment means lie ~std / 64 apart.
+fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
+  if ((flags & F_CLASS) != 0u || !(m2 > 0.0)) {
+    return false;
+  }
+  let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
+  var d = mu;
+  if ((P.flags & (P_TRAINING | P_USING_BN)) == P_USING_BN) {
+    d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
+  }
+  return d * d < near;
+}

@@ -25,6 +25,8 @@
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
+// The running buffers: the row's running_mean for refine_mean (common.wgsl).
+@group(0) @binding(4) var<storage, read> running: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -58,8 +60,18 @@ fn main(
     let w = f32(p.count);
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
+  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
+  let q1 = (t.x + t.y) / f32(max(count, 1u));
+  let rem = pair_sub_times(t, count, q1);
+  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
+  // A row whose mean is too coarse as a whole (refine_mean; its segments' means ~6e-8 of the
+  // std off each): sn_wide_stats sums every segment of it again about its mean.
+  let wide = is_wide_field(max_field(flags));
+  let refine = (P.flags & P_WIDE_ONLY) == 0u && !wide && count > 0u &&
+    refine_mean(f32(count), first.shift + (q1 + q2), acc.m2, flags, running[row % P.c]);
+  flags = flags | select(0u, F_REMEASURE, refine);
   // Rows with non-finite values are not summarized again (their statistics follow the flags).
-  let listed = (P.flags & P_WIDE_ONLY) == 0u && (is_wide_field(max_field(flags)) || (flags & F_REMEASURE) != 0u) &&
+  let listed = (P.flags & P_WIDE_ONLY) == 0u && (wide || (flags & F_REMEASURE) != 0u) &&
     (flags & F_CLASS) == 0u;
   if (listed) {
     let listed = atomicAdd(&wide_rows[0], 1u);
@@ -76,10 +88,6 @@ fn main(
     rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
-  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
-  let q1 = (t.x + t.y) / f32(count);
-  let rem = pair_sub_times(t, count, q1);
-  let q2 = (rem.x + rem.y) / f32(count);
   // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
   // dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
   // enough for it). The Chan merge of `acc` rounds at every one of its steps instead.

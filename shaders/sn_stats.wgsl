@@ -17,6 +17,10 @@
 // before the first and after the last whole vec4 of a segment are read one at a time.
 // Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
 // rows (M = 49) do not leave most of a workgroup idle.
+// The float32 mean K + mean is off by ~6e-8 of the segment's std (a rounding of mean ~ x - K);
+// where that is not small beside the mean's distance to a value it is compared with (refine_mean)
+// the segment is marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
+// Rows of several segments are tested as a whole, by sn_row_merge.
 
 //!include common.wgsl
 
@@ -27,6 +31,8 @@
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
+// The running buffers (running_mean of channel c at c): an evaluation compares its means with them.
+@group(0) @binding(4) var<storage, read> running: array<f32>;
 
 var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
@@ -130,9 +136,10 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
-    f = f | select(0u, F_REMEASURE, poor);
+    let refine = P.chunks == 1u && !wide && !poor && refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]);
+    f = f | select(0u, F_REMEASURE, poor || refine);
     parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
-    if (P.chunks == 1u && (wide || poor)) {
+    if (P.chunks == 1u && (wide || poor || refine)) {
       let listed = atomicAdd(&wide_rows[0], 1u);
       atomicStore(&wide_rows[LIST_FIRST + listed], seg);
       // Its reader's dispatch (common.wgsl: list_grid).
@@ -142,3 +149,4 @@ fn main(
     }
   }
 }
+

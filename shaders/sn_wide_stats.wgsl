@@ -17,6 +17,7 @@
 // (sn_row_merge), which sn_row_merge with P_WIDE_ONLY then merges again.
 
 //!include common.wgsl
+//!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -65,13 +66,24 @@ fn summarize_wide(seg: u32) {
   // Listed rows that are not wide have segments whose shift was poor (F_REMEASURE): those are
   // measured again, unscaled, about K + mean; the row's other segments keep their summaries.
   let wide = is_wide_field(field);
-  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u)) {
+  // Rows of several segments whose mean is too coarse as a whole (refine_mean, sn_row_merge):
+  // every segment of theirs (F_REMEASURE in the row's record).
+  let row_refine = P.chunks > 1u && (row_flags & F_REMEASURE) != 0u;
+  if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u && !row_refine)) {
     return;
   }
   let k = select(0, 127 - i32(field), wide);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  // A segment whose shift was fine but whose mean is too coarse (refine_mean, sn_stats): its
+  // count and M2 stay, its mean is summed again about itself.
+  if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
+    let hi = p.shift + p.mean;
+    let lo = deviation_sum(s, e, 0, hi) / f32(p.count);
+    parts[at] = Partial(hi, lo, p.m2, p.count, p.flags & ~F_REMEASURE, p.m2_lo);
+    return;
+  }
   var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
   var total = Acc(0.0, 0.0, 0.0);
   // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
@@ -84,7 +96,15 @@ fn summarize_wide(seg: u32) {
     shift = centre(shift + total.mean);
   }
   let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
-  parts[at] = Partial(shift, total.mean, total.m2, u32(total.n), flags, 0.0);
+  // The mean to ~1e-12 of the std, not float32's ~6e-8 (Welford rounds x - shift and every
+  // update): a third sweep sums x - hi exactly (two_sum, in a pair) about hi = f32(shift + mean),
+  // and the summary is written re-centred, shift = hi, mean = that sum / count. A row whose mean
+  // is ~1e-4 of its std, dominating a BN mean, gave dgamma 3e-4 relative off (the backward's
+  // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
+  // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
+  let hi = shift + total.mean;
+  let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
+  parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -109,4 +129,25 @@ fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
     total = merge(total, acc);
   }
   return total;
+}
+
+// sum of x * 2^k - centre over elements s .. e - 1: each difference exact (two_sum: d + err),
+// the d summed as a float32 pair (two_sum), the tiny err and low words in float32.
+fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
+  let one = opaque_one();
+  var hi = 0.0;
+  var lo = 0.0;
+  for (var i = s; i < e; i++) {
+    var v = x[i];
+    if (k != 0) {
+      v = scale2(v, k);
+    }
+    let d = (v - centre) * one;
+    let b = d - v;
+    let t = (hi + d) * one;
+    let bt = t - hi;
+    lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
+    hi = t;
+  }
+  return hi + lo;
 }
