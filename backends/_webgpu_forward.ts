@@ -90,15 +90,20 @@ export interface Prepared {
   readonly release: (keep?: boolean) => void;
 }
 
-/** Plans one forward and takes its scratch buffers; the uniforms are written at once. */
+/**
+ * Plans one forward and takes its scratch buffers; the uniforms are written at once.
+ * `refineMeans`: a backward may follow (PlanParams.refineMeans).
+ */
 export function prepareForward(
   engine: Engine,
   problem: NormProblem,
   params: LayerParams,
   update: RunningUpdate,
+  refineMeans = true,
 ): Prepared {
   const ctx = engine.ctx, device = ctx.device;
-  const plan = makePlan(problem, { meanMix: params.meanMix, varMix: params.varMix, update }, {
+  const mix = { meanMix: params.meanMix, varMix: params.varMix, update, refineMeans };
+  const plan = makePlan(problem, mix, {
     maxBinding: ctx.maxBinding,
     offsetAlign: device.limits.minStorageBufferOffsetAlignment,
     elementsPerThread: ctx.elementsPerThread,
@@ -318,7 +323,7 @@ export async function runForward(
   let newRunning: [Float32Array, Float32Array] | undefined;
   try {
     if (!resident) write(device.queue, xBuf, 0, x as Float32Array);
-    prep = prepareForward(engine, problem, params, update);
+    prep = prepareForward(engine, problem, params, update, problem.training || save !== undefined);
     const state = prep.state;
     // The layer drops its last SavedForward at every forward: so do its statistics here.
     state.saved?.release();

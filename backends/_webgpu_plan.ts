@@ -226,11 +226,17 @@ export interface PlanParams {
   readonly meanMix: ArrayLike<number>;
   readonly varMix: ArrayLike<number>;
   readonly update: RunningUpdate;
+  /**
+   * Whether a backward may follow (training, or an evaluation with keepForBackward): only then
+   * are rows whose float32 mean is too coarse for the gradients summed again (refine_mean,
+   * common.wgsl), a second sweep over their x that y itself does not need. Default true.
+   */
+  readonly refineMeans?: boolean;
 }
 
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
 const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
-const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048;
+const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -336,6 +342,7 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   // SyncSN: the running buffers follow the global batch, which only the CPU sees.
   if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
   if (hasTinyWeight(params.meanMix) || hasTinyWeight(params.varMix)) flags |= F_TINY_WEIGHTS;
+  if (params.refineMeans !== false) flags |= F_REFINE_MEANS;
   v.setUint32(44, flags, true);
   v.setUint32(80, n, true);
   v.setUint32(84, usingBN ? c : 0, true);

@@ -69,6 +69,8 @@ const P_PAIRS: u32 = 1024u;
 // constant row of 1e12 whose variance is that weight times an LN variance of 1e23), where the
 // plain products gv (mu_k - mu) of the hot passes overflow.
 const P_TINY_WEIGHTS: u32 = 2048u;
+// A backward may follow this forward (training, or keepForBackward): refine_mean applies.
+const P_REFINE_MEANS: u32 = 4096u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -732,7 +734,8 @@ fn group_term(g: Group) -> Term {
 // rm: the row's running_mean (read only in an evaluation with BN). Rows of several segments are
 // tested again as a whole (sn_row_merge): their segment means lie ~std / 64 apart.
 fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
-  if ((flags & F_CLASS) != 0u || !(m2 > 0.0)) {
+  // Only the gradients need it: a forward that no backward follows keeps its float32 means.
+  if ((P.flags & P_REFINE_MEANS) == 0u || (flags & F_CLASS) != 0u || !(m2 > 0.0)) {
     return false;
   }
   let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
