@@ -15,6 +15,7 @@ import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import {
   checkFits,
   checkIndexable,
+  checkLoopedWindows,
   GROUP_BYTES,
   groupThreadsFor,
   listBytes,
@@ -123,6 +124,7 @@ export function makeBackwardPlan(
   const total = n * c * m;
   checkIndexable(total);
   const groupThreads = groupThreadsFor(problem, limits);
+  checkLoopedWindows(problem, limits);
   const slots = new Slots();
   const add = slots.add.bind(slots);
   const rec = recordLimits(limits);

@@ -94,6 +94,38 @@ export function groupThreadsFor(problem: NormProblem, limits: PlanLimits): numbe
   );
 }
 
+/**
+ * The most samples (rows of x) one binding window of layout "1d" may hold where the adapter
+ * limits loops (loopLimit): the wide passes of layout 1d (sn1d_wide_normalize, sn1d_bwd_wide_dx,
+ * sn1d_zero_std_y) sweep a listed BN group's samples in the window with the 64 threads of one
+ * workgroup, beside up to 255 other listed groups, within LOOP_LIMIT.
+ */
+export const MAX_LOOPED_WINDOW_SAMPLES: number = 2 ** 21;
+
+/**
+ * Refuses a call of layout "1d" whose binding windows of x hold more than
+ * MAX_LOOPED_WINDOW_SAMPLES samples where the adapter limits loops (a batch of more than ~2M
+ * samples of at most ~16 features on lavapipe): a wide BN group there would pass the limit, and
+ * part of y or dx would be left unwritten, with no error. Nothing else is refused.
+ *
+ * @throws {RangeError} loopLimit, layout "1d" and such windows.
+ */
+export function checkLoopedWindows(problem: NormProblem, limits: PlanLimits): void {
+  if (!limits.loopLimit || problem.layout !== "1d") return;
+  const samples = Math.max(
+    ...tileWindows(problem, limits).map(([first, end]) =>
+      Math.min(end * TILE, problem.n) - first * TILE
+    ),
+  );
+  if (samples <= MAX_LOOPED_WINDOW_SAMPLES) return;
+  throw new RangeError(
+    `webgpu backend: N = ${problem.n} samples of C = ${problem.c} features put ${samples} ` +
+      `samples in one binding of x, more than this adapter's shaders can loop over (it ends an ` +
+      `invocation's loops after ${LOOP_LIMIT} iterations, as lavapipe does): at most ` +
+      `${MAX_LOOPED_WINDOW_SAMPLES} there; the wasm backend has no such limit`,
+  );
+}
+
 /** A range of a buffer bound as one storage binding. */
 export interface Window {
   readonly offset: number;
@@ -547,6 +579,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   const total = n * c * m;
   checkIndexable(total);
   const groupThreads = groupThreadsFor(problem, limits);
+  checkLoopedWindows(problem, limits);
   const usingBN = layout === "1d" || problem.usingBN;
   const slots = new Slots();
   const add = slots.add.bind(slots);

@@ -4,11 +4,13 @@
  */
 import assert from "node:assert/strict";
 import {
+  checkLoopedWindows,
   GRAD_BYTES,
   grid,
   groupThreadsFor,
   makePlan,
   MAX_LOOPED_SEGMENTS,
+  MAX_LOOPED_WINDOW_SAMPLES,
   type PlanLimits,
   segments,
 } from "../backends/_webgpu_plan.ts";
@@ -382,6 +384,43 @@ Deno.test("rows of more segments than lavapipe's loop limit lets a thread merge 
     refused,
   );
   assert.throws(() => makeBackwardPlan(long, mix, limited, 1), refused);
+});
+
+Deno.test("SwitchNorm1d calls whose windows of x hold more samples than lavapipe's loop limit lets a workgroup sweep are refused before any work", () => {
+  const oned = (n: number, c: number): NormProblem => ({
+    layout: "1d",
+    n,
+    c,
+    m: 1,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  });
+  const base = { maxBinding: 2 ** 27, offsetAlign: 256, maxBuffer: 2 ** 31 - 1 };
+  const limited = { ...base, loopLimit: true };
+  assert.equal(MAX_LOOPED_WINDOW_SAMPLES, 2 ** 21);
+  checkLoopedWindows(oned(2 ** 21, 2), limited);
+  // Windows of 2^25 floats: 2^19 samples of 64 features each, whatever N.
+  checkLoopedWindows(oned(2 ** 22, 64), limited);
+  // Without the limit (a GPU), and in layout nd, nothing is refused.
+  checkLoopedWindows(oned(2 ** 21 + 32, 2), base);
+  checkLoopedWindows({ ...oned(2 ** 21 + 32, 2), layout: "nd", m: 4 }, limited);
+  const refused = (e: unknown) =>
+    e instanceof RangeError &&
+    e.message ===
+      `webgpu backend: N = ${2 ** 21 + 32} samples of C = 2 features put ${2 ** 21 + 32} ` +
+        "samples in one binding of x, more than this adapter's shaders can loop over (it ends " +
+        "an invocation's loops after 65535 iterations, as lavapipe does): at most 2097152 " +
+        "there; the wasm backend has no such limit";
+  assert.throws(() => checkLoopedWindows(oned(2 ** 21 + 32, 2), limited), refused);
+  // Both plans of such a call refuse it, before any dispatch.
+  const mix = { meanMix: [1, 1], varMix: [1, 1] };
+  const big = oned(2 ** 21 + 32, 2);
+  assert.throws(
+    () => makePlan(big, { ...mix, update: { kind: "batchAverage" } }, limited),
+    refused,
+  );
+  assert.throws(() => makeBackwardPlan(big, mix, limited, big.n), refused);
 });
 
 Deno.test("the group passes take 64 threads, or refuse the call, where lavapipe's loop limit would cut their loops", () => {
