@@ -290,7 +290,8 @@ fn row_constants(
         let beta = layer.beta[j] as f64;
         // lo = 0 skips lo * scale, which is NaN when scale is Inf (eps = 0, var = 0).
         let bias = if lo == 0.0 { beta } else { beta - lo * scale };
-        let wide = wide::normalize_is_wide(ve, mix.m1, var_in[j], mu_in[j] - hi as f64, scale, bias);
+        let wide =
+            wide::normalize_is_wide(ve, mix.m1, var_in[j], mu_in[j] - hi as f64, scale, bias);
         ([mu, var], [hi, scale as f32, bias as f32], wide)
     };
     let pairs = c / 2 * 2;

@@ -476,8 +476,10 @@ unsafe fn deviations_rows_f64<const R: usize>(
     let mut j = 0;
     while j + 4 <= n {
         let h = load(shift.add(j));
-        let (s0, s1) =
-            (f64x2_promote_low_f32x4(h), f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(h, h)));
+        let (s0, s1) = (
+            f64x2_promote_low_f32x4(h),
+            f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(h, h)),
+        );
         let (mut d0, mut d1) = (ld(d.add(j)), ld(d.add(j + 2)));
         let (mut q0, mut q1) = (ld(q.add(j)), ld(q.add(j + 2)));
         for k in 0..R {
