@@ -1129,6 +1129,19 @@ fn bn_depends_on_x() -> bool {
   return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
 }
 
+// The centre c of a long row's S2 = sum dy (x - c) (rows of several segments: sn_bwd_reduce,
+// sn_bwd_wide_reduce; sn_bwd_rows subtracts (mu - c) S1): the 12-bit cut of the mixed mean
+// (coarse12), or hi itself where the cut lies farther from hi than the row's own spread (WASM's
+// narrow_centre): there every x - cut is of the cut's size, and their float32 rounding, which
+// (mu - c) S1 cancels, was the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4
+// where it is 0), where about hi x - hi is exact. Scaled mixes keep the cut.
+fn long_centre(m: Mixed, p: Partial) -> f32 {
+  let cut = coarse12(m.hi + m.lo);
+  let moved = m.hi - cut;
+  let spread = p.m2 / max(f32(p.count), 1.0);
+  return select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+}
+
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
 fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
   return ((hi - m.hi) + lo) - m.lo;
@@ -2847,7 +2860,8 @@ export const SN_BWD_REDUCE: string =
 //   MX[s] = max_{i in s} |dy[i]|
 // written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. Rows longer than one
-// segment take S2 about c = coarse12(hi + lo) instead (S2 = sum dy (x - c), common.wgsl), and
+// segment take S2 about c = long_centre(m, p) instead (S2 = sum dy (x - c), backward_common.wgsl:
+// the 12-bit cut coarse12(hi + lo), or hi for a row narrower than the cut's move), and
 // sn_bwd_rows subtracts (mu - c) S1 from their sum: lo subtracted from every x - hi, or a centre
 // finer than x, rounds all x of a binade alike, an error ~2^-25 sum(dy) per element that dy of
 // one sign makes systematic (3e-5 relative on dgamma at M = 4e6). A row whose
@@ -2903,15 +2917,16 @@ fn main(
     if ((P.flags & P_USING_BN) != 0u) {
       bn = groups[P.n + c - P.stat_bn_base];
     }
-    let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
+    let p = rows[row - P.row_base];
+    let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     let keep = !mixed_bad(m) && !scaled;
-    // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
-    // (mu - c) S1 (see the top).
+    // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
+    // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
     let long = P.chunks > 1u;
-    let hi = select(m.hi, coarse12(m.hi + m.lo), long);
+    let hi = select(m.hi, long_centre(m, p), long);
     let lo = select(m.lo, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
@@ -3037,10 +3052,10 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
   } else {
-    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them
-    // (not for a mean far from the data: x - mu is then taken in units of 2^f, below).
+    // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
+    // for a mean far from the data: x - mu is then taken in units of 2^f, below).
     let long = P.chunks > 1u && far_exp(plain.lo) == 0;
-    hi = select(plain.hi, coarse12(plain.hi + plain.lo), long);
+    hi = select(plain.hi, long_centre(plain, p), long);
     lo = select(plain.lo, 0.0, long);
     keep = !mixed_bad(plain);
   }
@@ -3146,7 +3161,7 @@ fn main(
   let long = P.chunks > 1u;
   if (long) {
     if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
-      sums = long_sums(r, long_residual(m));
+      sums = long_sums(r, long_residual(m, p));
     }
   }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
@@ -3218,10 +3233,11 @@ fn long_sums(r: u32, residual: f32) -> vec2<f32> {
   return vec2<f32>(s1.x, (s2.x - residual * s1.x) + s2.y);
 }
 
-// mu - c for c = coarse12(hi + lo), the centre the long rows' S2 segments are taken about
-// (sn_bwd_reduce.wgsl): hi - c is exact (c is hi's own top bits, or hi's neighbour in binade).
-fn long_residual(m: Mixed) -> f32 {
-  return (m.hi - coarse12(m.hi + m.lo)) + m.lo;
+// mu - c for c = long_centre(m, p), the centre the long rows' S2 segments are taken about
+// (sn_bwd_reduce.wgsl): hi - c is exact (c is hi itself, hi's own top bits, or hi's neighbour
+// in binade).
+fn long_residual(m: Mixed, p: Partial) -> f32 {
+  return (m.hi - long_centre(m, p)) + m.lo;
 }
 
 // var_k - var of the mix as sum_j wvar_j (var_k - var_j), from pairs (hi_k - hi_j exact where
@@ -3264,7 +3280,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     // Long rows: S2's segments were taken about c (see the top), in every reduce pass, unless
     // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
     if (P.chunks > 1u && fe == 0 && class_bits(s1) == 0u && class_bits(s2) == 0u) {
-      s2 -= long_residual(m) * s1;
+      s2 -= long_residual(m, p) * s1;
     }
   }
   if (w.bad) {

@@ -225,6 +225,19 @@ fn bn_depends_on_x() -> bool {
   return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
 }
 
+// The centre c of a long row's S2 = sum dy (x - c) (rows of several segments: sn_bwd_reduce,
+// sn_bwd_wide_reduce; sn_bwd_rows subtracts (mu - c) S1): the 12-bit cut of the mixed mean
+// (coarse12), or hi itself where the cut lies farther from hi than the row's own spread (WASM's
+// narrow_centre): there every x - cut is of the cut's size, and their float32 rounding, which
+// (mu - c) S1 cancels, was the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4
+// where it is 0), where about hi x - hi is exact. Scaled mixes keep the cut.
+fn long_centre(m: Mixed, p: Partial) -> f32 {
+  let cut = coarse12(m.hi + m.lo);
+  let moved = m.hi - cut;
+  let spread = p.m2 / max(f32(p.count), 1.0);
+  return select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+}
+
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
 fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
   return ((hi - m.hi) + lo) - m.lo;

@@ -7,7 +7,8 @@
 //   MX[s] = max_{i in s} |dy[i]|
 // written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. Rows longer than one
-// segment take S2 about c = coarse12(hi + lo) instead (S2 = sum dy (x - c), common.wgsl), and
+// segment take S2 about c = long_centre(m, p) instead (S2 = sum dy (x - c), backward_common.wgsl:
+// the 12-bit cut coarse12(hi + lo), or hi for a row narrower than the cut's move), and
 // sn_bwd_rows subtracts (mu - c) S1 from their sum: lo subtracted from every x - hi, or a centre
 // finer than x, rounds all x of a binade alike, an error ~2^-25 sum(dy) per element that dy of
 // one sign makes systematic (3e-5 relative on dgamma at M = 4e6). A row whose
@@ -63,15 +64,16 @@ fn main(
     if ((P.flags & P_USING_BN) != 0u) {
       bn = groups[P.n + c - P.stat_bn_base];
     }
-    let m = nd_mix(rows[row - P.row_base], groups[n - P.row_base / P.c], bn);
+    let p = rows[row - P.row_base];
+    let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     let keep = !mixed_bad(m) && !scaled;
-    // Rows longer than one segment: about c = coarse12(hi + lo) alone; sn_bwd_rows subtracts
-    // (mu - c) S1 (see the top).
+    // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
+    // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
     let long = P.chunks > 1u;
-    let hi = select(m.hi, coarse12(m.hi + m.lo), long);
+    let hi = select(m.hi, long_centre(m, p), long);
     let lo = select(m.lo, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;

@@ -72,7 +72,7 @@ fn main(
   let long = P.chunks > 1u;
   if (long) {
     if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
-      sums = long_sums(r, long_residual(m));
+      sums = long_sums(r, long_residual(m, p));
     }
   }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
@@ -144,10 +144,11 @@ fn long_sums(r: u32, residual: f32) -> vec2<f32> {
   return vec2<f32>(s1.x, (s2.x - residual * s1.x) + s2.y);
 }
 
-// mu - c for c = coarse12(hi + lo), the centre the long rows' S2 segments are taken about
-// (sn_bwd_reduce.wgsl): hi - c is exact (c is hi's own top bits, or hi's neighbour in binade).
-fn long_residual(m: Mixed) -> f32 {
-  return (m.hi - coarse12(m.hi + m.lo)) + m.lo;
+// mu - c for c = long_centre(m, p), the centre the long rows' S2 segments are taken about
+// (sn_bwd_reduce.wgsl): hi - c is exact (c is hi itself, hi's own top bits, or hi's neighbour
+// in binade).
+fn long_residual(m: Mixed, p: Partial) -> f32 {
+  return (m.hi - long_centre(m, p)) + m.lo;
 }
 
 // var_k - var of the mix as sum_j wvar_j (var_k - var_j), from pairs (hi_k - hi_j exact where
@@ -190,7 +191,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     // Long rows: S2's segments were taken about c (see the top), in every reduce pass, unless
     // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
     if (P.chunks > 1u && fe == 0 && class_bits(s1) == 0u && class_bits(s2) == 0u) {
-      s2 -= long_residual(m) * s1;
+      s2 -= long_residual(m, p) * s1;
     }
   }
   if (w.bad) {

@@ -73,10 +73,10 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
   } else {
-    // About c = coarse12(hi + lo) in rows longer than one segment, as sn_bwd_reduce takes them
-    // (not for a mean far from the data: x - mu is then taken in units of 2^f, below).
+    // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
+    // for a mean far from the data: x - mu is then taken in units of 2^f, below).
     let long = P.chunks > 1u && far_exp(plain.lo) == 0;
-    hi = select(plain.hi, coarse12(plain.hi + plain.lo), long);
+    hi = select(plain.hi, long_centre(plain, p), long);
     lo = select(plain.lo, 0.0, long);
     keep = !mixed_bad(plain);
   }

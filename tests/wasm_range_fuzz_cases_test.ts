@@ -126,9 +126,25 @@ const LONG_ROWS: { name: string; make: () => Case; webgpu?: false }[] = [
   {
     name: "SwitchNorm3d, N = C = 1, a constant row of 5000 floats (several chunks), dy ~1e8",
     make: () => longRowCase([1, 1, 1, 1, 5000], "train", true, () => farFromCut(0.7), 1e8, true, 3),
-    // WASM only: WebGPU takes rows longer than one segment (4096 floats) about its own 12-bit
-    // cut of the mean (`coarse12`, shaders/sn_bwd_rows.wgsl) and still fails this case.
-    webgpu: false,
+  },
+  {
+    // WebGPU cuts a row this long into segments of 1024 (few rows): a long row, summed about
+    // the 12-bit cut of its mean until that cut became long_centre's choice (backward_common.wgsl).
+    name: "N = C = 1, a constant row of 2048 floats of 2.5e11, dy ~1 of both signs",
+    make: () => longRowCase([1, 1, 1, 2048], "train", true, () => 2.5e11, 1, false, 5),
+  },
+  {
+    name: "evaluation without BN, N = 22, rows of 12000 floats, one of them constant at 2.5e11",
+    make: () =>
+      longRowCase(
+        [22, 1, 1, 12000],
+        "train",
+        false,
+        (r, _i, u) => r === 3 ? 2.5e11 : u,
+        1,
+        false,
+        6,
+      ),
   },
   {
     name:
