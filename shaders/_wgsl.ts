@@ -398,6 +398,20 @@ fn thread_items(entries: u32) -> u32 {
   return entries / 64u + select(0u, 1u, entries % 64u != 0u);
 }
 
+// Work item \`item\` of a pass that takes a row list by segments (sn_wide_normalize,
+// sn_bwd_wide_dx, sn_zero_std_y: item k * chunks + j is segment j of listed row k, here \`row\`):
+// the segment's elements [x, y) in this dispatch's window of the tensor, empty (x = y) where
+// the segment lies outside it.
+fn listed_segment(row: u32, item: u32) -> vec2<u32> {
+  let j = item % P.chunks;
+  let seg = row * P.chunks + j;
+  if (seg < P.seg_first || seg >= P.seg_end) {
+    return vec2<u32>(0u);
+  }
+  let s = row * P.m + j * P.seg_len - P.elem_base;
+  return vec2<u32>(s, min(s + P.seg_len, row * P.m + P.m - P.elem_base));
+}
+
 // The wide pass's dispatch (x, y) for \`items\` work items: a workgroup per item up to
 // LIST_WORKGROUPS, and beyond that at most LIST_ITEMS_PER_GROUP items per workgroup, x at most
 // 65535 (rows of y beyond). Monotone in \`items\`, so the atomicMax of each lister's own grid
@@ -2810,15 +2824,15 @@ fn main(
   let items = wide_list[0] * P.chunks;
   for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
     let row = wide_list[LIST_FIRST + item / P.chunks];
-    let seg = row * P.chunks + item % P.chunks;
-    if (seg >= P.seg_first && seg < P.seg_end) {
-      normalize_segment(row, seg, lid);
+    let span = listed_segment(row, item);
+    if (span.x < span.y) {
+      normalize_segment(row, span, lid);
     }
   }
 }
 
-// The elements of segment \`seg\` of \`row\`, in this dispatch's window.
-fn normalize_segment(row: u32, seg: u32, lid: u32) {
+// The elements span.x .. span.y - 1 (of one segment of \`row\`) in this dispatch's window.
+fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row - P.rec_base];
@@ -2838,9 +2852,7 @@ fn normalize_segment(row: u32, seg: u32, lid: u32) {
   let xb = i32(max_field(p.flags)) - 126 - w.e;
   let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
-  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-  for (var i = s + lid; i < e; i += 64u) {
+  for (var i = span.x + lid; i < span.y; i += 64u) {
     let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
@@ -3934,14 +3946,15 @@ fn main(
   let items = wide_rows[0] * P.chunks;
   for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
     let row = wide_rows[LIST_FIRST + item / P.chunks];
-    let seg = row * P.chunks + item % P.chunks;
-    if (seg >= P.seg_first && seg < P.seg_end) {
-      dx_segment(row, seg, lid);
+    let span = listed_segment(row, item);
+    if (span.x < span.y) {
+      dx_segment(row, span, lid);
     }
   }
 }
 
-fn dx_segment(row: u32, seg: u32, lid: u32) {
+// The elements span.x .. span.y - 1 (of one segment of \`row\`) in this dispatch's window.
+fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
   let k = coef[row - P.row_base];
   let p = rows[row - P.row_base];
   let f = bitcast<vec4<f32>>(k);
@@ -3949,9 +3962,7 @@ fn dx_segment(row: u32, seg: u32, lid: u32) {
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let x_unit = unit_of(p.flags);
   let bad = is_nan_marker(f.z);
-  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-  for (var i = s + lid; i < e; i += 64u) {
+  for (var i = span.x + lid; i < span.y; i += 64u) {
     let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
     dx[i] = select(scale2(v, u), qnan(), bad);
   }
@@ -4314,17 +4325,15 @@ fn main(
   let items = wide_list[0] * P.chunks;
   for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
     let row = wide_list[LIST_FIRST + item / P.chunks];
-    let seg = row * P.chunks + item % P.chunks;
+    let span = listed_segment(row, item);
     let n = row / P.c;
     let c = row - n * P.c;
     let use_bn = (P.flags & P_USING_BN) != 0u;
     let t0 = nd_terms_in(rows[row - P.rec_base]);
     let t1 = group_term(groups[n - P.rec_base / P.c]);
     let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
-    if (seg >= P.seg_first && seg < P.seg_end && zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
-      let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-      let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-      for (var i = s + lid; i < e; i += 64u) {
+    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
+      for (var i = span.x + lid; i < span.y; i += 64u) {
         y[i] = std_zero_y(x[i], affine[c]);
       }
     }

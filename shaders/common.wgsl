@@ -389,6 +389,20 @@ fn thread_items(entries: u32) -> u32 {
   return entries / 64u + select(0u, 1u, entries % 64u != 0u);
 }
 
+// Work item `item` of a pass that takes a row list by segments (sn_wide_normalize,
+// sn_bwd_wide_dx, sn_zero_std_y: item k * chunks + j is segment j of listed row k, here `row`):
+// the segment's elements [x, y) in this dispatch's window of the tensor, empty (x = y) where
+// the segment lies outside it.
+fn listed_segment(row: u32, item: u32) -> vec2<u32> {
+  let j = item % P.chunks;
+  let seg = row * P.chunks + j;
+  if (seg < P.seg_first || seg >= P.seg_end) {
+    return vec2<u32>(0u);
+  }
+  let s = row * P.m + j * P.seg_len - P.elem_base;
+  return vec2<u32>(s, min(s + P.seg_len, row * P.m + P.m - P.elem_base));
+}
+
 // The wide pass's dispatch (x, y) for `items` work items: a workgroup per item up to
 // LIST_WORKGROUPS, and beyond that at most LIST_ITEMS_PER_GROUP items per workgroup, x at most
 // 65535 (rows of y beyond). Monotone in `items`, so the atomicMax of each lister's own grid

@@ -30,14 +30,15 @@ fn main(
   let items = wide_rows[0] * P.chunks;
   for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
     let row = wide_rows[LIST_FIRST + item / P.chunks];
-    let seg = row * P.chunks + item % P.chunks;
-    if (seg >= P.seg_first && seg < P.seg_end) {
-      dx_segment(row, seg, lid);
+    let span = listed_segment(row, item);
+    if (span.x < span.y) {
+      dx_segment(row, span, lid);
     }
   }
 }
 
-fn dx_segment(row: u32, seg: u32, lid: u32) {
+// The elements span.x .. span.y - 1 (of one segment of `row`) in this dispatch's window.
+fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
   let k = coef[row - P.row_base];
   let p = rows[row - P.row_base];
   let f = bitcast<vec4<f32>>(k);
@@ -45,9 +46,7 @@ fn dx_segment(row: u32, seg: u32, lid: u32) {
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let x_unit = unit_of(p.flags);
   let bad = is_nan_marker(f.z);
-  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-  for (var i = s + lid; i < e; i += 64u) {
+  for (var i = span.x + lid; i < span.y; i += 64u) {
     let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
     dx[i] = select(scale2(v, u), qnan(), bad);
   }

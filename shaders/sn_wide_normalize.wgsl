@@ -36,15 +36,15 @@ fn main(
   let items = wide_list[0] * P.chunks;
   for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
     let row = wide_list[LIST_FIRST + item / P.chunks];
-    let seg = row * P.chunks + item % P.chunks;
-    if (seg >= P.seg_first && seg < P.seg_end) {
-      normalize_segment(row, seg, lid);
+    let span = listed_segment(row, item);
+    if (span.x < span.y) {
+      normalize_segment(row, span, lid);
     }
   }
 }
 
-// The elements of segment `seg` of `row`, in this dispatch's window.
-fn normalize_segment(row: u32, seg: u32, lid: u32) {
+// The elements span.x .. span.y - 1 (of one segment of `row`) in this dispatch's window.
+fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row - P.rec_base];
@@ -64,9 +64,7 @@ fn normalize_segment(row: u32, seg: u32, lid: u32) {
   let xb = i32(max_field(p.flags)) - 126 - w.e;
   let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
-  let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-  let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-  for (var i = s + lid; i < e; i += 64u) {
+  for (var i = span.x + lid; i < span.y; i += 64u) {
     let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;

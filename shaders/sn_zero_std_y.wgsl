@@ -28,17 +28,15 @@ fn main(
   let items = wide_list[0] * P.chunks;
   for (var item = linear_group(wid, nwg); item < items; item += nwg.x * nwg.y) {
     let row = wide_list[LIST_FIRST + item / P.chunks];
-    let seg = row * P.chunks + item % P.chunks;
+    let span = listed_segment(row, item);
     let n = row / P.c;
     let c = row - n * P.c;
     let use_bn = (P.flags & P_USING_BN) != 0u;
     let t0 = nd_terms_in(rows[row - P.rec_base]);
     let t1 = group_term(groups[n - P.rec_base / P.c]);
     let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
-    if (seg >= P.seg_first && seg < P.seg_end && zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
-      let s = row * P.m + (seg % P.chunks) * P.seg_len - P.elem_base;
-      let e = min(s + P.seg_len, row * P.m + P.m - P.elem_base);
-      for (var i = s + lid; i < e; i += 64u) {
+    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
+      for (var i = span.x + lid; i < span.y; i += 64u) {
         y[i] = std_zero_y(x[i], affine[c]);
       }
     }
