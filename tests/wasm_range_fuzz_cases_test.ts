@@ -17,6 +17,10 @@
  * - A row mean ~1e-4 of its std dominating its BN mean, far from the channel's other rows (fuzzer
  *   seed 2410): their x - mu is ~1e-4 of the mix's std, and WebGPU's float32 row mean put dgamma
  *   3e-4 relative off (2.9x its bound); also with x times 2^-50 (in float32's middle range).
+ * - A deviation x - mu beyond float32's largest value (a row of 3e38 on a running_mean of -3e38, a
+ *   row of -3.4e38 and 3.4e38) under a small gamma / std: WASM's sweeps bounded their terms by
+ *   D |scale|, not D itself, and formed x - f32(mu) = +Infinity in float32 (attack seeds 3514,
+ *   17605, 42101, 45444: y NaN where it is beta).
  *
  * @module
  */
@@ -365,6 +369,65 @@ for (const backend of ["wasm", "webgpu"] as const) {
     const name = `${
       backend === "wasm" ? "WASM" : "WebGPU"
     }: a row mean dominating its BN mean far from the other rows keeps dgamma and the logit gradients (${k.name})`;
+    const fn = () => agrees(k.make(), backend, k.name);
+    if (backend === "webgpu") webgpuTest(name, fn);
+    else Deno.test(name, fn);
+  }
+}
+
+/**
+ * A case of SwitchNorm2d [2, 1, 2, 2] evaluated on loaded running buffers (`rm`, running_var 1)
+ * with gamma `gamma`, beta 0.5, the given logits and sample 0 `row` (sample 1 is 1, 2, 3, 4).
+ */
+function farCase(
+  gamma: number,
+  mw: number[],
+  vw: number[],
+  rm: number,
+  row: number[],
+): Case {
+  const x = [...row, 1, 2, 3, 4];
+  return {
+    kind: "2d",
+    shape: [2, 1, 2, 2],
+    eps: 1e-5,
+    usingBN: true,
+    mode: "load",
+    weight: [gamma],
+    bias: [0.5],
+    mw,
+    vw,
+    rm: [rm],
+    rv: [1],
+    x,
+    dy: [1, -1, 2, 0.5, 1, 1, 1, 1],
+    xEval: x,
+  };
+}
+
+/**
+ * x - mu beyond float32's largest value although y and dx fit (or are what float32 holds): the
+ * WASM sweeps form x - f32(mu) in float32, and their bound of a row's terms was D |scale| (D the
+ * row's largest |x - mu|), which a small scale passes; x - mu itself then overflowed, and 0 or a
+ * small scale times Infinity gave NaN or Infinity (attack seeds 3514, 17605, 42101, 45444: a
+ * constant row of 3.4e38 evaluated on a running_var of +Infinity gave y NaN where it is beta).
+ */
+const FAR_FROM_MEAN: { name: string; make: () => Case }[] = [
+  ...[0, 1e-30, 1].map((gamma) => ({
+    name: `constant row of 3e38 on a running_mean of -3e38 under BN logits, gamma ${gamma}`,
+    make: () => farCase(gamma, [-50, -50, 50], [-50, -50, 50], -3e38, [3e38, 3e38, 3e38, 3e38]),
+  })),
+  ...[0, 1e-20, 1].map((gamma) => ({
+    name: `a row of -3.4e38 and 3.4e38 on a running_var of 1 alone, gamma ${gamma}`,
+    make: () => farCase(gamma, [0, 0, 0], [-60, -60, 60], 0, [-3.4e38, -3.4e38, -3.4e38, 3.4e38]),
+  })),
+];
+
+for (const backend of ["wasm", "webgpu"] as const) {
+  for (const k of FAR_FROM_MEAN) {
+    const name = `${
+      backend === "wasm" ? "WASM" : "WebGPU"
+    }: a deviation x - mu beyond float32's range keeps y and dx (${k.name})`;
     const fn = () => agrees(k.make(), backend, k.name);
     if (backend === "webgpu") webgpuTest(name, fn);
     else Deno.test(name, fn);

@@ -170,7 +170,14 @@ function rowBounds(k: Case, mode: "train" | "eval", x: number[], rm: number[], r
       va += v[j] * vars[j];
     }
     const s = 1 / Math.sqrt(va + k.eps);
-    rows.push({ s, mu, mus, vars, va });
+    // the largest |mean| the mixed mean's float64 sums add (the LN and BN means average IN means
+    // that may cancel: rows of 3.4e38 and -3.4e38 beside one of -6.5e22), for their rounding
+    let muTerms = Math.max(...mus.map(Math.abs));
+    for (let j = 0; j < c; j++) muTerms = Math.max(muTerms, Math.abs(mi[a * c + j]));
+    if (mode === "train") {
+      for (let i = 0; i < n; i++) muTerms = Math.max(muTerms, Math.abs(mi[i * c + b]));
+    }
+    rows.push({ s, mu, mus, vars, va, muTerms });
   }
   return { rows, w, v, m };
 }
@@ -199,7 +206,7 @@ export function scaledTol(
     let q = 0;
     for (let i = 0; i < m; i++) q += Math.abs(k.dy[r * m + i] * (x[r * m + i] - R.mu));
     // plus the reference's own rounding of mu (see y below), in units of the 1e-4 bound
-    return q + dyAbs[r] * 4e-12 * Math.max(...R.mus.map(Math.abs));
+    return q + dyAbs[r] * 4e-12 * R.muTerms;
   });
   if (key.endsWith("dbias")) {
     // float32 sums of dy: ~1e-7 of sum |dy| over the channel
@@ -212,13 +219,18 @@ export function scaledTol(
     };
   }
   if (key === "rm") {
-    // float32 sums of a channel's rows: error ~1e-7 of their spread, whatever the mean
+    // float32 sums of a channel's rows: error ~1e-7 of their spread, whatever the mean; plus the
+    // reference's own float64 rounding of the BN mean it sums (2^-52 of its largest |mu_in|: rows
+    // of 3.4e38 and -3.4e38 cancel, and its sum of the others ~1e23 is off by 4e21)
     return (ch) => {
-      let q = 0;
+      let q = 0, mu = 0;
       rows.forEach((R, r) => {
-        if (r % c === ch) q = Math.max(q, Math.sqrt(R.vars[0]));
+        if (r % c === ch) {
+          q = Math.max(q, Math.sqrt(R.vars[0]));
+          mu = Math.max(mu, Math.abs(R.mus[0]));
+        }
       });
-      return 1e-5 * q;
+      return 1e-5 * q + 4e-16 * mu;
     };
   }
   if (key === "y" || key === "yE") {
@@ -230,7 +242,7 @@ export function scaledTol(
       // widest std it mixes).
       const spread = Math.max(...R.vars.map((v) => Math.sqrt(Math.abs(v))));
       return Math.abs(k.weight[r % c]) * R.s *
-        (4e-16 * Math.max(...R.mus.map(Math.abs)) + 2e-5 * spread);
+        (4e-16 * R.muTerms + 2e-5 * spread);
     };
   }
   if (key === "dx" || key === "dxE") {
@@ -279,7 +291,7 @@ export function scaledTol(
       // sums (a_k = sum gm mu_k: 2^-52 of them, in units of the 1e-4 bound)
       qa += g * R.s * dyAbs[r] *
         (Math.max(...R.mus.slice(0, w.length).map((u) => Math.abs(u - R.mu))) +
-          4e-12 * Math.max(...R.mus.map(Math.abs)));
+          4e-12 * R.muTerms);
       qb += 0.5 * g * R.s ** 3 * dyx[r] *
         (Math.max(...R.vars.slice(0, v.length).map((u) => Math.abs(u - R.va))) +
           4e-12 * Math.max(...R.vars.map(Math.abs)));

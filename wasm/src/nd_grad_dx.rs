@@ -313,8 +313,14 @@ impl RowConstants {
             let tiny_a = v128_and(f64x2_lt(f64x2_abs(a), tiny), f64x2_ne(a, zero));
             let limit = f64x2_splat(wide::LIMIT);
             let half_rest2 = f64x2_splat(wide::REST * wide::REST / 2.0);
+            // D itself at most LIMIT too: x - hi is a float32 term whatever b is (a row of
+            // -3.4e38 and 3.4e38 makes it overflow, and a small b times Inf is not dx).
+            let half_limit2 = f64x2_splat(wide::LIMIT * wide::LIMIT / 2.0);
             let mut bounded = v128_andnot(
-                v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2)),
+                v128_and(
+                    v128_and(f64x2_le(f64x2_abs(a), limit), f64x2_le(terms, half_rest2)),
+                    f64x2_le(half_spread2, half_limit2),
+                ),
                 v128_or(tiny_a, tiny_b),
             );
             if RANGE {

@@ -343,6 +343,8 @@ fn row_constants(
                     f64x2_mul(bias64, bias64),
                 );
                 let ok = v128_and(f64x2_ge(ve, low), f64x2_le(ve, high));
+                // |x - hi| <= D at most LIMIT whatever the scale (`wide::normalize_is_wide`).
+                let ok = v128_and(ok, f64x2_le(half_spread2, half_limit2));
                 // A nonzero |scale| below `wide::TINY` (a float32 subnormal) is wide too.
                 let normal = v128_or(f64x2_ge(f64x2_abs(scale), tiny), f64x2_eq(scale, zero));
                 let ok = v128_and(ok, normal);

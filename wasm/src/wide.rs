@@ -65,7 +65,12 @@ pub fn out_of_range(ve: f64) -> bool {
 pub fn normalize_is_wide(ve: f64, m1: f64, var_in: f64, d: f64, scale: f64, bias: f64) -> bool {
     let half_spread2 = (m1 * var_in + d * d) + 0.5;
     let terms = half_spread2 * (scale * scale) + bias * bias;
-    out_of_range(ve) || !(terms <= LIMIT * LIMIT / 2.0) || tiny(scale)
+    // D itself at most LIMIT too: x - hi is a float32 term of the sweep whatever the scale (a
+    // mixed mean of -3e38 beside x = 3e38 overflows it, and 0 or 1e-30 times Inf is not y).
+    out_of_range(ve)
+        || !(terms <= LIMIT * LIMIT / 2.0)
+        || !(half_spread2 <= LIMIT * LIMIT / 2.0)
+        || tiny(scale)
 }
 
 /// `y[i] = (x[i] - mu) scale + beta` in f64 for a wide row, rounded to f32 once. `y` may equal `x`.
@@ -243,7 +248,11 @@ impl CallBounds {
         let lo = Self::lo(self.mu);
         let half_spread2 = self.m1_var + d * d + 0.5;
         let terms = half_spread2 * s2 + 2.0 * (self.beta * self.beta + lo * lo * s2);
-        self.in_range() && self.mu <= LIMIT && terms <= LIMIT * LIMIT / 2.0 && self.scale_normal()
+        self.in_range()
+            && self.mu <= LIMIT
+            && half_spread2 <= LIMIT * LIMIT / 2.0
+            && terms <= LIMIT * LIMIT / 2.0
+            && self.scale_normal()
     }
 
     /// Whether no row's dx sweep can be wide, given `g` >= max |gm| and max |gv| over the rows
@@ -277,7 +286,11 @@ impl CallBounds {
         let k = g_mu / m + lo * b;
         let half_spread2 = self.m1_var + lo * lo + 0.5;
         let terms = half_spread2 * (b * b) + k * k;
-        self.in_range() && a <= LIMIT && terms <= REST * REST / 2.0 && self.scale_normal()
+        self.in_range()
+            && a <= LIMIT
+            && half_spread2 <= LIMIT * LIMIT / 2.0
+            && terms <= REST * REST / 2.0
+            && self.scale_normal()
     }
 }
 
