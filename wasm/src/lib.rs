@@ -431,13 +431,15 @@ pub unsafe extern "C" fn sn_backward_combine_nd(
 
 /// Part of `sn_backward_dx_nd` for split sweeps: the per-row constants into the work area, then
 /// `sn_backward_dx_rows_nd` per range of rows. Returns 1 when some row is wide (its sweep must
-/// be told so), else 0.
+/// be told so), else 0. `x` is the forward's x (whose IN means it may sum again in f64,
+/// `nd_grad_means::refine_dx_means`).
 ///
 /// # Safety
 /// Pointers as in `layout`; the caller owns and sizes every buffer.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sn_backward_constants_nd(
+    x: *const f32,
     n: u32,
     c: u32,
     m: u32,
@@ -451,7 +453,7 @@ pub unsafe extern "C" fn sn_backward_constants_nd(
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
     let sums = sums(work, LAYOUT_ND, mode, n, c);
-    nd_grad_dx::dx_constants(n, c, m, mode, &layer, st, work, sums, count) as u32
+    nd_grad_dx::dx_constants(x, n, c, m, mode, &layer, st, work, sums, count) as u32
 }
 
 /// The dx sweep over the `rows` rows row0.. whose x, dy, dx are at `x`, `dy`, `dx` (the
