@@ -25,6 +25,11 @@ export const MODE_USING_BN = 2;
  * squared deviations behind the BN variance) in the BN variance slots, for a cross-replica merge.
  */
 export const MODE_BN_PARTIALS = 4;
+/**
+ * `mode` bit of the statistics pass of layout "nd": a backward may follow (training or
+ * keepForBackward), so rows whose mean lies near 0 beside their std are summed again in float64.
+ */
+export const MODE_REFINE_MEANS = 8;
 
 /**
  * f64 slots before gamma in the layer block: eps, mean_mix[3], var_mix[3], reserved. Then f32
@@ -94,6 +99,7 @@ export interface WasmKernels {
     c: number,
     m: number,
     stats: number,
+    mode: number,
   ): void;
   /** The rest of `sn_stats_nd` once `sn_stats_rows_nd` has covered every row. */
   sn_stats_derive_nd(n: number, c: number, mode: number, layer: number, stats: number): void;

@@ -9,7 +9,6 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { layoutOf, modeOf, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
-import { MODE_BN_PARTIALS } from "./_wasm_abi.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
 import type { RowRunner } from "./_wasm_pool.ts";
 
@@ -45,11 +44,7 @@ export async function runBackward(
   fresh();
   const { n, c, m } = problem;
   const length = n * c * m;
-  const k = mem.k, layout = layoutOf(problem);
-  // Under SyncSN the BN means are the replicas' merge, which the dx constants must not take again
-  // from this replica's rows alone (nd_grad_means::refine_dx_means): MODE_BN_PARTIALS says so.
-  const merged = problem.sync !== undefined && problem.training && problem.usingBN;
-  const mode = modeOf(problem) | (merged && problem.layout === "nd" ? MODE_BN_PARTIALS : 0);
+  const k = mem.k, layout = layoutOf(problem), mode = modeOf(problem);
   let dxTensor: WasmTensor | undefined;
   let xAt: number, dyAt: number, dxAt: number, ioEpoch = 0;
   if (x instanceof Float32Array) {

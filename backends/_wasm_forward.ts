@@ -16,7 +16,7 @@ import type {
   RunningUpdate,
   SavedForward,
 } from "./_backend.ts";
-import { MODE_BN_PARTIALS } from "./_wasm_abi.ts";
+import { MODE_BN_PARTIALS, MODE_REFINE_MEANS } from "./_wasm_abi.ts";
 import { ViewSlot } from "./_wasm_heap.ts";
 import { modeOf, type Regions, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
@@ -74,7 +74,8 @@ export class WasmForward {
     try {
       const regions = mem.prepare(problem, params, slot);
       const mode = modeOf(problem);
-      this.#statsPass(problem, xAt, mode | (sync ? MODE_BN_PARTIALS : 0), regions);
+      const refine = save && problem.layout === "nd" ? MODE_REFINE_MEANS : 0;
+      this.#statsPass(problem, xAt, mode | (sync ? MODE_BN_PARTIALS : 0) | refine, regions);
       let count = n;
       if (sync) {
         count = await mergeStats(mem, problem, sync, slot!, regions.stats);

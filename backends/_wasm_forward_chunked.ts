@@ -11,7 +11,7 @@
  * @module
  */
 import type { LayerParams, NormProblem, RunningUpdate, SavedForward } from "./_backend.ts";
-import { MODE_BN_PARTIALS } from "./_wasm_abi.ts";
+import { MODE_BN_PARTIALS, MODE_REFINE_MEANS } from "./_wasm_abi.ts";
 import { alignUp16, ViewSlot } from "./_wasm_heap.ts";
 import { type LayerSlot, modeOf, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
 import { mergeStats } from "./_wasm_sync.ts";
@@ -66,6 +66,8 @@ export class WasmChunkedForward {
     mem.io.ensure(ioBytes);
     const regions = mem.prepare(problem, params, slot);
     const mode = modeOf(problem);
+    // A backward may follow: rows of a mean near 0 are summed again (nd::row_moments).
+    const statsMode = mode | (save ? MODE_REFINE_MEANS : 0);
     /** Stages x (a chunk at a time, each measured while in cache if `measure`); x's offset. */
     const stage = (measure: boolean) => {
       // x, then the staging block (16-byte aligned: length * 4 is a multiple of 4 only). The
@@ -76,7 +78,7 @@ export class WasmChunkedForward {
       for (let r = 0; r < rows; r += step) {
         const take = Math.min(step, rows - r), at = io + 4 * r * m;
         f32.set(x.subarray(r * m, (r + take) * m), at >>> 2);
-        if (measure) k.sn_stats_rows_nd(at, r, take, n, c, m, regions.stats);
+        if (measure) k.sn_stats_rows_nd(at, r, take, n, c, m, regions.stats, statsMode);
       }
       return io;
     };

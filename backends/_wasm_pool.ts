@@ -467,7 +467,7 @@ export class ThreadPool {
     if (threads === 1) {
       return this.#k.sn_backward_dx_nd(x, dy, dx, n, c, m, mode, layer, st, work, count);
     }
-    const wide = this.#k.sn_backward_constants_nd(x, n, c, m, mode, layer, st, work, count);
+    const wide = this.#k.sn_backward_constants_nd(n, c, m, mode, layer, st, work, count);
     this.#run(DX_ROWS, n * c, m, threads, [x, dy, dx, 0, n * c, m, work, n, c, layer, st, wide]);
   }
 

@@ -67,7 +67,6 @@ export interface WasmKernels extends BaseKernels {
   ): void;
   /** `sn_backward_dx_nd`'s per-row constants, into the work area; 1 if some row is wide. */
   sn_backward_constants_nd(
-    x: number,
     n: number,
     c: number,
     m: number,

@@ -66,6 +66,10 @@ pub const MODE_USING_BN: u32 = 2;
 /// merge by the caller instead of the variance.
 pub const MODE_BN_PARTIALS: u32 = 4;
 
+/// `mode` bit of the statistics pass of layout "nd": a backward may follow, so rows whose mean
+/// lies near 0 beside their std have it summed again in f64 (`nd::row_moments`).
+pub const MODE_REFINE_MEANS: u32 = 8;
+
 /// Bytes of the layer block header before gamma.
 pub const LAYER_HEADER_BYTES: usize = 64;
 

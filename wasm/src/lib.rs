@@ -30,7 +30,9 @@ mod simd;
 mod simd_grad;
 mod wide;
 
-use layout::{Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_TRAINING, MODE_USING_BN};
+use layout::{
+    Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_REFINE_MEANS, MODE_TRAINING, MODE_USING_BN,
+};
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
 const ABI_VERSION: u32 = 7;
@@ -90,7 +92,8 @@ unsafe fn sums<'a>(work: *mut f64, layout: u32, mode: u32, n: usize, c: usize) -
 
 /// Statistics pass of SwitchNorm2d/3d on x viewed as [n, c, m] (`nd::statistics`): fills
 /// mu_in, var_in, mu_ln, var_ln and, with usingBN, mu_bn, var_bn (batch in training, running in
-/// evaluation). `mode`: bit 0 training, bit 1 usingBN.
+/// evaluation). `mode`: bit 0 training, bit 1 usingBN, bit 2 `MODE_BN_PARTIALS`, bit 3
+/// `MODE_REFINE_MEANS`.
 ///
 /// # Safety
 /// Pointers as in `layout` and `nd::statistics`; the caller owns and sizes every buffer.
@@ -145,11 +148,14 @@ pub unsafe extern "C" fn sn_normalize_nd(
 
 /// Part of `sn_stats_nd` for a Float32Array staged chunk by chunk: mu_in, var_in of the `rows`
 /// rows row0.. of the tensor [n, c, m], whose data is at `x` (the chunk, not the tensor). After
-/// every row has been measured, `sn_stats_derive_nd` finishes the statistics pass.
+/// every row has been measured, `sn_stats_derive_nd` finishes the statistics pass. `mode` as
+/// for `sn_stats_nd` (with `MODE_REFINE_MEANS` rows of a mean near 0 are summed again,
+/// `nd::row_moments`).
 ///
 /// # Safety
 /// `x` valid for rows * m floats, row0 + rows <= n * c; `stats` as in `layout`.
 #[no_mangle]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sn_stats_rows_nd(
     x: *const f32,
     row0: u32,
@@ -158,11 +164,14 @@ pub unsafe extern "C" fn sn_stats_rows_nd(
     c: u32,
     m: u32,
     stats: *mut f64,
+    mode: u32,
 ) {
     let (n, c, m) = (n as usize, c as usize, m as usize);
     let at = row0 as usize..row0 as usize + rows as usize;
     let st = Stats::split(stats, LAYOUT_ND, n, c);
-    nd::row_moments(x, m, &mut st.mu_in[at.clone()], &mut st.var_in[at.clone()], &mut st.mu[at]);
+    let refine = mode & MODE_REFINE_MEANS != 0;
+    let (mu_in, var_in) = (&mut st.mu_in[at.clone()], &mut st.var_in[at.clone()]);
+    nd::row_moments(x, m, mu_in, var_in, &mut st.mu[at], refine);
 }
 
 /// The rest of `sn_stats_nd` after `sn_stats_rows_nd` covered every row (`nd::derive`).
@@ -431,15 +440,13 @@ pub unsafe extern "C" fn sn_backward_combine_nd(
 
 /// Part of `sn_backward_dx_nd` for split sweeps: the per-row constants into the work area, then
 /// `sn_backward_dx_rows_nd` per range of rows. Returns 1 when some row is wide (its sweep must
-/// be told so), else 0. `x` is the forward's x (whose IN means it may sum again in f64,
-/// `nd_grad_means::refine_dx_means`).
+/// be told so), else 0.
 ///
 /// # Safety
 /// Pointers as in `layout`; the caller owns and sizes every buffer.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sn_backward_constants_nd(
-    x: *const f32,
     n: u32,
     c: u32,
     m: u32,
@@ -453,7 +460,7 @@ pub unsafe extern "C" fn sn_backward_constants_nd(
     let layer = Layer::read(layer, c);
     let st = Stats::split(stats, LAYOUT_ND, n, c);
     let sums = sums(work, LAYOUT_ND, mode, n, c);
-    nd_grad_dx::dx_constants(x, n, c, m, mode, &layer, st, work, sums, count) as u32
+    nd_grad_dx::dx_constants(n, c, m, mode, &layer, st, work, sums, count) as u32
 }
 
 /// The dx sweep over the `rows` rows row0.. whose x, dy, dx are at `x`, `dy`, `dx` (the

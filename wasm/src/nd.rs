@@ -3,7 +3,9 @@
 //! replace the BN statistics (SyncSN); everything besides the two passes is O(N*C) work on per-row
 //! statistics.
 
-use crate::layout::{Layer, Stats, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{
+    Layer, Stats, MODE_BN_PARTIALS, MODE_REFINE_MEANS, MODE_TRAINING, MODE_USING_BN,
+};
 use crate::moments::{RowPlan, TINY_Q};
 use crate::simd;
 use core::arch::wasm32::*;
@@ -27,7 +29,7 @@ pub unsafe fn statistics(
     layer: &Layer,
     st: Stats,
 ) {
-    row_moments(x, m, st.mu_in, st.var_in, st.mu);
+    row_moments(x, m, st.mu_in, st.var_in, st.mu, mode & MODE_REFINE_MEANS != 0);
     derive(n, c, mode, layer, st);
 }
 
@@ -72,6 +74,102 @@ fn kept2(q: v128, dd: v128, slack1: v128, slack_n: v128, floor: v128) -> v128 {
 /// # Safety
 /// `x` must be valid for mu_in.len() * m floats; the three slices have the same length.
 pub unsafe fn row_moments(
+    x: *const f32,
+    m: usize,
+    mu_in: &mut [f64],
+    var_in: &mut [f64],
+    tmp: &mut [f64],
+    refine: bool,
+) {
+    row_sweeps(x, m, mu_in, var_in, tmp);
+    if refine {
+        refine_near_zero(x, m, mu_in, var_in);
+    }
+}
+
+/// |mu_in| below this times the row's std (squared here: 2^-20) marks a row whose mean
+/// `refine_near_zero` sums again; the same cut as WebGPU's (`refine_mean` in shaders/common.wgsl).
+const NEAR_ZERO2: f64 = 1.0 / (1u64 << 20) as f64;
+
+/// In a forward that a backward may follow (`MODE_REFINE_MEANS`: training, or keepForBackward),
+/// rows whose mean lies within 2^-10 of their std of 0 have it summed again in f64 (`sum_f64`):
+/// the sweeps' float32 sums leave a mean ~2^-25 of the std off, and where the mean is ~0 beside
+/// its std that error is all of what it adds to the LN and BN means and the mixed mean: rows of
+/// std 1.7e7 and means ~5 beside rows of std 0.3 made mean_weight's gradient 2.7e-2 relative off
+/// and, LN-mixed, the small rows' dgamma 3e-2; zero rows beside rows of std 1.6e7 and mean -232
+/// (attack seed 41698) made dx 2.3e-3 off through its LN variance path, (mu_in - mu_ln) gvL
+/// (WebGPU, which did this already, was right). A row's result depends on it alone.
+/// Data of ~0 mean (rows of M floats: a share ~2^-10 sqrt(M) of them) pay one f64 sweep of those
+/// rows.
+///
+/// # Safety
+/// As `row_moments`.
+#[inline(never)]
+unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &[f64]) {
+    let rows = mu_in.len();
+    // About 0 rather than about the mean: within 2^-10 of the std of 0, the mean is no better a
+    // centre, and the sum saves a subtraction per float.
+    let fix = |r: usize, mu: &mut f64| {
+        let mean = sum_f64(x.add(r * m), m) / m as f64;
+        if mean.is_finite() {
+            *mu = mean;
+        }
+    };
+    let near = |mu: f64, var: f64| mu * mu < NEAR_ZERO2 * var;
+    let k = f64x2_splat(NEAR_ZERO2);
+    let even = rows / 2 * 2;
+    let mut r = 0;
+    while r < even {
+        let mu = v128_load(mu_in.as_ptr().add(r) as *const v128);
+        let var = v128_load(var_in.as_ptr().add(r) as *const v128);
+        // NaN compares false: such rows are left.
+        if v128_any_true(f64x2_lt(f64x2_mul(mu, mu), f64x2_mul(k, var))) {
+            for q in r..r + 2 {
+                if near(mu_in[q], var_in[q]) {
+                    fix(q, &mut mu_in[q]);
+                }
+            }
+        }
+        r += 2;
+    }
+    if r < rows && near(mu_in[r], var_in[r]) {
+        fix(r, &mut mu_in[r]);
+    }
+}
+
+/// sum_k x[k] over m floats in f64, eight floats per step into four f64x2 sums, so that their
+/// adds do not wait on each other.
+///
+/// # Safety
+/// `x` valid for m floats.
+unsafe fn sum_f64(x: *const f32, m: usize) -> f64 {
+    let z = f64x2_splat(0.0);
+    let (mut a, mut b, mut e, mut f) = (z, z, z, z);
+    let lo = |v: v128| f64x2_promote_low_f32x4(v);
+    let hi = |v: v128| f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v));
+    let mut k = 0;
+    while k + 8 <= m {
+        let (v, w) = (v128_load(x.add(k) as *const v128), v128_load(x.add(k + 4) as *const v128));
+        a = f64x2_add(a, lo(v));
+        b = f64x2_add(b, hi(v));
+        e = f64x2_add(e, lo(w));
+        f = f64x2_add(f, hi(w));
+        k += 8;
+    }
+    let s = f64x2_add(f64x2_add(a, b), f64x2_add(e, f));
+    let mut d = f64x2_extract_lane::<0>(s) + f64x2_extract_lane::<1>(s);
+    while k < m {
+        d += *x.add(k) as f64;
+        k += 1;
+    }
+    d
+}
+
+/// The sweeps of `row_moments`.
+///
+/// # Safety
+/// As `row_moments`.
+unsafe fn row_sweeps(
     x: *const f32,
     m: usize,
     mu_in: &mut [f64],

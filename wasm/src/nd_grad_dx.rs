@@ -2,9 +2,8 @@
 //! gradient sums across replicas), each row's dx map from the sums, then one sweep over (x, dy)
 //! writing dx. The work area, loads and shifts it shares with the reduction are in `nd_grad`.
 
-use crate::layout::{Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
 use crate::nd_grad::{ld, ld32, Work};
-use crate::nd_grad_means;
 use crate::simd_grad;
 use crate::wide;
 use core::arch::wasm32::*;
@@ -40,7 +39,7 @@ pub unsafe fn dx(
     count: f64,
 ) {
     let mu_in = st.mu_in.as_ptr();
-    if dx_constants(x, n, c, m, mode, layer, st, work, sums, count) {
+    if dx_constants(n, c, m, mode, layer, st, work, sums, count) {
         let w = Work::split(work, n, c);
         let wide = WideRows { mu_in, inv_std: w.inv_std.as_ptr(), k: w.aux.as_ptr() };
         sweep_checked(x, dy, dx, n * c, m, work as *const v128, wide);
@@ -71,15 +70,12 @@ impl WideRows {
 /// The per-row constants of `dx` (into the work area, in place of (gm, gv)), before its sweep;
 /// returns whether some row is wide (then the sweep must be `sweep_checked`). A row is wide by the
 /// dx bound of `wide`; a wide row's pair gets f64 (a, b), its aux value k = Gmu_in / M and its s
-/// -1 (the mark). Where the IN, LN or BN means' float32 rounding could show in dx (its LN and BN
-/// variance paths, (mu_in - mu_ln) gvL and (mu_in - mu_bn) gvB: `nd_grad_means::refine_dx_means`),
-/// the means are summed again in f64 and the constants corrected.
+/// -1 (the mark).
 ///
 /// # Safety
-/// As `dx` (`x` the forward's x).
+/// As `dx`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn dx_constants(
-    x: *const f32,
     n: usize,
     c: usize,
     m: usize,
@@ -145,19 +141,9 @@ pub unsafe fn dx_constants(
             count,
         )
     };
-    // The means' precision test (`pair`): the LN mean of one channel is its IN mean, and so is
-    // the BN mean of one sample: their difference carries no error. SyncSN's BN means are the
-    // replicas' merge, which this call cannot sum again.
-    let bn_local = bn && mode & MODE_BN_PARTIALS == 0;
-    let ln_err = f64x2_splat(if c > 1 { 1.0 } else { 0.0 });
-    let bn_err = f64x2_splat(if bn_local && n > 1 { 1.0 } else { 0.0 });
     let cx = RowConstants {
         n,
         c,
-        ln_err,
-        bn_err,
-        var_ln: st.var_ln.as_ptr(),
-        var_bn: bn_at(st.var_bn.as_ptr(), 0),
         gm_ln: w.gm_ln.as_ptr(),
         gv_ln: w.gv_ln.as_ptr(),
         mu_ln: st.mu_ln.as_ptr(),
@@ -187,26 +173,13 @@ pub unsafe fn dx_constants(
         m1,
     };
     // One loop per kind of call, each with its tests folded in (`all_rows`'s const parameters).
-    let (any_wide, imprecise) = if ordinary {
+    if ordinary {
         cx.all_rows::<false, false>()
     } else if any_out_of_range {
         cx.all_rows::<true, true>()
     } else {
         cx.all_rows::<true, false>()
-    };
-    if imprecise {
-        let ln = nd_grad_means::LnTerms { spread: v1 * 2.0 * inv_c, gv: w.gv_ln, delta: w.gm_ln };
-        let bn_terms = nd_grad_means::BnTerms {
-            spread: if bn { v2 * 2.0 / count } else { 0.0 },
-            gv: if bn { &sums.gv_bn[..] } else { &[] },
-            delta: sums.gm_bn,
-            fix: bn_local,
-        };
-        nd_grad_means::refine_dx_means(
-            x, n, c, m, st.mu_in, w.pairs, w.inv_std, w.aux, ln, bn_terms,
-        );
     }
-    any_wide
 }
 
 /// What `dx_constants` needs per row: the call's mixing terms and the arrays it reads and writes.
@@ -215,12 +188,6 @@ pub unsafe fn dx_constants(
 struct RowConstants {
     n: usize,
     c: usize,
-    /// The 0/1 factors of the LN and BN error terms of the means' precision test (`pair`);
-    /// var_ln per sample, var_bn per channel (at j * bn_step).
-    ln_err: v128,
-    bn_err: v128,
-    var_ln: *const f64,
-    var_bn: *const f64,
     gm_ln: *const f64,
     gv_ln: *const f64,
     mu_ln: *const f64,
@@ -253,35 +220,28 @@ struct RowConstants {
 }
 
 impl RowConstants {
-    /// Every row's constants; returns whether some row is wide, and whether some row failed the
-    /// means' precision test. CHECK: whether rows test the bound of `wide` at all (else only a
-    /// tiny b); RANGE: whether also var + eps.
+    /// Every row's constants; returns whether some row is wide. CHECK: whether rows test the
+    /// bound of `wide` at all (else only a tiny b); RANGE: whether also var + eps.
     #[inline(always)]
-    unsafe fn all_rows<const CHECK: bool, const RANGE: bool>(&self) -> (bool, bool) {
+    unsafe fn all_rows<const CHECK: bool, const RANGE: bool>(&self) -> bool {
         let (n, c) = (self.n, self.c);
         let even = c / 2 * 2;
         let mut any_wide = false;
-        let mut imprecise = f64x2_splat(0.0);
         for i in 0..n {
             let mut j = 0;
             while j < even {
-                let (wide, coarse) = self.pair::<CHECK, RANGE>(i, i * c + j, j, false);
-                any_wide |= wide;
-                imprecise = v128_or(imprecise, coarse);
+                any_wide |= self.pair::<CHECK, RANGE>(i, i * c + j, j, false);
                 j += 2;
             }
             if j < c {
-                let (wide, coarse) = self.pair::<CHECK, RANGE>(i, i * c + j, j, true);
-                any_wide |= wide;
-                imprecise = v128_or(imprecise, coarse);
+                any_wide |= self.pair::<CHECK, RANGE>(i, i * c + j, j, true);
             }
         }
-        (any_wide, v128_any_true(imprecise))
+        any_wide
     }
 
     /// Constants of two rows r, r + 1 of sample i (channels j, j + 1; with `one`, the odd tail:
-    /// a duplicate of its channel, one row stored). Returns whether one of them is wide, and the
-    /// lanes that fail the means' precision test (`nd_grad_means::coarse_means`).
+    /// a duplicate of its channel, one row stored). Returns whether one of them is wide.
     #[inline(always)]
     unsafe fn pair<const CHECK: bool, const RANGE: bool>(
         &self,
@@ -289,7 +249,7 @@ impl RowConstants {
         r: usize,
         j: usize,
         one: bool,
-    ) -> (bool, v128) {
+    ) -> bool {
         let zero = f64x2_splat(0.0);
         let (gml, gvl, mu_ln) = (*self.gm_ln.add(i), *self.gv_ln.add(i), *self.mu_ln.add(i));
         let (v1, inv_c) = (self.v1, self.inv_c);
@@ -315,25 +275,6 @@ impl RowConstants {
             f64x2_mul(f64x2_mul(self.kb_spread, f64x2_sub(mean, ld_or(self.mu_bn.add(jb)))), gvbv);
         g_var = f64x2_add(g_var, f64x2_mul(self.kb_var, gvbv));
         g_mu = f64x2_add(g_mu, f64x2_add(f64x2_mul(self.kb_mu, gmbv), spread));
-        let coarse = {
-            let terms = nd_grad_means::GmuTerms {
-                w_in_gm: f64x2_mul(self.w0v, gm),
-                ln: g_mu_ln,
-                ln_spread,
-                ln_gap: f64x2_sub(mean, lnv),
-                bn: f64x2_mul(self.kb_mu, gmbv),
-                bn_spread: f64x2_mul(self.kb_spread, gvbv),
-                bn_term: spread,
-            };
-            let var_in = ld_or(self.var_in.add(r));
-            let vars = (var_in, f64x2_splat(*self.var_ln.add(i)), ld_or(self.var_bn.add(jb)));
-            let c = nd_grad_means::coarse_means(terms, vars, self.ln_err, self.bn_err);
-            if one {
-                i64x2_shuffle::<0, 2>(c, zero)
-            } else {
-                c
-            }
-        };
         let a = f64x2_mul(ld32_or(self.gamma.add(j)), ld_or(self.inv_std.add(r)));
         let b = f64x2_mul(g_var, self.two_m1);
         let k_mu = f64x2_mul(g_mu, self.inv_m);
@@ -398,9 +339,9 @@ impl RowConstants {
         let wide = if one { i64x2_shuffle::<0, 2>(wide, zero) } else { wide };
         if v128_any_true(wide) {
             mark_wide(wide, [a, b, k_mu], pairs.add(r), self.aux.add(r), self.inv_std_mut.add(r));
-            return (true, coarse);
+            return true;
         }
-        (false, coarse)
+        false
     }
 }
 

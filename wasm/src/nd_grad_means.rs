@@ -9,9 +9,11 @@
 //! over a std of 6e-14, had mu_in - running_mean 3e-4 relative off, and mean_weight's gradient 3x
 //! its tolerance (float32 rounding of the size of its terms, tests/_term_scales.ts). In training
 //! the LN and BN means are averages of the same IN means, ~std / sqrt(M) apart for data of any
-//! randomness; rows whose means lie within ~1e-3 of their std of the LN or BN mean they are
-//! compared with are left as they are (README, Numerics: a known exception; so are dx's LN and BN
-//! variance paths, (mu_in - mu_ln) gvL and (mu_in - mu_bn) gvB, in both modes).
+//! randomness; rows whose mean lies near 0 beside their std are summed again by the statistics
+//! pass already (`nd::row_moments`), and other rows whose means lie within ~1e-3 of their std of
+//! the LN or BN mean they are compared with are left as they are (README, Numerics: a known
+//! exception, for dx's LN and BN variance paths, (mu_in - mu_ln) gvL and (mu_in - mu_bn) gvB,
+//! too).
 //!
 //! So after the evaluation's combine one pass over the per-row statistics sums |gm| times each
 //! pair's |mu_k - mu_j| (a lower bound of each gradient's tolerance scale, with the gradient
@@ -155,149 +157,4 @@ unsafe fn deviation_sum_f64(x: *const f32, m: usize, centre: f64) -> f64 {
         k += 1;
     }
     d
-}
-
-/// The terms of a row's Gmu_in (`nd_grad_dx::dx`), two rows per f64x2: w0 gm, w1 gmL / C,
-/// v1 (2/C) gvL with the row's mu_in - mu_ln, and the BN path's w2 gmB / N, v2 (2/N) gvB and
-/// their product with mu_in - mu_bn (0 without it).
-pub struct GmuTerms {
-    pub w_in_gm: v128,
-    pub ln: v128,
-    pub ln_spread: v128,
-    pub ln_gap: v128,
-    pub bn: v128,
-    pub bn_spread: v128,
-    pub bn_term: v128,
-}
-
-/// The lanes (rows) whose dx could carry the means' float32 rounding beyond `SHARE` of its
-/// scale: Gmu_in holds v1 (2/C) gvL (mu_in - mu_ln) and v2 (2/N) gvB (mu_in - mu_bn), and each
-/// mean is off by up to `MEAN_ERR` of the std of the rows it averages (`vars`: the row's var_in,
-/// its sample's var_ln and its channel's var_bn, each at least the mean of the IN variances it
-/// covers, so their roots bound those rows' mean std). With rows of std 1.6e7 and means 0 and -232,
-/// that term is 1e11 times dy gamma / std, and the means' rounding put dx 2.3e-3 relative off
-/// (attack seed 41698). The scale is the sum of |terms| of Gmu_in (dx's own scale is larger:
-/// dy a and |x - mu| b add to it), the error (sum of the two spreads times their means' errors)
-/// is bounded by its square, 4 MEAN_ERR^2 (spread_ln^2 (var_in + var_ln) + spread_bn^2
-/// (var_in + var_bn)), so no square root is taken. `ln_err` and `bn_err` (0 or 1) leave out a
-/// difference that carries no error (C = 1, one sample) or that cannot be summed again (SyncSN's
-/// merged BN means). NaN compares false: non-finite data are not taken again.
-#[inline(always)]
-pub fn coarse_means(
-    t: GmuTerms,
-    (var_in, var_ln, var_bn): (v128, v128, v128),
-    ln_err: v128,
-    bn_err: v128,
-) -> v128 {
-    let abs = f64x2_abs;
-    let scale = f64x2_add(
-        f64x2_add(abs(t.w_in_gm), abs(t.ln)),
-        f64x2_add(abs(f64x2_mul(t.ln_spread, t.ln_gap)), f64x2_add(abs(t.bn), abs(t.bn_term))),
-    );
-    let ls = f64x2_mul(t.ln_spread, ln_err);
-    let ks = f64x2_mul(t.bn_spread, bn_err);
-    let err2 = f64x2_add(
-        f64x2_mul(f64x2_mul(ls, ls), f64x2_add(var_in, var_ln)),
-        f64x2_mul(f64x2_mul(ks, ks), f64x2_add(var_in, var_bn)),
-    );
-    let err_factor = f64x2_splat(4.0 * MEAN_ERR * MEAN_ERR);
-    let share2 = f64x2_splat(SHARE * SHARE);
-    f64x2_gt(f64x2_mul(err_factor, err2), f64x2_mul(share2, f64x2_mul(scale, scale)))
-}
-
-/// The LN path of `refine_dx_means`: v1 (2/C), gvL per sample, and N f64 it may use as scratch
-/// (gmL, which the dx constants have consumed).
-pub struct LnTerms<'a> {
-    pub spread: f64,
-    pub gv: &'a [f64],
-    pub delta: &'a mut [f64],
-}
-
-/// The BN path of `refine_dx_means` (training with usingBN; else spread 0 and gv empty):
-/// v2 (2/N), gvB per channel, C f64 of scratch (gmB, consumed) and whether the BN means are this
-/// batch's own (`fix`; SyncSN's are the replicas' merge, left as they are).
-pub struct BnTerms<'a> {
-    pub spread: f64,
-    pub gv: &'a [f64],
-    pub delta: &'a mut [f64],
-    pub fix: bool,
-}
-
-/// After `nd_grad_dx::dx_constants` found a row failing `coarse_means`: every IN mean summed
-/// again in f64 about itself (one sweep over x), the changes of the LN means (and of a training
-/// batch's BN means) as their means, and each row's constants corrected for the change d = mu_in' - mu_in:
-/// Gmu_in changes by v1 (2/C) gvL (d - d_ln) + v2 (2/N) gvB (d - d_bn), and an ordinary row's
-/// k = Gmu_in / M - (mu_in - hi) b (hi kept) by that over M minus d b; a wide row's k (aux) by
-/// the same (its f64 sweep takes x - mu_in about the statistics' mean too). The sweep over x is
-/// made twice (the second gives the same d per row), so that no per-row scratch is needed. The
-/// statistics are left as the forward made them, so that a retained graph's next backward gives
-/// the same results bit for bit (it takes the means again). Rare (means coinciding to ~1e-3 of their std, under mixing
-/// weights where that difference's term dominates dx), so plain loops.
-///
-/// # Safety
-/// `x` valid for n*c*m floats; the work area's arrays those of this call's dx constants.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-#[cold]
-pub unsafe fn refine_dx_means(
-    x: *const f32,
-    n: usize,
-    c: usize,
-    m: usize,
-    mu_in: &[f64],
-    pairs: &mut [v128],
-    inv_std: &[f64],
-    aux: &mut [f64],
-    ln: LnTerms,
-    bn: BnTerms,
-) {
-    let mf = m as f64;
-    let change = |r: usize| {
-        let d = deviation_sum_f64(x.add(r * m), m, mu_in[r]) / mf;
-        if d.is_finite() {
-            d
-        } else {
-            0.0
-        }
-    };
-    ln.delta.fill(0.0);
-    bn.delta.fill(0.0);
-    for i in 0..n {
-        for j in 0..c {
-            let d = change(i * c + j);
-            ln.delta[i] += d;
-            if bn.fix {
-                bn.delta[j] += d;
-            }
-        }
-    }
-    ln.delta.iter_mut().for_each(|d| *d /= c as f64);
-    bn.delta.iter_mut().for_each(|d| *d /= n as f64);
-    for i in 0..n {
-        for j in 0..c {
-            let r = i * c + j;
-            let d = change(r);
-            // Each term only where its difference is nonzero: 0 times an infinite gvL, gvB or b
-            // would make NaN where the constants are right.
-            let mut g_mu = 0.0;
-            if d != ln.delta[i] {
-                g_mu += ln.spread * ln.gv[i] * (d - ln.delta[i]);
-            }
-            if !bn.gv.is_empty() && d != bn.delta[j] {
-                g_mu += bn.spread * bn.gv[j] * (d - bn.delta[j]);
-            }
-            let p = pairs[r];
-            if inv_std[r] < 0.0 {
-                // A wide row's pair holds its f64 (a, b).
-                let b = f64x2_extract_lane::<1>(p);
-                let moved = if d != 0.0 { d * b } else { 0.0 };
-                aux[r] += g_mu / mf - moved;
-            } else {
-                let (b, k) = (f32x4_extract_lane::<2>(p), f32x4_extract_lane::<3>(p));
-                let moved = if d != 0.0 { d * b as f64 } else { 0.0 };
-                let k = k as f64 + g_mu / mf - moved;
-                pairs[r] = f32x4_replace_lane::<3>(p, k as f32);
-            }
-        }
-    }
 }
