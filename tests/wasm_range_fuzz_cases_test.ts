@@ -52,6 +52,21 @@ async function agrees(k: Case, backend: Backend, what: string): Promise<void> {
 }
 
 /**
+ * Registers, for WASM and WebGPU, one test per case: `agrees` with the reference backend. Test
+ * names read "WASM: `what` (case name)".
+ */
+function agreementTests(cases: { name: string; make: () => Case }[], what: string): void {
+  for (const backend of ["wasm", "webgpu"] as const) {
+    for (const k of cases) {
+      const name = `${backend === "wasm" ? "WASM" : "WebGPU"}: ${what} (${k.name})`;
+      const fn = () => agrees(k.make(), backend, k.name);
+      if (backend === "webgpu") webgpuTest(name, fn);
+      else Deno.test(name, fn);
+    }
+  }
+}
+
+/**
  * v with the 12 low bits of its float32 significand set: the 12-bit cut of such a mean lies
  * 4095 float32 units (2^-11 relative) below it, the farthest it can.
  */
@@ -364,16 +379,10 @@ const DOMINATED_BN_MEANS: { name: string; make: () => Case }[] = [
   },
 ];
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (const k of DOMINATED_BN_MEANS) {
-    const name = `${
-      backend === "wasm" ? "WASM" : "WebGPU"
-    }: a row mean dominating its BN mean far from the other rows keeps dgamma and the logit gradients (${k.name})`;
-    const fn = () => agrees(k.make(), backend, k.name);
-    if (backend === "webgpu") webgpuTest(name, fn);
-    else Deno.test(name, fn);
-  }
-}
+agreementTests(
+  DOMINATED_BN_MEANS,
+  "a row mean dominating its BN mean far from the other rows keeps dgamma and the logit gradients",
+);
 
 /**
  * A case of SwitchNorm2d [2, 1, 2, 2] evaluated on loaded running buffers (`rm`, running_var 1)
@@ -423,15 +432,21 @@ const FAR_FROM_MEAN: { name: string; make: () => Case }[] = [
   })),
 ];
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (const k of FAR_FROM_MEAN) {
-    const name = `${
-      backend === "wasm" ? "WASM" : "WebGPU"
-    }: a deviation x - mu beyond float32's range keeps y and dx (${k.name})`;
-    const fn = () => agrees(k.make(), backend, k.name);
-    if (backend === "webgpu") webgpuTest(name, fn);
-    else Deno.test(name, fn);
-  }
+agreementTests(
+  FAR_FROM_MEAN,
+  "a deviation x - mu beyond float32's range keeps y and dx",
+);
+
+/**
+ * A row of m (even) floats: m / 2 uniform in +-3e7 from `r`, then their negatives, the first moved
+ * so that the row's mean is `mean` (std ~1.7e7).
+ */
+function mirroredRow(r: () => number, m: number, mean: number): number[] {
+  const half: number[] = [];
+  for (let k = 0; k < m / 2; k++) half.push(Math.fround((r() * 2 - 1) * 3e7));
+  const row = [...half, ...half.map((v) => -v)];
+  row[0] = Math.fround(row[0] + mean * m);
+  return row;
 }
 
 /**
@@ -444,11 +459,7 @@ function coincidentMeansCase(mean: number, n: number): Case {
   const r = seededRandom(41698), m = 28;
   const x: number[] = [], dy: number[] = [];
   for (let i = 0; i < n; i++) {
-    const half: number[] = [];
-    for (let k = 0; k < m / 2; k++) half.push(Math.fround((r() * 2 - 1) * 3e7));
-    const row = [...half, ...half.map((v) => -v)];
-    row[0] = Math.fround(row[0] + mean * m);
-    x.push(...new Array(m).fill(0), ...row);
+    x.push(...new Array(m).fill(0), ...mirroredRow(r, m, mean));
     for (let k = 0; k < m; k++) dy.push(Math.fround((1 + 0.3 * r()) * 3.9e15));
     for (let k = 0; k < m; k++) dy.push(Math.fround((1 + 0.3 * r()) * 1.4e5));
   }
@@ -488,16 +499,10 @@ const COINCIDENT_MEANS: { name: string; make: () => Case }[] = [
   make: () => coincidentMeansCase(mean, n),
 }));
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (const k of COINCIDENT_MEANS) {
-    const name = `${
-      backend === "wasm" ? "WASM" : "WebGPU"
-    }: dx keeps its LN variance path where means lie ~1e-5 of their std apart (${k.name})`;
-    const fn = () => agrees(k.make(), backend, k.name);
-    if (backend === "webgpu") webgpuTest(name, fn);
-    else Deno.test(name, fn);
-  }
-}
+agreementTests(
+  COINCIDENT_MEANS,
+  "dx keeps its LN variance path where means lie ~1e-5 of their std apart",
+);
 
 /**
  * A training step on SwitchNorm2d [3, 2, 1, 28]: channel 0 holds uniform(-0.5, 0.5) rows with dy
@@ -508,11 +513,8 @@ function nearZeroMeansCase(mw: number[], vw: number[]): Case {
   const r = seededRandom(7), m = 28, n = 3;
   const x: number[] = [], dy: number[] = [];
   for (let i = 0; i < n; i++) {
-    const half: number[] = [];
-    for (let k = 0; k < m / 2; k++) half.push(Math.fround((r() * 2 - 1) * 3e7));
+    const row = mirroredRow(r, m, 5 * (i + 1));
     for (let k = 0; k < m; k++) x.push(Math.fround(r() - 0.5));
-    const row = [...half, ...half.map((v) => -v)];
-    row[0] = Math.fround(row[0] + 5 * (i + 1) * m);
     x.push(...row);
     for (let k = 0; k < m; k++) dy.push(Math.fround(r() * 2 - 1));
     for (let k = 0; k < m; k++) dy.push(Math.fround((1 + 0.3 * r()) * 1e3));
@@ -551,13 +553,7 @@ const NEAR_ZERO_MEANS: { name: string; make: () => Case }[] = [
   },
 ];
 
-for (const backend of ["wasm", "webgpu"] as const) {
-  for (const k of NEAR_ZERO_MEANS) {
-    const name = `${
-      backend === "wasm" ? "WASM" : "WebGPU"
-    }: rows of mean ~1e-6 of their std keep mean_weight's gradient and the LN-mixed dgamma (${k.name})`;
-    const fn = () => agrees(k.make(), backend, k.name);
-    if (backend === "webgpu") webgpuTest(name, fn);
-    else Deno.test(name, fn);
-  }
-}
+agreementTests(
+  NEAR_ZERO_MEANS,
+  "rows of mean ~1e-6 of their std keep mean_weight's gradient and the LN-mixed dgamma",
+);
