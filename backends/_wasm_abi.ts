@@ -102,7 +102,15 @@ export interface WasmKernels {
     mode: number,
   ): void;
   /** The rest of `sn_stats_nd` once `sn_stats_rows_nd` has covered every row. */
-  sn_stats_derive_nd(n: number, c: number, mode: number, layer: number, stats: number): void;
+  sn_stats_derive_nd(
+    x: number,
+    n: number,
+    c: number,
+    m: number,
+    mode: number,
+    layer: number,
+    stats: number,
+  ): void;
   /**
    * `sn_normalize_nd` in parts: the per-row constants (16 bytes per row, and f64 constants of
    * wide rows after them) into `scratch`, for rows of m floats; returns 1 if some row is wide (its

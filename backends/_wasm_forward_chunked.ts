@@ -84,7 +84,8 @@ export class WasmChunkedForward {
     };
     let io = stage(true);
     const ioEpoch = mem.ioEpoch;
-    k.sn_stats_derive_nd(n, c, mode | (sync ? MODE_BN_PARTIALS : 0), regions.layer, regions.stats);
+    const deriveMode = statsMode | (sync ? MODE_BN_PARTIALS : 0);
+    k.sn_stats_derive_nd(io, n, c, m, deriveMode, regions.layer, regions.stats);
     let count = n;
     if (sync) {
       count = await mergeStats(mem, problem, sync, slot!, regions.stats);

@@ -407,8 +407,8 @@ export class ThreadPool {
   statsNd(x: number, n: number, c: number, m: number, mode: number, layer: number, st: number) {
     const threads = this.threadsFor(n * c * m);
     if (threads === 1) return this.#k.sn_stats_nd(x, n, c, m, mode, layer, st);
-    this.#run(STATS_ROWS, n * c, m, threads, [x, 0, n * c, n, c, m, st]);
-    this.#k.sn_stats_derive_nd(n, c, mode, layer, st);
+    this.#run(STATS_ROWS, n * c, m, threads, [x, 0, n * c, n, c, m, st, mode]);
+    this.#k.sn_stats_derive_nd(x, n, c, m, mode, layer, st);
   }
 
   /** sn_normalize_nd, split by rows: the per-row constants once, then the sweep. */

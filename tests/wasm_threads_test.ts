@@ -71,6 +71,11 @@ interface Case {
   scale?: number;
   /** gamma per channel instead of random ones (gamma / std beyond float32: wide rows). */
   gamma?: number[];
+  /**
+   * Each row's second half is its first half negated (rows of an even length): every mean lies
+   * near 0 beside its std, and a forward that a backward may follow sums such rows again in f64.
+   */
+  mirrored?: boolean;
 }
 
 /** Everything a training step, an eval step and a resident step give, as float arrays. */
@@ -98,6 +103,12 @@ async function workload(kase: Case, seed: number): Promise<Map<string, Float32Ar
   // Rows of different offsets and scales, so that each row's shift and sums differ.
   const scale = kase.scale ?? 1;
   const x = Float32Array.from({ length }, (_, i) => (5 * r() + (i % 7) * 100 + n) * scale);
+  if (kase.mirrored) {
+    const m = length / (n * c);
+    for (let row = 0; row < n * c; row++) {
+      for (let k = 0; k < m / 2; k++) x[row * m + m / 2 + k] = -x[row * m + k];
+    }
+  }
   const dy = Float32Array.from({ length }, r);
   const out = new Map<string, Float32Array>();
   const grads = (tag: string, g: Gradients) => {
@@ -143,6 +154,8 @@ const CASES: Case[] = [
   // gamma / std beyond float32 (forward and backward wide rows: f64 constants found through the
   // range's offsets) beside ordinary channels, in the four-row sweeps.
   { shape: [4, 5, 5, 7], options: { eps: 0 }, scale: 1e-3, gamma: [1e33, 1, 3e38, -2, 1e36] },
+  // Rows of mean ~0: their means are summed again in f64 on every thread (MODE_REFINE_MEANS).
+  { shape: [3, 4, 2, 14], options: {}, mirrored: true },
 ];
 
 Deno.test("1, 2, 3 and 4 threads give the same bits, forward and backward, Float32Array and resident", async () => {

@@ -174,21 +174,25 @@ pub unsafe extern "C" fn sn_stats_rows_nd(
     nd::row_moments(x, m, mu_in, var_in, &mut st.mu[at], refine);
 }
 
-/// The rest of `sn_stats_nd` after `sn_stats_rows_nd` covered every row (`nd::derive`).
+/// The rest of `sn_stats_nd` after `sn_stats_rows_nd` covered every row (`nd::derive`); `x` is
+/// the whole tensor [n, c, m] (with `MODE_REFINE_MEANS` some rows may be summed again).
 ///
 /// # Safety
 /// Pointers as in `layout`; the caller owns and sizes every buffer.
 #[no_mangle]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn sn_stats_derive_nd(
+    x: *const f32,
     n: u32,
     c: u32,
+    m: u32,
     mode: u32,
     layer: *const u8,
     stats: *mut f64,
 ) {
-    let (n, c) = (n as usize, c as usize);
+    let (n, c, m) = (n as usize, c as usize, m as usize);
     let layer = Layer::read(layer, c);
-    nd::derive(n, c, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
+    nd::derive(x, n, c, m, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
 }
 
 /// Part of `sn_normalize_nd` for chunked staging: the per-row constants into `scratch`

@@ -30,7 +30,7 @@ pub unsafe fn statistics(
     st: Stats,
 ) {
     row_moments(x, m, st.mu_in, st.var_in, st.mu, mode & MODE_REFINE_MEANS != 0);
-    derive(n, c, mode, layer, st);
+    derive(x, n, c, m, mode, layer, st);
 }
 
 /// SHIFT_SLACK of `moments`: a shift is re-done when d^2 (1 + S) > S n q.
@@ -361,8 +361,100 @@ unsafe fn short_rows(
     }
 }
 
-/// The O(N*C) rest of the statistics pass (see `statistics`), from mu_in and var_in of every row.
-pub fn derive(n: usize, c: usize, mode: u32, layer: &Layer, st: Stats) {
+/// The O(N*C) rest of the statistics pass (see `statistics`), from mu_in and var_in of every row
+/// (`derive_groups`). With `MODE_REFINE_MEANS`, the members of an LN or BN group whose mean lies
+/// within 2^-12 of its std of 0 (`refine_near_zero_groups`) are summed again and the groups
+/// derived again.
+///
+/// # Safety
+/// `x` valid for n*c*m floats, the data of the rows measured.
+pub unsafe fn derive(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    mut st: Stats,
+) {
+    derive_groups(n, c, mode, layer, &mut st);
+    if mode & MODE_REFINE_MEANS != 0 && refine_near_zero_groups(x, n, c, m, mode, &mut st) {
+        derive_groups(n, c, mode, layer, &mut st);
+    }
+}
+
+/// |mean| of an LN or BN group below this times its std (squared: 2^-24) marks it for
+/// `refine_near_zero_groups`, if it has a member of variance below `NARROW_MEMBER` times its own.
+const NEAR_ZERO_GROUP2: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// A member's variance below this times its group's (std 2^-10 of it, where the group mean's
+/// float32 rounding, ~2^-25 of the group's std, reaches 3e-5 of the member's std) makes a group
+/// near 0 worth summing again.
+const NARROW_MEMBER: f64 = 1.0 / (1u64 << 20) as f64;
+
+/// An LN or BN mean can lie near 0 by cancellation of members that are not (rows of std 1.7e7
+/// with means 1e6 + 5 and -1e6): it then consists of their means' float32 rounding (~2^-25 of
+/// their std, 0.5 here), and a row of far smaller std mixed on it (std 0.3) took that as its
+/// x - mu (dgamma 2.8e-2, mean_weight's gradient 4e-2, dx 2.7e-3 relative off). Such a group,
+/// where it has a member ~1000 times narrower than itself, has its members summed again in f64
+/// about their means (rows near 0 themselves were already, by `row_moments`); groups of members
+/// of like std (data of mean ~0, whose group means lie near 0 often) do not need it: their x - mu
+/// are of the group's std. O(N + C) tests, then O(C) or O(N) per group near 0. Returns whether
+/// some mean moved.
+///
+/// # Safety
+/// As `derive`.
+#[inline(never)]
+unsafe fn refine_near_zero_groups(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    st: &mut Stats,
+) -> bool {
+    let near = |mu: f64, var: f64| mu * mu < NEAR_ZERO_GROUP2 * var;
+    // A group near 0 with a member of far smaller variance than its own: that member's x - mu
+    // (and its mean's difference from the group's) is what the group's rounding reaches.
+    fn narrow(var: f64, mut members: impl Iterator<Item = f64>) -> bool {
+        members.any(|v| v < NARROW_MEMBER * var)
+    }
+    let ln_at = |st: &Stats, i: usize| {
+        near(st.mu_ln[i], st.var_ln[i])
+            && narrow(st.var_ln[i], st.var_in[i * c..(i + 1) * c].iter().copied())
+    };
+    let bn = mode & MODE_TRAINING != 0 && mode & MODE_USING_BN != 0;
+    let bn_at = |st: &Stats, j: usize| {
+        bn && near(st.mu_bn[j], st.var_bn[j])
+            && narrow(st.var_bn[j], (0..n).map(|i| st.var_in[i * c + j]))
+    };
+    let any_ln = (0..n).any(|i| ln_at(st, i));
+    let any_bn = (0..c).any(|j| bn_at(st, j));
+    if !any_ln && !any_bn {
+        return false;
+    }
+    let mut moved = false;
+    for i in 0..n {
+        let ln = any_ln && ln_at(st, i);
+        for j in 0..c {
+            let r = i * c + j;
+            let mu = st.mu_in[r];
+            if !(ln || (any_bn && bn_at(st, j))) || mu * mu < NEAR_ZERO2 * st.var_in[r] {
+                continue;
+            }
+            let d = crate::nd_grad_means::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
+            if d.is_finite() && d != 0.0 {
+                st.mu_in[r] = mu + d;
+                moved = true;
+            }
+        }
+    }
+    moved
+}
+
+/// LN statistics per sample and, with usingBN, BN statistics per channel (training) or the
+/// running buffers (evaluation), from mu_in and var_in.
+fn derive_groups(n: usize, c: usize, mode: u32, layer: &Layer, st: &mut Stats) {
     let training = mode & MODE_TRAINING != 0;
     let using_bn = mode & MODE_USING_BN != 0;
     for i in 0..n {

@@ -140,7 +140,7 @@ pub unsafe fn refine_eval_dots(
 /// # Safety
 /// `x` valid for m floats.
 #[inline(always)]
-unsafe fn deviation_sum_f64(x: *const f32, m: usize, centre: f64) -> f64 {
+pub(crate) unsafe fn deviation_sum_f64(x: *const f32, m: usize, centre: f64) -> f64 {
     let c = f64x2_splat(centre);
     let (mut a, mut b) = (f64x2_splat(0.0), f64x2_splat(0.0));
     let mut k = 0;
