@@ -610,3 +610,58 @@ agreementTests(
   // WebGPU: a known exception (README, Numerics).
   ["wasm"],
 );
+
+/**
+ * A training step on SwitchNorm2d [1, 3, 1, 1000] without BN: a row of mean 0 and std ~1e-8 of
+ * the group's (dy of one sign), and two rows of std 1.7e7 with means ~1e6 and -1e6 placed so that
+ * their LN mean lies 2^`e` of the group's std from 0; four of each big row's floats, those its
+ * shift is read from, set to 0.92 of its range, so that its float32 sums round one way.
+ */
+function nearCutGroupCase(e: number, seed: number): Case {
+  const r = seededRandom(seed), m = 1000, big = 1e6, range = 3e7;
+  const spread = range / Math.sqrt(3) * Math.sqrt(m / (m - 1));
+  const groupStd = Math.sqrt((2 * spread ** 2 + 2 * big * big) / 3);
+  const member = (mean: number) => {
+    const half = Array.from({ length: m / 2 }, () => Math.fround((r() * 2 - 1) * range));
+    const row = [...half, ...half.map((v) => -v)];
+    for (const i of [0, 250, 500, 750]) row[i] = 0.92 * range;
+    const shift = mean - row.reduce((a, b) => a + b, 0) / m;
+    return row.map((v) => Math.fround(v + shift));
+  };
+  const narrow = Array.from({ length: m }, () => Math.fround((r() - 0.5) * 1e-8 * groupStd * 3.46));
+  const x = [...narrow, ...member(big + 3 * 2 ** e * groupStd), ...member(-big)];
+  const dy = [
+    ...Array.from({ length: m }, () => Math.fround(1 + 0.3 * r())),
+    ...Array.from({ length: 2 * m }, () => Math.fround((r() * 2 - 1) * 1e-3)),
+  ];
+  return {
+    kind: "2d",
+    shape: [1, 3, 1, m],
+    eps: 1e-5,
+    usingBN: false,
+    mode: "train",
+    weight: [1, 1, 1],
+    bias: [0, 0, 0],
+    mw: [-30, 2],
+    vw: [2, -30],
+    rm: [0, 0, 0],
+    rv: [1, 1, 1],
+    x,
+    dy,
+    xEval: x,
+  };
+}
+
+/**
+ * An LN mean 2^-11.9 and 2^-11.5 of its std from 0, its members' float32 sums rounded one way by a
+ * poor shift: the narrow row's dgamma was 2.4x and 2.1x its bound with the groups' cut at 2^-12
+ * (attack); the cut is 2^-9 now.
+ */
+agreementTests(
+  [
+    { name: "2^-11.9, seed 1", make: () => nearCutGroupCase(-11.9, 1) },
+    { name: "2^-11.5, seed 4", make: () => nearCutGroupCase(-11.5, 4) },
+  ],
+  "a narrow row mixed on an LN mean just outside 2^-12 of its std from 0 keeps dgamma",
+  ["wasm"],
+);

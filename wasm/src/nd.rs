@@ -363,8 +363,9 @@ unsafe fn short_rows(
 
 /// The O(N*C) rest of the statistics pass (see `statistics`), from mu_in and var_in of every row
 /// (`derive_groups`). With `MODE_REFINE_MEANS`, the members of an LN or BN group whose mean lies
-/// within 2^-12 of its std of 0 (`refine_near_zero_groups`) are summed again and the groups
-/// derived again.
+/// within 2^-9 of its std of 0 and that has a far narrower member (`refine_near_zero_groups`) are
+/// summed again and the groups derived again. Under SyncSN this sees the replica's own BN groups,
+/// before the merge: a BN mean that cancels only across replicas is not taken again.
 ///
 /// # Safety
 /// `x` valid for n*c*m floats, the data of the rows measured.
@@ -383,9 +384,12 @@ pub unsafe fn derive(
     }
 }
 
-/// |mean| of an LN or BN group below this times its std (squared: 2^-24) marks it for
+/// |mean| of an LN or BN group below this times its std (squared: 2^-18) marks it for
 /// `refine_near_zero_groups`, if it has a member of variance below `NARROW_MEMBER` times its own.
-const NEAR_ZERO_GROUP2: f64 = 1.0 / (1u64 << 24) as f64;
+/// A narrow member's x - mu is then about the group mean, whose error is its members' float32
+/// rounding: a few 2^-25 of their std, more where a poor shift rounds a row's sums one way (an
+/// attack found 2.6x the tolerance at 2^-11.5 with the cut at 2^-12, none at 2^-10.5).
+const NEAR_ZERO_GROUP2: f64 = 1.0 / (1u64 << 18) as f64;
 
 /// A member's variance below this times its group's (std 2^-10 of it, where the group mean's
 /// float32 rounding, ~2^-25 of the group's std, reaches 3e-5 of the member's std) makes a group
