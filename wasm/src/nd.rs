@@ -87,20 +87,26 @@ pub unsafe fn row_moments(
     }
 }
 
+/// Whether mu lies within sqrt(cut) of the std (squared: `var`) of 0. NaN compares false.
+#[inline(always)]
+fn near_zero(mu: f64, var: f64, cut: f64) -> bool {
+    mu * mu < cut * var
+}
+
 /// |mu_in| below this times the row's std (squared here: 2^-20) marks a row whose mean
 /// `refine_near_zero` sums again; the same cut as WebGPU's (`refine_mean` in shaders/common.wgsl).
 const NEAR_ZERO2: f64 = 1.0 / (1u64 << 20) as f64;
 
 /// In a forward that a backward may follow (`MODE_REFINE_MEANS`: training, or keepForBackward),
-/// rows whose mean lies within 2^-10 of their std of 0 have it summed again in f64 (`sum_f64`):
-/// the sweeps' float32 sums leave a mean ~2^-25 of the std off, and where the mean is ~0 beside
-/// its std that error is all of what it adds to the LN and BN means and the mixed mean: rows of
-/// std 1.7e7 and means ~5 beside rows of std 0.3 made mean_weight's gradient 2.7e-2 relative off
-/// and, LN-mixed, the small rows' dgamma 3e-2; zero rows beside rows of std 1.6e7 and mean -232
-/// (attack seed 41698) made dx 2.3e-3 off through its LN variance path, (mu_in - mu_ln) gvL
-/// (WebGPU, which did this already, was right). A row's result depends on it alone.
-/// Data of ~0 mean (rows of M floats: a share ~2^-10 sqrt(M) of them) pay one f64 sweep of those
-/// rows.
+/// rows whose mean lies within 2^-10 of their std of 0 have it summed again in f64
+/// (`simd::sum_f64`): the sweeps' float32 sums leave a mean ~2^-25 of the std off, and where the
+/// mean is ~0 beside its std that error is all of what it adds to the LN and BN means
+/// and the mixed mean: rows of std 1.7e7 and means ~5 beside rows of std 0.3 made mean_weight's
+/// gradient 2.7e-2 relative off and, LN-mixed, the small rows' dgamma 3e-2; zero rows beside rows
+/// of std 1.6e7 and mean -232 (attack seed 41698) made dx 2.3e-3 off through its LN variance
+/// path, (mu_in - mu_ln) gvL (WebGPU, which did this already, was right). A row's result depends
+/// on it alone. Data of ~0 mean (rows of M floats: a share ~2^-10 sqrt(M) of them) pay one f64
+/// sweep of those rows.
 ///
 /// # Safety
 /// As `row_moments`.
@@ -110,12 +116,12 @@ unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &
     // About 0 rather than about the mean: within 2^-10 of the std of 0, the mean is no better a
     // centre, and the sum saves a subtraction per float.
     let fix = |r: usize, mu: &mut f64| {
-        let mean = sum_f64(x.add(r * m), m) / m as f64;
+        let mean = simd::sum_f64(x.add(r * m), m) / m as f64;
         if mean.is_finite() {
             *mu = mean;
         }
     };
-    let near = |mu: f64, var: f64| mu * mu < NEAR_ZERO2 * var;
+    let near = |mu: f64, var: f64| near_zero(mu, var, NEAR_ZERO2);
     let k = f64x2_splat(NEAR_ZERO2);
     let even = rows / 2 * 2;
     let mut r = 0;
@@ -135,34 +141,6 @@ unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &
     if r < rows && near(mu_in[r], var_in[r]) {
         fix(r, &mut mu_in[r]);
     }
-}
-
-/// sum_k x[k] over m floats in f64, eight floats per step into four f64x2 sums, so that their
-/// adds do not wait on each other.
-///
-/// # Safety
-/// `x` valid for m floats.
-unsafe fn sum_f64(x: *const f32, m: usize) -> f64 {
-    let z = f64x2_splat(0.0);
-    let (mut a, mut b, mut e, mut f) = (z, z, z, z);
-    let lo = |v: v128| f64x2_promote_low_f32x4(v);
-    let hi = |v: v128| f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v));
-    let mut k = 0;
-    while k + 8 <= m {
-        let (v, w) = (v128_load(x.add(k) as *const v128), v128_load(x.add(k + 4) as *const v128));
-        a = f64x2_add(a, lo(v));
-        b = f64x2_add(b, hi(v));
-        e = f64x2_add(e, lo(w));
-        f = f64x2_add(f, hi(w));
-        k += 8;
-    }
-    let s = f64x2_add(f64x2_add(a, b), f64x2_add(e, f));
-    let mut d = f64x2_extract_lane::<0>(s) + f64x2_extract_lane::<1>(s);
-    while k < m {
-        d += *x.add(k) as f64;
-        k += 1;
-    }
-    d
 }
 
 /// The sweeps of `row_moments`.
@@ -403,8 +381,8 @@ const NARROW_MEMBER: f64 = 1.0 / (1u64 << 20) as f64;
 /// where it has a member ~1000 times narrower than itself, has its members summed again in f64
 /// about their means (rows near 0 themselves were already, by `row_moments`); groups of members
 /// of like std (data of mean ~0, whose group means lie near 0 often) do not need it: their x - mu
-/// are of the group's std. O(N + C) tests, then O(C) or O(N) per group near 0. Returns whether
-/// some mean moved.
+/// are of the group's std. Tests: O(N + C), and O(C) or O(N) per group near 0; then one f64
+/// sweep of the flagged groups' members. Returns whether some mean moved.
 ///
 /// # Safety
 /// As `derive`.
@@ -417,40 +395,49 @@ unsafe fn refine_near_zero_groups(
     mode: u32,
     st: &mut Stats,
 ) -> bool {
-    let near = |mu: f64, var: f64| mu * mu < NEAR_ZERO_GROUP2 * var;
+    let near = |mu: f64, var: f64| near_zero(mu, var, NEAR_ZERO_GROUP2);
     // A group near 0 with a member of far smaller variance than its own: that member's x - mu
     // (and its mean's difference from the group's) is what the group's rounding reaches.
     fn narrow(var: f64, mut members: impl Iterator<Item = f64>) -> bool {
         members.any(|v| v < NARROW_MEMBER * var)
     }
+    let bn = mode & MODE_TRAINING != 0 && mode & MODE_USING_BN != 0;
+    // Flags first, from the statistics as derived (a member summed again changes none of them).
     let ln_at = |st: &Stats, i: usize| {
         near(st.mu_ln[i], st.var_ln[i])
             && narrow(st.var_ln[i], st.var_in[i * c..(i + 1) * c].iter().copied())
     };
-    let bn = mode & MODE_TRAINING != 0 && mode & MODE_USING_BN != 0;
     let bn_at = |st: &Stats, j: usize| {
         bn && near(st.mu_bn[j], st.var_bn[j])
             && narrow(st.var_bn[j], (0..n).map(|i| st.var_in[i * c + j]))
     };
-    let any_ln = (0..n).any(|i| ln_at(st, i));
-    let any_bn = (0..c).any(|j| bn_at(st, j));
-    if !any_ln && !any_bn {
+    let ln_rows = (0..n).filter(|&i| ln_at(st, i)).count();
+    let bn_rows = (0..c).filter(|&j| bn_at(st, j)).count();
+    if ln_rows + bn_rows == 0 {
         return false;
     }
+    // A member (not near 0 itself: `row_moments` took those) about its mean. A row in a flagged
+    // sample and a flagged channel is summed twice; the second finds its mean again.
     let mut moved = false;
+    let mut again = |st: &mut Stats, r: usize| {
+        let mu = st.mu_in[r];
+        if near_zero(mu, st.var_in[r], NEAR_ZERO2) {
+            return;
+        }
+        let d = simd::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
+        if d.is_finite() && d != 0.0 {
+            st.mu_in[r] = mu + d;
+            moved = true;
+        }
+    };
+    for j in 0..c {
+        if bn_rows > 0 && bn_at(st, j) {
+            (0..n).for_each(|i| again(st, i * c + j));
+        }
+    }
     for i in 0..n {
-        let ln = any_ln && ln_at(st, i);
-        for j in 0..c {
-            let r = i * c + j;
-            let mu = st.mu_in[r];
-            if !(ln || (any_bn && bn_at(st, j))) || mu * mu < NEAR_ZERO2 * st.var_in[r] {
-                continue;
-            }
-            let d = crate::nd_grad_means::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
-            if d.is_finite() && d != 0.0 {
-                st.mu_in[r] = mu + d;
-                moved = true;
-            }
+        if ln_rows > 0 && ln_at(st, i) {
+            (0..c).for_each(|j| again(st, i * c + j));
         }
     }
     moved

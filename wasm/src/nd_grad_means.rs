@@ -125,7 +125,7 @@ pub unsafe fn refine_eval_dots(
         for j in 0..c {
             let r = i * c + j;
             let (row, mean) = (x.add(r * m), *mu_in.add(r));
-            let mean = mean + deviation_sum_f64(row, m, mean) / m as f64;
+            let mean = mean + crate::simd::deviation_sum_f64(row, m, mean) / m as f64;
             dm_in += f64x2_extract_lane::<0>(*gm.add(r)) * mean;
             ln += mean;
         }
@@ -133,28 +133,4 @@ pub unsafe fn refine_eval_dots(
     }
     mean_dots[0] = dm_in;
     mean_dots[1] = dm_ln;
-}
-
-/// sum_k (x[k] - centre) over m floats in f64, four floats per step.
-///
-/// # Safety
-/// `x` valid for m floats.
-#[inline(always)]
-pub(crate) unsafe fn deviation_sum_f64(x: *const f32, m: usize, centre: f64) -> f64 {
-    let c = f64x2_splat(centre);
-    let (mut a, mut b) = (f64x2_splat(0.0), f64x2_splat(0.0));
-    let mut k = 0;
-    while k + 4 <= m {
-        let v = v128_load(x.add(k) as *const v128);
-        a = f64x2_add(a, f64x2_sub(f64x2_promote_low_f32x4(v), c));
-        b = f64x2_add(b, f64x2_sub(f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v)), c));
-        k += 4;
-    }
-    let mut d = f64x2_extract_lane::<0>(a) + f64x2_extract_lane::<1>(a);
-    d += f64x2_extract_lane::<0>(b) + f64x2_extract_lane::<1>(b);
-    while k < m {
-        d += *x.add(k) as f64 - centre;
-        k += 1;
-    }
-    d
 }

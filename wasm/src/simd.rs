@@ -424,6 +424,52 @@ pub unsafe fn deviation_sums_f64(x: *const f32, n: usize, shift: f64) -> (f64, f
     (d, q)
 }
 
+/// sum_k (x[k] - centre) over n floats in f64 (x promoted exactly, one rounding per term beside
+/// the sums'): a mean summed again about its float32-accurate value (`nd`, `nd_grad_means`).
+///
+/// # Safety
+/// `x` must be valid for reading `n` floats.
+pub unsafe fn deviation_sum_f64(x: *const f32, n: usize, centre: f64) -> f64 {
+    sum_f64_about::<true>(x, n, centre)
+}
+
+/// sum_k x[k] over n floats in f64: `deviation_sum_f64` about 0 without its subtractions, for a
+/// mean within 2^-10 of its std of 0 (there 0 is as good a centre; measured ~10% of the training
+/// forward at [2, 32, 128, 128] on data whose every row is such).
+///
+/// # Safety
+/// `x` must be valid for reading `n` floats.
+pub unsafe fn sum_f64(x: *const f32, n: usize) -> f64 {
+    sum_f64_about::<false>(x, n, 0.0)
+}
+
+/// The sweep of `deviation_sum_f64` (CENTRED) and `sum_f64`: eight floats per step into four
+/// f64x2 sums, so that their adds do not wait on each other.
+#[inline(always)]
+unsafe fn sum_f64_about<const CENTRED: bool>(x: *const f32, n: usize, centre: f64) -> f64 {
+    let c = f64x2_splat(centre);
+    let z = f64x2_splat(0.0);
+    let (mut a, mut b, mut e, mut f) = (z, z, z, z);
+    let about = |v: v128| if CENTRED { f64x2_sub(v, c) } else { v };
+    let lo = |v: v128| about(f64x2_promote_low_f32x4(v));
+    let hi = |v: v128| about(f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v)));
+    let mut i = 0;
+    while i + 8 <= n {
+        let (v, w) = (load(x.add(i)), load(x.add(i + 4)));
+        a = f64x2_add(a, lo(v));
+        b = f64x2_add(b, hi(v));
+        e = f64x2_add(e, lo(w));
+        f = f64x2_add(f, hi(w));
+        i += 8;
+    }
+    let mut d = hsum64(f64x2_add(f64x2_add(a, b), f64x2_add(e, f)));
+    while i < n {
+        d += *x.add(i) as f64 - centre;
+        i += 1;
+    }
+    d
+}
+
 /// Per-column `d[j] = sum_r (x[r][j] - shift[j])`, `q[j] = sum_r (x[r][j] - shift[j])^2` over
 /// `rows` rows `stride` floats apart, j < n, in f64 (x and the f32 shift promoted exactly):
 /// SwitchNorm1d's per-column block sums (see `deviation_sums_f64` for why f64). The rows are
