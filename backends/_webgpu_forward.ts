@@ -66,6 +66,7 @@ const STATISTICS: ReadonlySet<PipelineKind> = new Set([
   "wideStats",
   "wideStats1d",
   "group",
+  "groupRefine",
 ]);
 
 /** One forward's plan, layer state and scratch buffers. */
@@ -203,6 +204,23 @@ export function encodeForward(
         // Its BN parts: bound where it writes them, else a small unwritten stand-in.
         f.bn === "parts" ? { buffer: bnParts! } : { buffer: wideRows, size: 2 * PARTIAL_BYTES },
       ],
+      // sn_group_refine: the list it reads (indirect) and the one it may write, in two buffers;
+      // its parts (read only where it merges rows of several segments, never the rows
+      // themselves when those are the parts) a stand-in otherwise.
+      groupRefine: () => {
+        const [read, written] = f.merge
+          ? [at(wideRows, f.list), at(wideList, f.groupList)]
+          : [at(wideList, f.groupList), at(wideRows, f.list)];
+        return [
+          slot,
+          at(rows, f.rows),
+          f.merge ? at(parts, f.parts) : at(wideList, f.groupList),
+          at(groups, f.groups),
+          read,
+          written,
+          { buffer: state.running },
+        ];
+      },
       mix: () => [
         slot,
         at(rows, f.rows),

@@ -45,6 +45,7 @@ export const SOURCES: Record<EagerKind, string> = {
   stats1d: WGSL.SN1D_STATS,
   wideStats1d: WGSL.SN1D_WIDE_STATS,
   group: WGSL.SN_GROUP_STATS,
+  groupRefine: WGSL.SN_GROUP_REFINE,
   mix: WGSL.SN_MIX,
   normalize: WGSL.SN_NORMALIZE,
   normalize1d: WGSL.SN1D_NORMALIZE,

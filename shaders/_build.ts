@@ -18,6 +18,7 @@ export const SHADERS: Readonly<Record<string, string>> = {
   SN1D_STATS: "sn1d_stats.wgsl",
   SN1D_WIDE_STATS: "sn1d_wide_stats.wgsl",
   SN_GROUP_STATS: "sn_group_stats.wgsl",
+  SN_GROUP_REFINE: "sn_group_refine.wgsl",
   SN_MIX: "sn_mix.wgsl",
   SN_NORMALIZE: "sn_normalize.wgsl",
   SN1D_NORMALIZE: "sn1d_normalize.wgsl",

@@ -44,6 +44,9 @@ const F_VAR_INF: u32 = 0x20000u;
 // A Partial of sn_stats whose shift was poor (poor_shift): sn_wide_stats measures it again about
 // its mean, and sn_row_merge (P_WIDE_ONLY) merges its row again. No later pass sees the bit.
 const F_REMEASURE: u32 = 0x40000u;
+// A Group sn_group_stats listed for sn_group_refine (an LN or BN mean near 0 by cancellation,
+// beside a far narrower member), until sn_group_refine writes it again. No other pass sees it.
+const F_GROUP_REFINE: u32 = 0x80000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -71,6 +74,14 @@ const P_PAIRS: u32 = 1024u;
 const P_TINY_WEIGHTS: u32 = 2048u;
 // A backward may follow this forward (training, or keepForBackward): refine_mean applies.
 const P_REFINE_MEANS: u32 = 4096u;
+// sn_group_stats, layout "nd" in one block: LN and BN groups whose mean cancels to ~0 beside a
+// far narrower member are listed for sn_group_refine (P_REFINE_MEANS only).
+const P_GROUP_REFINE: u32 = 8192u;
+// sn_group_refine's step: list the flagged groups' member rows, merge their segments again, or
+// form the flagged groups' means again.
+const P_REFINE_ROWS: u32 = 16384u;
+const P_REFINE_MERGE: u32 = 32768u;
+const P_REFINE_GROUPS: u32 = 65536u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -842,6 +853,68 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
   let q1 = (t.x + t.y) / f32(count);
   let rem = pair_sub_times(t, count, q1);
   return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
+}`;
+
+/** row_sums.wgsl, pasted where a shader says `//!include row_sums.wgsl`. */
+const _ROW_SUMS: string =
+  `// row_sums.wgsl: the merge of a row's segment summaries (sn_row_merge.wgsl describes it), for
+// sn_row_merge and sn_group_refine. shaders/_build.ts pastes it where a shader has the line
+// \`//!include row_sums.wgsl\` (after common.wgsl and pair.wgsl); it reads the includer's \`parts\`.
+
+// A row's segments merged: the Chan merge (its M2 for the tests), count, flags, and the row mean
+// K0 + q1 + q2 (K0 the first segment's shift) with q1 + q2 = T / count as a pair.
+struct RowSums {
+  acc: Acc,
+  count: u32,
+  flags: u32,
+  q1: f32,
+  q2: f32,
+}
+
+// The segments parts[base] .. parts[base + chunks - 1] of one row.
+fn row_sums(base: u32) -> RowSums {
+  let first = parts[base];
+  var acc = Acc(f32(first.count), first.mean, first.m2);
+  var count = first.count;
+  var flags = first.flags;
+  // T = sum_k count_k ((K_k - K0) + mean_k) as a pair; counts are < 2^12 (seg_len <= 4096).
+  var t = pair_add_times(vec2<f32>(0.0), f32(first.count), first.mean);
+  for (var k = 1u; k < P.chunks; k++) {
+    let p = parts[base + k];
+    acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
+    count += p.count;
+    flags = merge_flags(flags, p.flags);
+    let dk = two_sum(p.shift, -first.shift);
+    let w = f32(p.count);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
+  }
+  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
+  let q1 = (t.x + t.y) / f32(max(count, 1u));
+  let rem = pair_sub_times(t, count, q1);
+  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
+  return RowSums(acc, count, flags, q1, q2);
+}
+
+// The merged row of finite values (count > 0) with \`flags\`, re-centred.
+// M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
+// dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the
+// first, so float32 is enough for it). The Chan merge of \`acc\` rounds at every one of its steps
+// instead.
+fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
+  let first = parts[base];
+  var m2 = vec2<f32>(0.0);
+  var between = 0.0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let p = parts[base + k];
+    m2 = pair_add(pair_add(m2, p.m2), p.m2_lo);
+    let dk = two_sum(p.shift, -first.shift);
+    let dev = (dk.x - s.q1) + ((dk.y + p.mean) - s.q2);
+    between += f32(p.count) * dev * dev;
+  }
+  m2 = pair_add(m2, between);
+  // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
+  let c = two_sum(first.shift, s.q1);
+  return Partial(c.x, c.y + s.q2, m2.x, s.count, flags, m2.y);
 }`;
 
 /** sn1d_mix.wgsl, pasted where a shader says `//!include sn1d_mix.wgsl`. */
@@ -1650,6 +1723,7 @@ export const SN_ROW_MERGE: string =
 
 ${_COMMON}
 ${_PAIR}
+${_ROW_SUMS}
 
 @group(0) @binding(0) var<uniform> P: Params;
 // Rows seg_first .. seg_end - 1, their records bound from row rec_base on (common.wgsl).
@@ -1678,24 +1752,12 @@ fn main(
   if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags) && (rows[local].flags & F_REMEASURE) == 0u) {
     return;
   }
-  var acc = Acc(f32(first.count), first.mean, first.m2);
-  var count = first.count;
-  var flags = first.flags;
-  // T = sum_k count_k ((K_k - K0) + mean_k) as a pair; counts are < 2^12 (seg_len <= 4096).
-  var t = pair_add_times(vec2<f32>(0.0), f32(first.count), first.mean);
-  for (var k = 1u; k < P.chunks; k++) {
-    let p = parts[base + k];
-    acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
-    count += p.count;
-    flags = merge_flags(flags, p.flags);
-    let dk = two_sum(p.shift, -first.shift);
-    let w = f32(p.count);
-    t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
-  }
-  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
-  let q1 = (t.x + t.y) / f32(max(count, 1u));
-  let rem = pair_sub_times(t, count, q1);
-  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
+  let sums = row_sums(base);
+  let acc = sums.acc;
+  let count = sums.count;
+  var flags = sums.flags;
+  let q1 = sums.q1;
+  let q2 = sums.q2;
   // A row whose mean is too coarse as a whole (refine_mean; its segments' means ~6e-8 of the
   // std off each): sn_wide_stats sums every segment of it again about its mean.
   let wide = is_wide_field(max_field(flags));
@@ -1720,22 +1782,7 @@ fn main(
     rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
-  // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
-  // dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
-  // enough for it). The Chan merge of \`acc\` rounds at every one of its steps instead.
-  var m2 = vec2<f32>(0.0);
-  var between = 0.0;
-  for (var k = 0u; k < P.chunks; k++) {
-    let p = parts[base + k];
-    m2 = pair_add(pair_add(m2, p.m2), p.m2_lo);
-    let dk = two_sum(p.shift, -first.shift);
-    let dev = (dk.x - q1) + ((dk.y + p.mean) - q2);
-    between += f32(p.count) * dev * dev;
-  }
-  m2 = pair_add(m2, between);
-  // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
-  let c = two_sum(first.shift, q1);
-  rows[local] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
+  rows[local] = merged_row(base, sums, flags);
 }
 `;
 
@@ -2229,7 +2276,8 @@ var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
-var<workgroup> w_far: u32; // whether the mean is summed again (below)
+var<workgroup> w_far: u32; // whether the mean is summed again (1), whether it lies near 0 (2)
+var<workgroup> w_narrow: atomic<u32>; // a member far narrower than a group near 0 (P_GROUP_REFINE)
 var<workgroup> w_far_sum: array<vec2<f32>, 64>;
 
 @compute @workgroup_size(GROUP_THREADS)
@@ -2419,10 +2467,32 @@ fn main(
     let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
     let lo0 = w_mean[0];
     let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && lo0 * lo0 * w_n[0] > 16.0 * spread;
-    w_far = select(0u, 1u, far0);
+    // P_GROUP_REFINE: an LN or BN mean within 2^-9 of its std of 0 (mean^2 < 2^-18 var) of
+    // unscaled members, which are tested for a far narrower one below (sn_group_refine.wgsl).
+    let mu0 = hi + lo0;
+    let near0 = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && (w_flags[0] & F_CLASS) == 0u &&
+      w_n[0] > 0.0 && mu0 * mu0 * w_n[0] < 3.814697265625e-6 * spread;
+    w_far = select(0u, 1u, far0) | select(0u, 2u, near0);
   }
-  // (A uniform value: the loop below holds barriers.)
-  let far = workgroupUniformLoad(&w_far) != 0u;
+  // (A uniform value: the loops below hold barriers.)
+  let far_near = workgroupUniformLoad(&w_far);
+  let far = (far_near & 1u) != 0u;
+  // A group near 0: has it a member of variance below 2^-20 of the group's (std 2^-10 of it)?
+  // Then that member's x - mu is about the group mean, whose error is its members' float32
+  // rounding (~2^-25 of their std): sn_group_refine sums the members again (the WASM
+  // backend's refine_near_zero_groups, same cuts). A loop that other groups skip.
+  let near = (far_near & 2u) != 0u;
+  let narrow_cut = (w_sumv[0] + w_m2[0]) / w_n[0] * 9.5367431640625e-7;
+  for (var k = lid; k < select(0u, count, near); k += GROUP_THREADS) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags));
+    if (p.count >= 2u && p.m2 * f * f / f32(p.count - 1u) < narrow_cut) {
+      atomicOr(&w_narrow, 1u);
+    }
+  }
+  if (near) {
+    workgroupBarrier();
+  }
   let centre = hi + w_mean[0];
   var t = vec2<f32>(0.0);
   for (var k = lid; k < select(0u, count, far); k += GROUP_THREADS) {
@@ -2496,9 +2566,19 @@ fn main(
       var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
     }
   }
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit), var_lo);
+  // A group to refine: listed (g: P_GROUP_REFINE runs in one block), marked until
+  // sn_group_refine writes it again, and its running update left to it.
+  let refine = near && atomicLoad(&w_narrow) != 0u;
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
-  if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
+  if (refine) {
+    let listed = atomicAdd(&wide_groups[0], 1u);
+    atomicStore(&wide_groups[LIST_FIRST + listed], g);
+    let grid = list_grid(listed + 1u);
+    atomicMax(&wide_groups[1], grid.x);
+    atomicMax(&wide_groups[2], grid.y);
+  }
+  if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u && !refine) {
     let mu = mean_value(gflags, mean_hi + lo);
     let v = var_value(gflags, variance);
     let rm = running[c];
@@ -2529,6 +2609,154 @@ fn main(
       running[c] = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
       running[P.c + c] = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
     }
+  }
+}
+`;
+
+/** sn_group_refine.wgsl (with its includes). */
+export const SN_GROUP_REFINE: string =
+  `// sn_group_refine.wgsl: layout "nd" in one block, in a forward a backward may follow
+// (P_REFINE_MEANS): the LN and BN groups whose mean cancels to ~0 beside a far narrower member,
+// which sn_group_stats listed (P_GROUP_REFINE, F_GROUP_REFINE). Such a mean (rows of std 1.7e7
+// with means 1e6 + 5 and -1e6) consists of its members' float32 rounding (~2^-25 of their std,
+// ~0.5 there), and a member of far smaller std mixed on it (0.3) takes that as its x - mu: dgamma
+// and mean_weight's gradient a few 1e-2 relative off. As the WASM backend's
+// refine_near_zero_groups, the members are summed again about their means and the groups'
+// means formed again, in three steps (Params.flags), each dispatched indirectly from a list
+// (no workgroup where nothing was listed: data without such groups pay for empty dispatches):
+//   P_REFINE_ROWS: the listed groups' member rows (all threads over listed group x member) are
+//     marked F_REMEASURE and listed for sn_wide_stats, which sums every segment of theirs again
+//     about its mean in exact pairs. Not listed: rows that are scaled (sn_wide_stats summed
+//     those so), constant, non-finite, or near 0 themselves (refine_mean: summed again already),
+//     and the members of a flagged BN group whose sample's LN group is flagged too (that one
+//     lists them: one writer per row).
+//   P_REFINE_MERGE (rows of several segments): the listed rows' segments merged again
+//     (row_sums.wgsl, as sn_row_merge's second run).
+//   P_REFINE_GROUPS: per listed group (a workgroup each, in turn), its mean again as
+//     centre + (1/K) sum_k ((K_k - centre) + mean_k) in exact pairs, centre its old mean, written
+//     with its variance kept (the members' variances do not change, and their means move by far
+//     less than the group's std), F_GROUP_REFINE cleared; a BN group's running update (that
+//     sn_group_stats left to it) from the new mean. Only groups in unit 0 are listed (members
+//     of smaller units enter scaled, as in sn_group_stats).
+// Under SyncSN a BN group here is the replica's own rows (before the cross-replica merge).
+
+${_COMMON}
+${_PAIR}
+${_ROW_SUMS}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> rows: array<Partial>;
+// The segment summaries (P_REFINE_MERGE; else any buffer, not read).
+@group(0) @binding(2) var<storage, read> parts: array<Partial>;
+@group(0) @binding(3) var<storage, read_write> groups: array<Group>;
+// The list this step reads (its indirect dispatch arguments): the flagged groups, or
+// (P_REFINE_MERGE) the rows listed.
+@group(0) @binding(4) var<storage, read> wide_list: array<u32>;
+// P_REFINE_ROWS: the rows listed for sn_wide_stats (a count, 0 when the call starts); else any
+// other list, not written.
+@group(0) @binding(5) var<storage, read_write> row_list: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read_write> running: array<f32>;
+
+var<workgroup> w_sum: array<vec2<f32>, 64>;
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  if ((P.flags & P_REFINE_GROUPS) != 0u) {
+    refine_groups(linear_group(wid, nwg), nwg.x * nwg.y, lid);
+    return;
+  }
+  let threads = nwg.x * nwg.y * 64u;
+  let first = linear_group(wid, nwg) * 64u + lid;
+  if ((P.flags & P_REFINE_MERGE) != 0u) {
+    for (var i = first; i < wide_list[0]; i += threads) {
+      let row = wide_list[LIST_FIRST + i];
+      let base = row * P.chunks;
+      let sums = row_sums(base);
+      rows[row] = merged_row(base, sums, sums.flags & ~F_REMEASURE);
+    }
+    return;
+  }
+  let span = max(P.ln_count, P.bn_count);
+  let items = wide_list[0] * span;
+  for (var item = first; item < items; item += threads) {
+    list_member(wide_list[LIST_FIRST + item / span], item % span);
+  }
+}
+
+// The member row of group g (LN for g < N, else BN) and its count of members.
+fn member(g: u32, j: u32) -> vec2<u32> {
+  if (g >= P.groups_ln) {
+    return vec2<u32>(P.bn_base + (g - P.groups_ln) * P.bn_step + j * P.bn_stride, P.bn_count);
+  }
+  return vec2<u32>(P.ln_base + g * P.ln_step + j * P.ln_stride, P.ln_count);
+}
+
+fn list_member(g: u32, j: u32) {
+  let at = member(g, j);
+  let r = at.x;
+  if (j >= at.y || (g >= P.groups_ln && (groups[r / P.c].flags & F_GROUP_REFINE) != 0u)) {
+    return;
+  }
+  let p = rows[r];
+  if ((p.flags & F_CLASS) != 0u || is_scaled(p.flags) || !(p.m2 > 0.0) ||
+    refine_mean(f32(p.count), p.shift + p.mean, p.m2, p.flags, running[r % P.c])) {
+    return;
+  }
+  rows[r].flags = p.flags | F_REMEASURE;
+  let listed = atomicAdd(&row_list[0], 1u);
+  atomicStore(&row_list[LIST_FIRST + listed], r);
+  // Its reader's dispatch (sn_wide_stats; common.wgsl: list_grid).
+  let grid = list_grid(thread_items((listed + 1u) * P.chunks));
+  atomicMax(&row_list[1], grid.x);
+  atomicMax(&row_list[2], grid.y);
+}
+
+fn refine_groups(wg: u32, workgroups: u32, lid: u32) {
+  for (var k = wg; k < wide_list[0]; k += workgroups) {
+    let g = wide_list[LIST_FIRST + k];
+    let count = member(g, 0u).y;
+    let old = groups[g];
+    let centre = old.hi + old.lo;
+    var t = vec2<f32>(0.0);
+    for (var j = lid; j < count; j += 64u) {
+      // A scaled member (of a smaller unit: the group's is 0) in the group's unit.
+      let p = rows[member(g, j).x];
+      let f = pow2(unit_of(p.flags));
+      let dk = two_sum(p.shift * f, -centre);
+      t = pair_add(pair_add(pair_add(t, dk.x), dk.y), p.mean * f);
+    }
+    w_sum[lid] = t;
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+      workgroupBarrier();
+      if (lid < s) {
+        w_sum[lid] = pair_sum(w_sum[lid], w_sum[lid + s]);
+      }
+    }
+    if (lid == 0u) {
+      let q = pair_mean(w_sum[0], count);
+      let h = two_sum(centre, q.x);
+      let mu = h.x + (h.y + q.y);
+      groups[g] = Group(h.x, h.y + q.y, old.variance, old.flags & ~F_GROUP_REFINE, old.var_lo);
+      // Listed groups are finite and unscaled (sn_group_stats): the unscaled update.
+      let c = g - P.groups_ln;
+      if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
+        let v = old.variance;
+        let rm = running[c];
+        let rv = running[P.c + c];
+        if ((P.flags & P_BATCH_AVERAGE) != 0u) {
+          running[c] = ieee_add(rm, mu);
+          running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
+        } else {
+          running[c] = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
+          running[P.c + c] = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+        }
+      }
+    }
+    workgroupBarrier();
   }
 }
 `;

@@ -35,6 +35,9 @@ const F_VAR_INF: u32 = 0x20000u;
 // A Partial of sn_stats whose shift was poor (poor_shift): sn_wide_stats measures it again about
 // its mean, and sn_row_merge (P_WIDE_ONLY) merges its row again. No later pass sees the bit.
 const F_REMEASURE: u32 = 0x40000u;
+// A Group sn_group_stats listed for sn_group_refine (an LN or BN mean near 0 by cancellation,
+// beside a far narrower member), until sn_group_refine writes it again. No other pass sees it.
+const F_GROUP_REFINE: u32 = 0x80000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -62,6 +65,14 @@ const P_PAIRS: u32 = 1024u;
 const P_TINY_WEIGHTS: u32 = 2048u;
 // A backward may follow this forward (training, or keepForBackward): refine_mean applies.
 const P_REFINE_MEANS: u32 = 4096u;
+// sn_group_stats, layout "nd" in one block: LN and BN groups whose mean cancels to ~0 beside a
+// far narrower member are listed for sn_group_refine (P_REFINE_MEANS only).
+const P_GROUP_REFINE: u32 = 8192u;
+// sn_group_refine's step: list the flagged groups' member rows, merge their segments again, or
+// form the flagged groups' means again.
+const P_REFINE_ROWS: u32 = 16384u;
+const P_REFINE_MERGE: u32 = 32768u;
+const P_REFINE_GROUPS: u32 = 65536u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.

@@ -18,6 +18,7 @@
 
 //!include common.wgsl
 //!include pair.wgsl
+//!include row_sums.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 // Rows seg_first .. seg_end - 1, their records bound from row rec_base on (common.wgsl).
@@ -46,24 +47,12 @@ fn main(
   if ((P.flags & P_WIDE_ONLY) != 0u && !is_scaled(first.flags) && (rows[local].flags & F_REMEASURE) == 0u) {
     return;
   }
-  var acc = Acc(f32(first.count), first.mean, first.m2);
-  var count = first.count;
-  var flags = first.flags;
-  // T = sum_k count_k ((K_k - K0) + mean_k) as a pair; counts are < 2^12 (seg_len <= 4096).
-  var t = pair_add_times(vec2<f32>(0.0), f32(first.count), first.mean);
-  for (var k = 1u; k < P.chunks; k++) {
-    let p = parts[base + k];
-    acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
-    count += p.count;
-    flags = merge_flags(flags, p.flags);
-    let dk = two_sum(p.shift, -first.shift);
-    let w = f32(p.count);
-    t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
-  }
-  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
-  let q1 = (t.x + t.y) / f32(max(count, 1u));
-  let rem = pair_sub_times(t, count, q1);
-  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
+  let sums = row_sums(base);
+  let acc = sums.acc;
+  let count = sums.count;
+  var flags = sums.flags;
+  let q1 = sums.q1;
+  let q2 = sums.q2;
   // A row whose mean is too coarse as a whole (refine_mean; its segments' means ~6e-8 of the
   // std off each): sn_wide_stats sums every segment of it again about its mean.
   let wide = is_wide_field(max_field(flags));
@@ -88,20 +77,5 @@ fn main(
     rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
     return;
   }
-  // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
-  // dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the first, so float32 is
-  // enough for it). The Chan merge of `acc` rounds at every one of its steps instead.
-  var m2 = vec2<f32>(0.0);
-  var between = 0.0;
-  for (var k = 0u; k < P.chunks; k++) {
-    let p = parts[base + k];
-    m2 = pair_add(pair_add(m2, p.m2), p.m2_lo);
-    let dk = two_sum(p.shift, -first.shift);
-    let dev = (dk.x - q1) + ((dk.y + p.mean) - q2);
-    between += f32(p.count) * dev * dev;
-  }
-  m2 = pair_add(m2, between);
-  // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
-  let c = two_sum(first.shift, q1);
-  rows[local] = Partial(c.x, c.y + q2, m2.x, count, flags, m2.y);
+  rows[local] = merged_row(base, sums, flags);
 }

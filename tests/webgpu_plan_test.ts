@@ -327,17 +327,19 @@ Deno.test("mixing weights below float32's normal range go to the shaders as a ma
 
 Deno.test("every wide pass, and no other, is dispatched from the arguments its list holds", () => {
   // The wide passes read a list that a hot pass fills, and run the workgroups it asks for
-  // (none while it is empty); a pass missing here would run no workgroup at all.
+  // (none while it is empty); a pass missing here would run no workgroup at all. So does the
+  // refine of LN and BN groups near 0 (sn_group_refine.wgsl).
   const kinds = [...Object.keys(SOURCES), ...Object.keys(LAZY_SOURCES)];
-  assert.equal(kinds.length, 27);
+  assert.equal(kinds.length, 28);
   for (const kind of kinds) {
-    assert.equal(kind in LIST_BINDING, /wide/i.test(kind), kind);
+    assert.equal(kind in LIST_BINDING, /wide|refine/i.test(kind), kind);
   }
   assert.deepEqual(
     LIST_BINDING,
     {
       wideStats: 4,
       wideStats1d: 3,
+      groupRefine: 4,
       wideNormalize1d: 5,
       wideNormalize: 6,
       bwdWideReduce: 6,

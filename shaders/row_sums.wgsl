@@ -1,0 +1,59 @@
+// row_sums.wgsl: the merge of a row's segment summaries (sn_row_merge.wgsl describes it), for
+// sn_row_merge and sn_group_refine. shaders/_build.ts pastes it where a shader has the line
+// `//!include row_sums.wgsl` (after common.wgsl and pair.wgsl); it reads the includer's `parts`.
+
+// A row's segments merged: the Chan merge (its M2 for the tests), count, flags, and the row mean
+// K0 + q1 + q2 (K0 the first segment's shift) with q1 + q2 = T / count as a pair.
+struct RowSums {
+  acc: Acc,
+  count: u32,
+  flags: u32,
+  q1: f32,
+  q2: f32,
+}
+
+// The segments parts[base] .. parts[base + chunks - 1] of one row.
+fn row_sums(base: u32) -> RowSums {
+  let first = parts[base];
+  var acc = Acc(f32(first.count), first.mean, first.m2);
+  var count = first.count;
+  var flags = first.flags;
+  // T = sum_k count_k ((K_k - K0) + mean_k) as a pair; counts are < 2^12 (seg_len <= 4096).
+  var t = pair_add_times(vec2<f32>(0.0), f32(first.count), first.mean);
+  for (var k = 1u; k < P.chunks; k++) {
+    let p = parts[base + k];
+    acc = merge(acc, Acc(f32(p.count), (p.shift - first.shift) + p.mean, p.m2));
+    count += p.count;
+    flags = merge_flags(flags, p.flags);
+    let dk = two_sum(p.shift, -first.shift);
+    let w = f32(p.count);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
+  }
+  // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
+  let q1 = (t.x + t.y) / f32(max(count, 1u));
+  let rem = pair_sub_times(t, count, q1);
+  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
+  return RowSums(acc, count, flags, q1, q2);
+}
+
+// The merged row of finite values (count > 0) with `flags`, re-centred.
+// M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
+// dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the
+// first, so float32 is enough for it). The Chan merge of `acc` rounds at every one of its steps
+// instead.
+fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
+  let first = parts[base];
+  var m2 = vec2<f32>(0.0);
+  var between = 0.0;
+  for (var k = 0u; k < P.chunks; k++) {
+    let p = parts[base + k];
+    m2 = pair_add(pair_add(m2, p.m2), p.m2_lo);
+    let dk = two_sum(p.shift, -first.shift);
+    let dev = (dk.x - s.q1) + ((dk.y + p.mean) - s.q2);
+    between += f32(p.count) * dev * dev;
+  }
+  m2 = pair_add(m2, between);
+  // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
+  let c = two_sum(first.shift, s.q1);
+  return Partial(c.x, c.y + s.q2, m2.x, s.count, flags, m2.y);
+}
