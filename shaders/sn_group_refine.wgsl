@@ -7,7 +7,7 @@
 // refine_near_zero_groups, the members are summed again about their means and the groups'
 // means formed again, in three steps (Params.flags), each dispatched indirectly from a list
 // (no workgroup where nothing was listed: data without such groups pay for empty dispatches):
-//   P_REFINE_ROWS: the listed groups' member rows (all threads over listed group x member) are
+//   P_REFINE_ROWS: the listed groups' member rows (a workgroup per group in turn) are
 //     marked F_REMEASURE and listed for sn_wide_stats, which sums every segment of theirs again
 //     about its mean in exact pairs. Not listed: rows that are scaled (sn_wide_stats summed
 //     those so), constant, non-finite, or near 0 themselves (refine_mean: summed again already),
@@ -63,10 +63,15 @@ fn main(
     }
     return;
   }
-  let span = max(P.ln_count, P.bn_count);
-  let items = wide_list[0] * span;
-  for (var item = first; item < items; item += threads) {
-    list_member(wide_list[LIST_FIRST + item / span], item % span);
+  // A workgroup per listed group in turn, its threads over the members: a thread loops at most
+  // ~256 groups x ceil(members / 64) times within the rows one binding holds (lavapipe's loop
+  // limit, common.wgsl: LIST_ITEMS_PER_GROUP).
+  let workgroups = nwg.x * nwg.y;
+  for (var k = linear_group(wid, nwg); k < wide_list[0]; k += workgroups) {
+    let g = wide_list[LIST_FIRST + k];
+    for (var j = lid; j < member(g, 0u).y; j += 64u) {
+      list_member(g, j);
+    }
   }
 }
 
@@ -79,9 +84,8 @@ fn member(g: u32, j: u32) -> vec2<u32> {
 }
 
 fn list_member(g: u32, j: u32) {
-  let at = member(g, j);
-  let r = at.x;
-  if (j >= at.y || (g >= P.groups_ln && (groups[r / P.c].flags & F_GROUP_REFINE) != 0u)) {
+  let r = member(g, j).x;
+  if (g >= P.groups_ln && (groups[r / P.c].flags & F_GROUP_REFINE) != 0u) {
     return;
   }
   let p = rows[r];

@@ -111,8 +111,8 @@ var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
-var<workgroup> w_far: u32; // whether the mean is summed again (1), whether it lies near 0 (2)
-var<workgroup> w_narrow: atomic<u32>; // a member far narrower than a group near 0 (P_GROUP_REFINE)
+var<workgroup> w_far: u32; // whether the mean is summed again (below)
+var<workgroup> w_minv: array<f32, 64>; // the least member variance (layout "nd")
 var<workgroup> w_far_sum: array<vec2<f32>, 64>;
 
 @compute @workgroup_size(GROUP_THREADS)
@@ -216,6 +216,7 @@ fn main(
   let hi = first.shift * pow2(unit_of(first.flags) - unit);
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
+  var minv = 3.4028234663852886e38;
   var sumv_pair = vec2<f32>(0.0);
   // Only rows longer than one segment need var_lo (sn_bwd_rows); short rows skip its cost.
   let pairs = (P.flags & P_PAIRS) != 0u;
@@ -234,7 +235,9 @@ fn main(
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        sumv += m2 / f32(p.count - 1u);
+        let v = m2 / f32(p.count - 1u);
+        sumv += v;
+        minv = min(minv, v);
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -264,6 +267,7 @@ fn main(
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
   w_sumv[lid] = sumv;
+  w_minv[lid] = minv;
   w_sumv_pair[lid] = sumv_pair;
   w_flags[lid] = flags;
   w_count[lid] = total;
@@ -277,6 +281,7 @@ fn main(
       w_mean[lid] = m.mean;
       w_m2[lid] = m.m2;
       w_sumv[lid] += w_sumv[o];
+      w_minv[lid] = min(w_minv[lid], w_minv[o]);
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
     }
@@ -302,32 +307,10 @@ fn main(
     let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
     let lo0 = w_mean[0];
     let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && lo0 * lo0 * w_n[0] > 16.0 * spread;
-    // P_GROUP_REFINE: an LN or BN mean within 2^-9 of its std of 0 (mean^2 < 2^-18 var) of
-    // unscaled members, which are tested for a far narrower one below (sn_group_refine.wgsl).
-    let mu0 = hi + lo0;
-    let near0 = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && (w_flags[0] & F_CLASS) == 0u &&
-      w_n[0] > 0.0 && mu0 * mu0 * w_n[0] < 3.814697265625e-6 * spread;
-    w_far = select(0u, 1u, far0) | select(0u, 2u, near0);
+    w_far = select(0u, 1u, far0);
   }
-  // (A uniform value: the loops below hold barriers.)
-  let far_near = workgroupUniformLoad(&w_far);
-  let far = (far_near & 1u) != 0u;
-  // A group near 0: has it a member of variance below 2^-20 of the group's (std 2^-10 of it)?
-  // Then that member's x - mu is about the group mean, whose error is its members' float32
-  // rounding (~2^-25 of their std): sn_group_refine sums the members again (the WASM
-  // backend's refine_near_zero_groups, same cuts). A loop that other groups skip.
-  let near = (far_near & 2u) != 0u;
-  let narrow_cut = (w_sumv[0] + w_m2[0]) / w_n[0] * 9.5367431640625e-7;
-  for (var k = lid; k < select(0u, count, near); k += GROUP_THREADS) {
-    let p = members[base + k * stride];
-    let f = pow2(unit_of(p.flags));
-    if (p.count >= 2u && p.m2 * f * f / f32(p.count - 1u) < narrow_cut) {
-      atomicOr(&w_narrow, 1u);
-    }
-  }
-  if (near) {
-    workgroupBarrier();
-  }
+  // (A uniform value: the loop below holds barriers.)
+  let far = workgroupUniformLoad(&w_far) != 0u;
   let centre = hi + w_mean[0];
   var t = vec2<f32>(0.0);
   for (var k = lid; k < select(0u, count, far); k += GROUP_THREADS) {
@@ -401,9 +384,16 @@ fn main(
       var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
     }
   }
-  // A group to refine: listed (g: P_GROUP_REFINE runs in one block), marked until
-  // sn_group_refine writes it again, and its running update left to it.
-  let refine = near && atomicLoad(&w_narrow) != 0u;
+  // P_GROUP_REFINE: an LN or BN mean within 2^-9 of its std of 0 (mean^2 < 2^-18 var) with a
+  // member of variance below 2^-20 of the group's (std 2^-10 of it), in unit 0. That member's
+  // x - mu is about the group mean, whose error is its members' float32 rounding (~2^-25 of
+  // their std): sn_group_refine sums the members again (the WASM backend's
+  // refine_near_zero_groups, same cuts). Such a group is listed (g: P_GROUP_REFINE runs in one
+  // block), marked until sn_group_refine writes it again, and its running update left to it.
+  let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
+  let mu_near = mean_hi + lo;
+  let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
+    mu_near * mu_near < 3.814697265625e-6 * group_var && w_minv[0] < 9.5367431640625e-7 * group_var;
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
