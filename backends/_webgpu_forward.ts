@@ -204,21 +204,20 @@ export function encodeForward(
         // Its BN parts: bound where it writes them, else a small unwritten stand-in.
         f.bn === "parts" ? { buffer: bnParts! } : { buffer: wideRows, size: 2 * PARTIAL_BYTES },
       ],
-      // sn_group_refine: the list it reads (indirect) and the one it may write, in two buffers;
-      // its parts (read only where it merges rows of several segments, never the rows
-      // themselves when those are the parts) a stand-in otherwise.
+      // sn_group_refine: rows of one segment are the parts; a step binds the one it does not
+      // use (rows for its sums, parts for its groups where rows are the parts) as a small
+      // stand-in, and x in its window (the groups step: a stand-in too).
       groupRefine: () => {
-        const [read, written] = f.merge
-          ? [at(wideRows, f.list), at(wideList, f.groupList)]
-          : [at(wideList, f.groupList), at(wideRows, f.list)];
+        const standIn = { buffer: wideRows, size: 2 * PARTIAL_BYTES };
+        const one = rows === parts;
         return [
           slot,
-          at(rows, f.rows),
-          f.merge ? at(parts, f.parts) : at(wideList, f.groupList),
+          one && d.window ? standIn : at(rows, f.rows),
+          one && !d.window ? standIn : at(parts, f.parts),
           at(groups, f.groups),
-          read,
-          written,
+          at(wideList, f.groupList),
           { buffer: state.running },
+          xw ?? { buffer: x, size: 16 },
         ];
       },
       mix: () => [

@@ -218,8 +218,6 @@ export interface ForwardRecords {
   readonly groupList?: Window;
   /** sn_group_stats: writes the BN parts of a block ("parts") or merges them ("merge"). */
   readonly bn?: "parts" | "merge";
-  /** sn_group_refine: merges the listed rows' segments (reads the list of rows, `list`). */
-  readonly merge?: boolean;
 }
 
 /** Everything the backend needs to encode one forward. */
@@ -272,7 +270,7 @@ export interface PlanParams {
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
 const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
 const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096, F_GROUP_REFINE = 8192;
-const F_REFINE_ROWS = 16384, F_REFINE_MERGE = 32768, F_REFINE_GROUPS = 65536;
+const F_REFINE_ROWS = 16384, F_REFINE_GROUPS = 65536;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -591,7 +589,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
   let partials: number, mergedRows = 0, bnParts = 0, listBytesND = 0;
   let listBytes1d = 0, statsListBytes1d = 0;
   let listOffsets = [0], statsListOffsets = [0];
-  let groupListBytes = 0, rowListBytes = 0;
+  let groupListBytes = 0;
   /** Adds the group, mix and normalize stages of layout "nd" (after the statistics). */
   let addRowStages = () => {};
   if (layout === "nd") {
@@ -627,19 +625,14 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     checkFits(bnWindow.size, "the BN statistics", limits);
     listBytesND = blocked.listBytes;
     listOffsets = statsListOffsets = blocked.blocks.map((b) => b.list.offset);
-    // The lists of sn_group_refine (one block only): the flagged groups after the wideList's
-    // list of rows, the rows to sum again after the wideRows' one.
+    // The list of sn_group_refine (one block only): the flagged groups, after the wideList's
+    // list of rows.
     const refineGroups = blocked.single && params.refineMeans !== false;
     const after = Math.ceil(listBytesND / limits.offsetAlign) * limits.offsetAlign;
-    const refineLists = {
-      groups: { offset: after, size: listBytes(groups) },
-      rows: { offset: after, size: listBytes(rows) },
-    };
+    const groupList = { offset: after, size: listBytes(groups) };
     if (refineGroups) {
       listOffsets = [0, after];
-      statsListOffsets = [0, after];
-      groupListBytes = after + listBytes(groups);
-      rowListBytes = after + listBytes(rows);
+      groupListBytes = after + groupList.size;
     }
     const blocks = blocked.blocks.map((b) => {
       const span = (bytes: number) => ({ offset: b.r0 * bytes, size: (b.r1 - b.r0) * bytes });
@@ -715,11 +708,9 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     addRowStages = () => {
       if (blocked.single && refineGroups) {
         // LN and BN groups whose mean cancels to ~0 beside a far narrower member: listed by
-        // sn_group_stats, their members summed again (sn_group_refine lists them,
-        // sn_wide_stats sums them, sn_group_refine merges their segments) and their means formed
-        // again (sn_group_refine). Every one dispatched indirectly from a list that the
-        // pass before fills: without such groups, empty dispatches.
-        const onList = { groupList: refineLists.groups, list: refineLists.rows };
+        // sn_group_stats, their members summed again (sn_group_refine, per window of x) and
+        // their means formed again (sn_group_refine), each dispatched indirectly from that list:
+        // without such groups, two empty dispatches.
         const step = (flag: number) => (v: DataView) => {
           v.setUint32(24, chunks, true);
           v.setUint32(44, v.getUint32(44, true) | flag, true);
@@ -734,19 +725,22 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
           },
           undefined,
           undefined,
-          { groupList: refineLists.groups },
+          { groupList },
         );
-        add("groupRefine", 1, step(F_REFINE_ROWS), undefined, undefined, onList);
         for (const w of blocks[0].xWindows) {
-          add("wideStats", 1, w.fill, w.window, undefined, { list: refineLists.rows });
+          add(
+            "groupRefine",
+            1,
+            (v) => {
+              w.fill(v);
+              step(F_REFINE_ROWS)(v);
+            },
+            w.window,
+            undefined,
+            { groupList },
+          );
         }
-        if (chunks > 1) {
-          add("groupRefine", 1, step(F_REFINE_MERGE), undefined, undefined, {
-            ...onList,
-            merge: true,
-          });
-        }
-        add("groupRefine", 1, step(F_REFINE_GROUPS), undefined, undefined, onList);
+        add("groupRefine", 1, step(F_REFINE_GROUPS), undefined, undefined, { groupList });
       } else if (blocked.single) {
         add("group", groups, (v) => {
           writeGroupMembers(v, problem);
@@ -1025,7 +1019,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     listOffsets,
     statsListOffsets,
     wideListBytes: layout === "nd" ? Math.max(listBytesND, groupListBytes) : listBytes1d,
-    wideStatsListBytes: layout === "nd" ? Math.max(listBytesND, rowListBytes) : statsListBytes1d,
+    wideStatsListBytes: layout === "nd" ? listBytesND : statsListBytes1d,
     tensorBytes: paddedBytes(total),
   };
 }

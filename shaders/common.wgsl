@@ -68,10 +68,8 @@ const P_REFINE_MEANS: u32 = 4096u;
 // sn_group_stats, layout "nd" in one block: LN and BN groups whose mean cancels to ~0 beside a
 // far narrower member are listed for sn_group_refine (P_REFINE_MEANS only).
 const P_GROUP_REFINE: u32 = 8192u;
-// sn_group_refine's step: list the flagged groups' member rows, merge their segments again, or
-// form the flagged groups' means again.
+// sn_group_refine's step: sum the flagged groups' member rows again, or form their means again.
 const P_REFINE_ROWS: u32 = 16384u;
-const P_REFINE_MERGE: u32 = 32768u;
 const P_REFINE_GROUPS: u32 = 65536u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and

@@ -18,6 +18,7 @@
 
 //!include common.wgsl
 //!include pair.wgsl
+//!include deviation_sum.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -129,25 +130,4 @@ fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
     total = merge(total, acc);
   }
   return total;
-}
-
-// sum of x * 2^k - centre over elements s .. e - 1: each difference exact (two_sum: d + err),
-// the d summed as a float32 pair (two_sum), the tiny err and low words in float32.
-fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
-  let one = opaque_one();
-  var hi = 0.0;
-  var lo = 0.0;
-  for (var i = s; i < e; i++) {
-    var v = x[i];
-    if (k != 0) {
-      v = scale2(v, k);
-    }
-    let d = (v - centre) * one;
-    let b = d - v;
-    let t = (hi + d) * one;
-    let bt = t - hi;
-    lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
-    hi = t;
-  }
-  return hi + lo;
 }
