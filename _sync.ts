@@ -56,11 +56,7 @@ import {
 export interface SyncGroup {
   /** Number of replicas. */
   readonly size: number;
-  /**
-   * Sends `local` to every replica; resolves to all replicas' vectors in rank order, each value
-   * as sent (finite doubles, which JSON and structured clone carry exactly): every replica derives
-   * the same results from them, and whether a training forward gathers a second time.
-   */
+  /** Sends `local` to every replica; resolves to all replicas' vectors in rank order. */
   allGather(local: Float64Array): Promise<Float64Array[]>;
   /**
    * The longest wait for one allGather, in milliseconds (a positive finite number). Default: no
@@ -81,29 +77,6 @@ export interface SyncGroup {
 
 /** Why each group became unusable (shared by every layer on the group). */
 const brokenGroups = new WeakMap<SyncGroup, string>();
-
-/**
- * Each group's gathers in turn, across its layers: the end of the last turn taken. A training
- * forward's merge may gather twice (`cancellingChannels`), and its second gather must follow its
- * first on every replica, before another layer's gather that started meanwhile: so every gather
- * (and a merge's pair) waits for the turn before it. A turn is taken where the gather used to
- * start, so the replicas' order of gathers is what it was.
- */
-const groupTurns = new WeakMap<SyncGroup, Promise<void>>();
-
-/** Runs `use` in the group's next turn, which ends when it settles. */
-async function inTurn<T>(group: SyncGroup, use: () => Promise<T>): Promise<T> {
-  const before = groupTurns.get(group) ?? Promise.resolve();
-  let end!: () => void;
-  const mine = new Promise<void>((resolve) => end = resolve);
-  groupTurns.set(group, before.then(() => mine));
-  await before;
-  try {
-    return await use();
-  } finally {
-    end();
-  }
-}
 
 /** A layer's cross-replica operations, with what the layer needs to report its own failures. */
 export interface LayerSync extends BatchSync {
@@ -209,8 +182,7 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
       if (onAbort) signal!.removeEventListener("abort", onAbort);
     }
   };
-  /** One gather of `payload`, checked (the caller holds the group's turn). */
-  const gatherNow = async (payload: Float64Array, what: string): Promise<Float64Array[]> => {
+  const gather = async (payload: Float64Array, what: string): Promise<Float64Array[]> => {
     const local = vector(OK, payload.length);
     local.set(payload, HEADER_LENGTH);
     const all = await bounded(local, what);
@@ -236,26 +208,21 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     if (all.some((v) => v.length !== local.length)) throw wrongLength();
     return all.map((v) => v.subarray(HEADER_LENGTH));
   };
-  const gather = (payload: Float64Array, what: string) =>
-    inTurn(group, () => gatherNow(payload, what));
   /**
    * Takes part, marked as failed, in the gather that this replica's failed call skipped, with a
    * payload of `length`. Never throws.
    */
-  const failNow = async (length: number, what: string) => {
+  const fail = async (length: number) => {
+    const what = call === "backward"
+      ? "gradient sums"
+      : call === "trainingForward"
+      ? "BN statistics"
+      : MODE_CHECK;
     try {
       await bounded(vector(FAILED, length), what);
     } catch {
       // The group already says why it is unusable; the caller throws its own error.
     }
-  };
-  const fail = (length: number) => {
-    const what = call === "backward"
-      ? "gradient sums"
-      : call === "trainingForward"
-      ? BN_STATISTICS
-      : MODE_CHECK;
-    return inTurn(group, () => failNow(length, what));
   };
   return {
     replicas: group.size,
@@ -274,7 +241,7 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
       await gather(new Float64Array(0), MODE_CHECK);
     },
     fail,
-    mergeStats(count, mean, m2, narrowest, resum) {
+    async mergeStats(count, mean, m2, narrowest, resum) {
       const c = mean.length;
       /** (count, mean, M2, narrowest row variance) per channel; 1 + 3 C values. */
       const pack = (mean: Float64Array, m2: Float64Array) => {
@@ -282,29 +249,23 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
         packed[0] = count;
         packed.set(mean, 1);
         packed.set(m2, 1 + c);
-        // No row counted: the largest finite double (a transport need not carry infinities).
         if (narrowest) packed.set(narrowest, 1 + 2 * c);
-        else packed.fill(Number.MAX_VALUE, 1 + 2 * c);
+        else packed.fill(Infinity, 1 + 2 * c);
         return packed;
       };
-      return inTurn(group, async () => {
-        const first = mergePartials(await gatherNow(pack(mean, m2), BN_STATISTICS), c);
-        // A group of one: the replica's own groups were the batch's, and were taken already.
-        const channels = group.size > 1 ? cancellingChannels(first) : undefined;
-        if (!channels) return first;
-        // Every replica finds the same channels (from the same merged values), so every one
-        // takes part in this second gather, in this turn; one whose resum fails still does,
-        // marked as failed.
-        let again: { mean: Float64Array; m2: Float64Array };
-        try {
-          again = resum ? await resum(channels) : { mean, m2 };
-        } catch (e) {
-          await failNow(1 + 3 * c, BN_STATISTICS_AGAIN);
-          throw e;
-        }
-        const all = await gatherNow(pack(again.mean, again.m2), BN_STATISTICS_AGAIN);
-        return mergePartials(all, c);
-      });
+      const first = mergePartials(await gather(pack(mean, m2), "BN statistics"), c);
+      const channels = cancellingChannels(first);
+      if (!channels) return first;
+      // Every replica finds the same channels (from the same merged values), so every one takes
+      // part in this second gather; one whose resum fails still does, marked as failed.
+      let again: { mean: Float64Array; m2: Float64Array };
+      try {
+        again = resum ? await resum(channels) : { mean, m2 };
+      } catch (e) {
+        await fail(1 + 3 * c);
+        throw e;
+      }
+      return mergePartials(await gather(pack(again.mean, again.m2), "BN statistics"), c);
     },
     async sum(local) {
       const all = await gather(local, "gradient sums");
@@ -326,7 +287,7 @@ interface MergedPartials {
 /** Chan's merge of the replicas' packed (count, mean, M2, narrowest) vectors, in rank order. */
 function mergePartials(all: Float64Array[], c: number): MergedPartials {
   const mean = new Float64Array(c), m2 = new Float64Array(c);
-  const narrowest = new Float64Array(c).fill(Number.MAX_VALUE);
+  const narrowest = new Float64Array(c).fill(Infinity);
   let total = 0;
   for (const v of all) {
     const nB = v[0], nA = total;
@@ -362,18 +323,13 @@ export function cancellingChannels(merged: MergedPartials): Uint8Array | undefin
   for (let j = 0; j < mean.length; j++) {
     const variance = m2[j] / count;
     if (
-      variance < Infinity && mean[j] * mean[j] < NEAR_ZERO_GROUP2 * variance &&
-      narrowest[j] < NARROW_MEMBER * variance
+      mean[j] * mean[j] < NEAR_ZERO_GROUP2 * variance && narrowest[j] < NARROW_MEMBER * variance
     ) {
       (channels ??= new Uint8Array(mean.length))[j] = 1;
     }
   }
   return channels;
 }
-
-/** What a training forward's gathers are called in messages. */
-const BN_STATISTICS = "BN statistics";
-const BN_STATISTICS_AGAIN = "BN statistics (its second merge, of channels summed again)";
 
 /** What an evaluation-mode forward's header-only gather is called in messages. */
 const MODE_CHECK = "an evaluation forward's check of the replicas' calls";

@@ -68,7 +68,7 @@ export async function mergeStats(
 /** Per channel, the smallest var_in of its n rows (the statistics area starts mu_in, var_in). */
 function narrowestRows(f64: Float64Array, stats: number, n: number, c: number): Float64Array {
   const varIn = (stats >>> 3) + n * c;
-  const out = new Float64Array(c).fill(Number.MAX_VALUE);
+  const out = new Float64Array(c).fill(Infinity);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < c; j++) out[j] = Math.min(out[j], f64[varIn + i * c + j]);
   }

@@ -172,17 +172,8 @@ async function syncedBatch(
   x: ArrayLike<number>,
 ): Promise<BNPartials | undefined> {
   if (!problem.sync || !problem.training || !problem.usingBN) return undefined;
-  const inner = innerStatistics(problem, x);
-  const local = bnPartials(problem, x, inner);
-  if (problem.layout === "1d") {
-    return await problem.sync.mergeStats(local.count, local.mean, local.m2);
-  }
-  // Its rows' narrowest variance per channel, so that a row of this replica counts in the
-  // replicas' test for a second merge (its own statistics are float64 already).
-  const { n, c } = problem;
-  const narrowest = new Float64Array(c).fill(Number.MAX_VALUE);
-  for (let r = 0; r < n * c; r++) narrowest[r % c] = Math.min(narrowest[r % c], inner.var[r]);
-  return await problem.sync.mergeStats(local.count, local.mean, local.m2, narrowest);
+  const local = bnPartials(problem, x, innerStatistics(problem, x));
+  return await problem.sync.mergeStats(local.count, local.mean, local.m2);
 }
 
 /** y = SN(x) in float64, and the batch BN statistics (training). */
