@@ -227,12 +227,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
 
   /**
    * The gather a forward takes part in under SyncSN: a training forward's BN statistics
-   * ((count, mean, M2, narrowest row variance) of C channels), an evaluation forward's header only (where the group's
+   * ((count, mean, M2) of C channels), an evaluation forward's header only (where the group's
    * `localEvaluation` is false), none without BN statistics.
    */
   #forwardExchange(training: boolean): Exchange | undefined {
     if (!this.layerSync || !this.usingBN) return undefined;
-    if (training) return { call: "trainingForward", length: 1 + 3 * this.numFeatures };
+    if (training) return { call: "trainingForward", length: 1 + 2 * this.numFeatures };
     return this.layerSync?.localEvaluation ? undefined : { call: "evaluationForward", length: 0 };
   }
 

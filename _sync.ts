@@ -2,8 +2,7 @@
  * SyncSN: BN statistics over the global batch of data-parallel replicas. The user supplies the
  * transport as an all-gather; statistics travel as mergeable (count, mean, M2) triples merged
  * with Chan's formula in rank order, so every replica gets bit-identical results without
- * E[x^2] - E[x]^2 cancellation (with each channel's narrowest row variance, so that every replica
- * finds the same channels whose merged mean cancels, `cancellingChannels`, and merges again). A layer's call that fails before its gather still takes part in
+ * E[x^2] - E[x]^2 cancellation. A layer's call that fails before its gather still takes part in
  * it, so that the other replicas fail too instead of waiting. Every gathered vector starts with
  * the replica's header (_replica_header.ts: its call and its layer's settings), which every
  * replica checks before using a payload, so that replicas making different calls or running
@@ -208,22 +207,6 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     if (all.some((v) => v.length !== local.length)) throw wrongLength();
     return all.map((v) => v.subarray(HEADER_LENGTH));
   };
-  /**
-   * Takes part, marked as failed, in the gather that this replica's failed call skipped, with a
-   * payload of `length`. Never throws.
-   */
-  const fail = async (length: number) => {
-    const what = call === "backward"
-      ? "gradient sums"
-      : call === "trainingForward"
-      ? "BN statistics"
-      : MODE_CHECK;
-    try {
-      await bounded(vector(FAILED, length), what);
-    } catch {
-      // The group already says why it is unusable; the caller throws its own error.
-    }
-  };
   return {
     replicas: group.size,
     get started() {
@@ -240,32 +223,37 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     async confirm() {
       await gather(new Float64Array(0), MODE_CHECK);
     },
-    fail,
-    async mergeStats(count, mean, m2, narrowest, resum) {
-      const c = mean.length;
-      /** (count, mean, M2, narrowest row variance) per channel; 1 + 3 C values. */
-      const pack = (mean: Float64Array, m2: Float64Array) => {
-        const packed = new Float64Array(1 + 3 * c);
-        packed[0] = count;
-        packed.set(mean, 1);
-        packed.set(m2, 1 + c);
-        if (narrowest) packed.set(narrowest, 1 + 2 * c);
-        else packed.fill(Infinity, 1 + 2 * c);
-        return packed;
-      };
-      const first = mergePartials(await gather(pack(mean, m2), "BN statistics"), c);
-      const channels = cancellingChannels(first);
-      if (!channels) return first;
-      // Every replica finds the same channels (from the same merged values), so every one takes
-      // part in this second gather; one whose resum fails still does, marked as failed.
-      let again: { mean: Float64Array; m2: Float64Array };
+    async fail(length) {
+      const what = call === "backward"
+        ? "gradient sums"
+        : call === "trainingForward"
+        ? "BN statistics"
+        : MODE_CHECK;
       try {
-        again = resum ? await resum(channels) : { mean, m2 };
-      } catch (e) {
-        await fail(1 + 3 * c);
-        throw e;
+        await bounded(vector(FAILED, length), what);
+      } catch {
+        // The group already says why it is unusable; the caller throws its own error.
       }
-      return mergePartials(await gather(pack(again.mean, again.m2), "BN statistics"), c);
+    },
+    async mergeStats(count, mean, m2) {
+      const c = mean.length;
+      const packed = new Float64Array(1 + 2 * c);
+      packed[0] = count;
+      packed.set(mean, 1);
+      packed.set(m2, 1 + c);
+      const all = await gather(packed, "BN statistics");
+      const outMean = new Float64Array(c), outM2 = new Float64Array(c);
+      let total = 0;
+      for (const v of all) {
+        const nB = v[0], nA = total;
+        total += nB;
+        for (let j = 0; j < c; j++) {
+          const delta = v[1 + j] - outMean[j];
+          outMean[j] += delta * nB / total;
+          outM2[j] += v[1 + c + j] + delta * delta * nA * nB / total;
+        }
+      }
+      return { count: total, mean: outMean, m2: outM2 };
     },
     async sum(local) {
       const all = await gather(local, "gradient sums");
@@ -274,61 +262,6 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
       return out;
     },
   };
-}
-
-/** Merged BN partials, with the smallest row variance any replica has in each channel. */
-interface MergedPartials {
-  count: number;
-  mean: Float64Array;
-  m2: Float64Array;
-  narrowest: Float64Array;
-}
-
-/** Chan's merge of the replicas' packed (count, mean, M2, narrowest) vectors, in rank order. */
-function mergePartials(all: Float64Array[], c: number): MergedPartials {
-  const mean = new Float64Array(c), m2 = new Float64Array(c);
-  const narrowest = new Float64Array(c).fill(Infinity);
-  let total = 0;
-  for (const v of all) {
-    const nB = v[0], nA = total;
-    total += nB;
-    for (let j = 0; j < c; j++) {
-      const delta = v[1 + j] - mean[j];
-      mean[j] += delta * nB / total;
-      m2[j] += v[1 + c + j] + delta * delta * nA * nB / total;
-      narrowest[j] = Math.min(narrowest[j], v[1 + 2 * c + j]);
-    }
-  }
-  return { count: total, mean, m2, narrowest };
-}
-
-/**
- * |mean| below 2^-9 of the std (squared: 2^-18) and a row's variance below 2^-20 of the
- * channel's: the cuts of `refine_near_zero_groups` in wasm/src/nd.rs, which within one replica
- * sums such a group's members again (change them together).
- */
-const NEAR_ZERO_GROUP2 = 2 ** -18, NARROW_MEMBER = 2 ** -20;
-
-/**
- * The channels of layout "nd" whose merged BN mean cancels to ~0 beside its std while some
- * replica has a row of the channel over 1000 times narrower: the mean then consists of the
- * float32 rounding of the replicas' row means (~2^-25 of their std), which that narrow row would
- * take as its x - mu (one replica's rows of mean 1e6 + 5, another's of -1e6, std 1.7e7, beside
- * rows of std 0.3: dgamma 4.3e-3 relative off). One byte per channel (1: sum its rows again), or
- * undefined where there is none.
- */
-export function cancellingChannels(merged: MergedPartials): Uint8Array | undefined {
-  const { count, mean, m2, narrowest } = merged;
-  let channels: Uint8Array | undefined;
-  for (let j = 0; j < mean.length; j++) {
-    const variance = m2[j] / count;
-    if (
-      mean[j] * mean[j] < NEAR_ZERO_GROUP2 * variance && narrowest[j] < NARROW_MEMBER * variance
-    ) {
-      (channels ??= new Uint8Array(mean.length))[j] = 1;
-    }
-  }
-  return channels;
 }
 
 /** What an evaluation-mode forward's header-only gather is called in messages. */

@@ -40,20 +40,10 @@ export interface NormProblem {
  */
 export interface BatchSync {
   readonly replicas: number;
-  /**
-   * Merges this replica's BN partials with the other replicas'. Layout "nd" may give
-   * `narrowest`, per channel the smallest variance among this replica's rows (omitted: no row
-   * counts as narrow). Where a merged mean cancels to ~0 beside its std and some replica's row is
-   * far narrower (`cancellingChannels` in _sync.ts), its float32-rounded row means are not good
-   * enough: every replica takes part in a second merge, each with the partials that
-   * `resum(channels)` gives (its rows of those channels summed again; omitted: the same partials).
-   */
   mergeStats(
     count: number,
     mean: Float64Array,
     m2: Float64Array,
-    narrowest?: Float64Array,
-    resum?: (channels: Uint8Array) => Promise<{ mean: Float64Array; m2: Float64Array }>,
   ): Promise<{ count: number; mean: Float64Array; m2: Float64Array }>;
   /** Elementwise sum over replicas. */
   sum(local: Float64Array): Promise<Float64Array>;

@@ -9,7 +9,7 @@
  */
 
 /** The ABI version this mirror describes; the loader refuses a module reporting another. */
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 7;
 
 /** `layout` argument: [N, C, M] (SwitchNorm2d/3d). */
 export const LAYOUT_ND = 0;
@@ -110,21 +110,6 @@ export interface WasmKernels {
     mode: number,
     layer: number,
     stats: number,
-  ): void;
-  /**
-   * SyncSN after the first merge: this replica's rows of the channels whose byte at `channels` is
-   * nonzero summed again in float64 about their means, and the statistics (with
-   * `MODE_BN_PARTIALS`: the BN partials) derived again from them (`nd::refine_channels`).
-   */
-  sn_refine_channels_nd(
-    x: number,
-    n: number,
-    c: number,
-    m: number,
-    mode: number,
-    layer: number,
-    stats: number,
-    channels: number,
   ): void;
   /**
    * `sn_normalize_nd` in parts: the per-row constants (16 bytes per row, and f64 constants of

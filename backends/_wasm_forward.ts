@@ -78,22 +78,17 @@ export class WasmForward {
       this.#statsPass(problem, xAt, mode | (sync ? MODE_BN_PARTIALS : 0) | refine, regions);
       let count = n;
       if (sync) {
-        // Another call may have run in a gather's gap: the shared regions may have moved or been
+        count = await mergeStats(mem, problem, sync, slot!, regions.stats);
+        // Another call may have run in the gap: the shared regions may have moved or been
         // rewritten, and x's copy with them.
-        const relocate = () => {
-          mem.live();
-          regions.scratch = mem.scratchFor(problem);
-          if (x instanceof Float32Array) {
-            if (mem.ioEpoch !== ioEpoch) xAt = yAt = mem.stage(x), ioEpoch = mem.ioEpoch;
-          } else {
-            xAt = mem.own(x, "x", length).byteOffset;
-            yAt = mem.own(yt!, "out", length).byteOffset;
-          }
-          return { x: xAt, scratch: regions.scratch };
-        };
-        const again = refine ? { mode: mode | refine, layer: regions.layer, relocate } : undefined;
-        count = await mergeStats(mem, problem, sync, slot!, regions.stats, again);
-        relocate();
+        mem.live();
+        regions.scratch = mem.scratchFor(problem);
+        if (x instanceof Float32Array) {
+          if (mem.ioEpoch !== ioEpoch) xAt = yAt = mem.stage(x);
+        } else {
+          xAt = mem.own(x, "x", length).byteOffset;
+          yAt = mem.own(yt!, "out", length).byteOffset;
+        }
       }
       this.#normalizePass(problem, xAt, yAt, mode, regions);
       if (problem.training && problem.usingBN) {

@@ -83,22 +83,16 @@ export class WasmChunkedForward {
       return io;
     };
     let io = stage(true);
-    let ioEpoch = mem.ioEpoch;
+    const ioEpoch = mem.ioEpoch;
     const deriveMode = statsMode | (sync ? MODE_BN_PARTIALS : 0);
     k.sn_stats_derive_nd(io, n, c, m, deriveMode, regions.layer, regions.stats);
     let count = n;
     if (sync) {
-      // Another call may have run in a gather's gap, moved the shared regions and rewritten x's
-      // copy.
-      const relocate = () => {
-        mem.live();
-        regions.scratch = mem.scratchFor(problem);
-        if (mem.ioEpoch !== ioEpoch) io = stage(false), ioEpoch = mem.ioEpoch;
-        return { x: io, scratch: regions.scratch };
-      };
-      const again = save ? { mode: statsMode, layer: regions.layer, relocate } : undefined;
-      count = await mergeStats(mem, problem, sync, slot!, regions.stats, again);
-      relocate();
+      count = await mergeStats(mem, problem, sync, slot!, regions.stats);
+      // Another call may have run in the gap, moved the shared regions and rewritten x's copy.
+      mem.live();
+      regions.scratch = mem.scratchFor(problem);
+      if (mem.ioEpoch !== ioEpoch) io = stage(false);
     }
     const y = out ?? new Float32Array(length);
     const wide = k.sn_constants_nd(n, c, m, mode, regions.layer, regions.stats, regions.scratch);

@@ -35,7 +35,7 @@ use layout::{
 };
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 8;
+const ABI_VERSION: u32 = 7;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -193,30 +193,6 @@ pub unsafe extern "C" fn sn_stats_derive_nd(
     let (n, c, m) = (n as usize, c as usize, m as usize);
     let layer = Layer::read(layer, c);
     nd::derive(x, n, c, m, mode, &layer, Stats::split(stats, LAYOUT_ND, n, c));
-}
-
-/// SyncSN, after the first merge of the BN partials (`nd::refine_channels`): this replica's rows
-/// of every channel j with `channels[j]` nonzero summed again, and the groups (the BN partials,
-/// with `MODE_BN_PARTIALS` in `mode`) derived again for a second merge.
-///
-/// # Safety
-/// As `sn_stats_derive_nd`; `channels` valid for c bytes.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn sn_refine_channels_nd(
-    x: *const f32,
-    n: u32,
-    c: u32,
-    m: u32,
-    mode: u32,
-    layer: *const u8,
-    stats: *mut f64,
-    channels: *const u8,
-) {
-    let (n, c, m) = (n as usize, c as usize, m as usize);
-    let layer = Layer::read(layer, c);
-    let channels = core::slice::from_raw_parts(channels, c);
-    nd::refine_channels(x, n, c, m, mode, &layer, channels, Stats::split(stats, LAYOUT_ND, n, c));
 }
 
 /// Part of `sn_normalize_nd` for chunked staging: the per-row constants into `scratch`

@@ -343,8 +343,7 @@ unsafe fn short_rows(
 /// (`derive_groups`). With `MODE_REFINE_MEANS`, the members of an LN or BN group whose mean lies
 /// within 2^-9 of its std of 0 and that has a far narrower member (`refine_near_zero_groups`) are
 /// summed again and the groups derived again. Under SyncSN this sees the replica's own BN groups,
-/// before the merge; a BN mean that cancels only across replicas is taken after it
-/// (`refine_channels`).
+/// before the merge: a BN mean that cancels only across replicas is not taken again.
 ///
 /// # Safety
 /// `x` valid for n*c*m floats, the data of the rows measured.
@@ -419,10 +418,20 @@ unsafe fn refine_near_zero_groups(
     if ln_rows + bn_rows == 0 {
         return false;
     }
-    // A row in a flagged sample and a flagged channel is summed twice; the second finds its mean
-    // again.
+    // A member (not near 0 itself: `row_moments` took those) about its mean. A row in a flagged
+    // sample and a flagged channel is summed twice; the second finds its mean again.
     let mut moved = false;
-    let mut again = |st: &mut Stats, r: usize| moved |= resum_member(x, m, st, r);
+    let mut again = |st: &mut Stats, r: usize| {
+        let mu = st.mu_in[r];
+        if near_zero(mu, st.var_in[r], NEAR_ZERO2) {
+            return;
+        }
+        let d = simd::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
+        if d.is_finite() && d != 0.0 {
+            st.mu_in[r] = mu + d;
+            moved = true;
+        }
+    };
     for j in 0..c {
         if bn_rows > 0 && bn_at(st, j) {
             (0..n).for_each(|i| again(st, i * c + j));
@@ -434,51 +443,6 @@ unsafe fn refine_near_zero_groups(
         }
     }
     moved
-}
-
-/// Sums member row `r` again in f64 about its mean, unless it lies near 0 (`row_moments` took
-/// those already); returns whether its mean moved.
-///
-/// # Safety
-/// `x` valid for the rows of `st`, m floats each.
-unsafe fn resum_member(x: *const f32, m: usize, st: &mut Stats, r: usize) -> bool {
-    let mu = st.mu_in[r];
-    if near_zero(mu, st.var_in[r], NEAR_ZERO2) {
-        return false;
-    }
-    let d = simd::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
-    if d.is_finite() && d != 0.0 {
-        st.mu_in[r] = mu + d;
-        return true;
-    }
-    false
-}
-
-/// SyncSN's second look (_sync.ts, `cancellingChannels`): a BN mean that cancels to ~0 only
-/// across replicas, beside a far narrower row on some replica, is what `refine_near_zero_groups`
-/// handles within one replica, but this replica saw its own partials only (one replica's rows of
-/// mean 1e6 + 5, another's of -1e6, std 1.7e7: dgamma 4.3e-3 relative off). Sums this replica's
-/// members of the channels where `channels[j]` is nonzero again in f64 about their means and
-/// derives the groups again (`mode` with `MODE_BN_PARTIALS`: the BN partials for a second merge).
-///
-/// # Safety
-/// As `derive`; `channels` valid for c bytes.
-pub unsafe fn refine_channels(
-    x: *const f32,
-    n: usize,
-    c: usize,
-    m: usize,
-    mode: u32,
-    layer: &Layer,
-    channels: &[u8],
-    mut st: Stats,
-) {
-    for (j, _) in channels.iter().enumerate().filter(|(_, &f)| f != 0) {
-        (0..n).for_each(|i| {
-            resum_member(x, m, &mut st, i * c + j);
-        });
-    }
-    derive_groups(n, c, mode, layer, &mut st);
 }
 
 /// LN statistics per sample and, with usingBN, BN statistics per channel (training) or the
