@@ -55,7 +55,11 @@ import {
 export interface SyncGroup {
   /** Number of replicas. */
   readonly size: number;
-  /** Sends `local` to every replica; resolves to all replicas' vectors in rank order. */
+  /**
+   * Sends `local` to every replica; resolves to all replicas' vectors in rank order, every value
+   * as sent, NaN and the infinities included (which data with such values give): JSON turns them
+   * into null, so send the vectors' bytes (a Float64Array's buffer, or structured clone).
+   */
   allGather(local: Float64Array): Promise<Float64Array[]>;
   /**
    * The longest wait for one allGather, in milliseconds (a positive finite number). Default: no

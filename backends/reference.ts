@@ -96,12 +96,16 @@ function bnPartials(
 ): BNPartials {
   const { n, c } = problem;
   const mean = new Float64Array(c), m2 = new Float64Array(c);
+  // Each mean as a sum divided once, as torch's mean (a sum of x / n rounds every term: a
+  // constant column of 2^109 had a mean off by its ulps and a variance of 6e33 for 0).
   for (let j = 0; j < c; j++) {
     if (problem.layout === "1d") {
-      for (let i = 0; i < n; i++) mean[j] += x[i * c + j] / n;
+      for (let i = 0; i < n; i++) mean[j] += x[i * c + j];
+      mean[j] /= n;
       for (let i = 0; i < n; i++) m2[j] += (x[i * c + j] - mean[j]) ** 2;
     } else {
-      for (let i = 0; i < n; i++) mean[j] += inner.mean[i * c + j] / n;
+      for (let i = 0; i < n; i++) mean[j] += inner.mean[i * c + j];
+      mean[j] /= n;
       for (let i = 0; i < n; i++) {
         m2[j] += inner.var[i * c + j] + (inner.mean[i * c + j] - mean[j]) ** 2;
       }

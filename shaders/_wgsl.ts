@@ -676,8 +676,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
     weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
     weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
-  let variance = weighted_var(0u, P.wvar.x * (t0.variance * f0 * f0)) + weighted_var(1u, P.wvar.y * (t1.variance * f1 * f1)) +
-    weighted_var(2u, P.wvar.z * (t2.variance * f2 * f2));
+  // Each weight first: a term of weight 0 (below 2^-252) then adds 0 where its variance in the
+  // mix's unit passes float32's range (a running_var of 1 beside a row of std 1e-41: 0 * Inf made
+  // y NaN where it is 4e10).
+  let variance = weighted_var(0u, P.wvar.x * t0.variance * f0 * f0) + weighted_var(1u, P.wvar.y * t1.variance * f1 * f1) +
+    weighted_var(2u, P.wvar.z * t2.variance * f2 * f2);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
@@ -1362,28 +1365,55 @@ const _SN1D_BWD_ELEMENT: string =
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
 // |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
-// (common.wgsl), or a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
-// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32). sn1d_bwd_reduce tests the first two
-// per element (element_is_wide_hot) and the last two per tile column.
+// (common.wgsl), a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
+// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32), or s^2 gamma dy lies below float32's
+// normal range (gv_is_tiny). sn1d_bwd_reduce tests the first two per element
+// (element_is_wide_hot), the third and fourth per tile column and the last per element
+// (element_hot_tested).
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u;
+  let gamma = affine[c];
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d);
 }
 
-fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
+// gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
+// gamma dy: where q = s^2 gamma dy falls below 2^-120 (float32 keeps few of its bits from 2^-126
+// on, and GPUs may flush it to 0) while gamma dy is not 0, those products lose it (samples of
+// std 1e12 under gamma 1e-6 with dy 1e-15: q ~ 1e-45, \`var_weight\`'s gradient 960x and dx 2000x
+// their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents.
+fn gv_is_tiny(s: f32, gamma: f32, d: f32) -> bool {
+  let q = (s * s) * gamma * d;
+  return abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+}
+
+// An in-range element's gradient terms, and whether it needs wide_element after all
+// (gv_is_tiny; the reduce lists its line for sn1d_bwd_wide_reduce).
+struct HotGrad {
+  g: Grad,
+  wide: bool,
+}
+
+fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    return HotGrad(Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0), false);
   }
   let s = inv_std(m);
   let gamma = affine[c];
   let xh = ((xv - m.hi) - m.lo) * s;
   let gm = -s * gamma * d;
-  let gv = -0.5 * (s * s) * gamma * d * xh;
+  // gv as -0.5 (s s) gamma d xh (the factor -0.5 is exact).
+  let q = (s * s) * gamma * d;
+  let gv = -0.5 * q * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0);
+  let wide = abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+  return HotGrad(Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), wide);
+}
+
+fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
+  return element_hot_tested(ln, bn, c, xv, d).g;
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).
@@ -3678,8 +3708,9 @@ fn main(
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r - P.row_base];
         let d = tdy[r * 33u + lid];
-        wide = wide || element_is_wide_hot(ln, bn, d);
-        let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
+        let h = element_hot_tested(ln, bn, c, tx[r * 33u + lid], d);
+        wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
+        let g = h.g;
         acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
@@ -3692,8 +3723,9 @@ fn main(
       let c = t.c0 + cc;
       let bn = groups[P.n + c - P.stat_bn_base];
       let d = tdy[r * 33u + cc];
-      wide = wide || element_is_wide_hot(ln, bn, d);
-      let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
+      let h = element_hot_tested(ln, bn, c, tx[r * 33u + cc], d);
+      wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
+      let g = h.g;
       acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;

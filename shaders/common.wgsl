@@ -667,8 +667,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
     weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
     weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
-  let variance = weighted_var(0u, P.wvar.x * (t0.variance * f0 * f0)) + weighted_var(1u, P.wvar.y * (t1.variance * f1 * f1)) +
-    weighted_var(2u, P.wvar.z * (t2.variance * f2 * f2));
+  // Each weight first: a term of weight 0 (below 2^-252) then adds 0 where its variance in the
+  // mix's unit passes float32's range (a running_var of 1 beside a row of std 1e-41: 0 * Inf made
+  // y NaN where it is 4e10).
+  let variance = weighted_var(0u, P.wvar.x * t0.variance * f0 * f0) + weighted_var(1u, P.wvar.y * t1.variance * f1 * f1) +
+    weighted_var(2u, P.wvar.z * t2.variance * f2 * f2);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);

@@ -4,28 +4,55 @@
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
 // |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
-// (common.wgsl), or a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
-// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32). sn1d_bwd_reduce tests the first two
-// per element (element_is_wide_hot) and the last two per tile column.
+// (common.wgsl), a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
+// then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32), or s^2 gamma dy lies below float32's
+// normal range (gv_is_tiny). sn1d_bwd_reduce tests the first two per element
+// (element_is_wide_hot), the third and fourth per tile column and the last per element
+// (element_hot_tested).
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u;
+  let gamma = affine[c];
+  return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d);
 }
 
-fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
+// gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
+// gamma dy: where q = s^2 gamma dy falls below 2^-120 (float32 keeps few of its bits from 2^-126
+// on, and GPUs may flush it to 0) while gamma dy is not 0, those products lose it (samples of
+// std 1e12 under gamma 1e-6 with dy 1e-15: q ~ 1e-45, `var_weight`'s gradient 960x and dx 2000x
+// their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents.
+fn gv_is_tiny(s: f32, gamma: f32, d: f32) -> bool {
+  let q = (s * s) * gamma * d;
+  return abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+}
+
+// An in-range element's gradient terms, and whether it needs wide_element after all
+// (gv_is_tiny; the reduce lists its line for sn1d_bwd_wide_reduce).
+struct HotGrad {
+  g: Grad,
+  wide: bool,
+}
+
+fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0);
+    return HotGrad(Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0), false);
   }
   let s = inv_std(m);
   let gamma = affine[c];
   let xh = ((xv - m.hi) - m.lo) * s;
   let gm = -s * gamma * d;
-  let gv = -0.5 * (s * s) * gamma * d * xh;
+  // gv as -0.5 (s s) gamma d xh (the factor -0.5 is exact).
+  let q = (s * s) * gamma * d;
+  let gv = -0.5 * q * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0);
+  let wide = abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+  return HotGrad(Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), wide);
+}
+
+fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
+  return element_hot_tested(ln, bn, c, xv, d).g;
 }
 
 // Any element, wide or not (sn1d_bwd_wide_reduce).

@@ -81,8 +81,9 @@ fn main(
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r - P.row_base];
         let d = tdy[r * 33u + lid];
-        wide = wide || element_is_wide_hot(ln, bn, d);
-        let g = element_hot(ln, bn, c, tx[r * 33u + lid], d);
+        let h = element_hot_tested(ln, bn, c, tx[r * 33u + lid], d);
+        wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
+        let g = h.g;
         acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
@@ -95,8 +96,9 @@ fn main(
       let c = t.c0 + cc;
       let bn = groups[P.n + c - P.stat_bn_base];
       let d = tdy[r * 33u + cc];
-      wide = wide || element_is_wide_hot(ln, bn, d);
-      let g = element_hot(ln, bn, c, tx[r * 33u + cc], d);
+      let h = element_hot_tested(ln, bn, c, tx[r * 33u + cc], d);
+      wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
+      let g = h.g;
       acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;

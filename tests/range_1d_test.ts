@@ -313,3 +313,20 @@ webgpuTest(
     await assertMatchesToScale({ n, c, eps: 0, x, dy, logits: [0.3, -0.2, -100, 0] });
   },
 );
+
+for (const [std, gamma, dy] of [[1e12, 1e-6, 1e-15], [1e10, 1e-6, 1e-20], [1e12, 1e-6, 1e-13]]) {
+  webgpuTest(
+    `WebGPU: SwitchNorm1d samples of std ${std} under gamma ${gamma} with dy ${dy} keep dx and the var_weight gradient`,
+    async () => {
+      // gv = -0.5 s^2 gamma dy xhat lay below float32's normal range (s^2 gamma dy ~1e-45 at
+      // 1e12, 1e-6, 1e-15) while its products with the variances (~1 / s^2) are of the size of
+      // gamma dy: the hot pass's float32 gv lost them (var_weight's gradient 960x, dx 2000x
+      // GRAD_SCALED). Such elements now take the wide passes (gv_is_tiny).
+      const n = 8, c = 5, random = seededRandom(1);
+      const x = Float32Array.from({ length: n * c }, () => (random() * 2 - 1) * std);
+      const d = Float32Array.from({ length: n * c }, () => (random() * 2 - 1) * dy);
+      const weight = new Float32Array(c).fill(gamma);
+      await assertMatchesToScale({ n, c, x, dy: d, weight, logits: [0.2, -0.3, 0.5, -0.4] });
+    },
+  );
+}

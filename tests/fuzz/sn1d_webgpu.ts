@@ -135,7 +135,8 @@ async function run(k: Case, backend: "reference" | "webgpu"): Promise<Outputs> {
 /**
  * 1e-4 (1e-5, 2e-5) times the size of the float32 terms summed into each output, in float64:
  * |dy gamma s| and the LN / BN terms' absolute sums for dx, |dy xhat| and |dy| summed for the
- * parameter gradients, |gm (mu_k - mu)| and |gv (var_k - var)| for the logits, |gamma| for y.
+ * parameter gradients, |gm (mu_k - mu)| and |gv (var_k - var)| for the logits, |gamma| for y;
+ * plus, for y, dgamma and mean_weight, the reference's own float64 rounding of the mixed mean.
  */
 function termScales(k: Case, x: Float32Array, training: boolean, running: Outputs) {
   const { n, c, dy, weight } = k;
@@ -147,8 +148,11 @@ function termScales(k: Case, x: Float32Array, training: boolean, running: Output
   const muL = new Float64Array(n), varL = new Float64Array(n);
   const muB = new Float64Array(c), varB = new Float64Array(c);
   const at = (i: number, j: number) => x[i * c + j];
+  // Means as sums divided once, as the reference forms them (a sum of x / n rounds every term: a
+  // constant column's variance came out ~1e-21, not 0).
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j < c; j++) muL[i] += at(i, j) / c;
+    for (let j = 0; j < c; j++) muL[i] += at(i, j);
+    muL[i] /= c;
     for (let j = 0; j < c; j++) varL[i] += (at(i, j) - muL[i]) ** 2 / (c - 1);
   }
   for (let j = 0; j < c; j++) {
@@ -156,10 +160,11 @@ function termScales(k: Case, x: Float32Array, training: boolean, running: Output
       muB[j] = running.running_mean[j], varB[j] = running.running_var[j];
       continue;
     }
-    for (let i = 0; i < n; i++) muB[j] += at(i, j) / n;
+    for (let i = 0; i < n; i++) muB[j] += at(i, j);
+    muB[j] /= n;
     for (let i = 0; i < n; i++) varB[j] += (at(i, j) - muB[j]) ** 2 / (n - 1);
   }
-  const s = new Float64Array(n * c);
+  const s = new Float64Array(n * c), yRound = new Float64Array(n * c);
   const gmL = new Float64Array(n), gvL = new Float64Array(n);
   const gmB = new Float64Array(c), gvB = new Float64Array(c);
   const dWeight = new Float64Array(c), dBias = new Float64Array(c);
@@ -170,10 +175,18 @@ function termScales(k: Case, x: Float32Array, training: boolean, running: Output
       const variance = v[0] * varL[i] + v[1] * varB[j];
       s[e] = variance === Infinity ? 0 : 1 / Math.sqrt(variance + k.eps);
       const xh = (at(i, j) - mu) * s[e] || 0;
+      // The reference's own float64 rounding of mu (w_ln mu_ln + w_bn mu_bn, as torch forms it),
+      // absolute: where x - mu is far smaller than the means (a constant column under a mix of
+      // weight ~1e-16 on its other term) it is the reference's error, which backends that form
+      // mu about the heavier term (WebGPU) do not share (seeds 303, 370, 491 with --wide).
+      const muRound = 2 ** -51 * (w[0] * Math.abs(muL[i]) + w[1] * Math.abs(muB[j]));
+      const xhRound = muRound * s[e] || 0;
       const gm = s[e] * Math.abs(weight[j] * dy[e]), gv = 0.5 * s[e] * gm * Math.abs(xh);
       gmL[i] += gm, gvL[i] += gv, gmB[j] += gm, gvB[j] += gv;
-      dWeight[j] += 1e-4 * Math.abs(dy[e] * xh), dBias[j] += 1e-4 * Math.abs(dy[e]);
-      dMean += 1e-4 * gm * (Math.abs(muL[i] - mu) + Math.abs(muB[j] - mu));
+      dWeight[j] += 1e-4 * Math.abs(dy[e] * xh) + Math.abs(dy[e]) * xhRound;
+      dBias[j] += 1e-4 * Math.abs(dy[e]);
+      dMean += 1e-4 * gm * (Math.abs(muL[i] - mu) + Math.abs(muB[j] - mu)) + 2 * gm * muRound;
+      yRound[e] = Math.abs(weight[j]) * xhRound;
       dVar += 1e-4 * gv * (Math.abs(varL[i] - variance) + Math.abs(varB[j] - variance));
     }
   }
@@ -189,7 +202,7 @@ function termScales(k: Case, x: Float32Array, training: boolean, running: Output
         t += w[1] * gmB[j] / n +
           v[1] * gvB[j] * 2 * Math.abs(at(i, j) - muB[j]) / Math.max(n - 1, 1);
       }
-      dx[e] = 1e-4 * t, y[e] = 2e-5 * Math.abs(weight[j]);
+      dx[e] = 1e-4 * t, y[e] = 2e-5 * Math.abs(weight[j]) + yRound[e];
       runningMean[j] += 1e-5 * 0.003 * Math.abs(at(i, j)) / n;
     }
   }

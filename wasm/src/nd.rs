@@ -407,9 +407,11 @@ unsafe fn refine_near_zero_groups(
         near(st.mu_ln[i], st.var_ln[i])
             && narrow(st.var_ln[i], st.var_in[i * c..(i + 1) * c].iter().copied())
     };
+    // Under MODE_BN_PARTIALS var_bn holds M2, n times the variance (`derive_groups`).
+    let per = if mode & MODE_BN_PARTIALS != 0 { n as f64 } else { 1.0 };
     let bn_at = |st: &Stats, j: usize| {
-        bn && near(st.mu_bn[j], st.var_bn[j])
-            && narrow(st.var_bn[j], (0..n).map(|i| st.var_in[i * c + j]))
+        let var = st.var_bn[j] / per;
+        bn && near(st.mu_bn[j], var) && narrow(var, (0..n).map(|i| st.var_in[i * c + j]))
     };
     let ln_rows = (0..n).filter(|&i| ln_at(st, i)).count();
     let bn_rows = (0..c).filter(|&j| bn_at(st, j)).count();
