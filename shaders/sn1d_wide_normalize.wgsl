@@ -53,6 +53,13 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let zero = std_zero(group_term(ln), group_term(bn), none) &&
       ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
     let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
-    y[i] = select(select(wide_y(w, d * w.scale), qnan(), w.bad), std_zero_y(d, w.scale), zero);
+    // t = y 2^-g passes float32's range where |y| does not when |gamma| < 1 (gamma's mantissa
+    // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity): such a
+    // y is formed again as (d 2^g) scale' (d 2^g exact: d is large where t overflows, and
+    // 2^g >= 2^-126; for g >= 0 |y| passes float32's range too, and so does this).
+    let t = d * w.scale;
+    let over = (bitcast<u32>(t) & 0x7fffffffu) == 0x7f800000u && (bitcast<u32>(d) & 0x7f800000u) != 0x7f800000u;
+    let y_over = (d * pow2(w.g)) * w.scale + w.beta;
+    y[i] = select(select(select(wide_y(w, t), y_over, over), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }
 }

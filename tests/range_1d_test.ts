@@ -330,3 +330,38 @@ for (const [std, gamma, dy] of [[1e12, 1e-6, 1e-15], [1e10, 1e-6, 1e-20], [1e12,
     },
   );
 }
+
+// An evaluation whose y lies near float32's largest value under |gamma| < 1: the wide
+// normalize formed t = y 2^-g (gamma's mantissa in [1, 2)), which passed float32's range
+// where y does not: y +Infinity for 2.0e38 (gamma 0.72) and for 1.5e38 (gamma 1e-20).
+for (const [runningMean, gamma] of [[-1.5e-2, 0.72], [-2.5e-2, 0.72], [-8e17, 1e-20]]) {
+  webgpuTest(
+    `WebGPU: SwitchNorm1d y near float32's largest value under gamma ${gamma} stays finite`,
+    async () => {
+      const c = 8;
+      const x = Float32Array.from(
+        { length: 2 * c },
+        (_, i) => (i % 2 ? 1 : -1) * (1 + (i % c)) * 1e-41,
+      );
+      const call: LayerCall = {
+        layer: "1d",
+        shape: [2, c],
+        options: { eps: 0 },
+        state: {
+          weight: new Float32Array(c).fill(gamma),
+          bias: new Float32Array(c).fill(0.5),
+          mean_weight: Float32Array.of(-40, 40),
+          var_weight: Float32Array.of(40, -40),
+          running_mean: new Float32Array(c).fill(runningMean),
+          running_var: new Float32Array(c).fill(0),
+        },
+        partial: true,
+        training: false,
+        x,
+        dispose: true,
+      };
+      const { want, got } = await runBoth(call, "webgpu");
+      assertOutputsClose(got, want, { y: Y });
+    },
+  );
+}
