@@ -672,10 +672,14 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
+  // Each term's offset from the anchor is held to float32's range before its weight: a term of
+  // weight 0 (which sets no unit) can lie beyond it in the mix's unit (the LN mean of a sample
+  // spanning 1e30 and 1e-30 in a tiny row's unit with eps 0: 0 * Inf made y NaN), and a term of
+  // nonzero weight lies within it.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
-    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
-    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
+    weighted_mean(1u, P.wmean.y * finite_part((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
+    weighted_mean(2u, P.wmean.z * finite_part((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
   // Each weight first: a term of weight 0 (below 2^-252) then adds 0 where its variance in the
   // mix's unit passes float32's range (a running_var of 1 beside a row of std 1e-41: 0 * Inf made
   // y NaN where it is 4e10).
@@ -722,6 +726,11 @@ fn std_zero_y(d: f32, scale: f32) -> f32 {
 
 // v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where
 // that is normal, and v's value where only 2^k would be below float32's normal range.
+// v held to float32's finite range (an infinity to the largest value of its sign).
+fn finite_part(v: f32) -> f32 {
+  return clamp(v, -3.4028234663852886e38, 3.4028234663852886e38);
+}
+
 fn unit_shift(v: f32, k: i32) -> f32 {
   return v * pow2(k / 2) * pow2(k - k / 2);
 }
@@ -993,7 +1002,7 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e;
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * finite_part((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
@@ -2302,6 +2311,10 @@ fn list_if(g: u32, yes: bool) {
   }
 }
 
+// The largest group (members times row length) sn_group_refine sums again (see \`refine\`): 2^21
+// floats, 32768 per thread, half llvmpipe's loop limit.
+const REFINE_MAX_FLOATS: f32 = 2097152.0;
+
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
 var<workgroup> w_m2: array<f32, 64>;
@@ -2590,18 +2603,25 @@ fn main(
   // their std): sn_group_refine sums the members again (the WASM backend's
   // refine_near_zero_groups, same cuts). Such a group is listed (g: P_GROUP_REFINE runs in one
   // block), marked until sn_group_refine writes it again, and its running update left to it.
+  // Only groups of at most REFINE_MAX_FLOATS floats: sn_group_refine sums one group per
+  // workgroup, 1/64 of its floats per thread, and llvmpipe ends an invocation's loops after 65535
+  // iterations in all (common.wgsl: groups of 2M floats and more came out with dgamma of the wrong
+  // sign, 44x off, where they were ~3% off unrefined); larger groups keep their float32 means.
   let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
   let mu_near = mean_hi + lo;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
+    w_n[0] * f32(P.m) <= REFINE_MAX_FLOATS &&
     mu_near * mu_near < 3.814697265625e-6 * group_var && w_minv[0] < 9.5367431640625e-7 * group_var;
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
     atomicStore(&wide_groups[LIST_FIRST + listed], g);
-    let grid = list_grid(listed + 1u);
-    atomicMax(&wide_groups[1], grid.x);
-    atomicMax(&wide_groups[2], grid.y);
+    // A workgroup per listed group (x at most 65535, rows of y beyond), so that no thread sums
+    // more than one group (REFINE_MAX_FLOATS).
+    let items = listed + 1u;
+    atomicMax(&wide_groups[1], min(items, 65535u));
+    atomicMax(&wide_groups[2], items / 65535u + select(0u, 1u, items % 65535u != 0u));
   }
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u && !refine) {
     let mu = mean_value(gflags, mean_hi + lo);
@@ -2695,8 +2715,9 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // A workgroup per listed group in turn, its threads over the members (and segments): a thread
-  // loops at most ~256 groups x ceil(members x segments / 64) times (list_grid).
+  // A workgroup per listed group (sn_group_stats dispatches one each and lists only groups of at
+  // most REFINE_MAX_FLOATS floats), its threads over the members (and segments): a thread loops
+  // over at most 1/64 of a group's floats, below llvmpipe's limit of 65535 iterations.
   let workgroups = nwg.x * nwg.y;
   let rows_step = (P.flags & P_REFINE_ROWS) != 0u;
   for (var k = linear_group(wid, nwg); k < wide_list[0]; k += workgroups) {

@@ -663,10 +663,14 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
+  // Each term's offset from the anchor is held to float32's range before its weight: a term of
+  // weight 0 (which sets no unit) can lie beyond it in the mix's unit (the LN mean of a sample
+  // spanning 1e30 and 1e-30 in a tiny row's unit with eps 0: 0 * Inf made y NaN), and a term of
+  // nonzero weight lies within it.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
-    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
-    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
+    weighted_mean(1u, P.wmean.y * finite_part((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
+    weighted_mean(2u, P.wmean.z * finite_part((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
   // Each weight first: a term of weight 0 (below 2^-252) then adds 0 where its variance in the
   // mix's unit passes float32's range (a running_var of 1 beside a row of std 1e-41: 0 * Inf made
   // y NaN where it is 4e10).
@@ -713,6 +717,11 @@ fn std_zero_y(d: f32, scale: f32) -> f32 {
 
 // v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where
 // that is normal, and v's value where only 2^k would be below float32's normal range.
+// v held to float32's finite range (an infinity to the largest value of its sign).
+fn finite_part(v: f32) -> f32 {
+  return clamp(v, -3.4028234663852886e38, 3.4028234663852886e38);
+}
+
 fn unit_shift(v: f32, k: i32) -> f32 {
   return v * pow2(k / 2) * pow2(k - k / 2);
 }

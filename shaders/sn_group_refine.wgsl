@@ -53,8 +53,9 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // A workgroup per listed group in turn, its threads over the members (and segments): a thread
-  // loops at most ~256 groups x ceil(members x segments / 64) times (list_grid).
+  // A workgroup per listed group (sn_group_stats dispatches one each and lists only groups of at
+  // most REFINE_MAX_FLOATS floats), its threads over the members (and segments): a thread loops
+  // over at most 1/64 of a group's floats, below llvmpipe's limit of 65535 iterations.
   let workgroups = nwg.x * nwg.y;
   let rows_step = (P.flags & P_REFINE_ROWS) != 0u;
   for (var k = linear_group(wid, nwg); k < wide_list[0]; k += workgroups) {

@@ -102,6 +102,10 @@ fn list_if(g: u32, yes: bool) {
   }
 }
 
+// The largest group (members times row length) sn_group_refine sums again (see `refine`): 2^21
+// floats, 32768 per thread, half llvmpipe's loop limit.
+const REFINE_MAX_FLOATS: f32 = 2097152.0;
+
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
 var<workgroup> w_m2: array<f32, 64>;
@@ -390,18 +394,25 @@ fn main(
   // their std): sn_group_refine sums the members again (the WASM backend's
   // refine_near_zero_groups, same cuts). Such a group is listed (g: P_GROUP_REFINE runs in one
   // block), marked until sn_group_refine writes it again, and its running update left to it.
+  // Only groups of at most REFINE_MAX_FLOATS floats: sn_group_refine sums one group per
+  // workgroup, 1/64 of its floats per thread, and llvmpipe ends an invocation's loops after 65535
+  // iterations in all (common.wgsl: groups of 2M floats and more came out with dgamma of the wrong
+  // sign, 44x off, where they were ~3% off unrefined); larger groups keep their float32 means.
   let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
   let mu_near = mean_hi + lo;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
+    w_n[0] * f32(P.m) <= REFINE_MAX_FLOATS &&
     mu_near * mu_near < 3.814697265625e-6 * group_var && w_minv[0] < 9.5367431640625e-7 * group_var;
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
     atomicStore(&wide_groups[LIST_FIRST + listed], g);
-    let grid = list_grid(listed + 1u);
-    atomicMax(&wide_groups[1], grid.x);
-    atomicMax(&wide_groups[2], grid.y);
+    // A workgroup per listed group (x at most 65535, rows of y beyond), so that no thread sums
+    // more than one group (REFINE_MAX_FLOATS).
+    let items = listed + 1u;
+    atomicMax(&wide_groups[1], min(items, 65535u));
+    atomicMax(&wide_groups[2], items / 65535u + select(0u, 1u, items % 65535u != 0u));
   }
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u && !refine) {
     let mu = mean_value(gflags, mean_hi + lo);

@@ -1318,7 +1318,7 @@ rangeTests(
  * A mix that gives IN and LN weight 0 (BN alone) over samples that span 1e30 and 1e-30: in the
  * unit of a tiny row, LN's variance (and IN's of a huge row in the unit of the BN term) passes
  * float32's range, and its weight 0 times that infinity made y, dx and dgamma NaN on WebGPU
- * where the float64 reference adds 0 (still with eps 0 in training: a known exception there). Logit gradients are left out: their dot products pass
+ * where the float64 reference adds 0. Logit gradients are left out: their dot products pass
  * float32's range here (README, Numerics: known exceptions).
  */
 function zeroWeightFarTerms(layer: "1d" | "2d", eps: number, training: boolean): LayerCall {
@@ -1344,16 +1344,15 @@ function zeroWeightFarTerms(layer: "1d" | "2d", eps: number, training: boolean):
   return { layer, shape, options, state, training, x, dy, scales: true, dispose: true };
 }
 
-// On WebGPU with eps 0 in training y, dx and dgamma are still NaN here (README, Numerics: known
-// exceptions; the fix of commit 41e1aef, reverted, slowed headless Chromium's WebGPU suite past
-// its limit); the other cases pass there since the wide map weighs each variance first.
+// WebGPU: the wide map weighs each variance first and holds each mean's offset to float32's range
+// before its weight (selects on the weights, commit 41e1aef, reverted, slowed headless Chromium's
+// WebGPU suite past its limit).
 rangeTests(
   "terms of mixing weight 0 far from the mix's unit (a sample spanning 1e30 and 1e-30 under BN alone) add nothing",
   async (backend) => {
     for (const layer of ["2d", "1d"] as const) {
       for (const eps of [1e-5, 0]) {
         for (const training of [true, false]) {
-          if (backend === "webgpu" && eps === 0 && training) continue;
           const call = zeroWeightFarTerms(layer, eps, training);
           const { want, got } = await runBoth(call, backend);
           assertOutputsClose(got, want, {
