@@ -332,12 +332,13 @@ fn factor_wide(gamma: f32, denom: f32) -> bool {
 }
 
 // y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order: for
-// g >= 2, 4 (t 2^(g - 2) + beta / 4) (exact powers of two), whose terms and sum stay below
-// float32's largest value wherever |y| does (|t 2^g| > 4 max makes |y| > 3 max: the infinity
-// of t's sign either way). Few operations: lavapipe runs this code, masked, for every element
-// of sn1d_normalize.
+// g >= 0, 4 (t 2^(g - 2) + beta / 4) (exact powers of two: the same bits as t 2^g + beta
+// wherever that does not overflow), whose terms and sum stay below float32's largest value
+// wherever |y| does (|t 2^g| > 4 max makes |y| > 3 max: the infinity of t's sign either way; g
+// of 0 and 1 took the plain order: gamma 2, beta -3.3e38 gave +Infinity for y 2.3e38). Few
+// operations: lavapipe runs this code, masked, for every element of sn1d_normalize.
 fn wide_y(w: WideMap, t: f32) -> f32 {
-  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 2);
+  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 0);
 }
 
 // gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
@@ -663,19 +664,12 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
-  // Each term's offset from the anchor is held to float32's range before its weight: a term of
-  // weight 0 (which sets no unit) can lie beyond it in the mix's unit (the LN mean of a sample
-  // spanning 1e30 and 1e-30 in a tiny row's unit with eps 0: 0 * Inf made y NaN), and a term of
-  // nonzero weight lies within it.
   let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
-    weighted_mean(1u, P.wmean.y * finite_part((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
-    weighted_mean(2u, P.wmean.z * finite_part((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
-  // Each weight first: a term of weight 0 (below 2^-252) then adds 0 where its variance in the
-  // mix's unit passes float32's range (a running_var of 1 beside a row of std 1e-41: 0 * Inf made
-  // y NaN where it is 4e10).
-  let variance = weighted_var(0u, P.wvar.x * t0.variance * f0 * f0) + weighted_var(1u, P.wvar.y * t1.variance * f1 * f1) +
-    weighted_var(2u, P.wvar.z * t2.variance * f2 * f2);
+    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
+    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
+  let variance = weighted_var(0u, P.wvar.x * (t0.variance * f0 * f0)) + weighted_var(1u, P.wvar.y * (t1.variance * f1 * f1)) +
+    weighted_var(2u, P.wvar.z * (t2.variance * f2 * f2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
@@ -717,11 +711,6 @@ fn std_zero_y(d: f32, scale: f32) -> f32 {
 
 // v 2^k for k <= 0 in two exact factors of 2 (each normal for k >= -252): v * pow2(k) where
 // that is normal, and v's value where only 2^k would be below float32's normal range.
-// v held to float32's finite range (an infinity to the largest value of its sign).
-fn finite_part(v: f32) -> f32 {
-  return clamp(v, -3.4028234663852886e38, 3.4028234663852886e38);
-}
-
 fn unit_shift(v: f32, k: i32) -> f32 {
   return v * pow2(k / 2) * pow2(k - k / 2);
 }

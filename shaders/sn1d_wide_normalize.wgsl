@@ -53,13 +53,14 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let zero = std_zero(group_term(ln), group_term(bn), none) &&
       ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
     let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
-    // t = y 2^-g passes float32's range where |y| does not when |gamma| < 1 (gamma's mantissa
-    // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity): such a
-    // y is formed again as (d 2^g) scale' (d 2^g exact: d is large where t overflows, and
-    // 2^g >= 2^-126; for g >= 0 |y| passes float32's range too, and so does this).
+    // t = y 2^-g can pass float32's range where y does not: when |gamma| < 1 (gamma's mantissa
+    // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity), and when
+    // beta of the other sign brings y back (gamma 1, beta -3e38: y 1.7e38): such a y is formed
+    // again as 4 ((d 2^(g - 2)) scale' + beta / 4) (d 2^(g - 2) exact by its bits: d is large
+    // where t overflows), whose terms stay in float32's range wherever |y| does.
     let t = d * w.scale;
     let over = (bitcast<u32>(t) & 0x7fffffffu) == 0x7f800000u && (bitcast<u32>(d) & 0x7f800000u) != 0x7f800000u;
-    let y_over = (d * pow2(w.g)) * w.scale + w.beta;
+    let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
     y[i] = select(select(select(wide_y(w, t), y_over, over), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }
 }

@@ -333,10 +333,21 @@ for (const [std, gamma, dy] of [[1e12, 1e-6, 1e-15], [1e10, 1e-6, 1e-20], [1e12,
 
 // An evaluation whose y lies near float32's largest value under |gamma| < 1: the wide
 // normalize formed t = y 2^-g (gamma's mantissa in [1, 2)), which passed float32's range
-// where y does not: y +Infinity for 2.0e38 (gamma 0.72) and for 1.5e38 (gamma 1e-20).
-for (const [runningMean, gamma] of [[-1.5e-2, 0.72], [-2.5e-2, 0.72], [-8e17, 1e-20]]) {
+// where y does not: y +Infinity for 2.0e38 (gamma 0.72) and for 1.5e38 (gamma 1e-20); and
+// t 2^g before a beta of the other sign (gamma 2: wide_y's plain order for g < 2).
+for (
+  const [runningMean, gamma, beta] of [
+    [-1.5e-2, 0.72, 0.5],
+    [-2.5e-2, 0.72, 0.5],
+    [-8e17, 1e-20, 0.5],
+    // beta of the other sign brings y back into float32's range (an attack: +Infinity).
+    [-2.5e-2, 1, -3e38],
+    [-4e-2, 0.72, -3e38],
+    [-1.5e-2, 2, -3.3e38],
+  ]
+) {
   webgpuTest(
-    `WebGPU: SwitchNorm1d y near float32's largest value under gamma ${gamma} stays finite`,
+    `WebGPU: SwitchNorm1d y near float32's largest value under gamma ${gamma}, beta ${beta} stays finite`,
     async () => {
       const c = 8;
       const x = Float32Array.from(
@@ -349,7 +360,7 @@ for (const [runningMean, gamma] of [[-1.5e-2, 0.72], [-2.5e-2, 0.72], [-8e17, 1e
         options: { eps: 0 },
         state: {
           weight: new Float32Array(c).fill(gamma),
-          bias: new Float32Array(c).fill(0.5),
+          bias: new Float32Array(c).fill(beta),
           mean_weight: Float32Array.of(-40, 40),
           var_weight: Float32Array.of(40, -40),
           running_mean: new Float32Array(c).fill(runningMean),
