@@ -1372,7 +1372,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d);
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d);
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
@@ -1380,9 +1380,13 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 // on, and GPUs may flush it to 0) while gamma dy is not 0, those products lose it (samples of
 // std 1e12 under gamma 1e-6 with dy 1e-15: q ~ 1e-45, \`var_weight\`'s gradient 960x and dx 2000x
 // their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents.
-fn gv_is_tiny(s: f32, gamma: f32, d: f32) -> bool {
-  let q = (s * s) * gamma * d;
+fn gv_is_tiny(q: f32, gamma: f32, d: f32) -> bool {
   return abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+}
+
+// q = s^2 gamma dy, gv's factor besides -0.5 xhat (element_hot_tested forms gv from it).
+fn gv_factor(s: f32, gamma: f32, d: f32) -> f32 {
+  return (s * s) * gamma * d;
 }
 
 // An in-range element's gradient terms, and whether it needs wide_element after all
@@ -1402,12 +1406,11 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
   let xh = ((xv - m.hi) - m.lo) * s;
   let gm = -s * gamma * d;
   // gv as -0.5 (s s) gamma d xh (the factor -0.5 is exact).
-  let q = (s * s) * gamma * d;
+  let q = gv_factor(s, gamma, d);
   let gv = -0.5 * q * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  let wide = abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
-  return HotGrad(Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), wide);
+  return HotGrad(Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -2304,6 +2307,11 @@ fn list_if(g: u32, yes: bool) {
 // floats, 32768 per thread, half llvmpipe's loop limit.
 const REFINE_MAX_FLOATS: f32 = 2097152.0;
 
+// The cuts of the group refine, WASM's NEAR_ZERO_GROUP2 and NARROW_MEMBER (wasm/src/nd.rs):
+// mean^2 below 2^-18 of the group's variance, a member's variance below 2^-20 of it.
+const NEAR_ZERO_GROUP2: f32 = 3.814697265625e-6;
+const NARROW_MEMBER: f32 = 9.5367431640625e-7;
+
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
 var<workgroup> w_m2: array<f32, 64>;
@@ -2600,7 +2608,7 @@ fn main(
   let mu_near = mean_hi + lo;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
     w_n[0] * f32(P.m) <= REFINE_MAX_FLOATS &&
-    mu_near * mu_near < 3.814697265625e-6 * group_var && w_minv[0] < 9.5367431640625e-7 * group_var;
+    mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var;
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
@@ -3068,7 +3076,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // again as 4 ((d 2^(g - 2)) scale' + beta / 4) (d 2^(g - 2) exact by its bits: d is large
     // where t overflows), whose terms stay in float32's range wherever |y| does.
     let t = d * w.scale;
-    let over = (bitcast<u32>(t) & 0x7fffffffu) == 0x7f800000u && (bitcast<u32>(d) & 0x7f800000u) != 0x7f800000u;
+    let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
     y[i] = select(select(select(wide_y(w, t), y_over, over), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }

@@ -13,7 +13,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d);
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d);
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
@@ -21,9 +21,13 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 // on, and GPUs may flush it to 0) while gamma dy is not 0, those products lose it (samples of
 // std 1e12 under gamma 1e-6 with dy 1e-15: q ~ 1e-45, `var_weight`'s gradient 960x and dx 2000x
 // their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents.
-fn gv_is_tiny(s: f32, gamma: f32, d: f32) -> bool {
-  let q = (s * s) * gamma * d;
+fn gv_is_tiny(q: f32, gamma: f32, d: f32) -> bool {
   return abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+}
+
+// q = s^2 gamma dy, gv's factor besides -0.5 xhat (element_hot_tested forms gv from it).
+fn gv_factor(s: f32, gamma: f32, d: f32) -> f32 {
+  return (s * s) * gamma * d;
 }
 
 // An in-range element's gradient terms, and whether it needs wide_element after all
@@ -43,12 +47,11 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
   let xh = ((xv - m.hi) - m.lo) * s;
   let gm = -s * gamma * d;
   // gv as -0.5 (s s) gamma d xh (the factor -0.5 is exact).
-  let q = (s * s) * gamma * d;
+  let q = gv_factor(s, gamma, d);
   let gv = -0.5 * q * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  let wide = abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
-  return HotGrad(Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), wide);
+  return HotGrad(Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {

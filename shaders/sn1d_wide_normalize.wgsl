@@ -59,7 +59,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // again as 4 ((d 2^(g - 2)) scale' + beta / 4) (d 2^(g - 2) exact by its bits: d is large
     // where t overflows), whose terms stay in float32's range wherever |y| does.
     let t = d * w.scale;
-    let over = (bitcast<u32>(t) & 0x7fffffffu) == 0x7f800000u && (bitcast<u32>(d) & 0x7f800000u) != 0x7f800000u;
+    let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
     y[i] = select(select(select(wide_y(w, t), y_over, over), qnan(), w.bad), std_zero_y(d, w.scale), zero);
   }

@@ -106,6 +106,11 @@ fn list_if(g: u32, yes: bool) {
 // floats, 32768 per thread, half llvmpipe's loop limit.
 const REFINE_MAX_FLOATS: f32 = 2097152.0;
 
+// The cuts of the group refine, WASM's NEAR_ZERO_GROUP2 and NARROW_MEMBER (wasm/src/nd.rs):
+// mean^2 below 2^-18 of the group's variance, a member's variance below 2^-20 of it.
+const NEAR_ZERO_GROUP2: f32 = 3.814697265625e-6;
+const NARROW_MEMBER: f32 = 9.5367431640625e-7;
+
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
 var<workgroup> w_m2: array<f32, 64>;
@@ -402,7 +407,7 @@ fn main(
   let mu_near = mean_hi + lo;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
     w_n[0] * f32(P.m) <= REFINE_MAX_FLOATS &&
-    mu_near * mu_near < 3.814697265625e-6 * group_var && w_minv[0] < 9.5367431640625e-7 * group_var;
+    mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var;
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
