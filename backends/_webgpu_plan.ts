@@ -16,7 +16,7 @@
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
 import { gcd, rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
-import { hasTinyWeight, writeWeights } from "./_webgpu_weights.ts";
+import { hasTinyWeight, nullWeightBits, writeWeights, zeroWeightBits } from "./_webgpu_weights.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
@@ -271,6 +271,8 @@ const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_
 const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
 const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096, F_GROUP_REFINE = 8192;
 const F_REFINE_ROWS = 16384, F_REFINE_GROUPS = 65536;
+/** First bits of the weights the shaders take as 0 (common.wgsl: P_ZERO_WMEAN, P_ZERO_WVAR). */
+const F_ZERO_WMEAN = 20, F_ZERO_WVAR = 24, F_NULL_WVAR = 28;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -377,6 +379,9 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
   if (hasTinyWeight(params.meanMix) || hasTinyWeight(params.varMix)) flags |= F_TINY_WEIGHTS;
   if (params.refineMeans !== false) flags |= F_REFINE_MEANS;
+  flags |= zeroWeightBits(params.meanMix, F_ZERO_WMEAN) |
+    zeroWeightBits(params.varMix, F_ZERO_WVAR);
+  flags |= nullWeightBits(params.varMix, F_NULL_WVAR);
   v.setUint32(44, flags, true);
   v.setUint32(80, n, true);
   v.setUint32(84, usingBN ? c : 0, true);

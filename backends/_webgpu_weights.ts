@@ -44,6 +44,30 @@ export function hasTinyWeight(mix: ArrayLike<number>): boolean {
   return false;
 }
 
+/**
+ * Params.flags bits `first + k` for each weight k of `mix` (mixing order, 3 terms; a missing
+ * term's) that the shaders take as 0: wide_map then brings that term to 0 before its weight,
+ * so that a mean or variance of it beyond float32's range in the mix's unit adds 0, not 0 * Inf.
+ */
+export function zeroWeightBits(mix: ArrayLike<number>, first: number): number {
+  let bits = 0;
+  for (let k = 0; k < 3; k++) {
+    if (k >= mix.length || shaderWeight(mix[k]).mantissa === 0) bits |= 1 << (first + k);
+  }
+  return bits;
+}
+
+/**
+ * Params.flags bits `first + k` for each weight k of `mix` (3 terms; a missing term's) that is
+ * 0 in float64 (not only below 2^-252): an infinite variance of that weight makes the mix NaN,
+ * as 0 * Infinity does in the reference, where a weight above 0 makes its std infinite.
+ */
+export function nullWeightBits(mix: ArrayLike<number>, first: number): number {
+  let bits = 0;
+  for (let k = 0; k < 3; k++) if (k >= mix.length || mix[k] === 0) bits |= 1 << (first + k);
+  return bits;
+}
+
 /** Writes the weights of `mix` (mixing order) at `at` and their factors and exponents. */
 export function writeWeights(
   v: DataView,
@@ -57,4 +81,24 @@ export function writeWeights(
     v.setFloat32(at.f2 + 4 * k, s.f2, true);
     v.setInt32(at.exp + 4 * k, s.exp, true);
   }
+}
+
+/**
+ * Sets to 0 the dot products (dL/dweights) of the terms whose weight the shaders take as 0
+ * (below 2^-252: logits ~175 or more apart, sparse SN's dropped terms) where they came out
+ * non-finite while every other term's is finite. The shaders sum such a term's dot in the units
+ * of the mix, where it may pass float32's range (the LN term of a sample spanning 1e30 and 1e-30
+ * under BN alone: -Infinity for -1.7e30), and the importance map's Jacobian multiplies it by its
+ * weight alone (w_k (a_k - <w, a>) and w_i w_k (a_i - a_k)), where 0 * Infinity made every logit
+ * gradient NaN; the float64 reference's a_k is finite there, and times a weight below 2^-252 adds
+ * nothing that float32 holds beside the other terms'. Where another term's dot is non-finite too
+ * (non-finite x or dy), the dots stay as they are, so NaN and the infinities propagate as in the
+ * reference.
+ */
+export function dropZeroWeightDots(dots: Float64Array, mix: ArrayLike<number>): void {
+  const zero = (k: number) => shaderWeight(mix[k]).mantissa === 0;
+  for (let k = 0; k < dots.length; k++) {
+    if (!zero(k) && !Number.isFinite(dots[k])) return;
+  }
+  for (let k = 0; k < dots.length; k++) if (zero(k) && !Number.isFinite(dots[k])) dots[k] = 0;
 }

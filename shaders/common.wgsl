@@ -71,6 +71,14 @@ const P_GROUP_REFINE: u32 = 8192u;
 // sn_group_refine's step: sum the flagged groups' member rows again, or form their means again.
 const P_REFINE_ROWS: u32 = 16384u;
 const P_REFINE_GROUPS: u32 = 65536u;
+// Bits P_ZERO_WMEAN + k (P_ZERO_WVAR + k): the mean (variance) weight of term k, in mixing
+// order, is 0 (the shaders' 0: below 2^-252; a missing term's). See zero_weight_exp.
+const P_ZERO_WMEAN: u32 = 20u;
+const P_ZERO_WVAR: u32 = 24u;
+// Bits P_NULL_WVAR + k: the variance weight of term k is 0 in float64 too (not only below
+// 2^-252): an infinite variance of that weight makes the reference's mix NaN (0 * Inf), where
+// one of a weight below 2^-252 but above 0 makes its std infinite (var_weight_null).
+const P_NULL_WVAR: u32 = 28u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -658,29 +666,56 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
   e = select(e, max(v_e + 62, e - 125), e > v_e + 62 && !std_zero(t0, t1, t2));
-  let f0 = pow2(unit_of(t0.flags) - e);
-  let f1 = pow2(unit_of(t1.flags) - e);
-  let f2 = pow2(unit_of(t2.flags) - e);
+  // Factors 2^(u_k - e), where a term's weight is 0 2^(u_k - e - 512) = 0 (zero_weight_exp):
+  // such a term's mean or variance in the mix's unit may pass float32's range (an LN term of a
+  // sample spanning 1e30 and 1e-30 in the unit of its tiny row), and its weight 0 times that
+  // infinity was NaN. The anchor hi keeps term 0's mean whatever its weight (sparse SN's IN of
+  // weight 0 keeps the pair's precision); its lo of weight 0 adds 0 either way.
+  let u0 = unit_of(t0.flags) - e;
+  let u1 = unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 1u);
+  let u2 = unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 2u);
+  let f0 = pow2(u0);
+  let v0 = pow2(unit_of(t0.flags) - e + zero_weight_exp(P_ZERO_WVAR));
+  let v1 = pow2(unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WVAR + 1u));
+  let v2 = pow2(unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WVAR + 2u));
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
-  let hi = unit_shift(t0.hi, unit_of(t0.flags) - e);
+  let hi = unit_shift(t0.hi, u0);
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
-    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, unit_of(t1.flags) - e) - hi) + t1.lo * f1)) +
-    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, unit_of(t2.flags) - e) - hi) + t2.lo * f2));
-  let variance = weighted_var(0u, P.wvar.x * (t0.variance * f0 * f0)) + weighted_var(1u, P.wvar.y * (t1.variance * f1 * f1)) +
-    weighted_var(2u, P.wvar.z * (t2.variance * f2 * f2));
+    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
+    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
+  let variance = weighted_var(0u, P.wvar.x * (t0.variance * v0 * v0)) + weighted_var(1u, P.wvar.y * (t1.variance * v1 * v1)) +
+    weighted_var(2u, P.wvar.z * (t2.variance * v2 * v2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
-  let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0);
-  let var_inf = (P.wvar.x != 0.0 && (t0.flags & F_VAR_INF) != 0u) ||
-    (P.wvar.y != 0.0 && (t1.flags & F_VAR_INF) != 0u) ||
-    (P.wvar.z != 0.0 && (t2.flags & F_VAR_INF) != 0u);
+  // An infinite variance (a running_var of +Infinity) of variance weight 0 makes the reference's
+  // mix NaN (0 * Inf: PyTorch's too); of any other weight, even one the shaders take as 0, its
+  // std +Infinity (scale 0: y = beta).
+  let inf0 = (t0.flags & F_VAR_INF) != 0u;
+  let inf1 = (t1.flags & F_VAR_INF) != 0u;
+  let inf2 = (t2.flags & F_VAR_INF) != 0u;
+  let null_inf = (inf0 && var_weight_null(0u)) || (inf1 && var_weight_null(1u)) || (inf2 && var_weight_null(2u));
+  let bad = ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || !(denom > 0.0) || null_inf;
+  let var_inf = (inf0 || inf1 || inf2) && !null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma);
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// 0, or -512 where Params.flags has `bit` (a weight of 0): added to a term's unit exponent, it
+// makes the term's factor 0 (pow2, unit_shift), so that the term adds 0 times 0, not 0 times
+// what may pass float32's range. An integer product, not a select: selects on the weights in
+// wide_map made SwiftShader's shader compilation ~3x slower (commit 41e1aef, reverted).
+fn zero_weight_exp(bit: u32) -> i32 {
+  return -512 * i32((P.flags >> bit) & 1u);
+}
+
+// Whether the variance weight of term k is 0 in float64 (Params.flags, P_NULL_WVAR).
+fn var_weight_null(k: u32) -> bool {
+  return ((P.flags >> (P_NULL_WVAR + k)) & 1u) != 0u;
 }
 
 // floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a

@@ -41,7 +41,8 @@ fn mix_1d_wide(ln: Group, bn: Group) -> Mixed {
 // branched on (see sn_mix.wgsl).
 fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   var w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), gamma, beta);
-  let u_ln = unit_of(ln.flags) - w.e;
+  // LN's mean of weight 0 comes to 0 first, as in wide_map (zero_weight_exp: 0 * Inf was NaN).
+  let u_ln = unit_of(ln.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN);
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
   let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));

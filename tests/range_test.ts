@@ -1317,9 +1317,10 @@ rangeTests(
 /**
  * A mix that gives IN and LN weight 0 (BN alone) over samples that span 1e30 and 1e-30: in the
  * unit of a tiny row, LN's variance (and IN's of a huge row in the unit of the BN term) passes
- * float32's range, and its weight 0 times that infinity makes y, dx and dgamma NaN on WebGPU
- * where the float64 reference adds 0 (a known exception there). Logit gradients are left out: their dot products pass
- * float32's range here (README, Numerics: known exceptions).
+ * float32's range, and its weight 0 times that infinity made y, dx and dgamma NaN on WebGPU where
+ * the float64 reference adds 0 (wide_map now brings such a term to 0 before its weight:
+ * zero_weight_exp), and the LN dot product (-Infinity for -1.7e30 in the rows' units) made every
+ * logit gradient NaN (dropZeroWeightDots).
  */
 function zeroWeightFarTerms(layer: "1d" | "2d", eps: number, training: boolean): LayerCall {
   const nd = layer === "2d";
@@ -1344,15 +1345,9 @@ function zeroWeightFarTerms(layer: "1d" | "2d", eps: number, training: boolean):
   return { layer, shape, options, state, training, x, dy, scales: true, dispose: true };
 }
 
-// WASM only: on WebGPU y, dx and dgamma are NaN here (README, Numerics: known exceptions; the
-// fix of commit 41e1aef, reverted, slowed headless Chromium's WebGPU suite past its limit; a
-// weight-first order and a clamp of the terms, tried (197b6c0, be77e21), gave other calls wrong
-// finite values).
-rangeTest(
-  "wasm",
+rangeTests(
   "terms of mixing weight 0 far from the mix's unit (a sample spanning 1e30 and 1e-30 under BN alone) add nothing",
-  async () => {
-    const backend = "wasm";
+  async (backend) => {
     for (const layer of ["2d", "1d"] as const) {
       for (const eps of [1e-5, 0]) {
         for (const training of [true, false]) {
@@ -1362,7 +1357,6 @@ rangeTest(
             what: `${layer} eps ${eps} ${training ? "training" : "evaluation"}`,
             y: { tol: Y_SCALED, scale: want.scales!.y },
             ...gradsToScale(want.scales),
-            gradKeys: ["weight", "bias"], // the logit gradients: see above
           });
         }
       }
@@ -1373,9 +1367,9 @@ rangeTest(
 /**
  * An evaluation whose var_weight gives BN weight ~1e-87 (logits 200 apart: 0 on WebGPU, below
  * 2^-252) beside rows of std ~1e-41 (subnormal data) and a `running_var` of 1: in the unit of the
- * tiny rows the BN variance passes float32's range, and WebGPU's wide map multiplies the weight 0
- * by that infinity: y, dx and the gradients NaN where y is up to 4e37 (a known exception there) (the mean's BN weight ~1,
- * `running_mean` -3e-30 to -3e-3 away from the data).
+ * tiny rows the BN variance passes float32's range, and WebGPU's wide map multiplied the weight 0
+ * by that infinity: y, dx and the gradients were NaN where y is up to 4e37 (the mean's BN weight
+ * ~1, `running_mean` -3e-30 to -3e-3 away from the data).
  */
 function zeroWeightHugeVariance(layer: "1d" | "2d", runningMean: number): LayerCall {
   const nd = layer === "2d", m = 8;
@@ -1412,12 +1406,9 @@ function zeroWeightHugeVariance(layer: "1d" | "2d", runningMean: number): LayerC
   };
 }
 
-// WASM only: on WebGPU y, dx and the gradients are NaN here (README, Numerics: known exceptions).
-rangeTest(
-  "wasm",
+rangeTests(
   "a variance term of mixing weight 0 beyond float32 in a tiny row's unit adds nothing (evaluation)",
-  async () => {
-    const backend = "wasm";
+  async (backend) => {
     for (const layer of ["2d", "1d"] as const) {
       for (const runningMean of [-3e-30, -3e-10, -3e-3]) {
         const call = zeroWeightHugeVariance(layer, runningMean);
@@ -1427,6 +1418,80 @@ rangeTest(
           y: { tol: Y_SCALED, scale: want.scales!.y },
           ...gradsToScale(want.scales),
         });
+      }
+    }
+  },
+);
+
+/**
+ * A training step whose batch variance passes float32's range (a channel spanning +-1e30: 1e60)
+ * leaves `running_var` +Infinity; the evaluation after it mixes that buffer with BN's variance
+ * weight. Of weight 0 in float64 (logit -1e30) the reference's mix is 0 * Inf = NaN, as
+ * PyTorch's is: WebGPU took a weight of 0 as no term and gave finite y, dx and gradients (nd
+ * fuzzer with FUZZ_ZERO_WEIGHTS=1, seed 63). Of weight ~1e-87 (logits 200 apart: 0 in WebGPU's
+ * shaders, not in float64) the channel's std is +Infinity and y = beta.
+ */
+function infiniteRunningVar(layer: "1d" | "2d", bnVarLogit: number): LayerCall {
+  const nd = layer === "2d", n = 2, c = 2, m = nd ? 4 : 1;
+  const len = n * c * m, random = seededRandom(20261201);
+  const at = (i: number) => nd ? Math.floor(i / m) % c : i % c; // the channel of element i
+  const x = Float32Array.from(
+    { length: len },
+    (_, i) => (random() * 2 - 1) * (at(i) === 0 ? 1e30 : 1),
+  );
+  const xEval = Float32Array.from(
+    { length: len },
+    (_, i) => (random() * 2 - 1) * (at(i) === 0 ? 1e30 : 1),
+  );
+  const dy = Float32Array.from({ length: len }, () => random() * 2 - 1);
+  const k = nd ? 3 : 2, zeros = new Float32Array(k);
+  const varWeight = zeros.slice();
+  varWeight[k - 1] = bnVarLogit;
+  return {
+    layer,
+    shape: nd ? [n, c, 1, m] : [n, c],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(1.5, 0.7),
+      bias: Float32Array.of(0.25, -0.5),
+      mean_weight: zeros,
+      var_weight: varWeight,
+      running_mean: new Float32Array(c),
+      running_var: new Float32Array(c).fill(1),
+    },
+    training: true,
+    x,
+    dy,
+    xEval,
+    running: true,
+    scales: true,
+  };
+}
+
+rangeTests(
+  "an infinite running_var of variance weight 0 makes the evaluation NaN, of a weight below 2^-252 its std infinite",
+  async (backend) => {
+    for (const layer of ["2d", "1d"] as const) {
+      for (const logit of [-1e30, -200]) {
+        const call = infiniteRunningVar(layer, logit);
+        const { want, got } = await runBoth(call, backend);
+        assert.equal(want.runningVar?.[0], Infinity, "the step leaves running_var +Infinity");
+        const ev = want.evaluation!;
+        if (logit === -1e30) assert.ok(Number.isNaN(ev.y[0]), "the reference's y is NaN there");
+        else assert.equal(ev.y[0], 0.25, "the reference's y is beta there");
+        for (
+          const [mode, g, w] of [["training", got, want], [
+            "evaluation",
+            got.evaluation!,
+            ev,
+          ]] as const
+        ) {
+          assertOutputsClose(g, w, {
+            what: `${layer}, BN variance logit ${logit}, ${mode}`,
+            y: { tol: Y_SCALED, scale: w.scales!.y.map((v) => Math.max(1, v)) },
+            ...gradsToScale(w.scales),
+          });
+        }
       }
     }
   },
