@@ -13,11 +13,9 @@ fn zero_std_mix(t0: Term, t1: Term, t2: Term) -> bool {
 }
 
 // Whether the reference's s or mu of the mix is NaN: a flagged term of any weight (0 times NaN
-// or an infinity is NaN), or an infinite variance of weight 0 (in float64: var_weight_null).
+// or an infinity is NaN), or an infinite variance of weight 0 (in float64: null_var_inf).
 fn mix_flagged(t0: Term, t1: Term, t2: Term) -> bool {
-  let vinf = ((t0.flags & F_VAR_INF) != 0u && var_weight_null(0u)) ||
-    ((t1.flags & F_VAR_INF) != 0u && var_weight_null(1u)) || ((t2.flags & F_VAR_INF) != 0u && var_weight_null(2u));
-  return ((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u || vinf;
+  return (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | null_var_inf(t0, t1, t2);
 }
 
 // Whether some term sets wide_map's unit. Where none does (every term of nonzero weight a term
