@@ -171,10 +171,15 @@ fn mixed_bad(m: Mixed) -> bool {
 
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
-fn wide_centred(t: Term, w: WideMap) -> f32 {
-  let f = pow2(unit_of(t.flags) - w.e);
+// `bit`: the term's Params.flags bit of mean weight 0 in float64 (P_NULL_WMEAN + k): such a
+// term's mean counts as 0 (zero_weight_exp, as in wide_map), so that its difference is -mu, not
+// one beyond float32's range that sets the unit of the row's mean dots (the other terms' then
+// flushed). Not for a weight below 2^-252 but above 0: its dot times that weight counts in the
+// reference, and keeps its own value here (README, Numerics: known exceptions).
+fn wide_centred(t: Term, w: WideMap, bit: u32) -> f32 {
+  let u = unit_of(t.flags) - w.e + zero_weight_exp(bit);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  return ((unit_shift(t.hi, u) - w.hi) + t.lo * pow2(u)) - w.lo;
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
@@ -192,11 +197,18 @@ struct VarDiffs {
 }
 
 fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
-  let top = max(max(term_std_exp(t0), term_std_exp(t1)), term_std_exp(t2));
+  // A term of variance weight 0 in float64 neither sets u nor counts (its variance as 0, by an
+  // exponent: zero_weight_exp): an LN variance of 1e60 beside IN and BN ones of ~1 under LN
+  // weight 0 set u and flushed theirs, and the var_weight gradient came out 0 for 3e26. (A
+  // weight below 2^-252 but above 0 still does, as wide_centred's.)
+  let z0 = 4 * zero_weight_exp(P_NULL_WVAR);
+  let z1 = 4 * zero_weight_exp(P_NULL_WVAR + 1u);
+  let z2 = 4 * zero_weight_exp(P_NULL_WVAR + 2u);
+  let top = max(max(max(term_std_exp(t0) + z0, -1000), max(term_std_exp(t1) + z1, -1000)), max(term_std_exp(t2) + z2, -1000));
   let u = select(top, e, top == -1000);
-  let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u));
-  let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u));
-  let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u));
+  let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u) + z0);
+  let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u) + z1);
+  let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u) + z2);
   let v = weighted_var(0u, P.wvar.x * v0) + weighted_var(1u, P.wvar.y * v1) + weighted_var(2u, P.wvar.z * v2);
   return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
 }

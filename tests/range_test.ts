@@ -1511,6 +1511,56 @@ rangeTests(
 );
 
 /**
+ * A channel spanning +-1e20 to +-3e38 beside one of ~1 under a mix whose LN weights are 0 (sparse
+ * SN's sparsestmax drops LN; logits -1e30): LN's variance (1e40 to 1e77) and mean, which the
+ * reference multiplies by 0, set the unit of the backward's variance (and mean) dot products on
+ * WebGPU, which flushed IN's and BN's: `var_weight`'s gradient 0.174 for 0.244, 0 for 3e26
+ * (found by an attack on the zero-weight fix). Before that fix y was NaN there.
+ */
+rangeTests(
+  "a term of weight 0 does not set the unit of the other terms' logit dot products",
+  async (backend) => {
+    const m = 4, c = 2, ch = (i: number) => Math.floor(i / m) % c;
+    for (
+      const [logits, sparse] of [[[1, -1, 0.5], true], [[1.0986, -1e30, 0], false]] as const
+    ) {
+      for (const spread of [1e20, 1e30, 3e38]) {
+        for (const training of [true, false]) {
+          const call: LayerCall = {
+            layer: "2d",
+            shape: [2, c, 1, m],
+            options: { eps: 1e-5, sparse },
+            partial: true,
+            state: {
+              weight: Float32Array.of(1.5, 0.7),
+              bias: Float32Array.of(0.25, -0.5),
+              mean_weight: Float32Array.from(logits),
+              var_weight: Float32Array.from(logits),
+            },
+            training,
+            scales: true,
+            x: Float32Array.from(
+              { length: 16 },
+              (_, i) => Math.sin(i + 1) * (ch(i) === 0 ? spread : 1),
+            ),
+            dy: Float32Array.from({ length: 16 }, (_, i) => Math.cos(i * 3 + 1)),
+            dispose: true,
+          };
+          const { want, got } = await runBoth(call, backend);
+          assertOutputsClose(got, want, {
+            what: `${sparse ? "sparse" : "logits -1e30"}, spread ${spread}, ${
+              training ? "training" : "evaluation"
+            }`,
+            y: { tol: Y_SCALED, scale: want.scales!.y },
+            ...gradsToScale(want.scales),
+          });
+        }
+      }
+    }
+  },
+);
+
+/**
  * An evaluation where a variance term of small weight (2^-120, logits 83.2 apart) dominates the
  * mix over rows of ~2^80 that differ by 2^-21 (BN's `running_var` 1e-30 beside): the wide map
  * drops the mix's unit below that term's, so that its variance is brought up by the unit factor.

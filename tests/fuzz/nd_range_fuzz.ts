@@ -8,6 +8,7 @@
  *   deno run -A tests/fuzz/nd_range_fuzz.ts FIRST_SEED LAST_SEED
  *   FUZZ_BACKEND=wasm deno run -A tests/fuzz/nd_range_fuzz.ts FIRST_SEED LAST_SEED
  *   FUZZ_ZERO_WEIGHTS=1 deno run -A tests/fuzz/nd_range_fuzz.ts FIRST_SEED LAST_SEED
+ *   FUZZ_INJECT=1 deno run -A tests/fuzz/nd_range_fuzz.ts FIRST_SEED LAST_SEED
  *
  * prints each seed whose results differ from the reference beyond the tolerances of
  * tests/_tolerances.ts (y and dx with atol times their channel's scale) AND beyond a
@@ -415,12 +416,26 @@ export function withZeroWeights(k: Case, seed: number): Case {
   };
   return { ...k, mw: drop(k.mw), vw: drop(k.vw) };
 }
+/**
+ * The case with one NaN, +Infinity or -Infinity (FUZZ_INJECT=1) in x, the evaluation's x or dy,
+ * at a place a third stream of the seed picks: the reference propagates it as PyTorch does.
+ */
+export function withInjection(k: Case, seed: number): Case {
+  const r = seededRandom(seed * 31 + 5);
+  const which = (["x", "xEval", "dy"] as const)[Math.floor(r() * 3)];
+  const value = [NaN, Infinity, -Infinity][Math.floor(r() * 3)];
+  const values = [...k[which]];
+  values[Math.floor(r() * values.length)] = value;
+  return { ...k, [which]: values };
+}
 if (import.meta.main) {
   const from = Number(Deno.args[0] ?? 1), to = Number(Deno.args[1] ?? 100);
   const zeroWeights = Deno.env.get("FUZZ_ZERO_WEIGHTS") === "1";
+  const inject = Deno.env.get("FUZZ_INJECT") === "1";
   let nf = 0;
   for (let seed = from; seed <= to; seed++) {
-    const k = zeroWeights ? withZeroWeights(makeCase(seed), seed) : makeCase(seed);
+    let k = zeroWeights ? withZeroWeights(makeCase(seed), seed) : makeCase(seed);
+    if (inject) k = withInjection(k, seed);
     let want, got;
     try {
       want = await runCase(k, "reference");
