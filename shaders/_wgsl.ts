@@ -1502,8 +1502,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
-    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN; with a
+    // NaN or infinite dy, 0 * Inf: NaN as in the reference (as sn_bwd_rows' wide_row).
+    let flag = select(G_VNAN, G_BAD, class_bits(d) != 0u);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -3655,8 +3657,12 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
-    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN; with a
+    // NaN or infinite dy in the row (S1 not finite) gm = -gamma s S1 and the rest are 0 * Inf,
+    // NaN as in the reference (they were 0: dx 0 and dgamma 0 for NaN, nd fuzzer FUZZ_INJECT=1
+    // seed 53).
+    let flag = select(G_VNAN, G_BAD, class_bits(s1) != 0u);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'

@@ -198,8 +198,12 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
-    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN.
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_VNAN, 0, 0, d_unit), 0);
+    // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN; with a
+    // NaN or infinite dy in the row (S1 not finite) gm = -gamma s S1 and the rest are 0 * Inf,
+    // NaN as in the reference (they were 0: dx 0 and dgamma 0 for NaN, nd fuzzer FUZZ_INJECT=1
+    // seed 53).
+    let flag = select(G_VNAN, G_BAD, class_bits(s1) != 0u);
+    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'

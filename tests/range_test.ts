@@ -1511,6 +1511,37 @@ rangeTests(
 );
 
 /**
+ * The evaluation of an infinite `running_var` (left by a training step on a channel spanning
+ * +-1e30) of nonzero weight, whose std is +Infinity (s = 0, y = beta), with a NaN or infinite dy
+ * in a row of that channel: the reference's gm = -gamma s sum(dy), gv, dgamma (dy xhat) and the
+ * dots are 0 * Inf = NaN, and so dx of the row (and, through LN, of its sample). WebGPU took them
+ * as 0: dx 0 and dgamma 0 where the reference has NaN (nd fuzzer FUZZ_INJECT=1, seed 53).
+ */
+rangeTests(
+  "a NaN or infinite dy on an infinite running_var gives the reference's NaN gradients",
+  async (backend) => {
+    for (const layer of ["2d", "1d"] as const) {
+      for (const value of [NaN, -Infinity]) {
+        const base = infiniteRunningVar(layer, 0);
+        const dy = base.dy!.slice();
+        dy[0] = value; // channel 0, whose running_var the step leaves +Infinity
+        const { want, got } = await runBoth({ ...base, dy }, backend);
+        const ev = want.evaluation!;
+        assert.ok(
+          Number.isNaN(ev.dx[1]) && Number.isNaN(ev.grads.weight[0]),
+          "the reference's NaN",
+        );
+        assertOutputsClose(got.evaluation!, ev, {
+          what: `${layer}, dy ${value}`,
+          y: { tol: Y_SCALED, scale: ev.scales!.y.map((v) => Math.max(1, v)) },
+          ...gradsToScale(ev.scales),
+        });
+      }
+    }
+  },
+);
+
+/**
  * A channel spanning +-1e20 to +-3e38 beside one of ~1 under a mix whose LN weights are 0 (sparse
  * SN's sparsestmax drops LN; logits -1e30): LN's variance (1e40 to 1e77) and mean, which the
  * reference multiplies by 0, set the unit of the backward's variance (and mean) dot products on
