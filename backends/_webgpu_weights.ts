@@ -44,28 +44,30 @@ export function hasTinyWeight(mix: ArrayLike<number>): boolean {
   return false;
 }
 
-/**
- * Params.flags bits `first + k` for each weight k of `mix` (mixing order, 3 terms; a missing
- * term's) that the shaders take as 0: wide_map then brings that term to 0 before its weight,
- * so that a mean or variance of it beyond float32's range in the mix's unit adds 0, not 0 * Inf.
- */
-export function zeroWeightBits(mix: ArrayLike<number>, first: number): number {
+/** Params.flags bits `first + k` for each weight k of `mix` (3 terms; a missing term's) `holds` for. */
+function weightBits(mix: ArrayLike<number>, first: number, holds: (w: number) => boolean): number {
   let bits = 0;
-  for (let k = 0; k < 3; k++) {
-    if (k >= mix.length || shaderWeight(mix[k]).mantissa === 0) bits |= 1 << (first + k);
-  }
+  for (let k = 0; k < 3; k++) if (k >= mix.length || holds(mix[k])) bits |= 1 << (first + k);
   return bits;
 }
 
 /**
- * Params.flags bits `first + k` for each weight k of `mix` (3 terms; a missing term's) that is
- * 0 in float64 (not only below 2^-252): an infinite variance of that weight makes the mix NaN,
- * as 0 * Infinity does in the reference, where a weight above 0 makes its std infinite.
+ * Params.flags bits `first + k` for the weights of `mix` that the shaders take as 0 (below
+ * 2^-252, or 0): wide_map then brings that term to 0 before its weight, so that a mean or
+ * variance of it beyond float32's range in the mix's unit adds 0, not 0 * Inf.
+ */
+export function zeroWeightBits(mix: ArrayLike<number>, first: number): number {
+  return weightBits(mix, first, (w) => shaderWeight(w).mantissa === 0);
+}
+
+/**
+ * Params.flags bits `first + k` for the weights of `mix` that are 0 in float64 (not only below
+ * 2^-252): an infinite variance of that weight makes the mix NaN, as 0 * Infinity does in the
+ * reference, where a weight above 0 makes its std infinite; and the backward's dot products count
+ * such a term as 0 (a weight above 0 multiplies its own, which the reference keeps).
  */
 export function nullWeightBits(mix: ArrayLike<number>, first: number): number {
-  let bits = 0;
-  for (let k = 0; k < 3; k++) if (k >= mix.length || mix[k] === 0) bits |= 1 << (first + k);
-  return bits;
+  return weightBits(mix, first, (w) => w === 0);
 }
 
 /** Writes the weights of `mix` (mixing order) at `at` and their factors and exponents. */
