@@ -110,7 +110,8 @@ fn main(
   if (live && t == 0u) {
     bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
     let mxs = w_s[lid].z;
-    if (scaled || (class_bits(mxs) == 0u && mxs > DY_MAX)) {
+    // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy.)
+    if (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) {
       let listed = atomicAdd(&wide_segs[0], 1u);
       atomicStore(&wide_segs[LIST_FIRST + listed], seg);
       // Its reader's dispatch (common.wgsl: list_grid).

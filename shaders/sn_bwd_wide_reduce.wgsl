@@ -56,12 +56,27 @@ fn reduce_wide(seg: u32) {
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let scaled = is_scaled(p.flags | ln.flags | bn.flags);
-  let big = class_bits(mx) == 0u && mx > DY_MAX;
+  let row_start = row * P.m;
+  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
+  let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  // A NaN or infinite dy (MX not finite, sn_bwd_reduce lists such segments too): the unit from
+  // the finite |dy|, whose float32 sum may overflow on its own (values near 3e38 beside a
+  // +Infinity summed to -Infinity + Infinity: dbias NaN for the reference's +Infinity, nd fuzzer
+  // FUZZ_INJECT=1 seed 65).
+  var mxf = mx;
+  if (class_bits(mx) != 0u) {
+    mxf = 0.0;
+    for (var i = s; i < end; i++) {
+      let a = abs(dy[i]);
+      mxf = select(mxf, max(mxf, a), class_bits(a) == 0u);
+    }
+  }
+  let big = mxf > DY_MAX;
   let plain = nd_mix(p, ln, bn);
   if (!scaled && !big && far_exp(plain.lo) == 0) {
     return;
   }
-  let d_unit = dy_unit(select(0.0, mx, big));
+  let d_unit = dy_unit(select(0.0, mxf, big));
   var e = 0;
   var hi: f32;
   var lo: f32;
@@ -83,12 +98,9 @@ fn reduce_wide(seg: u32) {
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
-  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(mx) - d_unit);
+  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(mxf) - d_unit);
   let f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
-  let row_start = row * P.m;
-  let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
-  let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
   var s1 = 0.0;
   var s2 = 0.0;
   for (var b = s; b < end; b += 64u) {

@@ -1542,6 +1542,43 @@ rangeTests(
 );
 
 /**
+ * A row whose dy holds values near -3e38 beside a +Infinity: the reference's dbias (and dgamma)
+ * is that infinity, float32 sums of the finite values alone overflow to -Infinity, and WebGPU's
+ * sums (taken as they are, since the row's largest |dy| is not finite) were -Infinity +
+ * Infinity = NaN (nd fuzzer FUZZ_INJECT=1, seed 65: dbias NaN for +Infinity). The finite dy
+ * now set the unit of such a segment (sn_bwd_wide_reduce).
+ */
+rangeTests(
+  "a +Infinity dy beside finite dy whose sum overflows float32 gives the reference's infinite dbias",
+  async (backend) => {
+    for (const training of [true, false]) {
+      const m = 8;
+      const call: LayerCall = {
+        layer: "2d",
+        shape: [2, 1, 1, m],
+        partial: true,
+        state: { weight: Float32Array.of(0.75), bias: Float32Array.of(0.5) },
+        training,
+        scales: true,
+        x: Float32Array.from({ length: 2 * m }, (_, i) => Math.sin(i + 1)),
+        dy: Float32Array.from(
+          { length: 2 * m },
+          (_, i) => i === 3 ? Infinity : i < 3 ? -3e38 : Math.cos(i),
+        ),
+        dispose: true,
+      };
+      const { want, got } = await runBoth(call, backend);
+      assert.equal(want.grads.bias[0], Infinity, "the reference's dbias");
+      assertOutputsClose(got, want, {
+        what: training ? "training" : "evaluation",
+        y: { tol: Y_SCALED, scale: want.scales!.y },
+        ...gradsToScale(want.scales),
+      });
+    }
+  },
+);
+
+/**
  * A channel spanning +-1e20 to +-3e38 beside one of ~1 under a mix whose LN weights are 0 (sparse
  * SN's sparsestmax drops LN; logits -1e30): LN's variance (1e40 to 1e77) and mean, which the
  * reference multiplies by 0, set the unit of the backward's variance (and mean) dot products on
