@@ -273,9 +273,9 @@ const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096, F_GROUP_REFI
 const F_REFINE_ROWS = 16384, F_REFINE_GROUPS = 65536;
 /**
  * First bits of the weights the shaders take as 0 (common.wgsl: P_ZERO_WMEAN, P_ZERO_WVAR) and
- * of those that are 0 in float64 too (P_NULL_WMEAN, P_NULL_WVAR).
+ * of the variance weights that are 0 in float64 too (P_NULL_WVAR).
  */
-const F_NULL_WMEAN = 17, F_ZERO_WMEAN = 20, F_ZERO_WVAR = 24, F_NULL_WVAR = 28;
+const F_ZERO_WMEAN = 20, F_ZERO_WVAR = 24, F_NULL_WVAR = 28;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -384,8 +384,7 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   if (params.refineMeans !== false) flags |= F_REFINE_MEANS;
   flags |= zeroWeightBits(params.meanMix, F_ZERO_WMEAN) |
     zeroWeightBits(params.varMix, F_ZERO_WVAR);
-  flags |= nullWeightBits(params.meanMix, F_NULL_WMEAN) |
-    nullWeightBits(params.varMix, F_NULL_WVAR);
+  flags |= nullWeightBits(params.varMix, F_NULL_WVAR);
   v.setUint32(44, flags, true);
   v.setUint32(80, n, true);
   v.setUint32(84, usingBN ? c : 0, true);

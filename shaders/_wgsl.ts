@@ -84,9 +84,6 @@ const P_REFINE_GROUPS: u32 = 65536u;
 // order, is 0 (the shaders' 0: below 2^-252; a missing term's). See zero_weight_exp.
 const P_ZERO_WMEAN: u32 = 20u;
 const P_ZERO_WVAR: u32 = 24u;
-// Bits P_NULL_WMEAN + k: the mean weight of term k is 0 in float64 (the backward's dots of such
-// a term count as 0: wide_centred).
-const P_NULL_WMEAN: u32 = 17u;
 // Bits P_NULL_WVAR + k: the variance weight of term k is 0 in float64 too (not only below
 // 2^-252): an infinite variance of that weight makes the reference's mix NaN (0 * Inf), where
 // one of a weight below 2^-252 but above 0 makes its std infinite (null_var_inf).
@@ -1235,15 +1232,10 @@ fn mixed_bad(m: Mixed) -> bool {
 
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
-// \`bit\`: the term's Params.flags bit of mean weight 0 in float64 (P_NULL_WMEAN + k): such a
-// term's mean counts as 0 (zero_weight_exp, as in wide_map), so that its difference is -mu, not
-// one beyond float32's range that sets the unit of the row's mean dots (the other terms' then
-// flushed). Not for a weight below 2^-252 but above 0: its dot times that weight counts in the
-// reference, and keeps its own value here (README, Numerics: known exceptions).
-fn wide_centred(t: Term, w: WideMap, bit: u32) -> f32 {
-  let u = unit_of(t.flags) - w.e + zero_weight_exp(bit);
+fn wide_centred(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  return ((unit_shift(t.hi, u) - w.hi) + t.lo * pow2(u)) - w.lo;
+  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
@@ -1535,7 +1527,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  let ca = vec4<f32>(wide_centred(t_ln, w, P_NULL_WMEAN), wide_centred(t_bn, w, P_NULL_WMEAN + 1u), 0.0, w.hi + w.lo);
+  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
@@ -3703,12 +3695,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
-  let ca = vec4<f32>(
-    wide_centred(t_in, w, P_NULL_WMEAN),
-    wide_centred(t_ln, w, P_NULL_WMEAN + 1u),
-    wide_centred(t_bn, w, P_NULL_WMEAN + 2u),
-    w.hi + w.lo,
-  ) * ff;
+  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
   let vd = var_diffs(t_in, t_ln, t_bn, w.e);
   let cb = vd.d;

@@ -171,15 +171,10 @@ fn mixed_bad(m: Mixed) -> bool {
 
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
-// `bit`: the term's Params.flags bit of mean weight 0 in float64 (P_NULL_WMEAN + k): such a
-// term's mean counts as 0 (zero_weight_exp, as in wide_map), so that its difference is -mu, not
-// one beyond float32's range that sets the unit of the row's mean dots (the other terms' then
-// flushed). Not for a weight below 2^-252 but above 0: its dot times that weight counts in the
-// reference, and keeps its own value here (README, Numerics: known exceptions).
-fn wide_centred(t: Term, w: WideMap, bit: u32) -> f32 {
-  let u = unit_of(t.flags) - w.e + zero_weight_exp(bit);
+fn wide_centred(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  return ((unit_shift(t.hi, u) - w.hi) + t.lo * pow2(u)) - w.lo;
+  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of

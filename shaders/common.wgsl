@@ -75,9 +75,6 @@ const P_REFINE_GROUPS: u32 = 65536u;
 // order, is 0 (the shaders' 0: below 2^-252; a missing term's). See zero_weight_exp.
 const P_ZERO_WMEAN: u32 = 20u;
 const P_ZERO_WVAR: u32 = 24u;
-// Bits P_NULL_WMEAN + k: the mean weight of term k is 0 in float64 (the backward's dots of such
-// a term count as 0: wide_centred).
-const P_NULL_WMEAN: u32 = 17u;
 // Bits P_NULL_WVAR + k: the variance weight of term k is 0 in float64 too (not only below
 // 2^-252): an infinite variance of that weight makes the reference's mix NaN (0 * Inf), where
 // one of a weight below 2^-252 but above 0 makes its std infinite (null_var_inf).

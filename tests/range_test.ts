@@ -1542,6 +1542,70 @@ rangeTests(
 );
 
 /**
+ * An attack on this session's fix of the variance dots (helper-60, its seed 394): counting LN's
+ * mean as 0 in the mean dots too where LN's mean weight is 0 (tried) set the evaluation's
+ * `mean_weight` gradient to [0, 0, 0] for [-2.2e-11, 0, 2.2e-11] (249x its tolerance):
+ * SwitchNorm2d [3, 3, 1, 300], channels of 1e20, a constant 5e-21 and 1e-20, eps 0, mean logits
+ * [-1, -1e30, 2], a training step then an evaluation.
+ */
+rangeTests(
+  "a mean weight of 0 leaves the other terms' mean dot products as they are",
+  async (backend) => {
+    // The attack's draws, replayed (its seed 394): the data and dy of the case described above.
+    const random = seededRandom(394 * 7919 + 13);
+    const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
+    pick(["1d", "2d", "2d", "3d"]), random(), random(), pick([1, 2, 5, 64, 300]);
+    random(), random(), pick([0, 1e-5]);
+    const n = 3, c = 3, m = 300, len = n * c * m;
+    const scales = Array.from({ length: c }, () => pick([1, 1e30, 3e38, 1e-20, 1e-30, 1e20]));
+    const constant = Array.from({ length: c }, () => random() < 0.2);
+    const chan = (i: number) => Math.floor(i / m) % c;
+    const gen = () =>
+      Float32Array.from(
+        { length: len },
+        (_, i) =>
+          constant[chan(i)]
+            ? scales[chan(i)] * 0.5
+            : (random() * 2 - 1) * scales[chan(i)] + (random() < 0.1 ? scales[chan(i)] * 3 : 0),
+      );
+    const x = gen(), xEval = random() < 0.5 ? gen() : Float32Array.from(x);
+    const dy = Float32Array.from(
+      { length: len },
+      () => (random() * 2 - 1) * pick([1, 1, 1e-20, 1e30]),
+    );
+    assert.deepEqual([scales, constant], [[1e20, 1e-20, 1e-20], [false, true, false]]);
+    const call: LayerCall = {
+      layer: "2d",
+      shape: [n, c, 1, m],
+      options: { eps: 0 },
+      partial: true,
+      state: {
+        weight: Float32Array.of(1.5, 0.7, -2),
+        bias: Float32Array.of(0.25, -0.5, 0),
+        mean_weight: Float32Array.of(-1, -1e30, 2),
+        var_weight: Float32Array.of(-200, -1, -1),
+      },
+      training: true,
+      x,
+      dy,
+      xEval,
+      running: true,
+      scales: true,
+      dispose: true,
+    };
+    const { want, got } = await runBoth(call, backend);
+    const ev = want.evaluation!;
+    // The logit gradients alone: dx of this evaluation is off on WebGPU at every commit (a
+    // variance weight ~1e-87 that the shaders take as 0: README, Numerics, known exceptions).
+    assertOutputsClose(got.evaluation!, ev, {
+      what: "evaluation",
+      grads: gradsToScale(ev.scales).grads,
+      gradKeys: ["mean_weight"],
+    });
+  },
+);
+
+/**
  * A row whose dy holds values near -3e38 beside a +Infinity: the reference's dbias (and dgamma)
  * is that infinity, float32 sums of the finite values alone overflow to -Infinity, and WebGPU's
  * sums (taken as they are, since the row's largest |dy| is not finite) were -Infinity +
