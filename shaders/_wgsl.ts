@@ -1256,7 +1256,9 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
   // A term of variance weight 0 in float64 neither sets u nor counts (its variance as 0, by an
   // exponent: zero_weight_exp): an LN variance of 1e60 beside IN and BN ones of ~1 under LN
   // weight 0 set u and flushed theirs, and the var_weight gradient came out 0 for 3e26. (A
-  // weight below 2^-252 but above 0 still does, as wide_centred's.)
+  // weight below 2^-252 but above 0 still does: the reference multiplies that term's dot by
+  // it. And the means are left as they are in the mean dots, whose unit already holds mu: a
+  // mean of weight 0 taken as 0 there made an evaluation's mean_weight gradient 0.)
   let z0 = 4 * zero_weight_exp(P_NULL_WVAR);
   let z1 = 4 * zero_weight_exp(P_NULL_WVAR + 1u);
   let z2 = 4 * zero_weight_exp(P_NULL_WVAR + 2u);
