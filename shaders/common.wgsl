@@ -363,6 +363,9 @@ fn gamma_mantissa(gamma: f32) -> f32 {
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
 const WIDE_MARK: u32 = 0x7f800000u;
+// With WIDE_MARK in a wide row's dx map (sn_bwd_coef): its gradient sums are not finite, and
+// sn_bwd_wide_dx subtracts the row's mean offset lo_in from x - K (bit 20: above D and U).
+const INF_MARK: u32 = 0x00100000u;
 
 // Whether v is NaN, by its bits (an infinite v is not: sn_bwd_dx's maps take A = +-Inf where dy is infinite).
 fn is_nan_bits(v: f32) -> bool {

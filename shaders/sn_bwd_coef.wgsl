@@ -18,7 +18,8 @@
 //   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
 // for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
 // is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
-// whose own s is tiny beside its channel's BN terms).
+// whose own s is tiny beside its channel's BN terms). Rows whose Gvar_in or Gmu_in is not
+// finite (an infinite dy) take that map too, with INF_MARK and D = U = 0: see wide_coef.
 // Words are u32 (the mark survives as bits).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
 // in sn_bwd_rows), bgroups from record rec_base on, cgroups from record chan_base on.
@@ -71,11 +72,6 @@ fn main(
   let bn_x = bn_depends_on_x();
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
-  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u) {
-    wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
-    return;
-  }
   let nb = P.batch;
   gvar = select(gvar, gvar + weighted_var(2u, P.wvar[2] * bg.s.y / nb), bn_x);
   gmu = select(
@@ -86,13 +82,19 @@ fn main(
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
   let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
-  // Infinite gradient sums (an infinite dy): A = Gmu_in/M and K = mu_in, so that dx adds the
-  // reference's terms (folding B lo_in into A would make Inf - Inf where the reference has an
-  // infinity); sn_bwd_dx lets an infinite A through (only a NaN A marks NaN).
+  // Infinite gradient sums (an infinite dy) take wide_coef's map too: dx is then an infinity or
+  // NaN by the sign of x - mu_in, which sn_bwd_wide_dx forms as (x - hi_in) - lo_in; x - K with
+  // K = hi_in + lo_in rounded to float32 gave 0 or the wrong sign where that rounding is
+  // coarse beside the row's spread (a row of mean 1.4e13 and std 1.6e6, 1.5 float32 spacings:
+  // NaN where the reference has +Infinity, nd fuzzer FUZZ_INJECT=1 seeds 55, 134, 197).
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
-  let a = select(gmu / f32(P.m) - b * p.mean, gmu / f32(P.m), inf_sums);
-  let k = select(p.shift, p.shift + p.mean, inf_sums);
-  coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), k));
+  if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums) {
+    wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
+    return;
+  }
+  let a = gmu / f32(P.m) - b * p.mean;
+  coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -151,18 +153,19 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     P.m < 2u;
   if ((class_bits(gmu.m) | class_bits(gvar.m)) != 0u) {
     // NaN or infinite gradient sums (a NaN or infinite dy): every dx of the row is NaN or
-    // infinite, of a class set by the non-finite terms alone, so the plain map of the row
-    // (sn_bwd_dx) carries just those: A = Gmu_in / M and B where non-finite (else 0), gs as
-    // +-1/4 (0 for gamma 0: 0 * Inf is NaN), so that no finite term overflows into the sum,
-    // and K = mu_in.
+    // infinite, of a class set by the non-finite terms alone, so the map carries just those:
+    // A = Gmu_in / M and B where non-finite (else 0), gs as +-1/4 (0 for gamma 0: 0 * Inf is
+    // NaN), so that no finite term overflows into the sum, in units D = U = 0, and INF_MARK:
+    // sn_bwd_wide_dx takes x - mu_in as (x 2^-u - K) - lo_in, whose sign is the reference's.
     let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
     let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
-    coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(
-      gs_sign,
-      select(0.0, bm_inf, class_bits(gvar.m) != 0u),
-      select(select(0.0, gmu.m, class_bits(gmu.m) != 0u), qnan(), bad),
-      scale2(p.shift + p.mean, u_in),
-    ));
+    coef[r - P.row_base] = vec4<u32>(
+      bitcast<u32>(gs_sign),
+      bitcast<u32>(select(0.0, bm_inf, class_bits(gvar.m) != 0u)),
+      bitcast<u32>(select(select(0.0, gmu.m, class_bits(gmu.m) != 0u), qnan(), bad)),
+      WIDE_MARK | INF_MARK | 512u | (512u << 10u),
+    );
+    list_wide_row(r);
     return;
   }
   // dx = dy gs + (x - K) B + A with gs = gamma' s' 2^(g - e), B = bm 2^gvar.e, K = the row's shift:
@@ -192,9 +195,13 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
     WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
   );
+  list_wide_row(r);
+}
+
+// Lists row r for sn_bwd_wide_dx and grows that pass's dispatch (common.wgsl: list_grid).
+fn list_wide_row(r: u32) {
   let listed = atomicAdd(&wide_rows[0], 1u);
   atomicStore(&wide_rows[LIST_FIRST + listed], r);
-  // Its reader's dispatch (common.wgsl: list_grid).
   let grid = list_grid((listed + 1u) * P.chunks);
   atomicMax(&wide_rows[1], grid.x);
   atomicMax(&wide_rows[2], grid.y);

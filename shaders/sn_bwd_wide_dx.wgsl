@@ -2,7 +2,7 @@
 // rows (their map's fourth word WIDE_MARK | (D + 512) | (U + 512) << 10, sn_bwd_wide_coef),
 // written again in scaled units, with u and K the unit and shift of the row's own summary:
 //   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
-// and NaN where the map's A is NaN. The rows come from a list sn_bwd_coef fills; a workgroup
+// and NaN where the map's A is NaN; with INF_MARK (sums not finite) x[i] 2^-u - K - lo_in. The rows come from a list sn_bwd_coef fills; a workgroup
 // per segment of a listed row (list_grid's workgroups taking them in turn), over its elements
 // in this dispatch's window of x, dy and dx.
 
@@ -45,9 +45,14 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
   let d_unit = i32(k.w & 0x3ffu) - 512;
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
   let x_unit = unit_of(p.flags);
-  let bad = is_nan_marker(f.z);
+  // A map with INF_MARK (gradient sums not finite) has B and A of 0 or +-Infinity: x - mu_in
+  // by its sign, (x - K) - lo_in (rounding keeps a sign; K + lo_in rounded to one float32 did
+  // not), and A may be infinite without marking NaN. Elsewhere lo_in is in A (0 here: exact).
+  let inf = (k.w & INF_MARK) != 0u;
+  let lo_in = select(0.0, p.mean, inf);
+  let bad = select(is_nan_marker(f.z), is_nan_bits(f.z), inf);
   for (var i = span.x + lid; i < span.y; i += 64u) {
-    let v = scale2(dy[i], -d_unit) * f.x + (scale2(x[i], -x_unit) - p.shift) * f.y + f.z;
+    let v = scale2(dy[i], -d_unit) * f.x + ((scale2(x[i], -x_unit) - p.shift) - lo_in) * f.y + f.z;
     dx[i] = select(scale2(v, u), qnan(), bad);
   }
 }

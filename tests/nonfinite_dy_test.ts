@@ -5,7 +5,8 @@
  * PyTorch truth) hold the plain cases; these add rows that are wide for other reasons, where a
  * non-finite dy once was taken for a huge finite one (WebGPU's exponent-field estimates):
  * a gamma / std beyond float32 (factor-wide), x ~ 1e30 (scaled statistics), rows longer than one
- * segment, in both layouts, training and evaluation. (PyTorch's own autograd differs from the
+ * segment, in both layouts, training and evaluation; rows whose float32 spacing is coarse
+ * beside their spread. (PyTorch's own autograd differs from the
  * spec's folded formulas in where an infinite LN or BN variance gradient gives NaN rather than an
  * infinity, so these compare with the reference backend, which follows the spec.)
  */
@@ -50,6 +51,32 @@ const KINDS: Kind[] = [
     name: "SwitchNorm1d, x ~ 1e30",
     shape: [4, 5],
     x: (i) => 1e30 * Math.sin(i * 1.7),
+    gamma: 1,
+    eps: 1e-5,
+  },
+  // Rows whose float32 spacing is coarse beside their spread: an infinite dx sum makes dx an
+  // infinity or NaN by the sign of x - mu_in, which a mean rounded to float32 got wrong (nd
+  // fuzzer FUZZ_INJECT=1 seeds 55, 84, 134 and 197: NaN where the reference has +Infinity).
+  {
+    name: "SwitchNorm2d, rows of mean 1.4e13 over a std of 1.5 float32 spacings",
+    shape: [2, 3, 2, 7],
+    // (rows 4.2e6 apart: an IN mean within float64's rounding of its LN mean, 2e-3 here, would
+    // leave the sign of the infinite (mu_in - mu_ln) GvL term, and so dx, to that rounding)
+    x: (i) => 1.4e13 + 1.6e6 * Math.sin(i * 1.7) + 4.2e6 * Math.floor(i / 14),
+    gamma: 1,
+    eps: 1e-5,
+  },
+  {
+    name: "SwitchNorm1d, samples of mean 1.4e13 over a std of 1.5 float32 spacings",
+    shape: [6, 7],
+    x: (i) => 1.4e13 + 1.6e6 * Math.sin(i * 1.7) + 4.2e6 * Math.floor(i / 7),
+    gamma: 1,
+    eps: 1e-5,
+  },
+  {
+    name: "SwitchNorm2d, rows of mean 156 over a std of 130 float32 spacings",
+    shape: [2, 3, 2, 40],
+    x: (i) => 156 + 2e-3 * Math.sin(i * 1.7),
     gamma: 1,
     eps: 1e-5,
   },
