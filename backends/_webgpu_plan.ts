@@ -16,7 +16,7 @@
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
 import { gcd, rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
-import { hasTinyWeight, nullWeightBits, writeWeights, zeroWeightBits } from "./_webgpu_weights.ts";
+import { hasTinyWeight, writeWeights, zeroWeightBits } from "./_webgpu_weights.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
@@ -272,10 +272,10 @@ const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE 
 const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096, F_GROUP_REFINE = 8192;
 const F_REFINE_ROWS = 16384, F_REFINE_GROUPS = 65536;
 /**
- * First bits of the weights the shaders take as 0 (common.wgsl: P_ZERO_WMEAN, P_ZERO_WVAR) and
- * of the variance weights that are 0 in float64 too (P_NULL_WVAR).
+ * First bits of the weights the shaders take as 0, below 2^-252 too (common.wgsl: P_ZERO_WMEAN,
+ * P_ZERO_WVAR).
  */
-const F_ZERO_WMEAN = 20, F_ZERO_WVAR = 24, F_NULL_WVAR = 28;
+const F_ZERO_WMEAN = 20, F_ZERO_WVAR = 24;
 
 /** Bytes of a buffer holding `elements` floats for vec4 access. */
 export function paddedBytes(elements: number): number {
@@ -384,7 +384,6 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   if (params.refineMeans !== false) flags |= F_REFINE_MEANS;
   flags |= zeroWeightBits(params.meanMix, F_ZERO_WMEAN) |
     zeroWeightBits(params.varMix, F_ZERO_WVAR);
-  flags |= nullWeightBits(params.varMix, F_NULL_WVAR);
   v.setUint32(44, flags, true);
   v.setUint32(80, n, true);
   v.setUint32(84, usingBN ? c : 0, true);

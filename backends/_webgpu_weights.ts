@@ -60,17 +60,6 @@ export function zeroWeightBits(mix: ArrayLike<number>, first: number): number {
   return weightBits(mix, first, (w) => shaderWeight(w).mantissa === 0);
 }
 
-/**
- * Params.flags bits `first + k` for the weights of `mix` that are 0 in float64 (not only below
- * 2^-252): an infinite variance of that weight makes the mix NaN, as 0 * Infinity does in the
- * reference, where a weight above 0 makes its std infinite; and the backward's variance dot
- * products count such a term's variance as 0 (a weight above 0 multiplies its own dot, which
- * the reference keeps).
- */
-export function nullWeightBits(mix: ArrayLike<number>, first: number): number {
-  return weightBits(mix, first, (w) => w === 0);
-}
-
 /** Writes the weights of `mix` (mixing order) at `at` and their factors and exponents. */
 export function writeWeights(
   v: DataView,

@@ -81,13 +81,10 @@ const P_GROUP_REFINE: u32 = 8192u;
 const P_REFINE_ROWS: u32 = 16384u;
 const P_REFINE_GROUPS: u32 = 65536u;
 // Bits P_ZERO_WMEAN + k (P_ZERO_WVAR + k): the mean (variance) weight of term k, in mixing
-// order, is 0 (the shaders' 0: below 2^-252; a missing term's). See zero_weight_exp.
+// order, is 0 (the shaders' 0: below 2^-252, which the WebGPU backend takes as 0 throughout,
+// README: Numerics; a missing term's). See zero_weight_exp.
 const P_ZERO_WMEAN: u32 = 20u;
 const P_ZERO_WVAR: u32 = 24u;
-// Bits P_NULL_WVAR + k: the variance weight of term k is 0 in float64 too (not only below
-// 2^-252): an infinite variance of that weight makes the reference's mix NaN (0 * Inf), where
-// one of a weight below 2^-252 but above 0 makes its std infinite (null_var_inf).
-const P_NULL_WVAR: u32 = 28u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -702,11 +699,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
-  // An infinite variance (a running_var of +Infinity) of variance weight 0 makes the reference's
-  // mix NaN (0 * Inf: PyTorch's too); of any other weight, even one the shaders take as 0, its
-  // std +Infinity (scale 0: y = beta).
-  // (A weight below 2^-252 leaves var + eps without that term, 0 in a constant row with eps 0:
-  // its std is +Infinity all the same, not NaN.)
+  // An infinite variance (a running_var of +Infinity) of variance weight 0 (below 2^-252 too)
+  // makes the reference's mix NaN (0 * Inf: PyTorch's too); of any other weight its std
+  // +Infinity (scale 0: y = beta).
   // (& and |, not && and ||: see null_var_inf.)
   let null_inf = null_var_inf(t0, t1, t2);
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
@@ -725,15 +720,16 @@ fn zero_weight_exp(bit: u32) -> i32 {
   return -512 * i32((P.flags >> bit) & 1u);
 }
 
-// Whether a term of variance weight 0 in float64 (Params.flags, P_NULL_WVAR + k) has an infinite
-// variance: the reference's mix is then NaN (0 * Inf), neither of std 0 nor of std +Infinity.
+// Whether a term of variance weight 0 (Params.flags, P_ZERO_WVAR + k: below 2^-252 too) has an
+// infinite variance: the reference's mix is then NaN (0 * Inf), neither of std 0 nor of std
+// +Infinity.
 // Bit arithmetic, not && and || (which branch): branches in this function, inlined into every
 // pass that mixes, made SwiftShader's shader compilation ~2x slower (headless Chromium's WebGPU
 // test 96 s for 52 s).
 fn null_var_inf(t0: Term, t1: Term, t2: Term) -> bool {
   let inf = ((t0.flags / F_VAR_INF) & 1u) | (((t1.flags / F_VAR_INF) & 1u) << 1u) |
     (((t2.flags / F_VAR_INF) & 1u) << 2u);
-  return (inf & (P.flags >> P_NULL_WVAR)) != 0u;
+  return (inf & (P.flags >> P_ZERO_WVAR)) != 0u;
 }
 
 // floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
@@ -745,8 +741,7 @@ fn weighted_exp(k: u32, v: f32) -> i32 {
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
 // its bits, so a stored subnormal variance counts as nonzero), and no term has an infinite one
-// (of weight 0 in float64 that mix is NaN, null_var_inf, where y was +-Infinity; of a weight
-// below 2^-252 its std is +Infinity).
+// (of weight 0 that mix is NaN, null_var_inf, where y was +-Infinity).
 fn std_zero(t0: Term, t1: Term, t2: Term) -> bool {
   let v0 = (bitcast<u32>(t0.variance) << 1u) == 0u || P.wvar.x == 0.0;
   let v1 = (bitcast<u32>(t1.variance) << 1u) == 0u || P.wvar.y == 0.0;
@@ -841,6 +836,24 @@ fn two_sum(a: f32, b: f32) -> vec2<f32> {
   let s = (a + b) * opaque_one();
   let bb = s - a;
   return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
+// sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
+// gathered in its low word in float32 (they are small beside it: one rounding of the running sum
+// each), two additions more per term than pair_add's.
+// A non-finite sum (a NaN or infinite term) is its high word alone: two_sum's error of an
+// infinity is NaN (Inf - Inf), which would turn an infinite sum into NaN.
+fn sum_add(sum: ptr<function, vec2<f32>>, v: f32) {
+  let t = two_sum((*sum).x, v);
+  let finite = (bitcast<u32>(t.x) & 0x7f800000u) != 0x7f800000u;
+  *sum = vec2<f32>(t.x, (*sum).y + select(0.0, t.y, finite));
+}
+
+// Two running sums of sum_add merged (as sum_add keeps them).
+fn sum_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  var s = p;
+  sum_add(&s, q.x);
+  return vec2<f32>(s.x, s.y + q.y);
 }
 
 // (hi, lo) + v, as a float32 pair.
@@ -1256,15 +1269,16 @@ struct VarDiffs {
 }
 
 fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
-  // A term of variance weight 0 in float64 neither sets u nor counts (its variance as 0, by an
-  // exponent: zero_weight_exp): an LN variance of 1e60 beside IN and BN ones of ~1 under LN
-  // weight 0 set u and flushed theirs, and the var_weight gradient came out 0 for 3e26. (A
-  // weight below 2^-252 but above 0 still does: the reference multiplies that term's dot by
-  // it. And the means are left as they are in the mean dots, whose unit already holds mu: a
-  // mean of weight 0 taken as 0 there made an evaluation's mean_weight gradient 0.)
-  let z0 = 4 * zero_weight_exp(P_NULL_WVAR);
-  let z1 = 4 * zero_weight_exp(P_NULL_WVAR + 1u);
-  let z2 = 4 * zero_weight_exp(P_NULL_WVAR + 2u);
+  // A term of variance weight 0 (the shaders' 0: below 2^-252 too, README: Numerics) neither
+  // sets u nor counts (its variance as 0, by an exponent: zero_weight_exp): an LN variance of
+  // 1e60 beside IN and BN ones of ~1 under LN weight 0 set u and flushed theirs, and the
+  // var_weight gradient came out 0 for 3e26 (a weight of 3.6e-83 likewise: dx 0 for -5.5e5, nd
+  // fuzzer FUZZ_ZERO_WEIGHTS=1 seed 115). (The means are left as they are in the mean dots,
+  // whose unit already holds mu: a mean of weight 0 taken as 0 there made an evaluation's
+  // mean_weight gradient 0.)
+  let z0 = 4 * zero_weight_exp(P_ZERO_WVAR);
+  let z1 = 4 * zero_weight_exp(P_ZERO_WVAR + 1u);
+  let z2 = 4 * zero_weight_exp(P_ZERO_WVAR + 2u);
   let top = max(max(max(term_std_exp(t0) + z0, -1000), max(term_std_exp(t1) + z1, -1000)), max(term_std_exp(t2) + z2, -1000));
   let u = select(top, e, top == -1000);
   let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u) + z0);
@@ -1630,7 +1644,7 @@ fn zero_std_mix(t0: Term, t1: Term, t2: Term) -> bool {
 }
 
 // Whether the reference's s or mu of the mix is NaN: a flagged term of any weight (0 times NaN
-// or an infinity is NaN), or an infinite variance of weight 0 (in float64: null_var_inf).
+// or an infinity is NaN), or an infinite variance of weight 0 (null_var_inf).
 fn mix_flagged(t0: Term, t1: Term, t2: Term) -> bool {
   return (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | null_var_inf(t0, t1, t2);
 }
@@ -1665,7 +1679,7 @@ export const SN_STATS: string =
 //   K      = x[first element of s]                          (0 if that is not finite; cut to
 //            12 significant bits when rows have several segments, see main)
 //   count  = number of finite x[i] in s
-//   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
+//   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)   (written re-centred: below)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
 //   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
 //            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits);
@@ -1678,12 +1692,16 @@ export const SN_STATS: string =
 // before the first and after the last whole vec4 of a segment are read one at a time.
 // Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
 // rows (M = 49) do not leave most of a workgroup idle.
-// The float32 mean K + mean is off by ~6e-8 of the segment's std (a rounding of mean ~ x - K);
-// where that is not small beside the mean's distance to a value it is compared with (refine_mean)
-// the segment is marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
+// The mean comes from a second accumulator, the sum of x - K as a float32 pair (pair.wgsl:
+// sum_add, once per vec4; sum_merge between threads), and is written re-centred (shift = f32(K +
+// sum / count), mean = the rest): ~1e-9 of the std off for ~1000 floats, where Welford's mean
+// drifts ~1e-6 (see main). Where even that is not small beside the mean's distance to a value it
+// is compared with (refine_mean) the segment is marked F_REMEASURE too, and sn_wide_stats sums
+// its x - mean again exactly.
 // Rows of several segments are tested as a whole, by sn_row_merge.
 
 ${_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -1699,12 +1717,13 @@ var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
 var<workgroup> w_m2: array<f32, 256>;
 var<workgroup> w_flags: array<u32, 256>;
+var<workgroup> w_sum: array<vec2<f32>, 256>;
 
 fn load1(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
 }
 
-fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: f32, shift: f32) {
+fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, sum: ptr<function, vec2<f32>>, v: f32, shift: f32) {
   let cls = class_bits(v);
   if (cls != 0u) {
     *flags = *flags | cls;
@@ -1712,24 +1731,27 @@ fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   }
   *mx = max(*mx, bitcast<u32>(v) & 0x7fffffffu);
   let d = v - shift;
+  sum_add(sum, d);
   let n = (*acc).n + 1.0;
   let delta = d - (*acc).mean;
   let mean = (*acc).mean + delta / n;
   *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
 }
 
-fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: vec4<f32>, shift: f32) {
+fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, sum: ptr<function, vec2<f32>>, v: vec4<f32>, shift: f32) {
   let abs_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
   if (any(abs_bits >= vec4<u32>(0x7f800000u))) {
-    add1(acc, flags, mx, v.x, shift);
-    add1(acc, flags, mx, v.y, shift);
-    add1(acc, flags, mx, v.z, shift);
-    add1(acc, flags, mx, v.w, shift);
+    add1(acc, flags, mx, sum, v.x, shift);
+    add1(acc, flags, mx, sum, v.y, shift);
+    add1(acc, flags, mx, sum, v.z, shift);
+    add1(acc, flags, mx, sum, v.w, shift);
     return;
   }
   *mx = max(*mx, max(max(abs_bits.x, abs_bits.y), max(abs_bits.z, abs_bits.w)));
   let d = v - vec4<f32>(shift);
-  let m4 = (d.x + d.y + d.z + d.w) * 0.25;
+  let s4 = d.x + d.y + d.z + d.w;
+  sum_add(sum, s4);
+  let m4 = s4 * 0.25;
   let dev = d - vec4<f32>(m4);
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
@@ -1746,6 +1768,7 @@ fn main(
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
   var mx = 0u; // max |x| of the finite values, as bits
+  var sum = vec2<f32>(0.0); // sum of x - shift, a float32 pair (see the top)
   var shift = 0.0;
   let live = seg < P.seg_end;
   if (live) {
@@ -1763,19 +1786,20 @@ fn main(
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
-      add1(&acc, &flags, &mx, load1(i), shift);
+      add1(&acc, &flags, &mx, &sum, load1(i), shift);
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-      add4(&acc, &flags, &mx, x[q], shift);
+      add4(&acc, &flags, &mx, &sum, x[q], shift);
     }
     for (var i = body_e + t; i < e; i += g) {
-      add1(&acc, &flags, &mx, load1(i), shift);
+      add1(&acc, &flags, &mx, &sum, load1(i), shift);
     }
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
   w_flags[lid] = flags | (abs_field(mx) << 8u);
+  w_sum[lid] = sum;
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -1785,6 +1809,7 @@ fn main(
       w_mean[lid] = merged.mean;
       w_m2[lid] = merged.m2;
       w_flags[lid] = merge_flags(w_flags[lid], w_flags[o]);
+      w_sum[lid] = sum_merge(w_sum[lid], w_sum[o]);
     }
     workgroupBarrier();
   }
@@ -1799,7 +1824,22 @@ fn main(
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
     let refine = P.chunks == 1u && !wide && !poor && refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]);
     f = f | select(0u, F_REMEASURE, poor || refine);
-    parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
+    // The mean from the pair sum S of x - K, written re-centred: shift = f32(K + S / n), mean =
+    // the rest (as sn_row_merge and sn_wide_stats write theirs). Welford's mean rounds at every
+    // update, ~1e-6 of the std off over rows of 784 (its running mean is ~K - mu, of the std's
+    // size): with dy of one sign the backward's sums of gm (mu_k - mu) and dy (x - mu) carry
+    // that times M: y.sum()'s mean_weight gradient at [8,256,28,28] 7% off (91x its tolerance),
+    // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4 in s4) is ~1e-9 there.
+    // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
+    var out = Partial(shift, mean, m2, u32(n), f, 0.0);
+    if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
+      let total = w_sum[lid];
+      let q = (total.x + total.y) / n;
+      let rem = pair_sub_times(total, u32(n), q);
+      let c = two_sum(shift, q);
+      out = Partial(c.x, c.y + (rem.x + rem.y) / n, m2, u32(n), f, 0.0);
+    }
+    parts[seg - P.rec_base * P.chunks] = out;
     if (P.chunks == 1u && (wide || poor || refine)) {
       let listed = atomicAdd(&wide_rows[0], 1u);
       atomicStore(&wide_rows[LIST_FIRST + listed], seg);
@@ -3242,6 +3282,7 @@ export const SN_BWD_REDUCE: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -3253,6 +3294,7 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec3<f32>, 256>;
+var<workgroup> w_s2_lo: array<f32, 256>;
 
 fn load_x(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
@@ -3271,7 +3313,11 @@ fn main(
   let g = P.seg_threads;
   let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
   let t = lid % g;
-  var acc = vec2<f32>(0.0);
+  var s1 = 0.0;
+  // S2 as a running float32 pair (pair.wgsl: sum_add): its terms dy (x - c) share the sign of
+  // dy (x - mu) offset by mu - c, so float32 partial sums grow with the segment; with dy of one
+  // sign, rows of 262144 floats of mean 1000 (std 1) gave dgamma 1.2x its tolerance off.
+  var s2 = vec2<f32>(0.0);
   var mx = 0.0;
   var scaled = false;
   let live = seg < P.seg_end;
@@ -3302,33 +3348,40 @@ fn main(
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
       let d = load_dy(i);
-      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      s1 += d;
+      sum_add(&s2, select(0.0, d * ((load_x(i) - hi) - lo), keep));
       mx = max(mx, abs(d));
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
-      acc += vec2<f32>(d.x + d.y + d.z + d.w, select(0.0, dot(d, xc), keep));
+      s1 += d.x + d.y + d.z + d.w;
+      sum_add(&s2, select(0.0, dot(d, xc), keep));
       let ad = abs(d);
       mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
-      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      s1 += d;
+      sum_add(&s2, select(0.0, d * ((load_x(i) - hi) - lo), keep));
       mx = max(mx, abs(d));
     }
   }
-  w_s[lid] = vec3<f32>(acc, mx);
+  w_s[lid] = vec3<f32>(s1, s2.x, mx);
+  w_s2_lo[lid] = s2.y;
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
       let o = w_s[lid + stride];
-      w_s[lid] = vec3<f32>(w_s[lid].xy + o.xy, max(w_s[lid].z, o.z));
+      let s2_sum = sum_merge(vec2<f32>(w_s[lid].y, w_s2_lo[lid]), vec2<f32>(o.y, w_s2_lo[lid + stride]));
+      w_s[lid] = vec3<f32>(w_s[lid].x + o.x, s2_sum.x, max(w_s[lid].z, o.z));
+      w_s2_lo[lid] = s2_sum.y;
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    let sums = vec3<f32>(w_s[lid].x, w_s[lid].y + w_s2_lo[lid], w_s[lid].z);
+    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(sums), 0u);
     let mxs = w_s[lid].z;
     // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy.)
     if (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) {

@@ -192,15 +192,16 @@ struct VarDiffs {
 }
 
 fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
-  // A term of variance weight 0 in float64 neither sets u nor counts (its variance as 0, by an
-  // exponent: zero_weight_exp): an LN variance of 1e60 beside IN and BN ones of ~1 under LN
-  // weight 0 set u and flushed theirs, and the var_weight gradient came out 0 for 3e26. (A
-  // weight below 2^-252 but above 0 still does: the reference multiplies that term's dot by
-  // it. And the means are left as they are in the mean dots, whose unit already holds mu: a
-  // mean of weight 0 taken as 0 there made an evaluation's mean_weight gradient 0.)
-  let z0 = 4 * zero_weight_exp(P_NULL_WVAR);
-  let z1 = 4 * zero_weight_exp(P_NULL_WVAR + 1u);
-  let z2 = 4 * zero_weight_exp(P_NULL_WVAR + 2u);
+  // A term of variance weight 0 (the shaders' 0: below 2^-252 too, README: Numerics) neither
+  // sets u nor counts (its variance as 0, by an exponent: zero_weight_exp): an LN variance of
+  // 1e60 beside IN and BN ones of ~1 under LN weight 0 set u and flushed theirs, and the
+  // var_weight gradient came out 0 for 3e26 (a weight of 3.6e-83 likewise: dx 0 for -5.5e5, nd
+  // fuzzer FUZZ_ZERO_WEIGHTS=1 seed 115). (The means are left as they are in the mean dots,
+  // whose unit already holds mu: a mean of weight 0 taken as 0 there made an evaluation's
+  // mean_weight gradient 0.)
+  let z0 = 4 * zero_weight_exp(P_ZERO_WVAR);
+  let z1 = 4 * zero_weight_exp(P_ZERO_WVAR + 1u);
+  let z2 = 4 * zero_weight_exp(P_ZERO_WVAR + 2u);
   let top = max(max(max(term_std_exp(t0) + z0, -1000), max(term_std_exp(t1) + z1, -1000)), max(term_std_exp(t2) + z2, -1000));
   let u = select(top, e, top == -1000);
   let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u) + z0);

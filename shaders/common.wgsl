@@ -72,13 +72,10 @@ const P_GROUP_REFINE: u32 = 8192u;
 const P_REFINE_ROWS: u32 = 16384u;
 const P_REFINE_GROUPS: u32 = 65536u;
 // Bits P_ZERO_WMEAN + k (P_ZERO_WVAR + k): the mean (variance) weight of term k, in mixing
-// order, is 0 (the shaders' 0: below 2^-252; a missing term's). See zero_weight_exp.
+// order, is 0 (the shaders' 0: below 2^-252, which the WebGPU backend takes as 0 throughout,
+// README: Numerics; a missing term's). See zero_weight_exp.
 const P_ZERO_WMEAN: u32 = 20u;
 const P_ZERO_WVAR: u32 = 24u;
-// Bits P_NULL_WVAR + k: the variance weight of term k is 0 in float64 too (not only below
-// 2^-252): an infinite variance of that weight makes the reference's mix NaN (0 * Inf), where
-// one of a weight below 2^-252 but above 0 makes its std infinite (null_var_inf).
-const P_NULL_WVAR: u32 = 28u;
 
 // One uniform block for every pass; each dispatch gets its own 256-byte slot, so shapes and
 // window offsets never force a pipeline to be rebuilt. Written by backends/_webgpu_plan.ts.
@@ -693,11 +690,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(-e) * pow2(-e);
-  // An infinite variance (a running_var of +Infinity) of variance weight 0 makes the reference's
-  // mix NaN (0 * Inf: PyTorch's too); of any other weight, even one the shaders take as 0, its
-  // std +Infinity (scale 0: y = beta).
-  // (A weight below 2^-252 leaves var + eps without that term, 0 in a constant row with eps 0:
-  // its std is +Infinity all the same, not NaN.)
+  // An infinite variance (a running_var of +Infinity) of variance weight 0 (below 2^-252 too)
+  // makes the reference's mix NaN (0 * Inf: PyTorch's too); of any other weight its std
+  // +Infinity (scale 0: y = beta).
   // (& and |, not && and ||: see null_var_inf.)
   let null_inf = null_var_inf(t0, t1, t2);
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
@@ -716,15 +711,16 @@ fn zero_weight_exp(bit: u32) -> i32 {
   return -512 * i32((P.flags >> bit) & 1u);
 }
 
-// Whether a term of variance weight 0 in float64 (Params.flags, P_NULL_WVAR + k) has an infinite
-// variance: the reference's mix is then NaN (0 * Inf), neither of std 0 nor of std +Infinity.
+// Whether a term of variance weight 0 (Params.flags, P_ZERO_WVAR + k: below 2^-252 too) has an
+// infinite variance: the reference's mix is then NaN (0 * Inf), neither of std 0 nor of std
+// +Infinity.
 // Bit arithmetic, not && and || (which branch): branches in this function, inlined into every
 // pass that mixes, made SwiftShader's shader compilation ~2x slower (headless Chromium's WebGPU
 // test 96 s for 52 s).
 fn null_var_inf(t0: Term, t1: Term, t2: Term) -> bool {
   let inf = ((t0.flags / F_VAR_INF) & 1u) | (((t1.flags / F_VAR_INF) & 1u) << 1u) |
     (((t2.flags / F_VAR_INF) & 1u) << 2u);
-  return (inf & (P.flags >> P_NULL_WVAR)) != 0u;
+  return (inf & (P.flags >> P_ZERO_WVAR)) != 0u;
 }
 
 // floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
@@ -736,8 +732,7 @@ fn weighted_exp(k: u32, v: f32) -> i32 {
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
 // its bits, so a stored subnormal variance counts as nonzero), and no term has an infinite one
-// (of weight 0 in float64 that mix is NaN, null_var_inf, where y was +-Infinity; of a weight
-// below 2^-252 its std is +Infinity).
+// (of weight 0 that mix is NaN, null_var_inf, where y was +-Infinity).
 fn std_zero(t0: Term, t1: Term, t2: Term) -> bool {
   let v0 = (bitcast<u32>(t0.variance) << 1u) == 0u || P.wvar.x == 0.0;
   let v1 = (bitcast<u32>(t1.variance) << 1u) == 0u || P.wvar.y == 0.0;

@@ -23,6 +23,24 @@ fn two_sum(a: f32, b: f32) -> vec2<f32> {
   return vec2<f32>(s, (a - (s - bb)) + (b - bb));
 }
 
+// sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
+// gathered in its low word in float32 (they are small beside it: one rounding of the running sum
+// each), two additions more per term than pair_add's.
+// A non-finite sum (a NaN or infinite term) is its high word alone: two_sum's error of an
+// infinity is NaN (Inf - Inf), which would turn an infinite sum into NaN.
+fn sum_add(sum: ptr<function, vec2<f32>>, v: f32) {
+  let t = two_sum((*sum).x, v);
+  let finite = (bitcast<u32>(t.x) & 0x7f800000u) != 0x7f800000u;
+  *sum = vec2<f32>(t.x, (*sum).y + select(0.0, t.y, finite));
+}
+
+// Two running sums of sum_add merged (as sum_add keeps them).
+fn sum_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  var s = p;
+  sum_add(&s, q.x);
+  return vec2<f32>(s.x, s.y + q.y);
+}
+
 // (hi, lo) + v, as a float32 pair.
 fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
   let s = two_sum(p.x, v);

@@ -22,6 +22,7 @@
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -33,6 +34,7 @@
 @group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec3<f32>, 256>;
+var<workgroup> w_s2_lo: array<f32, 256>;
 
 fn load_x(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
@@ -51,7 +53,11 @@ fn main(
   let g = P.seg_threads;
   let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
   let t = lid % g;
-  var acc = vec2<f32>(0.0);
+  var s1 = 0.0;
+  // S2 as a running float32 pair (pair.wgsl: sum_add): its terms dy (x - c) share the sign of
+  // dy (x - mu) offset by mu - c, so float32 partial sums grow with the segment; with dy of one
+  // sign, rows of 262144 floats of mean 1000 (std 1) gave dgamma 1.2x its tolerance off.
+  var s2 = vec2<f32>(0.0);
   var mx = 0.0;
   var scaled = false;
   let live = seg < P.seg_end;
@@ -82,33 +88,40 @@ fn main(
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
       let d = load_dy(i);
-      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      s1 += d;
+      sum_add(&s2, select(0.0, d * ((load_x(i) - hi) - lo), keep));
       mx = max(mx, abs(d));
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
-      acc += vec2<f32>(d.x + d.y + d.z + d.w, select(0.0, dot(d, xc), keep));
+      s1 += d.x + d.y + d.z + d.w;
+      sum_add(&s2, select(0.0, dot(d, xc), keep));
       let ad = abs(d);
       mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
-      acc += vec2<f32>(d, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      s1 += d;
+      sum_add(&s2, select(0.0, d * ((load_x(i) - hi) - lo), keep));
       mx = max(mx, abs(d));
     }
   }
-  w_s[lid] = vec3<f32>(acc, mx);
+  w_s[lid] = vec3<f32>(s1, s2.x, mx);
+  w_s2_lo[lid] = s2.y;
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
       let o = w_s[lid + stride];
-      w_s[lid] = vec3<f32>(w_s[lid].xy + o.xy, max(w_s[lid].z, o.z));
+      let s2_sum = sum_merge(vec2<f32>(w_s[lid].y, w_s2_lo[lid]), vec2<f32>(o.y, w_s2_lo[lid + stride]));
+      w_s[lid] = vec3<f32>(w_s[lid].x + o.x, s2_sum.x, max(w_s[lid].z, o.z));
+      w_s2_lo[lid] = s2_sum.y;
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(w_s[lid]), 0u);
+    let sums = vec3<f32>(w_s[lid].x, w_s[lid].y + w_s2_lo[lid], w_s[lid].z);
+    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(sums), 0u);
     let mxs = w_s[lid].z;
     // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy.)
     if (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) {

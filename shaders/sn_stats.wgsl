@@ -4,7 +4,7 @@
 //   K      = x[first element of s]                          (0 if that is not finite; cut to
 //            12 significant bits when rows have several segments, see main)
 //   count  = number of finite x[i] in s
-//   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)
+//   mean   = (1/count) * sum_{i in s, x[i] finite} (x[i] - K)   (written re-centred: below)
 //   M2     = sum_{i in s, x[i] finite} (x[i] - K - mean)^2
 //   flags  = F_NAN / F_POS_INF / F_NEG_INF for the non-finite x[i] in s, and the magnitude
 //            field of max |x[i]| over the finite x[i] (F_FIELD, common.wgsl; integer max of bits);
@@ -17,12 +17,16 @@
 // before the first and after the last whole vec4 of a segment are read one at a time.
 // Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
 // rows (M = 49) do not leave most of a workgroup idle.
-// The float32 mean K + mean is off by ~6e-8 of the segment's std (a rounding of mean ~ x - K);
-// where that is not small beside the mean's distance to a value it is compared with (refine_mean)
-// the segment is marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
+// The mean comes from a second accumulator, the sum of x - K as a float32 pair (pair.wgsl:
+// sum_add, once per vec4; sum_merge between threads), and is written re-centred (shift = f32(K +
+// sum / count), mean = the rest): ~1e-9 of the std off for ~1000 floats, where Welford's mean
+// drifts ~1e-6 (see main). Where even that is not small beside the mean's distance to a value it
+// is compared with (refine_mean) the segment is marked F_REMEASURE too, and sn_wide_stats sums
+// its x - mean again exactly.
 // Rows of several segments are tested as a whole, by sn_row_merge.
 
 //!include common.wgsl
+//!include pair.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -38,12 +42,13 @@ var<workgroup> w_n: array<f32, 256>;
 var<workgroup> w_mean: array<f32, 256>;
 var<workgroup> w_m2: array<f32, 256>;
 var<workgroup> w_flags: array<u32, 256>;
+var<workgroup> w_sum: array<vec2<f32>, 256>;
 
 fn load1(i: u32) -> f32 {
   return x[i >> 2u][i & 3u];
 }
 
-fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: f32, shift: f32) {
+fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, sum: ptr<function, vec2<f32>>, v: f32, shift: f32) {
   let cls = class_bits(v);
   if (cls != 0u) {
     *flags = *flags | cls;
@@ -51,24 +56,27 @@ fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   }
   *mx = max(*mx, bitcast<u32>(v) & 0x7fffffffu);
   let d = v - shift;
+  sum_add(sum, d);
   let n = (*acc).n + 1.0;
   let delta = d - (*acc).mean;
   let mean = (*acc).mean + delta / n;
   *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
 }
 
-fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, v: vec4<f32>, shift: f32) {
+fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u32>, sum: ptr<function, vec2<f32>>, v: vec4<f32>, shift: f32) {
   let abs_bits = bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu);
   if (any(abs_bits >= vec4<u32>(0x7f800000u))) {
-    add1(acc, flags, mx, v.x, shift);
-    add1(acc, flags, mx, v.y, shift);
-    add1(acc, flags, mx, v.z, shift);
-    add1(acc, flags, mx, v.w, shift);
+    add1(acc, flags, mx, sum, v.x, shift);
+    add1(acc, flags, mx, sum, v.y, shift);
+    add1(acc, flags, mx, sum, v.z, shift);
+    add1(acc, flags, mx, sum, v.w, shift);
     return;
   }
   *mx = max(*mx, max(max(abs_bits.x, abs_bits.y), max(abs_bits.z, abs_bits.w)));
   let d = v - vec4<f32>(shift);
-  let m4 = (d.x + d.y + d.z + d.w) * 0.25;
+  let s4 = d.x + d.y + d.z + d.w;
+  sum_add(sum, s4);
+  let m4 = s4 * 0.25;
   let dev = d - vec4<f32>(m4);
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
@@ -85,6 +93,7 @@ fn main(
   var acc = Acc(0.0, 0.0, 0.0);
   var flags = 0u;
   var mx = 0u; // max |x| of the finite values, as bits
+  var sum = vec2<f32>(0.0); // sum of x - shift, a float32 pair (see the top)
   var shift = 0.0;
   let live = seg < P.seg_end;
   if (live) {
@@ -102,19 +111,20 @@ fn main(
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
-      add1(&acc, &flags, &mx, load1(i), shift);
+      add1(&acc, &flags, &mx, &sum, load1(i), shift);
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
-      add4(&acc, &flags, &mx, x[q], shift);
+      add4(&acc, &flags, &mx, &sum, x[q], shift);
     }
     for (var i = body_e + t; i < e; i += g) {
-      add1(&acc, &flags, &mx, load1(i), shift);
+      add1(&acc, &flags, &mx, &sum, load1(i), shift);
     }
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
   w_flags[lid] = flags | (abs_field(mx) << 8u);
+  w_sum[lid] = sum;
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
@@ -124,6 +134,7 @@ fn main(
       w_mean[lid] = merged.mean;
       w_m2[lid] = merged.m2;
       w_flags[lid] = merge_flags(w_flags[lid], w_flags[o]);
+      w_sum[lid] = sum_merge(w_sum[lid], w_sum[o]);
     }
     workgroupBarrier();
   }
@@ -138,7 +149,22 @@ fn main(
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
     let refine = P.chunks == 1u && !wide && !poor && refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]);
     f = f | select(0u, F_REMEASURE, poor || refine);
-    parts[seg - P.rec_base * P.chunks] = Partial(shift, mean, m2, u32(n), f, 0.0);
+    // The mean from the pair sum S of x - K, written re-centred: shift = f32(K + S / n), mean =
+    // the rest (as sn_row_merge and sn_wide_stats write theirs). Welford's mean rounds at every
+    // update, ~1e-6 of the std off over rows of 784 (its running mean is ~K - mu, of the std's
+    // size): with dy of one sign the backward's sums of gm (mu_k - mu) and dy (x - mu) carry
+    // that times M: y.sum()'s mean_weight gradient at [8,256,28,28] 7% off (91x its tolerance),
+    // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4 in s4) is ~1e-9 there.
+    // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
+    var out = Partial(shift, mean, m2, u32(n), f, 0.0);
+    if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
+      let total = w_sum[lid];
+      let q = (total.x + total.y) / n;
+      let rem = pair_sub_times(total, u32(n), q);
+      let c = two_sum(shift, q);
+      out = Partial(c.x, c.y + (rem.x + rem.y) / n, m2, u32(n), f, 0.0);
+    }
+    parts[seg - P.rec_base * P.chunks] = out;
     if (P.chunks == 1u && (wide || poor || refine)) {
       let listed = atomicAdd(&wide_rows[0], 1u);
       atomicStore(&wide_rows[LIST_FIRST + listed], seg);

@@ -13,7 +13,7 @@ fn zero_std_mix(t0: Term, t1: Term, t2: Term) -> bool {
 }
 
 // Whether the reference's s or mu of the mix is NaN: a flagged term of any weight (0 times NaN
-// or an infinity is NaN), or an infinite variance of weight 0 (in float64: null_var_inf).
+// or an infinity is NaN), or an infinite variance of weight 0 (null_var_inf).
 fn mix_flagged(t0: Term, t1: Term, t2: Term) -> bool {
   return (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | null_var_inf(t0, t1, t2);
 }

@@ -383,7 +383,7 @@ function factorsOutOfRange(training: boolean): LayerCall {
     running_mean: new Float32Array([0, 0.5, 0, 0.1]),
     running_var: new Float32Array([1e-13, 0.3, 1e-75, 1.2]),
   };
-  return { layer: "2d", shape, options: { eps: 0 }, state, training, x, dy };
+  return { layer: "2d", shape, options: { eps: 0 }, state, training, x, dy, scales: true };
 }
 
 for (const training of [true, false]) {
@@ -393,7 +393,11 @@ for (const training of [true, false]) {
     })`,
     async (backend) => {
       const { want, got } = await runBoth(factorsOutOfRange(training), backend);
-      assertOutputsClose(got, want, { y: Y, dx: GRAD, grads: GRAD });
+      // WASM forms such rows in float64 and rounds y once (Y); WebGPU in float32, where y =
+      // gamma xhat + beta of 3e38 and -3e38 cancelling to ~5e35 carries float32's rounding of
+      // the terms (3.4e-5 of y per ulp of xhat: Y_SCALED of gamma xhat and beta).
+      const y = backend === "wasm" ? Y : { tol: Y_SCALED, scale: want.scales!.y };
+      assertOutputsClose(got, want, { y, dx: GRAD, grads: GRAD });
     },
   );
 }
@@ -1476,7 +1480,7 @@ function infiniteRunningVar(
 }
 
 rangeTests(
-  "an infinite running_var of variance weight 0 makes the evaluation NaN, of a weight below 2^-252 its std infinite",
+  "an infinite running_var of variance weight 0 makes the evaluation NaN, of a weight below 2^-252 its std infinite (0 on WebGPU)",
   async (backend) => {
     // And a mix of std 0 beside that buffer (eps 0, constant rows under IN's variance alone):
     // there WebGPU gave y +-Infinity, the std-0 rows' y, for the reference's NaN (nd fuzzer with
@@ -1487,8 +1491,10 @@ rangeTests(
         const { want, got } = await runBoth(call, backend);
         assert.equal(want.runningVar?.[0], Infinity, "the step leaves running_var +Infinity");
         const ev = want.evaluation!;
-        if (logit === -1e30) assert.ok(Number.isNaN(ev.y[0]), "the reference's y is NaN there");
-        else assert.equal(ev.y[0], 0.25, "the reference's y is beta there");
+        // (WebGPU takes a weight below 2^-252 as 0, README: Numerics; runBoth's reference too.)
+        if (logit === -1e30 || backend === "webgpu") {
+          assert.ok(Number.isNaN(ev.y[0]), "the reference's y is NaN there");
+        } else assert.equal(ev.y[0], 0.25, "the reference's y is beta there");
         for (
           const [mode, g, w] of [["training", got, want], [
             "evaluation",
@@ -1498,7 +1504,7 @@ rangeTests(
         ) {
           // Under a weight below 2^-252 the std-0 rows' own dx (NaN, README: a mixed std of 0)
           // reaches the other rows through LN's mean: y alone there.
-          const yOnly = stdZero && logit === -200 && mode === "evaluation";
+          const yOnly = stdZero && logit === -200 && mode === "evaluation" && backend === "wasm";
           assertOutputsClose(g, w, {
             what: `${layer}${stdZero ? " std 0" : ""}, BN variance logit ${logit}, ${mode}`,
             y: { tol: Y_SCALED, scale: w.scales!.y.map((v) => Math.max(1, v)) },
