@@ -254,7 +254,8 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * @returns The keys of the layer that were missing and the keys under the prefix that are not
    *   the layer's (both empty with strict: true), with the prefix, as PyTorch reports them.
    * @throws {RangeError} on a missing or unexpected key (strict only), a misshapen, non-finite or
-   *   out-of-float32-range value; {@link TypeError} on a value of the wrong kind or bad options.
+   *   out-of-float32-range value, or (Sparse SN) logits of a fixed mixing that are not weights in
+   *   [0, 1] summing to 1; {@link TypeError} on a value of the wrong kind or bad options.
    *   Nothing is changed when it throws.
    */
   loadStateDict(

@@ -231,6 +231,29 @@ export class ParamStore {
    */
   prepareLoad(where: string, read: Readonly<Partial<Record<string, Float32Array>>>): () => void {
     const applySparse = this.sparse?.prepareLoad(where, read);
+    // Sparse SN: a fixed mixing's logits are its weights (SSN2d, which fixes only one-hot ones),
+    // so they must be weights: each in [0, 1], summing to 1 exactly. Other values are no SSN2d
+    // state, and made WebGPU's y differ from the reference's (its mix anchors on the first
+    // term's mean, taking the weights to sum to 1: y -0.97 for 0.03, attack helper-62).
+    if (this.sparse) {
+      const mixings = [
+        ["mean", "mean_weight", "mean_fixed"],
+        ["var", "var_weight", "var_fixed"],
+      ] as const;
+      for (const [which, key, flag] of mixings) {
+        const fixed = read[flag] ? read[flag][0] === 1 : this.sparse.fixed[which];
+        const logits = read[key] ?? (which === "mean" ? this.meanLogits : this.varLogits);
+        const sum = logits.reduce((a, b) => a + b, 0);
+        if (fixed && !(logits.every((v) => v >= 0 && v <= 1) && sum === 1)) {
+          throw new RangeError(
+            `${where}: "${key}" of a fixed mixing ("${flag}" 1) are its weights and must lie in ` +
+              `[0, 1] and sum to 1 (SSN2d fixes one-hot weights), got [${
+                Array.from(logits).join(", ")
+              }]`,
+          );
+        }
+      }
+    }
     return () => {
       applySparse?.();
       if (read.weight) this.weight.set(read.weight);

@@ -2095,6 +2095,7 @@ export const SN1D_STATS: string =
 // bn_base + (rt - rec_base / 32) * C + c. One block: ln_stride = N, rec_base = 0, as above.
 
 ${_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -2131,7 +2132,8 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   var shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
-  var sum = 0.0;
+  // sum of x - K as a float32 pair (pair.wgsl: sum_add), re-centred below.
+  var sum = vec2<f32>(0.0);
   var total = 0.0;
   var size = 0.0;
   var mx = 0u;
@@ -2140,7 +2142,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     let cls = class_bits(v);
     flags = flags | cls;
     if (cls == 0u) {
-      sum += v - shift;
+      sum_add(&sum, v - shift);
       total += v;
       size += abs(v);
       count += 1u;
@@ -2153,14 +2155,14 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   if (dominated) {
     shift = total / f32(count);
   }
-  sum = select(sum, 0.0, dominated);
+  sum = select(sum, vec2<f32>(0.0), dominated);
   for (var i = 0u; i < select(0u, len, dominated); i++) {
     let v = tile[start + i * step];
     if (class_bits(v) == 0u) {
-      sum += v - shift;
+      sum_add(&sum, v - shift);
     }
   }
-  let mean = select(0.0, sum / f32(count), count > 0u);
+  let mean = select(0.0, (sum.x + sum.y) / f32(count), count > 0u);
   var m2 = 0.0;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
@@ -2169,7 +2171,17 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  return Partial(shift, mean, m2, count, flags | (abs_field(mx) << 8u), 0.0);
+  // Written re-centred, as sn_stats writes its segments: shift = f32(K + mean), mean = the
+  // rest (the remainder of the pair sum exactly, pair_sub_times). A float32 mean beside K (~1
+  // std away) is ~3e-8 of the std off, which y.sum()'s backward multiplies by the line count:
+  // SwitchNorm1d [4096, 256] had mean_weight's gradient 2.9x its tolerance off.
+  var lo = 0.0;
+  if (count > 0u && (flags & F_CLASS) == 0u) {
+    let rem = pair_sub_times(sum, count, mean);
+    lo = (rem.x + rem.y) / f32(count);
+  }
+  let c = two_sum(shift, mean);
+  return Partial(c.x, c.y + lo, m2, count, flags | (abs_field(mx) << 8u), 0.0);
 }
 
 @compute @workgroup_size(64)

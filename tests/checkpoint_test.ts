@@ -177,13 +177,16 @@ Deno.test("loadStateDict strict: false loads a subset, leaves the rest, reports 
 Deno.test("loadStateDict converts safetensors tensors to float32 and refuses what does not fit", () => {
   const sn = new SwitchNorm1d(2, { sparse: true });
   const i64 = (v: bigint) => ({ dtype: "I64", shape: [1], data: BigInt64Array.of(v) });
+  // (A fixed mixing's logits are its weights: one-hot here.)
   sn.loadStateDict(
-    { mean_fixed: i64(1n), weight: { shape: [1, 2], data: Float64Array.of(2, 3) } },
     {
-      strict: false,
+      mean_fixed: i64(1n),
+      mean_weight: { shape: [2], data: Float64Array.of(0, 1) },
+      weight: { shape: [1, 2], data: Float64Array.of(2, 3) },
     },
+    { strict: false },
   );
-  assert.deepEqual(sn.frozenTo, { mean: sn.mean_weight.indexOf(Math.max(...sn.mean_weight)) });
+  assert.deepEqual(sn.frozenTo, { mean: 1 });
   assert.deepEqual([...sn.weight], [2, 3]);
   const before = sn.stateDict();
   assert.throws(

@@ -53,6 +53,24 @@ rangeTests(
 );
 
 rangeTests(
+  "SwitchNorm1d's y.sum() gradients on standard-normal data match the reference",
+  async (backend) => {
+    // WebGPU's tile lines of 32 values took their means as float32 sums beside K, ~3e-8 of the
+    // std off each: mean_weight's gradient 2.9x its tolerance at [4096, 256].
+    const g = normal(7), shape = [4096, 256], size = 4096 * 256;
+    const call: LayerCall = {
+      layer: "1d",
+      shape,
+      training: true,
+      x: Float32Array.from({ length: size }, g),
+      dy: new Float32Array(size).fill(1),
+    };
+    const { want, got } = await runBoth(call, backend);
+    assertOutputsClose(got, want, { y: Y, dx: GRAD, grads: GRAD });
+  },
+);
+
+rangeTests(
   "gradients under dy with a mean of 1 match the reference on ordinary trained parameters",
   async (backend) => {
     const c = 16;

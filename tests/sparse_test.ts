@@ -98,7 +98,7 @@ await testEachBackend(
 );
 
 await testEachBackend(
-  "a fixed Sparse SN mixing's weights are its logits, whatever they are (SSN2d)",
+  "a fixed Sparse SN mixing's weights are its logits, any weights summing to 1 (SSN2d)",
   async (backend) => {
     const r = random(6);
     const x = Float32Array.from({ length: 2 * 3 * 5 }, () => 2 * r());
@@ -182,6 +182,11 @@ Deno.test("a bad Sparse SN state-dict entry throws naming it and changes nothing
     [{ radius: [1.5] }, /"radius" must be in \[0, 1\], got 1.5/],
     [{ radius: [0.5, 0.5] }, /"radius" has shape \[2\], expected \[1\]/],
     [{ radius: undefined }, /missing key "radius"/],
+    // A fixed mixing's logits are its weights: in [0, 1], summing to 1 (attack helper-62:
+    // WebGPU's y was -0.97 where the reference's is 0.03 for [0.3, 0.1, -0.2]).
+    [{ mean_fixed: [1], mean_weight: [0.3, 0.1, -0.2] }, /"mean_weight" of a fixed mixing/],
+    [{ mean_fixed: [1], mean_weight: [1.001, 0, 0] }, /must lie in \[0, 1\] and sum to 1/],
+    [{ var_fixed: [1], var_weight: [0.6, 0.6, 0.6] }, /"var_weight" of a fixed mixing/],
   ];
   for (const [change, message] of bad) {
     assert.throws(
@@ -191,6 +196,14 @@ Deno.test("a bad Sparse SN state-dict entry throws naming it and changes nothing
     assert.deepEqual(sn.stateDict(), before);
     assert.equal(sn.radius, 0.25);
   }
+  // Logits loaded alone onto a mixing fixed before: checked the same way.
+  sn.loadStateDict({ ...before, mean_weight: [0, 1, 0], mean_fixed: [1] });
+  const fixedBefore = sn.stateDict();
+  assert.throws(
+    () => sn.loadStateDict({ mean_weight: [0.5, 0.25, 0.3] }, { strict: false }),
+    /"mean_weight" of a fixed mixing \("mean_fixed" 1\)/,
+  );
+  assert.deepEqual(sn.stateDict(), fixedBefore);
   assert.throws(
     () => new SwitchNorm2d(2).loadStateDict({ ...new SwitchNorm2d(2).stateDict(), radius: [0] }),
     /unexpected key "radius"/,
