@@ -911,6 +911,16 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
   let q1 = (t.x + t.y) / f32(count);
   let rem = pair_sub_times(t, count, q1);
   return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
+}
+
+// The mean K + sum / n of n values whose sum of x - K is the pair \`sum\`, re-centred as a
+// summary's (shift, mean): shift = f32(K + q) with q = f32(sum / n), mean = the rest, exact up
+// to float32 rounding of that small rest (the remainder sum - n q by pair_sub_times).
+fn recentred_mean(shift: f32, sum: vec2<f32>, n: u32) -> vec2<f32> {
+  let q = (sum.x + sum.y) / f32(n);
+  let rem = pair_sub_times(sum, n, q);
+  let c = two_sum(shift, q);
+  return vec2<f32>(c.x, c.y + (rem.x + rem.y) / f32(n));
 }`;
 
 /** row_sums.wgsl, pasted where a shader says `//!include row_sums.wgsl`. */
@@ -1833,11 +1843,8 @@ fn main(
     // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
     var out = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
-      let total = w_sum[lid];
-      let q = (total.x + total.y) / n;
-      let rem = pair_sub_times(total, u32(n), q);
-      let c = two_sum(shift, q);
-      out = Partial(c.x, c.y + (rem.x + rem.y) / n, m2, u32(n), f, 0.0);
+      let c = recentred_mean(shift, w_sum[lid], u32(n));
+      out = Partial(c.x, c.y, m2, u32(n), f, 0.0);
     }
     parts[seg - P.rec_base * P.chunks] = out;
     if (P.chunks == 1u && (wide || poor || refine)) {
@@ -2171,17 +2178,15 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  // Written re-centred, as sn_stats writes its segments: shift = f32(K + mean), mean = the
-  // rest (the remainder of the pair sum exactly, pair_sub_times). A float32 mean beside K (~1
-  // std away) is ~3e-8 of the std off, which y.sum()'s backward multiplies by the line count:
-  // SwitchNorm1d [4096, 256] had mean_weight's gradient 2.9x its tolerance off.
-  var lo = 0.0;
+  // Written re-centred, as sn_stats writes its segments: shift = f32(K + mean), mean = the rest
+  // (pair.wgsl: recentred_mean). A float32 mean beside K (~1 std away) is ~3e-8 of the std off,
+  // which y.sum()'s backward multiplies by the line count: SwitchNorm1d [4096, 256] had
+  // mean_weight's gradient 2.9x its tolerance off.
+  var c = vec2<f32>(shift, mean);
   if (count > 0u && (flags & F_CLASS) == 0u) {
-    let rem = pair_sub_times(sum, count, mean);
-    lo = (rem.x + rem.y) / f32(count);
+    c = recentred_mean(shift, sum, count);
   }
-  let c = two_sum(shift, mean);
-  return Partial(c.x, c.y + lo, m2, count, flags | (abs_field(mx) << 8u), 0.0);
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), 0.0);
 }
 
 @compute @workgroup_size(64)

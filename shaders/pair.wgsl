@@ -97,3 +97,13 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
   let rem = pair_sub_times(t, count, q1);
   return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
 }
+
+// The mean K + sum / n of n values whose sum of x - K is the pair `sum`, re-centred as a
+// summary's (shift, mean): shift = f32(K + q) with q = f32(sum / n), mean = the rest, exact up
+// to float32 rounding of that small rest (the remainder sum - n q by pair_sub_times).
+fn recentred_mean(shift: f32, sum: vec2<f32>, n: u32) -> vec2<f32> {
+  let q = (sum.x + sum.y) / f32(n);
+  let rem = pair_sub_times(sum, n, q);
+  let c = two_sum(shift, q);
+  return vec2<f32>(c.x, c.y + (rem.x + rem.y) / f32(n));
+}

@@ -92,17 +92,15 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       m2 += d * d;
     }
   }
-  // Written re-centred, as sn_stats writes its segments: shift = f32(K + mean), mean = the
-  // rest (the remainder of the pair sum exactly, pair_sub_times). A float32 mean beside K (~1
-  // std away) is ~3e-8 of the std off, which y.sum()'s backward multiplies by the line count:
-  // SwitchNorm1d [4096, 256] had mean_weight's gradient 2.9x its tolerance off.
-  var lo = 0.0;
+  // Written re-centred, as sn_stats writes its segments: shift = f32(K + mean), mean = the rest
+  // (pair.wgsl: recentred_mean). A float32 mean beside K (~1 std away) is ~3e-8 of the std off,
+  // which y.sum()'s backward multiplies by the line count: SwitchNorm1d [4096, 256] had
+  // mean_weight's gradient 2.9x its tolerance off.
+  var c = vec2<f32>(shift, mean);
   if (count > 0u && (flags & F_CLASS) == 0u) {
-    let rem = pair_sub_times(sum, count, mean);
-    lo = (rem.x + rem.y) / f32(count);
+    c = recentred_mean(shift, sum, count);
   }
-  let c = two_sum(shift, mean);
-  return Partial(c.x, c.y + lo, m2, count, flags | (abs_field(mx) << 8u), 0.0);
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), 0.0);
 }
 
 @compute @workgroup_size(64)

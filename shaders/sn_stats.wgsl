@@ -158,11 +158,8 @@ fn main(
     // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
     var out = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
-      let total = w_sum[lid];
-      let q = (total.x + total.y) / n;
-      let rem = pair_sub_times(total, u32(n), q);
-      let c = two_sum(shift, q);
-      out = Partial(c.x, c.y + (rem.x + rem.y) / n, m2, u32(n), f, 0.0);
+      let c = recentred_mean(shift, w_sum[lid], u32(n));
+      out = Partial(c.x, c.y, m2, u32(n), f, 0.0);
     }
     parts[seg - P.rec_base * P.chunks] = out;
     if (P.chunks == 1u && (wide || poor || refine)) {
