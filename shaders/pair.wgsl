@@ -64,6 +64,15 @@ fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
   return pair_add(pair_add(p, k * s.x), k * s.y);
 }
 
+// a * b exactly, as a float32 pair: both split into parts of at most 12 significant bits, whose
+// four products are exact (where they stay normal).
+fn pair_times(a: f32, b: f32) -> vec2<f32> {
+  let x = split12(a);
+  let y = split12(b);
+  let p = two_sum(x.x * y.x, x.x * y.y);
+  return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
+}
+
 // p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
 fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
   let s = split12(v);

@@ -3,9 +3,11 @@
 // arithmetic); for segment s of row r = n*C + c, with (hi, lo) = mu[r] of the saved forward
 // statistics (the IN summary rows[r] mixed with groups[n] (LN) and groups[N + c] (BN)):
 //   S1[s] = sum_{i in s} dy[i]
-//   S2[s] = sum_{i in s} dy[i] * ((x[i] - hi) - lo)        (= sum dy * (x - mu), not yet * s)
+//   S2[s] = sum_{i in s} dy[i] * (x[i] - hi) - lo * S1[s]  (= sum dy * (x - mu), not yet * s)
 //   MX[s] = max_{i in s} |dy[i]|
-// written as bparts[s] = (S1, S2, MX, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce).
+// written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce),
+// S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
+// sn_bwd_wide_reduce, which reads MX.
 // x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. Rows longer than one
 // segment take S2 about c = long_centre(m, p) instead (S2 = sum dy (x - c), backward_common.wgsl:
 // the 12-bit cut coarse12(hi + lo), or hi for a row narrower than the cut's move), and
@@ -34,6 +36,7 @@
 @group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
 
 var<workgroup> w_s: array<vec3<f32>, 256>;
+var<workgroup> w_s1_lo: array<f32, 256>;
 var<workgroup> w_s2_lo: array<f32, 256>;
 
 fn load_x(i: u32) -> f32 {
@@ -53,13 +56,16 @@ fn main(
   let g = P.seg_threads;
   let seg = P.seg_first + linear_group(wid, nwg) * (256u / g) + lid / g;
   let t = lid % g;
-  var s1 = 0.0;
-  // S2 as a running float32 pair (pair.wgsl: sum_add): its terms dy (x - c) share the sign of
-  // dy (x - mu) offset by mu - c, so float32 partial sums grow with the segment; with dy of one
-  // sign, rows of 262144 floats of mean 1000 (std 1) gave dgamma 1.2x its tolerance off.
+  // S1 and S2 as running float32 pairs (pair.wgsl: sum_add): S2's terms dy (x - c) share the
+  // sign of dy (x - mu) offset by mu - c, so float32 partial sums grow with the segment; with dy
+  // of one sign, rows of 262144 floats of mean 1000 (std 1) gave dgamma 1.2x its tolerance off.
+  // S1's pair serves the lo S1 that S2 takes off below.
+  var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
   var mx = 0.0;
   var scaled = false;
+  var keep = false;
+  var lo = 0.0;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -75,56 +81,78 @@ fn main(
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
-    let keep = !mixed_bad(m) && !scaled;
+    keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
     // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
     let long = P.chunks > 1u;
     let hi = select(m.hi, long_centre(m, p), long);
-    let lo = select(m.lo, 0.0, long);
+    lo = select(m.lo, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
+    // Terms about hi alone (x - hi is exact for x near hi); lo S1 is taken off the sums below,
+    // once: subtracting lo from every x - hi rounded every element of a binade of the results
+    // alike, an error ~2^-25 |x - hi| per element that dy of one sign makes systematic (dgamma
+    // of a BN-converged mixing at [64, 16, 32, 32], data of mean 100, dy = 1: 21x its tolerance).
     for (var i = s + t; i < body_s; i += g) {
       let d = load_dy(i);
-      s1 += d;
-      sum_add(&s2, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      sum_add(&s1, d);
+      sum_add(&s2, select(0.0, d * (load_x(i) - hi), keep));
       mx = max(mx, abs(d));
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
-      let xc = (x[q] - vec4<f32>(hi)) - vec4<f32>(lo);
-      s1 += d.x + d.y + d.z + d.w;
+      let xc = x[q] - vec4<f32>(hi);
+      sum_add(&s1, d.x + d.y + d.z + d.w);
       sum_add(&s2, select(0.0, dot(d, xc), keep));
       let ad = abs(d);
       mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
-      s1 += d;
-      sum_add(&s2, select(0.0, d * ((load_x(i) - hi) - lo), keep));
+      sum_add(&s1, d);
+      sum_add(&s2, select(0.0, d * (load_x(i) - hi), keep));
       mx = max(mx, abs(d));
     }
   }
-  w_s[lid] = vec3<f32>(s1, s2.x, mx);
+  w_s[lid] = vec3<f32>(s1.x, s2.x, mx);
+  w_s1_lo[lid] = s1.y;
   w_s2_lo[lid] = s2.y;
   workgroupBarrier();
   for (var stride = g >> 1u; stride > 0u; stride = stride >> 1u) {
     if (t < stride) {
       let o = w_s[lid + stride];
+      let s1_sum = sum_merge(vec2<f32>(w_s[lid].x, w_s1_lo[lid]), vec2<f32>(o.x, w_s1_lo[lid + stride]));
       let s2_sum = sum_merge(vec2<f32>(w_s[lid].y, w_s2_lo[lid]), vec2<f32>(o.y, w_s2_lo[lid + stride]));
-      w_s[lid] = vec3<f32>(w_s[lid].x + o.x, s2_sum.x, max(w_s[lid].z, o.z));
+      w_s[lid] = vec3<f32>(s1_sum.x, s2_sum.x, max(w_s[lid].z, o.z));
+      w_s1_lo[lid] = s1_sum.y;
       w_s2_lo[lid] = s2_sum.y;
     }
     workgroupBarrier();
   }
   if (live && t == 0u) {
-    let sums = vec3<f32>(w_s[lid].x, w_s[lid].y + w_s2_lo[lid], w_s[lid].z);
-    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<vec3<u32>>(sums), 0u);
     let mxs = w_s[lid].z;
     // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy.)
-    if (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) {
+    let listed = scaled || class_bits(mxs) != 0u || mxs > DY_MAX;
+    // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
+    // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
+    // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
+    // where it is ~0, 52x its tolerance; attack helper-62). A listed segment keeps MX there
+    // instead, for sn_bwd_wide_reduce, which writes the segment again (its rows never take the
+    // plain long sums that read the low word: sn_bwd_rows).
+    let s1_pair = vec2<f32>(w_s[lid].x, w_s1_lo[lid]);
+    var s2_pair = vec2<f32>(w_s[lid].y, w_s2_lo[lid]);
+    // S2 = sum dy (x - hi) - lo S1, the product exact (pair_times); where the sums are finite (a
+    // listed segment, whose dy may not be, is summed again by sn_bwd_wide_reduce) and kept.
+    let finite = (class_bits(s1_pair.x) | class_bits(s2_pair.x)) == 0u;
+    if (keep && finite && !listed) {
+      s2_pair = pair_sum(s2_pair, -pair_add(pair_times(lo, s1_pair.x), lo * s1_pair.y));
+    }
+    let third = select(s2_pair.y, mxs, listed);
+    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1_pair.x + s1_pair.y), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
+    if (listed) {
       let listed = atomicAdd(&wide_segs[0], 1u);
       atomicStore(&wide_segs[LIST_FIRST + listed], seg);
       // Its reader's dispatch (common.wgsl: list_grid).

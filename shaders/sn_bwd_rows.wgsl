@@ -72,7 +72,7 @@ fn main(
   let long = P.chunks > 1u;
   if (long) {
     if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
-      sums = long_sums(r, long_residual(m, p));
+      sums = long_sums(r, long_residual_pair(m, p));
     }
   }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
@@ -131,24 +131,35 @@ fn tiny_product(k: i32, v: f32) -> bool {
   return ev > -1000 && k + ev < -100;
 }
 
-// The segment sums of long row r added as pairs, S2 brought from the centre c to the mean
-// (residual = mu - c): (S1, S2).
-fn long_sums(r: u32, residual: f32) -> vec2<f32> {
+// The segment sums of long row r added as pairs (S2's with their low words, sn_bwd_reduce), S2
+// brought from the centre c to the mean by (mu - c) S1 with mu - c = residual.x + residual.y,
+// the first product exact: (S1, S2). Both S2 and (mu - c) S1 are ~(mu - c) S1, far above the
+// result, so each float32 rounding of theirs at that size was an error of the result: mu - c
+// rounded to one float32 (~0.1, 4e-9 off) times S1 = 2^20 gave dgamma 5e-3 where it is ~0.
+fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     s1 = pair_add(s1, bitcast<f32>(rec.x));
-    s2 = pair_add(s2, bitcast<f32>(rec.y));
+    s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y)), bitcast<f32>(rec.z));
   }
-  return vec2<f32>(s1.x, (s2.x - residual * s1.x) + s2.y);
+  let moved = pair_add(pair_add(pair_times(residual.x, s1.x), residual.x * s1.y), residual.y * s1.x);
+  let d = pair_sum(s2, -moved);
+  return vec2<f32>(s1.x, d.x + d.y);
 }
 
 // mu - c for c = long_centre(m, p), the centre the long rows' S2 segments are taken about
 // (sn_bwd_reduce.wgsl): hi - c is exact (c is hi itself, hi's own top bits, or hi's neighbour
 // in binade).
 fn long_residual(m: Mixed, p: Partial) -> f32 {
-  return (m.hi - long_centre(m, p)) + m.lo;
+  let d = long_residual_pair(m, p);
+  return d.x + d.y;
+}
+
+// mu - c as (hi - c, lo): the first exact, the pair unrounded.
+fn long_residual_pair(m: Mixed, p: Partial) -> vec2<f32> {
+  return vec2<f32>(m.hi - long_centre(m, p), m.lo);
 }
 
 // var_k - var of the mix as sum_j wvar_j (var_k - var_j), from pairs (hi_k - hi_j exact where

@@ -101,3 +101,16 @@ rangeTests(
     }
   },
 );
+
+rangeTests(
+  "dgamma under dy = 1 is ~0 where the mean mixing converged to IN, on rows of 2^20 with an offset",
+  async (backend) => {
+    // sum_i (x - mu_in) is 0 per row: WebGPU's long rows took (mu - c) S1 with mu - c rounded to
+    // one float32 (~0.1, 4e-9 off; S1 = 2^20), dgamma 5e-3 where it is ~1e-7 (52x; attack
+    // helper-62).
+    const state = () => ({ mean_weight: Float32Array.of(30, 0, 0) });
+    const call = { ...step([1, 2, 16, 256, 256], 1000, () => 1, 1, state), layer: "3d" as const };
+    const { want, got } = await runBoth(call, backend);
+    assertOutputsClose(got, want, { y: Y, dx: GRAD, grads: GRAD });
+  },
+);
