@@ -3777,8 +3777,16 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
     // Long rows: S2's segments were taken about c (see the top), in every reduce pass, unless
     // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
+    // With every segment in units of 1 (d_unit 0: none was summed again by sn_bwd_wide_reduce)
+    // as the plain rows take them (long_sums: pairs, S2's low words, an exact (mu - c) S1).
     if (P.chunks > 1u && fe == 0 && class_bits(s1) == 0u && class_bits(s2) == 0u) {
-      s2 -= long_residual(m, p) * s1;
+      if (d_unit == 0) {
+        let sums = long_sums(r, long_residual_pair(m, p));
+        s1 = sums.x;
+        s2 = sums.y;
+      } else {
+        s2 -= long_residual(m, p) * s1;
+      }
     }
   }
   if (w.bad) {

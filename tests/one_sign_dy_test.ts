@@ -112,5 +112,20 @@ rangeTests(
     const call = { ...step([1, 2, 16, 256, 256], 1000, () => 1, 1, state), layer: "3d" as const };
     const { want, got } = await runBoth(call, backend);
     assertOutputsClose(got, want, { y: Y, dx: GRAD, grads: GRAD });
+    // The same with gamma 1e36 over a std of 1e-3 (gamma / std beyond float32: WebGPU's wide rows,
+    // which took (mu - c) S1 off in float32 too): x = 1 + 1e-3 N(0, 1).
+    const g = normal(2), size = 2 ** 21;
+    const wide: LayerCall = {
+      layer: "3d",
+      shape: [1, 2, 16, 256, 256],
+      training: true,
+      x: Float32Array.from({ length: size }, () => 1 + 1e-3 * g()),
+      dy: new Float32Array(size).fill(1),
+      state: { mean_weight: Float32Array.of(30, 0, 0), weight: Float32Array.of(1e36, 1e36) },
+      partial: true,
+      scales: true,
+    };
+    const w = await runBoth(wide, backend);
+    assertOutputsClose(w.got, w.want, { what: "gamma 1e36", grads: GRAD, gradKeys: ["weight"] });
   },
 );
