@@ -66,6 +66,7 @@ fn main(
   var scaled = false;
   var keep = false;
   var lo = 0.0;
+  var lo_hi = 0.0;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -85,7 +86,8 @@ fn main(
     // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
     // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
     let long = P.chunks > 1u;
-    let hi = select(m.hi, long_centre(m, p), long);
+    let hi = long_centre(m, p);
+    lo_hi = select(m.hi - hi, 0.0, long);
     lo = select(m.lo, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
@@ -148,7 +150,8 @@ fn main(
     // listed segment, whose dy may not be, is summed again by sn_bwd_wide_reduce) and kept.
     let finite = (class_bits(s1_pair.x) | class_bits(s2_pair.x)) == 0u;
     if (keep && finite && !listed) {
-      s2_pair = pair_sum(s2_pair, -pair_add(pair_times(lo, s1_pair.x), lo * s1_pair.y));
+      let moved = pair_sum(pair_times(lo_hi, s1_pair.x), pair_times(lo, s1_pair.x));
+      s2_pair = pair_sum(s2_pair, -pair_add(moved, (lo_hi + lo) * s1_pair.y));
     }
     let third = select(s2_pair.y, mxs, listed);
     bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1_pair.x + s1_pair.y), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);

@@ -73,7 +73,11 @@ fn reduce_wide(seg: u32) {
   }
   let big = mxf > DY_MAX;
   let plain = nd_mix(p, ln, bn);
-  if (!scaled && !big && far_exp(plain.lo) == 0) {
+  // A segment of a NaN or infinite dy is summed again here in any case, with the reference's
+  // terms dy ((x - hi) - lo): sn_bwd_reduce takes lo S1 off once, which needs finite sums, so its
+  // sum dy (x - hi) kept Inf * 0 (NaN) where x = hi and an infinity of the wrong sign where x - hi
+  // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
+  if (!scaled && !big && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
   let d_unit = dy_unit(select(0.0, mxf, big));

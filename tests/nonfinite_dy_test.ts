@@ -146,3 +146,66 @@ for (const backend of ["wasm", "webgpu"] as const) {
   if (backend === "webgpu") webgpuTest(name, fn);
   else Deno.test(name, fn);
 }
+
+/**
+ * An infinite dy where x - hi (the row mean's float32 high word) and x - mu differ: at an element
+ * equal to hi (x = [1, 1, 1, 1 + 2^-23], mean 1 + 2^-25), or where an evaluation's mixed mean
+ * lies away from the row (half IN, half a running_mean of 10: x - hi and x - mu of opposite
+ * signs). The reference's dgamma is dy (x - mu) s = -Infinity in both; WebGPU's backward, summing
+ * dy (x - hi) and taking lo S1 off afterwards, gave NaN (Inf * 0) and +Infinity (regression hunt
+ * helper-63).
+ */
+for (const backend of ["wasm", "webgpu"] as const) {
+  const name = `${backend === "wasm" ? "WASM" : "WebGPU"}: an infinite dy gives the reference's ` +
+    "dgamma where x - hi and x - mu differ in sign or x equals hi";
+  const fn = async () => {
+    const cases = [
+      {
+        what: "x = hi, training",
+        x: [1, 1, 1, Math.fround(1 + 2 ** -23)],
+        dy: [Infinity, 0.5, -0.25, 0.125],
+        state: {},
+        training: true,
+      },
+      {
+        what: "x = hi, evaluation",
+        x: [1, 1, 1, Math.fround(1 + 2 ** -23)],
+        dy: [Infinity, 0.5, -0.25, 0.125],
+        state: { running_mean: [Math.fround(1 + 2 ** -23)], running_var: [1] },
+        training: false,
+      },
+      {
+        what: "mean half a running_mean of 10",
+        x: [1, -1, 0.5, -0.5],
+        dy: [Infinity, 0.5, -0.25, 0.125],
+        state: {
+          mean_weight: [0, -40, 0],
+          var_weight: [-40, -40, 40],
+          running_mean: [10],
+          running_var: [1],
+        },
+        training: false,
+      },
+    ];
+    for (const k of cases) {
+      const run = async (b: Backend) => {
+        const layer = new SwitchNorm2d(1, { backend: b });
+        layer.loadStateDict(k.state, { strict: false });
+        layer.train(k.training);
+        try {
+          await layer.forward(Float32Array.from(k.x), [1, 1, 1, 4], { keepForBackward: true });
+          const dx = await layer.backward(Float32Array.from(k.dy));
+          return { dx, ...structuredClone(layer.grads) };
+        } finally {
+          layer.dispose();
+        }
+      };
+      const want = await run("reference"), got = await run(backend);
+      for (const key of ["dx", "weight", "bias", "mean_weight", "var_weight"] as const) {
+        assertClose(got[key], want[key], GRAD, `${k.what}: ${key}`);
+      }
+    }
+  };
+  if (backend === "webgpu") webgpuTest(name, fn);
+  else Deno.test(name, fn);
+}
