@@ -3,17 +3,19 @@
 // arithmetic); for segment s of row r = n*C + c, with (hi, lo) = mu[r] of the saved forward
 // statistics (the IN summary rows[r] mixed with groups[n] (LN) and groups[N + c] (BN)):
 //   S1[s] = sum_{i in s} dy[i]
-//   S2[s] = sum_{i in s} dy[i] * (x[i] - hi) - lo * S1[s]  (= sum dy * (x - mu), not yet * s)
+//   S2[s] = sum_{i in s} dy[i] * (x[i] - c) - ((hi - c) + lo) * S1[s]
+//                                              (= sum dy * (x - mu), not yet * s)
 //   MX[s] = max_{i in s} |dy[i]|
 // written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce),
 // S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
 // sn_bwd_wide_reduce, which reads MX.
-// x - hi is exact for x near hi, so |mu| ~ 1e4 with std ~ 1 loses nothing. Rows longer than one
-// segment take S2 about c = long_centre(m, p) instead (S2 = sum dy (x - c), backward_common.wgsl:
-// the 12-bit cut coarse12(hi + lo), or hi for a row narrower than the cut's move), and
-// sn_bwd_rows subtracts (mu - c) S1 from their sum: lo subtracted from every x - hi, or a centre
-// finer than x, rounds all x of a binade alike, an error ~2^-25 sum(dy) per element that dy of
-// one sign makes systematic (3e-5 relative on dgamma at M = 4e6). A row whose
+// with c = long_centre(m, p) (backward_common.wgsl: the 12-bit cut coarse12(hi + lo), or hi for
+// a row narrower than the cut's move), so that x - c is exact (|mu| ~ 1e4 with std ~ 1 loses
+// nothing), and (hi - c) + lo taken off once, by exact products of the pair sums: lo subtracted
+// from every x - hi, or a centre finer than x, rounds all x of a binade alike, an error ~2^-25
+// sum(dy) per element that dy of one sign makes systematic (3e-5 relative on dgamma at M = 4e6).
+// Rows longer than one segment keep S2 = sum dy (x - c) per segment: sn_bwd_rows takes (mu - c)
+// S1 off their total. A row whose
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
 // A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
@@ -94,10 +96,10 @@ fn main(
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
-    // Terms about hi alone (x - hi is exact for x near hi); lo S1 is taken off the sums below,
-    // once: subtracting lo from every x - hi rounded every element of a binade of the results
-    // alike, an error ~2^-25 |x - hi| per element that dy of one sign makes systematic (dgamma
-    // of a BN-converged mixing at [64, 16, 32, 32], data of mean 100, dy = 1: 21x its tolerance).
+    // Terms about c alone; ((hi - c) + lo) S1 is taken off the sums below, once: subtracting lo
+    // from every x - hi rounded every element of a binade of the results alike, an error ~2^-25
+    // |x - hi| per element that dy of one sign makes systematic (dgamma of a BN-converged mixing
+    // at [64, 16, 32, 32], data of mean 100, dy = 1: 21x its tolerance).
     for (var i = s + t; i < body_s; i += g) {
       let d = load_dy(i);
       sum_add(&s1, d);
@@ -146,8 +148,9 @@ fn main(
     // plain long sums that read the low word: sn_bwd_rows).
     let s1_pair = vec2<f32>(w_s[lid].x, w_s1_lo[lid]);
     var s2_pair = vec2<f32>(w_s[lid].y, w_s2_lo[lid]);
-    // S2 = sum dy (x - hi) - lo S1, the product exact (pair_times); where the sums are finite (a
-    // listed segment, whose dy may not be, is summed again by sn_bwd_wide_reduce) and kept.
+    // S2 = sum dy (x - c) - ((hi - c) + lo) S1, the products exact (pair_times); where the sums
+    // are finite (a listed segment, whose dy may not be, is summed again by sn_bwd_wide_reduce)
+    // and kept.
     let finite = (class_bits(s1_pair.x) | class_bits(s2_pair.x)) == 0u;
     if (keep && finite && !listed) {
       let moved = pair_sum(pair_times(lo_hi, s1_pair.x), pair_times(lo, s1_pair.x));
