@@ -923,13 +923,19 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
 }
 
 // The mean K + sum / n of n values whose sum of x - K is the pair \`sum\`, re-centred as a
-// summary's (shift, mean): shift = f32(K + q) with q = f32(sum / n), mean = the rest, exact up
-// to float32 rounding of that small rest (the remainder sum - n q by pair_sub_times).
+// summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
+// rest, exact up to float32 rounding of that small rest.
 fn recentred_mean(shift: f32, sum: vec2<f32>, n: u32) -> vec2<f32> {
-  let q = (sum.x + sum.y) / f32(n);
-  let rem = pair_sub_times(sum, n, q);
-  let c = two_sum(shift, q);
-  return vec2<f32>(c.x, c.y + (rem.x + rem.y) / f32(n));
+  let q = pair_mean(sum, n);
+  let c = two_sum(shift, q.x);
+  return vec2<f32>(c.x, c.y + q.y);
+}
+
+// s - r s1 for pairs s, r and s1 (r s1 small beside neither: a centre's move times a sum of dy),
+// the products of r's words with s1's high word exact (pair_times), s1's low word's in float32.
+fn pair_sub_product(s: vec2<f32>, r: vec2<f32>, s1: vec2<f32>) -> vec2<f32> {
+  let moved = pair_add(pair_sum(pair_times(r.x, s1.x), pair_times(r.y, s1.x)), (r.x + r.y) * s1.y);
+  return pair_sum(s, -moved);
 }`;
 
 /** row_sums.wgsl, pasted where a shader says `//!include row_sums.wgsl`. */
@@ -2673,16 +2679,14 @@ fn main(
   var mean_hi = hi;
   var lo = w_mean[0];
   if (tiles && w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
-    let q = pair_mean(w_sum[0], w_count[0]);
-    let h = two_sum(hi, q.x);
+    let h = recentred_mean(hi, w_sum[0], w_count[0]);
     mean_hi = h.x;
-    lo = h.y + q.y;
+    lo = h.y;
   }
   if (far) {
-    let q = pair_mean(w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));
-    let h = two_sum(centre, q.x);
+    let h = recentred_mean(centre, w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));
     mean_hi = h.x;
-    lo = h.y + q.y;
+    lo = h.y;
   }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
@@ -3439,8 +3443,7 @@ fn main(
     // and kept.
     let finite = (class_bits(s1_pair.x) | class_bits(s2_pair.x)) == 0u;
     if (keep && finite && !listed) {
-      let moved = pair_sum(pair_times(lo_hi, s1_pair.x), pair_times(lo, s1_pair.x));
-      s2_pair = pair_sum(s2_pair, -pair_add(moved, (lo_hi + lo) * s1_pair.y));
+      s2_pair = pair_sub_product(s2_pair, vec2<f32>(lo_hi, lo), s1_pair);
     }
     let third = select(s2_pair.y, mxs, listed);
     bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1_pair.x + s1_pair.y), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
@@ -3730,8 +3733,7 @@ fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
     s1 = pair_add(s1, bitcast<f32>(rec.x));
     s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y)), bitcast<f32>(rec.z));
   }
-  let moved = pair_add(pair_add(pair_times(residual.x, s1.x), residual.x * s1.y), residual.y * s1.x);
-  let d = pair_sum(s2, -moved);
+  let d = pair_sub_product(s2, residual, s1);
   return vec2<f32>(s1.x, d.x + d.y);
 }
 

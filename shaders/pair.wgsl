@@ -108,11 +108,17 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
 }
 
 // The mean K + sum / n of n values whose sum of x - K is the pair `sum`, re-centred as a
-// summary's (shift, mean): shift = f32(K + q) with q = f32(sum / n), mean = the rest, exact up
-// to float32 rounding of that small rest (the remainder sum - n q by pair_sub_times).
+// summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
+// rest, exact up to float32 rounding of that small rest.
 fn recentred_mean(shift: f32, sum: vec2<f32>, n: u32) -> vec2<f32> {
-  let q = (sum.x + sum.y) / f32(n);
-  let rem = pair_sub_times(sum, n, q);
-  let c = two_sum(shift, q);
-  return vec2<f32>(c.x, c.y + (rem.x + rem.y) / f32(n));
+  let q = pair_mean(sum, n);
+  let c = two_sum(shift, q.x);
+  return vec2<f32>(c.x, c.y + q.y);
+}
+
+// s - r s1 for pairs s, r and s1 (r s1 small beside neither: a centre's move times a sum of dy),
+// the products of r's words with s1's high word exact (pair_times), s1's low word's in float32.
+fn pair_sub_product(s: vec2<f32>, r: vec2<f32>, s1: vec2<f32>) -> vec2<f32> {
+  let moved = pair_add(pair_sum(pair_times(r.x, s1.x), pair_times(r.y, s1.x)), (r.x + r.y) * s1.y);
+  return pair_sum(s, -moved);
 }

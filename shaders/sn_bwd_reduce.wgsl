@@ -153,8 +153,7 @@ fn main(
     // and kept.
     let finite = (class_bits(s1_pair.x) | class_bits(s2_pair.x)) == 0u;
     if (keep && finite && !listed) {
-      let moved = pair_sum(pair_times(lo_hi, s1_pair.x), pair_times(lo, s1_pair.x));
-      s2_pair = pair_sum(s2_pair, -pair_add(moved, (lo_hi + lo) * s1_pair.y));
+      s2_pair = pair_sub_product(s2_pair, vec2<f32>(lo_hi, lo), s1_pair);
     }
     let third = select(s2_pair.y, mxs, listed);
     bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1_pair.x + s1_pair.y), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);

@@ -144,8 +144,7 @@ fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
     s1 = pair_add(s1, bitcast<f32>(rec.x));
     s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y)), bitcast<f32>(rec.z));
   }
-  let moved = pair_add(pair_add(pair_times(residual.x, s1.x), residual.x * s1.y), residual.y * s1.x);
-  let d = pair_sum(s2, -moved);
+  let d = pair_sub_product(s2, residual, s1);
   return vec2<f32>(s1.x, d.x + d.y);
 }
 

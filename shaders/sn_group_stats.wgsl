@@ -350,16 +350,14 @@ fn main(
   var mean_hi = hi;
   var lo = w_mean[0];
   if (tiles && w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
-    let q = pair_mean(w_sum[0], w_count[0]);
-    let h = two_sum(hi, q.x);
+    let h = recentred_mean(hi, w_sum[0], w_count[0]);
     mean_hi = h.x;
-    lo = h.y + q.y;
+    lo = h.y;
   }
   if (far) {
-    let q = pair_mean(w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));
-    let h = two_sum(centre, q.x);
+    let h = recentred_mean(centre, w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));
     mean_hi = h.x;
-    lo = h.y + q.y;
+    lo = h.y;
   }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).

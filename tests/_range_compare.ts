@@ -155,20 +155,26 @@ export async function runCall(call: LayerCall, backend: Backend): Promise<CallRe
 }
 
 /**
- * `call` with the mixing weights below 2^-252 but above 0 at 0 (their logits -1e30), as the
- * WebGPU backend takes them (README, Numerics: its promise is the reference's results for those
- * weights at 0); `call` itself where it has none.
+ * Softmax logits with those whose float64 weight lies below 2^-252 but above 0 at -1e30 (a
+ * weight of 0), as the WebGPU backend takes them (README, Numerics).
+ */
+export function webgpuLogits(logits: readonly number[]): number[] {
+  const top = Math.max(...logits);
+  const e = logits.map((v) => Math.exp(v - top));
+  const sum = e.reduce((a, b) => a + b);
+  return logits.map((v, k) => e[k] / sum > 0 && e[k] / sum < 2 ** -252 ? -1e30 : v);
+}
+
+/**
+ * `call` with the mixing weights below 2^-252 but above 0 at 0 ({@linkcode webgpuLogits}), as
+ * the WebGPU backend takes them (README, Numerics: its promise is the reference's results for
+ * those weights at 0); `call` itself where it has none.
  */
 export function asWebGPUTakesIt(call: LayerCall): LayerCall {
   const state = call.state;
   if (!state || call.options?.sparse) return call;
-  const zeroed = (logits: Float32Array | undefined) => {
-    if (!logits) return logits;
-    const top = Math.max(...logits);
-    const e = Array.from(logits, (v) => Math.exp(v - top));
-    const sum = e.reduce((a, b) => a + b);
-    return logits.map((v, k) => e[k] / sum > 0 && e[k] / sum < 2 ** -252 ? -1e30 : v);
-  };
+  const zeroed = (logits: Float32Array | undefined) =>
+    logits && Float32Array.from(webgpuLogits(Array.from(logits)));
   const mean_weight = zeroed(state.mean_weight), var_weight = zeroed(state.var_weight);
   const same = (a?: Float32Array, b?: Float32Array) => !a || a.every((v, k) => v === b![k]);
   if (same(mean_weight, state.mean_weight) && same(var_weight, state.var_weight)) return call;

@@ -23,6 +23,7 @@
  */
 import { SwitchNorm2d, SwitchNorm3d } from "../../mod.ts";
 import { seededRandom } from "../../examples/_data.ts";
+import { webgpuLogits } from "../_range_compare.ts";
 
 type B = "reference" | "webgpu" | "wasm";
 const f32 = (v: number) => Math.fround(v);
@@ -425,13 +426,7 @@ export function withZeroWeights(k: Case, seed: number): Case {
  * none.
  */
 export function withShaderZeroWeights(k: Case): Case | undefined {
-  const zero = (logits: number[]) => {
-    const top = Math.max(...logits);
-    const e = logits.map((v) => Math.exp(v - top));
-    const sum = e.reduce((a, b) => a + b);
-    return logits.map((v, j) => e[j] / sum > 0 && e[j] / sum < 2 ** -252 ? -1e30 : v);
-  };
-  const mw = zero(k.mw), vw = zero(k.vw);
+  const mw = webgpuLogits(k.mw), vw = webgpuLogits(k.vw);
   if (mw.every((v, j) => v === k.mw[j]) && vw.every((v, j) => v === k.vw[j])) return undefined;
   return { ...k, mw, vw };
 }
