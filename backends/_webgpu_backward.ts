@@ -19,6 +19,7 @@ import { EMPTY_LIST, GRAD_BYTES, GROUP_BYTES } from "./_webgpu_plan.ts";
 import {
   BACKWARD_REDUCTION,
   type BackwardPlan,
+  DOT_SUM_BYTES,
   makeBackwardPlan,
 } from "./_webgpu_backward_plan.ts";
 import { type BackwardKind, dispatch, type Engine, slotOf } from "./_webgpu_pipelines.ts";
@@ -43,6 +44,10 @@ export interface BackwardBuffers {
   readonly chanParts?: GPUBuffer;
   /** Per-row Grads ("nd"). */
   readonly rows?: GPUBuffer;
+  /** Partial sums of the pair rows' dot products ("nd": sn_bwd_rows). */
+  readonly dotSums?: GPUBuffer;
+  /** The segment sums' S1 low words ("nd": sn_bwd_reduce). */
+  readonly segLo?: GPUBuffer;
   /** Per-sample, then per-channel Grads. */
   readonly groups: GPUBuffer;
   /** Per-row dx maps ("nd"). */
@@ -100,6 +105,7 @@ export function encodeBackward(
       ...saved(),
       at(b.parts, r.segSums),
       at(b.wideSegs, r.list),
+      at(b.segLo!, r.segLo),
     ];
     const reduce1d = () => [
       slot,
@@ -120,6 +126,8 @@ export function encodeBackward(
         ...saved(),
         whole(affine),
         at(b.rows!, r.rows),
+        whole(b.dotSums!),
+        at(b.segLo!, r.segLo),
       ],
 
       bwdReduce1d: reduce1d,
@@ -239,6 +247,10 @@ export function prepareBackward(
     parts: ctx.acquire("storage", plan.partBytes),
     chanParts: plan.chanPartBytes > 0 ? ctx.acquire("storage", plan.chanPartBytes) : undefined,
     rows: plan.rows > 0 ? ctx.acquire("storage", plan.rows * GRAD_BYTES) : undefined,
+    dotSums: plan.dotRecords > 0
+      ? ctx.acquire("storage", plan.dotRecords * DOT_SUM_BYTES)
+      : undefined,
+    segLo: plan.segLoBytes > 0 ? ctx.acquire("storage", plan.segLoBytes) : undefined,
     groups: ctx.acquire("storage", plan.groups * GRAD_BYTES),
     coef: plan.coefRows > 0 ? ctx.acquire("storage", plan.coefRows * 16) : undefined,
     wideSegs: ctx.acquire("list", plan.wideSegBytes),
@@ -272,6 +284,8 @@ export function prepareBackward(
         buffers.parts,
         buffers.chanParts,
         buffers.rows,
+        buffers.dotSums,
+        buffers.segLo,
         buffers.groups,
         buffers.coef,
         plan.statGroupsBytes > 0 ? buffers.statGroups : undefined,
@@ -344,15 +358,28 @@ export async function runBackward(
     }
     prepared = prepareBackward(engine, saved, params, xBuf, dyBuf, dxBuf);
     const { plan, buffers } = prepared;
+    // The group records, then the dot products' partial sums (read together).
     const groupsBytes = plan.groups * GRAD_BYTES;
+    const sumsBytes = groupsBytes + plan.dotRecords * DOT_SUM_BYTES;
+    const copySums = (enc: GPUCommandEncoder, to: GPUBuffer) => {
+      enc.copyBufferToBuffer(buffers.groups, 0, to, 0, groupsBytes);
+      if (buffers.dotSums) {
+        enc.copyBufferToBuffer(buffers.dotSums, 0, to, groupsBytes, sumsBytes - groupsBytes);
+      }
+    };
     if (problem.sync) {
       // SyncSN: the sums over n must be the global batch's before dx can be formed.
       sums = await syncGradientSums(
         ctx,
         problem,
         buffers.groups,
-        groupsBytes,
-        (pass) => encodeBackward(engine, pass, plan, buffers, "reduction"),
+        sumsBytes,
+        (enc) => {
+          const pass = enc.beginComputePass();
+          encodeBackward(engine, pass, plan, buffers, "reduction");
+          pass.end();
+        },
+        copySums,
       );
       if (!resident) staging = ctx.acquire("staging", stagingBytes = total * 4);
       await submit(ctx, "backward", (enc) => {
@@ -363,15 +390,15 @@ export async function runBackward(
         if (staging) enc.copyBufferToBuffer(dxBuf, 0, staging, 0, total * 4);
       });
     } else {
-      stagingBytes = groupsBytes + (resident ? 0 : total * 4);
+      stagingBytes = sumsBytes + (resident ? 0 : total * 4);
       staging = ctx.acquire("staging", stagingBytes);
       await submit(ctx, "backward", (enc) => {
         const pass = enc.beginComputePass();
         encodeBackward(engine, pass, plan, buffers, "all");
         pass.end();
         if (copyTo) enc.copyBufferToBuffer(dxBuf, 0, copyTo, 0, bytes);
-        enc.copyBufferToBuffer(buffers.groups, 0, staging!, 0, groupsBytes);
-        if (!resident) enc.copyBufferToBuffer(dxBuf, 0, staging!, groupsBytes, total * 4);
+        copySums(enc, staging!);
+        if (!resident) enc.copyBufferToBuffer(dxBuf, 0, staging!, sumsBytes, total * 4);
       });
     }
   } catch (e) {
@@ -387,14 +414,15 @@ export async function runBackward(
   let dx: Float32Array | GpuTensor = result!;
   if (staging) {
     // Without SyncSN the sums lie first and dx after them; with it, staging holds dx alone.
-    const dxAt = sums ? 0 : prepared.plan.groups * GRAD_BYTES;
+    const plan = prepared.plan;
+    const dxAt = sums ? 0 : plan.groups * GRAD_BYTES + plan.dotRecords * DOT_SUM_BYTES;
     const read = await readBack(ctx, staging, stagingBytes, (data) => {
       let dxRead: Float32Array | undefined;
       if (!resident) {
         const view = new Float32Array(data, dxAt, total);
         dxRead = out instanceof Float32Array ? (out.set(view), out) : view.slice();
       }
-      return { sums: sums ?? gradientSums(data, problem, k), dx: dxRead };
+      return { sums: sums ?? gradientSums(data, problem, k, plan.dotRecords), dx: dxRead };
     }).catch((e) => {
       if (result !== out) result?.dispose(); // no half result: the caller gets the error alone
       throw e;

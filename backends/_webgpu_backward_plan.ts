@@ -64,6 +64,13 @@ export interface BackwardPlan {
   readonly chanPartBytes: number;
   /** Grad records of the rows ("nd": N*C; "1d": 0, the tile lines are the members). */
   readonly rows: number;
+  /** "nd": bytes of the segments' S1 low words (a float each, sn_bwd_reduce.wgsl); "1d": 0. */
+  readonly segLoBytes: number;
+  /**
+   * "nd": records (DOT_SUM_BYTES each) of sn_bwd_rows' partial sums of the pair rows' dot
+   * products, one per workgroup of 64 rows; "1d": 0.
+   */
+  readonly dotRecords: number;
   /** Grad records of the groups: N (LN, per n) then C (per channel). */
   readonly groups: number;
   /** Per-row dx maps ("nd": N*C vec4; "1d": 0). */
@@ -94,6 +101,9 @@ export interface BackwardPlan {
    */
   readonly zeroStdBytes: number;
 }
+
+/** Bytes of a partial sum of dot products (sn_bwd_rows.wgsl DotSum: 16 floats). */
+export const DOT_SUM_BYTES = 64;
 
 /** The dispatches before the gradient sums are complete (SyncSN reads them back there). */
 export const BACKWARD_REDUCTION: ReadonlySet<PlannedDispatch["kind"]> = new Set([
@@ -151,7 +161,8 @@ export function makeBackwardPlan(
       },
     );
   };
-  let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0;
+  let partBytes: number, chanPartBytes = 0, rows = 0, coefRows = 0, dotRecords = 0;
+  let segLoBytes = 0;
   const wideDx: [
     number,
     number,
@@ -193,8 +204,9 @@ export function makeBackwardPlan(
     const seg = segments(problem, limits);
     const chunks = seg.chunks;
     rows = coefRows = n * c;
-    // (S1, S2, max |dy|, unit) per segment (sn_bwd_reduce.wgsl).
+    // (S1, S2, max |dy|, unit) per segment, and S1's low word (sn_bwd_reduce.wgsl).
     partBytes = seg.count * 16;
+    segLoBytes = paddedBytes(seg.count);
     wideSegments = seg.count;
     const statGroups = n + (problem.usingBN ? c : 0);
     const max = limits.maxBinding;
@@ -223,7 +235,7 @@ export function makeBackwardPlan(
       const rb = rowBlocks(
         n,
         c,
-        [PARTIAL_BYTES, chunks * 16, 16, GRAD_BYTES],
+        [PARTIAL_BYTES, chunks * 16, chunks * 4, 16, GRAD_BYTES],
         [GROUP_BYTES],
         m * 4,
         (k) => listBytes(k * chunks),
@@ -248,6 +260,7 @@ export function makeBackwardPlan(
             savedRows: span(PARTIAL_BYTES),
             savedGroups: region,
             segSums: span(chunks * 16),
+            segLo: span(chunks * 4),
             coef: span(16),
             list: b.list,
           },
@@ -296,18 +309,24 @@ export function makeBackwardPlan(
     const blockOf = (i: number) => single ? blocks[0] : blocks[i];
     for (const [i, [first, end]] of windows.entries()) {
       const b = blockOf(i);
+      // A dot-product partial sum per workgroup (sn_bwd_rows.wgsl), from dot_base on.
+      const dotBase = dotRecords;
+      dotRecords += Math.ceil((end - first) / 64);
       add(
         "bwdRows",
         Math.ceil((end - first) / 64),
         (v) => {
           v.setUint32(24, seg.chunks, true);
           writeRowRange(v, first, end);
+          v.setUint32(292, dotBase, true);
           b.fill(v);
         },
         undefined,
         { ...b.rec, rows: recordWindow(first, end, rec).window },
       );
     }
+    // sn_bwd_rows binds its dot sums whole.
+    checkFits(dotRecords * DOT_SUM_BYTES, "the dot products' partial sums", limits);
     if (windows.length === 1 && groups <= rec.max) add("bwdGroups", groups, () => {});
     else addWindowedGroupSums(add, problem, windows, rec);
     if (zeroStd) {
@@ -516,6 +535,8 @@ export function makeBackwardPlan(
     [partBytes, layout === "nd" ? "the per-segment gradient sums" : "the rows' tile-line sums"],
     [chanPartBytes, "the columns' tile-line gradient sums"],
     [rows * GRAD_BYTES, "the per-row gradient sums"],
+    [segLoBytes, "the per-segment sums' low words"],
+    [dotRecords * DOT_SUM_BYTES, "the dot products' partial sums"],
     [groups * GRAD_BYTES, "the per-sample and per-channel gradient sums"],
   ];
   for (const [bytes, what] of buffers) {
@@ -540,6 +561,8 @@ export function makeBackwardPlan(
     partBytes,
     chanPartBytes,
     rows,
+    segLoBytes,
+    dotRecords,
     groups,
     coefRows,
     wideSegBytes: layout === "nd" || wideSegBytes > 0 ? wideSegBytes : listBytes(wideSegments),

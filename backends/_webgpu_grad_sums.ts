@@ -53,8 +53,16 @@ function split(v: number): [number, number] {
  * reference's sum over rows of std 0 (shaders/sn_bwd_zero_std_fix.wgsl).
  * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
  * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
+ * Layout "nd": the pair rows' centred dots are not in the records but in the `dots` partial sums
+ * that follow them (sn_bwd_rows.wgsl DotSum: a' and b' for k = IN, LN, BN as float32 pairs,
+ * lanes x, y, z of hi then lo), added here in float64.
  */
-export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number): GradientSums {
+export function gradientSums(
+  data: ArrayBuffer,
+  problem: NormProblem,
+  k: number,
+  dots = 0,
+): GradientSums {
   const { n, c } = problem;
   const f = new Float32Array(data, 0, (n + c) * 16), u = new Uint32Array(data, 0, (n + c) * 16);
   const meanDots = new Float64Array(k), varDots = new Float64Array(k);
@@ -70,6 +78,13 @@ export function gradientSums(data: ArrayBuffer, problem: NormProblem, k: number)
     }
     sa += f[at + 7] * unit;
     sb += f[at + 11] * unitB;
+  }
+  const d = new Float32Array(data, (n + c) * GRAD_BYTES, dots * 16);
+  for (let i = 0; i < dots; i++) {
+    for (let q = 0; q < k; q++) {
+      meanDots[q] += d[16 * i + q] + d[16 * i + 4 + q];
+      varDots[q] += d[16 * i + 8 + q] + d[16 * i + 12 + q];
+    }
   }
   for (let q = 0; q < k; q++) {
     meanDots[q] = bad ? NaN : meanDots[q] + sa;

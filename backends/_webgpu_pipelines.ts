@@ -9,11 +9,16 @@
  */
 import type { GpuContext } from "./_webgpu_device.ts";
 import type { DeviceLayers } from "./_webgpu_buffers.ts";
-import { grid, type LazyKind, type PlannedDispatch, SLOT_BYTES } from "./_webgpu_plan.ts";
+import {
+  grid,
+  type LazyKind,
+  PARAMS_BYTES,
+  type PlannedDispatch,
+  SLOT_BYTES,
+} from "./_webgpu_plan.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 
 /** Bytes of the Params struct inside each uniform slot. */
-const PARAMS_BYTES = 256;
 
 /** A dispatch's kind: one pipeline each. */
 export type PipelineKind = PlannedDispatch["kind"];

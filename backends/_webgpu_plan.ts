@@ -20,9 +20,11 @@ import { hasTinyWeight, writeWeights, zeroWeightBits } from "./_webgpu_weights.t
 
 export { GRAD_BYTES, type RecordWindows };
 
-/** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (256 bytes), the
- * 256-byte uniform offset alignment that WebGPU guarantees. */
-export const SLOT_BYTES = 256;
+/** Bytes of one uniform slot: the Params struct of shaders/common.wgsl (PARAMS_BYTES) rounded
+ * up to the 256-byte uniform offset alignment that WebGPU guarantees. */
+export const SLOT_BYTES = 512;
+/** Bytes of the Params struct of shaders/common.wgsl. */
+export const PARAMS_BYTES = 304;
 /** Bytes of a Partial (shaders/common.wgsl). */
 export const PARTIAL_BYTES = 24;
 /** Bytes of a Group (shaders/common.wgsl). */
@@ -398,8 +400,9 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   // at least 2^eps_exp so that eps in that unit stays below 4.
   v.setInt32(148, problem.eps > 0 ? Math.floor(Math.log2(problem.eps) / 2) : -1000, true);
   // Weights below float32's normal range as mantissas and exponent factors (_webgpu_weights).
-  writeWeights(v, params.meanMix, { weights: 112, f1: 160, f2: 176, exp: 224 });
-  writeWeights(v, params.varMix, { weights: 128, f1: 192, f2: 208, exp: 240 });
+  writeWeights(v, params.meanMix, { weights: 112, f1: 160, f2: 176, exp: 224, lo: 256 });
+  writeWeights(v, params.varMix, { weights: 128, f1: 192, f2: 208, exp: 240, lo: 272 });
+  v.setFloat32(288, problem.eps - Math.fround(problem.eps), true);
 }
 
 /**

@@ -46,6 +46,7 @@ export interface RecordWindows {
   readonly savedRows?: Window;
   readonly savedGroups?: Window;
   readonly segSums?: Window;
+  readonly segLo?: Window;
   readonly coef?: Window;
   readonly list?: Window;
 }

@@ -19,6 +19,7 @@ import {
 import type { GpuContext } from "./_webgpu_device.ts";
 import { readBack, submit, write } from "./_webgpu_buffers.ts";
 import { GRAD_BYTES, GROUP_BYTES } from "./_webgpu_plan.ts";
+import { DOT_SUM_BYTES } from "./_webgpu_backward_plan.ts";
 import {
   channelRecords,
   type GradientSums,
@@ -144,28 +145,30 @@ export async function syncBatch(
 
 /**
  * SyncSN inside the backward: submits the reduction phase (`recordReduction`), reads this
- * replica's gradient sums back from `groups`, sums them across replicas, and writes the global
- * per-channel records back where the dx phase reads them. Returns the global sums.
+ * replica's gradient sums back (`copySums` copies the group records, then the dot products'
+ * partial sums, `sumsBytes` in all, into the staging buffer), sums them across replicas, and
+ * writes the global per-channel records back into `groups`, where the dx phase reads them.
+ * Returns the global sums.
  */
 export async function syncGradientSums(
   ctx: GpuContext,
   problem: NormProblem,
   groups: GPUBuffer,
-  groupsBytes: number,
-  recordReduction: (pass: GPUComputePassEncoder) => void,
+  sumsBytes: number,
+  recordReduction: (enc: GPUCommandEncoder) => void,
+  copySums: (enc: GPUCommandEncoder, to: GPUBuffer) => void,
 ): Promise<GradientSums> {
   const k = logitCount(problem);
-  const first = ctx.acquire("staging", groupsBytes);
+  const first = ctx.acquire("staging", sumsBytes);
   await submit(ctx, "backward", (enc) => {
-    const pass = enc.beginComputePass();
-    recordReduction(pass);
-    pass.end();
-    enc.copyBufferToBuffer(groups, 0, first, 0, groupsBytes);
+    recordReduction(enc);
+    copySums(enc, first);
   }).catch((e) => {
     ctx.release("staging", first);
     throw e;
   });
-  const local = await readBack(ctx, first, groupsBytes, (d) => gradientSums(d, problem, k));
+  const dots = (sumsBytes - (problem.n + problem.c) * GRAD_BYTES) / DOT_SUM_BYTES;
+  const local = await readBack(ctx, first, sumsBytes, (d) => gradientSums(d, problem, k, dots));
   const sums = unpackSums(await problem.sync!.sum(packSums(local)), problem.c, k);
   ctx.device.queue.writeBuffer(groups, problem.n * GRAD_BYTES, channelRecords(sums.gmB, sums.gvB));
   return sums;

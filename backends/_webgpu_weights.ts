@@ -60,18 +60,24 @@ export function zeroWeightBits(mix: ArrayLike<number>, first: number): number {
   return weightBits(mix, first, (w) => shaderWeight(w).mantissa === 0);
 }
 
-/** Writes the weights of `mix` (mixing order) at `at` and their factors and exponents. */
+/**
+ * Writes the weights of `mix` (mixing order) at `at` and their factors and exponents, and at
+ * `at.lo` each weight's rest beyond its float32 rounding (w - f32(w), 0 for a weight with
+ * exponent factors or taken as 0), for the backward's per-row work in float32 pairs.
+ */
 export function writeWeights(
   v: DataView,
   mix: ArrayLike<number>,
-  at: { weights: number; f1: number; f2: number; exp: number },
+  at: { weights: number; f1: number; f2: number; exp: number; lo: number },
 ): void {
   for (let k = 0; k < mix.length; k++) {
     const s = shaderWeight(mix[k]);
-    v.setFloat32(at.weights + 4 * k, s.mantissa, true);
+    const hi = Math.fround(s.mantissa);
+    v.setFloat32(at.weights + 4 * k, hi, true);
     v.setFloat32(at.f1 + 4 * k, s.f1, true);
     v.setFloat32(at.f2 + 4 * k, s.f2, true);
     v.setInt32(at.exp + 4 * k, s.exp, true);
+    v.setFloat32(at.lo + 4 * k, s.exp === 0 ? s.mantissa - hi : 0, true);
   }
 }
 

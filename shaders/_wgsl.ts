@@ -149,6 +149,14 @@ struct Params {
   wvar_f2: vec4<f32>,
   wmean_e: vec4<i32>,
   wvar_e: vec4<i32>,
+  // The float64 weights' and eps's rest beyond their float32 roundings (w = wmean + wmean_lo,
+  // 0 for a weight with exponent factors or taken as 0; backends/_webgpu_weights.ts), for the
+  // backward's per-row gradient work in float32 pairs (sn_bwd_rows.wgsl).
+  wmean_lo: vec4<f32>,
+  wvar_lo: vec4<f32>,
+  eps_lo: f32,
+  // sn_bwd_rows: the first record of this dispatch's workgroups in the dot-product partial sums.
+  dot_base: u32,
 }
 
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
@@ -936,6 +944,36 @@ fn recentred_mean(shift: f32, sum: vec2<f32>, n: u32) -> vec2<f32> {
 fn pair_sub_product(s: vec2<f32>, r: vec2<f32>, s1: vec2<f32>) -> vec2<f32> {
   let moved = pair_add(pair_sum(pair_times(r.x, s1.x), pair_times(r.y, s1.x)), (r.x + r.y) * s1.y);
   return pair_sum(s, -moved);
+}
+
+// p * q as a float32 pair: p.x q.x exact (pair_times), the cross terms in float32 (~2^-46
+// relative).
+fn pair_mul(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return pair_add(pair_times(p.x, q.x), p.x * q.y + p.y * q.x);
+}
+
+// 1 / sqrt(v) for a pair v > 0, as a pair: one Newton step from the float32 s0, whose residual
+// r = 1 - v s0^2 (~2^-23) is formed in pairs: s = s0 (1 + r / 2), off by ~3 r^2 / 8 (~1e-14).
+fn pair_rsqrt(v: vec2<f32>) -> vec2<f32> {
+  let s0 = 1.0 / sqrt(v.x);
+  let t = pair_mul(pair_mul(v, vec2<f32>(s0, 0.0)), vec2<f32>(s0, 0.0));
+  let r = (1.0 - t.x) - t.y; // 1 - t.x exact: t.x is within a few ulps of 1
+  return two_sum(s0, s0 * (0.5 * r));
+}
+
+// Four running sums as float32 pairs (hi + lo, lane by lane).
+struct Pair4 {
+  hi: vec4<f32>,
+  lo: vec4<f32>,
+}
+
+// p + q lane by lane, as sum_merge adds two pairs (a non-finite lane keeps its high word).
+fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
+  let s = (p.hi + q.hi) * opaque_one();
+  let bb = s - p.hi;
+  let e = (p.hi - (s - bb)) + (q.hi - bb);
+  let finite = (bitcast<vec4<u32>>(s) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
+  return Pair4(s, p.lo + q.lo + select(vec4<f32>(0.0), e, finite));
 }`;
 
 /** row_sums.wgsl, pasted where a shader says `//!include row_sums.wgsl`. */
@@ -2641,10 +2679,15 @@ fn main(
   // strided share, then a tree (a loop and a tree that other groups skip). Not one thread over
   // every member: llvmpipe (lavapipe) stops an invocation's loops after 65535 iterations in all,
   // and one thread gave a far channel of 60000 samples a running_mean 0.8% off.
+  // Layout "nd" (not BN parts merged): every group's mean is summed so, whatever its first
+  // member: the importance-logit gradients take differences mu_k - mu of IN, LN and BN means
+  // times dL/dmu, which dy with a mean makes ~M per row, and lo's float32 rounding (~6e-8 of
+  // lo: 1.5e-6 for an LN mean of 25, channel means 0, 0, 0, 100) made \`mean_weight\`'s gradient
+  // of y.sum() 5x its tolerance (sn_bwd_rows' pair rows need means to ~1e-9 of their spread).
   if (lid == 0u) {
     let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
     let lo0 = w_mean[0];
-    let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && lo0 * lo0 * w_n[0] > 16.0 * spread;
+    let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && (!chan || lo0 * lo0 * w_n[0] > 16.0 * spread);
     w_far = select(0u, 1u, far0);
   }
   // (A uniform value: the loop below holds barriers.)
@@ -2656,13 +2699,19 @@ fn main(
     let f = pow2(unit_of(p.flags) - unit);
     // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
     // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
-    let w = select(1u, p.count, chan);
-    let w_hi = f32(w & 0xfff000u);
-    let w_lo = f32(w & 0xfffu);
     let dk = two_sum(p.shift * f, -centre);
     let m = p.mean * f;
-    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
-    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
+    if (chan) {
+      let w = p.count;
+      let w_hi = f32(w & 0xfff000u);
+      let w_lo = f32(w & 0xfffu);
+      t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
+      t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
+    } else {
+      sum_add(&t, dk.x);
+      sum_add(&t, dk.y);
+      sum_add(&t, m);
+    }
   }
   w_far_sum[lid] = t;
   for (var s = select(0u, GROUP_THREADS / 2u, far); s > 0u; s = s >> 1u) {
@@ -3298,7 +3347,8 @@ export const SN_BWD_REDUCE: string =
 //   MX[s] = max_{i in s} |dy[i]|
 // written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce),
 // S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
-// sn_bwd_wide_reduce, which reads MX.
+// sn_bwd_wide_reduce, which reads MX; and seg_lo[s] = S1_lo, S1 + S1_lo the sum as a float32
+// pair (0 where it is not finite or listed), for sn_bwd_rows' per-row work in pairs.
 // with c = long_centre(m, p) (backward_common.wgsl: the 12-bit cut coarse12(hi + lo), or hi for
 // a row narrower than the cut's move), so that x - c is exact (|mu| ~ 1e4 with std ~ 1 loses
 // nothing), and (hi - c) + lo taken off once, by exact products of the pair sums: lo subtracted
@@ -3326,6 +3376,7 @@ ${_PAIR}
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
 // Segments for sn_bwd_wide_reduce: a count (0 when the call starts), then the segments.
 @group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> seg_lo: array<f32>;
 
 var<workgroup> w_s: array<vec3<f32>, 256>;
 var<workgroup> w_s1_lo: array<f32, 256>;
@@ -3446,7 +3497,10 @@ fn main(
       s2_pair = pair_sub_product(s2_pair, vec2<f32>(lo_hi, lo), s1_pair);
     }
     let third = select(s2_pair.y, mxs, listed);
-    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1_pair.x + s1_pair.y), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
+    let s1_sum = two_sum(s1_pair.x, s1_pair.y);
+    let at = seg - P.row_base * P.chunks;
+    bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
+    seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {
       let listed = atomicAdd(&wide_segs[0], 1u);
       atomicStore(&wide_segs[LIST_FIRST + listed], seg);
@@ -3487,6 +3541,7 @@ ${_BACKWARD_COMMON}
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
 // The segments to sum again: a count, then the segments (sn_bwd_reduce).
 @group(0) @binding(6) var<storage, read> wide_segs: array<u32>;
+@group(0) @binding(7) var<storage, read_write> seg_lo: array<f32>; // sn_bwd_reduce's S1 low words
 
 @compute @workgroup_size(64)
 fn main(
@@ -3582,6 +3637,7 @@ fn reduce_wide(seg: u32) {
     s2 += b2;
   }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
+  seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)
 }
 `;
 
@@ -3612,6 +3668,15 @@ export const SN_BWD_ROWS: string =
 // row's M2 pair, LN/BN from their Groups, pair.wgsl), whose hi words cancel exactly: float32
 // variances (6e-8) would leave var_weight's gradient, a difference of variances
 // ~std^2 sqrt(2 / M) apart, an error of ~1e-7 sqrt(M) relative.
+// Pair rows (every row of the plain path whose sums are finite, in calls without weights of
+// exponent factors, P_TINY_WEIGHTS): the dots a and b are formed in float32 pairs (pair_dots:
+// the reference's mix from the weights as pairs, s, gm, gv, S2 about the reference's mean) and
+// summed as pairs over the workgroup's 64 rows into dot_sums (one record per workgroup, from
+// P.dot_base on), which the CPU adds in float64; the row's Grad keeps gm c and gv c_v in a.w and
+// b.w and zeros in the dot lanes. dy with a mean (y.sum(): dL/dmu ~M per row) makes the logit
+// gradients small differences of terms ~M times the means' spread, which float32 per-row work
+// missed by ~6e-8 of the terms (\`mean_weight\`'s gradient 10x to 40x its tolerance on channels of
+// means apart).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -3627,16 +3692,54 @@ ${_PAIR}
 // Grads with the row's dy unit apart (RowGrad; sn_bwd_coef reads it).
 @group(0) @binding(5) var<storage, read_write> grads: array<RowGrad>;
 
+// The workgroup's sums of its pair rows' dot products (pair_dots), one record per workgroup
+// from dot_base on; the CPU adds them in float64 (backends/_webgpu_grad_sums.ts).
+@group(0) @binding(6) var<storage, read_write> dot_sums: array<DotSum>;
+// sn_bwd_reduce's S1 low words, per segment.
+@group(0) @binding(7) var<storage, read> seg_lo: array<f32>;
+
+// The importance-logit dot products of rows, a' = gm (mu_k - c) and b' = gv (var_k - c_v) for
+// k = IN, LN, BN in lanes x, y, z, as float32 pairs (hi + lo).
+struct DotSum {
+  a: Pair4,
+  b: Pair4,
+}
+
+var<workgroup> w_dots: array<DotSum, 64>;
+
+fn dot_zero() -> DotSum {
+  return DotSum(Pair4(vec4<f32>(0.0), vec4<f32>(0.0)), Pair4(vec4<f32>(0.0), vec4<f32>(0.0)));
+}
+
 @compute @workgroup_size(64)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.seg_end) {
-    return;
+  let g = linear_group(wid, nwg);
+  let r = P.seg_first + g * 64u + lid;
+  var dots = dot_zero();
+  if (r < P.seg_end) {
+    dots = row_grad(r);
   }
+  // The pair sums of the workgroup's rows (a tree).
+  w_dots[lid] = dots;
+  workgroupBarrier();
+  for (var stride = 32u; stride > 0u; stride = stride >> 1u) {
+    if (lid < stride) {
+      let o = w_dots[lid + stride];
+      w_dots[lid] = DotSum(pair4_merge(w_dots[lid].a, o.a), pair4_merge(w_dots[lid].b, o.b));
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u && P.seg_first + g * 64u < P.seg_end) {
+    dot_sums[P.dot_base + g] = w_dots[0];
+  }
+}
+
+// Writes row r's Grad; returns its dot products where it is a pair row (pair_dots), else 0.
+fn row_grad(r: u32) -> DotSum {
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
@@ -3658,11 +3761,22 @@ fn main(
   // Long rows: S2 about the mixed mean (see the top), where the sums are finite (else the plain
   // sums carry IEEE's infinities and NaN; a pair would turn an infinity into NaN).
   // (A branch on a uniform: rows of one segment skip its code.)
+  // The sums as float32 pairs for pair rows (see the top): S1 with its low words, S2 (about the
+  // mixed mean) with its.
   let long = P.chunks > 1u;
+  var s1p = vec2<f32>(sums.x, 0.0);
+  var s2p = vec2<f32>(sums.y, 0.0);
   if (long) {
     if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
-      sums = long_sums(r, long_residual_pair(m, p));
+      let pairs = long_sum_pairs(r, long_residual_pair(m, p));
+      s1p = pairs.xy;
+      s2p = pairs.zw;
+      sums = vec2<f32>(pairs.x, pairs.z + pairs.w);
     }
+  } else {
+    let at = r - P.row_base;
+    s1p.y = seg_lo[at];
+    s2p.y = bitcast<f32>(bparts[at].z);
   }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
@@ -3684,16 +3798,26 @@ fn main(
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit);
-    return;
+    return dot_zero();
   }
   if (mixed_bad(m)) {
     grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
-    return;
+    return dot_zero();
   }
   let s = inv_std(m);
   let gamma = affine[c];
   let gm = -s * gamma * sums.x;
   let gv = -0.5 * gamma * (s * s) * (s * sums.y);
+  // Pair rows: finite sums, and weights without exponent factors (P_TINY_WEIGHTS, whose calls
+  // take the float32 dots below). Their dots go to the workgroup's pair sums; the Grad keeps
+  // gm c and gv c_v, which the CPU adds to every term's dot alike (they cancel in the logit
+  // gradients, w_k (a_k - sum_j w_j a_j)).
+  if ((class_bits(sums.x) | class_bits(sums.y)) == 0u && (P.flags & P_TINY_WEIGHTS) == 0u) {
+    let a_c = vec4<f32>(0.0, 0.0, 0.0, gm * m.hi);
+    let b_c = vec4<f32>(0.0, 0.0, 0.0, gv * m.variance);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a_c, b_c, 0u, 0, 0);
+    return pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
+  }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
   var b = vec4<f32>(gv * (var_in - m.variance), gv * (ln.variance - m.variance), 0.0, 0.0);
@@ -3712,6 +3836,55 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
+  return dot_zero();
+}
+
+// The dot products of a pair row (see the top) as float32 pairs, about c = m.hi (means) and
+// c_v = m.variance (variances): the reference's float64 mix (weights as pairs, P.wmean_lo),
+// s = 1 / sqrt(var + eps), gm = -gamma s S1 and gv = -0.5 gamma s^3 S2' with S2' = sum dy (x -
+// mu) about the reference's mean (s2 is about the float32 mix's, c + m.lo), all in pairs, then
+// a'_k = gm (mu_k - c), b'_k = gv (var_k - c_v). float32 gm, gv and products were ~6e-8 of the
+// terms off, which dy with a mean makes ~M times the means' spread while the logit gradient is
+// their small difference (y.sum() at [2, 4, 256, 256] with channel means 0, 0, 0, 100:
+// \`mean_weight\`'s gradient 10x its tolerance, \`var_weight\`'s 16x).
+fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<f32>, s2: vec2<f32>, gamma: f32) -> DotSum {
+  let c = m.hi;
+  let d_in = pair_add(two_sum(p.shift, -c), p.mean);
+  let d_ln = pair_add(two_sum(ln.hi, -c), ln.lo);
+  let d_bn = pair_add(two_sum(bn.hi, -c), bn.lo); // of weight 0 without usingBN
+  // IN's variance as the groups took it (sn_group_stats): a pair for rows of several segments,
+  // else the float32 M2 / (count - 1), so that the variance differences of one statistic (IN
+  // and LN of one channel) are exactly 0, as in the reference.
+  var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
+  if (P.chunks > 1u) {
+    v_in = variance_pair(p.m2, p.m2_lo, p.count);
+  }
+  let v_ln = vec2<f32>(ln.variance, ln.var_lo);
+  let v_bn = vec2<f32>(bn.variance, bn.var_lo);
+  let wm = P.wmean;
+  let wml = P.wmean_lo;
+  let wv = P.wvar;
+  let wvl = P.wvar_lo;
+  let mu_c = pair_sum(pair_sum(pair_mul(vec2<f32>(wm.x, wml.x), d_in), pair_mul(vec2<f32>(wm.y, wml.y), d_ln)),
+    pair_mul(vec2<f32>(wm.z, wml.z), d_bn));
+  let v = pair_sum(pair_sum(pair_sum(pair_mul(vec2<f32>(wv.x, wvl.x), v_in), pair_mul(vec2<f32>(wv.y, wvl.y), v_ln)),
+    pair_mul(vec2<f32>(wv.z, wvl.z), v_bn)), vec2<f32>(P.eps, P.eps_lo));
+  let s = pair_rsqrt(v);
+  let gs = pair_mul(s, vec2<f32>(gamma, 0.0));
+  let gm = -pair_mul(gs, s1);
+  let s2_ref = pair_sub_product(s2, pair_add(mu_c, -m.lo), s1);
+  let gv = pair_mul(pair_mul(gs, pair_mul(s, s)), s2_ref) * -0.5;
+  let cv = m.variance;
+  let a_in = pair_mul(gm, d_in);
+  let a_ln = pair_mul(gm, d_ln);
+  let a_bn = select(vec2<f32>(0.0), pair_mul(gm, d_bn), use_bn);
+  let b_in = pair_mul(gv, pair_add(two_sum(v_in.x, -cv), v_in.y));
+  let b_ln = pair_mul(gv, pair_add(two_sum(v_ln.x, -cv), v_ln.y));
+  let b_bn = select(vec2<f32>(0.0), pair_mul(gv, pair_add(two_sum(v_bn.x, -cv), v_bn.y)), use_bn);
+  return DotSum(
+    Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
+    Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
+  );
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -3726,15 +3899,21 @@ fn tiny_product(k: i32, v: f32) -> bool {
 // result, so each float32 rounding of theirs at that size was an error of the result: mu - c
 // rounded to one float32 (~0.1, 4e-9 off) times S1 = 2^20 gave dgamma 5e-3 where it is ~0.
 fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
+  let pairs = long_sum_pairs(r, residual);
+  return vec2<f32>(pairs.x, pairs.z + pairs.w);
+}
+
+// long_sums' S1 and S2 as pairs (S1 with its segments' low words): (S1 hi, lo, S2 hi, lo).
+fn long_sum_pairs(r: u32, residual: vec2<f32>) -> vec4<f32> {
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[(r - P.row_base) * P.chunks + k];
-    s1 = pair_add(s1, bitcast<f32>(rec.x));
+    let at = (r - P.row_base) * P.chunks + k;
+    let rec = bparts[at];
+    s1 = pair_add(pair_add(s1, bitcast<f32>(rec.x)), seg_lo[at]);
     s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y)), bitcast<f32>(rec.z));
   }
-  let d = pair_sub_product(s2, residual, s1);
-  return vec2<f32>(s1.x, d.x + d.y);
+  return vec4<f32>(s1, pair_sub_product(s2, residual, s1));
 }
 
 // mu - c for c = long_centre(m, p), the centre the long rows' S2 segments are taken about

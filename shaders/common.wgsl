@@ -140,6 +140,14 @@ struct Params {
   wvar_f2: vec4<f32>,
   wmean_e: vec4<i32>,
   wvar_e: vec4<i32>,
+  // The float64 weights' and eps's rest beyond their float32 roundings (w = wmean + wmean_lo,
+  // 0 for a weight with exponent factors or taken as 0; backends/_webgpu_weights.ts), for the
+  // backward's per-row gradient work in float32 pairs (sn_bwd_rows.wgsl).
+  wmean_lo: vec4<f32>,
+  wvar_lo: vec4<f32>,
+  eps_lo: f32,
+  // sn_bwd_rows: the first record of this dispatch's workgroups in the dot-product partial sums.
+  dot_base: u32,
 }
 
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:

@@ -122,3 +122,33 @@ fn pair_sub_product(s: vec2<f32>, r: vec2<f32>, s1: vec2<f32>) -> vec2<f32> {
   let moved = pair_add(pair_sum(pair_times(r.x, s1.x), pair_times(r.y, s1.x)), (r.x + r.y) * s1.y);
   return pair_sum(s, -moved);
 }
+
+// p * q as a float32 pair: p.x q.x exact (pair_times), the cross terms in float32 (~2^-46
+// relative).
+fn pair_mul(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return pair_add(pair_times(p.x, q.x), p.x * q.y + p.y * q.x);
+}
+
+// 1 / sqrt(v) for a pair v > 0, as a pair: one Newton step from the float32 s0, whose residual
+// r = 1 - v s0^2 (~2^-23) is formed in pairs: s = s0 (1 + r / 2), off by ~3 r^2 / 8 (~1e-14).
+fn pair_rsqrt(v: vec2<f32>) -> vec2<f32> {
+  let s0 = 1.0 / sqrt(v.x);
+  let t = pair_mul(pair_mul(v, vec2<f32>(s0, 0.0)), vec2<f32>(s0, 0.0));
+  let r = (1.0 - t.x) - t.y; // 1 - t.x exact: t.x is within a few ulps of 1
+  return two_sum(s0, s0 * (0.5 * r));
+}
+
+// Four running sums as float32 pairs (hi + lo, lane by lane).
+struct Pair4 {
+  hi: vec4<f32>,
+  lo: vec4<f32>,
+}
+
+// p + q lane by lane, as sum_merge adds two pairs (a non-finite lane keeps its high word).
+fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
+  let s = (p.hi + q.hi) * opaque_one();
+  let bb = s - p.hi;
+  let e = (p.hi - (s - bb)) + (q.hi - bb);
+  let finite = (bitcast<vec4<u32>>(s) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
+  return Pair4(s, p.lo + q.lo + select(vec4<f32>(0.0), e, finite));
+}

@@ -8,7 +8,8 @@
 //   MX[s] = max_{i in s} |dy[i]|
 // written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce),
 // S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
-// sn_bwd_wide_reduce, which reads MX.
+// sn_bwd_wide_reduce, which reads MX; and seg_lo[s] = S1_lo, S1 + S1_lo the sum as a float32
+// pair (0 where it is not finite or listed), for sn_bwd_rows' per-row work in pairs.
 // with c = long_centre(m, p) (backward_common.wgsl: the 12-bit cut coarse12(hi + lo), or hi for
 // a row narrower than the cut's move), so that x - c is exact (|mu| ~ 1e4 with std ~ 1 loses
 // nothing), and (hi - c) + lo taken off once, by exact products of the pair sums: lo subtracted
@@ -36,6 +37,7 @@
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
 // Segments for sn_bwd_wide_reduce: a count (0 when the call starts), then the segments.
 @group(0) @binding(6) var<storage, read_write> wide_segs: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> seg_lo: array<f32>;
 
 var<workgroup> w_s: array<vec3<f32>, 256>;
 var<workgroup> w_s1_lo: array<f32, 256>;
@@ -156,7 +158,10 @@ fn main(
       s2_pair = pair_sub_product(s2_pair, vec2<f32>(lo_hi, lo), s1_pair);
     }
     let third = select(s2_pair.y, mxs, listed);
-    bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1_pair.x + s1_pair.y), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
+    let s1_sum = two_sum(s1_pair.x, s1_pair.y);
+    let at = seg - P.row_base * P.chunks;
+    bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
+    seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {
       let listed = atomicAdd(&wide_segs[0], 1u);
       atomicStore(&wide_segs[LIST_FIRST + listed], seg);

@@ -23,6 +23,15 @@
 // row's M2 pair, LN/BN from their Groups, pair.wgsl), whose hi words cancel exactly: float32
 // variances (6e-8) would leave var_weight's gradient, a difference of variances
 // ~std^2 sqrt(2 / M) apart, an error of ~1e-7 sqrt(M) relative.
+// Pair rows (every row of the plain path whose sums are finite, in calls without weights of
+// exponent factors, P_TINY_WEIGHTS): the dots a and b are formed in float32 pairs (pair_dots:
+// the reference's mix from the weights as pairs, s, gm, gv, S2 about the reference's mean) and
+// summed as pairs over the workgroup's 64 rows into dot_sums (one record per workgroup, from
+// P.dot_base on), which the CPU adds in float64; the row's Grad keeps gm c and gv c_v in a.w and
+// b.w and zeros in the dot lanes. dy with a mean (y.sum(): dL/dmu ~M per row) makes the logit
+// gradients small differences of terms ~M times the means' spread, which float32 per-row work
+// missed by ~6e-8 of the terms (`mean_weight`'s gradient 10x to 40x its tolerance on channels of
+// means apart).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -38,16 +47,54 @@
 // Grads with the row's dy unit apart (RowGrad; sn_bwd_coef reads it).
 @group(0) @binding(5) var<storage, read_write> grads: array<RowGrad>;
 
+// The workgroup's sums of its pair rows' dot products (pair_dots), one record per workgroup
+// from dot_base on; the CPU adds them in float64 (backends/_webgpu_grad_sums.ts).
+@group(0) @binding(6) var<storage, read_write> dot_sums: array<DotSum>;
+// sn_bwd_reduce's S1 low words, per segment.
+@group(0) @binding(7) var<storage, read> seg_lo: array<f32>;
+
+// The importance-logit dot products of rows, a' = gm (mu_k - c) and b' = gv (var_k - c_v) for
+// k = IN, LN, BN in lanes x, y, z, as float32 pairs (hi + lo).
+struct DotSum {
+  a: Pair4,
+  b: Pair4,
+}
+
+var<workgroup> w_dots: array<DotSum, 64>;
+
+fn dot_zero() -> DotSum {
+  return DotSum(Pair4(vec4<f32>(0.0), vec4<f32>(0.0)), Pair4(vec4<f32>(0.0), vec4<f32>(0.0)));
+}
+
 @compute @workgroup_size(64)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = P.seg_first + linear_group(wid, nwg) * 64u + lid;
-  if (r >= P.seg_end) {
-    return;
+  let g = linear_group(wid, nwg);
+  let r = P.seg_first + g * 64u + lid;
+  var dots = dot_zero();
+  if (r < P.seg_end) {
+    dots = row_grad(r);
   }
+  // The pair sums of the workgroup's rows (a tree).
+  w_dots[lid] = dots;
+  workgroupBarrier();
+  for (var stride = 32u; stride > 0u; stride = stride >> 1u) {
+    if (lid < stride) {
+      let o = w_dots[lid + stride];
+      w_dots[lid] = DotSum(pair4_merge(w_dots[lid].a, o.a), pair4_merge(w_dots[lid].b, o.b));
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u && P.seg_first + g * 64u < P.seg_end) {
+    dot_sums[P.dot_base + g] = w_dots[0];
+  }
+}
+
+// Writes row r's Grad; returns its dot products where it is a pair row (pair_dots), else 0.
+fn row_grad(r: u32) -> DotSum {
   let n = r / P.c;
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
@@ -69,11 +116,22 @@ fn main(
   // Long rows: S2 about the mixed mean (see the top), where the sums are finite (else the plain
   // sums carry IEEE's infinities and NaN; a pair would turn an infinity into NaN).
   // (A branch on a uniform: rows of one segment skip its code.)
+  // The sums as float32 pairs for pair rows (see the top): S1 with its low words, S2 (about the
+  // mixed mean) with its.
   let long = P.chunks > 1u;
+  var s1p = vec2<f32>(sums.x, 0.0);
+  var s2p = vec2<f32>(sums.y, 0.0);
   if (long) {
     if (class_bits(sums.x) == 0u && class_bits(sums.y) == 0u) {
-      sums = long_sums(r, long_residual_pair(m, p));
+      let pairs = long_sum_pairs(r, long_residual_pair(m, p));
+      s1p = pairs.xy;
+      s2p = pairs.zw;
+      sums = vec2<f32>(pairs.x, pairs.z + pairs.w);
     }
+  } else {
+    let at = r - P.row_base;
+    s1p.y = seg_lo[at];
+    s2p.y = bitcast<f32>(bparts[at].z);
   }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
   // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
@@ -95,16 +153,26 @@ fn main(
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit);
-    return;
+    return dot_zero();
   }
   if (mixed_bad(m)) {
     grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
-    return;
+    return dot_zero();
   }
   let s = inv_std(m);
   let gamma = affine[c];
   let gm = -s * gamma * sums.x;
   let gv = -0.5 * gamma * (s * s) * (s * sums.y);
+  // Pair rows: finite sums, and weights without exponent factors (P_TINY_WEIGHTS, whose calls
+  // take the float32 dots below). Their dots go to the workgroup's pair sums; the Grad keeps
+  // gm c and gv c_v, which the CPU adds to every term's dot alike (they cancel in the logit
+  // gradients, w_k (a_k - sum_j w_j a_j)).
+  if ((class_bits(sums.x) | class_bits(sums.y)) == 0u && (P.flags & P_TINY_WEIGHTS) == 0u) {
+    let a_c = vec4<f32>(0.0, 0.0, 0.0, gm * m.hi);
+    let b_c = vec4<f32>(0.0, 0.0, 0.0, gv * m.variance);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a_c, b_c, 0u, 0, 0);
+    return pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
+  }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
   var b = vec4<f32>(gv * (var_in - m.variance), gv * (ln.variance - m.variance), 0.0, 0.0);
@@ -123,6 +191,55 @@ fn main(
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
   grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
+  return dot_zero();
+}
+
+// The dot products of a pair row (see the top) as float32 pairs, about c = m.hi (means) and
+// c_v = m.variance (variances): the reference's float64 mix (weights as pairs, P.wmean_lo),
+// s = 1 / sqrt(var + eps), gm = -gamma s S1 and gv = -0.5 gamma s^3 S2' with S2' = sum dy (x -
+// mu) about the reference's mean (s2 is about the float32 mix's, c + m.lo), all in pairs, then
+// a'_k = gm (mu_k - c), b'_k = gv (var_k - c_v). float32 gm, gv and products were ~6e-8 of the
+// terms off, which dy with a mean makes ~M times the means' spread while the logit gradient is
+// their small difference (y.sum() at [2, 4, 256, 256] with channel means 0, 0, 0, 100:
+// `mean_weight`'s gradient 10x its tolerance, `var_weight`'s 16x).
+fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<f32>, s2: vec2<f32>, gamma: f32) -> DotSum {
+  let c = m.hi;
+  let d_in = pair_add(two_sum(p.shift, -c), p.mean);
+  let d_ln = pair_add(two_sum(ln.hi, -c), ln.lo);
+  let d_bn = pair_add(two_sum(bn.hi, -c), bn.lo); // of weight 0 without usingBN
+  // IN's variance as the groups took it (sn_group_stats): a pair for rows of several segments,
+  // else the float32 M2 / (count - 1), so that the variance differences of one statistic (IN
+  // and LN of one channel) are exactly 0, as in the reference.
+  var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
+  if (P.chunks > 1u) {
+    v_in = variance_pair(p.m2, p.m2_lo, p.count);
+  }
+  let v_ln = vec2<f32>(ln.variance, ln.var_lo);
+  let v_bn = vec2<f32>(bn.variance, bn.var_lo);
+  let wm = P.wmean;
+  let wml = P.wmean_lo;
+  let wv = P.wvar;
+  let wvl = P.wvar_lo;
+  let mu_c = pair_sum(pair_sum(pair_mul(vec2<f32>(wm.x, wml.x), d_in), pair_mul(vec2<f32>(wm.y, wml.y), d_ln)),
+    pair_mul(vec2<f32>(wm.z, wml.z), d_bn));
+  let v = pair_sum(pair_sum(pair_sum(pair_mul(vec2<f32>(wv.x, wvl.x), v_in), pair_mul(vec2<f32>(wv.y, wvl.y), v_ln)),
+    pair_mul(vec2<f32>(wv.z, wvl.z), v_bn)), vec2<f32>(P.eps, P.eps_lo));
+  let s = pair_rsqrt(v);
+  let gs = pair_mul(s, vec2<f32>(gamma, 0.0));
+  let gm = -pair_mul(gs, s1);
+  let s2_ref = pair_sub_product(s2, pair_add(mu_c, -m.lo), s1);
+  let gv = pair_mul(pair_mul(gs, pair_mul(s, s)), s2_ref) * -0.5;
+  let cv = m.variance;
+  let a_in = pair_mul(gm, d_in);
+  let a_ln = pair_mul(gm, d_ln);
+  let a_bn = select(vec2<f32>(0.0), pair_mul(gm, d_bn), use_bn);
+  let b_in = pair_mul(gv, pair_add(two_sum(v_in.x, -cv), v_in.y));
+  let b_ln = pair_mul(gv, pair_add(two_sum(v_ln.x, -cv), v_ln.y));
+  let b_bn = select(vec2<f32>(0.0), pair_mul(gv, pair_add(two_sum(v_bn.x, -cv), v_bn.y)), use_bn);
+  return DotSum(
+    Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
+    Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
+  );
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -137,15 +254,21 @@ fn tiny_product(k: i32, v: f32) -> bool {
 // result, so each float32 rounding of theirs at that size was an error of the result: mu - c
 // rounded to one float32 (~0.1, 4e-9 off) times S1 = 2^20 gave dgamma 5e-3 where it is ~0.
 fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
+  let pairs = long_sum_pairs(r, residual);
+  return vec2<f32>(pairs.x, pairs.z + pairs.w);
+}
+
+// long_sums' S1 and S2 as pairs (S1 with its segments' low words): (S1 hi, lo, S2 hi, lo).
+fn long_sum_pairs(r: u32, residual: vec2<f32>) -> vec4<f32> {
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
   for (var k = 0u; k < P.chunks; k++) {
-    let rec = bparts[(r - P.row_base) * P.chunks + k];
-    s1 = pair_add(s1, bitcast<f32>(rec.x));
+    let at = (r - P.row_base) * P.chunks + k;
+    let rec = bparts[at];
+    s1 = pair_add(pair_add(s1, bitcast<f32>(rec.x)), seg_lo[at]);
     s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y)), bitcast<f32>(rec.z));
   }
-  let d = pair_sub_product(s2, residual, s1);
-  return vec2<f32>(s1.x, d.x + d.y);
+  return vec4<f32>(s1, pair_sub_product(s2, residual, s1));
 }
 
 // mu - c for c = long_centre(m, p), the centre the long rows' S2 segments are taken about

@@ -24,6 +24,7 @@
 @group(0) @binding(5) var<storage, read_write> bparts: array<vec4<u32>>;
 // The segments to sum again: a count, then the segments (sn_bwd_reduce).
 @group(0) @binding(6) var<storage, read> wide_segs: array<u32>;
+@group(0) @binding(7) var<storage, read_write> seg_lo: array<f32>; // sn_bwd_reduce's S1 low words
 
 @compute @workgroup_size(64)
 fn main(
@@ -119,4 +120,5 @@ fn reduce_wide(seg: u32) {
     s2 += b2;
   }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
+  seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)
 }

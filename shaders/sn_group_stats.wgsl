@@ -312,10 +312,15 @@ fn main(
   // strided share, then a tree (a loop and a tree that other groups skip). Not one thread over
   // every member: llvmpipe (lavapipe) stops an invocation's loops after 65535 iterations in all,
   // and one thread gave a far channel of 60000 samples a running_mean 0.8% off.
+  // Layout "nd" (not BN parts merged): every group's mean is summed so, whatever its first
+  // member: the importance-logit gradients take differences mu_k - mu of IN, LN and BN means
+  // times dL/dmu, which dy with a mean makes ~M per row, and lo's float32 rounding (~6e-8 of
+  // lo: 1.5e-6 for an LN mean of 25, channel means 0, 0, 0, 100) made `mean_weight`'s gradient
+  // of y.sum() 5x its tolerance (sn_bwd_rows' pair rows need means to ~1e-9 of their spread).
   if (lid == 0u) {
     let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
     let lo0 = w_mean[0];
-    let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && lo0 * lo0 * w_n[0] > 16.0 * spread;
+    let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && (!chan || lo0 * lo0 * w_n[0] > 16.0 * spread);
     w_far = select(0u, 1u, far0);
   }
   // (A uniform value: the loop below holds barriers.)
@@ -327,13 +332,19 @@ fn main(
     let f = pow2(unit_of(p.flags) - unit);
     // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
     // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
-    let w = select(1u, p.count, chan);
-    let w_hi = f32(w & 0xfff000u);
-    let w_lo = f32(w & 0xfffu);
     let dk = two_sum(p.shift * f, -centre);
     let m = p.mean * f;
-    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
-    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
+    if (chan) {
+      let w = p.count;
+      let w_hi = f32(w & 0xfff000u);
+      let w_lo = f32(w & 0xfffu);
+      t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
+      t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
+    } else {
+      sum_add(&t, dk.x);
+      sum_add(&t, dk.y);
+      sum_add(&t, m);
+    }
   }
   w_far_sum[lid] = t;
   for (var s = select(0u, GROUP_THREADS / 2u, far); s > 0u; s = s >> 1u) {

@@ -52,6 +52,68 @@ rangeTests(
   },
 );
 
+/** x of `shape` ([N, C, ...]): channel c's values mean(c) + std(c) N(0, 1), drawn with `seed`. */
+function channelData(
+  shape: number[],
+  mean: (c: number) => number,
+  std: (c: number) => number,
+  seed: number,
+): Float32Array {
+  const g = normal(seed), size = shape.reduce((a, b) => a * b);
+  const m = size / (shape[0] * shape[1]);
+  return Float32Array.from({ length: size }, (_, i) => {
+    const c = Math.floor(i / m) % shape[1];
+    return mean(c) + std(c) * g();
+  });
+}
+
+rangeTests(
+  "y.sum()'s logit gradients match the reference where channel means lie apart",
+  async (backend) => {
+    // Each row's dL/dmu is ~M there, and the logit gradients are small differences of its
+    // products with the means' differences (terms ~1e8 times larger): WebGPU's float32 per-row
+    // work (gm, gv, mu_k - mu, their products and sums) and its LN and BN means' float32 low
+    // words left `mean_weight`'s gradient 10x and `var_weight`'s 16x their tolerance at
+    // [2, 4, 256, 256] with channel means 0, 0, 0, 100 (attack helper-62: 40x on its data),
+    // 8.9x with channel means spread over +-5, and ImageNet-like pixels at [4, 3, 224, 224] 0.3x.
+    const cases: [string, number[], (c: number) => number, (c: number) => number][] = [
+      ["channel means 0, 0, 0, 100", [2, 4, 256, 256], (c) => (c === 3 ? 100 : 0), () => 1],
+      ["channel means over +-5", [2, 32, 128, 128], (c) => ((c * 7) % 11) - 5, () => 1],
+      ["ImageNet-like pixels", [4, 3, 224, 224], (c) => [124, 116, 104][c], (c) => [58, 57, 57][c]],
+    ];
+    for (const [what, shape, mean, std] of cases) {
+      const x = channelData(shape, mean, std, 5);
+      const dy = new Float32Array(x.length).fill(1);
+      const call: LayerCall = { layer: "2d", shape, training: true, x, dy, partial: true };
+      const { want, got } = await runBoth(call, backend);
+      assertOutputsClose(got, want, { what, y: Y, dx: GRAD, grads: GRAD });
+    }
+  },
+);
+
+rangeTests(
+  "logit gradients under dy = 1 + 1e-3 N(0, 1) match the reference on channels apart, in evaluation too",
+  async (backend) => {
+    // sum dy per row (~65536) is then not exact in float32: WebGPU's pair rows take it as a pair
+    // (sn_bwd_reduce's S1 low word), whose float32 rounding alone (~6e-8) puts `mean_weight`'s
+    // gradient ~30x its tolerance off. WebGPU before the pair rows: 71x and `var_weight`'s 36x.
+    const shape = [2, 4, 256, 256];
+    const x = channelData(shape, (c) => (c === 3 ? 100 : 0), () => 1, 11);
+    const g = normal(12);
+    const dy = Float32Array.from({ length: x.length }, () => 1 + 1e-3 * g());
+    for (const training of [true, false]) {
+      // The evaluation's running buffers: near the channels' statistics.
+      const state = training ? undefined : {
+        running_mean: Float32Array.from({ length: 4 }, (_, c) => (c === 3 ? 100.1 : 0.1)),
+        running_var: new Float32Array(4).fill(1.2),
+      };
+      const call: LayerCall = { layer: "2d", shape, training, x, dy, state, partial: true };
+      const { want, got } = await runBoth(call, backend);
+      assertOutputsClose(got, want, { what: `training ${training}`, y: Y, dx: GRAD, grads: GRAD });
+    }
+  },
+);
+
 rangeTests(
   "SwitchNorm1d's y.sum() gradients on standard-normal data match the reference",
   async (backend) => {

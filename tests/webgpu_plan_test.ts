@@ -13,6 +13,7 @@ import {
   MAX_LOOPED_WINDOW_SAMPLES,
   type PlanLimits,
   segments,
+  SLOT_BYTES,
 } from "../backends/_webgpu_plan.ts";
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import type { NormProblem } from "../backends/_backend.ts";
@@ -80,8 +81,8 @@ Deno.test("the plan binds every segment and element once, in aligned windows wit
     const stats = plan.dispatches.filter((d) => d.kind === "stats" || d.kind === "stats1d");
     let next = 0;
     for (const d of stats) {
-      const first = slots.getUint32(d.slot * 256 + 28, true);
-      const end = slots.getUint32(d.slot * 256 + 32, true);
+      const first = slots.getUint32(d.slot * SLOT_BYTES + 28, true);
+      const end = slots.getUint32(d.slot * SLOT_BYTES + 32, true);
       assert.equal(first, next, "stats windows take the segments in order, each once");
       next = end;
     }
@@ -173,7 +174,7 @@ function groupMembers(
   const plan = makeBackwardPlan(problem, { meanMix: [1, 0, 0], varMix: [1, 0, 0] }, limits, 1);
   const { n, c } = problem;
   const slots = new DataView(plan.uniforms);
-  const u = (d: { slot: number }, at: number) => slots.getUint32(d.slot * 256 + at, true);
+  const u = (d: { slot: number }, at: number) => slots.getUint32(d.slot * SLOT_BYTES + at, true);
   const sums: Map<number, number>[] = Array.from({ length: n + c }, () => new Map());
   let windows = 0;
   for (const d of plan.dispatches.filter((d) => d.kind === "bwdGroups")) {
@@ -249,11 +250,17 @@ Deno.test(
       }
       const plan = makeBackwardPlan(problem, { meanMix: [1, 0, 0], varMix: [1, 0, 0] }, limits, n);
       for (const kind of ["bwdRows", "bwdCoef"]) {
-        let next = 0;
+        let next = 0, dots = 0;
         for (const d of plan.dispatches.filter((d) => d.kind === kind)) {
-          const v = new DataView(plan.uniforms, d.slot * 256, 256);
+          const v = new DataView(plan.uniforms, d.slot * SLOT_BYTES, SLOT_BYTES);
           const [first, end, base] = [28, 32, 36].map((a) => v.getUint32(a, true));
           assert.equal(first, next, `${kind}: rows in order, each once`);
+          if (kind === "bwdRows") {
+            // A dot-product partial sum per workgroup of 64 rows, the dispatches' one after another.
+            assert.equal(v.getUint32(292, true), dots, "bwdRows: dot sums in order, each once");
+            assert.equal(d.workgroups, Math.ceil((end - first) / 64));
+            dots += d.workgroups;
+          }
           const rows = d.records!.rows!;
           assert.equal(base * GRAD_BYTES, rows.offset);
           assert.ok((end - base) * GRAD_BYTES <= rows.size);
@@ -261,6 +268,7 @@ Deno.test(
           next = end;
         }
         assert.equal(next, n * c, `${kind}: every row`);
+        if (kind === "bwdRows") assert.equal(dots, plan.dotRecords, "bwdRows: every dot sum");
       }
     }
     assert.equal(windowed, 11, "problems that needed several windows");

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import type { BatchSync, NormProblem, RunningUpdate, SavedForward } from "../backends/_backend.ts";
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
-import { makePlan, type PlanLimits } from "../backends/_webgpu_plan.ts";
+import { makePlan, type PlanLimits, SLOT_BYTES } from "../backends/_webgpu_plan.ts";
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import { assertClose, assertSameValues } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
@@ -234,7 +234,7 @@ Deno.test("the blocks of samples take every row once, each block's windows align
       // first row (Params.rec_base), its records within the windows.
       let next = 0;
       for (const d of plan.dispatches.filter((d) => d.kind === "mix")) {
-        const u = (at: number) => slots.getUint32(d.slot * 256 + at, true);
+        const u = (at: number) => slots.getUint32(d.slot * SLOT_BYTES + at, true);
         assert.equal(u(28), next, `[${n},${c},${m}]: rows in order, each once`);
         assert.equal(u(28) % c, 0, "whole samples");
         assert.equal(u(104), u(28), "records bound from the block's first row");
