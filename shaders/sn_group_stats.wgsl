@@ -327,24 +327,28 @@ fn main(
   let far = workgroupUniformLoad(&w_far) != 0u;
   let centre = hi + w_mean[0];
   var t = vec2<f32>(0.0);
-  for (var k = lid; k < select(0u, count, far); k += GROUP_THREADS) {
+  // + w ((K_k f - centre) + mean_k f), w = the member's weight: 1 for a row, a BN part's rows
+  // (chan). (Two loops, each of bound 0 where it is not needed: lavapipe runs both sides of a
+  // branch, and the parts' products made every nd group's loop ~3x longer there.)
+  for (var k = lid; k < select(0u, count, far && !chan); k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
-    // + w ((K_k f - centre) + mean_k f), w = the member's weight (its rows for a BN part).
+    let dk = two_sum(p.shift * f, -centre);
+    sum_add(&t, dk.x);
+    sum_add(&t, dk.y);
+    sum_add(&t, p.mean * f);
+  }
+  for (var k = lid; k < select(0u, count, far && chan); k += GROUP_THREADS) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
     // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
     let dk = two_sum(p.shift * f, -centre);
     let m = p.mean * f;
-    if (chan) {
-      let w = p.count;
-      let w_hi = f32(w & 0xfff000u);
-      let w_lo = f32(w & 0xfffu);
-      t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
-      t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
-    } else {
-      sum_add(&t, dk.x);
-      sum_add(&t, dk.y);
-      sum_add(&t, m);
-    }
+    let w = p.count;
+    let w_hi = f32(w & 0xfff000u);
+    let w_lo = f32(w & 0xfffu);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_lo, dk.x), w_lo, dk.y), w_lo, m);
+    t = pair_add_times(pair_add_times(pair_add_times(t, w_hi, dk.x), w_hi, dk.y), w_hi, m);
   }
   w_far_sum[lid] = t;
   for (var s = select(0u, GROUP_THREADS / 2u, far); s > 0u; s = s >> 1u) {
