@@ -4,8 +4,9 @@
  * x and dy for per-row sums), sn_bwd_rows (dL/dmu, dL/dvar and the parameter terms per row),
  * sn_bwd_groups (their sums per sample and per channel), sn_bwd_coef (each row's dx map) and
  * sn_bwd_dx (the second pass over x and dy, writing dx). Layout "1d": sn1d_bwd_reduce,
- * sn_bwd_groups, sn1d_bwd_dx. A Float32Array call reads dx and the O(N + C) gradient sums back
- * with one mapAsync; a GpuTensor call returns dx as a GpuTensor and reads back only the sums.
+ * sn_bwd_groups, sn1d_bwd_dx. A Float32Array call reads dx and the O(N + C) gradient sums (and,
+ * "nd", sn_bwd_rows' partial sums of the logit dot products, one per 64 rows) back with one
+ * mapAsync; a GpuTensor call returns dx as a GpuTensor and reads back only the sums.
  * SyncSN sums them across replicas between sn_bwd_groups and the dx passes (_webgpu_sync.ts).
  *
  * Depends on the shared Backend types, the plan (_webgpu_plan.ts), the pipelines, the per-layer
