@@ -62,8 +62,8 @@ export function zeroWeightBits(mix: ArrayLike<number>, first: number): number {
 
 /**
  * Writes the weights of `mix` (mixing order) at `at` and their factors and exponents, and at
- * `at.lo` each weight's rest beyond its float32 rounding (w - f32(w), 0 for a weight with
- * exponent factors or taken as 0), for the backward's per-row work in float32 pairs.
+ * `at.lo` the rest of each mantissa beyond its float32 rounding (0 for a weight taken as 0), for
+ * the backward's per-row work in float32 pairs.
  */
 export function writeWeights(
   v: DataView,
@@ -77,7 +77,7 @@ export function writeWeights(
     v.setFloat32(at.f1 + 4 * k, s.f1, true);
     v.setFloat32(at.f2 + 4 * k, s.f2, true);
     v.setInt32(at.exp + 4 * k, s.exp, true);
-    v.setFloat32(at.lo + 4 * k, s.exp === 0 ? s.mantissa - hi : 0, true);
+    v.setFloat32(at.lo + 4 * k, s.mantissa - hi, true);
   }
 }
 

@@ -140,9 +140,9 @@ struct Params {
   wvar_f2: vec4<f32>,
   wmean_e: vec4<i32>,
   wvar_e: vec4<i32>,
-  // The float64 weights' and eps's rest beyond their float32 roundings (w = wmean + wmean_lo,
-  // 0 for a weight with exponent factors or taken as 0; backends/_webgpu_weights.ts), for the
-  // backward's per-row gradient work in float32 pairs (sn_bwd_rows.wgsl).
+  // The rest of the weights' mantissas and of eps beyond their float32 roundings (w = (wmean +
+  // wmean_lo) f1 f2; 0 for a weight taken as 0; backends/_webgpu_weights.ts), for the backward's
+  // per-row gradient work in float32 pairs (sn_bwd_rows.wgsl).
   wmean_lo: vec4<f32>,
   wvar_lo: vec4<f32>,
   eps_lo: f32,

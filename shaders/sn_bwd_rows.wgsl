@@ -23,8 +23,8 @@
 // row's M2 pair, LN/BN from their Groups, pair.wgsl), whose hi words cancel exactly: float32
 // variances (6e-8) would leave var_weight's gradient, a difference of variances
 // ~std^2 sqrt(2 / M) apart, an error of ~1e-7 sqrt(M) relative.
-// Pair rows (every row of the plain path whose sums are finite, in calls without weights of
-// exponent factors, P_TINY_WEIGHTS): the dots a and b are formed in float32 pairs (pair_dots:
+// Pair rows (every row of the plain path whose sums are finite): the dots a and b are formed in
+// float32 pairs (pair_dots:
 // the reference's mix from the weights as pairs, s, gm, gv, S2 about the reference's mean) and
 // summed as pairs over the workgroup's 64 rows into dot_sums (one record per workgroup, from
 // P.dot_base on), which the CPU adds in float64; the row's Grad keeps gm c and gv c_v in a.w and
@@ -172,11 +172,11 @@ fn row_grad(r: u32) -> DotSum {
   let gamma = affine[c];
   let gm = -s * gamma * sums.x;
   let gv = -0.5 * gamma * (s * s) * (s * sums.y);
-  // Pair rows: finite sums, and weights without exponent factors (P_TINY_WEIGHTS, whose calls
-  // take the float32 dots below). Their dots go to the workgroup's pair sums; the Grad keeps
-  // gm c and gv c_v, which the CPU adds to every term's dot alike (they cancel in the logit
-  // gradients, w_k (a_k - sum_j w_j a_j)).
-  if ((class_bits(sums.x) | class_bits(sums.y)) == 0u && (P.flags & P_TINY_WEIGHTS) == 0u) {
+  // Pair rows: finite sums (else IEEE's infinities and NaN, as the float32 dots below form
+  // them). Their dots go to the workgroup's pair sums; the Grad keeps gm c and gv c_v, which the
+  // CPU adds to every term's dot alike (they cancel in the logit gradients, w_k (a_k - sum_j w_j
+  // a_j)).
+  if ((class_bits(sums.x) | class_bits(sums.y)) == 0u) {
     let a_c = vec4<f32>(0.0, 0.0, 0.0, gm * m.hi);
     let b_c = vec4<f32>(0.0, 0.0, 0.0, gv * m.variance);
     grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a_c, b_c, 0u, 0, 0);
@@ -204,7 +204,7 @@ fn row_grad(r: u32) -> DotSum {
 }
 
 // The dot products of a pair row (see the top) as float32 pairs, about c = m.hi (means) and
-// c_v = m.variance (variances): the reference's float64 mix (weights as pairs, P.wmean_lo),
+// c_v = m.variance (variances): the reference's float64 mix (weights as pairs, P.wmean_lo, with their exponent factors),
 // s = 1 / sqrt(var + eps), gm = -gamma s S1 and gv = -0.5 gamma s^3 S2' with S2' = sum dy (x -
 // mu) about the reference's mean (s2 is about the float32 mix's, c + m.lo), all in pairs, then
 // a'_k = gm (mu_k - c), b'_k = gv (var_k - c_v). float32 gm, gv and products were ~6e-8 of the
@@ -225,14 +225,9 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   }
   let v_ln = vec2<f32>(ln.variance, ln.var_lo);
   let v_bn = vec2<f32>(bn.variance, bn.var_lo);
-  let wm = P.wmean;
-  let wml = P.wmean_lo;
-  let wv = P.wvar;
-  let wvl = P.wvar_lo;
-  let mu_c = pair_sum(pair_sum(pair_mul(vec2<f32>(wm.x, wml.x), d_in), pair_mul(vec2<f32>(wm.y, wml.y), d_ln)),
-    pair_mul(vec2<f32>(wm.z, wml.z), d_bn));
-  let v = pair_sum(pair_sum(pair_sum(pair_mul(vec2<f32>(wv.x, wvl.x), v_in), pair_mul(vec2<f32>(wv.y, wvl.y), v_ln)),
-    pair_mul(vec2<f32>(wv.z, wvl.z), v_bn)), vec2<f32>(P.eps, P.eps_lo));
+  let mu_c = pair_sum(pair_sum(pair_weighted_mean(0u, d_in), pair_weighted_mean(1u, d_ln)), pair_weighted_mean(2u, d_bn));
+  let v = pair_sum(pair_sum(pair_sum(pair_weighted_var(0u, v_in), pair_weighted_var(1u, v_ln)), pair_weighted_var(2u, v_bn)),
+    vec2<f32>(P.eps, P.eps_lo));
   let s = pair_rsqrt(v);
   let gs = pair_mul(s, vec2<f32>(gamma, 0.0));
   let gm = -pair_mul(gs, s1);
@@ -249,6 +244,19 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
     Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
     Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
   );
+}
+
+// wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
+// factors (weighted_mean: 1 for a normal weight), both words alike.
+fn pair_weighted_mean(k: u32, p: vec2<f32>) -> vec2<f32> {
+  let q = pair_mul(vec2<f32>(P.wmean[k], P.wmean_lo[k]), p);
+  return vec2<f32>(weighted_mean(k, q.x), weighted_mean(k, q.y));
+}
+
+// wvar_k p likewise.
+fn pair_weighted_var(k: u32, p: vec2<f32>) -> vec2<f32> {
+  let q = pair_mul(vec2<f32>(P.wvar[k], P.wvar_lo[k]), p);
+  return vec2<f32>(weighted_var(k, q.x), weighted_var(k, q.y));
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.

@@ -92,6 +92,26 @@ rangeTests(
 );
 
 rangeTests(
+  "y.sum()'s logit gradients on channels apart match the reference with a weight below float32's normal range",
+  async (backend) => {
+    // Logits 100 apart: a weight ~4e-44, which WebGPU takes as a mantissa and exponent factors;
+    // its rows took the float32 dots: `mean_weight`'s gradient 38x and `var_weight`'s 51x their
+    // tolerance (attack helper-64), now the pair rows' (the weight's mantissa as a pair).
+    const shape = [2, 4, 256, 256];
+    const x = channelData(shape, (c) => (c === 3 ? 100 : 0), () => 1, 5);
+    const dy = new Float32Array(x.length).fill(1);
+    for (const logits of [[-100, 0, 0], [0, 0, -100]]) {
+      for (const key of ["mean_weight", "var_weight"]) {
+        const state = { [key]: Float32Array.from(logits) };
+        const call: LayerCall = { layer: "2d", shape, training: true, x, dy, state, partial: true };
+        const { want, got } = await runBoth(call, backend);
+        assertOutputsClose(got, want, { what: `${key} ${logits}`, y: Y, dx: GRAD, grads: GRAD });
+      }
+    }
+  },
+);
+
+rangeTests(
   "logit gradients under dy = 1 + 1e-3 N(0, 1) match the reference on channels apart, in evaluation too",
   async (backend) => {
     // sum dy per row (~65536) is then not exact in float32: WebGPU's pair rows take it as a pair
