@@ -18,8 +18,6 @@ import {
 } from "./_webgpu_plan.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 
-/** Bytes of the Params struct inside each uniform slot. */
-
 /** A dispatch's kind: one pipeline each. */
 export type PipelineKind = PlannedDispatch["kind"];
 

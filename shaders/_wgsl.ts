@@ -3673,14 +3673,13 @@ export const SN_BWD_ROWS: string =
 // variances (6e-8) would leave var_weight's gradient, a difference of variances
 // ~std^2 sqrt(2 / M) apart, an error of ~1e-7 sqrt(M) relative.
 // Pair rows (every row of the plain path whose sums are finite): the dots a and b are formed in
-// float32 pairs (pair_dots:
-// the reference's mix from the weights as pairs, s, gm, gv, S2 about the reference's mean) and
-// summed as pairs over the workgroup's 64 rows into dot_sums (one record per workgroup, from
-// P.dot_base on), which the CPU adds in float64; the row's Grad keeps gm c and gv c_v in a.w and
-// b.w and zeros in the dot lanes. dy with a mean (y.sum(): dL/dmu ~M per row) makes the logit
-// gradients small differences of terms ~M times the means' spread, which float32 per-row work
-// missed by ~6e-8 of the terms (\`mean_weight\`'s gradient 10x to 40x its tolerance on channels of
-// means apart).
+// float32 pairs (pair_dots: the reference's mix from the weights as pairs, s, gm, gv, S2 about
+// the reference's mean) and summed as pairs over the workgroup's 64 rows into dot_sums (one
+// record per workgroup, from P.dot_base on), which the CPU adds in float64; the row's Grad keeps
+// gm c and gv c_v in a.w and b.w and zeros in the dot lanes. dy with a mean (y.sum(): dL/dmu
+// ~M per row) makes the logit gradients small differences of terms ~M times the means' spread,
+// which float32 per-row work missed by ~6e-8 of the terms (\`mean_weight\`'s gradient 10x to 40x
+// its tolerance on channels of means apart).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (the per-row
 // records of many rows exceed one storage binding, so they are bound in windows).
 
@@ -3853,9 +3852,10 @@ fn row_grad(r: u32) -> DotSum {
 }
 
 // The dot products of a pair row (see the top) as float32 pairs, about c = m.hi (means) and
-// c_v = m.variance (variances): the reference's float64 mix (weights as pairs, P.wmean_lo, with their exponent factors),
-// s = 1 / sqrt(var + eps), gm = -gamma s S1 and gv = -0.5 gamma s^3 S2' with S2' = sum dy (x -
-// mu) about the reference's mean (s2 is about the float32 mix's, c + m.lo), all in pairs, then
+// c_v = m.variance (variances): the reference's float64 mix (the weights' mantissas as pairs,
+// P.wmean_lo, times their exponent factors), s = 1 / sqrt(var + eps), gm = -gamma s S1 and
+// gv = -0.5 gamma s^3 S2' with S2' = sum dy (x - mu) about the reference's mean (s2 is about the
+// float32 mix's, c + m.lo), all in pairs, then
 // a'_k = gm (mu_k - c), b'_k = gv (var_k - c_v). float32 gm, gv and products were ~6e-8 of the
 // terms off, which dy with a mean makes ~M times the means' spread while the logit gradient is
 // their small difference (y.sum() at [2, 4, 256, 256] with channel means 0, 0, 0, 100:
