@@ -159,6 +159,19 @@ struct Params {
   dot_base: u32,
 }
 
+// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
+// (a + b) - a as b in two_sum.
+fn opaque_one() -> f32 {
+  return f32(P.inf_bits != 0u);
+}
+
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+  let s = (a + b) * opaque_one();
+  let bb = s - a;
+  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
 // p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
 fn weighted_mean(k: u32, p: f32) -> f32 {
@@ -833,18 +846,7 @@ const _PAIR: string =
 // of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
 // not a compiler fuses them into an fma.
 
-// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
-// (a + b) - a as b in two_sum.
-fn opaque_one() -> f32 {
-  return f32(P.inf_bits != 0u);
-}
-
-// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-  let s = (a + b) * opaque_one();
-  let bb = s - a;
-  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
-}
+// (opaque_one and two_sum, the exact addition everything here builds on, are in common.wgsl.)
 
 // sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
 // gathered in its low word in float32 (they are small beside it: one rounding of the running sum
@@ -1170,12 +1172,22 @@ const _BACKWARD_COMMON: string =
 //       past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30
 //       from the data) a shared unit flushed dbeta to 0, so they take one of their own.
 //   (One word for both: a record, and sn_bwd_groups' workgroup copies, stay the size they were.)
+// dg_lo: dgamma's low word (s.z + dg_lo a float32 pair) in records without exponents, 0 in
+// the others: sn_bwd_rows' pair rows form dgamma = s S2 in pairs, and grad_add (sn_bwd_groups)
+// sums it in pairs. (Word 14, \`spare\`, is RowGrad's dy_unit: 0 here.)
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
   units: i32,
+  spare: i32,
+  dg_lo: f32,
+}
+
+// A Grad without dgamma's low word.
+fn grad(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32) -> Grad {
+  return Grad(s, a, b, flags, units, 0, 0.0);
 }
 
 // (eb, ec) of a Grad's units word, and the word of (eb, ec).
@@ -1197,6 +1209,7 @@ struct RowGrad {
   flags: u32,
   units: i32,
   dy_unit: i32,
+  dg_lo: f32,
 }
 
 const G_BAD: u32 = 1u;
@@ -1264,7 +1277,7 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
     unit_of_pair(pz, qz, e2.x, e2.y),
   );
-  return Grad(
+  return grad(
     s,
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
@@ -1278,11 +1291,15 @@ fn grad_add(p: Grad, q: Grad) -> Grad {
   if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
+  // dgamma as a pair (a non-finite sum keeps its high word, as sum_add does).
+  let dg = two_sum(p.s.z, q.s.z);
+  let dg_err = select(0.0, dg.y, class_bits(dg.x) == 0u);
+  let s = vec4<f32>(p.s.xy + q.s.xy, dg.x, p.s.w + q.s.w);
+  return Grad(s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0, p.dg_lo + q.dg_lo + dg_err);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
+  return grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -1381,11 +1398,19 @@ fn bn_depends_on_x() -> bool {
 // narrow_centre): there every x - cut is of the cut's size, and their float32 rounding, which
 // (mu - c) S1 cancels, was the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4
 // where it is 0), where about hi x - hi is exact. Scaled mixes keep the cut.
+// A centre far below the row's std (|c| < 2^-9 std: a mean near 0) keeps no bits below q =
+// 2^(e + 3 - 23), e the std's exponent, the ulp of x at ~8 stds (rounded toward 0, which moves
+// it by less than q, ~1e-6 of the std): its 12 bits were finer than x's there, and x - c dropped
+// its low bits alike for every x of a binade (a mixing settled on BN, channel mean -4.5e-6 over a
+// std of 1, rows of 16384 floats under dy = 1: dgamma 1.6e-3 off, 16x its tolerance).
 fn long_centre(m: Mixed, p: Partial) -> f32 {
   let cut = coarse12(m.hi + m.lo);
   let moved = m.hi - cut;
   let spread = p.m2 / max(f32(p.count), 1.0);
-  return select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+  let c = select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+  let q = pow2((exponent_of(spread) >> 1u) + 3 - 23);
+  let coarse = !is_scaled(m.flags) && spread > 0.0 && q > 0.0;
+  return select(c, trunc(c / select(1.0, q, coarse)) * q, coarse);
 }
 
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
@@ -1459,7 +1484,7 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   let kc = select(k, max(top_c - 100, -400), top_c > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
   let flags = g_flags(0u, e0, e1, d + k);
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
+  return grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -1532,7 +1557,7 @@ struct HotGrad {
 fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad {
   let m = mix_1d(ln, bn);
   if (mixed_bad(m)) {
-    return HotGrad(Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0), false);
+    return HotGrad(grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0), false);
   }
   let s = inv_std(m);
   let gamma = affine[c];
@@ -1543,7 +1568,7 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
   let gv = -0.5 * q * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return HotGrad(Grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
+  return HotGrad(grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
 }
 
 fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
@@ -1573,13 +1598,13 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
+    return grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN; with a
     // NaN or infinite dy, 0 * Inf: NaN as in the reference (as sn_bwd_rows' wide_row).
     let flag = select(G_VNAN, G_BAD, class_bits(d) != 0u);
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
+    return grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -1632,7 +1657,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
-  return Grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
+  return grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
 }
 
 // The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
@@ -1819,6 +1844,22 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
 
+// K rounded toward 0 to a multiple of q = 2^(e + 3 - 23), e the exponent of the largest |x| of
+// the first four values of [s, e): unchanged where K is not finer than that (most segments), or
+// where one of them is not finite.
+fn quantized_shift(k: f32, s: u32, e: u32) -> f32 {
+  var a = 0.0;
+  var finite = true;
+  for (var i = s; i < min(s + 4u, e); i++) {
+    let v = load1(i);
+    finite = finite && class_bits(v) == 0u;
+    a = max(a, abs(v));
+  }
+  let q = pow2(exponent_of(a) + 3 - 23);
+  let use_q = finite && q > 0.0;
+  return select(k, trunc(k / select(1.0, q, use_q)) * q, use_q);
+}
+
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -1845,7 +1886,12 @@ fn main(
     // Rows longer than one segment: the shift cut to 12 significant bits (coarse12), so that
     // x - K rounds only x's own low bits, never K's alike for a whole binade (a bias of ~2^-25
     // per element in the segment means, which the row mean would keep).
-    shift = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
+    let cut = select(0.0, select(first, coarse12(first), P.chunks > 1u), class_bits(first) == 0u);
+    // And no bits below the ulp of 8 a, a the largest |x| of the segment's first four values:
+    // a first value far below the others (a mean near 0) had bits finer than theirs, which x - K
+    // dropped alike for every x of a binade (segments of N(0, 1) with a first value of ~1e-5:
+    // the IN means' bias reached dgamma, ~0 under dy = 1 where a mixing settled on BN).
+    shift = quantized_shift(cut, s, e);
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
@@ -3809,11 +3855,11 @@ fn row_grad(r: u32) -> DotSum {
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, 0.0);
     return dot_zero();
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0.0);
     return dot_zero();
   }
   let s = inv_std(m);
@@ -3827,8 +3873,9 @@ fn row_grad(r: u32) -> DotSum {
   if ((class_bits(sums.x) | class_bits(sums.y)) == 0u) {
     let a_c = vec4<f32>(0.0, 0.0, 0.0, gm * m.hi);
     let b_c = vec4<f32>(0.0, 0.0, 0.0, gv * m.variance);
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a_c, b_c, 0u, 0, 0);
-    return pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
+    let pr = pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
+    return pr.dots;
   }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
@@ -3847,7 +3894,7 @@ fn row_grad(r: u32) -> DotSum {
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0.0);
   return dot_zero();
 }
 
@@ -3860,7 +3907,7 @@ fn row_grad(r: u32) -> DotSum {
 // terms off, which dy with a mean makes ~M times the means' spread while the logit gradient is
 // their small difference (y.sum() at [2, 4, 256, 256] with channel means 0, 0, 0, 100:
 // \`mean_weight\`'s gradient 10x its tolerance, \`var_weight\`'s 16x).
-fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<f32>, s2: vec2<f32>, gamma: f32) -> DotSum {
+fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<f32>, s2: vec2<f32>, gamma: f32) -> PairRow {
   let c = m.hi;
   let d_in = pair_add(two_sum(p.shift, -c), p.mean);
   let d_ln = pair_add(two_sum(ln.hi, -c), ln.lo);
@@ -3889,10 +3936,19 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let b_in = pair_mul(gv, pair_add(two_sum(v_in.x, -cv), v_in.y));
   let b_ln = pair_mul(gv, pair_add(two_sum(v_ln.x, -cv), v_ln.y));
   let b_bn = select(vec2<f32>(0.0), pair_mul(gv, pair_add(two_sum(v_bn.x, -cv), v_bn.y)), use_bn);
-  return DotSum(
+  let dots = DotSum(
     Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
     Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
   );
+  return PairRow(dots, pair_mul(s, s2_ref));
+}
+
+// A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and dg_lo):
+// dgamma is a small difference of rows' terms where the mixing settled on one normalizer
+// (under dy = 1 each row's S2' is M (mu_in - mu), which cancels over a channel's rows).
+struct PairRow {
+  dots: DotSum,
+  dgamma: vec2<f32>,
 }
 
 // wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
@@ -4002,7 +4058,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
+    return grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN; with a
@@ -4010,7 +4066,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     // NaN as in the reference (they were 0: dx 0 and dgamma 0 for NaN, nd fuzzer FUZZ_INJECT=1
     // seed 53).
     let flag = select(G_VNAN, G_BAD, class_bits(s1) != 0u);
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
+    return grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
@@ -4148,7 +4204,7 @@ fn main(
         let h = element_hot_tested(ln, bn, c, tx[r * 33u + lid], d);
         wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
         let g = h.g;
-        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+        acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
@@ -4163,7 +4219,7 @@ fn main(
       let h = element_hot_tested(ln, bn, c, tx[r * 33u + cc], d);
       wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
       let g = h.g;
-      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+      acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -4289,6 +4345,7 @@ var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_units: array<i32, 64>;
+var<workgroup> w_dglo: array<f32, 64>; // dgamma's low word (Grad.dg_lo)
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -4321,21 +4378,24 @@ fn main(
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
   w_units[lid] = acc.units;
+  w_dglo[lid] = acc.dg_lo;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid]), Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid], 0, w_dglo[lid]),
+        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o], 0, w_dglo[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
       w_units[lid] = sum.units;
+      w_dglo[lid] = sum.dg_lo;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0], 0, w_dglo[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -4424,7 +4484,7 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.units);
+  let row = grad(rg.s, rg.a, rg.b, rg.flags, rg.units);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);

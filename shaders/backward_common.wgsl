@@ -30,12 +30,22 @@
 //       past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30
 //       from the data) a shared unit flushed dbeta to 0, so they take one of their own.
 //   (One word for both: a record, and sn_bwd_groups' workgroup copies, stay the size they were.)
+// dg_lo: dgamma's low word (s.z + dg_lo a float32 pair) in records without exponents, 0 in
+// the others: sn_bwd_rows' pair rows form dgamma = s S2 in pairs, and grad_add (sn_bwd_groups)
+// sums it in pairs. (Word 14, `spare`, is RowGrad's dy_unit: 0 here.)
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
   b: vec4<f32>,
   flags: u32,
   units: i32,
+  spare: i32,
+  dg_lo: f32,
+}
+
+// A Grad without dgamma's low word.
+fn grad(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32) -> Grad {
+  return Grad(s, a, b, flags, units, 0, 0.0);
 }
 
 // (eb, ec) of a Grad's units word, and the word of (eb, ec).
@@ -57,6 +67,7 @@ struct RowGrad {
   flags: u32,
   units: i32,
   dy_unit: i32,
+  dg_lo: f32,
 }
 
 const G_BAD: u32 = 1u;
@@ -124,7 +135,7 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
     unit_of_pair(pz, qz, e2.x, e2.y),
   );
-  return Grad(
+  return grad(
     s,
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
@@ -138,11 +149,15 @@ fn grad_add(p: Grad, q: Grad) -> Grad {
   if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
     return grad_add_scaled(p, q);
   }
-  return Grad(p.s + q.s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0);
+  // dgamma as a pair (a non-finite sum keeps its high word, as sum_add does).
+  let dg = two_sum(p.s.z, q.s.z);
+  let dg_err = select(0.0, dg.y, class_bits(dg.x) == 0u);
+  let s = vec4<f32>(p.s.xy + q.s.xy, dg.x, p.s.w + q.s.w);
+  return Grad(s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0, p.dg_lo + q.dg_lo + dg_err);
 }
 
 fn grad_zero() -> Grad {
-  return Grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
+  return grad(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0);
 }
 
 // A float32 m * 2^e summed term by term (the gradient terms of dx of wide rows).
@@ -241,11 +256,19 @@ fn bn_depends_on_x() -> bool {
 // narrow_centre): there every x - cut is of the cut's size, and their float32 rounding, which
 // (mu - c) S1 cancels, was the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4
 // where it is 0), where about hi x - hi is exact. Scaled mixes keep the cut.
+// A centre far below the row's std (|c| < 2^-9 std: a mean near 0) keeps no bits below q =
+// 2^(e + 3 - 23), e the std's exponent, the ulp of x at ~8 stds (rounded toward 0, which moves
+// it by less than q, ~1e-6 of the std): its 12 bits were finer than x's there, and x - c dropped
+// its low bits alike for every x of a binade (a mixing settled on BN, channel mean -4.5e-6 over a
+// std of 1, rows of 16384 floats under dy = 1: dgamma 1.6e-3 off, 16x its tolerance).
 fn long_centre(m: Mixed, p: Partial) -> f32 {
   let cut = coarse12(m.hi + m.lo);
   let moved = m.hi - cut;
   let spread = p.m2 / max(f32(p.count), 1.0);
-  return select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+  let c = select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+  let q = pow2((exponent_of(spread) >> 1u) + 3 - 23);
+  let coarse = !is_scaled(m.flags) && spread > 0.0 && q > 0.0;
+  return select(c, trunc(c / select(1.0, q, coarse)) * q, coarse);
 }
 
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
@@ -319,7 +342,7 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   let kc = select(k, max(top_c - 100, -400), top_c > -2000);
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
   let flags = g_flags(0u, e0, e1, d + k);
-  return Grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
+  return grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while

@@ -150,6 +150,19 @@ struct Params {
   dot_base: u32,
 }
 
+// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
+// (a + b) - a as b in two_sum.
+fn opaque_one() -> f32 {
+  return f32(P.inf_bits != 0u);
+}
+
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+  let s = (a + b) * opaque_one();
+  let bb = s - a;
+  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+}
+
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
 // p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
 fn weighted_mean(k: u32, p: f32) -> f32 {

@@ -10,18 +10,7 @@
 // of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
 // not a compiler fuses them into an fma.
 
-// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
-// (a + b) - a as b in two_sum.
-fn opaque_one() -> f32 {
-  return f32(P.inf_bits != 0u);
-}
-
-// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
-fn two_sum(a: f32, b: f32) -> vec2<f32> {
-  let s = (a + b) * opaque_one();
-  let bb = s - a;
-  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
-}
+// (opaque_one and two_sum, the exact addition everything here builds on, are in common.wgsl.)
 
 // sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
 // gathered in its low word in float32 (they are small beside it: one rounding of the running sum

@@ -84,7 +84,7 @@ fn main(
         let h = element_hot_tested(ln, bn, c, tx[r * 33u + lid], d);
         wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
         let g = h.g;
-        acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+        acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
@@ -99,7 +99,7 @@ fn main(
       let h = element_hot_tested(ln, bn, c, tx[r * 33u + cc], d);
       wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
       let g = h.g;
-      acc = Grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+      acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }

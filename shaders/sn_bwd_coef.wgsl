@@ -59,7 +59,7 @@ fn main(
   let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
   let m = nd_mix(p, ln, bn);
   let rg = grads[r - P.elem_base];
-  let row = Grad(rg.s, rg.a, rg.b, rg.flags, rg.units);
+  let row = grad(rg.s, rg.a, rg.b, rg.flags, rg.units);
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);

@@ -160,11 +160,11 @@ fn row_grad(r: u32) -> DotSum {
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, 0.0);
     return dot_zero();
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0.0);
     return dot_zero();
   }
   let s = inv_std(m);
@@ -178,8 +178,9 @@ fn row_grad(r: u32) -> DotSum {
   if ((class_bits(sums.x) | class_bits(sums.y)) == 0u) {
     let a_c = vec4<f32>(0.0, 0.0, 0.0, gm * m.hi);
     let b_c = vec4<f32>(0.0, 0.0, 0.0, gv * m.variance);
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a_c, b_c, 0u, 0, 0);
-    return pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
+    let pr = pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
+    return pr.dots;
   }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
@@ -198,7 +199,7 @@ fn row_grad(r: u32) -> DotSum {
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0.0);
   return dot_zero();
 }
 
@@ -211,7 +212,7 @@ fn row_grad(r: u32) -> DotSum {
 // terms off, which dy with a mean makes ~M times the means' spread while the logit gradient is
 // their small difference (y.sum() at [2, 4, 256, 256] with channel means 0, 0, 0, 100:
 // `mean_weight`'s gradient 10x its tolerance, `var_weight`'s 16x).
-fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<f32>, s2: vec2<f32>, gamma: f32) -> DotSum {
+fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<f32>, s2: vec2<f32>, gamma: f32) -> PairRow {
   let c = m.hi;
   let d_in = pair_add(two_sum(p.shift, -c), p.mean);
   let d_ln = pair_add(two_sum(ln.hi, -c), ln.lo);
@@ -240,10 +241,19 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let b_in = pair_mul(gv, pair_add(two_sum(v_in.x, -cv), v_in.y));
   let b_ln = pair_mul(gv, pair_add(two_sum(v_ln.x, -cv), v_ln.y));
   let b_bn = select(vec2<f32>(0.0), pair_mul(gv, pair_add(two_sum(v_bn.x, -cv), v_bn.y)), use_bn);
-  return DotSum(
+  let dots = DotSum(
     Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
     Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
   );
+  return PairRow(dots, pair_mul(s, s2_ref));
+}
+
+// A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and dg_lo):
+// dgamma is a small difference of rows' terms where the mixing settled on one normalizer
+// (under dy = 1 each row's S2' is M (mu_in - mu), which cancels over a channel's rows).
+struct PairRow {
+  dots: DotSum,
+  dgamma: vec2<f32>,
 }
 
 // wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
@@ -353,7 +363,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     }
   }
   if (w.bad) {
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
+    return grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN; with a
@@ -361,7 +371,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     // NaN as in the reference (they were 0: dx 0 and dgamma 0 for NaN, nd fuzzer FUZZ_INJECT=1
     // seed 53).
     let flag = select(G_VNAN, G_BAD, class_bits(s1) != 0u);
-    return Grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
+    return grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
   }
   // s = s' 2^es and gamma = gamma' 2^g kept apart (exact): gamma s can pass float32's range
   // where gm, gv and the dots do not, and s^3 of a mix whose variance is tiny beside its terms'
