@@ -82,8 +82,9 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
 }
 
 // K rounded toward 0 to a multiple of q = 2^(e + 3 - 23), e the exponent of the largest |x| of
-// the first four values of [s, e): unchanged where K is not finer than that (most segments), or
-// where one of them is not finite.
+// the first four values of [s, e) (K itself where one of them is not finite, or all are 0): K
+// moves by less than 8 ulps of that |x| (x - K then stays exact or rounds x's own bits, and
+// the pair sum of x - K carries the move), and loses every bit finer than x's.
 fn quantized_shift(k: f32, s: u32, e: u32) -> f32 {
   var a = 0.0;
   var finite = true;
