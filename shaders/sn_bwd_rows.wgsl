@@ -83,22 +83,22 @@ fn main(
   w_dots[lid] = dots;
   workgroupBarrier();
   if (lid < 8u) {
-    var sum = w_dots[8u * lid];
-    for (var k = 1u; k < 8u; k++) {
-      let o = w_dots[8u * lid + k];
-      sum = DotSum(pair4_merge(sum.a, o.a), pair4_merge(sum.b, o.b));
-    }
-    w_dots[8u * lid] = sum;
+    w_dots[8u * lid] = dot_sum8(8u * lid, 1u);
   }
   workgroupBarrier();
   if (lid == 0u && P.seg_first + g * 64u < P.seg_end) {
-    var sum = w_dots[0];
-    for (var k = 1u; k < 8u; k++) {
-      let o = w_dots[8u * k];
-      sum = DotSum(pair4_merge(sum.a, o.a), pair4_merge(sum.b, o.b));
-    }
-    dot_sums[P.dot_base + g] = sum;
+    dot_sums[P.dot_base + g] = dot_sum8(0u, 8u);
   }
+}
+
+// The pair sum of w_dots[first + k * step], k < 8.
+fn dot_sum8(first: u32, step: u32) -> DotSum {
+  var sum = w_dots[first];
+  for (var k = 1u; k < 8u; k++) {
+    let o = w_dots[first + k * step];
+    sum = DotSum(pair4_merge(sum.a, o.a), pair4_merge(sum.b, o.b));
+  }
+  return sum;
 }
 
 // Writes row r's Grad; returns its dot products where it is a pair row (pair_dots), else 0.
