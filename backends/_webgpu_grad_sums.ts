@@ -54,6 +54,7 @@ function split(v: number): [number, number] {
  * reference's sum over rows of std 0 (shaders/sn_bwd_zero_std_fix.wgsl).
  * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
  * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
+ * Layout "1d": a.z and b.z are the low words of a.x and b.x (pairs, the row lines' pair elements).
  * Layout "nd": the pair rows' centred dots are not in the records but in the `dots` partial sums
  * that follow them (sn_bwd_rows.wgsl DotSum: a' and b' for k = IN, LN, BN as float32 pairs,
  * lanes x, y, z of hi then lo), added here in float64.
@@ -68,6 +69,9 @@ export function gradientSums(
   const f = new Float32Array(data, 0, (n + c) * 16), u = new Uint32Array(data, 0, (n + c) * 16);
   const meanDots = new Float64Array(k), varDots = new Float64Array(k);
   let bad = false, vnan = false, sa = 0, sb = 0;
+  // Layout "1d" has no IN term: its records' a.z and b.z are the low words of the LN dots a.x
+  // and b.x (shaders/sn1d_bwd_element.wgsl: pair elements, centred at BN).
+  const pairs1d = problem.layout === "1d";
   for (let i = 0; i < n; i++) {
     const at = 16 * i, e2 = exponentOf(u[at + 12], 2), unit = 2 ** e2;
     const unitB = 2 ** (e2 + ((u[at + 13] << 16) >> 16));
@@ -76,6 +80,10 @@ export function gradientSums(
     for (let q = 0; q < k; q++) {
       meanDots[q] += f[at + 4 + q] * unit;
       varDots[q] += f[at + 8 + q] * unitB;
+    }
+    if (pairs1d) {
+      meanDots[0] += f[at + 6] * unit;
+      varDots[0] += f[at + 10] * unitB;
     }
     sa += f[at + 7] * unit;
     sb += f[at + 11] * unitB;

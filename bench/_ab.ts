@@ -11,7 +11,7 @@ export interface Tensor {
   dispose(): void;
 }
 
-/** A SwitchNorm2d of either checkout. */
+/** A SwitchNorm1d or SwitchNorm2d of either checkout. */
 export interface Layer {
   upload(data: Float32Array, shape: readonly number[]): Promise<Tensor>;
   forward(x: Tensor): Promise<Tensor>;
@@ -20,6 +20,7 @@ export interface Layer {
 
 /** A checkout's mod.ts (one from before threads has no setNumThreads). */
 export interface Module {
+  SwitchNorm1d: new (c: number, options: { backend: string }) => Layer;
   SwitchNorm2d: new (c: number, options: { backend: string }) => Layer;
   setNumThreads?: (n: number) => void;
 }

@@ -8,7 +8,8 @@
  * OLD_DIR and NEW_DIR hold a mod.ts each (for example `git archive REV | tar -x -C DIR`).
  * Prints per shape the p10 (and median) times and NEW/OLD ratios; swap the two to see the
  * order's own effect (self against self gives ~0.98-1.02 on the 2-core CI VM when quiet).
- * SHAPE='[64,512,7,7]' limits the run to one shape.
+ * SHAPE='[64,512,7,7]' runs one shape instead of the four; a shape of two ([N, C], for example
+ * SHAPE='[65536,64]') runs a SwitchNorm1d.
  */
 
 import { inputs, loadCheckout, type Module, quantile } from "./_ab.ts";
@@ -27,11 +28,13 @@ if (import.meta.main) {
   // One thread on both sides (a checkout from before threads has no setNumThreads).
   for (const m of mods) m.setNumThreads?.(1);
   const only = Deno.env.get("SHAPE");
-  for (const shape of SHAPES.filter((s) => !only || JSON.stringify(s) === only)) {
+  for (const shape of only ? [JSON.parse(only) as number[]] : SHAPES) {
     const n = shape.reduce((a, b) => a * b);
     const { x, dy: dyData } = inputs(n);
     const sides = await Promise.all(mods.map(async (m) => {
-      const layer = new m.SwitchNorm2d(shape[1], { backend });
+      const layer = shape.length === 2
+        ? new m.SwitchNorm1d(shape[1], { backend })
+        : new m.SwitchNorm2d(shape[1], { backend });
       return { layer, x: await layer.upload(x, shape), dy: await layer.upload(dyData, shape) };
     }));
     const fwd: number[][] = [[], []], bwd: number[][] = [[], []];

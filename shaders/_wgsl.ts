@@ -199,7 +199,7 @@ struct Partial {
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
 // variance as the scope requires (variance + var_lo, a float32 pair for the backward's variance
-// differences; var_lo is 0 in layout "1d" and for running buffers), F_* flags.
+// differences; var_lo is 0 for running buffers and in layout "nd" on rows of one segment), F_* flags.
 struct Group {
   hi: f32,
   lo: f32,
@@ -236,6 +236,13 @@ fn pos_inf() -> f32 {
 
 fn neg_inf() -> f32 {
   return bitcast<f32>(P.inf_bits | 0x80000000u);
+}
+
+// Whether v is finite, by its bits: no branch, unlike class_bits (lavapipe kept ~40 KB and more
+// per call for good where the backward's pair sums tested each sum with class_bits:
+// tests/webgpu_memory_test.ts).
+fn is_finite_bits(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
 }
 
 fn class_bits(v: f32) -> u32 {
@@ -838,8 +845,9 @@ const _PAIR: string =
 // segment, whose means and variances need more than float32's 6e-8 (the importance-logit
 // gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart), and for the
 // 1d column means, where one dominating row would otherwise swallow the rest in float32 (a
-// column with one row of 1e7 among rows of ~1: its mean came out 2e-3 relative off). Included
-// after common.wgsl (it reads P); not a shader on its own.
+// column with one row of 1e7 among rows of ~1: its mean came out 2e-3 relative off), and for the
+// backward's logit dot products and dgamma (sn_bwd_rows' pair rows, sn1d_bwd_element's pair
+// elements). Included after common.wgsl (it reads P); not a shader on its own.
 //
 // Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
 // cannot simplify: it goes through a factor read from the uniforms) and on products of operands
@@ -961,6 +969,65 @@ fn pair_rsqrt(v: vec2<f32>) -> vec2<f32> {
   let t = pair_mul(pair_mul(v, vec2<f32>(s0, 0.0)), vec2<f32>(s0, 0.0));
   let r = (1.0 - t.x) - t.y; // 1 - t.x exact: t.x is within a few ulps of 1
   return two_sum(s0, s0 * (0.5 * r));
+}
+
+// Loose pairs: hi + lo with |lo| up to ~2^-10 |hi| (not renormalized), each operation ~2^-33
+// relative off: a third of the work of the pairs above, for per-element terms (sn1d_bwd_element,
+// sn1d_stats' M2) whose errors then stay far below float32's (~2^-24, which sums over many
+// elements carry where their terms cancel) at a cost per element the passes can bear.
+// a * b for float32 a, b: the product of their 12-bit high parts (exact) and the rest (three
+// exact products, summed in float32: ~2^-33 of a b).
+fn loose_times(a: f32, b: f32) -> vec2<f32> {
+  let x = split12(a);
+  let y = split12(b);
+  return vec2<f32>(x.x * y.x, (x.x * y.y + x.y * y.x) + x.y * y.y);
+}
+
+// p * q for loose pairs (the cross terms in float32; p.y q.y too: the low words can be ~2^-11 of
+// the high ones, and their product ~2^-22 of p q).
+fn loose_mul(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  let t = loose_times(p.x, q.x);
+  return vec2<f32>(t.x, t.y + ((p.x * q.y + p.y * q.x) + p.y * q.y));
+}
+
+// p + q for loose pairs: the high words by two_sum.
+fn loose_add(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  let t = two_sum(p.x, q.x);
+  return vec2<f32>(t.x, t.y + (p.y + q.y));
+}
+
+// A loose pair as a float32 pair: hi the float32 value nearest p (a loose pair's hi alone is only
+// ~2^-11 of it, a product of 12-bit parts), for words a consumer may read alone.
+fn loose_normal(p: vec2<f32>) -> vec2<f32> {
+  return two_sum(p.x, p.y);
+}
+
+// p - q for loose pairs.
+fn loose_sub(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return loose_add(p, -q);
+}
+
+// 1 / sqrt(v) for a loose pair v > 0: one Newton step from the float32 s0, s = s0 (1 + r / 2)
+// with r = 1 - v s0^2 (~2^-23, formed to ~2^-34: 1 - t.x is exact, t.x being a product of two
+// 12-bit parts near 1), off by ~2^-33 relative.
+fn loose_rsqrt(v: vec2<f32>) -> vec2<f32> {
+  let s0 = 1.0 / sqrt(v.x);
+  let t = loose_mul(loose_times(s0, s0), v);
+  let r = (1.0 - t.x) - t.y;
+  return vec2<f32>(s0, s0 * (0.5 * r));
+}
+
+// wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
+// factors (weighted_mean: 1 for a normal weight), both words alike.
+fn pair_weighted_mean(k: u32, p: vec2<f32>) -> vec2<f32> {
+  let q = pair_mul(vec2<f32>(P.wmean[k], P.wmean_lo[k]), p);
+  return vec2<f32>(weighted_mean(k, q.x), weighted_mean(k, q.y));
+}
+
+// wvar_k p likewise.
+fn pair_weighted_var(k: u32, p: vec2<f32>) -> vec2<f32> {
+  let q = pair_mul(vec2<f32>(P.wvar[k], P.wvar_lo[k]), p);
+  return vec2<f32>(weighted_var(k, q.x), weighted_var(k, q.y));
 }
 
 // Four running sums as float32 pairs (hi + lo, lane by lane).
@@ -1291,11 +1358,24 @@ fn grad_add(p: Grad, q: Grad) -> Grad {
   if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
     return grad_add_scaled(p, q);
   }
-  // dgamma as a pair (a non-finite sum keeps its high word, as sum_add does).
+  return grad_add_plain(p, q);
+}
+
+// p + q for records without exponents or units. dgamma as a pair (Grad.dg_lo), and in layout
+// "1d" the dot products' a.x and b.x too, their low words in a.z and b.z (sn1d_bwd_element.wgsl:
+// pair elements). A non-finite sum keeps its high word, as sum_add does.
+fn grad_add_plain(p: Grad, q: Grad) -> Grad {
   let dg = two_sum(p.s.z, q.s.z);
+  let ax = two_sum(p.a.x, q.a.x);
+  let bx = two_sum(p.b.x, q.b.x);
+  let pairs_1d = (P.flags & P_CHAN_GROUPS) != 0u;
   let dg_err = select(0.0, dg.y, class_bits(dg.x) == 0u);
+  let a_err = select(0.0, ax.y, pairs_1d && is_finite_bits(ax.x));
+  let b_err = select(0.0, bx.y, pairs_1d && is_finite_bits(bx.x));
   let s = vec4<f32>(p.s.xy + q.s.xy, dg.x, p.s.w + q.s.w);
-  return Grad(s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0, p.dg_lo + q.dg_lo + dg_err);
+  let a = vec4<f32>(ax.x, p.a.y + q.a.y, p.a.z + q.a.z + a_err, p.a.w + q.a.w);
+  let b = vec4<f32>(bx.x, p.b.y + q.b.y, p.b.z + q.b.z + b_err, p.b.w + q.b.w);
+  return Grad(s, a, b, p.flags | q.flags, 0, 0, p.dg_lo + q.dg_lo + dg_err);
 }
 
 fn grad_zero() -> Grad {
@@ -1516,8 +1596,8 @@ fn part_f(w: u32) -> i32 {
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
 const _SN1D_BWD_ELEMENT: string =
   `// sn1d_bwd_element.wgsl: one element's gradient terms for layout "1d" (sn1d_bwd_reduce,
-// sn1d_bwd_wide_reduce; included after common.wgsl, backward_common.wgsl and sn1d_mix.wgsl, with their
-// \`groups\` and \`affine\` bindings). Not a shader on its own.
+// sn1d_bwd_wide_reduce; included after common.wgsl, backward_common.wgsl, pair.wgsl and
+// sn1d_mix.wgsl, with their \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
 // |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
@@ -1571,18 +1651,102 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
   return HotGrad(grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
 }
 
-fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
-  return element_hot_tested(ln, bn, c, xv, d).g;
+// Pair elements. Under dy with a mean (y.sum(): every element's dL/dmu is ~gamma / std) the
+// logit gradients are small differences of terms ~N C gamma / std times the features' spread:
+// (dL/dlogit_LN - dL/dlogit_BN) ~ sum gm (mu_LN - mu_BN). float32 per-element work is ~6e-8 of
+// each term off, and part of it is the same for many elements (eps added to a mixed variance
+// rounds alike for every variance of a binade; x - mu drops the same bits of mu for every x of
+// a binade), so the sums missed by far more than their tolerance ([262144, 4] with feature
+// means 0, 6.7, 13.3, 20 under dy = 1: \`mean_weight\`'s gradient 13x, \`var_weight\`'s 7x;
+// dgamma under a mixing settled on BN, ~0 under dy = 1, 5.8x at [65536, 8]). So a row line
+// (whose sums give the dot products) forms each element's dots in loose float32 pairs
+// (pair.wgsl: ~2^-33 relative per operation, a third of the work of exact pairs), and a column
+// line (whose sums give dgamma) its dgamma:
+//   v = wvar_LN var_LN + wvar_BN var_BN + eps,  mu = wmean_LN mu_LN + wmean_BN mu_BN  (pairs,
+//   the weights and eps as pairs: Params' *_lo),  s = 1 / sqrt(v)  (loose_rsqrt),
+//   xhat = s (x - mu),  gm = -s gamma dy,  gv = -0.5 s^2 gamma dy xhat,
+//   a = gm (mu_LN - mu_BN),  b = gv (var_LN - var_BN)  (dots centred at BN: their BN terms 0),
+//   dgamma = dy xhat.
+// The lines sum them as pairs (grad_add: a.x, b.x with their low words in a.z, b.z, unused in
+// layout "1d", which has no IN term; dgamma with Grad.dg_lo), and the CPU adds both words
+// (backends/_webgpu_grad_sums.ts). The two sides of each mix are formed once per tile row and
+// column (ln_pair_part, bn_pair_part). An element whose pair terms are not finite (an infinite
+// or NaN dy) keeps element_hot_tested's float32 terms, IEEE's as the reference's.
+
+// One side of an element's mix as pairs: (wvar_LN var_LN, wmean_LN mu_LN).
+fn ln_pair_part(ln: Group) -> vec4<f32> {
+  return vec4<f32>(pair_weighted_var(0u, vec2<f32>(ln.variance, ln.var_lo)), pair_weighted_mean(0u, vec2<f32>(ln.hi, ln.lo)));
 }
 
-// Any element, wide or not (sn1d_bwd_wide_reduce).
-fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
+// (wvar_BN var_BN + eps, wmean_BN mu_BN).
+fn bn_pair_part(bn: Group) -> vec4<f32> {
+  let v = pair_sum(pair_weighted_var(1u, vec2<f32>(bn.variance, bn.var_lo)), vec2<f32>(P.eps, P.eps_lo));
+  return vec4<f32>(v, pair_weighted_mean(1u, vec2<f32>(bn.hi, bn.lo)));
+}
+
+// An element's s and xhat as loose pairs (pair.wgsl), from its mix's sides.
+struct PairScale {
+  s: vec2<f32>,
+  xh: vec2<f32>,
+}
+
+fn pair_scale(xv: f32, lp: vec4<f32>, bp: vec4<f32>) -> PairScale {
+  let s = loose_rsqrt(loose_add(lp.xy, bp.xy));
+  let mu = loose_add(lp.zw, bp.zw);
+  return PairScale(s, loose_mul(s, loose_sub(vec2<f32>(xv, 0.0), mu)));
+}
+
+fn pair_finite(p: vec2<f32>) -> bool {
+  return is_finite_bits(p.x) && is_finite_bits(p.y);
+}
+
+// A row line's element: element_hot_tested's, its dot products as loose pairs (above).
+fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: vec4<f32>, bp: vec4<f32>) -> HotGrad {
+  let h = element_hot_tested(ln, bn, c, xv, d);
+  let ps = pair_scale(xv, lp, bp);
+  let gd = loose_times(affine[c], d);
+  let gm = -loose_mul(ps.s, gd);
+  let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
+  let a = loose_normal(loose_mul(gm, loose_sub(vec2<f32>(ln.hi, ln.lo), vec2<f32>(bn.hi, bn.lo))));
+  let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
+  if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b) && pair_finite(gm) && pair_finite(gv))) {
+    return h;
+  }
+  let g = grad(
+    vec4<f32>(gm.x + gm.y, gv.x + gv.y, h.g.s.zw),
+    vec4<f32>(a.x, 0.0, a.y, gm.x * (bn.hi + bn.lo)),
+    vec4<f32>(b.x, 0.0, b.y, gv.x * (bn.variance + bn.var_lo)),
+    0u,
+    0,
+  );
+  return HotGrad(g, h.wide);
+}
+
+// A column line's element: element_hot_tested's, dgamma as a loose pair (above; its dot
+// products, which only the row lines' sums carry, 0).
+fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: vec4<f32>, bp: vec4<f32>) -> HotGrad {
+  let h = element_hot_tested(ln, bn, c, xv, d);
+  let ps = pair_scale(xv, lp, bp);
+  // As a float32 pair: a sum with a wide element (grad_add_scaled) keeps the high word alone.
+  let dg = loose_normal(loose_mul(ps.xh, vec2<f32>(d, 0.0)));
+  if (h.g.flags != 0u || !pair_finite(dg)) {
+    return HotGrad(grad(h.g.s, vec4<f32>(0.0), vec4<f32>(0.0), h.g.flags, 0), h.wide);
+  }
+  let g = Grad(vec4<f32>(h.g.s.xy, dg.x, d), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0, dg.y);
+  return HotGrad(g, h.wide);
+}
+
+// Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce).
+fn element(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
   let ln = groups[n - P.row_base];
   let bn = groups[P.n + c - P.stat_bn_base];
   if (element_is_wide(ln, bn, c, d)) {
     return wide_element(ln, bn, c, xv, d);
   }
-  return element_hot(ln, bn, c, xv, d);
+  if (row) {
+    return element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
+  }
+  return element_col_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
 }
 
 fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
@@ -1708,7 +1872,7 @@ fn dy_unit_1d(d: f32) -> i32 {
 }
 
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
-// wide (their results are IEEE's, as element_hot forms them).
+// wide (their results are IEEE's, as element_hot_tested forms them).
 fn dy_is_big(d: f32) -> bool {
   // DY_MAX < |d| < Inf as one unsigned comparison (the subtraction wraps below DY_MAX).
   let lo = bitcast<u32>(DY_MAX) + 1u;
@@ -2226,20 +2390,33 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
+// sum + (v - k), v - k taken exactly (two_sum: its rounding error into the low word): x - K
+// rounds x's own bits where x is far below K's size (x ~ 1e-3 beside K ~ 1), each by up to half
+// an ulp of x - K, and the line's mean carried those errors (~3e-9 of the std on a line of 32
+// standard-normal values: dgamma under dy = 1 on a mixing settled on BN, ~0, was 1e-7 off per
+// line, 0.17x its tolerance over 65536 rows).
+// (An overflowed v - k is its high word alone, as sum_add keeps a non-finite sum: such lines are
+// summarized again, sn1d_wide_stats.)
+fn add_exact(sum: ptr<function, vec2<f32>>, v: f32, k: f32) {
+  let d = two_sum(v, -k);
+  sum_add(sum, d.x);
+  (*sum).y += select(0.0, d.y, is_finite_bits(d.x));
+}
+
 // Summary of \`len\` values of the tile starting at \`start\`, \`step\` apart: the exact mean first,
 // relative to K (below), then M2 = sum (x - K - mean)^2, over the values held in workgroup
-// memory. K is the first finite value, as x - K is then exact wherever x lies within a factor 2
-// of it (|mean| >> std), unless that value dominates the line (|K| beyond 4x the mean |x|): then
-// every other x - K is ~-K and the float32 sum of len of them (~len ulps of len K) lands on a
-// line mean ~K / len, 1e-4 relative off for a line of 1e8 beside -2.5e6 values. Such a line
-// takes K = f32(its plain mean) instead, in a loop whose bound is 0 for every other line
-// (lavapipe skips a loop that no lane enters), so that other lines keep their bits and cost.
+// memory. K is the first finite value (x - K summed exactly, add_exact), unless that value
+// dominates the line (|K| beyond 4x the mean |x|): then every other x - K is ~-K and the
+// float32 sum of len of them (~len ulps of len K) landed on a line mean ~K / len, 1e-4 relative
+// off for a line of 1e8 beside -2.5e6 values, and M2's float32 x - K - mean cancel likewise.
+// Such a line takes K = f32(its plain mean) instead, in a loop whose bound is 0 for every other
+// line (lavapipe skips a loop that no lane enters), so that other lines keep their bits and cost.
 fn summarize(start: u32, step: u32, len: u32) -> Partial {
   let first = tile[start];
   var shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
-  // sum of x - K as a float32 pair (pair.wgsl: sum_add), re-centred below.
+  // sum of x - K as a float32 pair (add_exact), re-centred below.
   var sum = vec2<f32>(0.0);
   var total = 0.0;
   var size = 0.0;
@@ -2249,7 +2426,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     let cls = class_bits(v);
     flags = flags | cls;
     if (cls == 0u) {
-      sum_add(&sum, v - shift);
+      add_exact(&sum, v, shift);
       total += v;
       size += abs(v);
       count += 1u;
@@ -2266,7 +2443,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   for (var i = 0u; i < select(0u, len, dominated); i++) {
     let v = tile[start + i * step];
     if (class_bits(v) == 0u) {
-      sum_add(&sum, v - shift);
+      add_exact(&sum, v, shift);
     }
   }
   let mean = select(0.0, (sum.x + sum.y) / f32(count), count > 0u);
@@ -2286,7 +2463,34 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   if (count > 0u && (flags & F_CLASS) == 0u) {
     c = recentred_mean(shift, sum, count);
   }
-  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), 0.0);
+  // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
+  // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
+  // squares and sum are ~1e-7 relative off, which the backward's variance dots gv (var_LN -
+  // var_BN) carry where LN's and BN's variances nearly coincide (rows that are permutations of
+  // one another: \`var_weight\`'s gradient 488x GRAD_SCALED off; with loose pairs, pair.wgsl, ~2^-33
+  // relative, still 1.1x). A loop of bound 0 otherwise (lavapipe skips it), so that a forward
+  // alone keeps its cost.
+  let q = pair_mean(sum, max(count, 1u));
+  let pairs = (P.flags & P_REFINE_MEANS) != 0u && count > 0u && (flags & F_CLASS) == 0u;
+  // d = x - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
+  // of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,
+  // each summed by sum_add; the small rest in float32.
+  var m2_hh = vec2<f32>(0.0);
+  var m2_hl = vec2<f32>(0.0);
+  var m2_rest = 0.0;
+  for (var i = 0u; i < select(0u, len, pairs); i++) {
+    let v = tile[start + i * step];
+    let e = two_sum(v, -shift);
+    let dh = two_sum(e.x, -q.x);
+    let dl = dh.y + (e.y - q.y);
+    let h = split12(dh.x);
+    sum_add(&m2_hh, h.x * h.x);
+    sum_add(&m2_hl, 2.0 * h.x * h.y);
+    m2_rest += h.y * h.y + 2.0 * dh.x * dl;
+  }
+  let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
+  let m2_lo = (m2_pair.x - m2) + m2_pair.y;
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)));
 }
 
 @compute @workgroup_size(64)
@@ -2432,7 +2636,8 @@ export const SN_GROUP_STATS: string =
 //   float32 hi/lo pairs (pair.wgsl), written re-centred (hi = f32(mu)): one dominating
 //   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
 //   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
-//   accuracy there (the error it makes is far below the dominating member's share).
+//   accuracy there (the error it makes is far below the dominating member's share); var_lo
+//   is the rest of M2 summed again as a pair about that mean (below), divided by count - 1.
 // Each of the GROUP_THREADS threads folds a strided share of the members with Welford/Chan,
 // then the threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
@@ -2719,6 +2924,37 @@ fn main(
     }
     workgroupBarrier();
   }
+  // Layout "1d": M2 again as a pair, about the pair mean mu (above), for var_lo:
+  //   M2 = sum_k (M2_k + count_k (mu_k - mu)^2)
+  // the Chan merge's float32 M2 is ~1e-7 relative off, which the backward's variance dot
+  // products gv (var_LN - var_BN) carry times ~N gv: \`var_weight\`'s gradient of y.sum() on
+  // SwitchNorm1d [262144, 4] with feature means 0 to 20 was 0.3x its tolerance off by it alone
+  // (sn1d_bwd_element.wgsl: pair elements). count_k as three parts of 12 bits (pair_sub_times:
+  // exact products, for BN parts of any count too). Only where a backward may follow
+  // (P_REFINE_MEANS): var_lo serves the backward alone (loops of bound 0 otherwise).
+  let pairs_1d = tiles && (P.flags & P_REFINE_MEANS) != 0u;
+  // (w_sum is 0 without finite values: then mu_1d = hi.)
+  let mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
+  var m2_pair = vec2<f32>(0.0);
+  for (var k = lid; k < select(0u, count, pairs_1d); k += GROUP_THREADS) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    let d = pair_add(pair_add(two_sum(p.shift * f, -mu_1d.x), p.mean * f), -mu_1d.y);
+    let sq = pair_mul(d, d);
+    let n_k = select(0u, p.count, p.count > 0u && (p.flags & F_CLASS) == 0u);
+    m2_pair = pair_add(pair_add(m2_pair, p.m2 * f * f), p.m2_lo * f * f);
+    m2_pair = pair_add(pair_sub_times(m2_pair, n_k, -sq.x), f32(n_k) * sq.y);
+  }
+  // (w_sumv_pair is layout "nd"'s; free here.)
+  for (var s = select(0u, GROUP_THREADS / 2u, pairs_1d); s > 0u; s = s >> 1u) {
+    if (s == GROUP_THREADS / 2u) {
+      w_sumv_pair[lid] = m2_pair;
+    }
+    workgroupBarrier();
+    if (lid < s) {
+      w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[lid + s]);
+    }
+  }
   // Layout "nd": where hi (the first member's shift) lies more than 4 standard deviations of
   // the group from its mean, mean = hi + lo cancels and keeps lo's float32 rounding, ulps of
   // hi - mu (a channel whose first sample's row is 1e6 among 4095 rows of ~0.5: 4e-5 off in
@@ -2791,10 +3027,14 @@ fn main(
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
     let count = select(u32(w_n[0]), w_count[0], chan);
-    // No M2 low word: blocks of samples (more rows than one binding holds) and rows of several
-    // segments (P_PAIRS) never meet at the real binding limits (that would take more than 2^32
-    // elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays 0).
-    bn_parts[P.chan_base + c] = Partial(mean_hi, lo, w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
+    // Layout "nd": no M2 low word: blocks of samples (more rows than one binding holds) and rows
+    // of several segments (P_PAIRS) never meet at the real binding limits (that would take more
+    // than 2^32 elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays
+    // 0). Layout "1d": with the low word of its M2 (the pair above, about the part's own mean).
+    let m2 = w_sumv[0] + w_m2[0];
+    let m2_lo = pair_add(w_sumv_pair[0], -m2);
+    bn_parts[P.chan_base + c] = Partial(mean_hi, lo, m2, count, unit_flags(gflags, unit),
+      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)));
     return;
   }
   var variance: f32;
@@ -2810,6 +3050,10 @@ fn main(
       gflags = gflags | F_NO_VAR;
     }
     variance = w_m2[0] / max(w_n[0] - 1.0, 1.0);
+    if (pairs_1d && gflags == 0u) {
+      let lo_1d = quotient_lo(w_sumv_pair[0], w_count[0] - 1u, variance);
+      var_lo = select(0.0, lo_1d, is_finite_bits(lo_1d));
+    }
   } else {
     // Any member whose variance is NaN makes the mean of the variances NaN.
     if (gflags != 0u) {
@@ -3952,19 +4196,6 @@ struct PairRow {
   dgamma: vec2<f32>,
 }
 
-// wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
-// factors (weighted_mean: 1 for a normal weight), both words alike.
-fn pair_weighted_mean(k: u32, p: vec2<f32>) -> vec2<f32> {
-  let q = pair_mul(vec2<f32>(P.wmean[k], P.wmean_lo[k]), p);
-  return vec2<f32>(weighted_mean(k, q.x), weighted_mean(k, q.y));
-}
-
-// wvar_k p likewise.
-fn pair_weighted_var(k: u32, p: vec2<f32>) -> vec2<f32> {
-  let q = pair_mul(vec2<f32>(P.wvar[k], P.wvar_lo[k]), p);
-  return vec2<f32>(weighted_var(k, q.x), weighted_var(k, q.y));
-}
-
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
 fn tiny_product(k: i32, v: f32) -> bool {
   let ev = finite_exponent_of(v);
@@ -4129,6 +4360,9 @@ export const SN1D_BWD_REDUCE: string =
 // into workgroup memory, then 32 threads sum the tile's columns and 32 its rows:
 //   parts[n * CT + ct]   = sum over the tile's columns of row n   (ct: column tile of CT)
 //   cparts[rt * C + c]   = sum over the tile's rows of column c   (rt: row tile)
+// The rows' dot products (the LN records carry the logit gradients' dots) and the columns'
+// dgamma are formed and summed as float32 pairs (sn1d_bwd_element.wgsl: pair elements); the
+// columns' records carry no dots.
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
@@ -4138,6 +4372,7 @@ export const SN1D_BWD_REDUCE: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_PAIR}
 ${_SN1D_MIX}
 ${_SN1D_BWD_ELEMENT}
 
@@ -4159,6 +4394,10 @@ var<workgroup> tdy: array<f32, 1056>;
 // per column from a bound (below): then every line of the tile is listed, so the element loops
 // carry no test of their own (lavapipe would run it for every element).
 var<workgroup> t_gamma_wide: atomic<u32>;
+// The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
+// bn_pair_part per column), formed once for the 32 elements of a line.
+var<workgroup> t_ln_part: array<vec4<f32>, 32>;
+var<workgroup> t_bn_part: array<vec4<f32>, 32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -4174,9 +4413,13 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance) + P.eps)) {
+    let bn = groups[P.n + c - P.stat_bn_base];
+    if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * bn.variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
+    t_bn_part[lid] = bn_pair_part(bn);
+  } else if (lid >= T && lid - T < t.rows) {
+    t_ln_part[lid - T] = ln_pair_part(groups[t.n0 + lid - T - P.row_base]);
   }
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
@@ -4188,8 +4431,9 @@ fn main(
     }
   }
   workgroupBarrier();
-  // Plain sums of in-range terms; a line with a wide element is listed and summed again by
-  // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
+  // Plain sums of in-range terms (grad_add_plain: the dots and dgamma as pairs); a line with a
+  // wide element is listed and summed again by sn1d_bwd_wide_reduce (whose branches lavapipe
+  // would run, masked, for every element here).
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
@@ -4199,28 +4443,28 @@ fn main(
       let c = t.c0 + lid;
       let bn = groups[P.n + c - P.stat_bn_base];
       wide = tile_wide;
+      let bp = t_bn_part[lid];
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r - P.row_base];
         let d = tdy[r * 33u + lid];
-        let h = element_hot_tested(ln, bn, c, tx[r * 33u + lid], d);
+        let h = element_col_pair(ln, bn, c, tx[r * 33u + lid], d, t_ln_part[r], bp);
         wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
-        let g = h.g;
-        acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+        acc = grad_add_plain(acc, h.g);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
     let ln = groups[t.n0 + r - P.row_base];
+    let lp = t_ln_part[r];
     wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
       let bn = groups[P.n + c - P.stat_bn_base];
       let d = tdy[r * 33u + cc];
-      let h = element_hot_tested(ln, bn, c, tx[r * 33u + cc], d);
+      let h = element_row_pair(ln, bn, c, tx[r * 33u + cc], d, lp, t_bn_part[cc]);
       wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
-      let g = h.g;
-      acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+      acc = grad_add_plain(acc, h.g);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -4249,6 +4493,7 @@ export const SN1D_BWD_WIDE_REDUCE: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_PAIR}
 ${_SN1D_MIX}
 ${_SN1D_BWD_ELEMENT}
 
@@ -4287,14 +4532,14 @@ fn line(entry: u32) {
   if (k < TILE_1D) {
     for (var r = 0u; r < t.rows; r++) {
       let e = tile_1d_elem(t, r, k);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e]));
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e], false));
     }
     cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
   } else {
     let r = k - TILE_1D;
     for (var cc = 0u; cc < t.cols; cc++) {
       let e = tile_1d_elem(t, r, cc);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e]));
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e], true));
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
@@ -4841,6 +5086,7 @@ export const SN1D_BWD_WIDE_DX: string =
 
 ${_COMMON}
 ${_BACKWARD_COMMON}
+${_PAIR}
 ${_SN1D_MIX}
 ${_SN1D_BWD_ELEMENT}
 

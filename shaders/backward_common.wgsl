@@ -149,11 +149,24 @@ fn grad_add(p: Grad, q: Grad) -> Grad {
   if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
     return grad_add_scaled(p, q);
   }
-  // dgamma as a pair (a non-finite sum keeps its high word, as sum_add does).
+  return grad_add_plain(p, q);
+}
+
+// p + q for records without exponents or units. dgamma as a pair (Grad.dg_lo), and in layout
+// "1d" the dot products' a.x and b.x too, their low words in a.z and b.z (sn1d_bwd_element.wgsl:
+// pair elements). A non-finite sum keeps its high word, as sum_add does.
+fn grad_add_plain(p: Grad, q: Grad) -> Grad {
   let dg = two_sum(p.s.z, q.s.z);
+  let ax = two_sum(p.a.x, q.a.x);
+  let bx = two_sum(p.b.x, q.b.x);
+  let pairs_1d = (P.flags & P_CHAN_GROUPS) != 0u;
   let dg_err = select(0.0, dg.y, class_bits(dg.x) == 0u);
+  let a_err = select(0.0, ax.y, pairs_1d && is_finite_bits(ax.x));
+  let b_err = select(0.0, bx.y, pairs_1d && is_finite_bits(bx.x));
   let s = vec4<f32>(p.s.xy + q.s.xy, dg.x, p.s.w + q.s.w);
-  return Grad(s, p.a + q.a, p.b + q.b, p.flags | q.flags, 0, 0, p.dg_lo + q.dg_lo + dg_err);
+  let a = vec4<f32>(ax.x, p.a.y + q.a.y, p.a.z + q.a.z + a_err, p.a.w + q.a.w);
+  let b = vec4<f32>(bx.x, p.b.y + q.b.y, p.b.z + q.b.z + b_err, p.b.w + q.b.w);
+  return Grad(s, a, b, p.flags | q.flags, 0, 0, p.dg_lo + q.dg_lo + dg_err);
 }
 
 fn grad_zero() -> Grad {

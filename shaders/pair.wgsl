@@ -2,8 +2,9 @@
 // segment, whose means and variances need more than float32's 6e-8 (the importance-logit
 // gradients are differences of IN, LN and BN statistics only ~1 / sqrt(M) apart), and for the
 // 1d column means, where one dominating row would otherwise swallow the rest in float32 (a
-// column with one row of 1e7 among rows of ~1: its mean came out 2e-3 relative off). Included
-// after common.wgsl (it reads P); not a shader on its own.
+// column with one row of 1e7 among rows of ~1: its mean came out 2e-3 relative off), and for the
+// backward's logit dot products and dgamma (sn_bwd_rows' pair rows, sn1d_bwd_element's pair
+// elements). Included after common.wgsl (it reads P); not a shader on its own.
 //
 // Exact float32 arithmetic here relies only on additions (two_sum, whose result an optimiser
 // cannot simplify: it goes through a factor read from the uniforms) and on products of operands
@@ -125,6 +126,65 @@ fn pair_rsqrt(v: vec2<f32>) -> vec2<f32> {
   let t = pair_mul(pair_mul(v, vec2<f32>(s0, 0.0)), vec2<f32>(s0, 0.0));
   let r = (1.0 - t.x) - t.y; // 1 - t.x exact: t.x is within a few ulps of 1
   return two_sum(s0, s0 * (0.5 * r));
+}
+
+// Loose pairs: hi + lo with |lo| up to ~2^-10 |hi| (not renormalized), each operation ~2^-33
+// relative off: a third of the work of the pairs above, for per-element terms (sn1d_bwd_element,
+// sn1d_stats' M2) whose errors then stay far below float32's (~2^-24, which sums over many
+// elements carry where their terms cancel) at a cost per element the passes can bear.
+// a * b for float32 a, b: the product of their 12-bit high parts (exact) and the rest (three
+// exact products, summed in float32: ~2^-33 of a b).
+fn loose_times(a: f32, b: f32) -> vec2<f32> {
+  let x = split12(a);
+  let y = split12(b);
+  return vec2<f32>(x.x * y.x, (x.x * y.y + x.y * y.x) + x.y * y.y);
+}
+
+// p * q for loose pairs (the cross terms in float32; p.y q.y too: the low words can be ~2^-11 of
+// the high ones, and their product ~2^-22 of p q).
+fn loose_mul(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  let t = loose_times(p.x, q.x);
+  return vec2<f32>(t.x, t.y + ((p.x * q.y + p.y * q.x) + p.y * q.y));
+}
+
+// p + q for loose pairs: the high words by two_sum.
+fn loose_add(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  let t = two_sum(p.x, q.x);
+  return vec2<f32>(t.x, t.y + (p.y + q.y));
+}
+
+// A loose pair as a float32 pair: hi the float32 value nearest p (a loose pair's hi alone is only
+// ~2^-11 of it, a product of 12-bit parts), for words a consumer may read alone.
+fn loose_normal(p: vec2<f32>) -> vec2<f32> {
+  return two_sum(p.x, p.y);
+}
+
+// p - q for loose pairs.
+fn loose_sub(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return loose_add(p, -q);
+}
+
+// 1 / sqrt(v) for a loose pair v > 0: one Newton step from the float32 s0, s = s0 (1 + r / 2)
+// with r = 1 - v s0^2 (~2^-23, formed to ~2^-34: 1 - t.x is exact, t.x being a product of two
+// 12-bit parts near 1), off by ~2^-33 relative.
+fn loose_rsqrt(v: vec2<f32>) -> vec2<f32> {
+  let s0 = 1.0 / sqrt(v.x);
+  let t = loose_mul(loose_times(s0, s0), v);
+  let r = (1.0 - t.x) - t.y;
+  return vec2<f32>(s0, s0 * (0.5 * r));
+}
+
+// wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
+// factors (weighted_mean: 1 for a normal weight), both words alike.
+fn pair_weighted_mean(k: u32, p: vec2<f32>) -> vec2<f32> {
+  let q = pair_mul(vec2<f32>(P.wmean[k], P.wmean_lo[k]), p);
+  return vec2<f32>(weighted_mean(k, q.x), weighted_mean(k, q.y));
+}
+
+// wvar_k p likewise.
+fn pair_weighted_var(k: u32, p: vec2<f32>) -> vec2<f32> {
+  let q = pair_mul(vec2<f32>(P.wvar[k], P.wvar_lo[k]), p);
+  return vec2<f32>(weighted_var(k, q.x), weighted_var(k, q.y));
 }
 
 // Four running sums as float32 pairs (hi + lo, lane by lane).

@@ -1,6 +1,6 @@
 // sn1d_bwd_element.wgsl: one element's gradient terms for layout "1d" (sn1d_bwd_reduce,
-// sn1d_bwd_wide_reduce; included after common.wgsl, backward_common.wgsl and sn1d_mix.wgsl, with their
-// `groups` and `affine` bindings). Not a shader on its own.
+// sn1d_bwd_wide_reduce; included after common.wgsl, backward_common.wgsl, pair.wgsl and
+// sn1d_mix.wgsl, with their `groups` and `affine` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
 // |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
@@ -54,18 +54,102 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
   return HotGrad(grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
 }
 
-fn element_hot(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> Grad {
-  return element_hot_tested(ln, bn, c, xv, d).g;
+// Pair elements. Under dy with a mean (y.sum(): every element's dL/dmu is ~gamma / std) the
+// logit gradients are small differences of terms ~N C gamma / std times the features' spread:
+// (dL/dlogit_LN - dL/dlogit_BN) ~ sum gm (mu_LN - mu_BN). float32 per-element work is ~6e-8 of
+// each term off, and part of it is the same for many elements (eps added to a mixed variance
+// rounds alike for every variance of a binade; x - mu drops the same bits of mu for every x of
+// a binade), so the sums missed by far more than their tolerance ([262144, 4] with feature
+// means 0, 6.7, 13.3, 20 under dy = 1: `mean_weight`'s gradient 13x, `var_weight`'s 7x;
+// dgamma under a mixing settled on BN, ~0 under dy = 1, 5.8x at [65536, 8]). So a row line
+// (whose sums give the dot products) forms each element's dots in loose float32 pairs
+// (pair.wgsl: ~2^-33 relative per operation, a third of the work of exact pairs), and a column
+// line (whose sums give dgamma) its dgamma:
+//   v = wvar_LN var_LN + wvar_BN var_BN + eps,  mu = wmean_LN mu_LN + wmean_BN mu_BN  (pairs,
+//   the weights and eps as pairs: Params' *_lo),  s = 1 / sqrt(v)  (loose_rsqrt),
+//   xhat = s (x - mu),  gm = -s gamma dy,  gv = -0.5 s^2 gamma dy xhat,
+//   a = gm (mu_LN - mu_BN),  b = gv (var_LN - var_BN)  (dots centred at BN: their BN terms 0),
+//   dgamma = dy xhat.
+// The lines sum them as pairs (grad_add: a.x, b.x with their low words in a.z, b.z, unused in
+// layout "1d", which has no IN term; dgamma with Grad.dg_lo), and the CPU adds both words
+// (backends/_webgpu_grad_sums.ts). The two sides of each mix are formed once per tile row and
+// column (ln_pair_part, bn_pair_part). An element whose pair terms are not finite (an infinite
+// or NaN dy) keeps element_hot_tested's float32 terms, IEEE's as the reference's.
+
+// One side of an element's mix as pairs: (wvar_LN var_LN, wmean_LN mu_LN).
+fn ln_pair_part(ln: Group) -> vec4<f32> {
+  return vec4<f32>(pair_weighted_var(0u, vec2<f32>(ln.variance, ln.var_lo)), pair_weighted_mean(0u, vec2<f32>(ln.hi, ln.lo)));
 }
 
-// Any element, wide or not (sn1d_bwd_wide_reduce).
-fn element(n: u32, c: u32, xv: f32, d: f32) -> Grad {
+// (wvar_BN var_BN + eps, wmean_BN mu_BN).
+fn bn_pair_part(bn: Group) -> vec4<f32> {
+  let v = pair_sum(pair_weighted_var(1u, vec2<f32>(bn.variance, bn.var_lo)), vec2<f32>(P.eps, P.eps_lo));
+  return vec4<f32>(v, pair_weighted_mean(1u, vec2<f32>(bn.hi, bn.lo)));
+}
+
+// An element's s and xhat as loose pairs (pair.wgsl), from its mix's sides.
+struct PairScale {
+  s: vec2<f32>,
+  xh: vec2<f32>,
+}
+
+fn pair_scale(xv: f32, lp: vec4<f32>, bp: vec4<f32>) -> PairScale {
+  let s = loose_rsqrt(loose_add(lp.xy, bp.xy));
+  let mu = loose_add(lp.zw, bp.zw);
+  return PairScale(s, loose_mul(s, loose_sub(vec2<f32>(xv, 0.0), mu)));
+}
+
+fn pair_finite(p: vec2<f32>) -> bool {
+  return is_finite_bits(p.x) && is_finite_bits(p.y);
+}
+
+// A row line's element: element_hot_tested's, its dot products as loose pairs (above).
+fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: vec4<f32>, bp: vec4<f32>) -> HotGrad {
+  let h = element_hot_tested(ln, bn, c, xv, d);
+  let ps = pair_scale(xv, lp, bp);
+  let gd = loose_times(affine[c], d);
+  let gm = -loose_mul(ps.s, gd);
+  let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
+  let a = loose_normal(loose_mul(gm, loose_sub(vec2<f32>(ln.hi, ln.lo), vec2<f32>(bn.hi, bn.lo))));
+  let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
+  if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b) && pair_finite(gm) && pair_finite(gv))) {
+    return h;
+  }
+  let g = grad(
+    vec4<f32>(gm.x + gm.y, gv.x + gv.y, h.g.s.zw),
+    vec4<f32>(a.x, 0.0, a.y, gm.x * (bn.hi + bn.lo)),
+    vec4<f32>(b.x, 0.0, b.y, gv.x * (bn.variance + bn.var_lo)),
+    0u,
+    0,
+  );
+  return HotGrad(g, h.wide);
+}
+
+// A column line's element: element_hot_tested's, dgamma as a loose pair (above; its dot
+// products, which only the row lines' sums carry, 0).
+fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: vec4<f32>, bp: vec4<f32>) -> HotGrad {
+  let h = element_hot_tested(ln, bn, c, xv, d);
+  let ps = pair_scale(xv, lp, bp);
+  // As a float32 pair: a sum with a wide element (grad_add_scaled) keeps the high word alone.
+  let dg = loose_normal(loose_mul(ps.xh, vec2<f32>(d, 0.0)));
+  if (h.g.flags != 0u || !pair_finite(dg)) {
+    return HotGrad(grad(h.g.s, vec4<f32>(0.0), vec4<f32>(0.0), h.g.flags, 0), h.wide);
+  }
+  let g = Grad(vec4<f32>(h.g.s.xy, dg.x, d), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0, dg.y);
+  return HotGrad(g, h.wide);
+}
+
+// Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce).
+fn element(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
   let ln = groups[n - P.row_base];
   let bn = groups[P.n + c - P.stat_bn_base];
   if (element_is_wide(ln, bn, c, d)) {
     return wide_element(ln, bn, c, xv, d);
   }
-  return element_hot(ln, bn, c, xv, d);
+  if (row) {
+    return element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
+  }
+  return element_col_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
 }
 
 fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
@@ -191,7 +275,7 @@ fn dy_unit_1d(d: f32) -> i32 {
 }
 
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
-// wide (their results are IEEE's, as element_hot forms them).
+// wide (their results are IEEE's, as element_hot_tested forms them).
 fn dy_is_big(d: f32) -> bool {
   // DY_MAX < |d| < Inf as one unsigned comparison (the subtraction wraps below DY_MAX).
   let lo = bitcast<u32>(DY_MAX) + 1u;

@@ -8,6 +8,9 @@
 // into workgroup memory, then 32 threads sum the tile's columns and 32 its rows:
 //   parts[n * CT + ct]   = sum over the tile's columns of row n   (ct: column tile of CT)
 //   cparts[rt * C + c]   = sum over the tile's rows of column c   (rt: row tile)
+// The rows' dot products (the LN records carry the logit gradients' dots) and the columns'
+// dgamma are formed and summed as float32 pairs (sn1d_bwd_element.wgsl: pair elements); the
+// columns' records carry no dots.
 // each bound from record rec_base (parts) and chan_base (cparts) on: per dispatch, the windows
 // its row tiles write (the records may exceed one storage binding).
 // sn_bwd_groups adds them up. An element whose statistics are flagged adds only dbeta and G_BAD.
@@ -17,6 +20,7 @@
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include pair.wgsl
 //!include sn1d_mix.wgsl
 //!include sn1d_bwd_element.wgsl
 
@@ -38,6 +42,10 @@ var<workgroup> tdy: array<f32, 1056>;
 // per column from a bound (below): then every line of the tile is listed, so the element loops
 // carry no test of their own (lavapipe would run it for every element).
 var<workgroup> t_gamma_wide: atomic<u32>;
+// The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
+// bn_pair_part per column), formed once for the 32 elements of a line.
+var<workgroup> t_ln_part: array<vec4<f32>, 32>;
+var<workgroup> t_bn_part: array<vec4<f32>, 32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -53,9 +61,13 @@ fn main(
     // The element's var + eps is at least wvar_bn var_bn + eps (the LN term is >= 0; float32
     // rounding is monotone), so a column whose bound is not factor-wide has no such element.
     let c = t.c0 + lid;
-    if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * groups[P.n + c - P.stat_bn_base].variance) + P.eps)) {
+    let bn = groups[P.n + c - P.stat_bn_base];
+    if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * bn.variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
+    t_bn_part[lid] = bn_pair_part(bn);
+  } else if (lid >= T && lid - T < t.rows) {
+    t_ln_part[lid - T] = ln_pair_part(groups[t.n0 + lid - T - P.row_base]);
   }
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
@@ -67,8 +79,9 @@ fn main(
     }
   }
   workgroupBarrier();
-  // Plain sums of in-range terms; a line with a wide element is listed and summed again by
-  // sn1d_bwd_wide_reduce (whose branches lavapipe would run, masked, for every element here).
+  // Plain sums of in-range terms (grad_add_plain: the dots and dgamma as pairs); a line with a
+  // wide element is listed and summed again by sn1d_bwd_wide_reduce (whose branches lavapipe
+  // would run, masked, for every element here).
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
@@ -78,28 +91,28 @@ fn main(
       let c = t.c0 + lid;
       let bn = groups[P.n + c - P.stat_bn_base];
       wide = tile_wide;
+      let bp = t_bn_part[lid];
       for (var r = 0u; r < t.rows; r++) {
         let ln = groups[t.n0 + r - P.row_base];
         let d = tdy[r * 33u + lid];
-        let h = element_hot_tested(ln, bn, c, tx[r * 33u + lid], d);
+        let h = element_col_pair(ln, bn, c, tx[r * 33u + lid], d, t_ln_part[r], bp);
         wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
-        let g = h.g;
-        acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+        acc = grad_add_plain(acc, h.g);
       }
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
     let r = lid - T;
     let ln = groups[t.n0 + r - P.row_base];
+    let lp = t_ln_part[r];
     wide = tile_wide;
     for (var cc = 0u; cc < t.cols; cc++) {
       let c = t.c0 + cc;
       let bn = groups[P.n + c - P.stat_bn_base];
       let d = tdy[r * 33u + cc];
-      let h = element_hot_tested(ln, bn, c, tx[r * 33u + cc], d);
+      let h = element_row_pair(ln, bn, c, tx[r * 33u + cc], d, lp, t_bn_part[cc]);
       wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
-      let g = h.g;
-      acc = grad(acc.s + g.s, acc.a + g.a, acc.b + g.b, acc.flags | g.flags, 0);
+      acc = grad_add_plain(acc, h.g);
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }

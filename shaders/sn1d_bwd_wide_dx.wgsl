@@ -11,6 +11,7 @@
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include pair.wgsl
 //!include sn1d_mix.wgsl
 //!include sn1d_bwd_element.wgsl
 

@@ -9,6 +9,7 @@
 
 //!include common.wgsl
 //!include backward_common.wgsl
+//!include pair.wgsl
 //!include sn1d_mix.wgsl
 //!include sn1d_bwd_element.wgsl
 
@@ -47,14 +48,14 @@ fn line(entry: u32) {
   if (k < TILE_1D) {
     for (var r = 0u; r < t.rows; r++) {
       let e = tile_1d_elem(t, r, k);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e]));
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e], false));
     }
     cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
   } else {
     let r = k - TILE_1D;
     for (var cc = 0u; cc < t.cols; cc++) {
       let e = tile_1d_elem(t, r, cc);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e]));
+      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e], true));
     }
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }

@@ -40,20 +40,33 @@ fn store(at: u32, p: Partial, t: Tile1d, lid: u32) {
 const T: u32 = TILE_1D;
 var<workgroup> tile: array<f32, 1056>; // 32 rows of 33: the pad keeps column reads apart
 
+// sum + (v - k), v - k taken exactly (two_sum: its rounding error into the low word): x - K
+// rounds x's own bits where x is far below K's size (x ~ 1e-3 beside K ~ 1), each by up to half
+// an ulp of x - K, and the line's mean carried those errors (~3e-9 of the std on a line of 32
+// standard-normal values: dgamma under dy = 1 on a mixing settled on BN, ~0, was 1e-7 off per
+// line, 0.17x its tolerance over 65536 rows).
+// (An overflowed v - k is its high word alone, as sum_add keeps a non-finite sum: such lines are
+// summarized again, sn1d_wide_stats.)
+fn add_exact(sum: ptr<function, vec2<f32>>, v: f32, k: f32) {
+  let d = two_sum(v, -k);
+  sum_add(sum, d.x);
+  (*sum).y += select(0.0, d.y, is_finite_bits(d.x));
+}
+
 // Summary of `len` values of the tile starting at `start`, `step` apart: the exact mean first,
 // relative to K (below), then M2 = sum (x - K - mean)^2, over the values held in workgroup
-// memory. K is the first finite value, as x - K is then exact wherever x lies within a factor 2
-// of it (|mean| >> std), unless that value dominates the line (|K| beyond 4x the mean |x|): then
-// every other x - K is ~-K and the float32 sum of len of them (~len ulps of len K) lands on a
-// line mean ~K / len, 1e-4 relative off for a line of 1e8 beside -2.5e6 values. Such a line
-// takes K = f32(its plain mean) instead, in a loop whose bound is 0 for every other line
-// (lavapipe skips a loop that no lane enters), so that other lines keep their bits and cost.
+// memory. K is the first finite value (x - K summed exactly, add_exact), unless that value
+// dominates the line (|K| beyond 4x the mean |x|): then every other x - K is ~-K and the
+// float32 sum of len of them (~len ulps of len K) landed on a line mean ~K / len, 1e-4 relative
+// off for a line of 1e8 beside -2.5e6 values, and M2's float32 x - K - mean cancel likewise.
+// Such a line takes K = f32(its plain mean) instead, in a loop whose bound is 0 for every other
+// line (lavapipe skips a loop that no lane enters), so that other lines keep their bits and cost.
 fn summarize(start: u32, step: u32, len: u32) -> Partial {
   let first = tile[start];
   var shift = select(0.0, first, class_bits(first) == 0u);
   var flags = 0u;
   var count = 0u;
-  // sum of x - K as a float32 pair (pair.wgsl: sum_add), re-centred below.
+  // sum of x - K as a float32 pair (add_exact), re-centred below.
   var sum = vec2<f32>(0.0);
   var total = 0.0;
   var size = 0.0;
@@ -63,7 +76,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
     let cls = class_bits(v);
     flags = flags | cls;
     if (cls == 0u) {
-      sum_add(&sum, v - shift);
+      add_exact(&sum, v, shift);
       total += v;
       size += abs(v);
       count += 1u;
@@ -80,7 +93,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   for (var i = 0u; i < select(0u, len, dominated); i++) {
     let v = tile[start + i * step];
     if (class_bits(v) == 0u) {
-      sum_add(&sum, v - shift);
+      add_exact(&sum, v, shift);
     }
   }
   let mean = select(0.0, (sum.x + sum.y) / f32(count), count > 0u);
@@ -100,7 +113,34 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   if (count > 0u && (flags & F_CLASS) == 0u) {
     c = recentred_mean(shift, sum, count);
   }
-  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), 0.0);
+  // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
+  // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
+  // squares and sum are ~1e-7 relative off, which the backward's variance dots gv (var_LN -
+  // var_BN) carry where LN's and BN's variances nearly coincide (rows that are permutations of
+  // one another: `var_weight`'s gradient 488x GRAD_SCALED off; with loose pairs, pair.wgsl, ~2^-33
+  // relative, still 1.1x). A loop of bound 0 otherwise (lavapipe skips it), so that a forward
+  // alone keeps its cost.
+  let q = pair_mean(sum, max(count, 1u));
+  let pairs = (P.flags & P_REFINE_MEANS) != 0u && count > 0u && (flags & F_CLASS) == 0u;
+  // d = x - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
+  // of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,
+  // each summed by sum_add; the small rest in float32.
+  var m2_hh = vec2<f32>(0.0);
+  var m2_hl = vec2<f32>(0.0);
+  var m2_rest = 0.0;
+  for (var i = 0u; i < select(0u, len, pairs); i++) {
+    let v = tile[start + i * step];
+    let e = two_sum(v, -shift);
+    let dh = two_sum(e.x, -q.x);
+    let dl = dh.y + (e.y - q.y);
+    let h = split12(dh.x);
+    sum_add(&m2_hh, h.x * h.x);
+    sum_add(&m2_hl, 2.0 * h.x * h.y);
+    m2_rest += h.y * h.y + 2.0 * dh.x * dl;
+  }
+  let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
+  let m2_lo = (m2_pair.x - m2) + m2_pair.y;
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)));
 }
 
 @compute @workgroup_size(64)

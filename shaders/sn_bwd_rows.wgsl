@@ -256,19 +256,6 @@ struct PairRow {
   dgamma: vec2<f32>,
 }
 
-// wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
-// factors (weighted_mean: 1 for a normal weight), both words alike.
-fn pair_weighted_mean(k: u32, p: vec2<f32>) -> vec2<f32> {
-  let q = pair_mul(vec2<f32>(P.wmean[k], P.wmean_lo[k]), p);
-  return vec2<f32>(weighted_mean(k, q.x), weighted_mean(k, q.y));
-}
-
-// wvar_k p likewise.
-fn pair_weighted_var(k: u32, p: vec2<f32>) -> vec2<f32> {
-  let q = pair_mul(vec2<f32>(P.wvar[k], P.wvar_lo[k]), p);
-  return vec2<f32>(weighted_var(k, q.x), weighted_var(k, q.y));
-}
-
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
 fn tiny_product(k: i32, v: f32) -> bool {
   let ev = finite_exponent_of(v);

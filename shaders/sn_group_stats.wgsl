@@ -18,7 +18,8 @@
 //   float32 hi/lo pairs (pair.wgsl), written re-centred (hi = f32(mu)): one dominating
 //   member (a row of 1e7 in a column of ~1) no longer rounds the others' shares to its ulp,
 //   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
-//   accuracy there (the error it makes is far below the dominating member's share).
+//   accuracy there (the error it makes is far below the dominating member's share); var_lo
+//   is the rest of M2 summed again as a pair about that mean (below), divided by count - 1.
 // Each of the GROUP_THREADS threads folds a strided share of the members with Welford/Chan,
 // then the threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
@@ -305,6 +306,37 @@ fn main(
     }
     workgroupBarrier();
   }
+  // Layout "1d": M2 again as a pair, about the pair mean mu (above), for var_lo:
+  //   M2 = sum_k (M2_k + count_k (mu_k - mu)^2)
+  // the Chan merge's float32 M2 is ~1e-7 relative off, which the backward's variance dot
+  // products gv (var_LN - var_BN) carry times ~N gv: `var_weight`'s gradient of y.sum() on
+  // SwitchNorm1d [262144, 4] with feature means 0 to 20 was 0.3x its tolerance off by it alone
+  // (sn1d_bwd_element.wgsl: pair elements). count_k as three parts of 12 bits (pair_sub_times:
+  // exact products, for BN parts of any count too). Only where a backward may follow
+  // (P_REFINE_MEANS): var_lo serves the backward alone (loops of bound 0 otherwise).
+  let pairs_1d = tiles && (P.flags & P_REFINE_MEANS) != 0u;
+  // (w_sum is 0 without finite values: then mu_1d = hi.)
+  let mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
+  var m2_pair = vec2<f32>(0.0);
+  for (var k = lid; k < select(0u, count, pairs_1d); k += GROUP_THREADS) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    let d = pair_add(pair_add(two_sum(p.shift * f, -mu_1d.x), p.mean * f), -mu_1d.y);
+    let sq = pair_mul(d, d);
+    let n_k = select(0u, p.count, p.count > 0u && (p.flags & F_CLASS) == 0u);
+    m2_pair = pair_add(pair_add(m2_pair, p.m2 * f * f), p.m2_lo * f * f);
+    m2_pair = pair_add(pair_sub_times(m2_pair, n_k, -sq.x), f32(n_k) * sq.y);
+  }
+  // (w_sumv_pair is layout "nd"'s; free here.)
+  for (var s = select(0u, GROUP_THREADS / 2u, pairs_1d); s > 0u; s = s >> 1u) {
+    if (s == GROUP_THREADS / 2u) {
+      w_sumv_pair[lid] = m2_pair;
+    }
+    workgroupBarrier();
+    if (lid < s) {
+      w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[lid + s]);
+    }
+  }
   // Layout "nd": where hi (the first member's shift) lies more than 4 standard deviations of
   // the group from its mean, mean = hi + lo cancels and keeps lo's float32 rounding, ulps of
   // hi - mu (a channel whose first sample's row is 1e6 among 4095 rows of ~0.5: 4e-5 off in
@@ -377,10 +409,14 @@ fn main(
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
     let count = select(u32(w_n[0]), w_count[0], chan);
-    // No M2 low word: blocks of samples (more rows than one binding holds) and rows of several
-    // segments (P_PAIRS) never meet at the real binding limits (that would take more than 2^32
-    // elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays 0).
-    bn_parts[P.chan_base + c] = Partial(mean_hi, lo, w_sumv[0] + w_m2[0], count, unit_flags(gflags, unit), 0.0);
+    // Layout "nd": no M2 low word: blocks of samples (more rows than one binding holds) and rows
+    // of several segments (P_PAIRS) never meet at the real binding limits (that would take more
+    // than 2^32 elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays
+    // 0). Layout "1d": with the low word of its M2 (the pair above, about the part's own mean).
+    let m2 = w_sumv[0] + w_m2[0];
+    let m2_lo = pair_add(w_sumv_pair[0], -m2);
+    bn_parts[P.chan_base + c] = Partial(mean_hi, lo, m2, count, unit_flags(gflags, unit),
+      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)));
     return;
   }
   var variance: f32;
@@ -396,6 +432,10 @@ fn main(
       gflags = gflags | F_NO_VAR;
     }
     variance = w_m2[0] / max(w_n[0] - 1.0, 1.0);
+    if (pairs_1d && gflags == 0u) {
+      let lo_1d = quotient_lo(w_sumv_pair[0], w_count[0] - 1u, variance);
+      var_lo = select(0.0, lo_1d, is_finite_bits(lo_1d));
+    }
   } else {
     // Any member whose variance is NaN makes the mean of the variances NaN.
     if (gflags != 0u) {

@@ -159,6 +159,50 @@ rangeTests(
 );
 
 rangeTests(
+  "SwitchNorm1d's y.sum() logit gradients match the reference where feature means lie apart",
+  async (backend) => {
+    // Feature means spread evenly over 0..20, std 1: (dL/dlogit_LN - dL/dlogit_BN) is then a small
+    // difference of terms ~N C gamma / std times 20. WebGPU's float32 per-element work (eps added
+    // to each mixed variance rounding alike for every variance of a binade, x - mu, the products)
+    // and its float32 Chan-merged variances put `var_weight`'s gradient 7x its tolerance off at
+    // [65536, 4] and `mean_weight`'s 1.8x at [16384, 96] (attack helper-62: 37x at [262144, 4]).
+    for (const [n, c] of [[65536, 4], [16384, 96]]) {
+      const g = normal(21);
+      const x = Float32Array.from({ length: n * c }, (_, i) => (20 * (i % c)) / (c - 1) + g());
+      const call: LayerCall = {
+        layer: "1d",
+        shape: [n, c],
+        training: true,
+        x,
+        dy: new Float32Array(n * c).fill(1),
+      };
+      const { want, got } = await runBoth(call, backend);
+      assertOutputsClose(got, want, { what: `[${n}, ${c}]`, y: Y, dx: GRAD, grads: GRAD });
+    }
+  },
+);
+
+rangeTests(
+  "SwitchNorm1d's dgamma under dy = 1 is ~0 where the mixing settled on BN",
+  async (backend) => {
+    // dgamma_c = sum_n (x - mu_BN) / std_BN = 0 up to the minor LN share: WebGPU's tile means
+    // (x - K rounding x's own bits) and float32 x - mu put it 1.9x its tolerance off.
+    const g = normal(22), shape = [16384, 8], size = 16384 * 8;
+    const call: LayerCall = {
+      layer: "1d",
+      shape,
+      training: true,
+      x: Float32Array.from({ length: size }, g),
+      dy: new Float32Array(size).fill(1),
+      state: { mean_weight: Float32Array.of(0, 10), var_weight: Float32Array.of(0, 10) },
+      partial: true,
+    };
+    const { want, got } = await runBoth(call, backend);
+    assertOutputsClose(got, want, { y: Y, dx: GRAD, grads: GRAD });
+  },
+);
+
+rangeTests(
   "gradients under dy with a mean of 1 match the reference on ordinary trained parameters",
   async (backend) => {
     const c = 16;

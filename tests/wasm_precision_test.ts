@@ -5,12 +5,15 @@
  *   others, and so every column): the importance-logit gradients are sums of gm (mu_ln - mu_bn)
  *   and gv (var_ln - var_bn), held to GRAD_SCALED, which counts one float32 rounding of each
  *   statistic in their scale; statistics summed in f32 were a float32 rounding of the spread off
- *   (var_weight of the wrong sign, 1.5e3x the tolerance).
+ *   (var_weight of the wrong sign, 1.5e3x the tolerance). WebGPU too: its float32 M2 of each
+ *   tile line and Chan-merged group variances put `var_weight`'s gradient 488x off (its tile
+ *   lines' M2 and the groups' now as pairs where a backward may follow, var_lo).
  * - A mixed std of 0 under eps 0: xhat is +-Infinity (NaN at x = mu), and the weight gradient
  *   sum dy xhat is NaN where terms of both signs meet, as the reference (and SN_SPEC's formula
  *   order) has it; 1/std sum dy (x - mu) gave +-Infinity.
  */
 import { webgpuTest } from "./_webgpu.ts";
+import { rangeTests } from "./_range_compare.ts";
 import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertCloseToScale } from "./_close.ts";
@@ -54,7 +57,7 @@ function permutationCase(n: number, c: number, delta: number, seed: number, spre
   return { n, c, eps: 0, x, dy, state };
 }
 
-async function onedGrads(backend: "reference" | "wasm", k: OnedCase) {
+async function onedGrads(backend: "reference" | "wasm" | "webgpu", k: OnedCase) {
   const layer = new SwitchNorm1d(k.c, { backend, eps: k.eps });
   layer.loadStateDict(k.state, { strict: false });
   await layer.forward(k.x, [k.n, k.c]);
@@ -62,8 +65,8 @@ async function onedGrads(backend: "reference" | "wasm", k: OnedCase) {
   return layer.grads;
 }
 
-async function assertLogitGradsClose(k: OnedCase, what: string) {
-  const want = await onedGrads("reference", k), got = await onedGrads("wasm", k);
+async function assertLogitGradsClose(k: OnedCase, what: string, backend: "wasm" | "webgpu") {
+  const want = await onedGrads("reference", k), got = await onedGrads(backend, k);
   const scales = termScales({
     layout: "1d",
     n: k.n,
@@ -84,49 +87,60 @@ async function assertLogitGradsClose(k: OnedCase, what: string) {
   }
 }
 
-Deno.test("WASM: SwitchNorm1d logit gradients hold where LN and BN statistics nearly coincide", async () => {
-  // The attack's worst cases (1.5e3x, 1.2e3x and 565x GRAD_SCALED before) and milder ones.
-  for (
-    const [n, c, delta, seed, spread] of [
-      [3, 3, 1e-7, 4, 0],
-      [3, 3, 1e-7, 4, 20],
-      [2, 2, 1e-7, 18, 20],
-      [2, 2, 1e-7, 2, 0],
-      [8, 8, 1e-7, 10, 20],
-      [4, 4, 1e-7, 13, 1],
-      [2, 2, 1e-5, 3, 0],
-      [3, 3, 1e-5, 4, 1],
-    ]
-  ) {
-    await assertLogitGradsClose(
-      permutationCase(n, c, delta, seed, spread),
-      `[${n}, ${c}] delta ${delta} seed ${seed}`,
-    );
-  }
-});
+rangeTests(
+  "SwitchNorm1d logit gradients hold where LN and BN statistics nearly coincide",
+  async (backend) => {
+    // The attack's worst cases (1.5e3x, 1.2e3x and 565x GRAD_SCALED before) and milder ones.
+    for (
+      const [n, c, delta, seed, spread] of [
+        [3, 3, 1e-7, 4, 0],
+        [3, 3, 1e-7, 4, 20],
+        [2, 2, 1e-7, 18, 20],
+        [2, 2, 1e-7, 2, 0],
+        [8, 8, 1e-7, 10, 20],
+        [4, 4, 1e-7, 13, 1],
+        [2, 2, 1e-5, 3, 0],
+        [3, 3, 1e-5, 4, 1],
+      ]
+    ) {
+      await assertLogitGradsClose(
+        permutationCase(n, c, delta, seed, spread),
+        `[${n}, ${c}] delta ${delta} seed ${seed}`,
+        backend,
+      );
+    }
+  },
+);
 
-Deno.test("WASM: SwitchNorm1d logit gradients hold with LN and BN means 2.5e-5 apart under skewed mixing", async () => {
-  // A fuzzer's case (18.8x GRAD_SCALED on mean_weight before): mixing weights ~1e-20 and 1e-17
-  // on the minor normalizer.
-  await assertLogitGradsClose({
-    n: 2,
-    c: 2,
-    eps: 2 ** -126,
-    x: Float32Array.of(
-      5.000000018137469e-16,
-      9.999478675637441e-12,
-      9.99972500637103e-12,
-      5.000000018137469e-16,
-    ),
-    dy: Float32Array.of(-77143916544, -88413339648, 88717631488, -63433707520),
-    state: {
-      weight: Float32Array.of(79203.375, 88350.15625),
-      bias: Float32Array.of(-0.2612449824810028, 6.308836936950684),
-      mean_weight: Float32Array.of(-25.547199249267578, 20.018945693969727),
-      var_weight: Float32Array.of(4.8882246017456055, -34.432861328125),
-    },
-  }, "fuzz seed 18558");
-});
+rangeTests(
+  "SwitchNorm1d logit gradients hold with LN and BN means 2.5e-5 apart under skewed mixing",
+  async (backend) => {
+    // A fuzzer's case (18.8x GRAD_SCALED on mean_weight before): mixing weights ~1e-20 and 1e-17
+    // on the minor normalizer.
+    await assertLogitGradsClose(
+      {
+        n: 2,
+        c: 2,
+        eps: 2 ** -126,
+        x: Float32Array.of(
+          5.000000018137469e-16,
+          9.999478675637441e-12,
+          9.99972500637103e-12,
+          5.000000018137469e-16,
+        ),
+        dy: Float32Array.of(-77143916544, -88413339648, 88717631488, -63433707520),
+        state: {
+          weight: Float32Array.of(79203.375, 88350.15625),
+          bias: Float32Array.of(-0.2612449824810028, 6.308836936950684),
+          mean_weight: Float32Array.of(-25.547199249267578, 20.018945693969727),
+          var_weight: Float32Array.of(4.8882246017456055, -34.432861328125),
+        },
+      },
+      "fuzz seed 18558",
+      backend,
+    );
+  },
+);
 
 /** "NaN", "+Inf", "-Inf" or "finite" per entry. */
 function kinds(values: ArrayLike<number>): string {
