@@ -1663,7 +1663,8 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
 // (pair.wgsl: ~2^-33 relative per operation, a third of the work of exact pairs), and a column
 // line (whose sums give dgamma) its dgamma:
 //   v = wvar_LN var_LN + wvar_BN var_BN + eps,  mu = wmean_LN mu_LN + wmean_BN mu_BN  (pairs,
-//   the weights and eps as pairs: Params' *_lo),  s = 1 / sqrt(v)  (loose_rsqrt),
+//   the weights and eps as pairs: Params' *_lo; mu about its anchor, PairPart),
+//   s = 1 / sqrt(v)  (loose_rsqrt),
 //   xhat = s (x - mu),  gm = -s gamma dy,  gv = -0.5 s^2 gamma dy xhat,
 //   a = gm (mu_LN - mu_BN),  b = gv (var_LN - var_BN)  (dots centred at BN: their BN terms 0),
 //   dgamma = dy xhat.
@@ -1673,15 +1674,33 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
 // column (ln_pair_part, bn_pair_part). An element whose pair terms are not finite (an infinite
 // or NaN dy) keeps element_hot_tested's float32 terms, IEEE's as the reference's.
 
-// One side of an element's mix as pairs: (wvar_LN var_LN, wmean_LN mu_LN).
-fn ln_pair_part(ln: Group) -> vec4<f32> {
-  return vec4<f32>(pair_weighted_var(0u, vec2<f32>(ln.variance, ln.var_lo)), pair_weighted_mean(0u, vec2<f32>(ln.hi, ln.lo)));
+// One side of an element's mix as pairs: v its share of the mixed variance (wvar_LN var_LN;
+// BN's with eps), mu its mean, wmu its mean times the mean weight of the term the mix is not
+// anchored at (sn1d_mix.wgsl: bn_anchors). The mixed mean is taken as x - mu = (x - mu_a) -
+// (w_o mu_o - w_o mu_a), a the anchor, o the other term: formed from w_LN mu_LN + w_BN mu_BN, a
+// mean of 1e6 kept only ~2^-46 of itself (~1e-8) in x - mu, which dgamma on a mixing settled
+// on BN under dy = 1 multiplies by N ([65536, 8] at an offset of 1e6: 1.8x its tolerance; attack
+// helper-66); here the shift w_o (mu_o - mu_a) is small where the mixing settled.
+struct PairPart {
+  vm: vec4<f32>, // (v, mu)
+  wmu: vec2<f32>,
 }
 
-// (wvar_BN var_BN + eps, wmean_BN mu_BN).
-fn bn_pair_part(bn: Group) -> vec4<f32> {
+// The mean weight of the term the mix is not anchored at.
+fn other_weight() -> u32 {
+  return select(1u, 0u, bn_anchors());
+}
+
+fn ln_pair_part(ln: Group) -> PairPart {
+  let mu = vec2<f32>(ln.hi, ln.lo);
+  let v = pair_weighted_var(0u, vec2<f32>(ln.variance, ln.var_lo));
+  return PairPart(vec4<f32>(v, mu), pair_weighted_mean(other_weight(), mu));
+}
+
+fn bn_pair_part(bn: Group) -> PairPart {
+  let mu = vec2<f32>(bn.hi, bn.lo);
   let v = pair_sum(pair_weighted_var(1u, vec2<f32>(bn.variance, bn.var_lo)), vec2<f32>(P.eps, P.eps_lo));
-  return vec4<f32>(v, pair_weighted_mean(1u, vec2<f32>(bn.hi, bn.lo)));
+  return PairPart(vec4<f32>(v, mu), pair_weighted_mean(other_weight(), mu));
 }
 
 // An element's s and xhat as loose pairs (pair.wgsl), from its mix's sides.
@@ -1690,10 +1709,13 @@ struct PairScale {
   xh: vec2<f32>,
 }
 
-fn pair_scale(xv: f32, lp: vec4<f32>, bp: vec4<f32>) -> PairScale {
-  let s = loose_rsqrt(loose_add(lp.xy, bp.xy));
-  let mu = loose_add(lp.zw, bp.zw);
-  return PairScale(s, loose_mul(s, loose_sub(vec2<f32>(xv, 0.0), mu)));
+fn pair_scale(xv: f32, lp: PairPart, bp: PairPart) -> PairScale {
+  let s = loose_rsqrt(loose_add(lp.vm.xy, bp.vm.xy));
+  let b = bn_anchors();
+  let mu_a = select(lp.vm.zw, bp.vm.zw, b);
+  let shift = select(loose_sub(bp.wmu, lp.wmu), loose_sub(lp.wmu, bp.wmu), b);
+  let xc = loose_sub(loose_sub(vec2<f32>(xv, 0.0), mu_a), shift);
+  return PairScale(s, loose_mul(s, xc));
 }
 
 fn pair_finite(p: vec2<f32>) -> bool {
@@ -1701,19 +1723,21 @@ fn pair_finite(p: vec2<f32>) -> bool {
 }
 
 // A row line's element: element_hot_tested's, its dot products as loose pairs (above).
-fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: vec4<f32>, bp: vec4<f32>) -> HotGrad {
+fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart, bp: PairPart) -> HotGrad {
   let h = element_hot_tested(ln, bn, c, xv, d);
   let ps = pair_scale(xv, lp, bp);
   let gd = loose_times(affine[c], d);
   let gm = -loose_mul(ps.s, gd);
   let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
-  let a = loose_normal(loose_mul(gm, loose_sub(vec2<f32>(ln.hi, ln.lo), vec2<f32>(bn.hi, bn.lo))));
+  let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw)));
   let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
   if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b) && pair_finite(gm) && pair_finite(gv))) {
     return h;
   }
+  // (gm and gv themselves, which dx takes, as the float32 path forms them: dx of rows whose
+  // terms cancel to float32's residue kept its bits.)
   let g = grad(
-    vec4<f32>(gm.x + gm.y, gv.x + gv.y, h.g.s.zw),
+    h.g.s,
     vec4<f32>(a.x, 0.0, a.y, gm.x * (bn.hi + bn.lo)),
     vec4<f32>(b.x, 0.0, b.y, gv.x * (bn.variance + bn.var_lo)),
     0u,
@@ -1724,7 +1748,7 @@ fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: vec4<f32>
 
 // A column line's element: element_hot_tested's, dgamma as a loose pair (above; its dot
 // products, which only the row lines' sums carry, 0).
-fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: vec4<f32>, bp: vec4<f32>) -> HotGrad {
+fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart, bp: PairPart) -> HotGrad {
   let h = element_hot_tested(ln, bn, c, xv, d);
   let ps = pair_scale(xv, lp, bp);
   // As a float32 pair: a sum with a wide element (grad_add_scaled) keeps the high word alone.
@@ -2882,14 +2906,16 @@ fn main(
       sumv_pair = pair_sum(sumv_pair, variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count));
     }
   }
-  // Layout "1d": the means' pair sum.
-  // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+  // Layout "1d": the means' pair sum, count_k times each word of the member's mean in exact
+  // products: count_k in parts of 12 bits (pair_sub_times), as the BN parts of blocks of samples
+  // have counts of up to a block's rows (a product with a count of more than 12 significant
+  // bits, a last block of N = 30007, rounded, ~2^-25 of a part's share, which dgamma under
+  // dy = 1 multiplies by N: tests/webgpu_row_blocks_test.ts).
   for (var k = lid; k < select(0u, count, tiles); k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
-    let w = f32(p.count);
     let dk = two_sum(p.shift * f, -hi);
-    sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
+    sum = pair_sub_times(pair_sub_times(pair_sub_times(sum, p.count, -dk.x), p.count, -dk.y), p.count, -(p.mean * f));
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
@@ -4396,8 +4422,8 @@ var<workgroup> tdy: array<f32, 1056>;
 var<workgroup> t_gamma_wide: atomic<u32>;
 // The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
 // bn_pair_part per column), formed once for the 32 elements of a line.
-var<workgroup> t_ln_part: array<vec4<f32>, 32>;
-var<workgroup> t_bn_part: array<vec4<f32>, 32>;
+var<workgroup> t_ln_part: array<PairPart, 32>;
+var<workgroup> t_bn_part: array<PairPart, 32>;
 
 @compute @workgroup_size(64)
 fn main(

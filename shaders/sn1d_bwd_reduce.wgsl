@@ -44,8 +44,8 @@ var<workgroup> tdy: array<f32, 1056>;
 var<workgroup> t_gamma_wide: atomic<u32>;
 // The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
 // bn_pair_part per column), formed once for the 32 elements of a line.
-var<workgroup> t_ln_part: array<vec4<f32>, 32>;
-var<workgroup> t_bn_part: array<vec4<f32>, 32>;
+var<workgroup> t_ln_part: array<PairPart, 32>;
+var<workgroup> t_bn_part: array<PairPart, 32>;
 
 @compute @workgroup_size(64)
 fn main(

@@ -264,14 +264,16 @@ fn main(
       sumv_pair = pair_sum(sumv_pair, variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count));
     }
   }
-  // Layout "1d": the means' pair sum.
-  // count_k < 2^12 (a tile line of TILE_1D values): exact products.
+  // Layout "1d": the means' pair sum, count_k times each word of the member's mean in exact
+  // products: count_k in parts of 12 bits (pair_sub_times), as the BN parts of blocks of samples
+  // have counts of up to a block's rows (a product with a count of more than 12 significant
+  // bits, a last block of N = 30007, rounded, ~2^-25 of a part's share, which dgamma under
+  // dy = 1 multiplies by N: tests/webgpu_row_blocks_test.ts).
   for (var k = lid; k < select(0u, count, tiles); k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
-    let w = f32(p.count);
     let dk = two_sum(p.shift * f, -hi);
-    sum = pair_add_times(pair_add_times(pair_add_times(sum, w, dk.x), w, dk.y), w, p.mean * f);
+    sum = pair_sub_times(pair_sub_times(pair_sub_times(sum, p.count, -dk.x), p.count, -dk.y), p.count, -(p.mean * f));
   }
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;

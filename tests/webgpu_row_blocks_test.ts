@@ -219,6 +219,48 @@ webgpuTest(
   },
 );
 
+webgpuTest(
+  "webgpu's SwitchNorm1d BN means over blocks of more than 4096 samples keep dgamma ~0 under dy = 1",
+  async () => {
+    // Bindings of 256 KiB: blocks of ~7700 samples of [N, 2], whose BN parts are merged in
+    // pairs times their counts; those products were exact only for counts of at most 12
+    // significant bits (tile lines; blocks of whole row tiles of 32 up to 131072 samples), and
+    // the last block of N = 30007 (7 samples past a tile) rounded them, ~2^-25 of each part's
+    // share: samples drifting from mean 0 to 100 (parts ~25 apart) had the BN mean ~1e-6 off,
+    // which dgamma on a mixing settled on BN under dy = 1 (sum (x - mu_BN) / std, ~0)
+    // multiplies by N / std: 10.8x its tolerance.
+    const limits: PlanLimits = { maxBinding: 262144, offsetAlign: 256 };
+    await using backend = await loadWebGpuBackend({ maxBindingBytes: limits.maxBinding });
+    const reference = new ReferenceBackend();
+    const r = rng(91), n = 30007, c = 2;
+    const problem: NormProblem = {
+      layout: "1d",
+      training: true,
+      usingBN: true,
+      n,
+      c,
+      m: 1,
+      eps: 1e-5,
+    };
+    const params = {
+      ...randomParams(r, c, 2, true),
+      weight: new Float32Array(c).fill(1),
+      meanMix: Float64Array.of(1e-6, 1 - 1e-6),
+      varMix: Float64Array.of(1e-6, 1 - 1e-6),
+    };
+    assert.ok(makePlan(problem, { ...params, update: MOVING }, limits).statsListOffsets.length > 2);
+    const x = Float32Array.from({ length: n * c }, (_, i) => (100 * i) / (n * c) + normal(r));
+    const dy = new Float32Array(n * c).fill(1);
+    const grads = [];
+    for (const b of [backend, reference]) {
+      const p = copyParams(params), save: SavedForward = {};
+      await b.forward(problem, x, p, MOVING, undefined, save);
+      grads.push(await b.backward(save, dy, p));
+    }
+    assertClose(grads[0].dWeight, grads[1].dWeight, GRAD, "dWeight");
+  },
+);
+
 Deno.test("the blocks of samples take every row once, each block's windows aligned and within a binding", () => {
   for (const [n, c, m] of [[800, 5, 3], [3000, 3, 1], [420, 4, 4097], [700, 6, 2], [130, 32, 1]]) {
     for (const offsetAlign of [32, 256]) {
