@@ -1668,9 +1668,10 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
 //   xhat = s (x - mu),  gm = -s gamma dy,  gv = -0.5 s^2 gamma dy xhat,
 //   a = gm (mu_LN - mu_BN),  b = gv (var_LN - var_BN)  (dots centred at BN: their BN terms 0),
 //   dgamma = dy xhat.
-// The lines sum them as pairs (grad_add: a.x, b.x with their low words in a.z, b.z, unused in
-// layout "1d", which has no IN term; dgamma with Grad.dg_lo), and the CPU adds both words
-// (backends/_webgpu_grad_sums.ts). The two sides of each mix are formed once per tile row and
+// The lines sum them as pairs (grad_add_plain: a.x, b.x with their low words in a.z, b.z,
+// unused in layout "1d", which has no IN term; dgamma with Grad.dg_lo), and the CPU adds both
+// words (backends/_webgpu_grad_sums.ts); a.w, b.w hold the BN terms gm mu_BN, gv var_BN, which
+// cancel in the softmax's Jacobian (their float32 rounding with them). The two sides of each mix are formed once per tile row and
 // column (ln_pair_part, bn_pair_part). An element whose pair terms are not finite (an infinite
 // or NaN dy) keeps element_hot_tested's float32 terms, IEEE's as the reference's.
 
