@@ -944,7 +944,11 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
 // summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
 // rest, exact up to float32 rounding of that small rest.
 fn recentred_mean(shift: f32, sum: vec2<f32>, n: u32) -> vec2<f32> {
-  let q = pair_mean(sum, n);
+  return recentred(shift, pair_mean(sum, n));
+}
+
+// K + q for the pair q = pair_mean(..), re-centred as recentred_mean has it.
+fn recentred(shift: f32, q: vec2<f32>) -> vec2<f32> {
   let c = two_sum(shift, q.x);
   return vec2<f32>(c.x, c.y + q.y);
 }
@@ -1732,7 +1736,8 @@ fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
   let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw)));
   let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
-  if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b) && pair_finite(gm) && pair_finite(gv))) {
+  // (a or b is not finite wherever gm or gv is not.)
+  if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b))) {
     return h;
   }
   // (gm and gv themselves, which dx takes, as the float32 path forms them: dx of rows whose
@@ -2471,7 +2476,9 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       add_exact(&sum, v, shift);
     }
   }
-  let mean = select(0.0, (sum.x + sum.y) / f32(count), count > 0u);
+  // The mean of x - K as a pair (its high word the float32 mean M2 takes).
+  let q = pair_mean(sum, max(count, 1u));
+  let mean = select(0.0, q.x, count > 0u);
   var m2 = 0.0;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
@@ -2486,7 +2493,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // mean_weight's gradient 2.9x its tolerance off.
   var c = vec2<f32>(shift, mean);
   if (count > 0u && (flags & F_CLASS) == 0u) {
-    c = recentred_mean(shift, sum, count);
+    c = recentred(shift, q);
   }
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
   // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
@@ -2495,7 +2502,6 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // one another: \`var_weight\`'s gradient 488x GRAD_SCALED off; with loose pairs, pair.wgsl, ~2^-33
   // relative, still 1.1x). A loop of bound 0 otherwise (lavapipe skips it), so that a forward
   // alone keeps its cost.
-  let q = pair_mean(sum, max(count, 1u));
   let pairs = (P.flags & P_REFINE_MEANS) != 0u && count > 0u && (flags & F_CLASS) == 0u;
   // d = x - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
   // of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,
@@ -2960,7 +2966,7 @@ fn main(
   // exact products, for BN parts of any count too). Only where a backward may follow
   // (P_REFINE_MEANS): var_lo serves the backward alone (loops of bound 0 otherwise).
   let pairs_1d = tiles && (P.flags & P_REFINE_MEANS) != 0u;
-  // (w_sum is 0 without finite values: then mu_1d = hi.)
+  // (w_sum is 0 without finite values: then mu_1d = hi. Also the 1d group's mean, below.)
   let mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
   var m2_pair = vec2<f32>(0.0);
   for (var k = lid; k < select(0u, count, pairs_1d); k += GROUP_THREADS) {
@@ -3042,9 +3048,8 @@ fn main(
   var mean_hi = hi;
   var lo = w_mean[0];
   if (tiles && w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
-    let h = recentred_mean(hi, w_sum[0], w_count[0]);
-    mean_hi = h.x;
-    lo = h.y;
+    mean_hi = mu_1d.x;
+    lo = mu_1d.y;
   }
   if (far) {
     let h = recentred_mean(centre, w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));

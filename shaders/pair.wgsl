@@ -101,7 +101,11 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
 // summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
 // rest, exact up to float32 rounding of that small rest.
 fn recentred_mean(shift: f32, sum: vec2<f32>, n: u32) -> vec2<f32> {
-  let q = pair_mean(sum, n);
+  return recentred(shift, pair_mean(sum, n));
+}
+
+// K + q for the pair q = pair_mean(..), re-centred as recentred_mean has it.
+fn recentred(shift: f32, q: vec2<f32>) -> vec2<f32> {
   let c = two_sum(shift, q.x);
   return vec2<f32>(c.x, c.y + q.y);
 }

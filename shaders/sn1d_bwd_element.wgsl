@@ -135,7 +135,8 @@ fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
   let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw)));
   let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
-  if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b) && pair_finite(gm) && pair_finite(gv))) {
+  // (a or b is not finite wherever gm or gv is not.)
+  if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b))) {
     return h;
   }
   // (gm and gv themselves, which dx takes, as the float32 path forms them: dx of rows whose

@@ -96,7 +96,9 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
       add_exact(&sum, v, shift);
     }
   }
-  let mean = select(0.0, (sum.x + sum.y) / f32(count), count > 0u);
+  // The mean of x - K as a pair (its high word the float32 mean M2 takes).
+  let q = pair_mean(sum, max(count, 1u));
+  let mean = select(0.0, q.x, count > 0u);
   var m2 = 0.0;
   for (var i = 0u; i < len; i++) {
     let v = tile[start + i * step];
@@ -111,7 +113,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // mean_weight's gradient 2.9x its tolerance off.
   var c = vec2<f32>(shift, mean);
   if (count > 0u && (flags & F_CLASS) == 0u) {
-    c = recentred_mean(shift, sum, count);
+    c = recentred(shift, q);
   }
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
   // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
@@ -120,7 +122,6 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // one another: `var_weight`'s gradient 488x GRAD_SCALED off; with loose pairs, pair.wgsl, ~2^-33
   // relative, still 1.1x). A loop of bound 0 otherwise (lavapipe skips it), so that a forward
   // alone keeps its cost.
-  let q = pair_mean(sum, max(count, 1u));
   let pairs = (P.flags & P_REFINE_MEANS) != 0u && count > 0u && (flags & F_CLASS) == 0u;
   // d = x - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
   // of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,

@@ -317,7 +317,7 @@ fn main(
   // exact products, for BN parts of any count too). Only where a backward may follow
   // (P_REFINE_MEANS): var_lo serves the backward alone (loops of bound 0 otherwise).
   let pairs_1d = tiles && (P.flags & P_REFINE_MEANS) != 0u;
-  // (w_sum is 0 without finite values: then mu_1d = hi.)
+  // (w_sum is 0 without finite values: then mu_1d = hi. Also the 1d group's mean, below.)
   let mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
   var m2_pair = vec2<f32>(0.0);
   for (var k = lid; k < select(0u, count, pairs_1d); k += GROUP_THREADS) {
@@ -399,9 +399,8 @@ fn main(
   var mean_hi = hi;
   var lo = w_mean[0];
   if (tiles && w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
-    let h = recentred_mean(hi, w_sum[0], w_count[0]);
-    mean_hi = h.x;
-    lo = h.y;
+    mean_hi = mu_1d.x;
+    lo = mu_1d.y;
   }
   if (far) {
     let h = recentred_mean(centre, w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));
