@@ -8,13 +8,7 @@
  * plain tolerances (tests/_tolerances.ts) hold here: the data are not scaled.
  */
 import { seededRandom } from "../examples/_data.ts";
-import {
-  assertOutputsClose,
-  type LayerCall,
-  rangeTest,
-  rangeTests,
-  runBoth,
-} from "./_range_compare.ts";
+import { assertOutputsClose, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { GRAD, Y } from "./_tolerances.ts";
 
 /** Standard-normal draws of `seed` (Box-Muller). */
@@ -271,12 +265,9 @@ rangeTests(
   },
 );
 
-// WebGPU only: WASM's dgamma there is a known exception (README, Numerics: its f32 sweeps leave
-// the row means ~1e-9 of the std off, which dy = 1 multiplies by the channel's N M: 2x to 5x).
-rangeTest(
-  "webgpu",
+rangeTests(
   "dgamma under dy = 1 with a mixing settled on BN matches the reference on channels of mean ~0",
-  async () => {
+  async (backend) => {
     // dgamma = sum_n s sum dy (x - mu) is then a small difference of rows' terms M (mu_in -
     // mu_bn). The backward's centre of sum dy (x - c), the mixed mean cut to 12 bits, had bits
     // finer than x's where the mean lies near 0 (standardized channels), and x - c dropped them
@@ -325,8 +316,67 @@ rangeTest(
         state: state(),
         partial: true,
       };
-      const { want, got } = await runBoth(call, "webgpu");
+      const { want, got } = await runBoth(call, backend);
       assertOutputsClose(got, want, { what, y: Y, dx: GRAD, grads: GRAD });
+    }
+  },
+);
+
+rangeTests(
+  "dgamma under dy of one sign with a mixing settled on BN or IN matches the reference",
+  async (backend) => {
+    // dgamma = sum over the channel's rows of s sum dy (x - mu) then cancels to ~0 (BN: the rows'
+    // s M (mu_in - mu_bn); IN: each row by itself), and the means' and row sums' f32 errors (the
+    // statistics pass's chunk sums: ~1e-9 of the std) times N M are what is left: WASM was 3.5x
+    // its tolerance on standard-normal data at [64, 8, 64, 64], 22x over ReLU data at
+    // [32, 64, 56, 56] (a Sparse SN layer fixed on BN, attack helper-64: 11.8x), 3.0x at
+    // [64, 4, 128, 128] and 3.1x under dy = 1 + 1e-3 N(0, 1), under either mixing; 1.4x mixed
+    // of IN and BN; an evaluation under IN's, 3.0x. wasm/src/nd_grad_refine.rs takes such
+    // channels again in f64. WebGPU sums its statistics in float32 pairs (README, Numerics) and
+    // passes all but rows of 16384 floats, ~2.2x there: a known exception, not run on it.
+    const bn = { mean_weight: Float32Array.of(0, 0, 10), var_weight: Float32Array.of(0, 0, 10) };
+    const inst = { mean_weight: Float32Array.of(10, 0, 0), var_weight: Float32Array.of(10, 0, 0) };
+    const both = {
+      mean_weight: Float32Array.of(10, 0, 10),
+      var_weight: Float32Array.of(10, 0, 10),
+    };
+    const ones = () => 1;
+    const cases: [string, number[], (g: () => number) => number, (g: () => number) => number][] = [
+      ["standard-normal data", [64, 8, 64, 64], (g) => g(), ones],
+      ["ReLU data", [32, 64, 56, 56], (g) => Math.max(0, g()), ones],
+      ["rows of 16384", [64, 4, 128, 128], (g) => g(), ones],
+      ["dy = 1 + 1e-3 N(0, 1)", [64, 8, 64, 64], (g) => g(), (g) => 1 + 1e-3 * g()],
+    ];
+    for (const [what, shape, xOf, dyOf] of cases) {
+      if (backend === "webgpu" && what === "rows of 16384") continue;
+      for (const [mixing, state] of [["BN", bn], ["IN", inst]] as const) {
+        const g = normal(31), size = shape.reduce((a, b) => a * b);
+        const x = Float32Array.from({ length: size }, () => xOf(g));
+        const dy = Float32Array.from({ length: size }, () => dyOf(g));
+        const call: LayerCall = { layer: "2d", shape, training: true, x, dy, state, partial: true };
+        const { want, got } = await runBoth(call, backend);
+        assertOutputsClose(got, want, { what: `${what}, ${mixing}`, y: Y, dx: GRAD, grads: GRAD });
+      }
+    }
+    const g = normal(5), shape = [64, 8, 64, 64], size = 64 * 8 * 64 * 64;
+    const x = Float32Array.from({ length: size }, g);
+    const xEval = Float32Array.from({ length: size }, () => 0.1 + g());
+    const dy = new Float32Array(size).fill(1);
+    for (const [mixing, state] of [["IN", inst], ["IN and BN", both]] as const) {
+      const call: LayerCall = {
+        layer: "2d",
+        shape,
+        training: true,
+        x,
+        xEval,
+        dy,
+        state,
+        partial: true,
+      };
+      const { want, got } = await runBoth(call, backend);
+      assertOutputsClose(got, want, { what: mixing, y: Y, dx: GRAD, grads: GRAD });
+      const what = `${mixing}, evaluation`;
+      assertOutputsClose(got.evaluation!, want.evaluation!, { what, y: Y, dx: GRAD, grads: GRAD });
     }
   },
 );

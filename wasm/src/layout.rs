@@ -40,7 +40,8 @@
 //!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
 //!   nd: then (`aux_at`) R f64 per row: for a wide row (wide.rs) the dx call puts its f64
 //!       constants (a, b) in its pair, k here, and -1 in its s (which marks it for the sweep);
-//!       then one f64, sum over the rows of |gm| + |gv| (for `wide::CallBounds`)
+//!       then one f64, sum over the rows of |gm| + |gv| (for `wide::CallBounds`); then
+//!       (`refine_at`) N + C f64 for `nd_grad_refine` (LN mean corrections, a flag per channel)
 //! ```
 //! The sums are those a SyncSN backward adds up across replicas between the two calls, packed as
 //! the reference backend packs them.
@@ -125,10 +126,15 @@ pub fn aux_at(n: usize, c: usize) -> usize {
     sums_at(LAYOUT_ND, n, c) + sums_len(LAYOUT_ND, true, c)
 }
 
+/// f64 index of `nd_grad_refine`'s room in the backward work area (nd).
+pub fn refine_at(n: usize, c: usize) -> usize {
+    aux_at(n, c) + n * c + 1
+}
+
 /// Number of f64 values of the backward work area (room for the sums of either mode).
 pub fn work_len(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {
-        aux_at(n, c) + n * c + 1
+        refine_at(n, c) + n + c
     } else {
         let partials = crate::oned_grad::Tiles::new(n, c).partials_len(n, c);
         sums_at(layout, n, c) + sums_len(layout, true, c) + partials

@@ -22,6 +22,7 @@ mod nd;
 mod nd_grad;
 mod nd_grad_dx;
 mod nd_grad_means;
+mod nd_grad_refine;
 mod nd_normalize;
 mod oned;
 mod oned_grad;
@@ -305,6 +306,7 @@ pub unsafe extern "C" fn sn_backward_reduce_nd(
     } else {
         nd_grad::reduce::<false>(x, dy, n, c, m, mode, &layer, st, work, sums);
     }
+    refine_cancelled(x, dy, n, c, m, mode, &layer, stats, work);
     eval_mean_dots(x, n, c, m, mode, &layer, stats, work);
 }
 
@@ -329,6 +331,27 @@ unsafe fn reduce_long_rows(
     sums: Sums,
 ) {
     nd_grad::reduce::<true>(x, dy, n, c, m, mode, layer, st, work, sums);
+}
+
+/// After an nd reduction (`nd_grad::combine`): `nd_grad_refine::refine_cancelled`.
+///
+/// # Safety
+/// As `sn_backward_combine_nd`, after the combine.
+#[allow(clippy::too_many_arguments)]
+unsafe fn refine_cancelled(
+    x: *const f32,
+    dy: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    stats: *mut f64,
+    work: *mut f64,
+) {
+    let st = Stats::split(stats, LAYOUT_ND, n, c);
+    let mut sums = sums(work, LAYOUT_ND, mode, n, c);
+    nd_grad_refine::refine_cancelled(x, dy, n, c, m, mode, layer, &st, work, &mut sums);
 }
 
 /// After an nd reduction: in evaluation with usingBN, `nd_grad_means::refine_eval_dots` (outside
@@ -439,6 +462,7 @@ pub unsafe extern "C" fn sn_backward_combine_nd(
     let sums = sums(work, LAYOUT_ND, mode, n, c);
     // The threads' sweeps did not report whether their sums were finite: each row is checked.
     nd_grad::combine(x, dy, n, c, m, mode, &layer, st, work, sums, false);
+    refine_cancelled(x, dy, n, c, m, mode, &layer, stats, work);
     eval_mean_dots(x, n, c, m, mode, &layer, stats, work);
 }
 

@@ -1,0 +1,205 @@
+//! dWeight where its rows' terms cancel, taken again in f64 for those channels.
+//!
+//! dWeight[c] = sum over the channel's rows of s sum_i dy (x - mu). Under a mixing settled on BN
+//! and a dy of one sign (y.sum(): dy = 1) each row's term is ~s M (mu_in - mu_bn), and the terms
+//! cancel over the channel to ~0 (exactly 0 in exact arithmetic); under a mixing settled on IN
+//! each row's term cancels by itself likewise. Every error of the means and of the row sums is
+//! then what is left, and dy of one sign adds them up: the statistics pass's f32 chunk sums leave
+//! an IN mean ~1e-9 of the row's std off, the reduce sweep's f32 sum dy (x - hi) a few 1e-10 of
+//! its terms, and dWeight came out at [64, 8, 64, 64] on standard-normal data 3.5x its tolerance,
+//! for a Sparse SN layer fixed on BN over ReLU data at [32, 64, 56, 56] 22x, ~2^-30 of the size
+//! of its terms (tests/one_sign_dy_test.ts).
+//!
+//! A mean's error enters a row's term as s (sum dy) times it, and is of the size of the mixed
+//! std, 1 / s: so the channel's dBias, sum dy over its rows, is the size of those errors' terms
+//! where dy has one sign (and where it has not, dy's terms cancel in dBias as the means' errors do
+//! in dWeight). A channel whose dWeight lies below 2^-16 of its |dBias| (`CANCELLED`: there 2^-30
+//! of the terms would pass 2^-14 of dWeight) has its rows summed again here in f64 about their IN
+//! means: sum dy, sum dy (x - mu_in) and sum (x - mu_in), whose last gives each row's IN mean
+//! correction. The mixed mean of such a row takes the corrections of its IN mean, of its sample's
+//! LN mean and, in training, of its channel's BN mean (means of the corrections of the taken rows,
+//! the others' counted as 0: a channel not taken moves an LN mean by nothing, and is not
+//! sensitive to it), so that means the reference has equal stay equal (C = 1: LN is IN; N = 1: BN
+//! is IN). Its rows' gm and gv, its dWeight, dBias and BN sums, then every sample's LN sums, the
+//! logit gradients' dot products and the sum of |gm| + |gv| are formed again. The dot products
+//! keep the forward's means (the logit gradients are differences of them, which the means'
+//! float32 rounding meets within their tolerance), as y and dx do.
+//!
+//! Ordinary data have no such channel: under a dy of mean 0 a channel's dWeight and dBias are
+//! sums of like size (~sqrt(N M) times the terms'), and dWeight falls below 2^-16 of dBias about
+//! once in 10^5 channels. Their cost is a test per channel; a call where every channel cancels
+//! (dy = 1 under a mixing settled on BN) pays one f64 sweep of x and dy, its backward 1.5x to
+//! 1.7x as long. Not under SyncSN
+//! (`MODE_BN_PARTIALS`: the BN means and dWeight are sums over every replica, formed after this
+//! call), nor in calls with wide rows or where a sum is not finite (their own paths).
+
+use crate::layout::{Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
+use crate::nd_grad::{ld32, Work};
+use core::arch::wasm32::*;
+
+/// A channel's dWeight below 1 / CANCELLED of the size of its terms is taken again.
+const CANCELLED: f64 = (1u32 << 16) as f64;
+
+/// |v| (core's f64 has no `abs` in the Rust this builds with).
+#[inline(always)]
+fn abs(v: f64) -> f64 {
+    if v < 0.0 {
+        -v
+    } else {
+        v
+    }
+}
+
+/// Whether dWeight `d` is below 1 / `CANCELLED` of `t`, |dBias| (both finite).
+#[inline(always)]
+fn cancelled(d: f64, t: f64) -> bool {
+    d.is_finite() && t.is_finite() && abs(d) * CANCELLED <= abs(t) && t != 0.0
+}
+
+/// (sum dy, sum dy (x - centre), sum (x - centre)) of one row in f64: x - centre rounded once
+/// to f64, every product exact. Four sets of f64x2 sums (8 floats a step), so that the adds do
+/// not wait on each other.
+///
+/// # Safety
+/// `x`, `dy` valid for reading m floats.
+unsafe fn row_sums_f64(x: *const f32, dy: *const f32, m: usize, centre: f64) -> (f64, f64, f64) {
+    let z = f64x2_splat(0.0);
+    let c = f64x2_splat(centre);
+    let (mut g, mut p, mut d) = ([z; 4], [z; 4], [z; 4]);
+    let mut i = 0;
+    while i + 8 <= m {
+        for k in 0..4 {
+            let (dv, e) = (ld32(dy.add(i + 2 * k)), f64x2_sub(ld32(x.add(i + 2 * k)), c));
+            g[k] = f64x2_add(g[k], dv);
+            p[k] = f64x2_add(p[k], f64x2_mul(dv, e));
+            d[k] = f64x2_add(d[k], e);
+        }
+        i += 8;
+    }
+    let h = |v: [v128; 4]| {
+        let v = f64x2_add(f64x2_add(v[0], v[1]), f64x2_add(v[2], v[3]));
+        f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v)
+    };
+    let (mut g, mut p, mut d) = (h(g), h(p), h(d));
+    while i < m {
+        let (dv, e) = (*dy.add(i) as f64, *x.add(i) as f64 - centre);
+        g += dv;
+        p += dv * e;
+        d += e;
+        i += 1;
+    }
+    (g, p, d)
+}
+
+/// After `nd_grad::combine`: every channel whose dWeight cancels (`cancelled`) taken again as
+/// the module says. Between the passes the taken rows' pairs hold their f64 (sum dy, sum dy (x -
+/// mu_in)), `Work::aux` their IN mean corrections (free until the dx call), and the work area's
+/// room at `layout::refine_at` the LN mean corrections and a flag per channel.
+///
+/// # Safety
+/// As `nd_grad::reduce`, after it (or after the threads' sweeps and `nd_grad::combine`).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub unsafe fn refine_cancelled(
+    x: *const f32,
+    dy: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: &Stats,
+    work: *mut f64,
+    sums: &mut Sums,
+) {
+    if mode & MODE_BN_PARTIALS != 0 || st.wide[0] != 0.0 {
+        return;
+    }
+    if !(0..c).any(|j| cancelled(sums.d_weight[j], sums.d_bias[j])) {
+        return;
+    }
+    let w = Work::split(work, n, c);
+    let pairs = w.pairs.as_mut_ptr();
+    let room = work.add(crate::layout::refine_at(n, c));
+    let ln_shift = core::slice::from_raw_parts_mut(room, n);
+    let taken = core::slice::from_raw_parts_mut(room.add(n), c);
+    for (j, t) in taken.iter_mut().enumerate() {
+        *t = if cancelled(sums.d_weight[j], sums.d_bias[j]) { 1.0 } else { 0.0 };
+    }
+    // The taken channels' rows in f64 about their IN means, in memory order, into their pairs;
+    // the LN mean corrections, the taken rows' IN corrections over C. (A finite dWeight and dBias
+    // are sums of finite f32 row sums, so x and dy are finite there, and so are these sums.)
+    for i in 0..n {
+        let mut ln = 0.0;
+        for j in (0..c).filter(|&j| taken[j] != 0.0) {
+            let r = i * c + j;
+            let (g, p, d) = row_sums_f64(x.add(r * m), dy.add(r * m), m, st.mu_in[r]);
+            *pairs.add(r) = f64x2(g, p);
+            w.aux[r] = d / m as f64;
+            ln += w.aux[r];
+        }
+        ln_shift[i] = ln / c as f64;
+    }
+    let batch_bn = mode & MODE_USING_BN != 0 && mode & MODE_TRAINING != 0;
+    let [w_in, w_ln, w_bn] = layer.mean_mix;
+    for j in (0..c).filter(|&j| taken[j] != 0.0) {
+        let bn_shift =
+            if batch_bn { (0..n).map(|i| w.aux[i * c + j]).sum::<f64>() / n as f64 } else { 0.0 };
+        let gamma = layer.gamma[j] as f64;
+        let (mut dw, mut db, mut gmb, mut gvb) = (0.0, 0.0, 0.0, 0.0);
+        for i in 0..n {
+            let r = i * c + j;
+            let pair = *pairs.add(r);
+            let (g, p_in) = (f64x2_extract_lane::<0>(pair), f64x2_extract_lane::<1>(pair));
+            // p = sum dy (x - mu') about the mixed mean of the corrected means.
+            let mu = st.mu[r] + (w_in * w.aux[r] + w_ln * ln_shift[i] + w_bn * bn_shift);
+            let p = p_in - (mu - st.mu_in[r]) * g;
+            let s = w.inv_std[r];
+            let sg = s * gamma;
+            let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
+            *pairs.add(r) = f64x2(gm, gv);
+            dw += s * p;
+            db += g;
+            gmb += gm;
+            gvb += gv;
+        }
+        sums.d_weight[j] = dw;
+        sums.d_bias[j] = db;
+        sums.gm_bn[j] = gmb;
+        sums.gv_bn[j] = gvb;
+    }
+    // The sums over every row again, each in one order (samples, then channels), so that sums
+    // of equal terms stay equal (C = 1: the IN and LN dot products).
+    let (mut dm_in, mut dv_in, mut dm_ln, mut dv_ln, mut g_abs) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (mut gml, mut gvl) = (0.0, 0.0);
+        for j in 0..c {
+            let r = i * c + j;
+            let pair = *pairs.add(r);
+            let (gm, gv) = (f64x2_extract_lane::<0>(pair), f64x2_extract_lane::<1>(pair));
+            gml += gm;
+            gvl += gv;
+            dm_in += gm * st.mu_in[r];
+            dv_in += gv * st.var_in[r];
+            g_abs += abs(gm) + abs(gv);
+        }
+        w.gm_ln[i] = gml;
+        w.gv_ln[i] = gvl;
+        dm_ln += gml * st.mu_ln[i];
+        dv_ln += gvl * st.var_ln[i];
+    }
+    *w.g_abs = g_abs;
+    sums.mean_dots[0] = dm_in;
+    sums.mean_dots[1] = dm_ln;
+    sums.var_dots[0] = dv_in;
+    sums.var_dots[1] = dv_ln;
+    if mode & MODE_USING_BN != 0 {
+        let (mut dm, mut dv) = (0.0, 0.0);
+        for j in 0..c {
+            dm += sums.gm_bn[j] * st.mu_bn[j];
+            dv += sums.gv_bn[j] * st.var_bn[j];
+        }
+        sums.mean_dots[2] = dm;
+        sums.var_dots[2] = dv;
+    }
+}
