@@ -229,4 +229,16 @@ impl<'a> Sums<'a> {
         let (gm_bn, gv_bn) = rest.split_at_mut(c);
         Sums { d_weight, d_bias, mean_dots, var_dots, gm_bn, gv_bn }
     }
+
+    /// The BN dot products (sum_c gmB[c] mu_bn[c], sum_c gvB[c] var_bn[c]), summed in channel
+    /// order, into `mean_dots[k]`, `var_dots[k]`.
+    pub fn set_bn_dots(&mut self, k: usize, mu_bn: &[f64], var_bn: &[f64]) {
+        let (mut dm, mut dv) = (0.0, 0.0);
+        for j in 0..self.gm_bn.len() {
+            dm += self.gm_bn[j] * mu_bn[j];
+            dv += self.gv_bn[j] * var_bn[j];
+        }
+        self.mean_dots[k] = dm;
+        self.var_dots[k] = dv;
+    }
 }

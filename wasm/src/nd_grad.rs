@@ -327,7 +327,7 @@ pub unsafe fn combine(
     layer: &Layer,
     st: Stats,
     work: *mut f64,
-    sums: Sums,
+    mut sums: Sums,
     finite: bool,
 ) {
     let using_bn = mode & MODE_USING_BN != 0;
@@ -438,13 +438,7 @@ pub unsafe fn combine(
     sums.var_dots[0] = hsum(dv_in);
     sums.var_dots[1] = dv_ln;
     if using_bn {
-        let (mut dm, mut dv) = (0.0, 0.0);
-        for j in 0..c {
-            dm += sums.gm_bn[j] * st.mu_bn[j];
-            dv += sums.gv_bn[j] * st.var_bn[j];
-        }
-        sums.mean_dots[2] = dm;
-        sums.var_dots[2] = dv;
+        sums.set_bn_dots(2, st.mu_bn, st.var_bn);
     }
 }
 

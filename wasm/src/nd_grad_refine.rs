@@ -201,12 +201,6 @@ pub unsafe fn refine_cancelled(
     sums.var_dots[0] = dv_in;
     sums.var_dots[1] = dv_ln;
     if mode & MODE_USING_BN != 0 {
-        let (mut dm, mut dv) = (0.0, 0.0);
-        for j in 0..c {
-            dm += sums.gm_bn[j] * st.mu_bn[j];
-            dv += sums.gv_bn[j] * st.var_bn[j];
-        }
-        sums.mean_dots[2] = dm;
-        sums.var_dots[2] = dv;
+        sums.set_bn_dots(2, st.mu_bn, st.var_bn);
     }
 }

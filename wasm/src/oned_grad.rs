@@ -237,7 +237,7 @@ unsafe fn reduce_tile(
 ///
 /// # Safety
 /// As `reduce`, after `reduce_tiles` covered every tile.
-pub unsafe fn combine(n: usize, c: usize, mode: u32, st: &Stats, work: *mut f64, sums: Sums) {
+pub unsafe fn combine(n: usize, c: usize, mode: u32, st: &Stats, work: *mut f64, mut sums: Sums) {
     let using_bn = mode & MODE_USING_BN != 0;
     let g = Tiles::new(n, c);
     let part = work.add(partials_at(n, c)) as *const f64;
@@ -276,13 +276,7 @@ pub unsafe fn combine(n: usize, c: usize, mode: u32, st: &Stats, work: *mut f64,
     sums.mean_dots[0] = dm;
     sums.var_dots[0] = dv;
     if using_bn {
-        let (mut dm, mut dv) = (0.0, 0.0);
-        for j in 0..c {
-            dm += sums.gm_bn[j] * st.mu_bn[j];
-            dv += sums.gv_bn[j] * st.var_bn[j];
-        }
-        sums.mean_dots[1] = dm;
-        sums.var_dots[1] = dv;
+        sums.set_bn_dots(1, st.mu_bn, st.var_bn);
     }
 }
 
