@@ -1736,19 +1736,23 @@ fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
   let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw)));
   let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
-  // (a or b is not finite wherever gm or gv is not.)
-  if (h.g.flags != 0u || !(pair_finite(a) && pair_finite(b))) {
-    return h;
+  let aw = gm.x * (bn.hi + bn.lo);
+  let bw = gv.x * (bn.variance + bn.var_lo);
+  // (a or b is not finite wherever gm or gv is not.) Where x, dy and the statistics are finite,
+  // a dot product beyond float32's range goes to wide_element, whose dots take units of their
+  // own: gv ~ gamma s^2 dy xhat times a variance far above the mixed one (a term of variance
+  // weight ~5e-25, LN's 3.5e7 beside a running_var of 2.7e-10 under gamma 2e17: gv 2.6e34, its
+  // dot 9e41) overflowed, and the logit gradients came out NaN and +Infinity for -+5.3e28
+  // (tests/fuzz/sn1d_webgpu.ts --wide seed 845; tests/range_1d_test.ts). Only this branch,
+  // which finite dots never take, tests it.
+  let finite = pair_finite(a) && pair_finite(b) && is_finite_bits(aw) && is_finite_bits(bw);
+  if (h.g.flags != 0u || !finite) {
+    let overflow = h.g.flags == 0u && is_finite_bits(xv) && is_finite_bits(d);
+    return HotGrad(h.g, h.wide || overflow);
   }
   // (gm and gv themselves, which dx takes, as the float32 path forms them: dx of rows whose
   // terms cancel to float32's residue kept its bits.)
-  let g = grad(
-    h.g.s,
-    vec4<f32>(a.x, 0.0, a.y, gm.x * (bn.hi + bn.lo)),
-    vec4<f32>(b.x, 0.0, b.y, gv.x * (bn.variance + bn.var_lo)),
-    0u,
-    0,
-  );
+  let g = grad(h.g.s, vec4<f32>(a.x, 0.0, a.y, aw), vec4<f32>(b.x, 0.0, b.y, bw), 0u, 0);
   return HotGrad(g, h.wide);
 }
 
@@ -1774,7 +1778,12 @@ fn element(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
     return wide_element(ln, bn, c, xv, d);
   }
   if (row) {
-    return element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
+    // (A row line's element whose dots leave float32's range: element_row_pair flags it wide.)
+    let h = element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn));
+    if (h.wide) {
+      return wide_element(ln, bn, c, xv, d);
+    }
+    return h.g;
   }
   return element_col_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
 }

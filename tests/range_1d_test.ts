@@ -376,3 +376,40 @@ for (
     },
   );
 }
+
+webgpuTest(
+  "WebGPU: SwitchNorm1d logit gradients whose dot products pass float32's range on an element that is not factor-wide match the reference",
+  async () => {
+    // Variance logits 56 apart (LN's weight ~5e-25) over a running_var of 2.7e-10 and an LN
+    // variance of ~1e8 under gamma 2e17: gamma / std ~2^73 keeps the element on the hot path,
+    // where gv ~1e35 fits float32 but its dot gv (var_LN - var_BN) ~1e43 does not: `var_weight`'s
+    // gradient came out NaN and +Infinity where the reference has finite values
+    // (tests/fuzz/sn1d_webgpu.ts --wide seed 845). Such elements now take wide_element.
+    const state = {
+      weight: new Float32Array([2e17, 1.5e17, 1e17]),
+      bias: new Float32Array([0.3, -0.2, 0.1]),
+      mean_weight: new Float32Array([-24.5, -37.6]),
+      var_weight: new Float32Array([-31.4, 24.6]),
+      running_mean: new Float32Array([0.01, -0.02, 0.03]),
+      running_var: new Float32Array([2.7e-10, 4e-10, 1e-9]),
+    };
+    const x = new Float32Array([-2e4, 0.03, 0.5, -3e3, -0.4, 0.2]);
+    const dy = new Float32Array([0.5, -0.3, 0.7, -0.6, 0.2, 0.9]);
+    const call: LayerCall = {
+      layer: "1d",
+      shape: [2, 3],
+      options: { eps: 0 },
+      state,
+      training: false,
+      x,
+      dy,
+      scales: true,
+    };
+    const { want, got } = await runBoth(call, "webgpu");
+    for (const [key, values] of Object.entries(want.grads)) {
+      if (!values.every(Number.isFinite)) throw new Error(`the reference's ${key} is not finite`);
+    }
+    const y = { tol: Y_SCALED, scale: want.scales!.y };
+    assertOutputsClose(got, want, { y, ...gradsToScale(want.scales) });
+  },
+);
