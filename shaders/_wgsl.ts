@@ -4777,7 +4777,7 @@ fn main(
   let s = inv_std(m);
   var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, P.wvar[1] * lg.s.y / cf);
   var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, P.wmean[1] * lg.s.x / cf) +
-    weighted_var(1u, P.wvar[1] * (2.0 / cf) * (((p.shift - ln.hi) + p.mean) - ln.lo) * lg.s.y);
+    weighted_var(1u, P.wvar[1] * (2.0 / cf) * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u) * lg.s.y);
   var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
@@ -4789,7 +4789,7 @@ fn main(
   gmu = select(
     gmu,
     gmu + weighted_mean(2u, P.wmean[2] * bg.s.x / nb) +
-      weighted_var(2u, P.wvar[2] * (2.0 / nb) * (((p.shift - bn.hi) + p.mean) - bn.lo) * bg.s.y),
+      weighted_var(2u, P.wvar[2] * (2.0 / nb) * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0) * bg.s.y),
     bn_x,
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
@@ -4838,8 +4838,12 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let e_bn = max(u_in, unit_of(bn.flags));
   // Their exponents apart (exact): gv's mantissa times a mean difference far above the mix's
   // std (a variance weight below float32's normal range) would overflow.
-  let d_ln_full = mean_diff(p, ln, e_ln);
-  let d_bn_full = mean_diff(p, bn, e_bn);
+  // A group of one member is that member (C = 1: LN is IN; a batch of one: BN is IN): its mean
+  // difference is 0 exactly, as the reference's, not the rounding of the two pairs' forms (an
+  // infinite dy's GvB times that rounding gave dx +Infinity where the reference's 0 * Inf is
+  // NaN: nd fuzzer FUZZ_INJECT=1 seed 720). The in-range map above does likewise.
+  let d_ln_full = select(mean_diff(p, ln, e_ln), 0.0, P.c == 1u);
+  let d_bn_full = select(mean_diff(p, bn, e_bn), 0.0, P.batch == 1.0);
   let x_ln = max(0, finite_exponent_of(d_ln_full));
   let x_bn = max(0, finite_exponent_of(d_bn_full));
   let d_ln = scale2(d_ln_full, -x_ln);
