@@ -306,8 +306,7 @@ pub unsafe extern "C" fn sn_backward_reduce_nd(
     } else {
         nd_grad::reduce::<false>(x, dy, n, c, m, mode, &layer, st, work, sums);
     }
-    refine_cancelled(x, dy, n, c, m, mode, &layer, stats, work);
-    eval_mean_dots(x, n, c, m, mode, &layer, stats, work);
+    after_combine(x, dy, n, c, m, mode, &layer, stats, work);
 }
 
 /// `nd_grad::reduce` for rows longer than `nd_grad::CHUNK`, kept out of line: inlined beside the
@@ -333,12 +332,14 @@ unsafe fn reduce_long_rows(
     nd_grad::reduce::<true>(x, dy, n, c, m, mode, layer, st, work, sums);
 }
 
-/// After an nd reduction (`nd_grad::combine`): `nd_grad_refine::refine_cancelled`.
+/// After an nd reduction (`nd_grad::combine`), outside it (its code stays as it was):
+/// `nd_grad_refine::refine_cancelled`, then, in evaluation with usingBN,
+/// `nd_grad_means::refine_eval_dots`.
 ///
 /// # Safety
 /// As `sn_backward_combine_nd`, after the combine.
 #[allow(clippy::too_many_arguments)]
-unsafe fn refine_cancelled(
+unsafe fn after_combine(
     x: *const f32,
     dy: *const f32,
     n: usize,
@@ -349,27 +350,11 @@ unsafe fn refine_cancelled(
     stats: *mut f64,
     work: *mut f64,
 ) {
-    let st = Stats::split(stats, LAYOUT_ND, n, c);
-    let mut sums = sums(work, LAYOUT_ND, mode, n, c);
-    nd_grad_refine::refine_cancelled(x, dy, n, c, m, mode, layer, &st, work, &mut sums);
-}
-
-/// After an nd reduction: in evaluation with usingBN, `nd_grad_means::refine_eval_dots` (outside
-/// `nd_grad::combine`, whose training code stays as it was).
-///
-/// # Safety
-/// As `sn_backward_combine_nd`, after the combine.
-#[allow(clippy::too_many_arguments)]
-unsafe fn eval_mean_dots(
-    x: *const f32,
-    n: usize,
-    c: usize,
-    m: usize,
-    mode: u32,
-    layer: &Layer,
-    stats: *mut f64,
-    work: *mut f64,
-) {
+    {
+        let st = Stats::split(stats, LAYOUT_ND, n, c);
+        let mut sums = sums(work, LAYOUT_ND, mode, n, c);
+        nd_grad_refine::refine_cancelled(x, dy, n, c, m, mode, layer, &st, work, &mut sums);
+    }
     if mode & MODE_USING_BN == 0 || mode & MODE_TRAINING != 0 {
         return;
     }
@@ -462,8 +447,7 @@ pub unsafe extern "C" fn sn_backward_combine_nd(
     let sums = sums(work, LAYOUT_ND, mode, n, c);
     // The threads' sweeps did not report whether their sums were finite: each row is checked.
     nd_grad::combine(x, dy, n, c, m, mode, &layer, st, work, sums, false);
-    refine_cancelled(x, dy, n, c, m, mode, &layer, stats, work);
-    eval_mean_dots(x, n, c, m, mode, &layer, stats, work);
+    after_combine(x, dy, n, c, m, mode, &layer, stats, work);
 }
 
 /// Part of `sn_backward_dx_nd` for split sweeps: the per-row constants into the work area, then
