@@ -126,17 +126,17 @@ pub unsafe fn refine_cancelled(
     if st.wide[0] != 0.0 {
         return;
     }
-    let w = Work::split(work, n, c);
-    if !(0..c).any(|j| cancelled(sums.d_weight[j], sums.d_bias[j])) {
-        return;
-    }
-    let pairs = w.pairs.as_mut_ptr();
     let room = work.add(crate::layout::refine_at(n, c));
-    let ln_shift = core::slice::from_raw_parts_mut(room, n);
     let taken = core::slice::from_raw_parts_mut(room.add(n), c);
     for (j, t) in taken.iter_mut().enumerate() {
         *t = if cancelled(sums.d_weight[j], sums.d_bias[j]) { 1.0 } else { 0.0 };
     }
+    if taken.iter().all(|&t| t == 0.0) {
+        return;
+    }
+    let w = Work::split(work, n, c);
+    let pairs = w.pairs.as_mut_ptr();
+    let ln_shift = core::slice::from_raw_parts_mut(room, n);
     // The taken channels' rows in f64 about their IN means, in memory order, into their pairs;
     // the LN mean corrections, the taken rows' IN corrections over C. (A finite dWeight and dBias
     // are sums of finite f32 row sums, so x and dy are finite there, and so are these sums.)
