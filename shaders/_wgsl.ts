@@ -380,19 +380,29 @@ fn factor_wide(gamma: f32, denom: f32) -> bool {
 // of 0 and 1 took the plain order: gamma 2, beta -3.3e38 gave +Infinity for y 2.3e38). Few
 // operations: lavapipe runs this code, masked, for every element of sn1d_normalize.
 fn wide_y(w: WideMap, t: f32) -> f32 {
-  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 0);
+  // g beyond pow2's range (a std far below the mix's unit, wide_map's sv) by t's bits.
+  let near = select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 0);
+  return select(near, (scale2(t, w.g - 2) + w.beta * 0.25) * 4.0, w.g > 120);
 }
 
-// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
-// subnormals, which GPUs may flush anyway).
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0).
+// A subnormal gamma too, by its bits (GPUs may flush subnormal operands): as a float operand
+// its 2^-149 lost its one bit in -0.5 gamma (gv 0: dx ~1e-16 where the reference has
+// +-Infinity, gamma 2e-45 over a row of std 1e-29 whose LN mean lies 2^212 stds away).
 fn gamma_exp(gamma: f32) -> i32 {
-  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
-  return select(f - 127, 0, f == 0);
+  let b = bitcast<u32>(gamma);
+  let f = i32((b >> 23u) & 0xffu);
+  // A subnormal's value is m 2^-149 with m its 23 low bits, whose top bit is 2^(31 - clz(m)).
+  let sub = 31 - i32(countLeadingZeros(b & 0x7fffffu)) - 149;
+  return select(f - 127, select(sub, 0, (b & 0x7fffffu) == 0u), f == 0);
 }
 
 fn gamma_mantissa(gamma: f32) -> f32 {
   let b = bitcast<u32>(gamma);
-  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
+  let m = b & 0x7fffffu;
+  // A subnormal's m shifted up until its top bit is the implicit one.
+  let sub = bitcast<f32>((b & 0x80000000u) | 0x3f800000u | ((m << (countLeadingZeros(m) - 8u)) & 0x7fffffu));
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), select(sub, gamma, m == 0u), (b & 0x7f800000u) == 0u);
 }
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
@@ -656,19 +666,24 @@ struct Term {
 // every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
 // not all zeros, at least 2^eps_exp) by exact powers of two:
 //   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
-//   var = sum_k wvar_k var_k f_k^2,  scale = gamma 2^-g / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
-// (g = gamma's exponent; wide_y adds beta), also for unscaled factor-wide rows (factor_wide).
-// \`bad\` as in row_affine. Terms are in mixing order (weight k for term k).
+//   var = sum_k wvar_k var_k (f_k 2^sv)^2,  f_k = 2^(u_k - e),
+//   scale = gamma 2^-g' / sqrt(var + eps 2^(2 (sv - e))),  g = g' + sv
+// (g' = gamma's exponent, sv = 0 but where the std lies far below the means' unit; wide_y adds
+// beta), also for unscaled factor-wide rows (factor_wide). \`bad\` as in row_affine. Terms are in
+// mixing order (weight k for term k).
 struct WideMap {
   hi: f32,
   lo: f32,
-  variance: f32,
+  variance: f32, // in units of 2^(2 (e - sv))
   scale: f32,
   beta: f32,
   e: i32,
   bad: bool,
   var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
-  g: i32, // gamma's exponent: scale = (gamma 2^-g) / sqrt(var + eps 2^(-2e)) (g = 0 for gamma 1)
+  // The exponent scale leaves apart: (x 2^-e - mu') scale 2^g is y - beta. gamma's exponent
+  // plus sv (0 for gamma 1 where the std is near the unit): the backward's maps (gamma 1) take
+  // s as scale 2^g.
+  g: i32,
 }
 
 // t where \`keep\`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
@@ -703,6 +718,25 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
   e = select(e, max(v_e + 62, e - 125), e > v_e + 62 && !std_zero(t0, t1, t2));
+  // The largest unit bounds the data terms' means, not an evaluation's BN mean (up to 2^126 in
+  // the unit of its std, sn_group_stats.wgsl), nor x where term 0 (layout "nd": the row's own
+  // IN term, whose unit is its largest |x|) has weight 0. So e is also at least 2^125 below
+  // that unit, and 2^126 below each weighted mean (weighted_offset): an evaluation on a
+  // running_mean of -2e30 and running_var of 6e-23 (the unit sqrt(eps) sets, 2^-9) over a row
+  // of 1.3e37 took x to +Infinity in that unit (y NaN for +Infinity: nd fuzzer
+  // FUZZ_ZERO_WEIGHTS=1 seed 598), a running_mean of -2.9e34 of weight 0.14 beside IN stds of
+  // 3e-30 the mixed mean (dx NaN for +-Infinity and for finite values of the sample's other
+  // rows: seed 23).
+  let x_floor = select(-1000, unit_of(t0.flags) - 125, is_scaled(t0.flags));
+  let mean_floor = max(weighted_mean_exp(1u, t1), weighted_mean_exp(2u, t2)) - 126;
+  e = max(e, max(x_floor, mean_floor));
+  // Where the means keep e more than 2^62 above the std's unit (means 2^125 above it, the most
+  // x 2^-e allows, and a std 2^63 or more below that), var + eps would fall below float32's
+  // normal range in the unit 2^e (0: y NaN where the reference is +-Infinity, or finite under a
+  // tiny gamma: LN means ~1e35 beside IN stds ~1e-29, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seed 79).
+  // The variances and eps are then taken in the unit 2^(e - sv), 2^62 above the std's, and
+  // the scale carries the 2^sv apart (in g, with gamma's exponent).
+  let sv = select(0, e - v_e - 62, e > v_e + 62 && !std_zero(t0, t1, t2));
   // Factors 2^(u_k - e), where a term's weight is 0 2^(u_k - e - 512) = 0 (zero_weight_exp):
   // such a term's mean or variance in the mix's unit may pass float32's range (an LN term of a
   // sample spanning 1e30 and 1e-30 in the unit of its tiny row), and its weight 0 times that
@@ -712,21 +746,20 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let u1 = unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 1u);
   let u2 = unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 2u);
   let f0 = pow2(u0);
-  let v0 = pow2(unit_of(t0.flags) - e + zero_weight_exp(P_ZERO_WVAR));
-  let v1 = pow2(unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WVAR + 1u));
-  let v2 = pow2(unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WVAR + 2u));
+  let v0 = pow2(unit_of(t0.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR));
+  let v1 = pow2(unit_of(t1.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 1u));
+  let v2 = pow2(unit_of(t2.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 2u));
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, u0);
-  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
-    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
-    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
+  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) + weighted_offset(1u, t1.hi, t1.lo, u1, hi) +
+    weighted_offset(2u, t2.hi, t2.lo, u2, hi);
   let variance = weighted_var(0u, P.wvar.x * (t0.variance * v0 * v0)) + weighted_var(1u, P.wvar.y * (t1.variance * v1 * v1)) +
     weighted_var(2u, P.wvar.z * (t2.variance * v2 * v2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
-  let denom = variance + P.eps * pow2(-e) * pow2(-e);
+  let denom = variance + P.eps * pow2(sv - e) * pow2(sv - e);
   // An infinite variance (a running_var of +Infinity) of variance weight 0 (below 2^-252 too)
   // makes the reference's mix NaN (0 * Inf: PyTorch's too); of any other weight its std
   // +Infinity (scale 0: y = beta).
@@ -735,9 +768,33 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
   let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
-  let g = gamma_exp(gamma);
+  let g = gamma_exp(gamma) + sv;
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// floor(log2 |wmean_k hi_k|) in the unit 2^0 (term t of mean weight index k): -1000 and below
+// for a mean weight of 0 or a mean of 0, NaN or an infinity.
+fn weighted_mean_exp(k: u32, t: Term) -> i32 {
+  let x = finite_exponent_of(t.hi);
+  let w = exponent_of(P.wmean[k]);
+  return select(unit_of(t.flags) + x + w + P.wmean_e[k], -1000, x == -1000 || w == -1000);
+}
+
+// Term k's mean (h + l in its unit, 2^u the factor to the mix's unit) less the anchor hi, times
+// its mean weight: wmean_k ((h 2^u - hi) + l 2^u). Where h 2^u passes float32's range while the
+// weighted offset does not (an evaluation's BN mean of weight 2^-100 lying 2^120 stds away,
+// sn_group_stats.wgsl: y -Infinity for -1.5e36), the weight's exponent goes into the shift
+// first, and hi's product is rounded apart (|h 2^u| is then far beyond |hi|). Selected, not
+// branched on (see sn_mix.wgsl).
+fn weighted_offset(k: u32, h: f32, l: f32, u: i32, hi: f32) -> f32 {
+  let d = unit_shift(h, u) - hi;
+  let plain = weighted_mean(k, P.wmean[k] * (d + l * pow2(u)));
+  // The weight as (its mantissa in [1, 2)) 2^x 2^wmean_e.
+  let x = exponent_of(P.wmean[k]);
+  let fold = u + x + P.wmean_e[k];
+  let folded = (P.wmean[k] * pow2(-x)) * (unit_shift(h, fold) + unit_shift(l, fold)) - weighted_mean(k, P.wmean[k] * hi);
+  return select(plain, folded, !is_finite_bits(d) && is_finite_bits(h));
 }
 
 // 0, or -512 where Params.flags has \`bit\` (a weight of 0): added to a term's unit exponent, it
@@ -764,7 +821,16 @@ fn null_var_inf(t0: Term, t1: Term, t2: Term) -> bool {
 // product of 0): a weight below float32's normal range still sets the mix's std unit.
 fn weighted_exp(k: u32, v: f32) -> i32 {
   let x = exponent_of(P.wvar[k] * v);
-  return select(x + P.wvar_e[k], x, x == -1000);
+  // A product below float32's normal range (a variance weight of 5e-14 times a running_var of
+  // 1.5e-37 in its unit) from the factors' exponents (to within one): as -1000 it took the
+  // mix's std for 0, and wide_map's sv dropped the variance far below float32 (y = beta, dx 0
+  // where the reference has -Infinity and -1.9e23: nd fuzzer seed 3801).
+  let b = bitcast<u32>(v) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  let xv = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^xv <= |v| < 2^(xv + 1)
+  let tiny = exponent_of(P.wvar[k]) + xv;
+  let none = b == 0u || P.wvar[k] == 0.0;
+  return select(x + P.wvar_e[k], select(tiny + P.wvar_e[k], -1000, none), x == -1000);
 }
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by
@@ -1187,7 +1253,7 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN);
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_offset(0u, ln.hi, ln.lo, u_ln, hi);
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
@@ -1404,18 +1470,35 @@ fn xf_add(a: XF, m: f32, e: i32) -> XF {
   return XF(unit_shift(a.m, a.e - u) + unit_shift(m, e - u), u);
 }
 
+// The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
+// subnormals, NaN and the infinities (left as they are).
+fn norm_exp(v: f32) -> i32 {
+  let e = exponent_of(v);
+  return select(0, e, e != -1000 && class_bits(v) == 0u);
+}
+
 // Whether the reference's s = 1 / sqrt(var + eps) of these mixed statistics is NaN: then the
 // row's gradients are NaN. Only for mixes without scaled terms (the rest go through wide_map).
 fn mixed_bad(m: Mixed) -> bool {
   return (m.flags & F_CLASS) != 0u || !(m.variance + P.eps > 0.0);
 }
 
-// Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
-// variance (exact powers of two, as wide_map forms them).
-fn wide_centred(t: Term, w: WideMap) -> f32 {
-  let f = pow2(unit_of(t.flags) - w.e);
+// Term t of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, times
+// 2^-k (exact powers of two, as wide_map forms them; k from centred_shift).
+fn wide_centred(t: Term, w: WideMap, k: i32) -> f32 {
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  let u = unit_of(t.flags) - w.e - k;
+  return ((unit_shift(t.hi, u) - unit_shift(w.hi, -k)) + t.lo * pow2(u)) - unit_shift(w.lo, -k);
+}
+
+// The k for wide_centred of term t (of mean weight index j): 0, or where its mean in the mix's
+// unit lies beyond 2^100, the excess, so that its centred mean stays within float32. An
+// evaluation's BN mean of weight 2^-100 can lie 2^120 stds away in its unit and 2^250 in the
+// mix's (wide_map's weighted_offset): its centred mean was +-Infinity, and the mean_weight
+// gradient -Infinity and NaN for +-2e35. A term of mean weight 0 does not count (its mean is
+// left as it was, its gradient is 0 times it).
+fn centred_shift(t: Term, w: WideMap, j: u32) -> i32 {
+  return max(0, finite_exponent_of(t.hi) + unit_of(t.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + j) - 100);
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
@@ -1581,10 +1664,14 @@ fn far_exp(lo: f32) -> i32 {
 // below 2^-90, from bounds of their factors' exponents: |x - mu| < 2^(max(xb, hi's, lo's) + 2)
 // (xb: x's largest field in the unit), |dy| < 2^(dx + 1): f puts the largest product near 2^4
 // (at most 2^-120 below, so that 2^-f stays a normal power of two). 0 otherwise, and for every
-// segment whose products reach 2^-90, in-range ones included (their arithmetic is unchanged).
+// segment whose products reach 2^-90, in-range ones included (their arithmetic is unchanged),
+// and for a segment whose dy are all 0 (dx -1000 and below): its products are 0, and 2^-f of
+// its bound took x - mu far from the data to +-Infinity, 0 times that NaN (an evaluation on a
+// running_mean of -2e24 over rows of std ~1, dy = 0: dgamma, var_weight's gradient and every
+// dx of the sample NaN, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seed 290).
 fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
   let top = max(xb, max(exponent_of(hi), exponent_of(lo)) + 1) + 1 + dx + 1;
-  return select(0, max(top - 4, -120), top < -90);
+  return select(0, max(top - 4, -120), top < -90 && dx > -900);
 }
 
 // bparts' fourth word: the dy unit D >= 0 (bits 0..15) and the far or near exponent f (bits
@@ -1825,8 +1912,9 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   //   the dots below float32's normal range (mean_weight's gradient was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let es = norm_exp(w.scale);
-  let sn = scale2(w.scale, -es);
+  // s = scale 2^w.g (w.g: wide_map's sv for a std far below the mix's unit).
+  let sn = scale2(w.scale, -norm_exp(w.scale));
+  let es = norm_exp(w.scale) + w.g;
   let ed = norm_exp(d);
   let dn = scale2(d, -ed);
   let xc = (scale2(xv, -w.e) - w.hi) - w.lo;
@@ -1837,14 +1925,16 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  // Centred means beyond 2^100 in the mix's unit as mantissas of 2^km more (centred_shift).
+  let km = max(centred_shift(t_ln, w, 0u), centred_shift(t_bn, w, 1u));
+  let ca = vec4<f32>(wide_centred(t_ln, w, km), wide_centred(t_bn, w, km), 0.0, unit_shift(w.hi + w.lo, -km));
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
-  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let ea = egm + km + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
   let k = max(ea + 1 + g - 100, -120);
@@ -1853,7 +1943,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
   let kc = max(ezw - 100, -120);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), scale2(d, -kc));
-  let ka = g - k + egm;
+  let ka = g - k + egm + km;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
@@ -1861,13 +1951,6 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
   return grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
-}
-
-// The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
-// subnormals, NaN and the infinities (left as they are).
-fn norm_exp(v: f32) -> i32 {
-  let e = exponent_of(v);
-  return select(0, e, e != -1000 && class_bits(v) == 0u);
 }
 
 // p q 2^k for a dot term (|p q 2^k| stays below ~2^101, see wide_element): the product first
@@ -4348,9 +4431,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
   // And apart below 2^-20 where gm = -s gamma' S1 or gv ~ s^3 S2 would fall below float32's
   // normal range (a std of 1e12 under dy 1e-15).
-  let xs = exponent_of(w.scale);
+  // (s = scale 2^g: g is 0 but for a std far below the mix's unit, wide_map's sv.)
+  let xs = exponent_of(w.scale) + w.g;
   let es = select(max(0, xs - 20), xs, xs < -20 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
-  let s = scale2(w.scale, -es);
+  let s = scale2(w.scale, w.g - es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
@@ -4367,7 +4451,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
-  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
+  // Centred means beyond 2^100 in the mix's unit lowered by 2^kc first (centred_shift).
+  let kc = max(max(centred_shift(t_in, w, 0u), centred_shift(t_ln, w, 1u)), centred_shift(t_bn, w, 2u));
+  let ca = vec4<f32>(wide_centred(t_in, w, kc), wide_centred(t_ln, w, kc), wide_centred(t_bn, w, kc), unit_shift(w.hi + w.lo, -kc)) * ff;
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
   let vd = var_diffs(t_in, t_ln, t_bn, w.e);
   let cb = vd.d;
@@ -4385,7 +4471,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
+    es + g + fa + es1 + em + kc, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
 }
 `;
 
@@ -4892,11 +4978,18 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // repeated value has no such term, whatever its B (a far mean's dL/dvar ~1e67 would otherwise
   // set a unit that flushes dy gs and A to 0).
   // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
-  let g = gamma_exp(affine[c]);
+  // (With w.g: s = scale 2^w.g, wide_map's sv for a std far below the mix's unit.)
+  let g = gamma_exp(affine[c]) + w.g;
   let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
-  ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
+  // -bm mu_in' (p.mean: the IN mean about the row's shift) from both mantissas: bm, a mantissa
+  // of 2^gvar.e that can lie near 2^120 where gv passes float32's range, times p.mean overflowed
+  // (A NaN: dx NaN where the reference has 7e20 for a row of std 2.5e8 beside a running_mean of
+  // 2.3e30 and an LN mean of 1e18, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seed 290).
+  let xb = norm_exp(bm);
+  let xm = norm_exp(p.mean);
+  ax = xf_add(ax, -scale2(bm, -xb) * scale2(p.mean, -xm), gvar.e + u_in + xb + xm);
   let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
   let xk = min(select(1, 41, u_in == 0), exponent_of(abs(p.mean) + sqrt(max(p.m2, 0.0))) + 1);
   let t2 = gvar.e + u_in + exponent_of(bm) + xk;
@@ -5199,7 +5292,7 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let ed = norm_exp(d);
   let es = norm_exp(w.scale);
   let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
-  v = xf_add(v, t0, d_unit - w.e + g + ed + es);
+  v = xf_add(v, t0, d_unit - w.e + g + ed + es + w.g); // s = scale 2^w.g (wide_map's sv)
   // (A weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + P.wmean_e[0]);
   // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean

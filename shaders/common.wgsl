@@ -371,19 +371,29 @@ fn factor_wide(gamma: f32, denom: f32) -> bool {
 // of 0 and 1 took the plain order: gamma 2, beta -3.3e38 gave +Infinity for y 2.3e38). Few
 // operations: lavapipe runs this code, masked, for every element of sn1d_normalize.
 fn wide_y(w: WideMap, t: f32) -> f32 {
-  return select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 0);
+  // g beyond pow2's range (a std far below the mix's unit, wide_map's sv) by t's bits.
+  let near = select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 0);
+  return select(near, (scale2(t, w.g - 2) + w.beta * 0.25) * 4.0, w.g > 120);
 }
 
-// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
-// subnormals, which GPUs may flush anyway).
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0).
+// A subnormal gamma too, by its bits (GPUs may flush subnormal operands): as a float operand
+// its 2^-149 lost its one bit in -0.5 gamma (gv 0: dx ~1e-16 where the reference has
+// +-Infinity, gamma 2e-45 over a row of std 1e-29 whose LN mean lies 2^212 stds away).
 fn gamma_exp(gamma: f32) -> i32 {
-  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
-  return select(f - 127, 0, f == 0);
+  let b = bitcast<u32>(gamma);
+  let f = i32((b >> 23u) & 0xffu);
+  // A subnormal's value is m 2^-149 with m its 23 low bits, whose top bit is 2^(31 - clz(m)).
+  let sub = 31 - i32(countLeadingZeros(b & 0x7fffffu)) - 149;
+  return select(f - 127, select(sub, 0, (b & 0x7fffffu) == 0u), f == 0);
 }
 
 fn gamma_mantissa(gamma: f32) -> f32 {
   let b = bitcast<u32>(gamma);
-  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
+  let m = b & 0x7fffffu;
+  // A subnormal's m shifted up until its top bit is the implicit one.
+  let sub = bitcast<f32>((b & 0x80000000u) | 0x3f800000u | ((m << (countLeadingZeros(m) - 8u)) & 0x7fffffu));
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), select(sub, gamma, m == 0u), (b & 0x7f800000u) == 0u);
 }
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
@@ -647,19 +657,24 @@ struct Term {
 // every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
 // not all zeros, at least 2^eps_exp) by exact powers of two:
 //   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
-//   var = sum_k wvar_k var_k f_k^2,  scale = gamma 2^-g / sqrt(var + eps 2^(-2e)),  f_k = 2^(u_k - e)
-// (g = gamma's exponent; wide_y adds beta), also for unscaled factor-wide rows (factor_wide).
-// `bad` as in row_affine. Terms are in mixing order (weight k for term k).
+//   var = sum_k wvar_k var_k (f_k 2^sv)^2,  f_k = 2^(u_k - e),
+//   scale = gamma 2^-g' / sqrt(var + eps 2^(2 (sv - e))),  g = g' + sv
+// (g' = gamma's exponent, sv = 0 but where the std lies far below the means' unit; wide_y adds
+// beta), also for unscaled factor-wide rows (factor_wide). `bad` as in row_affine. Terms are in
+// mixing order (weight k for term k).
 struct WideMap {
   hi: f32,
   lo: f32,
-  variance: f32,
+  variance: f32, // in units of 2^(2 (e - sv))
   scale: f32,
   beta: f32,
   e: i32,
   bad: bool,
   var_inf: bool, // a term of nonzero variance weight has F_VAR_INF: scale is 0
-  g: i32, // gamma's exponent: scale = (gamma 2^-g) / sqrt(var + eps 2^(-2e)) (g = 0 for gamma 1)
+  // The exponent scale leaves apart: (x 2^-e - mu') scale 2^g is y - beta. gamma's exponent
+  // plus sv (0 for gamma 1 where the std is near the unit): the backward's maps (gamma 1) take
+  // s as scale 2^g.
+  g: i32,
 }
 
 // t where `keep`, else a term of zeros (weight 0 without usingBN, where Params' weight 2 is 0).
@@ -694,6 +709,25 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
   e = select(e, max(v_e + 62, e - 125), e > v_e + 62 && !std_zero(t0, t1, t2));
+  // The largest unit bounds the data terms' means, not an evaluation's BN mean (up to 2^126 in
+  // the unit of its std, sn_group_stats.wgsl), nor x where term 0 (layout "nd": the row's own
+  // IN term, whose unit is its largest |x|) has weight 0. So e is also at least 2^125 below
+  // that unit, and 2^126 below each weighted mean (weighted_offset): an evaluation on a
+  // running_mean of -2e30 and running_var of 6e-23 (the unit sqrt(eps) sets, 2^-9) over a row
+  // of 1.3e37 took x to +Infinity in that unit (y NaN for +Infinity: nd fuzzer
+  // FUZZ_ZERO_WEIGHTS=1 seed 598), a running_mean of -2.9e34 of weight 0.14 beside IN stds of
+  // 3e-30 the mixed mean (dx NaN for +-Infinity and for finite values of the sample's other
+  // rows: seed 23).
+  let x_floor = select(-1000, unit_of(t0.flags) - 125, is_scaled(t0.flags));
+  let mean_floor = max(weighted_mean_exp(1u, t1), weighted_mean_exp(2u, t2)) - 126;
+  e = max(e, max(x_floor, mean_floor));
+  // Where the means keep e more than 2^62 above the std's unit (means 2^125 above it, the most
+  // x 2^-e allows, and a std 2^63 or more below that), var + eps would fall below float32's
+  // normal range in the unit 2^e (0: y NaN where the reference is +-Infinity, or finite under a
+  // tiny gamma: LN means ~1e35 beside IN stds ~1e-29, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seed 79).
+  // The variances and eps are then taken in the unit 2^(e - sv), 2^62 above the std's, and
+  // the scale carries the 2^sv apart (in g, with gamma's exponent).
+  let sv = select(0, e - v_e - 62, e > v_e + 62 && !std_zero(t0, t1, t2));
   // Factors 2^(u_k - e), where a term's weight is 0 2^(u_k - e - 512) = 0 (zero_weight_exp):
   // such a term's mean or variance in the mix's unit may pass float32's range (an LN term of a
   // sample spanning 1e30 and 1e-30 in the unit of its tiny row), and its weight 0 times that
@@ -703,21 +737,20 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let u1 = unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 1u);
   let u2 = unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 2u);
   let f0 = pow2(u0);
-  let v0 = pow2(unit_of(t0.flags) - e + zero_weight_exp(P_ZERO_WVAR));
-  let v1 = pow2(unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WVAR + 1u));
-  let v2 = pow2(unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WVAR + 2u));
+  let v0 = pow2(unit_of(t0.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR));
+  let v1 = pow2(unit_of(t1.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 1u));
+  let v2 = pow2(unit_of(t2.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 2u));
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, u0);
-  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
-    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
-    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
+  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) + weighted_offset(1u, t1.hi, t1.lo, u1, hi) +
+    weighted_offset(2u, t2.hi, t2.lo, u2, hi);
   let variance = weighted_var(0u, P.wvar.x * (t0.variance * v0 * v0)) + weighted_var(1u, P.wvar.y * (t1.variance * v1 * v1)) +
     weighted_var(2u, P.wvar.z * (t2.variance * v2 * v2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
-  let denom = variance + P.eps * pow2(-e) * pow2(-e);
+  let denom = variance + P.eps * pow2(sv - e) * pow2(sv - e);
   // An infinite variance (a running_var of +Infinity) of variance weight 0 (below 2^-252 too)
   // makes the reference's mix NaN (0 * Inf: PyTorch's too); of any other weight its std
   // +Infinity (scale 0: y = beta).
@@ -726,9 +759,33 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
   let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
-  let g = gamma_exp(gamma);
+  let g = gamma_exp(gamma) + sv;
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// floor(log2 |wmean_k hi_k|) in the unit 2^0 (term t of mean weight index k): -1000 and below
+// for a mean weight of 0 or a mean of 0, NaN or an infinity.
+fn weighted_mean_exp(k: u32, t: Term) -> i32 {
+  let x = finite_exponent_of(t.hi);
+  let w = exponent_of(P.wmean[k]);
+  return select(unit_of(t.flags) + x + w + P.wmean_e[k], -1000, x == -1000 || w == -1000);
+}
+
+// Term k's mean (h + l in its unit, 2^u the factor to the mix's unit) less the anchor hi, times
+// its mean weight: wmean_k ((h 2^u - hi) + l 2^u). Where h 2^u passes float32's range while the
+// weighted offset does not (an evaluation's BN mean of weight 2^-100 lying 2^120 stds away,
+// sn_group_stats.wgsl: y -Infinity for -1.5e36), the weight's exponent goes into the shift
+// first, and hi's product is rounded apart (|h 2^u| is then far beyond |hi|). Selected, not
+// branched on (see sn_mix.wgsl).
+fn weighted_offset(k: u32, h: f32, l: f32, u: i32, hi: f32) -> f32 {
+  let d = unit_shift(h, u) - hi;
+  let plain = weighted_mean(k, P.wmean[k] * (d + l * pow2(u)));
+  // The weight as (its mantissa in [1, 2)) 2^x 2^wmean_e.
+  let x = exponent_of(P.wmean[k]);
+  let fold = u + x + P.wmean_e[k];
+  let folded = (P.wmean[k] * pow2(-x)) * (unit_shift(h, fold) + unit_shift(l, fold)) - weighted_mean(k, P.wmean[k] * hi);
+  return select(plain, folded, !is_finite_bits(d) && is_finite_bits(h));
 }
 
 // 0, or -512 where Params.flags has `bit` (a weight of 0): added to a term's unit exponent, it
@@ -755,7 +812,16 @@ fn null_var_inf(t0: Term, t1: Term, t2: Term) -> bool {
 // product of 0): a weight below float32's normal range still sets the mix's std unit.
 fn weighted_exp(k: u32, v: f32) -> i32 {
   let x = exponent_of(P.wvar[k] * v);
-  return select(x + P.wvar_e[k], x, x == -1000);
+  // A product below float32's normal range (a variance weight of 5e-14 times a running_var of
+  // 1.5e-37 in its unit) from the factors' exponents (to within one): as -1000 it took the
+  // mix's std for 0, and wide_map's sv dropped the variance far below float32 (y = beta, dx 0
+  // where the reference has -Infinity and -1.9e23: nd fuzzer seed 3801).
+  let b = bitcast<u32>(v) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  let xv = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^xv <= |v| < 2^(xv + 1)
+  let tiny = exponent_of(P.wvar[k]) + xv;
+  let none = b == 0u || P.wvar[k] == 0.0;
+  return select(x + P.wvar_e[k], select(tiny + P.wvar_e[k], -1000, none), x == -1000);
 }
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by

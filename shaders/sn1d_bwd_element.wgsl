@@ -224,8 +224,9 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   //   the dots below float32's normal range (mean_weight's gradient was 25% off).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
-  let es = norm_exp(w.scale);
-  let sn = scale2(w.scale, -es);
+  // s = scale 2^w.g (w.g: wide_map's sv for a std far below the mix's unit).
+  let sn = scale2(w.scale, -norm_exp(w.scale));
+  let es = norm_exp(w.scale) + w.g;
   let ed = norm_exp(d);
   let dn = scale2(d, -ed);
   let xc = (scale2(xv, -w.e) - w.hi) - w.lo;
@@ -236,14 +237,16 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  // Centred means beyond 2^100 in the mix's unit as mantissas of 2^km more (centred_shift).
+  let km = max(centred_shift(t_ln, w, 0u), centred_shift(t_bn, w, 1u));
+  let ca = vec4<f32>(wide_centred(t_ln, w, km), wide_centred(t_bn, w, km), 0.0, unit_shift(w.hi + w.lo, -km));
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
-  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let ea = egm + km + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
   let k = max(ea + 1 + g - 100, -120);
@@ -252,7 +255,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
   let kc = max(ezw - 100, -120);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), scale2(d, -kc));
-  let ka = g - k + egm;
+  let ka = g - k + egm + km;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
@@ -260,13 +263,6 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
   return grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
-}
-
-// The exponent that brings a finite, normal v to [1, 2) (scale2(v, -norm_exp(v))); 0 for 0,
-// subnormals, NaN and the infinities (left as they are).
-fn norm_exp(v: f32) -> i32 {
-  let e = exponent_of(v);
-  return select(0, e, e != -1000 && class_bits(v) == 0u);
 }
 
 // p q 2^k for a dot term (|p q 2^k| stays below ~2^101, see wide_element): the product first

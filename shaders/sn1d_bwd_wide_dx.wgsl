@@ -79,7 +79,7 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let ed = norm_exp(d);
   let es = norm_exp(w.scale);
   let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
-  v = xf_add(v, t0, d_unit - w.e + g + ed + es);
+  v = xf_add(v, t0, d_unit - w.e + g + ed + es + w.g); // s = scale 2^w.g (wide_map's sv)
   // (A weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
   v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + P.wmean_e[0]);
   // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean

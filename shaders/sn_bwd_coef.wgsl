@@ -180,11 +180,18 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // repeated value has no such term, whatever its B (a far mean's dL/dvar ~1e67 would otherwise
   // set a unit that flushes dy gs and A to 0).
   // gs = gamma s' 2^-e, with gamma = gamma' 2^g apart: gamma s may pass float32's range.
-  let g = gamma_exp(affine[c]);
+  // (With w.g: s = scale 2^w.g, wide_map's sv for a std far below the mix's unit.)
+  let g = gamma_exp(affine[c]) + w.g;
   let gs = gamma_mantissa(affine[c]) * w.scale;
   let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
   var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
-  ax = xf_add(ax, -bm * p.mean, gvar.e + u_in);
+  // -bm mu_in' (p.mean: the IN mean about the row's shift) from both mantissas: bm, a mantissa
+  // of 2^gvar.e that can lie near 2^120 where gv passes float32's range, times p.mean overflowed
+  // (A NaN: dx NaN where the reference has 7e20 for a row of std 2.5e8 beside a running_mean of
+  // 2.3e30 and an LN mean of 1e18, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seed 290).
+  let xb = norm_exp(bm);
+  let xm = norm_exp(p.mean);
+  ax = xf_add(ax, -scale2(bm, -xb) * scale2(p.mean, -xm), gvar.e + u_in + xb + xm);
   let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
   let xk = min(select(1, 41, u_in == 0), exponent_of(abs(p.mean) + sqrt(max(p.m2, 0.0))) + 1);
   let t2 = gvar.e + u_in + exponent_of(bm) + xk;

@@ -367,9 +367,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
   // And apart below 2^-20 where gm = -s gamma' S1 or gv ~ s^3 S2 would fall below float32's
   // normal range (a std of 1e12 under dy 1e-15).
-  let xs = exponent_of(w.scale);
+  // (s = scale 2^g: g is 0 but for a std far below the mix's unit, wide_map's sv.)
+  let xs = exponent_of(w.scale) + w.g;
   let es = select(max(0, xs - 20), xs, xs < -20 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
-  let s = scale2(w.scale, -es);
+  let s = scale2(w.scale, w.g - es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
@@ -386,7 +387,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
-  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
+  // Centred means beyond 2^100 in the mix's unit lowered by 2^kc first (centred_shift).
+  let kc = max(max(centred_shift(t_in, w, 0u), centred_shift(t_ln, w, 1u)), centred_shift(t_bn, w, 2u));
+  let ca = vec4<f32>(wide_centred(t_in, w, kc), wide_centred(t_ln, w, kc), wide_centred(t_bn, w, kc), unit_shift(w.hi + w.lo, -kc)) * ff;
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
   let vd = var_diffs(t_in, t_ln, t_bn, w.e);
   let cb = vd.d;
@@ -404,5 +407,5 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
+    es + g + fa + es1 + em + kc, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
 }

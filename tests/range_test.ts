@@ -1221,6 +1221,52 @@ rangeTests(
 );
 
 /**
+ * Issue 10: an evaluation whose mixed mean takes a `running_mean` of 3e38 at a mean weight of
+ * 2^-100 (logit ln 2^-100) over samples of std ~2e-28, eps 0: y = -(2^-100 3e38) / std ~ -8e35.
+ * In the mix's unit (2^62 above its std) the running mean lies ~2^250 away, so WebGPU's shifted
+ * mean overflowed before its weight brought it back: y -Infinity, dx and the mean_weight gradient
+ * NaN (shaders/common.wgsl weighted_offset, backward_common.wgsl centred_shift). SwitchNorm2d
+ * (IN anchors the mix, BN is the far term) and SwitchNorm1d (LN anchors, BN far).
+ */
+function farRunningMeanOfTinyWeight(layer: "1d" | "2d"): LayerCall {
+  const w = Math.log(2 ** -100);
+  const nd = layer === "2d";
+  const state = {
+    mean_weight: Float32Array.from(nd ? [0, -200, w] : [0, w]),
+    var_weight: Float32Array.from(nd ? [0, -200, -200] : [0, -200]),
+    running_mean: new Float32Array(nd ? 1 : 4).fill(3e38),
+    running_var: new Float32Array(nd ? 1 : 4).fill(1),
+  };
+  return {
+    layer,
+    shape: nd ? [1, 1, 1, 4] : [1, 4],
+    options: { eps: 0 },
+    state,
+    partial: true,
+    training: false,
+    x: Float32Array.of(1.6e-28, -1.6e-28, 3.2e-28, -3.2e-28),
+    dy: Float32Array.of(1, -2, 0.5, 0.25),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "an evaluation whose mean takes a running_mean of weight 2^-100 lying 2^120 stds away matches the float64 reference",
+  async (backend) => {
+    for (const layer of ["2d", "1d"] as const) {
+      const { want, got } = await runBoth(farRunningMeanOfTinyWeight(layer), backend);
+      assert.ok(want.y.every((v) => v < -8e35 && v > -8.2e35), `reference y ${want.y}`);
+      assertOutputsClose(got, want, {
+        what: layer,
+        y: { tol: Y, rows: 4 },
+        dxMayOverflow: true,
+        ...gradsToScale(want.scales),
+      });
+    }
+  },
+);
+
+/**
  * Issue 10: an evaluation with eps 0 on a loaded `running_var` of 0 whose samples each repeat one
  * value (1.5, -2, 3e20: IN and LN variances 0 too), so that the mix's variance is exactly 0 in
  * channels 0 and 1. There x - mu = w_bn (x - running_mean) is far from 0 (running_mean 0.5 and
