@@ -204,22 +204,12 @@ fn mixed_bad(m: Mixed) -> bool {
   return (m.flags & F_CLASS) != 0u || !(m.variance + P.eps > 0.0);
 }
 
-// Term t of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, times
-// 2^-k (exact powers of two, as wide_map forms them; k from centred_shift).
-fn wide_centred(t: Term, w: WideMap, k: i32) -> f32 {
+// Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
+// variance (exact powers of two, as wide_map forms them).
+fn wide_centred(t: Term, w: WideMap) -> f32 {
+  let f = pow2(unit_of(t.flags) - w.e);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  let u = unit_of(t.flags) - w.e - k;
-  return ((unit_shift(t.hi, u) - unit_shift(w.hi, -k)) + t.lo * pow2(u)) - unit_shift(w.lo, -k);
-}
-
-// The k for wide_centred of term t (of mean weight index j): 0, or where its mean in the mix's
-// unit lies beyond 2^100, the excess, so that its centred mean stays within float32. An
-// evaluation's BN mean of weight 2^-100 can lie 2^120 stds away in its unit and 2^250 in the
-// mix's (wide_map's weighted_offset): its centred mean was +-Infinity, and the mean_weight
-// gradient -Infinity and NaN for +-2e35. A term of mean weight 0 does not count (its mean is
-// left as it was, its gradient is 0 times it).
-fn centred_shift(t: Term, w: WideMap, j: u32) -> i32 {
-  return max(0, finite_exponent_of(t.hi) + unit_of(t.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + j) - 100);
+  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
@@ -392,7 +382,7 @@ fn far_exp(lo: f32) -> i32 {
 // dx of the sample NaN, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seed 290).
 fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
   let top = max(xb, max(exponent_of(hi), exponent_of(lo)) + 1) + 1 + dx + 1;
-  return select(0, max(top - 4, -120), top < -90 && dx > -900);
+  return select(0, max(top - 4, -120), (top < -90) & (dx > -900));
 }
 
 // bparts' fourth word: the dy unit D >= 0 (bits 0..15) and the far or near exponent f (bits

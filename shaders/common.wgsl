@@ -712,15 +712,14 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // The largest unit bounds the data terms' means, not an evaluation's BN mean (up to 2^126 in
   // the unit of its std, sn_group_stats.wgsl), nor x where term 0 (layout "nd": the row's own
   // IN term, whose unit is its largest |x|) has weight 0. So e is also at least 2^125 below
-  // that unit, and 2^126 below each weighted mean (weighted_offset): an evaluation on a
-  // running_mean of -2e30 and running_var of 6e-23 (the unit sqrt(eps) sets, 2^-9) over a row
-  // of 1.3e37 took x to +Infinity in that unit (y NaN for +Infinity: nd fuzzer
-  // FUZZ_ZERO_WEIGHTS=1 seed 598), a running_mean of -2.9e34 of weight 0.14 beside IN stds of
-  // 3e-30 the mixed mean (dx NaN for +-Infinity and for finite values of the sample's other
-  // rows: seed 23).
+  // that unit, and 2^126 below each mean of nonzero weight: an evaluation on a running_mean of
+  // -2e30 and running_var of 6e-23 (the unit sqrt(eps) sets, 2^-9) over a row of 1.3e37 took
+  // x to +Infinity in that unit (y NaN for +Infinity: nd fuzzer FUZZ_ZERO_WEIGHTS=1 seed 598),
+  // a running_mean of -2.9e34 of weight 0.14 beside IN stds of 3e-30 the mixed mean (dx NaN
+  // for +-Infinity and for finite values of the sample's other rows: seed 23), and one of 3e38
+  // of weight 2^-100 beside data of std 2e-28 its term (y -Infinity for -8e35).
   let x_floor = select(-1000, unit_of(t0.flags) - 125, is_scaled(t0.flags));
-  let mean_floor = max(weighted_mean_exp(1u, t1), weighted_mean_exp(2u, t2)) - 126;
-  e = max(e, max(x_floor, mean_floor));
+  e = max(e, max(x_floor, max(mean_exp(1u, t1), mean_exp(2u, t2)) - 126));
   // Where the means keep e more than 2^62 above the std's unit (means 2^125 above it, the most
   // x 2^-e allows, and a std 2^63 or more below that), var + eps would fall below float32's
   // normal range in the unit 2^e (0: y NaN where the reference is +-Infinity, or finite under a
@@ -744,8 +743,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
   let hi = unit_shift(t0.hi, u0);
-  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) + weighted_offset(1u, t1.hi, t1.lo, u1, hi) +
-    weighted_offset(2u, t2.hi, t2.lo, u2, hi);
+  let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
+    weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
+    weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
   let variance = weighted_var(0u, P.wvar.x * (t0.variance * v0 * v0)) + weighted_var(1u, P.wvar.y * (t1.variance * v1 * v1)) +
     weighted_var(2u, P.wvar.z * (t2.variance * v2 * v2));
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
@@ -764,28 +764,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
-// floor(log2 |wmean_k hi_k|) in the unit 2^0 (term t of mean weight index k): -1000 and below
-// for a mean weight of 0 or a mean of 0, NaN or an infinity.
-fn weighted_mean_exp(k: u32, t: Term) -> i32 {
-  let x = finite_exponent_of(t.hi);
-  let w = exponent_of(P.wmean[k]);
-  return select(unit_of(t.flags) + x + w + P.wmean_e[k], -1000, x == -1000 || w == -1000);
-}
-
-// Term k's mean (h + l in its unit, 2^u the factor to the mix's unit) less the anchor hi, times
-// its mean weight: wmean_k ((h 2^u - hi) + l 2^u). Where h 2^u passes float32's range while the
-// weighted offset does not (an evaluation's BN mean of weight 2^-100 lying 2^120 stds away,
-// sn_group_stats.wgsl: y -Infinity for -1.5e36), the weight's exponent goes into the shift
-// first, and hi's product is rounded apart (|h 2^u| is then far beyond |hi|). Selected, not
-// branched on (see sn_mix.wgsl).
-fn weighted_offset(k: u32, h: f32, l: f32, u: i32, hi: f32) -> f32 {
-  let d = unit_shift(h, u) - hi;
-  let plain = weighted_mean(k, P.wmean[k] * (d + l * pow2(u)));
-  // The weight as (its mantissa in [1, 2)) 2^x 2^wmean_e.
-  let x = exponent_of(P.wmean[k]);
-  let fold = u + x + P.wmean_e[k];
-  let folded = (P.wmean[k] * pow2(-x)) * (unit_shift(h, fold) + unit_shift(l, fold)) - weighted_mean(k, P.wmean[k] * hi);
-  return select(plain, folded, !is_finite_bits(d) && is_finite_bits(h));
+// floor(log2 |hi|) of term t in the unit 2^0 where its mean weight (index k) is not 0 (below
+// -1000 otherwise, and for a mean of 0, NaN or an infinity).
+fn mean_exp(k: u32, t: Term) -> i32 {
+  return unit_of(t.flags) + finite_exponent_of(t.hi) + zero_weight_exp(P_ZERO_WMEAN + k);
 }
 
 // 0, or -512 where Params.flags has `bit` (a weight of 0): added to a term's unit exponent, it
@@ -811,17 +793,14 @@ fn null_var_inf(t0: Term, t1: Term, t2: Term) -> bool {
 // floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
 // product of 0): a weight below float32's normal range still sets the mix's std unit.
 fn weighted_exp(k: u32, v: f32) -> i32 {
-  let x = exponent_of(P.wvar[k] * v);
-  // A product below float32's normal range (a variance weight of 5e-14 times a running_var of
-  // 1.5e-37 in its unit) from the factors' exponents (to within one): as -1000 it took the
-  // mix's std for 0, and wide_map's sv dropped the variance far below float32 (y = beta, dx 0
-  // where the reference has -Infinity and -1.9e23: nd fuzzer seed 3801).
-  let b = bitcast<u32>(v) & 0x7fffffffu;
-  let f = i32(b >> 23u);
-  let xv = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^xv <= |v| < 2^(xv + 1)
-  let tiny = exponent_of(P.wvar[k]) + xv;
-  let none = b == 0u || P.wvar[k] == 0.0;
-  return select(x + P.wvar_e[k], select(tiny + P.wvar_e[k], -1000, none), x == -1000);
+  // From the factors' exponent fields (to within one; a subnormal v as 2^-126), not from their
+  // float32 product: a product below float32's normal range (a variance weight of 5e-14 times
+  // a running_var of 1.5e-37 in its unit) was 0, which took the mix's std for 0, and wide_map's
+  // sv dropped the variance far below float32 (y = beta, dx 0 where the reference has -Infinity
+  // and -1.9e23: nd fuzzer seed 3801).
+  let f = i32((bitcast<u32>(v) >> 23u) & 0xffu);
+  let none = ((bitcast<u32>(v) << 1u) == 0u) | (P.wvar[k] == 0.0); // (| not ||: see null_var_inf)
+  return select(exponent_of(P.wvar[k]) + max(f, 1) - 127 + P.wvar_e[k], -1000, none);
 }
 
 // Whether a mix has std 0 with eps 0: every term of nonzero variance weight has variance 0 (by

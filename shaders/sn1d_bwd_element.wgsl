@@ -237,16 +237,14 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  // Centred means beyond 2^100 in the mix's unit as mantissas of 2^km more (centred_shift).
-  let km = max(centred_shift(t_ln, w, 0u), centred_shift(t_bn, w, 1u));
-  let ca = vec4<f32>(wide_centred(t_ln, w, km), wide_centred(t_bn, w, km), 0.0, unit_shift(w.hi + w.lo, -km));
+  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
-  let ea = egm + km + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
   let k = max(ea + 1 + g - 100, -120);
@@ -255,7 +253,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
   let kc = max(ezw - 100, -120);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), scale2(d, -kc));
-  let ka = g - k + egm + km;
+  let ka = g - k + egm;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));

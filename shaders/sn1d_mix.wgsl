@@ -45,7 +45,7 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   let u_ln = unit_of(ln.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN);
   let u_bn = unit_of(bn.flags) - w.e;
   let hi = unit_shift(bn.hi, u_bn);
-  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_offset(0u, ln.hi, ln.lo, u_ln, hi);
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);

@@ -387,9 +387,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
-  // Centred means beyond 2^100 in the mix's unit lowered by 2^kc first (centred_shift).
-  let kc = max(max(centred_shift(t_in, w, 0u), centred_shift(t_ln, w, 1u)), centred_shift(t_bn, w, 2u));
-  let ca = vec4<f32>(wide_centred(t_in, w, kc), wide_centred(t_ln, w, kc), wide_centred(t_bn, w, kc), unit_shift(w.hi + w.lo, -kc)) * ff;
+  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
   let vd = var_diffs(t_in, t_ln, t_bn, w.e);
   let cb = vd.d;
@@ -407,5 +405,5 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em + kc, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
+    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
 }
