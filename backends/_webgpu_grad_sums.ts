@@ -46,9 +46,10 @@ function split(v: number): [number, number] {
 
 /**
  * Reads the group records of sn_bwd_groups (N per sample, then C per channel; a Grad is 16
- * words: s = (gm, gv, dgamma, dbeta), a, b, flags, units, a spare word, dgamma's low word:
- * b is in units of 2^(e2 + eb) and dgamma, dbeta in units of 2^(e2 + ec), units of their own,
- * with eb and ec the signed low and high halves of the units word; dgamma + its low word is a
+ * words: s = (gm, gv, dgamma, dbeta), a, b, flags, units, dbeta's unit, dgamma's low word:
+ * b is in units of 2^(e2 + eb) and dgamma in units of 2^(e2 + ec), units of their own, with eb
+ * and ec the signed low and high halves of the units word, dbeta in units of 2^(word 14), the
+ * unit of dy; dgamma + its low word is a
  * float32 pair where the record has no exponents, the low word 0 where it has). Flagged sums are NaN, as in the reference, except a flagged
  * channel's dgamma where a call with eps 0 (zeroStdPasses) left an infinity in its field: the
  * reference's sum over rows of std 0 (shaders/sn_bwd_zero_std_fix.wgsl).
@@ -109,7 +110,7 @@ export function gradientSums(
     gvB[j] = flagged ? NaN : f[at + 1] * 2 ** exponentOf(word, 1);
     const dg = f[at + 2] + f[at + 15];
     dWeight[j] = !flagged ? dg * unit : zeroStd && Math.abs(dg) === Infinity ? dg : NaN;
-    dBias[j] = f[at + 3] * unit;
+    dBias[j] = f[at + 3] * 2 ** (u[at + 14] | 0); // in the unit of dy (Grad's spare word)
   }
   return { dWeight, dBias, meanDots, varDots, gmB, gvB };
 }

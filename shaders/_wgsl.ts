@@ -1284,13 +1284,18 @@ const _BACKWARD_COMMON: string =
 //       the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside rows of
 //       1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart, more than one
 //       float32 unit holds), so they take a unit of their own;
-//     ec (bits 16..31): dgamma and dbeta (s.zw) are in units of 2^(e2 + ec): beside mean dots
-//       past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30
-//       from the data) a shared unit flushed dbeta to 0, so they take one of their own.
+//     ec (bits 16..31): dgamma (s.z) is in units of 2^(e2 + ec): beside mean dots past ~2^226
+//       of it (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30 from the data) a
+//       shared unit flushed it, so it takes one of its own.
 //   (One word for both: a record, and sn_bwd_groups' workgroup copies, stay the size they were.)
+// spare: dbeta (s.w, a sum of dy) is in units of 2^spare, the unit of dy (RowGrad's dy_unit in
+//   the same word): dbeta does not depend on x, and it took dgamma's unit before, where a
+//   dgamma ~2^226 above it (x 5e36 over a running_var of 0 in an evaluation) left dbeta a few
+//   float32 spacings of that unit (-0.89 for 0.41: SwitchNorm1d fuzzer --wide seed 749; 12%
+//   off under dy 1e-37). 0 in records without exponents.
 // dg_lo: dgamma's low word (s.z + dg_lo a float32 pair) in records without exponents, 0 in
 // the others: sn_bwd_rows' pair rows form dgamma = s S2 in pairs, and grad_add (sn_bwd_groups)
-// sums it in pairs. (Word 14, \`spare\`, is RowGrad's dy_unit: 0 here.)
+// sums it in pairs.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
@@ -1304,6 +1309,11 @@ struct Grad {
 // A Grad without dgamma's low word.
 fn grad(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32) -> Grad {
   return Grad(s, a, b, flags, units, 0, 0.0);
+}
+
+// grad with dbeta (s.w) in units of 2^d.
+fn grad_dy_unit(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32, d: i32) -> Grad {
+  return Grad(s, a, b, flags, units, d, 0.0);
 }
 
 // (eb, ec) of a Grad's units word, and the word of (eb, ec).
@@ -1366,8 +1376,8 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let pz = all(p.a == vec4<f32>(0.0));
   let qz = all(q.a == vec4<f32>(0.0));
-  let pcz = all(p.s.zw == vec2<f32>(0.0));
-  let qcz = all(q.s.zw == vec2<f32>(0.0));
+  let pcz = p.s.z == 0.0;
+  let qcz = q.s.z == 0.0;
   let pbz = all(p.b == vec4<f32>(0.0));
   let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
@@ -1382,10 +1392,12 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let u2 = common_unit(pz, qz, e2.x, e2.y);
   let ub = common_unit(pbz, qbz, eb.x, eb.y);
   let uc = common_unit(pcz, qcz, ec.x, ec.y);
+  let ud = common_unit(p.s.w == 0.0, q.s.w == 0.0, p.spare, q.spare);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
-    p.s.zw * uc.x * uc.y + q.s.zw * uc.z * uc.w,
+    p.s.z * uc.x * uc.y + q.s.z * uc.z * uc.w,
+    p.s.w * ud.x * ud.y + q.s.w * ud.z * ud.w,
   );
   let flags = g_flags(
     p.flags | q.flags,
@@ -1393,18 +1405,19 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
     unit_of_pair(pz, qz, e2.x, e2.y),
   );
-  return grad(
+  return grad_dy_unit(
     s,
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
     flags,
     pack_units(unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u), unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u)),
+    unit_of_pair(p.s.w == 0.0, q.s.w == 0.0, p.spare, q.spare),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units | p.spare | q.spare) != 0) {
     return grad_add_scaled(p, q);
   }
   return grad_add_plain(p, q);
@@ -1612,15 +1625,16 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
   // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), and dgamma and dbeta one
   // of 2^(d + kc) (Grad's ec), by the same rule.
+  // (dbeta, s.w, stays in the unit of dy: Grad's spare.)
   let xz = finite_exponent_of(s.z);
-  let xw = finite_exponent_of(s.w);
-  let top_c = max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000));
+  let top_c = select(-2000, xz + ez, xz > -1000);
   let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
   let kc = select(k, max(top_c - 100, -400), top_c > -2000);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), s.w);
   let flags = g_flags(0u, e0, e1, d + k);
-  return grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
+  return grad_dy_unit(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags,
+    pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)), d);
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -1857,13 +1871,13 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let d_unit = dy_unit_1d(dv);
   let d = scale2(dv, -d_unit);
   if (w.bad) {
-    return grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);
+    return grad_dy_unit(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0, d_unit);
   }
   if (w.var_inf) {
     // s = 0: gm, gv, dgamma and the mean dots are 0, the variance dots 0 * Inf = NaN; with a
     // NaN or infinite dy, 0 * Inf: NaN as in the reference (as sn_bwd_rows' wide_row).
     let flag = select(G_VNAN, G_BAD, class_bits(d) != 0u);
-    return grad(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0);
+    return grad_dy_unit(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0, d_unit);
   }
   // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
@@ -1903,13 +1917,13 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   // or one more; an underflowed product would not show its size).
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
-  let ezw = max(ed + ex + finite_exponent_of(dg), finite_exponent_of(d));
+  let ezw = ed + ex + finite_exponent_of(dg); // (dbeta stays in the unit of dy: Grad's spare)
   let k = max(ea + 1 + g - 100, -120);
   // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), and dgamma and dbeta
   // in one of 2^(d_unit + kc) (Grad's ec), by the same rule.
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
   let kc = max(ezw - 100, -120);
-  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), scale2(d, -kc));
+  let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), d);
   let ka = g - k + egm;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
@@ -1917,7 +1931,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let e0 = d_unit - w.e + g + egm;
   let e1 = d_unit - 2 * w.e + g + egv;
   let flags = g_flags(0u, e0, e1, d_unit + k);
-  return grad(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)));
+  return grad_dy_unit(s4, a, b, flags, pack_units(d_unit + kb2 - g_exp(flags, 2u), d_unit + kc - g_exp(flags, 2u)), d_unit);
 }
 
 // p q 2^k for a dot term (|p q 2^k| stays below ~2^101, see wide_element): the product first
@@ -4684,6 +4698,7 @@ var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_units: array<i32, 64>;
 var<workgroup> w_dglo: array<f32, 64>; // dgamma's low word (Grad.dg_lo)
+var<workgroup> w_spare: array<i32, 64>; // dbeta's unit (Grad.spare)
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -4717,23 +4732,25 @@ fn main(
   w_flags[lid] = acc.flags;
   w_units[lid] = acc.units;
   w_dglo[lid] = acc.dg_lo;
+  w_spare[lid] = acc.spare;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid], 0, w_dglo[lid]),
-        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o], 0, w_dglo[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid], w_spare[lid], w_dglo[lid]),
+        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o], w_spare[o], w_dglo[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
       w_units[lid] = sum.units;
       w_dglo[lid] = sum.dg_lo;
+      w_spare[lid] = sum.spare;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0], 0, w_dglo[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0], w_spare[0], w_dglo[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }

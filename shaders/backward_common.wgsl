@@ -26,13 +26,18 @@
 //       the mean dots and dgamma (an evaluation on a running_var of 2.8e-45 beside rows of
 //       1e14: var_weight's gradient 1e-23 beside mean_weight's 2e17, 2^133 apart, more than one
 //       float32 unit holds), so they take a unit of their own;
-//     ec (bits 16..31): dgamma and dbeta (s.zw) are in units of 2^(e2 + ec): beside mean dots
-//       past ~2^226 of them (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30
-//       from the data) a shared unit flushed dbeta to 0, so they take one of their own.
+//     ec (bits 16..31): dgamma (s.z) is in units of 2^(e2 + ec): beside mean dots past ~2^226
+//       of it (gamma 1e29 over a running_var of 1e-22 and a running_mean 1e30 from the data) a
+//       shared unit flushed it, so it takes one of its own.
 //   (One word for both: a record, and sn_bwd_groups' workgroup copies, stay the size they were.)
+// spare: dbeta (s.w, a sum of dy) is in units of 2^spare, the unit of dy (RowGrad's dy_unit in
+//   the same word): dbeta does not depend on x, and it took dgamma's unit before, where a
+//   dgamma ~2^226 above it (x 5e36 over a running_var of 0 in an evaluation) left dbeta a few
+//   float32 spacings of that unit (-0.89 for 0.41: SwitchNorm1d fuzzer --wide seed 749; 12%
+//   off under dy 1e-37). 0 in records without exponents.
 // dg_lo: dgamma's low word (s.z + dg_lo a float32 pair) in records without exponents, 0 in
 // the others: sn_bwd_rows' pair rows form dgamma = s S2 in pairs, and grad_add (sn_bwd_groups)
-// sums it in pairs. (Word 14, `spare`, is RowGrad's dy_unit: 0 here.)
+// sums it in pairs.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
@@ -46,6 +51,11 @@ struct Grad {
 // A Grad without dgamma's low word.
 fn grad(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32) -> Grad {
   return Grad(s, a, b, flags, units, 0, 0.0);
+}
+
+// grad with dbeta (s.w) in units of 2^d.
+fn grad_dy_unit(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32, d: i32) -> Grad {
+  return Grad(s, a, b, flags, units, d, 0.0);
 }
 
 // (eb, ec) of a Grad's units word, and the word of (eb, ec).
@@ -108,8 +118,8 @@ fn unit_of_pair(p_zero: bool, q_zero: bool, ep: i32, eq: i32) -> i32 {
 fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let pz = all(p.a == vec4<f32>(0.0));
   let qz = all(q.a == vec4<f32>(0.0));
-  let pcz = all(p.s.zw == vec2<f32>(0.0));
-  let qcz = all(q.s.zw == vec2<f32>(0.0));
+  let pcz = p.s.z == 0.0;
+  let qcz = q.s.z == 0.0;
   let pbz = all(p.b == vec4<f32>(0.0));
   let qbz = all(q.b == vec4<f32>(0.0));
   let e0 = vec3<i32>(g_exp(p.flags, 0u), g_exp(q.flags, 0u), 0);
@@ -124,10 +134,12 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let u2 = common_unit(pz, qz, e2.x, e2.y);
   let ub = common_unit(pbz, qbz, eb.x, eb.y);
   let uc = common_unit(pcz, qcz, ec.x, ec.y);
+  let ud = common_unit(p.s.w == 0.0, q.s.w == 0.0, p.spare, q.spare);
   let s = vec4<f32>(
     p.s.x * u0.x * u0.y + q.s.x * u0.z * u0.w,
     p.s.y * u1.x * u1.y + q.s.y * u1.z * u1.w,
-    p.s.zw * uc.x * uc.y + q.s.zw * uc.z * uc.w,
+    p.s.z * uc.x * uc.y + q.s.z * uc.z * uc.w,
+    p.s.w * ud.x * ud.y + q.s.w * ud.z * ud.w,
   );
   let flags = g_flags(
     p.flags | q.flags,
@@ -135,18 +147,19 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
     unit_of_pair(pz, qz, e2.x, e2.y),
   );
-  return grad(
+  return grad_dy_unit(
     s,
     p.a * u2.x * u2.y + q.a * u2.z * u2.w,
     p.b * ub.x * ub.y + q.b * ub.z * ub.w,
     flags,
     pack_units(unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u), unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u)),
+    unit_of_pair(p.s.w == 0.0, q.s.w == 0.0, p.spare, q.spare),
   );
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
 fn grad_add(p: Grad, q: Grad) -> Grad {
-  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units) != 0) {
+  if (((p.flags | q.flags) & G_EXPS) != 0u || (p.units | q.units | p.spare | q.spare) != 0) {
     return grad_add_scaled(p, q);
   }
   return grad_add_plain(p, q);
@@ -354,15 +367,16 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // that no factor aligning it with another record's unit is 0 (Inf * 0).
   // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), and dgamma and dbeta one
   // of 2^(d + kc) (Grad's ec), by the same rule.
+  // (dbeta, s.w, stays in the unit of dy: Grad's spare.)
   let xz = finite_exponent_of(s.z);
-  let xw = finite_exponent_of(s.w);
-  let top_c = max(select(-2000, xz + ez, xz > -1000), select(-2000, xw, xw > -1000));
+  let top_c = select(-2000, xz + ez, xz > -1000);
   let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
   let kc = select(k, max(top_c - 100, -400), top_c > -2000);
-  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), scale2(s.w, -kc));
+  let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), s.w);
   let flags = g_flags(0u, e0, e1, d + k);
-  return grad(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags, pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)));
+  return grad_dy_unit(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags,
+    pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)), d);
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while

@@ -42,6 +42,7 @@ var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_units: array<i32, 64>;
 var<workgroup> w_dglo: array<f32, 64>; // dgamma's low word (Grad.dg_lo)
+var<workgroup> w_spare: array<i32, 64>; // dbeta's unit (Grad.spare)
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -75,23 +76,25 @@ fn main(
   w_flags[lid] = acc.flags;
   w_units[lid] = acc.units;
   w_dglo[lid] = acc.dg_lo;
+  w_spare[lid] = acc.spare;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid], 0, w_dglo[lid]),
-        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o], 0, w_dglo[o]));
+      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid], w_spare[lid], w_dglo[lid]),
+        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o], w_spare[o], w_dglo[o]));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
       w_units[lid] = sum.units;
       w_dglo[lid] = sum.dg_lo;
+      w_spare[lid] = sum.spare;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0], 0, w_dglo[0]);
+    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0], w_spare[0], w_dglo[0]);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }

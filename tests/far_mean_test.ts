@@ -157,15 +157,50 @@ function zeroDyBesideFarMean(): LayerCall {
   };
 }
 
+/**
+ * dbias (a sum of dy) beside a dgamma ~2^230 above it, in an evaluation: a constant row or sample
+ * of 3e38 over a `running_var` of 1.4e-45 at a variance weight of 2^-60 (xhat ~2^232) under dy
+ * ~1e-34. WebGPU kept dbias in dgamma's unit, where it is a few float32 spacings (under dy ~1e-37:
+ * 12% off in SwitchNorm2d [4, 1, 1, 8], the wrong sign in SwitchNorm1d [4, 2]; -0.89 for 0.41 in
+ * the 1d fuzzer's `--wide` seed 749); dbias now keeps the unit of dy.
+ */
+function dbiasBesideHugeDgamma(layer: "1d" | "2d"): LayerCall {
+  const nd = layer === "2d", n = 4, per = nd ? 8 : 2;
+  const x = Float32Array.from({ length: n * per }, (_, i) => i < per ? 3e38 : Math.sin(i * 1.3));
+  const dy = Float32Array.from(
+    { length: n * per },
+    (_, i) => (Math.cos(i * 0.7) * 0.5 + 0.1) * 1e-34,
+  );
+  const c = nd ? 1 : 2, w = Math.log(2 ** -60);
+  return {
+    layer,
+    shape: nd ? [n, 1, 1, per] : [n, c],
+    options: { eps: 0 },
+    state: {
+      mean_weight: Float32Array.from(nd ? [-1e30, -1e30, 0] : [-1e30, 0]),
+      var_weight: Float32Array.from(nd ? [0, -1e30, w] : [0, w]),
+      running_mean: new Float32Array(c),
+      running_var: new Float32Array(c).fill(1.4e-45),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy,
+    scales: true,
+  };
+}
+
 const CASES: readonly [string, () => LayerCall][] = [
   ["an LN mean 2^212 stds from a row (training)", lnMeanFarFromTinyStd],
   ["x 1.3e37 beside running stats of std 3e-3 (evaluation)", xFarFromRunningStats],
   ["a running_mean of weight 0.14 2^210 stds away (evaluation)", runningMeanFarBesideTinyStd],
   ["dy = 0 beside a mean 2^81 stds away (evaluation)", zeroDyBesideFarMean],
+  ["SwitchNorm2d dbias beside a dgamma 2^230 above it", () => dbiasBesideHugeDgamma("2d")],
+  ["SwitchNorm1d dbias beside a dgamma 2^230 above it", () => dbiasBesideHugeDgamma("1d")],
 ];
 
 rangeTests(
-  "rows whose mixed mean lies 2^80 to 2^212 of their std away match the float64 reference",
+  "rows whose mixed mean lies 2^80 to 2^232 of their std away match the float64 reference, dbias too",
   async (backend) => {
     const failures: string[] = [];
     for (const [what, make] of CASES) {
@@ -174,7 +209,10 @@ rangeTests(
       try {
         assertOutputsClose(got, want, {
           what,
-          y: { tol: Y, rows: call.shape.slice(2).reduce((a, b) => a * b) },
+          y: {
+            tol: Y,
+            rows: call.shape.slice(call.layer === "1d" ? 1 : 2).reduce((a, b) => a * b, 1),
+          },
           dxMayOverflow: true,
           ...gradsToScale(want.scales),
         });

@@ -1223,10 +1223,11 @@ rangeTests(
 /**
  * Issue 10: an evaluation whose mixed mean takes a `running_mean` of 3e38 at a mean weight of
  * 2^-100 (logit ln 2^-100) over samples of std ~2e-28, eps 0: y = -(2^-100 3e38) / std ~ -8e35.
- * In the mix's unit (2^62 above its std) the running mean lies ~2^250 away, so WebGPU's shifted
+ * In the mix's unit (2^62 above its std) the running mean lay ~2^250 away, so WebGPU's shifted
  * mean overflowed before its weight brought it back: y -Infinity, dx and the mean_weight gradient
- * NaN (shaders/common.wgsl weighted_offset, backward_common.wgsl centred_shift). SwitchNorm2d
- * (IN anchors the mix, BN is the far term) and SwitchNorm1d (LN anchors, BN far).
+ * NaN (the unit now lies at most 2^126 below each mean of nonzero weight, shaders/common.wgsl
+ * wide_map). SwitchNorm2d (IN anchors the mix, BN is the far term) and SwitchNorm1d (LN anchors,
+ * BN far).
  */
 function farRunningMeanOfTinyWeight(layer: "1d" | "2d"): LayerCall {
   const w = Math.log(2 ** -100);
