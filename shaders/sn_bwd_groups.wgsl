@@ -42,7 +42,6 @@ var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_units: array<i32, 64>;
 var<workgroup> w_dglo: array<f32, 64>; // dgamma's low word (Grad.dg_lo)
-var<workgroup> w_spare: array<i32, 64>; // dbeta's unit (Grad.spare)
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -74,27 +73,25 @@ fn main(
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
-  w_units[lid] = acc.units;
+  let chan = g >= P.groups_ln;
+  w_units[lid] = shared_units(acc, chan);
   w_dglo[lid] = acc.dg_lo;
-  w_spare[lid] = acc.spare;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
       let o = lid + s;
-      let sum = grad_add(Grad(w_s[lid], w_a[lid], w_b[lid], w_flags[lid], w_units[lid], w_spare[lid], w_dglo[lid]),
-        Grad(w_s[o], w_a[o], w_b[o], w_flags[o], w_units[o], w_spare[o], w_dglo[o]));
+      let sum = grad_add(shared_grad(lid, chan), shared_grad(o, chan));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
-      w_units[lid] = sum.units;
+      w_units[lid] = shared_units(sum, chan);
       w_dglo[lid] = sum.dg_lo;
-      w_spare[lid] = sum.spare;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    var sum = Grad(w_s[0], w_a[0], w_b[0], w_flags[0], w_units[0], w_spare[0], w_dglo[0]);
+    var sum = shared_grad(0u, chan);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -117,4 +114,22 @@ fn main(
       atomicMax(&wide_groups[2], grid.y);
     }
   }
+}
+
+// A Grad's units word in workgroup memory: a channel's record (chan) keeps dbeta's unit (Grad's
+// spare) in place of eb, the variance dots' unit, and a sample's its eb and no dbeta unit. The
+// backend reads a channel record's gm, gv, dgamma and dbeta, and a sample record's dot products
+// only (backends/_webgpu_grad_sums.ts; the wide dx passes read gm and gv), so each drops what
+// it does not use: a seventh array of workgroup memory for spare made SwitchNorm1d
+// [65536, 64]'s backward 3-5% slower on lavapipe.
+fn shared_units(g: Grad, chan: bool) -> i32 {
+  return select(g.units, (g.units & ~0xffff) | (g.spare & 0xffff), chan);
+}
+
+// The Grad in workgroup slot i (see shared_units).
+fn shared_grad(i: u32, chan: bool) -> Grad {
+  let u = w_units[i];
+  let units = select(u, u & ~0xffff, chan);
+  let spare = select(0, (u << 16u) >> 16u, chan);
+  return Grad(w_s[i], w_a[i], w_b[i], w_flags[i], units, spare, w_dglo[i]);
 }
