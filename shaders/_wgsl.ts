@@ -1526,6 +1526,11 @@ fn term_std_exp(t: Term) -> i32 {
   return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
 }
 
+// Whether v is a nonzero subnormal, by its bits.
+fn is_subnormal_bits(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) - 1u < 0x007fffffu;
+}
+
 // The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
 fn dy_unit(mx: f32) -> i32 {
   return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
@@ -1657,10 +1662,14 @@ fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
   return select(0, max(top - 4, -120), (top < -90) & (dx > -900));
 }
 
-// bparts' fourth word: the dy unit D >= 0 (bits 0..15) and the far or near exponent f (bits
-// 16..31, signed: part_f).
+// bparts' fourth word: the dy unit D (bits 0..15, signed: part_d; -126 for a segment of
+// subnormal dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).
 fn part_units(d_unit: i32, f: i32) -> u32 {
-  return u32(d_unit) | (u32(f) << 16u);
+  return (u32(d_unit) & 0xffffu) | (u32(f) << 16u);
+}
+
+fn part_d(w: u32) -> i32 {
+  return (i32(w) << 16u) >> 16u;
 }
 
 fn part_f(w: u32) -> i32 {
@@ -3805,7 +3814,9 @@ fn main(
   // S1's pair serves the lo S1 that S2 takes off below.
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
-  var mx = 0.0;
+  // MX by the bits of |dy| (an integer max, as cheap as the float one): a subnormal dy, which a
+  // GPU may flush in float arithmetic (lavapipe does), keeps its size, and NaN its class.
+  var mx = 0u;
   var scaled = false;
   var keep = false;
   var lo = 0.0;
@@ -3845,24 +3856,24 @@ fn main(
       let d = load_dy(i);
       sum_add(&s1, d);
       sum_add(&s2, select(0.0, d * (load_x(i) - hi), keep));
-      mx = max(mx, abs(d));
+      mx = max(mx, bitcast<u32>(d) & 0x7fffffffu);
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = x[q] - vec4<f32>(hi);
       sum_add(&s1, d.x + d.y + d.z + d.w);
       sum_add(&s2, select(0.0, dot(d, xc), keep));
-      let ad = abs(d);
+      let ad = bitcast<vec4<u32>>(d) & vec4<u32>(0x7fffffffu);
       mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
       sum_add(&s1, d);
       sum_add(&s2, select(0.0, d * (load_x(i) - hi), keep));
-      mx = max(mx, abs(d));
+      mx = max(mx, bitcast<u32>(d) & 0x7fffffffu);
     }
   }
-  w_s[lid] = vec3<f32>(s1.x, s2.x, mx);
+  w_s[lid] = vec3<f32>(s1.x, s2.x, bitcast<f32>(mx));
   w_s1_lo[lid] = s1.y;
   w_s2_lo[lid] = s2.y;
   workgroupBarrier();
@@ -3871,7 +3882,7 @@ fn main(
       let o = w_s[lid + stride];
       let s1_sum = sum_merge(vec2<f32>(w_s[lid].x, w_s1_lo[lid]), vec2<f32>(o.x, w_s1_lo[lid + stride]));
       let s2_sum = sum_merge(vec2<f32>(w_s[lid].y, w_s2_lo[lid]), vec2<f32>(o.y, w_s2_lo[lid + stride]));
-      w_s[lid] = vec3<f32>(s1_sum.x, s2_sum.x, max(w_s[lid].z, o.z));
+      w_s[lid] = vec3<f32>(s1_sum.x, s2_sum.x, bitcast<f32>(max(bitcast<u32>(w_s[lid].z), bitcast<u32>(o.z))));
       w_s1_lo[lid] = s1_sum.y;
       w_s2_lo[lid] = s2_sum.y;
     }
@@ -3879,8 +3890,11 @@ fn main(
   }
   if (live && t == 0u) {
     let mxs = w_s[lid].z;
-    // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy.)
-    let listed = scaled || class_bits(mxs) != 0u || mxs > DY_MAX;
+    // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy; and a
+    // subnormal MX, every dy of the segment subnormal, which takes the unit 2^-126 there: in
+    // units of 1 a GPU that flushes subnormals read them as 0, dgamma 0 for 3.6e29 under dy 1e-40
+    // where xhat is ~2^230.)
+    let listed = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
@@ -3990,15 +4004,18 @@ fn reduce_wide(seg: u32) {
     }
   }
   let big = mxf > DY_MAX;
+  // Every dy subnormal (sn_bwd_reduce lists such segments): the unit 2^-126, in which they are
+  // normal.
+  let tiny = is_subnormal_bits(mxf);
   let plain = nd_mix(p, ln, bn);
   // A segment of a NaN or infinite dy is summed again here in any case, with the reference's
   // terms dy ((x - hi) - lo): sn_bwd_reduce takes lo S1 off once, which needs finite sums, so its
   // sum dy (x - hi) kept Inf * 0 (NaN) where x = hi and an infinity of the wrong sign where x - hi
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
-  if (!scaled && !big && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
+  if (!scaled && !big && !tiny && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
-  let d_unit = dy_unit(select(0.0, mxf, big));
+  let d_unit = select(dy_unit(select(0.0, mxf, big)), -126, tiny);
   var e = 0;
   var hi: f32;
   var lo: f32;
@@ -4020,7 +4037,7 @@ fn reduce_wide(seg: u32) {
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
-  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(mxf) - d_unit);
+  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
   let f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
   var s1 = 0.0;
@@ -4152,12 +4169,12 @@ fn row_grad(r: u32) -> DotSum {
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
   var d_unit = 0;
-  var dy_unit = 0; // D alone (bits 0..15, part_units)
+  var dy_unit = -1000; // D alone (bits 0..15, part_units)
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
-    dy_unit = max(dy_unit, i32(rec.w & 0xffffu));
+    dy_unit = max(dy_unit, part_d(rec.w));
   }
   let p = rows[r - P.row_base];
   let ln = groups[n - P.row_base / P.c];
@@ -4356,18 +4373,18 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
   // brought to the largest.
   // (f < 0: a near exponent, sn_bwd_wide_reduce; the largest f of the row's segments.)
-  var d_unit = 0;
+  var d_unit = -1000;
   var fe = -1000;
   for (var k = 0u; k < P.chunks; k++) {
     let w = bparts[(r - P.row_base) * P.chunks + k].w;
-    d_unit = max(d_unit, i32(w & 0xffffu));
+    d_unit = max(d_unit, part_d(w));
     fe = max(fe, part_f(w));
   }
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
-    let dk = i32(rec.w & 0xffffu);
+    let dk = part_d(rec.w);
     s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
     s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rec.w) - d_unit - fe);
   }

@@ -268,6 +268,11 @@ fn term_std_exp(t: Term) -> i32 {
   return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
 }
 
+// Whether v is a nonzero subnormal, by its bits.
+fn is_subnormal_bits(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) - 1u < 0x007fffffu;
+}
+
 // The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
 fn dy_unit(mx: f32) -> i32 {
   return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
@@ -399,10 +404,14 @@ fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
   return select(0, max(top - 4, -120), (top < -90) & (dx > -900));
 }
 
-// bparts' fourth word: the dy unit D >= 0 (bits 0..15) and the far or near exponent f (bits
-// 16..31, signed: part_f).
+// bparts' fourth word: the dy unit D (bits 0..15, signed: part_d; -126 for a segment of
+// subnormal dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).
 fn part_units(d_unit: i32, f: i32) -> u32 {
-  return u32(d_unit) | (u32(f) << 16u);
+  return (u32(d_unit) & 0xffffu) | (u32(f) << 16u);
+}
+
+fn part_d(w: u32) -> i32 {
+  return (i32(w) << 16u) >> 16u;
 }
 
 fn part_f(w: u32) -> i32 {

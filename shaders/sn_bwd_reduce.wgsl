@@ -66,7 +66,9 @@ fn main(
   // S1's pair serves the lo S1 that S2 takes off below.
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
-  var mx = 0.0;
+  // MX by the bits of |dy| (an integer max, as cheap as the float one): a subnormal dy, which a
+  // GPU may flush in float arithmetic (lavapipe does), keeps its size, and NaN its class.
+  var mx = 0u;
   var scaled = false;
   var keep = false;
   var lo = 0.0;
@@ -106,24 +108,24 @@ fn main(
       let d = load_dy(i);
       sum_add(&s1, d);
       sum_add(&s2, select(0.0, d * (load_x(i) - hi), keep));
-      mx = max(mx, abs(d));
+      mx = max(mx, bitcast<u32>(d) & 0x7fffffffu);
     }
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = x[q] - vec4<f32>(hi);
       sum_add(&s1, d.x + d.y + d.z + d.w);
       sum_add(&s2, select(0.0, dot(d, xc), keep));
-      let ad = abs(d);
+      let ad = bitcast<vec4<u32>>(d) & vec4<u32>(0x7fffffffu);
       mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }
     for (var i = body_e + t; i < e; i += g) {
       let d = load_dy(i);
       sum_add(&s1, d);
       sum_add(&s2, select(0.0, d * (load_x(i) - hi), keep));
-      mx = max(mx, abs(d));
+      mx = max(mx, bitcast<u32>(d) & 0x7fffffffu);
     }
   }
-  w_s[lid] = vec3<f32>(s1.x, s2.x, mx);
+  w_s[lid] = vec3<f32>(s1.x, s2.x, bitcast<f32>(mx));
   w_s1_lo[lid] = s1.y;
   w_s2_lo[lid] = s2.y;
   workgroupBarrier();
@@ -132,7 +134,7 @@ fn main(
       let o = w_s[lid + stride];
       let s1_sum = sum_merge(vec2<f32>(w_s[lid].x, w_s1_lo[lid]), vec2<f32>(o.x, w_s1_lo[lid + stride]));
       let s2_sum = sum_merge(vec2<f32>(w_s[lid].y, w_s2_lo[lid]), vec2<f32>(o.y, w_s2_lo[lid + stride]));
-      w_s[lid] = vec3<f32>(s1_sum.x, s2_sum.x, max(w_s[lid].z, o.z));
+      w_s[lid] = vec3<f32>(s1_sum.x, s2_sum.x, bitcast<f32>(max(bitcast<u32>(w_s[lid].z), bitcast<u32>(o.z))));
       w_s1_lo[lid] = s1_sum.y;
       w_s2_lo[lid] = s2_sum.y;
     }
@@ -140,8 +142,11 @@ fn main(
   }
   if (live && t == 0u) {
     let mxs = w_s[lid].z;
-    // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy.)
-    let listed = scaled || class_bits(mxs) != 0u || mxs > DY_MAX;
+    // (A NaN or infinite MX too: sn_bwd_wide_reduce takes the unit of the finite dy; and a
+    // subnormal MX, every dy of the segment subnormal, which takes the unit 2^-126 there: in
+    // units of 1 a GPU that flushes subnormals read them as 0, dgamma 0 for 3.6e29 under dy 1e-40
+    // where xhat is ~2^230.)
+    let listed = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3

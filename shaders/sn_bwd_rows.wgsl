@@ -107,12 +107,12 @@ fn row_grad(r: u32) -> DotSum {
   let c = r - n * P.c;
   var sums = vec2<f32>(0.0);
   var d_unit = 0;
-  var dy_unit = 0; // D alone (bits 0..15, part_units)
+  var dy_unit = -1000; // D alone (bits 0..15, part_units)
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
     d_unit = max(d_unit, i32(rec.w));
-    dy_unit = max(dy_unit, i32(rec.w & 0xffffu));
+    dy_unit = max(dy_unit, part_d(rec.w));
   }
   let p = rows[r - P.row_base];
   let ln = groups[n - P.row_base / P.c];
@@ -311,18 +311,18 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
   // brought to the largest.
   // (f < 0: a near exponent, sn_bwd_wide_reduce; the largest f of the row's segments.)
-  var d_unit = 0;
+  var d_unit = -1000;
   var fe = -1000;
   for (var k = 0u; k < P.chunks; k++) {
     let w = bparts[(r - P.row_base) * P.chunks + k].w;
-    d_unit = max(d_unit, i32(w & 0xffffu));
+    d_unit = max(d_unit, part_d(w));
     fe = max(fe, part_f(w));
   }
   var s1 = 0.0;
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
-    let dk = i32(rec.w & 0xffffu);
+    let dk = part_d(rec.w);
     s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
     s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rec.w) - d_unit - fe);
   }

@@ -73,15 +73,18 @@ fn reduce_wide(seg: u32) {
     }
   }
   let big = mxf > DY_MAX;
+  // Every dy subnormal (sn_bwd_reduce lists such segments): the unit 2^-126, in which they are
+  // normal.
+  let tiny = is_subnormal_bits(mxf);
   let plain = nd_mix(p, ln, bn);
   // A segment of a NaN or infinite dy is summed again here in any case, with the reference's
   // terms dy ((x - hi) - lo): sn_bwd_reduce takes lo S1 off once, which needs finite sums, so its
   // sum dy (x - hi) kept Inf * 0 (NaN) where x = hi and an infinity of the wrong sign where x - hi
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
-  if (!scaled && !big && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
+  if (!scaled && !big && !tiny && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
-  let d_unit = dy_unit(select(0.0, mxf, big));
+  let d_unit = select(dy_unit(select(0.0, mxf, big)), -126, tiny);
   var e = 0;
   var hi: f32;
   var lo: f32;
@@ -103,7 +106,7 @@ fn reduce_wide(seg: u32) {
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
-  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(mxf) - d_unit);
+  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
   let f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
   var s1 = 0.0;

@@ -164,12 +164,12 @@ function zeroDyBesideFarMean(): LayerCall {
  * 12% off in SwitchNorm2d [4, 1, 1, 8], the wrong sign in SwitchNorm1d [4, 2]; -0.89 for 0.41 in
  * the 1d fuzzer's `--wide` seed 749); dbias now keeps the unit of dy.
  */
-function dbiasBesideHugeDgamma(layer: "1d" | "2d"): LayerCall {
+function dbiasBesideHugeDgamma(layer: "1d" | "2d", dyScale = 1e-34): LayerCall {
   const nd = layer === "2d", n = 4, per = nd ? 8 : 2;
   const x = Float32Array.from({ length: n * per }, (_, i) => i < per ? 3e38 : Math.sin(i * 1.3));
   const dy = Float32Array.from(
     { length: n * per },
-    (_, i) => (Math.cos(i * 0.7) * 0.5 + 0.1) * 1e-34,
+    (_, i) => (Math.cos(i * 0.7) * 0.5 + 0.1) * dyScale,
   );
   const c = nd ? 1 : 2, w = Math.log(2 ** -60);
   return {
@@ -197,6 +197,17 @@ const CASES: readonly [string, () => LayerCall][] = [
   ["dy = 0 beside a mean 2^81 stds away (evaluation)", zeroDyBesideFarMean],
   ["SwitchNorm2d dbias beside a dgamma 2^230 above it", () => dbiasBesideHugeDgamma("2d")],
   ["SwitchNorm1d dbias beside a dgamma 2^230 above it", () => dbiasBesideHugeDgamma("1d")],
+  // Subnormal dy (1e-40) there: layout nd summed it in units of 1, where a GPU that flushes
+  // subnormals (lavapipe) read it as 0: dgamma 0 for 3.6e29 and dx 0; such segments now take the
+  // unit 2^-126 (sn_bwd_reduce lists them for sn_bwd_wide_reduce).
+  [
+    "SwitchNorm2d under subnormal dy beside a dgamma 2^230 above it",
+    () => dbiasBesideHugeDgamma("2d", 1e-40),
+  ],
+  [
+    "SwitchNorm1d under subnormal dy beside a dgamma 2^230 above it",
+    () => dbiasBesideHugeDgamma("1d", 1e-40),
+  ],
 ];
 
 rangeTests(
