@@ -47,6 +47,10 @@ const F_REMEASURE: u32 = 0x40000u;
 // A Group sn_group_stats listed for sn_group_refine (an LN or BN mean near 0 by cancellation,
 // beside a far narrower member), until sn_group_refine writes it again. No other pass sees it.
 const F_GROUP_REFINE: u32 = 0x80000u;
+// An evaluation's BN Group (sn_group_stats) whose running_var above 0 its unit, the running_mean's,
+// cannot hold (a running_mean of 3e38 over a running_var of 1.4e-45, eps 0): its variance is 0
+// there, and a mix in which that matters is bad (wide_map: var_lost).
+const F_VAR_LOST: u32 = 0x100000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -385,24 +389,16 @@ fn wide_y(w: WideMap, t: f32) -> f32 {
   return select(near, (scale2(t, w.g - 2) + w.beta * 0.25) * 4.0, w.g > 120);
 }
 
-// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0).
-// A subnormal gamma too, by its bits (GPUs may flush subnormal operands): as a float operand
-// its 2^-149 lost its one bit in -0.5 gamma (gv 0: dx ~1e-16 where the reference has
-// +-Infinity, gamma 2e-45 over a row of std 1e-29 whose LN mean lies 2^212 stds away).
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
+// subnormals, which GPUs may flush anyway).
 fn gamma_exp(gamma: f32) -> i32 {
-  let b = bitcast<u32>(gamma);
-  let f = i32((b >> 23u) & 0xffu);
-  // A subnormal's value is m 2^-149 with m its 23 low bits, whose top bit is 2^(31 - clz(m)).
-  let sub = 31 - i32(countLeadingZeros(b & 0x7fffffu)) - 149;
-  return select(f - 127, select(sub, 0, (b & 0x7fffffu) == 0u), f == 0);
+  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  return select(f - 127, 0, f == 0);
 }
 
 fn gamma_mantissa(gamma: f32) -> f32 {
   let b = bitcast<u32>(gamma);
-  let m = b & 0x7fffffu;
-  // A subnormal's m shifted up until its top bit is the implicit one.
-  let sub = bitcast<f32>((b & 0x80000000u) | 0x3f800000u | ((m << (countLeadingZeros(m) - 8u)) & 0x7fffffu));
-  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), select(sub, gamma, m == 0u), (b & 0x7f800000u) == 0u);
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
 }
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
@@ -766,17 +762,28 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // (& and |, not && and ||: see null_var_inf.)
   let null_inf = null_var_inf(t0, t1, t2);
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
-  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
+  let lost = var_lost(t0, 0u, e - sv, denom) | var_lost(t1, 1u, e - sv, denom) | var_lost(t2, 2u, e - sv, denom);
+  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf | lost;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
-// floor(log2 |hi|) of term t in the unit 2^0 where its mean weight (index k) is not 0 (below
-// -1000 otherwise, and for a mean of 0, NaN or an infinity).
+// floor(log2 |hi|) of term t in the unit 2^0 where its mean weight (index k) is not 0; at most
+// -258 where it is 0, and near -1000 for a mean of 0, NaN or an infinity (so that none of these
+// raises wide_map's unit).
 fn mean_exp(k: u32, t: Term) -> i32 {
   return unit_of(t.flags) + finite_exponent_of(t.hi) + zero_weight_exp(P_ZERO_WMEAN + k);
+}
+
+// Whether term t (variance weight index k) is a BN group whose running_var its unit could not
+// hold (F_VAR_LOST: below 2^-149 of it) and that variance, weighted and in the mix's variance unit
+// 2^v, could be more than half a float32 spacing of the mix's var + eps (denom): then the mix's
+// std is not the reference's (y 3e28 for 1e22, silently), and the mix is bad (NaN) instead.
+fn var_lost(t: Term, k: u32, v: i32, denom: f32) -> bool {
+  let bound = 2 * (unit_of(t.flags) - v) - 149 + exponent_of(P.wvar[k]) + P.wvar_e[k];
+  return ((t.flags & F_VAR_LOST) != 0u) & (P.wvar[k] != 0.0) & (exponent_of(denom) - 24 <= bound);
 }
 
 // 0, or -512 where Params.flags has \`bit\` (a weight of 0): added to a term's unit exponent, it
@@ -799,8 +806,8 @@ fn null_var_inf(t0: Term, t1: Term, t2: Term) -> bool {
   return (inf & (P.flags >> P_ZERO_WVAR)) != 0u;
 }
 
-// floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
-// product of 0): a weight below float32's normal range still sets the mix's std unit.
+// floor(log2(wvar_k v)), to within one, from the weight's mantissa and exponent (-1000 where v
+// or the weight is 0): a weight below float32's normal range still sets the mix's std unit.
 fn weighted_exp(k: u32, v: f32) -> i32 {
   // From the factors' exponent fields (to within one; a subnormal v as 2^-126), not from their
   // float32 product: a product below float32's normal range (a variance weight of 5e-14 times
@@ -1524,6 +1531,16 @@ fn term_std_exp(t: Term) -> i32 {
   let f = i32(b >> 23u);
   let x = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^x <= |v| < 2^(x + 1)
   return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
+}
+
+// floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of
+// sn_bwd_coef's dx map then set a unit 2^-500 in which such a term passed float32's range, NaN
+// where the reference's dx is 0 under subnormal dy and gamma); -1000 for 0, 128 for NaN and the
+// infinities.
+fn bits_exponent(v: f32) -> i32 {
+  let b = bitcast<u32>(v) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  return select(select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0), -1000, b == 0u);
 }
 
 // Whether v is a nonzero subnormal, by its bits.
@@ -2918,11 +2935,18 @@ fn main(
         // (With eps 0 only a mean far above the std puts it there, where a mix of std 0 gives
         // the reference's infinities, std_zero.)
         let rv_scaled = select(scale2(rv, -2 * u), scale2_round(rv, -2 * u), P.eps > 0.0);
+        // With eps 0, a running_var above 0 that the mean's unit cannot hold (a running_mean of
+        // 3e38 over a running_var of 1.4e-45: |mean| / std ~2^202) leaves the group's variance 0,
+        // and a mix where it counts then has another std than the reference's: y 3e28 for 1e22,
+        // silently. Such a group is marked, and such a mix is NaN instead (common.wgsl var_lost;
+        // README, Numerics: a known exception).
+        let lost = P.eps == 0.0 && (bitcast<u32>(rv) << 1u) != 0u && (bitcast<u32>(rv_scaled) << 1u) == 0u &&
+          bad == 0u;
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u),
+          unit_flags(bad, u) | select(0u, F_VAR_LOST, lost),
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
@@ -4440,7 +4464,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let es1 = max(0, finite_exponent_of(s1) - 40);
   let es2 = max(0, finite_exponent_of(s2) - 60);
   let gm = -s * gamma * scale2(s1, -es1);
-  let gv = -0.5 * gamma * (s * s) * (s * scale2(s2, -es2));
+  // gamma times s^2 first: -0.5 times a subnormal gamma of 2^-149 (its mantissa, gamma_mantissa)
+  // was 0, and gv with it (dx ~1e-16 where the reference has +-Infinity: gamma 2e-45 over a row
+  // of std 1e-29 whose LN mean lies 2^212 stds away, tests/far_mean_test.ts).
+  let gv = gamma * (s * s) * (-0.5 * (s * scale2(s2, -es2)));
   // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
   // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
@@ -5004,10 +5031,10 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let xb = norm_exp(bm);
   let xm = norm_exp(p.mean);
   ax = xf_add(ax, -scale2(bm, -xb) * scale2(p.mean, -xm), gvar.e + u_in + xb + xm);
-  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
+  let t1 = d_unit - e + g + bits_exponent(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
   let xk = min(select(1, 41, u_in == 0), exponent_of(abs(p.mean) + sqrt(max(p.m2, 0.0))) + 1);
-  let t2 = gvar.e + u_in + exponent_of(bm) + xk;
-  let t3 = ax.e + exponent_of(ax.m);
+  let t2 = gvar.e + u_in + bits_exponent(bm) + xk;
+  let t3 = ax.e + bits_exponent(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);

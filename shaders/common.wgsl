@@ -38,6 +38,10 @@ const F_REMEASURE: u32 = 0x40000u;
 // A Group sn_group_stats listed for sn_group_refine (an LN or BN mean near 0 by cancellation,
 // beside a far narrower member), until sn_group_refine writes it again. No other pass sees it.
 const F_GROUP_REFINE: u32 = 0x80000u;
+// An evaluation's BN Group (sn_group_stats) whose running_var above 0 its unit, the running_mean's,
+// cannot hold (a running_mean of 3e38 over a running_var of 1.4e-45, eps 0): its variance is 0
+// there, and a mix in which that matters is bad (wide_map: var_lost).
+const F_VAR_LOST: u32 = 0x100000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -376,24 +380,16 @@ fn wide_y(w: WideMap, t: f32) -> f32 {
   return select(near, (scale2(t, w.g - 2) + w.beta * 0.25) * 4.0, w.g > 120);
 }
 
-// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0).
-// A subnormal gamma too, by its bits (GPUs may flush subnormal operands): as a float operand
-// its 2^-149 lost its one bit in -0.5 gamma (gv 0: dx ~1e-16 where the reference has
-// +-Infinity, gamma 2e-45 over a row of std 1e-29 whose LN mean lies 2^212 stds away).
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
+// subnormals, which GPUs may flush anyway).
 fn gamma_exp(gamma: f32) -> i32 {
-  let b = bitcast<u32>(gamma);
-  let f = i32((b >> 23u) & 0xffu);
-  // A subnormal's value is m 2^-149 with m its 23 low bits, whose top bit is 2^(31 - clz(m)).
-  let sub = 31 - i32(countLeadingZeros(b & 0x7fffffu)) - 149;
-  return select(f - 127, select(sub, 0, (b & 0x7fffffu) == 0u), f == 0);
+  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
+  return select(f - 127, 0, f == 0);
 }
 
 fn gamma_mantissa(gamma: f32) -> f32 {
   let b = bitcast<u32>(gamma);
-  let m = b & 0x7fffffu;
-  // A subnormal's m shifted up until its top bit is the implicit one.
-  let sub = bitcast<f32>((b & 0x80000000u) | 0x3f800000u | ((m << (countLeadingZeros(m) - 8u)) & 0x7fffffu));
-  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), select(sub, gamma, m == 0u), (b & 0x7f800000u) == 0u);
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
 }
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.
@@ -757,17 +753,28 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // (& and |, not && and ||: see null_var_inf.)
   let null_inf = null_var_inf(t0, t1, t2);
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
-  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
+  let lost = var_lost(t0, 0u, e - sv, denom) | var_lost(t1, 1u, e - sv, denom) | var_lost(t2, 2u, e - sv, denom);
+  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf | lost;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
-// floor(log2 |hi|) of term t in the unit 2^0 where its mean weight (index k) is not 0 (below
-// -1000 otherwise, and for a mean of 0, NaN or an infinity).
+// floor(log2 |hi|) of term t in the unit 2^0 where its mean weight (index k) is not 0; at most
+// -258 where it is 0, and near -1000 for a mean of 0, NaN or an infinity (so that none of these
+// raises wide_map's unit).
 fn mean_exp(k: u32, t: Term) -> i32 {
   return unit_of(t.flags) + finite_exponent_of(t.hi) + zero_weight_exp(P_ZERO_WMEAN + k);
+}
+
+// Whether term t (variance weight index k) is a BN group whose running_var its unit could not
+// hold (F_VAR_LOST: below 2^-149 of it) and that variance, weighted and in the mix's variance unit
+// 2^v, could be more than half a float32 spacing of the mix's var + eps (denom): then the mix's
+// std is not the reference's (y 3e28 for 1e22, silently), and the mix is bad (NaN) instead.
+fn var_lost(t: Term, k: u32, v: i32, denom: f32) -> bool {
+  let bound = 2 * (unit_of(t.flags) - v) - 149 + exponent_of(P.wvar[k]) + P.wvar_e[k];
+  return ((t.flags & F_VAR_LOST) != 0u) & (P.wvar[k] != 0.0) & (exponent_of(denom) - 24 <= bound);
 }
 
 // 0, or -512 where Params.flags has `bit` (a weight of 0): added to a term's unit exponent, it
@@ -790,8 +797,8 @@ fn null_var_inf(t0: Term, t1: Term, t2: Term) -> bool {
   return (inf & (P.flags >> P_ZERO_WVAR)) != 0u;
 }
 
-// floor(log2(wvar_k v)) from the weight's mantissa and exponent (-1000 and below for a
-// product of 0): a weight below float32's normal range still sets the mix's std unit.
+// floor(log2(wvar_k v)), to within one, from the weight's mantissa and exponent (-1000 where v
+// or the weight is 0): a weight below float32's normal range still sets the mix's std unit.
 fn weighted_exp(k: u32, v: f32) -> i32 {
   // From the factors' exponent fields (to within one; a subnormal v as 2^-126), not from their
   // float32 product: a product below float32's normal range (a variance weight of 5e-14 times

@@ -192,10 +192,10 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let xb = norm_exp(bm);
   let xm = norm_exp(p.mean);
   ax = xf_add(ax, -scale2(bm, -xb) * scale2(p.mean, -xm), gvar.e + u_in + xb + xm);
-  let t1 = d_unit - e + g + exponent_of(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
+  let t1 = d_unit - e + g + bits_exponent(gs) + select(0, 40, d_unit == 0 || d_unit < d_rec);
   let xk = min(select(1, 41, u_in == 0), exponent_of(abs(p.mean) + sqrt(max(p.m2, 0.0))) + 1);
-  let t2 = gvar.e + u_in + exponent_of(bm) + xk;
-  let t3 = ax.e + exponent_of(ax.m);
+  let t2 = gvar.e + u_in + bits_exponent(bm) + xk;
+  let t3 = ax.e + bits_exponent(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);

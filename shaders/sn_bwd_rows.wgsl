@@ -378,7 +378,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let es1 = max(0, finite_exponent_of(s1) - 40);
   let es2 = max(0, finite_exponent_of(s2) - 60);
   let gm = -s * gamma * scale2(s1, -es1);
-  let gv = -0.5 * gamma * (s * s) * (s * scale2(s2, -es2));
+  // gamma times s^2 first: -0.5 times a subnormal gamma of 2^-149 (its mantissa, gamma_mantissa)
+  // was 0, and gv with it (dx ~1e-16 where the reference has +-Infinity: gamma 2e-45 over a row
+  // of std 1e-29 whose LN mean lies 2^212 stds away, tests/far_mean_test.ts).
+  let gv = gamma * (s * s) * (-0.5 * (s * scale2(s2, -es2)));
   // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
   // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50

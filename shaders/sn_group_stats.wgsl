@@ -187,11 +187,18 @@ fn main(
         // (With eps 0 only a mean far above the std puts it there, where a mix of std 0 gives
         // the reference's infinities, std_zero.)
         let rv_scaled = select(scale2(rv, -2 * u), scale2_round(rv, -2 * u), P.eps > 0.0);
+        // With eps 0, a running_var above 0 that the mean's unit cannot hold (a running_mean of
+        // 3e38 over a running_var of 1.4e-45: |mean| / std ~2^202) leaves the group's variance 0,
+        // and a mix where it counts then has another std than the reference's: y 3e28 for 1e22,
+        // silently. Such a group is marked, and such a mix is NaN instead (common.wgsl var_lost;
+        // README, Numerics: a known exception).
+        let lost = P.eps == 0.0 && (bitcast<u32>(rv) << 1u) != 0u && (bitcast<u32>(rv_scaled) << 1u) == 0u &&
+          bad == 0u;
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u),
+          unit_flags(bad, u) | select(0u, F_VAR_LOST, lost),
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
