@@ -11,7 +11,7 @@
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { SwitchNormNdOptions } from "../mod.ts";
 import { assertClose, assertCloseToScale, type Tolerance } from "./_close.ts";
-import { GRAD_SCALED } from "./_tolerances.ts";
+import { GRAD_SCALED, Y } from "./_tolerances.ts";
 import { type TermScales, termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
@@ -338,4 +338,24 @@ export function assertOutputsClose(got: Outputs, want: Outputs, checks: Checks):
       else assertCloseToScale(got.grads[k], want.grads[k], grads.scales[k], grads.tol, what);
     }
   }
+}
+
+/**
+ * The range tests' checks of a call made with `scales: true`: y to Y per row (per sample of C in
+ * layout 1d), dx (it may overflow, see {@linkcode Checks}) and the gradients to GRAD_SCALED of
+ * their term scales.
+ */
+export function assertRangeChecks(
+  call: LayerCall,
+  got: Outputs,
+  want: Outputs,
+  what?: string,
+): void {
+  const rows = call.shape.slice(call.layer === "1d" ? 1 : 2).reduce((a, b) => a * b, 1);
+  assertOutputsClose(got, want, {
+    what,
+    y: { tol: Y, rows },
+    dxMayOverflow: true,
+    ...gradsToScale(want.scales),
+  });
 }
