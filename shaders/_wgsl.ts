@@ -1527,10 +1527,8 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
 // unit + floor(log2 variance) / 2 of a term (its std's exponent, from the bits: subnormal
 // variances included); -1000 for a variance of 0.
 fn term_std_exp(t: Term) -> i32 {
-  let b = bitcast<u32>(t.variance) & 0x7fffffffu;
-  let f = i32(b >> 23u);
-  let x = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^x <= |v| < 2^(x + 1)
-  return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
+  let x = bits_exponent(t.variance);
+  return select(unit_of(t.flags) + (x >> 1u), -1000, x == -1000);
 }
 
 // floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of
@@ -1993,11 +1991,10 @@ fn dy_is_wide(d: f32) -> bool {
 // The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a subnormal dy
 // 2^-126, by bits: scale2(dy, 126) is then a normal float32.
 fn dy_unit_1d(d: f32) -> i32 {
-  let a = bitcast<u32>(d) & 0x7fffffffu;
-  if (a - 1u < 0x007fffffu) {
+  if (is_subnormal_bits(d)) {
     return -126;
   }
-  return dy_unit(select(0.0, bitcast<f32>(a), class_bits(d) == 0u));
+  return dy_unit(select(0.0, bitcast<f32>(bitcast<u32>(d) & 0x7fffffffu), class_bits(d) == 0u));
 }
 
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go

@@ -262,10 +262,8 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
 // unit + floor(log2 variance) / 2 of a term (its std's exponent, from the bits: subnormal
 // variances included); -1000 for a variance of 0.
 fn term_std_exp(t: Term) -> i32 {
-  let b = bitcast<u32>(t.variance) & 0x7fffffffu;
-  let f = i32(b >> 23u);
-  let x = select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0); // 2^x <= |v| < 2^(x + 1)
-  return select(unit_of(t.flags) + (x >> 1u), -1000, b == 0u);
+  let x = bits_exponent(t.variance);
+  return select(unit_of(t.flags) + (x >> 1u), -1000, x == -1000);
 }
 
 // floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of

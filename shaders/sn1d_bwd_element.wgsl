@@ -296,11 +296,10 @@ fn dy_is_wide(d: f32) -> bool {
 // The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a subnormal dy
 // 2^-126, by bits: scale2(dy, 126) is then a normal float32.
 fn dy_unit_1d(d: f32) -> i32 {
-  let a = bitcast<u32>(d) & 0x7fffffffu;
-  if (a - 1u < 0x007fffffu) {
+  if (is_subnormal_bits(d)) {
     return -126;
   }
-  return dy_unit(select(0.0, bitcast<f32>(a), class_bits(d) == 0u));
+  return dy_unit(select(0.0, bitcast<f32>(bitcast<u32>(d) & 0x7fffffffu), class_bits(d) == 0u));
 }
 
 // Whether |d| passes DY_MAX and is finite (by bits): NaN and infinite dy are no reason to go
