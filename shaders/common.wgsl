@@ -365,7 +365,9 @@ fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
 fn factor_wide(gamma: f32, denom: f32) -> bool {
   let ge = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
   let de = i32((bitcast<u32>(denom) >> 23u) & 0xffu);
-  return 2 * ge - de > 287; // 2 log2|gamma| - log2(denom) > 160
+  // 2 log2|gamma| - log2(denom) > 160, or a subnormal gamma (its bits apart: gamma s rounded
+  // to float32's subnormal spacing lost up to half of a gamma of 2^-149).
+  return (2 * ge - de > 287) | ((ge == 0) & ((bitcast<u32>(gamma) & 0x7fffffffu) != 0u));
 }
 
 // y = t 2^g + beta of a wide map (w.scale carries gamma 2^-g), added in a safe order: for
@@ -377,19 +379,24 @@ fn factor_wide(gamma: f32, denom: f32) -> bool {
 fn wide_y(w: WideMap, t: f32) -> f32 {
   // g beyond pow2's range (a std far below the mix's unit, wide_map's sv) by t's bits.
   let near = select(t * pow2(w.g) + w.beta, (t * pow2(w.g - 2) + w.beta * 0.25) * 4.0, w.g >= 0);
-  return select(near, (scale2(t, w.g - 2) + w.beta * 0.25) * 4.0, w.g > 120);
+  return select(near, (scale2(t, w.g - 2) + w.beta * 0.25) * 4.0, (w.g > 120) | (w.g < -120));
 }
 
-// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = gamma for 0 and
-// subnormals, which GPUs may flush anyway).
+// gamma = gamma' 2^g with |gamma'| in [1, 2), from the bits (g = 0, gamma' = 0 for 0), a
+// subnormal's included: GPUs may flush it as an operand, and gamma s on the subnormal spacing
+// rounds away up to half of it (dx 2.4e-7 for 1.6e-7 under gamma 2^-149, corner fuzzer seed 288).
 fn gamma_exp(gamma: f32) -> i32 {
-  let f = i32((bitcast<u32>(gamma) >> 23u) & 0xffu);
-  return select(f - 127, 0, f == 0);
+  let b = bitcast<u32>(gamma) & 0x7fffffffu;
+  let f = i32(b >> 23u);
+  return select(f - 127, select(-118 - i32(countLeadingZeros(b)), 0, b == 0u), f == 0);
 }
 
 fn gamma_mantissa(gamma: f32) -> f32 {
   let b = bitcast<u32>(gamma);
-  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), gamma, (b & 0x7f800000u) == 0u);
+  let a = b & 0x7fffffffu;
+  // A subnormal's bits shifted up to a leading 1 at bit 23 (its exponent in gamma_exp).
+  let sub = (b & 0x80000000u) | 0x3f800000u | ((a << (countLeadingZeros(a) - 8u)) & 0x007fffffu);
+  return select(bitcast<f32>((b & 0x807fffffu) | 0x3f800000u), select(bitcast<f32>(sub), gamma, a == 0u), (b & 0x7f800000u) == 0u);
 }
 
 // The second word of a wide row's mixed[r] (sn_mix): an exponent pattern no finite lo has.

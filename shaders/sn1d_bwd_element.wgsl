@@ -264,13 +264,16 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
 }
 
 // p q 2^k for a dot term (|p q 2^k| stays below ~2^101, see wide_element): the product first
-// where it is well above float32's subnormal range (also NaN and the infinities, as the product
-// makes them), else from the factors' mantissas and exponents (exact powers of two), so that a
-// product below 2^-100 keeps its value where 2^k brings it back into range. A zero or
-// subnormal factor gives 0 (the dot's size estimate in wide_element counts it as 0 too).
+// where it is a finite float32 well above its subnormal range (and NaN and the infinities of
+// non-finite factors, as the product makes them), else from the factors' mantissas and
+// exponents (exact powers of two), so that a product below 2^-100 keeps its value where 2^k
+// brings it back into range, and one beyond float32 where 2^k brings it down (gm of a gamma
+// normalized from 2^-129 times a mean difference of 3e38: corner fuzzer seed 197, NaN for
+// Infinity). A zero or subnormal factor gives 0 (the dot's size estimate in wide_element counts
+// it as 0 too).
 fn dot_scaled(p: f32, q: f32, k: i32) -> f32 {
   let t = p * q;
-  if (exponent_of(t) > -100) {
+  if ((exponent_of(t) > -100 && class_bits(t) == 0u) || (class_bits(p) | class_bits(q)) != 0u) {
     return scale2(t, k);
   }
   let pe = exponent_of(p);
