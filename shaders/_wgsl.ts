@@ -47,10 +47,11 @@ const F_REMEASURE: u32 = 0x40000u;
 // A Group sn_group_stats listed for sn_group_refine (an LN or BN mean near 0 by cancellation,
 // beside a far narrower member), until sn_group_refine writes it again. No other pass sees it.
 const F_GROUP_REFINE: u32 = 0x80000u;
-// An evaluation's BN Group (sn_group_stats) whose running_var above 0 its unit, the running_mean's,
-// cannot hold (a running_mean of 3e38 over a running_var of 1.4e-45, eps 0): its variance is 0
-// there, and a mix in which that matters is bad (wide_map: var_lost).
-const F_VAR_LOST: u32 = 0x100000u;
+// Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o, o <= 0, where its variance is
+// held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a running_var far
+// below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
+// bits there (y 3e28 for 1e22; NaN where a mark replaced that). Every other record has 0 there.
+const F_VAR_OFFSET: u32 = 0x3fe00000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -568,6 +569,12 @@ fn unit_of(flags: u32) -> i32 {
   return select(0, i32(max_field(flags)) - 127, is_scaled(flags));
 }
 
+// The unit exponent of a scaled term's variance's root: its variance is in units of
+// 2^(2 var_unit) (unit_of but for an evaluation's BN Group of F_VAR_OFFSET).
+fn var_unit(flags: u32) -> i32 {
+  return unit_of(flags) - i32((flags & F_VAR_OFFSET) >> 21u);
+}
+
 // Flags of a Group (or mixed statistic) in unit 2^u: F_* bits, and F_SCALED with u + 127
 // unless u = 0.
 fn unit_flags(bad: u32, u: i32) -> u32 {
@@ -714,9 +721,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
   // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
   // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
-  let v_e = max(max(unit_of(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
-    unit_of(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
-    max(unit_of(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
+  let v_e = max(max(var_unit(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
+    var_unit(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
+    max(var_unit(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
@@ -748,9 +755,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let u1 = unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 1u);
   let u2 = unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 2u);
   let f0 = pow2(u0);
-  let v0 = pow2(unit_of(t0.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR));
-  let v1 = pow2(unit_of(t1.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 1u));
-  let v2 = pow2(unit_of(t2.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 2u));
+  let v0 = pow2(var_unit(t0.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR));
+  let v1 = pow2(var_unit(t1.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 1u));
+  let v2 = pow2(var_unit(t2.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 2u));
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
@@ -769,8 +776,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // (& and |, not && and ||: see null_var_inf.)
   let null_inf = null_var_inf(t0, t1, t2);
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
-  let lost = var_lost(t0, 0u, e - sv, denom) | var_lost(t1, 1u, e - sv, denom) | var_lost(t2, 2u, e - sv, denom);
-  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf | lost;
+  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
@@ -782,15 +788,6 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
 // raises wide_map's unit).
 fn mean_exp(k: u32, t: Term) -> i32 {
   return unit_of(t.flags) + finite_exponent_of(t.hi) + zero_weight_exp(P_ZERO_WMEAN + k);
-}
-
-// Whether term t (variance weight index k) is a BN group whose running_var its unit could not
-// hold (F_VAR_LOST: below 2^-149 of it) and that variance, weighted and in the mix's variance unit
-// 2^v, could be more than half a float32 spacing of the mix's var + eps (denom): then the mix's
-// std is not the reference's (y 3e28 for 1e22, silently), and the mix is bad (NaN) instead.
-fn var_lost(t: Term, k: u32, v: i32, denom: f32) -> bool {
-  let bound = 2 * (unit_of(t.flags) - v) - 149 + exponent_of(P.wvar[k]) + P.wvar_e[k];
-  return ((t.flags & F_VAR_LOST) != 0u) & (P.wvar[k] != 0.0) & (exponent_of(denom) - 24 <= bound);
 }
 
 // 0, or -512 where Params.flags has \`bit\` (a weight of 0): added to a term's unit exponent, it
@@ -1524,9 +1521,9 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
   let z2 = 4 * zero_weight_exp(P_ZERO_WVAR + 2u);
   let top = max(max(max(term_std_exp(t0) + z0, -1000), max(term_std_exp(t1) + z1, -1000)), max(term_std_exp(t2) + z2, -1000));
   let u = select(top, e, top == -1000);
-  let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u) + z0);
-  let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u) + z1);
-  let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u) + z2);
+  let v0 = scale2(t0.variance, 2 * (var_unit(t0.flags) - u) + z0);
+  let v1 = scale2(t1.variance, 2 * (var_unit(t1.flags) - u) + z1);
+  let v2 = scale2(t2.variance, 2 * (var_unit(t2.flags) - u) + z2);
   let v = weighted_var(0u, P.wvar.x * v0) + weighted_var(1u, P.wvar.y * v1) + weighted_var(2u, P.wvar.z * v2);
   return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
 }
@@ -1535,7 +1532,7 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
 // variances included); -1000 for a variance of 0.
 fn term_std_exp(t: Term) -> i32 {
   let x = bits_exponent(t.variance);
-  return select(unit_of(t.flags) + (x >> 1u), -1000, x == -1000);
+  return select(var_unit(t.flags) + (x >> 1u), -1000, x == -1000);
 }
 
 // floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of
@@ -2935,25 +2932,24 @@ fn main(
         // running_var of a dead channel, 1e-14, stays on the hot path.)
         let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
-        // With eps > 0 the variance rounded to what float32 holds in the unit (scale2_round),
-        // not flushed: in sqrt(eps)'s unit a running_var of 2.8e-45 is subnormal; negligible
-        // in the mix beside eps, it is the whole of var_k - var in the backward's variance dots
-        // beside constant rows (var_diffs, backward_common.wgsl), which read it by its bits.
-        // (With eps 0 only a mean far above the std puts it there, where a mix of std 0 gives
-        // the reference's infinities, std_zero.)
-        let rv_scaled = select(scale2(rv, -2 * u), scale2_round(rv, -2 * u), P.eps > 0.0);
-        // With eps 0, a running_var above 0 that the mean's unit cannot hold (a running_mean of
-        // 3e38 over a running_var of 1.4e-45: |mean| / std ~2^202) leaves the group's variance 0,
-        // and a mix where it counts then has another std than the reference's: y 3e28 for 1e22,
-        // silently. Such a group is marked, and such a mix is NaN instead (common.wgsl var_lost;
-        // README, Numerics: a known exception).
-        let lost = P.eps == 0.0 && (bitcast<u32>(rv) << 1u) != 0u && (bitcast<u32>(rv_scaled) << 1u) == 0u &&
-          bad == 0u;
+        // A running_var that its mean's unit would hold below 2^-100 (a running_mean of 3e38
+        // over a running_var of 1.4e-45: |mean| / std ~2^202, where it is 0, as is y's std with
+        // eps 0: y 3e28 for 1e22) is held in a unit of its own, 2^(2 (u + o)) near its root
+        // (F_VAR_OFFSET: -o; common.wgsl var_unit), from its exponent by its bits (subnormals
+        // included): in sqrt(eps)'s unit a running_var of 2.8e-45, negligible in the mix beside
+        // eps, is the whole of var_k - var in the backward's variance dots beside constant rows
+        // (var_diffs, backward_common.wgsl); with eps 0 its mix would have std 0 (std_zero).
+        let rv_bits = bitcast<u32>(rv) & 0x7fffffffu;
+        let rv_field = i32(rv_bits >> 23u);
+        let rv_exp = select(rv_field - 127, -118 - i32(countLeadingZeros(rv_bits)), rv_field == 0);
+        let own = wide && bad == 0u && rv_bits != 0u && rv_exp - 2 * u < -100;
+        let o = select(0, min(0, (rv_exp >> 1u) - u), own);
+        let rv_scaled = scale2(rv, -2 * (u + o));
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u) | select(0u, F_VAR_LOST, lost),
+          unit_flags(bad, u) | (u32(-o) << 21u),
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));

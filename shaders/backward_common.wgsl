@@ -252,9 +252,9 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
   let z2 = 4 * zero_weight_exp(P_ZERO_WVAR + 2u);
   let top = max(max(max(term_std_exp(t0) + z0, -1000), max(term_std_exp(t1) + z1, -1000)), max(term_std_exp(t2) + z2, -1000));
   let u = select(top, e, top == -1000);
-  let v0 = scale2(t0.variance, 2 * (unit_of(t0.flags) - u) + z0);
-  let v1 = scale2(t1.variance, 2 * (unit_of(t1.flags) - u) + z1);
-  let v2 = scale2(t2.variance, 2 * (unit_of(t2.flags) - u) + z2);
+  let v0 = scale2(t0.variance, 2 * (var_unit(t0.flags) - u) + z0);
+  let v1 = scale2(t1.variance, 2 * (var_unit(t1.flags) - u) + z1);
+  let v2 = scale2(t2.variance, 2 * (var_unit(t2.flags) - u) + z2);
   let v = weighted_var(0u, P.wvar.x * v0) + weighted_var(1u, P.wvar.y * v1) + weighted_var(2u, P.wvar.z * v2);
   return VarDiffs(vec4<f32>(v0 - v, v1 - v, v2 - v, v), u);
 }
@@ -263,7 +263,7 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
 // variances included); -1000 for a variance of 0.
 fn term_std_exp(t: Term) -> i32 {
   let x = bits_exponent(t.variance);
-  return select(unit_of(t.flags) + (x >> 1u), -1000, x == -1000);
+  return select(var_unit(t.flags) + (x >> 1u), -1000, x == -1000);
 }
 
 // floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of

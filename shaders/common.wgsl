@@ -38,10 +38,11 @@ const F_REMEASURE: u32 = 0x40000u;
 // A Group sn_group_stats listed for sn_group_refine (an LN or BN mean near 0 by cancellation,
 // beside a far narrower member), until sn_group_refine writes it again. No other pass sees it.
 const F_GROUP_REFINE: u32 = 0x80000u;
-// An evaluation's BN Group (sn_group_stats) whose running_var above 0 its unit, the running_mean's,
-// cannot hold (a running_mean of 3e38 over a running_var of 1.4e-45, eps 0): its variance is 0
-// there, and a mix in which that matters is bad (wide_map: var_lost).
-const F_VAR_LOST: u32 = 0x100000u;
+// Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o, o <= 0, where its variance is
+// held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a running_var far
+// below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
+// bits there (y 3e28 for 1e22; NaN where a mark replaced that). Every other record has 0 there.
+const F_VAR_OFFSET: u32 = 0x3fe00000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -559,6 +560,12 @@ fn unit_of(flags: u32) -> i32 {
   return select(0, i32(max_field(flags)) - 127, is_scaled(flags));
 }
 
+// The unit exponent of a scaled term's variance's root: its variance is in units of
+// 2^(2 var_unit) (unit_of but for an evaluation's BN Group of F_VAR_OFFSET).
+fn var_unit(flags: u32) -> i32 {
+  return unit_of(flags) - i32((flags & F_VAR_OFFSET) >> 21u);
+}
+
 // Flags of a Group (or mixed statistic) in unit 2^u: F_* bits, and F_SCALED with u + 127
 // unless u = 0.
 fn unit_flags(bad: u32, u: i32) -> u32 {
@@ -705,9 +712,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
   // eps below float32's normal range (0: y NaN where the reference is finite): the unit drops to
   // 2^62 above the std's, but no lower than 2^125 below the largest unit (x 2^-e stays finite).
-  let v_e = max(max(unit_of(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
-    unit_of(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
-    max(unit_of(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
+  let v_e = max(max(var_unit(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
+    var_unit(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
+    max(var_unit(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
@@ -739,9 +746,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let u1 = unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 1u);
   let u2 = unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 2u);
   let f0 = pow2(u0);
-  let v0 = pow2(unit_of(t0.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR));
-  let v1 = pow2(unit_of(t1.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 1u));
-  let v2 = pow2(unit_of(t2.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 2u));
+  let v0 = pow2(var_unit(t0.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR));
+  let v1 = pow2(var_unit(t1.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 1u));
+  let v2 = pow2(var_unit(t2.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 2u));
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
@@ -760,8 +767,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // (& and |, not && and ||: see null_var_inf.)
   let null_inf = null_var_inf(t0, t1, t2);
   let var_inf = (((t0.flags | t1.flags | t2.flags) & F_VAR_INF) != 0u) & !null_inf;
-  let lost = var_lost(t0, 0u, e - sv, denom) | var_lost(t1, 1u, e - sv, denom) | var_lost(t2, 2u, e - sv, denom);
-  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf | lost;
+  let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
@@ -773,15 +779,6 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
 // raises wide_map's unit).
 fn mean_exp(k: u32, t: Term) -> i32 {
   return unit_of(t.flags) + finite_exponent_of(t.hi) + zero_weight_exp(P_ZERO_WMEAN + k);
-}
-
-// Whether term t (variance weight index k) is a BN group whose running_var its unit could not
-// hold (F_VAR_LOST: below 2^-149 of it) and that variance, weighted and in the mix's variance unit
-// 2^v, could be more than half a float32 spacing of the mix's var + eps (denom): then the mix's
-// std is not the reference's (y 3e28 for 1e22, silently), and the mix is bad (NaN) instead.
-fn var_lost(t: Term, k: u32, v: i32, denom: f32) -> bool {
-  let bound = 2 * (unit_of(t.flags) - v) - 149 + exponent_of(P.wvar[k]) + P.wvar_e[k];
-  return ((t.flags & F_VAR_LOST) != 0u) & (P.wvar[k] != 0.0) & (exponent_of(denom) - 24 <= bound);
 }
 
 // 0, or -512 where Params.flags has `bit` (a weight of 0): added to a term's unit exponent, it

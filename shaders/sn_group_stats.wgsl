@@ -180,25 +180,24 @@ fn main(
         // running_var of a dead channel, 1e-14, stays on the hot path.)
         let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
-        // With eps > 0 the variance rounded to what float32 holds in the unit (scale2_round),
-        // not flushed: in sqrt(eps)'s unit a running_var of 2.8e-45 is subnormal; negligible
-        // in the mix beside eps, it is the whole of var_k - var in the backward's variance dots
-        // beside constant rows (var_diffs, backward_common.wgsl), which read it by its bits.
-        // (With eps 0 only a mean far above the std puts it there, where a mix of std 0 gives
-        // the reference's infinities, std_zero.)
-        let rv_scaled = select(scale2(rv, -2 * u), scale2_round(rv, -2 * u), P.eps > 0.0);
-        // With eps 0, a running_var above 0 that the mean's unit cannot hold (a running_mean of
-        // 3e38 over a running_var of 1.4e-45: |mean| / std ~2^202) leaves the group's variance 0,
-        // and a mix where it counts then has another std than the reference's: y 3e28 for 1e22,
-        // silently. Such a group is marked, and such a mix is NaN instead (common.wgsl var_lost;
-        // README, Numerics: a known exception).
-        let lost = P.eps == 0.0 && (bitcast<u32>(rv) << 1u) != 0u && (bitcast<u32>(rv_scaled) << 1u) == 0u &&
-          bad == 0u;
+        // A running_var that its mean's unit would hold below 2^-100 (a running_mean of 3e38
+        // over a running_var of 1.4e-45: |mean| / std ~2^202, where it is 0, as is y's std with
+        // eps 0: y 3e28 for 1e22) is held in a unit of its own, 2^(2 (u + o)) near its root
+        // (F_VAR_OFFSET: -o; common.wgsl var_unit), from its exponent by its bits (subnormals
+        // included): in sqrt(eps)'s unit a running_var of 2.8e-45, negligible in the mix beside
+        // eps, is the whole of var_k - var in the backward's variance dots beside constant rows
+        // (var_diffs, backward_common.wgsl); with eps 0 its mix would have std 0 (std_zero).
+        let rv_bits = bitcast<u32>(rv) & 0x7fffffffu;
+        let rv_field = i32(rv_bits >> 23u);
+        let rv_exp = select(rv_field - 127, -118 - i32(countLeadingZeros(rv_bits)), rv_field == 0);
+        let own = wide && bad == 0u && rv_bits != 0u && rv_exp - 2 * u < -100;
+        let o = select(0, min(0, (rv_exp >> 1u) - u), own);
+        let rv_scaled = scale2(rv, -2 * (u + o));
         groups[P.chan_base + g] = Group(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u) | select(0u, F_VAR_LOST, lost),
+          unit_flags(bad, u) | (u32(-o) << 21u),
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));

@@ -1,0 +1,115 @@
+/**
+ * Issue 10, point 1: an evaluation on a `running_var` far below its `running_mean` (3e38 over
+ * 1.4e-45: |mean| / std ~2^202). y = gamma (x - mu) / std is finite under a small gamma (-4e21
+ * under 1e-39), and the logit gradients take var_k - var of such a variance. WebGPU held an
+ * evaluation's BN statistics in one unit, its mean's, where such a variance is 0: y came out
+ * -Infinity (a mix of std 0), or NaN where a mark replaced a wrong std (y 3e28 for 1e22), and
+ * `var_weight`'s gradient 0 for -6e-21 with eps 1e-5. The variance now has a unit of its own
+ * (shaders/sn_group_stats.wgsl, common.wgsl var_unit); found by the corner fuzzer
+ * (`deno run -A tests/fuzz/corner_fuzz.ts 1 2000 webgpu`: 46 of its 70 failures), whose seeds run
+ * here on both backends.
+ */
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { make } from "./fuzz/corner_fuzz.ts";
+
+/** An evaluation whose std is the BN term's alone, eps 0, on running buffers 2^202 stds apart. */
+function farRunningMean(layer: "1d" | "2d"): LayerCall {
+  const nd = layer === "2d";
+  const shape = nd ? [2, 2, 1, 4] : [4, 2];
+  const len = shape.reduce((a, b) => a * b, 1);
+  return {
+    layer,
+    shape,
+    options: { eps: 0 },
+    state: {
+      weight: Float32Array.of(1e-39, 1),
+      // Means from LN and BN, the variance from BN alone.
+      mean_weight: nd ? Float32Array.of(-1e30, 0, 0) : Float32Array.of(0, 0),
+      var_weight: nd ? Float32Array.of(-1e30, -1e30, 0) : Float32Array.of(-1e30, 0),
+      running_mean: Float32Array.of(3e38, 1e22),
+      running_var: Float32Array.of(1.4e-45, 1.4e-45),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.from({ length: len }, (_, i) => Math.sin(i + 1)),
+    dy: Float32Array.from({ length: len }, (_, i) => Math.cos(i)),
+    scales: true,
+  };
+}
+
+for (const layer of ["1d", "2d"] as const) {
+  rangeTests(
+    `SwitchNorm${layer}: an evaluation on a running_var 2^202 stds below its running_mean gives the reference's y and gradients`,
+    async (backend) => {
+      const call = farRunningMean(layer);
+      const { want, got } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
+
+rangeTests(
+  "the corner fuzzer's far running_var seeds match the float64 reference",
+  async (backend) => {
+    const failures: string[] = [];
+    // Seeds of tests/fuzz/corner_fuzz.ts that failed on WebGPU before.
+    const seeds = [
+      50,
+      76,
+      85,
+      223,
+      235,
+      252,
+      259,
+      279,
+      296,
+      383,
+      589,
+      664,
+      764,
+      776,
+      817,
+      824,
+      871,
+      893,
+      901,
+      935,
+      965,
+      1028,
+      1030,
+      1114,
+      1147,
+      1173,
+      1211,
+      1218,
+      1261,
+      1341,
+      1375,
+      1474,
+      1578,
+      1587,
+      1620,
+      1645,
+      1660,
+      1696,
+      1721,
+      1728,
+      1801,
+      1815,
+      1830,
+      1889,
+      1891,
+      1987,
+    ];
+    for (const seed of seeds) {
+      const call = make(seed);
+      const { want, got } = await runBoth(call, backend);
+      try {
+        assertRangeChecks(call, got, want, `seed ${seed}`);
+      } catch (e) {
+        failures.push(String(e).slice(0, 400));
+      }
+    }
+    if (failures.length > 0) throw new Error(failures.join("\n"));
+  },
+);
