@@ -52,6 +52,9 @@ const F_GROUP_REFINE: u32 = 0x80000u;
 // below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
 // bits there (y 3e28 for 1e22; NaN where a mark replaced that). Every other record has 0 there.
 const F_VAR_OFFSET: u32 = 0x3fe00000u;
+// Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: of mean weight 0,
+// it does not set a mix's unit (sets_unit), only its std's (wide_map's v_e).
+const F_RUNNING: u32 = 0x40000000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -701,11 +704,14 @@ fn select_term(t: Term, keep: bool) -> Term {
   return Term(select(0.0, t.hi, keep), select(0.0, t.lo, keep), select(0.0, t.variance, keep), select(0u, t.flags, keep));
 }
 
-// Whether term t, of mean weight wm and variance weight wv, sets the unit: not of weight 0, and
-// not an unscaled term of zeros (a row of zeros).
+// Whether term t, of mean weight wm and variance weight wv, sets the unit: not of weight 0, not
+// an unscaled term of zeros (a row of zeros), and not running buffers of mean weight 0 (F_RUNNING:
+// their unit bounds no x, and their variance sets the std's unit alone; a variance weight of
+// 2^-200 on a running std of 1e15 set the unit 2^50, in which data of 1e-36 was flushed: dgamma
+// 0 for -3e16, corner fuzzer seed 87).
 fn sets_unit(t: Term, wm: f32, wv: f32) -> bool {
   let zero = !is_scaled(t.flags) && t.hi == 0.0 && t.lo == 0.0 && t.variance == 0.0;
-  return (wm != 0.0 || wv != 0.0) && !zero;
+  return ((wm != 0.0) | ((wv != 0.0) & ((t.flags & F_RUNNING) == 0u))) & !zero;
 }
 
 // Terms t0, t1, t2 take weights 0, 1, 2 (a missing term has weight 0: Params' unused weights
@@ -724,6 +730,9 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let v_e = max(max(var_unit(t0.flags) + (weighted_exp(0u, t0.variance) >> 1u),
     var_unit(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
     max(var_unit(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
+  // The std's unit at most 2^62 above the mix's (var + eps stays within float32): running
+  // buffers of mean weight 0 set it alone (sets_unit).
+  e = max(e, v_e - 62);
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
   // past float32's range (x 2^125 - mu).
@@ -755,9 +764,6 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let u1 = unit_of(t1.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 1u);
   let u2 = unit_of(t2.flags) - e + zero_weight_exp(P_ZERO_WMEAN + 2u);
   let f0 = pow2(u0);
-  let v0 = pow2(var_unit(t0.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR));
-  let v1 = pow2(var_unit(t1.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 1u));
-  let v2 = pow2(var_unit(t2.flags) - e + sv + zero_weight_exp(P_ZERO_WVAR + 2u));
   // The means by unit_shift: an evaluation's BN term in the unit of its std can hold a mean up
   // to 2^126 (sn_group_stats.wgsl), which a factor 2^(u_k - e) below 2^-126 (flushed to 0 by
   // pow2) would drop.
@@ -765,8 +771,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
     weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
     weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
-  let variance = weighted_var(0u, P.wvar.x * (t0.variance * v0 * v0)) + weighted_var(1u, P.wvar.y * (t1.variance * v1 * v1)) +
-    weighted_var(2u, P.wvar.z * (t2.variance * v2 * v2));
+  let variance = weighted_term_var(0u, t0, e - sv) + weighted_term_var(1u, t1, e - sv) + weighted_term_var(2u, t2, e - sv);
   // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(sv - e) * pow2(sv - e);
@@ -781,6 +786,19 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let g = gamma_exp(gamma) + sv;
   let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
+}
+
+// wvar_k var_k of term t (weight index k) in the mix's variance unit 2^(2v), from the weight's
+// mantissa with every exponent apart, applied last (exact powers of two): the weight's, its
+// exponent below float32 (wvar_e), and that of the term's unit: a running variance in its own
+// unit far above the mix's (a running std of 1e15 at weight 2^-120 beside data of 1e-36) passed
+// float32's range before its weight brought it back (y 0 for 2.5e-3, corner fuzzer seed 152).
+// A weight of 0 (zero_weight_exp) gives 0.
+fn weighted_term_var(k: u32, t: Term, v: i32) -> f32 {
+  let w = P.wvar[k];
+  let we = exponent_of(w); // w is 0 or a normal float32
+  let j = 2 * (var_unit(t.flags) - v) + we + P.wvar_e[k] + 2 * zero_weight_exp(P_ZERO_WVAR + k);
+  return (t.variance * (w * pow2(-we))) * pow2(j / 2) * pow2(j - j / 2);
 }
 
 // floor(log2 |hi|) of term t in the unit 2^0 where its mean weight (index k) is not 0; at most
@@ -1488,10 +1506,14 @@ fn mixed_bad(m: Mixed) -> bool {
 
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
-fn wide_centred(t: Term, w: WideMap) -> f32 {
+// Running buffers of mean weight 0 (weight index k) may lie beyond float32's range in the mix's
+// unit (sets_unit: it does not count them): their centred mean is then 0, a dot product that
+// weight 0 multiplies (Infinity made the logit gradients NaN).
+fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
   let f = pow2(unit_of(t.flags) - w.e);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  let c = ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  return select(c, 0.0, (class_bits(c) != 0u) & (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
@@ -1936,7 +1958,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  let ca = vec4<f32>(wide_centred(t_ln, w, 0u), wide_centred(t_bn, w, 1u), 0.0, w.hi + w.lo);
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
@@ -2949,7 +2971,7 @@ fn main(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u) | (u32(-o) << 21u),
+          unit_flags(bad, u) | (u32(-o) << 21u) | F_RUNNING,
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
@@ -4479,7 +4501,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
-  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
+  let ca = vec4<f32>(wide_centred(t_in, w, 0u), wide_centred(t_ln, w, 1u), wide_centred(t_bn, w, 2u), w.hi + w.lo) * ff;
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
   let vd = var_diffs(t_in, t_ln, t_bn, w.e);
   let cb = vd.d;

@@ -219,10 +219,14 @@ fn mixed_bad(m: Mixed) -> bool {
 
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
-fn wide_centred(t: Term, w: WideMap) -> f32 {
+// Running buffers of mean weight 0 (weight index k) may lie beyond float32's range in the mix's
+// unit (sets_unit: it does not count them): their centred mean is then 0, a dot product that
+// weight 0 multiplies (Infinity made the logit gradients NaN).
+fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
   let f = pow2(unit_of(t.flags) - w.e);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  return ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  let c = ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  return select(c, 0.0, (class_bits(c) != 0u) & (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of

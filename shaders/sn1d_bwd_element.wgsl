@@ -237,7 +237,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  let ca = vec4<f32>(wide_centred(t_ln, w), wide_centred(t_bn, w), 0.0, w.hi + w.lo);
+  let ca = vec4<f32>(wide_centred(t_ln, w, 0u), wide_centred(t_bn, w, 1u), 0.0, w.hi + w.lo);
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);

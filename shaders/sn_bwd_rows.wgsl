@@ -390,7 +390,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
-  let ca = vec4<f32>(wide_centred(t_in, w), wide_centred(t_ln, w), wide_centred(t_bn, w), w.hi + w.lo) * ff;
+  let ca = vec4<f32>(wide_centred(t_in, w, 0u), wide_centred(t_ln, w, 1u), wide_centred(t_bn, w, 2u), w.hi + w.lo) * ff;
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
   let vd = var_diffs(t_in, t_ln, t_bn, w.e);
   let cb = vd.d;

@@ -197,7 +197,7 @@ fn main(
           select(scale2(rm, -u), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u) | (u32(-o) << 21u),
+          unit_flags(bad, u) | (u32(-o) << 21u) | F_RUNNING,
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));

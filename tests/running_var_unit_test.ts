@@ -48,6 +48,68 @@ for (const layer of ["1d", "2d"] as const) {
   );
 }
 
+/**
+ * An evaluation whose means come from the data (x ~1e-36) and whose std takes a running_var of
+ * 1e30 at a variance weight of 2^-200 (std ~8e-16): xhat ~1e-21, dgamma ~1e15 under dy ~1e36.
+ * WebGPU let those running buffers, of mean weight 0, set the mix's unit (2^50), where the data
+ * was flushed: dgamma 0 (corner fuzzer seed 87: 0 for -3e16).
+ */
+function varianceOnlyRunningBuffers(layer: "1d" | "2d"): LayerCall {
+  const nd = layer === "2d";
+  const shape = nd ? [2, 2, 1, 4] : [4, 2];
+  const len = shape.reduce((a, b) => a * b, 1);
+  const tiny = Math.log(2 ** -200);
+  return {
+    layer,
+    shape,
+    options: { eps: 0 },
+    state: {
+      weight: Float32Array.of(1, 0.5),
+      mean_weight: nd ? Float32Array.of(0, 0, -1e30) : Float32Array.of(0, -1e30),
+      var_weight: nd ? Float32Array.of(0, 0, tiny) : Float32Array.of(0, tiny),
+      running_mean: Float32Array.of(3e38, -1e30),
+      running_var: Float32Array.of(1e30, 1e30),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.from({ length: len }, (_, i) => Math.sin(i + 1) * 1e-36),
+    dy: Float32Array.from({ length: len }, (_, i) => Math.cos(i) * 1e36),
+    scales: true,
+  };
+}
+
+for (const layer of ["1d", "2d"] as const) {
+  rangeTests(
+    `SwitchNorm${layer}: running buffers of mean weight 0 leave the data's precision to an evaluation`,
+    async (backend) => {
+      const call = varianceOnlyRunningBuffers(layer);
+      const { want, got } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
+
+rangeTests(
+  "the corner fuzzer's variance-only running buffer seeds match the float64 reference",
+  async (backend) => {
+    const failures: string[] = [];
+    // Seeds that failed before (87 ... 1764), and seeds that a first form of the fix broke (a
+    // running variance in its unit beyond float32 before its weight: 152, 235, 508, 534, 802,
+    // 1568, 1680).
+    const seeds = [87, 625, 921, 1260, 1608, 1764, 152, 235, 508, 534, 802, 1568, 1680];
+    for (const seed of seeds) {
+      const call = make(seed);
+      const { want, got } = await runBoth(call, backend);
+      try {
+        assertRangeChecks(call, got, want, `seed ${seed}`);
+      } catch (e) {
+        failures.push(String(e).slice(0, 400));
+      }
+    }
+    if (failures.length > 0) throw new Error(failures.join("\n"));
+  },
+);
+
 rangeTests(
   "the corner fuzzer's far running_var seeds match the float64 reference",
   async (backend) => {
