@@ -705,13 +705,20 @@ fn select_term(t: Term, keep: bool) -> Term {
 }
 
 // Whether term t, of mean weight wm and variance weight wv, sets the unit: not of weight 0, not
-// an unscaled term of zeros (a row of zeros), and not running buffers of mean weight 0 (F_RUNNING:
-// their unit bounds no x, and their variance sets the std's unit alone; a variance weight of
-// 2^-200 on a running std of 1e15 set the unit 2^50, in which data of 1e-36 was flushed: dgamma
-// 0 for -3e16, corner fuzzer seed 87).
+// an unscaled term of zeros (a row of zeros), and not running buffers (F_RUNNING: their unit,
+// their std's, bounds no x; their mean sets a floor of the unit and their variance the std's
+// unit, wide_map): a variance weight of 2^-200 on a running std of 1e15 set the unit 2^50, in
+// which data of 1e-36 was flushed (dgamma 0 for -3e16, corner fuzzer seed 87; with a mean weight
+// of 2^-100 on its running_mean of 0.5, dgamma 0 for 7e-9, seed 1875).
 fn sets_unit(t: Term, wm: f32, wv: f32) -> bool {
+  return counts(t, wm, wv) & ((t.flags & F_RUNNING) == 0u);
+}
+
+// Whether term t, of mean weight wm and variance weight wv, counts in the mix: not of weight 0,
+// and not an unscaled term of zeros.
+fn counts(t: Term, wm: f32, wv: f32) -> bool {
   let zero = !is_scaled(t.flags) && t.hi == 0.0 && t.lo == 0.0 && t.variance == 0.0;
-  return ((wm != 0.0) | ((wv != 0.0) & ((t.flags & F_RUNNING) == 0u))) & !zero;
+  return ((wm != 0.0) | (wv != 0.0)) & !zero;
 }
 
 // Terms t0, t1, t2 take weights 0, 1, 2 (a missing term has weight 0: Params' unused weights
@@ -731,7 +738,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
     var_unit(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
     max(var_unit(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
   // The std's unit at most 2^62 above the mix's (var + eps stays within float32): running
-  // buffers of mean weight 0 set it alone (sets_unit).
+  // buffers set it alone (sets_unit).
   e = max(e, v_e - 62);
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
@@ -746,7 +753,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // a running_mean of -2.9e34 of weight 0.14 beside IN stds of 3e-30 the mixed mean (dx NaN
   // for +-Infinity and for finite values of the sample's other rows: seed 23), and one of 3e38
   // of weight 2^-100 beside data of std 2e-28 its term (y -Infinity for -8e35).
-  let x_floor = select(-1000, unit_of(t0.flags) - 125, is_scaled(t0.flags));
+  // (An unscaled term 0 bounds |x| by 2^40: x 2^-e stays finite down to e = -86. Running
+  // buffers set no unit, sets_unit: with the data's terms of weight 0, e was eps_exp, -1000 for
+  // eps 0: NaN for -Infinity, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seeds 82, 899.)
+  let x_floor = select(-86, unit_of(t0.flags) - 125, is_scaled(t0.flags));
   e = max(e, max(x_floor, max(mean_exp(1u, t1), mean_exp(2u, t2)) - 126));
   // Where the means keep e more than 2^62 above the std's unit (means 2^125 above it, the most
   // x 2^-e allows, and a std 2^63 or more below that), var + eps would fall below float32's
@@ -1506,14 +1516,17 @@ fn mixed_bad(m: Mixed) -> bool {
 
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
-// Running buffers of mean weight 0 (weight index k) may lie beyond float32's range in the mix's
-// unit (sets_unit: it does not count them): their centred mean is then 0, a dot product that
-// weight 0 multiplies (Infinity made the logit gradients NaN).
+// Running buffers of mean weight 0 (weight index k; the shaders' 0, below 2^-252 too) take a
+// centred mean of 0: their dot product is multiplied by that weight, and their mean can lie
+// beyond float32's range in the mix's unit (sets_unit: it does not count them; Infinity made the
+// logit gradients NaN) or far above the data's dots in a record's unit (a running_mean of 1e30
+// beside data of 1e-37 flushed the IN and LN dots: mean_weight's gradient 0 for 3.4e4, corner
+// fuzzer seed 925).
 fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
   let f = pow2(unit_of(t.flags) - w.e);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
   let c = ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
-  return select(c, 0.0, (class_bits(c) != 0u) & (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
+  return select(c, 0.0, (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
@@ -2056,12 +2069,12 @@ fn mix_flagged(t0: Term, t1: Term, t2: Term) -> bool {
   return (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | null_var_inf(t0, t1, t2);
 }
 
-// Whether some term sets wide_map's unit. Where none does (every term of nonzero weight a term
-// of zeros: an evaluation on a running_mean and running_var of 0 under BN alone) the mixed
-// mean is exactly 0 and x - mu is x: wide_map's unit stays at eps_exp (-1000) there, and x in
-// it overflows.
-fn unit_set(t0: Term, t1: Term, t2: Term) -> bool {
-  return sets_unit(t0, P.wmean.x, P.wvar.x) || sets_unit(t1, P.wmean.y, P.wvar.y) || sets_unit(t2, P.wmean.z, P.wvar.z);
+// Whether some term counts in the mix (common.wgsl counts). Where none does (every term of
+// nonzero weight a term of zeros: an evaluation on a running_mean and running_var of 0 under BN
+// alone) the mixed mean is exactly 0 and x - mu is x. (Not sets_unit, which running buffers
+// never meet: a running_mean of 2 was then taken for 0, y +Infinity for -Infinity.)
+fn some_term_counts(t0: Term, t1: Term, t2: Term) -> bool {
+  return counts(t0, P.wmean.x, P.wvar.x) || counts(t1, P.wmean.y, P.wvar.y) || counts(t2, P.wmean.z, P.wvar.z);
 }
 
 // x - mu of a mix of std 0 as the forward takes it for y (wide_map's units), or x where no term
@@ -5003,19 +5016,26 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let cf = f32(P.c);
   let nb = P.batch;
   var gvar = XF(0.0, 0);
-  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
-  let we = P.wvar_e;
-  let me = P.wmean_e;
-  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
-  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
+  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights; and
+  // its float32 exponent, norm_exp: a weight of 2^-120 times a mantissa of the Grads fell below
+  // float32's normal range, the LN terms of dx lost and dx's sign with them, corner fuzzer seed
+  // 535.)
+  let nv = vec3<i32>(norm_exp(P.wvar[0]), norm_exp(P.wvar[1]), norm_exp(P.wvar[2]));
+  let nm = vec3<i32>(norm_exp(P.wmean[0]), norm_exp(P.wmean[1]), norm_exp(P.wmean[2]));
+  let wv = vec3<f32>(scale2(P.wvar[0], -nv[0]), scale2(P.wvar[1], -nv[1]), scale2(P.wvar[2], -nv[2]));
+  let wm = vec3<f32>(scale2(P.wmean[0], -nm[0]), scale2(P.wmean[1], -nm[1]), scale2(P.wmean[2], -nm[2]));
+  let we = P.wvar_e + vec4<i32>(nv, 0);
+  let me = P.wmean_e + vec4<i32>(nm, 0);
+  gvar = xf_add(gvar, wv[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
+  gvar = xf_add(gvar, wv[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
   var gmu = XF(0.0, 0);
-  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
-  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
-  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
+  gmu = xf_add(gmu, wm[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
+  gmu = xf_add(gmu, wm[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
+  gmu = xf_add(gmu, wv[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
-  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
-  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
-  let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gvar = xf_add(gvar, select(0.0, wv[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
+  gmu = xf_add(gmu, select(0.0, wm[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
+  let t_bn = wv[2] * (2.0 / nb) * d_bn * bg.s.y;
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn + x_bn + we[2]);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
@@ -5427,7 +5447,7 @@ fn main(
     return;
   }
   let w = wide_map(t0, t1, t2, 1.0, 0.0);
-  let has_unit = unit_set(t0, t1, t2);
+  let has_unit = some_term_counts(t0, t1, t2);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
@@ -5481,7 +5501,7 @@ fn main(
     return;
   }
   let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = zero_std_centred(x[i], w, unit_set(group_term(ln), group_term(bn), none));
+  let d = zero_std_centred(x[i], w, some_term_counts(group_term(ln), group_term(bn), none));
   atomicOr(&classes[c], zero_std_term(d, dy[i]));
 }
 `;
@@ -5567,7 +5587,7 @@ fn main(
     let t0 = nd_terms_in(rows[row - P.rec_base]);
     let t1 = group_term(groups[n - P.rec_base / P.c]);
     let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
-    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
+    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !some_term_counts(t0, t1, t2)) {
       for (var i = span.x + lid; i < span.y; i += 64u) {
         y[i] = std_zero_y(x[i], affine[c]);
       }
@@ -5617,7 +5637,7 @@ fn main(
         let t0 = group_term(groups[nc.x - P.rec_base]);
         let t1 = group_term(cgroups[P.n + nc.y - P.chan_base]);
         let none = Term(0.0, 0.0, 0.0, 0u);
-        if (zero_std_mix(t0, t1, none) && !unit_set(t0, t1, none)) {
+        if (zero_std_mix(t0, t1, none) && !some_term_counts(t0, t1, none)) {
           y[e - first] = std_zero_y(x[e - first], affine[nc.y]);
         }
       }

@@ -219,14 +219,17 @@ fn mixed_bad(m: Mixed) -> bool {
 
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
-// Running buffers of mean weight 0 (weight index k) may lie beyond float32's range in the mix's
-// unit (sets_unit: it does not count them): their centred mean is then 0, a dot product that
-// weight 0 multiplies (Infinity made the logit gradients NaN).
+// Running buffers of mean weight 0 (weight index k; the shaders' 0, below 2^-252 too) take a
+// centred mean of 0: their dot product is multiplied by that weight, and their mean can lie
+// beyond float32's range in the mix's unit (sets_unit: it does not count them; Infinity made the
+// logit gradients NaN) or far above the data's dots in a record's unit (a running_mean of 1e30
+// beside data of 1e-37 flushed the IN and LN dots: mean_weight's gradient 0 for 3.4e4, corner
+// fuzzer seed 925).
 fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
   let f = pow2(unit_of(t.flags) - w.e);
   // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
   let c = ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
-  return select(c, 0.0, (class_bits(c) != 0u) & (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
+  return select(c, 0.0, (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of

@@ -696,13 +696,20 @@ fn select_term(t: Term, keep: bool) -> Term {
 }
 
 // Whether term t, of mean weight wm and variance weight wv, sets the unit: not of weight 0, not
-// an unscaled term of zeros (a row of zeros), and not running buffers of mean weight 0 (F_RUNNING:
-// their unit bounds no x, and their variance sets the std's unit alone; a variance weight of
-// 2^-200 on a running std of 1e15 set the unit 2^50, in which data of 1e-36 was flushed: dgamma
-// 0 for -3e16, corner fuzzer seed 87).
+// an unscaled term of zeros (a row of zeros), and not running buffers (F_RUNNING: their unit,
+// their std's, bounds no x; their mean sets a floor of the unit and their variance the std's
+// unit, wide_map): a variance weight of 2^-200 on a running std of 1e15 set the unit 2^50, in
+// which data of 1e-36 was flushed (dgamma 0 for -3e16, corner fuzzer seed 87; with a mean weight
+// of 2^-100 on its running_mean of 0.5, dgamma 0 for 7e-9, seed 1875).
 fn sets_unit(t: Term, wm: f32, wv: f32) -> bool {
+  return counts(t, wm, wv) & ((t.flags & F_RUNNING) == 0u);
+}
+
+// Whether term t, of mean weight wm and variance weight wv, counts in the mix: not of weight 0,
+// and not an unscaled term of zeros.
+fn counts(t: Term, wm: f32, wv: f32) -> bool {
   let zero = !is_scaled(t.flags) && t.hi == 0.0 && t.lo == 0.0 && t.variance == 0.0;
-  return ((wm != 0.0) | ((wv != 0.0) & ((t.flags & F_RUNNING) == 0u))) & !zero;
+  return ((wm != 0.0) | (wv != 0.0)) & !zero;
 }
 
 // Terms t0, t1, t2 take weights 0, 1, 2 (a missing term has weight 0: Params' unused weights
@@ -722,7 +729,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
     var_unit(t1.flags) + (weighted_exp(1u, t1.variance) >> 1u)),
     max(var_unit(t2.flags) + (weighted_exp(2u, t2.variance) >> 1u), P.eps_exp));
   // The std's unit at most 2^62 above the mix's (var + eps stays within float32): running
-  // buffers of mean weight 0 set it alone (sets_unit).
+  // buffers set it alone (sets_unit).
   e = max(e, v_e - 62);
   // Not for a mix of std 0 with eps 0 (every term of variance weight has variance 0): there
   // y is +-Infinity by the sign of x - mu alone (sn_wide_normalize), which the drop would push
@@ -737,7 +744,10 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // a running_mean of -2.9e34 of weight 0.14 beside IN stds of 3e-30 the mixed mean (dx NaN
   // for +-Infinity and for finite values of the sample's other rows: seed 23), and one of 3e38
   // of weight 2^-100 beside data of std 2e-28 its term (y -Infinity for -8e35).
-  let x_floor = select(-1000, unit_of(t0.flags) - 125, is_scaled(t0.flags));
+  // (An unscaled term 0 bounds |x| by 2^40: x 2^-e stays finite down to e = -86. Running
+  // buffers set no unit, sets_unit: with the data's terms of weight 0, e was eps_exp, -1000 for
+  // eps 0: NaN for -Infinity, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seeds 82, 899.)
+  let x_floor = select(-86, unit_of(t0.flags) - 125, is_scaled(t0.flags));
   e = max(e, max(x_floor, max(mean_exp(1u, t1), mean_exp(2u, t2)) - 126));
   // Where the means keep e more than 2^62 above the std's unit (means 2^125 above it, the most
   // x 2^-e allows, and a std 2^63 or more below that), var + eps would fall below float32's

@@ -38,6 +38,6 @@ fn main(
     return;
   }
   let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = zero_std_centred(x[i], w, unit_set(group_term(ln), group_term(bn), none));
+  let d = zero_std_centred(x[i], w, some_term_counts(group_term(ln), group_term(bn), none));
   atomicOr(&classes[c], zero_std_term(d, dy[i]));
 }

@@ -37,7 +37,7 @@ fn main(
         let t0 = group_term(groups[nc.x - P.rec_base]);
         let t1 = group_term(cgroups[P.n + nc.y - P.chan_base]);
         let none = Term(0.0, 0.0, 0.0, 0u);
-        if (zero_std_mix(t0, t1, none) && !unit_set(t0, t1, none)) {
+        if (zero_std_mix(t0, t1, none) && !some_term_counts(t0, t1, none)) {
           y[e - first] = std_zero_y(x[e - first], affine[nc.y]);
         }
       }

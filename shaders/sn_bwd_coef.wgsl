@@ -139,19 +139,26 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let cf = f32(P.c);
   let nb = P.batch;
   var gvar = XF(0.0, 0);
-  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
-  let we = P.wvar_e;
-  let me = P.wmean_e;
-  gvar = xf_add(gvar, P.wvar[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
-  gvar = xf_add(gvar, P.wvar[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
+  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights; and
+  // its float32 exponent, norm_exp: a weight of 2^-120 times a mantissa of the Grads fell below
+  // float32's normal range, the LN terms of dx lost and dx's sign with them, corner fuzzer seed
+  // 535.)
+  let nv = vec3<i32>(norm_exp(P.wvar[0]), norm_exp(P.wvar[1]), norm_exp(P.wvar[2]));
+  let nm = vec3<i32>(norm_exp(P.wmean[0]), norm_exp(P.wmean[1]), norm_exp(P.wmean[2]));
+  let wv = vec3<f32>(scale2(P.wvar[0], -nv[0]), scale2(P.wvar[1], -nv[1]), scale2(P.wvar[2], -nv[2]));
+  let wm = vec3<f32>(scale2(P.wmean[0], -nm[0]), scale2(P.wmean[1], -nm[1]), scale2(P.wmean[2], -nm[2]));
+  let we = P.wvar_e + vec4<i32>(nv, 0);
+  let me = P.wmean_e + vec4<i32>(nm, 0);
+  gvar = xf_add(gvar, wv[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
+  gvar = xf_add(gvar, wv[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
   var gmu = XF(0.0, 0);
-  gmu = xf_add(gmu, P.wmean[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
-  gmu = xf_add(gmu, P.wmean[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
-  gmu = xf_add(gmu, P.wvar[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
+  gmu = xf_add(gmu, wm[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
+  gmu = xf_add(gmu, wm[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
+  gmu = xf_add(gmu, wv[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
-  gvar = xf_add(gvar, select(0.0, P.wvar[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
-  gmu = xf_add(gmu, select(0.0, P.wmean[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
-  let t_bn = P.wvar[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gvar = xf_add(gvar, select(0.0, wv[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
+  gmu = xf_add(gmu, select(0.0, wm[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
+  let t_bn = wv[2] * (2.0 / nb) * d_bn * bg.s.y;
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn + x_bn + we[2]);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;

@@ -42,7 +42,7 @@ fn main(
     return;
   }
   let w = wide_map(t0, t1, t2, 1.0, 0.0);
-  let has_unit = unit_set(t0, t1, t2);
+  let has_unit = some_term_counts(t0, t1, t2);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);

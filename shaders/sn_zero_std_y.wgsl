@@ -35,7 +35,7 @@ fn main(
     let t0 = nd_terms_in(rows[row - P.rec_base]);
     let t1 = group_term(groups[n - P.rec_base / P.c]);
     let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
-    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !unit_set(t0, t1, t2)) {
+    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !some_term_counts(t0, t1, t2)) {
       for (var i = span.x + lid; i < span.y; i += 64u) {
         y[i] = std_zero_y(x[i], affine[c]);
       }

@@ -18,12 +18,12 @@ fn mix_flagged(t0: Term, t1: Term, t2: Term) -> bool {
   return (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | null_var_inf(t0, t1, t2);
 }
 
-// Whether some term sets wide_map's unit. Where none does (every term of nonzero weight a term
-// of zeros: an evaluation on a running_mean and running_var of 0 under BN alone) the mixed
-// mean is exactly 0 and x - mu is x: wide_map's unit stays at eps_exp (-1000) there, and x in
-// it overflows.
-fn unit_set(t0: Term, t1: Term, t2: Term) -> bool {
-  return sets_unit(t0, P.wmean.x, P.wvar.x) || sets_unit(t1, P.wmean.y, P.wvar.y) || sets_unit(t2, P.wmean.z, P.wvar.z);
+// Whether some term counts in the mix (common.wgsl counts). Where none does (every term of
+// nonzero weight a term of zeros: an evaluation on a running_mean and running_var of 0 under BN
+// alone) the mixed mean is exactly 0 and x - mu is x. (Not sets_unit, which running buffers
+// never meet: a running_mean of 2 was then taken for 0, y +Infinity for -Infinity.)
+fn some_term_counts(t0: Term, t1: Term, t2: Term) -> bool {
+  return counts(t0, P.wmean.x, P.wvar.x) || counts(t1, P.wmean.y, P.wvar.y) || counts(t2, P.wmean.z, P.wvar.z);
 }
 
 // x - mu of a mix of std 0 as the forward takes it for y (wide_map's units), or x where no term

@@ -227,7 +227,8 @@ webgpuTest(
     // Seeds of FUZZ_ZERO_WEIGHTS=1; a negative seed is the plain fuzzer's case of that number
     // (3801: a running_var whose weighted value lies below float32's range, which the std's
     // unit took for a variance of 0).
-    for (const seed of [23, 79, 108, 279, 290, 524, 598, -3801]) {
+    // (82 and 899: broken by a first form of the running buffers' unit, running_var_unit_test.ts.)
+    for (const seed of [23, 79, 108, 279, 290, 524, 598, -3801, 82, 899]) {
       const k = seed > 0 ? withZeroWeights(makeCase(seed), seed) : makeCase(-seed);
       const held = withShaderZeroWeights(k) ?? k;
       const want = await runCase(held, "reference"), got = await runCase(k, "webgpu");
