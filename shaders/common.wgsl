@@ -125,8 +125,8 @@ struct Params {
   wmean: vec4<f32>, // mixing weights of the means, in mixing order (in,) ln, bn
   wvar: vec4<f32>, // mixing weights of the variances
   inf_bits: u32, // 0x7f800000, the bits of +Inf: what qnan(), pos_inf() and neg_inf() are made of
-  // floor(log2(eps) / 2) (-1000 for eps = 0): a scaled mix uses a unit of at least 2^eps_exp, so
-  // that eps in that unit stays below 4.
+  // floor(log2(eps) / 2) (-1000 for eps = 0): the unit of sqrt(eps), which sets a scaled mix's
+  // std unit (wide_map's v_e) as the weighted variances do.
   eps_exp: i32,
   // Backward, layout "nd" in blocks of samples (more rows than one binding holds): the first row
   // of the bound windows of the forward's row summaries, of the segment sums and of the dx maps,
@@ -667,8 +667,9 @@ struct Term {
 }
 
 // The affine map of a mix with scaled terms: y = ((x * 2^-e - hi) - lo) * scale 2^g + beta, with
-// every term brought to the unit 2^e (the largest unit among terms of nonzero weight that are
-// not all zeros, at least 2^eps_exp) by exact powers of two:
+// every term brought to the unit 2^e (the largest unit among data terms of nonzero weight that
+// are not all zeros, then bounded by the std's unit, x and the means: see wide_map) by exact
+// powers of two:
 //   hi = hi_0 f_0,  lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k),
 //   var = sum_k wvar_k var_k (f_k 2^sv)^2,  f_k = 2^(u_k - e),
 //   scale = gamma 2^-g' / sqrt(var + eps 2^(2 (sv - e))),  g = g' + sv
@@ -716,7 +717,10 @@ fn counts(t: Term, wm: f32, wv: f32) -> bool {
 // are 0). Written without arrays or loops: lavapipe kept memory for good at every dispatch of
 // a shader with a local array of terms in its element loop (tests/webgpu_memory_test.ts).
 fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
-  var e = P.eps_exp;
+  // (eps, like running buffers, sets the std's unit v_e alone, and e is at least 2^62 below it:
+  // a unit of at least sqrt(eps)'s flushed data of 1e-37 under eps 1e10, dgamma 0.19 of its term
+  // scale off, attack helper-71.)
+  var e = -1000;
   e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
   e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
   e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
@@ -773,7 +777,8 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
     weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
     weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
   let variance = weighted_term_var(0u, t0, e - sv) + weighted_term_var(1u, t1, e - sv) + weighted_term_var(2u, t2, e - sv);
-  // eps 2^(-2e) in two factors (each a normal power of two while e >= eps_exp matters). Not
+  // eps 2^(-2e) in two factors (each a normal power of two: e - sv lies at most 2^62 below the
+  // std's unit, at least sqrt(eps)'s). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
   let denom = variance + P.eps * pow2(sv - e) * pow2(sv - e);
   // An infinite variance (a running_var of +Infinity) of variance weight 0 (below 2^-252 too)

@@ -1,0 +1,174 @@
+/**
+ * A seeded fuzzer of corners neighbouring tests/fuzz/corner_fuzz.ts's (attack helper-71, issue
+ * 10): SwitchNorm1d/2d/3d, rows to 5000 floats, beta near +-3e38 or subnormal, eps 0, 1e-5,
+ * 1e-30, 2^-126 and 1e10, subnormal running_var, mixing logits ln 2^-126 .. ln 2^-260 (the
+ * shaders take weights below 2^-252 as 0), training then an evaluation on the running buffers it
+ * left, N = 1 or C = 1, dy all equal or 0, constant rows. Each failure is printed with its seed
+ * and a class: (a) a wrong finite value, (b) NaN, (c) an infinity involved. Not a test (no
+ * assertion, not run by `deno task test`): a tool to find members of a fault class. README,
+ * Numerics, says what it found.
+ *
+ *   deno run -A tests/fuzz/attack_fuzz.ts FIRST LAST [webgpu|wasm]
+ *
+ * @module
+ */
+import { assertClose } from "../_close.ts";
+import { RUNNING } from "../_tolerances.ts";
+import {
+  assertRangeChecks,
+  asWebGPUTakesIt,
+  type CallResult,
+  type LayerCall,
+  runBoth,
+  runCall,
+} from "../_range_compare.ts";
+import { seededRandom } from "../../examples/_data.ts";
+export function make(seed: number): LayerCall {
+  const r = seededRandom(seed * 104729 + 71);
+  const pick = <T>(a: T[]) => a[Math.floor(r() * a.length)];
+  const layer = pick(["1d", "2d", "3d"] as const);
+  const n = pick([1, 2, 2, 4, 8]), c = pick([1, 1, 2, 3]);
+  let m = layer === "1d" ? 1 : pick([1, 4, 16, 33, 257, 1000, 5000]);
+  if (layer === "3d" && m % 2) m += 1;
+  const shape = layer === "1d" ? [n, c] : layer === "2d" ? [n, c, 1, m] : [n, c, 2, 1, m / 2];
+  const len = n * c * m;
+  const xs = pick([1e-37, 1e-30, 1e-20, 1, 1e10, 1e30, 3e38]);
+  const xKind = pick(["rand", "rand", "constrow", "constall", "offset", "spike"]);
+  const off = pick([1e30, -3e38, 1e20, 1]);
+  const x = Float32Array.from({ length: len }, (_, i) => {
+    const v = (r() * 2 - 1) * xs;
+    const row = Math.floor(i / m);
+    return xKind === "rand"
+      ? v * (r() < 0.1 ? 0.01 : 1)
+      : xKind === "constrow"
+      ? Math.fround(((row * 7919) % 13 - 6) / 6 * xs)
+      : xKind === "constall"
+      ? xs
+      : xKind === "offset"
+      ? off + v * 1e-6 * Math.abs(off)
+      : (i % m === 0 ? xs : v * 1e-30);
+  });
+  const dyKind = pick(["sub", "mix", "normal", "huge", "tinyhuge", "zero", "equal", "equalrow"]);
+  const dq = pick([1, 1e-40, 3e38, -2e38, 1e37]);
+  const dy = Float32Array.from({ length: len }, (_, i) => {
+    const v = r() * 2 - 1;
+    return dyKind === "sub"
+      ? v * 1e-40
+      : dyKind === "mix"
+      ? v * (r() < 0.2 ? 1e-30 : 1e-41)
+      : dyKind === "normal"
+      ? v
+      : dyKind === "huge"
+      ? v * 1e37
+      : dyKind === "tinyhuge"
+      ? (i % (m * c) < m ? Math.sign(v) * 2e38 : v * 1e-38)
+      : dyKind === "zero"
+      ? 0
+      : dyKind === "equal"
+      ? dq
+      : (Math.floor(i / m) % 2 ? dq : -dq);
+  });
+  const k = layer === "1d" ? 2 : 3;
+  const lw = () =>
+    pick([
+      0,
+      0,
+      -1e30,
+      1.3,
+      Math.log(2 ** -pick([126, 149, 251, 252, 253, 260, 200])),
+      pick([87, -87, 50]),
+    ]);
+  const mean_weight = Float32Array.from({ length: k }, lw),
+    var_weight = Float32Array.from({ length: k }, lw);
+  if (mean_weight.every((v) => v === -1e30)) mean_weight[0] = 0;
+  if (var_weight.every((v) => v === -1e30)) var_weight[0] = 0;
+  const running_mean = Float32Array.from(
+    { length: c },
+    () => pick([3e38, -3e38, 1e30, 0.5, 0, -2e20, 1]),
+  );
+  const running_var = Float32Array.from(
+    { length: c },
+    () => pick([1, 1.4e-45, 1e-40, 1e-39, 1e-30, 1e30, 0, 3e38]),
+  );
+  const weight = Float32Array.from(
+    { length: c },
+    () => pick([1, -1e-40, 1e-45, 1e-20, 2e-39, 1e-10, 3e38, -1e30, 0]),
+  );
+  const bias = Float32Array.from(
+    { length: c },
+    () => pick([0, 3e38, -3e38, 1e-45, -1e-40, 1, 1e30]),
+  );
+  const training = r() < 0.5;
+  const evalAfter = training && r() < 0.6;
+  const xEval = evalAfter
+    ? Float32Array.from(
+      { length: len },
+      (_, i) => r() < 0.5 ? x[i] : (r() * 2 - 1) * pick([1, 1e-30, 1e30]),
+    )
+    : undefined;
+  return {
+    layer,
+    shape,
+    options: {
+      eps: pick([0, 1e-5, 1e-30, 2 ** -126, 1e10]),
+      momentum: pick([0.1, 0.1, 0, 1, 0.9]),
+    },
+    state: { weight, bias, mean_weight, var_weight, running_mean, running_var },
+    partial: true,
+    training,
+    x,
+    dy,
+    scales: true,
+    running: evalAfter,
+    xEval,
+  };
+}
+export function describe(call: LayerCall): string {
+  return `${call.layer} [${call.shape}] ${call.training ? "train" : "eval"}${
+    call.xEval ? "+eval" : ""
+  }`;
+}
+function check(call: LayerCall, got: CallResult, want: CallResult): string | null {
+  try {
+    assertRangeChecks(call, got, want);
+    if (call.running) {
+      assertClose(got.runningMean!, want.runningMean!, RUNNING, "running_mean");
+      assertClose(got.runningVar!, want.runningVar!, RUNNING, "running_var");
+    }
+    if (call.xEval) assertRangeChecks(call, got.evaluation!, want.evaluation!, "evaluation");
+    return null;
+  } catch (e) {
+    return String(e).replaceAll("\n", " | ");
+  }
+}
+export function classify(msg: string): string {
+  const m = /got (\S+), expected (\S+?)[,; ]/.exec(msg);
+  if (!m) return "?";
+  const g = Number(m[1]), w = Number(m[2]);
+  if (Number.isNaN(g)) return "b";
+  if (!Number.isFinite(g) || !Number.isFinite(w)) return "c";
+  return "a";
+}
+if (import.meta.main) {
+  const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];
+  for (let s = a; s <= b; s++) {
+    const call = make(s);
+    let res;
+    try {
+      res = await runBoth(call, be as "webgpu");
+    } catch (e) {
+      console.log("THROW", s, describe(call), String(e).slice(0, 200));
+      continue;
+    }
+    const err = check(call, res.got, res.want);
+    if (!err) continue;
+    let raw = "";
+    if (be === "webgpu" && asWebGPUTakesIt(call) !== call) {
+      const want2 = await runCall(call, "reference");
+      raw = check(call, res.got, want2) ? " [rawref-also-fails]" : " [rawref-passes]";
+    }
+    console.log(`FAIL(${classify(err)})`, s, describe(call) + raw, err.slice(0, 500));
+  }
+  console.log("DONE", a, b, be);
+  Deno.exit(0);
+}
