@@ -10,7 +10,7 @@
  * here on both backends.
  */
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
-import { make } from "./fuzz/corner_fuzz.ts";
+import { assertSeedsMatch } from "./fuzz/corner_fuzz.ts";
 
 /** An evaluation whose std is the BN term's alone, eps 0, on running buffers 2^202 stds apart. */
 function farRunningMean(layer: "1d" | "2d"): LayerCall {
@@ -94,14 +94,13 @@ for (const layer of ["1d", "2d"] as const) {
 rangeTests(
   "the corner fuzzer's running buffer unit seeds match the float64 reference",
   async (backend) => {
-    const failures: string[] = [];
     // Seeds that failed before: running buffers setting the unit (87 ... 1980); a running_mean
     // of mean weight 0 far above the data's dots in a record's unit, which flushed them (925:
     // mean_weight's gradient 0 for 3.4e4); a weight of 2^-120 times a gradient sum's mantissa
     // below float32's normal range in the dx map (535: dx -2.8e-12 lost, 3.6e-14; 1300). And
     // seeds that a first form of the fix broke (a running variance in its unit beyond float32
     // before its weight: 152, 235, 508, 534, 802, 1568, 1680).
-    const seeds = [
+    await assertSeedsMatch([
       87,
       625,
       921,
@@ -124,26 +123,15 @@ rangeTests(
       802,
       1568,
       1680,
-    ];
-    for (const seed of seeds) {
-      const call = make(seed);
-      const { want, got } = await runBoth(call, backend);
-      try {
-        assertRangeChecks(call, got, want, `seed ${seed}`);
-      } catch (e) {
-        failures.push(String(e).slice(0, 400));
-      }
-    }
-    if (failures.length > 0) throw new Error(failures.join("\n"));
+    ], backend);
   },
 );
 
 rangeTests(
   "the corner fuzzer's far running_var seeds match the float64 reference",
   async (backend) => {
-    const failures: string[] = [];
     // Seeds of tests/fuzz/corner_fuzz.ts that failed on WebGPU before.
-    const seeds = [
+    await assertSeedsMatch([
       50,
       76,
       85,
@@ -190,16 +178,6 @@ rangeTests(
       1889,
       1891,
       1987,
-    ];
-    for (const seed of seeds) {
-      const call = make(seed);
-      const { want, got } = await runBoth(call, backend);
-      try {
-        assertRangeChecks(call, got, want, `seed ${seed}`);
-      } catch (e) {
-        failures.push(String(e).slice(0, 400));
-      }
-    }
-    if (failures.length > 0) throw new Error(failures.join("\n"));
+    ], backend);
   },
 );

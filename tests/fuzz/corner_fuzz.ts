@@ -62,6 +62,27 @@ export function make(seed: number): LayerCall {
     scales: true,
   };
 }
+/**
+ * Runs the calls of `seeds` on `backend` and the reference with the range tests' checks, and
+ * throws one error naming every seed that fails (the tests of fixed fuzzer seeds).
+ */
+export async function assertSeedsMatch(
+  seeds: readonly number[],
+  backend: "wasm" | "webgpu",
+): Promise<void> {
+  const failures: string[] = [];
+  for (const seed of seeds) {
+    const call = make(seed);
+    const { want, got } = await runBoth(call, backend);
+    try {
+      assertRangeChecks(call, got, want, `seed ${seed}`);
+    } catch (e) {
+      failures.push(String(e).slice(0, 400));
+    }
+  }
+  if (failures.length > 0) throw new Error(failures.join("\n"));
+}
+
 if (import.meta.main) {
   const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];
   for (let s = a; s <= b; s++) {
