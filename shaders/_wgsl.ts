@@ -52,8 +52,8 @@ const F_GROUP_REFINE: u32 = 0x80000u;
 // below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
 // bits there (y 3e28 for 1e22; NaN where a mark replaced that). Every other record has 0 there.
 const F_VAR_OFFSET: u32 = 0x3fe00000u;
-// Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: of mean weight 0,
-// it does not set a mix's unit (sets_unit), only its std's (wide_map's v_e).
+// Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: it does not set a
+// mix's unit (sets_unit); its mean sets a floor of it and its variance the std's unit (wide_map).
 const F_RUNNING: u32 = 0x40000000u;
 
 // Bits of Params.flags.
@@ -5557,10 +5557,10 @@ fn main(
 export const SN_ZERO_STD_Y: string =
   `// sn_zero_std_y.wgsl: forward of layout "nd" with eps 0 only (zero_std.wgsl), after
 // sn_wide_normalize: y of the listed rows whose mix has std 0 and whose every term of nonzero
-// weight is a term of zeros (an evaluation on a running_mean and running_var of 0 under BN
-// alone) written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), where
-// wide_map's unit stays at eps_exp and x in it overflows (y was the infinity of the wrong
-// sign). The bindings and the walk over the list of sn_wide_normalize (sn_mix lists rows of
+// weight is a term of zeros (an evaluation on a running_mean and running_var of 0 under BN alone)
+// written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), exactly, whatever
+// wide_map's unit (its unit once stayed at eps_exp, where x overflowed: y was the infinity of the
+// wrong sign). The bindings and the walk over the list of sn_wide_normalize (sn_mix lists rows of
 // std 0), a workgroup per segment of a listed row.
 
 ${_COMMON}
@@ -5604,11 +5604,11 @@ fn main(
 /** sn1d_zero_std_y.wgsl (with its includes). */
 export const SN1D_ZERO_STD_Y: string =
   `// sn1d_zero_std_y.wgsl: forward of layout "1d" with eps 0 only (zero_std.wgsl), after
-// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose
-// every term of nonzero weight is a term of zeros (an evaluation on a running_mean and
-// running_var of 0 under BN alone) written again: mu is exactly 0 there, y = x gamma / 0
-// (std_zero_y of x), where wide_map's unit stays at eps_exp and x in it overflows (y was the
-// infinity of the wrong sign). The bindings and the walk over the list of sn1d_wide_normalize
+// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose every
+// term of nonzero weight is a term of zeros (an evaluation on a running_mean and running_var of 0
+// under BN alone) written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), exactly,
+// whatever wide_map's unit (its unit once stayed at eps_exp, where x overflowed: y was the infinity
+// of the wrong sign). The bindings and the walk over the list of sn1d_wide_normalize
 // (sn_group_stats lists BN groups of variance 0 with eps 0).
 
 ${_COMMON}

@@ -43,8 +43,8 @@ const F_GROUP_REFINE: u32 = 0x80000u;
 // below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
 // bits there (y 3e28 for 1e22; NaN where a mark replaced that). Every other record has 0 there.
 const F_VAR_OFFSET: u32 = 0x3fe00000u;
-// Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: of mean weight 0,
-// it does not set a mix's unit (sets_unit), only its std's (wide_map's v_e).
+// Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: it does not set a
+// mix's unit (sets_unit); its mean sets a floor of it and its variance the std's unit (wide_map).
 const F_RUNNING: u32 = 0x40000000u;
 
 // Bits of Params.flags.

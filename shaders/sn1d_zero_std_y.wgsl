@@ -1,9 +1,9 @@
 // sn1d_zero_std_y.wgsl: forward of layout "1d" with eps 0 only (zero_std.wgsl), after
-// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose
-// every term of nonzero weight is a term of zeros (an evaluation on a running_mean and
-// running_var of 0 under BN alone) written again: mu is exactly 0 there, y = x gamma / 0
-// (std_zero_y of x), where wide_map's unit stays at eps_exp and x in it overflows (y was the
-// infinity of the wrong sign). The bindings and the walk over the list of sn1d_wide_normalize
+// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose every
+// term of nonzero weight is a term of zeros (an evaluation on a running_mean and running_var of 0
+// under BN alone) written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), exactly,
+// whatever wide_map's unit (its unit once stayed at eps_exp, where x overflowed: y was the infinity
+// of the wrong sign). The bindings and the walk over the list of sn1d_wide_normalize
 // (sn_group_stats lists BN groups of variance 0 with eps 0).
 
 //!include common.wgsl
