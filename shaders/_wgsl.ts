@@ -399,9 +399,17 @@ fn wide_y(w: WideMap, t: f32) -> f32 {
 // subnormal's included: GPUs may flush it as an operand, and gamma s on the subnormal spacing
 // rounds away up to half of it (dx 2.4e-7 for 1.6e-7 under gamma 2^-149, corner fuzzer seed 288).
 fn gamma_exp(gamma: f32) -> i32 {
-  let b = bitcast<u32>(gamma) & 0x7fffffffu;
+  return select(bits_exponent(gamma), 0, (bitcast<u32>(gamma) << 1u) == 0u);
+}
+
+// floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of
+// sn_bwd_coef's dx map then set a unit 2^-500 in which such a term passed float32's range, NaN
+// where the reference's dx is 0 under subnormal dy and gamma); -1000 for 0, 128 for NaN and the
+// infinities.
+fn bits_exponent(v: f32) -> i32 {
+  let b = bitcast<u32>(v) & 0x7fffffffu;
   let f = i32(b >> 23u);
-  return select(f - 127, select(-118 - i32(countLeadingZeros(b)), 0, b == 0u), f == 0);
+  return select(select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0), -1000, b == 0u);
 }
 
 fn gamma_mantissa(gamma: f32) -> f32 {
@@ -1573,16 +1581,6 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
 fn term_std_exp(t: Term) -> i32 {
   let x = bits_exponent(t.variance);
   return select(var_unit(t.flags) + (x >> 1u), -1000, x == -1000);
-}
-
-// floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of
-// sn_bwd_coef's dx map then set a unit 2^-500 in which such a term passed float32's range, NaN
-// where the reference's dx is 0 under subnormal dy and gamma); -1000 for 0, 128 for NaN and the
-// infinities.
-fn bits_exponent(v: f32) -> i32 {
-  let b = bitcast<u32>(v) & 0x7fffffffu;
-  let f = i32(b >> 23u);
-  return select(select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0), -1000, b == 0u);
 }
 
 // Whether v is a nonzero subnormal, by its bits.
@@ -2979,10 +2977,8 @@ fn main(
         // included): in sqrt(eps)'s unit a running_var of 2.8e-45, negligible in the mix beside
         // eps, is the whole of var_k - var in the backward's variance dots beside constant rows
         // (var_diffs, backward_common.wgsl); with eps 0 its mix would have std 0 (std_zero).
-        let rv_bits = bitcast<u32>(rv) & 0x7fffffffu;
-        let rv_field = i32(rv_bits >> 23u);
-        let rv_exp = select(rv_field - 127, -118 - i32(countLeadingZeros(rv_bits)), rv_field == 0);
-        let own = wide && bad == 0u && rv_bits != 0u && rv_exp - 2 * u < -100;
+        let rv_exp = bits_exponent(rv);
+        let own = wide && bad == 0u && rv_exp > -1000 && rv_exp - 2 * u < -100;
         let o = select(0, min(0, (rv_exp >> 1u) - u), own);
         let rv_scaled = scale2(rv, -2 * (u + o));
         groups[P.chan_base + g] = Group(

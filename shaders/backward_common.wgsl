@@ -273,16 +273,6 @@ fn term_std_exp(t: Term) -> i32 {
   return select(var_unit(t.flags) + (x >> 1u), -1000, x == -1000);
 }
 
-// floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of
-// sn_bwd_coef's dx map then set a unit 2^-500 in which such a term passed float32's range, NaN
-// where the reference's dx is 0 under subnormal dy and gamma); -1000 for 0, 128 for NaN and the
-// infinities.
-fn bits_exponent(v: f32) -> i32 {
-  let b = bitcast<u32>(v) & 0x7fffffffu;
-  let f = i32(b >> 23u);
-  return select(select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0), -1000, b == 0u);
-}
-
 // Whether v is a nonzero subnormal, by its bits.
 fn is_subnormal_bits(v: f32) -> bool {
   return (bitcast<u32>(v) & 0x7fffffffu) - 1u < 0x007fffffu;

@@ -390,9 +390,17 @@ fn wide_y(w: WideMap, t: f32) -> f32 {
 // subnormal's included: GPUs may flush it as an operand, and gamma s on the subnormal spacing
 // rounds away up to half of it (dx 2.4e-7 for 1.6e-7 under gamma 2^-149, corner fuzzer seed 288).
 fn gamma_exp(gamma: f32) -> i32 {
-  let b = bitcast<u32>(gamma) & 0x7fffffffu;
+  return select(bits_exponent(gamma), 0, (bitcast<u32>(gamma) << 1u) == 0u);
+}
+
+// floor(log2 |v|) by v's bits, subnormals included (exponent_of takes them for 0: the bounds of
+// sn_bwd_coef's dx map then set a unit 2^-500 in which such a term passed float32's range, NaN
+// where the reference's dx is 0 under subnormal dy and gamma); -1000 for 0, 128 for NaN and the
+// infinities.
+fn bits_exponent(v: f32) -> i32 {
+  let b = bitcast<u32>(v) & 0x7fffffffu;
   let f = i32(b >> 23u);
-  return select(f - 127, select(-118 - i32(countLeadingZeros(b)), 0, b == 0u), f == 0);
+  return select(select(f - 127, -118 - i32(countLeadingZeros(b)), f == 0), -1000, b == 0u);
 }
 
 fn gamma_mantissa(gamma: f32) -> f32 {

@@ -187,10 +187,8 @@ fn main(
         // included): in sqrt(eps)'s unit a running_var of 2.8e-45, negligible in the mix beside
         // eps, is the whole of var_k - var in the backward's variance dots beside constant rows
         // (var_diffs, backward_common.wgsl); with eps 0 its mix would have std 0 (std_zero).
-        let rv_bits = bitcast<u32>(rv) & 0x7fffffffu;
-        let rv_field = i32(rv_bits >> 23u);
-        let rv_exp = select(rv_field - 127, -118 - i32(countLeadingZeros(rv_bits)), rv_field == 0);
-        let own = wide && bad == 0u && rv_bits != 0u && rv_exp - 2 * u < -100;
+        let rv_exp = bits_exponent(rv);
+        let own = wide && bad == 0u && rv_exp > -1000 && rv_exp - 2 * u < -100;
         let o = select(0, min(0, (rv_exp >> 1u) - u), own);
         let rv_scaled = scale2(rv, -2 * (u + o));
         groups[P.chan_base + g] = Group(

@@ -23,6 +23,7 @@ import {
   runCall,
 } from "../_range_compare.ts";
 import { seededRandom } from "../../examples/_data.ts";
+import { cornerDy } from "./corner_fuzz.ts";
 export function make(seed: number): LayerCall {
   const r = seededRandom(seed * 104729 + 71);
   const pick = <T>(a: T[]) => a[Math.floor(r() * a.length)];
@@ -50,24 +51,7 @@ export function make(seed: number): LayerCall {
   });
   const dyKind = pick(["sub", "mix", "normal", "huge", "tinyhuge", "zero", "equal", "equalrow"]);
   const dq = pick([1, 1e-40, 3e38, -2e38, 1e37]);
-  const dy = Float32Array.from({ length: len }, (_, i) => {
-    const v = r() * 2 - 1;
-    return dyKind === "sub"
-      ? v * 1e-40
-      : dyKind === "mix"
-      ? v * (r() < 0.2 ? 1e-30 : 1e-41)
-      : dyKind === "normal"
-      ? v
-      : dyKind === "huge"
-      ? v * 1e37
-      : dyKind === "tinyhuge"
-      ? (i % (m * c) < m ? Math.sign(v) * 2e38 : v * 1e-38)
-      : dyKind === "zero"
-      ? 0
-      : dyKind === "equal"
-      ? dq
-      : (Math.floor(i / m) % 2 ? dq : -dq);
-  });
+  const dy = Float32Array.from({ length: len }, (_, i) => cornerDy(dyKind, r, i, m, c, dq));
   const k = layer === "1d" ? 2 : 3;
   const lw = () =>
     pick([

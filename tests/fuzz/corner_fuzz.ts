@@ -14,6 +14,38 @@
  */
 import { assertRangeChecks, type LayerCall, runBoth } from "../_range_compare.ts";
 import { seededRandom } from "../../examples/_data.ts";
+/**
+ * Element i's dy of kind `kind` (rows of m floats, samples of c rows), drawing from r (one value,
+ * and one more for "mix"): subnormal, mixed 1e-30 / 1e-41, ~1, ~1e37, +-2e38 on each sample's
+ * first row beside 1e-38 ("tinyhuge"), 0, `dq` everywhere ("equal") or by row of alternating sign
+ * ("equalrow"). Shared with tests/fuzz/attack_fuzz.ts.
+ */
+export function cornerDy(
+  kind: string,
+  r: () => number,
+  i: number,
+  m: number,
+  c: number,
+  dq = 0,
+): number {
+  const v = r() * 2 - 1;
+  return kind === "sub"
+    ? v * 1e-40
+    : kind === "mix"
+    ? v * (r() < 0.2 ? 1e-30 : 1e-41)
+    : kind === "normal"
+    ? v
+    : kind === "huge"
+    ? v * 1e37
+    : kind === "tinyhuge"
+    ? (i % (m * c) < m ? Math.sign(v) * 2e38 : v * 1e-38)
+    : kind === "zero"
+    ? 0
+    : kind === "equal"
+    ? dq
+    : (Math.floor(i / m) % 2 ? dq : -dq);
+}
+
 export function make(seed: number): LayerCall {
   const r = seededRandom(seed * 7919 + 13);
   const pick = <T>(a: T[]) => a[Math.floor(r() * a.length)];
@@ -23,18 +55,7 @@ export function make(seed: number): LayerCall {
   const xs = pick([1e-37, 1e-30, 1e-20, 1, 1e10]);
   const x = Float32Array.from({ length: len }, () => (r() * 2 - 1) * xs * (r() < 0.1 ? 100 : 1));
   const dyKind = pick(["sub", "mix", "normal", "huge", "tinyhuge"]);
-  const dy = Float32Array.from({ length: len }, (_, i) => {
-    const v = r() * 2 - 1;
-    return dyKind === "sub"
-      ? v * 1e-40
-      : dyKind === "mix"
-      ? v * (r() < 0.2 ? 1e-30 : 1e-41)
-      : dyKind === "normal"
-      ? v
-      : dyKind === "huge"
-      ? v * 1e37
-      : (i % (m * c) < m ? Math.sign(v) * 2e38 : v * 1e-38);
-  });
+  const dy = Float32Array.from({ length: len }, (_, i) => cornerDy(dyKind, r, i, m, c));
   const k = nd ? 3 : 2;
   const lw = () => pick([0, 0, -1e30, Math.log(2 ** -pick([60, 100, 120, 140, 200])), 1.3]);
   const mean_weight = Float32Array.from({ length: k }, lw),
