@@ -9,15 +9,23 @@
 /** Mixing weights, and dL/dlogits from dL/dweights. */
 export interface Importance {
   readonly weights: Float64Array;
-  /** dL/dlogits = J^T g for g = dL/dweights. */
-  readonly vjp: (g: ArrayLike<number>) => Float64Array;
+  /**
+   * dL/dlogits = J^T g for g = dL/dweights. With `zeroBelow`, softmax's Jacobian takes the
+   * weights below it as 0, as a backend that computed with them at 0 needs (WebGPU: below
+   * 2^-252); sparsemax's ignores it.
+   */
+  readonly vjp: (g: ArrayLike<number>, zeroBelow?: number) => Float64Array;
 }
 
 /**
  * softmax(v) = exp(v) / sum exp(v); J^T g = w * (g - <w, g>), formed as
  * w_i sum_j w_j (g_i - g_j) (the same, as sum w = 1): the differences first, so that entries of g
  * that are equal (IN and LN of one channel) give exactly 0 where g - <w, g> would leave the
- * rounding of <w, g>, which at |g| ~ 1e56 is ~1e40 and +Infinity in float32.
+ * rounding of <w, g>, which at |g| ~ 1e56 is ~1e40 and +Infinity in float32. A weight below
+ * `zeroBelow` counts as 0 there: that backend's dot g_k of it is that of a term of weight 0,
+ * which may be ~1e74 (sums in the mix's unit), and w_k g_k gave its logit and the others
+ * gradients up to 0.25 where the reference with that weight at 0 gives 0 (attack fuzzer seeds
+ * 92, 845).
  */
 export function softmax(v: ArrayLike<number>): Importance {
   let max = -Infinity;
@@ -27,8 +35,11 @@ export function softmax(v: ArrayLike<number>): Importance {
   for (let i = 0; i < w.length; i++) w[i] /= sum;
   return {
     weights: w,
-    vjp(g) {
-      return w.map((wi, i) => wi * w.reduce((a, wj, j) => a + wj * (g[i] - g[j]), 0));
+    vjp(g, zeroBelow = 0) {
+      const u = w.map((wi) => wi < zeroBelow ? 0 : wi);
+      return u.map((ui, i) =>
+        ui * u.reduce((a, uj, j) => uj === 0 ? a : a + uj * (g[i] - g[j]), 0)
+      );
     },
   };
 }

@@ -185,7 +185,8 @@ export class ParamStore {
       g.bias[c] += r.dBias[c];
     }
     // a_k, b_k are dL/dweights; the importance map's Jacobian takes them to the logits.
-    const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);
+    const below = r.zeroWeightsBelow;
+    const dMean = mixing.mean.vjp(r.meanDots, below), dVar = mixing.var.vjp(r.varDots, below);
     for (let k = 0; k < dMean.length; k++) {
       g.mean_weight[k] += dMean[k];
       g.var_weight[k] += dVar[k];

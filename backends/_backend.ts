@@ -123,6 +123,11 @@ export interface BackwardResult {
   dBias: Float64Array;
   meanDots: Float64Array;
   varDots: Float64Array;
+  /**
+   * The backend computed with the mixing weights below this as 0 (WebGPU: 2^-252, README
+   * Numerics): the layer's Jacobian takes them as 0 too. Default 0 (every weight as it is).
+   */
+  zeroWeightsBelow?: number;
 }
 
 /** What a backend does. One instance per backend kind is shared by all layers using it. */

@@ -27,7 +27,7 @@ import { type BackwardKind, dispatch, type Engine, slotOf } from "./_webgpu_pipe
 import { f32, GpuTensor, liveBuffer } from "./_webgpu_tensor.ts";
 import { type GradientSums, gradientSums, logitCount } from "./_webgpu_grad_sums.ts";
 import { syncGradientSums } from "./_webgpu_sync.ts";
-import { dropZeroWeightDots } from "./_webgpu_weights.ts";
+import { dropZeroWeightDots, ZERO_WEIGHTS_BELOW } from "./_webgpu_weights.ts";
 
 /** The buffers one backward binds. @internal */
 export interface BackwardBuffers {
@@ -440,5 +440,6 @@ export async function runBackward(
     dBias: sums.dBias,
     meanDots: sums.meanDots,
     varDots: sums.varDots,
+    zeroWeightsBelow: ZERO_WEIGHTS_BELOW,
   };
 }

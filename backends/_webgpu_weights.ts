@@ -14,8 +14,11 @@
 
 /** Weights below this take a mantissa and exponent factors. */
 const SMALLEST_NORMAL = 2 ** -126;
-/** Weights below 2^MIN_EXP count as 0: f1 and f2 must each be a normal float32. */
-const MIN_EXP = -252;
+/**
+ * Weights below this (2^-252) count as 0: f1 and f2 must each be a normal float32. The layer's
+ * Jacobian takes them as 0 too (BackwardResult.zeroWeightsBelow).
+ */
+export const ZERO_WEIGHTS_BELOW = 2 ** -252;
 
 /** One weight as the shaders take it: w = mantissa * f1 * f2, f1 f2 = 2^exp. */
 export interface ShaderWeight {
@@ -28,8 +31,10 @@ export interface ShaderWeight {
 /** Splits a float64 mixing weight (0 <= w <= 1) for the shaders. */
 export function shaderWeight(w: number): ShaderWeight {
   if (!(w > 0) || w >= SMALLEST_NORMAL) return { mantissa: w, f1: 1, f2: 1, exp: 0 };
+  // By the weight itself, not by log2's rounding of it, so that the shaders and the layer's
+  // Jacobian cut the same weights.
+  if (w < ZERO_WEIGHTS_BELOW) return { mantissa: 0, f1: 1, f2: 1, exp: 0 };
   const exp = Math.floor(Math.log2(w)) + 1; // w 2^-exp in [1/2, 1), up to log2's rounding
-  if (exp <= MIN_EXP) return { mantissa: 0, f1: 1, f2: 1, exp: 0 };
   const half = Math.trunc(exp / 2);
   return { mantissa: w * 2 ** -exp, f1: 2 ** half, f2: 2 ** (exp - half), exp };
 }
