@@ -811,6 +811,59 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
+// The mixed mean in a unit of its own, 2^e: mu = (hi + lo) 2^e, for rows whose mean lies far
+// below the mix's unit (wide_map's e, set by the row's largest |x|), where hi + lo of wide_map
+// is below float32's normal range or lost (ok false elsewhere): an evaluation whose IN mean of
+// weight e^-87 over a row spanning 6e29 and 1e-20 makes a mean of 2.5e-9 beside a running_mean
+// of 0 of weight ~1 (y 0 for 150 under gamma -1e30, tests/fine_mean_test.ts). Anchored at the
+// heaviest term (its hi), whose mean the others' differences are taken from, each weighted with
+// its weight's exponent apart; e lies above every weighted part: mu = a + sum_k w_k (m_k - a)
+// (sum w = 1), so each is at most 1 in that unit. The passes that form x - mu take it as
+// (x 2^-e - hi) - lo for the elements below 2^(e + FINE_X) and as x alone above (|mu| below
+// 2^-119 of |x|).
+struct FineMean {
+  hi: f32,
+  lo: f32,
+  e: i32,
+  ok: bool,
+}
+
+const FINE_X = 120;
+
+fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
+  // The heaviest weight: a weight below float32's normal range (wmean_e < 0) is never it.
+  let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
+  let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
+  let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
+  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  let a_u = unit_of(anchor.flags);
+  let ea = max(finite_exponent_of(anchor.hi), finite_exponent_of(anchor.lo)) + a_u;
+  let e = max(max(ea, fine_part_exp(0u, t0, ea)), max(fine_part_exp(1u, t1, ea), fine_part_exp(2u, t2, ea))) + 2;
+  let hi = scale2(anchor.hi, a_u - e);
+  let lo = fine_part(0u, t0, anchor, e) + fine_part(1u, t1, anchor, e) + fine_part(2u, t2, anchor, e);
+  let finite = (class_bits(hi) | class_bits(lo) | ((t0.flags | t1.flags | t2.flags) & F_CLASS)) == 0u;
+  return FineMean(hi, lo, e, finite & (e < unit - 60) & (e > -900));
+}
+
+// b where \`take_b\`, else a (select is for scalars and vectors).
+fn pick_term(a: Term, b: Term, take_b: bool) -> Term {
+  return Term(select(a.hi, b.hi, take_b), select(a.lo, b.lo, take_b), select(a.variance, b.variance, take_b), select(a.flags, b.flags, take_b));
+}
+
+// An exponent above |w_k (m_k - a)| for term t (weight k; ea: the anchor's), -1000 for weight 0.
+fn fine_part_exp(k: u32, t: Term, ea: i32) -> i32 {
+  let em = max(max(finite_exponent_of(t.hi), finite_exponent_of(t.lo)) + unit_of(t.flags), ea) + 1;
+  return select(exponent_of(P.wmean[k]) + P.wmean_e[k] + em + 1, -1000, P.wmean[k] == 0.0);
+}
+
+// w_k (m_k - a) in the unit 2^e: the difference taken in the unit 2^(e - wmean_e) (exact powers of
+// two by the bits), then times the weight's mantissa (0 for weight 0).
+fn fine_part(k: u32, t: Term, anchor: Term, e: i32) -> f32 {
+  let u = e - P.wmean_e[k];
+  let d = (scale2(t.hi, unit_of(t.flags) - u) - scale2(anchor.hi, unit_of(anchor.flags) - u)) + scale2(t.lo, unit_of(t.flags) - u);
+  return select(P.wmean[k] * d, 0.0, P.wmean[k] == 0.0);
+}
+
 // wvar_k var_k of term t (weight index k) in the mix's variance unit 2^(2v), from the weight's
 // mantissa with every exponent apart, applied last (exact powers of two): the weight's, its
 // exponent below float32 (wvar_e), and that of the term's unit: a running variance in its own
@@ -1966,9 +2019,15 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let es = norm_exp(w.scale) + w.g;
   let ed = norm_exp(d);
   let dn = scale2(d, -ed);
-  let xc = (scale2(xv, -w.e) - w.hi) - w.lo;
-  let ex = norm_exp(xc) + es;
-  let xh = scale2(xc, es - ex) * sn; // xhat 2^-ex
+  // x - mu in the mean's own unit 2^fm.e where it lies far below the mix's (fine_mean, as
+  // sn1d_wide_normalize takes it): o = fm.e - w.e apart.
+  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
+  let xs = scale2(xv, -w.e);
+  let xc = select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine);
+  let o = select(0, fm.e - w.e, fine);
+  let ex = norm_exp(xc) + o + es;
+  let xh = scale2(xc, es - ex + o) * sn; // xhat 2^-ex
   let egm = es + ed;
   let egv = 2 * es + ed + ex;
   let gm = -sn * gamma * dn; // gm 2^-egm
@@ -3716,7 +3775,16 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
     let zero = std_zero(group_term(ln), group_term(bn), none) &&
       ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
-    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    // A mean far below the unit (fine_mean): x - mu in the mean's unit where x is below
+    // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and
+    // exponent; x alone in the mix's unit above.
+    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e);
+    let xs = scale2(x[i], -w.e);
+    let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
+    let d = select((xs - w.hi) - w.lo, xs, fm.ok);
+    let df = (scale2(x[i], -fm.e) - fm.hi) - fm.lo;
+    let es = bits_exponent(w.scale);
+    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + fm.e - w.e - 2) + w.beta * 0.25) * 4.0;
     // t = y 2^-g can pass float32's range where y does not: when |gamma| < 1 (gamma's mantissa
     // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity), and when
     // beta of the other sign brings y back (gamma 1, beta -3e38: y 1.7e38): such a y is formed
@@ -3725,7 +3793,8 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let t = d * w.scale;
     let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
-    y[i] = select(select(select(wide_y(w, t), y_over, over), qnan(), w.bad), std_zero_y(d, w.scale), zero);
+    let y_map = select(select(wide_y(w, t), y_over, over), y_fine, fine);
+    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
   }
 }
 `;
@@ -3798,11 +3867,24 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let xb = i32(max_field(p.flags)) - 126 - w.e;
   let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
+  // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
+  // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
+  // x alone in the mix's unit above.
+  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e);
+  let es = bits_exponent(w.scale);
+  let sm = scale2(w.scale, -es);
+  let kf = w.g + es + fm.e - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
-    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    let xv = x[i];
+    let xs = scale2(xv, -w.e);
+    let fine = fm.ok & (bits_exponent(xv) < fm.e + FINE_X);
+    let d = select((xs - w.hi) - w.lo, xs, fm.ok);
+    let df = (scale2(xv, -fm.e) - fm.hi) - fm.lo;
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-    y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
+    let y_fine = (scale2(df * sm, kf) + w.beta * 0.25) * 4.0;
+    let y_map = select(select(wide_y(w, t), far, h > 0), y_fine, fine);
+    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
   }
 }
 `;
@@ -4083,12 +4165,16 @@ fn reduce_wide(seg: u32) {
   var hi: f32;
   var lo: f32;
   var keep: bool;
+  var fm = FineMean(0.0, 0.0, 0, false);
   if (scaled) {
-    let w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+    let t0 = nd_terms_in(p);
+    let t2 = select_term(group_term(bn), use_bn);
+    let w = wide_map(t0, group_term(ln), t2, 1.0, 0.0);
     e = w.e;
     hi = w.hi;
     lo = w.lo;
     keep = !w.bad;
+    fm = fine_mean(t0, group_term(ln), t2, e);
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
@@ -4101,20 +4187,39 @@ fn reduce_wide(seg: u32) {
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
   let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
-  let f = select(far_exp(lo), near, scaled && near < 0);
+  var f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
+  // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
+  // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
+  // unit above (S2 c); S2 in units of 2^(e + fm.e - e) where no element above has a nonzero
+  // product, else of 2^e with S2 f brought there.
+  let fine = fm.ok & (f == 0);
   var s1 = 0.0;
   var s2 = 0.0;
+  var s2f = 0.0;
   for (var b = s; b < end; b += 64u) {
     var b1 = 0.0;
     var b2 = 0.0;
+    var bf = 0.0;
     for (var i = b; i < min(b + 64u, end); i++) {
       let d = scale2(dy[i], -d_unit);
+      let xv = x[i];
+      // (and whose product with dy' stays below 2^100: the sums stay within float32)
+      let ex = bits_exponent(xv) - fm.e;
+      let small = fine & (ex < FINE_X) & (ex + bits_exponent(d) < 100);
+      let xs = scale2(xv, -e);
       b1 += d;
-      b2 += select(0.0, d * (((scale2(x[i], -e) - hi) - lo) * ff), keep);
+      b2 += select(0.0, d * (select((xs - hi) - lo, xs, fine) * ff), keep & !small);
+      bf += select(0.0, d * ((scale2(xv, -fm.e) - fm.hi) - fm.lo), keep & small);
     }
     s1 += b1;
     s2 += b2;
+    s2f += bf;
+  }
+  if (fine) {
+    let only_small = s2 == 0.0;
+    s2 = select(s2 + scale2(s2f, fm.e - e), s2f, only_small);
+    f = select(0, fm.e - e, only_small);
   }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
   seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)

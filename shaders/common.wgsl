@@ -802,6 +802,59 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
+// The mixed mean in a unit of its own, 2^e: mu = (hi + lo) 2^e, for rows whose mean lies far
+// below the mix's unit (wide_map's e, set by the row's largest |x|), where hi + lo of wide_map
+// is below float32's normal range or lost (ok false elsewhere): an evaluation whose IN mean of
+// weight e^-87 over a row spanning 6e29 and 1e-20 makes a mean of 2.5e-9 beside a running_mean
+// of 0 of weight ~1 (y 0 for 150 under gamma -1e30, tests/fine_mean_test.ts). Anchored at the
+// heaviest term (its hi), whose mean the others' differences are taken from, each weighted with
+// its weight's exponent apart; e lies above every weighted part: mu = a + sum_k w_k (m_k - a)
+// (sum w = 1), so each is at most 1 in that unit. The passes that form x - mu take it as
+// (x 2^-e - hi) - lo for the elements below 2^(e + FINE_X) and as x alone above (|mu| below
+// 2^-119 of |x|).
+struct FineMean {
+  hi: f32,
+  lo: f32,
+  e: i32,
+  ok: bool,
+}
+
+const FINE_X = 120;
+
+fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
+  // The heaviest weight: a weight below float32's normal range (wmean_e < 0) is never it.
+  let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
+  let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
+  let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
+  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  let a_u = unit_of(anchor.flags);
+  let ea = max(finite_exponent_of(anchor.hi), finite_exponent_of(anchor.lo)) + a_u;
+  let e = max(max(ea, fine_part_exp(0u, t0, ea)), max(fine_part_exp(1u, t1, ea), fine_part_exp(2u, t2, ea))) + 2;
+  let hi = scale2(anchor.hi, a_u - e);
+  let lo = fine_part(0u, t0, anchor, e) + fine_part(1u, t1, anchor, e) + fine_part(2u, t2, anchor, e);
+  let finite = (class_bits(hi) | class_bits(lo) | ((t0.flags | t1.flags | t2.flags) & F_CLASS)) == 0u;
+  return FineMean(hi, lo, e, finite & (e < unit - 60) & (e > -900));
+}
+
+// b where `take_b`, else a (select is for scalars and vectors).
+fn pick_term(a: Term, b: Term, take_b: bool) -> Term {
+  return Term(select(a.hi, b.hi, take_b), select(a.lo, b.lo, take_b), select(a.variance, b.variance, take_b), select(a.flags, b.flags, take_b));
+}
+
+// An exponent above |w_k (m_k - a)| for term t (weight k; ea: the anchor's), -1000 for weight 0.
+fn fine_part_exp(k: u32, t: Term, ea: i32) -> i32 {
+  let em = max(max(finite_exponent_of(t.hi), finite_exponent_of(t.lo)) + unit_of(t.flags), ea) + 1;
+  return select(exponent_of(P.wmean[k]) + P.wmean_e[k] + em + 1, -1000, P.wmean[k] == 0.0);
+}
+
+// w_k (m_k - a) in the unit 2^e: the difference taken in the unit 2^(e - wmean_e) (exact powers of
+// two by the bits), then times the weight's mantissa (0 for weight 0).
+fn fine_part(k: u32, t: Term, anchor: Term, e: i32) -> f32 {
+  let u = e - P.wmean_e[k];
+  let d = (scale2(t.hi, unit_of(t.flags) - u) - scale2(anchor.hi, unit_of(anchor.flags) - u)) + scale2(t.lo, unit_of(t.flags) - u);
+  return select(P.wmean[k] * d, 0.0, P.wmean[k] == 0.0);
+}
+
 // wvar_k var_k of term t (weight index k) in the mix's variance unit 2^(2v), from the weight's
 // mantissa with every exponent apart, applied last (exact powers of two): the weight's, its
 // exponent below float32 (wvar_e), and that of the term's unit: a running variance in its own

@@ -229,9 +229,15 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let es = norm_exp(w.scale) + w.g;
   let ed = norm_exp(d);
   let dn = scale2(d, -ed);
-  let xc = (scale2(xv, -w.e) - w.hi) - w.lo;
-  let ex = norm_exp(xc) + es;
-  let xh = scale2(xc, es - ex) * sn; // xhat 2^-ex
+  // x - mu in the mean's own unit 2^fm.e where it lies far below the mix's (fine_mean, as
+  // sn1d_wide_normalize takes it): o = fm.e - w.e apart.
+  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
+  let xs = scale2(xv, -w.e);
+  let xc = select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine);
+  let o = select(0, fm.e - w.e, fine);
+  let ex = norm_exp(xc) + o + es;
+  let xh = scale2(xc, es - ex + o) * sn; // xhat 2^-ex
   let egm = es + ed;
   let egv = 2 * es + ed + ex;
   let gm = -sn * gamma * dn; // gm 2^-egm

@@ -52,7 +52,16 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
     let zero = std_zero(group_term(ln), group_term(bn), none) &&
       ((ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
-    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    // A mean far below the unit (fine_mean): x - mu in the mean's unit where x is below
+    // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and
+    // exponent; x alone in the mix's unit above.
+    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e);
+    let xs = scale2(x[i], -w.e);
+    let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
+    let d = select((xs - w.hi) - w.lo, xs, fm.ok);
+    let df = (scale2(x[i], -fm.e) - fm.hi) - fm.lo;
+    let es = bits_exponent(w.scale);
+    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + fm.e - w.e - 2) + w.beta * 0.25) * 4.0;
     // t = y 2^-g can pass float32's range where y does not: when |gamma| < 1 (gamma's mantissa
     // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity), and when
     // beta of the other sign brings y back (gamma 1, beta -3e38: y 1.7e38): such a y is formed
@@ -61,6 +70,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let t = d * w.scale;
     let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
-    y[i] = select(select(select(wide_y(w, t), y_over, over), qnan(), w.bad), std_zero_y(d, w.scale), zero);
+    let y_map = select(select(wide_y(w, t), y_over, over), y_fine, fine);
+    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
   }
 }

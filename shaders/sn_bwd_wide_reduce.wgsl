@@ -89,12 +89,16 @@ fn reduce_wide(seg: u32) {
   var hi: f32;
   var lo: f32;
   var keep: bool;
+  var fm = FineMean(0.0, 0.0, 0, false);
   if (scaled) {
-    let w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
+    let t0 = nd_terms_in(p);
+    let t2 = select_term(group_term(bn), use_bn);
+    let w = wide_map(t0, group_term(ln), t2, 1.0, 0.0);
     e = w.e;
     hi = w.hi;
     lo = w.lo;
     keep = !w.bad;
+    fm = fine_mean(t0, group_term(ln), t2, e);
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
@@ -107,20 +111,39 @@ fn reduce_wide(seg: u32) {
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
   let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
-  let f = select(far_exp(lo), near, scaled && near < 0);
+  var f = select(far_exp(lo), near, scaled && near < 0);
   let ff = pow2(-f);
+  // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
+  // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
+  // unit above (S2 c); S2 in units of 2^(e + fm.e - e) where no element above has a nonzero
+  // product, else of 2^e with S2 f brought there.
+  let fine = fm.ok & (f == 0);
   var s1 = 0.0;
   var s2 = 0.0;
+  var s2f = 0.0;
   for (var b = s; b < end; b += 64u) {
     var b1 = 0.0;
     var b2 = 0.0;
+    var bf = 0.0;
     for (var i = b; i < min(b + 64u, end); i++) {
       let d = scale2(dy[i], -d_unit);
+      let xv = x[i];
+      // (and whose product with dy' stays below 2^100: the sums stay within float32)
+      let ex = bits_exponent(xv) - fm.e;
+      let small = fine & (ex < FINE_X) & (ex + bits_exponent(d) < 100);
+      let xs = scale2(xv, -e);
       b1 += d;
-      b2 += select(0.0, d * (((scale2(x[i], -e) - hi) - lo) * ff), keep);
+      b2 += select(0.0, d * (select((xs - hi) - lo, xs, fine) * ff), keep & !small);
+      bf += select(0.0, d * ((scale2(xv, -fm.e) - fm.hi) - fm.lo), keep & small);
     }
     s1 += b1;
     s2 += b2;
+    s2f += bf;
+  }
+  if (fine) {
+    let only_small = s2 == 0.0;
+    s2 = select(s2 + scale2(s2f, fm.e - e), s2f, only_small);
+    f = select(0, fm.e - e, only_small);
   }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
   seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)

@@ -64,10 +64,23 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let xb = i32(max_field(p.flags)) - 126 - w.e;
   let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
+  // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
+  // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
+  // x alone in the mix's unit above.
+  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e);
+  let es = bits_exponent(w.scale);
+  let sm = scale2(w.scale, -es);
+  let kf = w.g + es + fm.e - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
-    let d = (scale2(x[i], -w.e) - w.hi) - w.lo;
+    let xv = x[i];
+    let xs = scale2(xv, -w.e);
+    let fine = fm.ok & (bits_exponent(xv) < fm.e + FINE_X);
+    let d = select((xs - w.hi) - w.lo, xs, fm.ok);
+    let df = (scale2(xv, -fm.e) - fm.hi) - fm.lo;
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-    y[i] = select(select(select(wide_y(w, t), far, h > 0), qnan(), w.bad), std_zero_y(d, w.scale), zero);
+    let y_fine = (scale2(df * sm, kf) + w.beta * 0.25) * 4.0;
+    let y_map = select(select(wide_y(w, t), far, h > 0), y_fine, fine);
+    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
   }
 }
