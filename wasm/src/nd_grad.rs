@@ -358,8 +358,6 @@ pub unsafe fn combine(
     if st.wide[0] != 0.0 || !finite {
         redo_sums(x, dy, m, rows, mu_in, st.mu.as_ptr(), var, layer.eps, pairs);
     }
-    // Rows whose centre lies far from their mixed mean: their sum about mu in f64 (far_centre).
-    centre_far_sums(x, dy, m, rows, (mu_in, st.mu.as_ptr()), var, layer.eps, pairs);
     // A std of 0 (only with eps 0) makes s infinite: there the reference's
     // dgamma = sum dy ((x - mu) s) is NaN where s sum dy (x - mu) would be an infinity.
     if layer.eps == 0.0 {
@@ -382,12 +380,21 @@ pub unsafe fn combine(
             let mean = ld(mu_in.add(r));
             // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
             // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
-            // Likewise a row whose centre lies far from mu (centre_far_sums).
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
             let (c2, mu2, ve) = (centre2(mean, m), ld(mu.add(r)), f64x2_add(ld(var.add(r)), eps));
-            let far = far_centre2(c2, mu2, ve);
             let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(c2, mu2), g));
-            let p = v128_bitselect(p_hi, p_raw, v128_andnot(g_finite, far));
+            let mut p = v128_bitselect(p_hi, p_raw, g_finite);
+            // A row whose centre lies far from mu: its sum about mu in f64 (far_centre; rare).
+            let far = far_centre2(c2, mu2, ve);
+            if v128_any_true(far) {
+                for lane in 0..2 {
+                    if far_centre(f64x2_lane(c2, lane), f64x2_lane(mu2, lane), f64x2_lane(ve, lane)) {
+                        let row = r + lane;
+                        let q = wide::grad_sums_f64_about(x.add(row * m), dy.add(row * m), m, *mu.add(row));
+                        p = if lane == 0 { f64x2_replace_lane::<0>(p, q) } else { f64x2_replace_lane::<1>(p, q) };
+                    }
+                }
+            }
             let s = f64x2_div(one, f64x2_sqrt(ve));
             st2(inv_std.add(r), s);
             let sg = f64x2_mul(s, ld32(gamma.add(j)));
@@ -412,8 +419,10 @@ pub unsafe fn combine(
             let (g, p_raw) =
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
-            let (cr, mur) = (centre(mean, m) as f64, *mu.add(r));
-            let p = if g.is_finite() && !far_centre(cr, mur, *var.add(r) + layer.eps) {
+            let (cr, mur, ve) = (centre(mean, m) as f64, *mu.add(r), *var.add(r) + layer.eps);
+            let p = if far_centre(cr, mur, ve) {
+                wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, mur)
+            } else if g.is_finite() {
                 p_raw + (cr - mur) * g
             } else {
                 p_raw
@@ -456,45 +465,29 @@ pub unsafe fn combine(
 /// error, 2^-24 |centre - mu| per |dy|, stays below 1e-4 of the terms' scale |x - mu| + std.
 const FAR_CENTRE: f64 = 1024.0;
 
-/// Whether centre c lies beyond FAR_CENTRE stds sqrt(ve) of mu (false for ve 0, where
-/// zero_std_sums has the row, and for NaN).
+/// Whether centre c lies beyond FAR_CENTRE stds sqrt(ve) of mu, by squares (no square root in
+/// the combine's loop): false for ve 0, where zero_std_sums has the row, and for NaN.
 #[inline(always)]
 fn far_centre(c: f64, mu: f64, ve: f64) -> bool {
-    let bound = FAR_CENTRE * simd::sqrt_f64(ve);
-    ve > 0.0 && (c - mu > bound || mu - c > bound)
+    let d = c - mu;
+    ve > 0.0 && d * d > FAR_CENTRE * FAR_CENTRE * ve
 }
 
-/// `far_centre` of two rows (the same IEEE operations, so the same answer), all bits per lane.
+/// `far_centre` of two rows, all bits per lane.
 #[inline(always)]
 fn far_centre2(c: v128, mu: v128, ve: v128) -> v128 {
-    let bound = f64x2_mul(f64x2_splat(FAR_CENTRE), f64x2_sqrt(ve));
-    v128_and(f64x2_gt(ve, f64x2_splat(0.0)), f64x2_gt(f64x2_abs(f64x2_sub(c, mu)), bound))
+    let d = f64x2_sub(c, mu);
+    let bound = f64x2_mul(f64x2_splat(FAR_CENTRE * FAR_CENTRE), ve);
+    v128_and(f64x2_gt(ve, f64x2_splat(0.0)), f64x2_gt(f64x2_mul(d, d), bound))
 }
 
-/// For every row whose centre lies far from its mixed mean (`far_centre`), the row sums
-/// (sum dy, sum dy (x - mu)) in f64 about mu itself, as the reference forms them; the combine
-/// then adds nothing. An O(N*C) test; the f64 sweep only for such rows.
-///
-/// # Safety
-/// As `redo_sums`; `means` = (mu_in, mu).
-#[inline(never)]
-unsafe fn centre_far_sums(
-    x: *const f32,
-    dy: *const f32,
-    m: usize,
-    rows: usize,
-    (mu_in, mu): (*const f64, *const f64),
-    var: *const f64,
-    eps: f64,
-    pairs: *mut v128,
-) {
-    for r in 0..rows {
-        let (c, mean) = (centre(*mu_in.add(r), m) as f64, *mu.add(r));
-        if far_centre(c, mean, *var.add(r) + eps) {
-            let (g, _) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, 0.0);
-            let p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, mean);
-            *pairs.add(r) = f64x2(g, p);
-        }
+/// Lane `k` (0 or 1) of an f64x2.
+#[inline(always)]
+fn f64x2_lane(v: v128, k: usize) -> f64 {
+    if k == 0 {
+        f64x2_extract_lane::<0>(v)
+    } else {
+        f64x2_extract_lane::<1>(v)
     }
 }
 
