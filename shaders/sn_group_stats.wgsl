@@ -219,13 +219,20 @@ fn main(
   let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
   // Tile summaries ("1d"), whose means are summed as pairs too (below).
   let tiles = (P.flags & P_CHAN_GROUPS) != 0u;
+  // An unscaled member of zeros (a row of zeros: its largest |x|, 0, is not wide) holds no
+  // value that needs a unit: its unit 0 made a group of it and rows of 1e-25 (scaled, unit
+  // 2^-83) take unit 0, where their squares are 0: the group's variance 0 (y -Infinity for -1.68
+  // with eps 0, and the other rows' y 2.2x off). A group of such members alone keeps unit 0.
   var unit_max = 0u;
   for (var k = lid; k < count; k += GROUP_THREADS) {
-    unit_max = max(unit_max, u32(unit_of(members[base + k * stride].flags) + 127));
+    let p = members[base + k * stride];
+    let zero = !is_scaled(p.flags) && p.shift == 0.0 && p.mean == 0.0 && p.m2 == 0.0;
+    unit_max = max(unit_max, select(u32(unit_of(p.flags) + 127), 0u, zero));
   }
   atomicMax(&w_unit, unit_max);
   workgroupBarrier();
-  let unit = i32(atomicLoad(&w_unit)) - 127;
+  let unit_word = atomicLoad(&w_unit);
+  let unit = select(i32(unit_word) - 127, 0, unit_word == 0u);
   let first = members[base];
   let hi = first.shift * pow2(unit_of(first.flags) - unit);
   var acc = Acc(0.0, 0.0, 0.0);
