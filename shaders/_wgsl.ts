@@ -1656,25 +1656,36 @@ fn bn_depends_on_x() -> bool {
   return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
 }
 
-// The centre c of a long row's S2 = sum dy (x - c) (rows of several segments: sn_bwd_reduce,
-// sn_bwd_wide_reduce; sn_bwd_rows subtracts (mu - c) S1): the 12-bit cut of the mixed mean
-// (coarse12), or hi itself where the cut lies farther from hi than the row's own spread (WASM's
-// narrow_centre): there every x - cut is of the cut's size, and their float32 rounding, which
-// (mu - c) S1 cancels, was the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4
-// where it is 0), where about hi x - hi is exact. Scaled mixes keep the cut.
+// The centre c of a row's S2 = sum dy (x - c) (sn_bwd_reduce, sn_bwd_wide_reduce; (mu - c) S1
+// is taken off, centre_offset): the 12-bit cut of the mixed mean mu (coarse12), or f32(mu) itself
+// where the cut lies farther from it than the row's own spread (WASM's narrow_centre): there
+// every x - cut is of the cut's size, and their float32 rounding, which (mu - c) S1 cancels, was
+// the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4 where it is 0), where about
+// f32(mu) x - c is exact. Not the row's shift hi (its IN mean): where the mix takes its mean
+// elsewhere (an evaluation on a running_mean of 0 over a row [1e6, 0.3] with dy 0 at 1e6),
+// x - hi carried rounding of |x - hi| (0.3125 for 0.3), far beyond x - mu's, and the offset
+// cancelled it down to sum dy (x - mu): dgamma 4% off. Scaled mixes keep the cut.
 // A centre far below the row's std (|c| < 2^-9 std: a mean near 0) keeps no bits below q =
 // 2^(e + 3 - 23), e the std's exponent, the ulp of x at ~8 stds (rounded toward 0, which moves
 // it by less than q, ~1e-6 of the std): its 12 bits were finer than x's there, and x - c dropped
 // its low bits alike for every x of a binade (a mixing settled on BN, channel mean -4.5e-6 over a
 // std of 1, rows of 16384 floats under dy = 1: dgamma 1.6e-3 off, 16x its tolerance).
 fn long_centre(m: Mixed, p: Partial) -> f32 {
-  let cut = coarse12(m.hi + m.lo);
-  let moved = m.hi - cut;
+  let mu = m.hi + m.lo;
+  let cut = coarse12(mu);
+  let moved = mu - cut;
   let spread = p.m2 / max(f32(p.count), 1.0);
-  let c = select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+  let c = select(cut, mu, !is_scaled(m.flags) && moved * moved > spread);
   let q = pow2((exponent_of(spread) >> 1u) + 3 - 23);
   let coarse = !is_scaled(m.flags) && spread > 0.0 && q > 0.0;
   return select(c, trunc(c / select(1.0, q, coarse)) * q, coarse);
+}
+
+// mu - c of the mix m = (hi, lo) and a centre c (long_centre) as a pair, exact: the first word
+// from hi + lo's float32 sum (c is it or its cut: Sterbenz), the second its rounding error.
+fn centre_offset(m: Mixed, c: f32) -> vec2<f32> {
+  let u = two_sum(m.hi, m.lo);
+  return vec2<f32>(u.x - c, u.y);
 }
 
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
@@ -3993,8 +4004,9 @@ fn main(
     // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
-    lo_hi = select(m.hi - hi, 0.0, long);
-    lo = select(m.lo, 0.0, long);
+    let offset = centre_offset(m, hi);
+    lo_hi = select(offset.x, 0.0, long);
+    lo = select(offset.y, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
@@ -4185,16 +4197,19 @@ fn reduce_wide(seg: u32) {
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
+    // Else about f32(mu) (mu's float32 pair, two_sum), not the row's shift: x - shift rounds as
+    // |x - shift|, far beyond x - mu's where the mix takes its mean elsewhere (long_centre).
     let long = P.chunks > 1u && far_exp(plain.lo) == 0;
-    hi = select(plain.hi, long_centre(plain, p), long);
-    lo = select(plain.lo, 0.0, long);
+    let mu = two_sum(plain.hi, plain.lo);
+    hi = select(mu.x, long_centre(plain, p), long);
+    lo = select(mu.y, 0.0, long);
     keep = !mixed_bad(plain);
   }
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
   let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
-  var f = select(far_exp(lo), near, scaled && near < 0);
+  var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
   let ff = pow2(-f);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
@@ -4416,7 +4431,12 @@ fn row_grad(r: u32) -> DotSum {
     let a_c = vec4<f32>(0.0, 0.0, 0.0, gm * m.hi);
     let b_c = vec4<f32>(0.0, 0.0, 0.0, gv * m.variance);
     let pr = pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
+    // gv from S2 about the reference's mean too (pair_dots), as dgamma: about the float32 mix's,
+    // whose lo = sum_k w_k ((hi_k - shift) + lo_k) rounds as |mu_k - shift|, dx carried that
+    // rounding where the mix takes its mean far from the row's (an evaluation on a running_mean
+    // of -2999.84 over a row [-1103612.375, -3000.1638]: dx 8.5% off, tests/far_centre_test.ts).
+    let gv_ref = -0.5 * gamma * (s * s) * (s * (pr.s2.x + pr.s2.y));
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
     return pr.dots;
   }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
@@ -4482,7 +4502,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
     Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
     Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
   );
-  return PairRow(dots, pair_mul(s, s2_ref));
+  return PairRow(dots, pair_mul(s, s2_ref), s2_ref);
 }
 
 // A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and dg_lo):
@@ -4491,6 +4511,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
 struct PairRow {
   dots: DotSum,
   dgamma: vec2<f32>,
+  s2: vec2<f32>, // S2' = sum dy (x - mu), mu the reference's mean
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -4530,9 +4551,9 @@ fn long_residual(m: Mixed, p: Partial) -> f32 {
   return d.x + d.y;
 }
 
-// mu - c as (hi - c, lo): the first exact, the pair unrounded.
+// mu - c as an exact pair (centre_offset).
 fn long_residual_pair(m: Mixed, p: Partial) -> vec2<f32> {
-  return vec2<f32>(m.hi - long_centre(m, p), m.lo);
+  return centre_offset(m, long_centre(m, p));
 }
 
 // var_k - var of the mix as sum_j wvar_j (var_k - var_j), from pairs (hi_k - hi_j exact where

@@ -293,25 +293,36 @@ fn bn_depends_on_x() -> bool {
   return (P.flags & (P_TRAINING | P_USING_BN)) == (P_TRAINING | P_USING_BN);
 }
 
-// The centre c of a long row's S2 = sum dy (x - c) (rows of several segments: sn_bwd_reduce,
-// sn_bwd_wide_reduce; sn_bwd_rows subtracts (mu - c) S1): the 12-bit cut of the mixed mean
-// (coarse12), or hi itself where the cut lies farther from hi than the row's own spread (WASM's
-// narrow_centre): there every x - cut is of the cut's size, and their float32 rounding, which
-// (mu - c) S1 cancels, was the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4
-// where it is 0), where about hi x - hi is exact. Scaled mixes keep the cut.
+// The centre c of a row's S2 = sum dy (x - c) (sn_bwd_reduce, sn_bwd_wide_reduce; (mu - c) S1
+// is taken off, centre_offset): the 12-bit cut of the mixed mean mu (coarse12), or f32(mu) itself
+// where the cut lies farther from it than the row's own spread (WASM's narrow_centre): there
+// every x - cut is of the cut's size, and their float32 rounding, which (mu - c) S1 cancels, was
+// the result (a constant row of 2048 floats of 2.5e11: dgamma 1.3e4 where it is 0), where about
+// f32(mu) x - c is exact. Not the row's shift hi (its IN mean): where the mix takes its mean
+// elsewhere (an evaluation on a running_mean of 0 over a row [1e6, 0.3] with dy 0 at 1e6),
+// x - hi carried rounding of |x - hi| (0.3125 for 0.3), far beyond x - mu's, and the offset
+// cancelled it down to sum dy (x - mu): dgamma 4% off. Scaled mixes keep the cut.
 // A centre far below the row's std (|c| < 2^-9 std: a mean near 0) keeps no bits below q =
 // 2^(e + 3 - 23), e the std's exponent, the ulp of x at ~8 stds (rounded toward 0, which moves
 // it by less than q, ~1e-6 of the std): its 12 bits were finer than x's there, and x - c dropped
 // its low bits alike for every x of a binade (a mixing settled on BN, channel mean -4.5e-6 over a
 // std of 1, rows of 16384 floats under dy = 1: dgamma 1.6e-3 off, 16x its tolerance).
 fn long_centre(m: Mixed, p: Partial) -> f32 {
-  let cut = coarse12(m.hi + m.lo);
-  let moved = m.hi - cut;
+  let mu = m.hi + m.lo;
+  let cut = coarse12(mu);
+  let moved = mu - cut;
   let spread = p.m2 / max(f32(p.count), 1.0);
-  let c = select(cut, m.hi, !is_scaled(m.flags) && moved * moved > spread);
+  let c = select(cut, mu, !is_scaled(m.flags) && moved * moved > spread);
   let q = pow2((exponent_of(spread) >> 1u) + 3 - 23);
   let coarse = !is_scaled(m.flags) && spread > 0.0 && q > 0.0;
   return select(c, trunc(c / select(1.0, q, coarse)) * q, coarse);
+}
+
+// mu - c of the mix m = (hi, lo) and a centre c (long_centre) as a pair, exact: the first word
+// from hi + lo's float32 sum (c is it or its cut: Sterbenz), the second its rounding error.
+fn centre_offset(m: Mixed, c: f32) -> vec2<f32> {
+  let u = two_sum(m.hi, m.lo);
+  return vec2<f32>(u.x - c, u.y);
 }
 
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.

@@ -93,8 +93,9 @@ fn main(
     // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
-    lo_hi = select(m.hi - hi, 0.0, long);
-    lo = select(m.lo, 0.0, long);
+    let offset = centre_offset(m, hi);
+    lo_hi = select(offset.x, 0.0, long);
+    lo = select(offset.y, 0.0, long);
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;

@@ -179,7 +179,12 @@ fn row_grad(r: u32) -> DotSum {
     let a_c = vec4<f32>(0.0, 0.0, 0.0, gm * m.hi);
     let b_c = vec4<f32>(0.0, 0.0, 0.0, gv * m.variance);
     let pr = pair_dots(p, ln, bn, use_bn, m, s1p, s2p, gamma);
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
+    // gv from S2 about the reference's mean too (pair_dots), as dgamma: about the float32 mix's,
+    // whose lo = sum_k w_k ((hi_k - shift) + lo_k) rounds as |mu_k - shift|, dx carried that
+    // rounding where the mix takes its mean far from the row's (an evaluation on a running_mean
+    // of -2999.84 over a row [-1103612.375, -3000.1638]: dx 8.5% off, tests/far_centre_test.ts).
+    let gv_ref = -0.5 * gamma * (s * s) * (s * (pr.s2.x + pr.s2.y));
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
     return pr.dots;
   }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
@@ -245,7 +250,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
     Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
     Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
   );
-  return PairRow(dots, pair_mul(s, s2_ref));
+  return PairRow(dots, pair_mul(s, s2_ref), s2_ref);
 }
 
 // A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and dg_lo):
@@ -254,6 +259,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
 struct PairRow {
   dots: DotSum,
   dgamma: vec2<f32>,
+  s2: vec2<f32>, // S2' = sum dy (x - mu), mu the reference's mean
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -293,9 +299,9 @@ fn long_residual(m: Mixed, p: Partial) -> f32 {
   return d.x + d.y;
 }
 
-// mu - c as (hi - c, lo): the first exact, the pair unrounded.
+// mu - c as an exact pair (centre_offset).
 fn long_residual_pair(m: Mixed, p: Partial) -> vec2<f32> {
-  return vec2<f32>(m.hi - long_centre(m, p), m.lo);
+  return centre_offset(m, long_centre(m, p));
 }
 
 // var_k - var of the mix as sum_j wvar_j (var_k - var_j), from pairs (hi_k - hi_j exact where

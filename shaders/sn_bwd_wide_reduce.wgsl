@@ -102,16 +102,19 @@ fn reduce_wide(seg: u32) {
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
+    // Else about f32(mu) (mu's float32 pair, two_sum), not the row's shift: x - shift rounds as
+    // |x - shift|, far beyond x - mu's where the mix takes its mean elsewhere (long_centre).
     let long = P.chunks > 1u && far_exp(plain.lo) == 0;
-    hi = select(plain.hi, long_centre(plain, p), long);
-    lo = select(plain.lo, 0.0, long);
+    let mu = two_sum(plain.hi, plain.lo);
+    hi = select(mu.x, long_centre(plain, p), long);
+    lo = select(mu.y, 0.0, long);
     keep = !mixed_bad(plain);
   }
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
   let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
-  var f = select(far_exp(lo), near, scaled && near < 0);
+  var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
   let ff = pow2(-f);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's

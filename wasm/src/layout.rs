@@ -178,7 +178,8 @@ pub struct Stats<'a> {
     pub var_in: &'a mut [f64],
     pub mu: &'a mut [f64],
     pub var: &'a mut [f64],
-    /// nd: [1 if some row is wide (`wide`) else 0, padding], written by the normalize constants.
+    /// nd: [1 if some row is wide (`wide`) else 0, 1 in an evaluation else 0], written by the
+    /// normalize constants.
     pub wide: &'a mut [f64],
     pub mu_ln: &'a mut [f64],
     pub var_ln: &'a mut [f64],

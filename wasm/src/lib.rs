@@ -413,13 +413,14 @@ pub unsafe extern "C" fn sn_backward_rows_nd(
 ) {
     let (n, c, row0) = (n as usize, c as usize, row0 as usize);
     let (st, m, rows) = (Stats::split(stats, LAYOUT_ND, n, c), m as usize, rows as usize);
-    let mu_in = st.mu_in.as_ptr().add(row0);
+    // Centred as nd_grad::reduce centres them.
+    let mu = nd_grad::centres(&st).add(row0);
     let pairs = (work as *mut core::arch::wasm32::v128).add(row0);
     if m > nd_grad::CHUNK {
         let var_in = st.var_in.as_ptr().add(row0);
-        nd_grad::long_row_sums(x, dy, m, (mu_in, var_in), pairs, rows);
+        nd_grad::long_row_sums(x, dy, m, (mu, var_in), pairs, rows);
     } else {
-        nd_grad::reduce_rows(x, dy, m, mu_in, pairs, rows);
+        nd_grad::reduce_rows(x, dy, m, mu, pairs, rows);
     }
 }
 

@@ -68,7 +68,25 @@ fn hsum(v: v128) -> f64 {
     f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v)
 }
 
-/// The centre of a row's f32 sums of dy (x - centre): hi = f32(mu_in) for rows of at most
+/// The means the row sums of `reduce` are centred on (`centre` of each): in training the IN
+/// means, in an evaluation the mixed means (stats.wide[1], from the forward). About mu_in the
+/// f32 products carry rounding of |x - mu_in|, which the combine's (centre - mu) sum dy cancels
+/// down to sum dy (x - mu), whose terms may be far smaller: an evaluation on a running_mean of 0
+/// over a row [1e7, 0.5, -0.3, 0.2] with dy 0 at 1e7 gave dgamma 0.25 for 0.40
+/// (tests/far_centre_test.ts). In training the terms' scale is |x - mu| plus the mix's std, and
+/// rows whose IN mean lies beyond 2^10 of those stds from mu are summed again about mu in f64
+/// (`far_centre`); about mu itself, a row 25 stds from it rounded each x - mu as its 25 stds
+/// (`var_weight`'s gradient 1.07x its tolerance, tests/one_sign_dy_test.ts).
+#[inline(always)]
+pub(crate) fn centres(st: &Stats) -> *const f64 {
+    if st.wide[1] != 0.0 {
+        st.mu.as_ptr()
+    } else {
+        st.mu_in.as_ptr()
+    }
+}
+
+/// The centre of a row's f32 sums of dy (x - centre), from its mean mu (`centres`): hi = f32(mu) for rows of at most
 /// `CHUNK` floats; longer rows cut it to 12 significant bits, so that x - centre rounds only x's
 /// own low bits. A centre with bits finer than x's rounds every x of a binade the same way (its
 /// discarded bits are constant), ~2^-25 per element: over 4e6 floats with dy of one sign that
@@ -93,12 +111,12 @@ fn centre2(mu: v128, m: usize) -> v128 {
     f64x2_promote_low_f32x4(hi)
 }
 
-/// For a row longer than `CHUNK` whose 12-bit cut of f32(mu_in) lies farther from it than the
-/// row's std (squared: `var`), f32(mu_in), else None. Each f32 product dy (x - c) then carries
+/// For a row longer than `CHUNK` whose 12-bit cut of f32(mu) lies farther from it than the
+/// row's std (squared: `var`), f32(mu), else None. Each f32 product dy (x - c) then carries
 /// float32 rounding of |x - mu| + std, as dy (x - mu) itself does. About the cut, a row narrower
 /// than that (a constant row of -11.38 with dy ~4e29: every x 3e-3 from the cut) has products
 /// whose float32 rounding, cancelled against (cut - mu) sum dy, is the result (dgamma -4.8e23
-/// where it is 0); about f32(mu_in) its x - c are exact (within a factor 2 of it: Sterbenz) and
+/// where it is 0); about f32(mu) its x - c are exact (within a factor 2 of it: Sterbenz) and
 /// no binade is rounded alike.
 #[inline(always)]
 fn narrow_centre(mu: f64, var: f64) -> Option<f32> {
@@ -112,7 +130,7 @@ fn narrow_centre(mu: f64, var: f64) -> Option<f32> {
     }
 }
 
-/// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = `centre(mu_in, m)`: f32 SIMD within
+/// Per row, f64x2 (sum dy, sum dy (x - hi)) with hi = `centre(mu, m)`: f32 SIMD within
 /// chunks of `CHUNK` floats, chunks added in f64.
 #[inline(always)]
 unsafe fn row_sums(x: *const f32, dy: *const f32, m: usize, hi: f32) -> v128 {
@@ -149,13 +167,13 @@ const SHORT: usize = 32;
 /// Returns whether every sum is finite.
 ///
 /// # Safety
-/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+/// `x`, `dy` valid for rows * m floats, `mu` for `rows` f64, `pairs` for `rows` v128.
 #[inline(always)]
 unsafe fn short_row_sums(
     x: *const f32,
     dy: *const f32,
     m: usize,
-    mu_in: *const f64,
+    mu: *const f64,
     pairs: *mut v128,
     rows: usize,
 ) -> bool {
@@ -166,8 +184,8 @@ unsafe fn short_row_sums(
     let mut finite = i32x4_splat(-1);
     let mut r = 0;
     while r < groups {
-        let shift = f32x4_demote_f64x2_zero(ld(mu_in.add(r)));
-        let shift = i64x2_shuffle::<0, 2>(shift, f32x4_demote_f64x2_zero(ld(mu_in.add(r + 2))));
+        let shift = f32x4_demote_f64x2_zero(ld(mu.add(r)));
+        let shift = i64x2_shuffle::<0, 2>(shift, f32x4_demote_f64x2_zero(ld(mu.add(r + 2))));
         let at = |k: usize| (r + k) * m;
         let xs = [x.add(at(0)), x.add(at(1)), x.add(at(2)), x.add(at(3))];
         let dys = [dy.add(at(0)), dy.add(at(1)), dy.add(at(2)), dy.add(at(3))];
@@ -185,7 +203,7 @@ unsafe fn short_row_sums(
     }
     while r < rows {
         let (xr, dyr) = (x.add(r * m), dy.add(r * m));
-        let shift = f32x4_splat(*mu_in.add(r) as f32);
+        let shift = f32x4_splat(*mu.add(r) as f32);
         let (g, p) = simd_grad::grad_sums_x4([xr; 4], [dyr; 4], m, shift);
         let gp = f32x4_add(g, p);
         finite = v128_and(finite, f32x4_eq(f32x4_sub(gp, gp), zero));
@@ -198,7 +216,7 @@ unsafe fn short_row_sums(
 
 /// Reduction call of the backward pass for layout "nd": one sweep over (x, dy) per row, then the
 /// O(N*C) combine, in f64:
-///   P[r] = sum_i dy (x - mu) = sum_i dy (x - hi) + (hi - mu) sum_i dy   (hi = centre(mu_in), so
+///   P[r] = sum_i dy (x - mu) = sum_i dy (x - hi) + (hi - mu) sum_i dy   (hi = centre(mu), so
 ///   x - hi is exact near the mean: offsets of 1e4 cost nothing)
 ///   dWeight[c] += s P,  dBias[c] += sum dy,  gm = -s gamma sum dy,  gv = -0.5 s^3 gamma P
 ///   gmL[n] = sum_c gm, gvL[n] = sum_c gv, gmB[c] = sum_n gm, gvB[c] = sum_n gv
@@ -226,11 +244,11 @@ pub unsafe fn reduce<const LONG: bool>(
     sums: Sums,
 ) {
     let w = Work::split(work, n, c);
-    let (mu_in, pairs) = (st.mu_in.as_ptr(), w.pairs.as_mut_ptr());
+    let (mu, pairs) = (centres(&st), w.pairs.as_mut_ptr());
     let finite = if LONG {
-        long_row_sums(x, dy, m, (mu_in, st.var_in.as_ptr()), pairs, n * c)
+        long_row_sums(x, dy, m, (mu, st.var_in.as_ptr()), pairs, n * c)
     } else {
-        reduce_rows(x, dy, m, mu_in, pairs, n * c)
+        reduce_rows(x, dy, m, mu, pairs, n * c)
     };
     combine(x, dy, n, c, m, mode, layer, st, work, sums, finite);
 }
@@ -238,10 +256,10 @@ pub unsafe fn reduce<const LONG: bool>(
 /// The sweep of `reduce` over `rows` consecutive rows of m floats at `x`, `dy`, m <= `CHUNK`
 /// (longer rows: `long_row_sums`): (sum dy, sum dy (x - hi)) per row into `pairs`, nothing else;
 /// returns whether every row's sums are finite. A row's result depends on that row alone, so a
-/// caller may split the rows into ranges (threads) with `mu_in` and `pairs` offset alike.
+/// caller may split the rows into ranges (threads) with `mu` and `pairs` offset alike.
 ///
 /// # Safety
-/// `x`, `dy` valid for rows * m floats, `mu_in` for `rows` f64, `pairs` for `rows` v128.
+/// `x`, `dy` valid for rows * m floats, `mu` for `rows` f64, `pairs` for `rows` v128.
 // `#[inline(always)]` here, on `combine` and on `short_row_sums`: with two callers each (the
 // one-thread `reduce` and the threads' exports) the compiler left them as calls, and the one-thread
 // reduction at M = 49 was ~25% slower than the same code inlined.
@@ -250,18 +268,18 @@ pub unsafe fn reduce_rows(
     x: *const f32,
     dy: *const f32,
     m: usize,
-    mu_in: *const f64,
+    mu: *const f64,
     pairs: *mut v128,
     rows: usize,
 ) -> bool {
     if (4..=SHORT).contains(&m) {
-        short_row_sums(x, dy, m, mu_in, pairs, rows)
+        short_row_sums(x, dy, m, mu, pairs, rows)
     } else {
         let mut finite = i64x2_splat(-1);
         // |sum dy| is never too small (a sum of inputs, no products): its lane is compared with 0.
         let tiny = f64x2(0.0, TINY_SUM);
         for r in 0..rows {
-            let pair = row_sums(x.add(r * m), dy.add(r * m), m, centre(*mu_in.add(r), m));
+            let pair = row_sums(x.add(r * m), dy.add(r * m), m, centre(*mu.add(r), m));
             finite = v128_and(finite, f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
             finite = v128_and(finite, f64x2_ge(f64x2_abs(pair), tiny));
             *pairs.add(r) = pair;
@@ -281,7 +299,7 @@ pub unsafe fn long_row_sums(
     x: *const f32,
     dy: *const f32,
     m: usize,
-    (mu_in, var_in): (*const f64, *const f64),
+    (mu, var_in): (*const f64, *const f64),
     pairs: *mut v128,
     rows: usize,
 ) -> bool {
@@ -289,10 +307,10 @@ pub unsafe fn long_row_sums(
     // |sum dy| is never too small (a sum of inputs, no products): its lane is compared with 0.
     let tiny = f64x2(0.0, TINY_SUM);
     for r in 0..rows {
-        let cut = centre(*mu_in.add(r), m);
+        let cut = centre(*mu.add(r), m);
         let mut pair;
-        match narrow_centre(*mu_in.add(r), *var_in.add(r)) {
-            // Summed about f32(mu_in), moved to the cut in f64: (hi - cut) sum dy is ~2^-12 |mu|
+        match narrow_centre(*mu.add(r), *var_in.add(r)) {
+            // Summed about f32(mu), moved to the cut in f64: (hi - cut) sum dy is ~2^-12 |mu|
             // of sum dy, and its f64 rounding 2^-53 of that.
             Some(hi) => {
                 pair = row_sums(x.add(r * m), dy.add(r * m), m, hi);
@@ -344,6 +362,7 @@ pub unsafe fn combine(
     // s = 1/sqrt(var + eps) is formed here, two rows per f64x2 so that the square roots and
     // divisions of successive rows overlap, and kept for the dx call.
     let (var_in, mu, var) = (st.var_in.as_ptr(), st.mu.as_ptr(), st.var.as_ptr());
+    let cmu = centres(&st); // the means the row sums were centred on
     let inv_std = w.inv_std.as_mut_ptr();
     let (eps, one) = (f64x2_splat(layer.eps), f64x2_splat(1.0));
     let gamma = layer.gamma.as_ptr();
@@ -356,7 +375,7 @@ pub unsafe fn combine(
     // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
     // too) or whose sum dy (x - hi) is tiny (`TINY_SUM`), are summed again in f64.
     if st.wide[0] != 0.0 || !finite {
-        redo_sums(x, dy, m, rows, mu_in, st.mu.as_ptr(), var, layer.eps, pairs);
+        redo_sums(x, dy, m, rows, (centres(&st), st.mu.as_ptr()), var, layer.eps, pairs);
     }
     // A std of 0 (only with eps 0) makes s infinite: there the reference's
     // dgamma = sum dy ((x - mu) s) is NaN where s sum dy (x - mu) would be an infinity.
@@ -381,16 +400,16 @@ pub unsafe fn combine(
             // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
             // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
-            let (c2, mu2, ve) = (centre2(mean, m), ld(mu.add(r)), f64x2_add(ld(var.add(r)), eps));
+            let (c2, mu2, ve) = (centre2(ld(cmu.add(r)), m), ld(mu.add(r)), f64x2_add(ld(var.add(r)), eps));
             let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(c2, mu2), g));
             let mut p = v128_bitselect(p_hi, p_raw, g_finite);
             // A row whose centre lies far from mu: its sum about mu in f64 (far_centre; rare).
-            let far = far_centre2(c2, mu2, ve);
-            if v128_any_true(far) {
+            if v128_any_true(far_centre2(c2, mu2, ve)) {
                 for lane in 0..2 {
-                    if far_centre(f64x2_lane(c2, lane), f64x2_lane(mu2, lane), f64x2_lane(ve, lane)) {
-                        let row = r + lane;
-                        let q = wide::grad_sums_f64_about(x.add(row * m), dy.add(row * m), m, *mu.add(row));
+                    let row = r + lane;
+                    let (cl, ml) = (centre(*cmu.add(row), m) as f64, *mu.add(row));
+                    if far_centre(cl, ml, *var.add(row) + layer.eps) {
+                        let q = wide::grad_sums_f64_about(x.add(row * m), dy.add(row * m), m, ml);
                         p = if lane == 0 { f64x2_replace_lane::<0>(p, q) } else { f64x2_replace_lane::<1>(p, q) };
                     }
                 }
@@ -419,7 +438,7 @@ pub unsafe fn combine(
             let (g, p_raw) =
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
-            let (cr, mur, ve) = (centre(mean, m) as f64, *mu.add(r), *var.add(r) + layer.eps);
+            let (cr, mur, ve) = (centre(*cmu.add(r), m) as f64, *mu.add(r), *var.add(r) + layer.eps);
             let p = if far_centre(cr, mur, ve) {
                 wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, mur)
             } else if g.is_finite() {
@@ -457,16 +476,13 @@ pub unsafe fn combine(
     }
 }
 
-/// Stds of the mix beyond which a row's centre (f32 of its IN mean) counts as far from its mixed
-/// mean mu: the f32 sums about the centre carry rounding of |x - centre| per term, and their
-/// combine (centre - mu) sum dy cancels it down to sum dy (x - mu), whose terms may be far
-/// smaller (an evaluation on a running_mean of 0 over a row [1e7, 0.5, -0.3, 0.2] with dy 0 at
-/// 1e7: dgamma 0.25 for 0.40; a row [1e4, ...]: 2.4e-4 relative off). Within 2^10 stds the
-/// error, 2^-24 |centre - mu| per |dy|, stays below 1e-4 of the terms' scale |x - mu| + std.
+/// Stds of the mix beyond which a row's centre counts as far from its mixed mean mu (training,
+/// where the centre is the IN mean, `centres`): its error, 2^-24 |centre - mu| per |dy|, then
+/// passes 1e-4 of the terms' scale |x - mu| + std.
 const FAR_CENTRE: f64 = 1024.0;
 
-/// Whether centre c lies beyond FAR_CENTRE stds sqrt(ve) of mu, by squares (no square root in
-/// the combine's loop): false for ve 0, where zero_std_sums has the row, and for NaN.
+/// Whether centre c lies beyond FAR_CENTRE stds sqrt(ve) of mu, by squares: false for ve 0,
+/// where zero_std_sums has the row, and for NaN.
 #[inline(always)]
 fn far_centre(c: f64, mu: f64, ve: f64) -> bool {
     let d = c - mu;
@@ -479,16 +495,6 @@ fn far_centre2(c: v128, mu: v128, ve: v128) -> v128 {
     let d = f64x2_sub(c, mu);
     let bound = f64x2_mul(f64x2_splat(FAR_CENTRE * FAR_CENTRE), ve);
     v128_and(f64x2_gt(ve, f64x2_splat(0.0)), f64x2_gt(f64x2_mul(d, d), bound))
-}
-
-/// Lane `k` (0 or 1) of an f64x2.
-#[inline(always)]
-fn f64x2_lane(v: v128, k: usize) -> f64 {
-    if k == 0 {
-        f64x2_extract_lane::<0>(v)
-    } else {
-        f64x2_extract_lane::<1>(v)
-    }
 }
 
 /// For every row whose variance is 0 (with eps 0: s = +Inf), sum dy (x - mu) in `pairs` replaced by
@@ -536,7 +542,7 @@ unsafe fn any_nonzero(p: *const f32, n: usize) -> bool {
 /// its mixed mean mu instead, as the reference forms it (the combine then adds nothing).
 ///
 /// # Safety
-/// As `reduce`; `mu_in`, `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
+/// As `reduce`; `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn redo_sums(
@@ -544,8 +550,7 @@ unsafe fn redo_sums(
     dy: *const f32,
     m: usize,
     rows: usize,
-    mu_in: *const f64,
-    mu: *const f64,
+    (centre_of, mu): (*const f64, *const f64),
     var: *const f64,
     eps: f64,
     pairs: *mut v128,
@@ -556,7 +561,7 @@ unsafe fn redo_sums(
         let p = f64x2_extract_lane::<1>(pair);
         let tiny = finite && p < TINY_SUM && p > -TINY_SUM && any_nonzero(dy.add(r * m), m);
         if wide::out_of_range(*var.add(r) + eps) || !finite || tiny {
-            let hi = centre(*mu_in.add(r), m);
+            let hi = centre(*centre_of.add(r), m);
             let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             if !g.is_finite() {
                 p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, *mu.add(r));

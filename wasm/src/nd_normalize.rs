@@ -3,7 +3,7 @@
 //! constants, then one sweep over x writing y. Also the row driver (`for_rows`) that the
 //! backward's dx sweep shares.
 
-use crate::layout::{Layer, Stats, MODE_USING_BN};
+use crate::layout::{Layer, Stats, MODE_TRAINING, MODE_USING_BN};
 use crate::simd;
 use crate::wide;
 use core::arch::wasm32::*;
@@ -93,8 +93,10 @@ pub unsafe fn constants(
     if any_wide {
         any_wide = wide_rows(&mix, layer, n, c, &st, scratch);
     }
-    // For the backward (nd_grad): whether it needs its wide-row paths.
+    // For the backward (nd_grad): whether it needs its wide-row paths, and whether it centres its
+    // row sums on the mixed means (an evaluation: `nd_grad::centres`).
     st.wide[0] = if any_wide { 1.0 } else { 0.0 };
+    st.wide[1] = if mode & MODE_TRAINING == 0 { 1.0 } else { 0.0 };
     any_wide
 }
 
