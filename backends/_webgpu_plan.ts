@@ -393,6 +393,9 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   const momentum = params.update.kind === "movingAverage" ? params.update.momentum : 0;
   v.setFloat32(92, momentum, true);
   v.setFloat32(96, 1 - momentum, true);
+  // Their rest beyond float32 (momentum_lo, one_minus_momentum_lo): the running update rounds once.
+  v.setFloat32(296, momentum - Math.fround(momentum), true);
+  v.setFloat32(300, 1 - momentum - Math.fround(1 - momentum), true);
   // +Inf's bits, from which the shaders make NaN and the infinities at run time (WGSL forbids
   // them as constants; see qnan() in shaders/common.wgsl).
   v.setUint32(144, 0x7f800000, true);

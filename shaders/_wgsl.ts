@@ -165,6 +165,10 @@ struct Params {
   eps_lo: f32,
   // sn_bwd_rows: the first record of this dispatch's workgroups in the dot-product partial sums.
   dot_base: u32,
+  // The rest of momentum and of 1 - momentum beyond their float32 roundings (the running
+  // update's factors as pairs, pair.wgsl moving_average).
+  momentum_lo: f32,
+  one_minus_momentum_lo: f32,
 }
 
 // 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
@@ -1197,6 +1201,21 @@ fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
   let e = (p.hi - (s - bb)) + (q.hi - bb);
   let finite = (bitcast<vec4<u32>>(s) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
   return Pair4(s, p.lo + q.lo + select(vec4<f32>(0.0), e, finite));
+}
+
+// The moving average m r + (1 - m) v of a running buffer r and a batch statistic v (a pair:
+// the group's mean; a variance goes as its float32 value, a few ulps accurate),
+// with the factors as float32 pairs (Params' momentum and its rest), rounded once as the float64
+// reference rounds it: in float32 steps a \`running_mean\` came out up to 1.5 ulps off, which an
+// evaluation over a tiny \`running_var\` amplifies (-3000.000732421875 for -3000.0009765625 over a
+// \`running_var\` of 1e-6: y 0.031 for 0.023; tests/running_update_test.ts). \`plain\`, the update
+// in float32 steps, where r, v or the result is not finite (IEEE's results).
+fn moving_average(r: f32, v: vec2<f32>, plain: f32) -> f32 {
+  let a = pair_mul(vec2<f32>(P.momentum, P.momentum_lo), vec2<f32>(r, 0.0));
+  let b = pair_mul(vec2<f32>(P.one_minus_momentum, P.one_minus_momentum_lo), v);
+  let s = pair_sum(a, b);
+  let t = s.x + s.y;
+  return select(plain, t, (class_bits(r) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
 }`;
 
 /** row_sums.wgsl, pasted where a shader says `//!include row_sums.wgsl`. */
@@ -3372,8 +3391,13 @@ fn main(
       running[c] = ieee_add(rm, mu);
       running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
     } else {
-      running[c] = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
-      running[P.c + c] = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+      let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
+      let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+      // (The flags decide a statistic's NaN and infinities, mean_value / var_value: the plain
+      // update then.)
+      let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
+      running[c] = select(plain_m, moving_average(rm, vec2<f32>(mean_hi, lo), plain_m), m_ok);
+      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, 0.0), plain_v), gflags == 0u);
     }
   }
 }
@@ -3539,8 +3563,10 @@ fn refine_group(g: u32, lid: u32) {
         running[c] = ieee_add(rm, mu);
         running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
       } else {
-        running[c] = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
-        running[P.c + c] = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+        let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
+        let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+        running[c] = moving_average(rm, vec2<f32>(h.x, h.y + q.y), plain_m);
+        running[P.c + c] = moving_average(rv, vec2<f32>(v, 0.0), plain_v);
       }
     }
   }

@@ -156,6 +156,10 @@ struct Params {
   eps_lo: f32,
   // sn_bwd_rows: the first record of this dispatch's workgroups in the dot-product partial sums.
   dot_base: u32,
+  // The rest of momentum and of 1 - momentum beyond their float32 roundings (the running
+  // update's factors as pairs, pair.wgsl moving_average).
+  momentum_lo: f32,
+  one_minus_momentum_lo: f32,
 }
 
 // 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite

@@ -205,3 +205,18 @@ fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
   let finite = (bitcast<vec4<u32>>(s) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
   return Pair4(s, p.lo + q.lo + select(vec4<f32>(0.0), e, finite));
 }
+
+// The moving average m r + (1 - m) v of a running buffer r and a batch statistic v (a pair:
+// the group's mean; a variance goes as its float32 value, a few ulps accurate),
+// with the factors as float32 pairs (Params' momentum and its rest), rounded once as the float64
+// reference rounds it: in float32 steps a `running_mean` came out up to 1.5 ulps off, which an
+// evaluation over a tiny `running_var` amplifies (-3000.000732421875 for -3000.0009765625 over a
+// `running_var` of 1e-6: y 0.031 for 0.023; tests/running_update_test.ts). `plain`, the update
+// in float32 steps, where r, v or the result is not finite (IEEE's results).
+fn moving_average(r: f32, v: vec2<f32>, plain: f32) -> f32 {
+  let a = pair_mul(vec2<f32>(P.momentum, P.momentum_lo), vec2<f32>(r, 0.0));
+  let b = pair_mul(vec2<f32>(P.one_minus_momentum, P.one_minus_momentum_lo), v);
+  let s = pair_sum(a, b);
+  let t = s.x + s.y;
+  return select(plain, t, (class_bits(r) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
+}

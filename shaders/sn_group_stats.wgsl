@@ -512,8 +512,13 @@ fn main(
       running[c] = ieee_add(rm, mu);
       running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
     } else {
-      running[c] = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
-      running[P.c + c] = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+      let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
+      let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
+      // (The flags decide a statistic's NaN and infinities, mean_value / var_value: the plain
+      // update then.)
+      let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
+      running[c] = select(plain_m, moving_average(rm, vec2<f32>(mean_hi, lo), plain_m), m_ok);
+      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, 0.0), plain_v), gflags == 0u);
     }
   }
 }
