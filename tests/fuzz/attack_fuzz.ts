@@ -112,7 +112,11 @@ export function describe(call: LayerCall): string {
     call.xEval ? "+eval" : ""
   }`;
 }
-function check(call: LayerCall, got: CallResult, want: CallResult): string | null {
+/**
+ * The range checks of a fuzzer's call (y, dx, gradients; running buffers and the evaluation
+ * after it where the call has them): null where they pass, else the failure in one line.
+ */
+export function check(call: LayerCall, got: CallResult, want: CallResult): string | null {
   try {
     assertRangeChecks(call, got, want);
     if (call.running) {

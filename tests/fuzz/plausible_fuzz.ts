@@ -14,16 +14,8 @@
  *
  * @module
  */
-import { assertClose } from "../_close.ts";
-import { RUNNING } from "../_tolerances.ts";
-import {
-  assertRangeChecks,
-  asWebGPUTakesIt,
-  type CallResult,
-  type LayerCall,
-  runBoth,
-  runCall,
-} from "../_range_compare.ts";
+import { asWebGPUTakesIt, type LayerCall, runBoth, runCall } from "../_range_compare.ts";
+import { check } from "./attack_fuzz.ts";
 import { seededRandom } from "../../examples/_data.ts";
 import { sparsestmax } from "../../_importance.ts";
 
@@ -179,19 +171,6 @@ function relInfo(msg: string): string {
   if (!m) return "";
   const g = Number(m[1]), w = Number(m[2]);
   return ` rel=${(Math.abs(g - w) / Math.max(Math.abs(w), 1e-300)).toExponential(2)}`;
-}
-function check(call: LayerCall, got: CallResult, want: CallResult): string | null {
-  try {
-    assertRangeChecks(call, got, want);
-    if (call.running) {
-      assertClose(got.runningMean!, want.runningMean!, RUNNING, "running_mean");
-      assertClose(got.runningVar!, want.runningVar!, RUNNING, "running_var");
-    }
-    if (call.xEval) assertRangeChecks(call, got.evaluation!, want.evaluation!, "evaluation");
-    return null;
-  } catch (e) {
-    return String(e).replaceAll("\n", " | ");
-  }
 }
 if (import.meta.main) {
   const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];

@@ -86,8 +86,8 @@ pub(crate) fn centres(st: &Stats) -> *const f64 {
     }
 }
 
-/// The centre of a row's f32 sums of dy (x - centre), from its mean mu (`centres`): hi = f32(mu) for rows of at most
-/// `CHUNK` floats; longer rows cut it to 12 significant bits, so that x - centre rounds only x's
+/// The centre of a row's f32 sums of dy (x - centre), from its mean mu (`centres`): hi = f32(mu)
+/// for rows of at most `CHUNK` floats; longer rows cut it to 12 significant bits, so that x - centre rounds only x's
 /// own low bits. A centre with bits finer than x's rounds every x of a binade the same way (its
 /// discarded bits are constant), ~2^-25 per element: over 4e6 floats with dy of one sign that
 /// was 8e-5 relative on dgamma (tests/long_rows_test.ts; WebGPU's `coarse12`, shaders/common.wgsl).
@@ -400,7 +400,8 @@ pub unsafe fn combine(
             // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
             // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
-            let (c2, mu2, ve) = (centre2(ld(cmu.add(r)), m), ld(mu.add(r)), f64x2_add(ld(var.add(r)), eps));
+            let (c2, mu2, ve) =
+                (centre2(ld(cmu.add(r)), m), ld(mu.add(r)), f64x2_add(ld(var.add(r)), eps));
             let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(c2, mu2), g));
             let mut p = v128_bitselect(p_hi, p_raw, g_finite);
             // A row whose centre lies far from mu: its sum about mu in f64 (far_centre; rare).
@@ -410,7 +411,11 @@ pub unsafe fn combine(
                     let (cl, ml) = (centre(*cmu.add(row), m) as f64, *mu.add(row));
                     if far_centre(cl, ml, *var.add(row) + layer.eps) {
                         let q = wide::grad_sums_f64_about(x.add(row * m), dy.add(row * m), m, ml);
-                        p = if lane == 0 { f64x2_replace_lane::<0>(p, q) } else { f64x2_replace_lane::<1>(p, q) };
+                        p = if lane == 0 {
+                            f64x2_replace_lane::<0>(p, q)
+                        } else {
+                            f64x2_replace_lane::<1>(p, q)
+                        };
                     }
                 }
             }
@@ -438,7 +443,8 @@ pub unsafe fn combine(
             let (g, p_raw) =
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
             let mean = *mu_in.add(r);
-            let (cr, mur, ve) = (centre(*cmu.add(r), m) as f64, *mu.add(r), *var.add(r) + layer.eps);
+            let (cr, mur, ve) =
+                (centre(*cmu.add(r), m) as f64, *mu.add(r), *var.add(r) + layer.eps);
             let p = if far_centre(cr, mur, ve) {
                 wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, mur)
             } else if g.is_finite() {
