@@ -2909,7 +2909,7 @@ export const SN_GROUP_STATS: string =
 // with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
 // Under SyncSN (P_NO_RUNNING_UPDATE) the CPU does the update, with the global batch's statistics.
 // Units: members may be scaled (F_SCALED: wide rows, sn_wide_stats). The group's unit u is the
-// largest member unit (0 for unscaled members), found first (a workgroup atomicMax); each member
+// largest member unit (0 for unscaled members; none for unscaled members of zeros, below), found first (a workgroup atomicMax); each member
 // enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
 // in-range data give the same bits as without units), its M2 by f^2, and the group is written in
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
@@ -3947,9 +3947,9 @@ export const SN_BWD_REDUCE: string =
 // S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
 // sn_bwd_wide_reduce, which reads MX; and seg_lo[s] = S1_lo, S1 + S1_lo the sum as a float32
 // pair (0 where it is not finite or listed), for sn_bwd_rows' per-row work in pairs.
-// with c = long_centre(m, p) (backward_common.wgsl: the 12-bit cut coarse12(hi + lo), or hi for
-// a row narrower than the cut's move), so that x - c is exact (|mu| ~ 1e4 with std ~ 1 loses
-// nothing), and (hi - c) + lo taken off once, by exact products of the pair sums: lo subtracted
+// with c = long_centre(m, p) (backward_common.wgsl: the 12-bit cut coarse12(hi + lo), or f32(hi +
+// lo) for a row narrower than the cut's move), so that x - c is exact (|mu| ~ 1e4 with std ~ 1
+// loses nothing), and mu - c (an exact pair, centre_offset) taken off once, by exact products of the pair sums: lo subtracted
 // from every x - hi, or a centre finer than x, rounds all x of a binade alike, an error ~2^-25
 // sum(dy) per element that dy of one sign makes systematic (3e-5 relative on dgamma at M = 4e6).
 // Rows longer than one segment keep S2 = sum dy (x - c) per segment: sn_bwd_rows takes (mu - c)
@@ -4027,7 +4027,8 @@ fn main(
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
-    // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
+    // f32(hi + lo) for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1
+    // (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
     let offset = centre_offset(m, hi);
@@ -4239,8 +4240,8 @@ fn reduce_wide(seg: u32) {
   let ff = pow2(-f);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
-  // unit above (S2 c); S2 in units of 2^(e + fm.e - e) where no element above has a nonzero
-  // product, else of 2^e with S2 f brought there.
+  // unit above (S2 c); S2 in the unit 2^fm.e (f = fm.e - e) where no element above has a
+  // nonzero product, else in 2^e (f = 0) with S2 f brought there.
   let fine = fm.ok & (f == 0);
   var s1 = 0.0;
   var s2 = 0.0;

@@ -10,9 +10,9 @@
 // S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
 // sn_bwd_wide_reduce, which reads MX; and seg_lo[s] = S1_lo, S1 + S1_lo the sum as a float32
 // pair (0 where it is not finite or listed), for sn_bwd_rows' per-row work in pairs.
-// with c = long_centre(m, p) (backward_common.wgsl: the 12-bit cut coarse12(hi + lo), or hi for
-// a row narrower than the cut's move), so that x - c is exact (|mu| ~ 1e4 with std ~ 1 loses
-// nothing), and (hi - c) + lo taken off once, by exact products of the pair sums: lo subtracted
+// with c = long_centre(m, p) (backward_common.wgsl: the 12-bit cut coarse12(hi + lo), or f32(hi +
+// lo) for a row narrower than the cut's move), so that x - c is exact (|mu| ~ 1e4 with std ~ 1
+// loses nothing), and mu - c (an exact pair, centre_offset) taken off once, by exact products of the pair sums: lo subtracted
 // from every x - hi, or a centre finer than x, rounds all x of a binade alike, an error ~2^-25
 // sum(dy) per element that dy of one sign makes systematic (3e-5 relative on dgamma at M = 4e6).
 // Rows longer than one segment keep S2 = sum dy (x - c) per segment: sn_bwd_rows takes (mu - c)
@@ -90,7 +90,8 @@ fn main(
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
     keep = !mixed_bad(m) && !scaled;
     // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
-    // hi for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1 (see the top).
+    // f32(hi + lo) for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1
+    // (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
     let offset = centre_offset(m, hi);

@@ -118,8 +118,8 @@ fn reduce_wide(seg: u32) {
   let ff = pow2(-f);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
-  // unit above (S2 c); S2 in units of 2^(e + fm.e - e) where no element above has a nonzero
-  // product, else of 2^e with S2 f brought there.
+  // unit above (S2 c); S2 in the unit 2^fm.e (f = fm.e - e) where no element above has a
+  // nonzero product, else in 2^e (f = 0) with S2 f brought there.
   let fine = fm.ok & (f == 0);
   var s1 = 0.0;
   var s2 = 0.0;

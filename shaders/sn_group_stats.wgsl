@@ -30,7 +30,7 @@
 // with IEEE results for non-finite statistics (ieee_add / ieee_mul), as the reference has.
 // Under SyncSN (P_NO_RUNNING_UPDATE) the CPU does the update, with the global batch's statistics.
 // Units: members may be scaled (F_SCALED: wide rows, sn_wide_stats). The group's unit u is the
-// largest member unit (0 for unscaled members), found first (a workgroup atomicMax); each member
+// largest member unit (0 for unscaled members; none for unscaled members of zeros, below), found first (a workgroup atomicMax); each member
 // enters multiplied by f = 2^(u_k - u) (exact; 1 for an unscaled member of an unscaled group, so
 // in-range data give the same bits as without units), its M2 by f^2, and the group is written in
 // unit u (unit_flags). The running update of a scaled group adds its terms in that unit and
