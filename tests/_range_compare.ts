@@ -12,7 +12,8 @@ import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { SwitchNormNdOptions } from "../mod.ts";
 import { assertClose, assertCloseToScale, type Tolerance } from "./_close.ts";
 import { GRAD_SCALED, Y } from "./_tolerances.ts";
-import { type TermScales, termScales } from "./_term_scales.ts";
+import { type TermMixing, type TermScales, termScales } from "./_term_scales.ts";
+import { sparsestmax } from "../_importance.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
 export type Backend = "reference" | "wasm" | "webgpu";
@@ -84,6 +85,29 @@ function copyGrads(layer: Layer): Record<GradKey, Float32Array> {
   };
 }
 
+/**
+ * A sparse layer's mixings for the term scales: its weights, and sparsestmax's Jacobian at its
+ * logits and radius (0 for a fixed mixing, whose logits get no gradient).
+ */
+function sparseMixing(layer: SwitchNorm2d<boolean>): { mean: TermMixing; var: TermMixing } {
+  const frozen = layer.frozenTo;
+  const mixing = (logits: Float32Array, weights: Float64Array, fixed: boolean): TermMixing => {
+    const map = sparsestmax(logits, layer.radius);
+    const jacobian = Array.from(
+      weights,
+      (_, k) =>
+        fixed
+          ? new Float64Array(weights.length)
+          : map.vjp(Float64Array.from(weights, (_, j) => j === k ? 1 : 0)),
+    );
+    return { weights, jacobian };
+  };
+  return {
+    mean: mixing(layer.mean_weight, layer.meanImportance, frozen.mean !== undefined),
+    var: mixing(layer.var_weight, layer.varImportance, frozen.var !== undefined),
+  };
+}
+
 /** A forward (keeping it for the backward) and backward of `layer` in its current mode. */
 async function forwardBackward(
   layer: Layer,
@@ -109,6 +133,7 @@ async function forwardBackward(
       bias: s.bias,
       meanLogits: s.mean_weight,
       varLogits: s.var_weight,
+      mixing: call.options?.sparse ? sparseMixing(layer as SwitchNorm2d<boolean>) : undefined,
       runningMean: s.running_mean,
       runningVar: s.running_var,
     });

@@ -41,9 +41,23 @@ export interface TermScaleCall {
   /** The logits (not their softmax), order (in,) ln, bn. */
   readonly meanLogits: ArrayLike<number>;
   readonly varLogits: ArrayLike<number>;
+  /**
+   * Sparse SN: the mixings' weights and their Jacobians (row k: dw_k / dlogits), in place of
+   * softmax's of the logits.
+   */
+  readonly mixing?: {
+    readonly mean: TermMixing;
+    readonly var: TermMixing;
+  };
   /** Used in evaluation with BN: BN's statistics are these. */
   readonly runningMean?: ArrayLike<number>;
   readonly runningVar?: ArrayLike<number>;
+}
+
+/** A mixing's weights and Jacobian (row k: dw_k / dlogits), for {@linkcode TermScaleCall}. */
+export interface TermMixing {
+  readonly weights: ArrayLike<number>;
+  readonly jacobian: readonly ArrayLike<number>[];
 }
 
 /** Per-element scales of y and dx, per-entry scales of the parameter gradients. */
@@ -86,7 +100,8 @@ export function termScales(call: TermScaleCall): TermScales {
   const { n, c, m, x, dy, weight, bias, eps } = call;
   const nd = call.layout === "nd";
   const rows = n * c;
-  const w = softmax(call.meanLogits), v = softmax(call.varLogits);
+  const w = call.mixing ? Float64Array.from(call.mixing.mean.weights) : softmax(call.meanLogits);
+  const v = call.mixing ? Float64Array.from(call.mixing.var.weights) : softmax(call.varLogits);
   const bnLive = call.usingBN && call.training;
 
   // Statistics per normalizer, as per-row functions (row r = n * C + c in both layouts).
@@ -209,8 +224,17 @@ export function termScales(call: TermScaleCall): TermScales {
       }
       // A row that contributes nothing (s = 0: a variance of +Infinity) adds nothing, even
       // against an infinite difference of variances.
-      if (am[r] > 0) dMean[a] += w[a] * am[r] * dm;
-      if (av[r] > 0) dVar[a] += v[a] * av[r] * dv;
+      if (!call.mixing) {
+        if (am[r] > 0) dMean[a] += w[a] * am[r] * dm;
+        if (av[r] > 0) dVar[a] += v[a] * av[r] * dv;
+        continue;
+      }
+      // Sparse SN: gradient q = sum_k J_kq a_k, a_k centred as above (the columns of J sum
+      // to 0), each term at its absolute value.
+      for (let q = 0; q < k; q++) {
+        if (am[r] > 0) dMean[q] += Math.abs(call.mixing.mean.jacobian[a][q]) * am[r] * dm;
+        if (av[r] > 0) dVar[q] += Math.abs(call.mixing.var.jacobian[a][q]) * av[r] * dv;
+      }
     }
   }
   return { y, dx, weight: dWeight, bias: dBias, mean_weight: dMean, var_weight: dVar };

@@ -7,7 +7,7 @@
  * `[eval-alone-passes]` where an evaluation after training fails only through the running
  * buffers' float32 rounding (which an evaluation over a tiny running_var amplifies), and
  * `[as-softmax-passes]` for a sparse call that passes as the softmax call of the same weights
- * (tests/_term_scales.ts takes softmax's weights and Jacobian for its scales). Not a test (no
+ * (a failure of the sparse map's own terms, not of the normalization). Not a test (no
  * assertion, not run by `deno task test`): a tool to find members of a fault class.
  *
  *   deno run -A tests/fuzz/plausible_fuzz.ts FIRST LAST [webgpu|wasm]
