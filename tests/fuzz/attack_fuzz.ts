@@ -137,25 +137,49 @@ export function classify(msg: string): string {
   if (!Number.isFinite(g) || !Number.isFinite(w)) return "c";
   return "a";
 }
+/** A fuzzer call's outcome on a backend that failed its checks ({@linkcode fuzzCall}). */
+export interface FuzzFailure {
+  readonly got: CallResult;
+  /** The failure in one line. */
+  readonly err: string;
+  /** " [rawref-passes]" or " [rawref-also-fails]" where WebGPU's weight cut changed the call. */
+  readonly raw: string;
+}
+
+/**
+ * Runs a fuzzer's call on `backend` and the reference and checks it ({@linkcode check}): null
+ * where it passes, "throw" (printed with `label`) where the call throws, else the failure; on
+ * WebGPU, whether the reference without the 2^-252 weight cut passes too.
+ */
+export async function fuzzCall(
+  call: LayerCall,
+  backend: "wasm" | "webgpu",
+  label: string,
+): Promise<FuzzFailure | "throw" | null> {
+  let res;
+  try {
+    res = await runBoth(call, backend);
+  } catch (e) {
+    console.log("THROW", label, String(e).slice(0, 200));
+    return "throw";
+  }
+  const err = check(call, res.got, res.want);
+  if (!err) return null;
+  let raw = "";
+  if (backend === "webgpu" && asWebGPUTakesIt(call) !== call) {
+    const want2 = await runCall(call, "reference");
+    raw = check(call, res.got, want2) ? " [rawref-also-fails]" : " [rawref-passes]";
+  }
+  return { got: res.got, err, raw };
+}
+
 if (import.meta.main) {
   const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];
   for (let s = a; s <= b; s++) {
     const call = make(s);
-    let res;
-    try {
-      res = await runBoth(call, be as "webgpu");
-    } catch (e) {
-      console.log("THROW", s, describe(call), String(e).slice(0, 200));
-      continue;
-    }
-    const err = check(call, res.got, res.want);
-    if (!err) continue;
-    let raw = "";
-    if (be === "webgpu" && asWebGPUTakesIt(call) !== call) {
-      const want2 = await runCall(call, "reference");
-      raw = check(call, res.got, want2) ? " [rawref-also-fails]" : " [rawref-passes]";
-    }
-    console.log(`FAIL(${classify(err)})`, s, describe(call) + raw, err.slice(0, 500));
+    const f = await fuzzCall(call, be as "webgpu", `${s} ${describe(call)}`);
+    if (f === null || f === "throw") continue;
+    console.log(`FAIL(${classify(f.err)})`, s, describe(call) + f.raw, f.err.slice(0, 500));
   }
   console.log("DONE", a, b, be);
   Deno.exit(0);

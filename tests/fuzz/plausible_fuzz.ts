@@ -14,8 +14,8 @@
  *
  * @module
  */
-import { asWebGPUTakesIt, type LayerCall, runBoth, runCall } from "../_range_compare.ts";
-import { check } from "./attack_fuzz.ts";
+import { type LayerCall, runBoth } from "../_range_compare.ts";
+import { check, fuzzCall } from "./attack_fuzz.ts";
 import { seededRandom } from "../../examples/_data.ts";
 import { sparsestmax } from "../../_importance.ts";
 
@@ -177,28 +177,18 @@ if (import.meta.main) {
   let fails = 0;
   for (let s = a; s <= b; s++) {
     const call = make(s);
-    let res;
-    try {
-      res = await runBoth(call, be as "webgpu");
-    } catch (e) {
-      console.log("THROW", s, describe(call), String(e).slice(0, 200));
-      continue;
-    }
-    const err = check(call, res.got, res.want);
-    if (!err) continue;
+    const f = await fuzzCall(call, be as "webgpu", `${s} ${describe(call)}`);
+    if (f === null || f === "throw") continue;
+    const { err } = f;
     fails++;
-    let raw = "";
-    if (be === "webgpu" && asWebGPUTakesIt(call) !== call) {
-      const want2 = await runCall(call, "reference");
-      raw = check(call, res.got, want2) ? " [rawref-also-fails]" : " [rawref-passes]";
-    }
+    let raw = f.raw;
     if (call.xEval && err.startsWith("Error: evaluation")) {
       // The evaluation again, alone, from the running buffers the BACKEND's training left: does
       // the evaluation itself fail, or only the (within-RUNNING) buffer differences amplified?
       const st = {
         ...call.state!,
-        running_mean: res.got.runningMean!,
-        running_var: res.got.runningVar!,
+        running_mean: f.got.runningMean!,
+        running_var: f.got.runningVar!,
       };
       const ev: LayerCall = {
         ...call,
@@ -212,7 +202,7 @@ if (import.meta.main) {
       raw += check(ev, r2.got, r2.want) ? " [eval-alone-also-fails]" : " [eval-alone-passes]";
     }
     if (call.options?.sparse) {
-      // The harness's term scales take softmax of the logits; redo as a non-sparse call whose
+      // The sparse map's own terms, or the normalization? Redo as a non-sparse call whose
       // softmax weights are sparsestmax's (radius 0): does it still fail?
       const eq = (l: Float32Array) =>
         Float32Array.from(
