@@ -37,9 +37,7 @@ export function softmax(v: ArrayLike<number>): Importance {
     weights: w,
     vjp(g, zeroBelow = 0) {
       const u = w.map((wi) => wi < zeroBelow ? 0 : wi);
-      return u.map((ui, i) =>
-        ui * u.reduce((a, uj, j) => uj === 0 ? a : a + uj * (g[i] - g[j]), 0)
-      );
+      return u.map((ui, i) => ui * u.reduce((a, uj, j) => a + uj * (g[i] - g[j]), 0));
     },
   };
 }
