@@ -7,7 +7,7 @@
  * float32 pairs and rounds once (shaders/pair.wgsl `moving_average`), as WASM does in float64.
  */
 import assert from "node:assert/strict";
-import { type LayerCall, runCall } from "./_range_compare.ts";
+import { type LayerCall, rangeTests, runCall } from "./_range_compare.ts";
 import { seededRandom } from "../examples/_data.ts";
 
 /** A training step on rows of mean `mean` and spread `spread`, BN's statistics alone. */
@@ -52,23 +52,18 @@ const cases: [string, LayerCall][] = [
   ["SwitchNorm1d batches of mean 100 and spread 1e-3", step(100, 1e-3, 4, [16, 32])],
 ];
 for (const [what, call] of cases) {
-  for (const backend of ["wasm", "webgpu"] as const) {
-    Deno.test({
-      name: `${
-        backend === "wasm" ? "WASM" : "WebGPU"
-      }: the running buffers after ${what} are the reference's, rounded once`,
-      ignore: backend === "webgpu" && !("gpu" in navigator),
-      fn: async () => {
-        const want = await runCall(call, "reference");
-        const got = await runCall(call, backend);
-        assert.deepEqual([...got.runningMean!], [...want.runningMean!], "running_mean");
-        // running_var from the group's float32 variance (a few ulps: Chan's merge of the tiles
-        // in "1d"), the update rounded once beyond it: within 2^-20 relative.
-        got.runningVar!.forEach((v, i) => {
-          const w = want.runningVar![i];
-          assert.ok(Math.abs(v - w) <= 2 ** -20 * Math.abs(w), `running_var[${i}]: ${v} for ${w}`);
-        });
-      },
-    });
-  }
+  rangeTests(
+    `the running buffers after ${what} are the reference's, rounded once`,
+    async (backend) => {
+      const want = await runCall(call, "reference");
+      const got = await runCall(call, backend);
+      assert.deepEqual([...got.runningMean!], [...want.runningMean!], "running_mean");
+      // running_var from the group's float32 variance (a few ulps: Chan's merge of the tiles
+      // in "1d"), the update rounded once beyond it: within 2^-20 relative.
+      got.runningVar!.forEach((v, i) => {
+        const w = want.runningVar![i];
+        assert.ok(Math.abs(v - w) <= 2 ** -20 * Math.abs(w), `running_var[${i}]: ${v} for ${w}`);
+      });
+    },
+  );
 }
