@@ -1021,6 +1021,21 @@ fn sum_add(sum: ptr<function, vec2<f32>>, v: f32) {
   *sum = vec2<f32>(t.x, (*sum).y + select(0.0, t.y, finite));
 }
 
+// sum + (v.x + v.y + v.z + v.w) for a running sum as sum_add keeps it, the vec4's own sum taken
+// exactly (a two_sum tree, its roundings into the low word): a float32 sum of the four rounds
+// like x - K (or dy (x - c)) alike for every vec4 of a row, which a row's mean kept, and sums
+// of rows that cancel (dgamma under dy = 1 and a mixing settled on BN or IN, rows of 16384)
+// kept times N M: 2.2x dgamma's tolerance, ~1e-10 of the std in each row mean.
+fn sum4_add(sum: ptr<function, vec2<f32>>, v: vec4<f32>) {
+  let a = two_sum(v.x, v.y);
+  let b = two_sum(v.z, v.w);
+  let t = two_sum(a.x, b.x);
+  sum_add(sum, t.x);
+  let rest = (a.y + b.y) + t.y;
+  let finite = (bitcast<u32>(t.x) & 0x7f800000u) != 0x7f800000u;
+  (*sum).y += select(0.0, rest, finite);
+}
+
 // Two running sums of sum_add merged (as sum_add keeps them).
 fn sum_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
   var s = p;
@@ -2205,11 +2220,11 @@ export const SN_STATS: string =
 // Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
 // rows (M = 49) do not leave most of a workgroup idle.
 // The mean comes from a second accumulator, the sum of x - K as a float32 pair (pair.wgsl:
-// sum_add, once per vec4; sum_merge between threads), and is written re-centred (shift = f32(K +
-// sum / count), mean = the rest): ~1e-9 of the std off for ~1000 floats, where Welford's mean
-// drifts ~1e-6 (see main). Where even that is not small beside the mean's distance to a value it
-// is compared with (refine_mean) the segment is marked F_REMEASURE too, and sn_wide_stats sums
-// its x - mean again exactly.
+// sum4_add, once per vec4, exact but for the pair's own rounding; sum_merge between threads),
+// and is written re-centred (shift = f32(K + sum / count), mean = the rest): below 1e-9 of the
+// std off for ~1000 floats, where Welford's mean drifts ~1e-6 (see main). Where even that is not
+// small beside the mean's distance to a value it is compared with (refine_mean) the segment is
+// marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
 // Rows of several segments are tested as a whole, by sn_row_merge.
 
 ${_COMMON}
@@ -2262,7 +2277,7 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *mx = max(*mx, max(max(abs_bits.x, abs_bits.y), max(abs_bits.z, abs_bits.w)));
   let d = v - vec4<f32>(shift);
   let s4 = d.x + d.y + d.z + d.w;
-  sum_add(sum, s4);
+  sum4_add(sum, d);
   let m4 = s4 * 0.25;
   let dev = d - vec4<f32>(m4);
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
@@ -2363,7 +2378,7 @@ fn main(
     // update, ~1e-6 of the std off over rows of 784 (its running mean is ~K - mu, of the std's
     // size): with dy of one sign the backward's sums of gm (mu_k - mu) and dy (x - mu) carry
     // that times M: y.sum()'s mean_weight gradient at [8,256,28,28] 7% off (91x its tolerance),
-    // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4 in s4) is ~1e-9 there.
+    // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4) is below 1e-9 there.
     // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
     var out = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
@@ -4052,8 +4067,8 @@ fn main(
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = x[q] - vec4<f32>(hi);
-      sum_add(&s1, d.x + d.y + d.z + d.w);
-      sum_add(&s2, select(0.0, dot(d, xc), keep));
+      sum4_add(&s1, d);
+      sum4_add(&s2, select(vec4<f32>(0.0), d * xc, keep));
       let ad = bitcast<vec4<u32>>(d) & vec4<u32>(0x7fffffffu);
       mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }

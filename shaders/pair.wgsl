@@ -24,6 +24,21 @@ fn sum_add(sum: ptr<function, vec2<f32>>, v: f32) {
   *sum = vec2<f32>(t.x, (*sum).y + select(0.0, t.y, finite));
 }
 
+// sum + (v.x + v.y + v.z + v.w) for a running sum as sum_add keeps it, the vec4's own sum taken
+// exactly (a two_sum tree, its roundings into the low word): a float32 sum of the four rounds
+// like x - K (or dy (x - c)) alike for every vec4 of a row, which a row's mean kept, and sums
+// of rows that cancel (dgamma under dy = 1 and a mixing settled on BN or IN, rows of 16384)
+// kept times N M: 2.2x dgamma's tolerance, ~1e-10 of the std in each row mean.
+fn sum4_add(sum: ptr<function, vec2<f32>>, v: vec4<f32>) {
+  let a = two_sum(v.x, v.y);
+  let b = two_sum(v.z, v.w);
+  let t = two_sum(a.x, b.x);
+  sum_add(sum, t.x);
+  let rest = (a.y + b.y) + t.y;
+  let finite = (bitcast<u32>(t.x) & 0x7f800000u) != 0x7f800000u;
+  (*sum).y += select(0.0, rest, finite);
+}
+
 // Two running sums of sum_add merged (as sum_add keeps them).
 fn sum_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
   var s = p;

@@ -115,8 +115,8 @@ fn main(
     for (var q = (body_s >> 2u) + t; q < (body_e >> 2u); q += g) {
       let d = dy[q];
       let xc = x[q] - vec4<f32>(hi);
-      sum_add(&s1, d.x + d.y + d.z + d.w);
-      sum_add(&s2, select(0.0, dot(d, xc), keep));
+      sum4_add(&s1, d);
+      sum4_add(&s2, select(vec4<f32>(0.0), d * xc, keep));
       let ad = bitcast<vec4<u32>>(d) & vec4<u32>(0x7fffffffu);
       mx = max(mx, max(max(ad.x, ad.y), max(ad.z, ad.w)));
     }

@@ -18,11 +18,11 @@
 // Seg_threads threads share a segment, 256 / seg_threads segments share a workgroup, so short
 // rows (M = 49) do not leave most of a workgroup idle.
 // The mean comes from a second accumulator, the sum of x - K as a float32 pair (pair.wgsl:
-// sum_add, once per vec4; sum_merge between threads), and is written re-centred (shift = f32(K +
-// sum / count), mean = the rest): ~1e-9 of the std off for ~1000 floats, where Welford's mean
-// drifts ~1e-6 (see main). Where even that is not small beside the mean's distance to a value it
-// is compared with (refine_mean) the segment is marked F_REMEASURE too, and sn_wide_stats sums
-// its x - mean again exactly.
+// sum4_add, once per vec4, exact but for the pair's own rounding; sum_merge between threads),
+// and is written re-centred (shift = f32(K + sum / count), mean = the rest): below 1e-9 of the
+// std off for ~1000 floats, where Welford's mean drifts ~1e-6 (see main). Where even that is not
+// small beside the mean's distance to a value it is compared with (refine_mean) the segment is
+// marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
 // Rows of several segments are tested as a whole, by sn_row_merge.
 
 //!include common.wgsl
@@ -75,7 +75,7 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *mx = max(*mx, max(max(abs_bits.x, abs_bits.y), max(abs_bits.z, abs_bits.w)));
   let d = v - vec4<f32>(shift);
   let s4 = d.x + d.y + d.z + d.w;
-  sum_add(sum, s4);
+  sum4_add(sum, d);
   let m4 = s4 * 0.25;
   let dev = d - vec4<f32>(m4);
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
@@ -176,7 +176,7 @@ fn main(
     // update, ~1e-6 of the std off over rows of 784 (its running mean is ~K - mu, of the std's
     // size): with dy of one sign the backward's sums of gm (mu_k - mu) and dy (x - mu) carry
     // that times M: y.sum()'s mean_weight gradient at [8,256,28,28] 7% off (91x its tolerance),
-    // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4 in s4) is ~1e-9 there.
+    // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4) is below 1e-9 there.
     // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
     var out = Partial(shift, mean, m2, u32(n), f, 0.0);
     if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
