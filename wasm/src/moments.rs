@@ -116,8 +116,8 @@ const SHIFT_SLACK: f64 = 3.0;
 /// Statistics of one chunk (n <= CHUNK floats) in one sweep around `shift`:
 /// d = sum (x - shift), q = sum (x - shift)^2 in f32 SIMD (`Moments::from_deviations`). If the
 /// shift was far from the mean (d^2/n > SHIFT_SLACK M2, i.e. d^2 (1 + S) > S n q), a second sweep
-/// around the mean just found replaces it; if the f32 sums met Inf/NaN or overflowed, the f64
-/// slow path does.
+/// around the mean just found, in f64 (`chunk_f64`), replaces it; if the f32 sums met Inf/NaN or
+/// overflowed, the f64 slow path does.
 ///
 /// # Safety
 /// `x` must be valid for reading `n` floats, n > 0; `inv_n` = 1/n.
@@ -129,12 +129,13 @@ unsafe fn chunk(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
     }
     let (df, qf) = (d as f64, q as f64);
     if df * df * (1.0 + SHIFT_SLACK) > SHIFT_SLACK * n as f64 * qf {
-        let better = (shift as f64 + df * inv_n) as f32;
-        let (d, q) = simd::deviation_sums(x, n, better);
-        if !q.is_finite() || q < TINY_Q {
-            return tiny_or_f64(x, n, better);
-        }
-        return Moments::from_deviations(n, inv_n, better, d, q);
+        // Measured again around the mean just found, in f64: a shift that poor was set by a
+        // spike among `first_shift`'s four samples (or values that far apart), and about a mean
+        // the spike dominates every other deviation is ~ -spike / n, which f32 lane sums holding
+        // the spike round at its ulp (a row of 0.3 with 1e7 at element 0: the mean 35 to 251
+        // float32 ulps off, y of a row whose LN and BN means carry it 0.5% off). Rare in other
+        // data (a shift of four samples' mean lies that far from the mean ~5e-4 of the time).
+        return poor_shift_f64(x, n, inv_n, (shift as f64 + df * inv_n) as f32);
     }
     Moments::from_deviations(n, inv_n, shift, d, q)
 }
@@ -143,8 +144,9 @@ unsafe fn chunk(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
 /// measured again around its mean: M2 = q - d^2 / n then cancels at most 10 of f64's 53 bits.
 const SHIFT_SLACK_F64: f64 = 1024.0;
 
-/// `chunk` with f64 sums (`simd::deviation_sums_f64`), for SwitchNorm1d's rows: no f32 sum can
-/// overflow or go subnormal there, so only Inf/NaN take the slow path.
+/// `chunk` with f64 sums (`simd::deviation_sums_f64`), for SwitchNorm1d's rows and for a chunk
+/// whose f32 shift was poor (`chunk`): no f32 sum can overflow or go subnormal there, so only
+/// Inf/NaN take the slow path.
 ///
 /// # Safety
 /// As `chunk`.
@@ -161,6 +163,16 @@ unsafe fn chunk_f64(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments 
     }
     let m2 = q - d * d * inv_n;
     Moments { count: n as f64, mean: centre + d * inv_n, m2: if m2 < 0.0 { 0.0 } else { m2 } }
+}
+
+/// `chunk_f64` about `better`, out of line: the path of a poor shift (`chunk`), rare, kept out of
+/// the sweep that every chunk takes.
+///
+/// # Safety
+/// As `chunk`.
+#[inline(never)]
+unsafe fn poor_shift_f64(x: *const f32, n: usize, inv_n: f64, better: f32) -> Moments {
+    chunk_f64(x, n, inv_n, better)
 }
 
 /// How rows of a fixed length m split into chunks, with the reciprocals every row needs, so
