@@ -184,6 +184,33 @@ fn two_sum(a: f32, b: f32) -> vec2<f32> {
   return vec2<f32>(s, (a - (s - bb)) + (b - bb));
 }
 
+// Pair arithmetic the mix needs (the rest is in pair.wgsl).
+// (hi, lo) + v, as a float32 pair.
+fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
+  let s = two_sum(p.x, v);
+  return two_sum(s.x, s.y + p.y);
+}
+
+// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
+fn split12(v: f32) -> vec2<f32> {
+  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
+  return vec2<f32>(hi, v - hi);
+}
+
+// p + q, as a float32 pair.
+fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return pair_add(pair_add(p, q.x), q.y);
+}
+
+// a * b exactly, as a float32 pair: both split into parts of at most 12 significant bits, whose
+// four products are exact (where they stay normal).
+fn pair_times(a: f32, b: f32) -> vec2<f32> {
+  let x = split12(a);
+  let y = split12(b);
+  let p = two_sum(x.x * y.x, x.x * y.y);
+  return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
+}
+
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
 // p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
 fn weighted_mean(k: u32, p: f32) -> f32 {
@@ -336,19 +363,41 @@ struct Mixed {
   lo: f32,
   variance: f32,
   flags: u32,
+  // The rest of the mean minus hi beyond float32 (lo + lo_rest, a pair): mix_add adds the
+  // weighted means' differences from hi exactly, so that terms that cancel (LN and BN means
+  // carrying outliers of opposite signs) leave lo the float32 rounding of their sum, not of
+  // theirs (y of a row of std 1 whose LN and BN means were +-78125: 26x its tolerance).
+  lo_rest: f32,
 }
 
 fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(hi, weighted_mean(k, P.wmean[k] * lo), weighted_var(k, P.wvar[k] * variance), flags);
+  let t = weighted_pair(k, vec2<f32>(lo, 0.0));
+  let exact = is_finite_bits(t.x) && is_finite_bits(t.y);
+  let plain = weighted_mean(k, P.wmean[k] * lo);
+  return Mixed(hi, select(plain, t.x, exact), weighted_var(k, P.wvar[k] * variance), flags, select(0.0, t.y, exact));
 }
 
 fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  // (hi - m.hi) + lo as a pair, its weighted value as a pair, added to (m.lo, m.lo_rest); where
+  // any of it is not finite, the float32 sum as before (an infinite or NaN statistic).
+  let t = pair_sum(vec2<f32>(m.lo, m.lo_rest), weighted_pair(k, pair_add(two_sum(hi, -m.hi), lo)));
+  let plain = m.lo + weighted_mean(k, P.wmean[k] * ((hi - m.hi) + lo));
+  let exact = is_finite_bits(t.x) && is_finite_bits(t.y);
   return Mixed(
     m.hi,
-    m.lo + weighted_mean(k, P.wmean[k] * ((hi - m.hi) + lo)),
+    select(plain, t.x, exact),
     m.variance + weighted_var(k, P.wvar[k] * variance),
     m.flags | flags,
+    select(0.0, t.y, exact),
   );
+}
+
+// wmean_k (d.x + d.y) as a float32 pair: the product with d.x exact (pair_times), with d.y in
+// float32 (a rounding of that small word), both scaled by the weight's exponent factors (exact
+// while normal: weighted_mean).
+fn weighted_pair(k: u32, d: vec2<f32>) -> vec2<f32> {
+  let p = pair_add(pair_times(P.wmean[k], d.x), P.wmean[k] * d.y);
+  return vec2<f32>(weighted_mean(k, p.x), weighted_mean(k, p.y));
 }
 
 // mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
@@ -356,11 +405,11 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
 // multiplications more per weighted term cost lavapipe ~10%: a call with a weight below
 // float32's normal range (P_TINY_WEIGHTS) writes every element again in the wide passes.
 fn mix_first_hot(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags, 0.0);
 }
 
 fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags);
+  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags, 0.0);
 }
 
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by
@@ -1008,7 +1057,8 @@ const _PAIR: string =
 // of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
 // not a compiler fuses them into an fma.
 
-// (opaque_one and two_sum, the exact addition everything here builds on, are in common.wgsl.)
+// (opaque_one and two_sum, the exact addition everything here builds on, and pair_add, pair_sum,
+// split12 and pair_times, which the mix uses, are in common.wgsl.)
 
 // sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
 // gathered in its low word in float32 (they are small beside it: one rounding of the running sum
@@ -1043,36 +1093,11 @@ fn sum_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
   return vec2<f32>(s.x, s.y + q.y);
 }
 
-// (hi, lo) + v, as a float32 pair.
-fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
-  let s = two_sum(p.x, v);
-  return two_sum(s.x, s.y + p.y);
-}
-
-// p + q, as a float32 pair.
-fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
-  return pair_add(pair_add(p, q.x), q.y);
-}
-
-// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
-fn split12(v: f32) -> vec2<f32> {
-  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
-  return vec2<f32>(hi, v - hi);
-}
 
 // p + k * v for an integer k < 2^12 (exact products).
 fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
   let s = split12(v);
   return pair_add(pair_add(p, k * s.x), k * s.y);
-}
-
-// a * b exactly, as a float32 pair: both split into parts of at most 12 significant bits, whose
-// four products are exact (where they stay normal).
-fn pair_times(a: f32, b: f32) -> vec2<f32> {
-  let x = split12(a);
-  let y = split12(b);
-  let p = two_sum(x.x * y.x, x.x * y.y);
-  return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
 }
 
 // p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.
@@ -2283,6 +2308,18 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
 
+// Whether some x - K of the segment may have rounded K's bits: K has none below q = 2^(e - 20)
+// (quantized_shift, e the exponent of \`top\`), so x - K is exact while |x| stays below ~2^(e + 3);
+// a larger x (its largest |x| is in the flags' field) rounds K's bits away (a spike of 1e7 among
+// values of 0.3: 0.3 per spike, the mean 3e-4 off, and y of a row whose LN and BN means carried
+// two such spikes, cancelling in its mix, 1.35x to 5.4x its tolerance). Such a segment is marked
+// F_REMEASURE, and sn_wide_stats sums its x - mean again exactly. Not with K = 0 (x - 0 is exact).
+// Gaussian data pass it where the first four values all lie below ~1/4 of the std (~2e-3 of
+// segments).
+fn drops_shift_bits(shift: f32, flags: u32, top: f32) -> bool {
+  return shift != 0.0 && (flags & F_CLASS) == 0u && i32(max_field(flags)) - 127 > exponent_of(top) + 3;
+}
+
 // K rounded toward 0 to a multiple of q = 2^(e + 3 - 23), e the exponent of the largest |x| of
 // the first four values of [s, e) (K itself where one of them is not finite, or all are 0): K
 // moves by less than 8 ulps of that |x| (x - K then stays exact or rounds x's own bits, and
@@ -2314,6 +2351,7 @@ fn main(
   var mx = 0u; // max |x| of the finite values, as bits
   var sum = vec2<f32>(0.0); // sum of x - shift, a float32 pair (see the top)
   var shift = 0.0;
+  var top = 0.0; // the largest |x| of the segment's first four values (quantized_shift's)
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -2332,6 +2370,9 @@ fn main(
     // dropped alike for every x of a binade (segments of N(0, 1) with a first value of ~1e-5:
     // the IN means' bias reached dgamma, ~0 under dy = 1 where a mixing settled on BN).
     shift = quantized_shift(cut, s, e);
+    for (var i = s; i < min(s + 4u, e); i++) {
+      top = max(top, abs(load1(i)));
+    }
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
@@ -2371,7 +2412,8 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
-    let refine = P.chunks == 1u && !wide && !poor && refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]);
+    let refine = P.chunks == 1u && !wide && !poor &&
+      (refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]) || drops_shift_bits(shift, f, top));
     f = f | select(0u, F_REMEASURE, poor || refine);
     // The mean from the pair sum S of x - K, written re-centred: shift = f32(K + S / n), mean =
     // the rest (as sn_row_merge and sn_wide_stats write theirs). Welford's mean rounds at every
@@ -3650,6 +3692,7 @@ fn main(
     select(m.lo, with_bn.lo, use_bn),
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
+    select(m.lo_rest, with_bn.lo_rest, use_bn),
   );
   let gamma = affine[c];
   mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);

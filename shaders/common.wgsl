@@ -175,6 +175,33 @@ fn two_sum(a: f32, b: f32) -> vec2<f32> {
   return vec2<f32>(s, (a - (s - bb)) + (b - bb));
 }
 
+// Pair arithmetic the mix needs (the rest is in pair.wgsl).
+// (hi, lo) + v, as a float32 pair.
+fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
+  let s = two_sum(p.x, v);
+  return two_sum(s.x, s.y + p.y);
+}
+
+// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
+fn split12(v: f32) -> vec2<f32> {
+  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
+  return vec2<f32>(hi, v - hi);
+}
+
+// p + q, as a float32 pair.
+fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+  return pair_add(pair_add(p, q.x), q.y);
+}
+
+// a * b exactly, as a float32 pair: both split into parts of at most 12 significant bits, whose
+// four products are exact (where they stay normal).
+fn pair_times(a: f32, b: f32) -> vec2<f32> {
+  let x = split12(a);
+  let y = split12(b);
+  let p = two_sum(x.x * y.x, x.x * y.y);
+  return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
+}
+
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
 // p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
 fn weighted_mean(k: u32, p: f32) -> f32 {
@@ -327,19 +354,41 @@ struct Mixed {
   lo: f32,
   variance: f32,
   flags: u32,
+  // The rest of the mean minus hi beyond float32 (lo + lo_rest, a pair): mix_add adds the
+  // weighted means' differences from hi exactly, so that terms that cancel (LN and BN means
+  // carrying outliers of opposite signs) leave lo the float32 rounding of their sum, not of
+  // theirs (y of a row of std 1 whose LN and BN means were +-78125: 26x its tolerance).
+  lo_rest: f32,
 }
 
 fn mix_first(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(hi, weighted_mean(k, P.wmean[k] * lo), weighted_var(k, P.wvar[k] * variance), flags);
+  let t = weighted_pair(k, vec2<f32>(lo, 0.0));
+  let exact = is_finite_bits(t.x) && is_finite_bits(t.y);
+  let plain = weighted_mean(k, P.wmean[k] * lo);
+  return Mixed(hi, select(plain, t.x, exact), weighted_var(k, P.wvar[k] * variance), flags, select(0.0, t.y, exact));
 }
 
 fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
+  // (hi - m.hi) + lo as a pair, its weighted value as a pair, added to (m.lo, m.lo_rest); where
+  // any of it is not finite, the float32 sum as before (an infinite or NaN statistic).
+  let t = pair_sum(vec2<f32>(m.lo, m.lo_rest), weighted_pair(k, pair_add(two_sum(hi, -m.hi), lo)));
+  let plain = m.lo + weighted_mean(k, P.wmean[k] * ((hi - m.hi) + lo));
+  let exact = is_finite_bits(t.x) && is_finite_bits(t.y);
   return Mixed(
     m.hi,
-    m.lo + weighted_mean(k, P.wmean[k] * ((hi - m.hi) + lo)),
+    select(plain, t.x, exact),
     m.variance + weighted_var(k, P.wvar[k] * variance),
     m.flags | flags,
+    select(0.0, t.y, exact),
   );
+}
+
+// wmean_k (d.x + d.y) as a float32 pair: the product with d.x exact (pair_times), with d.y in
+// float32 (a rounding of that small word), both scaled by the weight's exponent factors (exact
+// while normal: weighted_mean).
+fn weighted_pair(k: u32, d: vec2<f32>) -> vec2<f32> {
+  let p = pair_add(pair_times(P.wmean[k], d.x), P.wmean[k] * d.y);
+  return vec2<f32>(weighted_mean(k, p.x), weighted_mean(k, p.y));
 }
 
 // mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
@@ -347,11 +396,11 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
 // multiplications more per weighted term cost lavapipe ~10%: a call with a weight below
 // float32's normal range (P_TINY_WEIGHTS) writes every element again in the wide passes.
 fn mix_first_hot(k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags);
+  return Mixed(hi, P.wmean[k] * lo, P.wvar[k] * variance, flags, 0.0);
 }
 
 fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mixed {
-  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags);
+  return Mixed(m.hi, m.lo + P.wmean[k] * ((hi - m.hi) + lo), m.variance + P.wvar[k] * variance, m.flags | flags, 0.0);
 }
 
 // y = ((x - hi) - lo) * scale + beta for one (n, c): (hi, lo, scale, beta), with beta replaced by

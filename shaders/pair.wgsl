@@ -11,7 +11,8 @@
 // of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
 // not a compiler fuses them into an fma.
 
-// (opaque_one and two_sum, the exact addition everything here builds on, are in common.wgsl.)
+// (opaque_one and two_sum, the exact addition everything here builds on, and pair_add, pair_sum,
+// split12 and pair_times, which the mix uses, are in common.wgsl.)
 
 // sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
 // gathered in its low word in float32 (they are small beside it: one rounding of the running sum
@@ -46,36 +47,11 @@ fn sum_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
   return vec2<f32>(s.x, s.y + q.y);
 }
 
-// (hi, lo) + v, as a float32 pair.
-fn pair_add(p: vec2<f32>, v: f32) -> vec2<f32> {
-  let s = two_sum(p.x, v);
-  return two_sum(s.x, s.y + p.y);
-}
-
-// p + q, as a float32 pair.
-fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
-  return pair_add(pair_add(p, q.x), q.y);
-}
-
-// v cut into a part with 12 significant bits and the rest (also <= 12 bits): v = hi + lo.
-fn split12(v: f32) -> vec2<f32> {
-  let hi = bitcast<f32>(bitcast<u32>(v) & 0xfffff000u);
-  return vec2<f32>(hi, v - hi);
-}
 
 // p + k * v for an integer k < 2^12 (exact products).
 fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
   let s = split12(v);
   return pair_add(pair_add(p, k * s.x), k * s.y);
-}
-
-// a * b exactly, as a float32 pair: both split into parts of at most 12 significant bits, whose
-// four products are exact (where they stay normal).
-fn pair_times(a: f32, b: f32) -> vec2<f32> {
-  let x = split12(a);
-  let y = split12(b);
-  let p = two_sum(x.x * y.x, x.x * y.y);
-  return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
 }
 
 // p - k * v for any u32 k: k split into parts of at most 12 significant bits as well.

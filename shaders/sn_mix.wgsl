@@ -57,6 +57,7 @@ fn main(
     select(m.lo, with_bn.lo, use_bn),
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
+    select(m.lo_rest, with_bn.lo_rest, use_bn),
   );
   let gamma = affine[c];
   mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);

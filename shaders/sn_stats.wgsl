@@ -81,6 +81,18 @@ fn add4(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   *acc = merge(*acc, Acc(4.0, m4, dot(dev, dev)));
 }
 
+// Whether some x - K of the segment may have rounded K's bits: K has none below q = 2^(e - 20)
+// (quantized_shift, e the exponent of `top`), so x - K is exact while |x| stays below ~2^(e + 3);
+// a larger x (its largest |x| is in the flags' field) rounds K's bits away (a spike of 1e7 among
+// values of 0.3: 0.3 per spike, the mean 3e-4 off, and y of a row whose LN and BN means carried
+// two such spikes, cancelling in its mix, 1.35x to 5.4x its tolerance). Such a segment is marked
+// F_REMEASURE, and sn_wide_stats sums its x - mean again exactly. Not with K = 0 (x - 0 is exact).
+// Gaussian data pass it where the first four values all lie below ~1/4 of the std (~2e-3 of
+// segments).
+fn drops_shift_bits(shift: f32, flags: u32, top: f32) -> bool {
+  return shift != 0.0 && (flags & F_CLASS) == 0u && i32(max_field(flags)) - 127 > exponent_of(top) + 3;
+}
+
 // K rounded toward 0 to a multiple of q = 2^(e + 3 - 23), e the exponent of the largest |x| of
 // the first four values of [s, e) (K itself where one of them is not finite, or all are 0): K
 // moves by less than 8 ulps of that |x| (x - K then stays exact or rounds x's own bits, and
@@ -112,6 +124,7 @@ fn main(
   var mx = 0u; // max |x| of the finite values, as bits
   var sum = vec2<f32>(0.0); // sum of x - shift, a float32 pair (see the top)
   var shift = 0.0;
+  var top = 0.0; // the largest |x| of the segment's first four values (quantized_shift's)
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -130,6 +143,9 @@ fn main(
     // dropped alike for every x of a binade (segments of N(0, 1) with a first value of ~1e-5:
     // the IN means' bias reached dgamma, ~0 under dy = 1 where a mixing settled on BN).
     shift = quantized_shift(cut, s, e);
+    for (var i = s; i < min(s + 4u, e); i++) {
+      top = max(top, abs(load1(i)));
+    }
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     for (var i = s + t; i < body_s; i += g) {
@@ -169,7 +185,8 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
-    let refine = P.chunks == 1u && !wide && !poor && refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]);
+    let refine = P.chunks == 1u && !wide && !poor &&
+      (refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]) || drops_shift_bits(shift, f, top));
     f = f | select(0u, F_REMEASURE, poor || refine);
     // The mean from the pair sum S of x - K, written re-centred: shift = f32(K + S / n), mean =
     // the rest (as sn_row_merge and sn_wide_stats write theirs). Welford's mean rounds at every

@@ -4,6 +4,7 @@
 //! with Chan's formula.
 
 use crate::simd;
+use core::arch::wasm32::*;
 
 /// Floats per chunk: 4 KiB. A chunk whose shift turns out poor is swept again, from L1; and the
 /// f32 partial sums of a chunk stay short (64 terms per lane), so their rounding stays small.
@@ -123,9 +124,16 @@ const SHIFT_SLACK: f64 = 3.0;
 /// `x` must be valid for reading `n` floats, n > 0; `inv_n` = 1/n.
 #[inline(always)]
 unsafe fn chunk(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
-    let (d, q) = simd::deviation_sums(x, n, shift);
+    let (d, q, dominated) = simd::deviation_sums(x, n, shift);
     if !q.is_finite() || q < TINY_Q {
         return tiny_or_f64(x, n, shift);
+    }
+    if dominated {
+        // An outlier holds most of q (`simd::dominated`): the f32 sums of x - K round at its
+        // ulp, which left the mean float32-accurate to the outlier's size only (a batch mean of
+        // ~1163 with an outlier of -1.4e5 11 ulps off, `running_mean` 1.9x its tolerance; y of a
+        // row whose LN and BN means carried two outliers of 1e7, cancelling in its mix, 1.35x).
+        return remeasure_f64(x, n, inv_n, shift);
     }
     let (df, qf) = (d as f64, q as f64);
     if df * df * (1.0 + SHIFT_SLACK) > SHIFT_SLACK * n as f64 * qf {
@@ -135,7 +143,7 @@ unsafe fn chunk(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments {
         // the spike round at its ulp (a row of 0.3 with 1e7 at element 0: the mean 35 to 251
         // float32 ulps off, y of a row whose LN and BN means carry it 0.5% off). Rare in other
         // data (a shift of four samples' mean lies that far from the mean ~5e-4 of the time).
-        return poor_shift_f64(x, n, inv_n, (shift as f64 + df * inv_n) as f32);
+        return remeasure_f64(x, n, inv_n, (shift as f64 + df * inv_n) as f32);
     }
     Moments::from_deviations(n, inv_n, shift, d, q)
 }
@@ -165,13 +173,13 @@ unsafe fn chunk_f64(x: *const f32, n: usize, inv_n: f64, shift: f32) -> Moments 
     Moments { count: n as f64, mean: centre + d * inv_n, m2: if m2 < 0.0 { 0.0 } else { m2 } }
 }
 
-/// `chunk_f64` about `better`, out of line: the path of a poor shift (`chunk`), rare, kept out of
-/// the sweep that every chunk takes.
+/// `chunk_f64` about `better`, out of line: the path of a poor shift or a dominated chunk
+/// (`chunk`), rare, kept out of the sweep that every chunk takes.
 ///
 /// # Safety
 /// As `chunk`.
 #[inline(never)]
-unsafe fn poor_shift_f64(x: *const f32, n: usize, inv_n: f64, better: f32) -> Moments {
+unsafe fn remeasure_f64(x: *const f32, n: usize, inv_n: f64, better: f32) -> Moments {
     chunk_f64(x, n, inv_n, better)
 }
 
@@ -196,9 +204,13 @@ impl RowPlan {
         }
     }
 
-    /// A shift for the first chunk of the row at `x`: the mean of four floats spread over it.
-    /// Callers take it one row ahead, so that its loads (the row's first touch of memory) do not
-    /// hold up the sweep that needs it.
+    /// A shift for the first chunk of the row at `x`: the mean of the middle two of four floats
+    /// spread over it (a spike among the four, such as an outlier at a row's first element,
+    /// left the mean of all four far from every other value, whose x - K the f32 sums then
+    /// rounded at the spike's ulp, where neither the shift test nor `simd::dominated` took the
+    /// chunk again: rows of 0.3 with 1e6 at element 3 of 12, y of a row whose LN and BN means
+    /// carried two such spikes 7.2x its tolerance). Callers take it one row ahead, so that its
+    /// loads (the row's first touch of memory) do not hold up the sweep that needs it.
     ///
     /// # Safety
     /// `x` must be valid for reading m floats, m > 0.
@@ -207,7 +219,16 @@ impl RowPlan {
         let first = if self.m < CHUNK { self.m } else { CHUNK };
         if first >= 4 {
             let k = first / 4;
-            ((*x + *x.add(k)) + (*x.add(2 * k) + *x.add(3 * k))) * 0.25
+            // The middle two by f32x4 pmin / pmax, without branches (scalar compares and
+            // selects, or f32::min / max with their NaN rules, cost the forward at rows of 49
+            // floats 3% to 30%); a NaN among the four leaves some shift, and the sweep's sums
+            // NaN, which take the slow path as before.
+            let v = f32x4(*x, *x.add(k), *x.add(2 * k), *x.add(3 * k));
+            let pairs = i32x4_shuffle::<1, 0, 3, 2>(v, v);
+            let (lo, hi) = (f32x4_pmin(v, pairs), f32x4_pmax(v, pairs));
+            let low = f32x4_pmax(lo, i32x4_shuffle::<2, 3, 0, 1>(lo, lo));
+            let high = f32x4_pmin(hi, i32x4_shuffle::<2, 3, 0, 1>(hi, hi));
+            f32x4_extract_lane::<0>(f32x4_add(low, high)) * 0.5
         } else {
             *x
         }

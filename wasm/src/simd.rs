@@ -89,7 +89,7 @@ pub(crate) static TAIL_MASKS: [[u32; 4]; 4] =
 /// # Safety
 /// `x` must be valid for reading `n` floats.
 #[inline(always)]
-pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) {
+pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32, bool) {
     if n < 4 {
         let (mut d, mut q) = (0.0, 0.0);
         for i in 0..n {
@@ -97,7 +97,7 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) 
             d += e;
             q += e * e;
         }
-        return (d, q);
+        return (d, q, false);
     }
     let s = f32x4_splat(shift);
     let z = f32x4_splat(0.0);
@@ -133,8 +133,30 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) 
         q1 = f32x4_add(q1, f32x4_mul(e, e));
     }
     let d = hsum(f32x4_add(f32x4_add(d0, d1), f32x4_add(d2, d3)));
-    let q = hsum(f32x4_add(f32x4_add(q0, q1), f32x4_add(q2, q3)));
-    (d, q)
+    let qv = f32x4_add(f32x4_add(q0, q1), f32x4_add(q2, q3));
+    let q = hsum(qv);
+    (d, q, dominated(qv, q, n))
+}
+
+/// Whether one lane of `qv` (a quarter of a sweep's squared deviations, f32x4) holds more than
+/// `DOMINANT` of their sum `q`: an outlier, whose lane's partial sums of x - K then carry its size
+/// and round every later term at its ulp (NaN compares false).
+#[inline(always)]
+pub(crate) fn dominated(qv: v128, q: f32, n: usize) -> bool {
+    v128_any_true(f32x4_gt(qv, f32x4_splat(q * dominant_share(n))))
+}
+
+/// The share of q one lane of a sweep of n floats may hold (`dominated`): 3/4 from 16 floats on
+/// (Gaussian data, 4 or more squares a lane, exceed it ~5e-3 of the time at 16 floats, ~1e-6 from
+/// 48 on), 0.95 below (~5e-4 of the time at 8 floats; four values about their own mean, as a row
+/// of 4 is measured, never pass 3/4).
+#[inline(always)]
+fn dominant_share(n: usize) -> f32 {
+    if n >= 16 {
+        0.75
+    } else {
+        0.95
+    }
 }
 
 /// `deviation_sums` with both sums returned as one f64x2 (d, q), their horizontal sums sharing
@@ -145,7 +167,7 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32) 
 #[inline(always)]
 pub unsafe fn deviation_sums_f64x2(x: *const f32, n: usize, shift: f32) -> v128 {
     if n < 4 {
-        let (d, q) = deviation_sums(x, n, shift);
+        let (d, q, _) = deviation_sums(x, n, shift);
         return f64x2(d as f64, q as f64);
     }
     let s = f32x4_splat(shift);
@@ -186,7 +208,14 @@ pub unsafe fn deviation_sums_f64x2(x: *const f32, n: usize, shift: f32) -> v128 
     // [d0 + d2, d1 + d3, q0 + q2, q1 + q3], then lanes 0 and 2 hold the sums.
     let h = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(d, q), i32x4_shuffle::<2, 3, 6, 7>(d, q));
     let h = f32x4_add(h, i32x4_shuffle::<1, 0, 3, 2>(h, h));
-    f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h))
+    let sums = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h));
+    // A lane that an outlier dominates: q NaN, so that the caller measures the row again
+    // (`RowPlan::row`, whose `moments::chunk` takes it in f64).
+    let total = i32x4_shuffle::<2, 2, 2, 2>(h, h);
+    if v128_any_true(f32x4_gt(q, f32x4_mul(total, f32x4_splat(dominant_share(n))))) {
+        return f64x2_replace_lane::<1>(sums, f64::NAN);
+    }
+    sums
 }
 
 /// `deviation_sums` of four rows of n floats at once (4 <= n <= 256), row k at `p[k]` around
@@ -238,7 +267,20 @@ pub unsafe fn deviation_sums_x4(p: [*const f32; 4], n: usize, shift: v128) -> (v
         q2 = f32x4_add(q2, f32x4_mul(e2, e2));
         q3 = f32x4_add(q3, f32x4_mul(e3, e3));
     }
-    (transpose_sum(d0, d1, d2, d3), transpose_sum(q0, q1, q2, q3))
+    let q = transpose_sum(q0, q1, q2, q3);
+    // Rows one of whose lanes an outlier dominates (`dominated`): q NaN, so that the caller
+    // measures them again (`RowPlan::row`, whose `moments::chunk` takes them in f64).
+    let top = transpose_max(q0, q1, q2, q3);
+    let dominated = f32x4_gt(top, f32x4_mul(q, f32x4_splat(dominant_share(n))));
+    (transpose_sum(d0, d1, d2, d3), v128_bitselect(f32x4_splat(f32::NAN), q, dominated))
+}
+
+/// [max lane of a, of b, of c, of d] (NaN lanes as `f32x4_pmax` takes them).
+#[inline(always)]
+fn transpose_max(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    let ab = f32x4_pmax(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b));
+    let cd = f32x4_pmax(i32x4_shuffle::<0, 1, 4, 5>(c, d), i32x4_shuffle::<2, 3, 6, 7>(c, d));
+    f32x4_pmax(i32x4_shuffle::<0, 2, 4, 6>(ab, cd), i32x4_shuffle::<1, 3, 5, 7>(ab, cd))
 }
 
 /// [hsum a, hsum b, hsum c, hsum d], each as (l0 + l2) + (l1 + l3).
