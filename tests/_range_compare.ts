@@ -108,8 +108,11 @@ function sparseMixing(layer: SwitchNorm2d<boolean>): { mean: TermMixing; var: Te
   };
 }
 
-/** A forward (keeping it for the backward) and backward of `layer` in its current mode. */
-async function forwardBackward(
+/**
+ * A forward (keeping it for the backward) and backward of `layer` in its current mode, on `x`
+ * (`call.x` or `call.xEval`), with the call's term scales where `call.scales` asks for them.
+ */
+export async function forwardBackward(
   layer: Layer,
   call: LayerCall,
   x: Float32Array,

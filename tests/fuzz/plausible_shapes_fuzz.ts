@@ -48,6 +48,7 @@ import { Y } from "../_tolerances.ts";
 import {
   assertChecked,
   type CallResult,
+  forwardBackward,
   type GradKey,
   type LayerCall,
   type Outputs,
@@ -57,7 +58,6 @@ import {
 import { check } from "./attack_fuzz.ts";
 import { seededRandom } from "../../examples/_data.ts";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../../mod.ts";
-import { type TermScales, termScales } from "../_term_scales.ts";
 import { setNumThreads } from "../../mod.ts";
 import { setThreadTestHooks } from "../../backends/_wasm_threads.ts";
 
@@ -350,48 +350,6 @@ function newLayer(call: LayerCall, backend: string): Layer {
     : new SwitchNorm3d(c, options);
 }
 
-/** runCall's forward (kept) and backward, with term scales when `scales`. */
-async function forwardBackward(
-  layer: Layer,
-  call: LayerCall,
-  x: Float32Array,
-  training: boolean,
-  scales: boolean,
-): Promise<Outputs> {
-  const [n, c] = call.shape;
-  let ts: TermScales | undefined;
-  if (scales) {
-    const s = layer.stateDict();
-    ts = termScales({
-      layout: call.layer === "1d" ? "1d" : "nd",
-      n,
-      c,
-      m: x.length / (n * c),
-      eps: layer.eps,
-      usingBN: layer.usingBN,
-      training,
-      x,
-      dy: call.dy!,
-      weight: s.weight,
-      bias: s.bias,
-      meanLogits: s.mean_weight,
-      varLogits: s.var_weight,
-      runningMean: s.running_mean,
-      runningVar: s.running_var,
-    });
-  }
-  const y = await layer.forward(x, [...call.shape], { keepForBackward: true });
-  const dx = await layer.backward(call.dy!);
-  const g = layer.grads;
-  const grads = {
-    weight: g.weight.slice(),
-    bias: g.bias.slice(),
-    mean_weight: g.mean_weight.slice(),
-    var_weight: g.var_weight.slice(),
-  };
-  return { y, dx, grads, scales: ts };
-}
-
 /**
  * A call of several training steps: a training forward and backward on x, training forwards on
  * `batches`, finalizeBatchAverage (usingMovingAverage false), the running buffers, then an
@@ -402,7 +360,7 @@ export async function runSteps(call: ShapeCall, backend: string): Promise<CallRe
   layer.loadStateDict(call.state!, { strict: false });
   layer.train(true);
   const scales = backend === "reference";
-  const first = await forwardBackward(layer, call, call.x, true, scales);
+  const first = await forwardBackward(layer, { ...call, scales }, call.x, true);
   for (const b of call.batches ?? []) await layer.forward(b, [...call.shape]);
   await layer.sync();
   if (call.options?.usingMovingAverage === false) layer.finalizeBatchAverage();
@@ -410,7 +368,7 @@ export async function runSteps(call: ShapeCall, backend: string): Promise<CallRe
   layer.train(false);
   layer.zeroGrad();
   const evaluation = call.xEval
-    ? await forwardBackward(layer, call, call.xEval, false, scales)
+    ? await forwardBackward(layer, { ...call, scales }, call.xEval, false)
     : undefined;
   layer.dispose();
   return { ...first, runningMean, runningVar, evaluation };
