@@ -254,3 +254,47 @@ function mergeRows(
   for (let i = 0; i < count; i++) v += variance[row(i)] + (mean[row(i)] - mu) ** 2;
   return [mu, v / count];
 }
+
+/** Training forwards that update a layer's running buffers, for {@linkcode runningMeanScale}. */
+export interface RunningSteps {
+  readonly c: number;
+  /** Elements per (n, c) row: 1 for "1d". */
+  readonly m: number;
+  /** Each step's x, [N, C, M...] in row-major order. */
+  readonly batches: readonly ArrayLike<number>[];
+  /** running_mean before the first step (a batch average starts from 0 whatever it is). */
+  readonly start?: ArrayLike<number>;
+  readonly momentum: number;
+  /** The paper's batch average (`usingMovingAverage: false`, finalized): the steps' mean. */
+  readonly average?: boolean;
+}
+
+/**
+ * The size of the terms `running_mean` is a sum of after `steps`, per channel: a moving-average
+ * step r' = momentum r + (1 - momentum) mu_bn sums momentum |r| and (1 - momentum) mean |x| (mean
+ * |x| over the channel: the terms mu_bn sums), from |start|; a batch average the mean over the
+ * steps of mean |x|. Every backend's batch mean is accurate to a few float32 roundings of that
+ * size, not of mu_bn itself (a row mixing values of both signs rounds x - K at x's own ulp,
+ * README, Numerics), and an update that cancels (mu_bn near -momentum / (1 - momentum) r, or a
+ * batch mean near 0 beside data far from it) keeps that error in full: held to RUNNING times this
+ * scale (as `tests/range_property_test.ts` holds it), the buffers keep RUNNING's margin wherever
+ * they do not cancel.
+ */
+export function runningMeanScale(steps: RunningSteps): Float64Array {
+  const { c, m, momentum } = steps;
+  const scale = Float64Array.from(
+    { length: c },
+    (_, j) => steps.average ? 0 : Math.abs(steps.start?.[j] ?? 0),
+  );
+  for (const x of steps.batches) {
+    const meanAbs = new Float64Array(c);
+    for (let i = 0; i < x.length; i++) meanAbs[Math.floor(i / m) % c] += Math.abs(x[i]);
+    const count = x.length / c;
+    for (let j = 0; j < c; j++) {
+      scale[j] = steps.average
+        ? scale[j] + meanAbs[j] / count / steps.batches.length
+        : momentum * scale[j] + (1 - momentum) * meanAbs[j] / count;
+    }
+  }
+  return scale;
+}

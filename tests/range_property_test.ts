@@ -25,7 +25,7 @@ import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertCloseToScale } from "./_close.ts";
 import { GRAD_SCALED, RUNNING, SUBNORMAL, Y_SCALED } from "./_tolerances.ts";
-import { termScales } from "./_term_scales.ts";
+import { runningMeanScale, termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
 type Backend = "reference" | "wasm" | "webgpu";
@@ -219,16 +219,8 @@ async function check(d: Draw, backend: "wasm" | "webgpu"): Promise<void> {
   const atLeast1 = (t: Float64Array) => t.map((v) => Math.max(1, v));
   assertCloseToScale(got.y, want.y, atLeast1(train.y), Y_SCALED, "training: y");
   if (d.usingBN) {
-    // running_mean = momentum r + (1 - momentum) mu_bn: the size of its terms is momentum |r| +
-    // (1 - momentum) mean_n |mu_in| (mean |x| over the channel, the terms mu_bn sums).
-    const meanAbs = new Float64Array(c);
-    for (let i = 0; i < p.x.length; i++) {
-      meanAbs[Math.floor(i / p.m) % c] += Math.abs(p.x[i]) / (n * p.m);
-    }
-    const scale = Float64Array.from(
-      meanAbs,
-      (v, j) => momentum * Math.abs(p.runningMean[j]) + (1 - momentum) * v,
-    );
+    // running_mean = momentum r + (1 - momentum) mu_bn, held to RUNNING times its terms' size.
+    const scale = runningMeanScale({ c, m: p.m, batches: [p.x], start: p.runningMean, momentum });
     const RUN = { ...RUNNING, floor: SUBNORMAL.floor };
     assertCloseToScale(got.runningMean, want.runningMean, scale, RUN, "running_mean");
     // running_var's terms, momentum r and (1 - momentum) var_bn, are not negative: their size

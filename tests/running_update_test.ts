@@ -5,9 +5,19 @@
  * them over a `running_var` of 1e-6 amplifies an ulp of 3000 (y 0.031 for 0.023; plausible-input
  * helper-72: 8 of its fuzzer's seeds 1 to 1500 on WebGPU). The update now takes its factors as
  * float32 pairs and rounds once (shaders/pair.wgsl `moving_average`), as WASM does in float64.
+ *
+ * Rounded once from a batch mean that is float32-accurate, not exact: a row mixing values of both
+ * signs rounds x - K at x's own ulp (WASM's float32 lane sums round more), so the batch mean is a
+ * fraction of an ulp of the data's mean |x| off, and an update that cancels (a batch mean near
+ * -momentum / (1 - momentum) times the buffer) keeps that in full (plausible sync/sparse helper-74:
+ * 81.5x RUNNING of the result). Such buffers are held to RUNNING times their terms' size
+ * (runningMeanScale, as the range property test and the fuzzers hold every running_mean).
  */
 import assert from "node:assert/strict";
 import { type LayerCall, rangeTests, runCall } from "./_range_compare.ts";
+import { assertCloseToScale } from "./_close.ts";
+import { runningMeanScale } from "./_term_scales.ts";
+import { RUNNING } from "./_tolerances.ts";
 import { seededRandom } from "../examples/_data.ts";
 
 /** A training step on rows of mean `mean` and spread `spread`, BN's statistics alone. */
@@ -64,6 +74,70 @@ for (const [what, call] of cases) {
         const w = want.runningVar![i];
         assert.ok(Math.abs(v - w) <= 2 ** -20 * Math.abs(w), `running_var[${i}]: ${v} for ${w}`);
       });
+    },
+  );
+}
+
+/** One sample, one channel, rows `x` whose batch mean cancels the loaded running_mean `r`. */
+function cancelling(r: number, x: number[]): LayerCall {
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, x.length],
+    options: { eps: 1e-3, momentum: 0.1 },
+    state: { running_mean: Float32Array.of(r), running_var: Float32Array.of(1) },
+    partial: true,
+    training: true,
+    running: true,
+    x: Float32Array.from(x),
+  };
+}
+
+const cancellingCases: [string, LayerCall][] = [
+  // 0.1 r + 0.9 mu = 7.8e-4 (terms 7513); WASM gave -1.6e-3 before the term scale (2325x RUNNING).
+  [
+    "a spike of -1.29e6 among values of 2.5e5",
+    cancelling(75133.7421875, [
+      247285.859375,
+      -1286409,
+      247265.109375,
+      247281.328125,
+      247249.578125,
+      247237.96875,
+    ]),
+  ],
+  // -1.2e-3 (terms 51430); WebGPU gave -1.6e-3 (347x): x - K of -42806 rounds at its own ulp.
+  [
+    "a value of -42806 among values of 69400",
+    cancelling(-514298.96875, [
+      69396.34375,
+      69392.171875,
+      58913.2890625,
+      69406.6484375,
+      69459.4296875,
+      -42806.21484375,
+      69432.296875,
+      69473.1171875,
+      69397.2890625,
+      69378.9140625,
+    ]),
+  ],
+];
+for (const [what, call] of cancellingCases) {
+  rangeTests(
+    `a step whose batch mean cancels its running_mean, ${what}, is within RUNNING of its terms`,
+    async (backend) => {
+      const want = await runCall(call, "reference");
+      const got = await runCall(call, backend);
+      const scale = runningMeanScale({
+        c: 1,
+        m: call.x.length,
+        batches: [call.x],
+        start: call.state!.running_mean,
+        momentum: 0.1,
+      });
+      // (The result is ~1e-7 of its terms: RUNNING of the result alone would ask for ~1e-12.)
+      assert.ok(Math.abs(want.runningMean![0]) < 1e-6 * scale[0]);
+      assertCloseToScale(got.runningMean!, want.runningMean!, scale, RUNNING, "running_mean");
     },
   );
 }

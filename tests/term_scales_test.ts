@@ -8,7 +8,7 @@ import { SwitchNorm2d } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertCloseToScale } from "./_close.ts";
 import { GRAD_SCALED } from "./_tolerances.ts";
-import { type TermScaleCall, termScales } from "./_term_scales.ts";
+import { runningMeanScale, type TermScaleCall, termScales } from "./_term_scales.ts";
 
 Deno.test("assertCloseToScale holds each entry to atol x its scale + rtol |expected| and names the first misses", () => {
   const tol = { atol: 1e-4, rtol: 0, why: "test" };
@@ -95,4 +95,24 @@ Deno.test("on data of std 1e-20 the term-scaled tolerance still rejects the dx o
     () => assertCloseToScale(got, want, scales.dx, GRAD_SCALED, "dx"),
     /dx: \d+ of 420/,
   );
+});
+
+Deno.test("runningMeanScale is the size of the running update's terms, step by step", () => {
+  // Channel 0 of two, two elements per row, two samples: mean |x| = (1 + 3 + 2 + 2) / 4 = 2.
+  const x = [1, -3, 10, 10, -2, 2, 10, 10];
+  const moving = runningMeanScale({ c: 2, m: 2, batches: [x], start: [-4, 0], momentum: 0.5 });
+  assert.deepEqual([...moving], [0.5 * 4 + 0.5 * 2, 0.5 * 10]);
+  // Two steps: the second starts from the first's scale, not from a running_mean that cancelled.
+  const twice = runningMeanScale({ c: 2, m: 2, batches: [x, x], start: [-4, 0], momentum: 0.5 });
+  assert.deepEqual([...twice], [0.5 * 3 + 0.5 * 2, 0.5 * 5 + 0.5 * 10]);
+  // A batch average starts from 0 and takes the steps' mean.
+  const average = runningMeanScale({
+    c: 2,
+    m: 2,
+    batches: [x, x.map((v) => 3 * v)],
+    start: [-4, 0],
+    momentum: 0.5,
+    average: true,
+  });
+  assert.deepEqual([...average], [(2 + 6) / 2, (10 + 30) / 2]);
 });

@@ -12,8 +12,9 @@
  *
  * @module
  */
-import { assertClose } from "../_close.ts";
-import { RUNNING } from "../_tolerances.ts";
+import { assertClose, assertCloseToScale } from "../_close.ts";
+import { RUNNING, SUBNORMAL } from "../_tolerances.ts";
+import { runningMeanScale } from "../_term_scales.ts";
 import {
   assertRangeChecks,
   asWebGPUTakesIt,
@@ -116,11 +117,33 @@ export function describe(call: LayerCall): string {
  * The range checks of a fuzzer's call (y, dx, gradients; running buffers and the evaluation
  * after it where the call has them): null where they pass, else the failure in one line.
  */
-export function check(call: LayerCall, got: CallResult, want: CallResult): string | null {
+export function check(
+  call: LayerCall & { readonly batches?: readonly Float32Array[] },
+  got: CallResult,
+  want: CallResult,
+): string | null {
   try {
     assertRangeChecks(call, got, want);
     if (call.running) {
-      assertClose(got.runningMean!, want.runningMean!, RUNNING, "running_mean");
+      // running_mean to RUNNING times the size of its update's terms (runningMeanScale).
+      const [, c] = call.shape;
+      const scale = runningMeanScale({
+        c,
+        m: call.x.length / (call.shape[0] * c),
+        batches: [call.x, ...call.batches ?? []],
+        start: call.state?.running_mean,
+        momentum: call.options?.momentum ?? (call.layer === "1d" ? 0.9 : 0.997),
+        average: call.options?.usingMovingAverage === false,
+      });
+      const RUN = { ...RUNNING, floor: SUBNORMAL.floor };
+      // (No BN: both buffers empty.)
+      assertCloseToScale(
+        got.runningMean!,
+        want.runningMean!,
+        want.runningMean!.length ? scale : [],
+        RUN,
+        "running_mean",
+      );
       assertClose(got.runningVar!, want.runningVar!, RUNNING, "running_var");
     }
     if (call.xEval) assertRangeChecks(call, got.evaluation!, want.evaluation!, "evaluation");
