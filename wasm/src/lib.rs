@@ -362,7 +362,20 @@ unsafe fn after_combine(
     let sums = sums(work, LAYOUT_ND, mode, n, c);
     let w = nd_grad::Work::split(work, n, c);
     let pairs = w.pairs.as_ptr();
-    nd_grad_means::refine_eval_dots(x, n, c, m, layer, &st, pairs, w.gm_ln, sums.mean_dots);
+    let (gm_ln, gv_ln) = (&*w.gm_ln, &*w.gv_ln);
+    nd_grad_means::refine_eval_dots(
+        x,
+        n,
+        c,
+        m,
+        layer,
+        &st,
+        pairs,
+        gm_ln,
+        gv_ln,
+        sums.mean_dots,
+        sums.var_dots,
+    );
 }
 
 /// Backward dx pass of SwitchNorm2d/3d (`nd_grad_dx::dx`), after `sn_backward_reduce_nd` on the

@@ -1,5 +1,5 @@
-//! The evaluation backward's mean dot products, taken again from IN means summed in f64 where the
-//! statistics pass's means are not accurate enough for them.
+//! The evaluation backward's mean and variance dot products, taken again from IN statistics summed
+//! in f64 where the statistics pass's are not accurate enough for them.
 //!
 //! The gradient of mean_weight is w_k sum_r gm_r (mu_k - mu_r), a sum of differences of the IN,
 //! LN and BN means (`_params.ts` forms it from the dots a_k = sum gm mu_k). The statistics pass
@@ -29,6 +29,13 @@
 //! pass too: one f64 sweep over x. Nothing else changes: y, dx and the statistics keep the
 //! forward's means, whose error is within float32 rounding of the std they are compared with
 //! there.
+//!
+//! The variance dots likewise: var_weight's gradient is v_k sum_r gv_r (var_k - var_r), and the
+//! IN variances carry a few float32 roundings of themselves (`VAR_ERR`), which an IN variance
+//! ~1e-5 from the running_var it is compared with (rows of a square wave of amplitude
+//! ~sqrt(running_var)) made 27x the gradient's tolerance. The same pass bounds their error, and
+//! where either test fails the one f64 sweep takes each row's mean and variance again (sums of
+//! x - mu_in and its square about the forward's mean) for both dots.
 
 use crate::layout::{Layer, Stats};
 use core::arch::wasm32::*;
@@ -38,13 +45,27 @@ use core::arch::wasm32::*;
 /// near the mean; measured errors are ~2^-26 of the std).
 const MEAN_ERR: f64 = 1.0 / (1u64 << 22) as f64;
 
+/// Bound on the error of the statistics pass's IN variance, relative to itself: 16 float32
+/// roundings (its float32 lane sums of squares, 64 terms per partial sum).
+const VAR_ERR: f64 = 1.0 / (1u64 << 20) as f64;
+
 /// The share of a gradient's tolerance scale that the dots' error may take: 2^-14 ~ 6e-5, below
 /// the tests' 1e-4 (GRAD_SCALED).
 const SHARE: f64 = 1.0 / (1u64 << 14) as f64;
 
-/// After `nd_grad::combine` in evaluation with usingBN: tests the mean dots (`mean_dots`,
-/// order in, ln, bn) and takes them again from f64 IN means where the test fails. `gm` holds
-/// (gm, gv) per row (the combine's pairs), `gm_ln` gm summed per sample.
+/// Whether a mixing's dots (order in, ln, bn) may be off by more than `SHARE` of their logit
+/// gradients' scales: per logit k, the error bound `err[k]` of sum_r g_r sum_j w_j (s_k - s_j)
+/// against its scale `scale[k]` plus the gradient itself. A NaN compares false.
+fn dots_fail(w: [f64; 3], err: [f64; 3], scale: [f64; 3], dots: &[f64]) -> bool {
+    let mix = w[0] * dots[0] + w[1] * dots[1] + w[2] * dots[2];
+    (0..3)
+        .any(|k| w[k] > 0.0 && err[k] > SHARE * (scale[k] + f64::max(dots[k] - mix, mix - dots[k])))
+}
+
+/// After `nd_grad::combine` in evaluation with usingBN: tests the mean and variance dots
+/// (`mean_dots`, `var_dots`, order in, ln, bn) and takes both again from f64 IN statistics where
+/// either test fails. `gm` holds (gm, gv) per row (the combine's pairs), `gm_ln`, `gv_ln` gm and
+/// gv summed per sample.
 ///
 /// # Safety
 /// `x` valid for n*c*m floats, `gm` for n*c v128; the statistics those of this call's forward.
@@ -59,40 +80,62 @@ pub unsafe fn refine_eval_dots(
     st: &Stats,
     gm: *const v128,
     gm_ln: &[f64],
+    gv_ln: &[f64],
     mean_dots: &mut [f64],
+    var_dots: &mut [f64],
 ) {
-    let [w_in, w_ln, w_bn] = layer.mean_mix;
     // Sums over the rows of |gm| |mu_in - mu_ln|, |gm| |mu_in - mu_bn|, |gm| |mu_ln - mu_bn|,
-    // |gm|, and the largest IN variance; two channels per f64x2.
+    // |gm|, and the largest IN variance; of |gv| |var_in - var_ln|, |gv| |var_in - var_bn|,
+    // |gv| |var_ln - var_bn|, |gv| var_in and |gv| var_ln; two channels per f64x2.
     let z = f64x2_splat(0.0);
     let (mut a_il, mut a_ib, mut a_lb, mut g, mut vmax) = (z, z, z, z, z);
+    let (mut b_il, mut b_ib, mut b_lb, mut e_in, mut e_ln) = (z, z, z, z, z);
     let even = c / 2 * 2;
-    let (mu_in, var_in, mu_bn) = (st.mu_in.as_ptr(), st.var_in.as_ptr(), st.mu_bn.as_ptr());
+    let (mu_in, var_in) = (st.mu_in.as_ptr(), st.var_in.as_ptr());
+    let (mu_bn, var_bn) = (st.mu_bn.as_ptr(), st.var_bn.as_ptr());
     for i in 0..n {
-        let ln = f64x2_splat(st.mu_ln[i]);
+        let (ln, vl) = (f64x2_splat(st.mu_ln[i]), f64x2_splat(st.var_ln[i]));
         let mut j = 0;
         while j < even {
             let r = i * c + j;
-            let gm2 = f64x2_abs(i64x2_shuffle::<0, 2>(*gm.add(r), *gm.add(r + 1)));
+            let (p, q) = (*gm.add(r), *gm.add(r + 1));
+            let gm2 = f64x2_abs(i64x2_shuffle::<0, 2>(p, q));
+            let gv2 = f64x2_abs(i64x2_shuffle::<1, 3>(p, q));
             let mi = v128_load(mu_in.add(r) as *const v128);
             let bn = v128_load(mu_bn.add(j) as *const v128);
+            let vi = v128_load(var_in.add(r) as *const v128);
+            let vb = v128_load(var_bn.add(j) as *const v128);
             a_il = f64x2_add(a_il, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, ln))));
             a_ib = f64x2_add(a_ib, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, bn))));
             a_lb = f64x2_add(a_lb, f64x2_mul(gm2, f64x2_abs(f64x2_sub(ln, bn))));
             g = f64x2_add(g, gm2);
-            vmax = f64x2_pmax(vmax, v128_load(var_in.add(r) as *const v128));
+            vmax = f64x2_pmax(vmax, vi);
+            b_il = f64x2_add(b_il, f64x2_mul(gv2, f64x2_abs(f64x2_sub(vi, vl))));
+            b_ib = f64x2_add(b_ib, f64x2_mul(gv2, f64x2_abs(f64x2_sub(vi, vb))));
+            b_lb = f64x2_add(b_lb, f64x2_mul(gv2, f64x2_abs(f64x2_sub(vl, vb))));
+            e_in = f64x2_add(e_in, f64x2_mul(gv2, vi));
+            e_ln = f64x2_add(e_ln, f64x2_mul(gv2, vl));
             j += 2;
         }
         if j < c {
             let r = i * c + j;
+            // Lane 1 of each: 0 (|gm|, |gv| of 0).
             let gm1 = f64x2_abs(f64x2_replace_lane::<1>(*gm.add(r), 0.0));
+            let gv1 = f64x2_abs(f64x2(f64x2_extract_lane::<1>(*gm.add(r)), 0.0));
             let mi = f64x2_splat(*mu_in.add(r));
             let bn = f64x2_splat(*mu_bn.add(j));
+            let vi = f64x2_splat(*var_in.add(r));
+            let vb = f64x2_splat(*var_bn.add(j));
             a_il = f64x2_add(a_il, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, ln))));
             a_ib = f64x2_add(a_ib, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, bn))));
             a_lb = f64x2_add(a_lb, f64x2_mul(gm1, f64x2_abs(f64x2_sub(ln, bn))));
             g = f64x2_add(g, gm1);
-            vmax = f64x2_pmax(vmax, f64x2_splat(*var_in.add(r)));
+            vmax = f64x2_pmax(vmax, vi);
+            b_il = f64x2_add(b_il, f64x2_mul(gv1, f64x2_abs(f64x2_sub(vi, vl))));
+            b_ib = f64x2_add(b_ib, f64x2_mul(gv1, f64x2_abs(f64x2_sub(vi, vb))));
+            b_lb = f64x2_add(b_lb, f64x2_mul(gv1, f64x2_abs(f64x2_sub(vl, vb))));
+            e_in = f64x2_add(e_in, f64x2_mul(gv1, vi));
+            e_ln = f64x2_add(e_ln, f64x2_mul(gv1, vl));
         }
     }
     let h = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
@@ -102,35 +145,55 @@ pub unsafe fn refine_eval_dots(
     // too, or exactly as its one IN mean with C = 1; the running mean not at all.
     let e = MEAN_ERR * crate::simd::sqrt_f64(vmax);
     let e_il = if c == 1 { 0.0 } else { 2.0 * e };
-    let dots = &mean_dots;
-    let mix = w_in * dots[0] + w_ln * dots[1] + w_bn * dots[2];
-    // Per logit k: (error bound, scale bound) of sum_r gm_r sum_j w_j (mu_k - mu_j).
-    let tests = [
-        (w_in, g * (w_ln * e_il + w_bn * e), w_ln * a_il + w_bn * a_ib, dots[0]),
-        (w_ln, g * (w_in * e_il + w_bn * e), w_in * a_il + w_bn * a_lb, dots[1]),
-        (w_bn, g * (w_in * e + w_ln * e), w_in * a_ib + w_ln * a_lb, dots[2]),
-    ];
-    // A NaN anywhere (non-finite data) compares false: nothing is taken again.
-    let fails = tests.iter().any(|&(w, err, scale, dot)| {
-        w > 0.0 && err > SHARE * (scale + f64::max(dot - mix, mix - dot))
-    });
-    if !fails {
+    let [w_in, w_ln, w_bn] = layer.mean_mix;
+    let means_fail = dots_fail(
+        layer.mean_mix,
+        [g * (w_ln * e_il + w_bn * e), g * (w_in * e_il + w_bn * e), g * (w_in * e + w_ln * e)],
+        [w_ln * a_il + w_bn * a_ib, w_in * a_il + w_bn * a_lb, w_in * a_ib + w_ln * a_lb],
+        mean_dots,
+    );
+    // The variances' likewise, relative to each: |gv| var_in VAR_ERR per row, |gv| var_ln
+    // VAR_ERR per row for its sample's LN variance (exactly its one IN variance with C = 1).
+    let (b_il, b_ib, b_lb) = (h(b_il), h(b_ib), h(b_lb));
+    let (f_in, f_ln) = (VAR_ERR * h(e_in), VAR_ERR * h(e_ln));
+    let f_il = if c == 1 { 0.0 } else { f_in + f_ln };
+    let [v_in, v_ln, v_bn] = layer.var_mix;
+    let vars_fail = dots_fail(
+        layer.var_mix,
+        [v_ln * f_il + v_bn * f_in, v_in * f_il + v_bn * f_ln, v_in * f_in + v_ln * f_ln],
+        [v_ln * b_il + v_bn * b_ib, v_in * b_il + v_bn * b_lb, v_in * b_ib + v_ln * b_lb],
+        var_dots,
+    );
+    if !means_fail && !vars_fail {
         return;
     }
-    // The IN means again, in f64 about the forward's (x and mu_in exact in f64: one rounding
-    // per term, 2^-53 of |x - mu_in|), then the IN and LN dots from them.
-    let (mut dm_in, mut dm_ln) = (0.0, 0.0);
+    // The IN statistics again, in f64 about the forward's mean (x and mu_in exact in f64: one
+    // rounding per term, 2^-53 of |x - mu_in|), then the IN and LN dots from them. Each sample's
+    // LN statistics about the forward's LN mean L: mu_ln = L + mean_c (mu_in - L), var_ln =
+    // mean_c (var_in + (mu_in - L)^2) - (mu_ln - L)^2, where mu_ln - L is a rounding of L.
+    let (mut dm_in, mut dm_ln, mut dv_in, mut dv_ln) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..n {
-        let mut ln = 0.0;
+        let centre = st.mu_ln[i];
+        let (mut ln_dev, mut ln_sq) = (0.0, 0.0);
         for j in 0..c {
             let r = i * c + j;
             let (row, mean) = (x.add(r * m), *mu_in.add(r));
-            let mean = mean + crate::simd::deviation_sum_f64(row, m, mean) / m as f64;
-            dm_in += f64x2_extract_lane::<0>(*gm.add(r)) * mean;
-            ln += mean;
+            let (d, q) = crate::simd::deviation_sums_f64(row, m, mean);
+            let mean = mean + d / m as f64;
+            let var = (q - d * (d / m as f64)) / (m as f64 - 1.0);
+            let (gm_r, gv_r) =
+                (f64x2_extract_lane::<0>(*gm.add(r)), f64x2_extract_lane::<1>(*gm.add(r)));
+            dm_in += gm_r * mean;
+            dv_in += gv_r * var;
+            ln_dev += mean - centre;
+            ln_sq += var + (mean - centre) * (mean - centre);
         }
-        dm_ln += gm_ln[i] * (ln / c as f64);
+        let dev = ln_dev / c as f64;
+        dm_ln += gm_ln[i] * (centre + dev);
+        dv_ln += gv_ln[i] * (ln_sq / c as f64 - dev * dev);
     }
     mean_dots[0] = dm_in;
     mean_dots[1] = dm_ln;
+    var_dots[0] = dv_in;
+    var_dots[1] = dv_ln;
 }
