@@ -211,3 +211,23 @@ fn moving_average(r: f32, v: vec2<f32>, plain: f32) -> f32 {
   let t = s.x + s.y;
   return select(plain, t, (class_bits(r) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
 }
+
+// The batch average's sums (README, Batch average): r + mu (running_mean) and r + mu^2 + v
+// (running_var) for a batch mean mu as a pair and its variance v (a pair: variance, var_lo),
+// rounded once as the float64 reference adds them to its float32 buffers: mu rounded to float32
+// first, and mu^2 + v rounded before the add (as the authors' float32 code forms it), made
+// WebGPU's buffers differ from WASM's and the reference's in 32 of 115 channels' running_mean
+// and 69 running_var after 1 to 20 batches (means 1 to 1e4 over stds 0.1 to 10), which
+// finalizeBatchAverage's sum_sq / K - mean^2 then amplified (an evaluation's y up to 769x its
+// tolerance: tests/batch_average_test.ts). `plain`, the float32 steps, where a value is not finite.
+fn batch_mean_sum(r: f32, mu: vec2<f32>, plain: f32) -> f32 {
+  let s = pair_add(two_sum(r, mu.x), mu.y);
+  let t = s.x + s.y;
+  return select(plain, t, (class_bits(r) | class_bits(mu.x) | class_bits(mu.y) | class_bits(t)) == 0u);
+}
+
+fn batch_square_sum(r: f32, mu: vec2<f32>, v: vec2<f32>, plain: f32) -> f32 {
+  let s = pair_sum(pair_sum(pair_mul(mu, mu), v), vec2<f32>(r, 0.0));
+  let t = s.x + s.y;
+  return select(plain, t, (class_bits(r) | class_bits(mu.x) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
+}

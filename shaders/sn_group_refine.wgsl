@@ -153,8 +153,10 @@ fn refine_group(g: u32, lid: u32) {
       let rm = running[c];
       let rv = running[P.c + c];
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        running[c] = ieee_add(rm, mu);
-        running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
+        let mu_pair = vec2<f32>(h.x, h.y + q.y);
+        running[c] = batch_mean_sum(rm, mu_pair, ieee_add(rm, mu));
+        let plain_v = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
+        running[P.c + c] = batch_square_sum(rv, mu_pair, vec2<f32>(v, old.var_lo), plain_v);
       } else {
         let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
         let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));

@@ -509,8 +509,12 @@ fn main(
         );
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-      running[c] = ieee_add(rm, mu);
-      running[P.c + c] = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
+      // (The flags decide a statistic's NaN and infinities, as below: the plain sums then.)
+      let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
+      running[c] = select(ieee_add(rm, mu), batch_mean_sum(rm, vec2<f32>(mean_hi, lo), mu), m_ok);
+      let plain_v = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
+      let sq = batch_square_sum(rv, vec2<f32>(mean_hi, lo), vec2<f32>(variance, var_lo), plain_v);
+      running[P.c + c] = select(plain_v, sq, gflags == 0u);
     } else {
       let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
       let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
