@@ -1244,7 +1244,9 @@ fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
 }
 
 // The moving average m r + (1 - m) v of a running buffer r and a batch statistic v (a pair:
-// the group's mean; a variance goes as its float32 value, a few ulps accurate),
+// the group's mean, or its variance and var_lo, which is 0 but in layout "1d" and on rows of
+// several segments: elsewhere the variance is its float32 value, a few ulps accurate; with the
+// high word alone SwitchNorm1d's running_var was an ulp off in half the channels),
 // with the factors as float32 pairs (Params' momentum and its rest), rounded once as the float64
 // reference rounds it: in float32 steps a \`running_mean\` came out up to 1.5 ulps off, which an
 // evaluation over a tiny \`running_var\` amplifies (-3000.000732421875 for -3000.0009765625 over a
@@ -3478,7 +3480,7 @@ fn main(
       // update then.)
       let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
       running[c] = select(plain_m, moving_average(rm, vec2<f32>(mean_hi, lo), plain_m), m_ok);
-      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, 0.0), plain_v), gflags == 0u);
+      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, var_lo), plain_v), gflags == 0u);
     }
   }
 }
@@ -3649,7 +3651,7 @@ fn refine_group(g: u32, lid: u32) {
         let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
         let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
         running[c] = moving_average(rm, vec2<f32>(h.x, h.y + q.y), plain_m);
-        running[P.c + c] = moving_average(rv, vec2<f32>(v, 0.0), plain_v);
+        running[P.c + c] = moving_average(rv, vec2<f32>(v, old.var_lo), plain_v);
       }
     }
   }

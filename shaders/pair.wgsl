@@ -198,7 +198,9 @@ fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
 }
 
 // The moving average m r + (1 - m) v of a running buffer r and a batch statistic v (a pair:
-// the group's mean; a variance goes as its float32 value, a few ulps accurate),
+// the group's mean, or its variance and var_lo, which is 0 but in layout "1d" and on rows of
+// several segments: elsewhere the variance is its float32 value, a few ulps accurate; with the
+// high word alone SwitchNorm1d's running_var was an ulp off in half the channels),
 // with the factors as float32 pairs (Params' momentum and its rest), rounded once as the float64
 // reference rounds it: in float32 steps a `running_mean` came out up to 1.5 ulps off, which an
 // evaluation over a tiny `running_var` amplifies (-3000.000732421875 for -3000.0009765625 over a

@@ -161,7 +161,7 @@ fn refine_group(g: u32, lid: u32) {
         let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
         let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
         running[c] = moving_average(rm, vec2<f32>(h.x, h.y + q.y), plain_m);
-        running[P.c + c] = moving_average(rv, vec2<f32>(v, 0.0), plain_v);
+        running[P.c + c] = moving_average(rv, vec2<f32>(v, old.var_lo), plain_v);
       }
     }
   }

@@ -522,7 +522,7 @@ fn main(
       // update then.)
       let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
       running[c] = select(plain_m, moving_average(rm, vec2<f32>(mean_hi, lo), plain_m), m_ok);
-      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, 0.0), plain_v), gflags == 0u);
+      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, var_lo), plain_v), gflags == 0u);
     }
   }
 }
