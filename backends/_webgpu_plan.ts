@@ -735,6 +735,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
             writeGroupMembers(v, problem);
             withPairs(v);
             v.setUint32(44, v.getUint32(44, true) | F_GROUP_REFINE, true);
+            // The segments per row: the refine's grid has a thread per segment.
+            v.setUint32(24, chunks, true);
           },
           undefined,
           undefined,

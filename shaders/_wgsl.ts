@@ -3061,9 +3061,16 @@ fn list_if(g: u32, yes: bool) {
   }
 }
 
-// The largest group (members times row length) sn_group_refine sums again (see \`refine\`): 2^21
-// floats, 32768 per thread, half llvmpipe's loop limit.
-const REFINE_MAX_FLOATS: f32 = 2097152.0;
+// The grid of sn_group_refine's two steps (the list's dispatch arguments) once \`listed\` groups
+// are listed: a workgroup per listed group (P_REFINE_GROUPS), and at least a thread per segment
+// of the rows (P_REFINE_ROWS: no thread sums more than one segment, far below llvmpipe's loop
+// limit). x at most 65535, rows of y beyond.
+fn refine_grid(listed: u32) -> vec2<u32> {
+  let segs = P.n * P.c * P.chunks;
+  let w = max(listed, segs / 64u + select(0u, 1u, segs % 64u != 0u));
+  let y = w / 65535u + select(0u, 1u, w % 65535u != 0u);
+  return vec2<u32>(w / y + select(0u, 1u, w % y != 0u), y);
+}
 
 // The cuts of the group refine, WASM's NEAR_ZERO_GROUP2 and NARROW_MEMBER (wasm/src/nd.rs):
 // mean^2 below 2^-18 of the group's variance, a member's variance below 2^-20 of it.
@@ -3298,11 +3305,13 @@ fn main(
     m2_pair = pair_add(pair_add(m2_pair, p.m2 * f * f), p.m2_lo * f * f);
     m2_pair = pair_add(pair_sub_times(m2_pair, n_k, -sq.x), f32(n_k) * sq.y);
   }
-  // (w_sumv_pair is layout "nd"'s; free here.)
+  // (w_sumv_pair is layout "nd"'s; free here. Written before the tree, which a group pass of
+  // one thread has none of: it read a stale w_sumv_pair[0], a var_lo that SwitchNorm1d's running
+  // update now takes, running_var 0.13% off in tests/webgpu_agreement_test.ts.)
+  if (pairs_1d) {
+    w_sumv_pair[lid] = m2_pair;
+  }
   for (var s = select(0u, GROUP_THREADS / 2u, pairs_1d); s > 0u; s = s >> 1u) {
-    if (s == GROUP_THREADS / 2u) {
-      w_sumv_pair[lid] = m2_pair;
-    }
     workgroupBarrier();
     if (lid < s) {
       w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[lid + s]);
@@ -3422,25 +3431,22 @@ fn main(
   // their std): sn_group_refine sums the members again (the WASM backend's
   // refine_near_zero_groups, same cuts). Such a group is listed (g: P_GROUP_REFINE runs in one
   // block), marked until sn_group_refine writes it again, and its running update left to it.
-  // Only groups of at most REFINE_MAX_FLOATS floats: sn_group_refine sums one group per
-  // workgroup, 1/64 of its floats per thread, and llvmpipe ends an invocation's loops after 65535
-  // iterations in all (common.wgsl: groups of 2M floats and more came out with dgamma of the wrong
-  // sign, 44x off, where they were ~3% off unrefined); larger groups keep their float32 means.
+  // Groups of any size: sn_group_refine sums the members' segments a thread each (it summed a
+  // group per workgroup, 1/64 of its floats per thread, which llvmpipe's end of an invocation's
+  // loops after 65535 iterations limited to 2^21 floats; larger groups kept their float32 means,
+  // dgamma ~3% off).
   let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
   let mu_near = mean_hi + lo;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
-    w_n[0] * f32(P.m) <= REFINE_MAX_FLOATS &&
     mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var;
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
     atomicStore(&wide_groups[LIST_FIRST + listed], g);
-    // A workgroup per listed group (x at most 65535, rows of y beyond), so that no thread sums
-    // more than one group (REFINE_MAX_FLOATS).
-    let items = listed + 1u;
-    atomicMax(&wide_groups[1], min(items, 65535u));
-    atomicMax(&wide_groups[2], items / 65535u + select(0u, 1u, items % 65535u != 0u));
+    let grid = refine_grid(listed + 1u);
+    atomicMax(&wide_groups[1], grid.x);
+    atomicMax(&wide_groups[2], grid.y);
   }
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u && !refine) {
     let mu = mean_value(gflags, mean_hi + lo);
@@ -3495,15 +3501,14 @@ export const SN_GROUP_REFINE: string =
 // ~0.5 there), and a member of far smaller std mixed on it (0.3) takes that as its x - mu: dgamma
 // and mean_weight's gradient a few 1e-2 relative off. As the WASM backend's
 // refine_near_zero_groups, the members are summed again about their means and the groups' means
-// formed again, in two steps (Params.flags), each a workgroup per listed group in turn, dispatched
-// indirectly from the list (no workgroup where nothing was listed: data without such groups pay
-// two empty dispatches):
-//   P_REFINE_ROWS (per binding window of x): every segment of the listed groups' member rows is
-//     summed again about its mean in exact pairs (deviation_sum, as sn_wide_stats sums a segment
-//     whose mean is too coarse), in place. Not summed: rows that are scaled (sn_wide_stats
-//     summed those so), constant, non-finite, or near 0 themselves (refine_mean: summed again
-//     already), and the members of a flagged BN group whose sample's LN group is flagged too (that
-//     one sums them: one writer per row; no pass writes the groups here).
+// formed again, in two steps (Params.flags), dispatched indirectly from the list (no workgroup
+// where nothing was listed: data without such groups pay two empty dispatches):
+//   P_REFINE_ROWS (per binding window of x): a thread per segment of the rows; a segment of a
+//     member row of a listed group is summed again about its mean in exact pairs (deviation_sum,
+//     as sn_wide_stats sums a segment whose mean is too coarse), in place, by its own thread
+//     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
+//     scaled (sn_wide_stats summed those so), constant, non-finite, or near 0 themselves
+//     (refine_mean: summed again already). No pass writes the groups here.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, written with its variance kept (the members'
 //     variances do not change, and their means move by far less than the group's std),
@@ -3543,20 +3548,23 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // A workgroup per listed group (sn_group_stats dispatches one each and lists only groups of at
-  // most REFINE_MAX_FLOATS floats), its threads over the members (and segments): a thread loops
-  // over at most 1/64 of a group's floats, below llvmpipe's limit of 65535 iterations.
-  let workgroups = nwg.x * nwg.y;
-  let rows_step = (P.flags & P_REFINE_ROWS) != 0u;
-  for (var k = linear_group(wid, nwg); k < wide_list[0]; k += workgroups) {
-    let g = wide_list[LIST_FIRST + k];
-    if (rows_step) {
-      for (var item = lid; item < member(g, 0u).y * P.chunks; item += 64u) {
-        sum_segment(g, item / P.chunks, item % P.chunks);
-      }
-    } else {
-      refine_group(g, lid);
+  // P_REFINE_ROWS: a thread per segment of the rows (sn_group_stats' grid has at least one), which
+  // sums it again where its row is a member of a listed group: no thread sums more than one
+  // segment, below llvmpipe's limit of 65535 loop iterations per invocation (a workgroup per
+  // group, 1/64 of its floats per thread, limited groups to 2^21 floats). Nothing is listed:
+  // no workgroup.
+  if ((P.flags & P_REFINE_ROWS) != 0u) {
+    let threads = nwg.x * nwg.y * 64u;
+    let segs = P.n * P.c * P.chunks;
+    for (var seg = linear_group(wid, nwg) * 64u + lid; seg < segs; seg += threads) {
+      sum_segment(seg / P.chunks, seg % P.chunks);
     }
+    return;
+  }
+  // P_REFINE_GROUPS: a workgroup per listed group, its threads over the members.
+  let workgroups = nwg.x * nwg.y;
+  for (var k = linear_group(wid, nwg); k < wide_list[0]; k += workgroups) {
+    refine_group(wide_list[LIST_FIRST + k], lid);
   }
 }
 
@@ -3574,10 +3582,12 @@ fn summed_again(p: Partial, r: u32) -> bool {
     !refine_mean(f32(p.count), p.shift + p.mean, p.m2, p.flags, running[r % P.c]);
 }
 
-// Segment \`seg_k\` of member j of group g, where this group sums it and it lies in the window.
-fn sum_segment(g: u32, j: u32, seg_k: u32) {
-  let r = member(g, j).x;
-  if (g >= P.groups_ln && (groups[r / P.c].flags & F_GROUP_REFINE) != 0u) {
+// Segment \`seg_k\` of row r, where the row is a member of a listed LN or BN group (its sample's
+// or its channel's: F_GROUP_REFINE until P_REFINE_GROUPS) and the segment lies in the window.
+fn sum_segment(r: u32, seg_k: u32) {
+  let ln_listed = (groups[r / P.c].flags & F_GROUP_REFINE) != 0u;
+  let bn_listed = (P.flags & P_USING_BN) != 0u && (groups[P.groups_ln + r % P.c].flags & F_GROUP_REFINE) != 0u;
+  if (!ln_listed && !bn_listed) {
     return;
   }
   let seg = r * P.chunks + seg_k;

@@ -5,15 +5,14 @@
 // ~0.5 there), and a member of far smaller std mixed on it (0.3) takes that as its x - mu: dgamma
 // and mean_weight's gradient a few 1e-2 relative off. As the WASM backend's
 // refine_near_zero_groups, the members are summed again about their means and the groups' means
-// formed again, in two steps (Params.flags), each a workgroup per listed group in turn, dispatched
-// indirectly from the list (no workgroup where nothing was listed: data without such groups pay
-// two empty dispatches):
-//   P_REFINE_ROWS (per binding window of x): every segment of the listed groups' member rows is
-//     summed again about its mean in exact pairs (deviation_sum, as sn_wide_stats sums a segment
-//     whose mean is too coarse), in place. Not summed: rows that are scaled (sn_wide_stats
-//     summed those so), constant, non-finite, or near 0 themselves (refine_mean: summed again
-//     already), and the members of a flagged BN group whose sample's LN group is flagged too (that
-//     one sums them: one writer per row; no pass writes the groups here).
+// formed again, in two steps (Params.flags), dispatched indirectly from the list (no workgroup
+// where nothing was listed: data without such groups pay two empty dispatches):
+//   P_REFINE_ROWS (per binding window of x): a thread per segment of the rows; a segment of a
+//     member row of a listed group is summed again about its mean in exact pairs (deviation_sum,
+//     as sn_wide_stats sums a segment whose mean is too coarse), in place, by its own thread
+//     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
+//     scaled (sn_wide_stats summed those so), constant, non-finite, or near 0 themselves
+//     (refine_mean: summed again already). No pass writes the groups here.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, written with its variance kept (the members'
 //     variances do not change, and their means move by far less than the group's std),
@@ -53,20 +52,23 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // A workgroup per listed group (sn_group_stats dispatches one each and lists only groups of at
-  // most REFINE_MAX_FLOATS floats), its threads over the members (and segments): a thread loops
-  // over at most 1/64 of a group's floats, below llvmpipe's limit of 65535 iterations.
-  let workgroups = nwg.x * nwg.y;
-  let rows_step = (P.flags & P_REFINE_ROWS) != 0u;
-  for (var k = linear_group(wid, nwg); k < wide_list[0]; k += workgroups) {
-    let g = wide_list[LIST_FIRST + k];
-    if (rows_step) {
-      for (var item = lid; item < member(g, 0u).y * P.chunks; item += 64u) {
-        sum_segment(g, item / P.chunks, item % P.chunks);
-      }
-    } else {
-      refine_group(g, lid);
+  // P_REFINE_ROWS: a thread per segment of the rows (sn_group_stats' grid has at least one), which
+  // sums it again where its row is a member of a listed group: no thread sums more than one
+  // segment, below llvmpipe's limit of 65535 loop iterations per invocation (a workgroup per
+  // group, 1/64 of its floats per thread, limited groups to 2^21 floats). Nothing is listed:
+  // no workgroup.
+  if ((P.flags & P_REFINE_ROWS) != 0u) {
+    let threads = nwg.x * nwg.y * 64u;
+    let segs = P.n * P.c * P.chunks;
+    for (var seg = linear_group(wid, nwg) * 64u + lid; seg < segs; seg += threads) {
+      sum_segment(seg / P.chunks, seg % P.chunks);
     }
+    return;
+  }
+  // P_REFINE_GROUPS: a workgroup per listed group, its threads over the members.
+  let workgroups = nwg.x * nwg.y;
+  for (var k = linear_group(wid, nwg); k < wide_list[0]; k += workgroups) {
+    refine_group(wide_list[LIST_FIRST + k], lid);
   }
 }
 
@@ -84,10 +86,12 @@ fn summed_again(p: Partial, r: u32) -> bool {
     !refine_mean(f32(p.count), p.shift + p.mean, p.m2, p.flags, running[r % P.c]);
 }
 
-// Segment `seg_k` of member j of group g, where this group sums it and it lies in the window.
-fn sum_segment(g: u32, j: u32, seg_k: u32) {
-  let r = member(g, j).x;
-  if (g >= P.groups_ln && (groups[r / P.c].flags & F_GROUP_REFINE) != 0u) {
+// Segment `seg_k` of row r, where the row is a member of a listed LN or BN group (its sample's
+// or its channel's: F_GROUP_REFINE until P_REFINE_GROUPS) and the segment lies in the window.
+fn sum_segment(r: u32, seg_k: u32) {
+  let ln_listed = (groups[r / P.c].flags & F_GROUP_REFINE) != 0u;
+  let bn_listed = (P.flags & P_USING_BN) != 0u && (groups[P.groups_ln + r % P.c].flags & F_GROUP_REFINE) != 0u;
+  if (!ln_listed && !bn_listed) {
     return;
   }
   let seg = r * P.chunks + seg_k;

@@ -103,9 +103,16 @@ fn list_if(g: u32, yes: bool) {
   }
 }
 
-// The largest group (members times row length) sn_group_refine sums again (see `refine`): 2^21
-// floats, 32768 per thread, half llvmpipe's loop limit.
-const REFINE_MAX_FLOATS: f32 = 2097152.0;
+// The grid of sn_group_refine's two steps (the list's dispatch arguments) once `listed` groups
+// are listed: a workgroup per listed group (P_REFINE_GROUPS), and at least a thread per segment
+// of the rows (P_REFINE_ROWS: no thread sums more than one segment, far below llvmpipe's loop
+// limit). x at most 65535, rows of y beyond.
+fn refine_grid(listed: u32) -> vec2<u32> {
+  let segs = P.n * P.c * P.chunks;
+  let w = max(listed, segs / 64u + select(0u, 1u, segs % 64u != 0u));
+  let y = w / 65535u + select(0u, 1u, w % 65535u != 0u);
+  return vec2<u32>(w / y + select(0u, 1u, w % y != 0u), y);
+}
 
 // The cuts of the group refine, WASM's NEAR_ZERO_GROUP2 and NARROW_MEMBER (wasm/src/nd.rs):
 // mean^2 below 2^-18 of the group's variance, a member's variance below 2^-20 of it.
@@ -340,11 +347,13 @@ fn main(
     m2_pair = pair_add(pair_add(m2_pair, p.m2 * f * f), p.m2_lo * f * f);
     m2_pair = pair_add(pair_sub_times(m2_pair, n_k, -sq.x), f32(n_k) * sq.y);
   }
-  // (w_sumv_pair is layout "nd"'s; free here.)
+  // (w_sumv_pair is layout "nd"'s; free here. Written before the tree, which a group pass of
+  // one thread has none of: it read a stale w_sumv_pair[0], a var_lo that SwitchNorm1d's running
+  // update now takes, running_var 0.13% off in tests/webgpu_agreement_test.ts.)
+  if (pairs_1d) {
+    w_sumv_pair[lid] = m2_pair;
+  }
   for (var s = select(0u, GROUP_THREADS / 2u, pairs_1d); s > 0u; s = s >> 1u) {
-    if (s == GROUP_THREADS / 2u) {
-      w_sumv_pair[lid] = m2_pair;
-    }
     workgroupBarrier();
     if (lid < s) {
       w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[lid + s]);
@@ -464,25 +473,22 @@ fn main(
   // their std): sn_group_refine sums the members again (the WASM backend's
   // refine_near_zero_groups, same cuts). Such a group is listed (g: P_GROUP_REFINE runs in one
   // block), marked until sn_group_refine writes it again, and its running update left to it.
-  // Only groups of at most REFINE_MAX_FLOATS floats: sn_group_refine sums one group per
-  // workgroup, 1/64 of its floats per thread, and llvmpipe ends an invocation's loops after 65535
-  // iterations in all (common.wgsl: groups of 2M floats and more came out with dgamma of the wrong
-  // sign, 44x off, where they were ~3% off unrefined); larger groups keep their float32 means.
+  // Groups of any size: sn_group_refine sums the members' segments a thread each (it summed a
+  // group per workgroup, 1/64 of its floats per thread, which llvmpipe's end of an invocation's
+  // loops after 65535 iterations limited to 2^21 floats; larger groups kept their float32 means,
+  // dgamma ~3% off).
   let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
   let mu_near = mean_hi + lo;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
-    w_n[0] * f32(P.m) <= REFINE_MAX_FLOATS &&
     mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var;
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
     atomicStore(&wide_groups[LIST_FIRST + listed], g);
-    // A workgroup per listed group (x at most 65535, rows of y beyond), so that no thread sums
-    // more than one group (REFINE_MAX_FLOATS).
-    let items = listed + 1u;
-    atomicMax(&wide_groups[1], min(items, 65535u));
-    atomicMax(&wide_groups[2], items / 65535u + select(0u, 1u, items % 65535u != 0u));
+    let grid = refine_grid(listed + 1u);
+    atomicMax(&wide_groups[1], grid.x);
+    atomicMax(&wide_groups[2], grid.y);
   }
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u && !refine) {
     let mu = mean_value(gflags, mean_hi + lo);

@@ -612,9 +612,9 @@ agreementTests(
     // Rows of several segments (WebGPU: 4100 floats in 5 segments of 1024 or fewer).
     { name: "LN, rows of 4100", make: () => cancellingMeansCase("ln", 4100) },
     { name: "BN, rows of 4100", make: () => cancellingMeansCase("bn", 4100) },
-    // Groups of 7.5M floats, beyond WebGPU's refine (2^21 floats: one workgroup per group, whose
-    // threads llvmpipe stops after 65535 loop iterations: dgamma came out of the wrong sign, 44x
-    // off, an attack found): left as they were there, within the bounds.
+    // Groups of 7.5M floats (WebGPU's refine took at most 2^21 floats, one workgroup per group,
+    // whose threads llvmpipe stops after 65535 loop iterations: it sums a segment per thread now,
+    // tests/group_refine_test.ts).
     { name: "LN, rows of 2.5M", make: () => cancellingMeansCase("ln", 2_500_000) },
     { name: "BN, rows of 2.5M", make: () => cancellingMeansCase("bn", 2_500_000) },
   ],
