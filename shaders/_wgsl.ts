@@ -1260,6 +1260,25 @@ fn moving_average(r: f32, v: vec2<f32>, plain: f32) -> f32 {
   return select(plain, t, (class_bits(r) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
 }
 
+// m a + b 2^k for a running buffer a, a factor m (a pair: the momentum, or 1) and a batch term b
+// (a pair) in units of 2^k, the update of a scaled group's statistic (|x| beyond 2^40 or within
+// 2^-21), rounded once as the float64 reference rounds it, in add_scaled's unit j: add_scaled's
+// float32 steps left running_mean an ulp off at 3e12, and a batch average's sums, which
+// finalizeBatchAverage's sum_sq / K - mean^2 amplifies (running_var 0 for 1.5e18; attack
+// helper-75). \`plain\` (add_scaled's) where a, b or the result is not finite.
+fn add_scaled_pair(a: f32, m: vec2<f32>, b: vec2<f32>, k: i32, plain: f32) -> f32 {
+  if ((class_bits(a) | class_bits(b.x) | class_bits(b.y)) != 0u) {
+    return plain;
+  }
+  let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
+  let b_zero = b.x == 0.0;
+  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && (ea - k > 100 || b_zero));
+  let f = select(pow2(k - j), 0.0, b_zero);
+  let s = pair_sum(pair_mul(m, vec2<f32>(scale2(a, -j), 0.0)), vec2<f32>(b.x * f, b.y * f));
+  let t = s.x + s.y;
+  return select(plain, scale2_round(t, j), class_bits(t) == 0u);
+}
+
 // The batch average's sums (README, Batch average): r + mu (running_mean) and r + mu^2 + v
 // (running_var) for a batch mean mu as a pair and its variance v (a pair: variance, var_lo),
 // rounded once as the float64 reference adds them to its float32 buffers: mu rounded to float32
@@ -3460,22 +3479,32 @@ fn main(
     // running_var the NaN that the unscaled one makes of it.
     let mean_finite = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
     if (unit != 0 && mean_finite) {
+      // In the group's unit, as float32 pairs rounded once (add_scaled_pair): the mean as its
+      // pair, the variance with var_lo.
       let u2 = 2 * unit;
+      let mp = vec2<f32>(mean_hi, lo);
+      let vp = vec2<f32>(variance, var_lo);
       if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        running[c] = add_scaled(rm, 1.0, mu, unit);
-        running[P.c + c] = select(ieee_add(rv, qnan()), add_scaled(rv, 1.0, mu * mu + v, u2), gflags == 0u);
+        let one = vec2<f32>(1.0, 0.0);
+        running[c] = add_scaled_pair(rm, one, mp, unit, add_scaled(rm, 1.0, mu, unit));
+        let sq = add_scaled_pair(rv, one, pair_sum(pair_mul(mp, mp), vp), u2, add_scaled(rv, 1.0, mu * mu + v, u2));
+        running[P.c + c] = select(ieee_add(rv, qnan()), sq, gflags == 0u);
       } else {
-        running[c] = add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit);
+        let m = vec2<f32>(P.momentum, P.momentum_lo);
+        let m1 = vec2<f32>(P.one_minus_momentum, P.one_minus_momentum_lo);
+        running[c] = add_scaled_pair(rm, m, pair_mul(m1, mp), unit, add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit));
         running[P.c + c] = select(
           ieee_add(ieee_mul(P.momentum, rv), qnan()),
-          add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2),
+          add_scaled_pair(rv, m, pair_mul(m1, vp), u2, add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2)),
           gflags == 0u,
         );
       }
     } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-      // (The flags decide a statistic's NaN and infinities, as below: the plain sums then.)
+      // (The flags decide a statistic's NaN and infinities, as below: the plain sums then; a
+      // sum that is not finite stays so, batch_mean_sum's plain: with \`mu\` there, a NaN of the
+      // first batch became the second batch's mean, helper-75.)
       let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
-      running[c] = select(ieee_add(rm, mu), batch_mean_sum(rm, vec2<f32>(mean_hi, lo), mu), m_ok);
+      running[c] = select(ieee_add(rm, mu), batch_mean_sum(rm, vec2<f32>(mean_hi, lo), ieee_add(rm, mu)), m_ok);
       let plain_v = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
       let sq = batch_square_sum(rv, vec2<f32>(mean_hi, lo), vec2<f32>(variance, var_lo), plain_v);
       running[P.c + c] = select(plain_v, sq, gflags == 0u);

@@ -214,6 +214,25 @@ fn moving_average(r: f32, v: vec2<f32>, plain: f32) -> f32 {
   return select(plain, t, (class_bits(r) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
 }
 
+// m a + b 2^k for a running buffer a, a factor m (a pair: the momentum, or 1) and a batch term b
+// (a pair) in units of 2^k, the update of a scaled group's statistic (|x| beyond 2^40 or within
+// 2^-21), rounded once as the float64 reference rounds it, in add_scaled's unit j: add_scaled's
+// float32 steps left running_mean an ulp off at 3e12, and a batch average's sums, which
+// finalizeBatchAverage's sum_sq / K - mean^2 amplifies (running_var 0 for 1.5e18; attack
+// helper-75). `plain` (add_scaled's) where a, b or the result is not finite.
+fn add_scaled_pair(a: f32, m: vec2<f32>, b: vec2<f32>, k: i32, plain: f32) -> f32 {
+  if ((class_bits(a) | class_bits(b.x) | class_bits(b.y)) != 0u) {
+    return plain;
+  }
+  let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
+  let b_zero = b.x == 0.0;
+  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && (ea - k > 100 || b_zero));
+  let f = select(pow2(k - j), 0.0, b_zero);
+  let s = pair_sum(pair_mul(m, vec2<f32>(scale2(a, -j), 0.0)), vec2<f32>(b.x * f, b.y * f));
+  let t = s.x + s.y;
+  return select(plain, scale2_round(t, j), class_bits(t) == 0u);
+}
+
 // The batch average's sums (README, Batch average): r + mu (running_mean) and r + mu^2 + v
 // (running_var) for a batch mean mu as a pair and its variance v (a pair: variance, var_lo),
 // rounded once as the float64 reference adds them to its float32 buffers: mu rounded to float32

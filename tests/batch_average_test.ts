@@ -72,3 +72,60 @@ rangeTests(
     }
   },
 );
+
+/** 12 batches of [4, 1, 1, 8] ~N(mean, std), BN's statistics alone. */
+function wideBatches(mean: number, std: number) {
+  const r = seededRandom(1);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  return Array.from(
+    { length: 12 },
+    () => Float32Array.from({ length: 32 }, () => mean + std * normal()),
+  );
+}
+
+rangeTests(
+  "a batch average of rows beyond 2^40 or within 2^-21 (scaled units) is the reference's, and so is an evaluation on it",
+  async (backend) => {
+    // WebGPU added a scaled group's terms in float32 steps (add_scaled): sums an ulp off, which
+    // finalizing amplified (attack helper-75: running_var 0 for 1.5e18 and y 2.9e15x Y at 3e12;
+    // y Infinity for 3.2 at 3e-7 with eps 0).
+    const bnOnly = Float32Array.of(-1e30, -1e30, 0);
+    for (const [mean, std, eps] of [[3e12, 1e8, 1e-5], [1e13, 1e10, 1e-5], [3e-7, 1e-10, 0]]) {
+      const shape = [4, 1, 1, 8], batches = wideBatches(mean, std);
+      const ys = [];
+      for (const b of ["reference", backend] as const) {
+        const sn = new SwitchNorm2d(1, { backend: b, usingMovingAverage: false, eps });
+        sn.loadStateDict({ mean_weight: bnOnly, var_weight: bnOnly }, { strict: false });
+        for (const x of batches) await sn.forward(x, shape);
+        await sn.sync();
+        ys.push({ sums: [sn.running_mean[0], sn.running_var[0]] });
+        sn.finalizeBatchAverage();
+        sn.eval();
+        ys[ys.length - 1] = { ...ys[ys.length - 1], y: await sn.forward(batches[0], shape) };
+        sn.dispose();
+      }
+      const what = `x ~N(${mean}, ${std})`;
+      assert.deepEqual(ys[1].sums, ys[0].sums, `${what}: the sums`);
+      assertClose(ys[1].y!, ys[0].y!, Y, `${what}: y`);
+    }
+  },
+);
+
+rangeTests(
+  "a batch average whose first batch holds a NaN or an infinity keeps it in its sums",
+  async (backend) => {
+    // WebGPU's once-rounded sum fell back to the batch's mean where the sum was not finite: NaN
+    // + 2.5 came out as 2.5 (attack helper-75).
+    const shape = [2, 1, 1, 2];
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const batches = [Float32Array.of(bad, 1, 2, 3), Float32Array.of(1, 2, 3, 4)];
+      const out = [];
+      for (const b of ["reference", backend] as const) {
+        const { sn, sums } = await average(b, shape, batches);
+        out.push([...sums.mean, ...sums.sq, ...sn.running_mean]);
+        sn.dispose();
+      }
+      assert.deepEqual(out[1], out[0], `${bad} in the first batch`);
+    }
+  },
+);

@@ -60,6 +60,10 @@ const cases: [string, LayerCall][] = [
   ["SwitchNorm2d batches of mean 1e4 and spread 1e-2", step(1e4, 1e-2, 2, [4, 8, 1, 16])],
   ["SwitchNorm2d batches of mean -3000 and spread 1", step(-3000, 1, 3, [3, 16, 1, 7])],
   ["SwitchNorm1d batches of mean 100 and spread 1e-3", step(100, 1e-3, 4, [16, 32])],
+  // Scaled units (|x| beyond 2^40): WebGPU's update went in float32 steps there (add_scaled), an
+  // ulp off at 3e12 and an evaluation on it 1.1e4x Y (attack helper-75).
+  ["SwitchNorm2d batches of mean 3e12 and spread 1e6", step(3e12, 1e6, 5, [4, 2, 1, 8])],
+  ["SwitchNorm2d batches of mean 3e12 and spread 1e8", step(3e12, 1e8, 6, [4, 2, 1, 8])],
 ];
 for (const [what, call] of cases) {
   rangeTests(
