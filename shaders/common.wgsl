@@ -682,13 +682,40 @@ fn add_scaled(a: f32, m: f32, b: f32, k: i32) -> f32 {
   if (class_bits(a) != 0u) {
     return ieee_mul(m, a);
   }
-  let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
-  // b * 2^k below a's rounding, or b exactly 0 (a batch variance of 0: a constant channel; a
-  // batch mean of 0): the sum is formed in a unit near a's instead of b's, where m a would
-  // underflow (x of 1e19 set the unit 2^126 for running_var, which the old 1.5 then left as 0).
-  let b_zero = b == 0.0;
-  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && (ea - k > 100 || b_zero));
-  return scale2_round(m * scale2(a, -j) + select(b * pow2(k - j), 0.0, b_zero), j);
+  let u = scaled_unit(a, m, b, k);
+  let zero = (bitcast<u32>(a) & 0x7fffffffu) == 0u || (bitcast<u32>(m) & 0x7fffffffu) == 0u;
+  let ma = select(scale2(m, -u.y) * scale2(a, u.y - u.x), 0.0, zero);
+  return scale2_round(ma + select(b * pow2(k - u.x), 0.0, b == 0.0), u.x);
+}
+
+// The working unit 2^j of add_scaled (x) and m's binary exponent (y) for the sum m a + b 2^k.
+// Where the term m a (both nonzero) lies more than 2^100 above b's unit, or b is exactly 0 (a
+// batch variance of 0: a constant channel; a batch mean of 0), the sum is formed in a unit near
+// m a's, 2^60 below it, instead of b's, where m a would overflow or underflow (x of 1e19 set the
+// unit 2^126 for running_var, which the old 1.5 then left as 0); elsewhere in b's. By m a's
+// exponent, not a's: with momentum 0 a's unit left the batch term below float32's range
+// (running_var and running_mean 0 for 5e-30 and 1e-27 after a buffer of 1e30: attack helper-76).
+fn scaled_unit(a: f32, m: f32, b: f32, k: i32) -> vec2<i32> {
+  let a_term = (bitcast<u32>(a) & 0x7fffffffu) != 0u && (bitcast<u32>(m) & 0x7fffffffu) != 0u;
+  let em = select(0, binary_exponent(m), a_term);
+  let e_ma = binary_exponent(a) + em;
+  return vec2<i32>(select(k, e_ma - 60, a_term && (e_ma - k > 100 || b == 0.0)), em);
+}
+
+// m a in the unit 2^u.x as a pair (m a pair: its low word times a), m taken to [1, 2) by its
+// exponent u.y and a to the unit by the rest, so that neither factor leaves float32's range
+// (exact while the product stays normal); 0 where m or a is 0.
+fn scaled_product(a: f32, m: vec2<f32>, u: vec2<i32>) -> vec2<f32> {
+  let a_n = scale2(a, u.y - u.x);
+  let p = pair_times(scale2(m.x, -u.y), a_n);
+  let zero = (bitcast<u32>(a) & 0x7fffffffu) == 0u || (bitcast<u32>(m.x) & 0x7fffffffu) == 0u;
+  return select(vec2<f32>(p.x, p.y + scale2(m.y, -u.y) * a_n), vec2<f32>(0.0), zero);
+}
+
+// The binary exponent of a finite nonzero v, subnormals included (floor(log2 |v|)).
+fn binary_exponent(v: f32) -> i32 {
+  let b = bitcast<u32>(v) & 0x7fffffffu;
+  return select(i32(b >> 23u) - 127, -118 - i32(countLeadingZeros(b)), b < 0x00800000u);
 }
 
 // v * 2^k for a float32 v whose result may lie below float32's normal range: there the

@@ -224,13 +224,11 @@ fn add_scaled_pair(a: f32, m: vec2<f32>, b: vec2<f32>, k: i32, plain: f32) -> f3
   if ((class_bits(a) | class_bits(b.x) | class_bits(b.y)) != 0u) {
     return plain;
   }
-  let ea = i32((bitcast<u32>(a) >> 23u) & 0xffu) - 127;
-  let b_zero = b.x == 0.0;
-  let j = select(k, ea - 60, (bitcast<u32>(a) & 0x7fffffffu) != 0u && (ea - k > 100 || b_zero));
-  let f = select(pow2(k - j), 0.0, b_zero);
-  let s = pair_sum(pair_mul(m, vec2<f32>(scale2(a, -j), 0.0)), vec2<f32>(b.x * f, b.y * f));
+  let u = scaled_unit(a, m.x, b.x, k);
+  let f = select(pow2(k - u.x), 0.0, b.x == 0.0);
+  let s = pair_sum(scaled_product(a, m, u), vec2<f32>(b.x * f, b.y * f));
   let t = s.x + s.y;
-  return select(plain, scale2_round(t, j), class_bits(t) == 0u);
+  return select(plain, scale2_round(t, u.x), class_bits(t) == 0u);
 }
 
 // The batch average's sums (README, Batch average): r + mu (running_mean) and r + mu^2 + v

@@ -151,3 +151,45 @@ for (const [what, call] of cancellingCases) {
     },
   );
 }
+
+rangeTests(
+  "a step with momentum 0 after running buffers far above the batch's scaled unit gives the batch's statistics",
+  async (backend) => {
+    // WebGPU formed a scaled group's update in a unit near the old buffer's where that lay 2^100
+    // above the batch's, which with momentum 0 left the batch's terms below float32's range:
+    // running_mean 0 for 1e-27 and running_var 0 for 5e-30 (attack helper-76).
+    for (const layer of ["1d", "2d"] as const) {
+      for (const [old, scale] of [[1e30, 1e-27], [3e38, 1e-14], [1e30, -1e-20]]) {
+        const c = 2, shape = layer === "1d" ? [4, c] : [4, c, 2, 4];
+        const x = Float32Array.from(
+          { length: shape.reduce((a, b) => a * b) },
+          (_, i) => scale * (1 + 0.3 * Math.sin(i * 1.7)),
+        );
+        const call: LayerCall = {
+          layer,
+          shape,
+          options: { momentum: 0 },
+          state: {
+            running_mean: new Float32Array(c).fill(old),
+            running_var: new Float32Array(c).fill(old),
+          },
+          partial: true,
+          training: true,
+          running: true,
+          x,
+        };
+        const want = await runCall(call, "reference");
+        const got = await runCall(call, backend);
+        const what = `${layer}, buffers ${old}, |x| ~${scale}`;
+        assert.deepEqual([...got.runningMean!], [...want.runningMean!], `${what}: running_mean`);
+        got.runningVar!.forEach((v, i) => {
+          const w = want.runningVar![i];
+          assert.ok(
+            Math.abs(v - w) <= 2 ** -20 * Math.abs(w),
+            `${what}: running_var[${i}] ${v} for ${w}`,
+          );
+        });
+      }
+    }
+  },
+);
