@@ -35,7 +35,8 @@ const PAGE = 65536;
 const module = ignore ? undefined! : await WebAssembly.compile(wasmBytes());
 
 /**
- * A WASM backend whose heap starts at byte `base` (16-byte aligned) of a memory grown to at least
+ * A WASM backend whose `__heap_base` is `base` (its heap starts 16 bytes past the 64-byte boundary
+ * there, backends/_wasm_regions.ts heapStart), of a memory grown to at least
  * `base + bytes`: the module's own data stays below its real `__heap_base`, far under `base`.
  */
 async function backendAt(base: number, bytes: number): Promise<WasmBackend> {
@@ -118,12 +119,14 @@ Deno.test({
   name: "a resident forward whose output starts at 2 GiB reads back the right values",
   ignore,
   async fn() {
-    // x fills the last 4 KiB below 2^31 exactly, so y (and every region after it) lies above.
-    const w = await backendAt(2 ** 31 - 4096, 4 * PAGE);
-    const c = problemOf(1, [2, 4, 128]);
+    // x (3120 bytes) fills the last bytes below 2^31 exactly, so y (and every region after it)
+    // lies above: the heap starts 16 bytes past the 64-byte boundary at __heap_base
+    // (backends/_wasm_regions.ts heapStart), 2^31 - 3120.
+    const w = await backendAt(2 ** 31 - 3136, 4 * PAGE);
+    const c = problemOf(1, [2, 3, 130]);
     const pw = c.params(), pr = c.params();
-    const x = w.upload(c.x, [2, 4, 128]);
-    assert.equal(x.byteOffset, 2 ** 31 - 4096);
+    const x = w.upload(c.x, [2, 3, 130]);
+    assert.equal(x.byteOffset, 2 ** 31 - 3120);
     const y = await w.forward(c.problem, x, pw, MOVING) as WasmTensor;
     assert.ok(y.byteOffset >= 2 ** 31, `y at ${y.byteOffset}`);
     const yr = await reference.forward(c.problem, c.x, pr, MOVING);
