@@ -166,7 +166,7 @@ struct Params {
   // sn_bwd_rows: the first record of this dispatch's workgroups in the dot-product partial sums.
   dot_base: u32,
   // The rest of momentum and of 1 - momentum beyond their float32 roundings (the running
-  // update's factors as pairs, pair.wgsl moving_average).
+  // update's factors as pairs, pair.wgsl running_update).
   momentum_lo: f32,
   one_minus_momentum_lo: f32,
 }
@@ -1120,7 +1120,6 @@ fn sum_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
   return vec2<f32>(s.x, s.y + q.y);
 }
 
-
 // p + k * v for an integer k < 2^12 (exact products).
 fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
   let s = split12(v);
@@ -1270,29 +1269,10 @@ fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
   return Pair4(s, p.lo + q.lo + select(vec4<f32>(0.0), e, finite));
 }
 
-// The moving average m r + (1 - m) v of a running buffer r and a batch statistic v (a pair:
-// the group's mean, or its variance and var_lo, which is 0 but in layout "1d" and on rows of
-// several segments: elsewhere the variance is its float32 value, a few ulps accurate; with the
-// high word alone SwitchNorm1d's running_var was an ulp off in half the channels),
-// with the factors as float32 pairs (Params' momentum and its rest), rounded once as the float64
-// reference rounds it: in float32 steps a \`running_mean\` came out up to 1.5 ulps off, which an
-// evaluation over a tiny \`running_var\` amplifies (-3000.000732421875 for -3000.0009765625 over a
-// \`running_var\` of 1e-6: y 0.031 for 0.023; tests/running_update_test.ts). \`plain\`, the update
-// in float32 steps, where r, v or the result is not finite (IEEE's results).
-fn moving_average(r: f32, v: vec2<f32>, plain: f32) -> f32 {
-  let a = pair_mul(vec2<f32>(P.momentum, P.momentum_lo), vec2<f32>(r, 0.0));
-  let b = pair_mul(vec2<f32>(P.one_minus_momentum, P.one_minus_momentum_lo), v);
-  let s = pair_sum(a, b);
-  let t = s.x + s.y;
-  return select(plain, t, (class_bits(r) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
-}
-
 // m a + b 2^k for a running buffer a, a factor m (a pair: the momentum, or 1) and a batch term b
-// (a pair) in units of 2^k, the update of a scaled group's statistic (|x| beyond 2^40 or within
-// 2^-21), rounded once as the float64 reference rounds it, in add_scaled's unit j: add_scaled's
-// float32 steps left running_mean an ulp off at 3e12, and a batch average's sums, which
-// finalizeBatchAverage's sum_sq / K - mean^2 amplifies (running_var 0 for 1.5e18; attack
-// helper-75). \`plain\` (add_scaled's) where a, b or the result is not finite.
+// (a pair) in units of 2^k (k = 0 but for a scaled group, |x| beyond 2^40 or within 2^-21),
+// rounded once as the float64 reference rounds it, in add_scaled's unit (running_update).
+// \`plain\` where a, b or the result is not finite.
 fn add_scaled_pair(a: f32, m: vec2<f32>, b: vec2<f32>, k: i32, plain: f32) -> f32 {
   if ((class_bits(a) | class_bits(b.x) | class_bits(b.y)) != 0u) {
     return plain;
@@ -1304,24 +1284,40 @@ fn add_scaled_pair(a: f32, m: vec2<f32>, b: vec2<f32>, k: i32, plain: f32) -> f3
   return select(plain, scale2_round(t, u.x), class_bits(t) == 0u);
 }
 
-// The batch average's sums (README, Batch average): r + mu (running_mean) and r + mu^2 + v
-// (running_var) for a batch mean mu as a pair and its variance v (a pair: variance, var_lo),
-// rounded once as the float64 reference adds them to its float32 buffers: mu rounded to float32
-// first, and mu^2 + v rounded before the add (as the authors' float32 code forms it), made
-// WebGPU's buffers differ from WASM's and the reference's in 32 of 115 channels' running_mean
-// and 69 running_var after 1 to 20 batches (means 1 to 1e4 over stds 0.1 to 10), which
-// finalizeBatchAverage's sum_sq / K - mean^2 then amplified (an evaluation's y up to 769x its
-// tolerance: tests/batch_average_test.ts). \`plain\`, the float32 steps, where a value is not finite.
-fn batch_mean_sum(r: f32, mu: vec2<f32>, plain: f32) -> f32 {
-  let s = pair_add(two_sum(r, mu.x), mu.y);
-  let t = s.x + s.y;
-  return select(plain, t, (class_bits(r) | class_bits(mu.x) | class_bits(mu.y) | class_bits(t)) == 0u);
-}
-
-fn batch_square_sum(r: f32, mu: vec2<f32>, v: vec2<f32>, plain: f32) -> f32 {
-  let s = pair_sum(pair_sum(pair_mul(mu, mu), v), vec2<f32>(r, 0.0));
-  let t = s.x + s.y;
-  return select(plain, t, (class_bits(r) | class_bits(mu.x) | class_bits(v.x) | class_bits(v.y) | class_bits(t)) == 0u);
+// A BN group's running update (sn_group_stats, sn_group_refine) from its batch mean mp and
+// variance vp (float32 pairs, in units of 2^unit and 2^(2 unit); vp's low word var_lo is 0 but in
+// layout "1d" and on rows of several segments) and its F_* flags: the moving average
+// m r + (1 - m) s with the factors as pairs (Params' momentum and its rest), or the batch
+// average's sums r + s (s = mu, and mu^2 + var unrounded), each rounded once as the float64
+// reference rounds it (add_scaled_pair). In float32 steps a running_mean came out up to 1.5 ulps
+// off, which an evaluation over a tiny running_var amplifies (y 0.031 for 0.023), a batch
+// average's sums a third of the channels an ulp off, which finalizeBatchAverage's
+// sum_sq / K - mean^2 amplifies (y up to 1.8e4x Y), and scaled groups likewise (attack helpers 75
+// and 76; tests/running_update_test.ts, tests/batch_average_test.ts). A NaN or infinite mean, or
+// an undefined variance, takes IEEE's float32 steps (the flags decide them, mean_value /
+// var_value). A scaled group's mean is finite whenever no member is NaN or infinite, also where
+// its variance is NaN (rows of one value): its running_mean takes the scaled update then (read in
+// units of 1 it gave 0.018 for 3.3e17), running_var the NaN.
+fn running_update(rm: f32, rv: f32, mp: vec2<f32>, vp: vec2<f32>, unit: i32, flags: u32) -> vec2<f32> {
+  let mu = mean_value(flags, mp.x + mp.y);
+  let v = var_value(flags, vp.x);
+  let average = (P.flags & P_BATCH_AVERAGE) != 0u;
+  let m = select(vec2<f32>(P.momentum, P.momentum_lo), vec2<f32>(1.0, 0.0), average);
+  let m1 = vec2<f32>(P.one_minus_momentum, P.one_minus_momentum_lo);
+  let mean_finite = (flags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
+  let scaled = unit != 0 && mean_finite;
+  let u = select(0, unit, scaled);
+  // The batch terms: as pairs, and as the plain float32 steps.
+  let bm = select(pair_mul(m1, mp), mp, average);
+  let bv = select(pair_mul(m1, vp), pair_sum(pair_mul(mp, mp), vp), average);
+  let tm = select(ieee_mul(P.one_minus_momentum, mu), mu, average);
+  let tv = select(ieee_mul(P.one_minus_momentum, v), ieee_add(ieee_mul(mu, mu), v), average);
+  let plain_m = select(ieee_add(ieee_mul(m.x, rm), tm), add_scaled(rm, m.x, tm, u), scaled);
+  let plain_v = select(ieee_add(ieee_mul(m.x, rv), tv), add_scaled(rv, m.x, tv, 2 * u), scaled && flags == 0u);
+  return vec2<f32>(
+    select(plain_m, add_scaled_pair(rm, m, bm, u, plain_m), mean_finite),
+    select(plain_v, add_scaled_pair(rv, m, bv, 2 * u, plain_v), flags == 0u),
+  );
 }`;
 
 /** row_sums.wgsl, pasted where a shader says `//!include row_sums.wgsl`. */
@@ -3493,55 +3489,9 @@ fn main(
     atomicMax(&wide_groups[2], grid.y);
   }
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u && !refine) {
-    let mu = mean_value(gflags, mean_hi + lo);
-    let v = var_value(gflags, variance);
-    let rm = running[c];
-    let rv = running[P.c + c];
-    // A scaled group's mean is finite whenever no member is NaN or infinite, also where its
-    // variance is NaN (F_NO_VAR: rows of one value, M = 1, or one sample): its running_mean
-    // takes the scaled update then (the unscaled one below read the mean in units of 2^u as
-    // if it were in units of 1: x of 1e19, 2, 3 over H*W = 1 gave 0.018 for 3.3e17), and
-    // running_var the NaN that the unscaled one makes of it.
-    let mean_finite = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
-    if (unit != 0 && mean_finite) {
-      // In the group's unit, as float32 pairs rounded once (add_scaled_pair): the mean as its
-      // pair, the variance with var_lo.
-      let u2 = 2 * unit;
-      let mp = vec2<f32>(mean_hi, lo);
-      let vp = vec2<f32>(variance, var_lo);
-      if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        let one = vec2<f32>(1.0, 0.0);
-        running[c] = add_scaled_pair(rm, one, mp, unit, add_scaled(rm, 1.0, mu, unit));
-        let sq = add_scaled_pair(rv, one, pair_sum(pair_mul(mp, mp), vp), u2, add_scaled(rv, 1.0, mu * mu + v, u2));
-        running[P.c + c] = select(ieee_add(rv, qnan()), sq, gflags == 0u);
-      } else {
-        let m = vec2<f32>(P.momentum, P.momentum_lo);
-        let m1 = vec2<f32>(P.one_minus_momentum, P.one_minus_momentum_lo);
-        running[c] = add_scaled_pair(rm, m, pair_mul(m1, mp), unit, add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit));
-        running[P.c + c] = select(
-          ieee_add(ieee_mul(P.momentum, rv), qnan()),
-          add_scaled_pair(rv, m, pair_mul(m1, vp), u2, add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2)),
-          gflags == 0u,
-        );
-      }
-    } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-      // (The flags decide a statistic's NaN and infinities, as below: the plain sums then; a
-      // sum that is not finite stays so, batch_mean_sum's plain: with \`mu\` there, a NaN of the
-      // first batch became the second batch's mean, helper-75.)
-      let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
-      running[c] = select(ieee_add(rm, mu), batch_mean_sum(rm, vec2<f32>(mean_hi, lo), ieee_add(rm, mu)), m_ok);
-      let plain_v = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
-      let sq = batch_square_sum(rv, vec2<f32>(mean_hi, lo), vec2<f32>(variance, var_lo), plain_v);
-      running[P.c + c] = select(plain_v, sq, gflags == 0u);
-    } else {
-      let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
-      let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
-      // (The flags decide a statistic's NaN and infinities, mean_value / var_value: the plain
-      // update then.)
-      let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
-      running[c] = select(plain_m, moving_average(rm, vec2<f32>(mean_hi, lo), plain_m), m_ok);
-      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, var_lo), plain_v), gflags == 0u);
-    }
+    let r = running_update(running[c], running[P.c + c], vec2<f32>(mean_hi, lo), vec2<f32>(variance, var_lo), unit, gflags);
+    running[c] = r.x;
+    running[P.c + c] = r.y;
   }
 }
 `;
@@ -3698,25 +3648,13 @@ fn refine_group(g: u32, lid: u32) {
   if (lid == 0u) {
     let q = pair_mean(w_sum[0], count);
     let h = two_sum(centre, q.x);
-    let mu = h.x + (h.y + q.y);
     groups[g] = Group(h.x, h.y + q.y, old.variance, old.flags & ~F_GROUP_REFINE, old.var_lo);
     // Listed groups are finite and in unit 0 (sn_group_stats): the unscaled update.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-      let v = old.variance;
-      let rm = running[c];
-      let rv = running[P.c + c];
-      if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        let mu_pair = vec2<f32>(h.x, h.y + q.y);
-        running[c] = batch_mean_sum(rm, mu_pair, ieee_add(rm, mu));
-        let plain_v = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
-        running[P.c + c] = batch_square_sum(rv, mu_pair, vec2<f32>(v, old.var_lo), plain_v);
-      } else {
-        let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
-        let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
-        running[c] = moving_average(rm, vec2<f32>(h.x, h.y + q.y), plain_m);
-        running[P.c + c] = moving_average(rv, vec2<f32>(v, old.var_lo), plain_v);
-      }
+      let r = running_update(running[c], running[P.c + c], vec2<f32>(h.x, h.y + q.y), vec2<f32>(old.variance, old.var_lo), 0, 0u);
+      running[c] = r.x;
+      running[P.c + c] = r.y;
     }
   }
   workgroupBarrier();

@@ -157,7 +157,7 @@ struct Params {
   // sn_bwd_rows: the first record of this dispatch's workgroups in the dot-product partial sums.
   dot_base: u32,
   // The rest of momentum and of 1 - momentum beyond their float32 roundings (the running
-  // update's factors as pairs, pair.wgsl moving_average).
+  // update's factors as pairs, pair.wgsl running_update).
   momentum_lo: f32,
   one_minus_momentum_lo: f32,
 }

@@ -148,25 +148,13 @@ fn refine_group(g: u32, lid: u32) {
   if (lid == 0u) {
     let q = pair_mean(w_sum[0], count);
     let h = two_sum(centre, q.x);
-    let mu = h.x + (h.y + q.y);
     groups[g] = Group(h.x, h.y + q.y, old.variance, old.flags & ~F_GROUP_REFINE, old.var_lo);
     // Listed groups are finite and in unit 0 (sn_group_stats): the unscaled update.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-      let v = old.variance;
-      let rm = running[c];
-      let rv = running[P.c + c];
-      if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        let mu_pair = vec2<f32>(h.x, h.y + q.y);
-        running[c] = batch_mean_sum(rm, mu_pair, ieee_add(rm, mu));
-        let plain_v = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
-        running[P.c + c] = batch_square_sum(rv, mu_pair, vec2<f32>(v, old.var_lo), plain_v);
-      } else {
-        let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
-        let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
-        running[c] = moving_average(rm, vec2<f32>(h.x, h.y + q.y), plain_m);
-        running[P.c + c] = moving_average(rv, vec2<f32>(v, old.var_lo), plain_v);
-      }
+      let r = running_update(running[c], running[P.c + c], vec2<f32>(h.x, h.y + q.y), vec2<f32>(old.variance, old.var_lo), 0, 0u);
+      running[c] = r.x;
+      running[P.c + c] = r.y;
     }
   }
   workgroupBarrier();

@@ -491,54 +491,8 @@ fn main(
     atomicMax(&wide_groups[2], grid.y);
   }
   if (is_bn && training && (P.flags & P_NO_RUNNING_UPDATE) == 0u && !refine) {
-    let mu = mean_value(gflags, mean_hi + lo);
-    let v = var_value(gflags, variance);
-    let rm = running[c];
-    let rv = running[P.c + c];
-    // A scaled group's mean is finite whenever no member is NaN or infinite, also where its
-    // variance is NaN (F_NO_VAR: rows of one value, M = 1, or one sample): its running_mean
-    // takes the scaled update then (the unscaled one below read the mean in units of 2^u as
-    // if it were in units of 1: x of 1e19, 2, 3 over H*W = 1 gave 0.018 for 3.3e17), and
-    // running_var the NaN that the unscaled one makes of it.
-    let mean_finite = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
-    if (unit != 0 && mean_finite) {
-      // In the group's unit, as float32 pairs rounded once (add_scaled_pair): the mean as its
-      // pair, the variance with var_lo.
-      let u2 = 2 * unit;
-      let mp = vec2<f32>(mean_hi, lo);
-      let vp = vec2<f32>(variance, var_lo);
-      if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-        let one = vec2<f32>(1.0, 0.0);
-        running[c] = add_scaled_pair(rm, one, mp, unit, add_scaled(rm, 1.0, mu, unit));
-        let sq = add_scaled_pair(rv, one, pair_sum(pair_mul(mp, mp), vp), u2, add_scaled(rv, 1.0, mu * mu + v, u2));
-        running[P.c + c] = select(ieee_add(rv, qnan()), sq, gflags == 0u);
-      } else {
-        let m = vec2<f32>(P.momentum, P.momentum_lo);
-        let m1 = vec2<f32>(P.one_minus_momentum, P.one_minus_momentum_lo);
-        running[c] = add_scaled_pair(rm, m, pair_mul(m1, mp), unit, add_scaled(rm, P.momentum, P.one_minus_momentum * mu, unit));
-        running[P.c + c] = select(
-          ieee_add(ieee_mul(P.momentum, rv), qnan()),
-          add_scaled_pair(rv, m, pair_mul(m1, vp), u2, add_scaled(rv, P.momentum, P.one_minus_momentum * v, u2)),
-          gflags == 0u,
-        );
-      }
-    } else if ((P.flags & P_BATCH_AVERAGE) != 0u) {
-      // (The flags decide a statistic's NaN and infinities, as below: the plain sums then; a
-      // sum that is not finite stays so, batch_mean_sum's plain: with `mu` there, a NaN of the
-      // first batch became the second batch's mean, helper-75.)
-      let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
-      running[c] = select(ieee_add(rm, mu), batch_mean_sum(rm, vec2<f32>(mean_hi, lo), ieee_add(rm, mu)), m_ok);
-      let plain_v = ieee_add(rv, ieee_add(ieee_mul(mu, mu), v));
-      let sq = batch_square_sum(rv, vec2<f32>(mean_hi, lo), vec2<f32>(variance, var_lo), plain_v);
-      running[P.c + c] = select(plain_v, sq, gflags == 0u);
-    } else {
-      let plain_m = ieee_add(ieee_mul(P.momentum, rm), ieee_mul(P.one_minus_momentum, mu));
-      let plain_v = ieee_add(ieee_mul(P.momentum, rv), ieee_mul(P.one_minus_momentum, v));
-      // (The flags decide a statistic's NaN and infinities, mean_value / var_value: the plain
-      // update then.)
-      let m_ok = (gflags & (F_NAN | F_POS_INF | F_NEG_INF)) == 0u;
-      running[c] = select(plain_m, moving_average(rm, vec2<f32>(mean_hi, lo), plain_m), m_ok);
-      running[P.c + c] = select(plain_v, moving_average(rv, vec2<f32>(variance, var_lo), plain_v), gflags == 0u);
-    }
+    let r = running_update(running[c], running[P.c + c], vec2<f32>(mean_hi, lo), vec2<f32>(variance, var_lo), unit, gflags);
+    running[c] = r.x;
+    running[P.c + c] = r.y;
   }
 }

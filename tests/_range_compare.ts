@@ -151,6 +151,17 @@ export async function forwardBackward(
   return { y, dx, grads: copyGrads(layer), scales };
 }
 
+/** The layer's running buffers after `sync()` (empty without BN). */
+export async function runningBuffers(
+  layer: Layer,
+): Promise<{ runningMean: Float32Array; runningVar: Float32Array }> {
+  await layer.sync();
+  return {
+    runningMean: layer.usingBN ? layer.running_mean.slice() : new Float32Array(),
+    runningVar: layer.usingBN ? layer.running_var.slice() : new Float32Array(),
+  };
+}
+
 /**
  * Runs `call` on `backend`: a layer of `call.layer` with `call.options`, `call.state` loaded, in
  * training or evaluation mode, one forward and backward (and, with `xEval`, an evaluation after).
@@ -165,14 +176,7 @@ export async function runCall(call: LayerCall, backend: Backend): Promise<CallRe
   if (call.state) layer.loadStateDict(call.state, { strict: !call.partial });
   layer.train(call.training);
   let result: CallResult = await forwardBackward(layer, call, call.x, call.training);
-  if (call.running) {
-    await layer.sync();
-    result = {
-      ...result,
-      runningMean: layer.usingBN ? layer.running_mean.slice() : new Float32Array(),
-      runningVar: layer.usingBN ? layer.running_var.slice() : new Float32Array(),
-    };
-  }
+  if (call.running) result = { ...result, ...await runningBuffers(layer) };
   if (call.xEval) {
     layer.train(false);
     layer.zeroGrad();

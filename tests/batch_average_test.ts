@@ -8,7 +8,7 @@
  * below, and an evaluation after finalizing amplified that (y 11.8x its tolerance at means of 100
  * over a std of 1, up to 769x at 1e4 in plausible-shapes helper-73's calls, and up to 1.8e4x in 12
  * of the 30 calls below). It now adds them as float32 pairs and rounds once (shaders/pair.wgsl
- * `batch_mean_sum`, `batch_square_sum`).
+ * `running_update`).
  */
 import assert from "node:assert/strict";
 import { SwitchNorm2d } from "../mod.ts";

@@ -4,7 +4,7 @@
  * (-3000.000732421875 for -3000.0009765625), within the buffers' tolerance, but an evaluation on
  * them over a `running_var` of 1e-6 amplifies an ulp of 3000 (y 0.031 for 0.023; plausible-input
  * helper-72: 8 of its fuzzer's seeds 1 to 1500 on WebGPU). The update now takes its factors as
- * float32 pairs and rounds once (shaders/pair.wgsl `moving_average`), as WASM does in float64.
+ * float32 pairs and rounds once (shaders/pair.wgsl `running_update`), as WASM does in float64.
  *
  * Rounded once from a batch mean that is float32-accurate, not exact: a row mixing values of both
  * signs rounds x - K at x's own ulp (WASM's float32 lane sums round more), so the batch mean is a

@@ -152,6 +152,13 @@ export function check(
     return String(e).replaceAll("\n", " | ");
   }
 }
+/** The first mismatch of a failure message, " rel=…" (its relative error), or "". */
+export function relInfo(msg: string): string {
+  const m = /got (\S+), expected (\S+?)[,; ]/.exec(msg);
+  if (!m) return "";
+  const g = Number(m[1]), w = Number(m[2]);
+  return ` rel=${(Math.abs(g - w) / Math.max(Math.abs(w), 1e-300)).toExponential(2)}`;
+}
 export function classify(msg: string): string {
   const m = /got (\S+), expected (\S+?)[,; ]/.exec(msg);
   if (!m) return "?";

@@ -15,7 +15,7 @@
  * @module
  */
 import { type LayerCall, runBoth } from "../_range_compare.ts";
-import { check, fuzzCall } from "./attack_fuzz.ts";
+import { check, fuzzCall, relInfo } from "./attack_fuzz.ts";
 import { seededRandom } from "../../examples/_data.ts";
 import { sparsestmax } from "../../_importance.ts";
 
@@ -165,12 +165,6 @@ export function describe(call: LayerCall): string {
   }${call.options?.sparse ? " sparse" : ""} eps=${call.options?.eps} mw=[${
     Array.from(call.state!.mean_weight)
   }] vw=[${Array.from(call.state!.var_weight)}]`;
-}
-function relInfo(msg: string): string {
-  const m = /got (\S+), expected (\S+?)[,; ]/.exec(msg);
-  if (!m) return "";
-  const g = Number(m[1]), w = Number(m[2]);
-  return ` rel=${(Math.abs(g - w) / Math.max(Math.abs(w), 1e-300)).toExponential(2)}`;
 }
 if (import.meta.main) {
   const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];

@@ -54,8 +54,9 @@ import {
   type Outputs,
   runBoth,
   runCall,
+  runningBuffers,
 } from "../_range_compare.ts";
-import { check } from "./attack_fuzz.ts";
+import { check, relInfo } from "./attack_fuzz.ts";
 import { seededRandom } from "../../examples/_data.ts";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../../mod.ts";
 import { setNumThreads } from "../../mod.ts";
@@ -408,11 +409,7 @@ export async function runResident(call: ShapeCall, backend: string): Promise<Cal
   if (call.running || call.batches) {
     await layer.sync();
     if (call.options?.usingMovingAverage === false) layer.finalizeBatchAverage();
-    result = {
-      ...result,
-      runningMean: layer.usingBN ? layer.running_mean.slice() : new Float32Array(),
-      runningVar: layer.usingBN ? layer.running_var.slice() : new Float32Array(),
-    };
+    result = { ...result, ...await runningBuffers(layer) };
   }
   if (call.xEval) {
     layer.train(false);
@@ -523,13 +520,6 @@ function merge(parts: [number, number][], _m: number): [number, number] {
   let q = 0;
   for (const [pm, pv] of parts) q += pv + (pm - mu) ** 2;
   return [mu, q / k];
-}
-
-function relInfo(msg: string): string {
-  const m = /got (\S+), expected (\S+?)[,; ]/.exec(msg);
-  if (!m) return "";
-  const g = Number(m[1]), w = Number(m[2]);
-  return ` rel=${(Math.abs(g - w) / Math.max(Math.abs(w), 1e-300)).toExponential(2)}`;
 }
 
 if (import.meta.main) {

@@ -62,6 +62,43 @@ fn dots_fail(w: [f64; 3], err: [f64; 3], scale: [f64; 3], dots: &[f64]) -> bool 
         .any(|k| w[k] > 0.0 && err[k] > SHARE * (scale[k] + f64::max(dots[k] - mix, mix - dots[k])))
 }
 
+/// The test's sums over the rows, two rows per f64x2: of |gm| |mu_in - mu_ln|, |gm| |mu_in -
+/// mu_bn|, |gm| |mu_ln - mu_bn|, |gm| and the largest IN variance; of |gv| |var_in - var_ln|,
+/// |gv| |var_in - var_bn|, |gv| |var_ln - var_bn|, |gv| var_in and |gv| var_ln.
+struct TestSums {
+    a_il: v128,
+    a_ib: v128,
+    a_lb: v128,
+    g: v128,
+    vmax: v128,
+    b_il: v128,
+    b_ib: v128,
+    b_lb: v128,
+    e_in: v128,
+    e_ln: v128,
+}
+
+impl TestSums {
+    /// Adds two rows: (gm, gv), means (IN, BN, LN) and variances (IN, BN, LN).
+    #[inline(always)]
+    fn add(&mut self, [gm, gv]: [v128; 2], [mi, bn, ln]: [v128; 3], [vi, vb, vl]: [v128; 3]) {
+        let (gm, gv) = (f64x2_abs(gm), f64x2_abs(gv));
+        let acc = |s: v128, w: v128, a: v128, b: v128| {
+            f64x2_add(s, f64x2_mul(w, f64x2_abs(f64x2_sub(a, b))))
+        };
+        self.a_il = acc(self.a_il, gm, mi, ln);
+        self.a_ib = acc(self.a_ib, gm, mi, bn);
+        self.a_lb = acc(self.a_lb, gm, ln, bn);
+        self.g = f64x2_add(self.g, gm);
+        self.vmax = f64x2_pmax(self.vmax, vi);
+        self.b_il = acc(self.b_il, gv, vi, vl);
+        self.b_ib = acc(self.b_ib, gv, vi, vb);
+        self.b_lb = acc(self.b_lb, gv, vl, vb);
+        self.e_in = f64x2_add(self.e_in, f64x2_mul(gv, vi));
+        self.e_ln = f64x2_add(self.e_ln, f64x2_mul(gv, vl));
+    }
+}
+
 /// After `nd_grad::combine` in evaluation with usingBN: tests the mean and variance dots
 /// (`mean_dots`, `var_dots`, order in, ln, bn) and takes both again from f64 IN statistics where
 /// either test fails. `gm` holds (gm, gv) per row (the combine's pairs), `gm_ln`, `gv_ln` gm and
@@ -84,12 +121,19 @@ pub unsafe fn refine_eval_dots(
     mean_dots: &mut [f64],
     var_dots: &mut [f64],
 ) {
-    // Sums over the rows of |gm| |mu_in - mu_ln|, |gm| |mu_in - mu_bn|, |gm| |mu_ln - mu_bn|,
-    // |gm|, and the largest IN variance; of |gv| |var_in - var_ln|, |gv| |var_in - var_bn|,
-    // |gv| |var_ln - var_bn|, |gv| var_in and |gv| var_ln; two channels per f64x2.
     let z = f64x2_splat(0.0);
-    let (mut a_il, mut a_ib, mut a_lb, mut g, mut vmax) = (z, z, z, z, z);
-    let (mut b_il, mut b_ib, mut b_lb, mut e_in, mut e_ln) = (z, z, z, z, z);
+    let mut t = TestSums {
+        a_il: z,
+        a_ib: z,
+        a_lb: z,
+        g: z,
+        vmax: z,
+        b_il: z,
+        b_ib: z,
+        b_lb: z,
+        e_in: z,
+        e_ln: z,
+    };
     let even = c / 2 * 2;
     let (mu_in, var_in) = (st.mu_in.as_ptr(), st.var_in.as_ptr());
     let (mu_bn, var_bn) = (st.mu_bn.as_ptr(), st.var_bn.as_ptr());
@@ -99,45 +143,26 @@ pub unsafe fn refine_eval_dots(
         while j < even {
             let r = i * c + j;
             let (p, q) = (*gm.add(r), *gm.add(r + 1));
-            let gm2 = f64x2_abs(i64x2_shuffle::<0, 2>(p, q));
-            let gv2 = f64x2_abs(i64x2_shuffle::<1, 3>(p, q));
-            let mi = v128_load(mu_in.add(r) as *const v128);
-            let bn = v128_load(mu_bn.add(j) as *const v128);
-            let vi = v128_load(var_in.add(r) as *const v128);
-            let vb = v128_load(var_bn.add(j) as *const v128);
-            a_il = f64x2_add(a_il, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, ln))));
-            a_ib = f64x2_add(a_ib, f64x2_mul(gm2, f64x2_abs(f64x2_sub(mi, bn))));
-            a_lb = f64x2_add(a_lb, f64x2_mul(gm2, f64x2_abs(f64x2_sub(ln, bn))));
-            g = f64x2_add(g, gm2);
-            vmax = f64x2_pmax(vmax, vi);
-            b_il = f64x2_add(b_il, f64x2_mul(gv2, f64x2_abs(f64x2_sub(vi, vl))));
-            b_ib = f64x2_add(b_ib, f64x2_mul(gv2, f64x2_abs(f64x2_sub(vi, vb))));
-            b_lb = f64x2_add(b_lb, f64x2_mul(gv2, f64x2_abs(f64x2_sub(vl, vb))));
-            e_in = f64x2_add(e_in, f64x2_mul(gv2, vi));
-            e_ln = f64x2_add(e_ln, f64x2_mul(gv2, vl));
+            let row = |v: *const f64| v128_load(v as *const v128);
+            t.add(
+                [i64x2_shuffle::<0, 2>(p, q), i64x2_shuffle::<1, 3>(p, q)],
+                [row(mu_in.add(r)), row(mu_bn.add(j)), ln],
+                [row(var_in.add(r)), row(var_bn.add(j)), vl],
+            );
             j += 2;
         }
         if j < c {
+            // One row: lane 1 of gm and gv 0.
             let r = i * c + j;
-            // Lane 1 of each: 0 (|gm|, |gv| of 0).
-            let gm1 = f64x2_abs(f64x2_replace_lane::<1>(*gm.add(r), 0.0));
-            let gv1 = f64x2_abs(f64x2(f64x2_extract_lane::<1>(*gm.add(r)), 0.0));
-            let mi = f64x2_splat(*mu_in.add(r));
-            let bn = f64x2_splat(*mu_bn.add(j));
-            let vi = f64x2_splat(*var_in.add(r));
-            let vb = f64x2_splat(*var_bn.add(j));
-            a_il = f64x2_add(a_il, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, ln))));
-            a_ib = f64x2_add(a_ib, f64x2_mul(gm1, f64x2_abs(f64x2_sub(mi, bn))));
-            a_lb = f64x2_add(a_lb, f64x2_mul(gm1, f64x2_abs(f64x2_sub(ln, bn))));
-            g = f64x2_add(g, gm1);
-            vmax = f64x2_pmax(vmax, vi);
-            b_il = f64x2_add(b_il, f64x2_mul(gv1, f64x2_abs(f64x2_sub(vi, vl))));
-            b_ib = f64x2_add(b_ib, f64x2_mul(gv1, f64x2_abs(f64x2_sub(vi, vb))));
-            b_lb = f64x2_add(b_lb, f64x2_mul(gv1, f64x2_abs(f64x2_sub(vl, vb))));
-            e_in = f64x2_add(e_in, f64x2_mul(gv1, vi));
-            e_ln = f64x2_add(e_ln, f64x2_mul(gv1, vl));
+            let p = *gm.add(r);
+            t.add(
+                [f64x2_replace_lane::<1>(p, 0.0), f64x2(f64x2_extract_lane::<1>(p), 0.0)],
+                [f64x2_splat(*mu_in.add(r)), f64x2_splat(*mu_bn.add(j)), ln],
+                [f64x2_splat(*var_in.add(r)), f64x2_splat(*var_bn.add(j)), vl],
+            );
         }
     }
+    let TestSums { a_il, a_ib, a_lb, g, vmax, b_il, b_ib, b_lb, e_in, e_ln } = t;
     let h = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
     let (a_il, a_ib, a_lb, g) = (h(a_il), h(a_ib), h(a_lb), h(g));
     let vmax = f64x2_extract_lane::<0>(vmax).max(f64x2_extract_lane::<1>(vmax));
