@@ -384,6 +384,11 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
   if (hasTinyWeight(params.meanMix) || hasTinyWeight(params.varMix)) flags |= F_TINY_WEIGHTS;
   if (params.refineMeans !== false) flags |= F_REFINE_MEANS;
+  // An evaluation with BN that a backward may follow: IN variances near running_var are summed
+  // again as pairs (shaders/common.wgsl refine_variance), so the groups' variances are pairs too.
+  if (
+    layout === "nd" && usingBN && !problem.training && params.refineMeans !== false
+  ) flags |= F_PAIRS;
   flags |= zeroWeightBits(params.meanMix, F_ZERO_WMEAN) |
     zeroWeightBits(params.varMix, F_ZERO_WVAR);
   v.setUint32(44, flags, true);
@@ -611,7 +616,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     const chunks = seg.chunks;
     partials = seg.count;
     if (chunks > 1) mergedRows = rows;
-    // Rows of several segments: the groups' variances as pairs too (shaders/pair.wgsl).
+    // Rows of several segments: the groups' variances as pairs too (shaders/pair.wgsl; and
+    // evaluations with BN, writeCommon).
     const pairs = chunks > 1 ? F_PAIRS : 0;
     const withPairs = (v: DataView) => v.setUint32(44, v.getUint32(44, true) | pairs, true);
     // More rows than one binding holds: blocks of whole samples, each bound from its first row

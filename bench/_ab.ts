@@ -14,8 +14,9 @@ export interface Tensor {
 /** A SwitchNorm1d or SwitchNorm2d of either checkout. */
 export interface Layer {
   upload(data: Float32Array, shape: readonly number[]): Promise<Tensor>;
-  forward(x: Tensor): Promise<Tensor>;
+  forward(x: Tensor, options?: { keepForBackward?: boolean }): Promise<Tensor>;
   backward(dy: Tensor): Promise<Tensor>;
+  train(mode: boolean): unknown;
 }
 
 /** A checkout's mod.ts (one from before threads has no setNumThreads). */

@@ -9,7 +9,9 @@
  * Prints per shape the p10 (and median) times and NEW/OLD ratios; swap the two to see the
  * order's own effect (self against self gives ~0.98-1.02 on the 2-core CI VM when quiet).
  * SHAPE='[64,512,7,7]' runs one shape instead of the four; a shape of two ([N, C], for example
- * SHAPE='[65536,64]') runs a SwitchNorm1d.
+ * SHAPE='[65536,64]') runs a SwitchNorm1d. MODE=eval times evaluation forwards with
+ * keepForBackward (and their backwards) on the running buffers one untimed training step on the
+ * same x left, where IN statistics lie near the running ones (the inputs are alike row to row).
  */
 
 import { inputs, loadCheckout, type Module, quantile } from "./_ab.ts";
@@ -28,6 +30,7 @@ if (import.meta.main) {
   // One thread on both sides (a checkout from before threads has no setNumThreads).
   for (const m of mods) m.setNumThreads?.(1);
   const only = Deno.env.get("SHAPE");
+  const evaluation = Deno.env.get("MODE") === "eval";
   for (const shape of only ? [JSON.parse(only) as number[]] : SHAPES) {
     const n = shape.reduce((a, b) => a * b);
     const { x, dy: dyData } = inputs(n);
@@ -35,14 +38,23 @@ if (import.meta.main) {
       const layer = shape.length === 2
         ? new m.SwitchNorm1d(shape[1], { backend })
         : new m.SwitchNorm2d(shape[1], { backend });
-      return { layer, x: await layer.upload(x, shape), dy: await layer.upload(dyData, shape) };
+      const side = {
+        layer,
+        x: await layer.upload(x, shape),
+        dy: await layer.upload(dyData, shape),
+      };
+      if (evaluation) {
+        (await layer.forward(side.x)).dispose(); // the running buffers of a step on x
+        layer.train(false);
+      }
+      return side;
     }));
     const fwd: number[][] = [[], []], bwd: number[][] = [[], []];
     for (let i = 0; i < calls; i++) {
       for (const s of i % 2 ? [1, 0] : [0, 1]) {
         const { layer, x, dy } = sides[s];
         let t0 = performance.now();
-        const y = await layer.forward(x);
+        const y = await layer.forward(x, evaluation ? { keepForBackward: true } : undefined);
         await y.read();
         fwd[s].push(performance.now() - t0);
         t0 = performance.now();
@@ -60,7 +72,9 @@ if (import.meta.main) {
         `median ${med.toFixed(3)}x)`;
     };
     console.log(
-      `${backend} ${JSON.stringify(shape)}: ${line("forward", fwd)}; ${line("backward", bwd)}`,
+      `${backend}${evaluation ? " eval" : ""} ${JSON.stringify(shape)}: ${line("forward", fwd)}; ${
+        line("backward", bwd)
+      }`,
     );
   }
   Deno.exit(0);

@@ -71,7 +71,8 @@ const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summ
 // P_BN_MERGE merges those parts (the members) into the BN groups.
 const P_BN_PARTS: u32 = 256u;
 const P_BN_MERGE: u32 = 512u;
-// sn_group_stats: rows span several segments, write var_lo (pair.wgsl).
+// sn_group_stats: rows span several segments (or an evaluation with BN: refine_variance), write
+// var_lo (pair.wgsl); sn_bwd_rows reads the IN variances as pairs.
 const P_PAIRS: u32 = 1024u;
 // A mixing weight below float32's normal range (Params.wmean_e / wvar_e): the backward's dx
 // coefficients of every row take the wide passes (sn_bwd_coef, sn1d_bwd_wide_dx), whose sums
@@ -1067,6 +1068,25 @@ fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
     d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
   }
   return d * d < near;
+}
+
+// Whether a segment's (or row's) float32 variance v = M2 / (n - 1) (a few float32 roundings of
+// itself off) is too coarse: in an evaluation with BN that a backward may follow, it lies within
+// 2^-8 of itself of its channel's running_var rv. var_weight's gradient is a sum of gv (var_k -
+// var), which there is that rounding times 2^8 or more relative off: an evaluation on the running
+// buffers a batch of one sample left (rv its float32 IN variance) had it 0 for -2.8e-8 (the
+// reference's var_in - rv is rv's rounding), rows of a square wave of amplitude ~sqrt(rv) 33x its
+// tolerance (tests/close_variance_test.ts). Such segments are marked F_REMEASURE too:
+// sn_wide_stats sums their M2 again as an exact pair (m2 + m2_lo), which the groups (P_PAIRS,
+// set for such calls: backends/_webgpu_plan.ts writeCommon) and sn_bwd_rows' pair dots read.
+// rv: the row's running_var. Rows of several segments are tested again as a whole (sn_row_merge).
+fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
+  let eval_bn = P_REFINE_MEANS | P_USING_BN;
+  if ((P.flags & (eval_bn | P_TRAINING)) != eval_bn || (flags & F_CLASS) != 0u || !(m2 > 0.0) || n < 2.0) {
+    return false;
+  }
+  let v = m2 / (n - 1.0);
+  return abs(v - rv) < v * 0.00390625; // 2^-8
 }`;
 
 /** pair.wgsl, pasted where a shader says `//!include pair.wgsl`. */
@@ -1384,7 +1404,7 @@ fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
 
 /** deviation_sum.wgsl, pasted where a shader says `//!include deviation_sum.wgsl`. */
 const _DEVIATION_SUM: string =
-  `// deviation_sum.wgsl: an exact-pair sum over a range of x, for sn_wide_stats and
+  `// deviation_sum.wgsl: exact-pair sums over a range of x, for sn_wide_stats and
 // sn_group_refine. shaders/_build.ts pastes it where a shader has the line
 // \`//!include deviation_sum.wgsl\` (after common.wgsl and pair.wgsl); it reads the includer's \`x\`.
 
@@ -1407,6 +1427,25 @@ fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
     hi = t;
   }
   return hi + lo;
+}
+
+// The sums of d = x - centre and of d^2 over elements s .. e - 1 (unscaled; |x| within the
+// unscaled range, 2^-21 to 2^40, where d^2 stays normal): (sum d, then sum d^2 as a pair hi, lo).
+// Each d exact as a pair (two_sum: d.x + d.y), d.x^2 exact (pair_times), 2 d.x d.y in float32
+// (~2^-24 of d^2 at most, its rounding ~2^-48), the squares summed as a float32 pair; sum d as
+// deviation_sum forms it. For the M2 of a segment about its accurate mean (sn_wide_stats):
+// ~2^-45 of itself off, where the float32 passes' are a few ulps.
+fn deviation_moments(s: u32, e: u32, centre: f32) -> vec3<f32> {
+  var sum = vec2<f32>(0.0);
+  var sq = vec2<f32>(0.0);
+  for (var i = s; i < e; i++) {
+    let d = two_sum(x[i], -centre);
+    let t = two_sum(sum.x, d.x);
+    sum = vec2<f32>(t.x, sum.y + (t.y + d.y));
+    sq = pair_sum(sq, pair_times(d.x, d.x));
+    sq.y += 2.0 * d.x * d.y;
+  }
+  return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
 }`;
 
 /** sn1d_mix.wgsl, pasted where a shader says `//!include sn1d_mix.wgsl`. */
@@ -2310,8 +2349,9 @@ export const SN_STATS: string =
 // sum4_add, once per vec4, exact but for the pair's own rounding; sum_merge between threads),
 // and is written re-centred (shift = f32(K + sum / count), mean = the rest): below 1e-9 of the
 // std off for ~1000 floats, where Welford's mean drifts ~1e-6 (see main). Where even that is not
-// small beside the mean's distance to a value it is compared with (refine_mean) the segment is
-// marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
+// small beside the mean's distance to a value it is compared with (refine_mean), or the float32
+// M2 beside the variance's distance to running_var (refine_variance), the segment is marked
+// F_REMEASURE too, and sn_wide_stats sums its x - mean, and the squares, again exactly.
 // Rows of several segments are tested as a whole, by sn_row_merge.
 
 ${_COMMON}
@@ -2324,7 +2364,8 @@ ${_PAIR}
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
-// The running buffers (running_mean of channel c at c): an evaluation compares its means with them.
+// The running buffers (running_mean of channel c at c, running_var at C + c): an evaluation
+// compares its means and variances with them (refine_mean, refine_variance).
 @group(0) @binding(4) var<storage, read> running: array<f32>;
 
 var<workgroup> w_n: array<f32, 256>;
@@ -2474,8 +2515,10 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
+    let chan = (seg / P.chunks) % P.c;
     let refine = P.chunks == 1u && !wide && !poor &&
-      (refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]) || drops_shift_bits(shift, f, top));
+      (refine_mean(n, shift + mean, m2, f, running[chan]) || refine_variance(n, m2, f, running[P.c + chan]) ||
+        drops_shift_bits(shift, f, top));
     f = f | select(0u, F_REMEASURE, poor || refine);
     // The mean from the pair sum S of x - K, written re-centred: shift = f32(K + S / n), mean =
     // the rest (as sn_row_merge and sn_wide_stats write theirs). Welford's mean rounds at every
@@ -2533,7 +2576,8 @@ ${_ROW_SUMS}
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
-// The running buffers: the row's running_mean for refine_mean (common.wgsl).
+// The running buffers: the row's running_mean and running_var for refine_mean and
+// refine_variance (common.wgsl).
 @group(0) @binding(4) var<storage, read> running: array<f32>;
 
 @compute @workgroup_size(64)
@@ -2561,10 +2605,12 @@ fn main(
   let q1 = sums.q1;
   let q2 = sums.q2;
   // A row whose mean is too coarse as a whole (refine_mean; its segments' means ~6e-8 of the
-  // std off each): sn_wide_stats sums every segment of it again about its mean.
+  // std off each), or its variance (refine_variance): sn_wide_stats sums every segment of it
+  // again about its mean.
   let wide = is_wide_field(max_field(flags));
   let refine = (P.flags & P_WIDE_ONLY) == 0u && !wide && count > 0u &&
-    refine_mean(f32(count), first.shift + (q1 + q2), acc.m2, flags, running[row % P.c]);
+    (refine_mean(f32(count), first.shift + (q1 + q2), acc.m2, flags, running[row % P.c]) ||
+      refine_variance(f32(count), acc.m2, flags, running[P.c + row % P.c]));
   flags = flags | select(0u, F_REMEASURE, refine);
   // Rows with non-finite values are not summarized again (their statistics follow the flags).
   let listed = (P.flags & P_WIDE_ONLY) == 0u && (wide || (flags & F_REMEASURE) != 0u) &&
@@ -2669,12 +2715,16 @@ fn summarize_wide(seg: u32) {
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  // A segment whose shift was fine but whose mean is too coarse (refine_mean, sn_stats): its
-  // count and M2 stay, its mean is summed again about itself.
+  // A segment whose shift was fine but whose mean or variance is too coarse (refine_mean,
+  // refine_variance: sn_stats, sn_row_merge): its count stays, its mean is summed again about
+  // itself, hi = f32(mean), and its M2 as a pair: sum (x - hi)^2 - count lo^2, lo the rest of
+  // the mean (deviation_moments).
   if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
     let hi = p.shift + p.mean;
-    let lo = deviation_sum(s, e, 0, hi) / f32(p.count);
-    parts[at] = Partial(hi, lo, p.m2, p.count, p.flags & ~F_REMEASURE, p.m2_lo);
+    let sums = deviation_moments(s, e, hi);
+    let lo = sums.x / f32(p.count);
+    let m2 = pair_add(sums.yz, -(f32(p.count) * lo) * lo);
+    parts[at] = Partial(hi, lo, m2.x, p.count, p.flags & ~F_REMEASURE, m2.y);
     return;
   }
   var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
@@ -2695,9 +2745,20 @@ fn summarize_wide(seg: u32) {
   // is ~1e-4 of its std, dominating a BN mean, gave dgamma 3e-4 relative off (the backward's
   // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
   // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
+  // Unscaled segments (a poor shift) take their M2 as a pair in that sweep too, as the ones above
+  // (refine_variance: a spike of 1e7 in a row evaluated on the running buffers its own training
+  // step left kept its M2's float32 rounding, var_weight's gradient 5.5e-8 for -2.8e-8).
   let hi = shift + total.mean;
-  let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
-  parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
+  var lo = 0.0;
+  var m2 = vec2<f32>(total.m2, 0.0);
+  if (total.n > 0.0 && wide) {
+    lo = deviation_sum(s, e, k, hi) / total.n;
+  } else if (total.n > 0.0) {
+    let sums = deviation_moments(s, e, hi);
+    lo = sums.x / total.n;
+    m2 = pair_add(sums.yz, -(total.n * lo) * lo);
+  }
+  parts[at] = Partial(hi, lo, m2.x, u32(total.n), flags, m2.y);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -3009,7 +3070,8 @@ export const SN_GROUP_STATS: string =
 //   (each v_k = (M2_k + M2lo_k) / (count_k - 1) to ~1e-14), so that the backward's differences
 //   of variances ~std^2 sqrt(2 / M) apart keep their precision on long rows (pair.wgsl);
 //   \`variance\` itself is the float32 value as before. Only with P_PAIRS (rows of several
-//   segments, whose backward reads var_lo); else var_lo = 0.
+//   segments, and evaluations with BN whose IN M2 may be pairs: refine_variance, common.wgsl;
+//   the backward reads var_lo there); else var_lo = 0.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
 //   (count, mean, M2) = Chan-merge of the members,  var = M2 / (count - 1),
 //   mu = (1/count) sum_k count_k ((K_k - K_0) + mean_k) + K_0, the sum and the division in
@@ -4589,11 +4651,12 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let d_in = pair_add(two_sum(p.shift, -c), p.mean);
   let d_ln = pair_add(two_sum(ln.hi, -c), ln.lo);
   let d_bn = pair_add(two_sum(bn.hi, -c), bn.lo); // of weight 0 without usingBN
-  // IN's variance as the groups took it (sn_group_stats): a pair for rows of several segments,
-  // else the float32 M2 / (count - 1), so that the variance differences of one statistic (IN
-  // and LN of one channel) are exactly 0, as in the reference.
+  // IN's variance as the groups took it (sn_group_stats): a pair for rows of several segments
+  // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
+  // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
+  // in the reference.
   var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
-  if (P.chunks > 1u) {
+  if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }
   let v_ln = vec2<f32>(ln.variance, ln.var_lo);

@@ -62,7 +62,8 @@ const P_WIDE_ONLY: u32 = 128u; // sn_row_merge: only the rows sn_wide_stats summ
 // P_BN_MERGE merges those parts (the members) into the BN groups.
 const P_BN_PARTS: u32 = 256u;
 const P_BN_MERGE: u32 = 512u;
-// sn_group_stats: rows span several segments, write var_lo (pair.wgsl).
+// sn_group_stats: rows span several segments (or an evaluation with BN: refine_variance), write
+// var_lo (pair.wgsl); sn_bwd_rows reads the IN variances as pairs.
 const P_PAIRS: u32 = 1024u;
 // A mixing weight below float32's normal range (Params.wmean_e / wvar_e): the backward's dx
 // coefficients of every row take the wide passes (sn_bwd_coef, sn1d_bwd_wide_dx), whose sums
@@ -1058,4 +1059,23 @@ fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
     d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
   }
   return d * d < near;
+}
+
+// Whether a segment's (or row's) float32 variance v = M2 / (n - 1) (a few float32 roundings of
+// itself off) is too coarse: in an evaluation with BN that a backward may follow, it lies within
+// 2^-8 of itself of its channel's running_var rv. var_weight's gradient is a sum of gv (var_k -
+// var), which there is that rounding times 2^8 or more relative off: an evaluation on the running
+// buffers a batch of one sample left (rv its float32 IN variance) had it 0 for -2.8e-8 (the
+// reference's var_in - rv is rv's rounding), rows of a square wave of amplitude ~sqrt(rv) 33x its
+// tolerance (tests/close_variance_test.ts). Such segments are marked F_REMEASURE too:
+// sn_wide_stats sums their M2 again as an exact pair (m2 + m2_lo), which the groups (P_PAIRS,
+// set for such calls: backends/_webgpu_plan.ts writeCommon) and sn_bwd_rows' pair dots read.
+// rv: the row's running_var. Rows of several segments are tested again as a whole (sn_row_merge).
+fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
+  let eval_bn = P_REFINE_MEANS | P_USING_BN;
+  if ((P.flags & (eval_bn | P_TRAINING)) != eval_bn || (flags & F_CLASS) != 0u || !(m2 > 0.0) || n < 2.0) {
+    return false;
+  }
+  let v = m2 / (n - 1.0);
+  return abs(v - rv) < v * 0.00390625; // 2^-8
 }

@@ -1,4 +1,4 @@
-// deviation_sum.wgsl: an exact-pair sum over a range of x, for sn_wide_stats and
+// deviation_sum.wgsl: exact-pair sums over a range of x, for sn_wide_stats and
 // sn_group_refine. shaders/_build.ts pastes it where a shader has the line
 // `//!include deviation_sum.wgsl` (after common.wgsl and pair.wgsl); it reads the includer's `x`.
 
@@ -21,4 +21,23 @@ fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
     hi = t;
   }
   return hi + lo;
+}
+
+// The sums of d = x - centre and of d^2 over elements s .. e - 1 (unscaled; |x| within the
+// unscaled range, 2^-21 to 2^40, where d^2 stays normal): (sum d, then sum d^2 as a pair hi, lo).
+// Each d exact as a pair (two_sum: d.x + d.y), d.x^2 exact (pair_times), 2 d.x d.y in float32
+// (~2^-24 of d^2 at most, its rounding ~2^-48), the squares summed as a float32 pair; sum d as
+// deviation_sum forms it. For the M2 of a segment about its accurate mean (sn_wide_stats):
+// ~2^-45 of itself off, where the float32 passes' are a few ulps.
+fn deviation_moments(s: u32, e: u32, centre: f32) -> vec3<f32> {
+  var sum = vec2<f32>(0.0);
+  var sq = vec2<f32>(0.0);
+  for (var i = s; i < e; i++) {
+    let d = two_sum(x[i], -centre);
+    let t = two_sum(sum.x, d.x);
+    sum = vec2<f32>(t.x, sum.y + (t.y + d.y));
+    sq = pair_sum(sq, pair_times(d.x, d.x));
+    sq.y += 2.0 * d.x * d.y;
+  }
+  return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
 }

@@ -222,11 +222,12 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let d_in = pair_add(two_sum(p.shift, -c), p.mean);
   let d_ln = pair_add(two_sum(ln.hi, -c), ln.lo);
   let d_bn = pair_add(two_sum(bn.hi, -c), bn.lo); // of weight 0 without usingBN
-  // IN's variance as the groups took it (sn_group_stats): a pair for rows of several segments,
-  // else the float32 M2 / (count - 1), so that the variance differences of one statistic (IN
-  // and LN of one channel) are exactly 0, as in the reference.
+  // IN's variance as the groups took it (sn_group_stats): a pair for rows of several segments
+  // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
+  // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
+  // in the reference.
   var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
-  if (P.chunks > 1u) {
+  if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }
   let v_ln = vec2<f32>(ln.variance, ln.var_lo);

@@ -11,7 +11,8 @@
 //   (each v_k = (M2_k + M2lo_k) / (count_k - 1) to ~1e-14), so that the backward's differences
 //   of variances ~std^2 sqrt(2 / M) apart keep their precision on long rows (pair.wgsl);
 //   `variance` itself is the float32 value as before. Only with P_PAIRS (rows of several
-//   segments, whose backward reads var_lo); else var_lo = 0.
+//   segments, and evaluations with BN whose IN M2 may be pairs: refine_variance, common.wgsl;
+//   the backward reads var_lo there); else var_lo = 0.
 // Layout "1d" (flag P_CHAN_GROUPS; members are tile summaries of disjoint parts of a row/column):
 //   (count, mean, M2) = Chan-merge of the members,  var = M2 / (count - 1),
 //   mu = (1/count) sum_k count_k ((K_k - K_0) + mean_k) + K_0, the sum and the division in

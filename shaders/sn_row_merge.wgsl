@@ -26,7 +26,8 @@
 @group(0) @binding(2) var<storage, read_write> rows: array<Partial>;
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows (first run only).
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
-// The running buffers: the row's running_mean for refine_mean (common.wgsl).
+// The running buffers: the row's running_mean and running_var for refine_mean and
+// refine_variance (common.wgsl).
 @group(0) @binding(4) var<storage, read> running: array<f32>;
 
 @compute @workgroup_size(64)
@@ -54,10 +55,12 @@ fn main(
   let q1 = sums.q1;
   let q2 = sums.q2;
   // A row whose mean is too coarse as a whole (refine_mean; its segments' means ~6e-8 of the
-  // std off each): sn_wide_stats sums every segment of it again about its mean.
+  // std off each), or its variance (refine_variance): sn_wide_stats sums every segment of it
+  // again about its mean.
   let wide = is_wide_field(max_field(flags));
   let refine = (P.flags & P_WIDE_ONLY) == 0u && !wide && count > 0u &&
-    refine_mean(f32(count), first.shift + (q1 + q2), acc.m2, flags, running[row % P.c]);
+    (refine_mean(f32(count), first.shift + (q1 + q2), acc.m2, flags, running[row % P.c]) ||
+      refine_variance(f32(count), acc.m2, flags, running[P.c + row % P.c]));
   flags = flags | select(0u, F_REMEASURE, refine);
   // Rows with non-finite values are not summarized again (their statistics follow the flags).
   let listed = (P.flags & P_WIDE_ONLY) == 0u && (wide || (flags & F_REMEASURE) != 0u) &&

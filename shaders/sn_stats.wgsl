@@ -21,8 +21,9 @@
 // sum4_add, once per vec4, exact but for the pair's own rounding; sum_merge between threads),
 // and is written re-centred (shift = f32(K + sum / count), mean = the rest): below 1e-9 of the
 // std off for ~1000 floats, where Welford's mean drifts ~1e-6 (see main). Where even that is not
-// small beside the mean's distance to a value it is compared with (refine_mean) the segment is
-// marked F_REMEASURE too, and sn_wide_stats sums its x - mean again exactly.
+// small beside the mean's distance to a value it is compared with (refine_mean), or the float32
+// M2 beside the variance's distance to running_var (refine_variance), the segment is marked
+// F_REMEASURE too, and sn_wide_stats sums its x - mean, and the squares, again exactly.
 // Rows of several segments are tested as a whole, by sn_row_merge.
 
 //!include common.wgsl
@@ -35,7 +36,8 @@
 // Wide rows for sn_wide_stats: a count (0 when the call starts), then the rows. Filled here when
 // rows are one segment each, else by sn_row_merge.
 @group(0) @binding(3) var<storage, read_write> wide_rows: array<atomic<u32>>;
-// The running buffers (running_mean of channel c at c): an evaluation compares its means with them.
+// The running buffers (running_mean of channel c at c, running_var at C + c): an evaluation
+// compares its means and variances with them (refine_mean, refine_variance).
 @group(0) @binding(4) var<storage, read> running: array<f32>;
 
 var<workgroup> w_n: array<f32, 256>;
@@ -185,8 +187,10 @@ fn main(
     // A poor shift (poor_shift, common.wgsl): marked, and measured again by sn_wide_stats (the
     // row listed here, or by sn_row_merge when rows span several segments).
     let poor = !wide && poor_shift(n, shift, mean, m2, f);
+    let chan = (seg / P.chunks) % P.c;
     let refine = P.chunks == 1u && !wide && !poor &&
-      (refine_mean(n, shift + mean, m2, f, running[(seg / P.chunks) % P.c]) || drops_shift_bits(shift, f, top));
+      (refine_mean(n, shift + mean, m2, f, running[chan]) || refine_variance(n, m2, f, running[P.c + chan]) ||
+        drops_shift_bits(shift, f, top));
     f = f | select(0u, F_REMEASURE, poor || refine);
     // The mean from the pair sum S of x - K, written re-centred: shift = f32(K + S / n), mean =
     // the rest (as sn_row_merge and sn_wide_stats write theirs). Welford's mean rounds at every

@@ -77,12 +77,16 @@ fn summarize_wide(seg: u32) {
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  // A segment whose shift was fine but whose mean is too coarse (refine_mean, sn_stats): its
-  // count and M2 stay, its mean is summed again about itself.
+  // A segment whose shift was fine but whose mean or variance is too coarse (refine_mean,
+  // refine_variance: sn_stats, sn_row_merge): its count stays, its mean is summed again about
+  // itself, hi = f32(mean), and its M2 as a pair: sum (x - hi)^2 - count lo^2, lo the rest of
+  // the mean (deviation_moments).
   if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
     let hi = p.shift + p.mean;
-    let lo = deviation_sum(s, e, 0, hi) / f32(p.count);
-    parts[at] = Partial(hi, lo, p.m2, p.count, p.flags & ~F_REMEASURE, p.m2_lo);
+    let sums = deviation_moments(s, e, hi);
+    let lo = sums.x / f32(p.count);
+    let m2 = pair_add(sums.yz, -(f32(p.count) * lo) * lo);
+    parts[at] = Partial(hi, lo, m2.x, p.count, p.flags & ~F_REMEASURE, m2.y);
     return;
   }
   var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
@@ -103,9 +107,20 @@ fn summarize_wide(seg: u32) {
   // is ~1e-4 of its std, dominating a BN mean, gave dgamma 3e-4 relative off (the backward's
   // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
   // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
+  // Unscaled segments (a poor shift) take their M2 as a pair in that sweep too, as the ones above
+  // (refine_variance: a spike of 1e7 in a row evaluated on the running buffers its own training
+  // step left kept its M2's float32 rounding, var_weight's gradient 5.5e-8 for -2.8e-8).
   let hi = shift + total.mean;
-  let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
-  parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
+  var lo = 0.0;
+  var m2 = vec2<f32>(total.m2, 0.0);
+  if (total.n > 0.0 && wide) {
+    lo = deviation_sum(s, e, k, hi) / total.n;
+  } else if (total.n > 0.0) {
+    let sums = deviation_moments(s, e, hi);
+    lo = sums.x / total.n;
+    m2 = pair_add(sums.yz, -(total.n * lo) * lo);
+  }
+  parts[at] = Partial(hi, lo, m2.x, u32(total.n), flags, m2.y);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span

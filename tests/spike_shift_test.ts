@@ -81,10 +81,26 @@ rangeTests(
     const call = evaluationOnItsOwnStatistics(1024, 1e7);
     const { got, want } = await runBoth(call, backend);
     assertRangeChecks(call, got, want, "the training step");
-    // WebGPU's IN variance is float32, equal there to the running_var the step left, where the
-    // reference's float64 one differs from it by float32's rounding: var_weight's gradient 0 for
-    // -2.8e-8 (README, Numerics: a known exception on WebGPU, IN variances near the ones they are
-    // compared with).
+    // The evaluation on the buffers the backend's step left, beside the reference's on the same
+    // buffers: WebGPU's float32 IN variance equalled its running_var there, where the reference's
+    // float64 one differs from it by float32's rounding (var_weight's gradient 0 for 2.1e-7),
+    // before it summed IN variances that near running_var again as pairs (refine_variance).
+    const evaluation: LayerCall = {
+      layer: "2d",
+      shape: call.shape,
+      options: call.options,
+      state: { running_mean: got.runningMean!, running_var: got.runningVar! },
+      partial: true,
+      training: false,
+      x: call.x,
+      dy: call.dy,
+      scales: true,
+    };
+    const alone = await runBoth(evaluation, backend);
+    assertRangeChecks(evaluation, alone.got, alone.want, "the evaluation on the step's buffers");
+    // WebGPU's step leaves running_var an ulp from the reference's (its float32 IN variance; the
+    // reference rounds its float64 one once), which this evaluation on each one's own buffers
+    // amplifies (README, Numerics: a known exception); WASM's are the reference's.
     if (backend === "webgpu") return;
     assertRangeChecks(call, got.evaluation!, want.evaluation!, "the evaluation");
   },
