@@ -1382,21 +1382,25 @@ fn row_sums(base: u32) -> RowSums {
 
 // The merged row of finite values (count > 0) with \`flags\`, re-centred.
 // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
-// dev_k the segment mean minus the row mean (~std / sqrt(seg_len): that sum is small beside the
-// first, so float32 is enough for it). The Chan merge of \`acc\` rounds at every one of its steps
-// instead.
+// dev_k the segment mean minus the row mean, both sums as pairs (dev_k a pair too): rows made of
+// blocks of different offsets, or with a trend, have segment means far apart, where the second
+// sum is much of M2,
+// and a float32 one left M2 ~2^-24 of itself off (an evaluation of such rows of 2049 floats,
+// their variances within 2e-6 of running_var and summed again as pairs by refine_variance:
+// var_weight's gradient 28x its tolerance, plausible_shapes_fuzz seed 1905). The Chan merge of
+// \`acc\` rounds at every one of its steps instead.
 fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
   let first = parts[base];
   var m2 = vec2<f32>(0.0);
-  var between = 0.0;
+  var between = vec2<f32>(0.0);
   for (var k = 0u; k < P.chunks; k++) {
     let p = parts[base + k];
     m2 = pair_add(pair_add(m2, p.m2), p.m2_lo);
     let dk = two_sum(p.shift, -first.shift);
-    let dev = (dk.x - s.q1) + ((dk.y + p.mean) - s.q2);
-    between += f32(p.count) * dev * dev;
+    let dev = pair_add(pair_add(pair_add(two_sum(dk.x, -s.q1), dk.y), p.mean), -s.q2);
+    between = pair_sum(between, pair_mul(pair_mul(dev, dev), vec2<f32>(f32(p.count), 0.0)));
   }
-  m2 = pair_add(m2, between);
+  m2 = pair_sum(m2, between);
   // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
   let c = two_sum(first.shift, s.q1);
   return Partial(c.x, c.y + s.q2, m2.x, s.count, flags, m2.y);

@@ -23,6 +23,7 @@ import {
 } from "./_range_compare.ts";
 import type { Backend } from "./_range_compare.ts";
 import { seededRandom } from "../examples/_data.ts";
+import { make as makeShapes } from "./fuzz/plausible_shapes_fuzz.ts";
 
 /**
  * An evaluation of [n, c, 1, m] rows x = running_mean +- a (alternating) + noise 1e-3 of the std,
@@ -122,6 +123,85 @@ rangeTests(
     // Seeds whose calls failed on WebGPU before ([1, 1, 1, m]: 0 for -2.4e-7 at m = 784).
     for (const seed of [7, 8, 9, 15, 19, 23, 29]) {
       const call = await evaluationAfterOneSample(seed, backend);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want, `seed ${seed}, [${call.shape}]`);
+    }
+  },
+);
+
+/**
+ * plausible_shapes_fuzz seed 1905's evaluation ([5, 1, 3, 1, 683]: rows of 2049 floats made of
+ * blocks of +-100 about -11.2 plus noise), on the running buffers its batch average left on
+ * WebGPU: every IN variance lies within 2e-6 of `running_var`, and the rows span several WebGPU
+ * segments whose means lie far apart.
+ */
+function offsetBlocks(): LayerCall {
+  const call = makeShapes(1905);
+  return {
+    ...call,
+    options: { ...call.options, usingMovingAverage: true },
+    state: {
+      ...call.state,
+      running_mean: Float32Array.of(-11.165254592895508),
+      running_var: Float32Array.of(10004.8857421875),
+    },
+    training: false,
+    x: call.xEval!,
+    xEval: undefined,
+    running: false,
+    scales: true,
+  };
+}
+
+rangeTests(
+  "an evaluation of rows of blocks far apart near running_var gives var_weight's gradient within its tolerance",
+  async (backend) => {
+    // WebGPU merged such rows' segments with the spread of their means in float32, ~2^-24 of
+    // M2 (shaders/row_sums.wgsl merged_row): 28x.
+    const call = offsetBlocks();
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want, `[${call.shape}]`);
+  },
+);
+
+/**
+ * An evaluation of [1, 1, 1, 9000] rows of 3 plus a linear trend of std ~1 plus noise 0.1 (seeded),
+ * on the row's own mean and variance rounded to float32 (attack helper-77): the rows span several
+ * WebGPU segments whose means lie far apart along the trend.
+ */
+function trend(seed: number): LayerCall {
+  const r = seededRandom(seed);
+  const m = 9000;
+  const x = Float32Array.from(
+    { length: m },
+    (_, i) => 3 + Math.sqrt(12) * (i / m - 0.5) + 0.1 * (r() - 0.5),
+  );
+  let sum = 0, sq = 0;
+  for (const v of x) sum += v;
+  for (const v of x) sq += (v - sum / m) ** 2;
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, m],
+    options: { eps: 1e-5 },
+    state: {
+      running_mean: Float32Array.of(sum / m),
+      running_var: Float32Array.of(sq / (m - 1)),
+      mean_weight: Float32Array.from({ length: 3 }, () => r() * 2 - 1),
+      var_weight: Float32Array.from({ length: 3 }, () => r() * 2 - 1),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy: Float32Array.from({ length: m }, () => r() - 0.5),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "an evaluation of trend rows on their own float32 statistics gives var_weight's gradient within its tolerance",
+  async (backend) => {
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      const call = trend(seed);
       const { got, want } = await runBoth(call, backend);
       assertRangeChecks(call, got, want, `seed ${seed}, [${call.shape}]`);
     }
