@@ -116,3 +116,32 @@ Deno.test("runningMeanScale is the size of the running update's terms, step by s
   });
   assert.deepEqual([...average], [(2 + 6) / 2, (10 + 30) / 2]);
 });
+
+Deno.test("means equal in exact arithmetic and 0 still give the logit gradients a scale of float32 rounding of their stds", () => {
+  // An evaluation of a row of +-v pairs (mean exactly 0) beside a row of zeros, on running
+  // means 0: every mean difference is exactly 0, and so is the reference's mean_weight gradient,
+  // where a backend's means a few 1e-14 of the std off gave -7e-15 (attack helper-77).
+  const m = 64, random = seededRandom(11);
+  const x = new Float32Array(2 * m);
+  for (let i = 0; i < m; i += 2) x[i] = -(x[i + 1] = random() * 2 - 1);
+  let q = 0;
+  for (let i = 0; i < m; i++) q += x[i] * x[i];
+  const scales = termScales({
+    layout: "nd",
+    n: 1,
+    c: 2,
+    m,
+    eps: 1e-5,
+    usingBN: true,
+    training: false,
+    x,
+    dy: Float32Array.from({ length: 2 * m }, () => random() * 2 - 1),
+    weight: new Float32Array([1, 1]),
+    bias: new Float32Array(2),
+    meanLogits: new Float32Array([0.3, -0.2, 0.1]),
+    varLogits: new Float32Array([0.5, 0.1, -0.4]),
+    runningMean: new Float32Array(2),
+    runningVar: new Float32Array([q / (m - 1), 0]),
+  });
+  for (const s of scales.mean_weight) assert.ok(s > 0 && s < 1e-5, `mean_weight scale ${s}`);
+});
