@@ -21,8 +21,8 @@ export interface Layer {
 
 /** A checkout's mod.ts (one from before threads has no setNumThreads). */
 export interface Module {
-  SwitchNorm1d: new (c: number, options: { backend: string }) => Layer;
-  SwitchNorm2d: new (c: number, options: { backend: string }) => Layer;
+  SwitchNorm1d: new (c: number, options: { backend: string; momentum?: number }) => Layer;
+  SwitchNorm2d: new (c: number, options: { backend: string; momentum?: number }) => Layer;
   setNumThreads?: (n: number) => void;
 }
 

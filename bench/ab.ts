@@ -10,8 +10,9 @@
  * order's own effect (self against self gives ~0.98-1.02 on the 2-core CI VM when quiet).
  * SHAPE='[64,512,7,7]' runs one shape instead of the four; a shape of two ([N, C], for example
  * SHAPE='[65536,64]') runs a SwitchNorm1d. MODE=eval times evaluation forwards with
- * keepForBackward (and their backwards) on the running buffers one untimed training step on the
- * same x left, where IN statistics lie near the running ones (the inputs are alike row to row).
+ * keepForBackward (and their backwards) on the running buffers one untimed training step with
+ * momentum 0 on the same x left (the batch's statistics), where the IN statistics lie near the
+ * running ones (the inputs are alike row to row).
  */
 
 import { inputs, loadCheckout, type Module, quantile } from "./_ab.ts";
@@ -34,10 +35,12 @@ if (import.meta.main) {
   for (const shape of only ? [JSON.parse(only) as number[]] : SHAPES) {
     const n = shape.reduce((a, b) => a * b);
     const { x, dy: dyData } = inputs(n);
+    // MODE=eval: momentum 0, so that the step leaves the batch's own statistics.
+    const options = evaluation ? { backend, momentum: 0 } : { backend };
     const sides = await Promise.all(mods.map(async (m) => {
       const layer = shape.length === 2
-        ? new m.SwitchNorm1d(shape[1], { backend })
-        : new m.SwitchNorm2d(shape[1], { backend });
+        ? new m.SwitchNorm1d(shape[1], options)
+        : new m.SwitchNorm2d(shape[1], options);
       const side = {
         layer,
         x: await layer.upload(x, shape),
