@@ -82,11 +82,7 @@ fn summarize_wide(seg: u32) {
   // itself, hi = f32(mean), and its M2 as a pair: sum (x - hi)^2 - count lo^2, lo the rest of
   // the mean (deviation_moments).
   if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
-    let hi = p.shift + p.mean;
-    let sums = deviation_moments(s, e, hi);
-    let lo = sums.x / f32(p.count);
-    let m2 = pair_add(sums.yz, -(f32(p.count) * lo) * lo);
-    parts[at] = Partial(hi, lo, m2.x, p.count, p.flags & ~F_REMEASURE, m2.y);
+    parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
     return;
   }
   var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
@@ -108,19 +104,26 @@ fn summarize_wide(seg: u32) {
   // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
   // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
   // Unscaled segments (a poor shift) take their M2 as a pair in that sweep too, as the ones above
-  // (refine_variance: a spike of 1e7 in a row evaluated on the running buffers its own training
-  // step left kept its M2's float32 rounding, var_weight's gradient 5.5e-8 for -2.8e-8).
+  // (refine_variance: a row of 0.3 with a spike of 1e7 at its first element, evaluated on the
+  // running buffers its own training step left: var_weight's gradient 5.5e-8 for 2.1e-7 with a
+  // Welford M2, tests/spike_shift_test.ts).
   let hi = shift + total.mean;
-  var lo = 0.0;
-  var m2 = vec2<f32>(total.m2, 0.0);
-  if (total.n > 0.0 && wide) {
-    lo = deviation_sum(s, e, k, hi) / total.n;
-  } else if (total.n > 0.0) {
-    let sums = deviation_moments(s, e, hi);
-    lo = sums.x / total.n;
-    m2 = pair_add(sums.yz, -(total.n * lo) * lo);
+  if (total.n > 0.0 && !wide) {
+    parts[at] = summed_about(s, e, hi, u32(total.n), flags);
+    return;
   }
-  parts[at] = Partial(hi, lo, m2.x, u32(total.n), flags, m2.y);
+  let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
+  parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
+}
+
+// The summary of the unscaled segment s .. e - 1 of `count` finite values about hi (a float32
+// near its mean): mean = hi + lo with lo = sum (x - hi) / count, and M2 as the pair
+// sum (x - hi)^2 - count lo^2 (deviation_moments), written re-centred (shift hi, mean lo).
+fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
+  let sums = deviation_moments(s, e, hi);
+  let lo = sums.x / f32(count);
+  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
+  return Partial(hi, lo, m2.x, count, flags, m2.y);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
