@@ -19,11 +19,13 @@
  *   means, float64 merges; README, Numerics), so an offset of 1e4 over a std of 1 loosens
  *   nothing, rows of 4e6 floats keep mean_weight's bar, and statistics equal in exact arithmetic
  *   (one row per sample and per channel: mu_in = mu_ln = mu_bn) still have a scale. In the logit
- *   gradients a difference of two means also counts one float32 rounding of their stds (the
- *   spreads above: a float32 mean of values spread over +-std is a few roundings of that std
- *   off, as for a deviation), so that means equal in exact arithmetic and 0, a row of +-v pairs
- *   beside a row of zeros, have a scale too: the reference's gradient is exactly 0 there, and a
- *   backend's means ~1e-14 of the std off (pairs) gave -7e-15 (attack helper-77).
+ *   gradients two normalizers' means that the reference finds exactly equal also count one
+ *   float32 rounding of their stds (the spreads above), so that means equal and 0, a row of +-v
+ *   pairs beside a row of zeros, have a scale too: the reference's gradient is exactly 0 there,
+ *   and a backend's means, a few 1e-14 of the std off, gave -7e-15 (attack helper-77). Means that
+ *   differ, however little, keep the scale of their difference: the backends tell apart means
+ *   ~2^-24 of the std apart (attack helper-78: a floor for every pair let a gradient of the
+ *   wrong sign pass there).
  *
  * @module
  */
@@ -224,7 +226,11 @@ export function termScales(call: TermScaleCall): TermScales {
     for (let a = 0; a < k; a++) {
       let dm = 0, dv = 0;
       for (let b = 0; b < k; b++) {
-        dm += w[b] * (diff(means[a](r), means[b](r)) + U32 * (spreads[a](r) + spreads[b](r)));
+        const [ma, mb] = [means[a](r), means[b](r)];
+        // Two normalizers' means that the reference finds equal: one float32 rounding of
+        // their stds (a backend's means are not exact).
+        const tie = b !== a && ma === mb ? U32 * (spreads[a](r) + spreads[b](r)) : 0;
+        dm += w[b] * (diff(ma, mb) + tie);
         dv += v[b] * diff(vars[a](r), vars[b](r));
       }
       // A row that contributes nothing (s = 0: a variance of +Infinity) adds nothing, even
