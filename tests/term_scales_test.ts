@@ -145,3 +145,52 @@ Deno.test("means equal in exact arithmetic and 0 still give the logit gradients 
   });
   for (const s of scales.mean_weight) assert.ok(s > 0 && s < 1e-5, `mean_weight scale ${s}`);
 });
+
+Deno.test("means that differ by ~2^-24 of their std keep the scale of their difference", async () => {
+  // Rows of +-V whose means differ by a few ulps of V over m (attack helper-78): the backends
+  // tell such means apart, so mean_weight's tolerance must stay far below its gradient (a floor
+  // of the stds' rounding for every pair of means let it pass 100% off and of the wrong sign).
+  const V = 2 ** 20, m = 4096, ks = [1, 3, -2, 5];
+  const x = new Float32Array(4 * m);
+  for (let r = 0; r < 4; r++) {
+    for (let i = 0; i < m; i++) x[r * m + i] = i % 2 ? V : -V;
+    for (let j = 0; j < Math.abs(ks[r]); j++) {
+      x[r * m + 2 * j] = Math.fround(-V + Math.sign(ks[r]) * V * 2 ** -23);
+    }
+  }
+  const dy = new Float32Array(x.length).fill(1);
+  const meanLogits = new Float32Array([0.3, -0.2, 0.1]),
+    varLogits = new Float32Array([0.1, 0.2, 0.3]);
+  const layer = new SwitchNorm2d(2, { backend: "reference", eps: 1e-5 });
+  layer.loadStateDict({
+    running_mean: new Float32Array(2),
+    running_var: new Float32Array(2).fill(V * V),
+    mean_weight: meanLogits,
+    var_weight: varLogits,
+  }, { strict: false });
+  layer.train(false);
+  await layer.forward(x, [2, 2, 1, m], { keepForBackward: true });
+  await layer.backward(dy);
+  const grad = layer.grads.mean_weight;
+  const scales = termScales({
+    layout: "nd",
+    n: 2,
+    c: 2,
+    m,
+    eps: 1e-5,
+    usingBN: true,
+    training: false,
+    x,
+    dy,
+    weight: new Float32Array([1, 1]),
+    bias: new Float32Array(2),
+    meanLogits,
+    varLogits,
+    runningMean: new Float32Array(2),
+    runningVar: new Float32Array(2).fill(V * V),
+  });
+  for (let k = 0; k < 3; k++) {
+    const tolerance = GRAD_SCALED.atol * scales.mean_weight[k];
+    assert.ok(tolerance < 1e-2 * Math.abs(grad[k]), `[${k}]: ${tolerance} for ${grad[k]}`);
+  }
+});
