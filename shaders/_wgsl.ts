@@ -614,10 +614,15 @@ fn merge_flags(a: u32, b: u32) -> u32 {
 // segment of ordinary data) leaves an error below ~1e-6 of the std, as float32 summation does
 // anyway, and costs nothing more; so does a mean of x - K below 2^-8 |K|, whose rounding lies
 // below K's own (a constant segment of 3.1 about K = coarse12(3.1), which a second sweep about
-// the same K would not change). Not for summaries with non-finite values (the flags decide
-// their statistics).
+// the same K would not change). But a mean of x - K more than 2^10 standard deviations from 0
+// is poor whatever K: Welford's M2 takes deltas to a running mean rounded at that mean's ulps,
+// ~2^-24 |mean| / std of M2 each (rows of several segments, whose K has 12 significant bits,
+// where the std lies below ~2^-22 of |x|: 1023 values of 1004234.125 and two 0.0625 below, y
+// 3.3e-4 relative off, tests/long_rows_test.ts). Not for summaries with non-finite values (the
+// flags decide their statistics).
 fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
-  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
+  let far = mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
+  return (flags & F_CLASS) == 0u && (far || (m2 > 0.0 && mean * mean * n > 1048576.0 * m2));
 }
 
 // Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).
@@ -2719,11 +2724,15 @@ fn summarize_wide(seg: u32) {
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
-  // A segment whose shift was fine but whose mean or variance is too coarse (refine_mean,
-  // refine_variance: sn_stats, sn_row_merge): its count stays, its mean is summed again about
-  // itself, hi = f32(mean), and its M2 as a pair: sum (x - hi)^2 - count lo^2, lo the rest of
-  // the mean (deviation_moments).
-  if (!wide && !poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
+  // An unscaled segment, whose mean or variance is too coarse (refine_mean, refine_variance:
+  // sn_stats, sn_row_merge) or whose shift K was poor (poor_shift): its count stays, and its
+  // mean and M2 are summed again about hi = f32(K + mean) as exact pairs (summed_about: mean
+  // hi + lo, M2 = sum (x - hi)^2 - count lo^2). The pairs are exact about any hi near the mean,
+  // which K + mean is even where K was poor (Welford's mean of x - K is off by ulps of that
+  // mean, its M2 by ~2^-24 |mean| / std of itself: a row of 0.3 with a spike of 1e7 at its first
+  // element, evaluated on the running buffers its own training step left, had var_weight's
+  // gradient 5.5e-8 for 2.1e-7 with a Welford M2, tests/spike_shift_test.ts).
+  if (!wide && p.count > 0u) {
     parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
     return;
   }
@@ -2745,15 +2754,7 @@ fn summarize_wide(seg: u32) {
   // is ~1e-4 of its std, dominating a BN mean, gave dgamma 3e-4 relative off (the backward's
   // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
   // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
-  // Unscaled segments (a poor shift) take their M2 as a pair in that sweep too, as the ones above
-  // (refine_variance: a row of 0.3 with a spike of 1e7 at its first element, evaluated on the
-  // running buffers its own training step left: var_weight's gradient 5.5e-8 for 2.1e-7 with a
-  // Welford M2, tests/spike_shift_test.ts).
   let hi = shift + total.mean;
-  if (total.n > 0.0 && !wide) {
-    parts[at] = summed_about(s, e, hi, u32(total.n), flags);
-    return;
-  }
   let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
   parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
 }

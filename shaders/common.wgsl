@@ -605,10 +605,15 @@ fn merge_flags(a: u32, b: u32) -> u32 {
 // segment of ordinary data) leaves an error below ~1e-6 of the std, as float32 summation does
 // anyway, and costs nothing more; so does a mean of x - K below 2^-8 |K|, whose rounding lies
 // below K's own (a constant segment of 3.1 about K = coarse12(3.1), which a second sweep about
-// the same K would not change). Not for summaries with non-finite values (the flags decide
-// their statistics).
+// the same K would not change). But a mean of x - K more than 2^10 standard deviations from 0
+// is poor whatever K: Welford's M2 takes deltas to a running mean rounded at that mean's ulps,
+// ~2^-24 |mean| / std of M2 each (rows of several segments, whose K has 12 significant bits,
+// where the std lies below ~2^-22 of |x|: 1023 values of 1004234.125 and two 0.0625 below, y
+// 3.3e-4 relative off, tests/long_rows_test.ts). Not for summaries with non-finite values (the
+// flags decide their statistics).
 fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
-  return (flags & F_CLASS) == 0u && mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
+  let far = mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
+  return (flags & F_CLASS) == 0u && (far || (m2 > 0.0 && mean * mean * n > 1048576.0 * m2));
 }
 
 // Whether a row whose largest |x| has this field is "wide" (outside (2^-21, 2^40], see F_FIELD).

@@ -14,6 +14,7 @@ import { seededRandom } from "../examples/_data.ts";
 import { RUNNING, Y } from "./_tolerances.ts";
 import {
   assertOutputsClose,
+  assertRangeChecks,
   gradsToScale,
   type LayerCall,
   rangeTests,
@@ -168,6 +169,45 @@ rangeTests(
         runningVar: RUNNING,
         ...gradsToScale(want.scales),
       });
+    }
+  },
+);
+
+/**
+ * A row of `m` values 1004234.125 but for a few one float32 ulp (0.0625) below: its std, ~2e-3,
+ * lies a few ulps of its mean. WebGPU cuts the shift of rows of several segments to 12
+ * significant bits (1003520 here), and Welford's M2 about it took deltas to a running mean of
+ * ~714 rounded at that mean's ulps: the variance ~1e-3 relative off, y 3.3e-4 (attack
+ * helper-78's rows of 1025 at mean 1e6, std 1e-2, quantized by float32).
+ */
+function quantizedRow(m: number, below: readonly number[], training: boolean): LayerCall {
+  const x = new Float32Array(m).fill(1004234.125);
+  for (const i of below) x[i] = 1004234.0625;
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, m],
+    options: { eps: 0, usingBN: false },
+    training,
+    x,
+    dy: Float32Array.from({ length: m }, (_, i) => Math.sin(i)),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "rows whose std lies a few float32 ulps of their mean, over several segments, match the float64 reference",
+  async (backend) => {
+    for (
+      const [m, below] of [[1025, [26, 700]], [2048, [26, 700]], [1025, [26]], [
+        1025,
+        [1, 26, 100, 200, 300, 400, 500, 600, 700, 800],
+      ]] as const
+    ) {
+      for (const training of [false, true]) {
+        const call = quantizedRow(m, below, training);
+        const { got, want } = await runBoth(call, backend);
+        assertRangeChecks(call, got, want, `m ${m}, ${below.length} below, training ${training}`);
+      }
     }
   },
 );
