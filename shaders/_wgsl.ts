@@ -618,7 +618,7 @@ fn merge_flags(a: u32, b: u32) -> u32 {
 // is poor whatever K: Welford's M2 takes deltas to a running mean rounded at that mean's ulps,
 // ~2^-24 |mean| / std of M2 each (rows of several segments, whose K has 12 significant bits,
 // where the std lies below ~2^-22 of |x|: 1023 values of 1004234.125 and two 0.0625 below, y
-// 3.3e-4 relative off, tests/long_rows_test.ts). Not for summaries with non-finite values (the
+// 3.3e-4 relative off, tests/far_shift_test.ts). Not for summaries with non-finite values (the
 // flags decide their statistics).
 fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
   let far = mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;
@@ -1389,11 +1389,10 @@ fn row_sums(base: u32) -> RowSums {
 // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
 // dev_k the segment mean minus the row mean, both sums as pairs (dev_k a pair too): rows made of
 // blocks of different offsets, or with a trend, have segment means far apart, where the second
-// sum is much of M2,
-// and a float32 one left M2 ~2^-24 of itself off (an evaluation of such rows of 2049 floats,
-// their variances within 2e-6 of running_var and summed again as pairs by refine_variance:
-// var_weight's gradient 28x its tolerance, plausible_shapes_fuzz seed 1905). The Chan merge of
-// \`acc\` rounds at every one of its steps instead.
+// sum is much of M2, and a float32 one left M2 ~2^-24 of itself off (an evaluation of such rows
+// of 2049 floats, their variances within 2e-6 of running_var and summed again as pairs by
+// refine_variance: var_weight's gradient 28x its tolerance, plausible_shapes_fuzz seed 1905).
+// The Chan merge of \`acc\` rounds at every one of its steps instead.
 fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
   let first = parts[base];
   var m2 = vec2<f32>(0.0);
@@ -2720,7 +2719,6 @@ fn summarize_wide(seg: u32) {
   if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u && !row_refine)) {
     return;
   }
-  let k = select(0, 127 - i32(field), wide);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
@@ -2732,11 +2730,17 @@ fn summarize_wide(seg: u32) {
   // mean, its M2 by ~2^-24 |mean| / std of itself: a row of 0.3 with a spike of 1e7 at its first
   // element, evaluated on the running buffers its own training step left, had var_weight's
   // gradient 5.5e-8 for 2.1e-7 with a Welford M2, tests/spike_shift_test.ts).
-  if (!wide && p.count > 0u) {
-    parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+  if (!wide) {
+    if (p.count > 0u) {
+      parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+    } else {
+      parts[at].flags = p.flags & ~F_REMEASURE;
+    }
     return;
   }
-  var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
+  // Wide segments, in units of 2^-k (|x| <= 2^(field - 127)) about their first value.
+  let k = 127 - i32(field);
+  var shift = scale2(x[s], k);
   var total = Acc(0.0, 0.0, 0.0);
   // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
   // common.wgsl: x of 1e19, then 1023 zeros was 2e-4 off in running_mean), about its mean.
@@ -2747,7 +2751,7 @@ fn summarize_wide(seg: u32) {
     }
     shift = centre(shift + total.mean);
   }
-  let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
+  let flags = (field << 8u) | F_SCALED;
   // The mean to ~1e-12 of the std, not float32's ~6e-8 (Welford rounds x - shift and every
   // update): a third sweep sums x - hi exactly (two_sum, in a pair) about hi = f32(shift + mean),
   // and the summary is written re-centred, shift = hi, mean = that sum / count. A row whose mean

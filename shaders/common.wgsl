@@ -609,7 +609,7 @@ fn merge_flags(a: u32, b: u32) -> u32 {
 // is poor whatever K: Welford's M2 takes deltas to a running mean rounded at that mean's ulps,
 // ~2^-24 |mean| / std of M2 each (rows of several segments, whose K has 12 significant bits,
 // where the std lies below ~2^-22 of |x|: 1023 values of 1004234.125 and two 0.0625 below, y
-// 3.3e-4 relative off, tests/long_rows_test.ts). Not for summaries with non-finite values (the
+// 3.3e-4 relative off, tests/far_shift_test.ts). Not for summaries with non-finite values (the
 // flags decide their statistics).
 fn poor_shift(n: f32, shift: f32, mean: f32, m2: f32, flags: u32) -> bool {
   let far = mean * mean * n > 16.0 * m2 && abs(mean) > abs(shift) * 0.00390625;

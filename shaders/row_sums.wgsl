@@ -40,11 +40,10 @@ fn row_sums(base: u32) -> RowSums {
 // M2 = sum_k M2_k (a pair: exact additions of the segments' pairs) + sum_k count_k dev_k^2,
 // dev_k the segment mean minus the row mean, both sums as pairs (dev_k a pair too): rows made of
 // blocks of different offsets, or with a trend, have segment means far apart, where the second
-// sum is much of M2,
-// and a float32 one left M2 ~2^-24 of itself off (an evaluation of such rows of 2049 floats,
-// their variances within 2e-6 of running_var and summed again as pairs by refine_variance:
-// var_weight's gradient 28x its tolerance, plausible_shapes_fuzz seed 1905). The Chan merge of
-// `acc` rounds at every one of its steps instead.
+// sum is much of M2, and a float32 one left M2 ~2^-24 of itself off (an evaluation of such rows
+// of 2049 floats, their variances within 2e-6 of running_var and summed again as pairs by
+// refine_variance: var_weight's gradient 28x its tolerance, plausible_shapes_fuzz seed 1905).
+// The Chan merge of `acc` rounds at every one of its steps instead.
 fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
   let first = parts[base];
   var m2 = vec2<f32>(0.0);

@@ -73,7 +73,6 @@ fn summarize_wide(seg: u32) {
   if ((row_flags & F_CLASS) != 0u || (!wide && (p.flags & F_REMEASURE) == 0u && !row_refine)) {
     return;
   }
-  let k = select(0, 127 - i32(field), wide);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, row_start + P.m - P.elem_base);
@@ -85,11 +84,17 @@ fn summarize_wide(seg: u32) {
   // mean, its M2 by ~2^-24 |mean| / std of itself: a row of 0.3 with a spike of 1e7 at its first
   // element, evaluated on the running buffers its own training step left, had var_weight's
   // gradient 5.5e-8 for 2.1e-7 with a Welford M2, tests/spike_shift_test.ts).
-  if (!wide && p.count > 0u) {
-    parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+  if (!wide) {
+    if (p.count > 0u) {
+      parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+    } else {
+      parts[at].flags = p.flags & ~F_REMEASURE;
+    }
     return;
   }
-  var shift = select(centre(p.shift + p.mean), scale2(x[s], k), wide);
+  // Wide segments, in units of 2^-k (|x| <= 2^(field - 127)) about their first value.
+  let k = 127 - i32(field);
+  var shift = scale2(x[s], k);
   var total = Acc(0.0, 0.0, 0.0);
   // A second sweep where the first value of a wide segment was a poor shift (poor_shift,
   // common.wgsl: x of 1e19, then 1023 zeros was 2e-4 off in running_mean), about its mean.
@@ -100,7 +105,7 @@ fn summarize_wide(seg: u32) {
     }
     shift = centre(shift + total.mean);
   }
-  let flags = select(p.flags & ~F_REMEASURE, (field << 8u) | F_SCALED, wide);
+  let flags = (field << 8u) | F_SCALED;
   // The mean to ~1e-12 of the std, not float32's ~6e-8 (Welford rounds x - shift and every
   // update): a third sweep sums x - hi exactly (two_sum, in a pair) about hi = f32(shift + mean),
   // and the summary is written re-centred, shift = hi, mean = that sum / count. A row whose mean
