@@ -9,6 +9,7 @@
  */
 import type { BackwardResult, LayerParams, ResidentTensor, SavedForward } from "./_backend.ts";
 import { layoutOf, modeOf, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
+import { MODE_BN_PARTIALS } from "./_wasm_abi.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
 import type { RowRunner } from "./_wasm_pool.ts";
 
@@ -74,7 +75,10 @@ export async function runBackward(
     const regions = mem.prepare(problem, params, slot);
     const work = slot.work.ensure((k.sn_work_len(layout, n, c) >>> 0) * 8);
     if (problem.layout === "nd") {
-      rows.backwardReduceNd(xAt, dyAt, n, c, m, mode, regions.layer, regions.stats, work);
+      // Under SyncSN the reduction leaves the BN statistics' refinement to no one: they are the
+      // replicas' together (wasm/src/lib.rs, after_combine).
+      const reduceMode = mode | (problem.sync ? MODE_BN_PARTIALS : 0);
+      rows.backwardReduceNd(xAt, dyAt, n, c, m, reduceMode, regions.layer, regions.stats, work);
     } else {
       rows.backwardReduce1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
     }

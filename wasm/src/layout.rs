@@ -40,7 +40,8 @@
 //!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
 //!   nd: then (`aux_at`) R f64 per row: for a wide row (wide.rs) the dx call puts its f64
 //!       constants (a, b) in its pair, k here, and -1 in its s (which marks it for the sweep);
-//!       then one f64, sum over the rows of |gm| + |gv| (for `wide::CallBounds`); then
+//!       then one f64, sum over the rows of |gm| + |gv| (for `wide::CallBounds`), then three:
+//!       sum gm^2, sum gv^2 and the largest IN variance (for `nd_grad_means::refine_dots`); then
 //!       (`refine_at`) N + C f64 for `nd_grad_refine` (LN mean corrections, a flag per channel)
 //! ```
 //! The sums are those a SyncSN backward adds up across replicas between the two calls, packed as
@@ -128,7 +129,7 @@ pub fn aux_at(n: usize, c: usize) -> usize {
 
 /// f64 index of `nd_grad_refine`'s room in the backward work area (nd).
 pub fn refine_at(n: usize, c: usize) -> usize {
-    aux_at(n, c) + n * c + 1
+    aux_at(n, c) + n * c + 4
 }
 
 /// Number of f64 values of the backward work area (room for the sums of either mode).

@@ -32,11 +32,12 @@ mod simd_grad;
 mod wide;
 
 use layout::{
-    Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_REFINE_MEANS, MODE_TRAINING, MODE_USING_BN,
+    Layer, Stats, Sums, LAYOUT_1D, LAYOUT_ND, MODE_BN_PARTIALS, MODE_REFINE_MEANS, MODE_TRAINING,
+    MODE_USING_BN,
 };
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 7;
+const ABI_VERSION: u32 = 8;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -333,8 +334,7 @@ unsafe fn reduce_long_rows(
 }
 
 /// After an nd reduction (`nd_grad::combine`), outside it (its code stays as it was):
-/// `nd_grad_refine::refine_cancelled`, then, in evaluation with usingBN,
-/// `nd_grad_means::refine_eval_dots`.
+/// `nd_grad_refine::refine_cancelled`, then, outside SyncSN, `nd_grad_means::refine_dots`.
 ///
 /// # Safety
 /// As `sn_backward_combine_nd`, after the combine.
@@ -355,26 +355,20 @@ unsafe fn after_combine(
         let mut sums = sums(work, LAYOUT_ND, mode, n, c);
         nd_grad_refine::refine_cancelled(x, dy, n, c, m, mode, layer, &st, work, &mut sums);
     }
-    if mode & MODE_USING_BN == 0 || mode & MODE_TRAINING != 0 {
+    // Under SyncSN (the BN partials) the BN statistics are the replicas' together: not here.
+    if mode & MODE_USING_BN != 0 && mode & MODE_TRAINING != 0 && mode & MODE_BN_PARTIALS != 0 {
         return;
     }
     let st = Stats::split(stats, LAYOUT_ND, n, c);
-    let sums = sums(work, LAYOUT_ND, mode, n, c);
+    let mut sums = sums(work, LAYOUT_ND, mode, n, c);
     let w = nd_grad::Work::split(work, n, c);
     let pairs = w.pairs.as_ptr();
     let (gm_ln, gv_ln) = (&*w.gm_ln, &*w.gv_ln);
-    nd_grad_means::refine_eval_dots(
-        x,
-        n,
-        c,
-        m,
-        layer,
-        &st,
-        pairs,
-        gm_ln,
-        gv_ln,
-        sums.mean_dots,
-        sums.var_dots,
+    let room = work.add(layout::refine_at(n, c));
+    let aux = w.aux.as_mut_ptr();
+    let g_sq = &*w.g_sq;
+    nd_grad_means::refine_dots(
+        x, n, c, m, mode, layer, &st, pairs, gm_ln, gv_ln, &mut sums, room, aux, g_sq,
     );
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct Work<'a> {
     pub(crate) aux: &'a mut [f64],
     /// Sum over the rows of |gm| + |gv|, written by `combine` (for `wide::CallBounds`).
     pub(crate) g_abs: &'a mut f64,
+    /// Sum over the rows of gm^2, of gv^2, and the largest IN variance, written by `combine`
+    /// (for `nd_grad_means::refine_dots`' first test).
+    pub(crate) g_sq: &'a mut [f64],
 }
 
 impl<'a> Work<'a> {
@@ -44,7 +47,9 @@ impl<'a> Work<'a> {
         let (gm_ln, gv_ln) = rest.split_at_mut(n);
         let aux = core::slice::from_raw_parts_mut(p.add(crate::layout::aux_at(n, c)), rows);
         let g_abs = &mut *p.add(crate::layout::aux_at(n, c) + rows);
-        Work { pairs, inv_std, gm_ln, gv_ln, aux, g_abs }
+        let g_sq =
+            core::slice::from_raw_parts_mut(p.add(crate::layout::aux_at(n, c) + rows + 1), 3);
+        Work { pairs, inv_std, gm_ln, gv_ln, aux, g_abs, g_sq }
     }
 }
 
@@ -387,6 +392,8 @@ pub unsafe fn combine(
     // Sum of |gm| + |gv| over the rows: with it the dx call may find, per call, that no row can
     // be wide (`wide::CallBounds::dx_ordinary`).
     let mut g_abs = z;
+    // Sums of gm^2 and gv^2 and the largest IN variance (`Work::g_sq`).
+    let (mut gm_sq, mut gv_sq, mut v_max) = (z, z, z);
     let even = c / 2 * 2;
     for i in 0..n {
         let (mut gml, mut gvl) = (z, z);
@@ -433,8 +440,12 @@ pub unsafe fn combine(
             gml = f64x2_add(gml, gm);
             gvl = f64x2_add(gvl, gv);
             g_abs = f64x2_add(g_abs, f64x2_add(f64x2_abs(gm), f64x2_abs(gv)));
+            gm_sq = f64x2_add(gm_sq, f64x2_mul(gm, gm));
+            gv_sq = f64x2_add(gv_sq, f64x2_mul(gv, gv));
+            let v_in = ld(var_in.add(r));
+            v_max = f64x2_pmax(v_max, v_in);
             dm_in = f64x2_add(dm_in, f64x2_mul(gm, mean));
-            dv_in = f64x2_add(dv_in, f64x2_mul(gv, ld(var_in.add(r))));
+            dv_in = f64x2_add(dv_in, f64x2_mul(gv, v_in));
             j += 2;
         }
         let (mut gml, mut gvl) = (hsum(gml), hsum(gvl));
@@ -464,6 +475,9 @@ pub unsafe fn combine(
             gml += gm;
             gvl += gv;
             g_abs = f64x2_add(g_abs, f64x2_abs(f64x2(gm, gv)));
+            gm_sq = f64x2_add(gm_sq, f64x2(gm * gm, 0.0));
+            gv_sq = f64x2_add(gv_sq, f64x2(gv * gv, 0.0));
+            v_max = f64x2_pmax(v_max, f64x2_splat(*var_in.add(r)));
             dm_in = f64x2_add(dm_in, f64x2(gm * mean, 0.0));
             dv_in = f64x2_add(dv_in, f64x2(gv * *var_in.add(r), 0.0));
         }
@@ -473,6 +487,9 @@ pub unsafe fn combine(
         dv_ln += gvl * st.var_ln[i];
     }
     *w.g_abs = hsum(g_abs);
+    w.g_sq[0] = hsum(gm_sq);
+    w.g_sq[1] = hsum(gv_sq);
+    w.g_sq[2] = f64x2_extract_lane::<0>(v_max).max(f64x2_extract_lane::<1>(v_max));
     sums.mean_dots[0] = hsum(dm_in);
     sums.mean_dots[1] = dm_ln;
     sums.var_dots[0] = hsum(dv_in);

@@ -1,5 +1,5 @@
-//! The evaluation backward's mean and variance dot products, taken again from IN statistics summed
-//! in f64 where the statistics pass's are not accurate enough for them.
+//! The backward's mean and variance dot products, taken again from IN statistics summed in f64
+//! where the statistics pass's are not accurate enough for them.
 //!
 //! The gradient of mean_weight is w_k sum_r gm_r (mu_k - mu_r), a sum of differences of the IN,
 //! LN and BN means (`_params.ts` forms it from the dots a_k = sum gm mu_k). The statistics pass
@@ -9,35 +9,41 @@
 //! over a std of 6e-14, had mu_in - running_mean 3e-4 relative off, and mean_weight's gradient 3x
 //! its tolerance (float32 rounding of the size of its terms, tests/_term_scales.ts). In training
 //! the LN and BN means are averages of the same IN means, ~std / sqrt(M) apart for data of any
-//! randomness; rows whose mean lies near 0 beside their std are summed again by the statistics
-//! pass already (`nd::row_moments`), and other rows whose means lie within ~1e-3 of their std of
-//! the LN or BN mean they are compared with are left as they are (README, Numerics: a known
-//! exception, for dx's LN and BN variance paths, (mu_in - mu_ln) gvL and (mu_in - mu_bn) gvB,
-//! too).
+//! randomness, but rows alike (shuffles of one row: the reference's gradients are ~0) leave them
+//! a float32 rounding apart, and under dy ~1e3 mean_weight's gradient was 4.8e-4 where it is 0
+//! (tests/close_stats_training_test.ts). Rows whose means lie near 0 beside their std are summed
+//! again by the statistics pass already (`nd::row_moments`). dx's LN and BN variance paths,
+//! (mu_in - mu_ln) gvL and (mu_in - mu_bn) gvB, keep the forward's statistics (README, Numerics:
+//! a known exception).
 //!
-//! So after the evaluation's combine one pass over the per-row statistics sums |gm| times each
-//! pair's |mu_k - mu_j| (a lower bound of each gradient's tolerance scale, with the gradient
-//! itself) and |gm|, and finds the largest IN variance (a pass of its own, ~4% of an evaluation
-//! backward at [64, 512, 7, 7]; the same sums inside the combine's loop cost the training backward
-//! ~5% there, although compiled out of its loop). One test then bounds the dots' error from the
-//! IN means' (`MEAN_ERR` of the largest IN std, for each pair of means that can differ in error),
-//! and only where it passes `SHARE` of that scale are the IN means summed again in f64 about
-//! themselves and the IN and LN dots formed from them (the BN dot holds running means, exact).
-//! The bound is loose (|gm| is |s gamma sum dy|, the scale's own terms use sum |dy|), so
-//! evaluations whose rows' means lie within ~2^-8 of their std of the running mean, typical of
-//! long rows (M of several thousand) evaluated on the data that made the running mean, take that
-//! pass too: one f64 sweep over x. Nothing else changes: y, dx and the statistics keep the
-//! forward's means, whose error is within float32 rounding of the std they are compared with
-//! there.
+//! So after the combine one pass over the per-row statistics sums |gm| times each pair's
+//! |mu_k - mu_j| (a lower bound of each gradient's tolerance scale, with the gradient itself) and
+//! the error sizes below, and finds the largest IN variance (a pass of its own, ~4% of an
+//! evaluation backward at [64, 512, 7, 7]; the same sums inside the combine's loop cost the
+//! training backward ~5% there, although compiled out of its loop). One test then bounds the
+//! dots' error from the IN means' (`MEAN_ERR` of the largest IN std per row, summed, in
+//! evaluation; in training, where every backward would pay the pass, `MEAN_TYP` per row added as a
+//! random walk adds, the root of the sum of squares, and a first test from sums the combine keeps,
+//! sum gm^2, sum gv^2 and the largest IN variance, skips the pass where even that estimate lies
+//! within `SHARE` of the plain tolerance, 1e-4: the benchmark's data, rows of one sinusoid, pass
+//! there), and only where it passes `SHARE` of that scale are the IN means summed again in f64
+//! about themselves and the IN and LN dots formed from them (the BN dot holds running means,
+//! exact; a batch's BN dot is formed from the f64 IN statistics too). The bound is loose (|gm| is
+//! |s gamma sum dy|, the scale's own terms use sum |dy|), so evaluations whose rows' means lie
+//! within ~2^-8 of their std of the running mean, typical of long rows (M of several thousand)
+//! evaluated on the data that made the running mean, take that pass too: one f64 sweep over x.
+//! Nothing else changes: y, dx and the statistics keep the forward's means, whose error is within
+//! float32 rounding of the std they are compared with there. Under SyncSN (training with the BN
+//! partials) the BN statistics are the replicas' together, and nothing is taken again.
 //!
 //! The variance dots likewise: var_weight's gradient is v_k sum_r gv_r (var_k - var_r), and the
-//! IN variances carry a few float32 roundings of themselves (`VAR_ERR`), which an IN variance
-//! ~1e-5 from the running_var it is compared with (rows of a square wave of amplitude
+//! IN variances carry a few float32 roundings of themselves (`VAR_ERR`, `VAR_TYP`), which an IN
+//! variance ~1e-5 from the running_var it is compared with (rows of a square wave of amplitude
 //! ~sqrt(running_var)) made 27x the gradient's tolerance. The same pass bounds their error, and
 //! where either test fails the one f64 sweep takes each row's mean and variance again (sums of
 //! x - mu_in and its square about the forward's mean) for both dots.
 
-use crate::layout::{Layer, Stats};
+use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
 use core::arch::wasm32::*;
 
 /// Bound on the error of the statistics pass's IN mean, relative to the row's std: 4 float32
@@ -49,22 +55,34 @@ const MEAN_ERR: f64 = 1.0 / (1u64 << 22) as f64;
 /// roundings (its float32 lane sums of squares, 64 terms per partial sum).
 const VAR_ERR: f64 = 1.0 / (1u64 << 20) as f64;
 
+/// A typical error of a row's IN mean, relative to its std, in training (`refine_dots`): 2^-24,
+/// ~4x the sweeps' measured ~2^-26.
+const MEAN_TYP: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// A typical error of a row's IN variance, relative to itself, in training: 2^-22, ~4x one
+/// float32 rounding of its lane sums.
+const VAR_TYP: f64 = 1.0 / (1u64 << 22) as f64;
+
 /// The share of a gradient's tolerance scale that the dots' error may take: 2^-14 ~ 6e-5, below
 /// the tests' 1e-4 (GRAD_SCALED).
 const SHARE: f64 = 1.0 / (1u64 << 14) as f64;
 
 /// Whether a mixing's dots (order in, ln, bn) may be off by more than `SHARE` of their logit
 /// gradients' scales: per logit k, the error bound `err[k]` of sum_r g_r sum_j w_j (s_k - s_j)
-/// against its scale `scale[k]` plus the gradient itself. A NaN compares false.
-fn dots_fail(w: [f64; 3], err: [f64; 3], scale: [f64; 3], dots: &[f64]) -> bool {
+/// against its scale `scale[k]` plus the gradient itself, and, with `plain` set, the gradient's
+/// error w_k err[k] against `SHARE` of 1 too (the tests' plain tolerance, 1e-4 + 1e-4 |g|, which
+/// a result meets as well as the term-scaled one). A NaN compares false.
+fn dots_fail(w: [f64; 3], err: [f64; 3], scale: [f64; 3], dots: &[f64; 3], plain: bool) -> bool {
     let mix = w[0] * dots[0] + w[1] * dots[1] + w[2] * dots[2];
-    (0..3)
-        .any(|k| w[k] > 0.0 && err[k] > SHARE * (scale[k] + f64::max(dots[k] - mix, mix - dots[k])))
+    (0..3).any(|k| {
+        let grad = f64::max(dots[k] - mix, mix - dots[k]);
+        w[k] > 0.0 && err[k] > SHARE * (scale[k] + grad) && (!plain || w[k] * err[k] > SHARE)
+    })
 }
 
 /// The test's sums over the rows, two rows per f64x2: of |gm| |mu_in - mu_ln|, |gm| |mu_in -
 /// mu_bn|, |gm| |mu_ln - mu_bn|, |gm| and the largest IN variance; of |gv| |var_in - var_ln|,
-/// |gv| |var_in - var_bn|, |gv| |var_ln - var_bn|, |gv| var_in and |gv| var_ln.
+/// |gv| |var_in - var_bn|, |gv| |var_ln - var_bn|, |gv| var_in, |gv| var_ln and |gv| var_bn.
 struct TestSums {
     a_il: v128,
     a_ib: v128,
@@ -76,6 +94,11 @@ struct TestSums {
     b_lb: v128,
     e_in: v128,
     e_ln: v128,
+    e_bn: v128,
+    g2: v128,
+    q_in: v128,
+    q_ln: v128,
+    q_bn: v128,
 }
 
 impl TestSums {
@@ -96,31 +119,66 @@ impl TestSums {
         self.b_lb = acc(self.b_lb, gv, vl, vb);
         self.e_in = f64x2_add(self.e_in, f64x2_mul(gv, vi));
         self.e_ln = f64x2_add(self.e_ln, f64x2_mul(gv, vl));
+        self.e_bn = f64x2_add(self.e_bn, f64x2_mul(gv, vb));
+        let sq = |s: v128, a: v128| f64x2_add(s, f64x2_mul(a, a));
+        self.g2 = sq(self.g2, gm);
+        self.q_in = sq(self.q_in, f64x2_mul(gv, vi));
+        self.q_ln = sq(self.q_ln, f64x2_mul(gv, vl));
+        self.q_bn = sq(self.q_bn, f64x2_mul(gv, vb));
     }
 }
 
-/// After `nd_grad::combine` in evaluation with usingBN: tests the mean and variance dots
-/// (`mean_dots`, `var_dots`, order in, ln, bn) and takes both again from f64 IN statistics where
-/// either test fails. `gm` holds (gm, gv) per row (the combine's pairs), `gm_ln`, `gv_ln` gm and
-/// gv summed per sample.
+/// The training test's first step, from O(N + C) values: whether the errors `refine_dots`
+/// estimates (at most 2 e sqrt(sum gm^2) for a mean dot's difference, e the typical error of the
+/// largest IN std; at most 2 VAR_TYP sqrt(sum gv^2) times the largest variance for a variance
+/// dot's) lie within `SHARE` of the plain tolerance for every weight (w (1 - w) <= 1/4 of them
+/// reaches a logit's gradient), so that no row's test is needed. `g_sq`: sum gm^2, sum gv^2 and
+/// the largest IN variance (`nd_grad::Work::g_sq`).
+fn within_plain(n: usize, c: usize, using_bn: bool, st: &Stats, g_sq: &[f64]) -> bool {
+    let mut v_max = g_sq[2];
+    for &v in st.var_ln[..n].iter().chain(st.var_bn[..if using_bn { c } else { 0 }].iter()) {
+        v_max = v_max.max(v);
+    }
+    let root = crate::simd::sqrt_f64;
+    let means = 0.5 * MEAN_TYP * root(g_sq[2]) * root(g_sq[0]);
+    let vars = 0.5 * VAR_TYP * v_max * root(g_sq[1]);
+    means <= SHARE && vars <= SHARE
+}
+
+/// After `nd_grad::combine` (and `nd_grad_refine::refine_cancelled`), outside SyncSN and calls
+/// with wide rows: tests the mean and variance dots (`sums.mean_dots`, `sums.var_dots`, order in,
+/// ln, bn) and takes them again from f64 IN statistics where either test fails. `gm` holds (gm,
+/// gv) per row (the combine's pairs), `gm_ln`, `gv_ln` gm and gv summed per sample, `sums.gm_bn`,
+/// `sums.gv_bn` per channel. In training the LN and BN statistics are formed again from the f64
+/// IN ones about the forward's (so that the logit gradients difference statistics of one
+/// accuracy); `room` (C f64) and `aux` (a value per row) are scratch there.
 ///
 /// # Safety
-/// `x` valid for n*c*m floats, `gm` for n*c v128; the statistics those of this call's forward.
+/// `x` valid for n*c*m floats, `gm` for n*c v128, `room` for c and `aux` for n*c f64 that
+/// nothing else uses during the call; the statistics those of this call's forward.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn refine_eval_dots(
+pub unsafe fn refine_dots(
     x: *const f32,
     n: usize,
     c: usize,
     m: usize,
+    mode: u32,
     layer: &Layer,
     st: &Stats,
     gm: *const v128,
     gm_ln: &[f64],
     gv_ln: &[f64],
-    mean_dots: &mut [f64],
-    var_dots: &mut [f64],
+    sums: &mut Sums,
+    room: *mut f64,
+    aux: *mut f64,
+    g_sq: &[f64],
 ) {
+    let training = mode & MODE_TRAINING != 0;
+    let using_bn = mode & MODE_USING_BN != 0;
+    if training && within_plain(n, c, using_bn, st, g_sq) {
+        return;
+    }
     let z = f64x2_splat(0.0);
     let mut t = TestSums {
         a_il: z,
@@ -133,9 +191,15 @@ pub unsafe fn refine_eval_dots(
         b_lb: z,
         e_in: z,
         e_ln: z,
+        e_bn: z,
+        g2: z,
+        q_in: z,
+        q_ln: z,
+        q_bn: z,
     };
     let even = c / 2 * 2;
     let (mu_in, var_in) = (st.mu_in.as_ptr(), st.var_in.as_ptr());
+    // Without usingBN the BN terms compare the LN statistics with themselves: 0.
     let (mu_bn, var_bn) = (st.mu_bn.as_ptr(), st.var_bn.as_ptr());
     for i in 0..n {
         let (ln, vl) = (f64x2_splat(st.mu_ln[i]), f64x2_splat(st.var_ln[i]));
@@ -144,10 +208,12 @@ pub unsafe fn refine_eval_dots(
             let r = i * c + j;
             let (p, q) = (*gm.add(r), *gm.add(r + 1));
             let row = |v: *const f64| v128_load(v as *const v128);
+            let (bn, vb) =
+                if using_bn { (row(mu_bn.add(j)), row(var_bn.add(j))) } else { (ln, vl) };
             t.add(
                 [i64x2_shuffle::<0, 2>(p, q), i64x2_shuffle::<1, 3>(p, q)],
-                [row(mu_in.add(r)), row(mu_bn.add(j)), ln],
-                [row(var_in.add(r)), row(var_bn.add(j)), vl],
+                [row(mu_in.add(r)), bn, ln],
+                [row(var_in.add(r)), vb, vl],
             );
             j += 2;
         }
@@ -155,39 +221,98 @@ pub unsafe fn refine_eval_dots(
             // One row: lane 1 of gm and gv 0.
             let r = i * c + j;
             let p = *gm.add(r);
+            let (bn, vb) = if using_bn {
+                (*mu_bn.add(j), *var_bn.add(j))
+            } else {
+                (st.mu_ln[i], st.var_ln[i])
+            };
             t.add(
                 [f64x2_replace_lane::<1>(p, 0.0), f64x2(f64x2_extract_lane::<1>(p), 0.0)],
-                [f64x2_splat(*mu_in.add(r)), f64x2_splat(*mu_bn.add(j)), ln],
-                [f64x2_splat(*var_in.add(r)), f64x2_splat(*var_bn.add(j)), vl],
+                [f64x2_splat(*mu_in.add(r)), f64x2_splat(bn), ln],
+                [f64x2_splat(*var_in.add(r)), f64x2_splat(vb), vl],
             );
         }
     }
-    let TestSums { a_il, a_ib, a_lb, g, vmax, b_il, b_ib, b_lb, e_in, e_ln } = t;
+    let TestSums {
+        a_il,
+        a_ib,
+        a_lb,
+        g,
+        vmax,
+        b_il,
+        b_ib,
+        b_lb,
+        e_in,
+        e_ln,
+        e_bn,
+        g2,
+        q_in,
+        q_ln,
+        q_bn,
+    } = t;
     let h = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
-    let (a_il, a_ib, a_lb, g) = (h(a_il), h(a_ib), h(a_lb), h(g));
+    let (a_il, a_ib, a_lb) = (h(a_il), h(a_ib), h(a_lb));
     let vmax = f64x2_extract_lane::<0>(vmax).max(f64x2_extract_lane::<1>(vmax));
-    // Error bounds of the differences: an IN mean is off by at most e, an LN mean (their mean)
-    // too, or exactly as its one IN mean with C = 1; the running mean not at all.
-    let e = MEAN_ERR * crate::simd::sqrt_f64(vmax);
+    // In training the rows' errors, of either sign, add up as a random walk's (sqrt of the sum
+    // of squares) from a per-row error typical of the sweeps; in evaluation each at its bound.
+    let root = crate::simd::sqrt_f64;
+    let (g, mean_err, var_err) =
+        if training { (root(h(g2)), MEAN_TYP, VAR_TYP) } else { (h(g), MEAN_ERR, VAR_ERR) };
+    // Error bounds of the differences: an IN mean is off by at most e, an LN or a batch's BN
+    // mean (their mean) too, or exactly as its one IN mean with C = 1 (LN) or N = 1 (BN); the
+    // running mean not at all.
+    let e = mean_err * root(vmax);
     let e_il = if c == 1 { 0.0 } else { 2.0 * e };
-    let [w_in, w_ln, w_bn] = layer.mean_mix;
+    let (e_ib, e_lb) = if !training {
+        (e, e)
+    } else if n == 1 {
+        (0.0, e_il)
+    } else {
+        (2.0 * e, 2.0 * e)
+    };
+    let mut mean_dots = [0.0; 3];
+    let mut var_dots = [0.0; 3];
+    let k = sums.mean_dots.len();
+    mean_dots[..k].copy_from_slice(sums.mean_dots);
+    var_dots[..k].copy_from_slice(sums.var_dots);
+    let w = if using_bn { layer.mean_mix } else { [layer.mean_mix[0], layer.mean_mix[1], 0.0] };
+    let [w_in, w_ln, w_bn] = w;
     let means_fail = dots_fail(
-        layer.mean_mix,
-        [g * (w_ln * e_il + w_bn * e), g * (w_in * e_il + w_bn * e), g * (w_in * e + w_ln * e)],
+        w,
+        [
+            g * (w_ln * e_il + w_bn * e_ib),
+            g * (w_in * e_il + w_bn * e_lb),
+            g * (w_in * e_ib + w_ln * e_lb),
+        ],
         [w_ln * a_il + w_bn * a_ib, w_in * a_il + w_bn * a_lb, w_in * a_ib + w_ln * a_lb],
-        mean_dots,
+        &mean_dots,
+        training,
     );
-    // The variances' likewise, relative to each: |gv| var_in VAR_ERR per row, |gv| var_ln
-    // VAR_ERR per row for its sample's LN variance (exactly its one IN variance with C = 1).
+    // The variances' likewise, relative to each: |gv| var VAR_ERR per row for its IN, LN and
+    // (batch) BN variances; an LN variance is exactly its one IN variance with C = 1, a batch's
+    // BN variance with N = 1, and a running one is exact.
     let (b_il, b_ib, b_lb) = (h(b_il), h(b_ib), h(b_lb));
-    let (f_in, f_ln) = (VAR_ERR * h(e_in), VAR_ERR * h(e_ln));
+    let (f_in, f_ln, f_bn) = if training {
+        (var_err * root(h(q_in)), var_err * root(h(q_ln)), var_err * root(h(q_bn)))
+    } else {
+        (var_err * h(e_in), var_err * h(e_ln), var_err * h(e_bn))
+    };
     let f_il = if c == 1 { 0.0 } else { f_in + f_ln };
-    let [v_in, v_ln, v_bn] = layer.var_mix;
+    let (f_ib, f_lb) = if !training {
+        (f_in, f_ln)
+    } else if n == 1 {
+        (0.0, f_il)
+    } else {
+        (f_in + f_bn, f_ln + f_bn)
+    };
+    let v = if using_bn { layer.var_mix } else { [layer.var_mix[0], layer.var_mix[1], 0.0] };
+    let [v_in, v_ln, v_bn] = v;
     let vars_fail = dots_fail(
-        layer.var_mix,
-        [v_ln * f_il + v_bn * f_in, v_in * f_il + v_bn * f_ln, v_in * f_in + v_ln * f_ln],
+        v,
+        [v_ln * f_il + v_bn * f_ib, v_in * f_il + v_bn * f_lb, v_in * f_ib + v_ln * f_lb],
         [v_ln * b_il + v_bn * b_ib, v_in * b_il + v_bn * b_lb, v_in * b_ib + v_ln * b_lb],
-        var_dots,
+        &var_dots,
+        training,
     );
     if !means_fail && !vars_fail {
         return;
@@ -195,7 +320,15 @@ pub unsafe fn refine_eval_dots(
     // The IN statistics again, in f64 about the forward's mean (x and mu_in exact in f64: one
     // rounding per term, 2^-53 of |x - mu_in|), then the IN and LN dots from them. Each sample's
     // LN statistics about the forward's LN mean L: mu_ln = L + mean_c (mu_in - L), var_ln =
-    // mean_c (var_in + (mu_in - L)^2) - (mu_ln - L)^2, where mu_ln - L is a rounding of L.
+    // mean_c (var_in + (mu_in - L)^2) - (mu_ln - L)^2, where mu_ln - L is a rounding of L. A
+    // batch's BN statistics likewise per channel about the forward's BN mean, from each row's
+    // mean (kept in `aux`) and sum (in `room`).
+    let batch_bn = training && using_bn;
+    if batch_bn {
+        for j in 0..c {
+            *room.add(j) = 0.0;
+        }
+    }
     let (mut dm_in, mut dm_ln, mut dv_in, mut dv_ln) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..n {
         let centre = st.mu_ln[i];
@@ -212,13 +345,35 @@ pub unsafe fn refine_eval_dots(
             dv_in += gv_r * var;
             ln_dev += mean - centre;
             ln_sq += var + (mean - centre) * (mean - centre);
+            if batch_bn {
+                let b = mean - *mu_bn.add(j);
+                *aux.add(r) = b;
+                *room.add(j) += var + b * b;
+            }
         }
         let dev = ln_dev / c as f64;
         dm_ln += gm_ln[i] * (centre + dev);
         dv_ln += gv_ln[i] * (ln_sq / c as f64 - dev * dev);
     }
-    mean_dots[0] = dm_in;
-    mean_dots[1] = dm_ln;
-    var_dots[0] = dv_in;
-    var_dots[1] = dv_ln;
+    let (mut dm_bn, mut dv_bn) = (0.0, 0.0);
+    if batch_bn {
+        for j in 0..c {
+            let dev = (0..n).map(|i| *aux.add(i * c + j)).sum::<f64>() / n as f64;
+            dm_bn += sums.gm_bn[j] * (*mu_bn.add(j) + dev);
+            dv_bn += sums.gv_bn[j] * (*room.add(j) / n as f64 - dev * dev);
+        }
+    }
+    // Rows of NaN or infinite x (or sums beyond f64) keep the combine's dots, which the
+    // reference's non-finite statistics meet.
+    if ![dm_in, dm_ln, dv_in, dv_ln, dm_bn, dv_bn].iter().all(|v| v.is_finite()) {
+        return;
+    }
+    sums.mean_dots[0] = dm_in;
+    sums.mean_dots[1] = dm_ln;
+    sums.var_dots[0] = dv_in;
+    sums.var_dots[1] = dv_ln;
+    if batch_bn {
+        sums.mean_dots[2] = dm_bn;
+        sums.var_dots[2] = dv_bn;
+    }
 }

@@ -182,6 +182,7 @@ pub unsafe fn refine_cancelled(
     // The sums over every row again, each in one order (samples, then channels), so that sums
     // of equal terms stay equal (C = 1: the IN and LN dot products).
     let (mut dm_in, mut dv_in, mut dm_ln, mut dv_ln, mut g_abs) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut gm_sq, mut gv_sq) = (0.0, 0.0);
     for i in 0..n {
         let (mut gml, mut gvl) = (0.0, 0.0);
         for j in 0..c {
@@ -193,6 +194,8 @@ pub unsafe fn refine_cancelled(
             dm_in += gm * st.mu_in[r];
             dv_in += gv * st.var_in[r];
             g_abs += abs(gm) + abs(gv);
+            gm_sq += gm * gm;
+            gv_sq += gv * gv;
         }
         w.gm_ln[i] = gml;
         w.gv_ln[i] = gvl;
@@ -200,6 +203,8 @@ pub unsafe fn refine_cancelled(
         dv_ln += gvl * st.var_ln[i];
     }
     *w.g_abs = g_abs;
+    w.g_sq[0] = gm_sq;
+    w.g_sq[1] = gv_sq;
     sums.mean_dots[0] = dm_in;
     sums.mean_dots[1] = dm_ln;
     sums.var_dots[0] = dv_in;
