@@ -22,8 +22,11 @@
 //! evaluation backward at [64, 512, 7, 7]; the same sums inside the combine's loop cost the
 //! training backward ~5% there, although compiled out of its loop). One test then bounds the
 //! dots' error from the IN means' (`MEAN_ERR` of the largest IN std per row, summed, in
-//! evaluation; in training, where every backward would pay the pass, `MEAN_TYP` per row added as a
-//! random walk adds, the root of the sum of squares, and a first test from sums the combine keeps,
+//! evaluation with BN; in training and in evaluations without BN, where every statistic mixed is
+//! the batch's and every backward would pay the pass, `MEAN_TYP` per row added as a random walk
+//! adds, the root of the sum of squares (rows whose errors line up with gm's sign, two kinds of
+//! shuffled rows in a checkerboard, pass it: README, Numerics), and a first test from sums the
+//! combine keeps,
 //! sum gm^2, sum gv^2 and the largest IN variance, skips the pass where even that estimate lies
 //! within `SHARE` of the plain tolerance, 1e-4: the benchmark's data, rows of one sinusoid, pass
 //! there), and only where it passes `SHARE` of that scale are the IN means summed again in f64
@@ -176,7 +179,11 @@ pub unsafe fn refine_dots(
 ) {
     let training = mode & MODE_TRAINING != 0;
     let using_bn = mode & MODE_USING_BN != 0;
-    if training && within_plain(n, c, using_bn, st, g_sq) {
+    // Every statistic mixed is the batch's (training, or an evaluation without BN): its errors
+    // are the rows' own, estimated as a random walk's and gated by the plain tolerance; beside a
+    // running mean or variance (exact, and possibly as close as any) each row's at its bound.
+    let batch = training || !using_bn;
+    if batch && within_plain(n, c, training && using_bn, st, g_sq) {
         return;
     }
     let z = f64x2_splat(0.0);
@@ -253,11 +260,12 @@ pub unsafe fn refine_dots(
     let h = |v: v128| f64x2_extract_lane::<0>(v) + f64x2_extract_lane::<1>(v);
     let (a_il, a_ib, a_lb) = (h(a_il), h(a_ib), h(a_lb));
     let vmax = f64x2_extract_lane::<0>(vmax).max(f64x2_extract_lane::<1>(vmax));
-    // In training the rows' errors, of either sign, add up as a random walk's (sqrt of the sum
-    // of squares) from a per-row error typical of the sweeps; in evaluation each at its bound.
+    // Of the batch's statistics the rows' errors, of either sign, add up as a random walk's
+    // (sqrt of the sum of squares) from a per-row error typical of the sweeps; beside running
+    // statistics each at its bound.
     let root = crate::simd::sqrt_f64;
     let (g, mean_err, var_err) =
-        if training { (root(h(g2)), MEAN_TYP, VAR_TYP) } else { (h(g), MEAN_ERR, VAR_ERR) };
+        if batch { (root(h(g2)), MEAN_TYP, VAR_TYP) } else { (h(g), MEAN_ERR, VAR_ERR) };
     // Error bounds of the differences: an IN mean is off by at most e, an LN or a batch's BN
     // mean (their mean) too, or exactly as its one IN mean with C = 1 (LN) or N = 1 (BN); the
     // running mean not at all.
@@ -286,13 +294,13 @@ pub unsafe fn refine_dots(
         ],
         [w_ln * a_il + w_bn * a_ib, w_in * a_il + w_bn * a_lb, w_in * a_ib + w_ln * a_lb],
         &mean_dots,
-        training,
+        batch,
     );
     // The variances' likewise, relative to each: |gv| var VAR_ERR per row for its IN, LN and
     // (batch) BN variances; an LN variance is exactly its one IN variance with C = 1, a batch's
     // BN variance with N = 1, and a running one is exact.
     let (b_il, b_ib, b_lb) = (h(b_il), h(b_ib), h(b_lb));
-    let (f_in, f_ln, f_bn) = if training {
+    let (f_in, f_ln, f_bn) = if batch {
         (var_err * root(h(q_in)), var_err * root(h(q_ln)), var_err * root(h(q_bn)))
     } else {
         (var_err * h(e_in), var_err * h(e_ln), var_err * h(e_bn))
@@ -312,7 +320,7 @@ pub unsafe fn refine_dots(
         [v_ln * f_il + v_bn * f_ib, v_in * f_il + v_bn * f_lb, v_in * f_ib + v_ln * f_lb],
         [v_ln * b_il + v_bn * b_ib, v_in * b_il + v_bn * b_lb, v_in * b_ib + v_ln * b_lb],
         &var_dots,
-        training,
+        batch,
     );
     if !means_fail && !vars_fail {
         return;
