@@ -207,3 +207,51 @@ rangeTests(
     }
   },
 );
+
+/**
+ * An evaluation of [1, c, 1, 784] rows ~N(0, 1) on their own float32 variance (running_mean 0.3
+ * from their mean), under dy ~1e13: |dy| beyond 2^40 sends the rows down WebGPU's wide backward
+ * path (sn_bwd_rows `wide_row`), whose variance differences came from float32 variances.
+ */
+function ownVarianceHugeDy(seed: number): LayerCall {
+  const r = seededRandom(seed);
+  const m = 784, c = 1 + Math.floor(r() * 3);
+  const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+  const x = Float32Array.from({ length: c * m }, gauss);
+  const running_mean = new Float32Array(c), running_var = new Float32Array(c);
+  for (let j = 0; j < c; j++) {
+    const row = x.subarray(j * m, (j + 1) * m);
+    const mean = row.reduce((a, b) => a + b, 0) / m;
+    running_var[j] = row.reduce((a, b) => a + (b - mean) ** 2, 0) / (m - 1);
+    running_mean[j] = mean + 0.3;
+  }
+  return {
+    layer: "2d",
+    shape: [1, c, 1, m],
+    options: { eps: 1e-5 },
+    state: {
+      running_mean,
+      running_var,
+      mean_weight: Float32Array.of(0.2, -0.3, 0.5),
+      var_weight: Float32Array.of(0.4, 0.1, -0.6),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy: Float32Array.from({ length: x.length }, () => (r() - 0.5) * 2e13),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "an evaluation of rows on their own variance under dy ~1e13 gives var_weight's gradient within its tolerance",
+  async (backend) => {
+    // WebGPU's wide path took the variance differences from float32 variances, equal there:
+    // var_weight's gradient 0 for -1.4e5 (seed 8) and for -1.9e4 (seed 7, 3.4x).
+    for (const seed of [7, 8]) {
+      const call = ownVarianceHugeDy(seed);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want, `seed ${seed}, [${call.shape}]`);
+    }
+  },
+);
