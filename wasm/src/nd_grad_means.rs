@@ -135,7 +135,9 @@ impl TestSums {
 /// estimates (at most 2 e sqrt(sum gm^2) for a mean dot's difference, e the typical error of the
 /// largest IN std; at most 2 VAR_TYP sqrt(sum gv^2) times the largest variance for a variance
 /// dot's) lie within `SHARE` of the plain tolerance for every weight (w (1 - w) <= 1/4 of them
-/// reaches a logit's gradient), so that no row's test is needed. `g_sq`: sum gm^2, sum gv^2 and
+/// reaches a logit's gradient through softmax; Sparse SN's sparsestmax Jacobian, of entries up to
+/// 1 - 1 / |support|, up to ~2.7x that, which the typical errors' ~4x margin over the sweeps'
+/// measured ones covers), so that no row's test is needed. `g_sq`: sum gm^2, sum gv^2 and
 /// the largest IN variance (`nd_grad::Work::g_sq`).
 fn within_plain(n: usize, c: usize, using_bn: bool, st: &Stats, g_sq: &[f64]) -> bool {
     let mut v_max = g_sq[2];
