@@ -47,6 +47,9 @@ const F_REMEASURE: u32 = 0x40000u;
 // A Group sn_group_stats listed for sn_group_refine (an LN or BN mean near 0 by cancellation,
 // beside a far narrower member), until sn_group_refine writes it again. No other pass sees it.
 const F_GROUP_REFINE: u32 = 0x80000u;
+// A Partial whose M2 sn_group_refine summed again as an exact pair (m2 + m2_lo, like the merged
+// rows'): sn_bwd_rows' pair dots read its variance as that pair.
+const F_M2_EXACT: u32 = 0x100000u;
 // Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o, o <= 0, where its variance is
 // held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a running_var far
 // below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
@@ -3190,6 +3193,9 @@ fn refine_grid(listed: u32) -> vec2<u32> {
 // mean^2 below 2^-18 of the group's variance, a member's variance below 2^-20 of it.
 const NEAR_ZERO_GROUP2: f32 = 3.814697265625e-6;
 const NARROW_MEMBER: f32 = 9.5367431640625e-7;
+// The spread of member variances within which a group's members count as alike: 2^-10 of the
+// group's variance (see the listing below).
+const ALIKE: f32 = 0.0009765625;
 
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
@@ -3202,6 +3208,7 @@ var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 var<workgroup> w_far: u32; // whether the mean is summed again (below)
 var<workgroup> w_minv: array<f32, 64>; // the least member variance (layout "nd")
+var<workgroup> w_maxv: array<f32, 64>; // the largest member variance (layout "nd")
 var<workgroup> w_far_sum: array<vec2<f32>, 64>;
 
 @compute @workgroup_size(GROUP_THREADS)
@@ -3317,6 +3324,7 @@ fn main(
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
   var minv = 3.4028234663852886e38;
+  var maxv = 0.0;
   var sumv_pair = vec2<f32>(0.0);
   // Only rows longer than one segment need var_lo (sn_bwd_rows); short rows skip its cost.
   let pairs = (P.flags & P_PAIRS) != 0u;
@@ -3338,6 +3346,7 @@ fn main(
         let v = m2 / f32(p.count - 1u);
         sumv += v;
         minv = min(minv, v);
+        maxv = max(maxv, v);
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -3370,6 +3379,7 @@ fn main(
   w_m2[lid] = acc.m2;
   w_sumv[lid] = sumv;
   w_minv[lid] = minv;
+  w_maxv[lid] = maxv;
   w_sumv_pair[lid] = sumv_pair;
   w_flags[lid] = flags;
   w_count[lid] = total;
@@ -3384,6 +3394,7 @@ fn main(
       w_m2[lid] = m.m2;
       w_sumv[lid] += w_sumv[o];
       w_minv[lid] = min(w_minv[lid], w_minv[o]);
+      w_maxv[lid] = max(w_maxv[lid], w_maxv[o]);
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
     }
@@ -3551,8 +3562,18 @@ fn main(
   // dgamma ~3% off).
   let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
   let mu_near = mean_hi + lo;
+  // Or, of a group of the batch (not an evaluation's running BN statistics) of two members or
+  // more, every member's variance within 2^-10 of the group's (ALIKE): the logit gradients
+  // difference those variances (var_k - var_j times dL/dvar), and the members' float32 M2
+  // (Welford's, ~1e-6 of itself) leave them that rounding where the reference's are far closer
+  // (rows that are shuffles of one row: \`var_weight\`'s gradient 2.4e-4 where it is ~0 under dy
+  // ~1e3, tests/close_stats_training_test.ts). sn_group_refine then sums the members' M2 again
+  // as exact pairs and the group's variance as a pair.
+  let batch_group = !is_bn || training;
+  let alike = batch_group && w_n[0] >= 2.0 && w_maxv[0] <= group_var * (1.0 + ALIKE) &&
+    w_minv[0] >= group_var * (1.0 - ALIKE) && group_var > 0.0;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
-    mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var;
+    ((mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) || alike);
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
@@ -3619,6 +3640,7 @@ ${_DEVIATION_SUM}
 @group(0) @binding(6) var<storage, read> x: array<f32>;
 
 var<workgroup> w_sum: array<vec2<f32>, 64>;
+var<workgroup> w_mean: vec2<f32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -3685,7 +3707,12 @@ fn sum_segment(r: u32, seg_k: u32) {
   let s = r * P.m + seg_k * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, r * P.m + P.m - P.elem_base);
   let hi = p.shift + p.mean;
-  parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
+  // The mean about hi and M2 = sum (x - hi)^2 - count lo^2 as exact pairs (deviation_moments,
+  // as sn_wide_stats' summed_about), the segment marked F_M2_EXACT for the backward's pair dots.
+  let sums = deviation_moments(s, e, hi);
+  let lo = sums.x / f32(p.count);
+  let m2 = pair_add(sums.yz, -(f32(p.count) * lo) * lo);
+  parts[seg] = Partial(hi, lo, m2.x, p.count, p.flags | F_M2_EXACT, m2.y);
 }
 
 fn refine_group(g: u32, lid: u32) {
@@ -3722,11 +3749,37 @@ fn refine_group(g: u32, lid: u32) {
   if (lid == 0u) {
     let q = pair_mean(w_sum[0], count);
     let h = two_sum(centre, q.x);
-    groups[g] = Group(h.x, h.y + q.y, old.variance, old.flags & ~F_GROUP_REFINE, old.var_lo);
+    w_mean = vec2<f32>(h.x, h.y + q.y);
+  }
+  // The variance again as a pair from the members' (M2 pairs where P_REFINE_ROWS summed them):
+  // var = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2, each term a pair.
+  let mu = workgroupUniformLoad(&w_mean);
+  var v = vec2<f32>(0.0);
+  for (var j = lid; j < count; j += 64u) {
+    let p = rows[member(g, j).x];
+    let f = pow2(unit_of(p.flags));
+    let d = pair_add(pair_add(two_sum(p.shift * f, -mu.x), p.mean * f), -mu.y);
+    v = pair_sum(pair_sum(v, variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count)), pair_mul(d, d));
+  }
+  w_sum[lid] = v;
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      w_sum[lid] = pair_sum(w_sum[lid], w_sum[lid + s]);
+    }
+  }
+  if (lid == 0u) {
+    let q = pair_mean(w_sum[0], count);
+    let vh = two_sum(q.x, q.y);
+    // A variance pair that is not finite (members' sums beyond float32) keeps the old one.
+    let keep = !is_finite_bits(vh.x + vh.y);
+    let variance = select(vh.x, old.variance, keep);
+    let var_lo = select(vh.y, old.var_lo, keep);
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~F_GROUP_REFINE, var_lo);
     // Listed groups are finite and in unit 0 (sn_group_stats): the unscaled update.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-      let r = running_update(running[c], running[P.c + c], vec2<f32>(h.x, h.y + q.y), vec2<f32>(old.variance, old.var_lo), 0, 0u);
+      let r = running_update(running[c], running[P.c + c], mu, vec2<f32>(variance, var_lo), 0, 0u);
       running[c] = r.x;
       running[P.c + c] = r.y;
     }
@@ -4667,13 +4720,28 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
   // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
   // in the reference.
+  // Rows whose M2 sn_group_refine summed again as a pair (F_M2_EXACT: members of groups alike
+  // in variance) likewise.
   var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
-  if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u) {
+  if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }
-  let v_ln = vec2<f32>(ln.variance, ln.var_lo);
-  let v_bn = vec2<f32>(bn.variance, bn.var_lo);
-  let mu_c = pair_sum(pair_sum(pair_weighted_mean(0u, d_in), pair_weighted_mean(1u, d_ln)), pair_weighted_mean(2u, d_bn));
+  var v_ln = vec2<f32>(ln.variance, ln.var_lo);
+  var v_bn = vec2<f32>(bn.variance, bn.var_lo);
+  // A group of one row is that row (C = 1: LN; N = 1 in training, outside SyncSN: BN), so its
+  // statistics are the row's, exactly as the reference has them, even where sn_group_refine
+  // summed the row again through its other group (leaving this one's from the first sums).
+  var d_ln_row = d_ln;
+  var d_bn_row = d_bn;
+  if (P.c == 1u) {
+    v_ln = v_in;
+    d_ln_row = d_in;
+  }
+  if (P.n == 1u && (P.flags & (P_TRAINING | P_USING_BN | P_NO_RUNNING_UPDATE)) == (P_TRAINING | P_USING_BN)) {
+    v_bn = v_in;
+    d_bn_row = d_in;
+  }
+  let mu_c = pair_sum(pair_sum(pair_weighted_mean(0u, d_in), pair_weighted_mean(1u, d_ln_row)), pair_weighted_mean(2u, d_bn_row));
   let v = pair_sum(pair_sum(pair_sum(pair_weighted_var(0u, v_in), pair_weighted_var(1u, v_ln)), pair_weighted_var(2u, v_bn)),
     vec2<f32>(P.eps, P.eps_lo));
   let s = pair_rsqrt(v);
@@ -4683,8 +4751,8 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let gv = pair_mul(pair_mul(gs, pair_mul(s, s)), s2_ref) * -0.5;
   let cv = m.variance;
   let a_in = pair_mul(gm, d_in);
-  let a_ln = pair_mul(gm, d_ln);
-  let a_bn = select(vec2<f32>(0.0), pair_mul(gm, d_bn), use_bn);
+  let a_ln = pair_mul(gm, d_ln_row);
+  let a_bn = select(vec2<f32>(0.0), pair_mul(gm, d_bn_row), use_bn);
   let b_in = pair_mul(gv, pair_add(two_sum(v_in.x, -cv), v_in.y));
   let b_ln = pair_mul(gv, pair_add(two_sum(v_ln.x, -cv), v_ln.y));
   let b_bn = select(vec2<f32>(0.0), pair_mul(gv, pair_add(two_sum(v_bn.x, -cv), v_bn.y)), use_bn);

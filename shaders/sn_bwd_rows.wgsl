@@ -226,13 +226,28 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
   // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
   // in the reference.
+  // Rows whose M2 sn_group_refine summed again as a pair (F_M2_EXACT: members of groups alike
+  // in variance) likewise.
   var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
-  if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u) {
+  if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }
-  let v_ln = vec2<f32>(ln.variance, ln.var_lo);
-  let v_bn = vec2<f32>(bn.variance, bn.var_lo);
-  let mu_c = pair_sum(pair_sum(pair_weighted_mean(0u, d_in), pair_weighted_mean(1u, d_ln)), pair_weighted_mean(2u, d_bn));
+  var v_ln = vec2<f32>(ln.variance, ln.var_lo);
+  var v_bn = vec2<f32>(bn.variance, bn.var_lo);
+  // A group of one row is that row (C = 1: LN; N = 1 in training, outside SyncSN: BN), so its
+  // statistics are the row's, exactly as the reference has them, even where sn_group_refine
+  // summed the row again through its other group (leaving this one's from the first sums).
+  var d_ln_row = d_ln;
+  var d_bn_row = d_bn;
+  if (P.c == 1u) {
+    v_ln = v_in;
+    d_ln_row = d_in;
+  }
+  if (P.n == 1u && (P.flags & (P_TRAINING | P_USING_BN | P_NO_RUNNING_UPDATE)) == (P_TRAINING | P_USING_BN)) {
+    v_bn = v_in;
+    d_bn_row = d_in;
+  }
+  let mu_c = pair_sum(pair_sum(pair_weighted_mean(0u, d_in), pair_weighted_mean(1u, d_ln_row)), pair_weighted_mean(2u, d_bn_row));
   let v = pair_sum(pair_sum(pair_sum(pair_weighted_var(0u, v_in), pair_weighted_var(1u, v_ln)), pair_weighted_var(2u, v_bn)),
     vec2<f32>(P.eps, P.eps_lo));
   let s = pair_rsqrt(v);
@@ -242,8 +257,8 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let gv = pair_mul(pair_mul(gs, pair_mul(s, s)), s2_ref) * -0.5;
   let cv = m.variance;
   let a_in = pair_mul(gm, d_in);
-  let a_ln = pair_mul(gm, d_ln);
-  let a_bn = select(vec2<f32>(0.0), pair_mul(gm, d_bn), use_bn);
+  let a_ln = pair_mul(gm, d_ln_row);
+  let a_bn = select(vec2<f32>(0.0), pair_mul(gm, d_bn_row), use_bn);
   let b_in = pair_mul(gv, pair_add(two_sum(v_in.x, -cv), v_in.y));
   let b_ln = pair_mul(gv, pair_add(two_sum(v_ln.x, -cv), v_ln.y));
   let b_bn = select(vec2<f32>(0.0), pair_mul(gv, pair_add(two_sum(v_bn.x, -cv), v_bn.y)), use_bn);

@@ -45,6 +45,7 @@
 @group(0) @binding(6) var<storage, read> x: array<f32>;
 
 var<workgroup> w_sum: array<vec2<f32>, 64>;
+var<workgroup> w_mean: vec2<f32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -111,7 +112,12 @@ fn sum_segment(r: u32, seg_k: u32) {
   let s = r * P.m + seg_k * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, r * P.m + P.m - P.elem_base);
   let hi = p.shift + p.mean;
-  parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
+  // The mean about hi and M2 = sum (x - hi)^2 - count lo^2 as exact pairs (deviation_moments,
+  // as sn_wide_stats' summed_about), the segment marked F_M2_EXACT for the backward's pair dots.
+  let sums = deviation_moments(s, e, hi);
+  let lo = sums.x / f32(p.count);
+  let m2 = pair_add(sums.yz, -(f32(p.count) * lo) * lo);
+  parts[seg] = Partial(hi, lo, m2.x, p.count, p.flags | F_M2_EXACT, m2.y);
 }
 
 fn refine_group(g: u32, lid: u32) {
@@ -148,11 +154,37 @@ fn refine_group(g: u32, lid: u32) {
   if (lid == 0u) {
     let q = pair_mean(w_sum[0], count);
     let h = two_sum(centre, q.x);
-    groups[g] = Group(h.x, h.y + q.y, old.variance, old.flags & ~F_GROUP_REFINE, old.var_lo);
+    w_mean = vec2<f32>(h.x, h.y + q.y);
+  }
+  // The variance again as a pair from the members' (M2 pairs where P_REFINE_ROWS summed them):
+  // var = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2, each term a pair.
+  let mu = workgroupUniformLoad(&w_mean);
+  var v = vec2<f32>(0.0);
+  for (var j = lid; j < count; j += 64u) {
+    let p = rows[member(g, j).x];
+    let f = pow2(unit_of(p.flags));
+    let d = pair_add(pair_add(two_sum(p.shift * f, -mu.x), p.mean * f), -mu.y);
+    v = pair_sum(pair_sum(v, variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count)), pair_mul(d, d));
+  }
+  w_sum[lid] = v;
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      w_sum[lid] = pair_sum(w_sum[lid], w_sum[lid + s]);
+    }
+  }
+  if (lid == 0u) {
+    let q = pair_mean(w_sum[0], count);
+    let vh = two_sum(q.x, q.y);
+    // A variance pair that is not finite (members' sums beyond float32) keeps the old one.
+    let keep = !is_finite_bits(vh.x + vh.y);
+    let variance = select(vh.x, old.variance, keep);
+    let var_lo = select(vh.y, old.var_lo, keep);
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~F_GROUP_REFINE, var_lo);
     // Listed groups are finite and in unit 0 (sn_group_stats): the unscaled update.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-      let r = running_update(running[c], running[P.c + c], vec2<f32>(h.x, h.y + q.y), vec2<f32>(old.variance, old.var_lo), 0, 0u);
+      let r = running_update(running[c], running[P.c + c], mu, vec2<f32>(variance, var_lo), 0, 0u);
       running[c] = r.x;
       running[P.c + c] = r.y;
     }

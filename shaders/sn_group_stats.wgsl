@@ -119,6 +119,9 @@ fn refine_grid(listed: u32) -> vec2<u32> {
 // mean^2 below 2^-18 of the group's variance, a member's variance below 2^-20 of it.
 const NEAR_ZERO_GROUP2: f32 = 3.814697265625e-6;
 const NARROW_MEMBER: f32 = 9.5367431640625e-7;
+// The spread of member variances within which a group's members count as alike: 2^-10 of the
+// group's variance (see the listing below).
+const ALIKE: f32 = 0.0009765625;
 
 var<workgroup> w_n: array<f32, 64>;
 var<workgroup> w_mean: array<f32, 64>;
@@ -131,6 +134,7 @@ var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_
 var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
 var<workgroup> w_far: u32; // whether the mean is summed again (below)
 var<workgroup> w_minv: array<f32, 64>; // the least member variance (layout "nd")
+var<workgroup> w_maxv: array<f32, 64>; // the largest member variance (layout "nd")
 var<workgroup> w_far_sum: array<vec2<f32>, 64>;
 
 @compute @workgroup_size(GROUP_THREADS)
@@ -246,6 +250,7 @@ fn main(
   var acc = Acc(0.0, 0.0, 0.0);
   var sumv = 0.0;
   var minv = 3.4028234663852886e38;
+  var maxv = 0.0;
   var sumv_pair = vec2<f32>(0.0);
   // Only rows longer than one segment need var_lo (sn_bwd_rows); short rows skip its cost.
   let pairs = (P.flags & P_PAIRS) != 0u;
@@ -267,6 +272,7 @@ fn main(
         let v = m2 / f32(p.count - 1u);
         sumv += v;
         minv = min(minv, v);
+        maxv = max(maxv, v);
       } else {
         flags = flags | F_NO_VAR;
       }
@@ -299,6 +305,7 @@ fn main(
   w_m2[lid] = acc.m2;
   w_sumv[lid] = sumv;
   w_minv[lid] = minv;
+  w_maxv[lid] = maxv;
   w_sumv_pair[lid] = sumv_pair;
   w_flags[lid] = flags;
   w_count[lid] = total;
@@ -313,6 +320,7 @@ fn main(
       w_m2[lid] = m.m2;
       w_sumv[lid] += w_sumv[o];
       w_minv[lid] = min(w_minv[lid], w_minv[o]);
+      w_maxv[lid] = max(w_maxv[lid], w_maxv[o]);
       w_flags[lid] = w_flags[lid] | w_flags[o];
       w_count[lid] += w_count[o];
     }
@@ -480,8 +488,18 @@ fn main(
   // dgamma ~3% off).
   let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
   let mu_near = mean_hi + lo;
+  // Or, of a group of the batch (not an evaluation's running BN statistics) of two members or
+  // more, every member's variance within 2^-10 of the group's (ALIKE): the logit gradients
+  // difference those variances (var_k - var_j times dL/dvar), and the members' float32 M2
+  // (Welford's, ~1e-6 of itself) leave them that rounding where the reference's are far closer
+  // (rows that are shuffles of one row: `var_weight`'s gradient 2.4e-4 where it is ~0 under dy
+  // ~1e3, tests/close_stats_training_test.ts). sn_group_refine then sums the members' M2 again
+  // as exact pairs and the group's variance as a pair.
+  let batch_group = !is_bn || training;
+  let alike = batch_group && w_n[0] >= 2.0 && w_maxv[0] <= group_var * (1.0 + ALIKE) &&
+    w_minv[0] >= group_var * (1.0 - ALIKE) && group_var > 0.0;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
-    mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var;
+    ((mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) || alike);
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {

@@ -11,7 +11,7 @@
  * `refine_dots`), as in an evaluation without BN (whose IN and LN statistics are the batch's too).
  * WebGPU keeps the exception (README, Numerics), so these run on WASM.
  */
-import { assertRangeChecks, type LayerCall, rangeTest, runBoth } from "./_range_compare.ts";
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { seededRandom } from "../examples/_data.ts";
 
 /**
@@ -53,10 +53,9 @@ function shuffledRows(
   };
 }
 
-rangeTest(
-  "wasm",
+rangeTests(
   "training on rows that are shuffles of one row gives the logit gradients within their tolerance",
-  async () => {
+  async (backend) => {
     // [seed, [n, c, m], offset, dy scale, usingBN], and what each gave before refine_dots
     // (gradient where the reference's is ~0, in tolerances of the term-scaled bound).
     const cases: [number, [number, number, number], number, number, boolean][] = [
@@ -69,36 +68,34 @@ rangeTest(
     ];
     for (const [seed, shape, offset, dyScale, usingBN] of cases) {
       const call = shuffledRows(seed, shape, offset, dyScale, usingBN);
-      const { got, want } = await runBoth(call, "wasm");
+      const { got, want } = await runBoth(call, backend);
       assertRangeChecks(call, got, want, `seed ${seed}, [${call.shape}]`);
     }
   },
 );
 
-rangeTest(
-  "wasm",
+rangeTests(
   "an evaluation without BN on rows that are shuffles of one row gives the logit gradients within their tolerance",
-  async () => {
+  async (backend) => {
     // Without BN an evaluation mixes the batch's statistics too (IN and LN). Before
     // refine_dots took such calls: mean_weight 1.8e-2 where it is ~0 (185x), var_weight 75x.
     for (const seed of [11, 13]) {
       const call = { ...shuffledRows(seed, [2, 64, 49], 0.1, 1e5, false), training: false };
-      const { got, want } = await runBoth(call, "wasm");
+      const { got, want } = await runBoth(call, backend);
       assertRangeChecks(call, got, want, `seed ${seed}, [${call.shape}]`);
     }
   },
 );
 
-rangeTest(
-  "wasm",
+rangeTests(
   "a sparse layer's training on rows that are shuffles of one row gives the logit gradients within their tolerance",
-  async () => {
+  async (backend) => {
     // Sparse SN's sparsestmax Jacobian takes the same dot products (mean_weight 2 of 3 and
     // var_weight 2 of 3 beyond the term-scaled bound before, under dy ~1e3 and ~1e6).
     for (const [seed, dyScale] of [[6, 1e3], [7, 1e6]]) {
       const call = shuffledRows(seed, [3, 8, 300], 0.5, dyScale, true);
       const sparse = { ...call, options: { ...call.options, sparse: true } };
-      const { got, want } = await runBoth(sparse, "wasm");
+      const { got, want } = await runBoth(sparse, backend);
       assertRangeChecks(sparse, got, want, `seed ${seed}, dy ${dyScale}`);
     }
   },
