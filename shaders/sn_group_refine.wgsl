@@ -3,27 +3,33 @@
 // which sn_group_stats listed (P_GROUP_REFINE, F_GROUP_REFINE). Such a mean (rows of std 1.7e7
 // with means 1e6 + 5 and -1e6) consists of its members' float32 rounding (~2^-25 of their std,
 // ~0.5 there), and a member of far smaller std mixed on it (0.3) takes that as its x - mu: dgamma
-// and mean_weight's gradient a few 1e-2 relative off. As the WASM backend's
-// refine_near_zero_groups, the members are summed again about their means and the groups' means
+// and mean_weight's gradient a few 1e-2 relative off. And the groups of the batch whose members'
+// variances all lie within 2^-20 of the group's (sn_group_stats' ALIKE: rows that are shuffles of
+// one row), whose differences of variances the logit gradients take: Welford's M2 is ~1e-6 of
+// itself off, `var_weight`'s gradient 2.4e-4 where it is ~0 under dy ~1e3
+// (tests/close_stats_training_test.ts). As the WASM backend's refine_near_zero_groups, the
+// members are summed again about their means, their M2 too, and the groups' means and variances
 // formed again, in two steps (Params.flags), dispatched indirectly from the list (no workgroup
 // where nothing was listed: data without such groups pay two empty dispatches):
 //   P_REFINE_ROWS (per binding window of x): a thread per segment of the rows; a segment of a
-//     member row of a listed group is summed again about its mean in exact pairs (deviation_sum,
-//     as sn_wide_stats sums a segment whose mean is too coarse), in place, by its own thread
+//     member row of a listed group is summed again about its mean in exact pairs, its mean and
+//     its M2 (deviation_moments, as sn_wide_stats' summed_about; marked F_M2_EXACT, so that
+//     sn_bwd_rows' pair dots read its variance as the pair), in place, by its own thread
 //     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
 //     scaled (sn_wide_stats summed those so), constant, non-finite, or near 0 themselves
 //     (refine_mean: summed again already). No pass writes the groups here.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
-//     mean_k) in exact pairs, centre its old mean, written with its variance kept (the members'
-//     variances do not change, and their means move by far less than the group's std),
-//     F_GROUP_REFINE cleared; a BN group's running update (that sn_group_stats left to it) from
-//     the new mean. Rows of several segments are merged again first (row_sums.wgsl, as
+//     mean_k) in exact pairs, centre its old mean, then its variance as the pair
+//     (1/K) sum_k (v_k + (mu_k - mu)^2) from the members' variance pairs, F_GROUP_REFINE cleared;
+//     a BN group's running update (that sn_group_stats left to it) from the new mean and
+//     variance. Rows of several segments are merged again first (row_sums.wgsl, as
 //     sn_row_merge), from the segments, by every group they are in: the same bits, and no group
 //     reads another's row record (the rows not merged again, which it reads, no group writes).
 //     Only groups in unit 0 are listed (members of smaller units enter scaled, as in
 //     sn_group_stats).
 // The groups of members refined but not listed keep their statistics (their members' means move
-// by ~2^-25 of their std, the float32 rounding those statistics have anyway).
+// by ~2^-25 of their std and their variances by ~1e-6 of themselves, the float32 rounding those
+// statistics have anyway; a group of one row is that row in sn_bwd_rows' dots).
 // Under SyncSN a BN group here is the replica's own rows (before the cross-replica merge).
 
 //!include common.wgsl

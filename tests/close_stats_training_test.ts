@@ -9,7 +9,9 @@
  * after the backward's combine and, where it may pass its share of the tolerance, takes the IN
  * statistics again in float64 and forms the LN and BN ones from them (wasm/src/nd_grad_means.rs
  * `refine_dots`), as in an evaluation without BN (whose IN and LN statistics are the batch's too).
- * WebGPU keeps the exception (README, Numerics), so these run on WASM.
+ * WebGPU (`var_weight` 2.4e-4 where ~0 under dy ~1e3) lists the groups whose members' variances
+ * all lie within 2^-20 of the group's, sums their members' M2 again as exact pairs and the group's
+ * variance as a pair (shaders/sn_group_stats.wgsl, shaders/sn_group_refine.wgsl).
  */
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { seededRandom } from "../examples/_data.ts";
