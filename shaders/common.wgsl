@@ -41,6 +41,9 @@ const F_GROUP_REFINE: u32 = 0x80000u;
 // A Partial whose M2 sn_group_refine summed again as an exact pair (m2 + m2_lo, like the merged
 // rows'): sn_bwd_rows' pair dots read its variance as that pair.
 const F_M2_EXACT: u32 = 0x100000u;
+// The same bit of a Group's flags: sn_group_stats listed it for sn_group_refine as alike (its
+// members' variances within 2^-20 of its own), until sn_group_refine writes it again.
+const F_GROUP_ALIKE: u32 = 0x100000u;
 // Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o, o <= 0, where its variance is
 // held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a running_var far
 // below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal

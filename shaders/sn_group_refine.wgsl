@@ -96,9 +96,17 @@ fn summed_again(p: Partial, r: u32) -> bool {
 // Segment `seg_k` of row r, where the row is a member of a listed LN or BN group (its sample's
 // or its channel's: F_GROUP_REFINE until P_REFINE_GROUPS) and the segment lies in the window.
 fn sum_segment(r: u32, seg_k: u32) {
-  let ln_listed = (groups[r / P.c].flags & F_GROUP_REFINE) != 0u;
-  let bn_listed = (P.flags & P_USING_BN) != 0u && (groups[P.groups_ln + r % P.c].flags & F_GROUP_REFINE) != 0u;
-  if (!ln_listed && !bn_listed) {
+  let ln_flags = groups[r / P.c].flags;
+  let bn_flags = select(0u, groups[P.groups_ln + r % P.c].flags, (P.flags & P_USING_BN) != 0u);
+  // Listed for a mean near 0: the segment's mean again. Listed as alike (either of its groups):
+  // its mean and M2. A group of the row that was not listed keeps its statistics of the first
+  // sums; over rows whose groups of one kind lie 2^-19 apart beside groups of the other alike,
+  // var_weight's gradient came out 0.15x to 4x its tolerance where without the M2 sums it was 1x
+  // to 35x (attack helper-80's sweeps; a few seeds worse, 1.35x for 0.28x: rounding either way).
+  let near = ((ln_flags & (F_GROUP_REFINE | F_GROUP_ALIKE)) == F_GROUP_REFINE) ||
+    ((bn_flags & (F_GROUP_REFINE | F_GROUP_ALIKE)) == F_GROUP_REFINE);
+  let exact = ((ln_flags | bn_flags) & F_GROUP_ALIKE) != 0u;
+  if (!near && !exact) {
     return;
   }
   let seg = r * P.chunks + seg_k;
@@ -118,6 +126,10 @@ fn sum_segment(r: u32, seg_k: u32) {
   let s = r * P.m + seg_k * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, r * P.m + P.m - P.elem_base);
   let hi = p.shift + p.mean;
+  if (!exact) {
+    parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
+    return;
+  }
   // The mean about hi and M2 = sum (x - hi)^2 - count lo^2 as exact pairs (deviation_moments,
   // as sn_wide_stats' summed_about), the segment marked F_M2_EXACT for the backward's pair dots.
   let sums = deviation_moments(s, e, hi);
@@ -170,7 +182,15 @@ fn refine_group(g: u32, lid: u32) {
     let p = rows[member(g, j).x];
     let f = pow2(unit_of(p.flags));
     let d = pair_add(pair_add(two_sum(p.shift * f, -mu.x), p.mean * f), -mu.y);
-    v = pair_sum(pair_sum(v, variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count)), pair_mul(d, d));
+    // Each member's variance as sn_bwd_rows' dots read it (reads_var_pairs): a pair where its
+    // M2 is one, else the float32 quotient, so that its rounding cancels in var_k - var_j as in
+    // the first sums (a BN group listed beside LN groups not listed, its members not summed
+    // again: var_weight's gradient 1.5x its tolerance with the exact quotients, 0.28x before).
+    var v_k = vec2<f32>(p.m2 * f * f / max(f32(p.count) - 1.0, 1.0), 0.0);
+    if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u) {
+      v_k = variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count);
+    }
+    v = pair_sum(pair_sum(v, v_k), pair_mul(d, d));
   }
   w_sum[lid] = v;
   for (var s = 32u; s > 0u; s = s >> 1u) {
@@ -182,11 +202,13 @@ fn refine_group(g: u32, lid: u32) {
   if (lid == 0u) {
     let q = pair_mean(w_sum[0], count);
     let vh = two_sum(q.x, q.y);
-    // A variance pair that is not finite (members' sums beyond float32) keeps the old one.
-    let keep = !is_finite_bits(vh.x + vh.y);
+    // A variance pair that is not finite (members' sums beyond float32) keeps the old one, and
+    // so does every group under SyncSN (P_NO_RUNNING_UPDATE: only groups whose mean is near 0 are
+    // listed there, as before).
+    let keep = !is_finite_bits(vh.x + vh.y) || (P.flags & P_NO_RUNNING_UPDATE) != 0u;
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
-    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~F_GROUP_REFINE, var_lo);
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo);
     // Listed groups are finite and in unit 0 (sn_group_stats): the unscaled update.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {

@@ -499,12 +499,15 @@ fn main(
   // (rows that are shuffles of one row: `var_weight`'s gradient 2.4e-4 where it is ~0 under dy
   // ~1e3, tests/close_stats_training_test.ts). sn_group_refine then sums the members' M2 again
   // as exact pairs and the group's variance as a pair.
-  let batch_group = !is_bn || training;
+  // Not under SyncSN (P_NO_RUNNING_UPDATE): there a BN group is the replica's part of the
+  // global one, whose statistics the CPU merges from the groups as sn_group_stats left them.
+  let batch_group = (!is_bn || training) && (P.flags & P_NO_RUNNING_UPDATE) == 0u;
   let alike = batch_group && w_n[0] >= 2.0 && w_maxv[0] <= group_var * (1.0 + ALIKE) &&
     w_minv[0] >= group_var * (1.0 - ALIKE) && group_var > 0.0;
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
     ((mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) || alike);
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | select(0u, F_GROUP_REFINE, refine), var_lo);
+  let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);

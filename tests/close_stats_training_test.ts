@@ -102,3 +102,17 @@ rangeTests(
     }
   },
 );
+
+rangeTests(
+  "training on rows that are shuffles of one row under dy ~1e15 gives the logit gradients within their tolerance",
+  async (backend) => {
+    // |dy| beyond 2^40 takes WebGPU's wide backward path (sn_bwd_rows `wide_row`), whose
+    // variance differences were float32: var_weight's gradient 191x its tolerance, and 411x
+    // beside groups whose variances were summed again as pairs (attack helper-80).
+    for (const seed of [99, 100]) {
+      const call = shuffledRows(seed, [3, 4, 64], 1, 1e15, true);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want, `seed ${seed}, [${call.shape}]`);
+    }
+  },
+);
