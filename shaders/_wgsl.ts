@@ -3656,7 +3656,6 @@ ${_DEVIATION_SUM}
 @group(0) @binding(6) var<storage, read> x: array<f32>;
 
 var<workgroup> w_sum: array<vec2<f32>, 64>;
-var<workgroup> w_mean: vec2<f32>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -3743,6 +3742,22 @@ fn sum_segment(r: u32, seg_k: u32) {
   parts[seg] = Partial(hi, lo, m2.x, p.count, p.flags | F_M2_EXACT, m2.y);
 }
 
+// The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.
+fn workgroup_pair_sum(t: vec2<f32>, lid: u32) -> vec2<f32> {
+  w_sum[lid] = t;
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      w_sum[lid] = pair_sum(w_sum[lid], w_sum[lid + s]);
+    }
+  }
+  workgroupBarrier();
+  let total = w_sum[0];
+  // Every thread has read it before w_sum is written again.
+  workgroupBarrier();
+  return total;
+}
+
 fn refine_group(g: u32, lid: u32) {
   let count = member(g, 0u).y;
   let old = groups[g];
@@ -3767,21 +3782,11 @@ fn refine_group(g: u32, lid: u32) {
     let dk = two_sum(p.shift * f, -centre);
     t = pair_add(pair_add(pair_add(t, dk.x), dk.y), p.mean * f);
   }
-  w_sum[lid] = t;
-  for (var s = 32u; s > 0u; s = s >> 1u) {
-    workgroupBarrier();
-    if (lid < s) {
-      w_sum[lid] = pair_sum(w_sum[lid], w_sum[lid + s]);
-    }
-  }
-  if (lid == 0u) {
-    let q = pair_mean(w_sum[0], count);
-    let h = two_sum(centre, q.x);
-    w_mean = vec2<f32>(h.x, h.y + q.y);
-  }
+  let q = pair_mean(workgroup_pair_sum(t, lid), count);
+  let h = two_sum(centre, q.x);
+  let mu = vec2<f32>(h.x, h.y + q.y);
   // The variance again as a pair from the members' (M2 pairs where P_REFINE_ROWS summed them):
   // var = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2, each term a pair.
-  let mu = workgroupUniformLoad(&w_mean);
   var v = vec2<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let p = rows[member(g, j).x];
@@ -3797,16 +3802,10 @@ fn refine_group(g: u32, lid: u32) {
     }
     v = pair_sum(pair_sum(v, v_k), pair_mul(d, d));
   }
-  w_sum[lid] = v;
-  for (var s = 32u; s > 0u; s = s >> 1u) {
-    workgroupBarrier();
-    if (lid < s) {
-      w_sum[lid] = pair_sum(w_sum[lid], w_sum[lid + s]);
-    }
-  }
+  let total = workgroup_pair_sum(v, lid);
   if (lid == 0u) {
-    let q = pair_mean(w_sum[0], count);
-    let vh = two_sum(q.x, q.y);
+    let qv = pair_mean(total, count);
+    let vh = two_sum(qv.x, qv.y);
     // A variance pair that is not finite (members' sums beyond float32) keeps the old one, and
     // so does every group under SyncSN (P_NO_RUNNING_UPDATE: only groups whose mean is near 0 are
     // listed there, as before).
