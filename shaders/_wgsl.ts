@@ -1183,6 +1183,14 @@ fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
 }
 
+// Whether a row's IN variance enters sn_bwd_rows' dots (and sn_group_refine's group variances)
+// as its pair (m2 + m2_lo): rows of several segments, evaluations with BN that may have summed it
+// again (P_PAIRS: refine_variance), and rows whose M2 sn_group_refine summed again as a pair
+// (F_M2_EXACT: members of groups alike in variance).
+fn reads_var_pairs(p: Partial) -> bool {
+  return P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u;
+}
+
 // The mean of \`count\` values whose sum is the pair t, as a pair (q1, q2): q1 = f32(t / count),
 // q2 the rest from the exact remainder t - q1 count.
 fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
@@ -1460,6 +1468,16 @@ fn deviation_moments(s: u32, e: u32, centre: f32) -> vec3<f32> {
     sq.y += 2.0 * d.x * d.y;
   }
   return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
+}
+
+// The summary of the unscaled segment s .. e - 1 of \`count\` finite values about hi (a float32
+// near its mean): mean = hi + lo with lo = sum (x - hi) / count, and M2 as the pair
+// sum (x - hi)^2 - count lo^2 (deviation_moments), written re-centred (shift hi, mean lo).
+fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
+  let sums = deviation_moments(s, e, hi);
+  let lo = sums.x / f32(count);
+  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
+  return Partial(hi, lo, m2.x, count, flags, m2.y);
 }`;
 
 /** sn1d_mix.wgsl, pasted where a shader says `//!include sn1d_mix.wgsl`. */
@@ -2769,16 +2787,6 @@ fn summarize_wide(seg: u32) {
   parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
 }
 
-// The summary of the unscaled segment s .. e - 1 of \`count\` finite values about hi (a float32
-// near its mean): mean = hi + lo with lo = sum (x - hi) / count, and M2 as the pair
-// sum (x - hi)^2 - count lo^2 (deviation_moments), written re-centred (shift hi, mean lo).
-fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
-  let sums = deviation_moments(s, e, hi);
-  let lo = sums.x / f32(count);
-  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
-  return Partial(hi, lo, m2.x, count, flags, m2.y);
-}
-
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
 // several segments (coarse12, as sn_stats cuts its shifts there).
 fn centre(mean: f32) -> f32 {
@@ -3618,7 +3626,7 @@ export const SN_GROUP_REFINE: string =
 // where nothing was listed: data without such groups pay two empty dispatches):
 //   P_REFINE_ROWS (per binding window of x): a thread per segment of the rows; a segment of a
 //     member row of a listed group is summed again about its mean in exact pairs, its mean and
-//     its M2 (deviation_moments, as sn_wide_stats' summed_about; marked F_M2_EXACT, so that
+//     its M2 (summed_about, deviation_sum.wgsl; marked F_M2_EXACT, so that
 //     sn_bwd_rows' pair dots read its variance as the pair), in place, by its own thread
 //     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
 //     scaled (sn_wide_stats summed those so), constant, non-finite, or near 0 themselves
@@ -3734,12 +3742,9 @@ fn sum_segment(r: u32, seg_k: u32) {
     parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
     return;
   }
-  // The mean about hi and M2 = sum (x - hi)^2 - count lo^2 as exact pairs (deviation_moments,
-  // as sn_wide_stats' summed_about), the segment marked F_M2_EXACT for the backward's pair dots.
-  let sums = deviation_moments(s, e, hi);
-  let lo = sums.x / f32(p.count);
-  let m2 = pair_add(sums.yz, -(f32(p.count) * lo) * lo);
-  parts[seg] = Partial(hi, lo, m2.x, p.count, p.flags | F_M2_EXACT, m2.y);
+  // The mean and M2 about hi as exact pairs (summed_about), the segment marked F_M2_EXACT for
+  // the backward's pair dots.
+  parts[seg] = summed_about(s, e, hi, p.count, p.flags | F_M2_EXACT);
 }
 
 // The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.
@@ -3797,7 +3802,7 @@ fn refine_group(g: u32, lid: u32) {
     // the first sums (a BN group listed beside LN groups not listed, its members not summed
     // again: var_weight's gradient 1.5x its tolerance with the exact quotients, 0.28x before).
     var v_k = vec2<f32>(p.m2 * f * f / max(f32(p.count) - 1.0, 1.0), 0.0);
-    if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u) {
+    if (reads_var_pairs(p)) {
       v_k = variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count);
     }
     v = pair_sum(pair_sum(v, v_k), pair_mul(d, d));
@@ -4793,13 +4798,6 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
     Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
   );
   return PairRow(dots, pair_mul(s, s2_ref), s2_ref);
-}
-
-// Whether a row's IN variance enters the dots as its pair (m2 + m2_lo): rows of several segments,
-// evaluations with BN that may have summed it again (P_PAIRS: refine_variance), and rows whose M2
-// sn_group_refine summed again as a pair (F_M2_EXACT: members of groups alike in variance).
-fn reads_var_pairs(p: Partial) -> bool {
-  return P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u;
 }
 
 // Whether a row's BN group is that row alone: N = 1 in training with BN, outside SyncSN (there

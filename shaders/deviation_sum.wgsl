@@ -41,3 +41,13 @@ fn deviation_moments(s: u32, e: u32, centre: f32) -> vec3<f32> {
   }
   return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
 }
+
+// The summary of the unscaled segment s .. e - 1 of `count` finite values about hi (a float32
+// near its mean): mean = hi + lo with lo = sum (x - hi) / count, and M2 as the pair
+// sum (x - hi)^2 - count lo^2 (deviation_moments), written re-centred (shift hi, mean lo).
+fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
+  let sums = deviation_moments(s, e, hi);
+  let lo = sums.x / f32(count);
+  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
+  return Partial(hi, lo, m2.x, count, flags, m2.y);
+}

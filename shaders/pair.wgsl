@@ -79,6 +79,14 @@ fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
 }
 
+// Whether a row's IN variance enters sn_bwd_rows' dots (and sn_group_refine's group variances)
+// as its pair (m2 + m2_lo): rows of several segments, evaluations with BN that may have summed it
+// again (P_PAIRS: refine_variance), and rows whose M2 sn_group_refine summed again as a pair
+// (F_M2_EXACT: members of groups alike in variance).
+fn reads_var_pairs(p: Partial) -> bool {
+  return P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u;
+}
+
 // The mean of `count` values whose sum is the pair t, as a pair (q1, q2): q1 = f32(t / count),
 // q2 the rest from the exact remainder t - q1 count.
 fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {

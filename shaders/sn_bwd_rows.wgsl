@@ -264,13 +264,6 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   return PairRow(dots, pair_mul(s, s2_ref), s2_ref);
 }
 
-// Whether a row's IN variance enters the dots as its pair (m2 + m2_lo): rows of several segments,
-// evaluations with BN that may have summed it again (P_PAIRS: refine_variance), and rows whose M2
-// sn_group_refine summed again as a pair (F_M2_EXACT: members of groups alike in variance).
-fn reads_var_pairs(p: Partial) -> bool {
-  return P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u;
-}
-
 // Whether a row's BN group is that row alone: N = 1 in training with BN, outside SyncSN (there
 // the BN statistics are the replicas' together).
 fn bn_is_row() -> bool {

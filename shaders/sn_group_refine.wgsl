@@ -13,7 +13,7 @@
 // where nothing was listed: data without such groups pay two empty dispatches):
 //   P_REFINE_ROWS (per binding window of x): a thread per segment of the rows; a segment of a
 //     member row of a listed group is summed again about its mean in exact pairs, its mean and
-//     its M2 (deviation_moments, as sn_wide_stats' summed_about; marked F_M2_EXACT, so that
+//     its M2 (summed_about, deviation_sum.wgsl; marked F_M2_EXACT, so that
 //     sn_bwd_rows' pair dots read its variance as the pair), in place, by its own thread
 //     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
 //     scaled (sn_wide_stats summed those so), constant, non-finite, or near 0 themselves
@@ -129,12 +129,9 @@ fn sum_segment(r: u32, seg_k: u32) {
     parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
     return;
   }
-  // The mean about hi and M2 = sum (x - hi)^2 - count lo^2 as exact pairs (deviation_moments,
-  // as sn_wide_stats' summed_about), the segment marked F_M2_EXACT for the backward's pair dots.
-  let sums = deviation_moments(s, e, hi);
-  let lo = sums.x / f32(p.count);
-  let m2 = pair_add(sums.yz, -(f32(p.count) * lo) * lo);
-  parts[seg] = Partial(hi, lo, m2.x, p.count, p.flags | F_M2_EXACT, m2.y);
+  // The mean and M2 about hi as exact pairs (summed_about), the segment marked F_M2_EXACT for
+  // the backward's pair dots.
+  parts[seg] = summed_about(s, e, hi, p.count, p.flags | F_M2_EXACT);
 }
 
 // The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.
@@ -192,7 +189,7 @@ fn refine_group(g: u32, lid: u32) {
     // the first sums (a BN group listed beside LN groups not listed, its members not summed
     // again: var_weight's gradient 1.5x its tolerance with the exact quotients, 0.28x before).
     var v_k = vec2<f32>(p.m2 * f * f / max(f32(p.count) - 1.0, 1.0), 0.0);
-    if (P.chunks > 1u || (P.flags & P_PAIRS) != 0u || (p.flags & F_M2_EXACT) != 0u) {
+    if (reads_var_pairs(p)) {
       v_k = variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count);
     }
     v = pair_sum(pair_sum(v, v_k), pair_mul(d, d));

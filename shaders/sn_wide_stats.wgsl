@@ -117,16 +117,6 @@ fn summarize_wide(seg: u32) {
   parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
 }
 
-// The summary of the unscaled segment s .. e - 1 of `count` finite values about hi (a float32
-// near its mean): mean = hi + lo with lo = sum (x - hi) / count, and M2 as the pair
-// sum (x - hi)^2 - count lo^2 (deviation_moments), written re-centred (shift hi, mean lo).
-fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
-  let sums = deviation_moments(s, e, hi);
-  let lo = sums.x / f32(count);
-  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
-  return Partial(hi, lo, m2.x, count, flags, m2.y);
-}
-
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
 // several segments (coarse12, as sn_stats cuts its shifts there).
 fn centre(mean: f32) -> f32 {
