@@ -17,6 +17,7 @@ export interface Layer {
   forward(x: Tensor, options?: { keepForBackward?: boolean }): Promise<Tensor>;
   backward(dy: Tensor): Promise<Tensor>;
   train(mode: boolean): unknown;
+  loadStateDict(state: Record<string, Float32Array>, options: { strict: boolean }): unknown;
 }
 
 /** A checkout's mod.ts (one from before threads has no setNumThreads). */

@@ -12,7 +12,9 @@
  * SHAPE='[65536,64]') runs a SwitchNorm1d. MODE=eval times evaluation forwards with
  * keepForBackward (and their backwards) on the running buffers one untimed training step with
  * momentum 0 on the same x left (the batch's statistics), where the IN statistics lie near the
- * running ones (the inputs are alike row to row).
+ * running ones (the inputs are alike row to row). VAR_WEIGHT='[0,-1e30,-1e30]' loads those
+ * variance logits first (mixings whose LN or BN variance weight is tiny beside its mean weight:
+ * the case `refine_wide_groups` in wasm/src/nd.rs checks row by row).
  */
 
 import { inputs, loadCheckout, type Module, quantile } from "./_ab.ts";
@@ -41,6 +43,12 @@ if (import.meta.main) {
       const layer = shape.length === 2
         ? new m.SwitchNorm1d(shape[1], options)
         : new m.SwitchNorm2d(shape[1], options);
+      const varWeight = Deno.env.get("VAR_WEIGHT");
+      if (varWeight) {
+        layer.loadStateDict({ var_weight: Float32Array.from(JSON.parse(varWeight)) }, {
+          strict: false,
+        });
+      }
       const side = {
         layer,
         x: await layer.upload(x, shape),

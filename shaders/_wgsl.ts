@@ -3204,6 +3204,12 @@ fn refine_grid(listed: u32) -> vec2<u32> {
 // mean^2 below 2^-18 of the group's variance, a member's variance below 2^-20 of it.
 const NEAR_ZERO_GROUP2: f32 = 3.814697265625e-6;
 const NARROW_MEMBER: f32 = 9.5367431640625e-7;
+// WASM's WIDE_GROUP (wasm/src/nd.rs): a group term w_k std_k beyond this times a member's mixed
+// std lists the group for the refine.
+const WIDE_GROUP: f32 = 8.0;
+// The most member records one group's test of its members' mixed means reads (its members times
+// their other groups' members), beyond which a group that may be wide is listed untested.
+const WIDE_READS: u32 = 4096u;
 // The spread of member variances within which a group's members count as alike: 2^-20 of the
 // group's variance, 16 float32 ulps (see the listing below): rows that are shuffles of one row
 // come out within it (Welford's M2 rounds alike there). At 2^-10 the benchmark's rows (one
@@ -3589,8 +3595,58 @@ fn main(
   let batch_group = (!is_bn || training) && (P.flags & P_NO_RUNNING_UPDATE) == 0u;
   let alike = batch_group && w_n[0] >= 2.0 && w_maxv[0] <= group_var * (1.0 + ALIKE) &&
     w_minv[0] >= group_var * (1.0 - ALIKE) && group_var > 0.0;
+  // Or a group far wider than a member where the mix takes the group's mean with far more weight
+  // than its variance: y = (x - mu) / std of that member then carries the group mean's float32
+  // rounding over the member's mixed std (a row of std 1 beside rows of std 1e6 whose LN and BN
+  // means cancel in its mix: y 7x its tolerance; WASM's refine_wide_groups, the same cut). The
+  // case needs w_k > WIDE_GROUP sqrt(v_k) (with equal weights, or a variance weight above ~2e-3,
+  // nothing is listed), and a member whose mixed std, at least sqrt(w_in var_min + w_k var + eps),
+  // lies below the group's term w_k std / WIDE_GROUP (\`may_wide\`). Then each member that narrow
+  // is tested as WASM tests it, t = term - |mu_k - mu_mix| > 0 and t^2 > its mixed variance (the
+  // other group's term left out, so that this lists more rather than less), where mu_mix takes
+  // the member's other group's mean from that group's members (or an evaluation's running_mean):
+  // a dead channel (rows of 0) beside live ones, whose mixed mean lies far from 0, is no such
+  // member (listing every group it is in cost the forward 1.11x to 1.14x on lavapipe). Where the
+  // other groups' members are too many to read (count times theirs above WIDE_READS), the group
+  // is listed as it may be.
+  let w_mean = select(P.wmean.y, P.wmean.z, is_bn);
+  let w_var = select(P.wvar.y, P.wvar.z, is_bn);
+  let term = w_mean * sqrt(group_var) / WIDE_GROUP;
+  let may_wide = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u &&
+    (!is_bn || batch_group) && w_mean > WIDE_GROUP * sqrt(w_var) &&
+    term * term > P.wvar.x * w_minv[0] + w_var * group_var + P.eps;
+  // The member's other group: a BN group's members are samples (their LN groups), an LN group's
+  // channels (their BN groups in training; running_mean in an evaluation; none without BN).
+  let using_bn = P.groups_bn > 0u;
+  let w_other = select(select(0.0, P.wmean.z, using_bn), P.wmean.y, is_bn);
+  let others = select(select(0u, P.bn_count, using_bn && training), P.ln_count, is_bn);
+  let checks = select(0u, count, may_wide && count <= WIDE_READS / max(others, 1u));
+  let group_mu = mean_hi + lo;
+  // One thread (the others have returned above), until a member passes.
+  var wide_member = false;
+  for (var k = 0u; k < checks && !wide_member; k++) {
+    let p = members[base + k * stride];
+    let mu_k = p.shift + p.mean;
+    let var_k = select(0.0, p.m2 / f32(max(p.count, 2u) - 1u), p.count >= 2u);
+    let spread = P.wvar.x * var_k + w_var * group_var + P.eps;
+    if (term * term > spread) {
+      let other_base = select(P.bn_base + k * P.bn_step, P.ln_base + k * P.ln_step, is_bn);
+      let other_stride = select(P.bn_stride, P.ln_stride, is_bn);
+      var other = select(0.0, running[k], !is_bn && using_bn && !training);
+      var scaled = is_scaled(p.flags);
+      for (var o = 0u; o < others; o++) {
+        let q = members[other_base + o * other_stride];
+        other += q.shift + q.mean;
+        scaled = scaled || is_scaled(q.flags);
+      }
+      other = other / f32(max(others, 1u));
+      let slack = term - abs(mu_k - (P.wmean.x * mu_k + w_mean * group_mu + w_other * other));
+      wide_member = scaled || (slack > 0.0 && slack * slack > spread);
+    }
+  }
+  let wide_mix = may_wide && (checks == 0u || wide_member);
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
-    ((mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) || alike);
+    ((mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) || alike || wide_mix);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);

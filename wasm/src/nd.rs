@@ -360,6 +360,169 @@ pub unsafe fn derive(
     if mode & MODE_REFINE_MEANS != 0 && refine_near_zero_groups(x, n, c, m, mode, &mut st) {
         derive_groups(n, c, mode, layer, &mut st);
     }
+    if refine_wide_groups(x, n, c, m, mode, layer, &mut st) {
+        derive_groups(n, c, mode, layer, &mut st);
+    }
+}
+
+/// A mixed mean's LN or BN term whose group is wider than the row by this much, times the row's
+/// mixed std plus its distance |mu_in - mu| from the mixed mean, marks that group for
+/// `refine_wide_groups`: the group mean carries its members' float32 rounding, up to ~2^-22 of
+/// its std (`row_moments`' f32 lane sums), so the row's y is then off by up to 2^-19 of its scale,
+/// ~10 times below Y's 2e-5.
+const WIDE_GROUP: f64 = 8.0;
+
+/// The mixed mean mu = w0 mu_in + w1 mu_ln + w2 mu_bn takes the LN and BN means, which carry
+/// their members' float32 rounding: ~2^-25 to 2^-22 of the group's std. Where a row is far
+/// narrower than such a group and its mixed mean stays near its data (the group's means cancel in
+/// the mix, or sit at the row's own offset), y = (x - mu) / std is off by that rounding over the
+/// row's std: a row of std 1 beside a row of std 1e6 in its sample and the negated, shuffled wide
+/// row in its channel (the LN and BN means cancel in the mix) had y 86x its tolerance (WebGPU,
+/// which sums in float32 pairs, 7x). Such groups (a term w_k std_k beyond `WIDE_GROUP` times the
+/// row's mixed std plus |mu_in - mu|) have their members summed again in f64 about their means,
+/// as `refine_near_zero_groups` does; in every forward, since y needs it. The BN groups of an
+/// evaluation are the running buffers (exact), and under SyncSN (`MODE_BN_PARTIALS`) the replica's
+/// rows before the merge: neither is taken. Cost: O(1) where the variance weights make the case
+/// impossible (std_mix >= sqrt(v_k) std_k, so w_k <= WIDE_GROUP sqrt(v_k) rules it out: equal
+/// weights, or any variance weight above ~2e-3), else O(N*C) compares and one f64 sweep of the
+/// flagged groups' members. Returns whether some mean moved.
+///
+/// # Safety
+/// As `derive`.
+#[inline(never)]
+unsafe fn refine_wide_groups(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: &mut Stats,
+) -> bool {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let batch_bn = using_bn && mode & MODE_TRAINING != 0 && mode & MODE_BN_PARTIALS == 0;
+    let [w0, w1, w2] = layer.mean_mix;
+    let [v0, v1, v2] = layer.var_mix;
+    let ln_on = w1 > WIDE_GROUP * simd::sqrt_f64(v1);
+    let bn_on = batch_bn && w2 > WIDE_GROUP * simd::sqrt_f64(v2);
+    if !ln_on && !bn_on {
+        return false;
+    }
+    // One pass over the rows in memory order (`wide_flags`). `mu` and `var` (the mixed
+    // statistics, which `nd_normalize` writes later) hold each channel's term and flag meanwhile.
+    for j in 0..c {
+        let term = if bn_on { w2 * simd::sqrt_f64(st.var_bn[j]) / WIDE_GROUP } else { 0.0 };
+        st.mu[j] = term;
+        st.var[j] = 0.0;
+    }
+    let w = WideMix { w0, w1, w2: if using_bn { w2 } else { 0.0 }, v0, v1, v2, eps: layer.eps };
+    // Members near 0 were summed again by `row_moments` where a backward may follow, not else.
+    let done = mode & MODE_REFINE_MEANS != 0;
+    let mut moved = false;
+    for i in 0..n {
+        let ln_term = if ln_on { w1 * simd::sqrt_f64(st.var_ln[i]) / WIDE_GROUP } else { 0.0 };
+        if wide_flags(st, &w, c, i, ln_term, using_bn) {
+            // Its members change no other row's flag by more than their rounding.
+            (0..c).for_each(|j| moved |= sum_member_again(x, m, st, i * c + j, done));
+        }
+    }
+    for j in 0..c {
+        if st.var[j].to_bits() != 0 {
+            (0..n).for_each(|i| moved |= sum_member_again(x, m, st, i * c + j, done));
+        }
+    }
+    moved
+}
+
+/// The mixing weights `refine_wide_groups` reads, w2 and v2 0 without usingBN.
+struct WideMix {
+    w0: f64,
+    w1: f64,
+    w2: f64,
+    v0: f64,
+    v1: f64,
+    v2: f64,
+    eps: f64,
+}
+
+/// Sample i's rows for `refine_wide_groups`, two at a time in f64x2: row (i, j) passes LN's
+/// term (w1 std_ln / WIDE_GROUP) where t = term - |mu_in - mu| passes its mixed std (t > 0 and
+/// t^2 > var: no square root per row), and likewise channel j's term, `st.mu[j]`, whose flag it
+/// then sets in `st.var[j]` (all bits). Returns whether some row passes LN's.
+#[inline(always)]
+fn wide_flags(st: &mut Stats, w: &WideMix, c: usize, i: usize, ln_term: f64, bn: bool) -> bool {
+    let r0 = i * c;
+    let (mu_base, var_base) = (w.w1 * st.mu_ln[i], w.v1 * st.var_ln[i] + w.eps);
+    let row = |j: usize| {
+        let (mut mu, mut var) = (w.w0 * st.mu_in[r0 + j] + mu_base, w.v0 * st.var_in[r0 + j]);
+        var += var_base;
+        if bn {
+            mu += w.w2 * st.mu_bn[j];
+            var += w.v2 * st.var_bn[j];
+        }
+        (simd::abs_f64(st.mu_in[r0 + j] - mu), var)
+    };
+    let passes = |t: f64, var: f64| t > 0.0 && t * t > var;
+    let z = f64x2_splat(0.0);
+    let (w0, w2, v0, v2) =
+        (f64x2_splat(w.w0), f64x2_splat(w.w2), f64x2_splat(w.v0), f64x2_splat(w.v2));
+    let (mb, vb, lt) = (f64x2_splat(mu_base), f64x2_splat(var_base), f64x2_splat(ln_term));
+    let pass2 = |t: v128, var: v128| v128_and(f64x2_gt(t, z), f64x2_gt(f64x2_mul(t, t), var));
+    let mut ln = z;
+    let mut j = 0;
+    // SAFETY: every load and store reads lanes [j, j + 2) with j + 2 <= c, of slices of c
+    // (mu_bn, var_bn, and the first c of mu and var, R >= c) or of sample i's c rows.
+    unsafe {
+        let ld = |p: &[f64], k: usize| v128_load(p.as_ptr().add(k) as *const v128);
+        while j + 2 <= c {
+            let mi = ld(st.mu_in, r0 + j);
+            let mut mu = f64x2_add(f64x2_mul(w0, mi), mb);
+            let mut var = f64x2_add(f64x2_mul(v0, ld(st.var_in, r0 + j)), vb);
+            if bn {
+                mu = f64x2_add(mu, f64x2_mul(w2, ld(st.mu_bn, j)));
+                var = f64x2_add(var, f64x2_mul(v2, ld(st.var_bn, j)));
+            }
+            let d = f64x2_abs(f64x2_sub(mi, mu));
+            ln = v128_or(ln, pass2(f64x2_sub(lt, d), var));
+            let flag = v128_or(ld(st.var, j), pass2(f64x2_sub(ld(st.mu, j), d), var));
+            v128_store(st.var.as_mut_ptr().add(j) as *mut v128, flag);
+            j += 2;
+        }
+    }
+    let mut any = v128_any_true(ln);
+    for j in j..c {
+        let (d, var) = row(j);
+        any |= passes(ln_term - d, var);
+        if passes(st.mu[j] - d, var) {
+            st.var[j] = f64::from_bits(!0);
+        }
+    }
+    any
+}
+
+/// Row r's mean summed again in f64 about its mean (`simd::deviation_sum_f64`), unless it lies
+/// near 0 and `row_moments` summed it again already (`near_zero_done`: `MODE_REFINE_MEANS`).
+/// Returns whether it moved.
+///
+/// # Safety
+/// `x` valid for the rows of m floats that `st` measures.
+unsafe fn sum_member_again(
+    x: *const f32,
+    m: usize,
+    st: &mut Stats,
+    r: usize,
+    near_zero_done: bool,
+) -> bool {
+    let mu = st.mu_in[r];
+    if near_zero_done && near_zero(mu, st.var_in[r], NEAR_ZERO2) {
+        return false;
+    }
+    let d = simd::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
+    if d.is_finite() && d != 0.0 {
+        st.mu_in[r] = mu + d;
+        return true;
+    }
+    false
 }
 
 /// |mean| of an LN or BN group below this times its std (squared: 2^-18) marks it for
@@ -421,17 +584,7 @@ unsafe fn refine_near_zero_groups(
     // A member (not near 0 itself: `row_moments` took those) about its mean. A row in a flagged
     // sample and a flagged channel is summed twice; the second finds its mean again.
     let mut moved = false;
-    let mut again = |st: &mut Stats, r: usize| {
-        let mu = st.mu_in[r];
-        if near_zero(mu, st.var_in[r], NEAR_ZERO2) {
-            return;
-        }
-        let d = simd::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
-        if d.is_finite() && d != 0.0 {
-            st.mu_in[r] = mu + d;
-            moved = true;
-        }
-    };
+    let mut again = |st: &mut Stats, r: usize| moved |= sum_member_again(x, m, st, r, true);
     for j in 0..c {
         if bn_rows > 0 && bn_at(st, j) {
             (0..n).for_each(|i| again(st, i * c + j));

@@ -46,25 +46,16 @@
 
 use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
 use crate::nd_grad::{ld32, Work};
+use crate::simd;
 use core::arch::wasm32::*;
 
 /// A channel's dWeight below 1 / CANCELLED of the size of its terms is taken again.
 const CANCELLED: f64 = (1u32 << 10) as f64;
 
-/// |v| (core's f64 has no `abs` in the Rust this builds with).
-#[inline(always)]
-fn abs(v: f64) -> f64 {
-    if v < 0.0 {
-        -v
-    } else {
-        v
-    }
-}
-
 /// Whether dWeight `d` is below 1 / `CANCELLED` of |dBias| `t`, both finite.
 #[inline(always)]
 fn cancelled(d: f64, t: f64) -> bool {
-    d.is_finite() && t.is_finite() && abs(d) * CANCELLED <= abs(t) && t != 0.0
+    d.is_finite() && t.is_finite() && simd::abs_f64(d) * CANCELLED <= simd::abs_f64(t) && t != 0.0
 }
 
 /// (sum dy, sum dy (x - centre), sum (x - centre)) of one row in f64: x - centre rounded once
@@ -193,7 +184,7 @@ pub unsafe fn refine_cancelled(
             gvl += gv;
             dm_in += gm * st.mu_in[r];
             dv_in += gv * st.var_in[r];
-            g_abs += abs(gm) + abs(gv);
+            g_abs += simd::abs_f64(gm) + simd::abs_f64(gv);
             gm_sq += gm * gm;
             gv_sq += gv * gv;
         }

@@ -11,6 +11,16 @@ pub fn sqrt_f64(v: f64) -> f64 {
     f64x2_extract_lane::<0>(f64x2_sqrt(f64x2_splat(v)))
 }
 
+/// |v| (core's f64 has no `abs` in the Rust this builds with).
+#[inline(always)]
+pub fn abs_f64(v: f64) -> f64 {
+    if v < 0.0 {
+        -v
+    } else {
+        v
+    }
+}
+
 /// Horizontal sum of the four lanes.
 #[inline(always)]
 pub(crate) fn hsum(v: v128) -> f32 {
