@@ -269,6 +269,23 @@ export interface PlanParams {
   readonly refineMeans?: boolean;
 }
 
+/**
+ * Sn_group_stats' WIDE_GROUP (WASM's in wasm/src/nd.rs): a group's mean weight above this times
+ * the square root of its variance weight lets the mix take its mean far more than its spread.
+ */
+const WIDE_GROUP = 8;
+
+/**
+ * Whether a layout "nd" mix (weights in, LN, BN) may take an LN or BN mean with far more weight
+ * than its variance (mean weight above WIDE_GROUP times the square root of the variance weight),
+ * where y of a member far narrower than the group carries the group mean's float32 rounding
+ * (sn_group_stats' `wide_mix`): BN only over the batch (`batchBN`: training with usingBN).
+ */
+function mayMixWideGroups(params: PlanParams, batchBN: boolean): boolean {
+  const wide = (k: number) => params.meanMix[k] > WIDE_GROUP * Math.sqrt(params.varMix[k]);
+  return wide(1) || (batchBN && wide(2));
+}
+
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
 const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
 const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096, F_GROUP_REFINE = 8192;
@@ -645,8 +662,10 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     listBytesND = blocked.listBytes;
     listOffsets = statsListOffsets = blocked.blocks.map((b) => b.list.offset);
     // The list of sn_group_refine (one block only): the flagged groups, after the wideList's
-    // list of rows.
-    const refineGroups = blocked.single && params.refineMeans !== false;
+    // list of rows. In a forward that a backward may follow, and in any forward whose mix may
+    // take a far wider group's mean beside a narrow member (`mayMixWideGroups`), which y needs.
+    const refineGroups = blocked.single &&
+      (params.refineMeans !== false || mayMixWideGroups(params, usingBN && problem.training));
     const after = Math.ceil(listBytesND / limits.offsetAlign) * limits.offsetAlign;
     const groupList = { offset: after, size: listBytes(groups) };
     if (refineGroups) {
