@@ -19,12 +19,14 @@ import {
   rangeTests,
   runBoth,
 } from "./_range_compare.ts";
-import { seededRandom } from "../examples/_data.ts";
+import { seededRandom, shuffle } from "../examples/_data.ts";
+import { normal } from "./_webgpu.ts";
 import { Y } from "./_tolerances.ts";
 
-function normal(seed: number): () => number {
+/** Standard-normal draws of `seed`. */
+function normals(seed: number): () => number {
   const r = seededRandom(seed);
-  return () => Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r());
+  return () => normal(r);
 }
 
 /** Variance weights on IN alone (softmax of [0, -1e30, -1e30]), equal mean weights. */
@@ -39,15 +41,10 @@ const IN_VARIANCE = {
  * (0, 0)'s mix, in the reference exactly (each backend rounds the two rows' sums apart).
  */
 function cancellingWideRows(m: number, wide: number, seed: number, dy = true): LayerCall {
-  const g = normal(seed);
+  const g = normals(seed);
   const x = Float32Array.from({ length: 4 * m }, () => g());
   const w = Float32Array.from({ length: m }, () => wide * g());
-  const r = seededRandom(seed + 100);
-  const order = [...Array(m).keys()];
-  for (let i = m - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = shuffle([...Array(m).keys()], seededRandom(seed + 100));
   for (let i = 0; i < m; i++) {
     x[m + i] = w[i];
     x[2 * m + i] = -w[order[i]];
@@ -66,7 +63,7 @@ function cancellingWideRows(m: number, wide: number, seed: number, dy = true): L
 
 /** As tests/spike_shift_test.ts's cancellingSpikes, with a spike at each of `at`. */
 function cancellingSpikes(m: number, at: readonly number[]): LayerCall {
-  const g = normal(1);
+  const g = normals(1);
   const x = Float32Array.from({ length: 4 * m }, () => g());
   x.fill(0.3, m, 3 * m);
   for (const a of at) {
@@ -128,7 +125,7 @@ rangeTests(
  * running_mean the negated LN mean (float32), so that the mix of row 0 cancels the LN mean's size.
  */
 function cancellingRunningMean(m: number, wide: number, seed: number, dy = true): LayerCall {
-  const g = normal(seed);
+  const g = normals(seed);
   const x = Float32Array.from({ length: 2 * m }, () => g());
   for (let i = 0; i < m; i++) x[m + i] = wide * g();
   const lnMean = x.reduce((a, v) => a + v, 0) / (2 * m);
