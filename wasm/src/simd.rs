@@ -145,7 +145,7 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32, 
     let d = hsum(f32x4_add(f32x4_add(d0, d1), f32x4_add(d2, d3)));
     let qv = f32x4_add(f32x4_add(q0, q1), f32x4_add(q2, q3));
     let q = hsum(qv);
-    (d, q, dominated(qv, q, n))
+    (d, q, dominated(qv, q, n) || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], q)))
 }
 
 /// Whether one lane of `qv` (a quarter of a sweep's squared deviations, f32x4) holds more than
@@ -154,6 +154,29 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32, 
 #[inline(always)]
 pub(crate) fn dominated(qv: v128, q: f32, n: usize) -> bool {
     v128_any_true(f32x4_gt(qv, f32x4_splat(q * dominant_share(n))))
+}
+
+/// From this many floats a sweep's 16 partial sums of squares hold 16 squares each or more,
+/// enough for `two_dominate` (two of them hold more than 3/4 of Gaussian data's q ~never; at
+/// 256 floats a lognormal row's ~2% of the time, as often as `dominated` takes such rows).
+const TWO_LANES: usize = 256;
+
+/// Whether two of a sweep's 16 partial sums of squares (`q`: four f32x4 accumulators) hold more
+/// than 3/4 of their sum `q_sum`: two outliers in different lanes (`dominated` takes one, or two
+/// in one lane of the summed accumulators), whose lanes' sums of x - K round every later term at
+/// their ulp. Two outliers of 1.3e7 and -1.9e7 in a row of 1026 left its mean 6 float32 ulps
+/// off and y of a narrow row mixed on it 2.7x to 5.4x its tolerance. The two largest of the four
+/// lane groups' largest sums stand for the two largest of 16 (two in one group `dominated`
+/// takes).
+#[inline(always)]
+fn two_dominate(q: [v128; 4], q_sum: f32) -> bool {
+    let top = f32x4_pmax(f32x4_pmax(q[0], q[1]), f32x4_pmax(q[2], q[3]));
+    let swapped = i32x4_shuffle::<1, 0, 3, 2>(top, top);
+    let (hi, lo) = (f32x4_pmax(top, swapped), f32x4_pmin(top, swapped));
+    // Lane 0: the larger of lanes 0 and 1 plus the smaller, or plus the larger of lanes 2 and 3.
+    let within = f32x4_add(hi, lo);
+    let across = f32x4_add(hi, i32x4_shuffle::<2, 3, 0, 1>(hi, hi));
+    v128_any_true(f32x4_gt(f32x4_pmax(within, across), f32x4_splat(0.75 * q_sum)))
 }
 
 /// The share of q one lane of a sweep of n floats may hold (`dominated`): 3/4 from 16 floats on
@@ -222,7 +245,9 @@ pub unsafe fn deviation_sums_f64x2(x: *const f32, n: usize, shift: f32) -> v128 
     // A lane that an outlier dominates: q NaN, so that the caller measures the row again
     // (`RowPlan::row`, whose `moments::chunk` takes it in f64).
     let total = i32x4_shuffle::<2, 2, 2, 2>(h, h);
-    if v128_any_true(f32x4_gt(q, f32x4_mul(total, f32x4_splat(dominant_share(n))))) {
+    if v128_any_true(f32x4_gt(q, f32x4_mul(total, f32x4_splat(dominant_share(n)))))
+        || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], f32x4_extract_lane::<0>(total)))
+    {
         return f64x2_replace_lane::<1>(sums, f64::NAN);
     }
     sums
