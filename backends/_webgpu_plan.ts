@@ -273,7 +273,7 @@ export interface PlanParams {
  * Sn_group_stats' WIDE_GROUP (WASM's in wasm/src/nd.rs): a group's mean weight above this times
  * the square root of its variance weight lets the mix take its mean far more than its spread.
  */
-const WIDE_GROUP = 8;
+const WIDE_GROUP = 64;
 
 /**
  * Whether a layout "nd" mix (weights in, LN, BN) may take an LN or BN mean with far more weight

@@ -120,8 +120,10 @@ fn refine_grid(listed: u32) -> vec2<u32> {
 const NEAR_ZERO_GROUP2: f32 = 3.814697265625e-6;
 const NARROW_MEMBER: f32 = 9.5367431640625e-7;
 // WASM's WIDE_GROUP (wasm/src/nd.rs): a group term w_k std_k beyond this times a member's mixed
-// std lists the group for the refine.
-const WIDE_GROUP: f32 = 8.0;
+// std lists the group for the refine (the group mean's rounding, 2^-27 to 2^-25 of it measured,
+// reached y's tolerance from ~2000 on; at 8 ordinary data with channel stds 100x apart under
+// variance logits [2, -5, -6] were listed on every call, the forward 1.22x).
+const WIDE_GROUP: f32 = 64.0;
 // The most member records one group's test of its members' mixed means reads (its members times
 // their other groups' members), beyond which a group that may be wide is listed untested.
 const WIDE_READS: u32 = 4096u;
@@ -514,7 +516,7 @@ fn main(
   // than its variance: y = (x - mu) / std of that member then carries the group mean's float32
   // rounding over the member's mixed std (a row of std 1 beside rows of std 1e6 whose LN and BN
   // means cancel in its mix: y 7x its tolerance; WASM's refine_wide_groups, the same cut). The
-  // case needs w_k > WIDE_GROUP sqrt(v_k) (with equal weights, or a variance weight above ~2e-3,
+  // case needs w_k > WIDE_GROUP sqrt(v_k) (with equal weights, or a variance weight above ~3e-5,
   // nothing is listed), and a member whose mixed std, at least sqrt(w_in var_min + w_k var + eps),
   // lies below the group's term w_k std / WIDE_GROUP (`may_wide`). Then each member that narrow
   // is tested as WASM tests it, t = term - |mu_k - mu_mix| > 0 and t^2 > its mixed variance (the
@@ -527,8 +529,9 @@ fn main(
   let w_mean = select(P.wmean.y, P.wmean.z, is_bn);
   let w_var = select(P.wvar.y, P.wvar.z, is_bn);
   let term = w_mean * sqrt(group_var) / WIDE_GROUP;
+  // Under SyncSN a BN group is the replica's rows (as for the groups near 0).
   let may_wide = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u &&
-    (!is_bn || batch_group) && w_mean > WIDE_GROUP * sqrt(w_var) &&
+    (!is_bn || training) && w_mean > WIDE_GROUP * sqrt(w_var) &&
     term * term > P.wvar.x * w_minv[0] + w_var * group_var + P.eps;
   // The member's other group: a BN group's members are samples (their LN groups), an LN group's
   // channels (their BN groups in training; running_mean in an evaluation; none without BN).

@@ -108,6 +108,21 @@ rangeTests(
 );
 
 rangeTests(
+  "under SyncSN a narrow row mixed on the cancelling means of far wider rows keeps y the reference's",
+  async (backend) => {
+    // One replica: a BN group is the replica's rows, summed again as an LN group is (attack
+    // helper-81: WebGPU did not take BN groups under SyncSN, y 1.9x to 6.6x its tolerance).
+    const solo = { size: 1, allGather: (v: Float64Array) => Promise.resolve([v]) };
+    for (const [m, wide, seed] of [[64, 1e6, 1], [256, 1e6, 1], [64, 1e6, 2]]) {
+      const call = cancellingWideRows(m, wide, seed);
+      const synced: LayerCall = { ...call, options: { sync: solo } };
+      const { got, want } = await runBoth(synced, backend);
+      assertRangeChecks(synced, got, want, `m ${m}, wide ${wide}, seed ${seed}`);
+    }
+  },
+);
+
+rangeTests(
   "outliers in several lanes of a row keep y of a narrow row mixed on them the reference's",
   async (backend) => {
     for (

@@ -367,25 +367,28 @@ pub unsafe fn derive(
 
 /// A mixed mean's LN or BN term whose group is wider than the row by this much, times the row's
 /// mixed std plus its distance |mu_in - mu| from the mixed mean, marks that group for
-/// `refine_wide_groups`: the group mean carries its members' float32 rounding, up to ~2^-22 of
-/// its std (`row_moments`' f32 lane sums), so the row's y is then off by up to 2^-19 of its scale,
-/// ~10 times below Y's 2e-5.
-const WIDE_GROUP: f64 = 8.0;
+/// `refine_wide_groups`. The group mean carries its members' float32 rounding: measured, 2^-27
+/// to 2^-25 of w_k std_k (the first failures, y 1.06x its tolerance, came at a group 2357 times
+/// the row's std; ~2^-22 bounds it), so from 64 on the margin is ~20x. At 8 it took ordinary
+/// data whose channels' stds span 100x under learned-looking variance logits [2, -5, -6] on
+/// every call (the training forward 1.18x to 1.33x, attack helper-81), where y needs no more.
+const WIDE_GROUP: f64 = 64.0;
 
 /// The mixed mean mu = w0 mu_in + w1 mu_ln + w2 mu_bn takes the LN and BN means, which carry
-/// their members' float32 rounding: ~2^-25 to 2^-22 of the group's std. Where a row is far
-/// narrower than such a group and its mixed mean stays near its data (the group's means cancel in
-/// the mix, or sit at the row's own offset), y = (x - mu) / std is off by that rounding over the
-/// row's std: a row of std 1 beside a row of std 1e6 in its sample and the negated, shuffled wide
-/// row in its channel (the LN and BN means cancel in the mix) had y 86x its tolerance (WebGPU,
-/// which sums in float32 pairs, 7x). Such groups (a term w_k std_k beyond `WIDE_GROUP` times the
-/// row's mixed std plus |mu_in - mu|) have their members summed again in f64 about their means,
-/// as `refine_near_zero_groups` does; in every forward, since y needs it. The BN groups of an
-/// evaluation are the running buffers (exact), and under SyncSN (`MODE_BN_PARTIALS`) the replica's
-/// rows before the merge: neither is taken. Cost: O(1) where the variance weights make the case
-/// impossible (std_mix >= sqrt(v_k) std_k, so w_k <= WIDE_GROUP sqrt(v_k) rules it out: equal
-/// weights, or any variance weight above ~2e-3), else O(N*C) compares and one f64 sweep of the
-/// flagged groups' members. Returns whether some mean moved.
+/// their members' float32 rounding (`WIDE_GROUP`). Where a row is far narrower than such a group
+/// and its mixed mean stays near its data (the group's means cancel in the mix, or sit at the
+/// row's own offset), y = (x - mu) / std is off by that rounding over the row's std: a row of
+/// std 1 beside a row of std 1e6 in its sample and the negated, shuffled wide row in its channel
+/// (the LN and BN means cancel in the mix) had y 86x its tolerance (WebGPU, which sums in
+/// float32 pairs, 7x). Such groups (a term w_k std_k beyond `WIDE_GROUP` times the row's mixed
+/// std plus |mu_in - mu|) have their members summed again in f64 about their means, as
+/// `refine_near_zero_groups` does; in every forward, since y needs it. The BN groups of an
+/// evaluation are the running buffers (exact); under SyncSN (`MODE_BN_PARTIALS`) a BN group is
+/// the replica's rows (a BN mean that cancels only across replicas is not taken). Cost: O(1)
+/// where the variance weights make the case impossible (std_mix >= sqrt(v_k) std_k, so
+/// w_k <= WIDE_GROUP sqrt(v_k) rules it out: equal weights, or any variance weight above ~3e-5
+/// beside a mean weight of 1/3), else one f64x2 pass over the rows' statistics and one f64 sweep
+/// of the flagged groups' members. Returns whether some mean moved.
 ///
 /// # Safety
 /// As `derive`.
@@ -400,7 +403,7 @@ unsafe fn refine_wide_groups(
     st: &mut Stats,
 ) -> bool {
     let using_bn = mode & MODE_USING_BN != 0;
-    let batch_bn = using_bn && mode & MODE_TRAINING != 0 && mode & MODE_BN_PARTIALS == 0;
+    let batch_bn = using_bn && mode & MODE_TRAINING != 0;
     let [w0, w1, w2] = layer.mean_mix;
     let [v0, v1, v2] = layer.var_mix;
     let ln_on = w1 > WIDE_GROUP * simd::sqrt_f64(v1);
@@ -408,14 +411,17 @@ unsafe fn refine_wide_groups(
     if !ln_on && !bn_on {
         return false;
     }
+    // Under MODE_BN_PARTIALS var_bn holds M2, n times the variance (`derive_groups`).
+    let per = if mode & MODE_BN_PARTIALS != 0 { n as f64 } else { 1.0 };
     // One pass over the rows in memory order (`wide_flags`). `mu` and `var` (the mixed
     // statistics, which `nd_normalize` writes later) hold each channel's term and flag meanwhile.
     for j in 0..c {
-        let term = if bn_on { w2 * simd::sqrt_f64(st.var_bn[j]) / WIDE_GROUP } else { 0.0 };
+        let term = if bn_on { w2 * simd::sqrt_f64(st.var_bn[j] / per) / WIDE_GROUP } else { 0.0 };
         st.mu[j] = term;
         st.var[j] = 0.0;
     }
-    let w = WideMix { w0, w1, w2: if using_bn { w2 } else { 0.0 }, v0, v1, v2, eps: layer.eps };
+    let w2 = if using_bn { w2 } else { 0.0 };
+    let w = WideMix { w0, w1, w2, v0, v1, v2: v2 / per, eps: layer.eps };
     // Members near 0 were summed again by `row_moments` where a backward may follow, not else.
     let done = mode & MODE_REFINE_MEANS != 0;
     let mut moved = false;
@@ -434,7 +440,8 @@ unsafe fn refine_wide_groups(
     moved
 }
 
-/// The mixing weights `refine_wide_groups` reads, w2 and v2 0 without usingBN.
+/// The mixing weights `refine_wide_groups` reads: w2 0 without usingBN, v2 over N under
+/// `MODE_BN_PARTIALS` (var_bn then holds M2).
 struct WideMix {
     w0: f64,
     w1: f64,
