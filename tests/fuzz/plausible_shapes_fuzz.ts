@@ -36,7 +36,9 @@
  * 6 (3 training close-stats, 2 evaluations that pass alone, 1 batch-average running_var); since
  * it sums groups alike in variance again (sn_group_refine), 3 (207, 298, 895: the training calls
  * 351, 773 and 1548 pass). WASM 1 to 3000: 2 (1139, 1548) since `simd::two_dominate` (786, two
- * outliers in different lanes: its mean and running_mean 6 ulps off, passes).
+ * outliers in different lanes: its mean and running_mean 6 ulps off, passes); 1 (1548) since
+ * `simd::about_mean` (1139: spikes at two of the first shift's four samples set it halfway to one,
+ * and a third spike's lane held under 3/4 of the squares about that shift: its mean 116 ulps off).
  * Beyond the tags: a spike at one of the first chunk's shift samples (elements 0, 256, 512, 768)
  * leaves WASM's IN mean tens to hundreds of float32 ulps off (seed 4989: 251), and variances or
  * means hundreds of ulps apart (not only closer than rounding) fail the logit gradients' checks.

@@ -145,12 +145,32 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32, 
     let d = hsum(f32x4_add(f32x4_add(d0, d1), f32x4_add(d2, d3)));
     let qv = f32x4_add(f32x4_add(q0, q1), f32x4_add(q2, q3));
     let q = hsum(qv);
-    (d, q, dominated(qv, q, n) || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], q)))
+    let m2 = about_mean(d, q, n);
+    (d, q, dominated(qv, m2, n) || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], m2)))
+}
+
+/// A sweep's sum of squared deviations about its mean, q - d^2 / n (f32, from its sums about the
+/// shift), the share that `dominated` and `two_dominate` weigh a lane against: about a poor
+/// shift (a spike among `first_shift`'s four samples, the shift halfway to it) every deviation
+/// grows, and an outlier's lane held 55% to 65% of q where it held 99% of this (a row of 2048
+/// with 1.9e5 at element 0 and 1e4 at 768: its mean 154 to 205 float32 ulps off, `running_mean`
+/// with it). The poor-shift test (`moments::chunk`, d^2 / n at most 3/4 of q) keeps a lane of
+/// Gaussian data below (1 + 3) / 16 of this. A shift so poor that this cancels to 0 or below
+/// marks the sweep dominated: it is measured again in f64, as such a shift's chunk is anyway.
+/// Sweeps of fewer than `TWO_LANES` floats keep q: their lanes' partial sums hold at most 16
+/// terms, and the division cost the forward of rows of 49 floats ([64, 512, 7, 7]) 4% to 6%.
+#[inline(always)]
+fn about_mean(d: f32, q: f32, n: usize) -> f32 {
+    if n < TWO_LANES {
+        return q;
+    }
+    q - d * (d / n as f32)
 }
 
 /// Whether one lane of `qv` (a quarter of a sweep's squared deviations, f32x4) holds more than
-/// `DOMINANT` of their sum `q`: an outlier, whose lane's partial sums of x - K then carry its size
-/// and round every later term at its ulp (NaN compares false).
+/// `dominant_share` of `q`, the sweep's squared deviations about its mean (`about_mean`): an
+/// outlier, whose lane's partial sums of x - K then carry its size and round every later term at
+/// its ulp (NaN compares false).
 #[inline(always)]
 pub(crate) fn dominated(qv: v128, q: f32, n: usize) -> bool {
     v128_any_true(f32x4_gt(qv, f32x4_splat(q * dominant_share(n))))
@@ -162,12 +182,12 @@ pub(crate) fn dominated(qv: v128, q: f32, n: usize) -> bool {
 const TWO_LANES: usize = 256;
 
 /// Whether two of a sweep's 16 partial sums of squares (`q`: four f32x4 accumulators) hold more
-/// than 3/4 of their sum `q_sum`: two outliers in different lanes (`dominated` takes one, or two
-/// in one lane of the summed accumulators), whose lanes' sums of x - K round every later term at
-/// their ulp. Two outliers of 1.3e7 and -1.9e7 in a row of 1026 left its mean 6 float32 ulps
-/// off and y of a narrow row mixed on it 2.7x to 5.4x its tolerance. The two largest of the four
-/// lane groups' largest sums stand for the two largest of 16 (two in one group `dominated`
-/// takes).
+/// than 3/4 of `q_sum`, its squared deviations about its mean (`about_mean`): two outliers in
+/// different lanes (`dominated` takes one, or two in one lane of the summed accumulators), whose
+/// lanes' sums of x - K round every later term at their ulp. Two outliers of 1.3e7 and -1.9e7
+/// in a row of 1026 left its mean 6 float32 ulps off and y of a narrow row mixed on it 2.7x to
+/// 5.4x its tolerance. The two largest of the four lane groups' largest sums stand for the two
+/// largest of 16 (two in one group `dominated` takes).
 #[inline(always)]
 fn two_dominate(q: [v128; 4], q_sum: f32) -> bool {
     let top = f32x4_pmax(f32x4_pmax(q[0], q[1]), f32x4_pmax(q[2], q[3]));
@@ -244,9 +264,9 @@ pub unsafe fn deviation_sums_f64x2(x: *const f32, n: usize, shift: f32) -> v128 
     let sums = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h));
     // A lane that an outlier dominates: q NaN, so that the caller measures the row again
     // (`RowPlan::row`, whose `moments::chunk` takes it in f64).
-    let total = i32x4_shuffle::<2, 2, 2, 2>(h, h);
-    if v128_any_true(f32x4_gt(q, f32x4_mul(total, f32x4_splat(dominant_share(n)))))
-        || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], f32x4_extract_lane::<0>(total)))
+    let m2 = about_mean(f32x4_extract_lane::<0>(h), f32x4_extract_lane::<2>(h), n);
+    if v128_any_true(f32x4_gt(q, f32x4_splat(m2 * dominant_share(n))))
+        || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], m2))
     {
         return f64x2_replace_lane::<1>(sums, f64::NAN);
     }
