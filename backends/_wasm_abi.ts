@@ -9,7 +9,7 @@
  */
 
 /** The ABI version this mirror describes; the loader refuses a module reporting another. */
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 9;
 
 /** `layout` argument: [N, C, M] (SwitchNorm2d/3d). */
 export const LAYOUT_ND = 0;
@@ -30,6 +30,12 @@ export const MODE_BN_PARTIALS = 4;
  * keepForBackward), so rows whose mean lies near 0 beside their std are summed again in float64.
  */
 export const MODE_REFINE_MEANS = 8;
+/**
+ * `mode` bit of a training forward of layout "nd" with usingBN under the batch average (not
+ * SyncSN): channels whose BN statistics' error may move the float32 rounding of the running
+ * buffers' sums are summed again in float64 (`nd::refine_batch_average`).
+ */
+export const MODE_BATCH_AVERAGE = 16;
 
 /**
  * f64 slots before gamma in the layer block: eps, mean_mix[3], var_mix[3], reserved. Then f32

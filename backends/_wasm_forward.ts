@@ -18,7 +18,13 @@ import type {
 } from "./_backend.ts";
 import { MODE_BN_PARTIALS, MODE_REFINE_MEANS } from "./_wasm_abi.ts";
 import { ViewSlot } from "./_wasm_heap.ts";
-import { modeOf, type Regions, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
+import {
+  batchAverageMode,
+  modeOf,
+  type Regions,
+  type WasmRegions,
+  WasmSaved,
+} from "./_wasm_regions.ts";
 import { WasmTensor } from "./_wasm_tensor.ts";
 import { mergeStats } from "./_wasm_sync.ts";
 import type { RowRunner } from "./_wasm_pool.ts";
@@ -75,7 +81,8 @@ export class WasmForward {
       const regions = mem.prepare(problem, params, slot);
       const mode = modeOf(problem);
       const refine = save && problem.layout === "nd" ? MODE_REFINE_MEANS : 0;
-      this.#statsPass(problem, xAt, mode | (sync ? MODE_BN_PARTIALS : 0) | refine, regions);
+      const extra = (sync ? MODE_BN_PARTIALS : 0) | refine | batchAverageMode(problem, update);
+      this.#statsPass(problem, xAt, mode | extra, regions);
       let count = n;
       if (sync) {
         count = await mergeStats(mem, problem, sync, slot!, regions.stats);

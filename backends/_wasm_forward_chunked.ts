@@ -13,7 +13,13 @@
 import type { LayerParams, NormProblem, RunningUpdate, SavedForward } from "./_backend.ts";
 import { MODE_BN_PARTIALS, MODE_REFINE_MEANS } from "./_wasm_abi.ts";
 import { alignUp16, ViewSlot } from "./_wasm_heap.ts";
-import { type LayerSlot, modeOf, type WasmRegions, WasmSaved } from "./_wasm_regions.ts";
+import {
+  batchAverageMode,
+  type LayerSlot,
+  modeOf,
+  type WasmRegions,
+  WasmSaved,
+} from "./_wasm_regions.ts";
 import { mergeStats } from "./_wasm_sync.ts";
 
 /**
@@ -84,7 +90,7 @@ export class WasmChunkedForward {
     };
     let io = stage(true);
     const ioEpoch = mem.ioEpoch;
-    const deriveMode = statsMode | (sync ? MODE_BN_PARTIALS : 0);
+    const deriveMode = statsMode | (sync ? MODE_BN_PARTIALS : batchAverageMode(problem, update));
     k.sn_stats_derive_nd(io, n, c, m, deriveMode, regions.layer, regions.stats);
     let count = n;
     if (sync) {

@@ -21,6 +21,7 @@ import {
   LAYER_HEADER_F64,
   LAYOUT_1D,
   LAYOUT_ND,
+  MODE_BATCH_AVERAGE,
   MODE_TRAINING,
   MODE_USING_BN,
   type WasmKernels,
@@ -76,6 +77,15 @@ export interface Regions {
 /** The kernels' mode bits of a problem (training, usingBN). */
 export function modeOf(problem: NormProblem): number {
   return (problem.training ? MODE_TRAINING : 0) | (problem.usingBN ? MODE_USING_BN : 0);
+}
+
+/**
+ * `MODE_BATCH_AVERAGE` for a training forward of layout "nd" with usingBN whose running update is
+ * the batch average and not under SyncSN (whose BN statistics are the replicas' together), else 0.
+ */
+export function batchAverageMode(problem: NormProblem, update: RunningUpdate): number {
+  const averaging = update.kind === "batchAverage" && problem.training && problem.usingBN;
+  return averaging && !problem.sync && problem.layout === "nd" ? MODE_BATCH_AVERAGE : 0;
 }
 
 /** The kernels' layout code of a problem. */

@@ -72,6 +72,12 @@ pub const MODE_BN_PARTIALS: u32 = 4;
 /// lies near 0 beside their std have it summed again in f64 (`nd::row_moments`).
 pub const MODE_REFINE_MEANS: u32 = 8;
 
+/// `mode` bit of a training forward of layout "nd" with usingBN under the batch average (not
+/// SyncSN): the caller adds mu_bn and mu_bn^2 + var_bn onto the float32 sums in the running
+/// buffers, so a channel whose statistics' error may move either sum's float32 rounding has its
+/// members summed again in f64 (`nd::refine_batch_average`).
+pub const MODE_BATCH_AVERAGE: u32 = 16;
+
 /// Bytes of the layer block header before gamma.
 pub const LAYER_HEADER_BYTES: usize = 64;
 

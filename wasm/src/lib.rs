@@ -37,7 +37,7 @@ use layout::{
 };
 
 /// Changes whenever an export's signature or a memory layout changes; the loader checks it.
-const ABI_VERSION: u32 = 8;
+const ABI_VERSION: u32 = 9;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {

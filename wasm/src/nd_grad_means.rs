@@ -52,11 +52,11 @@ use core::arch::wasm32::*;
 /// Bound on the error of the statistics pass's IN mean, relative to the row's std: 4 float32
 /// roundings (a row's sums carry at most 64 terms per partial sum and are taken about a shift
 /// near the mean; measured errors are ~2^-26 of the std).
-const MEAN_ERR: f64 = 1.0 / (1u64 << 22) as f64;
+pub(crate) const MEAN_ERR: f64 = 1.0 / (1u64 << 22) as f64;
 
 /// Bound on the error of the statistics pass's IN variance, relative to itself: 16 float32
 /// roundings (its float32 lane sums of squares, 64 terms per partial sum).
-const VAR_ERR: f64 = 1.0 / (1u64 << 20) as f64;
+pub(crate) const VAR_ERR: f64 = 1.0 / (1u64 << 20) as f64;
 
 /// A typical error of a row's IN mean, relative to its std, in training (`refine_dots`): 2^-24,
 /// ~4x the sweeps' measured ~2^-26.
