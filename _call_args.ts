@@ -240,9 +240,17 @@ export function checkBackwardInputs(
   const { n, c, m } = saved.problem, length = n * c * m;
   checkStillReadable(`${name}.backward: the x its forward kept`, saved.x, length);
   checkStillReadable(`${name}.backward: dy`, dy, dyLength);
-  if (isResident(dy) !== isResident(saved.x) || dyLength !== length) {
+  const kind = (v: Float32Array | ResidentTensor) =>
+    isResident(v) ? "a resident tensor (layer.upload)" : "a Float32Array";
+  if (isResident(dy) !== isResident(saved.x)) {
+    // The backend reads dy where the forward's x lies: both in its memory, or both arrays.
     throw new RangeError(
-      `${name}.backward: dy must be the same kind as the forward's x, with ${length} elements, got ${dyLength}`,
+      `${name}.backward: dy must be of the forward's x's kind, ${kind(saved.x)}, got ${kind(dy)}`,
+    );
+  }
+  if (dyLength !== length) {
+    throw new RangeError(
+      `${name}.backward: dy must have the forward's x's ${length} elements, got ${dyLength}`,
     );
   }
   if (isResident(dy)) {

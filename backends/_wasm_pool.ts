@@ -87,6 +87,14 @@ function canBlock(): boolean {
  */
 const MAX_REPLACED = 100;
 
+/**
+ * A start of workers still waiting for the current task to end after this long (ms) is begun by
+ * the next split call: a burst of awaited calls never ends its task. Longer than a short burst
+ * (which would wait on the worker's creation for more than it gains), short beside a training
+ * loop.
+ */
+const START_OVERDUE_MS = 50;
+
 /** Ends the workers of a pool that was garbage-collected without close() (its backend's). */
 const reaper = new FinalizationRegistry<
   { threads: Thread[]; pending: Thread[]; ref: WeakRef<ThreadPool> }
@@ -118,6 +126,8 @@ export class ThreadPool {
   /** Why calls run on one thread although more were asked for; undefined while all is well. */
   #failure?: string;
   #ready?: Promise<void>;
+  /** Worker starts that wait for the current task to end (`resize`), and when each was asked. */
+  readonly #waiting: { begin: () => void; at: number }[] = [];
   /** The job block (./_wasm_worker.ts), its views, and the calling thread's callers. */
   readonly #jobAt: number;
   readonly #job: Int32Array;
@@ -163,12 +173,28 @@ export class ThreadPool {
     if (more <= 0) return;
     this.#starting += more;
     // After the current task: creating a worker blocks this thread (Deno: ~20-120 ms each), which
-    // the call that loaded the backend must not wait for.
-    this.#ready = new Promise<void>((resolve) => setTimeout(resolve, 0)).then(async () => {
+    // the call that loaded the backend must not wait for. A loop of awaited calls never ends its
+    // task (it runs on microtasks), so a split call that finds the start waiting for longer than
+    // START_OVERDUE_MS begins it (`threadsFor`): a training loop that never yielded ran on one
+    // thread throughout (150 calls, 1.25 s; realistic-use helper-83).
+    let begin!: () => void;
+    const asked = new Promise<void>((resolve) => (begin = resolve));
+    const entry = { begin, at: performance.now() };
+    this.#waiting.push(entry);
+    setTimeout(() => this.#begin(entry), 0);
+    this.#ready = asked.then(async () => {
       const started: Promise<void>[] = [];
       for (let i = 0; i < more; i++) started.push(this.#startOne());
       await Promise.all(started);
     });
+  }
+
+  /** Begins a waiting start of workers (`resize`), once. */
+  #begin(entry: { begin: () => void; at: number }): void {
+    const i = this.#waiting.indexOf(entry);
+    if (i < 0) return;
+    this.#waiting.splice(i, 1);
+    entry.begin();
   }
 
   async #startOne(): Promise<void> {
@@ -263,6 +289,10 @@ export class ThreadPool {
   /** Threads in use now for a call of `elements` elements, the calling one included. */
   threadsFor(elements: number): number {
     if (elements < minElements) return 1;
+    const waiting = this.#waiting;
+    if (waiting.length > 0 && performance.now() - waiting[0].at > START_OVERDUE_MS) {
+      for (const entry of [...waiting]) this.#begin(entry);
+    }
     if (this.#pending.length > 0) this.#promote();
     if (this.#backoffMs > 0 && performance.now() < this.#quietUntil) return 1;
     return Math.min(getNumThreads(), this.#threads.length + 1);

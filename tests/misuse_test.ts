@@ -110,6 +110,39 @@ await testEachBackend(
   },
 );
 
+await testEachBackend(
+  "a backward whose dy is not of its forward's x's kind names both kinds, and one of another length both lengths",
+  async (backend) => {
+    // The message said "dy must be the same kind as the forward's x, with 8 elements, got 8"
+    // for a Float32Array dy after a resident forward (realistic-use helper-83).
+    const sn = new SwitchNorm2d(2, { backend });
+    await sn.forward(B1, SHAPE);
+    await assert.rejects(
+      () => sn.backward(new Float32Array(6)),
+      /dy must have the forward's x's 8 elements, got 6/,
+    );
+    // The reference backend keeps no resident tensors.
+    if (backend === "reference") return sn.dispose();
+    const xt = await sn.upload(B1, SHAPE);
+    const yt = await sn.forward(xt);
+    await assert.rejects(
+      () => sn.backward(B2),
+      (e: Error) =>
+        e instanceof RangeError &&
+        /dy must be of the forward's x's kind, a resident tensor \(layer.upload\), got a Float32Array/
+          .test(e.message),
+    );
+    await sn.forward(B1, SHAPE);
+    const dyt = await sn.upload(B2, SHAPE);
+    await assert.rejects(
+      () => sn.backward(dyt),
+      /dy must be of the forward's x's kind, a Float32Array, got a resident tensor/,
+    );
+    for (const t of [xt, yt, dyt]) t.dispose();
+    sn.dispose();
+  },
+);
+
 Deno.test("an evaluation forward after resetRunningStats() with nothing accumulated is allowed", async () => {
   const sn = new SwitchNorm2d(2, { backend: "reference", usingMovingAverage: false });
   await sn.forward(B1, SHAPE);

@@ -858,3 +858,39 @@ Deno.test("stopThread tells a worker to exit and terminates it once, however oft
   assert.equal(ctl[CTL_STATE], STATE_EXIT);
   assert.equal(ctl[CTL_SEQ], 1, "told to exit once");
 });
+
+Deno.test("a loop of awaited calls that never yields to the event loop starts its workers and runs on them", async () => {
+  // The workers' start waited for the task that loaded the backend to end, which a loop of
+  // awaited calls (microtasks) never does: 150 training calls over 1.25 s all ran on one thread
+  // (realistic-use helper-83). A split call now begins a start waiting for over 50 ms.
+  const mod = new URL("../mod.ts", import.meta.url).href;
+  const hooksAt = new URL("../backends/_wasm_threads.ts", import.meta.url).href;
+  const script = `
+import { setNumThreads, SwitchNorm2d } from "${mod}";
+import { setThreadTestHooks } from "${hooksAt}";
+setNumThreads(2);
+setThreadTestHooks({ minElements: 1 });
+const sn = new SwitchNorm2d(4, { backend: "wasm" });
+const x = Float32Array.from({ length: 8 * 4 * 64 }, (_, i) => Math.sin(i));
+let reason = "";
+const t0 = performance.now();
+while (performance.now() - t0 < 8000 && !reason.startsWith("requested: wasm; 2 threads")) {
+  await sn.forward(x, [8, 4, 8, 8]);
+  reason = sn.backendInfo.reason;
+}
+console.log(reason);
+Deno.exit(0);
+`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", "--no-lock", "--no-config", script],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const timer = setTimeout(() => child.kill(), 30_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, `the script failed (code ${out.code}):\n${stderr}`);
+  assert.match(new TextDecoder().decode(out.stdout), /; 2 threads/);
+});
