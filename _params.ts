@@ -184,9 +184,18 @@ export class ParamStore {
       g.weight[c] += r.dWeight[c];
       g.bias[c] += r.dBias[c];
     }
-    // a_k, b_k are dL/dweights; the importance map's Jacobian takes them to the logits.
-    const below = r.zeroWeightsBelow;
-    const dMean = mixing.mean.vjp(r.meanDots, below), dVar = mixing.var.vjp(r.varDots, below);
+    // a_k, b_k are dL/dweights; the importance map's Jacobian takes them to the logits. The
+    // offset common to every a_k apart (BackwardResult.meanDotsOffset): softmax's Jacobian takes
+    // a vector of ones to exactly 0 (its weights sum to 1), sparsestmax's to ~0.
+    const below = r.zeroWeightsBelow, offset = r.meanDotsOffset ?? 0;
+    const dMean = Number.isFinite(offset)
+      ? mixing.mean.vjp(r.meanDots, below)
+      : mixing.mean.vjp(r.meanDots.map((v) => v + offset), below);
+    if (offset !== 0 && Number.isFinite(offset)) {
+      const ones = mixing.mean.vjp(new Float64Array(r.meanDots.length).fill(1), below);
+      for (let k = 0; k < dMean.length; k++) dMean[k] += offset * ones[k];
+    }
+    const dVar = mixing.var.vjp(r.varDots, below);
     for (let k = 0; k < dMean.length; k++) {
       g.mean_weight[k] += dMean[k];
       g.var_weight[k] += dVar[k];

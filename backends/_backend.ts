@@ -121,7 +121,15 @@ export interface BackwardResult {
   dx: Float32Array | ResidentTensor;
   dWeight: Float64Array;
   dBias: Float64Array;
+  /**
+   * a_k less `meanDotsOffset`: a_k = meanDots[k] + meanDotsOffset. The logits' gradients take
+   * the differences a_k - a_j, which a float64 a_k keeps only to its ulp: under a common offset K
+   * of the data (|mean| ~1e6) a_k ~ K sum Gm ~ 1e13 rounds at ~1e-3 where the gradients are
+   * ~0.08 (helper-82); a backend that forms sum Gm (mu_k - K) returns K sum Gm apart.
+   */
   meanDots: Float64Array;
+  /** See `meanDots`; default 0. */
+  meanDotsOffset?: number;
   varDots: Float64Array;
   /**
    * The backend computed with the mixing weights below this as 0 (WebGPU: 2^-252, README

@@ -67,8 +67,9 @@ export interface WasmKernels {
   /** f64 index in the work area of the packed gradient sums. */
   sn_sums_at(layout: number, n: number, c: number): number;
   /**
-   * Number of packed gradient sums, 4C + 2K: dWeight[C], dBias[C], meanDots[K], varDots[K],
-   * gmB[C], gvB[C] (K normalizers mixed; the reference backend's packing).
+   * Number of packed gradient sums, 4C + 2K + 1: dWeight[C], dBias[C], meanDots[K], varDots[K],
+   * gmB[C], gvB[C] (K normalizers mixed; the reference backend's packing), then the mean dots'
+   * offset (BackwardResult.meanDotsOffset).
    */
   sn_sums_len(layout: number, mode: number, c: number): number;
   /** Statistics pass over x of [n, c, m]: IN, LN and BN statistics into `stats`. */

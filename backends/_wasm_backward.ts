@@ -83,12 +83,18 @@ export async function runBackward(
       rows.backwardReduce1d(xAt, dyAt, n, c, mode, regions.layer, regions.stats, work);
     }
     const sumsAt = (work >>> 3) + (k.sn_sums_at(layout, n, c) >>> 0);
-    const sumsLen = k.sn_sums_len(layout, mode, c) >>> 0;
+    // 4C + 2K sums, then the mean dots' offset (BackwardResult.meanDotsOffset).
+    const sumsLen = (k.sn_sums_len(layout, mode, c) >>> 0) - 1, offsetAt = sumsAt + sumsLen;
+    const kMix = (sumsLen - 4 * c) / 2;
     if (problem.sync) {
-      const total = await problem.sync.sum(mem.heap.f64.slice(sumsAt, sumsAt + sumsLen));
+      // The replicas add whole mean dots, as every backend's (each replica's offset differs).
+      const local = mem.heap.f64.slice(sumsAt, sumsAt + sumsLen);
+      for (let q = 0; q < kMix; q++) local[2 * c + q] += mem.heap.f64[offsetAt];
+      const total = await problem.sync.sum(local);
       mem.live();
       fresh();
       mem.heap.f64.set(total, sumsAt);
+      mem.heap.f64[offsetAt] = 0;
       if (x instanceof Float32Array) {
         if (mem.ioEpoch !== ioEpoch) xAt = mem.stage(x, dy as Float32Array);
         dyAt = dxAt = xAt + 4 * length;
@@ -99,10 +105,11 @@ export async function runBackward(
       }
     }
     // dWeight, dBias, meanDots, varDots lead the sums; the dx pass does not change them.
-    const kMix = (sumsLen - 4 * c) / 2, f64 = mem.heap.f64;
+    const f64 = mem.heap.f64;
     let at = sumsAt;
     const take = (len: number) => f64.slice(at, at += len);
     const dWeight = take(c), dBias = take(c), meanDots = take(kMix), varDots = take(kMix);
+    const meanDotsOffset = f64[offsetAt];
     const count = state.count;
     if (problem.layout === "nd") {
       rows.backwardDxNd(
@@ -124,7 +131,7 @@ export async function runBackward(
     const dxView = () => mem.heap.f32.subarray(dxAt >>> 2, (dxAt >>> 2) + length);
     const dx = dxTensor ??
       (out instanceof Float32Array ? (out.set(dxView()), out) : dxView().slice());
-    return { dx, dWeight, dBias, meanDots, varDots };
+    return { dx, dWeight, dBias, meanDots, meanDotsOffset, varDots };
   } catch (e) {
     if (dxTensor !== out) dxTensor?.dispose();
     throw e;

@@ -439,6 +439,7 @@ export async function runBackward(
     dWeight: sums.dWeight,
     dBias: sums.dBias,
     meanDots: sums.meanDots,
+    meanDotsOffset: sums.meanDotsOffset,
     varDots: sums.varDots,
     zeroWeightsBelow: ZERO_WEIGHTS_BELOW,
   };

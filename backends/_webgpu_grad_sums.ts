@@ -14,6 +14,8 @@ export interface GradientSums {
   dWeight: Float64Array;
   dBias: Float64Array;
   meanDots: Float64Array;
+  /** sum Gm mu, the mean dots' common part (BackwardResult.meanDotsOffset). */
+  meanDotsOffset: number;
   varDots: Float64Array;
   gmB: Float64Array;
   gvB: Float64Array;
@@ -53,8 +55,8 @@ function split(v: number): [number, number] {
  * float32 pair where the record has no exponents, the low word 0 where it has). Flagged sums are NaN, as in the reference, except a flagged
  * channel's dgamma where a call with eps 0 (zeroStdPasses) left an infinity in its field: the
  * reference's sum over rows of std 0 (shaders/sn_bwd_zero_std_fix.wgsl).
- * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: their sum
- * in float64 is a_k, with the logit gradient's precision that of a'_k (see backward_common).
+ * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: a_k is their
+ * sum, returned as the two (`meanDotsOffset`), so that a_k - a_j keeps a'_k's precision.
  * Layout "1d": a.z and b.z are the low words of a.x and b.x (pairs, the row lines' pair elements).
  * Layout "nd": the pair rows' centred dots are not in the records but in the `dots` partial sums
  * that follow them (sn_bwd_rows.wgsl DotSum: a' and b' for k = IN, LN, BN as float32 pairs,
@@ -96,8 +98,11 @@ export function gradientSums(
       varDots[q] += d[16 * i + 8 + q] + d[16 * i + 12 + q];
     }
   }
+  // The centred mean dots stay apart from sa (BackwardResult.meanDotsOffset): a_k - a_j is
+  // their difference, where a_k itself rounds at the ulp of sa (~1e-3 at a data offset of 1e6
+  // over 4.5M floats).
   for (let q = 0; q < k; q++) {
-    meanDots[q] = bad ? NaN : meanDots[q] + sa;
+    if (bad) meanDots[q] = NaN;
     varDots[q] = bad || vnan ? NaN : varDots[q] + sb;
   }
   const dWeight = new Float64Array(c), dBias = new Float64Array(c);
@@ -112,12 +117,16 @@ export function gradientSums(
     dWeight[j] = !flagged ? dg * unit : zeroStd && Math.abs(dg) === Infinity ? dg : NaN;
     dBias[j] = f[at + 3] * 2 ** (u[at + 14] | 0); // in the unit of dy (Grad's spare word)
   }
-  return { dWeight, dBias, meanDots, varDots, gmB, gvB };
+  return { dWeight, dBias, meanDots, meanDotsOffset: sa, varDots, gmB, gvB };
 }
 
-/** The sums SyncSN adds across replicas, packed as the reference packs them. */
+/**
+ * The sums SyncSN adds across replicas, packed as the reference packs them: the mean dots whole
+ * (their offset added in, as the reference's under SyncSN).
+ */
 export function packSums(s: GradientSums): Float64Array {
-  const parts = [s.dWeight, s.dBias, s.meanDots, s.varDots, s.gmB, s.gvB];
+  const meanDots = s.meanDots.map((v) => v + s.meanDotsOffset);
+  const parts = [s.dWeight, s.dBias, meanDots, s.varDots, s.gmB, s.gvB];
   const out = new Float64Array(parts.reduce((a, p) => a + p.length, 0));
   let at = 0;
   for (const p of parts) out.set(p, at), at += p.length;
@@ -132,6 +141,7 @@ export function unpackSums(packed: Float64Array, c: number, k: number): Gradient
     dWeight: take(c),
     dBias: take(c),
     meanDots: take(k),
+    meanDotsOffset: 0,
     varDots: take(k),
     gmB: take(c),
     gvB: take(c),

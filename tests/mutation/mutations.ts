@@ -134,9 +134,9 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "layer-logit-grads-swapped",
     file: "_params.ts",
-    original: "const dMean = mixing.mean.vjp(r.meanDots), dVar = mixing.var.vjp(r.varDots);",
-    replacement: "const dMean = mixing.mean.vjp(r.varDots), dVar = mixing.var.vjp(r.meanDots);",
-    models: "mean and variance logit gradients swapped",
+    original: "const dVar = mixing.var.vjp(r.varDots, below);",
+    replacement: "const dVar = mixing.var.vjp(r.meanDots, below);",
+    models: "variance logit gradients taken from the mean dots",
   },
   {
     id: "sparse-freeze-skips-index-0",

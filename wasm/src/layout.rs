@@ -37,7 +37,8 @@
 //!       [3R, 3R+N) gmL   [3R+N, 3R+2N) gvL   then the sums
 //!   1d: [0, N) gmL   [N, 2N) gvL   then the sums (room for either mode), then the reduction's
 //!       tile partials (`oned_grad::Tiles`: 4C per tile of rows, or 2N per tile of columns)
-//!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C]
+//!   sums (`sums_at`, `sums_len`): dWeight[C], dBias[C], meanDots[K], varDots[K], gmB[C], gvB[C],
+//!   the mean dots' offset
 //!   nd: then (`aux_at`) R f64 per row: for a wide row (wide.rs) the dx call puts its f64
 //!       constants (a, b) in its pair, k here, and -1 in its s (which marks it for the sweep);
 //!       then one f64, sum over the rows of |gm| + |gv| (for `wide::CallBounds`), then three:
@@ -122,10 +123,27 @@ pub fn sums_at(layout: u32, n: usize, c: usize) -> usize {
     }
 }
 
-/// Number of f64 values of the packed gradient sums: dWeight, dBias, gmB, gvB (C each) and the
-/// K-long meanDots, varDots.
+/// Number of f64 values of the packed gradient sums: dWeight, dBias, gmB, gvB (C each), the
+/// K-long meanDots, varDots, and last the mean dots' offset (`Sums::mean_offset`).
 pub fn sums_len(layout: u32, using_bn: bool, c: usize) -> usize {
-    4 * c + 2 * mix_len(layout, using_bn)
+    4 * c + 2 * mix_len(layout, using_bn) + 1
+}
+
+/// The centre K about which the mean dots are taken (`Sums::mean_offset`): the first LN mean,
+/// where every LN mean lies within 2^-10 of |K| from it (an offset of the data over 1024 times
+/// their spread: there a_k = sum gm mu_k ~ K sum gm, which a float64 a_k holds only to its ulp,
+/// ~1e-3 at K = 1e6 over 4.5M floats, where the logit gradients are differences a_k - a_j of
+/// ~0.1; attack helper-82), outside SyncSN's training (`centred` false: the replicas add their
+/// sums, offsets included, as the other backends' of 4C + 2K values); else 0.
+pub fn dots_centre(mu_ln: &[f64], centred: bool) -> f64 {
+    let k = if centred && !mu_ln.is_empty() { mu_ln[0] } else { 0.0 };
+    let reach = crate::simd::abs_f64(k) / 1024.0;
+    let near = |v: &f64| crate::simd::abs_f64(*v - k) <= reach;
+    if k.is_finite() && mu_ln.iter().all(near) {
+        k
+    } else {
+        0.0
+    }
 }
 
 /// f64 index of the wide rows' k in the backward work area (nd).
@@ -221,6 +239,8 @@ pub struct Sums<'a> {
     pub var_dots: &'a mut [f64],
     pub gm_bn: &'a mut [f64],
     pub gv_bn: &'a mut [f64],
+    /// The mean dots are sum gm (mu_k - K) (`dots_centre`), and this K sum gm: a_k is their sum.
+    pub mean_offset: &'a mut f64,
 }
 
 impl<'a> Sums<'a> {
@@ -234,16 +254,18 @@ impl<'a> Sums<'a> {
         let (d_bias, rest) = rest.split_at_mut(c);
         let (mean_dots, rest) = rest.split_at_mut(k);
         let (var_dots, rest) = rest.split_at_mut(k);
-        let (gm_bn, gv_bn) = rest.split_at_mut(c);
-        Sums { d_weight, d_bias, mean_dots, var_dots, gm_bn, gv_bn }
+        let (gm_bn, rest) = rest.split_at_mut(c);
+        let (gv_bn, rest) = rest.split_at_mut(c);
+        let mean_offset = &mut rest[0];
+        Sums { d_weight, d_bias, mean_dots, var_dots, gm_bn, gv_bn, mean_offset }
     }
 
-    /// The BN dot products (sum_c gmB[c] mu_bn[c], sum_c gvB[c] var_bn[c]), summed in channel
-    /// order, into `mean_dots[k]`, `var_dots[k]`.
-    pub fn set_bn_dots(&mut self, k: usize, mu_bn: &[f64], var_bn: &[f64]) {
+    /// The BN dot products (sum_c gmB[c] (mu_bn[c] - centre), sum_c gvB[c] var_bn[c]), summed
+    /// in channel order, into `mean_dots[k]`, `var_dots[k]`.
+    pub fn set_bn_dots(&mut self, k: usize, mu_bn: &[f64], var_bn: &[f64], centre: f64) {
         let (mut dm, mut dv) = (0.0, 0.0);
         for j in 0..self.gm_bn.len() {
-            dm += self.gm_bn[j] * mu_bn[j];
+            dm += self.gm_bn[j] * (mu_bn[j] - centre);
             dv += self.gv_bn[j] * var_bn[j];
         }
         self.mean_dots[k] = dm;

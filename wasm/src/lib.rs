@@ -80,7 +80,8 @@ pub extern "C" fn sn_sums_at(layout: u32, n: u32, c: u32) -> u32 {
     layout::sums_at(layout, n as usize, c as usize) as u32
 }
 
-/// Number of packed gradient sums, 4C + 2K (`layout`; `mode` bit 1: usingBN).
+/// Number of packed gradient sums, 4C + 2K, and the mean dots' offset (`layout`; `mode` bit 1:
+/// usingBN).
 #[no_mangle]
 pub extern "C" fn sn_sums_len(layout: u32, mode: u32, c: u32) -> u32 {
     layout::sums_len(layout, mode & MODE_USING_BN != 0, c as usize) as u32

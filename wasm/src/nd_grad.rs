@@ -12,7 +12,7 @@
 //! per-row arithmetic done two rows per f64x2 in a loop of its own: at M = 49 a row is 400 bytes,
 //! so scalar per-row code with its dependency chains would cost as much as moving the data.
 
-use crate::layout::{Layer, Stats, Sums, MODE_USING_BN};
+use crate::layout::{dots_centre, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_USING_BN};
 use crate::simd;
 use crate::simd_grad;
 use crate::wide;
@@ -364,6 +364,9 @@ pub unsafe fn combine(
     sums.d_bias.fill(0.0);
     sums.gm_bn.fill(0.0);
     sums.gv_bn.fill(0.0);
+    // The mean dots about K (`dots_centre`), K sum gm apart (`Sums::mean_offset`).
+    let k_dots = dots_centre(st.mu_ln, mode & MODE_BN_PARTIALS == 0);
+    let kc = f64x2_splat(k_dots);
     // s = 1/sqrt(var + eps) is formed here, two rows per f64x2 so that the square roots and
     // divisions of successive rows overlap, and kept for the dx call.
     let (var_in, mu, var) = (st.var_in.as_ptr(), st.mu.as_ptr(), st.var.as_ptr());
@@ -388,7 +391,7 @@ pub unsafe fn combine(
         zero_std_sums(x, dy, m, rows, st.mu.as_ptr(), var, pairs);
     }
     let (mut dm_in, mut dv_in) = (z, z);
-    let (mut dm_ln, mut dv_ln) = (0.0, 0.0);
+    let (mut dm_ln, mut dv_ln, mut g_sum) = (0.0, 0.0, 0.0);
     // Sum of |gm| + |gv| over the rows: with it the dx call may find, per call, that no row can
     // be wide (`wide::CallBounds::dx_ordinary`).
     let mut g_abs = z;
@@ -403,7 +406,7 @@ pub unsafe fn combine(
             let (a, b) = (*pairs.add(r), *pairs.add(r + 1));
             let g = i64x2_shuffle::<0, 2>(a, b);
             let p_raw = i64x2_shuffle::<1, 3>(a, b);
-            let mean = ld(mu_in.add(r));
+            let mean = f64x2_sub(ld(mu_in.add(r)), kc);
             // A row of NaN or infinite sum dy has its p about mu already (redo_sums): adding
             // (hi - mu) * sum dy would make Inf - Inf where the reference has an infinity.
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
@@ -453,7 +456,7 @@ pub unsafe fn combine(
             let r = i * c + j;
             let (g, p_raw) =
                 (f64x2_extract_lane::<0>(*pairs.add(r)), f64x2_extract_lane::<1>(*pairs.add(r)));
-            let mean = *mu_in.add(r);
+            let mean = *mu_in.add(r) - k_dots;
             let (cr, mur, ve) =
                 (centre(*cmu.add(r), m) as f64, *mu.add(r), *var.add(r) + layer.eps);
             let p = if far_centre(cr, mur, ve) {
@@ -483,9 +486,11 @@ pub unsafe fn combine(
         }
         w.gm_ln[i] = gml;
         w.gv_ln[i] = gvl;
-        dm_ln += gml * st.mu_ln[i];
+        dm_ln += gml * (st.mu_ln[i] - k_dots);
         dv_ln += gvl * st.var_ln[i];
+        g_sum += gml;
     }
+    *sums.mean_offset = k_dots * g_sum;
     *w.g_abs = hsum(g_abs);
     w.g_sq[0] = hsum(gm_sq);
     w.g_sq[1] = hsum(gv_sq);
@@ -495,7 +500,7 @@ pub unsafe fn combine(
     sums.var_dots[0] = hsum(dv_in);
     sums.var_dots[1] = dv_ln;
     if using_bn {
-        sums.set_bn_dots(2, st.mu_bn, st.var_bn);
+        sums.set_bn_dots(2, st.mu_bn, st.var_bn, k_dots);
     }
 }
 

@@ -46,7 +46,7 @@
 //! where either test fails the one f64 sweep takes each row's mean and variance again (sums of
 //! x - mu_in and its square about the forward's mean) for both dots.
 
-use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
 use core::arch::wasm32::*;
 
 /// Bound on the error of the statistics pass's IN mean, relative to the row's std: 4 float32
@@ -339,6 +339,10 @@ pub unsafe fn refine_dots(
             *room.add(j) = 0.0;
         }
     }
+    // Every mean as its f64 correction beside a difference of two forward means (exact: they
+    // lie within a factor 2 of each other, Sterbenz), never as a float64 sum, which at an offset
+    // of 1e6 rounds at 1.2e-10; the dots about the combine's K (`layout::dots_centre`).
+    let k_dots = crate::layout::dots_centre(st.mu_ln, mode & MODE_BN_PARTIALS == 0);
     let (mut dm_in, mut dm_ln, mut dv_in, mut dv_ln) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..n {
         let centre = st.mu_ln[i];
@@ -347,29 +351,30 @@ pub unsafe fn refine_dots(
             let r = i * c + j;
             let (row, mean) = (x.add(r * m), *mu_in.add(r));
             let (d, q) = crate::simd::deviation_sums_f64(row, m, mean);
-            let mean = mean + d / m as f64;
-            let var = (q - d * (d / m as f64)) / (m as f64 - 1.0);
+            let moved = d / m as f64;
+            let var = (q - d * moved) / (m as f64 - 1.0);
             let (gm_r, gv_r) =
                 (f64x2_extract_lane::<0>(*gm.add(r)), f64x2_extract_lane::<1>(*gm.add(r)));
-            dm_in += gm_r * mean;
+            dm_in += gm_r * ((mean - k_dots) + moved);
             dv_in += gv_r * var;
-            ln_dev += mean - centre;
-            ln_sq += var + (mean - centre) * (mean - centre);
+            let a = (mean - centre) + moved;
+            ln_dev += a;
+            ln_sq += var + a * a;
             if batch_bn {
-                let b = mean - *mu_bn.add(j);
+                let b = (mean - *mu_bn.add(j)) + moved;
                 *aux.add(r) = b;
                 *room.add(j) += var + b * b;
             }
         }
         let dev = ln_dev / c as f64;
-        dm_ln += gm_ln[i] * (centre + dev);
+        dm_ln += gm_ln[i] * ((centre - k_dots) + dev);
         dv_ln += gv_ln[i] * (ln_sq / c as f64 - dev * dev);
     }
     let (mut dm_bn, mut dv_bn) = (0.0, 0.0);
     if batch_bn {
         for j in 0..c {
             let dev = (0..n).map(|i| *aux.add(i * c + j)).sum::<f64>() / n as f64;
-            dm_bn += sums.gm_bn[j] * (*mu_bn.add(j) + dev);
+            dm_bn += sums.gm_bn[j] * ((*mu_bn.add(j) - k_dots) + dev);
             dv_bn += sums.gv_bn[j] * (*room.add(j) / n as f64 - dev * dev);
         }
     }

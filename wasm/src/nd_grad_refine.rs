@@ -44,7 +44,9 @@
 //! with wide rows (their own paths), nor where dWeight or dBias is not finite (`cancelled`:
 //! finite, they are sums of finite f32 row sums, so x and dy are finite in the channel's rows).
 
-use crate::layout::{Layer, Stats, Sums, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{
+    dots_centre, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN,
+};
 use crate::nd_grad::{ld32, Work};
 use crate::simd;
 use core::arch::wasm32::*;
@@ -173,7 +175,9 @@ pub unsafe fn refine_cancelled(
     // The sums over every row again, each in one order (samples, then channels), so that sums
     // of equal terms stay equal (C = 1: the IN and LN dot products).
     let (mut dm_in, mut dv_in, mut dm_ln, mut dv_ln, mut g_abs) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut gm_sq, mut gv_sq) = (0.0, 0.0);
+    let (mut gm_sq, mut gv_sq, mut g_sum) = (0.0, 0.0, 0.0);
+    // About the combine's centre (`dots_centre`).
+    let centre = dots_centre(st.mu_ln, mode & MODE_BN_PARTIALS == 0);
     for i in 0..n {
         let (mut gml, mut gvl) = (0.0, 0.0);
         for j in 0..c {
@@ -182,7 +186,7 @@ pub unsafe fn refine_cancelled(
             let (gm, gv) = (f64x2_extract_lane::<0>(pair), f64x2_extract_lane::<1>(pair));
             gml += gm;
             gvl += gv;
-            dm_in += gm * st.mu_in[r];
+            dm_in += gm * (st.mu_in[r] - centre);
             dv_in += gv * st.var_in[r];
             g_abs += simd::abs_f64(gm) + simd::abs_f64(gv);
             gm_sq += gm * gm;
@@ -190,9 +194,11 @@ pub unsafe fn refine_cancelled(
         }
         w.gm_ln[i] = gml;
         w.gv_ln[i] = gvl;
-        dm_ln += gml * st.mu_ln[i];
+        dm_ln += gml * (st.mu_ln[i] - centre);
         dv_ln += gvl * st.var_ln[i];
+        g_sum += gml;
     }
+    *sums.mean_offset = centre * g_sum;
     *w.g_abs = g_abs;
     w.g_sq[0] = gm_sq;
     w.g_sq[1] = gv_sq;
@@ -201,6 +207,6 @@ pub unsafe fn refine_cancelled(
     sums.var_dots[0] = dv_in;
     sums.var_dots[1] = dv_ln;
     if mode & MODE_USING_BN != 0 {
-        sums.set_bn_dots(2, st.mu_bn, st.var_bn);
+        sums.set_bn_dots(2, st.mu_bn, st.var_bn, centre);
     }
 }

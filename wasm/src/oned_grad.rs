@@ -268,15 +268,19 @@ pub unsafe fn combine(n: usize, c: usize, mode: u32, st: &Stats, work: *mut f64,
             }
         }
     }
-    let (mut dm, mut dv) = (0.0, 0.0);
+    // The mean dots about K (`layout::dots_centre`), K sum gm apart.
+    let centre = crate::layout::dots_centre(st.mu_ln, mode & crate::layout::MODE_BN_PARTIALS == 0);
+    let (mut dm, mut dv, mut g_sum) = (0.0, 0.0, 0.0);
     for i in 0..n {
-        dm += gm_ln[i] * st.mu_ln[i];
+        dm += gm_ln[i] * (st.mu_ln[i] - centre);
         dv += gv_ln[i] * st.var_ln[i];
+        g_sum += gm_ln[i];
     }
+    *sums.mean_offset = centre * g_sum;
     sums.mean_dots[0] = dm;
     sums.var_dots[0] = dv;
     if using_bn {
-        sums.set_bn_dots(1, st.mu_bn, st.var_bn);
+        sums.set_bn_dots(1, st.mu_bn, st.var_bn, centre);
     }
 }
 
