@@ -39,6 +39,9 @@
  * outliers in different lanes: its mean and running_mean 6 ulps off, passes); 1 (1548) since
  * `simd::about_mean` (1139: spikes at two of the first shift's four samples set it halfway to one,
  * and a third spike's lane held under 3/4 of the squares about that shift: its mean 116 ulps off).
+ * WASM 3001 to 12000: 2 (6753, 7396: evaluations of the close-stats kind through the buffers of a
+ * batch average of one batch) since `nd::refine_batch_average` (8838, 11216: a batch average's
+ * running_var an ulp from the reference's, tagged batchavg-running_var).
  * Beyond the tags: a spike at one of the first chunk's shift samples (elements 0, 256, 512, 768)
  * leaves WASM's IN mean tens to hundreds of float32 ulps off (seed 4989: 251), and variances or
  * means hundreds of ulps apart (not only closer than rounding) fail the logit gradients' checks.
