@@ -185,16 +185,14 @@ export class ParamStore {
       g.bias[c] += r.dBias[c];
     }
     // a_k, b_k are dL/dweights; the importance map's Jacobian takes them to the logits. The
-    // offset common to every a_k apart (BackwardResult.meanDotsOffset): softmax's Jacobian takes
-    // a vector of ones to exactly 0 (its weights sum to 1), sparsestmax's to ~0.
+    // offset common to every a_k (BackwardResult.meanDotsOffset) is left out: both maps' weights
+    // sum to 1, so their Jacobians take a vector of ones to 0 (softmax's formula exactly;
+    // sparsestmax's to ~1e-16, which times an offset of ~1e13 left `mean_weight`'s gradient 7x
+    // its tolerance off, attack helper-84). A non-finite offset stays in, as the sum would be.
     const below = r.zeroWeightsBelow, offset = r.meanDotsOffset ?? 0;
     const dMean = Number.isFinite(offset)
       ? mixing.mean.vjp(r.meanDots, below)
       : mixing.mean.vjp(r.meanDots.map((v) => v + offset), below);
-    if (offset !== 0 && Number.isFinite(offset)) {
-      const ones = mixing.mean.vjp(new Float64Array(r.meanDots.length).fill(1), below);
-      for (let k = 0; k < dMean.length; k++) dMean[k] += offset * ones[k];
-    }
     const dVar = mixing.var.vjp(r.varDots, below);
     for (let k = 0; k < dMean.length; k++) {
       g.mean_weight[k] += dMean[k];

@@ -9,7 +9,7 @@
  * rounding of x - mu that goes the same way for many elements, into dgamma and var_weight.
  * x and dy (12M floats each) are drawn here from the generator's seeded stream.
  */
-import { SwitchNorm1d, SwitchNorm3d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { BackendName } from "../backends/_backend.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { assertClose } from "./_close.ts";
@@ -174,3 +174,41 @@ await testEachBackend(
 function transposed(v: Float32Array, m: number): Float32Array {
   return Float32Array.from({ length: v.length }, (_, i) => v[(i % 3) * m + Math.floor(i / 3)]);
 }
+
+await testEachBackend(
+  "a sparse layer on a common offset of 1e6 gives the logit gradients of the data without it",
+  async (backend) => {
+    // The layer took the offset of the mean dots (~1e13) times sparsestmax's Jacobian of a vector
+    // of ones, 0 in exact arithmetic (its weights sum to 1) but ~1e-16 by rounding:
+    // `mean_weight`'s gradient 6.7x its tolerance on every backend (attack helper-84; 6x before
+    // the centred dots). Data 1e6 + N(0, 0.12), dy of one sign, radius 0.2 (inside the sphere).
+    const random = seededRandom(5), shape = [2, 3, 128, 128], length = 2 * 3 * 128 * 128;
+    const normal = () =>
+      Math.sqrt(-2 * Math.log(Math.max(random(), 1e-12))) * Math.cos(2 * Math.PI * random());
+    const x = new Float32Array(length), dy = new Float32Array(length);
+    for (let i = 0; i < length; i++) {
+      x[i] = 1e6 + 0.12 * normal();
+      dy[i] = 1 + 0.3 * random();
+    }
+    const state = {
+      mean_weight: Float32Array.of(0.1, 0, -0.05),
+      var_weight: Float32Array.of(0.02, 0.1, -0.03),
+    };
+    const grads = async (b: BackendName, data: Float32Array) => {
+      const layer = new SwitchNorm2d(3, { backend: b, sparse: true });
+      layer.loadStateDict(state, { strict: false });
+      layer.radius = 0.2;
+      layer.train(true);
+      await layer.forward(data, shape, { keepForBackward: true });
+      await layer.backward(dy);
+      const g = { ...layer.grads };
+      layer.dispose();
+      return g;
+    };
+    const want = await grads("reference", x.map((v) => v - 1e6));
+    const got = await grads(backend, x);
+    for (const name of ["mean_weight", "var_weight", "weight", "bias"] as const) {
+      assertClose(got[name], want[name], GRAD, `grad of ${name}`);
+    }
+  },
+);

@@ -142,35 +142,49 @@ pub unsafe fn deviation_sums(x: *const f32, n: usize, shift: f32) -> (f32, f32, 
         d1 = f32x4_add(d1, e);
         q1 = f32x4_add(q1, f32x4_mul(e, e));
     }
-    let d = hsum(f32x4_add(f32x4_add(d0, d1), f32x4_add(d2, d3)));
+    let dv = f32x4_add(f32x4_add(d0, d1), f32x4_add(d2, d3));
+    let d = hsum(dv);
     let qv = f32x4_add(f32x4_add(q0, q1), f32x4_add(q2, q3));
     let q = hsum(qv);
-    let m2 = about_mean(d, q, n);
-    (d, q, dominated(qv, m2, n) || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], m2)))
+    (d, q, outlier_lanes(d, q, n, [d0, d1, d2, d3], [q0, q1, q2, q3]))
 }
 
-/// A sweep's sum of squared deviations about its mean, q - d^2 / n (f32, from its sums about the
-/// shift), the share that `dominated` and `two_dominate` weigh a lane against: about a poor
-/// shift (a spike among `first_shift`'s four samples, the shift halfway to it) every deviation
-/// grows, and an outlier's lane held 55% to 65% of q where it held 99% of this (a row of 2048
-/// with 1.9e5 at element 0 and 1e4 at 768: its mean 154 to 205 float32 ulps off, `running_mean`
-/// with it). The poor-shift test (`moments::chunk`, d^2 / n at most 3/4 of q) keeps a lane of
-/// Gaussian data below (1 + 3) / 16 of this. A shift so poor that this cancels to 0 or below
-/// marks the sweep dominated: it is measured again in f64, as such a shift's chunk is anyway.
-/// Sweeps of fewer than `TWO_LANES` floats keep q: their lanes' partial sums hold at most 16
-/// terms, and the division cost the forward of rows of 49 floats ([64, 512, 7, 7]) 4% to 6%.
+/// Whether an outlier dominates a sweep of n floats (`dominated`, and from `TWO_LANES` floats
+/// `two_dominate`), from its sums about the shift: d and q, and per lane `d` and `q` (four f32x4
+/// accumulators, 16 partial sums). From `TWO_LANES` floats every lane's squares are taken about
+/// the sweep's mean (`about_mean`).
 #[inline(always)]
-fn about_mean(d: f32, q: f32, n: usize) -> f32 {
+fn outlier_lanes(d: f32, q: f32, n: usize, dl: [v128; 4], ql: [v128; 4]) -> bool {
+    let sum = |v: [v128; 4]| f32x4_add(f32x4_add(v[0], v[1]), f32x4_add(v[2], v[3]));
     if n < TWO_LANES {
-        return q;
+        return dominated(sum(ql), q, n);
     }
-    q - d * (d / n as f32)
+    let delta = d / n as f32;
+    let (m2, sixteenth) = (q - d * delta, n as f32 / 16.0);
+    let lanes = [0, 1, 2, 3].map(|k| about_mean(ql[k], dl[k], delta, sixteenth));
+    dominated(sum(lanes), m2, n) || two_dominate(lanes, m2)
+}
+
+/// Squared deviations about the sweep's mean, per partial sum: q - 2 delta d + count delta^2 for
+/// sums d and q about the shift, delta = mean - shift and `count` terms per partial sum (f32; the
+/// n % 4 tail's few terms are not counted). The tests weigh lanes so: about a poor shift (a spike
+/// among `first_shift`'s four samples puts it halfway to it) every deviation grows, and an
+/// outlier's lane held 55% to 65% of q where it holds ~99% of the squares about the mean (a row of
+/// 2048 with 1.9e5 at element 0 and 1e4 at 768: its mean 154 to 205 float32 ulps off,
+/// `running_mean` with it). Weighed against q - d^2 / n alone, a quarter of the sweep about a
+/// shift 1.5 stds off passed 3/4 of it (ordinary rows' first chunks taken again in f64, attack
+/// helper-84). A shift so poor that this cancels marks the sweep dominated: it is measured again
+/// in f64, as the poor-shift test (`moments::chunk`) would take it anyway.
+#[inline(always)]
+fn about_mean(q: v128, d: v128, delta: f32, count: f32) -> v128 {
+    let two_delta = f32x4_splat(2.0 * delta);
+    f32x4_add(f32x4_sub(q, f32x4_mul(two_delta, d)), f32x4_splat(count * delta * delta))
 }
 
 /// Whether one lane of `qv` (a quarter of a sweep's squared deviations, f32x4) holds more than
-/// `dominant_share` of `q`, the sweep's squared deviations about its mean (`about_mean`): an
-/// outlier, whose lane's partial sums of x - K then carry its size and round every later term at
-/// its ulp (NaN compares false).
+/// `dominant_share` of `q`, their sum (from `TWO_LANES` floats on, both about the sweep's mean:
+/// `about_mean`): an outlier, whose lane's partial sums of x - K then carry its size and round
+/// every later term at its ulp (NaN compares false).
 #[inline(always)]
 pub(crate) fn dominated(qv: v128, q: f32, n: usize) -> bool {
     v128_any_true(f32x4_gt(qv, f32x4_splat(q * dominant_share(n))))
@@ -182,7 +196,7 @@ pub(crate) fn dominated(qv: v128, q: f32, n: usize) -> bool {
 const TWO_LANES: usize = 256;
 
 /// Whether two of a sweep's 16 partial sums of squares (`q`: four f32x4 accumulators) hold more
-/// than 3/4 of `q_sum`, its squared deviations about its mean (`about_mean`): two outliers in
+/// than 3/4 of `q_sum`, all about the sweep's mean (`about_mean`): two outliers in
 /// different lanes (`dominated` takes one, or two in one lane of the summed accumulators), whose
 /// lanes' sums of x - K round every later term at their ulp. Two outliers of 1.3e7 and -1.9e7
 /// in a row of 1026 left its mean 6 float32 ulps off and y of a narrow row mixed on it 2.7x to
@@ -264,10 +278,8 @@ pub unsafe fn deviation_sums_f64x2(x: *const f32, n: usize, shift: f32) -> v128 
     let sums = f64x2_promote_low_f32x4(i32x4_shuffle::<0, 2, 0, 2>(h, h));
     // A lane that an outlier dominates: q NaN, so that the caller measures the row again
     // (`RowPlan::row`, whose `moments::chunk` takes it in f64).
-    let m2 = about_mean(f32x4_extract_lane::<0>(h), f32x4_extract_lane::<2>(h), n);
-    if v128_any_true(f32x4_gt(q, f32x4_splat(m2 * dominant_share(n))))
-        || (n >= TWO_LANES && two_dominate([q0, q1, q2, q3], m2))
-    {
+    let (dt, qt) = (f32x4_extract_lane::<0>(h), f32x4_extract_lane::<2>(h));
+    if outlier_lanes(dt, qt, n, [d0, d1, d2, d3], [q0, q1, q2, q3]) {
         return f64x2_replace_lane::<1>(sums, f64::NAN);
     }
     sums
