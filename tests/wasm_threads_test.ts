@@ -644,20 +644,26 @@ for (let i = 0; i < 200 && !reason.includes("2 threads"); i++) {
 await sn.forward(x, [8, 4, 8, 8]);
 console.log(sn.backendInfo.reason);
 `;
+  // 20 s: a busy CI machine starts Deno slowly; a pool that kept the process alive never ends.
+  const out = await runScript(script, 20_000);
+  assert.equal(out.code, 0, `the script did not exit by itself (code ${out.code}):\n${out.stderr}`);
+  assert.match(out.stdout, /2 threads/);
+});
+
+/** Runs `script` in a fresh Deno process, killed after `killAfterMs`: its exit code and output. */
+async function runScript(script: string, killAfterMs: number) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", "--quiet", "--no-lock", "--no-config", script],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
   }).spawn();
-  // 20 s: a busy CI machine starts Deno slowly; a pool that kept the process alive never ends.
-  const timer = setTimeout(() => child.kill(), 20_000);
+  const timer = setTimeout(() => child.kill(), killAfterMs);
   const out = await child.output();
   clearTimeout(timer);
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, `the script did not exit by itself (code ${out.code}):\n${stderr}`);
-  assert.match(new TextDecoder().decode(out.stdout), /2 threads/);
-});
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
 
 /** A small nd forward on `backend` (not a layer's): its y. */
 function smallForward(backend: WasmBackend, seed = 1): Promise<Float32Array> {
@@ -881,16 +887,7 @@ while (performance.now() - t0 < 8000 && !reason.startsWith("requested: wasm; 2 t
 console.log(reason);
 Deno.exit(0);
 `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--quiet", "--no-lock", "--no-config", script],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const timer = setTimeout(() => child.kill(), 30_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, `the script failed (code ${out.code}):\n${stderr}`);
-  assert.match(new TextDecoder().decode(out.stdout), /; 2 threads/);
+  const out = await runScript(script, 30_000);
+  assert.equal(out.code, 0, `the script failed (code ${out.code}):\n${out.stderr}`);
+  assert.match(out.stdout, /; 2 threads/);
 });
