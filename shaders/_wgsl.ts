@@ -1323,7 +1323,7 @@ fn add_scaled_pair(a: f32, m: vec2<f32>, b: vec2<f32>, k: i32, plain: f32) -> f3
   return select(plain, scale2_round(t, u.x), class_bits(t) == 0u);
 }
 
-// A BN group's running update (sn_group_stats, sn_group_refine) from its batch mean mp and
+// A BN group's running update (sn_group_stats, sn_group_refine) from its batch mean mean_pair and
 // variance vp (float32 pairs, in units of 2^unit and 2^(2 unit); vp's low word var_lo is 0 but in
 // layout "1d" and on rows of several segments) and its F_* flags: the moving average
 // m r + (1 - m) s with the factors as pairs (Params' momentum and its rest), or the batch
@@ -1337,7 +1337,11 @@ fn add_scaled_pair(a: f32, m: vec2<f32>, b: vec2<f32>, k: i32, plain: f32) -> f3
 // var_value). A scaled group's mean is finite whenever no member is NaN or infinite, also where
 // its variance is NaN (rows of one value): its running_mean takes the scaled update then (read in
 // units of 1 it gave 0.018 for 3.3e17), running_var the NaN.
-fn running_update(rm: f32, rv: f32, mp: vec2<f32>, vp: vec2<f32>, unit: i32, flags: u32) -> vec2<f32> {
+fn running_update(rm: f32, rv: f32, mean_pair: vec2<f32>, vp: vec2<f32>, unit: i32, flags: u32) -> vec2<f32> {
+  // The mean as a float32 pair: a group's (hi, lo) may be a shift and the mean about it, with hi
+  // 0 (a first member of 0 in rows of one value); add_scaled_pair reads b.x == 0 as b == 0 and
+  // pair_mul drops lo lo: a batch average's running_mean came out 0 for 5.25 (helper-85).
+  let mp = select(mean_pair, loose_normal(mean_pair), (class_bits(mean_pair.x) | class_bits(mean_pair.y)) == 0u);
   let mu = mean_value(flags, mp.x + mp.y);
   let v = var_value(flags, vp.x);
   let average = (P.flags & P_BATCH_AVERAGE) != 0u;

@@ -162,3 +162,27 @@ rangeTests(
     }
   },
 );
+
+rangeTests(
+  "a batch average of rows of one value adds the batch mean also where the first sample is 0",
+  async (backend) => {
+    // Rows of one value (H W = 1): WebGPU's group mean was a pair (first member, mean about it),
+    // (0, 5.25) here, which the batch average's running update read as 0 (its high word 0) and
+    // squared without lo lo: running_mean 0 for 5.25 (realistic-use helper-85; the moving
+    // average normalized the pair in its product). The variance of one value is NaN (README).
+    for (
+      const [x, shape, mean] of [
+        [[0, 4, 7, 10], [4, 1, 1, 1], [5.25]],
+        [[0, 0, 4, 5, 6, -2], [3, 2, 1, 1], [10 / 3, 1]],
+        [[0, 3], [2, 1, 1, 1], [1.5]],
+      ]
+    ) {
+      const sn = new SwitchNorm2d(shape[1], { backend, usingMovingAverage: false });
+      await sn.forward(Float32Array.from(x), shape);
+      await sn.sync();
+      assertClose(sn.running_mean, Float64Array.from(mean), RUNNING, `[${x}]: running_mean`);
+      assert.ok(sn.running_var.every(Number.isNaN), `[${x}]: running_var ${sn.running_var}`);
+      sn.dispose();
+    }
+  },
+);

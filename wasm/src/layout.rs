@@ -53,7 +53,7 @@
 //! f64 constants [mu, scale, beta] of a wide row (wide.rs), whose entry is then i32
 //! [byte offset to them, 0, 0, 1]; 1d, per-column block means (f32[C]), sums of deviations and
 //! of squared deviations (f64[C] each), every array 16-byte aligned, once per block of rows when
-//! C <= 4096 (`oned::Tiles`), else once.
+//! C <= 4096 (`oned::Tiles`), else once; then the columns' centres (f32[C], `oned::centre_parts`).
 
 /// `layout` argument value of the nd kernels ([N, C, M]).
 pub const LAYOUT_ND: u32 = 0;
@@ -102,10 +102,8 @@ pub fn scratch_bytes(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {
         40 * n * c
     } else {
-        // One slot for the single-threaded pass; one per block when threads split by blocks.
-        let blocks = crate::oned::Tiles::new(n, c, 0);
-        let slots = if blocks.blocks { blocks.row_tiles.max(1) } else { 1 };
-        4 * crate::oned::slot_floats(c) * slots
+        // The slots of sums (`oned::slots`), then the columns' centres.
+        4 * (crate::oned::slot_floats(c) * crate::oned::slots(n, c) + (c + 3) / 4 * 4)
     }
 }
 

@@ -46,7 +46,9 @@ pub unsafe fn statistics(
     let plan = RowPlan::new(c);
     let block = block_rows(c);
     let (mean, m2) = (st.mu_bn.as_mut_ptr(), st.var_bn.as_mut_ptr());
-    // Column statistics accumulate in place: mu_bn holds the running mean, var_bn the M2.
+    let centre = centre_parts(scratch, n, c);
+    // Column statistics accumulate in place: mu_bn holds the running mean about the centre,
+    // var_bn the M2.
     let mut seen = 0.0;
     let mut i0 = 0;
     while i0 < n {
@@ -56,10 +58,13 @@ pub unsafe fn statistics(
             let (shift, dsum, qsum) = slot_parts(scratch, c);
             let at = x.add(i0 * c);
             block_sums(at, rows, c, c, shift, dsum, qsum);
-            merge_block(at, rows, c, c, shift, dsum, qsum, mean, m2, seen);
+            merge_block(at, rows, c, c, shift, dsum, qsum, centre, mean, m2, seen);
             seen += rows as f64;
         }
         i0 += rows;
+    }
+    if batch_bn {
+        uncentre(mean, centre, c);
     }
     finish(n, c, mode, layer, st);
 }
@@ -158,6 +163,38 @@ fn slot_parts(slot: *mut f32, c: usize) -> (*mut f32, *mut f64, *mut f64) {
     (slot, d, unsafe { d.add((c + 1) / 2 * 2) })
 }
 
+/// The columns' centres (f32[C], 16-byte aligned) after the slots of sums in the scratch: each
+/// column's first block mean (0 where it is not finite), about which `merge_block` accumulates
+/// the column's mean. A mean accumulated as itself rounds at its own ulp in every merge, one per
+/// block of 64 rows: 1e5 rows on an offset of 1.6e7 left it ~3 float64 ulps (1e-8) off, the same
+/// for every element of the column, and dWeight, a sum of dy xhat over them, 1.6x its tolerance
+/// (`tests/long_rows_test.ts`); about the centre it rounds at the spread's ulp, and once at the end.
+fn centre_parts(scratch: *mut f32, n: usize, c: usize) -> *mut f32 {
+    unsafe { scratch.add(slots(n, c) * slot_floats(c)) }
+}
+
+/// Slots of sums in the scratch: one for the single-threaded pass, one per block when threads
+/// split by blocks.
+pub fn slots(n: usize, c: usize) -> usize {
+    let blocks = Tiles::new(n, c, 0);
+    if blocks.blocks {
+        blocks.row_tiles.max(1)
+    } else {
+        1
+    }
+}
+
+/// mean[j] += centre[j] for the `w` columns: the column means `merge_block` left about their
+/// centres, as themselves.
+///
+/// # Safety
+/// `mean` valid for `w` f64, `centre` for `w` f32.
+unsafe fn uncentre(mean: *mut f64, centre: *const f32, w: usize) {
+    for j in 0..w {
+        *mean.add(j) += *centre.add(j) as f64;
+    }
+}
+
 /// Tiles tile0..tile0 + tiles of the split statistics pass (`Tiles`).
 ///
 /// # Safety
@@ -192,6 +229,7 @@ pub unsafe fn stats_tiles(
         let w = if c - j0 < g.col_tile { c - j0 } else { g.col_tile };
         let (shift, dsum, qsum) = slot_parts(scratch, c);
         let (shift, dsum, qsum) = (shift.add(j0), dsum.add(j0), qsum.add(j0));
+        let centre = centre_parts(scratch, n, c).add(j0);
         let (mean, m2) = (st.mu_bn.as_mut_ptr().add(j0), st.var_bn.as_mut_ptr().add(j0));
         let mut seen = 0.0;
         let mut i0 = 0;
@@ -199,10 +237,11 @@ pub unsafe fn stats_tiles(
             let rows = if n - i0 < g.block { n - i0 } else { g.block };
             let at = x.add(i0 * c + j0);
             block_sums(at, rows, w, c, shift, dsum, qsum);
-            merge_block(at, rows, w, c, shift, dsum, qsum, mean, m2, seen);
+            merge_block(at, rows, w, c, shift, dsum, qsum, centre, mean, m2, seen);
             seen += rows as f64;
             i0 += rows;
         }
+        uncentre(mean, centre, w);
     }
 }
 
@@ -224,14 +263,16 @@ pub unsafe fn tiles_finish(
     let g = Tiles::new(n, c, mode);
     if g.blocks && batch_bn {
         let (mean, m2) = (st.mu_bn.as_mut_ptr(), st.var_bn.as_mut_ptr());
+        let centre = centre_parts(scratch as *mut f32, n, c);
         let mut seen = 0.0;
         for t in 0..g.row_tiles {
             let i0 = t * g.block;
             let rows = if n - i0 < g.block { n - i0 } else { g.block };
             let (shift, dsum, qsum) = slot_parts(scratch.add(t * slot_floats(c)) as *mut f32, c);
-            merge_block(x.add(i0 * c), rows, c, c, shift, dsum, qsum, mean, m2, seen);
+            merge_block(x.add(i0 * c), rows, c, c, shift, dsum, qsum, centre, mean, m2, seen);
             seen += rows as f64;
         }
+        uncentre(mean, centre, c);
     }
     finish(n, c, mode, layer, st);
 }
@@ -338,13 +379,13 @@ unsafe fn block_sums(
     simd::column_deviation_sums_f64(x, rows, w, stride, shift, dsum, qsum);
 }
 
-/// Merges a block's per-column sums (`block_sums`) into the running column statistics (`mean[j]`,
-/// `m2[j]`, `seen` rows so far) of its `w` columns: mean = shift + d / rows and
-/// M2 = q - d^2 / rows, or for Inf/NaN (or an f32 shift that overflowed) the f64 slow path over
-/// the block's column (hence x).
+/// Merges a block's per-column sums (`block_sums`) into the running column statistics (`mean[j]`
+/// about `centre[j]`, `m2[j]`, `seen` rows so far) of its `w` columns: mean = shift + d / rows
+/// and M2 = q - d^2 / rows, or for Inf/NaN (or an f32 shift that overflowed) the f64 slow path
+/// over the block's column (hence x). The first block (`seen` 0) sets the centres (`centre_parts`).
 ///
 /// # Safety
-/// As `block_sums`; `mean`, `m2` valid for `w` f64.
+/// As `block_sums`; `mean`, `m2` valid for `w` f64, `centre` for `w` f32.
 #[allow(clippy::too_many_arguments)]
 unsafe fn merge_block(
     x: *const f32,
@@ -354,6 +395,7 @@ unsafe fn merge_block(
     shift: *const f32,
     dsum: *const f64,
     qsum: *const f64,
+    centre: *mut f32,
     mean: *mut f64,
     m2: *mut f64,
     seen: f64,
@@ -364,17 +406,22 @@ unsafe fn merge_block(
     let fab = seen * fb;
     for j in 0..w {
         let (s, d, q) = (*shift.add(j), *dsum.add(j), *qsum.add(j));
+        if seen == 0.0 {
+            *centre.add(j) = if s.is_finite() { s } else { 0.0 };
+        }
+        let k = *centre.add(j) as f64;
         // f64 sums of f32 deviations neither overflow nor go subnormal: only Inf/NaN in the
-        // column (or a shift that overflowed f32) is not finite here.
+        // column (or a shift that overflowed f32) is not finite here. s - k is exact in f64.
         let blk = if s.is_finite() && q.is_finite() {
             let m2 = q - d * d * inv_rows;
             Moments {
                 count: rows as f64,
-                mean: s as f64 + d * inv_rows,
+                mean: (s as f64 - k) + d * inv_rows,
                 m2: if m2 < 0.0 { 0.0 } else { m2 },
             }
         } else {
-            moments::strided_f64(x.add(j), rows, stride)
+            let mo = moments::strided_f64(x.add(j), rows, stride);
+            Moments { mean: mo.mean - k, ..mo }
         };
         let after = if seen == 0.0 {
             blk
