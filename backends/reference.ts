@@ -155,15 +155,48 @@ function statistics(
     vars.push((_, j) => bnVar[j]);
   }
   const mu = new Float64Array(n * c), sigma2 = new Float64Array(n * c);
+  const anchor = heaviest(params.meanMix);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < c; j++) {
       for (let k = 0; k < means.length; k++) {
         mu[i * c + j] += params.meanMix[k] * means[k](i, j);
         sigma2[i * c + j] += params.varMix[k] * vars[k](i, j);
       }
+      mu[i * c + j] = anchoredMean(params.meanMix, means, anchor, i, j, mu[i * c + j]);
     }
   }
   return { means, vars, mu, sigma2, batch: bn, inner };
+}
+
+/** The index of the largest weight (the first of equal ones). */
+function heaviest(weights: ArrayLike<number>): number {
+  let a = 0;
+  for (let k = 1; k < weights.length; k++) if (weights[k] > weights[a]) a = k;
+  return a;
+}
+
+/**
+ * The mixed mean sum_k w_k mu_k as mu_a + sum_{k != a} w_k (mu_k - mu_a), a the heaviest weight:
+ * equal where the weights sum to 1, as softmax's do exactly, but their float64 sum is 1 +- ~1e-16,
+ * which sum_k w_k mu_k multiplies by the means' size: a constant row at 1e10 that equals every mean
+ * of its mix (y = beta exactly) gave y off by gamma 1e10 1e-16 / std, 30x Y under the default eps
+ * on WASM, which forms it so, and 188x at 1e7 under eps 0 (attack helper-86; the reference was right
+ * there only by working about a centre). Where that form is not finite (a mean is), `plain` (the
+ * sum), whose infinities and NaN are PyTorch's.
+ */
+function anchoredMean(
+  weights: ArrayLike<number>,
+  means: readonly ((i: number, j: number) => number)[],
+  a: number,
+  i: number,
+  j: number,
+  plain: number,
+): number {
+  const base = means[a](i, j);
+  let rest = 0;
+  for (let k = 0; k < means.length; k++) if (k !== a) rest += weights[k] * (means[k](i, j) - base);
+  const anchored = base + rest;
+  return Number.isFinite(anchored) ? anchored : plain;
 }
 
 /** The global batch's BN partials under SyncSN, or undefined where the local batch is the batch. */

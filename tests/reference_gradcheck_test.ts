@@ -71,8 +71,27 @@ for (const [name, problem] of cases) {
     assertClose(g.dx, numeric(x), FD, "dx");
     assertClose(g.dWeight, numeric(p.weight), FD, "dweight");
     assertClose(g.dBias, numeric(p.bias), FD, "dbias");
-    // a_k = dL/dmeanMix_k and b_k = dL/dvarMix_k, the mixing weights taken as free variables.
-    assertClose(g.meanDots, numeric(p.meanMix), FD, "dL/dmeanMix");
+    // b_k = dL/dvarMix_k, the mixing weights taken as free variables.
     assertClose(g.varDots, numeric(p.varMix), FD, "dL/dvarMix");
+    // a_k = dL/dmeanMix_k up to a common part: the forward forms the mixed mean about its heaviest
+    // term, mu_a + sum_{k != a} w_k (mu_k - mu_a), which equals sum_k w_k mu_k on the simplex the
+    // weights live on (softmax's, sparsestmax's) but not off it, so the weights are moved along
+    // it: a_k - a_0 is the derivative along e_k - e_0 (every map's Jacobian takes a vector of ones
+    // to 0, so the layer sees the differences alone).
+    const along = (k: number) => {
+      const keep = Float64Array.from(p.meanMix), h = 1e-6;
+      const at = (t: number) => {
+        p.meanMix.set(keep);
+        p.meanMix[k] += t;
+        p.meanMix[0] -= t;
+        return f();
+      };
+      const slope = (at(h) - at(-h)) / (2 * h);
+      p.meanMix.set(keep);
+      return slope;
+    };
+    const dots = Float64Array.from({ length: k - 1 }, (_, j) => g.meanDots[j + 1] - g.meanDots[0]);
+    const slopes = Float64Array.from({ length: k - 1 }, (_, j) => along(j + 1));
+    assertClose(dots, slopes, FD, "dL/dmeanMix_k - dL/dmeanMix_0");
   });
 }

@@ -248,6 +248,8 @@ struct Mix {
     eps: f64,
     /// M - 1, for the bound of a row's spread (`wide::spread2`).
     m1: f64,
+    /// The heaviest mean weight's normalizer (0 IN, 1 LN, 2 BN), the mixed mean's anchor.
+    anchor: usize,
 }
 
 impl Mix {
@@ -257,8 +259,39 @@ impl Mix {
             w[2] = 0.0;
             v[2] = 0.0;
         }
-        Mix { w, v, eps: layer.eps, m1: m as f64 - 1.0 }
+        let anchor = (1..3).fold(0, |a, k| if w[k] > w[a] { k } else { a });
+        Mix { w, v, eps: layer.eps, m1: m as f64 - 1.0, anchor }
     }
+}
+
+/// The mixed mean sum_k w_k mu_k as mu_a + sum_{k != a} w_k (mu_k - mu_a), a the heaviest weight
+/// (`Mix::anchor`), where that is finite, else `plain` (the sum, whose infinities and NaN are the
+/// reference's). Equal where the weights sum to 1, as softmax's do exactly; their float64 sum is
+/// 1 +- ~1e-16, which the sum multiplies by the means' size: a constant row at 1e10 equal to every
+/// mean of its mix (y = beta exactly) gave y off by gamma 1e10 1e-16 / std, 30x Y under the default
+/// eps, and 188x at 1e7 under eps 0 (attack helper-86; `tests/anchored_mean_test.ts`). The reference
+/// forms it so (backends/reference.ts `anchoredMean`), WebGPU about its heavier term likewise.
+///
+/// Where rest lies below half an ulp of the anchor's mean, base + rest is base, and x - mu of an
+/// element equal to it 0 where it is -rest: that mean is taken one ulp toward rest, so that the
+/// sign survives (an evaluation of rows of 1e20 on a running_mean of 1e30 under a BN weight of
+/// 1.6e-38, std ~1e-58: y +Infinity, not beta; attack helper-87's fuzzer seeds 416, 2850, 6511).
+#[inline(always)]
+fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> f64 {
+    let base = means[mix.anchor];
+    let rest = mix.w[0] * (means[0] - base) + mix.w[1] * (means[1] - base);
+    let rest = if mix.w[2] != 0.0 { rest + mix.w[2] * (means[2] - base) } else { rest };
+    let anchored = base + rest;
+    if !(simd::abs_f64(anchored) < f64::INFINITY) {
+        return plain;
+    }
+    if anchored == base && rest != 0.0 {
+        // base is not 0 here (0 + rest is rest): a step of its bits moves its magnitude.
+        let up = (rest > 0.0) == (base > 0.0);
+        let bits = base.to_bits();
+        return f64::from_bits(if up { bits + 1 } else { bits - 1 });
+    }
+    anchored
 }
 
 /// Per-row constants of one sample n (C rows), see `normalize`. The f64 arithmetic follows the
@@ -281,10 +314,13 @@ fn row_constants(
     let one = |j: usize| -> ([f64; 2], [f32; 3], bool) {
         let mut mu = mix.w[0] * mu_in[j] + mix.w[1] * ln_mu;
         let mut var = mix.v[0] * var_in[j] + mix.v[1] * ln_var;
+        let mut bn_mu = 0.0;
         if let Some((bm, bv)) = bn {
             mu += mix.w[2] * bm[j];
             var += mix.v[2] * bv[j];
+            bn_mu = bm[j];
         }
+        let mu = anchored_mean(mix, [mu_in[j], ln_mu, bn_mu], mu);
         let ve = var + mix.eps;
         let scale = layer.gamma[j] as f64 / simd::sqrt_f64(ve);
         let hi = mu as f32;
@@ -303,6 +339,11 @@ fn row_constants(
         (f64x2_splat(mix.v[0]), f64x2_splat(mix.v[1] * ln_var), f64x2_splat(mix.v[2]));
     let eps = f64x2_splat(mix.eps);
     let zero = f64x2_splat(0.0);
+    // The anchored mean's terms (`anchored_mean`): w_k and, for LN, mu_ln itself.
+    let (aw0, aw1, aw2, ln_v) =
+        (f64x2_splat(mix.w[0]), f64x2_splat(mix.w[1]), f64x2_splat(mix.w[2]), f64x2_splat(ln_mu));
+    let infinity = f64x2_splat(f64::INFINITY);
+    let (one_bit, minus_one) = (i64x2_splat(1), i64x2_splat(-1));
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
     let half_limit2 = f64x2_splat(wide::LIMIT * wide::LIMIT / 2.0);
     let tiny = f64x2_splat(wide::TINY);
@@ -320,10 +361,34 @@ fn row_constants(
             let mean_in = ld(mu_in, j);
             let mut mu = f64x2_add(f64x2_mul(w0, mean_in), w1);
             let mut var = f64x2_add(f64x2_mul(v0, ld(var_in, j)), v1);
+            let mut bn_mu = zero;
             if let Some((bm, bv)) = bn {
-                mu = f64x2_add(mu, f64x2_mul(w2, ld(bm, j)));
+                bn_mu = ld(bm, j);
+                mu = f64x2_add(mu, f64x2_mul(w2, bn_mu));
                 var = f64x2_add(var, f64x2_mul(v2, ld(bv, j)));
             }
+            // `anchored_mean`, two rows at a time.
+            let base = match mix.anchor {
+                0 => mean_in,
+                1 => ln_v,
+                _ => bn_mu,
+            };
+            let rest = f64x2_add(
+                f64x2_mul(aw0, f64x2_sub(mean_in, base)),
+                f64x2_mul(aw1, f64x2_sub(ln_v, base)),
+            );
+            let rest = if mix.w[2] != 0.0 {
+                f64x2_add(rest, f64x2_mul(aw2, f64x2_sub(bn_mu, base)))
+            } else {
+                rest
+            };
+            let anchored = f64x2_add(base, rest);
+            // One ulp toward rest where base + rest is base (`anchored_mean`): +1 on the bits
+            // where base and rest share a sign, else -1 (i64x2_lt of the sign bits' xor).
+            let lost = v128_and(f64x2_eq(anchored, base), f64x2_ne(rest, zero));
+            let step = v128_bitselect(minus_one, one_bit, i64x2_lt(v128_xor(base, rest), zero));
+            let anchored = v128_bitselect(i64x2_add(anchored, step), anchored, lost);
+            let mu = v128_bitselect(anchored, mu, f64x2_lt(f64x2_abs(anchored), infinity));
             v128_store(mu_out.as_mut_ptr().add(j) as *mut v128, mu);
             v128_store(var_out.as_mut_ptr().add(j) as *mut v128, var);
             let ve = f64x2_add(var, eps);

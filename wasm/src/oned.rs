@@ -279,6 +279,9 @@ pub unsafe fn tiles_finish(
 
 /// Normalize pass of y = SN(x) for layout "1d", from the statistics `statistics` left:
 ///   mu = w0 mu_ln + w1 mu_bn,  var = v0 var_ln + v1 var_bn
+/// (mu formed about its heavier term, mu_ln + w1 (mu_bn - mu_ln) or mu_bn + w0 (mu_ln - mu_bn),
+/// where that is finite: the weights' float64 sum, 1 +- ~1e-16, times a mean of 1e10 put y of a
+/// constant column equal to both means 30x Y off; `nd_normalize::anchored_mean`)
 ///   y = (x - mu) * gamma / sqrt(var + eps) + beta
 /// evaluated per element in f64: mu and var differ for every element, so there is no per-row
 /// constant to hoist into f32, and f64 gives the reference's numbers for free.
@@ -316,6 +319,47 @@ pub unsafe fn normalize_rows(
 ) {
     let using_bn = mode & MODE_USING_BN != 0;
     let [w0, w1, _] = layer.mean_mix;
+    // The mixed mean about its heavier term where every mean of the row is finite (then so is
+    // that form: a per-call test of the BN means, a per-row one of the LN mean), else as the sum.
+    let bn_finite = !using_bn || st.mu_bn.iter().all(|v| simd::abs_f64(*v) < f64::INFINITY);
+    let about = if using_bn && w1 > w0 { ABOUT_BN } else { ABOUT_LN };
+    for i in row0..row0 + rows {
+        if bn_finite && simd::abs_f64(st.mu_ln[i]) < f64::INFINITY {
+            if about == ABOUT_BN {
+                normalize_row::<ABOUT_BN>(x, y, i, c, using_bn, layer, &st);
+            } else {
+                normalize_row::<ABOUT_LN>(x, y, i, c, using_bn, layer, &st);
+            }
+        } else {
+            normalize_row::<SUM>(x, y, i, c, using_bn, layer, &st);
+        }
+    }
+}
+
+/// `normalize_row`'s forms of the mixed mean: w0 mu_ln + w1 mu_bn (the reference's sum, for rows
+/// with a mean not finite), mu_ln + w1 (mu_bn - mu_ln), mu_bn + w0 (mu_ln - mu_bn) (about the
+/// heavier term: equal where w0 + w1 = 1, as softmax's are exactly, but their float64 sum is
+/// 1 +- ~1e-16, which the sum multiplies by the means' size: a constant column at 1e10 equal to
+/// both means, y = beta exactly, was 30x Y off; `nd_normalize::anchored_mean`).
+const SUM: u8 = 0;
+const ABOUT_LN: u8 = 1;
+const ABOUT_BN: u8 = 2;
+
+/// Row i of `normalize_rows`, its mixed mean in the form `MEAN` (`SUM`, `ABOUT_LN`, `ABOUT_BN`).
+///
+/// # Safety
+/// As `normalize_rows`, with i < n.
+#[inline(always)]
+unsafe fn normalize_row<const MEAN: u8>(
+    x: *const f32,
+    y: *mut f32,
+    i: usize,
+    c: usize,
+    using_bn: bool,
+    layer: &Layer,
+    st: &Stats,
+) {
+    let [w0, w1, _] = layer.mean_mix;
     let [v0, v1, _] = layer.var_mix;
     // Without BN the BN terms are added as exact zeros (w1 = v1 = 0 on zero statistics), which
     // leaves every sum unchanged.
@@ -323,30 +367,41 @@ pub unsafe fn normalize_rows(
     let zeros = [0.0f64; 2];
     let bn = |s: &[f64], j: usize| if using_bn { s.as_ptr().add(j) } else { zeros.as_ptr() };
     let (w1v, v1v, eps) = (f64x2_splat(w1), f64x2_splat(v1), f64x2_splat(layer.eps));
+    let neg_w0v = f64x2_splat(-w0);
     let load32 = |p: *const f32| f64x2_promote_low_f32x4(v128_load64_zero(p as *const u64));
     let pairs = c / 2 * 2;
-    for i in row0..row0 + rows {
-        let (lm, lv) = (w0 * st.mu_ln[i], v0 * st.var_ln[i]);
-        let (lmv, lvv) = (f64x2_splat(lm), f64x2_splat(lv));
-        let (xr, yr) = (x.add(i * c), y.add(i * c));
-        let mut j = 0;
-        while j < pairs {
-            // Two columns at a time, the scalar tail's formula in f64x2.
-            let mu = f64x2_add(lmv, f64x2_mul(w1v, v128_load(bn(st.mu_bn, j) as *const v128)));
-            let var = f64x2_add(lvv, f64x2_mul(v1v, v128_load(bn(st.var_bn, j) as *const v128)));
-            let gamma = load32(layer.gamma.as_ptr().add(j));
-            let scale = f64x2_div(gamma, f64x2_sqrt(f64x2_add(var, eps)));
-            let beta = load32(layer.beta.as_ptr().add(j));
-            let v = f64x2_add(f64x2_mul(f64x2_sub(load32(xr.add(j)), mu), scale), beta);
-            v128_store64_lane::<0>(f32x4_demote_f64x2_zero(v), yr.add(j) as *mut u64);
-            j += 2;
-        }
-        if j < c {
-            let (mu, var) =
-                if using_bn { (lm + w1 * st.mu_bn[j], lv + v1 * st.var_bn[j]) } else { (lm, lv) };
-            let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + layer.eps);
-            *yr.add(j) = ((*xr.add(j) as f64 - mu) * scale + layer.beta[j] as f64) as f32;
-        }
+    let ln = st.mu_ln[i];
+    let (lm, lv) = (w0 * ln, v0 * st.var_ln[i]);
+    let (lmv, lvv, lnv) = (f64x2_splat(lm), f64x2_splat(lv), f64x2_splat(ln));
+    // The mean of column j: mu_bn - mu_ln is d, and -w0 d is w0 (mu_ln - mu_bn) exactly.
+    let mean = |bn_mu: f64| match MEAN {
+        SUM => lm + w1 * bn_mu,
+        ABOUT_LN => ln + w1 * (bn_mu - ln),
+        _ => bn_mu + -w0 * (bn_mu - ln),
+    };
+    let (xr, yr) = (x.add(i * c), y.add(i * c));
+    let mut j = 0;
+    while j < pairs {
+        // Two columns at a time, the scalar tail's formula in f64x2.
+        let bn_mu = v128_load(bn(st.mu_bn, j) as *const v128);
+        let mu = match MEAN {
+            SUM => f64x2_add(lmv, f64x2_mul(w1v, bn_mu)),
+            ABOUT_LN => f64x2_add(lnv, f64x2_mul(w1v, f64x2_sub(bn_mu, lnv))),
+            _ => f64x2_add(bn_mu, f64x2_mul(neg_w0v, f64x2_sub(bn_mu, lnv))),
+        };
+        let var = f64x2_add(lvv, f64x2_mul(v1v, v128_load(bn(st.var_bn, j) as *const v128)));
+        let gamma = load32(layer.gamma.as_ptr().add(j));
+        let scale = f64x2_div(gamma, f64x2_sqrt(f64x2_add(var, eps)));
+        let beta = load32(layer.beta.as_ptr().add(j));
+        let v = f64x2_add(f64x2_mul(f64x2_sub(load32(xr.add(j)), mu), scale), beta);
+        v128_store64_lane::<0>(f32x4_demote_f64x2_zero(v), yr.add(j) as *mut u64);
+        j += 2;
+    }
+    if j < c {
+        let (bn_mu, bn_var) = if using_bn { (st.mu_bn[j], st.var_bn[j]) } else { (0.0, 0.0) };
+        let (mu, var) = (mean(bn_mu), lv + v1 * bn_var);
+        let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + layer.eps);
+        *yr.add(j) = ((*xr.add(j) as f64 - mu) * scale + layer.beta[j] as f64) as f32;
     }
 }
 
