@@ -56,9 +56,24 @@ export class BatchAverage {
     if (this.count === 0) return;
     // The buffers hold the batch average's sums: normalizing with them is silently wrong.
     throw new Error(
-      `${this.layerName}.forward: evaluation mode, but ${this.count} training batches were ` +
+      `${this.layerName}.forward: evaluation mode, but ${batches(this.count)} ` +
         "accumulated for the batch average and not finalized (the running buffers hold sums, " +
         "not statistics); call finalizeBatchAverage() first, or resetRunningStats() to discard them",
+    );
+  }
+
+  /**
+   * Throws if the running buffers hold sums: a state dict's running buffers are statistics, as
+   * loadStateDict takes them (a checkpoint of sums evaluated without an error on values K times
+   * too large: realistic-use helper-89).
+   */
+  checkStateDict(): void {
+    if (this.count === 0) return;
+    throw new Error(
+      `${this.layerName}.stateDict: ${batches(this.count)} accumulated for the ` +
+        "batch average and not finalized (the running buffers hold sums, not statistics, and " +
+        "loadStateDict would take them as statistics); call finalizeBatchAverage() first, or " +
+        "resetRunningStats() to discard them",
     );
   }
 
@@ -111,4 +126,9 @@ export class BatchAverage {
     this.#statistics = "finalized by finalizeBatchAverage()";
     params.changed(true);
   }
+}
+
+/** "1 training batch was", "2 training batches were". */
+function batches(count: number): string {
+  return count === 1 ? "1 training batch was" : `${count} training batches were`;
 }

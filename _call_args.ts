@@ -172,12 +172,19 @@ function readOut(
   if (out === undefined) return undefined;
   const resident = isResident(input);
   const ok = resident ? isResident(out) : out instanceof Float32Array;
-  const length = ok ? (out as Float32Array | ResidentTensor).length : NaN;
-  if (!ok || length !== input.length) {
+  const kind = resident ? "a resident tensor" : "a Float32Array";
+  if (!ok) {
     throw new TypeError(
-      `${what}: out must be the same kind as ${inputName} with ${input.length} elements, got ${
-        describeValue(out)
-      }${ok ? ` of ${length} elements` : ""}`,
+      `${what}: out must be the same kind as ${inputName} (${kind}) with ${input.length} ` +
+        `elements, got ${describeValue(out)}`,
+    );
+  }
+  const length = (out as Float32Array | ResidentTensor).length;
+  if (length !== input.length) {
+    // The right kind, the wrong size: a RangeError, as for dy (realistic-use helper-89).
+    throw new RangeError(
+      `${what}: out must be the same kind as ${inputName} with ${input.length} elements, got ` +
+        `${kind} of ${length} elements`,
     );
   }
   if (resident) checkSameShape(`${what}: out`, out as ResidentTensor, shape);

@@ -165,11 +165,12 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * must be the layer's `numFeatures`.
    * @param options `out` to write y into, `keepForBackward` (default: the training mode).
    * @throws {TypeError} (rejects) if x is not a Float32Array or resident tensor, `shape` is not
-   * an array of numbers, an option is unknown or of the wrong type, `out` is not of x's kind and length, a
+   * an array of numbers, an option is unknown or of the wrong type, `out` is not of x's kind, a
    * resident x lives in another backend, or x or `out` was detached or resized after the call was
    * made.
    * @throws {RangeError} (rejects) for a wrong rank, a non-integer or zero dimension, a channel
-   * count other than `numFeatures`, or a length that does not match the shape.
+   * count other than `numFeatures`, a length that does not match the shape, or an `out` of
+   * another length than x's.
    * @throws {Error} (rejects) when `out` overlaps x while this forward keeps x for backward
    * (training mode or keepForBackward); in evaluation mode with an unfinalized batch average;
    * where the requested backend cannot run here (no WebAssembly SIMD, WebAssembly compilation
@@ -350,9 +351,9 @@ export abstract class SwitchNorm<UsingBN extends boolean = boolean>
    * forward; under SyncSN, when the replicas' layers or calls differ; `out` overlaps that
    * forward's x.
    * @throws {RangeError} dy is not of the kind and length of that forward's x (and, resident, of
-   * its shape), or a resident `out` not of dy's shape.
-   * @throws {TypeError} an option is unknown or of the wrong type (`out` not of dy's kind and
-   * length); dy, `out` or that forward's x was detached or resized after the call was made.
+   * its shape), or `out` not of dy's length (resident: its shape).
+   * @throws {TypeError} an option is unknown or of the wrong type (`out` not of dy's kind); dy,
+   * `out` or that forward's x was detached or resized after the call was made.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";

@@ -287,7 +287,9 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * `running_var` only with usingBN (and then the type says so: no `!` needed).
    *
    * @throws {Error} after training-mode forwards on GPU-resident tensors, until
-   * `await layer.sync()` has copied the running buffers back from the GPU.
+   * `await layer.sync()` has copied the running buffers back from the GPU; while a batch average
+   * has batches accumulated and not finalized (the running buffers hold sums, which
+   * `loadStateDict` would take as statistics): call `finalizeBatchAverage()` first.
    * @example
    * ```ts
    * import { SwitchNorm2d } from "./mod.ts";
@@ -314,7 +316,8 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * ```
    *
    * @throws {TypeError} on unknown options or a prefix that is not a string; {@link RangeError}
-   *   on an unknown `shapes`; the same as `stateDict()` for running buffers held on the GPU.
+   *   on an unknown `shapes`; the same Errors as `stateDict()` (running buffers held on the GPU,
+   *   a batch average not finalized).
    */
   stateDict(options: StateDictOptions & { shapes: "pytorch" }): Record<string, ShapedTensor>;
   /** The flat entries with `options.prefix` before each key. */
@@ -324,6 +327,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
   ): StateDict<UsingBN> | Record<string, Float32Array | ShapedTensor> {
     this.checkIdle("stateDict");
     this.checkRunningFresh("stateDict");
+    this.batch.checkStateDict();
     const all = this.params.entries(this.usingBN);
     if (options === undefined) return all as StateDict<UsingBN>;
     return shapeStateDict(

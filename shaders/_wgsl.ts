@@ -3163,9 +3163,11 @@ fn list_if_scaled(g: u32, flags: u32) {
 fn list_if_wide(g: u32, flags: u32, variance: f32) {
   let c = g - P.groups_ln;
   let factor = g >= P.groups_ln && factor_wide(affine[c], weighted_var(1u, P.wvar.y * variance) + P.eps);
-  // A channel of BN variance 0 with eps 0: its elements whose sample has LN variance 0 too have
-  // std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
-  let std0 = g >= P.groups_ln && (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
+  // A group of variance 0 with eps 0: its elements whose other term has variance 0 too, or a
+  // variance weight of 0, have std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
+  // LN groups too: a sample of one value under LN's variance alone had y NaN for +-Infinity
+  // (attack helper-88; tests/zero_std_test.ts).
+  let std0 = (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
   // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
   // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
   let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
@@ -4848,7 +4850,10 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let gs = pair_mul(s, vec2<f32>(gamma, 0.0));
   let gm = -pair_mul(gs, s1);
   let s2_ref = pair_sub_product(s2, pair_add(mu_c, -m.lo), s1);
-  let gv = pair_mul(pair_mul(gs, pair_mul(s, s)), s2_ref) * -0.5;
+  // gamma s^3 S2' from S2' outward, as the plain rows order it: gamma s^3 alone passed float32's
+  // range beside an S2' that brings the product back (s ~1e13 under eps 1e-30, S2' ~1e-30:
+  // var_weight's gradient NaN for 0, attack helper-88; tests/anchored_mean_test.ts).
+  let gv = pair_mul(gs, pair_mul(s, pair_mul(s, s2_ref))) * -0.5;
   let cv = m.variance;
   let a_in = pair_mul(gm, d_in);
   let a_ln = pair_mul(gm, d_ln_row);

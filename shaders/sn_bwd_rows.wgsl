@@ -249,7 +249,10 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let gs = pair_mul(s, vec2<f32>(gamma, 0.0));
   let gm = -pair_mul(gs, s1);
   let s2_ref = pair_sub_product(s2, pair_add(mu_c, -m.lo), s1);
-  let gv = pair_mul(pair_mul(gs, pair_mul(s, s)), s2_ref) * -0.5;
+  // gamma s^3 S2' from S2' outward, as the plain rows order it: gamma s^3 alone passed float32's
+  // range beside an S2' that brings the product back (s ~1e13 under eps 1e-30, S2' ~1e-30:
+  // var_weight's gradient NaN for 0, attack helper-88; tests/anchored_mean_test.ts).
+  let gv = pair_mul(gs, pair_mul(s, pair_mul(s, s2_ref))) * -0.5;
   let cv = m.variance;
   let a_in = pair_mul(gm, d_in);
   let a_ln = pair_mul(gm, d_ln_row);

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import { check, make } from "./fuzz/attack_fuzz.ts";
-import { rangeTests, runBoth } from "./_range_compare.ts";
+import { type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { testEachBackend } from "./_backends.ts";
 import { assertClose } from "./_close.ts";
 import { GRAD, Y } from "./_tolerances.ts";
@@ -106,11 +106,74 @@ rangeTests(
   async (backend) => {
     // 416: an evaluation of rows of 1e20 on a running_mean of 1e30 under a BN weight of 1.6e-38,
     // std ~1e-58: w_BN (mu_BN - mu) is below half an ulp of 1e20, so the anchored mean is 1e20 and
-    // y was beta for +Infinity until WASM took it one ulp toward that term (attack helper-87).
-    for (const seed of backend === "wasm" ? [399, 849, 416] : [399]) {
+    // y was beta for +Infinity until WASM kept that term as the mean's rounding (attack
+    // helper-87; below).
+    // 627: SwitchNorm1d, every x 3e38 under LN's variance of 0, a BN mean weight of 1.6e-38 on a
+    // running_mean of -2e20, eps 2^-126: the same kind in 1d, where WASM gave y = beta, 1, for
+    // 4.55e9 (2.5e4x Y; wasm/src/oned.rs `CARRY`).
+    for (const seed of backend === "wasm" ? [399, 849, 416, 627] : [399, 627]) {
       const call = make(seed);
       const { got, want } = await runBoth(call, backend);
       assert.equal(check(call, got, want), null, `seed ${seed}`);
+    }
+  },
+);
+
+/**
+ * A mixed mean's terms beside its anchor's may sum to less than half a float64 ulp of it, so that
+ * mu_a + rest rounds to mu_a. WASM took mu_a one ulp toward rest there (for seed 416 above, whose
+ * y is an infinity), which kept rest's sign but made its size an ulp: under an eps that leaves y
+ * finite, -ulp gamma / std for -rest gamma / std. Constant rows at 3e8 and 3e8 + 2 float32 ulps,
+ * an LN mean weight of 1.4e-11, variance on IN alone, the default eps, gamma 10: y -1.9e-4 for
+ * -1.4e-6 (9.4x Y); rows of 1 and 3 under an LN mean weight of 1e-30 and eps 1e-24: y -2.2e-4
+ * for 0 (11x), under eps 2^-126 -2048 for 0 (1e8x Y; attack helper-88). WASM now keeps the
+ * rounding of mu_a + rest beside mu (`nd_normalize::anchored_mean`). WebGPU's var_weight
+ * gradient was NaN in the last two (shaders/sn_bwd_rows.wgsl `pair_dots`).
+ */
+rangeTests(
+  "a mixed mean's terms below half an ulp of its anchor's mean reach y at their own size",
+  async (backend) => {
+    const v = Math.fround(3e8), ulp = 2 ** (Math.floor(Math.log2(v)) - 23);
+    const calls: (LayerCall & { what: string })[] = [{
+      what: "training, rows at 3e8 and 3e8 + 2 ulps, default eps",
+      layer: "2d",
+      shape: [2, 2, 1, 4],
+      training: true,
+      x: Float32Array.from({ length: 16 }, (_, i) => Math.floor(i / 4) % 2 === 0 ? v : v + 2 * ulp),
+      dy: Float32Array.from({ length: 16 }, (_, i) => Math.sin(i + 1)),
+      state: {
+        weight: new Float32Array(2).fill(10),
+        mean_weight: Float32Array.of(0, -25, -1e30),
+        var_weight: Float32Array.of(0, -1e30, -1e30),
+      },
+      partial: true,
+      scales: true,
+    }];
+    // The last: an LN variance weight of 8.7e-27 under eps 1e-30 (s ~1e13), where WebGPU's
+    // var_weight gradient was NaN for 0 (gamma s^3 beyond float32 before S2' brought it back).
+    const evaluations: [number, number][] = [[1e-24, -1e30], [2 ** -126, -1e30], [1e-30, -60]];
+    for (const [eps, lnVarLogit] of evaluations) {
+      calls.push({
+        what: `evaluation, rows of 1 and 3, eps ${eps}, LN variance logit ${lnVarLogit}`,
+        layer: "2d",
+        shape: [1, 2, 1, 4],
+        options: { eps },
+        training: false,
+        x: Float32Array.from({ length: 8 }, (_, i) => i < 4 ? 1 : 3),
+        dy: Float32Array.from({ length: 8 }, (_, i) => (i % 3) - 1),
+        state: {
+          mean_weight: Float32Array.of(0, -69, -1e30),
+          var_weight: Float32Array.of(0, lnVarLogit, -1e30),
+          running_mean: Float32Array.of(1, 1),
+          running_var: Float32Array.of(1, 1),
+        },
+        partial: true,
+        scales: true,
+      });
+    }
+    for (const { what, ...call } of calls) {
+      const { got, want } = await runBoth(call, backend);
+      assert.equal(check(call, got, want), null, what);
     }
   },
 );

@@ -70,7 +70,10 @@ await testEachBackend(
     await assert.rejects(
       l.backward(dy, { out: xCopy.subarray(10, 10 + length - 10) as Float32Array }),
       (e: Error) =>
-        e instanceof TypeError && /out must be the same kind as dy with 120/.test(e.message),
+        e instanceof RangeError &&
+        /out must be the same kind as dy with 120 elements, got a Float32Array of 110/.test(
+          e.message,
+        ),
     );
     const aliasX = new Float32Array(xCopy.buffer);
     await assert.rejects(

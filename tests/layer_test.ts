@@ -221,7 +221,17 @@ await testEachBackend(
     await assertRejectsUnchanged(
       sn,
       () => sn.forward(x, [2, 3, 2, 2], { out: new Float32Array(5) }),
-      /out must be the same kind as x with 24 elements/,
+      /out must be the same kind as x with 24 elements, got a Float32Array of 5 elements/,
+    );
+    // The wrong length is a RangeError, as dy's is; the wrong kind a TypeError.
+    await assert.rejects(
+      () => sn.forward(x, [2, 3, 2, 2], { out: new Float32Array(5) }),
+      RangeError,
+    );
+    await assert.rejects(
+      // deno-lint-ignore no-explicit-any
+      () => sn.forward(x, [2, 3, 2, 2], { out: new Float64Array(24) as any }),
+      TypeError,
     );
     const s1 = new SwitchNorm1d(3, { backend });
     await assertRejectsUnchanged(

@@ -1,6 +1,6 @@
 /**
- * Misuse a newcomer hits: an evaluation forward on a batch average that was never finalized (the
- * running buffers still hold sums), and messages that print a string as if it were a number
+ * Misuse a newcomer hits: an evaluation forward, or a stateDict(), on a batch average that was
+ * never finalized (the running buffers still hold sums), and messages that print a string as if it were a number
  * (`got 64` for "64"). Each must fail loudly, say what to do, and change nothing.
  */
 import assert from "node:assert/strict";
@@ -20,13 +20,16 @@ await testEachBackend(
     sn.resetRunningStats();
     await sn.forward(B1, SHAPE);
     await sn.forward(B2, SHAPE);
-    const before = sn.stateDict();
+    // (stateDict() refuses the sums: below.)
+    const state =
+      () => [sn.weight, sn.bias, sn.mean_weight, sn.var_weight, sn.running_mean, sn.running_var];
+    const before = state();
     sn.eval();
     await assert.rejects(
       () => sn.forward(B1, SHAPE),
       /evaluation mode, but 2 training batches were accumulated for the batch average and not finalized .*call finalizeBatchAverage\(\) first, or resetRunningStats\(\) to discard them/,
     );
-    assert.deepEqual(sn.stateDict(), before);
+    assert.deepEqual(state(), before);
     assert.equal(sn.batchesAccumulated, 2);
     // eval() before finalizeBatchAverage() is a valid order: only the forward is refused.
     sn.finalizeBatchAverage();
@@ -34,6 +37,33 @@ await testEachBackend(
     assert.ok(y.every(Number.isFinite));
     // Channel 0: the batch means 2 and 5 average to 3.5.
     assert.equal(sn.running_mean[0], 3.5);
+  },
+);
+
+await testEachBackend(
+  "stateDict() of a batch average that was not finalized throws, says what to do and changes nothing",
+  async (backend) => {
+    // Its running buffers hold sums, which loadStateDict takes as statistics: a checkpoint of 3
+    // batches evaluated without an error on values 3x too large (realistic-use helper-89).
+    const sn = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    sn.resetRunningStats();
+    await sn.forward(B1, SHAPE);
+    await sn.forward(B2, SHAPE);
+    const sums = [sn.running_mean, sn.running_var];
+    for (const save of [() => sn.stateDict(), () => sn.stateDict({ shapes: "pytorch" })]) {
+      assert.throws(
+        save,
+        /stateDict: 2 training batches were accumulated for the batch average and not finalized .*call finalizeBatchAverage\(\) first, or resetRunningStats\(\) to discard them/,
+      );
+    }
+    assert.deepEqual([sn.running_mean, sn.running_var], sums);
+    assert.equal(sn.batchesAccumulated, 2);
+    // Finalized, the checkpoint holds statistics and evaluates as the layer does.
+    sn.finalizeBatchAverage();
+    const copy = new SwitchNorm2d(2, { backend, usingMovingAverage: false });
+    copy.loadStateDict(sn.stateDict());
+    assert.equal(copy.running_mean[0], 3.5);
+    assert.deepEqual(await copy.eval().forward(B1, SHAPE), await sn.eval().forward(B1, SHAPE));
   },
 );
 

@@ -198,6 +198,32 @@ const CASES: readonly Case[] = [
     dy: f32(-1, -1, -2, -1, 1, 2, 3, 4, -1, -3, -1, -1, 4, 3, 2, 1),
     training: true,
   },
+  // SwitchNorm1d under LN's variance alone: a sample of one value has std 0 whatever BN's
+  // (WebGPU listed only BN channels of variance 0 for its std-0 pass: y NaN for +-Infinity,
+  // attack helper-88). The means mix LN's and BN's half and half, away from every x.
+  {
+    what: "SwitchNorm1d evaluation: samples of one value under LN's variance alone",
+    layer: "1d",
+    state: {
+      mean_weight: f32(0, 0),
+      var_weight: only(0, 2),
+      running_mean: f32(5, 0, 0),
+      running_var: f32(1e-6, 1, 1),
+    },
+    x: f32(...fill(12, 1)),
+    shape: [4, 3],
+    dy: f32(1, -1, 2, 0.5, 1, -2, 3, 1, 1, -1, -1, 2),
+    training: false,
+  },
+  {
+    what: "SwitchNorm1d training: samples of one value each under LN's variance alone",
+    layer: "1d",
+    state: { mean_weight: f32(0, 0), var_weight: only(0, 2) },
+    x: f32(...fill(3, 1), ...fill(3, 2), ...fill(3, 4), ...fill(3, 8)),
+    shape: [4, 3],
+    dy: f32(1, -1, 2, 0.5, 1, -2, 3, 1, 1, -1, -1, 2),
+    training: true,
+  },
   {
     what: "evaluation on running_var 0 over rows longer than one segment",
     layer: "3d",

@@ -41,10 +41,20 @@ function groups(size: number, extra: Partial<SyncGroup> = {}): SyncGroup[] {
   }));
 }
 
-/** Everything a failed call must leave as it was: state dict, gradients, batch count. */
+/**
+ * Everything a failed call must leave as it was: parameters and buffers (through the getters:
+ * `stateDict()` refuses a batch average's sums), gradients, batch count.
+ */
 function snapshot(layer: SwitchNorm) {
   return {
-    state: layer.stateDict(),
+    state: [
+      layer.weight,
+      layer.bias,
+      layer.mean_weight,
+      layer.var_weight,
+      layer.running_mean,
+      layer.running_var,
+    ],
     grads: structuredClone(layer.grads),
     batches: layer.batchesAccumulated,
   };

@@ -49,8 +49,8 @@
 //! the reference backend packs them.
 //!
 //! Scratch (`scratch`, 16-byte aligned, `scratch_bytes(layout, N, C)` bytes), transient:
-//! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep, then 3 f64 per row, the
-//! f64 constants [mu, scale, beta] of a wide row (wide.rs), whose entry is then i32
+//! nd, f32 [hi, scale, bias, 0] per (n,c) row for the normalize sweep, then 4 f64 per row, the
+//! f64 constants [mu, scale, beta, err] of a wide row (wide.rs), whose entry is then i32
 //! [byte offset to them, 0, 0, 1]; 1d, per-column block means (f32[C]), sums of deviations and
 //! of squared deviations (f64[C] each), every array 16-byte aligned, once per block of rows when
 //! C <= 4096 (`oned::Tiles`), else once; then the columns' centres (f32[C], `oned::centre_parts`).
@@ -95,12 +95,12 @@ pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
 }
 
 /// Bytes of transient scratch a forward needs: nd, the per-row normalize constants
-/// (4 f32 per (n,c), then 3 f64 per (n,c) for wide rows); 1d, the per-column block sums,
+/// (4 f32 per (n,c), then 4 f64 per (n,c) for wide rows); 1d, the per-column block sums,
 /// per block of rows for C <= 4096 (`oned::Tiles`: the split pass keeps every block's until they
 /// are merged).
 pub fn scratch_bytes(layout: u32, n: usize, c: usize) -> usize {
     if layout == LAYOUT_ND {
-        40 * n * c
+        48 * n * c
     } else {
         // The slots of sums (`oned::slots`), then the columns' centres.
         4 * (crate::oned::slot_floats(c) * crate::oned::slots(n, c) + (c + 3) / 4 * 4)

@@ -91,7 +91,7 @@ pub unsafe fn constants(
         (0..n).for_each(|i| any_wide |= sample(i, true));
     }
     if any_wide {
-        any_wide = wide_rows(&mix, layer, n, c, &st, scratch);
+        any_wide = wide_rows(&mix, layer, n, c, (&st, bn.is_some()), scratch);
     }
     // For the backward (nd_grad): whether it needs its wide-row paths, and whether it centres its
     // row sums on the mixed means (an evaluation: `nd_grad::centres`).
@@ -108,7 +108,7 @@ unsafe fn wide_rows(
     layer: &Layer,
     n: usize,
     c: usize,
-    st: &Stats,
+    (st, using_bn): (&Stats, bool),
     scratch: *mut v128,
 ) -> bool {
     let total = n * c;
@@ -117,17 +117,22 @@ unsafe fn wide_rows(
     for r in 0..total {
         let j = r % c;
         let (mu, ve) = (st.mu[r], st.var[r] + mix.eps);
+        // The anchored mean's rounding again (`anchored_mean`; 0 where mu is the plain sum).
+        let bn_mu = if using_bn { st.mu_bn[j] } else { 0.0 };
+        let (anchored, err) = anchored_mean(mix, [st.mu_in[r], st.mu_ln[r / c], bn_mu], mu);
+        let err = if anchored == mu { err } else { 0.0 };
         let scale = layer.gamma[j] as f64 / simd::sqrt_f64(ve);
         let hi = mu as f32;
-        let lo = mu - hi as f64;
+        let lo = (mu - hi as f64) + err;
         let beta = layer.beta[j] as f64;
         let bias = if lo == 0.0 { beta } else { beta - lo * scale };
         let d = st.mu_in[r] - hi as f64;
         if wide::normalize_is_wide(ve, mix.m1, st.var_in[r], d, scale, bias) {
-            let block = blocks.add(3 * r);
+            let block = blocks.add(4 * r);
             *block = mu;
             *block.add(1) = scale;
             *block.add(2) = beta;
+            *block.add(3) = err;
             let offset = (block as usize - scratch.add(r) as usize) as i32;
             *scratch.add(r) = i32x4(offset, 0, 0, 1);
             any = true;
@@ -180,7 +185,7 @@ unsafe fn sweep_checked(x: *const f32, y: *mut f32, rows: usize, m: usize, const
         } else {
             let at = i32x4_extract_lane::<0>(k) as usize;
             let block = (consts.add(r) as *const u8).add(at) as *const f64;
-            let kf = [*block, *block.add(1), *block.add(2)];
+            let kf = [*block, *block.add(1), *block.add(2), *block.add(3)];
             wide::normalize(x.add(r * m), y.add(r * m), m, kf);
         }
     };
@@ -272,26 +277,33 @@ impl Mix {
 /// eps, and 188x at 1e7 under eps 0 (attack helper-86; `tests/anchored_mean_test.ts`). The reference
 /// forms it so (backends/reference.ts `anchoredMean`), WebGPU about its heavier term likewise.
 ///
-/// Where rest lies below half an ulp of the anchor's mean, base + rest is base, and x - mu of an
-/// element equal to it 0 where it is -rest: that mean is taken one ulp toward rest, so that the
-/// sign survives (an evaluation of rows of 1e20 on a running_mean of 1e30 under a BN weight of
-/// 1.6e-38, std ~1e-58: y +Infinity, not beta; attack helper-87's fuzzer seeds 416, 2850, 6511).
+/// Returns (mu, err): mu = f64(mu_a + rest) and err its rounding, exactly mu_a + rest - mu
+/// (`two_sum_err`; 0 with `plain`). Where rest lies below half an ulp of mu_a, mu is mu_a and
+/// only err holds rest: the normalize keeps it in its constants (mu = hi + lo, lo carrying err),
+/// so that an element equal to mu_a gives -rest gamma / std, not beta (an evaluation of rows of
+/// 1e20 on a running_mean of 1e30 under a BN weight of 1.6e-38, std ~1e-58: y +Infinity, attack
+/// fuzzer seed 416, attack helper-87). Taking mu_a an ulp toward rest instead kept that sign but
+/// made its size an ulp: constant rows at 3e8 and 3e8 + 2 ulps under an LN weight of 1.4e-11
+/// and the default eps gave y -1.9e-4 for -1.4e-6, 9.4x Y (attack helper-88). The backward
+/// differentiates about mu (README, Numerics: seeds 2850 and 6511).
 #[inline(always)]
-fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> f64 {
+fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> (f64, f64) {
     let base = means[mix.anchor];
     let rest = mix.w[0] * (means[0] - base) + mix.w[1] * (means[1] - base);
-    let rest = if mix.w[2] != 0.0 { rest + mix.w[2] * (means[2] - base) } else { rest };
-    let anchored = base + rest;
-    if !(simd::abs_f64(anchored) < f64::INFINITY) {
-        return plain;
+    // Without BN (w[2] = 0, means[2] = 0) this adds a zero: a finite base keeps rest's value.
+    let rest = rest + mix.w[2] * (means[2] - base);
+    let mu = base + rest;
+    if !(simd::abs_f64(mu) < f64::INFINITY) {
+        return (plain, 0.0);
     }
-    if anchored == base && rest != 0.0 {
-        // base is not 0 here (0 + rest is rest): a step of its bits moves its magnitude.
-        let up = (rest > 0.0) == (base > 0.0);
-        let bits = base.to_bits();
-        return f64::from_bits(if up { bits + 1 } else { bits - 1 });
-    }
-    anchored
+    (mu, two_sum_err(base, rest, mu))
+}
+
+/// a + b - s exactly, for s = f64(a + b) finite (Knuth's TwoSum, any order of magnitude).
+#[inline(always)]
+pub(crate) fn two_sum_err(a: f64, b: f64, s: f64) -> f64 {
+    let b_part = s - a;
+    (a - (s - b_part)) + (b - b_part)
 }
 
 /// Per-row constants of one sample n (C rows), see `normalize`. The f64 arithmetic follows the
@@ -320,11 +332,11 @@ fn row_constants(
             var += mix.v[2] * bv[j];
             bn_mu = bm[j];
         }
-        let mu = anchored_mean(mix, [mu_in[j], ln_mu, bn_mu], mu);
+        let (mu, err) = anchored_mean(mix, [mu_in[j], ln_mu, bn_mu], mu);
         let ve = var + mix.eps;
         let scale = layer.gamma[j] as f64 / simd::sqrt_f64(ve);
         let hi = mu as f32;
-        let lo = mu - hi as f64;
+        let lo = (mu - hi as f64) + err;
         let beta = layer.beta[j] as f64;
         // lo = 0 skips lo * scale, which is NaN when scale is Inf (eps = 0, var = 0).
         let bias = if lo == 0.0 { beta } else { beta - lo * scale };
@@ -343,7 +355,6 @@ fn row_constants(
     let (aw0, aw1, aw2, ln_v) =
         (f64x2_splat(mix.w[0]), f64x2_splat(mix.w[1]), f64x2_splat(mix.w[2]), f64x2_splat(ln_mu));
     let infinity = f64x2_splat(f64::INFINITY);
-    let (one_bit, minus_one) = (i64x2_splat(1), i64x2_splat(-1));
     let (low, high) = (f64x2_splat(wide::LOW), f64x2_splat(wide::HIGH));
     let half_limit2 = f64x2_splat(wide::LIMIT * wide::LIMIT / 2.0);
     let tiny = f64x2_splat(wide::TINY);
@@ -377,25 +388,22 @@ fn row_constants(
                 f64x2_mul(aw0, f64x2_sub(mean_in, base)),
                 f64x2_mul(aw1, f64x2_sub(ln_v, base)),
             );
-            let rest = if mix.w[2] != 0.0 {
-                f64x2_add(rest, f64x2_mul(aw2, f64x2_sub(bn_mu, base)))
-            } else {
-                rest
-            };
+            let rest = f64x2_add(rest, f64x2_mul(aw2, f64x2_sub(bn_mu, base)));
             let anchored = f64x2_add(base, rest);
-            // One ulp toward rest where base + rest is base (`anchored_mean`): +1 on the bits
-            // where base and rest share a sign, else -1 (i64x2_lt of the sign bits' xor).
-            let lost = v128_and(f64x2_eq(anchored, base), f64x2_ne(rest, zero));
-            let step = v128_bitselect(minus_one, one_bit, i64x2_lt(v128_xor(base, rest), zero));
-            let anchored = v128_bitselect(i64x2_add(anchored, step), anchored, lost);
-            let mu = v128_bitselect(anchored, mu, f64x2_lt(f64x2_abs(anchored), infinity));
+            // Its rounding (`two_sum_err`), 0 where the plain sum is taken.
+            let b_part = f64x2_sub(anchored, base);
+            let err =
+                f64x2_add(f64x2_sub(base, f64x2_sub(anchored, b_part)), f64x2_sub(rest, b_part));
+            let finite = f64x2_lt(f64x2_abs(anchored), infinity);
+            let mu = v128_bitselect(anchored, mu, finite);
+            let err = v128_and(err, finite);
             v128_store(mu_out.as_mut_ptr().add(j) as *mut v128, mu);
             v128_store(var_out.as_mut_ptr().add(j) as *mut v128, var);
             let ve = f64x2_add(var, eps);
             let scale = f64x2_div(ld32(layer.gamma, j), f64x2_sqrt(ve));
             let hi = f32x4_demote_f64x2_zero(mu);
             let hi64 = f64x2_promote_low_f32x4(hi);
-            let lo = f64x2_sub(mu, hi64);
+            let lo = f64x2_add(f64x2_sub(mu, hi64), err);
             // lo = 0 keeps bias = beta exactly (lo * scale would be NaN for an Inf scale).
             let lo_scale = v128_and(f64x2_mul(lo, scale), f64x2_ne(lo, zero));
             let bias64 = f64x2_sub(ld32(layer.beta, j), lo_scale);

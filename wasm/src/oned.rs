@@ -323,18 +323,41 @@ pub unsafe fn normalize_rows(
     // that form: a per-call test of the BN means, a per-row one of the LN mean), else as the sum.
     let bn_finite = !using_bn || st.mu_bn.iter().all(|v| simd::abs_f64(*v) < f64::INFINITY);
     let about = if using_bn && w1 > w0 { ABOUT_BN } else { ABOUT_LN };
+    // Whether a row keeps its mean's rounding (`CARRY`): only where it may reach y, a mean beyond
+    // 2^16 of the row's smallest std (the rounding is 2^-53 of the mean: below that, y moves by
+    // under 4e-7 of its tolerance, 2e-5 gamma; carrying it everywhere cost the 1d forward ~1.5%).
+    let (mut bn_max, mut bn_var_min) = (0.0f64, f64::INFINITY);
+    if using_bn {
+        for j in 0..st.mu_bn.len() {
+            bn_max = bn_max.max(simd::abs_f64(st.mu_bn[j]));
+            bn_var_min = bn_var_min.min(st.var_bn[j]);
+        }
+    }
+    let [v0, v1, _] = layer.var_mix;
+    let bn_var_part = if using_bn { v1 * bn_var_min } else { 0.0 };
     for i in row0..row0 + rows {
         if bn_finite && simd::abs_f64(st.mu_ln[i]) < f64::INFINITY {
-            if about == ABOUT_BN {
-                normalize_row::<ABOUT_BN>(x, y, i, c, using_bn, layer, &st);
-            } else {
-                normalize_row::<ABOUT_LN>(x, y, i, c, using_bn, layer, &st);
+            let mean = bn_max.max(simd::abs_f64(st.mu_ln[i]));
+            let var = v0 * st.var_ln[i] + bn_var_part + layer.eps;
+            let carry = !(mean * mean <= CARRY_RATIO2 * var);
+            match (about == ABOUT_BN, carry) {
+                (true, false) => normalize_row::<ABOUT_BN>(x, y, i, c, using_bn, layer, &st),
+                (true, true) => {
+                    normalize_row::<{ ABOUT_BN | CARRY }>(x, y, i, c, using_bn, layer, &st)
+                }
+                (false, false) => normalize_row::<ABOUT_LN>(x, y, i, c, using_bn, layer, &st),
+                (false, true) => {
+                    normalize_row::<{ ABOUT_LN | CARRY }>(x, y, i, c, using_bn, layer, &st)
+                }
             }
         } else {
             normalize_row::<SUM>(x, y, i, c, using_bn, layer, &st);
         }
     }
 }
+
+/// (2^16)^2: a row whose mean passes 2^16 of its smallest std keeps its mean's rounding (`CARRY`).
+const CARRY_RATIO2: f64 = (1u64 << 32) as f64;
 
 /// `normalize_row`'s forms of the mixed mean: w0 mu_ln + w1 mu_bn (the reference's sum, for rows
 /// with a mean not finite), mu_ln + w1 (mu_bn - mu_ln), mu_bn + w0 (mu_ln - mu_bn) (about the
@@ -344,6 +367,11 @@ pub unsafe fn normalize_rows(
 const SUM: u8 = 0;
 const ABOUT_LN: u8 = 1;
 const ABOUT_BN: u8 = 2;
+/// With `ABOUT_LN` or `ABOUT_BN`: x - mu taken as (x - mu) - err, err the rounding of the mean's
+/// base + rest (`nd_normalize::two_sum_err`), so that a rest below half an ulp of the base still
+/// counts (all x 3e38 under LN's variance of 0, a BN mean weight of 1.6e-38 on a running_mean of
+/// -2e20, eps 2^-126: y was beta, 1, for 4.55e9; attack fuzzer seed 627).
+const CARRY: u8 = 4;
 
 /// Row i of `normalize_rows`, its mixed mean in the form `MEAN` (`SUM`, `ABOUT_LN`, `ABOUT_BN`).
 ///
@@ -373,35 +401,50 @@ unsafe fn normalize_row<const MEAN: u8>(
     let ln = st.mu_ln[i];
     let (lm, lv) = (w0 * ln, v0 * st.var_ln[i]);
     let (lmv, lvv, lnv) = (f64x2_splat(lm), f64x2_splat(lv), f64x2_splat(ln));
-    // The mean of column j: mu_bn - mu_ln is d, and -w0 d is w0 (mu_ln - mu_bn) exactly.
-    let mean = |bn_mu: f64| match MEAN {
-        SUM => lm + w1 * bn_mu,
-        ABOUT_LN => ln + w1 * (bn_mu - ln),
-        _ => bn_mu + -w0 * (bn_mu - ln),
+    // The mean of column j: mu_bn - mu_ln is d, and -w0 d is w0 (mu_ln - mu_bn) exactly; with
+    // `CARRY`, also the rounding of base + rest.
+    let mean = |bn_mu: f64| -> (f64, f64) {
+        let (base, rest) = match MEAN & !CARRY {
+            SUM => return (lm + w1 * bn_mu, 0.0),
+            ABOUT_LN => (ln, w1 * (bn_mu - ln)),
+            _ => (bn_mu, -w0 * (bn_mu - ln)),
+        };
+        let mu = base + rest;
+        let err =
+            if MEAN & CARRY != 0 { crate::nd_normalize::two_sum_err(base, rest, mu) } else { 0.0 };
+        (mu, err)
     };
     let (xr, yr) = (x.add(i * c), y.add(i * c));
     let mut j = 0;
     while j < pairs {
         // Two columns at a time, the scalar tail's formula in f64x2.
         let bn_mu = v128_load(bn(st.mu_bn, j) as *const v128);
-        let mu = match MEAN {
-            SUM => f64x2_add(lmv, f64x2_mul(w1v, bn_mu)),
-            ABOUT_LN => f64x2_add(lnv, f64x2_mul(w1v, f64x2_sub(bn_mu, lnv))),
-            _ => f64x2_add(bn_mu, f64x2_mul(neg_w0v, f64x2_sub(bn_mu, lnv))),
+        let (base, rest) = match MEAN & !CARRY {
+            SUM => (lmv, f64x2_mul(w1v, bn_mu)),
+            ABOUT_LN => (lnv, f64x2_mul(w1v, f64x2_sub(bn_mu, lnv))),
+            _ => (bn_mu, f64x2_mul(neg_w0v, f64x2_sub(bn_mu, lnv))),
         };
+        let mu = f64x2_add(base, rest);
+        let mut d = f64x2_sub(load32(xr.add(j)), mu);
+        if MEAN & CARRY != 0 {
+            // base + rest's rounding (`nd_normalize::two_sum_err`).
+            let b_part = f64x2_sub(mu, base);
+            let err = f64x2_add(f64x2_sub(base, f64x2_sub(mu, b_part)), f64x2_sub(rest, b_part));
+            d = f64x2_sub(d, err);
+        }
         let var = f64x2_add(lvv, f64x2_mul(v1v, v128_load(bn(st.var_bn, j) as *const v128)));
         let gamma = load32(layer.gamma.as_ptr().add(j));
         let scale = f64x2_div(gamma, f64x2_sqrt(f64x2_add(var, eps)));
         let beta = load32(layer.beta.as_ptr().add(j));
-        let v = f64x2_add(f64x2_mul(f64x2_sub(load32(xr.add(j)), mu), scale), beta);
+        let v = f64x2_add(f64x2_mul(d, scale), beta);
         v128_store64_lane::<0>(f32x4_demote_f64x2_zero(v), yr.add(j) as *mut u64);
         j += 2;
     }
     if j < c {
         let (bn_mu, bn_var) = if using_bn { (st.mu_bn[j], st.var_bn[j]) } else { (0.0, 0.0) };
-        let (mu, var) = (mean(bn_mu), lv + v1 * bn_var);
+        let ((mu, err), var) = (mean(bn_mu), lv + v1 * bn_var);
         let scale = layer.gamma[j] as f64 / simd::sqrt_f64(var + layer.eps);
-        *yr.add(j) = ((*xr.add(j) as f64 - mu) * scale + layer.beta[j] as f64) as f32;
+        *yr.add(j) = (((*xr.add(j) as f64 - mu) - err) * scale + layer.beta[j] as f64) as f32;
     }
 }
 

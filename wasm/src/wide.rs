@@ -73,14 +73,16 @@ pub fn normalize_is_wide(ve: f64, m1: f64, var_in: f64, d: f64, scale: f64, bias
         || tiny(scale)
 }
 
-/// `y[i] = (x[i] - mu) scale + beta` in f64 for a wide row, rounded to f32 once. `y` may equal `x`.
+/// `y[i] = ((x[i] - mu) - err) scale + beta` in f64 for a wide row, rounded to f32 once: the
+/// mixed mean is mu + err (`nd_normalize::anchored_mean`; err 0 leaves x - mu as it is). `y` may
+/// equal `x`.
 ///
 /// # Safety
 /// `x` valid for reading and `y` for writing n floats, the same pointer or not overlapping.
 #[inline(never)]
-pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, [mu, scale, beta]: [f64; 3]) {
+pub unsafe fn normalize(x: *const f32, y: *mut f32, n: usize, [mu, scale, beta, err]: [f64; 4]) {
     for i in 0..n {
-        *y.add(i) = ((*x.add(i) as f64 - mu) * scale + beta) as f32;
+        *y.add(i) = (((*x.add(i) as f64 - mu) - err) * scale + beta) as f32;
     }
 }
 
