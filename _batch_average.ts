@@ -77,6 +77,21 @@ export class BatchAverage {
     );
   }
 
+  /**
+   * Throws if a load of one running buffer alone would end an average in progress: the other
+   * would stay a sum beside a loaded statistic (a running_var of 302, three batches' sums, then
+   * saved and evaluated as a variance; attack helper-90).
+   */
+  checkLoadOne(buffer: string): void {
+    if (this.count === 0) return;
+    throw new Error(
+      `${this.layerName}.loadStateDict: loads ${buffer} alone, but ${batches(this.count)} ` +
+        "accumulated for the batch average and not finalized (the running buffers hold sums, " +
+        "and the other one would stay a sum beside a statistic); load both running buffers, or " +
+        "call finalizeBatchAverage() or resetRunningStats() first",
+    );
+  }
+
   /** Throws unless a layer with these options has a batch average to finalize. */
   checkOptions(usingBN: boolean, usingMovingAverage: boolean): void {
     const name = this.layerName;

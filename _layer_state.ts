@@ -255,8 +255,9 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    *   the layer's (both empty with strict: true), with the prefix, as PyTorch reports them.
    * @throws {RangeError} on a missing or unexpected key (strict only), a misshapen, non-finite or
    *   out-of-float32-range value, or (Sparse SN) logits of a fixed mixing that are not weights in
-   *   [0, 1] summing to 1; {@link TypeError} on a value of the wrong kind or bad options.
-   *   Nothing is changed when it throws.
+   *   [0, 1] summing to 1; {@link TypeError} on a value of the wrong kind or bad options;
+   *   {@link Error} on one running buffer alone while a batch average has batches accumulated (the
+   *   other would stay a sum). Nothing is changed when it throws.
    */
   loadStateDict(
     dict: Readonly<Record<string, unknown>>,
@@ -272,7 +273,10 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
     this.checkIdle("loadStateDict");
     // A lone running buffer must not be uploaded beside a stale CPU copy of the other one.
     const running = +!!read.running_mean + +!!read.running_var;
-    if (running === 1) this.checkRunningFresh("loadStateDict");
+    if (running === 1) {
+      this.checkRunningFresh("loadStateDict");
+      this.batch.checkLoadOne(read.running_mean ? "running_mean" : "running_var");
+    }
     // Everything is checked (readStateDict, then the sparse flags and radius) before any change.
     const load = p.prepareLoad(`${name}.loadStateDict`, read);
     this.detachSaved();

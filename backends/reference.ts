@@ -52,6 +52,11 @@ interface Statistics {
   readonly means: ((n: number, c: number) => number)[];
   readonly vars: ((n: number, c: number) => number)[];
   readonly mu: Float64Array;
+  /**
+   * The rounding of each `mu` (`anchoredMean`): the mixed mean is mu + muErr, and x - mu is taken
+   * as (x - mu) - muErr, so that terms below half an ulp of the anchor's mean still count.
+   */
+  readonly muErr: Float64Array;
   readonly sigma2: Float64Array;
   /** Training with BN: the batch's BN statistics (length C) and its size. */
   readonly batch?: { mean: Float64Array; var: Float64Array; count: number };
@@ -155,6 +160,7 @@ function statistics(
     vars.push((_, j) => bnVar[j]);
   }
   const mu = new Float64Array(n * c), sigma2 = new Float64Array(n * c);
+  const muErr = new Float64Array(n * c);
   const anchor = heaviest(params.meanMix);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < c; j++) {
@@ -162,10 +168,17 @@ function statistics(
         mu[i * c + j] += params.meanMix[k] * means[k](i, j);
         sigma2[i * c + j] += params.varMix[k] * vars[k](i, j);
       }
-      mu[i * c + j] = anchoredMean(params.meanMix, means, anchor, i, j, mu[i * c + j]);
+      [mu[i * c + j], muErr[i * c + j]] = anchoredMean(
+        params.meanMix,
+        means,
+        anchor,
+        i,
+        j,
+        mu[i * c + j],
+      );
     }
   }
-  return { means, vars, mu, sigma2, batch: bn, inner };
+  return { means, vars, mu, muErr, sigma2, batch: bn, inner };
 }
 
 /** The index of the largest weight (the first of equal ones). */
@@ -182,7 +195,11 @@ function heaviest(weights: ArrayLike<number>): number {
  * of its mix (y = beta exactly) gave y off by gamma 1e10 1e-16 / std, 30x Y under the default eps
  * on WASM, which forms it so, and 188x at 1e7 under eps 0 (attack helper-86; the reference was right
  * there only by working about a centre). Where that form is not finite (a mean is), `plain` (the
- * sum), whose infinities and NaN are PyTorch's.
+ * sum), whose infinities and NaN are PyTorch's. Returns [mu, err]: err = mu_a + rest - mu
+ * exactly (Knuth's TwoSum; 0 with `plain`), so that a rest below half an ulp of mu_a, which mu
+ * drops, still counts in x - mu: rows of 1 on a running_mean of 1 + 2^-23 under a BN mean weight
+ * of 4.6e-10 and a std of 1e-19 have y -548.25, which the rounded mean made 0 (WASM and WebGPU
+ * kept it; attack helper-90).
  */
 function anchoredMean(
   weights: ArrayLike<number>,
@@ -191,12 +208,14 @@ function anchoredMean(
   i: number,
   j: number,
   plain: number,
-): number {
+): [number, number] {
   const base = means[a](i, j);
   let rest = 0;
   for (let k = 0; k < means.length; k++) if (k !== a) rest += weights[k] * (means[k](i, j) - base);
   const anchored = base + rest;
-  return Number.isFinite(anchored) ? anchored : plain;
+  if (!Number.isFinite(anchored)) return [plain, 0];
+  const restPart = anchored - base;
+  return [anchored, (base - (anchored - restPart)) + (rest - restPart)];
 }
 
 /** The global batch's BN partials under SyncSN, or undefined where the local batch is the batch. */
@@ -222,7 +241,8 @@ export function forward64(
   for (let r = 0; r < n * c; r++) {
     const j = r % c;
     const scale = params.weight[j] / Math.sqrt(st.sigma2[r] + problem.eps);
-    for (let i = r * m; i < (r + 1) * m; i++) y[i] = (x[i] - st.mu[r]) * scale + params.bias[j];
+    const mu = st.mu[r], err = st.muErr[r];
+    for (let i = r * m; i < (r + 1) * m; i++) y[i] = ((x[i] - mu) - err) * scale + params.bias[j];
   }
   return { y, batch: st.batch };
 }
@@ -268,7 +288,7 @@ function startBackward(
     const j = r % c, s = 1 / Math.sqrt(st.sigma2[r] + eps);
     let sumDxh = 0, sumDxhXhat = 0;
     for (let i = r * m; i < (r + 1) * m; i++) {
-      const xhat = (x[i] - st.mu[r]) * s, dxh = dy[i] * params.weight[j];
+      const xhat = ((x[i] - st.mu[r]) - st.muErr[r]) * s, dxh = dy[i] * params.weight[j];
       dWeight[j] += dy[i] * xhat;
       dBias[j] += dy[i];
       sumDxh += dxh;

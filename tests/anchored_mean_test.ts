@@ -177,3 +177,43 @@ rangeTests(
     }
   },
 );
+
+/**
+ * The float64 reference kept the rounded mixed mean alone, and lost a rest below half a float64
+ * ulp of the anchor's mean that WASM and WebGPU keep: channel 0 of 1s on a running_mean of
+ * 1 + 2^-23 under a BN mean weight of 4.6e-10 (IN's the rest) and a running_var of 1e-38 alone,
+ * eps 0, has y = -w_BN 2^-23 / sqrt(1e-38) = -548.25, which the reference gave as 0 (2.7e7x Y;
+ * attack helper-90). Channel 1 of 0s keeps the reference from working about a centre (x - K),
+ * where it had the rest already. SwitchNorm1d likewise. The expected
+ * value is exact, formed here from the weights.
+ */
+await testEachBackend(
+  "a rest below half an ulp of the anchor's mean reaches y on every backend, the reference included",
+  async (backend) => {
+    const rest = (logit: number) => {
+      const w = Math.exp(logit) / (1 + Math.exp(logit)); // BN's weight beside a weight of e^0
+      return w * 2 ** -23; // w_BN (running_mean - 1), running_mean = 1 + 2^-23
+    };
+    const std = Math.sqrt(Math.fround(1e-38));
+    const running = { running_mean: Float32Array.of(1 + 2 ** -23, 1 + 2 ** -23) };
+    const sn2 = new SwitchNorm2d(2, { backend, eps: 0 });
+    sn2.loadStateDict({
+      ...running,
+      mean_weight: Float32Array.of(0, -1e30, -21.5),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_var: Float32Array.of(1e-38, 1),
+    }, { strict: false });
+    const y2 = await sn2.eval().forward(Float32Array.of(1, 1, 1, 1, 0, 0, 0, 0), [1, 2, 1, 4]);
+    assertClose(y2.subarray(0, 4), new Float64Array(4).fill(-rest(-21.5) / std), Y, "2d");
+    // SwitchNorm1d: sample 0 of 1s (LN's mean 1, the anchor), BN's mean weight 4.6e-10.
+    const sn1 = new SwitchNorm1d(2, { backend, eps: 0 });
+    sn1.loadStateDict({
+      ...running,
+      mean_weight: Float32Array.of(0, -21.5),
+      var_weight: Float32Array.of(-1e30, 0),
+      running_var: Float32Array.of(1e-38, 1e-38),
+    }, { strict: false });
+    const y1 = await sn1.eval().forward(Float32Array.of(1, 1, 0, 0), [2, 2]);
+    assertClose(y1.subarray(0, 2), new Float64Array(2).fill(-rest(-21.5) / std), Y, "1d");
+  },
+);

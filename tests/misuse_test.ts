@@ -191,6 +191,28 @@ Deno.test("loadStateDict ends a batch average in progress (loaded buffers are st
   assert.deepEqual([...sn.running_mean], [1, 2]);
 });
 
+Deno.test("loadStateDict of one running buffer during a batch average throws, changing nothing", async () => {
+  // The other buffer would stay a sum beside a loaded statistic, and the average would end: a
+  // running_var of three batches' sums saved and evaluated as a variance (attack helper-90).
+  const sn = new SwitchNorm2d(2, { backend: "reference", usingMovingAverage: false });
+  await sn.forward(B1, SHAPE);
+  await sn.forward(B2, SHAPE);
+  const before = [sn.weight, sn.running_mean, sn.running_var];
+  for (const key of ["running_mean", "running_var"]) {
+    assert.throws(
+      () => sn.loadStateDict({ weight: [2, 2], [key]: [1, 2] }, { strict: false }),
+      new RegExp(
+        `loadStateDict: loads ${key} alone, but 2 training batches were accumulated .*load both running buffers, or call finalizeBatchAverage\\(\\) or resetRunningStats\\(\\) first`,
+      ),
+    );
+  }
+  assert.deepEqual([sn.weight, sn.running_mean, sn.running_var], before);
+  assert.equal(sn.batchesAccumulated, 2);
+  // Both buffers are statistics: the average ends.
+  sn.loadStateDict({ running_mean: [1, 2], running_var: [3, 4] }, { strict: false });
+  assert.equal(sn.batchesAccumulated, 0);
+});
+
 Deno.test("a moving-average layer never counts batches, so eval after training is not refused", async () => {
   const sn = new SwitchNorm2d(2, { backend: "reference" });
   await sn.forward(B1, SHAPE);
