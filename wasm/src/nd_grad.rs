@@ -383,12 +383,12 @@ pub unsafe fn combine(
     // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
     // too) or whose sum dy (x - hi) is tiny (`TINY_SUM`), are summed again in f64.
     if st.wide[0] != 0.0 || !finite {
-        redo_sums(x, dy, m, rows, (centres(&st), st.mu.as_ptr()), var, layer.eps, pairs);
+        redo_sums(x, dy, m, rows, (centres(&st), (layer, using_bn, &st)), var, layer.eps, pairs);
     }
     // A std of 0 (only with eps 0) makes s infinite: there the reference's
     // dgamma = sum dy ((x - mu) s) is NaN where s sum dy (x - mu) would be an infinity.
     if layer.eps == 0.0 {
-        zero_std_sums(x, dy, m, rows, st.mu.as_ptr(), var, pairs);
+        zero_std_sums(x, dy, m, rows, (layer, using_bn, &st), var, pairs);
     }
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln, mut g_sum) = (0.0, 0.0, 0.0);
@@ -529,27 +529,33 @@ fn far_centre2(c: v128, mu: v128, ve: v128) -> v128 {
 /// the reference's sum dy ((x - mu) s), an infinity or NaN: the combine's s p, s^2 (s gamma p) then
 /// give its dgamma and dL/dvar (Inf times an infinity keeps its sign, NaN stays NaN) where
 /// s sum dy (x - mu) would turn 0 Inf terms (x = mu, dy = 0) or infinities of both signs into an
-/// infinity. Rows of nonzero variance are left as they are.
+/// infinity. Rows of nonzero variance are left as they are. x - mu is (x - mu) - err, err the
+/// rounding of the forward's mixed mean (`nd_normalize::mean_err`): a rest below half an ulp of
+/// its anchor's mean is the whole of x - mu where x equals that mean, whose 0 times Infinity
+/// made dgamma NaN for -Infinity (rows of 1e20 on a running_mean of -3e38 under a BN mean weight
+/// of 1.6e-38, attack fuzzer seed 1264, attack helper-90).
 ///
 /// # Safety
-/// As `redo_sums`.
+/// As `redo_sums`; `st` the statistics of the forward of these `rows` (all of them).
 #[inline(never)]
 unsafe fn zero_std_sums(
     x: *const f32,
     dy: *const f32,
     m: usize,
     rows: usize,
-    mu: *const f64,
+    (layer, using_bn, st): (&Layer, bool, &Stats),
     var: *const f64,
     pairs: *mut v128,
 ) {
+    let c = st.mu_bn.len();
     for r in 0..rows {
         if *var.add(r) != 0.0 {
             continue;
         }
-        let (mean, mut p) = (*mu.add(r), 0.0);
+        let (mean, mut p) = (st.mu[r], 0.0);
+        let err = crate::nd_normalize::mean_err(layer, using_bn, m, st, c, r);
         for i in r * m..(r + 1) * m {
-            p += *dy.add(i) as f64 * ((*x.add(i) as f64 - mean) * f64::INFINITY);
+            p += *dy.add(i) as f64 * (((*x.add(i) as f64 - mean) - err) * f64::INFINITY);
         }
         *pairs.add(r) = f64x2_replace_lane::<1>(*pairs.add(r), p);
     }
@@ -570,7 +576,8 @@ unsafe fn any_nonzero(p: *const f32, n: usize) -> bool {
 /// its mixed mean mu instead, as the reference forms it (the combine then adds nothing).
 ///
 /// # Safety
-/// As `reduce`; `mu`, `var` valid for `rows` f64, `pairs` for `rows` v128.
+/// As `reduce`; `st` the statistics of the forward of these `rows` (all of them), `var` valid
+/// for `rows` f64, `pairs` for `rows` v128.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn redo_sums(
@@ -578,11 +585,12 @@ unsafe fn redo_sums(
     dy: *const f32,
     m: usize,
     rows: usize,
-    (centre_of, mu): (*const f64, *const f64),
+    (centre_of, (layer, using_bn, st)): (*const f64, (&Layer, bool, &Stats)),
     var: *const f64,
     eps: f64,
     pairs: *mut v128,
 ) {
+    let c = st.mu_bn.len();
     for r in 0..rows {
         let pair = *pairs.add(r);
         let finite = i64x2_all_true(f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
@@ -592,7 +600,16 @@ unsafe fn redo_sums(
             let hi = centre(*centre_of.add(r), m);
             let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             if !g.is_finite() {
-                p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, *mu.add(r));
+                p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, st.mu[r]);
+            } else {
+                // The combine adds (centre - mu) sum dy; x - mu is (x - mu) - err, err the
+                // forward's mixed-mean rounding (`nd_normalize::mean_err`): where every x equals
+                // mu, -err sum dy is the whole sum, and a std of ~1e-58 takes it past float32's
+                // range (dgamma 0 for -Infinity: attack fuzzer seeds 697, 1207; helper-90).
+                let err = crate::nd_normalize::mean_err(layer, using_bn, m, st, c, r);
+                if err != 0.0 {
+                    p -= err * g;
+                }
             }
             *pairs.add(r) = f64x2(g, p);
         }

@@ -299,6 +299,20 @@ fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> (f64, f64) {
     (mu, two_sum_err(base, rest, mu))
 }
 
+/// Row r's mixed-mean rounding (`anchored_mean`'s err) as the forward formed it from these
+/// statistics (C channels, rows of m), for a backward that takes x - mu again: 0 where the
+/// forward took the plain sum. O(1) per row.
+pub fn mean_err(layer: &Layer, using_bn: bool, m: usize, st: &Stats, c: usize, r: usize) -> f64 {
+    let mix = Mix::new(layer, using_bn, m);
+    let bn_mu = if using_bn { st.mu_bn[r % c] } else { 0.0 };
+    let (mu, err) = anchored_mean(&mix, [st.mu_in[r], st.mu_ln[r / c], bn_mu], st.mu[r]);
+    if mu == st.mu[r] {
+        err
+    } else {
+        0.0
+    }
+}
+
 /// a + b - s exactly, for s = f64(a + b) finite (Knuth's TwoSum, any order of magnitude).
 #[inline(always)]
 pub(crate) fn two_sum_err(a: f64, b: f64, s: f64) -> f64 {
