@@ -3166,7 +3166,7 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
   // A group of variance 0 with eps 0: its elements whose other term has variance 0 too, or a
   // variance weight of 0, have std 0, y = (x - mu) gamma / 0 (std_zero_y, sn1d_wide_normalize).
   // LN groups too: a sample of one value under LN's variance alone had y NaN for +-Infinity
-  // (attack helper-88; tests/zero_std_test.ts).
+  // (attack helper-88; tests/std_zero_test.ts).
   let std0 = (bitcast<u32>(variance) << 1u) == 0u && P.eps == 0.0;
   // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
   // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.

@@ -117,10 +117,7 @@ unsafe fn wide_rows(
     for r in 0..total {
         let j = r % c;
         let (mu, ve) = (st.mu[r], st.var[r] + mix.eps);
-        // The anchored mean's rounding again (`anchored_mean`; 0 where mu is the plain sum).
-        let bn_mu = if using_bn { st.mu_bn[j] } else { 0.0 };
-        let (anchored, err) = anchored_mean(mix, [st.mu_in[r], st.mu_ln[r / c], bn_mu], mu);
-        let err = if anchored == mu { err } else { 0.0 };
+        let err = row_err(mix, st, using_bn, c, r);
         let scale = layer.gamma[j] as f64 / simd::sqrt_f64(ve);
         let hi = mu as f32;
         let lo = (mu - hi as f64) + err;
@@ -284,8 +281,9 @@ impl Mix {
 /// 1e20 on a running_mean of 1e30 under a BN weight of 1.6e-38, std ~1e-58: y +Infinity, attack
 /// fuzzer seed 416, attack helper-87). Taking mu_a an ulp toward rest instead kept that sign but
 /// made its size an ulp: constant rows at 3e8 and 3e8 + 2 ulps under an LN weight of 1.4e-11
-/// and the default eps gave y -1.9e-4 for -1.4e-6, 9.4x Y (attack helper-88). The backward
-/// differentiates about mu (README, Numerics: seeds 2850 and 6511).
+/// and the default eps gave y -1.9e-4 for -1.4e-6, 9.4x Y (attack helper-88). The backward takes
+/// err in the rows it sums again in f64 and in rows of std 0 (`mean_err`; `nd_grad::redo_sums`,
+/// `zero_std_sums`), and differentiates the others about mu (README, Numerics: seeds 2850, 6511).
 #[inline(always)]
 fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> (f64, f64) {
     let base = means[mix.anchor];
@@ -303,9 +301,14 @@ fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> (f64, f64) {
 /// statistics (C channels, rows of m), for a backward that takes x - mu again: 0 where the
 /// forward took the plain sum. O(1) per row.
 pub fn mean_err(layer: &Layer, using_bn: bool, m: usize, st: &Stats, c: usize, r: usize) -> f64 {
-    let mix = Mix::new(layer, using_bn, m);
+    row_err(&Mix::new(layer, using_bn, m), st, using_bn, c, r)
+}
+
+/// `mean_err` under the call's `Mix`: row r's anchored mean again from the statistics, its err
+/// where it is the mean the constants kept (`st.mu[r]`), else 0 (the plain sum).
+fn row_err(mix: &Mix, st: &Stats, using_bn: bool, c: usize, r: usize) -> f64 {
     let bn_mu = if using_bn { st.mu_bn[r % c] } else { 0.0 };
-    let (mu, err) = anchored_mean(&mix, [st.mu_in[r], st.mu_ln[r / c], bn_mu], st.mu[r]);
+    let (mu, err) = anchored_mean(mix, [st.mu_in[r], st.mu_ln[r / c], bn_mu], st.mu[r]);
     if mu == st.mu[r] {
         err
     } else {
