@@ -2347,9 +2347,50 @@ fn some_term_counts(t0: Term, t1: Term, t2: Term) -> bool {
 }
 
 // x - mu of a mix of std 0 as the forward takes it for y (wide_map's units), or x where no term
-// sets the unit (mu = 0).
-fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool) -> f32 {
-  return select(xv, (scale2(xv, -w.e) - w.hi) - w.lo, has_unit);
+// sets the unit (mu = 0); where that is 0, \`tail\` (flushed_tail): only the sign of x - mu counts
+// under a std of 0.
+fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool, tail: f32) -> f32 {
+  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+  return select(xv, select(d, tail, (bitcast<u32>(d) << 1u) == 0u), has_unit);
+}
+
+// The parts of the mixed mean that wide_map's lo (in the unit 2^e) lost below float32's range,
+// negated, as a float32 of their sum's sign (0 where none was lost): mu = hi + sum_k w_k d_k, d_k
+// the anchor's own lo or another term's m_k - hi, each w_k d_k taken with every exponent apart.
+// Under a std of 0 such a part is all of x - mu where the others cancel: a BN mean weight of
+// 2^-201 on a running_mean of -2e20 beside IN and LN means of -1e30 puts 3.1e-31, 2^-201 in the
+// unit 2^100, between x and mu (y 0 / 0, NaN, for -Infinity: attack fuzzer seed 901,
+// tests/std_zero_test.ts).
+fn flushed_tail(a: Term, ka: u32, b: Term, kb: u32, c: Term, kc: u32, e: i32) -> f32 {
+  // Term a is wide_map's anchor (its hi); weight indices ka, kb, kc.
+  let ua = unit_of(a.flags) - e;
+  let ub = unit_of(b.flags) - e + zero_weight_exp(P_ZERO_WMEAN + kb);
+  let uc = unit_of(c.flags) - e + zero_weight_exp(P_ZERO_WMEAN + kc);
+  let hi = unit_shift(a.hi, ua);
+  let da = a.lo * pow2(ua);
+  let db = (unit_shift(b.hi, ub) - hi) + b.lo * pow2(ub);
+  let dc = (unit_shift(c.hi, uc) - hi) + c.lo * pow2(uc);
+  let top = max(lost_exp(ka, da), max(lost_exp(kb, db), lost_exp(kc, dc)));
+  let sum = lost_part(ka, da, top) + lost_part(kb, db, top) + lost_part(kc, dc, top);
+  return select(-sum, 0.0, top == -1000);
+}
+
+// The exponent of w_k d (weight k) where wide_map's product of the two lost it (0 of nonzero
+// factors), -1000 elsewhere.
+fn lost_exp(k: u32, d: f32) -> i32 {
+  let w = P.wmean[k];
+  let nonzero = ((bitcast<u32>(w) << 1u) != 0u) & ((bitcast<u32>(d) << 1u) != 0u);
+  let lost = nonzero & ((bitcast<u32>(weighted_mean(k, w * d)) << 1u) == 0u);
+  return select(-1000, bits_exponent(w) + bits_exponent(d) + P.wmean_e[k], lost);
+}
+
+// w_k d 2^-top where lost_exp(k, d) is not -1000 (mantissas multiplied, exponents apart), else 0.
+fn lost_part(k: u32, d: f32, top: i32) -> f32 {
+  let w = P.wmean[k];
+  let ew = bits_exponent(w);
+  let ed = bits_exponent(d);
+  let m = scale2(w, -ew) * scale2(d, -ed);
+  return select(0.0, scale2(m, ew + ed + P.wmean_e[k] - top), lost_exp(k, d) != -1000);
 }
 
 // The class (F_NAN, F_POS_INF, F_NEG_INF) of the reference's dgamma term dy ((x - mu) s) with
@@ -5983,12 +6024,13 @@ fn main(
   }
   let w = wide_map(t0, t1, t2, 1.0, 0.0);
   let has_unit = some_term_counts(t0, t1, t2);
+  let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
   var cls = 0u;
   for (var i = s; i < end; i++) {
-    cls |= zero_std_term(zero_std_centred(x[i], w, has_unit), dy[i]);
+    cls |= zero_std_term(zero_std_centred(x[i], w, has_unit, tail), dy[i]);
   }
   atomicOr(&classes[c], cls);
 }
@@ -6036,8 +6078,16 @@ fn main(
     return;
   }
   let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = zero_std_centred(x[i], w, some_term_counts(group_term(ln), group_term(bn), none));
+  let d = zero_std_centred(x[i], w, some_term_counts(group_term(ln), group_term(bn), none), flushed_tail_1d(ln, bn, w.e));
   atomicOr(&classes[c], zero_std_term(d, dy[i]));
+}
+
+// flushed_tail of wide_map_1d's mean, anchored at BN where BN is the heavier.
+fn flushed_tail_1d(ln: Group, bn: Group, e: i32) -> f32 {
+  let b = bn_anchors();
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  return flushed_tail(pick_term(t_ln, t_bn, b), select(0u, 1u, b), pick_term(t_bn, t_ln, b), select(1u, 0u, b), Term(0.0, 0.0, 0.0, 0u), 2u, e);
 }
 `;
 
@@ -6086,12 +6136,13 @@ fn main(
 /** sn_zero_std_y.wgsl (with its includes). */
 export const SN_ZERO_STD_Y: string =
   `// sn_zero_std_y.wgsl: forward of layout "nd" with eps 0 only (zero_std.wgsl), after
-// sn_wide_normalize: y of the listed rows whose mix has std 0 and whose every term of nonzero
-// weight is a term of zeros (an evaluation on a running_mean and running_var of 0 under BN alone)
-// written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), exactly, whatever
-// wide_map's unit (its unit once stayed at eps_exp, where x overflowed: y was the infinity of the
-// wrong sign). The bindings and the walk over the list of sn_wide_normalize (sn_mix lists rows of
-// std 0), a workgroup per segment of a listed row.
+// sn_wide_normalize: y of the listed rows whose mix has std 0 written again where that pass's
+// x - mu is not the reference's: where every term of nonzero weight is a term of zeros (an
+// evaluation on a running_mean and running_var of 0 under BN alone) mu is exactly 0, y = x gamma
+// / 0 (std_zero_y of x), exactly, whatever wide_map's unit (its unit once stayed at eps_exp, where
+// x overflowed: y was the infinity of the wrong sign); and where x - mu is only what wide_map's
+// mean lost below float32 (zero_std.wgsl flushed_tail). The bindings and the walk over the list
+// of sn_wide_normalize (sn_mix lists rows of std 0), a workgroup per segment of a listed row.
 
 ${_COMMON}
 ${_ZERO_STD}
@@ -6122,9 +6173,19 @@ fn main(
     let t0 = nd_terms_in(rows[row - P.rec_base]);
     let t1 = group_term(groups[n - P.rec_base / P.c]);
     let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
-    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !some_term_counts(t0, t1, t2)) {
+    if (span.x < span.y && zero_std_mix(t0, t1, t2)) {
+      // Where some term counts, y of the elements whose x - mu sn_wide_normalize found 0 in the
+      // mix's unit (not fine_mean's) though the parts of mu lost below float32 are not 0
+      // (flushed_tail), by that rest's sign.
+      let has_unit = some_term_counts(t0, t1, t2);
+      let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
+      let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
+      let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, t2, w.e).ok;
       for (var i = span.x + lid; i < span.y; i += 64u) {
-        y[i] = std_zero_y(x[i], affine[c]);
+        let lost = again && (bitcast<u32>((scale2(x[i], -w.e) - w.hi) - w.lo) << 1u) == 0u;
+        if (!has_unit || lost) {
+          y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
+        }
       }
     }
   }
@@ -6134,7 +6195,8 @@ fn main(
 /** sn1d_zero_std_y.wgsl (with its includes). */
 export const SN1D_ZERO_STD_Y: string =
   `// sn1d_zero_std_y.wgsl: forward of layout "1d" with eps 0 only (zero_std.wgsl), after
-// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose every
+// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose x - mu
+// is only what the mean lost below float32 (zero_std.wgsl flushed_tail), or whose every
 // term of nonzero weight is a term of zeros (an evaluation on a running_mean and running_var of 0
 // under BN alone) written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), exactly,
 // whatever wide_map's unit (its unit once stayed at eps_exp, where x overflowed: y was the infinity
@@ -6172,12 +6234,32 @@ fn main(
         let t0 = group_term(groups[nc.x - P.rec_base]);
         let t1 = group_term(cgroups[P.n + nc.y - P.chan_base]);
         let none = Term(0.0, 0.0, 0.0, 0u);
-        if (zero_std_mix(t0, t1, none) && !some_term_counts(t0, t1, none)) {
-          y[e - first] = std_zero_y(x[e - first], affine[nc.y]);
+        if (zero_std_mix(t0, t1, none)) {
+          // As sn_zero_std_y: x where no term counts, and where x - mu is only what the mean
+          // lost below float32, its sign.
+          let xv = x[e - first];
+          let has_unit = some_term_counts(t0, t1, none);
+          let ln = groups[nc.x - P.rec_base];
+          let bn = cgroups[P.n + nc.y - P.chan_base];
+          let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
+          let tail = flushed_tail_1d(ln, bn, w.e);
+          let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, none, w.e).ok;
+          let lost = again && (bitcast<u32>((scale2(xv, -w.e) - w.hi) - w.lo) << 1u) == 0u;
+          if (!has_unit || lost) {
+            y[e - first] = std_zero_y(zero_std_centred(xv, w, has_unit, tail), affine[nc.y]);
+          }
         }
       }
     }
   }
+}
+
+// flushed_tail of wide_map_1d's mean, anchored at BN where BN is the heavier.
+fn flushed_tail_1d(ln: Group, bn: Group, e: i32) -> f32 {
+  let b = bn_anchors();
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  return flushed_tail(pick_term(t_ln, t_bn, b), select(0u, 1u, b), pick_term(t_bn, t_ln, b), select(1u, 0u, b), Term(0.0, 0.0, 0.0, 0u), 2u, e);
 }
 `;
 

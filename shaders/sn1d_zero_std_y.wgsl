@@ -1,5 +1,6 @@
 // sn1d_zero_std_y.wgsl: forward of layout "1d" with eps 0 only (zero_std.wgsl), after
-// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose every
+// sn1d_wide_normalize: y of the elements of the listed groups whose mix has std 0 and whose x - mu
+// is only what the mean lost below float32 (zero_std.wgsl flushed_tail), or whose every
 // term of nonzero weight is a term of zeros (an evaluation on a running_mean and running_var of 0
 // under BN alone) written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), exactly,
 // whatever wide_map's unit (its unit once stayed at eps_exp, where x overflowed: y was the infinity
@@ -37,10 +38,30 @@ fn main(
         let t0 = group_term(groups[nc.x - P.rec_base]);
         let t1 = group_term(cgroups[P.n + nc.y - P.chan_base]);
         let none = Term(0.0, 0.0, 0.0, 0u);
-        if (zero_std_mix(t0, t1, none) && !some_term_counts(t0, t1, none)) {
-          y[e - first] = std_zero_y(x[e - first], affine[nc.y]);
+        if (zero_std_mix(t0, t1, none)) {
+          // As sn_zero_std_y: x where no term counts, and where x - mu is only what the mean
+          // lost below float32, its sign.
+          let xv = x[e - first];
+          let has_unit = some_term_counts(t0, t1, none);
+          let ln = groups[nc.x - P.rec_base];
+          let bn = cgroups[P.n + nc.y - P.chan_base];
+          let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
+          let tail = flushed_tail_1d(ln, bn, w.e);
+          let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, none, w.e).ok;
+          let lost = again && (bitcast<u32>((scale2(xv, -w.e) - w.hi) - w.lo) << 1u) == 0u;
+          if (!has_unit || lost) {
+            y[e - first] = std_zero_y(zero_std_centred(xv, w, has_unit, tail), affine[nc.y]);
+          }
         }
       }
     }
   }
+}
+
+// flushed_tail of wide_map_1d's mean, anchored at BN where BN is the heavier.
+fn flushed_tail_1d(ln: Group, bn: Group, e: i32) -> f32 {
+  let b = bn_anchors();
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  return flushed_tail(pick_term(t_ln, t_bn, b), select(0u, 1u, b), pick_term(t_bn, t_ln, b), select(1u, 0u, b), Term(0.0, 0.0, 0.0, 0u), 2u, e);
 }

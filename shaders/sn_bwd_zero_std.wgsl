@@ -43,12 +43,13 @@ fn main(
   }
   let w = wide_map(t0, t1, t2, 1.0, 0.0);
   let has_unit = some_term_counts(t0, t1, t2);
+  let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
   var cls = 0u;
   for (var i = s; i < end; i++) {
-    cls |= zero_std_term(zero_std_centred(x[i], w, has_unit), dy[i]);
+    cls |= zero_std_term(zero_std_centred(x[i], w, has_unit, tail), dy[i]);
   }
   atomicOr(&classes[c], cls);
 }

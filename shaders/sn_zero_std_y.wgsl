@@ -1,10 +1,11 @@
 // sn_zero_std_y.wgsl: forward of layout "nd" with eps 0 only (zero_std.wgsl), after
-// sn_wide_normalize: y of the listed rows whose mix has std 0 and whose every term of nonzero
-// weight is a term of zeros (an evaluation on a running_mean and running_var of 0 under BN alone)
-// written again: mu is exactly 0 there, y = x gamma / 0 (std_zero_y of x), exactly, whatever
-// wide_map's unit (its unit once stayed at eps_exp, where x overflowed: y was the infinity of the
-// wrong sign). The bindings and the walk over the list of sn_wide_normalize (sn_mix lists rows of
-// std 0), a workgroup per segment of a listed row.
+// sn_wide_normalize: y of the listed rows whose mix has std 0 written again where that pass's
+// x - mu is not the reference's: where every term of nonzero weight is a term of zeros (an
+// evaluation on a running_mean and running_var of 0 under BN alone) mu is exactly 0, y = x gamma
+// / 0 (std_zero_y of x), exactly, whatever wide_map's unit (its unit once stayed at eps_exp, where
+// x overflowed: y was the infinity of the wrong sign); and where x - mu is only what wide_map's
+// mean lost below float32 (zero_std.wgsl flushed_tail). The bindings and the walk over the list
+// of sn_wide_normalize (sn_mix lists rows of std 0), a workgroup per segment of a listed row.
 
 //!include common.wgsl
 //!include zero_std.wgsl
@@ -35,9 +36,19 @@ fn main(
     let t0 = nd_terms_in(rows[row - P.rec_base]);
     let t1 = group_term(groups[n - P.rec_base / P.c]);
     let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
-    if (span.x < span.y && zero_std_mix(t0, t1, t2) && !some_term_counts(t0, t1, t2)) {
+    if (span.x < span.y && zero_std_mix(t0, t1, t2)) {
+      // Where some term counts, y of the elements whose x - mu sn_wide_normalize found 0 in the
+      // mix's unit (not fine_mean's) though the parts of mu lost below float32 are not 0
+      // (flushed_tail), by that rest's sign.
+      let has_unit = some_term_counts(t0, t1, t2);
+      let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
+      let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
+      let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, t2, w.e).ok;
       for (var i = span.x + lid; i < span.y; i += 64u) {
-        y[i] = std_zero_y(x[i], affine[c]);
+        let lost = again && (bitcast<u32>((scale2(x[i], -w.e) - w.hi) - w.lo) << 1u) == 0u;
+        if (!has_unit || lost) {
+          y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
+        }
       }
     }
   }

@@ -27,9 +27,50 @@ fn some_term_counts(t0: Term, t1: Term, t2: Term) -> bool {
 }
 
 // x - mu of a mix of std 0 as the forward takes it for y (wide_map's units), or x where no term
-// sets the unit (mu = 0).
-fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool) -> f32 {
-  return select(xv, (scale2(xv, -w.e) - w.hi) - w.lo, has_unit);
+// sets the unit (mu = 0); where that is 0, `tail` (flushed_tail): only the sign of x - mu counts
+// under a std of 0.
+fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool, tail: f32) -> f32 {
+  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+  return select(xv, select(d, tail, (bitcast<u32>(d) << 1u) == 0u), has_unit);
+}
+
+// The parts of the mixed mean that wide_map's lo (in the unit 2^e) lost below float32's range,
+// negated, as a float32 of their sum's sign (0 where none was lost): mu = hi + sum_k w_k d_k, d_k
+// the anchor's own lo or another term's m_k - hi, each w_k d_k taken with every exponent apart.
+// Under a std of 0 such a part is all of x - mu where the others cancel: a BN mean weight of
+// 2^-201 on a running_mean of -2e20 beside IN and LN means of -1e30 puts 3.1e-31, 2^-201 in the
+// unit 2^100, between x and mu (y 0 / 0, NaN, for -Infinity: attack fuzzer seed 901,
+// tests/std_zero_test.ts).
+fn flushed_tail(a: Term, ka: u32, b: Term, kb: u32, c: Term, kc: u32, e: i32) -> f32 {
+  // Term a is wide_map's anchor (its hi); weight indices ka, kb, kc.
+  let ua = unit_of(a.flags) - e;
+  let ub = unit_of(b.flags) - e + zero_weight_exp(P_ZERO_WMEAN + kb);
+  let uc = unit_of(c.flags) - e + zero_weight_exp(P_ZERO_WMEAN + kc);
+  let hi = unit_shift(a.hi, ua);
+  let da = a.lo * pow2(ua);
+  let db = (unit_shift(b.hi, ub) - hi) + b.lo * pow2(ub);
+  let dc = (unit_shift(c.hi, uc) - hi) + c.lo * pow2(uc);
+  let top = max(lost_exp(ka, da), max(lost_exp(kb, db), lost_exp(kc, dc)));
+  let sum = lost_part(ka, da, top) + lost_part(kb, db, top) + lost_part(kc, dc, top);
+  return select(-sum, 0.0, top == -1000);
+}
+
+// The exponent of w_k d (weight k) where wide_map's product of the two lost it (0 of nonzero
+// factors), -1000 elsewhere.
+fn lost_exp(k: u32, d: f32) -> i32 {
+  let w = P.wmean[k];
+  let nonzero = ((bitcast<u32>(w) << 1u) != 0u) & ((bitcast<u32>(d) << 1u) != 0u);
+  let lost = nonzero & ((bitcast<u32>(weighted_mean(k, w * d)) << 1u) == 0u);
+  return select(-1000, bits_exponent(w) + bits_exponent(d) + P.wmean_e[k], lost);
+}
+
+// w_k d 2^-top where lost_exp(k, d) is not -1000 (mantissas multiplied, exponents apart), else 0.
+fn lost_part(k: u32, d: f32, top: i32) -> f32 {
+  let w = P.wmean[k];
+  let ew = bits_exponent(w);
+  let ed = bits_exponent(d);
+  let m = scale2(w, -ew) * scale2(d, -ed);
+  return select(0.0, scale2(m, ew + ed + P.wmean_e[k] - top), lost_exp(k, d) != -1000);
 }
 
 // The class (F_NAN, F_POS_INF, F_NEG_INF) of the reference's dgamma term dy ((x - mu) s) with

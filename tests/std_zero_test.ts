@@ -369,6 +369,68 @@ const CASES: readonly Case[] = [
     dy: f32(1e20, -1, 3e20, -1),
     training: false,
   },
+  {
+    // BN's share of the mean, 2^-201 (1e30 - 2e20) = 3.1e-31, is all of x - mu: WebGPU's mix adds
+    // it in the unit 2^100 of the data, where it is below float32's range (y NaN for -Infinity,
+    // attack fuzzer seed 901; dgamma NaN for -Infinity).
+    what: "evaluation of rows equal to their IN and LN means, BN's mean of weight 2^-201 off them",
+    layer: "2d",
+    state: {
+      weight: f32(1e-20),
+      bias: f32(1),
+      mean_weight: f32(0, 0, -138.6294403076172), // ln 2^-200
+      var_weight: only(1, 3),
+      running_mean: f32(-2e20),
+      running_var: f32(0),
+    },
+    x: f32(...fill(4, -1e30)),
+    shape: [1, 1, 1, 4],
+    dy: f32(1, 2, 3, 4),
+    training: false,
+  },
+  {
+    what: "SwitchNorm1d: samples equal to their LN mean, BN's mean of weight 2^-200 off them",
+    layer: "1d",
+    state: {
+      weight: f32(1, -1),
+      bias: f32(0, 0),
+      mean_weight: f32(0, -138.6294403076172),
+      var_weight: only(0, 2),
+      running_mean: f32(-2e20, 3e20),
+      running_var: f32(0, 0),
+    },
+    x: f32(-1e30, -1e30, -3e30, -3e30),
+    shape: [2, 2],
+    dy: f32(1, 2, 3, 4),
+    training: false,
+  },
+  {
+    what: "SwitchNorm1d: samples equal to their BN mean, LN's mean of weight 2^-200 off them",
+    layer: "1d",
+    state: {
+      weight: f32(1, 1),
+      bias: f32(0, 0),
+      mean_weight: f32(-138.6294403076172, 0),
+      var_weight: only(1, 2),
+      running_mean: f32(1e30, -1e30),
+      running_var: f32(0, 0),
+    },
+    x: f32(1e30, -1e30, 1e30, -1e30),
+    shape: [2, 2],
+    dy: f32(1, 2, 3, 4),
+    training: false,
+  },
+  {
+    // Column 2 has BN variance 0 and x = 3 = its mean in two samples: y 0 / 0 there and dWeight
+    // NaN (dy times 0 times +Infinity); WASM gave +Infinity (attack helper-90).
+    what: "SwitchNorm1d training: a column of variance 0 equal to its mixed mean in two samples",
+    layer: "1d",
+    state: { mean_weight: f32(0, -2), var_weight: f32(0, 0) },
+    x: f32(3, 3, 3, 3, 3, 3, 3, 3, 1, 2, 3, 4),
+    shape: [3, 4],
+    dy: f32(1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4),
+    training: true,
+  },
 ];
 
 async function run(backend: Backend, k: Case) {

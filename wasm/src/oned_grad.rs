@@ -212,7 +212,12 @@ unsafe fn reduce_tile_about<const CENTRED: bool>(
     let pairs = j0 + (j1 - j0) / 2 * 2;
     // x - mu as (x - k) - (w0 (mu_ln - k) + w1 (mu_bn - k)): the same floats where k is 0.
     let kv = f64x2_splat(k);
+    let exact = ExactRows::new(st, using_bn, layer, j0, j1);
     for i in i0..i1 {
+        if exact.takes(st, i, layer) {
+            exact_row(x, dy, i, (j0, j1), c, using_bn, layer, st, cols, rows_out);
+            continue;
+        }
         let (lm, lv) = (w0 * (st.mu_ln[i] - k), v0 * st.var_ln[i]);
         let (lmv, lvv) = (f64x2_splat(lm), f64x2_splat(lv));
         let (xr, dyr) = (x.add(i * c), dy.add(i * c));
@@ -262,6 +267,93 @@ unsafe fn reduce_tile_about<const CENTRED: bool>(
         *rows_out[0].add(i) = gml;
         *rows_out[1].add(i) = gvl;
     }
+}
+
+/// (2^32)^2: a row whose mixed mean passes 2^32 of its smallest mixed std (`ExactRows`).
+const EXACT_RATIO2: f64 = 18446744073709551616.0;
+
+/// Which rows of a tile take x - mu as the forward takes it, (x - mu) - err about the heavier
+/// mean (`oned::normalize_row`'s `CARRY`; `exact_row`), not about the tile's centre: those whose
+/// mixed mean passes 2^32 of their smallest mixed std, a std of 0 included, where the mean's
+/// rounding (2^-53 of it) reaches the results beyond float32's rounding or is all of x - mu.
+/// Under a std of 0 (eps 0) dWeight's terms dy (x - mu) s are infinities by the sign of x - mu
+/// alone, which a BN mean weight of 2^-200 beside samples equal to their LN mean of -1e30 sets
+/// (dWeight NaN for -Infinity; `tests/std_zero_test.ts`). Rows whose means are not all finite
+/// keep the sum, as the forward does. O(columns) per tile, O(1) per row.
+struct ExactRows {
+    bn_max: f64,
+    bn_var_part: f64,
+    bn_finite: bool,
+}
+
+impl ExactRows {
+    fn new(st: &Stats, using_bn: bool, layer: &Layer, j0: usize, j1: usize) -> ExactRows {
+        let (mut bn_max, mut bn_var_min, mut bn_finite) = (0.0f64, f64::INFINITY, true);
+        if !using_bn {
+            return ExactRows { bn_max, bn_var_part: 0.0, bn_finite };
+        }
+        for j in j0..j1 {
+            let m = simd::abs_f64(st.mu_bn[j]);
+            bn_finite &= m < f64::INFINITY;
+            bn_max = bn_max.max(m);
+            bn_var_min = bn_var_min.min(st.var_bn[j]);
+        }
+        ExactRows { bn_max, bn_var_part: layer.var_mix[1] * bn_var_min, bn_finite }
+    }
+
+    fn takes(&self, st: &Stats, i: usize, layer: &Layer) -> bool {
+        let ln = simd::abs_f64(st.mu_ln[i]);
+        if !(self.bn_finite && ln < f64::INFINITY) {
+            return false;
+        }
+        let mean = self.bn_max.max(ln);
+        let var = layer.var_mix[0] * st.var_ln[i] + self.bn_var_part + layer.eps;
+        !(mean * mean <= EXACT_RATIO2 * var)
+    }
+}
+
+/// Row i of `reduce_tile_about` over columns j0..j1 with x - mu as the forward takes it (`ExactRows`),
+/// one element at a time (such rows are rare).
+#[allow(clippy::too_many_arguments)]
+unsafe fn exact_row(
+    x: *const f32,
+    dy: *const f32,
+    i: usize,
+    (j0, j1): (usize, usize),
+    c: usize,
+    using_bn: bool,
+    layer: &Layer,
+    st: &Stats,
+    cols: [*mut f64; 4],
+    rows_out: [*mut f64; 2],
+) {
+    let [w0, w1, _] = layer.mean_mix;
+    let [v0, v1, _] = layer.var_mix;
+    let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
+    let about_bn = using_bn && w1 > w0;
+    let (ln, lv) = (st.mu_ln[i], v0 * st.var_ln[i]);
+    let [dw, db, gmb, gvb] = cols;
+    let (mut gml, mut gvl) = (0.0, 0.0);
+    for j in j0..j1 {
+        let (bn_mu, bn_var) = if using_bn { (st.mu_bn[j], st.var_bn[j]) } else { (0.0, 0.0) };
+        let (base, rest) =
+            if about_bn { (bn_mu, -w0 * (bn_mu - ln)) } else { (ln, w1 * (bn_mu - ln)) };
+        let mu = base + rest;
+        let err = crate::nd_normalize::two_sum_err(base, rest, mu);
+        let s = 1.0 / simd::sqrt_f64(lv + v1 * bn_var + layer.eps);
+        let xhat = ((*x.add(i * c + j) as f64 - mu) - err) * s;
+        let g = *dy.add(i * c + j) as f64;
+        let sg = s * layer.gamma[j] as f64;
+        *dw.add(j) += g * xhat;
+        *db.add(j) += g;
+        let (gm, gv) = (-(sg * g), -0.5 * s * (sg * g * xhat));
+        *gmb.add(j) += gm;
+        *gvb.add(j) += gv;
+        gml += gm;
+        gvl += gv;
+    }
+    *rows_out[0].add(i) = gml;
+    *rows_out[1].add(i) = gvl;
 }
 
 /// The centre k of a tile's xhat = ((x - k) - (w0 (mu_ln - k) + w1 (mu_bn - k))) s: its first
