@@ -198,9 +198,9 @@ export class WasmRegions {
     const oned = () =>
       64 + 16 * c + 16 * (n + c) + (k.sn_scratch_bytes(1, n, c) >>> 0) +
       8 * (k.sn_work_len(1, n, c) >>> 0);
-    // nd: 4 f64 of statistics and 48 bytes of scratch (`layout::scratch_bytes`) per row, in
+    // nd: 5 f64 of statistics and 48 bytes of scratch (`layout::scratch_bytes`) per row, in
     // float64 here (the kernel's 32-bit product could wrap where M is 1).
-    const need = 4 * n * c * m + (layout === "nd" ? 80 * n * c : oned());
+    const need = 4 * n * c * m + (layout === "nd" ? 88 * n * c : oned());
     if (need >= 2 ** 32) {
       throw new RangeError(
         `wasm backend: out of memory: this call needs ${need} bytes, more than the 4 GiB of ` +

@@ -16,13 +16,15 @@
 //!   [R, 2R)          var_in    per (n,c) unbiased var    (nd only)
 //!   [2R, 3R)         mu        mixed mean per (n,c)      (nd only)
 //!   [3R, 4R)         var       mixed var per (n,c)       (nd only)
-//!   [4R, 4R+F)       wide      nd (F = 2): 1 if some row is wide (wide.rs), then padding;
+//!   [4R, 5R)         err       mu's rounding per (n,c)   (nd only): the mixed mean is mu + err
+//!                              (`nd_normalize::anchored_mean`), x - mu is (x - mu) - err
+//!   [5R, 5R+F)       wide      nd (F = 2): 1 if some row is wide (wide.rs), then padding;
 //!                              1d: F = 0
-//!   [4R+F, 4R+F+N)   mu_ln     [4R+F+N, 4R+F+2N)  var_ln
-//!   [4R+F+2N, +C)    mu_bn     then C of var_bn, which end the area
+//!   [5R+F, 5R+F+N)   mu_ln     [5R+F+N, 5R+F+2N)  var_ln
+//!   [5R+F+2N, +C)    mu_bn     then C of var_bn, which end the area
 //! ```
 //! `sn_stats_*` writes mu_in, var_in, mu_ln, var_ln and mu_bn, var_bn; `sn_normalize_nd` writes
-//! mu, var. `mu_bn`/`var_bn` hold the batch statistics in training mode (the caller folds them
+//! mu, var, err. `mu_bn`/`var_bn` hold the batch statistics in training mode (the caller folds them
 //! into the running buffers) and the running buffers that were used in evaluation mode; without
 //! usingBN they are left as they were. With `MODE_BN_PARTIALS` (SyncSN) the statistics pass
 //! leaves M2 = sum of squared deviations in `var_bn` instead of the variance (nd: over the
@@ -91,7 +93,7 @@ pub fn layer_bytes(c: usize) -> usize {
 pub fn stats_len(layout: u32, n: usize, c: usize) -> usize {
     let rows = if layout == LAYOUT_ND { n * c } else { 0 };
     let flags = if layout == LAYOUT_ND { 2 } else { 0 };
-    4 * rows + flags + 2 * n + 2 * c
+    5 * rows + flags + 2 * n + 2 * c
 }
 
 /// Bytes of transient scratch a forward needs: nd, the per-row normalize constants
@@ -201,6 +203,10 @@ pub struct Stats<'a> {
     pub var_in: &'a mut [f64],
     pub mu: &'a mut [f64],
     pub var: &'a mut [f64],
+    /// nd: the rounding of each `mu` (`nd_normalize::anchored_mean`'s err, 0 where it took the
+    /// plain sum): the mixed mean is mu + err, and the backward takes x - mu as (x - mu) - err,
+    /// as the forward's y and the reference (`muErr`) do.
+    pub err: &'a mut [f64],
     /// nd: [1 if some row is wide (`wide`) else 0, 1 in an evaluation else 0], written by the
     /// normalize constants.
     pub wide: &'a mut [f64],
@@ -221,11 +227,12 @@ impl<'a> Stats<'a> {
         let (var_in, rest) = rest.split_at_mut(rows);
         let (mu, rest) = rest.split_at_mut(rows);
         let (var, rest) = rest.split_at_mut(rows);
+        let (err, rest) = rest.split_at_mut(rows);
         let (wide, rest) = rest.split_at_mut(if layout == LAYOUT_ND { 2 } else { 0 });
         let (mu_ln, rest) = rest.split_at_mut(n);
         let (var_ln, rest) = rest.split_at_mut(n);
         let (mu_bn, var_bn) = rest.split_at_mut(c);
-        Stats { mu_in, var_in, mu, var, wide, mu_ln, var_ln, mu_bn, var_bn }
+        Stats { mu_in, var_in, mu, var, err, wide, mu_ln, var_ln, mu_bn, var_bn }
     }
 }
 

@@ -370,6 +370,8 @@ pub unsafe fn combine(
     // s = 1/sqrt(var + eps) is formed here, two rows per f64x2 so that the square roots and
     // divisions of successive rows overlap, and kept for the dx call.
     let (var_in, mu, var) = (st.var_in.as_ptr(), st.mu.as_ptr(), st.var.as_ptr());
+    // The mixed means' rounding (`Stats::err`): x - mu is (x - mu) - err, as in the forward.
+    let err = st.err.as_ptr();
     let cmu = centres(&st); // the means the row sums were centred on
     let inv_std = w.inv_std.as_mut_ptr();
     let (eps, one) = (f64x2_splat(layer.eps), f64x2_splat(1.0));
@@ -383,12 +385,12 @@ pub unsafe fn combine(
     // (dy near float32's limit overflows them; Inf/NaN data gives the reference's results in f64
     // too) or whose sum dy (x - hi) is tiny (`TINY_SUM`), are summed again in f64.
     if st.wide[0] != 0.0 || !finite {
-        redo_sums(x, dy, m, rows, (centres(&st), (layer, using_bn, &st)), var, layer.eps, pairs);
+        redo_sums(x, dy, m, rows, (centres(&st), &st), var, layer.eps, pairs);
     }
     // A std of 0 (only with eps 0) makes s infinite: there the reference's
     // dgamma = sum dy ((x - mu) s) is NaN where s sum dy (x - mu) would be an infinity.
     if layer.eps == 0.0 {
-        zero_std_sums(x, dy, m, rows, (layer, using_bn, &st), var, pairs);
+        zero_std_sums(x, dy, m, rows, &st, var, pairs);
     }
     let (mut dm_in, mut dv_in) = (z, z);
     let (mut dm_ln, mut dv_ln, mut g_sum) = (0.0, 0.0, 0.0);
@@ -412,7 +414,12 @@ pub unsafe fn combine(
             let g_finite = f64x2_eq(f64x2_sub(g, g), z);
             let (c2, mu2, ve) =
                 (centre2(ld(cmu.add(r)), m), ld(mu.add(r)), f64x2_add(ld(var.add(r)), eps));
-            let p_hi = f64x2_add(p_raw, f64x2_mul(f64x2_sub(c2, mu2), g));
+            // (centre - mu) - err: the mixed mean is mu + err. Where the elements carrying dy
+            // equal mu, -err sum dy is the whole sum, which a tiny std takes past float32's range
+            // (dgamma 0.005 and `var_weight`'s gradient ~1e-5 for infinities:
+            // `tests/backward_mean_err_test.ts`).
+            let shift = f64x2_sub(f64x2_sub(c2, mu2), ld(err.add(r)));
+            let p_hi = f64x2_add(p_raw, f64x2_mul(shift, g));
             let mut p = v128_bitselect(p_hi, p_raw, g_finite);
             // A row whose centre lies far from mu: its sum about mu in f64 (far_centre; rare).
             if v128_any_true(far_centre2(c2, mu2, ve)) {
@@ -420,7 +427,8 @@ pub unsafe fn combine(
                     let row = r + lane;
                     let (cl, ml) = (centre(*cmu.add(row), m) as f64, *mu.add(row));
                     if far_centre(cl, ml, *var.add(row) + layer.eps) {
-                        let q = wide::grad_sums_f64_about(x.add(row * m), dy.add(row * m), m, ml);
+                        let (xr, dyr) = (x.add(row * m), dy.add(row * m));
+                        let q = wide::grad_sums_f64_about(xr, dyr, m, (ml, *err.add(row)));
                         p = if lane == 0 {
                             f64x2_replace_lane::<0>(p, q)
                         } else {
@@ -460,9 +468,9 @@ pub unsafe fn combine(
             let (cr, mur, ve) =
                 (centre(*cmu.add(r), m) as f64, *mu.add(r), *var.add(r) + layer.eps);
             let p = if far_centre(cr, mur, ve) {
-                wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, mur)
+                wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, (mur, *err.add(r)))
             } else if g.is_finite() {
-                p_raw + (cr - mur) * g
+                p_raw + ((cr - mur) - *err.add(r)) * g
             } else {
                 p_raw
             };
@@ -530,7 +538,7 @@ fn far_centre2(c: v128, mu: v128, ve: v128) -> v128 {
 /// give its dgamma and dL/dvar (Inf times an infinity keeps its sign, NaN stays NaN) where
 /// s sum dy (x - mu) would turn 0 Inf terms (x = mu, dy = 0) or infinities of both signs into an
 /// infinity. Rows of nonzero variance are left as they are. x - mu is (x - mu) - err, err the
-/// rounding of the forward's mixed mean (`nd_normalize::mean_err`): a rest below half an ulp of
+/// rounding of the forward's mixed mean (`Stats::err`): a rest below half an ulp of
 /// its anchor's mean is the whole of x - mu where x equals that mean, whose 0 times Infinity
 /// made dgamma NaN for -Infinity (rows of 1e20 on a running_mean of -3e38 under a BN mean weight
 /// of 1.6e-38, attack fuzzer seed 1264, attack helper-90).
@@ -543,17 +551,15 @@ unsafe fn zero_std_sums(
     dy: *const f32,
     m: usize,
     rows: usize,
-    (layer, using_bn, st): (&Layer, bool, &Stats),
+    st: &Stats,
     var: *const f64,
     pairs: *mut v128,
 ) {
-    let c = st.mu_bn.len();
     for r in 0..rows {
         if *var.add(r) != 0.0 {
             continue;
         }
-        let (mean, mut p) = (st.mu[r], 0.0);
-        let err = crate::nd_normalize::mean_err(layer, using_bn, m, st, c, r);
+        let (mean, err, mut p) = (st.mu[r], st.err[r], 0.0);
         for i in r * m..(r + 1) * m {
             p += *dy.add(i) as f64 * (((*x.add(i) as f64 - mean) - err) * f64::INFINITY);
         }
@@ -585,12 +591,11 @@ unsafe fn redo_sums(
     dy: *const f32,
     m: usize,
     rows: usize,
-    (centre_of, (layer, using_bn, st)): (*const f64, (&Layer, bool, &Stats)),
+    (centre_of, st): (*const f64, &Stats),
     var: *const f64,
     eps: f64,
     pairs: *mut v128,
 ) {
-    let c = st.mu_bn.len();
     for r in 0..rows {
         let pair = *pairs.add(r);
         let finite = i64x2_all_true(f64x2_eq(f64x2_sub(pair, pair), f64x2_splat(0.0)));
@@ -598,18 +603,13 @@ unsafe fn redo_sums(
         let tiny = finite && p < TINY_SUM && p > -TINY_SUM && any_nonzero(dy.add(r * m), m);
         if wide::out_of_range(*var.add(r) + eps) || !finite || tiny {
             let hi = centre(*centre_of.add(r), m);
+            // The combine adds ((centre - mu) - err) sum dy where sum dy is finite (err: the
+            // forward's mixed-mean rounding, `Stats::err`; without it dgamma was 0 for -Infinity,
+            // attack fuzzer seeds 697, 1207, helper-90); else p is taken about mu + err here.
             let (g, mut p) = wide::grad_sums_f64(x.add(r * m), dy.add(r * m), m, hi);
             if !g.is_finite() {
-                p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, st.mu[r]);
-            } else {
-                // The combine adds (centre - mu) sum dy; x - mu is (x - mu) - err, err the
-                // forward's mixed-mean rounding (`nd_normalize::mean_err`): where every x equals
-                // mu, -err sum dy is the whole sum, and a std of ~1e-58 takes it past float32's
-                // range (dgamma 0 for -Infinity: attack fuzzer seeds 697, 1207; helper-90).
-                let err = crate::nd_normalize::mean_err(layer, using_bn, m, st, c, r);
-                if err != 0.0 {
-                    p -= err * g;
-                }
+                let about = (st.mu[r], st.err[r]);
+                p = wide::grad_sums_f64_about(x.add(r * m), dy.add(r * m), m, about);
             }
             *pairs.add(r) = f64x2(g, p);
         }

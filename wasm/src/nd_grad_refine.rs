@@ -155,9 +155,10 @@ pub unsafe fn refine_cancelled(
             let r = i * c + j;
             let pair = *pairs.add(r);
             let (g, p_in) = (f64x2_extract_lane::<0>(pair), f64x2_extract_lane::<1>(pair));
-            // p = sum dy (x - mu') about the mixed mean of the corrected means.
+            // p = sum dy (x - mu') about the mixed mean of the corrected means, mu' = mu + err
+            // (`Stats::err`) + the corrections' mix.
             let mu = st.mu[r] + (w_in * w.aux[r] + w_ln * ln_shift[i] + w_bn * bn_shift);
-            let p = p_in - (mu - st.mu_in[r]) * g;
+            let p = p_in - ((mu - st.mu_in[r]) + st.err[r]) * g;
             let s = w.inv_std[r];
             let sg = s * gamma;
             let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));

@@ -37,9 +37,9 @@ pub unsafe fn normalize(
     sweep(x, y, n * c, m, scratch, wide);
 }
 
-/// The per-row constants of `normalize` (mu, var into the statistics area, [hi, scale, bias, 0]
+/// The per-row constants of `normalize` (mu, var, err into the statistics area, [hi, scale, bias, 0]
 /// into `scratch`), before its sweep; rows of m floats. A wide row (`wide`) gets f64 constants
-/// [mu, scale, beta] in the second part of `scratch` (`layout::scratch_bytes`), at byte offset
+/// [mu, scale, beta, err] in the second part of `scratch` (`layout::scratch_bytes`), at byte offset
 /// lane 0 from its entry, and lane 3 = 1 (as bits) marks it. Returns whether some row is wide.
 ///
 /// # Safety
@@ -80,7 +80,7 @@ pub unsafe fn constants(
             (&st.mu_in[at.clone()], &st.var_in[at.clone()]),
             (ln_mu, ln_var),
             bn,
-            (&mut st.mu[at.clone()], &mut st.var[at.clone()]),
+            (&mut st.mu[at.clone()], &mut st.var[at.clone()], &mut st.err[at.clone()]),
             &mut rows[at],
             check,
         )
@@ -91,7 +91,7 @@ pub unsafe fn constants(
         (0..n).for_each(|i| any_wide |= sample(i, true));
     }
     if any_wide {
-        any_wide = wide_rows(&mix, layer, n, c, (&st, bn.is_some()), scratch);
+        any_wide = wide_rows(&mix, layer, n, c, &st, scratch);
     }
     // For the backward (nd_grad): whether it needs its wide-row paths, and whether it centres its
     // row sums on the mixed means (an evaluation: `nd_grad::centres`).
@@ -108,7 +108,7 @@ unsafe fn wide_rows(
     layer: &Layer,
     n: usize,
     c: usize,
-    (st, using_bn): (&Stats, bool),
+    st: &Stats,
     scratch: *mut v128,
 ) -> bool {
     let total = n * c;
@@ -116,8 +116,7 @@ unsafe fn wide_rows(
     let blocks = scratch.add(total) as *mut f64;
     for r in 0..total {
         let j = r % c;
-        let (mu, ve) = (st.mu[r], st.var[r] + mix.eps);
-        let err = row_err(mix, st, using_bn, c, r);
+        let (mu, ve, err) = (st.mu[r], st.var[r] + mix.eps, st.err[r]);
         let scale = layer.gamma[j] as f64 / simd::sqrt_f64(ve);
         let hi = mu as f32;
         let lo = (mu - hi as f64) + err;
@@ -281,9 +280,12 @@ impl Mix {
 /// 1e20 on a running_mean of 1e30 under a BN weight of 1.6e-38, std ~1e-58: y +Infinity, attack
 /// fuzzer seed 416, attack helper-87). Taking mu_a an ulp toward rest instead kept that sign but
 /// made its size an ulp: constant rows at 3e8 and 3e8 + 2 ulps under an LN weight of 1.4e-11
-/// and the default eps gave y -1.9e-4 for -1.4e-6, 9.4x Y (attack helper-88). The backward takes
-/// err in the rows it sums again in f64 and in rows of std 0 (`mean_err`; `nd_grad::redo_sums`,
-/// `zero_std_sums`), and differentiates the others about mu (README, Numerics: seeds 2850, 6511).
+/// and the default eps gave y -1.9e-4 for -1.4e-6, 9.4x Y (attack helper-88). The constants keep
+/// err per row (`Stats::err`), and the backward takes x - mu as (x - mu) - err in every row
+/// (`nd_grad::combine`, `redo_sums`, `zero_std_sums`; `nd_grad_refine`): it took it only in the
+/// rows it sums again in f64 and in rows of std 0, and where the elements carrying dy equal mu a
+/// dgamma or `var_weight` gradient past float32's range only through err came out finite
+/// (tests/backward_mean_err_test.ts).
 #[inline(always)]
 fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> (f64, f64) {
     let base = means[mix.anchor];
@@ -295,25 +297,6 @@ fn anchored_mean(mix: &Mix, means: [f64; 3], plain: f64) -> (f64, f64) {
         return (plain, 0.0);
     }
     (mu, two_sum_err(base, rest, mu))
-}
-
-/// Row r's mixed-mean rounding (`anchored_mean`'s err) as the forward formed it from these
-/// statistics (C channels, rows of m), for a backward that takes x - mu again: 0 where the
-/// forward took the plain sum. O(1) per row.
-pub fn mean_err(layer: &Layer, using_bn: bool, m: usize, st: &Stats, c: usize, r: usize) -> f64 {
-    row_err(&Mix::new(layer, using_bn, m), st, using_bn, c, r)
-}
-
-/// `mean_err` under the call's `Mix`: row r's anchored mean again from the statistics, its err
-/// where it is the mean the constants kept (`st.mu[r]`), else 0 (the plain sum).
-fn row_err(mix: &Mix, st: &Stats, using_bn: bool, c: usize, r: usize) -> f64 {
-    let bn_mu = if using_bn { st.mu_bn[r % c] } else { 0.0 };
-    let (mu, err) = anchored_mean(mix, [st.mu_in[r], st.mu_ln[r / c], bn_mu], st.mu[r]);
-    if mu == st.mu[r] {
-        err
-    } else {
-        0.0
-    }
 }
 
 /// a + b - s exactly, for s = f64(a + b) finite (Knuth's TwoSum, any order of magnitude).
@@ -335,12 +318,12 @@ fn row_constants(
     (mu_in, var_in): (&[f64], &[f64]),
     (ln_mu, ln_var): (f64, f64),
     bn: Option<(&[f64], &[f64])>,
-    (mu_out, var_out): (&mut [f64], &mut [f64]),
+    (mu_out, var_out, err_out): (&mut [f64], &mut [f64], &mut [f64]),
     out: &mut [v128],
     check: bool,
 ) -> bool {
     let c = mu_in.len();
-    let one = |j: usize| -> ([f64; 2], [f32; 3], bool) {
+    let one = |j: usize| -> ([f64; 3], [f32; 3], bool) {
         let mut mu = mix.w[0] * mu_in[j] + mix.w[1] * ln_mu;
         let mut var = mix.v[0] * var_in[j] + mix.v[1] * ln_var;
         let mut bn_mu = 0.0;
@@ -359,7 +342,7 @@ fn row_constants(
         let bias = if lo == 0.0 { beta } else { beta - lo * scale };
         let wide =
             wide::normalize_is_wide(ve, mix.m1, var_in[j], mu_in[j] - hi as f64, scale, bias);
-        ([mu, var], [hi, scale as f32, bias as f32], wide)
+        ([mu, var, err], [hi, scale as f32, bias as f32], wide)
     };
     let pairs = c / 2 * 2;
     let (w0, w1, w2) =
@@ -416,6 +399,7 @@ fn row_constants(
             let err = v128_and(err, finite);
             v128_store(mu_out.as_mut_ptr().add(j) as *mut v128, mu);
             v128_store(var_out.as_mut_ptr().add(j) as *mut v128, var);
+            v128_store(err_out.as_mut_ptr().add(j) as *mut v128, err);
             let ve = f64x2_add(var, eps);
             let scale = f64x2_div(ld32(layer.gamma, j), f64x2_sqrt(ve));
             let hi = f32x4_demote_f64x2_zero(mu);
@@ -453,9 +437,10 @@ fn row_constants(
     }
     let mut any_wide = !i64x2_all_true(in_range);
     if j < c {
-        let ([mu, var], [hi, scale, bias], wide) = one(j);
+        let ([mu, var, err], [hi, scale, bias], wide) = one(j);
         mu_out[j] = mu;
         var_out[j] = var;
+        err_out[j] = err;
         out[j] = f32x4(hi, scale, bias, 0.0);
         any_wide |= wide;
     }

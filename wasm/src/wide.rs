@@ -124,14 +124,21 @@ pub unsafe fn grad_sums_f64(x: *const f32, dy: *const f32, n: usize, hi: f32) ->
     (g, p)
 }
 
-/// sum dy (x - c) in f64 about an f64 centre c (a row of non-finite sum dy, `nd_grad`).
+/// sum dy ((x - c) - err) in f64 about a centre c + err (`nd_grad`: a mixed mean mu and its
+/// rounding, `layout::Stats::err`, for a row of non-finite sum dy or one whose centre lies far
+/// from mu).
 ///
 /// # Safety
 /// `x`, `dy` valid for `n` f32.
-pub unsafe fn grad_sums_f64_about(x: *const f32, dy: *const f32, n: usize, c: f64) -> f64 {
+pub unsafe fn grad_sums_f64_about(
+    x: *const f32,
+    dy: *const f32,
+    n: usize,
+    (c, err): (f64, f64),
+) -> f64 {
     let mut p = 0.0f64;
     for i in 0..n {
-        p += *dy.add(i) as f64 * (*x.add(i) as f64 - c);
+        p += *dy.add(i) as f64 * ((*x.add(i) as f64 - c) - err);
     }
     p
 }
