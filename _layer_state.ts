@@ -29,6 +29,19 @@ import type { KeptForward } from "./_saved_forward.ts";
 
 let nextLayerId = 1;
 
+/** The options a layer is made with, fixed for its life (readonly at run time too). */
+const FIXED_OPTIONS = [
+  "numFeatures",
+  "eps",
+  "momentum",
+  "usingMovingAverage",
+  "usingBN",
+  "lastGamma",
+  "backendRequest",
+  "syncGroup",
+  "sparse",
+] as const;
+
 /**
  * The options, parameters and buffers of a {@linkcode SwitchNorm} layer and their public
  * accessors (state dicts, the batch average, the optimiser step). Not constructed directly: see
@@ -53,8 +66,24 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
   readonly syncGroup?: SyncGroup;
   /** Whether the importance weights come from sparsestmax (Sparse SN) rather than softmax. */
   readonly sparse: boolean;
-  /** True in training mode (the default), false in evaluation mode. */
-  training = true;
+  #training = true;
+  /**
+   * True in training mode (the default), false in evaluation mode; `train(mode)` and `eval()`
+   * set it, and so does an assignment.
+   *
+   * @throws {TypeError} an assigned value that is not a boolean.
+   */
+  get training(): boolean {
+    return this.#training;
+  }
+  set training(mode: boolean) {
+    if (typeof mode !== "boolean") {
+      throw new TypeError(
+        `${this.kind.name}.training must be a boolean, got ${describeValue(mode)}`,
+      );
+    }
+    this.#training = mode;
+  }
   /** @ignore */
   protected readonly kind: LayerKind;
   /** @ignore */
@@ -105,6 +134,11 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
       this.sparse,
     );
     this.batch = new BatchAverage(kind.name);
+    // The options are readonly to TypeScript only: from plain JavaScript (the npm bundle) an
+    // assignment took an eps of -1 or NaN, a momentum of 7 or usingBN false on a layer of three
+    // logits unchecked on every backend (misuse helper-93). Strict-mode code now gets a TypeError
+    // ("Cannot assign to read only property"), sloppy code a no-op; the layer keeps its options.
+    for (const name of FIXED_OPTIONS) Object.defineProperty(this, name, { writable: false });
     // What SyncSN replicas compare with every gather (read then: radius and K change).
     this.layerSync?.describeWith(() => ({
       rank: kind.rank,
@@ -253,8 +287,9 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    *
    * @returns The keys of the layer that were missing and the keys under the prefix that are not
    *   the layer's (both empty with strict: true), with the prefix, as PyTorch reports them.
-   * @throws {RangeError} on a missing or unexpected key (strict only), a misshapen, non-finite or
-   *   out-of-float32-range value, or (Sparse SN) logits of a fixed mixing that are not weights in
+   * @throws {RangeError} on a missing or unexpected key (strict only), a misshapen or
+   *   out-of-float32-range value, a parameter that is not finite (the running buffers may hold
+   *   NaN and the infinities, as the layer's own may), a negative `running_var`, or (Sparse SN) logits of a fixed mixing that are not weights in
    *   [0, 1] summing to 1; {@link TypeError} on a value of the wrong kind or bad options;
    *   {@link Error} on one running buffer alone while a batch average has batches accumulated (the
    *   other would stay a sum). Nothing is changed when it throws.
@@ -444,17 +479,22 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
   }
 
   /**
-   * An optimiser step: calls `update` with each parameter (the live array, to change in place),
-   * its accumulated gradient and its name, then makes the new values take effect. The logits of a
-   * fixed Sparse SN mixing are skipped, as PyTorch's optimisers skip a parameter without gradient.
-   * A forward already run keeps the values it used, so its backward is unaffected. If `update`
-   * throws, or writes a NaN or infinite value, every parameter is put back as it was before the
-   * step and the error is (or a RangeError naming the value is) thrown.
+   * An optimiser step: calls `update` with each parameter (a working copy holding its values, to
+   * change in place), its accumulated gradient (the live array of `grads`) and its name, then,
+   * when `update` has returned, puts the new values into the layer. The copies are the layer's
+   * own, reused by every step: writing into one after `step` returns changes nothing (keep
+   * nothing of it for later; read the parameters through the getters). The logits of a fixed
+   * Sparse SN mixing are skipped, as PyTorch's optimisers skip a parameter without gradient. A
+   * forward already run keeps the values it used, so its backward is unaffected. If `update`
+   * throws, returns a Promise, or writes a NaN or infinite value, no parameter changes and the
+   * error is (or a TypeError or a RangeError naming the value is) thrown.
    *
    * @throws {Error} a forward, backward or sync of this layer is still running; whatever `update`
    * throws.
+   * @throws {TypeError} `update` is not a function, or returned a Promise (an async function,
+   * whose writes would land after the step).
    * @throws {RangeError} `update` wrote a NaN or infinite value into a parameter (as
-   * loadStateDict, the layer keeps finite parameters only; every parameter is put back).
+   * loadStateDict, the layer keeps finite parameters only).
    *
    * @example
    * ```ts

@@ -49,6 +49,8 @@ export class ParamStore {
   readonly sparse?: SparseState;
   #importance?: { version: number } & Mixings;
   #view?: LayerParams;
+  /** step's working copies of weight, bias and the two logit arrays (made at the first step). */
+  #stepWork?: Float32Array[];
 
   /**
    * @param layerId the layer's id, the backends' key for its device state
@@ -138,42 +140,49 @@ export class ParamStore {
   }
 
   /**
-   * The optimiser step: `update` changes each parameter in place; see SwitchNorm.step. If it
-   * throws, or writes a NaN or infinite value (a RangeError, `caller` naming the call), every
-   * parameter is put back as it was and the error is rethrown.
+   * The optimiser step: `update` changes a working copy of each parameter in place; see
+   * SwitchNorm.step. The copies (one per parameter, made once and reused by every step) go into
+   * the parameters when `update` has returned and every value is finite. If it throws, returns a
+   * Promise (its writes would land after the step, unchecked) or writes a NaN or infinite value (a
+   * RangeError, `caller` naming the call), no parameter changes and the error is thrown.
    */
   step(
     update: (param: Float32Array, grad: Float32Array, name: keyof Gradients) => void,
     caller = "step",
   ): void {
     const g = this.grads, fixed = this.sparse?.fixed;
-    // An update that throws part-way must leave every parameter as it was: the O(C) values are
-    // snapshotted first and put back (else some would be written without the version bump that
-    // makes backends and importance weights see them).
+    // Copies, not the live arrays: a reference kept past the step (an optimiser that holds its
+    // parameters) wrote into the layer later, which WASM used at once and WebGPU not at all (its
+    // device copy follows the version, bumped here only): y 7x apart (misuse helper-93).
     const params = [this.weight, this.bias, this.meanLogits, this.varLogits];
-    const before = params.map((a) => a.slice());
-    try {
-      update(this.weight, g.weight, "weight");
-      update(this.bias, g.bias, "bias");
-      // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
-      if (!fixed?.mean) update(this.meanLogits, g.mean_weight, "mean_weight");
-      if (!fixed?.var) update(this.varLogits, g.var_weight, "var_weight");
-      // A non-finite parameter would make every later forward NaN (and its state dict one that
-      // loadStateDict refuses): refused here, as loadStateDict refuses it.
-      const names = ["weight", "bias", "mean_weight", "var_weight"];
-      params.forEach((a, k) => {
-        const i = a.findIndex((v) => !Number.isFinite(v));
-        if (i >= 0) {
-          throw new RangeError(
-            `${caller}: the update wrote ${a[i]} into "${names[k]}"[${i}]; parameters must be ` +
-              `finite (every parameter is as it was before the step)`,
-          );
-        }
-      });
-    } catch (e) {
-      params.forEach((a, i) => a.set(before[i]));
-      throw e;
+    const work = this.#stepWork ??= params.map((a) => new Float32Array(a.length));
+    params.forEach((a, i) => work[i].set(a));
+    const names = ["weight", "bias", "mean_weight", "var_weight"] as const;
+    const grads = [g.weight, g.bias, g.mean_weight, g.var_weight];
+    // Sparse SN: a fixed mixing's logits have no gradient (None in PyTorch): the optimiser skips them.
+    const skip = [false, false, !!fixed?.mean, !!fixed?.var];
+    for (let k = 0; k < 4; k++) {
+      if (skip[k]) continue;
+      const r: unknown = update(work[k], grads[k], names[k]);
+      if (typeof (r as PromiseLike<unknown> | undefined)?.then === "function") {
+        throw new TypeError(
+          `${caller}: update returned a Promise (an async function?); step applies what update ` +
+            `wrote when it returns, so update must be synchronous (no parameter changed)`,
+        );
+      }
     }
+    // A non-finite parameter would make every later forward NaN (and its state dict one that
+    // loadStateDict refuses): refused here, as loadStateDict refuses it.
+    work.forEach((a, k) => {
+      const i = a.findIndex((v) => !Number.isFinite(v));
+      if (i >= 0) {
+        throw new RangeError(
+          `${caller}: the update wrote ${a[i]} into "${names[k]}"[${i}]; parameters must be ` +
+            `finite (no parameter changed)`,
+        );
+      }
+    });
+    params.forEach((a, i) => a.set(work[i]));
     this.version++;
   }
 
@@ -211,7 +220,7 @@ export class ParamStore {
       var_weight: { length: k, shapes: [] },
     };
     if (this.runningMean.length > 0) {
-      const buffer = { length: c, shapes: [kind.bufferShape(c)] };
+      const buffer = { length: c, shapes: [kind.bufferShape(c)], nonFinite: true };
       specs.running_mean = buffer;
       specs.running_var = { ...buffer, nonNegative: true };
     }

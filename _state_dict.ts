@@ -104,6 +104,12 @@ export interface KeySpec {
   readonly shapes: readonly (readonly number[])[];
   /** Values must be >= 0 (a running variance). */
   readonly nonNegative?: boolean;
+  /**
+   * NaN and the infinities are taken (the running buffers: a NaN or infinite input, or a batch
+   * variance beyond float32, puts them there, and the layer's own checkpoint must load again, as
+   * PyTorch's does); finite values beyond float32's range are still refused.
+   */
+  readonly nonFinite?: boolean;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -206,14 +212,15 @@ export function readEntry(
   const out = new Float32Array(spec.length);
   for (let i = 0; i < spec.length; i++) {
     const v = data[i];
-    if (typeof v !== "number" || !Number.isFinite(v)) {
+    const taken = typeof v === "number" && (Number.isFinite(v) || spec.nonFinite === true);
+    if (!taken) {
       const Err = typeof v === "number" ? RangeError : TypeError;
       throw new Err(
         `${where}: "${key}"[${i}] is ${describeValue(v)}; values must be finite`,
       );
     }
     // What is stored is float32: a value finite in float64 may round to Infinity there.
-    if (!Number.isFinite(Math.fround(v))) {
+    if (Number.isFinite(v) && !Number.isFinite(Math.fround(v))) {
       throw new RangeError(
         `${where}: "${key}"[${i}] is ${v}, beyond float32's range (largest finite ` +
           "3.4028234663852886e38)",

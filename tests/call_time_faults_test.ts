@@ -9,7 +9,7 @@ import { SwitchNorm2d } from "../mod.ts";
 import type { BackendName } from "../backends/_backend.ts";
 import { testEachBackend } from "./_backends.ts";
 import { assertClose, assertSameValues } from "./_close.ts";
-import { RUNNING } from "./_tolerances.ts";
+import { RUNNING, Y } from "./_tolerances.ts";
 
 const SHAPE = [2, 3, 4, 4];
 const X1 = new Float32Array(96).map((_, i) => Math.sin(i) * 3 + 5);
@@ -197,7 +197,7 @@ await testEachBackend(
           e instanceof RangeError &&
           e.message ===
             `SwitchNorm2d.step: the update wrote ${value} into "${name}"[1]; parameters must be ` +
-              `finite (every parameter is as it was before the step)`,
+              `finite (no parameter changed)`,
       );
       const want = new SwitchNorm2d(3, { backend: "reference" });
       for (const key of ["weight", "bias", "mean_weight", "var_weight"] as const) {
@@ -208,6 +208,53 @@ await testEachBackend(
     // The refused step changed nothing: a finite one still takes effect.
     sn.step((param) => param.fill(0.5));
     assertSameValues(sn.bias, new Float32Array(3).fill(0.5), "bias after a finite step");
+  },
+);
+
+await testEachBackend(
+  "a parameter array kept from a step and written after it changes nothing, on every backend alike",
+  async (backend) => {
+    // An optimiser that keeps references to its parameters: the live array used to be handed
+    // out, whose later writes WASM used at once and WebGPU not (y 7x apart, misuse helper-93).
+    const sn = new SwitchNorm2d(3, { backend }).eval();
+    let kept: Float32Array | undefined;
+    sn.step((param, _grad, name) => {
+      if (name === "weight") kept = param;
+      param.fill(name === "weight" ? 2 : param[0]);
+    });
+    const want = new SwitchNorm2d(3, { backend: "reference" }).eval();
+    want.loadStateDict({ weight: new Float32Array(3).fill(2) }, { strict: false });
+    const y = await sn.forward(X1, SHAPE);
+    kept!.fill(7);
+    assertSameValues(sn.weight, new Float32Array(3).fill(2), "weight after the late write");
+    assertSameValues(await sn.forward(X1, SHAPE), y, "y after the late write");
+    assertClose(y, await want.forward(X1, SHAPE), Y, "y of the stepped weight");
+  },
+);
+
+await testEachBackend(
+  "a step whose update is async is refused and changes no parameter",
+  async (backend) => {
+    const sn = new SwitchNorm2d(3, { backend }).eval();
+    let late: Promise<void> | undefined;
+    assert.throws(
+      () =>
+        sn.step((param) => {
+          late = (async () => {
+            await Promise.resolve();
+            param.fill(NaN);
+          })();
+          return late as unknown as void;
+        }),
+      (e: unknown) =>
+        e instanceof TypeError && /update returned a Promise/.test((e as Error).message),
+    );
+    await late;
+    const want = new SwitchNorm2d(3, { backend: "reference" });
+    for (const key of ["weight", "bias", "mean_weight", "var_weight"] as const) {
+      assertSameValues(sn[key], want[key], key);
+    }
+    assert.ok((await sn.forward(X1, SHAPE)).every(Number.isFinite), "y after the refused step");
   },
 );
 

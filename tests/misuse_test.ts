@@ -4,7 +4,13 @@
  * (`got 64` for "64"). Each must fail loudly, say what to do, and change nothing.
  */
 import assert from "node:assert/strict";
-import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import {
+  readSafetensors,
+  SwitchNorm1d,
+  SwitchNorm2d,
+  SwitchNorm3d,
+  writeSafetensors,
+} from "../mod.ts";
 import { describeShape, describeValue } from "../_validate.ts";
 import { testEachBackend } from "./_backends.ts";
 import { assertClose } from "./_close.ts";
@@ -394,3 +400,72 @@ Deno.test("a -0 setting reads back as 0: radius (set or loaded), eps, momentum",
   assert.ok(Object.is(sn.radius, 0), "a loaded radius -0 reads back as -0");
   assert.ok(Object.is(sn.stateDict().radius?.[0], 0));
 });
+
+Deno.test("assigning a layer's option after construction throws and changes nothing; training takes booleans only", async () => {
+  // readonly to TypeScript only until misuse helper-93: plain JavaScript took eps -1, momentum 7
+  // or usingBN false on a layer of three logits, unchecked, on every backend.
+  const x = Float32Array.from({ length: 24 }, (_, i) => Math.sin(i * 1.7) * 2 + 1);
+  const sn = new SwitchNorm2d(3, { backend: "reference" });
+  const want = await new SwitchNorm2d(3, { backend: "reference" }).forward(x, [2, 3, 2, 2]);
+  const loose = sn as unknown as Record<string, unknown>;
+  for (
+    const [name, value] of [
+      ["eps", -1],
+      ["eps", NaN],
+      ["momentum", 7],
+      ["numFeatures", 5],
+      ["usingBN", false],
+      ["sparse", true],
+      ["usingMovingAverage", false],
+      ["lastGamma", true],
+      ["backendRequest", "wasm"],
+      ["syncGroup", {}],
+    ] as const
+  ) {
+    const before = loose[name];
+    assert.throws(
+      () => {
+        loose[name] = value;
+      },
+      TypeError,
+      name,
+    );
+    assert.equal(loose[name], before, name);
+  }
+  assert.throws(() => {
+    loose.training = "no";
+  }, /SwitchNorm2d\.training must be a boolean, got "no" \(string\)/);
+  assert.equal(sn.training, true);
+  assert.deepEqual(await sn.forward(x, [2, 3, 2, 2]), want);
+  sn.training = false;
+  assert.equal(sn.training, false);
+});
+
+await testEachBackend(
+  "a layer's own checkpoint after a batch with NaN loads again, running buffers NaN included",
+  async (backend) => {
+    // The NaN reaches the running buffers without an error, as in PyTorch; loadStateDict refused
+    // them, so the layer's own stateDict and safetensors file did not load (misuse helper-93).
+    const x = Float32Array.from({ length: 24 }, (_, i) => Math.sin(i));
+    x[5] = NaN;
+    const sn = new SwitchNorm2d(3, { backend });
+    await sn.forward(x, [2, 3, 2, 2]);
+    await sn.forward(Float32Array.from({ length: 24 }, (_, i) => 1e30 * (i % 3) * (i % 2)), [
+      2,
+      3,
+      2,
+      2,
+    ]);
+    const saved = sn.stateDict();
+    assert.ok(saved.running_mean.some(Number.isNaN), "a NaN running_mean");
+    const again = new SwitchNorm2d(3, { backend });
+    again.loadStateDict(saved);
+    const file = readSafetensors(writeSafetensors(sn.stateDict({ shapes: "pytorch" })));
+    const third = new SwitchNorm2d(3, { backend });
+    third.loadStateDict(file);
+    for (const key of ["running_mean", "running_var", "weight", "bias"] as const) {
+      assert.deepEqual(again[key], sn[key], key);
+      assert.deepEqual(third[key], sn[key], `${key} through safetensors`);
+    }
+  },
+);
