@@ -38,6 +38,24 @@ function exponentOf(word: number, k: number): number {
   return (((word >>> (1 + 10 * k)) & 0x3ff) << 22) >> 22;
 }
 
+/**
+ * Whether the record at word `at` carries exponents or units (shaders/backward_common.wgsl
+ * grad_is_scaled): its last word is then the mean dots' lane offsets, not dgamma's low word.
+ */
+function hasExponents(u: Uint32Array, at: number): boolean {
+  return (u[at + 12] & 0x7ffffffe) !== 0 || u[at + 13] !== 0 || u[at + 14] !== 0;
+}
+
+/**
+ * The units of a record's dots a.x, a.y, a.z below `unit` (2^e2: `lane` 0) or b.x, b.y, b.z below
+ * `unit` (2^(e2 + eb): `lane` 1): 2^-(8 o) each with o the 5-bit offsets of its last word
+ * (Grad.low, shaders/backward_common.wgsl grad_finish) where it carries exponents, else `unit`.
+ */
+function laneUnits(u: Uint32Array, at: number, unit: number, lane: 0 | 1): number[] {
+  const w = hasExponents(u, at) ? u[at + 15] >>> (15 * lane) : 0;
+  return [0, 5, 10].map((b) => unit * 2 ** (-8 * ((w >>> b) & 0x1f)));
+}
+
 /** v as a float32 mantissa and an exponent that keeps the mantissa O(1) where v is beyond 2^40. */
 function split(v: number): [number, number] {
   const size = Math.abs(v);
@@ -51,8 +69,9 @@ function split(v: number): [number, number] {
  * words: s = (gm, gv, dgamma, dbeta), a, b, flags, units, dbeta's unit, dgamma's low word:
  * b is in units of 2^(e2 + eb) and dgamma in units of 2^(e2 + ec), units of their own, with eb
  * and ec the signed low and high halves of the units word, dbeta in units of 2^(word 14), the
- * unit of dy; dgamma + its low word is a
- * float32 pair where the record has no exponents, the low word 0 where it has). Flagged sums are NaN, as in the reference, except a flagged
+ * unit of dy; dgamma + its low word is a float32 pair where the record has no exponents; where
+ * it has, that word holds the offsets of the dots a.x, a.y, a.z below the unit 2^e2 that a.w
+ * takes and of b.x, b.y, b.z below b.w's (laneUnits). Flagged sums are NaN, as in the reference, except a flagged
  * channel's dgamma where a call with eps 0 (zeroStdPasses) left an infinity in its field: the
  * reference's sum over rows of std 0 (shaders/sn_bwd_zero_std_fix.wgsl).
  * The dot products come back centred (a'_k = sum gm (mu_k - mu)) beside sum gm * mu: a_k is their
@@ -80,13 +99,14 @@ export function gradientSums(
     const unitB = 2 ** (e2 + ((u[at + 13] << 16) >> 16));
     if (u[at + 12] & G_BAD) bad = true;
     if (u[at + 12] & G_VNAN) vnan = true;
+    const lanesA = laneUnits(u, at, unit, 0), lanesB = laneUnits(u, at, unitB, 1);
     for (let q = 0; q < k; q++) {
-      meanDots[q] += f[at + 4 + q] * unit;
-      varDots[q] += f[at + 8 + q] * unitB;
+      meanDots[q] += f[at + 4 + q] * lanesA[q];
+      varDots[q] += f[at + 8 + q] * lanesB[q];
     }
     if (pairs1d) {
-      meanDots[0] += f[at + 6] * unit;
-      varDots[0] += f[at + 10] * unitB;
+      meanDots[0] += f[at + 6] * lanesA[2];
+      varDots[0] += f[at + 10] * lanesB[2];
     }
     sa += f[at + 7] * unit;
     sb += f[at + 11] * unitB;
@@ -113,7 +133,7 @@ export function gradientSums(
     const unit = 2 ** (exponentOf(word, 2) + ((u[at + 13] | 0) >> 16));
     gmB[j] = flagged ? NaN : f[at] * 2 ** exponentOf(word, 0);
     gvB[j] = flagged ? NaN : f[at + 1] * 2 ** exponentOf(word, 1);
-    const dg = f[at + 2] + f[at + 15];
+    const dg = f[at + 2] + (hasExponents(u, at) ? 0 : f[at + 15]);
     dWeight[j] = !flagged ? dg * unit : zeroStd && Math.abs(dg) === Infinity ? dg : NaN;
     dBias[j] = f[at + 3] * 2 ** (u[at + 14] | 0); // in the unit of dy (Grad's spare word)
   }

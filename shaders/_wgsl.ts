@@ -1594,9 +1594,19 @@ const _BACKWARD_COMMON: string =
 //   dgamma ~2^226 above it (x 5e36 over a running_var of 0 in an evaluation) left dbeta a few
 //   float32 spacings of that unit (-0.89 for 0.41: SwitchNorm1d fuzzer --wide seed 749; 12%
 //   off under dy 1e-37). 0 in records without exponents.
-// dg_lo: dgamma's low word (s.z + dg_lo a float32 pair) in records without exponents, 0 in
-// the others: sn_bwd_rows' pair rows form dgamma = s S2 in pairs, and grad_add (sn_bwd_groups)
-// sums it in pairs.
+// low: in records without exponents (grad_is_scaled false) the bits of dgamma's low word
+//   (s.z + low a float32 pair): sn_bwd_rows' pair rows form dgamma = s S2 in pairs, and
+//   grad_add (sn_bwd_groups) sums it in pairs. In records with exponents the dots' lane
+//   offsets (grad_lanes): a.x, a.y, a.z are in units of 2^(e2 - 8 o) and b.x, b.y, b.z of
+//   2^(e2 + eb - 8 o), with o the 5-bit fields of bits 0..4, 5..9, 10..14 (a) and 15..19,
+//   20..24, 25..29 (b); a.w and b.w are in the record's units. One unit for the four mean
+//   dots flushed those ~2^226 below the largest: a record's BN dot on a running_mean of -3e38
+//   under a mean weight of 2^-251 beside IN dots of rows of 1e-30 (the IN dots left the logit
+//   gradients 5e3x their tolerance off, attack fuzzer seed 392), and the variance dots alike
+//   (a running_var of 3e38 under such a weight beside IN variances of 1e-30: var_weight's
+//   gradient 0.0126 for -0.072; tests/logit_dot_range_test.ts).
+//   A record whose lanes are not all at their record's unit always has an exponent set in its
+//   flags (grad_finish), so that no reader takes them for dgamma's low word.
 struct Grad {
   s: vec4<f32>,
   a: vec4<f32>,
@@ -1604,17 +1614,17 @@ struct Grad {
   flags: u32,
   units: i32,
   spare: i32,
-  dg_lo: f32,
+  low: u32,
 }
 
 // A Grad without dgamma's low word.
 fn grad(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32) -> Grad {
-  return Grad(s, a, b, flags, units, 0, 0.0);
+  return Grad(s, a, b, flags, units, 0, 0u);
 }
 
 // grad with dbeta (s.w) in units of 2^d.
 fn grad_dy_unit(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, flags: u32, units: i32, d: i32) -> Grad {
-  return Grad(s, a, b, flags, units, d, 0.0);
+  return Grad(s, a, b, flags, units, d, 0u);
 }
 
 // (eb, ec) of a Grad's units word, and the word of (eb, ec).
@@ -1636,7 +1646,7 @@ struct RowGrad {
   flags: u32,
   units: i32,
   dy_unit: i32,
-  dg_lo: f32,
+  low: u32,
 }
 
 const G_BAD: u32 = 1u;
@@ -1690,8 +1700,6 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
   let ec = e2.xy + vec2<i32>(po.y, qo.y);
   let u0 = common_unit(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y);
   let u1 = common_unit(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y);
-  let u2 = common_unit(pz, qz, e2.x, e2.y);
-  let ub = common_unit(pbz, qbz, eb.x, eb.y);
   let uc = common_unit(pcz, qcz, ec.x, ec.y);
   let ud = common_unit(p.s.w == 0.0, q.s.w == 0.0, p.spare, q.spare);
   let s = vec4<f32>(
@@ -1700,20 +1708,115 @@ fn grad_add_scaled(p: Grad, q: Grad) -> Grad {
     p.s.z * uc.x * uc.y + q.s.z * uc.z * uc.w,
     p.s.w * ud.x * ud.y + q.s.w * ud.z * ud.w,
   );
-  let flags = g_flags(
+  // The dots lane by lane, each in its own unit (Grad.low): a.x, a.y, a.z at 2^(e2 - 8 o), a.w
+  // at 2^e2, the variance dots likewise below 2^eb.
+  let e2u = unit_of_pair(pz, qz, e2.x, e2.y);
+  let ebu = unit_of_pair(pbz, qbz, eb.x, eb.y);
+  let pl = grad_lanes(p);
+  let ql = grad_lanes(q);
+  let pa = vec3<i32>(e2.x) - pl[0];
+  let qa = vec3<i32>(e2.y) - ql[0];
+  let pb = vec3<i32>(eb.x) - pl[1];
+  let qb = vec3<i32>(eb.y) - ql[1];
+  let ax = lane_add(p.a.x, q.a.x, pa.x, qa.x);
+  let ay = lane_add(p.a.y, q.a.y, pa.y, qa.y);
+  let az = lane_add(p.a.z, q.a.z, pa.z, qa.z);
+  let aw = lane_add(p.a.w, q.a.w, e2.x, e2.y);
+  let bx = lane_add(p.b.x, q.b.x, pb.x, qb.x);
+  let by = lane_add(p.b.y, q.b.y, pb.y, qb.y);
+  let bz = lane_add(p.b.z, q.b.z, pb.z, qb.z);
+  let bw = lane_add(p.b.w, q.b.w, eb.x, eb.y);
+  // (a.w's and b.w's units are at most e2u and ebu: brought to them, as one unit for the
+  // record brought them before.)
+  let a = vec4<f32>(ax.v, ay.v, az.v, unit_shift(aw.v, aw.u - e2u));
+  let b = vec4<f32>(bx.v, by.v, bz.v, unit_shift(bw.v, bw.u - ebu));
+  return grad_finish(
     p.flags | q.flags,
+    s,
+    a,
+    b,
     unit_of_pair(p.s.x == 0.0, q.s.x == 0.0, e0.x, e0.y),
     unit_of_pair(p.s.y == 0.0, q.s.y == 0.0, e1.x, e1.y),
-    unit_of_pair(pz, qz, e2.x, e2.y),
-  );
-  return grad_dy_unit(
-    s,
-    p.a * u2.x * u2.y + q.a * u2.z * u2.w,
-    p.b * ub.x * ub.y + q.b * ub.z * ub.w,
-    flags,
-    pack_units(unit_of_pair(pbz, qbz, eb.x, eb.y) - g_exp(flags, 2u), unit_of_pair(pcz, qcz, ec.x, ec.y) - g_exp(flags, 2u)),
+    e2u,
+    vec3<i32>(ax.u, ay.u, az.u),
+    ebu,
+    vec3<i32>(bx.u, by.u, bz.u),
+    unit_of_pair(pcz, qcz, ec.x, ec.y),
     unit_of_pair(p.s.w == 0.0, q.s.w == 0.0, p.spare, q.spare),
   );
+}
+
+// Whether a record carries exponents or units (grad_add_scaled adds it; its \`low\` holds the
+// mean dots' lane offsets, not dgamma's low word).
+fn grad_is_scaled(g: Grad) -> bool {
+  return (g.flags & G_EXPS) != 0u || (g.units | g.spare) != 0;
+}
+
+// The offsets 8 o of a record's mean dots a.x, a.y, a.z below its unit 2^e2 ([0]) and of its
+// variance dots b.x, b.y, b.z below 2^eb ([1]) (Grad.low); 0 in records without exponents.
+fn grad_lanes(g: Grad) -> array<vec3<i32>, 2> {
+  let w = select(0u, g.low, grad_is_scaled(g));
+  let o = vec3<u32>(0u, 5u, 10u);
+  let m = vec3<u32>(0x1fu);
+  return array<vec3<i32>, 2>(
+    vec3<i32>(((vec3<u32>(w) >> o) & m) * LANE_STEP),
+    vec3<i32>(((vec3<u32>(w) >> (o + 15u)) & m) * LANE_STEP),
+  );
+}
+
+// A lane's offset below its record's unit is 8 o, o < 32 (5 bits): each lane keeps ~2^226 of
+// float32's range below its own unit, and the lanes up to 2^248 below the record's.
+const LANE_STEP: u32 = 8u;
+const LANE_MAX: i32 = 31;
+
+// One lane of the dots of two records, p in units of 2^ep and q of 2^eq, summed in the larger
+// (common_unit): its value and unit.
+struct LaneSum {
+  v: f32,
+  u: i32,
+}
+
+fn lane_add(p: f32, q: f32, ep: i32, eq: i32) -> LaneSum {
+  let u = common_unit(p == 0.0, q == 0.0, ep, eq);
+  return LaneSum(p * u.x * u.y + q * u.z * u.w, unit_of_pair(p == 0.0, q == 0.0, ep, eq));
+}
+
+// Lanes v.xyz in units of 2^lanes brought to offsets 8 o below the unit 2^u (o < 32; a lane
+// above u, or more than 8 LANE_MAX below, is brought to the nearest offset, flushed on the way
+// where it is that small): the values and the offsets' 15 bits.
+struct Lanes {
+  v: vec3<f32>,
+  bits: u32,
+}
+
+fn lanes_at(v: vec3<f32>, lanes: vec3<i32>, u: i32) -> Lanes {
+  let nz = v != vec3<f32>(0.0);
+  let below = select(vec3<i32>(0), vec3<i32>(u) - lanes, nz);
+  let o = clamp(below / i32(LANE_STEP), vec3<i32>(0), vec3<i32>(LANE_MAX));
+  // The lane's value m 2^lane as m' 2^(u - 8 o): m' = m 2^(lane - u + 8 o).
+  let k = i32(LANE_STEP) * o - below;
+  let bits = u32(o.x) | (u32(o.y) << 5u) | (u32(o.z) << 10u);
+  return Lanes(vec3<f32>(scale2(v.x, k.x), scale2(v.y, k.y), scale2(v.z, k.z)), bits);
+}
+
+// A record with exponents (flags' bad bits from \`bad\`): gm = s.x 2^e0, gv = s.y 2^e1, the mean
+// dots a.x, a.y, a.z in units of 2^la (each at most e2) and a.w of 2^e2, the variance dots
+// b.x, b.y, b.z of 2^lb (each at most eb) and b.w of 2^eb, dgamma (s.z) of 2^ec, dbeta (s.w) of
+// 2^spare. The lanes' offsets go to Grad.low (lanes_at). Where the flags' exponents would be 0
+// but a lane lies below its unit, e2 is 1 (a.w, and the units of b and dgamma, follow), so that
+// the record reads as one with exponents by its flags alone (sn_bwd_groups' workgroup copies
+// drop eb or spare).
+fn grad_finish(bad: u32, s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, e2: i32, la: vec3<i32>, eb: i32, lb: vec3<i32>, ec: i32, spare: i32) -> Grad {
+  let away = any((a.xyz != vec3<f32>(0.0)) & (la != vec3<i32>(e2))) || any((b.xyz != vec3<f32>(0.0)) & (lb != vec3<i32>(eb)));
+  let bump = away && e0 == 0 && e1 == 0 && e2 == 0;
+  let flags = g_flags(bad, e0, e1, select(e2, 1, bump));
+  // The unit the flags hold (g_flags saturates; the bump): a.w and a's lanes are taken to it.
+  let u = g_exp(flags, 2u);
+  let ax = lanes_at(a.xyz, la, u);
+  let bx = lanes_at(b.xyz, lb, eb);
+  let a2 = vec4<f32>(ax.v, scale2(a.w, e2 - u));
+  let b2 = vec4<f32>(bx.v, b.w);
+  return Grad(s, a2, b2, flags, pack_units(eb - u, ec - u), spare, ax.bits | (bx.bits << 15u));
 }
 
 // p + q; sums in different units (wide rows) are brought to the larger first.
@@ -1724,7 +1827,7 @@ fn grad_add(p: Grad, q: Grad) -> Grad {
   return grad_add_plain(p, q);
 }
 
-// p + q for records without exponents or units. dgamma as a pair (Grad.dg_lo), and in layout
+// p + q for records without exponents or units. dgamma as a pair (Grad.low), and in layout
 // "1d" the dot products' a.x and b.x too, their low words in a.z and b.z (sn1d_bwd_element.wgsl:
 // pair elements). A non-finite sum keeps its high word, as sum_add does.
 fn grad_add_plain(p: Grad, q: Grad) -> Grad {
@@ -1738,7 +1841,7 @@ fn grad_add_plain(p: Grad, q: Grad) -> Grad {
   let s = vec4<f32>(p.s.xy + q.s.xy, dg.x, p.s.w + q.s.w);
   let a = vec4<f32>(ax.x, p.a.y + q.a.y, p.a.z + q.a.z + a_err, p.a.w + q.a.w);
   let b = vec4<f32>(bx.x, p.b.y + q.b.y, p.b.z + q.b.z + b_err, p.b.w + q.b.w);
-  return Grad(s, a, b, p.flags | q.flags, 0, 0, p.dg_lo + q.dg_lo + dg_err);
+  return Grad(s, a, b, p.flags | q.flags, 0, 0, bitcast<u32>(bitcast<f32>(p.low) + bitcast<f32>(q.low) + dg_err));
 }
 
 fn grad_zero() -> Grad {
@@ -1800,12 +1903,18 @@ fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
 // every variance difference 0 there, and var_weight's gradient, those differences times a huge
 // gv, 2^80 off. Each variance enters by its bits (scale2, exact where the result is normal), so
 // that one subnormal in its own unit counts on GPUs that flush subnormal operands.
+// lift > 0 lowers u by lift, so that the largest variance lies near 2^(2 lift) and those below
+// it keep 2 lift binades more of float32's range before they flush (sn_bwd_rows' wide rows,
+// whose variance dots keep exponents of their own: a running_var of 3e38 under a weight just
+// above 2^-252 beside IN variances of 1e-30 had the IN differences 0, var_weight's gradient
+// 0.0126 for -0.072; tests/logit_dot_range_test.ts). The mix's var, a sum of three terms of at
+// most ~2^(2 lift + 2), stays within float32 for lift up to 60.
 struct VarDiffs {
   d: vec4<f32>,
   u: i32,
 }
 
-fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
+fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32, lift: i32) -> VarDiffs {
   // A term of variance weight 0 (the shaders' 0: below 2^-252 too, README: Numerics) neither
   // sets u nor counts (its variance as 0, by an exponent: zero_weight_exp): an LN variance of
   // 1e60 beside IN and BN ones of ~1 under LN weight 0 set u and flushed theirs, and the
@@ -1817,7 +1926,7 @@ fn var_diffs(t0: Term, t1: Term, t2: Term, e: i32) -> VarDiffs {
   let z1 = 4 * zero_weight_exp(P_ZERO_WVAR + 1u);
   let z2 = 4 * zero_weight_exp(P_ZERO_WVAR + 2u);
   let top = max(max(max(term_std_exp(t0) + z0, -1000), max(term_std_exp(t1) + z1, -1000)), max(term_std_exp(t2) + z2, -1000));
-  let u = select(top, e, top == -1000);
+  let u = select(top - lift, e, top == -1000);
   let v0 = scale2(t0.variance, 2 * (var_unit(t0.flags) - u) + z0);
   let v1 = scale2(t1.variance, 2 * (var_unit(t1.flags) - u) + z1);
   let v2 = scale2(t2.variance, 2 * (var_unit(t2.flags) - u) + z2);
@@ -1920,25 +2029,24 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
 // far below the unit of dy.
 // The channel records only use s.zw of such sums, the sample records only the dots.
 fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
-  return grad_units(s, a, b, e0 + g, e1 + g, d, g, g, 0);
+  return grad_units(s, a, b, e0 + g, e1 + g, d, vec4<i32>(g), vec4<i32>(g), 0);
 }
 
 // grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
 // or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
-// the mean dots a in units of 2^(d + ea), the variance dots b of 2^(d + eb), dgamma (s.z) of
-// 2^(d + ez) and dbeta (s.w) of 2^d. The mean dots are brought to the unit 2^(d + k) that puts
-// the largest at 2^100, the variance dots and the pair (dgamma, dbeta) to units of their own.
-fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: i32, eb: i32, ez: i32) -> Grad {
-  // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k.
-  let ma = finite_abs(a);
-  let mb = finite_abs(b);
-  let top_a = max(max(ma.x, ma.y), max(ma.z, ma.w));
-  let top_b = max(max(mb.x, mb.y), max(mb.z, mb.w));
-  // (-2000: no normal dot; subnormal ones, which a GPU may flush, do not count)
-  let xa = exponent_of(top_a);
-  let xb = exponent_of(top_b);
-  let dots_a = select(-2000, xa + ea, xa > -1000);
-  let dots_b = select(-2000, xb + eb, xb > -1000);
+// the mean dots a in units of 2^(d + ea) and the variance dots b of 2^(d + eb) lane by lane,
+// dgamma (s.z) of 2^(d + ez) and dbeta (s.w) of 2^d. The record's unit 2^(d + k) puts the
+// largest mean dot at 2^100, and each other mean dot a.x, a.y, a.z takes a unit of its own
+// below it that puts it at 2^100 too (Grad.low: lanes ~2^226 below the largest were flushed in
+// one unit, attack fuzzer seed 392); the variance dots likewise below a unit 2^(d + kb) of
+// their own, and the pair (dgamma, dbeta) a unit of its own.
+fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, ea: vec4<i32>, eb: vec4<i32>, ez: i32) -> Grad {
+  // Non-finite dots (NaN or infinite dy) stay as they are (scale2) and do not set k; the dots'
+  // exponents by their bits (lane_exp: a subnormal one counts, scale2 takes it exactly).
+  let lt = lane_tops(a, ea);
+  let lb = lane_tops(b, eb);
+  let dots_a = max(max(lt.x, lt.y), max(lt.z, lt.w));
+  let dots_b = max(max(lb.x, lb.y), max(lb.z, lb.w));
   // The unit puts the largest field at 2^100 (k = 0 before: the unit of dy), so that fields far
   // below it keep 2^226 of range: variance dots ~2^-140 in the unit of dy 1e15 beside mean dots
   // and dbeta near 1 (gamma 1e-6 or 1, rows of std 1e-19 under eps 1e-5) were flushed to 0. Layout
@@ -1953,10 +2061,26 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
   let kc = select(k, max(top_c - 100, -400), top_c > -2000);
+  // Each dot's own unit, at most its record's (grad_finish takes them as offsets below it).
+  let ku = select(vec3<i32>(k), min(vec3<i32>(k), lt.xyz - 100), lt.xyz > vec3<i32>(-2000));
+  let kbu = select(vec3<i32>(kb), min(vec3<i32>(kb), lb.xyz - 100), lb.xyz > vec3<i32>(-2000));
   let s2 = vec4<f32>(s.x, s.y, scale2(s.z, ez - kc), s.w);
-  let flags = g_flags(0u, e0, e1, d + k);
-  return grad_dy_unit(s2, scale2v(a, ea - k), scale2v(b, eb - kb), flags,
-    pack_units(d + kb - g_exp(flags, 2u), d + kc - g_exp(flags, 2u)), d);
+  let a2 = vec4<f32>(scale2(a.x, ea.x - ku.x), scale2(a.y, ea.y - ku.y), scale2(a.z, ea.z - ku.z), scale2(a.w, ea.w - k));
+  let b2 = vec4<f32>(scale2(b.x, eb.x - kbu.x), scale2(b.y, eb.y - kbu.y), scale2(b.z, eb.z - kbu.z), scale2(b.w, eb.w - kb));
+  return grad_finish(0u, s2, a2, b2, e0, e1, d + k, vec3<i32>(d) + ku, d + kb, vec3<i32>(d) + kbu, d + kc, d);
+}
+
+// The exponents of v's lanes in units of 2^e (lane_exp's, plus e), -2000 for a lane that is 0,
+// NaN or infinite.
+fn lane_tops(v: vec4<f32>, e: vec4<i32>) -> vec4<i32> {
+  let x = vec4<i32>(lane_exp(v.x), lane_exp(v.y), lane_exp(v.z), lane_exp(v.w));
+  return select(vec4<i32>(-2000), x + e, x > vec4<i32>(-1000));
+}
+
+// The exponent of a finite nonzero v by its bits (subnormals included: bits_exponent), -1000
+// for 0, NaN and the infinities.
+fn lane_exp(v: f32) -> i32 {
+  return select(-1000, bits_exponent(v), class_bits(v) == 0u);
 }
 
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
@@ -2069,7 +2193,7 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
 //   a = gm (mu_LN - mu_BN),  b = gv (var_LN - var_BN)  (dots centred at BN: their BN terms 0),
 //   dgamma = dy xhat.
 // The lines sum them as pairs (grad_add_plain: a.x, b.x with their low words in a.z, b.z,
-// unused in layout "1d", which has no IN term; dgamma with Grad.dg_lo), and the CPU adds both
+// unused in layout "1d", which has no IN term; dgamma with Grad.low), and the CPU adds both
 // words (backends/_webgpu_grad_sums.ts); a.w, b.w hold the BN terms gm mu_BN, gv var_BN, which
 // cancel in the softmax's Jacobian (their float32 rounding with them). The two sides of each mix are formed once per tile row and
 // column (ln_pair_part, bn_pair_part). An element whose pair terms are not finite (an infinite
@@ -2162,7 +2286,7 @@ fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   if (h.g.flags != 0u || !pair_finite(dg)) {
     return HotGrad(grad(h.g.s, vec4<f32>(0.0), vec4<f32>(0.0), h.g.flags, 0), h.wide);
   }
-  let g = Grad(vec4<f32>(h.g.s.xy, dg.x, d), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0, dg.y);
+  let g = Grad(vec4<f32>(h.g.s.xy, dg.x, d), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0, bitcast<u32>(dg.y));
   return HotGrad(g, h.wide);
 }
 
@@ -2242,7 +2366,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let dg = dn * xh; // dgamma 2^-(ed + ex)
   let ca = vec4<f32>(wide_centred(t_ln, w, 0u), wide_centred(t_bn, w, 1u), 0.0, w.hi + w.lo);
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
-  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, 0);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
@@ -4802,11 +4926,11 @@ fn row_grad(r: u32) -> DotSum {
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, 0.0);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, g.low);
     return dot_zero();
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0.0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0u);
     return dot_zero();
   }
   let s = inv_std(m);
@@ -4826,7 +4950,7 @@ fn row_grad(r: u32) -> DotSum {
     // rounding where the mix takes its mean far from the row's (an evaluation on a running_mean
     // of -2999.84 over a row [-1103612.375, -3000.1638]: dx 8.5% off, tests/far_centre_test.ts).
     let gv_ref = -0.5 * gamma * (s * s) * (s * (pr.s2.x + pr.s2.y));
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, bitcast<u32>(pr.dgamma.y));
     return pr.dots;
   }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
@@ -4847,7 +4971,7 @@ fn row_grad(r: u32) -> DotSum {
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0.0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0u);
   return dot_zero();
 }
 
@@ -4925,7 +5049,7 @@ fn group_var_pairs(v_in: vec2<f32>, ln: Group, bn: Group) -> array<vec2<f32>, 2>
   return array<vec2<f32>, 2>(v_ln, v_bn);
 }
 
-// A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and dg_lo):
+// A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and low):
 // dgamma is a small difference of rows' terms where the mixing settled on one normalizer
 // (under dy = 1 each row's S2' is M (mu_in - mu), which cancels over a channel's rows).
 struct PairRow {
@@ -5062,15 +5186,18 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let gv = gamma * (s * s) * (-0.5 * (s * scale2(s2, -es2)));
   // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
-  // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
-  // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
-  // stay within float32.
+  // The centred means and the variance differences (terms far from the mix: an LN variance 1e50
+  // beside a mixed one of 1e25; or tiny in their unit: data of std 1e-20 under eps 1e-5,
+  // ~2^-116 in the unit eps sets) each with its exponent apart (below), so that their products
+  // with gm and gv neither leave float32 nor are flushed.
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w, 0u), wide_centred(t_ln, w, 1u), wide_centred(t_bn, w, 2u), w.hi + w.lo) * ff;
-  // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
-  let vd = var_diffs(t_in, t_ln, t_bn, w.e);
+  // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs),
+  // the largest near 2^120 (lift 60): each variance dot then takes an exponent of its own
+  // (grad_units), so that differences far below the largest are not flushed.
+  let vd = var_diffs(t_in, t_ln, t_bn, w.e, 60);
   var cb = vd.d;
   // Statistics in unit 1 (only dy scaled) whose variances are pairs (rows of several segments,
   // P_PAIRS: an evaluation's IN variances near running_var, refine_variance): the differences
@@ -5094,21 +5221,35 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
       cb = vec4<f32>(dd, cb.w);
     }
   }
-  let ma = finite_abs(ca);
-  let mb = finite_abs(cb);
-  let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
-  // The variances' differences with their exponent apart beyond 2^60, and where they are tiny
-  // in their unit (data of std 1e-20 under eps 1e-5: ~2^-116 in the unit eps sets), so that gv
-  // times them is not flushed.
-  let xv = exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w)));
-  let ev = select(clamp(xv, -200, 0), xv - 60, xv > 60);
-  var a = gm * (ca * pow2(-em));
-  var b = gv * scale2v(cb, -ev);
+  // The mean dots from factors brought to [1, 2) by their bits, their exponents apart (lane by
+  // lane, grad_units): gm' ca in one unit lost the dots far below the largest (a BN mean of
+  // -3e38 in the mix beside IN means of 1e-30, attack fuzzer seed 392), and the product of a
+  // small gm' (1e-30, S1 of dy ~1e-31) and centred means of 1e-21 was subnormal, flushed:
+  // mean_weight's gradient 0 for 3.2e-28 (seed 85; tests/logit_dot_range_test.ts).
+  // The variance dots so too (a running_var of 3e38 under a weight just above 2^-252 beside IN
+  // variances of 1e-30: var_weight's gradient 0.0126 for -0.072).
+  let xg = norm_exps(vec4<f32>(gm, gv, 0.0, 0.0));
+  let xc = norm_exps(ca);
+  let xb = norm_exps(cb);
+  var a = scale2(gm, -xg.x) * scale2_lanes(ca, -xc);
+  var b = scale2(gv, -xg.y) * scale2_lanes(cb, -xb);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
+    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb, es + fe + es2);
+}
+
+// The exponents that bring v's finite nonzero lanes to [1, 2) by their bits (lane_exp: a
+// subnormal one too), 0 for lanes that are 0, NaN or infinite (left as they are).
+fn norm_exps(v: vec4<f32>) -> vec4<i32> {
+  let x = vec4<i32>(lane_exp(v.x), lane_exp(v.y), lane_exp(v.z), lane_exp(v.w));
+  return select(vec4<i32>(0), x, x > vec4<i32>(-1000));
+}
+
+// v * 2^k lane by lane with k per lane (scale2: exact while normal).
+fn scale2_lanes(v: vec4<f32>, k: vec4<i32>) -> vec4<f32> {
+  return vec4<f32>(scale2(v.x, k.x), scale2(v.y, k.y), scale2(v.z, k.z), scale2(v.w, k.w));
 }
 `;
 
@@ -5355,7 +5496,7 @@ var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_units: array<i32, 64>;
-var<workgroup> w_dglo: array<f32, 64>; // dgamma's low word (Grad.dg_lo)
+var<workgroup> w_dglo: array<u32, 64>; // Grad.low: dgamma's low word, or the mean dots' lanes
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -5389,7 +5530,7 @@ fn main(
   w_flags[lid] = acc.flags;
   let chan = g >= P.groups_ln;
   w_units[lid] = shared_units(acc, chan);
-  w_dglo[lid] = acc.dg_lo;
+  w_dglo[lid] = acc.low;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
@@ -5400,7 +5541,7 @@ fn main(
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
       w_units[lid] = shared_units(sum, chan);
-      w_dglo[lid] = sum.dg_lo;
+      w_dglo[lid] = sum.low;
     }
     workgroupBarrier();
   }

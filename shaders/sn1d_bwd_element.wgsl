@@ -72,7 +72,7 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
 //   a = gm (mu_LN - mu_BN),  b = gv (var_LN - var_BN)  (dots centred at BN: their BN terms 0),
 //   dgamma = dy xhat.
 // The lines sum them as pairs (grad_add_plain: a.x, b.x with their low words in a.z, b.z,
-// unused in layout "1d", which has no IN term; dgamma with Grad.dg_lo), and the CPU adds both
+// unused in layout "1d", which has no IN term; dgamma with Grad.low), and the CPU adds both
 // words (backends/_webgpu_grad_sums.ts); a.w, b.w hold the BN terms gm mu_BN, gv var_BN, which
 // cancel in the softmax's Jacobian (their float32 rounding with them). The two sides of each mix are formed once per tile row and
 // column (ln_pair_part, bn_pair_part). An element whose pair terms are not finite (an infinite
@@ -165,7 +165,7 @@ fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   if (h.g.flags != 0u || !pair_finite(dg)) {
     return HotGrad(grad(h.g.s, vec4<f32>(0.0), vec4<f32>(0.0), h.g.flags, 0), h.wide);
   }
-  let g = Grad(vec4<f32>(h.g.s.xy, dg.x, d), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0, dg.y);
+  let g = Grad(vec4<f32>(h.g.s.xy, dg.x, d), vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0, 0, bitcast<u32>(dg.y));
   return HotGrad(g, h.wide);
 }
 
@@ -245,7 +245,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let dg = dn * xh; // dgamma 2^-(ed + ex)
   let ca = vec4<f32>(wide_centred(t_ln, w, 0u), wide_centred(t_bn, w, 1u), 0.0, w.hi + w.lo);
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
-  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, 0);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum

@@ -41,7 +41,7 @@ var<workgroup> w_a: array<vec4<f32>, 64>;
 var<workgroup> w_b: array<vec4<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_units: array<i32, 64>;
-var<workgroup> w_dglo: array<f32, 64>; // dgamma's low word (Grad.dg_lo)
+var<workgroup> w_dglo: array<u32, 64>; // Grad.low: dgamma's low word, or the mean dots' lanes
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -75,7 +75,7 @@ fn main(
   w_flags[lid] = acc.flags;
   let chan = g >= P.groups_ln;
   w_units[lid] = shared_units(acc, chan);
-  w_dglo[lid] = acc.dg_lo;
+  w_dglo[lid] = acc.low;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
     if (lid < s) {
@@ -86,7 +86,7 @@ fn main(
       w_b[lid] = sum.b;
       w_flags[lid] = sum.flags;
       w_units[lid] = shared_units(sum, chan);
-      w_dglo[lid] = sum.dg_lo;
+      w_dglo[lid] = sum.low;
     }
     workgroupBarrier();
   }

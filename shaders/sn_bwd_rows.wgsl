@@ -160,11 +160,11 @@ fn row_grad(r: u32) -> DotSum {
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, 0.0);
+    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, g.low);
     return dot_zero();
   }
   if (mixed_bad(m)) {
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0.0);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(0.0, 0.0, 0.0, sums.x), vec4<f32>(0.0), vec4<f32>(0.0), G_BAD, 0, 0, 0u);
     return dot_zero();
   }
   let s = inv_std(m);
@@ -184,7 +184,7 @@ fn row_grad(r: u32) -> DotSum {
     // rounding where the mix takes its mean far from the row's (an evaluation on a running_mean
     // of -2999.84 over a row [-1103612.375, -3000.1638]: dx 8.5% off, tests/far_centre_test.ts).
     let gv_ref = -0.5 * gamma * (s * s) * (s * (pr.s2.x + pr.s2.y));
-    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, pr.dgamma.y);
+    grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, bitcast<u32>(pr.dgamma.y));
     return pr.dots;
   }
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
@@ -205,7 +205,7 @@ fn row_grad(r: u32) -> DotSum {
   }
   a.w = gm * (m.hi + m.lo);
   b.w = gv * m.variance;
-  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0.0);
+  grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv, s * sums.y, sums.x), a, b, 0u, 0, 0, 0u);
   return dot_zero();
 }
 
@@ -283,7 +283,7 @@ fn group_var_pairs(v_in: vec2<f32>, ln: Group, bn: Group) -> array<vec2<f32>, 2>
   return array<vec2<f32>, 2>(v_ln, v_bn);
 }
 
-// A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and dg_lo):
+// A pair row's dot products, and its dgamma = s S2' as a pair (the Grad's s.z and low):
 // dgamma is a small difference of rows' terms where the mixing settled on one normalizer
 // (under dy = 1 each row's S2' is M (mu_in - mu), which cancels over a channel's rows).
 struct PairRow {
@@ -420,15 +420,18 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let gv = gamma * (s * s) * (-0.5 * (s * scale2(s2, -es2)));
   // With a far mean (fe > 0) gv and dgamma are mantissas of 2^fe more, and so are the mean
   // dots, with the centred means in units of 2^fe (they are of the mean's size).
-  // The centred means and variances beyond 2^60 (terms far from the mix: an LN variance 1e50
-  // beside a mixed one of 1e25) in units of 2^em, 2^ev, so that their products with gm and gv
-  // stay within float32.
+  // The centred means and the variance differences (terms far from the mix: an LN variance 1e50
+  // beside a mixed one of 1e25; or tiny in their unit: data of std 1e-20 under eps 1e-5,
+  // ~2^-116 in the unit eps sets) each with its exponent apart (below), so that their products
+  // with gm and gv neither leave float32 nor are flushed.
   // (Not with a near exponent, fe < 0: the centred means are not x - mu, and keep their unit.)
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   let ca = vec4<f32>(wide_centred(t_in, w, 0u), wide_centred(t_ln, w, 1u), wide_centred(t_bn, w, 2u), w.hi + w.lo) * ff;
-  // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs).
-  let vd = var_diffs(t_in, t_ln, t_bn, w.e);
+  // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs),
+  // the largest near 2^120 (lift 60): each variance dot then takes an exponent of its own
+  // (grad_units), so that differences far below the largest are not flushed.
+  let vd = var_diffs(t_in, t_ln, t_bn, w.e, 60);
   var cb = vd.d;
   // Statistics in unit 1 (only dy scaled) whose variances are pairs (rows of several segments,
   // P_PAIRS: an evaluation's IN variances near running_var, refine_variance): the differences
@@ -452,19 +455,33 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
       cb = vec4<f32>(dd, cb.w);
     }
   }
-  let ma = finite_abs(ca);
-  let mb = finite_abs(cb);
-  let em = max(0, exponent_of(max(max(ma.x, ma.y), max(ma.z, ma.w))) - 60);
-  // The variances' differences with their exponent apart beyond 2^60, and where they are tiny
-  // in their unit (data of std 1e-20 under eps 1e-5: ~2^-116 in the unit eps sets), so that gv
-  // times them is not flushed.
-  let xv = exponent_of(max(max(mb.x, mb.y), max(mb.z, mb.w)));
-  let ev = select(clamp(xv, -200, 0), xv - 60, xv > 60);
-  var a = gm * (ca * pow2(-em));
-  var b = gv * scale2v(cb, -ev);
+  // The mean dots from factors brought to [1, 2) by their bits, their exponents apart (lane by
+  // lane, grad_units): gm' ca in one unit lost the dots far below the largest (a BN mean of
+  // -3e38 in the mix beside IN means of 1e-30, attack fuzzer seed 392), and the product of a
+  // small gm' (1e-30, S1 of dy ~1e-31) and centred means of 1e-21 was subnormal, flushed:
+  // mean_weight's gradient 0 for 3.2e-28 (seed 85; tests/logit_dot_range_test.ts).
+  // The variance dots so too (a running_var of 3e38 under a weight just above 2^-252 beside IN
+  // variances of 1e-30: var_weight's gradient 0.0126 for -0.072).
+  let xg = norm_exps(vec4<f32>(gm, gv, 0.0, 0.0));
+  let xc = norm_exps(ca);
+  let xb = norm_exps(cb);
+  var a = scale2(gm, -xg.x) * scale2_lanes(ca, -xc);
+  var b = scale2(gv, -xg.y) * scale2_lanes(cb, -xb);
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    es + g + fa + es1 + em, 3 * es + g + fe + es2 + ev + 2 * (vd.u - w.e), es + fe + es2);
+    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb, es + fe + es2);
+}
+
+// The exponents that bring v's finite nonzero lanes to [1, 2) by their bits (lane_exp: a
+// subnormal one too), 0 for lanes that are 0, NaN or infinite (left as they are).
+fn norm_exps(v: vec4<f32>) -> vec4<i32> {
+  let x = vec4<i32>(lane_exp(v.x), lane_exp(v.y), lane_exp(v.z), lane_exp(v.w));
+  return select(vec4<i32>(0), x, x > vec4<i32>(-1000));
+}
+
+// v * 2^k lane by lane with k per lane (scale2: exact while normal).
+fn scale2_lanes(v: vec4<f32>, k: vec4<i32>) -> vec4<f32> {
+  return vec4<f32>(scale2(v.x, k.x), scale2(v.y, k.y), scale2(v.z, k.z), scale2(v.w, k.w));
 }
