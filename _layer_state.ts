@@ -110,6 +110,13 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * @ignore
    */
   protected constructor(kind: LayerKind, numFeatures: number, options: SwitchNormNdOptions) {
+    // From plain JavaScript the abstract base can be called as new SwitchNorm(3), which got
+    // "undefined: numFeatures must be a positive integer, got undefined" (misuse helper-93).
+    if (typeof (kind as Partial<LayerKind> | undefined)?.name !== "string") {
+      throw new TypeError(
+        `${new.target.name} is abstract: make a SwitchNorm1d, SwitchNorm2d or SwitchNorm3d`,
+      );
+    }
     const o = readLayerOptions(kind, numFeatures, options);
     this.kind = kind;
     this.numFeatures = numFeatures;

@@ -270,6 +270,13 @@ export function readStateDict(
   if (typeof dict !== "object" || dict === null) {
     throw new TypeError(`${where}: expected an object, got ${describeValue(dict)}`);
   }
+  // Its entries are not its keys: a Map read as { } reported every key missing (misuse helper-93).
+  if (dict instanceof Map) {
+    throw new TypeError(
+      `${where}: expected a plain object of key -> values, got a Map (pass ` +
+        "Object.fromEntries(map))",
+    );
+  }
   const { prefix, strict } = loadOptions(where, options);
   const expected = Object.keys(specs);
   // A key whose value is undefined counts as absent (as when spreading `{ ...dict, k: undefined }`).

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import {
   readSafetensors,
+  SwitchNorm,
   SwitchNorm1d,
   SwitchNorm2d,
   SwitchNorm3d,
@@ -469,3 +470,26 @@ await testEachBackend(
     }
   },
 );
+
+Deno.test("the abstract base class made from plain JavaScript says it is abstract", () => {
+  const Base = SwitchNorm as unknown as new (c: number) => unknown;
+  assert.throws(
+    () => new Base(3),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "SwitchNorm is abstract: make a SwitchNorm1d, SwitchNorm2d or SwitchNorm3d",
+  );
+});
+
+Deno.test("loadStateDict of a Map says to pass a plain object, changing nothing", () => {
+  const sn = new SwitchNorm2d(2, { backend: "reference" });
+  const entries = Object.entries(sn.stateDict()).map(([k, v]) => [k, v.map(() => 2)] as const);
+  assert.throws(
+    () => sn.loadStateDict(new Map(entries) as unknown as Record<string, Float32Array>),
+    (e: unknown) =>
+      e instanceof TypeError &&
+      e.message === "SwitchNorm2d.loadStateDict: expected a plain object of key -> values, got " +
+          "a Map (pass Object.fromEntries(map))",
+  );
+  assert.deepEqual(sn.weight, new Float32Array([1, 1]));
+});
