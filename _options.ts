@@ -50,7 +50,10 @@ export interface SwitchNormOptions {
    * SyncSN: the group of data-parallel replicas this layer is one of. In training mode the BN
    * statistics, the running buffers and the gradients are then those of the global batch on
    * every replica (IN and LN statistics stay local). Each replica must call forward and backward
-   * in the same order.
+   * in the same order. Several layers of a replica may share one group: each is known on it by
+   * the order it was made with that group (0 for the first), so make them in the same order on
+   * every replica; a replica calling another layer than the others fails the call at once on
+   * every replica.
    */
   sync?: SyncGroup;
   /**

@@ -1,10 +1,12 @@
 /**
  * What SyncSN replicas tell each other with every gather, before its payload: whether this
- * replica's call is going on or failed, which call it is (a training-mode forward, an
- * evaluation-mode forward, a backward) and every setting of its layer that shapes what the
- * exchange computes. Replicas that differ in one of them would merge statistics of different
- * meaning (or pair a forward's statistics with another call's vector) and their running buffers
- * would drift apart with no error: every replica compares all headers, in rank order, and the
+ * replica's call is going on or failed, which of the group's layers makes it (its place among
+ * the layers made on the group: layers with the same settings sharing one group look alike
+ * otherwise), which call it is (a training-mode forward, an evaluation-mode forward, a backward)
+ * and every setting of its layer that shapes what the exchange computes. Replicas that differ in
+ * one of them would merge statistics of different meaning (or pair a forward's statistics with
+ * another call's vector, or one layer's with another's) and their running buffers would drift
+ * apart with no error: every replica compares all headers, in rank order, and the
  * call fails on each of them with the same message naming the difference. Depends on nothing.
  *
  * @module
@@ -79,35 +81,61 @@ const FIELDS: readonly Field[] = [
   },
 ];
 
-/** Slots: status, call, then FIELDS in order. */
-export const HEADER_LENGTH = 2 + FIELDS.length;
+/** Slots: status, the layer's place on its group, the call, then FIELDS in order. */
+const LAYER = 1, CALL = 2, SETTINGS = 3;
+export const HEADER_LENGTH = SETTINGS + FIELDS.length;
 
-/** Writes this replica's header into `out[0..HEADER_LENGTH)`. */
+/**
+ * Writes this replica's header into `out[0..HEADER_LENGTH)`. `layer` is the layer's place among
+ * the layers made on its group in this replica (0 for the first).
+ */
 export function writeHeader(
   out: Float64Array,
   status: typeof OK | typeof FAILED,
+  layer: number,
   call: ReplicaCall,
   config: ReplicaConfig,
 ): void {
   out[0] = status;
-  out[1] = CALLS.indexOf(call);
-  for (const [i, { key }] of FIELDS.entries()) out[2 + i] = Number(config[key]);
+  out[LAYER] = layer;
+  out[CALL] = CALLS.indexOf(call);
+  for (const [i, { key }] of FIELDS.entries()) out[SETTINGS + i] = Number(config[key]);
+}
+
+const ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"];
+/** "layer 1 (the second made on it)". */
+function layerText(index: number): string {
+  const n = index + 1, tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] ?? "th";
+  return `layer ${index} (the ${ORDINALS[index] ?? `${n}${suffix}`} made on it)`;
 }
 
 /**
  * Throws, with the same message on every replica, if the replicas' headers (each vector's first
  * HEADER_LENGTH slots, every vector at least that long, none marked FAILED) are not the same call
- * on layers with the same settings: the first difference from replica 0, in rank order; options,
- * then the call, then the state calls change (radius, the batch average's count).
+ * of the same layer (its place on the group) with the same settings: the first difference from
+ * replica 0, in rank order; the layer, options, then the call, then the state calls change
+ * (radius, the batch average's count).
  */
 export function checkHeaders(all: readonly Float64Array[]): void {
   const first = all[0], size = all.length;
+  // The layer first: two different layers may well differ in their options and calls too.
+  for (const [rank, v] of all.entries()) {
+    if (v[LAYER] !== first[LAYER]) {
+      throw new Error(
+        `SyncSN: replica 0 (of ${size}) is calling the group's ${layerText(first[LAYER])} ` +
+          `but replica ${rank} ${layerText(v[LAYER])}: layers that share a group must be made ` +
+          "in the same order and called in the same order on every replica; this call changed " +
+          "nothing",
+      );
+    }
+  }
   const compare = (state: boolean) => {
     for (const [i, field] of FIELDS.entries()) {
       if (!!field.state !== state) continue;
       const { key, name = key, show, fix } = field;
       for (const [rank, v] of all.entries()) {
-        const a = first[2 + i], b = v[2 + i];
+        const a = first[SETTINGS + i], b = v[SETTINGS + i];
         if (a !== b) {
           throw new Error(
             `SyncSN: the replicas' layers differ in ${name}: replica 0 (of ${size}) has ${
@@ -118,14 +146,15 @@ export function checkHeaders(all: readonly Float64Array[]): void {
       }
     }
   };
-  // The options first: replicas whose layers differ may well make different calls because of it.
+  // The options next: replicas whose layers differ may well make different calls because of it.
   compare(false);
   for (const [rank, v] of all.entries()) {
-    if (v[1] !== first[1]) {
+    if (v[CALL] !== first[CALL]) {
       const text = (code: number) => CALL_TEXT[CALLS[code]] ?? `an unknown call (${code})`;
+      const ours = text(first[CALL]), theirs = text(v[CALL]);
       throw new Error(
-        `SyncSN: replica 0 (of ${size}) is making ${text(first[1])} but replica ${rank} ` +
-          `${text(v[1])}: the replicas of a group must make the same calls (forward in the same ` +
+        `SyncSN: replica 0 (of ${size}) is making ${ours} but replica ${rank} ${theirs}: ` +
+          "the replicas of a group must make the same calls (forward in the same " +
           "mode, and backward) in the same order; this call changed nothing",
       );
     }

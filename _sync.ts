@@ -4,9 +4,10 @@
  * with Chan's formula in rank order, so every replica gets bit-identical results without
  * E[x^2] - E[x]^2 cancellation. A layer's call that fails before its gather still takes part in
  * it, so that the other replicas fail too instead of waiting. Every gathered vector starts with
- * the replica's header (_replica_header.ts: its call and its layer's settings), which every
- * replica checks before using a payload, so that replicas making different calls or running
- * differently configured layers fail at once, together, instead of merging what does not match.
+ * the replica's header (_replica_header.ts: its layer's place on the group, its call and its
+ * layer's settings), which every replica checks before using a payload, so that replicas calling
+ * different layers of a shared group, making different calls or running differently configured
+ * layers fail at once, together, instead of merging what does not match.
  * Depends on the Backend interface's BatchSync type and on the header.
  *
  * @module
@@ -36,6 +37,14 @@ import {
  * vector carries its replica's call and settings (with Sparse SN's radius and the batch average's
  * count), so that a difference (one replica in evaluation mode, another eps) fails the call at
  * once on every replica, naming it and both values, changing nothing; the group stays usable.
+ *
+ * Several layers of a replica (a model's) may share one group. Each vector also carries its
+ * layer's place on the group, the order in which the layers were made with this group object in
+ * this replica (0 for the first made with it, 1 for the second...), so make them in the same
+ * order on every replica and call them in the same order: a replica calling the group's layer 1
+ * while another calls its layer 0 (say, two branches run in opposite orders) fails both calls at
+ * once on every replica, changing nothing, instead of merging one layer's statistics with the
+ * other's. Give each replica's layers the same object (one group per replica), not copies.
  *
  * A replica whose call fails before it would gather (bad input, say) still takes part in that
  * gather, with a vector marked as failed, so that the call fails on every replica (naming the
@@ -80,6 +89,12 @@ export interface SyncGroup {
 
 /** Why each group became unusable (shared by every layer on the group). */
 const brokenGroups = new WeakMap<SyncGroup, string>();
+/**
+ * How many layers each group has been given so far in this replica: a layer's place among them
+ * (0 for the first) is its identity in every gather's header, the same on every replica whose
+ * model is made the same way.
+ */
+const layersMade = new WeakMap<SyncGroup, number>();
 
 /** A layer's cross-replica operations, with what the layer needs to report its own failures. */
 export interface LayerSync extends BatchSync {
@@ -87,7 +102,10 @@ export interface LayerSync extends BatchSync {
   readonly started: number;
   /** The group's `localEvaluation`: evaluation-mode forwards exchange nothing. */
   readonly localEvaluation: boolean;
-  /** Gives the layer's settings that every gather's header carries (once, at construction). */
+  /**
+   * Gives the layer's settings that every gather's header carries (once, at the end of its
+   * construction), and takes the layer's place on the group (the next one in this replica).
+   */
   describeWith(config: () => ReplicaConfig): void;
   /** Sets the call that the following gathers (and a `fail`) belong to. */
   begin(call: ReplicaCall): void;
@@ -131,14 +149,17 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     group.localEvaluation,
     true,
   );
-  let started = 0, call: ReplicaCall = "trainingForward";
+  let started = 0, call: ReplicaCall = "trainingForward", layer = -1;
   let config = (): ReplicaConfig => {
     throw new Error("SyncSN: internal error: a gather before the layer described itself");
   };
-  /** This replica's vector: its header (status, call, settings), then `length` payload slots. */
+  /**
+   * This replica's vector: its header (status, the layer's place on the group, call, settings),
+   * then `length` payload slots.
+   */
   const vector = (status: typeof OK | typeof FAILED, length: number): Float64Array => {
     const v = new Float64Array(HEADER_LENGTH + length);
-    writeHeader(v, status, call, config());
+    writeHeader(v, status, layer, call, config());
     return v;
   };
   const check = () => {
@@ -219,6 +240,8 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
     localEvaluation,
     describeWith(describe) {
       config = describe;
+      layer = layersMade.get(group) ?? 0;
+      layersMade.set(group, layer + 1);
     },
     begin(next) {
       call = next;

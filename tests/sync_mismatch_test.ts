@@ -2,11 +2,13 @@
  * SyncSN replicas that do not match: layers made with different options (eps, momentum, the
  * moving average or the batch average, numFeatures, the layer class, Sparse SN, its radius), batch
  * averages begun apart, and replicas making different calls (one in training mode, one in
- * evaluation mode; a forward against a backward). Each used to be accepted silently (running
- * buffers drifting apart, or a training replica waiting for a gather that never came): now the
- * call fails at once on every replica, naming the difference and both values, and changes no
- * parameter, buffer or gradient. The replicas run in this process over an in-memory all-gather
- * (the transport does not matter here; tests/sync_failure_test.ts uses Workers).
+ * evaluation mode; a forward against a backward), and two layers with the same settings sharing
+ * a group that the replicas call in different orders (one layer's statistics merged with the
+ * other's). Each used to be accepted silently (running buffers drifting apart or wrong, or a
+ * training replica waiting for a gather that never came): now the call fails at once on every
+ * replica, naming the difference and both values, and changes no parameter, buffer or gradient.
+ * The replicas run in this process over an in-memory all-gather (the transport does not matter
+ * here; tests/sync_failure_test.ts uses Workers).
  */
 import assert from "node:assert/strict";
 import { type SwitchNorm, SwitchNorm1d, SwitchNorm2d, type SyncGroup } from "../mod.ts";
@@ -243,3 +245,126 @@ Deno.test("SyncSN: by default (localEvaluation), an evaluation forward exchanges
     /sync\.localEvaluation must be a boolean, got "yes" \(string\)/,
   );
 });
+
+/**
+ * Two layers A and B of each replica on one group, as a model's layers share it; the same
+ * settings, so only their identity on the group (the order they were made in) tells them apart.
+ */
+function sharedPairs(backend: BackendName, sync: SyncGroup[]) {
+  const make = () => sync.map((g) => new SwitchNorm2d(3, { backend, sync: g }));
+  return { a: make(), b: make() };
+}
+
+/** A's inputs near 0, B's near 50 (a merge of the two shows in A's running mean). */
+const inputA = (rank: number) => input(S2, 10 + rank);
+const inputB = (rank: number) => input(S2, 20 + rank).map((v) => 50 + 10 * v);
+
+const LAYER_ORDER =
+  /SyncSN: replica 0 \(of 2\) is calling the group's layer 0 \(the first made on it\) but replica 1 layer 1 \(the second made on it\): layers that share a group must be made in the same order and called in the same order on every replica; this call changed nothing/;
+const LAYER_ORDER_SWAPPED =
+  /SyncSN: replica 0 \(of 2\) is calling the group's layer 1 \(the second made on it\) but replica 1 layer 0 \(the first made on it\): layers that share a group/;
+
+await testEachBackend(
+  "SyncSN: two layers sharing a group, called in different orders by the replicas, fail every call at once on every replica, changing nothing (forward, evaluation with localEvaluation: false, backward)",
+  async (backend) => {
+    for (const localEvaluation of [true, false]) {
+      const sync = groups(2, { localEvaluation });
+      const { a, b } = sharedPairs(backend, sync);
+      const all = [...a, ...b];
+      const expect = async (calls: Promise<unknown>[], what: string) => {
+        // Replica 0 calls A then B, replica 1 B then A: the first gathers pair A with B.
+        const settled = await Promise.allSettled(calls);
+        for (const [i, s] of settled.entries()) {
+          assert.equal(s.status, "rejected", `${what}: call ${i} resolved`);
+          const reason = String((s as PromiseRejectedResult).reason);
+          assert.match(reason, i === 0 || i === 2 ? LAYER_ORDER : LAYER_ORDER_SWAPPED, what);
+        }
+      };
+      let before = all.map(snapshot);
+      await expect([
+        a[0].forward(inputA(0), S2),
+        b[0].forward(inputB(0), S2),
+        b[1].forward(inputB(1), S2),
+        a[1].forward(inputA(1), S2),
+      ], "training forwards");
+      assert.deepEqual(all.map(snapshot), before, "training forwards changed something");
+      // The group stays usable: in the same order, both layers train, each on its own batch.
+      await Promise.all([
+        a[0].forward(inputA(0), S2),
+        b[0].forward(inputB(0), S2),
+        a[1].forward(inputA(1), S2),
+        b[1].forward(inputB(1), S2),
+      ]);
+      assert.deepEqual(a[0].running_mean, a[1].running_mean);
+      assert.ok(a[0].running_mean.every((v) => Math.abs(v) < 0.1), `A: ${a[0].running_mean}`);
+      before = all.map(snapshot);
+      await expect([
+        a[0].backward(input(S2, 30)),
+        b[0].backward(input(S2, 31)),
+        b[1].backward(input(S2, 32)),
+        a[1].backward(input(S2, 33)),
+      ], "backwards");
+      assert.deepEqual(all.map(snapshot), before, "backwards changed something");
+      if (localEvaluation) continue;
+      for (const l of all) l.eval();
+      await expect([
+        a[0].forward(inputA(0), S2),
+        b[0].forward(inputB(0), S2),
+        b[1].forward(inputB(1), S2),
+        a[1].forward(inputA(1), S2),
+      ], "evaluation forwards");
+      assert.deepEqual(all.map(snapshot), before, "evaluation forwards changed something");
+    }
+  },
+);
+
+await testEachBackend(
+  "SyncSN: layers sharing a group, called in the same order on every replica (without awaiting in between), each merge their own statistics and sum their own gradients",
+  async (backend) => {
+    const sync = groups(2, { localEvaluation: false });
+    const { a, b } = sharedPairs(backend, sync);
+    const reference = (x: (rank: number) => Float32Array) => {
+      const whole = new Float32Array(2 * 24);
+      whole.set(x(0));
+      whole.set(x(1), 24);
+      const layer = new SwitchNorm2d(3, { backend: "reference" });
+      return layer.forward(whole, [4, 3, 2, 2]).then(() => layer);
+    };
+    await Promise.all([
+      a[0].forward(inputA(0), S2),
+      b[0].forward(inputB(0), S2),
+      a[1].forward(inputA(1), S2),
+      b[1].forward(inputB(1), S2),
+    ]);
+    for (const [layers, x] of [[a, inputA], [b, inputB]] as const) {
+      const one = await reference(x);
+      for (const l of layers) {
+        for (
+          const [got, want] of [[l.running_mean, one.running_mean], [
+            l.running_var,
+            one.running_var,
+          ]]
+        ) {
+          for (const [j, v] of got.entries()) {
+            assert.ok(Math.abs(v - want[j]) <= 1e-4 * (1 + Math.abs(want[j])), `${got} ${want}`);
+          }
+        }
+      }
+    }
+    await Promise.all([
+      a[0].backward(input(S2, 30)),
+      b[0].backward(input(S2, 31)),
+      a[1].backward(input(S2, 32)),
+      b[1].backward(input(S2, 33)),
+    ]);
+    assert.deepEqual(a[0].grads, a[1].grads);
+    assert.deepEqual(b[0].grads, b[1].grads);
+    for (const l of [...a, ...b]) l.eval();
+    await Promise.all([
+      a[0].forward(inputA(0), S2),
+      b[0].forward(inputB(0), S2),
+      a[1].forward(inputA(1), S2),
+      b[1].forward(inputB(1), S2),
+    ]);
+  },
+);

@@ -411,6 +411,14 @@ export const MUTATIONS: readonly Mutation[] = [
       "replicas whose layers differ (eps, numFeatures, ...) or that make different calls merge what does not match",
   },
   {
+    id: "sync-layer-identity-dropped",
+    file: "_sync.ts",
+    original: "layersMade.set(group, layer + 1);",
+    replacement: "layersMade.set(group, layer);",
+    models:
+      "two layers sharing a group, called in different orders by the replicas, merge each other's statistics",
+  },
+  {
     id: "sync-evaluation-not-exchanged",
     file: "_layer.ts",
     original: "if (!training && this.#forwardExchange(false)) await this.layerSync?.confirm();",
