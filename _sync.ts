@@ -165,12 +165,16 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
   const check = () => {
     const why = brokenGroups.get(group);
     if (why !== undefined) {
-      throw new Error(`SyncSN: the group is unusable since ${why}; make a new group`);
+      throw new Error(
+        `SyncSN: the group is unusable since ${why}; make a new group and new layers on it (a layer keeps its group for life; carry its state over with stateDict() and loadStateDict())`,
+      );
     }
     if (signal?.aborted) {
       const why = `its signal was aborted (${String(signal.reason)})`;
       brokenGroups.set(group, why);
-      throw new Error(`SyncSN: the group is unusable since ${why}; make a new group`);
+      throw new Error(
+        `SyncSN: the group is unusable since ${why}; make a new group and new layers on it (a layer keeps its group for life; carry its state over with stateDict() and loadStateDict())`,
+      );
     }
   };
   /** group.allGather, bounded by timeoutMs and signal; a wait that ends so breaks the group. */
