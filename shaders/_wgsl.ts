@@ -2525,6 +2525,20 @@ fn zero_std_term(d: f32, g: f32) -> u32 {
   return select(select(F_POS_INF, F_NEG_INF, (sign_bit(d) ^ sign_bit(g)) != 0u), F_NAN, nan);
 }`;
 
+/** zero_std_1d.wgsl, pasted where a shader says `//!include zero_std_1d.wgsl`. */
+const _ZERO_STD_1D: string =
+  `// zero_std_1d.wgsl: what the eps-0 passes of layout "1d" share (sn1d_bwd_zero_std,
+// sn1d_zero_std_y; included after common.wgsl, sn1d_mix.wgsl and zero_std.wgsl, not a shader on
+// its own).
+
+// flushed_tail (zero_std.wgsl) of wide_map_1d's mean, anchored at BN where BN is the heavier.
+fn flushed_tail_1d(ln: Group, bn: Group, e: i32) -> f32 {
+  let b = bn_anchors();
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  return flushed_tail(pick_term(t_ln, t_bn, b), select(0u, 1u, b), pick_term(t_bn, t_ln, b), select(1u, 0u, b), Term(0.0, 0.0, 0.0, 0u), 2u, e);
+}`;
+
 /** sn_stats.wgsl (with its includes). */
 export const SN_STATS: string =
   `// sn_stats.wgsl: step 1 of layout "nd" (SwitchNorm2d/3d), the only pass besides normalize that
@@ -6188,6 +6202,7 @@ export const SN1D_BWD_ZERO_STD: string =
 ${_COMMON}
 ${_SN1D_MIX}
 ${_ZERO_STD}
+${_ZERO_STD_1D}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -6221,14 +6236,6 @@ fn main(
   let w = wide_map_1d(ln, bn, 1.0, 0.0);
   let d = zero_std_centred(x[i], w, some_term_counts(group_term(ln), group_term(bn), none), flushed_tail_1d(ln, bn, w.e));
   atomicOr(&classes[c], zero_std_term(d, dy[i]));
-}
-
-// flushed_tail of wide_map_1d's mean, anchored at BN where BN is the heavier.
-fn flushed_tail_1d(ln: Group, bn: Group, e: i32) -> f32 {
-  let b = bn_anchors();
-  let t_ln = group_term(ln);
-  let t_bn = group_term(bn);
-  return flushed_tail(pick_term(t_ln, t_bn, b), select(0u, 1u, b), pick_term(t_bn, t_ln, b), select(1u, 0u, b), Term(0.0, 0.0, 0.0, 0u), 2u, e);
 }
 `;
 
@@ -6347,6 +6354,7 @@ export const SN1D_ZERO_STD_Y: string =
 ${_COMMON}
 ${_SN1D_MIX}
 ${_ZERO_STD}
+${_ZERO_STD_1D}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -6393,14 +6401,6 @@ fn main(
       }
     }
   }
-}
-
-// flushed_tail of wide_map_1d's mean, anchored at BN where BN is the heavier.
-fn flushed_tail_1d(ln: Group, bn: Group, e: i32) -> f32 {
-  let b = bn_anchors();
-  let t_ln = group_term(ln);
-  let t_bn = group_term(bn);
-  return flushed_tail(pick_term(t_ln, t_bn, b), select(0u, 1u, b), pick_term(t_bn, t_ln, b), select(1u, 0u, b), Term(0.0, 0.0, 0.0, 0u), 2u, e);
 }
 `;
 

@@ -10,6 +10,7 @@
 //!include common.wgsl
 //!include sn1d_mix.wgsl
 //!include zero_std.wgsl
+//!include zero_std_1d.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -56,12 +57,4 @@ fn main(
       }
     }
   }
-}
-
-// flushed_tail of wide_map_1d's mean, anchored at BN where BN is the heavier.
-fn flushed_tail_1d(ln: Group, bn: Group, e: i32) -> f32 {
-  let b = bn_anchors();
-  let t_ln = group_term(ln);
-  let t_bn = group_term(bn);
-  return flushed_tail(pick_term(t_ln, t_bn, b), select(0u, 1u, b), pick_term(t_bn, t_ln, b), select(1u, 0u, b), Term(0.0, 0.0, 0.0, 0u), 2u, e);
 }

@@ -254,19 +254,34 @@ unsafe fn reduce_tile_about<const CENTRED: bool>(
             };
             let s = 1.0 / simd::sqrt_f64(var + layer.eps);
             let xhat = ((*xr.add(j) as f64 - k) - mu) * s;
-            let g = *dyr.add(j) as f64;
-            let sg = s * layer.gamma[j] as f64;
-            *dw.add(j) += g * xhat;
-            *db.add(j) += g;
-            let (gm, gv) = (-(sg * g), -0.5 * s * (sg * g * xhat));
-            *gmb.add(j) += gm;
-            *gvb.add(j) += gv;
+            let (gm, gv) = add_element(j, xhat, s, *dyr.add(j), layer, cols);
             gml += gm;
             gvl += gv;
         }
         *rows_out[0].add(i) = gml;
         *rows_out[1].add(i) = gvl;
     }
+}
+
+/// One element's terms of column j (xhat, s, dy): dWeight += dy xhat and dBias += dy into `cols`
+/// with gmB, gvB, and gm = -s gamma dy, gv = -0.5 s^2 gamma dy xhat returned for the row's sums.
+#[inline(always)]
+unsafe fn add_element(
+    j: usize,
+    xhat: f64,
+    s: f64,
+    dy: f32,
+    layer: &Layer,
+    [dw, db, gmb, gvb]: [*mut f64; 4],
+) -> (f64, f64) {
+    let g = dy as f64;
+    let sg = s * layer.gamma[j] as f64;
+    *dw.add(j) += g * xhat;
+    *db.add(j) += g;
+    let (gm, gv) = (-(sg * g), -0.5 * s * (sg * g * xhat));
+    *gmb.add(j) += gm;
+    *gvb.add(j) += gv;
+    (gm, gv)
 }
 
 /// (2^32)^2: a row whose mixed mean passes 2^32 of its smallest mixed std (`ExactRows`).
@@ -332,7 +347,6 @@ unsafe fn exact_row(
     let (w1, v1) = if using_bn { (w1, v1) } else { (0.0, 0.0) };
     let about_bn = using_bn && w1 > w0;
     let (ln, lv) = (st.mu_ln[i], v0 * st.var_ln[i]);
-    let [dw, db, gmb, gvb] = cols;
     let (mut gml, mut gvl) = (0.0, 0.0);
     for j in j0..j1 {
         let (bn_mu, bn_var) = if using_bn { (st.mu_bn[j], st.var_bn[j]) } else { (0.0, 0.0) };
@@ -342,13 +356,7 @@ unsafe fn exact_row(
         let err = crate::nd_normalize::two_sum_err(base, rest, mu);
         let s = 1.0 / simd::sqrt_f64(lv + v1 * bn_var + layer.eps);
         let xhat = ((*x.add(i * c + j) as f64 - mu) - err) * s;
-        let g = *dy.add(i * c + j) as f64;
-        let sg = s * layer.gamma[j] as f64;
-        *dw.add(j) += g * xhat;
-        *db.add(j) += g;
-        let (gm, gv) = (-(sg * g), -0.5 * s * (sg * g * xhat));
-        *gmb.add(j) += gm;
-        *gvb.add(j) += gv;
+        let (gm, gv) = add_element(j, xhat, s, *dy.add(i * c + j), layer, cols);
         gml += gm;
         gvl += gv;
     }
