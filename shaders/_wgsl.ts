@@ -1999,15 +1999,22 @@ fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
 }
 
 // The mixed statistics of one row of layout "nd" (as sn_mix forms them): IN from its summary
-// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift.
+// p, LN from ln, BN from bn (ignored without usingBN). hi is the row's shift. Selects rather
+// than a branch on the uniform flag, as sn_mix (lavapipe compiles a shader again at dispatches
+// for as long as the values of the uniforms in its if conditions shrink it: see sn_bwd_reduce).
 fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
   let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
-  if ((P.flags & P_USING_BN) != 0u) {
-    m = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
-  }
-  return m;
+  let use_bn = (P.flags & P_USING_BN) != 0u;
+  let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  return Mixed(
+    select(m.hi, with_bn.hi, use_bn),
+    select(m.lo, with_bn.lo, use_bn),
+    select(m.variance, with_bn.variance, use_bn),
+    select(m.flags, with_bn.flags, use_bn),
+    select(m.lo_rest, with_bn.lo_rest, use_bn),
+  );
 }
 
 // |v| lane by lane, 0 for NaN and the infinities (by bits: no float Inf arithmetic).
@@ -4517,10 +4524,20 @@ fn main(
     let k = seg % P.chunks;
     let n = row / P.c;
     let c = row - n * P.c;
-    var bn = Group(0.0, 0.0, 0.0, 0u, 0.0);
-    if ((P.flags & P_USING_BN) != 0u) {
-      bn = groups[P.n + c - P.stat_bn_base];
-    }
+    // Selects rather than a branch on the uniform flag around the load: lavapipe (Mesa 22.3)
+    // compiles a shader again at a dispatch, with the values of the uniforms its if conditions
+    // read made constants, for as long as those values shrink it by half, and never frees those
+    // variants. With the branch, every training backward of a batch of 3 samples or more (not
+    // of 2) kept ~750 KB for good (tests/webgpu_memory_test.ts). The index stays in bounds.
+    let use_bn = (P.flags & P_USING_BN) != 0u;
+    let bn_at = groups[select(0u, P.n + c - P.stat_bn_base, use_bn)];
+    let bn = Group(
+      select(0.0, bn_at.hi, use_bn),
+      select(0.0, bn_at.lo, use_bn),
+      select(0.0, bn_at.variance, use_bn),
+      select(0u, bn_at.flags, use_bn),
+      select(0.0, bn_at.var_lo, use_bn),
+    );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std

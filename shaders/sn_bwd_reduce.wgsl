@@ -79,10 +79,20 @@ fn main(
     let k = seg % P.chunks;
     let n = row / P.c;
     let c = row - n * P.c;
-    var bn = Group(0.0, 0.0, 0.0, 0u, 0.0);
-    if ((P.flags & P_USING_BN) != 0u) {
-      bn = groups[P.n + c - P.stat_bn_base];
-    }
+    // Selects rather than a branch on the uniform flag around the load: lavapipe (Mesa 22.3)
+    // compiles a shader again at a dispatch, with the values of the uniforms its if conditions
+    // read made constants, for as long as those values shrink it by half, and never frees those
+    // variants. With the branch, every training backward of a batch of 3 samples or more (not
+    // of 2) kept ~750 KB for good (tests/webgpu_memory_test.ts). The index stays in bounds.
+    let use_bn = (P.flags & P_USING_BN) != 0u;
+    let bn_at = groups[select(0u, P.n + c - P.stat_bn_base, use_bn)];
+    let bn = Group(
+      select(0.0, bn_at.hi, use_bn),
+      select(0.0, bn_at.lo, use_bn),
+      select(0.0, bn_at.variance, use_bn),
+      select(0u, bn_at.flags, use_bn),
+      select(0.0, bn_at.var_lo, use_bn),
+    );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std

@@ -1,16 +1,17 @@
 /**
  * Run by tests/webgpu_memory_test.ts in its own process: repeats one kind of WebGPU call on
- * resident tensors and prints how much the process grew per call (KB) as JSON on stdout.
+ * resident tensors of one shape (JSON; [N, C, ...], C = 8) and prints how much the process grew
+ * per call (KB) as JSON on stdout.
  */
 import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
 
-const [what, callsArg] = Deno.args;
+const [what, callsArg, shapeArg] = Deno.args;
 const calls = Number(callsArg);
 const oneD = what.startsWith("1d");
 const sn = oneD
   ? new SwitchNorm1d(8, { backend: "webgpu" })
   : new SwitchNorm2d(8, { backend: "webgpu" });
-const shape = oneD ? [16, 8] : [2, 8, 16, 16];
+const shape: number[] = JSON.parse(shapeArg);
 const length = shape.reduce((a, b) => a * b, 1);
 const backward = what.endsWith("backward");
 if (what.includes("eval")) sn.eval();
