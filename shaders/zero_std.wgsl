@@ -65,11 +65,15 @@ fn lost_exp(k: u32, d: f32) -> i32 {
 }
 
 // w_k d 2^-top where lost_exp(k, d) is not -1000 (mantissas multiplied, exponents apart), else 0.
+// w's mantissa by gamma_mantissa's bits (scale2(w, -ew) bit for bit where lost_exp counts it),
+// not by scale2: its branches on a uniform alone made lavapipe compile sn1d_bwd_zero_std and
+// sn1d_zero_std_y again at every dispatch, keeping ~0.5-0.9 MB each for good
+// (tests/webgpu_memory_test.ts).
 fn lost_part(k: u32, d: f32, top: i32) -> f32 {
   let w = P.wmean[k];
   let ew = bits_exponent(w);
   let ed = bits_exponent(d);
-  let m = scale2(w, -ew) * scale2(d, -ed);
+  let m = gamma_mantissa(w) * scale2(d, -ed);
   return select(0.0, scale2(m, ew + ed + P.wmean_e[k] - top), lost_exp(k, d) != -1000);
 }
 

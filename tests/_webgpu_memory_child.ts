@@ -1,17 +1,22 @@
 /**
  * Run by tests/webgpu_memory_test.ts in its own process: repeats one kind of WebGPU call on
- * resident tensors of one shape (JSON; [N, C, ...], C = 8) and prints how much the process grew
- * per call (KB) as JSON on stdout.
+ * resident tensors of one shape (JSON; [N, C, ...]), with the layer's options (JSON, optional),
+ * and prints how much the process grew per call (KB) as JSON on stdout. `what` starts with the
+ * layer's kind (1d, 2d or 3d).
  */
-import { SwitchNorm1d, SwitchNorm2d } from "../mod.ts";
+import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
+import type { SwitchNormNdOptions } from "../mod.ts";
 
-const [what, callsArg, shapeArg] = Deno.args;
+const [what, callsArg, shapeArg, optionsArg] = Deno.args;
 const calls = Number(callsArg);
-const oneD = what.startsWith("1d");
-const sn = oneD
-  ? new SwitchNorm1d(8, { backend: "webgpu" })
-  : new SwitchNorm2d(8, { backend: "webgpu" });
 const shape: number[] = JSON.parse(shapeArg);
+const options: SwitchNormNdOptions = { ...JSON.parse(optionsArg ?? "{}"), backend: "webgpu" };
+const Layer = what.startsWith("1d")
+  ? SwitchNorm1d
+  : what.startsWith("3d")
+  ? SwitchNorm3d
+  : SwitchNorm2d;
+const sn = new Layer(shape[1], options);
 const length = shape.reduce((a, b) => a * b, 1);
 const backward = what.endsWith("backward");
 if (what.includes("eval")) sn.eval();
