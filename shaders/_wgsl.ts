@@ -5774,8 +5774,12 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // 535.)
   let nv = vec3<i32>(norm_exp(P.wvar[0]), norm_exp(P.wvar[1]), norm_exp(P.wvar[2]));
   let nm = vec3<i32>(norm_exp(P.wmean[0]), norm_exp(P.wmean[1]), norm_exp(P.wmean[2]));
-  let wv = vec3<f32>(scale2(P.wvar[0], -nv[0]), scale2(P.wvar[1], -nv[1]), scale2(P.wvar[2], -nv[2]));
-  let wm = vec3<f32>(scale2(P.wmean[0], -nm[0]), scale2(P.wmean[1], -nm[1]), scale2(P.wmean[2], -nm[2]));
+  // The mantissas by their bits (gamma_mantissa, branch-free; equal to scale2(w, -norm_exp(w))
+  // for the weights Params holds, 0 or normal): scale2 branches on its argument, here uniforms
+  // alone, which lavapipe may bake into a new pipeline variant at every dispatch and keep (the
+  // 1d eps-0 passes grew ~1 MB per call so, helper-96; tests/webgpu_memory_test.ts).
+  let wv = vec3<f32>(gamma_mantissa(P.wvar[0]), gamma_mantissa(P.wvar[1]), gamma_mantissa(P.wvar[2]));
+  let wm = vec3<f32>(gamma_mantissa(P.wmean[0]), gamma_mantissa(P.wmean[1]), gamma_mantissa(P.wmean[2]));
   let we = P.wvar_e + vec4<i32>(nv, 0);
   let me = P.wmean_e + vec4<i32>(nm, 0);
   gvar = xf_add(gvar, wv[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
