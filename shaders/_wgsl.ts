@@ -2028,19 +2028,12 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
   return vec4<f32>(scale2(v.x, k), scale2(v.y, k), scale2(v.z, k), scale2(v.w, k));
 }
 
-// The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
-// float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
-// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)), dgamma and dbeta (s.zw, units
-// 2^d) each take a unit that puts their largest field at 2^100 (grad_units): the dots can pass
-// float32's range where the logit gradients do not (they cancel across rows and terms), or lie
-// far below the unit of dy.
-// The channel records only use s.zw of such sums, the sample records only the dots.
-fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
-  return grad_units(s, a, b, e0 + g, e1 + g, d, vec4<i32>(g), vec4<i32>(g), 0);
-}
-
-// grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
-// or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
+// The Grad of a wide row whose gamma = gamma' 2^g was kept apart (gamma s may pass float32's
+// range; gm, gv and the dots are mantissas formed with gamma', their exponents carry g), every
+// field in a unit of its own, for rows of layout "nd" whose gm, gv or sums could leave float32
+// otherwise (sn_bwd_rows' wide_row): the dots can pass float32's range where the logit gradients
+// do not (they cancel across rows and terms), or lie far below the unit of dy. The channel
+// records only use s.zw of such sums, the sample records only the dots. gm = s.x 2^e0, gv = s.y 2^e1,
 // the mean dots a in units of 2^(d + ea) and the variance dots b of 2^(d + eb) lane by lane,
 // dgamma (s.z) of 2^(d + ez) and dbeta (s.w) of 2^d. The record's unit 2^(d + k) puts the
 // largest mean dot at 2^100, and each other mean dot a.x, a.y, a.z takes a unit of its own
@@ -2336,7 +2329,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     let flag = select(G_VNAN, G_BAD, class_bits(d) != 0u);
     return grad_dy_unit(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0, d_unit);
   }
-  // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
+  // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_units
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
   // has finite where a float32 product of the factors left float32's normal range:
   // - s, dy and x - mu are taken as mantissas and exponents (exact powers of two), so gm, gv
@@ -2483,6 +2476,15 @@ fn some_term_counts(t0: Term, t1: Term, t2: Term) -> bool {
 fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool, tail: f32) -> f32 {
   let d = (scale2(xv, -w.e) - w.hi) - w.lo;
   return select(xv, select(d, tail, (bitcast<u32>(d) << 1u) == 0u), has_unit);
+}
+
+// Whether an eps-0 y pass (sn_zero_std_y, sn1d_zero_std_y) writes y of x again: where no term
+// counts (mu = 0: y is x's infinity), or where the wide pass's x - mu in the mix's unit was 0 (not
+// in fine_mean's rows, \`fine_ok\`) while the parts of mu that unit lost (\`tail\`) are not.
+fn zero_std_y_again(xv: f32, w: WideMap, has_unit: bool, tail: f32, fine_ok: bool) -> bool {
+  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+  let lost = (bitcast<u32>(tail) << 1u) != 0u && !fine_ok && (bitcast<u32>(d) << 1u) == 0u;
+  return !has_unit || lost;
 }
 
 // The parts of the mixed mean that wide_map's lo (in the unit 2^e) lost below float32's range,
@@ -4812,7 +4814,7 @@ export const SN_BWD_ROWS: string =
 // brought to D = max_k D_k, and with s' = s 2^E, every statistic in unit 2^E (wide_map) and
 // gamma = gamma' 2^G the same formulas give the mantissas of gm = 2^(D - E + G) gm',
 // gv = 2^(D - 2E + G) gv', and the rest in units of 2^D, or 2^(D + k) where the dots need it
-// (Grad's exponents, grad_gamma_apart).
+// (Grad's exponents, grad_units).
 // Rows longer than one segment (P.chunks > 1; in-range rows keep the plain arithmetic above,
 // bit for bit, when they are one segment): the segment sums are added as float32 pairs; S2's
 // segments are sums of dy (x - c), c = coarse12(hi + lo) (sn_bwd_reduce: subtracting hi and
@@ -6353,10 +6355,9 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, t2, w.e).ok;
+      let fine_ok = fine_mean(t0, t1, t2, w.e).ok;
       for (var i = span.x + lid; i < span.y; i += 64u) {
-        let lost = again && (bitcast<u32>((scale2(x[i], -w.e) - w.hi) - w.lo) << 1u) == 0u;
-        if (!has_unit || lost) {
+        if (zero_std_y_again(x[i], w, has_unit, tail, fine_ok)) {
           y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
         }
       }
@@ -6405,21 +6406,18 @@ fn main(
       let nc = group_member(g, j);
       let e = nc.x * P.c + nc.y;
       if (e >= first && e < end) {
-        let t0 = group_term(groups[nc.x - P.rec_base]);
-        let t1 = group_term(cgroups[P.n + nc.y - P.chan_base]);
+        let ln = groups[nc.x - P.rec_base];
+        let bn = cgroups[P.n + nc.y - P.chan_base];
+        let t0 = group_term(ln);
+        let t1 = group_term(bn);
         let none = Term(0.0, 0.0, 0.0, 0u);
         if (zero_std_mix(t0, t1, none)) {
-          // As sn_zero_std_y: x where no term counts, and where x - mu is only what the mean
-          // lost below float32, its sign.
+          // As sn_zero_std_y (zero_std_y_again).
           let xv = x[e - first];
           let has_unit = some_term_counts(t0, t1, none);
-          let ln = groups[nc.x - P.rec_base];
-          let bn = cgroups[P.n + nc.y - P.chan_base];
           let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
           let tail = flushed_tail_1d(ln, bn, w.e);
-          let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, none, w.e).ok;
-          let lost = again && (bitcast<u32>((scale2(xv, -w.e) - w.hi) - w.lo) << 1u) == 0u;
-          if (!has_unit || lost) {
+          if (zero_std_y_again(xv, w, has_unit, tail, fine_mean(t0, t1, none, w.e).ok)) {
             y[e - first] = std_zero_y(zero_std_centred(xv, w, has_unit, tail), affine[nc.y]);
           }
         }

@@ -469,19 +469,12 @@ fn scale2v(v: vec4<f32>, k: i32) -> vec4<f32> {
   return vec4<f32>(scale2(v.x, k), scale2(v.y, k), scale2(v.z, k), scale2(v.w, k));
 }
 
-// The Grad of a wide row or element whose gamma = gamma' 2^g was kept apart (gamma s may pass
-// float32's range): gm, gv and the dots a, b are mantissas formed with gamma', so gm and gv
-// take exponents e0 + g, e1 + g, and the dots (units 2^(d + g)), dgamma and dbeta (s.zw, units
-// 2^d) each take a unit that puts their largest field at 2^100 (grad_units): the dots can pass
-// float32's range where the logit gradients do not (they cancel across rows and terms), or lie
-// far below the unit of dy.
-// The channel records only use s.zw of such sums, the sample records only the dots.
-fn grad_gamma_apart(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32, g: i32) -> Grad {
-  return grad_units(s, a, b, e0 + g, e1 + g, d, vec4<i32>(g), vec4<i32>(g), 0);
-}
-
-// grad_gamma_apart with every field in a unit of its own, for rows of layout "nd" whose gm, gv
-// or sums could leave float32 otherwise (sn_bwd_rows' wide_row): gm = s.x 2^e0, gv = s.y 2^e1,
+// The Grad of a wide row whose gamma = gamma' 2^g was kept apart (gamma s may pass float32's
+// range; gm, gv and the dots are mantissas formed with gamma', their exponents carry g), every
+// field in a unit of its own, for rows of layout "nd" whose gm, gv or sums could leave float32
+// otherwise (sn_bwd_rows' wide_row): the dots can pass float32's range where the logit gradients
+// do not (they cancel across rows and terms), or lie far below the unit of dy. The channel
+// records only use s.zw of such sums, the sample records only the dots. gm = s.x 2^e0, gv = s.y 2^e1,
 // the mean dots a in units of 2^(d + ea) and the variance dots b of 2^(d + eb) lane by lane,
 // dgamma (s.z) of 2^(d + ez) and dbeta (s.w) of 2^d. The record's unit 2^(d + k) puts the
 // largest mean dot at 2^100, and each other mean dot a.x, a.y, a.z takes a unit of its own

@@ -208,7 +208,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
     let flag = select(G_VNAN, G_BAD, class_bits(d) != 0u);
     return grad_dy_unit(vec4<f32>(0.0, 0.0, 0.0, d), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(flag, 0, 0, d_unit), 0, d_unit);
   }
-  // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_gamma_apart
+  // gamma = gamma' 2^g apart (gamma s may pass float32's range), as grad_units
   // (backward_common.wgsl) has it, with these changes, each for values the float64 reference
   // has finite where a float32 product of the factors left float32's normal range:
   // - s, dy and x - mu are taken as mantissas and exponents (exact powers of two), so gm, gv

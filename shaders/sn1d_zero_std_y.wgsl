@@ -36,21 +36,18 @@ fn main(
       let nc = group_member(g, j);
       let e = nc.x * P.c + nc.y;
       if (e >= first && e < end) {
-        let t0 = group_term(groups[nc.x - P.rec_base]);
-        let t1 = group_term(cgroups[P.n + nc.y - P.chan_base]);
+        let ln = groups[nc.x - P.rec_base];
+        let bn = cgroups[P.n + nc.y - P.chan_base];
+        let t0 = group_term(ln);
+        let t1 = group_term(bn);
         let none = Term(0.0, 0.0, 0.0, 0u);
         if (zero_std_mix(t0, t1, none)) {
-          // As sn_zero_std_y: x where no term counts, and where x - mu is only what the mean
-          // lost below float32, its sign.
+          // As sn_zero_std_y (zero_std_y_again).
           let xv = x[e - first];
           let has_unit = some_term_counts(t0, t1, none);
-          let ln = groups[nc.x - P.rec_base];
-          let bn = cgroups[P.n + nc.y - P.chan_base];
           let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
           let tail = flushed_tail_1d(ln, bn, w.e);
-          let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, none, w.e).ok;
-          let lost = again && (bitcast<u32>((scale2(xv, -w.e) - w.hi) - w.lo) << 1u) == 0u;
-          if (!has_unit || lost) {
+          if (zero_std_y_again(xv, w, has_unit, tail, fine_mean(t0, t1, none, w.e).ok)) {
             y[e - first] = std_zero_y(zero_std_centred(xv, w, has_unit, tail), affine[nc.y]);
           }
         }

@@ -11,7 +11,7 @@
 // brought to D = max_k D_k, and with s' = s 2^E, every statistic in unit 2^E (wide_map) and
 // gamma = gamma' 2^G the same formulas give the mantissas of gm = 2^(D - E + G) gm',
 // gv = 2^(D - 2E + G) gv', and the rest in units of 2^D, or 2^(D + k) where the dots need it
-// (Grad's exponents, grad_gamma_apart).
+// (Grad's exponents, grad_units).
 // Rows longer than one segment (P.chunks > 1; in-range rows keep the plain arithmetic above,
 // bit for bit, when they are one segment): the segment sums are added as float32 pairs; S2's
 // segments are sums of dy (x - c), c = coarse12(hi + lo) (sn_bwd_reduce: subtracting hi and

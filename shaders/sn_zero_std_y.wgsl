@@ -43,10 +43,9 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      let again = has_unit && (bitcast<u32>(tail) << 1u) != 0u && !fine_mean(t0, t1, t2, w.e).ok;
+      let fine_ok = fine_mean(t0, t1, t2, w.e).ok;
       for (var i = span.x + lid; i < span.y; i += 64u) {
-        let lost = again && (bitcast<u32>((scale2(x[i], -w.e) - w.hi) - w.lo) << 1u) == 0u;
-        if (!has_unit || lost) {
+        if (zero_std_y_again(x[i], w, has_unit, tail, fine_ok)) {
           y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
         }
       }

@@ -34,6 +34,15 @@ fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool, tail: f32) -> f32 {
   return select(xv, select(d, tail, (bitcast<u32>(d) << 1u) == 0u), has_unit);
 }
 
+// Whether an eps-0 y pass (sn_zero_std_y, sn1d_zero_std_y) writes y of x again: where no term
+// counts (mu = 0: y is x's infinity), or where the wide pass's x - mu in the mix's unit was 0 (not
+// in fine_mean's rows, `fine_ok`) while the parts of mu that unit lost (`tail`) are not.
+fn zero_std_y_again(xv: f32, w: WideMap, has_unit: bool, tail: f32, fine_ok: bool) -> bool {
+  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+  let lost = (bitcast<u32>(tail) << 1u) != 0u && !fine_ok && (bitcast<u32>(d) << 1u) == 0u;
+  return !has_unit || lost;
+}
+
 // The parts of the mixed mean that wide_map's lo (in the unit 2^e) lost below float32's range,
 // negated, as a float32 of their sum's sign (0 where none was lost): mu = hi + sum_k w_k d_k, d_k
 // the anchor's own lo or another term's m_k - hi, each w_k d_k taken with every exponent apart.
