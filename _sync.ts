@@ -87,6 +87,14 @@ export interface SyncGroup {
   readonly localEvaluation?: boolean;
 }
 
+/** The error of a call on a group that became unusable (`why`), saying what to do. */
+function unusable(why: string): Error {
+  return new Error(
+    `SyncSN: the group is unusable since ${why}; make a new group and new layers on it (a ` +
+      "layer keeps its group for life; carry its state over with stateDict() and loadStateDict())",
+  );
+}
+
 /** Why each group became unusable (shared by every layer on the group). */
 const brokenGroups = new WeakMap<SyncGroup, string>();
 /**
@@ -165,16 +173,12 @@ export function batchSync(group: SyncGroup, where = "SyncSN"): LayerSync {
   const check = () => {
     const why = brokenGroups.get(group);
     if (why !== undefined) {
-      throw new Error(
-        `SyncSN: the group is unusable since ${why}; make a new group and new layers on it (a layer keeps its group for life; carry its state over with stateDict() and loadStateDict())`,
-      );
+      throw unusable(why);
     }
     if (signal?.aborted) {
       const why = `its signal was aborted (${String(signal.reason)})`;
       brokenGroups.set(group, why);
-      throw new Error(
-        `SyncSN: the group is unusable since ${why}; make a new group and new layers on it (a layer keeps its group for life; carry its state over with stateDict() and loadStateDict())`,
-      );
+      throw unusable(why);
     }
   };
   /** group.allGather, bounded by timeoutMs and signal; a wait that ends so breaks the group. */
