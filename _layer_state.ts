@@ -67,6 +67,8 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
   /** Whether the importance weights come from sparsestmax (Sparse SN) rather than softmax. */
   readonly sparse: boolean;
   #training = true;
+  /** Whether step()'s update is running (checkMutable). */
+  #stepping = false;
   /**
    * True in training mode (the default), false in evaluation mode; `train(mode)` and `eval()`
    * set it, and so does an assignment.
@@ -245,7 +247,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
     const sparse = this.params.sparse;
     if (!sparse) throw new Error(`${this.kind.name}: radius needs the sparse option`);
     const radius = checkFiniteIn(`${this.kind.name}: radius`, r, 0, 1);
-    this.checkIdle("radius");
+    this.checkMutable("radius");
     sparse.radius = radius;
     this.params.changed();
   }
@@ -296,8 +298,8 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    *   the layer's (both empty with strict: true), with the prefix, as PyTorch reports them.
    * @throws {RangeError} on a missing or unexpected key (strict only), a misshapen or
    *   out-of-float32-range value, a parameter that is not finite (the running buffers may hold
-   *   NaN and the infinities, as the layer's own may), a negative `running_var`, or (Sparse SN) logits of a fixed mixing that are not weights in
-   *   [0, 1] summing to 1; {@link TypeError} on a value of the wrong kind or bad options;
+   *   NaN and the infinities, as the layer's own may), a negative `running_var`, or (Sparse SN)
+   *   logits of a fixed mixing that are not weights in [0, 1] summing to 1; {@link TypeError} on a value of the wrong kind or bad options;
    *   {@link Error} on one running buffer alone while a batch average has batches accumulated (the
    *   other would stay a sum). Nothing is changed when it throws.
    */
@@ -312,7 +314,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
       p.keySpecs(this.kind),
       options,
     );
-    this.checkIdle("loadStateDict");
+    this.checkMutable("loadStateDict");
     // A lone running buffer must not be uploaded beside a stale CPU copy of the other one.
     const running = +!!read.running_mean + +!!read.running_var;
     if (running === 1) {
@@ -398,7 +400,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * ```
    */
   resetRunningStats(): void {
-    this.checkIdle("resetRunningStats");
+    this.checkMutable("resetRunningStats");
     this.detachSaved();
     this.batch.reset(this.params);
   }
@@ -431,7 +433,7 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    */
   finalizeBatchAverage(): void {
     this.batch.checkOptions(this.usingBN, this.usingMovingAverage);
-    this.checkIdle("finalizeBatchAverage");
+    this.checkMutable("finalizeBatchAverage");
     this.checkRunningFresh("finalizeBatchAverage");
     this.detachSaved();
     this.batch.finalize(this.params);
@@ -444,6 +446,23 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    */
   protected detachSaved(): void {
     this.saved?.detach(this.params.view());
+  }
+
+  /**
+   * checkIdle, and not from inside step()'s update: for the synchronous methods that change the
+   * parameters or buffers.
+   * @ignore
+   */
+  protected checkMutable(what: string): void {
+    // step() takes in what its update wrote when the update returns: a state change made from
+    // inside the update (a loadStateDict, a nested step) would be overwritten by it.
+    if (this.#stepping) {
+      throw new Error(
+        `${this.kind.name}.${what}: called from inside step()'s update, whose values replace ` +
+          "the parameters when it returns; call it before or after the step",
+      );
+    }
+    this.checkIdle(what);
   }
 
   /**
@@ -519,9 +538,14 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
         `${this.kind.name}.step: update must be a function, got ${describeValue(update)}`,
       );
     }
-    this.checkIdle("step");
+    this.checkMutable("step");
     this.detachSaved();
-    this.params.step(update, `${this.kind.name}.step`);
+    this.#stepping = true;
+    try {
+      this.params.step(update, `${this.kind.name}.step`);
+    } finally {
+      this.#stepping = false;
+    }
   }
 
   /**

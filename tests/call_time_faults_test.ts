@@ -344,3 +344,32 @@ Deno.test("a non-number option is a TypeError and a bad dimension says positive 
     /shape\[2\] must be a positive integer, got -1/,
   );
 });
+
+await testEachBackend(
+  "a state change from inside step()'s update is refused, since the update's values replace the parameters",
+  async (backend) => {
+    // With the update's copies taken in when it returns, a loadStateDict or a nested step made
+    // inside it was silently overwritten (misuse helper-93's re-entrant calls).
+    const sn = new SwitchNorm2d(3, { backend });
+    const loaded = { weight: new Float32Array([5, 5, 5]) };
+    for (
+      const [what, call] of [
+        ["loadStateDict", () => sn.loadStateDict(loaded, { strict: false })],
+        ["step", () => sn.step((p) => p.fill(7))],
+      ] as const
+    ) {
+      assert.throws(
+        () =>
+          sn.step((param, _grad, name) => {
+            if (name === "bias") call();
+            param.fill(2);
+          }),
+        new RegExp(`SwitchNorm2d\\.${what}: called from inside step\\(\\)'s update`),
+      );
+      assertSameValues(sn.weight, new Float32Array([1, 1, 1]), `${what}: weight`);
+    }
+    sn.step((param) => param.fill(2)); // usable after
+    assertSameValues(sn.bias, new Float32Array([2, 2, 2]), "bias after a plain step");
+    assert.equal((await sn.forward(X1, SHAPE)).length, X1.length);
+  },
+);
