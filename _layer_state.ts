@@ -515,8 +515,9 @@ export abstract class SwitchNormState<UsingBN extends boolean = boolean> {
    * throws, returns a Promise, or writes a NaN or infinite value, no parameter changes and the
    * error is (or a TypeError or a RangeError naming the value is) thrown.
    *
-   * @throws {Error} a forward, backward or sync of this layer is still running; whatever `update`
-   * throws.
+   * @throws {Error} a forward, backward or sync of this layer is still running; called from
+   * inside a step's `update` (so are loadStateDict, the radius setter, resetRunningStats and
+   * finalizeBatchAverage, whose changes the step would overwrite); whatever `update` throws.
    * @throws {TypeError} `update` is not a function, or returned a Promise (an async function,
    * whose writes would land after the step).
    * @throws {RangeError} `update` wrote a NaN or infinite value into a parameter (as
