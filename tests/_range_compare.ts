@@ -251,8 +251,8 @@ export interface Checks {
   readonly dx?: Check;
   /**
    * dx within a factor 2 of float32's largest value may come out as the infinity of its sign:
-   * the backends add its float32 terms, which can pass the limit on the way (README). Where the
-   * float64 truth is beyond float32 both give the same infinity.
+   * the backends add its float32 terms, which can pass the limit on the way (NUMERICS.md). Where
+   * the float64 truth is beyond float32 both give the same infinity.
    */
   readonly dxMayOverflow?: boolean;
   /** All of `gradKeys`: to a Tolerance, or to GRAD_SCALED-like `tol` of their term scales. */

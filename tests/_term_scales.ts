@@ -16,7 +16,7 @@
  * - a difference of two statistics, mu_k - mu_j or var_k - var_j (the logit gradients, LN and
  *   BN's variance paths of dx), counts as its own size plus one float32 rounding of the two values
  *   ({@linkcode diff}): the backends compute these differences without cancellation (hi/lo
- *   means, float64 merges; README, Numerics), so an offset of 1e4 over a std of 1 loosens
+ *   means, float64 merges; NUMERICS.md), so an offset of 1e4 over a std of 1 loosens
  *   nothing, rows of 4e6 floats keep mean_weight's bar, and statistics equal in exact arithmetic
  *   (one row per sample and per channel: mu_in = mu_ln = mu_bn) still have a scale. In the logit
  *   gradients two normalizers' means that the reference finds exactly equal also count one
@@ -286,7 +286,7 @@ export interface RunningSteps {
  * |x| over the channel: the terms mu_bn sums), from |start|; a batch average the mean over the
  * steps of mean |x|. Every backend's batch mean is accurate to a few float32 roundings of that
  * size, not of mu_bn itself (a row mixing values of both signs rounds x - K at x's own ulp,
- * README, Numerics), and an update that cancels (mu_bn near -momentum / (1 - momentum) r, or a
+ * NUMERICS.md), and an update that cancels (mu_bn near -momentum / (1 - momentum) r, or a
  * batch mean near 0 beside data far from it) keeps that error in full: held to RUNNING times this
  * scale (as `tests/range_property_test.ts` holds it), the buffers keep RUNNING's margin wherever
  * they do not cancel.

@@ -169,7 +169,7 @@ rangeTests(
     // Rows of one value (H W = 1): WebGPU's group mean was a pair (first member, mean about it),
     // (0, 5.25) here, which the batch average's running update read as 0 (its high word 0) and
     // squared without lo lo: running_mean 0 for 5.25 (realistic-use helper-85; the moving
-    // average normalized the pair in its product). The variance of one value is NaN (README).
+    // average normalized the pair in its product). The variance of one value is NaN (NUMERICS.md).
     for (
       const [x, shape, mean] of [
         [[0, 4, 7, 10], [4, 1, 1, 1], [5.25]],

@@ -344,7 +344,7 @@ rangeTests(
     // [32, 64, 56, 56] (a Sparse SN layer fixed on BN, attack helper-64: 11.8x), 3.0x at
     // [64, 4, 128, 128] and 3.1x under dy = 1 + 1e-3 N(0, 1), under either mixing; 1.4x mixed
     // of IN and BN; an evaluation under IN's, 3.0x. wasm/src/nd_grad_refine.rs takes such
-    // channels again in f64. WebGPU sums its statistics in float32 pairs (README, Numerics);
+    // channels again in f64. WebGPU sums its statistics in float32 pairs (NUMERICS.md);
     // rows of 16384 floats were 2.2x (BN) and 2.1x (IN) there while each vec4's four x - K (and
     // the backward's dy (x - c)) were added in float32 before the pair (pair.wgsl: sum4_add).
     const bn = { mean_weight: Float32Array.of(0, 0, 10), var_weight: Float32Array.of(0, 0, 10) };
@@ -419,7 +419,7 @@ rangeTests(
     const { want, got } = await runBoth(call, backend);
     assertOutputsClose(got, want, { what: "IN and BN evenly", y: Y, dx: GRAD, grads: GRAD });
     // dy of sign alternating by sample under IN's mixing: every row's term cancels as under
-    // dy = 1, but dbias is ~0, so WASM's test does not take the channel (README, Numerics: a
+    // dy = 1, but dbias is ~0, so WASM's test does not take the channel (NUMERICS.md: a
     // known exception on WASM, 3.4x its tolerance on standard-normal data, 20x on ReLU data).
     if (backend === "wasm") return;
     const inst = { mean_weight: Float32Array.of(10, 0, 0), var_weight: Float32Array.of(10, 0, 0) };

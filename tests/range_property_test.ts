@@ -7,13 +7,13 @@
  * training forward and backward, then an evaluation forward and backward on the running buffers
  * it left. Seed and number of runs are fixed, so the test is deterministic.
  *
- * The generators leave out only what README documents as another behaviour: a single element per
- * statistic (NaN, as in PyTorch), constant rows with eps 0 (0/0), and non-finite inputs (tested
- * elsewhere). Tolerances (tests/_tolerances.ts): Y, RUNNING and GRAD_SCALED, each with atol
- * times the size of the terms summed (tests/_term_scales.ts; y's never below 1, so never
- * stricter than Y), plus SUBNORMAL's 2^-123; a reference value beyond float32 is the infinity of
- * its sign and must be met exactly, except that a dx within a factor 2 of float32's largest value
- * may come out as that infinity on WebGPU (README).
+ * The generators leave out only what README and NUMERICS.md document as another behaviour: a
+ * single element per statistic (NaN, as in PyTorch), constant rows with eps 0 (0/0), and
+ * non-finite inputs (tested elsewhere). Tolerances (tests/_tolerances.ts): Y, RUNNING and
+ * GRAD_SCALED, each with atol times the size of the terms summed (tests/_term_scales.ts; y's
+ * never below 1, so never stricter than Y), plus SUBNORMAL's 2^-123; a reference value beyond
+ * float32 is the infinity of its sign and must be met exactly, except that a dx within a factor 2
+ * of float32's largest value may come out as that infinity on WebGPU (NUMERICS.md).
  *
  * It runs with `deno task test` on the fixed seed, which both backends pass; other seeds
  * (SWITCHNORM_FUZZ_SEED, SWITCHNORM_FUZZ_RUNS) can meet WebGPU's known exceptions (README).
@@ -173,7 +173,7 @@ async function run(d: Draw, backend: Backend) {
 
 /**
  * dx where a reference value within a factor 2 of float32's largest one may be the infinity of its
- * sign (README: WebGPU adds dx's float32 terms, which can pass the limit on the way).
+ * sign (NUMERICS.md: WebGPU adds dx's float32 terms, which can pass the limit on the way).
  */
 function nearLimit(got: Float32Array, want: Float32Array): Float64Array {
   return Float64Array.from(

@@ -95,7 +95,7 @@ rangeTests(
  * a logit gradient, is a difference orders of magnitude smaller. The WebGPU examples (seeds
  * picked where its float32 sums are furthest off: dx 9.9x, 1.3x, mean_weight 21x and var_weight
  * 7.2x the plain GRAD tolerance) are off by at most 2.4e-7 of the term scale, as PyTorch float32
- * is on the same inputs (README, Numerics); WASM computes such rows in float64.
+ * is on the same inputs (NUMERICS.md); WASM computes such rows in float64.
  */
 const CANCELLING = [
   { layer: "1d", shape: [40, 10], std: 1e-20, dyScale: 1e12, seed: 1 },
@@ -1549,7 +1549,7 @@ rangeTests(
             ev,
           ]] as const
         ) {
-          // Under a weight below 2^-252 the std-0 rows' own dx (NaN, README: a mixed std of 0)
+          // Under a weight below 2^-252 the std-0 rows' own dx (NaN, NUMERICS.md: a mixed std of 0)
           // reaches the other rows through LN's mean: y alone there.
           const yOnly = stdZero && logit === -200 && mode === "evaluation" && backend === "wasm";
           assertOutputsClose(g, w, {

@@ -269,7 +269,7 @@ const CASES: readonly Case[] = [
       running_var: f32(0, 0),
     },
     // (Each sample's other row ordinary: a sample spanning 1e30 and 1e-30 is another matter,
-    // see the README's known exceptions.)
+    // see NUMERICS.md.)
     x: f32(1e30, 2e30, -3e30, 4e30, 1, 2, 3, 4, 1, 2, 3, 4, 1e-30, 2e-30, 3e-30, 4e-30),
     shape: [2, 2, 2, 2],
     dy: f32(1, 1, -1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -2, -3, -4),

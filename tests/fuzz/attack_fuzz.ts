@@ -5,8 +5,8 @@
  * shaders take weights below 2^-252 as 0), training then an evaluation on the running buffers it
  * left, N = 1 or C = 1, dy all equal or 0, constant rows. Each failure is printed with its seed
  * and a class: (a) a wrong finite value, (b) NaN, (c) an infinity involved. Not a test (no
- * assertion, not run by `deno task test`): a tool to find members of a fault class. README,
- * Numerics, says what it found.
+ * assertion, not run by `deno task test`): a tool to find members of a fault class.
+ * NUMERICS.md says what it found.
  *
  *   deno run -A tests/fuzz/attack_fuzz.ts FIRST LAST [webgpu|wasm]
  *

@@ -6,7 +6,7 @@
  * case is held to the float64 reference with the range tests' checks (tests/_range_compare.ts:
  * y to Y per row, dx and the gradients to GRAD_SCALED of their term scales), and a failure is
  * printed with its seed. Not a test (no assertion, not run by `deno task test`): a tool to find
- * members of a fault class. README, Numerics, says what it finds.
+ * members of a fault class. NUMERICS.md says what it finds.
  *
  *   deno run -A tests/fuzz/corner_fuzz.ts FIRST LAST [webgpu|wasm]
  *

@@ -23,10 +23,10 @@
  * ill-conditioned "coinciding statistics" class of README's known exceptions). Each call is also
  * run on resident tensors (`layer.upload`, forward and backward on tensors): `RESIDENT-FAIL` where
  * only that run fails the checks; each evaluation-mode call again without keepForBackward:
- * `NOKEEP-FAIL` where its y fails y's check (bit differences from the kept forward, which README
- * allows, are only counted); with `wasm2`, a `BITS` line for each output that differs between 1
- * and 2 threads. Moving-average training calls take 1 to 3 more training steps (`steps`) now and
- * then.
+ * `NOKEEP-FAIL` where its y fails y's check (bit differences from the kept forward, which
+ * NUMERICS.md allows, are only counted); with `wasm2`, a `BITS` line for each output that differs
+ * between 1 and 2 threads. Moving-average training calls take 1 to 3 more training steps
+ * (`steps`) now and then.
  *
  * Found (plausible-shapes helper): WASM seeds 1 to 12000 fail 24 (21 close-stats; 3 running_mean,
  * 1.0x to 2.3x, outliers or batch average), `wasm2` 1 to 2000 fail 7 (all close-stats) with no bit
@@ -578,7 +578,7 @@ if (import.meta.main) {
     const err = check(call, res.got, res.want);
     if (!call.training) {
       // An evaluation forward without keepForBackward: its y may differ from the kept one's by
-      // the rounding README, Numerics, describes (counted), but must pass y's check.
+      // the rounding NUMERICS.md describes (counted), but must pass y's check.
       const y = await evalNoKeep(call, be);
       const u = new Uint32Array(y.buffer, y.byteOffset, y.length);
       const v = new Uint32Array(res.got.y.buffer, res.got.y.byteOffset, y.length);
