@@ -1,9 +1,46 @@
 /**
  * numpy-style closeness for float arrays: |actual - expected| <= atol + rtol * |expected|, with
- * non-finite values required to match in kind (NaN where NaN, the same infinity where infinite).
+ * NaN required where NaN is expected, and an infinity judged as the values float32 rounds to it
+ * ({@linkcode float32Gap}).
  *
  * @module
  */
+
+/**
+ * The least |v| that float32 rounds to an infinity: halfway from its largest value (2^128 -
+ * 2^104) to 2^128, where round-to-nearest-even goes up (the largest value's mantissa is odd).
+ */
+export const FLOAT32_OVERFLOW = 2 ** 128 - 2 ** 103;
+
+/**
+ * The least distance between the reals that float32 holds as `actual` and those it holds as
+ * `expected` (either may also be a float64 value beyond float32's range, which stands for
+ * itself): +-Infinity stands for every value of its sign from {@linkcode FLOAT32_OVERFLOW} on,
+ * a finite value for itself. So +Infinity is 2^103 from float32's largest value, and
+ * 2 * FLOAT32_OVERFLOW from -Infinity. NaN where either is NaN.
+ *
+ * Why: a result whose float64 value passes float32's range is an infinity in float32, and a
+ * tolerance of many times that range (GRAD_SCALED's 1e-4 of terms beyond 1e43, where float64's
+ * own rounding of the terms can pass float32's range: tests/_close_test.ts) accepts an infinity
+ * as it would any finite value that far off.
+ */
+export function float32Gap(actual: number, expected: number): number {
+  if (actual === expected) return 0; // the same infinity too
+  const low = (v: number) => v === Infinity ? FLOAT32_OVERFLOW : v;
+  const high = (v: number) => v === -Infinity ? -FLOAT32_OVERFLOW : v;
+  return Math.max(0, low(actual) - high(expected), low(expected) - high(actual));
+}
+
+/** |expected| for the relative tolerance: an infinity counts as FLOAT32_OVERFLOW. */
+function relativeSize(expected: number): number {
+  return Number.isFinite(expected) ? Math.abs(expected) : FLOAT32_OVERFLOW;
+}
+
+/** Whether `actual` passes for `expected` within `allowed` + rtol |expected| (float32Gap). */
+function within(actual: number, expected: number, allowed: number, rtol: number): boolean {
+  if (Number.isNaN(expected)) return Number.isNaN(actual);
+  return float32Gap(actual, expected) <= allowed + rtol * relativeSize(expected);
+}
 
 /** Absolute and relative tolerance of one compared quantity, with the reason for the numbers. */
 export interface Tolerance {
@@ -42,12 +79,7 @@ export function assertClose(
   let bad = 0, first = -1;
   for (let i = 0; i < expected.length; i++) {
     const e = expected[i], a = actual[i];
-    const ok = Number.isNaN(e)
-      ? Number.isNaN(a)
-      : !Number.isFinite(e)
-      ? a === e
-      : Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e);
-    if (!ok) {
+    if (!within(a, e, tol.atol, tol.rtol)) {
       bad++;
       if (first < 0) first = i;
     }
@@ -142,8 +174,9 @@ export function worstScaledRatio(
  * {@linkcode assertClose} with the absolute tolerance scaled per entry:
  * |actual - expected| <= atol * scale + rtol * |expected| (+ `floor`), where `scale` is the size of the float32
  * terms the entry is a sum of (tests/_term_scales.ts); for O(1) data the scale is O(1) and this is
- * assertClose's test. Non-finite expected values must match in kind, and a finite expected value
- * needs a finite actual one. One pass, no allocation: the failure message gives the count and
+ * assertClose's test. NaN must match NaN, and an infinity is judged by {@linkcode float32Gap}: it
+ * passes for a finite value (or the other infinity) only where the scaled tolerance spans the gap
+ * to float32's range, terms beyond ~1e42 under GRAD_SCALED. One pass, no allocation: the failure message gives the count and
  * the first few mismatches with their scales.
  */
 export function assertCloseToScale(
@@ -163,12 +196,7 @@ export function assertCloseToScale(
   const floor = tol.floor ?? 0;
   for (let i = 0; i < expected.length; i++) {
     const e = expected[i], a = actual[i];
-    const ok = Number.isNaN(e)
-      ? Number.isNaN(a)
-      : !Number.isFinite(e)
-      ? a === e
-      : Math.abs(a - e) <= tol.atol * scale[i] + tol.rtol * Math.abs(e) + floor;
-    if (!ok && ++bad <= LISTED_MISMATCHES) {
+    if (!within(a, e, tol.atol * scale[i] + floor, tol.rtol) && ++bad <= LISTED_MISMATCHES) {
       listed.push(`[${i}]: got ${a}, expected ${e}, term scale ${scale[i].toPrecision(3)}`);
     }
   }

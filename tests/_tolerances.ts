@@ -80,7 +80,12 @@ export const GRAD_SCALED: Tolerance = {
     "others), so |got - want| <= 1e-4 T + 1e-4 |want| keeps GRAD's ~1000x margin over float32 " +
     "rounding; for O(1) data dx's T is O(1) (GRAD) and a parameter gradient's is the size of " +
     "the gradient where its terms do not cancel; a dropped or wrong term of the chain rule " +
-    "is of the size of T's own terms and still shows. Plus SUBNORMAL's floor.",
+    "is of the size of T's own terms and still shows. Plus SUBNORMAL's floor. An infinity " +
+    "stands for the values float32 rounds to it (tests/_close.ts float32Gap): where 1e-4 T " +
+    "passes float32's range (T beyond ~3.4e42) it passes for any value, as the finite values " +
+    "that far off do, since float64's own rounding of such terms can pass float32's range " +
+    "(attack fuzzer seed 968: exact dx 0, terms ~1e73, the reference +Infinity; " +
+    "tests/close_judge_test.ts).",
 };
 
 /** y = gamma xhat + beta where gamma and beta are scaled: atol times |gamma xhat| + |beta|. */
