@@ -5,7 +5,8 @@
  * looking mixing logits, training and evaluation on plausible or somewhat-off running buffers
  * (plausible-input helper-72, issue 10). Each failure is printed with its seed and tags:
  * `[eval-alone-passes]` where an evaluation after training fails only through the running
- * buffers' float32 rounding (which an evaluation over a tiny running_var amplifies), and
+ * buffers' float32 rounding (which an evaluation over a tiny running_var amplifies: a chain of
+ * calls, within the per-call promise, NUMERICS.md; counted apart as `chains`), and
  * `[as-softmax-passes]` for a sparse call that passes as the softmax call of the same weights
  * (a failure of the sparse map's own terms, not of the normalization). Not a test (no
  * assertion, not run by `deno task test`): a tool to find members of a fault class.
@@ -168,7 +169,7 @@ export function describe(call: LayerCall): string {
 }
 if (import.meta.main) {
   const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];
-  let fails = 0;
+  let fails = 0, chains = 0;
   for (let s = a; s <= b; s++) {
     const call = make(s);
     const f = await fuzzCall(call, be as "webgpu", `${s} ${describe(call)}`);
@@ -193,7 +194,9 @@ if (import.meta.main) {
         running: false,
       };
       const r2 = await runBoth(ev, be as "webgpu");
-      raw += check(ev, r2.got, r2.want) ? " [eval-alone-also-fails]" : " [eval-alone-passes]";
+      const alone = check(ev, r2.got, r2.want);
+      raw += alone ? " [eval-alone-also-fails]" : " [eval-alone-passes]";
+      if (!alone) chains++;
     }
     if (call.options?.sparse) {
       // The sparse map's own terms, or the normalization? Redo as a non-sparse call whose
@@ -218,6 +221,6 @@ if (import.meta.main) {
     }
     console.log(`FAIL`, s, describe(call) + raw + relInfo(err), err.slice(0, 600));
   }
-  console.log("DONE", a, b, be, "fails", fails);
+  console.log("DONE", a, b, be, "fails", fails, "of them chains", chains);
   Deno.exit(0);
 }

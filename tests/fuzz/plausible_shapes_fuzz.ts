@@ -16,7 +16,8 @@
  * `check`: y to Y per row, dx and the gradients to GRAD_SCALED of their term scales, running
  * buffers to RUNNING, the evaluation after). A failure is printed as `FAIL seed description
  * [tags] message`; tags: `[eval-alone-passes]`/`[eval-alone-also-fails]` (the evaluation again
- * from the running buffers the backend left), `[batchavg-running_var: ...]` (a batch average's
+ * from the running buffers the backend left; where it passes, a chain of calls within the
+ * per-call promise, NUMERICS.md, counted apart as `chains`), `[batchavg-running_var: ...]` (a batch average's
  * `running_var` off by its documented float32 cancellation, README "Batch average"),
  * `[close-stats mean=a var=b]` where a < 64 or b < 64 (the closest distinct IN/LN/BN or running
  * means lie a float32 roundings of their std apart, the closest variances b float32 ulps: the
@@ -551,7 +552,7 @@ if (import.meta.main) {
     setNumThreads(2);
     setThreadTestHooks(split);
   }
-  let fails = 0, bits = 0, keepBits = 0, residentBits = 0;
+  let fails = 0, chains = 0, bits = 0, keepBits = 0, residentBits = 0;
   for (let s = a; s <= b; s++) {
     const call = make(s);
     const label = `${s} ${describe(call)}`;
@@ -627,7 +628,9 @@ if (import.meta.main) {
         running: false,
       };
       const r2 = await runBoth(ev, be);
-      extra += check(ev, r2.got, r2.want) ? " [eval-alone-also-fails]" : " [eval-alone-passes]";
+      const alone = check(ev, r2.got, r2.want);
+      extra += alone ? " [eval-alone-also-fails]" : " [eval-alone-passes]";
+      if (!alone) chains++;
     }
     const evalFail = err.startsWith("Error: evaluation");
     extra += evalFail
@@ -642,6 +645,8 @@ if (import.meta.main) {
     mode,
     "fails",
     fails,
+    "of them chains",
+    chains,
     "bits",
     bits,
     "keepBits",
