@@ -20,9 +20,10 @@ export const FLOAT32_OVERFLOW = 2 ** 128 - 2 ** 103;
  * 2 * FLOAT32_OVERFLOW from -Infinity. NaN where either is NaN.
  *
  * Why: a result whose float64 value passes float32's range is an infinity in float32, and a
- * tolerance of many times that range (GRAD_SCALED's 1e-4 of terms beyond 1e43, where float64's
- * own rounding of the terms can pass float32's range: tests/_close_test.ts) accepts an infinity
- * as it would any finite value that far off.
+ * tolerance that spans that range (GRAD_SCALED's 1e-4 T for terms T beyond 3.4e42, 6.8e42 from
+ * one infinity to the other) accepts an infinity as it accepts any finite value that far off.
+ * Every such case the fuzzers found had terms beyond 4.7e54, where float64's own rounding of
+ * them can pass float32's range (tests/close_judge_test.ts).
  */
 export function float32Gap(actual: number, expected: number): number {
   if (actual === expected) return 0; // the same infinity too
@@ -176,7 +177,7 @@ export function worstScaledRatio(
  * terms the entry is a sum of (tests/_term_scales.ts); for O(1) data the scale is O(1) and this is
  * assertClose's test. NaN must match NaN, and an infinity is judged by {@linkcode float32Gap}: it
  * passes for a finite value (or the other infinity) only where the scaled tolerance spans the gap
- * to float32's range, terms beyond ~1e42 under GRAD_SCALED. One pass, no allocation: the failure message gives the count and
+ * to float32's range, terms beyond 3.4e42 under GRAD_SCALED. One pass, no allocation: the failure message gives the count and
  * the first few mismatches with their scales.
  */
 export function assertCloseToScale(

@@ -50,6 +50,9 @@ export function make(seed: number): LayerCall {
       ? off + v * 1e-6 * Math.abs(off)
       : (i % m === 0 ? xs : v * 1e-30);
   });
+  // The promise is for finite inputs: an offset past float32's range (-3e38 - 3e32) is its
+  // largest value instead (in place, so that every later draw stays as it was).
+  finite(x);
   const dyKind = pick(["sub", "mix", "normal", "huge", "tinyhuge", "zero", "equal", "equalrow"]);
   const dq = pick([1, 1e-40, 3e38, -2e38, 1e37]);
   const dy = Float32Array.from({ length: len }, (_, i) => cornerDy(dyKind, r, i, m, c, dq));
@@ -91,6 +94,7 @@ export function make(seed: number): LayerCall {
       (_, i) => r() < 0.5 ? x[i] : (r() * 2 - 1) * pick([1, 1e-30, 1e30]),
     )
     : undefined;
+  if (xEval) finite(xEval);
   return {
     layer,
     shape,
@@ -107,6 +111,12 @@ export function make(seed: number): LayerCall {
     running: evalAfter,
     xEval,
   };
+}
+/** Replaces each infinity of `a` by float32's largest value of its sign. */
+function finite(a: Float32Array): void {
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i])) a[i] = Math.sign(a[i]) * 3.4028234663852886e38;
+  }
 }
 export function describe(call: LayerCall): string {
   return `${call.layer} [${call.shape}] ${call.training ? "train" : "eval"}${
