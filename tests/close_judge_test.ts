@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { assertClose, assertCloseToScale, FLOAT32_OVERFLOW, float32Gap } from "./_close.ts";
 import { GRAD, GRAD_SCALED, Y } from "./_tolerances.ts";
 import { make } from "./fuzz/attack_fuzz.ts";
-import { assertRangeChecks, runBoth } from "./_range_compare.ts";
+import { affineSizes, assertRangeChecks, rangeTest, runBoth } from "./_range_compare.ts";
 
 const F32_MAX = 3.4028234663852886e38;
 
@@ -58,4 +58,41 @@ Deno.test("WASM's exact dx of 0 passes where the float64 reference's rounding of
   const { got, want } = await runBoth(call, "wasm");
   assert.equal(want.dx[0], Infinity); // the reference's rounding, as described above
   assertRangeChecks(call, got, want);
+});
+
+// Attack fuzzer seed 2688 (SwitchNorm3d [8, 3, 2, 1, 1], an evaluation): channel 1 has gamma and
+// beta 3e38 and -3e38, and a row's gamma xhat is 3e38 to float64's rounding, so its y is 0 there
+// as a sum of terms of 3e38, accurate to float32's rounding of them (an ulp of 3e38 is 2.03e31).
+// WebGPU gives -2.03e31; the range checks held that row's y to Y of its largest finite |y| (0,
+// the other element being -Infinity): 1e36x. README's Y_SCALED holds it to the terms' size.
+rangeTest(
+  "webgpu",
+  "y where gamma xhat and beta cancel is held to Y_SCALED of their size",
+  async () => {
+    const call = make(2688);
+    const { got, want } = await runBoth(call, "webgpu");
+    assertRangeChecks(call, got, want);
+  },
+);
+
+Deno.test("affineSizes gives |gamma xhat| + |beta| per element, by channel, and 0 for an infinite y", () => {
+  const call = {
+    layer: "2d" as const,
+    shape: [2, 2, 1, 2],
+    training: false,
+    x: new Float32Array(8),
+    state: { bias: Float32Array.of(3, -3e38) },
+  };
+  const y = [3, 5, 0, -Infinity, 1, 3, 1e30, 0];
+  const b = Math.fround(3e38); // beta as the Float32Array holds it
+  assert.deepEqual(Array.from(affineSizes(call, y)), [3, 5, 2 * b, 0, 5, 3, 1e30 + 2 * b, 2 * b]);
+});
+
+Deno.test("the range checks still refuse a y 1e-3 off where gamma xhat and beta do not cancel", async () => {
+  const call = make(968); // y = beta 3e38 there: take a call of O(1) y instead
+  const plain = { ...call, state: { ...call.state!, bias: Float32Array.of(0.5) } };
+  const { got, want } = await runBoth(plain, "wasm");
+  assertRangeChecks(plain, got, want);
+  const off = { ...got, y: got.y.map((v, i) => i === 7 ? v + 1e-3 * Math.max(1, Math.abs(v)) : v) };
+  assert.throws(() => assertRangeChecks(plain, off, want), /y, row/);
 });
