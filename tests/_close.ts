@@ -177,8 +177,8 @@ export function worstScaledRatio(
  * terms the entry is a sum of (tests/_term_scales.ts); for O(1) data the scale is O(1) and this is
  * assertClose's test. NaN must match NaN, and an infinity is judged by {@linkcode float32Gap}: it
  * passes for a finite value (or the other infinity) only where the scaled tolerance spans the gap
- * to float32's range, terms beyond 3.4e42 under GRAD_SCALED. One pass, no allocation: the failure message gives the count and
- * the first few mismatches with their scales.
+ * to float32's range, terms beyond 3.4e42 under GRAD_SCALED. One pass, no allocation: the failure
+ * message gives the count and the first few mismatches with their scales.
  */
 export function assertCloseToScale(
   actual: ArrayLike<number>,

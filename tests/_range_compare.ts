@@ -11,7 +11,7 @@
 import { SwitchNorm1d, SwitchNorm2d, SwitchNorm3d } from "../mod.ts";
 import type { SwitchNormNdOptions } from "../mod.ts";
 import { assertClose, assertCloseToScale, type Tolerance } from "./_close.ts";
-import { GRAD_SCALED, Y, Y_SCALED } from "./_tolerances.ts";
+import { GRAD_SCALED, Y_SCALED } from "./_tolerances.ts";
 import { type TermMixing, type TermScales, termScales } from "./_term_scales.ts";
 import { sparsestmax } from "../_importance.ts";
 import { webgpuTest } from "./_webgpu.ts";
