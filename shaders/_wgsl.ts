@@ -1482,6 +1482,31 @@ fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
   let lo = sums.x / f32(count);
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
   return Partial(hi, lo, m2.x, count, flags, m2.y);
+}
+
+// deviation_moments of x * 2^k (a scaled row's unit: |x 2^k| <= 1), each x scaled by its bits
+// (scale2: exact, subnormal x included), for sn_group_refine's alike groups of scaled rows.
+// Squares below float32's normal range (deviations below 2^-63 of the row's largest |x|) may
+// be flushed: far below the M2 of any row that is not constant.
+fn deviation_moments_scaled(s: u32, e: u32, k: i32, centre: f32) -> vec3<f32> {
+  var sum = vec2<f32>(0.0);
+  var sq = vec2<f32>(0.0);
+  for (var i = s; i < e; i++) {
+    let d = two_sum(scale2(x[i], k), -centre);
+    let t = two_sum(sum.x, d.x);
+    sum = vec2<f32>(t.x, sum.y + (t.y + d.y));
+    sq = pair_sum(sq, pair_times(d.x, d.x));
+    sq.y += 2.0 * d.x * d.y;
+  }
+  return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
+}
+
+// summed_about of a scaled segment, x taken as x * 2^k (deviation_moments_scaled).
+fn summed_about_scaled(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Partial {
+  let sums = deviation_moments_scaled(s, e, k, hi);
+  let lo = sums.x / f32(count);
+  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
+  return Partial(hi, lo, m2.x, count, flags, m2.y);
 }`;
 
 /** sn1d_mix.wgsl, pasted where a shader says `//!include sn1d_mix.wgsl`. */
@@ -3846,8 +3871,14 @@ fn main(
     }
   }
   let wide_mix = may_wide && (checks == 0u || wide_member);
-  let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
-    ((mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) || alike || wide_mix);
+  // Alike groups in any unit: those of scaled rows (|x| beyond 2^40 or below 2^-21) too, whose
+  // members sn_group_refine sums again in their unit (rows of +-3.4e38 that are shuffles of one
+  // another, under a variance weight of ~1e-31 on LN: var_weight's gradient 559x its tolerance,
+  // attack fuzzer seed 645; tests/close_stats_training_test.ts). The groups near 0 and the wide
+  // mixes are unit 0's alone.
+  let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u && w_n[0] > 0.0 &&
+    ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) ||
+      alike || wide_mix);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
@@ -3886,8 +3917,9 @@ export const SN_GROUP_REFINE: string =
 //     its M2 (summed_about, deviation_sum.wgsl; marked F_M2_EXACT, so that
 //     sn_bwd_rows' pair dots read its variance as the pair), in place, by its own thread
 //     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
-//     scaled (sn_wide_stats summed those so), constant, non-finite, or near 0 themselves
-//     (refine_mean: summed again already). No pass writes the groups here.
+//     constant, non-finite, or near 0 themselves (refine_mean: summed again already), and
+//     scaled rows (sn_wide_stats summed their means so) but where a group of theirs is alike:
+//     their M2 then, in their unit (summed_about_scaled). No pass writes the groups here.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, then its variance as the pair
 //     (1/K) sum_k (v_k + (mu_k - mu)^2) from the members' variance pairs, F_GROUP_REFINE cleared;
@@ -3895,8 +3927,8 @@ export const SN_GROUP_REFINE: string =
 //     variance. Rows of several segments are merged again first (row_sums.wgsl, as
 //     sn_row_merge), from the segments, by every group they are in: the same bits, and no group
 //     reads another's row record (the rows not merged again, which it reads, no group writes).
-//     Only groups in unit 0 are listed (members of smaller units enter scaled, as in
-//     sn_group_stats).
+//     Groups near 0 are listed in unit 0 only, alike ones in any unit (members enter scaled
+//     to the group's unit, as in sn_group_stats).
 // The groups of members refined but not listed keep their statistics (their members' means move
 // by ~2^-25 of their std and their variances by ~1e-6 of themselves, the float32 rounding those
 // statistics have anyway; a group of one row is that row in sn_bwd_rows' dots).
@@ -3962,6 +3994,12 @@ fn summed_again(p: Partial, r: u32) -> bool {
     !refine_mean(f32(p.count), p.shift + p.mean, p.m2, p.flags, running[r % P.c]);
 }
 
+// Whether a scaled row (its summary p) is summed again where its group is alike: finite, not
+// constant.
+fn scaled_again(p: Partial) -> bool {
+  return (p.flags & F_CLASS) == 0u && is_scaled(p.flags) && p.m2 > 0.0 && p.count > 0u;
+}
+
 // Segment \`seg_k\` of row r, where the row is a member of a listed LN or BN group (its sample's
 // or its channel's: F_GROUP_REFINE until P_REFINE_GROUPS) and the segment lies in the window.
 fn sum_segment(r: u32, seg_k: u32) {
@@ -3989,12 +4027,19 @@ fn sum_segment(r: u32, seg_k: u32) {
     row = parts[r];
   }
   let p = parts[seg];
-  if (!summed_again(row, r) || p.count == 0u || poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
-    return;
-  }
   let s = r * P.m + seg_k * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, r * P.m + P.m - P.elem_base);
   let hi = p.shift + p.mean;
+  // A scaled row of an alike group (sn_group_stats lists those in any unit): its M2 again as an
+  // exact pair in its unit (sn_wide_stats summed its mean so, its M2 by Welford), marked
+  // F_M2_EXACT as below.
+  if (exact && scaled_again(row) && p.count > 0u) {
+    parts[seg] = summed_about_scaled(s, e, -unit_of(p.flags), hi, p.count, p.flags | F_M2_EXACT);
+    return;
+  }
+  if (!summed_again(row, r) || p.count == 0u || poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
+    return;
+  }
   if (!exact) {
     parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
     return;
@@ -4024,6 +4069,9 @@ fn refine_group(g: u32, lid: u32) {
   let count = member(g, 0u).y;
   let old = groups[g];
   let centre = old.hi + old.lo;
+  // The group's unit (0 but for alike groups of scaled rows): members enter scaled to it, as in
+  // sn_group_stats.
+  let unit = unit_of(old.flags);
   var t = vec2<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let r = member(g, j).x;
@@ -4034,13 +4082,16 @@ fn refine_group(g: u32, lid: u32) {
       let base = r * P.chunks;
       let sums = row_sums(base);
       let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0);
-      if (summed_again(merged, r)) {
+      // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by
+      // row_sums.)
+      if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
         p = merged_row(base, sums, sums.flags & ~F_REMEASURE);
         rows[r] = p;
       }
     }
-    // A scaled member (of a smaller unit: the group's is 0) in the group's unit.
-    let f = pow2(unit_of(p.flags));
+    // A member in the group's unit (a scaled one of a smaller unit, or an unscaled one in a
+    // scaled group).
+    let f = pow2(unit_of(p.flags) - unit);
     let dk = two_sum(p.shift * f, -centre);
     t = pair_add(pair_add(pair_add(t, dk.x), dk.y), p.mean * f);
   }
@@ -4052,7 +4103,7 @@ fn refine_group(g: u32, lid: u32) {
   var v = vec2<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let p = rows[member(g, j).x];
-    let f = pow2(unit_of(p.flags));
+    let f = pow2(unit_of(p.flags) - unit);
     let d = pair_add(pair_add(two_sum(p.shift * f, -mu.x), p.mean * f), -mu.y);
     // Each member's variance as sn_bwd_rows' dots read it (reads_var_pairs): a pair where its
     // M2 is one, else the float32 quotient, so that its rounding cancels in var_k - var_j as in
@@ -4075,10 +4126,10 @@ fn refine_group(g: u32, lid: u32) {
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
     groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo);
-    // Listed groups are finite and in unit 0 (sn_group_stats): the unscaled update.
+    // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-      let r = running_update(running[c], running[P.c + c], mu, vec2<f32>(variance, var_lo), 0, 0u);
+      let r = running_update(running[c], running[P.c + c], mu, vec2<f32>(variance, var_lo), unit, 0u);
       running[c] = r.x;
       running[P.c + c] = r.y;
     }
@@ -5258,6 +5309,23 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
       cb = vec4<f32>(dd, cb.w);
     }
   }
+  // Scaled rows whose M2 sn_group_refine summed again as an exact pair (F_M2_EXACT: a member of
+  // an alike group of scaled rows, whose variance it formed again as a pair) likewise, each
+  // pair brought to the differences' unit 2^(2 vd.u) by its bits (a term of weight 0 to 0, as
+  // var_diffs takes it): rows of +-3.4e38 that are shuffles of one another, under a variance
+  // weight ~1e-31 on LN, had var_IN - var_LN their float32 rounding, var_weight's gradient 8.5e29
+  // for -1.2e21, 559x its tolerance (attack fuzzer seed 645; tests/close_stats_training_test.ts).
+  if (is_scaled(m.flags) && (p.flags & F_M2_EXACT) != 0u) {
+    let pin = variance_pair(p.m2, p.m2_lo, p.count);
+    let vp = group_var_pairs(pin, ln, bn);
+    let v_in = scale2_pair(pin, 2 * (var_unit(t_in.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR));
+    let v_ln = scale2_pair(vp[0], 2 * (var_unit(t_ln.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR + 1u));
+    let v_bn = scale2_pair(vp[1], 2 * (var_unit(t_bn.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR + 2u));
+    let d = vec3<f32>(var_centred(v_in, v_in, v_ln, v_bn), var_centred(v_ln, v_in, v_ln, v_bn), var_centred(v_bn, v_in, v_ln, v_bn));
+    if (class_bits(d.x) == 0u && class_bits(d.y) == 0u && class_bits(d.z) == 0u) {
+      cb = vec4<f32>(d, cb.w);
+    }
+  }
   // The mean dots from factors brought to [1, 2) by their bits, their exponents apart (lane by
   // lane, grad_units): gm' ca in one unit lost the dots far below the largest (a BN mean of
   // -3e38 in the mix beside IN means of 1e-30, attack fuzzer seed 392), and the product of a
@@ -5275,6 +5343,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
     vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb, es + fe + es2);
+}
+
+// A pair v times 2^k, word by word by their bits (scale2).
+fn scale2_pair(v: vec2<f32>, k: i32) -> vec2<f32> {
+  return vec2<f32>(scale2(v.x, k), scale2(v.y, k));
 }
 
 // The exponents that bring v's finite nonzero lanes to [1, 2) by their bits (lane_exp: a

@@ -51,3 +51,28 @@ fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
   return Partial(hi, lo, m2.x, count, flags, m2.y);
 }
+
+// deviation_moments of x * 2^k (a scaled row's unit: |x 2^k| <= 1), each x scaled by its bits
+// (scale2: exact, subnormal x included), for sn_group_refine's alike groups of scaled rows.
+// Squares below float32's normal range (deviations below 2^-63 of the row's largest |x|) may
+// be flushed: far below the M2 of any row that is not constant.
+fn deviation_moments_scaled(s: u32, e: u32, k: i32, centre: f32) -> vec3<f32> {
+  var sum = vec2<f32>(0.0);
+  var sq = vec2<f32>(0.0);
+  for (var i = s; i < e; i++) {
+    let d = two_sum(scale2(x[i], k), -centre);
+    let t = two_sum(sum.x, d.x);
+    sum = vec2<f32>(t.x, sum.y + (t.y + d.y));
+    sq = pair_sum(sq, pair_times(d.x, d.x));
+    sq.y += 2.0 * d.x * d.y;
+  }
+  return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
+}
+
+// summed_about of a scaled segment, x taken as x * 2^k (deviation_moments_scaled).
+fn summed_about_scaled(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Partial {
+  let sums = deviation_moments_scaled(s, e, k, hi);
+  let lo = sums.x / f32(count);
+  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
+  return Partial(hi, lo, m2.x, count, flags, m2.y);
+}

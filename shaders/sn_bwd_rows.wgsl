@@ -455,6 +455,23 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
       cb = vec4<f32>(dd, cb.w);
     }
   }
+  // Scaled rows whose M2 sn_group_refine summed again as an exact pair (F_M2_EXACT: a member of
+  // an alike group of scaled rows, whose variance it formed again as a pair) likewise, each
+  // pair brought to the differences' unit 2^(2 vd.u) by its bits (a term of weight 0 to 0, as
+  // var_diffs takes it): rows of +-3.4e38 that are shuffles of one another, under a variance
+  // weight ~1e-31 on LN, had var_IN - var_LN their float32 rounding, var_weight's gradient 8.5e29
+  // for -1.2e21, 559x its tolerance (attack fuzzer seed 645; tests/close_stats_training_test.ts).
+  if (is_scaled(m.flags) && (p.flags & F_M2_EXACT) != 0u) {
+    let pin = variance_pair(p.m2, p.m2_lo, p.count);
+    let vp = group_var_pairs(pin, ln, bn);
+    let v_in = scale2_pair(pin, 2 * (var_unit(t_in.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR));
+    let v_ln = scale2_pair(vp[0], 2 * (var_unit(t_ln.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR + 1u));
+    let v_bn = scale2_pair(vp[1], 2 * (var_unit(t_bn.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR + 2u));
+    let d = vec3<f32>(var_centred(v_in, v_in, v_ln, v_bn), var_centred(v_ln, v_in, v_ln, v_bn), var_centred(v_bn, v_in, v_ln, v_bn));
+    if (class_bits(d.x) == 0u && class_bits(d.y) == 0u && class_bits(d.z) == 0u) {
+      cb = vec4<f32>(d, cb.w);
+    }
+  }
   // The mean dots from factors brought to [1, 2) by their bits, their exponents apart (lane by
   // lane, grad_units): gm' ca in one unit lost the dots far below the largest (a BN mean of
   // -3e38 in the mix beside IN means of 1e-30, attack fuzzer seed 392), and the product of a
@@ -472,6 +489,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
   return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
     vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb, es + fe + es2);
+}
+
+// A pair v times 2^k, word by word by their bits (scale2).
+fn scale2_pair(v: vec2<f32>, k: i32) -> vec2<f32> {
+  return vec2<f32>(scale2(v.x, k), scale2(v.y, k));
 }
 
 // The exponents that bring v's finite nonzero lanes to [1, 2) by their bits (lane_exp: a

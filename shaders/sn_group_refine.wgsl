@@ -16,8 +16,9 @@
 //     its M2 (summed_about, deviation_sum.wgsl; marked F_M2_EXACT, so that
 //     sn_bwd_rows' pair dots read its variance as the pair), in place, by its own thread
 //     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
-//     scaled (sn_wide_stats summed those so), constant, non-finite, or near 0 themselves
-//     (refine_mean: summed again already). No pass writes the groups here.
+//     constant, non-finite, or near 0 themselves (refine_mean: summed again already), and
+//     scaled rows (sn_wide_stats summed their means so) but where a group of theirs is alike:
+//     their M2 then, in their unit (summed_about_scaled). No pass writes the groups here.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, then its variance as the pair
 //     (1/K) sum_k (v_k + (mu_k - mu)^2) from the members' variance pairs, F_GROUP_REFINE cleared;
@@ -25,8 +26,8 @@
 //     variance. Rows of several segments are merged again first (row_sums.wgsl, as
 //     sn_row_merge), from the segments, by every group they are in: the same bits, and no group
 //     reads another's row record (the rows not merged again, which it reads, no group writes).
-//     Only groups in unit 0 are listed (members of smaller units enter scaled, as in
-//     sn_group_stats).
+//     Groups near 0 are listed in unit 0 only, alike ones in any unit (members enter scaled
+//     to the group's unit, as in sn_group_stats).
 // The groups of members refined but not listed keep their statistics (their members' means move
 // by ~2^-25 of their std and their variances by ~1e-6 of themselves, the float32 rounding those
 // statistics have anyway; a group of one row is that row in sn_bwd_rows' dots).
@@ -92,6 +93,12 @@ fn summed_again(p: Partial, r: u32) -> bool {
     !refine_mean(f32(p.count), p.shift + p.mean, p.m2, p.flags, running[r % P.c]);
 }
 
+// Whether a scaled row (its summary p) is summed again where its group is alike: finite, not
+// constant.
+fn scaled_again(p: Partial) -> bool {
+  return (p.flags & F_CLASS) == 0u && is_scaled(p.flags) && p.m2 > 0.0 && p.count > 0u;
+}
+
 // Segment `seg_k` of row r, where the row is a member of a listed LN or BN group (its sample's
 // or its channel's: F_GROUP_REFINE until P_REFINE_GROUPS) and the segment lies in the window.
 fn sum_segment(r: u32, seg_k: u32) {
@@ -119,12 +126,19 @@ fn sum_segment(r: u32, seg_k: u32) {
     row = parts[r];
   }
   let p = parts[seg];
-  if (!summed_again(row, r) || p.count == 0u || poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
-    return;
-  }
   let s = r * P.m + seg_k * P.seg_len - P.elem_base;
   let e = min(s + P.seg_len, r * P.m + P.m - P.elem_base);
   let hi = p.shift + p.mean;
+  // A scaled row of an alike group (sn_group_stats lists those in any unit): its M2 again as an
+  // exact pair in its unit (sn_wide_stats summed its mean so, its M2 by Welford), marked
+  // F_M2_EXACT as below.
+  if (exact && scaled_again(row) && p.count > 0u) {
+    parts[seg] = summed_about_scaled(s, e, -unit_of(p.flags), hi, p.count, p.flags | F_M2_EXACT);
+    return;
+  }
+  if (!summed_again(row, r) || p.count == 0u || poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
+    return;
+  }
   if (!exact) {
     parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
     return;
@@ -154,6 +168,9 @@ fn refine_group(g: u32, lid: u32) {
   let count = member(g, 0u).y;
   let old = groups[g];
   let centre = old.hi + old.lo;
+  // The group's unit (0 but for alike groups of scaled rows): members enter scaled to it, as in
+  // sn_group_stats.
+  let unit = unit_of(old.flags);
   var t = vec2<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let r = member(g, j).x;
@@ -164,13 +181,16 @@ fn refine_group(g: u32, lid: u32) {
       let base = r * P.chunks;
       let sums = row_sums(base);
       let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0);
-      if (summed_again(merged, r)) {
+      // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by
+      // row_sums.)
+      if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
         p = merged_row(base, sums, sums.flags & ~F_REMEASURE);
         rows[r] = p;
       }
     }
-    // A scaled member (of a smaller unit: the group's is 0) in the group's unit.
-    let f = pow2(unit_of(p.flags));
+    // A member in the group's unit (a scaled one of a smaller unit, or an unscaled one in a
+    // scaled group).
+    let f = pow2(unit_of(p.flags) - unit);
     let dk = two_sum(p.shift * f, -centre);
     t = pair_add(pair_add(pair_add(t, dk.x), dk.y), p.mean * f);
   }
@@ -182,7 +202,7 @@ fn refine_group(g: u32, lid: u32) {
   var v = vec2<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let p = rows[member(g, j).x];
-    let f = pow2(unit_of(p.flags));
+    let f = pow2(unit_of(p.flags) - unit);
     let d = pair_add(pair_add(two_sum(p.shift * f, -mu.x), p.mean * f), -mu.y);
     // Each member's variance as sn_bwd_rows' dots read it (reads_var_pairs): a pair where its
     // M2 is one, else the float32 quotient, so that its rounding cancels in var_k - var_j as in
@@ -205,10 +225,10 @@ fn refine_group(g: u32, lid: u32) {
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
     groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo);
-    // Listed groups are finite and in unit 0 (sn_group_stats): the unscaled update.
+    // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-      let r = running_update(running[c], running[P.c + c], mu, vec2<f32>(variance, var_lo), 0, 0u);
+      let r = running_update(running[c], running[P.c + c], mu, vec2<f32>(variance, var_lo), unit, 0u);
       running[c] = r.x;
       running[P.c + c] = r.y;
     }

@@ -565,8 +565,14 @@ fn main(
     }
   }
   let wide_mix = may_wide && (checks == 0u || wide_member);
-  let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u && w_n[0] > 0.0 &&
-    ((mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) || alike || wide_mix);
+  // Alike groups in any unit: those of scaled rows (|x| beyond 2^40 or below 2^-21) too, whose
+  // members sn_group_refine sums again in their unit (rows of +-3.4e38 that are shuffles of one
+  // another, under a variance weight of ~1e-31 on LN: var_weight's gradient 559x its tolerance,
+  // attack fuzzer seed 645; tests/close_stats_training_test.ts). The groups near 0 and the wide
+  // mixes are unit 0's alone.
+  let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u && w_n[0] > 0.0 &&
+    ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) ||
+      alike || wide_mix);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);

@@ -11,10 +11,13 @@
  * `refine_dots`), as in an evaluation without BN (whose IN and LN statistics are the batch's too).
  * WebGPU (`var_weight` 2.4e-4 where ~0 under dy ~1e3) lists the groups whose members' variances
  * all lie within 2^-20 of the group's, sums their members' M2 again as exact pairs and the group's
- * variance as a pair (shaders/sn_group_stats.wgsl, shaders/sn_group_refine.wgsl).
+ * variance as a pair (shaders/sn_group_stats.wgsl, shaders/sn_group_refine.wgsl), groups of scaled
+ * rows too (in their unit; the last test).
  */
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { seededRandom } from "../examples/_data.ts";
+import { check, make } from "./fuzz/attack_fuzz.ts";
+import assert from "node:assert/strict";
 
 /**
  * A training call on [n, c, 1, m] whose rows are shuffles of one row of m values uniform in
@@ -113,6 +116,61 @@ rangeTests(
       const call = shuffledRows(seed, [3, 4, 64], 1, 1e15, true);
       const { got, want } = await runBoth(call, backend);
       assertRangeChecks(call, got, want, `seed ${seed}, [${call.shape}]`);
+    }
+  },
+);
+
+/**
+ * `shuffledRows` with x times `scale` (beyond 2^40 or below 2^-21: WebGPU's scaled rows), eps 0
+ * and the variance logits `varLogits`; the running buffers it leaves are checked, and an
+ * evaluation on them.
+ */
+function scaledShuffledRows(
+  seed: number,
+  shape: [number, number, number],
+  scale: number,
+  dyScale: number,
+  varLogits: number[],
+): LayerCall {
+  const call = shuffledRows(seed, shape, 0.3, dyScale, true);
+  const x = call.x.map((v) => v * scale);
+  return {
+    ...call,
+    options: { ...call.options, eps: 0 },
+    x,
+    state: { ...call.state, var_weight: Float32Array.from(varLogits) },
+    running: true,
+    xEval: x,
+  };
+}
+
+rangeTests(
+  "training on scaled rows that are shuffles of one row gives var_weight's gradient within its tolerance",
+  async (backend) => {
+    // WebGPU listed no alike group of scaled rows (|x| beyond 2^40 or below 2^-21): their IN and
+    // LN variances kept Welford's float32 rounding, which var_weight's gradient takes times
+    // dL/dvar (w_LN (var_LN - var_IN) dL/dvar under a variance weight of ~1e-31 on LN), where
+    // the reference's differences are ~0. Attack fuzzer seed 645: two rows of 257 values of
+    // +-3.4e38, eps 1e-30, gamma -1e30 and 1e-20, dy ~1e36: 8.5e29 for -1.2e21, 559x its
+    // tolerance; seed 87 (rows of one spike of 3e38 among values ~1e8, IN variance weight
+    // ~1e-61): 3.5e21 where the reference has 0, 205x.
+    for (const seed of [645, 87]) {
+      const call = make(seed);
+      const { got, want } = await runBoth(call, backend);
+      assert.equal(check(call, got, want), null, `attack fuzzer seed ${seed}`);
+    }
+    // Before, on WebGPU: 49.5x, 252x, 38.7x and 182x their tolerance.
+    const cases: [string, LayerCall][] = [
+      ["rows of 1e30", scaledShuffledRows(21, [2, 3, 300], 1e30, 1e3, [0, -71.4, -1e30])],
+      ["rows of 1e-30", scaledShuffledRows(24, [2, 3, 300], 1e-30, 1e3, [0, -71.4, -1e30])],
+      // Rows of two segments (sn_group_refine merges them again), N = 1 (BN is IN).
+      ["rows of 5000", scaledShuffledRows(27, [1, 4, 5000], 1e30, 1e3, [0, -71.4, -1e30])],
+      // Ordinary logits: rows of 1e13 (beyond 2^40).
+      ["rows of 1e13", scaledShuffledRows(6, [1, 16, 49], 1e13, 1e3, [0.1, 1.2, 0.4])],
+    ];
+    for (const [what, call] of cases) {
+      const { got, want } = await runBoth(call, backend);
+      assert.equal(check(call, got, want), null, what);
     }
   },
 );
