@@ -1540,6 +1540,16 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   return w;
 }
 
+// Whether an unscaled mix's var + eps lies below float32's normal range (0 or subnormal, by its
+// exponent field): a variance weight below that range (its exponent factors, weighted_var) times
+// a small variance (2.7e-76 times a running_var of 1e-30) flushes to 0 there, which the plain
+// mix takes for a std of 0 (dx NaN where the reference is finite: attack fuzzer seed 1878). The
+// wide backward passes take wide_map_1d there instead, whose unit keeps that variance in range
+// (a mix of std 0 is bad in both).
+fn mix_var_below_normal(m: Mixed) -> bool {
+  return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
+}
+
 // The elements of a listed group g (an LN group g < N: sample g's C elements; a BN group
 // N + c: channel c's elements) within the window [first, end) of the elements, for the passes
 // that write a listed group's elements again (sn1d_wide_normalize, sn1d_bwd_wide_dx): members
@@ -2312,10 +2322,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_ln = group_term(ln);
   let t_bn = group_term(bn);
   var w: WideMap;
-  if (is_scaled(ln.flags | bn.flags)) {
+  let m = mix_1d_wide(ln, bn);
+  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_1d_wide(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);
@@ -6116,10 +6126,10 @@ fn write_dx(n: u32, c: u32, first: u32, end: u32) {
 
 fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
   var w: WideMap;
-  if (is_scaled(ln.flags | bn.flags)) {
+  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
-    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let cf = f32(P.c);
