@@ -52,16 +52,6 @@ fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   return w;
 }
 
-// Whether an unscaled mix's var + eps lies below float32's normal range (0 or subnormal, by its
-// exponent field): a variance weight below that range (its exponent factors, weighted_var) times
-// a small variance (2.7e-76 times a running_var of 1e-30) flushes to 0 there, which the plain
-// mix takes for a std of 0 (dx NaN where the reference is finite: attack fuzzer seed 1878). The
-// wide backward passes take wide_map_1d there instead, whose unit keeps that variance in range
-// (a mix of std 0 is bad in both).
-fn mix_var_below_normal(m: Mixed) -> bool {
-  return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
-}
-
 // The elements of a listed group g (an LN group g < N: sample g's C elements; a BN group
 // N + c: channel c's elements) within the window [first, end) of the elements, for the passes
 // that write a listed group's elements again (sn1d_wide_normalize, sn1d_bwd_wide_dx): members
