@@ -429,6 +429,18 @@ fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
+// Whether an unscaled mix's var + eps lies below float32's normal range (0 or subnormal, by its
+// exponent field): a variance weight below that range (its exponent factors, weighted_var) times
+// a small variance (2.7e-76 times a running_var of 1e-30, 3.7e-44 times an LN variance of 1)
+// flushes to 0 or to a subnormal there, which the plain mix takes for a std of 0 or a coarse
+// one (dx NaN, y off where the reference is finite: attack fuzzer seed 1878,
+// tests/range_1d_test.ts, tests/tiny_variance_mix_test.ts). Those rows take the wide passes,
+// whose map (wide_map) keeps such a variance in a unit of its own (a mix of std 0 is bad there
+// too).
+fn mix_var_below_normal(m: Mixed) -> bool {
+  return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
+}
+
 // Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
 // x - mu (up to 2^42 in such a row), with dy and with the row sums could leave float32 while
 // y, dx and the gradients fit (gamma 1e33 over a std of 3e-7, gamma near +-3e38): such a row
@@ -1904,6 +1916,18 @@ fn mixed_bad(m: Mixed) -> bool {
   return (m.flags & F_CLASS) != 0u || !(m.variance + P.eps > 0.0);
 }
 
+// The map of an unscaled mix m (unit 1, as the reduce passes summed its rows) for the wide
+// backward passes: its mean and std, but where var + eps lies below float32's normal range
+// (mix_var_below_normal: a tiny variance weight) the std of wide_map's map of the terms, whose
+// unit 2^e keeps that variance in range, brought to unit 1: 1 / std = scale 2^(g - e).
+fn unit_map(m: Mixed, t0: Term, t1: Term, t2: Term) -> WideMap {
+  if (mix_var_below_normal(m) && (m.flags & F_CLASS) == 0u) {
+    let w = wide_map(t0, t1, t2, 1.0, 0.0);
+    return WideMap(m.hi, m.lo, m.variance, w.scale, 0.0, 0, w.bad, w.var_inf, w.g - w.e);
+  }
+  return WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
+}
+
 // Term k of a scaled mix brought to the mix's unit 2^e: its mean minus the mixed mean, and its
 // variance (exact powers of two, as wide_map forms them).
 // Running buffers of mean weight 0 (weight index k; the shaders' 0, below 2^-252 too) take a
@@ -2337,10 +2361,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_ln = group_term(ln);
   let t_bn = group_term(bn);
   var w: WideMap;
-  if (is_scaled(ln.flags | bn.flags)) {
+  let m = mix_1d_wide(ln, bn);
+  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_1d_wide(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);
@@ -4205,7 +4229,9 @@ fn main(
   mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
   // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
-  let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
+  // So are rows whose var + eps a tiny variance weight takes below float32's normal range
+  // (mix_var_below_normal: 0 or subnormal), which wide_map keeps in a unit of its own.
+  let std0 = (m.flags & F_CLASS) == 0u && mix_var_below_normal(m);
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
     let listed = atomicAdd(&wide_list[0], 1u);
     atomicStore(&wide_list[LIST_FIRST + listed], r);
@@ -4600,7 +4626,9 @@ fn main(
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
-    keep = !mixed_bad(m) && !scaled;
+    // (A mix whose var + eps is 0 keeps its sums too: a tiny variance weight can take it there,
+    // mix_var_below_normal, and sn_bwd_rows' wide_row then takes its std from wide_map.)
+    keep = (m.flags & F_CLASS) == 0u && !scaled;
     // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
     // f32(hi + lo) for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1
     // (see the top).
@@ -5012,7 +5040,7 @@ fn row_grad(r: u32) -> DotSum {
   // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
   let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
-    sums_tiny) {
+    sums_tiny || mix_var_below_normal(m)) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, g.low);
     return dot_zero();
@@ -5223,8 +5251,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   if (is_scaled(m.flags)) {
     w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
   } else {
-    // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
+    // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1), the std
+    // from wide_map's where a tiny variance weight takes var + eps below float32's range.
+    w = unit_map(m, t_in, t_ln, t_bn);
     // Long rows: S2's segments were taken about c (see the top), in every reduce pass, unless
     // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
     // With every segment in units of 1 (d_unit 0: none was summed again by sn_bwd_wide_reduce)
@@ -5793,7 +5822,7 @@ fn main(
   // NaN where the reference has +Infinity, nd fuzzer FUZZ_INJECT=1 seeds 55, 134, 197).
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
   if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums) {
+    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_below_normal(m)) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
@@ -5815,7 +5844,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   if (is_scaled(m.flags)) {
     w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
   } else {
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
+    w = unit_map(m, nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn));
   }
   let e = w.e;
   // dy's unit in the map: the row's dy unit 2^D (RowGrad: the record's own unit is raised where
@@ -6189,10 +6218,10 @@ fn write_dx(n: u32, c: u32, first: u32, end: u32) {
 
 fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
   var w: WideMap;
-  if (is_scaled(ln.flags | bn.flags)) {
+  let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
+  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
-    let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let cf = f32(P.c);

@@ -420,6 +420,18 @@ fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
+// Whether an unscaled mix's var + eps lies below float32's normal range (0 or subnormal, by its
+// exponent field): a variance weight below that range (its exponent factors, weighted_var) times
+// a small variance (2.7e-76 times a running_var of 1e-30, 3.7e-44 times an LN variance of 1)
+// flushes to 0 or to a subnormal there, which the plain mix takes for a std of 0 or a coarse
+// one (dx NaN, y off where the reference is finite: attack fuzzer seed 1878,
+// tests/range_1d_test.ts, tests/tiny_variance_mix_test.ts). Those rows take the wide passes,
+// whose map (wide_map) keeps such a variance in a unit of its own (a mix of std 0 is bad there
+// too).
+fn mix_var_below_normal(m: Mixed) -> bool {
+  return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
+}
+
 // Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
 // x - mu (up to 2^42 in such a row), with dy and with the row sums could leave float32 while
 // y, dx and the gradients fit (gamma 1e33 over a std of 3e-7, gamma near +-3e38): such a row

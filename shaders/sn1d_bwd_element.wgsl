@@ -191,10 +191,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_ln = group_term(ln);
   let t_bn = group_term(bn);
   var w: WideMap;
-  if (is_scaled(ln.flags | bn.flags)) {
+  let m = mix_1d_wide(ln, bn);
+  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
-    let m = mix_1d_wide(ln, bn);
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
   }
   let d_unit = dy_unit_1d(dv);

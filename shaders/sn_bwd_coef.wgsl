@@ -89,7 +89,7 @@ fn main(
   // NaN where the reference has +Infinity, nd fuzzer FUZZ_INJECT=1 seeds 55, 134, 197).
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
   if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums) {
+    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_below_normal(m)) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
@@ -111,7 +111,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   if (is_scaled(m.flags)) {
     w = wide_map(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn), 1.0, 0.0);
   } else {
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
+    w = unit_map(m, nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn));
   }
   let e = w.e;
   // dy's unit in the map: the row's dy unit 2^D (RowGrad: the record's own unit is raised where

@@ -98,7 +98,9 @@ fn main(
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
-    keep = !mixed_bad(m) && !scaled;
+    // (A mix whose var + eps is 0 keeps its sums too: a tiny variance weight can take it there,
+    // mix_var_below_normal, and sn_bwd_rows' wide_row then takes its std from wide_map.)
+    keep = (m.flags & F_CLASS) == 0u && !scaled;
     // Rows longer than one segment: about c = long_centre alone (the cut coarse12(hi + lo), or
     // f32(hi + lo) for a row narrower than the cut's move); sn_bwd_rows subtracts (mu - c) S1
     // (see the top).

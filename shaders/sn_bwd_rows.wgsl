@@ -158,7 +158,7 @@ fn row_grad(r: u32) -> DotSum {
   // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
   let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
-    sums_tiny) {
+    sums_tiny || mix_var_below_normal(m)) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, g.low);
     return dot_zero();
@@ -369,8 +369,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   if (is_scaled(m.flags)) {
     w = wide_map(t_in, t_ln, t_bn, 1.0, 0.0);
   } else {
-    // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1).
-    w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
+    // Only dy is scaled: the statistics are as the unscaled passes have them (unit 1), the std
+    // from wide_map's where a tiny variance weight takes var + eps below float32's range.
+    w = unit_map(m, t_in, t_ln, t_bn);
     // Long rows: S2's segments were taken about c (see the top), in every reduce pass, unless
     // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
     // With every segment in units of 1 (d_unit 0: none was summed again by sn_bwd_wide_reduce)

@@ -63,7 +63,9 @@ fn main(
   mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
   // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
-  let std0 = (m.flags & F_CLASS) == 0u && (bitcast<u32>(m.variance + P.eps) << 1u) == 0u;
+  // So are rows whose var + eps a tiny variance weight takes below float32's normal range
+  // (mix_var_below_normal: 0 or subnormal), which wide_map keeps in a unit of its own.
+  let std0 = (m.flags & F_CLASS) == 0u && mix_var_below_normal(m);
   if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
     let listed = atomicAdd(&wide_list[0], 1u);
     atomicStore(&wide_list[LIST_FIRST + listed], r);

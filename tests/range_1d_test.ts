@@ -8,7 +8,14 @@ import { seededRandom } from "../examples/_data.ts";
 import { GRAD, RUNNING, Y, Y_SCALED } from "./_tolerances.ts";
 import { termScales } from "./_term_scales.ts";
 import { webgpuTest } from "./_webgpu.ts";
-import { assertOutputsClose, gradsToScale, type LayerCall, runBoth } from "./_range_compare.ts";
+import {
+  assertOutputsClose,
+  assertRangeChecks,
+  gradsToScale,
+  type LayerCall,
+  rangeTests,
+  runBoth,
+} from "./_range_compare.ts";
 
 /** One SwitchNorm1d problem: the layer's state, a training batch, and an evaluation batch. */
 interface Case {
@@ -411,5 +418,55 @@ webgpuTest(
     }
     const y = { tol: Y_SCALED, scale: want.scales!.y };
     assertOutputsClose(got, want, { y, ...gradsToScale(want.scales) });
+  },
+);
+
+// A mixed variance that a variance weight below float32's normal range takes below it: the
+// wide backward passes (wide_element, sn1d_bwd_wide_dx) formed var + eps as a plain float32 mix,
+// whose weighted term flushed to 0, and took the mix for a std of 0 (attack fuzzer seed 1878: an
+// evaluation of x 1e10 under eps 0, running_var 1e-30 and 1.4e-45 under a BN variance weight of
+// ~2.7e-76, and every sample's LN variance 0: dx, dgamma and the logit gradients NaN where the
+// reference has ~1e-8 and ~100). They take wide_map_1d there now (mix_var_below_normal).
+rangeTests(
+  "SwitchNorm1d's backward keeps a mixed variance that a tiny variance weight takes below float32's normal range",
+  async (backend) => {
+    const cases: [string, LayerCall][] = [
+      ["an evaluation on tiny running variances (attack fuzzer seed 1878)", {
+        layer: "1d",
+        shape: [2, 2],
+        options: { eps: 0, momentum: 1 },
+        state: {
+          weight: new Float32Array([1e-20, 0]),
+          bias: new Float32Array([1.401e-45, -3e38]),
+          mean_weight: new Float32Array([0, 1.3]),
+          var_weight: new Float32Array([0, -174]),
+          running_mean: new Float32Array([0.5, 1]),
+          running_var: new Float32Array([1e-30, 1.401e-45]),
+        },
+        partial: true,
+        training: false,
+        x: new Float32Array(4).fill(1e10),
+        dy: new Float32Array([-1.423e-41, -5.902e-41, -6.32e-41, -7.64e-41]),
+        scales: true,
+      }],
+      ["a training step whose samples are constant rows (LN variance 0) under a BN weight ~1e-50", {
+        layer: "1d",
+        shape: [4, 3],
+        options: { eps: 0 },
+        state: {
+          mean_weight: new Float32Array([0.2, -0.1]),
+          var_weight: new Float32Array([0, -115]),
+        },
+        partial: true,
+        training: true,
+        x: Float32Array.from({ length: 12 }, (_, i) => [0.5, -1.25, 2, 0.75][Math.floor(i / 3)]),
+        dy: Float32Array.from({ length: 12 }, (_, i) => Math.sin(i + 1)),
+        scales: true,
+      }],
+    ];
+    for (const [name, call] of cases) {
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want, name);
+    }
   },
 );
