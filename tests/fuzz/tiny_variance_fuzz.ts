@@ -83,7 +83,7 @@ export function sweep(seed: number): [string, LayerCall] {
         : Math.fround(sc * (r() * 2 - 1)),
   );
   const training = r() < 0.5;
-  const running = usingBN || layer === "1d"
+  const running: Record<string, Float32Array> = usingBN || layer === "1d"
     ? {
       running_var: Float32Array.from({ length: c }, () => pick([1e-20, 3e-30, 1, 0])),
       running_mean: Float32Array.from({ length: c }, () => r()),
