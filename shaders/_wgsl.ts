@@ -933,8 +933,11 @@ struct FineMean {
 }
 
 const FINE_X = 120;
+// fine_mean's unit more than 2^FINE_WORDS below a wide map's words (fine_words): there its x - mu,
+// accurate to ~2^-24 of its unit, is the finer.
+const FINE_WORDS = 8;
 
-fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
+fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
   // The heaviest weight: a weight below float32's normal range (wmean_e < 0) is never it.
   let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
   let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
@@ -946,7 +949,22 @@ fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
   let hi = scale2(anchor.hi, a_u - e);
   let lo = fine_part(0u, t0, anchor, e) + fine_part(1u, t1, anchor, e) + fine_part(2u, t2, anchor, e);
   let finite = (class_bits(hi) | class_bits(lo) | ((t0.flags | t1.flags | t2.flags) & F_CLASS)) == 0u;
-  return FineMean(hi, lo, e, finite & (e < unit - 60) & (e > -900));
+  // Also where the wide map's own words lie far above it (\`words\`, fine_words): mu and the
+  // elements near it are then lost below the ulp of hi, which x 2^-e - hi rounds to. Only in
+  // rows of a scaled term, as the unit's test holds it (sn1d_bwd_element takes x alone for a
+  // row of fm.ok without one).
+  let poor = (e < words - FINE_WORDS) & is_scaled(t0.flags | t1.flags | t2.flags);
+  return FineMean(hi, lo, e, finite & ((e < unit - 60) | poor) & (e > -900));
+}
+
+// The exponent of a wide map's words hi and lo (x - mu is (x 2^-e - hi) - lo there) in the unit
+// 2^0, for fine_mean: where the mix's heaviest mean lies far from term 0's, hi (term 0's shift)
+// and lo cancel to mu, and x - mu of the elements near mu rounds to hi's ulp. An evaluation on
+// a running_mean of -0.34 of weight ~1 beside a row's IN mean of -2e29 (weight 8.5e-17, a mixed
+// mean of -1.7e13) in the unit 2^100 took x - mu 0 for 1.7e13 (y = beta for 1.3e22 under gamma
+// 3e38, attack fuzzer seed 2310; 2005, 1534 likewise: -1e-40 and 1e30 for +-Infinity).
+fn fine_words(w: WideMap) -> i32 {
+  return w.e + max(finite_exponent_of(w.hi), finite_exponent_of(w.lo));
 }
 
 // b where \`take_b\`, else a (select is for scalars and vectors).
@@ -2401,7 +2419,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let dn = scale2(d, -ed);
   // x - mu in the mean's own unit 2^fm.e where it lies far below the mix's (fine_mean, as
   // sn1d_wide_normalize takes it): o = fm.e - w.e apart.
-  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, fine_words(w));
   let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
   let xs = scale2(xv, -w.e);
   let xc = select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine);
@@ -4413,7 +4431,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // A mean far below the unit (fine_mean): x - mu in the mean's unit where x is below
     // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and
     // exponent; x alone in the mix's unit above.
-    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e);
+    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e, fine_words(w));
     let xs = scale2(x[i], -w.e);
     let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
     let d = select((xs - w.hi) - w.lo, xs, fm.ok);
@@ -4505,7 +4523,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
   // x alone in the mix's unit above.
-  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e);
+  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e, fine_words(w));
   let es = bits_exponent(w.scale);
   let sm = scale2(w.scale, -es);
   let kf = w.g + es + fm.e - w.e - 2;
@@ -4823,7 +4841,7 @@ fn reduce_wide(seg: u32) {
     hi = w.hi;
     lo = w.lo;
     keep = !w.bad;
-    fm = fine_mean(t0, group_term(ln), t2, e);
+    fm = fine_mean(t0, group_term(ln), t2, e, fine_words(w));
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
@@ -6457,7 +6475,7 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      let fine_ok = fine_mean(t0, t1, t2, w.e).ok;
+      let fine_ok = fine_mean(t0, t1, t2, w.e, fine_words(w)).ok;
       for (var i = span.x + lid; i < span.y; i += 64u) {
         if (zero_std_y_again(x[i], w, has_unit, tail, fine_ok)) {
           y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
@@ -6519,7 +6537,7 @@ fn main(
           let has_unit = some_term_counts(t0, t1, none);
           let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
           let tail = flushed_tail_1d(ln, bn, w.e);
-          if (zero_std_y_again(xv, w, has_unit, tail, fine_mean(t0, t1, none, w.e).ok)) {
+          if (zero_std_y_again(xv, w, has_unit, tail, fine_mean(t0, t1, none, w.e, fine_words(w)).ok)) {
             y[e - first] = std_zero_y(zero_std_centred(xv, w, has_unit, tail), affine[nc.y]);
           }
         }

@@ -924,8 +924,11 @@ struct FineMean {
 }
 
 const FINE_X = 120;
+// fine_mean's unit more than 2^FINE_WORDS below a wide map's words (fine_words): there its x - mu,
+// accurate to ~2^-24 of its unit, is the finer.
+const FINE_WORDS = 8;
 
-fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
+fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
   // The heaviest weight: a weight below float32's normal range (wmean_e < 0) is never it.
   let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
   let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
@@ -937,7 +940,22 @@ fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
   let hi = scale2(anchor.hi, a_u - e);
   let lo = fine_part(0u, t0, anchor, e) + fine_part(1u, t1, anchor, e) + fine_part(2u, t2, anchor, e);
   let finite = (class_bits(hi) | class_bits(lo) | ((t0.flags | t1.flags | t2.flags) & F_CLASS)) == 0u;
-  return FineMean(hi, lo, e, finite & (e < unit - 60) & (e > -900));
+  // Also where the wide map's own words lie far above it (`words`, fine_words): mu and the
+  // elements near it are then lost below the ulp of hi, which x 2^-e - hi rounds to. Only in
+  // rows of a scaled term, as the unit's test holds it (sn1d_bwd_element takes x alone for a
+  // row of fm.ok without one).
+  let poor = (e < words - FINE_WORDS) & is_scaled(t0.flags | t1.flags | t2.flags);
+  return FineMean(hi, lo, e, finite & ((e < unit - 60) | poor) & (e > -900));
+}
+
+// The exponent of a wide map's words hi and lo (x - mu is (x 2^-e - hi) - lo there) in the unit
+// 2^0, for fine_mean: where the mix's heaviest mean lies far from term 0's, hi (term 0's shift)
+// and lo cancel to mu, and x - mu of the elements near mu rounds to hi's ulp. An evaluation on
+// a running_mean of -0.34 of weight ~1 beside a row's IN mean of -2e29 (weight 8.5e-17, a mixed
+// mean of -1.7e13) in the unit 2^100 took x - mu 0 for 1.7e13 (y = beta for 1.3e22 under gamma
+// 3e38, attack fuzzer seed 2310; 2005, 1534 likewise: -1e-40 and 1e30 for +-Infinity).
+fn fine_words(w: WideMap) -> i32 {
+  return w.e + max(finite_exponent_of(w.hi), finite_exponent_of(w.lo));
 }
 
 // b where `take_b`, else a (select is for scalars and vectors).

@@ -67,7 +67,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
   // x alone in the mix's unit above.
-  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e);
+  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e, fine_words(w));
   let es = bits_exponent(w.scale);
   let sm = scale2(w.scale, -es);
   let kf = w.g + es + fm.e - w.e - 2;
