@@ -967,6 +967,56 @@ fn fine_words(w: WideMap) -> i32 {
   return w.e + max(finite_exponent_of(w.hi), finite_exponent_of(w.lo));
 }
 
+// The parts sum_k w_k (m_k - a) of a fine mean (fine_mean's anchor a, its unit 2^e) in a unit of
+// their own, 2^pe above the largest (-998 where all are 0): each from its weight's and its
+// difference's mantissas, every exponent apart, so that parts below float32's normal range in
+// the unit 2^e (weights near 2^-126 times differences ~1: attack fuzzer seed 2985) still count.
+struct FineLow {
+  parts: f32,
+  pe: i32,
+}
+
+fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
+  let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
+  let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
+  let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
+  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  let u0 = diff_unit(t0, anchor);
+  let u1 = diff_unit(t1, anchor);
+  let u2 = diff_unit(t2, anchor);
+  let d0 = fine_diff(t0, anchor, u0);
+  let d1 = fine_diff(t1, anchor, u1);
+  let d2 = fine_diff(t2, anchor, u2);
+  let x0 = low_exp(0u, d0, u0);
+  let x1 = low_exp(1u, d1, u1);
+  let x2 = low_exp(2u, d2, u2);
+  let pe = max(x0, max(x1, x2)) + 2;
+  return FineLow(low_part(0u, d0, x0 - pe) + low_part(1u, d1, x1 - pe) + low_part(2u, d2, x2 - pe), pe);
+}
+
+// A unit 2^u above |t.hi|, |t.lo| and |anchor.hi| (u near -1000 where all are 0).
+fn diff_unit(t: Term, anchor: Term) -> i32 {
+  let ut = unit_of(t.flags);
+  let ua = unit_of(anchor.flags);
+  return max(max(finite_exponent_of(t.hi), finite_exponent_of(t.lo)) + ut, finite_exponent_of(anchor.hi) + ua) + 1;
+}
+
+// m_k - a (a the anchor's hi) in the unit 2^u.
+fn fine_diff(t: Term, anchor: Term, u: i32) -> f32 {
+  return (scale2(t.hi, unit_of(t.flags) - u) - scale2(anchor.hi, unit_of(anchor.flags) - u)) + scale2(t.lo, unit_of(t.flags) - u);
+}
+
+// The exponent of w_k d 2^u in the unit 2^0 (d from fine_diff), -1000 where either is 0.
+fn low_exp(k: u32, d: f32, u: i32) -> i32 {
+  let none = (P.wmean[k] == 0.0) | ((bitcast<u32>(d) << 1u) == 0u);
+  return select(bits_exponent(P.wmean[k]) + P.wmean_e[k] + bits_exponent(d) + u, -1000, none);
+}
+
+// w_k d 2^k2 from the two mantissas (0 where low_exp is -1000: k2 is then below -900).
+fn low_part(k: u32, d: f32, k2: i32) -> f32 {
+  return scale2(gamma_mantissa(P.wmean[k]) * gamma_mantissa(d), k2);
+}
+
 // b where \`take_b\`, else a (select is for scalars and vectors).
 fn pick_term(a: Term, b: Term, take_b: bool) -> Term {
   return Term(select(a.hi, b.hi, take_b), select(a.lo, b.lo, take_b), select(a.variance, b.variance, take_b), select(a.flags, b.flags, take_b));
@@ -4527,15 +4577,25 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let es = bits_exponent(w.scale);
   let sm = scale2(w.scale, -es);
   let kf = w.g + es + fm.e - w.e - 2;
+  // Parts of that mean far below its anchor (fine_low, 2^fl.pe): x - mu as x - a in the unit
+  // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
+  // parts brought to 2^fm.e.
+  let fl = fine_low(t0, group_term(ln), group_term(bn));
+  let fm_finite = (class_bits(fm.hi) | class_bits(fm.lo) | ((t0.flags | ln.flags | bn.flags) & F_CLASS)) == 0u;
+  let low = fm_finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let kl = w.g + es + fl.pe - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
-    let fine = fm.ok & (bits_exponent(xv) < fm.e + FINE_X);
+    let fine = (fm.ok | low) & (bits_exponent(xv) < fm.e + FINE_X);
     let d = select((xs - w.hi) - w.lo, xs, fm.ok);
-    let df = (scale2(xv, -fm.e) - fm.hi) - fm.lo;
+    let da = scale2(xv, -fm.e) - fm.hi;
+    let near = bits_exponent(da) + fm.e - fl.pe < 100;
+    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let df = select(da - fm.lo, dl, low);
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-    let y_fine = (scale2(df * sm, kf) + w.beta * 0.25) * 4.0;
+    let y_fine = (scale2(df * sm, select(kf, kl, low & near)) + w.beta * 0.25) * 4.0;
     let y_map = select(select(wide_y(w, t), far, h > 0), y_fine, fine);
     y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
   }

@@ -958,6 +958,56 @@ fn fine_words(w: WideMap) -> i32 {
   return w.e + max(finite_exponent_of(w.hi), finite_exponent_of(w.lo));
 }
 
+// The parts sum_k w_k (m_k - a) of a fine mean (fine_mean's anchor a, its unit 2^e) in a unit of
+// their own, 2^pe above the largest (-998 where all are 0): each from its weight's and its
+// difference's mantissas, every exponent apart, so that parts below float32's normal range in
+// the unit 2^e (weights near 2^-126 times differences ~1: attack fuzzer seed 2985) still count.
+struct FineLow {
+  parts: f32,
+  pe: i32,
+}
+
+fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
+  let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
+  let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
+  let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
+  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  let u0 = diff_unit(t0, anchor);
+  let u1 = diff_unit(t1, anchor);
+  let u2 = diff_unit(t2, anchor);
+  let d0 = fine_diff(t0, anchor, u0);
+  let d1 = fine_diff(t1, anchor, u1);
+  let d2 = fine_diff(t2, anchor, u2);
+  let x0 = low_exp(0u, d0, u0);
+  let x1 = low_exp(1u, d1, u1);
+  let x2 = low_exp(2u, d2, u2);
+  let pe = max(x0, max(x1, x2)) + 2;
+  return FineLow(low_part(0u, d0, x0 - pe) + low_part(1u, d1, x1 - pe) + low_part(2u, d2, x2 - pe), pe);
+}
+
+// A unit 2^u above |t.hi|, |t.lo| and |anchor.hi| (u near -1000 where all are 0).
+fn diff_unit(t: Term, anchor: Term) -> i32 {
+  let ut = unit_of(t.flags);
+  let ua = unit_of(anchor.flags);
+  return max(max(finite_exponent_of(t.hi), finite_exponent_of(t.lo)) + ut, finite_exponent_of(anchor.hi) + ua) + 1;
+}
+
+// m_k - a (a the anchor's hi) in the unit 2^u.
+fn fine_diff(t: Term, anchor: Term, u: i32) -> f32 {
+  return (scale2(t.hi, unit_of(t.flags) - u) - scale2(anchor.hi, unit_of(anchor.flags) - u)) + scale2(t.lo, unit_of(t.flags) - u);
+}
+
+// The exponent of w_k d 2^u in the unit 2^0 (d from fine_diff), -1000 where either is 0.
+fn low_exp(k: u32, d: f32, u: i32) -> i32 {
+  let none = (P.wmean[k] == 0.0) | ((bitcast<u32>(d) << 1u) == 0u);
+  return select(bits_exponent(P.wmean[k]) + P.wmean_e[k] + bits_exponent(d) + u, -1000, none);
+}
+
+// w_k d 2^k2 from the two mantissas (0 where low_exp is -1000: k2 is then below -900).
+fn low_part(k: u32, d: f32, k2: i32) -> f32 {
+  return scale2(gamma_mantissa(P.wmean[k]) * gamma_mantissa(d), k2);
+}
+
 // b where `take_b`, else a (select is for scalars and vectors).
 fn pick_term(a: Term, b: Term, take_b: bool) -> Term {
   return Term(select(a.hi, b.hi, take_b), select(a.lo, b.lo, take_b), select(a.variance, b.variance, take_b), select(a.flags, b.flags, take_b));

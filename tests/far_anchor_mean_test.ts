@@ -63,3 +63,55 @@ for (const seed of [2310, 2005, 1534]) {
     },
   );
 }
+
+/**
+ * A mixed mean whose parts besides its anchor lie below float32's normal range: an evaluation
+ * on a running_mean of 1 of weight ~1 and running_var 0 under eps 1e-5, IN (and LN) means of
+ * 0.25 of weights just below 2^-126 (split into a mantissa and exponent factors) and 1.6e-38, so
+ * that x - mu of x = 1 is 2.1e-38 (1.2e-38 and 0.9e-38 apart) and y = gamma (x - mu) / std is 2003
+ * under gamma 3e38. fine_mean's parts, in its unit 2^2, were flushed (y = beta; attack fuzzer seed
+ * 2985: 1 for 2596); fine_low (shaders/common.wgsl) keeps them in a unit of their own.
+ */
+function partsBelowNormal(): LayerCall {
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, 4],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(3e38),
+      bias: Float32Array.of(0),
+      mean_weight: Float32Array.of(-87.34, -87, 0),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: Float32Array.of(1),
+      running_var: Float32Array.of(0),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.of(1, 1e-30, -1e-30, 2e-30),
+    dy: Float32Array.of(1, 0.5, -1, 2),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: an evaluation whose mixed mean's parts lie below float32's normal range gives the reference's y",
+  async (backend) => {
+    const call = partsBelowNormal();
+    const { got, want } = await runBoth(call, backend);
+    assert.ok(Math.abs(want.y[0] / 2003 - 1) < 0.01, `y ${want.y[0]}`);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+// Seed 1572 is of that kind in training (weights ~3.6e-46 times a mean difference of 3e-38: x - mu
+// ~1e-83 over a std of ~1e-45; y 0 for 15.19).
+for (const seed of [2985, 1572]) {
+  rangeTests(
+    `attack fuzzer seed ${seed}: a mixed mean whose parts lie below float32's normal range`,
+    async (backend) => {
+      const call = make(seed);
+      const { got, want } = await runBoth(call, backend);
+      assert.equal(check(call, got, want), null);
+    },
+  );
+}
