@@ -933,8 +933,11 @@ struct FineMean {
 }
 
 const FINE_X = 120;
+// fine_mean's unit more than 2^FINE_WORDS below a wide map's words (fine_words): there its x - mu,
+// accurate to ~2^-24 of its unit, is the finer.
+const FINE_WORDS = 8;
 
-fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
+fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
   // The heaviest weight: a weight below float32's normal range (wmean_e < 0) is never it.
   let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
   let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
@@ -946,7 +949,72 @@ fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32) -> FineMean {
   let hi = scale2(anchor.hi, a_u - e);
   let lo = fine_part(0u, t0, anchor, e) + fine_part(1u, t1, anchor, e) + fine_part(2u, t2, anchor, e);
   let finite = (class_bits(hi) | class_bits(lo) | ((t0.flags | t1.flags | t2.flags) & F_CLASS)) == 0u;
-  return FineMean(hi, lo, e, finite & (e < unit - 60) & (e > -900));
+  // Also where the wide map's own words lie far above it (\`words\`, fine_words): mu and the
+  // elements near it are then lost below the ulp of hi, which x 2^-e - hi rounds to. Only in
+  // rows of a scaled term, as the unit's test holds it (sn1d_bwd_element takes x alone for a
+  // row of fm.ok without one).
+  let poor = (e < words - FINE_WORDS) & is_scaled(t0.flags | t1.flags | t2.flags);
+  return FineMean(hi, lo, e, finite & ((e < unit - 60) | poor) & (e > -900));
+}
+
+// The exponent of a wide map's words hi and lo (x - mu is (x 2^-e - hi) - lo there) in the unit
+// 2^0, for fine_mean: where the mix's heaviest mean lies far from term 0's, hi (term 0's shift)
+// and lo cancel to mu, and x - mu of the elements near mu rounds to hi's ulp. An evaluation on
+// a running_mean of -0.34 of weight ~1 beside a row's IN mean of -2e29 (weight 8.5e-17, a mixed
+// mean of -1.7e13) in the unit 2^100 took x - mu 0 for 1.7e13 (y = beta for 1.3e22 under gamma
+// 3e38, attack fuzzer seed 2310; 2005, 1534 likewise: -1e-40 and 1e30 for +-Infinity).
+fn fine_words(w: WideMap) -> i32 {
+  return w.e + max(finite_exponent_of(w.hi), finite_exponent_of(w.lo));
+}
+
+// The parts sum_k w_k (m_k - a) of a fine mean (fine_mean's anchor a, its unit 2^e) in a unit of
+// their own, 2^pe above the largest (-998 where all are 0): each from its weight's and its
+// difference's mantissas, every exponent apart, so that parts below float32's normal range in
+// the unit 2^e (weights near 2^-126 times differences ~1: attack fuzzer seed 2985) still count.
+struct FineLow {
+  parts: f32,
+  pe: i32,
+}
+
+fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
+  let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
+  let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
+  let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
+  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  let u0 = diff_unit(t0, anchor);
+  let u1 = diff_unit(t1, anchor);
+  let u2 = diff_unit(t2, anchor);
+  let d0 = fine_diff(t0, anchor, u0);
+  let d1 = fine_diff(t1, anchor, u1);
+  let d2 = fine_diff(t2, anchor, u2);
+  let x0 = low_exp(0u, d0, u0);
+  let x1 = low_exp(1u, d1, u1);
+  let x2 = low_exp(2u, d2, u2);
+  let pe = max(x0, max(x1, x2)) + 2;
+  return FineLow(low_part(0u, d0, x0 - pe) + low_part(1u, d1, x1 - pe) + low_part(2u, d2, x2 - pe), pe);
+}
+
+// A unit 2^u above |t.hi|, |t.lo| and |anchor.hi| (u near -1000 where all are 0).
+fn diff_unit(t: Term, anchor: Term) -> i32 {
+  let ut = unit_of(t.flags);
+  let ua = unit_of(anchor.flags);
+  return max(max(finite_exponent_of(t.hi), finite_exponent_of(t.lo)) + ut, finite_exponent_of(anchor.hi) + ua) + 1;
+}
+
+// m_k - a (a the anchor's hi) in the unit 2^u.
+fn fine_diff(t: Term, anchor: Term, u: i32) -> f32 {
+  return (scale2(t.hi, unit_of(t.flags) - u) - scale2(anchor.hi, unit_of(anchor.flags) - u)) + scale2(t.lo, unit_of(t.flags) - u);
+}
+
+// The exponent of w_k d 2^u in the unit 2^0 (d from fine_diff), -1000 where either is 0.
+fn low_exp(k: u32, d: f32, u: i32) -> i32 {
+  let none = (P.wmean[k] == 0.0) | ((bitcast<u32>(d) << 1u) == 0u);
+  return select(bits_exponent(P.wmean[k]) + P.wmean_e[k] + bits_exponent(d) + u, -1000, none);
+}
+
+// w_k d 2^k2 from the two mantissas (0 where low_exp is -1000: k2 is then below -900).
+fn low_part(k: u32, d: f32, k2: i32) -> f32 {
+  return scale2(gamma_mantissa(P.wmean[k]) * gamma_mantissa(d), k2);
 }
 
 // b where \`take_b\`, else a (select is for scalars and vectors).
@@ -2401,7 +2469,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let dn = scale2(d, -ed);
   // x - mu in the mean's own unit 2^fm.e where it lies far below the mix's (fine_mean, as
   // sn1d_wide_normalize takes it): o = fm.e - w.e apart.
-  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, fine_words(w));
   let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
   let xs = scale2(xv, -w.e);
   let xc = select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine);
@@ -4413,7 +4481,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // A mean far below the unit (fine_mean): x - mu in the mean's unit where x is below
     // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and
     // exponent; x alone in the mix's unit above.
-    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e);
+    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e, fine_words(w));
     let xs = scale2(x[i], -w.e);
     let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
     let d = select((xs - w.hi) - w.lo, xs, fm.ok);
@@ -4505,19 +4573,29 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
   // x alone in the mix's unit above.
-  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e);
+  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e, fine_words(w));
   let es = bits_exponent(w.scale);
   let sm = scale2(w.scale, -es);
   let kf = w.g + es + fm.e - w.e - 2;
+  // Parts of that mean far below its anchor (fine_low, 2^fl.pe): x - mu as x - a in the unit
+  // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
+  // parts brought to 2^fm.e.
+  let fl = fine_low(t0, group_term(ln), group_term(bn));
+  let fm_finite = (class_bits(fm.hi) | class_bits(fm.lo) | ((t0.flags | ln.flags | bn.flags) & F_CLASS)) == 0u;
+  let low = fm_finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let kl = w.g + es + fl.pe - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
-    let fine = fm.ok & (bits_exponent(xv) < fm.e + FINE_X);
+    let fine = (fm.ok | low) & (bits_exponent(xv) < fm.e + FINE_X);
     let d = select((xs - w.hi) - w.lo, xs, fm.ok);
-    let df = (scale2(xv, -fm.e) - fm.hi) - fm.lo;
+    let da = scale2(xv, -fm.e) - fm.hi;
+    let near = bits_exponent(da) + fm.e - fl.pe < 100;
+    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let df = select(da - fm.lo, dl, low);
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-    let y_fine = (scale2(df * sm, kf) + w.beta * 0.25) * 4.0;
+    let y_fine = (scale2(df * sm, select(kf, kl, low & near)) + w.beta * 0.25) * 4.0;
     let y_map = select(select(wide_y(w, t), far, h > 0), y_fine, fine);
     y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
   }
@@ -4823,7 +4901,7 @@ fn reduce_wide(seg: u32) {
     hi = w.hi;
     lo = w.lo;
     keep = !w.bad;
-    fm = fine_mean(t0, group_term(ln), t2, e);
+    fm = fine_mean(t0, group_term(ln), t2, e, fine_words(w));
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
@@ -6457,7 +6535,7 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      let fine_ok = fine_mean(t0, t1, t2, w.e).ok;
+      let fine_ok = fine_mean(t0, t1, t2, w.e, fine_words(w)).ok;
       for (var i = span.x + lid; i < span.y; i += 64u) {
         if (zero_std_y_again(x[i], w, has_unit, tail, fine_ok)) {
           y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
@@ -6519,7 +6597,7 @@ fn main(
           let has_unit = some_term_counts(t0, t1, none);
           let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
           let tail = flushed_tail_1d(ln, bn, w.e);
-          if (zero_std_y_again(xv, w, has_unit, tail, fine_mean(t0, t1, none, w.e).ok)) {
+          if (zero_std_y_again(xv, w, has_unit, tail, fine_mean(t0, t1, none, w.e, fine_words(w)).ok)) {
             y[e - first] = std_zero_y(zero_std_centred(xv, w, has_unit, tail), affine[nc.y]);
           }
         }

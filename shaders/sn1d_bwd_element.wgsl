@@ -231,7 +231,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let dn = scale2(d, -ed);
   // x - mu in the mean's own unit 2^fm.e where it lies far below the mix's (fine_mean, as
   // sn1d_wide_normalize takes it): o = fm.e - w.e apart.
-  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e);
+  let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, fine_words(w));
   let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
   let xs = scale2(xv, -w.e);
   let xc = select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine);

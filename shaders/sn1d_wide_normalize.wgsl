@@ -55,7 +55,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // A mean far below the unit (fine_mean): x - mu in the mean's unit where x is below
     // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and
     // exponent; x alone in the mix's unit above.
-    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e);
+    let fm = fine_mean(group_term(ln), group_term(bn), none, w.e, fine_words(w));
     let xs = scale2(x[i], -w.e);
     let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
     let d = select((xs - w.hi) - w.lo, xs, fm.ok);

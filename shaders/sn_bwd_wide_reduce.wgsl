@@ -98,7 +98,7 @@ fn reduce_wide(seg: u32) {
     hi = w.hi;
     lo = w.lo;
     keep = !w.bad;
-    fm = fine_mean(t0, group_term(ln), t2, e);
+    fm = fine_mean(t0, group_term(ln), t2, e, fine_words(w));
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).

@@ -67,19 +67,29 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
   // x alone in the mix's unit above.
-  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e);
+  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e, fine_words(w));
   let es = bits_exponent(w.scale);
   let sm = scale2(w.scale, -es);
   let kf = w.g + es + fm.e - w.e - 2;
+  // Parts of that mean far below its anchor (fine_low, 2^fl.pe): x - mu as x - a in the unit
+  // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
+  // parts brought to 2^fm.e.
+  let fl = fine_low(t0, group_term(ln), group_term(bn));
+  let fm_finite = (class_bits(fm.hi) | class_bits(fm.lo) | ((t0.flags | ln.flags | bn.flags) & F_CLASS)) == 0u;
+  let low = fm_finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let kl = w.g + es + fl.pe - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
-    let fine = fm.ok & (bits_exponent(xv) < fm.e + FINE_X);
+    let fine = (fm.ok | low) & (bits_exponent(xv) < fm.e + FINE_X);
     let d = select((xs - w.hi) - w.lo, xs, fm.ok);
-    let df = (scale2(xv, -fm.e) - fm.hi) - fm.lo;
+    let da = scale2(xv, -fm.e) - fm.hi;
+    let near = bits_exponent(da) + fm.e - fl.pe < 100;
+    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let df = select(da - fm.lo, dl, low);
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
-    let y_fine = (scale2(df * sm, kf) + w.beta * 0.25) * 4.0;
+    let y_fine = (scale2(df * sm, select(kf, kl, low & near)) + w.beta * 0.25) * 4.0;
     let y_map = select(select(wide_y(w, t), far, h > 0), y_fine, fine);
     y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
   }

@@ -43,7 +43,7 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      let fine_ok = fine_mean(t0, t1, t2, w.e).ok;
+      let fine_ok = fine_mean(t0, t1, t2, w.e, fine_words(w)).ok;
       for (var i = span.x + lid; i < span.y; i += 64u) {
         if (zero_std_y_again(x[i], w, has_unit, tail, fine_ok)) {
           y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);

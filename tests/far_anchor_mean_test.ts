@@ -1,0 +1,117 @@
+/**
+ * A mixed mean far from its row's own (IN) mean, at which WebGPU's wide map of layout "nd"
+ * anchors: an evaluation whose running_mean of 0 has mean weight ~1 beside an IN mean of 1.5e29
+ * of weight e^-37 (8.5e-17), in a row whose largest |x| is 6e29. The mixed mean is 1.3e13, 2^56
+ * below the row's unit (fine_mean took only means more than 2^60 below it), and the wide map's
+ * words hi (the IN shift, ~2^97) and lo cancel to it: x - mu of the elements near it rounded to
+ * hi's ulp (~2^74). Under gamma 1e20, y of 6e29 is +Infinity, so the row's finite y are those
+ * near mu, held to their own size: y of x = 1 was 0 for -1.3e33 (attack fuzzer seeds 2310, 2005
+ * and 1534: y = beta, -1e-40 for 1.3e22 and -1e-40 or 1e30 for +-Infinity, under gamma 3e38).
+ * fine_mean now takes such rows too (fine_words, shaders/common.wgsl). Layout "1d" anchors its
+ * wide map at the heavier of LN and BN (sn1d_mix.wgsl: bn_anchors) and passed before.
+ */
+import assert from "node:assert/strict";
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { check, make } from "./fuzz/attack_fuzz.ts";
+
+/** The case above; layout "nd" [1, 1, 1, 4] or "1d" [1, 4] (the row is then a sample). */
+function farFromAnchor(layer: "1d" | "2d", gamma: number): LayerCall {
+  const nd = layer === "2d";
+  const c = nd ? 1 : 4;
+  return {
+    layer,
+    shape: nd ? [1, 1, 1, 4] : [1, 4],
+    options: { eps: 0 },
+    state: {
+      weight: new Float32Array(c).fill(gamma),
+      bias: new Float32Array(c),
+      // Weights e^-37 on IN (LN for "1d"), ~1 on BN; the variance BN's alone.
+      mean_weight: nd ? Float32Array.of(50, -1e30, 87) : Float32Array.of(50, 87),
+      var_weight: nd ? Float32Array.of(-1e30, -1e30, 0) : Float32Array.of(-1e30, 0),
+      running_mean: new Float32Array(c),
+      running_var: new Float32Array(c).fill(1),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.of(6e29, 1, -2, 3),
+    dy: Float32Array.of(1, 0.5, -1, 2),
+    scales: true,
+  };
+}
+
+for (const layer of ["1d", "2d"] as const) {
+  for (const gamma of [1e20, 3e38]) {
+    rangeTests(
+      `SwitchNorm${layer}: an evaluation whose mixed mean lies 2^54 below its IN or LN mean (gamma ${gamma.toExponential()}) gives the reference's y and gradients`,
+      async (backend) => {
+        const call = farFromAnchor(layer, gamma);
+        const { got, want } = await runBoth(call, backend);
+        if (gamma === 1e20) assert.ok(Math.abs(want.y[1] / -1.3e33 - 1) < 0.05, `y ${want.y[1]}`);
+        assertRangeChecks(call, got, want);
+      },
+    );
+  }
+}
+
+for (const seed of [2310, 2005, 1534]) {
+  rangeTests(
+    `attack fuzzer seed ${seed}: an evaluation after a step, a running_mean far from the row's IN mean, gamma 3e38`,
+    async (backend) => {
+      const call = make(seed);
+      const { got, want } = await runBoth(call, backend);
+      assert.equal(check(call, got, want), null);
+    },
+  );
+}
+
+/**
+ * A mixed mean whose parts besides its anchor lie below float32's normal range: an evaluation
+ * on a running_mean of 1 of weight ~1 and running_var 0 under eps 1e-5, IN (and LN) means of
+ * 0.25 of weights just below 2^-126 (split into a mantissa and exponent factors) and 1.6e-38, so
+ * that x - mu of x = 1 is 2.1e-38 (1.2e-38 and 0.9e-38 apart) and y = gamma (x - mu) / std is 2003
+ * under gamma 3e38. fine_mean's parts, in its unit 2^2, were flushed (y = beta; attack fuzzer seed
+ * 2985: 1 for 2596); fine_low (shaders/common.wgsl) keeps them in a unit of their own.
+ */
+function partsBelowNormal(): LayerCall {
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, 4],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(3e38),
+      bias: Float32Array.of(0),
+      mean_weight: Float32Array.of(-87.34, -87, 0),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: Float32Array.of(1),
+      running_var: Float32Array.of(0),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.of(1, 1e-30, -1e-30, 2e-30),
+    dy: Float32Array.of(1, 0.5, -1, 2),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: an evaluation whose mixed mean's parts lie below float32's normal range gives the reference's y",
+  async (backend) => {
+    const call = partsBelowNormal();
+    const { got, want } = await runBoth(call, backend);
+    assert.ok(Math.abs(want.y[0] / 2003 - 1) < 0.01, `y ${want.y[0]}`);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+// Seed 1572 is of that kind in training (weights ~3.6e-46 times a mean difference of 3e-38: x - mu
+// ~1e-83 over a std of ~1e-45; y 0 for 15.19).
+for (const seed of [2985, 1572]) {
+  rangeTests(
+    `attack fuzzer seed ${seed}: a mixed mean whose parts lie below float32's normal range`,
+    async (backend) => {
+      const call = make(seed);
+      const { got, want } = await runBoth(call, backend);
+      assert.equal(check(call, got, want), null);
+    },
+  );
+}
