@@ -323,9 +323,13 @@ pub unsafe fn normalize_rows(
     // that form: a per-call test of the BN means, a per-row one of the LN mean), else as the sum.
     let bn_finite = !using_bn || st.mu_bn.iter().all(|v| simd::abs_f64(*v) < f64::INFINITY);
     let about = if using_bn && w1 > w0 { ABOUT_BN } else { ABOUT_LN };
-    // Whether a row keeps its mean's rounding (`CARRY`): only where it may reach y, a mean beyond
-    // 2^16 of the row's smallest std (the rounding is 2^-53 of the mean: below that, y moves by
-    // under 4e-7 of its tolerance, 2e-5 gamma; carrying it everywhere cost the 1d forward ~1.5%).
+    // Whether a row keeps its mean's rounding (`CARRY`): only where it may reach y, a mean times
+    // max(1, |gamma|) beyond 2^16 of the row's smallest std (the rounding is 2^-53 of the mean,
+    // and y moves by it times gamma / std: below that, by under 4e-7 of Y's 2e-5 absolute floor;
+    // carrying it everywhere cost the 1d forward ~1.5%). gamma counts: where gamma mu / std passes
+    // float32's range the sample's other y are infinities, and a y near beta has only its own size
+    // for a tolerance (gamma 3e38 over a std of 0.3, means of 1 and ~0.25 under an LN mean weight
+    // of ~1e-38: y beta, 0, for 6.35, found by helper-101; tests/range_1d_test.ts).
     let (mut bn_max, mut bn_var_min) = (0.0f64, f64::INFINITY);
     if using_bn {
         for j in 0..st.mu_bn.len() {
@@ -335,9 +339,10 @@ pub unsafe fn normalize_rows(
     }
     let [v0, v1, _] = layer.var_mix;
     let bn_var_part = if using_bn { v1 * bn_var_min } else { 0.0 };
+    let gain = layer.gamma.iter().fold(1.0f64, |g, v| g.max(simd::abs_f64(*v as f64)));
     for i in row0..row0 + rows {
         if bn_finite && simd::abs_f64(st.mu_ln[i]) < f64::INFINITY {
-            let mean = bn_max.max(simd::abs_f64(st.mu_ln[i]));
+            let mean = gain * bn_max.max(simd::abs_f64(st.mu_ln[i]));
             let var = v0 * st.var_ln[i] + bn_var_part + layer.eps;
             let carry = !(mean * mean <= CARRY_RATIO2 * var);
             match (about == ABOUT_BN, carry) {
