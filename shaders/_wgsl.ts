@@ -4919,6 +4919,13 @@ fn reduce_wide(seg: u32) {
   let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
   var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
   let ff = pow2(-f);
+  // There x - mu from x 2^-(e + f), hi 2^-f and lo 2^-f: x 2^-e, then 2^-f, flushed the
+  // elements below float32's normal range in the mix's unit (data ~1e-38 over a std of 1.2e19,
+  // whose unit lies 2^62 below the std's at most: those below 2^-125 lost from dgamma, 54x its
+  // tolerance, attack fuzzer seed 2847).
+  let near_x = scaled & (f < 0);
+  let hi_near = scale2(hi, -f);
+  let lo_near = scale2(lo, -f);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
   // unit above (S2 c); S2 in the unit 2^fm.e (f = fm.e - e) where no element above has a
@@ -4939,7 +4946,8 @@ fn reduce_wide(seg: u32) {
       let small = fine & (ex < FINE_X) & (ex + bits_exponent(d) < 100);
       let xs = scale2(xv, -e);
       b1 += d;
-      b2 += select(0.0, d * (select((xs - hi) - lo, xs, fine) * ff), keep & !small);
+      let xm = select(select((xs - hi) - lo, xs, fine) * ff, (scale2(xv, -e - f) - hi_near) - lo_near, near_x);
+      b2 += select(0.0, d * xm, keep & !small);
       bf += select(0.0, d * ((scale2(xv, -fm.e) - fm.hi) - fm.lo), keep & small);
     }
     s1 += b1;

@@ -1,0 +1,52 @@
+/**
+ * A scaled row whose products dy (x - mu) lie far below float32's normal range in the mix's unit
+ * (near_exp, shaders/backward_common.wgsl), with data far below that unit: an evaluation of data
+ * ~1e-38 over a std of ~1.2e19 (a running_var of 3e38 of variance weight 1/2, eps 1e10), dy
+ * ~1e36. The unit lies 2^62 below the std's at most, so x 2^-e was below float32's normal range for
+ * the elements under 2^-125, and sn_bwd_wide_reduce flushed them before it took x - mu in units of
+ * 2^f: dgamma lost their share (attack fuzzer seed 2847: 54x its tolerance). x - mu is now formed
+ * from x 2^-(e + f).
+ */
+import assert from "node:assert/strict";
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { check, make } from "./fuzz/attack_fuzz.ts";
+
+/** Layout "nd" [1, 1, 1, 8]: half of the row's |x| below 2^-125 (2.35e-38). */
+function dataBelowUnit(): LayerCall {
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, 8],
+    options: { eps: 1e10 },
+    state: {
+      weight: Float32Array.of(1),
+      bias: Float32Array.of(0),
+      mean_weight: Float32Array.of(0, 0, 0),
+      var_weight: Float32Array.of(0, -1e30, 0),
+      running_mean: Float32Array.of(0),
+      running_var: Float32Array.of(3e38),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.of(8e-38, -7e-38, 2e-38, -1.5e-38, 1.3e-38, 6e-38, -2.2e-38, 1.9e-38),
+    dy: Float32Array.of(1e36, 2e36, -3e36, 4e36, 5e36, -1e36, -6e36, 7e36),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: an evaluation of data ~1e-38 over a std of 1.2e19 keeps the row's smaller elements in dgamma",
+  async (backend) => {
+    const call = dataBelowUnit();
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+rangeTests(
+  "attack fuzzer seed 2847: data ~1e-38 over a std of 1.2e19, dy ~1e36",
+  async (backend) => {
+    const call = make(2847);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(check(call, got, want), null);
+  },
+);
