@@ -1,4 +1,6 @@
 /**
+ * Two of WebGPU's flushes in the backward's wide sums (sn_bwd_wide_reduce) at float32's bottom.
+ *
  * A scaled row whose products dy (x - mu) lie far below float32's normal range in the mix's unit
  * (near_exp, shaders/backward_common.wgsl), with data far below that unit: an evaluation of data
  * ~1e-38 over a std of ~1.2e19 (a running_var of 3e38 of variance weight 1/2, eps 1e10), dy
@@ -50,3 +52,55 @@ rangeTests(
     assert.equal(check(call, got, want), null);
   },
 );
+
+/**
+ * A scaled row's segment of subnormal dy beside normal ones far below 1: lavapipe reads
+ * subnormal operands as 0, and the segment's dy were taken in units of 1 (only a segment whose
+ * every dy is subnormal took the unit 2^-126), so dy -2.8e-42 times x - mu of -4.6e28 over a std
+ * of 1e5 (1.3e-18, nearly all of dgamma) was lost. A segment whose largest |dy| lies below 2^-60
+ * now takes that dy's unit (attack fuzzer seeds 2602 and 1084: dgamma 120x, dx 783x).
+ */
+function subnormalDyBesideNormal(): LayerCall {
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, 4],
+    options: { eps: 1e10 },
+    state: {
+      weight: Float32Array.of(1),
+      bias: Float32Array.of(0),
+      mean_weight: Float32Array.of(-1e30, -1e30, 0),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: Float32Array.of(0),
+      running_var: Float32Array.of(0),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.of(1, 0, -1, -4.6e28),
+    dy: Float32Array.of(-4.5e-31, -5e-42, 4.4e-31, -2.8e-42),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: subnormal dy beside normal ones in a scaled row count in dgamma",
+  async (backend) => {
+    const call = subnormalDyBesideNormal();
+    const { got, want } = await runBoth(call, backend);
+    assert.ok(
+      Math.abs(want.grads.weight[0] / 1.288e-18 - 1) < 0.01,
+      `dgamma ${want.grads.weight[0]}`,
+    );
+    assertRangeChecks(call, got, want);
+  },
+);
+
+for (const seed of [2602, 1084]) {
+  rangeTests(
+    `attack fuzzer seed ${seed}: subnormal dy beside normal ones far below 1`,
+    async (backend) => {
+      const call = make(seed);
+      const { got, want } = await runBoth(call, backend);
+      assert.equal(check(call, got, want), null);
+    },
+  );
+}
