@@ -930,6 +930,7 @@ struct FineMean {
   lo: f32,
   e: i32,
   ok: bool,
+  finite: bool, // hi, lo and the terms finite (ok without its unit tests)
 }
 
 const FINE_X = 120;
@@ -937,12 +938,17 @@ const FINE_X = 120;
 // accurate to ~2^-24 of its unit, is the finer.
 const FINE_WORDS = 8;
 
-fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
-  // The heaviest weight: a weight below float32's normal range (wmean_e < 0) is never it.
+// The term of the heaviest mean weight (fine_mean's and fine_low's anchor): a weight below
+// float32's normal range (wmean_e < 0) is never it.
+fn fine_anchor(t0: Term, t1: Term, t2: Term) -> Term {
   let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
   let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
   let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
-  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  return pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+}
+
+fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
+  let anchor = fine_anchor(t0, t1, t2);
   let a_u = unit_of(anchor.flags);
   let ea = max(finite_exponent_of(anchor.hi), finite_exponent_of(anchor.lo)) + a_u;
   let e = max(max(ea, fine_part_exp(0u, t0, ea)), max(fine_part_exp(1u, t1, ea), fine_part_exp(2u, t2, ea))) + 2;
@@ -954,7 +960,7 @@ fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
   // rows of a scaled term, as the unit's test holds it (sn1d_bwd_element takes x alone for a
   // row of fm.ok without one).
   let poor = (e < words - FINE_WORDS) & is_scaled(t0.flags | t1.flags | t2.flags);
-  return FineMean(hi, lo, e, finite & ((e < unit - 60) | poor) & (e > -900));
+  return FineMean(hi, lo, e, finite & ((e < unit - 60) | poor) & (e > -900), finite);
 }
 
 // The exponent of a wide map's words hi and lo (x - mu is (x 2^-e - hi) - lo there) in the unit
@@ -977,10 +983,7 @@ struct FineLow {
 }
 
 fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
-  let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
-  let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
-  let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
-  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  let anchor = fine_anchor(t0, t1, t2);
   let u0 = diff_unit(t0, anchor);
   let u1 = diff_unit(t1, anchor);
   let u2 = diff_unit(t2, anchor);
@@ -1535,17 +1538,24 @@ fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
   return hi + lo;
 }
 
-// The sums of d = x - centre and of d^2 over elements s .. e - 1 (unscaled; |x| within the
-// unscaled range, 2^-21 to 2^40, where d^2 stays normal): (sum d, then sum d^2 as a pair hi, lo).
+// The sums of d = x * 2^k - centre and of d^2 over elements s .. e - 1: (sum d, then sum d^2
+// as a pair hi, lo). k is 0 for unscaled rows (|x| within 2^-21 to 2^40, where d^2 stays
+// normal), else a scaled row's unit (|x 2^k| <= 1, each x scaled by its bits, exact, subnormal x
+// included; squares of deviations below 2^-63 of the row's largest |x| may be flushed, far below
+// the M2 of any row that is not constant).
 // Each d exact as a pair (two_sum: d.x + d.y), d.x^2 exact (pair_times), 2 d.x d.y in float32
 // (~2^-24 of d^2 at most, its rounding ~2^-48), the squares summed as a float32 pair; sum d as
-// deviation_sum forms it. For the M2 of a segment about its accurate mean (sn_wide_stats):
-// ~2^-45 of itself off, where the float32 passes' are a few ulps.
-fn deviation_moments(s: u32, e: u32, centre: f32) -> vec3<f32> {
+// deviation_sum forms it. For the M2 of a segment about its accurate mean (sn_wide_stats,
+// sn_group_refine): ~2^-45 of itself off, where the float32 passes' are a few ulps.
+fn deviation_moments(s: u32, e: u32, k: i32, centre: f32) -> vec3<f32> {
   var sum = vec2<f32>(0.0);
   var sq = vec2<f32>(0.0);
   for (var i = s; i < e; i++) {
-    let d = two_sum(x[i], -centre);
+    var v = x[i];
+    if (k != 0) {
+      v = scale2(v, k);
+    }
+    let d = two_sum(v, -centre);
     let t = two_sum(sum.x, d.x);
     sum = vec2<f32>(t.x, sum.y + (t.y + d.y));
     sq = pair_sum(sq, pair_times(d.x, d.x));
@@ -1554,36 +1564,12 @@ fn deviation_moments(s: u32, e: u32, centre: f32) -> vec3<f32> {
   return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
 }
 
-// The summary of the unscaled segment s .. e - 1 of \`count\` finite values about hi (a float32
-// near its mean): mean = hi + lo with lo = sum (x - hi) / count, and M2 as the pair
-// sum (x - hi)^2 - count lo^2 (deviation_moments), written re-centred (shift hi, mean lo).
-fn summed_about(s: u32, e: u32, hi: f32, count: u32, flags: u32) -> Partial {
-  let sums = deviation_moments(s, e, hi);
-  let lo = sums.x / f32(count);
-  let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
-  return Partial(hi, lo, m2.x, count, flags, m2.y);
-}
-
-// deviation_moments of x * 2^k (a scaled row's unit: |x 2^k| <= 1), each x scaled by its bits
-// (scale2: exact, subnormal x included), for sn_group_refine's alike groups of scaled rows.
-// Squares below float32's normal range (deviations below 2^-63 of the row's largest |x|) may
-// be flushed: far below the M2 of any row that is not constant.
-fn deviation_moments_scaled(s: u32, e: u32, k: i32, centre: f32) -> vec3<f32> {
-  var sum = vec2<f32>(0.0);
-  var sq = vec2<f32>(0.0);
-  for (var i = s; i < e; i++) {
-    let d = two_sum(scale2(x[i], k), -centre);
-    let t = two_sum(sum.x, d.x);
-    sum = vec2<f32>(t.x, sum.y + (t.y + d.y));
-    sq = pair_sum(sq, pair_times(d.x, d.x));
-    sq.y += 2.0 * d.x * d.y;
-  }
-  return vec3<f32>(sum.x + sum.y, sq.x, sq.y);
-}
-
-// summed_about of a scaled segment, x taken as x * 2^k (deviation_moments_scaled).
-fn summed_about_scaled(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Partial {
-  let sums = deviation_moments_scaled(s, e, k, hi);
+// The summary of the segment s .. e - 1 of \`count\` finite values, x taken as x * 2^k, about hi
+// (a float32 near its mean): mean = hi + lo with lo = sum (x 2^k - hi) / count, and M2 as the
+// pair sum (x 2^k - hi)^2 - count lo^2 (deviation_moments), written re-centred (shift hi, mean
+// lo). k is 0 but for a scaled row of an alike group (sn_group_refine).
+fn summed_about(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Partial {
+  let sums = deviation_moments(s, e, k, hi);
   let lo = sums.x / f32(count);
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
   return Partial(hi, lo, m2.x, count, flags, m2.y);
@@ -3069,7 +3055,7 @@ fn summarize_wide(seg: u32) {
   // gradient 5.5e-8 for 2.1e-7 with a Welford M2, tests/spike_shift_test.ts).
   if (!wide) {
     if (p.count > 0u) {
-      parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+      parts[at] = summed_about(s, e, 0, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
     } else {
       parts[at].flags = p.flags & ~F_REMEASURE;
     }
@@ -4011,7 +3997,7 @@ export const SN_GROUP_REFINE: string =
 //     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
 //     constant, non-finite, or near 0 themselves (refine_mean: summed again already), and
 //     scaled rows (sn_wide_stats summed their means so) but where a group of theirs is alike:
-//     their M2 then, in their unit (summed_about_scaled). No pass writes the groups here.
+//     their M2 then, in their unit (summed_about with its k). No pass writes the groups here.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, then its variance as the pair
 //     (1/K) sum_k (v_k + (mu_k - mu)^2) from the members' variance pairs, F_GROUP_REFINE cleared;
@@ -4126,7 +4112,7 @@ fn sum_segment(r: u32, seg_k: u32) {
   // exact pair in its unit (sn_wide_stats summed its mean so, its M2 by Welford), marked
   // F_M2_EXACT as below.
   if (exact && scaled_again(row) && p.count > 0u) {
-    parts[seg] = summed_about_scaled(s, e, -unit_of(p.flags), hi, p.count, p.flags | F_M2_EXACT);
+    parts[seg] = summed_about(s, e, -unit_of(p.flags), hi, p.count, p.flags | F_M2_EXACT);
     return;
   }
   if (!summed_again(row, r) || p.count == 0u || poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
@@ -4138,7 +4124,7 @@ fn sum_segment(r: u32, seg_k: u32) {
   }
   // The mean and M2 about hi as exact pairs (summed_about), the segment marked F_M2_EXACT for
   // the backward's pair dots.
-  parts[seg] = summed_about(s, e, hi, p.count, p.flags | F_M2_EXACT);
+  parts[seg] = summed_about(s, e, 0, hi, p.count, p.flags | F_M2_EXACT);
 }
 
 // The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.
@@ -4581,8 +4567,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
   // parts brought to 2^fm.e.
   let fl = fine_low(t0, group_term(ln), group_term(bn));
-  let fm_finite = (class_bits(fm.hi) | class_bits(fm.lo) | ((t0.flags | ln.flags | bn.flags) & F_CLASS)) == 0u;
-  let low = fm_finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
   let kl = w.g + es + fl.pe - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
@@ -4898,7 +4883,7 @@ fn reduce_wide(seg: u32) {
   var hi: f32;
   var lo: f32;
   var keep: bool;
-  var fm = FineMean(0.0, 0.0, 0, false);
+  var fm = FineMean(0.0, 0.0, 0, false, false);
   if (scaled) {
     let t0 = nd_terms_in(p);
     let t2 = select_term(group_term(bn), use_bn);

@@ -921,6 +921,7 @@ struct FineMean {
   lo: f32,
   e: i32,
   ok: bool,
+  finite: bool, // hi, lo and the terms finite (ok without its unit tests)
 }
 
 const FINE_X = 120;
@@ -928,12 +929,17 @@ const FINE_X = 120;
 // accurate to ~2^-24 of its unit, is the finer.
 const FINE_WORDS = 8;
 
-fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
-  // The heaviest weight: a weight below float32's normal range (wmean_e < 0) is never it.
+// The term of the heaviest mean weight (fine_mean's and fine_low's anchor): a weight below
+// float32's normal range (wmean_e < 0) is never it.
+fn fine_anchor(t0: Term, t1: Term, t2: Term) -> Term {
   let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
   let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
   let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
-  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  return pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+}
+
+fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
+  let anchor = fine_anchor(t0, t1, t2);
   let a_u = unit_of(anchor.flags);
   let ea = max(finite_exponent_of(anchor.hi), finite_exponent_of(anchor.lo)) + a_u;
   let e = max(max(ea, fine_part_exp(0u, t0, ea)), max(fine_part_exp(1u, t1, ea), fine_part_exp(2u, t2, ea))) + 2;
@@ -945,7 +951,7 @@ fn fine_mean(t0: Term, t1: Term, t2: Term, unit: i32, words: i32) -> FineMean {
   // rows of a scaled term, as the unit's test holds it (sn1d_bwd_element takes x alone for a
   // row of fm.ok without one).
   let poor = (e < words - FINE_WORDS) & is_scaled(t0.flags | t1.flags | t2.flags);
-  return FineMean(hi, lo, e, finite & ((e < unit - 60) | poor) & (e > -900));
+  return FineMean(hi, lo, e, finite & ((e < unit - 60) | poor) & (e > -900), finite);
 }
 
 // The exponent of a wide map's words hi and lo (x - mu is (x 2^-e - hi) - lo there) in the unit
@@ -968,10 +974,7 @@ struct FineLow {
 }
 
 fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
-  let v0 = select(P.wmean.x, 0.0, P.wmean_e[0] != 0);
-  let v1 = select(P.wmean.y, 0.0, P.wmean_e[1] != 0);
-  let v2 = select(P.wmean.z, 0.0, P.wmean_e[2] != 0);
-  let anchor = pick_term(pick_term(t0, t1, v1 > v0), t2, v2 > max(v0, v1));
+  let anchor = fine_anchor(t0, t1, t2);
   let u0 = diff_unit(t0, anchor);
   let u1 = diff_unit(t1, anchor);
   let u2 = diff_unit(t2, anchor);

@@ -95,7 +95,7 @@ fn reduce_wide(seg: u32) {
   var hi: f32;
   var lo: f32;
   var keep: bool;
-  var fm = FineMean(0.0, 0.0, 0, false);
+  var fm = FineMean(0.0, 0.0, 0, false, false);
   if (scaled) {
     let t0 = nd_terms_in(p);
     let t2 = select_term(group_term(bn), use_bn);

@@ -18,7 +18,7 @@
 //     (one writer, whichever of its LN and BN groups are listed). Not summed: rows that are
 //     constant, non-finite, or near 0 themselves (refine_mean: summed again already), and
 //     scaled rows (sn_wide_stats summed their means so) but where a group of theirs is alike:
-//     their M2 then, in their unit (summed_about_scaled). No pass writes the groups here.
+//     their M2 then, in their unit (summed_about with its k). No pass writes the groups here.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, then its variance as the pair
 //     (1/K) sum_k (v_k + (mu_k - mu)^2) from the members' variance pairs, F_GROUP_REFINE cleared;
@@ -133,7 +133,7 @@ fn sum_segment(r: u32, seg_k: u32) {
   // exact pair in its unit (sn_wide_stats summed its mean so, its M2 by Welford), marked
   // F_M2_EXACT as below.
   if (exact && scaled_again(row) && p.count > 0u) {
-    parts[seg] = summed_about_scaled(s, e, -unit_of(p.flags), hi, p.count, p.flags | F_M2_EXACT);
+    parts[seg] = summed_about(s, e, -unit_of(p.flags), hi, p.count, p.flags | F_M2_EXACT);
     return;
   }
   if (!summed_again(row, r) || p.count == 0u || poor_shift(f32(p.count), p.shift, p.mean, p.m2, 0u)) {
@@ -145,7 +145,7 @@ fn sum_segment(r: u32, seg_k: u32) {
   }
   // The mean and M2 about hi as exact pairs (summed_about), the segment marked F_M2_EXACT for
   // the backward's pair dots.
-  parts[seg] = summed_about(s, e, hi, p.count, p.flags | F_M2_EXACT);
+  parts[seg] = summed_about(s, e, 0, hi, p.count, p.flags | F_M2_EXACT);
 }
 
 // The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.

@@ -75,8 +75,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
   // parts brought to 2^fm.e.
   let fl = fine_low(t0, group_term(ln), group_term(bn));
-  let fm_finite = (class_bits(fm.hi) | class_bits(fm.lo) | ((t0.flags | ln.flags | bn.flags) & F_CLASS)) == 0u;
-  let low = fm_finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
   let kl = w.g + es + fl.pe - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];

@@ -86,7 +86,7 @@ fn summarize_wide(seg: u32) {
   // gradient 5.5e-8 for 2.1e-7 with a Welford M2, tests/spike_shift_test.ts).
   if (!wide) {
     if (p.count > 0u) {
-      parts[at] = summed_about(s, e, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+      parts[at] = summed_about(s, e, 0, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
     } else {
       parts[at].flags = p.flags & ~F_REMEASURE;
     }
