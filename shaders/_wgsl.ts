@@ -2159,7 +2159,8 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), and dgamma and dbeta one
   // of 2^(d + kc) (Grad's ec), by the same rule.
   // (dbeta, s.w, stays in the unit of dy: Grad's spare.)
-  let xz = finite_exponent_of(s.z);
+  // (lane_exp: a subnormal dgamma counts, else it took the dots' unit, passing float32's range.)
+  let xz = lane_exp(s.z);
   let top_c = select(-2000, xz + ez, xz > -1000);
   let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
@@ -5447,8 +5448,15 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   a.z = select(0.0, a.z, use_bn);
   b.z = select(0.0, b.z, use_bn);
   let e1 = d_unit - 2 * w.e + 3 * es + g + fe + es2;
-  return grad_units(vec4<f32>(gm, gv, s * scale2(s2, -es2), s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb, es + fe + es2);
+  // dgamma = s S2 from both factors brought to [1, 2) by their bits, their exponents apart
+  // (xd; the same bits where s S2 is a normal float32): their product fell below float32's
+  // normal range (s ~1e-5 times S2 ~1e-33, dgamma ~1e-38), where grad_units read no exponent
+  // and scaled it by the dots' unit, gamma's exponent in it: gamma -1e-40 over data ~1e-31 and
+  // one 1 made dgamma -Infinity where the reference has -3.6e-38 (attack fuzzer seed 2002).
+  let xd = norm_exps(vec4<f32>(s, scale2(s2, -es2), 0.0, 0.0));
+  let dg = scale2(s, -xd.x) * scale2(s2, -es2 - xd.y);
+  return grad_units(vec4<f32>(gm, gv, dg, s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
+    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb, es + fe + es2 + xd.x + xd.y);
 }
 
 // A pair v times 2^k, word by word by their bits (scale2).

@@ -509,7 +509,8 @@ fn grad_units(s: vec4<f32>, a: vec4<f32>, b: vec4<f32>, e0: i32, e1: i32, d: i32
   // The variance dots take a unit 2^(d + kb) of their own (Grad's eb), and dgamma and dbeta one
   // of 2^(d + kc) (Grad's ec), by the same rule.
   // (dbeta, s.w, stays in the unit of dy: Grad's spare.)
-  let xz = finite_exponent_of(s.z);
+  // (lane_exp: a subnormal dgamma counts, else it took the dots' unit, passing float32's range.)
+  let xz = lane_exp(s.z);
   let top_c = select(-2000, xz + ez, xz > -1000);
   let k = select(0, max(dots_a - 100, -400), dots_a > -2000);
   let kb = select(k, max(dots_b - 100, -400), dots_b > -2000);
