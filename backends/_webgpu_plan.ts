@@ -289,7 +289,7 @@ function mayMixWideGroups(params: PlanParams, batchBN: boolean): boolean {
 const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_GROUPS = 16;
 const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
 const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096, F_GROUP_REFINE = 8192;
-const F_REFINE_ROWS = 16384, F_REFINE_GROUPS = 65536;
+const F_REFINE_ROWS = 16384, F_MERGE_ROWS = 32768, F_REFINE_GROUPS = 65536;
 /**
  * First bits of the weights the shaders take as 0, below 2^-252 too (common.wgsl: P_ZERO_WMEAN,
  * P_ZERO_WVAR).
@@ -779,6 +779,11 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
             undefined,
             { groupList },
           );
+        }
+        // Rows of several segments merged again, each by one thread, before the groups read them
+        // (sn_group_refine.wgsl: every row and group has one writer).
+        if (chunks > 1) {
+          add("groupRefine", 1, step(F_MERGE_ROWS), undefined, undefined, { groupList });
         }
         add("groupRefine", 1, step(F_REFINE_GROUPS), undefined, undefined, { groupList });
       } else if (blocked.single) {

@@ -94,6 +94,7 @@ const P_REFINE_MEANS: u32 = 4096u;
 const P_GROUP_REFINE: u32 = 8192u;
 // sn_group_refine's step: sum the flagged groups' member rows again, or form their means again.
 const P_REFINE_ROWS: u32 = 16384u;
+const P_MERGE_ROWS: u32 = 32768u; // rows of several segments: merged again where summed again
 const P_REFINE_GROUPS: u32 = 65536u;
 // Bits P_ZERO_WMEAN + k (P_ZERO_WVAR + k): the mean (variance) weight of term k, in mixing
 // order, is 0 (the shaders' 0: below 2^-252, which the WebGPU backend takes as 0 throughout,
@@ -3937,7 +3938,12 @@ fn main(
     if (term * term > spread) {
       let other_base = select(P.bn_base + k * P.bn_step, P.ln_base + k * P.ln_step, is_bn);
       let other_stride = select(P.bn_stride, P.ln_stride, is_bn);
-      var other = select(0.0, running[k], !is_bn && using_bn && !training);
+      // An evaluation's running_mean, read only there: in training BN group k's workgroup writes
+      // it in this dispatch (below), and an unused read of it would still race with that write.
+      var other = 0.0;
+      if (!is_bn && using_bn && !training) {
+        other = running[k];
+      }
       var scaled = is_scaled(p.flags);
       for (var o = 0u; o < others; o++) {
         let q = members[other_base + o * other_stride];
@@ -3989,8 +3995,9 @@ export const SN_GROUP_REFINE: string =
 // itself off, \`var_weight\`'s gradient 2.4e-4 where it is ~0 under dy ~1e3
 // (tests/close_stats_training_test.ts). As the WASM backend's refine_near_zero_groups, the
 // members are summed again about their means, their M2 too, and the groups' means and variances
-// formed again, in two steps (Params.flags), dispatched indirectly from the list (no workgroup
-// where nothing was listed: data without such groups pay two empty dispatches):
+// formed again, in two steps (Params.flags; three where rows span several segments), dispatched
+// indirectly from the list (no workgroup where nothing was listed: data without such groups pay
+// two or three empty dispatches):
 //   P_REFINE_ROWS (per binding window of x): a thread per segment of the rows; a segment of a
 //     member row of a listed group is summed again about its mean in exact pairs, its mean and
 //     its M2 (summed_about, deviation_sum.wgsl; marked F_M2_EXACT, so that
@@ -3999,15 +4006,24 @@ export const SN_GROUP_REFINE: string =
 //     constant, non-finite, or near 0 themselves (refine_mean: summed again already), and
 //     scaled rows (sn_wide_stats summed their means so) but where a group of theirs is alike:
 //     their M2 then, in their unit (summed_about with its k). No pass writes the groups here.
+//   P_MERGE_ROWS (rows of several segments only): a thread per row, which merges it again from
+//     its segments (row_sums.wgsl, as sn_row_merge) where it is a member of a listed group and
+//     was summed again (the same test, on the merge), into its row record: one writer per row.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, then its variance as the pair
 //     (1/K) sum_k (v_k + (mu_k - mu)^2) from the members' variance pairs, F_GROUP_REFINE cleared;
 //     a BN group's running update (that sn_group_stats left to it) from the new mean and
-//     variance. Rows of several segments are merged again first (row_sums.wgsl, as
-//     sn_row_merge), from the segments, by every group they are in: the same bits, and no group
-//     reads another's row record (the rows not merged again, which it reads, no group writes).
-//     Groups near 0 are listed in unit 0 only, alike ones in any unit (members enter scaled
-//     to the group's unit, as in sn_group_stats).
+//     variance. Groups near 0 are listed in unit 0 only, alike ones in any unit (members enter
+//     scaled to the group's unit, as in sn_group_stats).
+// Every word a step writes has one writer in its dispatch, and no invocation of another workgroup
+// reads it there: P_REFINE_ROWS writes segments (each by its thread; it reads rows, groups and
+// running), P_MERGE_ROWS row records (each by its thread; it reads segments, groups and running),
+// P_REFINE_GROUPS a listed group's record and its channel's running buffers (each by its
+// workgroup, a group being listed once; it reads rows, which it no longer writes). Until
+// P_MERGE_ROWS, the LN and BN groups of a row of several segments, both listed, each merged it in
+// P_REFINE_GROUPS and wrote its record (the same bits) while the other read it, and an LN group's
+// test read running_mean while the BN group wrote it (the value unused in training): a data race
+// in WGSL's terms that changed no result on lavapipe (tests/close_stats_training_test.ts).
 // The groups of members refined but not listed keep their statistics (their members' means move
 // by ~2^-25 of their std and their variances by ~1e-6 of themselves, the float32 rounding those
 // statistics have anyway; a group of one row is that row in sn_bwd_rows' dots).
@@ -4019,9 +4035,9 @@ ${_ROW_SUMS}
 ${_DEVIATION_SUM}
 
 @group(0) @binding(0) var<uniform> P: Params;
-// The row summaries (P_REFINE_GROUPS; P_REFINE_ROWS reads them where rows span several
-// segments), and the segments (P_REFINE_ROWS writes them; P_REFINE_GROUPS reads them where rows
-// span several segments). The one not used: a stand-in.
+// The row summaries (P_MERGE_ROWS writes them, P_REFINE_GROUPS reads them; P_REFINE_ROWS reads
+// them where rows span several segments), and the segments (P_REFINE_ROWS writes them,
+// P_MERGE_ROWS reads them). The one not used: a stand-in.
 @group(0) @binding(1) var<storage, read_write> rows: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> parts: array<Partial>;
 @group(0) @binding(3) var<storage, read_write> groups: array<Group>;
@@ -4049,6 +4065,14 @@ fn main(
     let segs = P.n * P.c * P.chunks;
     for (var seg = linear_group(wid, nwg) * 64u + lid; seg < segs; seg += threads) {
       sum_segment(seg / P.chunks, seg % P.chunks);
+    }
+    return;
+  }
+  // P_MERGE_ROWS: a thread per row (the same grid), fewer than the segments.
+  if ((P.flags & P_MERGE_ROWS) != 0u && P.chunks > 1u) {
+    let threads = nwg.x * nwg.y * 64u;
+    for (var r = linear_group(wid, nwg) * 64u + lid; r < P.n * P.c; r += threads) {
+      merge_row(r);
     }
     return;
   }
@@ -4128,6 +4152,23 @@ fn sum_segment(r: u32, seg_k: u32) {
   parts[seg] = summed_about(s, e, 0, hi, p.count, p.flags | F_M2_EXACT);
 }
 
+// Row r of several segments, where it is a member of a listed group (its LN or BN group), merged
+// again from its segments where they were summed again (the same test, on the merge).
+fn merge_row(r: u32) {
+  let ln_flags = groups[r / P.c].flags;
+  let bn_flags = select(0u, groups[P.groups_ln + r % P.c].flags, (P.flags & P_USING_BN) != 0u);
+  if (((ln_flags | bn_flags) & F_GROUP_REFINE) == 0u) {
+    return;
+  }
+  let base = r * P.chunks;
+  let sums = row_sums(base);
+  let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0);
+  // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by row_sums.)
+  if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
+    rows[r] = merged_row(base, sums, sums.flags & ~F_REMEASURE);
+  }
+}
+
 // The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.
 fn workgroup_pair_sum(t: vec2<f32>, lid: u32) -> vec2<f32> {
   w_sum[lid] = t;
@@ -4154,20 +4195,7 @@ fn refine_group(g: u32, lid: u32) {
   var t = vec2<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let r = member(g, j).x;
-    var p = rows[r];
-    if (P.chunks > 1u) {
-      // Merged again from its segments where they were summed again (the same test, on the
-      // merge): every group of the row writes the same bits.
-      let base = r * P.chunks;
-      let sums = row_sums(base);
-      let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0);
-      // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by
-      // row_sums.)
-      if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
-        p = merged_row(base, sums, sums.flags & ~F_REMEASURE);
-        rows[r] = p;
-      }
-    }
+    let p = rows[r];
     // A member in the group's unit (a scaled one of a smaller unit, or an unscaled one in a
     // scaled group).
     let f = pow2(unit_of(p.flags) - unit);

@@ -85,6 +85,7 @@ const P_REFINE_MEANS: u32 = 4096u;
 const P_GROUP_REFINE: u32 = 8192u;
 // sn_group_refine's step: sum the flagged groups' member rows again, or form their means again.
 const P_REFINE_ROWS: u32 = 16384u;
+const P_MERGE_ROWS: u32 = 32768u; // rows of several segments: merged again where summed again
 const P_REFINE_GROUPS: u32 = 65536u;
 // Bits P_ZERO_WMEAN + k (P_ZERO_WVAR + k): the mean (variance) weight of term k, in mixing
 // order, is 0 (the shaders' 0: below 2^-252, which the WebGPU backend takes as 0 throughout,

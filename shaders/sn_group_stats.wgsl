@@ -552,7 +552,12 @@ fn main(
     if (term * term > spread) {
       let other_base = select(P.bn_base + k * P.bn_step, P.ln_base + k * P.ln_step, is_bn);
       let other_stride = select(P.bn_stride, P.ln_stride, is_bn);
-      var other = select(0.0, running[k], !is_bn && using_bn && !training);
+      // An evaluation's running_mean, read only there: in training BN group k's workgroup writes
+      // it in this dispatch (below), and an unused read of it would still race with that write.
+      var other = 0.0;
+      if (!is_bn && using_bn && !training) {
+        other = running[k];
+      }
       var scaled = is_scaled(p.flags);
       for (var o = 0u; o < others; o++) {
         let q = members[other_base + o * other_stride];
