@@ -119,7 +119,13 @@ fn reduce_wide(seg: u32) {
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
   // mix's unit (f < 0, near_exp: rows of std 1e-27 under a running_var of 1e-8, dy 1e-12).
-  let near = near_exp(i32(max_field(p.flags)) - 126 - e, hi, lo, exponent_of(scale2(mxf, -d_unit)));
+  // A fine mean (fm.ok: hi and lo lie below float32's normal range there, flushed) bounds
+  // |mu| by 2^fm.e itself, and gives the near unit its mean: in the mix's unit its hi and lo
+  // were 0 (an evaluation of a row of ~1e-31 of mean -3.7e-32 beside LN variances ~5e57: x - mu
+  // was x, S2 0.33 of itself, dx of the sample's other rows 13x through the LN's sum of dL/dvar,
+  // attack fuzzer seed 1296).
+  let xb = i32(max_field(p.flags)) - 126 - e;
+  let near = near_exp(select(xb, max(xb, fm.e - e), fm.ok), hi, lo, exponent_of(scale2(mxf, -d_unit)));
   var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
   let ff = pow2(-f);
   // There x - mu from x 2^-(e + f), hi 2^-f and lo 2^-f: x 2^-e, then 2^-f, flushed the
@@ -127,8 +133,8 @@ fn reduce_wide(seg: u32) {
   // whose unit lies 2^62 below the std's at most: those below 2^-125 lost from dgamma, 54x its
   // tolerance, attack fuzzer seed 2847).
   let near_x = scaled & (f < 0);
-  let hi_near = scale2(hi, -f);
-  let lo_near = scale2(lo, -f);
+  let hi_near = select(scale2(hi, -f), scale2(fm.hi, fm.e - e - f), fm.ok);
+  let lo_near = select(scale2(lo, -f), scale2(fm.lo, fm.e - e - f), fm.ok);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
   // unit above (S2 c); S2 in the unit 2^fm.e (f = fm.e - e) where no element above has a

@@ -1,5 +1,5 @@
 /**
- * Two of WebGPU's flushes in the backward's wide sums (sn_bwd_wide_reduce) at float32's bottom.
+ * Three of WebGPU's flushes in the backward's wide sums (sn_bwd_wide_reduce) at float32's bottom.
  *
  * A scaled row whose products dy (x - mu) lie far below float32's normal range in the mix's unit
  * (near_exp, shaders/backward_common.wgsl), with data far below that unit: an evaluation of data
@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { check, make } from "./fuzz/attack_fuzz.ts";
+import { make as cornerMake } from "./fuzz/corner_fuzz.ts";
 
 /** Layout "nd" [1, 1, 1, 8]: half of the row's |x| below 2^-125 (2.35e-38). */
 function dataBelowUnit(): LayerCall {
@@ -104,3 +105,71 @@ for (const seed of [2602, 1084]) {
     },
   );
 }
+
+// Corner fuzzer seed 3357 (an evaluation of data ~1e-38 under dy of 1e-31 beside subnormal ones:
+// dx 0 for ~1e-19 to 1e-20) is of that kind: it fails before the fix above, passes since.
+rangeTests(
+  "corner fuzzer seed 3357: subnormal dy beside normal ones far below 1 (dx)",
+  async (backend) => {
+    const call = cornerMake(3357);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+/**
+ * A scaled row whose mixed mean lies below float32's normal range in the mix's unit, where its
+ * products dy (x - mu) take the near unit: a row of ~5e-31 beside a row of ~1e29 in its sample,
+ * the variance on LN (a std ~1e29, so the mix's unit lies near 2^34, and the row's mean 5.5e-31
+ * ~2^-135 of it). wide_map's hi and lo of that mean were 0 (flushed), and the near unit took
+ * them from there: x - mu was x, the row's S2 = sum dy (x - mu) 12x itself here (dgamma 12x; in
+ * attack fuzzer seed 1296, 0.33x, and the LN's sum of dL/dvar cancelling across the sample put
+ * dx of a row of gamma 2e-39 13x, 37x its tolerance). The near unit now takes the mean from
+ * fine_mean (its own unit) where that holds it.
+ */
+function meanBelowUnit(training: boolean): LayerCall {
+  return {
+    layer: "2d",
+    shape: [1, 2, 1, 4],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(1, 1),
+      bias: Float32Array.of(0, 0),
+      mean_weight: Float32Array.of(0, -1e30, -1e30),
+      var_weight: Float32Array.of(0, 1.3, -1e30),
+      running_mean: Float32Array.of(0, 0),
+      running_var: Float32Array.of(1, 1),
+    },
+    partial: true,
+    training,
+    x: Float32Array.of(4e-31, 5e-31, 6e-31, 7e-31, 1e29, -2e29, 3e28, -1.2e29),
+    dy: Float32Array.of(1e36, 2e36, 3e36, 4e36, 5e36, -1e36, -6e36, 7e36),
+    scales: true,
+  };
+}
+
+for (const training of [false, true]) {
+  rangeTests(
+    `SwitchNorm2d: a mean below float32's normal range in the mix's unit counts in the near unit (${
+      training ? "training" : "evaluation"
+    })`,
+    async (backend) => {
+      const call = meanBelowUnit(training);
+      const { got, want } = await runBoth(call, backend);
+      // The mean matters here: sum dy x is 12 times sum dy (x - mu).
+      const sxm = want.grads.weight[0], s = sxm / 5e5;
+      const sx = [0, 1, 2, 3].reduce((a, i) => a + call.dy![i] * call.x[i], 0) * s;
+      assert.ok(Math.abs(sx / sxm - 12) < 0.01, `dgamma ${sxm}, sum dy x s ${sx}`);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
+
+rangeTests(
+  "attack fuzzer seed 1296: a mean far below the mix's unit in the near unit (evaluation dx)",
+  async (backend) => {
+    const call = make(1296);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(check(call, got, want), null);
+  },
+);
