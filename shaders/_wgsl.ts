@@ -2460,8 +2460,15 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, fine_words(w));
   let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
   let xs = scale2(xv, -w.e);
-  let xc = select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine);
-  let o = select(0, fm.e - w.e, fine);
+  // Else where x and the mean's words all lie far below the mix's unit (x 2^-e below float32's
+  // normal range was flushed: x ~1e-10 beside a sample's 1e28 under LN's variance, the unit
+  // 2^93, gave dgamma 0 for 0.02), x - mu in a unit near the largest of them, 2^(e + o).
+  let xe = select(-1000, bits_exponent(xv) - w.e, (bitcast<u32>(xv) << 1u) != 0u);
+  let top = max(xe, max(exponent_of(w.hi), exponent_of(w.lo)) + 1) + 2;
+  let near = !fine & is_scaled(ln.flags | bn.flags) & (top < -100) & (top > -900);
+  let xn = (scale2(xv, -w.e - top) - scale2(w.hi, -top)) - scale2(w.lo, -top);
+  let xc = select(select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine), xn, near);
+  let o = select(select(0, fm.e - w.e, fine), top, near);
   let ex = norm_exp(xc) + o + es;
   let xh = scale2(xc, es - ex + o) * sn; // xhat 2^-ex
   let egm = es + ed;

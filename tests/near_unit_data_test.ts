@@ -173,3 +173,47 @@ rangeTests(
     assert.equal(check(call, got, want), null);
   },
 );
+
+/**
+ * Layout "1d": an element whose x and mixed mean lie far below the mix's unit (wide_element,
+ * sn1d_bwd_element.wgsl): x ~1e-10 beside a sample's 1e28 under LN's variance puts the unit near
+ * 2^93, where x 2^-e lies below float32's normal range (flushed): dgamma was 0 for 0.1, and 0 for
+ * 1e-37 under dy ~1. x - mu is now taken in a unit near the largest of x and the mean's words.
+ */
+function tinyBesideWide1d(dyScale: number): LayerCall {
+  return {
+    layer: "1d",
+    shape: [2, 2],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(1, 1),
+      bias: Float32Array.of(0, 0),
+      mean_weight: Float32Array.of(-1e30, 0),
+      var_weight: Float32Array.of(0, 0),
+      running_mean: Float32Array.of(0, 0),
+      running_var: Float32Array.of(3e37, 1),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.of(1e-10, 1e28, 2e-10, -1e28),
+    dy: Float32Array.from([1, 1, 2, -1], (v) => v * dyScale),
+    scales: true,
+  };
+}
+
+for (const dyScale of [1e36, 1]) {
+  rangeTests(
+    `SwitchNorm1d: an evaluation of x ~1e-10 beside a sample's 1e28 keeps x in dgamma (dy ~${dyScale})`,
+    async (backend) => {
+      const call = tinyBesideWide1d(dyScale);
+      const { got, want } = await runBoth(call, backend);
+      // sum dy x / std, std = sqrt(0.5 var_ln + 0.5 running_var) ~ 5e27
+      const expected = 5e26 / 5e27 * (dyScale / 1e36);
+      assert.ok(
+        Math.abs(want.grads.weight[0] / expected - 1) < 1e-3,
+        `dgamma ${want.grads.weight[0]}`,
+      );
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
