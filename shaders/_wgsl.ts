@@ -4585,12 +4585,21 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mix of std 0 with eps 0 (sn_mix lists it): y = (x - mu) gamma / 0 (std_zero_y).
   let zero = std_zero(t0, group_term(ln), group_term(bn)) &&
     ((t0.flags | ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
+  // hi' (term 0's mean, whatever its weight) and lo' cancel more than 2^24 to mu (an evaluation
+  // on a running_mean of 0 of weight ~1 beside a row's IN mean of -1.2e28, of weight 0, in the
+  // unit 2^-29): (x 2^-e - hi') - lo' rounded x - mu to hi''s ulp (y 0 for -2.9e33 under gamma
+  // 3e38, x -0.98 over a std of 1e5). There x - mu from mu's float32 pair (two_sum), as the
+  // unscaled rows take it; |mu'| bounds the product with it.
+  let mu2 = two_sum(w.hi, w.lo);
+  let cancel = exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24;
+  let m_hi = select(w.hi, mu2.x, cancel);
+  let m_lo = select(w.lo, mu2.y, cancel);
   // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
   // 2^h of it into gamma's exponent, applied to t by its bits.
   let xb = i32(max_field(p.flags)) - 126 - w.e;
-  let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
+  let h = max(0, max(exponent_of(select(w.lo, mu2.x, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
@@ -4609,7 +4618,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
     let fine = (fm.ok | low) & (bits_exponent(xv) < fm.e + FINE_X);
-    let d = select((xs - w.hi) - w.lo, xs, fm.ok);
+    let d = select((xs - m_hi) - m_lo, xs, fm.ok);
     let da = scale2(xv, -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
     let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
@@ -4920,6 +4929,8 @@ fn reduce_wide(seg: u32) {
   var lo: f32;
   var keep: bool;
   var fm = FineMean(0.0, 0.0, 0, false, false);
+  var mu2 = vec2<f32>(0.0);
+  var cancel = false;
   if (scaled) {
     let t0 = nd_terms_in(p);
     let t2 = select_term(group_term(bn), use_bn);
@@ -4929,6 +4940,9 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
     fm = fine_mean(t0, group_term(ln), t2, e, fine_words(w));
+    // hi (term 0's mean, whatever its weight) and lo cancel more than 2^24 to mu: see \`cut\`.
+    mu2 = two_sum(hi, lo);
+    cancel = exponent_of(mu2.x) < max(exponent_of(hi), exponent_of(lo)) - 24;
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
@@ -4951,19 +4965,41 @@ fn reduce_wide(seg: u32) {
   let xb = i32(max_field(p.flags)) - 126 - e;
   let near = near_exp(select(xb, max(xb, fm.e - e), fm.ok), hi, lo, exponent_of(scale2(mxf, -d_unit)));
   var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
+  // A scaled row whose hi and lo cancel (an evaluation on a running_mean of 0 of weight ~1
+  // beside a row's IN mean of -1.2e28, of weight 0, in the unit 2^-29) where fine_mean does not
+  // take x - mu (a mean of 0; or f != 0: |lo| passes 2^60, far_exp): (x 2^-e - hi) - lo rounded
+  // x - mu to hi's ulp, and 2^-f flushed the rest: dy 4.4e-31 times x - mu of -0.98 over a std
+  // of 1e5 was 0 of dgamma's -4.4e-36 (seed 2602's evaluation with its subnormal dy at 0, 46x
+  // its tolerance). x - mu is then taken from mu's float32 pair (two_sum), as the unscaled rows
+  // take it, in units of 2^f from the products' bounds (x's exponent field, dy's): the largest
+  // near 2^100 at most, x 2^-(e + f) and mu 2^-f within float32.
+  let cut = cancel & keep & !(fm.ok & (f == 0)) & (class_bits(mx) == 0u);
+  if (cut) {
+    hi = mu2.x;
+    lo = mu2.y;
+    let eh = exponent_of(hi);
+    var pb = -1000;
+    for (var i = s; i < end; i++) {
+      let d = scale2(dy[i], -d_unit);
+      let top = max(bits_exponent(x[i]) - e, eh) + bits_exponent(d) + 2;
+      pb = select(pb, max(pb, top), d != 0.0);
+    }
+    f = max(max(pb - 100, xb - 120), max(eh - 100, -120));
+  }
   let ff = pow2(-f);
   // There x - mu from x 2^-(e + f), hi 2^-f and lo 2^-f: x 2^-e, then 2^-f, flushed the
   // elements below float32's normal range in the mix's unit (data ~1e-38 over a std of 1.2e19,
   // whose unit lies 2^62 below the std's at most: those below 2^-125 lost from dgamma, 54x its
   // tolerance, attack fuzzer seed 2847).
-  let near_x = scaled & (f < 0);
-  let hi_near = select(scale2(hi, -f), scale2(fm.hi, fm.e - e - f), fm.ok);
-  let lo_near = select(scale2(lo, -f), scale2(fm.lo, fm.e - e - f), fm.ok);
+  let near_x = scaled & ((f < 0) | cut);
+  let fine_near = fm.ok & !cut;
+  let hi_near = select(scale2(hi, -f), scale2(fm.hi, fm.e - e - f), fine_near);
+  let lo_near = select(scale2(lo, -f), scale2(fm.lo, fm.e - e - f), fine_near);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
   // unit above (S2 c); S2 in the unit 2^fm.e (f = fm.e - e) where no element above has a
   // nonzero product, else in 2^e (f = 0) with S2 f brought there.
-  let fine = fm.ok & (f == 0);
+  let fine = fm.ok & (f == 0) & !cut;
   var s1 = 0.0;
   var s2 = 0.0;
   var s2f = 0.0;

@@ -96,6 +96,8 @@ fn reduce_wide(seg: u32) {
   var lo: f32;
   var keep: bool;
   var fm = FineMean(0.0, 0.0, 0, false, false);
+  var mu2 = vec2<f32>(0.0);
+  var cancel = false;
   if (scaled) {
     let t0 = nd_terms_in(p);
     let t2 = select_term(group_term(bn), use_bn);
@@ -105,6 +107,9 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
     fm = fine_mean(t0, group_term(ln), t2, e, fine_words(w));
+    // hi (term 0's mean, whatever its weight) and lo cancel more than 2^24 to mu: see `cut`.
+    mu2 = two_sum(hi, lo);
+    cancel = exponent_of(mu2.x) < max(exponent_of(hi), exponent_of(lo)) - 24;
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
@@ -127,19 +132,41 @@ fn reduce_wide(seg: u32) {
   let xb = i32(max_field(p.flags)) - 126 - e;
   let near = near_exp(select(xb, max(xb, fm.e - e), fm.ok), hi, lo, exponent_of(scale2(mxf, -d_unit)));
   var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
+  // A scaled row whose hi and lo cancel (an evaluation on a running_mean of 0 of weight ~1
+  // beside a row's IN mean of -1.2e28, of weight 0, in the unit 2^-29) where fine_mean does not
+  // take x - mu (a mean of 0; or f != 0: |lo| passes 2^60, far_exp): (x 2^-e - hi) - lo rounded
+  // x - mu to hi's ulp, and 2^-f flushed the rest: dy 4.4e-31 times x - mu of -0.98 over a std
+  // of 1e5 was 0 of dgamma's -4.4e-36 (seed 2602's evaluation with its subnormal dy at 0, 46x
+  // its tolerance). x - mu is then taken from mu's float32 pair (two_sum), as the unscaled rows
+  // take it, in units of 2^f from the products' bounds (x's exponent field, dy's): the largest
+  // near 2^100 at most, x 2^-(e + f) and mu 2^-f within float32.
+  let cut = cancel & keep & !(fm.ok & (f == 0)) & (class_bits(mx) == 0u);
+  if (cut) {
+    hi = mu2.x;
+    lo = mu2.y;
+    let eh = exponent_of(hi);
+    var pb = -1000;
+    for (var i = s; i < end; i++) {
+      let d = scale2(dy[i], -d_unit);
+      let top = max(bits_exponent(x[i]) - e, eh) + bits_exponent(d) + 2;
+      pb = select(pb, max(pb, top), d != 0.0);
+    }
+    f = max(max(pb - 100, xb - 120), max(eh - 100, -120));
+  }
   let ff = pow2(-f);
   // There x - mu from x 2^-(e + f), hi 2^-f and lo 2^-f: x 2^-e, then 2^-f, flushed the
   // elements below float32's normal range in the mix's unit (data ~1e-38 over a std of 1.2e19,
   // whose unit lies 2^62 below the std's at most: those below 2^-125 lost from dgamma, 54x its
   // tolerance, attack fuzzer seed 2847).
-  let near_x = scaled & (f < 0);
-  let hi_near = select(scale2(hi, -f), scale2(fm.hi, fm.e - e - f), fm.ok);
-  let lo_near = select(scale2(lo, -f), scale2(fm.lo, fm.e - e - f), fm.ok);
+  let near_x = scaled & ((f < 0) | cut);
+  let fine_near = fm.ok & !cut;
+  let hi_near = select(scale2(hi, -f), scale2(fm.hi, fm.e - e - f), fine_near);
+  let lo_near = select(scale2(lo, -f), scale2(fm.lo, fm.e - e - f), fine_near);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
   // unit above (S2 c); S2 in the unit 2^fm.e (f = fm.e - e) where no element above has a
   // nonzero product, else in 2^e (f = 0) with S2 f brought there.
-  let fine = fm.ok & (f == 0);
+  let fine = fm.ok & (f == 0) & !cut;
   var s1 = 0.0;
   var s2 = 0.0;
   var s2f = 0.0;

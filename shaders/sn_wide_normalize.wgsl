@@ -57,12 +57,21 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mix of std 0 with eps 0 (sn_mix lists it): y = (x - mu) gamma / 0 (std_zero_y).
   let zero = std_zero(t0, group_term(ln), group_term(bn)) &&
     ((t0.flags | ln.flags | bn.flags) & F_CLASS) == 0u && !w.var_inf;
+  // hi' (term 0's mean, whatever its weight) and lo' cancel more than 2^24 to mu (an evaluation
+  // on a running_mean of 0 of weight ~1 beside a row's IN mean of -1.2e28, of weight 0, in the
+  // unit 2^-29): (x 2^-e - hi') - lo' rounded x - mu to hi''s ulp (y 0 for -2.9e33 under gamma
+  // 3e38, x -0.98 over a std of 1e5). There x - mu from mu's float32 pair (two_sum), as the
+  // unscaled rows take it; |mu'| bounds the product with it.
+  let mu2 = two_sum(w.hi, w.lo);
+  let cancel = exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24;
+  let m_hi = select(w.hi, mu2.x, cancel);
+  let m_lo = select(w.lo, mu2.y, cancel);
   // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
   // 2^h of it into gamma's exponent, applied to t by its bits.
   let xb = i32(max_field(p.flags)) - 126 - w.e;
-  let h = max(0, max(exponent_of(w.lo), xb) + 1 + exponent_of(w.scale) - 120);
+  let h = max(0, max(exponent_of(select(w.lo, mu2.x, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
@@ -81,7 +90,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
     let fine = (fm.ok | low) & (bits_exponent(xv) < fm.e + FINE_X);
-    let d = select((xs - w.hi) - w.lo, xs, fm.ok);
+    let d = select((xs - m_hi) - m_lo, xs, fm.ok);
     let da = scale2(xv, -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
     let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);

@@ -1,5 +1,5 @@
 /**
- * Three of WebGPU's flushes in the backward's wide sums (sn_bwd_wide_reduce) at float32's bottom.
+ * Four of WebGPU's flushes in the backward's wide sums (sn_bwd_wide_reduce) at float32's bottom.
  *
  * A scaled row whose products dy (x - mu) lie far below float32's normal range in the mix's unit
  * (near_exp, shaders/backward_common.wgsl), with data far below that unit: an evaluation of data
@@ -7,7 +7,8 @@
  * ~1e36. The unit lies 2^62 below the std's at most, so x 2^-e was below float32's normal range for
  * the elements under 2^-125, and sn_bwd_wide_reduce flushed them before it took x - mu in units of
  * 2^f: dgamma lost their share (attack fuzzer seed 2847: 54x its tolerance). x - mu is now formed
- * from x 2^-(e + f).
+ * from x 2^-(e + f). Below: a scaled row's mixed mean far from the IN mean the wide map anchors
+ * at (x - mu rounded to that anchor's ulp on WebGPU, and WASM's f64 sums about the IN mean).
  */
 import assert from "node:assert/strict";
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
@@ -217,3 +218,77 @@ for (const dyScale of [1e36, 1]) {
     },
   );
 }
+
+/**
+ * A scaled row whose mixed mean lies far from term 0's (the row's IN mean, of weight 0, which the
+ * wide map anchors at: hi), so that hi and lo cancel to mu: (x 2^-e - hi) - lo rounded x - mu to
+ * hi's ulp. An evaluation on a running_mean of 0 (weight ~1) and running_var of 0 under eps
+ * 1e10 over a row [0, 0, -0.98, -4.65e28] (IN mean -1.2e28, in the unit 2^-29): x - mu was 0 for
+ * -0.98, so dgamma was 0 for -4.4e-25 (dy 4.4e-20 there, 0 at -4.65e28) and, under gamma 3e38,
+ * y 0 for -2.9e33. Seed 2602's evaluation with its subnormal dy set to 0 is of that kind (dgamma
+ * 0 for -4.4e-36, 46x its tolerance; with them, dy -2.8e-42 at -4.65e28 outweighed it).
+ */
+function meanFarFromAnchor(gamma: number, training: boolean): LayerCall {
+  const row = [0, 0, -0.98, -4.65e28], rowDy = [-4.5e-20, 0, 4.44e-20, 0];
+  // Training: a second row of the negated values, so that the batch mean is exactly 0 (in the
+  // reference's float64 sums too).
+  const x = training ? [...row, ...row.map((v) => -v)] : row;
+  const dy = training ? [...rowDy, ...rowDy] : rowDy;
+  return {
+    layer: "2d",
+    shape: [training ? 2 : 1, 1, 1, 4],
+    options: { eps: 1e10 },
+    state: {
+      weight: Float32Array.of(gamma),
+      bias: Float32Array.of(0),
+      mean_weight: Float32Array.of(-1e30, -1e30, 0),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: Float32Array.of(0),
+      running_var: Float32Array.of(0),
+    },
+    partial: true,
+    training,
+    x: Float32Array.from(x),
+    dy: Float32Array.from(dy),
+    scales: true,
+  };
+}
+
+for (const gamma of [1, 3e38]) {
+  rangeTests(
+    `SwitchNorm2d: an evaluation whose running_mean lies far from the row's IN mean of weight 0 keeps x - mu (gamma ${gamma})`,
+    async (backend) => {
+      const call = meanFarFromAnchor(gamma, false);
+      const { got, want } = await runBoth(call, backend);
+      assert.ok(
+        Math.abs(want.grads.weight[0] / -4.3512e-25 - 1) < 1e-4,
+        `dgamma ${want.grads.weight[0]}`,
+      );
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
+
+rangeTests(
+  "SwitchNorm2d: training whose batch mean lies far from the rows' IN means of weight 0 keeps x - mu in y",
+  async (backend) => {
+    const call = meanFarFromAnchor(3e38, true);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+rangeTests(
+  "attack fuzzer seed 2602 with its subnormal dy at 0: dy 4.4e-31 times x - mu of -0.98 in dgamma",
+  async (backend) => {
+    const seeded = make(2602);
+    const dy = seeded.dy!.map((v) => Math.abs(v) < 2 ** -126 ? 0 : v);
+    const call = { ...seeded, dy };
+    const { got, want } = await runBoth(call, backend);
+    assert.ok(
+      Math.abs(want.evaluation!.grads.weight[0] / -4.3692e-36 - 1) < 1e-4,
+      `dgamma ${want.evaluation!.grads.weight[0]}`,
+    );
+    assert.equal(check(call, got, want), null);
+  },
+);
