@@ -22,7 +22,9 @@
  */
 import assert from "node:assert/strict";
 import { check } from "./fuzz/attack_fuzz.ts";
-import { type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { make } from "./fuzz/mean_below_unit_sweep.ts";
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { seededRandom } from "../examples/_data.ts";
 
 const f32 = (...v: number[]) => Float32Array.from(v);
 /** The logit of a mean weight just above 2^-252 beside two of e^0 (attack fuzzer seed 392). */
@@ -136,6 +138,94 @@ rangeTests(
       assert.ok(top > 1e-30, `${what}: the reference's ${grad} gradient is ${top}`);
       const err = check(call, got, want);
       if (err !== null) failures.push(`${what}: ${err.slice(0, 300)}`);
+    }
+    assert.deepEqual(failures, []);
+  },
+);
+
+/**
+ * A sample of rows ~1e-31 (mean off 0), ~1e29 and ~1 (or rows ~1e-20, ~1e20, ~1), one mean
+ * weight e^-`logit` beside one of ~1, an evaluation on a running_mean of 0.1: `samples` copies of
+ * the sample, so that every LN mean is the same.
+ */
+function farLnMean(
+  logit: number,
+  tinyAt: 0 | 2,
+  samples: number,
+  [small, big, dyScale]: [number, number, number],
+): LayerCall {
+  const r = seededRandom(Math.round(logit) * 7 + tinyAt);
+  const m = 33, c = 3;
+  const x: number[] = [], dy: number[] = [];
+  for (let k = 0; k < c; k++) {
+    for (let i = 0; i < m; i++) {
+      x.push(k === 0 ? (r() * 2 - 1 + 0.3) * small : k === 1 ? (r() * 2 - 1) * big : r() * 2 - 1);
+      dy.push((r() * 2 - 1) * dyScale);
+    }
+  }
+  const meanWeight = tinyAt === 2 ? f32(0, -1e30, -logit) : f32(-logit, -1e30, 0);
+  return {
+    layer: "2d",
+    shape: [samples, c, 1, m],
+    options: { eps: 1e-5 },
+    training: false,
+    x: Float32Array.from({ length: samples * c * m }, (_, i) => x[i % (c * m)]),
+    dy: Float32Array.from({ length: samples * c * m }, (_, i) => dy[i % (c * m)]),
+    state: {
+      weight: f32(1e-10, 2e-39, -1e30),
+      bias: f32(0, 0, 0),
+      mean_weight: meanWeight,
+      var_weight: f32(0, 5, -1e30),
+      running_mean: f32(0.1, 0.1, 0.1),
+      running_var: f32(1, 1e-40, 1e-40),
+    },
+    partial: true,
+    scales: true,
+  };
+}
+
+/**
+ * The mean dots about a centre K far from the means they hold: WASM took them about the first LN
+ * mean wherever every LN mean lay within 2^-10 of it (`wasm/src/layout.rs` `dots_centre`), so in
+ * one sample (or samples alike) of a row ~1e29 beside rows ~1e-31 and ~1 (K ~1e28), mu_k - K was
+ * -K for the IN means and the running_mean of 0.1 alike, and `mean_weight`'s gradient was 0: for
+ * -7.8e-35 under a BN weight of e^-174 (`mean_below_unit_sweep` seed 280), for -1.8e-2 under an
+ * IN weight of e^-90 and for ~1e35 under weights of 1/2 and 0.047 (logits 0 and 3 apart). K is now not
+ * taken where it rounds away an IN and BN mean's difference that the plain dots keep.
+ */
+rangeTests(
+  "mean dots of means far from a sample's LN mean reach the logit gradients",
+  async (backend) => {
+    const calls: [string, number, LayerCall][] = [
+      ["mean_below_unit_sweep seed 280 (BN weight e^-174)", 2, make(280)],
+    ];
+    for (const logit of [0, 3, 90, 120, 150]) {
+      for (const tinyAt of [0, 2] as const) {
+        for (const samples of [1, 2]) {
+          calls.push([
+            `weight e^-${logit} at ${tinyAt}, ${samples} sample(s) alike`,
+            tinyAt,
+            farLnMean(logit, tinyAt, samples, [1e-31, 1e29, 1e36]),
+          ]);
+        }
+      }
+    }
+    calls.push([
+      "weight e^-90, rows ~1e-20 beside ~1e20",
+      2,
+      farLnMean(90, 2, 1, [1e-20, 1e20, 1]),
+    ]);
+    const failures: string[] = [];
+    for (const [what, k, call] of calls) {
+      const { got, want } = await runBoth(call, backend);
+      // Far above the range checks' floor (~1e-37): a backend's 0 fails.
+      const expected = Math.abs(want.grads.mean_weight[k]);
+      assert.ok(expected > 1e-36, `${what}: the reference's gradient is ${expected}`);
+      try {
+        assertRangeChecks(call, got, want);
+      } catch (e) {
+        failures.push(`${what}: ${String(e).slice(0, 300)}`);
+      }
     }
     assert.deepEqual(failures, []);
   },

@@ -135,15 +135,50 @@ pub fn sums_len(layout: u32, using_bn: bool, c: usize) -> usize {
 /// ~1e-3 at K = 1e6 over 4.5M floats, where the logit gradients are differences a_k - a_j of
 /// ~0.1; attack helper-82), outside SyncSN's training (`centred` false: the replicas add their
 /// sums, offsets included, as the other backends' of 4C + 2K values); else 0.
-pub fn dots_centre(mu_ln: &[f64], centred: bool) -> f64 {
-    let k = if centred && !mu_ln.is_empty() { mu_ln[0] } else { 0.0 };
+///
+/// Layout nd with `bn_pair` (IN and BN both of weight above 0): not where some row's IN mean
+/// and its channel's BN mean differ by less than 2^-20 of their distance from K but by more than
+/// 2^-20 of their sizes, whose difference mu_in - K and mu_bn - K round away and the plain dots
+/// keep: one sample of a row ~1e29 beside rows ~1e-31 and ~1 (K ~1e28) took the IN means and a
+/// running_mean of 0.1 to -K alike, `mean_weight`'s gradient 0 for -7.8e-35 under a BN weight of
+/// e^-174 (mean_below_unit_sweep seed 280) and 0 for 2.4e37 under weights of 1/2. An LN mean
+/// lies near K, so that its differences keep their bits about K.
+pub fn dots_centre(st: &Stats, centred: bool, bn_pair: bool) -> f64 {
+    let k = if centred && !st.mu_ln.is_empty() { st.mu_ln[0] } else { 0.0 };
     let reach = crate::simd::abs_f64(k) / 1024.0;
     let near = |v: &f64| crate::simd::abs_f64(*v - k) <= reach;
-    if k.is_finite() && mu_ln.iter().all(near) {
-        k
-    } else {
-        0.0
+    if !(k.is_finite() && st.mu_ln.iter().all(near)) {
+        return 0.0;
     }
+    let c = st.mu_bn.len();
+    if !bn_pair || k == 0.0 || c == 0 {
+        return k;
+    }
+    let abs = crate::simd::abs_f64;
+    const CUT: f64 = 1.0 / (1u64 << 20) as f64;
+    let n = st.mu_in.len() / c;
+    for (j, &b) in st.mu_bn.iter().enumerate() {
+        // Such a pair has max(|a|, |b|) < max(|a - K|, |b - K|) < |b - K| / (1 - 2^-20): a BN
+        // mean nearer K than 0 (a batch's, or a running_mean near the data) has none, and its
+        // channel's rows are not read.
+        if abs(b) > 2.0 * abs(b - k) {
+            continue;
+        }
+        for i in 0..n {
+            let a = st.mu_in[i * c + j];
+            let d = abs(a - b);
+            if d > 0.0 && d < CUT * abs(a - k).max(abs(b - k)) && d >= CUT * abs(a).max(abs(b)) {
+                return 0.0;
+            }
+        }
+    }
+    k
+}
+
+/// `dots_centre`'s `bn_pair` of a layout nd call: BN used, and IN and BN both of mean weight
+/// above 0.
+pub fn bn_pair(layer: &Layer, using_bn: bool) -> bool {
+    using_bn && layer.mean_mix[0] > 0.0 && layer.mean_mix[2] > 0.0
 }
 
 /// f64 index of the wide rows' k in the backward work area (nd).

@@ -12,7 +12,7 @@
 //! per-row arithmetic done two rows per f64x2 in a loop of its own: at M = 49 a row is 400 bytes,
 //! so scalar per-row code with its dependency chains would cost as much as moving the data.
 
-use crate::layout::{dots_centre, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_USING_BN};
+use crate::layout::{bn_pair, dots_centre, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_USING_BN};
 use crate::simd;
 use crate::simd_grad;
 use crate::wide;
@@ -365,7 +365,7 @@ pub unsafe fn combine(
     sums.gm_bn.fill(0.0);
     sums.gv_bn.fill(0.0);
     // The mean dots about K (`dots_centre`), K sum gm apart (`Sums::mean_offset`).
-    let k_dots = dots_centre(st.mu_ln, mode & MODE_BN_PARTIALS == 0);
+    let k_dots = dots_centre(&st, mode & MODE_BN_PARTIALS == 0, bn_pair(layer, using_bn));
     let kc = f64x2_splat(k_dots);
     // s = 1/sqrt(var + eps) is formed here, two rows per f64x2 so that the square roots and
     // divisions of successive rows overlap, and kept for the dx call.

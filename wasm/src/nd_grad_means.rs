@@ -52,7 +52,7 @@
 //! where either test fails the one f64 sweep takes each row's mean and variance again (sums of
 //! x - mu_in and its square about the forward's mean) for both dots.
 
-use crate::layout::{Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
+use crate::layout::{bn_pair, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
 use core::arch::wasm32::*;
 
 /// Bound on the error of the statistics pass's IN mean, relative to the row's std: 4 float32
@@ -348,7 +348,8 @@ pub unsafe fn refine_dots(
     // Every mean as its f64 correction beside a difference of two forward means (exact: they
     // lie within a factor 2 of each other, Sterbenz), never as a float64 sum, which at an offset
     // of 1e6 rounds at 1.2e-10; the dots about the combine's K (`layout::dots_centre`).
-    let k_dots = crate::layout::dots_centre(st.mu_ln, mode & MODE_BN_PARTIALS == 0);
+    let k_dots =
+        crate::layout::dots_centre(st, mode & MODE_BN_PARTIALS == 0, bn_pair(layer, using_bn));
     let (mut dm_in, mut dm_ln, mut dv_in, mut dv_ln) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..n {
         let centre = st.mu_ln[i];

@@ -45,7 +45,7 @@
 //! finite, they are sums of finite f32 row sums, so x and dy are finite in the channel's rows).
 
 use crate::layout::{
-    dots_centre, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN,
+    bn_pair, dots_centre, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN,
 };
 use crate::nd_grad::{ld32, Work};
 use crate::simd;
@@ -205,7 +205,8 @@ pub unsafe fn refine_cancelled(
     let (mut dm_in, mut dv_in, mut dm_ln, mut dv_ln, mut g_abs) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut gm_sq, mut gv_sq, mut g_sum) = (0.0, 0.0, 0.0);
     // About the combine's centre (`dots_centre`).
-    let centre = dots_centre(st.mu_ln, mode & MODE_BN_PARTIALS == 0);
+    let centre =
+        dots_centre(st, mode & MODE_BN_PARTIALS == 0, bn_pair(layer, mode & MODE_USING_BN != 0));
     for i in 0..n {
         let (mut gml, mut gvl) = (0.0, 0.0);
         for j in 0..c {

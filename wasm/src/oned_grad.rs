@@ -434,7 +434,7 @@ pub unsafe fn combine(n: usize, c: usize, mode: u32, st: &Stats, work: *mut f64,
         }
     }
     // The mean dots about K (`layout::dots_centre`), K sum gm apart.
-    let centre = crate::layout::dots_centre(st.mu_ln, mode & crate::layout::MODE_BN_PARTIALS == 0);
+    let centre = crate::layout::dots_centre(st, mode & crate::layout::MODE_BN_PARTIALS == 0, false);
     let (mut dm, mut dv, mut g_sum) = (0.0, 0.0, 0.0);
     for i in 0..n {
         dm += gm_ln[i] * (st.mu_ln[i] - centre);
