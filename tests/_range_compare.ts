@@ -293,7 +293,7 @@ function assertRowsClose(
   for (let r = 0; r * inner < want.length; r++) {
     const g = got.subarray(r * inner, (r + 1) * inner),
       w = want.subarray(r * inner, (r + 1) * inner);
-    const scale = Math.max(1, ...Array.from(w, (v) => Number.isFinite(v) ? Math.abs(v) : 0));
+    const scale = largestFiniteAbs(w);
     if (!termScale) {
       assertClose(g, w, { ...tol, atol: tol.atol * scale }, `${what}, row ${r}`);
       continue;
@@ -301,6 +301,19 @@ function assertRowsClose(
     const scales = Float64Array.from(w, (_, i) => Math.max(scale, termScale[r * inner + i]));
     assertCloseToScale(g, w, scales, tol, `${what}, row ${r}`);
   }
+}
+
+/**
+ * The largest finite |v| of `values`, at least 1: a loop, not `Math.max(...values)`, whose spread
+ * of a row of ~150k floats or more overflowed the call stack (RangeError).
+ */
+function largestFiniteAbs(values: ArrayLike<number>): number {
+  let top = 1;
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.abs(values[i]);
+    if (Number.isFinite(v) && v > top) top = v;
+  }
+  return top;
 }
 
 /** assertClose per channel (`inner` elements each per sample), atol times its scale. */
@@ -320,7 +333,7 @@ function assertChannelsClose(
         w.push(want[i]);
       }
     }
-    const scale = Math.max(1, ...w.map((v) => Number.isFinite(v) ? Math.abs(v) : 0));
+    const scale = largestFiniteAbs(w);
     const scaled = {
       ...tol,
       atol: tol.atol * scale,

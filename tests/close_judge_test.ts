@@ -9,7 +9,13 @@ import assert from "node:assert/strict";
 import { assertClose, assertCloseToScale, FLOAT32_OVERFLOW, float32Gap } from "./_close.ts";
 import { GRAD, GRAD_SCALED, Y } from "./_tolerances.ts";
 import { make } from "./fuzz/attack_fuzz.ts";
-import { affineSizes, assertRangeChecks, rangeTest, runBoth } from "./_range_compare.ts";
+import {
+  affineSizes,
+  assertRangeChecks,
+  type LayerCall,
+  rangeTest,
+  runBoth,
+} from "./_range_compare.ts";
 
 const F32_MAX = 3.4028234663852886e38;
 
@@ -95,4 +101,22 @@ Deno.test("the range checks still refuse a y 1e-3 off where gamma xhat and beta 
   assertRangeChecks(plain, got, want);
   const off = { ...got, y: got.y.map((v, i) => i === 7 ? v + 1e-3 * Math.max(1, Math.abs(v)) : v) };
   assert.throws(() => assertRangeChecks(plain, off, want), /y, row/);
+});
+
+// The checks' row scales took Math.max(...row): a row of ~150k floats or more overflowed the
+// call stack (RangeError "Maximum call stack size exceeded") in the judge, not the backend.
+Deno.test("the range checks judge a row of 300000 floats", async () => {
+  const m = 300_000;
+  const x = Float32Array.from({ length: m }, (_, i) => Math.sin(i) * 3 + 1);
+  const dy = Float32Array.from({ length: m }, (_, i) => Math.cos(i * 0.7));
+  const call: LayerCall = {
+    layer: "2d",
+    shape: [1, 1, 1, m],
+    training: true,
+    scales: true,
+    x,
+    dy,
+  };
+  const { got, want } = await runBoth(call, "wasm");
+  assertRangeChecks(call, got, want);
 });
