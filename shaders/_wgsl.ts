@@ -4518,8 +4518,17 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let t = d * w.scale;
     let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
-    let y_map = select(select(wide_y(w, t), y_over, over), y_fine, fine);
-    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
+    // x - mu as x alone where mu is exactly 0 without a fine mean (a batch mean of 0) or x lies
+    // above fine_mean's range, 2^100 or more under the unit: x 2^-e was below float32's normal
+    // range there (flushed on lavapipe: a batch mean of 0 over [-0.98, -3e38, 0.98, 3e38, ..]
+    // gave y 0 for -1.83 under gamma 3e38), so x from its own mantissa and exponent.
+    let ex = bits_exponent(x[i]);
+    let mu_zero = !fm.ok & ((bitcast<u32>(w.hi) << 1u) == 0u) & ((bitcast<u32>(w.lo) << 1u) == 0u);
+    let alone = (mu_zero | (fm.ok & !fine)) & (ex < w.e - 100);
+    let xm = scale2(x[i], -ex);
+    let y_alone = (scale2(xm * scale2(w.scale, -es), w.g + es + ex - w.e - 2) + w.beta * 0.25) * 4.0;
+    let y_map = select(select(select(wide_y(w, t), y_over, over), y_fine, fine), y_alone, alone);
+    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(select(d, df, fine), xm, alone), w.scale), zero);
   }
 }
 `;
@@ -4614,6 +4623,13 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let fl = fine_low(t0, group_term(ln), group_term(bn));
   let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
   let kl = w.g + es + fl.pe - w.e - 2;
+  // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
+  // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
+  // float32's normal range from 2^126 under it (flushed on lavapipe: a batch mean of 0 over
+  // [-0.98, -3e38, 0.98, 3e38] gave y 0 for -1.75 under gamma 3e38), so x from its own mantissa
+  // and exponent, as in y_fine.
+  let mu_zero = !fm.ok & ((bitcast<u32>(m_hi) << 1u) == 0u) & ((bitcast<u32>(m_lo) << 1u) == 0u);
+  let kx = w.g + es - w.e - 2;
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
@@ -4623,11 +4639,15 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
     let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
     let df = select(da - fm.lo, dl, low);
+    let ex = bits_exponent(xv);
+    let alone = (mu_zero | (fm.ok & !fine)) & (ex < w.e - 100);
+    let xm = scale2(xv, -ex);
     let t = d * sc;
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
     let y_fine = (scale2(df * sm, select(kf, kl, low & near)) + w.beta * 0.25) * 4.0;
-    let y_map = select(select(wide_y(w, t), far, h > 0), y_fine, fine);
-    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
+    let y_alone = (scale2(xm * sm, kx + ex) + w.beta * 0.25) * 4.0;
+    let y_map = select(select(select(wide_y(w, t), far, h > 0), y_fine, fine), y_alone, alone);
+    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(select(d, df, fine), xm, alone), w.scale), zero);
   }
 }
 `;

@@ -70,7 +70,16 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let t = d * w.scale;
     let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
-    let y_map = select(select(wide_y(w, t), y_over, over), y_fine, fine);
-    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(d, df, fine), w.scale), zero);
+    // x - mu as x alone where mu is exactly 0 without a fine mean (a batch mean of 0) or x lies
+    // above fine_mean's range, 2^100 or more under the unit: x 2^-e was below float32's normal
+    // range there (flushed on lavapipe: a batch mean of 0 over [-0.98, -3e38, 0.98, 3e38, ..]
+    // gave y 0 for -1.83 under gamma 3e38), so x from its own mantissa and exponent.
+    let ex = bits_exponent(x[i]);
+    let mu_zero = !fm.ok & ((bitcast<u32>(w.hi) << 1u) == 0u) & ((bitcast<u32>(w.lo) << 1u) == 0u);
+    let alone = (mu_zero | (fm.ok & !fine)) & (ex < w.e - 100);
+    let xm = scale2(x[i], -ex);
+    let y_alone = (scale2(xm * scale2(w.scale, -es), w.g + es + ex - w.e - 2) + w.beta * 0.25) * 4.0;
+    let y_map = select(select(select(wide_y(w, t), y_over, over), y_fine, fine), y_alone, alone);
+    y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(select(d, df, fine), xm, alone), w.scale), zero);
   }
 }

@@ -115,3 +115,59 @@ for (const seed of [2985, 1572]) {
     },
   );
 }
+
+/**
+ * A batch mean of exactly 0 (fine_mean takes no unit of its own) or one far below the row's
+ * small elements (above fine_mean's range, x alone): training, all weight on BN, over
+ * x = [0, 0, -b, -B, c, 0, b, B] with B 3e38 (or 4.65e28) and b 0.98 (or 1e-10), so that x = -b
+ * lies 2^129 below the mix's unit; gamma 3e38 makes its y -1.75 (-1.15). WebGPU's
+ * sn_wide_normalize took x alone as x 2^-e, flushed: y 0. Layout "nd" [2, 1, 1, 4] and "1d"
+ * [8, 2] (the data in channel 0, channel 1 all 1; LN of weight 0 needs two channels).
+ */
+function meanBelowSmallData(layer: "1d" | "2d", B: number, b: number, c: number): LayerCall {
+  const nd = layer === "2d";
+  const x = [0, 0, -b, -B, c, 0, b, B];
+  const dy = [-4.5, 2, 4.4, 0, -4.5, 2, 4.4, 0];
+  return {
+    layer,
+    shape: nd ? [2, 1, 1, 4] : [8, 2],
+    options: { eps: 1e-5 },
+    state: {
+      weight: new Float32Array(nd ? 1 : 2).fill(3e38),
+      bias: new Float32Array(nd ? 1 : 2),
+      mean_weight: nd ? Float32Array.of(-1e30, -1e30, 0) : Float32Array.of(-1e30, 0),
+      var_weight: nd ? Float32Array.of(-1e30, -1e30, 0) : Float32Array.of(-1e30, 0),
+      running_mean: new Float32Array(nd ? 1 : 2),
+      running_var: new Float32Array(nd ? 1 : 2),
+    },
+    partial: true,
+    training: true,
+    x: Float32Array.from(nd ? x : x.flatMap((v) => [v, 1])),
+    dy: Float32Array.from(nd ? dy : dy.flatMap((v) => [v, 0.5])),
+    scales: true,
+  };
+}
+
+// y of x = -b, gamma b / std: layout "1d"'s BN std over its 8 values unbiased, "nd"'s not
+// (y2 for "nd", then for "1d").
+const CASES: [number, number, number, number, number][] = [
+  [3e38, 0.98, 0, -1.753, -1.833],
+  [4.65e28, 1e-10, 0, -1.154, -1.207],
+  [3e38, 0.98, 1e-35, -1.753, -1.833],
+];
+for (const layer of ["1d", "2d"] as const) {
+  for (const [B, b, c, y2nd, y21d] of CASES) {
+    rangeTests(
+      `SwitchNorm${layer}: training rows of batch mean ${
+        c / 8
+      } over ${B} and ${b} give the reference's y and gradients`,
+      async (backend) => {
+        const call = meanBelowSmallData(layer, B, b, c);
+        const { got, want } = await runBoth(call, backend);
+        const y = want.y[layer === "2d" ? 2 : 4];
+        assert.ok(Math.abs(y / (layer === "2d" ? y2nd : y21d) - 1) < 0.01, `y ${y}`);
+        assertRangeChecks(call, got, want);
+      },
+    );
+  }
+}
