@@ -5309,7 +5309,19 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // gamma s^3 S2' from S2' outward, as the plain rows order it: gamma s^3 alone passed float32's
   // range beside an S2' that brings the product back (s ~1e13 under eps 1e-30, S2' ~1e-30:
   // var_weight's gradient NaN for 0, attack helper-88; tests/anchored_mean_test.ts).
-  let gv = pair_mul(gs, pair_mul(s, pair_mul(s, s2_ref))) * -0.5;
+  var gv = pair_mul(gs, pair_mul(s, pair_mul(s, s2_ref))) * -0.5;
+  // s^2 S2' below float32's normal range where gamma s^3 S2' is not (s < 1: s ~2e-10 over a std
+  // of 4e9 times S2' ~9e-27 of dy ~1e-37 was 0 before gamma s ~2e20 came in: \`var_weight\`'s
+  // gradient without its gv dots, -4.5e-18 for -8.6e-7, subnormal_dy_sweep seed 287): the
+  // factors brought to [1, 2) by their bits, their exponents added apart (rare: a branch).
+  let ks = exponent_of(s.x);
+  if (ks < 0 && tiny_product(2 * ks, s2_ref.x)) {
+    let k2 = norm_exp(s2_ref.x);
+    let kg = norm_exp(gs.x);
+    let s1n = scale2_pair(s, -ks);
+    let mg = pair_mul(scale2_pair(gs, -kg), pair_mul(s1n, pair_mul(s1n, scale2_pair(s2_ref, -k2))));
+    gv = scale2_pair(mg, kg + 2 * ks + k2) * -0.5;
+  }
   let cv = m.variance;
   let a_in = pair_mul(gm, d_in);
   let a_ln = pair_mul(gm, d_ln_row);
@@ -5930,8 +5942,10 @@ export const SN_BWD_COEF: string =
 // factor-wide gamma / std, common.wgsl, whose gamma = gamma' 2^G enters gs as 2^G): the terms
 // of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
 // sn_bwd_wide_dx (D: the row's dy unit), is
-//   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
-// for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
+//   coef[r] = (gs 2^(D - U), B 2^(u - U + 32 S), A 2^-U,
+//              WIDE_MARK | (D + 512) | (U + 512) << 10 | S << 21)
+// for dx = 2^U (dy 2^-D gs' + (x 2^-(u + 32 S) - K 2^-32 S) B' + A'), S < 4 (0 but where B
+// 2^(u - U) would fall below float32's normal range), u the row's own unit (its summary's, as
 // is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
 // whose own s is tiny beside its channel's BN terms). Rows whose Gvar_in or Gmu_in is not
 // finite (an infinite dy) take that map too, with INF_MARK and D = U = 0: see wide_coef.
@@ -6047,8 +6061,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // NaN: nd fuzzer FUZZ_INJECT=1 seed 720). The in-range map above does likewise.
   let d_ln_full = select(mean_diff(p, ln, e_ln), 0.0, P.c == 1u);
   let d_bn_full = select(mean_diff(p, bn, e_bn), 0.0, P.batch == 1.0);
-  let x_ln = max(0, finite_exponent_of(d_ln_full));
-  let x_bn = max(0, finite_exponent_of(d_bn_full));
+  // Brought to [1, 2) below 1 too: a mean difference of -5e-31 (a row of 0 beside its sample's
+  // row of 1e-30) times GvL's mantissa fell below float32's normal range, the row's dx 0 for
+  // 1.5e19 under an LN dL/dvar ~1e51 (subnormal_dy_sweep seed 324).
+  let x_ln = norm_exp(d_ln_full);
+  let x_bn = norm_exp(d_bn_full);
   let d_ln = scale2(d_ln_full, -x_ln);
   let d_bn = scale2(d_bn_full, -x_bn);
   let cf = f32(P.c);
@@ -6125,12 +6142,18 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
+  // B 2^(u_in - U) below float32's normal range where B (x - K) is not (|x - K| up to 2^xk, a
+  // unit U set by dy gs's bound, dy ~1e-37 under its 2^40 allowance: B ~2^-131 beside x ~5e9
+  // was 0, dx without its dL/dvar term, subnormal_dy_sweep seed 287): B taken 2^(32 xs) higher
+  // and x - K 2^(32 xs) lower (x and K by their bits in sn_bwd_wide_dx), xs < 4 in bits 21, 22.
+  let eb = gvar.e + u_in - u + bits_exponent(bm);
+  let xs = select(0, min(min((-100 - eb + 31) / 32, 3), max(0, (xk + 100) / 32)), eb < -100 && bm != 0.0);
   coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     // B 0 where every x - K is 0 (M2 0: no bound above), so that its size cannot overflow.
-    bitcast<u32>(select(scale2(bm, gvar.e + u_in - u), 0.0, xk < -200)),
+    bitcast<u32>(select(scale2(bm, gvar.e + u_in - u + 32 * xs), 0.0, xk < -200)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
-    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
+    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u) | (u32(xs) << 21u),
   );
   list_wide_row(r);
 }
@@ -6208,7 +6231,7 @@ export const SN_BWD_WIDE_DX: string =
   `// sn_bwd_wide_dx.wgsl: the last backward step of layout "nd", after sn_bwd_dx: dx of the wide
 // rows (their map's fourth word WIDE_MARK | (D + 512) | (U + 512) << 10, sn_bwd_wide_coef),
 // written again in scaled units, with u and K the unit and shift of the row's own summary:
-//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
+//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-(u + 32 S) - K 2^-32 S) B' + A')   (scale2: exact, by bits)
 // and NaN where the map's A is NaN; with INF_MARK (sums not finite) x[i] 2^-u - K - lo_in. The rows come from a list sn_bwd_coef fills; a workgroup
 // per segment of a listed row (list_grid's workgroups taking them in turn), over its elements
 // in this dispatch's window of x, dy and dx.
@@ -6251,7 +6274,10 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
-  let x_unit = unit_of(p.flags);
+  // x - K taken 2^(32 S) lower (S: bits 21, 22) where B' is 2^(32 S) higher (sn_bwd_coef).
+  let x_shift = 32 * i32((k.w >> 21u) & 3u);
+  let x_unit = unit_of(p.flags) + x_shift;
+  let kx = select(p.shift, scale2(p.shift, -x_shift), x_shift != 0);
   // A map with INF_MARK (gradient sums not finite) has B and A of 0 or +-Infinity: x - mu_in
   // by its sign, (x - K) - lo_in (rounding keeps a sign; K + lo_in rounded to one float32 did
   // not), and A may be infinite without marking NaN. Elsewhere lo_in is in A (0 here: exact).
@@ -6268,7 +6294,7 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
     if (bits_exponent(dv) - d_unit < -126 && (bitcast<u32>(dv) & 0x7fffffffu) != 0u) {
       dt = scale2(scale2(dv, 64 - d_unit) * f.x, -64);
     }
-    let v = dt + ((scale2(x[i], -x_unit) - p.shift) - lo_in) * f.y + f.z;
+    let v = dt + ((scale2(x[i], -x_unit) - kx) - lo_in) * f.y + f.z;
     dx[i] = select(scale2(v, u), qnan(), bad);
   }
 }

@@ -15,8 +15,10 @@
 // factor-wide gamma / std, common.wgsl, whose gamma = gamma' 2^G enters gs as 2^G): the terms
 // of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
 // sn_bwd_wide_dx (D: the row's dy unit), is
-//   coef[r] = (gs 2^(D - U), B 2^(u - U), A 2^-U, WIDE_MARK | (D + 512) | (U + 512) << 10)
-// for dx = 2^U (dy 2^-D gs' + (x 2^-u - K) B' + A'), u the row's own unit (its summary's, as
+//   coef[r] = (gs 2^(D - U), B 2^(u - U + 32 S), A 2^-U,
+//              WIDE_MARK | (D + 512) | (U + 512) << 10 | S << 21)
+// for dx = 2^U (dy 2^-D gs' + (x 2^-(u + 32 S) - K 2^-32 S) B' + A'), S < 4 (0 but where B
+// 2^(u - U) would fall below float32's normal range), u the row's own unit (its summary's, as
 // is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
 // whose own s is tiny beside its channel's BN terms). Rows whose Gvar_in or Gmu_in is not
 // finite (an infinite dy) take that map too, with INF_MARK and D = U = 0: see wide_coef.
@@ -132,8 +134,11 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // NaN: nd fuzzer FUZZ_INJECT=1 seed 720). The in-range map above does likewise.
   let d_ln_full = select(mean_diff(p, ln, e_ln), 0.0, P.c == 1u);
   let d_bn_full = select(mean_diff(p, bn, e_bn), 0.0, P.batch == 1.0);
-  let x_ln = max(0, finite_exponent_of(d_ln_full));
-  let x_bn = max(0, finite_exponent_of(d_bn_full));
+  // Brought to [1, 2) below 1 too: a mean difference of -5e-31 (a row of 0 beside its sample's
+  // row of 1e-30) times GvL's mantissa fell below float32's normal range, the row's dx 0 for
+  // 1.5e19 under an LN dL/dvar ~1e51 (subnormal_dy_sweep seed 324).
+  let x_ln = norm_exp(d_ln_full);
+  let x_bn = norm_exp(d_bn_full);
   let d_ln = scale2(d_ln_full, -x_ln);
   let d_bn = scale2(d_bn_full, -x_bn);
   let cf = f32(P.c);
@@ -210,12 +215,18 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
   let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
+  // B 2^(u_in - U) below float32's normal range where B (x - K) is not (|x - K| up to 2^xk, a
+  // unit U set by dy gs's bound, dy ~1e-37 under its 2^40 allowance: B ~2^-131 beside x ~5e9
+  // was 0, dx without its dL/dvar term, subnormal_dy_sweep seed 287): B taken 2^(32 xs) higher
+  // and x - K 2^(32 xs) lower (x and K by their bits in sn_bwd_wide_dx), xs < 4 in bits 21, 22.
+  let eb = gvar.e + u_in - u + bits_exponent(bm);
+  let xs = select(0, min(min((-100 - eb + 31) / 32, 3), max(0, (xk + 100) / 32)), eb < -100 && bm != 0.0);
   coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     // B 0 where every x - K is 0 (M2 0: no bound above), so that its size cannot overflow.
-    bitcast<u32>(select(scale2(bm, gvar.e + u_in - u), 0.0, xk < -200)),
+    bitcast<u32>(select(scale2(bm, gvar.e + u_in - u + 32 * xs), 0.0, xk < -200)),
     bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
-    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u),
+    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u) | (u32(xs) << 21u),
   );
   list_wide_row(r);
 }

@@ -252,7 +252,19 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // gamma s^3 S2' from S2' outward, as the plain rows order it: gamma s^3 alone passed float32's
   // range beside an S2' that brings the product back (s ~1e13 under eps 1e-30, S2' ~1e-30:
   // var_weight's gradient NaN for 0, attack helper-88; tests/anchored_mean_test.ts).
-  let gv = pair_mul(gs, pair_mul(s, pair_mul(s, s2_ref))) * -0.5;
+  var gv = pair_mul(gs, pair_mul(s, pair_mul(s, s2_ref))) * -0.5;
+  // s^2 S2' below float32's normal range where gamma s^3 S2' is not (s < 1: s ~2e-10 over a std
+  // of 4e9 times S2' ~9e-27 of dy ~1e-37 was 0 before gamma s ~2e20 came in: `var_weight`'s
+  // gradient without its gv dots, -4.5e-18 for -8.6e-7, subnormal_dy_sweep seed 287): the
+  // factors brought to [1, 2) by their bits, their exponents added apart (rare: a branch).
+  let ks = exponent_of(s.x);
+  if (ks < 0 && tiny_product(2 * ks, s2_ref.x)) {
+    let k2 = norm_exp(s2_ref.x);
+    let kg = norm_exp(gs.x);
+    let s1n = scale2_pair(s, -ks);
+    let mg = pair_mul(scale2_pair(gs, -kg), pair_mul(s1n, pair_mul(s1n, scale2_pair(s2_ref, -k2))));
+    gv = scale2_pair(mg, kg + 2 * ks + k2) * -0.5;
+  }
   let cv = m.variance;
   let a_in = pair_mul(gm, d_in);
   let a_ln = pair_mul(gm, d_ln_row);

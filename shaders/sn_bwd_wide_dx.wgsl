@@ -1,7 +1,7 @@
 // sn_bwd_wide_dx.wgsl: the last backward step of layout "nd", after sn_bwd_dx: dx of the wide
 // rows (their map's fourth word WIDE_MARK | (D + 512) | (U + 512) << 10, sn_bwd_wide_coef),
 // written again in scaled units, with u and K the unit and shift of the row's own summary:
-//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-u - K) B' + A')   (scale2: exact, by bits)
+//   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-(u + 32 S) - K 2^-32 S) B' + A')   (scale2: exact, by bits)
 // and NaN where the map's A is NaN; with INF_MARK (sums not finite) x[i] 2^-u - K - lo_in. The rows come from a list sn_bwd_coef fills; a workgroup
 // per segment of a listed row (list_grid's workgroups taking them in turn), over its elements
 // in this dispatch's window of x, dy and dx.
@@ -44,7 +44,10 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
   let f = bitcast<vec4<f32>>(k);
   let d_unit = i32(k.w & 0x3ffu) - 512;
   let u = i32((k.w >> 10u) & 0x3ffu) - 512;
-  let x_unit = unit_of(p.flags);
+  // x - K taken 2^(32 S) lower (S: bits 21, 22) where B' is 2^(32 S) higher (sn_bwd_coef).
+  let x_shift = 32 * i32((k.w >> 21u) & 3u);
+  let x_unit = unit_of(p.flags) + x_shift;
+  let kx = select(p.shift, scale2(p.shift, -x_shift), x_shift != 0);
   // A map with INF_MARK (gradient sums not finite) has B and A of 0 or +-Infinity: x - mu_in
   // by its sign, (x - K) - lo_in (rounding keeps a sign; K + lo_in rounded to one float32 did
   // not), and A may be infinite without marking NaN. Elsewhere lo_in is in A (0 here: exact).
@@ -61,7 +64,7 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
     if (bits_exponent(dv) - d_unit < -126 && (bitcast<u32>(dv) & 0x7fffffffu) != 0u) {
       dt = scale2(scale2(dv, 64 - d_unit) * f.x, -64);
     }
-    let v = dt + ((scale2(x[i], -x_unit) - p.shift) - lo_in) * f.y + f.z;
+    let v = dt + ((scale2(x[i], -x_unit) - kx) - lo_in) * f.y + f.z;
     dx[i] = select(scale2(v, u), qnan(), bad);
   }
 }

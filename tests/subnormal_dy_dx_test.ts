@@ -70,3 +70,44 @@ for (const seed of [127, 80]) {
     assertRangeChecks(call, got, want);
   });
 }
+
+/**
+ * The sweep's call of `seed` with its subnormal dy set to 0 (normal dy ~1e-37 alone) and each
+ * row cut to its first `m` elements (all of them without `m`).
+ */
+function normalDy(seed: number, m?: number): LayerCall {
+  const call = sweepMake(seed);
+  const [n, c, h, w] = call.shape;
+  const len = m ?? w;
+  const rows = n * c * h;
+  const x = new Float32Array(rows * len);
+  const dy = new Float32Array(rows * len);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < len; i++) {
+      x[r * len + i] = call.x[r * w + i];
+      const d = call.dy![r * w + i];
+      dy[r * len + i] = Math.abs(d) < 2 ** -126 ? 0 : d;
+    }
+  }
+  return { ...call, shape: [n, c, h, len], x, dy };
+}
+
+// Sweep seed 324 at [4, 2, 1, 8], an evaluation: a row of 0 beside its sample's row of 1e-30
+// under gamma 1e30 (LN's dL/dvar ~1e51), whose mean difference to the LN mean, -5e-31, times
+// GvL's mantissa fell below float32's normal range in the row's unit 1 (sn_bwd_coef kept only
+// exponents above 0 apart): the row's dx 0 where the reference has 1.5e19.
+rangeTests("subnormal dy sweep seed 324: a row of 0 keeps its LN dL/dvar term", async (backend) => {
+  const call = normalDy(324, 8);
+  const { got, want } = await runBoth(call, backend);
+  assertRangeChecks(call, got, want);
+});
+
+// Sweep seed 287, an evaluation of [2, 2, 1, 16] (gamma 1e30 over a std of ~4e9, dy ~1e-37):
+// the wide dx pass's B' ~2^-131 in a unit set by dy gs's bound was 0 (dx without its dL/dvar
+// term), and the pair rows' s^2 S2' ~4e-46 was 0 (`var_weight`'s gradient -4.5e-18 for
+// -8.6e-7).
+rangeTests("subnormal dy sweep seed 287: dL/dvar under dy ~1e-37 and s ~2e-10", async (backend) => {
+  const call = normalDy(287);
+  const { got, want } = await runBoth(call, backend);
+  assertRangeChecks(call, got, want);
+});
