@@ -2447,7 +2447,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   //   back: the var_weight gradient came out 0 where the reference has ~4e20;
   // - k, the exponent of the mean dots' unit, may be negative: the largest of them is brought
   //   near 2^100, not only lowered there, so that a gamma of 1e-36 (g = -120) does not push
-  //   the dots below float32's normal range (mean_weight's gradient was 25% off).
+  //   the dots below float32's normal range (mean_weight's gradient was 25% off); down to
+  //   -300 (d_unit + k stays above -511, g_flags' field, for d_unit >= -126): held at -120, a
+  //   dot of ~2^-122 under a gamma of -1e-40 and dy ~2e38 (d_unit ~127) lay ~2^-130 in its
+  //   unit, flushed (mean_weight's gradient 0 for 5.7e-37, corner fuzzer seed 4967).
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
   // s = scale 2^w.g (w.g: wide_map's sv for a std far below the mix's unit).
@@ -2486,7 +2489,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = ed + ex + finite_exponent_of(dg); // (dbeta stays in the unit of dy: Grad's spare)
-  let k = max(ea + 1 + g - 100, -120);
+  let k = max(ea + 1 + g - 100, -300);
   // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), and dgamma and dbeta
   // in one of 2^(d_unit + kc) (Grad's ec), by the same rule.
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);

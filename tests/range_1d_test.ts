@@ -500,3 +500,88 @@ rangeTests(
     assertRangeChecks(call, got, want);
   },
 );
+
+// A wide element's mean dots (shaders/sn1d_bwd_element.wgsl: wide_element) sit in a unit
+// 2^(D + k) of dy's unit D, with k, meant to bring the largest near 2^100, held at -120 or
+// above: under a gamma of -1e-40 (2^-133, subnormal) or 1e-37 with eps 1, beside means ~1e-38
+// and |dy| ~2e38 (D ~127), a dot of ~2^-122 lay ~2^-130 in that unit and flushed, and
+// `mean_weight`'s gradient came out 0 for -+5.7e-37 (corner fuzzer seed 4967; 8 of 48 such
+// calls, training and evaluation, dy 1e30 to 3.4e38, failed). k now goes down to -300.
+rangeTests(
+  "SwitchNorm1d keeps mean dots of a tiny gamma under huge dy (a dot unit below 2^-120)",
+  async (backend) => {
+    const x = new Float32Array([
+      4.18e-38,
+      -1.37e-38,
+      4.86e-38,
+      -1.08e-38,
+      -4.15e-37,
+      1.5e-38,
+      9.74e-38,
+      -6.55e-38,
+    ]);
+    const call = (gamma: number, eps: number, d: number, training: boolean): LayerCall => ({
+      layer: "1d",
+      shape: [4, 2],
+      options: { eps },
+      state: {
+        weight: new Float32Array([gamma, 1]),
+        mean_weight: new Float32Array([0, 0]),
+        var_weight: new Float32Array([0, 0]),
+        running_mean: new Float32Array([-3e-38, 2e-38]),
+        running_var: new Float32Array([1e-40, 1e-40]),
+      },
+      partial: true,
+      training,
+      x,
+      dy: new Float32Array([-d, 2e-40, -d, -3e-39, d, -7e-39, -d, 1.8e-39]),
+      scales: true,
+    });
+    const cases: [string, LayerCall][] = [
+      ["gamma -1e-40, training", call(-1e-40, 1e-5, 2e38, true)],
+      ["gamma -1e-40, evaluation", call(-1e-40, 1e-5, 2e38, false)],
+      ["gamma 1e-37, eps 1, dy 3.4e38", call(1e-37, 1, 3.4e38, true)],
+      ["gamma 1e-37, eps 1, evaluation", call(1e-37, 1, 2e38, false)],
+      // The seed's own call.
+      ["corner fuzzer seed 4967", {
+        layer: "1d",
+        shape: [4, 2],
+        options: { eps: 1e-5 },
+        state: {
+          weight: new Float32Array([-9.99994610111476e-41, 1]),
+          mean_weight: new Float32Array([-1e30, -1e30]),
+          var_weight: new Float32Array([0, -138.6294403076172]),
+          running_mean: new Float32Array([-3e38, 1e30]),
+          running_var: new Float32Array([1.401298464324817e-45, 1.401298464324817e-45]),
+        },
+        partial: true,
+        training: true,
+        x: new Float32Array([
+          4.1813305640631215e-38,
+          -1.3731561872657818e-38,
+          4.858347738403771e-38,
+          -1.0765255448316508e-38,
+          -4.153458513399947e-37,
+          1.5012997470239683e-38,
+          9.738318072631459e-38,
+          -6.545928115873833e-38,
+        ]),
+        dy: new Float32Array([
+          -2e38,
+          2.1584760765380887e-40,
+          -2e38,
+          -3.060262085075824e-39,
+          2e38,
+          -7.4429169192488e-39,
+          -2e38,
+          1.8369901828526892e-39,
+        ]),
+        scales: true,
+      }],
+    ];
+    for (const [name, c] of cases) {
+      const { got, want } = await runBoth(c, backend);
+      assertRangeChecks(c, got, want, name);
+    }
+  },
+);
