@@ -53,10 +53,12 @@ const F_M2_EXACT: u32 = 0x100000u;
 // The same bit of a Group's flags: sn_group_stats listed it for sn_group_refine as alike (its
 // members' variances within 2^-20 of its own), until sn_group_refine writes it again.
 const F_GROUP_ALIKE: u32 = 0x100000u;
-// Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o, o <= 0, where its variance is
-// held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a running_var far
-// below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
-// bits there (y 3e28 for 1e22; NaN where a mark replaced that). Every other record has 0 there.
+// Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o (two's complement), where its
+// variance is held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a
+// running_var far below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or
+// a few subnormal bits there (y 3e28 for 1e22; NaN where a mark replaced that), o < 0; a
+// running_mean far below its std's unit (1e-33 beside a running_var of 3e37) was 0 in that unit,
+// o > 0 (the mean in its own unit). Every other record has 0 there.
 const F_VAR_OFFSET: u32 = 0x3fe00000u;
 // Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: it does not set a
 // mix's unit (sets_unit); its mean sets a floor of it and its variance the std's unit (wide_map).
@@ -661,7 +663,9 @@ fn unit_of(flags: u32) -> i32 {
 // The unit exponent of a scaled term's variance's root: its variance is in units of
 // 2^(2 var_unit) (unit_of but for an evaluation's BN Group of F_VAR_OFFSET).
 fn var_unit(flags: u32) -> i32 {
-  return unit_of(flags) - i32((flags & F_VAR_OFFSET) >> 21u);
+  // The field's 9 bits as two's complement (negative: a running_mean held far below its std's
+  // unit, sn_group_stats.wgsl).
+  return unit_of(flags) - (i32((flags & F_VAR_OFFSET) << 2u) >> 23u);
 }
 
 // Flags of a Group (or mixed statistic) in unit 2^u: F_* bits, and F_SCALED with u + 127
@@ -3613,11 +3617,21 @@ fn main(
         let own = wide && bad == 0u && rv_exp > -1000 && rv_exp - 2 * u < -100;
         let o = select(0, min(0, (rv_exp >> 1u) - u), own);
         let rv_scaled = scale2(rv, -2 * (u + o));
+        // A nonzero running_mean more than 2^100 below that unit (1e-33 beside a running_var of
+        // 3e37, 2^-172 below its std's unit 2^62) was 0 there, and the mix's mean with it (dgamma
+        // 1e-26 for 1e-21 under BN's mean weight): the mean is then held in its own unit 2^um
+        // (its exponent), the variance still in 2^(2 (u + o)), now above it (F_VAR_OFFSET holds
+        // -o' = um - (u + o) < 0, two's complement in its 9 bits; var_unit). fine_mean takes it
+        // from there.
+        let um = i32(field_m) - 127;
+        let mean_own = wide && bad == 0u && field_m != 0u && um < u + o - 100;
+        let u_rec = select(u, select(um, 1, um == 0), mean_own);
+        let o_rec = (u + o) - u_rec;
         groups[P.chan_base + g] = Group(
-          select(scale2(rm, -u), 0.0, bad != 0u),
+          select(scale2(rm, -u_rec), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u) | (u32(-o) << 21u) | F_RUNNING,
+          unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));

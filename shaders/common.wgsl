@@ -44,10 +44,12 @@ const F_M2_EXACT: u32 = 0x100000u;
 // The same bit of a Group's flags: sn_group_stats listed it for sn_group_refine as alike (its
 // members' variances within 2^-20 of its own), until sn_group_refine writes it again.
 const F_GROUP_ALIKE: u32 = 0x100000u;
-// Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o, o <= 0, where its variance is
-// held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a running_var far
-// below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or a few subnormal
-// bits there (y 3e28 for 1e22; NaN where a mark replaced that). Every other record has 0 there.
+// Bits 21..29 of an evaluation's BN Group (sn_group_stats): -o (two's complement), where its
+// variance is held in units of 2^(2 (u + o)) rather than of its mean's 2^(2u) (var_unit): a
+// running_var far below its running_mean's unit (3e38 over 1.4e-45, |mean| / std ~2^202) is 0 or
+// a few subnormal bits there (y 3e28 for 1e22; NaN where a mark replaced that), o < 0; a
+// running_mean far below its std's unit (1e-33 beside a running_var of 3e37) was 0 in that unit,
+// o > 0 (the mean in its own unit). Every other record has 0 there.
 const F_VAR_OFFSET: u32 = 0x3fe00000u;
 // Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: it does not set a
 // mix's unit (sets_unit); its mean sets a floor of it and its variance the std's unit (wide_map).
@@ -652,7 +654,9 @@ fn unit_of(flags: u32) -> i32 {
 // The unit exponent of a scaled term's variance's root: its variance is in units of
 // 2^(2 var_unit) (unit_of but for an evaluation's BN Group of F_VAR_OFFSET).
 fn var_unit(flags: u32) -> i32 {
-  return unit_of(flags) - i32((flags & F_VAR_OFFSET) >> 21u);
+  // The field's 9 bits as two's complement (negative: a running_mean held far below its std's
+  // unit, sn_group_stats.wgsl).
+  return unit_of(flags) - (i32((flags & F_VAR_OFFSET) << 2u) >> 23u);
 }
 
 // Flags of a Group (or mixed statistic) in unit 2^u: F_* bits, and F_SCALED with u + 127

@@ -217,11 +217,21 @@ fn main(
         let own = wide && bad == 0u && rv_exp > -1000 && rv_exp - 2 * u < -100;
         let o = select(0, min(0, (rv_exp >> 1u) - u), own);
         let rv_scaled = scale2(rv, -2 * (u + o));
+        // A nonzero running_mean more than 2^100 below that unit (1e-33 beside a running_var of
+        // 3e37, 2^-172 below its std's unit 2^62) was 0 there, and the mix's mean with it (dgamma
+        // 1e-26 for 1e-21 under BN's mean weight): the mean is then held in its own unit 2^um
+        // (its exponent), the variance still in 2^(2 (u + o)), now above it (F_VAR_OFFSET holds
+        // -o' = um - (u + o) < 0, two's complement in its 9 bits; var_unit). fine_mean takes it
+        // from there.
+        let um = i32(field_m) - 127;
+        let mean_own = wide && bad == 0u && field_m != 0u && um < u + o - 100;
+        let u_rec = select(u, select(um, 1, um == 0), mean_own);
+        let o_rec = (u + o) - u_rec;
         groups[P.chan_base + g] = Group(
-          select(scale2(rm, -u), 0.0, bad != 0u),
+          select(scale2(rm, -u_rec), 0.0, bad != 0u),
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
-          unit_flags(bad, u) | (u32(-o) << 21u) | F_RUNNING,
+          unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));

@@ -171,3 +171,63 @@ for (const layer of ["1d", "2d"] as const) {
     );
   }
 }
+
+/**
+ * An evaluation's `running_mean` far below its std's unit: 1e-33 beside a `running_var` of 3e37
+ * in channel 0, all mean weight on BN, the variance mostly on LN (a column of ~5e24 beside it),
+ * data ~`xs` and dy ~`ds`. WebGPU's BN record (sn_group_stats) held that mean in the unit of its
+ * std, 2^-172 below: 0, so x - mu was x (dgamma -2.3e-26 for -1.04e-21 in layout "1d",
+ * `tests/fuzz/mean_below_unit_sweep.ts 32 32 webgpu 1d`). Layout "nd" [1, 3, 1, m] or "1d"
+ * [m, 3] (the row is then a channel).
+ */
+function runningMeanBelowStd(layer: "1d" | "2d", xs: number, ds: number): LayerCall {
+  const nd = layer === "2d";
+  const m = 16;
+  const x: number[] = [];
+  const dy: number[] = [];
+  for (let k = 0; k < 3; k++) {
+    for (let i = 0; i < m; i++) {
+      const t = ((i * 7 + k * 5) % m) / m; // [0, 1), a fixed pattern
+      x.push(k === 0 ? (t - 0.8) * xs : k === 1 ? (t - 0.5) * 1e25 : t - 0.5);
+      dy.push((0.3 + t) * ds * (k === 2 ? -1 : 1));
+    }
+  }
+  // "1d" takes [m, 3]: element (i, k) from channel k's row.
+  const perm = (v: number[]) =>
+    nd ? v : Array.from({ length: 3 * m }, (_, j) => v[(j % 3) * m + Math.floor(j / 3)]);
+  return {
+    layer,
+    shape: nd ? [1, 3, 1, m] : [m, 3],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(1, 1, 1),
+      bias: new Float32Array(3),
+      mean_weight: nd ? Float32Array.of(-1e30, -1e30, 0) : Float32Array.of(-1e30, 0),
+      var_weight: nd ? Float32Array.of(-1e30, 0, -3) : Float32Array.of(0, -3),
+      running_mean: Float32Array.of(1e-33, 1e-33, 0.1),
+      running_var: Float32Array.of(3e37, 3e37, 3e37),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.from(perm(x)),
+    dy: Float32Array.from(perm(dy)),
+    scales: true,
+  };
+}
+
+for (const layer of ["1d", "2d"] as const) {
+  for (const [xs, ds] of [[1e-38, 1e36], [1e-33, 1e30], [1e-30, 1e30]]) {
+    rangeTests(
+      `SwitchNorm${layer}: an evaluation's running_mean of 1e-33 beside a running_var of 3e37, data ~${xs}, dy ~${ds}`,
+      async (backend) => {
+        const call = runningMeanBelowStd(layer, xs, ds);
+        const { got, want } = await runBoth(call, backend);
+        // dgamma of channel 0 is mostly -mu sum dy / s: the running mean's share, far above
+        // the checks' absolute floor.
+        const dg = want.grads.weight[0];
+        assert.ok(Math.abs(dg) > 1e-30, `dgamma ${dg}`);
+        assertRangeChecks(call, got, want);
+      },
+    );
+  }
+}
