@@ -2192,6 +2192,29 @@ fn lane_exp(v: f32) -> i32 {
   return select(-1000, bits_exponent(v), class_bits(v) == 0u);
 }
 
+// Whether an unscaled mix's mean lies below 2^-100 though some weighted mean w_k mu_k is not 0
+// (by exponents alone: float32 may have flushed it): a mean weight below float32's normal range
+// times a running_mean of 1 over a row of 0 (mu ~8.2e-39). Its products dy (x - mu) lie below
+// float32's normal range where dgamma = s S2 need not (s 1e15 under eps 1e-30: 0 for 8.7e-24,
+// subnormal_dy_sweep seed 47): wide rows of 0 (sn_bwd_rows' wide_row) and wide elements
+// (sn1d_bwd_element) take x - mu from fine_mean, in the mean's unit. Where any weighted mean
+// reaches 2^-100 the mix keeps its arithmetic (the tiny parts lie below its precision there).
+fn mean_tiny(t0: Term, t1: Term, t2: Term) -> bool {
+  let em = max(max(weighted_mean_exp(0u, t0), weighted_mean_exp(1u, t1)), weighted_mean_exp(2u, t2));
+  return (em > -900) & (em < -100);
+}
+
+// An exponent of w_k mu_k (term t, weight index k) within 2 of its size, -1000 where either is 0.
+fn weighted_mean_exp(k: u32, t: Term) -> i32 {
+  let em = max(finite_exponent_of(t.hi), finite_exponent_of(t.lo)) + unit_of(t.flags);
+  return select(exponent_of(P.wmean[k]) + P.wmean_e[k] + em, -1000, (P.wmean[k] == 0.0) | (em < -900));
+}
+
+// Whether a row's x are all 0 (its IN summary: shift, mean about it and M2 all 0, by their bits).
+fn zero_row(p: Partial) -> bool {
+  return ((bitcast<u32>(p.shift) | bitcast<u32>(p.mean) | bitcast<u32>(p.m2)) << 1u) == 0u;
+}
+
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
 // |lo| <= 2^60 (every in-range row: |x - mu| then stays below 2^62), else what brings |lo| to 2^60.
 fn far_exp(lo: f32) -> i32 {
@@ -2463,9 +2486,12 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let ed = norm_exp(d);
   let dn = scale2(d, -ed);
   // x - mu in the mean's own unit 2^fm.e where it lies far below the mix's (fine_mean, as
-  // sn1d_wide_normalize takes it): o = fm.e - w.e apart.
+  // sn1d_wide_normalize takes it): o = fm.e - w.e apart. So too for an unscaled mix whose mean
+  // lies below 2^-100 (mean_tiny: a mean weight of 8.2e-39 times a running_mean of 1 over
+  // features of 0, whose x - mu in the unit 1 was 0: dgamma 0 for -2.3e-23 under s 1e15).
   let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, fine_words(w));
-  let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
+  let tm = !is_scaled(ln.flags | bn.flags) & mean_tiny(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u));
+  let fine = fm.ok & (is_scaled(ln.flags | bn.flags) | tm) & (bits_exponent(xv) < fm.e + FINE_X);
   let xs = scale2(xv, -w.e);
   // Else where x and the mean's words all lie far below the mix's unit (x 2^-e below float32's
   // normal range was flushed: x ~1e-10 beside a sample's 1e28 under LN's variance, the unit
@@ -5469,6 +5495,17 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
         s2 = sums.y;
       } else {
         s2 -= long_residual(m, p) * s1;
+      }
+    }
+    // A row of 0 whose mixed mean lies below 2^-100 (mean_tiny): S2 = -mu S1 exactly, from the
+    // mean in a unit of its own (fine_mean, 2^fm.e, carried as a near exponent fe): in units of 1
+    // mu S1 lay below float32's normal range (an evaluation on a running_mean of 1 under a mean
+    // weight of 8.2e-39: dgamma 0 for 8.7e-24 under s 1e15, subnormal_dy_sweep seed 47).
+    if (zero_row(p) && mean_tiny(t_in, t_ln, t_bn) && !w.bad && class_bits(s1) == 0u) {
+      let fm = fine_mean(t_in, t_ln, t_bn, 0, -1000);
+      if (fm.ok) {
+        s2 = -(fm.hi + fm.lo) * s1;
+        fe = fm.e;
       }
     }
   }

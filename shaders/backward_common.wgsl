@@ -537,6 +537,29 @@ fn lane_exp(v: f32) -> i32 {
   return select(-1000, bits_exponent(v), class_bits(v) == 0u);
 }
 
+// Whether an unscaled mix's mean lies below 2^-100 though some weighted mean w_k mu_k is not 0
+// (by exponents alone: float32 may have flushed it): a mean weight below float32's normal range
+// times a running_mean of 1 over a row of 0 (mu ~8.2e-39). Its products dy (x - mu) lie below
+// float32's normal range where dgamma = s S2 need not (s 1e15 under eps 1e-30: 0 for 8.7e-24,
+// subnormal_dy_sweep seed 47): wide rows of 0 (sn_bwd_rows' wide_row) and wide elements
+// (sn1d_bwd_element) take x - mu from fine_mean, in the mean's unit. Where any weighted mean
+// reaches 2^-100 the mix keeps its arithmetic (the tiny parts lie below its precision there).
+fn mean_tiny(t0: Term, t1: Term, t2: Term) -> bool {
+  let em = max(max(weighted_mean_exp(0u, t0), weighted_mean_exp(1u, t1)), weighted_mean_exp(2u, t2));
+  return (em > -900) & (em < -100);
+}
+
+// An exponent of w_k mu_k (term t, weight index k) within 2 of its size, -1000 where either is 0.
+fn weighted_mean_exp(k: u32, t: Term) -> i32 {
+  let em = max(finite_exponent_of(t.hi), finite_exponent_of(t.lo)) + unit_of(t.flags);
+  return select(exponent_of(P.wmean[k]) + P.wmean_e[k] + em, -1000, (P.wmean[k] == 0.0) | (em < -900));
+}
+
+// Whether a row's x are all 0 (its IN summary: shift, mean about it and M2 all 0, by their bits).
+fn zero_row(p: Partial) -> bool {
+  return ((bitcast<u32>(p.shift) | bitcast<u32>(p.mean) | bitcast<u32>(p.m2)) << 1u) == 0u;
+}
+
 // The far exponent f of a row's mixed mean (hi, lo) (see sn_bwd_wide_reduce): 0 while
 // |lo| <= 2^60 (every in-range row: |x - mu| then stays below 2^62), else what brings |lo| to 2^60.
 fn far_exp(lo: f32) -> i32 {

@@ -233,9 +233,12 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let ed = norm_exp(d);
   let dn = scale2(d, -ed);
   // x - mu in the mean's own unit 2^fm.e where it lies far below the mix's (fine_mean, as
-  // sn1d_wide_normalize takes it): o = fm.e - w.e apart.
+  // sn1d_wide_normalize takes it): o = fm.e - w.e apart. So too for an unscaled mix whose mean
+  // lies below 2^-100 (mean_tiny: a mean weight of 8.2e-39 times a running_mean of 1 over
+  // features of 0, whose x - mu in the unit 1 was 0: dgamma 0 for -2.3e-23 under s 1e15).
   let fm = fine_mean(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, fine_words(w));
-  let fine = fm.ok & is_scaled(ln.flags | bn.flags) & (bits_exponent(xv) < fm.e + FINE_X);
+  let tm = !is_scaled(ln.flags | bn.flags) & mean_tiny(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u));
+  let fine = fm.ok & (is_scaled(ln.flags | bn.flags) | tm) & (bits_exponent(xv) < fm.e + FINE_X);
   let xs = scale2(xv, -w.e);
   // Else where x and the mean's words all lie far below the mix's unit (x 2^-e below float32's
   // normal range was flushed: x ~1e-10 beside a sample's 1e28 under LN's variance, the unit

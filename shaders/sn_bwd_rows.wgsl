@@ -397,6 +397,17 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
         s2 -= long_residual(m, p) * s1;
       }
     }
+    // A row of 0 whose mixed mean lies below 2^-100 (mean_tiny): S2 = -mu S1 exactly, from the
+    // mean in a unit of its own (fine_mean, 2^fm.e, carried as a near exponent fe): in units of 1
+    // mu S1 lay below float32's normal range (an evaluation on a running_mean of 1 under a mean
+    // weight of 8.2e-39: dgamma 0 for 8.7e-24 under s 1e15, subnormal_dy_sweep seed 47).
+    if (zero_row(p) && mean_tiny(t_in, t_ln, t_bn) && !w.bad && class_bits(s1) == 0u) {
+      let fm = fine_mean(t_in, t_ln, t_bn, 0, -1000);
+      if (fm.ok) {
+        s2 = -(fm.hi + fm.lo) * s1;
+        fe = fm.e;
+      }
+    }
   }
   if (w.bad) {
     return grad(vec4<f32>(0.0, 0.0, 0.0, s1), vec4<f32>(0.0), vec4<f32>(0.0), g_flags(G_BAD, 0, 0, d_unit), 0);

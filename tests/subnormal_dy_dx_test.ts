@@ -111,3 +111,61 @@ rangeTests("subnormal dy sweep seed 287: dL/dvar under dy ~1e-37 and s ~2e-10", 
   const { got, want } = await runBoth(call, backend);
   assertRangeChecks(call, got, want);
 });
+
+// Sweep seed 47, an evaluation of [2, 3, 1, 8] rows of 0 whose mixed mean is a running_mean of
+// 1 under a mean weight of 8.2e-39 (subnormal): S2 = sum dy (x - mu) = -mu S1 ~8.7e-39 lay below
+// float32's normal range in the row's unit 1, and dgamma = s S2 came out 0 where the reference
+// has 8.7e-24 (s 1e15 under eps 1e-30). Such a mix's mean (mean_tiny) is now taken in a unit of
+// its own (fine_mean) by the wide reduce.
+rangeTests(
+  "subnormal dy sweep seed 47: a mean of 8.2e-39 keeps dgamma 8.7e-24",
+  async (backend) => {
+    const call = sweepMake(47);
+    const { got, want } = await runBoth(call, backend);
+    assert.ok(Math.abs(want.grads!.weight[0]) > 1e-24);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+/**
+ * An evaluation of features of 0 whose mixed mean is BN's running_mean of 1 under a mean weight
+ * of ~8.2e-39 (logits 87, 87, 0; SwitchNorm1d's 87, 0: 1.6e-38), gamma -3e20 (factor-wide) and 1 over a
+ * std of 1e-15 (eps 1e-30, running_var 0), dy ~0.02: S2 = -mu S1 lies below float32's normal
+ * range, dgamma = s S2 does not.
+ */
+function tinyMean(layer: "2d" | "1d", gamma: number): LayerCall {
+  const shape = layer === "1d" ? [4, 2] : [2, 2, 1, 8];
+  const len = shape.reduce((a, b) => a * b, 1);
+  return {
+    layer,
+    shape,
+    options: { eps: 1e-30 },
+    state: {
+      weight: Float32Array.of(gamma, 1),
+      bias: new Float32Array(2),
+      mean_weight: Float32Array.from(layer === "1d" ? [87, 0] : [87, 87, 0]),
+      var_weight: Float32Array.from(layer === "1d" ? [1.3, 0] : [1.3, 1.3, 0]),
+      running_mean: Float32Array.of(1, 0),
+      running_var: Float32Array.of(0, 1),
+    },
+    partial: true,
+    training: false,
+    x: new Float32Array(len),
+    dy: Float32Array.from({ length: len }, (_, i) => i % 5 === 0 ? -0.02 : 0.02 * (i % 3 + 0.25)),
+    scales: true,
+  };
+}
+
+for (const layer of ["2d", "1d"] as const) {
+  for (const gamma of [-3e20, 1]) {
+    rangeTests(
+      `a ${layer} mean of ~8e-39 over features of 0 keeps dgamma (gamma ${gamma})`,
+      async (backend) => {
+        const call = tinyMean(layer, gamma);
+        const { got, want } = await runBoth(call, backend);
+        assert.ok(Math.abs(want.grads!.weight[0]) > 5e-25);
+        assertRangeChecks(call, got, want);
+      },
+    );
+  }
+}
