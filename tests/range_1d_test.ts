@@ -585,3 +585,51 @@ rangeTests(
     }
   },
 );
+
+// An evaluation whose x lies on its mixed mean to within float32's ulp of the mix's lo: equal
+// mean weights (0.5, exact) over a sample [-3e38, -2e38, -1e38] (LN mean -2e38, its lo 3.4e30)
+// and a running_mean of -2e20 put mu at -1e38 - 1.7e30. sn1d_wide_normalize formed x - mu from
+// one lo, 0.5 (hi_bn - hi_ln) + 0.5 lo_ln, which rounds to the ulp of the first term and
+// dropped the second: x - mu 0 for x = -1e38, y = beta 3e38 where the reference's y is 2.6e53
+// (+Infinity) under gamma 3e38 (attack fuzzer seed 5008). It adds the two parts apart now
+// (sn1d_mix.wgsl, wide_d_1d).
+rangeTests(
+  "SwitchNorm1d's wide y keeps x - mu where x lies on a mixed mean of two distant terms",
+  async (backend) => {
+    const call: LayerCall = {
+      layer: "1d",
+      shape: [4, 3],
+      options: { eps: 1e-30, momentum: 0.9 },
+      state: {
+        weight: new Float32Array([1.401298464324817e-45, 2e-39, 3e38]),
+        bias: new Float32Array([1, -3e38, 3e38]),
+        mean_weight: new Float32Array([-1e30, -1e30]),
+        var_weight: new Float32Array([-103.2789306640625, 1.2999999523162842]),
+        running_mean: new Float32Array([-2e20, -3e38, -2e20]),
+        running_var: new Float32Array([1e30, 1e-30, 1]),
+      },
+      partial: true,
+      training: false,
+      x: new Float32Array([
+        -3e38,
+        -2e38,
+        -1e38,
+        0,
+        1e38,
+        2e38,
+        3e38,
+        -2.5e38,
+        -1.5e38,
+        -5e37,
+        5e37,
+        1.5e38,
+      ]),
+      dy: new Float32Array(12),
+      scales: true,
+    };
+    const { got, want } = await runBoth(call, backend);
+    // y[2] is +Infinity in the reference (2.6e53 before rounding), beta's 3e38 fails.
+    if (want.y[2] !== Infinity) throw new Error(`reference y[2] ${want.y[2]}`);
+    assertRangeChecks(call, got, want, "attack fuzzer seed 5008");
+  },
+);
