@@ -1651,21 +1651,30 @@ fn group_member(g: u32, j: u32) -> vec2<u32> {
   return select(vec2<u32>(j, g - P.n), vec2<u32>(g, j), g < P.n);
 }
 
-// x 2^-e - mu of a wide map w (wide_map_1d) with lo in two parts: the anchor's distance to the
-// other term's hi (wmean_k (hi_k - hi), of the lighter term's share) first, then the terms' own
-// lo. wide_map_1d's single lo rounds to the ulp of that distance and so dropped the lo terms
-// where x lies on mu: an evaluation of equal mean weights (0.5 each, exact) over a sample
-// [-3e38, -2e38, -1e38] (LN mean -2e38 with lo 3.4e30) on a running_mean of -2e20 gave x - mu 0
-// for x = -1e38 (1.7e30 in float64: y = beta 3e38 for +Infinity under gamma 3e38; attack
-// fuzzer seed 5008, tests/range_1d_test.ts). Only the wide passes' y takes this.
-fn wide_d_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
+// x - mu in the unit 2^e of wide_map_1d's w, from the terms as exact pairs: (xs - hi) - lo
+// rounds lo = sum_k w_k (mu_k - hi) to its own ulp, which is of the size of x - mu's where the
+// lighter term's mean lies far from the anchor's and x near the mix's (equal weights over LN
+// means of -2e38 and a \`running_mean\` of 1: lo ~1e38 lost LN's low word, x - mu 0 for 1.7e30,
+// y = beta for -1.7e22, attack fuzzer seed 6780). The callers take it where (xs - hi) - lo
+// cancels (wide elements only).
+fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
   let b = bn_anchors();
-  let u_ln = unit_of(ln.flags) - w.e + select(0, zero_weight_exp(P_ZERO_WMEAN), b);
-  let u_bn = unit_of(bn.flags) - w.e + select(zero_weight_exp(P_ZERO_WMEAN + 1u), 0, b);
-  let k_far = select(1u, 0u, b);
-  let far = weighted_mean(k_far, P.wmean[k_far] * (select(unit_shift(bn.hi, u_bn), unit_shift(ln.hi, u_ln), b) - w.hi));
-  let own = weighted_mean(0u, P.wmean[0] * ln.lo * pow2(u_ln)) + weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn));
-  return ((xs - w.hi) - far) - own;
+  let u_ln = unit_of(ln.flags) - w.e;
+  let u_bn = unit_of(bn.flags) - w.e;
+  let ka = select(0u, 1u, b);
+  let ko = 1u - ka;
+  // The other term's mean (LN's of weight 0 comes to 0, as in wide_map_1d) and the anchor's lo.
+  let ho = select(unit_shift(bn.hi, u_bn), unit_shift(ln.hi, u_ln + zero_weight_exp(P_ZERO_WMEAN)), b);
+  let lo_o = select(bn.lo * pow2(u_bn), ln.lo * pow2(u_ln + zero_weight_exp(P_ZERO_WMEAN)), b);
+  let lo_a = select(ln.lo * pow2(u_ln), bn.lo * pow2(u_bn), b);
+  let diff = two_sum(ho, -w.hi);
+  let p = pair_times(P.wmean[ko], diff.x);
+  let px = weighted_mean(ko, p.x);
+  let py = weighted_mean(ko, p.y);
+  let rest = weighted_mean(ko, P.wmean[ko] * (diff.y + lo_o)) + weighted_mean(ka, P.wmean[ka] * lo_a);
+  let xd = two_sum(xs, -w.hi);
+  let s = two_sum(xd.x, -px);
+  return s.x + ((s.y - py) + (xd.y - rest));
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -4566,7 +4575,10 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let fm = fine_mean(group_term(ln), group_term(bn), none, w.e, fine_words(w));
     let xs = scale2(x[i], -w.e);
     let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
-    let d = select(wide_d_1d(ln, bn, w, xs), xs, fm.ok);
+    // (xs - hi) - lo cancelling by 2^18 or more: x - mu from exact pairs (wide_d_pairs_1d).
+    let d0 = (xs - w.hi) - w.lo;
+    let d1 = select(d0, wide_d_pairs_1d(ln, bn, w, xs), abs(d0) < abs(w.lo) * 0x1p-18f);
+    let d = select(d1, xs, fm.ok);
     let df = (scale2(x[i], -fm.e) - fm.hi) - fm.lo;
     let es = bits_exponent(w.scale);
     let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + fm.e - w.e - 2) + w.beta * 0.25) * 4.0;

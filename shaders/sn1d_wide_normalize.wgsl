@@ -58,7 +58,10 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let fm = fine_mean(group_term(ln), group_term(bn), none, w.e, fine_words(w));
     let xs = scale2(x[i], -w.e);
     let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
-    let d = select(wide_d_1d(ln, bn, w, xs), xs, fm.ok);
+    // (xs - hi) - lo cancelling by 2^18 or more: x - mu from exact pairs (wide_d_pairs_1d).
+    let d0 = (xs - w.hi) - w.lo;
+    let d1 = select(d0, wide_d_pairs_1d(ln, bn, w, xs), abs(d0) < abs(w.lo) * 0x1p-18f);
+    let d = select(d1, xs, fm.ok);
     let df = (scale2(x[i], -fm.e) - fm.hi) - fm.lo;
     let es = bits_exponent(w.scale);
     let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + fm.e - w.e - 2) + w.beta * 0.25) * 4.0;

@@ -231,3 +231,60 @@ for (const layer of ["1d", "2d"] as const) {
     );
   }
 }
+
+/**
+ * Layout "1d": a sample [-3e38, -2e38, -1e38] (LN mean -2e38, its low word -3.4e30) mixed with
+ * BN `running_mean`s of 1 under equal (or near-equal) mean weights, the variance LN's: the mixed
+ * mean -1e38 lies 1.7e30 from x = -1e38, below the ulp of the wide map's lo (~1e38, anchored at
+ * LN), which lost LN's low word: x - mu 0, y = beta (-1e-40) where the reference has -1.7e22 under
+ * gamma -1e30 (attack fuzzer seed 6780). x - mu is now formed from exact pairs where (x - hi) -
+ * lo cancels (wide_d_pairs_1d, shaders/sn1d_mix.wgsl). Data 1e10 times the same sample (wide through
+ * channel 0's gamma of 3e38) failed alike, x - mu 0 for 1.7.
+ */
+function farLnLowWord(meanLogits: [number, number], gamma: number, scale: number): LayerCall {
+  return {
+    layer: "1d",
+    shape: [2, 3],
+    options: { eps: 2 ** -126, momentum: 1 },
+    state: {
+      weight: Float32Array.of(3e38, 1e-45, gamma),
+      bias: Float32Array.of(1, -1e-40, -1e-40),
+      mean_weight: Float32Array.from(meanLogits),
+      var_weight: Float32Array.of(1.3, -87),
+      running_mean: Float32Array.of(0, 0, 1),
+      running_var: new Float32Array(3),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.from([-3, -2, -1, 0, 1, 2], (v) => v * scale),
+    dy: Float32Array.of(0, 0, 1, 0, 0, 0),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "attack fuzzer seed 6780: SwitchNorm1d's evaluation, a mixed mean 1.7e30 from x = -1e38 beside an LN mean's low word, gives the reference's y",
+  async (backend) => {
+    const call = make(6780);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(check(call, got, want), null);
+  },
+);
+
+for (const meanLogits of [[1.3, 1.3], [0, 0], [-20, -20]] as [number, number][]) {
+  for (const gamma of [-1e30, 1e20]) {
+    for (const scale of [1e38, 1e10]) {
+      rangeTests(
+        `SwitchNorm1d: an evaluation whose mixed mean lies below the wide map's lo word's ulp from x (mean logits ${meanLogits}, gamma ${gamma}, data ${scale}) gives the reference's y and gradients`,
+        async (backend) => {
+          const call = farLnLowWord(meanLogits, gamma, scale);
+          const { got, want } = await runBoth(call, backend);
+          if (scale === 1e38) {
+            assert.ok(Math.abs(want.y[2] / (gamma * 1.69e-8) - 1) < 0.05, `y ${want.y[2]}`);
+          }
+          assertRangeChecks(call, got, want);
+        },
+      );
+    }
+  }
+}
