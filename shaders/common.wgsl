@@ -911,6 +911,39 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
+// wide_map's lo = sum_k wmean_k ((hi_k f_k - hi) + lo_k f_k) from exact parts (layout "nd"):
+// (x, y) a float32 pair of it, z the size of its largest part. The single float32 lo rounds to
+// the ulp of its parts, which where the terms' means lie far apart is of the size of x - mu near
+// the mix's mean: an evaluation of equal IN and BN mean weights over a row [-3e38, -2e38, -1e38]
+// (IN mean -2e38, its low word -3.4e30) on a running_mean of 1 lost the low word, x - mu 0 for
+// 1.7e30 at x = -1e38 (y = beta for 1.7e33 under gamma 1e3 over a running_var of 1; as
+// wide_d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
+// as an exact pair (two_sum, pair_times), the rest of each part in one float32.
+fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
+  let u0 = unit_of(t0.flags) - w.e;
+  let u1 = unit_of(t1.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 1u);
+  let u2 = unit_of(t2.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 2u);
+  let d1 = two_sum(unit_shift(t1.hi, u1), -w.hi);
+  let d2 = two_sum(unit_shift(t2.hi, u2), -w.hi);
+  let p1 = pair_times(P.wmean.y, d1.x);
+  let p2 = pair_times(P.wmean.z, d2.x);
+  let a1 = weighted_mean(1u, p1.x);
+  let a2 = weighted_mean(2u, p2.x);
+  let big = two_sum(a1, a2);
+  let rest = weighted_mean(0u, P.wmean.x * t0.lo * pow2(u0)) +
+    weighted_mean(1u, p1.y + P.wmean.y * (d1.y + t1.lo * pow2(u1))) +
+    weighted_mean(2u, p2.y + P.wmean.z * (d2.y + t2.lo * pow2(u2)));
+  return vec3<f32>(big.x, big.y + rest, max(max(abs(a1), abs(a2)), abs(w.lo)));
+}
+
+// x 2^-e - mu from wide_lo_pair's pair m of a wide map of anchor hi: exact but for the last
+// additions of the low words (x 2^-e - hi and its difference from m.x as exact pairs).
+fn wide_d_pair(xs: f32, hi: f32, m: vec3<f32>) -> f32 {
+  let xd = two_sum(xs, -hi);
+  let s = two_sum(xd.x, -m.x);
+  return s.x + ((s.y - m.y) + xd.y);
+}
+
 // The mixed mean in a unit of its own, 2^e: mu = (hi + lo) 2^e, for rows whose mean lies far
 // below the mix's unit (wide_map's e, set by the row's largest |x|), where hi + lo of wide_map
 // is below float32's normal range or lost (ok false elsewhere): an evaluation whose IN mean of

@@ -93,11 +93,19 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // and exponent, as in y_fine.
   let mu_zero = !fm.ok & ((bitcast<u32>(m_hi) << 1u) == 0u) & ((bitcast<u32>(m_lo) << 1u) == 0u);
   let kx = w.g + es - w.e - 2;
+  // lo as an exact pair (wide_lo_pair): x - mu from it where (x 2^-e - hi') - lo' lies within
+  // 2^-5 of lo's largest part (y = beta for 1.7e33: see wide_lo_pair); beyond, lo's float32
+  // rounding (a few ulps of that part) is below ~2^-17 of x - mu, and the elements keep their
+  // arithmetic.
+  let mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
     let fine = (fm.ok | low) & (bits_exponent(xv) < fm.e + FINE_X);
-    let d = select((xs - m_hi) - m_lo, xs, fm.ok);
+    let d0 = (xs - m_hi) - m_lo;
+    let dp = wide_d_pair(xs, w.hi, mp);
+    let d1 = select(d0, dp, (abs(d0) < mp.z * 0x1p-5f) & (class_bits(dp) == 0u));
+    let d = select(d1, xs, fm.ok);
     let da = scale2(xv, -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
     let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
