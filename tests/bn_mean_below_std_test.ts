@@ -90,3 +90,65 @@ rangeTests(
     }
   },
 );
+
+/**
+ * The rows' neighbour: SwitchNorm1d [4, C] whose every sample is such pairs (its LN mean 2^-28 to
+ * 2^-36 of its std) under an LN-heavy mixing, training and an evaluation on a `running_mean` of 0
+ * (its backward differences the LN means with it). Wide rows are sn1d_wide_stats's lines too:
+ * the evaluations at 2^-80 had `mean_weight`'s gradient off (4 of these 24 calls failed).
+ */
+function lnCall(scale: number, below: number, c: number, training: boolean): LayerCall {
+  const r = seededRandom(c * 7 + below);
+  const n = 4;
+  const x = new Float32Array(n * c), dy = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) {
+    const row = new Float64Array(c);
+    for (let j = 0; j + 1 < c; j += 2) {
+      row[j] = Math.round((r() * 2 - 1) * 2 ** 20) * scale * 2 ** -20;
+      row[j + 1] = -row[j];
+    }
+    const last = c - 2 - (c % 2);
+    row[last] = row[last + 1] = Math.fround(1.5 * scale * 2 ** -below * c / 2);
+    for (let j = 0; j < c; j++) {
+      x[i * c + j] = row[j];
+      dy[i * c + j] = r() * 2 - 1;
+    }
+  }
+  return {
+    layer: "1d",
+    shape: [n, c],
+    options: { eps: 1e-5, momentum: 0 },
+    state: {
+      weight: new Float32Array(c).fill(-3e20),
+      mean_weight: Float32Array.of(8, 0),
+      var_weight: Float32Array.of(0, 0),
+      running_mean: new Float32Array(c),
+      running_var: new Float32Array(c).fill(scale * scale),
+    },
+    partial: true,
+    training,
+    x,
+    dy,
+    scales: true,
+    dispose: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm1d: an LN mean 2^-28 to 2^-36 of a wide sample's std gives y and the gradients as the reference",
+  async (backend) => {
+    for (const scale of [2 ** 100, 2 ** 66, 2 ** -80]) {
+      for (const below of [28, 36]) {
+        for (const c of [16, 33]) {
+          for (const training of [true, false]) {
+            const call = lnCall(scale, below, c, training);
+            const { want, got } = await runBoth(call, backend);
+            const what = `scale 2^${Math.log2(scale)}, mean 2^-${below} of it, C ${c}, ` +
+              (training ? "training" : "evaluation");
+            assertRangeChecks(call, got, want, what);
+          }
+        }
+      }
+    }
+  },
+);
