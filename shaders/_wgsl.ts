@@ -3395,12 +3395,14 @@ export const SN1D_WIDE_STATS: string =
 // column of a 32 x 32 tile) whose largest finite |x| lies outside (2^-21, 2^40]
 // (is_wide_field, common.wgsl) summarized again in scaled units, as sn_wide_stats does for the
 // rows of layout "nd": with u = the line's field - 127, x' = x * 2^-u (exact, by bits), and
-//   K' = f32(mean of x'), count, mean' = mean of (x' - K'), M2' = sum (x' - K' - mean')^2
+//   K' = f32(mean of x'), count, mean' = mean of (x' - K') (an exact pair, written re-centred),
+//   M2' = sum (x' - K' - mean')^2
 // written in place with F_SCALED and the field. Lines with non-finite values are left as they
 // are. The lines come from a list sn1d_stats fills (a thread each): lane < 32 is column
 // c0 + lane of its tile, lane 32 + r row n0 + r.
 
 ${_COMMON}
+${_PAIR}
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -3418,17 +3420,27 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
     total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
   let shift = total / f32(len);
-  var sum = 0.0;
+  // sum of x' - K as a float32 pair, each x' - K exact (two_sum), as sn1d_stats sums its lines:
+  // a float32 sum left the line's mean ~2^-25 of its std off, all of a BN mean that pairs +-v
+  // cancel to 2^-28 of the std (a column of +-1e30 and a pair of 2.7e22: y of its element at 0,
+  // gamma (0 - mu) / std, 1.03e12 for 5.3e11, and mean_weight's gradient 124x its tolerance;
+  // tests/bn_mean_below_std_test.ts).
+  var sum = vec2<f32>(0.0);
   for (var i = 0u; i < len; i++) {
-    sum += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift;
+    let d = two_sum(scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k), -shift);
+    sum_add(&sum, d.x);
+    sum.y += d.y;
   }
-  let mean = sum / f32(len);
+  let q = pair_mean(sum, len);
+  let mean = q.x;
   var m2 = 0.0;
   for (var i = 0u; i < len; i++) {
     let d = scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k) - shift - mean;
     m2 += d * d;
   }
-  return Partial(shift, mean, m2, len, (field << 8u) | F_SCALED, 0.0);
+  // Written re-centred (shift = f32(K + mean), mean = the rest), as sn1d_stats writes its lines.
+  let c = recentred(shift, q);
+  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0);
 }
 
 @compute @workgroup_size(64)

@@ -1,0 +1,154 @@
+/**
+ * Issue 10: a training step of SwitchNorm1d whose batch BN mean lies far below its column's std
+ * (2^-28 to 2^-40 of it: pairs +-v about 0 plus a pair of small elements) in a column of wide data
+ * (|x| beyond 2^40 or below 2^-21, which WebGPU's sn1d_wide_stats summarizes again in scaled
+ * units). Those tile lines summed x' - K in plain float32, ~2^-25 of the std off, so the BN mean
+ * (and the running_mean taken from it) was off by that much: a sample's element at 0, whose y is
+ * gamma (0 - mu) / std, was 1.03e12 for 5.3e11 (bn_mean_below_std_sweep seed 686), and
+ * `mean_weight`'s gradient, which differences the LN and BN means, 124x its tolerance (seed 163).
+ * WASM and WebGPU against the float64 reference, whose sums here are exact (the pairs cancel to 0
+ * in its order before the small pair is added).
+ */
+import assert from "node:assert/strict";
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { seededRandom } from "../examples/_data.ts";
+
+interface Case {
+  /** The column's data scale (a power of 2) and its mean as a power of 2 below it. */
+  readonly scale: number;
+  readonly below: number;
+  readonly n: number;
+  readonly mixing: number[];
+}
+
+const CASES: Case[] = [];
+for (const scale of [2 ** 100, 2 ** 66, 2 ** -80]) {
+  for (const below of [28, 36]) {
+    for (const n of [16, 33]) CASES.push({ scale, below, n, mixing: [0, 0] });
+  }
+}
+CASES.push({ scale: 2 ** 66, below: 30, n: 16, mixing: [1.3, 8] });
+
+/** SwitchNorm1d [n, 2]: column 0 the pairs and the mean's pair (and a 0 where n is odd). */
+function call(kase: Case): LayerCall {
+  const r = seededRandom(kase.n * 7 + kase.below);
+  const { n, scale } = kase;
+  const col = new Float64Array(n);
+  for (let i = 0; i + 1 < n; i += 2) {
+    col[i] = Math.round((r() * 2 - 1) * 2 ** 20) * scale * 2 ** -20;
+    col[i + 1] = -col[i];
+  }
+  // The last pair: 2t = n * mean, mean = 1.5 * scale * 2^-below.
+  const t = 1.5 * scale * 2 ** -kase.below * n / 2;
+  const last = n - 2 - (n % 2);
+  col[last] = col[last + 1] = Math.fround(t);
+  const x = new Float32Array(n * 2), dy = new Float32Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    x[i * 2] = col[i];
+    x[i * 2 + 1] = (r() * 2 - 1) * 1e-30;
+    dy[i * 2] = r() * 2 - 1;
+    dy[i * 2 + 1] = r() * 2 - 1;
+  }
+  return {
+    layer: "1d",
+    shape: [n, 2],
+    options: { eps: 1e-5, momentum: 0 },
+    state: {
+      weight: Float32Array.of(-3e20, 1),
+      mean_weight: Float32Array.from(kase.mixing),
+      var_weight: Float32Array.of(0, 0),
+    },
+    partial: true,
+    training: true,
+    x,
+    dy,
+    scales: true,
+    running: true,
+    dispose: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm1d training: a BN mean 2^-28 to 2^-36 of a wide column's std gives y, the gradients and running_mean as the reference",
+  async (backend) => {
+    for (const kase of CASES) {
+      const c = call(kase);
+      const { want, got } = await runBoth(c, backend);
+      const what = `scale 2^${Math.log2(kase.scale)}, mean 2^-${kase.below} of it, N ${kase.n}, ` +
+        `logits ${kase.mixing}`;
+      const mean = 1.5 * kase.scale * 2 ** -kase.below;
+      // momentum 0: running_mean is the batch mean, which the reference has exactly here.
+      assert.ok(Math.abs(want.runningMean![0] / mean - 1) < 1e-6, `${what}: reference's mean`);
+      assertRangeChecks(c, got, want, what);
+      // The promise holds running_mean to RUNNING of its terms (~the std), which any mean this
+      // far below the std meets; the batch mean itself is what y and the gradients take.
+      const rel = Math.abs(got.runningMean![0] / want.runningMean![0] - 1);
+      assert.ok(
+        rel < 1e-3,
+        `${what}: running_mean ${got.runningMean![0]} for ${want.runningMean![0]}`,
+      );
+    }
+  },
+);
+
+/**
+ * The rows' neighbour: SwitchNorm1d [4, C] whose every sample is such pairs (its LN mean 2^-28 to
+ * 2^-36 of its std) under an LN-heavy mixing, training and an evaluation on a `running_mean` of 0
+ * (its backward differences the LN means with it). Wide rows are sn1d_wide_stats's lines too:
+ * the evaluations at 2^-80 had `mean_weight`'s gradient off (4 of these 24 calls failed).
+ */
+function lnCall(scale: number, below: number, c: number, training: boolean): LayerCall {
+  const r = seededRandom(c * 7 + below);
+  const n = 4;
+  const x = new Float32Array(n * c), dy = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) {
+    const row = new Float64Array(c);
+    for (let j = 0; j + 1 < c; j += 2) {
+      row[j] = Math.round((r() * 2 - 1) * 2 ** 20) * scale * 2 ** -20;
+      row[j + 1] = -row[j];
+    }
+    const last = c - 2 - (c % 2);
+    row[last] = row[last + 1] = Math.fround(1.5 * scale * 2 ** -below * c / 2);
+    for (let j = 0; j < c; j++) {
+      x[i * c + j] = row[j];
+      dy[i * c + j] = r() * 2 - 1;
+    }
+  }
+  return {
+    layer: "1d",
+    shape: [n, c],
+    options: { eps: 1e-5, momentum: 0 },
+    state: {
+      weight: new Float32Array(c).fill(-3e20),
+      mean_weight: Float32Array.of(8, 0),
+      var_weight: Float32Array.of(0, 0),
+      running_mean: new Float32Array(c),
+      running_var: new Float32Array(c).fill(scale * scale),
+    },
+    partial: true,
+    training,
+    x,
+    dy,
+    scales: true,
+    dispose: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm1d: an LN mean 2^-28 to 2^-36 of a wide sample's std gives y and the gradients as the reference",
+  async (backend) => {
+    for (const scale of [2 ** 100, 2 ** 66, 2 ** -80]) {
+      for (const below of [28, 36]) {
+        for (const c of [16, 33]) {
+          for (const training of [true, false]) {
+            const call = lnCall(scale, below, c, training);
+            const { want, got } = await runBoth(call, backend);
+            const what = `scale 2^${Math.log2(scale)}, mean 2^-${below} of it, C ${c}, ` +
+              (training ? "training" : "evaluation");
+            assertRangeChecks(call, got, want, what);
+          }
+        }
+      }
+    }
+  },
+);
