@@ -2559,7 +2559,12 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let top = max(xe, max(exponent_of(w.hi), exponent_of(w.lo)) + 1) + 2;
   let near = !fine & is_scaled(ln.flags | bn.flags) & (top < -100) & (top > -900);
   let xn = (scale2(xv, -w.e - top) - scale2(w.hi, -top)) - scale2(w.lo, -top);
-  let xc = select(select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine), xn, near);
+  // x alone only where it lies 2^FINE_X above the fine mean's unit (mu is then below its
+  // rounding): an unscaled mix's mean of 1e-30 or 1e-20 (fm.ok, 2^60 below the unit 1, yet not
+  // mean_tiny) beside x of 0 or 1e-36 took x - mu as x (an evaluation on a running_mean of 1e-20
+  // under dy 1e38: dgamma 150 for -1.5e18; tests/sn1d_small_xc_test.ts).
+  let x_far = bits_exponent(xv) >= fm.e + FINE_X;
+  let xc = select(select(select((xs - w.hi) - w.lo, xs, fm.ok & x_far), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine), xn, near);
   let o = select(select(0, fm.e - w.e, fine), top, near);
   let ex = norm_exp(xc) + o + es;
   let xh = scale2(xc, es - ex + o) * sn; // xhat 2^-ex
@@ -2582,7 +2587,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), and dgamma and dbeta
   // in one of 2^(d_unit + kc) (Grad's ec), by the same rule.
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
-  let kc = max(ezw - 100, -120);
+  // (kc as low as -300, as k: held at -120, a dgamma of ~2^-248 in dy's unit under dy ~3e38
+  // lay below 2^-126 there and flushed: dgamma 0 for -1.1e-36 in an evaluation of x - mu ~2^-184
+  // over a running_var of 3e38, tests/sn1d_small_xc_test.ts.)
+  let kc = max(ezw - 100, -300);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), d);
   let ka = g - k + egm;
   let kb = g - kb2 + egv + kv;
@@ -3701,7 +3709,10 @@ fn main(
         // arithmetic, and a mixing weight times one of 2^-100 may be (y NaN with eps 0 where the
         // reference has 8e36); scaled, it lies near 1. (Not at 2^-42 as for data: a tiny
         // running_var of a dead channel, 1e-14, stays on the hot path.)
-        let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
+        // So does a nonzero running_mean at most 2^-100 (a subnormal one, 1e-38 beside a
+        // running_var of 1, was flushed: dgamma -1.7e-4 for 0.068 under dy ~7e36; mean_own
+        // below then holds it in its own unit).
+        let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u) || (field_m != 0u && field_m < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
         // A running_var that its mean's unit would hold below 2^-100 (a running_mean of 3e38
         // over a running_var of 1.4e-45: |mean| / std ~2^202, where it is 0, as is y's std with
@@ -4619,16 +4630,27 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // exponent; x alone in the mix's unit above.
     let fm = fine_mean(group_term(ln), group_term(bn), none, w.e, fine_words(w));
     let xs = scale2(x[i], -w.e);
-    let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
+    // The lighter term's share w_o (mu_o - mu_a) more than 2^100 below the mix's unit (a mean
+    // weight near 2^-126 times a difference of ~2^-24 there), which w.lo holds below float32's
+    // normal range: x - mu as x - a in fine_mean's unit, less the share in its own unit 2^fl.pe
+    // (fine_low), as sn_wide_normalize takes it (a constant channel of -3e20 under an LN mean
+    // weight of e^-87: y 0, -3.3 and -5.0 for -3.5; tests/sn1d_small_xc_test.ts).
+    let fl = fine_low(group_term(ln), group_term(bn), none);
+    let low = !fm.ok & fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900) & (fl.pe - w.e < -100);
+    let fine = (fm.ok | low) & (bits_exponent(x[i]) < fm.e + FINE_X);
     // (xs - hi) - lo cancelling by 2^5 or more: x - mu from exact pairs (wide_d_pairs_1d). (By
     // 2^18, lo's rounding, a few ulps, was up to ~2^-4 of x - mu between: y 5.7e-3 relative off
     // at x - mu ~1e33 beside lo ~1e38, tests/far_anchor_mean_test.ts; as sn_wide_normalize.)
     let d0 = (xs - w.hi) - w.lo;
     let d1 = select(d0, wide_d_pairs_1d(ln, bn, w, xs), abs(d0) < abs(w.lo) * 0x1p-5f);
     let d = select(d1, xs, fm.ok);
-    let df = (scale2(x[i], -fm.e) - fm.hi) - fm.lo;
+    let da = scale2(x[i], -fm.e) - fm.hi;
+    let near = bits_exponent(da) + fm.e - fl.pe < 100;
+    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let df = select(da - fm.lo, dl, low);
     let es = bits_exponent(w.scale);
-    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + fm.e - w.e - 2) + w.beta * 0.25) * 4.0;
+    let kf = select(fm.e, fl.pe, low & near);
+    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + kf - w.e - 2) + w.beta * 0.25) * 4.0;
     // t = y 2^-g can pass float32's range where y does not: when |gamma| < 1 (gamma's mantissa
     // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity), and when
     // beta of the other sign brings y back (gamma 1, beta -3e38: y 1.7e38): such a y is formed
@@ -6599,13 +6621,13 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean
   // beside the mix's std (a variance weight below float32's normal range) would overflow.
   let xc_ln_full = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
-  let x_ln = max(0, finite_exponent_of(xc_ln_full));
+  let x_ln = centred_exp(xc_ln_full);
   let xc_ln = scale2(xc_ln_full, -x_ln);
   v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + P.wvar_e[0]);
   // The BN terms selected, not branched on: a branch on the uniform flag around them made
   // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
   let xc_bn_full = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
-  let x_bn = max(0, finite_exponent_of(xc_bn_full));
+  let x_bn = centred_exp(xc_bn_full);
   let xc_bn = scale2(xc_bn_full, -x_bn);
   v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + P.wmean_e[1]);
   let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
@@ -6613,6 +6635,16 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
   return select(scale2(v.m, v.e), qnan(), bad);
+}
+
+// The exponent wide_dx takes apart from x - mu_k: its own where it is finite and not 0, below
+// 1 too (floored at 0, a centred value of 1.2e-7 in LN's unit times a variance weight of
+// 1.6e-38 fell below float32's normal range: dx -256 for -250, evaluations of samples of 1 and
+// 1 + 2^-23; tests/sn1d_small_xc_test.ts); 0 for 0 and non-finite values (bits_exponent reads
+// a subnormal's by its bits).
+fn centred_exp(v: f32) -> i32 {
+  let e = bits_exponent(v);
+  return select(0, e, e > -1000 && class_bits(v) == 0u);
 }
 `;
 

@@ -247,7 +247,12 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let top = max(xe, max(exponent_of(w.hi), exponent_of(w.lo)) + 1) + 2;
   let near = !fine & is_scaled(ln.flags | bn.flags) & (top < -100) & (top > -900);
   let xn = (scale2(xv, -w.e - top) - scale2(w.hi, -top)) - scale2(w.lo, -top);
-  let xc = select(select(select((xs - w.hi) - w.lo, xs, fm.ok), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine), xn, near);
+  // x alone only where it lies 2^FINE_X above the fine mean's unit (mu is then below its
+  // rounding): an unscaled mix's mean of 1e-30 or 1e-20 (fm.ok, 2^60 below the unit 1, yet not
+  // mean_tiny) beside x of 0 or 1e-36 took x - mu as x (an evaluation on a running_mean of 1e-20
+  // under dy 1e38: dgamma 150 for -1.5e18; tests/sn1d_small_xc_test.ts).
+  let x_far = bits_exponent(xv) >= fm.e + FINE_X;
+  let xc = select(select(select((xs - w.hi) - w.lo, xs, fm.ok & x_far), (scale2(xv, -fm.e) - fm.hi) - fm.lo, fine), xn, near);
   let o = select(select(0, fm.e - w.e, fine), top, near);
   let ex = norm_exp(xc) + o + es;
   let xh = scale2(xc, es - ex + o) * sn; // xhat 2^-ex
@@ -270,7 +275,10 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   // The variance dots in a unit 2^(d_unit + kb2) of their own (Grad's eb), and dgamma and dbeta
   // in one of 2^(d_unit + kc) (Grad's ec), by the same rule.
   let kb2 = select(k, max(eb + 1 + g - 100, -400), eb > -1000);
-  let kc = max(ezw - 100, -120);
+  // (kc as low as -300, as k: held at -120, a dgamma of ~2^-248 in dy's unit under dy ~3e38
+  // lay below 2^-126 there and flushed: dgamma 0 for -1.1e-36 in an evaluation of x - mu ~2^-184
+  // over a running_var of 3e38, tests/sn1d_small_xc_test.ts.)
+  let kc = max(ezw - 100, -300);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), d);
   let ka = g - k + egm;
   let kb = g - kb2 + egv + kv;

@@ -57,16 +57,27 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // exponent; x alone in the mix's unit above.
     let fm = fine_mean(group_term(ln), group_term(bn), none, w.e, fine_words(w));
     let xs = scale2(x[i], -w.e);
-    let fine = fm.ok & (bits_exponent(x[i]) < fm.e + FINE_X);
+    // The lighter term's share w_o (mu_o - mu_a) more than 2^100 below the mix's unit (a mean
+    // weight near 2^-126 times a difference of ~2^-24 there), which w.lo holds below float32's
+    // normal range: x - mu as x - a in fine_mean's unit, less the share in its own unit 2^fl.pe
+    // (fine_low), as sn_wide_normalize takes it (a constant channel of -3e20 under an LN mean
+    // weight of e^-87: y 0, -3.3 and -5.0 for -3.5; tests/sn1d_small_xc_test.ts).
+    let fl = fine_low(group_term(ln), group_term(bn), none);
+    let low = !fm.ok & fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900) & (fl.pe - w.e < -100);
+    let fine = (fm.ok | low) & (bits_exponent(x[i]) < fm.e + FINE_X);
     // (xs - hi) - lo cancelling by 2^5 or more: x - mu from exact pairs (wide_d_pairs_1d). (By
     // 2^18, lo's rounding, a few ulps, was up to ~2^-4 of x - mu between: y 5.7e-3 relative off
     // at x - mu ~1e33 beside lo ~1e38, tests/far_anchor_mean_test.ts; as sn_wide_normalize.)
     let d0 = (xs - w.hi) - w.lo;
     let d1 = select(d0, wide_d_pairs_1d(ln, bn, w, xs), abs(d0) < abs(w.lo) * 0x1p-5f);
     let d = select(d1, xs, fm.ok);
-    let df = (scale2(x[i], -fm.e) - fm.hi) - fm.lo;
+    let da = scale2(x[i], -fm.e) - fm.hi;
+    let near = bits_exponent(da) + fm.e - fl.pe < 100;
+    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let df = select(da - fm.lo, dl, low);
     let es = bits_exponent(w.scale);
-    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + fm.e - w.e - 2) + w.beta * 0.25) * 4.0;
+    let kf = select(fm.e, fl.pe, low & near);
+    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + kf - w.e - 2) + w.beta * 0.25) * 4.0;
     // t = y 2^-g can pass float32's range where y does not: when |gamma| < 1 (gamma's mantissa
     // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity), and when
     // beta of the other sign brings y back (gamma 1, beta -3e38: y 1.7e38): such a y is formed

@@ -204,7 +204,10 @@ fn main(
         // arithmetic, and a mixing weight times one of 2^-100 may be (y NaN with eps 0 where the
         // reference has 8e36); scaled, it lies near 1. (Not at 2^-42 as for data: a tiny
         // running_var of a dead channel, 1e-14, stays on the hot path.)
-        let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u);
+        // So does a nonzero running_mean at most 2^-100 (a subnormal one, 1e-38 beside a
+        // running_var of 1, was flushed: dgamma -1.7e-4 for 0.068 under dy ~7e36; mean_own
+        // below then holds it in its own unit).
+        let wide = is_wide_field(field) || (field_v != 0u && field_v < 28u) || (field_m != 0u && field_m < 28u);
         let u = select(0, select(u_min, 1, u_min == 0), wide && bad == 0u);
         // A running_var that its mean's unit would hold below 2^-100 (a running_mean of 3e38
         // over a running_var of 1.4e-45: |mean| / std ~2^202, where it is 0, as is y's std with
