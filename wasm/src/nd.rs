@@ -365,6 +365,9 @@ pub unsafe fn derive(
     if refine_wide_groups(x, n, c, m, mode, layer, &mut st) {
         derive_groups(n, c, mode, layer, &mut st);
     }
+    if refine_overflowing_rows(x, n, c, m, mode, layer, &mut st) {
+        derive_groups(n, c, mode, layer, &mut st);
+    }
     if mode & MODE_BATCH_AVERAGE != 0 && refine_batch_average(x, n, c, m, layer, &mut st) {
         derive_groups(n, c, mode, layer, &mut st);
     }
@@ -516,6 +519,122 @@ unsafe fn refine_wide_groups(
     for j in 0..c {
         if st.var[j].to_bits() != 0 {
             (0..n).for_each(|i| moved |= sum_member_again(x, m, st, i * c + j, done));
+        }
+    }
+    moved
+}
+
+/// `refine_overflowing_rows` flags a row where the bound of its normalize term,
+/// scale^2 ((M - 1) var_in + (mu_in - mu)^2), passes this (2^248: |scale (x - mu)| may pass
+/// 2^124, within 2^4 of float32's largest value).
+const OVERFLOW2: f64 = (1u128 << 124) as f64 * (1u128 << 124) as f64;
+
+/// A row some of whose y may pass float32's range (gamma / std times its spread beyond ~2^124)
+/// holds its finite y, those near its mixed mean, to their own size (the others are infinite):
+/// x - mu there may be far below the float32 rounding of the means mu is formed from, which the
+/// sweeps' float32 sums of x - K leave ~2^-25 of their rows' std off. SwitchNorm2d rows of 3
+/// values 2^33 [-4, -1, -1] under gamma 3e38 / std, mixed at -2^33 + 28 in training from a batch
+/// mean whose other member's sums rounded (or at 1e10 scale, the row's own): y -6.0e29 for
+/// 6.9e29, 2e4x to 4.8e4x Y (`tests/far_anchor_mean_test.ts`). Such a row has the rows its mixed
+/// mean takes summed again in f64 about their means (`sum_member_again`): itself where IN has
+/// weight, its sample's where LN has, its channel's where a batch BN has (an evaluation's BN is
+/// the running buffers, exact; under SyncSN the replica's rows). O(N + C) where the call's bounds
+/// (`wide::CallBounds::normalize_ordinary`) show that no row is wide, as in ordinary data; else
+/// one O(N*C) pass over the rows' statistics and one f64 sweep of the flagged rows' members.
+/// `st.mu` and `st.var` (written later by `nd_normalize`) hold the per-row flags meanwhile.
+/// Returns whether some mean moved.
+///
+/// # Safety
+/// As `derive`.
+#[inline(never)]
+unsafe fn refine_overflowing_rows(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    mode: u32,
+    layer: &Layer,
+    st: &mut Stats,
+) -> bool {
+    let using_bn = mode & MODE_USING_BN != 0;
+    let batch_bn = using_bn && mode & MODE_TRAINING != 0;
+    let partials = mode & MODE_BN_PARTIALS != 0;
+    let [w0, w1, mut w2] = layer.mean_mix;
+    let [v0, v1, mut v2] = layer.var_mix;
+    if !using_bn {
+        w2 = 0.0;
+        v2 = 0.0;
+    }
+    // Under MODE_BN_PARTIALS var_bn holds M2, n times the variance (`derive_groups`): the call's
+    // bounds leave it out (a lower bound of the std), the rows divide it.
+    let per = if partials { n as f64 } else { 1.0 };
+    let bn = if using_bn { Some((&st.mu_bn[..], &st.var_bn[..])) } else { None };
+    let ordinary = crate::wide::CallBounds::new(
+        c,
+        m,
+        layer.eps,
+        [w0, w1, w2],
+        [v0, v1, if partials { 0.0 } else { v2 }],
+        (&st.mu_ln[..], &st.var_ln[..]),
+        bn,
+        layer.gamma,
+        layer.beta,
+    )
+    .normalize_ordinary();
+    if ordinary {
+        return false;
+    }
+    let m1 = m as f64 - 1.0;
+    let mut any = false;
+    for i in 0..n {
+        for j in 0..c {
+            let r = i * c + j;
+            let mut mu = w0 * st.mu_in[r] + w1 * st.mu_ln[i];
+            let mut var = v0 * st.var_in[r] + v1 * st.var_ln[i] + layer.eps;
+            if using_bn {
+                mu += w2 * st.mu_bn[j];
+                var += v2 * st.var_bn[j] / per;
+            }
+            let d = st.mu_in[r] - mu;
+            let g = layer.gamma[j] as f64;
+            let bound = (g * g / var) * (m1 * st.var_in[r] + d * d);
+            // NaN (0 / 0 scales, non-finite data) is flagged too: summing again is harmless.
+            let flag = g != 0.0 && !(bound <= OVERFLOW2);
+            st.mu[r] = if flag { 1.0 } else { 0.0 };
+            st.var[r] = 0.0;
+            any |= flag;
+        }
+    }
+    if !any {
+        return false;
+    }
+    // Members near 0 were summed again by `row_moments` where a backward may follow, not else.
+    let done = mode & MODE_REFINE_MEANS != 0;
+    let mut moved = false;
+    let mut again = |st: &mut Stats, r: usize| {
+        if st.var[r] == 0.0 {
+            st.var[r] = 1.0;
+            moved |= sum_member_again(x, m, st, r, done);
+        }
+    };
+    for i in 0..n {
+        let rows = i * c..(i + 1) * c;
+        if w1 != 0.0 && rows.clone().any(|r| st.mu[r] != 0.0) {
+            rows.for_each(|r| again(st, r));
+        }
+    }
+    if batch_bn && w2 != 0.0 {
+        for j in 0..c {
+            if (0..n).any(|i| st.mu[i * c + j] != 0.0) {
+                (0..n).for_each(|i| again(st, i * c + j));
+            }
+        }
+    }
+    if w0 != 0.0 {
+        for r in 0..n * c {
+            if st.mu[r] != 0.0 {
+                again(st, r);
+            }
         }
     }
     moved
