@@ -5144,8 +5144,24 @@ fn reduce_wide(seg: u32) {
   // near 2^100 at most, x 2^-(e + f) and mu 2^-f within float32.
   let cut = cancel & keep & !(fm.ok & (f == 0)) & (class_bits(mx) == 0u);
   if (cut) {
+    let lost = (mu2.x == 0.0) & (hi != 0.0);
     hi = mu2.x;
     lo = mu2.y;
+    // mu from the fine mean where hi + lo cancelled to 0 from hi != 0 and the fine mean is not
+    // 0 in the unit 2^e: hi + lo lost mu itself there, the heavier term's weighted difference to
+    // hi rounded at hi's ulp (an evaluation on a running_mean of 1 of weight 1 beside a row of 0
+    // but one x of 1e20, its IN mean of weight 0 in the unit 2^-58: lo = -hi, mu 0, dgamma 0 for
+    // -1 under dy 1 at an x of 0, partial_zero_sweep seed 968). Not where hi + lo is not 0: the
+    // pair is the finer where lo is exact (the fine mean there made attack fuzzer seed 2847's
+    // dgamma 83x its tolerance; a mean rounded to hi's ulp, a running_mean of 3e11 there, stays
+    // off).
+    if (fm.finite & (fm.e > -900) & lost) {
+      let mf = two_sum(scale2(fm.hi, fm.e - e), scale2(fm.lo, fm.e - e));
+      if (exponent_of(mf.x) > -1000) {
+        hi = mf.x;
+        lo = mf.y;
+      }
+    }
     let eh = exponent_of(hi);
     var pb = -1000;
     for (var i = s; i < end; i++) {
@@ -5172,6 +5188,10 @@ fn reduce_wide(seg: u32) {
   var s1 = 0.0;
   var s2 = 0.0;
   var s2f = 0.0;
+  // A scaled row's dy that dy' flushed (subnormal beside normal ones, D = 0) times x - mu: their
+  // products in units of 2^-64 (s2s), added below.
+  let sub_seg = scaled;
+  var s2s = 0.0;
   for (var b = s; b < end; b += 64u) {
     var b1 = 0.0;
     var b2 = 0.0;
@@ -5187,15 +5207,29 @@ fn reduce_wide(seg: u32) {
       let xm = select(select((xs - hi) - lo, xs, fine) * ff, (scale2(xv, -e - f) - hi_near) - lo_near, near_x);
       b2 += select(0.0, d * xm, keep & !small);
       bf += select(0.0, d * ((scale2(xv, -fm.e) - fm.hi) - fm.lo), keep & small);
+      if (sub_seg && keep && !small && ((bitcast<u32>(d) << 1u) == 0u) && ((bitcast<u32>(dy[i]) << 1u) != 0u)) {
+        s2s += scale2(dy[i], 64 - d_unit) * xm;
+      }
     }
     s1 += b1;
     s2 += b2;
     s2f += bf;
   }
   if (fine) {
-    let only_small = s2 == 0.0;
+    let only_small = (s2 == 0.0) & (s2s == 0.0);
     s2 = select(s2 + scale2(s2f, fm.e - e), s2f, only_small);
     f = select(0, fm.e - e, only_small);
+  }
+  // Subnormal dy beside normal ones in a scaled row: dy' 0 in units of 1, where dy (x - mu) was
+  // not small (dy -4e-44 times an x of -9e19 in a row of 0 otherwise, over a std of 2.3e19 under
+  // gamma 1e30: S2 ~4e-24 lost, dx 3% of its term scale off, partial_zero_sweep seed 484; dgamma
+  // 0 for 1e-12 for dy 1e-42 at an x of 1e30). Where f <= 0 S2 is then taken in a unit 2^k
+  // lower (k <= 64, while S2's words stay below 2^100), a near exponent f - k; a far exponent
+  // (f > 0: x - mu in units of 2^f) is kept, the products added in its unit.
+  if (sub_seg & (s2s != 0.0) & (class_bits(s2s) == 0u) & (class_bits(s2) == 0u)) {
+    let k = select(clamp(100 - finite_exponent_of(s2), 0, 64), 0, f > 0);
+    s2 = scale2(s2, k) + scale2(s2s, k - 64);
+    f -= k;
   }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
   seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)
@@ -5521,8 +5555,22 @@ fn tiny_product(k: i32, v: f32) -> bool {
 // the first product exact: (S1, S2). Both S2 and (mu - c) S1 are ~(mu - c) S1, far above the
 // result, so each float32 rounding of theirs at that size was an error of the result: mu - c
 // rounded to one float32 (~0.1, 4e-9 off) times S1 = 2^20 gave dgamma 5e-3 where it is ~0.
+// (wide_row's: segments of subnormal dy, D = -126, that sn_bwd_wide_reduce summed again in
+// units of 2^-126 beside segments in units of 1 are brought to units of 1, their low words 0:
+// read as units of 1 they added 2^126 times their sums, dbeta -2.3945 for -2.3778 and dx of the
+// row far off, partial_zero_sweep seed 140.)
 fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
-  let pairs = long_sum_pairs(r, residual);
+  var s1 = vec2<f32>(0.0);
+  var s2 = vec2<f32>(0.0);
+  for (var k = 0u; k < P.chunks; k++) {
+    let at = (r - P.row_base) * P.chunks + k;
+    let rec = bparts[at];
+    let dk = part_d(rec.w);
+    let u = pow2(dk);
+    s1 = pair_add(pair_add(s1, bitcast<f32>(rec.x) * u), select(seg_lo[at], 0.0, dk != 0));
+    s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y) * u), select(bitcast<f32>(rec.z), 0.0, dk != 0));
+  }
+  let pairs = vec4<f32>(s1, pair_sub_product(s2, residual, s1));
   return vec2<f32>(pairs.x, pairs.z + pairs.w);
 }
 
@@ -5558,6 +5606,17 @@ fn long_residual_pair(m: Mixed, p: Partial) -> vec2<f32> {
 fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
   return weighted_var(0u, P.wvar.x * ((v.x - v0.x) + (v.y - v0.y))) + weighted_var(1u, P.wvar.y * ((v.x - v1.x) + (v.y - v1.y))) +
     weighted_var(2u, P.wvar.z * ((v.x - v2.x) + (v.y - v2.y)));
+}
+
+// Whether a row of 0's S2 = -mu S1 (its float32 product, S1 in the row's units) may lie below
+// 2^-100: the mix's mean below 2^-100 (mean_tiny), or mu S1 by their exponents (an evaluation on
+// a running_mean of 1e-30 under dy ~1e-20 and a factor-wide gamma 1e30: S2 ~1e-49 was 0 where
+// dgamma = s S2 ~1e-34 under s 1e15 is not, partial_zero_sweep seed 953; the pair rows' S2 is
+// right there). Not for a mean of 0 (S2 is 0).
+fn zero_s2_tiny(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: f32) -> bool {
+  let em = bits_exponent(m.hi + m.lo);
+  let tiny = (em > -1000) && tiny_product(em, s1);
+  return class_bits(s1) == 0u && (tiny || mean_tiny(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn)));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
@@ -5607,9 +5666,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     // mean in a unit of its own (fine_mean, 2^fm.e, carried as a near exponent fe): in units of 1
     // mu S1 lay below float32's normal range (an evaluation on a running_mean of 1 under a mean
     // weight of 8.2e-39: dgamma 0 for 8.7e-24 under s 1e15, subnormal_dy_sweep seed 47).
-    if (zero_row(p) && mean_tiny(t_in, t_ln, t_bn) && !w.bad && class_bits(s1) == 0u) {
+    // (And where mu S1 itself lies below 2^-100, zero_s2_tiny, with a fine mean of at most 1 in
+    // any unit of its own: S2 ~1e-49 under s 1e15, seed 953.)
+    if (zero_row(p) && !w.bad && zero_s2_tiny(p, ln, bn, use_bn, m, s1)) {
       let fm = fine_mean(t_in, t_ln, t_bn, 0, -1000);
-      if (fm.ok) {
+      if (fm.ok | (fm.finite & (fm.e > -900) & (fm.e <= 0))) {
         s2 = -(fm.hi + fm.lo) * s1;
         fe = fm.e;
       }
@@ -6194,6 +6255,19 @@ fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
   return ((p.shift * f_in - unit_shift(g.hi, unit_of(g.flags) - e)) + p.mean * f_in) - g.lo * f_g;
 }
 
+// The unit of mean_diff(p, g, e): the larger of the row's and the group's, but the group's where
+// the row's mean is 0 (a row of 0, unscaled: unit 1) and the row's where the group's is 0: in
+// units of 1 a group mean below float32's normal range (a BN group of a row of 0 beside a row
+// of one x ~1e-44, mean ~6e-46 in its unit) was 0, and the row's dx lost its (2 / NB) GvB
+// (x - mu_bn) term under a dL/dvar ~1e62: 1.3e7 for 5e15, partial_zero_sweep seed 648.
+fn mean_diff_unit(p: Partial, g: Group) -> i32 {
+  let u_in = unit_of(p.flags);
+  let u_g = unit_of(g.flags);
+  let in_zero = ((bitcast<u32>(p.shift) | bitcast<u32>(p.mean)) << 1u) == 0u;
+  let g_zero = ((bitcast<u32>(g.hi) | bitcast<u32>(g.lo)) << 1u) == 0u;
+  return select(select(max(u_in, u_g), u_g, in_zero), u_in, g_zero & !in_zero);
+}
+
 fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {
   let c = r % P.c;
   var w: WideMap;
@@ -6210,9 +6284,10 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let d_rec = grads[r - P.elem_base].dy_unit;
   let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
+  // (mean_diff_unit: a mean of 0 sets no unit.)
   let u_in = unit_of(p.flags);
-  let e_ln = max(u_in, unit_of(ln.flags));
-  let e_bn = max(u_in, unit_of(bn.flags));
+  let e_ln = mean_diff_unit(p, ln);
+  let e_bn = mean_diff_unit(p, bn);
   // Their exponents apart (exact): gv's mantissa times a mean difference far above the mix's
   // std (a variance weight below float32's normal range) would overflow.
   // A group of one member is that member (C = 1: LN is IN; a batch of one: BN is IN): its mean

@@ -107,6 +107,19 @@ fn mean_diff(p: Partial, g: Group, e: i32) -> f32 {
   return ((p.shift * f_in - unit_shift(g.hi, unit_of(g.flags) - e)) + p.mean * f_in) - g.lo * f_g;
 }
 
+// The unit of mean_diff(p, g, e): the larger of the row's and the group's, but the group's where
+// the row's mean is 0 (a row of 0, unscaled: unit 1) and the row's where the group's is 0: in
+// units of 1 a group mean below float32's normal range (a BN group of a row of 0 beside a row
+// of one x ~1e-44, mean ~6e-46 in its unit) was 0, and the row's dx lost its (2 / NB) GvB
+// (x - mu_bn) term under a dL/dvar ~1e62: 1.3e7 for 5e15, partial_zero_sweep seed 648.
+fn mean_diff_unit(p: Partial, g: Group) -> i32 {
+  let u_in = unit_of(p.flags);
+  let u_g = unit_of(g.flags);
+  let in_zero = ((bitcast<u32>(p.shift) | bitcast<u32>(p.mean)) << 1u) == 0u;
+  let g_zero = ((bitcast<u32>(g.hi) | bitcast<u32>(g.lo)) << 1u) == 0u;
+  return select(select(max(u_in, u_g), u_g, in_zero), u_in, g_zero & !in_zero);
+}
+
 fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, row: Grad, lg: Grad, bg: Grad, bn_x: bool) {
   let c = r % P.c;
   var w: WideMap;
@@ -123,9 +136,10 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let d_rec = grads[r - P.elem_base].dy_unit;
   let d_unit = min(d_rec, 88);
   // mu_in - mu_k in the unit 2^e_k of the larger of the two, where both are represented.
+  // (mean_diff_unit: a mean of 0 sets no unit.)
   let u_in = unit_of(p.flags);
-  let e_ln = max(u_in, unit_of(ln.flags));
-  let e_bn = max(u_in, unit_of(bn.flags));
+  let e_ln = mean_diff_unit(p, ln);
+  let e_bn = mean_diff_unit(p, bn);
   // Their exponents apart (exact): gv's mantissa times a mean difference far above the mix's
   // std (a variance weight below float32's normal range) would overflow.
   // A group of one member is that member (C = 1: LN is IN; a batch of one: BN is IN): its mean

@@ -315,8 +315,22 @@ fn tiny_product(k: i32, v: f32) -> bool {
 // the first product exact: (S1, S2). Both S2 and (mu - c) S1 are ~(mu - c) S1, far above the
 // result, so each float32 rounding of theirs at that size was an error of the result: mu - c
 // rounded to one float32 (~0.1, 4e-9 off) times S1 = 2^20 gave dgamma 5e-3 where it is ~0.
+// (wide_row's: segments of subnormal dy, D = -126, that sn_bwd_wide_reduce summed again in
+// units of 2^-126 beside segments in units of 1 are brought to units of 1, their low words 0:
+// read as units of 1 they added 2^126 times their sums, dbeta -2.3945 for -2.3778 and dx of the
+// row far off, partial_zero_sweep seed 140.)
 fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
-  let pairs = long_sum_pairs(r, residual);
+  var s1 = vec2<f32>(0.0);
+  var s2 = vec2<f32>(0.0);
+  for (var k = 0u; k < P.chunks; k++) {
+    let at = (r - P.row_base) * P.chunks + k;
+    let rec = bparts[at];
+    let dk = part_d(rec.w);
+    let u = pow2(dk);
+    s1 = pair_add(pair_add(s1, bitcast<f32>(rec.x) * u), select(seg_lo[at], 0.0, dk != 0));
+    s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y) * u), select(bitcast<f32>(rec.z), 0.0, dk != 0));
+  }
+  let pairs = vec4<f32>(s1, pair_sub_product(s2, residual, s1));
   return vec2<f32>(pairs.x, pairs.z + pairs.w);
 }
 
@@ -352,6 +366,17 @@ fn long_residual_pair(m: Mixed, p: Partial) -> vec2<f32> {
 fn var_centred(v: vec2<f32>, v0: vec2<f32>, v1: vec2<f32>, v2: vec2<f32>) -> f32 {
   return weighted_var(0u, P.wvar.x * ((v.x - v0.x) + (v.y - v0.y))) + weighted_var(1u, P.wvar.y * ((v.x - v1.x) + (v.y - v1.y))) +
     weighted_var(2u, P.wvar.z * ((v.x - v2.x) + (v.y - v2.y)));
+}
+
+// Whether a row of 0's S2 = -mu S1 (its float32 product, S1 in the row's units) may lie below
+// 2^-100: the mix's mean below 2^-100 (mean_tiny), or mu S1 by their exponents (an evaluation on
+// a running_mean of 1e-30 under dy ~1e-20 and a factor-wide gamma 1e30: S2 ~1e-49 was 0 where
+// dgamma = s S2 ~1e-34 under s 1e15 is not, partial_zero_sweep seed 953; the pair rows' S2 is
+// right there). Not for a mean of 0 (S2 is 0).
+fn zero_s2_tiny(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: f32) -> bool {
+  let em = bits_exponent(m.hi + m.lo);
+  let tiny = (em > -1000) && tiny_product(em, s1);
+  return class_bits(s1) == 0u && (tiny || mean_tiny(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn)));
 }
 
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
@@ -401,9 +426,11 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     // mean in a unit of its own (fine_mean, 2^fm.e, carried as a near exponent fe): in units of 1
     // mu S1 lay below float32's normal range (an evaluation on a running_mean of 1 under a mean
     // weight of 8.2e-39: dgamma 0 for 8.7e-24 under s 1e15, subnormal_dy_sweep seed 47).
-    if (zero_row(p) && mean_tiny(t_in, t_ln, t_bn) && !w.bad && class_bits(s1) == 0u) {
+    // (And where mu S1 itself lies below 2^-100, zero_s2_tiny, with a fine mean of at most 1 in
+    // any unit of its own: S2 ~1e-49 under s 1e15, seed 953.)
+    if (zero_row(p) && !w.bad && zero_s2_tiny(p, ln, bn, use_bn, m, s1)) {
       let fm = fine_mean(t_in, t_ln, t_bn, 0, -1000);
-      if (fm.ok) {
+      if (fm.ok | (fm.finite & (fm.e > -900) & (fm.e <= 0))) {
         s2 = -(fm.hi + fm.lo) * s1;
         fe = fm.e;
       }

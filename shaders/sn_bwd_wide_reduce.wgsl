@@ -142,8 +142,24 @@ fn reduce_wide(seg: u32) {
   // near 2^100 at most, x 2^-(e + f) and mu 2^-f within float32.
   let cut = cancel & keep & !(fm.ok & (f == 0)) & (class_bits(mx) == 0u);
   if (cut) {
+    let lost = (mu2.x == 0.0) & (hi != 0.0);
     hi = mu2.x;
     lo = mu2.y;
+    // mu from the fine mean where hi + lo cancelled to 0 from hi != 0 and the fine mean is not
+    // 0 in the unit 2^e: hi + lo lost mu itself there, the heavier term's weighted difference to
+    // hi rounded at hi's ulp (an evaluation on a running_mean of 1 of weight 1 beside a row of 0
+    // but one x of 1e20, its IN mean of weight 0 in the unit 2^-58: lo = -hi, mu 0, dgamma 0 for
+    // -1 under dy 1 at an x of 0, partial_zero_sweep seed 968). Not where hi + lo is not 0: the
+    // pair is the finer where lo is exact (the fine mean there made attack fuzzer seed 2847's
+    // dgamma 83x its tolerance; a mean rounded to hi's ulp, a running_mean of 3e11 there, stays
+    // off).
+    if (fm.finite & (fm.e > -900) & lost) {
+      let mf = two_sum(scale2(fm.hi, fm.e - e), scale2(fm.lo, fm.e - e));
+      if (exponent_of(mf.x) > -1000) {
+        hi = mf.x;
+        lo = mf.y;
+      }
+    }
     let eh = exponent_of(hi);
     var pb = -1000;
     for (var i = s; i < end; i++) {
@@ -170,6 +186,10 @@ fn reduce_wide(seg: u32) {
   var s1 = 0.0;
   var s2 = 0.0;
   var s2f = 0.0;
+  // A scaled row's dy that dy' flushed (subnormal beside normal ones, D = 0) times x - mu: their
+  // products in units of 2^-64 (s2s), added below.
+  let sub_seg = scaled;
+  var s2s = 0.0;
   for (var b = s; b < end; b += 64u) {
     var b1 = 0.0;
     var b2 = 0.0;
@@ -185,15 +205,29 @@ fn reduce_wide(seg: u32) {
       let xm = select(select((xs - hi) - lo, xs, fine) * ff, (scale2(xv, -e - f) - hi_near) - lo_near, near_x);
       b2 += select(0.0, d * xm, keep & !small);
       bf += select(0.0, d * ((scale2(xv, -fm.e) - fm.hi) - fm.lo), keep & small);
+      if (sub_seg && keep && !small && ((bitcast<u32>(d) << 1u) == 0u) && ((bitcast<u32>(dy[i]) << 1u) != 0u)) {
+        s2s += scale2(dy[i], 64 - d_unit) * xm;
+      }
     }
     s1 += b1;
     s2 += b2;
     s2f += bf;
   }
   if (fine) {
-    let only_small = s2 == 0.0;
+    let only_small = (s2 == 0.0) & (s2s == 0.0);
     s2 = select(s2 + scale2(s2f, fm.e - e), s2f, only_small);
     f = select(0, fm.e - e, only_small);
+  }
+  // Subnormal dy beside normal ones in a scaled row: dy' 0 in units of 1, where dy (x - mu) was
+  // not small (dy -4e-44 times an x of -9e19 in a row of 0 otherwise, over a std of 2.3e19 under
+  // gamma 1e30: S2 ~4e-24 lost, dx 3% of its term scale off, partial_zero_sweep seed 484; dgamma
+  // 0 for 1e-12 for dy 1e-42 at an x of 1e30). Where f <= 0 S2 is then taken in a unit 2^k
+  // lower (k <= 64, while S2's words stay below 2^100), a near exponent f - k; a far exponent
+  // (f > 0: x - mu in units of 2^f) is kept, the products added in its unit.
+  if (sub_seg & (s2s != 0.0) & (class_bits(s2s) == 0u) & (class_bits(s2) == 0u)) {
+    let k = select(clamp(100 - finite_exponent_of(s2), 0, 64), 0, f > 0);
+    s2 = scale2(s2, k) + scale2(s2s, k - 64);
+    f -= k;
   }
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
   seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)

@@ -1,0 +1,234 @@
+/**
+ * Layout "nd"'s backward on rows that are 0 but for a few entries (tiny, subnormal or large),
+ * and on dy that are subnormal and of one sign across a row (issue 10; the sweep
+ * `tests/fuzz/partial_zero_sweep.ts` found them, NUMERICS.md "Scaled rows in the backward").
+ * Each case is held to the float64 reference with the range tests' checks.
+ */
+import assert from "node:assert/strict";
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { make as sweepMake } from "./fuzz/partial_zero_sweep.ts";
+
+/**
+ * [1, 1, 1, 5000] (several segments), an evaluation on running statistics (0.5, 1) under
+ * equal weights, x spread ~1: dy 1, -0.5 and 0.75 in the first segment, every other dy
+ * subnormal and positive (~5e-42). sn_bwd_wide_reduce sums the segments of subnormal dy again
+ * in units of 2^-126 (D = -126); sn_bwd_rows' long sums read them as units of 1.
+ */
+function subnormalSegments(): LayerCall {
+  const m = 5000;
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, m],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(1),
+      bias: new Float32Array(1),
+      mean_weight: Float32Array.of(0, 0, 0),
+      var_weight: Float32Array.of(0, 0, 0),
+      running_mean: Float32Array.of(0.5),
+      running_var: Float32Array.of(1),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.from({ length: m }, (_, i) => ((i * 37) % 101) / 50 - 1),
+    dy: Float32Array.from(
+      { length: m },
+      (_, i) => i < 3 ? [1, -0.5, 0.75][i] : (1 + ((i * 13) % 7)) * 1e-42,
+    ),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: a long row's segments of subnormal dy beside normal ones keep their unit",
+  async (backend) => {
+    const call = subnormalSegments();
+    const { got, want } = await runBoth(call, backend);
+    // dbeta is the sum of dy, 1.25 and ~2e-38: the subnormal segments must not add 2^126 times
+    // theirs.
+    assert.ok(Math.abs(want.grads.bias[0] - 1.25) < 1e-6);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+/**
+ * [2, 2, 1, 8], training with the mean on LN and the variance on BN (eps 2^-126): channel 0 is
+ * a row of 0 but one x of 9.8e-45 beside a row of 0 (BN mean ~6e-46, below float32's
+ * subnormals, held in the unit of that row), channel 1 data ~0.5 (LN means ~0.06). The BN std
+ * is ~sqrt(eps), s ~9e18, and gamma 1e6: dL/dvar_BN ~1e61, so that the row of 0's dx holds
+ * (2 / NB) GvB (0 - mu_bn) ~5e15 beside its dy gs ~1e-6.
+ */
+function zeroRowTinyGroup(): LayerCall {
+  const x = new Float32Array(32);
+  x[5] = 9.81e-45;
+  for (let i = 0; i < 8; i++) {
+    x[8 + i] = ((i * 5) % 8) / 8 + 0.1;
+    x[24 + i] = ((i * 3) % 8) / 16 - 0.2;
+  }
+  const dy = Float32Array.from({ length: 32 }, (_, i) => {
+    const r = Math.floor(i / 8);
+    return r === 0 ? [-1.28, 0.3, -0.59, 0.8][i % 4] : r === 2 ? 1e-31 * ((i % 3) - 1.2) : 0.25;
+  });
+  return {
+    layer: "2d",
+    shape: [2, 2, 1, 8],
+    options: { eps: 2 ** -126 },
+    state: {
+      weight: Float32Array.of(1e6, 1),
+      bias: new Float32Array(2),
+      mean_weight: Float32Array.of(-1e30, 0, -1e30),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: new Float32Array(2),
+      running_var: Float32Array.of(1, 1),
+    },
+    partial: true,
+    training: true,
+    x,
+    dy,
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: a row of 0's dx keeps (x - mu_bn) GvB where the BN mean is ~6e-46",
+  async (backend) => {
+    const call = zeroRowTinyGroup();
+    const { got, want } = await runBoth(call, backend);
+    // The row of 0 (sample 1, channel 0): its dx is the BN variance term alone, ~1e15 or more.
+    assert.ok(Math.abs(want.dx[16]) > 1e12);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+/**
+ * [1, 1, 1, 16], an evaluation on a running_mean of 1 (running_var 1) with every weight on BN,
+ * a row of 0 but one x of 1e20 (a wide row, its IN mean of weight 0 the mix's anchor), dy 1 at
+ * an x of 0: dgamma = s dy (0 - 1) = -1. In the wide reduce's unit (2^-58) the IN mean ~2^124
+ * and the BN term's difference to it cancelled to 0.
+ */
+function outlierRow(big: number): LayerCall {
+  const x = new Float32Array(16);
+  x[5] = big;
+  const dy = new Float32Array(16);
+  dy[1] = 1;
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, 16],
+    options: { eps: 1e-5 },
+    state: {
+      weight: Float32Array.of(1),
+      bias: new Float32Array(1),
+      mean_weight: Float32Array.of(-1e30, -1e30, 0),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: Float32Array.of(1),
+      running_var: Float32Array.of(1),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy,
+    scales: true,
+  };
+}
+
+for (const big of [1e20, 1e30, -3e38]) {
+  rangeTests(
+    `SwitchNorm2d: dgamma of a row of 0 but one x of ${big} on an evaluation's running_mean`,
+    async (backend) => {
+      const call = outlierRow(big);
+      const { got, want } = await runBoth(call, backend);
+      assert.ok(Math.abs(want.grads.weight[0] + 1) < 1e-4);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
+
+/**
+ * [1, 1, 1, 8], an evaluation of a row of 0 whose mean is a running_mean of 1e-30 (mean weight
+ * on BN) and whose variance weights are LN's ~1 beside IN's e^-87 and BN's e^-174 (weights
+ * below float32's normal range: the wide rows), running_var 1, eps 1e-30: s ~1e15; dy ~1e-20 of
+ * one sign, gamma 1e30. S2 = -mu S1 ~4e-49 lies below float32's normal range where dgamma = s
+ * S2 ~-3.6e-34 does not.
+ */
+function zeroRowSmallMean(): LayerCall {
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, 8],
+    options: { eps: 1e-30 },
+    state: {
+      weight: Float32Array.of(1e30),
+      bias: new Float32Array(1),
+      mean_weight: Float32Array.of(-1e30, -1e30, 0),
+      var_weight: Float32Array.of(0, 87, -87),
+      running_mean: Float32Array.of(1e-30),
+      running_var: Float32Array.of(1),
+    },
+    partial: true,
+    training: false,
+    x: new Float32Array(8),
+    dy: Float32Array.from({ length: 8 }, (_, i) => (1 + i) * 1e-20),
+    scales: true,
+  };
+}
+
+rangeTests("SwitchNorm2d: dgamma of a row of 0 whose S2 = -mu S1 is ~1e-49", async (backend) => {
+  const call = zeroRowSmallMean();
+  const { got, want } = await runBoth(call, backend);
+  assert.ok(want.grads.weight[0] < -1e-34 && want.grads.weight[0] > -1e-33);
+  assertRangeChecks(call, got, want);
+});
+
+/**
+ * [1, 1, 1, 16], an evaluation on BN alone (running_mean 0, running_var 1) of a row of 0 but
+ * one x of 1e30 (a wide row), dy 1.04 at an x of 0 and subnormal dy 1e-42 everywhere else:
+ * dgamma = s sum dy x ~1e-12, the subnormal dy's share alone (1e-42 times 1e30), which the wide
+ * reduce's dy' = dy in units of 1 flushed.
+ */
+function subnormalDyOutlier(): LayerCall {
+  const x = new Float32Array(16);
+  x[5] = 1e30;
+  const dy = new Float32Array(16).fill(1e-42);
+  dy[1] = 1.04;
+  return {
+    layer: "2d",
+    shape: [1, 1, 1, 16],
+    options: { eps: 1e-30 },
+    state: {
+      weight: Float32Array.of(1),
+      bias: new Float32Array(1),
+      mean_weight: Float32Array.of(-1e30, -1e30, 0),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: new Float32Array(1),
+      running_var: Float32Array.of(1),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy,
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: a subnormal dy at an x of 1e30 beside normal dy keeps its dgamma share",
+  async (backend) => {
+    const call = subnormalDyOutlier();
+    const { got, want } = await runBoth(call, backend);
+    assert.ok(want.grads.weight[0] > 5e-13 && want.grads.weight[0] < 2e-12);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+// Sweep seeds of each kind: 140 (long rows of subnormal dy segments: dbias -2.3945 for
+// -2.3778), 648 and 102 (rows of 0 beside groups of tiny means: dx 1.3e7 for 5e15, 1e-20 for
+// 9.5e11), 968 (an evaluation of a row of 0 but one x of 6e19: dgamma 2.3e10 for 1.27e10),
+// 953 (a row of 0's S2 ~1e-49 under s 1e15: dgamma 3.3e-35 for 8e-35), 484 and 844
+// (subnormal dy at x ~1e20 beside normal dy in wide rows: dx without its dL/dvar term, 3% of
+// its term scale; `var_weight`'s gradient 2.2e-21 for -4.7e-21).
+for (const seed of [140, 648, 102, 968, 953, 484, 844]) {
+  rangeTests(`partial zero sweep seed ${seed}`, async (backend) => {
+    const call = sweepMake(seed);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  });
+}
