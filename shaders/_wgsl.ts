@@ -6238,13 +6238,28 @@ fn main(
   // coarse beside the row's spread (a row of mean 1.4e13 and std 1.6e6, 1.5 float32 spacings:
   // NaN where the reference has +Infinity, nd fuzzer FUZZ_INJECT=1 seeds 55, 134, 197).
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
+  // A variance weight's product with a gradient sum (or B, or the weight times 2/C and a mean
+  // difference) far below float32's normal range was flushed or kept few bits, which x - K (up
+  // to 2^41) brings back in dx (dx 1.107e-33 for 1.427e-33 under a variance weight of 1.6e-38):
+  // the wide map, whose weights' mantissas and the sums' exponents keep them. Normal data lies
+  // far above 2^-100.
+  let lost = lost_product(P.wvar[0], row.s.y, 1.0) || lost_product(P.wvar[1], lg.s.y, cf) ||
+    lost_product(P.wvar[1] * (2.0 / cf), lg.s.y * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u), 1.0) ||
+    (bn_x && (lost_product(P.wvar[2], bg.s.y, nb) ||
+      lost_product(P.wvar[2] * (2.0 / nb), bg.s.y * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0), 1.0))) ||
+    lost_product(gvar, 2.0, max(f32(P.m) - 1.0, 1.0));
   if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_below_normal(m)) {
+    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_below_normal(m) || lost) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
   let a = gmu / f32(P.m) - b * p.mean;
   coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+}
+
+// Whether w g / k, of nonzero factors, lies below 2^-100 (0 where flushed).
+fn lost_product(w: f32, g: f32, k: f32) -> bool {
+  return w != 0.0 && g != 0.0 && abs(w * g / k) < 7.888609052210118e-31;
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -6591,8 +6606,14 @@ fn main(
       // range every element is written again by sn1d_bwd_wide_dx (P_TINY_WEIGHTS).
       let m = mix_add_hot(mix_first_hot(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
+      // LN's variance term with the weight 2^64 higher (and the term 2^64 lower after) where
+      // w GvL falls below 2^-64: far below float32's normal range it was flushed or kept few
+      // bits, which an evaluation's x - mu_ln (up to 2^41) brings back above dx's scale (dx 0
+      // for 5.8e-36). Normal data keeps factors of 1 and its bits. (BN's term in training
+      // cannot: there x - mu_bn lies within a few stds of the mix.)
+      let kl = lift(P.wvar[0] * lg.s.y);
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
-        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
+        (P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0) * (1.0 / kl);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
@@ -6604,6 +6625,12 @@ fn main(
     }
   }
   dx[q] = out;
+}
+
+// 2^64 where a weight's product with a gradient sum lies below 2^-64 (then at most 2^44 once
+// lifted and multiplied by 2 (x - mu) / (C - 1), |x - mu| <= 2^41 in unscaled rows), else 1.
+fn lift(wg: f32) -> f32 {
+  return select(1.0, 18446744073709551616.0, abs(wg) < 5.421010862427522e-20);
 }
 `;
 
@@ -6691,22 +6718,29 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let es = norm_exp(w.scale);
   let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
   v = xf_add(v, t0, d_unit - w.e + g + ed + es + w.g); // s = scale 2^w.g (wide_map's sv)
-  // (A weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
-  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + P.wmean_e[0]);
+  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights; and
+  // its float32 exponent, as sn_bwd_coef's: a variance weight of 1.6e-38 times GvL's mantissa
+  // fell below float32's normal range, dx 2^-52 for 0.988 2^-52, attack fuzzer seed 8118. The
+  // mantissas by their bits, gamma_mantissa: see sn_bwd_coef.)
+  let wv = vec2<f32>(gamma_mantissa(P.wvar[0]), gamma_mantissa(P.wvar[1]));
+  let wm = vec2<f32>(gamma_mantissa(P.wmean[0]), gamma_mantissa(P.wmean[1]));
+  let we = vec2<i32>(norm_exp(P.wvar[0]), norm_exp(P.wvar[1])) + P.wvar_e.xy;
+  let me = vec2<i32>(norm_exp(P.wmean[0]), norm_exp(P.wmean[1])) + P.wmean_e.xy;
+  v = xf_add(v, wm[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[0]);
   // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean
   // beside the mix's std (a variance weight below float32's normal range) would overflow.
   let xc_ln_full = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   let x_ln = centred_exp(xc_ln_full);
   let xc_ln = scale2(xc_ln_full, -x_ln);
-  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + P.wvar_e[0]);
+  v = xf_add(v, wv[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + we[0]);
   // The BN terms selected, not branched on: a branch on the uniform flag around them made
   // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
   let xc_bn_full = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
   let x_bn = centred_exp(xc_bn_full);
   let xc_bn = scale2(xc_bn_full, -x_bn);
-  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + P.wmean_e[1]);
-  let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
-  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + P.wvar_e[1]);
+  v = xf_add(v, select(0.0, wm[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + me[1]);
+  let t_bn = wv[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
+  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + we[1]);
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
   return select(scale2(v.m, v.e), qnan(), bad);

@@ -52,8 +52,14 @@ fn main(
       // range every element is written again by sn1d_bwd_wide_dx (P_TINY_WEIGHTS).
       let m = mix_add_hot(mix_first_hot(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
       let lg = bgroups[n - P.rec_base];
+      // LN's variance term with the weight 2^64 higher (and the term 2^64 lower after) where
+      // w GvL falls below 2^-64: far below float32's normal range it was flushed or kept few
+      // bits, which an evaluation's x - mu_ln (up to 2^41) brings back above dx's scale (dx 0
+      // for 5.8e-36). Normal data keeps factors of 1 and its bits. (BN's term in training
+      // cannot: there x - mu_bn lies within a few stds of the mix.)
+      let kl = lift(P.wvar[0] * lg.s.y);
       var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
-        P.wvar[0] * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0);
+        (P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0) * (1.0 / kl);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
@@ -65,4 +71,10 @@ fn main(
     }
   }
   dx[q] = out;
+}
+
+// 2^64 where a weight's product with a gradient sum lies below 2^-64 (then at most 2^44 once
+// lifted and multiplied by 2 (x - mu) / (C - 1), |x - mu| <= 2^41 in unscaled rows), else 1.
+fn lift(wg: f32) -> f32 {
+  return select(1.0, 18446744073709551616.0, abs(wg) < 5.421010862427522e-20);
 }

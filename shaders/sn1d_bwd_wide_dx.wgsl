@@ -80,22 +80,29 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let es = norm_exp(w.scale);
   let t0 = (scale2(d, -ed) * scale2(w.scale, -es)) * gamma_mantissa(affine[c]);
   v = xf_add(v, t0, d_unit - w.e + g + ed + es + w.g); // s = scale 2^w.g (wide_map's sv)
-  // (A weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights.)
-  v = xf_add(v, P.wmean[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + P.wmean_e[0]);
+  // (Each weight's exponent factor apart, Params.wmean_e / wvar_e: 0 for ordinary weights; and
+  // its float32 exponent, as sn_bwd_coef's: a variance weight of 1.6e-38 times GvL's mantissa
+  // fell below float32's normal range, dx 2^-52 for 0.988 2^-52, attack fuzzer seed 8118. The
+  // mantissas by their bits, gamma_mantissa: see sn_bwd_coef.)
+  let wv = vec2<f32>(gamma_mantissa(P.wvar[0]), gamma_mantissa(P.wvar[1]));
+  let wm = vec2<f32>(gamma_mantissa(P.wmean[0]), gamma_mantissa(P.wmean[1]));
+  let we = vec2<i32>(norm_exp(P.wvar[0]), norm_exp(P.wvar[1])) + P.wvar_e.xy;
+  let me = vec2<i32>(norm_exp(P.wmean[0]), norm_exp(P.wmean[1])) + P.wmean_e.xy;
+  v = xf_add(v, wm[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[0]);
   // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean
   // beside the mix's std (a variance weight below float32's normal range) would overflow.
   let xc_ln_full = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   let x_ln = centred_exp(xc_ln_full);
   let xc_ln = scale2(xc_ln_full, -x_ln);
-  v = xf_add(v, P.wvar[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + P.wvar_e[0]);
+  v = xf_add(v, wv[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + we[0]);
   // The BN terms selected, not branched on: a branch on the uniform flag around them made
   // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
   let xc_bn_full = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
   let x_bn = centred_exp(xc_bn_full);
   let xc_bn = scale2(xc_bn_full, -x_bn);
-  v = xf_add(v, select(0.0, P.wmean[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + P.wmean_e[1]);
-  let t_bn = P.wvar[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
-  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + P.wvar_e[1]);
+  v = xf_add(v, select(0.0, wm[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + me[1]);
+  let t_bn = wv[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
+  v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + we[1]);
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));
   return select(scale2(v.m, v.e), qnan(), bad);

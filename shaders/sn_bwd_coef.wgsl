@@ -90,13 +90,28 @@ fn main(
   // coarse beside the row's spread (a row of mean 1.4e13 and std 1.6e6, 1.5 float32 spacings:
   // NaN where the reference has +Infinity, nd fuzzer FUZZ_INJECT=1 seeds 55, 134, 197).
   let inf_sums = (class_bits(b) | class_bits(gmu)) != 0u;
+  // A variance weight's product with a gradient sum (or B, or the weight times 2/C and a mean
+  // difference) far below float32's normal range was flushed or kept few bits, which x - K (up
+  // to 2^41) brings back in dx (dx 1.107e-33 for 1.427e-33 under a variance weight of 1.6e-38):
+  // the wide map, whose weights' mantissas and the sums' exponents keep them. Normal data lies
+  // far above 2^-100.
+  let lost = lost_product(P.wvar[0], row.s.y, 1.0) || lost_product(P.wvar[1], lg.s.y, cf) ||
+    lost_product(P.wvar[1] * (2.0 / cf), lg.s.y * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u), 1.0) ||
+    (bn_x && (lost_product(P.wvar[2], bg.s.y, nb) ||
+      lost_product(P.wvar[2] * (2.0 / nb), bg.s.y * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0), 1.0))) ||
+    lost_product(gvar, 2.0, max(f32(P.m) - 1.0, 1.0));
   if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_below_normal(m)) {
+    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_below_normal(m) || lost) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
   let a = gmu / f32(P.m) - b * p.mean;
   coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
+}
+
+// Whether w g / k, of nonzero factors, lies below 2^-100 (0 where flushed).
+fn lost_product(w: f32, g: f32, k: f32) -> bool {
+  return w != 0.0 && g != 0.0 && abs(w * g / k) < 7.888609052210118e-31;
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
