@@ -2306,6 +2306,24 @@ fn part_d(w: u32) -> i32 {
 
 fn part_f(w: u32) -> i32 {
   return i32(w) >> 16u;
+}
+
+// bparts' fourth word of a segment sn_bwd_reduce does not list (its D and f are 0): PART_MX |
+// the float32 exponent field of the segment's largest |dy| (0: every dy 0), which sn_bwd_rows
+// reads for a wide row's dy unit (wide_dy_unit); no word of part_units has these high bits
+// (its f lies within +-1000). part_word reads such a word as 0, the units it stands for.
+const PART_MX: u32 = 0x40000000u;
+
+fn part_word(w: u32) -> u32 {
+  return select(w, 0u, (w & 0xffff0000u) == PART_MX);
+}
+
+// The exponent of a segment's largest |dy|: from PART_MX, or from MX, which a listed segment
+// keeps in its third word (sn_bwd_wide_reduce writes it back); -127 for 0 or subnormal, 128 for
+// a NaN or infinity.
+fn part_mx_exp(rec: vec4<u32>) -> i32 {
+  let field = select((rec.z >> 23u) & 0xffu, rec.w & 0xffu, (rec.w & 0xffff0000u) == PART_MX);
+  return i32(field) - 127;
 }`;
 
 /** sn1d_bwd_element.wgsl, pasted where a shader says `//!include sn1d_bwd_element.wgsl`. */
@@ -4811,7 +4829,8 @@ export const SN_BWD_REDUCE: string =
 //   S2[s] = sum_{i in s} dy[i] * (x[i] - c) - ((hi - c) + lo) * S1[s]
 //                                              (= sum dy * (x - mu), not yet * s)
 //   MX[s] = max_{i in s} |dy[i]|
-// written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce),
+// written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce;
+// PART_MX with MX's exponent field there, read as 0 by part_word),
 // S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
 // sn_bwd_wide_reduce, which reads MX; and seg_lo[s] = S1_lo, S1 + S1_lo the sum as a float32
 // pair (0 where it is not finite or listed), for sn_bwd_rows' per-row work in pairs.
@@ -4984,7 +5003,9 @@ fn main(
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
-    bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
+    // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
+    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), 0u, listed);
+    bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {
       let listed = atomicAdd(&wide_segs[0], 1u);
@@ -5351,8 +5372,8 @@ fn row_grad(r: u32) -> DotSum {
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
     sums += bitcast<vec2<f32>>(rec.xy);
-    d_unit = max(d_unit, i32(rec.w));
-    dy_unit = max(dy_unit, part_d(rec.w));
+    d_unit = max(d_unit, i32(part_word(rec.w)));
+    dy_unit = max(dy_unit, part_d(part_word(rec.w)));
   }
   let p = rows[r - P.row_base];
   let ln = groups[n - P.row_base / P.c];
@@ -5400,7 +5421,9 @@ fn row_grad(r: u32) -> DotSum {
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
     sums_tiny || mix_var_below_normal(m)) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
-    grads[r - P.elem_base] = RowGrad(g.s, g.a, g.b, g.flags, g.units, dy_unit, g.low);
+    let d_row = wide_dy_unit(r, dy_unit);
+    let sums_d = vec4<f32>(g.s.xyz, select(g.s.w, scale2(g.s.w, dy_unit - d_row), d_row != dy_unit));
+    grads[r - P.elem_base] = RowGrad(sums_d, g.a, g.b, g.flags, g.units, d_row, g.low);
     return dot_zero();
   }
   if (mixed_bad(m)) {
@@ -5565,7 +5588,7 @@ fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
   for (var k = 0u; k < P.chunks; k++) {
     let at = (r - P.row_base) * P.chunks + k;
     let rec = bparts[at];
-    let dk = part_d(rec.w);
+    let dk = part_d(part_word(rec.w));
     let u = pow2(dk);
     s1 = pair_add(pair_add(s1, bitcast<f32>(rec.x) * u), select(seg_lo[at], 0.0, dk != 0));
     s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y) * u), select(bitcast<f32>(rec.z), 0.0, dk != 0));
@@ -5619,6 +5642,20 @@ fn zero_s2_tiny(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: f3
   return class_bits(s1) == 0u && (tiny || mean_tiny(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn)));
 }
 
+// A wide row's dy unit D for RowGrad (sn_bwd_coef's dx map; dbeta, s.w, is brought to it):
+// where every |dy| lies below 1 (D 0: units of 1), 2^D is that of the largest |dy| (at least
+// 2^-126; 2^-126 for a row of dy 0), else dy_unit. In units of 1, sn_bwd_coef bounds |dy| by
+// 2^40, and a unit set by that bound on dy gs flushed the map's A: an evaluation's row of dy 0
+// under gamma s ~2^160 (gamma 3e38, running_var 0, eps 1e-20) beside LN's mean term A of -0.083
+// had dx 0 (tests/zero_dy_row_test.ts).
+fn wide_dy_unit(r: u32, dy_unit: i32) -> i32 {
+  var e = -127;
+  for (var k = 0u; k < P.chunks; k++) {
+    e = max(e, part_mx_exp(bparts[(r - P.row_base) * P.chunks + k]));
+  }
+  return select(dy_unit, max(e, -126), dy_unit == 0 && e < 0);
+}
+
 // The Grad of a wide row r (see the top): sums in units of 2^D (and S2 of 2^(D + f), a far mean).
 fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed) -> Grad {
   // The segments' units: D_k (dy) and the far exponent f_k of S2 (sn_bwd_wide_reduce), each
@@ -5627,7 +5664,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   var d_unit = -1000;
   var fe = -1000;
   for (var k = 0u; k < P.chunks; k++) {
-    let w = bparts[(r - P.row_base) * P.chunks + k].w;
+    let w = part_word(bparts[(r - P.row_base) * P.chunks + k].w);
     d_unit = max(d_unit, part_d(w));
     fe = max(fe, part_f(w));
   }
@@ -5635,9 +5672,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   var s2 = 0.0;
   for (var k = 0u; k < P.chunks; k++) {
     let rec = bparts[(r - P.row_base) * P.chunks + k];
-    let dk = part_d(rec.w);
+    let rw = part_word(rec.w);
+    let dk = part_d(rw);
     s1 += bitcast<f32>(rec.x) * pow2(dk - d_unit);
-    s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rec.w) - d_unit - fe);
+    s2 += bitcast<f32>(rec.y) * pow2(dk + part_f(rw) - d_unit - fe);
   }
   let t_in = nd_terms_in(p);
   let t_ln = group_term(ln);

@@ -593,3 +593,21 @@ fn part_d(w: u32) -> i32 {
 fn part_f(w: u32) -> i32 {
   return i32(w) >> 16u;
 }
+
+// bparts' fourth word of a segment sn_bwd_reduce does not list (its D and f are 0): PART_MX |
+// the float32 exponent field of the segment's largest |dy| (0: every dy 0), which sn_bwd_rows
+// reads for a wide row's dy unit (wide_dy_unit); no word of part_units has these high bits
+// (its f lies within +-1000). part_word reads such a word as 0, the units it stands for.
+const PART_MX: u32 = 0x40000000u;
+
+fn part_word(w: u32) -> u32 {
+  return select(w, 0u, (w & 0xffff0000u) == PART_MX);
+}
+
+// The exponent of a segment's largest |dy|: from PART_MX, or from MX, which a listed segment
+// keeps in its third word (sn_bwd_wide_reduce writes it back); -127 for 0 or subnormal, 128 for
+// a NaN or infinity.
+fn part_mx_exp(rec: vec4<u32>) -> i32 {
+  let field = select((rec.z >> 23u) & 0xffu, rec.w & 0xffu, (rec.w & 0xffff0000u) == PART_MX);
+  return i32(field) - 127;
+}

@@ -6,7 +6,8 @@
 //   S2[s] = sum_{i in s} dy[i] * (x[i] - c) - ((hi - c) + lo) * S1[s]
 //                                              (= sum dy * (x - mu), not yet * s)
 //   MX[s] = max_{i in s} |dy[i]|
-// written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce),
+// written as bparts[s] = (S1, S2, S2_lo, D) (words; D = 0: units of 1, see sn_bwd_wide_reduce;
+// PART_MX with MX's exponent field there, read as 0 by part_word),
 // S2 a float32 pair (S2 + S2_lo), or (S1, S2, MX, D) for the segments listed for
 // sn_bwd_wide_reduce, which reads MX; and seg_lo[s] = S1_lo, S1 + S1_lo the sum as a float32
 // pair (0 where it is not finite or listed), for sn_bwd_rows' per-row work in pairs.
@@ -179,7 +180,9 @@ fn main(
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
-    bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), 0u);
+    // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
+    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), 0u, listed);
+    bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {
       let listed = atomicAdd(&wide_segs[0], 1u);
