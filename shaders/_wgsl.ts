@@ -444,6 +444,20 @@ fn mix_var_below_normal(m: Mixed) -> bool {
   return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
 }
 
+// Layout "1d": whether term k's weighted variance plus eps (variance in real units), a lower
+// bound of every mixed var + eps it takes part in (the weights are >= 0), lies below float32's
+// normal range while its variance weight is not 0. Only where both terms' bounds do can an
+// element's hot mix (the weights' float32 values, mix_1d) flush var + eps to 0 or a subnormal
+// (mix_var_below_normal): an evaluation on a running_var of 0, eps 0, beside an LN variance of
+// 2.5e-13 under a variance weight of e^-85 (3e-50: dx NaN where the reference's std is
+// 1.7e-25, tests/sn1d_tiny_mixed_var_test.ts; the forward lists channels of variance 0 with
+// eps 0 already). The backward sends such elements to its wide passes, one test per tile row
+// and column (sn1d_bwd_reduce) and per channel (sn_bwd_groups).
+fn term_var_below_normal(k: u32, variance: f32) -> bool {
+  let v = weighted_var(k, P.wvar[k] * variance) + P.eps;
+  return (P.wvar[k] != 0.0) & (((bitcast<u32>(v) >> 23u) & 0xffu) == 0u);
+}
+
 // Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
 // x - mu (up to 2^42 in such a row), with dy and with the row sums could leave float32 while
 // y, dx and the gradients fit (gamma 1e33 over a std of 3e-7, gamma near +-3e38): such a row
@@ -2336,14 +2350,17 @@ const _SN1D_BWD_ELEMENT: string =
 // |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
 // (common.wgsl), a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
 // then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32), or s^2 gamma dy lies below float32's
-// normal range (gv_is_tiny). sn1d_bwd_reduce tests the first two per element
-// (element_is_wide_hot), the third and fourth per tile column and the last per element
-// (element_hot_tested).
+// normal range (gv_is_tiny), or the hot mix's var + eps lies below float32's normal range
+// (mix_var_below_normal: its products flushed, s NaN where the reference's is finite).
+// sn1d_bwd_reduce tests the first two per element (element_is_wide_hot), the third and fourth
+// per tile column, the fifth per element (element_hot_tested) and the last by its bounds per
+// tile row and column (term_var_below_normal).
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d);
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d) ||
+    (mix_var_below_normal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
@@ -5914,6 +5931,11 @@ var<workgroup> tdy: array<f32, 1056>;
 // per column from a bound (below): then every line of the tile is listed, so the element loops
 // carry no test of their own (lavapipe would run it for every element).
 var<workgroup> t_gamma_wide: atomic<u32>;
+// Bit 1 where a column, bit 2 where a row of the tile has a weighted variance plus eps below
+// float32's normal range (term_var_below_normal): only where both do may an element's hot mix
+// flush var + eps (element_is_wide then takes it to wide_element), so then every line of the
+// tile is listed.
+var<workgroup> t_var_tiny: atomic<u32>;
 // The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
 // bn_pair_part per column), formed once for the 32 elements of a line.
 var<workgroup> t_ln_part: array<PairPart, 32>;
@@ -5937,9 +5959,16 @@ fn main(
     if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * bn.variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
+    if (term_var_below_normal(1u, bn.variance) && !is_scaled(bn.flags)) {
+      atomicOr(&t_var_tiny, 1u);
+    }
     t_bn_part[lid] = bn_pair_part(bn);
   } else if (lid >= T && lid - T < t.rows) {
-    t_ln_part[lid - T] = ln_pair_part(groups[t.n0 + lid - T - P.row_base]);
+    let ln = groups[t.n0 + lid - T - P.row_base];
+    if (term_var_below_normal(0u, ln.variance) && !is_scaled(ln.flags)) {
+      atomicOr(&t_var_tiny, 2u);
+    }
+    t_ln_part[lid - T] = ln_pair_part(ln);
   }
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
@@ -5957,7 +5986,7 @@ fn main(
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
-  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u;
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u || atomicLoad(&t_var_tiny) == 3u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
@@ -6172,10 +6201,13 @@ fn main(
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
     // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
+    // (And every channel whose weighted variance plus eps lies below float32's normal range,
+    // term_var_below_normal: sn1d_bwd_dx's hot mix may flush its elements' var + eps.)
     // (And under SyncSN in training every channel: its sums here are this replica's, the CPU
     // puts the global batch's in their place, which may carry exponents where these do not.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
-      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n))) {
+      ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n) ||
+      (at >= P.n && term_var_below_normal(1u, stat_groups[stat].variance)))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
       // Its reader's dispatch (common.wgsl: list_grid).

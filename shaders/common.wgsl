@@ -435,6 +435,20 @@ fn mix_var_below_normal(m: Mixed) -> bool {
   return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
 }
 
+// Layout "1d": whether term k's weighted variance plus eps (variance in real units), a lower
+// bound of every mixed var + eps it takes part in (the weights are >= 0), lies below float32's
+// normal range while its variance weight is not 0. Only where both terms' bounds do can an
+// element's hot mix (the weights' float32 values, mix_1d) flush var + eps to 0 or a subnormal
+// (mix_var_below_normal): an evaluation on a running_var of 0, eps 0, beside an LN variance of
+// 2.5e-13 under a variance weight of e^-85 (3e-50: dx NaN where the reference's std is
+// 1.7e-25, tests/sn1d_tiny_mixed_var_test.ts; the forward lists channels of variance 0 with
+// eps 0 already). The backward sends such elements to its wide passes, one test per tile row
+// and column (sn1d_bwd_reduce) and per channel (sn_bwd_groups).
+fn term_var_below_normal(k: u32, variance: f32) -> bool {
+  let v = weighted_var(k, P.wvar[k] * variance) + P.eps;
+  return (P.wvar[k] != 0.0) & (((bitcast<u32>(v) >> 23u) & 0xffu) == 0u);
+}
+
 // Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
 // x - mu (up to 2^42 in such a row), with dy and with the row sums could leave float32 while
 // y, dx and the gradients fit (gamma 1e33 over a std of 3e-7, gamma near +-3e38): such a row

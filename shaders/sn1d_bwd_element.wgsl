@@ -6,14 +6,17 @@
 // |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
 // (common.wgsl), a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
 // then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32), or s^2 gamma dy lies below float32's
-// normal range (gv_is_tiny). sn1d_bwd_reduce tests the first two per element
-// (element_is_wide_hot), the third and fourth per tile column and the last per element
-// (element_hot_tested).
+// normal range (gv_is_tiny), or the hot mix's var + eps lies below float32's normal range
+// (mix_var_below_normal: its products flushed, s NaN where the reference's is finite).
+// sn1d_bwd_reduce tests the first two per element (element_is_wide_hot), the third and fourth
+// per tile column, the fifth per element (element_hot_tested) and the last by its bounds per
+// tile row and column (term_var_below_normal).
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d);
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d) ||
+    (mix_var_below_normal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of

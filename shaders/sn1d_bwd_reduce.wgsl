@@ -42,6 +42,11 @@ var<workgroup> tdy: array<f32, 1056>;
 // per column from a bound (below): then every line of the tile is listed, so the element loops
 // carry no test of their own (lavapipe would run it for every element).
 var<workgroup> t_gamma_wide: atomic<u32>;
+// Bit 1 where a column, bit 2 where a row of the tile has a weighted variance plus eps below
+// float32's normal range (term_var_below_normal): only where both do may an element's hot mix
+// flush var + eps (element_is_wide then takes it to wide_element), so then every line of the
+// tile is listed.
+var<workgroup> t_var_tiny: atomic<u32>;
 // The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
 // bn_pair_part per column), formed once for the 32 elements of a line.
 var<workgroup> t_ln_part: array<PairPart, 32>;
@@ -65,9 +70,16 @@ fn main(
     if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * bn.variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
+    if (term_var_below_normal(1u, bn.variance) && !is_scaled(bn.flags)) {
+      atomicOr(&t_var_tiny, 1u);
+    }
     t_bn_part[lid] = bn_pair_part(bn);
   } else if (lid >= T && lid - T < t.rows) {
-    t_ln_part[lid - T] = ln_pair_part(groups[t.n0 + lid - T - P.row_base]);
+    let ln = groups[t.n0 + lid - T - P.row_base];
+    if (term_var_below_normal(0u, ln.variance) && !is_scaled(ln.flags)) {
+      atomicOr(&t_var_tiny, 2u);
+    }
+    t_ln_part[lid - T] = ln_pair_part(ln);
   }
   for (var i = lid; i < T * T; i += 64u) {
     let r = i / T;
@@ -85,7 +97,7 @@ fn main(
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
-  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u;
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u || atomicLoad(&t_var_tiny) == 3u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;
