@@ -120,6 +120,16 @@ fn sums_about(mu_in: f64, mu: f64, s: f64) -> f64 {
 /// Stds between a row's IN mean and its mixed mean beyond which `sums_about` takes the latter.
 const FAR_ABOUT: f64 = (1u32 << 20) as f64;
 
+/// A taken row whose shift from its sums' centre to mu', ((mu' - about) + err) sum dy, exceeds
+/// its result p by more than this is summed again about mu' (the shift's f64 rounding is then
+/// beyond 2^-33 of p). About the IN mean, the shift cancels where dy is large only where x
+/// equals mu': an evaluation on a `running_mean` of 0 over a row of 0 but one x of 5.3e19 (IN
+/// mean 1.06e16) with dy ~1e-20 at some of its zeros had p = 2.9e-24 beside a shift of 2e-4,
+/// and took p 2.7e-20 (its sample's LN variance gradient 9400x, dx of its sample's other rows
+/// 1e4x, `var_weight`'s gradient 2700x; partial_zero_sweep seed 644,
+/// `tests/partial_zero_rows_test.ts`).
+const LOST: f64 = (1u32 << 20) as f64;
+
 /// After `nd_grad::combine`: every channel whose dWeight cancels (`cancelled`) taken again as
 /// the module says. Between the passes the taken rows' pairs hold their f64 (sum dy, sum dy (x -
 /// mu_in)), `Work::aux` their IN mean corrections (free until the dx call), and the work area's
@@ -183,9 +193,18 @@ pub unsafe fn refine_cancelled(
             let (g, p_about) = (f64x2_extract_lane::<0>(pair), f64x2_extract_lane::<1>(pair));
             // p = sum dy (x - mu') about the mixed mean of the corrected means, mu' = mu + err
             // (`Stats::err`) + the corrections' mix.
-            let mu = st.mu[r] + (w_in * w.aux[r] + w_ln * ln_shift[i] + w_bn * bn_shift);
+            let corr = w_in * w.aux[r] + w_ln * ln_shift[i] + w_bn * bn_shift;
+            let mu = st.mu[r] + corr;
             let about = sums_about(st.mu_in[r], st.mu[r], w.inv_std[r]);
-            let p = p_about - ((mu - about) + st.err[r]) * g;
+            let shift = ((mu - about) + st.err[r]) * g;
+            let mut p = p_about - shift;
+            // The shift cancelled: p's f64 rounding, 2^-53 of |shift|, may pass p itself (dy
+            // large where x equals mu and small elsewhere), so the row is summed again about
+            // mu' directly, as the reference sums it (`LOST`).
+            if simd::abs_f64(shift) > LOST * simd::abs_f64(p) {
+                let (xr, dyr) = (x.add(r * m), dy.add(r * m));
+                p = crate::wide::grad_sums_f64_about(xr, dyr, m, (st.mu[r], st.err[r] + corr));
+            }
             let s = w.inv_std[r];
             let sg = s * gamma;
             let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
