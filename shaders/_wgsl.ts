@@ -2765,7 +2765,7 @@ struct FineCentred {
 fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
   let fm = fine_mean(t0, t1, t2, w.e, fine_words(w));
   let fl = fine_low(t0, t1, t2);
-  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900));
+  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
 }
 
 // Whether sn_wide_normalize took x - mu of xv from fine_low's parts (fine_centred_d).
@@ -2783,8 +2783,8 @@ fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
 // Whether the eps-0 passes take x - mu of xv from fine_centred_d: where sn_wide_normalize did
 // (fine_low_takes), and where the mix's unit found it 0 (wide_map's words about term 0) while
 // fine_mean's unit holds xv and the parts about the heaviest term: the heaviest weight rounded
-// to 1 lost them, 2^-58 of the unit for an IN weight of e^-40 beside a running_mean of 1e30 that
-// x equals (NaN for +Infinity), too close to the unit for fine_low's rows.
+// to 1 lost them (an IN weight of e^-40 beside a running_mean of 1e30 that x equals: y NaN for
+// +Infinity).
 fn zero_std_fine(f: FineCentred, w: WideMap, xv: f32) -> bool {
   let d = (scale2(xv, -w.e) - w.hi) - w.lo;
   let lost = !f.fm.ok & f.fm.finite & (f.fm.e > -900) & (f.fl.pe > -900) &
@@ -4802,9 +4802,10 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let kf = w.g + es + fm.e - w.e - 2;
   // Parts of that mean far below its anchor (fine_low, 2^fl.pe): x - mu as x - a in the unit
   // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
-  // parts brought to 2^fm.e.
+  // parts brought to 2^fm.e. Parts 2^30 or more below it: a heaviest weight of 1 - e^-40 (1 in
+  // float32) put x - mu 2^-58 below the unit, lost in the words hi', lo' (y -1e38 for 1.2e37).
   let fl = fine_low(t0, group_term(ln), group_term(bn));
-  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900);
   let kl = w.g + es + fl.pe - w.e - 2;
   // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
   // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below

@@ -109,7 +109,7 @@ struct FineCentred {
 fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
   let fm = fine_mean(t0, t1, t2, w.e, fine_words(w));
   let fl = fine_low(t0, t1, t2);
-  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900));
+  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
 }
 
 // Whether sn_wide_normalize took x - mu of xv from fine_low's parts (fine_centred_d).
@@ -127,8 +127,8 @@ fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
 // Whether the eps-0 passes take x - mu of xv from fine_centred_d: where sn_wide_normalize did
 // (fine_low_takes), and where the mix's unit found it 0 (wide_map's words about term 0) while
 // fine_mean's unit holds xv and the parts about the heaviest term: the heaviest weight rounded
-// to 1 lost them, 2^-58 of the unit for an IN weight of e^-40 beside a running_mean of 1e30 that
-// x equals (NaN for +Infinity), too close to the unit for fine_low's rows.
+// to 1 lost them (an IN weight of e^-40 beside a running_mean of 1e30 that x equals: y NaN for
+// +Infinity).
 fn zero_std_fine(f: FineCentred, w: WideMap, xv: f32) -> bool {
   let d = (scale2(xv, -w.e) - w.hi) - w.lo;
   let lost = !f.fm.ok & f.fm.finite & (f.fm.e > -900) & (f.fl.pe > -900) &

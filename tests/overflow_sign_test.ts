@@ -22,6 +22,7 @@ function outlierAtRunningMean(
   logit: number,
   gamma: number,
   beta: number,
+  runningVar = 0,
 ): LayerCall {
   return {
     layer: "2d",
@@ -33,7 +34,7 @@ function outlierAtRunningMean(
       mean_weight: Float32Array.of(logit, -1e30, 0),
       var_weight: Float32Array.of(-1e30, -1e30, 0),
       running_mean: Float32Array.of(rm),
-      running_var: Float32Array.of(0),
+      running_var: Float32Array.of(runningVar),
     },
     partial: true,
     training: false,
@@ -81,3 +82,32 @@ rangeTests(
     assert.equal(check(call, got, want), null);
   },
 );
+
+/**
+ * The same rows over a running_var above 0, IN's weight e^-40: x - mu of x[0], 2^-58 of the row's
+ * unit, lay between the mix's float32 words (2^-24) and fine_low's rows (parts 2^-60 or more
+ * below fine_mean's unit), so sn_wide_normalize's x - mu lost it, and y[0] = beta + gamma (x - mu)
+ * / std near float32's largest value had the wrong sign (-1e38 for 1.2e37, -Infinity for
+ * +Infinity). fine_low now takes parts 2^-30 or more below that unit.
+ */
+const FINITE: [number, number, number, number, number][] = [
+  [8, 1e10, 1e-14, 3e38, -1e38],
+  [16, 1e10, 1e-14, -3e38, 3e38],
+  [33, 1e30, 1e-30, 3e38, 0],
+  [257, -1e30, 1e-14, -1e30, 3e38],
+  [5000, 3e38, 1e-14, 3e38, -1e38],
+];
+for (const [m, rm, rv, gamma, beta] of FINITE) {
+  rangeTests(
+    `SwitchNorm2d [1, 1, 1, ${m}]: an evaluation over running_var ${rv} whose x = running_mean ${rm} lies e^-40 (rm - IN mean) from mu (gamma ${gamma}, beta ${beta}) gives the reference's y`,
+    async (backend) => {
+      const call = outlierAtRunningMean(m, rm, -40, gamma, beta, rv);
+      const { got, want } = await runBoth(call, backend);
+      // y[0] - beta: gamma (x - mu) / std of rm's sign times gamma's, near float32's largest value.
+      const term = want.y[0] - beta;
+      assert.equal(Math.sign(term), Math.sign(rm) * Math.sign(gamma));
+      assert.ok(Math.abs(term) > 1e36, `y[0] - beta ${term}`);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
