@@ -2783,6 +2783,48 @@ fn lost_part(k: u32, d: f32, top: i32) -> f32 {
 fn zero_std_term(d: f32, g: f32) -> u32 {
   let nan = (bitcast<u32>(d) << 1u) == 0u || (bitcast<u32>(g) << 1u) == 0u || (class_bits(g) & F_NAN) != 0u;
   return select(select(F_POS_INF, F_NEG_INF, (sign_bit(d) ^ sign_bit(g)) != 0u), F_NAN, nan);
+}
+
+// x - mu about the mix's heaviest term where sn_wide_normalize takes it so from fine_low's parts
+// (its \`low\` rows, fine_mean's unit not ok): \`low\` as that pass forms it, and its df. Where the
+// heaviest weight rounds to 1 in float32 (1 - e^-87), wide_map's words about term 0 and
+// flushed_tail miss what that rounding lost: an evaluation on a running_mean of 1e30 beside an IN
+// mean of 2e26 of weight e^-87, x = 1e30, took x - mu 0 and the tail's sign, -Infinity for
+// +Infinity (attack fuzzer seed 11178, tests/overflow_sign_test.ts).
+struct FineCentred {
+  fm: FineMean,
+  fl: FineLow,
+  low: bool,
+}
+
+fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
+  let fm = fine_mean(t0, t1, t2, w.e, fine_words(w));
+  let fl = fine_low(t0, t1, t2);
+  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
+}
+
+// Whether sn_wide_normalize took x - mu of xv from fine_low's parts (fine_centred_d).
+fn fine_low_takes(f: FineCentred, xv: f32) -> bool {
+  return !f.fm.ok & f.low & (bits_exponent(xv) < f.fm.e + FINE_X);
+}
+
+// sn_wide_normalize's df of a \`low\` row: x - a in fine_mean's unit less the parts (fine_low).
+fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
+  let da = scale2(xv, -f.fm.e) - f.fm.hi;
+  let near = bits_exponent(da) + f.fm.e - f.fl.pe < 100;
+  return select(da - scale2(f.fl.parts, f.fl.pe - f.fm.e), scale2(da, f.fm.e - f.fl.pe) - f.fl.parts, near);
+}
+
+// Whether the eps-0 passes take x - mu of xv from fine_centred_d: where sn_wide_normalize did
+// (fine_low_takes), and where the mix's unit found it 0 (wide_map's words about term 0) while
+// fine_mean's unit holds xv and the parts about the heaviest term: the heaviest weight rounded
+// to 1 lost them (an IN weight of e^-40 beside a running_mean of 1e30 that x equals: y NaN for
+// +Infinity).
+fn zero_std_fine(f: FineCentred, w: WideMap, xv: f32) -> bool {
+  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+  let lost = !f.fm.ok & f.fm.finite & (f.fm.e > -900) & (f.fl.pe > -900) &
+    (bits_exponent(xv) < f.fm.e + FINE_X) & ((bitcast<u32>(d) << 1u) == 0u);
+  return fine_low_takes(f, xv) | lost;
 }`;
 
 /** zero_std_1d.wgsl, pasted where a shader says `//!include zero_std_1d.wgsl`. */
@@ -4795,9 +4837,10 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let kf = w.g + es + fm.e - w.e - 2;
   // Parts of that mean far below its anchor (fine_low, 2^fl.pe): x - mu as x - a in the unit
   // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
-  // parts brought to 2^fm.e.
+  // parts brought to 2^fm.e. Parts 2^30 or more below it: a heaviest weight of 1 - e^-40 (1 in
+  // float32) put x - mu 2^-58 below the unit, lost in the words hi', lo' (y -1e38 for 1.2e37).
   let fl = fine_low(t0, group_term(ln), group_term(bn));
-  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900);
   let kl = w.g + es + fl.pe - w.e - 2;
   // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
   // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
@@ -6901,9 +6944,13 @@ fn main(
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  // x - mu about the heaviest term where sn_zero_std_y takes it so (zero_std_fine).
+  let fc = fine_centred(t0, t1, t2, w);
   var cls = 0u;
   for (var i = s; i < end; i++) {
-    cls |= zero_std_term(zero_std_centred(x[i], w, has_unit, tail), dy[i]);
+    let fine = has_unit & zero_std_fine(fc, w, x[i]);
+    let d = select(zero_std_centred(x[i], w, has_unit, tail), fine_centred_d(fc, x[i]), fine);
+    cls |= zero_std_term(d, dy[i]);
   }
   atomicOr(&classes[c], cls);
 }
@@ -7046,9 +7093,14 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      let fine_ok = fine_mean(t0, t1, t2, w.e, fine_words(w)).ok;
+      // Where x - mu is taken about the heaviest term (zero_std_fine, zero_std.wgsl), from that:
+      // flushed_tail, about term 0, misses what the heaviest weight's rounding to 1 lost.
+      let fc = fine_centred(t0, t1, t2, w);
       for (var i = span.x + lid; i < span.y; i += 64u) {
-        if (zero_std_y_again(x[i], w, has_unit, tail, fine_ok)) {
+        let fine = has_unit & zero_std_fine(fc, w, x[i]);
+        if (fine) {
+          y[i] = std_zero_y(fine_centred_d(fc, x[i]), affine[c]);
+        } else if (zero_std_y_again(x[i], w, has_unit, tail, fc.fm.ok)) {
           y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
         }
       }

@@ -47,9 +47,13 @@ fn main(
   let row_start = row * P.m;
   let s = row_start + (seg % P.chunks) * P.seg_len - P.elem_base;
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
+  // x - mu about the heaviest term where sn_zero_std_y takes it so (zero_std_fine).
+  let fc = fine_centred(t0, t1, t2, w);
   var cls = 0u;
   for (var i = s; i < end; i++) {
-    cls |= zero_std_term(zero_std_centred(x[i], w, has_unit, tail), dy[i]);
+    let fine = has_unit & zero_std_fine(fc, w, x[i]);
+    let d = select(zero_std_centred(x[i], w, has_unit, tail), fine_centred_d(fc, x[i]), fine);
+    cls |= zero_std_term(d, dy[i]);
   }
   atomicOr(&classes[c], cls);
 }

@@ -82,9 +82,10 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let kf = w.g + es + fm.e - w.e - 2;
   // Parts of that mean far below its anchor (fine_low, 2^fl.pe): x - mu as x - a in the unit
   // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
-  // parts brought to 2^fm.e.
+  // parts brought to 2^fm.e. Parts 2^30 or more below it: a heaviest weight of 1 - e^-40 (1 in
+  // float32) put x - mu 2^-58 below the unit, lost in the words hi', lo' (y -1e38 for 1.2e37).
   let fl = fine_low(t0, group_term(ln), group_term(bn));
-  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900);
+  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900);
   let kl = w.g + es + fl.pe - w.e - 2;
   // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
   // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below

@@ -43,9 +43,14 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      let fine_ok = fine_mean(t0, t1, t2, w.e, fine_words(w)).ok;
+      // Where x - mu is taken about the heaviest term (zero_std_fine, zero_std.wgsl), from that:
+      // flushed_tail, about term 0, misses what the heaviest weight's rounding to 1 lost.
+      let fc = fine_centred(t0, t1, t2, w);
       for (var i = span.x + lid; i < span.y; i += 64u) {
-        if (zero_std_y_again(x[i], w, has_unit, tail, fine_ok)) {
+        let fine = has_unit & zero_std_fine(fc, w, x[i]);
+        if (fine) {
+          y[i] = std_zero_y(fine_centred_d(fc, x[i]), affine[c]);
+        } else if (zero_std_y_again(x[i], w, has_unit, tail, fc.fm.ok)) {
           y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
         }
       }
