@@ -953,9 +953,11 @@ fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   let a1 = weighted_mean(1u, p1.x);
   let a2 = weighted_mean(2u, p2.x);
   let big = two_sum(a1, a2);
-  let rest = weighted_mean(0u, P.wmean.x * t0.lo * pow2(u0)) +
-    weighted_mean(1u, p1.y + P.wmean.y * (d1.y + t1.lo * pow2(u1))) +
-    weighted_mean(2u, p2.y + P.wmean.z * (d2.y + t2.lo * pow2(u2)));
+  // (With the weights' rest beyond their float32 roundings, wmean_lo: a weight of 1 - 2e-9
+  // rounds to 1, and its part about an anchor 2^27 from mu was off by ~mu / 4.)
+  let rest = weighted_mean(0u, (P.wmean.x + P.wmean_lo.x) * t0.lo * pow2(u0)) +
+    weighted_mean(1u, p1.y + P.wmean.y * (d1.y + t1.lo * pow2(u1)) + P.wmean_lo.y * d1.x) +
+    weighted_mean(2u, p2.y + P.wmean.z * (d2.y + t2.lo * pow2(u2)) + P.wmean_lo.z * d2.x);
   return vec3<f32>(big.x, big.y + rest, max(max(abs(a1), abs(a2)), abs(w.lo)));
 }
 
@@ -4817,16 +4819,24 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // unit 2^-29): (x 2^-e - hi') - lo' rounded x - mu to hi''s ulp (y 0 for -2.9e33 under gamma
   // 3e38, x -0.98 over a std of 1e5). There x - mu from mu's float32 pair (two_sum), as the
   // unscaled rows take it; |mu'| bounds the product with it.
+  // mu's pair from lo's exact parts (wide_lo_pair) there: lo' alone rounds to hi''s ulp, which
+  // may hold all of mu (a factor-wide evaluation on a running_mean of 1 of weight 1 beside a
+  // row's IN mean of 6.25e8, of weight 0, in the unit 2^-86: lo' = -hi', mu 0, and x alone
+  // taken for x - mu, y 0 for 3e30 under gamma -3e20 over a running_var of 1e-20).
+  let mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
   let mu2 = two_sum(w.hi, w.lo);
   let cancel = exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24;
-  let m_hi = select(w.hi, mu2.x, cancel);
-  let m_lo = select(w.lo, mu2.y, cancel);
+  let mq = two_sum(w.hi, mp.x);
+  let mu3 = two_sum(mq.x, mq.y + mp.y);
+  let exact = cancel & ((class_bits(mu3.x) | class_bits(mu3.y)) == 0u);
+  let m_hi = select(select(w.hi, mu2.x, cancel), mu3.x, exact);
+  let m_lo = select(select(w.lo, mu2.y, cancel), mu3.y, exact);
   // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
   // 2^h of it into gamma's exponent, applied to t by its bits.
   let xb = i32(max_field(p.flags)) - 126 - w.e;
-  let h = max(0, max(exponent_of(select(w.lo, mu2.x, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
+  let h = max(0, max(exponent_of(select(w.lo, m_hi, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
@@ -4853,7 +4863,6 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // 2^-5 of lo's largest part (y = beta for 1.7e33: see wide_lo_pair); beyond, lo's float32
   // rounding (a few ulps of that part) is below ~2^-17 of x - mu, and the elements keep their
   // arithmetic.
-  let mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
@@ -6527,7 +6536,13 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let t3 = ax.e + bits_exponent(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
-  let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
+  // Lower (to 2^120 under the largest bound) where A would fall below 2^-100 in that unit: a
+  // row of 0 but x -8e-39 (rows of 5000 under gamma -3e20, dy 1.37 beside dy ~5e-44) had A,
+  // its (2/C) GvL (mu_in - mu_ln) term of -1.4e-25, at 2^-126 under a unit set by dy gs's
+  // 2^40 allowance, flushed: dx 1.2x the reference (partial_zero_sweep seed 22).
+  let top = max(max(t1, t2), t3);
+  let low_a = (t3 - (top - 64) < -100) & (ax.m != 0.0);
+  let u = clamp(select(top - 64, max(top - 120, t3 + 100), low_a), -500, 500);
   // B 2^(u_in - U) below float32's normal range where B (x - K) is not (|x - K| up to 2^xk, a
   // unit U set by dy gs's bound, dy ~1e-37 under its 2^40 allowance: B ~2^-131 beside x ~5e9
   // was 0, dx without its dL/dvar term, subnormal_dy_sweep seed 287): B taken 2^(32 xs) higher

@@ -944,9 +944,11 @@ fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   let a1 = weighted_mean(1u, p1.x);
   let a2 = weighted_mean(2u, p2.x);
   let big = two_sum(a1, a2);
-  let rest = weighted_mean(0u, P.wmean.x * t0.lo * pow2(u0)) +
-    weighted_mean(1u, p1.y + P.wmean.y * (d1.y + t1.lo * pow2(u1))) +
-    weighted_mean(2u, p2.y + P.wmean.z * (d2.y + t2.lo * pow2(u2)));
+  // (With the weights' rest beyond their float32 roundings, wmean_lo: a weight of 1 - 2e-9
+  // rounds to 1, and its part about an anchor 2^27 from mu was off by ~mu / 4.)
+  let rest = weighted_mean(0u, (P.wmean.x + P.wmean_lo.x) * t0.lo * pow2(u0)) +
+    weighted_mean(1u, p1.y + P.wmean.y * (d1.y + t1.lo * pow2(u1)) + P.wmean_lo.y * d1.x) +
+    weighted_mean(2u, p2.y + P.wmean.z * (d2.y + t2.lo * pow2(u2)) + P.wmean_lo.z * d2.x);
   return vec3<f32>(big.x, big.y + rest, max(max(abs(a1), abs(a2)), abs(w.lo)));
 }
 

@@ -243,7 +243,13 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let t3 = ax.e + bits_exponent(ax.m);
   // Bounds of 2^64 rather than 1: a term far below its bound (dy ~ 1 under the 2^40 allowance)
   // then still lies far above float32's subnormals, and the sum of three cannot overflow.
-  let u = clamp(max(max(t1, t2), t3) - 64, -500, 500);
+  // Lower (to 2^120 under the largest bound) where A would fall below 2^-100 in that unit: a
+  // row of 0 but x -8e-39 (rows of 5000 under gamma -3e20, dy 1.37 beside dy ~5e-44) had A,
+  // its (2/C) GvL (mu_in - mu_ln) term of -1.4e-25, at 2^-126 under a unit set by dy gs's
+  // 2^40 allowance, flushed: dx 1.2x the reference (partial_zero_sweep seed 22).
+  let top = max(max(t1, t2), t3);
+  let low_a = (t3 - (top - 64) < -100) & (ax.m != 0.0);
+  let u = clamp(select(top - 64, max(top - 120, t3 + 100), low_a), -500, 500);
   // B 2^(u_in - U) below float32's normal range where B (x - K) is not (|x - K| up to 2^xk, a
   // unit U set by dy gs's bound, dy ~1e-37 under its 2^40 allowance: B ~2^-131 beside x ~5e9
   // was 0, dx without its dL/dvar term, subnormal_dy_sweep seed 287): B taken 2^(32 xs) higher

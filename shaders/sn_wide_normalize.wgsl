@@ -62,16 +62,24 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // unit 2^-29): (x 2^-e - hi') - lo' rounded x - mu to hi''s ulp (y 0 for -2.9e33 under gamma
   // 3e38, x -0.98 over a std of 1e5). There x - mu from mu's float32 pair (two_sum), as the
   // unscaled rows take it; |mu'| bounds the product with it.
+  // mu's pair from lo's exact parts (wide_lo_pair) there: lo' alone rounds to hi''s ulp, which
+  // may hold all of mu (a factor-wide evaluation on a running_mean of 1 of weight 1 beside a
+  // row's IN mean of 6.25e8, of weight 0, in the unit 2^-86: lo' = -hi', mu 0, and x alone
+  // taken for x - mu, y 0 for 3e30 under gamma -3e20 over a running_var of 1e-20).
+  let mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
   let mu2 = two_sum(w.hi, w.lo);
   let cancel = exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24;
-  let m_hi = select(w.hi, mu2.x, cancel);
-  let m_lo = select(w.lo, mu2.y, cancel);
+  let mq = two_sum(w.hi, mp.x);
+  let mu3 = two_sum(mq.x, mq.y + mp.y);
+  let exact = cancel & ((class_bits(mu3.x) | class_bits(mu3.y)) == 0u);
+  let m_hi = select(select(w.hi, mu2.x, cancel), mu3.x, exact);
+  let m_lo = select(select(w.lo, mu2.y, cancel), mu3.y, exact);
   // (x 2^-e - mu') scale' may pass float32 where y does not (|x - mu| / std beyond 2^127 with
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
   // 2^h of it into gamma's exponent, applied to t by its bits.
   let xb = i32(max_field(p.flags)) - 126 - w.e;
-  let h = max(0, max(exponent_of(select(w.lo, mu2.x, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
+  let h = max(0, max(exponent_of(select(w.lo, m_hi, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
   let sc = scale2(w.scale, -h);
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
@@ -98,7 +106,6 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // 2^-5 of lo's largest part (y = beta for 1.7e33: see wide_lo_pair); beyond, lo's float32
   // rounding (a few ulps of that part) is below ~2^-17 of x - mu, and the elements keep their
   // arithmetic.
-  let mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);

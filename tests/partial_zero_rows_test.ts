@@ -307,3 +307,80 @@ for (const seed of [140, 648, 102, 968, 953, 484, 844, 644]) {
     assertRangeChecks(call, got, want);
   });
 }
+
+/**
+ * [1, c, 1, m] evaluations (dy 0: y is what is held) of rows of 0 but one x of `v` under a gamma
+ * whose gamma / std passes 2^80 (factor-wide: sn_wide_normalize in the unit 2^-86), the mean
+ * on BN's running_mean of 1 (weight 1, or 1 - 2e-9 beside IN or LN): the wide map's anchor is
+ * the row's IN mean (~v / m, 2^27 and more above mu), whose lo rounded to its ulp cancelled
+ * it to 0, and x alone was taken for x - mu (y 0 where the reference has 3e30); its float32
+ * weight of 1 - 2e-9 (1) left mu 1 for 2.29.
+ */
+function factorWideZeros(
+  m: number,
+  c: number,
+  v: number,
+  meanWeight: number[],
+  gamma: number,
+  eps: number,
+): LayerCall {
+  const x = new Float32Array(c * m);
+  x[5] = v;
+  for (let i = m; i < c * m; i++) x[i] = 1 + (i % 3) * 0.25;
+  return {
+    layer: "2d",
+    shape: [1, c, 1, m],
+    options: { eps },
+    state: {
+      weight: new Float32Array(c).fill(gamma),
+      bias: new Float32Array(c),
+      mean_weight: Float32Array.from(meanWeight),
+      var_weight: Float32Array.of(-1e30, -1e30, 0),
+      running_mean: new Float32Array(c).fill(1),
+      running_var: new Float32Array(c).fill(1e-20),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy: new Float32Array(c * m),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "SwitchNorm2d: y of a factor-wide row of 0 but one large x keeps a mixed mean far below its IN mean",
+  async (backend) => {
+    for (
+      const [m, c, v, mw, gamma, eps] of [
+        [16, 1, 1e10, [-1e30, -1e30, 0], -3e20, 1e-30],
+        [8, 2, 1e9, [-1e30, -1e30, 0], -3e20, 0],
+        [16, 1, -1e12, [-1e30, -1e30, 0], 1e25, 1e-5],
+        [16, 1, 1e10, [-20, -1e30, 0], -3e20, 1e-30],
+        [100, 2, 1e10, [-1e30, -25, 0], -3e20, 1e-30],
+      ] as [number, number, number, number[], number, number][]
+    ) {
+      const call = factorWideZeros(m, c, v, mw, gamma, eps);
+      const { got, want } = await runBoth(call, backend);
+      const what = `m ${m}, c ${c}, x ${v}, mean_weight ${mw}`;
+      // y of the row's 0s: -gamma mu / std, mu ~1 (2.3 with IN's share), std 1e-10 (3e-3 for eps 1e-5).
+      assert.ok(Math.abs(want.y[0]) > 1e27, what);
+      assertRangeChecks(call, got, want, what);
+    }
+  },
+);
+
+/**
+ * partial_zero_sweep seed 22: [2, 3, 1, 5000] (rows of several segments), an evaluation with
+ * the mean on BN and equal variance weights: row (0, 2) is 0 but x -8.07e-39 (beside row (0, 1)
+ * of 0 but 5.8e-39, LN mean -1.5e-43) under gamma -3e20, dy 1.37 beside dy ~5e-44. dx's
+ * constant A (its (2/C) GvL (mu_in - mu_ln) term, -1.4e-25) lay at 2^-126 of the unit that dy
+ * gs's bound set, and was flushed: dx of its 0s 1.2x the reference's (5e-24 for -2.3e-23 ...).
+ */
+rangeTests(
+  "partial zero sweep seed 22 (dx of a row of 0 keeps its LN mean term)",
+  async (backend) => {
+    const call = sweepMake(22);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
