@@ -135,3 +135,131 @@ for (const s of cases) {
     },
   );
 }
+
+/**
+ * A row that sn_bwd_rows sums on its plain path (gamma / std within 2^80: dy in units of 1, its
+ * record's dy unit 0) but sn_bwd_coef maps wide because a mixing weight lies below float32's
+ * normal range (P_TINY_WEIGHTS): the map bounds the row's dy by 2^40, and under a gamma s of
+ * ~2^75 (gamma 1e20 over sqrt(1e-5)) that unit flushed A, LN's mean term (-8.3e-24 from channel
+ * 1's dy 1e-22): dx 0 in channel 0. sn_bwd_coef's lower unit where A would fall below 2^-100
+ * (low_a) keeps it; these failed with that line undone.
+ */
+interface TinyWeightRow {
+  readonly layer: "2d" | "3d";
+  readonly training: boolean;
+  readonly gamma: number;
+  readonly eps: number;
+  /** Channel 1's dy at the one element where it is nonzero (channel 0's dy are all 0). */
+  readonly dy: number;
+  readonly meanLogits: readonly number[];
+  readonly varLogits: readonly number[];
+  /** Samples and row length (the issue's x for 1 x 3). */
+  readonly n: number;
+  readonly m: number;
+}
+
+function tinyWeightRow(s: TinyWeightRow): LayerCall {
+  const c = 2, len = s.n * c * s.m;
+  const chan = (i: number) => Math.floor(i / s.m) % c;
+  const issue = s.n === 1 && s.m === 3;
+  return {
+    layer: s.layer,
+    shape: s.layer === "2d" ? [s.n, c, 1, s.m] : [s.n, c, 1, 1, s.m],
+    options: { eps: s.eps },
+    state: {
+      weight: Float32Array.of(s.gamma, 1),
+      bias: Float32Array.of(0, 0),
+      mean_weight: Float32Array.from(s.meanLogits),
+      var_weight: Float32Array.from(s.varLogits),
+      running_mean: Float32Array.of(0, 0),
+      running_var: Float32Array.of(0, 1),
+    },
+    partial: true,
+    training: s.training,
+    x: issue
+      ? Float32Array.of(0, 1, 2, -4, -1, -1)
+      : Float32Array.from({ length: len }, (_, i) =>
+        chan(i) === 0 ? (i % s.m) % 3 : ((i * 7) % 11) - 5),
+    dy: issue
+      ? Float32Array.of(0, 0, 0, 0, s.dy, 0)
+      : Float32Array.from({ length: len }, (_, i) => chan(i) === 1 && i % 5 === 1 ? s.dy : 0),
+    scales: true,
+  };
+}
+
+const ONLY_VAR_BN = [-1e30, -1e30, 0];
+const tinyWeightRows: TinyWeightRow[] = [
+  // The issue's call: dx -8.3e-24 in channel 0.
+  {
+    layer: "2d",
+    training: false,
+    gamma: 1e20,
+    eps: 1e-5,
+    dy: 1e-22,
+    meanLogits: [-95, 0, 0],
+    varLogits: ONLY_VAR_BN,
+    n: 1,
+    m: 3,
+  },
+  {
+    layer: "2d",
+    training: false,
+    gamma: 1e20,
+    eps: 1e-5,
+    dy: 1e-30,
+    meanLogits: [0, 0, -100],
+    varLogits: ONLY_VAR_BN,
+    n: 1,
+    m: 3,
+  },
+  {
+    layer: "2d",
+    training: true,
+    gamma: 1e24,
+    eps: 1e-5,
+    dy: 1e-22,
+    meanLogits: [-95, 0, 0],
+    varLogits: ONLY_VAR_BN,
+    n: 1,
+    m: 3,
+  },
+  {
+    layer: "2d",
+    training: true,
+    gamma: 1e22,
+    eps: 1e-20,
+    dy: 1e-30,
+    meanLogits: [0, 0, -100],
+    varLogits: ONLY_VAR_BN,
+    n: 1,
+    m: 3,
+  },
+  {
+    layer: "3d",
+    training: false,
+    gamma: 1e20,
+    eps: 1e-5,
+    dy: 1e-22,
+    meanLogits: [-95, 0, 0],
+    varLogits: [0, -100, 30],
+    n: 2,
+    m: 7,
+  },
+];
+
+for (const s of tinyWeightRows) {
+  rangeTests(
+    `SwitchNorm${s.layer}: a plain row of dy 0 under gamma ${
+      s.gamma.toExponential(0)
+    } (eps ${s.eps}, ${
+      s.training ? "training" : "evaluation"
+    }) with a mixing weight below float32's normal range (logits ${s.meanLogits} / ${s.varLogits}) gets LN's mean term in dx`,
+    async (backend) => {
+      const call = tinyWeightRow(s);
+      const { got, want } = await runBoth(call, backend);
+      // Well above the range checks' floor (~9.4e-38): the reference's dx in channel 0.
+      assert.ok(Math.abs(want.dx[0]) > s.dy * 1e-3, `the reference's dx[0] ${want.dx[0]}`);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
