@@ -2170,10 +2170,23 @@ fn long_centre(m: Mixed, p: Partial) -> f32 {
 }
 
 // mu - c of the mix m = (hi, lo) and a centre c (long_centre) as a pair, exact: the first word
-// from hi + lo's float32 sum (c is it or its cut: Sterbenz), the second its rounding error.
+// from hi + lo's float32 sum (c is it or its cut: Sterbenz), the second its rounding error, and
+// mix_rest.
 fn centre_offset(m: Mixed, c: f32) -> vec2<f32> {
   let u = two_sum(m.hi, m.lo);
-  return vec2<f32>(u.x - c, u.y);
+  return vec2<f32>(u.x - c, u.y + mix_rest(m));
+}
+
+// The mean's rest beyond hi + lo that the backward's sums of dy (x - mu) take (S2 is about
+// hi + lo + mix_rest(m)): lo_rest where hi and lo cancel past 2^8, else 0. There lo's ulp may
+// hold all of the mean (a factor-wide evaluation on a running_mean of 1 of weight 1 beside a row
+// of 0 but one x of 1e10, its IN mean of weight 0 as hi: lo = -hi, mu 0 from (hi, lo), dgamma
+// 0 for -1.5e11 under dy 1 at the 0s), or 2^-5 of it (mu -0.3 about an IN mean of 2e5: -0.296875,
+// dgamma 1% off).
+fn mix_rest(m: Mixed) -> f32 {
+  let u = two_sum(m.hi, m.lo);
+  let cancel = exponent_of(u.x) < max(exponent_of(m.hi), exponent_of(m.lo)) - 8;
+  return select(0.0, m.lo_rest, cancel);
 }
 
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
@@ -2191,12 +2204,18 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  // lo_rest with the weights' rest beyond their float32 roundings (wmean_lo), as wide_lo_pair
+  // takes it: read only where hi and lo cancel (mix_rest), where a weight of 1 - 2e-9 that
+  // rounds to 1 left mu 1 for 2.29 (about an IN mean 2^27 above it).
+  let rest = weighted_mean(0u, P.wmean_lo.x * p.mean) + weighted_mean(1u, P.wmean_lo.y * ((ln.hi - p.shift) + ln.lo)) +
+    select(0.0, weighted_mean(2u, P.wmean_lo.z * ((bn.hi - p.shift) + bn.lo)), use_bn);
+  let lo_rest = select(m.lo_rest, with_bn.lo_rest, use_bn);
   return Mixed(
     select(m.hi, with_bn.hi, use_bn),
     select(m.lo, with_bn.lo, use_bn),
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
-    select(m.lo_rest, with_bn.lo_rest, use_bn),
+    select(lo_rest, lo_rest + rest, class_bits(rest) == 0u),
   );
 }
 
@@ -5210,7 +5229,7 @@ fn reduce_wide(seg: u32) {
     let long = P.chunks > 1u && far_exp(plain.lo) == 0;
     let mu = two_sum(plain.hi, plain.lo);
     hi = select(mu.x, long_centre(plain, p), long);
-    lo = select(mu.y, 0.0, long);
+    lo = select(mu.y + mix_rest(plain), 0.0, long);
     keep = !mixed_bad(plain);
   }
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
@@ -5545,7 +5564,7 @@ fn row_grad(r: u32) -> DotSum {
 // c_v = m.variance (variances): the reference's float64 mix (the weights' mantissas as pairs,
 // P.wmean_lo, times their exponent factors), s = 1 / sqrt(var + eps), gm = -gamma s S1 and
 // gv = -0.5 gamma s^3 S2' with S2' = sum dy (x - mu) about the reference's mean (s2 is about the
-// float32 mix's, c + m.lo), all in pairs, then
+// float32 mix's, c + m.lo + mix_rest(m)), all in pairs, then
 // a'_k = gm (mu_k - c), b'_k = gv (var_k - c_v). float32 gm, gv and products were ~6e-8 of the
 // terms off, which dy with a mean makes ~M times the means' spread while the logit gradient is
 // their small difference (y.sum() at [2, 4, 256, 256] with channel means 0, 0, 0, 100:
@@ -5580,7 +5599,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let s = pair_rsqrt(v);
   let gs = pair_mul(s, vec2<f32>(gamma, 0.0));
   let gm = -pair_mul(gs, s1);
-  let s2_ref = pair_sub_product(s2, pair_add(mu_c, -m.lo), s1);
+  let s2_ref = pair_sub_product(s2, pair_add(pair_add(mu_c, -m.lo), -mix_rest(m)), s1);
   // gamma s^3 S2' from S2' outward, as the plain rows order it: gamma s^3 alone passed float32's
   // range beside an S2' that brings the product back (s ~1e13 under eps 1e-30, S2' ~1e-30:
   // var_weight's gradient NaN for 0, attack helper-88; tests/anchored_mean_test.ts).

@@ -440,10 +440,23 @@ fn long_centre(m: Mixed, p: Partial) -> f32 {
 }
 
 // mu - c of the mix m = (hi, lo) and a centre c (long_centre) as a pair, exact: the first word
-// from hi + lo's float32 sum (c is it or its cut: Sterbenz), the second its rounding error.
+// from hi + lo's float32 sum (c is it or its cut: Sterbenz), the second its rounding error, and
+// mix_rest.
 fn centre_offset(m: Mixed, c: f32) -> vec2<f32> {
   let u = two_sum(m.hi, m.lo);
-  return vec2<f32>(u.x - c, u.y);
+  return vec2<f32>(u.x - c, u.y + mix_rest(m));
+}
+
+// The mean's rest beyond hi + lo that the backward's sums of dy (x - mu) take (S2 is about
+// hi + lo + mix_rest(m)): lo_rest where hi and lo cancel past 2^8, else 0. There lo's ulp may
+// hold all of the mean (a factor-wide evaluation on a running_mean of 1 of weight 1 beside a row
+// of 0 but one x of 1e10, its IN mean of weight 0 as hi: lo = -hi, mu 0 from (hi, lo), dgamma
+// 0 for -1.5e11 under dy 1 at the 0s), or 2^-5 of it (mu -0.3 about an IN mean of 2e5: -0.296875,
+// dgamma 1% off).
+fn mix_rest(m: Mixed) -> f32 {
+  let u = two_sum(m.hi, m.lo);
+  let cancel = exponent_of(u.x) < max(exponent_of(m.hi), exponent_of(m.lo)) - 8;
+  return select(0.0, m.lo_rest, cancel);
 }
 
 // mu_k - mu for a term (hi_k, lo_k) of the mix m: exact in hi, so offsets cancel.
@@ -461,12 +474,18 @@ fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   let use_bn = (P.flags & P_USING_BN) != 0u;
   let with_bn = mix_add(m, 2u, bn.hi, bn.lo, bn.variance, bn.flags);
+  // lo_rest with the weights' rest beyond their float32 roundings (wmean_lo), as wide_lo_pair
+  // takes it: read only where hi and lo cancel (mix_rest), where a weight of 1 - 2e-9 that
+  // rounds to 1 left mu 1 for 2.29 (about an IN mean 2^27 above it).
+  let rest = weighted_mean(0u, P.wmean_lo.x * p.mean) + weighted_mean(1u, P.wmean_lo.y * ((ln.hi - p.shift) + ln.lo)) +
+    select(0.0, weighted_mean(2u, P.wmean_lo.z * ((bn.hi - p.shift) + bn.lo)), use_bn);
+  let lo_rest = select(m.lo_rest, with_bn.lo_rest, use_bn);
   return Mixed(
     select(m.hi, with_bn.hi, use_bn),
     select(m.lo, with_bn.lo, use_bn),
     select(m.variance, with_bn.variance, use_bn),
     select(m.flags, with_bn.flags, use_bn),
-    select(m.lo_rest, with_bn.lo_rest, use_bn),
+    select(lo_rest, lo_rest + rest, class_bits(rest) == 0u),
   );
 }
 

@@ -215,7 +215,7 @@ fn row_grad(r: u32) -> DotSum {
 // c_v = m.variance (variances): the reference's float64 mix (the weights' mantissas as pairs,
 // P.wmean_lo, times their exponent factors), s = 1 / sqrt(var + eps), gm = -gamma s S1 and
 // gv = -0.5 gamma s^3 S2' with S2' = sum dy (x - mu) about the reference's mean (s2 is about the
-// float32 mix's, c + m.lo), all in pairs, then
+// float32 mix's, c + m.lo + mix_rest(m)), all in pairs, then
 // a'_k = gm (mu_k - c), b'_k = gv (var_k - c_v). float32 gm, gv and products were ~6e-8 of the
 // terms off, which dy with a mean makes ~M times the means' spread while the logit gradient is
 // their small difference (y.sum() at [2, 4, 256, 256] with channel means 0, 0, 0, 100:
@@ -250,7 +250,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   let s = pair_rsqrt(v);
   let gs = pair_mul(s, vec2<f32>(gamma, 0.0));
   let gm = -pair_mul(gs, s1);
-  let s2_ref = pair_sub_product(s2, pair_add(mu_c, -m.lo), s1);
+  let s2_ref = pair_sub_product(s2, pair_add(pair_add(mu_c, -m.lo), -mix_rest(m)), s1);
   // gamma s^3 S2' from S2' outward, as the plain rows order it: gamma s^3 alone passed float32's
   // range beside an S2' that brings the product back (s ~1e13 under eps 1e-30, S2' ~1e-30:
   // var_weight's gradient NaN for 0, attack helper-88; tests/anchored_mean_test.ts).

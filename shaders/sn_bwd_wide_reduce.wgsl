@@ -118,7 +118,7 @@ fn reduce_wide(seg: u32) {
     let long = P.chunks > 1u && far_exp(plain.lo) == 0;
     let mu = two_sum(plain.hi, plain.lo);
     hi = select(mu.x, long_centre(plain, p), long);
-    lo = select(mu.y, 0.0, long);
+    lo = select(mu.y + mix_rest(plain), 0.0, long);
     keep = !mixed_bad(plain);
   }
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a

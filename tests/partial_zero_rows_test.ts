@@ -323,6 +323,7 @@ function factorWideZeros(
   meanWeight: number[],
   gamma: number,
   eps: number,
+  dy = new Float32Array(c * m),
 ): LayerCall {
   const x = new Float32Array(c * m);
   x[5] = v;
@@ -342,7 +343,7 @@ function factorWideZeros(
     partial: true,
     training: false,
     x,
-    dy: new Float32Array(c * m),
+    dy,
     scales: true,
   };
 }
@@ -364,6 +365,39 @@ rangeTests(
       const what = `m ${m}, c ${c}, x ${v}, mean_weight ${mw}`;
       // y of the row's 0s: -gamma mu / std, mu ~1 (2.3 with IN's share), std 1e-10 (3e-3 for eps 1e-5).
       assert.ok(Math.abs(want.y[0]) > 1e27, what);
+      assertRangeChecks(call, got, want, what);
+    }
+  },
+);
+
+/**
+ * The backward of the factor-wide rows above, dy 1 but 0 at the large x: dgamma = S2 / std,
+ * S2 = -mu sum dy over the 0s. The mixed pair (hi, lo) about the row's IN mean (centre_offset)
+ * cancelled to 0 and its low word lo_rest (the mean itself, and the weights' rest beyond
+ * float32, wmean_lo) was not read: dgamma 0 where the reference has -1.5e11 (-3.4e11 with IN's
+ * share). Rows of 100 and 5000 (an IN mean 1e7 to 2e6 from mu, hi and lo cancelling by 2^20 and
+ * less) lost the weights' rest: mu 1 for 1.02, dgamma 2% off.
+ */
+rangeTests(
+  "SwitchNorm2d: dgamma of a factor-wide row of 0 but one large x keeps a mixed mean far below its IN mean",
+  async (backend) => {
+    for (
+      const [m, c, v, mw, gamma, eps] of [
+        [16, 1, 1e10, [-1e30, -1e30, 0], -3e20, 1e-30],
+        [8, 2, 1e9, [-1e30, -1e30, 0], -3e20, 0],
+        [16, 1, -1e12, [-1e30, -1e30, 0], 1e25, 1e-5],
+        [16, 1, 1e10, [-20, -1e30, 0], -3e20, 1e-30],
+        [100, 2, 1e10, [-1e30, -25, 0], -3e20, 1e-30],
+        [100, 1, 1e9, [-20, -1e30, 0], -3e20, 1e-30],
+        [5000, 1, 1e10, [-20, -1e30, 0], -3e20, 1e-30],
+      ] as [number, number, number, number[], number, number][]
+    ) {
+      const dy = Float32Array.from({ length: c * m }, (_, i) => (i % m === 5 ? 0 : 1));
+      const call = factorWideZeros(m, c, v, mw, gamma, eps, dy);
+      const { got, want } = await runBoth(call, backend);
+      const what = `m ${m}, c ${c}, x ${v}, mean_weight ${mw}`;
+      // dgamma of channel 0: -mu (m - 1) / std, mu ~1 (2.3 with IN's share), std 1e-10.
+      assert.ok(Math.abs(want.grads.weight[0]) > 1e3, what);
       assertRangeChecks(call, got, want, what);
     }
   },
