@@ -16,7 +16,8 @@
  *
  * @module
  */
-import { assertRangeChecks, type CallResult, type LayerCall, runBoth } from "../_range_compare.ts";
+import type { CallResult, LayerCall } from "../_range_compare.ts";
+import { runSweep } from "./_sweep.ts";
 import { assertCloseToScale } from "../_close.ts";
 import { RUNNING, SUBNORMAL } from "../_tolerances.ts";
 import { runningMeanScale } from "../_term_scales.ts";
@@ -150,26 +151,8 @@ export function assertRunning(
 }
 
 if (import.meta.main) {
-  const [a, b, be] = [+Deno.args[0], +Deno.args[1], (Deno.args[2] ?? "webgpu") as "webgpu"];
-  let fails = 0;
-  for (let seed = a; seed <= b; seed++) {
-    const call = make(seed);
-    const { got, want } = await runBoth(call, be);
-    try {
-      assertRangeChecks(call, got, want);
-      assertRunning(call, got, want);
-    } catch (e) {
-      fails++;
-      console.log(
-        "FAIL",
-        seed,
-        call.layer,
-        `[${call.shape}]`,
-        call.training ? "train" : "eval",
-        String(e).replaceAll("\n", " | ").slice(0, 300),
-      );
-    }
-  }
-  console.log("DONE", a, b, be, "failures", fails);
-  Deno.exit(0);
+  await runSweep(
+    make,
+    (call, got, want) => assertRunning(call as LayerCall & { momentum: number }, got, want),
+  );
 }

@@ -15,7 +15,8 @@
  *
  * @module
  */
-import { assertRangeChecks, type LayerCall, runBoth } from "../_range_compare.ts";
+import type { LayerCall } from "../_range_compare.ts";
+import { runSweep } from "./_sweep.ts";
 import { seededRandom } from "../../examples/_data.ts";
 
 /** The sweep's call of `seed`. */
@@ -95,19 +96,6 @@ export function make1d(seed: number): LayerCall {
 }
 
 if (import.meta.main) {
-  const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];
   const layout1d = Deno.args[3] === "1d";
-  let fails = 0;
-  for (let seed = a; seed <= b; seed++) {
-    const call = layout1d ? make1d(seed) : make(seed);
-    const { want, got } = await runBoth(call, be as "webgpu");
-    try {
-      assertRangeChecks(call, got, want);
-    } catch (e) {
-      fails++;
-      console.log("FAIL", seed, call.training ? "train" : "eval", String(e).slice(0, 300));
-    }
-  }
-  console.log("fails", fails, "of", b - a + 1, be);
-  Deno.exit(0);
+  await runSweep((seed) => layout1d ? make1d(seed) : make(seed));
 }

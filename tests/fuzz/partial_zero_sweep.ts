@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { assertRangeChecks, type LayerCall, runBoth } from "../_range_compare.ts";
+import type { LayerCall } from "../_range_compare.ts";
+import { runSweep } from "./_sweep.ts";
 import { seededRandom } from "../../examples/_data.ts";
 
 /** The sweep's call of `seed`: odd seeds stress item 1 (partial rows), even ones item 2 (dy). */
@@ -105,25 +106,4 @@ export function make(seed: number): LayerCall {
   };
 }
 
-if (import.meta.main) {
-  const [a, b, be] = [+Deno.args[0], +Deno.args[1], (Deno.args[2] ?? "webgpu") as "webgpu"];
-  let fails = 0;
-  for (let s = a; s <= b; s++) {
-    const call = make(s);
-    try {
-      const { got, want } = await runBoth(call, be);
-      assertRangeChecks(call, got, want);
-    } catch (e) {
-      fails++;
-      console.log(
-        "FAIL",
-        s,
-        `[${call.shape}]`,
-        call.training ? "train" : "eval",
-        String(e).replaceAll("\n", " | ").slice(0, 300),
-      );
-    }
-  }
-  console.log("DONE", a, b, be, "failures", fails);
-  Deno.exit(0);
-}
+if (import.meta.main) await runSweep(make);

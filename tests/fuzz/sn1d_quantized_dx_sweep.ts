@@ -10,7 +10,8 @@
  *
  * @module
  */
-import { assertRangeChecks, type LayerCall, runBoth } from "../_range_compare.ts";
+import type { LayerCall } from "../_range_compare.ts";
+import { runSweep } from "./_sweep.ts";
 import { seededRandom } from "../../examples/_data.ts";
 
 /** The call of one seed. */
@@ -73,21 +74,4 @@ export function makeCase(seed: number): LayerCall {
     scales: true,
   };
 }
-if (import.meta.main) {
-  const [a, z] = [Number(Deno.args[0]), Number(Deno.args[1])];
-  const backend = (Deno.args[2] ?? "webgpu") as "webgpu" | "wasm";
-  let fails = 0;
-  for (let s = a; s <= z; s++) {
-    const call = makeCase(s);
-    try {
-      const { got, want } = await runBoth(call, backend);
-      assertRangeChecks(call, got, want);
-    } catch (e) {
-      fails++;
-      console.log(
-        `FAIL ${s} ${JSON.stringify(call.shape)} tr=${call.training} ${String(e).slice(0, 260)}`,
-      );
-    }
-  }
-  console.log(`failures ${fails} of ${z - a + 1}`);
-}
+if (import.meta.main) await runSweep(makeCase);
