@@ -1051,6 +1051,32 @@ fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
   return FineLow(low_part(0u, d0, x0 - pe) + low_part(1u, d1, x1 - pe) + low_part(2u, d2, x2 - pe), pe);
 }
 
+// x - mu about the mix's heaviest term from fine_low's parts, shared by sn_wide_normalize (its
+// \`low\` rows) and the eps-0 passes (zero_std.wgsl), so that both take the same rows: \`low\` where
+// fine_low's parts lie 2^30 or more below fine_mean's unit (a heaviest weight of 1 - e^-40, 1 in
+// float32, put x - mu 2^-58 below the unit, lost in wide_map's words: y -1e38 for 1.2e37; one of
+// e^-87 took x - mu 0 and flushed_tail's sign in the eps-0 pass, -Infinity for +Infinity, attack
+// fuzzer seed 11178, tests/overflow_sign_test.ts).
+struct FineCentred {
+  fm: FineMean,
+  fl: FineLow,
+  low: bool,
+}
+
+fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
+  let fm = fine_mean(t0, t1, t2, w.e, fine_words(w));
+  let fl = fine_low(t0, t1, t2);
+  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
+}
+
+// x - mu of xv for a \`low\` row: x - a in fine_mean's unit, brought to 2^fl.pe less the parts where
+// it fits there (x near a), else less the parts brought to 2^fm.e.
+fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
+  let da = scale2(xv, -f.fm.e) - f.fm.hi;
+  let near = bits_exponent(da) + f.fm.e - f.fl.pe < 100;
+  return select(da - scale2(f.fl.parts, f.fl.pe - f.fm.e), scale2(da, f.fm.e - f.fl.pe) - f.fl.parts, near);
+}
+
 // A unit 2^u above |t.hi|, |t.lo| and |anchor.hi| (u near -1000 where all are 0).
 fn diff_unit(t: Term, anchor: Term) -> i32 {
   let ut = unit_of(t.flags);
@@ -2806,34 +2832,10 @@ fn zero_std_term(d: f32, g: f32) -> u32 {
   return select(select(F_POS_INF, F_NEG_INF, (sign_bit(d) ^ sign_bit(g)) != 0u), F_NAN, nan);
 }
 
-// x - mu about the mix's heaviest term where sn_wide_normalize takes it so from fine_low's parts
-// (its \`low\` rows, fine_mean's unit not ok): \`low\` as that pass forms it, and its df. Where the
-// heaviest weight rounds to 1 in float32 (1 - e^-87), wide_map's words about term 0 and
-// flushed_tail miss what that rounding lost: an evaluation on a running_mean of 1e30 beside an IN
-// mean of 2e26 of weight e^-87, x = 1e30, took x - mu 0 and the tail's sign, -Infinity for
-// +Infinity (attack fuzzer seed 11178, tests/overflow_sign_test.ts).
-struct FineCentred {
-  fm: FineMean,
-  fl: FineLow,
-  low: bool,
-}
-
-fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
-  let fm = fine_mean(t0, t1, t2, w.e, fine_words(w));
-  let fl = fine_low(t0, t1, t2);
-  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
-}
-
-// Whether sn_wide_normalize took x - mu of xv from fine_low's parts (fine_centred_d).
+// Whether sn_wide_normalize took x - mu of xv from fine_low's parts (fine_centred_d, common.wgsl;
+// attack fuzzer seed 11178, tests/overflow_sign_test.ts).
 fn fine_low_takes(f: FineCentred, xv: f32) -> bool {
   return !f.fm.ok & f.low & (bits_exponent(xv) < f.fm.e + FINE_X);
-}
-
-// sn_wide_normalize's df of a \`low\` row: x - a in fine_mean's unit less the parts (fine_low).
-fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
-  let da = scale2(xv, -f.fm.e) - f.fm.hi;
-  let near = bits_exponent(da) + f.fm.e - f.fl.pe < 100;
-  return select(da - scale2(f.fl.parts, f.fl.pe - f.fm.e), scale2(da, f.fm.e - f.fl.pe) - f.fl.parts, near);
 }
 
 // Whether the eps-0 passes take x - mu of xv from fine_centred_d: where sn_wide_normalize did
@@ -4860,7 +4862,8 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
   // x alone in the mix's unit above.
-  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e, fine_words(w));
+  let fc = fine_centred(t0, group_term(ln), group_term(bn), w);
+  let fm = fc.fm;
   let es = bits_exponent(w.scale);
   let sm = scale2(w.scale, -es);
   let kf = w.g + es + fm.e - w.e - 2;
@@ -4868,8 +4871,8 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
   // parts brought to 2^fm.e. Parts 2^30 or more below it: a heaviest weight of 1 - e^-40 (1 in
   // float32) put x - mu 2^-58 below the unit, lost in the words hi', lo' (y -1e38 for 1.2e37).
-  let fl = fine_low(t0, group_term(ln), group_term(bn));
-  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900);
+  let fl = fc.fl;
+  let low = fc.low;
   let kl = w.g + es + fl.pe - w.e - 2;
   // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
   // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
@@ -4892,7 +4895,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
     let d = select(d1, xs, fm.ok);
     let da = scale2(xv, -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
-    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let dl = fine_centred_d(fc, xv);
     let df = select(da - fm.lo, dl, low);
     let ex = bits_exponent(xv);
     let alone = (mu_zero | (fm.ok & !fine)) & (ex < w.e - 100);

@@ -1042,6 +1042,32 @@ fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
   return FineLow(low_part(0u, d0, x0 - pe) + low_part(1u, d1, x1 - pe) + low_part(2u, d2, x2 - pe), pe);
 }
 
+// x - mu about the mix's heaviest term from fine_low's parts, shared by sn_wide_normalize (its
+// `low` rows) and the eps-0 passes (zero_std.wgsl), so that both take the same rows: `low` where
+// fine_low's parts lie 2^30 or more below fine_mean's unit (a heaviest weight of 1 - e^-40, 1 in
+// float32, put x - mu 2^-58 below the unit, lost in wide_map's words: y -1e38 for 1.2e37; one of
+// e^-87 took x - mu 0 and flushed_tail's sign in the eps-0 pass, -Infinity for +Infinity, attack
+// fuzzer seed 11178, tests/overflow_sign_test.ts).
+struct FineCentred {
+  fm: FineMean,
+  fl: FineLow,
+  low: bool,
+}
+
+fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
+  let fm = fine_mean(t0, t1, t2, w.e, fine_words(w));
+  let fl = fine_low(t0, t1, t2);
+  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
+}
+
+// x - mu of xv for a `low` row: x - a in fine_mean's unit, brought to 2^fl.pe less the parts where
+// it fits there (x near a), else less the parts brought to 2^fm.e.
+fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
+  let da = scale2(xv, -f.fm.e) - f.fm.hi;
+  let near = bits_exponent(da) + f.fm.e - f.fl.pe < 100;
+  return select(da - scale2(f.fl.parts, f.fl.pe - f.fm.e), scale2(da, f.fm.e - f.fl.pe) - f.fl.parts, near);
+}
+
 // A unit 2^u above |t.hi|, |t.lo| and |anchor.hi| (u near -1000 where all are 0).
 fn diff_unit(t: Term, anchor: Term) -> i32 {
   let ut = unit_of(t.flags);

@@ -84,7 +84,8 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
   // x alone in the mix's unit above.
-  let fm = fine_mean(t0, group_term(ln), group_term(bn), w.e, fine_words(w));
+  let fc = fine_centred(t0, group_term(ln), group_term(bn), w);
+  let fm = fc.fm;
   let es = bits_exponent(w.scale);
   let sm = scale2(w.scale, -es);
   let kf = w.g + es + fm.e - w.e - 2;
@@ -92,8 +93,8 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // 2^fm.e, brought to 2^fl.pe less the parts where it fits there (x near a), else less the
   // parts brought to 2^fm.e. Parts 2^30 or more below it: a heaviest weight of 1 - e^-40 (1 in
   // float32) put x - mu 2^-58 below the unit, lost in the words hi', lo' (y -1e38 for 1.2e37).
-  let fl = fine_low(t0, group_term(ln), group_term(bn));
-  let low = fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900);
+  let fl = fc.fl;
+  let low = fc.low;
   let kl = w.g + es + fl.pe - w.e - 2;
   // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
   // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
@@ -116,7 +117,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
     let d = select(d1, xs, fm.ok);
     let da = scale2(xv, -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
-    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let dl = fine_centred_d(fc, xv);
     let df = select(da - fm.lo, dl, low);
     let ex = bits_exponent(xv);
     let alone = (mu_zero | (fm.ok & !fine)) & (ex < w.e - 100);

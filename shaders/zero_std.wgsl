@@ -94,34 +94,10 @@ fn zero_std_term(d: f32, g: f32) -> u32 {
   return select(select(F_POS_INF, F_NEG_INF, (sign_bit(d) ^ sign_bit(g)) != 0u), F_NAN, nan);
 }
 
-// x - mu about the mix's heaviest term where sn_wide_normalize takes it so from fine_low's parts
-// (its `low` rows, fine_mean's unit not ok): `low` as that pass forms it, and its df. Where the
-// heaviest weight rounds to 1 in float32 (1 - e^-87), wide_map's words about term 0 and
-// flushed_tail miss what that rounding lost: an evaluation on a running_mean of 1e30 beside an IN
-// mean of 2e26 of weight e^-87, x = 1e30, took x - mu 0 and the tail's sign, -Infinity for
-// +Infinity (attack fuzzer seed 11178, tests/overflow_sign_test.ts).
-struct FineCentred {
-  fm: FineMean,
-  fl: FineLow,
-  low: bool,
-}
-
-fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
-  let fm = fine_mean(t0, t1, t2, w.e, fine_words(w));
-  let fl = fine_low(t0, t1, t2);
-  return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
-}
-
-// Whether sn_wide_normalize took x - mu of xv from fine_low's parts (fine_centred_d).
+// Whether sn_wide_normalize took x - mu of xv from fine_low's parts (fine_centred_d, common.wgsl;
+// attack fuzzer seed 11178, tests/overflow_sign_test.ts).
 fn fine_low_takes(f: FineCentred, xv: f32) -> bool {
   return !f.fm.ok & f.low & (bits_exponent(xv) < f.fm.e + FINE_X);
-}
-
-// sn_wide_normalize's df of a `low` row: x - a in fine_mean's unit less the parts (fine_low).
-fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
-  let da = scale2(xv, -f.fm.e) - f.fm.hi;
-  let near = bits_exponent(da) + f.fm.e - f.fl.pe < 100;
-  return select(da - scale2(f.fl.parts, f.fl.pe - f.fm.e), scale2(da, f.fm.e - f.fl.pe) - f.fl.parts, near);
 }
 
 // Whether the eps-0 passes take x - mu of xv from fine_centred_d: where sn_wide_normalize did
