@@ -97,6 +97,7 @@ fn reduce_wide(seg: u32) {
   var keep: bool;
   var fm = FineMean(0.0, 0.0, 0, false, false);
   var mu2 = vec2<f32>(0.0);
+  var mu3 = vec2<f32>(0.0);
   var cancel = false;
   if (scaled) {
     let t0 = nd_terms_in(p);
@@ -107,9 +108,18 @@ fn reduce_wide(seg: u32) {
     lo = w.lo;
     keep = !w.bad;
     fm = fine_mean(t0, group_term(ln), t2, e, fine_words(w));
-    // hi (term 0's mean, whatever its weight) and lo cancel more than 2^24 to mu: see `cut`.
+    // hi (term 0's mean, whatever its weight) and lo cancel more than 2^8 to mu: see `cut`.
+    // (Not 2^24: lo rounded to a multiple of hi's ulp that is not 0 cancels by 23 bits.)
     mu2 = two_sum(hi, lo);
-    cancel = exponent_of(mu2.x) < max(exponent_of(hi), exponent_of(lo)) - 24;
+    cancel = exponent_of(mu2.x) < max(exponent_of(hi), exponent_of(lo)) - 8;
+    // There mu's pair from lo's exact parts (wide_lo_pair), as sn_wide_normalize takes it: lo
+    // alone rounds to hi's ulp, which may hold most of mu (see `cut`).
+    if (cancel) {
+      let mp = wide_lo_pair(t0, group_term(ln), t2, w);
+      let mq = two_sum(hi, mp.x);
+      mu3 = two_sum(mq.x, mq.y + mp.y);
+      mu3 = select(mu2, mu3, (class_bits(mu3.x) | class_bits(mu3.y)) == 0u);
+    }
   } else {
     // About c = long_centre in rows longer than one segment, as sn_bwd_reduce takes them (not
     // for a mean far from the data: x - mu is then taken in units of 2^f, below).
@@ -137,22 +147,23 @@ fn reduce_wide(seg: u32) {
   // take x - mu (a mean of 0; or f != 0: |lo| passes 2^60, far_exp): (x 2^-e - hi) - lo rounded
   // x - mu to hi's ulp, and 2^-f flushed the rest: dy 4.4e-31 times x - mu of -0.98 over a std
   // of 1e5 was 0 of dgamma's -4.4e-36 (seed 2602's evaluation with its subnormal dy at 0, 46x
-  // its tolerance). x - mu is then taken from mu's float32 pair (two_sum), as the unscaled rows
+  // its tolerance). x - mu is then taken from mu's float32 pair (mu3), as the unscaled rows
   // take it, in units of 2^f from the products' bounds (x's exponent field, dy's): the largest
   // near 2^100 at most, x 2^-(e + f) and mu 2^-f within float32.
   let cut = cancel & keep & !(fm.ok & (f == 0)) & (class_bits(mx) == 0u);
   if (cut) {
     let lost = (mu2.x == 0.0) & (hi != 0.0);
-    hi = mu2.x;
-    lo = mu2.y;
+    hi = mu3.x;
+    lo = mu3.y;
     // mu from the fine mean where hi + lo cancelled to 0 from hi != 0 and the fine mean is not
     // 0 in the unit 2^e: hi + lo lost mu itself there, the heavier term's weighted difference to
     // hi rounded at hi's ulp (an evaluation on a running_mean of 1 of weight 1 beside a row of 0
     // but one x of 1e20, its IN mean of weight 0 in the unit 2^-58: lo = -hi, mu 0, dgamma 0 for
     // -1 under dy 1 at an x of 0, partial_zero_sweep seed 968). Not where hi + lo is not 0: the
     // pair is the finer where lo is exact (the fine mean there made attack fuzzer seed 2847's
-    // dgamma 83x its tolerance; a mean rounded to hi's ulp, a running_mean of 3e11 there, stays
-    // off).
+    // dgamma 83x its tolerance). A mean rounded to a multiple of hi's ulp that is not 0 (a
+    // running_mean of 3e11 there: mu 2^39, dgamma -5.5e11 for -3e11) takes mu3, the pair from
+    // lo's exact parts.
     if (fm.finite & (fm.e > -900) & lost) {
       let mf = two_sum(scale2(fm.hi, fm.e - e), scale2(fm.lo, fm.e - e));
       if (exponent_of(mf.x) > -1000) {

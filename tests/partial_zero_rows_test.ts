@@ -112,7 +112,7 @@ rangeTests(
  * an x of 0: dgamma = s dy (0 - 1) = -1. In the wide reduce's unit (2^-58) the IN mean ~2^124
  * and the BN term's difference to it cancelled to 0.
  */
-function outlierRow(big: number): LayerCall {
+function outlierRow(big: number, runningMean = 1): LayerCall {
   const x = new Float32Array(16);
   x[5] = big;
   const dy = new Float32Array(16);
@@ -126,7 +126,7 @@ function outlierRow(big: number): LayerCall {
       bias: new Float32Array(1),
       mean_weight: Float32Array.of(-1e30, -1e30, 0),
       var_weight: Float32Array.of(-1e30, -1e30, 0),
-      running_mean: Float32Array.of(1),
+      running_mean: Float32Array.of(runningMean),
       running_var: Float32Array.of(1),
     },
     partial: true,
@@ -148,6 +148,37 @@ for (const big of [1e20, 1e30, -3e38]) {
     },
   );
 }
+
+/**
+ * `outlierRow` on a running_mean of 3e11 and its neighbours (1e10 to 5e13, either sign) beside
+ * an x of 1e18 or 1e20: the BN term's difference to the anchor hi (the IN mean, ~2^120 in the
+ * unit 2^-58 for 1e20) rounded at hi's ulp (2^39 in units of 1) to a multiple of it, not to 0:
+ * hi + lo cancelled by 23 bits, short of the cancelled-mean path's 24, and held mu at that ulp
+ * (dgamma -5.5e11 for -3e11 at 1e20, -8.6e9 for -1e10 at 1e18). The forward's y of the same
+ * calls (sn_wide_normalize: lo's exact parts) was right.
+ */
+for (const big of [1e18, 1e20]) {
+  rangeTests(
+    `SwitchNorm2d: dgamma of a row of 0 but one x of ${big.toExponential()} on running_means rounded to the anchor's ulp`,
+    async (backend) => {
+      for (const rm of [3e11, 1e10, 1e12, 5e13, -3e11]) {
+        const call = outlierRow(big, rm);
+        const { got, want } = await runBoth(call, backend);
+        // dgamma = s dy (0 - mu), s ~1 (running_var 1, eps 1e-5).
+        assert.ok(Math.abs(want.grads.weight[0] / -rm - 1) < 1e-4, `running_mean ${rm}`);
+        assertRangeChecks(call, got, want, `running_mean ${rm}`);
+      }
+    },
+  );
+}
+
+rangeTests("partial zero sweep seed 968 on a running_mean of 3e11", async (backend) => {
+  const seed = sweepMake(968);
+  const c = seed.state!.running_mean.length;
+  const call = { ...seed, state: { ...seed.state, running_mean: new Float32Array(c).fill(3e11) } };
+  const { got, want } = await runBoth(call, backend);
+  assertRangeChecks(call, got, want);
+});
 
 /**
  * [1, 1, 1, 8], an evaluation of a row of 0 whose mean is a running_mean of 1e-30 (mean weight
