@@ -10,7 +10,17 @@
  * in its order before the small pair is added).
  */
 import assert from "node:assert/strict";
-import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import {
+  affineSizes,
+  assertOutputsClose,
+  assertRangeChecks,
+  type LayerCall,
+  rangeTest,
+  rangeTests,
+  runBoth,
+} from "./_range_compare.ts";
+import { Y_SCALED } from "./_tolerances.ts";
+import { make as sweepMake } from "./fuzz/bn_mean_below_std_sweep.ts";
 import { seededRandom } from "../examples/_data.ts";
 
 interface Case {
@@ -150,5 +160,46 @@ rangeTests(
         }
       }
     }
+  },
+);
+
+/*
+ * Below: means 2^-56 to 2^-200 of their std (the sweep's pairs and a pair of small
+ * elements, sums the reference forms exactly), past what an f64 sum resolves. WASM's f64 sums, in
+ * their own lane order, left ~2^-53 of the data there, which was all of the mean: the logit
+ * gradients 2.3x off or 0, an LN mean 1e14 off for 7.5 (y of a narrow row in its sample -6.6e-30
+ * for -18.9), SwitchNorm1d's y at the mean 318x its tolerance; it now forms such means from
+ * exact sums (wasm/src/exact.rs). WASM only: WebGPU's float32 pairs leave them (NUMERICS.md).
+ *
+ * SwitchNorm2d, pairs within each row (the IN means cancel): seeds 21 ([4, 3, 1, 33], logit
+ * gradients 2.3x), 39 (0 for -1.5e-34), 872 (a narrow row's y), 604 (an evaluation, rows of
+ * 300), 1147 (training, rows of 300). SwitchNorm1d, pairs down a column (its BN mean cancels): 1170
+ * (y at the mean 318x), 237 (logit gradients 1.3x), 832 ([33, 2]: y 86x).
+ */
+for (const seed of [21, 39, 872, 604, 1147, 1170, 237, 832]) {
+  rangeTest(
+    "wasm",
+    `a mean 2^-56 of its std or less gives y and the gradients as the reference (bn_mean_below_std_sweep seed ${seed})`,
+    async () => {
+      const call = sweepMake(seed);
+      const { got, want } = await runBoth(call, "wasm");
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
+
+// A forward alone (no backward follows, so rows near 0 are not summed again up front): seed 604's
+// evaluation, whose narrow rows take an LN mean over a row that cancels, summed again as a wide
+// group's member (y -1.29e15 for -6.47e14 before).
+rangeTest(
+  "wasm",
+  "a forward alone whose LN group holds a row that cancels gives y as the reference (seed 604)",
+  async () => {
+    const call = { ...sweepMake(604), dy: undefined };
+    const { got, want } = await runBoth(call, "wasm");
+    const rows = call.shape.slice(2).reduce((a, b) => a * b, 1);
+    assertOutputsClose(got, want, {
+      y: { tol: Y_SCALED, rows, termScale: affineSizes(call, want.y) },
+    });
   },
 );

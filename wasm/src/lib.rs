@@ -16,6 +16,7 @@
 
 #![no_std]
 
+mod exact;
 mod layout;
 mod moments;
 mod nd;

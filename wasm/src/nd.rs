@@ -9,7 +9,7 @@ use crate::layout::{
 };
 use crate::moments::{RowPlan, TINY_Q};
 use crate::nd_grad_means::{MEAN_ERR, VAR_ERR};
-use crate::simd;
+use crate::{exact, simd};
 use core::arch::wasm32::*;
 
 /// Statistics pass of y = SN(x) for layout "nd", per row r = (n, c) of M floats:
@@ -99,6 +99,26 @@ fn near_zero(mu: f64, var: f64, cut: f64) -> bool {
 /// `refine_near_zero` sums again; the same cut as WebGPU's (`refine_mean` in shaders/common.wgsl).
 const NEAR_ZERO2: f64 = 1.0 / (1u64 << 20) as f64;
 
+/// |mean| below this times the std (squared here: 2^-60) marks a mean that cancels past what an f64
+/// sum resolves (~2^-53 of the data, more over long rows): it is formed from the exact sum
+/// (`exact::sum_f32`), as the float64 reference forms it where its in-order sum does not round.
+/// Rows of +-v pairs and a pair of small elements, whose IN mean (and so their channel's BN mean)
+/// lies 2^-56 to 2^-200 of the std from 0, left that mean as the f64 sums' rounding: the logit
+/// gradients, which difference the means, 2.3x off or 0, and an LN mean that took such a row's 1e14
+/// of rounding beside its 7.5 put y of a narrow row in its sample at -6.6e-30 for -18.9
+/// (`tests/bn_mean_below_std_test.ts`). Taken where a row's mean is summed again already
+/// (`refine_near_zero`, `sum_member_again`), and kept by the backward's `refine_dots`;
+/// SwitchNorm1d's columns in `oned`. Ordinary data's means lie this near 0 with a chance of ~2^-30
+/// per row: the gate is a compare on those paths, and the exact sums (scalar) fall on no ordinary
+/// row.
+const CANCELLED2: f64 = 1.0 / (1u64 << 60) as f64;
+
+/// Whether mu lies within 2^-30 of the std (squared: `var`) of 0 (`CANCELLED2`).
+#[inline(always)]
+pub(crate) fn cancelled(mu: f64, var: f64) -> bool {
+    near_zero(mu, var, CANCELLED2)
+}
+
 /// In a forward that a backward may follow (`MODE_REFINE_MEANS`: training, or keepForBackward),
 /// rows whose mean lies within 2^-10 of their std of 0 have it summed again in f64
 /// (`simd::sum_f64`): the sweeps' float32 sums leave a mean ~2^-25 of the std off, and where the
@@ -118,7 +138,10 @@ unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &
     // About 0 rather than about the mean: within 2^-10 of the std of 0, the mean is no better a
     // centre, and the sum saves a subtraction per float.
     let fix = |r: usize, mu: &mut f64| {
-        let mean = simd::sum_f64(x.add(r * m), m) / m as f64;
+        let mut mean = simd::sum_f64(x.add(r * m), m) / m as f64;
+        if cancelled(mean, var_in[r]) {
+            mean = exact::sum_f32(x.add(r * m), m, 1) / m as f64;
+        }
         if mean.is_finite() {
             *mu = mean;
         }
@@ -725,11 +748,20 @@ unsafe fn sum_member_again(
         return false;
     }
     let d = simd::deviation_sum_f64(x.add(r * m), m, mu) / m as f64;
-    if d.is_finite() && d != 0.0 {
-        st.mu_in[r] = mu + d;
-        return true;
+    if !(d.is_finite() && d != 0.0) {
+        return false;
     }
-    false
+    st.mu_in[r] = if cancelled(mu + d, st.var_in[r]) {
+        let exact = exact::sum_f32(x.add(r * m), m, 1) / m as f64;
+        if exact.is_finite() {
+            exact
+        } else {
+            mu + d
+        }
+    } else {
+        mu + d
+    };
+    true
 }
 
 /// |mean| of an LN or BN group below this times its std (squared: 2^-18) marks it for

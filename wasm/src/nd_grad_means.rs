@@ -53,6 +53,7 @@
 //! x - mu_in and its square about the forward's mean) for both dots.
 
 use crate::layout::{bn_pair, Layer, Stats, Sums, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
+use crate::nd::cancelled;
 use core::arch::wasm32::*;
 
 /// Bound on the error of the statistics pass's IN mean, relative to the row's std: 4 float32
@@ -358,8 +359,10 @@ pub unsafe fn refine_dots(
             let r = i * c + j;
             let (row, mean) = (x.add(r * m), *mu_in.add(r));
             let (d, q) = crate::simd::deviation_sums_f64(row, m, mean);
-            let moved = d / m as f64;
-            let var = (q - d * moved) / (m as f64 - 1.0);
+            let var = (q - d * (d / m as f64)) / (m as f64 - 1.0);
+            // A mean that cancelled is the forward's exact one (`nd::cancelled`); d's rounding,
+            // 2^-53 of the row's std, would be all of its correction.
+            let moved = if cancelled(mean, *var_in.add(r)) { 0.0 } else { d / m as f64 };
             let (gm_r, gv_r) =
                 (f64x2_extract_lane::<0>(*gm.add(r)), f64x2_extract_lane::<1>(*gm.add(r)));
             dm_in += gm_r * ((mean - k_dots) + moved);

@@ -6,7 +6,8 @@
 
 use crate::layout::{Layer, Stats, MODE_BN_PARTIALS, MODE_TRAINING, MODE_USING_BN};
 use crate::moments::{self, Moments, RowPlan};
-use crate::simd;
+use crate::nd::cancelled;
+use crate::{exact, simd};
 use core::arch::wasm32::*;
 
 /// A block holds about this many floats (256 KiB): the column sweeps after the row sweep read it
@@ -66,16 +67,18 @@ pub unsafe fn statistics(
     if batch_bn {
         uncentre(mean, centre, c);
     }
-    finish(n, c, mode, layer, st);
+    finish(x, n, c, mode, layer, st);
 }
 
-/// The end of the statistics pass once every block was merged: the BN variance from M2 (or M2
-/// kept, with `MODE_BN_PARTIALS`), or the running buffers in evaluation.
-unsafe fn finish(n: usize, c: usize, mode: u32, layer: &Layer, st: Stats) {
+/// The end of the statistics pass once every block was merged: BN means that cancelled taken
+/// from exact sums (`exact_cancelled_columns`), the BN variance from M2 (or M2 kept, with
+/// `MODE_BN_PARTIALS`), or the running buffers in evaluation.
+unsafe fn finish(x: *const f32, n: usize, c: usize, mode: u32, layer: &Layer, mut st: Stats) {
     let training = mode & MODE_TRAINING != 0;
     let using_bn = mode & MODE_USING_BN != 0;
     let batch_bn = training && using_bn;
     if batch_bn {
+        exact_cancelled_columns(x, n, c, &mut st);
         // With MODE_BN_PARTIALS var_bn keeps M2 for the caller's merge.
         if mode & MODE_BN_PARTIALS == 0 {
             for j in 0..c {
@@ -87,6 +90,27 @@ unsafe fn finish(n: usize, c: usize, mode: u32, layer: &Layer, st: Stats) {
         for j in 0..c {
             st.mu_bn[j] = layer.running_mean[j] as f64;
             st.var_bn[j] = layer.running_var[j] as f64;
+        }
+    }
+}
+
+/// A column's BN mean within 2^-30 of its std of 0 (`nd::cancelled`; var_bn holds M2 here) is
+/// formed again from the exact sum of its elements (`exact::sum_f32`), the float64 reference's
+/// wherever its own in-order sum does not round: the f64 sums (the blocks' about a shift, merged)
+/// leave ~2^-53 of the data, which is all of a mean that cancels further (pairs +-v down a column
+/// and a pair of small elements: y at the mean 318x its tolerance, logit gradients 1.3x the
+/// reference's, `tests/bn_mean_below_std_test.ts`). O(C) tests; no ordinary column's mean lies this
+/// near 0. (The LN means, each row's f64 sums, met no such case.)
+unsafe fn exact_cancelled_columns(x: *const f32, n: usize, c: usize, st: &mut Stats) {
+    if n < 2 {
+        return;
+    }
+    for j in 0..c {
+        if cancelled(st.mu_bn[j], st.var_bn[j] / n as f64) {
+            let mean = exact::sum_f32(x.add(j), n, c) / n as f64;
+            if mean.is_finite() {
+                st.mu_bn[j] = mean;
+            }
         }
     }
 }
@@ -274,7 +298,7 @@ pub unsafe fn tiles_finish(
         }
         uncentre(mean, centre, c);
     }
-    finish(n, c, mode, layer, st);
+    finish(x, n, c, mode, layer, st);
 }
 
 /// Normalize pass of y = SN(x) for layout "1d", from the statistics `statistics` left:
