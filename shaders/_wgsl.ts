@@ -3264,7 +3264,19 @@ fn summarize_wide(seg: u32) {
   // gradient 5.5e-8 for 2.1e-7 with a Welford M2, tests/spike_shift_test.ts).
   if (!wide) {
     if (p.count > 0u) {
-      parts[at] = summed_about(s, e, 0, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+      var q = summed_about(s, e, 0, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+      // A mean that cancels to 2^-40 of the std or less (pairs +-v of 24-bit values of different
+      // exponents, whose x - K rounds in sn_stats and whose pair sums' low word rounds a small
+      // pair after them; x ~2^30: mean_weight's gradient 0.1095 for 0.1093): its pair about 0 as
+      // for wide segments (below). Not at summed_about's 2^-20: means of float32 roundings (rows
+      // of a sinusoid, ~2^-30 of their std) would take a third sweep.
+      let mu = q.shift + q.mean;
+      if (mu * mu * f32(q.count) < CANCELLED_MEAN2 * CANCELLED_MEAN2 * q.m2) {
+        let c = pair_mean(cancelled_sum(s, e, 0), q.count);
+        q.shift = c.x;
+        q.mean = c.y;
+      }
+      parts[at] = q;
     } else {
       parts[at].flags = p.flags & ~F_REMEASURE;
     }
@@ -3291,9 +3303,38 @@ fn summarize_wide(seg: u32) {
   // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
   // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
   let hi = shift + total.mean;
+  // A mean that cancels to 2^-20 of the std or less (pairs +-v and a small pair) lies below
+  // that: hi is Welford's, ~2^-24 of the std off, and lo's float32 rounding of the exact sum
+  // about it kept ~2^-48 of the std (a row of +-1e30 pairs whose mean is 7.2e12, 2^-57 of its
+  // std: mean_weight's gradient -1.7e10 for 1.0e10). Such a segment is summed about 0, where x'
+  // is exact and pairs cancel exactly, and its mean is written from that pair, re-centred
+  // (shift = f32(mean), mean = the rest), as the float64 reference forms it.
+  if (total.n > 0.0 && hi * hi * total.n < CANCELLED_MEAN2 * total.m2) {
+    let q = pair_mean(cancelled_sum(s, e, k), u32(total.n));
+    parts[at] = Partial(q.x, q.y, total.m2, u32(total.n), flags, 0.0);
+    return;
+  }
   let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
   parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
 }
+
+// sum of x * 2^k over elements s .. e - 1 as a float32 pair renormalized at every step (pair_add:
+// hi = f32(the sum so far)): values that cancel (+-v, in any order) leave hi 0 and lo 0, and the
+// small rest after them is exact wherever the sums fit the pair's 48 bits. deviation_sum's low
+// word gathers the errors of its high one unrenormalized: after v1 + v2 - v1 - v2 its hi and lo
+// can be h and -h, h the rounding of v1 + v2, and a small pair added then rounds at h's ulps
+// (shuffled pairs of ~2^100 and a pair 2^-60 of them: mean_weight's gradient 2.8e-23 for 3.2e-10).
+fn cancelled_sum(s: u32, e: u32, k: i32) -> vec2<f32> {
+  var sum = vec2<f32>(0.0);
+  for (var i = s; i < e; i++) {
+    sum = pair_add(sum, scale2(x[i], k));
+  }
+  return sum;
+}
+
+// mean^2 / (M2 / n) below which a wide segment's mean counts as cancelled (2^-40: the mean below
+// 2^-20 of its std); a segment summed again unscaled takes its square (2^-40 of the std).
+const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
 // several segments (coarse12, as sn_stats cuts its shifts there).
@@ -3521,23 +3562,30 @@ ${_PAIR}
 
 fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
   let k = 127 - i32(field);
-  // K = f32(plain mean), not the first value (see sn1d_stats.wgsl): |x'| <= 1, so the sum
-  // cannot overflow.
+  // K = the plain mean (not the first value, see sn1d_stats.wgsl; |x'| <= 1, so the sum cannot
+  // overflow) cut toward 0 to a multiple of 2^-21, 2^-20 of the line's largest |x'| (in (1/2, 1]):
+  // x' - K is then exact for every x' within 2^-3 of that largest, and K is 0 where the values
+  // cancel (pairs +-v and a small pair: below).
   var total = 0.0;
   for (var i = 0u; i < len; i++) {
     total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
-  let shift = total / f32(len);
-  // sum of x' - K as a float32 pair, each x' - K exact (two_sum), as sn1d_stats sums its lines:
-  // a float32 sum left the line's mean ~2^-25 of its std off, all of a BN mean that pairs +-v
-  // cancel to 2^-28 of the std (a column of +-1e30 and a pair of 2.7e22: y of its element at 0,
-  // gamma (0 - mu) / std, 1.03e12 for 5.3e11, and mean_weight's gradient 124x its tolerance;
-  // tests/bn_mean_below_std_test.ts).
+  let shift = trunc(total / f32(len) * 2097152.0) * 4.76837158203125e-7;
+  // sum of x' - K as a float32 pair, each x' - K exact (two_sum), both words added with pair_add
+  // (renormalized at every step, hi = f32(the sum so far)), as the float64 reference's sums, exact
+  // wherever the values and their partial sums fit its 48 bits: a float32 sum left the line's mean
+  // ~2^-25 of its std off, all of a BN mean that pairs +-v cancel to 2^-28 of the std (a column of
+  // +-1e30 and a pair of 2.7e22: y of its element at 0, gamma (0 - mu) / std, 1.03e12 for 5.3e11,
+  // and mean_weight's gradient 124x its tolerance; tests/bn_mean_below_std_test.ts), and about the
+  // float32 mean (bits far finer than the values' where they cancel) with its low word
+  // unrenormalized (sn1d_stats' sum_add) ~2^-46 of the std: the low word grew to the partial sums'
+  // roundings, 2^12 above a small pair after them, and rounded it (a column of shuffled +-2^66
+  // pairs of 24-bit values and a pair 2^-40 of them: y at that pair 4e-4 relative off;
+  // tests/cancelled_wide_mean_test.ts).
   var sum = vec2<f32>(0.0);
   for (var i = 0u; i < len; i++) {
     let d = two_sum(scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k), -shift);
-    sum_add(&sum, d.x);
-    sum.y += d.y;
+    sum = pair_add(pair_add(sum, d.x), d.y);
   }
   let q = pair_mean(sum, len);
   let mean = q.x;
@@ -3977,7 +4025,39 @@ fn main(
   // (P_REFINE_MEANS): var_lo serves the backward alone (loops of bound 0 otherwise).
   let pairs_1d = tiles && (P.flags & P_REFINE_MEANS) != 0u;
   // (w_sum is 0 without finite values: then mu_1d = hi. Also the 1d group's mean, below.)
-  let mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
+  var mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
+  // A mean that cancels to 2^-20 of hi (the first member's shift) or less: the pair sum about hi
+  // is exact where the members' sums are (pairs +-v), but its quotient mu - hi ~ -hi as a pair
+  // keeps ~2^-48 of hi, all of such a mean (a column of shuffled +-2^100 pairs over tiles of 32
+  // rows and a pair 2^-40 of them: the BN mean 2^55 for 3.96e16, y at that pair 3e-3 relative
+  // off). The pair sum is formed again about 0 (a loop and a tree that other groups skip), where
+  // its quotient is the small mean itself. (w_far and w_far_sum serve layout "nd" below.)
+  var again_1d = false;
+  if (tiles) {
+    if (lid == 0u) {
+      let again = w_count[0] > 0u && (w_flags[0] & F_CLASS) == 0u &&
+        abs(mu_1d.x) < abs(hi) * 9.5367431640625e-7;
+      w_far = select(0u, 1u, again);
+    }
+    again_1d = workgroupUniformLoad(&w_far) != 0u;
+  }
+  var sum_again = vec2<f32>(0.0);
+  for (var k = lid; k < select(0u, count, again_1d); k += GROUP_THREADS) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    sum_again = pair_sub_times(pair_sub_times(sum_again, p.count, -(p.shift * f)), p.count, -(p.mean * f));
+  }
+  w_far_sum[lid] = sum_again;
+  for (var s = select(0u, GROUP_THREADS / 2u, again_1d); s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      w_far_sum[lid] = pair_sum(w_far_sum[lid], w_far_sum[lid + s]);
+    }
+  }
+  if (again_1d) {
+    workgroupBarrier();
+    mu_1d = pair_mean(w_far_sum[0], w_count[0]);
+  }
   var m2_pair = vec2<f32>(0.0);
   for (var k = lid; k < select(0u, count, pairs_1d); k += GROUP_THREADS) {
     let p = members[base + k * stride];

@@ -20,23 +20,30 @@
 
 fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, field: u32) -> Partial {
   let k = 127 - i32(field);
-  // K = f32(plain mean), not the first value (see sn1d_stats.wgsl): |x'| <= 1, so the sum
-  // cannot overflow.
+  // K = the plain mean (not the first value, see sn1d_stats.wgsl; |x'| <= 1, so the sum cannot
+  // overflow) cut toward 0 to a multiple of 2^-21, 2^-20 of the line's largest |x'| (in (1/2, 1]):
+  // x' - K is then exact for every x' within 2^-3 of that largest, and K is 0 where the values
+  // cancel (pairs +-v and a small pair: below).
   var total = 0.0;
   for (var i = 0u; i < len; i++) {
     total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
-  let shift = total / f32(len);
-  // sum of x' - K as a float32 pair, each x' - K exact (two_sum), as sn1d_stats sums its lines:
-  // a float32 sum left the line's mean ~2^-25 of its std off, all of a BN mean that pairs +-v
-  // cancel to 2^-28 of the std (a column of +-1e30 and a pair of 2.7e22: y of its element at 0,
-  // gamma (0 - mu) / std, 1.03e12 for 5.3e11, and mean_weight's gradient 124x its tolerance;
-  // tests/bn_mean_below_std_test.ts).
+  let shift = trunc(total / f32(len) * 2097152.0) * 4.76837158203125e-7;
+  // sum of x' - K as a float32 pair, each x' - K exact (two_sum), both words added with pair_add
+  // (renormalized at every step, hi = f32(the sum so far)), as the float64 reference's sums, exact
+  // wherever the values and their partial sums fit its 48 bits: a float32 sum left the line's mean
+  // ~2^-25 of its std off, all of a BN mean that pairs +-v cancel to 2^-28 of the std (a column of
+  // +-1e30 and a pair of 2.7e22: y of its element at 0, gamma (0 - mu) / std, 1.03e12 for 5.3e11,
+  // and mean_weight's gradient 124x its tolerance; tests/bn_mean_below_std_test.ts), and about the
+  // float32 mean (bits far finer than the values' where they cancel) with its low word
+  // unrenormalized (sn1d_stats' sum_add) ~2^-46 of the std: the low word grew to the partial sums'
+  // roundings, 2^12 above a small pair after them, and rounded it (a column of shuffled +-2^66
+  // pairs of 24-bit values and a pair 2^-40 of them: y at that pair 4e-4 relative off;
+  // tests/cancelled_wide_mean_test.ts).
   var sum = vec2<f32>(0.0);
   for (var i = 0u; i < len; i++) {
     let d = two_sum(scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k), -shift);
-    sum_add(&sum, d.x);
-    sum.y += d.y;
+    sum = pair_add(pair_add(sum, d.x), d.y);
   }
   let q = pair_mean(sum, len);
   let mean = q.x;

@@ -372,7 +372,39 @@ fn main(
   // (P_REFINE_MEANS): var_lo serves the backward alone (loops of bound 0 otherwise).
   let pairs_1d = tiles && (P.flags & P_REFINE_MEANS) != 0u;
   // (w_sum is 0 without finite values: then mu_1d = hi. Also the 1d group's mean, below.)
-  let mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
+  var mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
+  // A mean that cancels to 2^-20 of hi (the first member's shift) or less: the pair sum about hi
+  // is exact where the members' sums are (pairs +-v), but its quotient mu - hi ~ -hi as a pair
+  // keeps ~2^-48 of hi, all of such a mean (a column of shuffled +-2^100 pairs over tiles of 32
+  // rows and a pair 2^-40 of them: the BN mean 2^55 for 3.96e16, y at that pair 3e-3 relative
+  // off). The pair sum is formed again about 0 (a loop and a tree that other groups skip), where
+  // its quotient is the small mean itself. (w_far and w_far_sum serve layout "nd" below.)
+  var again_1d = false;
+  if (tiles) {
+    if (lid == 0u) {
+      let again = w_count[0] > 0u && (w_flags[0] & F_CLASS) == 0u &&
+        abs(mu_1d.x) < abs(hi) * 9.5367431640625e-7;
+      w_far = select(0u, 1u, again);
+    }
+    again_1d = workgroupUniformLoad(&w_far) != 0u;
+  }
+  var sum_again = vec2<f32>(0.0);
+  for (var k = lid; k < select(0u, count, again_1d); k += GROUP_THREADS) {
+    let p = members[base + k * stride];
+    let f = pow2(unit_of(p.flags) - unit);
+    sum_again = pair_sub_times(pair_sub_times(sum_again, p.count, -(p.shift * f)), p.count, -(p.mean * f));
+  }
+  w_far_sum[lid] = sum_again;
+  for (var s = select(0u, GROUP_THREADS / 2u, again_1d); s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      w_far_sum[lid] = pair_sum(w_far_sum[lid], w_far_sum[lid + s]);
+    }
+  }
+  if (again_1d) {
+    workgroupBarrier();
+    mu_1d = pair_mean(w_far_sum[0], w_count[0]);
+  }
   var m2_pair = vec2<f32>(0.0);
   for (var k = lid; k < select(0u, count, pairs_1d); k += GROUP_THREADS) {
     let p = members[base + k * stride];

@@ -86,7 +86,19 @@ fn summarize_wide(seg: u32) {
   // gradient 5.5e-8 for 2.1e-7 with a Welford M2, tests/spike_shift_test.ts).
   if (!wide) {
     if (p.count > 0u) {
-      parts[at] = summed_about(s, e, 0, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+      var q = summed_about(s, e, 0, p.shift + p.mean, p.count, p.flags & ~F_REMEASURE);
+      // A mean that cancels to 2^-40 of the std or less (pairs +-v of 24-bit values of different
+      // exponents, whose x - K rounds in sn_stats and whose pair sums' low word rounds a small
+      // pair after them; x ~2^30: mean_weight's gradient 0.1095 for 0.1093): its pair about 0 as
+      // for wide segments (below). Not at summed_about's 2^-20: means of float32 roundings (rows
+      // of a sinusoid, ~2^-30 of their std) would take a third sweep.
+      let mu = q.shift + q.mean;
+      if (mu * mu * f32(q.count) < CANCELLED_MEAN2 * CANCELLED_MEAN2 * q.m2) {
+        let c = pair_mean(cancelled_sum(s, e, 0), q.count);
+        q.shift = c.x;
+        q.mean = c.y;
+      }
+      parts[at] = q;
     } else {
       parts[at].flags = p.flags & ~F_REMEASURE;
     }
@@ -113,9 +125,38 @@ fn summarize_wide(seg: u32) {
   // x - mu of the other rows is ~1e-4 of their std there); evaluation IN means within 1e-18 of a
   // running_mean of 1.5e-14 (std 6e-13) put mean_weight's gradient up to 88x its tolerance off.
   let hi = shift + total.mean;
+  // A mean that cancels to 2^-20 of the std or less (pairs +-v and a small pair) lies below
+  // that: hi is Welford's, ~2^-24 of the std off, and lo's float32 rounding of the exact sum
+  // about it kept ~2^-48 of the std (a row of +-1e30 pairs whose mean is 7.2e12, 2^-57 of its
+  // std: mean_weight's gradient -1.7e10 for 1.0e10). Such a segment is summed about 0, where x'
+  // is exact and pairs cancel exactly, and its mean is written from that pair, re-centred
+  // (shift = f32(mean), mean = the rest), as the float64 reference forms it.
+  if (total.n > 0.0 && hi * hi * total.n < CANCELLED_MEAN2 * total.m2) {
+    let q = pair_mean(cancelled_sum(s, e, k), u32(total.n));
+    parts[at] = Partial(q.x, q.y, total.m2, u32(total.n), flags, 0.0);
+    return;
+  }
   let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
   parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
 }
+
+// sum of x * 2^k over elements s .. e - 1 as a float32 pair renormalized at every step (pair_add:
+// hi = f32(the sum so far)): values that cancel (+-v, in any order) leave hi 0 and lo 0, and the
+// small rest after them is exact wherever the sums fit the pair's 48 bits. deviation_sum's low
+// word gathers the errors of its high one unrenormalized: after v1 + v2 - v1 - v2 its hi and lo
+// can be h and -h, h the rounding of v1 + v2, and a small pair added then rounds at h's ulps
+// (shuffled pairs of ~2^100 and a pair 2^-60 of them: mean_weight's gradient 2.8e-23 for 3.2e-10).
+fn cancelled_sum(s: u32, e: u32, k: i32) -> vec2<f32> {
+  var sum = vec2<f32>(0.0);
+  for (var i = s; i < e; i++) {
+    sum = pair_add(sum, scale2(x[i], k));
+  }
+  return sum;
+}
+
+// mean^2 / (M2 / n) below which a wide segment's mean counts as cancelled (2^-40: the mean below
+// 2^-20 of its std); a segment summed again unscaled takes its square (2^-40 of the std).
+const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
 // several segments (coarse12, as sn_stats cuts its shifts there).
