@@ -5604,7 +5604,10 @@ fn row_grad(r: u32) -> DotSum {
     sums_tiny || mix_var_below_normal(m)) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     let d_row = wide_dy_unit(r, dy_unit);
-    let sums_d = vec4<f32>(g.s.xyz, select(g.s.w, scale2(g.s.w, dy_unit - d_row), d_row != dy_unit));
+    // (dbeta, s.w, is in units of 2^dy_unit, or of long_lift's 2^-lift, the Grad's spare, where
+    // dy_unit is 0.)
+    let d_sums = select(dy_unit, g.spare, dy_unit == 0);
+    let sums_d = vec4<f32>(g.s.xyz, select(g.s.w, scale2(g.s.w, d_sums - d_row), d_row != d_sums));
     grads[r - P.elem_base] = RowGrad(sums_d, g.a, g.b, g.flags, g.units, d_row, g.low);
     return dot_zero();
   }
@@ -5628,7 +5631,12 @@ fn row_grad(r: u32) -> DotSum {
     // whose lo = sum_k w_k ((hi_k - shift) + lo_k) rounds as |mu_k - shift|, dx carried that
     // rounding where the mix takes its mean far from the row's (an evaluation on a running_mean
     // of -2999.84 over a row [-1103612.375, -3000.1638]: dx 8.5% off, tests/far_centre_test.ts).
-    let gv_ref = -0.5 * gamma * (s * s) * (s * (pr.s2.x + pr.s2.y));
+    // Where s S2' lies below 2^-100 (subnormal: a float32 product of few bits), pair_dots' gv,
+    // which keeps the factors' exponents apart: a row of 0 but one x of 1e8 at a subnormal dy
+    // (S2' ~2e-36, s ~1.5e-7) beside normal dy had gv 8e-4 off, and its sample's LN term with it
+    // the dx of the sample's other rows (tests/partial_zero_rows_test.ts, outlierBesideTiny).
+    let s2_ref = pr.s2.x + pr.s2.y;
+    let gv_ref = select(-0.5 * gamma * (s * s) * (s * s2_ref), pr.gv.x + pr.gv.y, tiny_product(es, s2_ref));
     grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, bitcast<u32>(pr.dgamma.y));
     return pr.dots;
   }
@@ -5721,7 +5729,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
     Pair4(vec4<f32>(a_in.x, a_ln.x, a_bn.x, 0.0), vec4<f32>(a_in.y, a_ln.y, a_bn.y, 0.0)),
     Pair4(vec4<f32>(b_in.x, b_ln.x, b_bn.x, 0.0), vec4<f32>(b_in.y, b_ln.y, b_bn.y, 0.0)),
   );
-  return PairRow(dots, pair_mul(s, s2_ref), s2_ref);
+  return PairRow(dots, pair_mul(s, s2_ref), s2_ref, gv);
 }
 
 // Whether a row's BN group is that row alone: N = 1 in training with BN, outside SyncSN (there
@@ -5747,6 +5755,7 @@ struct PairRow {
   dots: DotSum,
   dgamma: vec2<f32>,
   s2: vec2<f32>, // S2' = sum dy (x - mu), mu the reference's mean
+  gv: vec2<f32>, // -0.5 gamma s^3 S2'
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
@@ -5764,19 +5773,49 @@ fn tiny_product(k: i32, v: f32) -> bool {
 // units of 2^-126 beside segments in units of 1 are brought to units of 1, their low words 0:
 // read as units of 1 they added 2^126 times their sums, dbeta -2.3945 for -2.3778 and dx of the
 // row far off, partial_zero_sweep seed 140.)
-fn long_sums(r: u32, residual: vec2<f32>) -> vec2<f32> {
+// (In units of 2^-lift, long_lift: the segments in units of 1 and their low words times 2^lift,
+// exact.)
+fn long_sums(r: u32, residual: vec2<f32>, lift: i32) -> vec2<f32> {
   var s1 = vec2<f32>(0.0);
   var s2 = vec2<f32>(0.0);
+  let up = pow2(lift);
   for (var k = 0u; k < P.chunks; k++) {
     let at = (r - P.row_base) * P.chunks + k;
     let rec = bparts[at];
     let dk = part_d(part_word(rec.w));
-    let u = pow2(dk);
-    s1 = pair_add(pair_add(s1, bitcast<f32>(rec.x) * u), select(seg_lo[at], 0.0, dk != 0));
-    s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y) * u), select(bitcast<f32>(rec.z), 0.0, dk != 0));
+    let u = pow2(dk + lift);
+    s1 = pair_add(pair_add(s1, bitcast<f32>(rec.x) * u), select(seg_lo[at] * up, 0.0, dk != 0));
+    s2 = pair_add(pair_add(s2, bitcast<f32>(rec.y) * u), select(bitcast<f32>(rec.z) * up, 0.0, dk != 0));
   }
   let pairs = vec4<f32>(s1, pair_sub_product(s2, residual, s1));
   return vec2<f32>(pairs.x, pairs.z + pairs.w);
+}
+
+// The exponent lift for long_sums' unit 2^-lift in a wide row whose segments are in units of 1
+// but for some that sn_bwd_wide_reduce summed again in units 2^D (subnormal dy, D = -126): 0,
+// but where such a segment's S1 or S2 would lie below 2^-100 in units of 1, the most (up to
+// -D) that keeps every segment's sums, their total and (mu - c) S1 below 2^100. Brought to units
+// of 1 such a sum was subnormal and flushed: a row of 5000 of 0 but one x of 1e6 at a subnormal
+// dy (S2 ~7e-39) beside normal dy ~1e-20 had gv and dgamma 0, and its sample's LN term with
+// them (tests/partial_zero_rows_test.ts, outlierBesideTiny).
+fn long_lift(r: u32, residual: vec2<f32>) -> i32 {
+  var low = 0; // the lowest D of a segment with a sum below 2^-100 in units of 1
+  var top = -1000; // the largest exponent of a segment's sum in units of 1
+  var top1 = -1000; // ... of its S1
+  for (var k = 0u; k < P.chunks; k++) {
+    let rec = bparts[(r - P.row_base) * P.chunks + k];
+    let dk = part_d(part_word(rec.w));
+    let e1 = finite_exponent_of(bitcast<f32>(rec.x)) + dk;
+    let e2 = finite_exponent_of(bitcast<f32>(rec.y)) + dk;
+    let tiny = dk < 0 && ((e1 > -900 && e1 < -100) || (e2 > -900 && e2 < -100));
+    low = select(low, min(low, dk), tiny);
+    top = max(top, max(e1, e2));
+    top1 = max(top1, e1);
+  }
+  // (A sum of P.chunks segments: 2^(log2 chunks + 1) above the largest.)
+  let grow = 33 - i32(countLeadingZeros(P.chunks));
+  let bound = max(top, top1 + max(finite_exponent_of(residual.x), 0) + 1) + grow;
+  return clamp(100 - bound, 0, -low);
 }
 
 // long_sums' S1 and S2 as pairs (S1 with its segments' low words): (S1 hi, lo, S2 hi, lo).
@@ -5873,11 +5912,16 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
     // the mixed mean is far from the data (fe > 0: sn_bwd_wide_reduce took x - mu in units).
     // With every segment in units of 1 (d_unit 0: none was summed again by sn_bwd_wide_reduce)
     // as the plain rows take them (long_sums: pairs, S2's low words, an exact (mu - c) S1).
+    // (In units of 2^-lift where the segments sn_bwd_wide_reduce summed again are tiny in units
+    // of 1: long_lift.)
     if (P.chunks > 1u && fe == 0 && class_bits(s1) == 0u && class_bits(s2) == 0u) {
       if (d_unit == 0) {
-        let sums = long_sums(r, long_residual_pair(m, p));
+        let residual = long_residual_pair(m, p);
+        let lift = select(0, long_lift(r, residual), !w.bad && !w.var_inf);
+        let sums = long_sums(r, residual, lift);
         s1 = sums.x;
         s2 = sums.y;
+        d_unit = -lift;
       } else {
         s2 -= long_residual(m, p) * s1;
       }
@@ -5912,11 +5956,14 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // (a tiny std of mixed terms whose own variances got weight ~0) can pass it where dx does not.
   // Only for s beyond 2^20 (s^3 beyond 2^60): a smaller s stays in the dots' products, which
   // a variance far above the mix's (var_k ~ 1 / s'^2 much larger) would otherwise overflow.
-  // And apart below 2^-20 where gm = -s gamma' S1 or gv ~ s^3 S2 would fall below float32's
-  // normal range (a std of 1e12 under dy 1e-15).
+  // And apart below 1 where gm = -s gamma' S1 or gv ~ s^3 S2 would fall below float32's
+  // normal range (a std of 1e12 under dy 1e-15; below 2^-20 alone until helper-133, which left
+  // s S2 subnormal for s ~1.5e-5 over S2 ~2e-38: a row of 100 of 0 but one x of 1e6 at a
+  // subnormal dy beside normal dy, gv 0 and its sample's LN term with it,
+  // tests/partial_zero_rows_test.ts).
   // (s = scale 2^g: g is 0 but for a std far below the mix's unit, wide_map's sv.)
   let xs = exponent_of(w.scale) + w.g;
-  let es = select(max(0, xs - 20), xs, xs < -20 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
+  let es = select(max(0, xs - 20), xs, xs < 0 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
   let s = scale2(w.scale, w.g - es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);

@@ -5,14 +5,9 @@
  * Each case is held to the float64 reference with the range tests' checks.
  */
 import assert from "node:assert/strict";
-import {
-  assertRangeChecks,
-  type LayerCall,
-  rangeTest,
-  rangeTests,
-  runBoth,
-} from "./_range_compare.ts";
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { make as sweepMake } from "./fuzz/partial_zero_sweep.ts";
+import { outlierBesideTiny } from "./fuzz/outlier_beside_tiny_sweep.ts";
 
 /**
  * [1, 1, 1, 5000] (several segments), an evaluation on running statistics (0.5, 1) under
@@ -256,56 +251,28 @@ rangeTests(
   },
 );
 
-/**
- * [1, 3, 1, m], an evaluation with the mean on BN alone (running_mean 0) and equal variance
- * weights (running_var 1e-20, 1e-20, 1; eps 2^-126): rows 0 and 1 of 0 but two x of `tiny`,
- * row 2 of 0 but one x of `big` (IN mean big / m, LN variance ~big^2 / 3m), dy subnormal and
- * positive (~7e-45 to 6e-44) but for two normal dy of 1e-20 and 6e-21 at zeros of row 2. Row 2's
- * sum dy (x - mu), mu = 0, is its subnormal dy times `big` (~1e-24 at big 5.3e19), while its
- * dBias is ~1.6e-20: channel 2's dWeight cancels, and its row taken again about its IN mean
- * (`refine_cancelled`, wasm/src/nd_grad_refine.rs) had p = sum dy (x - mu_in) + mu_in sum dy,
- * whose shift ~2e-4 left its f64 rounding (2.7e-20) as p: dL/dvar of row 2 and its sample's
- * LN variance gradient ~9400x, dx of rows 0 and 1 (carrying (0 - mu_ln) gvL) ~1e4x and
- * `var_weight`'s gradient 2700x (partial_zero_sweep seed 644).
- */
-function outlierBesideTiny(m: number, big: number, tiny: number, gamma: number): LayerCall {
-  const x = new Float32Array(3 * m), dy = new Float32Array(3 * m);
-  for (let r = 0; r < 2; r++) {
-    x[r * m + (3 % m)] = tiny;
-    x[r * m + ((5 * r + 6) % m)] = -0.4 * tiny;
-  }
-  x[2 * m + (m >> 1) + 1] = big;
-  for (let i = 0; i < 3 * m; i++) dy[i] = (1 + ((i * 7) % 9)) * 7e-45;
-  dy[2 * m] = 1e-20;
-  dy[2 * m + 2] = 6e-21;
-  return {
-    layer: "2d",
-    shape: [1, 3, 1, m],
-    options: { eps: 2 ** -126 },
-    state: {
-      weight: Float32Array.of(-3e20, gamma, gamma),
-      bias: new Float32Array(3),
-      mean_weight: Float32Array.of(-1e30, -1e30, 0),
-      var_weight: Float32Array.of(0, 0, 0),
-      running_mean: new Float32Array(3),
-      running_var: Float32Array.of(1e-20, 1e-20, 1),
-    },
-    partial: true,
-    training: false,
-    x,
-    dy,
-    scales: true,
-  };
-}
-
+// Calls of `outlierBesideTiny` (tests/fuzz/outlier_beside_tiny_sweep.ts: rows of 0 but one x of
+// `big` beside rows of `tiny`, normal dy at the zeros, partial_zero_sweep seed 644's kind):
 // [m, big, tiny, gamma of channels 1 and 2, the reference's var_weight gradient 0, its dx[0]].
-// Before the fix WASM failed each: dx of row 0 -8.4e-42 for 2.3e-37 (m 5000), -1.7e-38 for
-// 1.2e-30 (m 8), `var_weight`'s gradient 0 for 2.2e-23 (m 33), dx -1.0e-32 for 1.1e-26 (m 257).
+// Before the fix WASM failed the first four: dx of row 0 -8.4e-42 for 2.3e-37 (m 5000), -1.7e-38
+// for 1.2e-30 (m 8), `var_weight`'s gradient 0 for 2.2e-23 (m 33), dx -1.0e-32 for 1.1e-26
+// (m 257; WebGPU's dx of row 2 there was 2.2e-26 off before 5e60988's wide_dy_unit). The last
+// four failed on WebGPU alone, where row 2's gv = -0.5 gamma s^3 S2 passed through float32's
+// subnormals (S2 = dy x at the large x, ~1e-36 to 7e-39, times s ~1e-7 to 1e-3) and its sample's
+// LN term (2/C) gvL (mu_in - mu_ln) took it to dx of rows 0 and 1: a pair row's gv 8e-4 off
+// (m 100, x 1e8: dx 2.6231e-24 for 2.6209e-24; m 1000, x 1e10), a wide row's gv 0 (m 100, x 1e6:
+// dx -6.3e-29 for 2.6e-22, s ~2^-16 above the 2^-20 that kept s's exponent apart), and a long
+// row's S2 0 (m 5000, x 1e6: segments of subnormal dy summed again in units of 2^-126, 7e-39 in
+// units of 1; the large x's dx 7.4e-29 for ~0, 5000x its tolerance).
 const outlierCases: [number, number, number, number, number, number][] = [
   [5000, 5.3e19, 1e-38, 1e30, -1.548e-13, 2.337e-37],
   [8, 1e15, 1e-38, 1e30, -2.362e-14, 1.201e-30],
   [33, 1e17, 1e-20, -3e20, 2.238e-23, -3.614e-40],
   [257, 1e10, 1e-20, 1e30, -7.010e-14, 1.092e-26],
+  [100, 1e8, 1e-20, 1e30, -6.543e-14, 2.621e-24],
+  [1000, 1e10, 1e-25, 1e30, -2.076e-13, 8.307e-27],
+  [100, 1e6, 1e-20, 1e30, -6.543e-14, 2.621e-22],
+  [5000, 1e6, 1e-20, 1e20, -1.548e-23, -4.459e-28],
 ];
 for (const [m, big, tiny, gamma, vw0, dx0] of outlierCases) {
   const name =
@@ -318,10 +285,7 @@ for (const [m, big, tiny, gamma, vw0, dx0] of outlierCases) {
     assert.ok(Math.abs(want.dx[0] / dx0 - 1) < 1e-3);
     assertRangeChecks(call, got, want);
   };
-  // WebGPU fails the case of 257 floats (dx of row 2 ~2.2e-26 off, 6x its tolerance; not this
-  // fault): that one is WASM's only.
-  if (m === 257) rangeTest("wasm", name, () => check("wasm"));
-  else rangeTests(name, check);
+  rangeTests(name, check);
 }
 
 // Sweep seeds of each kind: 140 (long rows of subnormal dy segments: dbias -2.3945 for
