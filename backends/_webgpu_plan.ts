@@ -425,7 +425,8 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   // at least 2^eps_exp so that eps in that unit stays below 4.
   v.setInt32(148, problem.eps > 0 ? Math.floor(Math.log2(problem.eps) / 2) : -1000, true);
   // Weights below float32's normal range as mantissas and exponent factors (_webgpu_weights).
-  writeWeights(v, params.meanMix, { weights: 112, f1: 160, f2: 176, exp: 224, lo: 256 });
+  // The mean weights' rests sum with them to 1, as the reference's mixed mean takes them.
+  writeWeights(v, params.meanMix, { weights: 112, f1: 160, f2: 176, exp: 224, lo: 256 }, true);
   writeWeights(v, params.varMix, { weights: 128, f1: 192, f2: 208, exp: 240, lo: 272 });
   v.setFloat32(288, problem.eps - Math.fround(problem.eps), true);
 }

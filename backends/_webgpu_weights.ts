@@ -66,23 +66,52 @@ export function zeroWeightBits(mix: ArrayLike<number>, first: number): number {
 }
 
 /**
+ * The rest of each weight of `mix` beyond its float32 rounding (of its mantissa: 0 for a weight
+ * taken as 0), and, with `complement`, the heaviest weight's from 1 less the others (the first of
+ * equal ones, as the reference's anchoredMean takes it). A float64 weight near 1 holds its
+ * distance from 1 to ~2^-54 only, while the others hold theirs to 2^-53 of themselves: where a
+ * mean's wide map forms the mix about a term far from the heaviest (sn_wide_normalize's anchor,
+ * the row's IN mean, 2^37 from BN's running_mean of 1), that 2^-54 times the distance moved mu.
+ * Under LN's mean weight e^-25 (BN's 1 - 1.4e-11, the rest -1.4e-11 to 4e-6 of itself) the IN
+ * mean of -1.25e11 put mu 7e-6 off, 5.5e-5 of a mixed mean of 0.13 (the reference takes the
+ * heaviest weight as 1 less the others, sum_k w_k = 1, tests/partial_zero_rows_test.ts).
+ */
+export function weightRests(mix: ArrayLike<number>, complement: boolean): number[] {
+  const rests = Array.from({ length: mix.length }, (_, k) => {
+    const m = shaderWeight(mix[k]).mantissa;
+    return m - Math.fround(m);
+  });
+  if (!complement || mix.length === 0) return rests;
+  let a = 0;
+  for (let k = 1; k < mix.length; k++) if (mix[k] > mix[a]) a = k;
+  // The heaviest weight is at least 1 / 3: a normal float32, its own mantissa.
+  let others = 0;
+  for (let k = 0; k < mix.length; k++) if (k !== a) others += mix[k];
+  const rest = (1 - Math.fround(mix[a])) - others;
+  // Not where the weights are not finite or are 0 (NaN logits; a mix of no weight).
+  if (Number.isFinite(rest) && mix[a] > 0) rests[a] = rest;
+  return rests;
+}
+
+/**
  * Writes the weights of `mix` (mixing order) at `at` and their factors and exponents, and at
- * `at.lo` the rest of each mantissa beyond its float32 rounding (0 for a weight taken as 0), for
- * the backward's per-row work in float32 pairs.
+ * `at.lo` the rest of each mantissa beyond its float32 rounding (`weightRests`; with
+ * `complement`, the heaviest's from 1 less the others), for the per-row work in float32 pairs.
  */
 export function writeWeights(
   v: DataView,
   mix: ArrayLike<number>,
   at: { weights: number; f1: number; f2: number; exp: number; lo: number },
+  complement = false,
 ): void {
+  const rests = weightRests(mix, complement);
   for (let k = 0; k < mix.length; k++) {
     const s = shaderWeight(mix[k]);
-    const hi = Math.fround(s.mantissa);
-    v.setFloat32(at.weights + 4 * k, hi, true);
+    v.setFloat32(at.weights + 4 * k, Math.fround(s.mantissa), true);
     v.setFloat32(at.f1 + 4 * k, s.f1, true);
     v.setFloat32(at.f2 + 4 * k, s.f2, true);
     v.setInt32(at.exp + 4 * k, s.exp, true);
-    v.setFloat32(at.lo + 4 * k, s.mantissa - hi, true);
+    v.setFloat32(at.lo + 4 * k, rests[k], true);
   }
 }
 

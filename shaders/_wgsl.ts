@@ -169,7 +169,8 @@ struct Params {
   wvar_e: vec4<i32>,
   // The rest of the weights' mantissas and of eps beyond their float32 roundings (w = (wmean +
   // wmean_lo) f1 f2; 0 for a weight taken as 0; backends/_webgpu_weights.ts), for the backward's
-  // per-row gradient work in float32 pairs (sn_bwd_rows.wgsl).
+  // per-row gradient work in float32 pairs (sn_bwd_rows.wgsl). The heaviest mean weight's rest is
+  // 1 less the others (weightRests): its float64 value near 1 holds its distance from 1 to ~2^-54.
   wmean_lo: vec4<f32>,
   wvar_lo: vec4<f32>,
   eps_lo: f32,

@@ -309,7 +309,11 @@ for (const seed of [140, 648, 102, 968, 953, 484, 844, 644]) {
  * on BN's running_mean of 1 (weight 1, or 1 - 2e-9 beside IN or LN): the wide map's anchor is
  * the row's IN mean (~v / m, 2^27 and more above mu), whose lo rounded to its ulp cancelled
  * it to 0, and x alone was taken for x - mu (y 0 where the reference has 3e30); its float32
- * weight of 1 - 2e-9 (1) left mu 1 for 2.29.
+ * weight of 1 - 2e-9 (1) left mu 1 for 2.29. Under LN's (or IN's and LN's) weight e^-25 the
+ * rest of BN's float64 weight beyond 1 (-1.4e-11, held to ~2^-54 only) times the IN mean's
+ * distance from mu (1.25e11 and 3.75e10) moved mu by up to 7e-6: 0.13200 for 0.13199 under x
+ * -1e12 in rows of 8 beside a channel (y 5.5e-5 relative off); the shaders now take that rest
+ * as 1 less the others, as the reference does (backends/_webgpu_weights.ts, weightRests).
  */
 function factorWideZeros(
   m: number,
@@ -353,12 +357,16 @@ rangeTests(
         [16, 1, -1e12, [-1e30, -1e30, 0], 1e25, 1e-5],
         [16, 1, 1e10, [-20, -1e30, 0], -3e20, 1e-30],
         [100, 2, 1e10, [-1e30, -25, 0], -3e20, 1e-30],
+        [8, 2, -1e12, [-1e30, -25, 0], -3e20, 0],
+        [8, 2, -1e12, [-1e30, -25, 0], 1e25, 1e-10],
+        [8, 1, -3e11, [-25, -25, 0], -3e20, 1e-30],
       ] as [number, number, number, number[], number, number][]
     ) {
       const call = factorWideZeros(m, c, v, mw, gamma, eps);
       const { got, want } = await runBoth(call, backend);
       const what = `m ${m}, c ${c}, x ${v}, mean_weight ${mw}`;
-      // y of the row's 0s: -gamma mu / std, mu ~1 (2.3 with IN's share), std 1e-10 (3e-3 for eps 1e-5).
+      // y of the row's 0s: -gamma mu / std, mu ~1 (2.3 with IN's share; 0.13 and -0.04 under the
+      // weight e^-25), std 1e-10 (3e-3 for eps 1e-5).
       assert.ok(Math.abs(want.y[0]) > 1e27, what);
       assertRangeChecks(call, got, want, what);
     }

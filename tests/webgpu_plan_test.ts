@@ -18,7 +18,7 @@ import {
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import type { NormProblem } from "../backends/_backend.ts";
 import { rng } from "./_webgpu.ts";
-import { shaderWeight } from "../backends/_webgpu_weights.ts";
+import { shaderWeight, weightRests } from "../backends/_webgpu_weights.ts";
 import { LAZY_SOURCES, LIST_BINDING, SOURCES } from "../backends/_webgpu_pipelines.ts";
 
 Deno.test("the plan binds every segment and element once, in aligned windows within the limit", () => {
@@ -331,6 +331,26 @@ Deno.test("mixing weights below float32's normal range go to the shaders as a ma
   }
   // Below 2^-252 a weight counts as 0 (its products are below every normal float32 result).
   assert.deepEqual(shaderWeight(2 ** -253), { mantissa: 0, f1: 1, f2: 1, exp: 0 });
+});
+
+Deno.test("the heaviest mean weight with its float32 rest is 1 less the others", () => {
+  const f32 = Math.fround;
+  // Softmax weights of logits like (-1e30, -25, 0): BN's float64 weight holds its distance from
+  // 1 (1.4e-11) to ~2^-54 only, 4e-6 of itself; the shaders multiply that rest by an IN mean's
+  // distance from the mix's (1.25e11 in partial_zero_rows_test's factor-wide rows).
+  for (const logits of [[-1e30, -25, 0], [-25, -25, 0], [-20, -30, 0], [0, -40, -1], [-3, 0]]) {
+    const ex = logits.map((l) => Math.exp(l - Math.max(...logits)));
+    const sum = ex.reduce((a, b) => a + b);
+    const w = ex.map((e) => e / sum);
+    const a = w.indexOf(Math.max(...w));
+    const others = w.reduce((s, v, k) => k === a ? s : s + v, 0);
+    const rests = weightRests(w, true);
+    // (f32(w_a) - 1) is exact; the rest as float32 is the only rounding.
+    const off = (f32(w[a]) - 1) + f32(rests[a]) + others;
+    assert.ok(Math.abs(off) <= 2 ** -24 * others, `${logits}: ${off} of ${others}`);
+    // The lighter weights keep their own rest (exact in float64).
+    for (let k = 0; k < w.length; k++) if (k !== a) assert.equal(rests[k], w[k] - f32(w[k]));
+  }
 });
 
 Deno.test("every wide pass, and no other, is dispatched from the arguments its list holds", () => {
