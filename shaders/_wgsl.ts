@@ -2407,7 +2407,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d) ||
     (mix_var_below_normal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
 }
 
@@ -2415,9 +2415,13 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 // gamma dy: where q = s^2 gamma dy falls below 2^-120 (float32 keeps few of its bits from 2^-126
 // on, and GPUs may flush it to 0) while gamma dy is not 0, those products lose it (samples of
 // std 1e12 under gamma 1e-6 with dy 1e-15: q ~ 1e-45, \`var_weight\`'s gradient 960x and dx 2000x
-// their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents.
-fn gv_is_tiny(q: f32, gamma: f32, d: f32) -> bool {
-  return abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+// their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents. So does
+// s^2 gamma, the step gv_factor forms q by, below 2^-120 while dy brings q back (s^2 ~1e-20
+// under gamma 1e-24: 1e-44, a subnormal of three bits, times dy 1e8: dx 34x its tolerance,
+// tests/gv_steps_range_test.ts; the steps of layout "nd", steps_wide in sn_bwd_rows.wgsl).
+fn gv_is_tiny(s: f32, gamma: f32, d: f32) -> bool {
+  let q = gv_factor(s, gamma, d);
+  return (abs(q) < 0x1p-120f || abs((s * s) * gamma) < 0x1p-120f) && gamma != 0.0 && d != 0.0;
 }
 
 // q = s^2 gamma dy, gv's factor besides -0.5 xhat (element_hot_tested forms gv from it).
@@ -2446,7 +2450,7 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
   let gv = -0.5 * q * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return HotGrad(grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
+  return HotGrad(grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(s, gamma, d));
 }
 
 // Pair elements. Under dy with a mean (y.sum(): every element's dL/dmu is ~gamma / std) the
@@ -5591,7 +5595,8 @@ fn row_grad(r: u32) -> DotSum {
   // infinite dy) are no reason: their results are IEEE's, as the plain path forms them.
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
-  let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
+  let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120 ||
+    steps_wide(es, sums.y);
   // ... or whose dot products gm (mu_k - mu), gm mu, gv var_k could (|mu_k - mu| <= 2 max |mu_k|):
   // an infinite dot made the logit gradients NaN where the reference has an infinity.
   let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
@@ -5757,6 +5762,17 @@ struct PairRow {
   dgamma: vec2<f32>,
   s2: vec2<f32>, // S2' = sum dy (x - mu), mu the reference's mean
   gv: vec2<f32>, // -0.5 gamma s^3 S2'
+}
+
+// Whether s^2 S2 (es the exponent of s, v = S2) could pass float32's range: the products the
+// plain and pair rows form gv and dgamma by, s S2 and s (s S2) before gamma comes in, while
+// gamma s^3 S2 itself fits where gamma is small. An infinite s^2 S2' in pair_dots made gv's pair
+// Inf and NaN, and every variance dot NaN where they are 0 (an evaluation of constant rows of
+// -1e10 under eps 1e-30, s 1e15, S2' ~1e10, gamma 1e-20: \`var_weight\`'s gradient NaN for 0,
+// attack fuzzer seed 19475; tests/gv_steps_range_test.ts). wide_row keeps s's exponent,
+// and S2's, apart.
+fn steps_wide(es: i32, v: f32) -> bool {
+  return 2 * es + finite_exponent_of(v) > 120;
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.

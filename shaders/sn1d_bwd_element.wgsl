@@ -15,7 +15,7 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(gv_factor(inv_std(mix_1d(ln, bn)), gamma, d), gamma, d) ||
+    (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d) ||
     (mix_var_below_normal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
 }
 
@@ -23,9 +23,13 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 // gamma dy: where q = s^2 gamma dy falls below 2^-120 (float32 keeps few of its bits from 2^-126
 // on, and GPUs may flush it to 0) while gamma dy is not 0, those products lose it (samples of
 // std 1e12 under gamma 1e-6 with dy 1e-15: q ~ 1e-45, `var_weight`'s gradient 960x and dx 2000x
-// their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents.
-fn gv_is_tiny(q: f32, gamma: f32, d: f32) -> bool {
-  return abs(q) < 0x1p-120f && gamma != 0.0 && d != 0.0;
+// their tolerance); wide_element keeps s, gamma and dy apart as mantissas and exponents. So does
+// s^2 gamma, the step gv_factor forms q by, below 2^-120 while dy brings q back (s^2 ~1e-20
+// under gamma 1e-24: 1e-44, a subnormal of three bits, times dy 1e8: dx 34x its tolerance,
+// tests/gv_steps_range_test.ts; the steps of layout "nd", steps_wide in sn_bwd_rows.wgsl).
+fn gv_is_tiny(s: f32, gamma: f32, d: f32) -> bool {
+  let q = gv_factor(s, gamma, d);
+  return (abs(q) < 0x1p-120f || abs((s * s) * gamma) < 0x1p-120f) && gamma != 0.0 && d != 0.0;
 }
 
 // q = s^2 gamma dy, gv's factor besides -0.5 xhat (element_hot_tested forms gv from it).
@@ -54,7 +58,7 @@ fn element_hot_tested(ln: Group, bn: Group, c: u32, xv: f32, d: f32) -> HotGrad 
   let gv = -0.5 * q * xh;
   let a = vec4<f32>(gm * centred(m, ln.hi, ln.lo), gm * centred(m, bn.hi, bn.lo), 0.0, gm * (m.hi + m.lo));
   let b = vec4<f32>(gv * (ln.variance - m.variance), gv * (bn.variance - m.variance), 0.0, gv * m.variance);
-  return HotGrad(grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(q, gamma, d));
+  return HotGrad(grad(vec4<f32>(gm, gv, d * xh, d), a, b, 0u, 0), gv_is_tiny(s, gamma, d));
 }
 
 // Pair elements. Under dy with a mean (y.sum(): every element's dL/dmu is ~gamma / std) the

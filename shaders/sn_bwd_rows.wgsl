@@ -147,7 +147,8 @@ fn row_grad(r: u32) -> DotSum {
   // infinite dy) are no reason: their results are IEEE's, as the plain path forms them.
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
-  let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120;
+  let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120 ||
+    steps_wide(es, sums.y);
   // ... or whose dot products gm (mu_k - mu), gm mu, gv var_k could (|mu_k - mu| <= 2 max |mu_k|):
   // an infinite dot made the logit gradients NaN where the reference has an infinity.
   let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
@@ -313,6 +314,17 @@ struct PairRow {
   dgamma: vec2<f32>,
   s2: vec2<f32>, // S2' = sum dy (x - mu), mu the reference's mean
   gv: vec2<f32>, // -0.5 gamma s^3 S2'
+}
+
+// Whether s^2 S2 (es the exponent of s, v = S2) could pass float32's range: the products the
+// plain and pair rows form gv and dgamma by, s S2 and s (s S2) before gamma comes in, while
+// gamma s^3 S2 itself fits where gamma is small. An infinite s^2 S2' in pair_dots made gv's pair
+// Inf and NaN, and every variance dot NaN where they are 0 (an evaluation of constant rows of
+// -1e10 under eps 1e-30, s 1e15, S2' ~1e10, gamma 1e-20: `var_weight`'s gradient NaN for 0,
+// attack fuzzer seed 19475; tests/gv_steps_range_test.ts). wide_row keeps s's exponent,
+// and S2's, apart.
+fn steps_wide(es: i32, v: f32) -> bool {
+  return 2 * es + finite_exponent_of(v) > 120;
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
