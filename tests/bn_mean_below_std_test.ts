@@ -203,3 +203,29 @@ rangeTest(
     });
   },
 );
+
+/*
+ * Forwards alone (evaluations without keepForBackward, where rows near 0 are not summed again up
+ * front), whose LN group is near 0 because its wide row is, beside a narrow row mixed on it: that
+ * row's mean, as the statistics sweeps' float32 sums leave it (2^-24 to 2^-27 of its std off),
+ * was all of the narrow row's x - mu. Seeds 631, 957, 1278, 1287 (the wide row's mean 2^-56 of
+ * its std or less: y -2421.65 for -2436.34; 1.8e22 for -1.0e18, 4.6e8x its tolerance; 188 for 1;
+ * 824 for -1.3e-14), 2605 (a mean of -4.3e-34 left at 0; the LN group's sum about that 0 moved it
+ * by nothing: y 597 for 1.75e7), 1445 and 3854 (means 2^-12 and 2^-17 of the std: y 1.26x and
+ * 34x its tolerance). The group is now summed again in every forward, and a mean the sweeps leave
+ * within 2^-20 of the std of 0 is summed again (exactly where it cancels).
+ */
+for (const seed of [631, 957, 1278, 1287, 2605, 1445, 3854]) {
+  rangeTest(
+    "wasm",
+    `a forward alone whose LN group is near 0 by its wide row gives a narrow row's y as the reference (seed ${seed})`,
+    async () => {
+      const call = { ...sweepMake(seed), dy: undefined };
+      const { got, want } = await runBoth(call, "wasm");
+      const rows = call.shape.slice(2).reduce((a, b) => a * b, 1);
+      assertOutputsClose(got, want, {
+        y: { tol: Y_SCALED, rows, termScale: affineSizes(call, want.y) },
+      });
+    },
+  );
+}

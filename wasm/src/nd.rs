@@ -84,9 +84,7 @@ pub unsafe fn row_moments(
     refine: bool,
 ) {
     row_sweeps(x, m, mu_in, var_in, tmp);
-    if refine {
-        refine_near_zero(x, m, mu_in, var_in);
-    }
+    refine_near_zero(x, m, mu_in, var_in, if refine { NEAR_ZERO2 } else { SWEPT_CANCELLED2 });
 }
 
 /// Whether mu lies within sqrt(cut) of the std (squared: `var`) of 0. NaN compares false.
@@ -119,21 +117,35 @@ pub(crate) fn cancelled(mu: f64, var: f64) -> bool {
     near_zero(mu, var, CANCELLED2)
 }
 
+/// In a forward alone (no `MODE_REFINE_MEANS`), |mu_in| as the sweeps leave it below this times the
+/// row's std (squared: 2^-40) has the row summed again by `refine_near_zero` (f64, then the exact
+/// sum where the mean still `cancelled`). The sweeps' float32 sums leave a mean up to `MEAN_ERR`
+/// (2^-22) of the std off (2^-24 to 2^-27 measured on rows of +-v pairs), so a mean that cancels to
+/// 2^-56 of the std shows as that rounding (not below `CANCELLED2`'s 2^-30) or as 0: 2^-20 holds it
+/// with room. A row so left at 0 (true mean -4.3e-34, std 7.5e-11) was its sample's LN mean, and
+/// `refine_near_zero_groups`' sum about 0 moved it by nothing: a narrow row mixed on it had y 597
+/// for 1.75e7 (`tests/bn_mean_below_std_test.ts`). Ordinary data's means lie this near 0 with a
+/// chance of ~2^-20 sqrt(M) per row (data of mean 0; less else), each such row one f64 sweep: the
+/// cost is a compare per two rows. Rows that cancel exactly (odd functions sampled evenly) pay the
+/// f64 sweep and the exact sum, as in a training forward.
+const SWEPT_CANCELLED2: f64 = 1.0 / (1u64 << 40) as f64;
+
 /// In a forward that a backward may follow (`MODE_REFINE_MEANS`: training, or keepForBackward),
-/// rows whose mean lies within 2^-10 of their std of 0 have it summed again in f64
-/// (`simd::sum_f64`): the sweeps' float32 sums leave a mean ~2^-25 of the std off, and where the
-/// mean is ~0 beside its std that error is all of what it adds to the LN and BN means
-/// and the mixed mean: rows of std 1.7e7 and means ~5 beside rows of std 0.3 made mean_weight's
-/// gradient 2.7e-2 relative off and, LN-mixed, the small rows' dgamma 3e-2; zero rows beside rows
-/// of std 1.6e7 and mean -232 (attack seed 41698) made dx 2.3e-3 off through its LN variance
-/// path, (mu_in - mu_ln) gvL (WebGPU, which did this already, was right). A row's result depends
-/// on it alone. Data of ~0 mean (rows of M floats: a share ~2^-10 sqrt(M) of them) pay one f64
-/// sweep of those rows.
+/// rows whose mean lies within 2^-10 of their std of 0 (`cut` `NEAR_ZERO2`; a forward alone passes
+/// `SWEPT_CANCELLED2`, for means that cancel) have it summed again in f64 (`simd::sum_f64`, then
+/// `exact::sum_f32` where it `cancelled`): the sweeps' float32 sums leave a mean ~2^-25 of the std
+/// off, and where the mean is ~0 beside its std that error is all of what it adds to the LN and BN
+/// means and the mixed mean: rows of std 1.7e7 and means ~5 beside rows of std 0.3 made
+/// mean_weight's gradient 2.7e-2 relative off and, LN-mixed, the small rows' dgamma 3e-2; zero rows
+/// beside rows of std 1.6e7 and mean -232 (attack seed 41698) made dx 2.3e-3 off through its LN
+/// variance path, (mu_in - mu_ln) gvL (WebGPU, which did this already, was right). A row's result
+/// depends on it alone. Data of ~0 mean (rows of M floats: a share ~2^-10 sqrt(M) of them) pay one
+/// f64 sweep of those rows.
 ///
 /// # Safety
 /// As `row_moments`.
 #[inline(never)]
-unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &[f64]) {
+unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &[f64], cut: f64) {
     let rows = mu_in.len();
     // About 0 rather than about the mean: within 2^-10 of the std of 0, the mean is no better a
     // centre, and the sum saves a subtraction per float.
@@ -146,8 +158,8 @@ unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &
             *mu = mean;
         }
     };
-    let near = |mu: f64, var: f64| near_zero(mu, var, NEAR_ZERO2);
-    let k = f64x2_splat(NEAR_ZERO2);
+    let near = |mu: f64, var: f64| near_zero(mu, var, cut);
+    let k = f64x2_splat(cut);
     let even = rows / 2 * 2;
     let mut r = 0;
     while r < even {
@@ -365,9 +377,9 @@ unsafe fn short_rows(
 }
 
 /// The O(N*C) rest of the statistics pass (see `statistics`), from mu_in and var_in of every row
-/// (`derive_groups`). With `MODE_REFINE_MEANS`, the members of an LN or BN group whose mean lies
-/// within 2^-9 of its std of 0 and that has a far narrower member (`refine_near_zero_groups`) are
-/// summed again and the groups derived again. Under SyncSN this sees the replica's own BN groups,
+/// (`derive_groups`). The members of an LN or BN group whose mean lies within 2^-9 of its std of 0
+/// and that has a far narrower member (`refine_near_zero_groups`) are summed again and the groups
+/// derived again. Under SyncSN this sees the replica's own BN groups,
 /// before the merge: a BN mean that cancels only across replicas is not taken again.
 ///
 /// # Safety
@@ -382,7 +394,7 @@ pub unsafe fn derive(
     mut st: Stats,
 ) {
     derive_groups(n, c, mode, layer, &mut st);
-    if mode & MODE_REFINE_MEANS != 0 && refine_near_zero_groups(x, n, c, m, mode, &mut st) {
+    if refine_near_zero_groups(x, n, c, m, mode, &mut st) {
         derive_groups(n, c, mode, layer, &mut st);
     }
     if refine_wide_groups(x, n, c, m, mode, layer, &mut st) {
@@ -781,10 +793,16 @@ const NARROW_MEMBER: f64 = 1.0 / (1u64 << 20) as f64;
 /// their std, 0.5 here), and a row of far smaller std mixed on it (std 0.3) took that as its
 /// x - mu (dgamma 2.8e-2, mean_weight's gradient 4e-2, dx 2.7e-3 relative off). Such a group,
 /// where it has a member ~1000 times narrower than itself, has its members summed again in f64
-/// about their means (rows near 0 themselves were already, by `row_moments`); groups of members
-/// of like std (data of mean ~0, whose group means lie near 0 often) do not need it: their x - mu
-/// are of the group's std. Tests: O(N + C), and O(C) or O(N) per group near 0; then one f64
-/// sweep of the flagged groups' members. Returns whether some mean moved.
+/// about their means (rows near 0 themselves were already, by `row_moments`, where a backward may
+/// follow); groups of members of like std (data of mean ~0, whose group means lie near 0 often) do
+/// not need it: their x - mu are of the group's std. A group near 0 because its wide member is
+/// (its mean ~2^-17 to 2^-56 of its std, or 0 beside a std of 1e5) is the same case: in a forward
+/// alone (an evaluation without `keepForBackward`), where `row_moments` leaves such rows, that
+/// member's float32 rounding was its sample's LN mean, and a narrow row mixed on it had y 824 for
+/// -1.3e-14, 1.8e22 for -1.0e18, 1.49263e14 for 1.49466e14 (`tests/bn_mean_below_std_test.ts`),
+/// so this runs in every forward (a forward alone sums the members near 0 too). Tests: O(N + C),
+/// and O(C) or O(N) per group near 0; then one f64 sweep of the flagged groups' members (in an
+/// evaluation, what its training forward pays). Returns whether some mean moved.
 ///
 /// # Safety
 /// As `derive`.
@@ -820,10 +838,12 @@ unsafe fn refine_near_zero_groups(
     if ln_rows + bn_rows == 0 {
         return false;
     }
-    // A member (not near 0 itself: `row_moments` took those) about its mean. A row in a flagged
-    // sample and a flagged channel is summed twice; the second finds its mean again.
+    // A member about its mean (not one near 0 where `row_moments` took those: MODE_REFINE_MEANS).
+    // A row in a flagged sample and a flagged channel is summed twice; the second finds its mean
+    // again.
     let mut moved = false;
-    let mut again = |st: &mut Stats, r: usize| moved |= sum_member_again(x, m, st, r, true);
+    let done = mode & MODE_REFINE_MEANS != 0;
+    let mut again = |st: &mut Stats, r: usize| moved |= sum_member_again(x, m, st, r, done);
     for j in 0..c {
         if bn_rows > 0 && bn_at(st, j) {
             (0..n).for_each(|i| again(st, i * c + j));
