@@ -1070,6 +1070,20 @@ fn fine_centred(t0: Term, t1: Term, t2: Term, w: WideMap) -> FineCentred {
   return FineCentred(fm, fl, fm.finite & (fm.e > -900) & (fl.pe < fm.e - 30) & (fl.pe > -900));
 }
 
+// Whether a wide map's words (hi' and lo', or their pair) both lie below float32's normal range,
+// 0 or subnormal: with no fine mean (fine_mean not ok) the mixed mean is then 0 to the words'
+// precision, as GPUs that flush subnormal operands take it (x 2^-e - hi' - lo' is x 2^-e), so
+// sn_wide_normalize takes x alone where x 2^-e falls below float32's normal range too. Term 0's
+// mean of weight 0 (an evaluation with the mean on BN's running_mean of 0) stays in hi',
+// cancelled by lo', and sn_wide_normalize's cancel test reads subnormal words as having no
+// exponent: a row of zeros but x ~1e-25 beside an LN std of ~6e11 (the unit 2^44) held hi' =
+// -lo' = 1e-40, not taken for a mean of 0, and x 2^-e was flushed: y 0 for 51 under gamma 3e38
+// (tests/flushed_words_test.ts). (Layout "1d" anchors at the heavier term, so its words hold no
+// mean of weight 0.)
+fn words_below_normal(hi: f32, lo: f32) -> bool {
+  return ((bitcast<u32>(hi) | bitcast<u32>(lo)) & 0x7f800000u) == 0u;
+}
+
 // x - mu of xv for a \`low\` row: x - a in fine_mean's unit, brought to 2^fl.pe less the parts where
 // it fits there (x near a), else less the parts brought to 2^fm.e.
 fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
@@ -4959,12 +4973,13 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let fl = fc.fl;
   let low = fc.low;
   let kl = w.g + es + fl.pe - w.e - 2;
-  // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
-  // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
+  // x - mu as x alone where mu' is 0 without a fine mean (a batch mean of 0; words below
+  // float32's normal range, words_below_normal: a mean weight of 0 on term 0's mean in hi') or
+  // the element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
   // float32's normal range from 2^126 under it (flushed on lavapipe: a batch mean of 0 over
   // [-0.98, -3e38, 0.98, 3e38] gave y 0 for -1.75 under gamma 3e38), so x from its own mantissa
   // and exponent, as in y_fine.
-  let mu_zero = !fm.ok & ((bitcast<u32>(m_hi) << 1u) == 0u) & ((bitcast<u32>(m_lo) << 1u) == 0u);
+  let mu_zero = !fm.ok & words_below_normal(m_hi, m_lo);
   let kx = w.g + es - w.e - 2;
   // lo as an exact pair (wide_lo_pair): x - mu from it where (x 2^-e - hi') - lo' lies within
   // 2^-5 of lo's largest part (y = beta for 1.7e33: see wide_lo_pair); beyond, lo's float32

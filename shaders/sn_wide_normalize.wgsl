@@ -96,12 +96,13 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let fl = fc.fl;
   let low = fc.low;
   let kl = w.g + es + fl.pe - w.e - 2;
-  // x - mu as x alone where mu' is exactly 0 without a fine mean (a batch mean of 0) or the
-  // element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
+  // x - mu as x alone where mu' is 0 without a fine mean (a batch mean of 0; words below
+  // float32's normal range, words_below_normal: a mean weight of 0 on term 0's mean in hi') or
+  // the element lies above fine_mean's range, 2^100 or more under the unit: x 2^-e is below
   // float32's normal range from 2^126 under it (flushed on lavapipe: a batch mean of 0 over
   // [-0.98, -3e38, 0.98, 3e38] gave y 0 for -1.75 under gamma 3e38), so x from its own mantissa
   // and exponent, as in y_fine.
-  let mu_zero = !fm.ok & ((bitcast<u32>(m_hi) << 1u) == 0u) & ((bitcast<u32>(m_lo) << 1u) == 0u);
+  let mu_zero = !fm.ok & words_below_normal(m_hi, m_lo);
   let kx = w.g + es - w.e - 2;
   // lo as an exact pair (wide_lo_pair): x - mu from it where (x 2^-e - hi') - lo' lies within
   // 2^-5 of lo's largest part (y = beta for 1.7e33: see wide_lo_pair); beyond, lo's float32
