@@ -6077,14 +6077,27 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
       cb = vec4<f32>(d, cb.w);
     }
   }
-  // Their variance differences so too, from the first of them of variance weight above 0 (var_diffs
+  // Differences far below the largest variance in units of their own (far_var_lanes; cx: their
+  // exponents beyond 2^(2 vd.u), 0 for the other lanes), rare: a branch.
+  var cx = vec4<i32>(0);
+  let fv = far_var_exps(t_in, t_ln, t_bn, vd.u);
+  if (any(fv < vec3<i32>(vd.u - 50))) {
+    let far = far_var_lanes(t_in, t_ln, t_bn, fv, vd.u, cb);
+    cb = far.d;
+    cx = far.x;
+  }
+  // Groups of one row (ln_is_row, bn_row): their variance differences so too (with their
+  // exponents, cx), from the first of them of variance weight above 0 (var_diffs
   // takes a term of weight 0 as variance 0, whose lane its weight 0 then drops): the group's
   // float32 variance may lie an ulp from the row's (sn_group_refine's pairs), \`var_weight\`'s
   // gradient up to 330x its tolerance where it is 0 under a variance weight of 0 on the third
   // term (tests/shape_coinciding_test.ts).
   let from_ln = ln_is_row & !zw.y;
-  let v_row = select(cb.x, select(cb.z, cb.y, from_ln), zw.x & (from_ln | (bn_row & !zw.z)));
+  let row_lane = zw.x & (from_ln | (bn_row & !zw.z));
+  let v_row = select(cb.x, select(cb.z, cb.y, from_ln), row_lane);
+  let x_row = select(cx.x, select(cx.z, cx.y, from_ln), row_lane);
   cb = vec4<f32>(select(cb.x, v_row, ln_is_row | bn_row), select(cb.y, v_row, ln_is_row), select(cb.z, v_row, bn_row), cb.w);
+  cx = vec4<i32>(select(cx.x, x_row, ln_is_row | bn_row), select(cx.y, x_row, ln_is_row), select(cx.z, x_row, bn_row), cx.w);
   // The mean dots from factors brought to [1, 2) by their bits, their exponents apart (lane by
   // lane, grad_units): gm' ca in one unit lost the dots far below the largest (a BN mean of
   // -3e38 in the mix beside IN means of 1e-30, attack fuzzer seed 392), and the product of a
@@ -6108,7 +6121,65 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let xd = norm_exps(vec4<f32>(s, scale2(s2, -es2), 0.0, 0.0));
   let dg = scale2(s, -xd.x) * scale2(s2, -es2 - xd.y);
   return grad_units(vec4<f32>(gm, gv, dg, s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb, es + fe + es2 + xd.x + xd.y);
+    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb + cx, es + fe + es2 + xd.x + xd.y);
+}
+
+// The std exponent of each variance difference var_k - var of a wide row's mix (k = IN, LN, BN
+// in lanes x, y, z), the larger of var_k's and the mix's, the mix's from its weighted terms'
+// exponents (a term of weight 0 counts neither; -1000 where both are 0). var_diffs takes every
+// difference in the unit the largest variance sets, 2^(2u) with u 60 below it: a difference more
+// than 50 std binades below u lies below 2^-100 there, and one of ~1 (IN and LN variances ~1e-4,
+// the mix ~1e-3 from a BN variance of 2.4e72 under a weight of 2.7e-76, a weight just above
+// WebGPU's 2^-252) came out flushed: \`var_weight\`'s gradient 1.5x the reference's on its IN
+// logit, 17x its tolerance (partial_zero_sweep seeds 2060, 2591; tests/partial_zero_rows_test.ts).
+fn far_var_exps(t0: Term, t1: Term, t2: Term, u: i32) -> vec3<i32> {
+  let mix = max(max(weighted_var_exp(0u, t0), weighted_var_exp(1u, t1)), weighted_var_exp(2u, t2));
+  let ev = select(mix >> 1u, -1000, mix <= -1000);
+  let z = vec3<i32>(4 * zero_weight_exp(P_ZERO_WVAR), 4 * zero_weight_exp(P_ZERO_WVAR + 1u), 4 * zero_weight_exp(P_ZERO_WVAR + 2u));
+  let e = vec3<i32>(term_std_exp(t0), term_std_exp(t1), term_std_exp(t2));
+  // -1000 (no difference: a variance and a mix of 0) is taken as u: it never takes the branch.
+  let f = max(max(e + z, vec3<i32>(-1000)), vec3<i32>(ev));
+  return select(f, vec3<i32>(u), f <= vec3<i32>(-1000));
+}
+
+// floor(log2 (wvar_k var_k)) of term t (weight index k) in the unit 2^0, by exponents alone;
+// -1000 for a weight or a variance of 0.
+fn weighted_var_exp(k: u32, t: Term) -> i32 {
+  let ev = bits_exponent(t.variance);
+  let w = P.wvar[k];
+  return select(exponent_of(w) + P.wvar_e[k] + ev + 2 * var_unit(t.flags), -1000, (ev == -1000) | (w == 0.0) | (zero_weight_exp(P_ZERO_WVAR + k) != 0));
+}
+
+// The lanes of cb (var_diffs' d in units of 2^(2u)) whose differences lie far below (exponent
+// f_k < u - 50, far_var_exps) taken again in a unit of their own, 2^(2 (f_k - 60)), with their
+// exponents beyond 2^(2u) in x: var_k and the mix's var = sum_j wvar_j var_j each from their
+// bits (weighted_term_var), the terms far above the difference (wvar_j var_j <= var) in range.
+struct FarLanes {
+  d: vec4<f32>,
+  x: vec4<i32>,
+}
+
+fn far_var_lanes(t0: Term, t1: Term, t2: Term, f: vec3<i32>, u: i32, cb: vec4<f32>) -> FarLanes {
+  let l0 = far_var_lane(0u, t0, t0, t1, t2, f.x, u, cb.x);
+  let l1 = far_var_lane(1u, t1, t0, t1, t2, f.y, u, cb.y);
+  let l2 = far_var_lane(2u, t2, t0, t1, t2, f.z, u, cb.z);
+  return FarLanes(vec4<f32>(l0.d, l1.d, l2.d, cb.w), vec4<i32>(l0.x, l1.x, l2.x, 0));
+}
+
+// One lane of far_var_lanes: term t of weight index k, its difference's std exponent f.
+struct FarLane {
+  d: f32,
+  x: i32,
+}
+
+fn far_var_lane(k: u32, t: Term, t0: Term, t1: Term, t2: Term, f: i32, u: i32, d: f32) -> FarLane {
+  if (f >= u - 50) {
+    return FarLane(d, 0);
+  }
+  let v = f - 60;
+  let mix = weighted_term_var(0u, t0, v) + weighted_term_var(1u, t1, v) + weighted_term_var(2u, t2, v);
+  let own = scale2(t.variance, 2 * (var_unit(t.flags) - v) + 4 * zero_weight_exp(P_ZERO_WVAR + k));
+  return FarLane(own - mix, 2 * (v - u));
 }
 
 // A pair v times 2^k, word by word by their bits (scale2).
