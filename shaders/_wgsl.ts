@@ -2162,11 +2162,10 @@ fn is_subnormal_bits(v: f32) -> bool {
 // a GPU may flush them (lavapipe does): rows of 1 +- 5e-7 under dy ~1e-31 (products ~1e-38)
 // had S2 0 or a few bits, which gamma s^3 (3e38 times s ~3e6 under eps 0) brings back into dx:
 // 4.56e13 for 4.70e13 (attack fuzzer seed 27858). sn_bwd_reduce lists such segments and
-// sn_bwd_wide_reduce sums them again with dy in the unit of mx (both by this test, so that
-// they agree). Products that reach 2^-90 keep units of 1: those flushed beside them lie 2^36
-// below the largest bound. A few operations per segment.
-fn low_products(m: Mixed, p: Partial, mx: f32) -> bool {
-  let c = long_centre(m, p);
+// sn_bwd_wide_reduce sums them again with dy in the unit of mx (PART_LOW tells it why). c is
+// long_centre(m, p), which sn_bwd_reduce has. Products that reach 2^-90 keep units of 1: those
+// flushed beside them lie 2^36 below the largest bound. A few operations per segment.
+fn low_products(m: Mixed, p: Partial, c: f32, mx: f32) -> bool {
   let spread = abs((p.shift - c) + p.mean) + sqrt(max(p.m2, 0.0));
   let em = exponent_of(mx);
   let ex = exponent_of(spread);
@@ -2395,6 +2394,11 @@ fn part_f(w: u32) -> i32 {
 // reads for a wide row's dy unit (wide_dy_unit); no word of part_units has these high bits
 // (its f lies within +-1000). part_word reads such a word as 0, the units it stands for.
 const PART_MX: u32 = 0x40000000u;
+
+// bparts' fourth word of a segment sn_bwd_reduce lists for low_products alone (else 0 there), for
+// sn_bwd_wide_reduce, which writes the word again: the reason travels with the segment rather
+// than being formed again from the statistics there (a float32 bound on the edge could differ).
+const PART_LOW: u32 = 0x20000000u;
 
 fn part_word(w: u32) -> u32 {
   return select(w, 0u, (w & 0xffff0000u) == PART_MX);
@@ -5011,6 +5015,7 @@ fn main(
   var lo_hi = 0.0;
   var mix = Mixed();
   var summary = Partial();
+  var centre = 0.0;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -5046,6 +5051,7 @@ fn main(
     // (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
+    centre = hi;
     let offset = centre_offset(m, hi);
     lo_hi = select(offset.x, 0.0, long);
     lo = select(offset.y, 0.0, long);
@@ -5102,8 +5108,9 @@ fn main(
     // where xhat is ~2^230.)
     // (And a segment whose products dy (x - c) all lie below 2^-90, low_products: float32 may
     // flush them here.)
-    let listed = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs) |
-      low_products(mix, summary, mxs);
+    let other = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
+    let low = !other & low_products(mix, summary, centre, mxs);
+    let listed = other | low;
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
@@ -5123,7 +5130,8 @@ fn main(
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
     // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
-    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), 0u, listed);
+    // (A segment listed for low_products alone: PART_LOW, for sn_bwd_wide_reduce.)
+    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), select(0u, PART_LOW, low), listed);
     bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {
@@ -5223,9 +5231,9 @@ fn reduce_wide(seg: u32) {
   // terms dy ((x - hi) - lo): sn_bwd_reduce takes lo S1 off once, which needs finite sums, so its
   // sum dy (x - hi) kept Inf * 0 (NaN) where x = hi and an infinity of the wrong sign where x - hi
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
-  // An unscaled row's segment of products dy (x - c) all below 2^-90 (low_products, as
-  // sn_bwd_reduce listed it): dy in the unit of its largest, where the products are normal.
-  let low = low_products(plain, p, mx);
+  // An unscaled row's segment of products dy (x - c) all below 2^-90 (sn_bwd_reduce listed it
+  // for low_products, PART_LOW): dy in the unit of its largest, where the products are normal.
+  let low = rec.w == PART_LOW;
   if (!scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }

@@ -406,11 +406,10 @@ fn is_subnormal_bits(v: f32) -> bool {
 // a GPU may flush them (lavapipe does): rows of 1 +- 5e-7 under dy ~1e-31 (products ~1e-38)
 // had S2 0 or a few bits, which gamma s^3 (3e38 times s ~3e6 under eps 0) brings back into dx:
 // 4.56e13 for 4.70e13 (attack fuzzer seed 27858). sn_bwd_reduce lists such segments and
-// sn_bwd_wide_reduce sums them again with dy in the unit of mx (both by this test, so that
-// they agree). Products that reach 2^-90 keep units of 1: those flushed beside them lie 2^36
-// below the largest bound. A few operations per segment.
-fn low_products(m: Mixed, p: Partial, mx: f32) -> bool {
-  let c = long_centre(m, p);
+// sn_bwd_wide_reduce sums them again with dy in the unit of mx (PART_LOW tells it why). c is
+// long_centre(m, p), which sn_bwd_reduce has. Products that reach 2^-90 keep units of 1: those
+// flushed beside them lie 2^36 below the largest bound. A few operations per segment.
+fn low_products(m: Mixed, p: Partial, c: f32, mx: f32) -> bool {
   let spread = abs((p.shift - c) + p.mean) + sqrt(max(p.m2, 0.0));
   let em = exponent_of(mx);
   let ex = exponent_of(spread);
@@ -639,6 +638,11 @@ fn part_f(w: u32) -> i32 {
 // reads for a wide row's dy unit (wide_dy_unit); no word of part_units has these high bits
 // (its f lies within +-1000). part_word reads such a word as 0, the units it stands for.
 const PART_MX: u32 = 0x40000000u;
+
+// bparts' fourth word of a segment sn_bwd_reduce lists for low_products alone (else 0 there), for
+// sn_bwd_wide_reduce, which writes the word again: the reason travels with the segment rather
+// than being formed again from the statistics there (a float32 bound on the edge could differ).
+const PART_LOW: u32 = 0x20000000u;
 
 fn part_word(w: u32) -> u32 {
   return select(w, 0u, (w & 0xffff0000u) == PART_MX);

@@ -76,6 +76,7 @@ fn main(
   var lo_hi = 0.0;
   var mix = Mixed();
   var summary = Partial();
+  var centre = 0.0;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -111,6 +112,7 @@ fn main(
     // (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
+    centre = hi;
     let offset = centre_offset(m, hi);
     lo_hi = select(offset.x, 0.0, long);
     lo = select(offset.y, 0.0, long);
@@ -167,8 +169,9 @@ fn main(
     // where xhat is ~2^230.)
     // (And a segment whose products dy (x - c) all lie below 2^-90, low_products: float32 may
     // flush them here.)
-    let listed = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs) |
-      low_products(mix, summary, mxs);
+    let other = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
+    let low = !other & low_products(mix, summary, centre, mxs);
+    let listed = other | low;
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
@@ -188,7 +191,8 @@ fn main(
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
     // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
-    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), 0u, listed);
+    // (A segment listed for low_products alone: PART_LOW, for sn_bwd_wide_reduce.)
+    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), select(0u, PART_LOW, low), listed);
     bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {

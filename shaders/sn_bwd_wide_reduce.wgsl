@@ -81,9 +81,9 @@ fn reduce_wide(seg: u32) {
   // terms dy ((x - hi) - lo): sn_bwd_reduce takes lo S1 off once, which needs finite sums, so its
   // sum dy (x - hi) kept Inf * 0 (NaN) where x = hi and an infinity of the wrong sign where x - hi
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
-  // An unscaled row's segment of products dy (x - c) all below 2^-90 (low_products, as
-  // sn_bwd_reduce listed it): dy in the unit of its largest, where the products are normal.
-  let low = low_products(plain, p, mx);
+  // An unscaled row's segment of products dy (x - c) all below 2^-90 (sn_bwd_reduce listed it
+  // for low_products, PART_LOW): dy in the unit of its largest, where the products are normal.
+  let low = rec.w == PART_LOW;
   if (!scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
