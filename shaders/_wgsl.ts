@@ -2170,6 +2170,25 @@ fn is_subnormal_bits(v: f32) -> bool {
   return (bitcast<u32>(v) & 0x7fffffffu) - 1u < 0x007fffffu;
 }
 
+// Whether a segment of an unscaled, unflagged row (mix m, summary p, largest |dy| mx, normal)
+// has every product dy (x - c) below 2^-90 in units of 1, c = long_centre, by bounds of their
+// factors' exponents: |x - c| <= |mu_in - c| + sqrt(M2) (every |x - mu_in| is at most the root
+// of the row's sum of squared deviations). Float32 products there are subnormal or near it, and
+// a GPU may flush them (lavapipe does): rows of 1 +- 5e-7 under dy ~1e-31 (products ~1e-38)
+// had S2 0 or a few bits, which gamma s^3 (3e38 times s ~3e6 under eps 0) brings back into dx:
+// 4.56e13 for 4.70e13 (attack fuzzer seed 27858). sn_bwd_reduce lists such segments and
+// sn_bwd_wide_reduce sums them again with dy in the unit of mx (PART_LOW tells it why). c is
+// long_centre(m, p), which sn_bwd_reduce has. Products that reach 2^-90 keep units of 1: those
+// flushed beside them lie 2^36 below the largest bound. A few operations per segment.
+fn low_products(m: Mixed, p: Partial, c: f32, mx: f32) -> bool {
+  let spread = abs((p.shift - c) + p.mean) + sqrt(max(p.m2, 0.0));
+  let em = exponent_of(mx);
+  let ex = exponent_of(spread);
+  let plain = ((m.flags & F_CLASS) == 0u) & !is_scaled(m.flags) & (far_exp(m.lo) == 0);
+  return plain & (class_bits(mx) == 0u) & (class_bits(spread) == 0u) & (em > -1000) & (ex > -1000) &
+    (em + ex + 2 < -90);
+}
+
 // The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
 fn dy_unit(mx: f32) -> i32 {
   return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
@@ -2371,7 +2390,8 @@ fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
 }
 
 // bparts' fourth word: the dy unit D (bits 0..15, signed: part_d; -126 for a segment of
-// subnormal dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).
+// subnormal dy, the exponent of its largest |dy| for one of low_products or a scaled row's low
+// dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).
 fn part_units(d_unit: i32, f: i32) -> u32 {
   return (u32(d_unit) & 0xffffu) | (u32(f) << 16u);
 }
@@ -2389,6 +2409,11 @@ fn part_f(w: u32) -> i32 {
 // reads for a wide row's dy unit (wide_dy_unit); no word of part_units has these high bits
 // (its f lies within +-1000). part_word reads such a word as 0, the units it stands for.
 const PART_MX: u32 = 0x40000000u;
+
+// bparts' fourth word of a segment sn_bwd_reduce lists for low_products alone (else 0 there), for
+// sn_bwd_wide_reduce, which writes the word again: the reason travels with the segment rather
+// than being formed again from the statistics there (a float32 bound on the edge could differ).
+const PART_LOW: u32 = 0x20000000u;
 
 fn part_word(w: u32) -> u32 {
   return select(w, 0u, (w & 0xffff0000u) == PART_MX);
@@ -5088,6 +5113,9 @@ fn main(
   var keep = false;
   var lo = 0.0;
   var lo_hi = 0.0;
+  var mix = Mixed();
+  var summary = Partial();
+  var centre = 0.0;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -5110,6 +5138,8 @@ fn main(
     );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
+    mix = m;
+    summary = p;
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
@@ -5121,6 +5151,7 @@ fn main(
     // (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
+    centre = hi;
     let offset = centre_offset(m, hi);
     lo_hi = select(offset.x, 0.0, long);
     lo = select(offset.y, 0.0, long);
@@ -5175,7 +5206,11 @@ fn main(
     // subnormal MX, every dy of the segment subnormal, which takes the unit 2^-126 there: in
     // units of 1 a GPU that flushes subnormals read them as 0, dgamma 0 for 3.6e29 under dy 1e-40
     // where xhat is ~2^230.)
-    let listed = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
+    // (And a segment whose products dy (x - c) all lie below 2^-90, low_products: float32 may
+    // flush them here.)
+    let other = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
+    let low = !other & low_products(mix, summary, centre, mxs);
+    let listed = other | low;
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
@@ -5195,7 +5230,8 @@ fn main(
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
     // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
-    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), 0u, listed);
+    // (A segment listed for low_products alone: PART_LOW, for sn_bwd_wide_reduce.)
+    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), select(0u, PART_LOW, low), listed);
     bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {
@@ -5295,7 +5331,10 @@ fn reduce_wide(seg: u32) {
   // terms dy ((x - hi) - lo): sn_bwd_reduce takes lo S1 off once, which needs finite sums, so its
   // sum dy (x - hi) kept Inf * 0 (NaN) where x = hi and an infinity of the wrong sign where x - hi
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
-  if (!scaled && !big && !tiny && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
+  // An unscaled row's segment of products dy (x - c) all below 2^-90 (sn_bwd_reduce listed it
+  // for low_products, PART_LOW): dy in the unit of its largest, where the products are normal.
+  let low = rec.w == PART_LOW;
+  if (!scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
   // A scaled row's segment whose largest |dy| lies below 2^-60 (normal): the unit of that dy, in
@@ -5304,7 +5343,7 @@ fn reduce_wide(seg: u32) {
   // tolerance, attack fuzzer seed 2602).
   let mx_e = exponent_of(mxf);
   let low_dy = scaled & !big & !tiny & (mx_e < -60) & (mx_e > -200);
-  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy);
+  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy | low);
   var e = 0;
   var hi: f32;
   var lo: f32;
@@ -6001,8 +6040,16 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let gamma = gamma_mantissa(affine[c]);
   // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
   // to 2^21 here, gm, gv and their dots then stay within float32.
-  let es1 = max(0, finite_exponent_of(s1) - 40);
-  let es2 = max(0, finite_exponent_of(s2) - 60);
+  // And every exponent of a sum whose gm' = s gamma' S1 or gv' ~ s^3 S2 would fall below 2^-100
+  // (the sum brought to [1, 2) by its bits): with gamma's exponent apart, a gamma of 3e38 that
+  // brings gv back no longer counts, and s ~1e-5 (eps 1e10, above es's 2^-20) times S2 ~1e-30
+  // of dy ~1e-31 made gv' ~8e-46, a few bits: dx's dL/dvar term 2.2x the reference's (attack
+  // fuzzer seed 16624). Rare: exponents alone.
+  let xs_s = exponent_of(s);
+  let x1 = lane_exp(s1);
+  let x2 = lane_exp(s2);
+  let es1 = select(max(0, finite_exponent_of(s1) - 40), x1, (x1 > -1000) & (xs_s + x1 < -100));
+  let es2 = select(max(0, finite_exponent_of(s2) - 60), x2, (x2 > -1000) & (3 * xs_s + x2 < -100));
   let gm = -s * gamma * scale2(s1, -es1);
   // gamma times s^2 first: -0.5 times a subnormal gamma of 2^-149 (its mantissa, gamma_mantissa)
   // was 0, and gv with it (dx ~1e-16 where the reference has +-Infinity: gamma 2e-45 over a row

@@ -399,6 +399,25 @@ fn is_subnormal_bits(v: f32) -> bool {
   return (bitcast<u32>(v) & 0x7fffffffu) - 1u < 0x007fffffu;
 }
 
+// Whether a segment of an unscaled, unflagged row (mix m, summary p, largest |dy| mx, normal)
+// has every product dy (x - c) below 2^-90 in units of 1, c = long_centre, by bounds of their
+// factors' exponents: |x - c| <= |mu_in - c| + sqrt(M2) (every |x - mu_in| is at most the root
+// of the row's sum of squared deviations). Float32 products there are subnormal or near it, and
+// a GPU may flush them (lavapipe does): rows of 1 +- 5e-7 under dy ~1e-31 (products ~1e-38)
+// had S2 0 or a few bits, which gamma s^3 (3e38 times s ~3e6 under eps 0) brings back into dx:
+// 4.56e13 for 4.70e13 (attack fuzzer seed 27858). sn_bwd_reduce lists such segments and
+// sn_bwd_wide_reduce sums them again with dy in the unit of mx (PART_LOW tells it why). c is
+// long_centre(m, p), which sn_bwd_reduce has. Products that reach 2^-90 keep units of 1: those
+// flushed beside them lie 2^36 below the largest bound. A few operations per segment.
+fn low_products(m: Mixed, p: Partial, c: f32, mx: f32) -> bool {
+  let spread = abs((p.shift - c) + p.mean) + sqrt(max(p.m2, 0.0));
+  let em = exponent_of(mx);
+  let ex = exponent_of(spread);
+  let plain = ((m.flags & F_CLASS) == 0u) & !is_scaled(m.flags) & (far_exp(m.lo) == 0);
+  return plain & (class_bits(mx) == 0u) & (class_bits(spread) == 0u) & (em > -1000) & (ex > -1000) &
+    (em + ex + 2 < -90);
+}
+
 // The unit of dy for a set of values of largest |dy| mx: 0 up to DY_MAX, else its exponent.
 fn dy_unit(mx: f32) -> i32 {
   return select(0, i32(abs_field(bitcast<u32>(mx) & 0x7fffffffu)) - 127, mx > DY_MAX);
@@ -600,7 +619,8 @@ fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
 }
 
 // bparts' fourth word: the dy unit D (bits 0..15, signed: part_d; -126 for a segment of
-// subnormal dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).
+// subnormal dy, the exponent of its largest |dy| for one of low_products or a scaled row's low
+// dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).
 fn part_units(d_unit: i32, f: i32) -> u32 {
   return (u32(d_unit) & 0xffffu) | (u32(f) << 16u);
 }
@@ -618,6 +638,11 @@ fn part_f(w: u32) -> i32 {
 // reads for a wide row's dy unit (wide_dy_unit); no word of part_units has these high bits
 // (its f lies within +-1000). part_word reads such a word as 0, the units it stands for.
 const PART_MX: u32 = 0x40000000u;
+
+// bparts' fourth word of a segment sn_bwd_reduce lists for low_products alone (else 0 there), for
+// sn_bwd_wide_reduce, which writes the word again: the reason travels with the segment rather
+// than being formed again from the statistics there (a float32 bound on the edge could differ).
+const PART_LOW: u32 = 0x20000000u;
 
 fn part_word(w: u32) -> u32 {
   return select(w, 0u, (w & 0xffff0000u) == PART_MX);

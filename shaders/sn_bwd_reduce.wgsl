@@ -74,6 +74,9 @@ fn main(
   var keep = false;
   var lo = 0.0;
   var lo_hi = 0.0;
+  var mix = Mixed();
+  var summary = Partial();
+  var centre = 0.0;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -96,6 +99,8 @@ fn main(
     );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
+    mix = m;
+    summary = p;
     // A mixed mean far from the row's data (an evaluation on a running_mean ~1e38 over a std
     // of 1): dy (x - mu) could overflow float32, so sn_bwd_wide_reduce sums it in units.
     scaled = is_scaled(m.flags) || far_exp(m.lo) > 0;
@@ -107,6 +112,7 @@ fn main(
     // (see the top).
     let long = P.chunks > 1u;
     let hi = long_centre(m, p);
+    centre = hi;
     let offset = centre_offset(m, hi);
     lo_hi = select(offset.x, 0.0, long);
     lo = select(offset.y, 0.0, long);
@@ -161,7 +167,11 @@ fn main(
     // subnormal MX, every dy of the segment subnormal, which takes the unit 2^-126 there: in
     // units of 1 a GPU that flushes subnormals read them as 0, dgamma 0 for 3.6e29 under dy 1e-40
     // where xhat is ~2^230.)
-    let listed = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
+    // (And a segment whose products dy (x - c) all lie below 2^-90, low_products: float32 may
+    // flush them here.)
+    let other = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
+    let low = !other & low_products(mix, summary, centre, mxs);
+    let listed = other | low;
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
@@ -181,7 +191,8 @@ fn main(
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
     // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
-    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), 0u, listed);
+    // (A segment listed for low_products alone: PART_LOW, for sn_bwd_wide_reduce.)
+    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), select(0u, PART_LOW, low), listed);
     bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {

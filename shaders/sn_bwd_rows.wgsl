@@ -538,8 +538,16 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let gamma = gamma_mantissa(affine[c]);
   // The row sums' exponents beyond 2^40 (S1) and 2^60 (S2) kept apart too (exact): with s up
   // to 2^21 here, gm, gv and their dots then stay within float32.
-  let es1 = max(0, finite_exponent_of(s1) - 40);
-  let es2 = max(0, finite_exponent_of(s2) - 60);
+  // And every exponent of a sum whose gm' = s gamma' S1 or gv' ~ s^3 S2 would fall below 2^-100
+  // (the sum brought to [1, 2) by its bits): with gamma's exponent apart, a gamma of 3e38 that
+  // brings gv back no longer counts, and s ~1e-5 (eps 1e10, above es's 2^-20) times S2 ~1e-30
+  // of dy ~1e-31 made gv' ~8e-46, a few bits: dx's dL/dvar term 2.2x the reference's (attack
+  // fuzzer seed 16624). Rare: exponents alone.
+  let xs_s = exponent_of(s);
+  let x1 = lane_exp(s1);
+  let x2 = lane_exp(s2);
+  let es1 = select(max(0, finite_exponent_of(s1) - 40), x1, (x1 > -1000) & (xs_s + x1 < -100));
+  let es2 = select(max(0, finite_exponent_of(s2) - 60), x2, (x2 > -1000) & (3 * xs_s + x2 < -100));
   let gm = -s * gamma * scale2(s1, -es1);
   // gamma times s^2 first: -0.5 times a subnormal gamma of 2^-149 (its mantissa, gamma_mantissa)
   // was 0, and gv with it (dx ~1e-16 where the reference has +-Infinity: gamma 2e-45 over a row

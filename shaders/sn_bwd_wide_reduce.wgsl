@@ -81,7 +81,10 @@ fn reduce_wide(seg: u32) {
   // terms dy ((x - hi) - lo): sn_bwd_reduce takes lo S1 off once, which needs finite sums, so its
   // sum dy (x - hi) kept Inf * 0 (NaN) where x = hi and an infinity of the wrong sign where x - hi
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
-  if (!scaled && !big && !tiny && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
+  // An unscaled row's segment of products dy (x - c) all below 2^-90 (sn_bwd_reduce listed it
+  // for low_products, PART_LOW): dy in the unit of its largest, where the products are normal.
+  let low = rec.w == PART_LOW;
+  if (!scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
   // A scaled row's segment whose largest |dy| lies below 2^-60 (normal): the unit of that dy, in
@@ -90,7 +93,7 @@ fn reduce_wide(seg: u32) {
   // tolerance, attack fuzzer seed 2602).
   let mx_e = exponent_of(mxf);
   let low_dy = scaled & !big & !tiny & (mx_e < -60) & (mx_e > -200);
-  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy);
+  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy | low);
   var e = 0;
   var hi: f32;
   var lo: f32;
