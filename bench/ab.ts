@@ -12,7 +12,9 @@
  * SHAPE='[65536,64]') runs a SwitchNorm1d. MODE=eval times evaluation forwards with
  * keepForBackward (and their backwards) on the running buffers one untimed training step with
  * momentum 0 on the same x left (the batch's statistics), where the IN statistics lie near the
- * running ones (the inputs are alike row to row). VAR_WEIGHT='[0,-1e30,-1e30]' loads those
+ * running ones (the inputs are alike row to row). MODE=infer times those evaluation forwards alone
+ * (no keepForBackward, no backward): the path of a model served for inference, where WASM's
+ * forward re-sums rows and groups near 0 itself (`refine_near_zero_groups` in wasm/src/nd.rs). VAR_WEIGHT='[0,-1e30,-1e30]' loads those
  * variance logits first (mixings whose LN or BN variance weight is tiny beside its mean weight:
  * the case `refine_wide_groups` in wasm/src/nd.rs checks row by row).
  */
@@ -33,7 +35,8 @@ if (import.meta.main) {
   // One thread on both sides (a checkout from before threads has no setNumThreads).
   for (const m of mods) m.setNumThreads?.(1);
   const only = Deno.env.get("SHAPE");
-  const evaluation = Deno.env.get("MODE") === "eval";
+  const inference = Deno.env.get("MODE") === "infer";
+  const evaluation = inference || Deno.env.get("MODE") === "eval";
   for (const shape of only ? [JSON.parse(only) as number[]] : SHAPES) {
     const n = shape.reduce((a, b) => a * b);
     const { x, dy: dyData } = inputs(n);
@@ -65,9 +68,16 @@ if (import.meta.main) {
       for (const s of i % 2 ? [1, 0] : [0, 1]) {
         const { layer, x, dy } = sides[s];
         let t0 = performance.now();
-        const y = await layer.forward(x, evaluation ? { keepForBackward: true } : undefined);
+        const y = await layer.forward(
+          x,
+          evaluation && !inference ? { keepForBackward: true } : undefined,
+        );
         await y.read();
         fwd[s].push(performance.now() - t0);
+        if (inference) {
+          y.dispose();
+          continue;
+        }
         t0 = performance.now();
         const dx = await layer.backward(dy);
         await dx.read();
@@ -77,15 +87,16 @@ if (import.meta.main) {
       }
     }
     const line = (name: string, t: number[][]) => {
+      if (!t[0].length) return `${name} not timed`;
       const [a, b] = [quantile(t[0], 0.1), quantile(t[1], 0.1)];
       const med = quantile(t[1], 0.5) / quantile(t[0], 0.5);
       return `${name} ${a.toFixed(2)} -> ${b.toFixed(2)} ms (p10 ${(b / a).toFixed(3)}x, ` +
         `median ${med.toFixed(3)}x)`;
     };
     console.log(
-      `${backend}${evaluation ? " eval" : ""} ${JSON.stringify(shape)}: ${line("forward", fwd)}; ${
-        line("backward", bwd)
-      }`,
+      `${backend}${inference ? " infer" : evaluation ? " eval" : ""} ${JSON.stringify(shape)}: ${
+        line("forward", fwd)
+      }; ${line("backward", bwd)}`,
     );
   }
   Deno.exit(0);
