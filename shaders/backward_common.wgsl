@@ -619,6 +619,11 @@ fn part_f(w: u32) -> i32 {
 // (its f lies within +-1000). part_word reads such a word as 0, the units it stands for.
 const PART_MX: u32 = 0x40000000u;
 
+// bparts' fourth word of a segment sn_bwd_reduce lists only because its S2 in units of 1 may
+// have lost its terms below float32's normal range (sn_bwd_reduce's `lifted`): sn_bwd_wide_reduce
+// sums it again in the unit of its largest |dy| and writes the word anew.
+const PART_LIFT: u32 = 0x20000000u;
+
 fn part_word(w: u32) -> u32 {
   return select(w, 0u, (w & 0xffff0000u) == PART_MX);
 }
