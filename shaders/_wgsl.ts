@@ -2415,6 +2415,11 @@ const PART_MX: u32 = 0x40000000u;
 // than being formed again from the statistics there (a float32 bound on the edge could differ).
 const PART_LOW: u32 = 0x20000000u;
 
+// bparts' fourth word of a segment sn_bwd_reduce lists only because its S2 in units of 1 may
+// have lost its terms below float32's normal range (sn_bwd_reduce's \`lifted\`): sn_bwd_wide_reduce
+// sums it again in the unit of its largest |dy| and writes the word anew.
+const PART_LIFT: u32 = 0x10000000u;
+
 fn part_word(w: u32) -> u32 {
   return select(w, 0u, (w & 0xffff0000u) == PART_MX);
 }
@@ -5060,7 +5065,8 @@ export const SN_BWD_REDUCE: string =
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
 // A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
-// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX.
+// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX,
+// and a row of one segment whose S2 may have lost its terms below float32's normal range (\`lifted\`).
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -5116,6 +5122,7 @@ fn main(
   var mix = Mixed();
   var summary = Partial();
   var centre = 0.0;
+  var lost_e = -1000;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -5158,6 +5165,13 @@ fn main(
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    // The exponent of what S2 in units of 1 may lose below float32's normal range: a flushed
+    // product (below 2^-126) or a subnormal dy read as 0 times x - c, |x - c| < 2^xe (x's
+    // largest field, c's exponent), per element. None for a row of 0 about c = 0 (its terms are
+    // 0) or a long row (its S2 is about c, and long_lift takes its tiny segments).
+    let xe = max(i32(max_field(p.flags)) - 127, exponent_of(hi) + 1) + 1;
+    let spread = (max_field(p.flags) != 0u) | (hi != 0.0);
+    lost_e = select(-1000, max(xe, 0) - 126 + 33 - i32(countLeadingZeros(e - s)), spread & !long & keep);
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     // Terms about c alone; ((hi - c) + lo) S1 is taken off the sums below, once: subtracting lo
@@ -5210,7 +5224,7 @@ fn main(
     // flush them here.)
     let other = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
     let low = !other & low_products(mix, summary, centre, mxs);
-    let listed = other | low;
+    let listed0 = other | low;
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
@@ -5223,15 +5237,29 @@ fn main(
     // are finite (a listed segment, whose dy may not be, is summed again by sn_bwd_wide_reduce)
     // and kept.
     let finite = (class_bits(s1_pair.x) | class_bits(s2_pair.x)) == 0u;
-    if (keep && finite && !listed) {
+    if (keep && finite && !listed0) {
       s2_pair = pair_sub_product(s2_pair, vec2<f32>(lo_hi, lo), s1_pair);
     }
+    // A segment whose S2 may have lost more than 2^-24 of itself below float32's normal range
+    // (lost_e, above; S2 0 included) where dy are not all 0: listed too, sn_bwd_wide_reduce sums
+    // it again in the unit of its largest |dy| (issue 10: a row of 0 but one x of 1e3 to 1e5 at
+    // a subnormal dy beside dy of 1e-20 at its zeros, S2 ~1e-40 read as 0 in units of 1, gv 0
+    // and its sample's LN term with it; tests/partial_zero_rows_test.ts, outlierBesideTiny). Per
+    // segment, from exponents: the hot loop is unchanged.
+    let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
+      exponent_of(s2_pair.x) < lost_e + 24;
+    let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
     // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
-    // (A segment listed for low_products alone: PART_LOW, for sn_bwd_wide_reduce.)
-    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), select(0u, PART_LOW, low), listed);
+    // (A segment listed for low_products alone: PART_LOW; for its S2 alone: PART_LIFT; both for
+    // sn_bwd_wide_reduce.)
+    let units = select(
+      PART_MX | (bitcast<u32>(mxs) >> 23u),
+      select(select(0u, PART_LIFT, lifted), PART_LOW, low),
+      listed,
+    );
     bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {
@@ -5253,7 +5281,9 @@ export const SN_BWD_WIDE_REDUCE: string =
 //   - the row's statistics are scaled (F_SCALED: a wide row or group, unit 2^E of its mix,
 //     wide_map): x is taken as x' = x * 2^-E and the mixed mean (hi', lo') in that unit;
 //   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
-//     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
+//     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32);
+//   - or its S2 in units of 1 may have lost its terms below float32's normal range (PART_LIFT,
+//     sn_bwd_reduce's \`lifted\`): D is MX's exponent where MX < 1.
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
 // of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
 // where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
@@ -5333,8 +5363,11 @@ fn reduce_wide(seg: u32) {
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
   // An unscaled row's segment of products dy (x - c) all below 2^-90 (sn_bwd_reduce listed it
   // for low_products, PART_LOW): dy in the unit of its largest, where the products are normal.
+  // (A segment listed for its S2 alone, PART_LIFT: summed again in the unit of its largest
+  // |dy|, below.)
   let low = rec.w == PART_LOW;
-  if (!scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
+  let lifted = rec.w == PART_LIFT;
+  if (!lifted && !scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
   // A scaled row's segment whose largest |dy| lies below 2^-60 (normal): the unit of that dy, in
@@ -5343,7 +5376,12 @@ fn reduce_wide(seg: u32) {
   // tolerance, attack fuzzer seed 2602).
   let mx_e = exponent_of(mxf);
   let low_dy = scaled & !big & !tiny & (mx_e < -60) & (mx_e > -200);
-  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy | low);
+  // A segment listed for its S2 alone (sn_bwd_reduce's \`lifted\`: an unscaled row whose S2 in
+  // units of 1 may have lost its terms below float32's normal range): the unit of its largest
+  // |dy| where that lies below 1, in which subnormal dy beside dy of ~1e-20 are normal, its
+  // subnormal dy left below that taken 2^64 higher (sub_seg), and S2 in a unit 2^k lower.
+  let lift_dy = lifted & !scaled & !big & !tiny & (mx_e < 0);
+  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy | low | lift_dy);
   var e = 0;
   var hi: f32;
   var lo: f32;
@@ -5452,7 +5490,7 @@ fn reduce_wide(seg: u32) {
   var s2f = 0.0;
   // A scaled row's dy that dy' flushed (subnormal beside normal ones, D = 0) times x - mu: their
   // products in units of 2^-64 (s2s), added below.
-  let sub_seg = scaled;
+  let sub_seg = scaled | lifted;
   var s2s = 0.0;
   for (var b = s; b < end; b += 64u) {
     var b1 = 0.0;
@@ -5493,7 +5531,14 @@ fn reduce_wide(seg: u32) {
     s2 = scale2(s2, k) + scale2(s2s, k - 64);
     f -= k;
   }
-  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
+  // A segment listed for its S2 alone that stays in units of 1 (its largest |dy| at 1 or above,
+  // no subnormal dy's product kept apart) is written as sn_bwd_reduce writes an unlisted one
+  // (PART_MX, S2's low word 0): its row may be a pair row, which reads the third word as S2's
+  // low word (MX there: NaN dx, partial_zero_sweep seed 110).
+  let as_plain = lifted & (d_unit == 0) & (f == 0);
+  let third = select(rec.z, 0u, as_plain);
+  let units = select(part_units(d_unit, f), PART_MX | (rec.z >> 23u), as_plain);
+  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), third, units);
   seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)
 }
 `;

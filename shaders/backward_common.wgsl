@@ -644,6 +644,11 @@ const PART_MX: u32 = 0x40000000u;
 // than being formed again from the statistics there (a float32 bound on the edge could differ).
 const PART_LOW: u32 = 0x20000000u;
 
+// bparts' fourth word of a segment sn_bwd_reduce lists only because its S2 in units of 1 may
+// have lost its terms below float32's normal range (sn_bwd_reduce's `lifted`): sn_bwd_wide_reduce
+// sums it again in the unit of its largest |dy| and writes the word anew.
+const PART_LIFT: u32 = 0x10000000u;
+
 fn part_word(w: u32) -> u32 {
   return select(w, 0u, (w & 0xffff0000u) == PART_MX);
 }

@@ -21,7 +21,8 @@
 // statistics are flagged (it holds a non-finite x, M = 1, ...) gets S2 = 0: the reference's
 // results there are NaN and sn_bwd_rows marks them so; S1 still counts, as dbeta needs it.
 // A row with scaled statistics (F_SCALED) or a mixed mean far from its data (far_exp) gets
-// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX.
+// S2 = 0 too: sn_bwd_wide_reduce sums it again, as it does every segment whose MX passes DY_MAX,
+// and a row of one segment whose S2 may have lost its terms below float32's normal range (`lifted`).
 // Seg_threads threads share a segment, each summing a strided share one vec4 at a time; they
 // then add their sums pairwise in workgroup memory (a tree, so the error grows with log of the
 // thread count, not with the segment length).
@@ -77,6 +78,7 @@ fn main(
   var mix = Mixed();
   var summary = Partial();
   var centre = 0.0;
+  var lost_e = -1000;
   let live = seg < P.seg_end;
   if (live) {
     let row = seg / P.chunks;
@@ -119,6 +121,13 @@ fn main(
     let row_start = row * P.m;
     let s = row_start + k * P.seg_len - P.elem_base;
     let e = min(row_start + (k + 1u) * P.seg_len, row_start + P.m) - P.elem_base;
+    // The exponent of what S2 in units of 1 may lose below float32's normal range: a flushed
+    // product (below 2^-126) or a subnormal dy read as 0 times x - c, |x - c| < 2^xe (x's
+    // largest field, c's exponent), per element. None for a row of 0 about c = 0 (its terms are
+    // 0) or a long row (its S2 is about c, and long_lift takes its tiny segments).
+    let xe = max(i32(max_field(p.flags)) - 127, exponent_of(hi) + 1) + 1;
+    let spread = (max_field(p.flags) != 0u) | (hi != 0.0);
+    lost_e = select(-1000, max(xe, 0) - 126 + 33 - i32(countLeadingZeros(e - s)), spread & !long & keep);
     let body_s = min((s + 3u) & ~3u, e);
     let body_e = max(body_s, e & ~3u);
     // Terms about c alone; ((hi - c) + lo) S1 is taken off the sums below, once: subtracting lo
@@ -171,7 +180,7 @@ fn main(
     // flush them here.)
     let other = (scaled || class_bits(mxs) != 0u || mxs > DY_MAX) | is_subnormal_bits(mxs);
     let low = !other & low_products(mix, summary, centre, mxs);
-    let listed = other | low;
+    let listed0 = other | low;
     // S2 as its pair (hi, lo) in the record's second and third words: long rows' S2 about c is
     // ~(mu - c) S1, far above the row's own sum dy (x - mu), and one float32 per segment left that
     // rounding (IN-converged mixing, rows of 2^20 floats of mean 1000 under dy = 1: dgamma 5e-3
@@ -184,15 +193,29 @@ fn main(
     // are finite (a listed segment, whose dy may not be, is summed again by sn_bwd_wide_reduce)
     // and kept.
     let finite = (class_bits(s1_pair.x) | class_bits(s2_pair.x)) == 0u;
-    if (keep && finite && !listed) {
+    if (keep && finite && !listed0) {
       s2_pair = pair_sub_product(s2_pair, vec2<f32>(lo_hi, lo), s1_pair);
     }
+    // A segment whose S2 may have lost more than 2^-24 of itself below float32's normal range
+    // (lost_e, above; S2 0 included) where dy are not all 0: listed too, sn_bwd_wide_reduce sums
+    // it again in the unit of its largest |dy| (issue 10: a row of 0 but one x of 1e3 to 1e5 at
+    // a subnormal dy beside dy of 1e-20 at its zeros, S2 ~1e-40 read as 0 in units of 1, gv 0
+    // and its sample's LN term with it; tests/partial_zero_rows_test.ts, outlierBesideTiny). Per
+    // segment, from exponents: the hot loop is unchanged.
+    let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
+      exponent_of(s2_pair.x) < lost_e + 24;
+    let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
     let at = seg - P.row_base * P.chunks;
     // (An unlisted segment's fourth word: PART_MX and MX's exponent field, for sn_bwd_rows.)
-    // (A segment listed for low_products alone: PART_LOW, for sn_bwd_wide_reduce.)
-    let units = select(PART_MX | (bitcast<u32>(mxs) >> 23u), select(0u, PART_LOW, low), listed);
+    // (A segment listed for low_products alone: PART_LOW; for its S2 alone: PART_LIFT; both for
+    // sn_bwd_wide_reduce.)
+    let units = select(
+      PART_MX | (bitcast<u32>(mxs) >> 23u),
+      select(select(0u, PART_LIFT, lifted), PART_LOW, low),
+      listed,
+    );
     bparts[at] = vec4<u32>(bitcast<u32>(s1_sum.x), bitcast<u32>(s2_pair.x), bitcast<u32>(third), units);
     seg_lo[at] = select(0.0, s1_sum.y, finite && !listed);
     if (listed) {

@@ -3,7 +3,9 @@
 //   - the row's statistics are scaled (F_SCALED: a wide row or group, unit 2^E of its mix,
 //     wide_map): x is taken as x' = x * 2^-E and the mixed mean (hi', lo') in that unit;
 //   - or its largest |dy| (MX from sn_bwd_reduce) passes DY_MAX: dy is taken as
-//     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32).
+//     dy' = dy * 2^-D, D = dy_unit(MX) (sums of dy ~ 3e38 would overflow float32);
+//   - or its S2 in units of 1 may have lost its terms below float32's normal range (PART_LIFT,
+//     sn_bwd_reduce's `lifted`): D is MX's exponent where MX < 1.
 // Then S1' = sum dy', S2' = sum dy' ((x' - hi') - lo') (S2' = 0 for a flagged row), in blocks
 // of 64 added up, and bparts[s] = (S1', S2', MX, D | f << 16): S1 = 2^D S1', S2 = 2^(D + E + f) S2',
 // where f > 0 only for a mixed mean far from the data (|lo| beyond 2^60 in the mix's unit,
@@ -83,8 +85,11 @@ fn reduce_wide(seg: u32) {
   // and x - mu differ in sign (regression hunt helper-63: dgamma NaN or +Infinity for -Infinity).
   // An unscaled row's segment of products dy (x - c) all below 2^-90 (sn_bwd_reduce listed it
   // for low_products, PART_LOW): dy in the unit of its largest, where the products are normal.
+  // (A segment listed for its S2 alone, PART_LIFT: summed again in the unit of its largest
+  // |dy|, below.)
   let low = rec.w == PART_LOW;
-  if (!scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
+  let lifted = rec.w == PART_LIFT;
+  if (!lifted && !scaled && !big && !tiny && !low && far_exp(plain.lo) == 0 && class_bits(mx) == 0u) {
     return;
   }
   // A scaled row's segment whose largest |dy| lies below 2^-60 (normal): the unit of that dy, in
@@ -93,7 +98,12 @@ fn reduce_wide(seg: u32) {
   // tolerance, attack fuzzer seed 2602).
   let mx_e = exponent_of(mxf);
   let low_dy = scaled & !big & !tiny & (mx_e < -60) & (mx_e > -200);
-  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy | low);
+  // A segment listed for its S2 alone (sn_bwd_reduce's `lifted`: an unscaled row whose S2 in
+  // units of 1 may have lost its terms below float32's normal range): the unit of its largest
+  // |dy| where that lies below 1, in which subnormal dy beside dy of ~1e-20 are normal, its
+  // subnormal dy left below that taken 2^64 higher (sub_seg), and S2 in a unit 2^k lower.
+  let lift_dy = lifted & !scaled & !big & !tiny & (mx_e < 0);
+  let d_unit = select(select(dy_unit(select(0.0, mxf, big)), -126, tiny), mx_e, low_dy | low | lift_dy);
   var e = 0;
   var hi: f32;
   var lo: f32;
@@ -202,7 +212,7 @@ fn reduce_wide(seg: u32) {
   var s2f = 0.0;
   // A scaled row's dy that dy' flushed (subnormal beside normal ones, D = 0) times x - mu: their
   // products in units of 2^-64 (s2s), added below.
-  let sub_seg = scaled;
+  let sub_seg = scaled | lifted;
   var s2s = 0.0;
   for (var b = s; b < end; b += 64u) {
     var b1 = 0.0;
@@ -243,6 +253,13 @@ fn reduce_wide(seg: u32) {
     s2 = scale2(s2, k) + scale2(s2s, k - 64);
     f -= k;
   }
-  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), rec.z, part_units(d_unit, f));
+  // A segment listed for its S2 alone that stays in units of 1 (its largest |dy| at 1 or above,
+  // no subnormal dy's product kept apart) is written as sn_bwd_reduce writes an unlisted one
+  // (PART_MX, S2's low word 0): its row may be a pair row, which reads the third word as S2's
+  // low word (MX there: NaN dx, partial_zero_sweep seed 110).
+  let as_plain = lifted & (d_unit == 0) & (f == 0);
+  let third = select(rec.z, 0u, as_plain);
+  let units = select(part_units(d_unit, f), PART_MX | (rec.z >> 23u), as_plain);
+  bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), third, units);
   seg_lo[seg - P.row_base * P.chunks] = 0.0; // S1 in one float32 here (sn_bwd_reduce)
 }
