@@ -6895,9 +6895,14 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // row of 0 but x -8e-39 (rows of 5000 under gamma -3e20, dy 1.37 beside dy ~5e-44) had A,
   // its (2/C) GvL (mu_in - mu_ln) term of -1.4e-25, at 2^-126 under a unit set by dy gs's
   // 2^40 allowance, flushed: dx 1.2x the reference (partial_zero_sweep seed 22).
+  // B itself (B', its mantissa in the unit) no higher than 2^126 in either case: its bound t2
+  // is |B (x - K)|'s, and |x - K| can lie far below 1 (a row of x -3e38 of spread 1.2e32 in
+  // the unit 2^128, xk -19), so the unit lowered to 2^120 under t2 took B' to 2^139, +Infinity
+  // (dx +-Infinity for +-2.6e-7 beside dy +-2e38 under gamma 1e-20, attack fuzzer seed 13052).
   let top = max(max(t1, t2), t3);
   let low_a = (t3 - (top - 64) < -100) & (ax.m != 0.0);
-  let u = clamp(select(top - 64, max(top - 120, t3 + 100), low_a), -500, 500);
+  let tb = select(gvar.e + u_in + bits_exponent(bm), -1000, xk < -200);
+  let u = clamp(max(select(top - 64, max(top - 120, t3 + 100), low_a), tb - 126), -500, 500);
   // B 2^(u_in - U) below float32's normal range where B (x - K) is not (|x - K| up to 2^xk, a
   // unit U set by dy gs's bound, dy ~1e-37 under its 2^40 allowance: B ~2^-131 beside x ~5e9
   // was 0, dx without its dL/dvar term, subnormal_dy_sweep seed 287): B taken 2^(32 xs) higher

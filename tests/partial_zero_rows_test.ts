@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { make as sweepMake } from "./fuzz/partial_zero_sweep.ts";
+import { check, make } from "./fuzz/attack_fuzz.ts";
 import { outlierBesideTiny } from "./fuzz/outlier_beside_tiny_sweep.ts";
 
 /**
@@ -437,5 +438,20 @@ rangeTests(
     const call = sweepMake(22);
     const { got, want } = await runBoth(call, backend);
     assertRangeChecks(call, got, want);
+  },
+);
+
+/**
+ * Attack fuzzer seed 13052: SwitchNorm3d [2, 1, 2, 1, 1], an evaluation of rows of x ~-3e38
+ * (spread ~1e32) under dy +-2e38 and gamma 1e-20. Lowering the unit of the wide dx map for
+ * seed 22's A (to 2^120 under the largest term's bound) took B itself past float32's range
+ * (|x - K| ~2^-20 in the row's unit): dx +-Infinity where the reference has +-2.58e-7.
+ */
+rangeTests(
+  "attack fuzzer seed 13052 (a lowered dx unit keeps the dL/dvar coefficient finite)",
+  async (backend) => {
+    const call = make(13052);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(check(call, got, want), null);
   },
 );
