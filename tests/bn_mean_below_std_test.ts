@@ -231,3 +231,19 @@ for (const seed of [631, 957, 1278, 1287, 2605, 1445, 3854]) {
     },
   );
 }
+
+/*
+ * SwitchNorm1d on WebGPU, a column of +-v pairs of ~0.5 (lines within (2^-21, 2^40], which
+ * sn1d_stats sums as x - K with a float32 pair) and a pair of -1.3e-29, its BN mean 2^-99 of its
+ * std: the pair sum kept ~2^-48 of count K, and the small pair was lost (the BN mean half the
+ * reference's, y of the element at 0 2.3e7 for 4.6e7; seed 1798, training, or as a forward
+ * alone). Such a line's mean is now summed again about 0 (sn1d_stats.wgsl).
+ */
+rangeTests(
+  "SwitchNorm1d: a column whose in-range lines cancel to 2^-99 of their std gives y and the gradients as the reference (bn_mean_below_std_sweep seed 1798)",
+  async (backend) => {
+    const call = sweepMake(1798);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
