@@ -1247,9 +1247,17 @@ fn group_term(g: Group) -> Term {
 // rm: the row's running_mean (read only in an evaluation with BN). Rows of several segments are
 // tested again as a whole (sn_row_merge): their segment means lie ~std / 64 apart.
 fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
-  // Only the gradients need it: a forward that no backward follows keeps its float32 means.
-  if ((P.flags & P_REFINE_MEANS) == 0u || (flags & F_CLASS) != 0u || !(m2 > 0.0)) {
+  if ((flags & F_CLASS) != 0u || !(m2 > 0.0)) {
     return false;
+  }
+  // A forward that no backward follows keeps its float32 means (only the gradients need them
+  // finer) but for one within 2^-20 of its std of 0 (mean^2 < 2^-40 M2 / n), as WASM's
+  // SWEPT_CANCELLED2 (wasm/src/nd.rs): a mean that cancels (2^-38 of the std and below) shows
+  // there as the sweeps' rounding or as 0, and was all of its sample's LN mean, which a narrow
+  // row mixed on it took as its x - mu (bn_mean_below_std_sweep seed 957 as an evaluation: y
+  // 1.1e4 for -1.0e18). Ordinary means lie that near 0 with a chance of ~2^-20 sqrt(n) per row.
+  if ((P.flags & P_REFINE_MEANS) == 0u) {
+    return mu * mu < m2 / n * 9.094947017729282e-13; // (2^-20 std)^2
   }
   let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
   var d = mu;
@@ -3528,6 +3536,25 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   var c = vec2<f32>(shift, mean);
   if (count > 0u && (flags & F_CLASS) == 0u) {
     c = recentred(shift, q);
+  }
+  // A mean that cancels to 2^-20 of the std or less (pairs +-v and a small pair): the pair sum of
+  // x - K keeps ~2^-48 of count K, all of such a mean (a column of +-0.5 pairs and a pair of
+  // -1.3e-29: its BN mean half the reference's, y of its element at 0 2.3e7 for 4.6e7,
+  // bn_mean_below_std_sweep seed 1798, training or a forward alone). Summed again about 0 as a
+  // pair renormalized at every step (as sn1d_wide_stats' wide lines), where values that cancel
+  // leave (0, 0) and the small rest is exact; a loop of bound 0 for every other line. M2, about a
+  // point within 2^-20 of the std of the mean, stays.
+  let cancels = count > 0u && (flags & F_CLASS) == 0u && !is_wide_field(abs_field(mx)) &&
+    (c.x + c.y) * (c.x + c.y) * f32(count) < 9.094947017729282e-13 * m2;
+  var about0 = vec2<f32>(0.0);
+  for (var i = 0u; i < select(0u, len, cancels); i++) {
+    let v = tile[start + i * step];
+    if (class_bits(v) == 0u) {
+      about0 = pair_add(about0, v);
+    }
+  }
+  if (cancels) {
+    c = pair_mean(about0, count);
   }
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
   // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32

@@ -1238,9 +1238,17 @@ fn group_term(g: Group) -> Term {
 // rm: the row's running_mean (read only in an evaluation with BN). Rows of several segments are
 // tested again as a whole (sn_row_merge): their segment means lie ~std / 64 apart.
 fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
-  // Only the gradients need it: a forward that no backward follows keeps its float32 means.
-  if ((P.flags & P_REFINE_MEANS) == 0u || (flags & F_CLASS) != 0u || !(m2 > 0.0)) {
+  if ((flags & F_CLASS) != 0u || !(m2 > 0.0)) {
     return false;
+  }
+  // A forward that no backward follows keeps its float32 means (only the gradients need them
+  // finer) but for one within 2^-20 of its std of 0 (mean^2 < 2^-40 M2 / n), as WASM's
+  // SWEPT_CANCELLED2 (wasm/src/nd.rs): a mean that cancels (2^-38 of the std and below) shows
+  // there as the sweeps' rounding or as 0, and was all of its sample's LN mean, which a narrow
+  // row mixed on it took as its x - mu (bn_mean_below_std_sweep seed 957 as an evaluation: y
+  // 1.1e4 for -1.0e18). Ordinary means lie that near 0 with a chance of ~2^-20 sqrt(n) per row.
+  if ((P.flags & P_REFINE_MEANS) == 0u) {
+    return mu * mu < m2 / n * 9.094947017729282e-13; // (2^-20 std)^2
   }
   let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
   var d = mu;

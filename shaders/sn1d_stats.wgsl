@@ -115,6 +115,25 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   if (count > 0u && (flags & F_CLASS) == 0u) {
     c = recentred(shift, q);
   }
+  // A mean that cancels to 2^-20 of the std or less (pairs +-v and a small pair): the pair sum of
+  // x - K keeps ~2^-48 of count K, all of such a mean (a column of +-0.5 pairs and a pair of
+  // -1.3e-29: its BN mean half the reference's, y of its element at 0 2.3e7 for 4.6e7,
+  // bn_mean_below_std_sweep seed 1798, training or a forward alone). Summed again about 0 as a
+  // pair renormalized at every step (as sn1d_wide_stats' wide lines), where values that cancel
+  // leave (0, 0) and the small rest is exact; a loop of bound 0 for every other line. M2, about a
+  // point within 2^-20 of the std of the mean, stays.
+  let cancels = count > 0u && (flags & F_CLASS) == 0u && !is_wide_field(abs_field(mx)) &&
+    (c.x + c.y) * (c.x + c.y) * f32(count) < 9.094947017729282e-13 * m2;
+  var about0 = vec2<f32>(0.0);
+  for (var i = 0u; i < select(0u, len, cancels); i++) {
+    let v = tile[start + i * step];
+    if (class_bits(v) == 0u) {
+      about0 = pair_add(about0, v);
+    }
+  }
+  if (cancels) {
+    c = pair_mean(about0, count);
+  }
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
   // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
   // squares and sum are ~1e-7 relative off, which the backward's variance dots gv (var_LN -

@@ -213,15 +213,17 @@ rangeTest(
  * 824 for -1.3e-14), 2605 (a mean of -4.3e-34 left at 0; the LN group's sum about that 0 moved it
  * by nothing: y 597 for 1.75e7), 1445 and 3854 (means 2^-12 and 2^-17 of the std: y 1.26x and
  * 34x its tolerance). The group is now summed again in every forward, and a mean the sweeps leave
- * within 2^-20 of the std of 0 is summed again (exactly where it cancels).
+ * within 2^-20 of the std of 0 is summed again (exactly where it cancels). WebGPU, whose forward
+ * alone kept every unscaled row's float32 mean, failed 957 (y 1.1e4 for -1.0e18: the row that
+ * cancels, 2^-38 of its std, had mean 0); it now sums such rows again there too (refine_mean,
+ * shaders/common.wgsl).
  */
 for (const seed of [631, 957, 1278, 1287, 2605, 1445, 3854]) {
-  rangeTest(
-    "wasm",
+  rangeTests(
     `a forward alone whose LN group is near 0 by its wide row gives a narrow row's y as the reference (seed ${seed})`,
-    async () => {
+    async (backend) => {
       const call = { ...sweepMake(seed), dy: undefined };
-      const { got, want } = await runBoth(call, "wasm");
+      const { got, want } = await runBoth(call, backend);
       const rows = call.shape.slice(2).reduce((a, b) => a * b, 1);
       assertOutputsClose(got, want, {
         y: { tol: Y_SCALED, rows, termScale: affineSizes(call, want.y) },
@@ -229,3 +231,19 @@ for (const seed of [631, 957, 1278, 1287, 2605, 1445, 3854]) {
     },
   );
 }
+
+/*
+ * SwitchNorm1d on WebGPU, a column of +-v pairs of ~0.5 (lines within (2^-21, 2^40], which
+ * sn1d_stats sums as x - K with a float32 pair) and a pair of -1.3e-29, its BN mean 2^-99 of its
+ * std: the pair sum kept ~2^-48 of count K, and the small pair was lost (the BN mean half the
+ * reference's, y of the element at 0 2.3e7 for 4.6e7; seed 1798, training, or as a forward
+ * alone). Such a line's mean is now summed again about 0 (sn1d_stats.wgsl).
+ */
+rangeTests(
+  "SwitchNorm1d: a column whose in-range lines cancel to 2^-99 of their std gives y and the gradients as the reference (bn_mean_below_std_sweep seed 1798)",
+  async (backend) => {
+    const call = sweepMake(1798);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
