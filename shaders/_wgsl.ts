@@ -4897,8 +4897,13 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // (xs - hi) - lo cancelling by 2^5 or more: x - mu from exact pairs (wide_d_pairs_1d). (By
     // 2^18, lo's rounding, a few ulps, was up to ~2^-4 of x - mu between: y 5.7e-3 relative off
     // at x - mu ~1e33 beside lo ~1e38, tests/far_anchor_mean_test.ts; as sn_wide_normalize.)
+    // Not where they give below 2^-48 of lo: float64's rounding of lo's part (2^-53 of it), which
+    // the reference and WASM lose, is 2^-5 of x - mu or more there (a sample [-5e29, -1.67e29]
+    // beside a running_mean of 1 under equal weights: x - mu exactly -0.5, float64 0, y -4.6e8
+    // for 0 over a std of 2^-63; as sn_wide_normalize, attack fuzzer seed 4744).
     let d0 = (xs - w.hi) - w.lo;
-    let d1 = select(d0, wide_d_pairs_1d(ln, bn, w, xs), abs(d0) < abs(w.lo) * 0x1p-5f);
+    let dp = wide_d_pairs_1d(ln, bn, w, xs);
+    let d1 = select(d0, dp, (abs(d0) < abs(w.lo) * 0x1p-5f) & (abs(dp) >= abs(w.lo) * 0x1p-48f));
     let d = select(d1, xs, fm.ok);
     let da = scale2(x[i], -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
@@ -5041,14 +5046,20 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // lo as an exact pair (wide_lo_pair): x - mu from it where (x 2^-e - hi') - lo' lies within
   // 2^-5 of lo's largest part (y = beta for 1.7e33: see wide_lo_pair); beyond, lo's float32
   // rounding (a few ulps of that part) is below ~2^-17 of x - mu, and the elements keep their
-  // arithmetic.
+  // arithmetic. Not below 2^-48 of that part either: there x - mu lies under float64's rounding
+  // of the parts (2^-53 each), which the reference and WASM lose (their anchored mean rounds
+  // w_k (mu_k - mu_a) to float64), so the exact pair gave what neither resolves (an evaluation
+  // of a constant row at -1.67e29 under equal LN and BN mean weights, its LN mean -3.33e29, on a
+  // running_mean of 1: x - mu exactly -0.5, float64 0, y -4.6e8 for 0 over a std of 2^-63,
+  // attack fuzzer seed 4744); the elements keep their arithmetic there too.
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let xv = x[i];
     let xs = scale2(xv, -w.e);
     let fine = (fm.ok | low) & (bits_exponent(xv) < fm.e + FINE_X);
     let d0 = (xs - m_hi) - m_lo;
     let dp = wide_d_pair(xs, w.hi, mp);
-    let d1 = select(d0, dp, (abs(d0) < mp.z * 0x1p-5f) & (class_bits(dp) == 0u));
+    let resolved = (abs(d0) < mp.z * 0x1p-5f) & (abs(dp) >= mp.z * 0x1p-48f);
+    let d1 = select(d0, dp, resolved & (class_bits(dp) == 0u));
     let d = select(d1, xs, fm.ok);
     let da = scale2(xv, -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;

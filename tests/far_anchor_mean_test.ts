@@ -457,3 +457,56 @@ for (const runningMean of [2e33, 1e34, 2e35]) {
     },
   );
 }
+
+/**
+ * Attack fuzzer seed 4744: an evaluation of SwitchNorm3d [8, 2, 2, 1, 17] whose row 9, a constant
+ * -1.67e29, mixes its LN mean -3.33e29 (3x the row less its neighbour's -5e29: exactly) and a
+ * running_mean of 1 under equal weights, over a std of 2^-63 (IN's variance 0, eps 2^-126) under
+ * gamma 1e-10. x - mu is exactly -0.5, 2^-97 of the wide map's parts (~8e28), below float64's
+ * rounding of them: the reference (and WASM) lose it, y 0, and wide_lo_pair's exact pairs gave
+ * -4.6e8. Those pairs are taken only from 2^-48 of the parts up.
+ */
+rangeTests(
+  "attack fuzzer seed 4744: an x - mu below float64's rounding of the mixed mean's parts gives the reference's y",
+  async (backend) => {
+    const call = make(4744);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(want.y[9 * 34], 0);
+    assert.equal(check(call, got, want), null);
+  },
+);
+
+/**
+ * Layout "1d"'s member of seed 4744's kind: a sample [-5e29, -1.67e29] (3x the second less the
+ * first: exactly 0) beside a `running_mean` of 1 under equal LN and BN mean weights, BN's variance
+ * weight 1 on a `running_var` of 0 under eps 2^-126 (std 2^-63): x - mu at -1.67e29 is exactly
+ * -0.5, below float64's rounding of the wide map's lo (~1.67e29), y 0 in the reference and WASM;
+ * wide_d_pairs_1d gave -4.6e8 under gamma 1e-10 (channel 0's gamma 1e-45 keeps the sample's y
+ * small, so that the row's scale does not hold it).
+ */
+rangeTests(
+  "SwitchNorm1d: an x - mu below float64's rounding of the wide map's lo gives the reference's y",
+  async (backend) => {
+    const call: LayerCall = {
+      layer: "1d",
+      shape: [1, 2],
+      options: { eps: 2 ** -126 },
+      state: {
+        weight: Float32Array.of(1e-45, 1e-10),
+        bias: new Float32Array(2),
+        mean_weight: Float32Array.of(1.3, 1.3),
+        var_weight: Float32Array.of(-1e30, 0),
+        running_mean: Float32Array.of(1, 1),
+        running_var: Float32Array.of(0, 0),
+      },
+      partial: true,
+      training: false,
+      x: Float32Array.of(-5.000000075237331e29, -1.666666691745777e29),
+      dy: Float32Array.of(1, 1),
+      scales: true,
+    };
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(want.y[1], 0);
+    assert.equal(check(call, got, want), null);
+  },
+);
