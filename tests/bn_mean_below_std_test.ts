@@ -20,7 +20,7 @@ import {
   runBoth,
 } from "./_range_compare.ts";
 import { Y_SCALED } from "./_tolerances.ts";
-import { make as sweepMake } from "./fuzz/bn_mean_below_std_sweep.ts";
+import { assertRunning, make as sweepMake } from "./fuzz/bn_mean_below_std_sweep.ts";
 import { seededRandom } from "../examples/_data.ts";
 
 interface Case {
@@ -247,3 +247,24 @@ rangeTests(
     assertRangeChecks(call, got, want);
   },
 );
+
+/*
+ * SwitchNorm2d training steps under dy ~1e-38 beside a channel whose BN mean cancels, where the
+ * products dy (x - mu) lie near float32's smallest normal value. Seed 632 ([2, 2, 1, 4], x ~0.9):
+ * the products were lost in sn_bwd_reduce's float32 sums (dgamma 0 for -3.2e-40, `var_weight`'s
+ * gradient 3.4e-14 for 1.5e-11, dx 5x off); such segments are now summed again in the unit of
+ * the largest |dy| (low_products, PART_LOW). Seed 1338 ([4, 2, 1, 16], x ~1e5, dy ~1e-39): a row's
+ * s S2 below float32's normal range lost dL/dvar (dx of the tiny rows 0.7% off, 28 of 128 beyond
+ * tolerance); sn_bwd_rows now keeps it (pair_dots, long_lift). Both passed with dy 2^60 higher.
+ */
+for (const seed of [632, 1338]) {
+  rangeTests(
+    `products of a subnormal-scale dy beside a mean that cancels give dx and the gradients as the reference (bn_mean_below_std_sweep seed ${seed})`,
+    async (backend) => {
+      const call = sweepMake(seed);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+      assertRunning(call, got, want);
+    },
+  );
+}
