@@ -5580,7 +5580,11 @@ fn reduce_wide(seg: u32) {
   // no subnormal dy's product kept apart) is written as sn_bwd_reduce writes an unlisted one
   // (PART_MX, S2's low word 0): its row may be a pair row, which reads the third word as S2's
   // low word (MX there: NaN dx, partial_zero_sweep seed 110).
-  let as_plain = lifted & (d_unit == 0) & (f == 0);
+  // So is one listed for low_products alone whose largest |dy| lies in [1, 2) (its D, that dy's
+  // exponent, is 0): a row of 0 under a mixed mean of -1.6e-38 beside dy 1.45 (an evaluation,
+  // eps 1.2e-38) was read as a pair row with MX as S2's low word: dgamma 2.0e10 = s MX for
+  // -1.7e-11 (partial_zero_sweep seed 1620).
+  let as_plain = (lifted | low) & (d_unit == 0) & (f == 0);
   let third = select(rec.z, 0u, as_plain);
   let units = select(part_units(d_unit, f), PART_MX | (rec.z >> 23u), as_plain);
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), third, units);
