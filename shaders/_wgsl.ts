@@ -5522,7 +5522,14 @@ fn reduce_wide(seg: u32) {
   // mean's unit 2^fm.e for the elements below 2^(fm.e + FINE_X) (S2 f), x alone in the mix's
   // unit above (S2 c); S2 in the unit 2^fm.e (f = fm.e - e) where no element above has a
   // nonzero product, else in 2^e (f = 0) with S2 f brought there.
-  let fine = fm.ok & (f == 0) & !cut;
+  // And where the near unit 2^(e + f) cannot hold that mean (f is at least -120, so that 2^-f
+  // stays normal: hi_near and lo_near at most 2^-100, flushed more than ~2^246 below the mix's
+  // unit): x - mu of the elements near mu in fine_mean's unit too, those above as the near
+  // path takes them, x 2^-(e + f) (a row of 0 under a mix of unit ~2^123, set by an x of
+  // 1.6e38, whose mean of -4.9e-42 is BN's: S2 = -mu S1 was 0, \`var_weight\`'s gradient 0 for
+  // -1.4e-30 on the LN logit, partial_zero_sweep seed 3915).
+  let near_lost = fine_near & (f < 0) & (fm.e - e - f < -100);
+  let fine = fm.ok & ((f == 0) | near_lost) & !cut;
   var s1 = 0.0;
   var s2 = 0.0;
   var s2f = 0.0;
@@ -5555,8 +5562,8 @@ fn reduce_wide(seg: u32) {
   }
   if (fine) {
     let only_small = (s2 == 0.0) & (s2s == 0.0);
-    s2 = select(s2 + scale2(s2f, fm.e - e), s2f, only_small);
-    f = select(0, fm.e - e, only_small);
+    s2 = select(s2 + scale2(s2f, fm.e - e - f), s2f, only_small);
+    f = select(f, fm.e - e, only_small);
   }
   // Subnormal dy beside normal ones in a scaled row: dy' 0 in units of 1, where dy (x - mu) was
   // not small (dy -4e-44 times an x of -9e19 in a row of 0 otherwise, over a std of 2.3e19 under
@@ -5573,7 +5580,11 @@ fn reduce_wide(seg: u32) {
   // no subnormal dy's product kept apart) is written as sn_bwd_reduce writes an unlisted one
   // (PART_MX, S2's low word 0): its row may be a pair row, which reads the third word as S2's
   // low word (MX there: NaN dx, partial_zero_sweep seed 110).
-  let as_plain = lifted & (d_unit == 0) & (f == 0);
+  // So is one listed for low_products alone whose largest |dy| lies in [1, 2) (its D, that dy's
+  // exponent, is 0): a row of 0 under a mixed mean of -1.6e-38 beside dy 1.45 (an evaluation,
+  // eps 1.2e-38) was read as a pair row with MX as S2's low word: dgamma 2.0e10 = s MX for
+  // -1.7e-11 (partial_zero_sweep seed 1620).
+  let as_plain = (lifted | low) & (d_unit == 0) & (f == 0);
   let third = select(rec.z, 0u, as_plain);
   let units = select(part_units(d_unit, f), PART_MX | (rec.z >> 23u), as_plain);
   bparts[seg - P.row_base * P.chunks] = vec4<u32>(bitcast<u32>(s1), bitcast<u32>(s2), third, units);

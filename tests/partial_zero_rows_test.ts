@@ -313,8 +313,13 @@ for (const [m, big, tiny, gamma, vw0, dx0] of outlierCases) {
 // unit; `var_weight`'s gradient 0.147 for 0.098 and 1.65e-9 for 1.34e-9, 17x and 30x); 110 (a row
 // of 0 under a mixed mean of ~5e-39, dy 1.3 beside subnormal ones: S2 ~1e-38, summed again for
 // its S2 alone, which left MX where its pair row reads S2's low word: dx NaN, caught while fixing
-// outlierBesideTiny).
-for (const seed of [140, 648, 102, 968, 953, 484, 844, 644, 2060, 2591, 110]) {
+// outlierBesideTiny); 3915 (a training: a row of 0 under a mix of unit ~2^123, set by an x of
+// 1.6e38, whose mean is BN's -4.9e-42: the near unit, at most 2^120 below the mix's, flushed
+// that mean, S2 = -mu S1 0, `var_weight`'s gradient 0 for -1.4e-30 on the LN logit, 1080x);
+// 1620 (an evaluation: a row of 0 under a mixed mean of -1.6e-38 beside dy 1.45, listed for
+// low_products alone with its D 0, was read as a pair row with MX as S2's low word: dgamma
+// 2.0e10 for -1.7e-11).
+for (const seed of [140, 648, 102, 968, 953, 484, 844, 644, 2060, 2591, 110, 3915, 1620]) {
   rangeTests(`partial zero sweep seed ${seed}`, async (backend) => {
     const call = sweepMake(seed);
     const { got, want } = await runBoth(call, backend);
