@@ -460,3 +460,20 @@ rangeTests(
     assert.equal(check(call, got, want), null);
   },
 );
+
+/**
+ * Attack fuzzer seed 24681: SwitchNorm3d [8, 3, 2, 1, 2], an evaluation whose channel 2 is rows
+ * of 1e10 under IN's variance weight ~1 (their variance 0), BN's e^-139 on a running_var of
+ * 1e-30 and eps 0 (var + eps ~6e-91, below float32's normal range), dy ~1e-31 beside subnormal
+ * ones. sn_bwd_reduce's `lifted` gate listed the rows for their S2 (the subnormal dy's products
+ * bound it loosely), and sn_bwd_rows' wide row, which a listed row takes, gave dgamma 0 where the
+ * reference has -2.0e5; such rows now keep the plain path, which holds s's exponent apart.
+ */
+rangeTests(
+  "attack fuzzer seed 24681 (a row whose mixed variance lies below float32's normal range keeps the plain backward)",
+  async (backend) => {
+    const call = make(24681);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(check(call, got, want), null);
+  },
+);
