@@ -1257,7 +1257,7 @@ fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
   // row mixed on it took as its x - mu (bn_mean_below_std_sweep seed 957 as an evaluation: y
   // 1.1e4 for -1.0e18). Ordinary means lie that near 0 with a chance of ~2^-20 sqrt(n) per row.
   if ((P.flags & P_REFINE_MEANS) == 0u) {
-    return mu * mu < m2 / n * 9.094947017729282e-13; // (2^-20 std)^2
+    return mu * mu < m2 / n * CANCELLED_MEAN2;
   }
   let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
   var d = mu;
@@ -1284,7 +1284,12 @@ fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
   }
   let v = m2 / (n - 1.0);
   return abs(v - rv) < v * 0.00390625; // 2^-8
-}`;
+}
+
+// mean^2 / (M2 / n) below which a mean counts as cancelled (2^-40: the mean below 2^-20 of its
+// std), for the re-sums about 0 of sn_wide_stats, sn1d_stats and a forward alone's refine_mean;
+// sn_wide_stats' segments summed again unscaled take its square (2^-40 of the std).
+const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;`;
 
 /** pair.wgsl, pasted where a shader says `//!include pair.wgsl`. */
 const _PAIR: string =
@@ -3389,10 +3394,6 @@ fn cancelled_sum(s: u32, e: u32, k: i32) -> vec2<f32> {
   return sum;
 }
 
-// mean^2 / (M2 / n) below which a wide segment's mean counts as cancelled (2^-40: the mean below
-// 2^-20 of its std); a segment summed again unscaled takes its square (2^-40 of the std).
-const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;
-
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
 // several segments (coarse12, as sn_stats cuts its shifts there).
 fn centre(mean: f32) -> f32 {
@@ -3545,7 +3546,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // leave (0, 0) and the small rest is exact; a loop of bound 0 for every other line. M2, about a
   // point within 2^-20 of the std of the mean, stays.
   let cancels = count > 0u && (flags & F_CLASS) == 0u && !is_wide_field(abs_field(mx)) &&
-    (c.x + c.y) * (c.x + c.y) * f32(count) < 9.094947017729282e-13 * m2;
+    (c.x + c.y) * (c.x + c.y) * f32(count) < CANCELLED_MEAN2 * m2;
   var about0 = vec2<f32>(0.0);
   for (var i = 0u; i < select(0u, len, cancels); i++) {
     let v = tile[start + i * step];

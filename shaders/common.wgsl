@@ -1248,7 +1248,7 @@ fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
   // row mixed on it took as its x - mu (bn_mean_below_std_sweep seed 957 as an evaluation: y
   // 1.1e4 for -1.0e18). Ordinary means lie that near 0 with a chance of ~2^-20 sqrt(n) per row.
   if ((P.flags & P_REFINE_MEANS) == 0u) {
-    return mu * mu < m2 / n * 9.094947017729282e-13; // (2^-20 std)^2
+    return mu * mu < m2 / n * CANCELLED_MEAN2;
   }
   let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
   var d = mu;
@@ -1276,3 +1276,8 @@ fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
   let v = m2 / (n - 1.0);
   return abs(v - rv) < v * 0.00390625; // 2^-8
 }
+
+// mean^2 / (M2 / n) below which a mean counts as cancelled (2^-40: the mean below 2^-20 of its
+// std), for the re-sums about 0 of sn_wide_stats, sn1d_stats and a forward alone's refine_mean;
+// sn_wide_stats' segments summed again unscaled take its square (2^-40 of the std).
+const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;

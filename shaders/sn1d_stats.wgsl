@@ -123,7 +123,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // leave (0, 0) and the small rest is exact; a loop of bound 0 for every other line. M2, about a
   // point within 2^-20 of the std of the mean, stays.
   let cancels = count > 0u && (flags & F_CLASS) == 0u && !is_wide_field(abs_field(mx)) &&
-    (c.x + c.y) * (c.x + c.y) * f32(count) < 9.094947017729282e-13 * m2;
+    (c.x + c.y) * (c.x + c.y) * f32(count) < CANCELLED_MEAN2 * m2;
   var about0 = vec2<f32>(0.0);
   for (var i = 0u; i < select(0u, len, cancels); i++) {
     let v = tile[start + i * step];

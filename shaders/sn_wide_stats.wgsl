@@ -154,10 +154,6 @@ fn cancelled_sum(s: u32, e: u32, k: i32) -> vec2<f32> {
   return sum;
 }
 
-// mean^2 / (M2 / n) below which a wide segment's mean counts as cancelled (2^-40: the mean below
-// 2^-20 of its std); a segment summed again unscaled takes its square (2^-40 of the std).
-const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;
-
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
 // several segments (coarse12, as sn_stats cuts its shifts there).
 fn centre(mean: f32) -> f32 {
