@@ -3246,7 +3246,8 @@ export const SN_WIDE_STATS: string =
 // x' = x * 2^-u (exact: scale2 works on the bits), and
 //   K' = x'[first of s] (0 if not finite; its mean where that is far: see below),  count,
 //   mean' = mean of (x' - K'),
-//   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged)
+//   M2' = sum (x' - K' - mean')^2   (Welford in blocks of 64, the blocks Chan-merged; summed
+//         again as an exact pair m2 + m2_lo where the backward reads it so: below)
 // are written to parts[s] with F_SCALED and the row's field: every later pass reads the unit
 // from the flags. Rows that are not wide (almost always all of them) cost one load and return.
 // Listed rows that are not wide have segments whose shift was poor (F_REMEASURE, sn_stats):
@@ -3371,13 +3372,34 @@ fn summarize_wide(seg: u32) {
   // std: mean_weight's gradient -1.7e10 for 1.0e10). Such a segment is summed about 0, where x'
   // is exact and pairs cancel exactly, and its mean is written from that pair, re-centred
   // (shift = f32(mean), mean = the rest), as the float64 reference forms it.
+  // Where the backward reads the IN variances as pairs (rows of several segments, or P_PAIRS:
+  // an evaluation with BN), M2 too is summed again as an exact pair about the accurate mean
+  // (m2 + m2_lo, deviation_moments), in loops whose bound is 0 elsewhere (a branch on the
+  // uniform would keep memory per dispatch on lavapipe, see sn_mix.wgsl): Welford's float32 M2
+  // is a few ulps off, and the variance differences of a scaled row's IN and LN terms (~2^-12 of
+  // the variances apart: rows of ~3e38 in 5 segments under a variance weight of ~1e-60 on LN)
+  // took that whole rounding: \`var_weight\`'s gradient 1.8x its tolerance (attack fuzzer seed
+  // 27683, tests/scaled_variance_pairs_test.ts).
+  let pairs = P.chunks > 1u || (P.flags & P_PAIRS) != 0u;
+  let count = u32(total.n);
   if (total.n > 0.0 && hi * hi * total.n < CANCELLED_MEAN2 * total.m2) {
-    let q = pair_mean(cancelled_sum(s, e, k), u32(total.n));
-    parts[at] = Partial(q.x, q.y, total.m2, u32(total.n), flags, 0.0);
+    let q = pair_mean(cancelled_sum(s, e, k), count);
+    let m2 = m2_about(s, select(s, e, pairs), k, q, count, total.m2);
+    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y);
     return;
   }
-  let lo = select(deviation_sum(s, e, k, hi) / total.n, 0.0, total.n == 0.0);
-  parts[at] = Partial(hi, lo, total.m2, u32(total.n), flags, 0.0);
+  let sums = deviation_moments(s, select(s, e, pairs && total.n > 0.0), k, hi);
+  let dev = select(deviation_sum(s, select(e, s, pairs), k, hi), sums.x, pairs);
+  let lo = select(dev / total.n, 0.0, total.n == 0.0);
+  let m2 = select(vec2<f32>(total.m2, 0.0), pair_add(sums.yz, -(total.n * lo) * lo), pairs && total.n > 0.0);
+  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y);
+}
+
+// M2 of x * 2^k over elements s .. e - 1 about its mean q (a pair: q.x + q.y) as an exact pair,
+// sum (x 2^k - q.x)^2 - count q.y^2 (deviation_moments); (welford, 0) where the range is empty.
+fn m2_about(s: u32, e: u32, k: i32, q: vec2<f32>, count: u32, welford: f32) -> vec2<f32> {
+  let sums = deviation_moments(s, e, k, q.x);
+  return select(vec2<f32>(welford, 0.0), pair_add(sums.yz, -(f32(count) * q.y) * q.y), e > s);
 }
 
 // sum of x * 2^k over elements s .. e - 1 as a float32 pair renormalized at every step (pair_add:
@@ -6213,7 +6235,12 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // var_diffs takes it): rows of +-3.4e38 that are shuffles of one another, under a variance
   // weight ~1e-31 on LN, had var_IN - var_LN their float32 rounding, var_weight's gradient 8.5e29
   // for -1.2e21, 559x its tolerance (attack fuzzer seed 645; tests/close_stats_training_test.ts).
-  if (is_scaled(m.flags) && (p.flags & F_M2_EXACT) != 0u) {
+  // And scaled rows whose M2 sn_wide_stats summed as a pair (rows of several segments, P_PAIRS:
+  // an evaluation with BN), as the unscaled rows above: IN and LN variances ~2^-12 apart of rows
+  // of ~3e38 in 5 segments under an LN variance weight of ~1e-60, var_weight's gradient 1.8x its
+  // tolerance (attack fuzzer seed 27683); scaled rows of a trend on their own statistics, 0 for
+  // 1.2e-8 (tests/scaled_variance_pairs_test.ts).
+  if (is_scaled(m.flags) && reads_var_pairs(p)) {
     let pin = variance_pair(p.m2, p.m2_lo, p.count);
     let vp = group_var_pairs(pin, ln, bn);
     let v_in = scale2_pair(pin, 2 * (var_unit(t_in.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR));

@@ -611,7 +611,12 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // var_diffs takes it): rows of +-3.4e38 that are shuffles of one another, under a variance
   // weight ~1e-31 on LN, had var_IN - var_LN their float32 rounding, var_weight's gradient 8.5e29
   // for -1.2e21, 559x its tolerance (attack fuzzer seed 645; tests/close_stats_training_test.ts).
-  if (is_scaled(m.flags) && (p.flags & F_M2_EXACT) != 0u) {
+  // And scaled rows whose M2 sn_wide_stats summed as a pair (rows of several segments, P_PAIRS:
+  // an evaluation with BN), as the unscaled rows above: IN and LN variances ~2^-12 apart of rows
+  // of ~3e38 in 5 segments under an LN variance weight of ~1e-60, var_weight's gradient 1.8x its
+  // tolerance (attack fuzzer seed 27683); scaled rows of a trend on their own statistics, 0 for
+  // 1.2e-8 (tests/scaled_variance_pairs_test.ts).
+  if (is_scaled(m.flags) && reads_var_pairs(p)) {
     let pin = variance_pair(p.m2, p.m2_lo, p.count);
     let vp = group_var_pairs(pin, ln, bn);
     let v_in = scale2_pair(pin, 2 * (var_unit(t_in.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR));
