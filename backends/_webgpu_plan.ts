@@ -290,6 +290,7 @@ const F_HAS_IN = 1, F_USING_BN = 2, F_TRAINING = 4, F_BATCH_AVERAGE = 8, F_CHAN_
 const F_NO_RUNNING_UPDATE = 32, F_WIDE_ONLY = 128, F_BN_PARTS = 256, F_BN_MERGE = 512;
 const F_PAIRS = 1024, F_TINY_WEIGHTS = 2048, F_REFINE_MEANS = 4096, F_GROUP_REFINE = 8192;
 const F_REFINE_ROWS = 16384, F_MERGE_ROWS = 32768, F_REFINE_GROUPS = 65536;
+const F_OVERFLOW_ONLY = 131072;
 /**
  * First bits of the weights the shaders take as 0, below 2^-252 too (common.wgsl: P_ZERO_WMEAN,
  * P_ZERO_WVAR).
@@ -663,10 +664,13 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     listBytesND = blocked.listBytes;
     listOffsets = statsListOffsets = blocked.blocks.map((b) => b.list.offset);
     // The list of sn_group_refine (one block only): the flagged groups, after the wideList's
-    // list of rows. In a forward that a backward may follow, and in any forward whose mix may
-    // take a far wider group's mean beside a narrow member (`mayMixWideGroups`), which y needs.
-    const refineGroups = blocked.single &&
-      (params.refineMeans !== false || mayMixWideGroups(params, usingBN && problem.training));
+    // list of rows. Every group it may take in a forward that a backward may follow, and in any
+    // forward whose mix may take a far wider group's mean beside a narrow member
+    // (`mayMixWideGroups`), which y needs; elsewhere (an inference forward) only the groups of
+    // rows whose y may overflow (F_OVERFLOW_ONLY: sn_group_stats' may_overflow), which y needs too.
+    const refineGroups = blocked.single;
+    const overflowOnly = !(params.refineMeans !== false ||
+      mayMixWideGroups(params, usingBN && problem.training));
     const after = Math.ceil(listBytesND / limits.offsetAlign) * limits.offsetAlign;
     const groupList = { offset: after, size: listBytes(groups) };
     if (refineGroups) {
@@ -760,7 +764,8 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
           (v) => {
             writeGroupMembers(v, problem);
             withPairs(v);
-            v.setUint32(44, v.getUint32(44, true) | F_GROUP_REFINE, true);
+            const only = overflowOnly ? F_OVERFLOW_ONLY : 0;
+            v.setUint32(44, v.getUint32(44, true) | F_GROUP_REFINE | only, true);
             // The segments per row: the refine's grid has a thread per segment.
             v.setUint32(24, chunks, true);
           },

@@ -92,12 +92,15 @@ const P_TINY_WEIGHTS: u32 = 2048u;
 // A backward may follow this forward (training, or keepForBackward): refine_mean applies.
 const P_REFINE_MEANS: u32 = 4096u;
 // sn_group_stats, layout "nd" in one block: LN and BN groups whose mean cancels to ~0 beside a
-// far narrower member are listed for sn_group_refine (P_REFINE_MEANS only).
+// far narrower member, or with a member whose y may overflow, are listed for sn_group_refine.
 const P_GROUP_REFINE: u32 = 8192u;
 // sn_group_refine's step: sum the flagged groups' member rows again, or form their means again.
 const P_REFINE_ROWS: u32 = 16384u;
 const P_MERGE_ROWS: u32 = 32768u; // rows of several segments: merged again where summed again
 const P_REFINE_GROUPS: u32 = 65536u;
+// sn_group_stats with P_GROUP_REFINE in a forward no backward follows (an inference forward):
+// only the groups of rows whose y may overflow are listed (may_overflow).
+const P_OVERFLOW_ONLY: u32 = 131072u;
 // Bits P_ZERO_WMEAN + k (P_ZERO_WVAR + k): the mean (variance) weight of term k, in mixing
 // order, is 0 (the shaders' 0: below 2^-252, which the WebGPU backend takes as 0 throughout,
 // README: Numerics; a missing term's). See zero_weight_exp.
@@ -1774,7 +1777,11 @@ fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
   let p = pair_times(P.wmean[ko], diff.x);
   let px = weighted_mean(ko, p.x);
   let py = weighted_mean(ko, p.y);
-  let rest = weighted_mean(ko, P.wmean[ko] * (diff.y + lo_o)) + weighted_mean(ka, P.wmean[ka] * lo_a);
+  // With the lighter weight's rest beyond its float32 rounding (wmean_lo, as wide_lo_pair takes
+  // it): that rounding, ~2^-25 of the weight, times the anchor's distance from the other mean was
+  // of x - mu's size near the mix's mean.
+  let rest = weighted_mean(ko, P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x) +
+    weighted_mean(ka, P.wmean[ka] * lo_a);
   let xd = two_sum(xs, -w.hi);
   let s = two_sum(xd.x, -px);
   return s.x + ((s.y - py) + (xd.y - rest));
@@ -3902,6 +3909,14 @@ var<workgroup> w_far: u32; // whether the mean is summed again (below)
 var<workgroup> w_minv: array<f32, 64>; // the least member variance (layout "nd")
 var<workgroup> w_maxv: array<f32, 64>; // the largest member variance (layout "nd")
 var<workgroup> w_far_sum: array<vec2<f32>, 64>;
+// The members' largest |x| field and largest |gamma| bits (layout "nd", P_GROUP_REFINE): the
+// bounds of \`may_overflow\` below.
+var<workgroup> w_xfield: atomic<u32>;
+var<workgroup> w_gamma: atomic<u32>;
+
+// WASM's OVERFLOW2 (wasm/src/nd.rs: refine_overflowing_rows) as an exponent: a member row whose
+// |gamma (x - mu) / std| may pass 2^124 (within 2^4 of float32's largest value).
+const OVERFLOW_EXP: i32 = 124;
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -4036,6 +4051,8 @@ fn main(
   var flags = 0u;
   var total = 0u;
   var sum = vec2<f32>(0.0);
+  var xfield = 0u;
+  var gamma_bits = 0u;
   for (var k = lid; k < count; k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
@@ -4043,6 +4060,10 @@ fn main(
     let m2 = p.m2 * f * f;
     flags = flags | (p.flags & F_CLASS);
     total += p.count;
+    // (Layout "nd": an LN group's member k is channel k's row, a BN group's gamma its channel's;
+    // merged summaries, chan, read none of their own.)
+    xfield = max(xfield, max_field(p.flags));
+    gamma_bits = max(gamma_bits, bitcast<u32>(affine[select(select(k, c, is_bn), 0u, chan)]) & 0x7fffffffu);
     if (chan) {
       acc = merge(acc, Acc(f32(p.count), mean, m2));
     } else {
@@ -4079,6 +4100,8 @@ fn main(
     let dk = two_sum(p.shift * f, -hi);
     sum = pair_sub_times(pair_sub_times(pair_sub_times(sum, p.count, -dk.x), p.count, -dk.y), p.count, -(p.mean * f));
   }
+  atomicMax(&w_xfield, xfield);
+  atomicMax(&w_gamma, gamma_bits);
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
@@ -4329,7 +4352,9 @@ fn main(
   let w_var = select(P.wvar.y, P.wvar.z, is_bn);
   let term = w_mean * sqrt(group_var) / WIDE_GROUP;
   // Under SyncSN a BN group is the replica's rows (as for the groups near 0).
-  let may_wide = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u &&
+  // (In an inference forward, P_OVERFLOW_ONLY, only may_overflow below lists groups.)
+  let all_kinds = (P.flags & (P_GROUP_REFINE | P_OVERFLOW_ONLY)) == P_GROUP_REFINE;
+  let may_wide = all_kinds && !chan && unit == 0 && gflags == 0u &&
     (!is_bn || training) && w_mean > WIDE_GROUP * sqrt(w_var) &&
     term * term > P.wvar.x * w_minv[0] + w_var * group_var + P.eps;
   // The member's other group: a BN group's members are samples (their LN groups), an LN group's
@@ -4367,14 +4392,35 @@ fn main(
     }
   }
   let wide_mix = may_wide && (checks == 0u || wide_member);
+  // Or a group with a member row whose y may pass float32's range (WASM's
+  // refine_overflowing_rows): such a row holds its finite y, those near its mixed mean, to their
+  // own size, and x - mu there may lie far below the float32 rounding of the means mu is formed
+  // from: sn_stats' float32 x - K (K cut to 12 bits) rounds ~2^-25 of the row's values (rows of 3
+  // values ~1e10 in training whose batch mean took a row so rounded: y 8.6e29 for -1.47e30 under
+  // gamma 3e38 over an IN std of 1.6e10, tests/far_anchor_mean_test.ts). A bound from this
+  // group's own statistics, so that each of a row's groups lists itself where the row may
+  // overflow: |x - mu| below 2^(max(e, 41) + 1), e the members' largest |x| exponent (mu is
+  // a mix of means of rows of at most 2^41 or of this group's), var + eps at least the least
+  // member variance's and this group's weighted terms plus eps, |gamma| the members' largest.
+  // sn_group_refine then sums the members again in exact pairs (as for a mean near 0) and forms
+  // the mean again; sn_mix lists the rows that may overflow for sn_wide_normalize, whose map
+  // takes those means as pairs. Ordinary data (|gamma| / std ~1, values ~1) lie ~2^160 below it.
+  let k_group = select(1u, 2u, is_bn);
+  let var_floor = weighted_var(0u, P.wvar.x * min(w_minv[0], group_var)) +
+    weighted_var(k_group, P.wvar[k_group] * group_var);
+  let var_exp = max(exponent_of(var_floor) + 2 * unit, exponent_of(P.eps));
+  let x_exp = max(i32(atomicLoad(&w_xfield)) - 127, 41) + 1;
+  let gamma_exp_max = exponent_of(bitcast<f32>(atomicLoad(&w_gamma))) + 1;
+  let may_overflow = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u &&
+    2 * (gamma_exp_max + x_exp) - var_exp > 2 * OVERFLOW_EXP;
   // Alike groups in any unit: those of scaled rows (|x| beyond 2^40 or below 2^-21) too, whose
   // members sn_group_refine sums again in their unit (rows of +-3.4e38 that are shuffles of one
   // another, under a variance weight of ~1e-31 on LN: var_weight's gradient 559x its tolerance,
   // attack fuzzer seed 645; tests/close_stats_training_test.ts). The groups near 0 and the wide
   // mixes are unit 0's alone.
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u && w_n[0] > 0.0 &&
-    ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) ||
-      alike || wide_mix);
+    ((all_kinds && ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var &&
+      w_minv[0] < NARROW_MEMBER * group_var) || alike)) || wide_mix || may_overflow);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);
@@ -4720,13 +4766,22 @@ fn main(
     select(m.lo_rest, with_bn.lo_rest, use_bn),
   );
   let gamma = affine[c];
-  mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
+  let map = row_affine(m, gamma, affine[P.c + c]);
+  mixed[r - P.rec_base] = map;
   // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
   // So are rows whose var + eps a tiny variance weight takes below float32's normal range
   // (mix_var_below_normal: 0 or subnormal), which wide_map keeps in a unit of its own.
   let std0 = (m.flags & F_CLASS) == 0u && mix_var_below_normal(m);
-  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
+  // And rows whose y may pass float32's range, where WASM's bound does (refine_overflowing_rows:
+  // scale^2 ((M - 1) var_in + (mu_in - mu)^2) beyond 2^248): their finite y, those near mu, are
+  // held to their own size, below the single float32 lo's rounding (~2^-24 of mu - hi), which
+  // sn_wide_normalize's map keeps as a pair (wide_lo_pair), from the means sn_group_refine summed
+  // again (sn_group_stats: may_overflow). A few operations per row, none per element.
+  let dm = p.mean - m.lo;
+  let spread = p.m2 + dm * dm;
+  let overflow = 2 * exponent_of(abs(map.z)) + exponent_of(spread) + 3 > 248;
+  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0 || overflow) {
     let listed = atomicAdd(&wide_list[0], 1u);
     atomicStore(&wide_list[LIST_FIRST + listed], r);
     // Its reader's dispatch (common.wgsl: list_grid).

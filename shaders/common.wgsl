@@ -83,12 +83,15 @@ const P_TINY_WEIGHTS: u32 = 2048u;
 // A backward may follow this forward (training, or keepForBackward): refine_mean applies.
 const P_REFINE_MEANS: u32 = 4096u;
 // sn_group_stats, layout "nd" in one block: LN and BN groups whose mean cancels to ~0 beside a
-// far narrower member are listed for sn_group_refine (P_REFINE_MEANS only).
+// far narrower member, or with a member whose y may overflow, are listed for sn_group_refine.
 const P_GROUP_REFINE: u32 = 8192u;
 // sn_group_refine's step: sum the flagged groups' member rows again, or form their means again.
 const P_REFINE_ROWS: u32 = 16384u;
 const P_MERGE_ROWS: u32 = 32768u; // rows of several segments: merged again where summed again
 const P_REFINE_GROUPS: u32 = 65536u;
+// sn_group_stats with P_GROUP_REFINE in a forward no backward follows (an inference forward):
+// only the groups of rows whose y may overflow are listed (may_overflow).
+const P_OVERFLOW_ONLY: u32 = 131072u;
 // Bits P_ZERO_WMEAN + k (P_ZERO_WVAR + k): the mean (variance) weight of term k, in mixing
 // order, is 0 (the shaders' 0: below 2^-252, which the WebGPU backend takes as 0 throughout,
 // README: Numerics; a missing term's). See zero_weight_exp.

@@ -87,7 +87,11 @@ fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
   let p = pair_times(P.wmean[ko], diff.x);
   let px = weighted_mean(ko, p.x);
   let py = weighted_mean(ko, p.y);
-  let rest = weighted_mean(ko, P.wmean[ko] * (diff.y + lo_o)) + weighted_mean(ka, P.wmean[ka] * lo_a);
+  // With the lighter weight's rest beyond its float32 rounding (wmean_lo, as wide_lo_pair takes
+  // it): that rounding, ~2^-25 of the weight, times the anchor's distance from the other mean was
+  // of x - mu's size near the mix's mean.
+  let rest = weighted_mean(ko, P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x) +
+    weighted_mean(ka, P.wmean[ka] * lo_a);
   let xd = two_sum(xs, -w.hi);
   let s = two_sum(xd.x, -px);
   return s.x + ((s.y - py) + (xd.y - rest));

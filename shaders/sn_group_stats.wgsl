@@ -150,6 +150,14 @@ var<workgroup> w_far: u32; // whether the mean is summed again (below)
 var<workgroup> w_minv: array<f32, 64>; // the least member variance (layout "nd")
 var<workgroup> w_maxv: array<f32, 64>; // the largest member variance (layout "nd")
 var<workgroup> w_far_sum: array<vec2<f32>, 64>;
+// The members' largest |x| field and largest |gamma| bits (layout "nd", P_GROUP_REFINE): the
+// bounds of `may_overflow` below.
+var<workgroup> w_xfield: atomic<u32>;
+var<workgroup> w_gamma: atomic<u32>;
+
+// WASM's OVERFLOW2 (wasm/src/nd.rs: refine_overflowing_rows) as an exponent: a member row whose
+// |gamma (x - mu) / std| may pass 2^124 (within 2^4 of float32's largest value).
+const OVERFLOW_EXP: i32 = 124;
 
 @compute @workgroup_size(GROUP_THREADS)
 fn main(
@@ -284,6 +292,8 @@ fn main(
   var flags = 0u;
   var total = 0u;
   var sum = vec2<f32>(0.0);
+  var xfield = 0u;
+  var gamma_bits = 0u;
   for (var k = lid; k < count; k += GROUP_THREADS) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
@@ -291,6 +301,10 @@ fn main(
     let m2 = p.m2 * f * f;
     flags = flags | (p.flags & F_CLASS);
     total += p.count;
+    // (Layout "nd": an LN group's member k is channel k's row, a BN group's gamma its channel's;
+    // merged summaries, chan, read none of their own.)
+    xfield = max(xfield, max_field(p.flags));
+    gamma_bits = max(gamma_bits, bitcast<u32>(affine[select(select(k, c, is_bn), 0u, chan)]) & 0x7fffffffu);
     if (chan) {
       acc = merge(acc, Acc(f32(p.count), mean, m2));
     } else {
@@ -327,6 +341,8 @@ fn main(
     let dk = two_sum(p.shift * f, -hi);
     sum = pair_sub_times(pair_sub_times(pair_sub_times(sum, p.count, -dk.x), p.count, -dk.y), p.count, -(p.mean * f));
   }
+  atomicMax(&w_xfield, xfield);
+  atomicMax(&w_gamma, gamma_bits);
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
@@ -577,7 +593,9 @@ fn main(
   let w_var = select(P.wvar.y, P.wvar.z, is_bn);
   let term = w_mean * sqrt(group_var) / WIDE_GROUP;
   // Under SyncSN a BN group is the replica's rows (as for the groups near 0).
-  let may_wide = (P.flags & P_GROUP_REFINE) != 0u && !chan && unit == 0 && gflags == 0u &&
+  // (In an inference forward, P_OVERFLOW_ONLY, only may_overflow below lists groups.)
+  let all_kinds = (P.flags & (P_GROUP_REFINE | P_OVERFLOW_ONLY)) == P_GROUP_REFINE;
+  let may_wide = all_kinds && !chan && unit == 0 && gflags == 0u &&
     (!is_bn || training) && w_mean > WIDE_GROUP * sqrt(w_var) &&
     term * term > P.wvar.x * w_minv[0] + w_var * group_var + P.eps;
   // The member's other group: a BN group's members are samples (their LN groups), an LN group's
@@ -615,14 +633,35 @@ fn main(
     }
   }
   let wide_mix = may_wide && (checks == 0u || wide_member);
+  // Or a group with a member row whose y may pass float32's range (WASM's
+  // refine_overflowing_rows): such a row holds its finite y, those near its mixed mean, to their
+  // own size, and x - mu there may lie far below the float32 rounding of the means mu is formed
+  // from: sn_stats' float32 x - K (K cut to 12 bits) rounds ~2^-25 of the row's values (rows of 3
+  // values ~1e10 in training whose batch mean took a row so rounded: y 8.6e29 for -1.47e30 under
+  // gamma 3e38 over an IN std of 1.6e10, tests/far_anchor_mean_test.ts). A bound from this
+  // group's own statistics, so that each of a row's groups lists itself where the row may
+  // overflow: |x - mu| below 2^(max(e, 41) + 1), e the members' largest |x| exponent (mu is
+  // a mix of means of rows of at most 2^41 or of this group's), var + eps at least the least
+  // member variance's and this group's weighted terms plus eps, |gamma| the members' largest.
+  // sn_group_refine then sums the members again in exact pairs (as for a mean near 0) and forms
+  // the mean again; sn_mix lists the rows that may overflow for sn_wide_normalize, whose map
+  // takes those means as pairs. Ordinary data (|gamma| / std ~1, values ~1) lie ~2^160 below it.
+  let k_group = select(1u, 2u, is_bn);
+  let var_floor = weighted_var(0u, P.wvar.x * min(w_minv[0], group_var)) +
+    weighted_var(k_group, P.wvar[k_group] * group_var);
+  let var_exp = max(exponent_of(var_floor) + 2 * unit, exponent_of(P.eps));
+  let x_exp = max(i32(atomicLoad(&w_xfield)) - 127, 41) + 1;
+  let gamma_exp_max = exponent_of(bitcast<f32>(atomicLoad(&w_gamma))) + 1;
+  let may_overflow = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u &&
+    2 * (gamma_exp_max + x_exp) - var_exp > 2 * OVERFLOW_EXP;
   // Alike groups in any unit: those of scaled rows (|x| beyond 2^40 or below 2^-21) too, whose
   // members sn_group_refine sums again in their unit (rows of +-3.4e38 that are shuffles of one
   // another, under a variance weight of ~1e-31 on LN: var_weight's gradient 559x its tolerance,
   // attack fuzzer seed 645; tests/close_stats_training_test.ts). The groups near 0 and the wide
   // mixes are unit 0's alone.
   let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u && w_n[0] > 0.0 &&
-    ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var && w_minv[0] < NARROW_MEMBER * group_var) ||
-      alike || wide_mix);
+    ((all_kinds && ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var &&
+      w_minv[0] < NARROW_MEMBER * group_var) || alike)) || wide_mix || may_overflow);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
   groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
   list_if_wide(g, unit_flags(gflags, unit), variance);

@@ -60,13 +60,22 @@ fn main(
     select(m.lo_rest, with_bn.lo_rest, use_bn),
   );
   let gamma = affine[c];
-  mixed[r - P.rec_base] = row_affine(m, gamma, affine[P.c + c]);
+  let map = row_affine(m, gamma, affine[P.c + c]);
+  mixed[r - P.rec_base] = map;
   // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
   // So are rows whose var + eps a tiny variance weight takes below float32's normal range
   // (mix_var_below_normal: 0 or subnormal), which wide_map keeps in a unit of its own.
   let std0 = (m.flags & F_CLASS) == 0u && mix_var_below_normal(m);
-  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0) {
+  // And rows whose y may pass float32's range, where WASM's bound does (refine_overflowing_rows:
+  // scale^2 ((M - 1) var_in + (mu_in - mu)^2) beyond 2^248): their finite y, those near mu, are
+  // held to their own size, below the single float32 lo's rounding (~2^-24 of mu - hi), which
+  // sn_wide_normalize's map keeps as a pair (wide_lo_pair), from the means sn_group_refine summed
+  // again (sn_group_stats: may_overflow). A few operations per row, none per element.
+  let dm = p.mean - m.lo;
+  let spread = p.m2 + dm * dm;
+  let overflow = 2 * exponent_of(abs(map.z)) + exponent_of(spread) + 3 > 248;
+  if (is_scaled(m.flags) || factor_wide(gamma, m.variance + P.eps) || std0 || overflow) {
     let listed = atomicAdd(&wide_list[0], 1u);
     atomicStore(&wide_list[LIST_FIRST + listed], r);
     // Its reader's dispatch (common.wgsl: list_grid).
