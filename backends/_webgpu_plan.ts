@@ -26,9 +26,9 @@ export const SLOT_BYTES = 512;
 /** Bytes of the Params struct of shaders/common.wgsl. */
 export const PARAMS_BYTES = 304;
 /** Bytes of a Partial (shaders/common.wgsl). */
-export const PARTIAL_BYTES = 24;
+export const PARTIAL_BYTES = 28;
 /** Bytes of a Group (shaders/common.wgsl). */
-export const GROUP_BYTES = 20;
+export const GROUP_BYTES = 24;
 /** Bytes of a row's affine map (sn_mix.wgsl: a vec4). */
 export const MIXED_BYTES = 16;
 /** Threads of the sn_stats and sn_normalize workgroups. */

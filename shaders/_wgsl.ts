@@ -248,6 +248,8 @@ struct Partial {
   count: u32, // finite values summarized
   flags: u32, // F_* bits of every value of the scope, finite or not
   m2_lo: f32,
+  // The mean where it lies below 2^-FINE_MEAN_BELOW of its unit (see FINE_MEAN_UNIT), else 0.
+  fine: f32,
 }
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
@@ -259,6 +261,7 @@ struct Group {
   variance: f32,
   flags: u32,
   var_lo: f32,
+  fine: f32, // as Partial's
 }
 
 struct Acc {
@@ -1224,6 +1227,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0.0, g.variance, keep),
     select(0u, g.flags, keep),
     select(0.0, g.var_lo, keep),
+    select(0.0, g.fine, keep),
   );
 }
 
@@ -1292,7 +1296,24 @@ fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
 // mean^2 / (M2 / n) below which a mean counts as cancelled (2^-40: the mean below 2^-20 of its
 // std), for the re-sums about 0 of sn_wide_stats, sn1d_stats and a forward alone's refine_mean;
 // sn_wide_stats' segments summed again unscaled take its square (2^-40 of the std).
-const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;`;
+const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;
+
+// A record's fine word (Partial.fine, Group.fine): where its mean lies below 2^-FINE_MEAN_BELOW
+// of its unit, its words hi and lo are 0 or subnormal there (a mean 2^-179 of its row's std, in
+// a row of +-v pairs of ~2^66 whose small pair leaves 2^-113), and the logit gradients, which
+// difference such means (sn_bwd_rows' far_mean_lane), took them as 0: the record then carries
+// the mean again in the unit 2^FINE_MEAN_UNIT, in which every mean of float32 data below
+// 2^(128 - FINE_MEAN_BELOW) is a normal float32 (sums of elements of at least 2^-149 over fewer
+// than 2^31 of them: 2^-116 there at least). 0 in every other record (and where no pass formed
+// it: see NUMERICS.md).
+const FINE_MEAN_BELOW = 100;
+const FINE_MEAN_UNIT = -64;
+
+// bits_exponent for a finite v (-1000 for 0), 1000 for NaN and the infinities (a record's words
+// against FINE_MEAN_BELOW: a non-finite word is never below it).
+fn fine_bits_exp(v: f32) -> i32 {
+  return select(1000, bits_exponent(v), class_bits(v) == 0u);
+}`;
 
 /** pair.wgsl, pasted where a shader says `//!include pair.wgsl`. */
 const _PAIR: string =
@@ -1619,7 +1640,28 @@ fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
   m2 = pair_sum(m2, between);
   // Re-centred: shift = f32(K0 + q1), mean = the rest of K0 + q1 + q2.
   let c = two_sum(first.shift, s.q1);
-  return Partial(c.x, c.y + s.q2, m2.x, s.count, flags, m2.y);
+  let mean = c.y + s.q2;
+  // A row mean below 2^-FINE_MEAN_BELOW of its unit: its fine word (FINE_MEAN_UNIT, common.wgsl)
+  // from its segments' (a loop of bound 0 for every other row: lavapipe skips a loop no lane
+  // enters). A row of +-v pairs of ~2^66 over 5000 floats whose mean is 2^-179 of its std held
+  // it as 0, \`mean_weight\`'s gradient 0 for -1.8e-23 (tests/mean_below_unit_test.ts).
+  let low = max(fine_bits_exp(c.x), fine_bits_exp(mean)) < -FINE_MEAN_BELOW;
+  let u = unit_of(flags);
+  var t = vec2<f32>(0.0);
+  var ok = true;
+  for (var k = 0u; k < select(0u, P.chunks, low); k++) {
+    let p = parts[base + k];
+    // Each segment's own fine word where it has one, else its words brought to that unit by
+    // their bits, count_k times each (counts below 2^12: exact products). None where a word
+    // passes 2^30 (the segments' shares may cancel far below them).
+    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    let w = f32(p.count);
+    let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
+    t = select(words, pair_add_times(t, w, p.fine), p.fine != 0.0);
+  }
+  let f = pair_mean(t, max(s.count, 1u));
+  let fine = select(0.0, f.x + f.y, low && ok && class_bits(f.x + f.y) == 0u);
+  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine);
 }`;
 
 /** deviation_sum.wgsl, pasted where a shader says `//!include deviation_sum.wgsl`. */
@@ -1683,7 +1725,7 @@ fn summed_about(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Part
   let sums = deviation_moments(s, e, k, hi);
   let lo = sums.x / f32(count);
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
-  return Partial(hi, lo, m2.x, count, flags, m2.y);
+  return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
 }`;
 
 /** sn1d_mix.wgsl, pasted where a shader says `//!include sn1d_mix.wgsl`. */
@@ -3136,10 +3178,10 @@ fn main(
     // that times M: y.sum()'s mean_weight gradient at [8,256,28,28] 7% off (91x its tolerance),
     // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4) is below 1e-9 there.
     // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
-    var out = Partial(shift, mean, m2, u32(n), f, 0.0);
+    var out = Partial(shift, mean, m2, u32(n), f, 0.0, 0.0);
     if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
       let c = recentred_mean(shift, w_sum[lid], u32(n));
-      out = Partial(c.x, c.y, m2, u32(n), f, 0.0);
+      out = Partial(c.x, c.y, m2, u32(n), f, 0.0, 0.0);
     }
     parts[seg - P.rec_base * P.chunks] = out;
     if (P.chunks == 1u && (wide || poor || refine)) {
@@ -3236,7 +3278,7 @@ fn main(
   // second run, whose merge of the rewritten segments clears it).
   flags = select(flags & ~F_REMEASURE, flags, listed);
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0);
+    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0, 0.0);
     return;
   }
   rows[local] = merged_row(base, sums, flags);
@@ -3342,9 +3384,11 @@ fn summarize_wide(seg: u32) {
       // of a sinusoid, ~2^-30 of their std) would take a third sweep.
       let mu = q.shift + q.mean;
       if (mu * mu * f32(q.count) < CANCELLED_MEAN2 * CANCELLED_MEAN2 * q.m2) {
-        let c = pair_mean(cancelled_sum(s, e, 0), q.count);
+        let sums = cancelled_sums(s, e, 0);
+        let c = pair_mean(sums.all, q.count);
         q.shift = c.x;
         q.mean = c.y;
+        q.fine = fine_mean_word(sums, 0, q.count, c);
       }
       parts[at] = q;
     } else {
@@ -3390,16 +3434,17 @@ fn summarize_wide(seg: u32) {
   let pairs = P.chunks > 1u || (P.flags & P_PAIRS) != 0u;
   let count = u32(total.n);
   if (total.n > 0.0 && hi * hi * total.n < CANCELLED_MEAN2 * total.m2) {
-    let q = pair_mean(cancelled_sum(s, e, k), count);
+    let sums = cancelled_sums(s, e, k);
+    let q = pair_mean(sums.all, count);
     let m2 = m2_about(s, select(s, e, pairs), k, q, count, total.m2);
-    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y);
+    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y, fine_mean_word(sums, k, count, q));
     return;
   }
   let sums = deviation_moments(s, select(s, e, pairs && total.n > 0.0), k, hi);
   let dev = select(deviation_sum(s, select(e, s, pairs), k, hi), sums.x, pairs);
   let lo = select(dev / total.n, 0.0, total.n == 0.0);
   let m2 = select(vec2<f32>(total.m2, 0.0), pair_add(sums.yz, -(total.n * lo) * lo), pairs && total.n > 0.0);
-  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y);
+  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
 }
 
 // M2 of x * 2^k over elements s .. e - 1 about its mean q (a pair: q.x + q.y) as an exact pair,
@@ -3415,12 +3460,38 @@ fn m2_about(s: u32, e: u32, k: i32, q: vec2<f32>, count: u32, welford: f32) -> v
 // word gathers the errors of its high one unrenormalized: after v1 + v2 - v1 - v2 its hi and lo
 // can be h and -h, h the rounding of v1 + v2, and a small pair added then rounds at h's ulps
 // (shuffled pairs of ~2^100 and a pair 2^-60 of them: mean_weight's gradient 2.8e-23 for 3.2e-10).
-fn cancelled_sum(s: u32, e: u32, k: i32) -> vec2<f32> {
-  var sum = vec2<f32>(0.0);
+// Beside it (cancelled_sums), the same sum of the elements at or above 2^-FINE_MEAN_BELOW in the
+// unit (big) and that of those below it in the unit 2^FINE_MEAN_UNIT (fine), where the former
+// flush below 2^-126: a mean that lies below 2^-FINE_MEAN_BELOW of its unit is written from
+// these as the record's fine word (fine_mean_word).
+struct CancelledSums {
+  all: vec2<f32>,
+  big: vec2<f32>,
+  fine: vec2<f32>,
+}
+
+fn cancelled_sums(s: u32, e: u32, k: i32) -> CancelledSums {
+  var sums = CancelledSums(vec2<f32>(0.0), vec2<f32>(0.0), vec2<f32>(0.0));
   for (var i = s; i < e; i++) {
-    sum = pair_add(sum, scale2(x[i], k));
+    let v = scale2(x[i], k);
+    sums.all = pair_add(sums.all, v);
+    if (bits_exponent(x[i]) + k < -FINE_MEAN_BELOW) {
+      sums.fine = pair_add(sums.fine, scale2(x[i], -FINE_MEAN_UNIT));
+    } else {
+      sums.big = pair_add(sums.big, v);
+    }
   }
-  return sum;
+  return sums;
+}
+
+// The fine word of a record whose mean q (in its unit 2^-k, from sums.all) lies below
+// 2^-FINE_MEAN_BELOW there (0 or subnormal, as GPUs may flush it): the mean in the unit
+// 2^FINE_MEAN_UNIT, (big 2^(-k - FINE_MEAN_UNIT) + fine) / count; 0 for other records.
+fn fine_mean_word(sums: CancelledSums, k: i32, count: u32, q: vec2<f32>) -> f32 {
+  let low = max(fine_bits_exp(q.x), fine_bits_exp(q.y)) < -FINE_MEAN_BELOW;
+  let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
+  let m = pair_mean(t, count);
+  return select(0.0, m.x + m.y, low && count > 0u && class_bits(m.x + m.y) == 0u);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -3612,7 +3683,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   }
   let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
   let m2_lo = (m2_pair.x - m2) + m2_pair.y;
-  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)));
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -3702,7 +3773,7 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   }
   // Written re-centred (shift = f32(K + mean), mean = the rest), as sn1d_stats writes its lines.
   let c = recentred(shift, q);
-  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0);
+  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -3943,7 +4014,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -4002,6 +4073,7 @@ fn main(
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
+          0.0,
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
@@ -4280,7 +4352,7 @@ fn main(
     let m2 = w_sumv[0] + w_m2[0];
     let m2_lo = pair_add(w_sumv_pair[0], -m2);
     bn_parts[P.chan_base + c] = Partial(mean_hi, lo, m2, count, unit_flags(gflags, unit),
-      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)));
+      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)), 0.0);
     return;
   }
   var variance: f32;
@@ -4422,7 +4494,16 @@ fn main(
     ((all_kinds && ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var &&
       w_minv[0] < NARROW_MEMBER * group_var) || alike)) || wide_mix || may_overflow);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
+  // Layout "nd": a mean below 2^-FINE_MEAN_BELOW of the group's unit carries its fine word
+  // (FINE_MEAN_UNIT, common.wgsl) from its members' (group_fine), one thread over the members of
+  // such groups alone (at most FINE_READS of them: beyond, none).
+  let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
+    max(fine_bits_exp(mean_hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+  var fine = 0.0;
+  if (low_mean) {
+    fine = group_fine(base, stride, count);
+  }
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
@@ -4436,6 +4517,29 @@ fn main(
     running[c] = r.x;
     running[P.c + c] = r.y;
   }
+}
+
+// The most members group_fine reads (one thread: llvmpipe ends an invocation's loops after 65535
+// iterations).
+const FINE_READS: u32 = 4096u;
+
+// A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
+// as an exact pair sum: each member's own fine word where it has one, else its words shift and
+// mean brought to that unit by their bits. 0 where a member's words pass 2^30 (their sum may
+// cancel far below them, and their share in that unit could pass float32's range): the mean
+// then keeps the group's words alone.
+fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
+  var t = vec2<f32>(0.0);
+  var ok = true;
+  for (var k = 0u; k < count; k++) {
+    let p = members[base + k * stride];
+    let u = unit_of(p.flags);
+    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
+    t = select(words, pair_add(t, p.fine), p.fine != 0.0);
+  }
+  let m = pair_mean(t, count);
+  return select(0.0, m.x + m.y, ok && class_bits(m.x + m.y) == 0u);
 }
 `;
 
@@ -4601,7 +4705,7 @@ fn sum_segment(r: u32, seg_k: u32) {
     return;
   }
   if (!exact) {
-    parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo);
+    parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo, p.fine);
     return;
   }
   // The mean and M2 about hi as exact pairs (summed_about), the segment marked F_M2_EXACT for
@@ -4619,7 +4723,7 @@ fn merge_row(r: u32) {
   }
   let base = r * P.chunks;
   let sums = row_sums(base);
-  let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0);
+  let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0, 0.0);
   // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by row_sums.)
   if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
     rows[r] = merged_row(base, sums, sums.flags & ~F_REMEASURE);
@@ -4689,7 +4793,7 @@ fn refine_group(g: u32, lid: u32) {
     let keep = !is_finite_bits(vh.x + vh.y) || (P.flags & P_NO_RUNNING_UPDATE) != 0u;
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
-    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo);
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine);
     // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
@@ -5258,6 +5362,7 @@ fn main(
       select(0.0, bn_at.variance, use_bn),
       select(0u, bn_at.flags, use_bn),
       select(0.0, bn_at.var_lo, use_bn),
+      select(0.0, bn_at.fine, use_bn),
     );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
@@ -6242,6 +6347,19 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   var ca = vec4<f32>(wide_centred(t_in, w, 0u), wide_centred(t_ln, w, 1u), wide_centred(t_bn, w, 2u), w.hi + w.lo) * ff;
+  // Mean differences far below that unit in a unit of their own (far_mean_lane; xm: their
+  // exponents beyond it, 0 for the other lanes), rare: a branch.
+  var xm = vec4<i32>(0);
+  let fine = vec3<f32>(p.fine, ln.fine, select(0.0, bn.fine, use_bn));
+  let fme = far_mean_exps(t_in, t_ln, t_bn, fine, use_bn, w.e + fa);
+  let far = fme < vec3<i32>(w.e + fa - FAR_MEAN);
+  if (any(far)) {
+    let v = fme - vec3<i32>(FAR_MEAN_LIFT);
+    let d = vec3<f32>(far_mean_lane(t_in, fine.x, t_in, t_ln, t_bn, fine, use_bn, v.x),
+      far_mean_lane(t_ln, fine.y, t_in, t_ln, t_bn, fine, use_bn, v.y), far_mean_lane(t_bn, fine.z, t_in, t_ln, t_bn, fine, use_bn, v.z));
+    ca = vec4<f32>(select(ca.xyz, d, far), ca.w);
+    xm = vec4<i32>(select(vec3<i32>(0), v - vec3<i32>(w.e + fa), far), 0);
+  }
   // A group of one row (C = 1: LN; bn_is_row: BN) is that row, as in pair_dots: its centred mean
   // the row's, the same bits, as the reference's are equal. The group's (hi, lo) is another split
   // of that mean (sn_group_refine forms a listed group's again, and the row's, and leaves the
@@ -6253,6 +6371,8 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let bn_row = bn_is_row();
   ca.y = select(ca.y, ca.x, ln_is_row);
   ca.z = select(ca.z, ca.x, bn_row);
+  xm.y = select(xm.y, xm.x, ln_is_row);
+  xm.z = select(xm.z, xm.x, bn_row);
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs),
   // the largest near 2^120 (lift 60): each variance dot then takes an exponent of its own
   // (grad_units), so that differences far below the largest are not flushed.
@@ -6350,7 +6470,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let xd = norm_exps(vec4<f32>(s, scale2(s2, -es2), 0.0, 0.0));
   let dg = scale2(s, -xd.x) * scale2(s2, -es2 - xd.y);
   return grad_units(vec4<f32>(gm, gv, dg, s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb + cx, es + fe + es2 + xd.x + xd.y);
+    vec4<i32>(es + g + fa + es1 + xg.x) + xc + xm, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb + cx, es + fe + es2 + xd.x + xd.y);
 }
 
 // The std exponent of each variance difference var_k - var of a wide row's mix (k = IN, LN, BN
@@ -6426,6 +6546,78 @@ fn norm_exps(v: vec4<f32>) -> vec4<i32> {
 // v * 2^k lane by lane with k per lane (scale2: exact while normal).
 fn scale2_lanes(v: vec4<f32>, k: vec4<i32>) -> vec4<f32> {
   return vec4<f32>(scale2(v.x, k.x), scale2(v.y, k.y), scale2(v.z, k.z), scale2(v.w, k.w));
+}
+
+// A wide row's mean differences mu_k - mu (the mean dots' factors) lie in the unit 2^(e + fa)
+// of its mix, where a difference far below it (its term's mean and every weighted mean w_j mu_j
+// of the mix more than 2^FAR_MEAN below it) is subnormal or 0: a row of 0 but one x of 6.3e-39
+// beside rows whose mix takes the unit 1 had mu_IN = 1.26e-42 and mu_LN = 6.3e-43 ~900 and ~450
+// ulps of 2^-149, \`mean_weight\`'s gradient 1.045e-23 for 1.066e-23 (partial_zero_sweep seed
+// 3402). Such a lane is taken again in the unit 2^(f_k - FAR_MEAN_LIFT), f_k its exponent
+// (far_mean_exps): the term's mean less the mix's sum_j w_j mu_j, the weights' exponents apart
+// (each weighted mean lies at most 2^FAR_MEAN_LIFT above the unit), each mean from its record's
+// fine word where it has one (a mean below 2^-FINE_MEAN_BELOW of its own unit, common.wgsl:
+// a row of +-v pairs of ~2^66 whose mean is 2^-179 of its std held 0 there, a gradient 0 for
+// 1.8e-34, bn_mean_below_std_sweep seed 666), else from its words' bits; the lane's exponent
+// beyond the mix's unit is carried into its mean dot's own. fine = the terms' fine words (IN, LN,
+// BN in x, y, z).
+const FAR_MEAN = 60;
+const FAR_MEAN_LIFT = 30;
+
+// f_k of each lane (k = IN, LN, BN in x, y, z): the larger of term k's mean's exponent and the
+// mix's (its weighted means'), in the unit 2^0; w = the mix's unit (e + fa), the exponent of a
+// lane that is not far (BN without usingBN; an evaluation's running buffers of mean weight 0,
+// whose lane wide_centred takes as 0; lanes of all zeros).
+fn far_mean_exps(t0: Term, t1: Term, t2: Term, fine: vec3<f32>, use_bn: bool, w: i32) -> vec3<i32> {
+  let e = vec3<i32>(term_mean_exp(t0, fine.x), term_mean_exp(t1, fine.y), term_mean_exp(t2, fine.z));
+  let mix = max(max(weighted_mean_exp_of(0u, e.x), weighted_mean_exp_of(1u, e.y)), select(-1000, weighted_mean_exp_of(2u, e.z), use_bn));
+  let f = max(e, vec3<i32>(mix));
+  // (Not where a mean is NaN or infinite: lane_exp takes it for none, and the lanes are as the
+  // mix's arithmetic has them.)
+  let odd = ((t0.flags | t1.flags | select(0u, t2.flags, use_bn)) & (F_NAN | F_POS_INF | F_NEG_INF)) != 0u;
+  let keep = vec3<bool>(far_running_zero(0u, t0), far_running_zero(1u, t1), far_running_zero(2u, t2) | !use_bn) | (f <= vec3<i32>(-900)) | vec3<bool>(odd);
+  return select(f, vec3<i32>(w), keep);
+}
+
+// The exponent above a term's mean (its fine word's, else its words hi and lo's) in the unit
+// 2^0 (-1000 where it is 0).
+fn term_mean_exp(t: Term, fine: f32) -> i32 {
+  let e = max(lane_exp(t.hi), lane_exp(t.lo));
+  let words = select(e + unit_of(t.flags) + 1, -1000, e <= -900);
+  return select(words, lane_exp(fine) + FINE_MEAN_UNIT + 1, fine != 0.0);
+}
+
+// That of w_k mu_k from term_mean_exp's e (-1000 for a weight of 0).
+fn weighted_mean_exp_of(k: u32, e: i32) -> i32 {
+  let none = (e <= -900) | (P.wmean[k] == 0.0) | (zero_weight_exp(P_ZERO_WMEAN + k) != 0);
+  return select(e + exponent_of(P.wmean[k]) + P.wmean_e[k] + 1, -1000, none);
+}
+
+fn far_running_zero(k: u32, t: Term) -> bool {
+  return (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u);
+}
+
+// Lane k (term t, fine word f of that term) in the unit 2^v: its mean less the mix's.
+fn far_mean_lane(t: Term, f: f32, t0: Term, t1: Term, t2: Term, fine: vec3<f32>, use_bn: bool, v: i32) -> f32 {
+  let mu = far_weighted(0u, t0, fine.x, v) + far_weighted(1u, t1, fine.y, v) + select(0.0, far_weighted(2u, t2, fine.z, v), use_bn);
+  return term_mean_in(t, f, v) - mu;
+}
+
+// A term's mean in the unit 2^v by the bits of its fine word where it has one, else of its
+// words hi + lo (0 for a word far below it).
+fn term_mean_in(t: Term, fine: f32, v: i32) -> f32 {
+  let u = unit_of(t.flags) - v;
+  return select(scale2(t.hi, u) + scale2(t.lo, u), scale2(fine, FINE_MEAN_UNIT - v), fine != 0.0);
+}
+
+// w_k mu_k in the unit 2^v: the mean brought to 2^(v - ew) (ew the weight's exponent, its part
+// below float32's range included), times the weight's mantissa (a tiny weight's float32 times
+// a large mean in the unit 2^v passed float32's range); 0 for weight 0 or a zero weight bit.
+fn far_weighted(k: u32, t: Term, fine: f32, v: i32) -> f32 {
+  let w = P.wmean[k];
+  let none = (w == 0.0) | (zero_weight_exp(P_ZERO_WMEAN + k) != 0);
+  let ew = exponent_of(w);
+  return select((w * pow2(-ew)) * term_mean_in(t, fine, v - ew - P.wmean_e[k]), 0.0, none);
 }
 `;
 

@@ -239,6 +239,8 @@ struct Partial {
   count: u32, // finite values summarized
   flags: u32, // F_* bits of every value of the scope, finite or not
   m2_lo: f32,
+  // The mean where it lies below 2^-FINE_MEAN_BELOW of its unit (see FINE_MEAN_UNIT), else 0.
+  fine: f32,
 }
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
@@ -250,6 +252,7 @@ struct Group {
   variance: f32,
   flags: u32,
   var_lo: f32,
+  fine: f32, // as Partial's
 }
 
 struct Acc {
@@ -1215,6 +1218,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0.0, g.variance, keep),
     select(0u, g.flags, keep),
     select(0.0, g.var_lo, keep),
+    select(0.0, g.fine, keep),
   );
 }
 
@@ -1284,3 +1288,20 @@ fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
 // std), for the re-sums about 0 of sn_wide_stats, sn1d_stats and a forward alone's refine_mean;
 // sn_wide_stats' segments summed again unscaled take its square (2^-40 of the std).
 const CANCELLED_MEAN2: f32 = 9.094947017729282e-13;
+
+// A record's fine word (Partial.fine, Group.fine): where its mean lies below 2^-FINE_MEAN_BELOW
+// of its unit, its words hi and lo are 0 or subnormal there (a mean 2^-179 of its row's std, in
+// a row of +-v pairs of ~2^66 whose small pair leaves 2^-113), and the logit gradients, which
+// difference such means (sn_bwd_rows' far_mean_lane), took them as 0: the record then carries
+// the mean again in the unit 2^FINE_MEAN_UNIT, in which every mean of float32 data below
+// 2^(128 - FINE_MEAN_BELOW) is a normal float32 (sums of elements of at least 2^-149 over fewer
+// than 2^31 of them: 2^-116 there at least). 0 in every other record (and where no pass formed
+// it: see NUMERICS.md).
+const FINE_MEAN_BELOW = 100;
+const FINE_MEAN_UNIT = -64;
+
+// bits_exponent for a finite v (-1000 for 0), 1000 for NaN and the infinities (a record's words
+// against FINE_MEAN_BELOW: a non-finite word is never below it).
+fn fine_bits_exp(v: f32) -> i32 {
+  return select(1000, bits_exponent(v), class_bits(v) == 0u);
+}

@@ -57,5 +57,5 @@ fn summed_about(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Part
   let sums = deviation_moments(s, e, k, hi);
   let lo = sums.x / f32(count);
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
-  return Partial(hi, lo, m2.x, count, flags, m2.y);
+  return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
 }

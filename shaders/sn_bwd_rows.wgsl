@@ -563,6 +563,19 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   var ca = vec4<f32>(wide_centred(t_in, w, 0u), wide_centred(t_ln, w, 1u), wide_centred(t_bn, w, 2u), w.hi + w.lo) * ff;
+  // Mean differences far below that unit in a unit of their own (far_mean_lane; xm: their
+  // exponents beyond it, 0 for the other lanes), rare: a branch.
+  var xm = vec4<i32>(0);
+  let fine = vec3<f32>(p.fine, ln.fine, select(0.0, bn.fine, use_bn));
+  let fme = far_mean_exps(t_in, t_ln, t_bn, fine, use_bn, w.e + fa);
+  let far = fme < vec3<i32>(w.e + fa - FAR_MEAN);
+  if (any(far)) {
+    let v = fme - vec3<i32>(FAR_MEAN_LIFT);
+    let d = vec3<f32>(far_mean_lane(t_in, fine.x, t_in, t_ln, t_bn, fine, use_bn, v.x),
+      far_mean_lane(t_ln, fine.y, t_in, t_ln, t_bn, fine, use_bn, v.y), far_mean_lane(t_bn, fine.z, t_in, t_ln, t_bn, fine, use_bn, v.z));
+    ca = vec4<f32>(select(ca.xyz, d, far), ca.w);
+    xm = vec4<i32>(select(vec3<i32>(0), v - vec3<i32>(w.e + fa), far), 0);
+  }
   // A group of one row (C = 1: LN; bn_is_row: BN) is that row, as in pair_dots: its centred mean
   // the row's, the same bits, as the reference's are equal. The group's (hi, lo) is another split
   // of that mean (sn_group_refine forms a listed group's again, and the row's, and leaves the
@@ -574,6 +587,8 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let bn_row = bn_is_row();
   ca.y = select(ca.y, ca.x, ln_is_row);
   ca.z = select(ca.z, ca.x, bn_row);
+  xm.y = select(xm.y, xm.x, ln_is_row);
+  xm.z = select(xm.z, xm.x, bn_row);
   // The variance differences in a unit of their own (2^(2 vd.u), backward_common var_diffs),
   // the largest near 2^120 (lift 60): each variance dot then takes an exponent of its own
   // (grad_units), so that differences far below the largest are not flushed.
@@ -671,7 +686,7 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let xd = norm_exps(vec4<f32>(s, scale2(s2, -es2), 0.0, 0.0));
   let dg = scale2(s, -xd.x) * scale2(s2, -es2 - xd.y);
   return grad_units(vec4<f32>(gm, gv, dg, s1), a, b, d_unit - w.e + es + g + es1, e1, d_unit,
-    vec4<i32>(es + g + fa + es1 + xg.x) + xc, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb + cx, es + fe + es2 + xd.x + xd.y);
+    vec4<i32>(es + g + fa + es1 + xg.x) + xc + xm, vec4<i32>(3 * es + g + fe + es2 + 2 * (vd.u - w.e) + xg.y) + xb + cx, es + fe + es2 + xd.x + xd.y);
 }
 
 // The std exponent of each variance difference var_k - var of a wide row's mix (k = IN, LN, BN
@@ -747,4 +762,76 @@ fn norm_exps(v: vec4<f32>) -> vec4<i32> {
 // v * 2^k lane by lane with k per lane (scale2: exact while normal).
 fn scale2_lanes(v: vec4<f32>, k: vec4<i32>) -> vec4<f32> {
   return vec4<f32>(scale2(v.x, k.x), scale2(v.y, k.y), scale2(v.z, k.z), scale2(v.w, k.w));
+}
+
+// A wide row's mean differences mu_k - mu (the mean dots' factors) lie in the unit 2^(e + fa)
+// of its mix, where a difference far below it (its term's mean and every weighted mean w_j mu_j
+// of the mix more than 2^FAR_MEAN below it) is subnormal or 0: a row of 0 but one x of 6.3e-39
+// beside rows whose mix takes the unit 1 had mu_IN = 1.26e-42 and mu_LN = 6.3e-43 ~900 and ~450
+// ulps of 2^-149, `mean_weight`'s gradient 1.045e-23 for 1.066e-23 (partial_zero_sweep seed
+// 3402). Such a lane is taken again in the unit 2^(f_k - FAR_MEAN_LIFT), f_k its exponent
+// (far_mean_exps): the term's mean less the mix's sum_j w_j mu_j, the weights' exponents apart
+// (each weighted mean lies at most 2^FAR_MEAN_LIFT above the unit), each mean from its record's
+// fine word where it has one (a mean below 2^-FINE_MEAN_BELOW of its own unit, common.wgsl:
+// a row of +-v pairs of ~2^66 whose mean is 2^-179 of its std held 0 there, a gradient 0 for
+// 1.8e-34, bn_mean_below_std_sweep seed 666), else from its words' bits; the lane's exponent
+// beyond the mix's unit is carried into its mean dot's own. fine = the terms' fine words (IN, LN,
+// BN in x, y, z).
+const FAR_MEAN = 60;
+const FAR_MEAN_LIFT = 30;
+
+// f_k of each lane (k = IN, LN, BN in x, y, z): the larger of term k's mean's exponent and the
+// mix's (its weighted means'), in the unit 2^0; w = the mix's unit (e + fa), the exponent of a
+// lane that is not far (BN without usingBN; an evaluation's running buffers of mean weight 0,
+// whose lane wide_centred takes as 0; lanes of all zeros).
+fn far_mean_exps(t0: Term, t1: Term, t2: Term, fine: vec3<f32>, use_bn: bool, w: i32) -> vec3<i32> {
+  let e = vec3<i32>(term_mean_exp(t0, fine.x), term_mean_exp(t1, fine.y), term_mean_exp(t2, fine.z));
+  let mix = max(max(weighted_mean_exp_of(0u, e.x), weighted_mean_exp_of(1u, e.y)), select(-1000, weighted_mean_exp_of(2u, e.z), use_bn));
+  let f = max(e, vec3<i32>(mix));
+  // (Not where a mean is NaN or infinite: lane_exp takes it for none, and the lanes are as the
+  // mix's arithmetic has them.)
+  let odd = ((t0.flags | t1.flags | select(0u, t2.flags, use_bn)) & (F_NAN | F_POS_INF | F_NEG_INF)) != 0u;
+  let keep = vec3<bool>(far_running_zero(0u, t0), far_running_zero(1u, t1), far_running_zero(2u, t2) | !use_bn) | (f <= vec3<i32>(-900)) | vec3<bool>(odd);
+  return select(f, vec3<i32>(w), keep);
+}
+
+// The exponent above a term's mean (its fine word's, else its words hi and lo's) in the unit
+// 2^0 (-1000 where it is 0).
+fn term_mean_exp(t: Term, fine: f32) -> i32 {
+  let e = max(lane_exp(t.hi), lane_exp(t.lo));
+  let words = select(e + unit_of(t.flags) + 1, -1000, e <= -900);
+  return select(words, lane_exp(fine) + FINE_MEAN_UNIT + 1, fine != 0.0);
+}
+
+// That of w_k mu_k from term_mean_exp's e (-1000 for a weight of 0).
+fn weighted_mean_exp_of(k: u32, e: i32) -> i32 {
+  let none = (e <= -900) | (P.wmean[k] == 0.0) | (zero_weight_exp(P_ZERO_WMEAN + k) != 0);
+  return select(e + exponent_of(P.wmean[k]) + P.wmean_e[k] + 1, -1000, none);
+}
+
+fn far_running_zero(k: u32, t: Term) -> bool {
+  return (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u);
+}
+
+// Lane k (term t, fine word f of that term) in the unit 2^v: its mean less the mix's.
+fn far_mean_lane(t: Term, f: f32, t0: Term, t1: Term, t2: Term, fine: vec3<f32>, use_bn: bool, v: i32) -> f32 {
+  let mu = far_weighted(0u, t0, fine.x, v) + far_weighted(1u, t1, fine.y, v) + select(0.0, far_weighted(2u, t2, fine.z, v), use_bn);
+  return term_mean_in(t, f, v) - mu;
+}
+
+// A term's mean in the unit 2^v by the bits of its fine word where it has one, else of its
+// words hi + lo (0 for a word far below it).
+fn term_mean_in(t: Term, fine: f32, v: i32) -> f32 {
+  let u = unit_of(t.flags) - v;
+  return select(scale2(t.hi, u) + scale2(t.lo, u), scale2(fine, FINE_MEAN_UNIT - v), fine != 0.0);
+}
+
+// w_k mu_k in the unit 2^v: the mean brought to 2^(v - ew) (ew the weight's exponent, its part
+// below float32's range included), times the weight's mantissa (a tiny weight's float32 times
+// a large mean in the unit 2^v passed float32's range); 0 for weight 0 or a zero weight bit.
+fn far_weighted(k: u32, t: Term, fine: f32, v: i32) -> f32 {
+  let w = P.wmean[k];
+  let none = (w == 0.0) | (zero_weight_exp(P_ZERO_WMEAN + k) != 0);
+  let ew = exponent_of(w);
+  return select((w * pow2(-ew)) * term_mean_in(t, fine, v - ew - P.wmean_e[k]), 0.0, none);
 }

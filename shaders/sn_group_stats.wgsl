@@ -184,7 +184,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -243,6 +243,7 @@ fn main(
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
+          0.0,
           0.0,
         );
         list_if_wide(g, unit_flags(bad, u), select(rv, 0.0, bad != 0u));
@@ -521,7 +522,7 @@ fn main(
     let m2 = w_sumv[0] + w_m2[0];
     let m2_lo = pair_add(w_sumv_pair[0], -m2);
     bn_parts[P.chan_base + c] = Partial(mean_hi, lo, m2, count, unit_flags(gflags, unit),
-      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)));
+      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)), 0.0);
     return;
   }
   var variance: f32;
@@ -663,7 +664,16 @@ fn main(
     ((all_kinds && ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var &&
       w_minv[0] < NARROW_MEMBER * group_var) || alike)) || wide_mix || may_overflow);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && alike);
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo);
+  // Layout "nd": a mean below 2^-FINE_MEAN_BELOW of the group's unit carries its fine word
+  // (FINE_MEAN_UNIT, common.wgsl) from its members' (group_fine), one thread over the members of
+  // such groups alone (at most FINE_READS of them: beyond, none).
+  let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
+    max(fine_bits_exp(mean_hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+  var fine = 0.0;
+  if (low_mean) {
+    fine = group_fine(base, stride, count);
+  }
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
@@ -677,4 +687,27 @@ fn main(
     running[c] = r.x;
     running[P.c + c] = r.y;
   }
+}
+
+// The most members group_fine reads (one thread: llvmpipe ends an invocation's loops after 65535
+// iterations).
+const FINE_READS: u32 = 4096u;
+
+// A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
+// as an exact pair sum: each member's own fine word where it has one, else its words shift and
+// mean brought to that unit by their bits. 0 where a member's words pass 2^30 (their sum may
+// cancel far below them, and their share in that unit could pass float32's range): the mean
+// then keeps the group's words alone.
+fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
+  var t = vec2<f32>(0.0);
+  var ok = true;
+  for (var k = 0u; k < count; k++) {
+    let p = members[base + k * stride];
+    let u = unit_of(p.flags);
+    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
+    t = select(words, pair_add(t, p.fine), p.fine != 0.0);
+  }
+  let m = pair_mean(t, count);
+  return select(0.0, m.x + m.y, ok && class_bits(m.x + m.y) == 0u);
 }

@@ -95,9 +95,11 @@ fn summarize_wide(seg: u32) {
       // of a sinusoid, ~2^-30 of their std) would take a third sweep.
       let mu = q.shift + q.mean;
       if (mu * mu * f32(q.count) < CANCELLED_MEAN2 * CANCELLED_MEAN2 * q.m2) {
-        let c = pair_mean(cancelled_sum(s, e, 0), q.count);
+        let sums = cancelled_sums(s, e, 0);
+        let c = pair_mean(sums.all, q.count);
         q.shift = c.x;
         q.mean = c.y;
+        q.fine = fine_mean_word(sums, 0, q.count, c);
       }
       parts[at] = q;
     } else {
@@ -143,16 +145,17 @@ fn summarize_wide(seg: u32) {
   let pairs = P.chunks > 1u || (P.flags & P_PAIRS) != 0u;
   let count = u32(total.n);
   if (total.n > 0.0 && hi * hi * total.n < CANCELLED_MEAN2 * total.m2) {
-    let q = pair_mean(cancelled_sum(s, e, k), count);
+    let sums = cancelled_sums(s, e, k);
+    let q = pair_mean(sums.all, count);
     let m2 = m2_about(s, select(s, e, pairs), k, q, count, total.m2);
-    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y);
+    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y, fine_mean_word(sums, k, count, q));
     return;
   }
   let sums = deviation_moments(s, select(s, e, pairs && total.n > 0.0), k, hi);
   let dev = select(deviation_sum(s, select(e, s, pairs), k, hi), sums.x, pairs);
   let lo = select(dev / total.n, 0.0, total.n == 0.0);
   let m2 = select(vec2<f32>(total.m2, 0.0), pair_add(sums.yz, -(total.n * lo) * lo), pairs && total.n > 0.0);
-  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y);
+  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
 }
 
 // M2 of x * 2^k over elements s .. e - 1 about its mean q (a pair: q.x + q.y) as an exact pair,
@@ -168,12 +171,38 @@ fn m2_about(s: u32, e: u32, k: i32, q: vec2<f32>, count: u32, welford: f32) -> v
 // word gathers the errors of its high one unrenormalized: after v1 + v2 - v1 - v2 its hi and lo
 // can be h and -h, h the rounding of v1 + v2, and a small pair added then rounds at h's ulps
 // (shuffled pairs of ~2^100 and a pair 2^-60 of them: mean_weight's gradient 2.8e-23 for 3.2e-10).
-fn cancelled_sum(s: u32, e: u32, k: i32) -> vec2<f32> {
-  var sum = vec2<f32>(0.0);
+// Beside it (cancelled_sums), the same sum of the elements at or above 2^-FINE_MEAN_BELOW in the
+// unit (big) and that of those below it in the unit 2^FINE_MEAN_UNIT (fine), where the former
+// flush below 2^-126: a mean that lies below 2^-FINE_MEAN_BELOW of its unit is written from
+// these as the record's fine word (fine_mean_word).
+struct CancelledSums {
+  all: vec2<f32>,
+  big: vec2<f32>,
+  fine: vec2<f32>,
+}
+
+fn cancelled_sums(s: u32, e: u32, k: i32) -> CancelledSums {
+  var sums = CancelledSums(vec2<f32>(0.0), vec2<f32>(0.0), vec2<f32>(0.0));
   for (var i = s; i < e; i++) {
-    sum = pair_add(sum, scale2(x[i], k));
+    let v = scale2(x[i], k);
+    sums.all = pair_add(sums.all, v);
+    if (bits_exponent(x[i]) + k < -FINE_MEAN_BELOW) {
+      sums.fine = pair_add(sums.fine, scale2(x[i], -FINE_MEAN_UNIT));
+    } else {
+      sums.big = pair_add(sums.big, v);
+    }
   }
-  return sum;
+  return sums;
+}
+
+// The fine word of a record whose mean q (in its unit 2^-k, from sums.all) lies below
+// 2^-FINE_MEAN_BELOW there (0 or subnormal, as GPUs may flush it): the mean in the unit
+// 2^FINE_MEAN_UNIT, (big 2^(-k - FINE_MEAN_UNIT) + fine) / count; 0 for other records.
+fn fine_mean_word(sums: CancelledSums, k: i32, count: u32, q: vec2<f32>) -> f32 {
+  let low = max(fine_bits_exp(q.x), fine_bits_exp(q.y)) < -FINE_MEAN_BELOW;
+  let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
+  let m = pair_mean(t, count);
+  return select(0.0, m.x + m.y, low && count > 0u && class_bits(m.x + m.y) == 0u);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
