@@ -25,10 +25,10 @@ export { GRAD_BYTES, type RecordWindows };
 export const SLOT_BYTES = 512;
 /** Bytes of the Params struct of shaders/common.wgsl. */
 export const PARAMS_BYTES = 304;
-/** Bytes of a Partial (shaders/common.wgsl). */
-export const PARTIAL_BYTES = 28;
-/** Bytes of a Group (shaders/common.wgsl). */
-export const GROUP_BYTES = 24;
+/** Bytes of a Partial (shaders/common.wgsl, padded to a power of two for block alignment). */
+export const PARTIAL_BYTES = 32;
+/** Bytes of a Group (shaders/common.wgsl, padded to a power of two for block alignment). */
+export const GROUP_BYTES = 32;
 /** Bytes of a row's affine map (sn_mix.wgsl: a vec4). */
 export const MIXED_BYTES = 16;
 /** Threads of the sn_stats and sn_normalize workgroups. */

@@ -249,7 +249,10 @@ struct Partial {
   flags: u32, // F_* bits of every value of the scope, finite or not
   m2_lo: f32,
   // The mean where it lies below 2^-FINE_MEAN_BELOW of its unit (see FINE_MEAN_UNIT), else 0.
-  fine: f32,
+  // @size pads the record to 32 bytes: a power of two, so that a block of rows starts at an
+  // offsetAlign (256) boundary every 8 rows (28 bytes took 64, and blocks of samples of the
+  // backward's plan no longer fit where the forward's did: tests/webgpu_plan_test.ts).
+  @size(8) fine: f32,
 }
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
@@ -261,7 +264,9 @@ struct Group {
   variance: f32,
   flags: u32,
   var_lo: f32,
-  fine: f32, // as Partial's
+  // As Partial's; @size pads the record to 32 bytes, as Partial's (24 bytes made blocks of samples
+  // start every 32 samples, 8 now).
+  @size(12) fine: f32,
 }
 
 struct Acc {

@@ -232,7 +232,7 @@ Deno.test(
         makePlan(problem, { ...mix, update: { kind: "batchAverage" } }, limits);
       } catch (e) {
         // A forward this device refuses (here [7, 500] and [3, 1000]: 3500 and 3000 row summaries
-        // of 24 bytes, and blocks of 16
+        // of 32 bytes, and blocks of 16
         // samples of 500 rows too large for one binding) has no backward: it is refused too.
         assert.match((e as Error).message, /too many channels/);
         assert.throws(() => makeBackwardPlan(problem, mix, limits, n), /too many channels/);
