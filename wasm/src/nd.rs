@@ -83,8 +83,12 @@ pub unsafe fn row_moments(
     tmp: &mut [f64],
     refine: bool,
 ) {
-    row_sweeps(x, m, mu_in, var_in, tmp);
-    refine_near_zero(x, m, mu_in, var_in, if refine { NEAR_ZERO2 } else { SWEPT_CANCELLED2 });
+    let cut = if refine { NEAR_ZERO2 } else { SWEPT_CANCELLED2 };
+    // The sweeps test each row against the cut where its mean and variance are in registers:
+    // a call where no row lies that near 0 (ordinary data) pays no pass over the statistics.
+    if row_sweeps(x, m, mu_in, var_in, tmp, cut) {
+        refine_near_zero(x, m, mu_in, var_in, cut);
+    }
 }
 
 /// Whether mu lies within sqrt(cut) of the std (squared: `var`) of 0. NaN compares false.
@@ -126,8 +130,10 @@ pub(crate) fn cancelled(mu: f64, var: f64) -> bool {
 /// `refine_near_zero_groups`' sum about 0 moved it by nothing: a narrow row mixed on it had y 597
 /// for 1.75e7 (`tests/bn_mean_below_std_test.ts`). Ordinary data's means lie this near 0 with a
 /// chance of ~2^-20 sqrt(M) per row (data of mean 0; less else), each such row one f64 sweep: the
-/// cost is a compare per two rows. Rows that cancel exactly (odd functions sampled evenly) pay the
-/// f64 sweep and the exact sum, as in a training forward.
+/// cost is a compare per two rows, in the sweeps (`row_sweeps`), where mean and variance are in
+/// registers; as a pass of its own over the statistics it cost a forward alone 1.5% to 3% at
+/// [64, 512, 7, 7] (`bench/ab.ts`, MODE=infer). Rows that cancel exactly (odd functions sampled
+/// evenly) pay the f64 sweep and the exact sum, as in a training forward.
 const SWEPT_CANCELLED2: f64 = 1.0 / (1u64 << 40) as f64;
 
 /// In a forward that a backward may follow (`MODE_REFINE_MEANS`: training, or keepForBackward),
@@ -140,7 +146,8 @@ const SWEPT_CANCELLED2: f64 = 1.0 / (1u64 << 40) as f64;
 /// beside rows of std 1.6e7 and mean -232 (attack seed 41698) made dx 2.3e-3 off through its LN
 /// variance path, (mu_in - mu_ln) gvL (WebGPU, which did this already, was right). A row's result
 /// depends on it alone. Data of ~0 mean (rows of M floats: a share ~2^-10 sqrt(M) of them) pay one
-/// f64 sweep of those rows.
+/// f64 sweep of those rows, and this pass over the statistics; others not even that (`row_sweeps`
+/// found no row within `cut`).
 ///
 /// # Safety
 /// As `row_moments`.
@@ -180,7 +187,9 @@ unsafe fn refine_near_zero(x: *const f32, m: usize, mu_in: &mut [f64], var_in: &
     }
 }
 
-/// The sweeps of `row_moments`.
+/// The sweeps of `row_moments`. Returns whether some row's mean as stored lies within `cut`
+/// (`near_zero`) of its std of 0: the rows `refine_near_zero` sums again, tested as it tests them
+/// (false: it would find none).
 ///
 /// # Safety
 /// As `row_moments`.
@@ -190,13 +199,15 @@ unsafe fn row_sweeps(
     mu_in: &mut [f64],
     var_in: &mut [f64],
     tmp: &mut [f64],
-) {
+    cut: f64,
+) -> bool {
     let plan = RowPlan::new(m);
     let rows = mu_in.len();
     if rows == 0 {
-        return;
+        return false;
     }
     if m > crate::moments::CHUNK {
+        let mut near = false;
         let mut shift = plan.first_shift(x);
         for (r, (mu, var)) in mu_in.iter_mut().zip(var_in.iter_mut()).enumerate() {
             let next = if r + 1 < rows { plan.first_shift(x.add((r + 1) * m)) } else { 0.0 };
@@ -204,12 +215,12 @@ unsafe fn row_sweeps(
             shift = next;
             *mu = mo.mean;
             *var = mo.m2 * plan.inv_m1;
+            near |= near_zero(*mu, *var, cut);
         }
-        return;
+        return near;
     }
     if (4..=SHORT).contains(&m) {
-        short_rows(x, m, &plan, mu_in, var_in);
-        return;
+        return short_rows(x, m, &plan, mu_in, var_in, cut);
     }
     // The sweep: (d, q) into (mu_in, var_in), the shift into tmp.
     let (pd, pq, ps) = (mu_in.as_mut_ptr(), var_in.as_mut_ptr(), tmp.as_mut_ptr());
@@ -230,6 +241,7 @@ unsafe fn row_sweeps(
     let (floor, floor2) = (kept_floor(m), f64x2_splat(kept_floor(m)));
     // One row by itself, with the same arithmetic as a lane below, so that a row's result does
     // not depend on which row it is paired with (a caller's chunks may pair rows differently).
+    // Returns whether it lies within `cut` of 0.
     let one = |r: usize| {
         let (d, q, s) = (*pd.add(r), *pq.add(r), *ps.add(r));
         let dd = d * d;
@@ -242,7 +254,12 @@ unsafe fn row_sweeps(
             *pd.add(r) = s + d * inv_n;
             *pq.add(r) = (if m2 < 0.0 { 0.0 } else { m2 }) * plan.inv_m1;
         }
+        near_zero(*pd.add(r), *pq.add(r), cut)
     };
+    // `near_zero` of the rows of the pairs below, lane by lane (NaN compares false).
+    let cut2 = f64x2_splat(cut);
+    let mut near = f64x2_splat(0.0);
+    let mut near_one = false;
     let even = rows / 2 * 2;
     let mut j = 0;
     while j < even {
@@ -250,22 +267,25 @@ unsafe fn row_sweeps(
         let q = v128_load(pq.add(j) as *const v128);
         let dd = f64x2_mul(d, d);
         if !i64x2_all_true(kept2(q, dd, slack1, slack_n, floor2)) {
-            one(j);
-            one(j + 1);
+            near_one |= one(j);
+            near_one |= one(j + 1);
         } else {
             let s = v128_load(ps.add(j) as *const v128);
             let mean = f64x2_add(s, f64x2_mul(d, vinv));
             let m2 = f64x2_sub(q, f64x2_mul(dd, vinv));
             // Clamped at 0 (a hair below for constant data).
             let m2 = v128_bitselect(zero, m2, f64x2_lt(m2, zero));
+            let var = f64x2_mul(m2, vinv_m1);
             v128_store(pd.add(j) as *mut v128, mean);
-            v128_store(pq.add(j) as *mut v128, f64x2_mul(m2, vinv_m1));
+            v128_store(pq.add(j) as *mut v128, var);
+            near = v128_or(near, f64x2_lt(f64x2_mul(mean, mean), f64x2_mul(cut2, var)));
         }
         j += 2;
     }
     if j < rows {
-        one(j);
+        near_one |= one(j);
     }
+    near_one || v128_any_true(near)
 }
 
 /// Rows up to this long go through `short_rows`. Longer ones (up to `moments::CHUNK`) are
@@ -279,6 +299,7 @@ const SHORT: usize = 48;
 /// mean and variance of the four in two f64x2, stored as vectors. A row whose sums met Inf/NaN
 /// or whose shift was poor is measured again by `RowPlan::row`. Rows left over (rows % 4) go
 /// through the same arithmetic one at a time, so a row's result depends on that row alone.
+/// Returns what `row_sweeps` returns.
 ///
 /// # Safety
 /// As `row_moments`.
@@ -288,7 +309,8 @@ unsafe fn short_rows(
     plan: &RowPlan,
     mu_in: &mut [f64],
     var_in: &mut [f64],
-) {
+    cut: f64,
+) -> bool {
     let rows = mu_in.len();
     let (pd, pq) = (mu_in.as_mut_ptr(), var_in.as_mut_ptr());
     let inv_n = 1.0 / m as f64;
@@ -307,11 +329,21 @@ unsafe fn short_rows(
         let m2 = v128_bitselect(zero, m2, f64x2_lt(m2, zero));
         (mean, f64x2_mul(m2, vinv_m1), good)
     };
+    // Returns whether the row lies within `cut` of 0.
     let redo = |r: usize, shift: f32| {
         let mo = plan.row(x.add(r * m), shift);
         *pd.add(r) = mo.mean;
         *pq.add(r) = mo.m2 * plan.inv_m1;
+        near_zero(*pd.add(r), *pq.add(r), cut)
     };
+    // `near_zero` of the kept lanes below (NaN compares false); the rows measured again by
+    // `redo` in `near_one`.
+    let cut2 = f64x2_splat(cut);
+    let near2 = |mean: v128, var: v128, good: v128| {
+        v128_and(good, f64x2_lt(f64x2_mul(mean, mean), f64x2_mul(cut2, var)))
+    };
+    let mut near = f64x2_splat(0.0);
+    let mut near_one = false;
     let shifts = |j: usize| {
         f32x4(
             plan.first_shift(x.add(j * m)),
@@ -338,6 +370,7 @@ unsafe fn short_rows(
         v128_store(pd.add(j + 2) as *mut v128, m23);
         v128_store(pq.add(j) as *mut v128, v01);
         v128_store(pq.add(j + 2) as *mut v128, v23);
+        near = v128_or(near, v128_or(near2(m01, v01, k01), near2(m23, v23, k23)));
         if !i64x2_all_true(v128_and(k01, k23)) {
             let kept = [
                 i64x2_extract_lane::<0>(k01),
@@ -353,7 +386,7 @@ unsafe fn short_rows(
             ];
             for k in 0..4 {
                 if kept[k] == 0 {
-                    redo(j + k, sh[k]);
+                    near_one |= redo(j + k, sh[k]);
                 }
             }
         }
@@ -367,13 +400,15 @@ unsafe fn short_rows(
         let (mean, var, good) =
             finish(f64x2_promote_low_f32x4(d), f64x2_promote_low_f32x4(q), f64x2_splat(sh as f64));
         if i64x2_extract_lane::<0>(good) == 0 {
-            redo(j, sh);
+            near_one |= redo(j, sh);
         } else {
             *pd.add(j) = f64x2_extract_lane::<0>(mean);
             *pq.add(j) = f64x2_extract_lane::<0>(var);
+            near_one |= near_zero(*pd.add(j), *pq.add(j), cut);
         }
         j += 1;
     }
+    near_one || v128_any_true(near)
 }
 
 /// The O(N*C) rest of the statistics pass (see `statistics`), from mu_in and var_in of every row
