@@ -1832,6 +1832,29 @@ fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
   let xd = two_sum(xs, -w.hi);
   let s = two_sum(xd.x, -px);
   return s.x + ((s.y - py) + (xd.y - rest));
+}
+
+// x - mu of an unscaled (hot) mix from the terms as exact pairs, in real units: mix_1d's single
+// float32 lo = w_o ((hi_o - hi) + lo_o) + w_a lo_a rounds to its own ulp (and to the weight's
+// float32 rounding times hi_o - hi), which is of the size of x - mu where the lighter term's mean
+// lies far from the anchor's and x near the mix's: equal weights over an LN mean of 3.3e9 and a
+// \`running_mean\` of 1 under a std of 1e-15, x - mu -32.5 came out 0 (y = beta for -3.25e6, attack
+// fuzzer seed 33003, tests/sn1d_hot_cancel_test.ts). wide_d_pairs_1d's sum in unit 0, for the
+// hot pass's elements whose (x - hi) - lo cancels (sn1d_normalize gates it).
+fn hot_d_pairs_1d(ln: Group, bn: Group, xs: f32) -> f32 {
+  let b = bn_anchors();
+  let ka = select(0u, 1u, b);
+  let ko = 1u - ka;
+  let ha = select(ln.hi, bn.hi, b);
+  let lo_a = select(ln.lo, bn.lo, b);
+  let ho = select(bn.hi, ln.hi, b);
+  let lo_o = select(bn.lo, ln.lo, b);
+  let diff = two_sum(ho, -ha);
+  let p = pair_times(P.wmean[ko], diff.x);
+  let rest = P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x + P.wmean[ka] * lo_a;
+  let xd = two_sum(xs, -ha);
+  let s = two_sum(xd.x, -p.x);
+  return s.x + ((s.y - p.y) + (xd.y - rest));
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -5005,7 +5028,16 @@ fn main(
       let beta = affine[P.c + c];
       let m = mix_1d(ln, bn);
       let a = row_affine(m, gamma, beta);
-      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, a.w, is_nan_marker(a.w));
+      var d = (v[j] - a.x) - a.y;
+      // (x - hi) - lo cancelling by 2^5 or more: lo's float32 rounding may be of x - mu's size,
+      // so x - mu from exact pairs (hot_d_pairs_1d; rare, so only those elements pay). As
+      // sn1d_wide_normalize: not where that gives below 2^-48 of lo (float64's rounding of lo's
+      // part, which the reference loses too), nor where it is not finite.
+      if (abs(d) < abs(a.y) * 0x1p-5f) {
+        let dp = hot_d_pairs_1d(ln, bn, v[j]);
+        d = select(d, dp, (abs(dp) >= abs(a.y) * 0x1p-48f) & is_finite_bits(dp));
+      }
+      out[j] = select(d * a.z + a.w, a.w, is_nan_marker(a.w));
     }
   }
   y[q] = out;

@@ -96,3 +96,26 @@ fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
   let s = two_sum(xd.x, -px);
   return s.x + ((s.y - py) + (xd.y - rest));
 }
+
+// x - mu of an unscaled (hot) mix from the terms as exact pairs, in real units: mix_1d's single
+// float32 lo = w_o ((hi_o - hi) + lo_o) + w_a lo_a rounds to its own ulp (and to the weight's
+// float32 rounding times hi_o - hi), which is of the size of x - mu where the lighter term's mean
+// lies far from the anchor's and x near the mix's: equal weights over an LN mean of 3.3e9 and a
+// `running_mean` of 1 under a std of 1e-15, x - mu -32.5 came out 0 (y = beta for -3.25e6, attack
+// fuzzer seed 33003, tests/sn1d_hot_cancel_test.ts). wide_d_pairs_1d's sum in unit 0, for the
+// hot pass's elements whose (x - hi) - lo cancels (sn1d_normalize gates it).
+fn hot_d_pairs_1d(ln: Group, bn: Group, xs: f32) -> f32 {
+  let b = bn_anchors();
+  let ka = select(0u, 1u, b);
+  let ko = 1u - ka;
+  let ha = select(ln.hi, bn.hi, b);
+  let lo_a = select(ln.lo, bn.lo, b);
+  let ho = select(bn.hi, ln.hi, b);
+  let lo_o = select(bn.lo, ln.lo, b);
+  let diff = two_sum(ho, -ha);
+  let p = pair_times(P.wmean[ko], diff.x);
+  let rest = P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x + P.wmean[ka] * lo_a;
+  let xd = two_sum(xs, -ha);
+  let s = two_sum(xd.x, -p.x);
+  return s.x + ((s.y - p.y) + (xd.y - rest));
+}

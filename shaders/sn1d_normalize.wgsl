@@ -43,7 +43,16 @@ fn main(
       let beta = affine[P.c + c];
       let m = mix_1d(ln, bn);
       let a = row_affine(m, gamma, beta);
-      out[j] = select(((v[j] - a.x) - a.y) * a.z + a.w, a.w, is_nan_marker(a.w));
+      var d = (v[j] - a.x) - a.y;
+      // (x - hi) - lo cancelling by 2^5 or more: lo's float32 rounding may be of x - mu's size,
+      // so x - mu from exact pairs (hot_d_pairs_1d; rare, so only those elements pay). As
+      // sn1d_wide_normalize: not where that gives below 2^-48 of lo (float64's rounding of lo's
+      // part, which the reference loses too), nor where it is not finite.
+      if (abs(d) < abs(a.y) * 0x1p-5f) {
+        let dp = hot_d_pairs_1d(ln, bn, v[j]);
+        d = select(d, dp, (abs(dp) >= abs(a.y) * 0x1p-48f) & is_finite_bits(dp));
+      }
+      out[j] = select(d * a.z + a.w, a.w, is_nan_marker(a.w));
     }
   }
   y[q] = out;
