@@ -5471,7 +5471,10 @@ fn main(
     // plain rows keep that s's exponent apart, and sn_bwd_rows' wide_row, which a listed row
     // takes, gave dgamma 0 for -2.0e5 there (constant rows of 1e10 under a variance weight of
     // e^-139 on a running_var of 1e-30, eps 0, dy ~1e-31 beside subnormal ones: attack fuzzer
-    // seed 24681, a regression of this gate).
+    // seed 24681, a regression of this gate). That 0 was sn_bwd_wide_reduce's: it took such a
+    // row's float32 var + eps of 0 for a std of 0 and dropped S2 (mixed_bad); it keeps them now
+    // (attack fuzzer seed 34110, a low_products row of that kind), and 24681 passes without this
+    // gate too, which is kept: such a row takes wide_row in any case.
     let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
       exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_below_normal(mix);
     let listed = listed0 | lifted;
@@ -5646,7 +5649,13 @@ fn reduce_wide(seg: u32) {
     let mu = two_sum(plain.hi, plain.lo);
     hi = select(mu.x, long_centre(plain, p), long);
     lo = select(mu.y + mix_rest(plain), 0.0, long);
-    keep = !mixed_bad(plain);
+    // A mix whose var + eps lies below float32's normal range (mix_var_below_normal: a tiny
+    // variance weight) keeps its sums as sn_bwd_reduce does: its float32 var + eps may be 0
+    // (flushed), which mixed_bad takes for a std of 0, while sn_bwd_rows' wide_row takes its std
+    // from wide_map (unit_map). S2 was 0 there: rows of 1 +- 1e-6 under dy ~1e-31
+    // (low_products) on a running_var of 0, eps 0, beside an LN variance ~1e-13 under a weight of
+    // e^-174, dgamma 0 for 2.9e8 (attack fuzzer seed 34110, tests/tiny_variance_summed_again_test.ts).
+    keep = !mixed_bad(plain) | (((plain.flags & F_CLASS) == 0u) & mix_var_below_normal(plain));
   }
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the

@@ -142,7 +142,13 @@ fn reduce_wide(seg: u32) {
     let mu = two_sum(plain.hi, plain.lo);
     hi = select(mu.x, long_centre(plain, p), long);
     lo = select(mu.y + mix_rest(plain), 0.0, long);
-    keep = !mixed_bad(plain);
+    // A mix whose var + eps lies below float32's normal range (mix_var_below_normal: a tiny
+    // variance weight) keeps its sums as sn_bwd_reduce does: its float32 var + eps may be 0
+    // (flushed), which mixed_bad takes for a std of 0, while sn_bwd_rows' wide_row takes its std
+    // from wide_map (unit_map). S2 was 0 there: rows of 1 +- 1e-6 under dy ~1e-31
+    // (low_products) on a running_var of 0, eps 0, beside an LN variance ~1e-13 under a weight of
+    // e^-174, dgamma 0 for 2.9e8 (attack fuzzer seed 34110, tests/tiny_variance_summed_again_test.ts).
+    keep = !mixed_bad(plain) | (((plain.flags & F_CLASS) == 0u) & mix_var_below_normal(plain));
   }
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a
   // scaled row, where every product dy (x - mu) lies far below float32's normal range in the
