@@ -5508,7 +5508,10 @@ fn main(
     // plain rows keep that s's exponent apart, and sn_bwd_rows' wide_row, which a listed row
     // takes, gave dgamma 0 for -2.0e5 there (constant rows of 1e10 under a variance weight of
     // e^-139 on a running_var of 1e-30, eps 0, dy ~1e-31 beside subnormal ones: attack fuzzer
-    // seed 24681, a regression of this gate).
+    // seed 24681, a regression of this gate). That 0 was sn_bwd_wide_reduce's: it took such a
+    // row's float32 var + eps of 0 for a std of 0 and dropped S2 (mixed_bad); it keeps them now
+    // (attack fuzzer seed 34110, a low_products row of that kind), and 24681 passes without this
+    // gate too, which is kept: such a row takes wide_row in any case.
     let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
       exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_below_normal(mix);
     let listed = listed0 | lifted;
@@ -5686,9 +5689,10 @@ fn reduce_wide(seg: u32) {
     // A mix whose float32 var + eps is 0 or subnormal (mix_var_below_normal: a tiny variance
     // weight; sn_bwd_rows' wide_row takes its std from wide_map) keeps its sums too, as
     // sn_bwd_reduce keeps them: mixed_bad read a var + eps of 0 as a std of 0 and left S2 0, gv
-    // and dgamma with it (an evaluation of constant rows under eps 0 on a running_var of 1 of
-    // variance weight 3.8e-46, below float32's smallest subnormal, dy +-2e38: \`var_weight\`'s
-    // gradient 0 for +-1.2e16, attack fuzzer seed 39466; tests/tiny_variance_wide_reduce_test.ts).
+    // and dgamma with it (attack fuzzer seeds 39466, dy +-2e38 under a variance weight of
+    // 3.8e-46: \`var_weight\`'s gradient 0 for +-1.2e16; and 34110, dy ~1e-31 listed by
+    // low_products under a weight of e^-174: dgamma 0 for 2.9e8; found apart by two helpers;
+    // tests/tiny_variance_wide_reduce_test.ts, tests/tiny_variance_summed_again_test.ts).
     keep = !mixed_bad(plain) | (((plain.flags & F_CLASS) == 0u) & mix_var_below_normal(plain));
   }
   // x - mu in units of 2^f where the mixed mean lies far from the data (far_exp), or, for a

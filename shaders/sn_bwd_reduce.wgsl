@@ -207,7 +207,10 @@ fn main(
     // plain rows keep that s's exponent apart, and sn_bwd_rows' wide_row, which a listed row
     // takes, gave dgamma 0 for -2.0e5 there (constant rows of 1e10 under a variance weight of
     // e^-139 on a running_var of 1e-30, eps 0, dy ~1e-31 beside subnormal ones: attack fuzzer
-    // seed 24681, a regression of this gate).
+    // seed 24681, a regression of this gate). That 0 was sn_bwd_wide_reduce's: it took such a
+    // row's float32 var + eps of 0 for a std of 0 and dropped S2 (mixed_bad); it keeps them now
+    // (attack fuzzer seed 34110, a low_products row of that kind), and 24681 passes without this
+    // gate too, which is kept: such a row takes wide_row in any case.
     let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
       exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_below_normal(mix);
     let listed = listed0 | lifted;
