@@ -97,3 +97,73 @@ rangeTests(
     }
   },
 );
+
+/**
+ * An evaluation of SwitchNorm2d or 3d of `shape` on rows with spread (x = sin(0.7 i) plus a
+ * step per sample) under eps 0 and a `running_var` of 0: IN's and LN's variances, of weights
+ * ~e^`logit`, the whole mixed variance, which float32 takes as 0; dy of size `dy` and gamma
+ * `gamma`.
+ */
+function spreadRows(shape: number[], logit: number, dy: number, gamma: number): LayerCall {
+  const [n, c] = shape;
+  const size = shape.reduce((a, b) => a * b);
+  return {
+    layer: shape.length === 4 ? "2d" : "3d",
+    shape,
+    options: { eps: 0 },
+    state: {
+      weight: Float32Array.from({ length: c }, () => gamma),
+      bias: Float32Array.from({ length: c }, (_, j) => 0.5 * j),
+      mean_weight: Float32Array.of(0.2, -0.1, 0.3),
+      var_weight: Float32Array.of(logit, logit, 0),
+      running_mean: Float32Array.from({ length: c }, (_, j) => 0.25 * (j + 1)),
+      running_var: new Float32Array(c),
+    },
+    partial: true,
+    training: false,
+    x: Float32Array.from(
+      { length: size },
+      (_, i) => Math.sin(0.7 * i) + 0.1 * Math.floor(i / (size / n)),
+    ),
+    dy: Float32Array.from({ length: size }, (_, i) => dy * Math.sin(i + 1)),
+    scales: true,
+  };
+}
+
+rangeTests(
+  "rows with spread whose mixed variance float32 takes as 0 keep dx's dL/dvar term where their segments are summed again",
+  async (backend) => {
+    // Before the wide reduce kept these rows' sums, dx on WebGPU lacked Gvar_in 2 (x - mu_in) /
+    // (M - 1) (gv 0): 0.96x to 1.16x the reference's (-3.41e35 for -2.93e35), and +-Infinity or
+    // 2.2e38 of the wrong sign where that term cancels dy gs (95 of 120 such calls failed, all but
+    // the dy ~1 ones, which the wide reduce does not sum). sn_bwd_coef's own mixed_bad test never reads them: a mix whose
+    // var + eps is below float32's normal range takes wide_coef, whose map (unit_map) keeps it.
+    const cases: [string, LayerCall][] = [
+      ["2d [2, 2, 1, 5], variance logits -110, dy ~1", spreadRows([2, 2, 1, 5], -110, 1, 1)],
+      [
+        "2d [2, 2, 1, 5], variance logits -110, dy ~3e12, gamma -3",
+        spreadRows([2, 2, 1, 5], -110, 3e12, -3),
+      ],
+      [
+        "2d [2, 2, 1, 5], variance logits -125, dy ~3e12, gamma -3",
+        spreadRows([2, 2, 1, 5], -125, 3e12, -3),
+      ],
+      [
+        "2d [3, 1, 8, 9], variance logits -125, dy ~1e20, gamma 1e-20",
+        spreadRows([3, 1, 8, 9], -125, 1e20, 1e-20),
+      ],
+      [
+        "3d [3, 1, 4, 8, 16], variance logits -104, dy ~1e-42 (subnormal), gamma 1e30",
+        spreadRows([3, 1, 4, 8, 16], -104, 1e-42, 1e30),
+      ],
+      [
+        "3d [2, 2, 1, 2, 3], variance logits -140, dy ~1e-35",
+        spreadRows([2, 2, 1, 2, 3], -140, 1e-35, 1),
+      ],
+    ];
+    for (const [name, call] of cases) {
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want, name);
+    }
+  },
+);
