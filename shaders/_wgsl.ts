@@ -5973,19 +5973,25 @@ fn row_grad(r: u32) -> DotSum {
     s2p.y = bitcast<f32>(bparts[at].z);
   }
   // Rows whose gm = -gamma s S1 or gv ~ gamma s^3 S2 could pass float32 (a long row of dy of
-  // one sign under a gamma / std just below factor_wide's bound), estimated from exponent
-  // fields, take wide_row too, which keeps gamma's exponent apart. Non-finite sums (NaN or
-  // infinite dy) are no reason: their results are IEEE's, as the plain path forms them.
+  // one sign under a gamma / std just below factor_wide's bound), or their float32 sums over a
+  // sample's or a channel's rows in sn_bwd_groups (GmL, GvL, GmB, GvB: see sums_lg), estimated
+  // from exponent fields, take wide_row too, which keeps gamma's exponent apart. Non-finite
+  // sums (NaN or infinite dy) are no reason: their results are IEEE's, as the plain path forms
+  // them.
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
-  let sums_wide = eg + es + finite_exponent_of(sums.x) > 120 || eg + 3 * es + finite_exponent_of(sums.y) > 120 ||
-    steps_wide(es, sums.y);
-  // ... or whose dot products gm (mu_k - mu), gm mu, gv var_k could (|mu_k - mu| <= 2 max |mu_k|):
-  // an infinite dot made the logit gradients NaN where the reference has an infinity.
+  let sums_bound = 123 - sums_lg();
+  let sums_wide = eg + es + finite_exponent_of(sums.x) > sums_bound ||
+    eg + 3 * es + finite_exponent_of(sums.y) > sums_bound || steps_wide(es, sums.y);
+  // ... or whose dot products gm (mu_k - mu), gm mu, gv (var_k - var), gv var could, or their
+  // float32 sums over rows (|mu_k - mu| <= 2 max |mu_k|; each dot below 2^(its factors'
+  // exponents + 5), summed over up to 2^dots_lg rows: see dots_lg): an infinite dot or sum made
+  // the logit gradients NaN where the reference has a finite value or an infinity.
   let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
   let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
-  let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > 119 ||
-    eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > 120;
+  let dots_bound = 122 - dots_lg();
+  let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > dots_bound ||
+    eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > dots_bound;
   // ... or whose gm or gv could fall below float32's normal range (flushed: a std of 1e12 under
   // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
   let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
@@ -6156,6 +6162,29 @@ struct PairRow {
 // and S2's, apart.
 fn steps_wide(es: i32, v: f32) -> bool {
   return 2 * es + finite_exponent_of(v) > 120;
+}
+
+// log2 of the most rows whose plain dots are summed in float32 (rounded up): a workgroup's 64
+// pair rows in dot_sum8, a sample's C rows (a.w = gm mu, b.w = gv var, and the dots of rows
+// outside the pair path) in sn_bwd_groups; the CPU adds those sums in float64. Each row's dot
+// fitting float32 was not enough: evaluations on a running_mean of 5.2e11 beside rows of std
+// 1e5 under gamma 2.3e18 (64 mean dots of ~8e36), or on a running_var of 1e-10 beside rows of
+// variance ~1e8 under gamma 4.1e6 (variance dots of ~1e37), summed to infinities: the logit
+// gradients Infinity and NaN where the reference has ~8e35 and ~7e21
+// (tests/logit_dot_sum_range_test.ts; training steps alike). 2^dots_lg dots below
+// 2^(dots_bound + 5) each stay below 2^127, whose sums round to at most float32's largest value.
+fn dots_lg() -> i32 {
+  return i32(32u - countLeadingZeros(max(P.c, 64u) - 1u));
+}
+
+// log2 of the most rows whose gm and gv sn_bwd_groups sums in float32 (a sample's C, a
+// channel's N; at least 8, the bound 120 of calls that small), rounded up: gm, gv below
+// 2^(their factors' exponents + 4) each, 2^sums_lg of them stay below 2^127. GvL was an
+// infinity where every one of a sample's 512 rows had gv ~2e36 (gamma 6e23, dy = 4.3e11 x
+// over x of std 1): dx -Infinity and NaN where the reference has ~1e35
+// (tests/logit_dot_sum_range_test.ts).
+fn sums_lg() -> i32 {
+  return i32(32u - countLeadingZeros(max(max(P.c, P.n), 8u) - 1u));
 }
 
 // Whether a product of factors of exponent sum k with a finite nonzero sum v may lie below 2^-100.
