@@ -943,7 +943,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
 // the mix's mean: an evaluation of equal IN and BN mean weights over a row [-3e38, -2e38, -1e38]
 // (IN mean -2e38, its low word -3.4e30) on a running_mean of 1 lost the low word, x - mu 0 for
 // 1.7e30 at x = -1e38 (y = beta for 1.7e33 under gamma 1e3 over a running_var of 1; as
-// wide_d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
+// d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
 // as an exact pair (two_sum, pair_times), the rest of each part in one float32.
 fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   let u0 = unit_of(t0.flags) - w.e;
