@@ -1318,6 +1318,20 @@ const FINE_MEAN_UNIT = -64;
 // against FINE_MEAN_BELOW: a non-finite word is never below it).
 fn fine_bits_exp(v: f32) -> i32 {
   return select(1000, bits_exponent(v), class_bits(v) == 0u);
+}
+
+// Whether a record's mean hi + lo lies below 2^-FINE_MEAN_BELOW of its unit by its words, where
+// the record takes a fine word.
+fn words_below_fine(hi: f32, lo: f32) -> bool {
+  return max(fine_bits_exp(hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+}
+
+// Whether a member p of unit 2^u (a segment of a row, a row of a group) can go into the sum of a
+// fine word: by its own fine word where it has one, else by its words shift and mean brought to
+// the unit 2^FINE_MEAN_UNIT by their bits, not where a word passes 2^30 (the members' shares may
+// cancel far below them, and their share in that unit could pass float32's range).
+fn fine_member_ok(p: Partial, u: i32) -> bool {
+  return max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0;
 }`;
 
 /** pair.wgsl, pasted where a shader says `//!include pair.wgsl`. */
@@ -1417,6 +1431,14 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
   let q1 = (t.x + t.y) / f32(count);
   let rem = pair_sub_times(t, count, q1);
   return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
+}
+
+// A record's fine word (Partial.fine, Group.fine, common.wgsl) from the pair sum t of \`count\`
+// values in the unit 2^FINE_MEAN_UNIT: their mean where \`keep\` holds and it is finite, else 0
+// (the record's words alone then hold its mean).
+fn fine_word(t: vec2<f32>, count: u32, keep: bool) -> f32 {
+  let m = pair_mean(t, count);
+  return select(0.0, m.x + m.y, keep && class_bits(m.x + m.y) == 0u);
 }
 
 // The mean K + sum / n of n values whose sum of x - K is the pair \`sum\`, re-centred as a
@@ -1650,23 +1672,20 @@ fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
   // from its segments' (a loop of bound 0 for every other row: lavapipe skips a loop no lane
   // enters). A row of +-v pairs of ~2^66 over 5000 floats whose mean is 2^-179 of its std held
   // it as 0, \`mean_weight\`'s gradient 0 for -1.8e-23 (tests/mean_below_unit_test.ts).
-  let low = max(fine_bits_exp(c.x), fine_bits_exp(mean)) < -FINE_MEAN_BELOW;
+  let low = words_below_fine(c.x, mean);
   let u = unit_of(flags);
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < select(0u, P.chunks, low); k++) {
     let p = parts[base + k];
     // Each segment's own fine word where it has one, else its words brought to that unit by
-    // their bits, count_k times each (counts below 2^12: exact products). None where a word
-    // passes 2^30 (the segments' shares may cancel far below them).
-    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    // their bits (fine_member_ok), count_k times each (counts below 2^12: exact products).
+    ok = ok && fine_member_ok(p, u);
     let w = f32(p.count);
     let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add_times(t, w, p.fine), p.fine != 0.0);
   }
-  let f = pair_mean(t, max(s.count, 1u));
-  let fine = select(0.0, f.x + f.y, low && ok && class_bits(f.x + f.y) == 0u);
-  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine);
+  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine_word(t, max(s.count, 1u), low && ok));
 }`;
 
 /** deviation_sum.wgsl, pasted where a shader says `//!include deviation_sum.wgsl`. */
@@ -3503,10 +3522,8 @@ fn cancelled_sums(s: u32, e: u32, k: i32) -> CancelledSums {
 // 2^-FINE_MEAN_BELOW there (0 or subnormal, as GPUs may flush it): the mean in the unit
 // 2^FINE_MEAN_UNIT, (big 2^(-k - FINE_MEAN_UNIT) + fine) / count; 0 for other records.
 fn fine_mean_word(sums: CancelledSums, k: i32, count: u32, q: vec2<f32>) -> f32 {
-  let low = max(fine_bits_exp(q.x), fine_bits_exp(q.y)) < -FINE_MEAN_BELOW;
   let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
-  let m = pair_mean(t, count);
-  return select(0.0, m.x + m.y, low && count > 0u && class_bits(m.x + m.y) == 0u);
+  return fine_word(t, count, words_below_fine(q.x, q.y) && count > 0u);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -4513,7 +4530,7 @@ fn main(
   // (FINE_MEAN_UNIT, common.wgsl) from its members' (group_fine), one thread over the members of
   // such groups alone (at most FINE_READS of them: beyond, none).
   let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
-    max(fine_bits_exp(mean_hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+    words_below_fine(mean_hi, lo);
   var fine = 0.0;
   if (low_mean) {
     fine = group_fine(base, stride, count);
@@ -4540,21 +4557,19 @@ const FINE_READS: u32 = 4096u;
 
 // A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
 // as an exact pair sum: each member's own fine word where it has one, else its words shift and
-// mean brought to that unit by their bits. 0 where a member's words pass 2^30 (their sum may
-// cancel far below them, and their share in that unit could pass float32's range): the mean
-// then keeps the group's words alone.
+// mean brought to that unit by their bits. 0 where a member cannot go in (fine_member_ok): the
+// mean then keeps the group's words alone.
 fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < count; k++) {
     let p = members[base + k * stride];
     let u = unit_of(p.flags);
-    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    ok = ok && fine_member_ok(p, u);
     let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add(t, p.fine), p.fine != 0.0);
   }
-  let m = pair_mean(t, count);
-  return select(0.0, m.x + m.y, ok && class_bits(m.x + m.y) == 0u);
+  return fine_word(t, count, ok);
 }
 `;
 

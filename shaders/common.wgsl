@@ -1310,3 +1310,17 @@ const FINE_MEAN_UNIT = -64;
 fn fine_bits_exp(v: f32) -> i32 {
   return select(1000, bits_exponent(v), class_bits(v) == 0u);
 }
+
+// Whether a record's mean hi + lo lies below 2^-FINE_MEAN_BELOW of its unit by its words, where
+// the record takes a fine word.
+fn words_below_fine(hi: f32, lo: f32) -> bool {
+  return max(fine_bits_exp(hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+}
+
+// Whether a member p of unit 2^u (a segment of a row, a row of a group) can go into the sum of a
+// fine word: by its own fine word where it has one, else by its words shift and mean brought to
+// the unit 2^FINE_MEAN_UNIT by their bits, not where a word passes 2^30 (the members' shares may
+// cancel far below them, and their share in that unit could pass float32's range).
+fn fine_member_ok(p: Partial, u: i32) -> bool {
+  return max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0;
+}
