@@ -952,7 +952,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
 // the mix's mean: an evaluation of equal IN and BN mean weights over a row [-3e38, -2e38, -1e38]
 // (IN mean -2e38, its low word -3.4e30) on a running_mean of 1 lost the low word, x - mu 0 for
 // 1.7e30 at x = -1e38 (y = beta for 1.7e33 under gamma 1e3 over a running_var of 1; as
-// wide_d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
+// d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
 // as an exact pair (two_sum, pair_times), the rest of each part in one float32.
 fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   let u0 = unit_of(t0.flags) - w.e;
@@ -1318,6 +1318,20 @@ const FINE_MEAN_UNIT = -64;
 // against FINE_MEAN_BELOW: a non-finite word is never below it).
 fn fine_bits_exp(v: f32) -> i32 {
   return select(1000, bits_exponent(v), class_bits(v) == 0u);
+}
+
+// Whether a record's mean hi + lo lies below 2^-FINE_MEAN_BELOW of its unit by its words, where
+// the record takes a fine word.
+fn words_below_fine(hi: f32, lo: f32) -> bool {
+  return max(fine_bits_exp(hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+}
+
+// Whether a member p of unit 2^u (a segment of a row, a row of a group) can go into the sum of a
+// fine word: by its own fine word where it has one, else by its words shift and mean brought to
+// the unit 2^FINE_MEAN_UNIT by their bits, not where a word passes 2^30 (the members' shares may
+// cancel far below them, and their share in that unit could pass float32's range).
+fn fine_member_ok(p: Partial, u: i32) -> bool {
+  return max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0;
 }`;
 
 /** pair.wgsl, pasted where a shader says `//!include pair.wgsl`. */
@@ -1417,6 +1431,14 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
   let q1 = (t.x + t.y) / f32(count);
   let rem = pair_sub_times(t, count, q1);
   return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
+}
+
+// A record's fine word (Partial.fine, Group.fine, common.wgsl) from the pair sum t of \`count\`
+// values in the unit 2^FINE_MEAN_UNIT: their mean where \`keep\` holds and it is finite, else 0
+// (the record's words alone then hold its mean).
+fn fine_word(t: vec2<f32>, count: u32, keep: bool) -> f32 {
+  let m = pair_mean(t, count);
+  return select(0.0, m.x + m.y, keep && class_bits(m.x + m.y) == 0u);
 }
 
 // The mean K + sum / n of n values whose sum of x - K is the pair \`sum\`, re-centred as a
@@ -1650,23 +1672,20 @@ fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
   // from its segments' (a loop of bound 0 for every other row: lavapipe skips a loop no lane
   // enters). A row of +-v pairs of ~2^66 over 5000 floats whose mean is 2^-179 of its std held
   // it as 0, \`mean_weight\`'s gradient 0 for -1.8e-23 (tests/mean_below_unit_test.ts).
-  let low = max(fine_bits_exp(c.x), fine_bits_exp(mean)) < -FINE_MEAN_BELOW;
+  let low = words_below_fine(c.x, mean);
   let u = unit_of(flags);
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < select(0u, P.chunks, low); k++) {
     let p = parts[base + k];
     // Each segment's own fine word where it has one, else its words brought to that unit by
-    // their bits, count_k times each (counts below 2^12: exact products). None where a word
-    // passes 2^30 (the segments' shares may cancel far below them).
-    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    // their bits (fine_member_ok), count_k times each (counts below 2^12: exact products).
+    ok = ok && fine_member_ok(p, u);
     let w = f32(p.count);
     let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add_times(t, w, p.fine), p.fine != 0.0);
   }
-  let f = pair_mean(t, max(s.count, 1u));
-  let fine = select(0.0, f.x + f.y, low && ok && class_bits(f.x + f.y) == 0u);
-  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine);
+  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine_word(t, max(s.count, 1u), low && ok));
 }`;
 
 /** deviation_sum.wgsl, pasted where a shader says `//!include deviation_sum.wgsl`. */
@@ -1778,11 +1797,9 @@ fn mix_1d_wide(ln: Group, bn: Group) -> Mixed {
 // branched on (see sn_mix.wgsl).
 fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   var w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), gamma, beta);
-  // LN's mean of weight 0 comes to 0 first, as in wide_map (zero_weight_exp: 0 * Inf was NaN).
-  let u_ln = unit_of(ln.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN);
-  let u_bn = unit_of(bn.flags) - w.e;
-  let hi = unit_shift(bn.hi, u_bn);
-  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
+  let u = units_1d(ln, bn, w.e);
+  let hi = unit_shift(bn.hi, u.y);
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u.y)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u.x) - hi) + ln.lo * pow2(u.x)));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
@@ -1804,23 +1821,35 @@ fn group_member(g: u32, j: u32) -> vec2<u32> {
   return select(vec2<u32>(j, g - P.n), vec2<u32>(g, j), g < P.n);
 }
 
-// x - mu in the unit 2^e of wide_map_1d's w, from the terms as exact pairs: (xs - hi) - lo
-// rounds lo = sum_k w_k (mu_k - hi) to its own ulp, which is of the size of x - mu's where the
-// lighter term's mean lies far from the anchor's and x near the mix's (equal weights over LN
-// means of -2e38 and a \`running_mean\` of 1: lo ~1e38 lost LN's low word, x - mu 0 for 1.7e30,
-// y = beta for -1.7e22, attack fuzzer seed 6780). The callers take it where (xs - hi) - lo
-// cancels (wide elements only).
-fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
+// The units of LN's and BN's terms in the unit 2^e of a wide mix (wide_map_1d's): 2^u.x and
+// 2^u.y, LN's mean of weight 0 brought to 0 first, as in wide_map (zero_weight_exp: 0 * Inf was
+// NaN; only where LN is the lighter term: a weight of 0 never anchors).
+fn units_1d(ln: Group, bn: Group, e: i32) -> vec2<i32> {
+  return vec2<i32>(unit_of(ln.flags) - e + zero_weight_exp(P_ZERO_WMEAN), unit_of(bn.flags) - e);
+}
+
+// x - mu from the terms as exact pairs, LN's and BN's taken in the units 2^u.x and 2^u.y of the
+// mix (units_1d in a wide map's unit 2^e; 0, 0 for the hot pass's real units), hi the anchor's
+// mean there (the mix's hi) and xs x there. The mix's single float32 lo = w_o ((hi_o - hi) +
+// lo_o) + w_a lo_a rounds to its own ulp (and to the weight's float32 rounding times hi_o - hi),
+// which is of the size of x - mu where the lighter term's mean lies far from the anchor's and x
+// near the mix's. Wide (sn1d_wide_normalize): equal weights over LN means of -2e38 and a
+// \`running_mean\` of 1: lo ~1e38 lost LN's low word, x - mu 0 for 1.7e30, y = beta for -1.7e22
+// (attack fuzzer seed 6780, tests/far_anchor_mean_test.ts). Hot (sn1d_normalize): equal weights
+// over an LN mean of 3.3e9 and a \`running_mean\` of 1 under a std of 1e-15, x - mu -32.5 came
+// out 0 (y = beta for -3.25e6, attack fuzzer seed 33003, tests/sn1d_hot_cancel_test.ts). The
+// callers take it where (x - hi) - lo cancels (those elements only). (The weights' exponent
+// factors, weighted_mean, are 1 wherever the hot pass's y stands: a call with a weight below
+// float32's normal range has every element written again by the wide pass, P_TINY_WEIGHTS.)
+fn d_pairs_1d(ln: Group, bn: Group, u: vec2<i32>, hi: f32, xs: f32) -> f32 {
   let b = bn_anchors();
-  let u_ln = unit_of(ln.flags) - w.e;
-  let u_bn = unit_of(bn.flags) - w.e;
   let ka = select(0u, 1u, b);
   let ko = 1u - ka;
-  // The other term's mean (LN's of weight 0 comes to 0, as in wide_map_1d) and the anchor's lo.
-  let ho = select(unit_shift(bn.hi, u_bn), unit_shift(ln.hi, u_ln + zero_weight_exp(P_ZERO_WMEAN)), b);
-  let lo_o = select(bn.lo * pow2(u_bn), ln.lo * pow2(u_ln + zero_weight_exp(P_ZERO_WMEAN)), b);
-  let lo_a = select(ln.lo * pow2(u_ln), bn.lo * pow2(u_bn), b);
-  let diff = two_sum(ho, -w.hi);
+  // The other term's mean and lo, and the anchor's lo, in the mix's unit.
+  let ho = select(unit_shift(bn.hi, u.y), unit_shift(ln.hi, u.x), b);
+  let lo_o = select(bn.lo * pow2(u.y), ln.lo * pow2(u.x), b);
+  let lo_a = select(ln.lo * pow2(u.x), bn.lo * pow2(u.y), b);
+  let diff = two_sum(ho, -hi);
   let p = pair_times(P.wmean[ko], diff.x);
   let px = weighted_mean(ko, p.x);
   let py = weighted_mean(ko, p.y);
@@ -1829,32 +1858,9 @@ fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
   // of x - mu's size near the mix's mean.
   let rest = weighted_mean(ko, P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x) +
     weighted_mean(ka, P.wmean[ka] * lo_a);
-  let xd = two_sum(xs, -w.hi);
+  let xd = two_sum(xs, -hi);
   let s = two_sum(xd.x, -px);
   return s.x + ((s.y - py) + (xd.y - rest));
-}
-
-// x - mu of an unscaled (hot) mix from the terms as exact pairs, in real units: mix_1d's single
-// float32 lo = w_o ((hi_o - hi) + lo_o) + w_a lo_a rounds to its own ulp (and to the weight's
-// float32 rounding times hi_o - hi), which is of the size of x - mu where the lighter term's mean
-// lies far from the anchor's and x near the mix's: equal weights over an LN mean of 3.3e9 and a
-// \`running_mean\` of 1 under a std of 1e-15, x - mu -32.5 came out 0 (y = beta for -3.25e6, attack
-// fuzzer seed 33003, tests/sn1d_hot_cancel_test.ts). wide_d_pairs_1d's sum in unit 0, for the
-// hot pass's elements whose (x - hi) - lo cancels (sn1d_normalize gates it).
-fn hot_d_pairs_1d(ln: Group, bn: Group, xs: f32) -> f32 {
-  let b = bn_anchors();
-  let ka = select(0u, 1u, b);
-  let ko = 1u - ka;
-  let ha = select(ln.hi, bn.hi, b);
-  let lo_a = select(ln.lo, bn.lo, b);
-  let ho = select(bn.hi, ln.hi, b);
-  let lo_o = select(bn.lo, ln.lo, b);
-  let diff = two_sum(ho, -ha);
-  let p = pair_times(P.wmean[ko], diff.x);
-  let rest = P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x + P.wmean[ka] * lo_a;
-  let xd = two_sum(xs, -ha);
-  let s = two_sum(xd.x, -p.x);
-  return s.x + ((s.y - p.y) + (xd.y - rest));
 }`;
 
 /** backward_common.wgsl, pasted where a shader says `//!include backward_common.wgsl`. */
@@ -3516,10 +3522,8 @@ fn cancelled_sums(s: u32, e: u32, k: i32) -> CancelledSums {
 // 2^-FINE_MEAN_BELOW there (0 or subnormal, as GPUs may flush it): the mean in the unit
 // 2^FINE_MEAN_UNIT, (big 2^(-k - FINE_MEAN_UNIT) + fine) / count; 0 for other records.
 fn fine_mean_word(sums: CancelledSums, k: i32, count: u32, q: vec2<f32>) -> f32 {
-  let low = max(fine_bits_exp(q.x), fine_bits_exp(q.y)) < -FINE_MEAN_BELOW;
   let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
-  let m = pair_mean(t, count);
-  return select(0.0, m.x + m.y, low && count > 0u && class_bits(m.x + m.y) == 0u);
+  return fine_word(t, count, words_below_fine(q.x, q.y) && count > 0u);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -4526,7 +4530,7 @@ fn main(
   // (FINE_MEAN_UNIT, common.wgsl) from its members' (group_fine), one thread over the members of
   // such groups alone (at most FINE_READS of them: beyond, none).
   let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
-    max(fine_bits_exp(mean_hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+    words_below_fine(mean_hi, lo);
   var fine = 0.0;
   if (low_mean) {
     fine = group_fine(base, stride, count);
@@ -4553,21 +4557,19 @@ const FINE_READS: u32 = 4096u;
 
 // A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
 // as an exact pair sum: each member's own fine word where it has one, else its words shift and
-// mean brought to that unit by their bits. 0 where a member's words pass 2^30 (their sum may
-// cancel far below them, and their share in that unit could pass float32's range): the mean
-// then keeps the group's words alone.
+// mean brought to that unit by their bits. 0 where a member cannot go in (fine_member_ok): the
+// mean then keeps the group's words alone.
 fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < count; k++) {
     let p = members[base + k * stride];
     let u = unit_of(p.flags);
-    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    ok = ok && fine_member_ok(p, u);
     let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add(t, p.fine), p.fine != 0.0);
   }
-  let m = pair_mean(t, count);
-  return select(0.0, m.x + m.y, ok && class_bits(m.x + m.y) == 0u);
+  return fine_word(t, count, ok);
 }
 `;
 
@@ -5030,11 +5032,11 @@ fn main(
       let a = row_affine(m, gamma, beta);
       var d = (v[j] - a.x) - a.y;
       // (x - hi) - lo cancelling by 2^5 or more: lo's float32 rounding may be of x - mu's size,
-      // so x - mu from exact pairs (hot_d_pairs_1d; rare, so only those elements pay). As
-      // sn1d_wide_normalize: not where that gives below 2^-48 of lo (float64's rounding of lo's
-      // part, which the reference loses too), nor where it is not finite.
+      // so x - mu from exact pairs (d_pairs_1d in real units, 2^0; rare, so only those elements
+      // pay). As sn1d_wide_normalize: not where that gives below 2^-48 of lo (float64's rounding
+      // of lo's part, which the reference loses too), nor where it is not finite.
       if (abs(d) < abs(a.y) * 0x1p-5f) {
-        let dp = hot_d_pairs_1d(ln, bn, v[j]);
+        let dp = d_pairs_1d(ln, bn, vec2<i32>(0), a.x, v[j]);
         d = select(d, dp, (abs(dp) >= abs(a.y) * 0x1p-48f) & is_finite_bits(dp));
       }
       out[j] = select(d * a.z + a.w, a.w, is_nan_marker(a.w));
@@ -5113,7 +5115,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let fl = fine_low(group_term(ln), group_term(bn), none);
     let low = !fm.ok & fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900) & (fl.pe - w.e < -100);
     let fine = (fm.ok | low) & (bits_exponent(x[i]) < fm.e + FINE_X);
-    // (xs - hi) - lo cancelling by 2^5 or more: x - mu from exact pairs (wide_d_pairs_1d). (By
+    // (xs - hi) - lo cancelling by 2^5 or more: x - mu from exact pairs (d_pairs_1d). (By
     // 2^18, lo's rounding, a few ulps, was up to ~2^-4 of x - mu between: y 5.7e-3 relative off
     // at x - mu ~1e33 beside lo ~1e38, tests/far_anchor_mean_test.ts; as sn_wide_normalize.)
     // Not where they give below 2^-48 of lo: float64's rounding of lo's part (2^-53 of it), which
@@ -5121,7 +5123,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // beside a running_mean of 1 under equal weights: x - mu exactly -0.5, float64 0, y -4.6e8
     // for 0 over a std of 2^-63; as sn_wide_normalize, attack fuzzer seed 4744).
     let d0 = (xs - w.hi) - w.lo;
-    let dp = wide_d_pairs_1d(ln, bn, w, xs);
+    let dp = d_pairs_1d(ln, bn, units_1d(ln, bn, w.e), w.hi, xs);
     let d1 = select(d0, dp, (abs(d0) < abs(w.lo) * 0x1p-5f) & (abs(dp) >= abs(w.lo) * 0x1p-48f));
     let d = select(d1, xs, fm.ok);
     let da = scale2(x[i], -fm.e) - fm.hi;

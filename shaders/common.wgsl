@@ -943,7 +943,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
 // the mix's mean: an evaluation of equal IN and BN mean weights over a row [-3e38, -2e38, -1e38]
 // (IN mean -2e38, its low word -3.4e30) on a running_mean of 1 lost the low word, x - mu 0 for
 // 1.7e30 at x = -1e38 (y = beta for 1.7e33 under gamma 1e3 over a running_var of 1; as
-// wide_d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
+// d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
 // as an exact pair (two_sum, pair_times), the rest of each part in one float32.
 fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   let u0 = unit_of(t0.flags) - w.e;
@@ -1309,4 +1309,18 @@ const FINE_MEAN_UNIT = -64;
 // against FINE_MEAN_BELOW: a non-finite word is never below it).
 fn fine_bits_exp(v: f32) -> i32 {
   return select(1000, bits_exponent(v), class_bits(v) == 0u);
+}
+
+// Whether a record's mean hi + lo lies below 2^-FINE_MEAN_BELOW of its unit by its words, where
+// the record takes a fine word.
+fn words_below_fine(hi: f32, lo: f32) -> bool {
+  return max(fine_bits_exp(hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+}
+
+// Whether a member p of unit 2^u (a segment of a row, a row of a group) can go into the sum of a
+// fine word: by its own fine word where it has one, else by its words shift and mean brought to
+// the unit 2^FINE_MEAN_UNIT by their bits, not where a word passes 2^30 (the members' shares may
+// cancel far below them, and their share in that unit could pass float32's range).
+fn fine_member_ok(p: Partial, u: i32) -> bool {
+  return max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0;
 }

@@ -95,6 +95,14 @@ fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
   return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
 }
 
+// A record's fine word (Partial.fine, Group.fine, common.wgsl) from the pair sum t of `count`
+// values in the unit 2^FINE_MEAN_UNIT: their mean where `keep` holds and it is finite, else 0
+// (the record's words alone then hold its mean).
+fn fine_word(t: vec2<f32>, count: u32, keep: bool) -> f32 {
+  let m = pair_mean(t, count);
+  return select(0.0, m.x + m.y, keep && class_bits(m.x + m.y) == 0u);
+}
+
 // The mean K + sum / n of n values whose sum of x - K is the pair `sum`, re-centred as a
 // summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
 // rest, exact up to float32 rounding of that small rest.

@@ -63,21 +63,18 @@ fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
   // from its segments' (a loop of bound 0 for every other row: lavapipe skips a loop no lane
   // enters). A row of +-v pairs of ~2^66 over 5000 floats whose mean is 2^-179 of its std held
   // it as 0, `mean_weight`'s gradient 0 for -1.8e-23 (tests/mean_below_unit_test.ts).
-  let low = max(fine_bits_exp(c.x), fine_bits_exp(mean)) < -FINE_MEAN_BELOW;
+  let low = words_below_fine(c.x, mean);
   let u = unit_of(flags);
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < select(0u, P.chunks, low); k++) {
     let p = parts[base + k];
     // Each segment's own fine word where it has one, else its words brought to that unit by
-    // their bits, count_k times each (counts below 2^12: exact products). None where a word
-    // passes 2^30 (the segments' shares may cancel far below them).
-    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    // their bits (fine_member_ok), count_k times each (counts below 2^12: exact products).
+    ok = ok && fine_member_ok(p, u);
     let w = f32(p.count);
     let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add_times(t, w, p.fine), p.fine != 0.0);
   }
-  let f = pair_mean(t, max(s.count, 1u));
-  let fine = select(0.0, f.x + f.y, low && ok && class_bits(f.x + f.y) == 0u);
-  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine);
+  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine_word(t, max(s.count, 1u), low && ok));
 }

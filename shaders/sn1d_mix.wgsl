@@ -41,11 +41,9 @@ fn mix_1d_wide(ln: Group, bn: Group) -> Mixed {
 // branched on (see sn_mix.wgsl).
 fn wide_map_1d(ln: Group, bn: Group, gamma: f32, beta: f32) -> WideMap {
   var w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), gamma, beta);
-  // LN's mean of weight 0 comes to 0 first, as in wide_map (zero_weight_exp: 0 * Inf was NaN).
-  let u_ln = unit_of(ln.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN);
-  let u_bn = unit_of(bn.flags) - w.e;
-  let hi = unit_shift(bn.hi, u_bn);
-  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u_bn)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u_ln) - hi) + ln.lo * pow2(u_ln)));
+  let u = units_1d(ln, bn, w.e);
+  let hi = unit_shift(bn.hi, u.y);
+  let lo = weighted_mean(1u, P.wmean[1] * bn.lo * pow2(u.y)) + weighted_mean(0u, P.wmean[0] * ((unit_shift(ln.hi, u.x) - hi) + ln.lo * pow2(u.x)));
   let b = bn_anchors();
   w.hi = select(w.hi, hi, b);
   w.lo = select(w.lo, lo, b);
@@ -67,23 +65,35 @@ fn group_member(g: u32, j: u32) -> vec2<u32> {
   return select(vec2<u32>(j, g - P.n), vec2<u32>(g, j), g < P.n);
 }
 
-// x - mu in the unit 2^e of wide_map_1d's w, from the terms as exact pairs: (xs - hi) - lo
-// rounds lo = sum_k w_k (mu_k - hi) to its own ulp, which is of the size of x - mu's where the
-// lighter term's mean lies far from the anchor's and x near the mix's (equal weights over LN
-// means of -2e38 and a `running_mean` of 1: lo ~1e38 lost LN's low word, x - mu 0 for 1.7e30,
-// y = beta for -1.7e22, attack fuzzer seed 6780). The callers take it where (xs - hi) - lo
-// cancels (wide elements only).
-fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
+// The units of LN's and BN's terms in the unit 2^e of a wide mix (wide_map_1d's): 2^u.x and
+// 2^u.y, LN's mean of weight 0 brought to 0 first, as in wide_map (zero_weight_exp: 0 * Inf was
+// NaN; only where LN is the lighter term: a weight of 0 never anchors).
+fn units_1d(ln: Group, bn: Group, e: i32) -> vec2<i32> {
+  return vec2<i32>(unit_of(ln.flags) - e + zero_weight_exp(P_ZERO_WMEAN), unit_of(bn.flags) - e);
+}
+
+// x - mu from the terms as exact pairs, LN's and BN's taken in the units 2^u.x and 2^u.y of the
+// mix (units_1d in a wide map's unit 2^e; 0, 0 for the hot pass's real units), hi the anchor's
+// mean there (the mix's hi) and xs x there. The mix's single float32 lo = w_o ((hi_o - hi) +
+// lo_o) + w_a lo_a rounds to its own ulp (and to the weight's float32 rounding times hi_o - hi),
+// which is of the size of x - mu where the lighter term's mean lies far from the anchor's and x
+// near the mix's. Wide (sn1d_wide_normalize): equal weights over LN means of -2e38 and a
+// `running_mean` of 1: lo ~1e38 lost LN's low word, x - mu 0 for 1.7e30, y = beta for -1.7e22
+// (attack fuzzer seed 6780, tests/far_anchor_mean_test.ts). Hot (sn1d_normalize): equal weights
+// over an LN mean of 3.3e9 and a `running_mean` of 1 under a std of 1e-15, x - mu -32.5 came
+// out 0 (y = beta for -3.25e6, attack fuzzer seed 33003, tests/sn1d_hot_cancel_test.ts). The
+// callers take it where (x - hi) - lo cancels (those elements only). (The weights' exponent
+// factors, weighted_mean, are 1 wherever the hot pass's y stands: a call with a weight below
+// float32's normal range has every element written again by the wide pass, P_TINY_WEIGHTS.)
+fn d_pairs_1d(ln: Group, bn: Group, u: vec2<i32>, hi: f32, xs: f32) -> f32 {
   let b = bn_anchors();
-  let u_ln = unit_of(ln.flags) - w.e;
-  let u_bn = unit_of(bn.flags) - w.e;
   let ka = select(0u, 1u, b);
   let ko = 1u - ka;
-  // The other term's mean (LN's of weight 0 comes to 0, as in wide_map_1d) and the anchor's lo.
-  let ho = select(unit_shift(bn.hi, u_bn), unit_shift(ln.hi, u_ln + zero_weight_exp(P_ZERO_WMEAN)), b);
-  let lo_o = select(bn.lo * pow2(u_bn), ln.lo * pow2(u_ln + zero_weight_exp(P_ZERO_WMEAN)), b);
-  let lo_a = select(ln.lo * pow2(u_ln), bn.lo * pow2(u_bn), b);
-  let diff = two_sum(ho, -w.hi);
+  // The other term's mean and lo, and the anchor's lo, in the mix's unit.
+  let ho = select(unit_shift(bn.hi, u.y), unit_shift(ln.hi, u.x), b);
+  let lo_o = select(bn.lo * pow2(u.y), ln.lo * pow2(u.x), b);
+  let lo_a = select(ln.lo * pow2(u.x), bn.lo * pow2(u.y), b);
+  let diff = two_sum(ho, -hi);
   let p = pair_times(P.wmean[ko], diff.x);
   let px = weighted_mean(ko, p.x);
   let py = weighted_mean(ko, p.y);
@@ -92,30 +102,7 @@ fn wide_d_pairs_1d(ln: Group, bn: Group, w: WideMap, xs: f32) -> f32 {
   // of x - mu's size near the mix's mean.
   let rest = weighted_mean(ko, P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x) +
     weighted_mean(ka, P.wmean[ka] * lo_a);
-  let xd = two_sum(xs, -w.hi);
+  let xd = two_sum(xs, -hi);
   let s = two_sum(xd.x, -px);
   return s.x + ((s.y - py) + (xd.y - rest));
-}
-
-// x - mu of an unscaled (hot) mix from the terms as exact pairs, in real units: mix_1d's single
-// float32 lo = w_o ((hi_o - hi) + lo_o) + w_a lo_a rounds to its own ulp (and to the weight's
-// float32 rounding times hi_o - hi), which is of the size of x - mu where the lighter term's mean
-// lies far from the anchor's and x near the mix's: equal weights over an LN mean of 3.3e9 and a
-// `running_mean` of 1 under a std of 1e-15, x - mu -32.5 came out 0 (y = beta for -3.25e6, attack
-// fuzzer seed 33003, tests/sn1d_hot_cancel_test.ts). wide_d_pairs_1d's sum in unit 0, for the
-// hot pass's elements whose (x - hi) - lo cancels (sn1d_normalize gates it).
-fn hot_d_pairs_1d(ln: Group, bn: Group, xs: f32) -> f32 {
-  let b = bn_anchors();
-  let ka = select(0u, 1u, b);
-  let ko = 1u - ka;
-  let ha = select(ln.hi, bn.hi, b);
-  let lo_a = select(ln.lo, bn.lo, b);
-  let ho = select(bn.hi, ln.hi, b);
-  let lo_o = select(bn.lo, ln.lo, b);
-  let diff = two_sum(ho, -ha);
-  let p = pair_times(P.wmean[ko], diff.x);
-  let rest = P.wmean[ko] * (diff.y + lo_o) + P.wmean_lo[ko] * diff.x + P.wmean[ka] * lo_a;
-  let xd = two_sum(xs, -ha);
-  let s = two_sum(xd.x, -p.x);
-  return s.x + ((s.y - p.y) + (xd.y - rest));
 }

@@ -45,11 +45,11 @@ fn main(
       let a = row_affine(m, gamma, beta);
       var d = (v[j] - a.x) - a.y;
       // (x - hi) - lo cancelling by 2^5 or more: lo's float32 rounding may be of x - mu's size,
-      // so x - mu from exact pairs (hot_d_pairs_1d; rare, so only those elements pay). As
-      // sn1d_wide_normalize: not where that gives below 2^-48 of lo (float64's rounding of lo's
-      // part, which the reference loses too), nor where it is not finite.
+      // so x - mu from exact pairs (d_pairs_1d in real units, 2^0; rare, so only those elements
+      // pay). As sn1d_wide_normalize: not where that gives below 2^-48 of lo (float64's rounding
+      // of lo's part, which the reference loses too), nor where it is not finite.
       if (abs(d) < abs(a.y) * 0x1p-5f) {
-        let dp = hot_d_pairs_1d(ln, bn, v[j]);
+        let dp = d_pairs_1d(ln, bn, vec2<i32>(0), a.x, v[j]);
         d = select(d, dp, (abs(dp) >= abs(a.y) * 0x1p-48f) & is_finite_bits(dp));
       }
       out[j] = select(d * a.z + a.w, a.w, is_nan_marker(a.w));

@@ -65,7 +65,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let fl = fine_low(group_term(ln), group_term(bn), none);
     let low = !fm.ok & fm.finite & (fm.e > -900) & (fl.pe < fm.e - 60) & (fl.pe > -900) & (fl.pe - w.e < -100);
     let fine = (fm.ok | low) & (bits_exponent(x[i]) < fm.e + FINE_X);
-    // (xs - hi) - lo cancelling by 2^5 or more: x - mu from exact pairs (wide_d_pairs_1d). (By
+    // (xs - hi) - lo cancelling by 2^5 or more: x - mu from exact pairs (d_pairs_1d). (By
     // 2^18, lo's rounding, a few ulps, was up to ~2^-4 of x - mu between: y 5.7e-3 relative off
     // at x - mu ~1e33 beside lo ~1e38, tests/far_anchor_mean_test.ts; as sn_wide_normalize.)
     // Not where they give below 2^-48 of lo: float64's rounding of lo's part (2^-53 of it), which
@@ -73,7 +73,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     // beside a running_mean of 1 under equal weights: x - mu exactly -0.5, float64 0, y -4.6e8
     // for 0 over a std of 2^-63; as sn_wide_normalize, attack fuzzer seed 4744).
     let d0 = (xs - w.hi) - w.lo;
-    let dp = wide_d_pairs_1d(ln, bn, w, xs);
+    let dp = d_pairs_1d(ln, bn, units_1d(ln, bn, w.e), w.hi, xs);
     let d1 = select(d0, dp, (abs(d0) < abs(w.lo) * 0x1p-5f) & (abs(dp) >= abs(w.lo) * 0x1p-48f));
     let d = select(d1, xs, fm.ok);
     let da = scale2(x[i], -fm.e) - fm.hi;

@@ -668,7 +668,7 @@ fn main(
   // (FINE_MEAN_UNIT, common.wgsl) from its members' (group_fine), one thread over the members of
   // such groups alone (at most FINE_READS of them: beyond, none).
   let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
-    max(fine_bits_exp(mean_hi), fine_bits_exp(lo)) < -FINE_MEAN_BELOW;
+    words_below_fine(mean_hi, lo);
   var fine = 0.0;
   if (low_mean) {
     fine = group_fine(base, stride, count);
@@ -695,19 +695,17 @@ const FINE_READS: u32 = 4096u;
 
 // A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
 // as an exact pair sum: each member's own fine word where it has one, else its words shift and
-// mean brought to that unit by their bits. 0 where a member's words pass 2^30 (their sum may
-// cancel far below them, and their share in that unit could pass float32's range): the mean
-// then keeps the group's words alone.
+// mean brought to that unit by their bits. 0 where a member cannot go in (fine_member_ok): the
+// mean then keeps the group's words alone.
 fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < count; k++) {
     let p = members[base + k * stride];
     let u = unit_of(p.flags);
-    ok = ok && (max(fine_bits_exp(p.shift), fine_bits_exp(p.mean)) + u <= 30 || p.fine != 0.0);
+    ok = ok && fine_member_ok(p, u);
     let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add(t, p.fine), p.fine != 0.0);
   }
-  let m = pair_mean(t, count);
-  return select(0.0, m.x + m.y, ok && class_bits(m.x + m.y) == 0u);
+  return fine_word(t, count, ok);
 }

@@ -199,10 +199,8 @@ fn cancelled_sums(s: u32, e: u32, k: i32) -> CancelledSums {
 // 2^-FINE_MEAN_BELOW there (0 or subnormal, as GPUs may flush it): the mean in the unit
 // 2^FINE_MEAN_UNIT, (big 2^(-k - FINE_MEAN_UNIT) + fine) / count; 0 for other records.
 fn fine_mean_word(sums: CancelledSums, k: i32, count: u32, q: vec2<f32>) -> f32 {
-  let low = max(fine_bits_exp(q.x), fine_bits_exp(q.y)) < -FINE_MEAN_BELOW;
   let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
-  let m = pair_mean(t, count);
-  return select(0.0, m.x + m.y, low && count > 0u && class_bits(m.x + m.y) == 0u);
+  return fine_word(t, count, words_below_fine(q.x, q.y) && count > 0u);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span

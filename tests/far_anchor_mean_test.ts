@@ -247,7 +247,7 @@ for (const layer of ["1d", "2d"] as const) {
  * mean -1e38 lies 1.7e30 from x = -1e38, below the ulp of the wide map's lo (~1e38, anchored at
  * LN), which lost LN's low word: x - mu 0, y = beta (-1e-40) where the reference has -1.7e22 under
  * gamma -1e30 (attack fuzzer seed 6780). x - mu is now formed from exact pairs where (x - hi) -
- * lo cancels (wide_d_pairs_1d, shaders/sn1d_mix.wgsl). Data 1e10 times the same sample (wide through
+ * lo cancels (d_pairs_1d, shaders/sn1d_mix.wgsl). Data 1e10 times the same sample (wide through
  * channel 0's gamma of 3e38) failed alike, x - mu 0 for 1.7.
  */
 function farLnLowWord(
@@ -478,7 +478,7 @@ for (const mix of Object.keys(ND_MIXES)) {
 
 /**
  * The same sample with the `running_mean` at 2e33 to 2e35 under equal weights: x - mu at -1e38 is
- * ~1e33 to ~1e35 (2^-17 to 2^-10 of the wide map's lo, ~1e38), where wide_d_pairs_1d was taken only
+ * ~1e33 to ~1e35 (2^-17 to 2^-10 of the wide map's lo, ~1e38), where d_pairs_1d was taken only
  * below 2^-18 of lo: lo's float32 rounding (~1e31) put y 4e-5 to 5.7e-3 relative off under gamma
  * 3e38 (-3.01e33 for -2.99e33 at 2e33; the sample's other y are infinite). Now taken below 2^-5.
  */
@@ -518,7 +518,7 @@ rangeTests(
  * first: exactly 0) beside a `running_mean` of 1 under equal LN and BN mean weights, BN's variance
  * weight 1 on a `running_var` of 0 under eps 2^-126 (std 2^-63): x - mu at -1.67e29 is exactly
  * -0.5, below float64's rounding of the wide map's lo (~1.67e29), y 0 in the reference and WASM;
- * wide_d_pairs_1d gave -4.6e8 under gamma 1e-10 (channel 0's gamma 1e-45 keeps the sample's y
+ * d_pairs_1d gave -4.6e8 under gamma 1e-10 (channel 0's gamma 1e-45 keeps the sample's y
  * small, so that the row's scale does not hold it).
  */
 rangeTests(
@@ -554,7 +554,7 @@ rangeTests(
  * evaluation channel 2's `running_mean` puts the mix at -s (variance BN's, `running_var` 1e20), in
  * training a second sample's element of channel 2 does (variance LN's); the float32 rounding of
  * the data, the running mean and the weights leaves x - mu there. The sample's element -12 s has
- * y +-Infinity, so its finite y are those near mu. WebGPU's wide_d_pairs_1d (sn1d_mix.wgsl) took
+ * y +-Infinity, so its finite y are those near mu. WebGPU's d_pairs_1d (sn1d_mix.wgsl) took
  * the lighter weight as its float32 rounding, 2^-25 of it times the anchor's distance from the other
  * mean (~3.5 s), which is of x - mu's size: all 12 evaluations failed (y -1.18e30 for 1.58e31 at
  * s = 1e10 under l = 1.3; training passed), now with that weight's rest (wmean_lo) as wide_lo_pair
