@@ -364,6 +364,12 @@ pub unsafe fn combine(
     sums.d_bias.fill(0.0);
     sums.gm_bn.fill(0.0);
     sums.gv_bn.fill(0.0);
+    // Per channel, the sum of |sum dy| over its rows whose own term s sum dy (x - mu) lies below
+    // 1 / `ROW_CANCELLED` of it, for `nd_grad_refine::refine_cancelled`'s test (in its flags'
+    // room, which it reads before writing them).
+    let cancelling = work.add(crate::layout::refine_at(n, c) + n);
+    core::slice::from_raw_parts_mut(cancelling, c).fill(0.0);
+    let row_cut = f64x2_splat(ROW_CANCELLED);
     // The mean dots about K (`dots_centre`), K sum gm apart (`Sums::mean_offset`).
     let k_dots = dots_centre(&st, mode & MODE_BN_PARTIALS == 0, bn_pair(layer, using_bn));
     let kc = f64x2_splat(k_dots);
@@ -440,8 +446,13 @@ pub unsafe fn combine(
             let s = f64x2_div(one, f64x2_sqrt(ve));
             st2(inv_std.add(r), s);
             let sg = f64x2_mul(s, ld32(gamma.add(j)));
-            st2(dw.add(j), f64x2_add(ld(dw.add(j)), f64x2_mul(s, p)));
+            let sp = f64x2_mul(s, p);
+            st2(dw.add(j), f64x2_add(ld(dw.add(j)), sp));
             st2(db.add(j), f64x2_add(ld(db.add(j)), g));
+            let g_abs_row = f64x2_abs(g);
+            let cancels = f64x2_le(f64x2_mul(f64x2_abs(sp), row_cut), g_abs_row);
+            let held = f64x2_add(ld(cancelling.add(j)), v128_and(g_abs_row, cancels));
+            st2(cancelling.add(j), held);
             let gm = f64x2_neg(f64x2_mul(sg, g));
             let gv = f64x2_mul(f64x2_mul(neg_half, f64x2_mul(s, s)), f64x2_mul(sg, p));
             *pairs.add(r) = i64x2_shuffle::<0, 2>(gm, gv);
@@ -479,6 +490,9 @@ pub unsafe fn combine(
             let sg = s * *gamma.add(j) as f64;
             *dw.add(j) += s * p;
             *db.add(j) += g;
+            if simd::abs_f64(s * p) * ROW_CANCELLED <= simd::abs_f64(g) {
+                *cancelling.add(j) += simd::abs_f64(g);
+            }
             let (gm, gv) = (-(sg * g), -0.5 * (s * s) * (sg * p));
             *pairs.add(r) = f64x2(gm, gv);
             *gmb.add(j) += gm;
@@ -511,6 +525,12 @@ pub unsafe fn combine(
         sums.set_bn_dots(2, st.mu_bn, st.var_bn, k_dots);
     }
 }
+
+/// A row whose term of dWeight, s sum dy (x - mu), lies below 1 / ROW_CANCELLED of |sum dy| counts
+/// as cancelling by itself (`nd_grad_refine::refine_cancelled`): its term is then mostly the
+/// error of its IN mean, (mu_in's error) s sum dy, up to ~2^-25 of |sum dy| (the statistics
+/// pass's f32 chunk sums), which the channel's other rows need not cancel.
+pub(crate) const ROW_CANCELLED: f64 = (1u32 << 10) as f64;
 
 /// Stds of the mix beyond which a row's centre counts as far from its mixed mean mu (training,
 /// where the centre is the IN mean, `centres`): its error, 2^-24 |centre - mu| per |dy|, then
