@@ -9,11 +9,13 @@ import assert from "node:assert/strict";
 import { assertClose, assertCloseToScale, FLOAT32_OVERFLOW, float32Gap } from "./_close.ts";
 import { GRAD, GRAD_SCALED, Y } from "./_tolerances.ts";
 import { make } from "./fuzz/attack_fuzz.ts";
+import { type Case, compare, makeCase, runCase } from "./fuzz/nd_range_fuzz.ts";
 import {
   affineSizes,
   assertRangeChecks,
   type LayerCall,
   rangeTest,
+  rangeTests,
   runBoth,
 } from "./_range_compare.ts";
 
@@ -119,4 +121,93 @@ Deno.test("the range checks judge a row of 300000 floats", async () => {
   };
   const { got, want } = await runBoth(call, "wasm");
   assertRangeChecks(call, got, want);
+});
+
+/** A case of tests/fuzz/nd_range_fuzz.ts as a range-test call (scales on, its evaluation after). */
+function fuzzerCall(k: Case): LayerCall {
+  const state: Record<string, Float32Array> = {
+    weight: Float32Array.from(k.weight),
+    bias: Float32Array.from(k.bias),
+    mean_weight: Float32Array.from(k.mw),
+    var_weight: Float32Array.from(k.vw),
+  };
+  if (k.usingBN && k.mode === "load") {
+    state.running_mean = Float32Array.from(k.rm);
+    state.running_var = Float32Array.from(k.rv);
+  }
+  const training = k.mode === "train";
+  return {
+    layer: k.kind,
+    shape: k.shape,
+    options: { eps: k.eps, usingBN: k.usingBN },
+    state,
+    partial: true,
+    training,
+    x: Float32Array.from(training ? k.x : k.xEval),
+    dy: Float32Array.from(k.dy),
+    scales: true,
+    xEval: training ? Float32Array.from(k.xEval) : undefined,
+  };
+}
+
+// nd range fuzzer seed 3446 (SwitchNorm2d [4, 5, 1, 90] without BN, eps 1e-5, a training step
+// then an evaluation on new data). The evaluation's sample 2 holds row 12, ~1297.3 over a spread
+// of 1e-4, beside rows of ~0, one of them (row 14) under gamma 7e16 and dy ~8e31. Row 12's
+// dL/dmu_in adds w_LN GmL / C and v_LN (2 / C) (mu_in - mu_LN) GvL, -1.2448e47 and +1.2448e47,
+// both row 14's: they cancel to 5.5e37 (exactly, but for v_IN, eps and the small rows, since
+// (mu_12 - mu_LN) mu_LN is then var_LN), and row 12's dx, 6.1e35 + 1.35e42 (x - mu_in), runs
+// from -Infinity to +Infinity over its float32 steps of x. Float32 sums of those terms (1.4e45
+// after / M; an ulp there is 1.7e38) are off by a few of their roundings: WASM by 7.1e37 and
+// WebGPU by 3.6e38, which takes the reference's -1.0e37 to -3.4e38 past float32's range: an
+// infinity, 3.3e38 from the reference, within GRAD_SCALED's 1e-4 of the term scale 5.5e45.
+rangeTests(
+  "fuzzer seed 3446's dx, terms of 1.4e45 cancelling to near float32's largest value, is within the judge's bound",
+  async (backend) => {
+    const call = fuzzerCall(makeCase(3446));
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want, "step");
+    assertRangeChecks(call, got.evaluation!, want.evaluation!, "evaluation");
+    // The reference's row 12 is finite at its element 1 and WASM's too; WebGPU's (off by 3.6e38)
+    // is the infinity of its sign there.
+    assert.ok(Math.abs(want.evaluation!.dx[1081]) < 1.1e37);
+  },
+);
+
+// The fuzzer judged an infinity as infinitely far from a finite value, with two excuses: dx of
+// |expected| >= 2^127 given as the infinity of its sign, and any result whose terms' float32
+// rounding alone (6e-8 of them) passed float32's range. Seed 3446 met neither on WebGPU (row 12's
+// terms, 2.8e45 by the fuzzer's bound, round to 1.7e38), and counted as a REAL failure what the
+// range tests' judge accepts; WASM passed by the first. It now judges an infinity by float32Gap.
+rangeTests(
+  "the nd range fuzzer finds no failure in seed 3446, as the range tests' judge",
+  async (backend) => {
+    const k = makeCase(3446);
+    const real = compare(k, await runCase(k, "reference"), await runCase(k, backend))
+      .filter((line) => line.startsWith("REAL"));
+    assert.deepEqual(real, []);
+  },
+);
+
+Deno.test("the nd range fuzzer counts an infinity or NaN for a finite dx beyond its bound as a failure, and a finite value for an infinity", async () => {
+  const k = makeCase(4); // a training step with BN, then an evaluation: O(1) data
+  const want = await runCase(k, "reference");
+  const real = (got: Record<string, Float32Array>) =>
+    compare(k, want, got).filter((line) => line.startsWith("REAL"));
+  const copy = () => Object.fromEntries(Object.entries(want).map(([key, v]) => [key, v.slice()]));
+  assert.deepEqual(real(copy()), []);
+  for (const v of [Infinity, -Infinity, NaN]) {
+    const got = copy();
+    got.dx[3] = v;
+    assert.equal(real(got).length, 1, `dx ${v}`);
+  }
+  // An expected dx of 2e38 whose terms are O(1): its infinity, 1.4e38 off, is refused (the
+  // fuzzer's excuse for dx beyond 2^127 took it); and so is an O(1) value for an expected
+  // infinity there (|a - Infinity| <= st + rtol Infinity took any).
+  for (const [expected, value] of [[2e38, Infinity], [Infinity, 1], [-Infinity, Infinity]]) {
+    const far = { ...want, dx: want.dx.slice() }, got = copy();
+    far.dx[3] = expected;
+    got.dx[3] = value;
+    const real = compare(k, far, got).filter((line) => line.startsWith("REAL"));
+    assert.equal(real.length, 1, `dx ${value} for ${expected}`);
+  }
 });
