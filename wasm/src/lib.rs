@@ -372,6 +372,20 @@ unsafe fn after_combine(
     nd_grad_means::refine_dots(
         x, n, c, m, mode, layer, &st, pairs, gm_ln, gv_ln, &mut sums, room, aux, g_sq,
     );
+    // A training batch of one sample (outside SyncSN, which returned above): each channel's BN
+    // group is its one row, whose BN mean and variance are its IN ones exactly (as the reference
+    // has them), so the BN dots are the IN dots. Summed apart (the IN dots two channels per
+    // f64x2, the BN dots channel by channel, and again apart in `refine_dots`) they rounded
+    // apart, and their difference, 0 in the reference, came out 2^-53 of their terms
+    // gm (mu_in - K), which a small weight on a far term makes far larger than gm (mu_in - mu):
+    // rows ~1e-15 beside one of ~1e30 (K their LN mean, ~1e29) under an LN mean weight of e^-87
+    // had `mean_weight`'s IN and BN gradients -+4.3e12 where the reference has 4.3e-10 and
+    // 3.2e-10 (tiny_weight_far_variance_sweep seed 449; tests/tiny_weight_far_variance_test.ts).
+    // Two copies per call.
+    if n == 1 && mode & MODE_USING_BN != 0 && mode & MODE_TRAINING != 0 {
+        sums.mean_dots[2] = sums.mean_dots[0];
+        sums.var_dots[2] = sums.var_dots[0];
+    }
 }
 
 /// Backward dx pass of SwitchNorm2d/3d (`nd_grad_dx::dx`), after `sn_backward_reduce_nd` on the
