@@ -91,6 +91,9 @@ export async function syncBatch(
     enc.copyBufferToBuffer(groups, n * GROUP_BYTES, staging, 0, bytes);
   });
   const mean = new Float64Array(c), m2 = new Float64Array(c);
+  // The channels whose group here holds a third word: only they get one back (below), so that
+  // other rows keep sn_mix's plain mix.
+  const triple = new Uint8Array(c);
   await readBack(ctx, staging, bytes, (data) => {
     const v = new DataView(data);
     for (let j = 0; j < c; j++) {
@@ -99,7 +102,11 @@ export async function syncBatch(
       const word = v.getUint32(at + 12, true), flags = word & F_CLASS;
       const unit = 2 ** unitOf(word);
       const variance = v.getFloat32(at + 8, true) * unit * unit;
-      mean[j] = meanOf(flags, (hi + lo) * unit);
+      // With the mean's third word (shaders/common.wgsl Group.mean_rest: a group sn_group_refine
+      // summed again in triples), as float64 holds it.
+      const rest = v.getFloat32(at + 24, true);
+      triple[j] = rest !== 0 ? 1 : 0;
+      mean[j] = meanOf(flags, (hi + lo + rest) * unit);
       // nd: var_bn = M2 / N; 1d: var_bn = M2 / (N - 1), where N = 1 leaves M2 = 0 (not NaN).
       const undefinedVar = (flags & F_MEAN_CLASS) !== 0 ||
         (problem.layout === "nd" && (flags & F_NO_VAR) !== 0);
@@ -133,7 +140,13 @@ export async function syncBatch(
     const u = finite ? unitFor(mu, v) : 0, unit = 2 ** u;
     const hiU = Math.fround(mu / unit), varU = Math.fround(v / unit / unit), at = GROUP_BYTES * j;
     out.setFloat32(at, finite ? hiU : 0, true);
-    out.setFloat32(at + 4, finite ? Math.fround(mu / unit - hiU) : 0, true);
+    const loU = Math.fround(mu / unit - hiU);
+    out.setFloat32(at + 4, finite ? loU : 0, true);
+    // The mean's third word (Group.mean_rest) where this replica's group held one: the mixes of
+    // a row on a BN mean that cancels its LN mean take it (sn_mix's mix_lo_triple); with the pair
+    // alone, rows of std 5e-8 beside rows of std 1e5 cancelling in their mix had y 1.2x its
+    // tolerance under one replica.
+    out.setFloat32(at + 24, finite && triple[j] ? Math.fround(mu / unit - hiU - loU) : 0, true);
     out.setFloat32(at + 8, finite ? varU : 0, true);
     out.setUint32(at + 12, flags | (u === 0 ? 0 : F_SCALED | ((u + 127) << 8)), true);
     // The variance's low word (shaders/common.wgsl Group), for the backward's differences.

@@ -225,6 +225,38 @@ fn pair_times(a: f32, b: f32) -> vec2<f32> {
   return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
 }
 
+// Float32 triples t.x + t.y + t.z (words of decreasing size), for the means of the groups
+// sn_group_refine sums again and the mixes that take them (mix_lo_triple, wide_lo_triple): a
+// sum of float32 words in pairs keeps ~2^-48 of its largest partial sum, which where an LN and a
+// BN mean of ~1e5 cancel in the mix of a row of std ~1e-6 is ~1e-4 of that std (y 1.3x to 80x
+// its tolerance, tests/narrow_scaled_row_cancel_test.ts); in triples, ~2^-72. t + v: exact but
+// for the last word's addition.
+fn triple_add(t: vec3<f32>, v: f32) -> vec3<f32> {
+  let a = two_sum(t.x, v);
+  let b = two_sum(t.y, a.y);
+  let c = two_sum(a.x, b.x);
+  let d = two_sum(c.y, t.z + b.y);
+  return vec3<f32>(c.x, d.x, d.y);
+}
+
+fn triple_add_pair(t: vec3<f32>, p: vec2<f32>) -> vec3<f32> {
+  return triple_add(triple_add(t, p.x), p.y);
+}
+
+// t / count for an integer count below 2^24: each word's quotient from the remainder formed
+// exactly (pair_times of a quotient and count).
+fn triple_mean(t: vec3<f32>, count: u32) -> vec3<f32> {
+  let k = f32(count);
+  let q1 = (t.x + t.y) / k;
+  let r1 = triple_add_pair(t, -pair_times(q1, k));
+  let q2 = (r1.x + r1.y) / k;
+  let r2 = triple_add_pair(r1, -pair_times(q2, k));
+  let q3 = (r2.x + r2.y + r2.z) / k;
+  let a = two_sum(q1, q2);
+  let b = two_sum(a.y, q3);
+  return vec3<f32>(a.x, b.x, b.y);
+}
+
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
 // p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
 fn weighted_mean(k: u32, p: f32) -> f32 {
@@ -249,10 +281,14 @@ struct Partial {
   flags: u32, // F_* bits of every value of the scope, finite or not
   m2_lo: f32,
   // The mean where it lies below 2^-FINE_MEAN_BELOW of its unit (see FINE_MEAN_UNIT), else 0.
-  // @size pads the record to 32 bytes: a power of two, so that a block of rows starts at an
-  // offsetAlign (256) boundary every 8 rows (28 bytes took 64, and blocks of samples of the
-  // backward's plan no longer fit where the forward's did: tests/webgpu_plan_test.ts).
-  @size(8) fine: f32,
+  fine: f32,
+  // The mean's third word beyond shift + mean, where a segment's mean was summed again about its
+  // shift (sn_wide_stats, sn_group_refine: the rest of the quotient, pair_mean), else 0: the
+  // groups sn_group_refine sums again in triples take it (Group.mean_rest). The record is 32
+  // bytes: a power of two, so that a block of rows starts at an offsetAlign (256) boundary every
+  // 8 rows (28 bytes took 64, and blocks of samples of the backward's plan no longer fit where
+  // the forward's did: tests/webgpu_plan_test.ts).
+  mean_rest: f32,
 }
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
@@ -264,9 +300,12 @@ struct Group {
   variance: f32,
   flags: u32,
   var_lo: f32,
-  // As Partial's; @size pads the record to 32 bytes, as Partial's (24 bytes made blocks of samples
-  // start every 32 samples, 8 now).
-  @size(12) fine: f32,
+  // As Partial's.
+  fine: f32,
+  // The mean's third word beyond hi + lo (sn_group_refine's groups, whose members it sums again
+  // in float32 triples), else 0: see mix_lo_triple. @size pads the record to 32 bytes, as
+  // Partial's (24 bytes made blocks of samples start every 32 samples, 8 now).
+  @size(8) mean_rest: f32,
 }
 
 struct Acc {
@@ -420,6 +459,34 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
 fn weighted_pair(k: u32, d: vec2<f32>) -> vec2<f32> {
   let p = pair_add(pair_times(P.wmean[k], d.x), P.wmean[k] * d.y);
   return vec2<f32>(weighted_mean(k, p.x), weighted_mean(k, p.y));
+}
+
+// t + w_k ((d.x + d.y) + lo + rest) in triples, w_k = (wmean + wmean_lo) times its exponent
+// factors: each weight word's product with d.x, d.y and lo exact (pair_times), with rest and the
+// weight's rest's small products in float32 (far below the triple's second word).
+fn weighted_triple(t: vec3<f32>, k: u32, d: vec2<f32>, lo: f32, rest: f32) -> vec3<f32> {
+  let w = P.wmean[k];
+  let wl = P.wmean_lo[k];
+  var s = triple_add_pair(vec3<f32>(0.0), pair_times(w, d.x));
+  s = triple_add_pair(s, pair_times(w, d.y));
+  s = triple_add_pair(s, pair_times(w, lo));
+  s = triple_add_pair(s, pair_times(wl, d.x));
+  s = triple_add(s, w * rest + wl * (d.y + lo));
+  return triple_add(triple_add(triple_add(t, weighted_mean(k, s.x)), weighted_mean(k, s.y)), weighted_mean(k, s.z));
+}
+
+// The mix's mean less hi (term 0's hi) as a float32 pair, for a row one of whose groups holds a
+// third word (Group.mean_rest: sn_group_refine summed it again): sum_k w_k ((hi_k - hi) + lo_k
+// + rest_k) in triples, the weights with their rest beyond float32 (wmean_lo). mix_add's pairs
+// keep ~2^-48 of the largest term, w_k (mu_k - hi): where an LN and a BN mean of ~1e5 cancel in
+// the mix of a row of std ~1e-6 that is ~1e-4 of the std, y up to 1.4x its tolerance (and the
+// weights' float32 roundings ~2^-25 of it). Term 2 of weight 0 without usingBN (g2 zeroed).
+fn mix_lo_triple(hi: f32, lo0: f32, rest0: f32, g1: Group, g2: Group) -> vec2<f32> {
+  var t = weighted_triple(vec3<f32>(0.0), 0u, vec2<f32>(0.0), lo0, rest0);
+  t = weighted_triple(t, 1u, two_sum(g1.hi, -hi), g1.lo, g1.mean_rest);
+  t = weighted_triple(t, 2u, two_sum(g2.hi, -hi), g2.lo, g2.mean_rest);
+  let s = two_sum(t.x, t.y + t.z);
+  return s;
 }
 
 // mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
@@ -973,6 +1040,26 @@ fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   return vec3<f32>(big.x, big.y + rest, max(max(abs(a1), abs(a2)), abs(w.lo)));
 }
 
+// wide_lo_pair for a row one of whose groups holds a third word (Group.mean_rest, r1 and r2 in
+// their groups' units; r0 the row's own, Partial.mean_rest): lo in triples from exact parts (mix_lo_triple), the weights with their
+// rest; z as wide_lo_pair's. Its rest in one float32 rounded the parts w_k lo_k f_k, which
+// where an LN and a BN mean of ~1e5 cancel in the mix of a row of values ~1e-8 (in its unit,
+// ~2^26 above the groups') are ~1e4 of x - mu: y 50x to 80x its tolerance.
+fn wide_lo_triple(t0: Term, t1: Term, t2: Term, w: WideMap, r0: f32, r1: f32, r2: f32) -> vec3<f32> {
+  let u0 = unit_of(t0.flags) - w.e;
+  let u1 = unit_of(t1.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 1u);
+  let u2 = unit_of(t2.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 2u);
+  let d1 = two_sum(unit_shift(t1.hi, u1), -w.hi);
+  let d2 = two_sum(unit_shift(t2.hi, u2), -w.hi);
+  var t = weighted_triple(vec3<f32>(0.0), 0u, vec2<f32>(0.0), t0.lo * pow2(u0), r0 * pow2(u0));
+  t = weighted_triple(t, 1u, d1, t1.lo * pow2(u1), r1 * pow2(u1));
+  t = weighted_triple(t, 2u, d2, t2.lo * pow2(u2), r2 * pow2(u2));
+  let s = two_sum(t.x, t.y + t.z);
+  let a1 = weighted_mean(1u, P.wmean.y * d1.x);
+  let a2 = weighted_mean(2u, P.wmean.z * d2.x);
+  return vec3<f32>(s.x, s.y, max(max(abs(a1), abs(a2)), abs(w.lo)));
+}
+
 // x 2^-e - mu from wide_lo_pair's pair m of a wide map of anchor hi: exact but for the last
 // additions of the low words (x 2^-e - hi and its difference from m.x as exact pairs).
 fn wide_d_pair(xs: f32, hi: f32, m: vec3<f32>) -> f32 {
@@ -1233,6 +1320,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0u, g.flags, keep),
     select(0.0, g.var_lo, keep),
     select(0.0, g.fine, keep),
+    select(0.0, g.mean_rest, keep),
   );
 }
 
@@ -1685,7 +1773,7 @@ fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
     let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add_times(t, w, p.fine), p.fine != 0.0);
   }
-  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine_word(t, max(s.count, 1u), low && ok));
+  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine_word(t, max(s.count, 1u), low && ok), 0.0);
 }`;
 
 /** deviation_sum.wgsl, pasted where a shader says `//!include deviation_sum.wgsl`. */
@@ -1697,6 +1785,12 @@ const _DEVIATION_SUM: string =
 // sum of x * 2^k - centre over elements s .. e - 1: each difference exact (two_sum: d + err),
 // the d summed as a float32 pair (two_sum), the tiny err and low words in float32.
 fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
+  return deviation_sum_pair(s, e, k, centre).x;
+}
+
+// deviation_sum as a float32 pair (hi = its float32 value): a mean summed again about its shift
+// keeps the rest of its quotient (pair_mean), Partial.mean_rest.
+fn deviation_sum_pair(s: u32, e: u32, k: i32, centre: f32) -> vec2<f32> {
   let one = opaque_one();
   var hi = 0.0;
   var lo = 0.0;
@@ -1712,7 +1806,7 @@ fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
     lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
     hi = t;
   }
-  return hi + lo;
+  return two_sum(hi, lo);
 }
 
 // The sums of d = x * 2^k - centre and of d^2 over elements s .. e - 1: (sum d, then sum d^2
@@ -1749,7 +1843,7 @@ fn summed_about(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Part
   let sums = deviation_moments(s, e, k, hi);
   let lo = sums.x / f32(count);
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
-  return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
+  return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0, 0.0);
 }`;
 
 /** sn1d_mix.wgsl, pasted where a shader says `//!include sn1d_mix.wgsl`. */
@@ -3212,10 +3306,10 @@ fn main(
     // that times M: y.sum()'s mean_weight gradient at [8,256,28,28] 7% off (91x its tolerance),
     // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4) is below 1e-9 there.
     // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
-    var out = Partial(shift, mean, m2, u32(n), f, 0.0, 0.0);
+    var out = Partial(shift, mean, m2, u32(n), f, 0.0, 0.0, 0.0);
     if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
       let c = recentred_mean(shift, w_sum[lid], u32(n));
-      out = Partial(c.x, c.y, m2, u32(n), f, 0.0, 0.0);
+      out = Partial(c.x, c.y, m2, u32(n), f, 0.0, 0.0, 0.0);
     }
     parts[seg - P.rec_base * P.chunks] = out;
     if (P.chunks == 1u && (wide || poor || refine)) {
@@ -3312,7 +3406,7 @@ fn main(
   // second run, whose merge of the rewritten segments clears it).
   flags = select(flags & ~F_REMEASURE, flags, listed);
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0, 0.0);
+    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0, 0.0, 0.0);
     return;
   }
   rows[local] = merged_row(base, sums, flags);
@@ -3471,14 +3565,17 @@ fn summarize_wide(seg: u32) {
     let sums = cancelled_sums(s, e, k);
     let q = pair_mean(sums.all, count);
     let m2 = m2_about(s, select(s, e, pairs), k, q, count, total.m2);
-    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y, fine_mean_word(sums, k, count, q));
+    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y, fine_mean_word(sums, k, count, q), 0.0);
     return;
   }
   let sums = deviation_moments(s, select(s, e, pairs && total.n > 0.0), k, hi);
-  let dev = select(deviation_sum(s, select(e, s, pairs), k, hi), sums.x, pairs);
-  let lo = select(dev / total.n, 0.0, total.n == 0.0);
+  let dev = select(deviation_sum_pair(s, select(e, s, pairs), k, hi), vec2<f32>(sums.x, 0.0), pairs);
+  // The quotient's rest as the mean's third word (Partial.mean_rest): sn_group_refine's triples
+  // take it where such a row is a member far wider than another mixed on its group's mean.
+  let q = pair_mean(dev, max(count, 1u));
+  let lo = select(q.x, 0.0, total.n == 0.0);
   let m2 = select(vec2<f32>(total.m2, 0.0), pair_add(sums.yz, -(total.n * lo) * lo), pairs && total.n > 0.0);
-  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
+  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y, 0.0, select(q.y, 0.0, total.n == 0.0 || !is_finite_bits(q.y)));
 }
 
 // M2 of x * 2^k over elements s .. e - 1 about its mean q (a pair: q.x + q.y) as an exact pair,
@@ -3715,7 +3812,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   }
   let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
   let m2_lo = (m2_pair.x - m2) + m2_pair.y;
-  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), 0.0);
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), 0.0, 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -3805,7 +3902,7 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   }
   // Written re-centred (shift = f32(K + mean), mean = the rest), as sn1d_stats writes its lines.
   let c = recentred(shift, q);
-  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, 0.0);
+  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, 0.0, 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -4046,7 +4143,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -4105,6 +4202,7 @@ fn main(
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
+          0.0,
           0.0,
           0.0,
         );
@@ -4384,7 +4482,7 @@ fn main(
     let m2 = w_sumv[0] + w_m2[0];
     let m2_lo = pair_add(w_sumv_pair[0], -m2);
     bn_parts[P.chan_base + c] = Partial(mean_hi, lo, m2, count, unit_flags(gflags, unit),
-      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)), 0.0);
+      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)), 0.0, 0.0);
     return;
   }
   var variance: f32;
@@ -4458,9 +4556,14 @@ fn main(
   // Under SyncSN a BN group is the replica's rows (as for the groups near 0).
   // (In an inference forward, P_OVERFLOW_ONLY, only may_overflow below lists groups.)
   let all_kinds = (P.flags & (P_GROUP_REFINE | P_OVERFLOW_ONLY)) == P_GROUP_REFINE;
-  let may_wide = all_kinds && !chan && unit == 0 && gflags == 0u &&
+  // In the group's unit (members of |x| beyond 2^40 or below 2^-21 scaled to it, eps too: 0 or
+  // +Infinity beyond float32, which lists nothing): groups in a scaled unit too, whose means
+  // sn_group_refine forms again in triples as unit 0's (before, a row of std 10 mixed on the
+  // cancelling LN and BN means of rows of std 1e13 had y 1.2x to 13x its tolerance).
+  let eps_u = P.eps * pow2(clamp(-unit, -126, 127)) * pow2(clamp(-unit, -126, 127));
+  let may_wide = all_kinds && !chan && gflags == 0u &&
     (!is_bn || training) && w_mean > WIDE_GROUP * sqrt(w_var) &&
-    term * term > P.wvar.x * w_minv[0] + w_var * group_var + P.eps;
+    term * term > P.wvar.x * w_minv[0] + w_var * group_var + eps_u;
   // The member's other group: a BN group's members are samples (their LN groups), an LN group's
   // channels (their BN groups in training; running_mean in an evaluation; none without BN).
   let using_bn = P.groups_bn > 0u;
@@ -4472,9 +4575,10 @@ fn main(
   var wide_member = false;
   for (var k = 0u; k < checks && !wide_member; k++) {
     let p = members[base + k * stride];
-    let mu_k = p.shift + p.mean;
-    let var_k = select(0.0, p.m2 / f32(max(p.count, 2u) - 1u), p.count >= 2u);
-    let spread = P.wvar.x * var_k + w_var * group_var + P.eps;
+    let f_k = pow2(unit_of(p.flags) - unit);
+    let mu_k = (p.shift + p.mean) * f_k;
+    let var_k = select(0.0, p.m2 / f32(max(p.count, 2u) - 1u), p.count >= 2u) * f_k * f_k;
+    let spread = P.wvar.x * var_k + w_var * group_var + eps_u;
     if (term * term > spread) {
       let other_base = select(P.bn_base + k * P.bn_step, P.ln_base + k * P.ln_step, is_bn);
       let other_stride = select(P.bn_stride, P.ln_stride, is_bn);
@@ -4482,12 +4586,12 @@ fn main(
       // it in this dispatch (below), and an unused read of it would still race with that write.
       var other = 0.0;
       if (!is_bn && using_bn && !training) {
-        other = running[k];
+        other = running[k] * pow2(clamp(-unit, -126, 127));
       }
       var scaled = is_scaled(p.flags);
       for (var o = 0u; o < others; o++) {
         let q = members[other_base + o * other_stride];
-        other += q.shift + q.mean;
+        other += (q.shift + q.mean) * pow2(unit_of(q.flags) - unit);
         scaled = scaled || is_scaled(q.flags);
       }
       other = other / f32(max(others, 1u));
@@ -4535,7 +4639,7 @@ fn main(
   if (low_mean) {
     fine = group_fine(base, stride, count);
   }
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine);
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine, 0.0);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
@@ -4639,6 +4743,7 @@ ${_DEVIATION_SUM}
 @group(0) @binding(6) var<storage, read> x: array<f32>;
 
 var<workgroup> w_sum: array<vec2<f32>, 64>;
+var<workgroup> w_tri: array<vec3<f32>, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -4735,7 +4840,9 @@ fn sum_segment(r: u32, seg_k: u32) {
     return;
   }
   if (!exact) {
-    parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo, p.fine);
+    // The quotient's rest as the mean's third word (refine_group sums the means in triples).
+    let q = pair_mean(deviation_sum_pair(s, e, 0, hi), p.count);
+    parts[seg] = Partial(hi, q.x, p.m2, p.count, p.flags, p.m2_lo, p.fine, select(q.y, 0.0, !is_finite_bits(q.y)));
     return;
   }
   // The mean and M2 about hi as exact pairs (summed_about), the segment marked F_M2_EXACT for
@@ -4753,11 +4860,55 @@ fn merge_row(r: u32) {
   }
   let base = r * P.chunks;
   let sums = row_sums(base);
-  let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0, 0.0);
+  let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0, 0.0, 0.0);
   // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by row_sums.)
   if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
-    rows[r] = merged_row(base, sums, sums.flags & ~F_REMEASURE);
+    var row = merged_row(base, sums, sums.flags & ~F_REMEASURE);
+    // Its mean again in triples from the segments' (with their quotients' rest), keeping the
+    // third word (refine_group's triples take it): merged_row's pair T / count kept ~2^-48 of
+    // the mean, rows of 5000 floats of std 1e6 beside a row of std 5e-8 mixed on their cancelling
+    // LN and BN means had y 3.4x its tolerance. Not where the row keeps a fine word.
+    let tm = row_mean_triple(base);
+    if (row.fine == 0.0 && (class_bits(tm.x) | class_bits(tm.y) | class_bits(tm.z)) == 0u) {
+      row.shift = tm.x;
+      row.mean = tm.y;
+      row.mean_rest = tm.z;
+    }
+    rows[r] = row;
+  } else if (scaled_again(merged)) {
+    // A scaled row (sn_wide_stats summed its segments about their shift, with their quotients'
+    // rest; sn_row_merge merged them as pairs): its mean again in triples likewise (rows of 5000
+    // floats of std 1e13 beside a row of std 5 mixed on their cancelling means: y 1.4x).
+    var row = rows[r];
+    let tm = row_mean_triple(base);
+    if (row.fine == 0.0 && (class_bits(tm.x) | class_bits(tm.y) | class_bits(tm.z)) == 0u) {
+      row.shift = tm.x;
+      row.mean = tm.y;
+      row.mean_rest = tm.z;
+      rows[r] = row;
+    }
   }
+}
+
+// The mean of the row of segments parts[base] .. parts[base + chunks - 1] as a float32 triple
+// (shift, mean, rest): K0 + (1/count) sum_k count_k ((K_k - K0) + mean_k + rest_k) in triples,
+// each count_k (below 2^12) times a word exact (pair_times), re-centred as merged_row's.
+fn row_mean_triple(base: u32) -> vec3<f32> {
+  let first = parts[base];
+  var t = vec3<f32>(0.0);
+  var count = 0u;
+  for (var k = 0u; k < P.chunks; k++) {
+    let p = parts[base + k];
+    let w = f32(p.count);
+    let dk = two_sum(p.shift, -first.shift);
+    t = triple_add_pair(triple_add_pair(t, pair_times(w, dk.x)), pair_times(w, dk.y));
+    t = triple_add(triple_add_pair(t, pair_times(w, p.mean)), w * p.mean_rest);
+    count += p.count;
+  }
+  let q = triple_mean(t, max(count, 1u));
+  let c = two_sum(first.shift, q.x);
+  let l = two_sum(c.y, q.y);
+  return vec3<f32>(c.x, l.x, l.y + q.z);
 }
 
 // The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.
@@ -4776,6 +4927,22 @@ fn workgroup_pair_sum(t: vec2<f32>, lid: u32) -> vec2<f32> {
   return total;
 }
 
+// The sum of the workgroup's triples t (a thread's each), as workgroup_pair_sum.
+fn workgroup_triple_sum(t: vec3<f32>, lid: u32) -> vec3<f32> {
+  w_tri[lid] = t;
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      let o = w_tri[lid + s];
+      w_tri[lid] = triple_add(triple_add(triple_add(w_tri[lid], o.x), o.y), o.z);
+    }
+  }
+  workgroupBarrier();
+  let total = w_tri[0];
+  workgroupBarrier();
+  return total;
+}
+
 fn refine_group(g: u32, lid: u32) {
   let count = member(g, 0u).y;
   let old = groups[g];
@@ -4783,7 +4950,10 @@ fn refine_group(g: u32, lid: u32) {
   // The group's unit (0 but for alike groups of scaled rows): members enter scaled to it, as in
   // sn_group_stats.
   let unit = unit_of(old.flags);
-  var t = vec2<f32>(0.0);
+  // In float32 triples, the mean's third word kept (Group.mean_rest): a member far narrower than
+  // the group takes mu in its mix, where an LN and a BN mean may cancel to far below the pair's
+  // ~2^-48 of them (common.wgsl triple_add).
+  var t = vec3<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let r = member(g, j).x;
     let p = rows[r];
@@ -4791,11 +4961,13 @@ fn refine_group(g: u32, lid: u32) {
     // scaled group).
     let f = pow2(unit_of(p.flags) - unit);
     let dk = two_sum(p.shift * f, -centre);
-    t = pair_add(pair_add(pair_add(t, dk.x), dk.y), p.mean * f);
+    t = triple_add(triple_add(triple_add_pair(t, dk), p.mean * f), p.mean_rest * f);
   }
-  let q = pair_mean(workgroup_pair_sum(t, lid), count);
+  let q = triple_mean(workgroup_triple_sum(t, lid), count);
   let h = two_sum(centre, q.x);
-  let mu = vec2<f32>(h.x, h.y + q.y);
+  let l = two_sum(h.y, q.y);
+  let mu = vec2<f32>(h.x, l.x);
+  let mu_rest = l.y + q.z;
   // The variance again as a pair from the members' (M2 pairs where P_REFINE_ROWS summed them):
   // var = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2, each term a pair.
   var v = vec2<f32>(0.0);
@@ -4823,7 +4995,7 @@ fn refine_group(g: u32, lid: u32) {
     let keep = !is_finite_bits(vh.x + vh.y) || (P.flags & P_NO_RUNNING_UPDATE) != 0u;
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
-    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine);
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine, select(mu_rest, 0.0, !is_finite_bits(mu_rest)));
     // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
@@ -4899,6 +5071,16 @@ fn main(
     select(m.flags, with_bn.flags, use_bn),
     select(m.lo_rest, with_bn.lo_rest, use_bn),
   );
+  // A group summed again in triples (sn_group_refine: its mean_rest): the mix's mean from them
+  // (mix_lo_triple), where its LN and BN means may cancel far below the pairs' precision. Other
+  // rows pay one test.
+  if (ln.mean_rest != 0.0 || (use_bn && bn.mean_rest != 0.0)) {
+    let lt = mix_lo_triple(m.hi, p.mean, p.mean_rest, ln, select_group(bn, use_bn));
+    if (is_finite_bits(lt.x) && is_finite_bits(lt.y) && (m.flags & F_CLASS) == 0u) {
+      m.lo = lt.x;
+      m.lo_rest = lt.y;
+    }
+  }
   let gamma = affine[c];
   let map = row_affine(m, gamma, affine[P.c + c]);
   mixed[r - P.rec_base] = map;
@@ -5226,9 +5408,20 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // may hold all of mu (a factor-wide evaluation on a running_mean of 1 of weight 1 beside a
   // row's IN mean of 6.25e8, of weight 0, in the unit 2^-86: lo' = -hi', mu 0, and x alone
   // taken for x - mu, y 0 for 3e30 under gamma -3e20 over a running_var of 1e-20).
-  let mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
+  var mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
+  // A group summed again in triples (sn_group_refine: its mean_rest): lo from them
+  // (wide_lo_triple), and x - mu about that mean for every element: a row of values ~1e-8 whose
+  // LN and BN means of ~1e5 cancel in its mix (the groups 2^26 above its unit) had the rest of
+  // wide_lo_pair rounded to ~1e-2 of its std (y up to 80x its tolerance).
+  let triple = ln.mean_rest != 0.0 || bn.mean_rest != 0.0;
+  if (triple) {
+    let mt = wide_lo_triple(t0, group_term(ln), group_term(bn), w, p.mean_rest, ln.mean_rest, bn.mean_rest);
+    if (((class_bits(mt.x) | class_bits(mt.y)) == 0u)) {
+      mp = mt;
+    }
+  }
   let mu2 = two_sum(w.hi, w.lo);
-  let cancel = exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24;
+  let cancel = triple | (exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24);
   let mq = two_sum(w.hi, mp.x);
   let mu3 = two_sum(mq.x, mq.y + mp.y);
   let exact = cancel & ((class_bits(mu3.x) | class_bits(mu3.y)) == 0u);
@@ -5402,6 +5595,7 @@ fn main(
       select(0u, bn_at.flags, use_bn),
       select(0.0, bn_at.var_lo, use_bn),
       select(0.0, bn_at.fine, use_bn),
+      select(0.0, bn_at.mean_rest, use_bn),
     );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);

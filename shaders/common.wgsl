@@ -216,6 +216,38 @@ fn pair_times(a: f32, b: f32) -> vec2<f32> {
   return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
 }
 
+// Float32 triples t.x + t.y + t.z (words of decreasing size), for the means of the groups
+// sn_group_refine sums again and the mixes that take them (mix_lo_triple, wide_lo_triple): a
+// sum of float32 words in pairs keeps ~2^-48 of its largest partial sum, which where an LN and a
+// BN mean of ~1e5 cancel in the mix of a row of std ~1e-6 is ~1e-4 of that std (y 1.3x to 80x
+// its tolerance, tests/narrow_scaled_row_cancel_test.ts); in triples, ~2^-72. t + v: exact but
+// for the last word's addition.
+fn triple_add(t: vec3<f32>, v: f32) -> vec3<f32> {
+  let a = two_sum(t.x, v);
+  let b = two_sum(t.y, a.y);
+  let c = two_sum(a.x, b.x);
+  let d = two_sum(c.y, t.z + b.y);
+  return vec3<f32>(c.x, d.x, d.y);
+}
+
+fn triple_add_pair(t: vec3<f32>, p: vec2<f32>) -> vec3<f32> {
+  return triple_add(triple_add(t, p.x), p.y);
+}
+
+// t / count for an integer count below 2^24: each word's quotient from the remainder formed
+// exactly (pair_times of a quotient and count).
+fn triple_mean(t: vec3<f32>, count: u32) -> vec3<f32> {
+  let k = f32(count);
+  let q1 = (t.x + t.y) / k;
+  let r1 = triple_add_pair(t, -pair_times(q1, k));
+  let q2 = (r1.x + r1.y) / k;
+  let r2 = triple_add_pair(r1, -pair_times(q2, k));
+  let q3 = (r2.x + r2.y + r2.z) / k;
+  let a = two_sum(q1, q2);
+  let b = two_sum(a.y, q3);
+  return vec3<f32>(a.x, b.x, b.y);
+}
+
 // wmean_k v and wvar_k v from a product p = wmean[k] v (wvar[k] v) of the weight's mantissa:
 // p f1 f2, exact while it stays normal (each factor is 1 for ordinary weights).
 fn weighted_mean(k: u32, p: f32) -> f32 {
@@ -240,10 +272,14 @@ struct Partial {
   flags: u32, // F_* bits of every value of the scope, finite or not
   m2_lo: f32,
   // The mean where it lies below 2^-FINE_MEAN_BELOW of its unit (see FINE_MEAN_UNIT), else 0.
-  // @size pads the record to 32 bytes: a power of two, so that a block of rows starts at an
-  // offsetAlign (256) boundary every 8 rows (28 bytes took 64, and blocks of samples of the
-  // backward's plan no longer fit where the forward's did: tests/webgpu_plan_test.ts).
-  @size(8) fine: f32,
+  fine: f32,
+  // The mean's third word beyond shift + mean, where a segment's mean was summed again about its
+  // shift (sn_wide_stats, sn_group_refine: the rest of the quotient, pair_mean), else 0: the
+  // groups sn_group_refine sums again in triples take it (Group.mean_rest). The record is 32
+  // bytes: a power of two, so that a block of rows starts at an offsetAlign (256) boundary every
+  // 8 rows (28 bytes took 64, and blocks of samples of the backward's plan no longer fit where
+  // the forward's did: tests/webgpu_plan_test.ts).
+  mean_rest: f32,
 }
 
 // A derived statistic of a group (LN per n, BN per c): mean = hi + lo, biased or unbiased
@@ -255,9 +291,12 @@ struct Group {
   variance: f32,
   flags: u32,
   var_lo: f32,
-  // As Partial's; @size pads the record to 32 bytes, as Partial's (24 bytes made blocks of samples
-  // start every 32 samples, 8 now).
-  @size(12) fine: f32,
+  // As Partial's.
+  fine: f32,
+  // The mean's third word beyond hi + lo (sn_group_refine's groups, whose members it sums again
+  // in float32 triples), else 0: see mix_lo_triple. @size pads the record to 32 bytes, as
+  // Partial's (24 bytes made blocks of samples start every 32 samples, 8 now).
+  @size(8) mean_rest: f32,
 }
 
 struct Acc {
@@ -411,6 +450,34 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
 fn weighted_pair(k: u32, d: vec2<f32>) -> vec2<f32> {
   let p = pair_add(pair_times(P.wmean[k], d.x), P.wmean[k] * d.y);
   return vec2<f32>(weighted_mean(k, p.x), weighted_mean(k, p.y));
+}
+
+// t + w_k ((d.x + d.y) + lo + rest) in triples, w_k = (wmean + wmean_lo) times its exponent
+// factors: each weight word's product with d.x, d.y and lo exact (pair_times), with rest and the
+// weight's rest's small products in float32 (far below the triple's second word).
+fn weighted_triple(t: vec3<f32>, k: u32, d: vec2<f32>, lo: f32, rest: f32) -> vec3<f32> {
+  let w = P.wmean[k];
+  let wl = P.wmean_lo[k];
+  var s = triple_add_pair(vec3<f32>(0.0), pair_times(w, d.x));
+  s = triple_add_pair(s, pair_times(w, d.y));
+  s = triple_add_pair(s, pair_times(w, lo));
+  s = triple_add_pair(s, pair_times(wl, d.x));
+  s = triple_add(s, w * rest + wl * (d.y + lo));
+  return triple_add(triple_add(triple_add(t, weighted_mean(k, s.x)), weighted_mean(k, s.y)), weighted_mean(k, s.z));
+}
+
+// The mix's mean less hi (term 0's hi) as a float32 pair, for a row one of whose groups holds a
+// third word (Group.mean_rest: sn_group_refine summed it again): sum_k w_k ((hi_k - hi) + lo_k
+// + rest_k) in triples, the weights with their rest beyond float32 (wmean_lo). mix_add's pairs
+// keep ~2^-48 of the largest term, w_k (mu_k - hi): where an LN and a BN mean of ~1e5 cancel in
+// the mix of a row of std ~1e-6 that is ~1e-4 of the std, y up to 1.4x its tolerance (and the
+// weights' float32 roundings ~2^-25 of it). Term 2 of weight 0 without usingBN (g2 zeroed).
+fn mix_lo_triple(hi: f32, lo0: f32, rest0: f32, g1: Group, g2: Group) -> vec2<f32> {
+  var t = weighted_triple(vec3<f32>(0.0), 0u, vec2<f32>(0.0), lo0, rest0);
+  t = weighted_triple(t, 1u, two_sum(g1.hi, -hi), g1.lo, g1.mean_rest);
+  t = weighted_triple(t, 2u, two_sum(g2.hi, -hi), g2.lo, g2.mean_rest);
+  let s = two_sum(t.x, t.y + t.z);
+  return s;
 }
 
 // mix_first and mix_add with the weights' float32 values alone (no exponent factors), for the
@@ -964,6 +1031,26 @@ fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   return vec3<f32>(big.x, big.y + rest, max(max(abs(a1), abs(a2)), abs(w.lo)));
 }
 
+// wide_lo_pair for a row one of whose groups holds a third word (Group.mean_rest, r1 and r2 in
+// their groups' units; r0 the row's own, Partial.mean_rest): lo in triples from exact parts (mix_lo_triple), the weights with their
+// rest; z as wide_lo_pair's. Its rest in one float32 rounded the parts w_k lo_k f_k, which
+// where an LN and a BN mean of ~1e5 cancel in the mix of a row of values ~1e-8 (in its unit,
+// ~2^26 above the groups') are ~1e4 of x - mu: y 50x to 80x its tolerance.
+fn wide_lo_triple(t0: Term, t1: Term, t2: Term, w: WideMap, r0: f32, r1: f32, r2: f32) -> vec3<f32> {
+  let u0 = unit_of(t0.flags) - w.e;
+  let u1 = unit_of(t1.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 1u);
+  let u2 = unit_of(t2.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 2u);
+  let d1 = two_sum(unit_shift(t1.hi, u1), -w.hi);
+  let d2 = two_sum(unit_shift(t2.hi, u2), -w.hi);
+  var t = weighted_triple(vec3<f32>(0.0), 0u, vec2<f32>(0.0), t0.lo * pow2(u0), r0 * pow2(u0));
+  t = weighted_triple(t, 1u, d1, t1.lo * pow2(u1), r1 * pow2(u1));
+  t = weighted_triple(t, 2u, d2, t2.lo * pow2(u2), r2 * pow2(u2));
+  let s = two_sum(t.x, t.y + t.z);
+  let a1 = weighted_mean(1u, P.wmean.y * d1.x);
+  let a2 = weighted_mean(2u, P.wmean.z * d2.x);
+  return vec3<f32>(s.x, s.y, max(max(abs(a1), abs(a2)), abs(w.lo)));
+}
+
 // x 2^-e - mu from wide_lo_pair's pair m of a wide map of anchor hi: exact but for the last
 // additions of the low words (x 2^-e - hi and its difference from m.x as exact pairs).
 fn wide_d_pair(xs: f32, hi: f32, m: vec3<f32>) -> f32 {
@@ -1224,6 +1311,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0u, g.flags, keep),
     select(0.0, g.var_lo, keep),
     select(0.0, g.fine, keep),
+    select(0.0, g.mean_rest, keep),
   );
 }
 

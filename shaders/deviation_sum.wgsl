@@ -5,6 +5,12 @@
 // sum of x * 2^k - centre over elements s .. e - 1: each difference exact (two_sum: d + err),
 // the d summed as a float32 pair (two_sum), the tiny err and low words in float32.
 fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
+  return deviation_sum_pair(s, e, k, centre).x;
+}
+
+// deviation_sum as a float32 pair (hi = its float32 value): a mean summed again about its shift
+// keeps the rest of its quotient (pair_mean), Partial.mean_rest.
+fn deviation_sum_pair(s: u32, e: u32, k: i32, centre: f32) -> vec2<f32> {
   let one = opaque_one();
   var hi = 0.0;
   var lo = 0.0;
@@ -20,7 +26,7 @@ fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
     lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
     hi = t;
   }
-  return hi + lo;
+  return two_sum(hi, lo);
 }
 
 // The sums of d = x * 2^k - centre and of d^2 over elements s .. e - 1: (sum d, then sum d^2
@@ -57,5 +63,5 @@ fn summed_about(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Part
   let sums = deviation_moments(s, e, k, hi);
   let lo = sums.x / f32(count);
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
-  return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
+  return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0, 0.0);
 }

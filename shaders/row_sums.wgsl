@@ -76,5 +76,5 @@ fn merged_row(base: u32, s: RowSums, flags: u32) -> Partial {
     let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add_times(t, w, p.fine), p.fine != 0.0);
   }
-  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine_word(t, max(s.count, 1u), low && ok));
+  return Partial(c.x, mean, m2.x, s.count, flags, m2.y, fine_word(t, max(s.count, 1u), low && ok), 0.0);
 }

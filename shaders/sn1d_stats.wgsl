@@ -160,7 +160,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   }
   let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
   let m2_lo = (m2_pair.x - m2) + m2_pair.y;
-  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), 0.0);
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), 0.0, 0.0);
 }
 
 @compute @workgroup_size(64)

@@ -54,7 +54,7 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   }
   // Written re-centred (shift = f32(K + mean), mean = the rest), as sn1d_stats writes its lines.
   let c = recentred(shift, q);
-  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, 0.0);
+  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, 0.0, 0.0);
 }
 
 @compute @workgroup_size(64)

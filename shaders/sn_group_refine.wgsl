@@ -62,6 +62,7 @@
 @group(0) @binding(6) var<storage, read> x: array<f32>;
 
 var<workgroup> w_sum: array<vec2<f32>, 64>;
+var<workgroup> w_tri: array<vec3<f32>, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -158,7 +159,9 @@ fn sum_segment(r: u32, seg_k: u32) {
     return;
   }
   if (!exact) {
-    parts[seg] = Partial(hi, deviation_sum(s, e, 0, hi) / f32(p.count), p.m2, p.count, p.flags, p.m2_lo, p.fine);
+    // The quotient's rest as the mean's third word (refine_group sums the means in triples).
+    let q = pair_mean(deviation_sum_pair(s, e, 0, hi), p.count);
+    parts[seg] = Partial(hi, q.x, p.m2, p.count, p.flags, p.m2_lo, p.fine, select(q.y, 0.0, !is_finite_bits(q.y)));
     return;
   }
   // The mean and M2 about hi as exact pairs (summed_about), the segment marked F_M2_EXACT for
@@ -176,11 +179,55 @@ fn merge_row(r: u32) {
   }
   let base = r * P.chunks;
   let sums = row_sums(base);
-  let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0, 0.0);
+  let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0, 0.0, 0.0);
   // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by row_sums.)
   if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
-    rows[r] = merged_row(base, sums, sums.flags & ~F_REMEASURE);
+    var row = merged_row(base, sums, sums.flags & ~F_REMEASURE);
+    // Its mean again in triples from the segments' (with their quotients' rest), keeping the
+    // third word (refine_group's triples take it): merged_row's pair T / count kept ~2^-48 of
+    // the mean, rows of 5000 floats of std 1e6 beside a row of std 5e-8 mixed on their cancelling
+    // LN and BN means had y 3.4x its tolerance. Not where the row keeps a fine word.
+    let tm = row_mean_triple(base);
+    if (row.fine == 0.0 && (class_bits(tm.x) | class_bits(tm.y) | class_bits(tm.z)) == 0u) {
+      row.shift = tm.x;
+      row.mean = tm.y;
+      row.mean_rest = tm.z;
+    }
+    rows[r] = row;
+  } else if (scaled_again(merged)) {
+    // A scaled row (sn_wide_stats summed its segments about their shift, with their quotients'
+    // rest; sn_row_merge merged them as pairs): its mean again in triples likewise (rows of 5000
+    // floats of std 1e13 beside a row of std 5 mixed on their cancelling means: y 1.4x).
+    var row = rows[r];
+    let tm = row_mean_triple(base);
+    if (row.fine == 0.0 && (class_bits(tm.x) | class_bits(tm.y) | class_bits(tm.z)) == 0u) {
+      row.shift = tm.x;
+      row.mean = tm.y;
+      row.mean_rest = tm.z;
+      rows[r] = row;
+    }
   }
+}
+
+// The mean of the row of segments parts[base] .. parts[base + chunks - 1] as a float32 triple
+// (shift, mean, rest): K0 + (1/count) sum_k count_k ((K_k - K0) + mean_k + rest_k) in triples,
+// each count_k (below 2^12) times a word exact (pair_times), re-centred as merged_row's.
+fn row_mean_triple(base: u32) -> vec3<f32> {
+  let first = parts[base];
+  var t = vec3<f32>(0.0);
+  var count = 0u;
+  for (var k = 0u; k < P.chunks; k++) {
+    let p = parts[base + k];
+    let w = f32(p.count);
+    let dk = two_sum(p.shift, -first.shift);
+    t = triple_add_pair(triple_add_pair(t, pair_times(w, dk.x)), pair_times(w, dk.y));
+    t = triple_add(triple_add_pair(t, pair_times(w, p.mean)), w * p.mean_rest);
+    count += p.count;
+  }
+  let q = triple_mean(t, max(count, 1u));
+  let c = two_sum(first.shift, q.x);
+  let l = two_sum(c.y, q.y);
+  return vec3<f32>(c.x, l.x, l.y + q.z);
 }
 
 // The sum of the workgroup's pairs t (a thread's each), as a tree in w_sum, for every thread.
@@ -199,6 +246,22 @@ fn workgroup_pair_sum(t: vec2<f32>, lid: u32) -> vec2<f32> {
   return total;
 }
 
+// The sum of the workgroup's triples t (a thread's each), as workgroup_pair_sum.
+fn workgroup_triple_sum(t: vec3<f32>, lid: u32) -> vec3<f32> {
+  w_tri[lid] = t;
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      let o = w_tri[lid + s];
+      w_tri[lid] = triple_add(triple_add(triple_add(w_tri[lid], o.x), o.y), o.z);
+    }
+  }
+  workgroupBarrier();
+  let total = w_tri[0];
+  workgroupBarrier();
+  return total;
+}
+
 fn refine_group(g: u32, lid: u32) {
   let count = member(g, 0u).y;
   let old = groups[g];
@@ -206,7 +269,10 @@ fn refine_group(g: u32, lid: u32) {
   // The group's unit (0 but for alike groups of scaled rows): members enter scaled to it, as in
   // sn_group_stats.
   let unit = unit_of(old.flags);
-  var t = vec2<f32>(0.0);
+  // In float32 triples, the mean's third word kept (Group.mean_rest): a member far narrower than
+  // the group takes mu in its mix, where an LN and a BN mean may cancel to far below the pair's
+  // ~2^-48 of them (common.wgsl triple_add).
+  var t = vec3<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let r = member(g, j).x;
     let p = rows[r];
@@ -214,11 +280,13 @@ fn refine_group(g: u32, lid: u32) {
     // scaled group).
     let f = pow2(unit_of(p.flags) - unit);
     let dk = two_sum(p.shift * f, -centre);
-    t = pair_add(pair_add(pair_add(t, dk.x), dk.y), p.mean * f);
+    t = triple_add(triple_add(triple_add_pair(t, dk), p.mean * f), p.mean_rest * f);
   }
-  let q = pair_mean(workgroup_pair_sum(t, lid), count);
+  let q = triple_mean(workgroup_triple_sum(t, lid), count);
   let h = two_sum(centre, q.x);
-  let mu = vec2<f32>(h.x, h.y + q.y);
+  let l = two_sum(h.y, q.y);
+  let mu = vec2<f32>(h.x, l.x);
+  let mu_rest = l.y + q.z;
   // The variance again as a pair from the members' (M2 pairs where P_REFINE_ROWS summed them):
   // var = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2, each term a pair.
   var v = vec2<f32>(0.0);
@@ -246,7 +314,7 @@ fn refine_group(g: u32, lid: u32) {
     let keep = !is_finite_bits(vh.x + vh.y) || (P.flags & P_NO_RUNNING_UPDATE) != 0u;
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
-    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine);
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine, select(mu_rest, 0.0, !is_finite_bits(mu_rest)));
     // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {

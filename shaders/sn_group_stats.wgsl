@@ -184,7 +184,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -243,6 +243,7 @@ fn main(
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
+          0.0,
           0.0,
           0.0,
         );
@@ -522,7 +523,7 @@ fn main(
     let m2 = w_sumv[0] + w_m2[0];
     let m2_lo = pair_add(w_sumv_pair[0], -m2);
     bn_parts[P.chan_base + c] = Partial(mean_hi, lo, m2, count, unit_flags(gflags, unit),
-      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)), 0.0);
+      select(0.0, m2_lo.x + m2_lo.y, pairs_1d && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)), 0.0, 0.0);
     return;
   }
   var variance: f32;
@@ -596,9 +597,14 @@ fn main(
   // Under SyncSN a BN group is the replica's rows (as for the groups near 0).
   // (In an inference forward, P_OVERFLOW_ONLY, only may_overflow below lists groups.)
   let all_kinds = (P.flags & (P_GROUP_REFINE | P_OVERFLOW_ONLY)) == P_GROUP_REFINE;
-  let may_wide = all_kinds && !chan && unit == 0 && gflags == 0u &&
+  // In the group's unit (members of |x| beyond 2^40 or below 2^-21 scaled to it, eps too: 0 or
+  // +Infinity beyond float32, which lists nothing): groups in a scaled unit too, whose means
+  // sn_group_refine forms again in triples as unit 0's (before, a row of std 10 mixed on the
+  // cancelling LN and BN means of rows of std 1e13 had y 1.2x to 13x its tolerance).
+  let eps_u = P.eps * pow2(clamp(-unit, -126, 127)) * pow2(clamp(-unit, -126, 127));
+  let may_wide = all_kinds && !chan && gflags == 0u &&
     (!is_bn || training) && w_mean > WIDE_GROUP * sqrt(w_var) &&
-    term * term > P.wvar.x * w_minv[0] + w_var * group_var + P.eps;
+    term * term > P.wvar.x * w_minv[0] + w_var * group_var + eps_u;
   // The member's other group: a BN group's members are samples (their LN groups), an LN group's
   // channels (their BN groups in training; running_mean in an evaluation; none without BN).
   let using_bn = P.groups_bn > 0u;
@@ -610,9 +616,10 @@ fn main(
   var wide_member = false;
   for (var k = 0u; k < checks && !wide_member; k++) {
     let p = members[base + k * stride];
-    let mu_k = p.shift + p.mean;
-    let var_k = select(0.0, p.m2 / f32(max(p.count, 2u) - 1u), p.count >= 2u);
-    let spread = P.wvar.x * var_k + w_var * group_var + P.eps;
+    let f_k = pow2(unit_of(p.flags) - unit);
+    let mu_k = (p.shift + p.mean) * f_k;
+    let var_k = select(0.0, p.m2 / f32(max(p.count, 2u) - 1u), p.count >= 2u) * f_k * f_k;
+    let spread = P.wvar.x * var_k + w_var * group_var + eps_u;
     if (term * term > spread) {
       let other_base = select(P.bn_base + k * P.bn_step, P.ln_base + k * P.ln_step, is_bn);
       let other_stride = select(P.bn_stride, P.ln_stride, is_bn);
@@ -620,12 +627,12 @@ fn main(
       // it in this dispatch (below), and an unused read of it would still race with that write.
       var other = 0.0;
       if (!is_bn && using_bn && !training) {
-        other = running[k];
+        other = running[k] * pow2(clamp(-unit, -126, 127));
       }
       var scaled = is_scaled(p.flags);
       for (var o = 0u; o < others; o++) {
         let q = members[other_base + o * other_stride];
-        other += q.shift + q.mean;
+        other += (q.shift + q.mean) * pow2(unit_of(q.flags) - unit);
         scaled = scaled || is_scaled(q.flags);
       }
       other = other / f32(max(others, 1u));
@@ -673,7 +680,7 @@ fn main(
   if (low_mean) {
     fine = group_fine(base, stride, count);
   }
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine);
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine, 0.0);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);

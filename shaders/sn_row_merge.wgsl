@@ -77,7 +77,7 @@ fn main(
   // second run, whose merge of the rewritten segments clears it).
   flags = select(flags & ~F_REMEASURE, flags, listed);
   if (count == 0u || (flags & F_CLASS) != 0u) {
-    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0, 0.0);
+    rows[local] = Partial(first.shift, acc.mean, acc.m2, count, flags, 0.0, 0.0, 0.0);
     return;
   }
   rows[local] = merged_row(base, sums, flags);

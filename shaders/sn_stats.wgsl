@@ -199,10 +199,10 @@ fn main(
     // that times M: y.sum()'s mean_weight gradient at [8,256,28,28] 7% off (91x its tolerance),
     // dgamma 2.5x (attack helper-61). The pair's rounding (one per vec4) is below 1e-9 there.
     // Not for wide or poor segments (sn_wide_stats measures them again from shift and mean).
-    var out = Partial(shift, mean, m2, u32(n), f, 0.0, 0.0);
+    var out = Partial(shift, mean, m2, u32(n), f, 0.0, 0.0, 0.0);
     if (!wide && !poor && (f & F_CLASS) == 0u && n > 0.0) {
       let c = recentred_mean(shift, w_sum[lid], u32(n));
-      out = Partial(c.x, c.y, m2, u32(n), f, 0.0, 0.0);
+      out = Partial(c.x, c.y, m2, u32(n), f, 0.0, 0.0, 0.0);
     }
     parts[seg - P.rec_base * P.chunks] = out;
     if (P.chunks == 1u && (wide || poor || refine)) {

@@ -66,9 +66,20 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // may hold all of mu (a factor-wide evaluation on a running_mean of 1 of weight 1 beside a
   // row's IN mean of 6.25e8, of weight 0, in the unit 2^-86: lo' = -hi', mu 0, and x alone
   // taken for x - mu, y 0 for 3e30 under gamma -3e20 over a running_var of 1e-20).
-  let mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
+  var mp = wide_lo_pair(t0, group_term(ln), group_term(bn), w);
+  // A group summed again in triples (sn_group_refine: its mean_rest): lo from them
+  // (wide_lo_triple), and x - mu about that mean for every element: a row of values ~1e-8 whose
+  // LN and BN means of ~1e5 cancel in its mix (the groups 2^26 above its unit) had the rest of
+  // wide_lo_pair rounded to ~1e-2 of its std (y up to 80x its tolerance).
+  let triple = ln.mean_rest != 0.0 || bn.mean_rest != 0.0;
+  if (triple) {
+    let mt = wide_lo_triple(t0, group_term(ln), group_term(bn), w, p.mean_rest, ln.mean_rest, bn.mean_rest);
+    if (((class_bits(mt.x) | class_bits(mt.y)) == 0u)) {
+      mp = mt;
+    }
+  }
   let mu2 = two_sum(w.hi, w.lo);
-  let cancel = exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24;
+  let cancel = triple | (exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24);
   let mq = two_sum(w.hi, mp.x);
   let mu3 = two_sum(mq.x, mq.y + mp.y);
   let exact = cancel & ((class_bits(mu3.x) | class_bits(mu3.y)) == 0u);

@@ -148,14 +148,17 @@ fn summarize_wide(seg: u32) {
     let sums = cancelled_sums(s, e, k);
     let q = pair_mean(sums.all, count);
     let m2 = m2_about(s, select(s, e, pairs), k, q, count, total.m2);
-    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y, fine_mean_word(sums, k, count, q));
+    parts[at] = Partial(q.x, q.y, m2.x, count, flags, m2.y, fine_mean_word(sums, k, count, q), 0.0);
     return;
   }
   let sums = deviation_moments(s, select(s, e, pairs && total.n > 0.0), k, hi);
-  let dev = select(deviation_sum(s, select(e, s, pairs), k, hi), sums.x, pairs);
-  let lo = select(dev / total.n, 0.0, total.n == 0.0);
+  let dev = select(deviation_sum_pair(s, select(e, s, pairs), k, hi), vec2<f32>(sums.x, 0.0), pairs);
+  // The quotient's rest as the mean's third word (Partial.mean_rest): sn_group_refine's triples
+  // take it where such a row is a member far wider than another mixed on its group's mean.
+  let q = pair_mean(dev, max(count, 1u));
+  let lo = select(q.x, 0.0, total.n == 0.0);
   let m2 = select(vec2<f32>(total.m2, 0.0), pair_add(sums.yz, -(total.n * lo) * lo), pairs && total.n > 0.0);
-  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y, 0.0);
+  parts[at] = Partial(hi, lo, m2.x, count, flags, m2.y, 0.0, select(q.y, 0.0, total.n == 0.0 || !is_finite_bits(q.y)));
 }
 
 // M2 of x * 2^k over elements s .. e - 1 about its mean q (a pair: q.x + q.y) as an exact pair,
