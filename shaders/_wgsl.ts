@@ -2944,8 +2944,8 @@ fn wide_centre_d(c: WideCentre, w: WideMap, xv: f32) -> f32 {
 }
 
 // x - mu of a mix of std 0 as the forward takes it for y from d, its value in the mix's unit
-// (wide_centre_d, wide_centre_d_1d), or x where no term sets the unit (mu = 0); where d is 0, \`tail\`
-// (flushed_tail): only the sign of x - mu counts under a std of 0.
+// (wide_centre_d, wide_centre_d_1d), or x where no term sets the unit (mu = 0); where d is 0,
+// \`tail\` (flushed_tail): only the sign of x - mu counts under a std of 0.
 fn zero_std_centred(d: f32, xv: f32, has_unit: bool, tail: f32) -> f32 {
   return select(xv, select(d, tail, (bitcast<u32>(d) << 1u) == 0u), has_unit);
 }
@@ -3016,7 +3016,7 @@ fn fine_low_takes(f: FineCentred, xv: f32) -> bool {
 }
 
 // Whether the eps-0 passes take x - mu of xv from fine_centred_d: where sn_wide_normalize did
-// (fine_low_takes), and where the mix's unit found it 0 (wide_map's words about term 0) while
+// (fine_low_takes), and where the mix's unit found it 0 (d, about term 0) while
 // fine_mean's unit holds xv and the parts about the heaviest term: the heaviest weight rounded
 // to 1 lost them (an IN weight of e^-40 beside a running_mean of 1e30 that x equals: y NaN for
 // +Infinity). d: x - mu in the mix's unit as sn_wide_normalize takes it (wide_centre_d).
