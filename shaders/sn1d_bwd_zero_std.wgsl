@@ -39,6 +39,6 @@ fn main(
     return;
   }
   let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = zero_std_centred(x[i], w, some_term_counts(group_term(ln), group_term(bn), none), flushed_tail_1d(ln, bn, w.e));
+  let d = zero_std_centred(wide_centre_d_1d(ln, bn, w, x[i]), x[i], some_term_counts(group_term(ln), group_term(bn), none), flushed_tail_1d(ln, bn, w.e));
   atomicOr(&classes[c], zero_std_term(d, dy[i]));
 }

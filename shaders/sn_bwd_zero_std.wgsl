@@ -49,10 +49,13 @@ fn main(
   let end = min(s + P.seg_len, row_start + P.m - P.elem_base);
   // x - mu about the heaviest term where sn_zero_std_y takes it so (zero_std_fine).
   let fc = fine_centred(t0, t1, t2, w);
+  // x - mu in the mix's unit as sn_wide_normalize takes it (wide_centre_d).
+  let wc = wide_centre(t0, t1, t2, w);
   var cls = 0u;
   for (var i = s; i < end; i++) {
-    let fine = has_unit & zero_std_fine(fc, w, x[i]);
-    let d = select(zero_std_centred(x[i], w, has_unit, tail), fine_centred_d(fc, x[i]), fine);
+    let dw = wide_centre_d(wc, w, x[i]);
+    let fine = has_unit & zero_std_fine(fc, dw, x[i]);
+    let d = select(zero_std_centred(dw, x[i], has_unit, tail), fine_centred_d(fc, x[i]), fine);
     cls |= zero_std_term(d, dy[i]);
   }
   atomicOr(&classes[c], cls);

@@ -46,12 +46,14 @@ fn main(
       // Where x - mu is taken about the heaviest term (zero_std_fine, zero_std.wgsl), from that:
       // flushed_tail, about term 0, misses what the heaviest weight's rounding to 1 lost.
       let fc = fine_centred(t0, t1, t2, w);
+      let wc = wide_centre(t0, t1, t2, w);
       for (var i = span.x + lid; i < span.y; i += 64u) {
-        let fine = has_unit & zero_std_fine(fc, w, x[i]);
+        let d = wide_centre_d(wc, w, x[i]);
+        let fine = has_unit & zero_std_fine(fc, d, x[i]);
         if (fine) {
           y[i] = std_zero_y(fine_centred_d(fc, x[i]), affine[c]);
-        } else if (zero_std_y_again(x[i], w, has_unit, tail, fc.fm.ok)) {
-          y[i] = std_zero_y(zero_std_centred(x[i], w, has_unit, tail), affine[c]);
+        } else if (zero_std_y_again(d, has_unit, tail, fc.fm.ok)) {
+          y[i] = std_zero_y(zero_std_centred(d, x[i], has_unit, tail), affine[c]);
         }
       }
     }

@@ -26,19 +26,51 @@ fn some_term_counts(t0: Term, t1: Term, t2: Term) -> bool {
   return counts(t0, P.wmean.x, P.wvar.x) || counts(t1, P.wmean.y, P.wvar.y) || counts(t2, P.wmean.z, P.wvar.z);
 }
 
-// x - mu of a mix of std 0 as the forward takes it for y (wide_map's units), or x where no term
-// sets the unit (mu = 0); where that is 0, `tail` (flushed_tail): only the sign of x - mu counts
-// under a std of 0.
-fn zero_std_centred(xv: f32, w: WideMap, has_unit: bool, tail: f32) -> f32 {
-  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+// Layout "nd"'s mixed mean in the mix's unit as sn_wide_normalize takes it where fine_mean is not
+// ok (keep the two in step): the words hi', lo' (their float32 pair where they cancel past 2^24 of
+// the larger), and lo's exact pair (wide_lo_pair).
+struct WideCentre {
+  hi: f32,
+  lo: f32,
+  mp: vec3<f32>,
+}
+
+fn wide_centre(t0: Term, t1: Term, t2: Term, w: WideMap) -> WideCentre {
+  let mp = wide_lo_pair(t0, t1, t2, w);
+  let mu2 = two_sum(w.hi, w.lo);
+  let cancel = exponent_of(mu2.x) < max(exponent_of(w.hi), exponent_of(w.lo)) - 24;
+  let mq = two_sum(w.hi, mp.x);
+  let mu3 = two_sum(mq.x, mq.y + mp.y);
+  let exact = cancel & ((class_bits(mu3.x) | class_bits(mu3.y)) == 0u);
+  return WideCentre(select(select(w.hi, mu2.x, cancel), mu3.x, exact), select(select(w.lo, mu2.y, cancel), mu3.y, exact), mp);
+}
+
+// x 2^-e - mu of xv as sn_wide_normalize takes it for y (its d1): from lo's exact pair where the
+// words' difference lies within 2^-5 of lo's largest part and the pair's at or above 2^-48 of it.
+// The eps-0 passes took the words' difference alone, which rounds to lo's ulp: a constant row of
+// -3.33e29 under equal LN and BN mean weights, LN's mean -6.67e29 and a running_mean of -2e20,
+// has x - mu = +1e20, 6e-10 of lo's parts of 1.7e29, where the words' difference was 0 (then
+// taken about the heaviest term, zero_std_fine, which lost it too: y NaN for -Infinity under
+// gamma -1e-40, attack fuzzer seed 79106).
+fn wide_centre_d(c: WideCentre, w: WideMap, xv: f32) -> f32 {
+  let xs = scale2(xv, -w.e);
+  let d0 = (xs - c.hi) - c.lo;
+  let dp = wide_d_pair(xs, w.hi, c.mp);
+  let resolved = (abs(d0) < c.mp.z * 0x1p-5f) & (abs(dp) >= c.mp.z * 0x1p-48f);
+  return select(d0, dp, resolved & (class_bits(dp) == 0u));
+}
+
+// x - mu of a mix of std 0 as the forward takes it for y from d, its value in the mix's unit
+// (wide_centre_d, wide_centre_d_1d), or x where no term sets the unit (mu = 0); where d is 0,
+// `tail` (flushed_tail): only the sign of x - mu counts under a std of 0.
+fn zero_std_centred(d: f32, xv: f32, has_unit: bool, tail: f32) -> f32 {
   return select(xv, select(d, tail, (bitcast<u32>(d) << 1u) == 0u), has_unit);
 }
 
 // Whether an eps-0 y pass (sn_zero_std_y, sn1d_zero_std_y) writes y of x again: where no term
-// counts (mu = 0: y is x's infinity), or where the wide pass's x - mu in the mix's unit was 0 (not
-// in fine_mean's rows, `fine_ok`) while the parts of mu that unit lost (`tail`) are not.
-fn zero_std_y_again(xv: f32, w: WideMap, has_unit: bool, tail: f32, fine_ok: bool) -> bool {
-  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+// counts (mu = 0: y is x's infinity), or where the wide pass's x - mu in the mix's unit, d, was 0
+// (not in fine_mean's rows, `fine_ok`) while the parts of mu that unit lost (`tail`) are not.
+fn zero_std_y_again(d: f32, has_unit: bool, tail: f32, fine_ok: bool) -> bool {
   let lost = (bitcast<u32>(tail) << 1u) != 0u && !fine_ok && (bitcast<u32>(d) << 1u) == 0u;
   return !has_unit || lost;
 }
@@ -101,12 +133,11 @@ fn fine_low_takes(f: FineCentred, xv: f32) -> bool {
 }
 
 // Whether the eps-0 passes take x - mu of xv from fine_centred_d: where sn_wide_normalize did
-// (fine_low_takes), and where the mix's unit found it 0 (wide_map's words about term 0) while
+// (fine_low_takes), and where the mix's unit found it 0 (d, about term 0) while
 // fine_mean's unit holds xv and the parts about the heaviest term: the heaviest weight rounded
 // to 1 lost them (an IN weight of e^-40 beside a running_mean of 1e30 that x equals: y NaN for
-// +Infinity).
-fn zero_std_fine(f: FineCentred, w: WideMap, xv: f32) -> bool {
-  let d = (scale2(xv, -w.e) - w.hi) - w.lo;
+// +Infinity). d: x - mu in the mix's unit as sn_wide_normalize takes it (wide_centre_d).
+fn zero_std_fine(f: FineCentred, d: f32, xv: f32) -> bool {
   let lost = !f.fm.ok & f.fm.finite & (f.fm.e > -900) & (f.fl.pe > -900) &
     (bits_exponent(xv) < f.fm.e + FINE_X) & ((bitcast<u32>(d) << 1u) == 0u);
   return fine_low_takes(f, xv) | lost;

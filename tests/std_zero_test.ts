@@ -25,6 +25,8 @@ import { loadWebGpuBackend } from "../backends/webgpu.ts";
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import { makeCase, runCase } from "./fuzz/nd_range_fuzz.ts";
+import { check, make } from "./fuzz/attack_fuzz.ts";
+import { rangeTests, runBoth } from "./_range_compare.ts";
 import { assertClose, type Tolerance } from "./_close.ts";
 import { webgpuTest } from "./_webgpu.ts";
 import { GRAD, Y } from "./_tolerances.ts";
@@ -420,6 +422,49 @@ const CASES: readonly Case[] = [
     dy: f32(1, 2, 3, 4),
     training: false,
   },
+  ...[4, 1000].flatMap((m) =>
+    (["2d", "3d"] as const).map((layer): Case => ({
+      // LN's mean of the sample, -6.67e29, is twice row 2's x, -3.33e29: under equal LN and BN mean
+      // weights x - mu of row 2 is minus half the running_mean of -2e20, +1e20, 6e-10 of the
+      // parts of the mean about WebGPU's anchor (1.7e29 each), which its words rounded to 0, and
+      // so did the eps-0 passes (y NaN for -Infinity under gamma -1e-40 or -1, dgamma NaN for
+      // +Infinity: attack fuzzer seed 79106), where sn_wide_normalize had it from its exact pair.
+      what: `${layer} evaluation of rows [-1e30, -6.7e29, -3.3e29] x ${m}, LN and BN means half ` +
+        `and half, running_mean -2e20, gamma -1e-40`,
+      layer,
+      state: {
+        weight: f32(1, -1, -1e-40),
+        bias: f32(0, 1, 1e30),
+        mean_weight: f32(-1e30, 0, 0),
+        var_weight: only(0, 3),
+        running_mean: f32(-2e20, -2e20, -2e20),
+        running_var: f32(1, 1, 1),
+      },
+      x: f32(...fill(m, -1e30), ...fill(m, -2e30 / 3), ...fill(m, -1e30 / 3)),
+      shape: layer === "2d" ? [1, 3, 1, m] : [1, 3, 2, 1, m / 2],
+      dy: f32(...fill(3 * m, 1)),
+      training: false,
+    }))
+  ),
+  ...[-2e20, 2e20].map((rm): Case => ({
+    // As above in layout "1d": x - mu of column 1 is -rm / 2, which WebGPU's backward pass of eps
+    // 0 took from the words of the mean alone (0: dgamma NaN for -+Infinity).
+    what:
+      `SwitchNorm1d: samples [-1e30, -3.3e29], LN and BN means half and half, running_mean ${rm}`,
+    layer: "1d",
+    state: {
+      weight: f32(1, -1),
+      bias: f32(0, 0),
+      mean_weight: f32(0, 0),
+      var_weight: only(1, 2),
+      running_mean: f32(rm, rm),
+      running_var: f32(0, 0),
+    },
+    x: f32(-1e30, -1e30 / 3, -1e30, -1e30 / 3),
+    shape: [2, 2],
+    dy: f32(1, 1, 1, 1),
+    training: false,
+  })),
   {
     // Column 2 has BN variance 0 and x = 3 = its mean in two samples: y 0 / 0 there and dWeight
     // NaN (dy times 0 times +Infinity); WASM gave +Infinity (attack helper-90).
@@ -692,5 +737,15 @@ webgpuTest(
     assertClose(got.g.dWeight, want.g.dWeight, GRAD, "weight");
     assertClose(got.g.dBias, want.g.dBias, GRAD, "bias");
     assertClose(got.g.dx as Float32Array, want.g.dx as Float32Array, GRAD, "dx");
+  },
+);
+
+rangeTests(
+  "the attack fuzzer's seed 79106 (an evaluation of eps 0 whose x - mu lies 6e-10 below the " +
+    "parts of the mean about the anchor) passes the range checks",
+  async (backend) => {
+    const call = make(79106);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(check(call, got, want), null);
   },
 );
