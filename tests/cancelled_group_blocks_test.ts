@@ -1,0 +1,197 @@
+/**
+ * Issue 10: an LN or BN mean that cancels to ~0 beside the std of its members (rows of std 1.7e7
+ * with means 1e6 + 5 and -1e6), where a row of std 0.3 is mixed on it, consists of the members'
+ * rounding, which the narrow row takes as its x - mu. In unit 0 WebGPU lists such groups for
+ * sn_group_refine, which sums their members again (tests/group_refine_test.ts). In groups of |x|
+ * beyond 2^40 the members are scaled rows, which sn_wide_stats sums again about a shift, and
+ * sn_group_stats has formed the LN and BN means from them in exact pairs since aed1251: before it,
+ * this data times 2^24 had y 104x `Y` on WebGPU (README listed it as a known exception until
+ * now). Here the data of tests/group_refine_test.ts in samples (LN) or channels (BN) of 64
+ * floats, times 1, 2^24 and 2^40, on both backends; and, in calls of several blocks of samples
+ * (which list no group for sn_group_refine), LN groups of |x| beyond 2^40 on WebGPU.
+ */
+import assert from "node:assert/strict";
+import {
+  assertOutputsClose,
+  assertRangeChecks,
+  gradsToScale,
+  type LayerCall,
+  type Outputs,
+  rangeTests,
+  runBoth,
+} from "./_range_compare.ts";
+import { termScales } from "./_term_scales.ts";
+import { Y } from "./_tolerances.ts";
+import { webgpuTest } from "./_webgpu.ts";
+import { seededRandom } from "../examples/_data.ts";
+import type { Backend, LayerParams, NormProblem, SavedForward } from "../backends/_backend.ts";
+import { loadWebGpuBackend } from "../backends/webgpu.ts";
+import { ReferenceBackend } from "../backends/reference.ts";
+import { makePlan } from "../backends/_webgpu_plan.ts";
+
+/**
+ * [n, 3, 1, m] times `scale`: under LN (`group` "ln") each sample's channel 0 a row of std 0.3,
+ * channels 1 and 2 values +-3e7 mirrored about 1e6 + 5 and -1e6, so that the sample's mean
+ * cancels to ~0; under BN each channel's samples 0, 1, 2 (mod 3) so. The narrow rows' dy O(1),
+ * the others' 1e-3.
+ */
+function cancellingGroups(group: "ln" | "bn", n: number, m: number, scale: number) {
+  const r = seededRandom(3), c = 3;
+  const x = new Float32Array(n * c * m), dy = new Float32Array(n * c * m);
+  for (let s = 0; s < n; s++) {
+    for (let ch = 0; ch < c; ch++) {
+      const kind = group === "ln" ? ch : s % 3, at = (s * c + ch) * m;
+      if (kind === 0) {
+        for (let k = 0; k < m; k++) {
+          x[at + k] = (r() - 0.5) * scale;
+          dy[at + k] = r() * 2 - 1;
+        }
+        continue;
+      }
+      const mean = kind === 1 ? 1e6 + 5 : -1e6;
+      for (let k = 0; k < m / 2; k++) {
+        const v = (r() * 2 - 1) * 3e7;
+        x[at + 2 * k] = (v + mean) * scale;
+        x[at + 2 * k + 1] = (-v + mean) * scale;
+      }
+      for (let k = 0; k < m; k++) dy[at + k] = (r() * 2 - 1) * 1e-3;
+    }
+  }
+  return { x, dy, shape: [n, c, 1, m], eps: 1e-5 * scale * scale };
+}
+
+/** The narrow rows' mean mixed from LN (or BN), their variance from IN (logits). */
+const LOGITS = {
+  ln: { mean: [0, 0], var: [2, -30] },
+  bn: { mean: [-30, -30, 2], var: [2, -30, -30] },
+} as const;
+
+/** A training step of `cancellingGroups` on a SwitchNorm2d, with its term scales. */
+function layerCall(group: "ln" | "bn", n: number, m: number, scale: number): LayerCall {
+  const { x, dy, shape, eps } = cancellingGroups(group, n, m, scale);
+  return {
+    layer: "2d",
+    shape,
+    options: { eps, usingBN: group === "bn" },
+    state: {
+      mean_weight: Float32Array.from(LOGITS[group].mean),
+      var_weight: Float32Array.from(LOGITS[group].var),
+    },
+    partial: true,
+    training: true,
+    x,
+    dy,
+    scales: true,
+  };
+}
+
+rangeTests(
+  "groups of |x| beyond 2^40 whose mean cancels beside a narrow member keep the reference's gradients",
+  async (backend) => {
+    for (const group of ["ln", "bn"] as const) {
+      for (const e of [0, 24, 40]) {
+        const call = layerCall(group, 6, 64, 2 ** e);
+        const { got, want } = await runBoth(call, backend);
+        assertRangeChecks(call, got, want, `${group}, x times 2^${e}`);
+      }
+    }
+  },
+);
+
+/** softmax(logits) in float64, as the layer mixes them. */
+function softmax(logits: readonly number[]): Float64Array {
+  const top = Math.max(...logits), e = logits.map((v) => Math.exp(v - top));
+  const sum = e.reduce((a, b) => a + b);
+  return Float64Array.from(e, (v) => v / sum);
+}
+
+/** The logits' gradients from the backward's dots (softmax's Jacobian): w_j (a_j - sum w_k a_k). */
+function logitGrads(w: Float64Array, dots: Float64Array): Float32Array {
+  const mean = w.reduce((s, wk, k) => s + wk * dots[k], 0);
+  return Float32Array.from(w, (wj, j) => wj * (dots[j] - mean));
+}
+
+let layerId = 1 << 20;
+
+/** The layer's outputs of a training step of `problem` (LN and IN) on `backend`. */
+async function lnStep(
+  backend: Backend,
+  problem: NormProblem,
+  x: Float32Array,
+  dy: Float32Array,
+): Promise<Outputs> {
+  const p: LayerParams = {
+    layerId: layerId++,
+    weight: new Float32Array(problem.c).fill(1),
+    bias: new Float32Array(problem.c),
+    meanMix: softmax(LOGITS.ln.mean),
+    varMix: softmax(LOGITS.ln.var),
+    runningMean: new Float32Array(),
+    runningVar: new Float32Array(),
+    version: 0,
+  };
+  const save: SavedForward = {};
+  const y = await backend.forward(problem, x, p, UPDATE, undefined, save) as Float32Array;
+  const r = await backend.backward!(save, dy, p);
+  return {
+    y,
+    dx: r.dx as Float32Array,
+    grads: {
+      weight: Float32Array.from(r.dWeight),
+      bias: Float32Array.from(r.dBias),
+      mean_weight: logitGrads(p.meanMix, r.meanDots),
+      var_weight: logitGrads(p.varMix, r.varDots),
+    },
+  };
+}
+
+const UPDATE = { kind: "movingAverage", momentum: 0.9 } as const;
+
+// Blocks of samples list no group for sn_group_refine. LN groups of |x| beyond 2^40 need none:
+// their members, scaled rows, are summed again by sn_wide_stats about a shift with the
+// quotient's rest. Not held here (a known exception, NUMERICS.md): BN groups of such rows, merged
+// from the blocks' parts in pairs (y 1.3x `Y`), and groups in unit 0, whose members no pass sums
+// again (dgamma 8e-3 relative under LN, 3.8e-4 under BN, on this data times 1).
+webgpuTest(
+  "WebGPU: LN groups of |x| beyond 2^40 that cancel beside a narrow member keep the reference's gradients in calls of several blocks of samples",
+  async () => {
+    // 64 KiB bindings (tests/webgpu_row_blocks_test.ts): 3600 rows run in two blocks.
+    const maxBinding = 65536;
+    await using gpu = await loadWebGpuBackend({ maxBindingBytes: maxBinding });
+    const reference = new ReferenceBackend();
+    for (const e of [24, 40]) {
+      const { x, dy, eps } = cancellingGroups("ln", 1200, 64, 2 ** e);
+      const problem: NormProblem = {
+        layout: "nd",
+        n: 1200,
+        c: 3,
+        m: 64,
+        training: true,
+        usingBN: false,
+        eps,
+      };
+      const mixes = { meanMix: softmax(LOGITS.ln.mean), varMix: softmax(LOGITS.ln.var) };
+      const plan = makePlan(problem, { ...mixes, update: UPDATE }, {
+        maxBinding,
+        offsetAlign: 256,
+      });
+      assert.ok(plan.statsListOffsets.length > 1, "several blocks");
+      const want = await lnStep(reference, problem, x, dy);
+      const got = await lnStep(gpu, problem, x, dy);
+      const scales = termScales({
+        ...problem,
+        x,
+        dy,
+        weight: new Float32Array(problem.c).fill(1),
+        bias: new Float32Array(problem.c),
+        meanLogits: LOGITS.ln.mean,
+        varLogits: LOGITS.ln.var,
+      });
+      assertOutputsClose(got, want, {
+        what: `x times 2^${e}`,
+        y: { tol: Y, rows: problem.m },
+        ...gradsToScale(scales),
+      });
+    }
+  },
+);
