@@ -2802,6 +2802,58 @@ fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   return HotGrad(g, h.wide);
 }
 
+// Whether a tile line's sums g could pass float32's range where sn_bwd_groups adds the lines of
+// its group (a column's ceil(N / 32) row tiles, a row's P.chunks column tiles: up to
+// 2^lines_lg of them), or passed it already (a field not finite). Each element's terms fit
+// float32, their float32 sums need not: an evaluation on a running_var of 1 under a variance
+// weight of 2^-100 beside samples of 0 variance (s 2^50) and x 2^38 gives dy xhat ~8.5e37 an
+// element, five of one sign and four of the other in a column: dgamma +Infinity where the
+// reference has 8.5e37; a sample of eight channels of gv ~8.5e37, four of each sign: var_weight's
+// gradient and every dx of the sample NaN (tests/channel_sum_range_test.ts). Such a line is
+// listed, and sn1d_bwd_wide_reduce sums it again of wide elements, whose records carry
+// exponents. A line's fields each below 2^(126 - lines_lg) sum to below 2^126 over its group.
+// By bits, once per line: lines of ordinary data stay far below the bound.
+fn line_sums_wide(g: Grad) -> bool {
+  return line_top(g) >= (127u + line_bound()) << 23u;
+}
+
+// The exponent 126 - lines_lg of line_sums_wide's bound.
+fn line_bound() -> u32 {
+  let lines = max(max((P.n + TILE_1D - 1u) / TILE_1D, P.chunks), 1u);
+  return 126u - (32u - countLeadingZeros(lines - 1u));
+}
+
+// The largest |field| of a Grad's s, a and b by their bits (a NaN's or an infinity's included).
+fn line_top(g: Grad) -> u32 {
+  let mask = vec4<u32>(0x7fffffffu);
+  let bits = max(max(bitcast<vec4<u32>>(g.s) & mask, bitcast<vec4<u32>>(g.a) & mask), bitcast<vec4<u32>>(g.b) & mask);
+  return max(max(bits.x, bits.y), max(bits.z, bits.w));
+}
+
+// Whether sn1d_bwd_wide_reduce sums a line g (of element's terms) again of wide elements
+// (element_forced): a field is not finite, or line_sums_wide holds. A line of wide elements
+// carries exponents, but its plain elements' terms stay in units of 1 where no wide element's
+// unit lies above them (an element of dy 0, or of an LN group scaled by x beyond 2^40 beside
+// elements of dy xhat ~2^122 in the column): their sums passed float32's range in the line or
+// over the group all the same. A wide element's fields lie below 2^101 in their units (its
+// dots and dgamma near 2^100, wide_element), a line's below 2^106: the bound for lines with
+// exponents is 2^107 at least, so that a line of wide elements alone is not summed twice.
+fn line_again(g: Grad) -> bool {
+  let top = line_top(g);
+  let bound = select(line_bound(), max(line_bound(), 107u), grad_is_scaled(g));
+  return top >= 0x7f800000u || top >= (127u + bound) << 23u;
+}
+
+// element, but wide_element for every element of finite x and dy (a line whose plain sums could
+// pass float32's range: line_again); an element with a NaN or infinite x or dy keeps element's
+// terms, IEEE's as before.
+fn element_forced(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
+  if (!is_finite_bits(xv) || !is_finite_bits(d)) {
+    return element(n, c, xv, d, row);
+  }
+  return wide_element(groups[n - P.row_base], groups[P.n + c - P.stat_bn_base], c, xv, d);
+}
+
 // Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce).
 fn element(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
   let ln = groups[n - P.row_base];
@@ -6216,12 +6268,18 @@ fn row_grad(r: u32) -> DotSum {
   // sample's or a channel's rows in sn_bwd_groups (GmL, GvL, GmB, GvB: see sums_lg), estimated
   // from exponent fields, take wide_row too, which keeps gamma's exponent apart. Non-finite
   // sums (NaN or infinite dy) are no reason: their results are IEEE's, as the plain path forms
-  // them.
+  // them. So do rows whose dgamma = s S2 could pass float32's range summed over a channel's N
+  // rows (wide_row gives it a unit of its own). On this path |x - mu| < 2^42 and |dy| <= 2^40
+  // hold |S2| below M 2^82 and steps_wide holds s^2 S2 below 2^121, so a row's s S2 lies below
+  // ~2^(102.5 + log2(M) / 2): only a channel of ~2^26 elements or more reaches float32's range,
+  // where SwitchNorm1d's elements, bounded by neither, did at ten
+  // (tests/channel_sum_range_test.ts).
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
   let sums_bound = 123 - sums_lg();
-  let sums_wide = eg + es + finite_exponent_of(sums.x) > sums_bound ||
-    eg + 3 * es + finite_exponent_of(sums.y) > sums_bound || steps_wide(es, sums.y);
+  let e2 = finite_exponent_of(sums.y);
+  let sums_wide = eg + es + finite_exponent_of(sums.x) > sums_bound || eg + 3 * es + e2 > sums_bound ||
+    es + e2 > sums_bound || steps_wide(es, sums.y);
   // ... or whose dot products gm (mu_k - mu), gm mu, gv (var_k - var), gv var could, or their
   // float32 sums over rows (|mu_k - mu| <= 2 max |mu_k|; each dot below 2^(its factors'
   // exponents + 5), summed over up to 2^dots_lg rows: see dots_lg): an infinite dot or sum made
@@ -7051,6 +7109,8 @@ fn main(
         wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
         acc = grad_add_plain(acc, h.g);
       }
+      // (And a line whose sums could pass float32's range over its group: line_sums_wide.)
+      wide = wide || line_sums_wide(acc);
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
@@ -7066,6 +7126,7 @@ fn main(
       wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
       acc = grad_add_plain(acc, h.g);
     }
+    wide = wide || line_sums_wide(acc);
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
   if (wide) {
@@ -7128,21 +7189,43 @@ fn line(entry: u32) {
     return; // another window's line
   }
   let t = tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks);
+  // A line whose sums could pass float32's range (sn1d_bwd_element.wgsl: line_again) is summed
+  // once more, every element of finite x and dy wide.
+  var acc = line_sum(t, k, false);
+  if (line_again(acc)) {
+    acc = line_sum(t, k, true);
+  }
+  if (k < TILE_1D) {
+    cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
+  } else {
+    parts[(t.n0 + k - TILE_1D) * P.chunks + t.ct - P.rec_base] = acc;
+  }
+}
+
+// The sum of line k of tile t (k < 32: a column, else a row), of element's terms, or of
+// element_forced's (forced).
+fn line_sum(t: Tile1d, k: u32, forced: bool) -> Grad {
   var acc = grad_zero();
   if (k < TILE_1D) {
     for (var r = 0u; r < t.rows; r++) {
       let e = tile_1d_elem(t, r, k);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e], false));
+      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + k, x[e], dy[e], false, forced));
     }
-    cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
   } else {
     let r = k - TILE_1D;
     for (var cc = 0u; cc < t.cols; cc++) {
       let e = tile_1d_elem(t, r, cc);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e], true));
+      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + cc, x[e], dy[e], true, forced));
     }
-    parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
+  return acc;
+}
+
+fn line_element(n: u32, c: u32, xv: f32, d: f32, row: bool, forced: bool) -> Grad {
+  if (forced) {
+    return element_forced(n, c, xv, d, row);
+  }
+  return element(n, c, xv, d, row);
 }
 `;
 

@@ -176,6 +176,58 @@ fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   return HotGrad(g, h.wide);
 }
 
+// Whether a tile line's sums g could pass float32's range where sn_bwd_groups adds the lines of
+// its group (a column's ceil(N / 32) row tiles, a row's P.chunks column tiles: up to
+// 2^lines_lg of them), or passed it already (a field not finite). Each element's terms fit
+// float32, their float32 sums need not: an evaluation on a running_var of 1 under a variance
+// weight of 2^-100 beside samples of 0 variance (s 2^50) and x 2^38 gives dy xhat ~8.5e37 an
+// element, five of one sign and four of the other in a column: dgamma +Infinity where the
+// reference has 8.5e37; a sample of eight channels of gv ~8.5e37, four of each sign: var_weight's
+// gradient and every dx of the sample NaN (tests/channel_sum_range_test.ts). Such a line is
+// listed, and sn1d_bwd_wide_reduce sums it again of wide elements, whose records carry
+// exponents. A line's fields each below 2^(126 - lines_lg) sum to below 2^126 over its group.
+// By bits, once per line: lines of ordinary data stay far below the bound.
+fn line_sums_wide(g: Grad) -> bool {
+  return line_top(g) >= (127u + line_bound()) << 23u;
+}
+
+// The exponent 126 - lines_lg of line_sums_wide's bound.
+fn line_bound() -> u32 {
+  let lines = max(max((P.n + TILE_1D - 1u) / TILE_1D, P.chunks), 1u);
+  return 126u - (32u - countLeadingZeros(lines - 1u));
+}
+
+// The largest |field| of a Grad's s, a and b by their bits (a NaN's or an infinity's included).
+fn line_top(g: Grad) -> u32 {
+  let mask = vec4<u32>(0x7fffffffu);
+  let bits = max(max(bitcast<vec4<u32>>(g.s) & mask, bitcast<vec4<u32>>(g.a) & mask), bitcast<vec4<u32>>(g.b) & mask);
+  return max(max(bits.x, bits.y), max(bits.z, bits.w));
+}
+
+// Whether sn1d_bwd_wide_reduce sums a line g (of element's terms) again of wide elements
+// (element_forced): a field is not finite, or line_sums_wide holds. A line of wide elements
+// carries exponents, but its plain elements' terms stay in units of 1 where no wide element's
+// unit lies above them (an element of dy 0, or of an LN group scaled by x beyond 2^40 beside
+// elements of dy xhat ~2^122 in the column): their sums passed float32's range in the line or
+// over the group all the same. A wide element's fields lie below 2^101 in their units (its
+// dots and dgamma near 2^100, wide_element), a line's below 2^106: the bound for lines with
+// exponents is 2^107 at least, so that a line of wide elements alone is not summed twice.
+fn line_again(g: Grad) -> bool {
+  let top = line_top(g);
+  let bound = select(line_bound(), max(line_bound(), 107u), grad_is_scaled(g));
+  return top >= 0x7f800000u || top >= (127u + bound) << 23u;
+}
+
+// element, but wide_element for every element of finite x and dy (a line whose plain sums could
+// pass float32's range: line_again); an element with a NaN or infinite x or dy keeps element's
+// terms, IEEE's as before.
+fn element_forced(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
+  if (!is_finite_bits(xv) || !is_finite_bits(d)) {
+    return element(n, c, xv, d, row);
+  }
+  return wide_element(groups[n - P.row_base], groups[P.n + c - P.stat_bn_base], c, xv, d);
+}
+
 // Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce).
 fn element(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
   let ln = groups[n - P.row_base];

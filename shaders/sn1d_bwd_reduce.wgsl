@@ -111,6 +111,8 @@ fn main(
         wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
         acc = grad_add_plain(acc, h.g);
       }
+      // (And a line whose sums could pass float32's range over its group: line_sums_wide.)
+      wide = wide || line_sums_wide(acc);
       cparts[t.rt * P.c + c - P.chan_base] = acc;
     }
   } else if (lid - T < t.rows) {
@@ -126,6 +128,7 @@ fn main(
       wide = wide || element_is_wide_hot(ln, bn, d) || h.wide;
       acc = grad_add_plain(acc, h.g);
     }
+    wide = wide || line_sums_wide(acc);
     parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
   if (wide) {

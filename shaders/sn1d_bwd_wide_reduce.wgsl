@@ -44,19 +44,41 @@ fn line(entry: u32) {
     return; // another window's line
   }
   let t = tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks);
+  // A line whose sums could pass float32's range (sn1d_bwd_element.wgsl: line_again) is summed
+  // once more, every element of finite x and dy wide.
+  var acc = line_sum(t, k, false);
+  if (line_again(acc)) {
+    acc = line_sum(t, k, true);
+  }
+  if (k < TILE_1D) {
+    cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
+  } else {
+    parts[(t.n0 + k - TILE_1D) * P.chunks + t.ct - P.rec_base] = acc;
+  }
+}
+
+// The sum of line k of tile t (k < 32: a column, else a row), of element's terms, or of
+// element_forced's (forced).
+fn line_sum(t: Tile1d, k: u32, forced: bool) -> Grad {
   var acc = grad_zero();
   if (k < TILE_1D) {
     for (var r = 0u; r < t.rows; r++) {
       let e = tile_1d_elem(t, r, k);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + k, x[e], dy[e], false));
+      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + k, x[e], dy[e], false, forced));
     }
-    cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
   } else {
     let r = k - TILE_1D;
     for (var cc = 0u; cc < t.cols; cc++) {
       let e = tile_1d_elem(t, r, cc);
-      acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e], true));
+      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + cc, x[e], dy[e], true, forced));
     }
-    parts[(t.n0 + r) * P.chunks + t.ct - P.rec_base] = acc;
   }
+  return acc;
+}
+
+fn line_element(n: u32, c: u32, xv: f32, d: f32, row: bool, forced: bool) -> Grad {
+  if (forced) {
+    return element_forced(n, c, xv, d, row);
+  }
+  return element(n, c, xv, d, row);
 }

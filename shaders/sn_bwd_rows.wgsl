@@ -146,12 +146,18 @@ fn row_grad(r: u32) -> DotSum {
   // sample's or a channel's rows in sn_bwd_groups (GmL, GvL, GmB, GvB: see sums_lg), estimated
   // from exponent fields, take wide_row too, which keeps gamma's exponent apart. Non-finite
   // sums (NaN or infinite dy) are no reason: their results are IEEE's, as the plain path forms
-  // them.
+  // them. So do rows whose dgamma = s S2 could pass float32's range summed over a channel's N
+  // rows (wide_row gives it a unit of its own). On this path |x - mu| < 2^42 and |dy| <= 2^40
+  // hold |S2| below M 2^82 and steps_wide holds s^2 S2 below 2^121, so a row's s S2 lies below
+  // ~2^(102.5 + log2(M) / 2): only a channel of ~2^26 elements or more reaches float32's range,
+  // where SwitchNorm1d's elements, bounded by neither, did at ten
+  // (tests/channel_sum_range_test.ts).
   let eg = exponent_of(affine[c]);
   let es = exponent_of(inv_std(m));
   let sums_bound = 123 - sums_lg();
-  let sums_wide = eg + es + finite_exponent_of(sums.x) > sums_bound ||
-    eg + 3 * es + finite_exponent_of(sums.y) > sums_bound || steps_wide(es, sums.y);
+  let e2 = finite_exponent_of(sums.y);
+  let sums_wide = eg + es + finite_exponent_of(sums.x) > sums_bound || eg + 3 * es + e2 > sums_bound ||
+    es + e2 > sums_bound || steps_wide(es, sums.y);
   // ... or whose dot products gm (mu_k - mu), gm mu, gv (var_k - var), gv var could, or their
   // float32 sums over rows (|mu_k - mu| <= 2 max |mu_k|; each dot below 2^(its factors'
   // exponents + 5), summed over up to 2^dots_lg rows: see dots_lg): an infinite dot or sum made
