@@ -2579,6 +2579,19 @@ fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
   return select(0, max(top - 4, -120), (top < -90) & (dx > -900));
 }
 
+// The far exponent f > 0 of a scaled row's segment (sn_bwd_wide_reduce) whose products dy' (x' -
+// mu') may pass 2^100 in the mix's unit, from the same bounds as near_exp (xb: x's largest field
+// in the unit; dx: dy' 's exponent): f brings the largest to 2^100, so that the segment's sums
+// stay within float32. The mix's unit holds its weighted terms and the row's own IN mean, not
+// its data's spread: a row of +-3.4e38 whose IN mean is exactly 0, of weight 0, evaluated on a
+// running_mean of 0.5 and a running_var of 1 (unit 2^0) had dy' ~1 times x' ~3.4e38 overflow,
+// S2 NaN and every dx of its sample NaN through its gv times an LN variance weight of 0 (attack
+// fuzzer seed 99545; with an IN mean of 6.8e35 the unit holds it, 2^119). 0 otherwise.
+fn over_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
+  let top = max(xb, max(exponent_of(hi), exponent_of(lo)) + 1) + 1 + dx + 1;
+  return select(0, top - 100, (top > 100) & (dx > -900));
+}
+
 // bparts' fourth word: the dy unit D (bits 0..15, signed: part_d; -126 for a segment of
 // subnormal dy, the exponent of its largest |dy| for one of low_products or a scaled row's low
 // dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).
@@ -5997,6 +6010,9 @@ fn reduce_wide(seg: u32) {
   let xb = i32(max_field(p.flags)) - 126 - e;
   let near = near_exp(select(xb, max(xb, fm.e - e), fm.ok), hi, lo, exponent_of(scale2(mxf, -d_unit)));
   var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
+  // (And a scaled row's x far above its mix's unit: over_exp.)
+  let near_xb = select(xb, max(xb, fm.e - e), fm.ok);
+  f = select(f, max(f, over_exp(near_xb, hi, lo, exponent_of(scale2(mxf, -d_unit)))), scaled && f >= 0);
   // A scaled row whose hi and lo cancel (an evaluation on a running_mean of 0 of weight ~1
   // beside a row's IN mean of -1.2e28, of weight 0, in the unit 2^-29) where fine_mean does not
   // take x - mu (a mean of 0; or f != 0: |lo| passes 2^60, far_exp): (x 2^-e - hi) - lo rounded
@@ -6725,7 +6741,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   var xm = vec4<i32>(0);
   let fine = vec3<f32>(p.fine, ln.fine, select(0.0, bn.fine, use_bn));
   let fme = far_mean_exps(t_in, t_ln, t_bn, fine, use_bn, w.e + fa);
-  let far = fme < vec3<i32>(w.e + fa - FAR_MEAN);
+  // (Or far below hi, the mix's first word, which wide_centred subtracts first: FAR_HI.)
+  let hi_e = select(-1000, exponent_of(w.hi) + w.e, class_bits(w.hi) == 0u);
+  let far = (fme < vec3<i32>(w.e + fa - FAR_MEAN)) | (fme < vec3<i32>(hi_e - FAR_HI));
   if (any(far)) {
     let v = fme - vec3<i32>(FAR_MEAN_LIFT);
     let d = vec3<f32>(far_mean_lane(t_in, fine.x, t_in, t_ln, t_bn, fine, use_bn, v.x),
@@ -6936,6 +6954,14 @@ fn scale2_lanes(v: vec4<f32>, k: vec4<i32>) -> vec4<f32> {
 // BN in x, y, z).
 const FAR_MEAN = 60;
 const FAR_MEAN_LIFT = 30;
+// A lane far below the mix's first word hi (the IN term's mean, whatever its weight) in its
+// unit, although not 2^FAR_MEAN below the unit itself, is taken so too: wide_centred's
+// (mu_k - hi) - lo rounds at hi's ulp, 2^-24 of hi, all of a lane 2^54 below it (an evaluation
+// of rows of +-3.4e38 whose IN mean 3.4e36 has weight 0, beside a running_mean of -2e20 and an
+// LN mean of 0: the BN lane 0 for -1.57e20, \`mean_weight\`'s gradient -4.40 for -20.5, attack
+// fuzzer seed 90582). 2^-4 of hi: such a lane then keeps 19 of its bits at least. Only where
+// every weighted mean lies that far below hi as well (a weight below ~2^-4 on the IN term).
+const FAR_HI = 4;
 
 // f_k of each lane (k = IN, LN, BN in x, y, z): the larger of term k's mean's exponent and the
 // mix's (its weighted means'), in the unit 2^0; w = the mix's unit (e + fa), the exponent of a

@@ -618,6 +618,19 @@ fn near_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
   return select(0, max(top - 4, -120), (top < -90) & (dx > -900));
 }
 
+// The far exponent f > 0 of a scaled row's segment (sn_bwd_wide_reduce) whose products dy' (x' -
+// mu') may pass 2^100 in the mix's unit, from the same bounds as near_exp (xb: x's largest field
+// in the unit; dx: dy' 's exponent): f brings the largest to 2^100, so that the segment's sums
+// stay within float32. The mix's unit holds its weighted terms and the row's own IN mean, not
+// its data's spread: a row of +-3.4e38 whose IN mean is exactly 0, of weight 0, evaluated on a
+// running_mean of 0.5 and a running_var of 1 (unit 2^0) had dy' ~1 times x' ~3.4e38 overflow,
+// S2 NaN and every dx of its sample NaN through its gv times an LN variance weight of 0 (attack
+// fuzzer seed 99545; with an IN mean of 6.8e35 the unit holds it, 2^119). 0 otherwise.
+fn over_exp(xb: i32, hi: f32, lo: f32, dx: i32) -> i32 {
+  let top = max(xb, max(exponent_of(hi), exponent_of(lo)) + 1) + 1 + dx + 1;
+  return select(0, top - 100, (top > 100) & (dx > -900));
+}
+
 // bparts' fourth word: the dy unit D (bits 0..15, signed: part_d; -126 for a segment of
 // subnormal dy, the exponent of its largest |dy| for one of low_products or a scaled row's low
 // dy, else >= 0) and the far or near exponent f (bits 16..31, signed: part_f).

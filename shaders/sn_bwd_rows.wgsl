@@ -603,7 +603,9 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   var xm = vec4<i32>(0);
   let fine = vec3<f32>(p.fine, ln.fine, select(0.0, bn.fine, use_bn));
   let fme = far_mean_exps(t_in, t_ln, t_bn, fine, use_bn, w.e + fa);
-  let far = fme < vec3<i32>(w.e + fa - FAR_MEAN);
+  // (Or far below hi, the mix's first word, which wide_centred subtracts first: FAR_HI.)
+  let hi_e = select(-1000, exponent_of(w.hi) + w.e, class_bits(w.hi) == 0u);
+  let far = (fme < vec3<i32>(w.e + fa - FAR_MEAN)) | (fme < vec3<i32>(hi_e - FAR_HI));
   if (any(far)) {
     let v = fme - vec3<i32>(FAR_MEAN_LIFT);
     let d = vec3<f32>(far_mean_lane(t_in, fine.x, t_in, t_ln, t_bn, fine, use_bn, v.x),
@@ -814,6 +816,14 @@ fn scale2_lanes(v: vec4<f32>, k: vec4<i32>) -> vec4<f32> {
 // BN in x, y, z).
 const FAR_MEAN = 60;
 const FAR_MEAN_LIFT = 30;
+// A lane far below the mix's first word hi (the IN term's mean, whatever its weight) in its
+// unit, although not 2^FAR_MEAN below the unit itself, is taken so too: wide_centred's
+// (mu_k - hi) - lo rounds at hi's ulp, 2^-24 of hi, all of a lane 2^54 below it (an evaluation
+// of rows of +-3.4e38 whose IN mean 3.4e36 has weight 0, beside a running_mean of -2e20 and an
+// LN mean of 0: the BN lane 0 for -1.57e20, `mean_weight`'s gradient -4.40 for -20.5, attack
+// fuzzer seed 90582). 2^-4 of hi: such a lane then keeps 19 of its bits at least. Only where
+// every weighted mean lies that far below hi as well (a weight below ~2^-4 on the IN term).
+const FAR_HI = 4;
 
 // f_k of each lane (k = IN, LN, BN in x, y, z): the larger of term k's mean's exponent and the
 // mix's (its weighted means'), in the unit 2^0; w = the mix's unit (e + fa), the exponent of a

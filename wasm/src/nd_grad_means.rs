@@ -279,14 +279,6 @@ pub unsafe fn refine_dots(
     // mean (their mean) too, or exactly as its one IN mean with C = 1 (LN) or N = 1 (BN); the
     // running mean not at all.
     let e = mean_err * root(vmax);
-    let e_il = if c == 1 { 0.0 } else { 2.0 * e };
-    let (e_ib, e_lb) = if !training {
-        (e, e)
-    } else if n == 1 {
-        (0.0, e_il)
-    } else {
-        (2.0 * e, 2.0 * e)
-    };
     let mut mean_dots = [0.0; 3];
     let mut var_dots = [0.0; 3];
     let k = sums.mean_dots.len();
@@ -294,17 +286,31 @@ pub unsafe fn refine_dots(
     var_dots[..k].copy_from_slice(sums.var_dots);
     let w = if using_bn { layer.mean_mix } else { [layer.mean_mix[0], layer.mean_mix[1], 0.0] };
     let [w_in, w_ln, w_bn] = w;
-    let means_fail = dots_fail(
-        w,
-        [
-            g * (w_ln * e_il + w_bn * e_ib),
-            g * (w_in * e_il + w_bn * e_lb),
-            g * (w_in * e_ib + w_ln * e_lb),
-        ],
-        [w_ln * a_il + w_bn * a_ib, w_in * a_il + w_bn * a_lb, w_in * a_ib + w_ln * a_lb],
-        &mean_dots,
-        batch,
-    );
+    // The mean dots' test for IN means off by at most e each.
+    let mean_scales =
+        [w_ln * a_il + w_bn * a_ib, w_in * a_il + w_bn * a_lb, w_in * a_ib + w_ln * a_lb];
+    let means_off = |e: f64, dots: &[f64; 3]| {
+        let e_il = if c == 1 { 0.0 } else { 2.0 * e };
+        let (e_ib, e_lb) = if !training {
+            (e, e)
+        } else if n == 1 {
+            (0.0, e_il)
+        } else {
+            (2.0 * e, 2.0 * e)
+        };
+        dots_fail(
+            w,
+            [
+                g * (w_ln * e_il + w_bn * e_ib),
+                g * (w_in * e_il + w_bn * e_lb),
+                g * (w_in * e_ib + w_ln * e_lb),
+            ],
+            mean_scales,
+            dots,
+            batch,
+        )
+    };
+    let means_fail = means_off(e, &mean_dots);
     // The variances' likewise, relative to each: |gv| var VAR_ERR per row for its IN, LN and
     // (batch) BN variances; an LN variance is exactly its one IN variance with C = 1, a batch's
     // BN variance with N = 1, and a running one is exact.
@@ -352,6 +358,9 @@ pub unsafe fn refine_dots(
     let k_dots =
         crate::layout::dots_centre(st, mode & MODE_BN_PARTIALS == 0, bn_pair(layer, using_bn));
     let (mut dm_in, mut dm_ln, mut dv_in, mut dv_ln) = (0.0, 0.0, 0.0, 0.0);
+    // The largest |x - mean| bound (root of a row's squared deviations) or |mean - centre|: the
+    // f64 terms' size, for `exact_mean_dots`' test below.
+    let mut reach: f64 = 0.0;
     for i in 0..n {
         let centre = st.mu_ln[i];
         let (mut ln_dev, mut ln_sq) = (0.0, 0.0);
@@ -359,6 +368,7 @@ pub unsafe fn refine_dots(
             let r = i * c + j;
             let (row, mean) = (x.add(r * m), *mu_in.add(r));
             let (d, q) = crate::simd::deviation_sums_f64(row, m, mean);
+            reach = reach.max(root(q)).max(f64::max(mean - centre, centre - mean));
             let var = (q - d * (d / m as f64)) / (m as f64 - 1.0);
             // A mean that cancelled is the forward's exact one (`nd::cancelled`); d's rounding,
             // 2^-53 of the row's std, would be all of its correction.
@@ -393,6 +403,25 @@ pub unsafe fn refine_dots(
     if ![dm_in, dm_ln, dv_in, dv_ln, dm_bn, dv_bn].iter().all(|v| v.is_finite()) {
         return;
     }
+    // Each f64 term x - mean rounds at 2^-53 of itself, and where every x is one of a few
+    // values (+-3.4e38) those roundings add up alike: IN means 2^-53 of |x| off, ~1e22 beside
+    // a running_mean of -2e20 and an LN mean of exactly 0 (rows of +-3.4e38 whose counts
+    // cancel over the sample): `mean_weight`'s gradient -1082 for -20.5 (attack fuzzer seed
+    // 90582). Where even that error (2^-50 of the terms, `reach`) could pass `SHARE` of the
+    // gradients' scale (an evaluation, the BN means running ones), the mean dots are formed
+    // again from exact sums rounded once (`exact_mean_dots`), as the reference's float64 sums
+    // of such data are exact, about an LN mean so formed.
+    let (mut dm_in, mut dm_ln) = (dm_in, dm_ln);
+    if !batch_bn && means_fail && means_off(F64_ERR * reach, &[dm_in, dm_ln, mean_dots[2]]) {
+        let bn = if using_bn { Some((&*sums.gm_bn, &st.mu_bn[..c])) } else { None };
+        if let Some(e) = exact_mean_dots(x, n, c, m, gm, gm_ln, bn, k_dots != 0.0) {
+            [dm_in, dm_ln] = [e[0], e[1]];
+            if using_bn {
+                sums.mean_dots[2] = e[2];
+            }
+            *sums.mean_offset = e[3];
+        }
+    }
     sums.mean_dots[0] = dm_in;
     sums.mean_dots[1] = dm_ln;
     sums.var_dots[0] = dv_in;
@@ -400,5 +429,57 @@ pub unsafe fn refine_dots(
     if batch_bn {
         sums.mean_dots[2] = dm_bn;
         sums.var_dots[2] = dv_bn;
+    }
+}
+
+/// Bound on the float64 sweep's IN and LN mean errors relative to its terms' size (`refine_dots`'
+/// `reach`): a rounding of 2^-53 per term and per partial sum, alike in sign at worst; 2^-50.
+const F64_ERR: f64 = 1.0 / (1u64 << 50) as f64;
+
+/// The mean dots (IN, LN, and BN from `bn`'s sums of gm and running means) from each row's and
+/// each sample's exact sum rounded once (`exact::sum_f32`), and their offset: about the first
+/// LN mean so formed where `centred` (the combine's K is a forward LN mean, whose rounding, ~1e22
+/// at data of +-3.4e38, a running_mean of 7 about it would round away), else about 0. For data
+/// whose float64 sums about the mean round alike (`refine_dots`; evaluations: a batch's BN means
+/// are not formed here). Scalar, a dozen integer operations per float, twice over x. None where a
+/// result is not finite.
+///
+/// # Safety
+/// As `refine_dots`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn exact_mean_dots(
+    x: *const f32,
+    n: usize,
+    c: usize,
+    m: usize,
+    gm: *const v128,
+    gm_ln: &[f64],
+    bn: Option<(&[f64], &[f64])>,
+    centred: bool,
+) -> Option<[f64; 4]> {
+    let ln_mean = |i: usize| crate::exact::sum_f32(x.add(i * c * m), c * m, 1) / (c * m) as f64;
+    let k = if centred { ln_mean(0) } else { 0.0 };
+    let (mut dm_in, mut dm_ln, mut dm_bn, mut g_sum) = (0.0, 0.0, 0.0, 0.0);
+    for i in 0..n {
+        for j in 0..c {
+            let r = i * c + j;
+            let mean = crate::exact::sum_f32(x.add(r * m), m, 1) / m as f64;
+            let g = f64x2_extract_lane::<0>(*gm.add(r));
+            dm_in += g * (mean - k);
+            g_sum += g;
+        }
+        dm_ln += gm_ln[i] * (ln_mean(i) - k);
+    }
+    if let Some((gm_bn, mu_bn)) = bn {
+        for j in 0..c {
+            dm_bn += gm_bn[j] * (mu_bn[j] - k);
+        }
+    }
+    let out = [dm_in, dm_ln, dm_bn, k * g_sum];
+    if out.iter().all(|v| v.is_finite()) {
+        Some(out)
+    } else {
+        None
     }
 }
