@@ -4971,31 +4971,30 @@ fn merge_row(r: u32) {
   let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0, 0.0, 0.0);
   // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by row_sums.)
   if (summed_again(merged, r) || (scaled_again(merged) && (sums.flags & F_M2_EXACT) != 0u)) {
-    var row = merged_row(base, sums, sums.flags & ~F_REMEASURE);
     // Its mean again in triples from the segments' (with their quotients' rest), keeping the
     // third word (refine_group's triples take it): merged_row's pair T / count kept ~2^-48 of
     // the mean, rows of 5000 floats of std 1e6 beside a row of std 5e-8 mixed on their cancelling
-    // LN and BN means had y 3.4x its tolerance. Not where the row keeps a fine word.
-    let tm = row_mean_triple(base);
-    if (row.fine == 0.0 && (class_bits(tm.x) | class_bits(tm.y) | class_bits(tm.z)) == 0u) {
-      row.shift = tm.x;
-      row.mean = tm.y;
-      row.mean_rest = tm.z;
-    }
-    rows[r] = row;
+    // LN and BN means had y 3.4x its tolerance.
+    rows[r] = with_mean_triple(merged_row(base, sums, sums.flags & ~F_REMEASURE), base);
   } else if (scaled_again(merged)) {
     // A scaled row (sn_wide_stats summed its segments about their shift, with their quotients'
     // rest; sn_row_merge merged them as pairs): its mean again in triples likewise (rows of 5000
     // floats of std 1e13 beside a row of std 5 mixed on their cancelling means: y 1.4x).
-    var row = rows[r];
-    let tm = row_mean_triple(base);
-    if (row.fine == 0.0 && (class_bits(tm.x) | class_bits(tm.y) | class_bits(tm.z)) == 0u) {
-      row.shift = tm.x;
-      row.mean = tm.y;
-      row.mean_rest = tm.z;
-      rows[r] = row;
-    }
+    rows[r] = with_mean_triple(rows[r], base);
   }
+}
+
+// \`row\` with its mean as the triple of its segments (row_mean_triple), where that triple is
+// finite and normal; not where the row keeps a fine word (its mean then lies below its unit).
+fn with_mean_triple(row: Partial, base: u32) -> Partial {
+  var out = row;
+  let tm = row_mean_triple(base);
+  if (row.fine == 0.0 && (class_bits(tm.x) | class_bits(tm.y) | class_bits(tm.z)) == 0u) {
+    out.shift = tm.x;
+    out.mean = tm.y;
+    out.mean_rest = tm.z;
+  }
+  return out;
 }
 
 // The mean of the row of segments parts[base] .. parts[base + chunks - 1] as a float32 triple
