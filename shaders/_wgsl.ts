@@ -5179,15 +5179,14 @@ fn main(
     select(m.lo_rest, with_bn.lo_rest, use_bn),
   );
   // A group summed again in triples (sn_group_refine: its mean_rest): the mix's mean from them
-  // (mix_lo_triple), where its LN and BN means may cancel far below the pairs' precision. Other
-  // rows pay one test.
-  if (ln.mean_rest != 0.0 || (use_bn && bn.mean_rest != 0.0)) {
-    let lt = mix_lo_triple(m.hi, p.mean, p.mean_rest, ln, select_group(bn, use_bn));
-    if (is_finite_bits(lt.x) && is_finite_bits(lt.y) && (m.flags & F_CLASS) == 0u) {
-      m.lo = lt.x;
-      m.lo_rest = lt.y;
-    }
-  }
+  // (mix_lo_triple), where its LN and BN means may cancel far below the pairs' precision. Formed
+  // for every row and taken by select, not by a branch (see use_bn above: lavapipe runs both
+  // sides of a branch anyway, and a branch here kept memory per dispatch); a few flops per row.
+  let lt = mix_lo_triple(m.hi, p.mean, p.mean_rest, ln, select_group(bn, use_bn));
+  let rest = (ln.mean_rest != 0.0) | (use_bn & (bn.mean_rest != 0.0));
+  let triple = rest & is_finite_bits(lt.x) & is_finite_bits(lt.y) & ((m.flags & F_CLASS) == 0u);
+  m.lo = select(m.lo, lt.x, triple);
+  m.lo_rest = select(m.lo_rest, lt.y, triple);
   let gamma = affine[c];
   let map = row_affine(m, gamma, affine[P.c + c]);
   mixed[r - P.rec_base] = map;
