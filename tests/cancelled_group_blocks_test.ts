@@ -150,7 +150,7 @@ const UPDATE = { kind: "movingAverage", momentum: 0.9 } as const;
 // Blocks of samples list no group for sn_group_refine. LN groups of |x| beyond 2^40 need none:
 // their members, scaled rows, are summed again by sn_wide_stats about a shift with the
 // quotient's rest. Not held here (a known exception, NUMERICS.md): BN groups of such rows, merged
-// from the blocks' parts in pairs (y 1.3x `Y`), and groups in unit 0, whose members no pass sums
+// from the blocks' parts in pairs (y up to 3.2x `Y`), and groups in unit 0, whose members no pass sums
 // again (dgamma 8e-3 relative under LN, 3.8e-4 under BN, on this data times 1).
 webgpuTest(
   "WebGPU: LN groups of |x| beyond 2^40 that cancel beside a narrow member keep the reference's gradients in calls of several blocks of samples",

@@ -64,7 +64,8 @@ for (const rm of [-2e20, 7, 1e25, -3e30]) {
 }
 
 // Seed 99545's class: a row of +-3.4e38 of IN mean 0 (row 1: 500 of each sign) evaluated on
-// running statistics near 0 (channel 1's), in sample 0 or moved to sample 1 or 3.
+// running statistics near 0 (channel 1's), in sample 0 or moved to sample 1, 3 or 2 (rows 4,
+// 10, 7).
 const ZERO_MEAN: [number, number, number][] = [[0, 1, 3e38], [1e10, 4, 3e38], [-3, 10, 1], [
   0.5,
   7,
