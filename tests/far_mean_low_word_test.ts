@@ -63,3 +63,55 @@ for (const scale of [1.4e-37, 1e-35, 1.1e-30]) {
     }
   }
 }
+
+/**
+ * The same kind where the LN mean is held in its fine word (below 2^-100 of its group's unit,
+ * which a row of +-v pairs, v = 1 or 2^66, sets): rows 0 (the pairs), x1, x1 and 2 x1 - ulp
+ * (x1 = -6.7e-38), whose LN mean x1 - 2.8e-45 lies half an ulp of x1 from the row x1, below the
+ * fine word's 24 bits (Group.fine_rest keeps it now): `mean_weight`'s gradient 2x the reference's
+ * on WebGPU before, 2070x its tolerance.
+ */
+function constantRowsBesidePairs(v: number, layer: "2d" | "3d", training: boolean): LayerCall {
+  const base = make(81166);
+  const m = 5000;
+  const x1 = Math.fround(-6.666666794156988e-38);
+  const ulp2 = 2 ** (Math.floor(Math.log2(Math.abs(2 * x1))) - 23);
+  const rows = [0, x1, x1, Math.fround(2 * x1 - ulp2)];
+  const x = new Float32Array(4 * m);
+  for (let c = 1; c < 4; c++) x.fill(rows[c], c * m, (c + 1) * m);
+  for (let k = 0; k < m; k += 2) [x[k], x[k + 1]] = [v, -v];
+  return {
+    ...base,
+    layer,
+    shape: layer === "2d" ? [1, 4, 1, m] : [1, 4, 2, 1, m / 2],
+    state: {
+      ...base.state,
+      weight: Float32Array.of(1e-30, 3e38, 3e38, 1e-10),
+      bias: new Float32Array(4),
+      running_mean: new Float32Array(4),
+      running_var: Float32Array.of(1, 1, 1, 1),
+    },
+    training,
+    running: false,
+    x,
+    xEval: undefined,
+    dy: new Float32Array(4 * m).fill(-2e38),
+  };
+}
+
+for (const [v, name] of [[1, "1"], [2 ** 66, "2^66"]] as const) {
+  for (const layer of ["2d", "3d"] as const) {
+    for (const training of [true, false]) {
+      rangeTests(
+        `${layer}: constant rows whose LN mean, held in its fine word beside a row of +-${name} pairs, lies half an ulp from a row give the logit gradients as the reference (${
+          training ? "training" : "evaluation"
+        })`,
+        async (backend) => {
+          const call = constantRowsBesidePairs(v, layer, training);
+          const { got, want } = await runBoth(call, backend);
+          assert.equal(check(call, got, want), null);
+        },
+      );
+    }
+  }
+}
