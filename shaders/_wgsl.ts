@@ -303,9 +303,15 @@ struct Group {
   // As Partial's.
   fine: f32,
   // The mean's third word beyond hi + lo (sn_group_refine's groups, whose members it sums again
-  // in float32 triples), else 0: see mix_lo_triple. @size pads the record to 32 bytes, as
-  // Partial's (24 bytes made blocks of samples start every 32 samples, 8 now).
-  @size(8) mean_rest: f32,
+  // in float32 triples), else 0: see mix_lo_triple. The record is 32 bytes, as Partial's (24
+  // bytes made blocks of samples start every 32 samples, 8 now).
+  mean_rest: f32,
+  // The fine word's rest (fine + fine_rest the mean in the unit 2^FINE_MEAN_UNIT, group_fine),
+  // else 0: a group mean that differs from a member's by less than its fine word's last bit (an
+  // LN mean x1 less 2.8e-45 beside a constant row x1 ~6.7e-38, both below 2^-100 of their unit:
+  // tests/far_mean_low_word_test.ts) keeps that difference for the backward's far lanes
+  // (far_rest_lane, sn_bwd_rows.wgsl). In the padding word.
+  fine_rest: f32,
 }
 
 struct Acc {
@@ -1321,6 +1327,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0.0, g.var_lo, keep),
     select(0.0, g.fine, keep),
     select(0.0, g.mean_rest, keep),
+    select(0.0, g.fine_rest, keep),
   );
 }
 
@@ -4251,7 +4258,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0, 0.0, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -4310,6 +4317,7 @@ fn main(
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
+          0.0,
           0.0,
           0.0,
           0.0,
@@ -4743,11 +4751,11 @@ fn main(
   // such groups alone (at most FINE_READS of them: beyond, none).
   let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
     words_below_fine(mean_hi, lo);
-  var fine = 0.0;
+  var fine = vec2<f32>(0.0);
   if (low_mean) {
     fine = group_fine(base, stride, count);
   }
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine, 0.0);
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine.x, 0.0, fine.y);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
@@ -4770,8 +4778,9 @@ const FINE_READS: u32 = 4096u;
 // A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
 // as an exact pair sum: each member's own fine word where it has one, else its words shift and
 // mean brought to that unit by their bits. 0 where a member cannot go in (fine_member_ok): the
-// mean then keeps the group's words alone.
-fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
+// mean then keeps the group's words alone. With the word's rest (Group.fine_rest; 0 where the
+// word is, or where the rest is not finite).
+fn group_fine(base: u32, stride: u32, count: u32) -> vec2<f32> {
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < count; k++) {
@@ -4781,7 +4790,10 @@ fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
     let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add(t, p.fine), p.fine != 0.0);
   }
-  return fine_word(t, count, ok);
+  let fine = fine_word(t, count, ok);
+  let m = pair_mean(t, count);
+  let rest = (m.x - fine) + m.y;
+  return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
 }
 `;
 
@@ -5102,7 +5114,7 @@ fn refine_group(g: u32, lid: u32) {
     let keep = !is_finite_bits(vh.x + vh.y) || (P.flags & P_NO_RUNNING_UPDATE) != 0u;
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
-    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine, select(mu_rest, 0.0, !is_finite_bits(mu_rest)));
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine, select(mu_rest, 0.0, !is_finite_bits(mu_rest)), old.fine_rest);
     // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
@@ -5702,6 +5714,7 @@ fn main(
       select(0.0, bn_at.var_lo, use_bn),
       select(0.0, bn_at.fine, use_bn),
       select(0.0, bn_at.mean_rest, use_bn),
+      select(0.0, bn_at.fine_rest, use_bn),
     );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);
@@ -6744,8 +6757,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let far = (fme < vec3<i32>(w.e + fa - FAR_MEAN)) | (fme < vec3<i32>(hi_e - FAR_HI));
   if (any(far)) {
     let v = fme - vec3<i32>(FAR_MEAN_LIFT);
+    let rest = vec3<f32>(0.0, ln.fine_rest, select(0.0, bn.fine_rest, use_bn));
     let d = vec3<f32>(far_mean_lane(t_in, fine.x, t_in, t_ln, t_bn, fine, use_bn, v.x),
-      far_mean_lane(t_ln, fine.y, t_in, t_ln, t_bn, fine, use_bn, v.y), far_mean_lane(t_bn, fine.z, t_in, t_ln, t_bn, fine, use_bn, v.z));
+      far_mean_lane(t_ln, fine.y, t_in, t_ln, t_bn, fine, use_bn, v.y), far_mean_lane(t_bn, fine.z, t_in, t_ln, t_bn, fine, use_bn, v.z)) +
+      vec3<f32>(far_rest_lane(0.0, rest, use_bn, v.x), far_rest_lane(rest.y, rest, use_bn, v.y), far_rest_lane(rest.z, rest, use_bn, v.z));
     ca = vec4<f32>(select(ca.xyz, d, far), ca.w);
     xm = vec4<i32>(select(vec3<i32>(0), v - vec3<i32>(w.e + fa), far), 0);
   }
@@ -6994,27 +7009,46 @@ fn far_running_zero(k: u32, t: Term) -> bool {
   return (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u);
 }
 
-// Lane k (term t, fine word f of that term) in the unit 2^v: its mean less the mix's.
+// Lane k (term t, fine word f of that term) in the unit 2^v: its mean less the mix's, the high
+// words' difference and the low words' apart: their float32 sum rounded a mean's low word away
+// where it lies below the high word's last bit in that unit, as the means' difference may (an LN
+// mean of constant rows x1 + 9.3e-46 beside the row x1 ~6.7e-38, that rest its low word: 0 in
+// the unit 2^v, and \`mean_weight\`'s gradient lost that row's share, 952x its tolerance; attack
+// fuzzer seed 81166).
 fn far_mean_lane(t: Term, f: f32, t0: Term, t1: Term, t2: Term, fine: vec3<f32>, use_bn: bool, v: i32) -> f32 {
-  let mu = far_weighted(0u, t0, fine.x, v) + far_weighted(1u, t1, fine.y, v) + select(0.0, far_weighted(2u, t2, fine.z, v), use_bn);
-  return term_mean_in(t, f, v) - mu;
+  let mu = far_weighted(0u, t0, fine.x, v) + far_weighted(1u, t1, fine.y, v) + select(vec2<f32>(0.0), far_weighted(2u, t2, fine.z, v), use_bn);
+  let d = term_mean_in(t, f, v) - mu;
+  return d.x + d.y;
+}
+
+// The fine words' rests' share of a lane (r the term's rest; rests: the groups', Group.fine_rest,
+// the row's none) in the unit 2^v: r - sum_k w_k r_k, added after the words' difference, which
+// is exact where the means are that close (an LN mean x1 less 2.8e-45 beside a constant row x1
+// ~6.7e-38, one word in the fine unit: \`mean_weight\`'s gradient 2x the reference's,
+// tests/far_mean_low_word_test.ts). 0 but for such groups.
+fn far_rest_lane(r: f32, rests: vec3<f32>, use_bn: bool, v: i32) -> f32 {
+  let none = Term(0.0, 0.0, 0.0, 0u);
+  let mu = select(far_weighted(1u, none, rests.y, v).x, 0.0, rests.y == 0.0) +
+    select(far_weighted(2u, none, rests.z, v).x, 0.0, (rests.z == 0.0) | !use_bn);
+  return select(scale2(r, FINE_MEAN_UNIT - v), 0.0, r == 0.0) - mu;
 }
 
 // A term's mean in the unit 2^v by the bits of its fine word where it has one, else of its
-// words hi + lo (0 for a word far below it).
-fn term_mean_in(t: Term, fine: f32, v: i32) -> f32 {
+// words hi and lo, kept apart (0 for a word far below it).
+fn term_mean_in(t: Term, fine: f32, v: i32) -> vec2<f32> {
   let u = unit_of(t.flags) - v;
-  return select(scale2(t.hi, u) + scale2(t.lo, u), scale2(fine, FINE_MEAN_UNIT - v), fine != 0.0);
+  return select(vec2<f32>(scale2(t.hi, u), scale2(t.lo, u)), vec2<f32>(scale2(fine, FINE_MEAN_UNIT - v), 0.0), fine != 0.0);
 }
 
 // w_k mu_k in the unit 2^v: the mean brought to 2^(v - ew) (ew the weight's exponent, its part
 // below float32's range included), times the weight's mantissa (a tiny weight's float32 times
 // a large mean in the unit 2^v passed float32's range); 0 for weight 0 or a zero weight bit.
-fn far_weighted(k: u32, t: Term, fine: f32, v: i32) -> f32 {
+// Each of the mean's words apart, as term_mean_in.
+fn far_weighted(k: u32, t: Term, fine: f32, v: i32) -> vec2<f32> {
   let w = P.wmean[k];
   let none = (w == 0.0) | (zero_weight_exp(P_ZERO_WMEAN + k) != 0);
   let ew = exponent_of(w);
-  return select((w * pow2(-ew)) * term_mean_in(t, fine, v - ew - P.wmean_e[k]), 0.0, none);
+  return select((w * pow2(-ew)) * term_mean_in(t, fine, v - ew - P.wmean_e[k]), vec2<f32>(0.0), none);
 }
 `;
 

@@ -294,9 +294,15 @@ struct Group {
   // As Partial's.
   fine: f32,
   // The mean's third word beyond hi + lo (sn_group_refine's groups, whose members it sums again
-  // in float32 triples), else 0: see mix_lo_triple. @size pads the record to 32 bytes, as
-  // Partial's (24 bytes made blocks of samples start every 32 samples, 8 now).
-  @size(8) mean_rest: f32,
+  // in float32 triples), else 0: see mix_lo_triple. The record is 32 bytes, as Partial's (24
+  // bytes made blocks of samples start every 32 samples, 8 now).
+  mean_rest: f32,
+  // The fine word's rest (fine + fine_rest the mean in the unit 2^FINE_MEAN_UNIT, group_fine),
+  // else 0: a group mean that differs from a member's by less than its fine word's last bit (an
+  // LN mean x1 less 2.8e-45 beside a constant row x1 ~6.7e-38, both below 2^-100 of their unit:
+  // tests/far_mean_low_word_test.ts) keeps that difference for the backward's far lanes
+  // (far_rest_lane, sn_bwd_rows.wgsl). In the padding word.
+  fine_rest: f32,
 }
 
 struct Acc {
@@ -1312,6 +1318,7 @@ fn select_group(g: Group, keep: bool) -> Group {
     select(0.0, g.var_lo, keep),
     select(0.0, g.fine, keep),
     select(0.0, g.mean_rest, keep),
+    select(0.0, g.fine_rest, keep),
   );
 }
 

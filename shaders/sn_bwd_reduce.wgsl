@@ -100,6 +100,7 @@ fn main(
       select(0.0, bn_at.var_lo, use_bn),
       select(0.0, bn_at.fine, use_bn),
       select(0.0, bn_at.mean_rest, use_bn),
+      select(0.0, bn_at.fine_rest, use_bn),
     );
     let p = rows[row - P.row_base];
     let m = nd_mix(p, groups[n - P.row_base / P.c], bn);

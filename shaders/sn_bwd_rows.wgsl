@@ -608,8 +608,10 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let far = (fme < vec3<i32>(w.e + fa - FAR_MEAN)) | (fme < vec3<i32>(hi_e - FAR_HI));
   if (any(far)) {
     let v = fme - vec3<i32>(FAR_MEAN_LIFT);
+    let rest = vec3<f32>(0.0, ln.fine_rest, select(0.0, bn.fine_rest, use_bn));
     let d = vec3<f32>(far_mean_lane(t_in, fine.x, t_in, t_ln, t_bn, fine, use_bn, v.x),
-      far_mean_lane(t_ln, fine.y, t_in, t_ln, t_bn, fine, use_bn, v.y), far_mean_lane(t_bn, fine.z, t_in, t_ln, t_bn, fine, use_bn, v.z));
+      far_mean_lane(t_ln, fine.y, t_in, t_ln, t_bn, fine, use_bn, v.y), far_mean_lane(t_bn, fine.z, t_in, t_ln, t_bn, fine, use_bn, v.z)) +
+      vec3<f32>(far_rest_lane(0.0, rest, use_bn, v.x), far_rest_lane(rest.y, rest, use_bn, v.y), far_rest_lane(rest.z, rest, use_bn, v.z));
     ca = vec4<f32>(select(ca.xyz, d, far), ca.w);
     xm = vec4<i32>(select(vec3<i32>(0), v - vec3<i32>(w.e + fa), far), 0);
   }
@@ -858,25 +860,44 @@ fn far_running_zero(k: u32, t: Term) -> bool {
   return (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u);
 }
 
-// Lane k (term t, fine word f of that term) in the unit 2^v: its mean less the mix's.
+// Lane k (term t, fine word f of that term) in the unit 2^v: its mean less the mix's, the high
+// words' difference and the low words' apart: their float32 sum rounded a mean's low word away
+// where it lies below the high word's last bit in that unit, as the means' difference may (an LN
+// mean of constant rows x1 + 9.3e-46 beside the row x1 ~6.7e-38, that rest its low word: 0 in
+// the unit 2^v, and `mean_weight`'s gradient lost that row's share, 952x its tolerance; attack
+// fuzzer seed 81166).
 fn far_mean_lane(t: Term, f: f32, t0: Term, t1: Term, t2: Term, fine: vec3<f32>, use_bn: bool, v: i32) -> f32 {
-  let mu = far_weighted(0u, t0, fine.x, v) + far_weighted(1u, t1, fine.y, v) + select(0.0, far_weighted(2u, t2, fine.z, v), use_bn);
-  return term_mean_in(t, f, v) - mu;
+  let mu = far_weighted(0u, t0, fine.x, v) + far_weighted(1u, t1, fine.y, v) + select(vec2<f32>(0.0), far_weighted(2u, t2, fine.z, v), use_bn);
+  let d = term_mean_in(t, f, v) - mu;
+  return d.x + d.y;
+}
+
+// The fine words' rests' share of a lane (r the term's rest; rests: the groups', Group.fine_rest,
+// the row's none) in the unit 2^v: r - sum_k w_k r_k, added after the words' difference, which
+// is exact where the means are that close (an LN mean x1 less 2.8e-45 beside a constant row x1
+// ~6.7e-38, one word in the fine unit: `mean_weight`'s gradient 2x the reference's,
+// tests/far_mean_low_word_test.ts). 0 but for such groups.
+fn far_rest_lane(r: f32, rests: vec3<f32>, use_bn: bool, v: i32) -> f32 {
+  let none = Term(0.0, 0.0, 0.0, 0u);
+  let mu = select(far_weighted(1u, none, rests.y, v).x, 0.0, rests.y == 0.0) +
+    select(far_weighted(2u, none, rests.z, v).x, 0.0, (rests.z == 0.0) | !use_bn);
+  return select(scale2(r, FINE_MEAN_UNIT - v), 0.0, r == 0.0) - mu;
 }
 
 // A term's mean in the unit 2^v by the bits of its fine word where it has one, else of its
-// words hi + lo (0 for a word far below it).
-fn term_mean_in(t: Term, fine: f32, v: i32) -> f32 {
+// words hi and lo, kept apart (0 for a word far below it).
+fn term_mean_in(t: Term, fine: f32, v: i32) -> vec2<f32> {
   let u = unit_of(t.flags) - v;
-  return select(scale2(t.hi, u) + scale2(t.lo, u), scale2(fine, FINE_MEAN_UNIT - v), fine != 0.0);
+  return select(vec2<f32>(scale2(t.hi, u), scale2(t.lo, u)), vec2<f32>(scale2(fine, FINE_MEAN_UNIT - v), 0.0), fine != 0.0);
 }
 
 // w_k mu_k in the unit 2^v: the mean brought to 2^(v - ew) (ew the weight's exponent, its part
 // below float32's range included), times the weight's mantissa (a tiny weight's float32 times
 // a large mean in the unit 2^v passed float32's range); 0 for weight 0 or a zero weight bit.
-fn far_weighted(k: u32, t: Term, fine: f32, v: i32) -> f32 {
+// Each of the mean's words apart, as term_mean_in.
+fn far_weighted(k: u32, t: Term, fine: f32, v: i32) -> vec2<f32> {
   let w = P.wmean[k];
   let none = (w == 0.0) | (zero_weight_exp(P_ZERO_WMEAN + k) != 0);
   let ew = exponent_of(w);
-  return select((w * pow2(-ew)) * term_mean_in(t, fine, v - ew - P.wmean_e[k]), 0.0, none);
+  return select((w * pow2(-ew)) * term_mean_in(t, fine, v - ew - P.wmean_e[k]), vec2<f32>(0.0), none);
 }

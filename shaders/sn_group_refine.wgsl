@@ -313,7 +313,7 @@ fn refine_group(g: u32, lid: u32) {
     let keep = !is_finite_bits(vh.x + vh.y) || (P.flags & P_NO_RUNNING_UPDATE) != 0u;
     let variance = select(vh.x, old.variance, keep);
     let var_lo = select(vh.y, old.var_lo, keep);
-    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine, select(mu_rest, 0.0, !is_finite_bits(mu_rest)));
+    groups[g] = Group(mu.x, mu.y, variance, old.flags & ~(F_GROUP_REFINE | F_GROUP_ALIKE), var_lo, old.fine, select(mu_rest, 0.0, !is_finite_bits(mu_rest)), old.fine_rest);
     // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {

@@ -184,7 +184,7 @@ fn main(
       // (No return in this branch: Tint takes control flow after a return under a condition
       // read from storage as non-uniform, and refuses the barriers below.)
       if (var_inf) {
-        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0, 0.0);
+        groups[P.chan_base + g] = Group(scale2(rm, -128), 0.0, 1.7014118346046923e38, unit_flags(0u, 128) | F_VAR_INF, 0.0, 0.0, 0.0, 0.0);
         list_if_scaled(g, F_SCALED);
       } else {
         let bad = class_bits(rm) | select(0u, F_NAN, class_bits(rv) != 0u);
@@ -243,6 +243,7 @@ fn main(
           0.0,
           select(rv_scaled, 0.0, bad != 0u),
           unit_flags(bad, u_rec) | ((u32(-o_rec) & 0x1ffu) << 21u) | F_RUNNING,
+          0.0,
           0.0,
           0.0,
           0.0,
@@ -676,11 +677,11 @@ fn main(
   // such groups alone (at most FINE_READS of them: beyond, none).
   let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
     words_below_fine(mean_hi, lo);
-  var fine = 0.0;
+  var fine = vec2<f32>(0.0);
   if (low_mean) {
     fine = group_fine(base, stride, count);
   }
-  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine, 0.0);
+  groups[P.chan_base + g] = Group(mean_hi, lo, variance, unit_flags(gflags, unit) | listed_flags, var_lo, fine.x, 0.0, fine.y);
   list_if_wide(g, unit_flags(gflags, unit), variance);
   if (refine) {
     let listed = atomicAdd(&wide_groups[0], 1u);
@@ -703,8 +704,9 @@ const FINE_READS: u32 = 4096u;
 // A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
 // as an exact pair sum: each member's own fine word where it has one, else its words shift and
 // mean brought to that unit by their bits. 0 where a member cannot go in (fine_member_ok): the
-// mean then keeps the group's words alone.
-fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
+// mean then keeps the group's words alone. With the word's rest (Group.fine_rest; 0 where the
+// word is, or where the rest is not finite).
+fn group_fine(base: u32, stride: u32, count: u32) -> vec2<f32> {
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < count; k++) {
@@ -714,5 +716,8 @@ fn group_fine(base: u32, stride: u32, count: u32) -> f32 {
     let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
     t = select(words, pair_add(t, p.fine), p.fine != 0.0);
   }
-  return fine_word(t, count, ok);
+  let fine = fine_word(t, count, ok);
+  let m = pair_mean(t, count);
+  let rest = (m.x - fine) + m.y;
+  return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
 }
