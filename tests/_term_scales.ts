@@ -30,6 +30,8 @@
  * @module
  */
 
+import { softmax } from "./_softmax.ts";
+
 /** A SwitchNorm call as the scales see it: float32 inputs and the parameters of the call. */
 export interface TermScaleCall {
   /** "1d": x is [N, C]; "nd": x is [N, C, M...] with M elements per (n, c) row. */
@@ -83,13 +85,6 @@ const U32 = 2 ** -24;
 /** |a - b| as a float32 computation of the difference of two float32-held values may give it. */
 function diff(a: number, b: number): number {
   return Math.abs(a - b) + U32 * (Math.abs(a) + Math.abs(b));
-}
-
-function softmax(logits: ArrayLike<number>): Float64Array {
-  const top = Math.max(...Array.from(logits));
-  const e = Float64Array.from(logits, (v) => Math.exp(v - top));
-  const sum = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / sum);
 }
 
 /** Mean and unbiased variance, two-pass in float64, of `count` values at(0..count-1). */

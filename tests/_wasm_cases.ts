@@ -7,6 +7,7 @@ import { ReferenceBackend } from "../backends/reference.ts";
 import { loadWasmBackend, type WasmBackend, wasmSimdSupported } from "../backends/wasm.ts";
 import { assertClose, type Tolerance } from "./_close.ts";
 import { STRICT } from "./_backends.ts";
+import { softmax } from "./_softmax.ts";
 import { seededRandom as rng } from "../examples/_data.ts";
 
 /**
@@ -42,13 +43,6 @@ export const RUNNING: Tolerance = {
 export const ignore = !wasmSimdSupported();
 if (ignore && STRICT) {
   throw new Error("WebAssembly SIMD is missing, and CI must run the WASM tests");
-}
-
-function softmax(logits: number[]): Float64Array {
-  const max = Math.max(...logits);
-  const e = logits.map((v) => Math.exp(v - max));
-  const sum = e.reduce((a, b) => a + b, 0);
-  return Float64Array.from(e, (v) => v / sum);
 }
 
 export interface Case {

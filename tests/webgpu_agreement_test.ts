@@ -14,6 +14,7 @@ import { makePlan } from "../backends/_webgpu_plan.ts";
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import { assertClose } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
+import { logitGrads } from "./_softmax.ts";
 import {
   type Case,
   copyParams,
@@ -252,14 +253,6 @@ if (Deno.env.get("SWITCHNORM_LARGE_TESTS") === "1") {
     ignore: true,
     fn() {},
   });
-}
-
-/** The importance-logit gradients a softmax layer forms from the dot products (the layer's
- * vjp): w_k (a_k - sum_j w_j a_j). Backends may return a_k shifted by a constant common to
- * every k (the WebGPU one keeps them centred for precision), which this does not see. */
-function logitGrads(mix: Float64Array, dots: Float64Array): Float64Array {
-  const mean = mix.reduce((a, w, k) => a + w * dots[k], 0);
-  return mix.map((w, k) => w * (dots[k] - mean));
 }
 
 async function agreeBackward(backend: WebGpuBackend, cases: Case[]): Promise<void> {

@@ -13,6 +13,7 @@ import { makePlan, type PlanLimits, SLOT_BYTES } from "../backends/_webgpu_plan.
 import { makeBackwardPlan } from "../backends/_webgpu_backward_plan.ts";
 import { assertClose, assertSameValues } from "./_close.ts";
 import { GRAD, RUNNING, Y } from "./_tolerances.ts";
+import { logitGrads } from "./_softmax.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import { chooseBackend } from "../backends/select.ts";
 import {
@@ -159,13 +160,6 @@ webgpuTest(
     }
   },
 );
-
-/** The importance-logit gradients from the dot products (see webgpu_agreement_test.ts). */
-function logitGrads(mix: ArrayLike<number>, dots: ArrayLike<number>): Float64Array {
-  let mean = 0;
-  for (let k = 0; k < mix.length; k++) mean += mix[k] * dots[k];
-  return Float64Array.from(mix, (w, k) => w * (dots[k] - mean));
-}
 
 webgpuTest(
   "webgpu backward agrees with the float64 reference when the forward ran in blocks of samples",

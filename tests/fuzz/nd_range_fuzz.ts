@@ -26,6 +26,7 @@ import { SwitchNorm2d, SwitchNorm3d } from "../../mod.ts";
 import { seededRandom } from "../../examples/_data.ts";
 import { webgpuLogits } from "../_range_compare.ts";
 import { FLOAT32_OVERFLOW, float32Gap } from "../_close.ts";
+import { softmax } from "../_softmax.ts";
 
 type B = "reference" | "webgpu" | "wasm";
 const f32 = (v: number) => Math.fround(v);
@@ -129,13 +130,7 @@ function rowBounds(k: Case, mode: "train" | "eval", x: number[], rm: number[], r
   // The reference's float64 weights, not their float32 rounding: a weight below float32's range
   // (~1e-78) rounded to 0 left a row's mixed variance 0 and its bound NaN, which counted the
   // WASM backend's right answers as failures (FUZZ_ZERO_WEIGHTS=1 seeds 305 and 581).
-  const sm = (v: number[]) => {
-    const mx = Math.max(...v);
-    const e = v.map((t) => Math.exp(t - mx));
-    const s = e.reduce((a, b) => a + b);
-    return e.map((t) => t / s);
-  };
-  const w = sm(k.mw), v = sm(k.vw);
+  const w = softmax(k.mw), v = softmax(k.vw);
   const mi: number[] = [], vi: number[] = [];
   for (let r = 0; r < n * c; r++) {
     let s = 0;

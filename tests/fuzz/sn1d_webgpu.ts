@@ -21,6 +21,7 @@ import { SwitchNorm1d } from "../../mod.ts";
 import { seededRandom } from "../../examples/_data.ts";
 import { FLOAT32_OVERFLOW, float32Gap, type Tolerance } from "../_close.ts";
 import { GRAD, RUNNING, Y } from "../_tolerances.ts";
+import { softmax } from "../_softmax.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const WIDE = Deno.args.includes("--wide"), ALL = Deno.args.includes("--all");
@@ -143,10 +144,6 @@ async function run(k: Case, backend: "reference" | "webgpu"): Promise<Outputs> {
  */
 function termScales(k: Case, x: Float32Array, training: boolean, running: Outputs) {
   const { n, c, dy, weight } = k;
-  const softmax = (v: Float32Array) => {
-    const m = Math.max(v[0], v[1]), e = [Math.exp(v[0] - m), Math.exp(v[1] - m)];
-    return [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])];
-  };
   const w = softmax(k.meanLogits), v = softmax(k.varLogits);
   const muL = new Float64Array(n), varL = new Float64Array(n);
   const muB = new Float64Array(c), varB = new Float64Array(c);
@@ -230,10 +227,6 @@ function termScales(k: Case, x: Float32Array, training: boolean, running: Output
  */
 function zeroOverZero(k: Case, x: Float32Array, training: boolean, running: Outputs): boolean[] {
   const { n, c, eps } = k;
-  const softmax = (v: Float32Array) => {
-    const m = Math.max(v[0], v[1]), e = [Math.exp(v[0] - m), Math.exp(v[1] - m)];
-    return [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])];
-  };
   const w = softmax(k.meanLogits), v = softmax(k.varLogits);
   const at = (i: number, j: number) => x[i * c + j];
   const out: boolean[] = new Array(n * c).fill(false);
