@@ -47,8 +47,9 @@ fn main(
           let has_unit = some_term_counts(t0, t1, none);
           let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
           let tail = flushed_tail_1d(ln, bn, w.e);
-          if (zero_std_y_again(wide_centre_d_1d(ln, bn, w, xv), has_unit, tail, fine_mean(t0, t1, none, w.e, fine_words(w)).ok)) {
-            y[e - first] = std_zero_y(zero_std_centred(wide_centre_d_1d(ln, bn, w, xv), xv, has_unit, tail), affine[nc.y]);
+          let d = wide_centre_d_1d(ln, bn, w, xv);
+          if (zero_std_y_again(d, has_unit, tail, fine_mean(t0, t1, none, w.e, fine_words(w)).ok)) {
+            y[e - first] = std_zero_y(zero_std_centred(d, xv, has_unit, tail), affine[nc.y]);
           }
         }
       }

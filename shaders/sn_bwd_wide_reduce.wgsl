@@ -160,11 +160,12 @@ fn reduce_wide(seg: u32) {
   // was x, S2 0.33 of itself, dx of the sample's other rows 13x through the LN's sum of dL/dvar,
   // attack fuzzer seed 1296).
   let xb = i32(max_field(p.flags)) - 126 - e;
-  let near = near_exp(select(xb, max(xb, fm.e - e), fm.ok), hi, lo, exponent_of(scale2(mxf, -d_unit)));
+  let near_xb = select(xb, max(xb, fm.e - e), fm.ok);
+  let dy_e = exponent_of(scale2(mxf, -d_unit));
+  let near = near_exp(near_xb, hi, lo, dy_e);
   var f = select(far_exp(select(lo, plain.lo, !scaled)), near, scaled && near < 0);
   // (And a scaled row's x far above its mix's unit: over_exp.)
-  let near_xb = select(xb, max(xb, fm.e - e), fm.ok);
-  f = select(f, max(f, over_exp(near_xb, hi, lo, exponent_of(scale2(mxf, -d_unit)))), scaled && f >= 0);
+  f = select(f, max(f, over_exp(near_xb, hi, lo, dy_e)), scaled && f >= 0);
   // A scaled row whose hi and lo cancel (an evaluation on a running_mean of 0 of weight ~1
   // beside a row's IN mean of -1.2e28, of weight 0, in the unit 2^-29) where fine_mean does not
   // take x - mu (a mean of 0; or f != 0: |lo| passes 2^60, far_exp): (x 2^-e - hi) - lo rounded
