@@ -101,7 +101,11 @@ export async function syncBatch(
       const hi = v.getFloat32(at, true), lo = v.getFloat32(at + 4, true);
       const word = v.getUint32(at + 12, true), flags = word & F_CLASS;
       const unit = 2 ** unitOf(word);
-      const variance = v.getFloat32(at + 8, true) * unit * unit;
+      // With its low word: sn_group_stats writes a training BN group's batch variance as a pair
+      // here (run_pairs; layout "1d" var_lo), so that the merged variance, and running_var
+      // rounded once from it, are the reference's (the float32 word alone left running_var an
+      // ulp off, tests/running_var_rounding_test.ts).
+      const variance = (v.getFloat32(at + 8, true) + v.getFloat32(at + 16, true)) * unit * unit;
       // With the mean's third word (shaders/common.wgsl Group.mean_rest: a group sn_group_refine
       // summed again in triples), as float64 holds it.
       const rest = v.getFloat32(at + 24, true);

@@ -289,6 +289,9 @@ fn refine_group(g: u32, lid: u32) {
   // The variance again as a pair from the members' (M2 pairs where P_REFINE_ROWS summed them):
   // var = (1/K) sum_k v_k + (1/K) sum_k (mu_k - mu)^2, each term a pair.
   var v = vec2<f32>(0.0);
+  // And for a BN group's running update, each v_k as its pair quotient (variance_pair), so that
+  // running_var rounds once from the pair (sn_group_stats: run_pairs).
+  var v_run = vec2<f32>(0.0);
   for (var j = lid; j < count; j += 64u) {
     let p = rows[member(g, j).x];
     let f = pow2(unit_of(p.flags) - unit);
@@ -301,9 +304,12 @@ fn refine_group(g: u32, lid: u32) {
     if (reads_var_pairs(p)) {
       v_k = variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count);
     }
-    v = pair_sum(pair_sum(v, v_k), pair_mul(d, d));
+    let dd = pair_mul(d, d);
+    v = pair_sum(pair_sum(v, v_k), dd);
+    v_run = pair_sum(pair_sum(v_run, variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count)), dd);
   }
   let total = workgroup_pair_sum(v, lid);
+  let total_run = workgroup_pair_sum(v_run, lid);
   if (lid == 0u) {
     let qv = pair_mean(total, count);
     let vh = two_sum(qv.x, qv.y);
@@ -317,7 +323,10 @@ fn refine_group(g: u32, lid: u32) {
     // Listed groups are finite (sn_group_stats): the update in the group's unit.
     let c = g - P.groups_ln;
     if (g >= P.groups_ln && (P.flags & P_TRAINING) != 0u && (P.flags & P_NO_RUNNING_UPDATE) == 0u) {
-      let r = running_update(running[c], running[P.c + c], mu, vec2<f32>(variance, var_lo), unit, 0u);
+      let qr = pair_mean(total_run, count);
+      let vr = two_sum(qr.x, qr.y);
+      let vp = select(vec2<f32>(variance, var_lo), vr, !keep && is_finite_bits(vr.x + vr.y));
+      let r = running_update(running[c], running[P.c + c], mu, vp, unit, 0u);
       running[c] = r.x;
       running[P.c + c] = r.y;
     }
