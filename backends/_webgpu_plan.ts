@@ -663,21 +663,24 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
     checkFits(bnWindow.size, "the BN statistics", limits);
     listBytesND = blocked.listBytes;
     listOffsets = statsListOffsets = blocked.blocks.map((b) => b.list.offset);
-    // The list of sn_group_refine (one block only): the flagged groups, after the wideList's
-    // list of rows. Every group it may take in a forward that a backward may follow, and in any
+    // The lists of sn_group_refine: the flagged groups, after the wideList's lists of rows (one
+    // block: one list of every group; in blocks, one per block of its LN groups, in block-relative
+    // indices). Every group it may take in a forward that a backward may follow, and in any
     // forward whose mix may take a far wider group's mean beside a narrow member
     // (`mayMixWideGroups`), which y needs; elsewhere (an inference forward) only the groups of
     // rows whose y may overflow (F_OVERFLOW_ONLY: sn_group_stats' may_overflow), which y needs too.
-    const refineGroups = blocked.single;
     const overflowOnly = !(params.refineMeans !== false ||
       mayMixWideGroups(params, usingBN && problem.training));
-    const after = Math.ceil(listBytesND / limits.offsetAlign) * limits.offsetAlign;
-    const groupList = { offset: after, size: listBytes(groups) };
-    if (refineGroups) {
-      listOffsets = [0, after];
-      groupListBytes = after + groupList.size;
+    const up = (bytes: number) => Math.ceil(bytes / limits.offsetAlign) * limits.offsetAlign;
+    const groupLists: Window[] = [];
+    for (const b of blocked.blocks) {
+      const at = up(groupLists.length ? groupListBytes : listBytesND);
+      groupLists.push({ offset: at, size: listBytes(blocked.single ? groups : b.s1 - b.s0) });
+      groupListBytes = at + groupLists[groupLists.length - 1].size;
     }
-    const blocks = blocked.blocks.map((b) => {
+    const groupList = groupLists[0];
+    listOffsets = [...listOffsets, ...groupLists.map((l) => l.offset)];
+    const blocks = blocked.blocks.map((b, i) => {
       const span = (bytes: number) => ({ offset: b.r0 * bytes, size: (b.r1 - b.r0) * bytes });
       const lnWindow = { offset: b.s0 * GROUP_BYTES, size: (b.s1 - b.s0) * GROUP_BYTES };
       const rec: ForwardRecords | undefined = blocked.single ? undefined : {
@@ -706,7 +709,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
         v.setUint32(104, b.r0, true);
         v.setUint32(108, bnBase, true);
       };
-      return { ...b, rec, xWindows, rowRange };
+      return { ...b, rec, xWindows, rowRange, groupList: groupLists[i] };
     });
     for (const b of blocks) {
       for (const w of b.xWindows) {
@@ -748,16 +751,62 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
         );
       }
     }
+    /** sn_group_refine's flag `flag` (and, in blocks, the block's LN groups alone). */
+    const refineStep = (b: typeof blocks[number], flag: number) => (v: DataView) => {
+      v.setUint32(24, chunks, true);
+      v.setUint32(44, v.getUint32(44, true) | flag, true);
+      if (!blocked.single) {
+        // The block's groups binding holds its LN groups (samples s0 .. s1 - 1) alone: the BN
+        // groups, whose members span the blocks, are not listed there (NUMERICS.md).
+        [48, 52, 56, 60, 80, 84].forEach((at, i) =>
+          v.setUint32(at, [0, c, 1, c, b.s1 - b.s0, 0][i], true)
+        );
+        v.setUint32(44, v.getUint32(44, true) & ~F_USING_BN, true);
+        v.setUint32(104, b.r0, true);
+      }
+    };
+    /**
+     * Sn_group_refine's passes over block b's rows (one block: every row), dispatched indirectly
+     * from the block's list of groups: without such groups, two or three empty dispatches (and
+     * one more per further window of x).
+     */
+    const addRefine = (b: typeof blocks[number]) => {
+      const forward = { ...b.rec, groupList: b.groupList };
+      for (const w of b.xWindows) {
+        add(
+          "groupRefine",
+          1,
+          (v) => {
+            w.fill(v);
+            refineStep(b, F_REFINE_ROWS)(v);
+          },
+          w.window,
+          undefined,
+          forward,
+        );
+      }
+      // Rows of several segments merged again, each by one thread, before the groups read them
+      // (sn_group_refine.wgsl: every row and group has one writer).
+      if (chunks > 1) {
+        add(
+          "groupRefine",
+          1,
+          (v) => {
+            b.rowRange(v);
+            refineStep(b, F_MERGE_ROWS)(v);
+          },
+          undefined,
+          undefined,
+          forward,
+        );
+      }
+      add("groupRefine", 1, refineStep(b, F_REFINE_GROUPS), undefined, undefined, forward);
+    };
     addRowStages = () => {
-      if (blocked.single && refineGroups) {
+      if (blocked.single) {
         // LN and BN groups whose mean cancels to ~0 beside a far narrower member: listed by
         // sn_group_stats, their members summed again (sn_group_refine, per window of x) and
-        // their means formed again (sn_group_refine), each dispatched indirectly from that list:
-        // without such groups, two empty dispatches.
-        const step = (flag: number) => (v: DataView) => {
-          v.setUint32(24, chunks, true);
-          v.setUint32(44, v.getUint32(44, true) | flag, true);
-        };
+        // their means formed again (sn_group_refine), each dispatched indirectly from that list.
         add(
           "group",
           groups,
@@ -773,32 +822,11 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
           undefined,
           { groupList },
         );
-        for (const w of blocks[0].xWindows) {
-          add(
-            "groupRefine",
-            1,
-            (v) => {
-              w.fill(v);
-              step(F_REFINE_ROWS)(v);
-            },
-            w.window,
-            undefined,
-            { groupList },
-          );
-        }
-        // Rows of several segments merged again, each by one thread, before the groups read them
-        // (sn_group_refine.wgsl: every row and group has one writer).
-        if (chunks > 1) {
-          add("groupRefine", 1, step(F_MERGE_ROWS), undefined, undefined, { groupList });
-        }
-        add("groupRefine", 1, step(F_REFINE_GROUPS), undefined, undefined, { groupList });
-      } else if (blocked.single) {
-        add("group", groups, (v) => {
-          writeGroupMembers(v, problem);
-          withPairs(v);
-        });
+        addRefine(blocks[0]);
       } else {
-        // Each block's LN groups (its samples' C rows), in the block's window of groups.
+        // Each block's LN groups (its samples' C rows), in the block's window of groups, listed
+        // for sn_group_refine in the block's list (block-relative indices), which sums them
+        // again over the block's rows.
         for (const b of blocks) {
           add(
             "group",
@@ -809,10 +837,13 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
               );
               v.setUint32(108, 0, true);
               withPairs(v);
+              const only = overflowOnly ? F_OVERFLOW_ONLY : 0;
+              v.setUint32(44, v.getUint32(44, true) | F_GROUP_REFINE | only, true);
+              v.setUint32(24, chunks, true);
             },
             undefined,
             undefined,
-            b.rec,
+            { ...b.rec, groupList: b.groupList },
           );
         }
         const bnGroups = (v: DataView, base: number, count: number, out: number) => {
@@ -855,6 +886,9 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
             groups: bnWindow,
           });
         }
+        // The blocks' listed LN groups summed again, each over its block's rows (after the BN
+        // groups, which took the rows' first sums, as in one block).
+        for (const b of blocks) addRefine(b);
       }
       for (const b of blocks) {
         add("mix", Math.ceil((b.r1 - b.r0) / 64), b.rowRange, undefined, undefined, b.rec);

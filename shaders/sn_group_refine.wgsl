@@ -1,6 +1,10 @@
-// sn_group_refine.wgsl: layout "nd" in one block, in a forward a backward may follow
-// (P_REFINE_MEANS): the LN and BN groups whose mean cancels to ~0 beside a far narrower member,
-// which sn_group_stats listed (P_GROUP_REFINE, F_GROUP_REFINE). Such a mean (rows of std 1.7e7
+// sn_group_refine.wgsl: layout "nd", in a forward a backward may follow (P_REFINE_MEANS): the LN
+// and BN groups whose mean cancels to ~0 beside a far narrower member, which sn_group_stats listed
+// (P_GROUP_REFINE, F_GROUP_REFINE). In blocks of samples (per-row records beyond one binding,
+// backends/_webgpu_plan.ts) each step runs per block over the block's LN groups alone, listed in
+// the block's list (block-relative indices): rows and segments bound from the block's first row
+// (Params.rec_base), its groups from its first sample, P_USING_BN cleared (the BN groups, whose
+// members span the blocks, are not listed there: NUMERICS.md). Such a mean (rows of std 1.7e7
 // with means 1e6 + 5 and -1e6) consists of its members' float32 rounding (~2^-25 of their std,
 // ~0.5 there), and a member of far smaller std mixed on it (0.3) takes that as its x - mu: dgamma
 // and mean_weight's gradient a few 1e-2 relative off. And the groups of the batch whose members'
@@ -12,7 +16,7 @@
 // formed again, in two steps (Params.flags; three where rows span several segments), dispatched
 // indirectly from the list (no workgroup where nothing was listed: data without such groups pay
 // two or three empty dispatches):
-//   P_REFINE_ROWS (per binding window of x): a thread per segment of the rows; a segment of a
+//   P_REFINE_ROWS (per binding window of x): a thread per segment of the window; a segment of a
 //     member row of a listed group is summed again about its mean in exact pairs, its mean and
 //     its M2 (summed_about, deviation_sum.wgsl; marked F_M2_EXACT, so that
 //     sn_bwd_rows' pair dots read its variance as the pair), in place, by its own thread
@@ -20,9 +24,10 @@
 //     constant, non-finite, or near 0 themselves (refine_mean: summed again already), and
 //     scaled rows (sn_wide_stats summed their means so) but where a group of theirs is alike:
 //     their M2 then, in their unit (summed_about with its k). No pass writes the groups here.
-//   P_MERGE_ROWS (rows of several segments only): a thread per row, which merges it again from
-//     its segments (row_sums.wgsl, as sn_row_merge) where it is a member of a listed group and
-//     was summed again (the same test, on the merge), into its row record: one writer per row.
+//   P_MERGE_ROWS (rows of several segments only): a thread per row seg_first .. seg_end - 1
+//     (the block's), which merges it again from its segments (row_sums.wgsl, as sn_row_merge)
+//     where it is a member of a listed group and was summed again (the same test, on the merge),
+//     into its row record: one writer per row.
 //   P_REFINE_GROUPS: per listed group, its mean again as centre + (1/K) sum_k ((K_k - centre) +
 //     mean_k) in exact pairs, centre its old mean, then its variance as the pair
 //     (1/K) sum_k (v_k + (mu_k - mu)^2) from the members' variance pairs, F_GROUP_REFINE cleared;
@@ -75,18 +80,20 @@ fn main(
   // segment, below llvmpipe's limit of 65535 loop iterations per invocation (a workgroup per
   // group, 1/64 of its floats per thread, limited groups to 2^21 floats). Nothing is listed:
   // no workgroup.
+  // The window's segments seg_first .. seg_end - 1 (the grid has a thread per segment of the
+  // rows, more than a window or block has).
   if ((P.flags & P_REFINE_ROWS) != 0u) {
     let threads = nwg.x * nwg.y * 64u;
-    let segs = P.n * P.c * P.chunks;
-    for (var seg = linear_group(wid, nwg) * 64u + lid; seg < segs; seg += threads) {
+    for (var seg = P.seg_first + linear_group(wid, nwg) * 64u + lid; seg < P.seg_end; seg += threads) {
       sum_segment(seg / P.chunks, seg % P.chunks);
     }
     return;
   }
-  // P_MERGE_ROWS: a thread per row (the same grid), fewer than the segments.
+  // P_MERGE_ROWS: a thread per row seg_first .. seg_end - 1 (the same grid), fewer than the
+  // segments.
   if ((P.flags & P_MERGE_ROWS) != 0u && P.chunks > 1u) {
     let threads = nwg.x * nwg.y * 64u;
-    for (var r = linear_group(wid, nwg) * 64u + lid; r < P.n * P.c; r += threads) {
+    for (var r = P.seg_first + linear_group(wid, nwg) * 64u + lid; r < P.seg_end; r += threads) {
       merge_row(r);
     }
     return;
@@ -121,7 +128,7 @@ fn scaled_again(p: Partial) -> bool {
 // Segment `seg_k` of row r, where the row is a member of a listed LN or BN group (its sample's
 // or its channel's: F_GROUP_REFINE until P_REFINE_GROUPS) and the segment lies in the window.
 fn sum_segment(r: u32, seg_k: u32) {
-  let ln_flags = groups[r / P.c].flags;
+  let ln_flags = groups[(r - P.rec_base) / P.c].flags;
   let bn_flags = select(0u, groups[P.groups_ln + r % P.c].flags, (P.flags & P_USING_BN) != 0u);
   // Listed for a mean near 0: the segment's mean again. Listed as alike (either of its groups):
   // its mean and M2. A group of the row that was not listed keeps its statistics of the first
@@ -134,15 +141,13 @@ fn sum_segment(r: u32, seg_k: u32) {
   if (!near && !exact) {
     return;
   }
-  let seg = r * P.chunks + seg_k;
-  if (seg < P.seg_first || seg >= P.seg_end) {
-    return;
-  }
+  // Its index in the bound windows of rows and segments.
+  let seg = (r - P.rec_base) * P.chunks + seg_k;
   var row: Partial;
   if (P.chunks > 1u) {
-    row = rows[r];
+    row = rows[r - P.rec_base];
   } else {
-    row = parts[r];
+    row = parts[r - P.rec_base];
   }
   let p = parts[seg];
   let s = r * P.m + seg_k * P.seg_len - P.elem_base;
@@ -172,12 +177,14 @@ fn sum_segment(r: u32, seg_k: u32) {
 // Row r of several segments, where it is a member of a listed group (its LN or BN group), merged
 // again from its segments where they were summed again (the same test, on the merge).
 fn merge_row(r: u32) {
-  let ln_flags = groups[r / P.c].flags;
+  let ln_flags = groups[(r - P.rec_base) / P.c].flags;
   let bn_flags = select(0u, groups[P.groups_ln + r % P.c].flags, (P.flags & P_USING_BN) != 0u);
   if (((ln_flags | bn_flags) & F_GROUP_REFINE) == 0u) {
     return;
   }
-  let base = r * P.chunks;
+  // Its index in the bound windows of rows and segments.
+  let at = r - P.rec_base;
+  let base = at * P.chunks;
   let sums = row_sums(base);
   let merged = Partial(parts[base].shift, sums.q1 + sums.q2, sums.acc.m2, sums.count, sums.flags, 0.0, 0.0, 0.0);
   // (A scaled row where sum_segment summed its segments again: F_M2_EXACT, or'ed by row_sums.)
@@ -186,12 +193,12 @@ fn merge_row(r: u32) {
     // third word (refine_group's triples take it): merged_row's pair T / count kept ~2^-48 of
     // the mean, rows of 5000 floats of std 1e6 beside a row of std 5e-8 mixed on their cancelling
     // LN and BN means had y 3.4x its tolerance.
-    rows[r] = with_mean_triple(merged_row(base, sums, sums.flags & ~F_REMEASURE), base);
+    rows[at] = with_mean_triple(merged_row(base, sums, sums.flags & ~F_REMEASURE), base);
   } else if (scaled_again(merged)) {
     // A scaled row (sn_wide_stats summed its segments about their shift, with their quotients'
     // rest; sn_row_merge merged them as pairs): its mean again in triples likewise (rows of 5000
     // floats of std 1e13 beside a row of std 5 mixed on their cancelling means: y 1.4x).
-    rows[r] = with_mean_triple(rows[r], base);
+    rows[at] = with_mean_triple(rows[at], base);
   }
 }
 

@@ -613,8 +613,9 @@ fn main(
   // member of variance below 2^-20 of the group's (std 2^-10 of it), in unit 0. That member's
   // x - mu is about the group mean, whose error is its members' float32 rounding (~2^-25 of
   // their std): sn_group_refine sums the members again (the WASM backend's
-  // refine_near_zero_groups, same cuts). Such a group is listed (g: P_GROUP_REFINE runs in one
-  // block), marked until sn_group_refine writes it again, and its running update left to it.
+  // refine_near_zero_groups, same cuts). Such a group is listed (g: the dispatch's index, in
+  // blocks of samples relative to the block, whose list it is), marked until sn_group_refine
+  // writes it again, and its running update left to it.
   // Groups of any size: sn_group_refine sums the members' segments a thread each (it summed a
   // group per workgroup, 1/64 of its floats per thread, which llvmpipe's end of an invocation's
   // loops after 65535 iterations limited to 2^21 floats; larger groups kept their float32 means,
