@@ -23,6 +23,7 @@ import {
 } from "./_range_compare.ts";
 import { termScales } from "./_term_scales.ts";
 import { Y } from "./_tolerances.ts";
+import { logitGrads, softmax } from "./_softmax.ts";
 import { assertClose } from "./_close.ts";
 import { webgpuTest } from "./_webgpu.ts";
 import { seededRandom } from "../examples/_data.ts";
@@ -100,19 +101,6 @@ rangeTests(
   },
 );
 
-/** softmax(logits) in float64, as the layer mixes them. */
-function softmax(logits: readonly number[]): Float64Array {
-  const top = Math.max(...logits), e = logits.map((v) => Math.exp(v - top));
-  const sum = e.reduce((a, b) => a + b);
-  return Float64Array.from(e, (v) => v / sum);
-}
-
-/** The logits' gradients from the backward's dots (softmax's Jacobian): w_j (a_j - sum w_k a_k). */
-function logitGrads(w: Float64Array, dots: Float64Array): Float32Array {
-  const mean = w.reduce((s, wk, k) => s + wk * dots[k], 0);
-  return Float32Array.from(w, (wj, j) => wj * (dots[j] - mean));
-}
-
 let layerId = 1 << 20;
 
 /**
@@ -152,8 +140,8 @@ async function step(
     grads: {
       weight: Float32Array.from(r.dWeight),
       bias: Float32Array.from(r.dBias),
-      mean_weight: logitGrads(p.meanMix, r.meanDots),
-      var_weight: logitGrads(p.varMix, r.varDots),
+      mean_weight: Float32Array.from(logitGrads(p.meanMix, r.meanDots)),
+      var_weight: Float32Array.from(logitGrads(p.varMix, r.varDots)),
     },
     ...running,
   };
