@@ -2864,32 +2864,30 @@ fn line_again(g: Grad) -> bool {
   return top >= 0x7f800000u || top >= (127u + bound) << 23u;
 }
 
-// element, but wide_element for every element of finite x and dy (a line whose plain sums could
-// pass float32's range: line_again); an element with a NaN or infinite x or dy keeps element's
-// terms, IEEE's as before.
-fn element_forced(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
-  if (!is_finite_bits(xv) || !is_finite_bits(d)) {
-    return element(n, c, xv, d, row);
-  }
-  return wide_element(groups[n - P.row_base], groups[P.n + c - P.stat_bn_base], c, xv, d);
-}
-
-// Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce).
-fn element(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
+// Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce); forced:
+// wide_element for every element of finite x and dy (a line whose plain sums could pass
+// float32's range: line_again), while an element with a NaN or infinite x or dy keeps element's
+// terms, IEEE's as before. Each of wide_element and the pair terms has one call site: every call
+// site is inlined whole.
+fn element(n: u32, c: u32, xv: f32, d: f32, row: bool, forced: bool) -> Grad {
   let ln = groups[n - P.row_base];
   let bn = groups[P.n + c - P.stat_bn_base];
-  if (element_is_wide(ln, bn, c, d)) {
-    return wide_element(ln, bn, c, xv, d);
-  }
-  if (row) {
-    // (A row line's element whose dots leave float32's range: element_row_pair flags it wide.)
-    let h = element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn));
-    if (h.wide) {
-      return wide_element(ln, bn, c, xv, d);
+  var wide = (forced & is_finite_bits(xv) & is_finite_bits(d)) | element_is_wide(ln, bn, c, d);
+  var g = grad_zero();
+  if (!wide) {
+    if (row) {
+      // (A row line's element whose dots leave float32's range: element_row_pair flags it wide.)
+      let h = element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn));
+      wide = h.wide;
+      g = h.g;
+    } else {
+      g = element_col_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
     }
-    return h.g;
   }
-  return element_col_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
+  if (wide) {
+    g = wide_element(ln, bn, c, xv, d);
+  }
+  return g;
 }
 
 fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
@@ -7402,10 +7400,17 @@ fn line(entry: u32) {
   }
   let t = tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks);
   // A line whose sums could pass float32's range (sn1d_bwd_element.wgsl: line_again) is summed
-  // once more, every element of finite x and dy wide.
-  var acc = line_sum(t, k, false);
-  if (line_again(acc)) {
-    acc = line_sum(t, k, true);
+  // once more, every element of finite x and dy wide. One call of line_sum in a loop, not two
+  // calls: each call inlines element's every path (wide_element, the pair terms), and two of them
+  // took lavapipe's compile of this shader from ~0.8 s to ~4.6 s, paid by every device.
+  var acc = grad_zero();
+  var forced = false;
+  loop {
+    acc = line_sum(t, k, forced);
+    if (forced || !line_again(acc)) {
+      break;
+    }
+    forced = true;
   }
   if (k < TILE_1D) {
     cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
@@ -7414,30 +7419,20 @@ fn line(entry: u32) {
   }
 }
 
-// The sum of line k of tile t (k < 32: a column, else a row), of element's terms, or of
-// element_forced's (forced).
+// The sum of line k of tile t (k < 32: column k, its t.rows elements; else row k - 32, its
+// t.cols elements), of element's terms (forced: element_forced's, sn1d_bwd_element.wgsl). One
+// loop for both kinds of line, so that element is inlined once.
 fn line_sum(t: Tile1d, k: u32, forced: bool) -> Grad {
   var acc = grad_zero();
-  if (k < TILE_1D) {
-    for (var r = 0u; r < t.rows; r++) {
-      let e = tile_1d_elem(t, r, k);
-      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + k, x[e], dy[e], false, forced));
-    }
-  } else {
-    let r = k - TILE_1D;
-    for (var cc = 0u; cc < t.cols; cc++) {
-      let e = tile_1d_elem(t, r, cc);
-      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + cc, x[e], dy[e], true, forced));
-    }
+  let row = k >= TILE_1D;
+  let count = select(t.rows, t.cols, row);
+  for (var i = 0u; i < count; i++) {
+    let r = select(i, k - TILE_1D, row);
+    let cc = select(k, i, row);
+    let e = tile_1d_elem(t, r, cc);
+    acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e], row, forced));
   }
   return acc;
-}
-
-fn line_element(n: u32, c: u32, xv: f32, d: f32, row: bool, forced: bool) -> Grad {
-  if (forced) {
-    return element_forced(n, c, xv, d, row);
-  }
-  return element(n, c, xv, d, row);
 }
 `;
 

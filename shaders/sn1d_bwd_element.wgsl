@@ -218,32 +218,30 @@ fn line_again(g: Grad) -> bool {
   return top >= 0x7f800000u || top >= (127u + bound) << 23u;
 }
 
-// element, but wide_element for every element of finite x and dy (a line whose plain sums could
-// pass float32's range: line_again); an element with a NaN or infinite x or dy keeps element's
-// terms, IEEE's as before.
-fn element_forced(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
-  if (!is_finite_bits(xv) || !is_finite_bits(d)) {
-    return element(n, c, xv, d, row);
-  }
-  return wide_element(groups[n - P.row_base], groups[P.n + c - P.stat_bn_base], c, xv, d);
-}
-
-// Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce).
-fn element(n: u32, c: u32, xv: f32, d: f32, row: bool) -> Grad {
+// Any element of a row line (row) or a column line, wide or not (sn1d_bwd_wide_reduce); forced:
+// wide_element for every element of finite x and dy (a line whose plain sums could pass
+// float32's range: line_again), while an element with a NaN or infinite x or dy keeps element's
+// terms, IEEE's as before. Each of wide_element and the pair terms has one call site: every call
+// site is inlined whole.
+fn element(n: u32, c: u32, xv: f32, d: f32, row: bool, forced: bool) -> Grad {
   let ln = groups[n - P.row_base];
   let bn = groups[P.n + c - P.stat_bn_base];
-  if (element_is_wide(ln, bn, c, d)) {
-    return wide_element(ln, bn, c, xv, d);
-  }
-  if (row) {
-    // (A row line's element whose dots leave float32's range: element_row_pair flags it wide.)
-    let h = element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn));
-    if (h.wide) {
-      return wide_element(ln, bn, c, xv, d);
+  var wide = (forced & is_finite_bits(xv) & is_finite_bits(d)) | element_is_wide(ln, bn, c, d);
+  var g = grad_zero();
+  if (!wide) {
+    if (row) {
+      // (A row line's element whose dots leave float32's range: element_row_pair flags it wide.)
+      let h = element_row_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn));
+      wide = h.wide;
+      g = h.g;
+    } else {
+      g = element_col_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
     }
-    return h.g;
   }
-  return element_col_pair(ln, bn, c, xv, d, ln_pair_part(ln), bn_pair_part(bn)).g;
+  if (wide) {
+    g = wide_element(ln, bn, c, xv, d);
+  }
+  return g;
 }
 
 fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {

@@ -45,10 +45,17 @@ fn line(entry: u32) {
   }
   let t = tile_1d((rt - P.seg_first) * P.chunks + tile % P.chunks);
   // A line whose sums could pass float32's range (sn1d_bwd_element.wgsl: line_again) is summed
-  // once more, every element of finite x and dy wide.
-  var acc = line_sum(t, k, false);
-  if (line_again(acc)) {
-    acc = line_sum(t, k, true);
+  // once more, every element of finite x and dy wide. One call of line_sum in a loop, not two
+  // calls: each call inlines element's every path (wide_element, the pair terms), and two of them
+  // took lavapipe's compile of this shader from ~0.8 s to ~4.6 s, paid by every device.
+  var acc = grad_zero();
+  var forced = false;
+  loop {
+    acc = line_sum(t, k, forced);
+    if (forced || !line_again(acc)) {
+      break;
+    }
+    forced = true;
   }
   if (k < TILE_1D) {
     cparts[t.rt * P.c + t.c0 + k - P.chan_base] = acc;
@@ -57,28 +64,18 @@ fn line(entry: u32) {
   }
 }
 
-// The sum of line k of tile t (k < 32: a column, else a row), of element's terms, or of
-// element_forced's (forced).
+// The sum of line k of tile t (k < 32: column k, its t.rows elements; else row k - 32, its
+// t.cols elements), of element's terms (forced: element_forced's, sn1d_bwd_element.wgsl). One
+// loop for both kinds of line, so that element is inlined once.
 fn line_sum(t: Tile1d, k: u32, forced: bool) -> Grad {
   var acc = grad_zero();
-  if (k < TILE_1D) {
-    for (var r = 0u; r < t.rows; r++) {
-      let e = tile_1d_elem(t, r, k);
-      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + k, x[e], dy[e], false, forced));
-    }
-  } else {
-    let r = k - TILE_1D;
-    for (var cc = 0u; cc < t.cols; cc++) {
-      let e = tile_1d_elem(t, r, cc);
-      acc = grad_add(acc, line_element(t.n0 + r, t.c0 + cc, x[e], dy[e], true, forced));
-    }
+  let row = k >= TILE_1D;
+  let count = select(t.rows, t.cols, row);
+  for (var i = 0u; i < count; i++) {
+    let r = select(i, k - TILE_1D, row);
+    let cc = select(k, i, row);
+    let e = tile_1d_elem(t, r, cc);
+    acc = grad_add(acc, element(t.n0 + r, t.c0 + cc, x[e], dy[e], row, forced));
   }
   return acc;
-}
-
-fn line_element(n: u32, c: u32, xv: f32, d: f32, row: bool, forced: bool) -> Grad {
-  if (forced) {
-    return element_forced(n, c, xv, d, row);
-  }
-  return element(n, c, xv, d, row);
 }
