@@ -1238,7 +1238,9 @@ fn low_part(k: u32, d: vec2<f32>, k2: i32) -> vec2<f32> {
   let mw = gamma_mantissa(P.wmean[k]);
   let md = gamma_mantissa(d.x);
   let p = pair_times(mw, md);
-  let rest = mw * scale2(d.y, -bits_exponent(d.x)) + scale2(P.wmean_lo[k], -bits_exponent(P.wmean[k])) * md;
+  // (The weight's rest scaled with md in the product, not by scale2 of the uniform alone: see
+  // lost_part, zero_std.wgsl.)
+  let rest = mw * scale2(d.y, -bits_exponent(d.x)) + scale2(P.wmean_lo[k] * md, -bits_exponent(P.wmean[k]));
   return vec2<f32>(scale2(p.x, k2), scale2(p.y + rest, k2));
 }
 
