@@ -1136,9 +1136,16 @@ fn fine_words(w: WideMap) -> i32 {
 // their own, 2^pe above the largest (-998 where all are 0): each from its weight's and its
 // difference's mantissas, every exponent apart, so that parts below float32's normal range in
 // the unit 2^e (weights near 2^-126 times differences ~1: attack fuzzer seed 2985) still count.
+// parts + rest is their sum as a float32 pair, big the largest part: where the parts cancel (LN
+// and BN means of equal weight e^-49 about an IN anchor of -3.3e29, the LN mean twice it and a
+// running_mean of -2e20, x - mu = +0.14 beside parts of 2.3e8) their float32 sum, and each
+// difference m_k - a in one float32 (the running_mean's -2e20 below 3.3e29's ulp), lost x - mu
+// (0 under a std of 0: y NaN for +Infinity, attack fuzzer seed 146340; fine_centred_d).
 struct FineLow {
   parts: f32,
   pe: i32,
+  rest: f32,
+  big: f32,
 }
 
 fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
@@ -1149,11 +1156,17 @@ fn fine_low(t0: Term, t1: Term, t2: Term) -> FineLow {
   let d0 = fine_diff(t0, anchor, u0);
   let d1 = fine_diff(t1, anchor, u1);
   let d2 = fine_diff(t2, anchor, u2);
-  let x0 = low_exp(0u, d0, u0);
-  let x1 = low_exp(1u, d1, u1);
-  let x2 = low_exp(2u, d2, u2);
+  let x0 = low_exp(0u, d0.x, u0);
+  let x1 = low_exp(1u, d1.x, u1);
+  let x2 = low_exp(2u, d2.x, u2);
   let pe = max(x0, max(x1, x2)) + 2;
-  return FineLow(low_part(0u, d0, x0 - pe) + low_part(1u, d1, x1 - pe) + low_part(2u, d2, x2 - pe), pe);
+  let p0 = low_part(0u, d0, x0 - pe);
+  let p1 = low_part(1u, d1, x1 - pe);
+  let p2 = low_part(2u, d2, x2 - pe);
+  let s1 = two_sum(p0.x, p1.x);
+  let s2 = two_sum(s1.x, p2.x);
+  let big = max(abs(p0.x), max(abs(p1.x), abs(p2.x)));
+  return FineLow(s2.x, pe, s2.y + s1.y + (p0.y + p1.y + p2.y), big);
 }
 
 // x - mu about the mix's heaviest term from fine_low's parts, shared by sn_wide_normalize (its
@@ -1193,7 +1206,19 @@ fn words_below_normal(hi: f32, lo: f32) -> bool {
 fn fine_centred_d(f: FineCentred, xv: f32) -> f32 {
   let da = scale2(xv, -f.fm.e) - f.fm.hi;
   let near = bits_exponent(da) + f.fm.e - f.fl.pe < 100;
-  return select(da - scale2(f.fl.parts, f.fl.pe - f.fm.e), scale2(da, f.fm.e - f.fl.pe) - f.fl.parts, near);
+  return select(da - scale2(f.fl.parts, f.fl.pe - f.fm.e), fine_low_d(f.fl, scale2(da, f.fm.e - f.fl.pe)), near);
+}
+
+// x - mu in fine_low's unit from x - a there (dn): less the parts' pair where dn - parts lies
+// within 2^-5 of the largest part (they cancel: attack fuzzer seed 146340) and the pair's
+// difference at or above 2^-48 of it (below, float64's rounding of the parts, which the
+// reference loses, as wide_centre_d); else less the parts' float32 word alone, the arithmetic
+// of every other row.
+fn fine_low_d(fl: FineLow, dn: f32) -> f32 {
+  let d0 = dn - fl.parts;
+  let dp = d0 - fl.rest;
+  let resolved = (abs(d0) < fl.big * 0x1p-5f) & (abs(dp) >= fl.big * 0x1p-48f);
+  return select(d0, dp, resolved);
 }
 
 // A unit 2^u above |t.hi|, |t.lo| and |anchor.hi| (u near -1000 where all are 0).
@@ -1204,19 +1229,28 @@ fn diff_unit(t: Term, anchor: Term) -> i32 {
 }
 
 // m_k - a (a the anchor's hi) in the unit 2^u.
-fn fine_diff(t: Term, anchor: Term, u: i32) -> f32 {
-  return (scale2(t.hi, unit_of(t.flags) - u) - scale2(anchor.hi, unit_of(anchor.flags) - u)) + scale2(t.lo, unit_of(t.flags) - u);
+fn fine_diff(t: Term, anchor: Term, u: i32) -> vec2<f32> {
+  let s = two_sum(scale2(t.hi, unit_of(t.flags) - u), -scale2(anchor.hi, unit_of(anchor.flags) - u));
+  return two_sum(s.x, s.y + scale2(t.lo, unit_of(t.flags) - u));
 }
 
-// The exponent of w_k d 2^u in the unit 2^0 (d from fine_diff), -1000 where either is 0.
+// The exponent of w_k d 2^u in the unit 2^0 (d fine_diff's high word), -1000 where either is 0.
 fn low_exp(k: u32, d: f32, u: i32) -> i32 {
   let none = (P.wmean[k] == 0.0) | ((bitcast<u32>(d) << 1u) == 0u);
   return select(bits_exponent(P.wmean[k]) + P.wmean_e[k] + bits_exponent(d) + u, -1000, none);
 }
 
-// w_k d 2^k2 from the two mantissas (0 where low_exp is -1000: k2 is then below -900).
-fn low_part(k: u32, d: f32, k2: i32) -> f32 {
-  return scale2(gamma_mantissa(P.wmean[k]) * gamma_mantissa(d), k2);
+// w_k d 2^k2 from the two mantissas (0 where low_exp is -1000: k2 is then below -900), d a pair
+// (fine_diff): a float32 pair, the mantissas' exact product and the rest of d and of the weight
+// beyond float32 (wmean_lo) in its low word.
+fn low_part(k: u32, d: vec2<f32>, k2: i32) -> vec2<f32> {
+  let mw = gamma_mantissa(P.wmean[k]);
+  let md = gamma_mantissa(d.x);
+  let p = pair_times(mw, md);
+  // (The weight's rest scaled with md in the product, not by scale2 of the uniform alone: see
+  // lost_part, zero_std.wgsl.)
+  let rest = mw * scale2(d.y, -bits_exponent(d.x)) + scale2(P.wmean_lo[k] * md, -bits_exponent(P.wmean[k]));
+  return vec2<f32>(scale2(p.x, k2), scale2(p.y + rest, k2));
 }
 
 // b where \`take_b\`, else a (select is for scalars and vectors).
@@ -5579,7 +5613,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let d = select(d1, xs, fm.ok);
     let da = scale2(x[i], -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
-    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), fine_low_d(fl, scale2(da, fm.e - fl.pe)), near);
     let df = select(da - fm.lo, dl, low);
     let es = bits_exponent(w.scale);
     let kf = select(fm.e, fl.pe, low & near);

@@ -78,7 +78,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let d = select(d1, xs, fm.ok);
     let da = scale2(x[i], -fm.e) - fm.hi;
     let near = bits_exponent(da) + fm.e - fl.pe < 100;
-    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), scale2(da, fm.e - fl.pe) - fl.parts, near);
+    let dl = select(da - scale2(fl.parts, fl.pe - fm.e), fine_low_d(fl, scale2(da, fm.e - fl.pe)), near);
     let df = select(da - fm.lo, dl, low);
     let es = bits_exponent(w.scale);
     let kf = select(fm.e, fl.pe, low & near);

@@ -54,3 +54,36 @@ rangeTests(
     assertRangeChecks(call, got, want);
   },
 );
+
+// About the heaviest term (IN, mean weight ~1), LN's and BN's parts of the mean w (m_k - a)
+// cancel: a constant row of -3.3e29 whose sample's LN mean is twice it, under LN and BN mean
+// weights of e^-48.7 each on a running_mean of -2e20, has x - mu = +0.14 beside parts of 2.3e8,
+// which WebGPU's parts (fine_low), each difference m_k - a in one float32, lost: y 0 for 0.045
+// (gamma 1e-20 over a BN std of 3.2e-20; under a running_var of 0 NaN for +Infinity, attack
+// fuzzer seed 146340, tests/std_zero_test.ts).
+rangeTests(
+  "SwitchNorm2d: an evaluation whose mixed mean lies 0.14 from a row of -3.3e29, the rest of two cancelling parts about its heaviest term, gives the reference's y and gradients",
+  async (backend) => {
+    const fill = (n: number, v: number) => new Array<number>(n).fill(v);
+    const call: LayerCall = {
+      layer: "2d",
+      shape: [1, 3, 1, 4],
+      options: { eps: 0 },
+      state: {
+        weight: Float32Array.of(1e-20, 1e-20, 1e-20),
+        bias: new Float32Array(3),
+        mean_weight: Float32Array.of(50, 1.3, 1.3),
+        var_weight: Float32Array.of(-1e30, -1e30, 0),
+        running_mean: new Float32Array(3).fill(-2e20),
+        running_var: new Float32Array(3).fill(1e-39),
+      },
+      partial: true,
+      training: false,
+      x: Float32Array.from([...fill(4, -1e30), ...fill(4, -2e30 / 3), ...fill(4, -1e30 / 3)]),
+      dy: Float32Array.from([...fill(8, 1), 1, -0.5, 2, 0.25]),
+      scales: true,
+    };
+    const { want, got } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);

@@ -57,6 +57,13 @@ function ramp(n: number): number[] {
   return Array.from({ length: n }, (_, i) => 1 + (i % 7));
 }
 
+/** The float32 `ulps` steps of its bits from v (v > 0). */
+function nextUlps(v: number, ulps: number): number {
+  const u = new Uint32Array(Float32Array.of(v).buffer);
+  u[0] += ulps;
+  return new Float32Array(u.buffer)[0];
+}
+
 const LONG = 9000;
 
 const CASES: readonly Case[] = [
@@ -446,6 +453,56 @@ const CASES: readonly Case[] = [
       training: false,
     }))
   ),
+  ...[4, 1000].flatMap((m) =>
+    (["2d", "3d"] as const).map((layer): Case => ({
+      // As above under IN's mean weight ~1, LN's and BN's e^-48.7 each (logits 50, 1.3, 1.3):
+      // about the heaviest term, IN's mean -3.3e29, their parts w (m_k - a) of row 2 are
+      // -2.3e8 and +2.3e8, and x - mu = +0.14 their rest, which WebGPU's parts (fine_low) lost
+      // in one float32 each (y NaN for +Infinity under IN and BN variance weights on a
+      // running_var of 0, gamma 1e-20; dgamma NaN: attack fuzzer seed 146340).
+      what: `${layer} evaluation of rows [-1e30, -6.7e29, -3.3e29] x ${m}, IN mean weight ~1, ` +
+        `LN and BN e^-49 each, running_mean -2e20, gamma 1e-20`,
+      layer,
+      state: {
+        weight: f32(1e-20, -1, 1e-20),
+        bias: f32(3e38, 0, 0),
+        mean_weight: f32(50, 1.3, 1.3),
+        var_weight: f32(-87.3365478515625, -1e30, -87.3365478515625),
+        running_mean: f32(3e38, 3e38, -2e20),
+        running_var: f32(1e30, 1e-39, 0),
+      },
+      x: f32(...fill(m, -1e30), ...fill(m, -2e30 / 3), ...fill(m, -1e30 / 3)),
+      shape: layer === "2d" ? [1, 3, 1, m] : [1, 3, 2, 1, m / 2],
+      dy: f32(...fill(3 * m, 1)),
+      training: false,
+    }))
+  ),
+  ...[-1, 1].map((ulps): Case => ({
+    // The same parts in training: sample 1's row 2 one float32 ulp from -x of sample 0's puts
+    // BN's mean of channel 2 at +-1.9e22, and x - mu of sample 0's row 2 at -+13 beside parts
+    // of 2.3e8 (y NaN for the infinity, dgamma NaN for +Infinity on WebGPU before).
+    what: `3d training of rows [-1e30, -6.7e29, -3.3e29], [1, 2, 3.3e29 ${
+      ulps < 0 ? "-" : "+"
+    } 1 ulp], IN mean weight ~1, LN and BN e^-49 each, IN variances alone`,
+    layer: "3d",
+    state: {
+      weight: f32(1, 1, 1),
+      bias: f32(0, 0, 0),
+      mean_weight: f32(50, 1.3, 1.3),
+      var_weight: only(0, 3),
+    },
+    x: f32(
+      ...fill(4, -1e30),
+      ...fill(4, -2e30 / 3),
+      ...fill(4, -1e30 / 3),
+      ...fill(4, 1),
+      ...fill(4, 2),
+      ...fill(4, nextUlps(-Math.fround(-1e30 / 3), ulps)),
+    ),
+    shape: [2, 3, 2, 1, 2],
+    dy: f32(...fill(24, 1)),
+    training: true,
+  })),
   ...[-2e20, 2e20].map((rm): Case => ({
     // As above in layout "1d": x - mu of column 1 is -rm / 2, which WebGPU's backward pass of eps
     // 0 took from the words of the mean alone (0: dgamma NaN for -+Infinity).
@@ -745,6 +802,16 @@ rangeTests(
     "parts of the mean about the anchor) passes the range checks",
   async (backend) => {
     const call = make(79106);
+    const { got, want } = await runBoth(call, backend);
+    assert.equal(check(call, got, want), null);
+  },
+);
+
+rangeTests(
+  "the attack fuzzer's seed 146340 (an evaluation of eps 0 whose x - mu is the rest of two " +
+    "cancelling parts of the mean about its heaviest term) passes the range checks",
+  async (backend) => {
+    const call = make(146340);
     const { got, want } = await runBoth(call, backend);
     assert.equal(check(call, got, want), null);
   },
