@@ -88,7 +88,7 @@ function diff(a: number, b: number): number {
 }
 
 /** Mean and unbiased variance, two-pass in float64, of `count` values at(0..count-1). */
-function meanVar(count: number, at: (i: number) => number): [number, number] {
+export function meanVar(count: number, at: (i: number) => number): [number, number] {
   let sum = 0;
   for (let i = 0; i < count; i++) sum += at(i);
   const mean = sum / count;

@@ -101,6 +101,19 @@ rangeTests(
   },
 );
 
+/** The term scales of an LN step of `problem` under LOGITS.ln, gamma 1 and beta 0. */
+function lnScales(problem: NormProblem, x: Float32Array, dy: Float32Array) {
+  return termScales({
+    ...problem,
+    x,
+    dy,
+    weight: new Float32Array(problem.c).fill(1),
+    bias: new Float32Array(problem.c),
+    meanLogits: LOGITS.ln.mean,
+    varLogits: LOGITS.ln.var,
+  });
+}
+
 let layerId = 1 << 20;
 
 /**
@@ -179,15 +192,7 @@ webgpuTest(
       assert.ok(plan.statsListOffsets.length > 1, "several blocks");
       const want = await step(reference, problem, x, dy);
       const got = await step(gpu, problem, x, dy);
-      const scales = termScales({
-        ...problem,
-        x,
-        dy,
-        weight: new Float32Array(problem.c).fill(1),
-        bias: new Float32Array(problem.c),
-        meanLogits: LOGITS.ln.mean,
-        varLogits: LOGITS.ln.var,
-      });
+      const scales = lnScales(problem, x, dy);
       assertOutputsClose(got, want, {
         what: `x times 2^${e}`,
         y: { tol: Y, rows: problem.m },
@@ -245,15 +250,7 @@ webgpuTest(
         assertOutputsClose(got, want, { what, y: { tol: Y, rows: problem.m } });
         continue;
       }
-      const scales = termScales({
-        ...problem,
-        x,
-        dy,
-        weight: new Float32Array(problem.c).fill(1),
-        bias: new Float32Array(problem.c),
-        meanLogits: LOGITS.ln.mean,
-        varLogits: LOGITS.ln.var,
-      });
+      const scales = lnScales(problem, x, dy);
       assertOutputsClose(got, want, {
         what,
         y: { tol: Y, rows: problem.m },

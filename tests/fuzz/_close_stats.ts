@@ -6,6 +6,7 @@
  * @module
  */
 import type { LayerCall } from "../_range_compare.ts";
+import { meanVar } from "../_term_scales.ts";
 
 /** One float32 ulp at |v|. */
 function ulp32(v: number): number {
@@ -32,21 +33,13 @@ export function closeStats(
   const m = x.length / (n * c);
   const nd = call.layer !== "1d";
   const usingBN = call.options?.usingBN !== false;
-  const mv = (count: number, at: (i: number) => number): [number, number] => {
-    let s = 0;
-    for (let i = 0; i < count; i++) s += at(i);
-    const mu = s / count;
-    let q = 0;
-    for (let i = 0; i < count; i++) q += (at(i) - mu) ** 2;
-    return [mu, q / (count - 1)];
-  };
-  const inS = nd ? Array.from({ length: n * c }, (_, r) => mv(m, (i) => x[r * m + i])) : [];
+  const inS = nd ? Array.from({ length: n * c }, (_, r) => meanVar(m, (i) => x[r * m + i])) : [];
   const lnS = Array.from(
     { length: n },
     (_, s) =>
       nd
         ? merge(Array.from({ length: c }, (_, j) => inS[s * c + j]), m)
-        : mv(c, (j) => x[s * c + j]),
+        : meanVar(c, (j) => x[s * c + j]),
   );
   const bnS = Array.from(
     { length: c },
@@ -55,7 +48,7 @@ export function closeStats(
         ? [rm[j], rv![j]] as [number, number]
         : nd
         ? merge(Array.from({ length: n }, (_, s) => inS[s * c + j]), m)
-        : mv(n, (s) => x[s * c + j]),
+        : meanVar(n, (s) => x[s * c + j]),
   );
   let bm = Infinity, bv = Infinity;
   const pair = (a: [number, number], b: [number, number]) => {
