@@ -9,6 +9,12 @@ grad, as in training a model), and torch.nn.functional.instance_norm (the single
 closest to the kernel's statistics + normalize). Times are medians of REPS calls after warm-up,
 in milliseconds. This is a separate process from `deno bench`, so compare its times with a WASM
 bench run taken right after it on the same machine, not across machines.
+
+    TORCH_DEVICE=cuda python3 bench/torch_peer.py
+
+runs the same calls on the GPU instead (float32, the default CUDA stream; each call timed from a
+synchronized start to torch.cuda.synchronize(), launch overhead included, as a WebGPU call to its
+read-back is), the peer of `deno task bench:webgpu` on the same machine.
 """
 
 import importlib.util
@@ -48,13 +54,23 @@ def activations(shape, seed):
     return offset + torch.rand(shape, generator=g) - 0.5
 
 
+DEVICE = os.environ.get("TORCH_DEVICE", "cpu")
+
+
+def sync():
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
+
+
 def median_ms(fn):
     for _ in range(3):
         fn()
     times = []
     for _ in range(REPS):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
 
@@ -62,17 +78,18 @@ def median_ms(fn):
 def main():
     ref = reference_module()
     cores = os.cpu_count() or 1
-    print("PyTorch {} (CPU), float32; medians of {} calls, ms".format(torch.__version__, REPS))
+    where = "CPU" if DEVICE == "cpu" else torch.cuda.get_device_name()
+    print("PyTorch {} ({}), float32; medians of {} calls, ms".format(torch.__version__, where, REPS))
     print("| shape | threads | SN2d train forward | SN2d forward + backward | F.instance_norm |")
     print("| --- | --- | --- | --- | --- |")
-    for threads in sorted({1, cores}):
+    for threads in sorted({1, cores}) if DEVICE == "cpu" else [cores]:
         torch.set_num_threads(threads)
         for shape in SHAPES:
-            x = activations(shape, 1)
-            dy = activations(shape, 2) * 0.1
-            sn = ref.SwitchNorm2d(shape[1]).train()
-            weight = torch.ones(shape[1])
-            bias = torch.zeros(shape[1])
+            x = activations(shape, 1).to(DEVICE)
+            dy = (activations(shape, 2) * 0.1).to(DEVICE)
+            sn = ref.SwitchNorm2d(shape[1]).train().to(DEVICE)
+            weight = torch.ones(shape[1], device=DEVICE)
+            bias = torch.zeros(shape[1], device=DEVICE)
 
             def forward():
                 with torch.no_grad():

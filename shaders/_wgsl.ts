@@ -185,17 +185,21 @@ struct Params {
   one_minus_momentum_lo: f32,
 }
 
-// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
-// (a + b) - a as b in two_sum.
-fn opaque_one() -> f32 {
-  return f32(P.inf_bits != 0u);
+// v itself, through an integer XOR with a uniform word that is 0 (inf_bits always holds
+// 0x7f800000), which no compiler can prove: so no algebraic rewrite reaches across it. Shader
+// compilers rewrite float arithmetic as if it were exact: lavapipe's turns (a + b) - a into b,
+// NVIDIA's Vulkan driver s - (s - a) into a as well (tests/fuzz/adapter_float_probe.ts), either
+// of which makes two_sum's error 0 or wrong. A subnormal v keeps its bits (an integer operation).
+fn opaque(v: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(v) ^ (P.inf_bits ^ 0x7f800000u));
 }
 
-// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum). Each intermediate passes opaque(),
+// so that no rewrite of the formula as exact arithmetic folds the error away.
 fn two_sum(a: f32, b: f32) -> vec2<f32> {
-  let s = (a + b) * opaque_one();
-  let bb = s - a;
-  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+  let s = opaque(a + b);
+  let bb = opaque(s - a);
+  return vec2<f32>(s, opaque(a - opaque(s - bb)) + (b - bb));
 }
 
 // Pair arithmetic the mix needs (the rest is in pair.wgsl).
@@ -1478,7 +1482,7 @@ const _PAIR: string =
 // of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
 // not a compiler fuses them into an fma.
 
-// (opaque_one and two_sum, the exact addition everything here builds on, and pair_add, pair_sum,
+// (opaque and two_sum, the exact addition everything here builds on, and pair_add, pair_sum,
 // split12 and pair_times, which the mix uses, are in common.wgsl.)
 
 // sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
@@ -1670,11 +1674,16 @@ struct Pair4 {
   lo: vec4<f32>,
 }
 
+// opaque() lane by lane.
+fn opaque4(v: vec4<f32>) -> vec4<f32> {
+  return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(P.inf_bits ^ 0x7f800000u));
+}
+
 // p + q lane by lane, as sum_merge adds two pairs (a non-finite lane keeps its high word).
 fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
-  let s = (p.hi + q.hi) * opaque_one();
-  let bb = s - p.hi;
-  let e = (p.hi - (s - bb)) + (q.hi - bb);
+  let s = opaque4(p.hi + q.hi);
+  let bb = opaque4(s - p.hi);
+  let e = opaque4(p.hi - opaque4(s - bb)) + (q.hi - bb);
   let finite = (bitcast<vec4<u32>>(s) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
   return Pair4(s, p.lo + q.lo + select(vec4<f32>(0.0), e, finite));
 }
@@ -1832,7 +1841,6 @@ fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
 // deviation_sum as a float32 pair (hi = its float32 value): a mean summed again about its shift
 // keeps the rest of its quotient (pair_mean), Partial.mean_rest.
 fn deviation_sum_pair(s: u32, e: u32, k: i32, centre: f32) -> vec2<f32> {
-  let one = opaque_one();
   var hi = 0.0;
   var lo = 0.0;
   for (var i = s; i < e; i++) {
@@ -1840,11 +1848,11 @@ fn deviation_sum_pair(s: u32, e: u32, k: i32, centre: f32) -> vec2<f32> {
     if (k != 0) {
       v = scale2(v, k);
     }
-    let d = (v - centre) * one;
-    let b = d - v;
-    let t = (hi + d) * one;
-    let bt = t - hi;
-    lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
+    let d = opaque(v - centre);
+    let b = opaque(d - v);
+    let t = opaque(hi + d);
+    let bt = opaque(t - hi);
+    lo += (opaque(v - opaque(d - b)) + (-centre - b)) + (opaque(hi - opaque(t - bt)) + (d - bt));
     hi = t;
   }
   return two_sum(hi, lo);

@@ -176,17 +176,21 @@ struct Params {
   one_minus_momentum_lo: f32,
 }
 
-// 1.0, read from the uniforms (inf_bits is never 0) so that no compiler can rewrite
-// (a + b) - a as b in two_sum.
-fn opaque_one() -> f32 {
-  return f32(P.inf_bits != 0u);
+// v itself, through an integer XOR with a uniform word that is 0 (inf_bits always holds
+// 0x7f800000), which no compiler can prove: so no algebraic rewrite reaches across it. Shader
+// compilers rewrite float arithmetic as if it were exact: lavapipe's turns (a + b) - a into b,
+// NVIDIA's Vulkan driver s - (s - a) into a as well (tests/fuzz/adapter_float_probe.ts), either
+// of which makes two_sum's error 0 or wrong. A subnormal v keeps its bits (an integer operation).
+fn opaque(v: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(v) ^ (P.inf_bits ^ 0x7f800000u));
 }
 
-// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum).
+// s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum). Each intermediate passes opaque(),
+// so that no rewrite of the formula as exact arithmetic folds the error away.
 fn two_sum(a: f32, b: f32) -> vec2<f32> {
-  let s = (a + b) * opaque_one();
-  let bb = s - a;
-  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+  let s = opaque(a + b);
+  let bb = opaque(s - a);
+  return vec2<f32>(s, opaque(a - opaque(s - bb)) + (b - bb));
 }
 
 // Pair arithmetic the mix needs (the rest is in pair.wgsl).

@@ -11,7 +11,6 @@ fn deviation_sum(s: u32, e: u32, k: i32, centre: f32) -> f32 {
 // deviation_sum as a float32 pair (hi = its float32 value): a mean summed again about its shift
 // keeps the rest of its quotient (pair_mean), Partial.mean_rest.
 fn deviation_sum_pair(s: u32, e: u32, k: i32, centre: f32) -> vec2<f32> {
-  let one = opaque_one();
   var hi = 0.0;
   var lo = 0.0;
   for (var i = s; i < e; i++) {
@@ -19,11 +18,11 @@ fn deviation_sum_pair(s: u32, e: u32, k: i32, centre: f32) -> vec2<f32> {
     if (k != 0) {
       v = scale2(v, k);
     }
-    let d = (v - centre) * one;
-    let b = d - v;
-    let t = (hi + d) * one;
-    let bt = t - hi;
-    lo += ((v - (d - b)) + (-centre - b)) + ((hi - (t - bt)) + (d - bt));
+    let d = opaque(v - centre);
+    let b = opaque(d - v);
+    let t = opaque(hi + d);
+    let bt = opaque(t - hi);
+    lo += (opaque(v - opaque(d - b)) + (-centre - b)) + (opaque(hi - opaque(t - bt)) + (d - bt));
     hi = t;
   }
   return two_sum(hi, lo);

@@ -11,7 +11,7 @@
 // of at most 12 significant bits (cut by masking their bit patterns), which are exact whether or
 // not a compiler fuses them into an fma.
 
-// (opaque_one and two_sum, the exact addition everything here builds on, and pair_add, pair_sum,
+// (opaque and two_sum, the exact addition everything here builds on, and pair_add, pair_sum,
 // split12 and pair_times, which the mix uses, are in common.wgsl.)
 
 // sum + v for a running sum kept as a float32 pair: its high word by two_sum, the rounding errors
@@ -203,11 +203,16 @@ struct Pair4 {
   lo: vec4<f32>,
 }
 
+// opaque() lane by lane.
+fn opaque4(v: vec4<f32>) -> vec4<f32> {
+  return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(P.inf_bits ^ 0x7f800000u));
+}
+
 // p + q lane by lane, as sum_merge adds two pairs (a non-finite lane keeps its high word).
 fn pair4_merge(p: Pair4, q: Pair4) -> Pair4 {
-  let s = (p.hi + q.hi) * opaque_one();
-  let bb = s - p.hi;
-  let e = (p.hi - (s - bb)) + (q.hi - bb);
+  let s = opaque4(p.hi + q.hi);
+  let bb = opaque4(s - p.hi);
+  let e = opaque4(p.hi - opaque4(s - bb)) + (q.hi - bb);
   let finite = (bitcast<vec4<u32>>(s) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
   return Pair4(s, p.lo + q.lo + select(vec4<f32>(0.0), e, finite));
 }
