@@ -42,11 +42,11 @@ export class LayerBackends {
   }
 
   /**
-   * Chooses the backend a forward of `x` runs on (asked per call: "auto" decides by the call's
-   * size and where x lives, and an explicit "webgpu" gets a fresh device after a loss; select.ts
-   * caches the backends, so this is cheap), checks that it can run the call, and makes it the
-   * layer's. If another backend's device holds the newest running buffers, they are read back
-   * first: this call must start from them.
+   * Chooses the backend a forward of `x` runs on (asked per call: "auto" decides by where x lives,
+   * and by the call's size under a rule with a WebGPU threshold; an explicit "webgpu" gets a fresh
+   * device after a loss; select.ts caches the backends, so this is cheap), checks that it can run
+   * the call, and makes it the layer's. If another backend's device holds the newest running
+   * buffers, they are read back first: this call must start from them.
    */
   async forForward(
     request: BackendRequest,

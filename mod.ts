@@ -9,9 +9,11 @@
  * (`"wasm"`, the CPU default), WGSL compute shaders on WebGPU (`"webgpu"`, with tensors that stay
  * on the GPU: {@linkcode GpuTensor}, {@linkcode wrapGpuBuffer}) and a float64 TypeScript
  * reference (`"reference"`, anywhere). `"auto"` (the default) picks per call and says why in
- * `layer.backendInfo`; where WebAssembly SIMD is missing or the runtime refuses to compile
- * WebAssembly it falls back to the reference with a one-time warning. No dependencies and no
- * permissions: the WebAssembly module and the shaders ship inside the package's `.ts` modules.
+ * `layer.backendInfo`: the backend a resident tensor lives in, else WASM (WebGPU only for tensors
+ * resident there: on the GPU measured, it was slower end to end); where WebAssembly SIMD is
+ * missing or the runtime refuses to compile WebAssembly it falls back to the reference with a
+ * one-time warning. No dependencies and no permissions: the WebAssembly module and the shaders ship
+ * inside the package's `.ts` modules.
  *
  * @example
  * ```ts

@@ -39,28 +39,43 @@ function instance(name: BackendName, make: () => Promise<Backend>): Promise<Back
 }
 
 /**
- * When "auto" takes WebGPU. WebGPU wins end to end (upload, two passes, readback, against WASM
- * on one CPU core) only above some tensor size, measured by bench/webgpu_bench.ts and recorded
- * with the adapter it was measured on in bench/crossover.json (a test checks that these numbers
- * match that file). A fallback adapter (lavapipe, software Vulkan on the CPU) never wins.
+ * When "auto" takes WebGPU by itself. It would where WebGPU wins end to end (upload, two passes,
+ * readback, against WASM) from some tensor size on, measured by bench/webgpu_bench.ts and recorded
+ * with the adapter it was measured on in bench/crossover.json (a test checks that the rule in force
+ * is the one that file's measurement gives). A fallback adapter (lavapipe, software Vulkan on the
+ * CPU) never counts.
  */
 export interface WebGpuAutoRule {
-  /** Smallest tensor, in elements, that auto runs on WebGPU. */
-  readonly minElements: number;
+  /**
+   * Smallest tensor, in elements, that auto runs on WebGPU; null: none, auto keeps to the CPU at
+   * every size (WebGPU only when asked for, or for a tensor resident there).
+   */
+  readonly minElements: number | null;
   /** Take a fallback (software) adapter too. Only tests set this. */
   readonly allowFallbackAdapter: boolean;
 }
 
 /**
- * The rule in force. 4Mi elements (16 MiB): no real GPU has been measured yet (bench/crossover.json
- * holds the lavapipe measurement, which never crosses over), so the threshold is set where the
- * fixed ~0.1-0.5 ms of a submit and a mapAsync round trip is small beside WASM's time (~5 ms per
- * 4Mi elements), rather than at a measured crossover.
+ * The rule in force: auto never takes WebGPU by itself (it does not even ask for an adapter).
+ * `deno task bench:webgpu` on an NVIDIA H200 (Vulkan, driver 580, Deno 2.9.6, 16-core host,
+ * 2026-12-04) found WebGPU slower end to end than WASM at every size: median ms per forward on
+ * [4,16,s,s], webgpu against wasm, 13.24 / 0.17 at 16Ki elements, 15.16 / 4.16 at 1Mi, 22.27 /
+ * 10.54 at 4Mi, 123.06 / 43.94 at 16Mi. About 13 ms of each WebGPU call is Deno's submit and
+ * mapAsync round trip (~11 ms on lavapipe too), and the kernels themselves are not yet near the
+ * copy bound there (SN forward 16-85x a kernel moving the same bytes, backward 7-14x). The GPU's
+ * compiler also loses accuracy the float32 pairs rely on (it rewrites float arithmetic, flushes
+ * subnormals, divides by an approximate reciprocal). bench/crossover.json still holds the lavapipe
+ * run (2026-11-24), a fallback adapter that never crosses over either; its rule is this one.
  */
 export const WEBGPU_AUTO: WebGpuAutoRule = {
-  minElements: 4 * 2 ** 20,
+  minElements: null,
   allowFallbackAdapter: false,
 };
+
+/** Why auto keeps to the CPU under a rule without a threshold (minElements null). */
+const WEBGPU_NEVER_FASTER =
+  "auto keeps to the CPU: WebGPU measured slower end to end than WebAssembly at every size " +
+  '(NVIDIA H200, 2026-12-04); backend "webgpu" asks for it';
 
 /** What the environment offers; a parameter so that tests can pose as another environment. */
 export interface Environment {
@@ -142,6 +157,7 @@ export function webgpuBackend(): Promise<WebGpuBackend> {
 /** Why auto does not take WebGPU for this call, or undefined when it does. */
 async function webgpuRefusal(env: Environment, call: CallInfo): Promise<string | undefined> {
   if (call.sync) return "SyncSN runs on CPU backends";
+  if (env.webgpuAuto.minElements === null) return WEBGPU_NEVER_FASTER;
   if (webgpuLost !== undefined) return `the WebGPU device was lost earlier (${webgpuLost})`;
   if (webgpuBroken !== undefined) return `the WebGPU backend could not start (${webgpuBroken})`;
   const min = env.webgpuAuto.minElements;
@@ -166,11 +182,13 @@ export function resetWebGpuForTesting(): void {
 
 /**
  * Resolves a request to a backend. An explicit name gives that backend or a clear error. "auto"
- * takes WebGPU for calls at or above the crossover size on a real (non-fallback) adapter, unless
- * the device was lost earlier or the backend could not start there (no device, or shaders the
- * adapter's compiler rejects: then with a one-time warning naming the reason); otherwise WASM where WebAssembly SIMD is available, and otherwise
- * the reference backend, with a one-time warning that says so. A call on a resident tensor runs
- * where the tensor lives. The reason says which rule decided.
+ * runs a call on a resident tensor where the tensor lives; otherwise WASM where WebAssembly SIMD is
+ * available, and otherwise the reference backend, with a one-time warning that says so. Under the
+ * rule in force ({@linkcode WEBGPU_AUTO}) auto never takes WebGPU by itself; under a rule with a
+ * threshold (tests pose one) it takes WebGPU for calls at or above it on a real (non-fallback)
+ * adapter, unless the device was lost earlier or the backend could not start there (no device, or
+ * shaders the adapter's compiler rejects: then with a one-time warning naming the reason). The
+ * reason says which rule decided.
  */
 export async function chooseBackend(
   request: BackendRequest,

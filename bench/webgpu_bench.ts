@@ -5,12 +5,15 @@
  * crossover size against WASM (Float32Array in, Float32Array out, upload and readback included):
  *
  *   deno task bench:webgpu            print the figures
- *   deno task bench:webgpu --write    also record the crossover in bench/crossover.json
+ *   deno task bench:webgpu --write    also record them, and the rule they give, in crossover.json
  *
  * GPU times come from timestamp queries where the adapter offers timestamp-query (a pass's begin
- * and end), else from wall time to onSubmittedWorkDone. The auto rule (backends/select.ts) reads
- * its threshold from the recorded file's rule; on a fallback adapter auto never takes WebGPU,
- * whatever the crossover. `deno bench` loads this file but runs nothing (import.meta.main).
+ * and end), else from wall time to onSubmittedWorkDone. The rule a run gives (bench/_auto_rule.ts):
+ * the crossover, where one was measured on a real GPU; otherwise auto never takes WebGPU by itself.
+ * backends/select.ts's WEBGPU_AUTO must equal the recorded rule (tests/webgpu_select_test.ts
+ * checks), so a run that gives another one says so, and after `--write` WEBGPU_AUTO is updated by
+ * hand.
+ * `deno bench` loads this file but runs nothing (import.meta.main).
  */
 import type {
   LayerParams,
@@ -22,6 +25,7 @@ import type {
 import { loadWebGpuBackend, type WebGpuBackend } from "../backends/webgpu.ts";
 import { grid } from "../backends/_webgpu_plan.ts";
 import { WEBGPU_AUTO } from "../backends/select.ts";
+import { autoRuleFrom, crossoverOf } from "./_auto_rule.ts";
 import { SwitchNorm2d } from "../mod.ts";
 import { BENCH_COPY, BENCH_COPY_BACKWARD } from "../shaders/_wgsl.ts";
 
@@ -305,16 +309,24 @@ if (import.meta.main) {
       }`,
     );
   }
-  // The crossover: the smallest size from which WebGPU is faster at every larger size measured.
-  let crossover: number | null = null;
-  for (let i = sweep.length - 1; i >= 0 && sweep[i].webgpuMs < sweep[i].wasmMs; i--) {
-    crossover = sweep[i].elements;
-  }
+  const crossover = crossoverOf(sweep);
+  const rule = autoRuleFrom(adapter, crossover);
+  const ruleText = (min: number | null) =>
+    min === null
+      ? "never takes WebGPU by itself"
+      : `>= ${min} elements, never on a fallback adapter`;
   console.log(
-    `\ncrossover vs WASM: ${crossover === null ? "none (WebGPU never faster)" : crossover} ` +
-      `elements; auto rule in force: >= ${WEBGPU_AUTO.minElements} elements, never on a ` +
-      "fallback adapter",
+    `\ncrossover vs WASM: ${
+      crossover === null ? "none (WebGPU never faster)" : `${crossover} elements`
+    }; the rule this run gives: ${ruleText(rule.minElements)} (${rule.why}); ` +
+      `auto rule in force: ${ruleText(WEBGPU_AUTO.minElements)}`,
   );
+  if (rule.minElements !== WEBGPU_AUTO.minElements) {
+    console.log(
+      "the rule in force is not this run's: after --write, set WEBGPU_AUTO in " +
+        "backends/select.ts to it (tests/webgpu_select_test.ts checks that they agree)",
+    );
+  }
   if (write) {
     const record = {
       measuredWith: "deno task bench:webgpu --write",
@@ -324,14 +336,7 @@ if (import.meta.main) {
       backwardKernels: backwardRows,
       endToEnd: { shape: "[4,16,s,s]", sweep },
       crossoverElements: crossover,
-      rule: {
-        minElements: WEBGPU_AUTO.minElements,
-        fallbackAdapter: "never",
-        why: adapter.isFallbackAdapter
-          ? "measured on a fallback adapter only: its crossover says nothing about a GPU, so " +
-            "the threshold is a conservative 4Mi elements until a real GPU is measured"
-          : "the measured crossover",
-      },
+      rule,
     };
     const target = new URL("./crossover.json", import.meta.url);
     await Deno.writeTextFile(target, JSON.stringify(record, null, 2) + "\n");
