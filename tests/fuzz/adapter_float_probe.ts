@@ -116,6 +116,44 @@ const PROBES: Probe[] = [
     want: 1,
   },
   {
+    name: "(a - b) + 1 in order (a = 2^25, b = 2^25 - 2)",
+    expr: "(a - b) + 1.0",
+    a: 2 ** 25,
+    b: 2 ** 25 - 2,
+    want: 3, // reassociated as (a + 1) - b: 2
+  },
+  {
+    name: "(a + 1) - b in order (a = 2^25, b = 2^25 - 2)",
+    expr: "(a + 1.0) - b",
+    a: 2 ** 25,
+    b: 2 ** 25 - 2,
+    want: 2, // reassociated as (a - b) + 1: 3
+  },
+  {
+    name: "((a - b) + lo) - lo2, pair difference order",
+    expr: "((a - b) + 0.75) - 0.5",
+    a: 2 ** 25,
+    b: 2 ** 25 - 2,
+    want: 2.25,
+  },
+  {
+    name: "(a * b) / b overflow kept (3e38 * 4 / 4)",
+    expr: "(a * b) / b",
+    a: BIG,
+    b: 4,
+    want: Infinity,
+  },
+  { name: "a / a for a = 0", expr: "a / a", a: 0, b: 0, want: NaN },
+  { name: "1 / 2^126", expr: "a / b", a: 1, b: 2 ** 126, want: 2 ** -126 },
+  { name: "2^30 / 2^126", expr: "a / b", a: 2 ** 30, b: 2 ** 126, want: 2 ** -96 },
+  {
+    name: "fma across a function: mul(a, a) - b",
+    expr: "mul_fn(a, a) - b",
+    a: 1 + 2 ** -23,
+    b: 1 + 2 ** -22,
+    want: 0,
+  },
+  {
     name: "Dekker split product err",
     expr: "two_prod_err(a, b)",
     a: f(1 / 3),
@@ -146,6 +184,7 @@ fn two_sum_opaque_err(a: f32, b: f32) -> f32 {
   let s = opaque(a + b); let bb = opaque(s - a);
   return opaque(a - opaque(s - bb)) + (b - bb);
 }
+fn mul_fn(a: f32, b: f32) -> f32 { return a * b; }
 fn split(a: f32) -> vec2<f32> { let c = 4097.0 * a; let hi = c - (c - a); return vec2(hi, a - hi); }
 fn two_prod_err(a: f32, b: f32) -> f32 {
   let p = a * b; let x = split(a); let y = split(b);
@@ -190,11 +229,17 @@ function ulps(got: number, want: number): number {
   return Math.abs(gi - wi);
 }
 
-if (import.meta.main) {
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+/**
+ * Runs the probes on `gpu`'s high-performance adapter and returns the report's lines (the
+ * adapter, then one line per probe, then division's and sqrt's largest errors in ulps). Runs in
+ * Deno and in a browser page alike.
+ */
+export async function probeFloatBehaviour(gpu: GPU): Promise<string[]> {
+  const lines: string[] = [];
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) throw new Error("no WebGPU adapter");
   const info = adapter.info;
-  console.log(`adapter: ${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
+  lines.push(`adapter: ${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
   const device = await adapter.requestDevice();
   const n = PROBES.length + 2 * ULP_SAMPLES;
   const input = new Float32Array(2 * n);
@@ -259,7 +304,7 @@ if (import.meta.main) {
     const g = got[i];
     const same = Object.is(g, f(p.want)) || (Number.isNaN(g) && Number.isNaN(p.want)) ||
       (g === 0 && p.want === 0);
-    console.log(`${same ? "same   " : "DIFFERS"} ${p.name}: got ${g}, IEEE ${f(p.want)}`);
+    lines.push(`${same ? "same   " : "DIFFERS"} ${p.name}: got ${g}, IEEE ${f(p.want)}`);
   });
   let divMax = 0, sqrtMax = 0, divWorst = "";
   for (let k = 0; k < ULP_SAMPLES; k++) {
@@ -270,6 +315,12 @@ if (import.meta.main) {
     const j = PROBES.length + ULP_SAMPLES + k;
     sqrtMax = Math.max(sqrtMax, ulps(got[j], f(Math.sqrt(input[2 * j]))));
   }
-  console.log(`division: max ${divMax} ulps over ${ULP_SAMPLES} pairs (worst ${divWorst})`);
-  console.log(`sqrt: max ${sqrtMax} ulps over ${ULP_SAMPLES} values`);
+  lines.push(`division: max ${divMax} ulps over ${ULP_SAMPLES} pairs (worst ${divWorst})`);
+  lines.push(`sqrt: max ${sqrtMax} ulps over ${ULP_SAMPLES} values`);
+  device.destroy();
+  return lines;
+}
+
+if (import.meta.main) {
+  for (const line of await probeFloatBehaviour(navigator.gpu)) console.log(line);
 }
