@@ -44,11 +44,27 @@ export async function findTool(command: string, version: RegExp, hint: string): 
   return { command, version: line };
 }
 
+/** Debian's `chromium` (.ci/run installs it), found on PATH or not. */
+export function findChromium(): Promise<Tool> {
+  return findTool("chromium", /^Chromium \d+/, "install Debian's chromium package");
+}
+
+/** Flags that run Chromium as CI can: no display, as root, with WebGPU. */
+export const CHROMIUM_FLAGS: readonly string[] = [
+  "--headless=new", // also makes (and removes) a temporary profile
+  "--no-sandbox", // CI runs as root, where Chromium's sandbox cannot start
+  "--enable-unsafe-webgpu", // WebGPU on Linux (SwiftShader's Vulkan where there is no GPU)
+];
+
 /**
  * Registers a test that needs `tool`, following the backend registry's rule: ignored where the
  * tool is missing, a failure under CI=true.
  */
-export function testWithTool(tool: Tool, name: string, fn: () => Promise<void>): void {
+export function testWithTool(
+  tool: Tool,
+  name: string,
+  fn: (t: Deno.TestContext) => Promise<void>,
+): void {
   if (tool.missing === undefined) {
     Deno.test(name, fn);
   } else if (STRICT) {
@@ -215,27 +231,45 @@ function assertReportPassed(report: SuiteReport, backend: BackendName): void {
   }
 }
 
-/** A served suite: its origin, and the first report posted to it. */
-export interface SuiteServer {
+/** A served page: its origin, and the first report posted to it. */
+export interface PageServer<Report> {
   readonly origin: string;
-  readonly report: Promise<SuiteReport>;
+  readonly report: Promise<Report>;
   close(): Promise<void>;
 }
+
+/** A served suite: its origin, and the first report posted to it. */
+export type SuiteServer = PageServer<SuiteReport>;
 
 /** Serves the page, the two bundles and the vectors on 127.0.0.1, and waits for one report. */
 export async function serveSuite(): Promise<SuiteServer> {
   const [library, suite] = await Promise.all([bundle("mod.ts"), bundle("tests/_runtime_suite.ts")]);
-  const files: Record<string, [string, string]> = {
+  return servePage({
     "/": [PAGE, "text/html"],
     "/switchnorm.js": [library, "text/javascript"],
     "/suite.js": [suite, "text/javascript"],
     "/vectors.json": [vectorsJson(), "application/json"],
-  };
-  const { promise: report, resolve } = Promise.withResolvers<SuiteReport>();
+  });
+}
+
+/**
+ * Serves `files` (path: [body, content type]) on 127.0.0.1. The page posts its report, as JSON,
+ * to /report; what it posts to /progress (JSON too) goes to `onProgress` as it comes, so that a
+ * page that hangs later has still said what it did.
+ */
+export function servePage<Report>(
+  files: Record<string, [string, string]>,
+  onProgress?: (body: unknown) => void,
+): PageServer<Report> {
+  const { promise: report, resolve } = Promise.withResolvers<Report>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = new URL(req.url).pathname;
     if (req.method === "POST" && path === "/report") {
       resolve(await req.json());
+      return new Response("ok");
+    }
+    if (req.method === "POST" && path === "/progress") {
+      onProgress?.(await req.json());
       return new Response("ok");
     }
     const file = files[path];
@@ -254,12 +288,12 @@ export async function serveSuite(): Promise<SuiteServer> {
  * `timeoutMs`), stops the process and returns the report. A process that exits or times out
  * first gives an Error with the end of its stderr.
  */
-async function runAndReport(
-  server: SuiteServer,
+export async function runAndReport<Report>(
+  server: PageServer<Report>,
   command: string,
   args: string[],
   timeoutMs: number,
-): Promise<SuiteReport> {
+): Promise<Report> {
   const child = new Deno.Command(command, { args, stdout: "null", stderr: "piped" }).spawn();
   let stderr = "";
   const drained = (async () => {
