@@ -524,6 +524,18 @@ fn mix_var_below_normal(m: Mixed) -> bool {
   return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
 }
 
+// Layout "nd": mix_var_below_normal, or var + eps within 2^24 above float32's normal range
+// (below 2^-102, by its exponent field): there a weighted term below that range may be 2^-24 or
+// more of var + eps, which GPUs that flush subnormal operands (NVIDIA, SwiftShader) drop from
+// the plain mix's sum while lavapipe keeps it (an evaluation on running_var 0 under eps 0 beside
+// IN and LN terms of 2^-125 and 2^-127: y -2.09e7 for -1.90e7 on SwiftShader; the flushed sum
+// is still normal, so mix_var_below_normal kept the row plain). Such rows take the wide passes,
+// whose wide_map keeps every term normal (its lift). Rows whose var + eps lies above 2^-102 lose
+// at most ~2^-24 of it to a flush: they stay plain.
+fn mix_var_near_subnormal(m: Mixed) -> bool {
+  return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) < 25u;
+}
+
 // Layout "1d": whether term k's weighted variance plus eps (variance in real units), a lower
 // bound of every mixed var + eps it takes part in (the weights are >= 0), lies below float32's
 // normal range while its variance weight is not 0. Only where both terms' bounds do can an
