@@ -533,6 +533,18 @@ fn mix_var_below_normal(m: Mixed) -> bool {
   return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
 }
 
+// Layout "nd": mix_var_below_normal, or var + eps within 2^24 above float32's normal range
+// (below 2^-102, by its exponent field): there a weighted term below that range may be 2^-24 or
+// more of var + eps, which GPUs that flush subnormal operands (NVIDIA, SwiftShader) drop from
+// the plain mix's sum while lavapipe keeps it (an evaluation on running_var 0 under eps 0 beside
+// IN and LN terms of 2^-125 and 2^-127: y -2.09e7 for -1.90e7 on SwiftShader; the flushed sum
+// is still normal, so mix_var_below_normal kept the row plain). Such rows take the wide passes,
+// whose wide_map keeps every term normal (its lift). Rows whose var + eps lies above 2^-102 lose
+// at most ~2^-24 of it to a flush: they stay plain.
+fn mix_var_near_subnormal(m: Mixed) -> bool {
+  return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) < 25u;
+}
+
 // Layout "1d": whether term k's weighted variance plus eps (variance in real units), a lower
 // bound of every mixed var + eps it takes part in (the weights are >= 0), lies below float32's
 // normal range while its variance weight is not 0. Only where both terms' bounds do can an
@@ -908,7 +920,7 @@ struct Term {
 struct WideMap {
   hi: f32,
   lo: f32,
-  variance: f32, // in units of 2^(2 (e - sv))
+  variance: f32, // in units of 2^(2 (e - sv - lift)) (wide_map's lift; no pass reads it)
   scale: f32,
   beta: f32,
   e: i32,
@@ -1005,11 +1017,22 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
     weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
     weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
-  let variance = weighted_term_var(0u, t0, e - sv) + weighted_term_var(1u, t1, e - sv) + weighted_term_var(2u, t2, e - sv);
-  // eps 2^(-2e) in two factors (each a normal power of two: e - sv lies at most 2^62 below the
-  // std's unit, at least sqrt(eps)'s). Not
+  // The variances and eps summed in the unit 2^(e - sv - lift): lift > 0 raises a std that lies
+  // more than 2^20 below the unit 2^(e - sv) (down to 2^-62 there: var + eps ~2^-124, at the
+  // foot of float32's normal range) to 2^-20, so that terms 2^-2 to 2^-24 of the largest stay
+  // normal. In the unit 2^(e - sv) they were subnormal, which GPUs that flush subnormal operands
+  // (NVIDIA, SwiftShader) took for 0: a training's rows of ~0 beside a BN variance of 2.4e72
+  // under the weight e^-174 and eps 1 (the unit 2^62, the std's 2^0) lost the LN and BN terms
+  // (8.6e-4 beside eps), std 1 for 1.00043 (partial_zero_sweep seed 2060). Exact powers of two
+  // (each of weighted_term_var's factors stays within float32): scale takes 2^lift back, and
+  // where no term was subnormal the result has the same bits.
+  let lift = max(0, e - sv - v_e - 20);
+  let variance = weighted_term_var(0u, t0, e - sv - lift) + weighted_term_var(1u, t1, e - sv - lift) +
+    weighted_term_var(2u, t2, e - sv - lift);
+  // eps 2^(-2 (e - sv - lift)) in two factors (each a normal power of two: e - sv - lift lies at
+  // most 2^62 below the std's unit, at least sqrt(eps)'s). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
-  let denom = variance + P.eps * pow2(sv - e) * pow2(sv - e);
+  let denom = variance + P.eps * pow2(sv + lift - e) * pow2(sv + lift - e);
   // An infinite variance (a running_var of +Infinity) of variance weight 0 (below 2^-252 too)
   // makes the reference's mix NaN (0 * Inf: PyTorch's too); of any other weight its std
   // +Infinity (scale 0: y = beta).
@@ -1019,7 +1042,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
-  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)) * pow2(lift), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
@@ -2331,11 +2354,12 @@ fn mixed_bad(m: Mixed) -> bool {
 }
 
 // The map of an unscaled mix m (unit 1, as the reduce passes summed its rows) for the wide
-// backward passes: its mean and std, but where var + eps lies below float32's normal range
-// (mix_var_below_normal: a tiny variance weight) the std of wide_map's map of the terms, whose
-// unit 2^e keeps that variance in range, brought to unit 1: 1 / std = scale 2^(g - e).
+// backward passes: its mean and std, but where var + eps lies below float32's normal range or
+// near it (mix_var_near_subnormal: a tiny variance weight, a term a GPU may flush) the std of
+// wide_map's map of the terms, whose unit 2^e keeps that variance in range, brought to unit 1:
+// 1 / std = scale 2^(g - e).
 fn unit_map(m: Mixed, t0: Term, t1: Term, t2: Term) -> WideMap {
-  if (mix_var_below_normal(m) && (m.flags & F_CLASS) == 0u) {
+  if (mix_var_near_subnormal(m) && (m.flags & F_CLASS) == 0u) {
     let w = wide_map(t0, t1, t2, 1.0, 0.0);
     return WideMap(m.hi, m.lo, m.variance, w.scale, 0.0, 0, w.bad, w.var_inf, w.g - w.e);
   }
@@ -5397,9 +5421,10 @@ fn main(
   mixed[r - P.rec_base] = map;
   // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
-  // So are rows whose var + eps a tiny variance weight takes below float32's normal range
-  // (mix_var_below_normal: 0 or subnormal), which wide_map keeps in a unit of its own.
-  let std0 = (m.flags & F_CLASS) == 0u && mix_var_below_normal(m);
+  // So are rows whose var + eps a tiny variance weight takes below float32's normal range, or
+  // near it (mix_var_near_subnormal: below 2^-102, where a GPU may flush a term), which wide_map
+  // keeps in a unit of its own.
+  let std0 = (m.flags & F_CLASS) == 0u && mix_var_near_subnormal(m);
   // And rows whose y may pass float32's range, where WASM's bound does (refine_overflowing_rows:
   // scale^2 ((M - 1) var_in + (mu_in - mu)^2) beyond 2^248): their finite y, those near mu, are
   // held to their own size, below the single float32 lo's rounding (~2^-24 of mu - hi), which
@@ -6012,7 +6037,8 @@ fn main(
     // a subnormal dy beside dy of 1e-20 at its zeros, S2 ~1e-40 read as 0 in units of 1, gv 0
     // and its sample's LN term with it; tests/partial_zero_rows_test.ts, outlierBesideTiny). Per
     // segment, from exponents: the hot loop is unchanged.
-    // Not a row whose mixed var + eps lies below float32's normal range (its s past 2^63): the
+    // Not a row whose mixed var + eps lies below float32's normal range or near it (its s past
+    // 2^51, mix_var_near_subnormal; sn_bwd_rows sends those rows to wide_row): the
     // plain rows keep that s's exponent apart, and sn_bwd_rows' wide_row, which a listed row
     // takes, gave dgamma 0 for -2.0e5 there (constant rows of 1e10 under a variance weight of
     // e^-139 on a running_var of 1e-30, eps 0, dy ~1e-31 beside subnormal ones: attack fuzzer
@@ -6021,7 +6047,7 @@ fn main(
     // (attack fuzzer seed 34110, a low_products row of that kind), and 24681 passes without this
     // gate too, which is kept: such a row takes wide_row in any case.
     let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
-      exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_below_normal(mix);
+      exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_near_subnormal(mix);
     let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);
@@ -6514,7 +6540,7 @@ fn row_grad(r: u32) -> DotSum {
   // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
   let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
-    sums_tiny || mix_var_below_normal(m)) {
+    sums_tiny || mix_var_near_subnormal(m)) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     let d_row = wide_dy_unit(r, dy_unit);
     // (dbeta, s.w, is in units of 2^dy_unit, or of long_lift's 2^-lift, the Grad's spare, where
@@ -7725,7 +7751,7 @@ fn main(
       lost_product(P.wvar[2] * (2.0 / nb), bg.s.y * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0), 1.0))) ||
     lost_product(gvar, 2.0, max(f32(P.m) - 1.0, 1.0));
   if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
-    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_below_normal(m) || lost) {
+    (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_near_subnormal(m) || lost) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }

@@ -321,11 +321,12 @@ fn mixed_bad(m: Mixed) -> bool {
 }
 
 // The map of an unscaled mix m (unit 1, as the reduce passes summed its rows) for the wide
-// backward passes: its mean and std, but where var + eps lies below float32's normal range
-// (mix_var_below_normal: a tiny variance weight) the std of wide_map's map of the terms, whose
-// unit 2^e keeps that variance in range, brought to unit 1: 1 / std = scale 2^(g - e).
+// backward passes: its mean and std, but where var + eps lies below float32's normal range or
+// near it (mix_var_near_subnormal: a tiny variance weight, a term a GPU may flush) the std of
+// wide_map's map of the terms, whose unit 2^e keeps that variance in range, brought to unit 1:
+// 1 / std = scale 2^(g - e).
 fn unit_map(m: Mixed, t0: Term, t1: Term, t2: Term) -> WideMap {
-  if (mix_var_below_normal(m) && (m.flags & F_CLASS) == 0u) {
+  if (mix_var_near_subnormal(m) && (m.flags & F_CLASS) == 0u) {
     let w = wide_map(t0, t1, t2, 1.0, 0.0);
     return WideMap(m.hi, m.lo, m.variance, w.scale, 0.0, 0, w.bad, w.var_inf, w.g - w.e);
   }

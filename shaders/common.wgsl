@@ -524,6 +524,18 @@ fn mix_var_below_normal(m: Mixed) -> bool {
   return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
 }
 
+// Layout "nd": mix_var_below_normal, or var + eps within 2^24 above float32's normal range
+// (below 2^-102, by its exponent field): there a weighted term below that range may be 2^-24 or
+// more of var + eps, which GPUs that flush subnormal operands (NVIDIA, SwiftShader) drop from
+// the plain mix's sum while lavapipe keeps it (an evaluation on running_var 0 under eps 0 beside
+// IN and LN terms of 2^-125 and 2^-127: y -2.09e7 for -1.90e7 on SwiftShader; the flushed sum
+// is still normal, so mix_var_below_normal kept the row plain). Such rows take the wide passes,
+// whose wide_map keeps every term normal (its lift). Rows whose var + eps lies above 2^-102 lose
+// at most ~2^-24 of it to a flush: they stay plain.
+fn mix_var_near_subnormal(m: Mixed) -> bool {
+  return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) < 25u;
+}
+
 // Layout "1d": whether term k's weighted variance plus eps (variance in real units), a lower
 // bound of every mixed var + eps it takes part in (the weights are >= 0), lies below float32's
 // normal range while its variance weight is not 0. Only where both terms' bounds do can an
@@ -899,7 +911,7 @@ struct Term {
 struct WideMap {
   hi: f32,
   lo: f32,
-  variance: f32, // in units of 2^(2 (e - sv))
+  variance: f32, // in units of 2^(2 (e - sv - lift)) (wide_map's lift; no pass reads it)
   scale: f32,
   beta: f32,
   e: i32,
@@ -996,11 +1008,22 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let lo = weighted_mean(0u, P.wmean.x * t0.lo * f0) +
     weighted_mean(1u, P.wmean.y * ((unit_shift(t1.hi, u1) - hi) + t1.lo * pow2(u1))) +
     weighted_mean(2u, P.wmean.z * ((unit_shift(t2.hi, u2) - hi) + t2.lo * pow2(u2)));
-  let variance = weighted_term_var(0u, t0, e - sv) + weighted_term_var(1u, t1, e - sv) + weighted_term_var(2u, t2, e - sv);
-  // eps 2^(-2e) in two factors (each a normal power of two: e - sv lies at most 2^62 below the
-  // std's unit, at least sqrt(eps)'s). Not
+  // The variances and eps summed in the unit 2^(e - sv - lift): lift > 0 raises a std that lies
+  // more than 2^20 below the unit 2^(e - sv) (down to 2^-62 there: var + eps ~2^-124, at the
+  // foot of float32's normal range) to 2^-20, so that terms 2^-2 to 2^-24 of the largest stay
+  // normal. In the unit 2^(e - sv) they were subnormal, which GPUs that flush subnormal operands
+  // (NVIDIA, SwiftShader) took for 0: a training's rows of ~0 beside a BN variance of 2.4e72
+  // under the weight e^-174 and eps 1 (the unit 2^62, the std's 2^0) lost the LN and BN terms
+  // (8.6e-4 beside eps), std 1 for 1.00043 (partial_zero_sweep seed 2060). Exact powers of two
+  // (each of weighted_term_var's factors stays within float32): scale takes 2^lift back, and
+  // where no term was subnormal the result has the same bits.
+  let lift = max(0, e - sv - v_e - 20);
+  let variance = weighted_term_var(0u, t0, e - sv - lift) + weighted_term_var(1u, t1, e - sv - lift) +
+    weighted_term_var(2u, t2, e - sv - lift);
+  // eps 2^(-2 (e - sv - lift)) in two factors (each a normal power of two: e - sv - lift lies at
+  // most 2^62 below the std's unit, at least sqrt(eps)'s). Not
   // scale2(P.eps, ..): lavapipe kept memory for good at every dispatch of sn1d_normalize with it.
-  let denom = variance + P.eps * pow2(sv - e) * pow2(sv - e);
+  let denom = variance + P.eps * pow2(sv + lift - e) * pow2(sv + lift - e);
   // An infinite variance (a running_var of +Infinity) of variance weight 0 (below 2^-252 too)
   // makes the reference's mix NaN (0 * Inf: PyTorch's too); of any other weight its std
   // +Infinity (scale 0: y = beta).
@@ -1010,7 +1033,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
-  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)), 0.0, var_inf);
+  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)) * pow2(lift), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 

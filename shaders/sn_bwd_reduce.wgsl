@@ -205,7 +205,8 @@ fn main(
     // a subnormal dy beside dy of 1e-20 at its zeros, S2 ~1e-40 read as 0 in units of 1, gv 0
     // and its sample's LN term with it; tests/partial_zero_rows_test.ts, outlierBesideTiny). Per
     // segment, from exponents: the hot loop is unchanged.
-    // Not a row whose mixed var + eps lies below float32's normal range (its s past 2^63): the
+    // Not a row whose mixed var + eps lies below float32's normal range or near it (its s past
+    // 2^51, mix_var_near_subnormal; sn_bwd_rows sends those rows to wide_row): the
     // plain rows keep that s's exponent apart, and sn_bwd_rows' wide_row, which a listed row
     // takes, gave dgamma 0 for -2.0e5 there (constant rows of 1e10 under a variance weight of
     // e^-139 on a running_var of 1e-30, eps 0, dy ~1e-31 beside subnormal ones: attack fuzzer
@@ -214,7 +215,7 @@ fn main(
     // (attack fuzzer seed 34110, a low_products row of that kind), and 24681 passes without this
     // gate too, which is kept: such a row takes wide_row in any case.
     let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
-      exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_below_normal(mix);
+      exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_near_subnormal(mix);
     let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);

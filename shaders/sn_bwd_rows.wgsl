@@ -171,7 +171,7 @@ fn row_grad(r: u32) -> DotSum {
   // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
   let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
-    sums_tiny || mix_var_below_normal(m)) {
+    sums_tiny || mix_var_near_subnormal(m)) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     let d_row = wide_dy_unit(r, dy_unit);
     // (dbeta, s.w, is in units of 2^dy_unit, or of long_lift's 2^-lift, the Grad's spare, where

@@ -73,9 +73,10 @@ fn main(
   mixed[r - P.rec_base] = map;
   // and rows of std 0 with eps 0 (a constant row in every term of variance weight; an
   // evaluation on running_var 0), whose y is +-Infinity by the sign of x - mu (std_zero_y).
-  // So are rows whose var + eps a tiny variance weight takes below float32's normal range
-  // (mix_var_below_normal: 0 or subnormal), which wide_map keeps in a unit of its own.
-  let std0 = (m.flags & F_CLASS) == 0u && mix_var_below_normal(m);
+  // So are rows whose var + eps a tiny variance weight takes below float32's normal range, or
+  // near it (mix_var_near_subnormal: below 2^-102, where a GPU may flush a term), which wide_map
+  // keeps in a unit of its own.
+  let std0 = (m.flags & F_CLASS) == 0u && mix_var_near_subnormal(m);
   // And rows whose y may pass float32's range, where WASM's bound does (refine_overflowing_rows:
   // scale^2 ((M - 1) var_in + (mu_in - mu)^2) beyond 2^248): their finite y, those near mu, are
   // held to their own size, below the single float32 lo's rounding (~2^-24 of mu - hi), which

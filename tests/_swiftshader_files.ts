@@ -49,6 +49,7 @@ export const FILES: Record<string, () => Promise<unknown>> = {
   "std_zero_test.ts": () => import("./std_zero_test.ts"),
   "subnormal_dy_dx_test.ts": () => import("./subnormal_dy_dx_test.ts"),
   "tiny_products_test.ts": () => import("./tiny_products_test.ts"),
+  "tiny_variance_mix_test.ts": () => import("./tiny_variance_mix_test.ts"),
   "wasm_precision_test.ts": () => import("./wasm_precision_test.ts"),
   "wasm_range_fuzz_cases_test.ts": () => import("./wasm_range_fuzz_cases_test.ts"),
   "wide_group_mix_test.ts": () => import("./wide_group_mix_test.ts"),

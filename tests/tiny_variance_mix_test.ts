@@ -78,3 +78,40 @@ rangeTests(
     }
   },
 );
+
+/**
+ * [1, 2, 1, 8], an evaluation under eps 0 with the mean on IN and the variance on BN's
+ * running_var of 0 beside IN's weight e^-33 and LN's e^-59: rows of ~1e-6 and ~2e-6 spread by
+ * 1e-12 (IN variances 5.25e-24, LN ~2.5e-13), so that IN's term is ~2^-125 and LN's ~2^-127 (a
+ * subnormal) and var + eps, ~1.25 2^-125, is normal. A GPU that flushes subnormal operands
+ * (NVIDIA, SwiftShader) dropped LN's term from the plain mix's sum, which stayed normal, so the
+ * row kept the plain passes: y -2.09e7 for -1.90e7 (10% off) and dx with it on SwiftShader, where
+ * lavapipe, which keeps subnormals, is right. Rows whose var + eps lies below 2^-102 now take the
+ * wide passes (`mix_var_near_subnormal`). The test fails only on an adapter that flushes.
+ */
+rangeTests(
+  "a normal mixed variance with a subnormal weighted term keeps y and dx",
+  async (backend) => {
+    const x = Float32Array.from({ length: 16 }, (_, i) => (i < 8 ? 1e-6 : 2e-6) + (i % 8) * 1e-12);
+    const call: LayerCall = {
+      layer: "2d",
+      shape: [1, 2, 1, 8],
+      options: { eps: 0 },
+      state: {
+        weight: Float32Array.of(1, 1),
+        bias: new Float32Array(2),
+        mean_weight: Float32Array.of(0, -1e30, -1e30),
+        var_weight: Float32Array.of(-33, -59, 0),
+        running_mean: new Float32Array(2),
+        running_var: new Float32Array(2),
+      },
+      partial: true,
+      training: false,
+      x,
+      dy: Float32Array.from({ length: 16 }, (_, i) => [0.5, -1, 0.25, 0.75][i % 4]),
+      scales: true,
+    };
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
