@@ -26,18 +26,10 @@ import {
 /**
  * Browser tests that fail under SwiftShader today, by name, with the error they fail with (for
  * the reader: any failure counts as the expected one). NUMERICS.md's section "WebGPU on NVIDIA's
- * Vulkan driver" lists them (all but bn_mean_below_std_sweep seed 1798 fail on the H200 too);
+ * Vulkan driver" lists them (each fails on the H200 too);
  * when a fix makes one pass, this test fails and says to remove it here and there.
  */
 const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map([
-  [
-    "WebGPU: the attack fuzzer's calls of rows equal to every mean of their mix match the reference",
-    "seed 914 (check() finds a mismatch; on the H200 a 25x one)",
-  ],
-  [
-    "WebGPU: SwitchNorm1d: a column whose in-range lines cancel to 2^-99 of their std gives y and the gradients as the reference (bn_mean_below_std_sweep seed 1798)",
-    "y, row 32: 47481812 for 45902300 (860x its tolerance; passes on the H200)",
-  ],
   [
     "WebGPU: 2d: constant rows of -3a, -2a and -a (a = 1.4e-37) give the logit gradients as the reference (evaluation)",
     "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
