@@ -64,8 +64,8 @@ export interface WebGpuAutoRule {
  * mapAsync round trip (~11 ms on lavapipe too), and the kernels themselves are not yet near the
  * copy bound there (SN forward 16-85x a kernel moving the same bytes, backward 7-14x). The GPU's
  * compiler also loses accuracy the float32 pairs rely on (it rewrites float arithmetic, flushes
- * subnormals, divides by an approximate reciprocal). bench/crossover.json still holds the lavapipe
- * run (2026-11-24), a fallback adapter that never crosses over either; its rule is this one.
+ * subnormals, divides by an approximate reciprocal). bench/crossover.json holds a later H200 run
+ * of the same bench (after session 42's shader fixes), whose derived rule is this one.
  */
 export const WEBGPU_AUTO: WebGpuAutoRule = {
   minElements: null,
