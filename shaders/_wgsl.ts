@@ -6539,8 +6539,19 @@ fn row_grad(r: u32) -> DotSum {
   // ... or whose gm or gv could fall below float32's normal range (flushed: a std of 1e12 under
   // gamma 1e-6 with dy 1e-15, gv ~1e-44, whose dots with variances ~1e24 are not small).
   let sums_tiny = tiny_product(eg + es, sums.x) || tiny_product(eg + 3 * es, sums.y);
+  // ... or a row of 0 whose S2 = -mu S1 may lie below 2^-100 (zero_s2_tiny: a mixed mean below
+  // 2^-100, or mu S1): its products dy (x - mu) lie below float32's normal range, which a GPU
+  // that flushes subnormals takes as 0, where dgamma = s S2 and gv need not (an evaluation on a
+  // running_mean of 1 under a mean weight of 8.2e-39, s 1e15, gamma 1: dgamma 0 for -2.0e-24 on
+  // SwiftShader; factor_wide's gamma -3e20 took wide_row and kept it). wide_row takes S2 from the
+  // mean in a unit of its own (fine_mean). By exponents, per row.
+  // So does any row whose mixed mean lies below 2^-100 (mean_tiny; wide_row corrects its S2):
+  // below 2^-126 the float32 mix itself may lose it (a row [1, 0, ..., 0] whose IN mean of weight
+  // e^-87 makes a mean of 2e-39 beside a running_mean of 0: dgamma 0 for -4.9e-25, lavapipe too).
+  let zero_tiny = zero_s2_tiny(p, ln, bn, use_bn, m, sums.x) &&
+    (zero_row(p) || mean_tiny(nd_terms_in(p), group_term(ln), select_term(group_term(bn), use_bn)));
   if (is_scaled(m.flags) || d_unit != 0 || factor_wide(affine[c], m.variance + P.eps) || sums_wide || dots_wide ||
-    sums_tiny || mix_var_near_subnormal(m)) {
+    sums_tiny || mix_var_near_subnormal(m) || zero_tiny) {
     let g = wide_row(r, c, p, ln, bn, use_bn, m);
     let d_row = wide_dy_unit(r, dy_unit);
     // (dbeta, s.w, is in units of 2^dy_unit, or of long_lift's 2^-lift, the Grad's spare, where
@@ -6909,6 +6920,25 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
       let fm = fine_mean(t_in, t_ln, t_bn, 0, -1000);
       if (fm.ok | (fm.finite & (fm.e > -900) & (fm.e <= 0))) {
         s2 = -(fm.hi + fm.lo) * s1;
+        fe = fm.e;
+      }
+    } else if (!w.bad && fe <= 0 && class_bits(s1) == 0u && class_bits(s2) == 0u && mean_tiny(t_in, t_ln, t_bn)) {
+      // Any other row whose mixed mean lies below 2^-100 (mean_tiny): S2 was taken about the
+      // float32 mix's mean mu_f = hi + lo + mix_rest (centre_offset), whose words hold the
+      // weighted means below float32's normal range as a few subnormal bits or not at all (a
+      // row [1, 0, ..., 0] of dy 0 at its 1 whose IN mean of weight e^-87 makes a mean of 2e-39
+      // beside a running_mean of 0, s 1e15: hi 1 and lo -1 cancel, S2 = -mu S1 was 0 and dgamma
+      // 0 for -4.9e-25 on lavapipe and SwiftShader alike, under gamma 1 and -3e20), and which a
+      // GPU that flushes reads as 0 (mu_f in arithmetic is the mean the reduce passes'
+      // arithmetic took). S2 = S2_f - (mu - mu_f) S1 in the unit of the fine
+      // mean (2^fm.e, a near exponent) where S2_f fits there; above, (mu - mu_f) S1 lies below
+      // S2_f's rounding.
+      let fm = fine_mean(t_in, t_ln, t_bn, 0, -1000);
+      let co = centre_offset(m, 0.0);
+      let mf = co.x + co.y;
+      if ((fm.finite & (fm.e > -900) & (fm.e <= 0)) && finite_exponent_of(s2) + fe - fm.e < 100) {
+        let dmu = (fm.hi + fm.lo) - scale2(mf, -fm.e);
+        s2 = scale2(s2, fe - fm.e) - dmu * s1;
         fe = fm.e;
       }
     }

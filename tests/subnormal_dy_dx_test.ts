@@ -133,8 +133,8 @@ rangeTests(
  * std of 1e-15 (eps 1e-30, running_var 0), dy ~0.02: S2 = -mu S1 lies below float32's normal
  * range, dgamma = s S2 does not.
  */
-function tinyMean(layer: "2d" | "1d", gamma: number): LayerCall {
-  const shape = layer === "1d" ? [4, 2] : [2, 2, 1, 8];
+function tinyMean(layer: "2d" | "3d" | "1d", gamma: number): LayerCall {
+  const shape = layer === "1d" ? [4, 2] : layer === "3d" ? [2, 2, 1, 1, 8] : [2, 2, 1, 8];
   const len = shape.reduce((a, b) => a * b, 1);
   return {
     layer,
@@ -156,7 +156,10 @@ function tinyMean(layer: "2d" | "1d", gamma: number): LayerCall {
   };
 }
 
-for (const layer of ["2d", "1d"] as const) {
+// Under gamma 1 (not factor-wide) layout "nd"'s rows of 0 took the pair rows, whose S2 = sum dy
+// (x - mu) a GPU that flushes subnormals took as 0 (mu ~8.2e-39): dgamma 0 for -2.0e-24 on
+// SwiftShader (and the H200); they take wide_row now (zero_s2_tiny).
+for (const layer of ["2d", "3d", "1d"] as const) {
   for (const gamma of [-3e20, 1]) {
     rangeTests(
       `a ${layer} mean of ~8e-39 over features of 0 keeps dgamma (gamma ${gamma})`,
@@ -168,4 +171,180 @@ for (const layer of ["2d", "1d"] as const) {
       },
     );
   }
+}
+
+type Layer = "1d" | "2d" | "3d";
+
+/** The shape of n samples of c channels (features) of m elements each in `layer`. */
+function shapeOf(layer: Layer, n: number, c: number, m: number): number[] {
+  return layer === "1d" ? [n * m, c] : layer === "3d" ? [n, c, 1, 1, m] : [n, c, 1, m];
+}
+
+function tinyDy(len: number): Float32Array {
+  return Float32Array.from({ length: len }, (_, i) => i % 5 === 0 ? -0.02 : 0.02 * (i % 3 + 0.25));
+}
+
+/**
+ * A training step of [2, 2] samples of 8 whose channel 0 is all 0 and channel 1 ~1 to 2.2, under
+ * LN's mean and variance weight e^`logit` beside IN's (SwitchNorm1d: beside BN's), eps 1e-30: the
+ * rows of 0 mix a mean w_LN mu_LN of ~1e-38 (e^-87) or ~5e-39 (e^-88, subnormal) over a variance
+ * of ~4e-39 + eps (s ~1e15), so that y = -mu s ~1e-23 and dgamma = -mu s S1 ~1e-24.
+ */
+function tinyLnMean(layer: Layer, gamma: number, logit: number): LayerCall {
+  const n = 2, c = 2, m = 8, len = n * c * m;
+  const x = new Float32Array(len);
+  for (let i = 0; i < len; i++) {
+    const channel = layer === "1d" ? i % c : Math.floor(i / m) % c;
+    if (channel === 1) x[i] = 1 + ((i * 7) % 5) * 0.3;
+  }
+  const logits = layer === "1d" ? [logit, 0] : [0, logit, -1e30];
+  return {
+    layer,
+    shape: shapeOf(layer, n, c, m),
+    options: { eps: 1e-30 },
+    state: {
+      weight: Float32Array.of(gamma, 1),
+      bias: new Float32Array(2),
+      mean_weight: Float32Array.from(logits),
+      var_weight: Float32Array.from(logits),
+    },
+    partial: true,
+    training: true,
+    x,
+    dy: tinyDy(len),
+    scales: true,
+  };
+}
+
+// Layout "nd" under e^-88 (a subnormal mean: the pair rows, as above, dgamma 0 for -1.1e-24 on
+// SwiftShader); SwitchNorm1d under e^-87, whose hot per-element passes mixed with the weights'
+// float32 values alone (mix_add_hot): w (mu_LN - mu_BN) was subnormal for some samples and
+// flushed, dgamma -1.48e-24 for -2.90e-24 on SwiftShader. A call with a mean weight below 2^-100
+// takes the wide passes for every element now (hasSmallMeanWeight).
+for (const [layer, logit] of [["2d", -88], ["3d", -88], ["1d", -87], ["1d", -88]] as const) {
+  for (const gamma of [1, -3e20]) {
+    rangeTests(
+      `training: ${layer} rows of 0 under an LN mean weight e^${logit} keep dgamma (gamma ${gamma})`,
+      async (backend) => {
+        const call = tinyLnMean(layer, gamma, logit);
+        const { got, want } = await runBoth(call, backend);
+        assert.ok(Math.abs(want.grads!.weight[0]) > 5e-25);
+        assertRangeChecks(call, got, want);
+      },
+    );
+  }
+}
+
+/**
+ * An evaluation of rows [1, 0, ..., 0] (SwitchNorm1d: sample 0 [1, 0]) with dy 0 at the 1, whose
+ * IN mean of weight e^-87 (SwitchNorm1d: LN's) makes a mixed mean of 2e-39 (8.2e-39) beside a
+ * `running_mean` of 0 of weight ~1, variance weights alike over a `running_var` of 0, eps 1e-30
+ * (s 1e15): dgamma = -mu s S1 over the 0s, ~-5e-25.
+ */
+function oneOutlier(layer: Layer, gamma: number): LayerCall {
+  const n = 2, c = 2, m = 8, len = n * c * m;
+  const x = new Float32Array(len);
+  const dy = tinyDy(len);
+  for (let i = 0; i < len; i++) {
+    if (layer === "1d" ? i === 0 : i % m === 0) {
+      x[i] = 1;
+      dy[i] = 0;
+    }
+  }
+  const logits = layer === "1d" ? [-87, 0] : [-87, -1e30, 0];
+  return {
+    layer,
+    shape: shapeOf(layer, n, c, m),
+    options: { eps: 1e-30 },
+    state: {
+      weight: Float32Array.of(gamma, 1),
+      bias: new Float32Array(2),
+      mean_weight: Float32Array.from(logits),
+      var_weight: Float32Array.from(logits),
+      running_mean: new Float32Array(2),
+      running_var: new Float32Array(2),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy,
+    scales: true,
+  };
+}
+
+// Layout "nd": such a row's mean is lost in the float32 mix (its hi 1 and lo -1 cancel, and the
+// rest is subnormal): S2 = -mu S1 was 0, dgamma 0 for -4.9e-25 on lavapipe and SwiftShader alike,
+// under gamma 1 (pair rows) and -3e20 (wide_row): wide_row now takes S2 - (mu - mu_f) S1 in the
+// fine mean's unit. SwitchNorm1d: dgamma 0 for -2.1e-25 on SwiftShader (hasSmallMeanWeight).
+for (const layer of ["2d", "3d", "1d"] as const) {
+  for (const gamma of [1, -3e20]) {
+    rangeTests(
+      `a ${layer} row [1, 0, ..., 0] whose subnormal mean is a share of weight e^-87 keeps dgamma (gamma ${gamma})`,
+      async (backend) => {
+        const call = oneOutlier(layer, gamma);
+        const { got, want } = await runBoth(call, backend);
+        assert.ok(Math.abs(want.grads!.weight[layer === "1d" ? 1 : 0]) > 1e-25);
+        assertRangeChecks(call, got, want);
+      },
+    );
+  }
+}
+
+/**
+ * Subnormal data (README, Numerics: every finite float32 input is in the promise): samples of
+ * -6e-40 to 1.6e-39, which a GPU's loads keep but its arithmetic flushes; the WebGPU passes take
+ * rows whose largest |x| lies below 2^-21 in units of their own, by x's bits (scale2), where
+ * they are normal. Training and evaluation (`running_mean` 0 and 1e-39, `running_var` 1e-40 and
+ * 0), eps 0, 2^-126 and 1e-5, even and uneven mixing.
+ */
+function subnormalData(
+  layer: "2d" | "1d",
+  eps: number,
+  training: boolean,
+  logits: number[],
+): LayerCall {
+  const n = 2, c = 2, m = 8, len = n * c * m;
+  return {
+    layer,
+    shape: shapeOf(layer, n, c, m),
+    options: { eps },
+    state: {
+      weight: Float32Array.of(1, 2),
+      bias: Float32Array.of(0.5, 0),
+      mean_weight: Float32Array.from(logits.slice(0, layer === "1d" ? 2 : 3)),
+      var_weight: Float32Array.from(logits.slice(0, layer === "1d" ? 2 : 3)),
+      running_mean: Float32Array.of(0, 1e-39),
+      running_var: Float32Array.of(1e-40, 0),
+    },
+    partial: true,
+    training,
+    x: Float32Array.from(
+      { length: len },
+      (_, i) => ((i * 7) % 5 - 2) * 3e-40 + (i % 3 === 0 ? 1e-39 : 0),
+    ),
+    dy: Float32Array.from({ length: len }, (_, i) => i % 5 === 0 ? -0.5 : 0.3 * (i % 3 + 0.25)),
+    scales: true,
+  };
+}
+
+for (const layer of ["2d", "1d"] as const) {
+  rangeTests(
+    `${layer}: subnormal data give the reference's y, dx and gradients`,
+    async (backend) => {
+      for (const eps of [0, 2 ** -126, 1e-5]) {
+        for (const training of [true, false]) {
+          for (const logits of [[0, 0, 0], [5, -3, 1]]) {
+            const call = subnormalData(layer, eps, training, logits);
+            const { got, want } = await runBoth(call, backend);
+            assertRangeChecks(
+              call,
+              got,
+              want,
+              `eps ${eps}, ${training ? "training" : "evaluation"}, logits ${logits}`,
+            );
+          }
+        }
+      }
+    },
+  );
 }

@@ -62,10 +62,6 @@ const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map([
     "WebGPU: SwitchNorm1d: evaluation dx of unscaled rows where w GvL falls below float32's normal range (logit -40, gamma 1e-28)",
     "var_weight's gradient -5.8143e-20 for -5.8164e-20 (1.87x its tolerance; the H200 too)",
   ],
-  [
-    "WebGPU: a 2d mean of ~8e-39 over features of 0 keeps dgamma (gamma 1)",
-    "dgamma 0 for -2.0e-24 (4.0e3x its tolerance; the H200 too)",
-  ],
 ]);
 
 /**
