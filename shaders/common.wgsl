@@ -220,6 +220,21 @@ fn pair_times(a: f32, b: f32) -> vec2<f32> {
   return pair_add(pair_add(p, x.y * y.x), x.y * y.y);
 }
 
+// w * b exactly, as pair_times, for a mixing weight w (a float32 word of Params' wmean or
+// wmean_lo, at most 1): a weight below 2^-100 is taken as w 2^64 and the pair brought back by
+// 2^-64 (exact powers of two). pair_times' 12-bit split of a weight below ~2^-102 leaves a low
+// part below float32's normal range, which GPUs that flush subnormal operands and results
+// (NVIDIA, SwiftShader) take for 0: the product lost up to 2^-12 of itself (w = e^-87 = 1.6e-38
+// times a running_mean of 1e30, 1.4e-4 of it: y -4.936732e25 for -4.937434e25,
+// tests/far_mean_low_word_test.ts). Scaled, the parts and products stay normal (|w b 2^64| is at
+// most 2^92); lavapipe's bits are those of pair_times wherever its products were normal. The
+// test is of a uniform: no divergence.
+fn weight_times(w: f32, b: f32) -> vec2<f32> {
+  let small = abs(w) < 0x1p-100f;
+  let p = pair_times(select(w, w * 0x1p64f, small), b);
+  return select(p, p * 0x1p-64f, small);
+}
+
 // Float32 triples t.x + t.y + t.z (words of decreasing size), for the means of the groups
 // sn_group_refine sums again and the mixes that take them (mix_lo_triple, wide_lo_triple): a
 // sum of float32 words in pairs keeps ~2^-48 of its largest partial sum, which where an LN and a
@@ -454,24 +469,24 @@ fn mix_add(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) -> Mix
   );
 }
 
-// wmean_k (d.x + d.y) as a float32 pair: the product with d.x exact (pair_times), with d.y in
+// wmean_k (d.x + d.y) as a float32 pair: the product with d.x exact (weight_times), with d.y in
 // float32 (a rounding of that small word), both scaled by the weight's exponent factors (exact
 // while normal: weighted_mean).
 fn weighted_pair(k: u32, d: vec2<f32>) -> vec2<f32> {
-  let p = pair_add(pair_times(P.wmean[k], d.x), P.wmean[k] * d.y);
+  let p = pair_add(weight_times(P.wmean[k], d.x), P.wmean[k] * d.y);
   return vec2<f32>(weighted_mean(k, p.x), weighted_mean(k, p.y));
 }
 
 // t + w_k ((d.x + d.y) + lo + rest) in triples, w_k = (wmean + wmean_lo) times its exponent
-// factors: each weight word's product with d.x, d.y and lo exact (pair_times), with rest and the
+// factors: each weight word's product with d.x, d.y and lo exact (weight_times), with rest and the
 // weight's rest's small products in float32 (far below the triple's second word).
 fn weighted_triple(t: vec3<f32>, k: u32, d: vec2<f32>, lo: f32, rest: f32) -> vec3<f32> {
   let w = P.wmean[k];
   let wl = P.wmean_lo[k];
-  var s = triple_add_pair(vec3<f32>(0.0), pair_times(w, d.x));
-  s = triple_add_pair(s, pair_times(w, d.y));
-  s = triple_add_pair(s, pair_times(w, lo));
-  s = triple_add_pair(s, pair_times(wl, d.x));
+  var s = triple_add_pair(vec3<f32>(0.0), weight_times(w, d.x));
+  s = triple_add_pair(s, weight_times(w, d.y));
+  s = triple_add_pair(s, weight_times(w, lo));
+  s = triple_add_pair(s, weight_times(wl, d.x));
   s = triple_add(s, w * rest + wl * (d.y + lo));
   return triple_add(triple_add(triple_add(t, weighted_mean(k, s.x)), weighted_mean(k, s.y)), weighted_mean(k, s.z));
 }
@@ -1044,15 +1059,15 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
 // (IN mean -2e38, its low word -3.4e30) on a running_mean of 1 lost the low word, x - mu 0 for
 // 1.7e30 at x = -1e38 (y = beta for 1.7e33 under gamma 1e3 over a running_var of 1; as
 // d_pairs_1d for layout "1d", tests/far_anchor_mean_test.ts). Each wmean_k (hi_k f_k - hi)
-// as an exact pair (two_sum, pair_times), the rest of each part in one float32.
+// as an exact pair (two_sum, weight_times), the rest of each part in one float32.
 fn wide_lo_pair(t0: Term, t1: Term, t2: Term, w: WideMap) -> vec3<f32> {
   let u0 = unit_of(t0.flags) - w.e;
   let u1 = unit_of(t1.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 1u);
   let u2 = unit_of(t2.flags) - w.e + zero_weight_exp(P_ZERO_WMEAN + 2u);
   let d1 = two_sum(unit_shift(t1.hi, u1), -w.hi);
   let d2 = two_sum(unit_shift(t2.hi, u2), -w.hi);
-  let p1 = pair_times(P.wmean.y, d1.x);
-  let p2 = pair_times(P.wmean.z, d2.x);
+  let p1 = weight_times(P.wmean.y, d1.x);
+  let p2 = weight_times(P.wmean.z, d2.x);
   let a1 = weighted_mean(1u, p1.x);
   let a2 = weighted_mean(2u, p2.x);
   let big = two_sum(a1, a2);

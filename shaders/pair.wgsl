@@ -184,16 +184,23 @@ fn loose_rsqrt(v: vec2<f32>) -> vec2<f32> {
   return vec2<f32>(s0, s0 * (0.5 * r));
 }
 
+// w p for a weight w as a pair (a mixing weight's float32 word and its rest) and a pair p:
+// pair_mul with the high words' product by weight_times (common.wgsl), whose split keeps a
+// weight below 2^-100 normal where GPUs flush subnormals (pair_mul's lost up to 2^-12 of it).
+fn weight_pair_mul(w: vec2<f32>, p: vec2<f32>) -> vec2<f32> {
+  return pair_add(weight_times(w.x, p.x), w.x * p.y + w.y * p.x);
+}
+
 // wmean_k p for a pair p, the weight as a pair (its mantissa, P.wmean_lo) times its exponent
 // factors (weighted_mean: 1 for a normal weight), both words alike.
 fn pair_weighted_mean(k: u32, p: vec2<f32>) -> vec2<f32> {
-  let q = pair_mul(vec2<f32>(P.wmean[k], P.wmean_lo[k]), p);
+  let q = weight_pair_mul(vec2<f32>(P.wmean[k], P.wmean_lo[k]), p);
   return vec2<f32>(weighted_mean(k, q.x), weighted_mean(k, q.y));
 }
 
 // wvar_k p likewise.
 fn pair_weighted_var(k: u32, p: vec2<f32>) -> vec2<f32> {
-  let q = pair_mul(vec2<f32>(P.wvar[k], P.wvar_lo[k]), p);
+  let q = weight_pair_mul(vec2<f32>(P.wvar[k], P.wvar_lo[k]), p);
   return vec2<f32>(weighted_var(k, q.x), weighted_var(k, q.y));
 }
 

@@ -94,7 +94,7 @@ fn d_pairs_1d(ln: Group, bn: Group, u: vec2<i32>, hi: f32, xs: f32) -> f32 {
   let lo_o = select(bn.lo * pow2(u.y), ln.lo * pow2(u.x), b);
   let lo_a = select(ln.lo * pow2(u.x), bn.lo * pow2(u.y), b);
   let diff = two_sum(ho, -hi);
-  let p = pair_times(P.wmean[ko], diff.x);
+  let p = weight_times(P.wmean[ko], diff.x);
   let px = weighted_mean(ko, p.x);
   let py = weighted_mean(ko, p.y);
   // With the lighter weight's rest beyond its float32 rounding (wmean_lo, as wide_lo_pair takes

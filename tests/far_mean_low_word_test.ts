@@ -65,6 +65,60 @@ for (const scale of [1.4e-37, 1e-35, 1.1e-30]) {
 }
 
 /**
+ * The evaluations above lost their mixed mean's low bits on GPUs that flush subnormal operands
+ * (SwiftShader here, NVIDIA's): the exact products of a mean weight with a mean difference
+ * (pair_times) cut the weight into 12-bit parts, and a weight below ~2^-102 (here e^-87 =
+ * 1.6e-38, the BN term's, times `running_mean` 1e30) leaves a low part below float32's normal
+ * range, flushed to 0: the product up to 2^-12 of itself off (y 1.4e-4 relative off, 3.56x its
+ * tolerance). Two more passes take that product: layout "nd"'s wide rows whose words cancel
+ * (a constant row at -w `running_mean`, mu ~0 beside it: sn_wide_normalize's exact pair of lo)
+ * and layout "1d"'s elements near the mix's mean (d_pairs_1d: a sample [0, -2 w
+ * `running_mean`], its LN mean 0's distance from mu). Both failed on SwiftShader before
+ * (weight_times, shaders/common.wgsl); lavapipe keeps the subnormal part.
+ */
+function farTermCall(layer: "1d" | "2d", rm: number, gamma: number): LayerCall {
+  const terms = layer === "1d" ? 2 : 3;
+  const logits = Float32Array.from({ length: terms }, (_, k) => k === 0 ? 87 : 0);
+  // The lighter weights (float64, as the reference takes them): e^-87 / (1 + (terms - 1) e^-87).
+  const w = Math.exp(-87) / (1 + (terms - 1) * Math.exp(-87));
+  const c = layer === "1d" ? 2 : 1;
+  const x = layer === "1d"
+    ? Float32Array.of(0, Math.fround(-2 * w * rm), 0, Math.fround(-2 * w * rm))
+    : new Float32Array(8).fill(Math.fround(-w * rm));
+  return {
+    layer,
+    shape: layer === "1d" ? [2, 2] : [1, 1, 1, 8],
+    options: { eps: 1 },
+    state: {
+      weight: new Float32Array(c).fill(gamma),
+      bias: new Float32Array(c),
+      mean_weight: logits,
+      var_weight: new Float32Array(terms),
+      running_mean: new Float32Array(c).fill(rm),
+      running_var: new Float32Array(c).fill(1),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy: new Float32Array(x.length).fill(1),
+    scales: true,
+  };
+}
+
+for (const layer of ["2d", "1d"] as const) {
+  for (const [rm, gamma] of [[-1e30, 1e20], [3e38, 1]]) {
+    rangeTests(
+      `${layer}: a mean weight of e^-87 on a running_mean of ${rm} whose product cancels beside the data keeps its low bits (evaluation, gamma ${gamma})`,
+      async (backend) => {
+        const call = farTermCall(layer, rm, gamma);
+        const { got, want } = await runBoth(call, backend);
+        assertRangeChecks(call, got, want);
+      },
+    );
+  }
+}
+
+/**
  * The same kind where the LN mean is held in its fine word (below 2^-100 of its group's unit,
  * which a row of +-v pairs, v = 1 or 2^66, sets): rows 0 (the pairs), x1, x1 and 2 x1 - ulp
  * (x1 = -6.7e-38), whose LN mean x1 - 2.8e-45 lies half an ulp of x1 from the row x1, below the

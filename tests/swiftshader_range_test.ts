@@ -31,30 +31,6 @@ import {
  */
 const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map([
   [
-    "WebGPU: 2d: constant rows of -3a, -2a and -a (a = 1.4e-37) give the logit gradients as the reference (evaluation)",
-    "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
-  ],
-  [
-    "WebGPU: 3d: constant rows of -3a, -2a and -a (a = 1.4e-37) give the logit gradients as the reference (evaluation)",
-    "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
-  ],
-  [
-    "WebGPU: 2d: constant rows of -3a, -2a and -a (a = 1e-35) give the logit gradients as the reference (evaluation)",
-    "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
-  ],
-  [
-    "WebGPU: 3d: constant rows of -3a, -2a and -a (a = 1e-35) give the logit gradients as the reference (evaluation)",
-    "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
-  ],
-  [
-    "WebGPU: 2d: constant rows of -3a, -2a and -a (a = 1.1e-30) give the logit gradients as the reference (evaluation)",
-    "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
-  ],
-  [
-    "WebGPU: 3d: constant rows of -3a, -2a and -a (a = 1.1e-30) give the logit gradients as the reference (evaluation)",
-    "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
-  ],
-  [
     "WebGPU: random calls over the float32 range (scales 1e-30..1e30, offsets, eps 0, scaled gamma, beta and dy) match the float64 reference, training and evaluation",
     "fast-check fails call 16, shrunk to SwitchNorm2d [3, 3, 1, 6], BN, eps 0, row scales 2^1, 2^0, 2^-18, dy 2^10 (the H200 too)",
   ],
