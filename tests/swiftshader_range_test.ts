@@ -55,14 +55,6 @@ const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map([
     "y, row 1: all 5000 -4.936732e25 for -4.937434e25 (the H200 too)",
   ],
   [
-    "WebGPU: random calls over the float32 range (scales 1e-30..1e30, offsets, eps 0, scaled gamma, beta and dy) match the float64 reference, training and evaluation",
-    "fast-check fails call 16, shrunk to SwitchNorm2d [3, 3, 1, 6], BN, eps 0, row scales 2^1, 2^0, 2^-18, dy 2^10 (the H200 too)",
-  ],
-  [
-    "WebGPU: SwitchNorm1d: evaluation dx of unscaled rows where w GvL falls below float32's normal range (logit -40, gamma 1e-28)",
-    "var_weight's gradient -5.8143e-20 for -5.8164e-20 (1.87x its tolerance; the H200 too)",
-  ],
-  [
     "WebGPU: a 2d mean of ~8e-39 over features of 0 keeps dgamma (gamma 1)",
     "dgamma 0 for -2.0e-24 (4.0e3x its tolerance; the H200 too)",
   ],
