@@ -2871,13 +2871,24 @@ fn pair_finite(p: vec2<f32>) -> bool {
 fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart, bp: PairPart) -> HotGrad {
   let h = element_hot_tested(ln, bn, c, xv, d);
   let ps = pair_scale(xv, lp, bp);
-  let gd = loose_times(affine[c], d);
+  // gamma dy 2^k (pair_lift): the loose products below keep words down to ~2^-33 of each
+  // factor, which flush where gamma dy, gm = -s gamma dy or s^2 gamma dy lie near float32's
+  // subnormal range while the dots gm (mu_LN - mu_BN), gv (var_LN - var_BN) do not (an
+  // evaluation of x ~1e12 under a variance weight of 4e-18, gamma 1e-28: s^2 gamma dy ~5e-35,
+  // \`var_weight\`'s gradient 3.7e-4 off where the words flushed, tests/sn1d_eval_quantized_dx_test.ts).
+  // The dots are taken back by 2^-k; exact powers of two (k = 0 elsewhere: the same bits).
+  // (The lesser of gamma and dy is lifted.)
+  let k = pair_lift(affine[c], d, ps.s.x);
+  let lift = pow2(k);
+  let d_low = exponent_of(d) < exponent_of(affine[c]);
+  let gd = loose_times(select(affine[c] * lift, affine[c], d_low), select(d, d * lift, d_low));
   let gm = -loose_mul(ps.s, gd);
   let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
-  let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw)));
-  let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
-  let aw = gm.x * (bn.hi + bn.lo);
-  let bw = gv.x * (bn.variance + bn.var_lo);
+  let back = pow2(-k);
+  let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw))) * back;
+  let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo)))) * back;
+  let aw = gm.x * (bn.hi + bn.lo) * back;
+  let bw = gv.x * (bn.variance + bn.var_lo) * back;
   // (a or b is not finite wherever gm or gv is not.) Where x, dy and the statistics are finite,
   // a dot product beyond float32's range goes to wide_element, whose dots take units of their
   // own: gv ~ gamma s^2 dy xhat times a variance far above the mixed one (a term of variance
@@ -2894,6 +2905,15 @@ fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   // terms cancel to float32's residue kept its bits.)
   let g = grad(h.g.s, vec4<f32>(a.x, 0.0, a.y, aw), vec4<f32>(b.x, 0.0, b.y, bw), 0u, 0);
   return HotGrad(g, h.wide);
+}
+
+// The exponent k of element_row_pair's lift: 0 where gamma dy, s gamma dy and s^2 gamma dy
+// (exponents from their factors' fields) all lie at 2^-60 or above, else what brings the least
+// of them there, up to 2^126. A lifted dot that passes float32's range goes to wide_element, as
+// any dot there does.
+fn pair_lift(gamma: f32, d: f32, s: f32) -> i32 {
+  let lo = exponent_of(gamma) + exponent_of(d) + min(0, 2 * exponent_of(s));
+  return clamp(-60 - lo, 0, 126);
 }
 
 // A column line's element: element_hot_tested's, dgamma as a loose pair (above; its dot
@@ -6987,8 +7007,21 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // subnormal dy beside normal dy, gv 0 and its sample's LN term with it,
   // tests/partial_zero_rows_test.ts).
   // (s = scale 2^g: g is 0 but for a std far below the mix's unit, wide_map's sv.)
+  // The sums as gm and gv take them below (es1, es2: S1 lowered to 2^40 at most, S2 to 2^60,
+  // their exponents by their bits, lane_exp, a subnormal sum's included): gv ~ s^3 S2 was tested
+  // with S2's own exponent, then formed from S2 lowered to 2^60, so that s ~2^-63 beside S2 ~2^89
+  // gave a subnormal gv, which a GPU that flushes (NVIDIA, SwiftShader) made 0, and the row's
+  // variance dots with it (lavapipe kept a few bits): an evaluation of SwitchNorm2d on rows of
+  // ~1e-17 (scaled) beside a BN std of ~1.3e4 from the running buffers, dy ~1e10, \`var_weight\`'s
+  // gradient -1.374e9 for -1.379e9 (tests/range_property_test.ts, call 16). s is taken apart
+  // there too (es = xs: s in [1, 2), S2 lowered to 2^60, gv near 2^60); exact powers of two, the
+  // same bits wherever gv was normal.
   let xs = exponent_of(w.scale) + w.g;
-  let es = select(max(0, xs - 20), xs, xs < 0 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
+  let x1 = lane_exp(s1);
+  let x2 = lane_exp(s2);
+  let s1_tiny = (x1 > -1000) & (xs + min(x1, 40) < -100);
+  let s2_tiny = (x2 > -1000) & (3 * xs + min(x2, 60) < -100);
+  let es = select(max(0, xs - 20), xs, (xs < 0) & (s1_tiny | s2_tiny));
   let s = scale2(w.scale, w.g - es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
@@ -7000,8 +7033,6 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // of dy ~1e-31 made gv' ~8e-46, a few bits: dx's dL/dvar term 2.2x the reference's (attack
   // fuzzer seed 16624). Rare: exponents alone.
   let xs_s = exponent_of(s);
-  let x1 = lane_exp(s1);
-  let x2 = lane_exp(s2);
   let es1 = select(max(0, finite_exponent_of(s1) - 40), x1, (x1 > -1000) & (xs_s + x1 < -100));
   let es2 = select(max(0, finite_exponent_of(s2) - 60), x2, (x2 > -1000) & (3 * xs_s + x2 < -100));
   let gm = -s * gamma * scale2(s1, -es1);
@@ -8177,7 +8208,12 @@ fn main(
       // for 5.8e-36). Normal data keeps factors of 1 and its bits. (BN's term in training
       // cannot: there x - mu_bn lies within a few stds of the mix.)
       let kl = lift(P.wvar[0] * lg.s.y);
-      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
+      // dy gamma s with dy 2^64 higher (and the product 2^64 lower after) where dy gamma falls
+      // below 2^-64: a GPU that flushes (NVIDIA, SwiftShader) made a subnormal dy gamma 0 where s
+      // brings the product back (dy 1e-10, gamma 1e-30, s 1e5: dx 0 for 1e-35,
+      // tests/sn1d_eval_quantized_dx_test.ts). Elsewhere factors of 1: the same bits.
+      let kd = lift(d[j] * affine[c]);
+      var v = (d[j] * kd) * affine[c] * inv_std(m) * select(1.0, 5.421010862427522e-20, kd != 1.0) + P.wmean[0] * lg.s.x / cf +
         (P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0) * (1.0 / kl);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).

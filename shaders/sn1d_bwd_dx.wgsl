@@ -58,7 +58,12 @@ fn main(
       // for 5.8e-36). Normal data keeps factors of 1 and its bits. (BN's term in training
       // cannot: there x - mu_bn lies within a few stds of the mix.)
       let kl = lift(P.wvar[0] * lg.s.y);
-      var v = d[j] * affine[c] * inv_std(m) + P.wmean[0] * lg.s.x / cf +
+      // dy gamma s with dy 2^64 higher (and the product 2^64 lower after) where dy gamma falls
+      // below 2^-64: a GPU that flushes (NVIDIA, SwiftShader) made a subnormal dy gamma 0 where s
+      // brings the product back (dy 1e-10, gamma 1e-30, s 1e5: dx 0 for 1e-35,
+      // tests/sn1d_eval_quantized_dx_test.ts). Elsewhere factors of 1: the same bits.
+      let kd = lift(d[j] * affine[c]);
+      var v = (d[j] * kd) * affine[c] * inv_std(m) * select(1.0, 5.421010862427522e-20, kd != 1.0) + P.wmean[0] * lg.s.x / cf +
         (P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0) * (1.0 / kl);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).

@@ -137,13 +137,24 @@ fn pair_finite(p: vec2<f32>) -> bool {
 fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart, bp: PairPart) -> HotGrad {
   let h = element_hot_tested(ln, bn, c, xv, d);
   let ps = pair_scale(xv, lp, bp);
-  let gd = loose_times(affine[c], d);
+  // gamma dy 2^k (pair_lift): the loose products below keep words down to ~2^-33 of each
+  // factor, which flush where gamma dy, gm = -s gamma dy or s^2 gamma dy lie near float32's
+  // subnormal range while the dots gm (mu_LN - mu_BN), gv (var_LN - var_BN) do not (an
+  // evaluation of x ~1e12 under a variance weight of 4e-18, gamma 1e-28: s^2 gamma dy ~5e-35,
+  // `var_weight`'s gradient 3.7e-4 off where the words flushed, tests/sn1d_eval_quantized_dx_test.ts).
+  // The dots are taken back by 2^-k; exact powers of two (k = 0 elsewhere: the same bits).
+  // (The lesser of gamma and dy is lifted.)
+  let k = pair_lift(affine[c], d, ps.s.x);
+  let lift = pow2(k);
+  let d_low = exponent_of(d) < exponent_of(affine[c]);
+  let gd = loose_times(select(affine[c] * lift, affine[c], d_low), select(d, d * lift, d_low));
   let gm = -loose_mul(ps.s, gd);
   let gv = loose_mul(loose_mul(loose_mul(ps.s, ps.s), gd), ps.xh) * -0.5;
-  let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw)));
-  let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo))));
-  let aw = gm.x * (bn.hi + bn.lo);
-  let bw = gv.x * (bn.variance + bn.var_lo);
+  let back = pow2(-k);
+  let a = loose_normal(loose_mul(gm, loose_sub(lp.vm.zw, bp.vm.zw))) * back;
+  let b = loose_normal(loose_mul(gv, loose_sub(vec2<f32>(ln.variance, ln.var_lo), vec2<f32>(bn.variance, bn.var_lo)))) * back;
+  let aw = gm.x * (bn.hi + bn.lo) * back;
+  let bw = gv.x * (bn.variance + bn.var_lo) * back;
   // (a or b is not finite wherever gm or gv is not.) Where x, dy and the statistics are finite,
   // a dot product beyond float32's range goes to wide_element, whose dots take units of their
   // own: gv ~ gamma s^2 dy xhat times a variance far above the mixed one (a term of variance
@@ -160,6 +171,15 @@ fn element_row_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   // terms cancel to float32's residue kept its bits.)
   let g = grad(h.g.s, vec4<f32>(a.x, 0.0, a.y, aw), vec4<f32>(b.x, 0.0, b.y, bw), 0u, 0);
   return HotGrad(g, h.wide);
+}
+
+// The exponent k of element_row_pair's lift: 0 where gamma dy, s gamma dy and s^2 gamma dy
+// (exponents from their factors' fields) all lie at 2^-60 or above, else what brings the least
+// of them there, up to 2^126. A lifted dot that passes float32's range goes to wide_element, as
+// any dot there does.
+fn pair_lift(gamma: f32, d: f32, s: f32) -> i32 {
+  let lo = exponent_of(gamma) + exponent_of(d) + min(0, 2 * exponent_of(s));
+  return clamp(-60 - lo, 0, 126);
 }
 
 // A column line's element: element_hot_tested's, dgamma as a loose pair (above; its dot

@@ -596,8 +596,21 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // subnormal dy beside normal dy, gv 0 and its sample's LN term with it,
   // tests/partial_zero_rows_test.ts).
   // (s = scale 2^g: g is 0 but for a std far below the mix's unit, wide_map's sv.)
+  // The sums as gm and gv take them below (es1, es2: S1 lowered to 2^40 at most, S2 to 2^60,
+  // their exponents by their bits, lane_exp, a subnormal sum's included): gv ~ s^3 S2 was tested
+  // with S2's own exponent, then formed from S2 lowered to 2^60, so that s ~2^-63 beside S2 ~2^89
+  // gave a subnormal gv, which a GPU that flushes (NVIDIA, SwiftShader) made 0, and the row's
+  // variance dots with it (lavapipe kept a few bits): an evaluation of SwitchNorm2d on rows of
+  // ~1e-17 (scaled) beside a BN std of ~1.3e4 from the running buffers, dy ~1e10, `var_weight`'s
+  // gradient -1.374e9 for -1.379e9 (tests/range_property_test.ts, call 16). s is taken apart
+  // there too (es = xs: s in [1, 2), S2 lowered to 2^60, gv near 2^60); exact powers of two, the
+  // same bits wherever gv was normal.
   let xs = exponent_of(w.scale) + w.g;
-  let es = select(max(0, xs - 20), xs, xs < 0 && (tiny_product(xs, s1) || tiny_product(3 * xs, s2)));
+  let x1 = lane_exp(s1);
+  let x2 = lane_exp(s2);
+  let s1_tiny = (x1 > -1000) & (xs + min(x1, 40) < -100);
+  let s2_tiny = (x2 > -1000) & (3 * xs + min(x2, 60) < -100);
+  let es = select(max(0, xs - 20), xs, (xs < 0) & (s1_tiny | s2_tiny));
   let s = scale2(w.scale, w.g - es);
   let g = gamma_exp(affine[c]);
   let gamma = gamma_mantissa(affine[c]);
@@ -609,8 +622,6 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   // of dy ~1e-31 made gv' ~8e-46, a few bits: dx's dL/dvar term 2.2x the reference's (attack
   // fuzzer seed 16624). Rare: exponents alone.
   let xs_s = exponent_of(s);
-  let x1 = lane_exp(s1);
-  let x2 = lane_exp(s2);
   let es1 = select(max(0, finite_exponent_of(s1) - 40), x1, (x1 > -1000) & (xs_s + x1 < -100));
   let es2 = select(max(0, finite_exponent_of(s2) - 60), x2, (x2 > -1000) & (3 * xs_s + x2 < -100));
   let gm = -s * gamma * scale2(s1, -es1);

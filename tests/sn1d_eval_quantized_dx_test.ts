@@ -70,7 +70,7 @@ for (const [eps, shape] of [[0, [2, 3]], [1e-5, [4, 5]], [0, [8, 2]]] as const) 
  * Unscaled rows (the hot passes): x ~1e12 over a running_var of 1e-10 (BN's, the mix's std 1e-5),
  * channel 0 of gamma g, the others of gamma 0, whose dx is LN's terms alone: w GvL ~ w g 5e26.
  */
-function unscaledRows(layer: "1d" | "2d", logit: number, gamma: number): LayerCall {
+function unscaledRows(layer: "1d" | "2d", logit: number, gamma: number, dyScale = 1): LayerCall {
   const shape = layer === "1d" ? [2, 3] : [2, 3, 1, 4];
   const len = shape.reduce((a, b) => a * b, 1);
   const mix = layer === "1d" ? [logit, 0] : [logit, logit, 0];
@@ -92,8 +92,8 @@ function unscaledRows(layer: "1d" | "2d", logit: number, gamma: number): LayerCa
       ? Float32Array.of(1e12, -3e11, 5e11, -7e11, 2e11, 9e11)
       : Float32Array.from({ length: len }, (_, k) => Math.sin((k + 1) * 12.9898) * 1e12),
     dy: layer === "1d"
-      ? Float32Array.of(1, 1, 1, -1, 1, 1)
-      : Float32Array.from({ length: len }, (_, k) => (k % 3) - 0.5),
+      ? Float32Array.of(1, 1, 1, -1, 1, 1).map((v) => v * dyScale)
+      : Float32Array.from({ length: len }, (_, k) => ((k % 3) - 0.5) * dyScale),
     scales: true,
   };
 }
@@ -119,6 +119,37 @@ for (
         Math.floor(i / inner) % 3 !== 0 && Math.abs(v) > 1e-36
       );
       assert.ok(far.length >= 2, `dx ${want.dx}`);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
+
+/**
+ * gamma dy itself below float32's normal range (1e-30 x 1e-10, 1e-25 x 1e-16, 1e-36 x 1e-4) beside
+ * s ~1e5 and xhat ~1e17, where a GPU that flushes subnormal results (NVIDIA; SwiftShader) made it
+ * 0: the loose pairs of a row line's element (sn1d_bwd_element.wgsl, element_row_pair), whose
+ * variance dots came out 0 (`var_weight`'s gradient 0 for ~3e-28), and sn1d_bwd_dx's dy gamma s,
+ * formed as (dy gamma) s: dx 0 for 1e-35. (The case logit -40, gamma 1e-28 above is the same
+ * class: s^2 gamma dy ~5e-35, whose loose words near 2^-126 flushed, `var_weight`'s gradient 1.87x
+ * its tolerance.)
+ */
+for (
+  const [logit, gamma, dyScale] of [[-87, 1e-30, 1e-10], [-87, 1e-25, 1e-16], [
+    -80,
+    1e-36,
+    1e-4,
+  ]] as const
+) {
+  rangeTests(
+    `SwitchNorm1d: evaluation dx and logit gradients where gamma dy lies below float32's normal range (logit ${logit}, gamma ${gamma}, dy ${dyScale})`,
+    async (backend) => {
+      const call = unscaledRows("1d", logit, gamma, dyScale);
+      const { got, want } = await runBoth(call, backend);
+      // The variance dots' share lies far above the checks' floor (~9.4e-38).
+      assert.ok(
+        Math.abs(want.grads.var_weight[0]) > 1e-30,
+        `var_weight grad ${want.grads.var_weight}`,
+      );
       assertRangeChecks(call, got, want);
     },
   );

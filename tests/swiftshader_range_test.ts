@@ -26,19 +26,10 @@ import {
 /**
  * Browser tests that fail under SwiftShader today, by name, with the error they fail with (for
  * the reader: any failure counts as the expected one). NUMERICS.md's section "WebGPU on NVIDIA's
- * Vulkan driver" lists them (each fails on the H200 too);
- * when a fix makes one pass, this test fails and says to remove it here and there.
+ * Vulkan driver" lists them (none since session 43; the nine of session 42 failed on the H200
+ * too); when a fix makes one pass, this test fails and says to remove it here and there.
  */
-const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map([
-  [
-    "WebGPU: random calls over the float32 range (scales 1e-30..1e30, offsets, eps 0, scaled gamma, beta and dy) match the float64 reference, training and evaluation",
-    "fast-check fails call 16, shrunk to SwitchNorm2d [3, 3, 1, 6], BN, eps 0, row scales 2^1, 2^0, 2^-18, dy 2^10 (the H200 too)",
-  ],
-  [
-    "WebGPU: SwitchNorm1d: evaluation dx of unscaled rows where w GvL falls below float32's normal range (logit -40, gamma 1e-28)",
-    "var_weight's gradient -5.8143e-20 for -5.8164e-20 (1.87x its tolerance; the H200 too)",
-  ],
-]);
+const KNOWN_FAILURES: ReadonlyMap<string, string> = new Map<string, string>([]);
 
 /**
  * Tests of the listed files left out of the page, by name, with their time under SwiftShader:
