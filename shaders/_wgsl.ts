@@ -6088,8 +6088,14 @@ fn main(
     // row's float32 var + eps of 0 for a std of 0 and dropped S2 (mixed_bad); it keeps them now
     // (attack fuzzer seed 34110, a low_products row of that kind), and 24681 passes without this
     // gate too, which is kept: such a row takes wide_row in any case.
-    let lifted = keep && finite && !listed0 && mxs != 0.0 && lost_e > -1000 &&
-      exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_near_subnormal(mix);
+    // And a segment whose largest |dy| lies below 2^-102 (s1_low): S1 = sum dy in units of 1 lost
+    // its subnormal dy on a GPU that flushes them (SwiftShader, NVIDIA; lavapipe keeps them), up
+    // to 2^-126 each beside dy of a few 2^-126, and gamma s S1 / m takes that into every dx of the
+    // row (subnormal dy sweep seed 5099: dx 9.2359e-8 for 9.2399e-8 under gamma 1e30, dy ~1e-37
+    // beside subnormal ones). sn_bwd_wide_reduce sums it in that dy's unit. Per segment.
+    let s1_low = exponent_of(mxs) > -1000 && exponent_of(mxs) < -102;
+    let lifted = keep && finite && !listed0 && mxs != 0.0 &&
+      ((lost_e > -1000 && exponent_of(s2_pair.x) < lost_e + 24) || s1_low) && !mix_var_near_subnormal(mix);
     let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);

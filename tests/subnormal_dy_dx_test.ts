@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 import { check, make } from "./fuzz/attack_fuzz.ts";
 import { make as sweepMake } from "./fuzz/subnormal_dy_sweep.ts";
+import { make as partialMake } from "./fuzz/partial_zero_sweep.ts";
 
 /**
  * [2, 2, 1, 8], an evaluation of constant rows on BN's mean (running_mean 0.5, running_var 1)
@@ -348,3 +349,27 @@ for (const layer of ["2d", "1d"] as const) {
     },
   );
 }
+
+// Sums of dy whose normal dy lie below 2^-102 beside subnormal ones: sn_bwd_reduce's S1 = sum dy
+// in units of 1 read the subnormal dy as 0 on a GPU that flushes them (SwiftShader, NVIDIA; not
+// lavapipe), and gamma s S1 / m carries their loss into every dx of the row. Subnormal dy sweep
+// seed 5099, an evaluation of [1, 2, 1, 16] rows of 0 (the mean on IN, the variance on LN, eps
+// 1, gamma 1e30): dx 9.2359e-8 for 9.2399e-8 (23 of 32 beyond the tolerance); partial zero sweep
+// seed 5095, an evaluation of a row of 8 zeros under s 1e15 (eps 1e-30, the mean on LN), dy
+// ~1e-37 beside one of 3.4e-39: dx 1.1994e-22 for 1.1951e-22 (8 of 8). Such a segment (its
+// largest |dy| below 2^-102) is now listed for sn_bwd_wide_reduce, which sums it in the unit of
+// that dy.
+rangeTests("subnormal dy sweep seed 5099: sum dy keeps its subnormal dy", async (backend) => {
+  const call = sweepMake(5099);
+  const { got, want } = await runBoth(call, backend);
+  assertRangeChecks(call, got, want);
+});
+
+rangeTests(
+  "partial zero sweep seed 5095: sum dy keeps a subnormal dy beside ~1e-37",
+  async (backend) => {
+    const call = partialMake(5095);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
