@@ -16,12 +16,7 @@
 import type { NormProblem, RunningUpdate } from "./_backend.ts";
 import { GRAD_BYTES, type RecordLimits, type RecordWindows } from "./_webgpu_records.ts";
 import { gcd, rowBlocks, tileBlocks } from "./_webgpu_row_blocks.ts";
-import {
-  hasSmallMeanWeight,
-  hasTinyWeight,
-  writeWeights,
-  zeroWeightBits,
-} from "./_webgpu_weights.ts";
+import { hasTinyWeight, writeWeights, zeroWeightBits } from "./_webgpu_weights.ts";
 
 export { GRAD_BYTES, type RecordWindows };
 
@@ -406,7 +401,7 @@ export function writeCommon(v: DataView, problem: NormProblem, params: PlanParam
   // SyncSN: the running buffers follow the global batch, which only the CPU sees.
   if (problem.sync) flags |= F_NO_RUNNING_UPDATE;
   if (hasTinyWeight(params.meanMix) || hasTinyWeight(params.varMix)) flags |= F_TINY_WEIGHTS;
-  if (layout === "1d" && hasSmallMeanWeight(params.meanMix)) flags |= F_TINY_WEIGHTS;
+  if (layout === "1d" && hasTinyWeight(params.meanMix, 2 ** -100)) flags |= F_TINY_WEIGHTS;
   if (params.refineMeans !== false) flags |= F_REFINE_MEANS;
   // An evaluation with BN that a backward may follow: IN variances near running_var are summed
   // again as pairs (shaders/common.wgsl refine_variance), so the groups' variances are pairs too.

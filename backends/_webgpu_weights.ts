@@ -40,27 +40,20 @@ export function shaderWeight(w: number): ShaderWeight {
 }
 
 /**
- * Whether a weight of `mix` takes exponent factors: the shaders then send every row's dx
- * coefficients through their wide passes, whose sums keep exponents apart (such a weight lets
- * a mean lie ~2^72 stds from the mix's, beyond what the plain float32 products hold).
+ * Whether a weight of `mix` lies below `below` and is not cut to 0. With the default, 2^-126,
+ * those are the weights that take exponent factors: the shaders then send every row's dx
+ * coefficients through their wide passes, whose sums keep exponents apart (such a weight lets a
+ * mean lie ~2^72 stds from the mix's, beyond what the plain float32 products hold). Layout "1d"
+ * asks for mean weights below 2^-100 as well: its per-element passes mix with the weights'
+ * float32 values alone (mix_add_hot), where such a weight times a mean difference below 1 may lie
+ * below float32's normal range, which a GPU that flushes subnormals takes as 0 (an LN mean of 0.5
+ * under a weight of 1.65e-38 beside a `running_mean` of 0, s 1e15: x - mu of the features of 0
+ * was 0, y 0 for -8.2e-24 and dgamma 0 for -2.1e-25 on SwiftShader); such a call takes the wide
+ * passes for every element too (wide_element takes x - mu from fine_mean there: mean_tiny).
  */
-export function hasTinyWeight(mix: ArrayLike<number>): boolean {
-  for (let k = 0; k < mix.length; k++) if (shaderWeight(mix[k]).exp !== 0) return true;
-  return false;
-}
-
-/**
- * Whether a weight of `mix` (a mean mix) lies below 2^-100 but is not cut to 0: layout "1d"'s
- * per-element passes mix with the weights' float32 values alone (mix_add_hot), where such a weight
- * times a mean difference below 1 may lie below float32's normal range, which a GPU that flushes
- * subnormals takes as 0 (an LN mean of 0.5 under a weight of 1.65e-38 beside a `running_mean` of
- * 0, s 1e15: x - mu of the features of 0 was 0, y 0 for -8.2e-24 and dgamma 0 for -2.1e-25 on
- * SwiftShader). Such a call takes the wide passes for every element, as for a weight below
- * float32's normal range (wide_element takes x - mu from fine_mean there: mean_tiny).
- */
-export function hasSmallMeanWeight(mix: ArrayLike<number>): boolean {
+export function hasTinyWeight(mix: ArrayLike<number>, below = SMALLEST_NORMAL): boolean {
   for (let k = 0; k < mix.length; k++) {
-    if (mix[k] > 0 && mix[k] < 2 ** -100 && shaderWeight(mix[k]).mantissa !== 0) return true;
+    if (mix[k] < below && shaderWeight(mix[k]).mantissa !== 0) return true;
   }
   return false;
 }

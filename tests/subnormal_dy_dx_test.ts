@@ -221,7 +221,7 @@ function tinyLnMean(layer: Layer, gamma: number, logit: number): LayerCall {
 // SwiftShader); SwitchNorm1d under e^-87, whose hot per-element passes mixed with the weights'
 // float32 values alone (mix_add_hot): w (mu_LN - mu_BN) was subnormal for some samples and
 // flushed, dgamma -1.48e-24 for -2.90e-24 on SwiftShader. A call with a mean weight below 2^-100
-// takes the wide passes for every element now (hasSmallMeanWeight).
+// takes the wide passes for every element now (hasTinyWeight below 2^-100).
 for (const [layer, logit] of [["2d", -88], ["3d", -88], ["1d", -87], ["1d", -88]] as const) {
   for (const gamma of [1, -3e20]) {
     rangeTests(
@@ -276,7 +276,7 @@ function oneOutlier(layer: Layer, gamma: number): LayerCall {
 // Layout "nd": such a row's mean is lost in the float32 mix (its hi 1 and lo -1 cancel, and the
 // rest is subnormal): S2 = -mu S1 was 0, dgamma 0 for -4.9e-25 on lavapipe and SwiftShader alike,
 // under gamma 1 (pair rows) and -3e20 (wide_row): wide_row now takes S2 - (mu - mu_f) S1 in the
-// fine mean's unit. SwitchNorm1d: dgamma 0 for -2.1e-25 on SwiftShader (hasSmallMeanWeight).
+// fine mean's unit. SwitchNorm1d: dgamma 0 for -2.1e-25 on SwiftShader (hasTinyWeight below 2^-100).
 for (const layer of ["2d", "3d", "1d"] as const) {
   for (const gamma of [1, -3e20]) {
     rangeTests(
