@@ -548,7 +548,7 @@ fn mix_var_below_normal(m: Mixed) -> bool {
   return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
 }
 
-// Layout "nd": mix_var_below_normal, or var + eps within 2^24 above float32's normal range
+// mix_var_below_normal, or var + eps within 2^24 above float32's normal range
 // (below 2^-102, by its exponent field): there a weighted term below that range may be 2^-24 or
 // more of var + eps, which GPUs that flush subnormal operands (NVIDIA, SwiftShader) drop from
 // the plain mix's sum while lavapipe keeps it (an evaluation on running_var 0 under eps 0 beside
@@ -561,17 +561,21 @@ fn mix_var_near_subnormal(m: Mixed) -> bool {
 }
 
 // Layout "1d": whether term k's weighted variance plus eps (variance in real units), a lower
-// bound of every mixed var + eps it takes part in (the weights are >= 0), lies below float32's
-// normal range while its variance weight is not 0. Only where both terms' bounds do can an
-// element's hot mix (the weights' float32 values, mix_1d) flush var + eps to 0 or a subnormal
-// (mix_var_below_normal): an evaluation on a running_var of 0, eps 0, beside an LN variance of
-// 2.5e-13 under a variance weight of e^-85 (3e-50: dx NaN where the reference's std is
-// 1.7e-25, tests/sn1d_tiny_mixed_var_test.ts; the forward lists channels of variance 0 with
-// eps 0 already). The backward sends such elements to its wide passes, one test per tile row
-// and column (sn1d_bwd_reduce) and per channel (sn_bwd_groups).
-fn term_var_below_normal(k: u32, variance: f32) -> bool {
+// bound of every mixed var + eps it takes part in (the weights are >= 0), lies below 2^-102
+// (mix_var_near_subnormal's bound) while its variance weight is not 0. Only where both terms'
+// bounds do can an element's hot mix (the weights' float32 values, mix_1d) flush var + eps to 0
+// or a subnormal, or drop a weighted term below float32's normal range that is 2^-24 or more of
+// it (mix_var_near_subnormal): an evaluation on a running_var of 0, eps 0, beside an LN
+// variance of 2.5e-13 under a variance weight of e^-85 (3e-50: dx NaN where the reference's std
+// is 1.7e-25, tests/sn1d_tiny_mixed_var_test.ts), and one under eps 2^-126 beside an LN term of
+// ~2^-127 (e^-58.7 times 1.8e-13), which a GPU that flushes subnormals dropped from var + eps (y
+// 3.30e12 for 2.62e12 on SwiftShader; it was tested below float32's normal range then, where
+// the flushed sum is not). The backward sends such elements to its wide passes, one test per
+// tile row and column (sn1d_bwd_reduce) and per channel (sn_bwd_groups); the forward lists
+// such channels for sn1d_wide_normalize (sn_group_stats: list_if_wide).
+fn term_var_near_subnormal(k: u32, variance: f32) -> bool {
   let v = weighted_var(k, P.wvar[k] * variance) + P.eps;
-  return (P.wvar[k] != 0.0) & (((bitcast<u32>(v) >> 23u) & 0xffu) == 0u);
+  return (P.wvar[k] != 0.0) & (((bitcast<u32>(v) >> 23u) & 0xffu) < 25u);
 }
 
 // Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with
@@ -2737,20 +2741,21 @@ const _SN1D_BWD_ELEMENT: string =
 // sn1d_mix.wgsl, with their \`groups\` and \`affine\` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
+// |dy| passes DY_MAX or lies below 2^-102 (dy_is_wide), its gamma / std is factor-wide
 // (common.wgsl), a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
 // then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32), or s^2 gamma dy lies below float32's
-// normal range (gv_is_tiny), or the hot mix's var + eps lies below float32's normal range
-// (mix_var_below_normal: its products flushed, s NaN where the reference's is finite).
+// normal range (gv_is_tiny), or the hot mix's var + eps lies below 2^-102
+// (mix_var_near_subnormal: its products flushed, s NaN or coarse where the reference's is
+// finite).
 // sn1d_bwd_reduce tests the first two per element (element_is_wide_hot), the third and fourth
 // per tile column, the fifth per element (element_hot_tested) and the last by its bounds per
-// tile row and column (term_var_below_normal).
+// tile row and column (term_var_near_subnormal).
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
     (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d) ||
-    (mix_var_below_normal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
+    (mix_var_near_subnormal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
@@ -3003,7 +3008,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_bn = group_term(bn);
   var w: WideMap;
   let m = mix_1d_wide(ln, bn);
-  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
+  if (is_scaled(ln.flags | bn.flags) || mix_var_near_subnormal(m)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
@@ -3126,18 +3131,29 @@ fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d);
 }
 
-// Whether dy needs units of its own: |dy| beyond DY_MAX (dy_is_big), or subnormal, which GPUs
-// may flush to 0 in arithmetic (dy ~ 1e-40 with gamma / std ~ 1e46 gives a dx of ~1e6). By
-// bits, two unsigned comparisons.
+// Whether dy needs units of its own: |dy| beyond DY_MAX (dy_is_big), or below 2^-102
+// (dy_is_low), subnormal ones included, which GPUs may flush to 0 in arithmetic (dy ~ 1e-40 with
+// gamma / std ~ 1e46 gives a dx of ~1e6). By bits, two unsigned comparisons.
 fn dy_is_wide(d: f32) -> bool {
-  let a = bitcast<u32>(d) & 0x7fffffffu;
-  return dy_is_big(d) || a - 1u < 0x007fffffu;
+  return dy_is_big(d) || dy_is_low(d);
 }
 
-// The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a subnormal dy
-// 2^-126, by bits: scale2(dy, 126) is then a normal float32.
+// 0 < |dy| < 2^-102 (by bits): the float32 sums of such dy in units of 1 (dbeta, and the sums
+// of gm = -s gamma dy) fall below float32's normal range where they cancel, which a GPU that
+// flushes subnormals (NVIDIA, SwiftShader) makes 0: a column of dy ~1e-37 in pairs X, -X + 5e-39
+// summed to dbeta 0 for 7.5e-37 ([300, 2]; lavapipe keeps them), and a subnormal dy beside them
+// is flushed outright. Such an element takes wide_element, its dy in the unit 2^-126
+// (dy_unit_1d), where every sum of them stays normal (as layout "nd"'s sn_bwd_reduce lists a
+// segment whose largest |dy| lies below 2^-102, s1_low).
+fn dy_is_low(d: f32) -> bool {
+  return (bitcast<u32>(d) & 0x7fffffffu) - 1u < 0x0c7fffffu;
+}
+
+// The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a dy below 2^-102
+// (dy_is_low: subnormal ones included) 2^-126, by bits: scale2(dy, 126) is then a normal
+// float32 below 2^24.
 fn dy_unit_1d(d: f32) -> i32 {
-  if (is_subnormal_bits(d)) {
+  if (dy_is_low(d)) {
     return -126;
   }
   return dy_unit(select(0.0, bitcast<f32>(bitcast<u32>(d) & 0x7fffffffu), class_bits(d) == 0u));
@@ -4262,7 +4278,13 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
   // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
   // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
   let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
-  list_if(g, is_scaled(flags) || factor || std0 || tiny || synced_bn(g));
+  // Every channel whose weighted variance plus eps, a lower bound of its elements' var + eps,
+  // lies below 2^-102 (term_var_near_subnormal): sn1d_normalize's hot mix may drop a weighted
+  // term below float32's normal range there (a GPU that flushes subnormals: eps 2^-126 beside
+  // an LN term of ~2^-127 under BN's variance 0, y 3.30e12 for 2.62e12 on SwiftShader), which
+  // wide_map_1d keeps (its lift). Layout "1d" only (list_if).
+  let near = g >= P.groups_ln && term_var_near_subnormal(1u, variance);
+  list_if(g, is_scaled(flags) || factor || std0 || tiny || near || synced_bn(g));
 }
 
 // SyncSN in training: a BN group here has this replica's statistics, and the CPU puts the global
@@ -7408,8 +7430,8 @@ var<workgroup> tdy: array<f32, 1056>;
 // carry no test of their own (lavapipe would run it for every element).
 var<workgroup> t_gamma_wide: atomic<u32>;
 // Bit 1 where a column, bit 2 where a row of the tile has a weighted variance plus eps below
-// float32's normal range (term_var_below_normal): only where both do may an element's hot mix
-// flush var + eps (element_is_wide then takes it to wide_element), so then every line of the
+// 2^-102 (term_var_near_subnormal): only where both do may an element's hot mix flush var + eps
+// or a term of it (element_is_wide then takes it to wide_element), so then every line of the
 // tile is listed.
 var<workgroup> t_var_tiny: atomic<u32>;
 // The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
@@ -7435,13 +7457,13 @@ fn main(
     if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * bn.variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
-    if (term_var_below_normal(1u, bn.variance) && !is_scaled(bn.flags)) {
+    if (term_var_near_subnormal(1u, bn.variance) && !is_scaled(bn.flags)) {
       atomicOr(&t_var_tiny, 1u);
     }
     t_bn_part[lid] = bn_pair_part(bn);
   } else if (lid >= T && lid - T < t.rows) {
     let ln = groups[t.n0 + lid - T - P.row_base];
-    if (term_var_below_normal(0u, ln.variance) && !is_scaled(ln.flags)) {
+    if (term_var_near_subnormal(0u, ln.variance) && !is_scaled(ln.flags)) {
       atomicOr(&t_var_tiny, 2u);
     }
     t_ln_part[lid - T] = ln_pair_part(ln);
@@ -7699,13 +7721,14 @@ fn main(
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
     // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
-    // (And every channel whose weighted variance plus eps lies below float32's normal range,
-    // term_var_below_normal: sn1d_bwd_dx's hot mix may flush its elements' var + eps.)
+    // (And every channel whose weighted variance plus eps lies below 2^-102,
+    // term_var_near_subnormal: sn1d_bwd_dx's hot mix may flush its elements' var + eps or a
+    // term of it.)
     // (And under SyncSN in training every channel: its sums here are this replica's, the CPU
     // puts the global batch's in their place, which may carry exponents where these do not.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
       ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n) ||
-      (at >= P.n && term_var_below_normal(1u, stat_groups[stat].variance)))) {
+      (at >= P.n && term_var_near_subnormal(1u, stat_groups[stat].variance)))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
       // Its reader's dispatch (common.wgsl: list_grid).
@@ -8305,7 +8328,7 @@ fn write_dx(n: u32, c: u32, first: u32, end: u32) {
 fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
   var w: WideMap;
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
+  if (is_scaled(ln.flags | bn.flags) || mix_var_near_subnormal(m)) {
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);

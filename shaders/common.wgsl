@@ -539,7 +539,7 @@ fn mix_var_below_normal(m: Mixed) -> bool {
   return ((bitcast<u32>(m.variance + P.eps) >> 23u) & 0xffu) == 0u;
 }
 
-// Layout "nd": mix_var_below_normal, or var + eps within 2^24 above float32's normal range
+// mix_var_below_normal, or var + eps within 2^24 above float32's normal range
 // (below 2^-102, by its exponent field): there a weighted term below that range may be 2^-24 or
 // more of var + eps, which GPUs that flush subnormal operands (NVIDIA, SwiftShader) drop from
 // the plain mix's sum while lavapipe keeps it (an evaluation on running_var 0 under eps 0 beside
@@ -552,17 +552,21 @@ fn mix_var_near_subnormal(m: Mixed) -> bool {
 }
 
 // Layout "1d": whether term k's weighted variance plus eps (variance in real units), a lower
-// bound of every mixed var + eps it takes part in (the weights are >= 0), lies below float32's
-// normal range while its variance weight is not 0. Only where both terms' bounds do can an
-// element's hot mix (the weights' float32 values, mix_1d) flush var + eps to 0 or a subnormal
-// (mix_var_below_normal): an evaluation on a running_var of 0, eps 0, beside an LN variance of
-// 2.5e-13 under a variance weight of e^-85 (3e-50: dx NaN where the reference's std is
-// 1.7e-25, tests/sn1d_tiny_mixed_var_test.ts; the forward lists channels of variance 0 with
-// eps 0 already). The backward sends such elements to its wide passes, one test per tile row
-// and column (sn1d_bwd_reduce) and per channel (sn_bwd_groups).
-fn term_var_below_normal(k: u32, variance: f32) -> bool {
+// bound of every mixed var + eps it takes part in (the weights are >= 0), lies below 2^-102
+// (mix_var_near_subnormal's bound) while its variance weight is not 0. Only where both terms'
+// bounds do can an element's hot mix (the weights' float32 values, mix_1d) flush var + eps to 0
+// or a subnormal, or drop a weighted term below float32's normal range that is 2^-24 or more of
+// it (mix_var_near_subnormal): an evaluation on a running_var of 0, eps 0, beside an LN
+// variance of 2.5e-13 under a variance weight of e^-85 (3e-50: dx NaN where the reference's std
+// is 1.7e-25, tests/sn1d_tiny_mixed_var_test.ts), and one under eps 2^-126 beside an LN term of
+// ~2^-127 (e^-58.7 times 1.8e-13), which a GPU that flushes subnormals dropped from var + eps (y
+// 3.30e12 for 2.62e12 on SwiftShader; it was tested below float32's normal range then, where
+// the flushed sum is not). The backward sends such elements to its wide passes, one test per
+// tile row and column (sn1d_bwd_reduce) and per channel (sn_bwd_groups); the forward lists
+// such channels for sn1d_wide_normalize (sn_group_stats: list_if_wide).
+fn term_var_near_subnormal(k: u32, variance: f32) -> bool {
   let v = weighted_var(k, P.wvar[k] * variance) + P.eps;
-  return (P.wvar[k] != 0.0) & (((bitcast<u32>(v) >> 23u) & 0xffu) == 0u);
+  return (P.wvar[k] != 0.0) & (((bitcast<u32>(v) >> 23u) & 0xffu) < 25u);
 }
 
 // Whether gamma / sqrt(denom) of an unscaled mix may pass 2^80, where its products with

@@ -3,20 +3,21 @@
 // sn1d_mix.wgsl, with their `groups` and `affine` bindings). Not a shader on its own.
 
 // Whether an element needs wide_element: its LN or BN statistics are scaled (F_SCALED), its
-// |dy| passes DY_MAX or is subnormal (dy_is_wide), its gamma / std is factor-wide
+// |dy| passes DY_MAX or lies below 2^-102 (dy_is_wide), its gamma / std is factor-wide
 // (common.wgsl), a mixing weight is below float32's normal range (P_TINY_WEIGHTS: x - mu can
 // then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32), or s^2 gamma dy lies below float32's
-// normal range (gv_is_tiny), or the hot mix's var + eps lies below float32's normal range
-// (mix_var_below_normal: its products flushed, s NaN where the reference's is finite).
+// normal range (gv_is_tiny), or the hot mix's var + eps lies below 2^-102
+// (mix_var_near_subnormal: its products flushed, s NaN or coarse where the reference's is
+// finite).
 // sn1d_bwd_reduce tests the first two per element (element_is_wide_hot), the third and fourth
 // per tile column, the fifth per element (element_hot_tested) and the last by its bounds per
-// tile row and column (term_var_below_normal).
+// tile row and column (term_var_near_subnormal).
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
     (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d) ||
-    (mix_var_below_normal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
+    (mix_var_near_subnormal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
@@ -269,7 +270,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_bn = group_term(bn);
   var w: WideMap;
   let m = mix_1d_wide(ln, bn);
-  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
+  if (is_scaled(ln.flags | bn.flags) || mix_var_near_subnormal(m)) {
     w = wide_map_1d(ln, bn, 1.0, 0.0);
   } else {
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);
@@ -392,18 +393,29 @@ fn element_is_wide_hot(ln: Group, bn: Group, d: f32) -> bool {
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d);
 }
 
-// Whether dy needs units of its own: |dy| beyond DY_MAX (dy_is_big), or subnormal, which GPUs
-// may flush to 0 in arithmetic (dy ~ 1e-40 with gamma / std ~ 1e46 gives a dx of ~1e6). By
-// bits, two unsigned comparisons.
+// Whether dy needs units of its own: |dy| beyond DY_MAX (dy_is_big), or below 2^-102
+// (dy_is_low), subnormal ones included, which GPUs may flush to 0 in arithmetic (dy ~ 1e-40 with
+// gamma / std ~ 1e46 gives a dx of ~1e6). By bits, two unsigned comparisons.
 fn dy_is_wide(d: f32) -> bool {
-  let a = bitcast<u32>(d) & 0x7fffffffu;
-  return dy_is_big(d) || a - 1u < 0x007fffffu;
+  return dy_is_big(d) || dy_is_low(d);
 }
 
-// The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a subnormal dy
-// 2^-126, by bits: scale2(dy, 126) is then a normal float32.
+// 0 < |dy| < 2^-102 (by bits): the float32 sums of such dy in units of 1 (dbeta, and the sums
+// of gm = -s gamma dy) fall below float32's normal range where they cancel, which a GPU that
+// flushes subnormals (NVIDIA, SwiftShader) makes 0: a column of dy ~1e-37 in pairs X, -X + 5e-39
+// summed to dbeta 0 for 7.5e-37 ([300, 2]; lavapipe keeps them), and a subnormal dy beside them
+// is flushed outright. Such an element takes wide_element, its dy in the unit 2^-126
+// (dy_unit_1d), where every sum of them stays normal (as layout "nd"'s sn_bwd_reduce lists a
+// segment whose largest |dy| lies below 2^-102, s1_low).
+fn dy_is_low(d: f32) -> bool {
+  return (bitcast<u32>(d) & 0x7fffffffu) - 1u < 0x0c7fffffu;
+}
+
+// The unit 2^D of one element's dy (dy_unit, backward_common.wgsl), and for a dy below 2^-102
+// (dy_is_low: subnormal ones included) 2^-126, by bits: scale2(dy, 126) is then a normal
+// float32 below 2^24.
 fn dy_unit_1d(d: f32) -> i32 {
-  if (is_subnormal_bits(d)) {
+  if (dy_is_low(d)) {
     return -126;
   }
   return dy_unit(select(0.0, bitcast<f32>(bitcast<u32>(d) & 0x7fffffffu), class_bits(d) == 0u));

@@ -43,8 +43,8 @@ var<workgroup> tdy: array<f32, 1056>;
 // carry no test of their own (lavapipe would run it for every element).
 var<workgroup> t_gamma_wide: atomic<u32>;
 // Bit 1 where a column, bit 2 where a row of the tile has a weighted variance plus eps below
-// float32's normal range (term_var_below_normal): only where both do may an element's hot mix
-// flush var + eps (element_is_wide then takes it to wide_element), so then every line of the
+// 2^-102 (term_var_near_subnormal): only where both do may an element's hot mix flush var + eps
+// or a term of it (element_is_wide then takes it to wide_element), so then every line of the
 // tile is listed.
 var<workgroup> t_var_tiny: atomic<u32>;
 // The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
@@ -70,13 +70,13 @@ fn main(
     if (factor_wide(affine[c], weighted_var(1u, P.wvar[1] * bn.variance) + P.eps)) {
       atomicOr(&t_gamma_wide, 1u);
     }
-    if (term_var_below_normal(1u, bn.variance) && !is_scaled(bn.flags)) {
+    if (term_var_near_subnormal(1u, bn.variance) && !is_scaled(bn.flags)) {
       atomicOr(&t_var_tiny, 1u);
     }
     t_bn_part[lid] = bn_pair_part(bn);
   } else if (lid >= T && lid - T < t.rows) {
     let ln = groups[t.n0 + lid - T - P.row_base];
-    if (term_var_below_normal(0u, ln.variance) && !is_scaled(ln.flags)) {
+    if (term_var_near_subnormal(0u, ln.variance) && !is_scaled(ln.flags)) {
       atomicOr(&t_var_tiny, 2u);
     }
     t_ln_part[lid - T] = ln_pair_part(ln);

@@ -60,7 +60,7 @@ fn write_dx(n: u32, c: u32, first: u32, end: u32) {
 fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, with_bn: bool) -> f32 {
   var w: WideMap;
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
-  if (is_scaled(ln.flags | bn.flags) || mix_var_below_normal(m)) {
+  if (is_scaled(ln.flags | bn.flags) || mix_var_near_subnormal(m)) {
     w = wide_map(group_term(ln), group_term(bn), Term(0.0, 0.0, 0.0, 0u), 1.0, 0.0);
   } else {
     w = WideMap(m.hi, m.lo, m.variance, inv_std(m), 0.0, 0, mixed_bad(m), false, 0);

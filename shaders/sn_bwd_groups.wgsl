@@ -102,13 +102,14 @@ fn main(
     let stat = select(at - P.row_base, at - P.stat_bn_base, at >= P.n);
     // (And every sample where a mixing weight is below float32's normal range: sn1d_bwd_dx
     // mixes with the weights' float32 values alone, P_TINY_WEIGHTS.)
-    // (And every channel whose weighted variance plus eps lies below float32's normal range,
-    // term_var_below_normal: sn1d_bwd_dx's hot mix may flush its elements' var + eps.)
+    // (And every channel whose weighted variance plus eps lies below 2^-102,
+    // term_var_near_subnormal: sn1d_bwd_dx's hot mix may flush its elements' var + eps or a
+    // term of it.)
     // (And under SyncSN in training every channel: its sums here are this replica's, the CPU
     // puts the global batch's in their place, which may carry exponents where these do not.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
       ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n) ||
-      (at >= P.n && term_var_below_normal(1u, stat_groups[stat].variance)))) {
+      (at >= P.n && term_var_near_subnormal(1u, stat_groups[stat].variance)))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
       // Its reader's dispatch (common.wgsl: list_grid).

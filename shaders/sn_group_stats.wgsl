@@ -82,7 +82,13 @@ fn list_if_wide(g: u32, flags: u32, variance: f32) {
   // Every sample where a mixing weight is below float32's normal range: sn1d_normalize mixes
   // with the weights' float32 values alone (mix_1d), sn1d_wide_normalize with their exponents.
   let tiny = g < P.groups_ln && (P.flags & P_TINY_WEIGHTS) != 0u;
-  list_if(g, is_scaled(flags) || factor || std0 || tiny || synced_bn(g));
+  // Every channel whose weighted variance plus eps, a lower bound of its elements' var + eps,
+  // lies below 2^-102 (term_var_near_subnormal): sn1d_normalize's hot mix may drop a weighted
+  // term below float32's normal range there (a GPU that flushes subnormals: eps 2^-126 beside
+  // an LN term of ~2^-127 under BN's variance 0, y 3.30e12 for 2.62e12 on SwiftShader), which
+  // wide_map_1d keeps (its lift). Layout "1d" only (list_if).
+  let near = g >= P.groups_ln && term_var_near_subnormal(1u, variance);
+  list_if(g, is_scaled(flags) || factor || std0 || tiny || near || synced_bn(g));
 }
 
 // SyncSN in training: a BN group here has this replica's statistics, and the CPU puts the global

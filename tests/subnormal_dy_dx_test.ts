@@ -373,3 +373,76 @@ rangeTests(
     assertRangeChecks(call, got, want);
   },
 );
+
+/**
+ * SwitchNorm1d [n, 2], mean and variance on BN beside LN's e^-87, eps 1e-30, gamma 1 and 1e6: dy
+ * of every `every`-th element ~+-1e-37 (`normal`; without it, 0), the others `sub` (one sign, 0.5
+ * to 1 times it; 0 without it), or with `cancel` each odd row's dy -X + 5e-39 of the even row's X
+ * above it (X ~1e-37: their float32 sums in pairs fall below float32's normal range).
+ */
+function sn1dLowDy(
+  n: number,
+  training: boolean,
+  dyOf: (row: number, col: number, i: number) => number,
+): LayerCall {
+  const c = 2, len = n * c;
+  return {
+    layer: "1d",
+    shape: [n, c],
+    options: { eps: 1e-30 },
+    state: {
+      weight: Float32Array.of(1, 1e6),
+      bias: new Float32Array(c),
+      mean_weight: Float32Array.of(-87, 0),
+      var_weight: Float32Array.of(-87, 0),
+      running_mean: Float32Array.of(0, 1),
+      running_var: Float32Array.of(1, 0),
+    },
+    partial: true,
+    training,
+    x: Float32Array.from({ length: len }, (_, i) => ((i * 7) % 11) / 5 - 1),
+    dy: Float32Array.from({ length: len }, (_, i) => dyOf(Math.floor(i / c), i % c, i)),
+    scales: true,
+  };
+}
+
+// Subnormal dy beside dy ~1e-37 in a column: every subnormal dy took its tile line to
+// sn1d_bwd_wide_reduce (its own unit 2^-126), but an element of dy ~1e-37 kept the unit 1, and
+// grad_add brought the line's sums to the larger unit, where each later subnormal dy was again
+// subnormal: flushed on SwiftShader (and NVIDIA), dbeta 2.69e-37 for 1.89e-36 ([300, 2], 17x
+// its tolerance; lavapipe right). And where dy ~1e-37 alone cancel in pairs (X, -X + 5e-39) the
+// float32 sums in units of 1 fell below float32's normal range: dbeta 0 for 7.5e-37 (7.6x).
+// Every dy below 2^-102 takes the unit 2^-126 now (sn1d_bwd_element.wgsl: dy_is_low).
+for (const training of [false, true]) {
+  const mode = training ? "training" : "evaluation";
+  rangeTests(
+    `SwitchNorm1d: subnormal dy beside dy ~1e-37 keep dbeta (${mode})`,
+    async (backend) => {
+      const call = sn1dLowDy(
+        300,
+        training,
+        (r, col, i) =>
+          i % 20 === 0
+            ? (r % 4 < 2 ? 1 : -1) * (1 + (i % 7) / 7) * 1e-37
+            : (0.5 + ((i * 5 + col) % 11) / 22) * 1e-38,
+      );
+      const { got, want } = await runBoth(call, backend);
+      assert.ok(Math.abs(want.grads!.bias[0]) > 5e-37);
+      assertRangeChecks(call, got, want);
+    },
+  );
+  rangeTests(
+    `SwitchNorm1d: dy ~1e-37 whose sums cancel below float32's normal range keep dbeta (${mode})`,
+    async (backend) => {
+      const x = (r: number, col: number) => Math.fround((1 + ((r * 2 + col) * 3 % 7) / 7) * 1e-37);
+      const call = sn1dLowDy(
+        300,
+        training,
+        (r, col) => r % 2 === 0 ? x(r, col) : Math.fround(-x(r - 1, col) + 5e-39),
+      );
+      const { got, want } = await runBoth(call, backend);
+      assert.ok(Math.abs(want.grads!.bias[0]) > 5e-37);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
