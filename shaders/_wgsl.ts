@@ -194,6 +194,37 @@ fn opaque(v: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(v) ^ (P.inf_bits ^ 0x7f800000u));
 }
 
+// The shaders' one float32 division: every a / b of floats is fdiv or fdiv_n, both of which
+// divide here (tests/wgsl_float_division_guard_test.ts refuses any other float \`/\`). The tests
+// replace this body with NVIDIA's division (tests/_nvidia_division.ts: a times an approximate
+// reciprocal, 0 for |b| above 2^126, a subnormal b flushed to 0), which no CPU adapter has.
+fn div_f32(a: f32, b: f32) -> f32 {
+  return a / b;
+}
+
+// a / b for any float32 b. NVIDIA's Vulkan driver divides as a times an approximate reciprocal
+// (tests/fuzz/adapter_float_probe.ts): the reciprocal of |b| above 2^126 is flushed to 0
+// (3e38 / 3e38 = 0), and a subnormal b is flushed before it (2^-130 / 2^-129 = NaN). Such a b is
+// brought into range first with a by the same power of two, by their bits (scale2: a multiply
+// would flush a subnormal operand): quartered above 2^126 (a loses only bits below 2^-124,
+// where a / b < 2^-250 is 0 either way), raised by 2^64 below 2^-126 (a beyond 2^64 overflows,
+// where a / b beyond 2^190 does too). Exact powers of two: IEEE division gives the same bits.
+fn fdiv(a: f32, b: f32) -> f32 {
+  let bb = bitcast<u32>(b) & 0x7fffffffu;
+  if (bb > 0x7e800000u || (bb < 0x00800000u && bb != 0u)) {
+    let k = select(64, -2, bb > 0x7e800000u);
+    return div_f32(scale2(a, k), scale2(b, k));
+  }
+  return div_f32(a, b);
+}
+
+// a / n for a divisor known to lie in float32's normal range below 2^126: a count or a count
+// less one, the square root of a positive variance (2^-75 to 2^64), a power of two such as
+// lift's. Nothing to guard, so the hot loops divide as they did (an inlined call).
+fn fdiv_n(a: f32, n: f32) -> f32 {
+  return div_f32(a, n);
+}
+
 // s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum). Each intermediate passes opaque(),
 // so that no rewrite of the formula as exact arithmetic folds the error away.
 fn two_sum(a: f32, b: f32) -> vec2<f32> {
@@ -266,11 +297,11 @@ fn triple_add_pair(t: vec3<f32>, p: vec2<f32>) -> vec3<f32> {
 // exactly (pair_times of a quotient and count).
 fn triple_mean(t: vec3<f32>, count: u32) -> vec3<f32> {
   let k = f32(count);
-  let q1 = (t.x + t.y) / k;
+  let q1 = fdiv_n(t.x + t.y, k);
   let r1 = triple_add_pair(t, -pair_times(q1, k));
-  let q2 = (r1.x + r1.y) / k;
+  let q2 = fdiv_n(r1.x + r1.y, k);
   let r2 = triple_add_pair(r1, -pair_times(q2, k));
-  let q3 = (r2.x + r2.y + r2.z) / k;
+  let q3 = fdiv_n(r2.x + r2.y + r2.z, k);
   let a = two_sum(q1, q2);
   let b = two_sum(a.y, q3);
   return vec3<f32>(a.x, b.x, b.y);
@@ -390,7 +421,7 @@ fn merge(a: Acc, b: Acc) -> Acc {
   }
   let n = a.n + b.n;
   let d = b.mean - a.mean;
-  let fb = b.n / n;
+  let fb = fdiv_n(b.n, n);
   return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
 }
 
@@ -532,7 +563,7 @@ fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) ->
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
   let bad = (m.flags & F_CLASS) != 0u || !(denom > 0.0);
-  let scale = gamma / sqrt(select(denom, 1.0, bad));
+  let scale = fdiv_n(gamma, sqrt(select(denom, 1.0, bad)));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
@@ -1061,7 +1092,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
-  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)) * pow2(lift), 0.0, var_inf);
+  let scale = select(fdiv_n(gamma_mantissa(gamma), sqrt(select(denom, 1.0, bad))) * pow2(lift), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
@@ -1414,7 +1445,7 @@ fn select_group(g: Group, keep: bool) -> Group {
 // The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
 // usingBN, whose weight 2 is 0).
 fn nd_terms_in(p: Partial) -> Term {
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
   return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
 }
 
@@ -1444,9 +1475,9 @@ fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
   // row mixed on it took as its x - mu (bn_mean_below_std_sweep seed 957 as an evaluation: y
   // 1.1e4 for -1.0e18). Ordinary means lie that near 0 with a chance of ~2^-20 sqrt(n) per row.
   if ((P.flags & P_REFINE_MEANS) == 0u) {
-    return mu * mu < m2 / n * CANCELLED_MEAN2;
+    return mu * mu < fdiv_n(m2, n) * CANCELLED_MEAN2;
   }
-  let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
+  let near = fdiv_n(m2, n) * 9.5367431640625e-7; // (2^-10 std)^2
   var d = mu;
   if ((P.flags & (P_TRAINING | P_USING_BN)) == P_USING_BN) {
     d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
@@ -1469,7 +1500,7 @@ fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
   if ((P.flags & (eval_bn | P_TRAINING)) != eval_bn || (flags & F_CLASS) != 0u || !(m2 > 0.0) || n < 2.0) {
     return false;
   }
-  let v = m2 / (n - 1.0);
+  let v = fdiv_n(m2, n - 1.0);
   return abs(v - rv) < v * 0.00390625; // 2^-8
 }
 
@@ -1582,13 +1613,13 @@ fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
 // remainder formed exactly, so that hi + lo is p / k to ~1e-14 relative whatever hi's rounding.
 fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
   let rem = pair_sub_times(p, k, hi);
-  return (rem.x + rem.y) / f32(k);
+  return fdiv_n(rem.x + rem.y, f32(k));
 }
 
 // The unbiased variance of a summary (M2 = m2_hi + m2_lo over \`count\` values) as a pair; hi is
 // the float32 M2 / (count - 1) the other passes compute.
 fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
-  let hi = m2_hi / max(f32(count) - 1.0, 1.0);
+  let hi = fdiv_n(m2_hi, max(f32(count) - 1.0, 1.0));
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
 }
 
@@ -1601,11 +1632,20 @@ fn reads_var_pairs(p: Partial) -> bool {
 }
 
 // The mean of \`count\` values whose sum is the pair t, as a pair (q1, q2): q1 = f32(t / count),
-// q2 the rest from the exact remainder t - q1 count.
+// q2 the rest from the exact remainder t - q1 count. q1 is corrected by the rest of a first
+// quotient before q2 is formed: NVIDIA's Vulkan driver divides as t times an approximate
+// reciprocal of count, whose quotient may lie an ulp or more off f32(t / count), and the pair's
+// readers took q1 as the mean's float32 and q2 as the quotient of its remainder (rows of
+// +-3.4e38 whose LN mean is 0, tests/wide_row_far_terms_test.ts: \`mean_weight\`'s gradient
+// -1.9e-3 for 6.9e-19 on an H200, reproduced by tests/_nvidia_division.ts's reciprocal). Where
+// the first quotient is f32(t / count) already (IEEE division), its rest stays below half its
+// ulp and q1 is that quotient: the bits of a single division.
 fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
-  let q1 = (t.x + t.y) / f32(count);
+  let q0 = fdiv_n(t.x + t.y, f32(count));
+  let r0 = pair_sub_times(t, count, q0);
+  let q1 = q0 + fdiv_n(r0.x + r0.y, f32(count));
   let rem = pair_sub_times(t, count, q1);
-  return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
+  return vec2<f32>(q1, fdiv_n(rem.x + rem.y, f32(count)));
 }
 
 // A record's fine word (Partial.fine, Group.fine, common.wgsl) from the pair sum t of \`count\`
@@ -1645,7 +1685,7 @@ fn pair_mul(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
 // 1 / sqrt(v) for a pair v > 0, as a pair: one Newton step from the float32 s0, whose residual
 // r = 1 - v s0^2 (~2^-23) is formed in pairs: s = s0 (1 + r / 2), off by ~3 r^2 / 8 (~1e-14).
 fn pair_rsqrt(v: vec2<f32>) -> vec2<f32> {
-  let s0 = 1.0 / sqrt(v.x);
+  let s0 = fdiv_n(1.0, sqrt(v.x));
   let t = pair_mul(pair_mul(v, vec2<f32>(s0, 0.0)), vec2<f32>(s0, 0.0));
   let r = (1.0 - t.x) - t.y; // 1 - t.x exact: t.x is within a few ulps of 1
   return two_sum(s0, s0 * (0.5 * r));
@@ -1691,7 +1731,7 @@ fn loose_sub(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
 // with r = 1 - v s0^2 (~2^-23, formed to ~2^-34: 1 - t.x is exact, t.x being a product of two
 // 12-bit parts near 1), off by ~2^-33 relative.
 fn loose_rsqrt(v: vec2<f32>) -> vec2<f32> {
-  let s0 = 1.0 / sqrt(v.x);
+  let s0 = fdiv_n(1.0, sqrt(v.x));
   let t = loose_mul(loose_times(s0, s0), v);
   let r = (1.0 - t.x) - t.y;
   return vec2<f32>(s0, s0 * (0.5 * r));
@@ -1826,10 +1866,8 @@ fn row_sums(base: u32) -> RowSums {
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
   // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
-  let q1 = (t.x + t.y) / f32(max(count, 1u));
-  let rem = pair_sub_times(t, count, q1);
-  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
-  return RowSums(acc, count, flags, q1, q2);
+  let q = pair_mean(t, max(count, 1u)); // q1 corrected where the division rounds otherwise
+  return RowSums(acc, count, flags, q.x, q.y);
 }
 
 // The merged row of finite values (count > 0) with \`flags\`, re-centred.
@@ -1939,7 +1977,7 @@ fn deviation_moments(s: u32, e: u32, k: i32, centre: f32) -> vec3<f32> {
 // lo). k is 0 but for a scaled row of an alike group (sn_group_refine).
 fn summed_about(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Partial {
   let sums = deviation_moments(s, e, k, hi);
-  let lo = sums.x / f32(count);
+  let lo = fdiv_n(sums.x, f32(count));
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
   return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0, 0.0);
 }`;
@@ -2484,7 +2522,7 @@ fn dy_unit(mx: f32) -> i32 {
 }
 
 fn inv_std(m: Mixed) -> f32 {
-  return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
+  return fdiv_n(1.0, sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0)));
 }
 
 // Whether the BN statistics are functions of x (training with BN): only then do the BN
@@ -2511,11 +2549,11 @@ fn long_centre(m: Mixed, p: Partial) -> f32 {
   let mu = m.hi + m.lo;
   let cut = coarse12(mu);
   let moved = mu - cut;
-  let spread = p.m2 / max(f32(p.count), 1.0);
+  let spread = fdiv_n(p.m2, max(f32(p.count), 1.0));
   let c = select(cut, mu, !is_scaled(m.flags) && moved * moved > spread);
   let q = pow2((exponent_of(spread) >> 1u) + 3 - 23);
   let coarse = !is_scaled(m.flags) && spread > 0.0 && q > 0.0;
-  return select(c, trunc(c / select(1.0, q, coarse)) * q, coarse);
+  return select(c, trunc(fdiv(c, select(1.0, q, coarse))) * q, coarse);
 }
 
 // mu - c of the mix m = (hi, lo) and a centre c (long_centre) as a pair, exact: the first word
@@ -2548,7 +2586,7 @@ fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
 // than a branch on the uniform flag, as sn_mix (lavapipe compiles a shader again at dispatches
 // for as long as the values of the uniforms in its if conditions shrink it: see sn_bwd_reduce).
 fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   let use_bn = (P.flags & P_USING_BN) != 0u;
@@ -3405,7 +3443,7 @@ fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   sum_add(sum, d);
   let n = (*acc).n + 1.0;
   let delta = d - (*acc).mean;
-  let mean = (*acc).mean + delta / n;
+  let mean = (*acc).mean + fdiv_n(delta, n);
   *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
 }
 
@@ -3453,7 +3491,7 @@ fn quantized_shift(k: f32, s: u32, e: u32) -> f32 {
   }
   let q = pow2(exponent_of(a) + 3 - 23);
   let use_q = finite && q > 0.0;
-  return select(k, trunc(k / select(1.0, q, use_q)) * q, use_q);
+  return select(k, trunc(fdiv(k, select(1.0, q, use_q))) * q, use_q);
 }
 
 @compute @workgroup_size(256)
@@ -3876,7 +3914,7 @@ fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
       let d = scale2(x[i], k) - shift;
       acc.n += 1.0;
       let delta = d - acc.mean;
-      acc.mean += delta / acc.n;
+      acc.mean += fdiv_n(delta, acc.n);
       acc.m2 += delta * (d - acc.mean);
     }
     total = merge(total, acc);
@@ -3976,7 +4014,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // overflowed: only in-range lines (and in-range sums) take the second shift.
   let dominated = f32(count) * abs(shift) > 4.0 * size && !is_wide_field(abs_field(mx));
   if (dominated) {
-    shift = total / f32(count);
+    shift = fdiv_n(total, f32(count));
   }
   sum = select(sum, vec2<f32>(0.0), dominated);
   for (var i = 0u; i < select(0u, len, dominated); i++) {
@@ -4113,7 +4151,7 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   for (var i = 0u; i < len; i++) {
     total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
-  let shift = trunc(total / f32(len) * 2097152.0) * 4.76837158203125e-7;
+  let shift = trunc(fdiv_n(total, f32(len)) * 2097152.0) * 4.76837158203125e-7;
   // sum of x' - K as a float32 pair, each x' - K exact (two_sum), both words added with pair_add
   // (renormalized at every step, hi = f32(the sum so far)), as the float64 reference's sums, exact
   // wherever the values and their partial sums fit its 48 bits: a float32 sum left the line's mean
@@ -4519,7 +4557,7 @@ fn main(
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        let v = m2 / f32(p.count - 1u);
+        let v = fdiv_n(m2, f32(p.count - 1u));
         sumv += v;
         minv = min(minv, v);
         maxv = max(maxv, v);
@@ -4791,12 +4829,12 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = w_m2[0] / w_n[0];
+    variance = fdiv_n(w_m2[0], w_n[0]);
   } else if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = w_m2[0] / max(w_n[0] - 1.0, 1.0);
+    variance = fdiv_n(w_m2[0], max(w_n[0] - 1.0, 1.0));
     if (pairs_1d && gflags == 0u) {
       let lo_1d = quotient_lo(w_sumv_pair[0], w_count[0] - 1u, variance);
       var_lo = select(0.0, lo_1d, is_finite_bits(lo_1d));
@@ -4806,7 +4844,7 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = (w_sumv[0] + w_m2[0]) / w_n[0];
+    variance = fdiv_n(w_sumv[0] + w_m2[0], w_n[0]);
     if (pairs) {
       var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
     }
@@ -4822,7 +4860,7 @@ fn main(
   // group per workgroup, 1/64 of its floats per thread, which llvmpipe's end of an invocation's
   // loops after 65535 iterations limited to 2^21 floats; larger groups kept their float32 means,
   // dgamma ~3% off).
-  let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
+  let group_var = fdiv_n(w_sumv[0] + w_m2[0], w_n[0]);
   let mu_near = mean_hi + lo;
   // Or, of a group of the batch (not an evaluation's running BN statistics) of two members or
   // more, every member's variance within 2^-20 of the group's (ALIKE): the logit gradients
@@ -4852,7 +4890,7 @@ fn main(
   // is listed as it may be.
   let w_mean = select(P.wmean.y, P.wmean.z, is_bn);
   let w_var = select(P.wvar.y, P.wvar.z, is_bn);
-  let term = w_mean * sqrt(group_var) / WIDE_GROUP;
+  let term = fdiv_n(w_mean * sqrt(group_var), WIDE_GROUP);
   // Under SyncSN a BN group is the replica's rows (as for the groups near 0).
   // (In an inference forward, P_OVERFLOW_ONLY, only may_overflow below lists groups.)
   let all_kinds = (P.flags & (P_GROUP_REFINE | P_OVERFLOW_ONLY)) == P_GROUP_REFINE;
@@ -4877,7 +4915,7 @@ fn main(
     let p = members[base + k * stride];
     let f_k = pow2(unit_of(p.flags) - unit);
     let mu_k = (p.shift + p.mean) * f_k;
-    let var_k = select(0.0, p.m2 / f32(max(p.count, 2u) - 1u), p.count >= 2u) * f_k * f_k;
+    let var_k = select(0.0, fdiv_n(p.m2, f32(max(p.count, 2u) - 1u)), p.count >= 2u) * f_k * f_k;
     let spread = P.wvar.x * var_k + w_var * group_var + eps_u;
     if (term * term > spread) {
       let other_base = select(P.bn_base + k * P.bn_step, P.ln_base + k * P.ln_step, is_bn);
@@ -4894,7 +4932,7 @@ fn main(
         other += (q.shift + q.mean) * pow2(unit_of(q.flags) - unit);
         scaled = scaled || is_scaled(q.flags);
       }
-      other = other / f32(max(others, 1u));
+      other = fdiv_n(other, f32(max(others, 1u)));
       let slack = term - abs(mu_k - (P.wmean.x * mu_k + w_mean * group_mu + w_other * other));
       wide_member = scaled || (slack > 0.0 && slack * slack > spread);
     }
@@ -5373,7 +5411,7 @@ fn refine_group(g: u32, lid: u32) {
     // M2 is one, else the float32 quotient, so that its rounding cancels in var_k - var_j as in
     // the first sums (a BN group listed beside LN groups not listed, its members not summed
     // again: var_weight's gradient 1.5x its tolerance with the exact quotients, 0.28x before).
-    var v_k = vec2<f32>(p.m2 * f * f / max(f32(p.count) - 1.0, 1.0), 0.0);
+    var v_k = vec2<f32>(fdiv_n(p.m2 * f * f, max(f32(p.count) - 1.0, 1.0)), 0.0);
     if (reads_var_pairs(p)) {
       v_k = variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count);
     }
@@ -5454,7 +5492,7 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   let p = rows[r - P.rec_base];
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   let ln = groups[n - P.rec_base / P.c];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
@@ -6602,7 +6640,7 @@ fn row_grad(r: u32) -> DotSum {
   // exponents + 5), summed over up to 2^dots_lg rows: see dots_lg): an infinite dot or sum made
   // the logit gradients NaN where the reference has a finite value or an infinity.
   let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
-  let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
+  let vk = max(max(fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0)), ln.variance), max(bn.variance, m.variance));
   let dots_bound = 122 - dots_lg();
   let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > dots_bound ||
     eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > dots_bound;
@@ -6660,7 +6698,7 @@ fn row_grad(r: u32) -> DotSum {
     grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, bitcast<u32>(pr.dgamma.y));
     return pr.dots;
   }
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
   var b = vec4<f32>(gv * (var_in - m.variance), gv * (ln.variance - m.variance), 0.0, 0.0);
   if ((P.flags & P_USING_BN) != 0u) {
@@ -6700,7 +6738,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
   // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
   // in the reference.
-  var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
+  var v_in = vec2<f32>(fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0)), 0.0);
   if (reads_var_pairs(p)) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }
@@ -7827,9 +7865,9 @@ fn main(
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
-  var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, P.wvar[1] * lg.s.y / cf);
-  var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, P.wmean[1] * lg.s.x / cf) +
-    weighted_var(1u, P.wvar[1] * (2.0 / cf) * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u) * lg.s.y);
+  var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, fdiv_n(P.wvar[1] * lg.s.y, cf));
+  var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, fdiv_n(P.wmean[1] * lg.s.x, cf)) +
+    weighted_var(1u, P.wvar[1] * fdiv_n(2.0, cf) * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u) * lg.s.y);
   var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
@@ -7837,15 +7875,15 @@ fn main(
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
   let nb = P.batch;
-  gvar = select(gvar, gvar + weighted_var(2u, P.wvar[2] * bg.s.y / nb), bn_x);
+  gvar = select(gvar, gvar + weighted_var(2u, fdiv_n(P.wvar[2] * bg.s.y, nb)), bn_x);
   gmu = select(
     gmu,
-    gmu + weighted_mean(2u, P.wmean[2] * bg.s.x / nb) +
-      weighted_var(2u, P.wvar[2] * (2.0 / nb) * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0) * bg.s.y),
+    gmu + weighted_mean(2u, fdiv_n(P.wmean[2] * bg.s.x, nb)) +
+      weighted_var(2u, P.wvar[2] * fdiv_n(2.0, nb) * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0) * bg.s.y),
     bn_x,
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
-  let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
+  let b = fdiv_n(2.0 * gvar, max(f32(P.m) - 1.0, 1.0));
   // Infinite gradient sums (an infinite dy) take wide_coef's map too: dx is then an infinity or
   // NaN by the sign of x - mu_in, which sn_bwd_wide_dx forms as (x - hi_in) - lo_in; x - K with
   // K = hi_in + lo_in rounded to float32 gave 0 or the wrong sign where that rounding is
@@ -7858,22 +7896,22 @@ fn main(
   // the wide map, whose weights' mantissas and the sums' exponents keep them. Normal data lies
   // far above 2^-100.
   let lost = lost_product(P.wvar[0], row.s.y, 1.0) || lost_product(P.wvar[1], lg.s.y, cf) ||
-    lost_product(P.wvar[1] * (2.0 / cf), lg.s.y * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u), 1.0) ||
+    lost_product(P.wvar[1] * fdiv_n(2.0, cf), lg.s.y * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u), 1.0) ||
     (bn_x && (lost_product(P.wvar[2], bg.s.y, nb) ||
-      lost_product(P.wvar[2] * (2.0 / nb), bg.s.y * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0), 1.0))) ||
+      lost_product(P.wvar[2] * fdiv_n(2.0, nb), bg.s.y * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0), 1.0))) ||
     lost_product(gvar, 2.0, max(f32(P.m) - 1.0, 1.0));
   if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
     (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_near_subnormal(m) || lost) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
-  let a = gmu / f32(P.m) - b * p.mean;
+  let a = fdiv_n(gmu, f32(P.m)) - b * p.mean;
   coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
 }
 
 // Whether w g / k, of nonzero factors, lies below 2^-100 (0 where flushed).
 fn lost_product(w: f32, g: f32, k: f32) -> bool {
-  return w != 0.0 && g != 0.0 && abs(w * g / k) < 7.888609052210118e-31;
+  return w != 0.0 && g != 0.0 && abs(fdiv_n(w * g, k)) < 7.888609052210118e-31;
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -7950,15 +7988,15 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let we = P.wvar_e + vec4<i32>(nv, 0);
   let me = P.wmean_e + vec4<i32>(nm, 0);
   gvar = xf_add(gvar, wv[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
-  gvar = xf_add(gvar, wv[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
+  gvar = xf_add(gvar, fdiv_n(wv[1] * lg.s.y, cf), g_exp(lg.flags, 1u) + we[1]);
   var gmu = XF(0.0, 0);
   gmu = xf_add(gmu, wm[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
-  gmu = xf_add(gmu, wm[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
-  gmu = xf_add(gmu, wv[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
+  gmu = xf_add(gmu, fdiv_n(wm[1] * lg.s.x, cf), g_exp(lg.flags, 0u) + me[1]);
+  gmu = xf_add(gmu, wv[1] * fdiv_n(2.0, cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
-  gvar = xf_add(gvar, select(0.0, wv[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
-  gmu = xf_add(gmu, select(0.0, wm[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
-  let t_bn = wv[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gvar = xf_add(gvar, select(0.0, fdiv_n(wv[2] * bg.s.y, nb), bn_x), g_exp(bg.flags, 1u) + we[2]);
+  gmu = xf_add(gmu, select(0.0, fdiv_n(wm[2] * bg.s.x, nb), bn_x), g_exp(bg.flags, 0u) + me[2]);
+  let t_bn = wv[2] * fdiv_n(2.0, nb) * d_bn * bg.s.y;
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn + x_bn + we[2]);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
@@ -7968,7 +8006,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     // A = Gmu_in / M and B where non-finite (else 0), gs as +-1/4 (0 for gamma 0: 0 * Inf is
     // NaN), so that no finite term overflows into the sum, in units D = U = 0, and INF_MARK:
     // sn_bwd_wide_dx takes x - mu_in as (x 2^-u - K) - lo_in, whose sign is the reference's.
-    let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
+    let bm_inf = fdiv_n(2.0 * gvar.m, max(f32(P.m) - 1.0, 1.0));
     let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
     coef[r - P.row_base] = vec4<u32>(
       bitcast<u32>(gs_sign),
@@ -7990,8 +8028,8 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // (With w.g: s = scale 2^w.g, wide_map's sv for a std far below the mix's unit.)
   let g = gamma_exp(affine[c]) + w.g;
   let gs = gamma_mantissa(affine[c]) * w.scale;
-  let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
-  var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
+  let bm = fdiv_n(2.0 * gvar.m, max(f32(P.m) - 1.0, 1.0));
+  var ax = xf_add(XF(0.0, 0), fdiv_n(gmu.m, f32(P.m)), gmu.e);
   // -bm mu_in' (p.mean: the IN mean about the row's shift) from both mantissas: bm, a mantissa
   // of 2^gvar.e that can lie near 2^120 where gv passes float32's range, times p.mean overflowed
   // (A NaN: dx NaN where the reference has 7e20 for a row of std 2.5e8 beside a running_mean of
@@ -8242,13 +8280,13 @@ fn main(
       // brings the product back (dy 1e-10, gamma 1e-30, s 1e5: dx 0 for 1e-35,
       // tests/sn1d_eval_quantized_dx_test.ts). Elsewhere factors of 1: the same bits.
       let kd = lift(d[j] * affine[c]);
-      var v = (d[j] * kd) * affine[c] * inv_std(m) * select(1.0, 5.421010862427522e-20, kd != 1.0) + P.wmean[0] * lg.s.x / cf +
-        (P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0) * (1.0 / kl);
+      var v = (d[j] * kd) * affine[c] * inv_std(m) * select(1.0, 5.421010862427522e-20, kd != 1.0) + fdiv_n(P.wmean[0] * lg.s.x, cf) +
+        fdiv_n((P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo), max(cf - 1.0, 1.0)) * fdiv_n(1.0, kl);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-      let v_bn = v + P.wmean[1] * bg.s.x / nb +
-        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+      let v_bn = v + fdiv_n(P.wmean[1] * bg.s.x, nb) +
+        fdiv_n(P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo), max(nb - 1.0, 1.0));
       v = select(v, v_bn, with_bn);
       bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);
@@ -8356,20 +8394,20 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let wm = vec2<f32>(gamma_mantissa(P.wmean[0]), gamma_mantissa(P.wmean[1]));
   let we = vec2<i32>(norm_exp(P.wvar[0]), norm_exp(P.wvar[1])) + P.wvar_e.xy;
   let me = vec2<i32>(norm_exp(P.wmean[0]), norm_exp(P.wmean[1])) + P.wmean_e.xy;
-  v = xf_add(v, wm[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[0]);
+  v = xf_add(v, fdiv_n(wm[0] * lg.s.x, cf), g_exp(lg.flags, 0u) + me[0]);
   // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean
   // beside the mix's std (a variance weight below float32's normal range) would overflow.
   let xc_ln_full = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   let x_ln = centred_exp(xc_ln_full);
   let xc_ln = scale2(xc_ln_full, -x_ln);
-  v = xf_add(v, wv[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + we[0]);
+  v = xf_add(v, fdiv_n(wv[0] * lg.s.y * 2.0 * xc_ln, max(cf - 1.0, 1.0)), g_exp(lg.flags, 1u) + u_ln + x_ln + we[0]);
   // The BN terms selected, not branched on: a branch on the uniform flag around them made
   // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
   let xc_bn_full = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
   let x_bn = centred_exp(xc_bn_full);
   let xc_bn = scale2(xc_bn_full, -x_bn);
-  v = xf_add(v, select(0.0, wm[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + me[1]);
-  let t_bn = wv[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
+  v = xf_add(v, select(0.0, fdiv_n(wm[1] * bg.s.x, nb), with_bn), g_exp(bg.flags, 0u) + me[1]);
+  let t_bn = fdiv_n(wv[1] * bg.s.y * 2.0 * xc_bn, max(nb - 1.0, 1.0));
   v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + we[1]);
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));

@@ -425,7 +425,7 @@ fn dy_unit(mx: f32) -> i32 {
 }
 
 fn inv_std(m: Mixed) -> f32 {
-  return 1.0 / sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0));
+  return fdiv_n(1.0, sqrt(select(1.0, m.variance + P.eps, m.variance + P.eps > 0.0)));
 }
 
 // Whether the BN statistics are functions of x (training with BN): only then do the BN
@@ -452,11 +452,11 @@ fn long_centre(m: Mixed, p: Partial) -> f32 {
   let mu = m.hi + m.lo;
   let cut = coarse12(mu);
   let moved = mu - cut;
-  let spread = p.m2 / max(f32(p.count), 1.0);
+  let spread = fdiv_n(p.m2, max(f32(p.count), 1.0));
   let c = select(cut, mu, !is_scaled(m.flags) && moved * moved > spread);
   let q = pow2((exponent_of(spread) >> 1u) + 3 - 23);
   let coarse = !is_scaled(m.flags) && spread > 0.0 && q > 0.0;
-  return select(c, trunc(c / select(1.0, q, coarse)) * q, coarse);
+  return select(c, trunc(fdiv(c, select(1.0, q, coarse))) * q, coarse);
 }
 
 // mu - c of the mix m = (hi, lo) and a centre c (long_centre) as a pair, exact: the first word
@@ -489,7 +489,7 @@ fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
 // than a branch on the uniform flag, as sn_mix (lavapipe compiles a shader again at dispatches
 // for as long as the values of the uniforms in its if conditions shrink it: see sn_bwd_reduce).
 fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   let use_bn = (P.flags & P_USING_BN) != 0u;

@@ -185,6 +185,37 @@ fn opaque(v: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(v) ^ (P.inf_bits ^ 0x7f800000u));
 }
 
+// The shaders' one float32 division: every a / b of floats is fdiv or fdiv_n, both of which
+// divide here (tests/wgsl_float_division_guard_test.ts refuses any other float `/`). The tests
+// replace this body with NVIDIA's division (tests/_nvidia_division.ts: a times an approximate
+// reciprocal, 0 for |b| above 2^126, a subnormal b flushed to 0), which no CPU adapter has.
+fn div_f32(a: f32, b: f32) -> f32 {
+  return a / b;
+}
+
+// a / b for any float32 b. NVIDIA's Vulkan driver divides as a times an approximate reciprocal
+// (tests/fuzz/adapter_float_probe.ts): the reciprocal of |b| above 2^126 is flushed to 0
+// (3e38 / 3e38 = 0), and a subnormal b is flushed before it (2^-130 / 2^-129 = NaN). Such a b is
+// brought into range first with a by the same power of two, by their bits (scale2: a multiply
+// would flush a subnormal operand): quartered above 2^126 (a loses only bits below 2^-124,
+// where a / b < 2^-250 is 0 either way), raised by 2^64 below 2^-126 (a beyond 2^64 overflows,
+// where a / b beyond 2^190 does too). Exact powers of two: IEEE division gives the same bits.
+fn fdiv(a: f32, b: f32) -> f32 {
+  let bb = bitcast<u32>(b) & 0x7fffffffu;
+  if (bb > 0x7e800000u || (bb < 0x00800000u && bb != 0u)) {
+    let k = select(64, -2, bb > 0x7e800000u);
+    return div_f32(scale2(a, k), scale2(b, k));
+  }
+  return div_f32(a, b);
+}
+
+// a / n for a divisor known to lie in float32's normal range below 2^126: a count or a count
+// less one, the square root of a positive variance (2^-75 to 2^64), a power of two such as
+// lift's. Nothing to guard, so the hot loops divide as they did (an inlined call).
+fn fdiv_n(a: f32, n: f32) -> f32 {
+  return div_f32(a, n);
+}
+
 // s + e = a + b exactly, s = f32(a + b) (Knuth's TwoSum). Each intermediate passes opaque(),
 // so that no rewrite of the formula as exact arithmetic folds the error away.
 fn two_sum(a: f32, b: f32) -> vec2<f32> {
@@ -257,11 +288,11 @@ fn triple_add_pair(t: vec3<f32>, p: vec2<f32>) -> vec3<f32> {
 // exactly (pair_times of a quotient and count).
 fn triple_mean(t: vec3<f32>, count: u32) -> vec3<f32> {
   let k = f32(count);
-  let q1 = (t.x + t.y) / k;
+  let q1 = fdiv_n(t.x + t.y, k);
   let r1 = triple_add_pair(t, -pair_times(q1, k));
-  let q2 = (r1.x + r1.y) / k;
+  let q2 = fdiv_n(r1.x + r1.y, k);
   let r2 = triple_add_pair(r1, -pair_times(q2, k));
-  let q3 = (r2.x + r2.y + r2.z) / k;
+  let q3 = fdiv_n(r2.x + r2.y + r2.z, k);
   let a = two_sum(q1, q2);
   let b = two_sum(a.y, q3);
   return vec3<f32>(a.x, b.x, b.y);
@@ -381,7 +412,7 @@ fn merge(a: Acc, b: Acc) -> Acc {
   }
   let n = a.n + b.n;
   let d = b.mean - a.mean;
-  let fb = b.n / n;
+  let fb = fdiv_n(b.n, n);
   return Acc(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
 }
 
@@ -523,7 +554,7 @@ fn mix_add_hot(m: Mixed, k: u32, hi: f32, lo: f32, variance: f32, flags: u32) ->
 fn row_affine(m: Mixed, gamma: f32, beta: f32) -> vec4<f32> {
   let denom = m.variance + P.eps;
   let bad = (m.flags & F_CLASS) != 0u || !(denom > 0.0);
-  let scale = gamma / sqrt(select(denom, 1.0, bad));
+  let scale = fdiv_n(gamma, sqrt(select(denom, 1.0, bad)));
   return vec4<f32>(m.hi, m.lo, scale, select(beta, qnan(), bad));
 }
 
@@ -1052,7 +1083,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   let bad = (((t0.flags | t1.flags | t2.flags) & F_CLASS) != 0u) | (!(denom > 0.0) & !var_inf) | null_inf;
   // gamma's exponent apart (exact): gamma / std may pass float32's range where y does not.
   let g = gamma_exp(gamma) + sv;
-  let scale = select(gamma_mantissa(gamma) / sqrt(select(denom, 1.0, bad)) * pow2(lift), 0.0, var_inf);
+  let scale = select(fdiv_n(gamma_mantissa(gamma), sqrt(select(denom, 1.0, bad))) * pow2(lift), 0.0, var_inf);
   return WideMap(hi, lo, variance, scale, beta, e, bad, var_inf, g);
 }
 
@@ -1405,7 +1436,7 @@ fn select_group(g: Group, keep: bool) -> Group {
 // The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
 // usingBN, whose weight 2 is 0).
 fn nd_terms_in(p: Partial) -> Term {
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
   return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
 }
 
@@ -1435,9 +1466,9 @@ fn refine_mean(n: f32, mu: f32, m2: f32, flags: u32, rm: f32) -> bool {
   // row mixed on it took as its x - mu (bn_mean_below_std_sweep seed 957 as an evaluation: y
   // 1.1e4 for -1.0e18). Ordinary means lie that near 0 with a chance of ~2^-20 sqrt(n) per row.
   if ((P.flags & P_REFINE_MEANS) == 0u) {
-    return mu * mu < m2 / n * CANCELLED_MEAN2;
+    return mu * mu < fdiv_n(m2, n) * CANCELLED_MEAN2;
   }
-  let near = m2 / n * 9.5367431640625e-7; // (2^-10 std)^2
+  let near = fdiv_n(m2, n) * 9.5367431640625e-7; // (2^-10 std)^2
   var d = mu;
   if ((P.flags & (P_TRAINING | P_USING_BN)) == P_USING_BN) {
     d = select(mu, mu - rm, (mu - rm) * (mu - rm) < d * d);
@@ -1460,7 +1491,7 @@ fn refine_variance(n: f32, m2: f32, flags: u32, rv: f32) -> bool {
   if ((P.flags & (eval_bn | P_TRAINING)) != eval_bn || (flags & F_CLASS) != 0u || !(m2 > 0.0) || n < 2.0) {
     return false;
   }
-  let v = m2 / (n - 1.0);
+  let v = fdiv_n(m2, n - 1.0);
   return abs(v - rv) < v * 0.00390625; // 2^-8
 }
 

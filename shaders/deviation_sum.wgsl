@@ -60,7 +60,7 @@ fn deviation_moments(s: u32, e: u32, k: i32, centre: f32) -> vec3<f32> {
 // lo). k is 0 but for a scaled row of an alike group (sn_group_refine).
 fn summed_about(s: u32, e: u32, k: i32, hi: f32, count: u32, flags: u32) -> Partial {
   let sums = deviation_moments(s, e, k, hi);
-  let lo = sums.x / f32(count);
+  let lo = fdiv_n(sums.x, f32(count));
   let m2 = pair_add(sums.yz, -(f32(count) * lo) * lo);
   return Partial(hi, lo, m2.x, count, flags, m2.y, 0.0, 0.0);
 }

@@ -69,13 +69,13 @@ fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
 // remainder formed exactly, so that hi + lo is p / k to ~1e-14 relative whatever hi's rounding.
 fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
   let rem = pair_sub_times(p, k, hi);
-  return (rem.x + rem.y) / f32(k);
+  return fdiv_n(rem.x + rem.y, f32(k));
 }
 
 // The unbiased variance of a summary (M2 = m2_hi + m2_lo over `count` values) as a pair; hi is
 // the float32 M2 / (count - 1) the other passes compute.
 fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
-  let hi = m2_hi / max(f32(count) - 1.0, 1.0);
+  let hi = fdiv_n(m2_hi, max(f32(count) - 1.0, 1.0));
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
 }
 
@@ -88,11 +88,20 @@ fn reads_var_pairs(p: Partial) -> bool {
 }
 
 // The mean of `count` values whose sum is the pair t, as a pair (q1, q2): q1 = f32(t / count),
-// q2 the rest from the exact remainder t - q1 count.
+// q2 the rest from the exact remainder t - q1 count. q1 is corrected by the rest of a first
+// quotient before q2 is formed: NVIDIA's Vulkan driver divides as t times an approximate
+// reciprocal of count, whose quotient may lie an ulp or more off f32(t / count), and the pair's
+// readers took q1 as the mean's float32 and q2 as the quotient of its remainder (rows of
+// +-3.4e38 whose LN mean is 0, tests/wide_row_far_terms_test.ts: `mean_weight`'s gradient
+// -1.9e-3 for 6.9e-19 on an H200, reproduced by tests/_nvidia_division.ts's reciprocal). Where
+// the first quotient is f32(t / count) already (IEEE division), its rest stays below half its
+// ulp and q1 is that quotient: the bits of a single division.
 fn pair_mean(t: vec2<f32>, count: u32) -> vec2<f32> {
-  let q1 = (t.x + t.y) / f32(count);
+  let q0 = fdiv_n(t.x + t.y, f32(count));
+  let r0 = pair_sub_times(t, count, q0);
+  let q1 = q0 + fdiv_n(r0.x + r0.y, f32(count));
   let rem = pair_sub_times(t, count, q1);
-  return vec2<f32>(q1, (rem.x + rem.y) / f32(count));
+  return vec2<f32>(q1, fdiv_n(rem.x + rem.y, f32(count)));
 }
 
 // A record's fine word (Partial.fine, Group.fine, common.wgsl) from the pair sum t of `count`
@@ -132,7 +141,7 @@ fn pair_mul(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
 // 1 / sqrt(v) for a pair v > 0, as a pair: one Newton step from the float32 s0, whose residual
 // r = 1 - v s0^2 (~2^-23) is formed in pairs: s = s0 (1 + r / 2), off by ~3 r^2 / 8 (~1e-14).
 fn pair_rsqrt(v: vec2<f32>) -> vec2<f32> {
-  let s0 = 1.0 / sqrt(v.x);
+  let s0 = fdiv_n(1.0, sqrt(v.x));
   let t = pair_mul(pair_mul(v, vec2<f32>(s0, 0.0)), vec2<f32>(s0, 0.0));
   let r = (1.0 - t.x) - t.y; // 1 - t.x exact: t.x is within a few ulps of 1
   return two_sum(s0, s0 * (0.5 * r));
@@ -178,7 +187,7 @@ fn loose_sub(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
 // with r = 1 - v s0^2 (~2^-23, formed to ~2^-34: 1 - t.x is exact, t.x being a product of two
 // 12-bit parts near 1), off by ~2^-33 relative.
 fn loose_rsqrt(v: vec2<f32>) -> vec2<f32> {
-  let s0 = 1.0 / sqrt(v.x);
+  let s0 = fdiv_n(1.0, sqrt(v.x));
   let t = loose_mul(loose_times(s0, s0), v);
   let r = (1.0 - t.x) - t.y;
   return vec2<f32>(s0, s0 * (0.5 * r));

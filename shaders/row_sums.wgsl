@@ -30,10 +30,8 @@ fn row_sums(base: u32) -> RowSums {
     t = pair_add_times(pair_add_times(pair_add_times(t, w, dk.x), w, dk.y), w, p.mean);
   }
   // q = T / count as q1 + q2: q1 = f32(T / count), then the remainder T - q1 count exactly.
-  let q1 = (t.x + t.y) / f32(max(count, 1u));
-  let rem = pair_sub_times(t, count, q1);
-  let q2 = (rem.x + rem.y) / f32(max(count, 1u));
-  return RowSums(acc, count, flags, q1, q2);
+  let q = pair_mean(t, max(count, 1u)); // q1 corrected where the division rounds otherwise
+  return RowSums(acc, count, flags, q.x, q.y);
 }
 
 // The merged row of finite values (count > 0) with `flags`, re-centred.

@@ -63,13 +63,13 @@ fn main(
       // brings the product back (dy 1e-10, gamma 1e-30, s 1e5: dx 0 for 1e-35,
       // tests/sn1d_eval_quantized_dx_test.ts). Elsewhere factors of 1: the same bits.
       let kd = lift(d[j] * affine[c]);
-      var v = (d[j] * kd) * affine[c] * inv_std(m) * select(1.0, 5.421010862427522e-20, kd != 1.0) + P.wmean[0] * lg.s.x / cf +
-        (P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo) / max(cf - 1.0, 1.0) * (1.0 / kl);
+      var v = (d[j] * kd) * affine[c] * inv_std(m) * select(1.0, 5.421010862427522e-20, kd != 1.0) + fdiv_n(P.wmean[0] * lg.s.x, cf) +
+        fdiv_n((P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo), max(cf - 1.0, 1.0)) * fdiv_n(1.0, kl);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
       // Formed either way from an in-bounds entry and selected (see sn_mix.wgsl).
       let bg = cgroups[select(0u, P.n + c - P.chan_base, with_bn)];
-      let v_bn = v + P.wmean[1] * bg.s.x / nb +
-        P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo) / max(nb - 1.0, 1.0);
+      let v_bn = v + fdiv_n(P.wmean[1] * bg.s.x, nb) +
+        fdiv_n(P.wvar[1] * bg.s.y * 2.0 * ((xv[j] - bn.hi) - bn.lo), max(nb - 1.0, 1.0));
       v = select(v, v_bn, with_bn);
       bad = bad || select(false, (bg.flags & G_BAD) != 0u || nb < 2.0, with_bn);
       out[j] = select(v, qnan(), bad);

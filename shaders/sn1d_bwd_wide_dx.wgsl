@@ -88,20 +88,20 @@ fn wide_dx(ln: Group, bn: Group, lg: Grad, bg: Grad, c: u32, xv: f32, dv: f32, w
   let wm = vec2<f32>(gamma_mantissa(P.wmean[0]), gamma_mantissa(P.wmean[1]));
   let we = vec2<i32>(norm_exp(P.wvar[0]), norm_exp(P.wvar[1])) + P.wvar_e.xy;
   let me = vec2<i32>(norm_exp(P.wmean[0]), norm_exp(P.wmean[1])) + P.wmean_e.xy;
-  v = xf_add(v, wm[0] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[0]);
+  v = xf_add(v, fdiv_n(wm[0] * lg.s.x, cf), g_exp(lg.flags, 0u) + me[0]);
   // x - mu_k with its exponent apart (exact): gv's mantissa times an x far from the term's mean
   // beside the mix's std (a variance weight below float32's normal range) would overflow.
   let xc_ln_full = (scale2(xv, -u_ln) - ln.hi) - ln.lo;
   let x_ln = centred_exp(xc_ln_full);
   let xc_ln = scale2(xc_ln_full, -x_ln);
-  v = xf_add(v, wv[0] * lg.s.y * 2.0 * xc_ln / max(cf - 1.0, 1.0), g_exp(lg.flags, 1u) + u_ln + x_ln + we[0]);
+  v = xf_add(v, fdiv_n(wv[0] * lg.s.y * 2.0 * xc_ln, max(cf - 1.0, 1.0)), g_exp(lg.flags, 1u) + u_ln + x_ln + we[0]);
   // The BN terms selected, not branched on: a branch on the uniform flag around them made
   // lavapipe keep memory at every dispatch (see sn_mix.wgsl). A term of 0 adds nothing.
   let xc_bn_full = (scale2(xv, -u_bn) - bn.hi) - bn.lo;
   let x_bn = centred_exp(xc_bn_full);
   let xc_bn = scale2(xc_bn_full, -x_bn);
-  v = xf_add(v, select(0.0, wm[1] * bg.s.x / nb, with_bn), g_exp(bg.flags, 0u) + me[1]);
-  let t_bn = wv[1] * bg.s.y * 2.0 * xc_bn / max(nb - 1.0, 1.0);
+  v = xf_add(v, select(0.0, fdiv_n(wm[1] * bg.s.x, nb), with_bn), g_exp(bg.flags, 0u) + me[1]);
+  let t_bn = fdiv_n(wv[1] * bg.s.y * 2.0 * xc_bn, max(nb - 1.0, 1.0));
   v = xf_add(v, select(0.0, t_bn, with_bn), g_exp(bg.flags, 1u) + u_bn + x_bn + we[1]);
   let bad = w.bad || (lg.flags & G_BAD) != 0u || P.c < 2u ||
     (with_bn && ((bg.flags & G_BAD) != 0u || nb < 2.0));

@@ -87,7 +87,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // overflowed: only in-range lines (and in-range sums) take the second shift.
   let dominated = f32(count) * abs(shift) > 4.0 * size && !is_wide_field(abs_field(mx));
   if (dominated) {
-    shift = total / f32(count);
+    shift = fdiv_n(total, f32(count));
   }
   sum = select(sum, vec2<f32>(0.0), dominated);
   for (var i = 0u; i < select(0u, len, dominated); i++) {

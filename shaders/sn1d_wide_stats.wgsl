@@ -28,7 +28,7 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   for (var i = 0u; i < len; i++) {
     total += scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
-  let shift = trunc(total / f32(len) * 2097152.0) * 4.76837158203125e-7;
+  let shift = trunc(fdiv_n(total, f32(len)) * 2097152.0) * 4.76837158203125e-7;
   // sum of x' - K as a float32 pair, each x' - K exact (two_sum), both words added with pair_add
   // (renormalized at every step, hi = f32(the sum so far)), as the float64 reference's sums, exact
   // wherever the values and their partial sums fit its 48 bits: a float32 sum left the line's mean

@@ -65,9 +65,9 @@ fn main(
   let lg = bgroups[n - P.rec_base];
   let cf = f32(P.c);
   let s = inv_std(m);
-  var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, P.wvar[1] * lg.s.y / cf);
-  var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, P.wmean[1] * lg.s.x / cf) +
-    weighted_var(1u, P.wvar[1] * (2.0 / cf) * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u) * lg.s.y);
+  var gvar = weighted_var(0u, P.wvar[0] * row.s.y) + weighted_var(1u, fdiv_n(P.wvar[1] * lg.s.y, cf));
+  var gmu = weighted_mean(0u, P.wmean[0] * row.s.x) + weighted_mean(1u, fdiv_n(P.wmean[1] * lg.s.x, cf)) +
+    weighted_var(1u, P.wvar[1] * fdiv_n(2.0, cf) * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u) * lg.s.y);
   var bad = mixed_bad(m) || ((row.flags | lg.flags) & G_BAD) != 0u || P.m < 2u;
   // The BN terms, where BN depends on x: formed either way from an in-bounds entry and
   // selected, not branched on (see sn_mix.wgsl).
@@ -75,15 +75,15 @@ fn main(
   let bg = cgroups[select(0u, P.n + c - P.chan_base, bn_x)];
   let exps = row.flags | lg.flags | select(0u, bg.flags, bn_x);
   let nb = P.batch;
-  gvar = select(gvar, gvar + weighted_var(2u, P.wvar[2] * bg.s.y / nb), bn_x);
+  gvar = select(gvar, gvar + weighted_var(2u, fdiv_n(P.wvar[2] * bg.s.y, nb)), bn_x);
   gmu = select(
     gmu,
-    gmu + weighted_mean(2u, P.wmean[2] * bg.s.x / nb) +
-      weighted_var(2u, P.wvar[2] * (2.0 / nb) * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0) * bg.s.y),
+    gmu + weighted_mean(2u, fdiv_n(P.wmean[2] * bg.s.x, nb)) +
+      weighted_var(2u, P.wvar[2] * fdiv_n(2.0, nb) * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0) * bg.s.y),
     bn_x,
   );
   bad = bad || select(false, (bg.flags & G_BAD) != 0u, bn_x);
-  let b = 2.0 * gvar / max(f32(P.m) - 1.0, 1.0);
+  let b = fdiv_n(2.0 * gvar, max(f32(P.m) - 1.0, 1.0));
   // Infinite gradient sums (an infinite dy) take wide_coef's map too: dx is then an infinity or
   // NaN by the sign of x - mu_in, which sn_bwd_wide_dx forms as (x - hi_in) - lo_in; x - K with
   // K = hi_in + lo_in rounded to float32 gave 0 or the wrong sign where that rounding is
@@ -96,22 +96,22 @@ fn main(
   // the wide map, whose weights' mantissas and the sums' exponents keep them. Normal data lies
   // far above 2^-100.
   let lost = lost_product(P.wvar[0], row.s.y, 1.0) || lost_product(P.wvar[1], lg.s.y, cf) ||
-    lost_product(P.wvar[1] * (2.0 / cf), lg.s.y * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u), 1.0) ||
+    lost_product(P.wvar[1] * fdiv_n(2.0, cf), lg.s.y * select(((p.shift - ln.hi) + p.mean) - ln.lo, 0.0, P.c == 1u), 1.0) ||
     (bn_x && (lost_product(P.wvar[2], bg.s.y, nb) ||
-      lost_product(P.wvar[2] * (2.0 / nb), bg.s.y * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0), 1.0))) ||
+      lost_product(P.wvar[2] * fdiv_n(2.0, nb), bg.s.y * select(((p.shift - bn.hi) + p.mean) - bn.lo, 0.0, nb == 1.0), 1.0))) ||
     lost_product(gvar, 2.0, max(f32(P.m) - 1.0, 1.0));
   if (is_scaled(m.flags) || (exps & G_EXPS) != 0u || factor_wide(affine[c], m.variance + P.eps) ||
     (P.flags & P_TINY_WEIGHTS) != 0u || inf_sums || mix_var_near_subnormal(m) || lost) {
     wide_coef(r, p, ln, bn, use_bn, m, row, lg, bg, bn_x);
     return;
   }
-  let a = gmu / f32(P.m) - b * p.mean;
+  let a = fdiv_n(gmu, f32(P.m)) - b * p.mean;
   coef[r - P.row_base] = bitcast<vec4<u32>>(vec4<f32>(affine[c] * s, b, select(a, qnan(), bad), p.shift));
 }
 
 // Whether w g / k, of nonzero factors, lies below 2^-100 (0 where flushed).
 fn lost_product(w: f32, g: f32, k: f32) -> bool {
-  return w != 0.0 && g != 0.0 && abs(w * g / k) < 7.888609052210118e-31;
+  return w != 0.0 && g != 0.0 && abs(fdiv_n(w * g, k)) < 7.888609052210118e-31;
 }
 
 // mu_in - mu_g (the row's IN mean minus group g's) in units of 2^e.
@@ -188,15 +188,15 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   let we = P.wvar_e + vec4<i32>(nv, 0);
   let me = P.wmean_e + vec4<i32>(nm, 0);
   gvar = xf_add(gvar, wv[0] * row.s.y, g_exp(row.flags, 1u) + we[0]);
-  gvar = xf_add(gvar, wv[1] * lg.s.y / cf, g_exp(lg.flags, 1u) + we[1]);
+  gvar = xf_add(gvar, fdiv_n(wv[1] * lg.s.y, cf), g_exp(lg.flags, 1u) + we[1]);
   var gmu = XF(0.0, 0);
   gmu = xf_add(gmu, wm[0] * row.s.x, g_exp(row.flags, 0u) + me[0]);
-  gmu = xf_add(gmu, wm[1] * lg.s.x / cf, g_exp(lg.flags, 0u) + me[1]);
-  gmu = xf_add(gmu, wv[1] * (2.0 / cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
+  gmu = xf_add(gmu, fdiv_n(wm[1] * lg.s.x, cf), g_exp(lg.flags, 0u) + me[1]);
+  gmu = xf_add(gmu, wv[1] * fdiv_n(2.0, cf) * d_ln * lg.s.y, g_exp(lg.flags, 1u) + e_ln + x_ln + we[1]);
   // The BN terms where BN depends on x, selected (a term of 0 adds nothing; see sn_mix.wgsl).
-  gvar = xf_add(gvar, select(0.0, wv[2] * bg.s.y / nb, bn_x), g_exp(bg.flags, 1u) + we[2]);
-  gmu = xf_add(gmu, select(0.0, wm[2] * bg.s.x / nb, bn_x), g_exp(bg.flags, 0u) + me[2]);
-  let t_bn = wv[2] * (2.0 / nb) * d_bn * bg.s.y;
+  gvar = xf_add(gvar, select(0.0, fdiv_n(wv[2] * bg.s.y, nb), bn_x), g_exp(bg.flags, 1u) + we[2]);
+  gmu = xf_add(gmu, select(0.0, fdiv_n(wm[2] * bg.s.x, nb), bn_x), g_exp(bg.flags, 0u) + me[2]);
+  let t_bn = wv[2] * fdiv_n(2.0, nb) * d_bn * bg.s.y;
   gmu = xf_add(gmu, select(0.0, t_bn, bn_x), g_exp(bg.flags, 1u) + e_bn + x_bn + we[2]);
   let bad = w.bad || ((row.flags | lg.flags | select(0u, bg.flags, bn_x)) & G_BAD) != 0u ||
     P.m < 2u;
@@ -206,7 +206,7 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
     // A = Gmu_in / M and B where non-finite (else 0), gs as +-1/4 (0 for gamma 0: 0 * Inf is
     // NaN), so that no finite term overflows into the sum, in units D = U = 0, and INF_MARK:
     // sn_bwd_wide_dx takes x - mu_in as (x 2^-u - K) - lo_in, whose sign is the reference's.
-    let bm_inf = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
+    let bm_inf = fdiv_n(2.0 * gvar.m, max(f32(P.m) - 1.0, 1.0));
     let gs_sign = select(select(0.25, -0.25, affine[c] < 0.0), 0.0, affine[c] == 0.0);
     coef[r - P.row_base] = vec4<u32>(
       bitcast<u32>(gs_sign),
@@ -228,8 +228,8 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // (With w.g: s = scale 2^w.g, wide_map's sv for a std far below the mix's unit.)
   let g = gamma_exp(affine[c]) + w.g;
   let gs = gamma_mantissa(affine[c]) * w.scale;
-  let bm = 2.0 * gvar.m / max(f32(P.m) - 1.0, 1.0);
-  var ax = xf_add(XF(0.0, 0), gmu.m / f32(P.m), gmu.e);
+  let bm = fdiv_n(2.0 * gvar.m, max(f32(P.m) - 1.0, 1.0));
+  var ax = xf_add(XF(0.0, 0), fdiv_n(gmu.m, f32(P.m)), gmu.e);
   // -bm mu_in' (p.mean: the IN mean about the row's shift) from both mantissas: bm, a mantissa
   // of 2^gvar.e that can lie near 2^120 where gv passes float32's range, times p.mean overflowed
   // (A NaN: dx NaN where the reference has 7e20 for a row of std 2.5e8 beside a running_mean of

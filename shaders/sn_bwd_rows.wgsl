@@ -163,7 +163,7 @@ fn row_grad(r: u32) -> DotSum {
   // exponents + 5), summed over up to 2^dots_lg rows: see dots_lg): an infinite dot or sum made
   // the logit gradients NaN where the reference has a finite value or an infinity.
   let mk = max(max(abs(p.shift) + abs(p.mean), abs(ln.hi) + abs(ln.lo)), abs(bn.hi) + abs(bn.lo));
-  let vk = max(max(p.m2 / max(f32(p.count) - 1.0, 1.0), ln.variance), max(bn.variance, m.variance));
+  let vk = max(max(fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0)), ln.variance), max(bn.variance, m.variance));
   let dots_bound = 122 - dots_lg();
   let dots_wide = eg + es + finite_exponent_of(sums.x) + finite_exponent_of(mk) > dots_bound ||
     eg + 3 * es + finite_exponent_of(sums.y) + finite_exponent_of(vk) > dots_bound;
@@ -221,7 +221,7 @@ fn row_grad(r: u32) -> DotSum {
     grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, bitcast<u32>(pr.dgamma.y));
     return pr.dots;
   }
-  let var_in = p.m2 / max(f32(p.count) - 1.0, 1.0);
+  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
   var b = vec4<f32>(gv * (var_in - m.variance), gv * (ln.variance - m.variance), 0.0, 0.0);
   if ((P.flags & P_USING_BN) != 0u) {
@@ -261,7 +261,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
   // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
   // in the reference.
-  var v_in = vec2<f32>(p.m2 / max(f32(p.count) - 1.0, 1.0), 0.0);
+  var v_in = vec2<f32>(fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0)), 0.0);
   if (reads_var_pairs(p)) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }

@@ -323,7 +323,7 @@ fn main(
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        let v = m2 / f32(p.count - 1u);
+        let v = fdiv_n(m2, f32(p.count - 1u));
         sumv += v;
         minv = min(minv, v);
         maxv = max(maxv, v);
@@ -595,12 +595,12 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = w_m2[0] / w_n[0];
+    variance = fdiv_n(w_m2[0], w_n[0]);
   } else if (chan) {
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = w_m2[0] / max(w_n[0] - 1.0, 1.0);
+    variance = fdiv_n(w_m2[0], max(w_n[0] - 1.0, 1.0));
     if (pairs_1d && gflags == 0u) {
       let lo_1d = quotient_lo(w_sumv_pair[0], w_count[0] - 1u, variance);
       var_lo = select(0.0, lo_1d, is_finite_bits(lo_1d));
@@ -610,7 +610,7 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = (w_sumv[0] + w_m2[0]) / w_n[0];
+    variance = fdiv_n(w_sumv[0] + w_m2[0], w_n[0]);
     if (pairs) {
       var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
     }
@@ -626,7 +626,7 @@ fn main(
   // group per workgroup, 1/64 of its floats per thread, which llvmpipe's end of an invocation's
   // loops after 65535 iterations limited to 2^21 floats; larger groups kept their float32 means,
   // dgamma ~3% off).
-  let group_var = (w_sumv[0] + w_m2[0]) / w_n[0];
+  let group_var = fdiv_n(w_sumv[0] + w_m2[0], w_n[0]);
   let mu_near = mean_hi + lo;
   // Or, of a group of the batch (not an evaluation's running BN statistics) of two members or
   // more, every member's variance within 2^-20 of the group's (ALIKE): the logit gradients
@@ -656,7 +656,7 @@ fn main(
   // is listed as it may be.
   let w_mean = select(P.wmean.y, P.wmean.z, is_bn);
   let w_var = select(P.wvar.y, P.wvar.z, is_bn);
-  let term = w_mean * sqrt(group_var) / WIDE_GROUP;
+  let term = fdiv_n(w_mean * sqrt(group_var), WIDE_GROUP);
   // Under SyncSN a BN group is the replica's rows (as for the groups near 0).
   // (In an inference forward, P_OVERFLOW_ONLY, only may_overflow below lists groups.)
   let all_kinds = (P.flags & (P_GROUP_REFINE | P_OVERFLOW_ONLY)) == P_GROUP_REFINE;
@@ -681,7 +681,7 @@ fn main(
     let p = members[base + k * stride];
     let f_k = pow2(unit_of(p.flags) - unit);
     let mu_k = (p.shift + p.mean) * f_k;
-    let var_k = select(0.0, p.m2 / f32(max(p.count, 2u) - 1u), p.count >= 2u) * f_k * f_k;
+    let var_k = select(0.0, fdiv_n(p.m2, f32(max(p.count, 2u) - 1u)), p.count >= 2u) * f_k * f_k;
     let spread = P.wvar.x * var_k + w_var * group_var + eps_u;
     if (term * term > spread) {
       let other_base = select(P.bn_base + k * P.bn_step, P.ln_base + k * P.ln_step, is_bn);
@@ -698,7 +698,7 @@ fn main(
         other += (q.shift + q.mean) * pow2(unit_of(q.flags) - unit);
         scaled = scaled || is_scaled(q.flags);
       }
-      other = other / f32(max(others, 1u));
+      other = fdiv_n(other, f32(max(others, 1u)));
       let slack = term - abs(mu_k - (P.wmean.x * mu_k + w_mean * group_mu + w_other * other));
       wide_member = scaled || (slack > 0.0 && slack * slack > spread);
     }

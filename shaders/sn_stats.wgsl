@@ -61,7 +61,7 @@ fn add1(acc: ptr<function, Acc>, flags: ptr<function, u32>, mx: ptr<function, u3
   sum_add(sum, d);
   let n = (*acc).n + 1.0;
   let delta = d - (*acc).mean;
-  let mean = (*acc).mean + delta / n;
+  let mean = (*acc).mean + fdiv_n(delta, n);
   *acc = Acc(n, mean, (*acc).m2 + delta * (d - mean));
 }
 
@@ -109,7 +109,7 @@ fn quantized_shift(k: f32, s: u32, e: u32) -> f32 {
   }
   let q = pow2(exponent_of(a) + 3 - 23);
   let use_q = finite && q > 0.0;
-  return select(k, trunc(k / select(1.0, q, use_q)) * q, use_q);
+  return select(k, trunc(fdiv(k, select(1.0, q, use_q))) * q, use_q);
 }
 
 @compute @workgroup_size(256)

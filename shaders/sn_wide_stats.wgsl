@@ -222,7 +222,7 @@ fn scaled_moments(s: u32, e: u32, k: i32, shift: f32) -> Acc {
       let d = scale2(x[i], k) - shift;
       acc.n += 1.0;
       let delta = d - acc.mean;
-      acc.mean += delta / acc.n;
+      acc.mean += fdiv_n(delta, acc.n);
       acc.m2 += delta * (d - acc.mean);
     }
     total = merge(total, acc);
