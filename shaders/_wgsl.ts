@@ -2922,7 +2922,14 @@ fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   let h = element_hot_tested(ln, bn, c, xv, d);
   let ps = pair_scale(xv, lp, bp);
   // As a float32 pair: a sum with a wide element (grad_add_scaled) keeps the high word alone.
-  let dg = loose_normal(loose_mul(ps.xh, vec2<f32>(d, 0.0)));
+  // dy below 2^-60 lifted by 2^k first and the pair taken back by 2^-k (element_row_pair's
+  // pair_lift, for dy alone): loose_times cuts dy into 12-bit parts, whose low part (~2^-12 of
+  // dy) lies below float32's normal range for dy below ~2^-114, where a GPU that flushes takes it
+  // for 0 (NVIDIA, SwiftShader: dy -4.3e-37 times xhat 2.3e6, dgamma -9.79991e-31 for
+  // -9.80324e-31, tiny products sweep seed 1112). Exact powers of two: k = 0 elsewhere, the same
+  // bits. (A subnormal dy is wide: its element goes to wide_element.)
+  let k = clamp(-60 - exponent_of(d), 0, 126);
+  let dg = loose_normal(loose_mul(ps.xh, vec2<f32>(d * pow2(k), 0.0))) * pow2(-k);
   if (h.g.flags != 0u || !pair_finite(dg)) {
     return HotGrad(grad(h.g.s, vec4<f32>(0.0), vec4<f32>(0.0), h.g.flags, 0), h.wide);
   }
