@@ -2965,6 +2965,9 @@ fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   let h = element_hot_tested(ln, bn, c, xv, d);
   let ps = pair_scale(xv, lp, bp);
   // As a float32 pair: a sum with a wide element (grad_add_scaled) keeps the high word alone.
+  // dy here lies at 2^-102 or above (below, dy_is_low makes the element wide), so loose_times'
+  // 12-bit parts of dy stay normal on a GPU that flushes (tiny products sweep seed 1112: dy
+  // -4.3e-37, whose low part flushed before dy_is_low).
   let dg = loose_normal(loose_mul(ps.xh, vec2<f32>(d, 0.0)));
   if (h.g.flags != 0u || !pair_finite(dg)) {
     return HotGrad(grad(h.g.s, vec4<f32>(0.0), vec4<f32>(0.0), h.g.flags, 0), h.wide);
@@ -5752,13 +5755,22 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let df = select(da - fm.lo, dl, low);
     let es = bits_exponent(w.scale);
     let kf = select(fm.e, fl.pe, low & near);
-    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + kf - w.e - 2) + w.beta * 0.25) * 4.0;
+    // t = d scale' below float32's normal range where y is not (a large gamma: the 2^g apart
+    // brings it back), which a GPU that flushes takes for 0 (NVIDIA, SwiftShader: x ~1e-30 in
+    // the unit 1 over a std of 3e9 set by its sample's 1e10, t ~5e-40 under gamma 3e38, y 0 for
+    // 0.073): y from d and scale' as mantissa and exponent, as y_fine forms it (the same
+    // expression, d in the unit 2^e; only where t is 0 or subnormal, so elsewhere the bits are
+    // those before).
+    let t = d * w.scale;
+    let under = (abs(t) < 0x1p-126f) & (d != 0.0) & (class_bits(d) == 0u) & !fine;
+    let yf_d = select(df, d, under);
+    let yf_k = select(kf, w.e, under);
+    let y_fine = (scale2(yf_d * scale2(w.scale, -es), w.g + es + yf_k - w.e - 2) + w.beta * 0.25) * 4.0;
     // t = y 2^-g can pass float32's range where y does not: when |gamma| < 1 (gamma's mantissa
     // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity), and when
     // beta of the other sign brings y back (gamma 1, beta -3e38: y 1.7e38): such a y is formed
     // again as 4 ((d 2^(g - 2)) scale' + beta / 4) (d 2^(g - 2) exact by its bits: d is large
     // where t overflows), whose terms stay in float32's range wherever |y| does.
-    let t = d * w.scale;
     let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
     // x - mu as x alone where mu is exactly 0 without a fine mean (a batch mean of 0) or x lies
@@ -5770,7 +5782,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let alone = (mu_zero | (fm.ok & !fine)) & (ex < w.e - 100);
     let xm = scale2(x[i], -ex);
     let y_alone = (scale2(xm * scale2(w.scale, -es), w.g + es + ex - w.e - 2) + w.beta * 0.25) * 4.0;
-    let y_map = select(select(select(wide_y(w, t), y_over, over), y_fine, fine), y_alone, alone);
+    let y_map = select(select(select(wide_y(w, t), y_over, over), y_fine, fine | under), y_alone, alone);
     y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(select(d, df, fine), xm, alone), w.scale), zero);
   }
 }
@@ -5869,8 +5881,16 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
   // 2^h of it into gamma's exponent, applied to t by its bits.
+  // And it may fall below float32's normal range where y does not (a large gamma: the 2^g
+  // apart brings it back): where the bound lies below 2^-60, h < 0 lifts scale' to bring it to
+  // 2^120 (scale' at most 2^126), so that t stays normal down to 2^-246 of the bound. A row of
+  // x ~1e-30 (unit 1) over a std of 1e9 set by its sample's 1e10 had t ~1e-39 under gamma 3e38:
+  // y 0 for 0.51 where a GPU flushes it (NVIDIA, SwiftShader; outlier_beside_tiny_sweep seed
+  // 3369). Per row; powers of two, so rows whose bound lies at 2^-60 or above keep their bits.
   let xb = i32(max_field(p.flags)) - 126 - w.e;
-  let h = max(0, max(exponent_of(select(w.lo, m_hi, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
+  let tb = max(exponent_of(select(w.lo, m_hi, cancel)), xb) + 1 + exponent_of(w.scale);
+  let lift = (tb < -60) & (exponent_of(w.scale) > -1000);
+  let h = select(max(0, tb - 120), max(tb - 120, exponent_of(w.scale) - 126), lift);
   let sc = scale2(w.scale, -h);
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
@@ -5924,7 +5944,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
     let y_fine = (scale2(df * sm, select(kf, kl, low & near)) + w.beta * 0.25) * 4.0;
     let y_alone = (scale2(xm * sm, kx + ex) + w.beta * 0.25) * 4.0;
-    let y_map = select(select(select(wide_y(w, t), far, h > 0), y_fine, fine), y_alone, alone);
+    let y_map = select(select(select(wide_y(w, t), far, h != 0), y_fine, fine), y_alone, alone);
     y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(select(d, df, fine), xm, alone), w.scale), zero);
   }
 }

@@ -189,6 +189,9 @@ fn element_col_pair(ln: Group, bn: Group, c: u32, xv: f32, d: f32, lp: PairPart,
   let h = element_hot_tested(ln, bn, c, xv, d);
   let ps = pair_scale(xv, lp, bp);
   // As a float32 pair: a sum with a wide element (grad_add_scaled) keeps the high word alone.
+  // dy here lies at 2^-102 or above (below, dy_is_low makes the element wide), so loose_times'
+  // 12-bit parts of dy stay normal on a GPU that flushes (tiny products sweep seed 1112: dy
+  // -4.3e-37, whose low part flushed before dy_is_low).
   let dg = loose_normal(loose_mul(ps.xh, vec2<f32>(d, 0.0)));
   if (h.g.flags != 0u || !pair_finite(dg)) {
     return HotGrad(grad(h.g.s, vec4<f32>(0.0), vec4<f32>(0.0), h.g.flags, 0), h.wide);

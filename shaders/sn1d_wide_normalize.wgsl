@@ -82,13 +82,22 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let df = select(da - fm.lo, dl, low);
     let es = bits_exponent(w.scale);
     let kf = select(fm.e, fl.pe, low & near);
-    let y_fine = (scale2(df * scale2(w.scale, -es), w.g + es + kf - w.e - 2) + w.beta * 0.25) * 4.0;
+    // t = d scale' below float32's normal range where y is not (a large gamma: the 2^g apart
+    // brings it back), which a GPU that flushes takes for 0 (NVIDIA, SwiftShader: x ~1e-30 in
+    // the unit 1 over a std of 3e9 set by its sample's 1e10, t ~5e-40 under gamma 3e38, y 0 for
+    // 0.073): y from d and scale' as mantissa and exponent, as y_fine forms it (the same
+    // expression, d in the unit 2^e; only where t is 0 or subnormal, so elsewhere the bits are
+    // those before).
+    let t = d * w.scale;
+    let under = (abs(t) < 0x1p-126f) & (d != 0.0) & (class_bits(d) == 0u) & !fine;
+    let yf_d = select(df, d, under);
+    let yf_k = select(kf, w.e, under);
+    let y_fine = (scale2(yf_d * scale2(w.scale, -es), w.g + es + yf_k - w.e - 2) + w.beta * 0.25) * 4.0;
     // t = y 2^-g can pass float32's range where y does not: when |gamma| < 1 (gamma's mantissa
     // in [1, 2) makes |t| up to 2^-g |y|: y 2e38 under gamma 0.72 came out +Infinity), and when
     // beta of the other sign brings y back (gamma 1, beta -3e38: y 1.7e38): such a y is formed
     // again as 4 ((d 2^(g - 2)) scale' + beta / 4) (d 2^(g - 2) exact by its bits: d is large
     // where t overflows), whose terms stay in float32's range wherever |y| does.
-    let t = d * w.scale;
     let over = (class_bits(t) & (F_POS_INF | F_NEG_INF)) != 0u && class_bits(d) == 0u;
     let y_over = (scale2(d, w.g - 2) * w.scale + w.beta * 0.25) * 4.0;
     // x - mu as x alone where mu is exactly 0 without a fine mean (a batch mean of 0) or x lies
@@ -100,7 +109,7 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
     let alone = (mu_zero | (fm.ok & !fine)) & (ex < w.e - 100);
     let xm = scale2(x[i], -ex);
     let y_alone = (scale2(xm * scale2(w.scale, -es), w.g + es + ex - w.e - 2) + w.beta * 0.25) * 4.0;
-    let y_map = select(select(select(wide_y(w, t), y_over, over), y_fine, fine), y_alone, alone);
+    let y_map = select(select(select(wide_y(w, t), y_over, over), y_fine, fine | under), y_alone, alone);
     y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(select(d, df, fine), xm, alone), w.scale), zero);
   }
 }

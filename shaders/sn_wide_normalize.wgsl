@@ -89,8 +89,16 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   // a small gamma: an evaluation on a running_mean far from the data, over a tiny std): from a
   // bound of the product (every |x 2^-e| and |hi'| is at most 2^(field - 127 - e)), h > 0 moves
   // 2^h of it into gamma's exponent, applied to t by its bits.
+  // And it may fall below float32's normal range where y does not (a large gamma: the 2^g
+  // apart brings it back): where the bound lies below 2^-60, h < 0 lifts scale' to bring it to
+  // 2^120 (scale' at most 2^126), so that t stays normal down to 2^-246 of the bound. A row of
+  // x ~1e-30 (unit 1) over a std of 1e9 set by its sample's 1e10 had t ~1e-39 under gamma 3e38:
+  // y 0 for 0.51 where a GPU flushes it (NVIDIA, SwiftShader; outlier_beside_tiny_sweep seed
+  // 3369). Per row; powers of two, so rows whose bound lies at 2^-60 or above keep their bits.
   let xb = i32(max_field(p.flags)) - 126 - w.e;
-  let h = max(0, max(exponent_of(select(w.lo, m_hi, cancel)), xb) + 1 + exponent_of(w.scale) - 120);
+  let tb = max(exponent_of(select(w.lo, m_hi, cancel)), xb) + 1 + exponent_of(w.scale);
+  let lift = (tb < -60) & (exponent_of(w.scale) > -1000);
+  let h = select(max(0, tb - 120), max(tb - 120, exponent_of(w.scale) - 126), lift);
   let sc = scale2(w.scale, -h);
   // A mean far below the unit (fine_mean): x - mu in the mean's unit for the elements below
   // 2^(fm.e + FINE_X), y = 4 (d sm 2^kf + beta / 4) with the scale as mantissa sm and exponent;
@@ -144,7 +152,7 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
     let far = (scale2(t, w.g + h - 2) + w.beta * 0.25) * 4.0;
     let y_fine = (scale2(df * sm, select(kf, kl, low & near)) + w.beta * 0.25) * 4.0;
     let y_alone = (scale2(xm * sm, kx + ex) + w.beta * 0.25) * 4.0;
-    let y_map = select(select(select(wide_y(w, t), far, h > 0), y_fine, fine), y_alone, alone);
+    let y_map = select(select(select(wide_y(w, t), far, h != 0), y_fine, fine), y_alone, alone);
     y[i] = select(select(y_map, qnan(), w.bad), std_zero_y(select(select(d, df, fine), xm, alone), w.scale), zero);
   }
 }

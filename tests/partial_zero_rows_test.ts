@@ -522,3 +522,57 @@ rangeTests(
     assert.equal(check(call, got, want), null);
   },
 );
+
+/**
+ * A row of tiny x (unit 1) beside its sample's 1e10 (the LN std ~2e9), an evaluation with the
+ * mean on BN alone (running_mean 0) and gamma 3e38 (a factor-wide row: the wide passes, gamma's
+ * exponent apart): t = (x - mu) scale' ~1e-39 lay below float32's normal range, where y = t 2^g
+ * is ~0.1 to 1. A GPU that flushes (NVIDIA, SwiftShader) took t for 0: y 0 for 0.139 (layout
+ * "nd", sn_wide_normalize) and 0.073 (SwitchNorm1d, sn1d_wide_normalize); outlier beside tiny
+ * sweep seed 3369 (outlierBesideTiny, m 33, x 1e10, tiny 1e-30, gamma 3e38): y 0 for 0.51.
+ */
+function tinyUnderLargeGamma(layer: "2d" | "1d", tiny: number): LayerCall {
+  const nd = layer === "2d";
+  return {
+    layer,
+    shape: nd ? [1, 2, 1, 4] : [2, 3],
+    options: { eps: 1e-5 },
+    state: {
+      weight: nd ? Float32Array.of(3e38, 1) : Float32Array.of(3e38, 1, 1),
+      bias: new Float32Array(nd ? 2 : 3),
+      mean_weight: nd ? Float32Array.of(-1e30, -1e30, 0) : Float32Array.of(-1e30, 0),
+      var_weight: new Float32Array(nd ? 3 : 2),
+      running_mean: new Float32Array(nd ? 2 : 3),
+      running_var: nd ? Float32Array.of(1e-20, 1) : Float32Array.of(1e-20, 1, 1),
+    },
+    partial: true,
+    training: false,
+    x: nd
+      ? Float32Array.of(tiny, 0, -0.5 * tiny, 0, 0, 0, 1e10, 0)
+      : Float32Array.of(tiny, 0, 1e10, -0.5 * tiny, 0, 0),
+    dy: Float32Array.from({ length: nd ? 8 : 6 }, (_, i) => i + 1),
+    scales: true,
+  };
+}
+for (const layer of ["2d", "1d"] as const) {
+  rangeTests(
+    `${layer}: y whose x scale' lies below float32's normal range under gamma 3e38`,
+    async (backend) => {
+      for (const tiny of [1e-30, 1e-29, -3e-30]) {
+        const call = tinyUnderLargeGamma(layer, tiny);
+        const { got, want } = await runBoth(call, backend);
+        assert.ok(Math.abs(want.y[0]) > 0.05, `${want.y[0]}`);
+        assertRangeChecks(call, got, want);
+      }
+    },
+  );
+}
+rangeTests(
+  "outlier beside tiny sweep seed 3369 (y of x 1e-30 under gamma 3e38)",
+  async (backend) => {
+    const call = outlierBesideTiny(33, 1e10, 1e-30, 3e38);
+    const { got, want } = await runBoth(call, backend);
+    assert.ok(want.y[33 + 3] > 0.5);
+    assertRangeChecks(call, got, want);
+  },
+);

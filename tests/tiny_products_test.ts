@@ -45,3 +45,21 @@ for (const seed of [47, 110, 289]) {
     assertRangeChecks(call, got, want);
   });
 }
+
+/**
+ * Tiny products sweep seed 1112: a SwitchNorm1d [2, 3] evaluation under eps 0 whose channel 0
+ * has dy -4.3e-37 times xhat ~2.3e6 (dgamma -9.8e-31). sn1d_bwd_reduce's column line forms
+ * dgamma's share as a loose pair, which cuts dy into 12-bit parts: its low part, ~1e-40, lay below
+ * float32's normal range, and a GPU that flushes (NVIDIA, SwiftShader) took it for 0: dgamma
+ * -9.79991e-31 for -9.80324e-31 (1.7x its tolerance). Also the same call with dy -4.3e-37 alone
+ * (its subnormal dy 0).
+ */
+rangeTests("tiny products sweep seed 1112 (SwitchNorm1d dgamma of dy ~4e-37)", async (backend) => {
+  const call = sweepMake(1112);
+  for (const dy of [call.dy!, Float32Array.from(call.dy!, (v) => Math.abs(v) < 1e-38 ? 0 : v)]) {
+    const c = { ...call, dy };
+    const { got, want } = await runBoth(c, backend);
+    assert.ok(Math.abs(want.grads.weight[0] / -9.803e-31 - 1) < 1e-3);
+    assertRangeChecks(c, got, want);
+  }
+});
