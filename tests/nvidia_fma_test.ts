@@ -1,0 +1,111 @@
+/**
+ * tests/_nvidia_fma.ts, the emulation of NVIDIA's fused multiply-adds: its rewrite fuses the
+ * forms NVIDIA's compiler contracts (in place and through a `let`), leaves integer arithmetic and
+ * products behind a call alone, computes a fused result where lavapipe's own fma() does not, and
+ * every pass of the backend compiles under it.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { fuse, FUSED } from "./_nvidia_fma.ts";
+
+const A = 1 + 2 ** -23;
+const B = 1 + 2 ** -22;
+
+/** The float32 results of `body` (a function of a, b: f32 returning vec4<f32>) on the adapter. */
+async function run(device: GPUDevice, code: string): Promise<Float32Array> {
+  const module = device.createShaderModule({ code });
+  const pipeline = device.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const buf = device.createBuffer({ size: 32, usage });
+  device.queue.writeBuffer(buf, 0, new Float32Array([A, B, 0, 0, 0, 0, 0, 0]));
+  const read = device.createBuffer({
+    size: 32,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: buf } }],
+    }),
+  );
+  pass.dispatchWorkgroups(1);
+  pass.end();
+  enc.copyBufferToBuffer(buf, 0, read, 0, 32);
+  device.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  return new Float32Array(read.getMappedRange().slice(0));
+}
+
+const PROBE = `
+@group(0) @binding(0) var<storage, read_write> buf: array<f32>;
+fn g(x: f32, y: f32) -> f32 {
+  return x + y;
+}
+fn f(a: f32, b: f32) -> vec4<f32> {
+  let p = a * a;
+  var acc = -b;
+  acc += a * a;
+  let v = vec2<f32>(a, a) * vec2<f32>(a, a) - vec2<f32>(b, b);
+  return vec4<f32>(a * a - b, p - b, acc, v.y);
+}
+@compute @workgroup_size(1) fn main() {
+  let i = 2u * 1u + 1u; // integer: left alone
+  let r = f(buf[0], buf[1]);
+  buf[i + 1u] = r.x;
+  buf[i + 2u] = r.y;
+  buf[i + 3u] = r.z;
+  buf[i + 4u] = r.w;
+  buf[3] = g(buf[0] * buf[0], -buf[1]); // inlined: fused
+  buf[2] = bitcast<f32>(bitcast<u32>(buf[0] * buf[0])) - buf[1]; // behind a bitcast: not fused
+}`;
+
+Deno.test("lavapipe's fma() rounds the product; the emulation fuses a*b-c, through a let and a call too", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice();
+  try {
+    const plain = await run(device, PROBE);
+    // Unfused: a*a rounds to 1 + 2^-22 = b.
+    assert.deepEqual([...plain.slice(2, 8)], [0, 0, 0, 0, 0, 0]);
+    const fused = await fuse(device, PROBE);
+    assert.deepEqual(fused.sites, 5);
+    const out = await run(device, fused.code);
+    // a*a - b exactly: 2^-46, through a call (inlined), in place, through the let, as x += a*b
+    // and for vec2.
+    assert.deepEqual([...out.slice(2, 8)], [0, 2 ** -46, 2 ** -46, 2 ** -46, 2 ** -46, 2 ** -46]);
+    const builtin = await run(
+      device,
+      PROBE.replace("return vec4<f32>(a * a - b", "return vec4<f32>(fma(a, a, -b)"),
+    );
+    assert.deepEqual(builtin[4], 0, "lavapipe's fma() is not fused: the emulation's reason");
+  } finally {
+    device.destroy();
+  }
+});
+
+Deno.test("every pass of the WebGPU backend has fused sites and compiles under the emulation", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice();
+  try {
+    for (const [kind, f] of Object.entries(FUSED)) {
+      assert.ok(f.sites > 0, kind);
+      device.pushErrorScope("validation");
+      device.createShaderModule({ code: f.code });
+      assert.deepEqual((await device.popErrorScope())?.message, undefined, kind);
+    }
+  } finally {
+    device.destroy();
+  }
+});
+
+Deno.test("pair_times' fourth product is fused into the low word (common.wgsl: exact parts)", () => {
+  // pair_times adds products of 12-bit parts, exact whether fused or not: the rewrite reaches them.
+  assert.ok(FUSED.stats.code.includes("nv_fma((x.y), (y.y)"));
+});
