@@ -146,6 +146,7 @@ export function encodeBackward(
         plan.chanPartBytes > 0
           ? at(b.statGroups, r.savedGroups)
           : { buffer: b.statGroups, size: GROUP_BYTES },
+        whole(affine),
       ],
       bwdCoef: () => [
         slot,

@@ -35,6 +35,8 @@ override GROUP_THREADS: u32 = 64u;
 // The forward's statistics (LN groups, then BN groups: the records' global order), or the
 // window's copy of them where they exceed one binding (see `stat` below). Layout "1d" only.
 @group(0) @binding(4) var<storage, read> stat_groups: array<Group>;
+// gamma (C), then beta (C): layout "1d" lists the channels whose gamma / std may be factor-wide.
+@group(0) @binding(5) var<storage, read> affine: array<f32>;
 
 var<workgroup> w_s: array<vec4<f32>, 64>;
 var<workgroup> w_a: array<vec4<f32>, 64>;
@@ -105,11 +107,17 @@ fn main(
     // (And every channel whose weighted variance plus eps lies below 2^-102,
     // term_var_near_subnormal: sn1d_bwd_dx's hot mix may flush its elements' var + eps or a
     // term of it.)
+    // (And every channel whose gamma / std may be factor-wide, chan_factor_wide: its sums
+    // carry gamma's exponent only where they are not 0, and sn1d_bwd_dx's dy gamma s cannot
+    // hold such an element's term: a subnormal gamma flushed to 0 by a GPU that flushes
+    // subnormals made dy gamma 0, lifted by 2^64, and (dy 2^64) 0 NaN for dy 3e38, or 0 for
+    // dy gamma s of 6e14 where the column's sums cancel to 0; attack fuzzer seed 214697.)
     // (And under SyncSN in training every channel: its sums here are this replica's, the CPU
     // puts the global batch's in their place, which may carry exponents where these do not.)
     if ((P.flags & P_CHAN_GROUPS) != 0u && ((sum.flags & (G_EXPS | G_VNAN)) != 0u || is_scaled(stat_groups[stat].flags) ||
       ((P.flags & P_TINY_WEIGHTS) != 0u && at < P.n) || (synced_training() && at >= P.n) ||
-      (at >= P.n && term_var_near_subnormal(1u, stat_groups[stat].variance)))) {
+      (at >= P.n && term_var_near_subnormal(1u, stat_groups[stat].variance)) ||
+      (at >= P.n && chan_factor_wide(at - P.n, stat_groups[stat].variance)))) {
       let listed = atomicAdd(&wide_groups[0], 1u);
       atomicStore(&wide_groups[LIST_FIRST + listed], at);
       // Its reader's dispatch (common.wgsl: list_grid).
@@ -136,4 +144,11 @@ fn shared_grad(i: u32, chan: bool) -> Grad {
   let units = select(u, u & ~0xffff, chan);
   let spare = select(0, (u << 16u) >> 16u, chan);
   return Grad(w_s[i], w_a[i], w_b[i], w_flags[i], units, spare, w_dglo[i]);
+}
+
+// Whether channel c's gamma over sqrt(wvar_bn var_bn + eps), a bound of its elements' gamma /
+// std (their var + eps is at least that), is factor-wide (common.wgsl), as sn1d_bwd_reduce's
+// per-column test.
+fn chan_factor_wide(c: u32, variance: f32) -> bool {
+  return factor_wide(affine[c], weighted_var(1u, P.wvar[1] * variance) + P.eps);
 }
