@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { PARAMS_BYTES } from "../backends/_webgpu_plan.ts";
 import { emulateNvidiaDivision, nvidiaDivF32 } from "./_nvidia_division.ts";
+import { runShader } from "./_run_shader.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
 const common = await Deno.readTextFile(new URL("../shaders/common.wgsl", import.meta.url));
@@ -32,53 +33,18 @@ async function divide(fn: string, nvidia: boolean, pairs: number[][]): Promise<F
   if (!adapter) throw new Error("no WebGPU adapter");
   const device = await adapter.requestDevice();
   try {
-    device.pushErrorScope("validation");
-    const pipeline = device.createComputePipeline({
-      layout: "auto",
-      compute: {
-        module: device.createShaderModule({ code: divider(fn, nvidia) }),
-        entryPoint: "main",
-      },
-    });
     const params = new DataView(new ArrayBuffer(PARAMS_BYTES));
     params.setUint32(144, 0x7f800000, true); // inf_bits, as _webgpu_plan.ts writes it
-    const uniform = device.createBuffer({
-      size: PARAMS_BYTES,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(uniform, 0, params.buffer);
-    const data = Float32Array.from(pairs.flat());
-    const io = device.createBuffer({
-      size: data.byteLength,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(io, 0, data);
-    const read = device.createBuffer({
-      size: data.byteLength,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer: uniform } }, {
-          binding: 1,
-          resource: { buffer: io },
-        }],
-      }),
+    const out = await runShader(
+      device,
+      divider(fn, nvidia),
+      [
+        { binding: 0, data: params, uniform: true },
+        { binding: 1, data: Float32Array.from(pairs.flat()) },
+      ],
+      pairs.length,
+      1,
     );
-    pass.dispatchWorkgroups(pairs.length);
-    pass.end();
-    encoder.copyBufferToBuffer(io, 0, read, 0, data.byteLength);
-    device.queue.submit([encoder.finish()]);
-    const err = await device.popErrorScope();
-    if (err) throw new Error(err.message);
-    await read.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(read.getMappedRange().slice(0));
-    read.unmap();
     return Float32Array.from(pairs, (_, i) => out[2 * i]);
   } finally {
     device.destroy();

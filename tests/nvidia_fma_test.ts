@@ -8,40 +8,15 @@
  */
 import assert from "node:assert/strict";
 import { fuse, FUSED } from "./_nvidia_fma.ts";
+import { runShader } from "./_run_shader.ts";
 
 const A = 1 + 2 ** -23;
 const B = 1 + 2 ** -22;
 
-/** The float32 results of `body` (a function of a, b: f32 returning vec4<f32>) on the adapter. */
-async function run(device: GPUDevice, code: string): Promise<Float32Array> {
-  const module = device.createShaderModule({ code });
-  const pipeline = device.createComputePipeline({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-  const buf = device.createBuffer({ size: 32, usage });
-  device.queue.writeBuffer(buf, 0, new Float32Array([A, B, 0, 0, 0, 0, 0, 0]));
-  const read = device.createBuffer({
-    size: 32,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: buf } }],
-    }),
-  );
-  pass.dispatchWorkgroups(1);
-  pass.end();
-  enc.copyBufferToBuffer(buf, 0, read, 0, 32);
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  return new Float32Array(read.getMappedRange().slice(0));
+/** The float32 results of `code` (its `buf` a, b then six zeros) on the adapter. */
+function run(device: GPUDevice, code: string): Promise<Float32Array> {
+  const data = new Float32Array([A, B, 0, 0, 0, 0, 0, 0]);
+  return runShader(device, code, [{ binding: 0, data }], 1, 0);
 }
 
 const PROBE = `
