@@ -313,6 +313,26 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   return PairRow(dots, pair_mul(s, s2_ref), s2_ref, gv);
 }
 
+// mu_k - mu (k = IN, LN, BN in lanes x, y, z) of a wide row's terms in its mix's unit 2^w.e,
+// mu the reference's mix (the weights as pairs): the terms' means as float32 pairs about w.hi
+// (hi_k by unit_shift and lo_k times 2^(u_k - e), exact powers of two, as wide_centred takes
+// them; a group of one row is that row, as in pair_dots), each difference rounded to float32
+// once, so that means that coincide to a fraction of their rounding keep their difference.
+fn pair_centred_means(t0: Term, t1: Term, t2: Term, w: WideMap, use_bn: bool) -> vec3<f32> {
+  let u0 = unit_of(t0.flags) - w.e;
+  let u1 = unit_of(t1.flags) - w.e;
+  let u2 = unit_of(t2.flags) - w.e;
+  let d_in = pair_add(two_sum(unit_shift(t0.hi, u0), -w.hi), t0.lo * pow2(u0));
+  let d_ln = select(pair_add(two_sum(unit_shift(t1.hi, u1), -w.hi), t1.lo * pow2(u1)), d_in, P.c == 1u);
+  let d_bn = select(select(vec2<f32>(0.0), pair_add(two_sum(unit_shift(t2.hi, u2), -w.hi), t2.lo * pow2(u2)), use_bn), d_in,
+    bn_is_row());
+  let mu_c = pair_sum(pair_sum(pair_weighted_mean(0u, d_in), pair_weighted_mean(1u, d_ln)), pair_weighted_mean(2u, d_bn));
+  let a = pair_sum(d_in, -mu_c);
+  let b = pair_sum(d_ln, -mu_c);
+  let z = pair_sum(d_bn, -mu_c);
+  return vec3<f32>(a.x + a.y, b.x + b.y, select(0.0, z.x + z.y, use_bn));
+}
+
 // Whether a row's BN group is that row alone: N = 1 in training with BN, outside SyncSN (there
 // the BN statistics are the replicas' together).
 fn bn_is_row() -> bool {
@@ -639,6 +659,20 @@ fn wide_row(r: u32, c: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: M
   let fa = max(fe, 0);
   let ff = pow2(-fa);
   var ca = vec4<f32>(wide_centred(t_in, w, 0u), wide_centred(t_ln, w, 1u), wide_centred(t_bn, w, 2u), w.hi + w.lo) * ff;
+  // The centred means from the means' pairs in the mix's unit, as pair_dots takes them
+  // (pair_centred_means), where wide_centred's float32 (hi_k - hi) + lo_k rounds at the ulp of
+  // |mu_k - hi|, hi the row's IN mean: LN and BN means of ~12500 that differ by 1.25e-4 (0.13 of
+  // their ulp) about an IN mean of 25000 came out equal, `mean_weight`'s gradient -3.4e-29 for
+  // +-7.9e-20 (subnormal dy, nd_subnormal_rows_sweep seed 1134; so scaled, data times 1e-30);
+  // means ~0.7 310 roundings apart about one of ~1.4, 0.15% off (dy ~3e19,
+  // wide_beside_plain_sweep seed 1438; tests/wide_row_mean_pairs_test.ts). Where every lane is
+  // finite (else wide_centred's), running buffers of mean weight 0 at 0 as there.
+  let pc = pair_centred_means(t_in, t_ln, t_bn, w, use_bn) * ff;
+  if (class_bits(pc.x) == 0u && class_bits(pc.y) == 0u && class_bits(pc.z) == 0u) {
+    let run = vec3<bool>((P.wmean[0] == 0.0) & ((t_in.flags & F_RUNNING) != 0u),
+      (P.wmean[1] == 0.0) & ((t_ln.flags & F_RUNNING) != 0u), (P.wmean[2] == 0.0) & ((t_bn.flags & F_RUNNING) != 0u));
+    ca = vec4<f32>(select(pc, vec3<f32>(0.0), run), ca.w);
+  }
   // Mean differences far below that unit in a unit of their own (far_mean_lane; xm: their
   // exponents beyond it, 0 for the other lanes), rare: a branch.
   var xm = vec4<i32>(0);
