@@ -227,8 +227,10 @@ fn main(
     // SwiftShader, ~1.2x at 4096 (tests/subnormal_dy_segment_test.ts).
     let s1_low = exponent_of(mxs) > -1000 &&
       exponent_of(mxs) < -102 + 32 - i32(countLeadingZeros(P.seg_len));
-    let lifted = keep && finite && !listed0 && mxs != 0.0 &&
-      ((lost_e > -1000 && exponent_of(s2_pair.x) < lost_e + 24) || s1_low) && !mix_var_near_subnormal(mix);
+    // s1_low lists a flagged row's segment too (not kept: a non-finite x; S2 0, its S1 still
+    // dbeta's): a row of 1024 beside an x of Infinity lost its subnormal dy the same way.
+    let lifted = finite && !listed0 && mxs != 0.0 &&
+      ((keep && lost_e > -1000 && exponent_of(s2_pair.x) < lost_e + 24) || s1_low) && !mix_var_near_subnormal(mix);
     let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);

@@ -7,7 +7,8 @@
  * of dbeta = sum dy: 0.30x its tolerance on SwiftShader, ~1.2x at segments of 4096 (calls of ~4M
  * floats or more), where neither of the reduce's other lists took it (a row of 0, whose products
  * dy (x - c) are 0; a row longer than one segment whose x spread past 2^11). The bound now grows
- * with the segment's length. The checks here are tighter than the range tests' (GRAD_SCALED):
+ * with the segment's length, and lists a flagged row's segment too (an x of Infinity: dbeta still
+ * counts its S1; 0.30x before). The checks here are tighter than the range tests' (GRAD_SCALED):
  * 1/16 of its tolerance on dbeta, which a sum that drops the subnormal dy misses at segments of
  * 1024 (0.30x) and keeps in that dy's unit (0.02x).
  */
@@ -21,10 +22,21 @@ const ULP = 2 ** -149;
 /**
  * A training step of [2, 2] rows of `m` (layout "nd"; SwitchNorm1d: [2 m, 2]) whose dy are 2^-102
  * at every 1024th element and subnormal, 2^-126 less a few hundred ulps, elsewhere: x 0
- * (`spread` 0) or ~`spread` about 0.
+ * (`spread` 0) or ~`spread` about 0; `infinite`: x[5] = Infinity (its sample's and channel's rows
+ * flagged, dx and the logit gradients NaN, dbeta = sum dy finite).
  */
-function subnormalBeside(layer: "1d" | "2d" | "3d", m: number, spread: number): LayerCall {
+function subnormalBeside(
+  layer: "1d" | "2d" | "3d",
+  m: number,
+  spread: number,
+  infinite = false,
+): LayerCall {
   const len = 4 * m;
+  const x = Float32Array.from(
+    { length: len },
+    (_, i) => (Math.sin(i * 0.37) * 2 + (i % 7) * 0.1) * spread,
+  );
+  if (infinite) x[5] = Infinity;
   const shape = layer === "1d" ? [2 * m, 2] : layer === "3d" ? [2, 2, 1, 1, m] : [2, 2, 1, m];
   // (SwitchNorm1d: rows are features, elements alternate between them.)
   const at = (i: number) => layer === "1d" ? Math.floor(i / 2) : i % m;
@@ -33,10 +45,7 @@ function subnormalBeside(layer: "1d" | "2d" | "3d", m: number, spread: number): 
     shape,
     options: { eps: 1e-5 },
     training: true,
-    x: Float32Array.from(
-      { length: len },
-      (_, i) => (Math.sin(i * 0.37) * 2 + (i % 7) * 0.1) * spread,
-    ),
+    x,
     dy: Float32Array.from(
       { length: len },
       (_, i) =>
@@ -46,16 +55,17 @@ function subnormalBeside(layer: "1d" | "2d" | "3d", m: number, spread: number): 
   };
 }
 
-const CASES: [string, "1d" | "2d" | "3d", number, number][] = [
+const CASES: [string, "1d" | "2d" | "3d", number, number, boolean?][] = [
   ["a 2d row of 0 (one segment of 1024)", "2d", 1024, 0],
   ["a 3d row of 0 (one segment of 1024)", "3d", 1024, 0],
   ["2d rows of 4096 (segments of 1024) of x ~100", "2d", 4096, 100],
   ["1d features of 1024 samples of 0", "1d", 1024, 0],
+  ["2d rows of 1024 beside an x of Infinity", "2d", 1024, 1, true],
 ];
 
-for (const [name, layer, m, spread] of CASES) {
+for (const [name, layer, m, spread, infinite] of CASES) {
   rangeTests(`${name}: dbeta keeps subnormal dy beside one of 2^-102`, async (backend) => {
-    const call = subnormalBeside(layer, m, spread);
+    const call = subnormalBeside(layer, m, spread, infinite);
     const { got, want } = await runBoth(call, backend);
     assertRangeChecks(call, got, want);
     const ratio = worstScaledRatio(got.grads.bias, want.grads.bias, want.scales!.bias, GRAD_SCALED);
