@@ -219,9 +219,18 @@ fn main(
     // to 2^-126 each beside dy of a few 2^-126, and gamma s S1 / m takes that into every dx of the
     // row (subnormal dy sweep seed 5099: dx 9.2359e-8 for 9.2399e-8 under gamma 1e30, dy ~1e-37
     // beside subnormal ones). sn_bwd_wide_reduce sums it in that dy's unit. Per segment.
-    let s1_low = exponent_of(mxs) > -1000 && exponent_of(mxs) < -102;
-    let lifted = keep && finite && !listed0 && mxs != 0.0 &&
-      ((lost_e > -1000 && exponent_of(s2_pair.x) < lost_e + 24) || s1_low) && !mix_var_near_subnormal(mix);
+    // The bound grows with the segment: its dy, fewer than 2^b (seg_len's bit length b), lose up
+    // to 2^-126 each, so MX below 2^(b - 102) is listed and MX above keeps their loss within
+    // 2^-24 of itself. A bound of 2^-102 for all kept MX = 2^-102 in units of 1 beside 1023
+    // subnormal dy (a row of 0, or a long row of x spread past 2^11, which neither lost_e nor
+    // low_products lists): dbeta lost them, 0.30x its tolerance at segments of 1024 on
+    // SwiftShader, ~1.2x at 4096 (tests/subnormal_dy_segment_test.ts).
+    let s1_low = exponent_of(mxs) > -1000 &&
+      exponent_of(mxs) < -102 + 32 - i32(countLeadingZeros(P.seg_len));
+    // s1_low lists a flagged row's segment too (not kept: a non-finite x; S2 0, its S1 still
+    // dbeta's): a row of 1024 beside an x of Infinity lost its subnormal dy the same way.
+    let lifted = finite && !listed0 && mxs != 0.0 &&
+      ((keep && lost_e > -1000 && exponent_of(s2_pair.x) < lost_e + 24) || s1_low) && !mix_var_near_subnormal(mix);
     let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);

@@ -48,6 +48,7 @@ export const FILES: Record<string, () => Promise<unknown>> = {
   "spike_shift_test.ts": () => import("./spike_shift_test.ts"),
   "std_zero_test.ts": () => import("./std_zero_test.ts"),
   "subnormal_dy_dx_test.ts": () => import("./subnormal_dy_dx_test.ts"),
+  "subnormal_dy_segment_test.ts": () => import("./subnormal_dy_segment_test.ts"),
   "subnormal_gamma_huge_dy_test.ts": () => import("./subnormal_gamma_huge_dy_test.ts"),
   "tiny_products_test.ts": () => import("./tiny_products_test.ts"),
   "tiny_variance_mix_test.ts": () => import("./tiny_variance_mix_test.ts"),
