@@ -3352,10 +3352,27 @@ fn fine_low_takes(f: FineCentred, xv: f32) -> bool {
 // fine_mean's unit holds xv and the parts about the heaviest term: the heaviest weight rounded
 // to 1 lost them (an IN weight of e^-40 beside a running_mean of 1e30 that x equals: y NaN for
 // +Infinity). d: x - mu in the mix's unit as sn_wide_normalize takes it (wide_centre_d).
+// Also where fine_mean is ok and holds xv (fine_mean_takes).
 fn zero_std_fine(f: FineCentred, d: f32, xv: f32) -> bool {
   let lost = !f.fm.ok & f.fm.finite & (f.fm.e > -900) & (f.fl.pe > -900) &
     (bits_exponent(xv) < f.fm.e + FINE_X) & ((bitcast<u32>(d) << 1u) == 0u);
-  return fine_low_takes(f, xv) | lost;
+  return fine_low_takes(f, xv) | lost | fine_mean_takes(f, xv);
+}
+
+// Whether the wide passes took x - mu of xv from an ok fine_mean, (x 2^-e - hi) - lo in its unit,
+// which the eps-0 passes take from fine_centred_d instead (its parts w_k (m_k - a) every exponent
+// apart): fine_mean's lo drops the parts below float32's range in its unit, and under a std of 0
+// such a part is all of x - mu where x equals the anchor's mean. An evaluation after a training
+// step on a constant sample of 1e10 (momentum 0, eps 0: running_var 0, running_mean 1e10) under an
+// LN mean weight of e^-174 (2^-251): the element at its running_mean has x - mu =
+// w_LN (mu_BN - mu_LN) ~ 2.4e-47, below float32's subnormals, and y was 0 / 0, NaN, for +Infinity
+// (attack fuzzer seed 217219, tests/zero_std_tiny_mean_term_test.ts). The backward passes took
+// x - mu of these rows in the mix's unit (flushed_tail about term 0), which misses what the
+// heaviest weight's rounding to 1 lost: x = 0 beside IN and LN means of -3F and -F of weight
+// 2^-216 on a running_mean of 0 has x - mu = +4 w F, and its dgamma term was -Infinity where y
+// was -Infinity under gamma -1.
+fn fine_mean_takes(f: FineCentred, xv: f32) -> bool {
+  return f.fm.ok & (bits_exponent(xv) < f.fm.e + FINE_X);
 }`;
 
 /** zero_std_1d.wgsl, pasted where a shader says `//!include zero_std_1d.wgsl`. */
@@ -8615,7 +8632,11 @@ fn main(
     return;
   }
   let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = zero_std_centred(wide_centre_d_1d(ln, bn, w, x[i]), x[i], some_term_counts(group_term(ln), group_term(bn), none), flushed_tail_1d(ln, bn, w.e));
+  let has_unit = some_term_counts(group_term(ln), group_term(bn), none);
+  let dw = zero_std_centred(wide_centre_d_1d(ln, bn, w, x[i]), x[i], has_unit, flushed_tail_1d(ln, bn, w.e));
+  // Where sn1d_zero_std_y takes x - mu from fine_centred_d (fine_mean_takes, zero_std.wgsl).
+  let fc = fine_centred(group_term(ln), group_term(bn), none, w);
+  let d = select(dw, fine_centred_d(fc, x[i]), has_unit & fine_mean_takes(fc, x[i]));
   atomicOr(&classes[c], zero_std_term(d, dy[i]));
 }
 `;
@@ -8709,8 +8730,9 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      // Where x - mu is taken about the heaviest term (zero_std_fine, zero_std.wgsl), from that:
-      // flushed_tail, about term 0, misses what the heaviest weight's rounding to 1 lost.
+      // Where x - mu is taken about the heaviest term (zero_std_fine, zero_std.wgsl; every element
+      // an ok fine_mean holds, fine_mean_takes), from that: flushed_tail, about term 0, misses
+      // what the heaviest weight's rounding to 1 lost.
       let fc = fine_centred(t0, t1, t2, w);
       let wc = wide_centre(t0, t1, t2, w);
       for (var i = span.x + lid; i < span.y; i += 64u) {
@@ -8779,7 +8801,11 @@ fn main(
           let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
           let tail = flushed_tail_1d(ln, bn, w.e);
           let d = wide_centre_d_1d(ln, bn, w, xv);
-          if (zero_std_y_again(d, has_unit, tail, fine_mean(t0, t1, none, w.e, fine_words(w)).ok)) {
+          let fc = fine_centred(t0, t1, none, w);
+          if (has_unit & fine_mean_takes(fc, xv)) {
+            // x - mu from fine_low's parts where fine_mean holds x (zero_std.wgsl, fine_mean_takes).
+            y[e - first] = std_zero_y(fine_centred_d(fc, xv), affine[nc.y]);
+          } else if (zero_std_y_again(d, has_unit, tail, fc.fm.ok)) {
             y[e - first] = std_zero_y(zero_std_centred(d, xv, has_unit, tail), affine[nc.y]);
           }
         }

@@ -39,6 +39,10 @@ fn main(
     return;
   }
   let w = wide_map_1d(ln, bn, 1.0, 0.0);
-  let d = zero_std_centred(wide_centre_d_1d(ln, bn, w, x[i]), x[i], some_term_counts(group_term(ln), group_term(bn), none), flushed_tail_1d(ln, bn, w.e));
+  let has_unit = some_term_counts(group_term(ln), group_term(bn), none);
+  let dw = zero_std_centred(wide_centre_d_1d(ln, bn, w, x[i]), x[i], has_unit, flushed_tail_1d(ln, bn, w.e));
+  // Where sn1d_zero_std_y takes x - mu from fine_centred_d (fine_mean_takes, zero_std.wgsl).
+  let fc = fine_centred(group_term(ln), group_term(bn), none, w);
+  let d = select(dw, fine_centred_d(fc, x[i]), has_unit & fine_mean_takes(fc, x[i]));
   atomicOr(&classes[c], zero_std_term(d, dy[i]));
 }

@@ -48,7 +48,11 @@ fn main(
           let w = wide_map_1d(ln, bn, affine[nc.y], affine[P.c + nc.y]);
           let tail = flushed_tail_1d(ln, bn, w.e);
           let d = wide_centre_d_1d(ln, bn, w, xv);
-          if (zero_std_y_again(d, has_unit, tail, fine_mean(t0, t1, none, w.e, fine_words(w)).ok)) {
+          let fc = fine_centred(t0, t1, none, w);
+          if (has_unit & fine_mean_takes(fc, xv)) {
+            // x - mu from fine_low's parts where fine_mean holds x (zero_std.wgsl, fine_mean_takes).
+            y[e - first] = std_zero_y(fine_centred_d(fc, xv), affine[nc.y]);
+          } else if (zero_std_y_again(d, has_unit, tail, fc.fm.ok)) {
             y[e - first] = std_zero_y(zero_std_centred(d, xv, has_unit, tail), affine[nc.y]);
           }
         }

@@ -43,8 +43,9 @@ fn main(
       let has_unit = some_term_counts(t0, t1, t2);
       let w = wide_map(t0, t1, t2, affine[c], affine[P.c + c]);
       let tail = flushed_tail(t0, 0u, t1, 1u, t2, 2u, w.e);
-      // Where x - mu is taken about the heaviest term (zero_std_fine, zero_std.wgsl), from that:
-      // flushed_tail, about term 0, misses what the heaviest weight's rounding to 1 lost.
+      // Where x - mu is taken about the heaviest term (zero_std_fine, zero_std.wgsl; every element
+      // an ok fine_mean holds, fine_mean_takes), from that: flushed_tail, about term 0, misses
+      // what the heaviest weight's rounding to 1 lost.
       let fc = fine_centred(t0, t1, t2, w);
       let wc = wide_centre(t0, t1, t2, w);
       for (var i = span.x + lid; i < span.y; i += 64u) {

@@ -137,8 +137,25 @@ fn fine_low_takes(f: FineCentred, xv: f32) -> bool {
 // fine_mean's unit holds xv and the parts about the heaviest term: the heaviest weight rounded
 // to 1 lost them (an IN weight of e^-40 beside a running_mean of 1e30 that x equals: y NaN for
 // +Infinity). d: x - mu in the mix's unit as sn_wide_normalize takes it (wide_centre_d).
+// Also where fine_mean is ok and holds xv (fine_mean_takes).
 fn zero_std_fine(f: FineCentred, d: f32, xv: f32) -> bool {
   let lost = !f.fm.ok & f.fm.finite & (f.fm.e > -900) & (f.fl.pe > -900) &
     (bits_exponent(xv) < f.fm.e + FINE_X) & ((bitcast<u32>(d) << 1u) == 0u);
-  return fine_low_takes(f, xv) | lost;
+  return fine_low_takes(f, xv) | lost | fine_mean_takes(f, xv);
+}
+
+// Whether the wide passes took x - mu of xv from an ok fine_mean, (x 2^-e - hi) - lo in its unit,
+// which the eps-0 passes take from fine_centred_d instead (its parts w_k (m_k - a) every exponent
+// apart): fine_mean's lo drops the parts below float32's range in its unit, and under a std of 0
+// such a part is all of x - mu where x equals the anchor's mean. An evaluation after a training
+// step on a constant sample of 1e10 (momentum 0, eps 0: running_var 0, running_mean 1e10) under an
+// LN mean weight of e^-174 (2^-251): the element at its running_mean has x - mu =
+// w_LN (mu_BN - mu_LN) ~ 2.4e-47, below float32's subnormals, and y was 0 / 0, NaN, for +Infinity
+// (attack fuzzer seed 217219, tests/zero_std_tiny_mean_term_test.ts). The backward passes took
+// x - mu of these rows in the mix's unit (flushed_tail about term 0), which misses what the
+// heaviest weight's rounding to 1 lost: x = 0 beside IN and LN means of -3F and -F of weight
+// 2^-216 on a running_mean of 0 has x - mu = +4 w F, and its dgamma term was -Infinity where y
+// was -Infinity under gamma -1.
+fn fine_mean_takes(f: FineCentred, xv: f32) -> bool {
+  return f.fm.ok & (bits_exponent(xv) < f.fm.e + FINE_X);
 }
