@@ -6179,8 +6179,8 @@ fn main(
     // a subnormal dy beside dy of 1e-20 at its zeros, S2 ~1e-40 read as 0 in units of 1, gv 0
     // and its sample's LN term with it; tests/partial_zero_rows_test.ts, outlierBesideTiny). Per
     // segment, from exponents: the hot loop is unchanged.
-    // Not a row whose mixed var + eps lies below float32's normal range or near it (its s past
-    // 2^51, mix_var_near_subnormal; sn_bwd_rows sends those rows to wide_row): the
+    // For its S2 (lost_e), not a row whose mixed var + eps lies below float32's normal range or
+    // near it (its s past 2^51, mix_var_near_subnormal; sn_bwd_rows sends those rows to wide_row): the
     // plain rows keep that s's exponent apart, and sn_bwd_rows' wide_row, which a listed row
     // takes, gave dgamma 0 for -2.0e5 there (constant rows of 1e10 under a variance weight of
     // e^-139 on a running_var of 1e-30, eps 0, dy ~1e-31 beside subnormal ones: attack fuzzer
@@ -6199,12 +6199,16 @@ fn main(
     // subnormal dy (a row of 0, or a long row of x spread past 2^11, which neither lost_e nor
     // low_products lists): dbeta lost them, 0.30x its tolerance at segments of 1024 on
     // SwiftShader, ~1.2x at 4096 (tests/subnormal_dy_segment_test.ts).
+    // s1_low lists the rows of such a mix too (mix_var_near_subnormal, which the lost_e test leaves
+    // out): wide_row read their S1 in units of 1 from here, its subnormal dy flushed (a row of 4
+    // zeros under eps 1e-35, dy ~1e-38 beside a subnormal one: dx -4.47e-31 for -4.80e-31 on
+    // SwiftShader; tests/near_subnormal_var_s1_test.ts).
     let s1_low = exponent_of(mxs) > -1000 &&
       exponent_of(mxs) < -102 + 32 - i32(countLeadingZeros(P.seg_len));
     // s1_low lists a flagged row's segment too (not kept: a non-finite x; S2 0, its S1 still
     // dbeta's): a row of 1024 beside an x of Infinity lost its subnormal dy the same way.
     let lifted = finite && !listed0 && mxs != 0.0 &&
-      ((keep && lost_e > -1000 && exponent_of(s2_pair.x) < lost_e + 24) || s1_low) && !mix_var_near_subnormal(mix);
+      ((keep && lost_e > -1000 && exponent_of(s2_pair.x) < lost_e + 24 && !mix_var_near_subnormal(mix)) || s1_low);
     let listed = listed0 | lifted;
     let third = select(s2_pair.y, mxs, listed);
     let s1_sum = two_sum(s1_pair.x, s1_pair.y);

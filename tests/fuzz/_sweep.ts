@@ -13,13 +13,15 @@ import { assertRangeChecks, type CallResult, type LayerCall, runBoth } from "../
 /**
  * Runs `make(seed)` for the seeds `args` name (FIRST LAST [webgpu|wasm], WebGPU by default),
  * prints `FAIL seed layer [shape] train|eval message` for each call that fails
- * `assertRangeChecks` or `extra`, then `DONE FIRST LAST backend failures N`, and exits with 0
+ * `assertRangeChecks` or `extra` (with `tag(call)` appended, where given: a known exception's
+ * tag such as `_close_stats.ts`'s), then `DONE FIRST LAST backend failures N`, and exits with 0
  * (2 for bad arguments): a tool to find members of a fault class, not a test.
  */
 export async function runSweep(
   make: (seed: number) => LayerCall,
   extra?: (call: LayerCall, got: CallResult, want: CallResult) => void,
   args: readonly string[] = Deno.args,
+  tag?: (call: LayerCall) => string,
 ): Promise<never> {
   const [first, last, backend = "webgpu"] = [Number(args[0]), Number(args[1]), args[2]];
   if (
@@ -43,7 +45,7 @@ export async function runSweep(
         call.layer,
         `[${call.shape}]`,
         call.training ? "train" : "eval",
-        String(e).replaceAll("\n", " | ").slice(0, 300),
+        String(e).replaceAll("\n", " | ").slice(0, 300) + (tag?.(call) ?? ""),
       );
     }
   }
