@@ -61,8 +61,12 @@ fn main(
       // dy gamma s with dy 2^64 higher (and the product 2^64 lower after) where dy gamma falls
       // below 2^-64: a GPU that flushes (NVIDIA, SwiftShader) made a subnormal dy gamma 0 where s
       // brings the product back (dy 1e-10, gamma 1e-30, s 1e5: dx 0 for 1e-35,
-      // tests/sn1d_eval_quantized_dx_test.ts). Elsewhere factors of 1: the same bits.
-      let kd = lift(d[j] * affine[c]);
+      // tests/sn1d_eval_quantized_dx_test.ts). Elsewhere factors of 1: the same bits. Not where
+      // |dy| reaches 2^63 (lift_dy): dy 2^64 passed float32's range, and a gamma of 0 (dy gamma
+      // 0, the only gamma such dy lift here: a subnormal one is factor-wide, its channel written
+      // again by sn1d_bwd_wide_dx) made Infinity 0 = NaN where dx is 0 (dy 2e38, attack fuzzer
+      // seed 234465).
+      let kd = lift_dy(d[j], affine[c]);
       var v = (d[j] * kd) * affine[c] * inv_std(m) * select(1.0, 5.421010862427522e-20, kd != 1.0) + fdiv_n(P.wmean[0] * lg.s.x, cf) +
         fdiv_n((P.wvar[0] * kl) * lg.s.y * 2.0 * ((xv[j] - ln.hi) - ln.lo), max(cf - 1.0, 1.0)) * fdiv_n(1.0, kl);
       var bad = mixed_bad(m) || (lg.flags & G_BAD) != 0u || P.c < 2u;
@@ -82,4 +86,9 @@ fn main(
 // lifted and multiplied by 2 (x - mu) / (C - 1), |x - mu| <= 2^41 in unscaled rows), else 1.
 fn lift(wg: f32) -> f32 {
   return select(1.0, 18446744073709551616.0, abs(wg) < 5.421010862427522e-20);
+}
+
+// 2^64 where dy gamma lies below 2^-64 and |dy| below 2^63 (so that dy 2^64 stays finite), else 1.
+fn lift_dy(d: f32, gamma: f32) -> f32 {
+  return select(1.0, 18446744073709551616.0, abs(d * gamma) < 5.421010862427522e-20 && abs(d) < 9223372036854775808.0);
 }
