@@ -175,6 +175,10 @@ fn reduce_wide(seg: u32) {
   // take it, in units of 2^f from the products' bounds (x's exponent field, dy's): the largest
   // near 2^100 at most, x 2^-(e + f) and mu 2^-f within float32.
   let cut = cancel & keep & !(fm.ok & (f == 0)) & (class_bits(mx) == 0u);
+  // A cut whose mean is lost (below) and whose fine mean is flushed in the unit 2^e too (mu
+  // below float32's normal range there): x - mu from the fine mean in the near unit, as the
+  // uncut rows take it (fine_near).
+  var fine_cut = false;
   if (cut) {
     let lost = (mu2.x == 0.0) & (hi != 0.0);
     hi = mu3.x;
@@ -194,6 +198,10 @@ fn reduce_wide(seg: u32) {
         hi = mf.x;
         lo = mf.y;
       }
+      // hi + lo and the fine mean in the unit 2^e both flushed (an evaluation of rows of
+      // +-1e-37 of mean ~-1e-38 under a BN std of 1.2e19, unit 2^1, dy ~1e37: x - mu was x,
+      // dgamma 0.09x its value on a flushing GPU, attack fuzzer seed 245751).
+      fine_cut = fm.ok & (exponent_of(mf.x) == -1000) & (fm.hi != 0.0);
     }
     let eh = exponent_of(hi);
     var pb = -1000;
@@ -210,7 +218,7 @@ fn reduce_wide(seg: u32) {
   // whose unit lies 2^62 below the std's at most: those below 2^-125 lost from dgamma, 54x its
   // tolerance, attack fuzzer seed 2847).
   let near_x = scaled & ((f < 0) | cut);
-  let fine_near = fm.ok & !cut;
+  let fine_near = fm.ok & (!cut | fine_cut);
   let hi_near = select(scale2(hi, -f), scale2(fm.hi, fm.e - e - f), fine_near);
   let lo_near = select(scale2(lo, -f), scale2(fm.lo, fm.e - e - f), fine_near);
   // A mean far below the mix's unit (fine_mean, as sn_wide_normalize takes it): x - mu in the
@@ -224,7 +232,7 @@ fn reduce_wide(seg: u32) {
   // 1.6e38, whose mean of -4.9e-42 is BN's: S2 = -mu S1 was 0, `var_weight`'s gradient 0 for
   // -1.4e-30 on the LN logit, partial_zero_sweep seed 3915).
   let near_lost = fine_near & (f < 0) & (fm.e - e - f < -100);
-  let fine = fm.ok & ((f == 0) | near_lost) & !cut;
+  let fine = fm.ok & ((f == 0) | near_lost) & (!cut | fine_cut);
   var s1 = 0.0;
   var s2 = 0.0;
   var s2f = 0.0;

@@ -1,0 +1,47 @@
+/**
+ * Attack fuzzer seed 245751 (session 46) and its neighbours: an evaluation of SwitchNorm2d rows of
+ * constant values ~+-1e-37 (x - mu ~3e-38) under a BN variance of 1.5e38 (the mix's unit 2^1)
+ * and dy ~1e37. sn_bwd_wide_reduce's `cut` (hi and lo cancelling) for rows whose mixed mean
+ * (~-1e-38) lies below float32's normal range in that unit: on a GPU that flushes subnormals
+ * hi + lo was 0, and the fine mean brought to the unit 2^e was flushed as well, so x - mu was
+ * taken as x (dgamma -9.4e-21 for -1.06e-19 on SwiftShader with NVIDIA's division emulated,
+ * `--preload tests/_nvidia_division.ts`). x - mu now comes from the fine mean in the near unit
+ * there, as the uncut rows take it. Held to the float64 reference with the range tests' checks,
+ * on both backends; both signs, a few scales near float32's smallest normal, other row lengths.
+ */
+import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { make } from "./fuzz/attack_fuzz.ts";
+
+function variant(sign: number, scale: number, m: number, n = 8): LayerCall {
+  const base = make(245751);
+  const c = 3, len = n * c * m;
+  const x = new Float32Array(len), dy = new Float32Array(len);
+  for (let i = 0; i < len; i++) {
+    const row = Math.floor(i / m);
+    x[i] = Math.fround(sign * ((row * 7919) % 13 - 6) / 6 * 1e-37 * scale);
+    dy[i] = base.dy![(row % 24) * 257 + (i % m) % 257];
+  }
+  return { ...base, shape: [n, c, 1, m], x, dy };
+}
+
+rangeTests(
+  "SwitchNorm2d evaluation: a mixed mean below float32's normal range in the mix's unit, cut, keeps x - mu (attack fuzzer seed 245751)",
+  async (backend) => {
+    const call = make(245751);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+for (
+  const [sign, scale, m, n] of [[-1, 1, 257, 8], [1, 0.3, 257, 8], [1, 30, 33, 4], [-1, 3, 1000, 2]]
+) {
+  rangeTests(
+    `SwitchNorm2d evaluation: rows near float32's smallest normal under a BN std of 1.2e19 (sign ${sign}, x ${scale}e-37, m ${m}, n ${n})`,
+    async (backend) => {
+      const call = variant(sign, scale, m, n);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
