@@ -45,3 +45,18 @@ for (
     },
   );
 }
+
+// Two more attack fuzzer seeds of the class, found on the main before the fix (session 46) and
+// passing after it, with no change of their own: 261743, a SwitchNorm2d [2,3,1,16] evaluation
+// (dgamma 2.4e-20 for 1.9e-21), and 269756, a SwitchNorm3d [2,1,2,1,1] evaluation on x of
+// -8.4e-38 to 3.3e-38 under a subnormal gamma and dy -2e38 (dgamma 19612.8 for 20557.6).
+for (const seed of [261743, 269756]) {
+  rangeTests(
+    `an evaluation whose mixed mean lies below float32's normal range in the mix's unit keeps its dgamma (attack fuzzer seed ${seed})`,
+    async (backend) => {
+      const call = make(seed);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
