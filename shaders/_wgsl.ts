@@ -6440,7 +6440,10 @@ fn reduce_wide(seg: u32) {
       // hi + lo and the fine mean in the unit 2^e both flushed (an evaluation of rows of
       // +-1e-37 of mean ~-1e-38 under a BN std of 1.2e19, unit 2^1, dy ~1e37: x - mu was x,
       // dgamma 0.09x its value on a flushing GPU, attack fuzzer seed 245751).
-      fine_cut = fm.ok & (exponent_of(mf.x) == -1000) & (fm.hi != 0.0);
+      // Not only where the fine mean's anchor is nonzero: an anchor of 0 (a running_mean of 0
+      // of weight 0.79 beside LN means of 1e-37, a mean of 2.1e-38 all in the fine mean's lo;
+      // dgamma 1.27x its value, attack fuzzer seed 270920).
+      fine_cut = fm.ok & (exponent_of(mf.x) == -1000) & ((fm.hi != 0.0) | (fm.lo != 0.0));
     }
     let eh = exponent_of(hi);
     var pb = -1000;

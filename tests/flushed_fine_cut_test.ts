@@ -60,3 +60,60 @@ for (const seed of [261743, 269756]) {
     },
   );
 }
+
+/**
+ * Attack fuzzer seed 270920 (session 46) and its neighbours: an evaluation of SwitchNorm2d rows of
+ * ~1e-37 under a mixed mean of ~2.1e-38 (LN 0.214, BN 0.786 on a running_mean of 0), a BN std of
+ * 1.2e19 (the mix's unit 2^1) and dy ~1e37: 245751's class (a cut whose mean and fine mean both
+ * flush in the mix's unit), but with the fine mean's anchor (BN's running_mean) 0 and the whole
+ * mean in its lo, where `fine_cut` required the anchor nonzero: x - mu was x, dgamma 4.9e-19 for
+ * 3.9e-19 (1/0.786) on SwiftShader with NVIDIA's division emulated. Both signs, a few scales,
+ * rows that are not constant, longer rows, larger and smaller dy, and rows of ~1e-30 under dy
+ * ~1e30 (the fine path, f = 0: passed before too).
+ */
+function variant270920(
+  sign: number,
+  scale: number,
+  m: number,
+  spread: number,
+  dyScale: number,
+): LayerCall {
+  const base = make(270920);
+  const n = 8, len = n * m;
+  const x = new Float32Array(len), dy = new Float32Array(len);
+  for (let i = 0; i < len; i++) {
+    x[i] = Math.fround(sign * scale * 1e-37 * (1 + spread * (((i * 7919) % 13) - 6) / 6));
+    dy[i] = Math.fround(base.dy![i % base.dy!.length] * dyScale);
+  }
+  return { ...base, shape: [n, 1, 1, m], x, dy };
+}
+
+rangeTests(
+  "SwitchNorm2d evaluation: x - mu under a mixed mean near float32's smallest normal, dy ~1e37, keeps the mean (attack fuzzer seed 270920)",
+  async (backend) => {
+    const call = make(270920);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+for (
+  const [sign, scale, m, spread, dyScale] of [
+    [-1, 1, 4, 0, 1],
+    [1, 0.5, 4, 0, 1],
+    [1, 3, 33, 0.5, 1],
+    [-1, 1, 257, 0.2, 30],
+    [1, 1, 4, 0, 0.01],
+    [1, 1e7, 4, 0, 1e-7],
+    [-1, 1e7, 33, 0.3, 1e-7],
+  ]
+) {
+  rangeTests(
+    `SwitchNorm2d evaluation: rows of ~1e-37 under a mixed mean of ~2e-38 and large dy (sign ${sign}, x ${scale}e-37, m ${m}, spread ${spread}, dy x${dyScale})`,
+    async (backend) => {
+      const call = variant270920(sign, scale, m, spread, dyScale);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
