@@ -6432,18 +6432,26 @@ fn reduce_wide(seg: u32) {
     // running_mean of 3e11 there: mu 2^39, dgamma -5.5e11 for -3e11) takes mu3, the pair from
     // lo's exact parts.
     if (fm.finite & (fm.e > -900) & lost) {
-      let mf = two_sum(scale2(fm.hi, fm.e - e), scale2(fm.lo, fm.e - e));
+      let ph = scale2(fm.hi, fm.e - e);
+      let pl = scale2(fm.lo, fm.e - e);
+      let mf = two_sum(ph, pl);
       if (exponent_of(mf.x) > -1000) {
         hi = mf.x;
         lo = mf.y;
       }
       // hi + lo and the fine mean in the unit 2^e both flushed (an evaluation of rows of
       // +-1e-37 of mean ~-1e-38 under a BN std of 1.2e19, unit 2^1, dy ~1e37: x - mu was x,
-      // dgamma 0.09x its value on a flushing GPU, attack fuzzer seed 245751).
-      // Not only where the fine mean's anchor is nonzero: an anchor of 0 (a running_mean of 0
-      // of weight 0.79 beside LN means of 1e-37, a mean of 2.1e-38 all in the fine mean's lo;
-      // dgamma 1.27x its value, attack fuzzer seed 270920).
-      fine_cut = fm.ok & (exponent_of(mf.x) == -1000) & ((fm.hi != 0.0) | (fm.lo != 0.0));
+      // dgamma 0.09x its value on a flushing GPU, attack fuzzer seed 245751). Also where one word
+      // of it lies below float32's normal range there (a subnormal fm.lo 2^(fm.e - e) flushed
+      // beside a normal fm.hi: mu taken as the anchor's mean alone, x - 2 mu for an LN mean of
+      // weight 1/2 beside a running_mean of 0, var_weight's gradient 0.84x on SwiftShader with
+      // NVIDIA's division emulated; tests/flushed_fine_cut_test.ts). And not only where the fine
+      // mean's anchor is nonzero: an anchor of 0 (a running_mean of 0 of weight 0.79 beside LN
+      // means of 1e-37, a mean of 2.1e-38 all in the fine mean's lo; dgamma 1.27x its value,
+      // attack fuzzer seed 270920).
+      let sub = (exponent_of(mf.x) == -1000) | ((fm.hi != 0.0) & (exponent_of(ph) == -1000)) |
+        ((fm.lo != 0.0) & (exponent_of(pl) == -1000));
+      fine_cut = fm.ok & sub & ((fm.hi != 0.0) | (fm.lo != 0.0));
     }
     let eh = exponent_of(hi);
     var pb = -1000;

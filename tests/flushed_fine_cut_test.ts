@@ -117,3 +117,71 @@ for (
     },
   );
 }
+
+// A fine mean one of whose words flushes in the mix's unit (helper-192, session 46): rows of
+// constant values ~+-1e-37 under LN and BN mean and variance weights of 1/2 each, a running_mean
+// of 0 and running_var of 3e38 (a std of 1.2e19), dy ~1 to 1e3 (products below float32's
+// normal range: the near unit). Where the mixed mean (half the LN mean) lies below float32's
+// normal range in that unit, hi + lo cancelled to 0 (`cut`, `lost`), and the fine mean brought
+// there kept its high word (the LN mean, normal) but flushed its low word (-1/2 of it): mu was
+// taken as the LN mean, x - 2 mu for x - mu (var_weight's gradient 0.84x on SwiftShader with
+// NVIDIA's division emulated, 89x its tolerance; lavapipe and WASM passed). Layouts "2d" and
+// "3d", both signs, x up to 1e-36, rows of 2 to 1000.
+function halfLn(
+  layer: "2d" | "3d",
+  sign: number,
+  scale: number,
+  m: number,
+  n: number,
+  dyScale: number,
+): LayerCall {
+  const base = make(245751);
+  const c = 3, len = n * c * m;
+  const x = new Float32Array(len), dy = new Float32Array(len);
+  for (let i = 0; i < len; i++) {
+    const row = Math.floor(i / m);
+    x[i] = Math.fround(sign * ((row * 7919) % 13 - 6) / 6 * 1e-37 * scale);
+    dy[i] = Math.fround(base.dy![(row % 24) * 257 + (i % m) % 257] * 1e-37 * dyScale);
+  }
+  const shape = layer === "2d" ? [n, c, 1, m] : [n, c, 2, 1, m / 2];
+  return {
+    layer,
+    shape,
+    options: { eps: 1e-30, momentum: 0.1 },
+    state: {
+      weight: Float32Array.of(1e20, 3e38, 1e20),
+      bias: Float32Array.of(1.4e-45, 0, 0),
+      mean_weight: Float32Array.of(-1e30, 0, 0),
+      var_weight: Float32Array.of(-1e30, 0, 0),
+      running_mean: new Float32Array(c),
+      running_var: Float32Array.of(3e38, 3e38, 3e38),
+    },
+    partial: true,
+    training: false,
+    x,
+    dy,
+    scales: true,
+  };
+}
+
+for (
+  const [layer, sign, scale, m, n, dyScale] of [
+    ["2d", 1, 1, 33, 8, 1],
+    ["2d", -1, 1, 33, 8, 1],
+    ["2d", 1, 0.3, 257, 8, 1000],
+    ["3d", -1, 3, 34, 8, 10],
+    ["2d", 1, 10, 2, 8, 1],
+    ["2d", -1, 1, 1000, 4, 1],
+  ] as const
+) {
+  rangeTests(
+    `SwitchNorm${
+      layer[0]
+    }d evaluation: a fine mean whose low word flushes in the mix's unit keeps it (sign ${sign}, x ${scale}e-37, m ${m}, n ${n}, dy ${dyScale}e-37 x 1e37)`,
+    async (backend) => {
+      const call = halfLn(layer, sign, scale, m, n, dyScale);
+      const { got, want } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
