@@ -350,9 +350,10 @@ fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
 // range in the mix's unit, whose differences there are subnormal: see lifted_word.
 fn wide_centred_lifted(t: Term, w: WideMap, k: u32, lift: i32) -> f32 {
   let u = unit_of(t.flags) - w.e + lift;
-  let f = pow2(u);
-  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  let c = ((unit_shift(t.hi, u) - lifted_word(w.hi, lift)) + t.lo * f) - lifted_word(w.lo, lift);
+  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit); lo so
+  // too where lifted (u may then pass pow2's 2^127 for a term of mean 0 in a unit above the mix's).
+  let lo = select(t.lo * pow2(u), unit_shift(t.lo, u), lift != 0);
+  let c = ((unit_shift(t.hi, u) - lifted_word(w.hi, lift)) + lo) - lifted_word(w.lo, lift);
   return select(c, 0.0, (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
 }
 
