@@ -2442,10 +2442,35 @@ fn unit_map(m: Mixed, t0: Term, t1: Term, t2: Term) -> WideMap {
 // beside data of 1e-37 flushed the IN and LN dots: mean_weight's gradient 0 for 3.4e4, corner
 // fuzzer seed 925).
 fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
-  let f = pow2(unit_of(t.flags) - w.e);
-  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  let c = ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  return wide_centred_lifted(t, w, k, 0);
+}
+
+// wide_centred in the unit 2^(w.e - lift) (lift >= 0: the mix's words by their bits, scale2;
+// lift 0: wide_centred's bits). For means whose words all lie near or below float32's normal
+// range in the mix's unit, whose differences there are subnormal: see lifted_word.
+fn wide_centred_lifted(t: Term, w: WideMap, k: u32, lift: i32) -> f32 {
+  let u = unit_of(t.flags) - w.e + lift;
+  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit); lo so
+  // too where lifted (u may then pass pow2's 2^127 for a term of mean 0 in a unit above the mix's).
+  let lo = select(t.lo * pow2(u), unit_shift(t.lo, u), lift != 0);
+  let c = ((unit_shift(t.hi, u) - lifted_word(w.hi, lift)) + lo) - lifted_word(w.lo, lift);
   return select(c, 0.0, (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
+}
+
+// v 2^lift by its bits (scale2; exact for a subnormal v too), v itself for lift 0.
+fn lifted_word(v: f32, lift: i32) -> f32 {
+  return select(v, scale2(v, lift), lift != 0);
+}
+
+// The lift of wide_centred_lifted for the means of terms t0, t1 in a mix w (layout "1d"): 0
+// where the largest of their words lies at 2^-60 of the unit 2^w.e or above, else what brings
+// it there (up to 2^120; words of 0 or subnormal count as 2^-1000). Means of ~2e-38 and 3e-38
+// in the unit 1 differ by a subnormal, which wide_element's dot_scaled took as 0.
+fn centred_lift(t0: Term, t1: Term, w: WideMap) -> i32 {
+  let e0 = finite_exponent_of(t0.hi) + unit_of(t0.flags) - w.e;
+  let e1 = finite_exponent_of(t1.hi) + unit_of(t1.flags) - w.e;
+  let top = max(max(e0, e1), max(finite_exponent_of(w.hi), finite_exponent_of(w.lo)));
+  return clamp(-60 - top, 0, 120);
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of
@@ -3121,14 +3146,21 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  let ca = vec4<f32>(wide_centred(t_ln, w, 0u), wide_centred(t_bn, w, 1u), 0.0, w.hi + w.lo);
+  // The centred means in the unit 2^(w.e - lc) (centred_lift: 0 but for means near float32's
+  // subnormal range in the mix's unit; the dots are taken back by 2^-lc): an evaluation of rows
+  // of ~2e-38 beside a running_mean of 3e-38 under a running_var of 1.5e38 had LN's and BN's
+  // mean differences ~5e-39, subnormal, which dot_scaled took as 0: \`mean_weight\`'s gradient 0
+  // for -+6.8e-20 (flushed_mean_probe 991; tests/sn1d_subnormal_centred_test.ts).
+  let lc = centred_lift(t_ln, t_bn, w);
+  let ca = vec4<f32>(wide_centred_lifted(t_ln, w, 0u, lc), wide_centred_lifted(t_bn, w, 1u, lc), 0.0,
+    lifted_word(w.hi, lc) + lifted_word(w.lo, lc));
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, 0);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
-  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w)) - lc;
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = ed + ex + finite_exponent_of(dg); // (dbeta stays in the unit of dy: Grad's spare)
   let k = max(ea + 1 + g - 100, -300);
@@ -3140,7 +3172,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   // over a running_var of 3e38, tests/sn1d_small_xc_test.ts.)
   let kc = max(ezw - 100, -300);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), d);
-  let ka = g - k + egm;
+  let ka = g - k + egm - lc;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));

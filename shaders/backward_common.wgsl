@@ -342,10 +342,35 @@ fn unit_map(m: Mixed, t0: Term, t1: Term, t2: Term) -> WideMap {
 // beside data of 1e-37 flushed the IN and LN dots: mean_weight's gradient 0 for 3.4e4, corner
 // fuzzer seed 925).
 fn wide_centred(t: Term, w: WideMap, k: u32) -> f32 {
-  let f = pow2(unit_of(t.flags) - w.e);
-  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit).
-  let c = ((unit_shift(t.hi, unit_of(t.flags) - w.e) - w.hi) + t.lo * f) - w.lo;
+  return wide_centred_lifted(t, w, k, 0);
+}
+
+// wide_centred in the unit 2^(w.e - lift) (lift >= 0: the mix's words by their bits, scale2;
+// lift 0: wide_centred's bits). For means whose words all lie near or below float32's normal
+// range in the mix's unit, whose differences there are subnormal: see lifted_word.
+fn wide_centred_lifted(t: Term, w: WideMap, k: u32, lift: i32) -> f32 {
+  let u = unit_of(t.flags) - w.e + lift;
+  // hi by unit_shift, as in wide_map (an evaluation's BN mean can be large in its unit); lo so
+  // too where lifted (u may then pass pow2's 2^127 for a term of mean 0 in a unit above the mix's).
+  let lo = select(t.lo * pow2(u), unit_shift(t.lo, u), lift != 0);
+  let c = ((unit_shift(t.hi, u) - lifted_word(w.hi, lift)) + lo) - lifted_word(w.lo, lift);
   return select(c, 0.0, (P.wmean[k] == 0.0) & ((t.flags & F_RUNNING) != 0u));
+}
+
+// v 2^lift by its bits (scale2; exact for a subnormal v too), v itself for lift 0.
+fn lifted_word(v: f32, lift: i32) -> f32 {
+  return select(v, scale2(v, lift), lift != 0);
+}
+
+// The lift of wide_centred_lifted for the means of terms t0, t1 in a mix w (layout "1d"): 0
+// where the largest of their words lies at 2^-60 of the unit 2^w.e or above, else what brings
+// it there (up to 2^120; words of 0 or subnormal count as 2^-1000). Means of ~2e-38 and 3e-38
+// in the unit 1 differ by a subnormal, which wide_element's dot_scaled took as 0.
+fn centred_lift(t0: Term, t1: Term, w: WideMap) -> i32 {
+  let e0 = finite_exponent_of(t0.hi) + unit_of(t0.flags) - w.e;
+  let e1 = finite_exponent_of(t1.hi) + unit_of(t1.flags) - w.e;
+  let top = max(max(e0, e1), max(finite_exponent_of(w.hi), finite_exponent_of(w.lo)));
+  return clamp(-60 - top, 0, 120);
 }
 
 // The variance differences of a mix's terms t0, t1, t2 (weights 0, 1, 2; a missing term of

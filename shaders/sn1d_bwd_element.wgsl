@@ -342,14 +342,21 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let gm = -sn * gamma * dn; // gm 2^-egm
   let gv = -0.5 * (sn * sn) * gamma * dn * xh; // gv 2^-egv
   let dg = dn * xh; // dgamma 2^-(ed + ex)
-  let ca = vec4<f32>(wide_centred(t_ln, w, 0u), wide_centred(t_bn, w, 1u), 0.0, w.hi + w.lo);
+  // The centred means in the unit 2^(w.e - lc) (centred_lift: 0 but for means near float32's
+  // subnormal range in the mix's unit; the dots are taken back by 2^-lc): an evaluation of rows
+  // of ~2e-38 beside a running_mean of 3e-38 under a running_var of 1.5e38 had LN's and BN's
+  // mean differences ~5e-39, subnormal, which dot_scaled took as 0: `mean_weight`'s gradient 0
+  // for -+6.8e-20 (flushed_mean_probe 991; tests/sn1d_subnormal_centred_test.ts).
+  let lc = centred_lift(t_ln, t_bn, w);
+  let ca = vec4<f32>(wide_centred_lifted(t_ln, w, 0u, lc), wide_centred_lifted(t_bn, w, 1u, lc), 0.0,
+    lifted_word(w.hi, lc) + lifted_word(w.lo, lc));
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, 0);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
   // or one more; an underflowed product would not show its size).
-  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w));
+  let ea = egm + finite_exponent_of(gm) + max(max(finite_exponent_of(ca.x), finite_exponent_of(ca.y)), finite_exponent_of(ca.w)) - lc;
   let eb = egv + kv + finite_exponent_of(gv) + max(max(finite_exponent_of(vb.x), finite_exponent_of(vb.y)), finite_exponent_of(vb.w));
   let ezw = ed + ex + finite_exponent_of(dg); // (dbeta stays in the unit of dy: Grad's spare)
   let k = max(ea + 1 + g - 100, -300);
@@ -361,7 +368,7 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   // over a running_var of 3e38, tests/sn1d_small_xc_test.ts.)
   let kc = max(ezw - 100, -300);
   let s4 = vec4<f32>(gm, gv, scale2(dg, ed + ex - kc), d);
-  let ka = g - k + egm;
+  let ka = g - k + egm - lc;
   let kb = g - kb2 + egv + kv;
   let a = vec4<f32>(dot_scaled(gm, ca.x, ka), dot_scaled(gm, ca.y, ka), 0.0, dot_scaled(gm, ca.w, ka));
   let b = vec4<f32>(dot_scaled(gv, vb.x, kb), dot_scaled(gv, vb.y, kb), 0.0, dot_scaled(gv, vb.w, kb));
