@@ -43,6 +43,34 @@ export function softmax(v: ArrayLike<number>): Importance {
 }
 
 /**
+ * `dots` (dL/dweights) with those of the weights that count as 0 (exactly 0 in float64, or below
+ * `zeroBelow`) at 0 where they are not finite while every other weight's dot is: such a dot
+ * reaches the logits only through its weight, and float64's 0 (or the backend's cut) times an
+ * infinity, or a NaN of +Infinity - Infinity, made every logit gradient NaN. The dot itself is
+ * finite in exact arithmetic (a finite sum of finite terms), only its float64 sum overflowed: a
+ * SwitchNorm3d evaluation under eps 0 of a mixed variance ~1e-136 (std ~1e-68) gave dL/dvar
+ * ~1e273 per row, which times a BN `running_var` of 3e38 under BN's variance weight of exactly 0
+ * (logit -1e30) summed to NaN; `var_weight`'s gradients are +-Infinity and 0 (attack fuzzer seed
+ * 271848; PyTorch in float64 gives NaN there as the reference did). Where another weight's dot is
+ * not finite too (non-finite x, dy or running buffers, a std of 0 under eps 0), the dots stay as
+ * they are, so that NaN and the infinities propagate as in PyTorch.
+ */
+export function dropZeroWeightDots(
+  dots: ArrayLike<number>,
+  weights: ArrayLike<number>,
+  zeroBelow = 0,
+): ArrayLike<number> {
+  const zero = (k: number) => !(weights[k] > 0) || weights[k] < zeroBelow;
+  let dropped: Float64Array | undefined;
+  for (let k = 0; k < dots.length; k++) {
+    if (Number.isFinite(dots[k])) continue;
+    if (!zero(k)) return dots;
+    (dropped ??= Float64Array.from(dots))[k] = 0;
+  }
+  return dropped ?? dots;
+}
+
+/**
  * sparsemax(v): the Euclidean projection of v onto the probability simplex,
  * w_i = max(v_i - tau, 0) with tau from the sorted values (Martins & Astudillo, 2016). Computed on
  * v - max(v) (sparsemax is shift-invariant), so that huge logits do not absorb the "- 1" and a

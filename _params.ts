@@ -10,7 +10,7 @@
 import type { BackwardResult, LayerParams } from "./backends/_backend.ts";
 import type { KeySpec, StateDict } from "./_state_dict.ts";
 import type { LayerKind } from "./_options.ts";
-import { type Importance, softmax } from "./_importance.ts";
+import { dropZeroWeightDots, type Importance, softmax } from "./_importance.ts";
 import { type Mixing, SPARSE_KEYS, SparseState } from "./_sparse.ts";
 
 /** Accumulated gradients of the parameters, PyTorch's names (of the raw logits for the weights). */
@@ -198,11 +198,14 @@ export class ParamStore {
     // sum to 1, so their Jacobians take a vector of ones to 0 (softmax's formula exactly;
     // sparsestmax's to ~1e-16, which times an offset of ~1e13 left `mean_weight`'s gradient 7x
     // its tolerance off, attack helper-84). A non-finite offset stays in, as the sum would be.
+    // A weight of 0 (or cut) leaves its dot out where only that dot is not finite
+    // (dropZeroWeightDots: float64's overflow of a finite sum, times a weight of 0).
     const below = r.zeroWeightsBelow, offset = r.meanDotsOffset ?? 0;
+    const meanDots = dropZeroWeightDots(r.meanDots, mixing.mean.weights, below);
     const dMean = Number.isFinite(offset)
-      ? mixing.mean.vjp(r.meanDots, below)
-      : mixing.mean.vjp(r.meanDots.map((v) => v + offset), below);
-    const dVar = mixing.var.vjp(r.varDots, below);
+      ? mixing.mean.vjp(meanDots, below)
+      : mixing.mean.vjp(Float64Array.from(meanDots, (v) => v + offset), below);
+    const dVar = mixing.var.vjp(dropZeroWeightDots(r.varDots, mixing.var.weights, below), below);
     for (let k = 0; k < dMean.length; k++) {
       g.mean_weight[k] += dMean[k];
       g.var_weight[k] += dVar[k];

@@ -229,17 +229,20 @@ export function termScales(call: TermScaleCall): TermScales {
         dv += v[b] * diff(vars[a](r), vars[b](r));
       }
       // A row that contributes nothing (s = 0: a variance of +Infinity) adds nothing, even
-      // against an infinite difference of variances.
+      // against an infinite difference of variances; nor does a weight (or Jacobian entry) of 0
+      // against a row's float64 overflow (the layer's dropZeroWeightDots).
       if (!call.mixing) {
-        if (am[r] > 0) dMean[a] += w[a] * am[r] * dm;
-        if (av[r] > 0) dVar[a] += v[a] * av[r] * dv;
+        if (am[r] > 0 && w[a] > 0) dMean[a] += w[a] * am[r] * dm;
+        if (av[r] > 0 && v[a] > 0) dVar[a] += v[a] * av[r] * dv;
         continue;
       }
       // Sparse SN: gradient q = sum_k J_kq a_k, a_k centred as above (the columns of J sum
       // to 0), each term at its absolute value.
       for (let q = 0; q < k; q++) {
-        if (am[r] > 0) dMean[q] += Math.abs(call.mixing.mean.jacobian[a][q]) * am[r] * dm;
-        if (av[r] > 0) dVar[q] += Math.abs(call.mixing.var.jacobian[a][q]) * av[r] * dv;
+        const jm = Math.abs(call.mixing.mean.jacobian[a][q]);
+        const jv = Math.abs(call.mixing.var.jacobian[a][q]);
+        if (am[r] > 0 && jm > 0) dMean[q] += jm * am[r] * dm;
+        if (av[r] > 0 && jv > 0) dVar[q] += jv * av[r] * dv;
       }
     }
   }

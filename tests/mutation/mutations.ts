@@ -134,8 +134,8 @@ export const MUTATIONS: readonly Mutation[] = [
   {
     id: "layer-logit-grads-swapped",
     file: "_params.ts",
-    original: "const dVar = mixing.var.vjp(r.varDots, below);",
-    replacement: "const dVar = mixing.var.vjp(r.meanDots, below);",
+    original: "dropZeroWeightDots(r.varDots, mixing.var.weights, below)",
+    replacement: "dropZeroWeightDots(r.meanDots, mixing.var.weights, below)",
     models: "variance logit gradients taken from the mean dots",
   },
   {
