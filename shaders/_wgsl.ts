@@ -6529,9 +6529,13 @@ fn reduce_wide(seg: u32) {
     for (var i = b; i < min(b + 64u, end); i++) {
       let d = scale2(dy[i], -d_unit);
       let xv = x[i];
-      // (and whose product with dy' stays below 2^100: the sums stay within float32)
+      // (and whose product with dy' stays below 2^100: the sums stay within float32; a finite
+      // dy' lies below 2^41, so only x 2^60 above mu passes it. An infinite dy' (exponent 128)
+      // stays here: x alone gave its product x's sign, not x - mu's, or an infinity for NaN at
+      // x = mu (dgamma NaN for -Infinity, tests/fine_mean_large_dy_test.ts).)
       let ex = bits_exponent(xv) - fm.e;
-      let small = fine & (ex < FINE_X) & (ex + bits_exponent(d) < 100);
+      let dx_e = bits_exponent(d);
+      let small = fine & (ex < FINE_X) & ((ex + dx_e < 100) | (dx_e == 128));
       let xs = scale2(xv, -e);
       b1 += d;
       let xm = select(select((xs - hi) - lo, xs, fine) * ff, (scale2(xv, -e - f) - hi_near) - lo_near, near_x);
@@ -6545,10 +6549,23 @@ fn reduce_wide(seg: u32) {
     s2 += b2;
     s2f += bf;
   }
+  // S2 f in the unit 2^(e + f): where it, S2 and the kept-apart products below (s2s) all lie
+  // below 2^-90 there, the three are added in a unit 2^k lower (the largest near 2^100): S2 f
+  // brought to 2^(e + f) alone flushed (an evaluation of a row spanning 6e29 under a mean of
+  // 2.5e-9, dy 3e38 at an x of 1e-9: 2^-127 of the mix's unit, beside the dy of 1 at 6e29
+  // subnormal in dy's unit, s2s: dgamma 3.7e10 for 9.7e9; or beside a dy of 1e3 there, S2
+  // 2^-117: 0.1% of dgamma lost; tests/fine_mean_large_dy_test.ts).
   if (fine) {
     let only_small = (s2 == 0.0) & (s2s == 0.0);
-    s2 = select(s2 + scale2(s2f, fm.e - e - f), s2f, only_small);
-    f = select(f, fm.e - e, only_small);
+    let g = fm.e - e - f;
+    let top = max(max(bits_exponent(s2), bits_exponent(s2f) + g), bits_exponent(s2s) - 64);
+    let fin = (class_bits(s2) | class_bits(s2f) | class_bits(s2s)) == 0u;
+    let lift = !only_small & fin & (top < -90);
+    let k = select(0, min(100 - top, 250), lift);
+    let lifted = scale2(s2, k) + scale2(s2f, g + k) + scale2(s2s, k - 64);
+    s2 = select(select(s2 + scale2(s2f, g), lifted, lift), s2f, only_small);
+    s2s = select(s2s, 0.0, lift);
+    f = select(f - k, fm.e - e, only_small);
   }
   // Subnormal dy beside normal ones in a scaled row: dy' 0 in units of 1, where dy (x - mu) was
   // not small (dy -4e-44 times an x of -9e19 in a row of 0 otherwise, over a std of 2.3e19 under
