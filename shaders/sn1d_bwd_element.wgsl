@@ -8,16 +8,31 @@
 // then be ~1e21 stds, and gv ~ s^2 xhat dy pass float32), or s^2 gamma dy lies below float32's
 // normal range (gv_is_tiny), or the hot mix's var + eps lies below 2^-102
 // (mix_var_near_subnormal: its products flushed, s NaN or coarse where the reference's is
-// finite).
+// finite), or the LN or BN mean has a word below 2^-100 (mean_near_subnormal).
 // sn1d_bwd_reduce tests the first two per element (element_is_wide_hot), the third and fourth
-// per tile column, the fifth per element (element_hot_tested) and the last by its bounds per
-// tile row and column (term_var_near_subnormal).
+// per tile column, the fifth per element (element_hot_tested), the sixth by its bounds per
+// tile row and column (term_var_near_subnormal) and the last per tile row and column.
 fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
   let m = mix_add(mix_first(0u, ln.hi, ln.lo, ln.variance, ln.flags), 1u, bn.hi, bn.lo, bn.variance, bn.flags);
   let gamma = affine[c];
   return is_scaled(ln.flags | bn.flags) || dy_is_wide(d) || factor_wide(gamma, m.variance + P.eps) ||
     (P.flags & P_TINY_WEIGHTS) != 0u || gv_is_tiny(inv_std(mix_1d(ln, bn)), gamma, d) ||
-    (mix_var_near_subnormal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u));
+    (mix_var_near_subnormal(mix_1d(ln, bn)) & ((m.flags & F_CLASS) == 0u)) ||
+    mean_near_subnormal(ln) || mean_near_subnormal(bn);
+}
+
+// Whether a group's mean hi + lo has a nonzero word below 2^-100 (by bits: subnormal words
+// too). element_row_pair forms the mean dots' mu_LN - mu_BN from the words in the unit 1, where
+// means of ~1e-38 (or words that far below their mean) differ by a subnormal, which a GPU that
+// flushes (NVIDIA, SwiftShader) makes 0: an evaluation of rows [1, -1, 1.5e-38] (LN means
+// ~5e-39 beside a running_mean of 0) under gamma 1e20 gave `mean_weight`'s gradient 0 for
+// -+3.4e-19 (3.2e3x its tolerance; tests/sn1d_flushed_pair_mean_test.ts). Two words at 2^-100
+// or above (or 0) differ by 0 or by at least 2^-123, a normal float32. Such an element takes
+// wide_element, whose centred means are lifted (centred_lift, backward_common.wgsl).
+fn mean_near_subnormal(g: Group) -> bool {
+  let h = bitcast<u32>(g.hi) & 0x7fffffffu;
+  let l = bitcast<u32>(g.lo) & 0x7fffffffu;
+  return (h - 1u < 0x0d7fffffu) || (l - 1u < 0x0d7fffffu);
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of

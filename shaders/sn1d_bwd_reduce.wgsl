@@ -47,6 +47,10 @@ var<workgroup> t_gamma_wide: atomic<u32>;
 // or a term of it (element_is_wide then takes it to wide_element), so then every line of the
 // tile is listed.
 var<workgroup> t_var_tiny: atomic<u32>;
+// Nonzero where a row's LN or a column's BN mean has a word below 2^-100 (sn1d_bwd_element.wgsl
+// mean_near_subnormal): the pair elements' mu_LN - mu_BN may then be subnormal and flushed, so
+// every line of the tile is listed (element_is_wide then takes such elements to wide_element).
+var<workgroup> t_mean_low: atomic<u32>;
 // The two sides of the tile's mixes as pairs (sn1d_bwd_element.wgsl: ln_pair_part per row,
 // bn_pair_part per column), formed once for the 32 elements of a line.
 var<workgroup> t_ln_part: array<PairPart, 32>;
@@ -73,11 +77,17 @@ fn main(
     if (term_var_near_subnormal(1u, bn.variance) && !is_scaled(bn.flags)) {
       atomicOr(&t_var_tiny, 1u);
     }
+    if (mean_near_subnormal(bn)) {
+      atomicOr(&t_mean_low, 1u);
+    }
     t_bn_part[lid] = bn_pair_part(bn);
   } else if (lid >= T && lid - T < t.rows) {
     let ln = groups[t.n0 + lid - T - P.row_base];
     if (term_var_near_subnormal(0u, ln.variance) && !is_scaled(ln.flags)) {
       atomicOr(&t_var_tiny, 2u);
+    }
+    if (mean_near_subnormal(ln)) {
+      atomicOr(&t_mean_low, 1u);
     }
     t_ln_part[lid - T] = ln_pair_part(ln);
   }
@@ -97,7 +107,8 @@ fn main(
   var acc = grad_zero();
   var wide = false;
   // Only the tile's own lines are listed (a thread past its rows or columns has none).
-  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u || atomicLoad(&t_var_tiny) == 3u;
+  let tile_wide = atomicLoad(&t_gamma_wide) != 0u || (P.flags & P_TINY_WEIGHTS) != 0u || atomicLoad(&t_var_tiny) == 3u ||
+    atomicLoad(&t_mean_low) != 0u;
   if (lid < T) {
     if (lid < t.cols) {
       let c = t.c0 + lid;

@@ -43,6 +43,7 @@ export const FILES: Record<string, () => Promise<unknown>> = {
   "scaled_variance_pairs_test.ts": () => import("./scaled_variance_pairs_test.ts"),
   "shape_coinciding_test.ts": () => import("./shape_coinciding_test.ts"),
   "sn1d_eval_quantized_dx_test.ts": () => import("./sn1d_eval_quantized_dx_test.ts"),
+  "sn1d_flushed_pair_mean_test.ts": () => import("./sn1d_flushed_pair_mean_test.ts"),
   "sn1d_hot_cancel_test.ts": () => import("./sn1d_hot_cancel_test.ts"),
   "sn1d_small_xc_test.ts": () => import("./sn1d_small_xc_test.ts"),
   "spike_shift_test.ts": () => import("./spike_shift_test.ts"),
