@@ -70,13 +70,14 @@ pub unsafe fn statistics(
     finish(x, n, c, mode, layer, st);
 }
 
-/// The end of the statistics pass once every block was merged: BN means that cancelled taken
-/// from exact sums (`exact_cancelled_columns`), the BN variance from M2 (or M2 kept, with
-/// `MODE_BN_PARTIALS`), or the running buffers in evaluation.
+/// The end of the statistics pass once every block was merged: LN and BN means that cancelled
+/// taken from exact sums (`exact_cancelled_rows`, `exact_cancelled_columns`), the BN variance from
+/// M2 (or M2 kept, with `MODE_BN_PARTIALS`), or the running buffers in evaluation.
 unsafe fn finish(x: *const f32, n: usize, c: usize, mode: u32, layer: &Layer, mut st: Stats) {
     let training = mode & MODE_TRAINING != 0;
     let using_bn = mode & MODE_USING_BN != 0;
     let batch_bn = training && using_bn;
+    exact_cancelled_rows(x, n, c, &mut st);
     if batch_bn {
         exact_cancelled_columns(x, n, c, &mut st);
         // With MODE_BN_PARTIALS var_bn keeps M2 for the caller's merge.
@@ -100,7 +101,7 @@ unsafe fn finish(x: *const f32, n: usize, c: usize, mode: u32, layer: &Layer, mu
 /// leave ~2^-53 of the data, which is all of a mean that cancels further (pairs +-v down a column
 /// and a pair of small elements: y at the mean 318x its tolerance, logit gradients 1.3x the
 /// reference's, `tests/bn_mean_below_std_test.ts`). O(C) tests; no ordinary column's mean lies this
-/// near 0. (The LN means, each row's f64 sums, met no such case.)
+/// near 0. (The LN means: `exact_cancelled_rows`.)
 unsafe fn exact_cancelled_columns(x: *const f32, n: usize, c: usize, st: &mut Stats) {
     if n < 2 {
         return;
@@ -110,6 +111,27 @@ unsafe fn exact_cancelled_columns(x: *const f32, n: usize, c: usize, st: &mut St
             let mean = exact::sum_f32(x.add(j), n, c) / n as f64;
             if mean.is_finite() {
                 st.mu_bn[j] = mean;
+            }
+        }
+    }
+}
+
+/// A row's LN mean within 2^-30 of its std of 0 (`nd::cancelled`) formed again from the exact sum
+/// of its elements (`exact::sum_f32`), as `exact_cancelled_columns` forms the BN means: a row's f64
+/// sums (`RowPlan::row_f64`) take x - K in float32 about a shift K from the row, which drops
+/// elements below half an ulp of K: rows of +-1 (summing to 0) and two elements of 1e-37 had their
+/// LN mean 0 for 2.5e-38, beside BN means of 3e-38 that cancelled likewise and were exact, and
+/// mean_weight's gradient, which differences the two, 6x the reference's (-1.8e-19 for -3e-20,
+/// `tests/sn1d_flushed_pair_mean_test.ts`). O(N) tests; no ordinary row's mean lies this near 0.
+unsafe fn exact_cancelled_rows(x: *const f32, n: usize, c: usize, st: &mut Stats) {
+    if c < 2 {
+        return;
+    }
+    for i in 0..n {
+        if cancelled(st.mu_ln[i], st.var_ln[i]) {
+            let mean = exact::sum_f32(x.add(i * c), c, 1) / c as f64;
+            if mean.is_finite() {
+                st.mu_ln[i] = mean;
             }
         }
     }
