@@ -8396,15 +8396,29 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let dv = dy[i];
     var dt = scale2(dv, -d_unit) * f.x;
-    // dy 2^-D below float32's normal range, which scale2 gives as 0, while dy 2^-D gs' may lie
-    // above it (gs' up to 2^64): taken 2^64 higher, then brought back (a constant row of 0 under
-    // gamma s 1e5, dy ~5e-42 beside dy ~1e-31 in units of 1: dx 0 where the reference has
-    // 5e-37, attack fuzzer seed 4893). Rare: a branch, the common dy's arithmetic unchanged.
-    if (bits_exponent(dv) - d_unit < -126 && (bitcast<u32>(dv) & 0x7fffffffu) != 0u) {
-      dt = scale2(scale2(dv, 64 - d_unit) * f.x, -64);
+    // dy 2^-D below float32's normal range, which scale2 gives as 0, while dy 2^-D gs' 2^U may
+    // lie above it (gs' up to 2^64; a constant row of 0 under gamma s 1e5, dy ~5e-42 beside dy
+    // ~1e-31 in units of 1: dx 0 where the reference has 5e-37, attack fuzzer seed 4893): dy
+    // gs' in dy's own unit, its exponent e (dy taken to [1, 2), exact), brought to dx's units
+    // apart from the row's other terms (summed in the row's unit first: apart, (x - K) B' and A'
+    // of a row whose dx overflows can each pass float32's range, +-Infinity and NaN for the
+    // reference's Infinity) and added to them there. Lifting dy by 2^64 in the row's units
+    // instead kept dy only down to 2^-190 of them, and the sum in the row's dx unit, where a dy
+    // 2^-218 below the row's largest (SwitchNorm2d evaluation under BN alone, dy -2.05e-28
+    // beside 1.565e38) gave dx 0 for 1.08e-23 (session 47, helper-196's probe;
+    // tests/wide_dx_far_dy_test.ts). Rare: a branch, the common dy's arithmetic unchanged (dt
+    // taken as 0 in the branch, not its own expression, so that compilers fuse as before).
+    let far = bits_exponent(dv) - d_unit < -126 && (bitcast<u32>(dv) & 0x7fffffffu) != 0u;
+    if (far) {
+      dt = 0.0;
     }
     let v = dt + ((scale2(x[i], -x_unit) - kx) - lo_in) * f.y + f.z;
-    dx[i] = select(scale2(v, u), qnan(), bad);
+    var out = scale2(v, u);
+    if (far) {
+      let e = bits_exponent(dv);
+      out = scale2(scale2(dv, -e) * f.x, e - d_unit + u) + out;
+    }
+    dx[i] = select(out, qnan(), bad);
   }
 }
 `;
