@@ -2836,7 +2836,34 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 fn mean_near_subnormal(g: Group) -> bool {
   let h = bitcast<u32>(g.hi) & 0x7fffffffu;
   let l = bitcast<u32>(g.lo) & 0x7fffffffu;
-  return (h - 1u < 0x0d7fffffu) || (l - 1u < 0x0d7fffffu);
+  return (h - 1u < 0x0d7fffffu) || (l - 1u < 0x0d7fffffu) || g.fine != 0.0;
+}
+
+// A group's mean in the unit 2^FINE_MEAN_UNIT as a pair: its fine word (and rest) where it has
+// one, else its words by their bits (exact; words beyond 2^100 there are not taken: fine_ok).
+fn fine_mean_1d(g: Group) -> vec2<f32> {
+  let u = unit_of(g.flags) - FINE_MEAN_UNIT;
+  return select(vec2<f32>(scale2(g.hi, u), scale2(g.lo, u)), vec2<f32>(g.fine, g.fine_rest), g.fine != 0.0);
+}
+
+// Whether a group's mean goes into centred_1d_fine: by its fine word, or words within 2^100 of the
+// unit 2^FINE_MEAN_UNIT (means of 2^36 or less: the centred means stay within float32).
+fn fine_ok(g: Group) -> bool {
+  let e = max(finite_exponent_of(g.hi), finite_exponent_of(g.lo)) + unit_of(g.flags) - FINE_MEAN_UNIT;
+  return g.fine != 0.0 || (e <= 100 && class_bits(g.hi) == 0u && class_bits(g.lo) == 0u);
+}
+
+// The centred means (mu_LN - mu, mu_BN - mu, 0, mu) in the unit 2^FINE_MEAN_UNIT, where the LN
+// or BN mean has a fine word (sn1d_stats, sn_group_stats: a mean below 2^-100, which a GPU that
+// flushes subnormals may hold as 0 in its words): the mix's mean mu from the terms' fine means
+// and weights (a running mean of weight 0 counts as 0, as wide_centred_lifted has it).
+fn centred_1d_fine(ln: Group, bn: Group) -> vec4<f32> {
+  let m0 = fine_mean_1d(ln);
+  let m1 = select(fine_mean_1d(bn), vec2<f32>(0.0), (P.wmean[1] == 0.0) & ((bn.flags & F_RUNNING) != 0u));
+  let mu = weighted_mean(0u, P.wmean[0] * m0.x) + weighted_mean(1u, P.wmean[1] * m1.x) +
+    (weighted_mean(0u, P.wmean[0] * m0.y) + weighted_mean(1u, P.wmean[1] * m1.y));
+  let c0 = select((m0.x - mu) + m0.y, 0.0, (P.wmean[0] == 0.0) & ((ln.flags & F_RUNNING) != 0u));
+  return vec4<f32>(c0, (m1.x - mu) + m1.y, 0.0, mu);
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
@@ -3166,9 +3193,16 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   // of ~2e-38 beside a running_mean of 3e-38 under a running_var of 1.5e38 had LN's and BN's
   // mean differences ~5e-39, subnormal, which dot_scaled took as 0: \`mean_weight\`'s gradient 0
   // for -+6.8e-20 (flushed_mean_probe 991; tests/sn1d_subnormal_centred_test.ts).
-  let lc = centred_lift(t_ln, t_bn, w);
-  let ca = vec4<f32>(wide_centred_lifted(t_ln, w, 0u, lc), wide_centred_lifted(t_bn, w, 1u, lc), 0.0,
-    lifted_word(w.hi, lc) + lifted_word(w.lo, lc));
+  // Where the LN or BN mean has a fine word (both within range there: fine_ok), the centred
+  // means in the unit 2^FINE_MEAN_UNIT (centred_1d_fine), lc = w.e - FINE_MEAN_UNIT.
+  let fc = (ln.fine != 0.0 || bn.fine != 0.0) && fine_ok(ln) && fine_ok(bn);
+  let lw = centred_lift(t_ln, t_bn, w);
+  var ca = vec4<f32>(wide_centred_lifted(t_ln, w, 0u, lw), wide_centred_lifted(t_bn, w, 1u, lw), 0.0,
+    lifted_word(w.hi, lw) + lifted_word(w.lo, lw));
+  let lc = select(lw, w.e - FINE_MEAN_UNIT, fc);
+  if (fc) {
+    ca = centred_1d_fine(ln, bn);
+  }
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, 0);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
@@ -4121,16 +4155,24 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // point within 2^-20 of the std of the mean, stays.
   let cancels = count > 0u && (flags & F_CLASS) == 0u && !is_wide_field(abs_field(mx)) &&
     (c.x + c.y) * (c.x + c.y) * f32(count) < CANCELLED_MEAN2 * m2;
+  // (fine_sum: the same values in the unit 2^FINE_MEAN_UNIT, for the fine word below.)
   var about0 = vec2<f32>(0.0);
+  var fine_sum = vec2<f32>(0.0);
   for (var i = 0u; i < select(0u, len, cancels); i++) {
     let v = tile[start + i * step];
     if (class_bits(v) == 0u) {
       about0 = pair_add(about0, v);
+      fine_sum = pair_add(fine_sum, scale2(v, -FINE_MEAN_UNIT));
     }
   }
   if (cancels) {
     c = pair_mean(about0, count);
   }
+  // Such a mean below 2^-FINE_MEAN_BELOW (0 included: a quotient below float32's normal range,
+  // which a GPU that flushes subnormals makes 0) is carried in the unit 2^FINE_MEAN_UNIT
+  // (common.wgsl) too, the record's fine word: rows [1, -1, 1.5e-38] have an LN mean of 5e-39,
+  // flushed, and the backward's mean dots took it as 0 (tests/sn1d_subnormal_mean_test.ts).
+  let fine = select(0.0, fine_word(fine_sum, count, true), cancels && words_below_fine(c.x, c.y));
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
   // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
   // squares and sum are ~1e-7 relative off, which the backward's variance dots gv (var_LN -
@@ -4157,7 +4199,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   }
   let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
   let m2_lo = (m2_pair.x - m2) + m2_pair.y;
-  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), 0.0, 0.0);
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), fine, 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -5078,6 +5120,12 @@ fn main(
   if (low_mean) {
     fine = group_fine(base, stride, count);
   }
+  // Layout "1d" likewise, its members (tiles) weighted by their counts (group_fine_1d).
+  let low_mean_1d = tiles && gflags == 0u && w_count[0] > 0u && count <= FINE_READS &&
+    words_below_fine(mean_hi, lo);
+  if (low_mean_1d) {
+    fine = group_fine_1d(base, stride, count, w_count[0]);
+  }
   // Under SyncSN the CPU reads a training BN group back (mean, variance and their low words),
   // merges the replicas' in float64, makes the running update, and writes the global statistics
   // over it before anything else reads it (backends/_webgpu_sync.ts): written as those pairs.
@@ -5120,6 +5168,25 @@ fn group_fine(base: u32, stride: u32, count: u32) -> vec2<f32> {
   }
   let fine = fine_word(t, count, ok);
   let m = pair_mean(t, count);
+  let rest = (m.x - fine) + m.y;
+  return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
+}
+
+// group_fine for layout "1d": (1/n) sum_k n_k mu_k in the unit 2^FINE_MEAN_UNIT over the tile
+// summaries (n_k values each, at most TILE_1D: exact products, pair_add_times; n their total).
+fn group_fine_1d(base: u32, stride: u32, count: u32, n: u32) -> vec2<f32> {
+  var t = vec2<f32>(0.0);
+  var ok = true;
+  for (var k = 0u; k < count; k++) {
+    let p = members[base + k * stride];
+    let u = unit_of(p.flags);
+    let w = f32(p.count);
+    ok = ok && (fine_member_ok(p, u) || p.count == 0u);
+    let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
+    t = select(select(words, pair_add_times(t, w, p.fine), p.fine != 0.0), t, p.count == 0u);
+  }
+  let fine = fine_word(t, n, ok);
+  let m = pair_mean(t, n);
   let rest = (m.x - fine) + m.y;
   return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
 }

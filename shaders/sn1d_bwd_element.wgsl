@@ -32,7 +32,34 @@ fn element_is_wide(ln: Group, bn: Group, c: u32, d: f32) -> bool {
 fn mean_near_subnormal(g: Group) -> bool {
   let h = bitcast<u32>(g.hi) & 0x7fffffffu;
   let l = bitcast<u32>(g.lo) & 0x7fffffffu;
-  return (h - 1u < 0x0d7fffffu) || (l - 1u < 0x0d7fffffu);
+  return (h - 1u < 0x0d7fffffu) || (l - 1u < 0x0d7fffffu) || g.fine != 0.0;
+}
+
+// A group's mean in the unit 2^FINE_MEAN_UNIT as a pair: its fine word (and rest) where it has
+// one, else its words by their bits (exact; words beyond 2^100 there are not taken: fine_ok).
+fn fine_mean_1d(g: Group) -> vec2<f32> {
+  let u = unit_of(g.flags) - FINE_MEAN_UNIT;
+  return select(vec2<f32>(scale2(g.hi, u), scale2(g.lo, u)), vec2<f32>(g.fine, g.fine_rest), g.fine != 0.0);
+}
+
+// Whether a group's mean goes into centred_1d_fine: by its fine word, or words within 2^100 of the
+// unit 2^FINE_MEAN_UNIT (means of 2^36 or less: the centred means stay within float32).
+fn fine_ok(g: Group) -> bool {
+  let e = max(finite_exponent_of(g.hi), finite_exponent_of(g.lo)) + unit_of(g.flags) - FINE_MEAN_UNIT;
+  return g.fine != 0.0 || (e <= 100 && class_bits(g.hi) == 0u && class_bits(g.lo) == 0u);
+}
+
+// The centred means (mu_LN - mu, mu_BN - mu, 0, mu) in the unit 2^FINE_MEAN_UNIT, where the LN
+// or BN mean has a fine word (sn1d_stats, sn_group_stats: a mean below 2^-100, which a GPU that
+// flushes subnormals may hold as 0 in its words): the mix's mean mu from the terms' fine means
+// and weights (a running mean of weight 0 counts as 0, as wide_centred_lifted has it).
+fn centred_1d_fine(ln: Group, bn: Group) -> vec4<f32> {
+  let m0 = fine_mean_1d(ln);
+  let m1 = select(fine_mean_1d(bn), vec2<f32>(0.0), (P.wmean[1] == 0.0) & ((bn.flags & F_RUNNING) != 0u));
+  let mu = weighted_mean(0u, P.wmean[0] * m0.x) + weighted_mean(1u, P.wmean[1] * m1.x) +
+    (weighted_mean(0u, P.wmean[0] * m0.y) + weighted_mean(1u, P.wmean[1] * m1.y));
+  let c0 = select((m0.x - mu) + m0.y, 0.0, (P.wmean[0] == 0.0) & ((ln.flags & F_RUNNING) != 0u));
+  return vec4<f32>(c0, (m1.x - mu) + m1.y, 0.0, mu);
 }
 
 // gv = -0.5 s^2 gamma dy xhat, whose products with the variances (~1 / s^2) are of the size of
@@ -362,9 +389,16 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   // of ~2e-38 beside a running_mean of 3e-38 under a running_var of 1.5e38 had LN's and BN's
   // mean differences ~5e-39, subnormal, which dot_scaled took as 0: `mean_weight`'s gradient 0
   // for -+6.8e-20 (flushed_mean_probe 991; tests/sn1d_subnormal_centred_test.ts).
-  let lc = centred_lift(t_ln, t_bn, w);
-  let ca = vec4<f32>(wide_centred_lifted(t_ln, w, 0u, lc), wide_centred_lifted(t_bn, w, 1u, lc), 0.0,
-    lifted_word(w.hi, lc) + lifted_word(w.lo, lc));
+  // Where the LN or BN mean has a fine word (both within range there: fine_ok), the centred
+  // means in the unit 2^FINE_MEAN_UNIT (centred_1d_fine), lc = w.e - FINE_MEAN_UNIT.
+  let fc = (ln.fine != 0.0 || bn.fine != 0.0) && fine_ok(ln) && fine_ok(bn);
+  let lw = centred_lift(t_ln, t_bn, w);
+  var ca = vec4<f32>(wide_centred_lifted(t_ln, w, 0u, lw), wide_centred_lifted(t_bn, w, 1u, lw), 0.0,
+    lifted_word(w.hi, lw) + lifted_word(w.lo, lw));
+  let lc = select(lw, w.e - FINE_MEAN_UNIT, fc);
+  if (fc) {
+    ca = centred_1d_fine(ln, bn);
+  }
   // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
   let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, 0);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);

@@ -124,16 +124,24 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // point within 2^-20 of the std of the mean, stays.
   let cancels = count > 0u && (flags & F_CLASS) == 0u && !is_wide_field(abs_field(mx)) &&
     (c.x + c.y) * (c.x + c.y) * f32(count) < CANCELLED_MEAN2 * m2;
+  // (fine_sum: the same values in the unit 2^FINE_MEAN_UNIT, for the fine word below.)
   var about0 = vec2<f32>(0.0);
+  var fine_sum = vec2<f32>(0.0);
   for (var i = 0u; i < select(0u, len, cancels); i++) {
     let v = tile[start + i * step];
     if (class_bits(v) == 0u) {
       about0 = pair_add(about0, v);
+      fine_sum = pair_add(fine_sum, scale2(v, -FINE_MEAN_UNIT));
     }
   }
   if (cancels) {
     c = pair_mean(about0, count);
   }
+  // Such a mean below 2^-FINE_MEAN_BELOW (0 included: a quotient below float32's normal range,
+  // which a GPU that flushes subnormals makes 0) is carried in the unit 2^FINE_MEAN_UNIT
+  // (common.wgsl) too, the record's fine word: rows [1, -1, 1.5e-38] have an LN mean of 5e-39,
+  // flushed, and the backward's mean dots took it as 0 (tests/sn1d_subnormal_mean_test.ts).
+  let fine = select(0.0, fine_word(fine_sum, count, true), cancels && words_below_fine(c.x, c.y));
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
   // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
   // squares and sum are ~1e-7 relative off, which the backward's variance dots gv (var_LN -
@@ -160,7 +168,7 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   }
   let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
   let m2_lo = (m2_pair.x - m2) + m2_pair.y;
-  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), 0.0, 0.0);
+  return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), fine, 0.0);
 }
 
 @compute @workgroup_size(64)

@@ -774,6 +774,12 @@ fn main(
   if (low_mean) {
     fine = group_fine(base, stride, count);
   }
+  // Layout "1d" likewise, its members (tiles) weighted by their counts (group_fine_1d).
+  let low_mean_1d = tiles && gflags == 0u && w_count[0] > 0u && count <= FINE_READS &&
+    words_below_fine(mean_hi, lo);
+  if (low_mean_1d) {
+    fine = group_fine_1d(base, stride, count, w_count[0]);
+  }
   // Under SyncSN the CPU reads a training BN group back (mean, variance and their low words),
   // merges the replicas' in float64, makes the running update, and writes the global statistics
   // over it before anything else reads it (backends/_webgpu_sync.ts): written as those pairs.
@@ -816,6 +822,25 @@ fn group_fine(base: u32, stride: u32, count: u32) -> vec2<f32> {
   }
   let fine = fine_word(t, count, ok);
   let m = pair_mean(t, count);
+  let rest = (m.x - fine) + m.y;
+  return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
+}
+
+// group_fine for layout "1d": (1/n) sum_k n_k mu_k in the unit 2^FINE_MEAN_UNIT over the tile
+// summaries (n_k values each, at most TILE_1D: exact products, pair_add_times; n their total).
+fn group_fine_1d(base: u32, stride: u32, count: u32, n: u32) -> vec2<f32> {
+  var t = vec2<f32>(0.0);
+  var ok = true;
+  for (var k = 0u; k < count; k++) {
+    let p = members[base + k * stride];
+    let u = unit_of(p.flags);
+    let w = f32(p.count);
+    ok = ok && (fine_member_ok(p, u) || p.count == 0u);
+    let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
+    t = select(select(words, pair_add_times(t, w, p.fine), p.fine != 0.0), t, p.count == 0u);
+  }
+  let fine = fine_word(t, n, ok);
+  let m = pair_mean(t, n);
   let rest = (m.x - fine) + m.y;
   return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
 }

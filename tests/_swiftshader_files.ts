@@ -46,6 +46,7 @@ export const FILES: Record<string, () => Promise<unknown>> = {
   "sn1d_flushed_pair_mean_test.ts": () => import("./sn1d_flushed_pair_mean_test.ts"),
   "sn1d_hot_cancel_test.ts": () => import("./sn1d_hot_cancel_test.ts"),
   "sn1d_small_xc_test.ts": () => import("./sn1d_small_xc_test.ts"),
+  "sn1d_subnormal_mean_test.ts": () => import("./sn1d_subnormal_mean_test.ts"),
   "spike_shift_test.ts": () => import("./spike_shift_test.ts"),
   "std_zero_test.ts": () => import("./std_zero_test.ts"),
   "subnormal_dy_dx_test.ts": () => import("./subnormal_dy_dx_test.ts"),
