@@ -656,6 +656,10 @@ const WIDE_MARK: u32 = 0x7f800000u;
 // With WIDE_MARK in a wide row's dx map (sn_bwd_coef): its gradient sums are not finite, and
 // sn_bwd_wide_dx subtracts the row's mean offset lo_in from x - K (bit 20: above D and U).
 const INF_MARK: u32 = 0x00100000u;
+// With WIDE_MARK: the map's A' is 2^A_LIFT higher (A far below the row's dx unit), added apart
+// in sn_bwd_wide_dx (bit 31, sn_bwd_coef).
+const A_FAR: u32 = 0x80000000u;
+const A_LIFT: i32 = 220;
 
 // Whether v is NaN, by its bits (an infinite v is not: sn_bwd_dx's maps take A = +-Inf where dy is infinite).
 fn is_nan_bits(v: f32) -> bool {

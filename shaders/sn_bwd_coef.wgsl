@@ -16,11 +16,12 @@
 // of Gvar_in and Gmu_in are added as mantissa-exponent pairs (xf_add), and the map, for
 // sn_bwd_wide_dx (D: the row's dy unit), is
 //   coef[r] = (gs 2^(D - U), B 2^(u - U + 32 S), A 2^-U,
-//              WIDE_MARK | (D + 512) | (U + 512) << 10 | S << 21)
+//              WIDE_MARK | (D + 512) | (U + 512) << 10 | S << 21 | A_FAR?)
 // for dx = 2^U (dy 2^-D gs' + (x 2^-(u + 32 S) - K 2^-32 S) B' + A'), S < 4 (0 but where B
 // 2^(u - U) would fall below float32's normal range), u the row's own unit (its summary's, as
 // is K), U a unit in which the three terms are at most 2^64 (they can lie far apart: a row
-// whose own s is tiny beside its channel's BN terms). Rows whose Gvar_in or Gmu_in is not
+// whose own s is tiny beside its channel's BN terms), A' 2^A_LIFT higher with A_FAR (bit 31)
+// where A 2^-U lies below 2^-100. Rows whose Gvar_in or Gmu_in is not
 // finite (an infinite dy) take that map too, with INF_MARK and D = U = 0: see wide_coef.
 // Words are u32 (the mark survives as bits).
 // Rows seg_first .. seg_end - 1 per dispatch; grads is bound from row elem_base on (windows, as
@@ -261,12 +262,17 @@ fn wide_coef(r: u32, p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, r
   // and x - K 2^(32 xs) lower (x and K by their bits in sn_bwd_wide_dx), xs < 4 in bits 21, 22.
   let eb = gvar.e + u_in - u + bits_exponent(bm);
   let xs = select(0, min(min((-100 - eb + 31) / 32, 3), max(0, (xk + 100) / 32)), eb < -100 && bm != 0.0);
+  // A 2^-U below 2^-100 even in the lowered unit (A more than ~2^220 under the row's largest
+  // bound): A' taken 2^A_LIFT higher, bit 31 (A_FAR) marking it, and sn_bwd_wide_dx adds A
+  // apart. An LN mean weight of e^-156 (A ~5e-5 beside dy gs ~1e64) had A' 0: dx 2e-7 for the
+  // reference's -4.9e-5 (session 47, helper-203; tests/wide_dx_far_dy_test.ts).
+  let far_a = (t3 - u < -100) & (ax.m != 0.0);
   coef[r - P.row_base] = vec4<u32>(
     bitcast<u32>(scale2(gs, d_unit - e + g - u)),
     // B 0 where every x - K is 0 (M2 0: no bound above), so that its size cannot overflow.
     bitcast<u32>(select(scale2(bm, gvar.e + u_in - u + 32 * xs), 0.0, xk < -200)),
-    bitcast<u32>(select(scale2(ax.m, ax.e - u), qnan(), bad)),
-    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u) | (u32(xs) << 21u),
+    bitcast<u32>(select(scale2(ax.m, ax.e - u + select(0, A_LIFT, far_a)), qnan(), bad)),
+    WIDE_MARK | u32(d_unit + 512) | (u32(u + 512) << 10u) | (u32(xs) << 21u) | select(0u, A_FAR, far_a),
   );
   list_wide_row(r);
 }

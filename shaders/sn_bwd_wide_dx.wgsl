@@ -2,6 +2,7 @@
 // rows (their map's fourth word WIDE_MARK | (D + 512) | (U + 512) << 10, sn_bwd_wide_coef),
 // written again in scaled units, with u and K the unit and shift of the row's own summary:
 //   dx[i] = 2^U (dy[i] 2^-D gs' + (x[i] 2^-(u + 32 S) - K 2^-32 S) B' + A')   (scale2: exact, by bits)
+// (with A_FAR, bit 31: A' is 2^A_LIFT higher and added apart, 2^(U - A_LIFT) A')
 // and NaN where the map's A is NaN; with INF_MARK (sums not finite) x[i] 2^-u - K - lo_in. The rows come from a list sn_bwd_coef fills; a workgroup
 // per segment of a listed row (list_grid's workgroups taking them in turn), over its elements
 // in this dispatch's window of x, dy and dx.
@@ -54,6 +55,9 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
   let inf = (k.w & INF_MARK) != 0u;
   let lo_in = select(0.0, p.mean, inf);
   let bad = select(is_nan_marker(f.z), is_nan_bits(f.z), inf);
+  // A' 2^A_LIFT higher where A lies far below the unit (sn_bwd_coef): added apart, below.
+  let far_a = (k.w & A_FAR) != 0u;
+  let a_in = select(f.z, 0.0, far_a);
   for (var i = span.x + lid; i < span.y; i += 64u) {
     let dv = dy[i];
     var dt = scale2(dv, -d_unit) * f.x;
@@ -73,11 +77,14 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
     if (far) {
       dt = 0.0;
     }
-    let v = dt + ((scale2(x[i], -x_unit) - kx) - lo_in) * f.y + f.z;
+    let v = dt + ((scale2(x[i], -x_unit) - kx) - lo_in) * f.y + a_in;
     var out = scale2(v, u);
     if (far) {
       let e = bits_exponent(dv);
       out = scale2(scale2(dv, -e) * f.x, e - d_unit + u) + out;
+    }
+    if (far_a) {
+      out = scale2(f.z, u - A_LIFT) + out;
     }
     dx[i] = select(out, qnan(), bad);
   }

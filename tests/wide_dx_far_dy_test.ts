@@ -9,8 +9,10 @@
  * beside mean and variance terms (IN and LN weights of e^-190 .. e^-120, whose terms are those
  * of the row's huge dy times such a weight); the training rows (whose mean terms carry the huge
  * dy, so that the tiny dy's term is within tolerance) and layout "1d" (sn1d_bwd_wide_dx: each
- * dy in a unit of its own, right before) are members of the class checked alike. (Left open:
- * a mean term A far below the row's unit, NUMERICS.md.)
+ * dy in a unit of its own, right before) are members of the class checked alike. A mean term A
+ * far below the row's dx unit (IN or LN mean weights of e^-156 .. e^-171 beside dy ~1e33: A' 0
+ * in that unit, dx 2e-7 for -4.9e-5) is a further member (session 47, helper-203): A' is now
+ * stored 2^220 higher, marked by the map word's bit 31, and added apart.
  */
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 
@@ -137,7 +139,78 @@ const EVAL_CASES: [string, Row][] = [
     meanWeight: [-190, -1e30, 0],
     varWeight: [-190, -1e30, 0],
   }],
+  ["a mean term far below the row's unit: LN mean weight e^-156, dy 1.09e33 beside dy ~1e-38", {
+    x: [0.5, -1, 2, 3, -0.25, 1.5, -2, 0.75],
+    dy: [1.09e33, 1e-38, -3e-38, 2e-37, -1e-36, 5e-38, 1e-30, -1e-37],
+    gamma: 1.2e15,
+    runningVar: 3.5e-33,
+    meanWeight: [-1e30, -156, 0],
+  }],
+  ["the same row under an IN mean weight of e^-170", {
+    x: [0.5, -1, 2, 3, -0.25, 1.5, -2, 0.75],
+    dy: [1.09e33, 1e-38, -3e-38, 2e-37, -1e-36, 5e-38, 1e-30, -1e-37],
+    gamma: 1.2e15,
+    runningVar: 3.5e-33,
+    meanWeight: [-170, -1e30, 0],
+  }],
+  // Two of the 11 failing calls of 300 such random rows (IN or LN mean weights e^-40 .. e^-190).
+  ["a random row under an IN mean weight of e^-171 (dy 6.3e34 beside dy ~1e-38 .. 1e3)", {
+    x: [
+      -197.3773651123047,
+      3.366891622543335,
+      -207.94921875,
+      0.2010663002729416,
+      -605.14404296875,
+      0.007164303679019213,
+      -0.05944804102182388,
+      0.003628483973443508,
+    ],
+    dy: [
+      -8.135311001244983e-14,
+      -5.98179842478042e-38,
+      5.386748050898714e-23,
+      6.25896046574484e+34,
+      4.875172666821484e-15,
+      -4.140969398669404e-26,
+      1247.19189453125,
+      1.8278505528454628e-33,
+    ],
+    gamma: 8075060891877376,
+    runningMean: 0.2621479034423828,
+    runningVar: 4794116047110144,
+    meanWeight: [-171.07537841796875, -1e30, 0],
+  }],
+  ["a random row under an LN mean weight of e^-160.5 (dy -1.1e31 beside dy ~1e-37 .. 36)", {
+    x: [
+      132.7198486328125,
+      2.7743029594421387,
+      -37.19778823852539,
+      -0.019380606710910797,
+      83.48739624023438,
+      34.85148620605469,
+      -0.014942536130547523,
+      -0.004503460600972176,
+    ],
+    dy: [
+      -1.1123622653100009e+31,
+      3.9989361771312765e-28,
+      -2.058051006630922e-18,
+      -35.9995002746582,
+      2.077161426599056e-28,
+      -3.098804412175128e-33,
+      2.5269915645560177e-37,
+      4.696567579287603e-10,
+    ],
+    gamma: -944312549376,
+    runningMean: -0.8054192066192627,
+    runningVar: 3.2918526186069745e-19,
+    meanWeight: [-1e30, -160.51669311523438, 0],
+  }],
   ...randomRows(47200, 12).map((r, i): [string, Row] => [`random row ${i} (seed 47200)`, r]),
+  ...randomRows(47203, 16).map((r, i): [string, Row] => [
+    `random row ${i} (seed 47203) under an ${i % 2 ? "IN" : "LN"} mean weight of e^-${40 + 10 * i}`,
+    { ...r, meanWeight: i % 2 ? [-40 - 10 * i, -1e30, 0] : [-1e30, -40 - 10 * i, 0] },
+  ]),
 ];
 
 for (const layer of ["2d", "3d"] as const) {
