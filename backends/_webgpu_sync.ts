@@ -33,6 +33,8 @@ import {
 const F_NAN = 1, F_POS_INF = 2, F_NEG_INF = 4, F_NO_VAR = 8, F_MEAN_CLASS = 7, F_CLASS = 0xff;
 /** A Group in units of 2^u (wide data): F_SCALED, with u + 127 in bits 8..15. */
 const F_SCALED = 0x10000;
+/** shaders/common.wgsl FINE_MEAN_BELOW, FINE_MEAN_UNIT: a Group's fine word. */
+const FINE_MEAN_BELOW = 100, FINE_MEAN_UNIT = -64;
 
 /** The unit exponent of a Group's flags (0 when not scaled). */
 function unitOf(flags: number): number {
@@ -110,7 +112,15 @@ export async function syncBatch(
       // summed again in triples), as float64 holds it.
       const rest = v.getFloat32(at + 24, true);
       triple[j] = rest !== 0 ? 1 : 0;
-      mean[j] = meanOf(flags, (hi + lo + rest) * unit);
+      // A layout "1d" group whose mean lies below 2^-FINE_MEAN_BELOW of its unit holds it again
+      // in its fine word and rest (shaders/common.wgsl Group.fine, sn_group_stats'
+      // group_fine_1d), normal float32 values where its words may be subnormal: on a GPU that
+      // flushes subnormals (NVIDIA) those words are 0 (tests/sync_subnormal_mean_test.ts).
+      const fine = v.getFloat32(at + 20, true), fineRest = v.getFloat32(at + 28, true);
+      mean[j] = meanOf(
+        flags,
+        fine !== 0 ? (fine + fineRest) * 2 ** FINE_MEAN_UNIT : (hi + lo + rest) * unit,
+      );
       // nd: var_bn = M2 / N; 1d: var_bn = M2 / (N - 1), where N = 1 leaves M2 = 0 (not NaN).
       const undefinedVar = (flags & F_MEAN_CLASS) !== 0 ||
         (problem.layout === "nd" && (flags & F_NO_VAR) !== 0);
@@ -151,6 +161,16 @@ export async function syncBatch(
     // alone, rows of std 5e-8 beside rows of std 1e5 cancelling in their mix had y 1.2x its
     // tolerance under one replica.
     out.setFloat32(at + 24, finite && triple[j] ? Math.fround(mu / unit - hiU - loU) : 0, true);
+    // The fine word and its rest (Group.fine, fine_rest: the mean in the unit 2^FINE_MEAN_UNIT)
+    // where sn_group_stats forms them, layout "1d" (group_fine_1d; "nd" BN groups have none)
+    // with the mean's words below 2^-FINE_MEAN_BELOW of the unit: written as 0, a GPU that
+    // flushes subnormals took a merged BN mean of 2.5e-39 as 0 in the backward's mean dots
+    // (`mean_weight`'s gradient 348x its tolerance, tests/sync_subnormal_mean_test.ts).
+    const low = finite && problem.layout === "1d" && mu !== 0 &&
+      Math.max(Math.abs(hiU), Math.abs(loU)) < 2 ** -FINE_MEAN_BELOW;
+    const fine = low ? Math.fround(mu * 2 ** -FINE_MEAN_UNIT) : 0;
+    out.setFloat32(at + 20, fine, true);
+    out.setFloat32(at + 28, fine !== 0 ? Math.fround(mu * 2 ** -FINE_MEAN_UNIT - fine) : 0, true);
     out.setFloat32(at + 8, finite ? varU : 0, true);
     out.setUint32(at + 12, flags | (u === 0 ? 0 : F_SCALED | ((u + 127) << 8)), true);
     // The variance's low word (shaders/common.wgsl Group), for the backward's differences.

@@ -52,6 +52,7 @@ export const FILES: Record<string, () => Promise<unknown>> = {
   "subnormal_dy_dx_test.ts": () => import("./subnormal_dy_dx_test.ts"),
   "subnormal_dy_segment_test.ts": () => import("./subnormal_dy_segment_test.ts"),
   "subnormal_gamma_huge_dy_test.ts": () => import("./subnormal_gamma_huge_dy_test.ts"),
+  "sync_subnormal_mean_test.ts": () => import("./sync_subnormal_mean_test.ts"),
   "tiny_products_test.ts": () => import("./tiny_products_test.ts"),
   "tiny_variance_mix_test.ts": () => import("./tiny_variance_mix_test.ts"),
   "wasm_precision_test.ts": () => import("./wasm_precision_test.ts"),
