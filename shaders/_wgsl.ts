@@ -8502,6 +8502,13 @@ fn dx_segment(row: u32, span: vec2<u32>, lid: u32) {
     if (far_a) {
       out = scale2(f.z, u - A_LIFT) + out;
     }
+    // A term added apart and the row's sum both past float32's range with opposite signs (Inf -
+    // Inf): the row's sum alone, whose bound lies 2^126 or more above the term's, as before the
+    // terms were added apart (attack fuzzer seed 313396: a SwitchNorm3d evaluation whose dx
+    // overflows under terms of ~1e155 and an A 2^220 below them, NaN for +-Infinity).
+    if ((far || far_a) && is_nan_bits(out) && !is_nan_bits(v)) {
+      out = scale2(v, u);
+    }
     dx[i] = select(out, qnan(), bad);
   }
 }

@@ -15,6 +15,7 @@
  * stored 2^220 higher, marked by the map word's bit 31, and added apart.
  */
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
+import { make } from "./fuzz/attack_fuzz.ts";
 
 interface Row {
   x: number[];
@@ -258,6 +259,19 @@ rangeTests(
   "SwitchNorm1d training: the repro's row gives the reference's gradients",
   async (backend) => {
     const call = call1d(REPRO, true);
+    const { got, want } = await runBoth(call, backend);
+    assertRangeChecks(call, got, want);
+  },
+);
+
+// Attack fuzzer seed 313396 (session 47): a SwitchNorm3d [8,1,2,1,1] evaluation whose dx overflows
+// (terms ~1e155) under a mean term A 2^220 or more below them (A_FAR): the row's sum and A, added
+// apart, were both infinite with opposite signs, dx NaN for +-Infinity (lavapipe and SwiftShader;
+// WASM right); the row's sum alone gives the infinity, as before A was added apart.
+rangeTests(
+  "SwitchNorm3d evaluation: a dx past float32's range beside a far mean term is the reference's infinity, not NaN (attack fuzzer seed 313396)",
+  async (backend) => {
+    const call = make(313396);
     const { got, want } = await runBoth(call, backend);
     assertRangeChecks(call, got, want);
   },
