@@ -21,19 +21,21 @@ import { seededRandom } from "../examples/_data.ts";
 
 const f = Math.fround;
 
-/** Rows [1, -1, t] (plus rows like it), evaluation or training, running_mean 0, gamma 1e20. */
-function tripleCall(t: number, training: boolean, mw: number[]): LayerCall {
-  const n = 4, c = 3;
-  const r = seededRandom(7);
-  const x = new Float32Array(n * c), dy = new Float32Array(n * c);
-  for (let i = 0; i < n; i++) {
-    const s = i % 2 ? -1 : 1;
-    x[i * c] = s, x[i * c + 1] = -s, x[i * c + 2] = f(t);
-    for (let j = 0; j < c; j++) dy[i * c + j] = f(r() * 2 - 1);
-  }
+/**
+ * A SwitchNorm1d call on x, dy of `shape` [n, c] under gamma 1e20 (so that the mean dots' terms
+ * stand out), beta 0, the variance logits 0, `running_mean` 0 and `running_var` 1.
+ */
+function gammaHugeCall(
+  x: Float32Array,
+  dy: Float32Array,
+  shape: [number, number],
+  training: boolean,
+  mw: number[],
+): LayerCall {
+  const c = shape[1];
   return {
     layer: "1d",
-    shape: [n, c],
+    shape,
     options: { eps: 1e-5, momentum: 0.1 },
     state: {
       weight: new Float32Array(c).fill(1e20),
@@ -50,6 +52,19 @@ function tripleCall(t: number, training: boolean, mw: number[]): LayerCall {
   };
 }
 
+/** Rows [1, -1, t] (plus rows like it), evaluation or training, running_mean 0, gamma 1e20. */
+function tripleCall(t: number, training: boolean, mw: number[]): LayerCall {
+  const n = 4, c = 3;
+  const r = seededRandom(7);
+  const x = new Float32Array(n * c), dy = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) {
+    const s = i % 2 ? -1 : 1;
+    x[i * c] = s, x[i * c + 1] = -s, x[i * c + 2] = f(t);
+    for (let j = 0; j < c; j++) dy[i * c + j] = f(r() * 2 - 1);
+  }
+  return gammaHugeCall(x, dy, [n, c], training, mw);
+}
+
 /** [8, 8]: a 6 x 6 checkerboard of +-1 bordered by `border(i, j)`; dy 0 on the border. */
 function boardCall(border: (i: number, j: number) => number, mw: number[]): LayerCall {
   const r = seededRandom(5);
@@ -62,23 +77,7 @@ function boardCall(border: (i: number, j: number) => number, mw: number[]): Laye
       dy[i * 8 + j] = inner ? d : 0;
     }
   }
-  return {
-    layer: "1d",
-    shape: [8, 8],
-    options: { eps: 1e-5, momentum: 0.1 },
-    state: {
-      weight: new Float32Array(8).fill(1e20),
-      bias: new Float32Array(8),
-      mean_weight: Float32Array.from(mw),
-      var_weight: new Float32Array(2),
-      running_mean: new Float32Array(8),
-      running_var: new Float32Array(8).fill(1),
-    },
-    partial: true,
-    training: true,
-    x,
-    dy,
-  };
+  return gammaHugeCall(x, dy, [8, 8], true, mw);
 }
 
 /**
@@ -100,23 +99,7 @@ function gridCall(
       dy[i * c + j] = f(r() * 2 - 1);
     }
   }
-  return {
-    layer: "1d",
-    shape: [n, c],
-    options: { eps: 1e-5, momentum: 0.1 },
-    state: {
-      weight: new Float32Array(c).fill(1e20),
-      bias: new Float32Array(c),
-      mean_weight: Float32Array.from(mw),
-      var_weight: new Float32Array(2),
-      running_mean: new Float32Array(c),
-      running_var: new Float32Array(c).fill(1),
-    },
-    partial: true,
-    training,
-    x,
-    dy,
-  };
+  return gammaHugeCall(x, dy, [n, c], training, mw);
 }
 
 /**

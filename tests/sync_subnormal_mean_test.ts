@@ -13,31 +13,9 @@
  * and 2^-148 (6% off), the fine words hold them exactly. Layout "nd" has no BN fine word (group_fine
  * skips channel groups), so the CPU's 0 is the shader's there.
  */
-import { SwitchNorm1d, type SyncGroup } from "../mod.ts";
 import { seededRandom } from "../examples/_data.ts";
 import { testEachBackend } from "./_backends.ts";
-import { assertClose, assertCloseToScale } from "./_close.ts";
-import { GRAD_SCALED, RUNNING, Y } from "./_tolerances.ts";
-import { termScales } from "./_term_scales.ts";
-
-/** SyncGroups of `size` replicas in this process: each gather waits for every replica's. */
-function replicas(size: number): SyncGroup[] {
-  const queues: { v: Float64Array; resolve: (all: Float64Array[]) => void }[][] = Array.from(
-    { length: size },
-    () => [],
-  );
-  return queues.map((queue) => ({
-    size,
-    allGather: (v: Float64Array) =>
-      new Promise<Float64Array[]>((resolve) => {
-        queue.push({ v: v.slice(), resolve });
-        if (queues.every((q) => q.length > 0)) {
-          const round = queues.map((q) => q.shift()!);
-          for (const r of round) r.resolve(round.map((s) => s.v));
-        }
-      }),
-  }));
-}
+import { assertSync1dMatchesWhole } from "./_sync_1d.ts";
 
 await testEachBackend(
   "SyncSN SwitchNorm1d: subnormal merged BN means keep their fine word",
@@ -69,66 +47,11 @@ await testEachBackend(
         running_mean: new Float32Array(c),
         running_var: new Float32Array(c).fill(1),
       };
-      const whole = new SwitchNorm1d(c, { backend: "reference" });
-      whole.loadStateDict(state);
-      const want = await whole.forward(x, [2 * n, c], { keepForBackward: true });
-      const wantDx = await whole.backward(dy);
-      const scales = termScales({
-        layout: "1d",
-        n: 2 * n,
-        c,
-        m: 1,
-        eps: whole.eps,
-        usingBN: true,
-        training: true,
-        x,
-        dy,
-        weight: state.weight,
-        bias: state.bias,
-        meanLogits: state.mean_weight,
-        varLogits: state.var_weight,
-      });
-      const groups = replicas(2);
-      const got = await Promise.all([0, 1].map(async (rank) => {
-        const layer = new SwitchNorm1d(c, { backend, sync: groups[rank] });
-        layer.loadStateDict(state);
-        const part = (a: Float32Array) => a.slice(rank * n * c, (rank + 1) * n * c);
-        const y = await layer.forward(part(x), [n, c], { keepForBackward: true });
-        const dx = await layer.backward(part(dy));
-        await layer.sync();
-        const result = {
-          y,
-          dx,
-          grads: { ...layer.grads },
-          mean: layer.running_mean.slice(),
-          variance: layer.running_var.slice(),
-        };
-        layer.dispose();
-        return result;
-      }));
-      const what = `border ${a}, ${b}, mean_weight ${mw}`;
-      assertClose([...got[0].y, ...got[1].y], want, Y, `${what}: y`);
-      assertCloseToScale(
-        [...got[0].dx, ...got[1].dx],
-        wantDx,
-        scales.dx,
-        GRAD_SCALED,
-        `${what}: dx`,
+      await assertSync1dMatchesWhole(
+        backend,
+        { x, dy, n, c, state },
+        `border ${a}, ${b}, mean_weight ${mw}`,
       );
-      for (const rank of [0, 1]) {
-        assertClose(got[rank].mean, whole.running_mean, RUNNING, `${what}: running_mean`);
-        assertClose(got[rank].variance, whole.running_var, RUNNING, `${what}: running_var`);
-        for (const k of ["weight", "bias", "mean_weight", "var_weight"] as const) {
-          assertCloseToScale(
-            got[rank].grads[k],
-            whole.grads[k],
-            scales[k],
-            GRAD_SCALED,
-            `${what}: replica ${rank}'s gradient of ${k}`,
-          );
-        }
-      }
-      whole.dispose();
     }
   },
 );
