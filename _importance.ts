@@ -53,7 +53,11 @@ export function softmax(v: ArrayLike<number>): Importance {
  * (logit -1e30) summed to NaN; `var_weight`'s gradients are +-Infinity and 0 (attack fuzzer seed
  * 271848; PyTorch in float64 gives NaN there as the reference did). Where another weight's dot is
  * not finite too (non-finite x, dy or running buffers, a std of 0 under eps 0), the dots stay as
- * they are, so that NaN and the infinities propagate as in PyTorch.
+ * they are, so that NaN and the infinities propagate as in PyTorch. The same rule serves a
+ * backend's cut weights (`zeroWeightsBelow`: WebGPU sums a cut term's dot in the mix's units,
+ * where it may pass float32's range, e.g. the LN term of a sample spanning 1e30 and 1e-30 under
+ * BN alone: -Infinity for -1.7e30, where the float64 reference's is finite and, times a weight
+ * below 2^-252, adds nothing float32 holds).
  */
 export function dropZeroWeightDots(
   dots: ArrayLike<number>,

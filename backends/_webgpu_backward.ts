@@ -27,7 +27,7 @@ import { type BackwardKind, dispatch, type Engine, slotOf } from "./_webgpu_pipe
 import { f32, GpuTensor, liveBuffer } from "./_webgpu_tensor.ts";
 import { type GradientSums, gradientSums, logitCount } from "./_webgpu_grad_sums.ts";
 import { syncGradientSums } from "./_webgpu_sync.ts";
-import { dropZeroWeightDots, ZERO_WEIGHTS_BELOW } from "./_webgpu_weights.ts";
+import { ZERO_WEIGHTS_BELOW } from "./_webgpu_weights.ts";
 
 /** The buffers one backward binds. @internal */
 export interface BackwardBuffers {
@@ -433,8 +433,6 @@ export async function runBackward(
     if (read.dx) dx = read.dx;
   }
   if (!sums) throw new Error("webgpu backend: internal error: no gradient sums were read");
-  dropZeroWeightDots(sums.meanDots, params.meanMix);
-  dropZeroWeightDots(sums.varDots, params.varMix);
   return {
     dx,
     dWeight: sums.dWeight,

@@ -123,23 +123,3 @@ export function writeWeights(
     v.setFloat32(at.lo + 4 * k, rests[k], true);
   }
 }
-
-/**
- * Sets to 0 the dot products (dL/dweights) of the terms whose weight the shaders take as 0
- * (below 2^-252: logits ~175 or more apart, sparse SN's dropped terms) where they came out
- * non-finite while every other term's is finite. The shaders sum such a term's dot in the units
- * of the mix, where it may pass float32's range (the LN term of a sample spanning 1e30 and 1e-30
- * under BN alone: -Infinity for -1.7e30), and the importance map's Jacobian multiplies it by its
- * weight alone (w_k (a_k - <w, a>) and w_i w_k (a_i - a_k)), where 0 * Infinity made every logit
- * gradient NaN; the float64 reference's a_k is finite there, and times a weight below 2^-252 adds
- * nothing that float32 holds beside the other terms'. Where another term's dot is non-finite too
- * (non-finite x or dy), the dots stay as they are, so NaN and the infinities propagate as in the
- * reference.
- */
-export function dropZeroWeightDots(dots: Float64Array, mix: ArrayLike<number>): void {
-  const zero = (k: number) => shaderWeight(mix[k]).mantissa === 0;
-  for (let k = 0; k < dots.length; k++) {
-    if (!zero(k) && !Number.isFinite(dots[k])) return;
-  }
-  for (let k = 0; k < dots.length; k++) if (zero(k) && !Number.isFinite(dots[k])) dots[k] = 0;
-}
