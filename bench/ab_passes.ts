@@ -10,7 +10,7 @@
  *
  * Needs an adapter with "timestamp-query" (lavapipe has it). Prints p10 and median per dispatch
  * kind ("switchnorm group", ...) and side. SHAPE='[8,64,56,56]' picks the shape (default
- * [64,512,7,7]). This patches GPUDevice/GPUCommandEncoder prototypes: a bench tool only.
+ * [64,512,7,7]); a shape of two ([N, C]) runs a SwitchNorm1d. This patches GPUDevice/GPUCommandEncoder prototypes: a bench tool only.
  */
 
 import { inputs, loadCheckout, quantile } from "./_ab.ts";
@@ -136,7 +136,9 @@ if (import.meta.main) {
   const sides = [];
   for (const [name, dir] of [["A", dirA], ["B", dirB]]) {
     const m = await loadCheckout(dir);
-    const layer = new m.SwitchNorm2d(shape[1], { backend: "webgpu" });
+    const layer = shape.length === 2
+      ? new m.SwitchNorm1d(shape[1], { backend: "webgpu" })
+      : new m.SwitchNorm2d(shape[1], { backend: "webgpu" });
     sides.push({
       name,
       layer,

@@ -5115,20 +5115,16 @@ fn main(
     ((all_kinds && ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var &&
       w_minv[0] < NARROW_MEMBER * group_var) || alike)) || wide_mix || may_overflow || doubt);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && (alike || doubt));
-  // Layout "nd": a mean below 2^-FINE_MEAN_BELOW of the group's unit carries its fine word
-  // (FINE_MEAN_UNIT, common.wgsl) from its members' (group_fine), one thread over the members of
-  // such groups alone (at most FINE_READS of them: beyond, none).
-  let low_mean = !chan && !tiles && gflags == 0u && w_n[0] > 0.0 && count <= FINE_READS &&
-    words_below_fine(mean_hi, lo);
+  // A mean below 2^-FINE_MEAN_BELOW of the group's unit carries its fine word (FINE_MEAN_UNIT,
+  // common.wgsl) from its members' (group_fine), one thread over the members of such groups alone
+  // (at most FINE_READS of them: beyond, none): layout "nd"'s row groups, and layout "1d"'s
+  // groups, whose members (tiles) weigh by their counts. (One call for both layouts: two cost
+  // the 1d forward's group pass ~3% on lavapipe.)
+  let low_mean = (tiles || !chan) && gflags == 0u && select(w_n[0] > 0.0, w_count[0] > 0u, tiles) &&
+    count <= FINE_READS && words_below_fine(mean_hi, lo);
   var fine = vec2<f32>(0.0);
   if (low_mean) {
-    fine = group_fine(base, stride, count);
-  }
-  // Layout "1d" likewise, its members (tiles) weighted by their counts (group_fine_1d).
-  let low_mean_1d = tiles && gflags == 0u && w_count[0] > 0u && count <= FINE_READS &&
-    words_below_fine(mean_hi, lo);
-  if (low_mean_1d) {
-    fine = group_fine_1d(base, stride, count, w_count[0]);
+    fine = group_fine(base, stride, count, select(count, w_count[0], tiles), tiles);
   }
   // Under SyncSN the CPU reads a training BN group back (mean, variance and their low words),
   // merges the replicas' in float64, makes the running update, and writes the global statistics
@@ -5155,44 +5151,34 @@ fn main(
 // iterations).
 const FINE_READS: u32 = 4096u;
 
-// A group's fine word, (1/K) sum_k mu_k in the unit 2^FINE_MEAN_UNIT over its K members (rows),
-// as an exact pair sum: each member's own fine word where it has one, else its words shift and
-// mean brought to that unit by their bits. 0 where a member cannot go in (fine_member_ok): the
-// mean then keeps the group's words alone. With the word's rest (Group.fine_rest; 0 where the
-// word is, or where the rest is not finite).
-fn group_fine(base: u32, stride: u32, count: u32) -> vec2<f32> {
+// A group's fine word, (1/n) sum_k n_k mu_k in the unit 2^FINE_MEAN_UNIT over its members (rows,
+// n_k = 1, n = count; layout "1d", by_count: tile summaries of n_k values each, at most TILE_1D,
+// whose products are exact, pair_add_times, n their total), as an exact pair sum: each member's
+// own fine word where it has one, else its words shift and mean brought to that unit by their
+// bits. 0 where a member cannot go in (fine_member_ok): the mean then keeps the group's words
+// alone. With the word's rest (Group.fine_rest; 0 where the word is, or where the rest is not
+// finite).
+fn group_fine(base: u32, stride: u32, count: u32, n: u32, by_count: bool) -> vec2<f32> {
   var t = vec2<f32>(0.0);
   var ok = true;
   for (var k = 0u; k < count; k++) {
     let p = members[base + k * stride];
     let u = unit_of(p.flags);
-    ok = ok && fine_member_ok(p, u);
-    let words = pair_add(pair_add(t, scale2(p.shift, u - FINE_MEAN_UNIT)), scale2(p.mean, u - FINE_MEAN_UNIT));
-    t = select(words, pair_add(t, p.fine), p.fine != 0.0);
-  }
-  let fine = fine_word(t, count, ok);
-  let m = pair_mean(t, count);
-  let rest = (m.x - fine) + m.y;
-  return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
-}
-
-// group_fine for layout "1d": (1/n) sum_k n_k mu_k in the unit 2^FINE_MEAN_UNIT over the tile
-// summaries (n_k values each, at most TILE_1D: exact products, pair_add_times; n their total).
-fn group_fine_1d(base: u32, stride: u32, count: u32, n: u32) -> vec2<f32> {
-  var t = vec2<f32>(0.0);
-  var ok = true;
-  for (var k = 0u; k < count; k++) {
-    let p = members[base + k * stride];
-    let u = unit_of(p.flags);
-    let w = f32(p.count);
-    ok = ok && (fine_member_ok(p, u) || p.count == 0u);
-    let words = pair_add_times(pair_add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
-    t = select(select(words, pair_add_times(t, w, p.fine), p.fine != 0.0), t, p.count == 0u);
+    let skip = by_count && p.count == 0u;
+    let w = select(1u, p.count, by_count);
+    ok = ok && (fine_member_ok(p, u) || skip);
+    let words = add_times(add_times(t, w, scale2(p.shift, u - FINE_MEAN_UNIT)), w, scale2(p.mean, u - FINE_MEAN_UNIT));
+    t = select(select(words, add_times(t, w, p.fine), p.fine != 0.0), t, skip);
   }
   let fine = fine_word(t, n, ok);
   let m = pair_mean(t, n);
   let rest = (m.x - fine) + m.y;
   return vec2<f32>(fine, select(0.0, rest, fine != 0.0 && class_bits(rest) == 0u));
+}
+
+// t + w v as group_fine sums it: v alone where w is 1.
+fn add_times(t: vec2<f32>, w: u32, v: f32) -> vec2<f32> {
+  return select(pair_add_times(t, f32(w), v), pair_add(t, v), w == 1u);
 }
 
 // run_pairs' total weight K: the rows ("nd" rows), or the parts' rows (P_BN_MERGE).
