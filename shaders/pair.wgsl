@@ -75,6 +75,22 @@ fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
   return fdiv_n(rem.x + rem.y, f32(k));
 }
 
+// f32(a / k) for a count k >= 1 (a group's M2 over its count, or count - 1): the quotient
+// corrected by its exact remainder a - q k over k, as pair_mean corrects q1. NVIDIA's Vulkan
+// driver divides as a times an approximate reciprocal of k, an ulp or more off f32(a / k), and
+// the backward differences the LN and BN variances' float32 words (the wide path of layout
+// "1d", wide_element): rows of +-3.4e38 whose LN and BN variances are equal had them an ulp
+// apart, `var_weight`'s gradient 1.25e-9 for 4.73e-9, 460x its tolerance (attack fuzzer seed
+// 339936; tests/sn1d_wide_var_pairs_test.ts). Where the first quotient is f32(a / k) already
+// (IEEE division) its rest lies within half its ulp and the sum rounds back to it: the bits of
+// a single division. A quotient that is not finite, or whose correction is not, stays.
+fn fdiv_count(a: f32, k: u32) -> f32 {
+  let q0 = fdiv_n(a, f32(k));
+  let r = pair_sub_times(vec2<f32>(a, 0.0), k, q0);
+  let q1 = q0 + fdiv_n(r.x + r.y, f32(k));
+  return select(q0, q1, is_finite_bits(q0) && is_finite_bits(q1));
+}
+
 // The unbiased variance of a summary (M2 = m2_hi + m2_lo over `count` values) as a pair; hi is
 // the float32 M2 / (count - 1) the other passes compute.
 fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {

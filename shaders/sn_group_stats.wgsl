@@ -600,7 +600,7 @@ fn main(
     if (w_count[0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_n(w_m2[0], max(w_n[0] - 1.0, 1.0));
+    variance = fdiv_count(w_m2[0], max(u32(w_n[0]), 2u) - 1u);
     if (pairs_1d && gflags == 0u) {
       let lo_1d = quotient_lo(w_sumv_pair[0], w_count[0] - 1u, variance);
       var_lo = select(0.0, lo_1d, is_finite_bits(lo_1d));
