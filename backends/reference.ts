@@ -18,11 +18,57 @@ import {
   type SavedForward,
 } from "./_backend.ts";
 
-/** Mean and unbiased variance of `count` values `at(0..count-1)`, two-pass in float64. */
+/**
+ * The sum of `count` values `at(0..count-1)` rounded once to float64 (Shewchuk's exact partials,
+ * as Python's math.fsum; "Adaptive Precision Floating-Point Arithmetic", 1997). A float64 sum in
+ * order drops values far below a running sum that later cancels: a row of five +3.4e38, five
+ * -3.4e38 and O(1) values has the mean 0.0354, which such a sum made 2.75e-32, and an evaluation
+ * of std 0 took the sign of x - mu from it (y +Infinity for -Infinity; attack fuzzer seed 204240,
+ * tests/exact_mean_test.ts). Where a value is not finite, the plain sum (its NaN and infinities
+ * are PyTorch's).
+ */
+export function exactSum(count: number, at: (i: number) => number): number {
+  const partials: number[] = [];
+  let plain = 0;
+  for (let i = 0; i < count; i++) {
+    let v = at(i);
+    plain += v;
+    let kept = 0;
+    for (let k = 0; k < partials.length; k++) {
+      let p = partials[k];
+      if (Math.abs(v) < Math.abs(p)) [v, p] = [p, v];
+      const hi = v + p;
+      const lo = p - (hi - v);
+      if (lo !== 0) partials[kept++] = lo;
+      v = hi;
+    }
+    partials.length = kept;
+    partials.push(v);
+  }
+  if (!Number.isFinite(plain)) return plain;
+  // The partials are non-overlapping, increasing in magnitude: add them from the largest, and
+  // round a final half-way case as the rest of the partials direct (math.fsum's last step).
+  let n = partials.length, hi = 0, lo = 0;
+  if (n > 0) hi = partials[--n];
+  while (n > 0) {
+    const v = hi, p = partials[--n];
+    hi = v + p;
+    lo = p - (hi - v);
+    if (lo !== 0) break;
+  }
+  if (n > 0 && ((lo < 0 && partials[n - 1] < 0) || (lo > 0 && partials[n - 1] > 0))) {
+    const twice = lo * 2, rounded = hi + twice;
+    if (twice === rounded - hi) hi = rounded;
+  }
+  return hi + 0; // (+0 for a sum of zeros, as a sum from 0 has it)
+}
+
+/**
+ * Mean and unbiased variance of `count` values `at(0..count-1)`, two-pass in float64, the mean
+ * from their exact sum.
+ */
 function meanVar(count: number, at: (i: number) => number): [number, number] {
-  let sum = 0;
-  for (let i = 0; i < count; i++) sum += at(i);
-  const mean = sum / count;
+  const mean = exactSum(count, at) / count;
   let m2 = 0;
   for (let i = 0; i < count; i++) m2 += (at(i) - mean) ** 2;
   // count = 1 gives 0/0 = NaN, as torch's unbiased var does.
@@ -32,12 +78,15 @@ function meanVar(count: number, at: (i: number) => number): [number, number] {
 /**
  * Mean and variance of a group from the per-member (mean, unbiased var) pairs, the way the
  * reference derives LN and BN statistics from IN ones, written without cancellation:
- * mean_k var_k + mean_k (mu_k - mu)^2 equals mean_k (var_k + mu_k^2) - mu^2.
+ * mean_k var_k + mean_k (mu_k - mu)^2 equals mean_k (var_k + mu_k^2) - mu^2. `mean` is the
+ * group's mean from its values' exact sum (the members' rounded means may cancel).
  */
-function mergeGroup(count: number, mu: (k: number) => number, v: (k: number) => number) {
-  let mean = 0;
-  for (let k = 0; k < count; k++) mean += mu(k);
-  mean /= count;
+function mergeGroup(
+  count: number,
+  mean: number,
+  mu: (k: number) => number,
+  v: (k: number) => number,
+) {
   let variance = 0;
   for (let k = 0; k < count; k++) variance += v(k) + (mu(k) - mean) ** 2;
   return [mean, variance / count];
@@ -103,14 +152,13 @@ function bnPartials(
   const mean = new Float64Array(c), m2 = new Float64Array(c);
   // Each mean as a sum divided once, as torch's mean (a sum of x / n rounds every term: a
   // constant column of 2^109 had a mean off by its ulps and a variance of 6e33 for 0).
+  const { m } = problem;
   for (let j = 0; j < c; j++) {
     if (problem.layout === "1d") {
-      for (let i = 0; i < n; i++) mean[j] += x[i * c + j];
-      mean[j] /= n;
+      mean[j] = exactSum(n, (i) => x[i * c + j]) / n;
       for (let i = 0; i < n; i++) m2[j] += (x[i * c + j] - mean[j]) ** 2;
     } else {
-      for (let i = 0; i < n; i++) mean[j] += inner.mean[i * c + j];
-      mean[j] /= n;
+      mean[j] = exactSum(n * m, (t) => x[(Math.floor(t / m) * c + j) * m + t % m]) / (n * m);
       for (let i = 0; i < n; i++) {
         m2[j] += inner.var[i * c + j] + (inner.mean[i * c + j] - mean[j]) ** 2;
       }
@@ -129,7 +177,7 @@ function statistics(
   params: Params64,
   batch?: BNPartials,
 ): Statistics {
-  const { n, c } = problem;
+  const { n, c, m } = problem;
   const inner = innerStatistics(problem, x);
   const means: Statistics["means"] = [], vars: Statistics["vars"] = [];
   if (problem.layout === "1d") {
@@ -140,6 +188,7 @@ function statistics(
     for (let i = 0; i < n; i++) {
       [lnMean[i], lnVar[i]] = mergeGroup(
         c,
+        exactSum(c * m, (t) => x[i * c * m + t]) / (c * m),
         (j) => inner.mean[i * c + j],
         (j) => inner.var[i * c + j],
       );
