@@ -95,3 +95,48 @@ for (const [big, small] of [[1e20, 1e-18], [3.4028234663852886e38, 0.5]] as cons
     },
   );
 }
+
+// Layout "1d", training: a channel [B, -B, v] (samples 0 and 1 wide there) whose BN mean v / 3
+// lies below 2^-100 of its unit, mixed into sample 2's narrow elements (values ~1e-18) under
+// that sample's LN variance (~1e-36).
+for (const big of [1e20, 3.4028234663852886e38]) {
+  rangeTests(
+    `SwitchNorm1d: a training step mixing a narrow sample on a BN mean that +-${big} cancel ` +
+      `to ~1e-18 gives the reference's y and gradients`,
+    async (backend) => {
+      const v = (k: number) => k * 1e-18;
+      const x = Float32Array.of(
+        big,
+        v(1),
+        v(-2),
+        v(3),
+        -big,
+        v(2),
+        v(1),
+        v(-1),
+        v(3),
+        v(-1),
+        v(4),
+        v(2),
+      );
+      const call: LayerCall = {
+        layer: "1d",
+        shape: [3, 4],
+        options: { eps: 0 },
+        state: {
+          weight: new Float32Array(4).fill(1),
+          bias: new Float32Array(4),
+          mean_weight: Float32Array.of(-1e30, 0),
+          var_weight: Float32Array.of(0, -1e30),
+        },
+        partial: true,
+        training: true,
+        x,
+        dy: Float32Array.from({ length: 12 }, (_, i) => DY[i % 8] * (i % 3 === 0 ? -1 : 1)),
+        scales: true,
+      };
+      const { want, got } = await runBoth(call, backend);
+      assertRangeChecks(call, got, want);
+    },
+  );
+}
