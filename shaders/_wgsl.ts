@@ -63,6 +63,9 @@ const F_VAR_OFFSET: u32 = 0x3fe00000u;
 // Bit 30: an evaluation's BN Group (running buffers), whose unit bounds no x: it does not set a
 // mix's unit (sets_unit); its mean sets a floor of it and its variance the std's unit (wide_map).
 const F_RUNNING: u32 = 0x40000000u;
+// Bit 31 of a Term's flags (never a record's): its mean is its record's fine word, in the unit
+// 2^FINE_MEAN_UNIT (fine_mean_term); its variance and x keep the record's unit (var_unit, x_unit).
+const F_FINE_TERM: u32 = 0x80000000u;
 
 // Bits of Params.flags.
 const P_HAS_IN: u32 = 1u; // layout "nd": IN statistics per (n, c) take part
@@ -1015,10 +1018,11 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // (eps, like running buffers, sets the std's unit v_e alone, and e is at least 2^62 below it:
   // a unit of at least sqrt(eps)'s flushed data of 1e-37 under eps 1e10, dgamma 0.19 of its term
   // scale off, attack helper-71.)
+  // (x_unit: a fine term's, fine_mean_term, is its record's unit, not its mean's.)
   var e = -1000;
-  e = select(e, max(e, unit_of(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
-  e = select(e, max(e, unit_of(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
-  e = select(e, max(e, unit_of(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
+  e = select(e, max(e, x_unit(t0.flags)), sets_unit(t0, P.wmean.x, P.wvar.x));
+  e = select(e, max(e, x_unit(t1.flags)), sets_unit(t1, P.wmean.y, P.wvar.y));
+  e = select(e, max(e, x_unit(t2.flags)), sets_unit(t2, P.wmean.z, P.wvar.z));
   // The unit of the mix's std: the largest of its weighted variances' (unit_k + half the exponent
   // of wvar_k var_k) and sqrt(eps)'s. A unit set by means far above it (a row of one repeated
   // value 4e23 with eps > 0, data of 3e30 beside an evaluation's BN std of 8) would take var +
@@ -1046,7 +1050,7 @@ fn wide_map(t0: Term, t1: Term, t2: Term, gamma: f32, beta: f32) -> WideMap {
   // (An unscaled term 0 bounds |x| by 2^40: x 2^-e stays finite down to e = -86. Running
   // buffers set no unit, sets_unit: with the data's terms of weight 0, e was eps_exp, -1000 for
   // eps 0: NaN for -Infinity, nd fuzzer FUZZ_ZERO_WEIGHTS=1 seeds 82, 899.)
-  let x_floor = select(-86, unit_of(t0.flags) - 125, is_scaled(t0.flags));
+  let x_floor = select(-86, x_unit(t0.flags) - 125, is_scaled(t0.flags));
   e = max(e, max(x_floor, max(mean_exp(1u, t1), mean_exp(2u, t2)) - 126));
   // Where the means keep e more than 2^62 above the std's unit (means 2^125 above it, the most
   // x 2^-e allows, and a std 2^63 or more below that), var + eps would fall below float32's
@@ -1455,6 +1459,59 @@ fn nd_terms_in(p: Partial) -> Term {
 
 fn group_term(g: Group) -> Term {
   return Term(g.hi, g.lo, g.variance, g.flags);
+}
+
+// A scaled term whose record carries a fine word (its mean below 2^-FINE_MEAN_BELOW of its unit,
+// the words hi and lo 0 or subnormal there) as a Term whose mean is that word: hi = fine, lo =
+// rest, in the unit 2^FINE_MEAN_UNIT, the variance kept in the record's unit by F_VAR_OFFSET
+// (var_unit) and the record's unit, which bounds its x, read by x_unit. The forward's x - mu took
+// the words: an evaluation on the IN mean 1.5 s / 8 of a row [B, -B, s, s / 2, 0, 0, 0, 0] over a
+// tiny running_var lost it (y 4.6e-12 for -8.6e17 with B 3.4e38, s 0.5, running_var 1.2e-38; 0
+// for -0.017 with B 1e20, s 1e-20; NaN or the wrong infinity over a running_var of 0), and a
+// narrow row mixed on such an LN mean in training likewise (tests/wide_row_fine_mean_eval_test.ts).
+// The term itself elsewhere (records without a fine word, running buffers: F_VAR_OFFSET 0 in
+// every data record).
+fn fine_mean_term(t: Term, fine: f32, rest: f32) -> Term {
+  let on = fine_flags_on(t.flags, fine);
+  return Term(select(t.hi, fine, on), select(t.lo, rest, on), t.variance, select(t.flags, fine_flags(t.flags), on));
+}
+
+// Whether a record of these flags with this fine word is taken as a fine term.
+fn fine_flags_on(flags: u32, fine: f32) -> bool {
+  return (fine != 0.0) & is_scaled(flags) & ((flags & F_VAR_OFFSET) == 0u) & is_finite_bits(fine);
+}
+
+// A fine term's flags: the unit 2^FINE_MEAN_UNIT, var_unit = FINE_MEAN_UNIT + o with o = unit -
+// FINE_MEAN_UNIT (|o| <= 255; -o in the bits), F_FINE_TERM.
+fn fine_flags(flags: u32) -> u32 {
+  let o = unit_of(flags) - FINE_MEAN_UNIT;
+  return (flags & ~(F_FIELD | F_VAR_OFFSET)) | (u32(FINE_MEAN_UNIT + 127) << 8u) | ((u32(-o) & 0x1ffu) << 21u) |
+    F_FINE_TERM;
+}
+
+// nd_terms_in with its record's fine word (fine_mean_term).
+fn nd_mean_term_in(p: Partial) -> Term {
+  return fine_mean_term(nd_terms_in(p), p.fine, 0.0);
+}
+
+// A Group with its fine word as its mean (fine_mean_term): hi = fine, lo = fine_rest, fine 0.
+fn fine_group(g: Group) -> Group {
+  let on = fine_flags_on(g.flags, g.fine);
+  return Group(
+    select(g.hi, g.fine, on),
+    select(g.lo, g.fine_rest, on),
+    g.variance,
+    select(g.flags, fine_flags(g.flags), on),
+    g.var_lo,
+    select(g.fine, 0.0, on),
+    select(g.mean_rest, 0.0, on),
+    select(g.fine_rest, 0.0, on),
+  );
+}
+
+// The unit a term's record bounds its x by: unit_of, but a fine term's (fine_mean_term) record's.
+fn x_unit(flags: u32) -> i32 {
+  return select(unit_of(flags), var_unit(flags), (flags & F_FINE_TERM) != 0u);
 }
 
 // Whether a segment's (or row's) float32 mean (~6e-8 of its std off) is too coarse: it lies within 2^-10
@@ -4309,7 +4366,28 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   }
   // Written re-centred (shift = f32(K + mean), mean = the rest), as sn1d_stats writes its lines.
   let c = recentred(shift, q);
-  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, 0.0, 0.0);
+  // A mean below 2^-FINE_MEAN_BELOW of the unit (0 or subnormal words: +-v pairs and a small
+  // pair) carries its fine word (FINE_MEAN_UNIT, common.wgsl), as sn_wide_stats' rows do
+  // (fine_mean_word): the values at or above 2^-FINE_MEAN_BELOW of the unit summed there, those
+  // below in the unit 2^FINE_MEAN_UNIT, each a pair renormalized at every step. Without it the
+  // groups' fine words (sn_group_stats, group_fine) left such a line out, and the forward's x - mu
+  // took the mean as 0: an evaluation on the LN mean 1.5 s / 8 of a sample [B, -B, s, s / 2, 0,
+  // 0, 0, 0] over a tiny running_var, y 0 for -0.017 (B 1e20, s 1e-20, running_var 1.2e-38;
+  // tests/wide_row_fine_mean_eval_test.ts). A loop of bound 0 for every other line.
+  let below = words_below_fine(c.x, c.y);
+  var big = vec2<f32>(0.0);
+  var small = vec2<f32>(0.0);
+  for (var i = 0u; i < select(0u, len, below); i++) {
+    let v = x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)];
+    if (bits_exponent(v) + k < -FINE_MEAN_BELOW) {
+      small = pair_add(small, scale2(v, -FINE_MEAN_UNIT));
+    } else {
+      big = pair_add(big, scale2(v, k));
+    }
+  }
+  let ft = pair_sum(vec2<f32>(scale2(big.x, -k - FINE_MEAN_UNIT), scale2(big.y, -k - FINE_MEAN_UNIT)), small);
+  let fine = fine_word(ft, len, below);
+  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, fine, 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -5858,8 +5936,8 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
   let e = n * P.c + c;
   if (e >= first && e < end) {
     let i = e - first;
-    let ln = groups[n - P.rec_base];
-    let bn = cgroups[P.n + c - P.chan_base];
+    let ln = fine_group(groups[n - P.rec_base]);
+    let bn = fine_group(cgroups[P.n + c - P.chan_base]);
     let none = Term(0.0, 0.0, 0.0, 0u);
     let w = wide_map_1d(ln, bn, affine[c], affine[P.c + c]);
     // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.
@@ -5980,11 +6058,11 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row - P.rec_base];
-  let ln = groups[n - P.rec_base / P.c];
+  let ln = fine_group(groups[n - P.rec_base / P.c]);
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
-  let t0 = nd_terms_in(p);
+  let bn = fine_group(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
+  let t0 = nd_mean_term_in(p);
   let w = wide_map(t0, group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
   // A mix of std 0 with eps 0 (sn_mix lists it): y = (x - mu) gamma / 0 (std_zero_y).
   let zero = std_zero(t0, group_term(ln), group_term(bn)) &&
@@ -8772,9 +8850,9 @@ fn main(
   let n = row / P.c;
   let c = row - n * P.c;
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
-  let t0 = nd_terms_in(rows[row - P.row_base]);
-  let t1 = group_term(groups[n - P.row_base / P.c]);
+  let bn = fine_group(select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn));
+  let t0 = nd_mean_term_in(rows[row - P.row_base]);
+  let t1 = group_term(fine_group(groups[n - P.row_base / P.c]));
   let t2 = group_term(bn);
   if (!zero_std_mix(t0, t1, t2)) {
     if (mix_flagged(t0, t1, t2)) {
@@ -8836,8 +8914,8 @@ fn main(
   }
   let n = e / P.c;
   let c = e - n * P.c;
-  let ln = groups[n - P.row_base];
-  let bn = groups[P.n + c - P.stat_bn_base];
+  let ln = fine_group(groups[n - P.row_base]);
+  let bn = fine_group(groups[P.n + c - P.stat_bn_base]);
   let none = Term(0.0, 0.0, 0.0, 0u);
   if (!zero_std_mix(group_term(ln), group_term(bn), none)) {
     if (mix_flagged(group_term(ln), group_term(bn), none)) {
@@ -8934,9 +9012,9 @@ fn main(
     let n = row / P.c;
     let c = row - n * P.c;
     let use_bn = (P.flags & P_USING_BN) != 0u;
-    let t0 = nd_terms_in(rows[row - P.rec_base]);
-    let t1 = group_term(groups[n - P.rec_base / P.c]);
-    let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
+    let t0 = nd_mean_term_in(rows[row - P.rec_base]);
+    let t1 = group_term(fine_group(groups[n - P.rec_base / P.c]));
+    let t2 = group_term(fine_group(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn)));
     if (span.x < span.y && zero_std_mix(t0, t1, t2)) {
       // Where some term counts, y of the elements whose x - mu sn_wide_normalize found 0 in the
       // mix's unit (not fine_mean's) though the parts of mu lost below float32 are not 0
@@ -9003,8 +9081,8 @@ fn main(
       let nc = group_member(g, j);
       let e = nc.x * P.c + nc.y;
       if (e >= first && e < end) {
-        let ln = groups[nc.x - P.rec_base];
-        let bn = cgroups[P.n + nc.y - P.chan_base];
+        let ln = fine_group(groups[nc.x - P.rec_base]);
+        let bn = fine_group(cgroups[P.n + nc.y - P.chan_base]);
         let t0 = group_term(ln);
         let t1 = group_term(bn);
         let none = Term(0.0, 0.0, 0.0, 0u);

@@ -29,8 +29,8 @@ fn main(
   }
   let n = e / P.c;
   let c = e - n * P.c;
-  let ln = groups[n - P.row_base];
-  let bn = groups[P.n + c - P.stat_bn_base];
+  let ln = fine_group(groups[n - P.row_base]);
+  let bn = fine_group(groups[P.n + c - P.stat_bn_base]);
   let none = Term(0.0, 0.0, 0.0, 0u);
   if (!zero_std_mix(group_term(ln), group_term(bn), none)) {
     if (mix_flagged(group_term(ln), group_term(bn), none)) {

@@ -45,8 +45,8 @@ fn write_y(n: u32, c: u32, first: u32, end: u32) {
   let e = n * P.c + c;
   if (e >= first && e < end) {
     let i = e - first;
-    let ln = groups[n - P.rec_base];
-    let bn = cgroups[P.n + c - P.chan_base];
+    let ln = fine_group(groups[n - P.rec_base]);
+    let bn = fine_group(cgroups[P.n + c - P.chan_base]);
     let none = Term(0.0, 0.0, 0.0, 0u);
     let w = wide_map_1d(ln, bn, affine[c], affine[P.c + c]);
     // std 0 with eps 0 (a constant sample in a channel of BN variance 0): std_zero_y.

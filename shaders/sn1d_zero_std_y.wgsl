@@ -36,8 +36,8 @@ fn main(
       let nc = group_member(g, j);
       let e = nc.x * P.c + nc.y;
       if (e >= first && e < end) {
-        let ln = groups[nc.x - P.rec_base];
-        let bn = cgroups[P.n + nc.y - P.chan_base];
+        let ln = fine_group(groups[nc.x - P.rec_base]);
+        let bn = fine_group(cgroups[P.n + nc.y - P.chan_base]);
         let t0 = group_term(ln);
         let t1 = group_term(bn);
         let none = Term(0.0, 0.0, 0.0, 0u);

@@ -31,9 +31,9 @@ fn main(
   let n = row / P.c;
   let c = row - n * P.c;
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn);
-  let t0 = nd_terms_in(rows[row - P.row_base]);
-  let t1 = group_term(groups[n - P.row_base / P.c]);
+  let bn = fine_group(select_group(groups[select(n - P.row_base / P.c, P.n + c - P.stat_bn_base, use_bn)], use_bn));
+  let t0 = nd_mean_term_in(rows[row - P.row_base]);
+  let t1 = group_term(fine_group(groups[n - P.row_base / P.c]));
   let t2 = group_term(bn);
   if (!zero_std_mix(t0, t1, t2)) {
     if (mix_flagged(t0, t1, t2)) {

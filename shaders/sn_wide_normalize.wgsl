@@ -48,11 +48,11 @@ fn normalize_segment(row: u32, span: vec2<u32>, lid: u32) {
   let n = row / P.c;
   let c = row - n * P.c;
   let p = rows[row - P.rec_base];
-  let ln = groups[n - P.rec_base / P.c];
+  let ln = fine_group(groups[n - P.rec_base / P.c]);
   // Loaded either way and zeroed without usingBN (see sn_mix.wgsl).
   let use_bn = (P.flags & P_USING_BN) != 0u;
-  let bn = select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn);
-  let t0 = nd_terms_in(p);
+  let bn = fine_group(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
+  let t0 = nd_mean_term_in(p);
   let w = wide_map(t0, group_term(ln), group_term(bn), affine[c], affine[P.c + c]);
   // A mix of std 0 with eps 0 (sn_mix lists it): y = (x - mu) gamma / 0 (std_zero_y).
   let zero = std_zero(t0, group_term(ln), group_term(bn)) &&

@@ -33,9 +33,9 @@ fn main(
     let n = row / P.c;
     let c = row - n * P.c;
     let use_bn = (P.flags & P_USING_BN) != 0u;
-    let t0 = nd_terms_in(rows[row - P.rec_base]);
-    let t1 = group_term(groups[n - P.rec_base / P.c]);
-    let t2 = group_term(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn));
+    let t0 = nd_mean_term_in(rows[row - P.rec_base]);
+    let t1 = group_term(fine_group(groups[n - P.rec_base / P.c]));
+    let t2 = group_term(fine_group(select_group(cgroups[select(0u, P.n + c - P.chan_base, use_bn)], use_bn)));
     if (span.x < span.y && zero_std_mix(t0, t1, t2)) {
       // Where some term counts, y of the elements whose x - mu sn_wide_normalize found 0 in the
       // mix's unit (not fine_mean's) though the parts of mu lost below float32 are not 0

@@ -59,6 +59,7 @@ export const FILES: Record<string, () => Promise<unknown>> = {
   "wasm_range_fuzz_cases_test.ts": () => import("./wasm_range_fuzz_cases_test.ts"),
   "wide_group_mix_test.ts": () => import("./wide_group_mix_test.ts"),
   "wide_row_far_terms_test.ts": () => import("./wide_row_far_terms_test.ts"),
+  "wide_row_fine_mean_eval_test.ts": () => import("./wide_row_fine_mean_eval_test.ts"),
   "wide_row_mean_pairs_test.ts": () => import("./wide_row_mean_pairs_test.ts"),
   "zero_dy_row_test.ts": () => import("./zero_dy_row_test.ts"),
   "zero_member_unit_test.ts": () => import("./zero_member_unit_test.ts"),
