@@ -6,18 +6,27 @@
  * [B, -B, s, s/2, 0, 0, 0, 0] has mean 1.5 s / 8, and y of its zeros is -mu / sqrt(running_var).
  * WebGPU's forward took the mean as 0 there: y 4.6e-12 for -8.6e17 (B 3.4e38, s 0.5, running_var
  * 1.2e-38), 0 for -0.017 (B 1e20, s 1e-20); with running_var 0 (std 0) +-Infinity of the wrong
- * sign, or NaN. (B, -B first: the float64 reference sums in order, so its mean is exact.)
+ * sign, or NaN. Both orders [B, -B, s, s/2, ...] and [s, B, -B, s/2, ...]: a float64 sum in
+ * order lost s in the second (the reference's means are exact sums since, tests/exact_mean_test.ts).
  */
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 
-function cancelledRow(big: number, small: number): Float32Array {
-  return Float32Array.of(big, -big, small, small / 2, 0, 0, 0, 0);
+function cancelledRow(big: number, small: number, smallFirst = false): Float32Array {
+  return smallFirst
+    ? Float32Array.of(small, big, -big, small / 2, 0, 0, 0, 0)
+    : Float32Array.of(big, -big, small, small / 2, 0, 0, 0, 0);
 }
 
 const DY = Float32Array.of(0.5, -1, 2, 0.25, -0.75, 1, 0.125, -2);
 
 /** An evaluation on IN's mean (LN's for "1d") and BN's variance, running_var `rv`. */
-function evaluation(layer: "1d" | "2d", big: number, small: number, rv: number): LayerCall {
+function evaluation(
+  layer: "1d" | "2d",
+  big: number,
+  small: number,
+  rv: number,
+  smallFirst = false,
+): LayerCall {
   const nd = layer === "2d";
   const c = nd ? 1 : 8;
   return {
@@ -33,7 +42,7 @@ function evaluation(layer: "1d" | "2d", big: number, small: number, rv: number):
       running_var: new Float32Array(c).fill(rv),
     },
     training: false,
-    x: cancelledRow(big, small),
+    x: cancelledRow(big, small, smallFirst),
     dy: DY,
     scales: true,
   };
@@ -49,15 +58,19 @@ const CASES: readonly [number, number][] = [
 for (const layer of ["2d", "1d"] as const) {
   for (const rv of [1.2e-38, 1e-30, 0]) {
     for (const [big, small] of CASES) {
-      rangeTests(
-        `SwitchNorm${layer}: an evaluation on the mean of a row of +-${big} that cancels to ${small} ` +
-          `(below 2^-100 of its unit), over a running_var of ${rv}, gives the reference's y and gradients`,
-        async (backend) => {
-          const call = evaluation(layer, big, small, rv);
-          const { want, got } = await runBoth(call, backend);
-          assertRangeChecks(call, got, want);
-        },
-      );
+      for (const smallFirst of [false, true]) {
+        rangeTests(
+          `SwitchNorm${layer}: an evaluation on the mean of a row of +-${big} that cancels to ${small} ` +
+            `(below 2^-100 of its unit${
+              smallFirst ? ", that value first" : ""
+            }), over a running_var of ${rv}, gives the reference's y and gradients`,
+          async (backend) => {
+            const call = evaluation(layer, big, small, rv, smallFirst);
+            const { want, got } = await runBoth(call, backend);
+            assertRangeChecks(call, got, want);
+          },
+        );
+      }
     }
   }
 }
