@@ -19,67 +19,52 @@ import {
 } from "./_backend.ts";
 
 /**
- * The sum of `count` values `at(0..count-1)` rounded once to float64 (Shewchuk's exact partials,
- * as Python's math.fsum; "Adaptive Precision Floating-Point Arithmetic", 1997). A float64 sum in
- * order drops values far below a running sum that later cancels: a row of five +3.4e38, five
- * -3.4e38 and O(1) values has the mean 0.0354, which such a sum made 2.75e-32, and an evaluation
- * of std 0 took the sign of x - mu from it (y +Infinity for -Infinity; attack fuzzer seed 204240,
- * tests/exact_mean_test.ts). Where a value is not finite, the plain sum (its NaN and infinities
- * are PyTorch's).
+ * The sum of `count` values `at(0..count-1)` in float64 with every addition's rounding error
+ * gathered apart and added at the end (Neumaier's compensated sum, "Rundungsfehleranalyse einiger
+ * Verfahren zur Summation endlicher Summen", 1974): within a few ulps of the exact sum, where a
+ * float64 sum in order drops values far below a running sum that later cancels: a row of five
+ * +3.4e38, five -3.4e38 and O(1) values has the mean 0.0354, which such a sum made 2.75e-32, and
+ * an evaluation of std 0 took the sign of x - mu from it (y +Infinity for -Infinity; attack
+ * fuzzer seed 204240, tests/exact_mean_test.ts). Where a value is not finite, the plain sum (its
+ * NaN and infinities are PyTorch's).
  */
-export function exactSum(count: number, at: (i: number) => number): number {
-  const partials: number[] = [];
-  let plain = 0;
+export function compensatedSum(count: number, at: (i: number) => number): number {
+  const [sum, lost] = compensatedParts(count, at);
+  return sum + lost;
+}
+
+/**
+ * compensatedSum's two parts [sum, lost]: the float64 sum in order and the rounding errors it
+ * dropped (0 where the sum is not finite), whose compensated sums over rows give a group's.
+ */
+function compensatedParts(count: number, at: (i: number) => number): [number, number] {
+  let sum = 0, lost = 0;
   for (let i = 0; i < count; i++) {
-    let v = at(i);
-    plain += v;
-    let kept = 0;
-    for (let k = 0; k < partials.length; k++) {
-      let p = partials[k];
-      if (Math.abs(v) < Math.abs(p)) [v, p] = [p, v];
-      const hi = v + p;
-      const lo = p - (hi - v);
-      if (lo !== 0) partials[kept++] = lo;
-      v = hi;
-    }
-    partials.length = kept;
-    partials.push(v);
+    const v = at(i), t = sum + v;
+    lost += Math.abs(sum) >= Math.abs(v) ? (sum - t) + v : (v - t) + sum;
+    sum = t;
   }
-  if (!Number.isFinite(plain)) return plain;
-  // The partials are non-overlapping, increasing in magnitude: add them from the largest, and
-  // round a final half-way case as the rest of the partials direct (math.fsum's last step).
-  let n = partials.length, hi = 0, lo = 0;
-  if (n > 0) hi = partials[--n];
-  while (n > 0) {
-    const v = hi, p = partials[--n];
-    hi = v + p;
-    lo = p - (hi - v);
-    if (lo !== 0) break;
-  }
-  if (n > 0 && ((lo < 0 && partials[n - 1] < 0) || (lo > 0 && partials[n - 1] > 0))) {
-    const twice = lo * 2, rounded = hi + twice;
-    if (twice === rounded - hi) hi = rounded;
-  }
-  return hi + 0; // (+0 for a sum of zeros, as a sum from 0 has it)
+  return [sum, Number.isFinite(sum) ? lost : 0];
 }
 
 /**
  * Mean and unbiased variance of `count` values `at(0..count-1)`, two-pass in float64, the mean
- * from their exact sum.
+ * from their compensated sum; with that sum's parts (compensatedParts).
  */
-function meanVar(count: number, at: (i: number) => number): [number, number] {
-  const mean = exactSum(count, at) / count;
+function meanVar(count: number, at: (i: number) => number): [number, number, number, number] {
+  const [sum, lost] = compensatedParts(count, at);
+  const mean = (sum + lost) / count;
   let m2 = 0;
   for (let i = 0; i < count; i++) m2 += (at(i) - mean) ** 2;
   // count = 1 gives 0/0 = NaN, as torch's unbiased var does.
-  return [mean, m2 / (count - 1)];
+  return [mean, m2 / (count - 1), sum, lost];
 }
 
 /**
  * Mean and variance of a group from the per-member (mean, unbiased var) pairs, the way the
  * reference derives LN and BN statistics from IN ones, written without cancellation:
  * mean_k var_k + mean_k (mu_k - mu)^2 equals mean_k (var_k + mu_k^2) - mu^2. `mean` is the
- * group's mean from its values' exact sum (the members' rounded means may cancel).
+ * group's mean from its values' compensated sum (the members' rounded means may cancel).
  */
 function mergeGroup(
   count: number,
@@ -110,7 +95,13 @@ interface Statistics {
   /** Training with BN: the batch's BN statistics (length C) and its size. */
   readonly batch?: { mean: Float64Array; var: Float64Array; count: number };
   /** "nd": per-(n,c) IN statistics; "1d": per-n LN statistics. For the backward pass. */
-  readonly inner: { mean: Float64Array; var: Float64Array };
+  readonly inner: {
+    mean: Float64Array;
+    var: Float64Array;
+    /** Each row's compensated sum's parts (compensatedParts), for its groups' means. */
+    sum: Float64Array;
+    lost: Float64Array;
+  };
 }
 
 /** The parameters as the float64 functions read them (LayerParams, or float64 copies in tests). */
@@ -130,16 +121,29 @@ interface BNPartials {
   m2: Float64Array;
 }
 
-function innerStatistics(problem: NormProblem, x: ArrayLike<number>) {
+function innerStatistics(problem: NormProblem, x: ArrayLike<number>): Statistics["inner"] {
   const { n, c, m } = problem;
-  if (problem.layout === "1d") {
-    const mean = new Float64Array(n), variance = new Float64Array(n);
-    for (let i = 0; i < n; i++) [mean[i], variance[i]] = meanVar(c, (j) => x[i * c + j]);
-    return { mean, var: variance };
+  const rows = problem.layout === "1d" ? n : n * c, len = problem.layout === "1d" ? c : m;
+  const mean = new Float64Array(rows), variance = new Float64Array(rows);
+  const sum = new Float64Array(rows), lost = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    [mean[r], variance[r], sum[r], lost[r]] = meanVar(len, (i) => x[r * len + i]);
   }
-  const mean = new Float64Array(n * c), variance = new Float64Array(n * c);
-  for (let r = 0; r < n * c; r++) [mean[r], variance[r]] = meanVar(m, (i) => x[r * m + i]);
-  return { mean, var: variance };
+  return { mean, var: variance, sum, lost };
+}
+
+/** The mean of `count` rows of `len` values each from their sums' parts (rows `row(0..count-1)`). */
+function groupMean(
+  inner: Statistics["inner"],
+  count: number,
+  len: number,
+  row: (k: number) => number,
+): number {
+  const parts = compensatedSum(
+    2 * count,
+    (k) => k < count ? inner.sum[row(k)] : inner.lost[row(k - count)],
+  );
+  return parts / (count * len);
 }
 
 /** This batch's BN statistics per channel, as a triple that merges across replicas. */
@@ -155,10 +159,10 @@ function bnPartials(
   const { m } = problem;
   for (let j = 0; j < c; j++) {
     if (problem.layout === "1d") {
-      mean[j] = exactSum(n, (i) => x[i * c + j]) / n;
+      mean[j] = compensatedSum(n, (i) => x[i * c + j]) / n;
       for (let i = 0; i < n; i++) m2[j] += (x[i * c + j] - mean[j]) ** 2;
     } else {
-      mean[j] = exactSum(n * m, (t) => x[(Math.floor(t / m) * c + j) * m + t % m]) / (n * m);
+      mean[j] = groupMean(inner, n, m, (i) => i * c + j);
       for (let i = 0; i < n; i++) {
         m2[j] += inner.var[i * c + j] + (inner.mean[i * c + j] - mean[j]) ** 2;
       }
@@ -188,7 +192,7 @@ function statistics(
     for (let i = 0; i < n; i++) {
       [lnMean[i], lnVar[i]] = mergeGroup(
         c,
-        exactSum(c * m, (t) => x[i * c * m + t]) / (c * m),
+        groupMean(inner, c, m, (j) => i * c + j),
         (j) => inner.mean[i * c + j],
         (j) => inner.var[i * c + j],
       );

@@ -387,7 +387,7 @@ function ndLoWord(mix: string, training: boolean, s: number, repeat = 1): LayerC
 // sn_wide_normalize). Training under LN and BN equal at 1e10 (rows of 3, 15 and 66) has x - mu
 // exactly 0 in exact arithmetic: WebGPU's y is now beta, as there, and the reference's +-1.74e22
 // is its float64 rounding of the means and their mix: left out. (WASM rounds them so too, and
-// matched the reference's -1.74e22 until the reference took its means from exact sums, session
+// matched the reference's -1.74e22 until the reference took its means from compensated sums, session
 // 48: +1.74e22 there now, WASM's still -1.74e22; neither is the exact beta.)
 const ndLoWordLeftOut = (mix: string, training: boolean, s: number) =>
   s === 2 ** 33

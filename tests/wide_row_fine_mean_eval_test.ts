@@ -7,7 +7,7 @@
  * WebGPU's forward took the mean as 0 there: y 4.6e-12 for -8.6e17 (B 3.4e38, s 0.5, running_var
  * 1.2e-38), 0 for -0.017 (B 1e20, s 1e-20); with running_var 0 (std 0) +-Infinity of the wrong
  * sign, or NaN. Both orders [B, -B, s, s/2, ...] and [s, B, -B, s/2, ...]: a float64 sum in
- * order lost s in the second (the reference's means are exact sums since, tests/exact_mean_test.ts).
+ * order lost s in the second (the reference's means are compensated sums since, tests/exact_mean_test.ts).
  */
 import { assertRangeChecks, type LayerCall, rangeTests, runBoth } from "./_range_compare.ts";
 
