@@ -7,6 +7,8 @@
  * @module
  */
 import assert from "node:assert/strict";
+// Pinned inline, as in tests/range_property_test.ts (README, Dependencies).
+// deno-lint-ignore no-import-prefix
 import fc from "npm:fast-check@4.10.2";
 import { compensatedSum } from "../backends/reference.ts";
 import { assertCloseToScale } from "./_close.ts";
