@@ -15,7 +15,13 @@ export interface Tensor {
 export interface Layer {
   upload(data: Float32Array, shape: readonly number[]): Promise<Tensor>;
   forward(x: Tensor, options?: { keepForBackward?: boolean }): Promise<Tensor>;
+  forward(
+    x: Float32Array,
+    shape: readonly number[],
+    options?: { keepForBackward?: boolean },
+  ): Promise<Float32Array>;
   backward(dy: Tensor): Promise<Tensor>;
+  backward(dy: Float32Array): Promise<Float32Array>;
   train(mode: boolean): unknown;
   loadStateDict(state: Record<string, Float32Array>, options: { strict: boolean }): unknown;
 }

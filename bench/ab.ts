@@ -1,9 +1,11 @@
 /**
  * A/B of two checkouts of this module in one process, calls interleaved (A B, then B A, ...), so
  * that the machine's drift hits both alike: per bench shape, a resident training forward (timed
- * to its read-back) then a backward (likewise), on one WASM thread or on WebGPU.
+ * to its read-back) then a backward (likewise), on one WASM thread, on WebGPU or on the float64
+ * reference (the tests' judge: its cost is the test suite's, so a change to backends/reference.ts
+ * is timed here too).
  *
- *   deno run --allow-read --allow-env bench/ab.ts OLD_DIR NEW_DIR [wasm|webgpu] [calls]
+ *   deno run --allow-read --allow-env bench/ab.ts OLD_DIR NEW_DIR [wasm|webgpu|reference] [calls]
  *
  * OLD_DIR and NEW_DIR hold a mod.ts each (for example `git archive REV | tar -x -C DIR`).
  * Prints per shape the p10 (and median) times and NEW/OLD ratios; swap the two to see the
@@ -26,11 +28,11 @@ const SHAPES = [[8, 64, 56, 56], [32, 256, 14, 14], [2, 32, 128, 128], [64, 512,
 
 if (import.meta.main) {
   const [dirA, dirB, backend = "wasm", callsArg] = Deno.args;
-  if (!dirA || !dirB || !["wasm", "webgpu"].includes(backend)) {
-    console.error("usage: bench/ab.ts OLD_DIR NEW_DIR [wasm|webgpu] [calls]");
+  if (!dirA || !dirB || !["wasm", "webgpu", "reference"].includes(backend)) {
+    console.error("usage: bench/ab.ts OLD_DIR NEW_DIR [wasm|webgpu|reference] [calls]");
     Deno.exit(2);
   }
-  const calls = Number(callsArg ?? (backend === "webgpu" ? 40 : 300));
+  const calls = Number(callsArg ?? { wasm: 300, webgpu: 40, reference: 8 }[backend]);
   const mods: Module[] = [await loadCheckout(dirA), await loadCheckout(dirB)];
   // One thread on both sides (a checkout from before threads has no setNumThreads).
   for (const m of mods) m.setNumThreads?.(1);
@@ -52,13 +54,28 @@ if (import.meta.main) {
           strict: false,
         });
       }
+      // Resident tensors, each call timed to its read-back; the reference holds none: it takes
+      // and gives Float32Arrays.
+      const resident = backend !== "reference";
+      const rx = resident ? await layer.upload(x, shape) : undefined;
+      const rdy = resident ? await layer.upload(dyData, shape) : undefined;
+      const keep = evaluation && !inference ? { keepForBackward: true } : undefined;
       const side = {
-        layer,
-        x: await layer.upload(x, shape),
-        dy: await layer.upload(dyData, shape),
+        forward: async () => {
+          if (!rx) return void await layer.forward(x, shape, keep);
+          const y = await layer.forward(rx, keep);
+          await y.read();
+          y.dispose();
+        },
+        backward: async () => {
+          if (!rdy) return void await layer.backward(dyData);
+          const dx = await layer.backward(rdy);
+          await dx.read();
+          dx.dispose();
+        },
       };
       if (evaluation) {
-        (await layer.forward(side.x)).dispose(); // the running buffers of a step on x
+        await side.forward(); // the running buffers of a step on x
         layer.train(false);
       }
       return side;
@@ -66,24 +83,13 @@ if (import.meta.main) {
     const fwd: number[][] = [[], []], bwd: number[][] = [[], []];
     for (let i = 0; i < calls; i++) {
       for (const s of i % 2 ? [1, 0] : [0, 1]) {
-        const { layer, x, dy } = sides[s];
         let t0 = performance.now();
-        const y = await layer.forward(
-          x,
-          evaluation && !inference ? { keepForBackward: true } : undefined,
-        );
-        await y.read();
+        await sides[s].forward();
         fwd[s].push(performance.now() - t0);
-        if (inference) {
-          y.dispose();
-          continue;
-        }
+        if (inference) continue;
         t0 = performance.now();
-        const dx = await layer.backward(dy);
-        await dx.read();
+        await sides[s].backward();
         bwd[s].push(performance.now() - t0);
-        y.dispose();
-        dx.dispose();
       }
     }
     const line = (name: string, t: number[][]) => {
