@@ -1736,6 +1736,34 @@ fn fine_word(t: vec2<f32>, count: u32, keep: bool) -> f32 {
   return select(0.0, m.x + m.y, keep && class_bits(m.x + m.y) == 0u);
 }
 
+// The sums a record's fine word is formed from, its values v added one by one (fine_sums_add;
+// the record's unit is 2^-k): those at or above 2^-FINE_MEAN_BELOW of the unit summed in it
+// (big), those below in the unit 2^FINE_MEAN_UNIT (fine), as in the record's unit they may flush
+// (below 2^-126); each a pair renormalized at every step (pair_add). For a record whose mean
+// lies below 2^-FINE_MEAN_BELOW of its unit (0 or subnormal words, as GPUs may flush them),
+// fine_sums_word forms its fine word, the mean in the unit 2^FINE_MEAN_UNIT,
+// (big 2^(-k - FINE_MEAN_UNIT) + fine) / count (sn_wide_stats' re-sums about 0, sn1d_wide_stats'
+// lines).
+struct FineSums {
+  big: vec2<f32>,
+  fine: vec2<f32>,
+}
+
+fn fine_sums_add(sums: ptr<function, FineSums>, v: f32, k: i32) {
+  if (bits_exponent(v) + k < -FINE_MEAN_BELOW) {
+    (*sums).fine = pair_add((*sums).fine, scale2(v, -FINE_MEAN_UNIT));
+  } else {
+    (*sums).big = pair_add((*sums).big, scale2(v, k));
+  }
+}
+
+// fine_word of the sums: their mean where \`keep\` holds (the record's words below
+// 2^-FINE_MEAN_BELOW of its unit), else 0.
+fn fine_sums_word(sums: FineSums, k: i32, count: u32, keep: bool) -> f32 {
+  let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
+  return fine_word(t, count, keep);
+}
+
 // The mean K + sum / n of n values whose sum of x - K is the pair \`sum\`, re-centred as a
 // summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
 // rest, exact up to float32 rounding of that small rest.
@@ -4047,36 +4075,27 @@ fn m2_about(s: u32, e: u32, k: i32, q: vec2<f32>, count: u32, welford: f32) -> v
 // word gathers the errors of its high one unrenormalized: after v1 + v2 - v1 - v2 its hi and lo
 // can be h and -h, h the rounding of v1 + v2, and a small pair added then rounds at h's ulps
 // (shuffled pairs of ~2^100 and a pair 2^-60 of them: mean_weight's gradient 2.8e-23 for 3.2e-10).
-// Beside it (cancelled_sums), the same sum of the elements at or above 2^-FINE_MEAN_BELOW in the
-// unit (big) and that of those below it in the unit 2^FINE_MEAN_UNIT (fine), where the former
-// flush below 2^-126: a mean that lies below 2^-FINE_MEAN_BELOW of its unit is written from
-// these as the record's fine word (fine_mean_word).
+// Beside it (cancelled_sums), the sums of the record's fine word (FineSums, pair.wgsl), from
+// which a mean below 2^-FINE_MEAN_BELOW of its unit is written as that word (fine_mean_word).
 struct CancelledSums {
   all: vec2<f32>,
-  big: vec2<f32>,
-  fine: vec2<f32>,
+  split: FineSums,
 }
 
 fn cancelled_sums(s: u32, e: u32, k: i32) -> CancelledSums {
-  var sums = CancelledSums(vec2<f32>(0.0), vec2<f32>(0.0), vec2<f32>(0.0));
+  var all = vec2<f32>(0.0);
+  var split = FineSums(vec2<f32>(0.0), vec2<f32>(0.0));
   for (var i = s; i < e; i++) {
-    let v = scale2(x[i], k);
-    sums.all = pair_add(sums.all, v);
-    if (bits_exponent(x[i]) + k < -FINE_MEAN_BELOW) {
-      sums.fine = pair_add(sums.fine, scale2(x[i], -FINE_MEAN_UNIT));
-    } else {
-      sums.big = pair_add(sums.big, v);
-    }
+    all = pair_add(all, scale2(x[i], k));
+    fine_sums_add(&split, x[i], k);
   }
-  return sums;
+  return CancelledSums(all, split);
 }
 
 // The fine word of a record whose mean q (in its unit 2^-k, from sums.all) lies below
-// 2^-FINE_MEAN_BELOW there (0 or subnormal, as GPUs may flush it): the mean in the unit
-// 2^FINE_MEAN_UNIT, (big 2^(-k - FINE_MEAN_UNIT) + fine) / count; 0 for other records.
+// 2^-FINE_MEAN_BELOW there (fine_sums_word); 0 for other records.
 fn fine_mean_word(sums: CancelledSums, k: i32, count: u32, q: vec2<f32>) -> f32 {
-  let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
-  return fine_word(t, count, words_below_fine(q.x, q.y) && count > 0u);
+  return fine_sums_word(sums.split, k, count, words_below_fine(q.x, q.y) && count > 0u);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
@@ -4367,26 +4386,18 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   // Written re-centred (shift = f32(K + mean), mean = the rest), as sn1d_stats writes its lines.
   let c = recentred(shift, q);
   // A mean below 2^-FINE_MEAN_BELOW of the unit (0 or subnormal words: +-v pairs and a small
-  // pair) carries its fine word (FINE_MEAN_UNIT, common.wgsl), as sn_wide_stats' rows do
-  // (fine_mean_word): the values at or above 2^-FINE_MEAN_BELOW of the unit summed there, those
-  // below in the unit 2^FINE_MEAN_UNIT, each a pair renormalized at every step. Without it the
-  // groups' fine words (sn_group_stats, group_fine) left such a line out, and the forward's x - mu
-  // took the mean as 0: an evaluation on the LN mean 1.5 s / 8 of a sample [B, -B, s, s / 2, 0,
-  // 0, 0, 0] over a tiny running_var, y 0 for -0.017 (B 1e20, s 1e-20, running_var 1.2e-38;
-  // tests/wide_row_fine_mean_eval_test.ts). A loop of bound 0 for every other line.
+  // pair) carries its fine word (FINE_MEAN_UNIT, common.wgsl; FineSums, pair.wgsl), as
+  // sn_wide_stats' rows do (fine_mean_word). Without it the groups' fine words (sn_group_stats,
+  // group_fine) left such a line out, and the forward's x - mu took the mean as 0: an evaluation
+  // on the LN mean 1.5 s / 8 of a sample [B, -B, s, s / 2, 0, 0, 0, 0] over a tiny running_var,
+  // y 0 for -0.017 (B 1e20, s 1e-20, running_var 1.2e-38; tests/wide_row_fine_mean_eval_test.ts).
+  // A loop of bound 0 for every other line.
   let below = words_below_fine(c.x, c.y);
-  var big = vec2<f32>(0.0);
-  var small = vec2<f32>(0.0);
+  var split = FineSums(vec2<f32>(0.0), vec2<f32>(0.0));
   for (var i = 0u; i < select(0u, len, below); i++) {
-    let v = x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)];
-    if (bits_exponent(v) + k < -FINE_MEAN_BELOW) {
-      small = pair_add(small, scale2(v, -FINE_MEAN_UNIT));
-    } else {
-      big = pair_add(big, scale2(v, k));
-    }
+    fine_sums_add(&split, x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
-  let ft = pair_sum(vec2<f32>(scale2(big.x, -k - FINE_MEAN_UNIT), scale2(big.y, -k - FINE_MEAN_UNIT)), small);
-  let fine = fine_word(ft, len, below);
+  let fine = fine_sums_word(split, k, len, below);
   return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, fine, 0.0);
 }
 

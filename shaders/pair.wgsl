@@ -131,6 +131,34 @@ fn fine_word(t: vec2<f32>, count: u32, keep: bool) -> f32 {
   return select(0.0, m.x + m.y, keep && class_bits(m.x + m.y) == 0u);
 }
 
+// The sums a record's fine word is formed from, its values v added one by one (fine_sums_add;
+// the record's unit is 2^-k): those at or above 2^-FINE_MEAN_BELOW of the unit summed in it
+// (big), those below in the unit 2^FINE_MEAN_UNIT (fine), as in the record's unit they may flush
+// (below 2^-126); each a pair renormalized at every step (pair_add). For a record whose mean
+// lies below 2^-FINE_MEAN_BELOW of its unit (0 or subnormal words, as GPUs may flush them),
+// fine_sums_word forms its fine word, the mean in the unit 2^FINE_MEAN_UNIT,
+// (big 2^(-k - FINE_MEAN_UNIT) + fine) / count (sn_wide_stats' re-sums about 0, sn1d_wide_stats'
+// lines).
+struct FineSums {
+  big: vec2<f32>,
+  fine: vec2<f32>,
+}
+
+fn fine_sums_add(sums: ptr<function, FineSums>, v: f32, k: i32) {
+  if (bits_exponent(v) + k < -FINE_MEAN_BELOW) {
+    (*sums).fine = pair_add((*sums).fine, scale2(v, -FINE_MEAN_UNIT));
+  } else {
+    (*sums).big = pair_add((*sums).big, scale2(v, k));
+  }
+}
+
+// fine_word of the sums: their mean where `keep` holds (the record's words below
+// 2^-FINE_MEAN_BELOW of its unit), else 0.
+fn fine_sums_word(sums: FineSums, k: i32, count: u32, keep: bool) -> f32 {
+  let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
+  return fine_word(t, count, keep);
+}
+
 // The mean K + sum / n of n values whose sum of x - K is the pair `sum`, re-centred as a
 // summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
 // rest, exact up to float32 rounding of that small rest.

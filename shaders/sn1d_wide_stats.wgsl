@@ -55,26 +55,18 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
   // Written re-centred (shift = f32(K + mean), mean = the rest), as sn1d_stats writes its lines.
   let c = recentred(shift, q);
   // A mean below 2^-FINE_MEAN_BELOW of the unit (0 or subnormal words: +-v pairs and a small
-  // pair) carries its fine word (FINE_MEAN_UNIT, common.wgsl), as sn_wide_stats' rows do
-  // (fine_mean_word): the values at or above 2^-FINE_MEAN_BELOW of the unit summed there, those
-  // below in the unit 2^FINE_MEAN_UNIT, each a pair renormalized at every step. Without it the
-  // groups' fine words (sn_group_stats, group_fine) left such a line out, and the forward's x - mu
-  // took the mean as 0: an evaluation on the LN mean 1.5 s / 8 of a sample [B, -B, s, s / 2, 0,
-  // 0, 0, 0] over a tiny running_var, y 0 for -0.017 (B 1e20, s 1e-20, running_var 1.2e-38;
-  // tests/wide_row_fine_mean_eval_test.ts). A loop of bound 0 for every other line.
+  // pair) carries its fine word (FINE_MEAN_UNIT, common.wgsl; FineSums, pair.wgsl), as
+  // sn_wide_stats' rows do (fine_mean_word). Without it the groups' fine words (sn_group_stats,
+  // group_fine) left such a line out, and the forward's x - mu took the mean as 0: an evaluation
+  // on the LN mean 1.5 s / 8 of a sample [B, -B, s, s / 2, 0, 0, 0, 0] over a tiny running_var,
+  // y 0 for -0.017 (B 1e20, s 1e-20, running_var 1.2e-38; tests/wide_row_fine_mean_eval_test.ts).
+  // A loop of bound 0 for every other line.
   let below = words_below_fine(c.x, c.y);
-  var big = vec2<f32>(0.0);
-  var small = vec2<f32>(0.0);
+  var split = FineSums(vec2<f32>(0.0), vec2<f32>(0.0));
   for (var i = 0u; i < select(0u, len, below); i++) {
-    let v = x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)];
-    if (bits_exponent(v) + k < -FINE_MEAN_BELOW) {
-      small = pair_add(small, scale2(v, -FINE_MEAN_UNIT));
-    } else {
-      big = pair_add(big, scale2(v, k));
-    }
+    fine_sums_add(&split, x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
-  let ft = pair_sum(vec2<f32>(scale2(big.x, -k - FINE_MEAN_UNIT), scale2(big.y, -k - FINE_MEAN_UNIT)), small);
-  let fine = fine_word(ft, len, below);
+  let fine = fine_sums_word(split, k, len, below);
   return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, fine, 0.0);
 }
 

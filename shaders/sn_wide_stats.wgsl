@@ -174,36 +174,27 @@ fn m2_about(s: u32, e: u32, k: i32, q: vec2<f32>, count: u32, welford: f32) -> v
 // word gathers the errors of its high one unrenormalized: after v1 + v2 - v1 - v2 its hi and lo
 // can be h and -h, h the rounding of v1 + v2, and a small pair added then rounds at h's ulps
 // (shuffled pairs of ~2^100 and a pair 2^-60 of them: mean_weight's gradient 2.8e-23 for 3.2e-10).
-// Beside it (cancelled_sums), the same sum of the elements at or above 2^-FINE_MEAN_BELOW in the
-// unit (big) and that of those below it in the unit 2^FINE_MEAN_UNIT (fine), where the former
-// flush below 2^-126: a mean that lies below 2^-FINE_MEAN_BELOW of its unit is written from
-// these as the record's fine word (fine_mean_word).
+// Beside it (cancelled_sums), the sums of the record's fine word (FineSums, pair.wgsl), from
+// which a mean below 2^-FINE_MEAN_BELOW of its unit is written as that word (fine_mean_word).
 struct CancelledSums {
   all: vec2<f32>,
-  big: vec2<f32>,
-  fine: vec2<f32>,
+  split: FineSums,
 }
 
 fn cancelled_sums(s: u32, e: u32, k: i32) -> CancelledSums {
-  var sums = CancelledSums(vec2<f32>(0.0), vec2<f32>(0.0), vec2<f32>(0.0));
+  var all = vec2<f32>(0.0);
+  var split = FineSums(vec2<f32>(0.0), vec2<f32>(0.0));
   for (var i = s; i < e; i++) {
-    let v = scale2(x[i], k);
-    sums.all = pair_add(sums.all, v);
-    if (bits_exponent(x[i]) + k < -FINE_MEAN_BELOW) {
-      sums.fine = pair_add(sums.fine, scale2(x[i], -FINE_MEAN_UNIT));
-    } else {
-      sums.big = pair_add(sums.big, v);
-    }
+    all = pair_add(all, scale2(x[i], k));
+    fine_sums_add(&split, x[i], k);
   }
-  return sums;
+  return CancelledSums(all, split);
 }
 
 // The fine word of a record whose mean q (in its unit 2^-k, from sums.all) lies below
-// 2^-FINE_MEAN_BELOW there (0 or subnormal, as GPUs may flush it): the mean in the unit
-// 2^FINE_MEAN_UNIT, (big 2^(-k - FINE_MEAN_UNIT) + fine) / count; 0 for other records.
+// 2^-FINE_MEAN_BELOW there (fine_sums_word); 0 for other records.
 fn fine_mean_word(sums: CancelledSums, k: i32, count: u32, q: vec2<f32>) -> f32 {
-  let t = pair_sum(vec2<f32>(scale2(sums.big.x, -k - FINE_MEAN_UNIT), scale2(sums.big.y, -k - FINE_MEAN_UNIT)), sums.fine);
-  return fine_word(t, count, words_below_fine(q.x, q.y) && count > 0u);
+  return fine_sums_word(sums.split, k, count, words_below_fine(q.x, q.y) && count > 0u);
 }
 
 // A shift near a segment's mean: the mean itself, cut to 12 significant bits where rows span
