@@ -87,8 +87,16 @@ const GROUP_KINDS: ReadonlySet<PipelineKind> = new Set(["group", "bwdGroups"]);
  * The pipeline-overridable constants of each kind that has any: the group passes' workgroup size
  * (GROUP_THREADS in sn_group_stats.wgsl and sn_bwd_groups.wgsl), chosen per device.
  */
-function constantsOf(kind: PipelineKind, threads: number): Record<string, number> | undefined {
-  return GROUP_KINDS.has(kind) ? { GROUP_THREADS: threads } : undefined;
+function constantsOf(
+  kind: PipelineKind,
+  threads: number,
+  span?: number,
+): Record<string, number> | undefined {
+  if (!GROUP_KINDS.has(kind)) return undefined;
+  // GROUP_SPAN (sn_group_stats alone): threads per group, where a workgroup makes several.
+  return span === undefined
+    ? { GROUP_THREADS: threads }
+    : { GROUP_THREADS: threads, GROUP_SPAN: span };
 }
 
 /**
@@ -100,20 +108,27 @@ const otherThreads = new WeakMap<Pipelines, Map<string, GPUComputePipeline>>();
 /**
  * `kind`'s pipeline; the group kinds at `threads` threads (the plan's groupThreads: the
  * device's count, or 64 where a call's groups have more members than the device's count loops
- * over on lavapipe).
+ * over on lavapipe), sn_group_stats with `span` threads per group where given (PlannedDispatch).
  */
-function pipelineOf(engine: Engine, kind: PipelineKind, threads: number): GPUComputePipeline {
+function pipelineOf(
+  engine: Engine,
+  kind: PipelineKind,
+  threads: number,
+  span?: number,
+): GPUComputePipeline {
   const lazy = kind in LAZY_SOURCES;
-  if (!lazy && (!GROUP_KINDS.has(kind) || threads === engine.ctx.groupWorkgroupSize)) {
+  const own = threads === engine.ctx.groupWorkgroupSize && span === undefined;
+  if (!lazy && (!GROUP_KINDS.has(kind) || own)) {
     return engine.pipelines[kind as EagerKind];
   }
   let cache = otherThreads.get(engine.pipelines);
   if (!cache) otherThreads.set(engine.pipelines, cache = new Map());
-  const key = lazy ? kind : `${kind}:${threads}`;
+  const key = lazy ? kind : `${kind}:${threads}:${span ?? threads}`;
   let pipeline = cache.get(key);
   if (!pipeline) {
     const device = engine.ctx.device;
-    const label = lazy ? `switchnorm ${kind}` : `switchnorm ${kind} (${threads} threads)`;
+    const per = span === undefined ? "" : `, ${span} per group`;
+    const label = lazy ? `switchnorm ${kind}` : `switchnorm ${kind} (${threads} threads${per})`;
     const code = lazy ? LAZY_SOURCES[kind as LazyKind] : SOURCES[kind as EagerKind];
     pipeline = device.createComputePipeline({
       label,
@@ -121,7 +136,7 @@ function pipelineOf(engine: Engine, kind: PipelineKind, threads: number): GPUCom
       compute: {
         module: device.createShaderModule({ code, label }),
         entryPoint: "main",
-        constants: constantsOf(kind, threads),
+        constants: constantsOf(kind, threads, span),
       },
     });
     cache.set(key, pipeline);
@@ -181,7 +196,7 @@ export function dispatch(
   entries: GPUBufferBinding[],
   groupThreads: number,
 ): void {
-  const pipeline = pipelineOf(engine, d.kind, groupThreads);
+  const pipeline = pipelineOf(engine, d.kind, groupThreads, d.span);
   pass.setPipeline(pipeline);
   pass.setBindGroup(
     0,

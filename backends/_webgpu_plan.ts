@@ -97,6 +97,23 @@ export function groupThreadsFor(problem: NormProblem, limits: PlanLimits): numbe
 }
 
 /**
+ * The threads per group of layout "1d"'s LN group pass (sn_group_stats' GROUP_SPAN, over rows of
+ * `members` tile summaries, ceil(C / TILE)): the least power of two at least `members`, at most
+ * `groupThreads`; a workgroup of groupThreads makes groupThreads / span rows. Where it is
+ * `members` or more, each thread holds at most one member, as at groupThreads, and the tree
+ * merges the same pairs in the same order: the threads past it hold no member, and merging none
+ * (Acc n 0: merge returns the other; pair sums of (0, 0) with a pair that two_sum made, which
+ * are exact; +0, OR and max of 0) leaves the statistics' bits as they are, so the groups come
+ * out bit for bit as at groupThreads. A SwitchNorm1d of C = 64 (two members per row) took a
+ * workgroup of 64 threads per row on a GPU, of 8 on lavapipe.
+ */
+export function lnGroupSpan(members: number, groupThreads: number): number {
+  let t = 1;
+  while (t < members && t < groupThreads) t *= 2;
+  return Math.min(t, groupThreads);
+}
+
+/**
  * The most samples (rows of x) one binding window of layout "1d" may hold where the adapter
  * limits loops (loopLimit): the wide passes of layout 1d (sn1d_wide_normalize, sn1d_bwd_wide_dx,
  * sn1d_zero_std_y) sweep a listed BN group's samples in the window with the 64 threads of one
@@ -194,6 +211,12 @@ export interface PlannedDispatch {
   readonly records?: RecordWindows;
   /** Forward: the windows of its per-row record buffers it binds (absent: the whole buffer). */
   readonly forward?: ForwardRecords;
+  /**
+   * sn_group_stats' threads per group (GROUP_SPAN) where fewer than the plan's groupThreads:
+   * layout "1d"'s LN groups, of few members each, groupThreads / span of them per workgroup
+   * (lnGroupThreads).
+   */
+  readonly span?: number;
 }
 
 /**
@@ -597,8 +620,17 @@ export class Slots {
     window?: Window,
     records?: RecordWindows,
     forward?: ForwardRecords,
+    span?: number,
   ): void {
-    this.dispatches.push({ kind, slot: this.#fills.length, workgroups, window, records, forward });
+    this.dispatches.push({
+      kind,
+      slot: this.#fills.length,
+      workgroups,
+      window,
+      records,
+      forward,
+      ...(span === undefined ? {} : { span }),
+    });
     this.#fills.push(fill);
   }
   /** The uniform buffer: every slot starts from `base`, then its own fields. */
@@ -979,14 +1011,26 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
       }
     }
     addRowStages = () => {
-      if (tb.single) add("group", n + c, (v) => writeGroupMembers(v, problem));
-      else {
+      // The LN groups (ct tile summaries each) on `span` threads each, groupThreads / span per
+      // workgroup, the BN groups (channels, rt each) on groupThreads, in dispatches of their own.
+      const lnSpan = lnGroupSpan(ct, groupThreads);
+      const span = lnSpan < groupThreads ? lnSpan : undefined;
+      const lnWorkgroups = (rows: number) => Math.ceil(rows / (groupThreads / lnSpan));
+      if (tb.single) {
+        const lnGroups = (v: DataView) => v.setUint32(84, 0, true);
+        add("group", lnWorkgroups(n), lnGroups, undefined, undefined, undefined, span);
+        // BN group c is this dispatch's group c, written to groups[n + c] (chan_base).
+        add("group", c, (v) => {
+          v.setUint32(80, 0, true);
+          v.setUint32(108, n, true);
+        });
+      } else {
         // Each block's LN groups, from its row summaries, in its window of groups; the BN
         // groups in two levels (each block's part of each channel, then the parts merged).
         for (const b of blocks) {
           add(
             "group",
-            b.nb,
+            lnWorkgroups(b.nb),
             (v) => {
               [48, 52, 56, 60, 80, 84].forEach((at, i) =>
                 v.setUint32(at, [0, 1, b.nb, ct, b.nb, 0][i], true)
@@ -997,6 +1041,7 @@ export function makePlan(problem: NormProblem, params: PlanParams, limits: PlanL
             undefined,
             undefined,
             b.rec,
+            span,
           );
         }
         const bnGroups = (v: DataView, flag: number, members: number[], out: number) => {

@@ -1,5 +1,6 @@
 // sn_group_stats.wgsl: the derived statistics, from summaries only (never another pass over x).
-// Workgroup g < N makes LN group n = g, the next C workgroups BN group c, each writing
+// Workgroup g < N makes LN group n = g, the next C workgroups BN group c (layout "1d": the LN
+// groups in a dispatch of their own, several per workgroup: GROUP_SPAN below), each writing
 // groups[g] = (hi, lo, variance, flags) with mean = hi + lo, hi = the first member's shift.
 // Members are summaries P_k at ln_base + g*ln_step + k*ln_stride (k < ln_count), likewise bn_*.
 // Layout "nd" (members are the IN rows (mu_k = K_k + mean_k, v_k = M2_k / (count_k - 1))):
@@ -21,8 +22,8 @@
 //   which made the mean ~1e-3 relative off. The Chan merge's M2 keeps float32 relative
 //   accuracy there (the error it makes is far below the dominating member's share); var_lo
 //   is the rest of M2 summed again as a pair about that mean (below), divided by count - 1.
-// Each of the GROUP_THREADS threads folds a strided share of the members with Welford/Chan,
-// then the threads merge pairwise in workgroup memory.
+// Each of the GROUP_THREADS threads (GROUP_SPAN of a group's own) folds a strided share of the
+// members with Welford/Chan, then the threads merge pairwise in workgroup memory.
 // Evaluation mode: BN group c is the running buffers, mu = running_mean[c],
 // var = running_var[c]. Training mode: thread 0 of BN group c also updates the running buffers
 // (running = [mean(C), var(C)]) with the batch's mu, var:
@@ -51,6 +52,13 @@
 // (GpuContext.groupWorkgroupSize: 64 on a GPU, 8 on a CPU adapter such as lavapipe, which runs
 // the invocations as loops and pays for each one's share of the tree). Arrays hold the most.
 override GROUP_THREADS: u32 = 64u;
+// Threads per group, a power of two: where it is below GROUP_THREADS, a workgroup makes
+// GROUP_THREADS / GROUP_SPAN groups, each on GROUP_SPAN threads of its own (the workgroup arrays'
+// slots b .. b + GROUP_SPAN - 1). Only for layout "1d"'s LN groups, in dispatches of their own
+// (groups_bn 0: is_bn and the early return below are then the workgroup's, uniform), whose rows
+// have few members each (backends/_webgpu_plan.ts lnGroupSpan: two at C = 64, which took a
+// workgroup of 8 or 64 threads each). At most GROUP_THREADS (the default: one group).
+override GROUP_SPAN: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Partial>;
@@ -151,7 +159,7 @@ var<workgroup> w_sumv_pair: array<vec2<f32>, 64>;
 var<workgroup> w_flags: array<u32, 64>;
 var<workgroup> w_count: array<u32, 64>;
 var<workgroup> w_sum: array<vec2<f32>, 64>; // layout "1d": sum_k count_k (mean_k - K_0), a pair
-var<workgroup> w_unit: atomic<u32>; // largest member unit + 127 (zero-initialized)
+var<workgroup> w_unit: array<atomic<u32>, 64>; // largest member unit + 127 (zero-initialized)
 var<workgroup> w_far: u32; // whether the mean is summed again (below)
 var<workgroup> w_minv: array<f32, 64>; // the least member variance (layout "nd")
 var<workgroup> w_maxv: array<f32, 64>; // the largest member variance (layout "nd")
@@ -162,8 +170,12 @@ var<workgroup> w_run_sq: array<vec2<f32>, 64>;
 var<workgroup> w_run_sum: array<vec2<f32>, 64>;
 // The members' largest |x| field and largest |gamma| bits (layout "nd", P_GROUP_REFINE): the
 // bounds of `may_overflow` below.
-var<workgroup> w_xfield: atomic<u32>;
-var<workgroup> w_gamma: atomic<u32>;
+var<workgroup> w_xfield: array<atomic<u32>, 64>;
+var<workgroup> w_gamma: array<atomic<u32>, 64>;
+// Layout "1d": whether each group's mean is summed again (again_1d, below), at its slot b.
+var<workgroup> w_again: array<u32, 64>;
+// The invocation's group's first slot in the workgroup arrays (b in main).
+var<private> w0: u32;
 
 // WASM's OVERFLOW2 (wasm/src/nd.rs: refine_overflowing_rows) as an exponent: a member row whose
 // |gamma (x - mu) / std| may pass 2^124 (within 2^4 of float32's largest value).
@@ -175,15 +187,24 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let g = linear_group(wid, nwg);
-  if (g >= P.groups_ln + P.groups_bn) {
+  let span = min(GROUP_SPAN, GROUP_THREADS);
+  let l = lid % span; // the thread within its group
+  let b = lid - l; // its group's first slot in the workgroup arrays
+  w0 = b;
+  // The workgroup's first group: the only one where span is GROUP_THREADS.
+  let g_first = linear_group(wid, nwg) * (GROUP_THREADS / span);
+  let g = g_first + lid / span;
+  if (g_first >= P.groups_ln + P.groups_bn) {
     return;
   }
-  let is_bn = g >= P.groups_ln;
+  // (A group past the last one in a workgroup of several: no members, nothing written.)
+  let live = g < P.groups_ln + P.groups_bn;
+  // (Every group of a workgroup of several is an LN group: see GROUP_SPAN.)
+  let is_bn = g_first >= P.groups_ln;
   let c = g - P.groups_ln; // the channel, for BN groups
   let training = (P.flags & P_TRAINING) != 0u;
   if (is_bn && !training) {
-    if (lid == 0u) {
+    if (l == 0u && live) {
       let rm = running[c];
       let rv = running[P.c + c];
       // A NaN or infinite buffer (left by a non-finite batch) must give NaN, as in the reference.
@@ -275,6 +296,8 @@ fn main(
     stride = P.ln_stride;
     count = P.ln_count;
   }
+  count = select(0u, count, live);
+  base = select(0u, base, live);
   // Members merged as (count, mean, M2) summaries: tile summaries ("1d") and BN parts.
   let chan = (P.flags & (P_CHAN_GROUPS | P_BN_MERGE)) != 0u;
   // Tile summaries ("1d"), whose means are summed as pairs too (below).
@@ -284,14 +307,14 @@ fn main(
   // 2^-83) take unit 0, where their squares are 0: the group's variance 0 (y -Infinity for -1.68
   // with eps 0, and the other rows' y 2.2x off). A group of such members alone keeps unit 0.
   var unit_max = 0u;
-  for (var k = lid; k < count; k += GROUP_THREADS) {
+  for (var k = l; k < count; k += span) {
     let p = members[base + k * stride];
     let zero = !is_scaled(p.flags) && p.shift == 0.0 && p.mean == 0.0 && p.m2 == 0.0;
     unit_max = max(unit_max, select(u32(unit_of(p.flags) + 127), 0u, zero));
   }
-  atomicMax(&w_unit, unit_max);
+  atomicMax(&w_unit[b], unit_max);
   workgroupBarrier();
-  let unit_word = atomicLoad(&w_unit);
+  let unit_word = atomicLoad(&w_unit[b]);
   let unit = select(i32(unit_word) - 127, 0, unit_word == 0u);
   let first = members[base];
   let hi = first.shift * pow2(unit_of(first.flags) - unit);
@@ -307,7 +330,7 @@ fn main(
   var sum = vec2<f32>(0.0);
   var xfield = 0u;
   var gamma_bits = 0u;
-  for (var k = lid; k < count; k += GROUP_THREADS) {
+  for (var k = l; k < count; k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let mean = (p.shift * f - hi) + p.mean * f;
@@ -336,7 +359,7 @@ fn main(
   // (lavapipe runs both sides of a branch, masked, but skips a loop that no lane enters: inside
   // the loops above they made every group pass ~50% slower there).
   // Layout "nd", rows of several segments: the variances as pairs (P_PAIRS).
-  for (var k = lid; k < select(0u, count, pairs && !chan); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, pairs && !chan); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     if (p.count >= 2u) {
@@ -348,14 +371,14 @@ fn main(
   // have counts of up to a block's rows (a product with a count of more than 12 significant
   // bits, a last block of N = 30007, rounded, ~2^-25 of a part's share, which dgamma under
   // dy = 1 multiplies by N: tests/webgpu_row_blocks_test.ts).
-  for (var k = lid; k < select(0u, count, tiles); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, tiles); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let dk = two_sum(p.shift * f, -hi);
     sum = pair_sub_times(pair_sub_times(pair_sub_times(sum, p.count, -dk.x), p.count, -dk.y), p.count, -(p.mean * f));
   }
-  atomicMax(&w_xfield, xfield);
-  atomicMax(&w_gamma, gamma_bits);
+  atomicMax(&w_xfield[b], xfield);
+  atomicMax(&w_gamma[b], gamma_bits);
   w_n[lid] = acc.n;
   w_mean[lid] = acc.mean;
   w_m2[lid] = acc.m2;
@@ -367,8 +390,8 @@ fn main(
   w_count[lid] = total;
   w_sum[lid] = sum;
   workgroupBarrier();
-  for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) {
+  for (var s = span / 2u; s > 0u; s = s >> 1u) {
+    if (l < s) {
       let o = lid + s;
       let m = merge(Acc(w_n[lid], w_mean[lid], w_m2[lid]), Acc(w_n[o], w_mean[o], w_m2[o]));
       w_n[lid] = m.n;
@@ -383,8 +406,8 @@ fn main(
     workgroupBarrier();
   }
   // The pair sums' tree, only where one of them is formed (see above).
-  for (var s = select(0u, GROUP_THREADS / 2u, pairs || tiles); s > 0u; s = s >> 1u) {
-    if (lid < s) {
+  for (var s = select(0u, span / 2u, pairs || tiles); s > 0u; s = s >> 1u) {
+    if (l < s) {
       let o = lid + s;
       w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[o]);
       w_sum[lid] = pair_sum(w_sum[lid], w_sum[o]);
@@ -401,41 +424,58 @@ fn main(
   // (P_REFINE_MEANS): var_lo serves the backward alone (loops of bound 0 otherwise).
   let pairs_1d = tiles && (P.flags & P_REFINE_MEANS) != 0u;
   // (w_sum is 0 without finite values: then mu_1d = hi. Also the 1d group's mean, below.)
-  var mu_1d = recentred_mean(hi, w_sum[0], max(w_count[0], 1u));
+  var mu_1d = recentred_mean(hi, w_sum[w0], max(w_count[w0], 1u));
   // A mean that cancels to 2^-20 of hi (the first member's shift) or less: the pair sum about hi
   // is exact where the members' sums are (pairs +-v), but its quotient mu - hi ~ -hi as a pair
   // keeps ~2^-48 of hi, all of such a mean (a column of shuffled +-2^100 pairs over tiles of 32
   // rows and a pair 2^-40 of them: the BN mean 2^55 for 3.96e16, y at that pair 3e-3 relative
   // off). The pair sum is formed again about 0 (a loop and a tree that other groups skip), where
   // its quotient is the small mean itself. (w_far and w_far_sum serve layout "nd" below.)
+  // (In a workgroup of several groups: the loops' bounds the group's own, the trees' whether
+  // any of them sums again, as barriers need a uniform bound; the others' trees sum zeros.)
   var again_1d = false;
+  var again_any = false;
   if (tiles) {
-    if (lid == 0u) {
-      let again = w_count[0] > 0u && (w_flags[0] & F_CLASS) == 0u &&
+    if (l == 0u) {
+      let again = w_count[w0] > 0u && (w_flags[w0] & F_CLASS) == 0u &&
         abs(mu_1d.x) < abs(hi) * 9.5367431640625e-7;
-      w_far = select(0u, 1u, again);
+      w_again[b] = select(0u, 1u, again && live);
     }
-    again_1d = workgroupUniformLoad(&w_far) != 0u;
+    if (span < GROUP_THREADS) {
+      workgroupBarrier();
+    }
+    if (lid == 0u) {
+      var any = 0u;
+      for (var i = 0u; i < GROUP_THREADS; i += span) {
+        any = any | w_again[i];
+      }
+      w_far = any;
+    }
+    again_any = workgroupUniformLoad(&w_far) != 0u;
+    // (After that load's barrier: with one group, thread 0 wrote it just now.)
+    again_1d = w_again[b] != 0u;
   }
   var sum_again = vec2<f32>(0.0);
-  for (var k = lid; k < select(0u, count, again_1d); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, again_1d); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     sum_again = pair_sub_times(pair_sub_times(sum_again, p.count, -(p.shift * f)), p.count, -(p.mean * f));
   }
   w_far_sum[lid] = sum_again;
-  for (var s = select(0u, GROUP_THREADS / 2u, again_1d); s > 0u; s = s >> 1u) {
+  for (var s = select(0u, span / 2u, again_any); s > 0u; s = s >> 1u) {
     workgroupBarrier();
-    if (lid < s) {
+    if (l < s) {
       w_far_sum[lid] = pair_sum(w_far_sum[lid], w_far_sum[lid + s]);
     }
   }
-  if (again_1d) {
+  if (again_any) {
     workgroupBarrier();
-    mu_1d = pair_mean(w_far_sum[0], w_count[0]);
+  }
+  if (again_1d) {
+    mu_1d = pair_mean(w_far_sum[w0], w_count[w0]);
   }
   var m2_pair = vec2<f32>(0.0);
-  for (var k = lid; k < select(0u, count, pairs_1d); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, pairs_1d); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let d = pair_add(pair_add(two_sum(p.shift * f, -mu_1d.x), p.mean * f), -mu_1d.y);
@@ -445,14 +485,14 @@ fn main(
     m2_pair = pair_add(pair_sub_times(m2_pair, n_k, -sq.x), f32(n_k) * sq.y);
   }
   // (w_sumv_pair is layout "nd"'s; free here. Written before the tree, which a group pass of
-  // one thread has none of: it read a stale w_sumv_pair[0], a var_lo that SwitchNorm1d's running
+  // one thread has none of: it read a stale w_sumv_pair[w0], a var_lo that SwitchNorm1d's running
   // update now takes, running_var 0.13% off in tests/webgpu_agreement_test.ts.)
   if (pairs_1d) {
     w_sumv_pair[lid] = m2_pair;
   }
-  for (var s = select(0u, GROUP_THREADS / 2u, pairs_1d); s > 0u; s = s >> 1u) {
+  for (var s = select(0u, span / 2u, pairs_1d); s > 0u; s = s >> 1u) {
     workgroupBarrier();
-    if (lid < s) {
+    if (l < s) {
       w_sumv_pair[lid] = pair_sum(w_sumv_pair[lid], w_sumv_pair[lid + s]);
     }
   }
@@ -468,20 +508,21 @@ fn main(
   // times dL/dmu, which dy with a mean makes ~M per row, and lo's float32 rounding (~6e-8 of
   // lo: 1.5e-6 for an LN mean of 25, channel means 0, 0, 0, 100) made `mean_weight`'s gradient
   // of y.sum() 5x its tolerance (sn_bwd_rows' pair rows need means to ~1e-9 of their spread).
+  // (Layout "nd" alone, one group per workgroup: thread 0 is its first.)
   if (lid == 0u) {
-    let spread = select(w_sumv[0] + w_m2[0], w_m2[0], chan);
-    let lo0 = w_mean[0];
-    let far0 = !tiles && (w_flags[0] & F_CLASS) == 0u && w_n[0] > 0.0 && (!chan || lo0 * lo0 * w_n[0] > 16.0 * spread);
+    let spread = select(w_sumv[w0] + w_m2[w0], w_m2[w0], chan);
+    let lo0 = w_mean[w0];
+    let far0 = !tiles && (w_flags[w0] & F_CLASS) == 0u && w_n[w0] > 0.0 && (!chan || lo0 * lo0 * w_n[w0] > 16.0 * spread);
     w_far = select(0u, 1u, far0);
   }
   // (A uniform value: the loop below holds barriers.)
   let far = workgroupUniformLoad(&w_far) != 0u;
-  let centre = hi + w_mean[0];
+  let centre = hi + w_mean[w0];
   var t = vec2<f32>(0.0);
   // + w ((K_k f - centre) + mean_k f), w = the member's weight: 1 for a row, a BN part's rows
   // (chan). (Two loops, each of bound 0 where it is not needed: lavapipe runs both sides of a
   // branch, and the parts' products made every nd group's loop ~3x longer there.)
-  for (var k = lid; k < select(0u, count, far && !chan); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, far && !chan); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let dk = two_sum(p.shift * f, -centre);
@@ -489,7 +530,7 @@ fn main(
     sum_add(&t, dk.y);
     sum_add(&t, p.mean * f);
   }
-  for (var k = lid; k < select(0u, count, far && chan); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, far && chan); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     // w < 2^24 in two parts of at most 12 significant bits: exact products (pair.wgsl).
@@ -522,7 +563,7 @@ fn main(
   var run_m2 = vec2<f32>(0.0);
   var run_sq = vec2<f32>(0.0);
   var run_sum = vec2<f32>(0.0);
-  for (var k = lid; k < select(0u, count, run_pairs && !chan); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, run_pairs && !chan); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let d = pair_add(two_sum(p.shift * f, -centre), p.mean * f);
@@ -534,7 +575,7 @@ fn main(
     run_sq.y += sq.y;
   }
   // (BN parts: w_k = a part's rows, in products exact for any count, pair_sub_times.)
-  for (var k = lid; k < select(0u, count, run_pairs && chan); k += GROUP_THREADS) {
+  for (var k = l; k < select(0u, count, run_pairs && chan); k += span) {
     let p = members[base + k * stride];
     let f = pow2(unit_of(p.flags) - unit);
     let d = pair_add(two_sum(p.shift * f, -centre), p.mean * f);
@@ -548,41 +589,41 @@ fn main(
   w_run_m2[lid] = run_m2;
   w_run_sq[lid] = run_sq;
   w_run_sum[lid] = run_sum;
-  for (var s = select(0u, GROUP_THREADS / 2u, far || run_pairs); s > 0u; s = s >> 1u) {
+  for (var s = select(0u, span / 2u, far || run_pairs); s > 0u; s = s >> 1u) {
     workgroupBarrier();
-    if (lid < s) {
+    if (l < s) {
       w_far_sum[lid] = pair_sum(w_far_sum[lid], w_far_sum[lid + s]);
       w_run_m2[lid] = pair_sum(w_run_m2[lid], w_run_m2[lid + s]);
       w_run_sq[lid] = pair_sum(w_run_sq[lid], w_run_sq[lid + s]);
       w_run_sum[lid] = pair_sum(w_run_sum[lid], w_run_sum[lid + s]);
     }
   }
-  if (lid != 0u) {
+  if (l != 0u || !live) {
     return;
   }
-  var gflags = w_flags[0];
+  var gflags = w_flags[w0];
   // Layout "1d": the mean from the pair sum, re-centred (hi = f32(mu)).
   var mean_hi = hi;
-  var lo = w_mean[0];
-  if (tiles && w_count[0] > 0u && (gflags & F_CLASS) == 0u) {
+  var lo = w_mean[w0];
+  if (tiles && w_count[w0] > 0u && (gflags & F_CLASS) == 0u) {
     mean_hi = mu_1d.x;
     lo = mu_1d.y;
   }
   if (far) {
-    let h = recentred_mean(centre, w_far_sum[0], select(u32(w_n[0]), w_count[0], chan));
+    let h = recentred_mean(centre, w_far_sum[w0], select(u32(w_n[w0]), w_count[w0], chan));
     mean_hi = h.x;
     lo = h.y;
   }
   if ((P.flags & P_BN_PARTS) != 0u) {
     // Its count: the values merged ("1d"), or the rows ("nd": each counts once).
-    let count = select(u32(w_n[0]), w_count[0], chan);
+    let count = select(u32(w_n[w0]), w_count[w0], chan);
     // Layout "nd": no M2 low word: blocks of samples (more rows than one binding holds) and rows
     // of several segments (P_PAIRS) never meet at the real binding limits (that would take more
     // than 2^32 elements), so a block's BN part is a plain float32 sum (the groups' var_lo stays
     // 0). Layout "1d": with the low word of its M2 (the pair above, about the part's own mean).
-    let m2 = w_sumv[0] + w_m2[0];
+    let m2 = w_sumv[w0] + w_m2[w0];
     // Layout "1d": the pair about the part's mean above; "nd" in training: run_m2_pair's.
-    let m2_pair = select(w_sumv_pair[0], run_m2_pair(false), run_pairs);
+    let m2_pair = select(w_sumv_pair[w0], run_m2_pair(false), run_pairs);
     let m2_lo = pair_add(m2_pair, -m2);
     bn_parts[P.chan_base + c] = Partial(mean_hi, lo, m2, count, unit_flags(gflags, unit),
       select(0.0, m2_lo.x + m2_lo.y, (pairs_1d || run_pairs) && gflags == 0u && is_finite_bits(m2_lo.x + m2_lo.y)), 0.0, 0.0);
@@ -595,14 +636,14 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_n(w_m2[0], w_n[0]);
+    variance = fdiv_n(w_m2[w0], w_n[w0]);
   } else if (chan) {
-    if (w_count[0] < 2u) {
+    if (w_count[w0] < 2u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_count(w_m2[0], max(u32(w_n[0]), 2u) - 1u);
+    variance = fdiv_count(w_m2[w0], max(u32(w_n[w0]), 2u) - 1u);
     if (pairs_1d && gflags == 0u) {
-      let lo_1d = quotient_lo(w_sumv_pair[0], w_count[0] - 1u, variance);
+      let lo_1d = quotient_lo(w_sumv_pair[w0], w_count[w0] - 1u, variance);
       var_lo = select(0.0, lo_1d, is_finite_bits(lo_1d));
     }
   } else {
@@ -610,9 +651,9 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_n(w_sumv[0] + w_m2[0], w_n[0]);
+    variance = fdiv_n(w_sumv[w0] + w_m2[w0], w_n[w0]);
     if (pairs) {
-      var_lo = quotient_lo(pair_add(w_sumv_pair[0], w_m2[0]), u32(w_n[0]), variance);
+      var_lo = quotient_lo(pair_add(w_sumv_pair[w0], w_m2[w0]), u32(w_n[w0]), variance);
     }
   }
   // P_GROUP_REFINE: an LN or BN mean within 2^-9 of its std of 0 (mean^2 < 2^-18 var) with a
@@ -626,7 +667,7 @@ fn main(
   // group per workgroup, 1/64 of its floats per thread, which llvmpipe's end of an invocation's
   // loops after 65535 iterations limited to 2^21 floats; larger groups kept their float32 means,
   // dgamma ~3% off).
-  let group_var = fdiv_n(w_sumv[0] + w_m2[0], w_n[0]);
+  let group_var = fdiv_n(w_sumv[w0] + w_m2[w0], w_n[w0]);
   let mu_near = mean_hi + lo;
   // Or, of a group of the batch (not an evaluation's running BN statistics) of two members or
   // more, every member's variance within 2^-20 of the group's (ALIKE): the logit gradients
@@ -638,8 +679,8 @@ fn main(
   // Not under SyncSN (P_NO_RUNNING_UPDATE): there a BN group is the replica's part of the
   // global one, whose statistics the CPU merges from the groups as sn_group_stats left them.
   let batch_group = (!is_bn || training) && (P.flags & P_NO_RUNNING_UPDATE) == 0u;
-  let alike = batch_group && w_n[0] >= 2.0 && w_maxv[0] <= group_var * (1.0 + ALIKE) &&
-    w_minv[0] >= group_var * (1.0 - ALIKE) && group_var > 0.0;
+  let alike = batch_group && w_n[w0] >= 2.0 && w_maxv[w0] <= group_var * (1.0 + ALIKE) &&
+    w_minv[w0] >= group_var * (1.0 - ALIKE) && group_var > 0.0;
   // Or a group far wider than a member where the mix takes the group's mean with far more weight
   // than its variance: y = (x - mu) / std of that member then carries the group mean's float32
   // rounding over the member's mixed std (a row of std 1 beside rows of std 1e6 whose LN and BN
@@ -667,7 +708,7 @@ fn main(
   let eps_u = P.eps * pow2(clamp(-unit, -126, 127)) * pow2(clamp(-unit, -126, 127));
   let may_wide = all_kinds && !chan && gflags == 0u &&
     (!is_bn || training) && w_mean > WIDE_GROUP * sqrt(w_var) &&
-    term * term > P.wvar.x * w_minv[0] + w_var * group_var + eps_u;
+    term * term > P.wvar.x * w_minv[w0] + w_var * group_var + eps_u;
   // The member's other group: a BN group's members are samples (their LN groups), an LN group's
   // channels (their BN groups in training; running_mean in an evaluation; none without BN).
   let using_bn = P.groups_bn > 0u;
@@ -718,11 +759,11 @@ fn main(
   // the mean again; sn_mix lists the rows that may overflow for sn_wide_normalize, whose map
   // takes those means as pairs. Ordinary data (|gamma| / std ~1, values ~1) lie ~2^160 below it.
   let k_group = select(1u, 2u, is_bn);
-  let var_floor = weighted_var(0u, P.wvar.x * min(w_minv[0], group_var)) +
+  let var_floor = weighted_var(0u, P.wvar.x * min(w_minv[w0], group_var)) +
     weighted_var(k_group, P.wvar[k_group] * group_var);
   let var_exp = max(exponent_of(var_floor) + 2 * unit, exponent_of(P.eps));
-  let x_exp = max(i32(atomicLoad(&w_xfield)) - 127, 41) + 1;
-  let gamma_exp_max = exponent_of(bitcast<f32>(atomicLoad(&w_gamma))) + 1;
+  let x_exp = max(i32(atomicLoad(&w_xfield[b])) - 127, 41) + 1;
+  let gamma_exp_max = exponent_of(bitcast<f32>(atomicLoad(&w_gamma[b]))) + 1;
   let may_overflow = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u &&
     2 * (gamma_exp_max + x_exp) - var_exp > 2 * OVERFLOW_EXP;
   // A BN group's batch statistics as pairs for the running update (run_pairs, above), where
@@ -761,20 +802,20 @@ fn main(
   // another, under a variance weight of ~1e-31 on LN: var_weight's gradient 559x its tolerance,
   // attack fuzzer seed 645; tests/close_stats_training_test.ts). The groups near 0 and the wide
   // mixes are unit 0's alone.
-  let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u && w_n[0] > 0.0 &&
+  let refine = (P.flags & P_GROUP_REFINE) != 0u && !chan && gflags == 0u && w_n[w0] > 0.0 &&
     ((all_kinds && ((unit == 0 && mu_near * mu_near < NEAR_ZERO_GROUP2 * group_var &&
-      w_minv[0] < NARROW_MEMBER * group_var) || alike)) || wide_mix || may_overflow || doubt);
+      w_minv[w0] < NARROW_MEMBER * group_var) || alike)) || wide_mix || may_overflow || doubt);
   let listed_flags = select(0u, F_GROUP_REFINE, refine) | select(0u, F_GROUP_ALIKE, refine && (alike || doubt));
   // A mean below 2^-FINE_MEAN_BELOW of the group's unit carries its fine word (FINE_MEAN_UNIT,
   // common.wgsl) from its members' (group_fine), one thread over the members of such groups alone
   // (at most FINE_READS of them: beyond, none): layout "nd"'s row groups, and layout "1d"'s
   // groups, whose members (tiles) weigh by their counts. (One call for both layouts: two cost
   // the 1d forward's group pass ~3% on lavapipe.)
-  let low_mean = (tiles || !chan) && gflags == 0u && select(w_n[0] > 0.0, w_count[0] > 0u, tiles) &&
+  let low_mean = (tiles || !chan) && gflags == 0u && select(w_n[w0] > 0.0, w_count[w0] > 0u, tiles) &&
     count <= FINE_READS && words_below_fine(mean_hi, lo);
   var fine = vec2<f32>(0.0);
   if (low_mean) {
-    fine = group_fine(base, stride, count, select(count, w_count[0], tiles), tiles);
+    fine = group_fine(base, stride, count, select(count, w_count[w0], tiles), tiles);
   }
   // Under SyncSN the CPU reads a training BN group back (mean, variance and their low words),
   // merges the replicas' in float64, makes the running update, and writes the global statistics
@@ -833,19 +874,19 @@ fn add_times(t: vec2<f32>, w: u32, v: f32) -> vec2<f32> {
 
 // run_pairs' total weight K: the rows ("nd" rows), or the parts' rows (P_BN_MERGE).
 fn run_weight(chan: bool) -> u32 {
-  return select(u32(w_n[0]), w_count[0], chan);
+  return select(u32(w_n[w0]), w_count[w0], chan);
 }
 
 // run_pairs' S: the rows' w_far_sum, or the parts' own sum.
 fn run_s(chan: bool) -> vec2<f32> {
-  return select(w_far_sum[0], w_run_sum[0], chan);
+  return select(w_far_sum[w0], w_run_sum[w0], chan);
 }
 
 // run_pairs' M2 pair about the group's mean: sum_k V_k + sum_k w_k (mu_k - c)^2 - S^2 / K.
 fn run_m2_pair(chan: bool) -> vec2<f32> {
-  let v = select(pair_mean(w_run_m2[0], max(P.m, 2u) - 1u), w_run_m2[0], chan);
+  let v = select(pair_mean(w_run_m2[w0], max(P.m, 2u) - 1u), w_run_m2[w0], chan);
   let s = run_s(chan);
-  return pair_sum(pair_sum(v, w_run_sq[0]), -pair_mul(s, pair_mean(s, run_weight(chan))));
+  return pair_sum(pair_sum(v, w_run_sq[w0]), -pair_mul(s, pair_mean(s, run_weight(chan))));
 }
 
 // The window about the batch variance pair vp (0: none) within which running_var's update r0 of a

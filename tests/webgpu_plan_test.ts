@@ -8,6 +8,7 @@ import {
   GRAD_BYTES,
   grid,
   groupThreadsFor,
+  lnGroupSpan,
   makePlan,
   MAX_LOOPED_SEGMENTS,
   MAX_LOOPED_WINDOW_SAMPLES,
@@ -492,4 +493,60 @@ Deno.test("the group passes take 64 threads, or refuse the call, where lavapipe'
     ).groupThreads,
     64,
   );
+});
+
+Deno.test("SwitchNorm1d's LN groups take a dispatch of their own, a row on the least power of two threads that holds its tile summaries", () => {
+  assert.equal(lnGroupSpan(1, 8), 1);
+  assert.equal(lnGroupSpan(2, 8), 2);
+  assert.equal(lnGroupSpan(3, 8), 4);
+  assert.equal(lnGroupSpan(4, 64), 4);
+  assert.equal(lnGroupSpan(9, 8), 8);
+  assert.equal(lnGroupSpan(64, 64), 64);
+  assert.equal(lnGroupSpan(65, 64), 64);
+  const oned = (n: number, c: number): NormProblem => ({
+    layout: "1d",
+    n,
+    c,
+    m: 1,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  });
+  const mix = { meanMix: [1, 1], varMix: [1, 1], update: { kind: "batchAverage" } } as const;
+  const groupsOf = (problem: NormProblem, groupThreads: number, maxBinding = 2 ** 27) => {
+    const plan = makePlan(problem, mix, { maxBinding, offsetAlign: 256, groupThreads });
+    return plan.dispatches.filter((d) => d.kind === "group").map((d) => {
+      const v = new DataView(plan.uniforms, d.slot * SLOT_BYTES, SLOT_BYTES);
+      // groups_ln, groups_bn, chan_base (Params)
+      const fields = [80, 84, 108].map((at) => v.getUint32(at, true));
+      return { workgroups: d.workgroups, span: d.span, fields };
+    });
+  };
+  // C = 64: two tile summaries per row, on two threads each, 4 rows per workgroup of 8 (lavapipe)
+  // and 32 per workgroup of 64 (a GPU); then the channels, a workgroup each, into groups[N + c].
+  assert.deepEqual(groupsOf(oned(65536, 64), 8), [
+    { workgroups: 16384, span: 2, fields: [65536, 0, 0] },
+    { workgroups: 64, span: undefined, fields: [0, 64, 65536] },
+  ]);
+  assert.deepEqual(groupsOf(oned(65537, 64), 64)[0], {
+    workgroups: 2049,
+    span: 2,
+    fields: [65537, 0, 0],
+  });
+  // C = 100: four summaries per row; C = 2048: 64, a workgroup of 64 per row as before.
+  assert.deepEqual(groupsOf(oned(10, 100), 8)[0], { workgroups: 5, span: 4, fields: [10, 0, 0] });
+  assert.deepEqual(groupsOf(oned(10, 2048), 64)[0], {
+    workgroups: 10,
+    span: undefined,
+    fields: [10, 0, 0],
+  });
+  // In blocks of row tiles (more summaries than one binding holds): each block's LN groups so.
+  const blocked = groupsOf(oned(8001, 70), 8, 2 ** 16);
+  const ln = blocked.filter((d) => d.span !== undefined);
+  assert.ok(ln.length > 1, `expected several blocks, got ${ln.length}`);
+  assert.equal(ln.reduce((s, d) => s + d.fields[0], 0), 8001);
+  for (const d of ln) {
+    assert.equal(d.span, 4);
+    assert.equal(d.workgroups, Math.ceil(d.fields[0] / 2));
+  }
 });
