@@ -249,6 +249,49 @@ fn split12(v: f32) -> vec2<f32> {
   return vec2<f32>(hi, v - hi);
 }
 
+// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well. The loop
+// stops at k's last nonzero part (a part of 0 adds nothing): a count below 2^12, a line's or a
+// segment's, takes one part, not three (SwitchNorm1d's statistics call pair_mean, two of these,
+// per line: 1.07x to 1.09x its forward at [65536, 64] with three parts).
+fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  var q = p;
+  for (var part = 0u; part < 3u && (k >> (12u * part)) != 0u; part++) {
+    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
+    q = pair_add(q, -(kp * s.x));
+    q = pair_add(q, -(kp * s.y));
+  }
+  return q;
+}
+
+// f32(a / k) for a count k >= 1 (a group's M2 over its count, or count - 1): the quotient
+// corrected by its exact remainder a - q k over k, as pair_mean corrects q1. NVIDIA's Vulkan
+// driver divides as a times an approximate reciprocal of k, an ulp or more off f32(a / k), and
+// the backward differences the LN and BN variances' float32 words (the wide path of layout
+// "1d", wide_element): rows of +-3.4e38 whose LN and BN variances are equal had them an ulp
+// apart, \`var_weight\`'s gradient 1.25e-9 for 4.73e-9, 460x its tolerance (attack fuzzer seed
+// 339936; tests/sn1d_wide_var_pairs_test.ts). Where the first quotient is f32(a / k) already
+// (IEEE division) its rest lies within half its ulp and the sum rounds back to it: the bits of
+// a single division. A quotient that is not finite, or whose correction is not, stays. Layout
+// "nd" likewise: its row variances (row_variance, below) and merged groups (sn_group_stats).
+fn fdiv_count(a: f32, k: u32) -> f32 {
+  let q0 = fdiv_n(a, f32(k));
+  let r = pair_sub_times(vec2<f32>(a, 0.0), k, q0);
+  let q1 = q0 + fdiv_n(r.x + r.y, f32(k));
+  return select(q0, q1, is_finite_bits(q0) && is_finite_bits(q1));
+}
+
+// A row's (or segment's) IN variance M2 / (count - 1) as float32 (M2 / 1 for count below 2):
+// every pass that reads it forms these bits (fdiv_count, f32(M2 / (count - 1)) under NVIDIA's
+// division too), so that the backward's differences of one statistic are exactly 0, and a row
+// whose variance equals its LN or BN one in exact arithmetic finds the same float32 where the
+// groups' quotients (fdiv_count) do: under the reciprocal's rounding a row of 8 values of
+// variance 15.8203125 = 110.7421875 / 7 came out an ulp above its LN variance of the same value,
+// \`var_weight\`'s gradient 538x its tolerance (tests/nd_count_quotients_test.ts).
+fn row_variance(m2: f32, count: u32) -> f32 {
+  return fdiv_count(m2, max(count, 2u) - 1u);
+}
+
 // p + q, as a float32 pair.
 fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
   return pair_add(pair_add(p, q.x), q.y);
@@ -1453,7 +1496,7 @@ fn select_group(g: Group, keep: bool) -> Group {
 // The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
 // usingBN, whose weight 2 is 0).
 fn nd_terms_in(p: Partial) -> Term {
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
 }
 
@@ -1658,21 +1701,6 @@ fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
   return pair_add(pair_add(p, k * s.x), k * s.y);
 }
 
-// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well. The loop
-// stops at k's last nonzero part (a part of 0 adds nothing): a count below 2^12, a line's or a
-// segment's, takes one part, not three (SwitchNorm1d's statistics call pair_mean, two of these,
-// per line: 1.07x to 1.09x its forward at [65536, 64] with three parts).
-fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
-  let s = split12(v);
-  var q = p;
-  for (var part = 0u; part < 3u && (k >> (12u * part)) != 0u; part++) {
-    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
-    q = pair_add(q, -(kp * s.x));
-    q = pair_add(q, -(kp * s.y));
-  }
-  return q;
-}
-
 // The low word of p / k for an integer k >= 1, given a float32 hi near it: (p - hi k) / k, the
 // remainder formed exactly, so that hi + lo is p / k to ~1e-14 relative whatever hi's rounding.
 fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
@@ -1680,26 +1708,10 @@ fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
   return fdiv_n(rem.x + rem.y, f32(k));
 }
 
-// f32(a / k) for a count k >= 1 (a group's M2 over its count, or count - 1): the quotient
-// corrected by its exact remainder a - q k over k, as pair_mean corrects q1. NVIDIA's Vulkan
-// driver divides as a times an approximate reciprocal of k, an ulp or more off f32(a / k), and
-// the backward differences the LN and BN variances' float32 words (the wide path of layout
-// "1d", wide_element): rows of +-3.4e38 whose LN and BN variances are equal had them an ulp
-// apart, \`var_weight\`'s gradient 1.25e-9 for 4.73e-9, 460x its tolerance (attack fuzzer seed
-// 339936; tests/sn1d_wide_var_pairs_test.ts). Where the first quotient is f32(a / k) already
-// (IEEE division) its rest lies within half its ulp and the sum rounds back to it: the bits of
-// a single division. A quotient that is not finite, or whose correction is not, stays.
-fn fdiv_count(a: f32, k: u32) -> f32 {
-  let q0 = fdiv_n(a, f32(k));
-  let r = pair_sub_times(vec2<f32>(a, 0.0), k, q0);
-  let q1 = q0 + fdiv_n(r.x + r.y, f32(k));
-  return select(q0, q1, is_finite_bits(q0) && is_finite_bits(q1));
-}
-
 // The unbiased variance of a summary (M2 = m2_hi + m2_lo over \`count\` values) as a pair; hi is
 // the float32 M2 / (count - 1) the other passes compute.
 fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
-  let hi = fdiv_n(m2_hi, max(f32(count) - 1.0, 1.0));
+  let hi = row_variance(m2_hi, count);
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
 }
 
@@ -2719,7 +2731,7 @@ fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
 // than a branch on the uniform flag, as sn_mix (lavapipe compiles a shader again at dispatches
 // for as long as the values of the uniforms in its if conditions shrink it: see sn_bwd_reduce).
 fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   let use_bn = (P.flags & P_USING_BN) != 0u;
@@ -4801,7 +4813,7 @@ fn main(
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        let v = fdiv_n(m2, f32(p.count - 1u));
+        let v = row_variance(m2, p.count);
         sumv += v;
         minv = min(minv, v);
         maxv = max(maxv, v);
@@ -5087,11 +5099,13 @@ fn main(
   var variance: f32;
   var var_lo = 0.0;
   if ((P.flags & P_BN_MERGE) != 0u) {
-    // As the members' own groups: var = M2 / K over the channel's K rows.
+    // As the members' own groups: var = M2 / K over the channel's K rows (fdiv_count: f32(M2 / K)
+    // under NVIDIA's division too, where rows all of the channel's variance, which blocks do not
+    // list for sn_group_refine, had it an ulp off theirs: tests/nd_count_quotients_test.ts).
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_n(w_m2[w0], w_n[w0]);
+    variance = fdiv_count(w_m2[w0], u32(w_n[w0]));
   } else if (chan) {
     if (w_count[w0] < 2u) {
       gflags = gflags | F_NO_VAR;
@@ -5106,7 +5120,7 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_n(w_sumv[w0] + w_m2[w0], w_n[w0]);
+    variance = fdiv_count(w_sumv[w0] + w_m2[w0], u32(w_n[w0]));
     if (pairs) {
       var_lo = quotient_lo(pair_add(w_sumv_pair[w0], w_m2[w0]), u32(w_n[w0]), variance);
     }
@@ -5684,7 +5698,7 @@ fn refine_group(g: u32, lid: u32) {
     // M2 is one, else the float32 quotient, so that its rounding cancels in var_k - var_j as in
     // the first sums (a BN group listed beside LN groups not listed, its members not summed
     // again: var_weight's gradient 1.5x its tolerance with the exact quotients, 0.28x before).
-    var v_k = vec2<f32>(fdiv_n(p.m2 * f * f, max(f32(p.count) - 1.0, 1.0)), 0.0);
+    var v_k = vec2<f32>(row_variance(p.m2 * f * f, p.count), 0.0);
     if (reads_var_pairs(p)) {
       v_k = variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count);
     }
@@ -5765,7 +5779,7 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   let p = rows[r - P.rec_base];
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   let ln = groups[n - P.rec_base / P.c];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
@@ -7037,7 +7051,7 @@ fn row_grad(r: u32) -> DotSum {
     grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, bitcast<u32>(pr.dgamma.y));
     return pr.dots;
   }
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
   var b = vec4<f32>(gv * (var_in - m.variance), gv * (ln.variance - m.variance), 0.0, 0.0);
   if ((P.flags & P_USING_BN) != 0u) {
@@ -7077,7 +7091,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
   // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
   // in the reference.
-  var v_in = vec2<f32>(fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0)), 0.0);
+  var v_in = vec2<f32>(row_variance(p.m2, p.count), 0.0);
   if (reads_var_pairs(p)) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }

@@ -514,7 +514,7 @@ fn centred(m: Mixed, hi: f32, lo: f32) -> f32 {
 // than a branch on the uniform flag, as sn_mix (lavapipe compiles a shader again at dispatches
 // for as long as the values of the uniforms in its if conditions shrink it: see sn_bwd_reduce).
 fn nd_mix(p: Partial, ln: Group, bn: Group) -> Mixed {
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);
   let use_bn = (P.flags & P_USING_BN) != 0u;

@@ -240,6 +240,49 @@ fn split12(v: f32) -> vec2<f32> {
   return vec2<f32>(hi, v - hi);
 }
 
+// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well. The loop
+// stops at k's last nonzero part (a part of 0 adds nothing): a count below 2^12, a line's or a
+// segment's, takes one part, not three (SwitchNorm1d's statistics call pair_mean, two of these,
+// per line: 1.07x to 1.09x its forward at [65536, 64] with three parts).
+fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
+  let s = split12(v);
+  var q = p;
+  for (var part = 0u; part < 3u && (k >> (12u * part)) != 0u; part++) {
+    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
+    q = pair_add(q, -(kp * s.x));
+    q = pair_add(q, -(kp * s.y));
+  }
+  return q;
+}
+
+// f32(a / k) for a count k >= 1 (a group's M2 over its count, or count - 1): the quotient
+// corrected by its exact remainder a - q k over k, as pair_mean corrects q1. NVIDIA's Vulkan
+// driver divides as a times an approximate reciprocal of k, an ulp or more off f32(a / k), and
+// the backward differences the LN and BN variances' float32 words (the wide path of layout
+// "1d", wide_element): rows of +-3.4e38 whose LN and BN variances are equal had them an ulp
+// apart, `var_weight`'s gradient 1.25e-9 for 4.73e-9, 460x its tolerance (attack fuzzer seed
+// 339936; tests/sn1d_wide_var_pairs_test.ts). Where the first quotient is f32(a / k) already
+// (IEEE division) its rest lies within half its ulp and the sum rounds back to it: the bits of
+// a single division. A quotient that is not finite, or whose correction is not, stays. Layout
+// "nd" likewise: its row variances (row_variance, below) and merged groups (sn_group_stats).
+fn fdiv_count(a: f32, k: u32) -> f32 {
+  let q0 = fdiv_n(a, f32(k));
+  let r = pair_sub_times(vec2<f32>(a, 0.0), k, q0);
+  let q1 = q0 + fdiv_n(r.x + r.y, f32(k));
+  return select(q0, q1, is_finite_bits(q0) && is_finite_bits(q1));
+}
+
+// A row's (or segment's) IN variance M2 / (count - 1) as float32 (M2 / 1 for count below 2):
+// every pass that reads it forms these bits (fdiv_count, f32(M2 / (count - 1)) under NVIDIA's
+// division too), so that the backward's differences of one statistic are exactly 0, and a row
+// whose variance equals its LN or BN one in exact arithmetic finds the same float32 where the
+// groups' quotients (fdiv_count) do: under the reciprocal's rounding a row of 8 values of
+// variance 15.8203125 = 110.7421875 / 7 came out an ulp above its LN variance of the same value,
+// `var_weight`'s gradient 538x its tolerance (tests/nd_count_quotients_test.ts).
+fn row_variance(m2: f32, count: u32) -> f32 {
+  return fdiv_count(m2, max(count, 2u) - 1u);
+}
+
 // p + q, as a float32 pair.
 fn pair_sum(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
   return pair_add(pair_add(p, q.x), q.y);
@@ -1444,7 +1487,7 @@ fn select_group(g: Group, keep: bool) -> Group {
 // The statistics of a row of layout "nd" as Terms (wide_map's): IN, LN, BN (zeros without
 // usingBN, whose weight 2 is 0).
 fn nd_terms_in(p: Partial) -> Term {
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   return Term(p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
 }
 

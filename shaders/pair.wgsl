@@ -53,21 +53,6 @@ fn pair_add_times(p: vec2<f32>, k: f32, v: f32) -> vec2<f32> {
   return pair_add(pair_add(p, k * s.x), k * s.y);
 }
 
-// p - k * v for any u32 k: k split into parts of at most 12 significant bits as well. The loop
-// stops at k's last nonzero part (a part of 0 adds nothing): a count below 2^12, a line's or a
-// segment's, takes one part, not three (SwitchNorm1d's statistics call pair_mean, two of these,
-// per line: 1.07x to 1.09x its forward at [65536, 64] with three parts).
-fn pair_sub_times(p: vec2<f32>, k: u32, v: f32) -> vec2<f32> {
-  let s = split12(v);
-  var q = p;
-  for (var part = 0u; part < 3u && (k >> (12u * part)) != 0u; part++) {
-    let kp = f32(k & (0xfffu << (12u * part))); // bits 24.. of a u32 are 8: exact too
-    q = pair_add(q, -(kp * s.x));
-    q = pair_add(q, -(kp * s.y));
-  }
-  return q;
-}
-
 // The low word of p / k for an integer k >= 1, given a float32 hi near it: (p - hi k) / k, the
 // remainder formed exactly, so that hi + lo is p / k to ~1e-14 relative whatever hi's rounding.
 fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
@@ -75,26 +60,10 @@ fn quotient_lo(p: vec2<f32>, k: u32, hi: f32) -> f32 {
   return fdiv_n(rem.x + rem.y, f32(k));
 }
 
-// f32(a / k) for a count k >= 1 (a group's M2 over its count, or count - 1): the quotient
-// corrected by its exact remainder a - q k over k, as pair_mean corrects q1. NVIDIA's Vulkan
-// driver divides as a times an approximate reciprocal of k, an ulp or more off f32(a / k), and
-// the backward differences the LN and BN variances' float32 words (the wide path of layout
-// "1d", wide_element): rows of +-3.4e38 whose LN and BN variances are equal had them an ulp
-// apart, `var_weight`'s gradient 1.25e-9 for 4.73e-9, 460x its tolerance (attack fuzzer seed
-// 339936; tests/sn1d_wide_var_pairs_test.ts). Where the first quotient is f32(a / k) already
-// (IEEE division) its rest lies within half its ulp and the sum rounds back to it: the bits of
-// a single division. A quotient that is not finite, or whose correction is not, stays.
-fn fdiv_count(a: f32, k: u32) -> f32 {
-  let q0 = fdiv_n(a, f32(k));
-  let r = pair_sub_times(vec2<f32>(a, 0.0), k, q0);
-  let q1 = q0 + fdiv_n(r.x + r.y, f32(k));
-  return select(q0, q1, is_finite_bits(q0) && is_finite_bits(q1));
-}
-
 // The unbiased variance of a summary (M2 = m2_hi + m2_lo over `count` values) as a pair; hi is
 // the float32 M2 / (count - 1) the other passes compute.
 fn variance_pair(m2_hi: f32, m2_lo: f32, count: u32) -> vec2<f32> {
-  let hi = fdiv_n(m2_hi, max(f32(count) - 1.0, 1.0));
+  let hi = row_variance(m2_hi, count);
   return vec2<f32>(hi, quotient_lo(vec2<f32>(m2_hi, m2_lo), max(count, 2u) - 1u, hi));
 }
 

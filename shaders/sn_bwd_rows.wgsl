@@ -221,7 +221,7 @@ fn row_grad(r: u32) -> DotSum {
     grads[r - P.elem_base] = RowGrad(vec4<f32>(gm, gv_ref, pr.dgamma.x, sums.x), a_c, b_c, 0u, 0, 0, bitcast<u32>(pr.dgamma.y));
     return pr.dots;
   }
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   var a = vec4<f32>(gm * centred(m, p.shift, p.mean), gm * centred(m, ln.hi, ln.lo), 0.0, 0.0);
   var b = vec4<f32>(gv * (var_in - m.variance), gv * (ln.variance - m.variance), 0.0, 0.0);
   if ((P.flags & P_USING_BN) != 0u) {
@@ -261,7 +261,7 @@ fn pair_dots(p: Partial, ln: Group, bn: Group, use_bn: bool, m: Mixed, s1: vec2<
   // and in evaluations with BN (P_PAIRS: refine_variance), else the float32 M2 / (count - 1), so
   // that the variance differences of one statistic (IN and LN of one channel) are exactly 0, as
   // in the reference.
-  var v_in = vec2<f32>(fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0)), 0.0);
+  var v_in = vec2<f32>(row_variance(p.m2, p.count), 0.0);
   if (reads_var_pairs(p)) {
     v_in = variance_pair(p.m2, p.m2_lo, p.count);
   }

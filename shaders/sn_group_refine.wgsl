@@ -307,7 +307,7 @@ fn refine_group(g: u32, lid: u32) {
     // M2 is one, else the float32 quotient, so that its rounding cancels in var_k - var_j as in
     // the first sums (a BN group listed beside LN groups not listed, its members not summed
     // again: var_weight's gradient 1.5x its tolerance with the exact quotients, 0.28x before).
-    var v_k = vec2<f32>(fdiv_n(p.m2 * f * f, max(f32(p.count) - 1.0, 1.0)), 0.0);
+    var v_k = vec2<f32>(row_variance(p.m2 * f * f, p.count), 0.0);
     if (reads_var_pairs(p)) {
       v_k = variance_pair(p.m2 * f * f, p.m2_lo * f * f, p.count);
     }

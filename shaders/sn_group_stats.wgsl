@@ -346,7 +346,7 @@ fn main(
     } else {
       acc = merge(acc, Acc(1.0, mean, 0.0));
       if (p.count >= 2u) {
-        let v = fdiv_n(m2, f32(p.count - 1u));
+        let v = row_variance(m2, p.count);
         sumv += v;
         minv = min(minv, v);
         maxv = max(maxv, v);
@@ -632,11 +632,13 @@ fn main(
   var variance: f32;
   var var_lo = 0.0;
   if ((P.flags & P_BN_MERGE) != 0u) {
-    // As the members' own groups: var = M2 / K over the channel's K rows.
+    // As the members' own groups: var = M2 / K over the channel's K rows (fdiv_count: f32(M2 / K)
+    // under NVIDIA's division too, where rows all of the channel's variance, which blocks do not
+    // list for sn_group_refine, had it an ulp off theirs: tests/nd_count_quotients_test.ts).
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_n(w_m2[w0], w_n[w0]);
+    variance = fdiv_count(w_m2[w0], u32(w_n[w0]));
   } else if (chan) {
     if (w_count[w0] < 2u) {
       gflags = gflags | F_NO_VAR;
@@ -651,7 +653,7 @@ fn main(
     if (gflags != 0u) {
       gflags = gflags | F_NO_VAR;
     }
-    variance = fdiv_n(w_sumv[w0] + w_m2[w0], w_n[w0]);
+    variance = fdiv_count(w_sumv[w0] + w_m2[w0], u32(w_n[w0]));
     if (pairs) {
       var_lo = quotient_lo(pair_add(w_sumv_pair[w0], w_m2[w0]), u32(w_n[w0]), variance);
     }

@@ -42,7 +42,7 @@ fn main(
   let n = r / P.c;
   let c = r - n * P.c;
   let p = rows[r - P.rec_base];
-  let var_in = fdiv_n(p.m2, max(f32(p.count) - 1.0, 1.0));
+  let var_in = row_variance(p.m2, p.count);
   var m = mix_first(0u, p.shift, p.mean, var_in, p.flags | select(F_NO_VAR, 0u, p.count >= 2u));
   let ln = groups[n - P.rec_base / P.c];
   m = mix_add(m, 1u, ln.hi, ln.lo, ln.variance, ln.flags);

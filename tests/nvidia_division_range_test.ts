@@ -25,6 +25,7 @@ import "./logit_dot_range_test.ts";
 import "./mean_below_unit_test.ts";
 import "./near_unit_data_test.ts";
 import "./sn1d_wide_var_pairs_test.ts";
+import "./nd_count_quotients_test.ts";
 
 // The reciprocal's rounding as well, whatever NVIDIA_DIVISION says (before any test compiles).
 installNvidiaDivision(true);

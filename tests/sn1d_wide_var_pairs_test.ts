@@ -7,7 +7,7 @@
  * tests/_nvidia_division.ts) the BN variance came out an ulp from the LN one, and `var_weight`'s
  * gradient 1.25e-9 for 4.73e-9, 460x its tolerance (attack fuzzer seed 339936, SwiftShader; the
  * same on lavapipe under the emulation). The group variance is now f32(M2 / (count - 1)) by its
- * exact remainder (pair.wgsl fdiv_count), IEEE's bits. Each call is held to the float64
+ * exact remainder (common.wgsl fdiv_count), IEEE's bits. Each call is held to the float64
  * reference with the attack fuzzer's checks. These calls pass with IEEE division (lavapipe,
  * SwiftShader) before and after; tests/nvidia_division_range_test.ts runs them under the
  * emulation, where both failed before the fix (gamma 1 on every channel passed before: the
