@@ -19,6 +19,7 @@ import {
   GROUP_BYTES,
   groupThreadsFor,
   listBytes,
+  lnGroupSpan,
   paddedBytes,
   PARTIAL_BYTES,
   type PlanLimits,
@@ -385,6 +386,7 @@ export function makeBackwardPlan(
     }
   } else {
     const ct = Math.ceil(c / TILE);
+    const lnSpan = lnGroupSpan(ct, groupThreads);
     // Lines with a wide element: at most 64 per tile (sn1d_bwd_reduce.wgsl).
     wideSegments = Math.ceil(n / TILE) * ct * 64;
     // In one binding where it fits, else a list per window of x (appended and read there).
@@ -454,6 +456,7 @@ export function makeBackwardPlan(
       const lnMembers = [r1 - r0, r0 * ct - lines.base, ct, 1, ct];
       // With the window's statistics (sn_bwd_groups lists the groups that are scaled there).
       const withStats = (w: RecordWindows) => ({ ...w, ...stat.rec });
+      // The rows (ct tile-line sums each) on lnSpan threads each, several per workgroup.
       addGroupSum(
         add,
         rec,
@@ -463,6 +466,7 @@ export function makeBackwardPlan(
         r0,
         false,
         stat.fill,
+        lnSpan < groupThreads ? { span: lnSpan, groupThreads } : undefined,
       );
       const bnMembers = [c, first * c - cols.base, 1, c, last - first];
       addGroupSum(

@@ -93,7 +93,7 @@ function constantsOf(
   span?: number,
 ): Record<string, number> | undefined {
   if (!GROUP_KINDS.has(kind)) return undefined;
-  // GROUP_SPAN (sn_group_stats alone): threads per group, where a workgroup makes several.
+  // GROUP_SPAN: threads per group, where a workgroup makes several.
   return span === undefined
     ? { GROUP_THREADS: threads }
     : { GROUP_THREADS: threads, GROUP_SPAN: span };

@@ -212,9 +212,9 @@ export interface PlannedDispatch {
   /** Forward: the windows of its per-row record buffers it binds (absent: the whole buffer). */
   readonly forward?: ForwardRecords;
   /**
-   * sn_group_stats' threads per group (GROUP_SPAN) where fewer than the plan's groupThreads:
-   * layout "1d"'s LN groups, of few members each, groupThreads / span of them per workgroup
-   * (lnGroupThreads).
+   * sn_group_stats' and sn_bwd_groups' threads per group (GROUP_SPAN) where fewer than the
+   * plan's groupThreads: layout "1d"'s LN groups, of few members each, groupThreads / span of
+   * them per workgroup (lnGroupSpan).
    */
   readonly span?: number;
 }

@@ -24,6 +24,8 @@ export type AddDispatch = (
   fill: (v: DataView) => void,
   window?: Window,
   records?: RecordWindows,
+  forward?: undefined,
+  span?: number,
 ) => void;
 
 /**
@@ -99,7 +101,8 @@ export function writeRowRange(v: DataView, first: number, end: number): void {
 /**
  * One sn_bwd_groups dispatch. `ln` / `bn`: [groups, base, step, stride, count] of its LN and
  * channel groups, the bases relative to the members' window; it writes (or with `accumulate`
- * adds to) the group records outFirst .., bound in a window of their own.
+ * adds to) the group records outFirst .., bound in a window of their own. `packed`: LN groups
+ * alone, `span` threads each (GROUP_SPAN, lnGroupSpan), `groupThreads` / span per workgroup.
  */
 export function addGroupSum(
   add: AddDispatch,
@@ -110,11 +113,13 @@ export function addGroupSum(
   outFirst: number,
   accumulate: boolean,
   fill?: (v: DataView) => void,
+  packed?: { span: number; groupThreads: number },
 ): void {
   const out = recordWindow(outFirst, outFirst + ln[0] + bn[0], rec);
+  const perWorkgroup = packed ? packed.groupThreads / packed.span : 1;
   add(
     "bwdGroups",
-    ln[0] + bn[0],
+    Math.ceil((ln[0] + bn[0]) / perWorkgroup),
     (v) => {
       v.setUint32(80, ln[0], true);
       v.setUint32(84, bn[0], true);
@@ -127,6 +132,8 @@ export function addGroupSum(
     },
     undefined,
     { ...members, groups: out.window },
+    undefined,
+    packed?.span,
   );
 }
 

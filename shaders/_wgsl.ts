@@ -8054,7 +8054,8 @@ fn line_sum(t: Tile1d, k: u32, forced: bool) -> Grad {
 /** sn_bwd_groups.wgsl (with its includes). */
 export const SN_BWD_GROUPS: string =
   `// sn_bwd_groups.wgsl: the backward's combine step, both layouts. Workgroup g < N sums the Grad
-// records of LN group n = g, the next C workgroups those of channel c, exactly as
+// records of LN group n = g, the next C workgroups those of channel c (layout "1d": the LN
+// groups several per workgroup, GROUP_SPAN below), exactly as
 // sn_group_stats walks its members (ln_base + g*ln_step + k*ln_stride, k < ln_count; bn_*):
 //   out[g] = sum_k member_k  (every field),  flags = OR_k flags_k
 // (grad_add: records of wide rows, in units of their own, are brought to the larger unit first)
@@ -8073,6 +8074,15 @@ ${_BACKWARD_COMMON}
 // (GpuContext.groupWorkgroupSize: 64 on a GPU, 8 on a CPU adapter such as lavapipe, which runs
 // the invocations as loops and pays for each one's share of the tree). Arrays hold the most.
 override GROUP_THREADS: u32 = 64u;
+// Threads per group, a power of two: where it is below GROUP_THREADS, a workgroup makes
+// GROUP_THREADS / GROUP_SPAN groups, each on the workgroup arrays' slots b .. b + GROUP_SPAN - 1.
+// Only for layout "1d"'s LN groups (a dispatch of their own, groups_bn 0), whose rows have few
+// members each (backends/_webgpu_plan.ts lnGroupSpan: two at C = 64, which took a workgroup of
+// 8 or 64 threads each). The tree's first levels (s >= GROUP_SPAN) then merge each slot with an
+// empty record, as the slots past the members did at one group per workgroup (grad_add of an
+// empty record is not always the identity: a scaled record's zero sums take the empty record's
+// unit 0), so the groups come out bit for bit as at GROUP_THREADS. At most GROUP_THREADS.
+override GROUP_SPAN: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> members: array<Grad>;
@@ -8106,10 +8116,17 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let g = linear_group(wid, nwg);
-  if (g >= P.groups_ln + P.groups_bn) {
+  let span = min(GROUP_SPAN, GROUP_THREADS);
+  let l = lid % span; // the thread within its group
+  let b = lid - l; // its group's first slot in the workgroup arrays
+  // The workgroup's first group: the only one where span is GROUP_THREADS.
+  let g_first = linear_group(wid, nwg) * (GROUP_THREADS / span);
+  let g = g_first + lid / span;
+  if (g_first >= P.groups_ln + P.groups_bn) {
     return;
   }
+  // (A group past the last one in a workgroup of several: no members, nothing written.)
+  let live = g < P.groups_ln + P.groups_bn;
   var base: u32;
   var stride: u32;
   var count: u32;
@@ -8122,22 +8139,25 @@ fn main(
     stride = P.ln_stride;
     count = P.ln_count;
   }
+  count = select(0u, count, live);
   var acc = grad_zero();
-  for (var k = lid; k < count; k += GROUP_THREADS) {
+  for (var k = l; k < count; k += span) {
     acc = grad_add(acc, members[base + k * stride]);
   }
   w_s[lid] = acc.s;
   w_a[lid] = acc.a;
   w_b[lid] = acc.b;
   w_flags[lid] = acc.flags;
-  let chan = g >= P.groups_ln;
+  // (Every group of a workgroup of several is an LN group: see GROUP_SPAN.)
+  let chan = g_first >= P.groups_ln;
   w_units[lid] = shared_units(acc, chan);
   w_dglo[lid] = acc.low;
   workgroupBarrier();
   for (var s = GROUP_THREADS / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) {
-      let o = lid + s;
-      let sum = grad_add(shared_grad(lid, chan), shared_grad(o, chan));
+    if (l < s) {
+      // Past the group's slots (s >= span): the empty record those slots held at one group per
+      // workgroup (its zeros opaque, as workgroup memory kept them from the compiler).
+      let sum = grad_add(shared_grad(lid, chan), partner(select(lid, lid + s, s < span), s < span, chan));
       w_s[lid] = sum.s;
       w_a[lid] = sum.a;
       w_b[lid] = sum.b;
@@ -8147,8 +8167,8 @@ fn main(
     }
     workgroupBarrier();
   }
-  if (lid == 0u) {
-    var sum = shared_grad(0u, chan);
+  if (l == 0u && live) {
+    var sum = shared_grad(b, chan);
     if ((P.flags & P_ACCUMULATE) != 0u) {
       sum = grad_add(out[P.seg_first + g], sum);
     }
@@ -8199,6 +8219,17 @@ fn shared_grad(i: u32, chan: bool) -> Grad {
   let units = select(u, u & ~0xffff, chan);
   let spare = select(0, (u << 16u) >> 16u, chan);
   return Grad(w_s[i], w_a[i], w_b[i], w_flags[i], units, spare, w_dglo[i]);
+}
+
+// The tree's partner: slot i, or (not \`inside\`) an empty record whose zeros the compiler cannot
+// see (grad_zero's, through opaque: x + 0 may otherwise be folded to x).
+fn partner(i: u32, inside: bool, chan: bool) -> Grad {
+  if (inside) {
+    return shared_grad(i, chan);
+  }
+  let z = opaque(0.0);
+  let v = vec4<f32>(z);
+  return Grad(v, v, v, 0u, 0, 0, bitcast<u32>(z));
 }
 
 // Whether channel c's gamma over sqrt(wvar_bn var_bn + eps), a bound of its elements' gamma /

@@ -550,3 +550,53 @@ Deno.test("SwitchNorm1d's LN groups take a dispatch of their own, a row on the l
     assert.equal(d.workgroups, Math.ceil(d.fields[0] / 2));
   }
 });
+
+Deno.test("SwitchNorm1d's backward sums each LN group on the least power of two threads that holds its tile-line sums, several rows per workgroup", () => {
+  const oned = (n: number, c: number): NormProblem => ({
+    layout: "1d",
+    n,
+    c,
+    m: 1,
+    training: true,
+    usingBN: true,
+    eps: 1e-5,
+  });
+  const mix = { meanMix: [1, 1], varMix: [1, 1] };
+  const groupsOf = (problem: NormProblem, groupThreads: number, maxBinding = 2 ** 27) => {
+    const limits = { maxBinding, offsetAlign: 256, groupThreads };
+    const plan = makeBackwardPlan(problem, mix, limits, problem.n);
+    return plan.dispatches.filter((d) => d.kind === "bwdGroups").map((d) => {
+      const v = new DataView(plan.uniforms, d.slot * SLOT_BYTES, SLOT_BYTES);
+      // groups_ln, groups_bn, seg_first (Params)
+      const fields = [80, 84, 28].map((at) => v.getUint32(at, true));
+      return { workgroups: d.workgroups, span: d.span, fields };
+    });
+  };
+  // C = 64: two tile-line sums per row, on two threads each, 4 rows per workgroup of 8
+  // (lavapipe) and 32 per workgroup of 64 (a GPU); the channels a workgroup each, as before.
+  assert.deepEqual(groupsOf(oned(65536, 64), 8), [
+    { workgroups: 16384, span: 2, fields: [65536, 0, 0] },
+    { workgroups: 64, span: undefined, fields: [0, 64, 0] },
+  ]);
+  assert.deepEqual(groupsOf(oned(65537, 64), 64)[0], {
+    workgroups: 2049,
+    span: 2,
+    fields: [65537, 0, 0],
+  });
+  // C = 100: four sums per row; C = 2048: 64, a workgroup of 64 per row as before.
+  assert.deepEqual(groupsOf(oned(10, 100), 8)[0], { workgroups: 5, span: 4, fields: [10, 0, 0] });
+  assert.deepEqual(groupsOf(oned(10, 2048), 64)[0], {
+    workgroups: 10,
+    span: undefined,
+    fields: [10, 0, 0],
+  });
+  // In windows of x (more than one binding holds): each window's rows so.
+  const windowed = groupsOf(oned(8001, 70), 8, 2 ** 16);
+  const ln = windowed.filter((d) => d.span !== undefined);
+  assert.ok(ln.length > 1, `expected several windows, got ${ln.length}`);
+  assert.equal(ln.reduce((s, d) => s + d.fields[0], 0), 8001);
+  for (const d of ln) {
+    assert.equal(d.span, 4);
+    assert.equal(d.workgroups, Math.ceil(d.fields[0] / 2));
+  }
+});
