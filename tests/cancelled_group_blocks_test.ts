@@ -17,17 +17,17 @@ import {
   assertRangeChecks,
   gradsToScale,
   type LayerCall,
-  type Outputs,
   rangeTests,
   runBoth,
 } from "./_range_compare.ts";
 import { termScales } from "./_term_scales.ts";
+import { backendStep } from "./_backend_step.ts";
 import { Y } from "./_tolerances.ts";
-import { logitGrads, softmax } from "./_softmax.ts";
+import { softmax } from "./_softmax.ts";
 import { assertClose } from "./_close.ts";
 import { webgpuTest } from "./_webgpu.ts";
 import { seededRandom } from "../examples/_data.ts";
-import type { Backend, LayerParams, NormProblem, SavedForward } from "../backends/_backend.ts";
+import type { Backend, NormProblem } from "../backends/_backend.ts";
 import { loadWebGpuBackend } from "../backends/webgpu.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import { makePlan } from "../backends/_webgpu_plan.ts";
@@ -114,50 +114,9 @@ function lnScales(problem: NormProblem, x: Float32Array, dy: Float32Array) {
   });
 }
 
-let layerId = 1 << 20;
-
-/**
- * The layer's outputs of a step of `problem` (LN or BN, with IN) on `backend`: a training forward
- * and backward, or (`problem.training` false) a forward alone (dx and the gradients empty).
- */
-async function step(
-  backend: Backend,
-  problem: NormProblem,
-  x: Float32Array,
-  dy: Float32Array,
-): Promise<Outputs> {
-  const group = problem.usingBN ? "bn" : "ln";
-  const p: LayerParams = {
-    layerId: layerId++,
-    weight: new Float32Array(problem.c).fill(1),
-    bias: new Float32Array(problem.c),
-    meanMix: softmax(LOGITS[group].mean),
-    varMix: softmax(LOGITS[group].var),
-    runningMean: new Float32Array(problem.usingBN ? problem.c : 0),
-    runningVar: new Float32Array(problem.usingBN ? problem.c : 0).fill(1),
-    version: 0,
-  };
-  const save: SavedForward | undefined = problem.training ? {} : undefined;
-  const y = await backend.forward(problem, x, p, UPDATE, undefined, save) as Float32Array;
-  await backend.syncRunning?.(p);
-  const running = { runningMean: p.runningMean.slice(), runningVar: p.runningVar.slice() };
-  if (!save) {
-    const none = new Float32Array();
-    const grads = { weight: none, bias: none, mean_weight: none, var_weight: none };
-    return { y, dx: none, grads, ...running };
-  }
-  const r = await backend.backward!(save, dy, p);
-  return {
-    y,
-    dx: r.dx as Float32Array,
-    grads: {
-      weight: Float32Array.from(r.dWeight),
-      bias: Float32Array.from(r.dBias),
-      mean_weight: Float32Array.from(logitGrads(p.meanMix, r.meanDots)),
-      var_weight: Float32Array.from(logitGrads(p.varMix, r.varDots)),
-    },
-    ...running,
-  };
+/** A step of `problem` (LN or BN, with IN) on `backend`: `backendStep` under LOGITS' mixing. */
+function step(backend: Backend, problem: NormProblem, x: Float32Array, dy: Float32Array) {
+  return backendStep(backend, problem, x, dy, LOGITS[problem.usingBN ? "bn" : "ln"], UPDATE);
 }
 
 const UPDATE = { kind: "movingAverage", momentum: 0.9 } as const;

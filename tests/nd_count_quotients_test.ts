@@ -23,16 +23,16 @@ import {
   assertOutputsClose,
   gradsToScale,
   type LayerCall,
-  type Outputs,
   rangeTests,
   runBoth,
 } from "./_range_compare.ts";
 import { termScales } from "./_term_scales.ts";
 import { Y } from "./_tolerances.ts";
-import { logitGrads, softmax } from "./_softmax.ts";
+import { softmax } from "./_softmax.ts";
+import { backendStep } from "./_backend_step.ts";
 import { webgpuTest } from "./_webgpu.ts";
 import { seededRandom } from "../examples/_data.ts";
-import type { Backend, LayerParams, NormProblem, SavedForward } from "../backends/_backend.ts";
+import type { NormProblem } from "../backends/_backend.ts";
 import { loadWebGpuBackend } from "../backends/webgpu.ts";
 import { ReferenceBackend } from "../backends/reference.ts";
 import { makePlan } from "../backends/_webgpu_plan.ts";
@@ -68,43 +68,6 @@ rangeTests("SwitchNorm2d: a row's IN variance M2 / 7 equal to its LN variance", 
 
 const LOGITS = { mean: [0, 0, 0], var: [0, 0, 0] };
 const UPDATE = { kind: "movingAverage", momentum: 0.9 } as const;
-let layerId = 1 << 22;
-
-/** A training step (forward, running buffers, backward) of `problem` on `backend`. */
-async function step(
-  backend: Backend,
-  problem: NormProblem,
-  x: Float32Array,
-  dy: Float32Array,
-): Promise<Outputs> {
-  const p: LayerParams = {
-    layerId: layerId++,
-    weight: new Float32Array(problem.c).fill(1),
-    bias: new Float32Array(problem.c),
-    meanMix: softmax(LOGITS.mean),
-    varMix: softmax(LOGITS.var),
-    runningMean: new Float32Array(problem.c),
-    runningVar: new Float32Array(problem.c).fill(1),
-    version: 0,
-  };
-  const save: SavedForward = {};
-  const y = await backend.forward(problem, x, p, UPDATE, undefined, save) as Float32Array;
-  await backend.syncRunning?.(p);
-  const r = await backend.backward!(save, dy, p);
-  return {
-    y,
-    dx: r.dx as Float32Array,
-    grads: {
-      weight: Float32Array.from(r.dWeight),
-      bias: Float32Array.from(r.dBias),
-      mean_weight: Float32Array.from(logitGrads(p.meanMix, r.meanDots)),
-      var_weight: Float32Array.from(logitGrads(p.varMix, r.varDots)),
-    },
-    runningMean: p.runningMean.slice(),
-    runningVar: p.runningVar.slice(),
-  };
-}
-
 webgpuTest(
   "WebGPU: BN variances merged over blocks of samples equal to their rows' (M2 / K, K = 2016)",
   async () => {
@@ -133,8 +96,8 @@ webgpuTest(
     const plan = makePlan(problem, { ...mixes, update: UPDATE }, { maxBinding, offsetAlign: 256 });
     assert.ok(plan.statsListOffsets.length > 1, "several blocks");
     await using gpu = await loadWebGpuBackend({ maxBindingBytes: maxBinding });
-    const got = await step(gpu, problem, x, dy);
-    const want = await step(new ReferenceBackend(), problem, x, dy);
+    const got = await backendStep(gpu, problem, x, dy, LOGITS, UPDATE);
+    const want = await backendStep(new ReferenceBackend(), problem, x, dy, LOGITS, UPDATE);
     const weight = new Float32Array(c).fill(1), bias = new Float32Array(c);
     const scales = termScales({
       ...problem,

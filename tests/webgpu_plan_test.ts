@@ -13,6 +13,7 @@ import {
   MAX_LOOPED_SEGMENTS,
   MAX_LOOPED_WINDOW_SAMPLES,
   type PlanLimits,
+  type PlannedDispatch,
   segments,
   SLOT_BYTES,
 } from "../backends/_webgpu_plan.ts";
@@ -417,16 +418,18 @@ Deno.test("rows of more segments than lavapipe's loop limit lets a thread merge 
   assert.throws(() => makeBackwardPlan(long, mix, limited, 1), refused);
 });
 
+/** A training SwitchNorm1d of [n, c]. */
+const oned = (n: number, c: number): NormProblem => ({
+  layout: "1d",
+  n,
+  c,
+  m: 1,
+  training: true,
+  usingBN: true,
+  eps: 1e-5,
+});
+
 Deno.test("SwitchNorm1d calls whose windows of x hold more samples than lavapipe's loop limit lets a workgroup sweep are refused before any work", () => {
-  const oned = (n: number, c: number): NormProblem => ({
-    layout: "1d",
-    n,
-    c,
-    m: 1,
-    training: true,
-    usingBN: true,
-    eps: 1e-5,
-  });
   const base = { maxBinding: 2 ** 27, offsetAlign: 256, maxBuffer: 2 ** 31 - 1 };
   const limited = { ...base, loopLimit: true };
   assert.equal(MAX_LOOPED_WINDOW_SAMPLES, 2 ** 21);
@@ -495,7 +498,7 @@ Deno.test("the group passes take 64 threads, or refuse the call, where lavapipe'
   );
 });
 
-Deno.test("SwitchNorm1d's LN groups take a dispatch of their own, a row on the least power of two threads that holds its tile summaries", () => {
+Deno.test("lnGroupSpan is the least power of two at least the members, at most the device's threads", () => {
   assert.equal(lnGroupSpan(1, 8), 1);
   assert.equal(lnGroupSpan(2, 8), 2);
   assert.equal(lnGroupSpan(3, 8), 4);
@@ -503,100 +506,90 @@ Deno.test("SwitchNorm1d's LN groups take a dispatch of their own, a row on the l
   assert.equal(lnGroupSpan(9, 8), 8);
   assert.equal(lnGroupSpan(64, 64), 64);
   assert.equal(lnGroupSpan(65, 64), 64);
-  const oned = (n: number, c: number): NormProblem => ({
-    layout: "1d",
-    n,
-    c,
-    m: 1,
-    training: true,
-    usingBN: true,
-    eps: 1e-5,
-  });
-  const mix = { meanMix: [1, 1], varMix: [1, 1], update: { kind: "batchAverage" } } as const;
-  const groupsOf = (problem: NormProblem, groupThreads: number, maxBinding = 2 ** 27) => {
-    const plan = makePlan(problem, mix, { maxBinding, offsetAlign: 256, groupThreads });
-    return plan.dispatches.filter((d) => d.kind === "group").map((d) => {
-      const v = new DataView(plan.uniforms, d.slot * SLOT_BYTES, SLOT_BYTES);
-      // groups_ln, groups_bn, chan_base (Params)
-      const fields = [80, 84, 108].map((at) => v.getUint32(at, true));
-      return { workgroups: d.workgroups, span: d.span, fields };
-    });
-  };
-  // C = 64: two tile summaries per row, on two threads each, 4 rows per workgroup of 8 (lavapipe)
-  // and 32 per workgroup of 64 (a GPU); then the channels, a workgroup each, into groups[N + c].
-  assert.deepEqual(groupsOf(oned(65536, 64), 8), [
-    { workgroups: 16384, span: 2, fields: [65536, 0, 0] },
-    { workgroups: 64, span: undefined, fields: [0, 64, 65536] },
-  ]);
-  assert.deepEqual(groupsOf(oned(65537, 64), 64)[0], {
-    workgroups: 2049,
-    span: 2,
-    fields: [65537, 0, 0],
-  });
-  // C = 100: four summaries per row; C = 2048: 64, a workgroup of 64 per row as before.
-  assert.deepEqual(groupsOf(oned(10, 100), 8)[0], { workgroups: 5, span: 4, fields: [10, 0, 0] });
-  assert.deepEqual(groupsOf(oned(10, 2048), 64)[0], {
-    workgroups: 10,
-    span: undefined,
-    fields: [10, 0, 0],
-  });
-  // In blocks of row tiles (more summaries than one binding holds): each block's LN groups so.
-  const blocked = groupsOf(oned(8001, 70), 8, 2 ** 16);
-  const ln = blocked.filter((d) => d.span !== undefined);
-  assert.ok(ln.length > 1, `expected several blocks, got ${ln.length}`);
-  assert.equal(ln.reduce((s, d) => s + d.fields[0], 0), 8001);
-  for (const d of ln) {
-    assert.equal(d.span, 4);
-    assert.equal(d.workgroups, Math.ceil(d.fields[0] / 2));
-  }
 });
 
-Deno.test("SwitchNorm1d's backward sums each LN group on the least power of two threads that holds its tile-line sums, several rows per workgroup", () => {
-  const oned = (n: number, c: number): NormProblem => ({
-    layout: "1d",
-    n,
-    c,
-    m: 1,
-    training: true,
-    usingBN: true,
-    eps: 1e-5,
+/** A 1d plan's group dispatches: workgroups, span and three uniform fields (Params offsets). */
+type GroupDispatches = (
+  problem: NormProblem,
+  groupThreads: number,
+  maxBinding?: number,
+) => { workgroups: number; span?: number; fields: number[] }[];
+
+function groupDispatches(
+  plan: { dispatches: readonly PlannedDispatch[]; uniforms: ArrayBuffer },
+  kind: string,
+  offsets: number[],
+) {
+  return plan.dispatches.filter((d) => d.kind === kind).map((d) => {
+    const v = new DataView(plan.uniforms, d.slot * SLOT_BYTES, SLOT_BYTES);
+    return {
+      workgroups: d.workgroups,
+      span: d.span,
+      fields: offsets.map((at) => v.getUint32(at, true)),
+    };
   });
-  const mix = { meanMix: [1, 1], varMix: [1, 1] };
-  const groupsOf = (problem: NormProblem, groupThreads: number, maxBinding = 2 ** 27) => {
-    const limits = { maxBinding, offsetAlign: 256, groupThreads };
-    const plan = makeBackwardPlan(problem, mix, limits, problem.n);
-    return plan.dispatches.filter((d) => d.kind === "bwdGroups").map((d) => {
-      const v = new DataView(plan.uniforms, d.slot * SLOT_BYTES, SLOT_BYTES);
-      // groups_ln, groups_bn, seg_first (Params)
-      const fields = [80, 84, 28].map((at) => v.getUint32(at, true));
-      return { workgroups: d.workgroups, span: d.span, fields };
+}
+
+// The forward's sn_group_stats (fields groups_ln, groups_bn, chan_base: BN group c is written to
+// groups[N + c]) and the backward's sn_bwd_groups (groups_ln, groups_bn, seg_first).
+const passes: [string, GroupDispatches, number][] = [
+  [
+    "forward's group statistics (sn_group_stats)",
+    (problem, groupThreads, maxBinding = 2 ** 27) =>
+      groupDispatches(
+        makePlan(problem, { meanMix: [1, 1], varMix: [1, 1], update: { kind: "batchAverage" } }, {
+          maxBinding,
+          offsetAlign: 256,
+          groupThreads,
+        }),
+        "group",
+        [80, 84, 108],
+      ),
+    65536,
+  ],
+  [
+    "backward's group sums (sn_bwd_groups)",
+    (problem, groupThreads, maxBinding = 2 ** 27) =>
+      groupDispatches(
+        makeBackwardPlan(problem, { meanMix: [1, 1], varMix: [1, 1] }, {
+          maxBinding,
+          offsetAlign: 256,
+          groupThreads,
+        }, problem.n),
+        "bwdGroups",
+        [80, 84, 28],
+      ),
+    0,
+  ],
+];
+
+for (const [pass, groupsOf, bnThird] of passes) {
+  Deno.test(`SwitchNorm1d's ${pass} take the LN groups in a dispatch of their own, a row on the least power of two threads that holds its tile summaries`, () => {
+    // C = 64: two tile summaries per row, on two threads each, 4 rows per workgroup of 8
+    // (lavapipe) and 32 per workgroup of 64 (a GPU); then the channels, a workgroup each.
+    assert.deepEqual(groupsOf(oned(65536, 64), 8), [
+      { workgroups: 16384, span: 2, fields: [65536, 0, 0] },
+      { workgroups: 64, span: undefined, fields: [0, 64, bnThird] },
+    ]);
+    assert.deepEqual(groupsOf(oned(65537, 64), 64)[0], {
+      workgroups: 2049,
+      span: 2,
+      fields: [65537, 0, 0],
     });
-  };
-  // C = 64: two tile-line sums per row, on two threads each, 4 rows per workgroup of 8
-  // (lavapipe) and 32 per workgroup of 64 (a GPU); the channels a workgroup each, as before.
-  assert.deepEqual(groupsOf(oned(65536, 64), 8), [
-    { workgroups: 16384, span: 2, fields: [65536, 0, 0] },
-    { workgroups: 64, span: undefined, fields: [0, 64, 0] },
-  ]);
-  assert.deepEqual(groupsOf(oned(65537, 64), 64)[0], {
-    workgroups: 2049,
-    span: 2,
-    fields: [65537, 0, 0],
+    // C = 100: four summaries per row; C = 2048: 64, a workgroup of 64 per row as before.
+    assert.deepEqual(groupsOf(oned(10, 100), 8)[0], { workgroups: 5, span: 4, fields: [10, 0, 0] });
+    assert.deepEqual(groupsOf(oned(10, 2048), 64)[0], {
+      workgroups: 10,
+      span: undefined,
+      fields: [10, 0, 0],
+    });
+    // In blocks of row tiles or windows of x (more than one binding holds): each one's rows so.
+    const ln = groupsOf(oned(8001, 70), 8, 2 ** 16).filter((d) => d.span !== undefined);
+    assert.ok(ln.length > 1, `expected several blocks, got ${ln.length}`);
+    assert.equal(ln.reduce((s, d) => s + d.fields[0], 0), 8001);
+    for (const d of ln) {
+      assert.equal(d.span, 4);
+      assert.equal(d.workgroups, Math.ceil(d.fields[0] / 2));
+    }
   });
-  // C = 100: four sums per row; C = 2048: 64, a workgroup of 64 per row as before.
-  assert.deepEqual(groupsOf(oned(10, 100), 8)[0], { workgroups: 5, span: 4, fields: [10, 0, 0] });
-  assert.deepEqual(groupsOf(oned(10, 2048), 64)[0], {
-    workgroups: 10,
-    span: undefined,
-    fields: [10, 0, 0],
-  });
-  // In windows of x (more than one binding holds): each window's rows so.
-  const windowed = groupsOf(oned(8001, 70), 8, 2 ** 16);
-  const ln = windowed.filter((d) => d.span !== undefined);
-  assert.ok(ln.length > 1, `expected several windows, got ${ln.length}`);
-  assert.equal(ln.reduce((s, d) => s + d.fields[0], 0), 8001);
-  for (const d of ln) {
-    assert.equal(d.span, 4);
-    assert.equal(d.workgroups, Math.ceil(d.fields[0] / 2));
-  }
-});
+}
