@@ -1776,6 +1776,39 @@ fn fine_sums_word(sums: FineSums, k: i32, count: u32, keep: bool) -> f32 {
   return fine_word(t, count, keep);
 }
 
+// A record's M2 again in pairs, about its pair mean q (K its shift), for the low word m2_lo
+// that the groups sum M2 from as pairs (sn_group_stats: var_lo), where a backward may follow:
+// float32 squares and their float32 sum are ~1e-7 relative off (more where a GPU contracts
+// m2 += d * d into fused multiply-adds, as NVIDIA's does), which the backward's variance dots
+// gv (var_LN - var_BN) carry where LN's and BN's variances nearly coincide. Per value v:
+// d = v - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
+// of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,
+// each summed by sum_add; the small rest in float32.
+struct M2Pairs {
+  hh: vec2<f32>,
+  hl: vec2<f32>,
+  rest: f32,
+}
+
+// (By value: naga 29's SPIR-V writer panics on a pointer to a member of a pointed-to struct.)
+fn m2_pairs_add(acc: M2Pairs, v: f32, shift: f32, q: vec2<f32>) -> M2Pairs {
+  let e = two_sum(v, -shift);
+  let dh = two_sum(e.x, -q.x);
+  let dl = dh.y + (e.y - q.y);
+  let h = split12(dh.x);
+  var hh = acc.hh;
+  var hl = acc.hl;
+  sum_add(&hh, h.x * h.x);
+  sum_add(&hl, 2.0 * h.x * h.y);
+  return M2Pairs(hh, hl, acc.rest + (h.y * h.y + 2.0 * dh.x * dl));
+}
+
+// The pairs' M2 less the record's float32 m2: its low word m2_lo.
+fn m2_pairs_lo(acc: M2Pairs, m2: f32) -> f32 {
+  let m2_pair = pair_add(pair_sum(acc.hh, acc.hl), acc.rest);
+  return (m2_pair.x - m2) + m2_pair.y;
+}
+
 // The mean K + sum / n of n values whose sum of x - K is the pair \`sum\`, re-centred as a
 // summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
 // rest, exact up to float32 rounding of that small rest.
@@ -3231,6 +3264,31 @@ fn element(n: u32, c: u32, xv: f32, d: f32, row: bool, forced: bool) -> Grad {
   return g;
 }
 
+// var_diffs of a wide element's LN and BN terms, the differences var_LN - var and var_BN - var
+// (var the mix's, without eps) formed as w_BN (V_LN - V_BN) and w_LN (V_BN - V_LN) from the
+// groups' variance pairs (variance + var_lo, as pair_element's gv dot takes them), not as
+// differences of float32 words: where LN's and BN's variances nearly coincide, an ulp of either
+// word (f32(M2 / count) under NVIDIA's division, sn1d_wide_var_pairs_test; M2 summed with fused
+// multiply-adds, wasm_precision_test's seed 18558 on an H100 and under tests/_nvidia_fma.ts) is
+// a large part of their difference: \`var_weight\`'s gradient 460x and 5.7x its tolerance. With
+// float32 weights the form is exact to ~1e-7 of the difference, as the reference's sum of the
+// weights is 1. A term of variance weight 0 counts as var_diffs has it (its variance 0, its
+// weight 0).
+fn var_diffs_1d(ln: Group, bn: Group, e: i32) -> VarDiffs {
+  let t_ln = group_term(ln);
+  let t_bn = group_term(bn);
+  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), e, 0);
+  let s_ln = 2 * (var_unit(t_ln.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR);
+  let s_bn = 2 * (var_unit(t_bn.flags) - vd.u) + 4 * zero_weight_exp(P_ZERO_WVAR + 1u);
+  let a = two_sum(scale2(ln.variance, s_ln), -scale2(bn.variance, s_bn));
+  let diff = pair_add(a, scale2(ln.var_lo, s_ln) - scale2(bn.var_lo, s_bn));
+  let dd = diff.x + diff.y;
+  let d = vec2<f32>(weighted_var(1u, P.wvar.y * dd), weighted_var(0u, P.wvar.x * -dd));
+  // (Where the pairs' difference is not finite, the words' differences as before.)
+  let ok = is_finite_bits(dd);
+  return VarDiffs(vec4<f32>(select(vd.d.xy, d, ok), vd.d.zw), vd.u);
+}
+
 fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   let t_ln = group_term(ln);
   let t_bn = group_term(bn);
@@ -3320,8 +3378,8 @@ fn wide_element(ln: Group, bn: Group, c: u32, xv: f32, dv: f32) -> Grad {
   if (fc) {
     ca = centred_1d_fine(ln, bn);
   }
-  // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs): kv = 2 (vd.u - e).
-  let vd = var_diffs(t_ln, t_bn, Term(0.0, 0.0, 0.0, 0u), w.e, 0);
+  // The variance differences in a unit of their own, 2^(2 vd.u) (var_diffs_1d): kv = 2 (vd.u - e).
+  let vd = var_diffs_1d(ln, bn, w.e);
   let vb = vec4<f32>(vd.d.x, vd.d.y, 0.0, vd.d.w);
   let kv = 2 * (vd.u - w.e);
   // The dots' exponents from their factors' (a product of normal floats has the exponent sum
@@ -4282,31 +4340,16 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // flushed, and the backward's mean dots took it as 0 (tests/sn1d_subnormal_mean_test.ts).
   let fine = select(0.0, fine_word(fine_sum, count, true), cancels && words_below_fine(c.x, c.y));
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
-  // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
-  // squares and sum are ~1e-7 relative off, which the backward's variance dots gv (var_LN -
-  // var_BN) carry where LN's and BN's variances nearly coincide (rows that are permutations of
-  // one another: \`var_weight\`'s gradient 488x GRAD_SCALED off; with loose pairs, pair.wgsl, ~2^-33
-  // relative, still 1.1x). A loop of bound 0 otherwise (lavapipe skips it), so that a forward
-  // alone keeps its cost.
+  // low word (M2Pairs, pair.wgsl): with float32 M2 alone, rows that are permutations of one
+  // another had \`var_weight\`'s gradient 488x GRAD_SCALED off; with loose pairs, ~2^-33 relative,
+  // still 1.1x. A loop of bound 0 otherwise (lavapipe skips it), so that a forward alone keeps
+  // its cost.
   let pairs = (P.flags & P_REFINE_MEANS) != 0u && count > 0u && (flags & F_CLASS) == 0u;
-  // d = x - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
-  // of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,
-  // each summed by sum_add; the small rest in float32.
-  var m2_hh = vec2<f32>(0.0);
-  var m2_hl = vec2<f32>(0.0);
-  var m2_rest = 0.0;
+  var m2p = M2Pairs(vec2<f32>(0.0), vec2<f32>(0.0), 0.0);
   for (var i = 0u; i < select(0u, len, pairs); i++) {
-    let v = tile[start + i * step];
-    let e = two_sum(v, -shift);
-    let dh = two_sum(e.x, -q.x);
-    let dl = dh.y + (e.y - q.y);
-    let h = split12(dh.x);
-    sum_add(&m2_hh, h.x * h.x);
-    sum_add(&m2_hl, 2.0 * h.x * h.y);
-    m2_rest += h.y * h.y + 2.0 * dh.x * dl;
+    m2p = m2_pairs_add(m2p, tile[start + i * step], shift, q);
   }
-  let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
-  let m2_lo = (m2_pair.x - m2) + m2_pair.y;
+  let m2_lo = m2_pairs_lo(m2p, m2);
   return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), fine, 0.0);
 }
 
@@ -4410,7 +4453,20 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
     fine_sums_add(&split, x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
   let fine = fine_sums_word(split, k, len, below);
-  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, fine, 0.0);
+  // M2's low word where a backward may follow, as sn1d_stats forms a plain line's (M2Pairs,
+  // pair.wgsl), in the line's unit. Without it a wide line's M2 was a float32 sum of float32
+  // squares, which the variance dots gv (var_LN - var_BN) carried: under fused multiply-adds
+  // (NVIDIA's contraction of m2 += d * d, tests/_nvidia_fma.ts) \`var_weight\`'s gradient was 5.7x
+  // its tolerance on LN and BN means 2.5e-5 apart (tests/wasm_precision_test.ts, seed 18558; an
+  // H100 gave the same). A loop of bound 0 otherwise.
+  let pairs = (P.flags & P_REFINE_MEANS) != 0u;
+  var m2p = M2Pairs(vec2<f32>(0.0), vec2<f32>(0.0), 0.0);
+  for (var i = 0u; i < select(0u, len, pairs); i++) {
+    m2p = m2_pairs_add(m2p, scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k), shift, q);
+  }
+  let m2_lo = m2_pairs_lo(m2p, m2);
+  let m2_kept = select(0.0, m2_lo, pairs && is_finite_bits(m2_lo));
+  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, m2_kept, fine, 0.0);
 }
 
 @compute @workgroup_size(64)

@@ -128,6 +128,39 @@ fn fine_sums_word(sums: FineSums, k: i32, count: u32, keep: bool) -> f32 {
   return fine_word(t, count, keep);
 }
 
+// A record's M2 again in pairs, about its pair mean q (K its shift), for the low word m2_lo
+// that the groups sum M2 from as pairs (sn_group_stats: var_lo), where a backward may follow:
+// float32 squares and their float32 sum are ~1e-7 relative off (more where a GPU contracts
+// m2 += d * d into fused multiply-adds, as NVIDIA's does), which the backward's variance dots
+// gv (var_LN - var_BN) carry where LN's and BN's variances nearly coincide. Per value v:
+// d = v - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
+// of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,
+// each summed by sum_add; the small rest in float32.
+struct M2Pairs {
+  hh: vec2<f32>,
+  hl: vec2<f32>,
+  rest: f32,
+}
+
+// (By value: naga 29's SPIR-V writer panics on a pointer to a member of a pointed-to struct.)
+fn m2_pairs_add(acc: M2Pairs, v: f32, shift: f32, q: vec2<f32>) -> M2Pairs {
+  let e = two_sum(v, -shift);
+  let dh = two_sum(e.x, -q.x);
+  let dl = dh.y + (e.y - q.y);
+  let h = split12(dh.x);
+  var hh = acc.hh;
+  var hl = acc.hl;
+  sum_add(&hh, h.x * h.x);
+  sum_add(&hl, 2.0 * h.x * h.y);
+  return M2Pairs(hh, hl, acc.rest + (h.y * h.y + 2.0 * dh.x * dl));
+}
+
+// The pairs' M2 less the record's float32 m2: its low word m2_lo.
+fn m2_pairs_lo(acc: M2Pairs, m2: f32) -> f32 {
+  let m2_pair = pair_add(pair_sum(acc.hh, acc.hl), acc.rest);
+  return (m2_pair.x - m2) + m2_pair.y;
+}
+
 // The mean K + sum / n of n values whose sum of x - K is the pair `sum`, re-centred as a
 // summary's (shift, mean): shift = f32(K + q1) with q1 + q2 = pair_mean(sum, n), mean = the
 // rest, exact up to float32 rounding of that small rest.

@@ -143,31 +143,16 @@ fn summarize(start: u32, step: u32, len: u32) -> Partial {
   // flushed, and the backward's mean dots took it as 0 (tests/sn1d_subnormal_mean_test.ts).
   let fine = select(0.0, fine_word(fine_sum, count, true), cancels && words_below_fine(c.x, c.y));
   // Where a backward may follow (P_REFINE_MEANS), M2 again in pairs, about the pair mean, for its
-  // low word (m2_lo; sn_group_stats sums the groups' M2 as pairs from it, var_lo): the float32
-  // squares and sum are ~1e-7 relative off, which the backward's variance dots gv (var_LN -
-  // var_BN) carry where LN's and BN's variances nearly coincide (rows that are permutations of
-  // one another: `var_weight`'s gradient 488x GRAD_SCALED off; with loose pairs, pair.wgsl, ~2^-33
-  // relative, still 1.1x). A loop of bound 0 otherwise (lavapipe skips it), so that a forward
-  // alone keeps its cost.
+  // low word (M2Pairs, pair.wgsl): with float32 M2 alone, rows that are permutations of one
+  // another had `var_weight`'s gradient 488x GRAD_SCALED off; with loose pairs, ~2^-33 relative,
+  // still 1.1x. A loop of bound 0 otherwise (lavapipe skips it), so that a forward alone keeps
+  // its cost.
   let pairs = (P.flags & P_REFINE_MEANS) != 0u && count > 0u && (flags & F_CLASS) == 0u;
-  // d = x - K - q exactly enough (two exact differences, the low words added in float32: ~2^-48
-  // of d), d^2 = h^2 + 2 h l + l^2 + 2 d.x d.y with h, l d.x's 12-bit parts: h^2 and 2 h l exact,
-  // each summed by sum_add; the small rest in float32.
-  var m2_hh = vec2<f32>(0.0);
-  var m2_hl = vec2<f32>(0.0);
-  var m2_rest = 0.0;
+  var m2p = M2Pairs(vec2<f32>(0.0), vec2<f32>(0.0), 0.0);
   for (var i = 0u; i < select(0u, len, pairs); i++) {
-    let v = tile[start + i * step];
-    let e = two_sum(v, -shift);
-    let dh = two_sum(e.x, -q.x);
-    let dl = dh.y + (e.y - q.y);
-    let h = split12(dh.x);
-    sum_add(&m2_hh, h.x * h.x);
-    sum_add(&m2_hl, 2.0 * h.x * h.y);
-    m2_rest += h.y * h.y + 2.0 * dh.x * dl;
+    m2p = m2_pairs_add(m2p, tile[start + i * step], shift, q);
   }
-  let m2_pair = pair_add(pair_sum(m2_hh, m2_hl), m2_rest);
-  let m2_lo = (m2_pair.x - m2) + m2_pair.y;
+  let m2_lo = m2_pairs_lo(m2p, m2);
   return Partial(c.x, c.y, m2, count, flags | (abs_field(mx) << 8u), select(0.0, m2_lo, pairs && is_finite_bits(m2_lo)), fine, 0.0);
 }
 

@@ -67,7 +67,20 @@ fn summarize_scaled(t: Tile1d, r0: u32, c0: u32, dr: u32, dc: u32, len: u32, fie
     fine_sums_add(&split, x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k);
   }
   let fine = fine_sums_word(split, k, len, below);
-  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, 0.0, fine, 0.0);
+  // M2's low word where a backward may follow, as sn1d_stats forms a plain line's (M2Pairs,
+  // pair.wgsl), in the line's unit. Without it a wide line's M2 was a float32 sum of float32
+  // squares, which the variance dots gv (var_LN - var_BN) carried: under fused multiply-adds
+  // (NVIDIA's contraction of m2 += d * d, tests/_nvidia_fma.ts) `var_weight`'s gradient was 5.7x
+  // its tolerance on LN and BN means 2.5e-5 apart (tests/wasm_precision_test.ts, seed 18558; an
+  // H100 gave the same). A loop of bound 0 otherwise.
+  let pairs = (P.flags & P_REFINE_MEANS) != 0u;
+  var m2p = M2Pairs(vec2<f32>(0.0), vec2<f32>(0.0), 0.0);
+  for (var i = 0u; i < select(0u, len, pairs); i++) {
+    m2p = m2_pairs_add(m2p, scale2(x[tile_1d_elem(t, r0 + i * dr, c0 + i * dc)], k), shift, q);
+  }
+  let m2_lo = m2_pairs_lo(m2p, m2);
+  let m2_kept = select(0.0, m2_lo, pairs && is_finite_bits(m2_lo));
+  return Partial(c.x, c.y, m2, len, (field << 8u) | F_SCALED, m2_kept, fine, 0.0);
 }
 
 @compute @workgroup_size(64)
