@@ -35,94 +35,17 @@
  * @module
  */
 import { LAZY_SOURCES, SOURCES } from "../backends/_webgpu_pipelines.ts";
-
-interface Token {
-  t: string;
-  s: number;
-  e: number;
-  kind: "id" | "num" | "p";
-}
-
-const PUNCT3 = ["<<=", ">>="];
-const PUNCT2 = [
-  "->",
-  "<=",
-  ">=",
-  "==",
-  "!=",
-  "&&",
-  "||",
-  "<<",
-  "+=",
-  "-=",
-  "*=",
-  "/=",
-  "%=",
-  "&=",
-  "|=",
-  "^=",
-  "++",
-  "--",
-];
-
-function tokenize(src: string): Token[] {
-  const out: Token[] = [];
-  let i = 0;
-  while (i < src.length) {
-    const c = src[i];
-    if (/\s/.test(c)) {
-      i++;
-      continue;
-    }
-    if (src.startsWith("//", i)) {
-      const j = src.indexOf("\n", i);
-      i = j < 0 ? src.length : j;
-      continue;
-    }
-    if (src.startsWith("/*", i)) {
-      const j = src.indexOf("*/", i + 2);
-      i = j < 0 ? src.length : j + 2;
-      continue;
-    }
-    const id = /^[A-Za-z_][A-Za-z0-9_]*/.exec(src.slice(i, i + 200));
-    if (id) {
-      out.push({ t: id[0], s: i, e: i + id[0].length, kind: "id" });
-      i += id[0].length;
-      continue;
-    }
-    const num =
-      /^(0[xX][0-9a-fA-F]*(\.[0-9a-fA-F]*)?([pP][+-]?\d+)?[iufh]?|(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?[iufh]?)/
-        .exec(
-          src.slice(i, i + 100),
-        );
-    if (num && /[\d.]/.test(c) && num[0] !== ".") {
-      out.push({ t: num[0], s: i, e: i + num[0].length, kind: "num" });
-      i += num[0].length;
-      continue;
-    }
-    const p = PUNCT3.find((q) => src.startsWith(q, i)) ?? PUNCT2.find((q) =>
-      src.startsWith(q, i)
-    ) ??
-      c;
-    out.push({ t: p, s: i, e: i + p.length, kind: "p" });
-    i += p.length;
-  }
-  return out;
-}
-
-/** A parsed expression: its span in the source and the sub-expressions inside it. */
-interface Node {
-  s: number;
-  e: number;
-  kids: Node[];
-  op?: string; // a binary operator
-  l?: Node;
-  r?: Node;
-  paren?: Node; // ( inner )
-  ident?: string; // a lone identifier
-  call?: string; // a call's function (its arguments are kids)
-  site?: Site;
-}
+import {
+  compileError,
+  errorPositions,
+  type FnDecl,
+  functions,
+  KEYWORDS,
+  type Node as ParseNode,
+  Parser,
+  strip,
+  tokenize,
+} from "./_wgsl_parse.ts";
 
 /** A candidate: node = (product) op c, or a compound `lhs op= product`. */
 interface Site {
@@ -146,161 +69,7 @@ interface LetProduct {
   used: boolean;
 }
 
-const TEMPLATED = new Set([
-  "vec2",
-  "vec3",
-  "vec4",
-  "mat2x2",
-  "mat3x3",
-  "mat4x4",
-  "array",
-  "bitcast",
-  "ptr",
-  "atomic",
-]);
-const KEYWORDS = new Set([
-  "let",
-  "var",
-  "const",
-  "return",
-  "if",
-  "else",
-  "for",
-  "while",
-  "loop",
-  "break",
-  "continue",
-  "continuing",
-  "switch",
-  "case",
-  "default",
-  "fn",
-  "struct",
-  "override",
-  "discard",
-]);
-const PREC: Record<string, number> = {
-  "||": 1,
-  "&&": 2,
-  "|": 3,
-  "^": 4,
-  "&": 5,
-  "==": 6,
-  "!=": 6,
-  "<": 7,
-  ">": 7,
-  "<=": 7,
-  ">=": 7,
-  "<<": 8,
-  ">>": 8,
-  "+": 9,
-  "-": 9,
-  "*": 10,
-  "/": 10,
-  "%": 10,
-};
-
-class Parser {
-  pos = 0;
-  constructor(readonly toks: Token[], readonly src: string) {}
-  peek(k = 0): Token | undefined {
-    return this.toks[this.pos + k];
-  }
-  /** The binary operator at pos (">" ">" adjacent is ">>"), or undefined. */
-  binop(): string | undefined {
-    const t = this.peek();
-    if (!t || t.kind !== "p") return undefined;
-    if (t.t === ">") {
-      const n = this.peek(1);
-      if (n && n.s === t.e && n.t === ">") return ">>";
-      if (n && n.s === t.e && n.t === "=") return ">=";
-    }
-    return t.t in PREC ? t.t : undefined;
-  }
-  expr(min = 1): Node {
-    let left = this.unary();
-    for (;;) {
-      const op = this.binop();
-      if (!op || PREC[op] < min) return left;
-      this.pos += op === ">>" || (op === ">=" && this.peek()!.t === ">") ? 2 : 1;
-      const right = this.expr(PREC[op] + 1);
-      left = { s: left.s, e: right.e, kids: [left, right], op, l: left, r: right };
-    }
-  }
-  unary(): Node {
-    const t = this.peek();
-    if (t && t.kind === "p" && ["-", "!", "~", "*", "&"].includes(t.t)) {
-      this.pos++;
-      const inner = this.unary();
-      return { s: t.s, e: inner.e, kids: [inner] };
-    }
-    return this.postfix(this.primary());
-  }
-  primary(): Node {
-    const t = this.peek();
-    if (!t) throw new Error("unexpected end");
-    if (t.t === "(") {
-      this.pos++;
-      const inner = this.expr();
-      const close = this.expect(")");
-      return { s: t.s, e: close.e, kids: [inner], paren: inner };
-    }
-    if (t.kind === "num") {
-      this.pos++;
-      return { s: t.s, e: t.e, kids: [] };
-    }
-    if (t.kind === "id") {
-      this.pos++;
-      let e = t.e;
-      if (TEMPLATED.has(t.t) && this.peek()?.t === "<") {
-        let depth = 0;
-        do {
-          const q = this.peek()!;
-          if (q.t === "<") depth++;
-          if (q.t === ">") depth--;
-          e = q.e;
-          this.pos++;
-        } while (depth > 0);
-      }
-      if (this.peek()?.t === "(") {
-        this.pos++;
-        const kids: Node[] = [];
-        while (this.peek()?.t !== ")") {
-          kids.push(this.expr());
-          if (this.peek()?.t === ",") this.pos++;
-        }
-        const close = this.expect(")");
-        return { s: t.s, e: close.e, kids, call: t.t };
-      }
-      return { s: t.s, e, kids: [], ident: t.t };
-    }
-    throw new Error(`unexpected ${t.t} at ${t.s}`);
-  }
-  postfix(n: Node): Node {
-    for (;;) {
-      const t = this.peek();
-      if (t?.t === ".") {
-        this.pos += 2;
-        n = { s: n.s, e: this.toks[this.pos - 1].e, kids: [n] };
-      } else if (t?.t === "[") {
-        this.pos++;
-        const idx = this.expr();
-        const close = this.expect("]");
-        n = { s: n.s, e: close.e, kids: [n, idx] };
-      } else return n;
-    }
-  }
-  expect(s: string): Token {
-    const t = this.peek();
-    if (t?.t !== s) {
-      throw new Error(`expected ${s} at ${t?.s}: ${this.src.slice(t?.s, (t?.s ?? 0) + 40)}`);
-    }
-    this.pos++;
-    return t;
-  }
-}
-
-const strip = (n: Node): Node => n.paren ? strip(n.paren) : n;
+type Node = ParseNode<Site>;
 
 /** The WGSL of `src` with its candidates as `sites` say, and where each site's text landed. */
 class Rewrite {
@@ -320,7 +89,7 @@ class Rewrite {
 
   parse() {
     const toks = tokenize(this.src);
-    const p = new Parser(toks, this.src);
+    const p = new Parser<Site>(toks, this.src);
     // Scopes of let-bound products: a stack of blocks, each a map name -> product.
     const scopes: Map<string, LetProduct>[] = [new Map()];
     const lookup = (name: string) => {
@@ -444,7 +213,7 @@ class Rewrite {
   }
 
   /** Parses an expression at p, registers its candidate sites and keeps it as a root. */
-  root(p: Parser, lookup: (name: string) => LetProduct | undefined): Node {
+  root(p: Parser<Site>, lookup: (name: string) => LetProduct | undefined): Node {
     const node = p.expr();
     const visit = (n: Node) => {
       n.kids.forEach(visit);
@@ -622,42 +391,11 @@ fn nv_fma4(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>) -> vec4<f32> {
 }
 `;
 
-/** The output positions (offsets in `code`) a compiler error's labels point at. */
-function errorPositions(message: string, code: string): number[] {
-  const starts = [0];
-  for (let i = 0; i < code.length; i++) if (code[i] === "\n") starts.push(i + 1);
-  const out: number[] = [];
-  let line = -1;
-  for (const text of message.split("\n")) {
-    const loc = /wgsl:(\d+):(\d+)/.exec(text);
-    if (loc) out.push(starts[Number(loc[1]) - 1] + Number(loc[2]) - 1);
-    const src = /^\s*(\d+) │ /.exec(text);
-    if (src) {
-      line = Number(src[1]);
-      continue;
-    }
-    const bar = text.indexOf("│");
-    if (bar >= 0 && line > 0 && /^[\s│]*[\^-]/.test(text.slice(bar + 1))) {
-      for (const m of text.slice(bar + 2).matchAll(/\^+|-+/g)) {
-        out.push(starts[line - 1] + m.index!);
-      }
-    }
-  }
-  return out;
-}
-
 /** What fuse() made of a source: the WGSL, and how many sites were fused. */
 export interface Fused {
   code: string;
   sites: number;
   candidates: number;
-}
-
-async function compileError(device: GPUDevice, code: string): Promise<string | undefined> {
-  device.pushErrorScope("validation");
-  device.createShaderModule({ code });
-  const err = await device.popErrorScope();
-  return err?.message;
 }
 
 /** Site states in the order the type probe tries them: fma() (any float), then nv_fma..nv_fma4. */
@@ -687,56 +425,6 @@ async function settle(
     }
     best.state = next(best.state);
   }
-}
-
-/** A function's parameters (name, type), its header's end and its body's closing brace. */
-interface FnDecl {
-  params: { name: string; type: string }[];
-  headerS: number;
-  bodyS: number; // just after `{`
-  bodyE: number; // the closing `}`
-  ret: string;
-}
-
-function functions(src: string): Map<string, FnDecl> {
-  const toks = tokenize(src);
-  const out = new Map<string, FnDecl>();
-  for (let i = 0; i < toks.length; i++) {
-    if (toks[i].t !== "fn" || toks[i + 2]?.t !== "(") continue;
-    const name = toks[i + 1].t;
-    let j = i + 3;
-    let depth = 0;
-    const params: { name: string; type: string }[] = [];
-    let cur: Token[] = [];
-    const flush = () => {
-      if (cur.length) {
-        params.push({
-          name: cur[0].t,
-          type: src.slice(cur[2].s, cur[cur.length - 1].e).replace(/\s+/g, ""),
-        });
-      }
-      cur = [];
-    };
-    for (; toks[j].t !== ")" || depth > 0; j++) {
-      const t = toks[j];
-      if (t.t === "<") depth++;
-      if (t.t === ">") depth--;
-      if (t.t === "," && depth === 0) flush();
-      else cur.push(t);
-    }
-    flush();
-    let k = j;
-    while (toks[k].t !== "{") k++;
-    const ret = src.slice(toks[j].e, toks[k].s);
-    let braces = 0;
-    let m = k;
-    for (; m < toks.length; m++) {
-      if (toks[m].t === "{") braces++;
-      if (toks[m].t === "}" && --braces === 0) break;
-    }
-    out.set(name, { params, headerS: toks[i].s, bodyS: toks[k].e, bodyE: toks[m].s, ret });
-  }
-  return out;
 }
 
 const FLOAT_TYPE = /^(f32|vec[234]<f32>)$/;
