@@ -30,7 +30,6 @@
  *
  * @module
  */
-import { LAZY_SOURCES, SOURCES } from "../backends/_webgpu_pipelines.ts";
 import {
   compileError,
   errorPositions,
@@ -38,6 +37,7 @@ import {
   KEYWORDS,
   type Node as ParseNode,
   Parser,
+  rewriteBackendSources,
   strip,
   tokenize,
 } from "./_wgsl_parse.ts";
@@ -578,22 +578,8 @@ async function settleCounted(device: GPUDevice, rw: FlushRewrite): Promise<strin
 }
 
 /** Every source of the WebGPU backend flushed; what was flushed per pipeline kind. */
-export async function installNvidiaFlush(): Promise<Record<string, Flushed>> {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  const report: Record<string, Flushed> = {};
-  try {
-    for (const record of [SOURCES, LAZY_SOURCES] as Record<string, string>[]) {
-      for (const key of Object.keys(record)) {
-        if (record[key].includes("fn nv_ftz(")) continue;
-        report[key] = await flush(device, record[key]);
-        record[key] = report[key].code;
-      }
-    }
-  } finally {
-    device.destroy();
-  }
-  return report;
+export function installNvidiaFlush(): Promise<Record<string, Flushed>> {
+  return rewriteBackendSources("fn nv_ftz(", flush);
 }
 
 /** What the install on import flushed, per pipeline kind. */

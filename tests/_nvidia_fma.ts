@@ -34,7 +34,6 @@
  *
  * @module
  */
-import { LAZY_SOURCES, SOURCES } from "../backends/_webgpu_pipelines.ts";
 import {
   compileError,
   errorPositions,
@@ -43,6 +42,7 @@ import {
   KEYWORDS,
   type Node as ParseNode,
   Parser,
+  rewriteBackendSources,
   strip,
   tokenize,
 } from "./_wgsl_parse.ts";
@@ -570,22 +570,8 @@ export async function fuse(device: GPUDevice, src: string): Promise<Fused> {
 }
 
 /** Every source of the WebGPU backend fused; the counts of fused sites per kind. */
-export async function installNvidiaFma(): Promise<Record<string, Fused>> {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  const report: Record<string, Fused> = {};
-  try {
-    for (const record of [SOURCES, LAZY_SOURCES] as Record<string, string>[]) {
-      for (const key of Object.keys(record)) {
-        if (record[key].includes("fn nv_fma(")) continue;
-        report[key] = await fuse(device, record[key]);
-        record[key] = report[key].code;
-      }
-    }
-  } finally {
-    device.destroy();
-  }
-  return report;
+export function installNvidiaFma(): Promise<Record<string, Fused>> {
+  return rewriteBackendSources("fn nv_fma(", fuse);
 }
 
 /** What the install on import fused, per pipeline kind. */

@@ -1,10 +1,38 @@
 /**
  * A tokenizer and expression parser for the shaders' WGSL, and the compiler's error positions:
  * what the test-only rewrites tests/_nvidia_fma.ts and tests/_nvidia_flush.ts share (importing
- * this module installs nothing).
+ * this module installs nothing; rewriteBackendSources installs what it is given).
  *
  * @module
  */
+import { LAZY_SOURCES, SOURCES } from "../backends/_webgpu_pipelines.ts";
+
+/**
+ * Rewrites every source of the WebGPU backend (SOURCES and LAZY_SOURCES, before any pipeline
+ * compiles them) with `rewrite`, on a device of its own; sources that already hold `marker` (a
+ * function the rewrite adds) are left as they are. Returns what the rewrite reported per kind.
+ */
+export async function rewriteBackendSources<T extends { code: string }>(
+  marker: string,
+  rewrite: (device: GPUDevice, src: string) => Promise<T>,
+): Promise<Record<string, T>> {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice();
+  const report: Record<string, T> = {};
+  try {
+    for (const record of [SOURCES, LAZY_SOURCES] as Record<string, string>[]) {
+      for (const key of Object.keys(record)) {
+        if (record[key].includes(marker)) continue;
+        report[key] = await rewrite(device, record[key]);
+        record[key] = report[key].code;
+      }
+    }
+  } finally {
+    device.destroy();
+  }
+  return report;
+}
+
 export interface Token {
   t: string;
   s: number;
