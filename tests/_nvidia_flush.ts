@@ -31,13 +31,12 @@
  * @module
  */
 import {
-  compileError,
-  errorPositions,
   functions,
   KEYWORDS,
   type Node as ParseNode,
   Parser,
   rewriteBackendSources,
+  settleSites,
   strip,
   tokenize,
 } from "./_wgsl_parse.ts";
@@ -481,28 +480,13 @@ class FlushRewrite {
 }
 
 /** Compiles until no error: the site an error points at takes its next state. */
-async function settle(device: GPUDevice, rw: FlushRewrite): Promise<string> {
-  for (let round = 0;; round++) {
-    const code = rw.text() + NV_FTZ_WGSL;
-    const message = await compileError(device, code);
-    if (message === undefined) return code;
-    const positions = errorPositions(message, code);
-    let best: FSite | undefined;
-    let size = Infinity;
-    for (const site of rw.sites) {
-      const span = rw.spans.get(site.id);
-      if (!span || site.state <= 0) continue;
-      if (positions.some((q) => q >= span[0] && q < span[1]) && span[1] - span[0] < size) {
-        best = site;
-        size = span[1] - span[0];
-      }
-    }
-    if (!best || round > 50000) {
-      throw new Error(`_nvidia_flush: a compile error no site explains:\n${message}`);
-    }
-    if (best.state === PROBE || ++best.tries >= 4) best.state = 0;
-    else best.state = best.state % 4 + 1;
-  }
+function settle(device: GPUDevice, rw: FlushRewrite): Promise<string> {
+  const advance = (site: FSite) => {
+    if (site.state === PROBE || ++site.tries >= 4) site.state = 0;
+    else site.state = site.state % 4 + 1;
+  };
+  const text = () => rw.text() + NV_FTZ_WGSL;
+  return settleSites(device, text, rw.sites, rw.spans, advance, "_nvidia_flush", 50000);
 }
 
 /** Final states per function text (its sites in order): shared functions are probed once. */

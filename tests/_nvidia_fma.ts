@@ -43,6 +43,7 @@ import {
   type Node as ParseNode,
   Parser,
   rewriteBackendSources,
+  settleSites,
   strip,
   tokenize,
 } from "./_wgsl_parse.ts";
@@ -399,32 +400,22 @@ export interface Fused {
 }
 
 /** Site states in the order the type probe tries them: fma() (any float), then nv_fma..nv_fma4. */
-async function settle(
+function settle(
   device: GPUDevice,
   rw: Rewrite,
   suffix: string,
   next: (state: number) => number,
 ): Promise<string> {
-  for (let round = 0;; round++) {
-    const code = rw.text() + suffix;
-    const message = await compileError(device, code);
-    if (message === undefined) return code;
-    const positions = errorPositions(message, code);
-    let best: Site | undefined;
-    let size = Infinity;
-    for (const site of rw.sites) {
-      const span = rw.spans.get(site.id);
-      if (!span || site.state === 0) continue;
-      if (positions.some((q) => q >= span[0] && q < span[1]) && span[1] - span[0] < size) {
-        best = site;
-        size = span[1] - span[0];
-      }
-    }
-    if (!best || round > 20000) {
-      throw new Error(`_nvidia_fma: a compile error no site explains:\n${message}`);
-    }
-    best.state = next(best.state);
-  }
+  const advance = (site: Site) => site.state = next(site.state);
+  return settleSites(
+    device,
+    () => rw.text() + suffix,
+    rw.sites,
+    rw.spans,
+    advance,
+    "_nvidia_fma",
+    20000,
+  );
 }
 
 const FLOAT_TYPE = /^(f32|vec[234]<f32>)$/;

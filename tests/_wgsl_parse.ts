@@ -33,6 +33,48 @@ export async function rewriteBackendSources<T extends { code: string }>(
   return report;
 }
 
+/** A rewrite's site: its id keys its output span, state 0 (or below) leaves it as written. */
+export interface RewriteSite {
+  id: number;
+  state: number;
+}
+
+/**
+ * Compiles `text()` until the compiler accepts it: the site whose output span (spans) is the
+ * smallest that holds a position the compiler's error points at is advanced (`advance`, which
+ * sets its next state); an error no enabled site explains, or more than `rounds`, throws.
+ */
+export async function settleSites<S extends RewriteSite>(
+  device: GPUDevice,
+  text: () => string,
+  sites: S[],
+  spans: Map<number, [number, number]>,
+  advance: (site: S) => void,
+  who: string,
+  rounds: number,
+): Promise<string> {
+  for (let round = 0;; round++) {
+    const code = text();
+    const message = await compileError(device, code);
+    if (message === undefined) return code;
+    const positions = errorPositions(message, code);
+    let best: S | undefined;
+    let size = Infinity;
+    for (const site of sites) {
+      const span = spans.get(site.id);
+      if (!span || site.state <= 0) continue;
+      if (positions.some((q) => q >= span[0] && q < span[1]) && span[1] - span[0] < size) {
+        best = site;
+        size = span[1] - span[0];
+      }
+    }
+    if (!best || round > rounds) {
+      throw new Error(`${who}: a compile error no site explains:\n${message}`);
+    }
+    advance(best);
+  }
+}
+
 export interface Token {
   t: string;
   s: number;
