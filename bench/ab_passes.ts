@@ -14,6 +14,7 @@
  */
 
 import { inputs, loadCheckout, quantile } from "./_ab.ts";
+import { splitComputePasses, type SplitDispatch } from "./_split_passes.ts";
 
 /** A dispatch's timestamps, waiting to be read. */
 interface Pending {
@@ -24,7 +25,6 @@ interface Pending {
 }
 
 const pipelineLabels = new WeakMap<GPUComputePipeline, string>();
-const encoderDevices = new WeakMap<GPUCommandEncoder, GPUDevice>();
 const pending: Pending[] = [];
 const times = new Map<string, number[]>();
 let label = "";
@@ -43,69 +43,30 @@ function patchWebGpu(): void {
     pipelineLabels.set(p, d.label ?? "?");
     return p;
   };
-  const createEncoder = GPUDevice.prototype.createCommandEncoder;
-  GPUDevice.prototype.createCommandEncoder = function (d?: GPUCommandEncoderDescriptor) {
-    const e = createEncoder.call(this, d);
-    encoderDevices.set(e, this);
-    return e;
-  };
-  const begin = GPUCommandEncoder.prototype.beginComputePass;
-  GPUCommandEncoder.prototype.beginComputePass = function (d?: GPUComputePassDescriptor) {
-    return timedPass(this, begin, d);
-  };
+  splitComputePasses(
+    timed,
+    (device, d) => timing && device.features.has("timestamp-query") && !d?.timestampWrites,
+  );
 }
 
-/** A stand-in pass that records each dispatch into a timed pass of its own (see above). */
-function timedPass(
-  encoder: GPUCommandEncoder,
-  begin: (this: GPUCommandEncoder, d?: GPUComputePassDescriptor) => GPUComputePassEncoder,
-  d?: GPUComputePassDescriptor,
-): GPUComputePassEncoder {
-  const device = encoderDevices.get(encoder);
-  if (!timing || !device || !device.features.has("timestamp-query") || d?.timestampWrites) {
-    return begin.call(encoder, d);
-  }
-  const gpu = device;
-  let pipeline: GPUComputePipeline | undefined;
-  const groups = new Map<number, [GPUBindGroup, number[] | undefined]>();
-  const pass = {
-    setPipeline(p: GPUComputePipeline) {
-      pipeline = p;
-    },
-    setBindGroup(i: number, g: GPUBindGroup, offsets?: number[]) {
-      groups.set(i, [g, offsets ? [...offsets] : undefined]);
-    },
-    dispatchWorkgroups(x: number, y = 1, z = 1) {
-      timed((own) => own.dispatchWorkgroups(x, y, z));
-    },
-    // The wide passes, dispatched with arguments that a previous pass wrote.
-    dispatchWorkgroupsIndirect(buffer: GPUBuffer, offset: number) {
-      timed((own) => own.dispatchWorkgroupsIndirect(buffer, offset));
-    },
-    end() {},
-  };
-  function timed(record: (own: GPUComputePassEncoder) => void): void {
-    const querySet = gpu.createQuerySet({ type: "timestamp", count: 2 });
-    const own = begin.call(encoder, {
-      timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-    });
-    own.setPipeline(pipeline!);
-    for (const [i, [g, offsets]] of groups) own.setBindGroup(i, g, offsets);
-    record(own);
-    own.end();
-    const resolve = gpu.createBuffer({
-      size: 16,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    });
-    const read = gpu.createBuffer({
-      size: 16,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
-    encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
-    pending.push({ querySet, resolve, read, key: `${label} ${pipelineLabels.get(pipeline!)}` });
-  }
-  return pass as unknown as GPUComputePassEncoder;
+/** A dispatch recorded into a timed pass of its own (see above). */
+function timed(dispatch: SplitDispatch): void {
+  const { device, encoder, pipeline } = dispatch;
+  const querySet = device.createQuerySet({ type: "timestamp", count: 2 });
+  dispatch.record({
+    timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+  });
+  const resolve = device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const read = device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+  encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
+  pending.push({ querySet, resolve, read, key: `${label} ${pipelineLabels.get(pipeline)}` });
 }
 
 async function drain(): Promise<void> {

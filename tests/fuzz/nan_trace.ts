@@ -11,14 +11,15 @@
  *
  *   deno run -A tests/fuzz/nan_trace.ts DIR SEED...
  *
- * Not a test: it patches GPUDevice and GPUCommandEncoder prototypes, and gives every buffer not
- * mapped for reading COPY_SRC.
+ * Not a test: it patches GPUDevice and GPUCommandEncoder prototypes (bench/_split_passes.ts for
+ * the pass per dispatch), and gives every buffer not mapped for reading COPY_SRC.
  *
  * @module
  */
 
 import { make } from "./attack_fuzz.ts";
 import { runCall } from "../_range_compare.ts";
+import { splitComputePasses, type SplitDispatch } from "../../bench/_split_passes.ts";
 
 interface Binding {
   binding: number;
@@ -30,7 +31,7 @@ interface Binding {
 
 interface Snapshot {
   index: number;
-  label: string;
+  pipeline: GPUComputePipeline;
   grid: string;
   bindings: Binding[];
   before: GPUBuffer[];
@@ -43,7 +44,6 @@ const pipelineInfo = new WeakMap<
 >();
 const moduleCode = new WeakMap<GPUShaderModule, string>();
 const groupEntries = new WeakMap<GPUBindGroup, Binding[]>();
-const encoderDevices = new WeakMap<GPUCommandEncoder, GPUDevice>();
 const snapshots: Snapshot[] = [];
 
 function patch(): void {
@@ -95,27 +95,12 @@ function patch(): void {
     groupEntries.set(g, list);
     return g;
   };
-  const createEncoder = GPUDevice.prototype.createCommandEncoder;
-  GPUDevice.prototype.createCommandEncoder = function (d?: GPUCommandEncoderDescriptor) {
-    const e = createEncoder.call(this, d);
-    encoderDevices.set(e, this);
-    return e;
-  };
-  const begin = GPUCommandEncoder.prototype.beginComputePass;
-  GPUCommandEncoder.prototype.beginComputePass = function (d?: GPUComputePassDescriptor) {
-    return tracedPass(this, begin, d);
-  };
+  splitComputePasses(traced);
 }
 
-/** A stand-in pass: each dispatch in a pass of its own, its buffers copied before and after. */
-function tracedPass(
-  encoder: GPUCommandEncoder,
-  begin: (this: GPUCommandEncoder, d?: GPUComputePassDescriptor) => GPUComputePassEncoder,
-  d?: GPUComputePassDescriptor,
-): GPUComputePassEncoder {
-  const device = encoderDevices.get(encoder)!;
-  let pipeline: GPUComputePipeline | undefined;
-  const groups = new Map<number, [GPUBindGroup, number[] | undefined]>();
+/** A dispatch in a pass of its own, the buffers it binds copied before and after it. */
+function traced(dispatch: SplitDispatch): void {
+  const { device, encoder, pipeline, groups } = dispatch;
   const copies = (bindings: Binding[]) =>
     bindings.map((b) => {
       const size = Math.ceil(b.size / 4) * 4;
@@ -126,47 +111,22 @@ function tracedPass(
       encoder.copyBufferToBuffer(b.buffer, b.offset, read, 0, size);
       return read;
     });
-  function traced(record: (own: GPUComputePassEncoder) => void, grid: string): void {
-    const bindings: Binding[] = [];
-    for (const [i, [g]] of groups) {
-      for (const b of groupEntries.get(g) ?? []) bindings.push({ ...b, group: i });
-    }
-    const before = copies(bindings);
-    const own = begin.call(encoder, d);
-    own.setPipeline(pipeline!);
-    for (const [i, [g, offsets]] of groups) own.setBindGroup(i, g, offsets);
-    record(own);
-    own.end();
-    const after = copies(bindings);
-    snapshots.push({
-      index: snapshots.length,
-      label: pipelineInfo.get(pipeline!)?.label ?? "?",
-      grid,
-      bindings,
-      before,
-      after,
-    });
-    pipelineOf.set(snapshots.length - 1, pipeline!);
+  const bindings: Binding[] = [];
+  for (const [i, [g]] of groups) {
+    for (const b of groupEntries.get(g) ?? []) bindings.push({ ...b, group: i });
   }
-  const pass = {
-    setPipeline(p: GPUComputePipeline) {
-      pipeline = p;
-    },
-    setBindGroup(i: number, g: GPUBindGroup, offsets?: number[]) {
-      groups.set(i, [g, offsets ? [...offsets] : undefined]);
-    },
-    dispatchWorkgroups(x: number, y = 1, z = 1) {
-      traced((own) => own.dispatchWorkgroups(x, y, z), `${x}x${y}x${z}`);
-    },
-    dispatchWorkgroupsIndirect(buffer: GPUBuffer, offset: number) {
-      traced((own) => own.dispatchWorkgroupsIndirect(buffer, offset), "indirect");
-    },
-    end() {},
-  };
-  return pass as unknown as GPUComputePassEncoder;
+  const before = copies(bindings);
+  dispatch.record();
+  const after = copies(bindings);
+  snapshots.push({
+    index: snapshots.length,
+    pipeline,
+    grid: dispatch.grid,
+    bindings,
+    before,
+    after,
+  });
 }
-
-const pipelineOf = new Map<number, GPUComputePipeline>();
 
 async function words(b: GPUBuffer): Promise<Uint32Array> {
   await b.mapAsync(GPUMapMode.READ);
@@ -191,7 +151,6 @@ if (import.meta.main) {
   Deno.mkdirSync(dir, { recursive: true });
   for (const seed of seeds.map(Number)) {
     snapshots.length = 0;
-    pipelineOf.clear();
     const call = make(seed);
     let outcome = "ran";
     try {
@@ -211,11 +170,12 @@ if (import.meta.main) {
         const [n0, n1] = [nanCount(before[i]), nanCount(after[i])];
         return n1 > n0 ? [`@binding(${b.binding}): NaN ${n0} -> ${n1} of ${after[i].length}`] : [];
       });
-      if (raised.length) console.log(`  #${s.index} ${s.label} [${s.grid}]: ${raised.join("; ")}`);
-      const info = pipelineInfo.get(pipelineOf.get(s.index)!);
+      const info = pipelineInfo.get(s.pipeline);
+      const label = info?.label ?? "?";
+      if (raised.length) console.log(`  #${s.index} ${label} [${s.grid}]: ${raised.join("; ")}`);
       if (info) codes[info.label] = info.code;
       dispatches.push({
-        label: s.label,
+        label,
         grid: s.grid,
         constants: info?.constants,
         buffers: s.bindings.map((b, i) => ({
