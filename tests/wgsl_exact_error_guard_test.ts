@@ -7,11 +7,15 @@
  * rows of 1e5, `grads.mean_weight` 6e13x off), 38 after every intermediate went through opaque()
  * (shaders/common.wgsl). lavapipe, which CI runs, does not make the second rewrite, so no test
  * run there can see it; this test reads the WGSL instead: no float expression x - (y - z) may
- * appear outside opaque(), the form that the rewrite s - (s - a) -> a matches.
+ * appear outside opaque(), the form that the rewrite s - (s - a) -> a matches. And, through
+ * `let` bindings as the compilers see them (tests/_wgsl_rewrites.ts), none of the other forms
+ * the probe found rewritten: (a + b) - a, a / a, (a * b) / b and their mirror images (session
+ * 51: none in the shaders; one integer site, exact either way).
  *
  * @module
  */
 import assert from "node:assert/strict";
+import { rewriteSites } from "./_wgsl_rewrites.ts";
 
 /** x - (y - z) with names or fields for x, y and z, not followed by a division (integer halves). */
 const REWRITABLE =
@@ -53,4 +57,64 @@ Deno.test("no shader writes an exact error as x - (y - z) outside opaque()", asy
     for (const hit of rewritableDifferences(source)) offending.push(`${entry.name} ${hit}`);
   }
   assert.deepEqual(offending.sort(), []);
+});
+
+/**
+ * Integer sites rewriteSites matches whose rewrite changes nothing (integer arithmetic is exact),
+ * as `FILE fn NAME: FORM: EXPR`.
+ */
+const EXACT_INTEGER_SITES = [
+  // es - ex with ex = norm_exp(xc) + o + es: i32 exponents
+  "sn1d_bwd_element.wgsl fn wide_element: P-(P+Q): es-ex",
+];
+
+Deno.test("the rewrite finder sees each form through let bindings and division calls, and not through opaque()", () => {
+  const plain = [
+    "fn two_sum_plain(a: f32, b: f32) -> vec2<f32> {",
+    "  let s = a + b;",
+    "  let bb = s - a;",
+    "  return vec2<f32>(s, (a - (s - bb)) + (b - bb));",
+    "}",
+    "fn more(a: f32, b: f32) -> f32 {",
+    "  let d = a - b;",
+    "  let e = (d + b) + (b + (a - b)) + ((a - b) - a) + (a - (a + b));",
+    "  let p = a * b;",
+    "  return fdiv_n(p, b) + fdiv(a, a) + (a * b) / a;",
+    "}",
+  ].join("\n");
+  assert.deepEqual(
+    rewriteSites(plain).sort(),
+    [
+      "line 3, fn two_sum_plain: (P+Q)-P: s-a",
+      "line 4, fn two_sum_plain: P-(P-Q): s-bb",
+      "line 8, fn more: (P-Q)+Q: d+b",
+      "line 8, fn more: (P-Q)-P: (a-b)-a",
+      "line 8, fn more: P-(P+Q): a-(a+b)",
+      "line 8, fn more: Q+(P-Q): b+(a-b)",
+      "line 10, fn more: (a*b)/b: (a*b)/a",
+      "line 10, fn more: (a*b)/b: fdiv_n(p,b)",
+      "line 10, fn more: a/a: fdiv(a,a)",
+    ].sort(),
+  );
+  const guarded = [
+    "fn two_sum(a: f32, b: f32) -> vec2<f32> {",
+    "  let s = opaque(a + b);",
+    "  let bb = opaque(s - a);",
+    "  return vec2<f32>(s, opaque(a - opaque(s - bb)) + (b - bb));",
+    "}",
+  ].join("\n");
+  assert.deepEqual(rewriteSites(guarded), []);
+});
+
+Deno.test("no shader leaves a float expression that a compiler may rewrite as exact outside opaque()", async () => {
+  const dir = new URL("../shaders/", import.meta.url);
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.name.endsWith(".wgsl")) continue;
+    const source = await Deno.readTextFile(new URL(entry.name, dir));
+    for (const site of rewriteSites(source)) {
+      found.push(`${entry.name} ${site.replace(/^line \d+, /, "")}`);
+    }
+  }
+  assert.deepEqual(found.sort(), [...EXACT_INTEGER_SITES].sort());
 });
