@@ -10,6 +10,7 @@
  * find members of a fault class. NUMERICS.md says what it found.
  *
  *   deno run -A tests/fuzz/attack_fuzz.ts FIRST LAST [webgpu|wasm]
+ *   deno run -A tests/fuzz/attack_fuzz.ts --seeds SEED... (WebGPU; a device log's failures again)
  *
  * @module
  */
@@ -240,8 +241,12 @@ export function coincidingTag(call: LayerCall, want: CallResult, err: string): s
 }
 
 if (import.meta.main) {
-  const [a, b, be] = [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];
-  for (let s = a; s <= b; s++) {
+  const listed = Deno.args[0] === "--seeds" ? Deno.args.slice(1).map(Number) : undefined;
+  const [a, b, be] = listed
+    ? [listed[0], listed[listed.length - 1], "webgpu"]
+    : [+Deno.args[0], +Deno.args[1], Deno.args[2] ?? "webgpu"];
+  const seeds = listed ?? Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  for (const s of seeds) {
     const call = make(s);
     const f = await fuzzCall(call, be as "webgpu", `${s} ${describe(call)}`);
     if (f === null || f === "throw") continue;
@@ -252,6 +257,6 @@ if (import.meta.main) {
       f.err.slice(0, 500),
     );
   }
-  console.log("DONE", a, b, be);
+  console.log("DONE", a, b, be, listed ? `(${listed.length} seeds listed)` : "");
   Deno.exit(0);
 }
