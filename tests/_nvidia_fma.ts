@@ -536,6 +536,29 @@ function inlineRound(
 
 const cache = new Map<string, Fused>();
 
+/**
+ * NVIDIA_FMA_SUBSET=SEED: each fused site kept with probability 1/2, drawn per source (a pass's
+ * WGSL) from SEED and the source's text, so that a function shared by several passes is fused in
+ * some and not in others. NVIDIA's compiler decides contraction per compiled pass and per use
+ * after inlining, so one formula evaluated in two passes (a row's decision in sn_mix and in
+ * sn_wide_normalize) may round one way in one and the other way in the other; fusing every site
+ * (the default) makes them agree. Undefined (fuse every site) without it.
+ */
+function keptShare(src: string): (() => boolean) | undefined {
+  const seed = Deno.env.get("NVIDIA_FMA_SUBSET");
+  if (seed === undefined) return undefined;
+  let h = Number(seed) >>> 0;
+  for (let i = 0; i < src.length; i++) h = Math.imul(h ^ src.charCodeAt(i), 0x01000193) >>> 0;
+  return () => {
+    // xorshift32
+    h ^= h << 13;
+    h ^= h >>> 17;
+    h ^= h << 5;
+    h >>>= 0;
+    return (h & 1) === 1;
+  };
+}
+
 /** `src` with every float32 product-plus-sum fused (see the module's comment). */
 export async function fuse(device: GPUDevice, src: string): Promise<Fused> {
   const hit = cache.get(src);
@@ -546,6 +569,8 @@ export async function fuse(device: GPUDevice, src: string): Promise<Fused> {
   rw.probe = true;
   await settle(device, rw, NV_PROBE_WGSL, (s) => s === 5 ? 0 : s + 1);
   rw.probe = false;
+  const keep = keptShare(src);
+  if (keep) { for (const site of rw.sites) if (site.state > 0 && !keep()) site.state = 0; }
   const code = rw.text() + NV_FMA_WGSL;
   const message = await compileError(device, code);
   if (message !== undefined) {
