@@ -28,9 +28,10 @@
  *
  *   deno test -A --preload tests/_nvidia_fma.ts tests/X_test.ts
  *
- * composes with tests/_nvidia_division.ts, preloaded first (`--preload tests/_nvidia_division.ts
- * --preload tests/_nvidia_fma.ts`): the copies the inlining makes of div_f32 then divide as NVIDIA
- * does too.
+ * (NVIDIA_FMA_SUBSET=SEED: a random half of the sites per pass, see keptShare.) It composes
+ * with tests/_nvidia_division.ts, preloaded first (`--preload tests/_nvidia_division.ts
+ * --preload tests/_nvidia_fma.ts`): the copies the inlining makes of div_f32 then divide as
+ * NVIDIA does too.
  *
  * @module
  */
