@@ -46,45 +46,48 @@ fn nv_nan(v: f32) -> bool {
 ).join("");
 
 const isFlushCall = (n: Node) => strip(n).call === "nv_ftz";
+const EXPRESSION_STARTS = new Set(["=", "return", "if", "while", "+=", "-=", "*=", "("]);
 
 /** `src` (flushed) with its scalar float comparisons replaced; how many. */
 export function flipNanComparisons(src: string): { code: string; sites: number } {
-  const edits: [number, number, string][] = [];
+  const toks = tokenize(src);
+  // Each edit replaces src[s, e) with text (s = e: an insertion).
+  const edits: { s: number; e: number; text: string }[] = [];
+  let sites = 0;
   for (const [name, fn] of functions(src)) {
     if (name.startsWith("nv_")) continue;
-    const toks = tokenize(src).filter((t) => t.s >= fn.bodyS && t.e <= fn.bodyE);
-    const taken: Node[] = [];
-    for (let i = 0; i < toks.length; i++) {
-      if (!["=", "return", "if", "while", "+=", "-=", "*=", "("].includes(toks[i].t)) continue;
+    const body = toks.filter((t) => t.s >= fn.bodyS && t.e <= fn.bodyE);
+    // The expressions after these tokens (the outermost of nested ones).
+    const roots: Node[] = [];
+    for (let i = 0; i < body.length; i++) {
+      if (!EXPRESSION_STARTS.has(body[i].t)) continue;
       let node: Node;
       try {
-        node = new Parser(toks.slice(i + 1), src).expr();
+        node = new Parser(body.slice(i + 1), src).expr();
       } catch {
-        continue;
+        continue; // not an expression this parser reads (a declaration, a type)
       }
-      if (taken.some((t) => t.s <= node.s && node.e <= t.e)) continue;
-      taken.push(node);
+      if (!roots.some((r) => r.s <= node.s && node.e <= r.e)) roots.push(node);
     }
     const visit = (n: Node) => {
       n.kids.forEach(visit);
       if (n.op && n.op in OPS && (isFlushCall(n.l!) || isFlushCall(n.r!))) {
-        edits.push([n.l!.s, n.l!.e, `${OPS[n.op][0]}(`]);
-        edits.push([n.l!.e, n.r!.s, ", "]);
-        edits.push([n.r!.e, n.r!.e, ")"]);
+        sites++;
+        edits.push({ s: n.l!.s, e: n.l!.s, text: `${OPS[n.op][0]}(` });
+        edits.push({ s: n.l!.e, e: n.r!.s, text: ", " });
+        edits.push({ s: n.r!.e, e: n.r!.e, text: ")" });
       }
     };
-    taken.forEach(visit);
+    roots.forEach(visit);
   }
-  // Apply from the end: an edit at [s, e) with text; the first of each triple keeps the left
-  // operand (its text is prefixed), the second replaces the operator, the third closes.
-  const sorted = edits.map((e, k) => ({ e, k })).sort((a, b) => b.e[0] - a.e[0] || b.k - a.k);
+  // From the end, so that earlier offsets stay valid; at one offset, the later edit first (an
+  // inner comparison's closing parenthesis before an outer one's).
+  const order = edits.map((edit, k) => ({ edit, k })).sort((a, b) =>
+    b.edit.s - a.edit.s || b.k - a.k
+  );
   let code = src;
-  for (const { e: [s, e, text] } of sorted) {
-    code = text.endsWith("(")
-      ? code.slice(0, s) + text + code.slice(s)
-      : code.slice(0, s) + text + code.slice(e);
-  }
-  return { code: NV_COMPARE_WGSL + code, sites: edits.length / 3 };
+  for (const { edit } of order) code = code.slice(0, edit.s) + edit.text + code.slice(edit.e);
+  return { code: NV_COMPARE_WGSL + code, sites };
 }
 
 /** Every source of the WebGPU backend with its comparisons flipped for NaN. */
