@@ -9,16 +9,18 @@
  * compares changes under it; one that keeps NaN out of its decisions (by bits, or by select()
  * after the comparison) does not.
  *
- *   deno test -A --preload tests/_nvidia_flush.ts --preload tests/_nvidia_nan_compare.ts \
- *     tests/X_test.ts
+ *   deno test -A --preload tests/_nvidia_nan_compare.ts tests/X_test.ts
+ *
+ * (it imports the flush emulation first; `--preload tests/_nvidia_division.ts` before it for
+ * NVIDIA's division as well).
  *
  * @module
  */
 import "./_nvidia_flush.ts";
 import {
+  bodyExpressions,
   functions,
   type Node,
-  Parser,
   rewriteBackendSources,
   strip,
   tokenize,
@@ -46,7 +48,6 @@ fn nv_nan(v: f32) -> bool {
 ).join("");
 
 const isFlushCall = (n: Node) => strip(n).call === "nv_ftz";
-const EXPRESSION_STARTS = new Set(["=", "return", "if", "while", "+=", "-=", "*=", "("]);
 
 /** `src` (flushed) with its scalar float comparisons replaced; how many. */
 export function flipNanComparisons(src: string): { code: string; sites: number } {
@@ -56,19 +57,7 @@ export function flipNanComparisons(src: string): { code: string; sites: number }
   let sites = 0;
   for (const [name, fn] of functions(src)) {
     if (name.startsWith("nv_")) continue;
-    const body = toks.filter((t) => t.s >= fn.bodyS && t.e <= fn.bodyE);
-    // The expressions after these tokens (the outermost of nested ones).
-    const roots: Node[] = [];
-    for (let i = 0; i < body.length; i++) {
-      if (!EXPRESSION_STARTS.has(body[i].t)) continue;
-      let node: Node;
-      try {
-        node = new Parser(body.slice(i + 1), src).expr();
-      } catch {
-        continue; // not an expression this parser reads (a declaration, a type)
-      }
-      if (!roots.some((r) => r.s <= node.s && node.e <= r.e)) roots.push(node);
-    }
+    const { roots } = bodyExpressions(src, toks, fn);
     const visit = (n: Node) => {
       n.kids.forEach(visit);
       if (n.op && n.op in OPS && (isFlushCall(n.l!) || isFlushCall(n.r!))) {

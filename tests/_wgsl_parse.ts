@@ -400,3 +400,40 @@ export function functions(src: string): Map<string, FnDecl> {
   }
   return out;
 }
+
+/** Where an expression starts inside a function body: just after one of these tokens. */
+const EXPRESSION_STARTS = new Set(["=", "+=", "-=", "*=", "return", "if", "while", "(", ","]);
+
+/**
+ * The expressions of function `fn`'s body in `src` (`toks`, its tokens): the outermost one after
+ * each `=`, compound assignment, `return`, `if`, `while`, `(` or `,` (a call statement's arguments),
+ * and the expression each `let` or `const` binds (a `var` may change later: not listed).
+ * Offsets are `src`'s. Tokens this parser cannot read as an expression (a type, an attribute)
+ * start none.
+ */
+export function bodyExpressions(
+  src: string,
+  toks: Token[],
+  fn: FnDecl,
+): { roots: Node[]; lets: Map<string, Node> } {
+  const body = toks.filter((t) => t.s >= fn.bodyS && t.e <= fn.bodyE);
+  const roots: Node[] = [];
+  const lets = new Map<string, Node>();
+  let bound: string | undefined; // the name a let or const is declaring, until its `=`
+  for (let i = 0; i < body.length; i++) {
+    const t = body[i].t;
+    if (t === "let" || t === "const") bound = body[i + 1]?.t;
+    if (t === "var" || t === ";") bound = undefined;
+    if (!EXPRESSION_STARTS.has(t)) continue;
+    let node: Node;
+    try {
+      node = new Parser(body.slice(i + 1), src).expr();
+    } catch {
+      continue;
+    }
+    if (t === "=" && bound !== undefined) lets.set(bound, node);
+    bound = undefined;
+    if (!roots.some((r) => r.s <= node.s && node.e <= r.e)) roots.push(node);
+  }
+  return { roots, lets };
+}

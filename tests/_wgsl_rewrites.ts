@@ -10,22 +10,8 @@
  *
  * @module
  */
-import { functions, type Node, Parser, strip, tokenize } from "./_wgsl_parse.ts";
+import { bodyExpressions, functions, type Node, strip, tokenize } from "./_wgsl_parse.ts";
 
-/** The forms found, each with the rewrite a compiler may make. */
-export const REWRITE_FORMS: Record<string, string> = {
-  "(P+Q)-P": "Q",
-  "P-(P-Q)": "Q",
-  "P-(P+Q)": "-Q",
-  "(P-Q)-P": "-Q",
-  "(P-Q)+Q": "P",
-  "Q+(P-Q)": "P",
-  "a/a": "1",
-  "(a*b)/b": "a",
-};
-
-/** Where an expression starts: after these tokens (a `let` or `var` also needs its `=`). */
-const STARTERS = new Set(["return", "=", "+=", "-=", "*=", "if", "while"]);
 const DIVISIONS = new Set(["fdiv", "fdiv_n", "div_f32"]);
 const compact = (s: string) => s.replace(/\s+/g, "");
 
@@ -38,30 +24,10 @@ const compact = (s: string) => s.replace(/\s+/g, "");
  */
 export function rewriteSites(source: string): string[] {
   const found: string[] = [];
+  const toks = tokenize(source);
   for (const [name, fn] of functions(source)) {
-    const body = source.slice(fn.bodyS, fn.bodyE);
-    const toks = tokenize(body);
-    const lets = new Map<string, Node>();
-    const roots: Node[] = [];
-    for (let i = 0; i < toks.length; i++) {
-      const t = toks[i];
-      if (t.t === "let" || t.t === "var" || t.t === "const") {
-        const bound = toks[i + 1].t;
-        let j = i + 2;
-        while (toks[j] && toks[j].t !== "=" && toks[j].t !== ";") j++;
-        const n = toks[j]?.t === "=" ? parseAt(toks, j + 1, body) : undefined;
-        if (n) roots.push(n);
-        // A var may change later: only let and const are followed.
-        if (n && t.t !== "var") lets.set(bound, n);
-        i = j;
-        continue;
-      }
-      if (STARTERS.has(t.t) && toks[i + 1]?.t !== ";") {
-        const n = parseAt(toks, i + 1, body);
-        if (n) roots.push(n);
-      }
-    }
-    const text = (n: Node) => compact(body.slice(n.s, n.e));
+    const { roots, lets } = bodyExpressions(source, toks, fn);
+    const text = (n: Node) => compact(source.slice(n.s, n.e));
     const follow = (n: Node, depth = 2): Node => {
       n = strip(n);
       const bound = n.ident === undefined ? undefined : lets.get(n.ident);
@@ -95,26 +61,14 @@ export function rewriteSites(source: string): string[] {
       }
       return out;
     };
-    const seen = new Set<number>();
     const walk = (n: Node) => {
-      if (!seen.has(n.s * 1e6 + n.e)) {
-        seen.add(n.s * 1e6 + n.e);
-        for (const form of forms(n)) {
-          const line = source.slice(0, fn.bodyS + n.s).split("\n").length;
-          found.push(`line ${line}, fn ${name}: ${form}: ${text(n)}`);
-        }
+      for (const form of forms(n)) {
+        const line = source.slice(0, n.s).split("\n").length;
+        found.push(`line ${line}, fn ${name}: ${form}: ${text(n)}`);
       }
       for (const kid of n.kids) walk(kid);
     };
     for (const root of roots) walk(root);
   }
   return found;
-}
-
-function parseAt(toks: ReturnType<typeof tokenize>, start: number, body: string): Node | undefined {
-  try {
-    return new Parser(toks.slice(start), body).expr();
-  } catch {
-    return undefined; // not an expression this parser reads (an attribute, a type)
-  }
 }
