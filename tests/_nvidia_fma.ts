@@ -35,6 +35,7 @@
  *
  * @module
  */
+import { seededRandom } from "../examples/_data.ts";
 import {
   compileError,
   errorPositions,
@@ -548,16 +549,11 @@ const cache = new Map<string, Fused>();
 function keptShare(src: string): (() => boolean) | undefined {
   const seed = Deno.env.get("NVIDIA_FMA_SUBSET");
   if (seed === undefined) return undefined;
+  // The pass's text folded into the seed (FNV-1a), then the demo's generator.
   let h = Number(seed) >>> 0;
   for (let i = 0; i < src.length; i++) h = Math.imul(h ^ src.charCodeAt(i), 0x01000193) >>> 0;
-  return () => {
-    // xorshift32
-    h ^= h << 13;
-    h ^= h >>> 17;
-    h ^= h << 5;
-    h >>>= 0;
-    return (h & 1) === 1;
-  };
+  const r = seededRandom(h);
+  return () => r() < 0.5;
 }
 
 /** `src` with every float32 product-plus-sum fused (see the module's comment). */
