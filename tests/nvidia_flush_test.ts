@@ -71,3 +71,44 @@ Deno.test("every pass of the WebGPU backend has flushed sites and compiles under
     device.destroy();
   }
 });
+
+const SIGN_MINMAX_PROBE = `
+@group(0) @binding(0) var<storage, read_write> buf: array<f32>;
+@compute @workgroup_size(1) fn main() {
+  let a = buf[0];
+  let one = buf[1];
+  let k = 3i;
+  buf[2] = -a; // 2
+  buf[3] = abs(a); // 3
+  buf[4] = min(a, one); // 4
+  buf[5] = max(a, -one); // 5
+  buf[6] = clamp(a, -one, one); // 6
+  buf[7] = f32(max(k, -k) + min(2i, k) - 5i); // 7: integer min and max left alone: 0
+  buf[8] = -0.5; // 8: a literal stays
+  buf[9] = select(0.0, a, one > 0.0); // 9: select keeps the bits
+}`;
+
+Deno.test("with signMinMax, abs, min, max, clamp and unary minus flush a subnormal, integer ones and literals are left alone", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice();
+  try {
+    const plain = await run(device, SIGN_MINMAX_PROBE);
+    assert.deepEqual([...plain.slice(2, 10)], [-SUB, SUB, SUB, SUB, SUB, 0, -0.5, SUB]);
+    const off = await flush(device, SIGN_MINMAX_PROBE, false);
+    assert.deepEqual([...(await run(device, off.code)).slice(2, 10)], [...plain.slice(2, 10)]);
+    const on = await flush(device, SIGN_MINMAX_PROBE, true);
+    assert.ok(!/nv_ftz\(max\(k|nv_ftz\(min\(2i/.test(on.code), "integer min and max left alone");
+    assert.deepEqual([...(await run(device, on.code)).slice(2, 10)], [
+      -0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      -0.5,
+      SUB,
+    ]);
+  } finally {
+    device.destroy();
+  }
+});

@@ -169,6 +169,58 @@ const PROBES: Probe[] = [
   },
   { name: "(a + b) - a, a = 2^24", expr: "(a + b) - a", a: 2 ** 24, b: 1, want: 0 },
   { name: "x - x*1 for x = 3e38 (reassociation)", expr: "(a * b) - a", a: BIG, b: 1, want: 0 },
+  // Session 52: operations the H100's probe did not ask about. PTX's neg, abs, min and max have
+  // .ftz forms, and SASS negates through an FADD; tests/_nvidia_flush.ts flushes them only under
+  // NVIDIA_FLUSH_SIGN_MINMAX=1, until these lines say whether NVIDIA does.
+  { name: "-a, subnormal a", expr: "-a", a: SUB, b: 0, want: -SUB },
+  { name: "abs(a), subnormal a < 0", expr: "abs(a)", a: -SUB, b: 0, want: SUB },
+  { name: "min(a, 1), subnormal a", expr: "min(a, b)", a: SUB, b: 1, want: SUB },
+  { name: "max(a, 0), subnormal a", expr: "max(a, b)", a: SUB, b: 0, want: SUB },
+  { name: "clamp(a, 0, 1), subnormal a", expr: "clamp(a, b, 1.0)", a: SUB, b: 0, want: SUB },
+  {
+    name: "select(b, a, true), subnormal a",
+    expr: "select(b, a, b == 0.0)",
+    a: SUB,
+    b: 0,
+    want: SUB,
+  },
+  { name: "-(a * b), product subnormal", expr: "-(a * b)", a: 2 ** -100, b: 2 ** -30, want: -SUB },
+  // Reassociated products: (a * b) * 2^-100 as a * (b * 2^-100) keeps what overflows, and
+  // (a * b) * 2^100 as a * (b * 2^100) what underflows.
+  {
+    name: "(a * b) * 2^-100 overflow kept",
+    expr: "(a * b) * 0x1p-100f",
+    a: 2 ** 100,
+    b: 2 ** 100,
+    want: Infinity,
+  },
+  {
+    name: "(a * b) * 2^100 underflow kept",
+    expr: "(a * b) * 0x1p100f",
+    a: 2 ** -100,
+    b: 2 ** -100,
+    want: 0,
+  },
+  {
+    name: "(a * 2^-100) * 2^100 (a = 2^-60)",
+    expr: "(a * 0x1p-100f) * 0x1p100f",
+    a: 2 ** -60,
+    b: 0,
+    want: 0,
+  },
+  { name: "inverseSqrt(0)", expr: "inverseSqrt(a)", a: 0, b: 0, want: Infinity },
+  { name: "a * 0 for a = inf", expr: "(a + a) * b", a: BIG, b: 0, want: NaN },
+  { name: "a - a for a = NaN, in a let", expr: "nan_self_sub(a)", a: BIG, b: 0, want: NaN },
+  // WGSL clamps a float's conversion to i32 to [-2^31, 2^31 - 128], the float32 values in range.
+  { name: "f32(i32(3e38))", expr: "f32(i32(a))", a: BIG, b: 0, want: 2 ** 31 - 128 },
+  { name: "f32(i32(-3e38))", expr: "f32(i32(-a))", a: BIG, b: 0, want: -(2 ** 31) },
+  {
+    name: "(a + b) * 0.25 * 4 (a = b = 3e38)",
+    expr: "((a * 0.25 + b * 0.25) * 4.0)",
+    a: BIG,
+    b: BIG,
+    want: Infinity,
+  },
 ];
 
 /** Random x/y and sqrt: the largest error in ulps over many pairs. */
@@ -185,6 +237,7 @@ fn two_sum_opaque_err(a: f32, b: f32) -> f32 {
   return opaque(a - opaque(s - bb)) + (b - bb);
 }
 fn mul_fn(a: f32, b: f32) -> f32 { return a * b; }
+fn nan_self_sub(a: f32) -> f32 { let n = (a + a) * 0.0; let m = n - n; return m; }
 fn split(a: f32) -> vec2<f32> { let c = 4097.0 * a; let hi = c - (c - a); return vec2(hi, a - hi); }
 fn two_prod_err(a: f32, b: f32) -> f32 {
   let p = a * b; let x = split(a); let y = split(b);
