@@ -1,0 +1,82 @@
+/**
+ * The float32 operations of the WebGPU backend's passes hidden from the shader compiler's
+ * algebra (a test-only hook; the library's API is untouched). A bisection tool for a GPU that
+ * gives what lavapipe does not (the H100's y NaN: NUMERICS.md, "WebGPU on NVIDIA's Vulkan
+ * driver"): each chosen site's value passes through the shaders' opaque() idea (its bits XOR a
+ * uniform word that is always 0, P.inf_bits ^ 0x7f800000; shaders/common.wgsl), which no
+ * compiler can see through. A product so wrapped is not contracted into a fused multiply-add, a
+ * sum is not reassociated or cancelled ((a + b) - a as b), a product is not regrouped
+ * ((a b) 2^-100 as a (b 2^-100)). What the hardware does by itself (flushing subnormals, dividing
+ * by an approximate reciprocal) stays. GPU_OPAQUE picks the sites:
+ *
+ * - `all`: the results and operands of + - * /, the operands of comparisons, and sqrt,
+ *   inverseSqrt and fma calls;
+ * - `mul`, `add` (+ and -), `div` (/, that is div_f32's body), `cmp` (comparisons' operands),
+ *   `calls` (sqrt, inverseSqrt, fma): one kind each, to narrow down a failure that `all` removes.
+ *
+ *   GPU_OPAQUE=all deno run -A --preload tests/_gpu_opaque.ts tests/fuzz/attack_fuzz.ts --seeds S...
+ *
+ * On lavapipe (which cancels (a + b) - a and regroups products with constants) it shows that the
+ * shaders do not need those rewrites either. A source without opaque() is left as it is (every
+ * pass of the backend has it). tests/device/trace.sh runs the failing seeds under each choice.
+ *
+ * @module
+ */
+import { type FloatSites, rewriteFloatSites } from "./_float_sites.ts";
+import { rewriteBackendSources } from "./_wgsl_parse.ts";
+
+/** The wrappers: v with its bits XOR a uniform 0, for f32 and vec2..4<f32>. */
+export const GPU_OPAQUE_WGSL = `
+fn gpu_opq(v: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(v) ^ (P.inf_bits ^ 0x7f800000u));
+}
+fn gpu_opq2(v: vec2<f32>) -> vec2<f32> {
+  return bitcast<vec2<f32>>(bitcast<vec2<u32>>(v) ^ vec2<u32>(P.inf_bits ^ 0x7f800000u));
+}
+fn gpu_opq3(v: vec3<f32>) -> vec3<f32> {
+  return bitcast<vec3<f32>>(bitcast<vec3<u32>>(v) ^ vec3<u32>(P.inf_bits ^ 0x7f800000u));
+}
+fn gpu_opq4(v: vec4<f32>) -> vec4<f32> {
+  return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(P.inf_bits ^ 0x7f800000u));
+}
+`;
+
+const COMPARE = ["<", ">", "<=", ">=", "==", "!="];
+
+/** GPU_OPAQUE's choices: the operators whose sites are wrapped, and whether the calls are. */
+export const CHOICES: Record<string, { ops: string[]; calls: boolean }> = {
+  all: { ops: ["+", "-", "*", "/", ...COMPARE], calls: true },
+  mul: { ops: ["*"], calls: false },
+  add: { ops: ["+", "-"], calls: false },
+  div: { ops: ["/"], calls: false },
+  cmp: { ops: COMPARE, calls: false },
+  calls: { ops: [], calls: true },
+};
+
+/** `src` with the sites of `choice` (a key of CHOICES) wrapped; as it is without opaque(). */
+export function hide(device: GPUDevice, src: string, choice: string): Promise<FloatSites> {
+  const c = CHOICES[choice];
+  if (!c) {
+    throw new RangeError(
+      `GPU_OPAQUE must be one of ${Object.keys(CHOICES).join(", ")}, got "${choice}"`,
+    );
+  }
+  if (!src.includes("fn opaque(")) {
+    return Promise.resolve({ code: src, sites: 0, candidates: 0, compiles: 0 });
+  }
+  return rewriteFloatSites(device, src, {
+    ops: new Set(c.ops),
+    calls: c.calls,
+    wrapper: { prefix: "gpu_opq", wgsl: GPU_OPAQUE_WGSL },
+  });
+}
+
+/** Every source of the WebGPU backend with `choice`'s sites wrapped; what was wrapped per kind. */
+export function installGpuOpaque(choice: string): Promise<Record<string, FloatSites>> {
+  return rewriteBackendSources("fn gpu_opq(", (device, src) => hide(device, src, choice));
+}
+
+/** What the install on import wrapped, per pipeline kind (GPU_OPAQUE; default `all`). */
+export const HIDDEN: Record<string, FloatSites> = await installGpuOpaque(
+  Deno.env.get("GPU_OPAQUE") ?? "all",
+);
