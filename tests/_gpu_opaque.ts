@@ -2,12 +2,21 @@
  * The float32 operations of the WebGPU backend's passes hidden from the shader compiler's
  * algebra (a test-only hook; the library's API is untouched). A bisection tool for a GPU that
  * gives what lavapipe does not (the H100's y NaN: NUMERICS.md, "WebGPU on NVIDIA's Vulkan
- * driver"): each chosen site's value passes through the shaders' opaque() idea (its bits XOR a
- * uniform word that is always 0, P.inf_bits ^ 0x7f800000; shaders/common.wgsl), which no
- * compiler can see through. A product so wrapped is not contracted into a fused multiply-add, a
- * sum is not reassociated or cancelled ((a + b) - a as b), a product is not regrouped
- * ((a b) 2^-100 as a (b 2^-100)). What the hardware does by itself (flushing subnormals, dividing
- * by an approximate reciprocal) stays. GPU_OPAQUE picks the sites:
+ * driver"): each chosen site's value passes through the shaders' opaque() idea, its bits OR a
+ * uniform word that is always 0 (P.inf_bits ^ 0x7f800000; shaders/common.wgsl), which no
+ * compiler can see through. OR, not opaque()'s XOR: a value wrapped twice (a `let` of a wrapped
+ * result used as a wrapped operand, or opaque() around a wrapped site) would be x ^ z ^ z = x,
+ * which compilers fold, leaving the bare value to the algebra again; (x | z) | z is x | z.
+ *
+ * Hidden so: a product is not contracted into a fused multiply-add, a sum of two values is not
+ * reassociated or cancelled ((a + b) - a as b), a product is not regrouped ((a b) 2^-100 as
+ * a (b 2^-100)). Not hidden: identities of one value (x - x, x / x, x != x: common
+ * subexpression elimination makes opq(x) - opq(x) of them again), literal operands (x * 0,
+ * x + 0, x * 1), the builtins that are not wrapped (min, max, abs, clamp, select, dot, trunc,
+ * unary minus) and integer code. What the hardware does by itself (flushing subnormals, dividing
+ * by an approximate reciprocal) stays. So a failure that `all` removes comes from a compiler
+ * rewrite; one that stays may still come from a rewrite of those kinds, or from the hardware.
+ * GPU_OPAQUE picks the sites:
  *
  * - `all`: the results and operands of + - * /, the operands of comparisons, and sqrt,
  *   inverseSqrt and fma calls;
@@ -18,26 +27,26 @@
  *
  * On lavapipe (which cancels (a + b) - a and regroups products with constants) it shows that the
  * shaders do not need those rewrites either. A source without opaque() is left as it is (every
- * pass of the backend has it). tests/device/trace.sh runs the failing seeds under each choice.
+ * pass of the backend has it). tests/device/bisect.sh runs the failing seeds under each choice.
  *
  * @module
  */
 import { type FloatSites, rewriteFloatSites } from "./_float_sites.ts";
 import { rewriteBackendSources } from "./_wgsl_parse.ts";
 
-/** The wrappers: v with its bits XOR a uniform 0, for f32 and vec2..4<f32>. */
+/** The wrappers: v with its bits OR a uniform 0, for f32 and vec2..4<f32>. */
 export const GPU_OPAQUE_WGSL = `
 fn gpu_opq(v: f32) -> f32 {
-  return bitcast<f32>(bitcast<u32>(v) ^ (P.inf_bits ^ 0x7f800000u));
+  return bitcast<f32>(bitcast<u32>(v) | (P.inf_bits ^ 0x7f800000u));
 }
 fn gpu_opq2(v: vec2<f32>) -> vec2<f32> {
-  return bitcast<vec2<f32>>(bitcast<vec2<u32>>(v) ^ vec2<u32>(P.inf_bits ^ 0x7f800000u));
+  return bitcast<vec2<f32>>(bitcast<vec2<u32>>(v) | vec2<u32>(P.inf_bits ^ 0x7f800000u));
 }
 fn gpu_opq3(v: vec3<f32>) -> vec3<f32> {
-  return bitcast<vec3<f32>>(bitcast<vec3<u32>>(v) ^ vec3<u32>(P.inf_bits ^ 0x7f800000u));
+  return bitcast<vec3<f32>>(bitcast<vec3<u32>>(v) | vec3<u32>(P.inf_bits ^ 0x7f800000u));
 }
 fn gpu_opq4(v: vec4<f32>) -> vec4<f32> {
-  return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) ^ vec4<u32>(P.inf_bits ^ 0x7f800000u));
+  return bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) | vec4<u32>(P.inf_bits ^ 0x7f800000u));
 }
 `;
 
