@@ -27,8 +27,10 @@ import {
 
 type Node = ParseNode<never>;
 
-const ARITH = new Set(["+", "-", "*", "/"]);
-const COMPARE = new Set(["<", ">", "<=", ">=", "==", "!="]);
+/** The binary float operators whose operands and result are sites. */
+export const ARITH: ReadonlySet<string> = new Set(["+", "-", "*", "/"]);
+/** The comparisons, whose operands are sites. */
+export const COMPARE: ReadonlySet<string> = new Set(["<", ">", "<=", ">=", "==", "!="]);
 /** With signMinMax: these calls and unary minus too. */
 const SIGN_MINMAX_CALLS = ["abs", "min", "max", "clamp"];
 /** Calls whose operands and result are sites (besides + - * /). */

@@ -31,7 +31,7 @@
  *
  * @module
  */
-import { type FloatSites, rewriteFloatSites } from "./_float_sites.ts";
+import { ARITH, COMPARE, type FloatSites, rewriteFloatSites } from "./_float_sites.ts";
 import { rewriteBackendSources } from "./_wgsl_parse.ts";
 
 /** The wrappers: v with its bits OR a uniform 0, for f32 and vec2..4<f32>. */
@@ -50,15 +50,13 @@ fn gpu_opq4(v: vec4<f32>) -> vec4<f32> {
 }
 `;
 
-const COMPARE = ["<", ">", "<=", ">=", "==", "!="];
-
 /** GPU_OPAQUE's choices: the operators whose sites are wrapped, and whether the calls are. */
 export const CHOICES: Record<string, { ops: string[]; calls: boolean }> = {
-  all: { ops: ["+", "-", "*", "/", ...COMPARE], calls: true },
+  all: { ops: [...ARITH, ...COMPARE], calls: true },
   mul: { ops: ["*"], calls: false },
   add: { ops: ["+", "-"], calls: false },
   div: { ops: ["/"], calls: false },
-  cmp: { ops: COMPARE, calls: false },
+  cmp: { ops: [...COMPARE], calls: false },
   calls: { ops: [], calls: true },
 };
 

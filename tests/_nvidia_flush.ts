@@ -30,9 +30,6 @@
 import { type FloatSites, rewriteFloatSites } from "./_float_sites.ts";
 import { rewriteBackendSources } from "./_wgsl_parse.ts";
 
-/** What flush() made of a source. */
-export type Flushed = FloatSites;
-
 /** The flushes: 0 of the same sign where the exponent bits are 0 (subnormals and zeros). */
 export const NV_FTZ_WGSL = `
 fn nv_ftz(v: f32) -> f32 {
