@@ -76,3 +76,18 @@ export async function runShader(
   for (const b of [...gpuBuffers, readBack]) b.destroy();
   return out;
 }
+
+/**
+ * Runs `fn` with a device of its own on the default adapter, and destroys the device after it
+ * however `fn` ends. Throws where there is no adapter.
+ */
+export async function withDevice<T>(fn: (device: GPUDevice) => Promise<T>): Promise<T> {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) throw new Error("no WebGPU adapter");
+  const device = await adapter.requestDevice();
+  try {
+    return await fn(device);
+  } finally {
+    device.destroy();
+  }
+}

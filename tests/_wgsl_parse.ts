@@ -6,6 +6,7 @@
  * @module
  */
 import { LAZY_SOURCES, SOURCES } from "../backends/_webgpu_pipelines.ts";
+import { withDevice } from "./_run_shader.ts";
 
 /**
  * Rewrites every source of the WebGPU backend (SOURCES and LAZY_SOURCES, before any pipeline
@@ -16,10 +17,8 @@ export async function rewriteBackendSources<T extends { code: string }>(
   marker: string,
   rewrite: (device: GPUDevice, src: string) => Promise<T>,
 ): Promise<Record<string, T>> {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
   const report: Record<string, T> = {};
-  try {
+  await withDevice(async (device) => {
     for (const record of [SOURCES, LAZY_SOURCES] as Record<string, string>[]) {
       for (const key of Object.keys(record)) {
         if (record[key].includes(marker)) continue;
@@ -27,9 +26,7 @@ export async function rewriteBackendSources<T extends { code: string }>(
         record[key] = report[key].code;
       }
     }
-  } finally {
-    device.destroy();
-  }
+  });
   return report;
 }
 

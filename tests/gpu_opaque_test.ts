@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { compileError } from "./_wgsl_parse.ts";
 import { CHOICES, HIDDEN, hide } from "./_gpu_opaque.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
-import { runShader } from "./_run_shader.ts";
+import { runShader, withDevice } from "./_run_shader.ts";
 
 const PROBE = `
 struct Params { inf_bits: u32 }
@@ -52,9 +52,7 @@ function run(device: GPUDevice, code: string): Promise<Float32Array> {
 }
 
 Deno.test("lavapipe cancels (a + b) - a and regroups (c c) 2^-100; with every site hidden they give IEEE's 0 and Infinity", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     const plain = await run(device, PROBE);
     assert.deepEqual([...plain.slice(3, 6)], [1, 2 ** 100, 2 ** 100]);
     assert.deepEqual([...plain.slice(7, 10)], [1, 2 ** 100, 1]);
@@ -67,27 +65,19 @@ Deno.test("lavapipe cancels (a + b) - a and regroups (c c) 2^-100; with every si
     assert.deepEqual([...(await run(device, add.code)).slice(3, 5)], [0, 2 ** 100]);
     const mul = await hide(device, PROBE, "mul");
     assert.deepEqual([...(await run(device, mul.code)).slice(3, 5)], [1, Infinity]);
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 Deno.test("an unknown GPU_OPAQUE choice is refused by name, and a source without opaque() is left as it is", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     assert.throws(() => hide(device, PROBE, "mull"), /GPU_OPAQUE must be one of .*got "mull"/);
     const bare = PROBE.replace(/fn opaque[^}]*\}/, "");
     assert.equal((await hide(device, bare, "all")).code, bare);
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 Deno.test("every pass of the WebGPU backend has hidden sites and compiles under each choice", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     assert.ok(Object.keys(HIDDEN).length >= 28);
     for (const [kind, h] of Object.entries(HIDDEN)) {
       assert.ok(h.sites > 100, kind);
@@ -104,7 +94,5 @@ Deno.test("every pass of the WebGPU backend has hidden sites and compiles under 
         assert.equal(await compileError(device, h.code), undefined, `${name} ${choice}`);
       }
     }
-  } finally {
-    device.destroy();
-  }
+  });
 });

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { PARAMS_BYTES } from "../backends/_webgpu_plan.ts";
 import { emulateNvidiaDivision, nvidiaDivF32 } from "./_nvidia_division.ts";
-import { runShader } from "./_run_shader.ts";
+import { runShader, withDevice } from "./_run_shader.ts";
 import { webgpuTest } from "./_webgpu.ts";
 
 const common = await Deno.readTextFile(new URL("../shaders/common.wgsl", import.meta.url));
@@ -29,10 +29,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 
 /** fn(a, b) for each pair of `pairs`, on the adapter. */
 async function divide(fn: string, nvidia: boolean, pairs: number[][]): Promise<Float32Array> {
-  const adapter = await navigator.gpu.requestAdapter();
-  if (!adapter) throw new Error("no WebGPU adapter");
-  const device = await adapter.requestDevice();
-  try {
+  return await withDevice(async (device) => {
     const params = new DataView(new ArrayBuffer(PARAMS_BYTES));
     params.setUint32(144, 0x7f800000, true); // inf_bits, as _webgpu_plan.ts writes it
     const out = await runShader(
@@ -46,9 +43,7 @@ async function divide(fn: string, nvidia: boolean, pairs: number[][]): Promise<F
       1,
     );
     return Float32Array.from(pairs, (_, i) => out[2 * i]);
-  } finally {
-    device.destroy();
-  }
+  });
 }
 
 /** Divisors beyond 2^126 and below 2^-126 (subnormal), and ordinary ones, with their dividends. */

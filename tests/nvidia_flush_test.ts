@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { compileError } from "./_wgsl_parse.ts";
 import { flush, FLUSHED } from "./_nvidia_flush.ts";
-import { runShader } from "./_run_shader.ts";
+import { runShader, withDevice } from "./_run_shader.ts";
 
 const SUB = 2 ** -130;
 
@@ -42,24 +42,18 @@ fn div(a: f32, b: f32) -> f32 {
 }`;
 
 Deno.test("lavapipe keeps subnormals; under the emulation 2^-130 * 1, a comparison and sqrt see 0, loads keep the bits", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     const plain = await run(device, PROBE);
     assert.deepEqual([...plain.slice(2, 10)], [SUB, 1, SUB, 0, SUB, SUB, 2 ** -65, SUB]);
     const flushed = await flush(device, PROBE);
     assert.ok(!/nv_ftz\(2u|nv_ftz\(i\b/.test(flushed.code), "integer arithmetic left alone");
     const out = await run(device, flushed.code);
     assert.deepEqual([...out.slice(2, 10)], [0, 0, SUB, 0, 0, 0, 0, SUB]);
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 Deno.test("every pass of the WebGPU backend has flushed sites and compiles under the emulation", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     assert.ok(Object.keys(FLUSHED).length >= 28);
     for (const [kind, f] of Object.entries(FLUSHED)) {
       assert.ok(f.sites > 100, kind);
@@ -67,9 +61,7 @@ Deno.test("every pass of the WebGPU backend has flushed sites and compiles under
     }
     // div_f32 is flushed (operands and result).
     assert.ok(FLUSHED.stats.code.includes("return nv_ftz(nv_ftz(a) / nv_ftz(b));"));
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 const SIGN_MINMAX_PROBE = `
@@ -89,9 +81,7 @@ const SIGN_MINMAX_PROBE = `
 }`;
 
 Deno.test("with signMinMax, abs, min, max, clamp and unary minus flush a subnormal, integer ones and literals are left alone", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     const plain = await run(device, SIGN_MINMAX_PROBE);
     assert.deepEqual([...plain.slice(2, 10)], [-SUB, SUB, SUB, SUB, SUB, 0, -0.5, SUB]);
     const off = await flush(device, SIGN_MINMAX_PROBE, false);
@@ -108,7 +98,5 @@ Deno.test("with signMinMax, abs, min, max, clamp and unary minus flush a subnorm
       -0.5,
       SUB,
     ]);
-  } finally {
-    device.destroy();
-  }
+  });
 });

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { compileError } from "./_wgsl_parse.ts";
 import { fuse, FUSED } from "./_nvidia_fma.ts";
-import { runShader } from "./_run_shader.ts";
+import { runShader, withDevice } from "./_run_shader.ts";
 
 const A = 1 + 2 ** -23;
 const B = 1 + 2 ** -22;
@@ -44,9 +44,7 @@ fn f(a: f32, b: f32) -> vec4<f32> {
 }`;
 
 Deno.test("lavapipe's fma() rounds the product; the emulation fuses a*b-c, through a let and a call too", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     const plain = await run(device, PROBE);
     // Unfused: a*a rounds to 1 + 2^-22 = b.
     assert.deepEqual([...plain.slice(2, 8)], [0, 0, 0, 0, 0, 0]);
@@ -61,22 +59,16 @@ Deno.test("lavapipe's fma() rounds the product; the emulation fuses a*b-c, throu
       PROBE.replace("return vec4<f32>(a * a - b", "return vec4<f32>(fma(a, a, -b)"),
     );
     assert.deepEqual(builtin[4], 0, "lavapipe's fma() is not fused: the emulation's reason");
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 Deno.test("every pass of the WebGPU backend has fused sites and compiles under the emulation", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     for (const [kind, f] of Object.entries(FUSED)) {
       assert.ok(f.sites > 0, kind);
       assert.equal(await compileError(device, f.code), undefined, kind);
     }
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 Deno.test("pair_times' fourth product is fused into the low word (common.wgsl: exact parts)", () => {

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { compileError } from "./_wgsl_parse.ts";
 import { flush } from "./_nvidia_flush.ts";
 import { flipNanComparisons, FLIPPED } from "./_nvidia_nan_compare.ts";
-import { runShader } from "./_run_shader.ts";
+import { runShader, withDevice } from "./_run_shader.ts";
 
 /** The float32 results of `code` (its `buf` NaN, 1, then zeros) on the adapter. */
 function run(device: GPUDevice, code: string): Promise<Float32Array> {
@@ -32,9 +32,7 @@ const PROBE = `
 }`;
 
 Deno.test("under the emulation a float comparison with a NaN operand gives the opposite of IEEE's answer, others IEEE's", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     const plain = await run(device, PROBE);
     // lavapipe's != gives false for NaN already (WGSL lets a compiler assume no NaN).
     assert.deepEqual([...plain.slice(2, 7)], [0, 0, 1, 1, 1]);
@@ -42,21 +40,15 @@ Deno.test("under the emulation a float comparison with a NaN operand gives the o
     assert.equal(flipped.sites, 4);
     const out = await run(device, flipped.code);
     assert.deepEqual([...out.slice(2, 7)], [1, 0, 0, 1, 1]);
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 Deno.test("every pass of the WebGPU backend has flipped comparisons and compiles under the emulation", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter!.requestDevice();
-  try {
+  await withDevice(async (device) => {
     assert.ok(Object.keys(FLIPPED).length >= 28);
     for (const [kind, f] of Object.entries(FLIPPED)) {
       assert.ok(f.sites > 10, kind);
       assert.equal(await compileError(device, f.code), undefined, kind);
     }
-  } finally {
-    device.destroy();
-  }
+  });
 });

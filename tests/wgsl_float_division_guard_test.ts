@@ -18,6 +18,7 @@ import assert from "node:assert/strict";
 import { SHADERS } from "../shaders/_build.ts";
 import { DIV_F32 } from "./_nvidia_division.ts";
 import { webgpuTest } from "./_webgpu.ts";
+import { withDevice } from "./_run_shader.ts";
 
 const dir = new URL("../shaders/", import.meta.url);
 
@@ -76,12 +77,6 @@ async function isIntegerDivision(device: GPUDevice, text: string, at: number): P
     await compiles(device, probe(text, at, "1i"));
 }
 
-async function gpuDevice(): Promise<GPUDevice> {
-  const adapter = await navigator.gpu.requestAdapter();
-  if (!adapter) throw new Error("no WebGPU adapter");
-  return await adapter.requestDevice();
-}
-
 Deno.test("div_f32 holds the shaders' one raw float division, as tests/_nvidia_division.ts replaces it", async () => {
   const common = await Deno.readTextFile(new URL("common.wgsl", dir));
   assert.equal(common.split(DIV_F32).length, 2);
@@ -89,8 +84,7 @@ Deno.test("div_f32 holds the shaders' one raw float division, as tests/_nvidia_d
 });
 
 webgpuTest("the probe tells float divisions from integer ones", async () => {
-  const device = await gpuDevice();
-  try {
+  await withDevice(async (device) => {
     const module = [
       "fn f(a: f32, b: f32, c: f32) -> f32 { return a * b / c; }",
       "fn g(a: u32, b: u32) -> u32 { return (a + 1u) / b; }",
@@ -102,17 +96,14 @@ webgpuTest("the probe tells float divisions from integer ones", async () => {
     const found = [];
     for (const at of divisions(module)) found.push(await isIntegerDivision(device, module, at));
     assert.deepEqual(found, [false, true, true, false, false, true]);
-  } finally {
-    device.destroy();
-  }
+  });
 });
 
 webgpuTest("every float division of the shaders goes through div_f32 (fdiv, fdiv_n)", async () => {
   const files = await readShaders();
   const hosts = Object.values(SHADERS);
-  const device = await gpuDevice();
   const floats: string[] = [];
-  try {
+  await withDevice(async (device) => {
     for (const [file, text] of [...files].sort()) {
       const host = hosts.find((h) => files.has(h) && closure(files, h).has(file));
       const ats = divisions(text);
@@ -132,8 +123,6 @@ webgpuTest("every float division of the shaders goes through div_f32 (fdiv, fdiv
         floats.push(`${file}:${line}: ${text.split("\n")[line - 1].trim()}`);
       }
     }
-  } finally {
-    device.destroy();
-  }
+  });
   assert.deepEqual(floats, []);
 });
