@@ -1,6 +1,6 @@
 /**
  * A test-only preload that renumbers the invocations of every workgroup of the WebGPU backend's
- * passes (`--preload tests/_gpu_lid.ts`, GPU_LID=reverse|swap|halves, default reverse): each
+ * passes (`--preload tests/_gpu_lid.ts`, GPU_LID=reverse|swap|halves|spread, default spread): each
  * entry point's `local_invocation_index` becomes a permutation of itself, so that the thread that
  * writes a workgroup variable on lavapipe early (llvmpipe runs a workgroup's invocations in SIMD
  * batches one after another, lowest index first, from barrier to barrier) now runs late, as a
@@ -11,7 +11,10 @@
  *
  * - `reverse`: W - 1 - i (the last batch runs first);
  * - `swap`: i ^ 1 (neighbours trade places inside a SIMD batch);
- * - `halves`: i ^ W / 2 (the two halves of a workgroup trade places, each in its own order).
+ * - `halves`: i ^ W / 2 (the two halves of a workgroup trade places, each in its own order);
+ * - `spread`: lane j of batch b (i = 8 b + j) becomes j W / 8 + (W / 8 - 1 - b), so that the
+ *   lowest indices, which hold a small group's members, each run in a batch of their own, the
+ *   highest first (`reverse` where W < 8).
  *
  * @module
  */
@@ -22,6 +25,8 @@ export const PERMUTATIONS: Record<string, string> = {
   reverse: "W - 1u - lid_in",
   swap: "lid_in ^ 1u",
   halves: "lid_in ^ (W / 2u)",
+  spread:
+    "select(W - 1u - lid_in, (lid_in % 8u) * (W / 8u) + (W / 8u - 1u - lid_in / 8u), W >= 8u)",
 };
 
 const ENTRY =
@@ -50,5 +55,5 @@ export function renumber(src: string, mode: string): { code: string; entries: nu
 export const RENUMBERED: Record<string, { code: string; entries: number }> =
   await rewriteBackendSources(
     "lid_in: u32",
-    (_device, src) => Promise.resolve(renumber(src, Deno.env.get("GPU_LID") ?? "reverse")),
+    (_device, src) => Promise.resolve(renumber(src, Deno.env.get("GPU_LID") ?? "spread")),
   );

@@ -36,7 +36,7 @@ async function race(device: GPUDevice, code: string): Promise<number[]> {
   return [out[0], out[1]];
 }
 
-Deno.test("lavapipe hides a race on workgroup memory that the reversed and halved orders show", async () => {
+Deno.test("lavapipe hides a race on workgroup memory that the reversed, halved and spread orders show", async () => {
   await withDevice(async (device) => {
     assert.deepEqual(await race(device, RACE), [7, 7]);
     // Reversed: the writer runs in the last batch, thread 63 in the first; thread 1 shares the
@@ -44,6 +44,8 @@ Deno.test("lavapipe hides a race on workgroup memory that the reversed and halve
     assert.deepEqual(await race(device, renumber(RACE, "reverse").code), [0, 7]);
     assert.deepEqual(await race(device, renumber(RACE, "halves").code), [0, 7]);
     assert.deepEqual(await race(device, renumber(RACE, "swap").code), [7, 7]);
+    // Spread: threads 0, 1 and 63 in batches 7, 6 and 0, so both readers run before the writer.
+    assert.deepEqual(await race(device, renumber(RACE, "spread").code), [0, 0]);
   });
 });
 
