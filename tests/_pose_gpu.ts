@@ -6,7 +6,7 @@
  * `backends/_webgpu_device.ts` reads `adapter.info.isFallbackAdapter` (and the older
  * `adapter.isFallbackAdapter`); this wraps both getters of GPUAdapter.prototype.
  *
- * With tests/_gpu_lid.ts it runs every workgroup's invocations in another order at a GPU's
+ * With tests/_gpu_lid.ts (tests/_gpu_lid_orders.ts) it runs every workgroup's invocations in another order at a GPU's
  * thread counts: `GPU_LID=reverse deno test -A --preload tests/_pose_gpu.ts --preload
  * tests/_gpu_lid.ts tests/X_test.ts`.
  *

@@ -1,5 +1,5 @@
 /**
- * tests/_gpu_lid.ts, the renumbering of every workgroup's invocations, and tests/_pose_gpu.ts,
+ * tests/_gpu_lid_orders.ts, the renumberings of every workgroup's invocations, and tests/_pose_gpu.ts,
  * the adapter posing as a GPU: a race on workgroup memory that lavapipe's fixed order hides shows
  * under the renumbering, every pass of the backend compiles under each permutation, and the
  * posed adapter gives the backend a GPU's thread counts.
@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { compileError } from "./_wgsl_parse.ts";
-import { PERMUTATIONS, renumber } from "./_gpu_lid.ts";
+import { installGpuLid, PERMUTATIONS, renumber } from "./_gpu_lid_orders.ts";
 import * as WGSL from "../shaders/_wgsl.ts";
 import { runShader, withDevice } from "./_run_shader.ts";
 
@@ -31,6 +31,20 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
 }`;
 
+// Each thread writes its own word, and thread 0 reads thread 1's with no barrier between: a race
+// that lavapipe hides (threads 0 and 1 share a batch, whose writes all come first) and that
+// `spread_up` shows (thread 1's batch runs after thread 0's).
+const TREE_RACE = `
+var<workgroup> words: array<f32, 64>;
+@group(0) @binding(0) var<storage, read_write> buf: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) lid: u32) {
+  words[lid] = f32(lid) + 1.0;
+  if (lid == 0u) {
+    buf[0] = words[1];
+  }
+}`;
+
 async function race(device: GPUDevice, code: string): Promise<number[]> {
   const out = await runShader(device, code, [{ binding: 0, data: new Float32Array(4) }], 1, 0);
   return [out[0], out[1]];
@@ -46,11 +60,26 @@ Deno.test("lavapipe hides a race on workgroup memory that the reversed, halved a
     assert.deepEqual(await race(device, renumber(RACE, "swap").code), [7, 7]);
     // Spread: threads 0, 1 and 63 in batches 7, 6 and 0, so both readers run before the writer.
     assert.deepEqual(await race(device, renumber(RACE, "spread").code), [0, 0]);
+    // Spread up: the writer first; it cannot show this race.
+    assert.deepEqual(await race(device, renumber(RACE, "spread_up").code), [7, 7]);
   });
 });
 
-Deno.test("an unknown GPU_LID is refused by name", () => {
+Deno.test("lavapipe hides a reader running before its neighbour's write, which spread_up alone shows", async () => {
+  await withDevice(async (device) => {
+    const read = async (code: string) =>
+      (await runShader(device, code, [{ binding: 0, data: new Float32Array(4) }], 1, 0))[0];
+    assert.equal(await read(TREE_RACE), 2);
+    for (const mode of ["spread", "reverse", "swap", "halves"]) {
+      assert.equal(await read(renumber(TREE_RACE, mode).code), 2, mode);
+    }
+    assert.equal(await read(renumber(TREE_RACE, "spread_up").code), 0);
+  });
+});
+
+Deno.test("an unknown GPU_LID is refused by name, before any source is touched", () => {
   assert.throws(() => renumber(RACE, "random"), /GPU_LID must be one of .*got "random"/);
+  assert.throws(() => installGpuLid("random"), /GPU_LID must be one of .*got "random"/);
 });
 
 Deno.test("every pass of the WebGPU backend has its entry point renumbered and compiles under each permutation", async () => {
