@@ -9,7 +9,7 @@
  * rounding of sums taken in another order. No one order shows every race: a writer below its
  * reader (a small group's members publishing a unit that all threads read) needs the writer's
  * batch to run late, a reduction tree's reader (index i reading i + s) needs its own batch to run
- * early, which lavapipe's order already gives. So CI runs two (tests/gpu_lid_range_test.ts,
+ * early, which lavapipe's order already gives for s >= 8. So CI runs two (tests/gpu_lid_range_test.ts,
  * tests/gpu_lid_up_range_test.ts):
  *
  * - `spread`: lane j of batch b (index 8 b + j) becomes j W / 8 + (W / 8 - 1 - b): the lowest
@@ -19,7 +19,9 @@
  * - `swap`: i ^ 1 (neighbours trade places inside a batch);
  * - `halves`: i ^ W / 2 (the two halves of a workgroup trade places).
  *
- * Where W < 8 (one batch) `spread` is `reverse` and `spread_up` the identity.
+ * Where W < 8 (one batch) `spread` is `reverse` and `spread_up` the identity; at W = 8 both are
+ * the identity, and `swap` is where W = 1 (one batch either way: no order to change). The
+ * workgroup size W is the first of `@workgroup_size`'s values (the passes are one-dimensional).
  *
  * @module
  */
@@ -28,10 +30,10 @@ import { rewriteBackendSources } from "./_wgsl_parse.ts";
 /** The permutations, as WGSL of the raw index `lid_in` and the workgroup size `W` (a u32). */
 export const PERMUTATIONS: Record<string, string> = {
   spread:
-    "select(W - 1u - lid_in, (lid_in % 8u) * (W / 8u) + (W / 8u - 1u - lid_in / 8u), W >= 8u)",
+    "select(W - 1u - lid_in, (lid_in % 8u) * (W / 8u) + (max(W / 8u, 1u) - 1u - lid_in / 8u), W >= 8u)",
   spread_up: "select(lid_in, (lid_in % 8u) * (W / 8u) + lid_in / 8u, W >= 8u)",
   reverse: "W - 1u - lid_in",
-  swap: "lid_in ^ 1u",
+  swap: "select(lid_in, lid_in ^ 1u, W >= 2u)",
   halves: "lid_in ^ (W / 2u)",
 };
 

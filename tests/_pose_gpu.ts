@@ -4,7 +4,9 @@
  * 64 threads in the group passes (8 on a fallback adapter), 16 elements per thread in the
  * statistics pass (256) and no loop limit in its plans (`loopLimit`), as on NVIDIA.
  * `backends/_webgpu_device.ts` reads `adapter.info.isFallbackAdapter` (and the older
- * `adapter.isFallbackAdapter`); this wraps both getters of GPUAdapter.prototype.
+ * `adapter.isFallbackAdapter`); this wraps both getters of GPUAdapter.prototype. The automatic
+ * backend choice (`backends/select.ts`) reads the same flag, so under the pose it takes WebGPU on
+ * lavapipe too; `device.adapterInfo` is not wrapped.
  *
  * With tests/_gpu_lid.ts (tests/_gpu_lid_orders.ts) it runs every workgroup's invocations in another order at a GPU's
  * thread counts: `GPU_LID=reverse deno test -A --preload tests/_pose_gpu.ts --preload

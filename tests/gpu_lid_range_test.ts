@@ -23,5 +23,11 @@ import { installGpuLid } from "./_gpu_lid_orders.ts";
 import "./webgpu_agreement_test.ts";
 import "./zero_member_unit_test.ts";
 
-// Before any test compiles a pipeline (the imports above only register tests).
-await installGpuLid("spread");
+// Before any test compiles a pipeline (the imports above only register tests). Every pass must
+// have been renumbered, or these tests would only repeat their files' own runs.
+const renumbered = Object.values(await installGpuLid("spread")).filter((r) => r.entries === 1);
+if (renumbered.length < 28) {
+  throw new Error(
+    `spread: ${renumbered.length} passes renumbered, expected every pass (28 or more)`,
+  );
+}

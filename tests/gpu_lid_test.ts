@@ -113,7 +113,7 @@ Deno.test("a posed adapter gives the WebGPU backend a GPU's thread counts", asyn
   };
   const posed = await run([new URL("./_pose_gpu.ts", import.meta.url).pathname]);
   assert.deepEqual(posed, [false, 64, 16]);
+  // Plainly a fallback adapter (lavapipe, CI's) takes 8 and 256; a GPU (a device run) 64 and 16.
   const plain = await run([]);
-  assert.equal(plain[0], true, "lavapipe is a fallback adapter");
-  assert.deepEqual(plain.slice(1), [8, 256]);
+  assert.deepEqual(plain.slice(1), plain[0] ? [8, 256] : [64, 16]);
 });

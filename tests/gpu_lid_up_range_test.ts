@@ -21,5 +21,11 @@ import { installGpuLid } from "./_gpu_lid_orders.ts";
 import "./webgpu_agreement_test.ts";
 import "./zero_member_unit_test.ts";
 
-// Before any test compiles a pipeline (the imports above only register tests).
-await installGpuLid("spread_up");
+// Before any test compiles a pipeline (the imports above only register tests). Every pass must
+// have been renumbered, or these tests would only repeat their files' own runs.
+const renumbered = Object.values(await installGpuLid("spread_up")).filter((r) => r.entries === 1);
+if (renumbered.length < 28) {
+  throw new Error(
+    `spread_up: ${renumbered.length} passes renumbered, expected every pass (28 or more)`,
+  );
+}

@@ -15,7 +15,7 @@ import { Y } from "./_tolerances.ts";
 import type { NormProblem } from "../backends/_backend.ts";
 
 webgpuTest(
-  "a forward with every dispatch in a pass of its own agrees with the reference, wide rows included",
+  "a WebGPU forward with every dispatch in a pass of its own agrees with the reference, wide rows included",
   async () => {
     await using backend = await loadWebGpuBackend();
     const reference = new ReferenceBackend();

@@ -40,7 +40,10 @@ fuzz() { # fuzz CHOICE: the seeds' FAIL count under GPU_OPAQUE=CHOICE ("none": n
   echo $verdict
 }
 none=$(fuzz none | tail -1)
-fuzz split > /dev/null
+split=$(fuzz split | tail -1)
+if [ "$none" != X ] && [ "$split" != X ] && [ "$split" -lt "$none" ]; then
+  el "split removes failures: the ordering between dispatches of one compute pass" | tee -a $OUT/bisect.log
+fi
 all=$(fuzz all | tail -1)
 if [ "$none" = X ] || [ "$all" = X ]; then
   el "none/all inconclusive (see above and $OUT/bisect-*.log): no bisection" | tee -a $OUT/bisect.log
